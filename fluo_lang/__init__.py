@@ -1,0 +1,1 @@
+"""The FLUO rule language: parser, typed AST, typechecker, IR, compiler and evaluator."""

@@ -1,0 +1,166 @@
+"""The typed syntax tree: frozen nodes, each carrying the source range it came from.
+
+Nothing here knows about lark; `parser.py` builds these nodes and every later
+stage reads only them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal as L
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A source range. Offsets and line/column numbers are 0-based; `end` is exclusive."""
+
+    start: int
+    end: int
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def cover(self, other: Span) -> Span:
+        """The smallest range holding both."""
+        a = self if self.start <= other.start else other
+        b = self if self.end >= other.end else other
+        return Span(a.start, b.end, a.line, a.col, b.end_line, b.end_col)
+
+    def contains(self, offset: int) -> bool:
+        return self.start <= offset <= self.end
+
+
+NO_SPAN = Span(0, 0, 0, 0, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Expr:
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Literal(Expr):
+    """A constant. Durations are integer nanoseconds."""
+
+    value: object
+    kind: L["int", "float", "string", "bool", "duration"]
+
+
+@dataclass(frozen=True, slots=True)
+class ListLit(Expr):
+    items: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Name(Expr):
+    """A bare identifier: a root (`trace`, `window`, `it`), an intrinsic, or an attribute."""
+
+    ident: str
+
+
+@dataclass(frozen=True, slots=True)
+class Field(Expr):
+    """`target.name`, not called."""
+
+    target: Expr
+    name: str
+    name_span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Expr):
+    """`target.method(args)`."""
+
+    target: Expr
+    method: str
+    method_span: Span
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Index(Expr):
+    """`target[key]`, e.g. `attributes["odd key"]`."""
+
+    target: Expr
+    key: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Unary(Expr):
+    op: L["not", "-"]
+    operand: Expr
+
+
+BinaryOp = L[
+    "and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "matches",
+    "+", "-", "*", "/",
+]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Binary(Expr):
+    op: BinaryOp
+    left: Expr
+    right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Missing(Expr):
+    """Where the parser recovered from a syntax error; already reported, checks stay quiet."""
+
+
+MetaValue = str | int | float | bool | list["MetaItem"]
+
+
+@dataclass(frozen=True, slots=True)
+class MetaItem:
+    """One metadata value; `kind` tells a quoted string from a bare word."""
+
+    span: Span
+    value: MetaValue
+    kind: L["string", "ident", "int", "float", "duration", "bool", "list"]
+
+
+@dataclass(frozen=True, slots=True)
+class Meta:
+    span: Span
+    key: str
+    key_span: Span
+    value: MetaItem
+
+
+ClauseKind = L["expect", "detect", "when", "always", "never"]
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    span: Span
+    kind: ClauseKind
+    expr: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class WindowClause:
+    span: Span
+    length_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A rule as written. `bare` marks a file holding one bare expression."""
+
+    span: Span
+    id: str
+    id_span: Span
+    meta: tuple[Meta, ...]
+    clauses: tuple[Clause, ...]
+    windows: tuple[WindowClause, ...] = ()
+    bare: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFile:
+    path: str
+    text: str
+    rules: tuple[Rule, ...] = field(default=())

@@ -1,0 +1,425 @@
+"""The one registry of roots, fields, methods and operators.
+
+Each entry has its name, signature, documentation and implementation. The
+typechecker, the compiler, the evaluator, hover, completion and the generated
+language reference (`docs/language.md`) all read this table; adding a method
+is one entry here and its tests.
+
+Implementations work on the trace model's values: spans are lists of `Span`,
+missing values are `None`. Field implementations take the receiver (never
+`None`); method implementations take the evaluation context (the trace or
+window being checked), the receiver and their arguments, where a predicate or
+per-span argument arrives as a function `(ctx, span) -> value`.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import types as t
+from .trace import Span, Trace, Window
+
+ParamKind = Literal["pred", "per_span", "value"]
+Impl = Callable[..., Any]
+ResultFn = Callable[[Sequence[t.Type]], t.Type]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    kind: ParamKind
+    types: tuple[t.Type, ...] = ()  # accepted types for "value"/"per_span"; empty means any
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A field (`span.name`) or method (`spans.where(P)`) of a receiver type."""
+
+    receiver: t.Type
+    name: str
+    kind: Literal["field", "method"]
+    result: t.Type | ResultFn
+    doc: str
+    impl: Impl
+    params: tuple[Param, ...] = ()
+    example: str = ""
+
+    def result_type(self, arg_types: Sequence[t.Type]) -> t.Type:
+        return self.result(arg_types) if callable(self.result) else self.result
+
+    @property
+    def signature(self) -> str:
+        if self.kind == "field":
+            res = self.result if isinstance(self.result, t.Type) else "T"
+            return f"{self.receiver}.{self.name}: {res}"
+        params = ", ".join(_param_text(p) for p in self.params)
+        res = self.result if isinstance(self.result, t.Type) else _RESULT_TEXT.get(self.name, "T")
+        return f"{self.receiver}.{self.name}({params}) -> {res}"
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    name: str
+    type: t.Type
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class Operator:
+    symbol: str
+    doc: str
+    impl: Impl | None = None
+
+
+def _param_text(p: Param) -> str:
+    kind = {"pred": "P", "per_span": "E", "value": "x"}[p.kind]
+    text = f"{p.name}: {kind}"
+    return f"[{text}]" if p.optional else text
+
+
+_RESULT_TEXT = {
+    "sum": "type of E",
+    "min": "type of E",
+    "max": "type of E",
+    "avg": "float | duration",
+}
+
+# ---------------------------------------------------------------------------
+# Implementations
+
+
+def _where(ctx: Any, spans: list[Span], pred: Impl) -> list[Span]:
+    return [s for s in spans if pred(ctx, s) is True]
+
+
+def _count(ctx: Any, spans: Sequence[Any], pred: Impl | None = None) -> int:
+    if pred is None:
+        return len(spans)
+    return sum(1 for s in spans if pred(ctx, s) is True)
+
+
+def _exists(ctx: Any, spans: list[Span], pred: Impl | None = None) -> bool:
+    if pred is None:
+        return bool(spans)
+    return any(pred(ctx, s) is True for s in spans)
+
+
+def _all(ctx: Any, spans: list[Span], pred: Impl) -> bool:
+    return all(pred(ctx, s) is True for s in spans)
+
+
+def _none(ctx: Any, spans: list[Span], pred: Impl) -> bool:
+    return not any(pred(ctx, s) is True for s in spans)
+
+
+def _numbers(ctx: Any, spans: list[Span], fn: Impl) -> list[int | float]:
+    out: list[int | float] = []
+    for s in spans:
+        v = fn(ctx, s)
+        if v is not None and not isinstance(v, bool) and isinstance(v, int | float):
+            out.append(v)
+    return out
+
+
+def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float:
+    return sum(_numbers(ctx, spans, fn))
+
+
+def _avg(ctx: Any, spans: list[Span], fn: Impl) -> float | None:
+    values = _numbers(ctx, spans, fn)
+    return sum(values) / len(values) if values else None
+
+
+def _min(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
+    values = _numbers(ctx, spans, fn)
+    return min(values) if values else None
+
+
+def _max(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
+    values = _numbers(ctx, spans, fn)
+    return max(values) if values else None
+
+
+def _before(ctx: Any, a: list[Span], b: list[Span]) -> bool:
+    """Some span of `a` ends no later than some span of `b` starts."""
+    if not a or not b:
+        return False
+    return min(s.end for s in a) <= max(s.start for s in b)
+
+
+def _after(ctx: Any, a: list[Span], b: list[Span]) -> bool:
+    """Some span of `a` starts no earlier than some span of `b` ends."""
+    if not a or not b:
+        return False
+    return max(s.start for s in a) >= min(s.end for s in b)
+
+
+def _has(ctx: Any, root: Trace | Window, pred: Impl) -> list[Span]:
+    return [s for s in root.spans if pred(ctx, s) is True]
+
+
+def _root_count(ctx: Any, root: Trace | Window, pred: Impl) -> int:
+    return sum(1 for s in root.spans if pred(ctx, s) is True)
+
+
+def _parent(span: Span) -> Span | None:
+    return span.trace.parent_of(span) if span.trace is not None else None
+
+
+def _children(span: Span) -> list[Span]:
+    return span.trace.children_of(span) if span.trace is not None else []
+
+
+def _descendants(span: Span) -> list[Span]:
+    return span.trace.descendants_of(span) if span.trace is not None else []
+
+
+def _ancestors(span: Span) -> list[Span]:
+    return span.trace.ancestors_of(span) if span.trace is not None else []
+
+
+def _str_method(fn: Callable[..., Any]) -> Impl:
+    def impl(ctx: Any, recv: Any, *args: Any) -> Any:
+        if not isinstance(recv, str) or any(not isinstance(a, str) for a in args):
+            return None
+        return fn(recv, *args)
+
+    return impl
+
+
+def _sum_type(args: Sequence[t.Type]) -> t.Type:
+    return args[0] if args and args[0] in (t.INT, t.FLOAT, t.DURATION) else t.ANY
+
+
+def _avg_type(args: Sequence[t.Type]) -> t.Type:
+    if args and args[0] == t.DURATION:
+        return t.DURATION
+    return t.FLOAT if args and t.is_numeric(args[0]) else t.ANY
+
+
+_NUM = (t.INT, t.FLOAT, t.DURATION, t.ANY)
+PRED = Param("predicate", "pred")
+OPT_PRED = Param("predicate", "pred", optional=True)
+PER_SPAN = Param("value", "per_span", _NUM)
+
+# ---------------------------------------------------------------------------
+# The table
+
+ROOTS: dict[str, Root] = {
+    r.name: r
+    for r in (
+        Root("trace", t.TRACE, "The trace being checked: every span that shares one trace id."),
+        Root(
+            "window",
+            t.WINDOW,
+            "In a rule with `window D`: the spans of every trace completed in one tumbling window.",
+        ),
+        Root("it", t.SPAN, "Inside a predicate: the span being tested (bare names are its fields)."),
+    )
+}
+
+
+def _field(recv: t.Type, name: str, result: t.Type, doc: str, impl: Impl, example: str = "") -> Member:
+    return Member(recv, name, "field", result, doc, impl, example=example)
+
+
+def _method(
+    recv: t.Type,
+    name: str,
+    params: tuple[Param, ...],
+    result: t.Type | ResultFn,
+    doc: str,
+    impl: Impl,
+    example: str = "",
+) -> Member:
+    return Member(recv, name, "method", result, doc, impl, params, example)
+
+
+_g = operator.attrgetter
+
+SPAN_FIELDS = (
+    _field(
+        t.SPAN,
+        "name",
+        t.STRING,
+        "The span's operation name.",
+        _g("name"),
+        'name == "payment.charge_card"',
+    ),
+    _field(
+        t.SPAN,
+        "service",
+        t.STRING,
+        "The resource attribute `service.name`.",
+        _g("service"),
+        "service == 'auth'",
+    ),
+    _field(
+        t.SPAN,
+        "duration",
+        t.DURATION,
+        "End time minus start time.",
+        _g("duration"),
+        "duration > 250ms",
+    ),
+    _field(
+        t.SPAN,
+        "status",
+        t.STATUS,
+        "Status code: `ok`, `error` or `unset`.",
+        _g("status"),
+        "status == error",
+    ),
+    _field(t.SPAN, "status_message", t.STRING, "The status description.", _g("status_message")),
+    _field(
+        t.SPAN,
+        "kind",
+        t.KIND,
+        "Span kind: `server`, `client`, `producer`, `consumer`, `internal` (or `unspecified`).",
+        _g("kind"),
+        "kind == server",
+    ),
+    _field(t.SPAN, "start", t.TIMESTAMP, "Start time.", _g("start")),
+    _field(t.SPAN, "end", t.TIMESTAMP, "End time.", _g("end")),
+    _field(t.SPAN, "trace_id", t.STRING, "The trace id, 32 lowercase hex digits.", _g("trace_id_hex")),
+    _field(t.SPAN, "span_id", t.STRING, "The span id, 16 lowercase hex digits.", _g("span_id_hex")),
+    _field(t.SPAN, "parent_id", t.STRING, "The parent span id (empty for a root).", _g("parent_id_hex")),
+    _field(
+        t.SPAN,
+        "parent",
+        t.SPAN,
+        "The parent span; missing for a root or when it never arrived.",
+        _parent,
+    ),
+    _field(t.SPAN, "children", t.SPANS, "The spans whose parent is this span.", _children),
+    _field(t.SPAN, "descendants", t.SPANS, "Every span below this one.", _descendants),
+    _field(
+        t.SPAN,
+        "ancestors",
+        t.SPANS,
+        "The parent, its parent, and so on up to the root.",
+        _ancestors,
+    ),
+    _field(
+        t.SPAN,
+        "attributes",
+        t.MAP,
+        'Span attributes by key: `attributes["odd key"]`.',
+        _g("attributes"),
+    ),
+    _field(t.SPAN, "resource", t.MAP, "Resource attributes: `resource.host.name`.", _g("resource")),
+)
+
+SPANS_METHODS = (
+    _method(t.SPANS, "where", (PRED,), t.SPANS, "The spans for which the predicate holds.", _where,
+            "trace.spans.where(service == 'auth')"),
+    _method(t.SPANS, "count", (OPT_PRED,), t.INT, "How many spans (that match the predicate). 0 over none.",
+            _count, "trace.spans.count() < 500"),
+    _method(t.SPANS, "exists", (OPT_PRED,), t.BOOL, "Whether there is any span (matching the predicate).",
+            _exists),
+    _method(t.SPANS, "any", (PRED,), t.BOOL, "Whether some span matches the predicate.", _exists),
+    _method(t.SPANS, "all", (PRED,), t.BOOL, "Whether every span matches the predicate; true over none.",
+            _all, "trace.spans.where(kind == server).all(duration < 2s)"),
+    _method(t.SPANS, "none", (PRED,), t.BOOL, "Whether no span matches the predicate.", _none),
+    _method(t.SPANS, "sum", (PER_SPAN,), _sum_type, "Sum of a numeric or duration value per span; 0 over none.",
+            _sum, "trace.spans.where(name == 'db.query').sum(duration) < 1s"),
+    _method(t.SPANS, "avg", (PER_SPAN,), _avg_type, "Mean of a value per span; missing over none.", _avg),
+    _method(t.SPANS, "min", (PER_SPAN,), _sum_type, "Smallest value per span; missing over none.", _min),
+    _method(t.SPANS, "max", (PER_SPAN,), _sum_type, "Largest value per span; missing over none.", _max,
+            "trace.spans.max(duration) < 5s"),
+    _method(t.SPANS, "before", (Param("other", "value", (t.SPANS,)),), t.BOOL,
+            "Whether some span of these ends before (or as) some span of `other` starts.", _before,
+            'trace.has(name == "fraud_check").before(trace.has(name == "charge"))'),
+    _method(t.SPANS, "after", (Param("other", "value", (t.SPANS,)),), t.BOOL,
+            "Whether some span of these starts after (or as) some span of `other` ends.", _after),
+)  # fmt: skip
+
+_ROOT_COMMON = (
+    ("spans", t.SPANS, "Every span.", _g("spans")),
+    ("duration", t.DURATION, "From the earliest start to the latest end.", _g("duration")),
+    ("start", t.TIMESTAMP, "The earliest span start.", _g("start")),
+    ("end", t.TIMESTAMP, "The latest span end.", _g("end")),
+)
+
+TRACE_MEMBERS = (
+    *(_field(t.TRACE, n, ty, doc, impl) for n, ty, doc, impl in _ROOT_COMMON),
+    _field(t.TRACE, "root", t.SPAN, "The span with no parent id (the earliest if several); missing if none.",
+           _g("root")),
+    _field(t.TRACE, "id", t.STRING, "The trace id, 32 lowercase hex digits.", _g("id_hex")),
+    _field(t.TRACE, "services", t.list_of(t.STRING), "Service names, in order of first appearance.",
+           _g("services")),
+    _method(t.TRACE, "has", (PRED,), t.SPANS,
+            "The spans matching the predicate (`trace.spans.where(P)`); in boolean position, whether any does.",
+            _has, 'trace.has(name == "payment.fraud_check")'),
+    _method(t.TRACE, "count", (PRED,), t.INT, "How many spans match: `trace.spans.where(P).count()`.",
+            _root_count, "trace.count(status == error) == 0"),
+)  # fmt: skip
+
+WINDOW_MEMBERS = (
+    *(_field(t.WINDOW, n, ty, doc, impl) for n, ty, doc, impl in _ROOT_COMMON),
+    _field(t.WINDOW, "traces", t.TRACES, "The traces completed in the window.", _g("traces")),
+    _method(t.WINDOW, "has", (PRED,), t.SPANS, "The window's spans matching the predicate.", _has),
+    _method(t.WINDOW, "count", (PRED,), t.INT, "How many of the window's spans match.", _root_count),
+)  # fmt: skip
+
+OTHER_MEMBERS = (
+    _method(t.TRACES, "count", (), t.INT, "How many traces.", _count, "window.traces.count() > 0"),
+    _method(t.list_of(t.ANY), "count", (), t.INT, "How many items.", _count, "trace.services.count() <= 8"),
+    _method(t.STRING, "starts_with", (Param("prefix", "value", (t.STRING, t.ANY)),), t.BOOL,
+            "Whether the string starts with `prefix`.", _str_method(str.startswith)),
+    _method(t.STRING, "ends_with", (Param("suffix", "value", (t.STRING, t.ANY)),), t.BOOL,
+            "Whether the string ends with `suffix`.", _str_method(str.endswith)),
+    _method(t.STRING, "lower", (), t.STRING, "The string in lower case.", _str_method(str.lower)),
+    _method(t.STRING, "upper", (), t.STRING, "The string in upper case.", _str_method(str.upper)),
+    _method(t.STRING, "length", (), t.INT, "Number of characters.", _str_method(len)),
+)  # fmt: skip
+
+MEMBERS: tuple[Member, ...] = (
+    *SPAN_FIELDS,
+    *SPANS_METHODS,
+    *TRACE_MEMBERS,
+    *WINDOW_MEMBERS,
+    *OTHER_MEMBERS,
+)
+
+_BY_RECEIVER: dict[str, dict[str, Member]] = {}
+for _m in MEMBERS:
+    _BY_RECEIVER.setdefault(_m.receiver.name, {})[_m.name] = _m
+
+
+def members_of(receiver: t.Type) -> dict[str, Member]:
+    """Fields and methods of a type. `any` values offer the string methods."""
+    name = "string" if receiver == t.ANY else receiver.name
+    return _BY_RECEIVER.get(name, {})
+
+
+def lookup(receiver: t.Type, name: str) -> Member | None:
+    return members_of(receiver).get(name)
+
+
+SPAN_FIELD_NAMES = tuple(m.name for m in SPAN_FIELDS)
+
+OPERATORS: tuple[Operator, ...] = (
+    Operator("==", "Equal. A comparison with a missing value is false.", operator.eq),
+    Operator("!=", "Not equal. A comparison with a missing value is false.", operator.ne),
+    Operator("<", "Less than (numbers, durations, timestamps, strings).", operator.lt),
+    Operator("<=", "Less than or equal.", operator.le),
+    Operator(">", "Greater than.", operator.gt),
+    Operator(">=", "Greater than or equal.", operator.ge),
+    Operator("and", "Both hold. Binds tighter than `or`."),
+    Operator("or", "Either holds."),
+    Operator("not", "Negation. Binds tighter than `and`; `not x in L` is `not (x in L)`."),
+    Operator("in", "Membership in a list: `status_code in [500, 503]`."),
+    Operator("not in", "Not a member of a list."),
+    Operator("contains", "Substring of a string, or member of a list: `trace.services contains 'auth'`."),
+    Operator("matches", "Regular expression search (RE2 syntax, linear time): `name matches '^GET /'`."),
+    Operator("+", "Add numbers or durations; join strings; timestamp + duration.", operator.add),
+    Operator("-", "Subtract numbers or durations; timestamp - timestamp is a duration.", operator.sub),
+    Operator("*", "Multiply numbers; duration * number.", operator.mul),
+    Operator("/", "Divide; int / int is a float; division by zero is missing.", operator.truediv),
+)
+OPERATOR_BY_SYMBOL = {o.symbol: o for o in OPERATORS}

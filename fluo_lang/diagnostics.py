@@ -1,0 +1,163 @@
+"""Diagnostics are data: a stable code, a severity, a message and a source range.
+
+Codes are never renamed or reused. `CODES` is the registry of every code with
+its meaning; `docs/diagnostics.md` is generated from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .ast import Span
+
+
+class Severity(StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+CODES: dict[str, str] = {
+    # 1xx: syntax
+    "FLUO100": "Unexpected token: the parser expected something else here.",
+    "FLUO101": "Unexpected character that starts no token.",
+    "FLUO102": "Unterminated or invalid string literal.",
+    "FLUO103": "Unknown duration unit (use ns, us, µs, ms, s, m, h, d).",
+    "FLUO104": "Unexpected end of file.",
+    "FLUO105": "A file holding a bare expression may hold nothing else.",
+    # 2xx: names and rule structure
+    "FLUO200": "Unknown name.",
+    "FLUO201": "Unknown method for the receiver's type.",
+    "FLUO202": "Unknown field for the receiver's type.",
+    "FLUO203": "Wrong number of arguments.",
+    "FLUO204": "A span field used outside a predicate.",
+    "FLUO205": "A name one typo from an intrinsic reads as an attribute.",
+    "FLUO206": "Not callable / not indexable.",
+    "FLUO210": "Unknown metadata key.",
+    "FLUO211": "Duplicate metadata key.",
+    "FLUO212": "Metadata value of the wrong type or out of range.",
+    "FLUO213": "Duplicate rule id.",
+    "FLUO214": "A rule needs exactly one of `expect`, `detect` or `when`.",
+    "FLUO215": "`when` needs `always` or `never`; `always`/`never` need `when`.",
+    "FLUO216": "A clause appears twice.",
+    "FLUO217": "Invalid window length.",
+    "FLUO220": "`trace` used in a windowed rule.",
+    "FLUO221": "`window` used in a rule without a `window` clause.",
+    # 3xx: types
+    "FLUO300": "Incompatible types in a comparison.",
+    "FLUO301": "Expected a boolean.",
+    "FLUO302": "Invalid operand types for an arithmetic operator.",
+    "FLUO303": "Invalid regular expression.",
+    "FLUO304": "Unknown enum value for `status` or `kind`.",
+    "FLUO305": "Argument of the wrong type.",
+    "FLUO306": "The pattern of `matches` must be a string literal.",
+    "FLUO307": "Comparison with a value that is always missing or constant.",
+    # 4xx: limits
+    "FLUO400": "Expression nested too deeply.",
+    "FLUO401": "Rule too large.",
+    "FLUO402": "File too large.",
+    "FLUO403": "Too many errors; the rest are not reported.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Related:
+    """A secondary location that explains a diagnostic (e.g. the first definition)."""
+
+    message: str
+    span: Span
+    path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    code: str
+    severity: Severity
+    message: str
+    span: Span
+    path: str | None = None
+    related: tuple[Related, ...] = field(default=())
+    suggestion: str | None = None  # replacement text for `span`, for a quick fix
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def human_position(self) -> tuple[int, int]:
+        """The 1-based (line, column) a person reads; the one place that converts."""
+        return self.span.line + 1, self.span.col + 1
+
+    def format(self) -> str:
+        """`file:line:col: error[CODE] message`, as `fluo check` prints it."""
+        line, col = self.human_position()
+        where = f"{self.path or '<input>'}:{line}:{col}"
+        return f"{where}: {self.severity.value}[{self.code}] {self.message}"
+
+    def to_json(self) -> dict[str, object]:
+        line, col = self.human_position()
+        out: dict[str, object] = {
+            "path": self.path,
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+            "line": line,
+            "column": col,
+            "end_line": self.span.end_line + 1,
+            "end_column": self.span.end_col + 1,
+        }
+        if self.suggestion is not None:
+            out["suggestion"] = self.suggestion
+        if self.related:
+            out["related"] = [
+                {
+                    "message": r.message,
+                    "path": r.path or self.path,
+                    "line": r.span.line + 1,
+                    "column": r.span.col + 1,
+                }
+                for r in self.related
+            ]
+        return out
+
+
+def error(code: str, message: str, span: Span, **kw: object) -> Diagnostic:
+    return Diagnostic(code, Severity.ERROR, message, span, **kw)  # type: ignore[arg-type]
+
+
+def warning(code: str, message: str, span: Span, **kw: object) -> Diagnostic:
+    return Diagnostic(code, Severity.WARNING, message, span, **kw)  # type: ignore[arg-type]
+
+
+def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
+    return (d.path or "", d.span.start, d.span.end, d.code)
+
+
+def nearest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:
+    """The candidate closest to `word` by edit distance, if it is close enough to be a typo."""
+    best: tuple[int, str] | None = None
+    limit = 1 if len(word) <= 4 else 2
+    for c in sorted(candidates):
+        d = edit_distance(word, c, limit)
+        if d <= limit and (best is None or d < best[0]):
+            best = (d, c)
+    return best[1] if best else None
+
+
+def edit_distance(a: str, b: str, limit: int = 1 << 30) -> int:
+    """Damerau-Levenshtein (optimal string alignment) distance, stopping early past `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[-1]

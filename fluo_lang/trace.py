@@ -1,0 +1,273 @@
+"""The trace model: spans and assembled traces, as the language sees them.
+
+A `Span` holds the intrinsics the language names (`name`, `service`,
+`duration`, `status`, `kind`, `start`, `end`, ids) as plain Python values:
+times are integer nanoseconds since the Unix epoch, durations integer
+nanoseconds, ids raw bytes (hex on demand). Attributes are a dict built lazily
+from whatever the loader handed over, so rules that never read attributes never
+pay for converting them.
+
+A `Trace` is every span that shares a trace id. Structure (parent, children,
+root) and per-field indexes are computed on first use and cached, so a hundred
+rules that all filter on `service == ...` share one pass over the spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+STATUS_VALUES = ("unset", "ok", "error")
+KIND_VALUES = ("unspecified", "internal", "server", "client", "producer", "consumer")
+
+AttrSource = Callable[[], dict[str, Any]]
+
+
+class Span:
+    """One span, with the intrinsics of LANGUAGE.md §3 and lazily built attributes."""
+
+    __slots__ = (
+        "_attrs",
+        "_attrs_source",
+        "end",
+        "kind",
+        "name",
+        "parent_id",
+        "resource",
+        "service",
+        "span_id",
+        "start",
+        "status",
+        "status_message",
+        "trace",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        trace_id: bytes,
+        span_id: bytes,
+        parent_id: bytes = b"",
+        name: str = "",
+        service: str = "",
+        start: int = 0,
+        end: int = 0,
+        status: str = "unset",
+        status_message: str = "",
+        kind: str = "unspecified",
+        attributes: Mapping[str, Any] | None = None,
+        attributes_source: AttrSource | None = None,
+        resource: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        self.name = name
+        self.service = service
+        self.start = start
+        self.end = end
+        self.status = status
+        self.status_message = status_message
+        self.kind = kind
+        self._attrs: dict[str, Any] | None = dict(attributes) if attributes is not None else None
+        self._attrs_source = attributes_source
+        self.resource: Mapping[str, Any] = resource if resource is not None else {}
+        self.trace: Trace | None = None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        attrs = self._attrs
+        if attrs is None:
+            source = self._attrs_source
+            attrs = source() if source is not None else {}
+            self._attrs = attrs
+            self._attrs_source = None
+        return attrs
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+    @property
+    def span_id_hex(self) -> str:
+        return self.span_id.hex()
+
+    @property
+    def trace_id_hex(self) -> str:
+        return self.trace_id.hex()
+
+    @property
+    def parent_id_hex(self) -> str:
+        return self.parent_id.hex()
+
+    def __repr__(self) -> str:
+        return f"Span({self.name!r}, service={self.service!r}, id={self.span_id.hex()})"
+
+
+class Trace:
+    """All spans sharing one trace id, with structure and indexes computed on demand."""
+
+    __slots__ = ("_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
+
+    def __init__(self, trace_id: bytes, spans: Iterable[Span]) -> None:
+        self.trace_id = trace_id
+        self.spans: list[Span] = list(spans)
+        for span in self.spans:
+            span.trace = self
+        self._by_id: dict[bytes, Span] | None = None
+        self._children: dict[bytes, list[Span]] | None = None
+        self._index: dict[str, dict[Any, list[Span]]] = {}
+        self._root: Span | None = None
+        self._root_done = False
+
+    @property
+    def id_hex(self) -> str:
+        return self.trace_id.hex()
+
+    @property
+    def by_id(self) -> dict[bytes, Span]:
+        by_id = self._by_id
+        if by_id is None:
+            by_id = {s.span_id: s for s in self.spans}
+            self._by_id = by_id
+        return by_id
+
+    @property
+    def root(self) -> Span | None:
+        """The span with no parent id, the earliest if several; None if there is none.
+
+        A span whose parent id names a span that never arrived is the root of its
+        own fragment, not of the trace.
+        """
+        if not self._root_done:
+            roots = [s for s in self.spans if not s.parent_id]
+            self._root = min(roots, key=lambda s: (s.start, s.span_id)) if roots else None
+            self._root_done = True
+        return self._root
+
+    @property
+    def start(self) -> int:
+        return min((s.start for s in self.spans), default=0)
+
+    @property
+    def end(self) -> int:
+        return max((s.end for s in self.spans), default=0)
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start if self.spans else 0
+
+    @property
+    def services(self) -> list[str]:
+        """Service names in order of first appearance by start time."""
+        seen: dict[str, None] = {}
+        for s in sorted(self.spans, key=lambda s: s.start):
+            seen.setdefault(s.service, None)
+        return list(seen)
+
+    def parent_of(self, span: Span) -> Span | None:
+        if not span.parent_id:
+            return None
+        return self.by_id.get(span.parent_id)
+
+    def children_of(self, span: Span) -> list[Span]:
+        children = self._children
+        if children is None:
+            children = {}
+            for s in self.spans:
+                if s.parent_id:
+                    children.setdefault(s.parent_id, []).append(s)
+            self._children = children
+        return children.get(span.span_id, [])
+
+    def descendants_of(self, span: Span) -> list[Span]:
+        out: list[Span] = []
+        stack = list(reversed(self.children_of(span)))
+        seen = {span.span_id}
+        while stack:
+            s = stack.pop()
+            if s.span_id in seen:  # a cycle of parent ids in bad input
+                continue
+            seen.add(s.span_id)
+            out.append(s)
+            stack.extend(reversed(self.children_of(s)))
+        return out
+
+    def ancestors_of(self, span: Span) -> list[Span]:
+        out: list[Span] = []
+        seen = {span.span_id}
+        cur = self.parent_of(span)
+        while cur is not None and cur.span_id not in seen:
+            seen.add(cur.span_id)
+            out.append(cur)
+            cur = self.parent_of(cur)
+        return out
+
+    def index(self, field: str) -> dict[Any, list[Span]]:
+        """Spans grouped by an intrinsic field, built once per trace and field."""
+        idx = self._index.get(field)
+        if idx is None:
+            idx = _group(self.spans, field)
+            self._index[field] = idx
+        return idx
+
+    def __iter__(self) -> Iterator[Span]:
+        return iter(self.spans)
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __repr__(self) -> str:
+        return f"Trace({self.trace_id.hex()}, {len(self.spans)} spans)"
+
+
+def _group(spans: list[Span], field: str) -> dict[Any, list[Span]]:
+    idx: dict[Any, list[Span]] = {}
+    for s in spans:
+        idx.setdefault(getattr(s, field), []).append(s)
+    return idx
+
+
+def assemble(spans: Iterable[Span]) -> list[Trace]:
+    """Group spans by trace id, keeping the order in which trace ids first appear."""
+    groups: dict[bytes, list[Span]] = {}
+    for s in spans:
+        groups.setdefault(s.trace_id, []).append(s)
+    return [Trace(tid, group) for tid, group in groups.items()]
+
+
+class Window:
+    """The spans of every trace completed within one tumbling window [start, end)."""
+
+    __slots__ = ("_index", "end", "spans", "start", "traces")
+
+    def __init__(self, start: int, end: int, traces: list[Trace]) -> None:
+        self.start = start
+        self.end = end
+        self.traces = traces
+        self.spans: list[Span] = [s for t in traces for s in t.spans]
+        self._index: dict[str, dict[Any, list[Span]]] = {}
+
+    def index(self, field: str) -> dict[Any, list[Span]]:
+        """Spans grouped by an intrinsic field, built once per window and field."""
+        idx = self._index.get(field)
+        if idx is None:
+            idx = _group(self.spans, field)
+            self._index[field] = idx
+        return idx
+
+    @property
+    def duration(self) -> int:
+        return self.end - self.start
+
+
+def windows_of(traces: Iterable[Trace], length_ns: int) -> list[Window]:
+    """Tumbling windows of `length_ns`, each trace placed by its completion (latest span end)."""
+    buckets: dict[int, list[Trace]] = {}
+    for t in traces:
+        if not t.spans:
+            continue
+        k = t.end // length_ns
+        buckets.setdefault(k, []).append(t)
+    return [Window(k * length_ns, (k + 1) * length_ns, buckets[k]) for k in sorted(buckets)]

@@ -1,0 +1,659 @@
+"""The typechecker: resolves every name against the builtin registry and infers types.
+
+It never stops at the first problem: each rule is checked to the end, and an
+expression that failed gets the type `<error>`, which quietly matches anything
+so one mistake is reported once. The result records, for every expression node,
+its type (`types`) and what its name resolved to (`refs`); the compiler lowers
+from those tables, and the language server reads them for hover and completion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import ast
+from . import builtins as b
+from . import types as t
+from .diagnostics import Diagnostic, Related, error, nearest, warning
+from .regex import RegexError, compile_regex
+
+SEVERITIES = ("info", "warning", "error", "critical")
+META_KEYS = {
+    "severity": "one of info, warning, error, critical (default warning)",
+    "description": "a string shown in every signal",
+    "name": "a display name (default: the rule id)",
+    "tags": "a list of words, e.g. [auth, reliability]",
+    "owner": "a team or person, as a string",
+    "runbook": "a link, as a string",
+    "enabled": "true or false (default true)",
+}
+
+
+# What a name, field or call resolved to. `base` is the expression that yields the
+# span or map being read; None means the span in scope (`it`).
+@dataclass(frozen=True, slots=True)
+class RootRef:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItRef:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRef:
+    member: b.Member
+    base: ast.Expr | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttrRef:
+    """An attribute read: of a span (`source='span'`) or from a map (`'map'`)."""
+
+    key: str
+    source: str
+    base: ast.Expr | None
+
+
+@dataclass(frozen=True, slots=True)
+class EnumRef:
+    value: str
+
+
+Ref = RootRef | ItRef | MemberRef | AttrRef | EnumRef
+
+
+@dataclass
+class CheckedRule:
+    rule: ast.Rule
+    path: str
+    severity: str = "warning"
+    description: str = ""
+    name: str = ""
+    tags: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+    window_ns: int | None = None
+    types: dict[int, t.Type] = field(default_factory=dict)
+    refs: dict[int, Ref] = field(default_factory=dict)
+    coerced: set[int] = field(default_factory=set)  # spans/span nodes read as booleans
+    ok: bool = True
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+    def clause(self, kind: str) -> ast.Clause | None:
+        return next((c for c in self.rule.clauses if c.kind == kind), None)
+
+    @property
+    def mode(self) -> str:
+        for kind in ("expect", "detect", "when"):
+            if self.clause(kind) is not None:
+                return kind
+        return "expect"
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    in_pred: bool
+    windowed: bool
+
+    def inner(self) -> _Scope:
+        return _Scope(True, self.windowed)
+
+
+_BOOLISH = (t.BOOL, t.ANY, t.ERROR)
+_COMPARE = ("==", "!=", "<", "<=", ">", ">=")
+
+
+class _Checker:
+    def __init__(self, rule: ast.Rule, path: str) -> None:
+        self.out = CheckedRule(rule, path, name=rule.id)
+        self.diags: list[Diagnostic] = []
+        self.path = path
+        self.pending_typos: dict[int, Diagnostic] = {}
+
+    def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
+        self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion))
+
+    def warn(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
+        self.diags.append(warning(code, msg, span, path=self.path, suggestion=suggestion))
+
+    # -- rule structure ------------------------------------------------------
+
+    def rule(self) -> CheckedRule:
+        rule = self.out.rule
+        self.metadata(rule)
+        self.clauses(rule)
+        scope = _Scope(False, bool(rule.windows))
+        for clause in rule.clauses:
+            ty = self.check(clause.expr, scope)
+            self.require_bool(clause.expr, ty, f"the `{clause.kind}` expression")
+        self.diags.extend(self.pending_typos.values())
+        self.out.ok = not any(d.is_error for d in self.diags)
+        return self.out
+
+    def metadata(self, rule: ast.Rule) -> None:
+        seen: dict[str, ast.Meta] = {}
+        for m in rule.meta:
+            if m.key in seen:
+                self.diags.append(
+                    error(
+                        "FLUO211",
+                        f"duplicate metadata key `{m.key}`",
+                        m.key_span,
+                        path=self.path,
+                        related=(Related("first given here", seen[m.key].key_span, self.path),),
+                    )
+                )
+                continue
+            seen[m.key] = m
+            if m.key not in META_KEYS:
+                guess = nearest(m.key, list(META_KEYS))
+                hint = f"; did you mean `{guess}`?" if guess else f" (known: {', '.join(META_KEYS)})"
+                self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, guess)
+                continue
+            self.meta_value(m)
+
+    def meta_value(self, m: ast.Meta) -> None:
+        v = m.value
+        want = META_KEYS[m.key]
+        if m.key == "severity":
+            if v.kind in ("ident", "string") and v.value in SEVERITIES:
+                self.out.severity = str(v.value)
+                return
+            guess = nearest(str(v.value), SEVERITIES) if v.kind in ("ident", "string") else None
+            hint = f"; did you mean `{guess}`?" if guess else ""
+            self.err("FLUO212", f"severity must be {want}, found `{_meta_text(v)}`{hint}", v.span, guess)
+        elif m.key == "tags":
+            items = v.value if v.kind == "list" and isinstance(v.value, list) else None
+            if items is None or any(i.kind not in ("ident", "string") for i in items):
+                self.err("FLUO212", f"tags must be {want}, found `{_meta_text(v)}`", v.span)
+                return
+            self.out.tags = tuple(str(i.value) for i in items)
+        elif m.key == "enabled":
+            if v.kind != "bool":
+                self.err("FLUO212", f"enabled must be true or false, found `{_meta_text(v)}`", v.span)
+                return
+            self.out.enabled = bool(v.value)
+        else:
+            if v.kind != "string":
+                self.err("FLUO212", f"{m.key} must be {want}, found `{_meta_text(v)}`", v.span)
+                return
+            if m.key == "description":
+                self.out.description = str(v.value)
+            elif m.key == "name":
+                self.out.name = str(v.value)
+            else:
+                self.out.extra[m.key] = v.value
+
+    def clauses(self, rule: ast.Rule) -> None:
+        seen: dict[str, ast.Clause] = {}
+        for c in rule.clauses:
+            if c.kind in seen:
+                self.diags.append(
+                    error(
+                        "FLUO216",
+                        f"`{c.kind}` appears twice in rule `{rule.id}`",
+                        c.span,
+                        path=self.path,
+                        related=(Related("first here", seen[c.kind].span, self.path),),
+                    )
+                )
+            seen.setdefault(c.kind, c)
+        heads = [k for k in ("expect", "detect", "when") if k in seen]
+        if len(heads) > 1:
+            self.err(
+                "FLUO214",
+                f"rule `{rule.id}` has {' and '.join(f'`{h}`' for h in heads)}; give exactly one",
+                seen[heads[1]].span,
+            )
+        if not heads and not ("always" in seen or "never" in seen):
+            self.err(
+                "FLUO214",
+                f"rule `{rule.id}` checks nothing: add `expect E`, `detect E` or `when {{...}} always {{...}}`",
+                rule.id_span,
+            )
+        if "when" in seen and not ("always" in seen or "never" in seen):
+            self.err(
+                "FLUO215",
+                "`when` needs an `always { ... }` or `never { ... }` clause",
+                seen["when"].span,
+            )
+        for k in ("always", "never"):
+            if k in seen and "when" not in seen:
+                self.err("FLUO215", f"`{k}` needs a `when {{ ... }}` clause before it", seen[k].span)
+        if len(rule.windows) > 1:
+            self.err("FLUO216", "`window` appears twice", rule.windows[1].span)
+        if rule.windows:
+            w = rule.windows[0]
+            if w.length_ns <= 0:
+                self.err(
+                    "FLUO217",
+                    "the window length must be a positive duration, e.g. `window 1m`",
+                    w.span,
+                )
+            else:
+                self.out.window_ns = w.length_ns
+
+    # -- expressions ---------------------------------------------------------
+
+    def record(self, e: ast.Expr, ty: t.Type, ref: Ref | None = None) -> t.Type:
+        self.out.types[id(e)] = ty
+        if ref is not None:
+            self.out.refs[id(e)] = ref
+        return ty
+
+    def check(self, e: ast.Expr, scope: _Scope, enum: t.Type | None = None) -> t.Type:
+        if isinstance(e, ast.Literal):
+            if enum is not None and e.kind == "string":
+                return self.enum_value(e, str(e.value), enum)
+            return self.record(e, _LITERAL_TYPES[e.kind])
+        if isinstance(e, ast.Name):
+            return self.name(e, scope, enum)
+        if isinstance(e, ast.Field):
+            return self.field(e, scope)
+        if isinstance(e, ast.Call):
+            return self.call(e, scope)
+        if isinstance(e, ast.Index):
+            return self.index(e, scope)
+        if isinstance(e, ast.Binary):
+            return self.binary(e, scope)
+        if isinstance(e, ast.Unary):
+            return self.unary(e, scope)
+        if isinstance(e, ast.ListLit):
+            return self.list_lit(e, scope, enum)
+        return self.record(e, t.ERROR)
+
+    def enum_value(self, e: ast.Expr, value: str, enum: t.Type) -> t.Type:
+        allowed = t.ENUMS[enum]
+        if value not in allowed:
+            guess = nearest(value, allowed)
+            hint = f"; did you mean `{guess}`?" if guess else ""
+            self.err(
+                "FLUO304",
+                f"`{value}` is not a {enum} (one of {', '.join(allowed)}){hint}",
+                e.span,
+                guess,
+            )
+            return self.record(e, t.ERROR)
+        return self.record(e, enum, EnumRef(value))
+
+    def name(self, e: ast.Name, scope: _Scope, enum: t.Type | None) -> t.Type:
+        ident = e.ident
+        if ident == "trace":
+            if scope.windowed:
+                self.err(
+                    "FLUO220",
+                    "a rule with `window` checks `window`, not `trace` (use `window.spans`)",
+                    e.span,
+                )
+                return self.record(e, t.ERROR)
+            return self.record(e, t.TRACE, RootRef("trace"))
+        if ident == "window":
+            if not scope.windowed:
+                self.err(
+                    "FLUO221",
+                    "`window` is only defined in a rule with a `window D` clause (e.g. `window 1m`)",
+                    e.span,
+                )
+                return self.record(e, t.ERROR)
+            return self.record(e, t.WINDOW, RootRef("window"))
+        if enum is not None and scope.in_pred and ident not in b.SPAN_FIELD_NAMES and ident != "it":
+            return self.enum_value(e, ident, enum)
+        if enum is not None and not scope.in_pred and ident not in b.SPAN_FIELD_NAMES:
+            return self.enum_value(e, ident, enum)
+        if ident == "it":
+            if not scope.in_pred:
+                self.err(
+                    "FLUO204",
+                    "`it` is only defined inside a predicate, e.g. `.where(it.duration > 1s)`",
+                    e.span,
+                )
+                return self.record(e, t.ERROR)
+            return self.record(e, t.SPAN, ItRef())
+        member = b.lookup(t.SPAN, ident)
+        if member is not None:
+            if not scope.in_pred:
+                self.err(
+                    "FLUO204",
+                    f"`{ident}` is a span field; use it inside a predicate, e.g. "
+                    f"`trace.spans.where({ident} ...)`, or `trace.root.{ident}`",
+                    e.span,
+                )
+                return self.record(e, t.ERROR)
+            return self.record(e, member.result_type(()), MemberRef(member, None))
+        if not scope.in_pred:
+            guess = nearest(ident, ["trace", "window"])
+            hint = f"; did you mean `{guess}`?" if guess else "; a rule starts from `trace` (or `window`)"
+            self.err("FLUO200", f"unknown name `{ident}`{hint}", e.span, guess)
+            return self.record(e, t.ERROR)
+        typo = nearest(ident, b.SPAN_FIELD_NAMES)
+        if typo is not None and typo != ident:
+            self.pending_typos[id(e)] = warning(
+                "FLUO205",
+                f"`{ident}` reads as a span attribute; did you mean the intrinsic `{typo}`?",
+                e.span,
+                path=self.path,
+                suggestion=typo,
+            )
+        return self.record(e, t.ANY, AttrRef(ident, "span", None))
+
+    def field(self, e: ast.Field, scope: _Scope) -> t.Type:
+        target_ty = self.check(e.target, scope)
+        if target_ty == t.ERROR:
+            return self.record(e, t.ERROR)
+        inner = self.out.refs.get(id(e.target))
+        if isinstance(inner, AttrRef) and target_ty == t.ANY:
+            self.pending_typos.pop(id(e.target), None)
+            return self.record(e, t.ANY, AttrRef(f"{inner.key}.{e.name}", inner.source, inner.base))
+        member = b.lookup(target_ty, e.name)
+        if member is not None and member.kind == "field":
+            return self.record(e, member.result_type(()), MemberRef(member, e.target))
+        if member is not None:
+            self.err(
+                "FLUO202",
+                f"`{e.name}` is a method; call it: `{e.name}()`",
+                e.name_span,
+                f"{e.name}()",
+            )
+            return self.record(e, t.ERROR)
+        if target_ty == t.SPAN:
+            typo = nearest(e.name, b.SPAN_FIELD_NAMES)
+            if typo is not None:
+                self.pending_typos[id(e)] = warning(
+                    "FLUO205",
+                    f"`{e.name}` reads as a span attribute; did you mean the intrinsic `{typo}`?",
+                    e.name_span,
+                    path=self.path,
+                    suggestion=typo,
+                )
+            return self.record(e, t.ANY, AttrRef(e.name, "span", e.target))
+        if target_ty in (t.MAP, t.ANY):
+            return self.record(e, t.ANY, AttrRef(e.name, "map", e.target))
+        names = list(b.members_of(target_ty))
+        guess = nearest(e.name, names)
+        hint = f"; did you mean `{guess}`?" if guess else (f" (it has: {', '.join(names)})" if names else "")
+        extra = ""
+        if target_ty == t.STRING and e.name in ("name",):
+            extra = ' (for an attribute key, write attributes["..."])'
+        self.err("FLUO202", f"{target_ty} has no field `{e.name}`{hint}{extra}", e.name_span, guess)
+        return self.record(e, t.ERROR)
+
+    def call(self, e: ast.Call, scope: _Scope) -> t.Type:
+        target_ty = self.check(e.target, scope)
+        member = b.lookup(target_ty, e.method) if target_ty != t.ERROR else None
+        if member is None or member.kind != "method":
+            if target_ty != t.ERROR:
+                self.unknown_method(e, target_ty, member)
+            for arg in e.args:
+                self.check(arg, scope.inner())
+            return self.record(e, t.ERROR)
+        params = member.params
+        required = sum(1 for p in params if not p.optional)
+        if not required <= len(e.args) <= len(params):
+            self.err("FLUO203", _arity_message(member, len(e.args)), e.span)
+        arg_types: list[t.Type] = []
+        for arg, param in zip(e.args, params, strict=False):
+            ty = self.check(arg, scope if param.kind == "value" else scope.inner())
+            arg_types.append(ty)
+            if param.kind == "pred":
+                self.require_bool(arg, ty, f"the predicate of `{member.name}`")
+            elif param.types and not t.lenient(ty) and ty not in param.types:
+                want = " or ".join(str(x) for x in param.types if x != t.ANY)
+                self.err(
+                    "FLUO305",
+                    f"`{member.name}` takes {want} for `{param.name}`, found {ty}",
+                    arg.span,
+                )
+        for arg in e.args[len(params) :]:
+            self.check(arg, scope)
+        return self.record(e, member.result_type(arg_types), MemberRef(member, e.target))
+
+    def unknown_method(self, e: ast.Call, target_ty: t.Type, member: b.Member | None) -> None:
+        if member is not None:  # a field called like a method
+            self.err("FLUO206", f"`{e.method}` is a field of {target_ty}; drop the parentheses", e.span)
+            return
+        methods = [m.name for m in b.members_of(target_ty).values() if m.kind == "method"]
+        guess = nearest(e.method, methods)
+        if guess:
+            hint = f"; did you mean `{guess}`?"
+        elif methods:
+            hint = f" (it has: {', '.join(methods)})"
+        else:
+            hint = f" ({target_ty} has no methods)"
+        self.err("FLUO201", f"unknown method `{e.method}` on {target_ty}{hint}", e.method_span, guess)
+
+    def index(self, e: ast.Index, scope: _Scope) -> t.Type:
+        target_ty = self.check(e.target, scope)
+        key_ty = self.check(e.key, scope)
+        if target_ty in (t.MAP, t.ANY):
+            if key_ty not in (t.STRING, t.ANY, t.ERROR):
+                self.err("FLUO305", f"attribute keys are strings, found {key_ty}", e.key.span)
+            return self.record(e, t.ANY)
+        if target_ty.is_list:
+            if key_ty not in (t.INT, t.ANY, t.ERROR):
+                self.err("FLUO305", f"list indexes are ints, found {key_ty}", e.key.span)
+            return self.record(e, target_ty.elem or t.ANY)
+        if target_ty != t.ERROR:
+            self.err("FLUO206", f"cannot index a {target_ty} with [...]", e.span)
+        return self.record(e, t.ERROR)
+
+    def list_lit(self, e: ast.ListLit, scope: _Scope, enum: t.Type | None) -> t.Type:
+        types = [self.check(i, scope, enum) for i in e.items]
+        return self.record(e, t.list_of(_unify(types)))
+
+    def unary(self, e: ast.Unary, scope: _Scope) -> t.Type:
+        ty = self.check(e.operand, scope)
+        if e.op == "not":
+            self.require_bool(e.operand, ty, "the operand of `not`")
+            return self.record(e, t.BOOL)
+        if ty in (t.INT, t.FLOAT, t.DURATION) or t.lenient(ty):
+            return self.record(e, ty)
+        self.err("FLUO302", f"cannot negate a {ty}", e.span)
+        return self.record(e, t.ERROR)
+
+    def binary(self, e: ast.Binary, scope: _Scope) -> t.Type:
+        op = e.op
+        if op in ("and", "or"):
+            for side in (e.left, e.right):
+                self.require_bool(side, self.check(side, scope), f"the operands of `{op}`")
+            return self.record(e, t.BOOL)
+        if op in _COMPARE:
+            return self.compare(e, scope)
+        if op in ("in", "not in"):
+            lt = self.check(e.left, scope)
+            rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
+            if rt.is_list:
+                elem = rt.elem or t.ANY
+                if not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
+                    self.err("FLUO300", f"`{op}`: cannot look for a {lt} in a {rt}", e.span)
+            elif rt == t.STRING and lt in (t.STRING, t.ANY):
+                pass
+            elif not t.lenient(rt):
+                self.err("FLUO300", f"`{op}` needs a list on its right, found {rt}", e.right.span)
+            return self.record(e, t.BOOL)
+        if op == "contains":
+            lt = self.check(e.left, scope)
+            rt = self.check(e.right, scope)
+            if lt.is_list:
+                if not t.comparable(lt.elem or t.ANY, rt, ordering=False):
+                    self.err("FLUO300", f"`contains`: a {lt} cannot contain a {rt}", e.span)
+            elif lt in (t.STRING, t.ANY, t.ERROR):
+                if rt not in (t.STRING, t.ANY, t.ERROR):
+                    self.err(
+                        "FLUO300",
+                        f"`contains` on a string needs a string, found {rt}",
+                        e.right.span,
+                    )
+            else:
+                self.err(
+                    "FLUO300",
+                    f"`contains` needs a string or a list on its left, found {lt}",
+                    e.left.span,
+                )
+            return self.record(e, t.BOOL)
+        if op == "matches":
+            lt = self.check(e.left, scope)
+            self.check(e.right, scope)
+            if lt not in (t.STRING, t.ANY, t.ERROR):
+                self.err("FLUO300", f"`matches` needs a string on its left, found {lt}", e.left.span)
+            pattern = e.right
+            if not (isinstance(pattern, ast.Literal) and pattern.kind == "string"):
+                if not isinstance(pattern, ast.Missing):
+                    self.err("FLUO306", "the pattern of `matches` must be a string literal", pattern.span)
+            else:
+                try:
+                    compile_regex(str(pattern.value))
+                except RegexError as exc:
+                    self.err("FLUO303", f"invalid regular expression: {exc}", pattern.span)
+            return self.record(e, t.BOOL)
+        return self.arith(e, scope)
+
+    def compare(self, e: ast.Binary, scope: _Scope) -> t.Type:
+        # Check the side that is not a bare name first, so `error == status` resolves too.
+        if isinstance(e.left, ast.Name) and not isinstance(e.right, ast.Name):
+            rt = self.check(e.right, scope)
+            lt = self.check(e.left, scope, rt if rt in t.ENUMS else None)
+        else:
+            lt = self.check(e.left, scope)
+            rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
+        ordering = e.op not in ("==", "!=")
+        if not t.comparable(lt, rt, ordering=ordering):
+            if ordering and lt == rt:
+                msg = f"`{e.op}` does not order {lt} values"
+            else:
+                msg = f"cannot compare {lt} with {rt} using `{e.op}`"
+            self.err("FLUO300", msg, e.span)
+        return self.record(e, t.BOOL)
+
+    def arith(self, e: ast.Binary, scope: _Scope) -> t.Type:
+        lt = self.check(e.left, scope)
+        rt = self.check(e.right, scope)
+        result = arith_type(e.op, lt, rt)
+        if result is None:
+            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}", e.span)
+            return self.record(e, t.ERROR)
+        return self.record(e, result)
+
+    def require_bool(self, e: ast.Expr, ty: t.Type, what: str) -> None:
+        if ty in _BOOLISH:
+            return
+        if ty in (t.SPANS, t.SPAN):
+            self.out.coerced.add(id(e))
+            return
+        self.err("FLUO301", f"{what} must be a boolean, found {ty}", e.span)
+
+
+_LITERAL_TYPES = {
+    "int": t.INT,
+    "float": t.FLOAT,
+    "string": t.STRING,
+    "bool": t.BOOL,
+    "duration": t.DURATION,
+}
+
+
+def arith_type(op: str, lt: t.Type, rt: t.Type) -> t.Type | None:
+    """The result type of `lt op rt`, or None when the operator does not apply."""
+    if lt == t.ERROR or rt == t.ERROR:
+        return t.ERROR
+    if lt == t.ANY or rt == t.ANY:
+        return t.ANY
+    num = t.is_numeric(lt) and t.is_numeric(rt)
+    if op == "+":
+        if num:
+            return t.INT if lt == rt == t.INT else t.FLOAT
+        if lt == rt and lt in (t.DURATION, t.STRING):
+            return lt
+        if {lt, rt} == {t.TIMESTAMP, t.DURATION}:
+            return t.TIMESTAMP
+    elif op == "-":
+        if num:
+            return t.INT if lt == rt == t.INT else t.FLOAT
+        if lt == rt == t.DURATION or lt == rt == t.TIMESTAMP:
+            return t.DURATION
+        if lt == t.TIMESTAMP and rt == t.DURATION:
+            return t.TIMESTAMP
+    elif op == "*":
+        if num:
+            return t.INT if lt == rt == t.INT else t.FLOAT
+        if (lt == t.DURATION and t.is_numeric(rt)) or (rt == t.DURATION and t.is_numeric(lt)):
+            return t.DURATION
+    elif op == "/":
+        if num:
+            return t.FLOAT
+        if lt == t.DURATION and t.is_numeric(rt):
+            return t.DURATION
+        if lt == rt == t.DURATION:
+            return t.FLOAT
+    return None
+
+
+def _unify(types: list[t.Type]) -> t.Type:
+    real = [x for x in types if x != t.ERROR]
+    if not real:
+        return t.ANY
+    if all(x == real[0] for x in real):
+        return real[0]
+    if all(t.is_numeric(x) for x in real):
+        return t.FLOAT
+    return t.ANY
+
+
+def _arity_message(m: b.Member, got: int) -> str:
+    params = m.params
+    required = sum(1 for p in params if not p.optional)
+    if required == len(params):
+        want = f"{len(params)} argument{'s' if len(params) != 1 else ''}"
+    else:
+        want = f"{required} to {len(params)} arguments"
+    return f"`{m.name}` takes {want} ({m.signature}), got {got}"
+
+
+def _meta_text(v: ast.MetaItem) -> str:
+    if v.kind == "list" and isinstance(v.value, list):
+        return "[" + ", ".join(_meta_text(i) for i in v.value) + "]"
+    if v.kind == "string":
+        return repr(v.value)
+    if v.kind == "bool":
+        return "true" if v.value else "false"
+    return str(v.value)
+
+
+def check_rule(rule: ast.Rule, path: str) -> tuple[CheckedRule, list[Diagnostic]]:
+    checker = _Checker(rule, path)
+    checked = checker.rule()
+    return checked, checker.diags
+
+
+def check_files(files: list[ast.RuleFile]) -> tuple[list[CheckedRule], list[Diagnostic]]:
+    """Check every rule of every file, and that rule ids are unique across them all."""
+    checked: list[CheckedRule] = []
+    diags: list[Diagnostic] = []
+    first: dict[str, tuple[ast.Rule, str]] = {}
+    for f in files:
+        for rule in f.rules:
+            if not rule.id:
+                continue
+            if rule.id in first:
+                prev, prev_path = first[rule.id]
+                diags.append(
+                    error(
+                        "FLUO213",
+                        f"rule id `{rule.id}` is already defined" + (f" in {prev_path}" if prev_path != f.path else ""),
+                        rule.id_span,
+                        path=f.path,
+                        related=(Related("first defined here", prev.id_span, prev_path),),
+                    )
+                )
+                diags.extend(check_rule(rule, f.path)[1])  # still report what else is wrong
+                continue
+            first[rule.id] = (rule, f.path)
+            c, d = check_rule(rule, f.path)
+            checked.append(c)
+            diags.extend(d)
+    return checked, diags

@@ -1,0 +1,53 @@
+"""Rendering runtime values for people and JSON: durations, timestamps, lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+_UNITS = (
+    ("h", 3_600_000_000_000),
+    ("m", 60_000_000_000),
+    ("s", 1_000_000_000),
+    ("ms", 1_000_000),
+    ("us", 1_000),
+)
+
+
+def format_duration(ns: int | float) -> str:
+    """The shortest exact-looking form in FLUO syntax: 250ms, 1.5s, 2m, 17ns."""
+    if ns == 0:
+        return "0s"
+    sign = "-" if ns < 0 else ""
+    ns = abs(ns)
+    for unit, size in _UNITS:
+        if ns >= size:
+            q = ns / size
+            text = f"{q:.3f}".rstrip("0").rstrip(".")
+            return f"{sign}{text}{unit}"
+    return f"{sign}{round(ns)}ns"
+
+
+def format_timestamp(ns: int) -> str:
+    """RFC 3339 in UTC with microseconds: 2026-01-01T00:00:00.250000Z."""
+    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_json(value: Any, type_name: str | None = None) -> Any:
+    """A JSON-friendly value; durations and timestamps become their readable text."""
+    if value is None:
+        return None
+    if type_name == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
+        return format_duration(value)
+    if type_name == "timestamp" and isinstance(value, int) and not isinstance(value, bool):
+        return format_timestamp(value)
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    return str(value)

@@ -1,0 +1,1 @@
+"""FLUO language server."""

@@ -1,0 +1,1 @@
+"""FLUO rule test runner, OTLP runtime and command line."""

@@ -1,0 +1,265 @@
+"""The `fluo` command line: a thin shell over `fluo_lang.api`.
+
+Subcommands live in their own modules and are imported only when run, so
+`fluo check` starts fast and never loads gRPC or the language server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from fluo_lang.api import (
+    Analysis,
+    RuleSourceError,
+    analyze_expression,
+    analyze_paths,
+    compile_program,
+    lower,
+)
+from fluo_lang.diagnostics import CODES, Diagnostic
+from fluo_lang.ir import format_rule
+
+# name -> "module:attribute" of a click command, loaded on first use.
+LAZY_COMMANDS: dict[str, str] = {
+    "test": "fluo_run.testing.cli:command",
+    "fmt": "fluo_lang.format_cli:command",
+    "lsp": "fluo_lsp.server:command",
+    "serve": "fluo_run.serve.cli:command",
+    "signals": "fluo_run.serve.cli:signals_command",
+    "demo": "fluo_run.demo:command",
+    "discover": "fluo_run.discover.cli:command",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        names.update(n for n in LAZY_COMMANDS if self._spec_available(n))
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is not None or name not in LAZY_COMMANDS:
+            return cmd
+        module, _, attr = LAZY_COMMANDS[name].partition(":")
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                return None  # not built yet in this version
+            raise
+        command = getattr(mod, attr, None)
+        return command if isinstance(command, click.Command) else None
+
+    @staticmethod
+    def _spec_available(name: str) -> bool:
+        module = LAZY_COMMANDS[name].partition(":")[0]
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            return False
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fluo")
+def main() -> None:
+    """FLUO: typed invariants over OpenTelemetry traces.
+
+    \b
+    Examples:
+      fluo check rules/
+      fluo eval rules/ --traces traces.json
+      fluo eval --expect "trace.spans.where(service == 'auth').count() <= 5" --traces t.json
+    """
+
+
+def fail(message: str, code: int = 2) -> None:
+    """One clear line on stderr and an exit status; never a traceback."""
+    click.echo(f"fluo: {message}", err=True)
+    sys.exit(code)
+
+
+def _summary(diags: Sequence[Diagnostic], files: int) -> str:
+    errors = sum(1 for d in diags if d.is_error)
+    return f"{_count(errors, 'error')}, {_count(len(diags) - errors, 'warning')} in {_count(files, 'file')}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:
+    """SARIF 2.1.0, as code-scanning services read it."""
+    used = sorted({d.code for d in diags})
+    results = []
+    for d in diags:
+        line, col = d.human_position()
+        results.append(
+            {
+                "ruleId": d.code,
+                "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
+                "message": {"text": d.message},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": d.path or "<input>"},
+                            "region": {
+                                "startLine": line,
+                                "startColumn": col,
+                                "endLine": d.span.end_line + 1,
+                                "endColumn": d.span.end_col + 1,
+                            },
+                        }
+                    }
+                ],
+            }
+        )
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "fluo",
+                        "informationUri": "https://github.com/fluo-dev/fluo",
+                        "rules": [{"id": c, "shortDescription": {"text": CODES.get(c, c)}} for c in used],
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+
+
+def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False) -> None:
+    diags = analysis.diagnostics
+    if fmt == "json":
+        click.echo(json.dumps({"diagnostics": [d.to_json() for d in diags]}, indent=2), err=err)
+    elif fmt == "sarif":
+        click.echo(json.dumps(sarif(diags), indent=2), err=err)
+    else:
+        for d in diags:
+            click.echo(d.format(), err=err)
+
+
+def load_rules(paths: Sequence[str]) -> Analysis:
+    try:
+        return analyze_paths(paths)
+    except RuleSourceError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # unreachable: fail exits
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "sarif"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--emit-ir", is_flag=True, help="Print the compiled IR of every rule that checked.")
+@click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
+def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool) -> None:
+    """Parse and typecheck rule files; folders are searched for *.fluo.
+
+    Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error.
+
+    \b
+    Example:
+      fluo check examples/rules/ --format sarif > fluo.sarif
+    """
+    analysis = load_rules(paths)
+    print_diagnostics(analysis, fmt)
+    if fmt == "text":
+        click.echo(_summary(analysis.diagnostics, len(analysis.files)), err=True)
+    if emit_ir:
+        for ir in lower(analysis, optimised=not no_optimise):
+            click.echo(format_rule(ir))
+    sys.exit(1 if analysis.has_errors else 0)
+
+
+@main.command(name="eval")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option(
+    "--traces",
+    "-t",
+    "trace_paths",
+    multiple=True,
+    required=True,
+    help="OTLP JSON or protobuf file; - for stdin. Repeatable.",
+)
+@click.option("--expect", "expect_expr", help="Check this one expression as an `expect` rule.")
+@click.option("--detect", "detect_expr", help="Check this one expression as a `detect` rule.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True)
+@click.option("--fail-on-signal", is_flag=True, help="Exit 3 when any rule fires.")
+def eval_command(
+    paths: tuple[str, ...],
+    trace_paths: tuple[str, ...],
+    expect_expr: str | None,
+    detect_expr: str | None,
+    fmt: str,
+    fail_on_signal: bool,
+) -> None:
+    """Run rules over trace files and print one signal per line.
+
+    Exit status: 0 ran, 1 rule errors, 2 usage error or unreadable input,
+    3 a rule fired and --fail-on-signal was given.
+
+    \b
+    Examples:
+      fluo eval examples/rules/ --traces examples/traces/auth_retry_storm.json
+      cat t.json | fluo eval --detect "trace.count(status == error) > 0" --traces -
+    """
+    from fluo_lang.otlp import TraceInputError, load_trace_files
+    from fluo_lang.trace import assemble
+
+    given = [x for x in (expect_expr, detect_expr) if x is not None]
+    if len(given) > 1:
+        fail("give --expect or --detect, not both")
+    if given and paths:
+        fail("give rule files or --expect/--detect, not both")
+    if not given and not paths:
+        fail("no rules: give rule files or folders, or --expect/--detect EXPR")
+    if given:
+        mode = "expect" if expect_expr is not None else "detect"
+        analysis = analyze_expression(given[0], mode)
+    else:
+        analysis = load_rules(paths)
+    if analysis.has_errors:
+        print_diagnostics(analysis, "text", err=True)
+        sys.exit(1)
+    for d in analysis.diagnostics:
+        click.echo(d.format(), err=True)
+    program = compile_program(analysis)
+    try:
+        spans = load_trace_files(trace_paths)
+    except TraceInputError as exc:
+        fail(str(exc))
+    signals = program.evaluate(assemble(spans))
+    for s in signals:
+        if fmt == "jsonl":
+            click.echo(json.dumps(s.to_json(), ensure_ascii=False))
+        else:
+            where = s.trace_id if s.trace_id else f"window {s.window_start}..{s.window_end}"
+            click.echo(f"[{s.severity}] {s.rule} {where}: {s.message}")
+    for e in program.errors:
+        click.echo(f"fluo: internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}", err=True)
+    if program.errors:
+        sys.exit(1)
+    if signals and fail_on_signal:
+        sys.exit(3)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
