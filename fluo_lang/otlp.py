@@ -1,0 +1,994 @@
+"""Loading and writing OpenTelemetry traces in OTLP form.
+
+Readers turn OTLP protobuf (`ExportTraceServiceRequest` or `TracesData` bytes)
+and OTLP/JSON (one object per file, or one per line as the Collector's file
+exporter writes it) into `fluo_lang.trace.Span` objects. Writers produce
+OTLP/JSON and protobuf from spans, for fixtures, `fluo discover` and demos.
+
+`spans_from_request` is the live runtime's path and is tuned for speed: a
+resource's attributes are converted once and shared by its spans, and span
+attributes are converted only when a rule first reads them. The JSON path
+converts everything eagerly so that every input error surfaces at load time,
+as a `TraceInputError` naming the file, line and JSON path.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import math
+import re
+import sys
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
+
+__all__ = [
+    "TraceInputError",
+    "load_trace_file",
+    "load_trace_files",
+    "parse_json",
+    "parse_protobuf",
+    "parse_trace_bytes",
+    "spans_from_json",
+    "spans_from_request",
+    "spans_to_json",
+    "spans_to_request",
+]
+
+TRACE_ID_BYTES = 16
+SPAN_ID_BYTES = 8
+_ZERO_SPAN_ID = bytes(SPAN_ID_BYTES)
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+_STATUS_BY_CODE: dict[int, str] = dict(enumerate(STATUS_VALUES))
+_KIND_BY_NUMBER: dict[int, str] = dict(enumerate(KIND_VALUES))
+_STATUS_CODE: dict[str, int] = {v: i for i, v in enumerate(STATUS_VALUES)}
+_KIND_NUMBER: dict[str, int] = {v: i for i, v in enumerate(KIND_VALUES)}
+
+PROTOBUF_SUFFIXES = frozenset({".pb", ".binpb", ".protobuf"})
+JSON_SUFFIXES = frozenset({".json", ".jsonl", ".ndjson"})
+STDIN_PATH = "-"
+STDIN_SOURCE = "<stdin>"
+
+
+class TraceInputError(Exception):
+    """Trace input that cannot be read or is not valid OTLP.
+
+    Its message is one line saying where (file, line for JSON lines, JSON path)
+    and what was expected, e.g.
+    `traces/a.json:3: resourceSpans[0].scopeSpans[0].spans[2].spanId: 'xyz' is not
+    a hex span id (16 hex digits)`.
+    """
+
+
+# ---------------------------------------------------------------------------
+# protobuf -> spans
+
+
+def _pb_value(v: AnyValue) -> Any:
+    """The Python value of an OTLP AnyValue message."""
+    which = v.WhichOneof("value")
+    if which == "string_value":
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
+    if which == "double_value":
+        return v.double_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "array_value":
+        return [_pb_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return _pb_attributes(v.kvlist_value.values)
+    if which == "bytes_value":
+        return v.bytes_value.hex()
+    return None
+
+
+def _pb_attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
+    """A repeated KeyValue field as a dict (a repeated key keeps its last value)."""
+    return {kv.key: _pb_value(kv.value) for kv in kvs}
+
+
+def _pb_span_attributes(span: trace_pb2.Span) -> dict[str, Any]:
+    return _pb_attributes(span.attributes)
+
+
+def _service_of(resource: Mapping[str, Any]) -> str:
+    service = resource.get("service.name")
+    if service is None:
+        return ""
+    return service if isinstance(service, str) else str(service)
+
+
+_SPAN_SLOTS = frozenset(
+    {
+        "_attrs",
+        "_attrs_source",
+        "end",
+        "kind",
+        "name",
+        "parent_id",
+        "resource",
+        "service",
+        "span_id",
+        "start",
+        "status",
+        "status_message",
+        "trace",
+        "trace_id",
+    }
+)
+_FAST_SPANS = frozenset(getattr(Span, "__slots__", ())) == _SPAN_SLOTS
+"""Whether `Span`'s slots are the ones `spans_from_request` fills directly.
+
+Building a span by assigning its slots costs a third of calling `Span(...)`
+with keyword arguments; if the trace model ever changes shape, the portable
+keyword path is used instead.
+"""
+
+
+def _id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> tuple[str, str] | None:
+    if len(trace_id) != TRACE_ID_BYTES:
+        return "trace_id", f"{len(trace_id)} bytes, expected a {TRACE_ID_BYTES}-byte trace id"
+    if len(span_id) != SPAN_ID_BYTES:
+        return "span_id", f"{len(span_id)} bytes, expected an {SPAN_ID_BYTES}-byte span id"
+    if parent_id and len(parent_id) != SPAN_ID_BYTES:
+        return (
+            "parent_span_id",
+            f"{len(parent_id)} bytes, expected an {SPAN_ID_BYTES}-byte span id or none",
+        )
+    return None
+
+
+def _raise_bad_ids(req: ExportTraceServiceRequest, source: str) -> None:
+    for i, rs in enumerate(req.resource_spans):
+        for j, ss in enumerate(rs.scope_spans):
+            for k, sp in enumerate(ss.spans):
+                problem = _id_problem(sp.trace_id, sp.span_id, sp.parent_span_id)
+                if problem is not None:
+                    field, what = problem
+                    path = f"resource_spans[{i}].scope_spans[{j}].spans[{k}].{field}"
+                    raise TraceInputError(f"{source}: {path}: {what}")
+
+
+def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<request>") -> list[Span]:
+    """The spans of an OTLP export request (or a `TracesData`, which has the same fields).
+
+    Every span of a resource block shares that block's resource dict, and its
+    `service` is the resource's `service.name` ("" if absent). Span attributes
+    are converted on first access. An all-zero parent id means no parent;
+    unknown status codes and kinds read as `unset` and `unspecified`; the status
+    message is kept only with an error status (the only status OTLP gives one).
+    Ids of the wrong length raise `TraceInputError` naming `source` and the span.
+    """
+    if not _FAST_SPANS:
+        return _spans_from_request_portable(req, source)
+    out: list[Span] = []
+    append = out.append
+    status_of = _STATUS_BY_CODE.get
+    kind_of = _KIND_BY_NUMBER.get
+    zero = _ZERO_SPAN_ID
+    attributes_of = _pb_span_attributes
+    new = object.__new__
+    span_cls = Span
+    for rs in req.resource_spans:
+        resource = _pb_attributes(rs.resource.attributes)
+        service = _service_of(resource)
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                tid = sp.trace_id
+                sid = sp.span_id
+                pid = sp.parent_span_id
+                if len(tid) != 16 or len(sid) != 8 or (pid and (len(pid) != 8 or pid == zero)):
+                    if _id_problem(tid, sid, pid) is not None:
+                        _raise_bad_ids(req, source)
+                    pid = b""
+                st = sp.status
+                code = st.code
+                s: Span = new(span_cls)
+                s.trace_id = tid
+                s.span_id = sid
+                s.parent_id = pid
+                s.name = sp.name
+                s.service = service
+                s.start = sp.start_time_unix_nano
+                s.end = sp.end_time_unix_nano
+                if code == 2:
+                    s.status = "error"
+                    s.status_message = st.message
+                else:
+                    s.status = status_of(code, "unset")
+                    s.status_message = ""
+                s.kind = kind_of(sp.kind, "unspecified")
+                s._attrs = None
+                s._attrs_source = lambda sp=sp: attributes_of(sp)
+                s.resource = resource
+                s.trace = None
+                append(s)
+    return out
+
+
+def _spans_from_request_portable(req: ExportTraceServiceRequest, source: str) -> list[Span]:
+    out: list[Span] = []
+    for rs in req.resource_spans:
+        resource = _pb_attributes(rs.resource.attributes)
+        service = _service_of(resource)
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                tid = sp.trace_id
+                sid = sp.span_id
+                pid = sp.parent_span_id
+                if _id_problem(tid, sid, pid) is not None:
+                    _raise_bad_ids(req, source)
+                st = sp.status
+                code = st.code
+                out.append(
+                    Span(
+                        trace_id=tid,
+                        span_id=sid,
+                        parent_id=b"" if pid == _ZERO_SPAN_ID else pid,
+                        name=sp.name,
+                        service=service,
+                        start=sp.start_time_unix_nano,
+                        end=sp.end_time_unix_nano,
+                        status=_STATUS_BY_CODE.get(code, "unset"),
+                        status_message=st.message if code == 2 else "",
+                        kind=_KIND_BY_NUMBER.get(sp.kind, "unspecified"),
+                        attributes_source=partial(_pb_span_attributes, sp),
+                        resource=resource,
+                    )
+                )
+    return out
+
+
+def parse_protobuf(data: bytes, *, source: str) -> list[Span]:
+    """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`."""
+    req = ExportTraceServiceRequest()
+    try:
+        req.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        detail = str(e) or type(e).__name__
+        raise TraceInputError(
+            f"{source}: not an OTLP protobuf trace message (ExportTraceServiceRequest): {detail}"
+        ) from None
+    return spans_from_request(req, source=source)
+
+
+# ---------------------------------------------------------------------------
+# OTLP/JSON -> spans
+
+
+class _Bad(Exception):
+    """An input error deep inside a JSON object; each level adds its path segment."""
+
+    def __init__(self, message: str, key: str | int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path: list[str | int] = [] if key is None else [key]
+
+    def at(self, key: str | int) -> _Bad:
+        self.path.insert(0, key)
+        return self
+
+
+def _format_path(path: Sequence[str | int]) -> str:
+    parts: list[str] = []
+    for seg in path:
+        if isinstance(seg, int):
+            parts.append(f"[{seg}]")
+        elif parts:
+            parts.append(f".{seg}")
+        else:
+            parts.append(seg)
+    return "".join(parts)
+
+
+def _where(source: str, line: int | None) -> str:
+    return source if line is None else f"{source}:{line}"
+
+
+def _kind_of_json(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    text = repr(value) if isinstance(value, str) else json.dumps(value)[:60]
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _expected(what: str, value: Any) -> _Bad:
+    return _Bad(f"expected {what}, got {_kind_of_json(value)}")
+
+
+def _get(obj: dict[str, Any], camel: str, snake: str) -> tuple[str, Any]:
+    """The value under the proto3 JSON name or, failing that, the proto field name."""
+    value = obj.get(camel)
+    if value is None and snake in obj:
+        return snake, obj[snake]
+    return camel, value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _expected("an object", value)
+    return value
+
+
+def _array(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _expected("an array", value)
+    return value
+
+
+def _string(value: Any) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _expected("a string", value)
+    return value
+
+
+_INT_TEXT = re.compile(r"-?[0-9]+")
+_FLOAT_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def _integer(value: Any, lo: int, hi: int, what: str) -> int:
+    if isinstance(value, bool):
+        raise _expected(what, value)
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            raise _Bad(f"{_show(value)} is not {what}")
+        n = int(value)
+    elif isinstance(value, str):
+        if not _INT_TEXT.fullmatch(value):
+            raise _Bad(f"{_show(value)} is not {what}")
+        n = int(value)
+    else:
+        raise _expected(what, value)
+    if not lo <= n <= hi:
+        raise _Bad(f"{_show(value)} is out of range for {what}")
+    return n
+
+
+def _time(value: Any) -> int:
+    if value is None:
+        return 0
+    return _integer(value, 0, _UINT64_MAX, "an unsigned 64-bit integer (nanoseconds)")
+
+
+def _double(value: Any) -> float:
+    if isinstance(value, bool):
+        raise _expected("a number", value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        word = _FLOAT_WORDS.get(value)
+        if word is not None:
+            return word
+        if _FLOAT_TEXT.fullmatch(value):
+            return float(value)
+        raise _Bad(f"{_show(value)} is not a number")
+    raise _expected("a number", value)
+
+
+def _bytes_b64(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise _expected("a base64 string", value)
+    text = value.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _Bad(f"{_show(value)} is not base64") from None
+
+
+def _json_id(value: Any, size: int, what: str) -> bytes:
+    """An id in OTLP/JSON: hex of either case, or base64 of exactly `size` bytes."""
+    if isinstance(value, str):
+        if len(value) == 2 * size:
+            try:
+                return bytes.fromhex(value)
+            except ValueError:
+                pass
+        elif len(value) == 4 * ((size + 2) // 3) and value.isascii():
+            text = value.replace("-", "+").replace("_", "/")
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            if len(raw) == size:
+                return raw
+        raise _Bad(f"{_show(value)} is not a hex {what} ({2 * size} hex digits)")
+    if value is None:
+        raise _Bad(f"missing, expected a hex {what} ({2 * size} hex digits)")
+    raise _Bad(f"expected a hex {what} ({2 * size} hex digits), got {_kind_of_json(value)}")
+
+
+def _json_value(value: Any) -> Any:
+    """The Python value of an AnyValue in OTLP/JSON form (`{}` or null is None)."""
+    if value is None:
+        return None
+    obj = _object(value)
+    for key, convert in _VALUE_KEYS:
+        if key in obj:
+            try:
+                return convert(obj[key])
+            except _Bad as e:
+                raise e.at(key) from None
+    return None
+
+
+def _json_int_value(value: Any) -> int:
+    return _integer(value, _INT64_MIN, _INT64_MAX, "a 64-bit integer")
+
+
+def _json_bool_value(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _expected("true or false", value)
+    return value
+
+
+def _json_string_value(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _expected("a string", value)
+    return value
+
+
+def _json_array_value(value: Any) -> list[Any]:
+    obj = _object(value)
+    values = obj.get("values")
+    try:
+        items = _array(values)
+    except _Bad as e:
+        raise e.at("values") from None
+    out: list[Any] = []
+    for i, item in enumerate(items):
+        try:
+            out.append(_json_value(item))
+        except _Bad as e:
+            raise e.at(i).at("values") from None
+    return out
+
+
+def _json_kvlist_value(value: Any) -> dict[str, Any]:
+    obj = _object(value)
+    try:
+        return _json_attributes(obj.get("values"))
+    except _Bad as e:
+        raise e.at("values") from None
+
+
+def _json_bytes_value(value: Any) -> str:
+    return _bytes_b64(value).hex()
+
+
+_VALUE_KEYS: tuple[tuple[str, Any], ...] = (
+    ("stringValue", _json_string_value),
+    ("string_value", _json_string_value),
+    ("intValue", _json_int_value),
+    ("int_value", _json_int_value),
+    ("boolValue", _json_bool_value),
+    ("bool_value", _json_bool_value),
+    ("doubleValue", _double),
+    ("double_value", _double),
+    ("arrayValue", _json_array_value),
+    ("array_value", _json_array_value),
+    ("kvlistValue", _json_kvlist_value),
+    ("kvlist_value", _json_kvlist_value),
+    ("bytesValue", _json_bytes_value),
+    ("bytes_value", _json_bytes_value),
+)
+
+
+def _json_attributes(value: Any) -> dict[str, Any]:
+    """A JSON array of KeyValue objects as a dict (a repeated key keeps its last value)."""
+    out: dict[str, Any] = {}
+    for i, kv in enumerate(_array(value)):
+        try:
+            kv = _object(kv)
+            try:
+                key = _string(kv.get("key"))
+            except _Bad as e:
+                raise e.at("key") from None
+            try:
+                out[key] = _json_value(kv.get("value"))
+            except _Bad as e:
+                raise e.at("value") from None
+        except _Bad as e:
+            raise e.at(i) from None
+    return out
+
+
+def _enum(value: Any, names: dict[str, int], prefix: str, what: str) -> int:
+    if isinstance(value, bool):
+        raise _expected(what, value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        key = value.upper()
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+        number = names.get(key)
+        if number is not None:
+            return number
+        if _INT_TEXT.fullmatch(value):
+            return int(value)
+        raise _Bad(f"{_show(value)} is not {what}")
+    raise _expected(what, value)
+
+
+_KIND_NAMES = {v.upper(): i for i, v in enumerate(KIND_VALUES)}
+_STATUS_NAMES = {v.upper(): i for i, v in enumerate(STATUS_VALUES)}
+_KIND_WHAT = "a span kind (SPAN_KIND_SERVER, 2, ...)"
+_STATUS_WHAT = "a status code (STATUS_CODE_ERROR, 2, ...)"
+
+
+def _json_status(value: Any) -> tuple[str, str]:
+    if value is None:
+        return "unset", ""
+    obj = _object(value)
+    code = obj.get("code")
+    try:
+        status = (
+            "unset"
+            if code is None
+            else _STATUS_BY_CODE.get(_enum(code, _STATUS_NAMES, "STATUS_CODE_", _STATUS_WHAT), "unset")
+        )
+    except _Bad as e:
+        raise e.at("code") from None
+    try:
+        message = _string(obj.get("message"))
+    except _Bad as e:
+        raise e.at("message") from None
+    return status, message if status == "error" else ""
+
+
+def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> Span:
+    key, value = _get(obj, "traceId", "trace_id")
+    try:
+        trace_id = _json_id(value, TRACE_ID_BYTES, "trace id")
+        key, value = _get(obj, "spanId", "span_id")
+        span_id = _json_id(value, SPAN_ID_BYTES, "span id")
+        key, value = _get(obj, "parentSpanId", "parent_span_id")
+        parent_id = _json_id(value, SPAN_ID_BYTES, "span id") if value else b""
+        if parent_id == _ZERO_SPAN_ID:
+            parent_id = b""
+        key = "name"
+        name = _string(obj.get("name"))
+        key, value = _get(obj, "kind", "kind")
+        kind = (
+            "unspecified"
+            if value is None
+            else _KIND_BY_NUMBER.get(_enum(value, _KIND_NAMES, "SPAN_KIND_", _KIND_WHAT), "unspecified")
+        )
+        key, value = _get(obj, "startTimeUnixNano", "start_time_unix_nano")
+        start = _time(value)
+        key, value = _get(obj, "endTimeUnixNano", "end_time_unix_nano")
+        end = _time(value)
+        key = "status"
+        status, status_message = _json_status(obj.get("status"))
+        key = "attributes"
+        attributes = _json_attributes(obj.get("attributes"))
+    except _Bad as e:
+        raise e.at(key) from None
+    return Span(
+        trace_id=trace_id,
+        span_id=span_id,
+        parent_id=parent_id,
+        name=name,
+        service=service,
+        start=start,
+        end=end,
+        status=status,
+        status_message=status_message,
+        kind=kind,
+        attributes=attributes,
+        resource=resource,
+    )
+
+
+_OTHER_SIGNALS = ("resourceLogs", "resourceMetrics", "resourceProfiles")
+
+
+def _json_request(obj: Any, out: list[Span]) -> None:
+    obj = _object(obj)
+    key, blocks = _get(obj, "resourceSpans", "resource_spans")
+    if blocks is None and key not in obj:
+        if obj and not any(k in obj for k in _OTHER_SIGNALS):
+            raise _Bad("expected an OTLP trace object with a resourceSpans array")
+        return
+    try:
+        blocks = _array(blocks)
+    except _Bad as e:
+        raise e.at(key) from None
+    for i, block in enumerate(blocks):
+        try:
+            _json_resource_spans(block, out)
+        except _Bad as e:
+            raise e.at(i).at(key) from None
+
+
+def _json_resource_spans(block: Any, out: list[Span]) -> None:
+    block = _object(block)
+    res = block.get("resource")
+    resource: dict[str, Any] = {}
+    if res is not None:
+        try:
+            res = _object(res)
+            try:
+                resource = _json_attributes(res.get("attributes"))
+            except _Bad as e:
+                raise e.at("attributes") from None
+        except _Bad as e:
+            raise e.at("resource") from None
+    service = _service_of(resource)
+    for scope_key in (
+        "scopeSpans",
+        "scope_spans",
+        "instrumentationLibrarySpans",
+        "instrumentation_library_spans",
+    ):
+        if scope_key not in block:
+            continue
+        try:
+            scopes = _array(block[scope_key])
+        except _Bad as e:
+            raise e.at(scope_key) from None
+        for j, scope in enumerate(scopes):
+            try:
+                scope = _object(scope)
+                try:
+                    spans = _array(scope.get("spans"))
+                except _Bad as e:
+                    raise e.at("spans") from None
+                for k, span in enumerate(spans):
+                    try:
+                        out.append(_json_span(_object(span), resource, service))
+                    except _Bad as e:
+                        raise e.at(k).at("spans") from None
+            except _Bad as e:
+                raise e.at(j).at(scope_key) from None
+
+
+def spans_from_json(obj: Any, *, source: str, line: int | None = None) -> list[Span]:
+    """The spans of one decoded OTLP/JSON object (or a JSON array of such objects).
+
+    `source` and `line` only label error messages. Ids are hex (base64 of the
+    exact byte length is tolerated), 64-bit integers are strings or numbers,
+    enums numbers or names; unknown keys are ignored. Values are read as
+    `spans_from_request` reads them (all-zero parent id, status message). Bad input raises
+    `TraceInputError` naming source, line and the JSON path.
+    """
+    out: list[Span] = []
+    try:
+        if isinstance(obj, list):
+            for i, item in enumerate(obj):
+                try:
+                    _json_request(item, out)
+                except _Bad as e:
+                    raise e.at(i) from None
+        else:
+            _json_request(obj, out)
+    except _Bad as e:
+        path = _format_path(e.path)
+        where = _where(source, line)
+        raise TraceInputError(f"{where}: {path}: {e.message}" if path else f"{where}: {e.message}") from None
+    except RecursionError:
+        raise TraceInputError(f"{_where(source, line)}: values nested too deeply") from None
+    return out
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_DECODER = json.JSONDecoder()
+
+
+def _skip_space(text: str, pos: int) -> int:
+    m = _JSON_SPACE.match(text, pos)
+    return m.end() if m else pos
+
+
+def parse_json(data: bytes | str, *, source: str) -> list[Span]:
+    """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines).
+
+    Blank lines are skipped and an empty text has no spans. Errors name the file, and the line (and column for
+    syntax errors) where the offending object starts.
+    """
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            raise TraceInputError(f"{source}:{line}: not UTF-8 text") from None
+    else:
+        text = data
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    objects: list[tuple[int, Any]] = []
+    pos = _skip_space(text, 0)
+    line = 1 + text.count("\n", 0, pos)
+    end = len(text)
+    while pos < end:
+        try:
+            obj, after = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError as e:
+            raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        except RecursionError:
+            raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None
+        objects.append((line, obj))
+        nxt = _skip_space(text, after)
+        line += text.count("\n", pos, nxt)
+        pos = nxt
+    single = len(objects) == 1
+    out: list[Span] = []
+    for obj_line, obj in objects:
+        out.extend(spans_from_json(obj, source=source, line=None if single else obj_line))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# files
+
+
+def _read(path: str | Path) -> tuple[bytes, str]:
+    if str(path) == STDIN_PATH:
+        try:
+            return sys.stdin.buffer.read(), STDIN_SOURCE
+        except OSError as e:
+            raise TraceInputError(f"cannot read {STDIN_SOURCE}: {e.strerror or e}") from None
+    source = str(path)
+    try:
+        return Path(path).read_bytes(), source
+    except OSError as e:
+        raise TraceInputError(f"cannot read {source}: {e.strerror or e}") from None
+
+
+def _gunzip(data: bytes, source: str) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as e:
+        raise TraceInputError(f"{source}: not a valid gzip file: {e}") from None
+
+
+def _looks_like_json(data: bytes) -> bool:
+    stripped = data.lstrip(b" \t\r\n")
+    if stripped.startswith(b"\xef\xbb\xbf"):
+        stripped = stripped[3:].lstrip(b" \t\r\n")
+    return stripped[:1] in (b"{", b"[")
+
+
+def parse_trace_bytes(data: bytes, *, source: str, name: str | None = None) -> list[Span]:
+    """Spans from file contents, the format chosen by `name`'s extension or by sniffing.
+
+    `.gz` is decompressed first and the inner extension decides; gzip data is also
+    recognised by its magic bytes. Unknown extensions are sniffed: text starting
+    with `{` or `[` is JSON, anything else protobuf.
+    """
+    suffixes = [s.lower() for s in Path(name if name is not None else source).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        data = _gunzip(data, source)
+        suffixes.pop()
+    elif data[:2] == b"\x1f\x8b":
+        data = _gunzip(data, source)
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in PROTOBUF_SUFFIXES:
+        return parse_protobuf(data, source=source)
+    if suffix in JSON_SUFFIXES or _looks_like_json(data):
+        return parse_json(data, source=source)
+    return parse_protobuf(data, source=source)
+
+
+def load_trace_file(path: str | Path) -> list[Span]:
+    """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped."""
+    data, source = _read(path)
+    name = "" if source == STDIN_SOURCE else source
+    return parse_trace_bytes(data, source=source, name=name)
+
+
+def load_trace_files(paths: Iterable[str | Path]) -> list[Span]:
+    """The spans of every file in order; group them into traces with `trace.assemble`."""
+    out: list[Span] = []
+    for path in paths:
+        out.extend(load_trace_file(path))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# spans -> OTLP
+
+
+def _effective_resource(span: Span) -> Mapping[str, Any]:
+    """The span's resource, with `service.name` made to agree with `span.service`."""
+    resource = span.resource
+    if resource.get("service.name") == span.service or (not span.service and "service.name" not in resource):
+        return resource
+    fixed = dict(resource)
+    if span.service:
+        fixed["service.name"] = span.service
+    else:
+        del fixed["service.name"]
+    return fixed
+
+
+def _group_by_resource(spans: Iterable[Span]) -> list[tuple[Mapping[str, Any], list[Span]]]:
+    groups: list[tuple[Mapping[str, Any], list[Span]]] = []
+    seen: dict[tuple[int, str], int] = {}
+    for span in spans:
+        ident = (id(span.resource), span.service)
+        index = seen.get(ident)
+        if index is None:
+            resource = _effective_resource(span)
+            for i, (other, _) in enumerate(groups):
+                if other == resource:
+                    index = i
+                    break
+            else:
+                index = len(groups)
+                groups.append((resource, []))
+            seen[ident] = index
+        groups[index][1].append(span)
+    return groups
+
+
+def _json_any(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {"stringValue": value}
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{where}: {value} does not fit in a 64-bit integer")
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return {"doubleValue": value}
+        return {"doubleValue": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")}
+    if isinstance(value, bytes | bytearray):
+        return {"bytesValue": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, Mapping):
+        return {"kvlistValue": {"values": _json_kvs(value, where)}}
+    if isinstance(value, list | tuple):
+        return {"arrayValue": {"values": [_json_any(v, where) for v in value]}}
+    raise TypeError(f"{where}: cannot write a {type(value).__name__} as an OTLP attribute value")
+
+
+def _json_kvs(attrs: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    return [{"key": k, "value": _json_any(v, f"{where}.{k}")} for k, v in attrs.items()]
+
+
+def _span_to_json(span: Span) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "traceId": span.trace_id.hex(),
+        "spanId": span.span_id.hex(),
+    }
+    if span.parent_id:
+        out["parentSpanId"] = span.parent_id.hex()
+    out["name"] = span.name
+    out["kind"] = _KIND_NUMBER[span.kind]
+    out["startTimeUnixNano"] = str(span.start)
+    out["endTimeUnixNano"] = str(span.end)
+    attributes = span.attributes
+    if attributes:
+        out["attributes"] = _json_kvs(attributes, f"span {span.name!r} attribute")
+    status: dict[str, Any] = {}
+    code = _STATUS_CODE[span.status]
+    if code:
+        status["code"] = code
+    if span.status_message:
+        status["message"] = span.status_message
+    out["status"] = status
+    return out
+
+
+def spans_to_json(spans: Iterable[Span]) -> dict[str, Any]:
+    """OTLP/JSON (`{"resourceSpans": [...]}`) for the spans.
+
+    Spans with equal resources (after setting `service.name` to the span's
+    `service`) share one resource block, in order of first appearance. Ids are
+    lowercase hex, times decimal strings, enums numbers, as the OTLP spec writes
+    them. Attribute values must be None, str, bool, int (64-bit), float, bytes,
+    or lists and mappings of those.
+    """
+    blocks: list[dict[str, Any]] = []
+    for resource, group in _group_by_resource(spans):
+        blocks.append(
+            {
+                "resource": {"attributes": _json_kvs(resource, "resource attribute")},
+                "scopeSpans": [{"scope": {}, "spans": [_span_to_json(s) for s in group]}],
+            }
+        )
+    return {"resourceSpans": blocks}
+
+
+def _set_any(target: AnyValue, value: Any, where: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        if not _INT64_MIN <= value <= _INT64_MAX:
+            raise ValueError(f"{where}: {value} does not fit in a 64-bit integer")
+        target.int_value = value
+    elif isinstance(value, float):
+        target.double_value = value
+    elif isinstance(value, bytes | bytearray):
+        target.bytes_value = bytes(value)
+    elif isinstance(value, Mapping):
+        kvlist = target.kvlist_value
+        kvlist.SetInParent()
+        _set_kvs(kvlist.values, value, where)
+    elif isinstance(value, list | tuple):
+        array = target.array_value
+        array.SetInParent()
+        for item in value:
+            _set_any(array.values.add(), item, where)
+    else:
+        raise TypeError(f"{where}: cannot write a {type(value).__name__} as an OTLP attribute value")
+
+
+def _set_kvs(target: Any, attrs: Mapping[str, Any], where: str) -> None:
+    for k, v in attrs.items():
+        kv = target.add()
+        kv.key = k
+        _set_any(kv.value, v, f"{where}.{k}")
+
+
+def spans_to_request(spans: Iterable[Span]) -> ExportTraceServiceRequest:
+    """An OTLP export request holding the spans, grouped as `spans_to_json` groups them."""
+    req = ExportTraceServiceRequest()
+    for resource, group in _group_by_resource(spans):
+        rs = req.resource_spans.add()
+        rs.resource.SetInParent()
+        _set_kvs(rs.resource.attributes, resource, "resource attribute")
+        ss = rs.scope_spans.add()
+        ss.scope.SetInParent()
+        for span in group:
+            sp = ss.spans.add()
+            sp.trace_id = span.trace_id
+            sp.span_id = span.span_id
+            sp.parent_span_id = span.parent_id
+            sp.name = span.name
+            sp.kind = _KIND_NUMBER[span.kind]  # type: ignore[assignment]
+            sp.start_time_unix_nano = span.start
+            sp.end_time_unix_nano = span.end
+            _set_kvs(sp.attributes, span.attributes, f"span {span.name!r} attribute")
+            sp.status.code = _STATUS_CODE[span.status]  # type: ignore[assignment]
+            sp.status.message = span.status_message
+    return req

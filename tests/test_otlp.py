@@ -1,0 +1,945 @@
+"""Loading and writing OTLP traces: fluo_lang.otlp."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import gzip
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+
+from fluo_lang import otlp
+from fluo_lang.otlp import (
+    TraceInputError,
+    load_trace_file,
+    load_trace_files,
+    parse_json,
+    parse_protobuf,
+    parse_trace_bytes,
+    spans_from_json,
+    spans_from_request,
+    spans_to_json,
+    spans_to_request,
+)
+from fluo_lang.trace import Span, assemble
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "traces"
+
+TID = "5b8efff798038103d269b633813fc60c"
+ROOT = "eee19b7ec3c1b174"
+CHILD = "00f067aa0ba902b7"
+T0 = 1_767_225_600_000_000_000
+
+
+def kv(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key, "value": value}
+
+
+def sval(text: str) -> dict[str, Any]:
+    return {"stringValue": text}
+
+
+def otlp_span(**fields: Any) -> dict[str, Any]:
+    span: dict[str, Any] = {
+        "traceId": TID,
+        "spanId": ROOT,
+        "name": "login",
+        "kind": 2,
+        "startTimeUnixNano": str(T0),
+        "endTimeUnixNano": str(T0 + 20_000_000),
+        "status": {},
+    }
+    span.update(fields)
+    return span
+
+
+def request(*blocks: tuple[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    return {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [kv("service.name", sval(service))]},
+                "scopeSpans": [{"scope": {"name": "test"}, "spans": spans}],
+            }
+            for service, spans in blocks
+        ]
+    }
+
+
+def values(span: Span) -> tuple[Any, ...]:
+    return (
+        span.trace_id,
+        span.span_id,
+        span.parent_id,
+        span.name,
+        span.service,
+        span.start,
+        span.end,
+        span.status,
+        span.status_message,
+        span.kind,
+        span.attributes,
+        dict(span.resource),
+    )
+
+
+def error_of(fn: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(TraceInputError) as info:
+        fn(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+RICH_ATTRIBUTES = [
+    kv("s", sval("text")),
+    kv("b", {"boolValue": True}),
+    kv("i", {"intValue": "-9223372036854775808"}),
+    kv("i2", {"intValue": 42}),
+    kv("d", {"doubleValue": 2.5}),
+    kv("d2", {"doubleValue": 3}),
+    kv("arr", {"arrayValue": {"values": [sval("x"), {"intValue": "1"}, {}]}}),
+    kv("kvl", {"kvlistValue": {"values": [kv("inner", {"boolValue": False})]}}),
+    kv("raw", {"bytesValue": base64.b64encode(b"\x01\xab").decode()}),
+    kv("none", {}),
+]
+RICH_VALUES = {
+    "s": "text",
+    "b": True,
+    "i": -(2**63),
+    "i2": 42,
+    "d": 2.5,
+    "d2": 3.0,
+    "arr": ["x", 1, None],
+    "kvl": {"inner": False},
+    "raw": "01ab",
+    "none": None,
+}
+
+
+def rich_request() -> dict[str, Any]:
+    return request(
+        (
+            "auth",
+            [
+                otlp_span(attributes=copy.deepcopy(RICH_ATTRIBUTES)),
+                otlp_span(
+                    spanId=CHILD,
+                    parentSpanId=ROOT,
+                    name="check_password",
+                    kind=1,
+                    status={"code": 2, "message": "bad password"},
+                    attributes=[kv("user.id", {"intValue": "7"})],
+                ),
+            ],
+        ),
+        ("frontend", [otlp_span(spanId="1111111111111111", parentSpanId="", kind=3)]),
+    )
+
+
+# --- OTLP/JSON ------------------------------------------------------------------
+
+
+def test_json_span_fields() -> None:
+    spans = spans_from_json(rich_request(), source="t.json")
+    assert [s.name for s in spans] == ["login", "check_password", "login"]
+    root, child, other = spans
+    assert root.trace_id == bytes.fromhex(TID)
+    assert root.span_id == bytes.fromhex(ROOT)
+    assert root.parent_id == b""
+    assert child.parent_id == bytes.fromhex(ROOT)
+    assert (root.start, root.end, root.duration) == (T0, T0 + 20_000_000, 20_000_000)
+    assert (root.kind, child.kind, other.kind) == ("server", "internal", "client")
+    assert (root.status, child.status, child.status_message) == ("unset", "error", "bad password")
+    assert root.attributes == RICH_VALUES
+    assert child.attributes == {"user.id": 7}
+    assert (root.service, other.service) == ("auth", "frontend")
+    assert root.resource is child.resource
+    assert root.resource == {"service.name": "auth"}
+
+
+def test_hex_ids_in_either_case() -> None:
+    lower = spans_from_json(request(("a", [otlp_span(parentSpanId=CHILD)])), source="t")
+    upper = spans_from_json(
+        request(("a", [otlp_span(traceId=TID.upper(), spanId=ROOT.upper(), parentSpanId=CHILD.upper())])),
+        source="t",
+    )
+    assert values(lower[0]) == values(upper[0])
+
+
+def test_base64_ids_are_a_tolerated_fallback() -> None:
+    def b64(hex_id: str) -> str:
+        return base64.b64encode(bytes.fromhex(hex_id)).decode()
+
+    assert len(b64(TID)) == 24
+    assert len(b64(ROOT)) == 12
+    doc = request(("a", [otlp_span(traceId=b64(TID), spanId=b64(ROOT), parentSpanId=b64(CHILD))]))
+    (span,) = spans_from_json(doc, source="t")
+    assert span.trace_id_hex == TID
+    assert span.span_id_hex == ROOT
+    assert span.parent_id_hex == CHILD
+
+
+def test_int64_as_string_or_number() -> None:
+    as_numbers = otlp_span(
+        startTimeUnixNano=T0,
+        endTimeUnixNano=T0 + 5,
+        attributes=[kv("n", {"intValue": 12345678901234})],
+    )
+    as_strings = otlp_span(
+        startTimeUnixNano=str(T0),
+        endTimeUnixNano=str(T0 + 5),
+        attributes=[kv("n", {"intValue": "12345678901234"})],
+    )
+    a = spans_from_json(request(("a", [as_numbers])), source="t")[0]
+    b = spans_from_json(request(("a", [as_strings])), source="t")[0]
+    assert values(a) == values(b)
+    assert a.end - a.start == 5
+    assert a.attributes["n"] == 12345678901234
+    missing = otlp_span()
+    del missing["startTimeUnixNano"]
+    assert spans_from_json(request(("a", [missing])), source="t")[0].start == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        (2, "server"),
+        ("2", "server"),
+        ("SPAN_KIND_SERVER", "server"),
+        ("server", "server"),
+        ("SPAN_KIND_CLIENT", "client"),
+        ("producer", "producer"),
+        (5, "consumer"),
+        ("SPAN_KIND_INTERNAL", "internal"),
+        (0, "unspecified"),
+        ("SPAN_KIND_UNSPECIFIED", "unspecified"),
+        (99, "unspecified"),
+    ],
+)
+def test_kind_as_number_or_name(kind: Any, expected: str) -> None:
+    (span,) = spans_from_json(request(("a", [otlp_span(kind=kind)])), source="t")
+    assert span.kind == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (2, "error"),
+        ("STATUS_CODE_ERROR", "error"),
+        ("error", "error"),
+        (1, "ok"),
+        ("STATUS_CODE_OK", "ok"),
+        ("Ok", "ok"),
+        (0, "unset"),
+        ("STATUS_CODE_UNSET", "unset"),
+        (None, "unset"),
+    ],
+)
+def test_status_as_number_or_name(code: Any, expected: str) -> None:
+    (span,) = spans_from_json(request(("a", [otlp_span(status={"code": code})])), source="t")
+    assert span.status == expected
+
+
+def test_status_message_is_kept_only_with_an_error() -> None:
+    doc = request(
+        (
+            "a",
+            [
+                otlp_span(status={"code": 2, "message": "boom"}),
+                otlp_span(spanId=CHILD, status={"code": 1, "message": "fine"}),
+            ],
+        )
+    )
+    err, ok = spans_from_json(doc, source="t")
+    assert (err.status_message, ok.status_message) == ("boom", "")
+
+
+def test_several_resource_blocks_and_scopes() -> None:
+    doc = request(
+        ("auth", [otlp_span()]),
+        ("payment", [otlp_span(spanId=CHILD, parentSpanId=ROOT)]),
+    )
+    doc["resourceSpans"][0]["scopeSpans"].append(
+        {"scope": {"name": "other"}, "spans": [otlp_span(spanId="2222222222222222")]}
+    )
+    spans = spans_from_json(doc, source="t")
+    assert [s.service for s in spans] == ["auth", "auth", "payment"]
+    assert spans[0].resource is spans[1].resource
+    (trace,) = assemble(spans)
+    assert len(trace) == 3
+
+
+def test_legacy_and_snake_case_keys_and_unknown_keys() -> None:
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": [kv("service.name", sval("auth"))], "future": 1},
+                "instrumentationLibrarySpans": [
+                    {
+                        "instrumentationLibrary": {"name": "old"},
+                        "spans": [
+                            {
+                                "trace_id": TID,
+                                "span_id": ROOT,
+                                "name": "login",
+                                "start_time_unix_nano": "10",
+                                "end_time_unix_nano": "30",
+                                "events": [{"name": "e"}],
+                                "links": [],
+                                "flags": 256,
+                                "traceState": "a=b",
+                                "somethingNew": {"x": [1, 2]},
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+        "schemaVersion": "9",
+    }
+    (span,) = spans_from_json(doc, source="t")
+    assert (span.service, span.name, span.start, span.end) == ("auth", "login", 10, 30)
+    assert span.trace_id_hex == TID
+
+
+def test_missing_resource_and_service() -> None:
+    doc = {"resourceSpans": [{"scopeSpans": [{"spans": [otlp_span()]}]}]}
+    (span,) = spans_from_json(doc, source="t")
+    assert span.service == ""
+    assert span.resource == {}
+
+
+def test_empty_inputs() -> None:
+    assert spans_from_json({}, source="t") == []
+    assert spans_from_json({"resourceSpans": []}, source="t") == []
+    assert spans_from_json({"resourceLogs": []}, source="t") == []
+    assert parse_json(b"", source="t") == []
+    assert parse_json("  \n\n", source="t") == []
+
+
+def test_a_json_array_of_requests() -> None:
+    doc = [request(("a", [otlp_span()])), request(("b", [otlp_span(spanId=CHILD)]))]
+    assert [s.service for s in spans_from_json(doc, source="t")] == ["a", "b"]
+    bad = copy.deepcopy(doc)
+    bad[1]["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["spanId"] = "nope"
+    message = error_of(spans_from_json, bad, source="t.json")
+    assert message.startswith("t.json: [1].resourceSpans[0].scopeSpans[0].spans[0].spanId: ")
+
+
+def test_all_zero_parent_id_means_no_parent() -> None:
+    (span,) = spans_from_json(request(("a", [otlp_span(parentSpanId="0" * 16)])), source="t")
+    assert span.parent_id == b""
+    assert assemble([span])[0].root is span
+
+
+SPAN_PATH = "resourceSpans[0].scopeSpans[0].spans[0]"
+
+
+def _with(path: list[str | int], value: Any) -> dict[str, Any]:
+    doc = rich_request()
+    target: Any = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return doc
+
+
+def _span_path(*rest: str | int) -> list[str | int]:
+    return ["resourceSpans", 0, "scopeSpans", 0, "spans", 0, *rest]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where", "what"),
+    [
+        (_span_path("spanId"), "xyz", f"{SPAN_PATH}.spanId", "'xyz' is not a hex span id (16 hex digits)"),
+        (_span_path("spanId"), "0" * 32, f"{SPAN_PATH}.spanId", "is not a hex span id"),
+        (_span_path("spanId"), 12, f"{SPAN_PATH}.spanId", "got a number"),
+        (_span_path("traceId"), "abc", f"{SPAN_PATH}.traceId", "is not a hex trace id (32 hex digits)"),
+        (_span_path("traceId"), "g" * 32, f"{SPAN_PATH}.traceId", "is not a hex trace id"),
+        (_span_path("traceId"), "", f"{SPAN_PATH}.traceId", "is not a hex trace id"),
+        (_span_path("traceId"), None, f"{SPAN_PATH}.traceId", "missing"),
+        (_span_path("traceId"), "!" * 24, f"{SPAN_PATH}.traceId", "is not a hex trace id"),
+        (_span_path("parentSpanId"), "12345", f"{SPAN_PATH}.parentSpanId", "is not a hex span id"),
+        (_span_path("name"), 5, f"{SPAN_PATH}.name", "expected a string, got a number"),
+        (_span_path("kind"), "sideways", f"{SPAN_PATH}.kind", "is not a span kind"),
+        (_span_path("kind"), True, f"{SPAN_PATH}.kind", "got a boolean"),
+        (_span_path("status"), "ok", f"{SPAN_PATH}.status", "expected an object, got a string"),
+        (_span_path("status", "code"), "STATUS_CODE_MAYBE", f"{SPAN_PATH}.status.code", "is not a status code"),
+        (_span_path("status", "message"), [], f"{SPAN_PATH}.status.message", "expected a string"),
+        (_span_path("startTimeUnixNano"), "soon", f"{SPAN_PATH}.startTimeUnixNano", "is not an unsigned"),
+        (_span_path("endTimeUnixNano"), -1, f"{SPAN_PATH}.endTimeUnixNano", "out of range"),
+        (_span_path("endTimeUnixNano"), 2**64, f"{SPAN_PATH}.endTimeUnixNano", "out of range"),
+        (_span_path("endTimeUnixNano"), 1.5, f"{SPAN_PATH}.endTimeUnixNano", "is not an unsigned"),
+        (_span_path("attributes"), {}, f"{SPAN_PATH}.attributes", "expected an array, got an object"),
+        (_span_path("attributes", 0), "s", f"{SPAN_PATH}.attributes[0]", "expected an object"),
+        (_span_path("attributes", 0, "key"), None, None, None),
+        (_span_path("attributes", 0, "key"), 3, f"{SPAN_PATH}.attributes[0].key", "expected a string"),
+        (
+            _span_path("attributes", 2, "value", "intValue"),
+            "12x",
+            f"{SPAN_PATH}.attributes[2].value.intValue",
+            "'12x' is not a 64-bit integer",
+        ),
+        (
+            _span_path("attributes", 2, "value", "intValue"),
+            str(2**63),
+            f"{SPAN_PATH}.attributes[2].value.intValue",
+            "out of range for a 64-bit integer",
+        ),
+        (
+            _span_path("attributes", 1, "value", "boolValue"),
+            "true",
+            f"{SPAN_PATH}.attributes[1].value.boolValue",
+            "expected true or false, got a string",
+        ),
+        (
+            _span_path("attributes", 4, "value", "doubleValue"),
+            "lots",
+            f"{SPAN_PATH}.attributes[4].value.doubleValue",
+            "'lots' is not a number",
+        ),
+        (
+            _span_path("attributes", 6, "value", "arrayValue", "values", 1),
+            {"intValue": []},
+            f"{SPAN_PATH}.attributes[6].value.arrayValue.values[1].intValue",
+            "got an array",
+        ),
+        (
+            _span_path("attributes", 7, "value", "kvlistValue", "values", 0, "value"),
+            {"stringValue": 1},
+            f"{SPAN_PATH}.attributes[7].value.kvlistValue.values[0].value.stringValue",
+            "expected a string",
+        ),
+        (
+            _span_path("attributes", 8, "value", "bytesValue"),
+            "***",
+            f"{SPAN_PATH}.attributes[8].value.bytesValue",
+            "is not base64",
+        ),
+        (
+            ["resourceSpans", 0, "resource", "attributes"],
+            5,
+            "resourceSpans[0].resource.attributes",
+            "expected an array, got a number",
+        ),
+        (["resourceSpans", 0, "resource"], [], "resourceSpans[0].resource", "expected an object"),
+        (["resourceSpans", 1], "x", "resourceSpans[1]", "expected an object, got a string"),
+        (["resourceSpans", 0, "scopeSpans"], {}, "resourceSpans[0].scopeSpans", "expected an array"),
+        (
+            ["resourceSpans", 0, "scopeSpans", 0, "spans"],
+            1,
+            "resourceSpans[0].scopeSpans[0].spans",
+            "expected an array",
+        ),
+        (["resourceSpans"], "many", "resourceSpans", "expected an array, got a string"),
+    ],
+)
+def test_json_errors_name_file_line_and_path(
+    path: list[str | int], value: Any, where: str | None, what: str | None
+) -> None:
+    doc = _with(path, value)
+    if where is None:  # a null key reads as "" (the proto3 default), not an error
+        spans_from_json(doc, source="t.json")
+        return
+    assert what is not None
+    message = error_of(spans_from_json, doc, source="traces/a.json", line=3)
+    assert message.startswith(f"traces/a.json:3: {where}: "), message
+    assert what in message
+    message = error_of(spans_from_json, doc, source="traces/a.json")
+    assert message.startswith(f"traces/a.json: {where}: "), message
+
+
+def test_error_message_format_from_the_spec() -> None:
+    doc = request(("a", [otlp_span(), otlp_span(), otlp_span(spanId="xyz")]))
+    lines = "\n".join(["{}", "", json.dumps(doc)])
+    message = error_of(parse_json, lines, source="traces/a.json")
+    assert message == (
+        "traces/a.json:3: resourceSpans[0].scopeSpans[0].spans[2].spanId: 'xyz' is not a hex span id (16 hex digits)"
+    )
+
+
+def test_json_objects_that_are_not_traces() -> None:
+    assert "expected an OTLP trace object" in error_of(spans_from_json, {"name": "x"}, source="t")
+    assert error_of(spans_from_json, "text", source="t") == "t: expected an object, got a string"
+    assert error_of(spans_from_json, [1], source="t") == "t: [0]: expected an object, got a number"
+
+
+def test_very_long_values_are_shortened_in_messages() -> None:
+    doc = request(("a", [otlp_span(spanId="z" * 500)]))
+    assert len(error_of(spans_from_json, doc, source="t")) < 200
+
+
+def test_deep_nesting_is_an_input_error() -> None:
+    value: dict[str, Any] = {"intValue": "1"}
+    for _ in range(5000):
+        value = {"arrayValue": {"values": [value]}}
+    doc = request(("a", [otlp_span(attributes=[kv("deep", value)])]))
+    assert "nested too deeply" in error_of(spans_from_json, doc, source="t")
+    text = "[" * 100_000 + "]" * 100_000
+    assert error_of(parse_json, text, source="t").startswith("t:")
+
+
+# --- JSON text and lines --------------------------------------------------------
+
+
+def test_json_lines_and_blank_lines() -> None:
+    one = json.dumps(request(("auth", [otlp_span()])))
+    two = json.dumps(request(("auth", [otlp_span(spanId=CHILD, parentSpanId=ROOT)])))
+    spans = parse_json(f"{one}\n\n{two}\n\n", source="t.jsonl")
+    assert [s.span_id.hex() for s in spans] == [ROOT, CHILD]
+    pretty = json.dumps(request(("x", [otlp_span()])), indent=2)
+    assert len(parse_json(pretty + "\n" + pretty, source="t.json")) == 2
+
+
+def test_json_syntax_errors_name_line_and_column() -> None:
+    good = json.dumps(request(("auth", [otlp_span()])))
+    message = error_of(parse_json, f'{good}\n\n{{"resourceSpans": [}}\n', source="t.jsonl")
+    assert message.startswith("t.jsonl:3:20: invalid JSON: ")
+    message = error_of(parse_json, '{\n  "resourceSpans": [\n    oops\n]}', source="a.json")
+    assert message.startswith("a.json:3:5: invalid JSON: ")
+
+
+def test_json_semantic_errors_in_lines_name_the_line() -> None:
+    good = json.dumps(request(("auth", [otlp_span()])))
+    bad = json.dumps(request(("auth", [otlp_span(kind="weird")])))
+    message = error_of(parse_json, f"{good}\n{good}\n\n{bad}\n", source="t.jsonl")
+    assert message.startswith(f"t.jsonl:4: {SPAN_PATH}.kind: ")
+
+
+def test_json_that_is_not_utf8() -> None:
+    message = error_of(parse_json, b'{"resourceSpans": []}\n{"a": "\xff"}', source="t.jsonl")
+    assert message == "t.jsonl:2: not UTF-8 text"
+
+
+def test_byte_order_mark_is_skipped() -> None:
+    data = b"\xef\xbb\xbf" + json.dumps(request(("a", [otlp_span()]))).encode()
+    assert len(parse_json(data, source="t")) == 1
+
+
+# --- protobuf --------------------------------------------------------------------
+
+
+def pb_request() -> ExportTraceServiceRequest:
+    return spans_to_request(spans_from_json(rich_request(), source="t"))
+
+
+def test_protobuf_values_match_json() -> None:
+    from_json = spans_from_json(rich_request(), source="t")
+    from_pb = parse_protobuf(pb_request().SerializeToString(), source="t.pb")
+    assert [values(s) for s in from_pb] == [values(s) for s in from_json]
+
+
+def test_protobuf_any_values() -> None:
+    (span, *_) = parse_protobuf(pb_request().SerializeToString(), source="t.pb")
+    assert span.attributes == RICH_VALUES
+
+
+def test_traces_data_bytes_are_accepted() -> None:
+    data = TracesData(resource_spans=pb_request().resource_spans).SerializeToString()
+    assert len(parse_protobuf(data, source="t.pb")) == 3
+
+
+def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+    real = otlp._pb_span_attributes
+
+    def counting(span: Any) -> dict[str, Any]:
+        calls.append(span)
+        return real(span)
+
+    monkeypatch.setattr(otlp, "_pb_span_attributes", counting)
+    req = ExportTraceServiceRequest.FromString(pb_request().SerializeToString())
+    spans = spans_from_request(req)
+    assert calls == []
+    assert spans[0].resource is spans[1].resource
+    assert spans[0].resource == {"service.name": "auth"}
+    assert spans[1].attributes == {"user.id": 7}
+    assert len(calls) == 1
+    assert spans[1].attributes == {"user.id": 7}
+    assert len(calls) == 1
+
+
+def test_fast_span_construction_matches_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`spans_from_request` fills Span slots directly; it must agree with `Span(...)`."""
+    assert otlp._FAST_SPANS, "trace.Span changed shape; update otlp._SPAN_SLOTS"
+    req = ExportTraceServiceRequest.FromString(pb_request().SerializeToString())
+    fast = spans_from_request(req)
+    monkeypatch.setattr(otlp, "_FAST_SPANS", False)
+    portable = spans_from_request(req)
+    for a, b in zip(fast, portable, strict=True):
+        for slot in Span.__slots__:
+            if slot not in ("_attrs_source", "_attrs", "resource"):
+                assert getattr(a, slot) == getattr(b, slot), slot
+        assert values(a) == values(b)
+
+
+def test_protobuf_enums_and_unknown_values() -> None:
+    req = ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add()
+    sp.trace_id = bytes.fromhex(TID)
+    sp.span_id = bytes.fromhex(ROOT)
+    sp.parent_span_id = bytes(8)
+    sp.kind = 9  # type: ignore[assignment]
+    sp.status.code = 7  # type: ignore[assignment]
+    sp.status.message = "ignored"
+    (span,) = parse_protobuf(req.SerializeToString(), source="t.pb")
+    assert (span.kind, span.status, span.status_message) == ("unspecified", "unset", "")
+    assert span.parent_id == b""
+    assert span.service == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "what"),
+    [
+        ("trace_id", b"\x01" * 8, "8 bytes, expected a 16-byte trace id"),
+        ("trace_id", b"", "0 bytes, expected a 16-byte trace id"),
+        ("span_id", b"\x01" * 16, "16 bytes, expected an 8-byte span id"),
+        ("parent_span_id", b"\x01\x02", "2 bytes, expected an 8-byte span id or none"),
+    ],
+)
+def test_protobuf_bad_ids(field: str, value: bytes, what: str) -> None:
+    req = pb_request()
+    setattr(req.resource_spans[1].scope_spans[0].spans[0], field, value)
+    message = error_of(parse_protobuf, req.SerializeToString(), source="x.pb")
+    assert message == f"x.pb: resource_spans[1].scope_spans[0].spans[0].{field}: {what}"
+
+
+def test_protobuf_garbage() -> None:
+    message = error_of(parse_protobuf, b"\xff\xff\xff\xff", source="x.pb")
+    assert message.startswith("x.pb: not an OTLP protobuf trace message")
+
+
+# --- files --------------------------------------------------------------------
+
+
+def write_json(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_one_trace_across_two_files(tmp_path: Path) -> None:
+    a = write_json(tmp_path / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
+    b = write_json(
+        tmp_path / "b.json",
+        request(
+            ("auth", [otlp_span(spanId=CHILD, parentSpanId=ROOT)]),
+            ("other", [otlp_span(traceId="1" * 32, spanId=CHILD)]),
+        ),
+    )
+    spans = load_trace_files([a, str(b)])
+    first, second = assemble(spans)
+    assert first.id_hex == TID
+    assert [s.service for s in first.spans] == ["frontend", "auth"]
+    assert first.root is not None and first.root.name == "GET /login"
+    assert first.children_of(first.root) == [first.spans[1]]
+    assert second.id_hex == "1" * 32
+
+
+def test_a_span_whose_parent_never_arrived_is_not_the_root(tmp_path: Path) -> None:
+    doc = request(
+        ("auth", [otlp_span(spanId=CHILD, parentSpanId=ROOT), otlp_span(spanId="2" * 16, parentSpanId=CHILD)])
+    )
+    (trace,) = assemble(load_trace_file(write_json(tmp_path / "t.json", doc)))
+    assert trace.root is None
+    orphan = trace.by_id[bytes.fromhex(CHILD)]
+    assert trace.parent_of(orphan) is None
+    assert trace.descendants_of(orphan) == [trace.by_id[bytes.fromhex("2" * 16)]]
+
+
+@pytest.mark.parametrize("name", ["t.jsonl", "t.ndjson", "t.json", "t.JSON", "t.txt", "t"])
+def test_json_files_by_extension_or_sniffing(tmp_path: Path, name: str) -> None:
+    doc = request(("a", [otlp_span()]))
+    path = tmp_path / name
+    path.write_text("\n" + json.dumps(doc) + "\n" + json.dumps(doc) + "\n", encoding="utf-8")
+    assert len(load_trace_file(path)) == 2
+
+
+@pytest.mark.parametrize("name", ["t.pb", "t.binpb", "t.protobuf", "t.bin", "t"])
+def test_protobuf_files_by_extension_or_sniffing(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(pb_request().SerializeToString())
+    assert [s.name for s in load_trace_file(path)] == ["login", "check_password", "login"]
+
+
+@pytest.mark.parametrize(
+    ("name", "protobuf"),
+    [("t.json.gz", False), ("t.jsonl.gz", False), ("t.pb.gz", True), ("t.gz", False), ("t.data", True)],
+)
+def test_gzip_files(tmp_path: Path, name: str, protobuf: bool) -> None:
+    raw = pb_request().SerializeToString() if protobuf else json.dumps(rich_request()).encode()
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(raw))
+    assert len(load_trace_file(path)) == 3
+
+
+def test_bad_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "t.json.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00broken")
+    assert error_of(load_trace_file, path).startswith(f"{path}: not a valid gzip file")
+
+
+def test_empty_protobuf_file_has_no_spans(tmp_path: Path) -> None:
+    path = tmp_path / "t.pb"
+    path.write_bytes(b"")
+    assert load_trace_file(path) == []
+
+
+def test_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FakeStdin:
+        buffer = io.BytesIO(json.dumps(request(("a", [otlp_span(kind="bogus")]))).encode())
+
+    monkeypatch.setattr(sys, "stdin", FakeStdin())
+    assert error_of(load_trace_file, "-").startswith(f"<stdin>: {SPAN_PATH}.kind")
+    FakeStdin.buffer = io.BytesIO(gzip.compress(pb_request().SerializeToString()))
+    assert len(load_trace_files(["-"])) == 3
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    missing = tmp_path / "traces" / "x.json"
+    assert error_of(load_trace_file, missing) == f"cannot read {missing}: No such file or directory"
+    assert error_of(load_trace_file, tmp_path).startswith(f"cannot read {tmp_path}: ")
+
+
+def test_file_errors_name_the_file_and_line(tmp_path: Path) -> None:
+    good = json.dumps(request(("a", [otlp_span()])))
+    bad = json.dumps(request(("a", [otlp_span(), otlp_span(), otlp_span(spanId="xyz")])))
+    path = tmp_path / "a.jsonl"
+    path.write_text(f"{good}\n{good}\n{bad}\n", encoding="utf-8")
+    assert error_of(load_trace_file, path) == (
+        f"{path}:3: resourceSpans[0].scopeSpans[0].spans[2].spanId: 'xyz' is not a hex span id (16 hex digits)"
+    )
+    path = tmp_path / "b.pb"
+    path.write_bytes(b"\x0a\x05\x01")
+    assert error_of(load_trace_file, path).startswith(f"{path}: not an OTLP protobuf trace message")
+
+
+def test_parse_trace_bytes_uses_the_name() -> None:
+    raw = json.dumps(request(("a", [otlp_span()]))).encode()
+    assert len(parse_trace_bytes(raw, source="inline", name="x.json")) == 1
+    assert len(parse_trace_bytes(gzip.compress(raw), source="inline.json.gz")) == 1
+
+
+# --- writers and round trips -----------------------------------------------------
+
+
+def test_json_round_trip() -> None:
+    spans = spans_from_json(rich_request(), source="t")
+    doc = spans_to_json(spans)
+    again = spans_from_json(json.loads(json.dumps(doc)), source="t")
+    assert [values(s) for s in again] == [values(s) for s in spans]
+    assert spans_to_json(again) == doc
+
+
+def test_protobuf_round_trip() -> None:
+    data = pb_request().SerializeToString()
+    spans = parse_protobuf(data, source="t")
+    again = parse_protobuf(spans_to_request(spans).SerializeToString(), source="t")
+    assert [values(s) for s in again] == [values(s) for s in spans]
+
+
+def test_written_json_follows_the_otlp_encoding() -> None:
+    doc = spans_to_json(spans_from_json(rich_request(), source="t"))
+    auth, frontend = doc["resourceSpans"]
+    assert auth["resource"]["attributes"] == [kv("service.name", sval("auth"))]
+    root, child = auth["scopeSpans"][0]["spans"]
+    assert root["traceId"] == TID and root["spanId"] == ROOT
+    assert "parentSpanId" not in root
+    assert child["parentSpanId"] == ROOT
+    assert root["startTimeUnixNano"] == str(T0)
+    assert root["kind"] == 2
+    assert child["status"] == {"code": 2, "message": "bad password"}
+    assert {"key": "i", "value": {"intValue": str(-(2**63))}} in root["attributes"]
+    assert {"key": "raw", "value": {"bytesValue": base64.b64encode(bytes.fromhex("01ab")).decode()}} not in root[
+        "attributes"
+    ]  # bytes are read as hex strings, so they are written back as strings
+    assert len(frontend["scopeSpans"][0]["spans"]) == 1
+
+
+def test_writer_groups_by_resource_and_honours_service() -> None:
+    shared = {"service.name": "auth", "region": "eu"}
+    ids = iter(range(1, 100))
+
+    def span(service: str, resource: dict[str, Any]) -> Span:
+        return Span(
+            trace_id=bytes(16),
+            span_id=next(ids).to_bytes(8, "big"),
+            name="x",
+            service=service,
+            resource=resource,
+        )
+
+    spans = [
+        span("auth", shared),
+        span("auth", dict(shared)),
+        span("payment", {}),
+        span("auth", shared),
+        span("", {"service.name": "ghost"}),
+    ]
+    doc = spans_to_json(spans)
+    blocks = doc["resourceSpans"]
+    assert [len(b["scopeSpans"][0]["spans"]) for b in blocks] == [3, 1, 1]
+    again = spans_from_json(doc, source="t")
+    assert sorted(s.service for s in again) == ["", "auth", "auth", "auth", "payment"]
+    assert {s.service: dict(s.resource) for s in again}["payment"] == {"service.name": "payment"}
+    pb_again = parse_protobuf(spans_to_request(spans).SerializeToString(), source="t")
+    assert [values(s) for s in pb_again] == [values(s) for s in again]
+
+
+def test_writer_special_values() -> None:
+    span = Span(
+        trace_id=bytes(16),
+        span_id=bytes(range(8)),
+        attributes={"inf": float("inf"), "ninf": float("-inf"), "tuple": (1, "a"), "raw": b"\x00\xff"},
+    )
+    doc = json.loads(json.dumps(spans_to_json([span]), allow_nan=False))
+    (again,) = spans_from_json(doc, source="t")
+    assert again.attributes == {"inf": float("inf"), "ninf": float("-inf"), "tuple": [1, "a"], "raw": "00ff"}
+    (pb,) = parse_protobuf(spans_to_request([span]).SerializeToString(), source="t")
+    assert pb.attributes == again.attributes
+
+
+@pytest.mark.parametrize(("value", "error"), [(object(), TypeError), (2**63, ValueError), ({"k": {1, 2}}, TypeError)])
+def test_writer_rejects_values_otlp_cannot_hold(value: Any, error: type[Exception]) -> None:
+    span = Span(trace_id=bytes(16), span_id=bytes(8), attributes={"v": value})
+    with pytest.raises(error):
+        spans_to_json([span])
+    with pytest.raises(error):
+        spans_to_request([span])
+
+
+# --- the example traces -------------------------------------------------------------
+
+
+def example(name: str) -> list[Span]:
+    return load_trace_file(EXAMPLES / name)
+
+
+def test_example_healthy_login() -> None:
+    (trace,) = assemble(example("healthy_login.json"))
+    assert trace.root is not None and trace.root.name == "GET /login"
+    assert trace.root.kind == "server" and trace.root.service == "frontend"
+    auth = trace.index("service")["auth"]
+    assert sorted(s.name for s in auth) == ["check_password", "issue_token", "login"]
+    assert all(s.status == "ok" for s in auth)
+    (check,) = trace.index("name")["check_password"]
+    assert check.attributes["user.id"] == 42
+    assert trace.parent_of(check) is trace.index("name")["login"][0]
+
+
+def test_example_retry_storm() -> None:
+    (trace,) = assemble(example("auth_retry_storm.json"))
+    auth = trace.index("service")["auth"]
+    assert len(auth) == 60 and {s.name for s in auth} == {"login"}
+    assert 1 < sum(s.status == "error" for s in auth) < 60
+    assert trace.root is not None and trace.root.service == "frontend"
+
+
+@pytest.mark.parametrize(
+    ("name", "amount", "fraud", "bypass"),
+    [
+        ("payment_ok.json", 2500, True, False),
+        ("payment_no_fraud_check.json", 5000, False, False),
+        ("payment_bypass.json", 1500, True, True),
+    ],
+)
+def test_example_payments(name: str, amount: int, fraud: bool, bypass: bool) -> None:
+    (trace,) = assemble(example(name))
+    by_name = trace.index("name")
+    (charge,) = by_name["payment.charge_card"]
+    assert charge.attributes["amount"] == amount and charge.attributes["currency"] == "EUR"
+    assert charge.service == "payment"
+    assert ("payment.fraud_check" in by_name) == fraud
+    assert ("payment.bypass_validation" in by_name) == bypass
+    if fraud:
+        (check,) = by_name["payment.fraud_check"]
+        assert check.service == "fraud" and check.end < charge.start
+    assert all(s.status == "ok" for s in trace)
+
+
+def test_example_payment_traces_differ() -> None:
+    ids = {assemble(example(n))[0].trace_id for n in ["payment_ok.json", "payment_no_fraud_check.json"]}
+    assert len(ids) == 2
+
+
+def test_example_checkout_error() -> None:
+    (trace,) = assemble(example("checkout_error.json"))
+    (checkout,) = trace.index("name")["checkout"]
+    (reserve,) = trace.index("name")["inventory.reserve"]
+    assert reserve in trace.descendants_of(checkout)
+    assert reserve not in trace.children_of(checkout)
+    assert (reserve.status, reserve.status_message) == ("error", "out of stock")
+    assert reserve.attributes["http.response.status_code"] == 503
+    assert reserve.service == "inventory"
+
+
+def test_example_login_burst() -> None:
+    spans = example("login_burst.jsonl")
+    traces = assemble(spans)
+    assert len(traces) == 400
+    assert all(len(t) == 1 and t.spans[0].service == "auth" and t.spans[0].status == "ok" for t in traces)
+    start = 1_767_225_600 * 10**9
+    assert all(start <= s.end < start + 60 * 10**9 for s in spans)
+
+
+def test_examples_are_what_the_script_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sys.path.insert(0, str(EXAMPLES.parent))
+    try:
+        import make_traces
+    finally:
+        sys.path.remove(str(EXAMPLES.parent))
+    monkeypatch.setattr(make_traces, "OUT", tmp_path)
+    make_traces.main()
+    for path in sorted(tmp_path.iterdir()):
+        assert path.read_bytes() == (EXAMPLES / path.name).read_bytes(), path.name
+
+
+# --- robustness -------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_parse_json_on_arbitrary_bytes(data: bytes) -> None:
+    try:
+        spans = parse_json(data, source="fuzz")
+    except TraceInputError as e:
+        assert "\n" not in str(e)
+    else:
+        assert isinstance(spans, list)
+
+
+OTLP_KEYS = [
+    "resourceSpans", "resource", "attributes", "scopeSpans", "instrumentationLibrarySpans", "spans",
+    "traceId", "spanId", "parentSpanId", "name", "kind", "startTimeUnixNano", "endTimeUnixNano",
+    "status", "code", "message", "key", "value", "stringValue", "intValue", "boolValue",
+    "doubleValue", "arrayValue", "kvlistValue", "bytesValue", "values",
+]  # fmt: skip
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.sampled_from(["", TID, ROOT, "SPAN_KIND_SERVER", "error", "12", "AAAAAAAAAAAAAAAA", "x"])
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(OTLP_KEYS), children, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_spans_from_json_on_arbitrary_json(doc: Any) -> None:
+    try:
+        spans = parse_json(json.dumps(doc), source="fuzz")
+    except TraceInputError as e:
+        assert "\n" not in str(e)
+    else:
+        assert all(isinstance(s, Span) for s in spans)
