@@ -451,6 +451,11 @@ class CompiledRule:
             _put(obs, "checked", len(spans))
             culprits.extend(bad)
             return
+        if n.op == "call" and n.value.name == "exists":
+            spans = fn(n.args[0])(ctx, None) or []
+            _put(obs, "matched", len(spans))
+            culprits.extend(spans)
+            return
         if n.op == "call" and n.value.name in ("before", "after"):
             first: list[Span] = fn(n.args[0])(ctx, None) or []
             second: list[Span] = fn(n.args[1])(ctx, None) or []

@@ -1,0 +1,53 @@
+"""Write the conformance table's own small traces (run it after changing it; commit the output)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fluo_lang.otlp import spans_to_json
+from fluo_lang.trace import Span
+
+OUT = Path(__file__).resolve().parent / "traces"
+BASE = 1_767_225_600 * 10**9
+MS = 10**6
+
+
+def span(tid: int, sid: int, parent: int, name: str, service: str, start: int, end: int, **kw: object) -> Span:
+    return Span(
+        trace_id=tid.to_bytes(16, "big"),
+        span_id=sid.to_bytes(8, "big"),
+        parent_id=parent.to_bytes(8, "big") if parent else b"",
+        name=name,
+        service=service,
+        start=BASE + start * MS,
+        end=BASE + end * MS,
+        resource={"service.name": service},
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def main() -> None:
+    traces = {
+        # Every span names a parent that never arrived: the trace has no root.
+        "no_root.json": [
+            span(0xA1, 1, 99, "worker.run", "worker", 0, 40),
+            span(0xA1, 2, 1, "db.query", "worker", 5, 30, attributes={"db.rows": 12}),
+        ],
+        # Two roots, a missing attribute on one span, and mixed attribute types.
+        "mixed.json": [
+            span(0xB2, 1, 0, "GET /items", "api", 10, 900, kind="server", status="ok"),
+            span(0xB2, 2, 0, "cron.tick", "api", 0, 5, kind="internal"),
+            span(0xB2, 3, 1, "db.query", "db", 20, 320, kind="client", attributes={"db.rows": 40, "retry": True}),
+            span(0xB2, 4, 1, "db.query", "db", 330, 410, kind="client", attributes={"db.rows": "7"}),
+            span(0xB2, 5, 1, "cache.get", "cache", 415, 420, kind="client", status="error",
+                 attributes={"odd key": "x y", "tags": ["a", "b"]}),
+        ],
+    }  # fmt: skip
+    OUT.mkdir(exist_ok=True)
+    for name, spans in traces.items():
+        (OUT / name).write_text(json.dumps(spans_to_json(spans), indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
