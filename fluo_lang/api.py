@@ -66,9 +66,28 @@ def analyze_expression(text: str, mode: str = "expect", rule_id: str = "cli") ->
 
 def _check(files: list[ast.RuleFile], diags: list[Diagnostic]) -> Analysis:
     checked, check_diags = check_files(files)
-    diags.extend(check_diags)
+    diags.extend(_without_cascades(files, diags, check_diags))
     diags.sort(key=sort_key)
     return Analysis(files, checked, diags)
+
+
+def _without_cascades(
+    files: list[ast.RuleFile], syntax: list[Diagnostic], checks: list[Diagnostic]
+) -> list[Diagnostic]:
+    """Drop type errors inside a clause that already has a syntax error: the parser's
+    recovery guessed there, and what the checker says of the guess is noise."""
+    broken: dict[str | None, list[ast.Span]] = {}
+    for f in files:
+        bad = [d.span.start for d in syntax if d.path == f.path and d.is_error]
+        if not bad:
+            continue
+        for rule in f.rules:
+            for clause in rule.clauses:
+                if any(clause.span.start <= pos <= clause.span.end for pos in bad):
+                    broken.setdefault(f.path, []).append(clause.span)
+    if not broken:
+        return checks
+    return [d for d in checks if not any(sp.start <= d.span.start <= sp.end for sp in broken.get(d.path, []))]
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:

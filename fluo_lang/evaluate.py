@@ -477,6 +477,12 @@ class CompiledRule:
         """The spans an expression was computed from: the set under a count, the root under a field."""
         cur: Node | None = n
         while cur is not None:
+            if cur.op == "call" and cur.value.name in ("min", "max") and len(cur.args) == 2:
+                best = self.compiler.fn(cur)(ctx, None)
+                spans = self.compiler.fn(cur.args[0])(ctx, None) or []
+                per_span = self.compiler.fn(cur.args[1])
+                culprits.extend(s for s in spans if best is not None and per_span(ctx, s) == best)
+                return
             if cur.type in (t.SPANS, t.SPAN) and cur.op != "it":
                 v = self.compiler.fn(cur)(ctx, None)
                 if isinstance(v, list):

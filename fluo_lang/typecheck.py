@@ -514,8 +514,9 @@ class _Checker:
         return self.arith(e, scope)
 
     def compare(self, e: ast.Binary, scope: _Scope) -> t.Type:
-        # Check the side that is not a bare name first, so `error == status` resolves too.
-        if isinstance(e.left, ast.Name) and not isinstance(e.right, ast.Name):
+        # A bare name or string may be an enum value (`error`, 'server'): check the other side
+        # first, so `status == error` and `error == status` both resolve.
+        if _maybe_enum(e.left) and not _maybe_enum(e.right):
             rt = self.check(e.right, scope)
             lt = self.check(e.left, scope, rt if rt in t.ENUMS else None)
         else:
@@ -555,6 +556,10 @@ _LITERAL_TYPES = {
     "bool": t.BOOL,
     "duration": t.DURATION,
 }
+
+
+def _maybe_enum(e: ast.Expr) -> bool:
+    return isinstance(e, ast.Name) or (isinstance(e, ast.Literal) and e.kind == "string")
 
 
 def arith_type(op: str, lt: t.Type, rt: t.Type) -> t.Type | None:

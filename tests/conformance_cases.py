@@ -79,5 +79,6 @@ def compare_signals(expected: list[dict[str, Any]], actual: list[dict[str, Any]]
         else:
             left.remove(hit)
     for a in left:
-        problems.append(f"unexpected signal rule={a.get('rule')} trace={a.get('trace_id')} observed={a.get('observed')}")
+        where = a.get("trace_id") or a.get("window_start")
+        problems.append(f"unexpected signal rule={a.get('rule')} at {where} observed={a.get('observed')}")
     return problems
