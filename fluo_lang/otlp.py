@@ -818,11 +818,29 @@ def load_trace_file(path: str | Path) -> list[Span]:
     return parse_trace_bytes(data, source=source, name=name)
 
 
+def trace_files_in(folder: Path) -> list[Path]:
+    """OTLP files below a folder (by suffix, `.gz` included), in a stable order."""
+    known = PROTOBUF_SUFFIXES | JSON_SUFFIXES
+    found = []
+    for p in sorted(folder.rglob("*")):
+        suffixes = p.suffixes[:-1] if p.suffix == ".gz" else p.suffixes
+        if p.is_file() and suffixes and suffixes[-1] in known:
+            found.append(p)
+    return found
+
+
 def load_trace_files(paths: Iterable[str | Path]) -> list[Span]:
-    """The spans of every file in order; group them into traces with `trace.assemble`."""
+    """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`."""
     out: list[Span] = []
     for path in paths:
-        out.extend(load_trace_file(path))
+        if str(path) != STDIN_PATH and Path(path).is_dir():
+            files = trace_files_in(Path(path))
+            if not files:
+                raise TraceInputError(f"{path}: no trace files (*.json, *.jsonl, *.pb, ...) in this folder")
+            for f in files:
+                out.extend(load_trace_file(f))
+        else:
+            out.extend(load_trace_file(path))
     return out
 
 

@@ -133,7 +133,8 @@ class _Checker:
             ty = self.check(clause.expr, scope)
             self.require_bool(clause.expr, ty, f"the `{clause.kind}` expression")
         self.diags.extend(self.pending_typos.values())
-        self.out.ok = not any(d.is_error for d in self.diags)
+        # A node typed <error> comes from a reported error or from the parser's recovery.
+        self.out.ok = not any(d.is_error for d in self.diags) and t.ERROR not in self.out.types.values()
         return self.out
 
     def metadata(self, rule: ast.Rule) -> None:
