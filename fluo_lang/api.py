@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import ast
 from .compile import lower_rule, optimise
+from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
 from .diagnostics import Diagnostic, error, sort_key
 from .evaluate import Program
 from .ir import RuleIR
@@ -132,3 +133,15 @@ def lower(analysis: Analysis, *, optimised: bool = True) -> list[RuleIR]:
 
 def compile_program(analysis: Analysis) -> Program:
     return Program(lower(analysis))
+
+
+def cost_diagnostics(
+    analysis: Analysis,
+    limit: int = DEFAULT_COST_LIMIT,
+    trace_spans: int = DEFAULT_TRACE_SPANS,
+) -> list[Diagnostic]:
+    """FLUO404 for every rule whose estimated span visits on a trace of `trace_spans` spans pass `limit`.
+
+    Estimated on the optimised IR, the form that runs. `fluo check` adds these to the analysis'.
+    """
+    return check_cost(lower(analysis), limit, trace_spans)

@@ -58,6 +58,7 @@ CODES: dict[str, str] = {
     "FLUO401": "Rule too large.",
     "FLUO402": "File too large.",
     "FLUO403": "Too many errors; the rest are not reported.",
+    "FLUO404": "Rule too expensive: its estimated span visits on a large trace exceed the cost limit.",
 }
 
 

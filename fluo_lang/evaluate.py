@@ -20,6 +20,7 @@ from typing import Any
 
 from . import types as t
 from .builtins import Member
+from .cost import BudgetExhausted, Meter
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import Span, Trace, Window, windows_of
@@ -27,6 +28,7 @@ from .values import format_duration, format_timestamp, to_json
 
 Fn = Callable[[Any, Any], Any]
 MAX_CULPRITS = 20
+TRUNCATED_RULE = "fluo.evaluation_truncated"  # the signal of a trace whose evaluation budget ran out
 
 _CMP: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -528,18 +530,30 @@ def _unique_ids(spans: Iterable[Span]) -> list[str]:
 
 
 class Program:
-    """A compiled rule set: evaluates traces (per-trace rules) and windows (windowed rules)."""
+    """A compiled rule set: evaluates traces (per-trace rules) and windows (windowed rules).
 
-    def __init__(self, rules: list[RuleIR]) -> None:
+    With a `budget`, one trace (or window) may spend at most that many span visits
+    (see `cost.py`); past it the rules not yet finished are skipped and a
+    `fluo.evaluation_truncated` signal names them. Without one, nothing is counted.
+    """
+
+    def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
+        self.meter = Meter(budget) if budget is not None else None
+        if self.meter is not None:
+            rules = [self.meter.instrument(r) for r in rules]
         compiler = Compiler()
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
         self.window_rules = [r for r in self.rules if r.ir.window_ns is not None]
         self.errors: list[EvalError] = []
 
-    def _signal(self, rule: CompiledRule, ctx: Any) -> Signal:
+    def _signal(self, rule: CompiledRule, ctx: Any, explain: bool = True) -> Signal:
         ir = rule.ir
-        obs, culprits, summary, reason = rule.explain(ctx)
+        if explain:
+            obs, culprits, summary, reason = rule.explain(ctx)
+        else:  # the evaluation budget ran out while explaining
+            reason = "not explained: the evaluation budget ran out"
+            obs, culprits, summary = {}, [], f"fired ({reason})"
         message = summary
         if ir.description:
             message = f"{ir.description} ({reason})" if reason else ir.description
@@ -566,6 +580,8 @@ class Program:
         return Signal(trace_id=ctx.id_hex, time=format_timestamp(ctx.end), **common)  # type: ignore[arg-type]
 
     def _run(self, rules: list[CompiledRule], ctx: Any, trace_id: str | None) -> list[Signal]:
+        if self.meter is not None:
+            return self._run_metered(self.meter, rules, ctx, trace_id)
         out: list[Signal] = []
         for rule in rules:
             try:
@@ -574,6 +590,38 @@ class Program:
             except Exception as exc:  # a bug in FLUO, reported per rule, never a crash
                 self.errors.append(EvalError(rule.id, trace_id, f"{type(exc).__name__}: {exc}"))
         return out
+
+    def _run_metered(self, meter: Meter, rules: list[CompiledRule], ctx: Any, trace_id: str | None) -> list[Signal]:
+        out: list[Signal] = []
+        meter.start()
+        for i, rule in enumerate(rules):
+            fired = False
+            try:
+                fired = rule.fires(ctx)
+                if fired:
+                    out.append(self._signal(rule, ctx))
+            except BudgetExhausted:
+                if fired:
+                    out.append(self._signal(rule, ctx, explain=False))
+                out.append(self._truncated(ctx, meter, [r.id for r in rules[i + 1 if fired else i :]]))
+                break
+            except Exception as exc:  # a bug in FLUO, reported per rule, never a crash
+                self.errors.append(EvalError(rule.id, trace_id, f"{type(exc).__name__}: {exc}"))
+        return out
+
+    def _truncated(self, ctx: Any, meter: Meter, skipped: list[str]) -> Signal:
+        """The signal that says a trace (or window) was not fully evaluated, and what was left out."""
+        what = "window" if isinstance(ctx, Window) else f"trace {ctx.id_hex}"
+        observed = {"spans": len(ctx.spans), "budget": meter.budget, "rules_skipped": skipped}
+        message = (
+            f"evaluation of {what} ({len(ctx.spans)} spans) stopped after its budget of {meter.budget} span visits; "
+            f"{len(skipped)} rule(s) not evaluated: {', '.join(skipped[:10])}{', ...' if len(skipped) > 10 else ''}"
+        )
+        end = format_timestamp(ctx.end)
+        if isinstance(ctx, Window):
+            start = format_timestamp(ctx.start)
+            return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
+        return Signal(TRUNCATED_RULE, "warning", message, ctx.id_hex, [], observed, end)
 
     def evaluate_trace(self, trace: Trace) -> list[Signal]:
         return self._run(self.trace_rules, trace, trace.id_hex)

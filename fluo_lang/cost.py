@@ -1,0 +1,275 @@
+"""What a rule costs to evaluate, before it runs and while it runs.
+
+The unit is the *span visit*: a predicate or per-span value evaluated on one
+span, or one span walked to build a set (`descendants`, `ancestors`) or a
+summary of the trace (`trace.duration`, `trace.services`). Everything else a
+rule does is constant work per visit and is not counted.
+
+`estimate` reads a rule's IR and gives its worst-case visits as a polynomial
+in n, the number of spans of the trace (or window): every spans value may hold
+all n spans, so `trace.spans.where(P)` costs n·(1 + cost(P)) and a span-set
+method nested inside a predicate multiplies. Lookups through the per-trace
+indexes (`where(name == "x")` after `use_indexes`) are free, since the index is
+built once per trace and shared by every rule. `check_cost` turns a rule whose
+estimate on a trace of `trace_spans` spans exceeds a limit into a FLUO404 error.
+
+`Meter` counts the same visits at run time: `instrument` returns a rule whose
+registry implementations charge the meter, and the meter raises
+`BudgetExhausted` once the visits of one trace pass the budget. The evaluator
+(`Program(rules, budget=...)`) catches it and reports the truncation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import types as t
+from .builtins import Member
+from .diagnostics import Diagnostic, Related, error
+from .ir import Node, RuleIR
+
+# A quadratic rule (one span-set method inside another's predicate) passes on the
+# reference trace; a cubic one does not.
+DEFAULT_TRACE_SPANS = 1_000
+DEFAULT_COST_LIMIT = 10_000_000
+# Span visits one trace (or window) may spend at run time across all rules.
+DEFAULT_BUDGET = 5_000_000
+
+# Registry fields whose evaluation walks spans: "result" walks the spans it returns,
+# "trace" every span of the trace it is read from. Methods need no entry: those
+# taking a predicate or per-span value visit every span of their receiver.
+FIELD_WALKS: dict[tuple[str, str], str] = {
+    ("span", "descendants"): "result",
+    ("span", "ancestors"): "result",
+    ("trace", "start"): "trace",
+    ("trace", "end"): "trace",
+    ("trace", "duration"): "trace",
+    ("trace", "services"): "trace",
+}
+# Methods that visit every span of their receiver and of their one argument.
+PAIR_METHODS = frozenset({"before", "after"})
+
+
+@dataclass(frozen=True, slots=True)
+class Poly:
+    """A polynomial in n with non-negative integer coefficients, lowest degree first."""
+
+    coefficients: tuple[int, ...] = ()
+
+    @staticmethod
+    def of(*coefficients: int) -> Poly:
+        coeffs = list(coefficients)
+        while coeffs and coeffs[-1] == 0:
+            coeffs.pop()
+        return Poly(tuple(coeffs))
+
+    def plus(self, other: Poly) -> Poly:
+        a, b = self.coefficients, other.coefficients
+        return Poly.of(*((a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(max(len(a), len(b)))))
+
+    def times_n(self) -> Poly:
+        """This polynomial multiplied by n: one more level of iteration over spans."""
+        return Poly.of(0, *self.coefficients) if self.coefficients else self
+
+    @property
+    def degree(self) -> int:
+        return len(self.coefficients) - 1
+
+    def at(self, n: int) -> int:
+        return sum(c * n**i for i, c in enumerate(self.coefficients))
+
+    def text(self) -> str:
+        """Like `2n² + n`."""
+        terms = []
+        for i, c in reversed(list(enumerate(self.coefficients))):
+            if c == 0:
+                continue
+            power = "n" + _superscript(i) if i > 1 else "n" * i
+            terms.append(power if c == 1 and power else f"{c}{power}")
+        return " + ".join(terms) or "0"
+
+
+ZERO = Poly()
+ONE = Poly.of(1)
+N = Poly.of(0, 1)
+
+
+def _superscript(i: int) -> str:
+    return str(i).translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))
+
+
+def growth(p: Poly) -> str:
+    """Big-O text of a cost: `O(1)`, `O(n)`, `O(n²)`."""
+    if p.degree <= 0:
+        return "O(1)"
+    return "O(n)" if p.degree == 1 else f"O(n{_superscript(p.degree)})"
+
+
+def approx(count: int) -> str:
+    """A count of visits for a message: exact when small, `3.2e9` when large (and huge ints)."""
+    if count < 100_000:
+        return str(count)
+    digits = str(count)
+    return f"{digits[0]}.{digits[1]}e{len(digits) - 1}"
+
+
+def walks(node: Node) -> str | None:
+    """How an IR node visits spans: "receiver", "pair", "result", "trace", or None when it does not."""
+    member = node.value
+    if not isinstance(member, Member):
+        return None
+    if node.op == "call":
+        if member.name in PAIR_METHODS and member.receiver == t.SPANS:
+            return "pair"
+        if any(a.op == "fn" for a in node.args[1:]):  # a predicate or per-span value
+            return "receiver"
+        return None
+    if node.op == "get":
+        return FIELD_WALKS.get((member.receiver.name, member.name))
+    return None
+
+
+def visits(node: Node) -> Poly:
+    """Worst-case span visits of evaluating `node` once."""
+    kind = walks(node)
+    if kind == "receiver" and node.op == "call":
+        inner = ZERO
+        for arg in node.args[1:]:
+            inner = inner.plus(visits(arg.args[0]) if arg.op == "fn" else visits(arg))
+        return visits(node.args[0]).plus(ONE.plus(inner).times_n())
+    total = Poly.of(0, 2) if kind == "pair" else N if kind in ("result", "trace") else ZERO
+    for arg in node.args:
+        total = total.plus(visits(arg))
+    return total
+
+
+def estimate(rule: RuleIR) -> Poly:
+    """Worst-case span visits of evaluating every clause of a rule on one trace of n spans."""
+    total = ZERO
+    for _kind, node in rule.clauses():
+        total = total.plus(visits(node))
+    return total
+
+
+def _loops(node: Node) -> list[Node]:
+    """The iterating nodes along the most expensive path from `node`, outermost first."""
+    out: list[Node] = []
+    cur: Node | None = node
+    while cur is not None:
+        if walks(cur) is not None:
+            out.append(cur)
+        children = [a.args[0] if a.op == "fn" else a for a in cur.args]
+        cur = max(children, key=lambda a: (visits(a).degree, visits(a).at(DEFAULT_TRACE_SPANS)), default=None)
+        if cur is not None and visits(cur) == ZERO:
+            cur = None
+    return out
+
+
+def check_cost(
+    rules: list[RuleIR],
+    limit: int = DEFAULT_COST_LIMIT,
+    trace_spans: int = DEFAULT_TRACE_SPANS,
+) -> list[Diagnostic]:
+    """FLUO404 for every rule whose estimate on a trace of `trace_spans` spans exceeds `limit` visits."""
+    out: list[Diagnostic] = []
+    for rule in rules:
+        cost = estimate(rule)
+        total = cost.at(trace_spans)
+        if total <= limit:
+            continue
+        worst = max((node for _kind, node in rule.clauses()), key=lambda n: visits(n).at(trace_spans))
+        loops = _loops(worst)
+        where = loops[0] if loops else worst
+        related = tuple(Related("and for each of those spans, this visits spans again", n.span) for n in loops[1:4])
+        out.append(
+            error(
+                "FLUO404",
+                f"rule `{rule.id}` is too expensive: about {approx(total)} span visits on a trace of "
+                f"{trace_spans} spans ({growth(cost)}: {cost.text()}), over the limit of {approx(limit)}; "
+                "avoid nesting span-set methods inside predicates, or filter by name or service first",
+                where.span,
+                path=rule.path,
+                related=related,
+            )
+        )
+    return out
+
+
+class BudgetExhausted(Exception):
+    """Raised inside evaluation when one trace's span visits pass the meter's budget."""
+
+
+class Meter:
+    """Counts span visits of instrumented rules against a per-trace (or per-window) budget.
+
+    Not shared between threads: one meter belongs to one `Program`.
+    """
+
+    def __init__(self, budget: int) -> None:
+        if budget <= 0:
+            raise ValueError("an evaluation budget must be a positive number of span visits")
+        self.budget = budget
+        self.left = budget
+
+    def start(self) -> None:
+        self.left = self.budget
+
+    @property
+    def spent(self) -> int:
+        return self.budget - self.left
+
+    def charge(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise BudgetExhausted
+
+    def instrument(self, rule: RuleIR) -> RuleIR:
+        """The same rule, with every span-visiting implementation charging this meter."""
+
+        def meter_node(node: Node) -> Node:
+            args = tuple(meter_node(a) for a in node.args)
+            kind = walks(node)
+            if kind is None:
+                return node if args == node.args else node.replace(args=args)
+            member: Member = node.value
+            return node.replace(args=args, value=replace(member, impl=self._metered(member.impl, kind)))
+
+        return replace(
+            rule,
+            condition=meter_node(rule.condition),
+            always=meter_node(rule.always) if rule.always is not None else None,
+            never=meter_node(rule.never) if rule.never is not None else None,
+        )
+
+    def _metered(self, impl: Callable[..., Any], kind: str) -> Callable[..., Any]:
+        charge = self.charge
+        if kind == "result":
+
+            def result(receiver: Any) -> Any:
+                value = impl(receiver)
+                charge(len(value))
+                return value
+
+            return result
+        if kind == "receiver":
+
+            def receiver(ctx: Any, recv: Any, *args: Any) -> Any:
+                charge(len(recv) if isinstance(recv, list) else len(recv.spans))
+                return impl(ctx, recv, *args)
+
+            return receiver
+        if kind == "trace":
+
+            def trace(root: Any) -> Any:
+                charge(len(root.spans))
+                return impl(root)
+
+            return trace
+
+        def pair(ctx: Any, recv: Any, other: Any) -> Any:
+            charge(len(recv) + len(other))
+            return impl(ctx, recv, other)
+
+        return pair
