@@ -1,0 +1,143 @@
+"""Trace assembly: spans grouped by trace id until the trace is complete.
+
+A trace is complete when no span has arrived for `trace_idle` seconds, when it
+is `max_trace_age` seconds old (since its first span arrived), when it holds
+`max_spans_per_trace` spans, or when the buffer as a whole holds more than
+`max_buffered_spans` (the oldest traces go first). The last two are evictions:
+the trace is evaluated with what it has and counted.
+
+A span that arrives for a trace already completed (remembered for
+`late_span_memory` seconds) is a late span: it is counted and dropped, so a
+signal once emitted is never revised and a fragment never fires on its own.
+After that memory lapses, spans with the same trace id form a new trace.
+
+The buffer is used from one thread (the receivers' event loop).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from fluo_lang.trace import Span
+
+MAX_REMEMBERED = 1_000_000
+
+
+class OpenTrace:
+    __slots__ = ("first_seen", "last_seen", "spans", "trace_id")
+
+    def __init__(self, trace_id: bytes, now: float) -> None:
+        self.trace_id = trace_id
+        self.spans: list[Span] = []
+        self.first_seen = now
+        self.last_seen = now
+
+
+@dataclass
+class Completed:
+    """A trace ready for evaluation and why it was completed (`idle`, `max_age`, an eviction, `shutdown`)."""
+
+    trace_id: bytes
+    spans: list[Span]
+    reason: str
+
+    @property
+    def evicted(self) -> bool:
+        return self.reason in ("trace_span_cap", "buffer_full")
+
+
+class TraceBuffer:
+    def __init__(
+        self,
+        *,
+        trace_idle: float,
+        max_trace_age: float,
+        max_spans_per_trace: int,
+        max_buffered_spans: int,
+        late_span_memory: float,
+    ) -> None:
+        self.trace_idle = trace_idle
+        self.max_trace_age = max_trace_age
+        self.max_spans_per_trace = max_spans_per_trace
+        self.max_buffered_spans = max_buffered_spans
+        self.late_span_memory = late_span_memory
+        self.by_activity: OrderedDict[bytes, OpenTrace] = OrderedDict()  # least recently touched first
+        self.by_age: dict[bytes, OpenTrace] = {}  # oldest first (insertion order)
+        self.done: OrderedDict[bytes, float] = OrderedDict()  # completed trace ids, oldest first
+        self.spans = 0
+        self.late = 0
+
+    def __len__(self) -> int:
+        return len(self.by_age)
+
+    def add(self, spans: Iterable[Span], now: float) -> list[Completed]:
+        """Buffer spans; the traces that their arrival completed (caps reached)."""
+        groups: dict[bytes, list[Span]] = {}
+        for s in spans:
+            group = groups.get(s.trace_id)
+            if group is None:
+                groups[s.trace_id] = [s]
+            else:
+                group.append(s)
+        out: list[Completed] = []
+        by_activity, by_age, done = self.by_activity, self.by_age, self.done
+        cap = self.max_spans_per_trace
+        for tid, group in groups.items():
+            ot = by_age.get(tid)
+            if ot is None:
+                if tid in done:
+                    self.late += len(group)
+                    continue
+                ot = OpenTrace(tid, now)
+                by_age[tid] = ot
+                by_activity[tid] = ot
+            else:
+                ot.last_seen = now
+                by_activity.move_to_end(tid)
+            room = cap - len(ot.spans)
+            if len(group) >= room:
+                ot.spans.extend(group[:room])
+                self.spans += room
+                self.late += len(group) - room
+                out.append(self._complete(ot, "trace_span_cap", now))
+            else:
+                ot.spans.extend(group)
+                self.spans += len(group)
+        while self.spans > self.max_buffered_spans and by_age:
+            oldest = by_age[next(iter(by_age))]
+            out.append(self._complete(oldest, "buffer_full", now))
+        return out
+
+    def _complete(self, ot: OpenTrace, reason: str, now: float) -> Completed:
+        del self.by_age[ot.trace_id]
+        del self.by_activity[ot.trace_id]
+        self.spans -= len(ot.spans)
+        self.done[ot.trace_id] = now
+        return Completed(ot.trace_id, ot.spans, reason)
+
+    def sweep(self, now: float) -> list[Completed]:
+        """Traces idle or old enough to evaluate, and forget completed ids past the late-span memory."""
+        out: list[Completed] = []
+        idle_before = now - self.trace_idle
+        while self.by_activity:
+            ot = next(iter(self.by_activity.values()))
+            if ot.last_seen > idle_before:
+                break
+            out.append(self._complete(ot, "idle", now))
+        old_before = now - self.max_trace_age
+        while self.by_age:
+            ot = next(iter(self.by_age.values()))
+            if ot.first_seen > old_before:
+                break
+            out.append(self._complete(ot, "max_age", now))
+        forget_before = now - self.late_span_memory
+        done = self.done
+        while done and (len(done) > MAX_REMEMBERED or next(iter(done.values())) <= forget_before):
+            done.popitem(last=False)
+        return out
+
+    def drain(self) -> list[Completed]:
+        """Every open trace, for shutdown."""
+        return [self._complete(ot, "shutdown", 0.0) for ot in list(self.by_age.values())]

@@ -1,0 +1,364 @@
+"""`fluo serve` (the OTLP evaluator runtime) and `fluo signals` (what it stored)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import (
+    DEFAULT_DB,
+    DEFAULT_GRPC,
+    DEFAULT_HTTP,
+    ConfigError,
+    ServeConfig,
+    default_rules,
+    load_config_file,
+    parse_address,
+    parse_duration,
+)
+from .store import SEVERITY_ORDER, SignalFilter, SignalStore, parse_time
+
+OFF = ("off", "none", "false", "0", "")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"fluo: {message}", err=True)
+    sys.exit(code)
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        try:
+            ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--config: "), ctx=ctx, param=param) from None
+    return value
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    logger = logging.getLogger("fluo")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def _duration(value: Any, flag: str, *, allow_off: bool = False) -> float:
+    text = str(value).strip()
+    if allow_off and text.lower() in OFF:
+        return 0.0
+    return parse_duration(text, flag)
+
+
+def build_config(options: dict[str, Any]) -> ServeConfig:
+    """A `ServeConfig` from the command's options (flags, `FLUO_*` variables and the config file merged by click)."""
+    grpc_text = str(options["grpc"]).strip()
+    rules = [Path(p) for p in options["rules"]] if options["rules"] else default_rules()
+    db_text = "" if options["no_db"] else str(options["db"] or "")
+    headers: dict[str, str] = {}
+    for h in options["webhook_header"] or ():
+        name, sep, value = str(h).partition(":")
+        if not sep or not name.strip():
+            raise ConfigError(f"--webhook-header: {h!r} is not `Name: value`")
+        headers[name.strip()] = value.strip()
+    config = ServeConfig(
+        grpc=None if grpc_text.lower() in OFF else parse_address(grpc_text, "--grpc"),
+        http=parse_address(str(options["http"]), "--http"),
+        metrics=parse_address(str(options["metrics"]), "--metrics") if options["metrics"] else None,
+        rules=rules,
+        trace_idle=_duration(options["trace_idle"], "--trace-idle"),
+        max_trace_age=_duration(options["max_trace_age"], "--max-trace-age"),
+        max_spans_per_trace=int(options["max_spans_per_trace"]),
+        max_buffered_spans=int(options["max_buffered_spans"]),
+        max_pending_spans=int(options["max_pending_spans"]),
+        late_span_memory=_duration(options["late_span_memory"], "--late-span-memory"),
+        window_grace=_duration(options["window_grace"], "--window-grace") if options["window_grace"] else None,
+        reload_interval=_duration(options["reload_interval"], "--reload-interval", allow_off=True),
+        db=None if db_text.lower() in OFF else Path(db_text),
+        jsonl=options["jsonl"] or None,
+        webhook=options["webhook"] or None,
+        webhook_headers=headers,
+        otlp_logs=options["otlp_logs"] or None,
+        otlp_logs_protocol=str(options["otlp_logs_protocol"]),
+        sink_queue=int(options["sink_queue"]),
+        auth_token=options["auth_token"] or None,
+        tls_cert=Path(options["tls_cert"]) if options["tls_cert"] else None,
+        tls_key=Path(options["tls_key"]) if options["tls_key"] else None,
+    )
+    for p in config.rules:
+        if not p.exists():
+            raise ConfigError(f"--rules: {p}: no such file or folder")
+    config.check()
+    return config
+
+
+def _opt(name: str, env: str, **kw: Any) -> Any:
+    return click.option(name, envvar=env, show_envvar=True, **kw)
+
+
+@click.command(name="serve")
+@click.option(
+    "--config",
+    "config_file",
+    envvar="FLUO_CONFIG",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    expose_value=True,
+    callback=_load_config,
+    help="YAML file of settings, keys as flag names (trace-idle: 2s). Flags and FLUO_* variables win over it.",
+)
+@_opt("--grpc", "FLUO_GRPC", default=DEFAULT_GRPC, show_default=True, help="OTLP/gRPC address; port 0 picks one; off.")
+@_opt("--http", "FLUO_HTTP", default=DEFAULT_HTTP, show_default=True, help="OTLP/HTTP address (also /metrics).")
+@_opt("--metrics", "FLUO_METRICS", default=None, help="Also serve /metrics on this HOST:PORT.")
+@_opt("--rules", "FLUO_RULES", multiple=True, help="Rule file or folder (repeatable). Default ./rules, else bundled.")
+@_opt(
+    "--trace-idle",
+    "FLUO_TRACE_IDLE",
+    default="5s",
+    show_default=True,
+    help="Evaluate a trace this long after its last span.",
+)
+@_opt(
+    "--max-trace-age",
+    "FLUO_MAX_TRACE_AGE",
+    default="60s",
+    show_default=True,
+    help="Evaluate a trace this long after its first span.",
+)
+@_opt("--max-spans-per-trace", "FLUO_MAX_SPANS_PER_TRACE", default=10_000, type=int, show_default=True)
+@_opt(
+    "--max-buffered-spans",
+    "FLUO_MAX_BUFFERED_SPANS",
+    default=1_000_000,
+    type=int,
+    show_default=True,
+    help="Spans held in traces being assembled; past it the oldest traces are evaluated early.",
+)
+@_opt(
+    "--max-pending-spans",
+    "FLUO_MAX_PENDING_SPANS",
+    default=200_000,
+    type=int,
+    show_default=True,
+    help="Evaluation backlog past which exports are refused with a retryable 429/RESOURCE_EXHAUSTED.",
+)
+@_opt(
+    "--late-span-memory",
+    "FLUO_LATE_SPAN_MEMORY",
+    default="5m",
+    show_default=True,
+    help="How long an evaluated trace id is remembered; its spans arriving meanwhile are late (counted, dropped).",
+)
+@_opt(
+    "--window-grace",
+    "FLUO_WINDOW_GRACE",
+    default=None,
+    help="Keep a window open this long past its end [2 x trace-idle].",
+)
+@_opt(
+    "--reload-interval",
+    "FLUO_RELOAD_INTERVAL",
+    default="2s",
+    show_default=True,
+    help="Check rule files for changes; off.",
+)
+@_opt(
+    "--db", "FLUO_DB", default=DEFAULT_DB, show_default=True, help="SQLite file for signals (read by `fluo signals`)."
+)
+@click.option("--no-db", is_flag=True, help="Do not store signals in SQLite.")
+@_opt("--jsonl", "FLUO_JSONL", default=None, help="Also append signals as JSON lines to FILE, or - for stdout.")
+@_opt("--webhook", "FLUO_WEBHOOK", default=None, help='Also POST {"signals": [...]} to this URL.')
+@_opt("--webhook-header", "FLUO_WEBHOOK_HEADER", multiple=True, help="'Name: value' header for the webhook.")
+@_opt("--otlp-logs", "FLUO_OTLP_LOGS", default=None, help="Also export signals as OTLP log records to ENDPOINT.")
+@_opt(
+    "--otlp-logs-protocol",
+    "FLUO_OTLP_LOGS_PROTOCOL",
+    default="http",
+    show_default=True,
+    type=click.Choice(["http", "grpc"]),
+)
+@_opt(
+    "--sink-queue",
+    "FLUO_SINK_QUEUE",
+    default=10_000,
+    type=int,
+    show_default=True,
+    help="Signals queued per sink before it drops (counted).",
+)
+@_opt(
+    "--auth-token",
+    "FLUO_AUTH_TOKEN",
+    default=None,
+    help="Require 'Authorization: Bearer TOKEN' (HTTP) / authorization metadata (gRPC).",
+)
+@_opt(
+    "--tls-cert",
+    "FLUO_TLS_CERT",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="PEM certificate for both receivers.",
+)
+@_opt(
+    "--tls-key", "FLUO_TLS_KEY", default=None, type=click.Path(dir_okay=False), help="PEM private key for --tls-cert."
+)
+@_opt(
+    "--log-level",
+    "FLUO_LOG_LEVEL",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
+def command(config_file: str | None, log_level: str, **options: Any) -> None:
+    """Evaluate live OpenTelemetry traces against the rules.
+
+    Receives OTLP over gRPC and HTTP, assembles each trace, runs every rule on
+    it, and sends signals to SQLite (`fluo signals` lists them) and any other
+    sink given. SIGHUP (or a changed rule file) reloads the rules; SIGTERM or
+    Ctrl-C stops after evaluating what is buffered. Exit status 0 on a clean
+    shutdown, 1 when the rules have errors or a port cannot be bound, 2 for a
+    usage error.
+
+    \b
+    Examples:
+      fluo serve --rules rules/
+      fluo serve --http 0.0.0.0:4318 --grpc 0.0.0.0:4317 --auth-token "$TOKEN" --jsonl -
+      OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python app.py
+    """
+    from .rules import RuleSetError
+    from .runtime import StartError, log_rule_problems, serve
+
+    setup_logging(log_level)
+    try:
+        config = build_config(options)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    try:
+        code = asyncio.run(serve(config))
+    except RuleSetError as exc:
+        log_rule_problems(exc)
+        _fail(f"cannot start: {exc} ({', '.join(str(p) for p in config.rules)})", 1)
+        return
+    except (StartError, ConfigError) as exc:
+        _fail(str(exc), 1)
+        return
+    sys.exit(code)
+
+
+def _time_bound(text: str | None, flag: str) -> int | None:
+    if text is None:
+        return None
+    try:
+        return time.time_ns() - int(parse_duration(text, flag) * 1e9)
+    except ConfigError:
+        pass
+    try:
+        return parse_time(text)
+    except ValueError:
+        _fail(f"{flag}: {text!r} is neither a duration ago (15m) nor an RFC 3339 time (2026-01-01T00:00:00Z)")
+    return None
+
+
+def _where(s: dict[str, Any]) -> str:
+    if s.get("trace_id"):
+        return str(s["trace_id"])
+    return f"window {s.get('window_start')}..{s.get('window_end')}"
+
+
+def print_table(signals: list[dict[str, Any]]) -> None:
+    if not signals:
+        click.echo("no signals match", err=True)
+        return
+    rows = [
+        (
+            s["time"].replace("T", " ")[:19],
+            s["severity"],
+            s["rule"],
+            _where(s),
+            s["message"],
+        )
+        for s in signals
+    ]
+    heads = ("TIME", "SEVERITY", "RULE", "TRACE", "MESSAGE")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads[:-1])]
+    for r in (heads, *rows):
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
+
+
+@click.command(name="signals")
+@click.option(
+    "--db",
+    envvar="FLUO_DB",
+    show_envvar=True,
+    default=DEFAULT_DB,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The SQLite file `fluo serve` writes.",
+)
+@click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")
+@click.option("--severity", type=click.Choice(SEVERITY_ORDER), help="Only signals at least this severe.")
+@click.option("--since", help="Signal time from: a duration ago (15m) or an RFC 3339 time.")
+@click.option("--until", help="Signal time before: a duration ago or an RFC 3339 time.")
+@click.option("--trace", "trace_id", help="Only this trace id (hex).")
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many, the newest."
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
+def signals_command(
+    db: str,
+    rules: tuple[str, ...],
+    severity: str | None,
+    since: str | None,
+    until: str | None,
+    trace_id: str | None,
+    limit: int,
+    fmt: str,
+) -> None:
+    """List the signals `fluo serve` stored, oldest first (the newest --limit of them).
+
+    Times are the signal's time: the end of the trace or window that fired.
+
+    \b
+    Examples:
+      fluo signals --severity error --since 1h
+      fluo signals --rule auth_retry_storm --format jsonl | jq .trace_id
+    """
+    if not Path(db).is_file():
+        _fail(f"{db}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
+    where = SignalFilter(
+        rules=rules,
+        min_severity=severity,
+        since_ns=_time_bound(since, "--since"),
+        until_ns=_time_bound(until, "--until"),
+        trace_id=trace_id,
+        limit=limit,
+    )
+    import sqlite3
+
+    try:
+        store = SignalStore(db, create=False)
+        try:
+            found = store.query(where)
+        finally:
+            store.close()
+    except sqlite3.DatabaseError as exc:
+        _fail(f"{db}: not a FLUO signal store ({exc})")
+        return
+    if fmt == "jsonl":
+        for s in found:
+            click.echo(json.dumps(s, ensure_ascii=False))
+    else:
+        print_table(found)
+    sys.exit(0)
+
+
+__all__ = ["command", "signals_command"]

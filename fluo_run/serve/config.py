@@ -1,0 +1,140 @@
+"""What one `fluo serve` process is told: addresses, rules, limits, sinks, access.
+
+Every setting has a flag, a `FLUO_*` environment variable and a key in the
+YAML file given with `--config`; the flag wins over the variable, the variable
+over the file, the file over the default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import fluo_run
+from fluo_lang.parser import DURATION_UNITS
+
+DEFAULT_GRPC = "127.0.0.1:4317"
+DEFAULT_HTTP = "127.0.0.1:4318"
+DEFAULT_DB = "fluo-signals.db"
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used; its message is one line naming the setting and what to give."""
+
+
+def parse_duration(text: str, setting: str) -> float:
+    """A FLUO duration (`200ms`, `5s`, `1.5m`) as seconds."""
+    m = _DURATION.fullmatch(text)
+    if m is None or m.group(2) not in DURATION_UNITS:
+        units = ", ".join(u for u in DURATION_UNITS if u != "µs")
+        raise ConfigError(f"{setting}: {text!r} is not a duration; give a number and a unit ({units}), e.g. 5s")
+    return float(m.group(1)) * DURATION_UNITS[m.group(2)] / 1e9
+
+
+def parse_address(text: str, setting: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 hosts in brackets); port 0 picks a free port."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{setting}: {text!r} is not HOST:PORT; give e.g. 127.0.0.1:4318 (port 0 picks a free one)")
+    return host, int(port)
+
+
+def bundled_rules() -> Path | None:
+    """The example rules shipped with FLUO: in the installed package, else in the source checkout."""
+    package = Path(fluo_run.__file__).resolve().parent
+    for candidate in (package / "examples" / "rules", package.parent / "examples" / "rules"):
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def default_rules() -> list[Path]:
+    """`./rules` when it exists, else the bundled examples."""
+    local = Path("rules")
+    if local.is_dir():
+        return [local]
+    bundled = bundled_rules()
+    if bundled is None:
+        raise ConfigError("--rules: no ./rules folder and no bundled examples; give --rules PATH")
+    return [bundled]
+
+
+@dataclass
+class ServeConfig:
+    """Everything the runtime needs; durations in seconds, addresses as (host, port)."""
+
+    grpc: tuple[str, int] | None = ("127.0.0.1", 4317)
+    http: tuple[str, int] = ("127.0.0.1", 4318)
+    metrics: tuple[str, int] | None = None
+    rules: list[Path] = field(default_factory=list)
+    trace_idle: float = 5.0
+    max_trace_age: float = 60.0
+    max_spans_per_trace: int = 10_000
+    max_buffered_spans: int = 1_000_000
+    max_pending_spans: int = 200_000
+    late_span_memory: float = 300.0
+    window_grace: float | None = None
+    reload_interval: float = 2.0
+    db: Path | None = Path(DEFAULT_DB)
+    jsonl: str | None = None
+    webhook: str | None = None
+    webhook_headers: dict[str, str] = field(default_factory=dict)
+    otlp_logs: str | None = None
+    otlp_logs_protocol: str = "http"
+    sink_queue: int = 10_000
+    auth_token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_body_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def grace(self) -> float:
+        """How long past its end a window stays open for traces still being assembled."""
+        return self.window_grace if self.window_grace is not None else 2 * self.trace_idle
+
+    def check(self) -> None:
+        if self.trace_idle <= 0:
+            raise ConfigError("--trace-idle: must be more than 0")
+        if self.max_trace_age < self.trace_idle:
+            raise ConfigError("--max-trace-age: must be at least --trace-idle")
+        for name in ("max_spans_per_trace", "max_buffered_spans", "max_pending_spans", "sink_queue"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key: give both or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"--tls-cert/--tls-key: {path}: no such file")
+        if self.otlp_logs_protocol not in ("http", "grpc"):
+            raise ConfigError("--otlp-logs-protocol: give http or grpc")
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """The settings of a YAML file, keys as flag names (`trace-idle` or `trace_idle`)."""
+    import yaml
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        raise ConfigError(f"--config: {where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config: {path}: expected a mapping of settings, e.g. `trace-idle: 5s`")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def env_token() -> str | None:
+    return os.environ.get("FLUO_AUTH_TOKEN") or None

@@ -1,0 +1,79 @@
+"""The runtime's own Prometheus metrics, one registry per runtime (so several can share a process)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Metrics:
+    """Every number `GET /metrics` shows; names start with `fluo_`."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fluo_export_requests",
+            "OTLP export requests by transport and outcome",
+            ["transport", "outcome"],
+            registry=r,
+        )
+        self.spans_received = Counter("fluo_spans_received", "Spans accepted for evaluation", ["transport"], registry=r)
+        self.spans_rejected = Counter(
+            "fluo_spans_rejected",
+            "Spans not accepted: malformed (bad ids), refused (over capacity, retryable) or unauthorized",
+            ["reason"],
+            registry=r,
+        )
+        self.spans_late = Counter(
+            "fluo_spans_late", "Spans that arrived after their trace was evaluated (dropped)", registry=r
+        )
+        self.traces_assembled = Counter(
+            "fluo_traces_assembled", "Traces completed and handed to evaluation", ["reason"], registry=r
+        )
+        self.traces_evicted = Counter(
+            "fluo_traces_evicted",
+            "Traces evaluated early because a cap was reached (also counted as assembled)",
+            ["reason"],
+            registry=r,
+        )
+        self.traces_evaluated = Counter("fluo_traces_evaluated", "Traces evaluated against the rules", registry=r)
+        self.rule_evaluations = Counter(
+            "fluo_rule_evaluations", "Rule evaluations (rules x traces, plus windowed rules x windows)", registry=r
+        )
+        self.rule_errors = Counter(
+            "fluo_rule_errors", "Rule evaluations that raised (a FLUO bug)", ["rule"], registry=r
+        )
+        self.windows_closed = Counter("fluo_windows_closed", "Tumbling windows evaluated", registry=r)
+        self.window_late_traces = Counter(
+            "fluo_window_late_traces", "Traces completed after their window closed (left out of it)", registry=r
+        )
+        self.signals = Counter("fluo_signals", "Signals emitted by rule and severity", ["rule", "severity"], registry=r)
+        self.sink_written = Counter("fluo_sink_signals_written", "Signals delivered by each sink", ["sink"], registry=r)
+        self.sink_dropped = Counter(
+            "fluo_sink_signals_dropped", "Signals a sink could not deliver, by reason", ["sink", "reason"], registry=r
+        )
+        self.reloads = Counter("fluo_rule_reloads", "Rule set loads by result", ["result"], registry=r)
+        self.rules_loaded = Gauge("fluo_rules_loaded", "Rules in the running rule set", ["kind"], registry=r)
+        self.eval_latency = Histogram(
+            "fluo_trace_evaluation_seconds",
+            "Time to evaluate one trace against every per-trace rule",
+            buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+            registry=r,
+        )
+        self.buffered_spans = Gauge("fluo_buffered_spans", "Spans in traces still being assembled", registry=r)
+        self.buffered_traces = Gauge("fluo_buffered_traces", "Traces still being assembled", registry=r)
+        self.pending_spans = Gauge("fluo_pending_spans", "Spans of completed traces awaiting evaluation", registry=r)
+        self.window_spans = Gauge("fluo_window_spans", "Spans held in open windows for windowed rules", registry=r)
+        self.buffer_capacity = Gauge("fluo_buffer_capacity_spans", "--max-buffered-spans", registry=r)
+        self.buffer_fill = Gauge("fluo_buffer_fill_ratio", "Buffered spans / --max-buffered-spans", registry=r)
+        self.sink_queue = Gauge("fluo_sink_queue", "Signals queued per sink", ["sink"], registry=r)
+
+    def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        gauge.set_function(read)
+
+    def exposition(self) -> bytes:
+        return bytes(generate_latest(self.registry))

@@ -1,0 +1,297 @@
+"""OTLP trace receivers: HTTP (`POST /v1/traces`, aiohttp) and gRPC (`TraceService/Export`, grpc.aio).
+
+Both answer as the OTLP specification says: success, or partial success with
+the number of rejected spans (spans whose ids have the wrong length) and why;
+HTTP 400 / INVALID_ARGUMENT with a message for a body that is not OTLP; and the
+retryable HTTP 429 / RESOURCE_EXHAUSTED (over capacity) or 503 / UNAVAILABLE
+(shutting down) with `Retry-After` / `RetryInfo` so exporters back off and resend.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf.message import DecodeError
+from google.rpc.error_details_pb2 import RetryInfo
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from fluo_lang.otlp import TraceInputError, parse_json, spans_from_json, spans_from_request
+from fluo_lang.trace import Span
+
+from .metrics import Metrics
+
+log = logging.getLogger("fluo.serve")
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+RETRY_AFTER_SECONDS = 1
+
+
+class Refusal(Exception):
+    """A request not taken: `retryable` ones are over capacity or shutting down."""
+
+    def __init__(self, status: int, code: grpc.StatusCode, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+@dataclass
+class Decoded:
+    spans: list[Span]
+    rejected: int = 0
+    problem: str = ""
+
+
+class Intake:
+    """What both receivers share: access, admission, and handing spans to assembly."""
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        accept: Callable[[list[Span]], None],
+        over_capacity: Callable[[], str | None],
+        auth_token: str | None,
+        max_body_bytes: int,
+    ) -> None:
+        self.metrics = metrics
+        self.accept = accept
+        self.over_capacity = over_capacity
+        self.auth_token = auth_token
+        self.max_body_bytes = max_body_bytes
+        self.stopping = False
+
+    def authorized(self, header: str | None) -> bool:
+        if self.auth_token is None:
+            return True
+        expected = f"Bearer {self.auth_token}"
+        return header is not None and hmac.compare_digest(header.strip().encode(), expected.encode())
+
+    def admit(self, transport: str) -> None:
+        if self.stopping:
+            self.metrics.requests.labels(transport, "unavailable").inc()
+            raise Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
+        reason = self.over_capacity()
+        if reason is not None:
+            self.metrics.requests.labels(transport, "refused").inc()
+            raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True)
+
+    def take(self, decoded: Decoded, transport: str) -> None:
+        if decoded.rejected:
+            self.metrics.spans_rejected.labels("malformed").inc(decoded.rejected)
+            self.metrics.requests.labels(transport, "partial").inc()
+        else:
+            self.metrics.requests.labels(transport, "ok").inc()
+        self.metrics.spans_received.labels(transport).inc(len(decoded.spans))
+        if decoded.spans:
+            self.accept(decoded.spans)
+
+    def refuse_unauthorized(self, transport: str) -> Refusal:
+        self.metrics.requests.labels(transport, "unauthorized").inc()
+        return Refusal(401, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")
+
+
+# ---------------------------------------------------------------------------
+# decoding with salvage: a request with some bad spans keeps the good ones
+
+
+def _id_ok(tid: bytes, sid: bytes, pid: bytes) -> bool:
+    return len(tid) == 16 and len(sid) == 8 and (not pid or len(pid) == 8)
+
+
+def decode_request(req: ExportTraceServiceRequest) -> Decoded:
+    try:
+        return Decoded(spans_from_request(req))
+    except TraceInputError as exc:
+        problem = str(exc)
+    rejected = 0
+    for rs in req.resource_spans:
+        for ss in rs.scope_spans:
+            keep = [sp for sp in ss.spans if _id_ok(sp.trace_id, sp.span_id, sp.parent_span_id)]
+            rejected += len(ss.spans) - len(keep)
+            kept = [sp.SerializeToString() for sp in keep]
+            del ss.spans[:]
+            for data in kept:
+                ss.spans.add().ParseFromString(data)
+    return Decoded(spans_from_request(req), rejected, problem)
+
+
+def decode_json(body: bytes) -> Decoded:
+    try:
+        return Decoded(parse_json(body, source="request body"))
+    except TraceInputError as exc:
+        problem = str(exc)
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        raise TraceInputError(problem) from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("resourceSpans"), list):
+        raise TraceInputError(problem)
+    spans: list[Span] = []
+    rejected = 0
+    for block in obj["resourceSpans"]:
+        if not isinstance(block, dict) or not isinstance(block.get("scopeSpans"), list):
+            raise TraceInputError(problem)
+        resource = {"resource": block["resource"]} if "resource" in block else {}
+        for scope in block["scopeSpans"]:
+            if not isinstance(scope, dict):
+                raise TraceInputError(problem)
+            for span in scope.get("spans") or []:
+                one = {"resourceSpans": [{**resource, "scopeSpans": [{"spans": [span]}]}]}
+                try:
+                    spans.extend(spans_from_json(one, source="request body"))
+                except TraceInputError:
+                    rejected += 1
+    return Decoded(spans, rejected, problem)
+
+
+async def _body(request: web.Request) -> bytes:
+    """The request body; aiohttp has already undone a gzip or deflate Content-Encoding."""
+    encoding = request.headers.get("Content-Encoding", "identity").lower()
+    if encoding not in ("identity", "", "gzip", "deflate"):
+        raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip or none")
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "request body too large") from None
+    except (web.HTTPException, zlib.error, EOFError, OSError) as exc:
+        raise TraceInputError(f"request body: cannot read it ({encoding}): {exc}") from None
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+
+def _status_body(message: str, content_type: str) -> bytes:
+    from google.rpc.status_pb2 import Status
+
+    if content_type == JSON:
+        return json.dumps({"message": message}).encode()
+    return bytes(Status(message=message).SerializeToString())
+
+
+def _http_error(status: int, message: str, content_type: str, *, retry_after: bool = False) -> web.Response:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry_after else None
+    return web.Response(
+        status=status, body=_status_body(message, content_type), content_type=content_type, headers=headers
+    )
+
+
+def _export_response(decoded: Decoded, content_type: str) -> web.Response:
+    if content_type == JSON:
+        out: dict[str, Any] = {}
+        if decoded.rejected:
+            out["partialSuccess"] = {"rejectedSpans": str(decoded.rejected), "errorMessage": decoded.problem}
+        return web.Response(body=json.dumps(out).encode(), content_type=JSON)
+    resp = ExportTraceServiceResponse()
+    if decoded.rejected:
+        resp.partial_success.rejected_spans = decoded.rejected
+        resp.partial_success.error_message = decoded.problem
+    return web.Response(body=resp.SerializeToString(), content_type=PROTOBUF)
+
+
+def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[str, Any]]) -> list[web.RouteDef]:
+    async def export(request: web.Request) -> web.Response:
+        ctype = request.content_type
+        reply_type = JSON if ctype == JSON else PROTOBUF
+        if not intake.authorized(request.headers.get("Authorization")):
+            r = intake.refuse_unauthorized("http")
+            return _http_error(r.status, r.message, reply_type)
+        if ctype not in (PROTOBUF, JSON):
+            intake.metrics.requests.labels("http", "malformed").inc()
+            return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
+        try:
+            intake.admit("http")
+            body = await _body(request)
+            if ctype == JSON:
+                decoded = decode_json(body)
+            else:
+                try:
+                    req = ExportTraceServiceRequest.FromString(body)
+                except (DecodeError, RuntimeError, ValueError) as exc:
+                    raise TraceInputError(
+                        f"request body: not an OTLP protobuf ExportTraceServiceRequest: {exc or 'cannot parse'}"
+                    ) from None
+                decoded = decode_request(req)
+        except Refusal as r:
+            return _http_error(r.status, r.message, reply_type, retry_after=r.retryable)
+        except TraceInputError as exc:
+            intake.metrics.requests.labels("http", "malformed").inc()
+            return _http_error(400, str(exc), reply_type)
+        intake.take(decoded, "http")
+        return _export_response(decoded, reply_type)
+
+    async def healthz(request: web.Request) -> web.Response:
+        status = health()
+        return web.json_response(status, status=200 if status["status"] == "ok" else 503)
+
+    return [
+        web.post("/v1/traces", export),
+        web.get("/healthz", healthz),
+        web.get("/metrics", metrics_handler),
+    ]
+
+
+def metrics_handler(intake: Intake, metrics: Metrics) -> Any:
+    from .metrics import CONTENT_TYPE
+
+    async def handler(request: web.Request) -> web.Response:
+        if not intake.authorized(request.headers.get("Authorization")):
+            return web.Response(status=401, text="missing or wrong bearer token\n")
+        return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
+
+    return handler
+
+
+# ---------------------------------------------------------------------------
+# gRPC
+
+
+def _retry_metadata() -> tuple[tuple[str, bytes], ...]:
+    info = RetryInfo()
+    info.retry_delay.seconds = RETRY_AFTER_SECONDS
+    return (("google.rpc.retryinfo-bin", info.SerializeToString()),)
+
+
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def Export(
+        self, request: ExportTraceServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ExportTraceServiceResponse:
+        intake = self.intake
+        metadata = dict(context.invocation_metadata() or ())
+        if not intake.authorized(metadata.get("authorization")):
+            r = intake.refuse_unauthorized("grpc")
+            await context.abort(r.code, r.message)
+        try:
+            intake.admit("grpc")
+        except Refusal as r:
+            context.set_trailing_metadata(_retry_metadata())
+            await context.abort(r.code, r.message)
+        decoded = decode_request(request)
+        intake.take(decoded, "grpc")
+        resp = ExportTraceServiceResponse()
+        if decoded.rejected:
+            resp.partial_success.rejected_spans = decoded.rejected
+            resp.partial_success.error_message = decoded.problem
+        return resp
+
+
+def add_trace_service(server: grpc.aio.Server, intake: Intake) -> None:
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(intake), server)

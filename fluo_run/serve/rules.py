@@ -1,0 +1,78 @@
+"""The running rule set: loaded through `fluo_lang.api`, reloaded only when the new set checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluo_lang.api import RuleSourceError, analyze_paths, compile_program, rule_files
+from fluo_lang.diagnostics import Diagnostic
+from fluo_lang.evaluate import Program
+
+
+class RuleSetError(Exception):
+    """A rule set that cannot run: unreadable paths, or rules with errors (in `diagnostics`)."""
+
+    def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = list(diagnostics)
+
+
+@dataclass
+class RuleSet:
+    program: Program
+    files: list[str]
+    warnings: list[Diagnostic]
+
+    @property
+    def summary(self) -> str:
+        n, w = len(self.program.trace_rules), len(self.program.window_rules)
+        files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
+        return f"{n} per-trace rule{'s' if n != 1 else ''} and {w} windowed from {files}"
+
+
+def load_rule_set(paths: Sequence[Path]) -> RuleSet:
+    """Check and compile the rules under `paths`; any error rejects the whole set."""
+    try:
+        files = [str(f) for f in rule_files(paths)]
+        analysis = analyze_paths(paths)
+    except RuleSourceError as exc:
+        raise RuleSetError(str(exc)) from None
+    if not files:
+        raise RuleSetError(f"no .fluo files under {', '.join(str(p) for p in paths)}")
+    if analysis.has_errors:
+        errors = sum(1 for d in analysis.diagnostics if d.is_error)
+        raise RuleSetError(f"{errors} error{'s' if errors != 1 else ''} in the rules", analysis.diagnostics)
+    warnings = [d for d in analysis.diagnostics if not d.is_error]
+    return RuleSet(compile_program(analysis), files, warnings)
+
+
+class RuleWatcher:
+    """Notices when the rule files change: a file added, removed, or with a new mtime or size."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self.state = self._scan()
+
+    def _scan(self) -> dict[str, tuple[int, int]]:
+        state: dict[str, tuple[int, int]] = {}
+        try:
+            files = rule_files(self.paths)
+        except RuleSourceError:
+            return {}
+        for f in files:
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            state[str(f)] = (st.st_mtime_ns, st.st_size)
+        return state
+
+    def changed(self) -> bool:
+        state = self._scan()
+        if state == self.state:
+            return False
+        self.state = state
+        return True

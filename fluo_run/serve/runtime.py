@@ -1,0 +1,375 @@
+"""The runtime: receivers, trace assembly, the evaluator and the sinks, started and stopped together.
+
+`Runtime` lives on an asyncio loop (both receivers share it, so assembly needs
+no locks); evaluation and each sink have threads of their own. `serve` runs one
+until SIGTERM/SIGINT, reloading rules on SIGHUP and when the files change.
+`RuntimeThread` runs one in the background, for the demo and for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from fluo_lang.trace import Span
+
+from .assembly import Completed, TraceBuffer
+from .config import ServeConfig
+from .evaluator import Evaluator
+from .metrics import Metrics
+from .receivers import Intake, add_trace_service, http_routes, metrics_handler
+from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
+from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink
+
+log = logging.getLogger("fluo.serve")
+
+
+def log_rule_problems(exc: RuleSetError) -> None:
+    for d in exc.diagnostics:
+        (log.error if d.is_error else log.warning)("%s", d.format())
+
+
+def configured_sinks(config: ServeConfig) -> list[Sink]:
+    sinks: list[Sink] = []
+    if config.db is not None:
+        sinks.append(SqliteSink(config.db))
+    if config.jsonl is not None:
+        sinks.append(JsonlSink(config.jsonl))
+    if config.webhook is not None:
+        sinks.append(WebhookSink(config.webhook, config.webhook_headers))
+    if config.otlp_logs is not None:
+        sinks.append(OtlpLogsSink(config.otlp_logs, config.otlp_logs_protocol))
+    return sinks
+
+
+class StartError(Exception):
+    """The runtime could not start (a port in use, a sink that cannot open); one line."""
+
+
+class Runtime:
+    def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
+        config.check()
+        self.config = config
+        self.rule_set: RuleSet = load_rule_set(config.rules)
+        self.metrics = Metrics()
+        self.buffer = TraceBuffer(
+            trace_idle=config.trace_idle,
+            max_trace_age=config.max_trace_age,
+            max_spans_per_trace=config.max_spans_per_trace,
+            max_buffered_spans=config.max_buffered_spans,
+            late_span_memory=config.late_span_memory,
+        )
+        self.sinks = SinkSet([*configured_sinks(config), *extra_sinks], self.metrics, config.sink_queue)
+        self.evaluator = Evaluator(
+            self.rule_set.program,
+            self.metrics,
+            self.sinks.publish,
+            trace_idle=config.trace_idle,
+            grace=config.grace,
+        )
+        self.intake = Intake(self.metrics, self._accept, self._over_capacity, config.auth_token, config.max_body_bytes)
+        self.watcher = RuleWatcher(config.rules)
+        self.http_port = 0
+        self.grpc_port = 0
+        self.metrics_port = 0
+        self._runners: list[web.AppRunner] = []
+        self._grpc: grpc.aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._late_reported = 0
+        self.started = time.monotonic()
+        m = self.metrics
+        m.buffered_spans.set_function(lambda: self.buffer.spans)
+        m.buffered_traces.set_function(lambda: len(self.buffer))
+        m.pending_spans.set_function(lambda: self.evaluator.pending_spans)
+        m.window_spans.set_function(lambda: self.evaluator.window_spans)
+        m.buffer_capacity.set(config.max_buffered_spans)
+        m.buffer_fill.set_function(lambda: self.buffer.spans / config.max_buffered_spans)
+        m.reloads.labels("loaded").inc()
+
+    # -- ingest ------------------------------------------------------------------
+
+    def _accept(self, spans: list[Span]) -> None:
+        completed = self.buffer.add(spans, time.monotonic())
+        self._hand_over(completed)
+
+    def _hand_over(self, completed: list[Completed]) -> None:
+        if not completed:
+            return
+        m = self.metrics
+        for c in completed:
+            m.traces_assembled.labels(c.reason).inc()
+            if c.evicted:
+                m.traces_evicted.labels(c.reason).inc()
+        late = self.buffer.late - self._late_reported
+        if late:
+            m.spans_late.inc(late)
+            self._late_reported = self.buffer.late
+        self.evaluator.submit(completed)
+
+    def _over_capacity(self) -> str | None:
+        pending = self.evaluator.pending_spans
+        if pending > self.config.max_pending_spans:
+            return (
+                f"over capacity: {pending} spans await evaluation (--max-pending-spans "
+                f"{self.config.max_pending_spans}); retry later"
+            )
+        return None
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "stopping" if self.intake.stopping else "ok",
+            "rules": len(self.evaluator.program.rules),
+            "buffered_spans": self.buffer.spans,
+            "pending_spans": self.evaluator.pending_spans,
+            "uptime_seconds": round(time.monotonic() - self.started, 3),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None or self.config.tls_key is None:
+            return None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key))
+        return ctx
+
+    async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.add_routes(routes)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        self._runners.append(runner)
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        site = web.SockSite(runner, sock, ssl_context=self._ssl())
+        await site.start()
+        return int(sock.getsockname()[1])
+
+    async def start(self) -> None:
+        problems = self.sinks.start()
+        if problems:
+            self.sinks.close(1.0)
+            raise StartError(problems[0])
+        self.evaluator.start()
+        try:
+            await self._start_receivers()
+        except BaseException:
+            await self._stop_receivers()
+            self.evaluator.stop()
+            self.sinks.close(1.0)
+            raise
+        scheme = "https" if self.config.tls_cert else "http"
+        log.info("rules: %s", self.rule_set.summary)
+        for d in self.rule_set.warnings:
+            log.warning("%s", d.format())
+        host = self.config.http[0]
+        log.info(
+            "OTLP/HTTP listening on %s://%s:%d (POST /v1/traces, GET /metrics, GET /healthz)",
+            scheme,
+            host,
+            self.http_port,
+        )
+        if self.config.grpc is not None:
+            log.info("OTLP/gRPC listening on %s:%d", self.config.grpc[0], self.grpc_port)
+        if self.config.metrics is not None:
+            log.info("metrics on %s://%s:%d/metrics", scheme, self.config.metrics[0], self.metrics_port)
+        self._tasks.append(asyncio.create_task(self._sweep()))
+        if self.config.reload_interval > 0:
+            self._tasks.append(asyncio.create_task(self._watch_rules()))
+
+    async def _start_receivers(self) -> None:
+        handler = metrics_handler(self.intake, self.metrics)
+        self.http_port = await self._site(http_routes(self.intake, handler, self.health), self.config.http)
+        if self.config.metrics is not None:
+            self.metrics_port = await self._site([web.get("/metrics", handler)], self.config.metrics)
+        if self.config.grpc is not None:
+            server = grpc.aio.server(
+                options=[
+                    ("grpc.max_receive_message_length", self.config.max_body_bytes),
+                    ("grpc.so_reuseport", 0),
+                ]
+            )
+            add_trace_service(server, self.intake)
+            host, port = self.config.grpc
+            target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            creds = None
+            if self.config.tls_cert is not None and self.config.tls_key is not None:
+                creds = grpc.ssl_server_credentials(
+                    [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())]
+                )
+            try:
+                bound = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
+            except RuntimeError as exc:
+                raise StartError(f"cannot listen on {target} (gRPC): {exc}") from None
+            if bound == 0:
+                raise StartError(f"cannot listen on {target} (gRPC): address in use or not available")
+            self.grpc_port = bound
+            self._grpc = server
+            await server.start()
+
+    async def _sweep(self) -> None:
+        tick = min(0.1, self.config.trace_idle / 4)
+        while True:
+            await asyncio.sleep(tick)
+            self._hand_over(self.buffer.sweep(time.monotonic()))
+
+    async def _watch_rules(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reload_interval)
+            if self.watcher.changed():
+                log.info("rule files changed; reloading")
+                self.reload()
+
+    def reload(self) -> bool:
+        """Load the rules again; keep the running set if the new one has errors."""
+        try:
+            rule_set = load_rule_set(self.config.rules)
+        except RuleSetError as exc:
+            log_rule_problems(exc)
+            log.error(
+                "rule reload rejected: %s; still running the previous %d rule(s)", exc, len(self.rule_set.program.rules)
+            )
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        self.rule_set = rule_set
+        self.watcher.changed()
+        self.evaluator.swap(rule_set.program)
+        for d in rule_set.warnings:
+            log.warning("%s", d.format())
+        log.info("rules reloaded: %s", rule_set.summary)
+        self.metrics.reloads.labels("loaded").inc()
+        return True
+
+    async def _stop_receivers(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace=2.0)
+            self._grpc = None
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+
+    async def stop(self) -> None:
+        """Stop accepting, evaluate every buffered trace, close the windows, flush the sinks."""
+        self.intake.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self._stop_receivers()
+        drained = self.buffer.drain()
+        self._hand_over(drained)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.evaluator.stop)
+        await loop.run_in_executor(None, self.sinks.close)
+        log.info("stopped: %d trace(s) evaluated at shutdown, sinks flushed", sum(1 for c in drained if c.spans))
+
+
+async def serve(config: ServeConfig) -> int:
+    """Run until SIGTERM or SIGINT; 0 after a clean shutdown."""
+    runtime = Runtime(config)
+    await runtime.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_stop(name: str) -> None:
+        received.append(name)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
+    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    log.info("ready; SIGHUP reloads the rules, SIGTERM or Ctrl-C stops")
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+    log.info("%s: shutting down", received[0] if received else "stop")
+    await runtime.stop()
+    return 0
+
+
+class RuntimeThread:
+    """A runtime on a background thread with its own event loop: `start()` returns once it listens."""
+
+    def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
+        self.runtime = Runtime(config, extra_sinks)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="fluo-runtime", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: asyncio.Event | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.run_until_complete(self.loop.shutdown_default_executor())
+            self.loop.close()
+
+    async def _main(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.runtime.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        await self._stop.wait()
+        await self.runtime.stop()
+
+    def start(self, timeout: float = 30.0) -> RuntimeThread:
+        self.thread.start()
+        if not self._ready.wait(timeout):
+            raise StartError("the runtime did not start in time")
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """Run `fn(*args)` on the runtime's loop and return its result."""
+
+        async def run() -> Any:
+            return fn(*args)
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self.thread.is_alive() and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+        self.thread.join(timeout)
+
+    @property
+    def http_url(self) -> str:
+        scheme = "https" if self.runtime.config.tls_cert else "http"
+        return f"{scheme}://127.0.0.1:{self.runtime.http_port}"
+
+    def __enter__(self) -> RuntimeThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

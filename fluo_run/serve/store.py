@@ -1,0 +1,129 @@
+"""The signal store: one SQLite file (WAL) that `fluo serve` writes and `fluo signals` reads.
+
+Each row is one signal: its JSON as LANGUAGE.md §7 gives it, plus the columns
+`fluo signals` filters on. The signal's `time` is the trace's (or window's) end,
+in nanoseconds since the epoch; `received` is when the runtime stored it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SEVERITY_ORDER = ("info", "warning", "error", "critical")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS signals (
+    id INTEGER PRIMARY KEY,
+    time_ns INTEGER NOT NULL,
+    received_ns INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    severity_rank INTEGER NOT NULL,
+    trace_id TEXT,
+    window_start TEXT,
+    window_end TEXT,
+    message TEXT NOT NULL,
+    json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signals_time ON signals (time_ns);
+CREATE INDEX IF NOT EXISTS signals_rule ON signals (rule, time_ns);
+CREATE INDEX IF NOT EXISTS signals_trace ON signals (trace_id);
+"""
+
+
+def parse_time(text: str) -> int:
+    """An RFC 3339 timestamp as nanoseconds since the epoch."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+
+
+def severity_rank(severity: str) -> int:
+    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else 0
+
+
+class SignalStore:
+    """A connection to the store; one per thread, as sqlite3 wants."""
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise FileNotFoundError(str(path))
+        self.db = sqlite3.connect(str(path), timeout=10, isolation_level=None, check_same_thread=False)
+        if create:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+
+    def add(self, signals: Iterable[dict[str, Any]]) -> int:
+        now = time.time_ns()
+        rows = [
+            (
+                parse_time(s["time"]),
+                now,
+                s["rule"],
+                s["severity"],
+                severity_rank(s["severity"]),
+                s.get("trace_id"),
+                s.get("window_start"),
+                s.get("window_end"),
+                s["message"],
+                json.dumps(s, ensure_ascii=False),
+            )
+            for s in signals
+        ]
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "INSERT INTO signals (time_ns, received_ns, rule, severity, severity_rank, trace_id,"
+                " window_start, window_end, message, json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        return len(rows)
+
+    def query(self, where: SignalFilter) -> list[dict[str, Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.rules:
+            clauses.append(f"rule IN ({', '.join('?' for _ in where.rules)})")
+            args.extend(where.rules)
+        if where.min_severity is not None:
+            clauses.append("severity_rank >= ?")
+            args.append(severity_rank(where.min_severity))
+        if where.since_ns is not None:
+            clauses.append("time_ns >= ?")
+            args.append(where.since_ns)
+        if where.until_ns is not None:
+            clauses.append("time_ns < ?")
+            args.append(where.until_ns)
+        if where.trace_id is not None:
+            clauses.append("trace_id = ?")
+            args.append(where.trace_id.lower())
+        sql = "SELECT json FROM signals"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY time_ns DESC, id DESC LIMIT ?"
+        args.append(where.limit)
+        rows = self.db.execute(sql, args).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+@dataclass
+class SignalFilter:
+    """What `fluo signals` asks for; the newest `limit` matches are returned oldest first."""
+
+    rules: Sequence[str] = ()
+    min_severity: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    trace_id: str | None = None
+    limit: int = 100
