@@ -297,6 +297,45 @@ def expected_at(text: str) -> set[str] | None:
     return _accepts(ip)
 
 
+@dataclass(frozen=True, slots=True)
+class Lexeme:
+    """One token of the source as the grammar's lexer reads it, comments and whitespace included.
+
+    `kind` is the terminal name (`IDENT`, `RULE`, `LPAR`, `COMMENT`, `WS`, ...), or `ERROR` for
+    text that starts no token (an unterminated string runs to the end of its line).
+    Offsets are 0-based; `end` is exclusive.
+    """
+
+    kind: str
+    text: str
+    start: int
+    end: int
+
+
+def lex(text: str) -> list[Lexeme]:
+    """Every lexeme of `text`, in order, covering it completely; never raises.
+
+    For tools that keep what the parser ignores: the formatter and semantic highlighting.
+    """
+    out: list[Lexeme] = []
+    pos = 0
+    while pos < len(text):
+        try:
+            for tok in _lark().lex(text[pos:], dont_ignore=True):
+                start = pos + (tok.start_pos or 0)
+                out.append(Lexeme(tok.type, str(tok.value), start, start + len(tok.value)))
+            return out
+        except UnexpectedCharacters as exc:
+            bad = pos + (exc.pos_in_stream or 0)
+            end = bad + 1
+            if text[bad] in "\"'":
+                eol = text.find("\n", bad)
+                end = len(text) if eol < 0 else eol
+            out.append(Lexeme("ERROR", text[bad:end], bad, end))
+            pos = end
+    return out
+
+
 def parse_expression(text: str, path: str = "<expr>") -> ParseResult:
     """Parse one bare expression, as `--expect EXPR` takes it."""
     result = parse(text, path)

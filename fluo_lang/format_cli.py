@@ -1,0 +1,77 @@
+"""`fluo fmt`: rewrite rule files in the canonical layout, or with `--check` only report."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .api import RuleSourceError, rule_files
+from .format import format_source
+
+
+@click.command(name="fmt")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 if any file is not formatted.")
+def command(paths: tuple[str, ...], check: bool) -> None:
+    """Format rule files in place; folders are searched for *.fluo, - reads stdin and writes stdout.
+
+    A file with syntax errors is left as it is and its errors are printed.
+
+    Exit status: 0 formatted (or already so), 1 `--check` found files to change,
+    2 usage error, unreadable file or syntax errors.
+
+    \b
+    Examples:
+      fluo fmt rules/
+      fluo fmt --check rules/      # in CI
+    """
+    if "-" in paths:
+        if len(paths) > 1:
+            _fail("give - alone, or files and folders")
+        text = sys.stdin.read()
+        result = format_source(text, "<stdin>")
+        if result.text is None:
+            for d in result.diagnostics:
+                click.echo(d.format(), err=True)
+            sys.exit(2)
+        if check:
+            sys.exit(0 if result.text == text else 1)
+        click.echo(result.text, nl=False)
+        sys.exit(0)
+    try:
+        files = rule_files(paths)
+    except RuleSourceError as exc:
+        _fail(str(exc))
+    changed = broken = 0
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            click.echo(f"fluo: cannot read {f}: {reason}", err=True)
+            broken += 1
+            continue
+        result = format_source(text, str(f))
+        if result.text is None:
+            for d in result.diagnostics:
+                click.echo(d.format(), err=True)
+            click.echo(f"fluo: {f} has syntax errors; left unchanged", err=True)
+            broken += 1
+        elif result.text != text:
+            changed += 1
+            if check:
+                click.echo(f"would reformat {f}")
+            else:
+                f.write_text(result.text, encoding="utf-8")
+                click.echo(f"reformatted {f}", err=True)
+    verb = "would be reformatted" if check else "reformatted"
+    click.echo(f"{changed} of {len(files)} file{'s' if len(files) != 1 else ''} {verb}", err=True)
+    if broken:
+        sys.exit(2)
+    sys.exit(1 if check and changed else 0)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"fluo: {message}", err=True)
+    sys.exit(2)

@@ -1,0 +1,56 @@
+"""`fluo fmt`: rewrites in place, `--check` for CI, and leaves broken files alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from fluo_run.cli import main
+
+MESSY = "rule a {expect trace.spans.count()<9}\n"
+TIDY = "rule a {\n  expect trace.spans.count() < 9\n}\n"
+
+
+def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["fmt", *args], input=stdin)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_formats_in_place_and_then_checks_clean(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    messy = tmp_path / "sub" / "a.fluo"
+    messy.write_text(MESSY)
+    tidy = tmp_path / "b.fluo"
+    tidy.write_text(TIDY.replace("rule a", "rule b"))
+    code, out, err = run("--check", str(tmp_path))
+    assert (code, out) == (1, f"would reformat {messy}\n")
+    assert messy.read_text() == MESSY
+    assert "1 of 2 files would be reformatted" in err
+    code, _, err = run(str(tmp_path))
+    assert code == 0
+    assert f"reformatted {messy}" in err
+    assert messy.read_text() == TIDY
+    assert run("--check", str(tmp_path))[0] == 0
+
+
+def test_syntax_errors_leave_the_file_and_exit_2(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.fluo"
+    broken.write_text("rule a {expect trace.spans.count(<9}\n")
+    code, _, err = run(str(broken))
+    assert code == 2
+    assert f"{broken}:1:" in err and "error[FLUO100]" in err
+    assert broken.read_text() == "rule a {expect trace.spans.count(<9}\n"
+
+
+def test_stdin_to_stdout() -> None:
+    assert run("-", stdin=MESSY) == (0, TIDY, "")
+    assert run("--check", "-", stdin=MESSY)[0] == 1
+    assert run("--check", "-", stdin=TIDY)[0] == 0
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    code, _, err = run(str(tmp_path / "missing.fluo"))
+    assert code == 2
+    assert err.strip() == f"fluo: {tmp_path / 'missing.fluo'}: no such file or folder"
+    assert run()[0] == 2
