@@ -1,0 +1,172 @@
+"""`fluo test`: the click command."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from .coverage import measure
+from .progress import Progress
+from .report import json_report, junit_report, text_report
+from .runner import ERROR, PASSED, Runner, RunResult
+from .spec import TEST_SUFFIXES, TestFile, display_path, find_test_files
+from .update import needs_update, update_file
+from .watch import watch
+
+
+class UsageProblem(Exception):
+    """A problem with the command line itself (exit status 2), said in one line."""
+
+
+def _dependencies(files: Sequence[TestFile]) -> set[Path]:
+    out: set[Path] = set()
+    for f in files:
+        out.add(f.path)
+        out.update(f.rule_paths)
+        for case in f.cases:
+            out.update(p for p, _ in case.traces)
+    return out
+
+
+def _apply_updates(result: RunResult) -> list[str]:
+    lines = []
+    for fr in result.files:
+        todo = [c for c in fr.cases if needs_update(c)]
+        if not todo:
+            continue
+        n = update_file(fr.file.path, todo)
+        for c in todo:
+            c.status = PASSED
+            c.updated = True
+        lines.append(f"updated {n} {'case' if n == 1 else 'cases'} in {fr.file.display}")
+    return lines
+
+
+def run_once(
+    paths: Sequence[str],
+    runner: Runner,
+    *,
+    fmt: str,
+    junit_xml: str | None,
+    update: bool,
+    coverage: bool,
+    select_text: str | None,
+) -> tuple[int, set[Path]]:
+    """One run: find, load, run, report. Returns the exit status and the files the run read."""
+    try:
+        found = find_test_files(paths)
+    except FileNotFoundError as exc:
+        raise UsageProblem(str(exc)) from exc
+    if not found:
+        names = " or ".join(f"*{s}" for s in TEST_SUFFIXES)
+        raise UsageProblem(f"no test files ({names}) under {', '.join(paths)}")
+    files = runner.load(found)
+    total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
+    progress = Progress(sys.stdout, total)
+    try:
+        result = runner.run(files, progress)
+    finally:
+        progress.close()
+    if select_text is not None and result.selected == 0 and not result.broken_files:
+        raise UsageProblem(f"--run {select_text!r} matches no case in {len(files)} test files")
+    notes = _apply_updates(result) if update else []
+    cov = measure(result, [Path(p) for p in paths]) if coverage else None
+    if fmt == "json":
+        report = json_report(result, cov)
+        if update:
+            report["updated"] = notes
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        click.echo(text_report(result, cov), nl=False)
+    for note in notes:
+        click.echo(note, err=True)
+    if junit_xml is not None:
+        try:
+            Path(junit_xml).write_bytes(junit_report(result))
+        except OSError as exc:
+            raise UsageProblem(f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}") from exc
+    code = result.exit_code
+    if update and code == 1:
+        code = 0 if not any(c.status == ERROR for c in result.cases) else 2
+    return code, _dependencies(files)
+
+
+@click.command(name="test")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--run", "select_text", metavar="REGEX", help="Run only cases whose name (or FILE::name) matches.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--junit-xml", type=click.Path(dir_okay=False), help="Also write a JUnit XML report to this file.")
+@click.option("--update", is_flag=True, help="Write the observed signals as the expectation of failing cases.")
+@click.option("--coverage", is_flag=True, help="List rules that no case ran and rules that no case made fire.")
+@click.option("--watch", "watch_mode", is_flag=True, help="Run again whenever a test, rule or fixture file changes.")
+@click.option(
+    "--watch-interval",
+    type=click.FloatRange(0.05, 10.0),
+    default=0.5,
+    show_default=True,
+    help="Seconds between checks for changes with --watch.",
+)
+def command(
+    paths: tuple[str, ...],
+    select_text: str | None,
+    fmt: str,
+    junit_xml: str | None,
+    update: bool,
+    coverage: bool,
+    watch_mode: bool,
+    watch_interval: float,
+) -> None:
+    """Find and run rule tests: *_test.yaml and *.fluotest.yaml files under PATHS (default: .).
+
+    Exit status: 0 all passed, 1 a case failed, 2 a test file, fixture or
+    rule could not be loaded (or a usage error).
+
+    \b
+    Examples:
+      fluo test examples/rules
+      fluo test rules/ --run 'retry' --junit-xml fluo-tests.xml
+      fluo test rules/auth_test.yaml --update
+    """
+    select = None
+    if select_text is not None:
+        try:
+            select = re.compile(select_text)
+        except re.error as exc:
+            click.echo(f"fluo: --run {select_text!r} is not a valid regular expression: {exc}", err=True)
+            sys.exit(2)
+    roots = list(paths) or ["."]
+    runner = Runner(select, recording=update)
+
+    def once() -> tuple[int, set[Path]]:
+        return run_once(
+            roots, runner, fmt=fmt, junit_xml=junit_xml, update=update, coverage=coverage, select_text=select_text
+        )
+
+    if not watch_mode:
+        try:
+            code, _ = once()
+        except UsageProblem as exc:
+            click.echo(f"fluo: {exc}", err=True)
+            sys.exit(2)
+        sys.exit(code)
+
+    def watched_run() -> set[Path]:
+        try:
+            _, deps = once()
+        except UsageProblem as exc:
+            click.echo(f"fluo: {exc}", err=True)
+            deps = set()
+        click.echo("watching for changes (Ctrl-C to stop)", err=True)
+        return deps
+
+    def announce(files: list[str]) -> None:
+        shown = ", ".join(display_path(Path(f)) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        click.echo(f"\nchanged: {shown}; running again", err=True)
+
+    watch(watched_run, [Path(p) for p in roots], interval=watch_interval, on_change=announce)
+    sys.exit(0)

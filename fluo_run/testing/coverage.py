@@ -1,0 +1,81 @@
+"""Rule coverage: which rules some case ran, and which some case made fire.
+
+The rules counted are those of every test file's `rules:` plus the `.fluo`
+files found under the folders given to `fluo test`, so a rule file that no
+test file names shows up as never run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluo_lang.api import RuleSourceError, analyze, read_sources
+
+from .runner import ERROR, RunResult
+from .spec import display_path
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    id: str
+    path: str
+    line: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.id, "path": self.path, "line": self.line}
+
+
+@dataclass
+class Coverage:
+    rules: list[RuleRef] = field(default_factory=list)
+    ran: set[str] = field(default_factory=set)
+    fired: set[str] = field(default_factory=set)
+
+    @property
+    def never_ran(self) -> list[RuleRef]:
+        return [r for r in self.rules if r.id not in self.ran]
+
+    @property
+    def never_fired(self) -> list[RuleRef]:
+        return [r for r in self.rules if r.id in self.ran and r.id not in self.fired]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rules": len(self.rules),
+            "ran": sum(1 for r in self.rules if r.id in self.ran),
+            "fired": sum(1 for r in self.rules if r.id in self.fired),
+            "never_fired": [r.to_json() for r in self.never_fired],
+            "never_ran": [r.to_json() for r in self.never_ran],
+        }
+
+
+def measure(result: RunResult, folders: Sequence[Path]) -> Coverage:
+    """Coverage of one run; rules are identified by id, which `fluo check` keeps unique per rule set."""
+    cov = Coverage()
+    known: dict[str, RuleRef] = {}
+    analyses = [f.file.analysis for f in result.files if f.file.analysis is not None]
+    for analysis in analyses:
+        for rule in analysis.rules:
+            if rule.enabled:
+                known.setdefault(rule.id, RuleRef(rule.id, display_path(Path(rule.path)), rule.rule.span.line + 1))
+    tested = {Path(f.path).resolve() for a in analyses for f in a.files}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        try:
+            sources = [(p, text) for p, text in read_sources([folder]) if Path(p).resolve() not in tested]
+        except RuleSourceError:
+            continue
+        for rule in analyze(sources).rules:
+            if rule.ok and rule.enabled:
+                known.setdefault(rule.id, RuleRef(rule.id, display_path(Path(rule.path)), rule.rule.span.line + 1))
+    cov.rules = sorted(known.values(), key=lambda r: (r.path, r.line, r.id))
+    for case in result.cases:
+        if case.status == ERROR:
+            continue
+        cov.ran.update(case.ran)
+        cov.fired.update(str(s["rule"]) for s in case.signals)
+    return cov

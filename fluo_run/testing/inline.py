@@ -1,0 +1,316 @@
+"""The compact inline form of a trace that rule tests write under `spans:`.
+
+Each item is a mapping with these keys (only `name` is required):
+
+  name        the span name
+  service     resource `service.name`; default: the parent's service, else `unknown_service`
+  duration    a FLUO duration (`20ms`, `1.5s`); default `1ms`
+  start       offset of the span's start from the case's time origin; default: the parent's start, else `0s`
+  parent      another span of the same trace, by its `id` or, if unique, its `name`;
+              16 hex digits naming no span here are a parent that never arrived
+  id          a label other spans name as `parent`; 16 hex digits are used as the span id itself
+  status      `ok`, `error` or `unset` (default)
+  kind        `internal`, `server`, `client`, `producer`, `consumer` or `unspecified` (default)
+  attributes  span attributes (a mapping; dotted keys stay as written)
+  resource    resource attributes (a mapping)
+  trace       a label putting the span in its own trace; 32 hex digits are used as the trace id itself
+
+Ids are derived from a seed (the case name), the trace label and the span's
+`id` or name, so the same text always yields the same trace and span ids.
+The time origin is 2026-01-01T00:00:00Z. `to_inline` writes spans back in
+this form, so a trace captured elsewhere can be pasted into a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fluo_lang.diagnostics import nearest
+from fluo_lang.parser import DURATION_UNITS
+from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
+
+ORIGIN_NS = 1_767_225_600 * 10**9
+"""2026-01-01T00:00:00Z: the instant `start: 0s` means."""
+DEFAULT_DURATION_NS = 1_000_000
+DEFAULT_SERVICE = "unknown_service"
+KEYS = ("name", "service", "duration", "start", "parent", "id", "status", "kind", "attributes", "resource", "trace")
+
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
+_HEX_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
+_HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+
+
+class InlineSpanError(ValueError):
+    """An inline span that cannot be built: which item (0-based), which key, and why, in one line."""
+
+    def __init__(self, message: str, index: int, key: str | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+        self.key = key
+
+
+def parse_duration(value: Any) -> int | None:
+    """Nanoseconds of a duration written as FLUO writes it (`20ms`, `1.5s`, `0`), else None."""
+    if isinstance(value, bool):
+        return None
+    if value == 0:
+        return 0
+    if not isinstance(value, str):
+        return None
+    m = _DURATION.fullmatch(value)
+    if m is None or m.group(2) not in DURATION_UNITS:
+        return None
+    number, unit = m.groups()
+    return round(float(number) * DURATION_UNITS[unit]) if "." in number else int(number) * DURATION_UNITS[unit]
+
+
+def _digest(text: str, size: int) -> bytes:
+    return hashlib.sha256(text.encode()).digest()[:size]
+
+
+def trace_id_for(seed: str, label: str) -> bytes:
+    """The trace id of an inline trace: the label itself if it is 32 hex digits, else derived."""
+    if _HEX_TRACE_ID.fullmatch(label):
+        return bytes.fromhex(label)
+    return _digest(f"fluo-inline-trace\0{seed}\0{label}", 16)
+
+
+class _Item:
+    __slots__ = (
+        "attributes",
+        "duration",
+        "index",
+        "kind",
+        "label",
+        "name",
+        "parent",
+        "raw",
+        "resource",
+        "service",
+        "span_id",
+        "start",
+        "status",
+        "trace",
+    )
+
+    def __init__(self, index: int, raw: Mapping[str, Any], where: str) -> None:
+        self.index = index
+        self.raw = raw
+        name = raw.get("name")
+        self.name = name if isinstance(name, str) else ""
+        self.trace = self._text("trace", where, default="")
+        self.label = self._text("id", where, default="")
+        self.parent = self._text("parent", where, default="")
+        self.service = self._text("service", where, default="")
+        self.status = self._choice("status", STATUS_VALUES, "unset", where)
+        self.kind = self._choice("kind", KIND_VALUES, "unspecified", where)
+        self.duration = self._duration("duration", where)
+        self.start = self._duration("start", where)
+        self.attributes = self._mapping("attributes", where)
+        self.resource = self._mapping("resource", where)
+        self.span_id = b""
+
+    def fail(self, where: str, key: str | None, message: str) -> InlineSpanError:
+        what = f"span {self.index + 1}" + (f" ({self.name!r})" if self.name else "")
+        at = f", `{key}`" if key else ""
+        return InlineSpanError(f"{where}: {what}{at}: {message}", self.index, key)
+
+    def _text(self, key: str, where: str, default: str) -> str:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise self.fail(where, key, f"expected text, got {_show(value)}")
+        return str(value)
+
+    def _choice(self, key: str, allowed: tuple[str, ...], default: str, where: str) -> str:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str) and value.lower() in allowed:
+            return value.lower()
+        hint = nearest(str(value).lower(), allowed)
+        tip = f"; did you mean `{hint}`?" if hint else ""
+        raise self.fail(where, key, f"expected one of {', '.join(allowed)}, got {_show(value)}{tip}")
+
+    def _duration(self, key: str, where: str) -> int | None:
+        value = self.raw.get(key)
+        if value is None:
+            return None
+        ns = parse_duration(value)
+        if ns is None:
+            raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
+        return ns
+
+    def _mapping(self, key: str, where: str) -> dict[str, Any]:
+        value = self.raw.get(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(where, key, f"expected a mapping of names to values, got {_show(value)}")
+        return {str(k): v for k, v in value.items()}
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def build_spans(items: Sequence[Mapping[str, Any]], *, where: str, seed: str | None = None) -> list[Span]:
+    """Spans from the compact inline form; `where` prefixes error messages, `seed` (default `where`) the ids.
+
+    Raises `InlineSpanError` naming the offending item and key.
+    """
+    seed = where if seed is None else seed
+    parsed: list[_Item] = []
+    for i, raw in enumerate(items):
+        if not isinstance(raw, Mapping):
+            message = f"{where}: span {i + 1}: expected a mapping like {{name: login}}, got {_show(raw)}"
+            raise InlineSpanError(message, i)
+        for key in raw:
+            if key not in KEYS:
+                hint = nearest(str(key), KEYS)
+                tip = f"; did you mean `{hint}`?" if hint else f"; known keys: {', '.join(KEYS)}"
+                raise InlineSpanError(f"{where}: span {i + 1}: unknown key `{key}`{tip}", i, str(key))
+        item = _Item(i, raw, where)
+        if not item.name:
+            raise item.fail(where, "name", "every span needs a `name` (text)")
+        parsed.append(item)
+
+    by_trace: dict[str, list[_Item]] = {}
+    for item in parsed:
+        by_trace.setdefault(item.trace, []).append(item)
+    trace_ids = {label: trace_id_for(seed, label) for label in by_trace}
+    for label, group in by_trace.items():
+        _assign_ids(group, seed, label, where)
+    parents = {id(item): _parent_of(item, by_trace[item.trace], where) for item in parsed}
+
+    out: list[Span] = []
+    for item in parsed:
+        chain = _ancestry(item, parents, where)
+        start = next((a.start for a in chain if a.start is not None), 0)
+        service = next((a.service for a in chain if a.service), "")
+        if not service:
+            service = str(item.resource.get("service.name") or DEFAULT_SERVICE)
+        resource = {**item.resource, "service.name": service}
+        duration = item.duration if item.duration is not None else DEFAULT_DURATION_NS
+        parent = parents[id(item)]
+        parent_id = parent if isinstance(parent, bytes) else parent.span_id if parent is not None else b""
+        out.append(
+            Span(
+                trace_id=trace_ids[item.trace],
+                span_id=item.span_id,
+                parent_id=parent_id,
+                name=item.name,
+                service=service,
+                start=ORIGIN_NS + start,
+                end=ORIGIN_NS + start + duration,
+                status=item.status,
+                kind=item.kind,
+                attributes=item.attributes,
+                resource=resource,
+            )
+        )
+    return out
+
+
+def _assign_ids(group: list[_Item], seed: str, label: str, where: str) -> None:
+    seen_labels: dict[str, _Item] = {}
+    occurrences: dict[str, int] = {}
+    used: set[bytes] = set()
+    for item in group:
+        if item.label:
+            if item.label in seen_labels:
+                other = seen_labels[item.label].index + 1
+                raise item.fail(where, "id", f"id {item.label!r} is already used by span {other}")
+            seen_labels[item.label] = item
+            if _HEX_SPAN_ID.fullmatch(item.label):
+                item.span_id = bytes.fromhex(item.label)
+            else:
+                item.span_id = _digest(f"fluo-inline-span\0{seed}\0{label}\0id:{item.label}", 8)
+        else:
+            n = occurrences.get(item.name, 0)
+            occurrences[item.name] = n + 1
+            item.span_id = _digest(f"fluo-inline-span\0{seed}\0{label}\0name:{item.name}#{n}", 8)
+        if item.span_id in used:
+            raise item.fail(where, "id", f"span id {item.span_id.hex()} is already used in this trace")
+        used.add(item.span_id)
+
+
+def _parent_of(item: _Item, group: list[_Item], where: str) -> _Item | bytes | None:
+    """The parent span, or for 16 hex digits naming no span here, that id (a parent that never arrived)."""
+    ref = item.parent
+    if not ref:
+        return None
+    by_label = [x for x in group if x.label == ref or x.span_id.hex() == ref.lower()]
+    found = by_label or [x for x in group if x.name == ref]
+    trace = f" in trace {item.trace!r}" if item.trace else ""
+    if not found and _HEX_SPAN_ID.fullmatch(ref):
+        return bytes.fromhex(ref)
+    if not found:
+        names = sorted({x.label for x in group if x.label} | {x.name for x in group})
+        hint = nearest(ref, names)
+        tip = f"; did you mean `{hint}`?" if hint else ""
+        raise item.fail(where, "parent", f"no span with id or name {ref!r}{trace}{tip}")
+    if len(found) > 1:
+        raise item.fail(where, "parent", f"{len(found)} spans are named {ref!r}{trace}; give the parent an `id`")
+    if found[0] is item:
+        raise item.fail(where, "parent", "a span cannot be its own parent")
+    return found[0]
+
+
+def _ancestry(item: _Item, parents: dict[int, _Item | bytes | None], where: str) -> list[_Item]:
+    """The span and its ancestors within the inline items, nearest first."""
+    chain = [item]
+    cur = parents[id(item)]
+    while isinstance(cur, _Item):
+        if cur in chain:
+            raise item.fail(where, "parent", "parents form a cycle")
+        chain.append(cur)
+        cur = parents[id(cur)]
+    return chain
+
+
+def exact_duration(ns: int) -> str:
+    """A duration in the largest unit that states `ns` exactly: 20ms, 1500us, 17ns."""
+    if ns == 0:
+        return "0s"
+    for unit in ("h", "m", "s", "ms", "us"):
+        size = DURATION_UNITS[unit]
+        if ns % size == 0:
+            return f"{ns // size}{unit}"
+    return f"{ns}ns"
+
+
+def to_inline(spans: Sequence[Span]) -> list[dict[str, Any]]:
+    """The compact inline form of spans, times as offsets from the earliest start.
+
+    Ids are written as hex, so `build_spans(to_inline(spans))` keeps them, along with
+    structure, names, services, durations, relative starts, status, kind and attributes.
+    """
+    origin = min((s.start for s in spans), default=0)
+    several = len({s.trace_id for s in spans}) > 1
+    out: list[dict[str, Any]] = []
+    for s in spans:
+        item: dict[str, Any] = {"name": s.name, "id": s.span_id.hex()}
+        if s.parent_id:
+            item["parent"] = s.parent_id.hex()
+        item["service"] = s.service or DEFAULT_SERVICE
+        item["start"] = exact_duration(s.start - origin)
+        item["duration"] = exact_duration(s.duration)
+        if s.status != "unset":
+            item["status"] = s.status
+        if s.kind != "unspecified":
+            item["kind"] = s.kind
+        if s.attributes:
+            item["attributes"] = dict(s.attributes)
+        resource = {k: v for k, v in s.resource.items() if k != "service.name"}
+        if resource:
+            item["resource"] = resource
+        if several:
+            item["trace"] = s.trace_id.hex()
+        out.append(item)
+    return out

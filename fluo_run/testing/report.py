@@ -1,0 +1,304 @@
+"""Reports of a run: text for people (pytest-like failures), JSON for scripts, JUnit XML for CI."""
+
+from __future__ import annotations
+
+import json
+import re
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from fluo_lang.ir import RuleIR
+
+from .coverage import Coverage
+from .matching import Match, Row
+from .runner import ERROR, FAILED, PASSED, CaseResult, FileResult, RunResult
+from .spec import Expectation
+
+WIDTH = 80
+MAX_RULE_LINES = 12
+_XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _banner(title: str, fill: str) -> str:
+    title = f" {title} "
+    n = max(WIDTH - len(title), 6)
+    return fill * (n // 2) + title + fill * (n - n // 2)
+
+
+def counts_text(result: RunResult) -> str:
+    parts = []
+    for status, noun in ((FAILED, "failed"), (PASSED, "passed"), (ERROR, "error")):
+        n = result.count(status)
+        if n:
+            parts.append(f"{n} {noun}" if status != ERROR else _plural(n, "error"))
+    updated = sum(1 for c in result.cases if c.updated)
+    if updated:
+        parts.append(f"{updated} updated")
+    broken = len(result.broken_files)
+    if broken:
+        parts.append(f"{broken} broken {'file' if broken == 1 else 'files'}")
+    return ", ".join(parts) or "no cases"
+
+
+# -- text ---------------------------------------------------------------------
+
+
+def _observed(signal: dict[str, Any]) -> str:
+    obs = signal.get("observed") or {}
+    return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in obs.items())
+
+
+def _where(signal: dict[str, Any], names: dict[str, str]) -> str:
+    if signal.get("window_start") is not None:
+        return f"window {signal['window_start']}..{signal['window_end']}"
+    trace_id = str(signal.get("trace_id"))
+    label = names.get(trace_id)
+    return f"trace {label!r}" if label else f"trace {trace_id}"
+
+
+def signal_text(signal: dict[str, Any], names: dict[str, str]) -> str:
+    obs = _observed(signal)
+    return f"{signal.get('rule')} {_where(signal, names)}" + (f": {obs}" if obs else "")
+
+
+def expectation_text(e: Expectation) -> str:
+    parts = [e.rule]
+    if e.trace is not None:
+        parts.append(f"trace {e.trace!r}")
+    if e.trace_id is not None:
+        parts.append(f"trace {e.trace_id}")
+    if e.count != 1:
+        parts.append(f"x{e.count}")
+    if e.observed:
+        parts.append("with " + ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in e.observed.items()))
+    return " ".join(parts)
+
+
+def _table(match: Match, names: dict[str, str]) -> list[str]:
+    rows: list[tuple[str, str, str]] = []
+    for row in match.rows:
+        rows.extend(_row_lines(row, names))
+    for s in match.unexpected:
+        rows.append(("UNEXPECTED", "", signal_text(s, names)))
+    if not rows:
+        rows.append(("", "(no signal)", "(no signal)"))
+    left = min(max([len("expected")] + [len(r[1]) for r in rows]), 48)
+    mark = max(len(r[0]) for r in rows)
+    lines = [f"    {'':{mark}}  {'expected':{left}}  | observed"]
+    for status, exp, obs in rows:
+        lines.append(f"    {status:{mark}}  {exp:{left}}  | {obs}".rstrip())
+    return lines
+
+
+def _row_lines(row: Row, names: dict[str, str]) -> list[tuple[str, str, str]]:
+    exp = expectation_text(row.expectation)
+    out: list[tuple[str, str, str]] = []
+    for s in row.signals:
+        out.append(("ok", exp, signal_text(s, names)))
+        exp = ""
+    if row.ok:
+        if row.expectation.count == 0:
+            out.append(("ok", exp, "(no signal)"))
+        return out
+    label = "MISSING" if row.missing == 1 else f"MISSING {row.missing}"
+    if row.near:
+        closest = "; ".join(sorted(set(row.reasons)))
+        out.append((label, exp, f"(no match: {closest})"))
+    else:
+        out.append((label, exp, f"(no {row.expectation.rule} signal)"))
+    return out
+
+
+def _rule_block(ir: RuleIR) -> list[str]:
+    lines = [f"  rule {ir.id}  ({ir.path}:{ir.span.line + 1})"]
+    first = ir.span.line + 1
+    text = ir.source.rstrip("\n").splitlines() or [""]
+    width = len(str(first + len(text) - 1))
+    for i, line in enumerate(text[:MAX_RULE_LINES]):
+        lines.append(f"    {first + i:>{width}} | {line}".rstrip())
+    if len(text) > MAX_RULE_LINES:
+        lines.append(f"    {'':>{width}} | ... {len(text) - MAX_RULE_LINES} more lines")
+    return lines
+
+
+def failure_text(c: CaseResult) -> list[str]:
+    """The pytest-like block for a failed case: where, what, side by side, and the rules involved."""
+    assert c.match is not None
+    names = {v: k for k, v in c.case.labels.items() if k}
+    lines = [_banner(c.id, "_"), "", f"{c.file.display}:{c.case.line}: case {c.case.name!r}: {c.match.summary()}", ""]
+    lines.extend(_table(c.match, names))
+    involved: dict[str, None] = {}
+    for row in c.match.rows:
+        if not row.ok:
+            involved.setdefault(row.expectation.rule, None)
+    for s in c.match.unexpected:
+        involved.setdefault(str(s.get("rule")), None)
+    for rule in involved:
+        ir = c.rules.get(rule)
+        if ir is None:
+            continue
+        lines.append("")
+        lines.extend(_rule_block(ir))
+        fired = [s for s in c.signals if s.get("rule") == rule]
+        for s in fired:
+            lines.append(f"    fired on {_where(s, names)}: {_observed(s) or 'no observed values'}")
+        for why in c.why_not.get(rule, []):
+            lines.append(f"    did not fire on {why}")
+        if not fired and rule not in c.why_not:
+            lines.append("    did not fire")
+    lines.append("")
+    return lines
+
+
+def _file_line(fr: FileResult) -> str:
+    if not fr.file.loaded:
+        return f"{fr.file.display}: error"
+    parts = []
+    for status in (FAILED, PASSED, ERROR):
+        n = sum(1 for c in fr.cases if c.status == status)
+        if n:
+            parts.append(_plural(n, "error") if status == ERROR else f"{n} {status}")
+    return f"{fr.file.display}: {', '.join(parts) or 'no cases'}"
+
+
+def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds: bool = True) -> str:
+    lines: list[str] = []
+    for fr in result.files:
+        lines.append(_file_line(fr))
+        for p in fr.file.problems:
+            lines.append(f"  {p.format()}")
+        for c in fr.cases:
+            if c.status == FAILED:
+                lines.append(f"  FAILED {c.case.name} (line {c.case.line})")
+            elif c.status == ERROR:
+                for p in c.problems:
+                    lines.append(f"  ERROR {p.format()}")
+    failed = [c for c in result.cases if c.status == FAILED]
+    if failed:
+        lines.append("")
+        lines.append(_banner("FAILURES", "="))
+        for c in failed:
+            lines.extend(failure_text(c))
+    if coverage is not None:
+        lines.append("")
+        lines.extend(coverage_text(coverage))
+    summary = counts_text(result)
+    if seconds:
+        summary += f" in {result.seconds:.2f}s"
+    lines.append(_banner(summary, "="))
+    return "\n".join(lines) + "\n"
+
+
+def coverage_text(cov: Coverage) -> list[str]:
+    fired = sum(1 for r in cov.rules if r.id in cov.fired)
+    lines = [f"coverage: {_plural(len(cov.rules), 'rule')}, {fired} fired in some case"]
+    width = max((len(r.id) for r in cov.rules), default=0)
+    for title, refs in (("never fired", cov.never_fired), ("never ran", cov.never_ran)):
+        for r in refs:
+            lines.append(f"  {title + ':':13} {r.id:{width}}  {r.path}:{r.line}")
+    return lines
+
+
+# -- JSON ---------------------------------------------------------------------
+
+
+def _case_json(c: CaseResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": c.case.name, "line": c.case.line, "status": c.status}
+    if c.updated:
+        out["updated"] = True
+    if c.problems:
+        out["errors"] = [p.to_json() for p in c.problems]
+    if c.case.expect is not None:
+        out["expected"] = [e.to_json() for e in c.case.expect]
+    if c.status != ERROR:
+        out["signals"] = c.signals
+    if c.match is not None and not c.match.ok:
+        short = [r for r in c.match.rows if not r.ok]
+        out["missing"] = [{**r.expectation.to_json(), "missing": r.missing, "line": r.expectation.line} for r in short]
+        out["unexpected"] = c.match.unexpected
+    return out
+
+
+def json_report(result: RunResult, coverage: Coverage | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "summary": {
+            "files": len(result.files),
+            "cases": len(result.cases),
+            "passed": result.count(PASSED),
+            "failed": result.count(FAILED),
+            "errors": result.count(ERROR),
+            "broken_files": len(result.broken_files),
+            "exit_code": result.exit_code,
+        },
+        "files": [
+            {
+                "path": fr.file.display,
+                "status": fr.status,
+                **({"errors": [p.to_json() for p in fr.file.problems]} if fr.file.problems else {}),
+                "cases": [_case_json(c) for c in fr.cases],
+            }
+            for fr in result.files
+        ],
+    }
+    if coverage is not None:
+        out["coverage"] = coverage.to_json()
+    return out
+
+
+# -- JUnit XML ----------------------------------------------------------------
+
+
+def _clean(text: str) -> str:
+    return _XML_BAD.sub("?", text)
+
+
+def _seconds(s: float) -> str:
+    return f"{s:.3f}"
+
+
+def junit_report(result: RunResult) -> bytes:
+    """JUnit XML as Jenkins, GitLab and GitHub test reporters read it: one suite per test file."""
+    root = ET.Element("testsuites", name="fluo test")
+    totals = {"tests": 0, "failures": 0, "errors": 0}
+    for fr in result.files:
+        suite = ET.SubElement(root, "testsuite", name=fr.file.display, file=fr.file.display)
+        counts = {"tests": 0, "failures": 0, "errors": 0}
+        classname = re.sub(r"\.(fluotest\.)?ya?ml$", "", fr.file.display).replace("/", ".").replace("\\", ".")
+        if not fr.file.loaded:
+            case = ET.SubElement(suite, "testcase", classname=classname, name="(load)", file=fr.file.display)
+            case.set("line", str(fr.file.problems[0].line))
+            case.set("time", _seconds(0))
+            message = fr.file.problems[0].message
+            error = ET.SubElement(case, "error", message=_clean(message), type="LoadError")
+            error.text = _clean("\n".join(p.format() for p in fr.file.problems))
+            counts["tests"] += 1
+            counts["errors"] += 1
+        for c in fr.cases:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=_clean(c.case.name))
+            case.set("file", fr.file.display)
+            case.set("line", str(c.case.line))
+            case.set("time", _seconds(c.seconds))
+            counts["tests"] += 1
+            if c.status == FAILED and c.match is not None:
+                failure = ET.SubElement(case, "failure", message=_clean(c.match.summary()), type="SignalMismatch")
+                failure.text = _clean("\n".join(failure_text(c)[2:]))
+                counts["failures"] += 1
+            elif c.status == ERROR:
+                error = ET.SubElement(case, "error", message=_clean(c.problems[0].message), type="LoadError")
+                error.text = _clean("\n".join(p.format() for p in c.problems))
+                counts["errors"] += 1
+        for key, n in counts.items():
+            suite.set(key, str(n))
+            totals[key] += n
+        suite.set("skipped", "0")
+        suite.set("time", _seconds(fr.seconds))
+    for key, n in totals.items():
+        root.set(key, str(n))
+    root.set("time", _seconds(result.seconds))
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"

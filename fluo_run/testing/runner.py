@@ -1,0 +1,250 @@
+"""Running test files: each case's traces through the compiled program, signals matched against expectations.
+
+Evaluation is `fluo_lang.api.compile_program(...).evaluate(traces)` and nothing
+else: per-trace rules on every trace of the case, then windowed rules over the
+case's traces, exactly as `fluo eval` runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluo_lang.api import Analysis, compile_program
+from fluo_lang.evaluate import CompiledRule, Program
+from fluo_lang.ir import RuleIR
+from fluo_lang.otlp import TraceInputError, load_trace_file
+from fluo_lang.trace import Span, Trace, assemble, windows_of
+from fluo_lang.values import format_timestamp
+
+from .matching import Match, match_signals
+from .spec import Case, Problem, RuleLoader, TestFile, load_test_file
+
+PASSED, FAILED, ERROR = "passed", "failed", "error"
+MAX_EXPLAINED = 3
+
+
+@dataclass
+class CaseResult:
+    file: TestFile
+    case: Case
+    status: str
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    match: Match | None = None
+    problems: list[Problem] = field(default_factory=list)
+    rules: dict[str, RuleIR] = field(default_factory=dict)
+    why_not: dict[str, list[str]] = field(default_factory=dict)
+    ran: tuple[str, ...] = ()
+    seconds: float = 0.0
+    updated: bool = False  # --update rewrote its `expect:`
+
+    @property
+    def id(self) -> str:
+        return f"{self.file.display}::{self.case.name}"
+
+
+@dataclass
+class FileResult:
+    file: TestFile
+    cases: list[CaseResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def status(self) -> str:
+        if not self.file.loaded or any(c.status == ERROR for c in self.cases):
+            return ERROR
+        return FAILED if any(c.status == FAILED for c in self.cases) else PASSED
+
+
+@dataclass
+class RunResult:
+    files: list[FileResult]
+    seconds: float = 0.0
+    selected: int = 0
+
+    @property
+    def cases(self) -> list[CaseResult]:
+        return [c for f in self.files for c in f.cases]
+
+    def count(self, status: str) -> int:
+        return sum(1 for c in self.cases if c.status == status)
+
+    @property
+    def broken_files(self) -> list[FileResult]:
+        return [f for f in self.files if not f.file.loaded]
+
+    @property
+    def exit_code(self) -> int:
+        """0 all passed, 1 a case failed, 2 a test file, fixture or rule could not be loaded."""
+        if self.broken_files or self.count(ERROR):
+            return 2
+        return 1 if self.count(FAILED) else 0
+
+
+class TraceFiles:
+    """Spans of fixture files, read once per run (and again when the file changes)."""
+
+    def __init__(self) -> None:
+        self.cache: dict[Path, tuple[float, list[Span]]] = {}
+
+    def spans(self, path: Path) -> list[Span]:
+        mtime = os.stat(path).st_mtime
+        hit = self.cache.get(path)
+        if hit is None or hit[0] != mtime:
+            hit = (mtime, load_trace_file(path))
+            self.cache[path] = hit
+        return hit[1]
+
+
+class Programs:
+    """One compiled program per analysis and rule subset (`only:`), built on first use."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[int, tuple[str, ...] | None], Program] = {}
+
+    def program(self, analysis: Analysis, only: tuple[str, ...] | None) -> Program:
+        key = (id(analysis), tuple(sorted(set(only))) if only is not None else None)
+        found = self.cache.get(key)
+        if found is None:
+            if only is not None:
+                keep = set(only)
+                analysis = Analysis(analysis.files, [r for r in analysis.rules if r.id in keep], analysis.diagnostics)
+            found = compile_program(analysis)
+            self.cache[key] = found
+        return found
+
+
+Listener = Callable[[CaseResult], None]
+
+
+class Runner:
+    """Loads test files and runs their cases; reusable across `--watch` rounds, which keeps its caches warm."""
+
+    def __init__(self, select: re.Pattern[str] | None = None, *, recording: bool = False) -> None:
+        self.select = select
+        self.recording = recording  # --update: a case without `expect:` runs as if it expected nothing
+        self.rules = RuleLoader()
+        self.traces = TraceFiles()
+        self.programs = Programs()
+
+    def selected(self, file: TestFile, case: Case) -> bool:
+        if self.select is None:
+            return True
+        return bool(self.select.search(case.name) or self.select.search(f"{file.display}::{case.name}"))
+
+    def load(self, paths: Sequence[Path]) -> list[TestFile]:
+        return [load_test_file(p, self.rules) for p in paths]
+
+    def run(self, files: Sequence[TestFile], on_case: Listener | None = None) -> RunResult:
+        started = time.perf_counter()
+        results = []
+        selected = 0
+        for file in files:
+            fr = FileResult(file)
+            t0 = time.perf_counter()
+            for case in file.cases if file.loaded else []:
+                if not self.selected(file, case):
+                    continue
+                selected += 1
+                result = self.run_case(file, case)
+                fr.cases.append(result)
+                if on_case is not None:
+                    on_case(result)
+            fr.seconds = time.perf_counter() - t0
+            if file.loaded and not fr.cases and self.select is not None:
+                continue  # nothing selected here: leave the file out of the report
+            results.append(fr)
+        return RunResult(results, time.perf_counter() - started, selected)
+
+    def run_case(self, file: TestFile, case: Case) -> CaseResult:
+        t0 = time.perf_counter()
+        result = CaseResult(file, case, ERROR, problems=list(case.problems))
+        if case.expect is None and not case.problems and not self.recording:
+            result.problems.append(
+                Problem(
+                    file.display,
+                    case.line,
+                    f"case {case.name!r} has no `expect:`; write `expect: []` if no rule should fire,"
+                    " or run `fluo test --update` to record what fires",
+                )
+            )
+        spans: list[Span] = []
+        for path, line in case.traces:
+            try:
+                spans.extend(self.traces.spans(path))
+            except (TraceInputError, OSError) as exc:
+                result.problems.append(Problem(file.display, line, f"cannot load trace file: {exc}"))
+        if result.problems or file.analysis is None:
+            result.problems.sort(key=lambda p: p.line)
+            result.seconds = time.perf_counter() - t0
+            return result
+        spans.extend(case.spans)
+        traces = assemble(spans)
+        program = self.programs.program(file.analysis, case.only)
+        before = len(program.errors)
+        signals = program.evaluate(traces)
+        errors = program.errors[before:]
+        del program.errors[before:]
+        result.rules = {r.id: r.ir for r in program.rules}
+        result.ran = tuple(r.id for r in program.rules)
+        result.signals = [s.to_json() for s in signals]
+        for e in errors:
+            message = f"internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}"
+            result.problems.append(Problem(file.display, case.line, message))
+        if not result.problems:
+            result.match = match_signals(case.expect or [], result.signals, case.labels)
+            result.status = PASSED if result.match.ok else FAILED
+            if not result.match.ok:
+                short = {r.expectation.rule for r in result.match.rows if not r.ok and not r.near}
+                by_id = {r.id: r for r in program.rules}
+                result.why_not = {rule: explain_quiet(by_id[rule], traces, case.labels) for rule in sorted(short)}
+        result.problems.sort(key=lambda p: p.line)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+
+def _observed_text(obs: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in obs.items())
+
+
+def explain_quiet(rule: CompiledRule, traces: list[Trace], labels: dict[str, str]) -> list[str]:
+    """What a rule saw on the case's traces (or windows) when it did not fire: its observed values."""
+    names = {v: k for k, v in labels.items()}
+    out: list[str] = []
+    ir = rule.ir
+    contexts: list[tuple[str, Any]]
+    if ir.window_ns is not None:
+        contexts = [
+            (f"window {format_timestamp(w.start)}..{format_timestamp(w.end)}", w)
+            for w in windows_of(traces, ir.window_ns)
+        ]
+    else:
+        contexts = [(_trace_name(t, names), t) for t in traces]
+    if not contexts:
+        return ["no trace to evaluate" if ir.window_ns is None else "no window: the case has no spans"]
+    for where, ctx in contexts[:MAX_EXPLAINED]:
+        if ir.mode == "when" and rule.compiler.fn(ir.condition)(ctx, None) is not True:
+            out.append(f"{where}: when {{ {rule.clause_text(ir.condition)} }} did not hold")
+            continue
+        try:
+            obs = rule.explain(ctx)[0]
+        except Exception as exc:  # a bug in the evaluator: say so, keep the report
+            out.append(f"{where}: cannot explain ({type(exc).__name__}: {exc})")
+            continue
+        out.append(f"{where}: {_observed_text(obs)}")
+    if len(contexts) > MAX_EXPLAINED:
+        out.append(f"... and {len(contexts) - MAX_EXPLAINED} more")
+    return out
+
+
+def _trace_name(trace: Trace, names: dict[str, str]) -> str:
+    label = names.get(trace.id_hex)
+    if label:
+        return f"trace {label!r}"
+    return f"trace {trace.id_hex}"

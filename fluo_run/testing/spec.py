@@ -1,0 +1,411 @@
+"""Test files: finding them, and reading one into checked cases, with every problem at its line.
+
+A file-level problem (YAML that does not parse, an unknown top-level key, rules
+that cannot be read or do not typecheck) stops the file; a case-level problem
+(a missing fixture, a bad inline span, an unknown rule in `expect`) stops that
+case only, so the other cases and files still run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fluo_lang.api import Analysis, RuleSourceError, analyze, read_sources
+from fluo_lang.diagnostics import nearest
+from fluo_lang.trace import Span
+
+from .document import LineDict, LineList, YamlError, line_of, load
+from .inline import InlineSpanError, build_spans, trace_id_for
+
+TEST_SUFFIXES = ("_test.yaml", ".fluotest.yaml")
+FILE_KEYS = ("rules", "cases", "description")
+CASE_KEYS = ("name", "description", "traces", "spans", "expect", "only")
+EXPECT_KEYS = ("rule", "trace_id", "trace", "count", "observed")
+_SKIPPED_DIRS = {"node_modules", "__pycache__"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong with a test file, at a 1-based line of it."""
+
+    path: str
+    line: int
+    message: str
+
+    def format(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "line": self.line, "message": self.message}
+
+
+@dataclass
+class Expectation:
+    """Signals a case expects: `count` (default 1) distinct signals of `rule` that also match the rest."""
+
+    rule: str
+    line: int
+    count: int = 1
+    trace_id: str | None = None
+    trace: str | None = None
+    observed: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rule": self.rule}
+        if self.trace is not None:
+            out["trace"] = self.trace
+        if self.trace_id is not None:
+            out["trace_id"] = self.trace_id
+        if self.count != 1:
+            out["count"] = self.count
+        if self.observed is not None:
+            out["observed"] = self.observed
+        return out
+
+
+@dataclass
+class Case:
+    name: str
+    line: int
+    index: int
+    traces: list[tuple[Path, int]] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+    expect: list[Expectation] | None = None
+    only: tuple[str, ...] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class TestFile:
+    path: Path
+    display: str
+    rule_paths: list[Path] = field(default_factory=list)
+    analysis: Analysis | None = None
+    cases: list[Case] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> bool:
+        return not self.problems
+
+
+def display_path(path: Path) -> str:
+    """The path as a person wants to read it: relative to the working folder when it is below it."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name.endswith(TEST_SUFFIXES)
+
+
+def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
+    """Test files named or found below folders, in a stable order; raises FileNotFoundError for a missing path."""
+    out: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+                out.extend(Path(root) / f for f in sorted(files) if f.endswith(TEST_SUFFIXES))
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    seen: dict[Path, None] = {}
+    for f in out:
+        seen.setdefault(f.resolve(), None)
+    return [Path(display_path(f)) for f in seen]
+
+
+def default_rules(path: Path) -> Path:
+    """`auth_test.yaml` and `auth.fluotest.yaml` test `auth.fluo` next to them."""
+    name = path.name
+    for suffix in TEST_SUFFIXES:
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".fluo")
+    return path.with_suffix(".fluo")
+
+
+class RuleLoader:
+    """Analyses of rule files, shared by the test files that name the same ones."""
+
+    def __init__(self) -> None:
+        self.cache: dict[tuple[tuple[str, float], ...], Analysis] = {}
+
+    def analysis(self, paths: Sequence[Path]) -> Analysis:
+        sources = read_sources(paths)
+        key = tuple((p, os.stat(p).st_mtime) for p, _ in sources)
+        found = self.cache.get(key)
+        if found is None:
+            found = analyze(sources)
+            self.cache[key] = found
+        return found
+
+
+class _Reader:
+    """Reads one test file; collects problems instead of stopping at the first."""
+
+    def __init__(self, path: Path, rules: RuleLoader) -> None:
+        self.file = TestFile(path, display_path(path))
+        self.where = self.file.display
+        self.rules = rules
+        self.rule_ids: set[str] = set()
+        self.disabled: set[str] = set()
+
+    def problem(self, line: int, message: str, case: Case | None = None) -> None:
+        (case.problems if case is not None else self.file.problems).append(Problem(self.where, line, message))
+
+    def unknown_keys(self, mapping: LineDict, known: tuple[str, ...], what: str, case: Case | None = None) -> bool:
+        bad = False
+        for key in mapping:
+            if key not in known:
+                hint = nearest(key, known)
+                tip = f"did you mean `{hint}`?" if hint else f"known keys: {', '.join(known)}"
+                self.problem(mapping.line_of(key), f"unknown key `{key}` in {what}; {tip}", case)
+                bad = True
+        return bad
+
+    def read(self) -> TestFile:
+        try:
+            text = self.file.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.problem(1, f"cannot read the test file: {reason}")
+            return self.file
+        try:
+            doc = load(text)
+        except YamlError as exc:
+            self.problem(exc.line, str(exc))
+            return self.file
+        if not isinstance(doc, LineDict):
+            self.problem(line_of(doc), "a test file is a mapping with `rules:` and `cases:`")
+            return self.file
+        self.unknown_keys(doc, FILE_KEYS, "the test file")
+        self.read_rules(doc)
+        cases = doc.get("cases")
+        if not isinstance(cases, LineList) or not cases:
+            self.problem(doc.line_of("cases"), "`cases:` must be a non-empty list of cases")
+        if self.file.problems:
+            return self.file
+        assert isinstance(cases, LineList)
+        names: dict[str, int] = {}
+        for i, raw in enumerate(cases):
+            case = self.read_case(i, raw, cases.line_of(i))
+            if case.name in names:
+                self.problem(case.line, f"another case is named {case.name!r} (line {names[case.name]})", case)
+            names.setdefault(case.name, case.line)
+            self.file.cases.append(case)
+        return self.file
+
+    def read_rules(self, doc: LineDict) -> None:
+        base = self.file.path.parent
+        raw = doc.get("rules")
+        line = doc.line_of("rules")
+        if raw is None:
+            default = default_rules(self.file.path)
+            if not default.exists():
+                missing = f"no `rules:` given and {default.name} does not exist next to the test file"
+                self.problem(1, f"{missing}; add `rules: [FILE.fluo]`")
+                return
+            entries = [(default, 1)]
+        else:
+            items = raw if isinstance(raw, list) else [raw]
+            if not items or not all(isinstance(x, str) and x for x in items):
+                self.problem(line, "`rules:` must be a rule file or folder, or a list of them")
+                return
+            lines = [raw.line_of(i) for i in range(len(items))] if isinstance(raw, LineList) else [line] * len(items)
+            entries = [(base / x, n) for x, n in zip(items, lines, strict=True)]
+        for path, n in entries:
+            if not path.exists():
+                self.problem(n, f"rule file {display_path(path)} does not exist")
+        if self.file.problems:
+            return
+        self.file.rule_paths = [p for p, _ in entries]
+        try:
+            analysis = self.rules.analysis(self.file.rule_paths)
+        except RuleSourceError as exc:
+            self.problem(line, str(exc))
+            return
+        if analysis.has_errors:
+            errors = [d for d in analysis.diagnostics if d.is_error]
+            shown = "; ".join(d.format() for d in errors[:3])
+            if len(errors) > 3:
+                shown += f"; and {len(errors) - 3} more"
+            self.problem(line, f"the rules do not check ({len(errors)} errors; run `fluo check`): {shown}")
+            return
+        self.file.analysis = analysis
+        self.rule_ids = {r.id for r in analysis.rules if r.enabled}
+        self.disabled = {r.id for r in analysis.rules if not r.enabled}
+
+    def read_case(self, index: int, raw: Any, line: int) -> Case:
+        case = Case(name=f"case {index + 1}", line=line, index=index)
+        if not isinstance(raw, LineDict):
+            self.problem(line, "a case is a mapping with `name:`, `traces:` or `spans:`, and `expect:`", case)
+            return case
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            self.problem(raw.line_of("name"), "every case needs a `name:` (text)", case)
+        else:
+            case.name = name
+        self.unknown_keys(raw, CASE_KEYS, f"case {case.name!r}", case)
+        self.read_traces(raw, case)
+        self.read_spans(raw, case)
+        if "traces" not in raw and "spans" not in raw:
+            self.problem(line, f"case {case.name!r} has no `traces:` or `spans:` to run the rules on", case)
+        if "only" in raw:
+            case.only = tuple(self.rule_list(raw, "only", case))
+        if "expect" in raw:
+            case.expect = self.read_expect(raw, case)
+        return case
+
+    def read_traces(self, raw: LineDict, case: Case) -> None:
+        value = raw.get("traces")
+        if value is None:
+            return
+        items = value if isinstance(value, list) else [value]
+        for i, item in enumerate(items):
+            n = value.line_of(i) if isinstance(value, LineList) else raw.line_of("traces")
+            if not isinstance(item, str) or not item:
+                self.problem(n, "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
+                continue
+            path = self.file.path.parent / item
+            if not path.is_file():
+                self.problem(n, f"trace file {display_path(path)} does not exist", case)
+                continue
+            case.traces.append((path, n))
+
+    def read_spans(self, raw: LineDict, case: Case) -> None:
+        value = raw.get("spans")
+        if value is None:
+            return
+        if not isinstance(value, LineList):
+            self.problem(raw.line_of("spans"), "`spans:` must be a list like [{name: login, duration: 20ms}]", case)
+            return
+        try:
+            case.spans = build_spans(value, where=f"case {case.name!r}", seed=case.name)
+        except InlineSpanError as exc:
+            item = value[exc.index] if 0 <= exc.index < len(value) else None
+            n = item.line_of(exc.key) if isinstance(item, LineDict) and exc.key else value.line_of(exc.index)
+            self.problem(n, str(exc), case)
+            return
+        labels = {str(x.get("trace") or "") for x in value if isinstance(x, dict)}
+        case.labels = {label: trace_id_for(case.name, label).hex() for label in labels}
+
+    def rule_list(self, raw: LineDict, key: str, case: Case) -> list[str]:
+        value = raw.get(key)
+        items = value if isinstance(value, list) else [value]
+        out = []
+        for i, item in enumerate(items):
+            n = value.line_of(i) if isinstance(value, LineList) else raw.line_of(key)
+            if self.check_rule(item, n, case):
+                out.append(item)
+        return out
+
+    def check_rule(self, rule: Any, line: int, case: Case) -> bool:
+        if not isinstance(rule, str) or not rule:
+            self.problem(line, "a rule id is text, like auth_retry_storm", case)
+            return False
+        if rule in self.disabled:
+            self.problem(line, f"rule `{rule}` is disabled, so it never fires", case)
+            return False
+        if rule not in self.rule_ids:
+            hint = nearest(rule, sorted(self.rule_ids))
+            tip = f"did you mean `{hint}`?" if hint else f"the rules here are {', '.join(sorted(self.rule_ids))}"
+            files = ", ".join(display_path(p) for p in self.file.rule_paths)
+            self.problem(line, f"no rule `{rule}` in {files}; {tip}", case)
+            return False
+        return True
+
+    def read_expect(self, raw: LineDict, case: Case) -> list[Expectation]:
+        value = raw.get("expect")
+        if value is None:
+            return []
+        if not isinstance(value, LineList):
+            self.problem(raw.line_of("expect"), "`expect:` must be a list of signals like {rule: ID}, or []", case)
+            return []
+        out = []
+        for i, item in enumerate(value):
+            n = value.line_of(i)
+            if isinstance(item, str):
+                item_map = LineDict(rule=item)
+                item_map.line, item_map.key_lines = n, {"rule": n}
+                item = item_map
+            if not isinstance(item, LineDict):
+                self.problem(n, "an expected signal is a mapping like {rule: ID, count: 2}", case)
+                continue
+            expectation = self.read_expectation(item, case)
+            if expectation is not None:
+                out.append(expectation)
+        return out
+
+    def read_expectation(self, item: LineDict, case: Case) -> Expectation | None:
+        if self.unknown_keys(item, EXPECT_KEYS, "an expected signal", case):
+            return None
+        if "rule" not in item:
+            self.problem(item.line, "an expected signal needs `rule:`", case)
+            return None
+        if not self.check_rule(item["rule"], item.line_of("rule"), case):
+            return None
+        e = Expectation(rule=item["rule"], line=item.line)
+        count = item.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            self.problem(item.line_of("count"), f"`count:` must be a whole number 0 or more, got {count!r}", case)
+            return None
+        e.count = count
+        trace_id = item.get("trace_id")
+        if trace_id is not None:
+            if not isinstance(trace_id, str) or len(trace_id) != 32 or not _is_hex(trace_id):
+                self.problem(item.line_of("trace_id"), f"`trace_id:` must be 32 hex digits, got {trace_id!r}", case)
+                return None
+            e.trace_id = trace_id.lower()
+        label = item.get("trace")
+        if label is not None:
+            label = str(label)
+            if label not in case.labels:
+                known = ", ".join(repr(x) for x in sorted(case.labels) if x) or "none"
+                message = f"no inline trace labelled {label!r} in this case (labels: {known})"
+                self.problem(item.line_of("trace"), message, case)
+                return None
+            e.trace = label
+        observed = item.get("observed")
+        if observed is not None:
+            if not isinstance(observed, dict):
+                self.problem(item.line_of("observed"), "`observed:` must be a mapping like {count: 7}", case)
+                return None
+            e.observed = _plain(observed)
+        return e
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        bytes.fromhex(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """Loaded YAML as plain dicts and lists (for JSON output and comparisons)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def load_test_file(path: Path, rules: RuleLoader | None = None) -> TestFile:
+    return _Reader(path, rules or RuleLoader()).read()
+
+
+def load_test_files(paths: Iterable[Path], rules: RuleLoader | None = None) -> list[TestFile]:
+    loader = rules or RuleLoader()
+    return [load_test_file(p, loader) for p in paths]

@@ -1,0 +1,85 @@
+"""`--update`: write the observed signals back as a case's `expect:`, keeping the rest of the file as it was.
+
+The file goes through ruamel.yaml's round-trip mode, so comments, key order,
+quoting and the other cases are kept; only the `expect:` of each updated case
+is replaced, one flow mapping per expected signal.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from .runner import FAILED, PASSED, CaseResult
+
+
+def needs_update(c: CaseResult) -> bool:
+    """Failed cases, and cases written without `expect:` that ran cleanly."""
+    return c.status == FAILED or (c.status == PASSED and c.case.expect is None)
+
+
+def expectations_of(c: CaseResult) -> list[dict[str, Any]]:
+    """The signals of a case as expectations: grouped by rule, trace and observed values, in order of appearance."""
+    names = {v: k for k, v in c.case.labels.items()}
+    several = len({s.get("trace_id") for s in c.signals if s.get("trace_id")}) > 1 or len(names) > 1
+    groups: dict[str, dict[str, Any]] = {}
+    for s in c.signals:
+        entry: dict[str, Any] = {"rule": s["rule"]}
+        trace_id = s.get("trace_id")
+        if trace_id and several:
+            label = names.get(trace_id)
+            if label:
+                entry["trace"] = label
+            else:
+                entry["trace_id"] = trace_id
+        if s.get("observed"):
+            entry["observed"] = s["observed"]
+        key = json.dumps(entry, sort_keys=True)
+        if key in groups:
+            groups[key]["count"] = groups[key].get("count", 1) + 1
+        else:
+            groups[key] = entry
+    order = ("rule", "trace", "trace_id", "count", "observed")
+    return [{k: entry[k] for k in order if k in entry} for entry in groups.values()]
+
+
+def _flow(value: Any) -> Any:
+    if isinstance(value, dict):
+        m = CommentedMap((k, _flow(v)) for k, v in value.items())
+        m.fa.set_flow_style()
+        return m
+    if isinstance(value, list):
+        seq = CommentedSeq(_flow(v) for v in value)
+        seq.fa.set_flow_style()
+        return seq
+    return value
+
+
+def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
+    """Rewrite the `expect:` of the given cases (all of `path`); returns how many were written."""
+    text = path.read_text(encoding="utf-8")
+    _, indent, block_seq_indent = load_yaml_guess_indent(text)
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 120
+    yaml.indent(mapping=2, sequence=indent or 2, offset=block_seq_indent or 0)
+    doc = yaml.load(text)
+    written = 0
+    for c in cases:
+        node = doc["cases"][c.case.index]
+        expect = CommentedSeq(_flow(e) for e in expectations_of(c))
+        if not expect:
+            expect.fa.set_flow_style()
+        node["expect"] = expect
+        written += 1
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return written

@@ -1,0 +1,76 @@
+"""`--watch`: poll modification times and run again when a test file, rule file or fixture changes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+MIN_INTERVAL = 0.05
+MAX_INTERVAL = 10.0
+_SKIPPED_DIRS = {"node_modules", "__pycache__"}
+
+Stamps = dict[str, float]
+
+
+def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
+    """Modification time of every file below `roots` (hidden folders skipped) and of the `extra` files."""
+    out: Stamps = {}
+    for root in roots:
+        if root.is_file():
+            _stat(root, out)
+            continue
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]
+            for name in files:
+                _stat(Path(folder) / name, out)
+    for path in extra:
+        _stat(path, out)
+    return out
+
+
+def _stat(path: Path, out: Stamps) -> None:
+    with contextlib.suppress(OSError):  # a file removed between listing and stat
+        out[str(path)] = os.stat(path).st_mtime_ns
+
+
+def changed(before: Stamps, after: Stamps) -> list[str]:
+    """Files added, removed or modified between two polls, sorted."""
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def watch(
+    run: Callable[[], Iterable[Path]],
+    roots: Sequence[Path],
+    *,
+    interval: float = 0.5,
+    max_runs: int | None = None,
+    on_change: Callable[[list[str]], None] = lambda files: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Run, then run again after each change until interrupted (or `max_runs` runs); returns the number of runs.
+
+    `run` returns the files the run depended on outside `roots` (rule files and
+    fixtures named by relative paths), which are watched too.
+    """
+    interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
+    runs = 0
+    try:
+        extra = list(run())
+        runs += 1
+        state = stamps(roots, extra)
+        while max_runs is None or runs < max_runs:
+            sleep(interval)
+            now = stamps(roots, extra)
+            diff = changed(state, now)
+            if not diff:
+                continue
+            on_change(diff)
+            extra = list(run())
+            runs += 1
+            state = stamps(roots, extra)
+    except KeyboardInterrupt:
+        pass
+    return runs
