@@ -1,0 +1,187 @@
+"""The VS Code extension knows exactly the words the language has.
+
+Keywords come from `grammar/fluo.lark` (through `parser.keywords()`); methods,
+fields, intrinsics, enum values, metadata keys, severities and units come from
+the builtin registry. The grammar is written by
+`vscode-extension/scripts/sync_grammar.py`; these tests fail when the file is
+stale or when the language gains a word the script cannot place. The snippets
+are checked by expanding them and running the real checker on the result.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from fluo_lang import builtins, parser, types
+from fluo_lang.api import analyze
+from fluo_lang.typecheck import META_KEYS, SEVERITIES
+
+EXTENSION = Path(__file__).resolve().parent.parent / "vscode-extension"
+GRAMMAR_FILE = EXTENSION / "syntaxes" / "fluo.tmLanguage.json"
+SNIPPETS_FILE = EXTENSION / "snippets" / "fluo.code-snippets"
+
+
+def _load_sync_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("sync_grammar", EXTENSION / "scripts" / "sync_grammar.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+sync = _load_sync_script()
+
+
+def committed_grammar() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(GRAMMAR_FILE.read_text(encoding="utf-8"))
+    return data
+
+
+def patterns_with(scope: str, grammar: dict[str, Any]) -> list[str]:
+    """Every `match` regex in the grammar whose pattern or capture is named `scope`."""
+    found: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            names = {node.get("name")} | {c.get("name") for c in node.get("captures", {}).values()}
+            if scope in names and "match" in node:
+                found.append(node["match"])
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(grammar)
+    return found
+
+
+def alternation_words(regex: str) -> set[str]:
+    """The words of the first `(?:a|b|c)` group of plain words in `regex`."""
+    for group in re.findall(r"\(\?:([^()]*)\)", regex):
+        options = group.split("|")
+        if all(re.fullmatch(r"[A-Za-z_µ]+", o) for o in options):
+            return set(options)
+    raise AssertionError(f"no word alternation in {regex!r}")
+
+
+def test_committed_grammar_is_what_the_script_writes() -> None:
+    expected = sync.render(sync.grammar(sync.Vocabulary.of_language()))
+    assert GRAMMAR_FILE.read_text(encoding="utf-8") == expected, (
+        "vscode-extension/syntaxes/fluo.tmLanguage.json is stale: run python vscode-extension/scripts/sync_grammar.py"
+    )
+
+
+def test_every_keyword_of_the_lark_grammar_is_highlighted_once() -> None:
+    grammar = committed_grammar()
+    scopes = [
+        "storage.type.rule.fluo",
+        "keyword.control.clause.fluo",
+        "keyword.operator.word.fluo",
+        "constant.language.boolean.fluo",
+    ]
+    seen: list[str] = []
+    for scope in scopes:
+        regexes = [r for r in patterns_with(scope, grammar) if r.startswith(r"\b(?:")]
+        assert len(regexes) == 1, scope
+        seen.extend(alternation_words(regexes[0]))
+    assert sorted(seen) == sorted(parser.keywords())
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("support.function.method.fluo", {m.name for m in builtins.MEMBERS if m.kind == "method"}),
+        ("support.variable.property.fluo", {m.name for m in builtins.MEMBERS if m.kind == "field"}),
+        ("support.variable.intrinsic.fluo", set(builtins.SPAN_FIELD_NAMES)),
+        ("constant.language.enum.fluo", {v for values in types.ENUMS.values() for v in values}),
+        ("constant.language.severity.fluo", set(SEVERITIES)),
+        ("keyword.other.unit.fluo", set(parser.DURATION_UNITS)),
+    ],
+)
+def test_registry_words_are_highlighted(scope: str, expected: set[str]) -> None:
+    regexes = patterns_with(scope, committed_grammar())
+    assert regexes, f"no pattern has scope {scope}"
+    assert alternation_words(regexes[-1]) == expected
+
+
+def test_metadata_keys_and_roots_come_from_the_checker() -> None:
+    grammar = committed_grammar()
+    keys = [alternation_words(r) for r in patterns_with("support.type.property-name.metadata.fluo", grammar)]
+    assert set(META_KEYS) in keys
+    roots = patterns_with("variable.language.root.fluo", grammar)
+    assert set(builtins.ROOTS) in [alternation_words(r) for r in roots]
+
+
+def test_a_new_keyword_without_a_scope_is_drift() -> None:
+    vocab = replace(sync.Vocabulary.of_language(), keywords=parser.keywords() | {"import"})
+    with pytest.raises(sync.GrammarDrift, match="import"):
+        sync.grammar(vocab)
+
+
+def test_a_removed_keyword_is_drift() -> None:
+    vocab = replace(sync.Vocabulary.of_language(), keywords=parser.keywords() - {"never"})
+    with pytest.raises(sync.GrammarDrift, match="never"):
+        sync.grammar(vocab)
+
+
+def test_a_new_method_reaches_the_grammar() -> None:
+    vocab = sync.Vocabulary.of_language()
+    grown = replace(vocab, methods=vocab.methods | {"percentile"})
+    regexes = patterns_with("support.function.method.fluo", sync.grammar(grown))
+    assert "percentile" in alternation_words(regexes[0])
+    assert sync.render(sync.grammar(grown)) != GRAMMAR_FILE.read_text(encoding="utf-8")
+
+
+def test_check_mode_reports_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stale = tmp_path / "fluo.tmLanguage.json"
+    stale.write_text("{}\n", encoding="utf-8")
+    monkeypatch.setattr(sync, "GRAMMAR_PATH", stale)
+    assert sync.main(["--check"]) == 1
+    assert sync.main([]) == 0
+    assert sync.main(["--check"]) == 0
+    assert stale.read_text(encoding="utf-8") == GRAMMAR_FILE.read_text(encoding="utf-8")
+
+
+def snippets() -> dict[str, str]:
+    data: dict[str, dict[str, Any]] = json.loads(SNIPPETS_FILE.read_text(encoding="utf-8"))
+    return {name: "\n".join(entry["body"]) for name, entry in data.items()}
+
+
+def expand(body: str) -> str:
+    """The text a snippet inserts when every placeholder keeps its default (the first choice)."""
+    previous = None
+    while previous != body:
+        previous = body
+        body = re.sub(r"\$\{\d+:([^${}]*)\}", r"\1", body)
+    body = re.sub(r"\$\{\d+\|([^|,]*)[^|]*\|\}", r"\1", body)
+    return re.sub(r"\$\d+", "", body)
+
+
+def test_expand_fills_nested_placeholders() -> None:
+    assert expand("a ${1:b ${2:c}} ${3|x,y|}$0") == "a b c x"
+
+
+@pytest.mark.parametrize("name", sorted(snippets()))
+def test_snippet_expands_to_a_rule_the_checker_accepts(name: str) -> None:
+    text = expand(snippets()[name])
+    analysis = analyze([("snippet.fluo", text)])
+    assert not analysis.has_errors, [d.format() for d in analysis.diagnostics]
+    assert analysis.rules
+
+
+def test_snippet_severity_choices_are_the_checkers_severities() -> None:
+    choices = [c for body in snippets().values() for c in re.findall(r"\$\{\d+\|([^|]*)\|\}", body)]
+    assert choices
+    for choice in choices:
+        assert set(choice.split(",")) == set(SEVERITIES)
