@@ -160,10 +160,15 @@ def _loops(node: Node) -> list[Node]:
     while cur is not None:
         if walks(cur) is not None:
             out.append(cur)
-        children = [a.args[0] if a.op == "fn" else a for a in cur.args]
-        cur = max(children, key=lambda a: (visits(a).degree, visits(a).at(DEFAULT_TRACE_SPANS)), default=None)
-        if cur is not None and visits(cur) == ZERO:
-            cur = None
+        # on a tie, follow the predicate: that is where the nesting is
+        ranked = [
+            (visits(a).degree, visits(a).at(DEFAULT_TRACE_SPANS), a.op == "fn", i) for i, a in enumerate(cur.args)
+        ]
+        best = max(ranked, default=None)
+        if best is None or best[0] < 1:
+            break
+        nxt = cur.args[best[3]]
+        cur = nxt.args[0] if nxt.op == "fn" else nxt
     return out
 
 

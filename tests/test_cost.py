@@ -1,0 +1,237 @@
+"""Cost bounds: the static span-visit estimate (FLUO404) and the run-time evaluation budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conformance_cases import load_cases
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluo_lang import builtins as b
+from fluo_lang import types as t
+from fluo_lang.api import analyze, analyze_paths, cost_diagnostics, lower
+from fluo_lang.cost import DEFAULT_BUDGET, FIELD_WALKS, Meter, check_cost, estimate, growth
+from fluo_lang.diagnostics import CODES
+from fluo_lang.evaluate import TRUNCATED_RULE, Program
+from fluo_lang.ir import RuleIR
+from fluo_lang.otlp import load_trace_files
+from fluo_lang.trace import Span, Trace, assemble
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_RULES = ROOT / "examples" / "rules"
+EXAMPLE_TRACES = sorted((ROOT / "examples" / "traces").iterdir())
+
+
+def rules_of(text: str) -> list[RuleIR]:
+    analysis = analyze([("cost.fluo", text)])
+    assert not analysis.has_errors, [d.format() for d in analysis.diagnostics]
+    return lower(analysis)
+
+
+def one(expr: str) -> RuleIR:
+    (rule,) = rules_of(f"rule r {{ expect {expr} }}")
+    return rule
+
+
+@pytest.mark.parametrize(
+    ("expr", "poly", "big_o"),
+    [
+        ("trace.spans.count() < 9", "0", "O(1)"),
+        # an index lookup is shared by every rule: no visits of its own
+        ("trace.spans.where(service == 'auth').count() <= 5", "0", "O(1)"),
+        ("trace.spans.where(duration > 1s).count() <= 5", "n", "O(n)"),
+        ("trace.spans.where(service == 'a' and duration > 1s).count() <= 5", "n", "O(n)"),
+        ("trace.spans.sum(duration) < 1s", "n", "O(n)"),
+        ("trace.duration < 1s", "n", "O(n)"),
+        ("trace.has(name == 'a').before(trace.has(name == 'b'))", "2n", "O(n)"),
+        ("trace.spans.all(duration < trace.duration)", "n² + n", "O(n²)"),
+        ("trace.spans.all(children.count() < 10)", "n", "O(n)"),
+        ("trace.spans.all(descendants.where(status == error).count() == 0)", "2n² + n", "O(n²)"),
+        ("trace.spans.all(descendants.all(ancestors.count() < 3))", "n³ + 2n² + n", "O(n³)"),
+    ],
+)
+def test_estimate_is_a_polynomial_in_trace_size(expr: str, poly: str, big_o: str) -> None:
+    cost = estimate(one(expr))
+    assert cost.text() == poly
+    assert growth(cost) == big_o
+
+
+def test_every_example_rule_is_within_the_default_limit() -> None:
+    analysis = analyze_paths([EXAMPLE_RULES])
+    assert cost_diagnostics(analysis) == []
+    # the quadratic example is there, so the default limit does admit O(n²)
+    assert max(estimate(r).degree for r in lower(analysis)) == 2
+
+
+def test_a_cubic_rule_is_too_expensive(snapshot: object) -> None:
+    text = (
+        "rule cheap { expect trace.spans.count() < 500 }\n"
+        "rule cubic {\n"
+        "  expect trace.spans.all(descendants.all(ancestors.count() < 3))\n"
+        "}\n"
+    )
+    analysis = analyze([("cost.fluo", text)])
+    diags = cost_diagnostics(analysis)
+    assert [d.code for d in diags] == ["FLUO404"]
+    (d,) = diags
+    assert d.is_error and d.path == "cost.fluo"
+    # points at the outer loop, with the nested ones as related locations
+    assert text[d.span.start : d.span.end].startswith("trace.spans.all(")
+    assert [text[r.span.start : r.span.end].split("(")[0] for r in d.related] == ["descendants.all", "ancestors"]
+    assert [d.format(), d.to_json()] == snapshot
+
+
+def test_limit_and_reference_size_are_parameters() -> None:
+    rules = rules_of("rule q { expect trace.spans.all(duration < trace.duration) }")
+    assert check_cost(rules) == []  # n² + n = 1,001,000 at 1000 spans
+    assert [d.code for d in check_cost(rules, limit=1_000_000)] == ["FLUO404"]
+    assert [d.code for d in check_cost(rules, trace_spans=10_000)] == ["FLUO404"]
+    assert "FLUO404" in CODES
+
+
+def test_every_span_walking_field_has_a_cost() -> None:
+    """A new registry field returning spans must say whether it walks them (FIELD_WALKS) or not."""
+    for key in FIELD_WALKS:
+        assert b.lookup(t.Type(key[0]), key[1]) is not None, key
+    constant = {("span", "children"), ("trace", "spans"), ("window", "spans"), ("window", "traces")}
+    walking_results = (t.SPANS, t.TRACES, t.list_of(t.STRING))
+    for m in b.MEMBERS:
+        if m.kind == "field" and m.result in walking_results:
+            assert (m.receiver.name, m.name) in set(FIELD_WALKS) | constant, m.signature
+
+
+# ---------------------------------------------------------------------------
+# the run-time budget
+
+
+def chain(n: int, *, failing: int | None = None) -> Trace:
+    """A trace of `n` nested `checkout` spans (the worst shape for `descendants`)."""
+    tid = bytes(range(16))
+    spans, parent = [], b""
+    for i in range(n):
+        sid = (i + 1).to_bytes(8, "big")
+        status = "error" if i == failing else "ok"
+        spans.append(
+            Span(trace_id=tid, span_id=sid, parent_id=parent, name="checkout", status=status, start=i, end=2 * n - i)
+        )
+        parent = sid
+    (trace,) = assemble(spans)
+    return trace
+
+
+QUADRATIC = """
+rule first { detect trace.spans.count() > 0 }
+rule nested { expect trace.spans.all(descendants.where(status == error).count() == 0) }
+rule last { detect trace.spans.count() > 0 }
+"""
+
+
+def test_budget_truncates_a_huge_trace_and_says_so() -> None:
+    trace = chain(2_000)
+    program = Program(rules_of(QUADRATIC), budget=50_000)
+    signals = [s.to_json() for s in program.evaluate_trace(trace)]
+    assert [s["rule"] for s in signals] == ["first", TRUNCATED_RULE]
+    truncated = signals[1]
+    assert truncated["severity"] == "warning"
+    assert truncated["trace_id"] == trace.id_hex
+    assert truncated["observed"] == {"spans": 2_000, "budget": 50_000, "rules_skipped": ["nested", "last"]}
+    assert "nested, last" in truncated["message"]
+    assert program.errors == []
+    # the meter stops at the first charge past the budget: one walk of the trace at most
+    assert program.meter is not None and program.meter.spent <= 50_000 + len(trace)
+
+
+def test_budget_restarts_for_every_trace() -> None:
+    program = Program(rules_of(QUADRATIC), budget=50_000)
+    big, small = chain(2_000), chain(20, failing=19)
+    assert [s.rule for s in program.evaluate_trace(big)][-1] == TRUNCATED_RULE
+    assert [s.rule for s in program.evaluate_trace(small)] == ["first", "nested", "last"]
+
+
+def test_a_rule_that_fires_as_the_budget_runs_out_still_reports() -> None:
+    # `nested` fires cheaply (the root's descendants hold the error), then explaining it walks every span's descendants
+    trace = chain(300, failing=299)
+    program = Program(rules_of(QUADRATIC), budget=2_000)
+    signals = program.evaluate_trace(trace)
+    assert [s.rule for s in signals] == ["first", "nested", TRUNCATED_RULE]
+    assert "not explained" in signals[1].message
+    assert signals[2].observed["rules_skipped"] == ["last"]
+
+
+def test_window_rules_are_budgeted_too() -> None:
+    rules = rules_of("rule w { window 1m expect window.spans.all(descendants.count() < 5000) }")
+    program = Program(rules, budget=1_000)
+    signals = program.evaluate([chain(500)])
+    assert [s.rule for s in signals] == [TRUNCATED_RULE]
+    assert signals[0].trace_id is None and signals[0].window_start is not None
+
+
+def test_a_budget_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Program([], budget=0)
+
+
+def test_a_sufficient_budget_changes_nothing() -> None:
+    """Every conformance case gives the same signals with the default budget as without one."""
+    compared = 0
+    for case in load_cases():
+        if case.error_code is not None:
+            continue
+        analysis = analyze([("case.fluo", case.rules_text)])
+        rules = lower(analysis)
+        traces = assemble(load_trace_files(case.trace_files()))
+        plain = [s.to_json() for s in Program(rules).evaluate(traces)]
+        budgeted = [s.to_json() for s in Program(rules, budget=DEFAULT_BUDGET).evaluate(traces)]
+        assert budgeted == plain, case.name
+        compared += 1
+    assert compared >= 10
+
+
+@st.composite
+def traces(draw: st.DrawFn) -> Trace:
+    """Random trees of up to 40 spans (any parent earlier in the list, or none)."""
+    n = draw(st.integers(1, 40))
+    tid = b"\x07" * 16
+    spans = []
+    for i in range(n):
+        parent = draw(st.integers(-1, i - 1))
+        spans.append(
+            Span(
+                trace_id=tid,
+                span_id=(i + 1).to_bytes(8, "big"),
+                parent_id=(parent + 1).to_bytes(8, "big") if parent >= 0 else b"",
+                name=draw(st.sampled_from(["checkout", "db", "payment.charge_card", "payment.fraud_check"])),
+                service=draw(st.sampled_from(["auth", "shop"])),
+                status=draw(st.sampled_from(["ok", "error", "unset"])),
+                start=i,
+                end=i + draw(st.integers(0, 50)),
+                attributes={"amount": draw(st.integers(0, 2000)), "http.response.status_code": 500},
+            )
+        )
+    (trace,) = assemble(spans)
+    return trace
+
+
+ESTIMATED = (
+    lower(analyze_paths([EXAMPLE_RULES]))
+    + rules_of(QUADRATIC)
+    + rules_of(
+        "rule c { expect trace.spans.all(descendants.all(ancestors.count() < 3)) }\n"
+        "rule d { expect trace.spans.all(duration <= trace.duration) }\n"
+        "rule e { expect trace.has(kind == server).after(trace.has(status == error)) or true }\n"
+    )
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(traces())
+def test_the_estimate_bounds_the_visits_counted_at_run_time(trace: Trace) -> None:
+    for rule in ESTIMATED:
+        meter = Meter(10**12)
+        program = Program([meter.instrument(rule)])
+        meter.start()
+        for compiled in program.trace_rules:
+            compiled.fires(trace)
+        assert meter.spent <= estimate(rule).at(len(trace)), rule.id
