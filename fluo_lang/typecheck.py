@@ -9,6 +9,7 @@ from those tables, and the language server reads them for hover and completion.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -636,30 +637,44 @@ def check_rule(rule: ast.Rule, path: str) -> tuple[CheckedRule, list[Diagnostic]
     return checked, checker.diags
 
 
+def duplicate_ids(rules: Iterable[tuple[ast.Rule, str]]) -> list[tuple[ast.Rule, Diagnostic]]:
+    """FLUO213 for every (rule, path) whose id an earlier one in the order given already has."""
+    out: list[tuple[ast.Rule, Diagnostic]] = []
+    first: dict[str, tuple[ast.Rule, str]] = {}
+    for rule, path in rules:
+        if not rule.id:
+            continue
+        if rule.id not in first:
+            first[rule.id] = (rule, path)
+            continue
+        prev, prev_path = first[rule.id]
+        out.append(
+            (
+                rule,
+                error(
+                    "FLUO213",
+                    f"rule id `{rule.id}` is already defined" + (f" in {prev_path}" if prev_path != path else ""),
+                    rule.id_span,
+                    path=path,
+                    related=(Related("first defined here", prev.id_span, prev_path),),
+                ),
+            )
+        )
+    return out
+
+
 def check_files(files: list[ast.RuleFile]) -> tuple[list[CheckedRule], list[Diagnostic]]:
     """Check every rule of every file, and that rule ids are unique across them all."""
     checked: list[CheckedRule] = []
     diags: list[Diagnostic] = []
-    first: dict[str, tuple[ast.Rule, str]] = {}
-    for f in files:
-        for rule in f.rules:
-            if not rule.id:
-                continue
-            if rule.id in first:
-                prev, prev_path = first[rule.id]
-                diags.append(
-                    error(
-                        "FLUO213",
-                        f"rule id `{rule.id}` is already defined" + (f" in {prev_path}" if prev_path != f.path else ""),
-                        rule.id_span,
-                        path=f.path,
-                        related=(Related("first defined here", prev.id_span, prev_path),),
-                    )
-                )
-                diags.extend(check_rule(rule, f.path)[1])  # still report what else is wrong
-                continue
-            first[rule.id] = (rule, f.path)
-            c, d = check_rule(rule, f.path)
-            checked.append(c)
-            diags.extend(d)
+    pairs = [(rule, f.path) for f in files for rule in f.rules if rule.id]
+    duplicates = {id(rule): d for rule, d in duplicate_ids(pairs)}
+    for rule, path in pairs:
+        c, d = check_rule(rule, path)
+        if id(rule) in duplicates:
+            diags.append(duplicates[id(rule)])
+            diags.extend(d)  # still report what else is wrong
+            continue
+        checked.append(c)
+        diags.extend(d)
     return checked, diags
