@@ -1,0 +1,147 @@
+"""`fluo discover`: propose rules that hold on a corpus of traces, or compare existing rules with it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from fluo_lang.otlp import TraceInputError, load_trace_files
+from fluo_lang.trace import Trace, assemble
+
+from ..cli import fail
+from .compare import compare, compare_text
+from .corpus import summarize
+from .facts import Options, discover
+from .render import fluo_text, json_report, rules_of
+from .testgen import write_tests
+
+
+def _load(paths: tuple[str, ...]) -> list[Trace]:
+    try:
+        return assemble(load_trace_files(paths))
+    except TraceInputError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # unreachable: fail exits
+
+
+@click.command(name="discover")
+@click.argument("trace_paths", nargs=-1, type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the rules to FILE (default: stdout).")
+@click.option("--format", "fmt", type=click.Choice(["fluo", "json"]), default="fluo", show_default=True)
+@click.option(
+    "--min-support",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Traces a rule must have been tested on (where its subject occurs or its `when` held).",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Share of tested traces on which a rule must hold; below 1 the exceptions are listed.",
+)
+@click.option("--max-rules", type=click.IntRange(min=0), default=100, show_default=True, help="Keep the best N.")
+@click.option(
+    "--max-values",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Largest set of attribute values proposed as a closed set.",
+)
+@click.option(
+    "--duration-quantile",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Quantile of per-trace durations the bounds are taken at (default: --min-confidence).",
+)
+@click.option("--no-attributes", is_flag=True, help="Do not propose attribute facts (faster on large corpora).")
+@click.option(
+    "--compare",
+    "compare_paths",
+    multiple=True,
+    type=click.Path(),
+    help="Rule files or folders: report how each held on the traces instead of proposing rules.",
+)
+@click.option(
+    "--tests",
+    "tests_dir",
+    type=click.Path(file_okay=False),
+    help="Also write a rule test (<stem>_test.yaml + fixtures) for the proposed rules into DIR.",
+)
+def command(
+    trace_paths: tuple[str, ...],
+    output: str | None,
+    fmt: str,
+    min_support: int,
+    min_confidence: float,
+    max_rules: int,
+    max_values: int,
+    duration_quantile: float | None,
+    no_attributes: bool,
+    compare_paths: tuple[str, ...],
+    tests_dir: str | None,
+) -> None:
+    """Propose rules that hold on a corpus of traces (OTLP JSON or protobuf files).
+
+    Each rule carries its support (traces it was tested on) and confidence. With
+    --compare, report instead how existing rules fared on the traces and which
+    discovered facts contradict them.
+
+    \b
+    Examples:
+      fluo discover traces/*.json -o rules/discovered.fluo --tests rules/
+      fluo discover traces/ --min-confidence 0.99 --format json
+      fluo discover --compare rules/ traces/*.json
+    """
+    if not trace_paths:
+        fail("no traces: give OTLP JSON or protobuf files, e.g. `fluo discover traces/*.json`")
+    if tests_dir is not None and compare_paths:
+        fail("--tests writes tests for discovered rules; it cannot be combined with --compare")
+    traces = _load(trace_paths)
+    if not traces:
+        fail(f"no spans in {', '.join(trace_paths)}")
+    options = Options(
+        min_support=min_support,
+        min_confidence=min_confidence,
+        max_values=max_values,
+        duration_quantile=duration_quantile,
+        max_rules=max_rules,
+        attributes=not no_attributes,
+    )
+    corpus = summarize(traces, attributes=options.attributes)
+    facts = discover(corpus, options)
+    if compare_paths:
+        report = compare(compare_paths, traces, corpus, facts)
+        text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
+        _emit(text, output)
+        sys.exit(1 if report.get("errors") else 0)
+    rules = rules_of(facts, corpus)
+    if fmt == "json":
+        text = json.dumps(json_report(rules, corpus, options), indent=2, ensure_ascii=False)
+    else:
+        text = fluo_text(rules, corpus, options)
+    _emit(text, output)
+    if tests_dir is not None:
+        rules_path = Path(output) if output else Path(tests_dir) / "discovered.fluo"
+        if fmt == "json" or not output:
+            rules_path.parent.mkdir(parents=True, exist_ok=True)
+            rules_path = rules_path.with_suffix(".fluo")
+            rules_path.write_text(fluo_text(rules, corpus, options), encoding="utf-8")
+        written = write_tests(Path(tests_dir), rules_path, rules, traces, corpus)
+        click.echo(f"fluo: wrote {written}", err=True)
+    click.echo(f"fluo: {len(rules)} rules from {len(corpus.traces)} traces ({corpus.spans} spans)", err=True)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {output}: {exc.strerror or exc}")

@@ -1,0 +1,239 @@
+"""`fluo discover --compare`: how existing rules fare on a corpus, and what contradicts them.
+
+Each rule is run through the one evaluator (`compile_program`) on every trace:
+how often it applied (its `when` held; always, for `expect`/`detect`), how
+often it fired, and so on what share of traces it held. Then what the corpus
+says against the rule's assumptions: every bound the rule compares a trace-level
+value with (`count() <= 5`) is set beside the range that value actually took,
+operation and service names the rule mentions that never occur are named, and
+the discovered facts about the operations and services the rule mentions are
+listed for rules that did not hold everywhere or never applied.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from fluo_lang.api import RuleSourceError, analyze_paths, compile_program
+from fluo_lang.builtins import Member
+from fluo_lang.evaluate import CompiledRule
+from fluo_lang.ir import Node
+from fluo_lang.trace import Trace, windows_of
+from fluo_lang.values import to_json
+
+from ..cli import fail
+from .corpus import Corpus
+from .facts import Fact
+from .render import confidence_text, description
+
+MAX_RELATED = 3
+_KIND_OF_MEMBER = {
+    "count": "count",
+    "before": "order",
+    "after": "order",
+    "duration": "duration",
+    "status": "error_free",
+    "parent": "parent",
+    "ancestors": "parent",
+    "children": "parent",
+    "has": "cooccurrence",
+}
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def _bounds(node: Node) -> list[tuple[Node, str, Any]]:
+    """Trace-level comparisons of a value with a constant: (value node, operator, constant)."""
+    out = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.op == "fn":
+            continue  # inside a predicate the value is per span, not per trace
+        if n.op == "cmp" and n.value in _FLIP:
+            left, right = n.args
+            if right.op == "const" and left.op != "const":
+                out.append((left, n.value, right.value))
+            elif left.op == "const" and right.op != "const":
+                out.append((right, _FLIP[n.value], left.value))
+        stack.extend(n.args)
+    return out
+
+
+def _names(node: Node) -> list[tuple[str, str]]:
+    """(`name` | `service`, constant) for every comparison of those fields with a string."""
+    out = []
+    for n in node.walk():
+        if n.op == "lookup" and isinstance(n.value, tuple) and n.value[0] in ("name", "service"):
+            out.append((n.value[0], str(n.value[1])))
+        if n.op != "cmp" or n.value != "==":
+            continue
+        for field, const in (n.args, n.args[::-1]):
+            is_field = field.op == "get" and isinstance(field.value, Member) and field.value.name in ("name", "service")
+            if is_field and const.op == "const" and isinstance(const.value, str):
+                out.append((field.value.name, const.value))
+    return out
+
+
+def _kinds_of(nodes: list[Node]) -> set[str]:
+    """The fact kinds a rule's clauses speak about, from the members they use."""
+    kinds = set()
+    for node in nodes:
+        for n in node.walk():
+            if isinstance(n.value, Member) and n.value.name in _KIND_OF_MEMBER:
+                kinds.add(_KIND_OF_MEMBER[n.value.name])
+            if n.op == "attr":
+                kinds.add("attribute")
+    if "cooccurrence" in kinds:
+        kinds |= {"together", "presence", "exclusion"}
+    return kinds
+
+
+def _bound_finding(clause: str, text: str, value: Node, op: str, bound: Any, seen: list[Any]) -> str:
+    """What the corpus says about one comparison, read by the role of the clause it sits in."""
+    ty = value.type.name
+    lo, hi, limit = to_json(min(seen), ty), to_json(max(seen), ty), to_json(bound, ty)
+    held = sum(1 for v in seen if _holds(op, v, bound))
+    ranged = f"on the corpus it ranged {lo}..{hi}"
+    if clause in ("expect", "always"):
+        if held == len(seen):
+            return f"assumes `{text} {op} {limit}`; {ranged}, so it always held"
+        return f"assumes `{text} {op} {limit}`, but {ranged} ({len(seen) - held} of {len(seen)} traces outside)"
+    if clause == "when":
+        return f"applies when `{text} {op} {limit}`; {ranged} ({held} of {len(seen)} traces matched)"
+    return f"looks for `{text} {op} {limit}`; {ranged} ({held} of {len(seen)} traces matched)"
+
+
+def _holds(op: str, value: Any, bound: Any) -> bool | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(bound, bool) or not isinstance(bound, int | float):
+        return None
+    return {
+        "<": value < bound,
+        "<=": value <= bound,
+        ">": value > bound,
+        ">=": value >= bound,
+        "==": value == bound,
+        "!=": value != bound,
+    }[op]
+
+
+def _rule_report(
+    rule: CompiledRule, fired: int, traces: list[Trace], corpus: Corpus, facts: list[Fact]
+) -> dict[str, Any]:
+    ir = rule.ir
+    cond = rule.compiler.fn(ir.condition)
+    applied = len(traces) if ir.mode != "when" else sum(1 for tr in traces if cond(tr, None) is True)
+    n = len(traces)
+    findings: list[str] = []
+    if ir.mode == "when" and applied == 0:
+        findings.append("never applied: its `when` held on no trace, so it was never tested")
+    elif ir.mode == "detect" and fired == 0:
+        findings.append("never fired")
+    clauses = [("when" if ir.mode == "when" else ir.mode, ir.condition)]
+    clauses += [(k, x) for k, x in (("always", ir.always), ("never", ir.never)) if x is not None]
+    nodes = [node for _, node in clauses]
+    for clause, node in clauses:
+        for value, op, bound in _bounds(node):
+            fn = rule.compiler.fn(value)
+            seen = [v for tr in traces if (v := fn(tr, None)) is not None and _holds(op, v, bound) is not None]
+            if seen:
+                findings.append(_bound_finding(clause, rule.clause_text(value), value, op, bound, seen))
+    ops_names = {o.name for o in corpus.ops}
+    services = set(corpus.services)
+    mentioned: set[str] = set()
+    for node in nodes:
+        for field, const in _names(node):
+            mentioned.add(const)
+            known = ops_names if field == "name" else services
+            what = "operation" if field == "name" else "service"
+            if const not in known:
+                note = f"the {what} {const!r} never occurs in the corpus"
+                if note not in findings:
+                    findings.append(note)
+    related: list[tuple[int, Fact]] = []
+    if fired or applied == 0:
+        kinds = _kinds_of(nodes)
+        for f in facts:
+            names = {corpus.ops[o].name for o in f.ops} | {corpus.ops[o].service for o in f.ops} | set(f.services)
+            if names & mentioned:
+                score = 2 * (f.kind in kinds) + (names <= mentioned)
+                related.append((-score, f))
+    related.sort(key=lambda x: x[0])
+    return {
+        "rule": ir.id,
+        "path": ir.path,
+        "line": ir.span.line + 1,
+        "mode": ir.mode,
+        "traces": n,
+        "applied": applied,
+        "fired": fired,
+        "held": round((n - fired) / n, 6) if n else 1.0,
+        "findings": findings,
+        "discovered": [
+            {"kind": f.kind, "fact": description(f), "rule": f.clauses[-1][1]} for _, f in related[:MAX_RELATED]
+        ],
+    }
+
+
+def compare(paths: Sequence[str], traces: list[Trace], corpus: Corpus, facts: list[Fact]) -> dict[str, Any]:
+    """The report of `--compare`: one entry per rule that checked, plus diagnostics of those that did not."""
+    try:
+        analysis = analyze_paths(paths)
+    except RuleSourceError as exc:
+        fail(str(exc))
+        raise AssertionError from exc  # unreachable: fail exits
+    errors = [d.format() for d in analysis.diagnostics if d.is_error]
+    program = compile_program(analysis)
+    fired: Counter[str] = Counter()
+    for tr in traces:
+        fired.update(s.rule for s in program.evaluate_trace(tr))
+    reports = [_rule_report(r, fired[r.id], traces, corpus, facts) for r in program.trace_rules]
+    windows = []
+    for r in program.window_rules:
+        assert r.ir.window_ns is not None
+        ws = windows_of(traces, r.ir.window_ns)
+        fired_windows = sum(1 for w in ws if program.evaluate_window(w, [r]))
+        windows.append(
+            {
+                "rule": r.ir.id,
+                "path": r.ir.path,
+                "line": r.ir.span.line + 1,
+                "mode": r.ir.mode,
+                "windows": len(ws),
+                "fired": fired_windows,
+                "held": round((len(ws) - fired_windows) / len(ws), 6) if ws else 1.0,
+                "findings": [],
+                "discovered": [],
+            }
+        )
+    return {
+        "traces": len(traces),
+        "spans": corpus.spans,
+        "rules": reports + windows,
+        "errors": errors
+        + [f"internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}" for e in program.errors],
+    }
+
+
+def compare_text(report: dict[str, Any]) -> str:
+    lines = []
+    for e in report["errors"]:
+        lines.append(e)
+    for r in report["rules"]:
+        where = f"{r['path']}:{r['line']}"
+        if "windows" in r:
+            total, unit = r["windows"], "windows"
+        else:
+            total, unit = r["traces"], "traces"
+        held = confidence_text(r["held"])
+        extra = f", applied on {r['applied']}" if r["mode"] == "when" else ""
+        lines.append(f"{r['rule']} ({where}): held on {held} of {total} {unit} (fired on {r['fired']}{extra})")
+        for f in r["findings"]:
+            lines.append(f"  - {f}")
+        for d in r["discovered"]:
+            lines.append(f"  - discovered: {d['fact']}")
+            lines.append(f"      {d['rule']}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,815 @@
+"""Mining facts from a summarised corpus, and pruning them to a list a person reads.
+
+A `Fact` is one candidate rule: its FLUO clauses, the traces it was tested on
+(`support`: the traces where its subject occurs, or where its `when` held) and
+the traces where it did not hold (`exceptions`). A fact is kept when its
+support reaches `min_support` and at most `(1 - min_confidence) * support`
+traces are exceptions. Every predicate is written so that it holds on a trace
+exactly when the measured fact does, with the evaluator's semantics: `before`
+compares the earliest end of the first set with the latest start of the second,
+a missing attribute makes a comparison false, and `all` over no spans is true.
+
+Pruning drops what another kept fact implies: a bound equal to the bound of
+the enclosing service or trace, co-occurrences implied transitively, by a
+structure rule or by an ordering rule, orderings implied transitively, and
+error-free rules covered by a wider one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .corpus import ROOT, Corpus, TraceSummary
+from .syntax import attribute, duration_text, literal, op_pred, op_slug, readable_ceiling, service_pred, slug
+
+KINDS = (
+    "count",
+    "presence",
+    "together",
+    "cooccurrence",
+    "order",
+    "parent",
+    "no_call",
+    "error_free",
+    "exclusion",
+    "duration",
+    "attribute",
+)
+"""Fact kinds, in the order they appear in the output and rank under `--max-rules`."""
+
+
+@dataclass(frozen=True)
+class Options:
+    min_support: int = 5
+    min_confidence: float = 1.0
+    max_values: int = 5
+    duration_quantile: float | None = None
+    max_rules: int = 100
+    attributes: bool = True
+
+    def allowed(self, support: int) -> int:
+        """How many exceptions a fact tested on `support` traces may have."""
+        return math.floor((1.0 - self.min_confidence) * support + 1e-9)
+
+    def accepts(self, support: int, exceptions: int) -> bool:
+        return support >= self.min_support and exceptions <= self.allowed(support)
+
+
+@dataclass
+class Fact:
+    kind: str
+    key: str
+    """Rule id stem, before uniqueness suffixes."""
+    clauses: tuple[tuple[str, str], ...]
+    """(`expect` | `when` | `always` | `never`, expression text)."""
+    summary: str
+    support: int
+    exceptions: list[int]
+    ops: tuple[int, ...] = ()
+    services: tuple[str, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific values (bounds, the value set, ...): for JSON output and test mutations."""
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - len(self.exceptions) / self.support if self.support else 1.0
+
+
+class Miner:
+    """Every kind of fact over one corpus, with the indexes the kinds share."""
+
+    def __init__(self, corpus: Corpus, options: Options) -> None:
+        self.c = corpus
+        self.o = options
+        self.n = len(corpus.traces)
+        self.op_traces: list[list[TraceSummary]] = [[] for _ in corpus.ops]
+        for t in corpus.traces:
+            for op in t.ops:
+                self.op_traces[op].append(t)
+        self.unique = [corpus.name_is_unique(i) for i in range(len(corpus.ops))]
+        self.service_traces: dict[str, set[int]] = defaultdict(set)
+        for i, ts in enumerate(self.op_traces):
+            self.service_traces[corpus.ops[i].service].update(t.index for t in ts)
+        self.together: Counter[tuple[int, int]] = Counter()
+        signatures: Counter[frozenset[int]] = Counter(frozenset(t.ops) for t in corpus.traces)
+        for sig, n in signatures.items():
+            for a in sig:
+                for b in sig:
+                    if a != b:
+                        self.together[a, b] += n
+
+    # -- text helpers ---------------------------------------------------------
+
+    def pred(self, op: int, prefix: str = "") -> str:
+        return op_pred(self.c.ops[op], self.unique[op], prefix)
+
+    def spans(self, op: int) -> str:
+        return f"trace.spans.where({self.pred(op)})"
+
+    def has(self, op: int) -> str:
+        return f"trace.has({self.pred(op)})"
+
+    def label(self, op: int) -> str:
+        o = self.c.ops[op]
+        return f"{o.name!r}" if self.unique[op] else f"{o.name!r} in {o.service!r}"
+
+    def slug(self, op: int) -> str:
+        return op_slug(self.c.ops[op])
+
+    def support(self, op: int) -> int:
+        return len(self.op_traces[op])
+
+    # -- the kinds --------------------------------------------------------------
+
+    def mine(self) -> list[Fact]:
+        facts: list[Fact] = []
+        facts += self.counts()
+        presence = self.presence()
+        parents = self.parents()
+        facts += _under_present(presence, parents)
+        facts += parents
+        orders = self.orders(parents)
+        facts += orders
+        facts += self.cooccurrences(presence, parents, orders)
+        facts += self.exclusions()
+        facts += self.no_calls()
+        facts += self.error_free()
+        facts += self.durations()
+        if self.o.attributes:
+            facts += self.attribute_facts()
+        return facts
+
+    def _bound(self, values: list[tuple[int, int]]) -> tuple[int, list[int]]:
+        """The smallest bound that at most `allowed` values exceed, and the traces above it."""
+        ordered = sorted(values, reverse=True)
+        allowed = self.o.allowed(len(values))
+        bound = ordered[min(allowed, len(ordered) - 1)][0]
+        return bound, sorted(i for v, i in ordered if v > bound)
+
+    def counts(self) -> list[Fact]:
+        out: list[Fact] = []
+        if self.n < self.o.min_support:
+            return out
+        trace_bound, fails = self._bound([(t.total, t.index) for t in self.c.traces])
+        out.append(
+            Fact(
+                "count",
+                "trace_span_count_max",
+                (("expect", f"trace.spans.count() <= {trace_bound}"),),
+                f"At most {_spans(trace_bound)} in one trace",
+                self.n,
+                fails,
+                detail={"bound": trace_bound, "scope": "trace"},
+            )
+        )
+        for service in self.c.services:
+            ops = self.c.ops_of(service)
+            per_trace: dict[int, int] = defaultdict(int)
+            for op in ops:
+                for t in self.op_traces[op]:
+                    per_trace[t.index] += t.ops[op].count
+            if len(per_trace) < self.o.min_support:
+                continue
+            bound, fails = self._bound([(v, i) for i, v in per_trace.items()])
+            if bound < trace_bound:
+                out.append(
+                    Fact(
+                        "count",
+                        f"{slug(service) or 'service'}_count_max",
+                        (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
+                        f"At most {_spans(bound, repr(service))} in one trace",
+                        len(per_trace),
+                        fails,
+                        services=(service,),
+                        detail={"bound": bound, "scope": "service"},
+                    )
+                )
+            for op in ops:
+                if len(ops) == 1 or self.support(op) < self.o.min_support:
+                    continue
+                op_bound, op_fails = self._bound([(t.ops[op].count, t.index) for t in self.op_traces[op]])
+                if op_bound < bound:
+                    out.append(
+                        Fact(
+                            "count",
+                            f"{self.slug(op)}_count_max",
+                            (("expect", f"{self.spans(op)}.count() <= {op_bound}"),),
+                            f"At most {_spans(op_bound, self.label(op))} in one trace",
+                            self.support(op),
+                            op_fails,
+                            ops=(op,),
+                            detail={"bound": op_bound, "scope": "op"},
+                        )
+                    )
+        return out
+
+    def presence(self) -> list[Fact]:
+        out = []
+        for op in range(len(self.c.ops)):
+            have = {t.index for t in self.op_traces[op]}
+            fails = [t.index for t in self.c.traces if t.index not in have]
+            if self.o.accepts(self.n, len(fails)):
+                out.append(
+                    Fact(
+                        "presence",
+                        f"{self.slug(op)}_in_every_trace",
+                        (("expect", self.has(op)),),
+                        f"Every trace has a {self.label(op)} span",
+                        self.n,
+                        fails,
+                        ops=(op,),
+                    )
+                )
+        return out
+
+    def parents(self) -> list[Fact]:
+        out: list[Fact] = []
+        ops = self.c.ops
+        for op in range(len(ops)):
+            traces = self.op_traces[op]
+            if len(traces) < self.o.min_support:
+                continue
+            single: Counter[int] = Counter()
+            for t in traces:
+                ps = t.ops[op].parents
+                if len(ps) == 1:
+                    single[next(iter(ps))] += 1
+            parent, held = single.most_common(1)[0] if single else (ROOT, 0)
+            if parent >= 0 and self.o.accepts(len(traces), len(traces) - held):
+                fails = [t.index for t in traces if t.ops[op].parents != {parent}]
+                out.append(
+                    Fact(
+                        "parent",
+                        f"{self.slug(op)}_under_{self.slug(parent)}",
+                        (("expect", f"{self.spans(op)}.all({self.pred(parent, 'parent.')})"),),
+                        f"Every {self.label(op)} span runs directly under {self.label(parent)}",
+                        len(traces),
+                        fails,
+                        ops=(op, parent),
+                        detail={"parent": parent},
+                    )
+                )
+                continue
+            by_service: Counter[str] = Counter()
+            services_of: dict[int, set[str | None]] = {}
+            for t in traces:
+                ss = {ops[p].service if p >= 0 else None for p in t.ops[op].parents}
+                services_of[t.index] = ss
+                if len(ss) == 1:
+                    by_service[next(iter(ss))] += 1  # type: ignore[index]
+            if not by_service:
+                continue
+            svc, held = by_service.most_common(1)[0]
+            if svc is None or svc == ops[op].service or not self.o.accepts(len(traces), len(traces) - held):
+                continue
+            fails = [i for i, ss in services_of.items() if ss != {svc}]
+            out.append(
+                Fact(
+                    "parent",
+                    f"{self.slug(op)}_under_{slug(svc)}",
+                    (("expect", f"{self.spans(op)}.all({service_pred(svc, 'parent.')})"),),
+                    f"Every {self.label(op)} span is called directly from service {svc!r}",
+                    len(traces),
+                    sorted(fails),
+                    ops=(op,),
+                    services=(svc,),
+                    detail={"parent_service": svc},
+                )
+            )
+        return out
+
+    def orders(self, parents: list[Fact]) -> list[Fact]:
+        """`A.before(B)`, required whenever B occurs (`precede`) or whenever A does (`follow`).
+
+        An ordering is left out when a wider one implies it: `A before P` gives
+        `A before B` for B under P, and `A before B` gives `A2 before B` for A2
+        under A when A never occurs without A2 (a child ends before its parent).
+        """
+        before: Counter[tuple[int, int]] = Counter()
+        min_support = self.o.min_support
+        together = self.together
+        for t in self.c.traces:
+            items = [(o, st.first_end, st.last_start) for o, st in t.ops.items()]
+            if len(items) < 2:
+                continue
+            for a, first_end, _ in items:
+                for b, _, last_start in items:
+                    if a != b and first_end <= last_start:
+                        before[a, b] += 1
+        precede: set[tuple[int, int]] = set()
+        follow: set[tuple[int, int]] = set()
+        for (a, b), n in before.items():
+            both = together[a, b]
+            if both < min_support or before[b, a] * 2 > both:
+                continue
+            if self.o.accepts(self.support(b), self.support(b) - n):
+                precede.add((a, b))
+            elif self.o.accepts(self.support(a), self.support(a) - n):
+                follow.add((a, b))
+        up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
+        precede = _reduce(self._nested(precede, up))
+        follow = _reduce(self._nested(follow, up))
+        out: list[Fact] = []
+        for a, b in sorted(precede):
+            fails = [t.index for t in self.op_traces[b] if not _before(t, a, b)]
+            out.append(
+                Fact(
+                    "order",
+                    f"{self.slug(b)}_after_{self.slug(a)}",
+                    (("when", self.has(b)), ("always", f"{self.has(a)}.before({self.has(b)})")),
+                    f"Every trace with {self.label(b)} has {self.label(a)} ending before it starts",
+                    self.support(b),
+                    fails,
+                    ops=(a, b),
+                    detail={"first": a, "then": b, "guard": b},
+                )
+            )
+        for a, b in sorted(follow):
+            fails = [t.index for t in self.op_traces[a] if not _before(t, a, b)]
+            out.append(
+                Fact(
+                    "order",
+                    f"{self.slug(a)}_then_{self.slug(b)}",
+                    (("when", self.has(a)), ("always", f"{self.has(a)}.before({self.has(b)})")),
+                    f"Every trace with {self.label(a)} has {self.label(b)} starting after it ends",
+                    self.support(a),
+                    fails,
+                    ops=(a, b),
+                    detail={"first": a, "then": b, "guard": a},
+                )
+            )
+        return out
+
+    def _nested(self, pairs: set[tuple[int, int]], up: dict[int, int]) -> set[tuple[int, int]]:
+        def chain(op: int) -> list[int]:
+            out = [op]
+            while out[-1] in up and up[out[-1]] not in out:
+                out.append(up[out[-1]])
+            return out
+
+        kept = set()
+        for a, b in pairs:
+            wider = [
+                (a2, b2)
+                for a2 in chain(a)
+                for b2 in chain(b)
+                if (a2, b2) != (a, b) and (a2, b2) in pairs and (a2 == a or self._implies(a2, a))
+            ]
+            if not wider:
+                kept.add((a, b))
+        return kept
+
+    def _covers(self, a: int, b: int) -> bool:
+        return a == b or self._implies(a, b)
+
+    def _covers_pair(self, pair: tuple[int, int], wider: tuple[int, int]) -> bool:
+        (a, b), (x, y) = pair, wider
+        return (self._covers(a, x) and self._covers(b, y)) or (self._covers(a, y) and self._covers(b, x))
+
+    def _implies(self, a: int, b: int) -> bool:
+        return self.o.accepts(self.support(a), self.support(a) - self.together[a, b])
+
+    def cooccurrences(self, presence: list[Fact], parents: list[Fact], orders: list[Fact]) -> list[Fact]:
+        everywhere = {f.ops[0] for f in presence}
+        covered: set[tuple[int, int]] = set()
+        for f in parents:
+            if "parent" in f.detail:
+                covered.add((f.ops[0], f.detail["parent"]))
+        for f in orders:
+            first, then, guard = f.detail["first"], f.detail["then"], f.detail["guard"]
+            covered.add((then, first) if guard == then else (first, then))
+        nodes = [op for op in range(len(self.c.ops)) if self.support(op) >= self.o.min_support]
+        edges: dict[int, set[int]] = {a: set() for a in nodes}
+        for a in nodes:
+            for b in nodes:
+                if a != b and b not in everywhere and self._implies(a, b):
+                    edges[a].add(b)
+        out: list[Fact] = []
+        groups = _components(nodes, edges)
+        group_of = {op: gi for gi, g in enumerate(groups) for op in g}
+        for g in groups:
+            if len(g) < 2 or _connected(g, {a: {b for b in edges[a] if (a, b) in covered} for a in g}):
+                continue
+            members = sorted(g)
+            traces = {t.index for op in members for t in self.op_traces[op]}
+            fails = sorted(i for i in traces if any(op not in self.c.traces[i].ops for op in members))
+            if not self.o.accepts(len(traces), len(fails)):
+                continue
+            names = " and ".join(self.label(op) for op in members)
+            rest = f"{len(members) - 1}_others" if len(members) > 2 else self.slug(members[1])
+            out.append(
+                Fact(
+                    "together",
+                    f"{self.slug(members[0])}_with_{rest}",
+                    (
+                        ("when", " or ".join(self.has(op) for op in members)),
+                        ("always", " and ".join(self.has(op) for op in members)),
+                    ),
+                    f"{names} always appear together",
+                    len(traces),
+                    fails,
+                    ops=tuple(members),
+                )
+            )
+        # Between groups: one edge per pair of groups, then the transitive reduction.
+        best: dict[tuple[int, int], tuple[int, int]] = {}
+        for a in nodes:
+            for b in edges[a]:
+                ga, gb = group_of[a], group_of[b]
+                if ga == gb:
+                    continue
+                cur = best.get((ga, gb))
+                if cur is None or (self.support(a), -a, -b) > (self.support(cur[0]), -cur[0], -cur[1]):
+                    best[ga, gb] = (a, b)
+        covered_groups = {(group_of[a], group_of[b]) for a, b in covered if a in group_of and b in group_of}
+        for ga, gb in sorted(_reduce(set(best))):
+            if (ga, gb) in covered_groups:
+                continue
+            a, b = best[ga, gb]
+            fails = [t.index for t in self.op_traces[a] if b not in t.ops]
+            out.append(
+                Fact(
+                    "cooccurrence",
+                    f"{self.slug(a)}_needs_{self.slug(b)}",
+                    (("when", self.has(a)), ("always", self.has(b))),
+                    f"Every trace with {self.label(a)} also has {self.label(b)}",
+                    self.support(a),
+                    fails,
+                    ops=(a, b),
+                )
+            )
+        return out
+
+    def exclusions(self) -> list[Fact]:
+        """Operations under the same parent operation that never share a trace."""
+        children: dict[int, set[int]] = defaultdict(set)
+        for op, traces in enumerate(self.op_traces):
+            if len(traces) < self.o.min_support:
+                continue
+            for t in traces:
+                for p in t.ops[op].parents:
+                    if p >= 0:
+                        children[p].add(op)
+        pairs = {(a, b) for sibs in children.values() for a in sibs for b in sibs if a < b}
+        out: list[Fact] = []
+        kept: list[tuple[int, int]] = []
+        for a, b in sorted(pairs, key=lambda p: (-self.support(p[0]) - self.support(p[1]), p)):
+            both = self.together[a, b]
+            support = self.support(a) + self.support(b) - both
+            if not self.o.accepts(support, both):
+                continue
+            if any(self._covers_pair((a, b), k) for k in kept):
+                continue  # a wider exclusion already covers it
+            kept.append((a, b))
+            fails = sorted(t.index for t in self.op_traces[a] if b in t.ops)
+            out.append(
+                Fact(
+                    "exclusion",
+                    f"{self.slug(a)}_excludes_{self.slug(b)}",
+                    (("expect", f"not ({self.has(a)} and {self.has(b)})"),),
+                    f"{self.label(a)} and {self.label(b)} never appear in the same trace",
+                    support,
+                    fails,
+                    ops=(a, b),
+                )
+            )
+        return out
+
+    def no_calls(self) -> list[Fact]:
+        """Service S never directly calls T, although T is reached from S through others."""
+        ops = self.c.ops
+        edge_traces: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for op, traces in enumerate(self.op_traces):
+            child = ops[op].service
+            for t in traces:
+                for p in t.ops[op].parents:
+                    if p >= 0 and ops[p].service != child:
+                        edge_traces[ops[p].service, child].add(t.index)
+        succ: dict[str, set[str]] = defaultdict(set)
+        for s, t_ in edge_traces:
+            succ[s].add(t_)
+        reach = {s: _reachable(s, succ) for s in self.c.services}
+        out = []
+        for s in self.c.services:
+            for target in self.c.services:
+                if target == s or not any(target in reach[x] for x in succ[s] if x != target):
+                    continue
+                support = len(self.service_traces[s] & self.service_traces[target])
+                fails = sorted(edge_traces.get((s, target), set()))
+                if not self.o.accepts(support, len(fails)):
+                    continue
+                out.append(
+                    Fact(
+                        "no_call",
+                        f"{slug(s)}_never_calls_{slug(target)}",
+                        (("expect", f"trace.spans.where({service_pred(target)}).none({service_pred(s, 'parent.')})"),),
+                        f"Service {s!r} never calls {target!r} directly (it reaches it through other services)",
+                        support,
+                        fails,
+                        services=(s, target),
+                        detail={"caller": s, "callee": target},
+                    )
+                )
+        return out
+
+    def error_free(self) -> list[Fact]:
+        failing = sorted(t.index for t in self.c.traces if any(st.errors for st in t.ops.values()))
+        if self.o.accepts(self.n, len(failing)):
+            return [
+                Fact(
+                    "error_free",
+                    "no_errors",
+                    (("expect", "trace.spans.none(status == error)"),),
+                    "No span ends with status error",
+                    self.n,
+                    failing,
+                )
+            ]
+        out = []
+        for service in self.c.services:
+            ops = [op for op in self.c.ops_of(service) if self.support(op)]
+            fails = sorted({t.index for op in ops for t in self.op_traces[op] if t.ops[op].errors})
+            support = len(self.service_traces[service])
+            if self.o.accepts(support, len(fails)):
+                out.append(
+                    Fact(
+                        "error_free",
+                        f"{slug(service) or 'service'}_no_errors",
+                        (("expect", f"trace.spans.where({service_pred(service)}).none(status == error)"),),
+                        f"No {service!r} span ends with status error",
+                        support,
+                        fails,
+                        services=(service,),
+                    )
+                )
+                continue
+            for op in ops:
+                op_fails = [t.index for t in self.op_traces[op] if t.ops[op].errors]
+                if self.o.accepts(self.support(op), len(op_fails)):
+                    out.append(
+                        Fact(
+                            "error_free",
+                            f"{self.slug(op)}_no_errors",
+                            (("expect", f"{self.spans(op)}.none(status == error)"),),
+                            f"No {self.label(op)} span ends with status error",
+                            self.support(op),
+                            op_fails,
+                            ops=(op,),
+                        )
+                    )
+        return out
+
+    def durations(self) -> list[Fact]:
+        q = self.o.duration_quantile if self.o.duration_quantile is not None else self.o.min_confidence
+        out = []
+        for op, traces in enumerate(self.op_traces):
+            if len(traces) < self.o.min_support:
+                continue
+            values = sorted(((t.ops[op].max_duration, t.index) for t in traces), reverse=True)
+            k = min(math.floor((1.0 - q) * len(values) + 1e-9), len(values) - 1)
+            bound = readable_ceiling(values[k][0])
+            if bound <= 0:
+                continue
+            fails = sorted(i for v, i in values if v > bound)
+            if not self.o.accepts(len(traces), len(fails)):
+                continue
+            text = duration_text(bound)
+            out.append(
+                Fact(
+                    "duration",
+                    f"{self.slug(op)}_duration_max",
+                    (("expect", f"{self.spans(op)}.all(duration <= {text})"),),
+                    f"Every {self.label(op)} span takes at most {text}",
+                    len(traces),
+                    fails,
+                    ops=(op,),
+                    detail={"bound_ns": bound},
+                )
+            )
+        return out
+
+    def attribute_facts(self) -> list[Fact]:
+        out = []
+        for op, traces in enumerate(self.op_traces):
+            if len(traces) < self.o.min_support:
+                continue
+            keys: set[str] = set()
+            for t in traces:
+                keys.update(t.ops[op].attrs)
+            for key in sorted(keys):
+                fact = self.attribute_fact(op, key, traces)
+                if fact is not None:
+                    out.append(fact)
+        return out
+
+    def attribute_fact(self, op: int, key: str, traces: list[TraceSummary]) -> Fact | None:
+        support = len(traces)
+        allowed = self.o.allowed(support)
+        full = []  # traces where every span of the operation has the key
+        kinds: set[str] = set()
+        for t in traces:
+            st = t.ops[op]
+            seen = st.attrs.get(key)
+            if seen is not None and seen.spans == st.count:
+                full.append((t, seen))
+                kinds |= seen.kinds
+        if support - len(full) > allowed or len(kinds) != 1 or "other" in kinds:
+            return None
+        (kind,) = kinds
+        present = {t.index for t, _ in full}
+        missing = [t.index for t in traces if t.index not in present]
+        ref = attribute(key)
+        stem = f"{self.slug(op)}_{slug(key) or 'attribute'}"
+        scope = self.spans(op)
+
+        def fact(suffix: str, pred: str, summary: str, fails: Iterable[int], **detail: Any) -> Fact:
+            return Fact(
+                "attribute",
+                f"{stem}_{suffix}",
+                (("expect", f"{scope}.all({pred})"),),
+                summary,
+                support,
+                sorted(fails),
+                ops=(op,),
+                detail={"key": key, **detail},
+            )
+
+        values = _closed_set(full, allowed - len(missing), self.o.max_values)
+        if values is not None:
+            chosen, fails = values
+            if len(chosen) == 1:
+                (v,) = chosen
+                pred = f"{ref} == {literal(v)}"
+            else:
+                pred = f"{ref} in [{', '.join(literal(v) for v in chosen)}]"
+            shown = ", ".join(literal(v) for v in chosen)
+            return fact(
+                "values",
+                pred,
+                f"Attribute {key!r} of {self.label(op)} is always one of {shown}",
+                [*missing, *fails],
+                values=chosen,
+            )
+        if kind == "num":
+            lo, hi, fails = _range(full, allowed - len(missing))
+            return fact(
+                "range",
+                f"{ref} >= {literal(lo)} and {ref} <= {literal(hi)}",
+                f"Attribute {key!r} of {self.label(op)} is always between {literal(lo)} and {literal(hi)}",
+                [*missing, *fails],
+                low=lo,
+                high=hi,
+            )
+        if kind == "str":
+            empty = [t.index for t, seen in full if seen.empty]
+            if len(missing) + len(empty) > allowed:
+                return None
+            return fact(
+                "present",
+                f"{ref} != ''",
+                f"Attribute {key!r} is always set (non-empty) on {self.label(op)}",
+                [*missing, *empty],
+            )
+        return None
+
+
+def _spans(n: int, what: str = "") -> str:
+    return f"{n} {what + ' ' if what else ''}span{'' if n == 1 else 's'}"
+
+
+def _under_present(presence: list[Fact], parents: list[Fact]) -> list[Fact]:
+    """Presence facts not implied by another: an operation always present implies its parent is."""
+    up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
+    everywhere = {f.ops[0] for f in presence}
+    implied = set()
+    for op in everywhere:
+        cur = op
+        while cur in up and up[cur] not in implied and up[cur] != op:
+            cur = up[cur]
+            implied.add(cur)
+    return [f for f in presence if f.ops[0] not in implied]
+
+
+def _before(t: TraceSummary, a: int, b: int) -> bool:
+    sa, sb = t.ops.get(a), t.ops.get(b)
+    return sa is not None and sb is not None and sa.first_end <= sb.last_start
+
+
+def _closed_set(
+    full: list[tuple[TraceSummary, Any]], allowed: int, max_values: int
+) -> tuple[list[Any], list[int]] | None:
+    """The fewest values (at most `max_values`) that all but `allowed` traces keep to."""
+    if allowed < 0:
+        return None
+    freq: Counter[Any] = Counter()
+    open_traces = 0
+    for _, seen in full:
+        if seen.values is None:
+            open_traces += 1
+        else:
+            freq.update((type(v), v) for v in seen.values)
+    if open_traces > allowed or not freq:
+        return None
+    chosen = [kv for kv, _ in freq.most_common(max_values)]
+
+    def failing(keep: list[tuple[type, Any]]) -> list[int]:
+        ks = set(keep)
+        return [t.index for t, seen in full if seen.values is None or any((type(v), v) not in ks for v in seen.values)]
+
+    fails = failing(chosen)
+    if len(fails) > allowed:
+        return None
+    while len(chosen) > 1:
+        shorter = failing(chosen[:-1])
+        if len(shorter) > allowed:
+            break
+        chosen, fails = chosen[:-1], shorter
+    if len(full) < 3 * len(chosen):
+        return None  # too few traces to call the set closed
+    values = sorted((v for _, v in chosen), key=lambda v: (str(type(v)), v))
+    return values, fails
+
+
+def _range(full: list[tuple[TraceSummary, Any]], allowed: int) -> tuple[Any, Any, list[int]]:
+    """Bounds that all but `allowed` traces keep to: the top values are cut first, then the bottom ones."""
+    allowed = max(allowed, 0)
+    by_hi = sorted(full, key=lambda x: x[1].hi, reverse=True)
+    hi = by_hi[min(allowed, len(by_hi) - 1)][1].hi
+    over = [t.index for t, seen in full if seen.hi > hi]
+    rest = [x for x in full if x[1].hi <= hi]
+    left = allowed - len(over)
+    by_lo = sorted(rest, key=lambda x: x[1].lo)
+    lo = by_lo[min(left, len(by_lo) - 1)][1].lo if by_lo else hi
+    under = [t.index for t, seen in rest if seen.lo < lo]
+    return lo, hi, over + under
+
+
+def _reachable(start: Any, succ: dict[Any, set[Any]]) -> set[Any]:
+    """Nodes reachable from `start` by one step or more."""
+    seen: set[Any] = set()
+    stack = list(succ.get(start, ()))
+    while stack:
+        x = stack.pop()
+        if x in seen:
+            continue
+        seen.add(x)
+        stack.extend(succ.get(x, ()))
+    return seen
+
+
+def _reduce(edges: set[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Drop every edge a -> c that a longer path a -> b -> ... -> c also gives."""
+    succ: dict[int, set[int]] = defaultdict(set)
+    for a, b in edges:
+        succ[a].add(b)
+    reach = {a: _reachable(a, succ) for a in list(succ)}
+    kept = set()
+    for a, c in edges:
+        if not any(c in reach.get(b, ()) for b in succ[a] if b != c and b != a):
+            kept.add((a, c))
+    return kept
+
+
+def _components(nodes: list[int], edges: dict[int, set[int]]) -> list[list[int]]:
+    """Strongly connected components: operations that imply each other."""
+    reach = {a: _reachable(a, edges) for a in nodes}
+    seen: set[int] = set()
+    groups = []
+    for a in nodes:
+        if a in seen:
+            continue
+        group = sorted({a} | {b for b in reach[a] if a in reach[b]})
+        seen.update(group)
+        groups.append(group)
+    return groups
+
+
+def _connected(group: list[int], edges: dict[int, set[int]]) -> bool:
+    """Whether `edges` alone make the group strongly connected."""
+    first = group[0]
+    forward = _reachable(first, edges) | {first}
+    back: dict[int, set[int]] = defaultdict(set)
+    for a, bs in edges.items():
+        for b in bs:
+            back[b].add(a)
+    backward = _reachable(first, back) | {first}
+    return all(g in forward and g in backward for g in group)
+
+
+def rank(fact: Fact) -> tuple[Any, ...]:
+    """Kinds in `KINDS` order, then the most trustworthy: confidence, then traces tested on."""
+    return (KINDS.index(fact.kind), -round(fact.confidence, 6), -fact.support, fact.key)
+
+
+def select(facts: list[Fact], max_rules: int) -> list[Fact]:
+    """At most `max_rules` facts, the best ranked, listed by kind then id."""
+    best = sorted(facts, key=rank)[: max(max_rules, 0)]
+    return sorted(best, key=lambda f: (KINDS.index(f.kind), f.key))
+
+
+def discover(corpus: Corpus, options: Options) -> list[Fact]:
+    return select(Miner(corpus, options).mine(), options.max_rules)

@@ -1,0 +1,119 @@
+"""Discovered facts as a FLUO rule file, or as JSON for scripts.
+
+Each fact becomes one rule with a readable, unique id, `tags: [discovered,
+<kind>]`, and a description that carries its support and confidence. When
+exceptions were allowed, the traces that break a rule are listed in a comment
+above it (and in full in the JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .corpus import Corpus
+from .facts import Fact, Options
+from .syntax import quote
+
+DQ = '"'
+MAX_EXCEPTIONS_SHOWN = 10
+MAX_EXCEPTIONS_JSON = 1000
+_SEVERITY = {"duration": "info", "attribute": "info", "exclusion": "info"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One output rule: its id, its fact and its source text."""
+
+    id: str
+    fact: Fact
+    text: str
+
+
+def confidence_text(c: float) -> str:
+    return f"{c * 100:.4g}%"
+
+
+def description(fact: Fact) -> str:
+    return (
+        f"{fact.summary} (discovered: held on {fact.support - len(fact.exceptions)} of {fact.support} traces, "
+        f"support {fact.support}, confidence {confidence_text(fact.confidence)})"
+    )
+
+
+def severity(fact: Fact) -> str:
+    return _SEVERITY.get(fact.kind, "warning")
+
+
+def rule_text(rule_id: str, fact: Fact, corpus: Corpus) -> str:
+    lines = []
+    if fact.exceptions:
+        shown = [corpus.traces[i].trace_id for i in fact.exceptions[:MAX_EXCEPTIONS_SHOWN]]
+        more = len(fact.exceptions) - len(shown)
+        lines.append(
+            f"// exceptions ({len(fact.exceptions)}): {', '.join(shown)}" + (f" and {more} more" if more else "")
+        )
+    lines += [
+        f"rule {rule_id} {{",
+        f"  severity: {severity(fact)}",
+        f"  description: {quote(description(fact), DQ)}",
+        f"  tags: [discovered, {fact.kind}]",
+    ]
+    for kind, expr in fact.clauses:
+        lines.append(f"  {kind} {expr}" if kind in ("expect", "detect") else f"  {kind} {{ {expr} }}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+def rules_of(facts: list[Fact], corpus: Corpus) -> list[Rule]:
+    """One rule per fact, ids made unique by a numeric suffix."""
+    taken: set[str] = set()
+    out = []
+    for f in facts:
+        base = f.key if f.key[:1].isalpha() or f.key[:1] == "_" else f"op_{f.key}"
+        rule_id, n = base, 2
+        while rule_id in taken:
+            rule_id, n = f"{base}_{n}", n + 1
+        taken.add(rule_id)
+        out.append(Rule(rule_id, f, rule_text(rule_id, f, corpus)))
+    return out
+
+
+def header(corpus: Corpus, options: Options) -> str:
+    return (
+        f"// Discovered by `fluo discover` from {len(corpus.traces)} traces ({corpus.spans} spans),\n"
+        f"// min support {options.min_support} traces, min confidence {confidence_text(options.min_confidence)}.\n"
+        "// Each rule held on the corpus; review before relying on it.\n"
+    )
+
+
+def fluo_text(rules: list[Rule], corpus: Corpus, options: Options) -> str:
+    body = "\n\n".join(r.text for r in rules)
+    return header(corpus, options) + ("\n" + body + "\n" if body else "")
+
+
+def json_report(rules: list[Rule], corpus: Corpus, options: Options) -> dict[str, Any]:
+    out_rules = []
+    for r in rules:
+        f = r.fact
+        item: dict[str, Any] = {
+            "id": r.id,
+            "kind": f.kind,
+            "severity": severity(f),
+            "description": description(f),
+            "support": f.support,
+            "confidence": round(f.confidence, 6),
+            "text": r.text.split("\n", 1)[1] if r.text.startswith("//") else r.text,
+        }
+        if options.min_confidence < 1.0:
+            item["exceptions"] = [corpus.traces[i].trace_id for i in f.exceptions[:MAX_EXCEPTIONS_JSON]]
+            if len(f.exceptions) > MAX_EXCEPTIONS_JSON:
+                item["exceptions_total"] = len(f.exceptions)
+        out_rules.append(item)
+    return {
+        "traces": len(corpus.traces),
+        "spans": corpus.spans,
+        "min_support": options.min_support,
+        "min_confidence": options.min_confidence,
+        "rules": out_rules,
+    }

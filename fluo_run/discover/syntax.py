@@ -1,0 +1,118 @@
+"""FLUO source text for discovered facts: literals, span predicates, readable bounds.
+
+Everything written here must parse with `fluo_lang/fluo.lark` and mean exactly
+what the miner measured, so literals are escaped, attribute keys that are not
+plain dotted names are read through `attributes["..."]`, and durations are
+written in a unit that the parser reads back to the same nanoseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fluo_lang.builtins import ROOTS, SPAN_FIELD_NAMES
+from fluo_lang.diagnostics import nearest
+from fluo_lang.parser import DURATION_UNITS, keywords
+
+from .corpus import Op
+
+_ESCAPE = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNITS = ("h", "m", "s", "ms", "us", "ns")
+_STEPS = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+
+
+def quote(text: str, mark: str = "'") -> str:
+    """A FLUO string literal (quoted with `mark`, ' or ") whose value is exactly `text`."""
+    out = []
+    for ch in text:
+        esc = _ESCAPE.get(ch) if ch != "'" or mark == "'" else None
+        if ch == '"' and mark == '"':
+            esc = '\\"'
+
+        if esc is not None:
+            out.append(esc)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return mark + "".join(out) + mark
+
+
+def literal(value: Any) -> str:
+    """A FLUO literal for an attribute value (string, number or bool)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return quote(value)
+    if isinstance(value, int):
+        return str(value) if value >= 0 else f"-{-value}"
+    text = repr(abs(value))
+    if "e" in text and "." not in text.split("e")[0]:
+        mantissa, exp = text.split("e")
+        text = f"{mantissa}.0e{exp}"
+    return text if value >= 0 else f"-{text}"
+
+
+def op_pred(op: Op, unique_name: bool, prefix: str = "") -> str:
+    """The predicate selecting an operation's spans (`prefix` is e.g. `parent.`)."""
+    if unique_name:
+        return f"{prefix}name == {quote(op.name)}"
+    return f"{prefix}service == {quote(op.service)} and {prefix}name == {quote(op.name)}"
+
+
+def service_pred(service: str, prefix: str = "") -> str:
+    return f"{prefix}service == {quote(service)}"
+
+
+def attribute(key: str) -> str:
+    """How a predicate reads a span attribute: bare `http.method` when that is safe."""
+    parts = key.split(".")
+    kws = keywords()
+    plain = all(_IDENT.fullmatch(p) and p not in kws for p in parts)
+    head = parts[0]
+    reserved = head in SPAN_FIELD_NAMES or head in ROOTS or head in ("attributes", "resource")
+    if plain and not reserved and (len(parts) > 1 or nearest(head, SPAN_FIELD_NAMES) is None):
+        return key
+    return f"attributes[{quote(key)}]"
+
+
+def duration_text(ns: int) -> str:
+    """`ns` in the largest unit that writes it exactly (`250ms`, `1.5s`, `17ns`)."""
+    for unit in _UNITS:
+        size = DURATION_UNITS[unit]
+        if ns >= size and ns % size == 0:
+            return f"{ns // size}{unit}"
+    for unit in _UNITS:
+        size = DURATION_UNITS[unit]
+        if ns >= size and (ns * 10) % size == 0:
+            whole, frac = divmod(ns * 10 // size, 10)
+            return f"{whole}.{frac}{unit}"
+    return f"{ns}ns"
+
+
+def readable_ceiling(ns: int) -> int:
+    """The smallest round duration (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k ns) at or above `ns`."""
+    if ns <= 1:
+        return max(ns, 0)
+    scale = 1
+    while True:
+        for step in _STEPS:
+            v = round(step * scale)
+            if v >= ns and v == step * scale:
+                return v
+        scale *= 10
+
+
+def slug(text: str) -> str:
+    """Lowercase words joined by `_`, usable inside a rule id."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def op_slug(op: Op) -> str:
+    """`auth_login` for login in auth; the service is not repeated when the name starts with it."""
+    service, name = slug(op.service), slug(op.name)
+    if not service or name == service or name.startswith(service + "_"):
+        return name or service or "op"
+    return f"{service}_{name}" if name else service

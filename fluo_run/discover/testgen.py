@@ -1,0 +1,357 @@
+"""`fluo discover --tests`: a rule test for the discovered rules, built from the corpus.
+
+The test file (`<stem>_test.yaml`, in the format `fluo test` reads) has one
+passing case, a real corpus trace on which no rule fires, and for each rule a
+violating case: a real counterexample when the rule has exceptions, otherwise
+a real trace changed as little as the rule allows (one span dropped, duplicated,
+moved, re-parented, stretched, failed, or one attribute changed). Every case is
+run through the compiled rules before it is written, and expects exactly the
+signals it produced, so each test passes the day it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fluo_lang.api import analyze, compile_program
+from fluo_lang.evaluate import Program
+from fluo_lang.otlp import spans_to_json
+from fluo_lang.trace import Span, Trace
+
+from .corpus import Corpus, Op
+from .render import Rule
+
+BASE_TRACES = 4
+"""Corpus traces tried per rule as the base of a mutation."""
+MAX_PASSING_TRIES = 500
+MAX_COPY_CHOICES = 10
+"""Operations tried as the span to copy when breaking a service or trace count bound."""
+
+Mutation = Callable[[list[Span]], tuple[list[Span], str] | None]
+
+
+def _clone(s: Span, **changes: Any) -> Span:
+    fields: dict[str, Any] = {
+        "trace_id": s.trace_id,
+        "span_id": s.span_id,
+        "parent_id": s.parent_id,
+        "name": s.name,
+        "service": s.service,
+        "start": s.start,
+        "end": s.end,
+        "status": s.status,
+        "status_message": s.status_message,
+        "kind": s.kind,
+        "attributes": dict(s.attributes),
+        "resource": s.resource,
+    }
+    fields.update(changes)
+    return Span(**fields)
+
+
+def _copy(spans: list[Span]) -> list[Span]:
+    return [_clone(s) for s in spans]
+
+
+def _new_id(s: Span, n: int) -> bytes:
+    return hashlib.sha256(s.span_id + b"fluo-discover-copy" + bytes([n % 256])).digest()[:8]
+
+
+def _is(op: Op) -> Callable[[Span], bool]:
+    return lambda s: s.service == op.service and s.name == op.name
+
+
+def _drop(spans: list[Span], match: Callable[[Span], bool]) -> list[Span]:
+    """The spans without those matching; their children move up to the dropped span's parent."""
+    gone = {s.span_id: s.parent_id for s in spans if match(s)}
+    out = []
+    for s in spans:
+        if s.span_id in gone:
+            continue
+        parent = s.parent_id
+        while parent in gone:
+            parent = gone[parent]
+        out.append(_clone(s, parent_id=parent) if parent != s.parent_id else s)
+    return out
+
+
+class Mutations:
+    """The minimal changes that can break one rule of each fact kind."""
+
+    def __init__(self, corpus: Corpus, traces_by_id: dict[str, Trace]) -> None:
+        self.corpus = corpus
+        self.traces_by_id = traces_by_id
+
+    def of(self, rule: Rule) -> list[Mutation]:
+        f = rule.fact
+        ops = [self.corpus.ops[o] for o in f.ops]
+        d = f.detail
+        kind = f.kind
+        if kind == "count":
+            bound = int(d["bound"])
+            if d["scope"] == "trace":
+                every = self.corpus.ops[:MAX_COPY_CHOICES]
+                return [self.duplicate(lambda s: True, _is(op), bound, "spans") for op in every]
+            if d["scope"] == "service":
+                service = f.services[0]
+                mine = [op for op in self.corpus.ops if op.service == service][:MAX_COPY_CHOICES]
+                return [self.duplicate(lambda s: s.service == service, _is(op), bound, f"{service!r}") for op in mine]
+            return [self.duplicate(_is(ops[0]), _is(ops[0]), bound, f"{ops[0].name!r}")]
+        if kind in ("presence", "together"):
+            return [self.dropping(op) for op in ops]
+        if kind == "cooccurrence":
+            return [self.dropping(ops[1])]
+        if kind == "order":
+            first, then = self.corpus.ops[d["first"]], self.corpus.ops[d["then"]]
+            return [self.move_after(first, then), self.dropping(first)]
+        if kind == "parent":
+            return [self.reparent_to_root(ops[0])]
+        if kind == "no_call":
+            return [self.call(d["caller"], d["callee"])]
+        if kind == "error_free":
+            if ops:
+                return [self.fail(_is(ops[0]), repr(ops[0].name))]
+            if f.services:
+                service = f.services[0]
+                return [self.fail(lambda s: s.service == service, f"a {service!r} span")]
+            return [self.fail(lambda s: True, "a span")]
+        if kind == "exclusion":
+            return [self.graft(ops[0], ops[1]), self.graft(ops[1], ops[0])]
+        if kind == "duration":
+            return [self.stretch(ops[0], int(d["bound_ns"]))]
+        if kind == "attribute":
+            return [self.set_attribute(ops[0], d)]
+        return []
+
+    def duplicate(self, scope: Callable[[Span], bool], copy: Callable[[Span], bool], bound: int, what: str) -> Mutation:
+        """Copies of one span matching `copy` (a leaf if there is one) until `scope` has `bound + 1` spans."""
+
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            have = [s for s in spans if scope(s)]
+            candidates = [s for s in have if copy(s)]
+            if not candidates or len(have) > bound:
+                return None
+            parents = {s.parent_id for s in spans}
+            leaf = next((s for s in candidates if s.span_id not in parents), candidates[0])
+            extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
+            return [
+                *_copy(spans),
+                *extra,
+            ], f"with {len(extra)} copies of a {leaf.name!r} span ({bound + 1} {what} spans)"
+
+        return mutate
+
+    def dropping(self, op: Op) -> Mutation:
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            if not any(_is(op)(s) for s in spans):
+                return None
+            return _copy(_drop(spans, _is(op))), f"with its {op.name!r} spans removed"
+
+        return mutate
+
+    def move_after(self, first: Op, then: Op) -> Mutation:
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            later = [s.start for s in spans if _is(then)(s)]
+            if not later or not any(_is(first)(s) for s in spans):
+                return None
+            at = max(later) + 1
+            out = [_clone(s, start=at, end=at + s.duration) if _is(first)(s) else _clone(s) for s in spans]
+            return out, f"with {first.name!r} moved after {then.name!r} starts"
+
+        return mutate
+
+    def reparent_to_root(self, op: Op) -> Mutation:
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            target = next((s for s in spans if _is(op)(s)), None)
+            if target is None:
+                return None
+            out = [_clone(s, parent_id=b"") if s is target else _clone(s) for s in spans]
+            return out, f"with one {op.name!r} span detached from its parent"
+
+        return mutate
+
+    def call(self, caller: str, callee: str) -> Mutation:
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            source = next((s for s in spans if s.service == caller), None)
+            target = next((s for s in spans if s.service == callee), None)
+            if source is None or target is None:
+                return None
+            out = [_clone(s, parent_id=source.span_id) if s is target else _clone(s) for s in spans]
+            return out, f"with one {callee!r} span called directly from {caller!r}"
+
+        return mutate
+
+    def fail(self, match: Callable[[Span], bool], what: str) -> Mutation:
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            target = next((s for s in spans if match(s)), None)
+            if target is None:
+                return None
+            out = [_clone(s, status="error") if s is target else _clone(s) for s in spans]
+            return out, f"with {what} failed (status error)"
+
+        return mutate
+
+    def graft(self, present: Op, absent: Op) -> Mutation:
+        donor = self._donor(absent)
+
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            anchor = next((s for s in spans if _is(present)(s)), None)
+            if anchor is None or donor is None:
+                return None
+            extra = _clone(
+                donor,
+                trace_id=anchor.trace_id,
+                span_id=_new_id(anchor, 255),
+                parent_id=anchor.parent_id,
+                start=anchor.start,
+                end=anchor.start + donor.duration,
+            )
+            return [*_copy(spans), extra], f"with a {absent.name!r} span added beside {present.name!r}"
+
+        return mutate
+
+    def _donor(self, op: Op) -> Span | None:
+        index = self.corpus.op_index.get(op)
+        for t in self.corpus.traces:
+            if index in t.ops:
+                return next((s for s in self.traces_by_id[t.trace_id].spans if _is(op)(s)), None)
+        return None
+
+    def stretch(self, op: Op, bound: int) -> Mutation:
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            target = next((s for s in spans if _is(op)(s)), None)
+            if target is None:
+                return None
+            out = [_clone(s, end=s.start + bound + 1) if s is target else _clone(s) for s in spans]
+            return out, f"with one {op.name!r} span stretched just past the bound"
+
+        return mutate
+
+    def set_attribute(self, op: Op, detail: dict[str, Any]) -> Mutation:
+        key = str(detail["key"])
+        if "values" in detail:
+            values = detail["values"]
+            strings = [v for v in values if isinstance(v, str)]
+            odd: Any = ("unexpected-" + "-".join(strings))[:40] if strings else "unexpected"
+            what = f"{key!r} set to a value outside the set"
+        elif "high" in detail:
+            odd = detail["high"] + 1
+            what = f"{key!r} set just above its range"
+        else:
+            odd = None
+            what = f"{key!r} removed"
+
+        def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
+            target = next((s for s in spans if _is(op)(s)), None)
+            if target is None:
+                return None
+            attrs = dict(target.attributes)
+            if odd is None:
+                attrs.pop(key, None)
+            else:
+                attrs[key] = odd
+            out = [_clone(s, attributes=attrs) if s is target else _clone(s) for s in spans]
+            return out, f"with one {op.name!r} span's {what}"
+
+        return mutate
+
+
+def _fired(program: Program, spans: list[Span]) -> list[str]:
+    trace = Trace(spans[0].trace_id, spans)
+    return sorted({s.rule for s in program.evaluate_trace(trace)})
+
+
+def _bases(rule: Rule, corpus: Corpus, exceptions: set[int]) -> Iterator[int]:
+    """Corpus traces where the rule's subject occurs, those without exceptions first."""
+    f = rule.fact
+    need = set(f.ops[:1] if f.kind == "exclusion" else f.ops)
+    services = set(f.services)
+    order = sorted(corpus.traces, key=lambda t: t.index in exceptions)
+    n = 0
+    for t in order:
+        if need <= t.ops.keys() and all(any(corpus.ops[o].service == s for o in t.ops) for s in services):
+            yield t.index
+            n += 1
+            if n >= BASE_TRACES:
+                return
+
+
+def _fixture(folder: Path, name: str, spans: list[Span]) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(spans_to_json(spans), indent=1) + "\n", encoding="utf-8")
+    return f"{folder.name}/{path.name}"
+
+
+def build_cases(
+    tests_dir: Path, stem: str, rules: list[Rule], program: Program, traces: list[Trace], corpus: Corpus
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The cases (with their fixtures written) and the ids of rules no violating case was found for."""
+    by_id = {t.id_hex: t for t in traces}
+    fixtures = tests_dir / "fixtures"
+    cases: list[dict[str, Any]] = []
+    exceptions = {i for r in rules for i in r.fact.exceptions}
+    for t in sorted(corpus.traces, key=lambda t: -len(t.ops))[:MAX_PASSING_TRIES]:
+        if t.index in exceptions:
+            continue
+        spans = _copy(by_id[t.trace_id].spans)
+        if not _fired(program, spans):
+            path = _fixture(fixtures, f"{stem}_pass", spans)
+            cases.append({"name": f"a real trace ({t.trace_id}) breaks no rule", "traces": path, "expect": []})
+            break
+    mutations = Mutations(corpus, by_id)
+    uncovered = []
+    for rule in rules:
+        best: tuple[list[str], list[Span], str] | None = None
+        for i in rule.fact.exceptions[:BASE_TRACES]:
+            spans = _copy(by_id[corpus.traces[i].trace_id].spans)
+            fired = _fired(program, spans)
+            if rule.id in fired and (best is None or len(fired) < len(best[0])):
+                best = (fired, spans, f"a real counterexample ({corpus.traces[i].trace_id})")
+        if best is None:
+            for i in _bases(rule, corpus, set(rule.fact.exceptions)):
+                base = by_id[corpus.traces[i].trace_id].spans
+                for mutate in mutations.of(rule):
+                    changed = mutate(base)
+                    if changed is None:
+                        continue
+                    spans, how = changed
+                    fired = _fired(program, spans)
+                    if rule.id in fired and (best is None or len(fired) < len(best[0])):
+                        best = (fired, spans, f"trace {corpus.traces[i].trace_id} {how}")
+                if best is not None and len(best[0]) == 1:
+                    break
+        if best is None:
+            uncovered.append(rule.id)
+            continue
+        fired, spans, how = best
+        path = _fixture(fixtures, rule.id, spans)
+        cases.append({"name": f"{rule.id} fires: {how}", "traces": path, "expect": [{"rule": r} for r in fired]})
+    return cases, uncovered
+
+
+def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: list[Trace], corpus: Corpus) -> str:
+    """Write `<stem>_test.yaml` and its fixtures into `tests_dir`; returns what was written, for the user."""
+    text = rules_path.read_text(encoding="utf-8")
+    analysis = analyze([(str(rules_path), text)])
+    program = compile_program(analysis)
+    stem = rules_path.stem
+    tests_dir.mkdir(parents=True, exist_ok=True)
+    cases, uncovered = build_cases(tests_dir, stem, rules, program, traces, corpus)
+    doc: dict[str, Any] = {
+        "description": f"Generated by `fluo discover --tests` for {rules_path.name}: each rule quiet on a real trace, "
+        "and firing on a real counterexample or a minimally changed real trace.",
+        "rules": [os.path.relpath(rules_path, tests_dir).replace(os.sep, "/")],
+        "cases": cases,
+    }
+    test_path = tests_dir / f"{stem}_test.yaml"
+    test_path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+    note = f" ({len(uncovered)} rules without a violating case: {', '.join(uncovered)})" if uncovered else ""
+    return f"{test_path} with {len(cases)} cases{note}"
