@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
@@ -168,7 +169,7 @@ async def _body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "request body too large") from None
-    except (web.HTTPException, zlib.error, EOFError, OSError) as exc:
+    except (web.HTTPException, RequestPayloadError, zlib.error, EOFError, OSError) as exc:
         raise TraceInputError(f"request body: cannot read it ({encoding}): {exc}") from None
 
 

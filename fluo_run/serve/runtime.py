@@ -101,6 +101,10 @@ class Runtime:
 
     def _accept(self, spans: list[Span]) -> None:
         completed = self.buffer.add(spans, time.monotonic())
+        late = self.buffer.late - self._late_reported
+        if late:
+            self.metrics.spans_late.inc(late)
+            self._late_reported = self.buffer.late
         self._hand_over(completed)
 
     def _hand_over(self, completed: list[Completed]) -> None:
@@ -111,10 +115,6 @@ class Runtime:
             m.traces_assembled.labels(c.reason).inc()
             if c.evicted:
                 m.traces_evicted.labels(c.reason).inc()
-        late = self.buffer.late - self._late_reported
-        if late:
-            m.spans_late.inc(late)
-            self._late_reported = self.buffer.late
         self.evaluator.submit(completed)
 
     def _over_capacity(self) -> str | None:

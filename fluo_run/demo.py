@@ -1,0 +1,227 @@
+"""`fluo demo`: the runtime on the bundled rules, fed live traffic through the OpenTelemetry SDK.
+
+A new user's first command: it starts `fluo serve` in-process on a free port,
+sends healthy logins, a login stuck in an auth retry loop, a large payment
+without its fraud check and one with it, prints each signal as it arrives,
+and exits by itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from fluo_lang.values import format_duration
+
+SEVERITY_COLORS = {"info": "blue", "warning": "yellow", "error": "red", "critical": "magenta"}
+MS = 1_000_000
+
+
+class Traffic:
+    """Several services, each an SDK TracerProvider exporting over OTLP/HTTP to the runtime."""
+
+    def __init__(self, endpoint: str) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        self.providers: dict[str, Any] = {}
+        for service in ("frontend", "auth", "checkout", "fraud", "payment"):
+            provider = TracerProvider(
+                resource=Resource.create({"service.name": service, "deployment.environment.name": "demo"}),
+                shutdown_on_exit=False,
+            )
+            provider.add_span_processor(
+                BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"), schedule_delay_millis=100)
+            )
+            self.providers[service] = provider
+        self.traces = 0
+        self.spans = 0
+
+    @contextmanager
+    def span(
+        self, service: str, name: str, start: int, duration_ms: float, *, kind: str = "internal", error: bool = False,
+        **attributes: Any,
+    ) -> Iterator[Any]:
+        from opentelemetry.trace import SpanKind, Status, StatusCode, use_span
+
+        tracer = self.providers[service].get_tracer("fluo.demo")
+        span = tracer.start_span(name, kind=SpanKind[kind.upper()], start_time=start, attributes=attributes)
+        self.spans += 1
+        with use_span(span, end_on_exit=False):
+            yield span
+        span.set_status(Status(StatusCode.ERROR, "failed") if error else Status(StatusCode.OK))
+        span.end(end_time=start + int(duration_ms * MS))
+
+    def healthy_login(self, t0: int, user: int) -> None:
+        self.traces += 1
+        with self.span("frontend", "GET /login", t0, 48, kind="server", **{"http.request.method": "GET",
+                       "http.route": "/login", "http.response.status_code": 200}):
+            with self.span("auth", "login", t0 + 2 * MS, 40, kind="server"):
+                with self.span("auth", "check_password", t0 + 4 * MS, 18, **{"user.id": user}):
+                    pass
+                with self.span("auth", "issue_token", t0 + 24 * MS, 12, **{"user.id": user}):
+                    pass
+
+    def retry_storm(self, t0: int, attempts: int = 60) -> None:
+        self.traces += 1
+        with self.span("frontend", "POST /login", t0, 3200, kind="server", error=True, **{
+            "http.request.method": "POST", "http.route": "/login", "http.response.status_code": 503}):
+            for i in range(attempts):
+                with self.span("auth", "login", t0 + (2 + 50 * i) * MS, 45, kind="server", error=True,
+                               **{"retry.attempt": i}):
+                    pass
+
+    def payment(self, t0: int, amount: int, *, fraud_check: bool) -> None:
+        self.traces += 1
+        with self.span("frontend", "POST /checkout", t0, 420, kind="server", **{
+            "http.request.method": "POST", "http.route": "/checkout", "http.response.status_code": 200}):
+            with self.span("checkout", "checkout", t0 + 5 * MS, 400, kind="server", **{"cart.items": 3}):
+                at = t0 + 20 * MS
+                if fraud_check:
+                    with self.span("fraud", "payment.fraud_check", at, 80, kind="server", **{"fraud.score": 0.07}):
+                        pass
+                    at += 100 * MS
+                with self.span("payment", "payment.charge_card", at, 150, kind="server", amount=amount,
+                               currency="EUR", **{"payment.method": "card"}):
+                    pass
+
+    def flush(self) -> None:
+        for p in self.providers.values():
+            p.force_flush()
+
+    def shutdown(self) -> None:
+        for p in self.providers.values():
+            p.shutdown()
+
+
+def _say(text: str = "", **style: Any) -> None:
+    click.echo(click.style(text, **style) if style else text)
+
+
+def _signal_line(s: dict[str, Any]) -> str:
+    sev = s["severity"]
+    badge = click.style(f"{sev.upper():<8}", fg=SEVERITY_COLORS.get(sev, "white"), bold=True)
+    where = f"trace {s['trace_id'][:12]}…" if s.get("trace_id") else f"window ending {s.get('window_end')}"
+    return f"  {badge} {click.style(s['rule'], bold=True)}  ({where})\n           {s['message']}"
+
+
+class Printer:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.seen: list[dict[str, Any]] = []
+
+    def __call__(self, batch: list[dict[str, Any]]) -> None:
+        with self.lock:
+            for s in batch:
+                self.seen.append(s)
+                _say(_signal_line(s))
+
+
+def _wait(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@click.command(name="demo")
+@click.option("--rules", "rules_path", type=click.Path(exists=True), help="Rules to run [bundled examples].")
+@click.option("--db", type=click.Path(dir_okay=False), help="Keep the signals in this SQLite file [a temporary one].")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
+              help="Give up waiting for evaluation after this many seconds.")
+def command(rules_path: str | None, db: str | None, timeout: float) -> None:
+    """See FLUO catch problems in live OpenTelemetry traffic, in a few seconds.
+
+    Starts the runtime (`fluo serve`) on a free local port with the bundled
+    rules, sends traces through the OpenTelemetry SDK over OTLP/HTTP, prints
+    the signals as they arrive and exits. Nothing is left running.
+
+    \b
+    Example:
+      fluo demo
+    """
+    from fluo_run.serve.config import ConfigError, ServeConfig, bundled_rules
+    from fluo_run.serve.rules import RuleSetError
+    from fluo_run.serve.runtime import RuntimeThread, StartError, log_rule_problems
+    from fluo_run.serve.sinks import CallbackSink
+
+    rules = Path(rules_path) if rules_path else bundled_rules()
+    if rules is None:
+        click.echo("fluo: no bundled example rules found; give --rules PATH", err=True)
+        sys.exit(2)
+    store = Path(db) if db else Path(tempfile.mkdtemp(prefix="fluo-demo-")) / "fluo-signals.db"
+    config = ServeConfig(
+        grpc=None, http=("127.0.0.1", 0), rules=[rules], trace_idle=0.5, reload_interval=0, db=store
+    )
+    printer = Printer()
+    started = time.monotonic()
+    try:
+        runtime = RuntimeThread(config, [CallbackSink(printer, name="demo")]).start()
+    except RuleSetError as exc:
+        log_rule_problems(exc)
+        click.echo(f"fluo: cannot start the demo: {exc} in {rules}", err=True)
+        sys.exit(1)
+    except (StartError, ConfigError) as exc:
+        click.echo(f"fluo: cannot start the demo: {exc}", err=True)
+        sys.exit(1)
+    rt = runtime.runtime
+    program = rt.rule_set.program
+    _say()
+    _say("FLUO demo", bold=True)
+    _say(f"  runtime   fluo serve on {runtime.http_url} (OTLP/HTTP), {len(program.rules)} rules from {rules}")
+    for r in program.rules:
+        _say(f"            - {r.id} [{r.ir.severity}]", dim=True)
+    _say()
+    _say("Sending traffic through the OpenTelemetry SDK:", bold=True)
+    traffic = Traffic(runtime.http_url)
+    try:
+        now = time.time_ns()
+        for user in range(5):
+            traffic.healthy_login(now + user * 200 * MS, user=1000 + user)
+        _say("  5 healthy logins                       frontend -> auth, 4 spans each")
+        traffic.retry_storm(now + 1100 * MS)
+        _say("  1 login stuck in a retry loop          60 failed auth attempts in one trace")
+        traffic.payment(now + 1500 * MS, 2500, fraud_check=False)
+        _say("  1 payment of 2500 EUR                  charged without a fraud check")
+        traffic.payment(now + 2000 * MS, 1800, fraud_check=True)
+        _say("  1 payment of 1800 EUR                  fraud check first, as it should be")
+        traffic.flush()
+        _say()
+        _say(f"Signals ({format_duration(config.trace_idle * 1e9)} after each trace's last span):", bold=True)
+        received = rt.metrics.spans_received.labels("http")
+        _wait(lambda: received._value.get() >= traffic.spans, timeout)
+        done = _wait(lambda: runtime.call(lambda: len(rt.buffer)) == 0 and rt.evaluator.idle(), timeout)
+    finally:
+        traffic.shutdown()
+        runtime.stop()
+    elapsed = time.monotonic() - started
+    fired = printer.seen
+    _say()
+    if not done:
+        _say(f"Gave up waiting after {timeout:.0f}s; some traces may not have been evaluated.", fg="yellow")
+    traces = {s.get("trace_id") for s in fired if s.get("trace_id")}
+    _say(
+        f"{len(fired)} signal{'s' if len(fired) != 1 else ''} on {len(traces)} of {traffic.traces} traces "
+        f"({traffic.spans} spans) in {elapsed:.1f}s; the healthy traffic stayed quiet."
+        if fired
+        else f"No signals on {traffic.traces} traces ({traffic.spans} spans) in {elapsed:.1f}s.",
+        bold=True,
+    )
+    _say()
+    _say("Next:", bold=True)
+    _say(f"  fluo signals --db {store}        the stored signals, filterable")
+    _say("  fluo serve --rules rules/        run it for real: OTLP on 127.0.0.1:4317 (gRPC) and :4318 (HTTP)")
+    _say("  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf your-app")
+    sys.exit(0)

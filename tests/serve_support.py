@@ -1,0 +1,286 @@
+"""What the runtime tests share: an in-process runtime, SDK senders, loopback receivers, a `fluo serve` process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from fluo_run.serve.config import ServeConfig
+from fluo_run.serve.runtime import RuntimeThread
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_RULES = ROOT / "examples" / "rules"
+EXAMPLE_TRACES = ROOT / "examples" / "traces"
+MS = 1_000_000
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll until `condition()` is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def config(tmp_path: Path, **overrides: Any) -> ServeConfig:
+    """A loopback runtime on free ports with short assembly times and only the sinks asked for."""
+    base: dict[str, Any] = dict(
+        grpc=("127.0.0.1", 0),
+        http=("127.0.0.1", 0),
+        rules=[EXAMPLE_RULES],
+        trace_idle=0.2,
+        reload_interval=0,
+        db=None,
+    )
+    base.update(overrides)
+    return ServeConfig(**base)
+
+
+def settled(rt: RuntimeThread) -> bool:
+    """Nothing buffered and nothing awaiting evaluation."""
+    return bool(rt.call(lambda: len(rt.runtime.buffer)) == 0 and rt.runtime.evaluator.idle())
+
+
+def metric(rt: RuntimeThread, name: str, **labels: str) -> float:
+    value = rt.runtime.metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else float(value)
+
+
+# ---------------------------------------------------------------------------
+# OpenTelemetry SDK senders
+
+
+class Sender:
+    """One TracerProvider per service, exporting with the SDK's OTLP exporter (gRPC or HTTP/protobuf)."""
+
+    def __init__(self, protocol: str, endpoint: str, headers: dict[str, str] | None = None, **exporter: Any) -> None:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        self.protocol = protocol
+        self.endpoint = endpoint
+        self.headers = headers
+        self.exporter_args = exporter
+        self.providers: dict[str, Any] = {}
+        self._tp = TracerProvider
+        self._resource = Resource
+        self._processor = BatchSpanProcessor
+        self.sent = 0
+
+    def _exporter(self) -> Any:
+        if self.protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
+
+            return Grpc(endpoint=self.endpoint, insecure=True, headers=self.headers, **self.exporter_args)
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
+
+        return Http(endpoint=f"{self.endpoint}/v1/traces", headers=self.headers, **self.exporter_args)
+
+    def provider(self, service: str) -> Any:
+        p = self.providers.get(service)
+        if p is None:
+            p = self._tp(resource=self._resource.create({"service.name": service}), shutdown_on_exit=False)
+            p.add_span_processor(self._processor(self._exporter(), schedule_delay_millis=50, max_export_batch_size=256))
+            self.providers[service] = p
+        return p
+
+    @contextmanager
+    def span(self, service: str, name: str, *, error: bool = False, **attributes: Any) -> Iterator[Any]:
+        from opentelemetry.trace import Status, StatusCode
+
+        tracer = self.provider(service).get_tracer("fluo.tests")
+        with tracer.start_as_current_span(name, attributes=attributes) as span:
+            yield span
+            if error:
+                span.set_status(Status(StatusCode.ERROR, "failed"))
+        self.sent += 1
+
+    def storm(self, attempts: int = 55) -> str:
+        """A login that retries auth `attempts` times: fires auth_retry_storm and auth_span_budget."""
+        with self.span("frontend", "POST /login") as root:
+            for i in range(attempts):
+                with self.span("auth", "login", error=True, attempt=i):
+                    pass
+        return f"{root.get_span_context().trace_id:032x}"
+
+    def payment(self, amount: int, *, fraud_check: bool) -> str:
+        with self.span("checkout", "checkout") as root:
+            if fraud_check:
+                with self.span("fraud", "payment.fraud_check"):
+                    pass
+            with self.span("payment", "payment.charge_card", amount=amount):
+                pass
+        return f"{root.get_span_context().trace_id:032x}"
+
+    def healthy(self) -> str:
+        with self.span("frontend", "GET /login") as root, self.span("auth", "login"):
+            pass
+        return f"{root.get_span_context().trace_id:032x}"
+
+    def flush(self) -> None:
+        for p in self.providers.values():
+            assert p.force_flush(30_000)
+
+    def close(self) -> None:
+        for p in self.providers.values():
+            p.shutdown()
+
+
+# ---------------------------------------------------------------------------
+# loopback HTTP receivers (webhook, OTLP logs)
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class LoopbackServer:
+    """An aiohttp server on 127.0.0.1 in a thread; records POSTs and answers with `status_of(n)` (n from 0)."""
+
+    status_of: Callable[[int], int] = lambda n: 200
+    requests: list[Recorded] = field(default_factory=list)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        n = len(self.requests)
+        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        return web.Response(status=self.status_of(n), body=b"", content_type="application/x-protobuf")
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def __enter__(self) -> LoopbackServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.runner is not None:
+            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# ---------------------------------------------------------------------------
+# `fluo serve` as a process
+
+
+class ServeProcess:
+    """`python -m fluo_run.cli serve ...` with its stderr read line by line on a thread."""
+
+    PORTS = re.compile(r"OTLP/(HTTP|gRPC) listening on (?:https?://)?[^ ]*:(\d+)")
+
+    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fluo_run.cli", "serve", *args],
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        self.ports: dict[str, int] = {}
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """The next log line matching `pattern`; lines before it are kept in `log`."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no log line matching {pattern!r}; got:\n" + "\n".join(self.log))
+            try:
+                line = self.lines.get(timeout=min(left, 0.5))
+            except queue.Empty:
+                if self.proc.poll() is not None and self.lines.empty():
+                    raise AssertionError(
+                        f"fluo serve exited {self.proc.returncode} before {pattern!r}:\n" + "\n".join(self.log)
+                    ) from None
+                continue
+            self.log.append(line)
+            for kind, port in self.PORTS.findall(line):
+                self.ports[kind] = int(port)
+            m = rx.search(line)
+            if m:
+                return m
+
+    def started(self) -> ServeProcess:
+        self.expect(r"ready;")
+        return self
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['HTTP']}"
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self.reader.join(5)
+        while not self.lines.empty():
+            self.log.append(self.lines.get())
+        assert self.proc.stdout is not None
+        self.stdout = self.proc.stdout.read()
+        self.proc.stdout.close()
+        assert self.proc.stderr is not None
+        self.proc.stderr.close()
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.wait()

@@ -1,0 +1,345 @@
+"""The runtime end to end: real OpenTelemetry SDK exporters sending to a real `fluo serve` on loopback."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, config, metric, settled, wait_for
+
+from fluo_lang.otlp import load_trace_file, spans_to_request
+from fluo_run.serve.runtime import RuntimeThread
+from fluo_run.serve.sinks import CallbackSink
+
+
+def post(url: str, body: bytes, content_type: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type, **headers}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+
+def by_rule(signals: list[dict[str, Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for s in signals:
+        out.setdefault(s["rule"], set()).add(s.get("trace_id") or "window")
+    return out
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_sdk_exporters_deliver_and_signals_reach_every_sink(tmp_path: Path, protocol: str) -> None:
+    db = tmp_path / "signals.db"
+    jsonl = tmp_path / "signals.jsonl"
+    with LoopbackServer() as webhook, LoopbackServer() as logs:
+        cfg = config(
+            tmp_path, db=db, jsonl=str(jsonl), webhook=f"{webhook.url}/hook", otlp_logs=logs.url
+        )
+        with RuntimeThread(cfg) as rt:
+            endpoint = f"127.0.0.1:{rt.runtime.grpc_port}" if protocol == "grpc" else rt.http_url
+            sender = Sender(protocol, endpoint)
+            storm = sender.storm()
+            bad = sender.payment(2500, fraud_check=False)
+            good = sender.payment(2500, fraud_check=True)
+            quiet = sender.healthy()
+            sender.flush()
+            sender.close()
+            wait_for(lambda: metric(rt, "fluo_spans_received_total", transport=protocol) == sender.sent, what="spans")
+            wait_for(lambda: metric(rt, "fluo_traces_evaluated_total") == 4, what="4 traces evaluated")
+            wait_for(lambda: metric(rt, "fluo_sink_signals_written_total", sink="otlp_logs") == 3, what="log export")
+            wait_for(lambda: metric(rt, "fluo_sink_signals_written_total", sink="webhook") == 3, what="webhook")
+            assert metric(rt, "fluo_signals_total", rule="auth_retry_storm", severity="critical") == 1
+        expected = {"auth_retry_storm": {storm}, "auth_span_budget": {storm}, "charge_needs_fraud_check": {bad}}
+        assert good not in str(expected) and quiet not in str(expected)
+
+        rows = sqlite3.connect(db).execute("SELECT json FROM signals").fetchall()
+        assert by_rule([json.loads(r[0]) for r in rows]) == expected
+        lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        assert by_rule(lines) == expected
+        assert lines[0]["span_ids"] and lines[0]["observed"]
+
+        hooked = [s for r in webhook.requests for s in json.loads(r.body)["signals"]]
+        assert by_rule(hooked) == expected
+        assert {r.path for r in webhook.requests} == {"/hook"}
+        assert webhook.requests[0].headers["Content-Type"] == "application/json"
+
+        records = []
+        for r in logs.requests:
+            assert r.path == "/v1/logs"
+            req = ExportLogsServiceRequest.FromString(r.body)
+            for rl in req.resource_logs:
+                resource = {kv.key: kv.value.string_value for kv in rl.resource.attributes}
+                assert resource["service.name"] == "fluo"
+                records.extend(lr for sl in rl.scope_logs for lr in sl.log_records)
+        got = {}
+        for lr in records:
+            attrs = {kv.key: kv.value for kv in lr.attributes}
+            got.setdefault(attrs["fluo.rule"].string_value, set()).add(lr.trace_id.hex())
+            assert lr.event_name == "fluo.signal"
+            assert lr.body.string_value
+        assert got == expected
+        storm_record = next(lr for lr in records if lr.severity_text == "CRITICAL")
+        assert storm_record.severity_number == 21
+        assert storm_record.span_id  # linked to a span of the trace that fired
+
+
+def test_json_bodies_gzip_and_spec_responses(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        storm = (EXAMPLE_TRACES / "auth_retry_storm.json").read_bytes()
+        status, headers, body = post(url, storm, "application/json")
+        assert (status, json.loads(body)) == (200, {})
+        assert headers["Content-Type"].startswith("application/json")
+
+        payment = spans_to_request(load_trace_file(EXAMPLE_TRACES / "payment_no_fraud_check.json"))
+        status, headers, body = post(
+            url, gzip.compress(payment.SerializeToString()), "application/x-protobuf", **{"Content-Encoding": "gzip"}
+        )
+        assert status == 200 and headers["Content-Type"] == "application/x-protobuf"
+        assert not ExportTraceServiceResponse.FromString(body).HasField("partial_success")
+
+        status, _, body = post(
+            url, gzip.compress((EXAMPLE_TRACES / "checkout_error.json").read_bytes()), "application/json",
+            **{"Content-Encoding": "gzip"},
+        )
+        assert status == 200
+        wait_for(lambda: len({s["rule"] for s in got}) == 5, what="signals of the three traces")
+    assert by_rule(got) == {
+        "auth_retry_storm": {"e6da075228a4b9d515f246469b1b1141"},
+        "auth_span_budget": {"e6da075228a4b9d515f246469b1b1141"},
+        "charge_needs_fraud_check": {"78254e9eb29e2d15981d6b9c45ee1766"},
+        "checkout_has_no_failed_descendants": {"7d82ed461982de1245298cfcb1746ec1"},
+        "upstream_5xx_under_checkout": {"7d82ed461982de1245298cfcb1746ec1"},
+    }
+
+
+def test_malformed_bodies_get_400_with_a_message(tmp_path: Path) -> None:
+    with RuntimeThread(config(tmp_path, grpc=None)) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        status, _, body = post(url, b'{"resourceSpans": [', "application/json")
+        assert status == 400
+        assert "invalid JSON" in json.loads(body)["message"]
+
+        status, _, body = post(url, b"\xff\x01garbage", "application/x-protobuf")
+        assert status == 400
+        from google.rpc.status_pb2 import Status
+
+        assert "not an OTLP protobuf" in Status.FromString(body).message
+
+        status, _, body = post(url, b"not gzip", "application/json", **{"Content-Encoding": "gzip"})
+        assert status == 400
+
+        status, _, body = post(url, b"{}", "text/plain")
+        assert status == 415
+
+        bad_span = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00f067aa0ba902b7"}]}]}]}
+        status, _, body = post(url, json.dumps({"resourceSpans": 3}).encode(), "application/json")
+        assert status == 400 and "resourceSpans" in json.loads(body)["message"]
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="malformed") == 5
+        assert metric(rt, "fluo_spans_received_total", transport="http") == 0
+        del bad_span
+
+
+def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        req = spans_to_request(load_trace_file(EXAMPLE_TRACES / "auth_retry_storm.json"))
+        req.resource_spans[0].scope_spans[0].spans[0].span_id = b"\x01\x02\x03"  # 3 bytes, not 8
+        status, _, body = post(url, req.SerializeToString(), "application/x-protobuf")
+        assert status == 200
+        resp = ExportTraceServiceResponse.FromString(body)
+        assert resp.partial_success.rejected_spans == 1
+        assert "span_id" in resp.partial_success.error_message
+
+        doc = json.loads((EXAMPLE_TRACES / "healthy_login.json").read_text())
+        doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] = "not-hex"
+        status, _, body = post(url, json.dumps(doc).encode(), "application/json")
+        answer = json.loads(body)
+        assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "1"
+        assert "traceId" in answer["partialSuccess"]["errorMessage"]
+        total = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+        wait_for(lambda: settled(rt))
+        assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 2
+        assert metric(rt, "fluo_spans_received_total", transport="http") == total - 1 + 3
+    assert {s["rule"] for s in got} == {"auth_retry_storm", "auth_span_budget"}
+
+
+def test_bearer_token_guards_both_receivers(tmp_path: Path) -> None:
+    with RuntimeThread(config(tmp_path, auth_token="s3cret")) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        body = (EXAMPLE_TRACES / "healthy_login.json").read_bytes()
+        assert post(url, body, "application/json")[0] == 401
+        assert post(url, body, "application/json", Authorization="Bearer wrong")[0] == 401
+        assert post(url, body, "application/json", Authorization="Bearer s3cret")[0] == 200
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+        req = ExportTraceServiceRequest.FromString(
+            spans_to_request(load_trace_file(EXAMPLE_TRACES / "payment_ok.json")).SerializeToString()
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            stub = TraceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Export(req, timeout=5)
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            stub.Export(req, timeout=5, metadata=(("authorization", "Bearer s3cret"),))
+        wait_for(lambda: settled(rt))
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="unauthorized") == 2
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unauthorized") == 1
+        assert metric(rt, "fluo_traces_evaluated_total") == 2
+        assert post(f"{rt.http_url}/metrics", b"", "text/plain")[0] in (401, 405)
+
+
+def test_metrics_and_healthz(tmp_path: Path) -> None:
+    with RuntimeThread(config(tmp_path, grpc=None)) as rt:
+        health = json.loads(urllib.request.urlopen(f"{rt.http_url}/healthz", timeout=5).read())
+        assert health["status"] == "ok" and health["rules"] == 6
+        post(f"{rt.http_url}/v1/traces", (EXAMPLE_TRACES / "auth_retry_storm.json").read_bytes(), "application/json")
+        wait_for(lambda: metric(rt, "fluo_traces_evaluated_total") == 1)
+        text = urllib.request.urlopen(f"{rt.http_url}/metrics", timeout=5).read().decode()
+    for line in (
+        'fluo_spans_received_total{transport="http"} 61.0',
+        'fluo_traces_assembled_total{reason="idle"} 1.0',
+        "fluo_rule_evaluations_total 5.0",
+        'fluo_signals_total{rule="auth_retry_storm",severity="critical"} 1.0',
+        "fluo_trace_evaluation_seconds_count 1.0",
+        "fluo_buffer_capacity_spans 1e+06",
+    ):
+        assert line in text
+    assert "fluo_buffer_fill_ratio" in text and "fluo_pending_spans" in text
+
+
+def _chain_request(spans: int, trace_byte: int) -> ExportTraceServiceRequest:
+    """One trace whose spans form a chain `spans` deep (slow for a rule that walks ancestors)."""
+    req = ExportTraceServiceRequest()
+    ss = req.resource_spans.add().scope_spans.add()
+    tid = bytes([trace_byte]) * 16
+    for i in range(spans):
+        sp = ss.spans.add()
+        sp.trace_id = tid
+        sp.span_id = (i + 1).to_bytes(8, "big")
+        if i:
+            sp.parent_span_id = i.to_bytes(8, "big")
+        sp.name = "step"
+        sp.start_time_unix_nano = 1_767_225_600_000_000_000 + i
+        sp.end_time_unix_nano = 1_767_225_600_000_000_000 + i + 1
+    return req
+
+
+def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "load.fluo").write_text(
+        "rule deep { expect trace.spans.all(ancestors.count() < 100000) }\n"
+        "rule every_trace { detect trace.spans.count() > 0 }\n"
+    )
+    got: list[dict[str, Any]] = []
+    cfg = config(tmp_path, rules=[rules], max_pending_spans=100)
+    with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
+        status, _, _ = post(f"{rt.http_url}/v1/traces", _chain_request(1800, 7).SerializeToString(),
+                            "application/x-protobuf")
+        assert status == 200
+        wait_for(lambda: rt.runtime.evaluator.pending_spans > 100, what="the deep trace to await evaluation")
+        status, headers, _ = post(f"{rt.http_url}/v1/traces", _chain_request(3, 8).SerializeToString(),
+                                  "application/x-protobuf")
+        assert status == 429 and headers["Retry-After"] == "1"
+
+        senders = [
+            Sender("grpc", f"127.0.0.1:{rt.runtime.grpc_port}", timeout=30),
+            Sender("http", rt.http_url, timeout=30),
+        ]
+        ids: list[str] = []
+
+        def send(sender: Sender) -> None:
+            for _ in range(5):
+                ids.append(sender.healthy())
+            sender.flush()
+
+        threads = [threading.Thread(target=send, args=(s,)) for s in senders]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for s in senders:
+            s.close()
+        wait_for(lambda: settled(rt) and metric(rt, "fluo_traces_evaluated_total") == 11, timeout=30)
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") >= 1
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="refused") >= 2
+        assert metric(rt, "fluo_spans_received_total", transport="grpc") == 10
+        assert metric(rt, "fluo_spans_received_total", transport="http") == 1800 + 10
+    assert {s["trace_id"] for s in got if s["rule"] == "every_trace"} >= set(ids)
+    assert len(ids) == 10
+
+
+def test_caps_evict_and_count(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "size.fluo").write_text("rule size { detect trace.spans.count() > 0 }\n")
+    cfg = config(tmp_path, grpc=None, rules=[rules], trace_idle=30.0, max_trace_age=30.0, max_spans_per_trace=1000,
+                 max_buffered_spans=2000)
+    with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        post(url, _chain_request(1500, 1).SerializeToString(), "application/x-protobuf")
+        wait_for(lambda: metric(rt, "fluo_traces_evicted_total", reason="trace_span_cap") == 1)
+        assert metric(rt, "fluo_spans_late_total") == 500
+        post(url, _chain_request(900, 2).SerializeToString(), "application/x-protobuf")
+        post(url, _chain_request(900, 3).SerializeToString(), "application/x-protobuf")
+        post(url, _chain_request(900, 4).SerializeToString(), "application/x-protobuf")
+        wait_for(lambda: metric(rt, "fluo_traces_evicted_total", reason="buffer_full") == 1)
+        wait_for(lambda: len(got) == 2)
+        assert [s["observed"]["count"] for s in got] == [1000, 900]
+        assert [s["trace_id"][:2] for s in got] == ["01", "02"]  # the oldest trace went first
+    # shutdown evaluates what was still buffered
+    assert sorted(s["trace_id"][:2] for s in got) == ["01", "02", "03", "04"]
+
+
+def test_late_spans_are_counted_and_dropped(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "size.fluo").write_text("rule size { detect trace.spans.count() > 0 }\n")
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        whole = _chain_request(4, 9)
+        post(url, whole.SerializeToString(), "application/x-protobuf")
+        wait_for(lambda: len(got) == 1)
+        post(url, whole.SerializeToString(), "application/x-protobuf")
+        wait_for(lambda: metric(rt, "fluo_spans_late_total") == 4)
+        wait_for(lambda: settled(rt))
+    assert len(got) == 1 and got[0]["observed"]["count"] == 4
+
+
+def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "rate.fluo").write_text(
+        "rule busy { window 1m  detect window.traces.count() >= 2 }\n"
+    )
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        for byte in (1, 2, 3):
+            post(url, _chain_request(2, byte).SerializeToString(), "application/x-protobuf")
+        wait_for(lambda: got, what="the window to close")
+        assert metric(rt, "fluo_windows_closed_total") == 1
+    assert len(got) == 1
+    assert got[0]["window_start"] == "2026-01-01T00:00:00.000000Z"
+    assert got[0]["observed"] == {"count": 3, "bound": 2}
