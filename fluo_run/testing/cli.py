@@ -87,7 +87,9 @@ def run_once(
         click.echo(note, err=True)
     if junit_xml is not None:
         try:
-            Path(junit_xml).write_bytes(junit_report(result))
+            target = Path(junit_xml)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(junit_report(result))
         except OSError as exc:
             raise UsageProblem(f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}") from exc
     code = result.exit_code

@@ -199,7 +199,7 @@ def coverage_text(cov: Coverage) -> list[str]:
     width = max((len(r.id) for r in cov.rules), default=0)
     for title, refs in (("never fired", cov.never_fired), ("never ran", cov.never_ran)):
         for r in refs:
-            lines.append(f"  {title + ':':13} {r.id:{width}}  {r.path}:{r.line}")
+            lines.append(f"  {title + ':':12} {r.id:{width}}  {r.path}:{r.line}")
     return lines
 
 

@@ -240,7 +240,7 @@ class _Reader:
             shown = "; ".join(d.format() for d in errors[:3])
             if len(errors) > 3:
                 shown += f"; and {len(errors) - 3} more"
-            self.problem(line, f"the rules do not check ({len(errors)} errors; run `fluo check`): {shown}")
+            self.problem(line, f"the rules do not check ({_count(len(errors), 'error')}; run `fluo check`): {shown}")
             return
         self.file.analysis = analysis
         self.rule_ids = {r.id for r in analysis.rules if r.enabled}
@@ -409,3 +409,7 @@ def load_test_file(path: Path, rules: RuleLoader | None = None) -> TestFile:
 def load_test_files(paths: Iterable[Path], rules: RuleLoader | None = None) -> list[TestFile]:
     loader = rules or RuleLoader()
     return [load_test_file(p, loader) for p in paths]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

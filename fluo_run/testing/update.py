@@ -15,6 +15,8 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark
+from ruamel.yaml.tokens import CommentToken
 from ruamel.yaml.util import load_yaml_guess_indent
 
 from .runner import FAILED, PASSED, CaseResult
@@ -62,6 +64,20 @@ def _flow(value: Any) -> Any:
     return value
 
 
+def _trailing_lines(old: Any) -> str:
+    """Blank lines and comments after an old block-style `expect:`, which ruamel keeps with that value."""
+    if not isinstance(old, CommentedSeq):
+        return ""
+    text = ""
+    last = old.ca.items.get(len(old) - 1)
+    if last and last[0] is not None:
+        text += str(last[0].value).partition("\n")[2]
+    for token in getattr(old.ca, "end", None) or []:
+        value = str(token.value)
+        text += " " * token.column + value if value.startswith("#") else value
+    return text
+
+
 def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
     """Rewrite the `expect:` of the given cases (all of `path`); returns how many were written."""
     text = path.read_text(encoding="utf-8")
@@ -74,12 +90,20 @@ def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
     written = 0
     for c in cases:
         node = doc["cases"][c.case.index]
+        trailing = _trailing_lines(node.get("expect"))
         expect = CommentedSeq(_flow(e) for e in expectations_of(c))
         if not expect:
             expect.fa.set_flow_style()
         node["expect"] = expect
+        if trailing:
+            token = CommentToken("\n" + trailing, CommentMark(0), None)
+            if expect:
+                expect.ca.items[len(expect) - 1] = [token, None]
+            else:
+                node.ca.items["expect"] = [None, None, token, None]
         written += 1
     out = io.StringIO()
     yaml.dump(doc, out)
-    path.write_text(out.getvalue(), encoding="utf-8")
+    text = out.getvalue()
+    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     return written

@@ -1,0 +1,319 @@
+"""`fluo test` end to end: reports, exit codes, --run, --update, --coverage, --junit-xml."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from syrupy.assertion import SnapshotAssertion
+from tests_paths import ROOT
+
+from fluo_lang.otlp import load_trace_file, spans_to_request
+from fluo_run.cli import main
+
+FIXTURES = ROOT / "tests" / "testing_fixtures"
+KINDS = ("passing", "failing", "broken_yaml", "broken_keys", "broken_rules", "broken_cases")
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fixtures copied into a temporary folder (which becomes the working folder), as `*_test.yaml` files."""
+    for item in FIXTURES.iterdir():
+        if item.is_dir():
+            shutil.copytree(item, tmp_path / item.name)
+        elif item.suffix == ".yaml":
+            shutil.copy(item, tmp_path / f"{item.stem}_test.yaml")
+        else:
+            shutil.copy(item, tmp_path / item.name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def fluo_test(*args: str) -> Result:
+    return CliRunner().invoke(main, ["test", *args])
+
+
+def timeless(text: str) -> str:
+    return re.sub(r"in \d+\.\d\ds", "in 0.00s", text)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code"),
+    [("passing", 0), ("failing", 1), ("broken_yaml", 2), ("broken_keys", 2), ("broken_rules", 2), ("broken_cases", 2)],
+)
+def test_text_report_and_exit_code(work: Path, kind: str, code: int, snapshot: SnapshotAssertion) -> None:
+    result = fluo_test(f"{kind}_test.yaml")
+    assert result.exit_code == code, result.output
+    assert timeless(result.stdout) == snapshot
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_report(work: Path, kind: str, snapshot: SnapshotAssertion) -> None:
+    result = fluo_test(f"{kind}_test.yaml", "--format", "json")
+    report = json.loads(result.stdout)
+    assert report["summary"]["exit_code"] == result.exit_code
+    assert report == snapshot
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_junit_report(work: Path, kind: str, snapshot: SnapshotAssertion) -> None:
+    fluo_test(f"{kind}_test.yaml", "--junit-xml", "out/junit.xml")
+    text = (work / "out" / "junit.xml").read_text(encoding="utf-8")
+    assert re.sub(r'time="[0-9.]+"', 'time="0"', text) == snapshot
+
+
+def _int(e: ET.Element, name: str) -> int:
+    return int(e.attrib[name])
+
+
+def test_junit_is_structurally_valid_and_counts_agree(work: Path) -> None:
+    result = fluo_test(".", "--junit-xml", "junit.xml", "--format", "json")
+    report = json.loads(result.stdout)
+    root = ET.parse(work / "junit.xml").getroot()
+    assert root.tag == "testsuites"
+    suites = root.findall("testsuite")
+    assert [s.attrib["name"] for s in suites] == [f["path"] for f in report["files"]]
+    for suite in suites:
+        cases = suite.findall("testcase")
+        assert _int(suite, "tests") == len(cases)
+        assert _int(suite, "failures") == sum(1 for c in cases if c.find("failure") is not None)
+        assert _int(suite, "errors") == sum(1 for c in cases if c.find("error") is not None)
+        assert _int(suite, "skipped") == 0
+        float(suite.attrib["time"])
+        for case in cases:
+            assert case.attrib["name"] and case.attrib["classname"]
+            assert int(case.attrib["line"]) >= 1
+            outcomes = [c.tag for c in case]
+            assert len(outcomes) <= 1 and set(outcomes) <= {"failure", "error"}
+            for child in case:
+                assert child.attrib["message"] and child.text
+    for key in ("tests", "failures", "errors"):
+        assert _int(root, key) == sum(_int(s, key) for s in suites)
+    summary = report["summary"]
+    assert _int(root, "failures") == summary["failed"]
+    assert _int(root, "errors") == summary["errors"] + summary["broken_files"]
+    assert _int(root, "tests") == summary["cases"] + summary["broken_files"]
+
+
+def test_broken_files_do_not_stop_the_others(work: Path) -> None:
+    result = fluo_test(".")
+    assert result.exit_code == 2
+    lines = result.stdout.splitlines()
+    assert "passing_test.yaml: 4 passed" in lines
+    assert "failing_test.yaml: 3 failed, 1 passed" in lines
+    assert "broken_cases_test.yaml: 1 passed, 3 errors" in lines
+    for kind in ("broken_yaml", "broken_keys", "broken_rules"):
+        assert f"{kind}_test.yaml: error" in lines
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("fragment", "expected"),
+    [
+        ("broken_yaml_test.yaml:5: invalid YAML: did not find expected ',' or ']'", "the YAML error, at its line"),
+        ("broken_keys_test.yaml:2: unknown key `casses` in the test file; did you mean `cases`?", "unknown key"),
+        ("broken_rules_test.yaml:1: the rules do not check (1 error; run `fluo check`): bad.fluo:2:22:", "bad rule"),
+        ("broken_cases_test.yaml:9: trace file traces/nowhere.json does not exist", "missing fixture"),
+        ("broken_cases_test.yaml:15: case 'bad inline span': span 2 ('check'), `duration`:", "bad inline span"),
+        ("broken_cases_test.yaml:21: no rule `slow_logn` in rules.fluo; did you mean `slow_login`?", "unknown rule"),
+        ("broken_cases_test.yaml:22: unknown key `cuont` in an expected signal; did you mean `count`?", "typo"),
+    ],
+)
+def test_errors_point_at_their_line(work: Path, fragment: str, expected: str) -> None:
+    result = fluo_test(".")
+    assert fragment in result.stdout, expected
+
+
+def test_run_selects_cases_by_name_or_file(work: Path) -> None:
+    by_name = json.loads(fluo_test(".", "--run", "slow login", "--format", "json").stdout)
+    names = [c["name"] for f in by_name["files"] for c in f["cases"]]
+    assert names == ["a slow login fires"]
+    by_file = json.loads(fluo_test(".", "--run", r"^passing_test\.yaml::", "--format", "json").stdout)
+    assert [f["path"] for f in by_file["files"] if f["cases"]] == ["passing_test.yaml"]
+    assert by_file["summary"]["passed"] == 4
+
+
+def test_run_with_a_bad_or_unmatched_regex_is_a_usage_error(work: Path) -> None:
+    bad = fluo_test("passing_test.yaml", "--run", "(")
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("fluo: --run '(' is not a valid regular expression")
+    none = fluo_test("passing_test.yaml", "--run", "no such case")
+    assert none.exit_code == 2
+    assert none.stderr == "fluo: --run 'no such case' matches no case in 1 test files\n"
+
+
+def test_no_test_files_and_missing_paths(work: Path) -> None:
+    (work / "empty").mkdir()
+    result = fluo_test("empty")
+    assert result.exit_code == 2
+    assert result.stderr == "fluo: no test files (*_test.yaml or *.fluotest.yaml) under empty\n"
+    missing = fluo_test("nowhere")
+    assert missing.exit_code == 2
+    assert missing.stderr == "fluo: nowhere: no such file or folder\n"
+
+
+def test_update_writes_observed_signals_and_keeps_comments(work: Path, snapshot: SnapshotAssertion) -> None:
+    path = work / "failing_test.yaml"
+    before = path.read_text(encoding="utf-8")
+    result = fluo_test("failing_test.yaml", "--update")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "updated 3 cases in failing_test.yaml\n"
+    assert "3 updated" in result.stdout
+    after = path.read_text(encoding="utf-8")
+    assert after.splitlines()[:8] == before.splitlines()[:8]  # header comment and the passing case untouched
+    assert after == snapshot
+    again = fluo_test("failing_test.yaml")
+    assert again.exit_code == 0, again.stdout
+    assert "failing_test.yaml: 4 passed" in again.stdout
+
+
+def test_update_fills_a_case_written_without_expect(work: Path) -> None:
+    path = work / "new_test.yaml"
+    path.write_text(
+        "rules: rules.fluo  # the rules under test\ncases:\n"
+        "  - name: slow\n    spans: [{name: login, duration: 2s}]\n"
+        "  - name: quick\n    spans: [{name: login, duration: 2ms}]\n",
+        encoding="utf-8",
+    )
+    first = fluo_test("new_test.yaml")
+    assert first.exit_code == 2
+    assert "new_test.yaml:3: case 'slow' has no `expect:`" in first.stdout
+    assert fluo_test("new_test.yaml", "--update").exit_code == 0
+    assert path.read_text(encoding="utf-8") == (
+        "rules: rules.fluo  # the rules under test\ncases:\n"
+        "  - name: slow\n    spans: [{name: login, duration: 2s}]\n"
+        "    expect:\n      - {rule: slow_login, observed: {matched: 1}}\n"
+        "  - name: quick\n    spans: [{name: login, duration: 2ms}]\n"
+        "    expect: []\n"
+    )
+    assert fluo_test("new_test.yaml").exit_code == 0
+
+
+def test_update_leaves_broken_cases_alone(work: Path) -> None:
+    before = (work / "broken_cases_test.yaml").read_text(encoding="utf-8")
+    result = fluo_test("broken_cases_test.yaml", "--update")
+    assert result.exit_code == 2
+    assert (work / "broken_cases_test.yaml").read_text(encoding="utf-8") == before
+
+
+def test_update_writes_trace_labels_for_several_traces(work: Path) -> None:
+    path = work / "multi_test.yaml"
+    path.write_text(
+        "rules: rules.fluo\ncases:\n  - name: two traces\n    spans:\n"
+        "      - {trace: fast, name: login, duration: 5ms}\n"
+        "      - {trace: slow, name: login, duration: 500ms}\n"
+        "      - {trace: slow2, name: login, duration: 700ms}\n"
+        "    expect: []\n",
+        encoding="utf-8",
+    )
+    assert fluo_test("multi_test.yaml", "--update").exit_code == 0
+    text = path.read_text(encoding="utf-8")
+    assert "{rule: slow_login, trace: slow, observed: {matched: 1}}" in text
+    assert "{rule: slow_login, trace: slow2, observed: {matched: 1}}" in text
+    assert fluo_test("multi_test.yaml").exit_code == 0
+
+
+def test_coverage_lists_rules_never_fired_and_never_run(work: Path) -> None:
+    rules = work / "rules"
+    rules.mkdir()
+    (rules / "extra.fluo").write_text("rule untested { detect trace.spans.count() > 100 }\n", encoding="utf-8")
+    (work / "only_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n  - name: only the budget runs\n    only: [error_budget]\n"
+        "    spans: [{name: login}]\n    expect: []\n",
+        encoding="utf-8",
+    )
+    result = fluo_test("only_test.yaml", "rules", "--coverage", "--format", "json")
+    cov = json.loads(result.stdout)["coverage"]
+    assert cov["rules"] == 4
+    assert [r["rule"] for r in cov["never_fired"]] == ["error_budget"]
+    assert [r["rule"] for r in cov["never_ran"]] == ["slow_login", "login_rate", "untested"]
+    assert cov["never_ran"][2] == {"rule": "untested", "path": "rules/extra.fluo", "line": 1}
+    text = fluo_test("only_test.yaml", "rules", "--coverage").stdout
+    assert "coverage: 4 rules, 0 fired in some case" in text
+    assert "  never fired: error_budget  rules.fluo:9" in text
+    assert "  never ran:   untested      rules/extra.fluo:1" in text
+
+
+def test_coverage_of_passing_cases(work: Path) -> None:
+    cov = json.loads(fluo_test("passing_test.yaml", "--coverage", "--format", "json").stdout)["coverage"]
+    assert cov == {"rules": 3, "ran": 3, "fired": 3, "never_fired": [], "never_ran": []}
+
+
+def test_rules_default_to_the_file_with_the_same_stem(work: Path) -> None:
+    (work / "rules.fluotest.yaml").write_text(
+        "cases:\n  - name: quick\n    spans: [{name: login}]\n    expect: []\n", encoding="utf-8"
+    )
+    assert fluo_test("rules.fluotest.yaml").exit_code == 0
+    (work / "orphan_test.yaml").write_text("cases:\n  - name: x\n    spans: [{name: a}]\n    expect: []\n")
+    result = fluo_test("orphan_test.yaml")
+    assert result.exit_code == 2
+    assert "orphan_test.yaml:1: no `rules:` given and orphan.fluo does not exist next to the test file" in result.stdout
+
+
+def test_protobuf_fixtures(work: Path) -> None:
+    spans = load_trace_file(work / "traces" / "two_errors.json")
+    (work / "traces" / "two_errors.binpb").write_bytes(spans_to_request(spans).SerializeToString())
+    (work / "pb_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n  - name: from protobuf\n    traces: [traces/two_errors.binpb]\n"
+        "    expect: [{rule: error_budget, observed: {count: 2}}]\n",
+        encoding="utf-8",
+    )
+    result = fluo_test("pb_test.yaml")
+    assert result.exit_code == 0, result.stdout
+
+
+def test_an_unreadable_fixture_is_a_case_error(work: Path) -> None:
+    (work / "traces" / "junk.json").write_text('{"resourceSpans": 7}', encoding="utf-8")
+    (work / "junk_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n  - name: junk\n    traces:\n      - traces/junk.json\n    expect: []\n",
+        encoding="utf-8",
+    )
+    result = fluo_test("junk_test.yaml")
+    assert result.exit_code == 2
+    assert "junk_test.yaml:5: cannot load trace file: " in result.stdout
+
+
+def test_bundled_examples_pass_with_full_coverage() -> None:
+    result = CliRunner().invoke(main, ["test", str(ROOT / "examples" / "rules"), "--coverage", "--format", "json"])
+    assert result.exit_code == 0, result.stdout
+    report: dict[str, Any] = json.loads(result.stdout)
+    tested = {Path(f["path"]).name.removesuffix("_test.yaml") for f in report["files"]}
+    bundled = {p.stem for p in (ROOT / "examples" / "rules").glob("*.fluo")}
+    assert tested == bundled
+    assert report["coverage"]["never_fired"] == [] and report["coverage"]["never_ran"] == []
+    assert report["summary"]["failed"] == report["summary"]["errors"] == 0
+
+
+def test_help_has_an_example() -> None:
+    result = CliRunner().invoke(main, ["test", "--help"])
+    assert result.exit_code == 0
+    assert "fluo test examples/rules" in result.stdout
+
+
+def test_update_keeps_comments_and_blank_lines_around_replaced_expectations(work: Path) -> None:
+    path = work / "layout_test.yaml"
+    path.write_text(
+        "rules: [rules.fluo]\ncases:\n"
+        "  - name: a\n    spans: [{name: login, duration: 2s}]\n    expect:\n"
+        "      - {rule: error_budget}  # wrong\n\n      # a comment about b\n"
+        "  - name: b\n    spans: [{name: login, duration: 2s}]\n    expect:\n      - {rule: error_budget}\n\n"
+        "  - name: c\n    spans: [{name: login, duration: 2ms}]\n    expect:\n      - {rule: slow_login}\n"
+        "  # end comment\n",
+        encoding="utf-8",
+    )
+    assert fluo_test("layout_test.yaml", "--update").exit_code == 0
+    assert path.read_text(encoding="utf-8") == (
+        "rules: [rules.fluo]\ncases:\n"
+        "  - name: a\n    spans: [{name: login, duration: 2s}]\n    expect:\n"
+        "      - {rule: slow_login, observed: {matched: 1}}\n\n      # a comment about b\n"
+        "  - name: b\n    spans: [{name: login, duration: 2s}]\n    expect:\n"
+        "      - {rule: slow_login, observed: {matched: 1}}\n\n"
+        "  - name: c\n    spans: [{name: login, duration: 2ms}]\n    expect: []\n"
+        "  # end comment\n"
+    )
