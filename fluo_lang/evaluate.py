@@ -94,8 +94,9 @@ def _read(m: Any, key: str) -> Any:
 class Compiler:
     """Turns IR nodes into closures; keeps them by node so `explain` reuses the same ones."""
 
-    def __init__(self) -> None:
+    def __init__(self, attribute_keys: frozenset[str] = frozenset()) -> None:
         self.fns: dict[int, Fn] = {}
+        self.attribute_keys = attribute_keys
 
     def fn(self, node: Node) -> Fn:
         f = self.fns.get(id(node))
@@ -142,13 +143,25 @@ class Compiler:
     def op_attr(self, n: Node) -> Fn:
         key: str = n.value
         target = n.args[0]
+        head, dot, rest = key.partition(".")
+        wanted = self.attribute_keys
+
+        def read(s: Span) -> Any:
+            # A flat dotted key as OpenTelemetry writes it, else a path through nested maps.
+            v = s.attr(key, wanted)
+            if v is None and dot:
+                inner = s.attr(head, wanted)
+                if isinstance(inner, dict):
+                    return _read(inner, rest)
+            return v
+
         if target.op == "it":
-            return lambda ctx, it: _read(it.attributes, key) if it is not None else None
+            return lambda ctx, it: read(it) if it is not None else None
         tf = self.fn(target)
 
         def attr(ctx: Any, it: Any) -> Any:
             s = tf(ctx, it)
-            return _read(s.attributes, key) if isinstance(s, Span) else None
+            return read(s) if isinstance(s, Span) else None
 
         return attr
 
@@ -224,6 +237,15 @@ class Compiler:
         if right.op == "const" and strict:
             c = right.value
             return lambda ctx, it: (a := lf(ctx, it)) is not None and op(a, c)
+        if right.op == "const" and right.value is not None:
+            # An attribute against a literal: only values of the literal's own kind compare.
+            c = right.value
+            exact = _CMP[n.value]
+            kinds = (bool,) if isinstance(c, bool) else (int, float) if isinstance(c, int | float) else (type(c),)
+            is_bool = isinstance(c, bool)
+            return lambda ctx, it: (
+                isinstance(a := lf(ctx, it), kinds) and (is_bool or not isinstance(a, bool)) and exact(a, c)
+            )
         rf = self.fn(right)
         if strict:
             return lambda ctx, it: (a := lf(ctx, it)) is not None and (b := rf(ctx, it)) is not None and op(a, b)
@@ -529,6 +551,18 @@ def _unique_ids(spans: Iterable[Span]) -> list[str]:
     return [sid.hex() for sid in seen]
 
 
+def attribute_keys(rules: list[RuleIR]) -> frozenset[str]:
+    """Every span attribute key the rules read by name (and the first segment of dotted keys)."""
+    keys: set[str] = set()
+    for rule in rules:
+        for _, clause in rule.clauses():
+            for n in clause.walk():
+                if n.op == "attr":
+                    keys.add(n.value)
+                    keys.add(n.value.partition(".")[0])
+    return frozenset(keys)
+
+
 class Program:
     """A compiled rule set: evaluates traces (per-trace rules) and windows (windowed rules).
 
@@ -541,7 +575,7 @@ class Program:
         self.meter = Meter(budget) if budget is not None else None
         if self.meter is not None:
             rules = [self.meter.instrument(r) for r in rules]
-        compiler = Compiler()
+        compiler = Compiler(attribute_keys(rules))
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
         self.window_rules = [r for r in self.rules if r.ir.window_ns is not None]

@@ -23,7 +23,6 @@ import re
 import sys
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +107,42 @@ def _pb_span_attributes(span: trace_pb2.Span) -> dict[str, Any]:
     return _pb_attributes(span.attributes)
 
 
+class _PbAttributes:
+    """A span's protobuf attributes, converted all at once (`()`) or by key (`lookup`).
+
+    Each pass over a upb repeated field costs more than decoding the span did, so
+    `lookup` converts every key of `wanted` in its first pass and keeps them.
+    """
+
+    __slots__ = ("partial", "span", "wanted")
+
+    def __init__(self, span: trace_pb2.Span) -> None:
+        self.span = span
+        self.partial: dict[str, Any] | None = None
+        self.wanted: frozenset[str] | None = None
+
+    def __call__(self) -> dict[str, Any]:
+        return _pb_attributes(self.span.attributes)
+
+    def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
+        if wanted is not None and key in wanted:
+            partial = self.partial
+            if partial is None or self.wanted is not wanted:
+                partial = {}
+                for kv in self.span.attributes:
+                    k = kv.key
+                    if k in wanted:
+                        partial[k] = _pb_value(kv.value)  # a repeated key keeps its last value
+                self.partial = partial
+                self.wanted = wanted
+            return partial.get(key)
+        found = None
+        for kv in self.span.attributes:
+            if kv.key == key:
+                found = kv
+        return None if found is None else _pb_value(found.value)
+
+
 def _service_of(resource: Mapping[str, Any]) -> str:
     service = resource.get("service.name")
     if service is None:
@@ -183,7 +218,7 @@ def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<reques
     status_of = _STATUS_BY_CODE.get
     kind_of = _KIND_BY_NUMBER.get
     zero = _ZERO_SPAN_ID
-    attributes_of = _pb_span_attributes
+    attributes_of = _PbAttributes
     new = object.__new__
     span_cls = Span
     for rs in req.resource_spans:
@@ -216,7 +251,7 @@ def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<reques
                     s.status_message = ""
                 s.kind = kind_of(sp.kind, "unspecified")
                 s._attrs = None
-                s._attrs_source = lambda sp=sp: attributes_of(sp)
+                s._attrs_source = attributes_of(sp)
                 s.resource = resource
                 s.trace = None
                 append(s)
@@ -249,7 +284,7 @@ def _spans_from_request_portable(req: ExportTraceServiceRequest, source: str) ->
                         status=_STATUS_BY_CODE.get(code, "unset"),
                         status_message=st.message if code == 2 else "",
                         kind=_KIND_BY_NUMBER.get(sp.kind, "unspecified"),
-                        attributes_source=partial(_pb_span_attributes, sp),
+                        attributes_source=_PbAttributes(sp),
                         resource=resource,
                     )
                 )

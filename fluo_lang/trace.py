@@ -85,6 +85,24 @@ class Span:
             self._attrs_source = None
         return attrs
 
+    def attr(self, key: str, wanted: frozenset[str] | None = None) -> Any:
+        """One attribute's value (None if absent), without converting the others.
+
+        A loader may pass an `attributes_source` that also has `lookup(key, wanted)`;
+        then reading a key never builds the whole dict, and the first read of a key in
+        `wanted` (every key a rule set reads) converts all of those in one pass.
+        """
+        attrs = self._attrs
+        if attrs is not None:
+            return attrs.get(key)
+        source = self._attrs_source
+        if source is None:
+            return None
+        lookup = getattr(source, "lookup", None)
+        if lookup is None:
+            return self.attributes.get(key)
+        return lookup(key, wanted)
+
     @property
     def duration(self) -> int:
         return self.end - self.start
@@ -108,7 +126,7 @@ class Span:
 class Trace:
     """All spans sharing one trace id, with structure and indexes computed on demand."""
 
-    __slots__ = ("_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
+    __slots__ = ("_bounds", "_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
 
     def __init__(self, trace_id: bytes, spans: Iterable[Span]) -> None:
         self.trace_id = trace_id
@@ -120,6 +138,7 @@ class Trace:
         self._index: dict[str, dict[Any, list[Span]]] = {}
         self._root: Span | None = None
         self._root_done = False
+        self._bounds: tuple[int, int] | None = None
 
     @property
     def id_hex(self) -> str:
@@ -147,16 +166,27 @@ class Trace:
         return self._root
 
     @property
+    def bounds(self) -> tuple[int, int]:
+        """(earliest start, latest end), computed once; (0, 0) for no spans."""
+        b = self._bounds
+        if b is None:
+            spans = self.spans
+            b = (min(s.start for s in spans), max(s.end for s in spans)) if spans else (0, 0)
+            self._bounds = b
+        return b
+
+    @property
     def start(self) -> int:
-        return min((s.start for s in self.spans), default=0)
+        return self.bounds[0]
 
     @property
     def end(self) -> int:
-        return max((s.end for s in self.spans), default=0)
+        return self.bounds[1]
 
     @property
     def duration(self) -> int:
-        return self.end - self.start if self.spans else 0
+        start, end = self.bounds
+        return end - start
 
     @property
     def services(self) -> list[str]:

@@ -550,22 +550,27 @@ def test_traces_data_bytes_are_accepted() -> None:
 
 def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[object] = []
-    real = otlp._pb_span_attributes
+    real = otlp._pb_value
 
-    def counting(span: Any) -> dict[str, Any]:
-        calls.append(span)
-        return real(span)
+    def counting(value: Any) -> Any:
+        calls.append(value)
+        return real(value)
 
-    monkeypatch.setattr(otlp, "_pb_span_attributes", counting)
     req = ExportTraceServiceRequest.FromString(pb_request().SerializeToString())
+    monkeypatch.setattr(otlp, "_pb_value", counting)
     spans = spans_from_request(req)
-    assert calls == []
+    assert len(calls) == 2  # each resource block's service.name, once; no span attribute yet
+    calls.clear()
     assert spans[0].resource is spans[1].resource
     assert spans[0].resource == {"service.name": "auth"}
+    wanted = frozenset({"user.id", "absent"})
+    assert spans[1].attr("user.id", wanted) == 7
+    assert spans[1].attr("absent", wanted) is None
+    assert len(calls) == 1  # one pass converted every wanted key present, once
+    assert spans[1].attr("user.id") == 7  # a key read alone is found by its own pass
     assert spans[1].attributes == {"user.id": 7}
-    assert len(calls) == 1
-    assert spans[1].attributes == {"user.id": 7}
-    assert len(calls) == 1
+    assert spans[1].attributes is spans[1].attributes  # the full dict is built once
+    assert spans[1].attr("user.id", wanted) == 7
 
 
 def test_fast_span_construction_matches_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
