@@ -10,6 +10,7 @@ mistake still gives its own. lark types never leave this module.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -115,14 +116,8 @@ class _LineIndex:
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
 
     def pos(self, offset: int) -> tuple[int, int]:
-        lo, hi = 0, len(self.starts) - 1
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.starts[mid] <= offset:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo, offset - self.starts[lo]
+        line = bisect_right(self.starts, offset) - 1
+        return line, offset - self.starts[line]
 
     def span(self, start: int, end: int) -> ast.Span:
         line, col = self.pos(start)
@@ -368,14 +363,20 @@ class _Builder:
     def span_of(self, node: Tree[Any] | Token) -> ast.Span:
         if isinstance(node, Token):
             start = node.start_pos or 0
-            end = node.end_pos if node.end_pos is not None else start
-            if node.value == _MISSING or _MISSING in str(node.value):
-                end = start
-            return self.index.span(start, end)
+            if _MISSING in node.value:
+                return self.index.span(start, start)
+            if node.end_pos is None or node.line is None or node.end_line is None:
+                return self.index.span(start, node.end_pos if node.end_pos is not None else start)
+            # lark counts lines and columns from 1; ours count from 0.
+            return ast.Span(start, node.end_pos, node.line - 1, node.column - 1, node.end_line - 1, node.end_column - 1)
         meta = node.meta
         if getattr(meta, "empty", True) or meta.start_pos is None:
             return self.index.span(0, 0)
-        return self.index.span(meta.start_pos, meta.end_pos if meta.end_pos is not None else meta.start_pos)
+        if meta.end_pos is None:
+            return self.index.span(meta.start_pos, meta.start_pos)
+        return ast.Span(
+            meta.start_pos, meta.end_pos, meta.line - 1, meta.column - 1, meta.end_line - 1, meta.end_column - 1
+        )
 
     def file(self, tree: Tree[Any]) -> list[ast.Rule]:
         if tree.data == "empty":
