@@ -8,20 +8,20 @@ from pathlib import Path
 
 import click
 
-from fluo_lang.otlp import TraceInputError, load_trace_files
-from fluo_lang.trace import Trace, assemble
+from fluo_lang.otlp import TraceInputError
+from fluo_lang.trace import Trace
 
 from ..cli import fail
 from .compare import compare, compare_text
-from .corpus import summarize
+from .corpus import Corpus, collector_paused, load_corpus
 from .facts import Options, discover
 from .render import fluo_text, json_report, rules_of
 from .testgen import write_tests
 
 
-def _load(paths: tuple[str, ...]) -> list[Trace]:
+def _load(paths: tuple[str, ...], attributes: bool) -> tuple[list[Trace], Corpus]:
     try:
-        return assemble(load_trace_files(paths))
+        return load_corpus(paths, attributes=attributes)
     except TraceInputError as exc:
         fail(str(exc))
         raise AssertionError from exc  # unreachable: fail exits
@@ -102,9 +102,6 @@ def command(
         fail("no traces: give OTLP JSON or protobuf files, e.g. `fluo discover traces/*.json`")
     if tests_dir is not None and compare_paths:
         fail("--tests writes tests for discovered rules; it cannot be combined with --compare")
-    traces = _load(trace_paths)
-    if not traces:
-        fail(f"no spans in {', '.join(trace_paths)}")
     options = Options(
         min_support=min_support,
         min_confidence=min_confidence,
@@ -113,8 +110,11 @@ def command(
         max_rules=max_rules,
         attributes=not no_attributes,
     )
-    corpus = summarize(traces, attributes=options.attributes)
-    facts = discover(corpus, options)
+    traces, corpus = _load(trace_paths, options.attributes)
+    if not traces:
+        fail(f"no spans in {', '.join(trace_paths)}")
+    with collector_paused():
+        facts = discover(corpus, options)
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)

@@ -10,12 +10,16 @@ from these summaries, never from the spans again.
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fluo_lang.trace import Trace
+from fluo_lang.otlp import load_trace_files
+from fluo_lang.trace import Trace, assemble
 
 ROOT = -1
 """Parent key of a span with no parent id."""
@@ -175,3 +179,27 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True) -> Corpus:
         corpus.traces.append(TraceSummary(len(corpus.traces), trace.id_hex, len(spans), ops))
         corpus.spans += len(spans)
     return corpus
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a corpus is built.
+
+    Loading and summarising allocate millions of small objects and no cycles
+    worth collecting; left on, the collector rescans the growing heap again and
+    again and takes most of the time (about 3x on 100k spans).
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def load_corpus(paths: Sequence[str | Path], *, attributes: bool = True) -> tuple[list[Trace], Corpus]:
+    """Read trace files (raises `TraceInputError`), assemble traces and summarise them."""
+    with collector_paused():
+        traces = assemble(load_trace_files(paths))
+        return traces, summarize(traces, attributes=attributes)

@@ -240,7 +240,7 @@ class Miner:
                     single[next(iter(ps))] += 1
             parent, held = single.most_common(1)[0] if single else (ROOT, 0)
             if parent >= 0 and self.o.accepts(len(traces), len(traces) - held):
-                fails = [t.index for t in traces if t.ops[op].parents != {parent}]
+                fails = [t.index for t in traces if len(ps := t.ops[op].parents) != 1 or parent not in ps]
                 out.append(
                     Fact(
                         "parent",
@@ -289,17 +289,28 @@ class Miner:
         `A before B` for B under P, and `A before B` gives `A2 before B` for A2
         under A when A never occurs without A2 (a child ends before its parent).
         """
+        # Traces whose operations' earliest ends and latest starts fall in the same order
+        # share every `before` outcome, so the pairs are counted once per such pattern.
+        patterns: Counter[tuple[tuple[int, int], ...]] = Counter()
+        for t in self.c.traces:
+            if len(t.ops) < 2:
+                continue
+            events = [(st.first_end, 0, o) for o, st in t.ops.items()]
+            events += [(st.last_start, 1, o) for o, st in t.ops.items()]
+            events.sort()
+            patterns[tuple((flag, o) for _, flag, o in events)] += 1
         before: Counter[tuple[int, int]] = Counter()
+        for pattern, n in patterns.items():
+            ended: list[int] = []
+            for flag, o in pattern:
+                if flag == 0:
+                    ended.append(o)
+                else:
+                    for a in ended:
+                        if a != o:
+                            before[a, o] += n
         min_support = self.o.min_support
         together = self.together
-        for t in self.c.traces:
-            items = [(o, st.first_end, st.last_start) for o, st in t.ops.items()]
-            if len(items) < 2:
-                continue
-            for a, first_end, _ in items:
-                for b, _, last_start in items:
-                    if a != b and first_end <= last_start:
-                        before[a, b] += 1
         precede: set[tuple[int, int]] = set()
         follow: set[tuple[int, int]] = set()
         for (a, b), n in before.items():
@@ -705,20 +716,26 @@ def _closed_set(
     """The fewest values (at most `max_values`) that all but `allowed` traces keep to."""
     if allowed < 0:
         return None
-    freq: Counter[Any] = Counter()
+    patterns: Counter[frozenset[Any]] = Counter()
     open_traces = 0
     for _, seen in full:
         if seen.values is None:
             open_traces += 1
         else:
-            freq.update((type(v), v) for v in seen.values)
-    if open_traces > allowed or not freq:
+            patterns[frozenset(seen.values)] += 1
+    if open_traces > allowed or not patterns:
         return None
-    chosen = [kv for kv, _ in freq.most_common(max_values)]
+    if allowed == 0 and len(frozenset().union(*patterns)) > max_values:
+        return None
+    freq: Counter[Any] = Counter()
+    for pattern, n in patterns.items():
+        for v in pattern:
+            freq[v] += n
+    chosen = [v for v, _ in freq.most_common(max_values)]
 
-    def failing(keep: list[tuple[type, Any]]) -> list[int]:
+    def failing(keep: list[Any]) -> list[int]:
         ks = set(keep)
-        return [t.index for t, seen in full if seen.values is None or any((type(v), v) not in ks for v in seen.values)]
+        return [t.index for t, seen in full if seen.values is None or not ks.issuperset(seen.values)]
 
     fails = failing(chosen)
     if len(fails) > allowed:
@@ -730,8 +747,7 @@ def _closed_set(
         chosen, fails = chosen[:-1], shorter
     if len(full) < 3 * len(chosen):
         return None  # too few traces to call the set closed
-    values = sorted((v for _, v in chosen), key=lambda v: (str(type(v)), v))
-    return values, fails
+    return sorted(chosen), fails
 
 
 def _range(full: list[tuple[TraceSummary, Any]], allowed: int) -> tuple[Any, Any, list[int]]:
