@@ -365,10 +365,12 @@ class _Builder:
             start = node.start_pos or 0
             if _MISSING in node.value:
                 return self.index.span(start, start)
-            if node.end_pos is None or node.line is None or node.end_line is None:
-                return self.index.span(start, node.end_pos if node.end_pos is not None else start)
+            end, line, col = node.end_pos, node.line, node.column
+            end_line, end_col = node.end_line, node.end_column
+            if end is None or line is None or col is None or end_line is None or end_col is None:
+                return self.index.span(start, end if end is not None else start)
             # lark counts lines and columns from 1; ours count from 0.
-            return ast.Span(start, node.end_pos, node.line - 1, node.column - 1, node.end_line - 1, node.end_column - 1)
+            return ast.Span(start, end, line - 1, col - 1, end_line - 1, end_col - 1)
         meta = node.meta
         if getattr(meta, "empty", True) or meta.start_pos is None:
             return self.index.span(0, 0)
