@@ -49,7 +49,14 @@ class Traffic:
 
     @contextmanager
     def span(
-        self, service: str, name: str, start: int, duration_ms: float, *, kind: str = "internal", error: bool = False,
+        self,
+        service: str,
+        name: str,
+        start: int,
+        duration_ms: float,
+        *,
+        kind: str = "internal",
+        error: bool = False,
         **attributes: Any,
     ) -> Iterator[Any]:
         from opentelemetry.trace import SpanKind, Status, StatusCode, use_span
@@ -64,8 +71,14 @@ class Traffic:
 
     def healthy_login(self, t0: int, user: int) -> None:
         self.traces += 1
-        with self.span("frontend", "GET /login", t0, 48, kind="server", **{"http.request.method": "GET",
-                       "http.route": "/login", "http.response.status_code": 200}):
+        with self.span(
+            "frontend",
+            "GET /login",
+            t0,
+            48,
+            kind="server",
+            **{"http.request.method": "GET", "http.route": "/login", "http.response.status_code": 200},
+        ):
             with self.span("auth", "login", t0 + 2 * MS, 40, kind="server"):
                 with self.span("auth", "check_password", t0 + 4 * MS, 18, **{"user.id": user}):
                     pass
@@ -74,25 +87,47 @@ class Traffic:
 
     def retry_storm(self, t0: int, attempts: int = 60) -> None:
         self.traces += 1
-        with self.span("frontend", "POST /login", t0, 3200, kind="server", error=True, **{
-            "http.request.method": "POST", "http.route": "/login", "http.response.status_code": 503}):
+        with self.span(
+            "frontend",
+            "POST /login",
+            t0,
+            3200,
+            kind="server",
+            error=True,
+            **{"http.request.method": "POST", "http.route": "/login", "http.response.status_code": 503},
+        ):
             for i in range(attempts):
-                with self.span("auth", "login", t0 + (2 + 50 * i) * MS, 45, kind="server", error=True,
-                               **{"retry.attempt": i}):
+                with self.span(
+                    "auth", "login", t0 + (2 + 50 * i) * MS, 45, kind="server", error=True, **{"retry.attempt": i}
+                ):
                     pass
 
     def payment(self, t0: int, amount: int, *, fraud_check: bool) -> None:
         self.traces += 1
-        with self.span("frontend", "POST /checkout", t0, 420, kind="server", **{
-            "http.request.method": "POST", "http.route": "/checkout", "http.response.status_code": 200}):
+        with self.span(
+            "frontend",
+            "POST /checkout",
+            t0,
+            420,
+            kind="server",
+            **{"http.request.method": "POST", "http.route": "/checkout", "http.response.status_code": 200},
+        ):
             with self.span("checkout", "checkout", t0 + 5 * MS, 400, kind="server", **{"cart.items": 3}):
                 at = t0 + 20 * MS
                 if fraud_check:
                     with self.span("fraud", "payment.fraud_check", at, 80, kind="server", **{"fraud.score": 0.07}):
                         pass
                     at += 100 * MS
-                with self.span("payment", "payment.charge_card", at, 150, kind="server", amount=amount,
-                               currency="EUR", **{"payment.method": "card"}):
+                with self.span(
+                    "payment",
+                    "payment.charge_card",
+                    at,
+                    150,
+                    kind="server",
+                    amount=amount,
+                    currency="EUR",
+                    **{"payment.method": "card"},
+                ):
                     pass
 
     def flush(self) -> None:
@@ -139,8 +174,13 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 @click.command(name="demo")
 @click.option("--rules", "rules_path", type=click.Path(exists=True), help="Rules to run [bundled examples].")
 @click.option("--db", type=click.Path(dir_okay=False), help="Keep the signals in this SQLite file [a temporary one].")
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
-              help="Give up waiting for evaluation after this many seconds.")
+@click.option(
+    "--timeout",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Give up waiting for evaluation after this many seconds.",
+)
 def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     """See FLUO catch problems in live OpenTelemetry traffic, in a few seconds.
 
@@ -162,9 +202,7 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
         click.echo("fluo: no bundled example rules found; give --rules PATH", err=True)
         sys.exit(2)
     store = Path(db) if db else Path(tempfile.mkdtemp(prefix="fluo-demo-")) / "fluo-signals.db"
-    config = ServeConfig(
-        grpc=None, http=("127.0.0.1", 0), rules=[rules], trace_idle=0.5, reload_interval=0, db=store
-    )
+    config = ServeConfig(grpc=None, http=("127.0.0.1", 0), rules=[rules], trace_idle=0.5, reload_interval=0, db=store)
     printer = Printer()
     started = time.monotonic()
     try:

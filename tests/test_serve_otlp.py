@@ -46,9 +46,7 @@ def test_sdk_exporters_deliver_and_signals_reach_every_sink(tmp_path: Path, prot
     db = tmp_path / "signals.db"
     jsonl = tmp_path / "signals.jsonl"
     with LoopbackServer() as webhook, LoopbackServer() as logs:
-        cfg = config(
-            tmp_path, db=db, jsonl=str(jsonl), webhook=f"{webhook.url}/hook", otlp_logs=logs.url
-        )
+        cfg = config(tmp_path, db=db, jsonl=str(jsonl), webhook=f"{webhook.url}/hook", otlp_logs=logs.url)
         with RuntimeThread(cfg) as rt:
             endpoint = f"127.0.0.1:{rt.runtime.grpc_port}" if protocol == "grpc" else rt.http_url
             sender = Sender(protocol, endpoint)
@@ -114,7 +112,9 @@ def test_json_bodies_gzip_and_spec_responses(tmp_path: Path) -> None:
         assert not ExportTraceServiceResponse.FromString(body).HasField("partial_success")
 
         status, _, body = post(
-            url, gzip.compress((EXAMPLE_TRACES / "checkout_error.json").read_bytes()), "application/json",
+            url,
+            gzip.compress((EXAMPLE_TRACES / "checkout_error.json").read_bytes()),
+            "application/json",
             **{"Content-Encoding": "gzip"},
         )
         assert status == 200
@@ -253,12 +253,14 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
     got: list[dict[str, Any]] = []
     cfg = config(tmp_path, rules=[rules], max_pending_spans=100)
     with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
-        status, _, _ = post(f"{rt.http_url}/v1/traces", _chain_request(1800, 7).SerializeToString(),
-                            "application/x-protobuf")
+        status, _, _ = post(
+            f"{rt.http_url}/v1/traces", _chain_request(1800, 7).SerializeToString(), "application/x-protobuf"
+        )
         assert status == 200
         wait_for(lambda: rt.runtime.evaluator.pending_spans > 100, what="the deep trace to await evaluation")
-        status, headers, _ = post(f"{rt.http_url}/v1/traces", _chain_request(3, 8).SerializeToString(),
-                                  "application/x-protobuf")
+        status, headers, _ = post(
+            f"{rt.http_url}/v1/traces", _chain_request(3, 8).SerializeToString(), "application/x-protobuf"
+        )
         assert status == 429 and headers["Retry-After"] == "1"
 
         senders = [
@@ -293,8 +295,15 @@ def test_caps_evict_and_count(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "size.fluo").write_text("rule size { detect trace.spans.count() > 0 }\n")
-    cfg = config(tmp_path, grpc=None, rules=[rules], trace_idle=30.0, max_trace_age=30.0, max_spans_per_trace=1000,
-                 max_buffered_spans=2000)
+    cfg = config(
+        tmp_path,
+        grpc=None,
+        rules=[rules],
+        trace_idle=30.0,
+        max_trace_age=30.0,
+        max_spans_per_trace=1000,
+        max_buffered_spans=2000,
+    )
     with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
         url = f"{rt.http_url}/v1/traces"
         post(url, _chain_request(1500, 1).SerializeToString(), "application/x-protobuf")
@@ -330,9 +339,7 @@ def test_late_spans_are_counted_and_dropped(tmp_path: Path) -> None:
 def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     rules.mkdir()
-    (rules / "rate.fluo").write_text(
-        "rule busy { window 1m  detect window.traces.count() >= 2 }\n"
-    )
+    (rules / "rate.fluo").write_text("rule busy { window 1m  detect window.traces.count() >= 2 }\n")
     got: list[dict[str, Any]] = []
     with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
         url = f"{rt.http_url}/v1/traces"

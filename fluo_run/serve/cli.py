@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from fluo_lang.values import format_duration
+
 from .config import (
     DEFAULT_DB,
     DEFAULT_GRPC,
@@ -271,7 +273,9 @@ def _time_bound(text: str | None, flag: str) -> int | None:
 def _where(s: dict[str, Any]) -> str:
     if s.get("trace_id"):
         return str(s["trace_id"])
-    return f"window {s.get('window_start')}..{s.get('window_end')}"
+    start, end = str(s.get("window_start")), str(s.get("window_end"))
+    length = format_duration(parse_time(end) - parse_time(start))
+    return f"window {start.replace('T', ' ')[:19]} +{length}"
 
 
 def print_table(signals: list[dict[str, Any]]) -> None:

@@ -240,6 +240,7 @@ class Runtime:
 
     def reload(self) -> bool:
         """Load the rules again; keep the running set if the new one has errors."""
+        self.watcher.changed()  # this content is being tried now; only a later edit triggers another attempt
         try:
             rule_set = load_rule_set(self.config.rules)
         except RuleSetError as exc:
@@ -250,7 +251,6 @@ class Runtime:
             self.metrics.reloads.labels("rejected").inc()
             return False
         self.rule_set = rule_set
-        self.watcher.changed()
         self.evaluator.swap(rule_set.program)
         for d in rule_set.warnings:
             log.warning("%s", d.format())

@@ -1,0 +1,29 @@
+"""`fluo demo`: the README's first command runs the runtime, shows signals and exits by itself."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "fluo_run.cli", "demo", "--db", str(db)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Traceback" not in done.stderr
+    signals_part = out.split("Signals (")[1].split("\n\n")[0]
+    fired = sorted(line.split()[1] for line in signals_part.splitlines()[1:] if not line.startswith("           "))
+    assert fired == ["auth_retry_storm", "auth_span_budget", "charge_needs_fraud_check"]
+    assert "3 signals on 2 of 8 traces" in out
+    assert f"fluo signals --db {db}" in out
+    stored = sorted(r[0] for r in sqlite3.connect(db).execute("SELECT rule FROM signals"))
+    assert stored == fired

@@ -1,0 +1,131 @@
+"""`fluo serve` as a process: ports logged, SIGTERM flushes, SIGHUP and file changes reload, config sources."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+import urllib.request
+from pathlib import Path
+
+from serve_support import EXAMPLE_TRACES, ServeProcess, wait_for
+
+LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
+
+
+def send(url: str, trace_file: str) -> None:
+    body = (EXAMPLE_TRACES / trace_file).read_bytes()
+    request = urllib.request.Request(f"{url}/v1/traces", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+
+
+def rules_in(tmp_path: Path, text: str) -> Path:
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "main.fluo").write_text(text)
+    return rules
+
+
+def test_sigterm_evaluates_what_is_buffered_and_flushes_sinks(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    proc = ServeProcess([*LOOPBACK, "--trace-idle", "60s", "--jsonl", str(jsonl), "--db", "s.db"], cwd=tmp_path)
+    try:
+        proc.started()
+        send(proc.http_url, "auth_retry_storm.json")
+        send(proc.http_url, "payment_no_fraud_check.json")
+        time.sleep(0.3)
+        assert not jsonl.exists() or jsonl.read_text() == ""  # still buffered: idle is 60s
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        proc.kill() if proc.proc.poll() is None else None
+    assert any("SIGTERM: shutting down" in line for line in proc.log)
+    assert any("2 trace(s) evaluated at shutdown" in line for line in proc.log)
+    rules = sorted(json.loads(line)["rule"] for line in jsonl.read_text().splitlines())
+    assert rules == ["auth_retry_storm", "auth_span_budget", "charge_needs_fraud_check"]
+    stored = sorted(r[0] for r in sqlite3.connect(tmp_path / "s.db").execute("SELECT rule FROM signals"))
+    assert stored == rules
+
+
+def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> None:
+    rules = rules_in(tmp_path, "rule storm { detect trace.spans.count() > 50 }\n")
+    jsonl = tmp_path / "out.jsonl"
+    args = [*LOOPBACK, "--rules", str(rules), "--trace-idle", "200ms", "--jsonl", str(jsonl), "--no-db"]
+    proc = ServeProcess([*args, "--reload-interval", "200ms"], cwd=tmp_path)
+
+    def fired() -> list[str]:
+        return [json.loads(x)["rule"] for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
+
+    try:
+        proc.started()
+        (rules / "main.fluo").write_text("rule storm { detect trace.spans.whree(service == 'auth').count() > 50 }\n")
+        proc.signal(signal.SIGHUP)
+        proc.expect(r"error\[FLUO\d+\].*whree")
+        proc.expect(r"rule reload rejected: 1 error in the rules; still running the previous 1 rule")
+        send(proc.http_url, "auth_retry_storm.json")
+        wait_for(lambda: fired() == ["storm"], what="the old rule to keep firing")
+
+        (rules / "main.fluo").write_text("rule four { detect trace.spans.count() == 4 }\n")
+        proc.expect(r"rule files changed; reloading")
+        proc.expect(r"rules reloaded: 1 per-trace rule and 0 windowed from 1 file")
+        send(proc.http_url, "healthy_login.json")
+        send(proc.http_url, "payment_no_fraud_check.json")
+        wait_for(lambda: fired() == ["storm", "four"], what="the new rule to fire")
+        metrics = urllib.request.urlopen(f"{proc.http_url}/metrics", timeout=5).read().decode()
+        assert 'fluo_rule_reloads_total{result="rejected"} 1.0' in metrics
+        assert 'fluo_rule_reloads_total{result="loaded"} 2.0' in metrics
+        proc.signal(signal.SIGINT)
+        assert proc.wait() == 0
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+
+
+def test_bad_rules_at_start_exit_1_with_diagnostics(tmp_path: Path) -> None:
+    rules = rules_in(tmp_path, "rule r { expect trace.spans.count() > 'x' }\n")
+    proc = ServeProcess([*LOOPBACK, "--rules", str(rules)], cwd=tmp_path)
+    assert proc.wait() == 1
+    text = "\n".join(proc.log)
+    assert "main.fluo:1:" in text and "error[FLUO" in text
+    assert "fluo: cannot start: 1 error in the rules" in text
+    assert "Traceback" not in text
+
+
+def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
+    proc = ServeProcess([*LOOPBACK, "--trace-idle", "5 parsecs"], cwd=tmp_path)
+    assert proc.wait() == 2
+    assert proc.log == [
+        "fluo: --trace-idle: '5 parsecs' is not a duration; give a number and a unit (ns, us, ms, s, m, h, d), e.g. 5s"
+    ]
+
+
+def test_config_file_and_env_vars_with_flags_winning(tmp_path: Path) -> None:
+    (tmp_path / "fluo.yaml").write_text("trace-idle: 60s\nhttp: 127.0.0.1:1\ngrpc: off\njsonl: from-file.jsonl\n")
+    env = {"FLUO_HTTP": "127.0.0.1:0", "FLUO_DB": "env.db"}
+    proc = ServeProcess(["--config", "fluo.yaml", "--jsonl", "from-flag.jsonl"], cwd=tmp_path, env=env)
+    try:
+        proc.started()
+        assert "gRPC" not in proc.ports  # grpc: off from the file
+        send(proc.http_url, "auth_retry_storm.json")  # the env var's HTTP port won over the file's
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+    assert (tmp_path / "from-flag.jsonl").read_text().count("\n") == 2
+    assert not (tmp_path / "from-file.jsonl").exists()
+    assert (tmp_path / "env.db").exists()
+
+
+def test_default_rules_are_the_bundled_examples(tmp_path: Path) -> None:
+    proc = ServeProcess([*LOOPBACK, "--no-db"], cwd=tmp_path)
+    try:
+        proc.expect(r"rules: 5 per-trace rules and 1 windowed from 4 files")
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
