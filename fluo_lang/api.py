@@ -97,7 +97,10 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(sorted(x for x in path.rglob(f"*{RULE_SUFFIX}") if x.is_file()))
+            found = sorted(x for x in path.rglob(f"*{RULE_SUFFIX}") if x.is_file())
+            if not found:
+                raise RuleSourceError(f"{p}: no {RULE_SUFFIX} files in this folder")
+            out.extend(found)
         elif path.exists():
             out.append(path)
         else:

@@ -1,0 +1,206 @@
+"""`fluo check` and `fluo eval` as INTERFACES.md describes them: output, formats, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from syrupy.assertion import SnapshotAssertion
+from tests_paths import EXAMPLE_RULES, ROOT
+
+from fluo_run.cli import main
+
+TRACES = ROOT / "examples" / "traces"
+BAD = "rule r { expect trace.spans.whree(service == 'auth').count() <= 5 }\nrule s { detect trace.duration > \"x\" }\n"
+
+
+def run(*args: str, stdin: str | bytes | None = None) -> Result:
+    return CliRunner().invoke(main, list(args), input=stdin)
+
+
+@pytest.fixture
+def bad_rules(tmp_path: Path) -> Path:
+    f = tmp_path / "bad.fluo"
+    f.write_text(BAD, encoding="utf-8")
+    return f
+
+
+def test_check_clean_examples() -> None:
+    r = run("check", str(EXAMPLE_RULES))
+    assert r.exit_code == 0, r.output
+    assert r.stdout == ""
+    assert "0 errors" in r.stderr
+
+
+def test_check_reports_every_error_with_positions(bad_rules: Path) -> None:
+    r = run("check", str(bad_rules))
+    assert r.exit_code == 1
+    lines = r.stdout.splitlines()
+    assert lines == [
+        f"{bad_rules}:1:29: error[FLUO201] unknown method `whree` on spans; did you mean `where`?",
+        f"{bad_rules}:2:17: error[FLUO300] cannot compare duration with string using `>`",
+    ]
+
+
+def test_check_json(bad_rules: Path, snapshot: SnapshotAssertion) -> None:
+    r = run("check", str(bad_rules), "--format", "json")
+    assert r.exit_code == 1
+    out = json.loads(r.stdout)
+    for d in out["diagnostics"]:
+        d["path"] = Path(d["path"]).name
+    assert out == snapshot
+
+
+def test_check_sarif(bad_rules: Path) -> None:
+    r = run("check", str(bad_rules), "--format", "sarif")
+    assert r.exit_code == 1
+    sarif = json.loads(r.stdout)
+    assert sarif["version"] == "2.1.0"
+    results = sarif["runs"][0]["results"]
+    assert [x["ruleId"] for x in results] == ["FLUO201", "FLUO300"]
+    region = results[0]["locations"][0]["physicalLocation"]["region"]
+    assert (region["startLine"], region["startColumn"]) == (1, 29)
+    rule_ids = [x["id"] for x in sarif["runs"][0]["tool"]["driver"]["rules"]]
+    assert rule_ids == ["FLUO201", "FLUO300"]
+
+
+def test_check_emit_ir() -> None:
+    r = run("check", str(EXAMPLE_RULES / "auth.fluo"), "--emit-ir")
+    assert r.exit_code == 0
+    assert "rule auth_retry_storm [detect] severity=critical" in r.stdout
+    assert "(lookup service 'auth' :spans (root trace :trace))" in r.stdout
+    unoptimised = run("check", str(EXAMPLE_RULES / "auth.fluo"), "--emit-ir", "--no-optimise").stdout
+    assert "lookup" not in unoptimised and "(call where :spans" in unoptimised
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["check", "/nonexistent/rules"], "/nonexistent/rules: no such file or folder"),
+        (["check"], "Missing argument"),
+        (["eval", "--traces", "x.json"], "no rules"),
+        (["eval", "--expect", "true", "--detect", "true", "--traces", "x.json"], "not both"),
+    ],
+)
+def test_usage_errors_exit_2(args: list[str], message: str) -> None:
+    r = run(*args)
+    assert r.exit_code == 2
+    assert message in r.output
+
+
+def test_check_empty_folder_is_an_error(tmp_path: Path) -> None:
+    r = run("check", str(tmp_path))
+    assert r.exit_code == 2
+    assert r.stderr.strip() == f"fluo: {tmp_path}: no .fluo files in this folder"
+
+
+def test_check_undecodable_file(tmp_path: Path) -> None:
+    f = tmp_path / "latin.fluo"
+    f.write_bytes(b"rule r { expect trace.root.name == '\xe9' }")
+    r = run("check", str(f))
+    assert r.exit_code == 2
+    assert r.stderr.startswith(f"fluo: cannot read {f}:")
+    assert "Traceback" not in r.output
+
+
+def test_eval_prints_one_signal_per_line() -> None:
+    r = run("eval", str(EXAMPLE_RULES), "--traces", str(TRACES / "auth_retry_storm.json"))
+    assert r.exit_code == 0, r.stderr
+    signals = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [s["rule"] for s in signals] == ["auth_retry_storm", "auth_span_budget"]
+    storm = signals[0]
+    assert storm["severity"] == "critical"
+    assert storm["observed"] == {"count": 60, "bound": 50}
+    assert storm["trace_id"] == "e6da075228a4b9d515f246469b1b1141"
+    assert len(storm["span_ids"]) == 20
+    assert storm["time"].endswith("Z")
+    assert storm["source"]["path"].endswith("auth.fluo")
+
+
+def test_eval_text_format() -> None:
+    r = run("eval", str(EXAMPLE_RULES), "--traces", str(TRACES / "payment_bypass.json"), "--format", "text")
+    assert r.exit_code == 0
+    assert r.stdout.startswith("[error] charge_needs_fraud_check 0f3c7af1386df9aca33e540cdd8d60cf: ")
+    assert 'never { trace.has(name == "payment.bypass_validation") } held' in r.stdout
+
+
+def test_eval_quiet_traces_print_nothing() -> None:
+    r = run("eval", str(EXAMPLE_RULES), "--traces", str(TRACES / "healthy_login.json"), "--traces",
+            str(TRACES / "payment_ok.json"))  # fmt: skip
+    assert (r.exit_code, r.stdout) == (0, "")
+
+
+def test_eval_one_liners_and_stdin() -> None:
+    data = (TRACES / "checkout_error.json").read_bytes()
+    r = run("eval", "--detect", "trace.count(status == error) > 0", "--traces", "-", stdin=data)
+    assert r.exit_code == 0, r.stderr
+    (signal,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert signal["rule"] == "cli" and signal["observed"] == {"count": 1, "bound": 0}
+    r = run("eval", "--expect", "trace.count(status == error) == 0", "--traces", "-", stdin=data)
+    assert json.loads(r.stdout)["observed"] == {"count": 1, "bound": 0}
+
+
+def test_eval_fail_on_signal_exits_3() -> None:
+    storm = str(TRACES / "auth_retry_storm.json")
+    assert run("eval", str(EXAMPLE_RULES), "--traces", storm, "--fail-on-signal").exit_code == 3
+    healthy = str(TRACES / "healthy_login.json")
+    assert run("eval", str(EXAMPLE_RULES), "--traces", healthy, "--fail-on-signal").exit_code == 0
+
+
+def test_eval_rule_errors_exit_1(bad_rules: Path) -> None:
+    r = run("eval", str(bad_rules), "--traces", str(TRACES / "healthy_login.json"))
+    assert r.exit_code == 1
+    assert "error[FLUO201]" in r.stderr and r.stdout == ""
+
+
+def test_eval_bad_expression_exit_1() -> None:
+    r = run("eval", "--expect", "trace.spans.count( > 1", "--traces", str(TRACES / "healthy_login.json"))
+    assert r.exit_code == 1
+    assert "<expect>:1:20: error[FLUO100]" in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"resourceSpans": [', "bad.json:1:"),
+        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}', "traceId"),
+        (b"\x00\x01\x02garbage", "bad.json"),
+    ],
+)
+def test_eval_unreadable_traces_exit_2(tmp_path: Path, content: bytes, message: str) -> None:
+    f = tmp_path / "bad.json"
+    f.write_bytes(content)
+    r = run("eval", str(EXAMPLE_RULES), "--traces", str(f))
+    assert r.exit_code == 2
+    assert r.stderr.startswith("fluo: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_help_has_examples() -> None:
+    for cmd in ("check", "eval"):
+        r = run(cmd, "--help")
+        assert r.exit_code == 0 and "Example" in r.output
+
+
+def test_console_script_runs_as_a_new_user_would() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "fluo_run.cli", "eval", str(EXAMPLE_RULES), "--traces", str(TRACES), "--format", "text"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    rules = {line.split()[1] for line in r.stdout.splitlines()}
+    assert rules == {
+        "auth_retry_storm",
+        "auth_span_budget",
+        "checkout_has_no_failed_descendants",
+        "upstream_5xx_under_checkout",
+        "charge_needs_fraud_check",
+        "auth_login_rate",
+    }
