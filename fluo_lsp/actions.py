@@ -1,0 +1,49 @@
+"""Code actions: apply a diagnostic's did-you-mean, add the `severity` a rule leaves to its default."""
+
+from __future__ import annotations
+
+from lsprotocol import types as lsp
+
+from .document import RuleDocument
+from .positions import span_range
+from .reporting import lsp_diagnostic
+
+
+def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: bool) -> list[lsp.CodeAction]:
+    """Actions for the diagnostics and rules that meet the document range [start, end]."""
+    out: list[lsp.CodeAction] = []
+    for d, base in doc.diagnostics():
+        if d.suggestion is None or not _meets(base + d.span.start, base + d.span.end, start, end):
+            continue
+        edit = lsp.TextEdit(range=span_range(doc.index, d.span, base), new_text=d.suggestion)
+        out.append(
+            lsp.CodeAction(
+                title=f"Change to `{d.suggestion}`",
+                kind=lsp.CodeActionKind.QuickFix,
+                diagnostics=[lsp_diagnostic(d, base, doc, uri, strict=strict)],
+                edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
+                is_preferred=True,
+            )
+        )
+    for rule, base in doc.rules():
+        if rule.bare or not rule.id or any(m.key == "severity" for m in rule.meta):
+            continue
+        if not _meets(base + rule.span.start, base + rule.span.end, start, end):
+            continue
+        brace = doc.text.find("{", base + rule.id_span.end)
+        if brace < 0:
+            continue
+        at = doc.index.position(brace + 1)
+        edit = lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text="\n  severity: warning")
+        out.append(
+            lsp.CodeAction(
+                title=f"Add `severity: warning` to rule `{rule.id}`",
+                kind=lsp.CodeActionKind.QuickFix,
+                edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
+            )
+        )
+    return out
+
+
+def _meets(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
+    return a_start <= b_end and b_start <= a_end

@@ -1,0 +1,383 @@
+"""Completion and signature help, from the grammar and the typechecker rather than from guesses.
+
+Only the rule around the cursor is read, so a syntax error in another rule does not
+matter. The partial word at the cursor is taken off, and then:
+
+- `parser.expected_at` says which tokens the grammar accepts there (keywords come from it);
+- the text up to the cursor is analysed with a placeholder name in place of the word.
+  The parser's recovery closes what is open, and the typechecker says what the
+  placeholder is: a metadata key or value, a member of a typed receiver, a name in a
+  predicate (intrinsics and attribute keys) or outside one (roots), or an enum value
+  compared with `status` / `kind`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from lsprotocol import types as lsp
+
+from fluo_lang import api, ast
+from fluo_lang import builtins as b
+from fluo_lang import types as t
+from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, terminal_text
+from fluo_lang.typecheck import META_KEYS, SEVERITIES, AttrRef, CheckedRule, MemberRef
+
+from .document import RuleDocument
+from .syntax import expressions
+
+PLACEHOLDER = "__fluo_cursor__"
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_WORD_AFTER = re.compile(r"[A-Za-z0-9_]*")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_WINDOWED = re.compile(r"^\s*window\s+[0-9]", re.MULTILINE)
+_ITEM_START = re.compile(r"\s*(?:(?:expect|detect)\b|(?:when|always|never)\s*\{|[A-Za-z_][A-Za-z0-9_]*\s*:)?")
+_ITEM_KEYWORDS = ("expect", "detect", "when", "always", "never", "window")
+_SKELETONS = (
+    ("rule (expect)", "rule ${1:rule_id} {\n  severity: ${2|warning,info,error,critical|}\n"
+     "  description: \"$3\"\n  expect ${4:trace.spans.where(${5:service == 'auth'}).count() <= 5}\n}"),
+    ("rule (detect)", "rule ${1:rule_id} {\n  severity: ${2|warning,info,error,critical|}\n"
+     "  detect ${3:trace.spans.where(${4:status == error}).count() > 0}\n}"),
+    ("rule (when / always / never)", "rule ${1:rule_id} {\n  severity: ${2|warning,info,error,critical|}\n"
+     "  when { ${3:trace.has(name == \"payment.charge_card\")} }\n"
+     "  always { ${4:trace.has(name == \"payment.fraud_check\")} }\n}"),
+    ("rule (window)", "rule ${1:rule_id} {\n  severity: ${2|warning,info,error,critical|}\n  window ${3:1m}\n"
+     "  expect ${4:window.spans.where(${5:service == 'auth'}).count() <= 300}\n}"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """The cursor in the rule around it: the text before the partial word, and the word's extent."""
+
+    chunk_start: int
+    head: str  # the rule's text up to the partial word
+    word: str
+    word_start: int  # document offsets of the whole word under the cursor
+    word_end: int
+    rest: str  # the text after the word, on its line
+
+
+def cursor_at(doc: RuleDocument, offset: int) -> Cursor:
+    chunk = doc.chunk_at(offset)
+    text = chunk.analysis.text
+    rel = offset - chunk.start
+    prefix = text[:rel]
+    m = _WORD.search(prefix)
+    word = m.group(0) if m else ""
+    after = _WORD_AFTER.match(text, rel)
+    tail = after.group(0) if after else ""
+    end = rel + len(tail)
+    eol = text.find("\n", end)
+    return Cursor(
+        chunk.start, prefix[: rel - len(word)], word, chunk.start + rel - len(word), chunk.start + end,
+        text[end : eol if eol >= 0 else len(text)],
+    )  # fmt: skip
+
+
+def _inside_comment_or_string(doc: RuleDocument, cur: Cursor) -> bool:
+    pos = len(cur.head)
+    for x in doc.chunk_at(cur.chunk_start).analysis.lexemes:
+        if x.start >= pos:
+            return False
+        if x.kind == "COMMENT" or (x.kind == "ERROR" and x.text[:1] in "\"'"):
+            if pos <= x.end:
+                return True
+        elif x.kind == "STRING" and pos < x.end:
+            return True
+    return False
+
+
+@dataclass
+class _Placeholder:
+    """What the typechecker made of the placeholder."""
+
+    kind: str  # "member", "name", "meta_key", "meta_value", "enum", "none"
+    receiver: t.Type | None = None
+    attr_prefix: str | None = None  # `http.` completes keys under `http`
+    resource: bool = False
+    in_pred: bool = False
+    windowed: bool = False
+    meta_key: str = ""
+    enum: t.Type | None = None
+
+
+def _placeholder(path: str, head: str) -> _Placeholder:
+    analysis = api.analyze([(path, head + PLACEHOLDER)])
+    for f in analysis.files:
+        for rule in f.rules:
+            for m in rule.meta:
+                if m.key == PLACEHOLDER:
+                    return _Placeholder("meta_key")
+                if m.value.kind == "ident" and m.value.value == PLACEHOLDER and m.key in META_KEYS:
+                    return _Placeholder("meta_value", meta_key=m.key)
+    for checked in analysis.rules:
+        found = _find(checked)
+        if found is not None:
+            return found
+    return _Placeholder("none")
+
+
+def _find(checked: CheckedRule) -> _Placeholder | None:
+    windowed = bool(checked.rule.windows)
+    parents = {id(e): p for e, p in expressions(checked.rule)}
+    for e, _ in expressions(checked.rule):
+        if isinstance(e, ast.Field) and e.name == PLACEHOLDER:
+            ref = checked.refs.get(id(e.target))
+            receiver = checked.types.get(id(e.target), t.ERROR)
+            if isinstance(ref, AttrRef) and receiver == t.ANY:
+                return _Placeholder("member", receiver, ref.key, ref.source == "map", windowed=windowed)
+            if receiver == t.MAP:
+                resource = isinstance(ref, MemberRef) and ref.member.name == "resource"
+                return _Placeholder("member", receiver, "", resource, windowed=windowed)
+            return _Placeholder("member", receiver, windowed=windowed)
+        if isinstance(e, ast.Name) and e.ident == PLACEHOLDER:
+            enum = _enum_context(checked, e, parents)
+            if enum is not None:
+                return _Placeholder("enum", enum=enum, windowed=windowed)
+            in_pred = isinstance(checked.refs.get(id(e)), AttrRef)
+            return _Placeholder("name", in_pred=in_pred, windowed=windowed)
+    return None
+
+
+def _enum_context(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> t.Type | None:
+    """`status` or `kind` when the placeholder is compared with one (`status == _`, `kind in [_]`)."""
+    target = e
+    parent = parents.get(id(e))
+    if isinstance(parent, ast.ListLit):
+        target, parent = parent, parents.get(id(parent))
+    if not isinstance(parent, ast.Binary) or parent.op not in ("==", "!=", "in", "not in"):
+        return None
+    other = parent.left if parent.right is target else parent.right
+    ty = checked.types.get(id(other))
+    return ty if ty in t.ENUMS else None
+
+
+def _fallbacks(head: str) -> tuple[str, ...]:
+    """Shorter texts to try when a syntax error earlier in the rule hides the cursor's context:
+    the cursor's line alone in an empty rule, then that line as the rest of an `expect`."""
+    line = head[head.rfind("\n") + 1 :]
+    opening = "rule __fluo__ {\n" + ("window 1m\n" if _WINDOWED.search(head) else "")
+    item = _ITEM_START.match(line)
+    return (opening + line, opening + "expect " + line[item.end() if item else 0 :], opening + "expect " + _chain(line))
+
+
+def _chain(line: str) -> str:
+    """The member chain the line ends with (`trace.spans.where(` of `x > trace.spans.where(`)."""
+    depth = 0
+    i = len(line)
+    while i > 0:
+        c = line[i - 1]
+        if c in ")]":
+            depth += 1
+        elif c in "([":
+            if depth == 0 and i < len(line):
+                break
+            depth = max(depth - 1, 0)
+        elif depth == 0 and not (c.isalnum() or c in "_."):
+            break
+        i -= 1
+    return line[i:]
+
+
+def complete(
+    doc: RuleDocument, offset: int, span_keys: Sequence[str], resource_keys: Sequence[str]
+) -> list[lsp.CompletionItem]:
+    cur = cursor_at(doc, offset)
+    if _inside_comment_or_string(doc, cur):
+        return []
+    edit_range = doc.index.range(cur.word_start, cur.word_end)
+    items = _Items(edit_range, cur.rest)
+    if cur.head[-1:].isdigit():
+        for unit in DURATION_UNITS:
+            items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
+        return items.out
+    expected = first = expected_at(cur.head)
+    place = _Placeholder("none")
+    for head in (cur.head, *_fallbacks(cur.head)):
+        found = _placeholder(doc.path, head)
+        exp = first if head is cur.head else expected_at(head)
+        # Where the parser had to recover, only trust what the typechecker resolved.
+        if found.kind != "none" and (exp is not None or found.kind in ("member", "name", "enum")):
+            place, expected = found, exp if exp is not None else first
+            break
+    if place.kind in ("meta_value", "enum"):
+        pass
+    elif expected is not None:
+        if "RULE" in expected:
+            for label, body in _SKELETONS:
+                items.snippet(label, body, "rule skeleton")
+        for name in sorted(expected):
+            word = terminal_text(name)
+            if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected):
+                items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
+    if place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected):
+        for key, doc_text in META_KEYS.items():
+            items.add(key, lsp.CompletionItemKind.Property, "metadata", doc_text, insert=f"{key}: ")
+    if place.kind == "meta_value" and place.meta_key == "severity":
+        for sev in SEVERITIES:
+            items.add(sev, lsp.CompletionItemKind.EnumMember, "severity")
+    elif place.kind == "meta_value" and place.meta_key == "enabled":
+        for word in ("true", "false"):
+            items.add(word, lsp.CompletionItemKind.Keyword, "enabled")
+    elif place.kind == "member":
+        _members(items, place, span_keys, resource_keys)
+    elif place.kind == "enum" and place.enum is not None:
+        for value in t.ENUMS[place.enum]:
+            items.add(value, lsp.CompletionItemKind.EnumMember, str(place.enum))
+    elif place.kind == "name":
+        _names(items, place, span_keys)
+    return items.out
+
+
+def _members(items: _Items, place: _Placeholder, span_keys: Sequence[str], resource_keys: Sequence[str]) -> None:
+    if place.attr_prefix is not None:
+        keys = resource_keys if place.resource else span_keys
+        prefix = place.attr_prefix + "." if place.attr_prefix else ""
+        for key in keys:
+            if key.startswith(prefix) and _IDENT.fullmatch(key[len(prefix) :].replace(".", "_")):
+                items.add(key[len(prefix) :], lsp.CompletionItemKind.Variable, "attribute key")
+        return
+    if place.receiver is None:
+        return
+    for m in b.members_of(place.receiver).values():
+        items.member(m)
+
+
+def _names(items: _Items, place: _Placeholder, span_keys: Sequence[str]) -> None:
+    for root in b.ROOTS.values():
+        if root.name == "it" and not place.in_pred:
+            continue
+        if root.name in ("trace", "window") and (root.name == "window") != place.windowed:
+            continue
+        items.add(root.name, lsp.CompletionItemKind.Variable, str(root.type), root.doc)
+    if not place.in_pred:
+        return
+    for name in b.SPAN_FIELD_NAMES:
+        member = b.lookup(t.SPAN, name)
+        if member is not None:
+            items.add(name, lsp.CompletionItemKind.Field, member.signature, _member_doc(member))
+    for key in span_keys:
+        if (
+            key in b.SPAN_FIELD_NAMES
+            or key.split(".")[0] in keywords()
+            or not all(_IDENT.fullmatch(part) and part not in keywords() for part in key.split("."))
+        ):
+            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=f'attributes["{key}"]')
+        else:
+            items.add(key, lsp.CompletionItemKind.Variable, "attribute key")
+
+
+def _member_doc(m: b.Member) -> str:
+    return m.doc + (f"\n\nExample: `{m.example}`" if m.example else "")
+
+
+class _Items:
+    def __init__(self, edit_range: lsp.Range, rest: str) -> None:
+        self.range = edit_range
+        self.rest = rest
+        self.out: list[lsp.CompletionItem] = []
+        self.seen: set[str] = set()
+
+    def add(
+        self,
+        label: str,
+        kind: lsp.CompletionItemKind,
+        detail: str,
+        doc: str = "",
+        insert: str | None = None,
+        snippet: bool = False,
+    ) -> None:
+        if label in self.seen:
+            return
+        self.seen.add(label)
+        self.out.append(
+            lsp.CompletionItem(
+                label=label,
+                kind=kind,
+                detail=detail,
+                documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=doc) if doc else None,
+                text_edit=lsp.TextEdit(range=self.range, new_text=insert if insert is not None else label),
+                insert_text_format=lsp.InsertTextFormat.Snippet if snippet else lsp.InsertTextFormat.PlainText,
+                filter_text=label,
+                sort_text=f"{len(self.out):04d}",
+            )
+        )
+
+    def snippet(self, label: str, body: str, detail: str) -> None:
+        self.add(label, lsp.CompletionItemKind.Snippet, detail, f"```fluo\n{body}\n```", insert=body, snippet=True)
+
+    def member(self, m: b.Member) -> None:
+        if m.kind == "field":
+            self.add(m.name, lsp.CompletionItemKind.Field, m.signature, _member_doc(m))
+            return
+        if self.rest.lstrip().startswith("("):
+            insert, snippet = m.name, False
+        elif m.params:
+            insert, snippet = f"{m.name}($1)", True
+        else:
+            insert, snippet = f"{m.name}()", False
+        self.add(m.name, lsp.CompletionItemKind.Method, m.signature, _member_doc(m), insert=insert, snippet=snippet)
+
+
+# ---------------------------------------------------------------------------
+# Signature help
+
+
+def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
+    """The signature of the method whose parentheses hold the cursor, with the argument it is in."""
+    chunk = doc.chunk_at(offset)
+    rel = offset - chunk.start
+    depth = 0
+    commas = 0
+    open_at: int | None = None
+    lexemes = [x for x in chunk.analysis.lexemes if x.end <= rel and x.kind not in ("WS", "COMMENT")]
+    for i in range(len(lexemes) - 1, -1, -1):
+        x = lexemes[i]
+        if x.kind in ("RPAR", "RSQB", "RBRACE"):
+            depth += 1
+        elif x.kind in ("LPAR", "LSQB", "LBRACE"):
+            if depth == 0:
+                if x.kind == "LPAR" and i >= 2 and lexemes[i - 1].kind == "IDENT" and lexemes[i - 2].kind == "DOT":
+                    open_at = i
+                break
+            depth -= 1
+        elif x.kind == "COMMA" and depth == 0:
+            commas += 1
+    if open_at is None:
+        return None
+    name = lexemes[open_at - 1]
+    members = _called(doc.path, chunk.analysis.text[:rel], name.start, name.text)
+    if not members:
+        return None
+    sigs = [_signature(m) for m in members]
+    return lsp.SignatureHelp(signatures=sigs, active_signature=0, active_parameter=commas)
+
+
+def _called(path: str, head: str, method_start: int, method: str) -> list[b.Member]:
+    analysis = api.analyze([(path, head + PLACEHOLDER)])
+    for checked in analysis.rules:
+        for e, _ in expressions(checked.rule):
+            if isinstance(e, ast.Call) and e.method_span.start == method_start:
+                ref = checked.refs.get(id(e))
+                if isinstance(ref, MemberRef):
+                    return [ref.member]
+    return [m for m in b.MEMBERS if m.name == method and m.kind == "method"]
+
+
+def _signature(m: b.Member) -> lsp.SignatureInformation:
+    label = m.signature
+    params = []
+    inner_start = label.index("(") + 1
+    inner = label[inner_start : label.rindex(")")]
+    pos = inner_start
+    for part in inner.split(", ") if inner else []:
+        params.append(lsp.ParameterInformation(label=(pos, pos + len(part))))
+        pos += len(part) + 2
+    return lsp.SignatureInformation(
+        label=label,
+        documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=_member_doc(m)),
+        parameters=params,
+    )

@@ -1,0 +1,143 @@
+"""An open rule file, analysed one rule at a time so an edit re-checks only the rule it touched.
+
+A file is cut into chunks at every line that starts with the keyword `rule` (the
+first chunk also holds whatever comes before its rule). Strings and comments end
+at the end of their line and `rule` is reserved, so such a line always starts a
+rule. Each chunk goes through `fluo_lang.api.analyze` on its own, followed by the
+word `rule` when another chunk follows (so a missing `}` reads "before `rule`", as
+in the whole file), and the results are cached by chunk text. Rule ids must still
+be unique across chunks: `typecheck.duplicate_ids` runs over all of them.
+
+Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+
+from fluo_lang import api, ast
+from fluo_lang.diagnostics import Diagnostic
+from fluo_lang.parser import Lexeme, lex
+from fluo_lang.typecheck import CheckedRule, duplicate_ids
+
+from .positions import LineIndex
+
+_RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
+_SENTINEL = "rule"
+_CACHE_SIZE = 20_000
+
+
+@dataclass
+class ChunkAnalysis:
+    """What `api.analyze` says of one chunk, cut back to the chunk's own text."""
+
+    rules: list[ast.Rule]
+    checked: list[CheckedRule]
+    diagnostics: list[Diagnostic]
+    text: str
+    _lexemes: list[Lexeme] | None = field(default=None, repr=False)
+
+    @property
+    def lexemes(self) -> list[Lexeme]:
+        if self._lexemes is None:
+            self._lexemes = lex(self.text)
+        return self._lexemes
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    start: int
+    analysis: ChunkAnalysis
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.analysis.text)
+
+
+_cache: OrderedDict[tuple[str, str, bool], ChunkAnalysis] = OrderedDict()
+
+
+def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
+    key = (path, text, last)
+    hit = _cache.get(key)
+    if hit is not None:
+        _cache.move_to_end(key)
+        return hit
+    source = text if last else text + _SENTINEL
+    analysis = api.analyze([(path, source)])
+    diags = analysis.diagnostics
+    if not analysis.has_errors:
+        diags = diags + api.cost_diagnostics(analysis)
+    mine = len(text)
+    result = ChunkAnalysis(
+        rules=[r for f in analysis.files for r in f.rules if r.span.start < mine or last],
+        checked=[c for c in analysis.rules if c.rule.span.start < mine or last],
+        diagnostics=[d for d in diags if d.span.start < mine or last],
+        text=text,
+    )
+    _cache[key] = result
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return result
+
+
+def split(text: str) -> list[int]:
+    """Start offsets of the chunks of a rule file (always at least one, at 0)."""
+    starts = [m.start() for m in _RULE_LINE.finditer(text)]
+    return [0, *starts[1:]] if starts else [0]
+
+
+class RuleDocument:
+    """A `.fluo` document and its analysis, rebuilt from cached chunks on every change."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.text = text
+        self.index = LineIndex(text)
+        starts = split(text)
+        ends = [*starts[1:], len(text)]
+        self.chunks = [
+            Chunk(s, analyze_chunk(path, text[s:e], last=i == len(starts) - 1))
+            for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+        ]
+        self._diagnostics: list[tuple[Diagnostic, int]] | None = None
+
+    def chunk_at(self, offset: int) -> Chunk:
+        lo, hi = 0, len(self.chunks) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.chunks[mid].start <= offset:
+                lo = mid
+            else:
+                hi = mid - 1
+        return self.chunks[lo]
+
+    def checked_rules(self) -> list[tuple[CheckedRule, int]]:
+        """Every rule that checked (first definitions only), with its chunk's start offset."""
+        return [(c, ch.start) for ch in self.chunks for c in ch.analysis.checked]
+
+    def rules(self) -> list[tuple[ast.Rule, int]]:
+        """Every rule as parsed, with its chunk's start offset."""
+        return [(r, ch.start) for ch in self.chunks for r in ch.analysis.rules]
+
+    def diagnostics(self) -> list[tuple[Diagnostic, int]]:
+        """Every diagnostic, with the offset its spans count from."""
+        if self._diagnostics is None:
+            out = [(d, ch.start) for ch in self.chunks for d in ch.analysis.diagnostics]
+            if len(self.chunks) > 1:
+                out.extend(self._duplicates(out))
+            self._diagnostics = out
+        return self._diagnostics
+
+    def _duplicates(self, known: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
+        """FLUO213 between chunks; a chunk already reports its own duplicates."""
+        seen = {(d.span.start + base, d.message) for d, base in known if d.code == "FLUO213"}
+        shifted = [(replace(r, id_span=_shift(r.id_span, base)), self.path) for r, base in self.rules()]
+        return [(d, 0) for _, d in duplicate_ids(shifted) if (d.span.start, d.message) not in seen]
+
+
+def _shift(span: ast.Span, base: int) -> ast.Span:
+    """A chunk-relative span moved to document offsets (line numbers are not used downstream)."""
+    return ast.Span(span.start + base, span.end + base, span.line, span.col, span.end_line, span.end_col)

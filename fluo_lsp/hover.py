@@ -1,0 +1,81 @@
+"""Hover: the type of the expression under the cursor, and the registry's documentation for what it names."""
+
+from __future__ import annotations
+
+from fluo_lang import ast
+from fluo_lang import builtins as b
+from fluo_lang import types as t
+from fluo_lang.typecheck import META_KEYS, AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
+
+from .document import RuleDocument
+from .syntax import expression_at
+
+
+def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None:
+    """Markdown for what is at `offset`, with the range it describes and the offset that range counts from."""
+    chunk = doc.chunk_at(offset)
+    rel = offset - chunk.start
+    for rule in chunk.analysis.rules:
+        if not rule.span.contains(rel):
+            continue
+        checked = next((c for c in chunk.analysis.checked if c.rule is rule), None)
+        if rule.id_span.contains(rel) and not rule.bare:
+            return _rule_text(rule, checked), rule.id_span, chunk.start
+        for m in rule.meta:
+            if m.key_span.contains(rel) and m.key in META_KEYS:
+                return f"**{m.key}**: {META_KEYS[m.key]}", m.key_span, chunk.start
+        if checked is None:
+            continue
+        found = expression_at(rule, rel)
+        if found is None:
+            continue
+        text = _expression_text(checked, found.expr, found.on_name)
+        if text:
+            return text, found.expr.span, chunk.start
+    return None
+
+
+def _rule_text(rule: ast.Rule, checked: CheckedRule | None) -> str:
+    if checked is None:
+        return f"rule `{rule.id}`"
+    lines = [f"rule `{rule.id}` ({checked.mode}, severity {checked.severity})"]
+    if checked.window_ns is not None:
+        from fluo_lang.values import format_duration
+
+        lines.append(f"window {format_duration(checked.window_ns)}")
+    if checked.description:
+        lines += ["", checked.description]
+    return "\n".join(lines)
+
+
+def _member_text(m: b.Member) -> str:
+    text = f"```fluo\n{m.signature}\n```\n{m.doc}"
+    return text + (f"\n\nExample: `{m.example}`" if m.example else "")
+
+
+def _expression_text(checked: CheckedRule, e: ast.Expr, on_name: bool) -> str:
+    ty = checked.types.get(id(e))
+    ref = checked.refs.get(id(e))
+    type_line = f"type `{ty}`" if ty is not None and ty != t.ERROR else ""
+    parts: list[str] = []
+    if isinstance(ref, MemberRef) and (on_name or isinstance(e, ast.Name)):
+        parts.append(_member_text(ref.member))
+    elif isinstance(ref, RootRef):
+        root = b.ROOTS[ref.name]
+        parts.append(f"```fluo\n{root.name}: {root.type}\n```\n{root.doc}")
+    elif isinstance(ref, ItRef):
+        parts.append(f"```fluo\nit: span\n```\n{b.ROOTS['it'].doc}")
+    elif isinstance(ref, AttrRef):
+        where = "resource attribute" if ref.source == "map" else "span attribute"
+        parts.append(f"{where} `{ref.key}`: its type is known only at run time; missing values compare false")
+    elif isinstance(ref, EnumRef):
+        parts.append(f"`{ref.value}`: a value of `{ty}` (one of {', '.join(t.ENUMS.get(ty or t.ANY, ()))})")
+    elif isinstance(e, ast.Binary | ast.Unary):
+        op = b.OPERATOR_BY_SYMBOL.get(e.op)
+        if op is not None:
+            parts.append(f"`{e.op}`: {op.doc}")
+    if type_line:
+        parts.append(type_line)
+    if id(e) in checked.coerced:
+        parts.append("read as a boolean: whether there is any span")
+    return "\n\n".join(parts)

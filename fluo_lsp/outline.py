@@ -1,0 +1,162 @@
+"""The shape of a rule file for the editor: document symbols, folding ranges and semantic tokens."""
+
+from __future__ import annotations
+
+from lsprotocol import types as lsp
+
+from fluo_lang import ast
+from fluo_lang.builtins import OPERATOR_BY_SYMBOL
+from fluo_lang.parser import keywords
+from fluo_lang.typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
+from fluo_lang.values import format_duration
+
+from .document import RuleDocument
+from .positions import span_range
+from .syntax import expressions
+
+# ---------------------------------------------------------------------------
+# Symbols
+
+
+def symbols(doc: RuleDocument) -> list[lsp.DocumentSymbol]:
+    """One symbol per rule: its id, with its kind (expect / detect / when, windowed) and severity."""
+    checked = {id(c.rule): c for c, _ in doc.checked_rules()}
+    out = []
+    for rule, base in doc.rules():
+        if not rule.id:
+            continue
+        c = checked.get(id(rule))
+        detail = f"{c.mode} · {c.severity}" if c is not None else "not checked"
+        if c is not None and c.window_ns is not None:
+            detail += f" · window {format_duration(c.window_ns)}"
+        children = [
+            lsp.DocumentSymbol(
+                name=clause.kind,
+                kind=lsp.SymbolKind.Event,
+                range=span_range(doc.index, clause.span, base),
+                selection_range=span_range(doc.index, clause.span, base),
+            )
+            for clause in rule.clauses
+        ]
+        out.append(
+            lsp.DocumentSymbol(
+                name=rule.id,
+                detail=detail,
+                kind=lsp.SymbolKind.Function,
+                range=span_range(doc.index, rule.span, base),
+                selection_range=span_range(doc.index, rule.id_span, base),
+                children=children,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Folding
+
+
+def folding_ranges(doc: RuleDocument) -> list[lsp.FoldingRange]:
+    """Every rule and clause that spans lines, and every run of two or more comment lines."""
+    out: list[lsp.FoldingRange] = []
+    for rule, base in doc.rules():
+        spans = [rule.span, *(c.span for c in rule.clauses)]
+        for span in spans:
+            first, last = doc.index.line_of(base + span.start), doc.index.line_of(base + span.end)
+            if last > first:
+                out.append(lsp.FoldingRange(start_line=first, end_line=last, kind=lsp.FoldingRangeKind.Region))
+    run: list[int] = []
+    for chunk in doc.chunks:
+        for x in chunk.analysis.lexemes:
+            if x.kind != "COMMENT":
+                continue
+            line = doc.index.line_of(chunk.start + x.start)
+            if run and line != run[-1] + 1:
+                _close_comment_run(run, out)
+                run = []
+            run.append(line)
+    _close_comment_run(run, out)
+    return out
+
+
+def _close_comment_run(run: list[int], out: list[lsp.FoldingRange]) -> None:
+    if len(run) >= 2:
+        out.append(lsp.FoldingRange(start_line=run[0], end_line=run[-1], kind=lsp.FoldingRangeKind.Comment))
+
+
+# ---------------------------------------------------------------------------
+# Semantic tokens
+
+TOKEN_TYPES = (
+    "keyword", "comment", "string", "number", "operator", "function", "property", "method", "variable",
+    "enumMember", "parameter",
+)  # fmt: skip
+TOKEN_MODIFIERS = ("declaration", "defaultLibrary")
+LEGEND = lsp.SemanticTokensLegend(token_types=list(TOKEN_TYPES), token_modifiers=list(TOKEN_MODIFIERS))
+_TYPE = {name: i for i, name in enumerate(TOKEN_TYPES)}
+_DECLARATION, _LIBRARY = 1, 2
+
+
+def _classify(rule: ast.Rule, checked: CheckedRule | None) -> dict[int, tuple[str, int]]:
+    """Token type and modifiers of the names in a rule, by their start offset."""
+    out: dict[int, tuple[str, int]] = {rule.id_span.start: ("function", _DECLARATION)}
+    for m in rule.meta:
+        out[m.key_span.start] = ("property", 0)
+        if m.value.kind == "ident":
+            out[m.value.span.start] = ("enumMember", 0)
+    if checked is None:
+        return out
+    for e, _ in expressions(rule):
+        ref = checked.refs.get(id(e))
+        if isinstance(e, ast.Call):
+            out[e.method_span.start] = ("method", _LIBRARY)
+        elif isinstance(e, ast.Field):
+            kind = ("property", _LIBRARY) if isinstance(ref, MemberRef) else ("variable", 0)
+            out[e.name_span.start] = kind
+        elif isinstance(e, ast.Name):
+            if isinstance(ref, RootRef):
+                out[e.span.start] = ("variable", _LIBRARY)
+            elif isinstance(ref, ItRef):
+                out[e.span.start] = ("parameter", _LIBRARY)
+            elif isinstance(ref, MemberRef):
+                out[e.span.start] = ("property", _LIBRARY)
+            elif isinstance(ref, EnumRef):
+                out[e.span.start] = ("enumMember", 0)
+            elif isinstance(ref, AttrRef):
+                out[e.span.start] = ("variable", 0)
+    return out
+
+
+def semantic_tokens(doc: RuleDocument) -> list[int]:
+    """The LSP's relative encoding: (line delta, start delta, length, type, modifiers) per token."""
+    data: list[int] = []
+    prev_line = prev_col = 0
+    words = keywords()
+    for chunk in doc.chunks:
+        names: dict[int, tuple[str, int]] = {}
+        checked = {id(c.rule): c for c in chunk.analysis.checked}
+        for rule in chunk.analysis.rules:
+            names.update(_classify(rule, checked.get(id(rule))))
+        for x in chunk.analysis.lexemes:
+            if x.kind == "IDENT":
+                kind = names.get(x.start, ("variable", 0))
+            elif x.kind == "COMMENT":
+                kind = ("comment", 0)
+            elif x.kind == "STRING":
+                kind = ("string", 0)
+            elif x.kind in ("NUMBER", "DURATION"):
+                kind = ("number", 0)
+            elif x.text in words:
+                kind = ("keyword", 0)
+            elif x.text in OPERATOR_BY_SYMBOL:
+                kind = ("operator", 0)
+            else:
+                continue
+            start = doc.index.position(chunk.start + x.start)
+            end = doc.index.position(chunk.start + x.end)
+            if end.line != start.line:
+                continue
+            delta_line = start.line - prev_line
+            delta_col = start.character - prev_col if delta_line == 0 else start.character
+            data += [delta_line, delta_col, end.character - start.character, _TYPE[kind[0]], kind[1]]
+            prev_line, prev_col = start.line, start.character
+    return data

@@ -1,0 +1,67 @@
+"""Core diagnostics and test-file problems as LSP diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsprotocol import types as lsp
+
+from fluo_lang.diagnostics import Diagnostic, Severity
+
+from .document import RuleDocument
+from .positions import LineIndex, span_range
+from .workspace import TestProblem
+
+SOURCE = "fluo"
+_SEVERITY = {
+    Severity.ERROR: lsp.DiagnosticSeverity.Error,
+    Severity.WARNING: lsp.DiagnosticSeverity.Warning,
+    Severity.INFO: lsp.DiagnosticSeverity.Information,
+}
+
+
+def lsp_diagnostic(d: Diagnostic, base: int, doc: RuleDocument, uri: str, *, strict: bool) -> lsp.Diagnostic:
+    """One diagnostic of `doc` (its spans counting from `base`); `strict` reports warnings as errors."""
+    severity = _SEVERITY[d.severity]
+    if strict and d.severity is Severity.WARNING:
+        severity = lsp.DiagnosticSeverity.Error
+    related = []
+    for r in d.related:
+        if r.path in (None, d.path, doc.path):
+            where = lsp.Location(uri=uri, range=span_range(doc.index, r.span, base))
+        else:
+            where = lsp.Location(
+                uri=Path(r.path).resolve().as_uri(),
+                range=lsp.Range(
+                    start=lsp.Position(line=r.span.line, character=r.span.col),
+                    end=lsp.Position(line=r.span.end_line, character=r.span.end_col),
+                ),
+            )
+        related.append(lsp.DiagnosticRelatedInformation(location=where, message=r.message))
+    return lsp.Diagnostic(
+        range=span_range(doc.index, d.span, base),
+        message=d.message,
+        severity=severity,
+        code=d.code,
+        source=SOURCE,
+        related_information=related or None,
+        data={"suggestion": d.suggestion} if d.suggestion is not None else None,
+    )
+
+
+def document_diagnostics(doc: RuleDocument, uri: str, *, strict: bool) -> list[lsp.Diagnostic]:
+    return [lsp_diagnostic(d, base, doc, uri, strict=strict) for d, base in doc.diagnostics()]
+
+
+def test_diagnostics(problems: list[TestProblem], text: str) -> list[lsp.Diagnostic]:
+    index = LineIndex(text)
+    return [
+        lsp.Diagnostic(
+            range=index.range(p.start, p.end),
+            message=p.message,
+            severity=lsp.DiagnosticSeverity.Error,
+            code=p.code,
+            source=f"{SOURCE} test",
+        )
+        for p in problems
+    ]

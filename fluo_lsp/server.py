@@ -1,0 +1,330 @@
+"""`fluo lsp`: the language server, over stdio, a thin shell around the core's analysis.
+
+Rule files (`*.fluo`) get diagnostics (pushed after a debounce, and answered when
+pulled), completion, hover, signature help, symbols, folding, semantic tokens,
+formatting and code actions. Rule test files (`*_test.yaml`, `*.fluotest.yaml`)
+get checks of the rule ids and fixtures they name, and link to the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from fluo_lang.format import format_source
+
+from . import actions, completion, hover, outline
+from .document import RuleDocument
+from .positions import LineIndex, span_range
+from .reporting import document_diagnostics, test_diagnostics
+from .settings import Settings
+from .testfiles import is_test_file, read_test_file
+from .workspace import RuleSite, Workspace
+
+NAME = "fluo"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fluo")
+    except PackageNotFoundError:
+        return "0"
+
+
+class FluoServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(NAME, _version(), text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        self.settings = Settings()
+        self.index = Workspace(self.open_text)
+        self.documents: dict[str, RuleDocument] = {}
+        self.pending: dict[str, asyncio.TimerHandle] = {}
+
+    # -- documents ------------------------------------------------------------------
+
+    def open_text(self, path: Path) -> str | None:
+        uri = from_fs_path(str(path))
+        if uri is None:
+            return None
+        doc = self.workspace.text_documents.get(uri)
+        return doc.source if doc is not None else None
+
+    def rule_document(self, uri: str) -> RuleDocument:
+        text = self.workspace.get_text_document(uri).source
+        doc = self.documents.get(uri)
+        if doc is None or doc.text != text:
+            doc = RuleDocument(to_fs_path(uri) or uri, text)
+            self.documents[uri] = doc
+        return doc
+
+    def diagnostics_of(self, uri: str) -> list[lsp.Diagnostic] | None:
+        """The diagnostics of a rule file or a rule test file; None for any other file."""
+        path = to_fs_path(uri) or uri
+        if path.endswith(".fluo"):
+            return document_diagnostics(self.rule_document(uri), uri, strict=self.settings.strict)
+        if is_test_file(path):
+            text = self.workspace.get_text_document(uri).source
+            return test_diagnostics(self.index.test_problems(read_test_file(Path(path), text)), text)
+        return None
+
+    def publish(self, uri: str) -> None:
+        self.pending.pop(uri, None)
+        if uri not in self.workspace.text_documents:
+            return
+        diags = self.diagnostics_of(uri)
+        if diags is None:
+            return
+        version = self.workspace.get_text_document(uri).version
+        self.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version)
+        )
+        if uri.endswith(".fluo"):  # test files that name this rule file may have changed meaning
+            for other in list(self.workspace.text_documents):
+                if is_test_file(to_fs_path(other) or other):
+                    self.publish(other)
+
+    def schedule(self, uri: str) -> None:
+        handle = self.pending.pop(uri, None)
+        if handle is not None:
+            handle.cancel()
+        delay = self.settings.debounce_ms / 1000
+        if delay <= 0:
+            self.publish(uri)
+            return
+        self.pending[uri] = asyncio.get_running_loop().call_later(delay, self.publish, uri)
+
+    def apply_settings(self, raw: Any) -> None:
+        self.settings = self.settings.merged(raw)
+        self.index.extra_keys = self.settings.attribute_keys
+        for uri in list(self.workspace.text_documents):
+            self.publish(uri)
+
+
+server = FluoServer()
+
+
+@server.feature(lsp.INITIALIZE)
+def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
+    ls.settings = ls.settings.merged(params.initialization_options)
+    ls.index.extra_keys = ls.settings.attribute_keys
+    folders = [to_fs_path(f.uri) for f in params.workspace_folders or []]
+    if not folders and params.root_uri:
+        folders = [to_fs_path(params.root_uri)]
+    ls.index.set_folders([Path(f) for f in folders if f])
+
+
+@server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+def did_change_configuration(ls: FluoServer, params: lsp.DidChangeConfigurationParams) -> None:
+    ls.apply_settings(params.settings)
+
+
+@server.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)
+def did_change_folders(ls: FluoServer, params: lsp.DidChangeWorkspaceFoldersParams) -> None:
+    folders = {Path(p) for f in ls.workspace.folders.values() if (p := to_fs_path(f.uri))}
+    ls.index.set_folders(sorted(folders))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: FluoServer, params: lsp.DidOpenTextDocumentParams) -> None:
+    ls.publish(params.text_document.uri)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: FluoServer, params: lsp.DidChangeTextDocumentParams) -> None:
+    ls.schedule(params.text_document.uri)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+def did_save(ls: FluoServer, params: lsp.DidSaveTextDocumentParams) -> None:
+    ls.publish(params.text_document.uri)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    handle = ls.pending.pop(uri, None)
+    if handle is not None:
+        handle.cancel()
+    ls.documents.pop(uri, None)
+    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+
+
+@server.feature(
+    lsp.TEXT_DOCUMENT_DIAGNOSTIC,
+    lsp.DiagnosticOptions(identifier=NAME, inter_file_dependencies=True, workspace_diagnostics=False),
+)
+def pull_diagnostics(ls: FluoServer, params: lsp.DocumentDiagnosticParams) -> lsp.DocumentDiagnosticReport:
+    return lsp.RelatedFullDocumentDiagnosticReport(items=ls.diagnostics_of(params.text_document.uri) or [])
+
+
+def _rule_doc(ls: FluoServer, uri: str) -> RuleDocument | None:
+    return ls.rule_document(uri) if uri.endswith(".fluo") else None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "(", " ", ":", "["]))
+def complete(ls: FluoServer, params: lsp.CompletionParams) -> lsp.CompletionList | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    if doc is None:
+        return None
+    span_keys, resource_keys = ls.index.attribute_keys()
+    offset = doc.index.offset(params.position)
+    return lsp.CompletionList(is_incomplete=False, items=completion.complete(doc, offset, span_keys, resource_keys))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_HOVER)
+def on_hover(ls: FluoServer, params: lsp.HoverParams) -> lsp.Hover | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    if doc is None:
+        return None
+    found = hover.hover_at(doc, doc.index.offset(params.position))
+    if found is None:
+        return None
+    text, span, base = found
+    return lsp.Hover(
+        contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=text), range=span_range(doc.index, span, base)
+    )
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SIGNATURE_HELP, lsp.SignatureHelpOptions(trigger_characters=["(", ","]))
+def signature_help(ls: FluoServer, params: lsp.SignatureHelpParams) -> lsp.SignatureHelp | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    if doc is None:
+        return None
+    return completion.signature_help(doc, doc.index.offset(params.position))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+def document_symbols(ls: FluoServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol] | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    return outline.symbols(doc) if doc is not None else None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_FOLDING_RANGE)
+def folding_ranges(ls: FluoServer, params: lsp.FoldingRangeParams) -> list[lsp.FoldingRange] | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    return outline.folding_ranges(doc) if doc is not None else None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, outline.LEGEND)
+def semantic_tokens(ls: FluoServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    return lsp.SemanticTokens(data=outline.semantic_tokens(doc)) if doc is not None else None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+def formatting(ls: FluoServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit] | None:
+    doc = _rule_doc(ls, params.text_document.uri)
+    if doc is None:
+        return None
+    result = format_source(doc.text, doc.path)
+    if result.text is None:
+        ls.window_show_message(
+            lsp.ShowMessageParams(type=lsp.MessageType.Warning, message="fluo: not formatted; fix the syntax errors")
+        )
+        return None
+    if result.text == doc.text:
+        return []
+    return [lsp.TextEdit(range=doc.index.range(0, len(doc.text)), new_text=result.text)]
+
+
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+def code_actions(ls: FluoServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
+    uri = params.text_document.uri
+    doc = _rule_doc(ls, uri)
+    if doc is None:
+        return None
+    start, end = doc.index.offset(params.range.start), doc.index.offset(params.range.end)
+    return actions.code_actions(doc, uri, start, end, strict=ls.settings.strict)
+
+
+# -- rule ids between rule files and test files -------------------------------------
+
+
+def _site_location(site: RuleSite) -> lsp.Location:
+    return lsp.Location(
+        uri=from_fs_path(str(site.path)) or site.path.as_uri(),
+        range=span_range(site.document.index, site.rule.id_span, site.base),
+    )
+
+
+def _rule_under_cursor(ls: FluoServer, uri: str, position: lsp.Position) -> tuple[str, Path, list[Path]] | None:
+    """The rule id at the cursor, the file the cursor is in, and the rule files to look for it in."""
+    path = Path(to_fs_path(uri) or uri)
+    text = ls.workspace.get_text_document(uri).source
+    offset = LineIndex(text).offset(position)
+    if path.suffix == ".fluo":
+        doc = ls.rule_document(uri)
+        for rule, base in doc.rules():
+            if rule.id and not rule.bare and rule.id_span.start + base <= offset <= rule.id_span.end + base:
+                return rule.id, path, [path]
+        return None
+    if is_test_file(str(path)):
+        test = read_test_file(path, text)
+        for name in test.rule_ids:
+            if name.contains(offset):
+                return name.value, path, [p for p, _ in test.rule_paths()]
+    return None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
+def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Location] | None:
+    uri = params.text_document.uri
+    path = Path(to_fs_path(uri) or uri)
+    if is_test_file(str(path)):
+        text = ls.workspace.get_text_document(uri).source
+        offset = LineIndex(text).offset(params.position)
+        test = read_test_file(path, text)
+        for name in [*test.rules, *test.traces]:
+            target = test.folder / name.value
+            if name.contains(offset) and target.exists():
+                start = lsp.Position(line=0, character=0)
+                return [lsp.Location(uri=target.resolve().as_uri(), range=lsp.Range(start=start, end=start))]
+    found = _rule_under_cursor(ls, uri, params.position)
+    if found is None:
+        return None
+    rule_id, _, near = found
+    return [_site_location(s) for s in ls.index.definitions(rule_id, near)] or None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+def references(ls: FluoServer, params: lsp.ReferenceParams) -> list[lsp.Location] | None:
+    found = _rule_under_cursor(ls, params.text_document.uri, params.position)
+    if found is None:
+        return None
+    rule_id, _, near = found
+    sites = ls.index.definitions(rule_id, near)
+    if not sites:
+        return None
+    out = [_site_location(sites[0])] if params.context.include_declaration else []
+    texts: dict[Path, LineIndex] = {}
+    for test_path, start, end in ls.index.references(rule_id, sites[0].path):
+        if test_path not in texts:
+            text = ls.open_text(test_path)
+            texts[test_path] = LineIndex(text if text is not None else test_path.read_text(encoding="utf-8"))
+        out.append(lsp.Location(uri=test_path.resolve().as_uri(), range=texts[test_path].range(start, end)))
+    return out
+
+
+@click.command(name="lsp")
+@click.option("--stdio", is_flag=True, help="Talk over stdin/stdout (the default and only transport).")
+def command(stdio: bool) -> None:
+    """Run the FLUO language server over stdio, for editors.
+
+    Settings (section `fluo`): attributeKeys, strictness ("default" | "strict"),
+    diagnostics.debounceMs. See docs/editor.md.
+
+    \b
+    Example (Neovim):
+      vim.lsp.start({ name = "fluo", cmd = { "fluo", "lsp" } })
+    """
+    server.start_io()
+
+
+__all__ = ["FluoServer", "command", "server"]

@@ -1,0 +1,45 @@
+"""The server's settings, section `fluo`, as the VS Code extension and other clients send them.
+
+- `fluo.attributeKeys` (string[], default []): attribute keys to complete besides those
+  found in the workspace's trace files.
+- `fluo.strictness` ("default" | "strict"): `strict` reports warnings as errors.
+- `fluo.diagnostics.debounceMs` (number, default 150): how long to wait after a change
+  before checking, so typing is not slowed by checks nobody sees.
+
+They arrive in `initializationOptions` (either the section itself or `{"fluo": {...}}`)
+and in `workspace/didChangeConfiguration`. Values of the wrong type are ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SECTION = "fluo"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    attribute_keys: tuple[str, ...] = ()
+    strict: bool = False
+    debounce_ms: float = 150.0
+
+    def merged(self, raw: Any) -> Settings:
+        """These settings updated from a client's JSON; unknown or ill-typed values are left out."""
+        if not isinstance(raw, dict):
+            return self
+        if isinstance(raw.get(SECTION), dict):
+            raw = raw[SECTION]
+        keys = raw.get("attributeKeys")
+        strictness = raw.get("strictness")
+        diagnostics = raw.get("diagnostics")
+        debounce = diagnostics.get("debounceMs") if isinstance(diagnostics, dict) else None
+        return Settings(
+            attribute_keys=tuple(k for k in keys if isinstance(k, str) and k)
+            if isinstance(keys, list)
+            else self.attribute_keys,
+            strict=strictness == "strict" if strictness in ("default", "strict") else self.strict,
+            debounce_ms=float(debounce)
+            if isinstance(debounce, int | float) and not isinstance(debounce, bool) and 0 <= debounce <= 10_000
+            else self.debounce_ms,
+        )

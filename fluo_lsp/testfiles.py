@@ -1,0 +1,105 @@
+"""Rule test files (`*_test.yaml`, `*.fluotest.yaml`) as the editor sees them.
+
+What the server needs of a test file is where it names things: the rule files
+(`rules:`, by default the `.fluo` file with the test file's stem), the trace
+fixtures of each case (`traces:`), and the rule ids it expects (`expect: - rule:`),
+each with its source range. The file's meaning is `fluo test`'s business; this
+module only finds those names, so the editor can check them and link them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEST_SUFFIXES = ("_test.yaml", "_test.yml", ".fluotest.yaml", ".fluotest.yml")
+
+
+def is_test_file(path: str) -> bool:
+    return path.endswith(TEST_SUFFIXES)
+
+
+def default_rules_file(path: Path) -> str:
+    """`auth_test.yaml` and `auth.fluotest.yaml` test `auth.fluo`."""
+    name = path.name
+    for suffix in TEST_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)] + ".fluo"
+    return path.stem + ".fluo"
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """A value the test file names, with its 0-based [start, end) offsets in the file."""
+
+    value: str
+    start: int
+    end: int
+
+    def contains(self, offset: int) -> bool:
+        return self.start <= offset <= self.end
+
+
+@dataclass
+class TestFile:
+    path: Path
+    rules: list[Name] = field(default_factory=list)  # empty: the default rules file
+    traces: list[Name] = field(default_factory=list)
+    rule_ids: list[Name] = field(default_factory=list)
+    error: tuple[str, int, int] | None = None  # a YAML problem: message, start, end
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent
+
+    def rule_paths(self) -> list[tuple[Path, Name | None]]:
+        """The rule files this test file loads, with where it names each (None for the default)."""
+        if not self.rules:
+            return [(self.folder / default_rules_file(self.path), None)]
+        return [(self.folder / n.value, n) for n in self.rules]
+
+
+def read_test_file(path: Path, text: str) -> TestFile:
+    out = TestFile(path)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = mark.index if mark is not None else 0
+        out.error = (f"not valid YAML: {exc.problem or exc}", at, at + 1)
+        return out
+    if not isinstance(root, yaml.MappingNode):
+        return out
+    top = _mapping(root)
+    out.rules = _strings(top.get("rules"))
+    cases = top.get("cases")
+    for case in cases.value if isinstance(cases, yaml.SequenceNode) else []:
+        if not isinstance(case, yaml.MappingNode):
+            continue
+        fields = _mapping(case)
+        out.traces.extend(_strings(fields.get("traces")))
+        expect = fields.get("expect")
+        for item in expect.value if isinstance(expect, yaml.SequenceNode) else []:
+            if isinstance(item, yaml.MappingNode):
+                out.rule_ids.extend(_strings(_mapping(item).get("rule")))
+    return out
+
+
+def _mapping(node: yaml.MappingNode) -> dict[str, Any]:
+    return {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _strings(node: Any) -> list[Name]:
+    """A scalar, or each scalar of a sequence, with its range (quotes excluded)."""
+    nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    out = []
+    for n in nodes:
+        if isinstance(n, yaml.ScalarNode) and isinstance(n.value, str) and n.value:
+            start, end = n.start_mark.index, n.end_mark.index
+            if n.style in ("'", '"'):
+                start, end = start + 1, end - 1
+            out.append(Name(n.value, start, end))
+    return out

@@ -1,0 +1,220 @@
+"""What the server knows of the workspace beyond the open document.
+
+- attribute keys seen in the trace fixtures under the workspace folders (OTLP JSON,
+  JSON lines or protobuf, read with `fluo_lang.otlp`), for completion;
+- rule files and rule test files, for test-file checks, go to definition and find references.
+
+Every walk is bounded (files looked at, files read, bytes per file), skips hidden
+folders and dependency folders, and caches what it read by modification time.
+Open documents win over the files on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fluo_lang import ast
+from fluo_lang.diagnostics import nearest
+from fluo_lang.otlp import TraceInputError, load_trace_file
+
+from .document import RuleDocument
+from .testfiles import TestFile, is_test_file, read_test_file
+
+MAX_WALK_ENTRIES = 20_000
+MAX_TRACE_FILES = 200
+MAX_TRACE_BYTES = 4 * 1024 * 1024
+MAX_RULE_BYTES = 4 * 1024 * 1024
+MAX_KEYS = 2_000
+RESCAN_SECONDS = 5.0
+TRACE_SUFFIXES = (".json", ".jsonl", ".pb", ".binpb")
+_SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
+
+
+@dataclass(frozen=True, slots=True)
+class TestProblem:
+    """A problem in a rule test file: `code` is `unknown-rule`, `missing-rules-file`, `missing-fixture` or `yaml`."""
+
+    code: str
+    message: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSite:
+    """Where a rule is defined: its file, the rule, and the offset its spans count from."""
+
+    path: Path
+    document: RuleDocument
+    rule: ast.Rule
+    base: int
+
+
+class Workspace:
+    def __init__(self, open_text: Callable[[Path], str | None]) -> None:
+        self.folders: list[Path] = []
+        self.extra_keys: tuple[str, ...] = ()
+        self._open_text = open_text
+        self._traces: dict[Path, tuple[float, set[str], set[str]]] = {}
+        self._keys: tuple[list[str], list[str]] | None = None
+        self._keys_at = 0.0
+        self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
+
+    def set_folders(self, folders: list[Path]) -> None:
+        self.folders = [f for f in folders if f.is_dir()]
+        self._keys = None
+
+    def walk(self, accept: Callable[[str], bool]) -> Iterator[Path]:
+        """Files under the workspace folders whose name passes `accept`, within the walk budget."""
+        seen = 0
+        for folder in self.folders:
+            for root, dirs, files in os.walk(folder):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+                for name in sorted(files):
+                    seen += 1
+                    if seen > MAX_WALK_ENTRIES:
+                        return
+                    if accept(name):
+                        yield Path(root) / name
+
+    # -- attribute keys ----------------------------------------------------------
+
+    def attribute_keys(self) -> tuple[list[str], list[str]]:
+        """(span attribute keys, resource attribute keys): the workspace's traces plus the configured keys."""
+        now = time.monotonic()
+        if self._keys is None or now - self._keys_at > RESCAN_SECONDS:
+            self._keys = self._scan_traces()
+            self._keys_at = now
+        span_keys, resource_keys = self._keys
+        return sorted({*span_keys, *self.extra_keys}), resource_keys
+
+    def _scan_traces(self) -> tuple[list[str], list[str]]:
+        span_keys: set[str] = set()
+        resource_keys: set[str] = set()
+        count = 0
+        for path in self.walk(lambda n: n.endswith(TRACE_SUFFIXES)):
+            if count >= MAX_TRACE_FILES:
+                break
+            count += 1
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            if stat.st_size > MAX_TRACE_BYTES:
+                continue
+            cached = self._traces.get(path)
+            if cached is None or cached[0] != stat.st_mtime:
+                cached = (stat.st_mtime, *_keys_of(path))
+                self._traces[path] = cached
+            span_keys |= cached[1]
+            resource_keys |= cached[2]
+        return sorted(span_keys)[:MAX_KEYS], sorted(resource_keys)[:MAX_KEYS]
+
+    # -- rule files ---------------------------------------------------------------
+
+    def rule_document(self, path: Path) -> RuleDocument | None:
+        """The analysed rule file at `path` (its open text if it is open), or None if unreadable."""
+        text = self._open_text(path)
+        if text is not None:
+            return RuleDocument(str(path), text)
+        try:
+            stat = path.stat()
+            if stat.st_size > MAX_RULE_BYTES:
+                return None
+            cached = self._rule_docs.get(path)
+            if cached is not None and cached[0] == stat.st_mtime:
+                return cached[1]
+            doc = RuleDocument(str(path), path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return None
+        self._rule_docs[path] = (stat.st_mtime, doc)
+        return doc
+
+    def rule_ids(self, paths: list[Path]) -> dict[str, RuleSite]:
+        out: dict[str, RuleSite] = {}
+        for path in paths:
+            doc = self.rule_document(path)
+            if doc is None:
+                continue
+            for rule, base in doc.rules():
+                if rule.id:
+                    out.setdefault(rule.id, RuleSite(path, doc, rule, base))
+        return out
+
+    def definitions(self, rule_id: str, near: list[Path] | None = None) -> list[RuleSite]:
+        """Where `rule_id` is defined: in the files `near` if it is there, else anywhere in the workspace."""
+        if near:
+            site = self.rule_ids(near).get(rule_id)
+            if site is not None:
+                return [site]
+        every = self.rule_ids(list(self.walk(lambda n: n.endswith(".fluo"))))
+        return [every[rule_id]] if rule_id in every else []
+
+    # -- test files ---------------------------------------------------------------
+
+    def test_file(self, path: Path) -> TestFile | None:
+        text = self._open_text(path)
+        if text is None:
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                return None
+        return read_test_file(path, text)
+
+    def test_files(self) -> list[TestFile]:
+        return [t for p in self.walk(is_test_file) if (t := self.test_file(p)) is not None]
+
+    def references(self, rule_id: str, rule_path: Path) -> list[tuple[Path, int, int]]:
+        """Where test files that load `rule_path` expect `rule_id`: (test file, start, end)."""
+        out: list[tuple[Path, int, int]] = []
+        target = rule_path.resolve()
+        for test in self.test_files():
+            if not any(p.resolve() == target for p, _ in test.rule_paths()):
+                continue
+            out.extend((test.path, n.start, n.end) for n in test.rule_ids if n.value == rule_id)
+        return out
+
+    def test_problems(self, test: TestFile) -> list[TestProblem]:
+        """Unknown rule ids, missing rule files and missing trace fixtures of a test file."""
+        if test.error is not None:
+            message, start, end = test.error
+            return [TestProblem("yaml", message, start, end)]
+        problems: list[TestProblem] = []
+        present: list[Path] = []
+        for path, named in test.rule_paths():
+            if path.is_file() or self._open_text(path) is not None:
+                present.append(path)
+                continue
+            start, end = (named.start, named.end) if named is not None else (0, 0)
+            where = "" if named is not None else " (the default for this test file; name others with `rules:`)"
+            problems.append(TestProblem("missing-rules-file", f"rule file `{path.name}` not found{where}", start, end))
+        if len(present) == len(test.rule_paths()):
+            known = self.rule_ids(present)
+            for n in test.rule_ids:
+                if n.value in known:
+                    continue
+                guess = nearest(n.value, set(known))
+                hint = f"; did you mean `{guess}`?" if guess else ""
+                files = ", ".join(p.name for p in present)
+                problems.append(TestProblem("unknown-rule", f"no rule `{n.value}` in {files}{hint}", n.start, n.end))
+        for n in test.traces:
+            if not (test.folder / n.value).exists():
+                problems.append(TestProblem("missing-fixture", f"trace file `{n.value}` not found", n.start, n.end))
+        return problems
+
+
+def _keys_of(path: Path) -> tuple[set[str], set[str]]:
+    try:
+        spans = load_trace_file(path)
+    except (TraceInputError, OSError, ValueError):
+        return set(), set()
+    span_keys: set[str] = set()
+    resource_keys: set[str] = set()
+    for s in spans:
+        span_keys.update(s.attributes)
+        resource_keys.update(s.resource)
+    return span_keys, resource_keys
