@@ -21,9 +21,11 @@ from fluo_lang.api import (
     analyze_expression,
     analyze_paths,
     compile_program,
+    cost_diagnostics,
     lower,
 )
-from fluo_lang.diagnostics import CODES, Diagnostic
+from fluo_lang.cost import DEFAULT_COST_LIMIT
+from fluo_lang.diagnostics import CODES, Diagnostic, sort_key
 from fluo_lang.ir import format_rule
 
 # name -> "module:attribute" of a click command, loaded on first use.
@@ -150,12 +152,30 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False) -> Non
             click.echo(d.format(), err=err)
 
 
-def load_rules(paths: Sequence[str]) -> Analysis:
+def load_rules(paths: Sequence[str], cost_limit: int) -> Analysis:
     try:
-        return analyze_paths(paths)
+        analysis = analyze_paths(paths)
     except RuleSourceError as exc:
         fail(str(exc))
         raise AssertionError from exc  # unreachable: fail exits
+    return with_cost_limit(analysis, cost_limit)
+
+
+def with_cost_limit(analysis: Analysis, cost_limit: int) -> Analysis:
+    """The analysis plus FLUO404 for rules estimated to cost more than `cost_limit` (0: no limit)."""
+    if cost_limit > 0 and not analysis.has_errors:
+        analysis.diagnostics.extend(cost_diagnostics(analysis, cost_limit))
+        analysis.diagnostics.sort(key=sort_key)
+    return analysis
+
+
+cost_limit_option = click.option(
+    "--cost-limit",
+    type=click.IntRange(min=0),
+    default=DEFAULT_COST_LIMIT,
+    show_default=True,
+    help="Estimated span visits a rule may cost on a 1,000-span trace (0: no limit); past it, FLUO404.",
+)
 
 
 @main.command()
@@ -169,7 +189,8 @@ def load_rules(paths: Sequence[str]) -> Analysis:
 )
 @click.option("--emit-ir", is_flag=True, help="Print the compiled IR of every rule that checked.")
 @click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
-def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool) -> None:
+@cost_limit_option
+def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, cost_limit: int) -> None:
     """Parse and typecheck rule files; folders are searched for *.fluo.
 
     Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error.
@@ -178,7 +199,7 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool) ->
     Example:
       fluo check examples/rules/ --format sarif > fluo.sarif
     """
-    analysis = load_rules(paths)
+    analysis = load_rules(paths, cost_limit)
     print_diagnostics(analysis, fmt)
     if fmt == "text":
         click.echo(_summary(analysis.diagnostics, len(analysis.files)), err=True)
@@ -202,6 +223,7 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool) ->
 @click.option("--detect", "detect_expr", help="Check this one expression as a `detect` rule.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True)
 @click.option("--fail-on-signal", is_flag=True, help="Exit 3 when any rule fires.")
+@cost_limit_option
 def eval_command(
     paths: tuple[str, ...],
     trace_paths: tuple[str, ...],
@@ -209,6 +231,7 @@ def eval_command(
     detect_expr: str | None,
     fmt: str,
     fail_on_signal: bool,
+    cost_limit: int,
 ) -> None:
     """Run rules over trace files and print one signal per line.
 
@@ -232,9 +255,9 @@ def eval_command(
         fail("no rules: give rule files or folders, or --expect/--detect EXPR")
     if given:
         mode = "expect" if expect_expr is not None else "detect"
-        analysis = analyze_expression(given[0], mode)
+        analysis = with_cost_limit(analyze_expression(given[0], mode), cost_limit)
     else:
-        analysis = load_rules(paths)
+        analysis = load_rules(paths, cost_limit)
     if analysis.has_errors:
         print_diagnostics(analysis, "text", err=True)
         sys.exit(1)

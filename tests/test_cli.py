@@ -204,3 +204,15 @@ def test_console_script_runs_as_a_new_user_would() -> None:
         "charge_needs_fraud_check",
         "auth_login_rate",
     }
+
+
+def test_cost_limit(tmp_path: Path) -> None:
+    f = tmp_path / "cubic.fluo"
+    f.write_text("rule cubic { expect trace.spans.all(trace.spans.all(trace.spans.all(duration > 0s))) }\n")
+    r = run("check", str(f))
+    assert r.exit_code == 1
+    assert "error[FLUO404]" in r.stdout
+    assert run("check", str(f), "--cost-limit", "0").exit_code == 0
+    healthy = str(TRACES / "healthy_login.json")
+    assert run("eval", str(f), "--traces", healthy).exit_code == 1
+    assert run("eval", str(f), "--traces", healthy, "--cost-limit", "0").exit_code == 0
