@@ -72,6 +72,18 @@ def _loose_compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]
     return compare
 
 
+def _member(needle: Any, haystack: Any) -> bool:
+    """`needle` is a substring of a string haystack, or an item of the same kind in a list."""
+    if needle is None or haystack is None:
+        return False
+    if isinstance(haystack, str):
+        return isinstance(needle, str) and needle in haystack
+    if isinstance(haystack, list):
+        k = _kind(needle)
+        return any(_kind(x) == k and x == needle for x in haystack)
+    return False
+
+
 def _nested(m: Any, key: str) -> Any:
     """`a.b.c` through nested maps, for attributes sent as key-value lists."""
     cur = m
@@ -258,18 +270,7 @@ class Compiler:
             kinds = {(_kind(a.value), a.value) for a in right.args}
             return lambda ctx, it: (a := lf(ctx, it)) is not None and (_kind(a), a) in kinds
 
-        def member(ctx: Any, it: Any) -> bool:
-            a, b = lf(ctx, it), rf(ctx, it)
-            if a is None or b is None:
-                return False
-            if isinstance(b, str):
-                return isinstance(a, str) and a in b
-            if isinstance(b, list):
-                k = _kind(a)
-                return any(_kind(x) == k and x == a for x in b)
-            return False
-
-        return member
+        return lambda ctx, it: _member(lf(ctx, it), rf(ctx, it))
 
     def op_not_in(self, n: Node) -> Fn:
         inner = self.op_in(n)
@@ -278,19 +279,7 @@ class Compiler:
 
     def op_contains(self, n: Node) -> Fn:
         lf, rf = self.fn(n.args[0]), self.fn(n.args[1])
-
-        def contains(ctx: Any, it: Any) -> bool:
-            a, b = lf(ctx, it), rf(ctx, it)
-            if a is None or b is None:
-                return False
-            if isinstance(a, str):
-                return isinstance(b, str) and b in a
-            if isinstance(a, list):
-                k = _kind(b)
-                return any(_kind(x) == k and x == b for x in a)
-            return False
-
-        return contains
+        return lambda ctx, it: _member(rf(ctx, it), lf(ctx, it))
 
     def op_matches(self, n: Node) -> Fn:
         pattern = compile_regex(n.value)

@@ -123,7 +123,25 @@ class Span:
         return f"Span({self.name!r}, service={self.service!r}, id={self.span_id.hex()})"
 
 
-class Trace:
+class _Indexed:
+    """Spans with per-field indexes built on first use."""
+
+    __slots__ = ()
+    spans: list[Span]
+    _index: dict[str, dict[Any, list[Span]]]
+
+    def index(self, field: str) -> dict[Any, list[Span]]:
+        """Spans grouped by an intrinsic field, built once per field and shared by every rule."""
+        idx = self._index.get(field)
+        if idx is None:
+            idx = {}
+            for s in self.spans:
+                idx.setdefault(getattr(s, field), []).append(s)
+            self._index[field] = idx
+        return idx
+
+
+class Trace(_Indexed):
     """All spans sharing one trace id, with structure and indexes computed on demand."""
 
     __slots__ = ("_bounds", "_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
@@ -234,14 +252,6 @@ class Trace:
             cur = self.parent_of(cur)
         return out
 
-    def index(self, field: str) -> dict[Any, list[Span]]:
-        """Spans grouped by an intrinsic field, built once per trace and field."""
-        idx = self._index.get(field)
-        if idx is None:
-            idx = _group(self.spans, field)
-            self._index[field] = idx
-        return idx
-
     def __iter__(self) -> Iterator[Span]:
         return iter(self.spans)
 
@@ -252,13 +262,6 @@ class Trace:
         return f"Trace({self.trace_id.hex()}, {len(self.spans)} spans)"
 
 
-def _group(spans: list[Span], field: str) -> dict[Any, list[Span]]:
-    idx: dict[Any, list[Span]] = {}
-    for s in spans:
-        idx.setdefault(getattr(s, field), []).append(s)
-    return idx
-
-
 def assemble(spans: Iterable[Span]) -> list[Trace]:
     """Group spans by trace id, keeping the order in which trace ids first appear."""
     groups: dict[bytes, list[Span]] = {}
@@ -267,7 +270,7 @@ def assemble(spans: Iterable[Span]) -> list[Trace]:
     return [Trace(tid, group) for tid, group in groups.items()]
 
 
-class Window:
+class Window(_Indexed):
     """The spans of every trace completed within one tumbling window [start, end)."""
 
     __slots__ = ("_index", "end", "spans", "start", "traces")
@@ -278,14 +281,6 @@ class Window:
         self.traces = traces
         self.spans: list[Span] = [s for t in traces for s in t.spans]
         self._index: dict[str, dict[Any, list[Span]]] = {}
-
-    def index(self, field: str) -> dict[Any, list[Span]]:
-        """Spans grouped by an intrinsic field, built once per window and field."""
-        idx = self._index.get(field)
-        if idx is None:
-            idx = _group(self.spans, field)
-            self._index[field] = idx
-        return idx
 
     @property
     def duration(self) -> int:
