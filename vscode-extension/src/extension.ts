@@ -1,0 +1,76 @@
+/**
+ * The extension's entry point: reads the settings, starts the language server,
+ * registers the commands and the rule tests, and follows settings changes.
+ */
+
+import * as vscode from 'vscode';
+
+import { LanguageServer } from './server';
+import { LAUNCH_SETTINGS, SECTION, type Settings, readSettings } from './settings';
+import { RuleTests } from './testing';
+
+export const COMMANDS = {
+  restartServer: 'fluo.restartServer',
+  showServerOutput: 'fluo.showServerOutput',
+  runTestsForFile: 'fluo.runTestsForFile',
+} as const;
+
+/** What `activate` hands back: the parts a test (or another extension) can reach. */
+export interface FluoExtension {
+  readonly server: LanguageServer;
+  readonly tests: RuleTests;
+  settings(): Settings;
+  /** Resolves when the first start of the server has succeeded or failed. */
+  readonly started: Promise<boolean>;
+}
+
+let active: FluoExtension | undefined;
+
+export function activate(context: vscode.ExtensionContext): FluoExtension {
+  const serverOutput = vscode.window.createOutputChannel('FLUO Language Server', { log: true });
+  const testOutput = vscode.window.createOutputChannel('FLUO Tests');
+  let current = load();
+
+  const server = new LanguageServer(() => current, serverOutput);
+  const tests = new RuleTests(() => current, testOutput);
+
+  context.subscriptions.push(
+    serverOutput,
+    testOutput,
+    server,
+    tests,
+    vscode.commands.registerCommand(COMMANDS.restartServer, () => server.restart()),
+    vscode.commands.registerCommand(COMMANDS.showServerOutput, () => serverOutput.show(true)),
+    vscode.commands.registerCommand(COMMANDS.runTestsForFile, (uri?: vscode.Uri) => tests.runForFile(uri)),
+    vscode.workspace.onDidChangeConfiguration(async (event) => {
+      if (!event.affectsConfiguration(SECTION)) {
+        return;
+      }
+      current = load();
+      // Server settings reach the running server through didChangeConfiguration;
+      // only a change in how it is started needs a new process.
+      if (LAUNCH_SETTINGS.some((s) => event.affectsConfiguration(s))) {
+        serverOutput.info('The server command changed: restarting the language server.');
+        await server.restart();
+      }
+    }),
+  );
+
+  active = { server, tests, settings: () => current, started: server.start() };
+  return active;
+
+  function load(): Settings {
+    const { settings, problems } = readSettings(vscode.workspace.getConfiguration(SECTION));
+    for (const problem of problems) {
+      serverOutput.warn(problem);
+      void vscode.window.showWarningMessage(`FLUO: ${problem}.`);
+    }
+    return settings;
+  }
+}
+
+export async function deactivate(): Promise<void> {
+  const ext = active;
+  active = undefined;
+  await ext?.server.stop();
+}

@@ -1,0 +1,251 @@
+/**
+ * The FLUO language server as the editor sees it: started from the settings,
+ * restarted when it crashes, and given up on (with a message saying what to
+ * check) when it keeps crashing.
+ */
+
+import * as vscode from 'vscode';
+import {
+  CloseAction,
+  type CloseHandlerResult,
+  ErrorAction,
+  type ErrorHandler,
+  type ErrorHandlerResult,
+  type Executable,
+  LanguageClient,
+  type LanguageClientOptions,
+  RevealOutputChannelOn,
+  State,
+  TransportKind,
+} from 'vscode-languageclient/node';
+
+import { findExecutable } from './process';
+import { RestartPolicy } from './restarts';
+import { type Command, SECTION, type Settings, describe, serverCommand, serverSettings } from './settings';
+
+export const CLIENT_ID = 'fluo';
+export const CLIENT_NAME = 'FLUO Language Server';
+
+/** Rule files, and rule test files (the server checks their rule ids and fixtures). */
+export const DOCUMENT_SELECTOR = [
+  { scheme: 'file', language: 'fluo' },
+  { scheme: 'untitled', language: 'fluo' },
+  { scheme: 'file', pattern: '**/*_test.yaml' },
+  { scheme: 'file', pattern: '**/*.fluotest.yaml' },
+];
+
+/** Files whose changes the server hears of: rules, rule tests and the trace fixtures it learns attribute keys from. */
+export const WATCHED_FILES = '**/*.{fluo,yaml,json,jsonl}';
+
+/** Connection errors in a row before the client gives up on a server that still runs. */
+const MAX_CONNECTION_ERRORS = 3;
+
+export function executable(settings: Settings): Executable {
+  const { command, args } = serverCommand(settings);
+  return {
+    command,
+    args: [...args],
+    transport: TransportKind.stdio,
+    options: { env: { ...process.env, PYTHONUNBUFFERED: '1' } },
+  };
+}
+
+export function clientOptions(
+  settings: () => Settings,
+  output: vscode.LogOutputChannel,
+  errorHandler: ErrorHandler,
+): LanguageClientOptions {
+  return {
+    documentSelector: DOCUMENT_SELECTOR,
+    synchronize: {
+      configurationSection: SECTION,
+      fileEvents: vscode.workspace.createFileSystemWatcher(WATCHED_FILES),
+    },
+    initializationOptions: () => serverSettings(settings()),
+    outputChannel: output,
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
+    errorHandler,
+  };
+}
+
+export type ServerState = 'stopped' | 'starting' | 'running' | 'failed';
+
+export class LanguageServer implements vscode.Disposable {
+  private client: LanguageClient | undefined;
+  private state: ServerState = 'stopped';
+  private stopping = false;
+  /** True while `start()` waits for the first initialize: a failure then is reported by `start()`. */
+  private firstStart = false;
+
+  constructor(
+    private readonly settings: () => Settings,
+    readonly output: vscode.LogOutputChannel,
+    readonly policy = new RestartPolicy(),
+  ) {}
+
+  get status(): ServerState {
+    return this.state;
+  }
+
+  get languageClient(): LanguageClient | undefined {
+    return this.client;
+  }
+
+  /** Start the server; on failure tell the user why and what to change (never throws). */
+  async start(): Promise<boolean> {
+    if (this.client !== undefined) {
+      return this.state === 'running';
+    }
+    const settings = this.settings();
+    const command = serverCommand(settings);
+    if (findExecutable(command.command) === undefined) {
+      this.state = 'failed';
+      this.report(notFound(command, settings), 'error');
+      return false;
+    }
+    this.output.info(`Starting ${describe(command)}`);
+    const client = new LanguageClient(
+      CLIENT_ID,
+      CLIENT_NAME,
+      executable(settings),
+      clientOptions(this.settings, this.output, this.errorHandler()),
+    );
+    this.client = client;
+    this.state = 'starting';
+    client.onDidChangeState((event) => {
+      if (this.client === client && event.newState === State.Running) {
+        this.state = 'running';
+      }
+    });
+    this.firstStart = true;
+    try {
+      await client.start();
+    } catch (error) {
+      if (this.client === client) {
+        this.state = 'failed';
+        this.client = undefined;
+        this.report(
+          `FLUO: the language server did not start (${describe(command)}): ${reason(error)}. ` +
+            'Its output says why; check fluo.server.command or fluo.server.pythonPath.',
+          'error',
+        );
+        await client.dispose().catch(() => undefined);
+      }
+      return false;
+    } finally {
+      this.firstStart = false;
+    }
+    if (this.client === client) {
+      this.state = 'running';
+      this.output.info('The language server is running.');
+    }
+    return this.state === 'running';
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = undefined;
+    this.state = 'stopped';
+    if (client === undefined) {
+      return;
+    }
+    this.stopping = true;
+    try {
+      await client.stop(2000);
+    } catch (error) {
+      this.output.warn(`Stopping the language server: ${reason(error)}`);
+    } finally {
+      this.stopping = false;
+      await client.dispose().catch(() => undefined);
+    }
+  }
+
+  /** Stop and start again with the current settings, forgetting earlier crashes. */
+  async restart(): Promise<boolean> {
+    this.policy.reset();
+    await this.stop();
+    return this.start();
+  }
+
+  dispose(): void {
+    void this.stop();
+  }
+
+  private errorHandler(): ErrorHandler {
+    return {
+      error: (_error, _message, count): ErrorHandlerResult => ({
+        action: (count ?? 1) <= MAX_CONNECTION_ERRORS ? ErrorAction.Continue : ErrorAction.Shutdown,
+        handled: true,
+      }),
+      closed: (): CloseHandlerResult => this.closed(),
+    };
+  }
+
+  /** The server's connection closed without `stop()`: it exited or crashed. */
+  private closed(): CloseHandlerResult {
+    if (this.stopping) {
+      return { action: CloseAction.DoNotRestart, handled: true };
+    }
+    if (this.firstStart) {
+      // Exited before it answered `initialize`: `start()` reports that once.
+      return { action: CloseAction.DoNotRestart, handled: true };
+    }
+    const decision = this.policy.crashed();
+    const command = describe(serverCommand(this.settings()));
+    if (decision.restart) {
+      this.state = 'starting';
+      this.report(
+        `FLUO: the language server stopped unexpectedly (crash ${decision.crashes} of ${this.policy.maxCrashes} ` +
+          `allowed in ${this.policy.windowMinutes} minutes); restarting it.`,
+        'warning',
+      );
+      return { action: CloseAction.Restart, handled: true };
+    }
+    this.state = 'failed';
+    this.report(
+      `FLUO: the language server crashed ${decision.crashes} times in ${this.policy.windowMinutes} minutes, so it will ` +
+        `not be restarted. Check that \`${command}\` runs in a terminal, read the server output, then run ` +
+        '"FLUO: Restart Language Server".',
+      'error',
+    );
+    return { action: CloseAction.DoNotRestart, handled: true };
+  }
+
+  private report(message: string, level: 'warning' | 'error'): void {
+    if (level === 'error') {
+      this.output.error(message);
+    } else {
+      this.output.warn(message);
+    }
+    const show = level === 'error' ? vscode.window.showErrorMessage : vscode.window.showWarningMessage;
+    void Promise.resolve(show(message, SHOW_OUTPUT, OPEN_SETTINGS)).then((choice) => {
+      if (choice === SHOW_OUTPUT) {
+        this.output.show(true);
+      } else if (choice === OPEN_SETTINGS) {
+        void vscode.commands.executeCommand('workbench.action.openSettings', 'fluo.server');
+      }
+    });
+  }
+}
+
+export const SHOW_OUTPUT = 'Show Output';
+export const OPEN_SETTINGS = 'Open Settings';
+
+function notFound(command: Command, settings: Settings): string {
+  if (settings.pythonPath !== '') {
+    return (
+      `FLUO: the Python interpreter ${settings.pythonPath} (fluo.server.pythonPath) was not found. ` +
+      'Set it to a Python that has FLUO installed (pip install fluo), or clear it to use fluo.server.command.'
+    );
+  }
+  return (
+    `FLUO: \`${command.command}\` was not found on PATH, so the language server cannot start. ` +
+    'Install FLUO (pip install fluo), set fluo.server.command to its full path, ' +
+    'or set fluo.server.pythonPath to a Python that has it.'
+  );
+}
+
+function reason(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  return text.replace(/\s+$/, '').replace(/\.$/, '');
+}

@@ -1,0 +1,154 @@
+/**
+ * The extension's settings, read once into plain data.
+ *
+ * `fluo.attributeKeys`, `fluo.strictness` and `fluo.diagnostics.debounceMs`
+ * belong to the language server: they reach it under the section `fluo`, as
+ * initialization options and on every `workspace/didChangeConfiguration`.
+ * `fluo.server.*` only say how to start the server (and `fluo test`).
+ */
+
+/** The part of `vscode.WorkspaceConfiguration` this module reads (so tests need no editor). */
+export interface ConfigurationSource {
+  get<T>(section: string): T | undefined;
+}
+
+export type Strictness = 'default' | 'strict';
+
+export interface Settings {
+  /** Program and arguments that start the server, e.g. `["fluo", "lsp"]`. */
+  readonly serverCommand: readonly string[];
+  /** A Python interpreter with `fluo` installed; when set it replaces `serverCommand`. */
+  readonly pythonPath: string;
+  readonly attributeKeys: readonly string[];
+  readonly strictness: Strictness;
+  readonly debounceMs: number;
+}
+
+/** The settings the server reads, exactly as it reads them under the section `fluo`. */
+export interface ServerSettings {
+  attributeKeys: string[];
+  strictness: Strictness;
+  diagnostics: { debounceMs: number };
+}
+
+/** A program to run and its arguments. */
+export interface Command {
+  readonly command: string;
+  readonly args: readonly string[];
+}
+
+export const SECTION = 'fluo';
+export const DEFAULT_SERVER_COMMAND: readonly string[] = ['fluo', 'lsp'];
+export const DEFAULTS: Settings = {
+  serverCommand: DEFAULT_SERVER_COMMAND,
+  pythonPath: '',
+  attributeKeys: [],
+  strictness: 'default',
+  debounceMs: 150,
+};
+
+/** Settings that change how the server is started: a change to one of them restarts it. */
+export const LAUNCH_SETTINGS: readonly string[] = ['fluo.server.command', 'fluo.server.pythonPath'];
+
+/** Settings read from `source` (the `fluo` section), and one line per value that was unusable and replaced by its default. */
+export function readSettings(source: ConfigurationSource): { settings: Settings; problems: string[] } {
+  const problems: string[] = [];
+
+  const command = source.get<unknown>('server.command');
+  let serverCommand = DEFAULTS.serverCommand;
+  if (command !== undefined && command !== null) {
+    if (isStringArray(command) && command.length > 0 && command[0].trim() !== '') {
+      serverCommand = command;
+    } else {
+      problems.push(
+        `fluo.server.command must be a list of strings such as ["fluo", "lsp"]; using ${JSON.stringify(DEFAULTS.serverCommand)}`,
+      );
+    }
+  }
+
+  const python = source.get<unknown>('server.pythonPath');
+  let pythonPath = DEFAULTS.pythonPath;
+  if (typeof python === 'string') {
+    pythonPath = python.trim();
+  } else if (python !== undefined && python !== null) {
+    problems.push('fluo.server.pythonPath must be a path to a Python interpreter (a string); ignoring it');
+  }
+
+  const keys = source.get<unknown>('attributeKeys');
+  let attributeKeys = DEFAULTS.attributeKeys;
+  if (isStringArray(keys)) {
+    attributeKeys = keys;
+  } else if (keys !== undefined && keys !== null) {
+    problems.push('fluo.attributeKeys must be a list of strings such as ["http.response.status_code"]; ignoring it');
+  }
+
+  const strict = source.get<unknown>('strictness');
+  let strictness = DEFAULTS.strictness;
+  if (strict === 'default' || strict === 'strict') {
+    strictness = strict;
+  } else if (strict !== undefined && strict !== null) {
+    problems.push(`fluo.strictness must be "default" or "strict", not ${JSON.stringify(strict)}; using "default"`);
+  }
+
+  const debounce = source.get<unknown>('diagnostics.debounceMs');
+  let debounceMs = DEFAULTS.debounceMs;
+  if (typeof debounce === 'number' && Number.isFinite(debounce) && debounce >= 0) {
+    debounceMs = Math.round(debounce);
+  } else if (debounce !== undefined && debounce !== null) {
+    problems.push(`fluo.diagnostics.debounceMs must be a number of milliseconds (0 or more); using ${DEFAULTS.debounceMs}`);
+  }
+
+  return { settings: { serverCommand, pythonPath, attributeKeys, strictness, debounceMs }, problems };
+}
+
+/** The `fluo` program: `<pythonPath> -m fluo_run.cli`, or the server command without its last `lsp`. */
+export function fluoProgram(settings: Settings): Command {
+  if (settings.pythonPath !== '') {
+    return { command: settings.pythonPath, args: ['-m', 'fluo_run.cli'] };
+  }
+  const [command, ...args] = settings.serverCommand;
+  if (args.length > 0 && args[args.length - 1] === 'lsp') {
+    return { command, args: args.slice(0, -1) };
+  }
+  return { command: 'fluo', args: [] };
+}
+
+/** How to start the language server over stdio. */
+export function serverCommand(settings: Settings): Command {
+  if (settings.pythonPath !== '') {
+    return { command: settings.pythonPath, args: ['-m', 'fluo_run.cli', 'lsp'] };
+  }
+  const [command, ...args] = settings.serverCommand;
+  return { command, args };
+}
+
+/** How to run `fluo test` on `paths`, reporting as JSON; `select` narrows to matching cases (`--run`). */
+export function testCommand(settings: Settings, paths: readonly string[], select?: string): Command {
+  const fluo = fluoProgram(settings);
+  const args = [...fluo.args, 'test', ...paths, '--format', 'json'];
+  if (select !== undefined) {
+    args.push('--run', select);
+  }
+  return { command: fluo.command, args };
+}
+
+export function serverSettings(settings: Settings): ServerSettings {
+  return {
+    attributeKeys: [...settings.attributeKeys],
+    strictness: settings.strictness,
+    diagnostics: { debounceMs: settings.debounceMs },
+  };
+}
+
+/** The command as a person would type it, for messages. */
+export function describe(command: Command): string {
+  return [command.command, ...command.args].map(quoteArg).join(' ');
+}
+
+function quoteArg(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+function isStringArray(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((v) => typeof v === 'string');
+}

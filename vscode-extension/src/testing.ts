@@ -1,0 +1,457 @@
+/**
+ * Rule tests in the editor: `fluo test --format json` run on the tests of the
+ * current file, with results in the Testing view (a TestController) and, as a
+ * fallback and a record, in the "FLUO Tests" output panel.
+ */
+
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+
+import { type ProcessRunner, runProcess } from './process';
+import { type Settings, describe, testCommand } from './settings';
+import {
+  type CaseReport,
+  type FileReport,
+  type TestReport,
+  ReportError,
+  comparable,
+  explainCase,
+  parseReport,
+  summaryText,
+} from './testReport';
+
+export const TEST_SUFFIXES = ['_test.yaml', '.fluotest.yaml'] as const;
+export const TEST_GLOB = '**/{*_test.yaml,*.fluotest.yaml}';
+/** How long one `fluo test` run may take before it is stopped. */
+export const TEST_TIMEOUT_MS = 5 * 60_000;
+/** How far below a rule file's folder to look for its tests. */
+const SEARCH_DEPTH = 3;
+const SEARCH_LIMIT = 2000;
+const SKIPPED_DIRS = new Set(['node_modules', '.git', '.venv', 'venv', '__pycache__']);
+
+export function isTestFile(file: string): boolean {
+  return TEST_SUFFIXES.some((s) => file.endsWith(s));
+}
+
+export function isRuleFile(file: string): boolean {
+  return file.endsWith('.fluo');
+}
+
+/** The stem a test file is named after: `auth` for `auth_test.yaml` and `auth.fluotest.yaml`. */
+export function testStem(file: string): string {
+  const base = path.basename(file);
+  const suffix = TEST_SUFFIXES.find((s) => base.endsWith(s)) ?? path.extname(base);
+  return base.slice(0, base.length - suffix.length);
+}
+
+/**
+ * The test files that exercise `file`: the file itself if it is a test file;
+ * for a rule file, the test files next to or below it that are named after it
+ * or name it in their text (their `rules:` list).
+ */
+export async function testFilesFor(file: string): Promise<string[]> {
+  if (isTestFile(file)) {
+    return [file];
+  }
+  if (!isRuleFile(file)) {
+    return [];
+  }
+  const stem = path.basename(file, '.fluo');
+  const base = path.basename(file);
+  const found: string[] = [];
+  for (const candidate of await findTestFiles(path.dirname(file))) {
+    if (testStem(candidate) === stem) {
+      found.push(candidate);
+      continue;
+    }
+    const text = await fs.readFile(candidate, 'utf8').catch(() => '');
+    if (text.includes(base)) {
+      found.push(candidate);
+    }
+  }
+  return found.sort();
+}
+
+async function findTestFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let seen = 0;
+  const walk = async (d: string, depth: number): Promise<void> => {
+    const entries = await fs.readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      if (++seen > SEARCH_LIMIT) {
+        return;
+      }
+      const full = path.join(d, e.name);
+      if (e.isDirectory() && depth < SEARCH_DEPTH && !SKIPPED_DIRS.has(e.name)) {
+        await walk(full, depth + 1);
+      } else if (e.isFile() && isTestFile(e.name)) {
+        out.push(full);
+      }
+    }
+  };
+  await walk(dir, 0);
+  return out;
+}
+
+/** Case names and their 1-based lines, read from a test file's text before it has run. */
+export function casesInText(text: string): { name: string; line: number }[] {
+  const out: { name: string; line: number }[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const m = /^\s*-\s+name:\s*(.+?)\s*$/.exec(line);
+    if (m !== null) {
+      out.push({ name: unquote(m[1]), line: i + 1 });
+    }
+  });
+  return out;
+}
+
+function unquote(s: string): string {
+  const m = /^(["'])(.*)\1$/.exec(s);
+  return m === null ? s.replace(/\s+#.*$/, '') : m[2];
+}
+
+/** A Python regular expression that matches exactly one case name (`--run`). */
+export function caseSelector(names: readonly string[]): string {
+  return `^(?:${names.map((n) => n.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|')})$`;
+}
+
+/** What one `fluo test` run produced: a report, or why there is none. */
+export interface TestOutcome {
+  readonly report?: TestReport;
+  readonly failure?: string;
+  readonly command: string;
+  readonly stderr: string;
+}
+
+export class RuleTests implements vscode.Disposable {
+  readonly controller: vscode.TestController | undefined;
+  private readonly disposables: vscode.Disposable[] = [];
+
+  constructor(
+    private readonly settings: () => Settings,
+    readonly output: vscode.OutputChannel,
+    private readonly run: ProcessRunner = runProcess,
+  ) {
+    this.controller = typeof vscode.tests?.createTestController === 'function'
+      ? vscode.tests.createTestController('fluo', 'FLUO rule tests')
+      : undefined;
+    if (this.controller !== undefined) {
+      const controller = this.controller;
+      this.disposables.push(controller);
+      controller.resolveHandler = async (item) => {
+        if (item === undefined) {
+          await this.discover();
+        }
+      };
+      controller.refreshHandler = async () => this.discover();
+      this.disposables.push(
+        controller.createRunProfile('Run', vscode.TestRunProfileKind.Run, (request, token) => this.runRequest(request, token), true),
+      );
+    }
+  }
+
+  dispose(): void {
+    for (const d of this.disposables.splice(0)) {
+      d.dispose();
+    }
+  }
+
+  /** The command "FLUO: Run Rule Tests for Current File". */
+  async runForFile(uri?: vscode.Uri): Promise<TestOutcome | undefined> {
+    const editor = vscode.window.activeTextEditor;
+    const target = uri ?? editor?.document.uri;
+    if (target === undefined || target.scheme !== 'file' || !(isRuleFile(target.fsPath) || isTestFile(target.fsPath))) {
+      void vscode.window.showWarningMessage('FLUO: open a .fluo rule file or a *_test.yaml rule test file, then run its tests.');
+      return undefined;
+    }
+    if (editor !== undefined && editor.document.uri.toString() === target.toString() && editor.document.isDirty) {
+      await editor.document.save();
+    }
+    const files = await testFilesFor(target.fsPath);
+    if (files.length === 0) {
+      const stem = path.basename(target.fsPath, '.fluo');
+      void vscode.window.showInformationMessage(
+        `FLUO: no rule tests for ${path.basename(target.fsPath)}: add ${stem}_test.yaml next to it ` +
+          `(it names the rule file with "rules: [${path.basename(target.fsPath)}]" and lists cases).`,
+      );
+      return undefined;
+    }
+    const items = this.controller !== undefined ? files.map((f) => this.fileItem(f)) : [];
+    const request = this.controller !== undefined ? new vscode.TestRunRequest(items) : undefined;
+    return vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: 'FLUO: running rule tests', cancellable: true },
+      async (_progress, token) => {
+        const outcome = await this.execute(files, [], token, request);
+        this.announce(outcome, files);
+        return outcome;
+      },
+    );
+  }
+
+  /** A run started from the Testing view. */
+  private async runRequest(request: vscode.TestRunRequest, token: vscode.CancellationToken): Promise<void> {
+    if (this.controller === undefined) {
+      return;
+    }
+    let chosen = request.include ?? [];
+    if (chosen.length === 0) {
+      if (this.controller.items.size === 0) {
+        await this.discover();
+      }
+      this.controller.items.forEach((item) => {
+        chosen = [...chosen, item];
+      });
+    }
+    const excluded = new Set((request.exclude ?? []).map((i) => i.id));
+    // Whole files run together; cases run per file with `--run`.
+    const whole = new Set<string>();
+    const cases = new Map<string, string[]>();
+    for (const item of chosen) {
+      if (excluded.has(item.id) || item.uri === undefined) {
+        continue;
+      }
+      const file = item.uri.fsPath;
+      if (item.parent === undefined) {
+        whole.add(file);
+      } else if (!whole.has(file)) {
+        cases.set(file, [...(cases.get(file) ?? []), item.label]);
+      }
+    }
+    const run = this.controller.createTestRun(request, 'FLUO rule tests', true);
+    try {
+      const wholeFiles = [...whole];
+      if (wholeFiles.length > 0) {
+        await this.execute(wholeFiles, [], token, undefined, run);
+      }
+      for (const [file, names] of cases) {
+        if (token.isCancellationRequested) {
+          break;
+        }
+        if (!whole.has(file)) {
+          await this.execute([file], names, token, undefined, run);
+        }
+      }
+    } finally {
+      run.end();
+    }
+  }
+
+  /** Run `fluo test` on `files` (only the cases named `names`, if any) and publish what it reports. */
+  async execute(
+    files: readonly string[],
+    names: readonly string[],
+    token?: vscode.CancellationToken,
+    request?: vscode.TestRunRequest,
+    existingRun?: vscode.TestRun,
+  ): Promise<TestOutcome> {
+    const cwd = workingFolder(files[0]);
+    const args = files.map((f) => relativeTo(cwd, f));
+    const cmd = testCommand(this.settings(), args, names.length > 0 ? caseSelector(names) : undefined);
+    const shown = describe(cmd);
+    const run = existingRun ?? (request !== undefined ? this.controller?.createTestRun(request, 'FLUO rule tests', true) : undefined);
+    if (run !== undefined) {
+      for (const file of files) {
+        const item = this.fileItem(file);
+        item.children.forEach((c) => {
+          if (names.length === 0 || names.includes(c.label)) {
+            run.started(c);
+          }
+        });
+      }
+    }
+    const abort = new AbortController();
+    const cancelled = token?.onCancellationRequested(() => abort.abort());
+    this.output.appendLine(`$ cd ${cwd} && ${shown}`);
+    const result = await this.run(cmd.command, cmd.args, { cwd, timeoutMs: TEST_TIMEOUT_MS, signal: abort.signal });
+    cancelled?.dispose();
+    let outcome: TestOutcome;
+    if (result.failure !== undefined) {
+      outcome = { failure: `${shown}: ${result.failure}`, command: shown, stderr: result.stderr };
+    } else {
+      try {
+        outcome = { report: parseReport(result.stdout), command: shown, stderr: result.stderr };
+      } catch (error) {
+        if (!(error instanceof ReportError)) {
+          throw error;
+        }
+        const said = firstLine(result.stderr) ?? firstLine(result.stdout) ?? error.message;
+        outcome = { failure: `${shown} (exit status ${result.code}): ${said}`, command: shown, stderr: result.stderr };
+      }
+    }
+    if (outcome.report !== undefined) {
+      this.output.append(summaryText(outcome.report));
+      if (run !== undefined) {
+        this.publish(outcome.report, cwd, run, names.length === 0);
+      }
+    } else {
+      this.output.appendLine(`fluo test did not run: ${outcome.failure}`);
+      if (result.stderr.trim() !== '') {
+        this.output.appendLine(result.stderr.trimEnd());
+      }
+      if (run !== undefined) {
+        for (const file of files) {
+          run.errored(this.fileItem(file), new vscode.TestMessage(outcome.failure ?? 'fluo test did not run'));
+        }
+      }
+    }
+    if (run !== undefined && existingRun === undefined) {
+      run.end();
+    }
+    return outcome;
+  }
+
+  /** Put a report's results into the Testing view. */
+  private publish(report: TestReport, cwd: string, run: vscode.TestRun, wholeFiles: boolean): void {
+    run.appendOutput(summaryText(report).replace(/\n/g, '\r\n'));
+    for (const f of report.files) {
+      const file = path.resolve(cwd, f.path);
+      const item = this.fileItem(file);
+      this.updateCases(item, f, wholeFiles);
+      if (f.errors.length > 0) {
+        run.errored(item, f.errors.map((p) => this.message(`${p.message}`, path.resolve(cwd, p.path), p.line)));
+      }
+      for (const c of f.cases) {
+        const caseItem = item.children.get(caseId(file, c.name));
+        if (caseItem === undefined) {
+          continue;
+        }
+        if (c.status === 'passed') {
+          run.passed(caseItem);
+        } else if (c.status === 'failed') {
+          run.failed(caseItem, this.failure(c, file));
+        } else {
+          run.errored(caseItem, c.errors.map((p) => this.message(p.message, path.resolve(cwd, p.path), p.line)));
+        }
+      }
+    }
+  }
+
+  private failure(c: CaseReport, file: string): vscode.TestMessage[] {
+    const lines = explainCase(c);
+    const { expected, actual } = comparable(c);
+    const first = vscode.TestMessage.diff(lines.join('\n'), expected, actual);
+    first.location = new vscode.Location(vscode.Uri.file(file), new vscode.Position(c.line - 1, 0));
+    const rest = c.missing
+      .filter((m) => m.line !== undefined)
+      .map((m) => this.message(`expected ${m.rule} did not fire`, file, m.line ?? c.line));
+    return [first, ...rest];
+  }
+
+  private message(text: string, file: string, line: number): vscode.TestMessage {
+    const m = new vscode.TestMessage(text);
+    m.location = new vscode.Location(vscode.Uri.file(file), new vscode.Position(Math.max(0, line - 1), 0));
+    return m;
+  }
+
+  /** The Testing view's item for a test file, created on first use. */
+  fileItem(file: string): vscode.TestItem {
+    const controller = this.controller;
+    if (controller === undefined) {
+      throw new Error('no test controller');
+    }
+    const existing = controller.items.get(file);
+    if (existing !== undefined) {
+      return existing;
+    }
+    const uri = vscode.Uri.file(file);
+    const item = controller.createTestItem(file, vscode.workspace.asRelativePath(uri, false), uri);
+    controller.items.add(item);
+    return item;
+  }
+
+  private updateCases(item: vscode.TestItem, f: FileReport, replace: boolean): void {
+    const controller = this.controller;
+    if (controller === undefined || item.uri === undefined) {
+      return;
+    }
+    const file = item.uri.fsPath;
+    const fresh = f.cases.map((c) => {
+      const child = item.children.get(caseId(file, c.name)) ?? controller.createTestItem(caseId(file, c.name), c.name, item.uri);
+      child.range = new vscode.Range(c.line - 1, 0, c.line - 1, 0);
+      return child;
+    });
+    if (replace) {
+      item.children.replace(fresh);
+    } else {
+      for (const child of fresh) {
+        item.children.add(child);
+      }
+    }
+  }
+
+  /** Fill the Testing view with the workspace's test files and the cases their text lists. */
+  async discover(): Promise<void> {
+    const controller = this.controller;
+    if (controller === undefined) {
+      return;
+    }
+    const uris = await vscode.workspace.findFiles(TEST_GLOB, '**/node_modules/**', SEARCH_LIMIT);
+    for (const uri of uris) {
+      const item = this.fileItem(uri.fsPath);
+      const text = await fs.readFile(uri.fsPath, 'utf8').catch(() => '');
+      const cases = casesInText(text).map(({ name, line }) => {
+        const child = controller.createTestItem(caseId(uri.fsPath, name), name, uri);
+        child.range = new vscode.Range(line - 1, 0, line - 1, 0);
+        return child;
+      });
+      item.children.replace(cases);
+    }
+  }
+
+  /** Tell the user how the run went, briefly, with a way to the details. */
+  private announce(outcome: TestOutcome, files: readonly string[]): void {
+    const names = files.map((f) => path.basename(f)).join(', ');
+    if (outcome.report === undefined) {
+      void Promise.resolve(vscode.window.showErrorMessage(`FLUO: rule tests did not run: ${outcome.failure}`, 'Show Output')).then(
+        (choice) => choice === 'Show Output' && this.output.show(true),
+      );
+      return;
+    }
+    const s = outcome.report.summary;
+    const broken = outcome.report.files.filter((f) => f.errors.length > 0).length;
+    if (s.failed === 0 && s.errors === 0 && broken === 0) {
+      vscode.window.setStatusBarMessage(`$(pass) FLUO: ${s.passed} rule test${s.passed === 1 ? '' : 's'} passed in ${names}`, 5000);
+      if (this.controller === undefined) {
+        this.output.show(true);
+      }
+      return;
+    }
+    const parts = [`${s.failed} failed`];
+    if (s.errors > 0 || broken > 0) {
+      parts.push(`${s.errors + broken} could not run`);
+    }
+    const text = `FLUO: rule tests in ${names}: ${s.passed} passed, ${parts.join(', ')}.`;
+    const actions = this.controller !== undefined ? ['Show Test Results', 'Show Output'] : ['Show Output'];
+    if (this.controller === undefined) {
+      this.output.show(true);
+    }
+    void Promise.resolve(vscode.window.showWarningMessage(text, ...actions)).then((choice) => {
+      if (choice === 'Show Output') {
+        this.output.show(true);
+      } else if (choice === 'Show Test Results') {
+        void vscode.commands.executeCommand('workbench.view.testing.focus');
+      }
+    });
+  }
+}
+
+export function caseId(file: string, name: string): string {
+  return `${file}::${name}`;
+}
+
+/** The workspace folder that holds `file`, else the file's own folder: where `fluo test` runs. */
+function workingFolder(file: string): string {
+  const folder = vscode.workspace.getWorkspaceFolder(vscode.Uri.file(file));
+  return folder?.uri.fsPath ?? path.dirname(file);
+}
+
+function relativeTo(cwd: string, file: string): string {
+  const rel = path.relative(cwd, file);
+  return rel.startsWith('..') || path.isAbsolute(rel) ? file : rel;
+}
+
+function firstLine(text: string): string | undefined {
+  const line = text.split(/\r?\n/).find((l) => l.trim() !== '');
+  return line?.trim();
+}

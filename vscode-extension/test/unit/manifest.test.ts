@@ -1,0 +1,99 @@
+/**
+ * The static half of the extension: what package.json contributes points at
+ * files that exist and mean what VS Code expects.
+ */
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { test } from 'node:test';
+
+import { DOCUMENT_SELECTOR } from '../../src/server';
+import { EXTENSION, REPO, readJson } from '../support/paths';
+
+interface Manifest {
+  engines: { vscode: string };
+  activationEvents: string[];
+  devDependencies: Record<string, string>;
+  contributes: {
+    languages: { id: string; extensions: string[]; configuration: string }[];
+    grammars: { language: string; scopeName: string; path: string }[];
+    snippets: { language: string; path: string }[];
+  };
+}
+
+interface LanguageConfiguration {
+  comments: { lineComment: string };
+  brackets: [string, string][];
+  autoClosingPairs: { open: string; close: string }[];
+  indentationRules: { increaseIndentPattern: string; decreaseIndentPattern: string };
+  onEnterRules: { beforeText: string; afterText?: string }[];
+  wordPattern: string;
+}
+
+const manifest = readJson<Manifest>('package.json');
+
+test('the fluo language is .fluo files with a grammar, a configuration and snippets that exist', () => {
+  const [language] = manifest.contributes.languages;
+  assert.equal(language.id, 'fluo');
+  assert.deepEqual(language.extensions, ['.fluo']);
+  const [grammar] = manifest.contributes.grammars;
+  assert.equal(grammar.language, 'fluo');
+  assert.equal(readJson<{ scopeName: string }>(grammar.path).scopeName, grammar.scopeName);
+  const [snippets] = manifest.contributes.snippets;
+  assert.equal(snippets.language, 'fluo');
+  assert.ok(Object.keys(readJson(snippets.path)).length >= 4);
+  assert.ok(fs.existsSync(path.join(EXTENSION, language.configuration)));
+  assert.ok(DOCUMENT_SELECTOR.some((s) => s.language === language.id));
+});
+
+test('@types/vscode is the API version the engine declares', () => {
+  const engine = manifest.engines.vscode.replace(/^\^/, '');
+  assert.equal(manifest.devDependencies['@types/vscode'], engine);
+});
+
+test('the language configuration comments with // and pairs every bracket', () => {
+  const config = readJson<LanguageConfiguration>('language-configuration.json');
+  assert.equal(config.comments.lineComment, '//');
+  for (const [open, close] of config.brackets) {
+    assert.ok(config.autoClosingPairs.some((p) => p.open === open && p.close === close), open);
+  }
+  assert.ok(config.autoClosingPairs.some((p) => p.open === "'"));
+  assert.ok(config.autoClosingPairs.some((p) => p.open === '"'));
+});
+
+test('indentation grows after an open brace or bracket and shrinks on a closing one', () => {
+  const rules = readJson<LanguageConfiguration>('language-configuration.json').indentationRules;
+  const increase = new RegExp(rules.increaseIndentPattern);
+  const decrease = new RegExp(rules.decreaseIndentPattern);
+  for (const line of ['rule auth_retry_storm {', '  when   {', '  tags: [', '  expect trace.spans.where(']) {
+    assert.ok(increase.test(line), line);
+  }
+  for (const line of ['  when   { trace.has(name == "x") }', '  severity: error', '// rule x {', '  description: "a { b"']) {
+    assert.ok(!increase.test(line), line);
+  }
+  for (const line of ['}', '  ]', ')']) {
+    assert.ok(decrease.test(line), line);
+  }
+  assert.ok(!decrease.test('  expect x > 1'));
+});
+
+test('the word pattern keeps durations and names whole', () => {
+  const word = new RegExp(readJson<LanguageConfiguration>('language-configuration.json').wordPattern, 'g');
+  assert.deepEqual('window 1.5m'.match(word), ['window', '1.5m']);
+  assert.deepEqual('status_code >= 500'.match(word), ['status_code', '500']);
+});
+
+test('every example rule file has a grammar test that holds exactly its text', () => {
+  const examples = fs.readdirSync(path.join(REPO, 'examples', 'rules')).filter((f) => f.endsWith('.fluo'));
+  assert.ok(examples.length > 0);
+  for (const name of examples) {
+    const annotated = path.join(EXTENSION, 'test', 'grammar', 'examples', name);
+    assert.ok(fs.existsSync(annotated), `add test/grammar/examples/${name}: a copy of examples/rules/${name} with scope assertions`);
+    const lines = fs.readFileSync(annotated, 'utf8').split('\n');
+    assert.match(lines[0], /^\/\/ SYNTAX TEST "source\.fluo"/);
+    const source = lines.slice(1).filter((l) => !/^\/\/\s*(\^|<-)/.test(l));
+    assert.equal(source.join('\n'), fs.readFileSync(path.join(REPO, 'examples', 'rules', name), 'utf8'), name);
+    assert.ok(lines.length > source.length + 2, `${name} has no scope assertions`);
+  }
+});

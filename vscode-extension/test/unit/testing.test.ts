@@ -1,0 +1,297 @@
+/**
+ * "FLUO: Run Rule Tests for Current File" and the Testing view, against the
+ * real `fluo test` (run as `$FLUO_PYTHON -m fluo_run.cli test`).
+ */
+
+import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, beforeEach, describe as group, test } from 'node:test';
+
+import { COMMANDS, activate, deactivate } from '../../src/extension';
+import { DEFAULTS, type Settings } from '../../src/settings';
+import { RuleTests, caseId, caseSelector, casesInText, testFilesFor, testStem } from '../../src/testing';
+import { ReportError, parseReport } from '../../src/testReport';
+import { LanguageClient } from '../fakes/languageclient';
+import {
+  CancellationTokenSource,
+  type FakeTestController,
+  type FakeTestItem,
+  TestRunRequest,
+  Uri,
+  editor,
+  extensionContext,
+  window,
+} from '../fakes/vscode';
+import { PYTHON, REPO, tempFolder } from '../support/paths';
+
+const AUTH_TESTS = `rules: [auth.fluo]
+cases:
+  - name: a quiet login
+    spans:
+      - {name: login, service: auth, duration: 20ms}
+    expect: []
+
+  - name: "storm: expected but quiet"
+    spans:
+      - {name: login, service: auth, duration: 20ms}
+    expect:
+      - {rule: auth_retry_storm, observed: {count: 60}}
+
+  - name: a missing fixture
+    traces: fixtures/missing.json
+    expect: []
+`;
+
+const SUITE_TESTS = `# names auth.fluo in its rules list, so it tests it too
+rules: [auth.fluo, other.fluo]
+cases:
+  - name: nothing fires on an empty login
+    spans:
+      - {name: login, service: auth}
+    expect: []
+`;
+
+const OTHER_TESTS = `rules: [other.fluo]
+cases:
+  - name: other is quiet
+    spans:
+      - {name: x, service: y}
+    expect: []
+`;
+
+let work: ReturnType<typeof tempFolder>;
+let rules: string;
+
+function file(name: string): string {
+  return path.join(rules, name);
+}
+
+before(() => {
+  work = tempFolder('fluo-tests-');
+  rules = path.join(work.dir, 'rules');
+  fs.mkdirSync(path.join(rules, 'nested'), { recursive: true });
+  fs.copyFileSync(path.join(REPO, 'examples', 'rules', 'auth.fluo'), file('auth.fluo'));
+  fs.writeFileSync(file('other.fluo'), 'rule other_rule { detect trace.spans.count() > 100 }\n');
+  fs.writeFileSync(file('lonely.fluo'), 'rule lonely { detect trace.spans.count() > 100 }\n');
+  fs.writeFileSync(file('auth_test.yaml'), AUTH_TESTS);
+  fs.writeFileSync(path.join(rules, 'nested', 'suite.fluotest.yaml'), SUITE_TESTS.replace(/\[auth\.fluo, other\.fluo\]/, '[../auth.fluo, ../other.fluo]'));
+  fs.writeFileSync(file('other_test.yaml'), OTHER_TESTS);
+  fs.writeFileSync(file('broken_test.yaml'), 'rules: [broken.fluo\ncases: []\n');
+});
+
+after(() => work.remove());
+
+beforeEach(() => {
+  editor.reset();
+  LanguageClient.reset();
+  editor.workspaceFolders.push({ uri: Uri.file(work.dir), name: 'work', index: 0 });
+});
+
+function settings(overrides: Partial<Settings> = {}): () => Settings {
+  return () => ({ ...DEFAULTS, pythonPath: PYTHON, ...overrides });
+}
+
+function ruleTests(overrides: Partial<Settings> = {}): { tests: RuleTests; controller: FakeTestController } {
+  const tests = new RuleTests(settings(overrides), window.createOutputChannel('FLUO Tests') as never);
+  return { tests, controller: editor.controllers[0] };
+}
+
+/** A fake Uri where the extension's code expects the editor's own. */
+function vscodeUri(p: string): never {
+  return Uri.file(p) as never;
+}
+
+function item(controller: FakeTestController, testFile: string): FakeTestItem {
+  const found = controller.items.get(testFile);
+  assert.ok(found, `no test item for ${testFile}; have ${controller.items.all().map((i) => i.id).join(', ')}`);
+  return found;
+}
+
+group('which tests belong to a file', () => {
+  test('a rule file has the tests named after it and those that name it, below its folder', async () => {
+    assert.deepEqual(await testFilesFor(file('auth.fluo')), [file('auth_test.yaml'), path.join(rules, 'nested', 'suite.fluotest.yaml')]);
+    assert.deepEqual(await testFilesFor(file('other.fluo')), [path.join(rules, 'nested', 'suite.fluotest.yaml'), file('other_test.yaml')]);
+    assert.deepEqual(await testFilesFor(file('lonely.fluo')), []);
+  });
+
+  test('a test file is its own test; other files have none', async () => {
+    assert.deepEqual(await testFilesFor(file('other_test.yaml')), [file('other_test.yaml')]);
+    assert.deepEqual(await testFilesFor(path.join(work.dir, 'README.md')), []);
+    assert.equal(testStem('a/auth_test.yaml'), 'auth');
+    assert.equal(testStem('a/auth.fluotest.yaml'), 'auth');
+  });
+
+  test('case names and lines are read from a test file before it runs', () => {
+    assert.deepEqual(casesInText(AUTH_TESTS), [
+      { name: 'a quiet login', line: 3 },
+      { name: 'storm: expected but quiet', line: 8 },
+      { name: 'a missing fixture', line: 14 },
+    ]);
+  });
+
+  test('a case selector escapes the regex characters of names', () => {
+    assert.equal(caseSelector(['a (b)', 'x.y']), '^(?:a \\(b\\)|x\\.y)$');
+  });
+});
+
+group('running the tests of the current file', () => {
+  test('results land in the Testing view: passed, failed with a diff, errored at the line', async () => {
+    const { tests, controller } = ruleTests();
+    editor.activeDocument = { uri: Uri.file(file('auth.fluo')), isDirty: true, saved: 0 };
+    const outcome = await tests.runForFile();
+    assert.ok(outcome?.report, outcome?.failure);
+    assert.equal(editor.activeDocument.saved, 1);
+
+    const authFile = file('auth_test.yaml');
+    const authItem = item(controller, authFile);
+    assert.deepEqual(
+      authItem.children.all().map((c) => [c.label, c.range?.start.line]),
+      [
+        ['a quiet login', 2],
+        ['storm: expected but quiet', 7],
+        ['a missing fixture', 13],
+      ],
+    );
+    const [run] = controller.runs;
+    assert.equal(run.ended, true);
+    const results = run.results();
+    assert.equal(results.get(caseId(authFile, 'a quiet login'))?.outcome, 'passed');
+
+    const failed = results.get(caseId(authFile, 'storm: expected but quiet'));
+    assert.equal(failed?.outcome, 'failed');
+    const [diff] = failed.messages;
+    assert.match(diff.message, /expected a signal of auth_retry_storm with count = 60 \(line 12\), but it did not fire/);
+    assert.deepEqual(JSON.parse(diff.expectedOutput ?? ''), [{ rule: 'auth_retry_storm', observed: { count: 60 } }]);
+    assert.deepEqual(JSON.parse(diff.actualOutput ?? ''), []);
+    assert.equal((diff.location?.range as { line: number }).line, 7);
+
+    const errored = results.get(caseId(authFile, 'a missing fixture'));
+    assert.equal(errored?.outcome, 'errored');
+    assert.match(errored.messages[0].message, /trace file .*missing\.json does not exist/);
+    assert.equal((errored.messages[0].location?.range as { line: number }).line, 14);
+    assert.equal(errored.messages[0].location?.uri.fsPath, authFile);
+
+    const suite = item(controller, path.join(rules, 'nested', 'suite.fluotest.yaml'));
+    assert.equal(results.get(caseId(suite.id, 'nothing fires on an empty login'))?.outcome, 'passed');
+
+    assert.match(run.output.join(''), /FAIL  storm: expected but quiet \(line 8\)\r\n/);
+    const [message] = editor.messages;
+    assert.equal(message.level, 'warning');
+    assert.equal(message.text, 'FLUO: rule tests in auth_test.yaml, suite.fluotest.yaml: 2 passed, 1 failed, 1 could not run.');
+    assert.deepEqual(message.actions, ['Show Test Results', 'Show Output']);
+    assert.match(editor.channel('FLUO Tests').text, /^\$ cd .* && .* -m fluo_run\.cli test rules\/auth_test\.yaml rules\/nested\/suite\.fluotest\.yaml --format json$/m);
+  });
+
+  test('a test file that cannot be loaded is an error on the file, at its line', async () => {
+    const { tests, controller } = ruleTests();
+    const outcome = await tests.runForFile(vscodeUri(file('broken_test.yaml')));
+    assert.ok(outcome?.report);
+    const broken = item(controller, file('broken_test.yaml'));
+    const result = controller.runs[0].results().get(broken.id);
+    assert.equal(result?.outcome, 'errored');
+    assert.match(result.messages[0].message, /invalid YAML/);
+    assert.equal((result.messages[0].location?.range as { line: number }).line, 1);
+  });
+
+  test('all passing is a status bar note, not a notification', async () => {
+    const { tests } = ruleTests();
+    await tests.runForFile(vscodeUri(file('other_test.yaml')));
+    assert.deepEqual(editor.messages, []);
+    assert.deepEqual(editor.statusMessages, ['$(pass) FLUO: 1 rule test passed in other_test.yaml']);
+  });
+
+  test('without a Testing API the results go to the output panel, which is shown', async () => {
+    editor.testsAvailable = false;
+    const { tests } = ruleTests();
+    assert.equal(tests.controller, undefined);
+    const outcome = await tests.runForFile(vscodeUri(file('auth_test.yaml')));
+    assert.ok(outcome?.report);
+    const output = editor.channel('FLUO Tests');
+    assert.ok(output.shown >= 1);
+    assert.match(output.text, /PASS  a quiet login \(line 3\)/);
+    assert.match(output.text, /FAIL  storm: expected but quiet \(line 8\)\n {6}expected a signal of auth_retry_storm/);
+    assert.match(output.text, /ERROR a missing fixture \(line 14\)\n {6}.*auth_test\.yaml:15: trace file/);
+    assert.match(output.text, /^1 passed, 1 failed, 1 errors$/m);
+    assert.deepEqual(editor.messages[0].actions, ['Show Output']);
+  });
+
+  test('a rule file without tests says how to add them', async () => {
+    const { tests } = ruleTests();
+    assert.equal(await tests.runForFile(vscodeUri(file('lonely.fluo'))), undefined);
+    assert.match(editor.messages[0].text, /no rule tests for lonely\.fluo: add lonely_test\.yaml next to it/);
+  });
+
+  test('with no rule file open, the command says what to open', async () => {
+    const { tests } = ruleTests();
+    assert.equal(await tests.runForFile(), undefined);
+    assert.match(editor.messages[0].text, /open a \.fluo rule file or a \*_test\.yaml rule test file/);
+  });
+
+  test('a missing fluo program is reported in one line with the command', async () => {
+    const { tests, controller } = ruleTests({ pythonPath: '', serverCommand: ['fluo-not-installed-here', 'lsp'] });
+    const outcome = await tests.runForFile(vscodeUri(file('other_test.yaml')));
+    assert.equal(outcome?.report, undefined);
+    assert.equal(editor.messages[0].level, 'error');
+    assert.equal(
+      editor.messages[0].text,
+      'FLUO: rule tests did not run: fluo-not-installed-here test rules/other_test.yaml --format json: fluo-not-installed-here was not found',
+    );
+    const result = controller.runs[0].results().get(file('other_test.yaml'));
+    assert.equal(result?.outcome, 'errored');
+  });
+
+  test('the command registered on activation runs the tests of the file it is given', async () => {
+    editor.settings.set('fluo.server.pythonPath', PYTHON);
+    const context = extensionContext();
+    const ext = activate(context as never);
+    try {
+      await ext.started;
+      const outcome = (await editor.commands.get(COMMANDS.runTestsForFile)?.(Uri.file(file('other.fluo')))) as { report?: unknown };
+      assert.ok(outcome.report);
+      assert.ok(editor.controllers[0].items.get(file('other_test.yaml')));
+    } finally {
+      await deactivate();
+      context.dispose();
+    }
+  });
+});
+
+group('the Testing view', () => {
+  test('discovers test files and their cases in the workspace', async () => {
+    const { controller } = ruleTests();
+    await controller.resolveHandler?.(undefined);
+    const ids = controller.items.all().map((i) => path.relative(work.dir, i.id)).sort();
+    assert.deepEqual(ids, ['rules/auth_test.yaml', 'rules/broken_test.yaml', 'rules/nested/suite.fluotest.yaml', 'rules/other_test.yaml']);
+    assert.deepEqual(item(controller, file('other_test.yaml')).children.all().map((c) => c.label), ['other is quiet']);
+  });
+
+  test('running one case runs only that case', async () => {
+    const { controller } = ruleTests();
+    await controller.resolveHandler?.(undefined);
+    const target = item(controller, file('auth_test.yaml')).children.get(caseId(file('auth_test.yaml'), 'storm: expected but quiet'));
+    assert.ok(target);
+    const token = new CancellationTokenSource().token;
+    await controller.profiles[0].handler(new TestRunRequest([target]), token);
+    const [run] = controller.runs;
+    assert.equal(run.ended, true);
+    assert.deepEqual(
+      [...run.results()].map(([id, r]) => [path.basename(id), r.outcome]),
+      [['auth_test.yaml::storm: expected but quiet', 'failed']],
+    );
+  });
+
+  test('running everything runs every test file once', async () => {
+    const { controller } = ruleTests();
+    await controller.profiles[0].handler(new TestRunRequest(), new CancellationTokenSource().token);
+    const outcomes = [...controller.runs[0].results().values()].map((r) => r.outcome).sort();
+    assert.deepEqual(outcomes, ['errored', 'errored', 'failed', 'passed', 'passed', 'passed']);
+  });
+});
+
+group('reading the report', () => {
+  test('output that is not a report is refused with a reason', () => {
+    assert.throws(() => parseReport('Traceback (most recent call last):'), ReportError);
+    assert.throws(() => parseReport('{"files": 3}'), /not a test report/);
+  });
+});
