@@ -518,7 +518,7 @@ class Miner:
                         "no_call",
                         f"{slug(s)}_never_calls_{slug(target)}",
                         (("expect", f"trace.spans.where({service_pred(target)}).none({service_pred(s, 'parent.')})"),),
-                        f"Service {s!r} never calls {target!r} directly (it reaches it through other services)",
+                        f"Service {s!r} never calls {target!r} directly, only through other services",
                         support,
                         fails,
                         services=(s, target),
@@ -661,17 +661,18 @@ class Miner:
             return fact(
                 "values",
                 pred,
-                f"Attribute {key!r} of {self.label(op)} is always one of {shown}",
+                f"Attribute {key!r} of {self.label(op)} is always {'one of ' if len(chosen) > 1 else ''}{shown}",
                 [*missing, *fails],
                 values=chosen,
             )
         if kind == "num":
-            lo, hi, fails = _range(full, allowed - len(missing))
+            lo = min(seen.lo for _, seen in full if seen.lo is not None)
+            hi = max(seen.hi for _, seen in full if seen.hi is not None)
             return fact(
                 "range",
                 f"{ref} >= {literal(lo)} and {ref} <= {literal(hi)}",
                 f"Attribute {key!r} of {self.label(op)} is always between {literal(lo)} and {literal(hi)}",
-                [*missing, *fails],
+                missing,
                 low=lo,
                 high=hi,
             )
@@ -748,20 +749,6 @@ def _closed_set(
     if len(full) < 3 * len(chosen):
         return None  # too few traces to call the set closed
     return sorted(chosen), fails
-
-
-def _range(full: list[tuple[TraceSummary, Any]], allowed: int) -> tuple[Any, Any, list[int]]:
-    """Bounds that all but `allowed` traces keep to: the top values are cut first, then the bottom ones."""
-    allowed = max(allowed, 0)
-    by_hi = sorted(full, key=lambda x: x[1].hi, reverse=True)
-    hi = by_hi[min(allowed, len(by_hi) - 1)][1].hi
-    over = [t.index for t, seen in full if seen.hi > hi]
-    rest = [x for x in full if x[1].hi <= hi]
-    left = allowed - len(over)
-    by_lo = sorted(rest, key=lambda x: x[1].lo)
-    lo = by_lo[min(left, len(by_lo) - 1)][1].lo if by_lo else hi
-    under = [t.index for t, seen in rest if seen.lo < lo]
-    return lo, hi, over + under
 
 
 def _reachable(start: Any, succ: dict[Any, set[Any]]) -> set[Any]:

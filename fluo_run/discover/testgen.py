@@ -141,10 +141,8 @@ class Mutations:
             parents = {s.parent_id for s in spans}
             leaf = next((s for s in candidates if s.span_id not in parents), candidates[0])
             extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
-            return [
-                *_copy(spans),
-                *extra,
-            ], f"with {len(extra)} copies of a {leaf.name!r} span ({bound + 1} {what} spans)"
+            copies = f"{len(extra)} {'copy' if len(extra) == 1 else 'copies'}"
+            return [*_copy(spans), *extra], f"with {copies} of a {leaf.name!r} span ({bound + 1} {what} spans)"
 
         return mutate
 

@@ -1,0 +1,386 @@
+"""`fluo discover`: known invariants are recovered, noise is not, and the output round-trips."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from syrupy.assertion import SnapshotAssertion
+
+from fluo_lang.api import analyze, compile_program
+from fluo_lang.otlp import load_trace_file, spans_to_json
+from fluo_lang.trace import Span, Trace, assemble
+from fluo_run.cli import main
+from fluo_run.discover.corpus import summarize
+from fluo_run.discover.facts import Fact, Options, discover
+from fluo_run.discover.render import fluo_text, json_report, rules_of
+from fluo_run.discover.synthetic import shop_corpus
+
+MS = 10**6
+T0 = 1_767_225_600 * 10**9
+
+
+def run_discover(traces: list[Trace], **options: Any) -> tuple[str, list[Fact]]:
+    opts = Options(**options)
+    corpus = summarize(traces, attributes=opts.attributes)
+    facts = discover(corpus, opts)
+    return fluo_text(rules_of(facts, corpus), corpus, opts), facts
+
+
+def fired_by_rule(text: str, traces: list[Trace]) -> dict[str, set[str]]:
+    """Rule id -> ids of the traces it fires on, through the one evaluator."""
+    analysis = analyze([("discovered.fluo", text)])
+    assert not analysis.has_errors, [d.format() for d in analysis.diagnostics]
+    assert not analysis.diagnostics, [d.format() for d in analysis.diagnostics]
+    program = compile_program(analysis)
+    out: dict[str, set[str]] = {r.id: set() for r in analysis.rules}
+    for s in program.evaluate(traces):
+        assert s.trace_id is not None
+        out[s.rule].add(s.trace_id)
+    assert not program.errors
+    return out
+
+
+def rule_ids(text: str) -> list[str]:
+    return [line.split()[1] for line in text.splitlines() if line.startswith("rule ")]
+
+
+def rule_body(text: str, rule_id: str) -> str:
+    start = text.index(f"rule {rule_id} {{")
+    return text[start : text.index("\n}", start)]
+
+
+class Builder:
+    """Hand-made traces: `span(...)` adds to the current trace, `trace()` starts the next one."""
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        self.n = 0
+        self.k = 0
+
+    def trace(self) -> Builder:
+        self.n += 1
+        return self
+
+    def span(
+        self,
+        name: str,
+        service: str = "svc",
+        start: int = 0,
+        dur: int = 10,
+        parent: Span | None = None,
+        status: str = "ok",
+        **attributes: Any,
+    ) -> Span:
+        self.k += 1
+        s = Span(
+            trace_id=self.n.to_bytes(16, "big"),
+            span_id=self.k.to_bytes(8, "big"),
+            parent_id=parent.span_id if parent else b"",
+            name=name,
+            service=service,
+            start=T0 + start * MS,
+            end=T0 + (start + dur) * MS,
+            status=status,
+            attributes=attributes,
+        )
+        self.spans.append(s)
+        return s
+
+    def traces(self) -> list[Trace]:
+        return assemble(self.spans)
+
+
+@pytest.fixture(scope="module")
+def shop() -> list[Trace]:
+    return assemble(shop_corpus(120, noise=3))
+
+
+def test_known_invariants_of_the_shop_are_recovered(shop: list[Trace]) -> None:
+    text, _ = run_discover(shop)
+    ids = set(rule_ids(text))
+    expected = {
+        # ordering: the charge needs an earlier fraud check
+        "payment_charge_card_after_payment_fraud_check": "always { trace.has(name == 'payment.fraud_check')"
+        ".before(trace.has(name == 'payment.charge_card')) }",
+        # alternatives under one parent never meet
+        "payment_fraud_check_excludes_payment_refund": "expect not (trace.has(name == 'payment.fraud_check') and "
+        "trace.has(name == 'payment.refund'))",
+        "payment_fraud_check_with_payment_charge_card": "always { trace.has(name == 'payment.fraud_check') and "
+        "trace.has(name == 'payment.charge_card') }",
+        "auth_check_password_under_auth_login": "all(parent.name == 'login')",
+        "frontend_never_calls_payment": "expect trace.spans.where(service == 'payment').none(parent.service == "
+        "'frontend')",
+        "auth_login_count_max": "count() <= 3",
+        "no_errors": "expect trace.spans.none(status == error)",
+        "payment_charge_card_currency_values": "all(currency in ['EUR', 'USD'])",
+        "payment_refund_currency_values": "all(currency == 'EUR')",
+        "inventory_reserve_sku_count_range": "all(sku.count >= 1 and sku.count <= 9)",
+    }
+    for rule_id, clause in expected.items():
+        assert rule_id in ids, f"{rule_id} not discovered; got {sorted(ids)}"
+        assert clause in rule_body(text, rule_id)
+    assert "tags: [discovered, order]" in rule_body(text, "payment_charge_card_after_payment_fraud_check")
+    charged = sum(1 for t in shop if any(s.name == "payment.charge_card" for s in t.spans))
+    assert f"support {charged}, confidence 100%" in rule_body(text, "payment_charge_card_after_payment_fraud_check")
+
+
+def test_round_trip_no_signal_on_the_corpus_it_came_from(shop: list[Trace]) -> None:
+    text, facts = run_discover(shop)
+    assert len(facts) > 20
+    fired = fired_by_rule(text, shop)
+    assert {r: ts for r, ts in fired.items() if ts} == {}
+
+
+def test_noise_below_the_support_threshold_makes_no_rule(shop: list[Trace]) -> None:
+    text, _ = run_discover(shop, min_support=5)
+    assert "debug.dump" not in text
+    lowered, _ = run_discover(shop, min_support=3)
+    assert "debug.dump" in lowered  # the same noise is proposed once it reaches the threshold
+
+
+def test_rare_exceptions_are_allowed_and_listed_exactly() -> None:
+    traces = assemble(shop_corpus(200, exceptions=3))
+    strict, _ = run_discover(traces)
+    assert "payment_charge_card_after_payment_fraud_check" not in rule_ids(strict)
+    text, facts = run_discover(traces, min_confidence=0.97)
+    order = next(f for f in facts if f.key == "payment_charge_card_after_payment_fraud_check")
+    assert len(order.exceptions) == 3
+    assert "// exceptions (3): " in text
+    # Every listed exception is a trace the rule fires on, and no other.
+    fired = fired_by_rule(text, traces)
+    corpus_ids = [t.id_hex for t in traces]
+    for rule in rules_of(facts, summarize(traces)):
+        listed = {corpus_ids[i] for i in rule.fact.exceptions}
+        assert fired[rule.id] == listed, rule.id
+        assert rule.fact.confidence >= 0.97
+
+
+def test_transitive_co_occurrence_is_pruned() -> None:
+    b = Builder()
+    for _ in range(6):
+        b.trace()
+        for name in ("a", "b", "c"):
+            b.span(name)
+    for _ in range(6):
+        b.trace()
+        for name in ("b", "c"):
+            b.span(name)
+    for _ in range(6):
+        b.trace()
+        b.span("c")
+    for _ in range(6):
+        b.trace()
+        b.span("e")
+    text, facts = run_discover(b.traces(), attributes=False)
+    pairs = {(f.clauses[0][1], f.clauses[1][1]) for f in facts if f.kind == "cooccurrence"}
+    assert pairs == {
+        ("trace.has(name == 'a')", "trace.has(name == 'b')"),
+        ("trace.has(name == 'b')", "trace.has(name == 'c')"),
+    }
+    assert fired_by_rule(text, b.traces()) == {r: set() for r in rule_ids(text)}
+
+
+def test_operations_that_always_meet_make_one_rule() -> None:
+    b = Builder()
+    for i in range(12):
+        b.trace()
+        if i < 6:
+            b.span("x", start=0, dur=10)
+            b.span("y", start=0, dur=10)
+        b.span("z")
+    _, facts = run_discover(b.traces(), attributes=False)
+    together = [f for f in facts if f.kind == "together"]
+    assert [f.key for f in together] == ["svc_x_with_svc_y"]
+    assert not any(f.kind == "cooccurrence" and {0, 1} == set(f.ops) for f in facts)
+
+
+def test_bounds_implied_by_a_wider_bound_are_not_repeated() -> None:
+    b = Builder()
+    for i in range(6):
+        b.trace()
+        root = b.span("root", "front", dur=100)
+        for _ in range(1 + i % 3):
+            b.span("login", "auth", parent=root)
+    _, facts = run_discover(b.traces(), attributes=False)
+    counts = {f.key: f.detail["bound"] for f in facts if f.kind == "count"}
+    # auth has one operation, so its bound is the login bound; front has one span per trace.
+    assert counts == {"trace_span_count_max": 4, "auth_count_max": 3, "front_count_max": 1}
+
+
+def test_orderings_implied_by_structure_are_pruned() -> None:
+    b = Builder()
+    for _ in range(6):
+        b.trace()
+        root = b.span("root", dur=100)
+        login = b.span("login", start=0, dur=20, parent=root)
+        b.span("check", start=5, dur=5, parent=login)
+        pay = b.span("pay", start=30, dur=50, parent=root)
+        b.span("charge", start=40, dur=10, parent=pay)
+    _, facts = run_discover(b.traces(), attributes=False)
+    orders = {f.key for f in facts if f.kind == "order"}
+    # login before pay implies check before pay and login/check before charge
+    assert orders == {"svc_pay_after_svc_login"}
+
+
+def test_max_rules_keeps_the_first_kinds(shop: list[Trace]) -> None:
+    _, facts = run_discover(shop, max_rules=3)
+    assert [f.kind for f in facts] == ["count", "count", "count"]
+    _, none = run_discover(shop, max_rules=0)
+    assert none == []
+
+
+def test_example_traces_round_trip() -> None:
+    root = Path(__file__).resolve().parent.parent / "examples" / "traces"
+    spans = [s for p in sorted(root.glob("*.json*")) for s in load_trace_file(p)]
+    traces = assemble(spans)
+    text, facts = run_discover(traces, min_support=1)
+    assert facts
+    assert {r: ts for r, ts in fired_by_rule(text, traces).items() if ts} == {}
+
+
+NAMES = ["a", "it's", 'say "hi"', "back\\slash", "new\nline", "tab\there", "ünï", "GET /x", "in", "when", "😀"]
+KEYS = ["k", "http.method", "status", "a-b", "in.x", "servce", "name", "x y"]
+VALUES = st.one_of(
+    st.integers(-5, 5),
+    st.sampled_from(["x", "", "y'z", 'q"', "\\"]),
+    st.booleans(),
+    st.floats(-2, 2, allow_nan=False, width=32),
+    st.just(1e-7),
+)
+SPANS = st.tuples(
+    st.sampled_from(NAMES),
+    st.sampled_from(["svc", "o'svc", "s2"]),
+    st.integers(0, 5),
+    st.integers(0, 40),
+    st.integers(0, 30),
+    st.sampled_from(["ok", "error", "unset"]),
+    st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=2),
+)
+CORPORA = st.lists(st.lists(SPANS, min_size=1, max_size=6), min_size=3, max_size=10)
+
+
+def build(corpus: Sequence[Sequence[tuple[Any, ...]]]) -> list[Trace]:
+    spans: list[Span] = []
+    for ti, trace in enumerate(corpus):
+        mine: list[Span] = []
+        for name, service, parent, start, dur, status, attrs in trace:
+            up = mine[parent % len(mine)] if mine and parent else None
+            s = Span(
+                trace_id=(ti + 1).to_bytes(16, "big"),
+                span_id=(len(spans) + 1).to_bytes(8, "big"),
+                parent_id=up.span_id if up else b"",
+                name=name,
+                service=service,
+                start=T0 + start * MS,
+                end=T0 + (start + dur) * MS,
+                status=status,
+                attributes=attrs,
+            )
+            mine.append(s)
+            spans.append(s)
+    return assemble(spans)
+
+
+@settings(max_examples=40, deadline=None)
+@given(CORPORA, st.sampled_from([1.0, 0.8]))
+def test_any_corpus_round_trips(corpus: list[list[tuple[Any, ...]]], confidence: float) -> None:
+    """Odd names, keys and values; whatever is proposed checks, and fires exactly on its listed exceptions."""
+    traces = build(corpus)
+    summary = summarize(traces)
+    opts = Options(min_support=1, min_confidence=confidence)
+    facts = discover(summary, opts)
+    rules = rules_of(facts, summary)
+    text = fluo_text(rules, summary, opts)
+    fired = fired_by_rule(text, traces)
+    for rule in rules:
+        assert fired[rule.id] == {summary.traces[i].trace_id for i in rule.fact.exceptions}, rule.text
+
+
+def test_fluo_output_snapshot(snapshot: SnapshotAssertion) -> None:
+    traces = assemble(shop_corpus(40, exceptions=2))
+    text, _ = run_discover(traces, min_confidence=0.9)
+    assert text == snapshot
+
+
+def test_json_output_snapshot(snapshot: SnapshotAssertion) -> None:
+    traces = assemble(shop_corpus(40, exceptions=2))
+    opts = Options(min_confidence=0.9, attributes=False)
+    corpus = summarize(traces)
+    report = json_report(rules_of(discover(corpus, opts), corpus), corpus, opts)
+    assert report == snapshot
+    with_exceptions = [r for r in report["rules"] if r["exceptions"]]
+    assert with_exceptions
+    for r in report["rules"]:
+        assert r["confidence"] >= 0.9
+        assert r["confidence"] == round(1 - len(r["exceptions"]) / r["support"], 6)
+
+
+# -- the command ----------------------------------------------------------------
+
+
+@pytest.fixture
+def shop_file(tmp_path: Path) -> Path:
+    path = tmp_path / "shop.json"
+    path.write_text(json.dumps(spans_to_json(shop_corpus(60, exceptions=2, noise=1))), encoding="utf-8")
+    return path
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(main, ["discover", *args])
+
+
+def test_cli_writes_rules_that_check(shop_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rules" / "shop.fluo"
+    out.parent.mkdir()
+    result = invoke(str(shop_file), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "rules from 60 traces" in result.stderr
+    check = CliRunner().invoke(main, ["check", str(out)])
+    assert check.exit_code == 0, check.output
+    evaluated = CliRunner().invoke(main, ["eval", str(out), "--traces", str(shop_file)])
+    assert evaluated.exit_code == 0
+    assert evaluated.stdout == ""
+
+
+def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> None:
+    result = invoke(str(shop_file), "--format", "json", "--min-confidence", "0.95")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["traces"] == 60
+    rule = next(r for r in report["rules"] if r["id"] == "payment_charge_card_after_payment_fraud_check")
+    assert rule["kind"] == "order"
+    assert len(rule["exceptions"]) == 2
+    assert rule["confidence"] == round(1 - 2 / rule["support"], 6)
+    assert rule["text"].startswith("rule payment_charge_card_after_payment_fraud_check {")
+    strict = json.loads(invoke(str(shop_file), "--format", "json").stdout)
+    assert all("exceptions" not in r for r in strict["rules"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "fluo: no traces: give OTLP JSON or protobuf files"),
+        (("missing.json",), "missing.json"),
+        (("--min-confidence", "2", "x.json"), "Invalid value for '--min-confidence'"),
+    ],
+)
+def test_cli_usage_errors_are_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cli_bad_trace_file_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"resourceSpans": 5}', encoding="utf-8")
+    result = invoke(str(bad))
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "bad.json" in result.stderr

@@ -1,0 +1,87 @@
+"""`fluo discover --tests`: the written rule test passes, and every violating case really fires its rule."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from fluo_lang.api import analyze_paths, compile_program
+from fluo_lang.otlp import load_trace_file, spans_to_json
+from fluo_lang.trace import assemble
+from fluo_run.cli import main
+from fluo_run.discover.synthetic import shop_corpus
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    root = tmp_path_factory.mktemp("discover")
+    traces = root / "shop.json"
+    traces.write_text(json.dumps(spans_to_json(shop_corpus(60, exceptions=2))), encoding="utf-8")
+    rules = root / "rules" / "shop.fluo"
+    rules.parent.mkdir()
+    result = CliRunner().invoke(
+        main, ["discover", str(traces), "-o", str(rules), "--tests", str(root / "rules"), "--min-confidence", "0.95"]
+    )
+    assert result.exit_code == 0, result.output
+    test_file = root / "rules" / "shop_test.yaml"
+    assert f"wrote {test_file} with " in result.stderr
+    return rules, yaml.safe_load(test_file.read_text(encoding="utf-8"))
+
+
+def fired(rules: Path, fixture: Path) -> list[str]:
+    program = compile_program(analyze_paths([rules]))
+    signals = program.evaluate(assemble(load_trace_file(fixture)))
+    return sorted({s.rule for s in signals})
+
+
+def test_every_rule_has_a_violating_case_that_fires_it(written: tuple[Path, dict[str, Any]]) -> None:
+    rules, doc = written
+    assert doc["rules"] == ["shop.fluo"]
+    ids = {r.id for r in analyze_paths([rules]).rules}
+    violating = [c for c in doc["cases"] if c["expect"]]
+    assert {c["name"].split(" fires")[0] for c in violating} == ids
+    for case in violating:
+        rule_id = case["name"].split(" fires")[0]
+        observed = fired(rules, rules.parent / case["traces"])
+        assert rule_id in observed, case["name"]
+        assert [e["rule"] for e in case["expect"]] == observed, case["name"]
+
+
+def test_the_passing_case_is_a_quiet_real_trace(written: tuple[Path, dict[str, Any]]) -> None:
+    rules, doc = written
+    passing = [c for c in doc["cases"] if c["expect"] == []]
+    assert len(passing) == 1
+    assert fired(rules, rules.parent / passing[0]["traces"]) == []
+
+
+def test_exceptions_become_real_counterexamples(written: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = written
+    case = next(c for c in doc["cases"] if c["name"].startswith("payment_charge_card_after_payment_fraud_check fires"))
+    assert "a real counterexample" in case["name"]
+
+
+def test_mutations_are_minimal_and_named(written: tuple[Path, dict[str, Any]]) -> None:
+    _, doc = written
+    names = {c["name"].split(" fires")[0]: c["name"] for c in doc["cases"] if c["expect"]}
+    assert re.search(r"with [123] cop(y|ies) of a 'login' span \(4 'login' spans\)$", names["auth_login_count_max"])
+    assert "stretched just past the bound" in names["checkout_duration_max"]
+    assert "failed (status error)" in names["no_errors"]
+    assert "detached from its parent" in names["inventory_reserve_under_checkout"]
+    assert "called directly from 'frontend'" in names["frontend_never_calls_payment"]
+    solo = [c for c in doc["cases"] if len(c["expect"]) == 1]
+    assert len(solo) >= len(names) // 2  # most changes break only the rule they target
+
+
+def test_fluo_test_runs_the_written_file(written: tuple[Path, dict[str, Any]]) -> None:
+    rules, doc = written
+    result = CliRunner().invoke(main, ["test", str(rules.parent), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    statuses = [c["status"] for f in report["files"] for c in f["cases"]]
+    assert statuses == ["passed"] * len(doc["cases"])
