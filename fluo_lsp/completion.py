@@ -194,15 +194,17 @@ def complete(
         for unit in DURATION_UNITS:
             items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
         return items.out
-    expected = first = expected_at(cur.head)
-    place = _Placeholder("none")
-    for head in (cur.head, *_fallbacks(cur.head)):
-        found = _placeholder(doc.path, head)
-        exp = first if head is cur.head else expected_at(head)
-        # Where the parser had to recover, only trust what the typechecker resolved.
-        if found.kind != "none" and (exp is not None or found.kind in ("member", "name", "enum")):
-            place, expected = found, exp if exp is not None else first
-            break
+    expected = expected_at(cur.head)
+    place = _placeholder(doc.path, cur.head)
+    at_item = expected is not None and ("RULE" in expected or "EXPECT" in expected)
+    if place.kind == "none" and not at_item:
+        # A syntax error before the cursor (or too much left open): try the cursor's line alone,
+        # and trust only what the typechecker resolved there.
+        for head in _fallbacks(cur.head):
+            found = _placeholder(doc.path, head)
+            if found.kind in ("member", "name", "enum"):
+                place = found
+                break
     if place.kind in ("meta_value", "enum"):
         pass
     elif expected is not None:

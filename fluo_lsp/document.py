@@ -3,8 +3,8 @@
 A file is cut into chunks at every line that starts with the keyword `rule` (the
 first chunk also holds whatever comes before its rule). Strings and comments end
 at the end of their line and `rule` is reserved, so such a line always starts a
-rule. Each chunk goes through `fluo_lang.api.analyze` on its own, followed by the
-word `rule` when another chunk follows (so a missing `}` reads "before `rule`", as
+rule. Each chunk goes through `fluo_lang.api.analyze` on its own, followed by an
+empty rule when another chunk follows (so a missing `}` reads "before `rule`", as
 in the whole file), and the results are cached by chunk text. Rule ids must still
 be unique across chunks: `typecheck.duplicate_ids` runs over all of them.
 
@@ -25,7 +25,7 @@ from fluo_lang.typecheck import CheckedRule, duplicate_ids
 from .positions import LineIndex
 
 _RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
-_SENTINEL = "rule"
+_SENTINEL = "rule __fluo_next_rule__ {}"
 _CACHE_SIZE = 20_000
 
 

@@ -1,0 +1,453 @@
+"""`fluo lsp` end to end: a real server process over stdio, driven by pytest-lsp's client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+AUTH = """\
+// Authentication behaviour.
+rule auth_retry_storm {
+  severity: critical
+  description: "A client retrying in a loop"
+  detect trace.spans.where(service == 'auth').count() > 50
+}
+
+rule auth_slow_login {
+  expect trace.spans.where(name == "login").all(duration < 2s)
+}
+"""
+
+TEST_FILE = """\
+rules: [auth.fluo]
+cases:
+  - name: storm
+    traces: ../traces/storm.json
+    expect:
+      - rule: auth_retry_storm
+      - {rule: auth_retry_strom}
+  - name: quiet
+    traces: fixtures/missing.json
+    expect: []
+"""
+
+
+def otlp_trace() -> dict[str, Any]:
+    def attr(key: str, value: Any) -> dict[str, Any]:
+        return {"key": key, "value": {"intValue": str(value)} if isinstance(value, int) else {"stringValue": value}}
+
+    span = {
+        "traceId": "0f3c7af1386df9aca33e540cdd8d60cf",
+        "spanId": "d85b866ad3165f52",
+        "name": "POST /login",
+        "kind": 2,
+        "startTimeUnixNano": "1767225840000000000",
+        "endTimeUnixNano": "1767225840420000000",
+        "attributes": [attr("http.response.status_code", 200), attr("payment.amount", 12), attr("odd key", "x")],
+    }
+    resource = {"attributes": [attr("service.name", "auth"), attr("host.name", "h1")]}
+    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {}, "spans": [span]}]}]}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ws")
+    (root / "rules").mkdir()
+    (root / "traces").mkdir()
+    (root / "rules" / "auth.fluo").write_text(AUTH)
+    (root / "rules" / "auth_test.yaml").write_text(TEST_FILE)
+    (root / "traces" / "storm.json").write_text(json.dumps(otlp_trace()))
+    return root
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "fluo_run.cli", "lsp"]),
+)
+async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    root: Path = request.getfixturevalue("workspace")
+    params = lsp.InitializeParams(
+        capabilities=client_capabilities("visual-studio-code"),
+        root_uri=root.as_uri(),
+        workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+        initialization_options={"fluo": {"attributeKeys": ["from.settings"], "diagnostics": {"debounceMs": 30}}},
+    )
+    await lsp_client.initialize_session(params)
+    yield
+    await lsp_client.shutdown_session()
+
+
+# -- helpers ------------------------------------------------------------------------
+
+
+def open_doc(client: LanguageClient, path: Path, text: str, language: str = "fluo") -> str:
+    uri = path.as_uri()
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        )
+    )
+    return uri
+
+
+async def diagnostics(
+    client: LanguageClient, uri: str, until: Callable[[Sequence[lsp.Diagnostic]], bool] = lambda d: True
+) -> Sequence[lsp.Diagnostic]:
+    """The diagnostics published for `uri` once they satisfy `until` (bounded wait)."""
+    for _ in range(500):
+        got = client.diagnostics.get(uri)
+        if got is not None and until(got):
+            return got
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no diagnostics for {uri} matching the condition; last: {client.diagnostics.get(uri)}")
+
+
+def at(text: str, marker: str = "|") -> tuple[str, lsp.Position]:
+    """The text without its cursor marker, and the marker's position."""
+    offset = text.index(marker)
+    before = text[:offset]
+    line = before.count("\n")
+    col = len(before) - (before.rfind("\n") + 1)
+    return text.replace(marker, "", 1), lsp.Position(line=line, character=col)
+
+
+async def complete(client: LanguageClient, path: Path, text_with_cursor: str) -> list[str]:
+    text, pos = at(text_with_cursor)
+    uri = open_doc(client, path, text)
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+    assert isinstance(result, lsp.CompletionList)
+    return [item.label for item in result.items]
+
+
+def rng(line: int, col: int, end_line: int, end_col: int) -> lsp.Range:
+    return lsp.Range(start=lsp.Position(line=line, character=col), end=lsp.Position(line=end_line, character=end_col))
+
+
+# -- diagnostics ---------------------------------------------------------------------
+
+BROKEN = """\
+rule a {
+  expect trace.spans.where(service == 'auth'.count() > 5
+}
+
+rule b {
+  severity: critcal
+  expect trace.spans.whree(status == error).count() == 0
+}
+
+rule a {
+  expect trace.spans.count() < "five"
+}
+"""
+
+
+async def test_diagnostics_on_open_report_every_error_with_exact_ranges(client: LanguageClient, tmp_path: Path) -> None:
+    uri = open_doc(client, tmp_path / "broken.fluo", BROKEN)
+    diags = await diagnostics(client, uri)
+    got = sorted((d.code, d.range.start.line, d.range.start.character, d.range.end.character) for d in diags)
+    assert got == [
+        ("FLUO100", 1, 53, 54),  # the missing `)`, reported where the parser noticed it
+        ("FLUO201", 6, 21, 26),  # .whree(
+        ("FLUO212", 5, 12, 19),  # critcal
+        ("FLUO213", 9, 5, 6),  # the second `rule a`
+        ("FLUO300", 10, 9, 37),  # int < string
+    ]
+    by_code = {d.code: d for d in diags}
+    assert all(d.source == "fluo" for d in diags)
+    assert "did you mean `where`?" in by_code["FLUO201"].message
+    related = by_code["FLUO213"].related_information
+    assert related is not None and related[0].location.range == rng(0, 5, 0, 6)
+    assert related[0].location.uri == uri
+    assert by_code["FLUO212"].severity == lsp.DiagnosticSeverity.Error
+
+
+async def test_diagnostics_follow_incremental_edits(client: LanguageClient, tmp_path: Path) -> None:
+    uri = open_doc(client, tmp_path / "edit.fluo", "rule a {\n  expect trace.spans.count() < 5\n}\n")
+    assert list(await diagnostics(client, uri)) == []
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[lsp.TextDocumentContentChangePartial(range=rng(1, 21, 1, 26), text="cuont")],
+        )
+    )
+    diags = await diagnostics(client, uri, lambda d: len(d) == 1)
+    assert (diags[0].code, diags[0].range) == ("FLUO201", rng(1, 21, 1, 26))
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=3),
+            content_changes=[lsp.TextDocumentContentChangePartial(range=rng(1, 21, 1, 26), text="count")],
+        )
+    )
+    assert list(await diagnostics(client, uri, lambda d: len(d) == 0)) == []
+
+
+async def test_pull_diagnostics_and_utf16_columns(client: LanguageClient, tmp_path: Path) -> None:
+    text = 'rule u {\n  expect trace.has(name == "𝄞é") and trace.spans.cuont() > 1\n}\n'
+    uri = open_doc(client, tmp_path / "utf16.fluo", text)
+    report = await client.text_document_diagnostic_async(
+        lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
+    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
+    [d] = report.items
+    # `cuont` starts at code point 49; the G clef before it is two UTF-16 code units.
+    assert d.code == "FLUO201"
+    assert d.range == rng(1, 50, 1, 55)
+
+
+async def test_strict_setting_reports_warnings_as_errors(client: LanguageClient, tmp_path: Path) -> None:
+    uri = open_doc(client, tmp_path / "typo.fluo", "rule t {\n  expect trace.spans.where(servce == 'a').exists()\n}\n")
+    [d] = await diagnostics(client, uri)
+    assert (d.code, d.severity) == ("FLUO205", lsp.DiagnosticSeverity.Warning)
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"fluo": {"strictness": "strict"}})
+    )
+    await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Error)
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"fluo": {"strictness": "default"}})
+    )
+    await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Warning)
+
+
+# -- completion ----------------------------------------------------------------------
+
+
+async def test_completion_at_the_top_level_offers_rules(client: LanguageClient, tmp_path: Path) -> None:
+    labels = await complete(client, tmp_path / "top.fluo", "rule a {\n  expect true\n}\n\n|")
+    assert "rule" in labels
+    assert "rule (expect)" in labels and "rule (when / always / never)" in labels
+    assert "severity" not in labels
+
+
+async def test_completion_inside_a_rule_offers_metadata_and_clauses(client: LanguageClient, tmp_path: Path) -> None:
+    labels = await complete(client, tmp_path / "meta.fluo", "rule a {\n  sev|\n}\n")
+    assert {"severity", "description", "tags", "expect", "detect", "when", "window"} <= set(labels)
+    labels = await complete(client, tmp_path / "sev.fluo", "rule a {\n  severity: |\n}\n")
+    assert labels == ["info", "warning", "error", "critical"]
+
+
+async def test_completion_after_a_dot_knows_the_receiver(client: LanguageClient, tmp_path: Path) -> None:
+    trace = await complete(client, tmp_path / "d1.fluo", "rule a {\n  expect trace.|\n}\n")
+    assert {"spans", "root", "has", "count", "services"} <= set(trace) and "where" not in trace
+    spans = await complete(client, tmp_path / "d2.fluo", "rule a {\n  expect trace.spans.|\n}\n")
+    assert {"where", "count", "all", "before", "sum"} <= set(spans) and "root" not in spans
+    span = await complete(client, tmp_path / "d3.fluo", "rule a {\n  expect trace.root.|\n}\n")
+    assert {"name", "duration", "children", "parent"} <= set(span) and "where" not in span
+
+
+async def test_completion_items_carry_signatures_and_replace_the_whole_word(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    text, pos = at("rule a {\n  expect trace.spans.wh|ere(status == error).count() > 0\n}\n")
+    uri = open_doc(client, tmp_path / "mid.fluo", text)
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+    assert isinstance(result, lsp.CompletionList)
+    where = next(i for i in result.items if i.label == "where")
+    assert where.detail == "spans.where(predicate: P) -> spans"
+    assert isinstance(where.text_edit, lsp.TextEdit)
+    assert where.text_edit.range == rng(1, 21, 1, 26)
+    assert where.text_edit.new_text == "where"  # the `(` is already there
+
+
+async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    labels = await complete(client, tmp_path / "p.fluo", "rule a {\n  expect trace.spans.where(|\n")
+    assert {"name", "service", "duration", "status", "it"} <= set(labels)
+    assert {"http.response.status_code", "payment.amount", "from.settings", "odd key"} <= set(labels)
+    nested = await complete(client, tmp_path / "p2.fluo", "rule a {\n  expect trace.spans.where(http.|) }")
+    assert nested == ["response.status_code"]
+    res = await complete(client, tmp_path / "p3.fluo", "rule a {\n  expect trace.spans.where(resource.|) }")
+    assert "host.name" in res
+
+
+async def test_completion_offers_enum_values(client: LanguageClient, tmp_path: Path) -> None:
+    status = await complete(client, tmp_path / "e1.fluo", "rule a {\n  expect trace.spans.where(status == |")
+    assert status == ["ok", "error", "unset"]
+    kind = await complete(client, tmp_path / "e2.fluo", "rule a {\n  expect trace.has(kind in [server, c|]) }")
+    assert {"client", "consumer"} <= set(kind) and "ok" not in kind
+
+
+async def test_completion_works_after_a_syntax_error_elsewhere(client: LanguageClient, tmp_path: Path) -> None:
+    text = "rule broken {\n  expect trace.spans.where(( ==\n}\n\nrule b {\n  expect trace.spans.|\n}\n"
+    labels = await complete(client, tmp_path / "after_error.fluo", text)
+    assert "where" in labels
+    same_rule = "rule c {\n  severity: critical\n  description: oops oops\n  expect trace.spans.where(serv|"
+    labels = await complete(client, tmp_path / "same_rule.fluo", same_rule)
+    assert "service" in labels
+
+
+# -- hover, signature help, symbols, folding, tokens ---------------------------------
+
+
+async def hover_text(client: LanguageClient, uri: str, pos: lsp.Position) -> str:
+    result = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+    assert result is not None and isinstance(result.contents, lsp.MarkupContent)
+    return result.contents.value
+
+
+async def test_hover_shows_types_and_registry_docs(client: LanguageClient, tmp_path: Path) -> None:
+    uri = open_doc(client, tmp_path / "hover.fluo", AUTH)
+    where = await hover_text(client, uri, lsp.Position(line=4, character=22))
+    assert "spans.where(predicate: P) -> spans" in where and "The spans for which the predicate holds." in where
+    service = await hover_text(client, uri, lsp.Position(line=4, character=28))
+    assert "span.service: string" in service and "service.name" in service
+    comparison = await hover_text(client, uri, lsp.Position(line=4, character=37))
+    assert "`==`" in comparison and "type `bool`" in comparison
+    root = await hover_text(client, uri, lsp.Position(line=4, character=10))
+    assert "trace: trace" in root
+    rule = await hover_text(client, uri, lsp.Position(line=1, character=8))
+    assert "rule `auth_retry_storm` (detect, severity critical)" in rule
+    meta = await hover_text(client, uri, lsp.Position(line=2, character=4))
+    assert "one of info, warning, error, critical" in meta
+
+
+async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Path) -> None:
+    text, pos = at("rule a {\n  expect trace.spans.where(x == 1).before(trace.has(name == 'b'), |")
+    uri = open_doc(client, tmp_path / "sig.fluo", text)
+    help_ = await client.text_document_signature_help_async(
+        lsp.SignatureHelpParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+    assert help_ is not None
+    assert help_.signatures[0].label == "spans.before(other: x) -> bool"
+    assert help_.active_parameter == 1
+    text, pos = at("rule a {\n  expect trace.count(|")
+    uri = open_doc(client, tmp_path / "sig2.fluo", text)
+    help_ = await client.text_document_signature_help_async(
+        lsp.SignatureHelpParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+    assert help_ is not None and help_.signatures[0].label == "trace.count(predicate: P) -> int"
+
+
+async def test_document_symbols_and_folding(client: LanguageClient, tmp_path: Path) -> None:
+    text = "// one\n// two\n" + AUTH + "rule w {\n  window 1m\n  expect window.traces.count() > 0\n}\n"
+    uri = open_doc(client, tmp_path / "sym.fluo", text)
+    ident = lsp.TextDocumentIdentifier(uri=uri)
+    symbols = await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=ident))
+    assert symbols is not None
+    shown = [(s.name, s.detail) for s in symbols if isinstance(s, lsp.DocumentSymbol)]
+    assert shown == [
+        ("auth_retry_storm", "detect · critical"),
+        ("auth_slow_login", "expect · warning"),
+        ("w", "expect · warning · window 1m"),
+    ]
+    folds = await client.text_document_folding_range_async(lsp.FoldingRangeParams(text_document=ident))
+    assert folds is not None
+    regions = {(f.start_line, f.end_line, f.kind) for f in folds}
+    assert (3, 7, lsp.FoldingRangeKind.Region) in regions  # rule auth_retry_storm
+    assert (0, 2, lsp.FoldingRangeKind.Comment) in regions  # three comment lines
+
+
+async def test_semantic_tokens_classify_names_from_the_typechecker(client: LanguageClient, tmp_path: Path) -> None:
+    text = "rule a { // c\n  detect trace.spans.where(status == error and amount > 1).count() > 0\n}\n"
+    uri = open_doc(client, tmp_path / "tokens.fluo", text)
+    result = await client.text_document_semantic_tokens_full_async(
+        lsp.SemanticTokensParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
+    assert result is not None
+    legend = ("keyword comment string number operator function property method variable enumMember parameter").split()
+    lines = text.split("\n")
+    decoded = []
+    line = col = 0
+    data = result.data
+    for i in range(0, len(data), 5):
+        line += data[i]
+        col = data[i + 1] if data[i] else col + data[i + 1]
+        decoded.append((lines[line][col : col + data[i + 2]], legend[data[i + 3]]))
+    assert decoded[:4] == [("rule", "keyword"), ("a", "function"), ("// c", "comment"), ("detect", "keyword")]
+    kinds = dict(decoded)
+    assert kinds["where"] == "method" and kinds["status"] == "property" and kinds["error"] == "enumMember"
+    assert kinds["amount"] == "variable" and kinds["1"] == "number" and kinds["=="] == "operator"
+
+
+# -- formatting and code actions -----------------------------------------------------
+
+
+async def test_formatting_uses_the_canonical_formatter(client: LanguageClient, tmp_path: Path) -> None:
+    uri = open_doc(client, tmp_path / "fmt.fluo", "rule a {severity:error expect trace.spans.count()<9} // done\n")
+    params = lsp.DocumentFormattingParams(
+        text_document=lsp.TextDocumentIdentifier(uri=uri), options=lsp.FormattingOptions(tab_size=2, insert_spaces=True)
+    )
+    edits = await client.text_document_formatting_async(params)
+    assert edits is not None and len(edits) == 1
+    assert edits[0].new_text == "rule a {\n  severity: error\n  expect trace.spans.count() < 9\n} // done\n"
+    assert edits[0].range == rng(0, 0, 1, 0)
+    broken = open_doc(client, tmp_path / "fmt_broken.fluo", "rule a {expect trace.spans.count(<9}\n")
+    params.text_document = lsp.TextDocumentIdentifier(uri=broken)
+    assert await client.text_document_formatting_async(params) is None
+
+
+async def test_code_actions_apply_did_you_mean_and_add_severity(client: LanguageClient, tmp_path: Path) -> None:
+    text = "rule a {\n  expect trace.spans.whree(status == error).count() == 0\n}\n"
+    uri = open_doc(client, tmp_path / "fix.fluo", text)
+    await diagnostics(client, uri, lambda d: len(d) == 1)
+    result = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=rng(1, 23, 1, 23),
+            context=lsp.CodeActionContext(diagnostics=list(client.diagnostics[uri])),
+        )
+    )
+    assert result is not None
+    actions = {a.title: a for a in result if isinstance(a, lsp.CodeAction)}
+    assert set(actions) == {"Change to `where`", "Add `severity: warning` to rule `a`"}
+    fix = actions["Change to `where`"]
+    assert fix.edit is not None and fix.edit.changes is not None
+    assert list(fix.edit.changes[uri]) == [lsp.TextEdit(range=rng(1, 21, 1, 26), new_text="where")]
+    add = actions["Add `severity: warning` to rule `a`"].edit
+    assert add is not None and add.changes is not None
+    assert list(add.changes[uri]) == [lsp.TextEdit(range=rng(0, 8, 0, 8), new_text="\n  severity: warning")]
+
+
+# -- rule test files -----------------------------------------------------------------
+
+
+async def test_test_files_get_diagnostics_for_unknown_rules_and_missing_fixtures(
+    client: LanguageClient, workspace: Path
+) -> None:
+    path = workspace / "rules" / "auth_test.yaml"
+    uri = open_doc(client, path, TEST_FILE, language="yaml")
+    diags = await diagnostics(client, uri)
+    got = sorted((d.code, d.range.start.line, d.range.start.character, d.message) for d in diags)
+    assert got == [
+        ("missing-fixture", 8, 12, "trace file `fixtures/missing.json` not found"),
+        ("unknown-rule", 6, 15, "no rule `auth_retry_strom` in auth.fluo; did you mean `auth_retry_storm`?"),
+    ]
+
+
+async def test_definition_and_references_link_rule_ids_and_tests(client: LanguageClient, workspace: Path) -> None:
+    test_uri = open_doc(client, workspace / "rules" / "auth_test.yaml", TEST_FILE, language="yaml")
+    rules_uri = (workspace / "rules" / "auth.fluo").as_uri()
+    found = await client.text_document_definition_async(
+        lsp.DefinitionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=test_uri), position=lsp.Position(line=5, character=16)
+        )
+    )
+    assert isinstance(found, list)
+    assert [(loc.uri, loc.range) for loc in found] == [(rules_uri, rng(1, 5, 1, 21))]
+    refs = await client.text_document_references_async(
+        lsp.ReferenceParams(
+            text_document=lsp.TextDocumentIdentifier(uri=rules_uri),
+            position=lsp.Position(line=1, character=10),
+            context=lsp.ReferenceContext(include_declaration=True),
+        )
+    )
+    assert refs is not None
+    assert [(loc.uri, loc.range) for loc in refs] == [(rules_uri, rng(1, 5, 1, 21)), (test_uri, rng(5, 14, 5, 30))]
