@@ -1,0 +1,78 @@
+"""A real `fluo serve` under fuzzed bodies, overload and `kill -9` (scenarios in `fuzz/scenarios.py`).
+
+Each test starts its own process on loopback ports chosen by the OS and bounds
+every wait. `benchmarks/bench_reliability.py` runs the same scenarios and prints
+their figures.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
+
+import pytest
+from scenarios import EXAMPLE_RULES, ReceiverFuzz, Serve, crash, fuzz_receivers, heavy_rules, overload
+
+MB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> ReceiverFuzz:
+    folder = tmp_path_factory.mktemp("fuzz")
+    args = ["--rules", str(EXAMPLE_RULES), "--db", str(folder / "fuzz.db"), "--trace-idle", "200ms"]
+    with Serve(args, folder) as serve:
+        return fuzz_receivers(serve, examples=150, random_seed=1)
+
+
+def test_fuzzed_bodies_leave_the_server_up_with_bounded_memory(fuzzed: ReceiverFuzz) -> None:
+    assert fuzzed.inputs == 150
+    assert fuzzed.alive
+    assert fuzzed.rss_max - fuzzed.rss_start < 100 * MB
+    # both receivers saw both outcomes: the fuzzing reached the decoders, not just the front door
+    assert {k.split()[0] for k in fuzzed.answers} == {"http", "grpc"}
+    assert any(k.startswith("http 2") for k in fuzzed.answers) and any(k.startswith("http 4") for k in fuzzed.answers)
+    assert [p for p in fuzzed.problems if p.startswith("HTTP")] == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="fluo_run/serve gaps: gRPC answers UNKNOWN to an undecodable request (want INVALID_ARGUMENT); "
+    "a bad gzip body's 400 message spans two lines",
+)
+def test_fuzzed_bodies_get_2xx_or_4xx_with_one_line_messages(fuzzed: ReceiverFuzz) -> None:
+    assert fuzzed.problems == []
+    assert fuzzed.message_problems == []
+
+
+def test_ten_times_the_sustainable_rate_loses_no_span(tmp_path: Path) -> None:
+    rules = heavy_rules(tmp_path / "rules", 120)
+    db = tmp_path / "overload.db"
+    caps = {"--max-pending-spans": 2_000, "--max-buffered-spans": 20_000}
+    args = ["--rules", str(rules), "--db", str(db), "--trace-idle", "200ms"]
+    args += [str(x) for kv in caps.items() for x in kv]
+    with Serve(args, tmp_path) as serve:
+        result = overload(serve, db, factor=10, seconds=1.5)
+    assert result.offered >= 9 * result.sustainable, result  # the senders did offer ten times what is evaluated
+    assert result.refused > 0  # and were told to back off with retryable codes
+    assert result.sdk_dropped == 0
+    assert result.received == result.sent and result.lost == 0
+    assert result.traces_with_signal == result.traces_sent  # every trace was evaluated and its signal stored
+    assert result.max_buffered <= caps["--max-buffered-spans"]
+    # admission is checked before a request's spans are added: the backlog passes its cap by in-flight requests only
+    assert result.max_pending <= caps["--max-pending-spans"] + caps["--max-buffered-spans"]
+    assert result.rss_max - result.rss_start < 200 * MB
+
+
+def test_kill_9_keeps_every_written_signal_and_restarts_cleanly(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "every.fluo").write_text("rule every_trace { detect trace.spans.count() > 0 }\n")
+    result = crash(tmp_path, rules, load_seconds=1.0)
+    assert result.reported_written >= 50
+    assert result.rows_after_crash >= result.reported_written and result.lost == 0
+    assert result.integrity == "ok"
+    assert result.unreadable_rows == 0
+    assert result.restarted_cleanly and result.exit_code_after_restart == 0
+    assert result.rows_after_restart > result.rows_after_crash
