@@ -74,7 +74,7 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
     result = ChunkAnalysis(
         rules=[r for f in analysis.files for r in f.rules if r.span.start < mine or last],
         checked=[c for c in analysis.rules if c.rule.span.start < mine or last],
-        diagnostics=[d for d in diags if d.span.start < mine or last],
+        diagnostics=[d for d in diags if d.span.start <= mine or last],  # `<=`: "before `rule`" is ours
         text=text,
     )
     _cache[key] = result

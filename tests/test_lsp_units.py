@@ -1,0 +1,134 @@
+"""Unit tables for the language server's conversions, settings and incremental analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lsprotocol import types as lsp
+
+from fluo_lang import api
+from fluo_lang.ast import Span
+from fluo_lsp.document import RuleDocument, split
+from fluo_lsp.positions import LineIndex, span_range
+from fluo_lsp.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples" / "rules").glob("*.fluo"))
+
+TEXT = 'ab\nx𝄞é = "q"\n\nlast'
+
+
+@pytest.mark.parametrize(
+    ("offset", "line", "character"),
+    [
+        (0, 0, 0),
+        (2, 0, 2),  # end of the first line
+        (3, 1, 0),
+        (4, 1, 1),  # before the G clef
+        (5, 1, 3),  # after it: two UTF-16 code units
+        (6, 1, 4),  # after é: one
+        (13, 2, 0),  # the empty line
+        (18, 3, 4),  # end of text
+        (99, 3, 4),  # clamped
+    ],
+)
+def test_offsets_to_utf16_positions_and_back(offset: int, line: int, character: int) -> None:
+    index = LineIndex(TEXT)
+    pos = index.position(offset)
+    assert (pos.line, pos.character) == (line, character)
+    assert index.offset(pos) == min(offset, len(TEXT))
+
+
+def test_positions_past_a_line_end_mean_its_end() -> None:
+    index = LineIndex(TEXT)
+    assert index.offset(lsp.Position(line=0, character=40)) == 2
+    assert index.offset(lsp.Position(line=1, character=40)) == 12
+    assert index.offset(lsp.Position(line=9, character=0)) == len(TEXT)
+
+
+def test_span_range_shifts_by_the_chunk_base() -> None:
+    index = LineIndex(TEXT)
+    span = Span(1, 3, 0, 1, 0, 3)
+    assert span_range(index, span, base=3) == lsp.Range(
+        start=lsp.Position(line=1, character=1), end=lsp.Position(line=1, character=4)
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (None, Settings()),
+        ({}, Settings()),
+        ({"fluo": {"strictness": "strict"}}, Settings(strict=True)),
+        ({"strictness": "strict", "attributeKeys": ["a", 3, "", "b"]}, Settings(("a", "b"), True)),
+        ({"fluo": {"diagnostics": {"debounceMs": 0}}}, Settings(debounce_ms=0.0)),
+        ({"fluo": {"diagnostics": {"debounceMs": "fast"}, "strictness": "loud"}}, Settings()),
+        ({"fluo": {"diagnostics": {"debounceMs": True}}}, Settings()),
+    ],
+)
+def test_settings_from_client_json(raw: object, expected: Settings) -> None:
+    assert Settings().merged(raw) == expected
+
+
+def test_settings_update_keeps_what_is_not_given() -> None:
+    first = Settings().merged({"fluo": {"attributeKeys": ["k"], "strictness": "strict"}})
+    assert first.merged({"fluo": {"diagnostics": {"debounceMs": 10}}}) == Settings(("k",), True, 10.0)
+
+
+# -- incremental analysis ----------------------------------------------------------
+
+
+def whole(text: str) -> list[tuple[str, str, int, int]]:
+    return sorted((d.code, d.message, d.span.start, d.span.end) for d in api.analyze([("x.fluo", text)]).diagnostics)
+
+
+def chunked(text: str) -> list[tuple[str, str, int, int]]:
+    doc = RuleDocument("x.fluo", text)
+    out = [(d.code, d.message, d.span.start + base, d.span.end + base) for d, base in doc.diagnostics()]
+    return sorted(x for x in out if x[0] != "FLUO404")  # cost bounds: `fluo check` adds them too, api.analyze not
+
+
+ALL_EXAMPLES = "\n".join(p.read_text() for p in EXAMPLES if p.name != "auth_span_budget.fluo")
+
+
+def test_chunks_start_at_rule_lines() -> None:
+    text = "// c\nrule a { expect true } rule b { expect true }\n  rule c {\n}\nx rule d"
+    assert split(text) == [0, text.index("  rule c")]
+    assert split("trace.spans.count() < 5") == [0]
+
+
+def test_chunked_analysis_agrees_with_the_whole_file() -> None:
+    assert chunked(ALL_EXAMPLES) == whole(ALL_EXAMPLES)
+    broken = ALL_EXAMPLES.replace("count() > 50\n}", "count() > 50\n") + "\nrule auth_retry_storm { expect true }\n"
+    assert chunked(broken) == whole(broken)
+    assert ("FLUO100", "expected `}` before `rule`") in [x[:2] for x in chunked(broken)]
+    assert "FLUO213" in [x[0] for x in chunked(broken)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(ALL_EXAMPLES)), st.integers(1, 8)), min_size=1, max_size=3))
+def test_damage_never_hides_what_the_whole_file_reports(cuts: list[tuple[int, int]]) -> None:
+    text = ALL_EXAMPLES
+    for at, length in cuts:
+        at = min(at, len(text))
+        text = text[:at] + text[at + length :]
+    assert set(whole(text)) <= set(chunked(text))
+
+
+def test_a_broken_rule_does_not_hide_errors_in_later_rules() -> None:
+    # A mangled first `rule` makes the whole-file parse read a bare expression and give up;
+    # each later rule is still checked on its own.
+    text = "ru_a {\n  expect true\n}\n\nrule b {\n  expect true\n}\n\nrule c {\n  expect trace.spans.cuont() > 1\n}\n"
+    assert "FLUO201" in [x[0] for x in chunked(text)]
+    assert "FLUO201" not in [x[0] for x in whole(text)]
+
+
+def test_an_edit_reanalyses_only_its_rule() -> None:
+    before = RuleDocument("x.fluo", ALL_EXAMPLES)
+    edited = ALL_EXAMPLES.replace("count() > 50", "count() > 51")
+    after = RuleDocument("x.fluo", edited)
+    same = [a.analysis is b.analysis for a, b in zip(before.chunks, after.chunks, strict=True)]
+    assert same.count(False) == 1
