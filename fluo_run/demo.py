@@ -54,10 +54,10 @@ class Traffic:
         name: str,
         start: int,
         duration_ms: float,
+        attributes: dict[str, Any] | None = None,
         *,
-        kind: str = "internal",
+        kind: str = "server",
         error: bool = False,
-        **attributes: Any,
     ) -> Iterator[Any]:
         from opentelemetry.trace import SpanKind, Status, StatusCode, use_span
 
@@ -71,64 +71,36 @@ class Traffic:
 
     def healthy_login(self, t0: int, user: int) -> None:
         self.traces += 1
-        with self.span(
-            "frontend",
-            "GET /login",
-            t0,
-            48,
-            kind="server",
-            **{"http.request.method": "GET", "http.route": "/login", "http.response.status_code": 200},
-        ):
-            with self.span("auth", "login", t0 + 2 * MS, 40, kind="server"):
-                with self.span("auth", "check_password", t0 + 4 * MS, 18, **{"user.id": user}):
-                    pass
-                with self.span("auth", "issue_token", t0 + 24 * MS, 12, **{"user.id": user}):
-                    pass
+        http = {"http.request.method": "GET", "http.route": "/login", "http.response.status_code": 200}
+        with self.span("frontend", "GET /login", t0, 48, http), self.span("auth", "login", t0 + 2 * MS, 40):
+            with self.span("auth", "check_password", t0 + 4 * MS, 18, {"user.id": user}, kind="internal"):
+                pass
+            with self.span("auth", "issue_token", t0 + 24 * MS, 12, {"user.id": user}, kind="internal"):
+                pass
 
     def retry_storm(self, t0: int, attempts: int = 60) -> None:
         self.traces += 1
-        with self.span(
-            "frontend",
-            "POST /login",
-            t0,
-            3200,
-            kind="server",
-            error=True,
-            **{"http.request.method": "POST", "http.route": "/login", "http.response.status_code": 503},
-        ):
+        http = {"http.request.method": "POST", "http.route": "/login", "http.response.status_code": 503}
+        with self.span("frontend", "POST /login", t0, 3200, http, error=True):
             for i in range(attempts):
-                with self.span(
-                    "auth", "login", t0 + (2 + 50 * i) * MS, 45, kind="server", error=True, **{"retry.attempt": i}
-                ):
+                with self.span("auth", "login", t0 + (2 + 50 * i) * MS, 45, {"retry.attempt": i}, error=True):
                     pass
 
     def payment(self, t0: int, amount: int, *, fraud_check: bool) -> None:
         self.traces += 1
-        with self.span(
-            "frontend",
-            "POST /checkout",
-            t0,
-            420,
-            kind="server",
-            **{"http.request.method": "POST", "http.route": "/checkout", "http.response.status_code": 200},
+        http = {"http.request.method": "POST", "http.route": "/checkout", "http.response.status_code": 200}
+        with (
+            self.span("frontend", "POST /checkout", t0, 420, http),
+            self.span("checkout", "checkout", t0 + 5 * MS, 400, {"cart.items": 3}),
         ):
-            with self.span("checkout", "checkout", t0 + 5 * MS, 400, kind="server", **{"cart.items": 3}):
-                at = t0 + 20 * MS
-                if fraud_check:
-                    with self.span("fraud", "payment.fraud_check", at, 80, kind="server", **{"fraud.score": 0.07}):
-                        pass
-                    at += 100 * MS
-                with self.span(
-                    "payment",
-                    "payment.charge_card",
-                    at,
-                    150,
-                    kind="server",
-                    amount=amount,
-                    currency="EUR",
-                    **{"payment.method": "card"},
-                ):
+            at = t0 + 20 * MS
+            if fraud_check:
+                with self.span("fraud", "payment.fraud_check", at, 80, {"fraud.score": 0.07}):
                     pass
+                at += 100 * MS
+            charge = {"amount": amount, "currency": "EUR", "payment.method": "card"}
+            with self.span("payment", "payment.charge_card", at, 150, charge):
+                pass
 
     def flush(self) -> None:
         for p in self.providers.values():

@@ -24,7 +24,7 @@ INSTANCES = 3
 
 
 def corpus() -> list[Span]:
-    files = sorted(EXAMPLE_TRACES.glob("*.json")) + [EXAMPLE_TRACES / "login_burst.jsonl"]
+    files = [*sorted(EXAMPLE_TRACES.glob("*.json")), EXAMPLE_TRACES / "login_burst.jsonl"]
     return load_trace_files(files)
 
 

@@ -17,9 +17,10 @@ The buffer is used from one thread (the receivers' event loop).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from sys import intern
 from dataclasses import dataclass
 
+from fluo_lang.otlp import detach_spans
 from fluo_lang.trace import Span
 
 MAX_REMEMBERED = 1_000_000
@@ -72,15 +73,19 @@ class TraceBuffer:
     def __len__(self) -> int:
         return len(self.by_age)
 
-    def add(self, spans: Iterable[Span], now: float) -> list[Completed]:
+    def add(self, spans: list[Span], now: float) -> list[Completed]:
         """Buffer spans; the traces that their arrival completed (caps reached)."""
+        detach_spans(spans)
         groups: dict[bytes, list[Span]] = {}
         for s in spans:
-            group = groups.get(s.trace_id)
+            tid = s.trace_id
+            group = groups.get(tid)
             if group is None:
-                groups[s.trace_id] = [s]
+                groups[tid] = [s]
             else:
+                s.trace_id = next(iter(group)).trace_id  # one bytes object per trace, not per span
                 group.append(s)
+            s.name = intern(s.name)
         out: list[Completed] = []
         by_activity, by_age, done = self.by_activity, self.by_age, self.done
         cap = self.max_spans_per_trace

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
     return config
 
 
-def _opt(name: str, env: str, **kw: Any) -> Any:
+def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(name, envvar=env, show_envvar=True, **kw)
 
 

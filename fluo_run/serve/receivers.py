@@ -21,7 +21,7 @@ import grpc
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf.message import DecodeError
-from google.rpc.error_details_pb2 import RetryInfo
+from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -178,7 +178,7 @@ async def _body(request: web.Request) -> bytes:
 
 
 def _status_body(message: str, content_type: str) -> bytes:
-    from google.rpc.status_pb2 import Status
+    from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 
     if content_type == JSON:
         return json.dumps({"message": message}).encode()
@@ -268,7 +268,7 @@ def _retry_metadata() -> tuple[tuple[str, bytes], ...]:
     return (("google.rpc.retryinfo-bin", info.SerializeToString()),)
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
 
@@ -295,4 +295,4 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore
 
 
 def add_trace_service(server: grpc.aio.Server, intake: Intake) -> None:
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(intake), server)
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(intake), server)  # type: ignore[no-untyped-call]

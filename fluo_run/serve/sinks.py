@@ -164,7 +164,7 @@ class OtlpLogsSink(Sink):
 
         collected = self.collected
 
-        class Collect(LogRecordProcessor):  # type: ignore[misc]
+        class Collect(LogRecordProcessor):
             def on_emit(self, log_record: Any) -> None:
                 collected.append(log_record)
 
