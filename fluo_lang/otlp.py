@@ -35,6 +35,7 @@ from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
 
 __all__ = [
     "TraceInputError",
+    "detach_spans",
     "load_trace_file",
     "load_trace_files",
     "parse_json",
@@ -117,7 +118,7 @@ class _PbAttributes:
     __slots__ = ("partial", "span", "wanted")
 
     def __init__(self, span: trace_pb2.Span) -> None:
-        self.span = span
+        self.span: trace_pb2.Span | _SerializedSpan = span
         self.partial: dict[str, Any] | None = None
         self.wanted: frozenset[str] | None = None
 
@@ -141,6 +142,37 @@ class _PbAttributes:
             if kv.key == key:
                 found = kv
         return None if found is None else _pb_value(found.value)
+
+
+class _SerializedSpan:
+    """A span's own protobuf bytes, standing in for the span inside a decoded request until read."""
+
+    __slots__ = ("data", "message")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.message: trace_pb2.Span | None = None
+
+    @property
+    def attributes(self) -> Any:
+        if self.message is None:
+            self.message = trace_pb2.Span.FromString(self.data)
+        return self.message.attributes
+
+
+def detach_spans(spans: Iterable[Span]) -> None:
+    """Let spans from `spans_from_request` outlive their request at a fraction of its memory.
+
+    A decoded request holds every span's attributes in one block of memory that
+    lives as long as any span still points into it, several times the wire size.
+    After this, each span whose attributes were not yet read keeps just its own
+    serialized bytes, parsed again on first read. For spans held a while, as the
+    runtime holds spans until their trace is complete.
+    """
+    for s in spans:
+        source = s._attrs_source
+        if isinstance(source, _PbAttributes) and not isinstance(source.span, _SerializedSpan):
+            source.span = _SerializedSpan(source.span.SerializeToString())
 
 
 def _service_of(resource: Mapping[str, Any]) -> str:
