@@ -129,7 +129,16 @@ def test_json_bodies_gzip_and_spec_responses(tmp_path: Path) -> None:
 
 
 def test_malformed_bodies_get_400_with_a_message(tmp_path: Path) -> None:
-    with RuntimeThread(config(tmp_path, grpc=None)) as rt:
+    with RuntimeThread(config(tmp_path)) as rt:
+        import grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            with pytest.raises(grpc.RpcError) as refused:
+                export(b"\xff\x01garbage", timeout=5)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "not an OTLP ExportTraceServiceRequest" in str(refused.value.details())
+
         url = f"{rt.http_url}/v1/traces"
         status, _, body = post(url, b'{"resourceSpans": [', "application/json")
         assert status == 400
@@ -147,12 +156,11 @@ def test_malformed_bodies_get_400_with_a_message(tmp_path: Path) -> None:
         status, _, body = post(url, b"{}", "text/plain")
         assert status == 415
 
-        bad_span = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00f067aa0ba902b7"}]}]}]}
         status, _, body = post(url, json.dumps({"resourceSpans": 3}).encode(), "application/json")
         assert status == 400 and "resourceSpans" in json.loads(body)["message"]
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="malformed") == 5
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="malformed") == 1
         assert metric(rt, "fluo_spans_received_total", transport="http") == 0
-        del bad_span
 
 
 def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:

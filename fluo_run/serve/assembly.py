@@ -17,8 +17,8 @@ The buffer is used from one thread (the receivers' event loop).
 from __future__ import annotations
 
 from collections import OrderedDict
-from sys import intern
 from dataclasses import dataclass
+from sys import intern
 
 from fluo_lang.otlp import detach_spans
 from fluo_lang.trace import Span

@@ -1,0 +1,130 @@
+"""Trace assembly, tumbling windows and settings of the runtime, without a network."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluo_lang.otlp import detach_spans, spans_from_request, spans_to_request
+from fluo_lang.trace import Span, Trace
+from fluo_run.serve.assembly import TraceBuffer
+from fluo_run.serve.config import ConfigError, parse_address, parse_duration
+from fluo_run.serve.evaluator import WindowSet
+
+T0 = 1_767_225_600_000_000_000
+MINUTE = 60_000_000_000
+
+
+def spans(trace: int, n: int, *, end: int = T0) -> list[Span]:
+    tid = trace.to_bytes(16, "big")
+    return [
+        Span(trace_id=tid, span_id=(trace * 1000 + i + 1).to_bytes(8, "big"), name=f"s{i}", start=end - 1, end=end)
+        for i in range(n)
+    ]
+
+
+def buffer(**kw: float) -> TraceBuffer:
+    settings = dict(trace_idle=5.0, max_trace_age=60.0, max_spans_per_trace=100, max_buffered_spans=1000,
+                    late_span_memory=300.0)  # fmt: skip
+    settings.update(kw)
+    return TraceBuffer(**settings)  # type: ignore[arg-type]
+
+
+def test_a_trace_completes_when_idle() -> None:
+    buf = buffer()
+    assert buf.add(spans(1, 3), now=0.0) == []
+    assert buf.add(spans(1, 2)[1:], now=4.0) == []
+    assert buf.sweep(8.9) == []  # the last span came at 4.0
+    done = buf.sweep(9.0)
+    assert [(c.reason, len(c.spans)) for c in done] == [("idle", 4)]
+    assert buf.spans == 0 and len(buf) == 0
+
+
+def test_a_busy_trace_completes_at_max_age() -> None:
+    buf = buffer(max_trace_age=10.0)
+    for t in range(12):
+        buf.add(spans(1, 1), now=float(t))
+        done = buf.sweep(float(t))
+        if done:
+            break
+    assert t == 10 and [c.reason for c in done] == ["max_age"]
+
+
+def test_the_per_trace_cap_evaluates_early_and_counts_the_rest_late() -> None:
+    buf = buffer(max_spans_per_trace=10)
+    done = buf.add(spans(1, 14), now=0.0)
+    assert [(c.reason, len(c.spans), c.evicted) for c in done] == [("trace_span_cap", 10, True)]
+    assert buf.late == 4
+
+
+def test_a_full_buffer_evicts_the_oldest_traces() -> None:
+    buf = buffer(max_buffered_spans=10)
+    assert buf.add(spans(1, 4), now=0.0) == []
+    assert buf.add(spans(2, 4), now=1.0) == []
+    done = buf.add(spans(3, 4), now=2.0)
+    assert [(c.trace_id[-1], c.reason) for c in done] == [(1, "buffer_full")]
+    assert buf.spans == 8
+
+
+def test_late_spans_are_dropped_until_the_memory_lapses() -> None:
+    buf = buffer(trace_idle=1.0, late_span_memory=30.0)
+    buf.add(spans(1, 2), now=0.0)
+    assert len(buf.sweep(1.0)) == 1
+    buf.add(spans(1, 1), now=2.0)
+    assert buf.late == 1 and len(buf) == 0
+    buf.sweep(31.0)  # forgets trace 1
+    buf.add(spans(1, 1), now=32.0)
+    assert len(buf) == 1 and buf.late == 1
+
+
+def test_drain_hands_over_everything() -> None:
+    buf = buffer()
+    buf.add(spans(1, 2) + spans(2, 3), now=0.0)
+    assert sorted((c.reason, len(c.spans)) for c in buf.drain()) == [("shutdown", 2), ("shutdown", 3)]
+
+
+def test_spans_of_one_trace_share_their_trace_id_object() -> None:
+    buf = buffer()
+    made = spans(1, 3)
+    made[1].trace_id = bytes(made[1].trace_id)  # equal, but another object
+    buf.add(made, now=0.0)
+    (completed,) = buf.drain()
+    assert len({id(s.trace_id) for s in completed.spans}) == 1
+
+
+def test_detached_spans_keep_their_attributes() -> None:
+    made = spans(1, 2)
+    for i, s in enumerate(made):
+        s.attributes.update({"amount": 1000 + i, "user.id": f"u{i}", "flags": [1, 2]})
+        s.service = "payment"
+    decoded = spans_from_request(spans_to_request(made))
+    fresh = spans_from_request(spans_to_request(made))
+    detach_spans(decoded)
+    assert [s.attributes for s in decoded] == [s.attributes for s in fresh]
+    assert decoded[0].attributes["amount"] == 1000
+
+
+def test_a_window_closes_past_its_end_plus_grace_once_quiet() -> None:
+    ws = WindowSet(MINUTE)
+    first = Trace(b"1" * 16, spans(1, 1, end=T0 + 10))
+    assert ws.add(first, now=100.0)
+    end = T0 + MINUTE
+    assert ws.due(now=200.0, wall_ns=end + 9_000_000_000, grace=10.0, quiet=5.0) == []  # before end + grace
+    assert ws.due(now=102.0, wall_ns=end + 20_000_000_000, grace=10.0, quiet=5.0) == []  # not quiet yet
+    (window,) = ws.due(now=105.0, wall_ns=end + 20_000_000_000, grace=10.0, quiet=5.0)
+    assert (window.start, window.end, window.traces) == (T0, T0 + MINUTE, [first])
+    assert ws.spans == 0
+    assert not ws.add(Trace(b"2" * 16, spans(2, 1, end=T0 + 20)), now=106.0)  # its window has closed
+    assert ws.add(Trace(b"3" * 16, spans(3, 1, end=T0 + MINUTE)), now=106.0)  # the next window is open
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("200ms", 0.2), ("1.5m", 90.0), ("250us", 0.00025)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text, "--trace-idle") == pytest.approx(seconds)
+
+
+def test_bad_settings_are_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"^--trace-idle: '5' is not a duration; give a number and a unit"):
+        parse_duration("5", "--trace-idle")
+    with pytest.raises(ConfigError, match=r"^--http: 'localhost' is not HOST:PORT"):
+        parse_address("localhost", "--http")
+    assert parse_address("[::1]:4318", "--http") == ("::1", 4318)
