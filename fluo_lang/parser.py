@@ -20,6 +20,7 @@ from typing import Any
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import LexerThread
 
 from . import ast
 from .diagnostics import Diagnostic, error
@@ -307,6 +308,12 @@ class Lexeme:
     end: int
 
 
+@cache
+def _keeping_lexer() -> Any:
+    """The grammar's lexer without its `%ignore`s (what `Lark.lex(dont_ignore=True)` builds on every call)."""
+    return _lark()._build_lexer(dont_ignore=True)
+
+
 def lex(text: str) -> list[Lexeme]:
     """Every lexeme of `text`, in order, covering it completely; never raises.
 
@@ -316,7 +323,8 @@ def lex(text: str) -> list[Lexeme]:
     pos = 0
     while pos < len(text):
         try:
-            for tok in _lark().lex(text[pos:], dont_ignore=True):
+            thread: Any = LexerThread.from_text(_keeping_lexer(), text[pos:])
+            for tok in thread.lex(None):
                 start = pos + (tok.start_pos or 0)
                 out.append(Lexeme(tok.type, str(tok.value), start, start + len(tok.value)))
             return out

@@ -22,7 +22,7 @@ from lsprotocol import types as lsp
 from fluo_lang import api, ast
 from fluo_lang import builtins as b
 from fluo_lang import types as t
-from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, terminal_text
+from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, lex, terminal_text
 from fluo_lang.typecheck import META_KEYS, SEVERITIES, AttrRef, CheckedRule, MemberRef
 
 from .document import RuleDocument
@@ -104,8 +104,26 @@ class _Placeholder:
     enum: t.Type | None = None
 
 
+_CLOSER = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
+
+
+def with_placeholder(head: str) -> str:
+    """The text with the placeholder at its end and the brackets it leaves open closed.
+
+    The parser's recovery would close them too, but searching for the insertion costs
+    ten times the parse.
+    """
+    open_: list[str] = []
+    for x in lex(head):
+        if x.kind in _CLOSER:
+            open_.append(x.kind)
+        elif x.kind in ("RPAR", "RSQB", "RBRACE") and open_:
+            open_.pop()
+    return head + PLACEHOLDER + "".join(_CLOSER[k] for k in reversed(open_))
+
+
 def _placeholder(path: str, head: str) -> _Placeholder:
-    analysis = api.analyze([(path, head + PLACEHOLDER)])
+    analysis = api.analyze([(path, with_placeholder(head))])
     for f in analysis.files:
         for rule in f.rules:
             for m in rule.meta:
@@ -359,7 +377,7 @@ def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
 
 
 def _called(path: str, head: str, method_start: int, method: str) -> list[b.Member]:
-    analysis = api.analyze([(path, head + PLACEHOLDER)])
+    analysis = api.analyze([(path, with_placeholder(head))])
     for checked in analysis.rules:
         for e, _ in expressions(checked.rule):
             if isinstance(e, ast.Call) and e.method_span.start == method_start:

@@ -1,0 +1,223 @@
+"""Language server speed on a 1,000-rule file: diagnostics after an edit, and completion latency.
+
+Prints each figure in milliseconds and as a ratio to a bare parse of the same file
+(`fluo_lang.parser.parse`), measured in the same run:
+  - diagnostics after an edit (target < 100 ms): the server's work on one edit (cut the
+    file into rules, re-check the rule that changed, convert every diagnostic), and the
+    same seen by a client over stdio: didChange -> publishDiagnostics, debounce set to 0;
+  - completion p95 (target < 20 ms): in process, and a client's request -> response over stdio.
+
+Run: python benchmarks/bench_lsp.py [--rules N] [--edits N] [--completions N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fluo_lang.parser import parse
+from fluo_lsp.completion import complete
+from fluo_lsp.document import RuleDocument
+from fluo_lsp.positions import LineIndex
+from fluo_lsp.reporting import document_diagnostics
+
+TEMPLATES = (
+    "// Retries must not turn into a storm.\n"
+    "rule storm_{i} {{\n  severity: critical\n  description: \"more than {n} auth spans\"\n  tags: [auth, reliability]\n"
+    "  detect trace.spans.where(service == 'auth' and duration > {n}ms).count() > {n}\n}}\n",
+    "rule checkout_{i} {{\n  severity: error\n"
+    "  expect trace.spans.where(name == \"checkout\").all(descendants.where(status == error).count() == 0)\n}}\n",
+    "rule charge_{i} {{\n  severity: error\n  when {{ trace.has(name == \"charge\").where(amount > {n}) }}\n"
+    "  always {{ trace.has(name == \"fraud_check\").before(trace.has(name == \"charge\")) }}\n}}\n",
+    "rule rate_{i} {{\n  window 1m\n  expect window.spans.where(http.response.status_code >= 500).count() <= {n}\n}}\n",
+)  # fmt: skip
+EDIT_MARK = "count() > "
+
+
+def rule_file(n: int) -> str:
+    return "\n".join(TEMPLATES[i % len(TEMPLATES)].format(i=i, n=10 + i % 90) for i in range(n))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.2f} ms"
+
+
+def p95(values: list[float]) -> float:
+    return sorted(values)[max(0, int(len(values) * 0.95) - 1)]
+
+
+def edited(text: str, rng: random.Random) -> str:
+    """The text with one number in one rule changed, as a user's keystroke would."""
+    at = text.find(EDIT_MARK, rng.randrange(len(text) - 100))
+    at = text.find(EDIT_MARK) if at < 0 else at
+    at += len(EDIT_MARK)
+    return text[:at] + str(rng.randrange(1, 9)) + text[at + 1 :]
+
+
+def completion_points(text: str, rng: random.Random, count: int) -> list[int]:
+    """Cursor offsets after `spans.` and inside `where(`, spread over the file."""
+    points = []
+    for marker in ("spans.", "where("):
+        start = 0
+        found = []
+        while (i := text.find(marker, start)) >= 0:
+            found.append(i + len(marker))
+            start = i + 1
+        points += rng.sample(found, min(count // 2, len(found)))
+    return points
+
+
+class StdioClient:
+    """Just enough of an LSP client to time `fluo lsp` from outside."""
+
+    def __init__(self, root: Path) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "fluo_run.cli", "lsp"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.next_id = 0
+        threading.Thread(target=self._read, daemon=True).start()
+        init = {
+            "capabilities": {},
+            "rootUri": root.as_uri(),
+            "initializationOptions": {"diagnostics": {"debounceMs": 0}},
+        }
+        self.request("initialize", init)
+        self.notify("initialized", {})
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            length = 0
+            while (line := out.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            if not line:
+                return
+            self.messages.put(json.loads(out.read(length)))
+
+    def send(self, message: dict[str, Any]) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def notify(self, method: str, params: Any) -> None:
+        self.send({"method": method, "params": params})
+
+    def request(self, method: str, params: Any) -> Any:
+        self.next_id += 1
+        self.send({"id": self.next_id, "method": method, "params": params})
+        return self.wait(lambda m: m.get("id") == self.next_id and "method" not in m).get("result")
+
+    def wait(self, match: Any, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.messages.get(timeout=max(0.01, deadline - time.monotonic()))
+            if match(message):
+                return message
+
+    def close(self) -> None:
+        self.request("shutdown", None)
+        self.notify("exit", None)
+        self.proc.wait(timeout=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rules", type=int, default=1000)
+    ap.add_argument("--edits", type=int, default=20)
+    ap.add_argument("--completions", type=int, default=200)
+    args = ap.parse_args()
+    rng = random.Random(3)
+    text = rule_file(args.rules)
+    path = os.path.join(tempfile.mkdtemp(), "rules.fluo")
+    Path(path).write_text(text)
+    uri = Path(path).as_uri()
+
+    parse(text, path)  # load the grammar
+    bare = statistics.median(_time(lambda: parse(text, path)) for _ in range(3))
+    print(f"{args.rules} rules, {len(text):,} characters; bare parse {ms(bare)}")
+
+    doc = RuleDocument(path, text)
+    document_diagnostics(doc, uri, strict=False)
+    inproc = []
+    current = text
+    for _ in range(args.edits):
+        current = edited(current, rng)
+        inproc.append(_time(lambda t=current: document_diagnostics(RuleDocument(path, t), uri, strict=False)))
+    diag = statistics.median(inproc)
+    print(
+        f"diagnostics after an edit, in process (median): {ms(diag)} = {diag / bare:.4f} x bare parse  (target < 100 ms)"
+    )
+
+    doc = RuleDocument(path, current)
+    points = completion_points(current, rng, args.completions)
+    lat = [_time(lambda o=o: complete(doc, o, ["http.response.status_code"], [])) for o in points]
+    print(f"completion p95, in process: {ms(p95(lat))} = {p95(lat) / bare:.4f} x bare parse  (target < 20 ms)")
+
+    client = StdioClient(Path(path).parent)
+    try:
+        item = {"uri": uri, "languageId": "fluo", "version": 1, "text": current}
+        client.notify("textDocument/didOpen", {"textDocument": item})
+        client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics")
+        index = LineIndex(current)
+        wire = []
+        for version in range(2, 2 + args.edits):
+            at = current.find(EDIT_MARK, rng.randrange(len(current) - 100))
+            at = (current.find(EDIT_MARK) if at < 0 else at) + len(EDIT_MARK)
+            new_digit = str(rng.randrange(1, 9))
+            start, end = index.position(at), index.position(at + 1)
+            change = {"range": {"start": _pos(start), "end": _pos(end)}, "text": new_digit}
+            current = current[:at] + new_digit + current[at + 1 :]
+            began = time.perf_counter()
+            client.notify(
+                "textDocument/didChange",
+                {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]},
+            )
+            client.wait(
+                lambda m, v=version: (
+                    m.get("method") == "textDocument/publishDiagnostics" and m["params"].get("version") == v
+                )
+            )
+            wire.append(time.perf_counter() - began)
+        diag_wire = statistics.median(wire)
+        print(f"diagnostics after an edit, over stdio (median): {ms(diag_wire)} = {diag_wire / bare:.4f} x bare parse")
+        wire = []
+        for offset in points[:100]:
+            pos = _pos(index.position(offset))
+            began = time.perf_counter()
+            client.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": pos})
+            wire.append(time.perf_counter() - began)
+        print(f"completion p95, over stdio: {ms(p95(wire))} = {p95(wire) / bare:.4f} x bare parse")
+    finally:
+        client.close()
+
+
+def _pos(p: Any) -> dict[str, int]:
+    return {"line": p.line, "character": p.character}
+
+
+def _time(fn: Any) -> float:
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
+
+
+if __name__ == "__main__":
+    main()
