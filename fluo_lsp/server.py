@@ -56,6 +56,13 @@ class FluoServer(LanguageServer):
         doc = self.workspace.text_documents.get(uri)
         return doc.source if doc is not None else None
 
+    def is_rule_file(self, uri: str) -> bool:
+        """A `.fluo` file, or any document the client says is in the FLUO language (e.g. unsaved)."""
+        if uri.endswith(".fluo"):
+            return True
+        doc = self.workspace.text_documents.get(uri)
+        return doc is not None and doc.language_id == "fluo"
+
     def rule_document(self, uri: str) -> RuleDocument:
         text = self.workspace.get_text_document(uri).source
         doc = self.documents.get(uri)
@@ -67,7 +74,7 @@ class FluoServer(LanguageServer):
     def diagnostics_of(self, uri: str) -> list[lsp.Diagnostic] | None:
         """The diagnostics of a rule file or a rule test file; None for any other file."""
         path = to_fs_path(uri) or uri
-        if path.endswith(".fluo"):
+        if self.is_rule_file(uri):
             return document_diagnostics(self.rule_document(uri), uri, strict=self.settings.strict)
         if is_test_file(path):
             text = self.workspace.get_text_document(uri).source
@@ -85,7 +92,7 @@ class FluoServer(LanguageServer):
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version)
         )
-        if uri.endswith(".fluo"):  # test files that name this rule file may have changed meaning
+        if self.is_rule_file(uri):  # test files that name this rule file may have changed meaning
             for other in list(self.workspace.text_documents):
                 if is_test_file(to_fs_path(other) or other):
                     self.publish(other)
@@ -165,7 +172,7 @@ def pull_diagnostics(ls: FluoServer, params: lsp.DocumentDiagnosticParams) -> ls
 
 
 def _rule_doc(ls: FluoServer, uri: str) -> RuleDocument | None:
-    return ls.rule_document(uri) if uri.endswith(".fluo") else None
+    return ls.rule_document(uri) if ls.is_rule_file(uri) else None
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "(", " ", ":", "["]))

@@ -453,3 +453,11 @@ async def test_definition_and_references_link_rule_ids_and_tests(client: Languag
     )
     assert refs is not None
     assert [(loc.uri, loc.range) for loc in refs] == [(rules_uri, rng(1, 5, 1, 21)), (test_uri, rng(5, 14, 5, 30))]
+
+
+async def test_unsaved_documents_in_the_fluo_language_are_checked(client: LanguageClient) -> None:
+    uri = "untitled:Untitled-1"
+    item = lsp.TextDocumentItem(uri=uri, language_id="fluo", version=1, text="trace.spans.cuont() > 1\n")
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(text_document=item))
+    [d] = await diagnostics(client, uri)
+    assert (d.code, d.range) == ("FLUO201", rng(0, 12, 0, 17))
