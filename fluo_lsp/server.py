@@ -159,8 +159,13 @@ def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
     handle = ls.pending.pop(uri, None)
     if handle is not None:
         handle.cancel()
+    rule_file = ls.is_rule_file(uri)
     ls.documents.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+    if rule_file:  # test files now read this rule file from disk
+        for other in list(ls.workspace.text_documents):
+            if other != uri and is_test_file(to_fs_path(other) or other):
+                ls.publish(other)
 
 
 @server.feature(

@@ -461,3 +461,42 @@ async def test_unsaved_documents_in_the_fluo_language_are_checked(client: Langua
     client.text_document_did_open(lsp.DidOpenTextDocumentParams(text_document=item))
     [d] = await diagnostics(client, uri)
     assert (d.code, d.range) == ("FLUO201", rng(0, 12, 0, 17))
+
+
+async def test_rapid_changes_are_checked_once_after_the_debounce(client: LanguageClient, tmp_path: Path) -> None:
+    uri = open_doc(client, tmp_path / "typing.fluo", "rule a {\n  expect true\n}\n")
+    await diagnostics(client, uri)
+    published: list[int | None] = []
+    for version, text in enumerate(["rule a {\n  expect t\n}\n", "rule a {\n  expect tr\n}\n"], start=2):
+        client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+                content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)],
+            )
+        )
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=4),
+            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text="rule a {\n  expect trace.spans\n}\n")],
+        )
+    )
+    for _ in range(100):
+        params = await client.wait_for_notification(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        if params.uri == uri:
+            published.append(params.version)
+            break
+    assert published == [4]  # the intermediate versions were never checked
+    assert list(client.diagnostics[uri]) == []
+
+
+async def test_test_file_diagnostics_follow_edits_to_the_rule_file(client: LanguageClient, workspace: Path) -> None:
+    test_uri = open_doc(client, workspace / "rules" / "auth_test.yaml", TEST_FILE, language="yaml")
+    await diagnostics(client, test_uri, lambda d: any(x.code == "unknown-rule" for x in d))
+    rules = AUTH + "\nrule auth_retry_strom {\n  detect trace.spans.count() > 1\n}\n"
+    rules_uri = open_doc(client, workspace / "rules" / "auth.fluo", rules)
+    await diagnostics(client, rules_uri)
+    await diagnostics(client, test_uri, lambda d: [x.code for x in d] == ["missing-fixture"])
+    client.text_document_did_close(
+        lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=rules_uri))
+    )
+    await diagnostics(client, test_uri, lambda d: len(d) == 2)  # back to the file on disk
