@@ -87,10 +87,11 @@ class Sender:
         self.sent = 0
 
     def _exporter(self) -> Any:
-        if self.protocol == "grpc":
+        if self.protocol in ("grpc", "grpc-tls"):
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as Grpc
 
-            return Grpc(endpoint=self.endpoint, insecure=True, headers=self.headers, **self.exporter_args)
+            insecure = self.protocol == "grpc"
+            return Grpc(endpoint=self.endpoint, insecure=insecure, headers=self.headers, **self.exporter_args)
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as Http
 
         return Http(endpoint=f"{self.endpoint}/v1/traces", headers=self.headers, **self.exporter_args)

@@ -358,3 +358,140 @@ def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
     assert len(got) == 1
     assert got[0]["window_start"] == "2026-01-01T00:00:00.000000Z"
     assert got[0]["observed"] == {"count": 3, "bound": 2}
+
+
+def test_tls_on_both_receivers_with_sdk_exporters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    import grpc
+
+    # requests lets these variables override the exporter's certificate_file
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    got: list[dict[str, Any]] = []
+    cfg = config(tmp_path, tls_cert=cert, tls_key=key, auth_token="t0ken")
+    with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
+        assert rt.http_url.startswith("https://")
+        creds = grpc.ssl_channel_credentials(cert.read_bytes())
+        via_grpc = Sender(
+            "grpc-tls", f"localhost:{rt.runtime.grpc_port}", headers={"authorization": "Bearer t0ken"},
+            credentials=creds,
+        )  # fmt: skip
+        via_http = Sender("http", rt.http_url, headers={"Authorization": "Bearer t0ken"}, certificate_file=str(cert))
+        storms = {via_grpc.storm(), via_http.storm()}
+        for s in (via_grpc, via_http):
+            s.flush()
+            s.close()
+        wait_for(lambda: metric(rt, "fluo_traces_evaluated_total") == 2)
+        wait_for(lambda: settled(rt))
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unauthorized") == 0
+    assert {s["trace_id"] for s in got if s["rule"] == "auth_retry_storm"} == storms
+
+
+def test_webhook_retries_until_delivered(tmp_path: Path) -> None:
+    with LoopbackServer(status_of=lambda n: 503 if n < 2 else 200) as hook:
+        with RuntimeThread(config(tmp_path, grpc=None, webhook=hook.url)) as rt:
+            post(f"{rt.http_url}/v1/traces", (EXAMPLE_TRACES / "checkout_error.json").read_bytes(), "application/json")
+            wait_for(lambda: metric(rt, "fluo_sink_signals_written_total", sink="webhook") == 2, what="delivery")
+            assert metric(rt, "fluo_sink_signals_dropped_total", sink="webhook", reason="failed") == 0
+        assert len(hook.requests) == 3
+        assert len({r.body for r in hook.requests}) == 1  # the same batch, resent
+
+
+def test_a_dead_sink_never_blocks_and_its_drops_are_counted(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/hook"  # nothing listens once closed
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None, webhook=dead), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        for name in ("auth_retry_storm.json", "checkout_error.json", "payment_no_fraud_check.json"):
+            post(url, (EXAMPLE_TRACES / name).read_bytes(), "application/json")
+        wait_for(lambda: len(got) == 5, what="the working sink to get every signal")
+        assert metric(rt, "fluo_sink_signals_written_total", sink="webhook") == 0  # still retrying
+    # shutdown cut the retries short; every undelivered signal is counted
+    assert metric(rt, "fluo_sink_signals_dropped_total", sink="webhook", reason="failed") == 5
+    assert metric(rt, "fluo_sink_signals_written_total", sink="webhook") == 0
+
+
+def test_a_full_sink_queue_drops_and_counts() -> None:
+    from fluo_run.serve.metrics import Metrics
+    from fluo_run.serve.sinks import SinkWorker
+
+    release = threading.Event()
+    seen: list[dict[str, Any]] = []
+
+    def slow(batch: list[dict[str, Any]]) -> None:
+        release.wait(10)
+        seen.extend(batch)
+
+    metrics = Metrics()
+    worker = SinkWorker(CallbackSink(slow, name="slow"), metrics, capacity=2)
+    worker.start()
+    worker.put([{"n": 0}])
+    wait_for(lambda: worker.queue.empty(), what="the first signal to be taken")
+    worker.put([{"n": i} for i in range(1, 6)])  # two fit in the queue, three do not
+    sample = metrics.registry.get_sample_value
+    assert sample("fluo_sink_signals_dropped_total", {"sink": "slow", "reason": "queue_full"}) == 3
+    release.set()
+    worker.close(10)
+    assert [s["n"] for s in seen] == [0, 1, 2]
+    assert sample("fluo_sink_signals_written_total", {"sink": "slow"}) == 3
+
+
+def test_metrics_on_a_separate_address(tmp_path: Path) -> None:
+    with RuntimeThread(config(tmp_path, grpc=None, metrics=("127.0.0.1", 0))) as rt:
+        port = rt.runtime.metrics_port
+        assert port and port != rt.runtime.http_port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert "fluo_rules_loaded" in text
+
+
+def test_otlp_logs_over_grpc(tmp_path: Path) -> None:
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+
+    received: list[ExportLogsServiceRequest] = []
+
+    def export(request: ExportLogsServiceRequest, context: Any) -> ExportLogsServiceResponse:
+        received.append(request)
+        return ExportLogsServiceResponse()
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        export,
+        request_deserializer=ExportLogsServiceRequest.FromString,
+        response_serializer=ExportLogsServiceResponse.SerializeToString,
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "opentelemetry.proto.collector.logs.v1.LogsService", {"Export": handler}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        cfg = config(tmp_path, grpc=None, otlp_logs=f"http://127.0.0.1:{port}", otlp_logs_protocol="grpc")
+        with RuntimeThread(cfg) as rt:
+            post(f"{rt.http_url}/v1/traces", (EXAMPLE_TRACES / "payment_bypass.json").read_bytes(), "application/json")
+            wait_for(lambda: metric(rt, "fluo_sink_signals_written_total", sink="otlp_logs") == 1)
+    finally:
+        server.stop(None).wait(5)
+    (record,) = [lr for r in received for rl in r.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+    attrs = {kv.key: kv.value for kv in record.attributes}
+    assert attrs["fluo.rule"].string_value == "charge_needs_fraud_check"
+    assert record.trace_id.hex() == attrs["fluo.trace_id"].string_value
+    assert json.loads(attrs["fluo.observed"].string_value) == {"when": True, "always": True, "never": True}
