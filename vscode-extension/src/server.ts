@@ -4,6 +4,7 @@
  * check) when it keeps crashing.
  */
 
+import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
   CloseAction,
@@ -21,6 +22,7 @@ import {
 
 import { findExecutable } from './process';
 import { RestartPolicy } from './restarts';
+import { StderrTail } from './stderr';
 import { type Command, SECTION, type Settings, describe, serverCommand, serverSettings } from './settings';
 
 export const CLIENT_ID = 'fluo';
@@ -34,11 +36,12 @@ export const DOCUMENT_SELECTOR = [
   { scheme: 'file', pattern: '**/*.fluotest.yaml' },
 ];
 
-/** Files whose changes the server hears of: rules, rule tests and the trace fixtures it learns attribute keys from. */
-export const WATCHED_FILES = '**/*.{fluo,yaml,json,jsonl}';
-
 /** Connection errors in a row before the client gives up on a server that still runs. */
 const MAX_CONNECTION_ERRORS = 3;
+/** How long a server may take to answer `initialize` before the user hears of it. */
+export const SLOW_START_MS = 30_000;
+/** How long to wait for a dead server's last words on stderr. */
+const LAST_WORDS_MS = 2_000;
 
 export function executable(settings: Settings): Executable {
   const { command, args } = serverCommand(settings);
@@ -54,13 +57,16 @@ export function clientOptions(
   settings: () => Settings,
   output: vscode.LogOutputChannel,
   errorHandler: ErrorHandler,
+  stderr: StderrTail,
 ): LanguageClientOptions {
   return {
-    documentSelector: DOCUMENT_SELECTOR,
-    synchronize: {
-      configurationSection: SECTION,
-      fileEvents: vscode.workspace.createFileSystemWatcher(WATCHED_FILES),
+    stdioOptions: {
+      // Used only by transports other than stdio, where stdout is free for logs.
+      stdout: (input) => readline.createInterface({ input, crlfDelay: Infinity }).on('line', (line) => output.info(line)),
+      stderr: (input) => stderr.follow(input, output),
     },
+    documentSelector: DOCUMENT_SELECTOR,
+    synchronize: { configurationSection: SECTION },
     initializationOptions: () => serverSettings(settings()),
     outputChannel: output,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
@@ -76,6 +82,7 @@ export class LanguageServer implements vscode.Disposable {
   private stopping = false;
   /** True while `start()` waits for the first initialize: a failure then is reported by `start()`. */
   private firstStart = false;
+  private readonly stderr = new StderrTail();
 
   constructor(
     private readonly settings: () => Settings,
@@ -104,12 +111,19 @@ export class LanguageServer implements vscode.Disposable {
       return false;
     }
     this.output.info(`Starting ${describe(command)}`);
-    const client = new LanguageClient(
-      CLIENT_ID,
-      CLIENT_NAME,
-      executable(settings),
-      clientOptions(this.settings, this.output, this.errorHandler()),
-    );
+    let client: LanguageClient;
+    try {
+      client = new LanguageClient(
+        CLIENT_ID,
+        CLIENT_NAME,
+        executable(settings),
+        clientOptions(this.settings, this.output, this.errorHandler(), this.stderr),
+      );
+    } catch (error) {
+      this.state = 'failed';
+      this.report(`FLUO: the language client could not be created: ${reason(error)}.`, 'error');
+      return false;
+    }
     this.client = client;
     this.state = 'starting';
     client.onDidChangeState((event) => {
@@ -118,21 +132,33 @@ export class LanguageServer implements vscode.Disposable {
       }
     });
     this.firstStart = true;
+    const slow = setTimeout(() => {
+      if (this.client === client && this.state === 'starting') {
+        this.report(
+          `FLUO: the language server (${describe(command)}) has not answered for ${SLOW_START_MS / 1000} s; ` +
+            'its output may say why.',
+          'warning',
+        );
+      }
+    }, SLOW_START_MS);
     try {
       await client.start();
     } catch (error) {
       if (this.client === client) {
         this.state = 'failed';
         this.client = undefined;
+        const said = await this.stderr.lastLine(LAST_WORDS_MS);
         this.report(
-          `FLUO: the language server did not start (${describe(command)}): ${reason(error)}. ` +
-            'Its output says why; check fluo.server.command or fluo.server.pythonPath.',
+          `FLUO: the language server did not start (${describe(command)}): ` +
+            (said !== undefined ? `it said "${said}"` : reason(error)) +
+            '. Check fluo.server.command or fluo.server.pythonPath; the server output has the details.',
           'error',
         );
         await client.dispose().catch(() => undefined);
       }
       return false;
     } finally {
+      clearTimeout(slow);
       this.firstStart = false;
     }
     if (this.client === client) {
@@ -177,26 +203,25 @@ export class LanguageServer implements vscode.Disposable {
         action: (count ?? 1) <= MAX_CONNECTION_ERRORS ? ErrorAction.Continue : ErrorAction.Shutdown,
         handled: true,
       }),
-      closed: (): CloseHandlerResult => this.closed(),
+      closed: (): Promise<CloseHandlerResult> => this.closed(),
     };
   }
 
   /** The server's connection closed without `stop()`: it exited or crashed. */
-  private closed(): CloseHandlerResult {
-    if (this.stopping) {
-      return { action: CloseAction.DoNotRestart, handled: true };
-    }
-    if (this.firstStart) {
-      // Exited before it answered `initialize`: `start()` reports that once.
+  private async closed(): Promise<CloseHandlerResult> {
+    if (this.stopping || this.firstStart) {
+      // Asked for, or exited before it answered `initialize` (`start()` reports that once).
       return { action: CloseAction.DoNotRestart, handled: true };
     }
     const decision = this.policy.crashed();
     const command = describe(serverCommand(this.settings()));
+    const said = await this.stderr.lastLine(LAST_WORDS_MS);
+    const lastWords = said !== undefined ? ` Its last words: "${said}".` : '';
     if (decision.restart) {
       this.state = 'starting';
       this.report(
         `FLUO: the language server stopped unexpectedly (crash ${decision.crashes} of ${this.policy.maxCrashes} ` +
-          `allowed in ${this.policy.windowMinutes} minutes); restarting it.`,
+          `allowed in ${this.policy.windowMinutes} minutes); restarting it.${lastWords}`,
         'warning',
       );
       return { action: CloseAction.Restart, handled: true };
@@ -204,21 +229,25 @@ export class LanguageServer implements vscode.Disposable {
     this.state = 'failed';
     this.report(
       `FLUO: the language server crashed ${decision.crashes} times in ${this.policy.windowMinutes} minutes, so it will ` +
-        `not be restarted. Check that \`${command}\` runs in a terminal, read the server output, then run ` +
+        `not be restarted.${lastWords} Check that \`${command}\` runs in a terminal, read the server output, then run ` +
         '"FLUO: Restart Language Server".',
       'error',
     );
     return { action: CloseAction.DoNotRestart, handled: true };
   }
 
+  /** Log `message` and show it; a failure also offers the settings, a restart only the output. */
   private report(message: string, level: 'warning' | 'error'): void {
     if (level === 'error') {
       this.output.error(message);
     } else {
       this.output.warn(message);
     }
-    const show = level === 'error' ? vscode.window.showErrorMessage : vscode.window.showWarningMessage;
-    void Promise.resolve(show(message, SHOW_OUTPUT, OPEN_SETTINGS)).then((choice) => {
+    const shown =
+      level === 'error'
+        ? vscode.window.showErrorMessage(message, SHOW_OUTPUT, OPEN_SETTINGS)
+        : vscode.window.showWarningMessage(message, SHOW_OUTPUT);
+    void Promise.resolve(shown).then((choice) => {
       if (choice === SHOW_OUTPUT) {
         this.output.show(true);
       } else if (choice === OPEN_SETTINGS) {

@@ -45,7 +45,7 @@ interface CloseHandlerResult {
 
 interface ClientOptions {
   documentSelector: { scheme: string; language?: string; pattern?: string }[];
-  synchronize: { configurationSection: string; fileEvents: { pattern: string } };
+  synchronize: { configurationSection: string };
   initializationOptions: () => unknown;
   outputChannel: unknown;
   errorHandler: {

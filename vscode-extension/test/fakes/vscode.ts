@@ -9,8 +9,16 @@ import * as path from 'node:path';
 
 type Listener<T> = (value: T) => unknown;
 
+/** The editor version: the lowest the extension declares (`engines.vscode`). */
+export const version = '1.91.0';
+
+export const env = { appName: 'Fake Code', language: 'en', machineId: 'test', sessionId: 'test', uriScheme: 'vscode' };
+
 export class Disposable {
   constructor(private readonly onDispose: () => void = () => undefined) {}
+  static from(...disposables: { dispose(): unknown }[]): Disposable {
+    return new Disposable(() => disposables.forEach((d) => d.dispose()));
+  }
   dispose(): void {
     this.onDispose();
   }
@@ -135,6 +143,9 @@ export class FakeOutputChannel {
   readonly lines: string[] = [];
   shown = 0;
   disposed = false;
+  /** A LogOutputChannel's level: 2 is Info. */
+  readonly logLevel = 2;
+  readonly onDidChangeLogLevel = new EventEmitter<number>().event;
   constructor(
     readonly name: string,
     readonly log: boolean,

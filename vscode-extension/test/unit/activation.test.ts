@@ -170,6 +170,7 @@ group('crashes', () => {
       assert.equal(result.handled, true);
       assert.equal(ext.server.status, 'running');
       assert.match(editor.messages[i - 1].text, new RegExp(`stopped unexpectedly \\(crash ${i} of 5 allowed in 3 minutes\\); restarting it`));
+      assert.deepEqual(editor.messages[i - 1].actions, ['Show Output']);
     }
     const last = await client.crash();
     assert.equal(last.action, CloseAction.DoNotRestart);

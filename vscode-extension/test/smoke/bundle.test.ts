@@ -1,0 +1,98 @@
+/**
+ * The shipped bundle, `dist/extension.js`, activated in Node: its real
+ * vscode-languageclient starts the real `fluo lsp`, our error handler decides
+ * what happens when the server dies, and deactivation stops the process.
+ * The editor is the fake `vscode` module, made permissive for the client.
+ */
+
+import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
+import { after, afterEach, beforeEach, test } from 'node:test';
+
+import type * as Extension from '../../src/extension';
+import { EXTENSION, PYTHON, REPO } from '../support/paths';
+import { installLooseVscode } from '../support/looseVscode';
+
+const fake = installLooseVscode();
+const bundle = require(path.join(EXTENSION, 'dist', 'extension.js')) as typeof Extension;
+
+const WAIT_MS = 30_000;
+
+async function until(what: string, done: () => boolean): Promise<void> {
+  const deadline = Date.now() + WAIT_MS;
+  while (!done()) {
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: not within ${WAIT_MS} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let context: ReturnType<typeof fake.extensionContext>;
+
+function activate(settings: Record<string, unknown>): Extension.FluoExtension {
+  for (const [k, v] of Object.entries(settings)) {
+    fake.editor.settings.set(k, v);
+  }
+  fake.editor.workspaceFolders.push({ uri: fake.Uri.file(path.join(REPO, 'examples')), name: 'examples', index: 0 });
+  context = fake.extensionContext();
+  return bundle.activate(context as never);
+}
+
+beforeEach(() => fake.editor.reset());
+
+afterEach(async () => {
+  await bundle.deactivate();
+  context?.dispose();
+});
+
+after(() => fake.editor.reset());
+
+test('the bundle exports activate and deactivate', () => {
+  assert.equal(typeof bundle.activate, 'function');
+  assert.equal(typeof bundle.deactivate, 'function');
+});
+
+test('activation starts the real server; a killed server is restarted with a message; deactivation stops it', async () => {
+  const ext = activate({ 'fluo.server.pythonPath': PYTHON });
+  assert.equal(await ext.started, true, fake.editor.channels.map((c) => c.text).join('\n'));
+  assert.equal(ext.server.status, 'running');
+  assert.equal(fake.editor.messages.length, 0);
+
+  const first = ext.server.languageClient?.serverProcess?.pid;
+  assert.ok(first !== undefined && alive(first));
+  process.kill(first, 'SIGKILL');
+  await until('a new server process', () => {
+    const pid = ext.server.languageClient?.serverProcess?.pid;
+    return ext.server.status === 'running' && pid !== undefined && pid !== first;
+  });
+  assert.equal(fake.editor.messages.length, 1);
+  assert.equal(fake.editor.messages[0].level, 'warning');
+  assert.match(fake.editor.messages[0].text, /^FLUO: the language server stopped unexpectedly \(crash 1 of 5 allowed in 3 minutes\); restarting it\./);
+
+  const second = ext.server.languageClient?.serverProcess?.pid;
+  assert.ok(second !== undefined);
+  await bundle.deactivate();
+  await until('the server process to exit', () => !alive(second));
+});
+
+test('a server that exits at once is reported once, with its own words in the output', async () => {
+  // `node -m ...` is not a Python: it exits at once with "bad option: -m".
+  const ext = activate({ 'fluo.server.pythonPath': process.execPath });
+  assert.equal(await ext.started, false);
+  assert.equal(ext.server.status, 'failed');
+  const ours = fake.editor.messages.filter((m) => m.text.startsWith('FLUO: '));
+  assert.equal(ours.length, 1);
+  assert.match(ours[0].text, /the language server did not start \(.* -m fluo_run\.cli lsp\): it said ".*bad option: -m"/);
+  assert.match(fake.editor.channel('FLUO Language Server').text, /bad option: -m/);
+
+});
