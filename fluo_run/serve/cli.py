@@ -119,13 +119,34 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     callback=_load_config,
     help="YAML file of settings, keys as flag names (trace-idle: 2s). Flags and FLUO_* variables win over it.",
 )
-@_opt("--grpc", "FLUO_GRPC", default=DEFAULT_GRPC, show_default=True, help="OTLP/gRPC address; port 0 picks one; off.")
-@_opt("--http", "FLUO_HTTP", default=DEFAULT_HTTP, show_default=True, help="OTLP/HTTP address (also /metrics).")
-@_opt("--metrics", "FLUO_METRICS", default=None, help="Also serve /metrics on this HOST:PORT.")
-@_opt("--rules", "FLUO_RULES", multiple=True, help="Rule file or folder (repeatable). Default ./rules, else bundled.")
+@_opt(
+    "--grpc",
+    "FLUO_GRPC",
+    metavar="HOST:PORT",
+    default=DEFAULT_GRPC,
+    show_default=True,
+    help="OTLP/gRPC address; port 0 picks one; off.",
+)
+@_opt(
+    "--http",
+    "FLUO_HTTP",
+    metavar="HOST:PORT",
+    default=DEFAULT_HTTP,
+    show_default=True,
+    help="OTLP/HTTP address (also /metrics).",
+)
+@_opt("--metrics", "FLUO_METRICS", metavar="HOST:PORT", default=None, help="Also serve /metrics on this HOST:PORT.")
+@_opt(
+    "--rules",
+    "FLUO_RULES",
+    metavar="PATH",
+    multiple=True,
+    help="Rule file or folder (repeatable). Default ./rules, else bundled.",
+)
 @_opt(
     "--trace-idle",
     "FLUO_TRACE_IDLE",
+    metavar="DURATION",
     default="5s",
     show_default=True,
     help="Evaluate a trace this long after its last span.",
@@ -133,6 +154,7 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
 @_opt(
     "--max-trace-age",
     "FLUO_MAX_TRACE_AGE",
+    metavar="DURATION",
     default="60s",
     show_default=True,
     help="Evaluate a trace this long after its first span.",
@@ -157,6 +179,7 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
 @_opt(
     "--late-span-memory",
     "FLUO_LATE_SPAN_MEMORY",
+    metavar="DURATION",
     default="5m",
     show_default=True,
     help="How long an evaluated trace id is remembered; its spans arriving meanwhile are late (counted, dropped).",
@@ -164,24 +187,49 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
 @_opt(
     "--window-grace",
     "FLUO_WINDOW_GRACE",
+    metavar="DURATION",
     default=None,
     help="Keep a window open this long past its end [2 x trace-idle].",
 )
 @_opt(
     "--reload-interval",
     "FLUO_RELOAD_INTERVAL",
+    metavar="DURATION",
     default="2s",
     show_default=True,
     help="Check rule files for changes; off.",
 )
 @_opt(
-    "--db", "FLUO_DB", default=DEFAULT_DB, show_default=True, help="SQLite file for signals (read by `fluo signals`)."
+    "--db",
+    "FLUO_DB",
+    metavar="FILE",
+    default=DEFAULT_DB,
+    show_default=True,
+    help="SQLite file for signals (read by `fluo signals`).",
 )
 @click.option("--no-db", is_flag=True, help="Do not store signals in SQLite.")
-@_opt("--jsonl", "FLUO_JSONL", default=None, help="Also append signals as JSON lines to FILE, or - for stdout.")
-@_opt("--webhook", "FLUO_WEBHOOK", default=None, help='Also POST {"signals": [...]} to this URL.')
-@_opt("--webhook-header", "FLUO_WEBHOOK_HEADER", multiple=True, help="'Name: value' header for the webhook.")
-@_opt("--otlp-logs", "FLUO_OTLP_LOGS", default=None, help="Also export signals as OTLP log records to ENDPOINT.")
+@_opt(
+    "--jsonl",
+    "FLUO_JSONL",
+    metavar="FILE|-",
+    default=None,
+    help="Also append signals as JSON lines to FILE, or - for stdout.",
+)
+@_opt("--webhook", "FLUO_WEBHOOK", metavar="URL", default=None, help='Also POST {"signals": [...]} to this URL.')
+@_opt(
+    "--webhook-header",
+    "FLUO_WEBHOOK_HEADER",
+    metavar="HEADER",
+    multiple=True,
+    help="'Name: value' header for the webhook.",
+)
+@_opt(
+    "--otlp-logs",
+    "FLUO_OTLP_LOGS",
+    metavar="ENDPOINT",
+    default=None,
+    help="Also export signals as OTLP log records to ENDPOINT.",
+)
 @_opt(
     "--otlp-logs-protocol",
     "FLUO_OTLP_LOGS_PROTOCOL",
@@ -200,6 +248,7 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
 @_opt(
     "--auth-token",
     "FLUO_AUTH_TOKEN",
+    metavar="TOKEN",
     default=None,
     help="Require 'Authorization: Bearer TOKEN' (HTTP) / authorization metadata (gRPC).",
 )
