@@ -134,10 +134,12 @@ class RuleDocument:
     def _duplicates(self, known: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
         """FLUO213 between chunks; a chunk already reports its own duplicates."""
         seen = {(d.span.start + base, d.message) for d, base in known if d.code == "FLUO213"}
-        shifted = [(replace(r, id_span=_shift(r.id_span, base)), self.path) for r, base in self.rules()]
+        shifted = [(replace(r, id_span=_shift(r.id_span, base, self.index)), self.path) for r, base in self.rules()]
         return [(d, 0) for _, d in duplicate_ids(shifted) if (d.span.start, d.message) not in seen]
 
 
-def _shift(span: ast.Span, base: int) -> ast.Span:
-    """A chunk-relative span moved to document offsets (line numbers are not used downstream)."""
-    return ast.Span(span.start + base, span.end + base, span.line, span.col, span.end_line, span.end_col)
+def _shift(span: ast.Span, base: int, index: LineIndex) -> ast.Span:
+    """A chunk-relative span moved to document offsets, lines and columns."""
+    start, end = span.start + base, span.end + base
+    line, end_line = index.line_of(start), index.line_of(end)
+    return ast.Span(start, end, line, start - index.starts[line], end_line, end - index.starts[end_line])

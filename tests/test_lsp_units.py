@@ -132,3 +132,13 @@ def test_an_edit_reanalyses_only_its_rule() -> None:
     after = RuleDocument("x.fluo", edited)
     same = [a.analysis is b.analysis for a, b in zip(before.chunks, after.chunks, strict=True)]
     assert same.count(False) == 1
+
+
+def test_duplicates_across_rules_point_at_both_definitions() -> None:
+    text = "rule a {\n  expect true\n}\n\nrule b {\n  expect true\n}\n\n  rule a {\n  expect true\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    [(d, base)] = [(d, base) for d, base in doc.diagnostics() if d.code == "FLUO213"]
+    assert base == 0
+    assert (d.span.line, d.span.col, d.span.end_col) == (8, 7, 8)
+    assert d.format() == "x.fluo:9:8: error[FLUO213] rule id `a` is already defined"
+    assert [(r.span.line, r.span.col) for r in d.related] == [(0, 5)]
