@@ -46,6 +46,8 @@ class Traffic:
             self.providers[service] = provider
         self.traces = 0
         self.spans = 0
+        self.trace_id = ""
+        self.healthy: set[str] = set()  # traces no bundled rule should fire on
 
     @contextmanager
     def span(
@@ -64,6 +66,7 @@ class Traffic:
         tracer = self.providers[service].get_tracer("fluo.demo")
         span = tracer.start_span(name, kind=SpanKind[kind.upper()], start_time=start, attributes=attributes)
         self.spans += 1
+        self.trace_id = f"{span.get_span_context().trace_id:032x}"
         with use_span(span, end_on_exit=False):
             yield span
         span.set_status(Status(StatusCode.ERROR, "failed") if error else Status(StatusCode.OK))
@@ -77,6 +80,7 @@ class Traffic:
                 pass
             with self.span("auth", "issue_token", t0 + 24 * MS, 12, {"user.id": user}, kind="internal"):
                 pass
+        self.healthy.add(self.trace_id)
 
     def retry_storm(self, t0: int, attempts: int = 60) -> None:
         self.traces += 1
@@ -101,6 +105,8 @@ class Traffic:
             charge = {"amount": amount, "currency": "EUR", "payment.method": "card"}
             with self.span("payment", "payment.charge_card", at, 150, charge):
                 pass
+        if fraud_check:
+            self.healthy.add(self.trace_id)
 
     def flush(self) -> None:
         for p in self.providers.values():
@@ -210,8 +216,8 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
         traffic.flush()
         _say()
         _say(f"Signals ({format_duration(config.trace_idle * 1e9)} after each trace's last span):", bold=True)
-        received = rt.metrics.spans_received.labels("http")
-        _wait(lambda: received._value.get() >= traffic.spans, timeout)
+        sample = rt.metrics.registry.get_sample_value
+        _wait(lambda: (sample("fluo_spans_received_total", {"transport": "http"}) or 0) >= traffic.spans, timeout)
         done = _wait(lambda: runtime.call(lambda: len(rt.buffer)) == 0 and rt.evaluator.idle(), timeout)
     finally:
         traffic.shutdown()
@@ -222,16 +228,25 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     if not done:
         _say(f"Gave up waiting after {timeout:.0f}s; some traces may not have been evaluated.", fg="yellow")
     traces = {s.get("trace_id") for s in fired if s.get("trace_id")}
-    _say(
+    summary = (
         f"{len(fired)} signal{'s' if len(fired) != 1 else ''} on {len(traces)} of {traffic.traces} traces "
-        f"({traffic.spans} spans) in {elapsed:.1f}s; the healthy traffic stayed quiet."
-        if fired
-        else f"No signals on {traffic.traces} traces ({traffic.spans} spans) in {elapsed:.1f}s.",
-        bold=True,
+        f"({traffic.spans} spans) in {elapsed:.1f}s"
     )
+    noisy = traces & traffic.healthy
+    if not fired:
+        summary += "."
+    elif noisy:
+        summary += f"; {len(noisy)} of them should have been quiet with the bundled rules."
+    else:
+        summary += "; the healthy traffic stayed quiet."
+    _say(summary, bold=True)
     _say()
     _say("Next:", bold=True)
-    _say(f"  fluo signals --db {store}        the stored signals, filterable")
-    _say("  fluo serve --rules rules/        run it for real: OTLP on 127.0.0.1:4317 (gRPC) and :4318 (HTTP)")
-    _say("  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf your-app")
+    _say("  See the stored signals, filter them by rule, severity, time or trace:")
+    _say(f"    fluo signals --db {store}")
+    _say("  Run the runtime for real (OTLP on 127.0.0.1:4317 gRPC and 127.0.0.1:4318 HTTP):")
+    _say("    fluo serve --rules examples/rules")
+    _say("  Point any OpenTelemetry SDK at it:")
+    _say("    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf <your app>")
+    _say("  More: docs/runtime.md (Collector config, sinks, metrics, scale-out).")
     sys.exit(0)

@@ -167,7 +167,11 @@ class Evaluator:
                 self._adopt(program)
             for i in range(0, len(batch), 64):
                 chunk = batch[i : i + 64]
-                self._evaluate_traces(chunk)
+                try:
+                    self._evaluate_traces(chunk)
+                except Exception:  # a FLUO bug: log it, count the traces, keep evaluating
+                    log.exception("internal error evaluating %d trace(s); they produced no signals", len(chunk))
+                    self.metrics.rule_errors.labels("*").inc(len(chunk))
                 with self.cond:
                     self.pending_spans -= sum(len(c.spans) for c in chunk)
             with self.cond:
@@ -212,6 +216,13 @@ class Evaluator:
     def _evaluate_windows(self, windows: Sequence[Window]) -> None:
         if not windows:
             return
+        try:
+            self._evaluate_windows_unguarded(windows)
+        except Exception:  # a FLUO bug: log it, keep evaluating
+            log.exception("internal error evaluating %d window(s); they produced no signals", len(windows))
+            self.metrics.rule_errors.labels("*").inc(len(windows))
+
+    def _evaluate_windows_unguarded(self, windows: Sequence[Window]) -> None:
         by_length: dict[int, list[CompiledRule]] = {}
         for r in self.program.window_rules:
             if r.ir.window_ns is not None:
