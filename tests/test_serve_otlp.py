@@ -262,7 +262,7 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
     cfg = config(tmp_path, rules=[rules], max_pending_spans=100)
     with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
         status, _, _ = post(
-            f"{rt.http_url}/v1/traces", _chain_request(1800, 7).SerializeToString(), "application/x-protobuf"
+            f"{rt.http_url}/v1/traces", _chain_request(2200, 7).SerializeToString(), "application/x-protobuf"
         )
         assert status == 200
         wait_for(lambda: rt.runtime.evaluator.pending_spans > 100, what="the deep trace to await evaluation")
@@ -293,7 +293,7 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") >= 1
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="refused") >= 2
         assert metric(rt, "fluo_spans_received_total", transport="grpc") == 10
-        assert metric(rt, "fluo_spans_received_total", transport="http") == 1800 + 10
+        assert metric(rt, "fluo_spans_received_total", transport="http") == 2200 + 10
     assert {s["trace_id"] for s in got if s["rule"] == "every_trace"} >= set(ids)
     assert len(ids) == 10
 
