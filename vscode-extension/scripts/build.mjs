@@ -24,6 +24,8 @@ await esbuild.build({
   format: 'cjs',
   target: 'node20',
   external: ['vscode'],
+  minify: true,
+  keepNames: true, // readable names in the stack traces users send
   logLevel: 'warning',
 });
 

@@ -30,7 +30,7 @@ step "esbuild: dist/extension.js and out/"
 node scripts/build.mjs
 
 step "unit tests (node --test, fake vscode module)"
-node --require ./out/test/support/register.js --test --test-reporter=spec out/test/unit/
+node --require ./out/test/support/register.js --test --test-reporter=spec --test-timeout=120000 out/test/unit/
 
 step "grammar tests (vscode-tmgrammar-test)"
 "$bin/vscode-tmgrammar-test" "test/grammar/**/*.fluo"

@@ -68,7 +68,7 @@ export const runProcess: ProcessRunner = (command, args, options) =>
       failure ??= why;
       child.kill();
     };
-    const timer = setTimeout(() => stop(`did not finish within ${Math.round(options.timeoutMs / 1000)} s`), options.timeoutMs);
+    const timer = setTimeout(() => stop(`did not finish within ${options.timeoutMs / 1000} s`), options.timeoutMs);
     const onAbort = (): void => stop('cancelled');
     options.signal?.addEventListener('abort', onAbort, { once: true });
     child.stdout?.on('data', (chunk: Buffer) => stdout.push(chunk));
