@@ -89,6 +89,8 @@ class _Builder:
             return self.constructor.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
             raise YamlError(f"invalid YAML value: {exc.problem}", node.start_mark.line + 1) from exc
+        except (ValueError, TypeError, OverflowError) as exc:  # a tagged scalar its constructor rejects
+            raise YamlError(f"invalid YAML value: {exc}", node.start_mark.line + 1) from exc
 
     def mapping(self, node: yaml.MappingNode) -> LineDict:
         out = LineDict()

@@ -56,7 +56,7 @@ def parse_duration(value: Any) -> int | None:
     """Nanoseconds of a duration written as FLUO writes it (`20ms`, `1.5s`, `0`), else None."""
     if isinstance(value, bool):
         return None
-    if value == 0:
+    if value == 0 or value == "0":
         return 0
     if not isinstance(value, str):
         return None
@@ -288,8 +288,10 @@ def exact_duration(ns: int) -> str:
 def to_inline(spans: Sequence[Span]) -> list[dict[str, Any]]:
     """The compact inline form of spans, times as offsets from the earliest start.
 
-    Ids are written as hex, so `build_spans(to_inline(spans))` keeps them, along with
-    structure, names, services, durations, relative starts, status, kind and attributes.
+    Span ids are written as hex, and so are trace ids (as `trace:` labels) when
+    there are several traces, so `build_spans(to_inline(spans))` keeps them, along
+    with structure, names, services, durations, relative starts, status, kind and
+    attributes. A single trace gets no label and so a derived trace id.
     """
     origin = min((s.start for s in spans), default=0)
     several = len({s.trace_id for s in spans}) > 1

@@ -82,6 +82,8 @@ class Case:
 
 @dataclass
 class TestFile:
+    __test__ = False  # not a pytest test class, despite the name
+
     path: Path
     display: str
     rule_paths: list[Path] = field(default_factory=list)
@@ -175,6 +177,11 @@ class _Reader:
         return bad
 
     def read(self) -> TestFile:
+        self._read()
+        self.file.problems.sort(key=lambda p: p.line)
+        return self.file
+
+    def _read(self) -> TestFile:
         try:
             text = self.file.path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:

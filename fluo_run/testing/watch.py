@@ -57,20 +57,24 @@ def watch(
     """
     interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
     runs = 0
-    try:
+    extra: list[Path] = []
+
+    def run_and_stamp() -> Stamps:
+        # Stamped before the run, so an edit made while it runs still counts as a change.
+        nonlocal extra, runs
+        before = stamps(roots, extra)
         extra = list(run())
         runs += 1
-        state = stamps(roots, extra)
+        return {**stamps([], extra), **before}
+
+    try:
+        state = run_and_stamp()
         while max_runs is None or runs < max_runs:
             sleep(interval)
-            now = stamps(roots, extra)
-            diff = changed(state, now)
-            if not diff:
-                continue
-            on_change(diff)
-            extra = list(run())
-            runs += 1
-            state = stamps(roots, extra)
+            diff = changed(state, stamps(roots, extra))
+            if diff:
+                on_change(diff)
+                state = run_and_stamp()
     except KeyboardInterrupt:
         pass
     return runs

@@ -1,0 +1,94 @@
+"""Expected signals against observed ones: fluo_run.testing.matching."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from fluo_run.testing.matching import match_signals, mismatch, same_value
+from fluo_run.testing.spec import Expectation
+
+A = "a" * 32
+B = "b" * 32
+LABELS = {"first": A, "second": B}
+
+
+def sig(rule: str, trace_id: str | None = A, **observed: Any) -> dict[str, Any]:
+    return {"rule": rule, "trace_id": trace_id, "observed": observed}
+
+
+def exp(rule: str, **kw: Any) -> Expectation:
+    return Expectation(rule=rule, line=1, **kw)
+
+
+def test_everything_expected_and_nothing_else() -> None:
+    m = match_signals([exp("r"), exp("s", trace="second")], [sig("s", B), sig("r")], LABELS)
+    assert m.ok and m.unexpected == [] and [len(r.signals) for r in m.rows] == [1, 1]
+
+
+def test_an_entry_stands_for_one_signal_unless_counted() -> None:
+    two = [sig("r"), sig("r", B)]
+    one = match_signals([exp("r")], two, LABELS)
+    assert not one.ok and one.unexpected == [two[1]] and one.summary() == "1 unexpected signal"
+    assert match_signals([exp("r", count=2)], two, LABELS).ok
+    three = match_signals([exp("r", count=3)], two, LABELS)
+    assert three.missing == 1 and three.summary() == "1 missing signal"
+    zero = match_signals([exp("r", count=0)], [], LABELS)
+    assert zero.ok
+
+
+def test_a_broad_expectation_does_not_steal_a_narrow_ones_signal() -> None:
+    signals = [sig("r", A), sig("r", B)]
+    m = match_signals([exp("r"), exp("r", trace="first")], signals, LABELS)
+    assert m.ok, m
+    assert m.rows[1].signals == [signals[0]] and m.rows[0].signals == [signals[1]]
+
+
+def test_near_misses_say_why() -> None:
+    m = match_signals(
+        [exp("r", observed={"count": 3}), exp("s", trace="first"), exp("t")],
+        [sig("r", count=2, bound=1), sig("s", B), sig("u")],
+        LABELS,
+    )
+    assert [r.reasons for r in m.rows] == [["observed.count is 2, not 3"], ["trace is 'second'"], []]
+    assert m.missing == 3 and len(m.unexpected) == 3
+    assert m.summary() == "3 missing, 3 unexpected signals"
+
+
+@pytest.mark.parametrize(
+    ("e", "s", "reason"),
+    [
+        (exp("r", trace_id=B), sig("r", A), f"trace_id is {A}"),
+        (exp("r", observed={"k": 1}), sig("r"), "observed has no `k`"),
+        (exp("r", observed={"k": True}), sig("r", k=1), "observed.k is 1, not true"),
+        (exp("r", trace="first"), sig("r", "c" * 32), f"trace_id is {'c' * 32}"),
+        (exp("r"), sig("s"), "rule is s"),
+        (exp("r", observed={"d": "0.02s"}), sig("r", d="20ms"), None),
+        (exp("r", trace="second", observed={"n": 2.0}), sig("r", B, n=2, extra=1), None),
+    ],
+)
+def test_mismatch(e: Expectation, s: dict[str, Any], reason: str | None) -> None:
+    assert mismatch(e, s, LABELS) == reason
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        (1, 1.0, True),
+        (True, 1, False),
+        (False, False, True),
+        ("20ms", "0.02s", True),
+        ("20ms", "21ms", False),
+        ("abc", "abc", True),
+        ([1, "2ms"], [1.0, "2000us"], True),
+        ([1], [1, 2], False),
+        ({"a": 1}, {"a": 1.0}, True),
+        ({"a": 1}, {"a": 1, "b": 2}, False),
+        (None, None, True),
+        (None, 0, False),
+        ("1", 1, False),
+    ],
+)
+def test_same_value(a: Any, b: Any, same: bool) -> None:
+    assert same_value(a, b) is same

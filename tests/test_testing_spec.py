@@ -1,0 +1,190 @@
+"""Reading test files: YAML with line numbers (document) and checked cases (spec)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fluo_run.testing.document import LineDict, LineList, YamlError, load
+from fluo_run.testing.spec import default_rules, find_test_files, load_test_file
+
+RULES = "rule slow { detect trace.spans.where(duration > 100ms).exists() }\nrule quiet { expect true }\n"
+
+
+def test_lines_of_keys_and_items() -> None:
+    doc = load("a: 1\nlist:\n  - x\n  - {k: v,\n     j: w}\nnested:\n  deep: {z: 2}\n")
+    assert isinstance(doc, LineDict) and doc == {
+        "a": 1,
+        "list": ["x", {"k": "v", "j": "w"}],
+        "nested": {"deep": {"z": 2}},
+    }
+    assert (doc.line, doc.line_of("a"), doc.line_of("list"), doc.line_of("nested")) == (1, 1, 2, 6)
+    items = doc["list"]
+    assert isinstance(items, LineList) and items.item_lines == [3, 4]
+    assert items[1].line_of("j") == 5
+    assert doc["nested"]["deep"].line == 7
+
+
+def test_keys_stay_text_and_merges_work() -> None:
+    doc = load("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n  200: ok\n  true: yes\n")
+    assert doc["m"] == {"x": 1, "y": 3, "200": "ok", "true": True}
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("a: 1\na: 2\n", 2, "duplicate key `a` (first on line 1)"),
+        ("a: [1\nb: 2\n", 2, "invalid YAML: did not find expected ',' or ']'"),
+        ("a:\n  - b\n c: 1\n", 3, "invalid YAML:"),
+        ("? [1, 2]\n: x\n", 1, "a mapping key must be plain text"),
+        ("a: !!int nope\n", 1, "invalid YAML value"),
+    ],
+)
+def test_yaml_errors_have_lines(text: str, line: int, message: str) -> None:
+    with pytest.raises(YamlError) as info:
+        load(text)
+    assert info.value.line == line
+    assert message in str(info.value)
+
+
+def test_empty_document() -> None:
+    assert load("") is None
+    assert load("# only a comment\n") is None
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_discovery(tmp_path: Path) -> None:
+    for name in ["b_test.yaml", "a.fluotest.yaml", "sub/c_test.yaml", "notes.yaml", ".hidden/d_test.yaml",
+                 "node_modules/e_test.yaml", "x_test.yml"]:  # fmt: skip
+        write(tmp_path, name, "")
+    assert [str(p) for p in find_test_files(["."])] == ["a.fluotest.yaml", "b_test.yaml", "sub/c_test.yaml"]
+    assert [str(p) for p in find_test_files(["notes.yaml", "b_test.yaml", "."])][:2] == ["notes.yaml", "b_test.yaml"]
+    assert len(find_test_files(["b_test.yaml", "./b_test.yaml"])) == 1
+    with pytest.raises(FileNotFoundError, match="nope: no such file or folder"):
+        find_test_files(["nope"])
+
+
+def test_default_rules() -> None:
+    assert default_rules(Path("r/auth_test.yaml")) == Path("r/auth.fluo")
+    assert default_rules(Path("r/auth.fluotest.yaml")) == Path("r/auth.fluo")
+
+
+def test_a_well_formed_file(tmp_path: Path) -> None:
+    write(tmp_path, "r.fluo", RULES)
+    path = write(
+        tmp_path,
+        "r_test.yaml",
+        "cases:\n"
+        "  - name: one\n    spans: [{name: a, trace: x}, {name: b, trace: y}]\n"
+        "    only: quiet\n"
+        "    expect:\n      - slow\n      - {rule: slow, trace: x, count: 2, observed: {matched: 1}}\n"
+        "      - {rule: quiet, trace_id: 5B8EFFF798038103D269B633813FC60C}\n",
+    )
+    f = load_test_file(path)
+    assert f.loaded and f.rule_paths == [tmp_path / "r.fluo"]
+    (case,) = f.cases
+    assert case.problems == []
+    assert case.only == ("quiet",)
+    assert set(case.labels) == {"x", "y"} and len(case.spans) == 2
+    assert case.expect is not None
+    assert [e.to_json() for e in case.expect] == [
+        {"rule": "slow"},
+        {"rule": "slow", "trace": "x", "count": 2, "observed": {"matched": 1}},
+        {"rule": "quiet", "trace_id": "5b8efff798038103d269b633813fc60c"},
+    ]
+    assert [e.line for e in case.expect] == [6, 7, 8]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "message"),
+    [
+        (
+            "- name: a\n  spans: [{name: a}]\n  expect:\n    - {rule: slow, count: -1}\n",
+            6,
+            "`count:` must be a whole number",
+        ),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace_id: xyz}]\n", 5, "must be 32 hex digits"),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace: t}]\n", 5, "no inline trace labelled 't'"),
+        (
+            "- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, observed: 3}]\n",
+            5,
+            "`observed:` must be a mapping",
+        ),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [{count: 2}]\n", 5, "an expected signal needs `rule:`"),
+        ("- name: a\n  spans: [{name: a}]\n  expect: {rule: slow}\n", 5, "`expect:` must be a list"),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [7]\n", 5, "an expected signal is a mapping"),
+        (
+            "- name: a\n  spans: [{name: a}]\n  only: [slo]\n  expect: []\n",
+            5,
+            "no rule `slo` in r.fluo; did you mean `slow`?",
+        ),
+        ("- name: a\n  spans: {name: a}\n  expect: []\n", 4, "`spans:` must be a list"),
+        ("- name: a\n  traces: [3]\n  expect: []\n", 4, "`traces:` must be a trace file"),
+        ("- name: a\n  expect: []\n", 3, "case 'a' has no `traces:` or `spans:`"),
+        ("- spans: [{name: a}]\n  expect: []\n", 3, "every case needs a `name:`"),
+        ("- just text\n", 3, "a case is a mapping"),
+        (
+            "- {name: a, spans: [{name: a}], expect: []}\n- {name: a, spans: [{name: a}], expect: []}\n",
+            4,
+            "another case is named 'a' (line 3)",
+        ),
+    ],
+)
+def test_case_problems_point_at_their_line(tmp_path: Path, body: str, line: int, message: str) -> None:
+    write(tmp_path, "r.fluo", RULES)
+    path = write(tmp_path, "r_test.yaml", "# comment\ncases:\n" + body)
+    f = load_test_file(path)
+    assert f.loaded
+    problems = [p for c in f.cases for p in c.problems]
+    assert problems, "expected a problem"
+    assert problems[0].line == line
+    assert message in problems[0].message
+    assert problems[0].format() == f"r_test.yaml:{line}: {problems[0].message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("[1, 2]\n", 1, "a test file is a mapping"),
+        ("rules: r.fluo\n", 1, "`cases:` must be a non-empty list"),
+        ("rules: r.fluo\ncases: []\n", 2, "`cases:` must be a non-empty list"),
+        ("rules: [missing.fluo]\ncases: [{name: a}]\n", 1, "rule file missing.fluo does not exist"),
+        ("rules: [3]\ncases: [{name: a}]\n", 1, "`rules:` must be a rule file or folder"),
+        ("rules: r.fluo\ncases: [{name: a}]\nexpect: []\n", 3, "unknown key `expect` in the test file"),
+        ("rules: bad.fluo\ncases: [{name: a}]\n", 1, "the rules do not check (1 error; run `fluo check`): "),
+    ],
+)
+def test_file_problems(tmp_path: Path, text: str, line: int, message: str) -> None:
+    write(tmp_path, "r.fluo", RULES)
+    write(tmp_path, "bad.fluo", "rule b { detect trace.spans.count() > 'x' }\n")
+    f = load_test_file(write(tmp_path, "x_test.yaml", text))
+    assert not f.loaded
+    assert f.problems[0].line == line
+    assert message in f.problems[0].message
+
+
+def test_rules_may_be_a_folder_and_disabled_rules_cannot_be_expected(tmp_path: Path) -> None:
+    write(tmp_path, "rules/a.fluo", RULES)
+    write(tmp_path, "rules/b.fluo", "rule disabled_rule { enabled: false\n detect true }\n")
+    f = load_test_file(
+        write(
+            tmp_path,
+            "t_test.yaml",
+            "rules: rules\ncases:\n  - {name: a, spans: [{name: a}], expect: [disabled_rule]}\n",
+        )
+    )
+    assert f.loaded, f.problems
+    (case,) = f.cases
+    assert [p.message for p in case.problems] == ["rule `disabled_rule` is disabled, so it never fires"]

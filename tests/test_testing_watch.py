@@ -1,0 +1,160 @@
+"""Long-run niceties of `fluo test`: the terminal progress line and --watch."""
+
+from __future__ import annotations
+
+import io
+import os
+import select
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests_paths import ROOT
+
+from fluo_run.testing.progress import Progress
+from fluo_run.testing.runner import Runner
+from fluo_run.testing.spec import Case, TestFile
+from fluo_run.testing.watch import changed, stamps, watch
+
+FIXTURES = ROOT / "tests" / "testing_fixtures"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _result(name: str) -> object:
+    file = TestFile(Path("t_test.yaml"), "t_test.yaml")
+    return Runner().run_case(file, Case(name=name, line=1, index=0, problems=[]))
+
+
+def test_progress_draws_only_on_a_terminal_once_the_run_is_long() -> None:
+    clock = Clock()
+    term = Terminal()
+    progress = Progress(term, 3, delay=0.5, every=0.1, clock=clock)
+    progress(_result("quick"))  # type: ignore[arg-type]
+    assert term.getvalue() == ""  # not long yet
+    clock.now = 1.0
+    progress(_result("slow one"))  # type: ignore[arg-type]
+    assert term.getvalue() == "\r[2/3] t_test.yaml::slow one"
+    clock.now = 1.01
+    progress(_result("last"))  # type: ignore[arg-type]  # drawn although soon: it is the last one
+    progress.close()
+    assert term.getvalue() == (
+        "\r[2/3] t_test.yaml::slow one"
+        "\r[3/3] t_test.yaml::last    "  # padded over the longer line before it
+        "\r" + " " * len("[3/3] t_test.yaml::last") + "\r"
+    )
+
+
+def test_progress_is_silent_when_not_a_terminal() -> None:
+    clock = Clock()
+    plain = io.StringIO()
+    progress = Progress(plain, 2, clock=clock)
+    clock.now = 60.0
+    progress(_result("a"))  # type: ignore[arg-type]
+    progress.close()
+    assert plain.getvalue() == "" and progress.done == 1
+
+
+def test_changed_files() -> None:
+    assert changed({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 1}) == ["b", "c"]
+    assert changed({"a": 1}, {}) == ["a"]
+
+
+def test_watch_runs_again_after_a_change_and_stops_after_max_runs(tmp_path: Path) -> None:
+    watched = tmp_path / "w_test.yaml"
+    watched.write_text("x", encoding="utf-8")
+    outside = tmp_path.parent / f"{tmp_path.name}-rules.fluo"
+    outside.write_text("r", encoding="utf-8")
+    runs: list[int] = []
+    sleeps: list[float] = []
+    seen: list[list[str]] = []
+
+    def run() -> list[Path]:
+        runs.append(len(runs))
+        return [outside]
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:  # a quiet poll, then a change inside the root, then one outside it
+            os.utime(watched, ns=(1, 1))
+        if len(sleeps) == 3:
+            os.utime(outside, ns=(1, 1))
+
+    try:
+        n = watch(run, [tmp_path], interval=0.0, max_runs=3, sleep=sleep, on_change=seen.append)
+    finally:
+        outside.unlink()
+    assert n == 3 and runs == [0, 1, 2]
+    assert sleeps == [0.05, 0.05, 0.05]  # the interval is bounded below
+    assert seen == [[str(watched)], [str(outside)]]
+
+
+def test_watch_stops_on_ctrl_c(tmp_path: Path) -> None:
+    def sleep(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    assert watch(lambda: [], [tmp_path], sleep=sleep) == 1
+
+
+def test_stamps_skip_hidden_folders(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x").write_text("")
+    (tmp_path / "a").write_text("")
+    assert list(stamps([tmp_path])) == [str(tmp_path / "a")]
+
+
+def _read_until(stream: io.BufferedReader, marker: bytes, deadline: float) -> bytes:
+    out = b""
+    while marker not in out:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([stream], [], [], left)[0]:
+            raise AssertionError(f"timed out waiting for {marker!r}; got {out!r}")
+        chunk = stream.read1(4096)
+        if not chunk:
+            raise AssertionError(f"stream closed before {marker!r}; got {out!r}")
+        out += chunk
+    return out
+
+
+@pytest.mark.slow
+def test_watch_end_to_end(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "rules.fluo", tmp_path / "rules.fluo")
+    test = tmp_path / "w_test.yaml"
+    test.write_text("rules: rules.fluo\ncases:\n  - {name: a, spans: [{name: login}], expect: []}\n", encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluo_run.cli", "test", ".", "--watch", "--watch-interval", "0.05"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 20
+        first = _read_until(proc.stdout, b"watching for changes", deadline)
+        assert b"w_test.yaml: 1 passed" in first
+        test.write_text(
+            "rules: rules.fluo\ncases:\n  - {name: a, spans: [{name: login, duration: 1s}], expect: []}\n",
+            encoding="utf-8",
+        )
+        second = _read_until(proc.stdout, b"watching for changes", deadline)
+        assert b"changed: w_test.yaml; running again" in second
+        assert b"w_test.yaml: 1 failed" in second
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
