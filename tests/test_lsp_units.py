@@ -11,8 +11,13 @@ from lsprotocol import types as lsp
 
 from fluo_lang import api
 from fluo_lang.ast import Span
+from fluo_lsp.actions import code_actions
+from fluo_lsp.completion import complete, signature_help
 from fluo_lsp.document import RuleDocument, split
+from fluo_lsp.hover import hover_at
+from fluo_lsp.outline import folding_ranges, semantic_tokens, symbols
 from fluo_lsp.positions import LineIndex, span_range
+from fluo_lsp.reporting import document_diagnostics
 from fluo_lsp.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,3 +147,26 @@ def test_duplicates_across_rules_point_at_both_definitions() -> None:
     assert (d.span.line, d.span.col, d.span.end_col) == (8, 7, 8)
     assert d.format() == "x.fluo:9:8: error[FLUO213] rule id `a` is already defined"
     assert [(r.span.line, r.span.col) for r in d.related] == [(0, 5)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, len(ALL_EXAMPLES)), st.integers(1, 12)), max_size=3),
+    st.lists(st.floats(0, 1), min_size=3, max_size=3),
+)
+def test_every_feature_answers_on_damaged_text(cuts: list[tuple[int, int]], where: list[float]) -> None:
+    text = ALL_EXAMPLES
+    for at, length in cuts:
+        at = min(at, len(text))
+        text = text[:at] + text[at + length :]
+    doc = RuleDocument("x.fluo", text)
+    for fraction in where:
+        offset = int(fraction * len(text))
+        complete(doc, offset, ["http.route", "odd key"], ["host.name"])
+        hover_at(doc, offset)
+        signature_help(doc, offset)
+        code_actions(doc, "file:///x.fluo", offset, offset, strict=False)
+    symbols(doc)
+    folding_ranges(doc)
+    assert len(semantic_tokens(doc)) % 5 == 0
+    document_diagnostics(doc, "file:///x.fluo", strict=True)
