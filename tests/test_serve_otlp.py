@@ -298,7 +298,7 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
     assert len(ids) == 10
 
 
-def test_caps_evict_and_count(tmp_path: Path) -> None:
+def test_caps_evict_and_count(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     got: list[dict[str, Any]] = []
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -317,6 +317,7 @@ def test_caps_evict_and_count(tmp_path: Path) -> None:
         post(url, _chain_request(1500, 1).SerializeToString(), "application/x-protobuf")
         wait_for(lambda: metric(rt, "fluo_traces_evicted_total", reason="trace_span_cap") == 1)
         assert metric(rt, "fluo_spans_late_total") == 500
+        assert "evaluated traces early: 1 at --max-spans-per-trace" in caplog.text
         post(url, _chain_request(900, 2).SerializeToString(), "application/x-protobuf")
         post(url, _chain_request(900, 3).SerializeToString(), "application/x-protobuf")
         post(url, _chain_request(900, 4).SerializeToString(), "application/x-protobuf")

@@ -34,6 +34,8 @@ from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSi
 
 log = logging.getLogger("fluo.serve")
 
+EVICTION_LOG_INTERVAL = 10.0
+
 
 def log_rule_problems(exc: RuleSetError) -> None:
     for d in exc.diagnostics:
@@ -87,6 +89,8 @@ class Runtime:
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._late_reported = 0
+        self._evicted: dict[str, int] = {}
+        self._evictions_logged = 0.0
         self.started = time.monotonic()
         m = self.metrics
         m.buffered_spans.set_function(lambda: self.buffer.spans)
@@ -115,6 +119,15 @@ class Runtime:
             m.traces_assembled.labels(c.reason).inc()
             if c.evicted:
                 m.traces_evicted.labels(c.reason).inc()
+                self._evicted[c.reason] = self._evicted.get(c.reason, 0) + 1
+        if self._evicted and time.monotonic() - self._evictions_logged >= EVICTION_LOG_INTERVAL:
+            caps = {"trace_span_cap": "--max-spans-per-trace", "buffer_full": "--max-buffered-spans"}
+            log.warning(
+                "evaluated traces early: %s",
+                ", ".join(f"{n} at {caps.get(reason, reason)}" for reason, n in sorted(self._evicted.items())),
+            )
+            self._evicted.clear()
+            self._evictions_logged = time.monotonic()
         self.evaluator.submit(completed)
 
     def _over_capacity(self) -> str | None:
@@ -178,6 +191,8 @@ class Runtime:
             raise
         scheme = "https" if self.config.tls_cert else "http"
         log.info("rules: %s", self.rule_set.summary)
+        sinks = ", ".join(w.sink.label for w in self.sinks.workers)
+        log.info("signals to: %s", sinks or "no sink (--no-db and no other sink given)")
         for d in self.rule_set.warnings:
             log.warning("%s", d.format())
         host = self.config.http[0]

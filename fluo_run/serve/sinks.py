@@ -38,6 +38,11 @@ class Sink:
 
     name = "sink"
 
+    @property
+    def label(self) -> str:
+        """The sink and where it delivers, for the startup log."""
+        return self.name
+
     def open(self) -> None:
         """Called on the sink's own thread before the first batch."""
 
@@ -54,6 +59,10 @@ class SqliteSink(Sink):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store: SignalStore | None = None
+
+    @property
+    def label(self) -> str:
+        return f"sqlite ({self.path})"
 
     def open(self) -> None:
         self.store = SignalStore(self.path)
@@ -78,6 +87,10 @@ class JsonlSink(Sink):
     def __init__(self, target: str) -> None:
         self.target = target
         self.out: TextIO | None = None
+
+    @property
+    def label(self) -> str:
+        return f"jsonl ({'stdout' if self.target == '-' else self.target})"
 
     def open(self) -> None:
         if self.target == "-":
@@ -111,6 +124,10 @@ class WebhookSink(Sink):
         self.url = url
         self.headers = {"Content-Type": "application/json", "User-Agent": "fluo-serve", **(headers or {})}
         self.timeout = timeout
+
+    @property
+    def label(self) -> str:
+        return f"webhook ({self.url})"
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         for i in range(0, len(batch), self.PER_REQUEST):
@@ -157,6 +174,10 @@ class OtlpLogsSink(Sink):
         self.exporter: Any = None
         self.logger: Any = None
         self.collected: list[Any] = []
+
+    @property
+    def label(self) -> str:
+        return f"otlp logs ({self.protocol} {self.endpoint})"
 
     def open(self) -> None:
         from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
