@@ -391,6 +391,7 @@ class CountingExporter(SpanExporter):
         self.inner = inner
         self.delivered = 0
         self.dropped = 0
+        self.delivered_traces: set[str] = set()  # trace ids with at least one span delivered
         self.lock = threading.Lock()
 
     def export(self, spans: Sequence[Any]) -> SpanExportResult:
@@ -398,6 +399,7 @@ class CountingExporter(SpanExporter):
         with self.lock:
             if result == SpanExportResult.SUCCESS:
                 self.delivered += len(spans)
+                self.delivered_traces.update(f"{s.context.trace_id:032x}" for s in spans)
             else:
                 self.dropped += len(spans)
         return result
@@ -482,6 +484,9 @@ def heavy_rules(folder: Path, count: int) -> Path:
     return folder
 
 
+CALIBRATION_SALT = 0xCA1
+
+
 @dataclass
 class Overload:
     sustainable: float = 0.0  # spans per second the evaluator keeps up with
@@ -492,7 +497,9 @@ class Overload:
     sdk_dropped: int = 0
     refused: int = 0  # requests answered 429 / RESOURCE_EXHAUSTED
     traces_sent: int = 0
-    traces_with_signal: int = 0
+    traces_delivered: int = 0  # traces with at least one span the SDK delivered
+    traces_with_signal: int = 0  # of those, traces whose `every_trace` signal is in SQLite
+    traces_evaluated_not_delivered: int = 0  # signals for traces the SDK never delivered: must be 0
     max_buffered: float = 0.0
     max_pending: float = 0.0
     rss_start: int = 0
@@ -504,12 +511,17 @@ class Overload:
         return self.sent - self.received
 
 
+def _calibration_ids(ids: set[str]) -> set[str]:
+    return {t for t in ids if t.startswith(f"{CALIBRATION_SALT:016x}")}
+
+
 def calibrate(serve: Serve, spans_per_trace: int, traces: int = 20) -> float:
     """Spans per second of evaluation time, from a batch of traces sent at once."""
     before = serve.total("fluo_trace_evaluation_seconds_sum")
     evaluated = serve.total("fluo_traces_evaluated_total")
     for i in range(traces):
-        assert serve.post(trace_request(i, spans_per_trace, salt=0xCA1).SerializeToString(), PROTOBUF).status == 200
+        body = trace_request(i, spans_per_trace, salt=CALIBRATION_SALT).SerializeToString()
+        assert serve.post(body, PROTOBUF).status == 200
     wait_for(lambda: serve.total("fluo_traces_evaluated_total") >= evaluated + traces, 60, "calibration traces")
     busy = serve.total("fluo_trace_evaluation_seconds_sum") - before
     return traces * spans_per_trace / max(busy, 1e-6)
@@ -589,10 +601,13 @@ def overload(
     out.received = int(serve.total("fluo_spans_received_total") - received_before)
     out.refused = int(serve.total("fluo_export_requests_total", outcome="refused") - refused_before)
     wait_for(lambda: serve.total("fluo_sink_queue") == 0, 30, "the sinks to drain")
-    ids = {t for s in group for t in s.traces}
+    delivered = {t for s in group for t in s.exporter.delivered_traces}
     with sqlite3.connect(db) as conn:
         stored = {r[0] for r in conn.execute("SELECT trace_id FROM signals WHERE rule = 'every_trace'")}
-    out.traces_with_signal = len(ids & stored)
+    stored -= _calibration_ids(stored)
+    out.traces_delivered = len(delivered)
+    out.traces_with_signal = len(delivered & stored)
+    out.traces_evaluated_not_delivered = len(stored - delivered)
     return out
 
 
