@@ -384,3 +384,23 @@ def test_cli_bad_trace_file_is_one_line(tmp_path: Path) -> None:
     result = invoke(str(bad))
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "bad.json" in result.stderr
+
+
+def test_facts_shared_by_every_operation_are_written_once() -> None:
+    b = Builder()
+    for i in range(8):
+        b.trace()
+        root = b.span("root", "front", dur=10, k=1, level=i * 10)
+        b.span("login", "auth", dur=10, parent=root, k=1, level=i * 9)
+        b.span("check", "auth", dur=10, parent=root, k=1, level=40 + i % 3)
+    text, facts = run_discover(b.traces())
+    attrs = sorted(f.clauses[0][1] for f in facts if f.kind == "attribute")
+    assert attrs == [
+        "trace.spans.all(k == 1)",
+        "trace.spans.all(level >= 0 and level <= 70)",
+        # much narrower than the corpus-wide range, so kept
+        "trace.spans.where(name == 'check').all(level >= 40 and level <= 42)",
+    ]
+    durations = [f.clauses[0][1] for f in facts if f.kind == "duration"]
+    assert durations == ["trace.spans.all(duration <= 10ms)"]
+    assert fired_by_rule(text, b.traces()) == {r: set() for r in rule_ids(text)}

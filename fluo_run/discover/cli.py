@@ -13,15 +13,15 @@ from fluo_lang.trace import Trace
 
 from ..cli import fail
 from .compare import compare, compare_text
-from .corpus import Corpus, collector_paused, load_corpus
+from .corpus import MAX_DISTINCT, Corpus, collector_paused, load_corpus
 from .facts import Options, discover
 from .render import fluo_text, json_report, rules_of
 from .testgen import write_tests
 
 
-def _load(paths: tuple[str, ...], attributes: bool) -> tuple[list[Trace], Corpus]:
+def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus]:
     try:
-        return load_corpus(paths, attributes=attributes)
+        return load_corpus(paths, attributes=options.attributes, trace_values=options.min_confidence < 1.0)
     except TraceInputError as exc:
         fail(str(exc))
         raise AssertionError from exc  # unreachable: fail exits
@@ -48,7 +48,7 @@ def _load(paths: tuple[str, ...], attributes: bool) -> tuple[list[Trace], Corpus
 @click.option("--max-rules", type=click.IntRange(min=0), default=100, show_default=True, help="Keep the best N.")
 @click.option(
     "--max-values",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_DISTINCT),
     default=5,
     show_default=True,
     help="Largest set of attribute values proposed as a closed set.",
@@ -110,7 +110,7 @@ def command(
         max_rules=max_rules,
         attributes=not no_attributes,
     )
-    traces, corpus = _load(trace_paths, options.attributes)
+    traces, corpus = _load(trace_paths, options)
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
     with collector_paused():

@@ -25,8 +25,8 @@ ROOT = -1
 """Parent key of a span with no parent id."""
 ORPHAN = -2
 """Parent key of a span whose parent never arrived."""
-MAX_VALUES_TRACKED = 16
-"""Distinct attribute values kept per trace and operation; beyond this the key is open-ended."""
+MAX_DISTINCT = 64
+"""Distinct attribute values kept per operation and key over the corpus."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +37,14 @@ class Op:
     name: str
 
 
+_KIND_OF_TYPE = {str: "str", int: "num", bool: "bool"}
+
+
 def value_kind(v: Any) -> str:
     """The kind of an attribute value as the evaluator compares it: str, num, bool, or other."""
+    kind = _KIND_OF_TYPE.get(type(v))
+    if kind is not None:
+        return kind
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, int):
@@ -50,38 +56,10 @@ def value_kind(v: Any) -> str:
     return "other"
 
 
-class AttrSeen:
-    """One attribute key on the spans of one operation in one trace."""
-
-    __slots__ = ("empty", "hi", "kinds", "lo", "spans", "values")
-
-    def __init__(self) -> None:
-        self.spans = 0
-        self.empty = False
-        self.kinds: set[str] = set()
-        self.values: set[Any] | None = set()
-        self.lo: float | None = None
-        self.hi: float | None = None
-
-    def add(self, v: Any) -> None:
-        self.spans += 1
-        kind = value_kind(v)
-        self.kinds.add(kind)
-        if kind == "other":
-            self.values = None
-            return
-        values = self.values
-        if values is not None:
-            values.add(v)
-            if len(values) > MAX_VALUES_TRACKED:
-                self.values = None
-        if kind == "str" and not v:
-            self.empty = True
-        elif kind == "num":
-            if self.lo is None or v < self.lo:
-                self.lo = v
-            if self.hi is None or v > self.hi:
-                self.hi = v
+def kind_of(values: list[Any]) -> str:
+    """The one value kind of a list of attribute values, or "mixed"."""
+    kinds = {value_kind(v) for v in values}
+    return kinds.pop() if len(kinds) == 1 else "mixed"
 
 
 class OpStat:
@@ -96,7 +74,7 @@ class OpStat:
         self.max_duration = 0
         self.errors = 0
         self.parents: set[int] = set()
-        self.attrs: dict[str, AttrSeen] = {}
+        self.attrs: dict[str, list[Any]] = {}
 
 
 @dataclass(slots=True)
@@ -107,6 +85,83 @@ class TraceSummary:
     ops: dict[int, OpStat]
 
 
+class KeyStats:
+    """One attribute key of one operation over the whole corpus.
+
+    Only traces where every span of the operation carries the key count
+    (`full`): on any other trace an attribute fact about the key fails anyway.
+    `values` is the union of their values while it stays small (else None);
+    `trace_values` keeps each full trace's own values for choosing a set that
+    allows exceptions, when asked for and while `values` is kept.
+    """
+
+    __slots__ = ("empty", "full", "hi", "kinds", "lo", "trace_values", "values")
+
+    def __init__(self, keep_trace_values: bool) -> None:
+        self.full: list[int] = []
+        self.kinds: set[str] = set()
+        self.values: set[Any] | None = set()
+        self.trace_values: list[tuple[int, frozenset[Any]]] | None = [] if keep_trace_values else None
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self.empty: list[int] = []
+
+    def add_one(self, index: int, v: Any) -> None:
+        """`add` for the usual case of one span per operation and trace."""
+        kind = _KIND_OF_TYPE.get(type(v)) or value_kind(v)
+        self.kinds.add(kind)
+        known = self.values
+        if known is not None:
+            if kind == "other":
+                self.values = self.trace_values = None
+            else:
+                known.add(v)
+                if len(known) > MAX_DISTINCT:
+                    self.values = self.trace_values = None
+                elif self.trace_values is not None:
+                    self.trace_values.append((index, frozenset((v,))))
+        if kind == "str":
+            if not v:
+                self.empty.append(index)
+        elif kind == "num":
+            if self.lo is None or v < self.lo:
+                self.lo = v
+            if self.hi is None or v > self.hi:
+                self.hi = v
+
+    def add(self, index: int, values: list[Any]) -> None:
+        """The values one trace's spans of the operation carry, one per span."""
+        self.full.append(index)
+        if len(values) == 1:
+            self.add_one(index, values[0])
+            return
+        kind = kind_of(values)
+        try:
+            distinct = set(values) if kind != "other" else None
+        except TypeError:
+            distinct = None
+        self.kinds.add(kind)
+        known = self.values
+        if known is not None:
+            if distinct is None:
+                self.values = self.trace_values = None
+            else:
+                known |= distinct
+                if len(known) > MAX_DISTINCT:
+                    self.values = self.trace_values = None
+                elif self.trace_values is not None:
+                    self.trace_values.append((index, frozenset(distinct)))
+        if kind == "str":
+            if "" in values:
+                self.empty.append(index)
+        elif kind == "num":
+            lo, hi = min(values), max(values)
+            if self.lo is None or lo < self.lo:
+                self.lo = lo
+            if self.hi is None or hi > self.hi:
+                self.hi = hi
+
+
 @dataclass
 class Corpus:
     """Every trace's summary plus the table of operations they refer to."""
@@ -115,6 +170,8 @@ class Corpus:
     op_index: dict[Op, int] = field(default_factory=dict)
     traces: list[TraceSummary] = field(default_factory=list)
     spans: int = 0
+    keys: dict[tuple[int, str], KeyStats] = field(default_factory=dict)
+    """Attribute keys by operation and key."""
 
     def op_id(self, service: str, name: str) -> int:
         key = Op(service, name)
@@ -138,10 +195,15 @@ class Corpus:
         return sum(1 for o in self.ops if o.name == name) == 1
 
 
-def summarize(traces: Iterable[Trace], *, attributes: bool = True) -> Corpus:
-    """One pass over every span of every trace."""
+def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values: bool = True) -> Corpus:
+    """One pass over every span of every trace.
+
+    `trace_values` keeps per-trace attribute values, which choosing a value set
+    that allows exceptions needs; without exceptions the union suffices.
+    """
     corpus = Corpus()
     op_id = corpus.op_id
+    keys = corpus.keys
     for trace in traces:
         spans = trace.spans
         if not spans:
@@ -172,11 +234,23 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True) -> Corpus:
             if attributes:
                 attrs = st.attrs
                 for k, v in s.attributes.items():
-                    seen = attrs.get(k)
-                    if seen is None:
-                        seen = attrs[k] = AttrSeen()
-                    seen.add(v)
-        corpus.traces.append(TraceSummary(len(corpus.traces), trace.id_hex, len(spans), ops))
+                    values = attrs.get(k)
+                    if values is None:
+                        attrs[k] = [v]
+                    else:
+                        values.append(v)
+        index = len(corpus.traces)
+        if attributes:
+            for o, st in ops.items():
+                n = st.count
+                for k, values in st.attrs.items():
+                    if len(values) == n:
+                        ks = keys.get((o, k))
+                        if ks is None:
+                            ks = keys[o, k] = KeyStats(trace_values)
+                        ks.add(index, values)
+                st.attrs = {}
+        corpus.traces.append(TraceSummary(index, trace.id_hex, len(spans), ops))
         corpus.spans += len(spans)
     return corpus
 
@@ -198,8 +272,10 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_corpus(paths: Sequence[str | Path], *, attributes: bool = True) -> tuple[list[Trace], Corpus]:
+def load_corpus(
+    paths: Sequence[str | Path], *, attributes: bool = True, trace_values: bool = True
+) -> tuple[list[Trace], Corpus]:
     """Read trace files (raises `TraceInputError`), assemble traces and summarise them."""
     with collector_paused():
         traces = assemble(load_trace_files(paths))
-        return traces, summarize(traces, attributes=attributes)
+        return traces, summarize(traces, attributes=attributes, trace_values=trace_values)

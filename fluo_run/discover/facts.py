@@ -21,9 +21,10 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain, permutations
 from typing import Any
 
-from .corpus import ROOT, Corpus, TraceSummary
+from .corpus import ROOT, Corpus, KeyStats, TraceSummary
 from .syntax import attribute, duration_text, literal, op_pred, op_slug, readable_ceiling, service_pred, slug
 
 KINDS = (
@@ -97,10 +98,11 @@ class Miner:
         self.together: Counter[tuple[int, int]] = Counter()
         signatures: Counter[frozenset[int]] = Counter(frozenset(t.ops) for t in corpus.traces)
         for sig, n in signatures.items():
-            for a in sig:
-                for b in sig:
-                    if a != b:
-                        self.together[a, b] += n
+            if n == 1:
+                self.together.update(permutations(sig, 2))
+                continue
+            for pair in permutations(sig, 2):
+                self.together[pair] += n
 
     # -- text helpers ---------------------------------------------------------
 
@@ -233,11 +235,8 @@ class Miner:
             traces = self.op_traces[op]
             if len(traces) < self.o.min_support:
                 continue
-            single: Counter[int] = Counter()
-            for t in traces:
-                ps = t.ops[op].parents
-                if len(ps) == 1:
-                    single[next(iter(ps))] += 1
+            shapes = Counter(frozenset(t.ops[op].parents) for t in traces)
+            single = Counter({next(iter(ps)): n for ps, n in shapes.items() if len(ps) == 1})
             parent, held = single.most_common(1)[0] if single else (ROOT, 0)
             if parent >= 0 and self.o.accepts(len(traces), len(traces) - held):
                 fails = [t.index for t in traces if len(ps := t.ops[op].parents) != 1 or parent not in ps]
@@ -254,19 +253,17 @@ class Miner:
                     )
                 )
                 continue
-            by_service: Counter[str] = Counter()
-            services_of: dict[int, set[str | None]] = {}
-            for t in traces:
-                ss = {ops[p].service if p >= 0 else None for p in t.ops[op].parents}
-                services_of[t.index] = ss
-                if len(ss) == 1:
-                    by_service[next(iter(ss))] += 1  # type: ignore[index]
+            by_service: Counter[str | None] = Counter()
+            service_sets = {shape: frozenset(ops[p].service if p >= 0 else None for p in shape) for shape in shapes}
+            for shape, n in shapes.items():
+                if len(service_sets[shape]) == 1:
+                    by_service[next(iter(service_sets[shape]))] += n
             if not by_service:
                 continue
             svc, held = by_service.most_common(1)[0]
             if svc is None or svc == ops[op].service or not self.o.accepts(len(traces), len(traces) - held):
                 continue
-            fails = [i for i, ss in services_of.items() if ss != {svc}]
+            fails = [t.index for t in traces if service_sets[frozenset(t.ops[op].parents)] != {svc}]
             out.append(
                 Fact(
                     "parent",
@@ -601,92 +598,241 @@ class Miner:
                     detail={"bound_ns": bound},
                 )
             )
-        return out
+        return self.wider_durations(out)
+
+    def wider_durations(self, facts: list[Fact]) -> list[Fact]:
+        """Operations of a service, or of the corpus, with the same bound share one rule."""
+        bounds = {f.ops[0]: int(f.detail["bound_ns"]) for f in facts}
+        everything = self.wider_duration(range(len(self.c.ops)), bounds, None)
+        if everything is not None:
+            return [everything]
+        out = []
+        covered: set[int] = set()
+        for service in self.c.services:
+            mine = self.c.ops_of(service)
+            fact = self.wider_duration(mine, bounds, service)
+            if fact is not None:
+                out.append(fact)
+                covered.update(mine)
+        return out + [f for f in facts if f.ops[0] not in covered]
+
+    def wider_duration(self, ops: Iterable[int], bounds: dict[int, int], service: str | None) -> Fact | None:
+        ops = list(ops)
+        mine = {bounds[op] for op in ops if op in bounds}
+        if len(mine) != 1 or sum(1 for op in ops if op in bounds) < 2:
+            return None
+        (bound,) = mine
+        traces = {t.index for op in ops for t in self.op_traces[op]}
+        fails = sorted({t.index for op in ops for t in self.op_traces[op] if t.ops[op].max_duration > bound})
+        if not self.o.accepts(len(traces), len(fails)):
+            return None
+        text = duration_text(bound)
+        scope = "trace.spans" if service is None else f"trace.spans.where({service_pred(service)})"
+        return Fact(
+            "duration",
+            "all_duration_max" if service is None else f"{slug(service) or 'service'}_duration_max",
+            (("expect", f"{scope}.all(duration <= {text})"),),
+            f"Every {'span' if service is None else repr(service) + ' span'} takes at most {text}",
+            len(traces),
+            fails,
+            services=(service,) if service is not None else (),
+            detail={"bound_ns": bound},
+        )
 
     def attribute_facts(self) -> list[Fact]:
+        """Per operation and key; a fact that holds on every operation of a service, or of the
+        corpus, is written once for the service or for all spans instead."""
+        per_op: dict[AttrForm, dict[int, list[int]]] = defaultdict(dict)
+        ranges: dict[str, dict[int, AttrForm]] = defaultdict(dict)
+        for (op, key), ks in sorted(self.c.keys.items()):
+            traces = self.op_traces[op]
+            if len(traces) >= self.o.min_support and len(ks.full) >= len(traces) - self.o.allowed(len(traces)):
+                mined = self.attribute_form(op, key, ks)
+                if mined is None:
+                    continue
+                form, fails = mined
+                if form.kind == "range":
+                    # ranges of one key are tried together, as the range that holds them all
+                    ranges[key][op] = form
+                per_op[form][op] = fails
+        per_op = _union_ranges(per_op, ranges)
         out = []
-        for op, traces in enumerate(self.op_traces):
-            if len(traces) < self.o.min_support:
-                continue
-            keys: set[str] = set()
-            for t in traces:
-                keys.update(t.ops[op].attrs)
-            for key in sorted(keys):
-                fact = self.attribute_fact(op, key, traces)
-                if fact is not None:
-                    out.append(fact)
-        return out
+        all_ops = range(len(self.c.ops))
+        for form, found in per_op.items():
+            everywhere = {op: self.form_exceptions(op, form) for op in all_ops}
+            covered: set[int] = set()
+            if len(found) > 1 and (fact := self.wider_attribute_fact(form, everywhere, None)) is not None:
+                out.append(fact)
+                covered.update(all_ops)
+            for service in sorted({self.c.ops[op].service for op in found}):
+                mine = self.c.ops_of(service)
+                if not covered and len(mine) > 1 and len(found.keys() & set(mine)) > 1:
+                    fact = self.wider_attribute_fact(form, {op: everywhere[op] for op in mine}, service)
+                    if fact is not None:
+                        out.append(fact)
+                        covered.update(mine)
+            for op, fails in found.items():
+                own = ranges[form.key].get(op) if form.kind == "range" else None
+                if op not in covered or own is not None:
+                    out.append(self.op_attribute_fact(op, own or form, fails))
+        return _without_loose_ranges(out)
 
-    def attribute_fact(self, op: int, key: str, traces: list[TraceSummary]) -> Fact | None:
-        support = len(traces)
-        allowed = self.o.allowed(support)
-        full = []  # traces where every span of the operation has the key
-        kinds: set[str] = set()
-        for t in traces:
-            st = t.ops[op]
-            seen = st.attrs.get(key)
-            if seen is not None and seen.spans == st.count:
-                full.append((t, seen))
-                kinds |= seen.kinds
-        if support - len(full) > allowed or len(kinds) != 1 or "other" in kinds:
+    def attribute_form(self, op: int, key: str, ks: KeyStats) -> tuple[AttrForm, list[int]] | None:
+        """The strongest form the key of this operation keeps to, and the traces where it does not."""
+        traces = self.op_traces[op]
+        allowed = self.o.allowed(len(traces))
+        if len(ks.kinds) != 1 or ks.kinds & {"other", "mixed"}:
             return None
-        (kind,) = kinds
-        present = {t.index for t, _ in full}
-        missing = [t.index for t in traces if t.index not in present]
-        ref = attribute(key)
-        stem = f"{self.slug(op)}_{slug(key) or 'attribute'}"
-        scope = self.spans(op)
-
-        def fact(suffix: str, pred: str, summary: str, fails: Iterable[int], **detail: Any) -> Fact:
-            return Fact(
-                "attribute",
-                f"{stem}_{suffix}",
-                (("expect", f"{scope}.all({pred})"),),
-                summary,
-                support,
-                sorted(fails),
-                ops=(op,),
-                detail={"key": key, **detail},
-            )
-
-        values = _closed_set(full, allowed - len(missing), self.o.max_values)
+        (kind,) = ks.kinds
+        missing = _missing(traces, ks)
+        values = _closed_set(ks, allowed - len(missing), self.o.max_values)
         if values is not None:
-            chosen, fails = values
-            if len(chosen) == 1:
-                (v,) = chosen
-                pred = f"{ref} == {literal(v)}"
-            else:
-                pred = f"{ref} in [{', '.join(literal(v) for v in chosen)}]"
-            shown = ", ".join(literal(v) for v in chosen)
-            return fact(
-                "values",
-                pred,
-                f"Attribute {key!r} of {self.label(op)} is always {'one of ' if len(chosen) > 1 else ''}{shown}",
-                [*missing, *fails],
-                values=chosen,
-            )
-        if kind == "num":
-            lo = min(seen.lo for _, seen in full if seen.lo is not None)
-            hi = max(seen.hi for _, seen in full if seen.hi is not None)
-            return fact(
-                "range",
-                f"{ref} >= {literal(lo)} and {ref} <= {literal(hi)}",
-                f"Attribute {key!r} of {self.label(op)} is always between {literal(lo)} and {literal(hi)}",
-                missing,
-                low=lo,
-                high=hi,
-            )
-        if kind == "str":
-            empty = [t.index for t, seen in full if seen.empty]
-            if len(missing) + len(empty) > allowed:
-                return None
-            return fact(
-                "present",
-                f"{ref} != ''",
-                f"Attribute {key!r} is always set (non-empty) on {self.label(op)}",
-                [*missing, *empty],
-            )
+            return AttrForm(key, "values", tuple(values[0])), sorted([*missing, *values[1]])
+        if kind == "num" and ks.lo is not None and ks.hi is not None:
+            return AttrForm(key, "range", (ks.lo, ks.hi)), missing
+        if kind == "str" and len(missing) + len(ks.empty) <= allowed:
+            return AttrForm(key, "present"), sorted([*missing, *ks.empty])
         return None
+
+    def form_exceptions(self, op: int, form: AttrForm) -> list[int] | None:
+        """Traces where some span of `op` breaks `form`; None when the summaries cannot tell."""
+        traces = self.op_traces[op]
+        ks = self.c.keys.get((op, form.key))
+        if ks is None:
+            return [t.index for t in traces]
+        if not ks.full:
+            return [t.index for t in traces]
+        missing = _missing(traces, ks)
+        if form.kind == "values" and ks.kinds <= {"str", "num", "bool"} and ks.values is not None:
+            allowed_values = set(form.values)
+            if ks.values <= allowed_values and len(ks.kinds) == 1:
+                return missing
+            if ks.trace_values is None or len(ks.kinds) != 1:
+                return None
+            return sorted([*missing, *(i for i, vs in ks.trace_values if not allowed_values.issuperset(vs))])
+        if form.kind == "range" and ks.kinds == {"num"} and ks.lo is not None and ks.hi is not None:
+            return missing if form.values[0] <= ks.lo and ks.hi <= form.values[1] else None
+        if form.kind == "present" and ks.kinds == {"str"}:
+            return sorted([*missing, *ks.empty])
+        return None
+
+    def wider_attribute_fact(
+        self, form: AttrForm, exceptions: dict[int, list[int] | None], service: str | None
+    ) -> Fact | None:
+        if any(e is None for e in exceptions.values()):
+            return None
+        traces = {t.index for op in exceptions for t in self.op_traces[op]}
+        fails = sorted({i for e in exceptions.values() if e is not None for i in e})
+        if not self.o.accepts(len(traces), len(fails)):
+            return None
+        scope = "trace.spans" if service is None else f"trace.spans.where({service_pred(service)})"
+        where = "every span" if service is None else f"every {service!r} span"
+        stem = "all" if service is None else slug(service) or "service"
+        return Fact(
+            "attribute",
+            f"{stem}_{slug(form.key) or 'attribute'}_{form.kind}",
+            (("expect", f"{scope}.all({form.pred})"),),
+            f"Attribute {form.key!r} of {where} {form.phrase}",
+            len(traces),
+            fails,
+            services=(service,) if service is not None else (),
+            detail=form.detail,
+        )
+
+    def op_attribute_fact(self, op: int, form: AttrForm, fails: list[int]) -> Fact:
+        return Fact(
+            "attribute",
+            f"{self.slug(op)}_{slug(form.key) or 'attribute'}_{form.kind}",
+            (("expect", f"{self.spans(op)}.all({form.pred})"),),
+            f"Attribute {form.key!r} of {self.label(op)} {form.phrase}",
+            self.support(op),
+            fails,
+            ops=(op,),
+            services=(self.c.ops[op].service,),
+            detail=form.detail,
+        )
+
+
+@dataclass(frozen=True)
+class AttrForm:
+    """What an attribute keeps to: one of a few `values`, a numeric `range` (low, high), or `present`."""
+
+    key: str
+    kind: str
+    values: tuple[Any, ...] = ()
+
+    @property
+    def pred(self) -> str:
+        ref = attribute(self.key)
+        if self.kind == "values":
+            if len(self.values) == 1:
+                return f"{ref} == {literal(self.values[0])}"
+            return f"{ref} in [{', '.join(literal(v) for v in self.values)}]"
+        if self.kind == "range":
+            return f"{ref} >= {literal(self.values[0])} and {ref} <= {literal(self.values[1])}"
+        return f"{ref} != ''"
+
+    @property
+    def phrase(self) -> str:
+        if self.kind == "values":
+            shown = ", ".join(literal(v) for v in self.values)
+            return f"is always {'one of ' if len(self.values) > 1 else ''}{shown}"
+        if self.kind == "range":
+            return f"is always between {literal(self.values[0])} and {literal(self.values[1])}"
+        return "is always set (non-empty)"
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        if self.kind == "values":
+            return {"key": self.key, "values": list(self.values)}
+        if self.kind == "range":
+            return {"key": self.key, "low": self.values[0], "high": self.values[1]}
+        return {"key": self.key}
+
+
+def _union_ranges(
+    per_op: dict[AttrForm, dict[int, list[int]]], ranges: dict[str, dict[int, AttrForm]]
+) -> dict[AttrForm, dict[int, list[int]]]:
+    """One group per key for numeric ranges, under the range that covers every operation's own."""
+    out: dict[AttrForm, dict[int, list[int]]] = {}
+    merged: dict[str, dict[int, list[int]]] = defaultdict(dict)
+    for form, found in per_op.items():
+        if form.kind == "range":
+            merged[form.key].update(found)
+        else:
+            out[form] = found
+    for key, found in merged.items():
+        own = ranges[key]
+        low = min(own[op].values[0] for op in found)
+        high = max(own[op].values[1] for op in found)
+        out[AttrForm(key, "range", (low, high))] = found
+    return out
+
+
+def _without_loose_ranges(facts: list[Fact]) -> list[Fact]:
+    """Drop an operation's range that is not much narrower than its service's or the corpus's range."""
+    wide: dict[tuple[str, str | None], tuple[Any, Any]] = {}
+    for f in facts:
+        if "low" in f.detail and not f.ops:
+            wide[f.detail["key"], f.services[0] if f.services else None] = (f.detail["low"], f.detail["high"])
+    out = []
+    for f in facts:
+        if "low" in f.detail and f.ops:
+            width = f.detail["high"] - f.detail["low"]
+            service = f.services[0] if f.services else None
+            wider = [wide.get((f.detail["key"], s)) for s in (service, None)]
+            if any(w is not None and width * 2 > w[1] - w[0] for w in wider):
+                continue
+        out.append(f)
+    return out
+
+
+def _missing(traces: list[TraceSummary], ks: KeyStats) -> list[int]:
+    """Traces of the operation where some span lacks the key."""
+    if len(ks.full) == len(traces):
+        return []
+    present = set(ks.full)
+    return [t.index for t in traces if t.index not in present]
 
 
 def _spans(n: int, what: str = "") -> str:
@@ -711,44 +857,36 @@ def _before(t: TraceSummary, a: int, b: int) -> bool:
     return sa is not None and sb is not None and sa.first_end <= sb.last_start
 
 
-def _closed_set(
-    full: list[tuple[TraceSummary, Any]], allowed: int, max_values: int
-) -> tuple[list[Any], list[int]] | None:
-    """The fewest values (at most `max_values`) that all but `allowed` traces keep to."""
-    if allowed < 0:
+def _closed_set(ks: KeyStats, allowed: int, max_values: int) -> tuple[list[Any], list[int]] | None:
+    """The fewest values (at most `max_values`) that all but `allowed` of the key's full traces keep to."""
+    if allowed < 0 or ks.values is None or not ks.values:
         return None
-    patterns: Counter[frozenset[Any]] = Counter()
-    open_traces = 0
-    for _, seen in full:
-        if seen.values is None:
-            open_traces += 1
-        else:
-            patterns[frozenset(seen.values)] += 1
-    if open_traces > allowed or not patterns:
+    if len(ks.values) <= max_values:
+        chosen = sorted(ks.values)
+        fails: list[int] = []
+    elif allowed == 0 or ks.trace_values is None:
         return None
-    if allowed == 0 and len(frozenset().union(*patterns)) > max_values:
-        return None
-    freq: Counter[Any] = Counter()
-    for pattern, n in patterns.items():
-        for v in pattern:
-            freq[v] += n
-    chosen = [v for v, _ in freq.most_common(max_values)]
+    else:
+        per_trace = ks.trace_values
+        freq: Counter[Any] = Counter(chain.from_iterable(vs for _, vs in per_trace))
+        chosen = [v for v, _ in freq.most_common(max_values)]
 
-    def failing(keep: list[Any]) -> list[int]:
-        ks = set(keep)
-        return [t.index for t, seen in full if seen.values is None or not ks.issuperset(seen.values)]
+        def failing(keep: list[Any]) -> list[int]:
+            ks_ = set(keep)
+            return [i for i, vs in per_trace if not ks_.issuperset(vs)]
 
-    fails = failing(chosen)
-    if len(fails) > allowed:
-        return None
-    while len(chosen) > 1:
-        shorter = failing(chosen[:-1])
-        if len(shorter) > allowed:
-            break
-        chosen, fails = chosen[:-1], shorter
-    if len(full) < 3 * len(chosen):
+        fails = failing(chosen)
+        if len(fails) > allowed:
+            return None
+        while len(chosen) > 1:
+            shorter = failing(chosen[:-1])
+            if len(shorter) > allowed:
+                break
+            chosen, fails = chosen[:-1], shorter
+        chosen = sorted(chosen)
+    if len(ks.full) < 3 * len(chosen):
         return None  # too few traces to call the set closed
-    return sorted(chosen), fails
+    return chosen, fails
 
 
 def _reachable(start: Any, succ: dict[Any, set[Any]]) -> set[Any]:

@@ -79,14 +79,14 @@ def attribute(key: str) -> str:
 
 
 def duration_text(ns: int) -> str:
-    """`ns` in the largest unit that writes it exactly (`250ms`, `1.5s`, `17ns`)."""
+    """`ns` in the largest unit that writes it exactly with at most one decimal (`250ms`, `1.5s`, `17ns`)."""
     for unit in _UNITS:
         size = DURATION_UNITS[unit]
-        if ns >= size and ns % size == 0:
+        if ns < size:
+            continue
+        if ns % size == 0:
             return f"{ns // size}{unit}"
-    for unit in _UNITS:
-        size = DURATION_UNITS[unit]
-        if ns >= size and (ns * 10) % size == 0:
+        if (ns * 10) % size == 0:
             whole, frac = divmod(ns * 10 // size, 10)
             return f"{whole}.{frac}{unit}"
     return f"{ns}ns"

@@ -26,6 +26,7 @@ from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
 
 from .corpus import Corpus, Op
+from .facts import Fact
 from .render import Rule
 
 BASE_TRACES = 4
@@ -125,10 +126,19 @@ class Mutations:
         if kind == "exclusion":
             return [self.graft(ops[0], ops[1]), self.graft(ops[1], ops[0])]
         if kind == "duration":
-            return [self.stretch(ops[0], int(d["bound_ns"]))]
+            return [self.stretch(self.scope(f), int(d["bound_ns"]))]
         if kind == "attribute":
-            return [self.set_attribute(ops[0], d)]
+            return [self.set_attribute(self.scope(f), d)]
         return []
+
+    def scope(self, fact: Fact) -> Callable[[Span], bool]:
+        """The spans a duration or attribute fact speaks about: one operation's, one service's, or all."""
+        if fact.ops:
+            return _is(self.corpus.ops[fact.ops[0]])
+        if fact.services:
+            service = fact.services[0]
+            return lambda s: s.service == service
+        return lambda s: True
 
     def duplicate(self, scope: Callable[[Span], bool], copy: Callable[[Span], bool], bound: int, what: str) -> Mutation:
         """Copies of one span matching `copy` (a leaf if there is one) until `scope` has `bound + 1` spans."""
@@ -222,17 +232,17 @@ class Mutations:
                 return next((s for s in self.traces_by_id[t.trace_id].spans if _is(op)(s)), None)
         return None
 
-    def stretch(self, op: Op, bound: int) -> Mutation:
+    def stretch(self, match: Callable[[Span], bool], bound: int) -> Mutation:
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
-            target = next((s for s in spans if _is(op)(s)), None)
+            target = next((s for s in spans if match(s)), None)
             if target is None:
                 return None
             out = [_clone(s, end=s.start + bound + 1) if s is target else _clone(s) for s in spans]
-            return out, f"with one {op.name!r} span stretched just past the bound"
+            return out, f"with one {target.name!r} span stretched just past the bound"
 
         return mutate
 
-    def set_attribute(self, op: Op, detail: dict[str, Any]) -> Mutation:
+    def set_attribute(self, match: Callable[[Span], bool], detail: dict[str, Any]) -> Mutation:
         key = str(detail["key"])
         if "values" in detail:
             values = detail["values"]
@@ -247,7 +257,7 @@ class Mutations:
             what = f"{key!r} removed"
 
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
-            target = next((s for s in spans if _is(op)(s)), None)
+            target = next((s for s in spans if match(s)), None)
             if target is None:
                 return None
             attrs = dict(target.attributes)
@@ -256,7 +266,7 @@ class Mutations:
             else:
                 attrs[key] = odd
             out = [_clone(s, attributes=attrs) if s is target else _clone(s) for s in spans]
-            return out, f"with one {op.name!r} span's {what}"
+            return out, f"with one {target.name!r} span's {what}"
 
         return mutate
 

@@ -1,0 +1,131 @@
+"""`fluo discover --compare`: how existing rules held on a corpus, and what the corpus says against them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from syrupy.assertion import SnapshotAssertion
+
+from fluo_lang.otlp import spans_to_json
+from fluo_lang.trace import Span
+from fluo_run.cli import main
+
+MS = 10**6
+T0 = 1_767_225_600 * 10**9
+AUTH_SPANS = [1, 2, 3, 4, 5, 6, 2, 2, 3, 1]  # per trace; three traces are over 4
+
+RULES = """\
+rule auth_budget {
+  expect trace.spans.where(service == 'auth').count() <= 4
+}
+rule big_charge {
+  when { trace.has(name == "charge").where(amount > 10000) }
+  always { trace.has(name == "fraud_check") }
+}
+rule storm {
+  detect trace.spans.where(service == 'auth').count() > 50
+}
+rule typo {
+  detect trace.has(name == "chrage")
+}
+rule quick_logins {
+  expect trace.spans.where(name == "login").all(duration < 1s)
+}
+"""
+
+
+def span(tid: bytes, sid: bytes, name: str, service: str, start_ms: int, end_ms: int, parent: bytes = b"",
+         **attrs: Any) -> Span:  # fmt: skip
+    return Span(trace_id=tid, span_id=sid, parent_id=parent, name=name, service=service,
+                start=T0 + start_ms * MS, end=T0 + end_ms * MS, attributes=attrs)  # fmt: skip
+
+
+def corpus() -> list[Span]:
+    spans: list[Span] = []
+    for i, n in enumerate(AUTH_SPANS):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        spans.append(root)
+        spans += [span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "login", "auth", k, k + 5, root.span_id) for k in range(n)]
+        spans.append(
+            span(tid, bytes([i, 2, 0, 0, 0, 0, 0, 0]), "charge", "pay", 50, 60, root.span_id, amount=10 * (i + 1))
+        )
+    return spans
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    traces = tmp_path / "traces.json"
+    traces.write_text(json.dumps(spans_to_json(corpus())), encoding="utf-8")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "mine.fluo").write_text(RULES, encoding="utf-8")
+    return rules, traces
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["discover", *args])
+
+
+def by_rule(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["rule"]: r for r in report["rules"]}
+
+
+def test_held_fraction_comes_from_the_evaluator(files: tuple[Path, Path]) -> None:
+    rules, traces = files
+    result = run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3")
+    assert result.exit_code == 0, result.output
+    report = by_rule(json.loads(result.stdout))
+    over = sum(1 for n in AUTH_SPANS if n > 4)
+    assert report["auth_budget"]["fired"] == over
+    assert report["auth_budget"]["held"] == round(1 - over / len(AUTH_SPANS), 6)
+    assert report["quick_logins"]["fired"] == 0 and report["quick_logins"]["held"] == 1.0
+    assert report["big_charge"]["applied"] == 0
+
+
+def test_contradictions_are_named(files: tuple[Path, Path]) -> None:
+    rules, traces = files
+    report = by_rule(
+        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
+    )
+    budget = report["auth_budget"]
+    over = sum(1 for n in AUTH_SPANS if n > 4)
+    assert budget["findings"] == [
+        f"assumes `trace.spans.where(service == 'auth').count() <= 4`, but on the corpus it ranged "
+        f"{min(AUTH_SPANS)}..{max(AUTH_SPANS)} ({over} of {len(AUTH_SPANS)} traces outside)"
+    ]
+    # the discovered bound that contradicts the rule comes first
+    assert budget["discovered"][0]["rule"] == f"trace.spans.where(service == 'auth').count() <= {max(AUTH_SPANS)}"
+    assert "never applied" in report["big_charge"]["findings"][0]
+    assert report["typo"]["findings"] == ["never fired", "the operation 'chrage' never occurs in the corpus"]
+    assert report["storm"]["findings"][1].endswith(
+        f"ranged {min(AUTH_SPANS)}..{max(AUTH_SPANS)} (0 of {len(AUTH_SPANS)} traces matched)"
+    )
+    assert report["quick_logins"]["discovered"] == []  # it held everywhere: nothing to set against it
+
+
+def test_text_report(files: tuple[Path, Path], snapshot: SnapshotAssertion) -> None:
+    rules, traces = files
+    result = run("--compare", str(rules), str(traces), "--min-support", "3")
+    assert result.exit_code == 0
+    assert result.stdout.replace(str(rules), "RULES") == snapshot
+
+
+def test_rules_that_do_not_check_are_reported(files: tuple[Path, Path]) -> None:
+    rules, traces = files
+    (rules / "bad.fluo").write_text("rule bad { expect trace.spans.whree(name == 'x') }\n", encoding="utf-8")
+    result = run("--compare", str(rules), str(traces))
+    assert result.exit_code == 1
+    assert "error[" in result.stdout and "whree" in result.stdout
+    assert "auth_budget" in result.stdout  # the others are still compared
+
+
+def test_missing_rules_folder_is_one_line(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, traces = files
+    result = run("--compare", str(tmp_path / "nope"), str(traces))
+    assert result.exit_code == 2
+    assert result.stderr.strip().endswith("no such file or folder")

@@ -1,0 +1,97 @@
+"""The FLUO text discovery writes: literals mean exactly their value, bounds read back to the same nanoseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fluo_lang.api import analyze, compile_program
+from fluo_lang.trace import Span, Trace
+from fluo_run.discover.corpus import Op
+from fluo_run.discover.syntax import attribute, duration_text, literal, op_slug, quote, readable_ceiling
+
+T0 = 1_767_225_600 * 10**9
+
+
+def holds(expr: str, **span: Any) -> bool:
+    analysis = analyze([("t.fluo", f"rule r {{ expect {expr} }}")])
+    assert not analysis.diagnostics, [d.format() for d in analysis.diagnostics]
+    fields: dict[str, Any] = {"trace_id": b"\1" * 16, "span_id": b"\2" * 8, "start": T0, "end": T0, **span}
+    s = Span(**fields)
+    return not compile_program(analysis).evaluate_trace(Trace(s.trace_id, [s]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=12))
+def test_quoted_strings_mean_exactly_their_text(text: str) -> None:
+    assert holds(f"trace.has(name == {quote(text)})", name=text)
+    assert not holds(f"trace.has(name == {quote(text + 'x')})", name=text)
+    assert holds(f"trace.has(name == {quote(text, chr(34))})", name=text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 10**13))
+def test_duration_text_reads_back_exactly(ns: int) -> None:
+    text = duration_text(ns)
+    assert holds(f"trace.spans.all(duration <= {text})", end=T0 + ns)
+    assert not holds(f"trace.spans.all(duration <= {text})", end=T0 + ns + 1)
+
+
+@pytest.mark.parametrize(
+    ("ns", "ceiling", "text"),
+    [
+        (237_000_000, 250_000_000, "250ms"),
+        (1_700_000_000, 2_000_000_000, "2s"),
+        (1_000, 1_000, "1us"),
+        (1_001, 1_500, "1.5us"),
+        (59_000_000_000, 60_000_000_000, "1m"),
+        (7, 8, "8ns"),
+    ],
+)
+def test_bounds_round_up_to_readable_durations(ns: int, ceiling: int, text: str) -> None:
+    assert readable_ceiling(ns) == ceiling
+    assert duration_text(ceiling) == text
+
+
+@given(st.integers(1, 10**15))
+def test_readable_ceiling_is_close_above(ns: int) -> None:
+    c = readable_ceiling(ns)
+    assert ns <= c <= 1.5 * ns
+
+
+@pytest.mark.parametrize(
+    ("key", "written"),
+    [
+        ("http.method", "http.method"),
+        ("amount", "amount"),
+        ("status", "attributes['status']"),
+        ("servce", "attributes['servce']"),  # one typo from `service`: bare would warn
+        ("in.x", "attributes['in.x']"),
+        ("a-b", "attributes['a-b']"),
+        ("resource.x", "attributes['resource.x']"),
+        ("it's", "attributes['it\\'s']"),
+    ],
+)
+def test_attribute_keys_are_read_safely(key: str, written: str) -> None:
+    assert attribute(key) == written
+    assert holds(f"trace.spans.all({written} == 1)", attributes={key: 1})
+    assert not holds(f"trace.spans.all({written} == 1)", attributes={key: 2})
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(True, "true"), (-3, "-3"), (2.5, "2.5"), (1e-7, "1.0e-07"), (-1e20, "-1.0e+20"), ("a'b", "'a\\'b'")],
+)
+def test_literals_compare_equal_to_their_value(value: Any, text: str) -> None:
+    assert literal(value) == text
+    assert holds(f"trace.spans.all(attributes['v'] == {text})", attributes={"v": value})
+
+
+def test_op_slugs_do_not_repeat_the_service() -> None:
+    assert op_slug(Op("payment", "payment.charge_card")) == "payment_charge_card"
+    assert op_slug(Op("auth", "login")) == "auth_login"
+    assert op_slug(Op("frontend", "GET /checkout")) == "frontend_get_checkout"
+    assert op_slug(Op("", "!!")) == "op"
