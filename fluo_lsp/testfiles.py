@@ -1,8 +1,9 @@
 """Rule test files (`*_test.yaml`, `*.fluotest.yaml`) as the editor sees them.
 
 What the server needs of a test file is where it names things: the rule files
-(`rules:`, by default the `.fluo` file with the test file's stem), the trace
-fixtures of each case (`traces:`), and the rule ids it expects (`expect: - rule:`),
+(`rules:`, files or folders, by default the `.fluo` file with the test file's stem),
+the trace fixtures of each case (`traces:`), and the rule ids it names (`expect: - rule:`
+and `only:`),
 each with its source range. The file's meaning is `fluo test`'s business; this
 module only finds those names, so the editor can check them and link them.
 """
@@ -46,7 +47,7 @@ class Name:
 @dataclass
 class TestFile:
     path: Path
-    rules: list[Name] = field(default_factory=list)  # empty: the default rules file
+    rules: list[Name] = field(default_factory=list)  # rule files or folders; empty: the default file
     traces: list[Name] = field(default_factory=list)
     rule_ids: list[Name] = field(default_factory=list)
     error: tuple[str, int, int] | None = None  # a YAML problem: message, start, end
@@ -56,7 +57,7 @@ class TestFile:
         return self.path.parent
 
     def rule_paths(self) -> list[tuple[Path, Name | None]]:
-        """The rule files this test file loads, with where it names each (None for the default)."""
+        """The rule files and folders this test file loads, with where it names each (None for the default)."""
         if not self.rules:
             return [(self.folder / default_rules_file(self.path), None)]
         return [(self.folder / n.value, n) for n in self.rules]
@@ -81,6 +82,7 @@ def read_test_file(path: Path, text: str) -> TestFile:
             continue
         fields = _mapping(case)
         out.traces.extend(_strings(fields.get("traces")))
+        out.rule_ids.extend(_strings(fields.get("only")))
         expect = fields.get("expect")
         for item in expect.value if isinstance(expect, yaml.SequenceNode) else []:
             if isinstance(item, yaml.MappingNode):

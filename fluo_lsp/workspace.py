@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluo_lang import ast
+from fluo_lang.api import rule_files
 from fluo_lang.diagnostics import nearest
 from fluo_lang.otlp import TraceInputError, load_trace_file
 
@@ -135,8 +136,10 @@ class Workspace:
         return doc
 
     def rule_ids(self, paths: list[Path]) -> dict[str, RuleSite]:
+        """The rules defined in these files and folders (searched as `fluo check` searches them)."""
         out: dict[str, RuleSite] = {}
-        for path in paths:
+        files = [f for p in paths for f in (rule_files([p]) if p.is_dir() else [p])]
+        for path in files:
             doc = self.rule_document(path)
             if doc is None:
                 continue
@@ -173,7 +176,8 @@ class Workspace:
         out: list[tuple[Path, int, int]] = []
         target = rule_path.resolve()
         for test in self.test_files():
-            if not any(p.resolve() == target for p, _ in test.rule_paths()):
+            loaded = [p.resolve() for p, _ in test.rule_paths()]
+            if not any(p == target or p in target.parents for p in loaded):
                 continue
             out.extend((test.path, n.start, n.end) for n in test.rule_ids if n.value == rule_id)
         return out
@@ -186,7 +190,7 @@ class Workspace:
         problems: list[TestProblem] = []
         present: list[Path] = []
         for path, named in test.rule_paths():
-            if path.is_file() or self._open_text(path) is not None:
+            if path.exists() or self._open_text(path) is not None:
                 present.append(path)
                 continue
             start, end = (named.start, named.end) if named is not None else (0, 0)

@@ -18,6 +18,8 @@ from fluo_lsp.hover import hover_at
 from fluo_lsp.outline import folding_ranges, semantic_tokens, symbols
 from fluo_lsp.positions import LineIndex, span_range
 from fluo_lsp.reporting import document_diagnostics
+from fluo_lsp.testfiles import read_test_file
+from fluo_lsp.workspace import Workspace
 from fluo_lsp.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -170,3 +172,19 @@ def test_every_feature_answers_on_damaged_text(cuts: list[tuple[int, int]], wher
     folding_ranges(doc)
     assert len(semantic_tokens(doc)) % 5 == 0
     document_diagnostics(doc, "file:///x.fluo", strict=True)
+
+
+def test_test_files_may_name_rule_folders_and_restrict_with_only(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "a.fluo").write_text("rule x {\n  expect true\n}\n")
+    text = "rules: [rules]\ncases:\n  - name: c\n    spans: []\n    only: [x, y]\n    expect: [{rule: x}]\n"
+    (tmp_path / "t_test.yaml").write_text(text)
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    problems = index.test_problems(read_test_file(tmp_path / "t_test.yaml", text))
+    assert [(p.code, p.message, text[p.start : p.end]) for p in problems] == [
+        ("unknown-rule", "no rule `y` in rules; did you mean `x`?", "y")
+    ]
+    refs = index.references("x", tmp_path / "rules" / "a.fluo")
+    assert [text[start:end] for _, start, end in refs] == ["x", "x"]
+    assert [text[:start].count("\n") for _, start, _ in refs] == [4, 5]
