@@ -18,9 +18,9 @@ from fluo_lsp.hover import hover_at
 from fluo_lsp.outline import folding_ranges, semantic_tokens, symbols
 from fluo_lsp.positions import LineIndex, span_range
 from fluo_lsp.reporting import document_diagnostics
+from fluo_lsp.settings import Settings
 from fluo_lsp.testfiles import read_test_file
 from fluo_lsp.workspace import Workspace
-from fluo_lsp.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples" / "rules").glob("*.fluo"))
