@@ -127,8 +127,19 @@ export class LanguageServer implements vscode.Disposable {
     this.client = client;
     this.state = 'starting';
     client.onDidChangeState((event) => {
-      if (this.client === client && event.newState === State.Running) {
+      if (this.client !== client) {
+        return;
+      }
+      if (event.newState === State.Running) {
         this.state = 'running';
+      } else if (event.newState === State.Stopped && this.state === 'running' && !this.stopping) {
+        // Stopped by the client itself after repeated connection errors (a crash goes through `closed()`).
+        this.state = 'failed';
+        this.report(
+          'FLUO: the connection to the language server kept failing, so it was stopped. ' +
+            'The server output has the errors; run "FLUO: Restart Language Server" to start it again.',
+          'error',
+        );
       }
     });
     this.firstStart = true;

@@ -133,16 +133,29 @@ export class LanguageClient {
     this.setState(State.Stopped);
   }
 
+  /** Writing to the server fails `times` times in a row; on the handler's Shutdown the client stops. */
+  connectionErrors(times: number): ErrorAction[] {
+    const actions: ErrorAction[] = [];
+    for (let count = 1; count <= times && this.state === State.Running; count++) {
+      const { action } = this.clientOptions.errorHandler.error(new Error('write EPIPE'), undefined, count);
+      actions.push(action);
+      if (action === ErrorAction.Shutdown) {
+        this.stops++;
+        this.setState(State.Stopped);
+      }
+    }
+    return actions;
+  }
+
   /** The server process exits unexpectedly: ask the error handler, then restart or stay down. */
   async crash(): Promise<CloseHandlerResult> {
     const result = await this.clientOptions.errorHandler.closed();
+    this.setState(State.Stopped);
     if (result.action === CloseAction.Restart) {
       this.setState(State.Starting);
       this.starts++;
       this.initializations.push(this.clientOptions.initializationOptions());
       this.setState(State.Running);
-    } else {
-      this.setState(State.Stopped);
     }
     return result;
   }

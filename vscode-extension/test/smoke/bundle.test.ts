@@ -62,7 +62,7 @@ test('the bundle exports activate and deactivate', () => {
   assert.equal(typeof bundle.deactivate, 'function');
 });
 
-test('activation starts the real server; a killed server is restarted with a message; deactivation stops it', async () => {
+test('the real server: started on activation, restarted after a kill (with a message) and on command, stopped on deactivation', async () => {
   const ext = activate({ 'fluo.server.pythonPath': PYTHON });
   assert.equal(await ext.started, true, fake.editor.channels.map((c) => c.text).join('\n'));
   assert.equal(ext.server.status, 'running');
@@ -81,8 +81,14 @@ test('activation starts the real server; a killed server is restarted with a mes
 
   const second = ext.server.languageClient?.serverProcess?.pid;
   assert.ok(second !== undefined);
+  assert.equal(await fake.editor.commands.get('fluo.restartServer')?.(), true);
+  const third = ext.server.languageClient?.serverProcess?.pid;
+  assert.ok(third !== undefined && third !== second);
+  await until('the restarted-away server process to exit', () => !alive(second));
+
   await bundle.deactivate();
-  await until('the server process to exit', () => !alive(second));
+  await until('the server process to exit', () => !alive(third));
+  assert.equal(fake.editor.messages.length, 1, 'a restart asked for is not a crash');
 });
 
 test('a server that exits at once is reported once, with its own words in the output', async () => {

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe as group, test } from 'node:test';
 
 import { COMMANDS, type FluoExtension, activate, deactivate } from '../../src/extension';
 import { CLIENT_ID } from '../../src/server';
-import { CloseAction, LanguageClient, State, TransportKind, behaviour } from '../fakes/languageclient';
+import { CloseAction, ErrorAction, LanguageClient, State, TransportKind, behaviour } from '../fakes/languageclient';
 import { editor, extensionContext } from '../fakes/vscode';
 import { readJson } from '../support/paths';
 
@@ -199,12 +199,13 @@ group('crashes', () => {
     assert.equal((await second.crash()).action, CloseAction.Restart);
   });
 
-  test('connection errors are tolerated three times in a row, then the server is shut down', async () => {
+  test('connection errors are tolerated three times in a row; then the server is stopped and the user told', async () => {
     start();
     await ext.started;
-    const handler = LanguageClient.last.clientOptions.errorHandler;
-    const actions = [1, 2, 3, 4].map((n) => handler.error(new Error('write EPIPE'), undefined, n).action);
-    assert.deepEqual(actions, [1, 1, 1, 2]);
+    assert.deepEqual(LanguageClient.last.connectionErrors(5), [ErrorAction.Continue, ErrorAction.Continue, ErrorAction.Continue, ErrorAction.Shutdown]);
+    assert.equal(ext.server.status, 'failed');
+    assert.equal(editor.messages.length, 1);
+    assert.match(editor.messages[0].text, /connection to the language server kept failing, so it was stopped/);
   });
 });
 
