@@ -205,7 +205,7 @@ def complete(
 ) -> list[lsp.CompletionItem]:
     cur = cursor_at(doc, offset)
     if _inside_comment_or_string(doc, cur):
-        return []
+        return _quoted_keys(doc, offset, span_keys, resource_keys)
     edit_range = doc.index.range(cur.word_start, cur.word_end)
     items = _Items(edit_range, cur.rest)
     if cur.head[-1:].isdigit():
@@ -250,6 +250,32 @@ def complete(
     elif place.kind == "name":
         _names(items, place, span_keys)
     return items.out
+
+
+def _quoted_keys(
+    doc: RuleDocument, offset: int, span_keys: Sequence[str], resource_keys: Sequence[str]
+) -> list[lsp.CompletionItem]:
+    """Inside `attributes["...` or `resource["...`: the keys, as the string's content."""
+    chunk = doc.chunk_at(offset)
+    rel = offset - chunk.start
+    code = [x for x in chunk.analysis.lexemes if x.kind not in ("WS", "COMMENT")]
+    for i, x in enumerate(code):
+        if not (x.start < rel <= x.end and x.kind in ("STRING", "ERROR") and x.text[:1] in "\"'"):
+            continue
+        if i < 2 or code[i - 1].kind != "LSQB" or code[i - 2].text not in ("attributes", "resource"):
+            return []
+        closed = x.kind == "STRING" and len(x.text) > 1
+        end = x.end - 1 if closed else x.end
+        if rel > end:
+            return []
+        quote = x.text[0]
+        keys = resource_keys if code[i - 2].text == "resource" else span_keys
+        items = _Items(doc.index.range(chunk.start + x.start + 1, chunk.start + end), "")
+        for key in keys:
+            escaped = key.replace("\\", "\\\\").replace(quote, "\\" + quote)
+            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=escaped)
+        return items.out
+    return []
 
 
 def _members(items: _Items, place: _Placeholder, span_keys: Sequence[str], resource_keys: Sequence[str]) -> None:

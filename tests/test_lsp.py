@@ -276,6 +276,10 @@ async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
     assert nested == ["response.status_code"]
     res = await complete(client, tmp_path / "p3.fluo", "rule a {\n  expect trace.spans.where(resource.|) }")
     assert "host.name" in res
+    quoted = await complete(client, tmp_path / "p4.fluo", 'rule a {\n  expect trace.has(attributes["od|"] == 1) }')
+    assert "odd key" in quoted and "service" not in quoted
+    plain_string = await complete(client, tmp_path / "p5.fluo", 'rule a {\n  expect trace.has(name == "od|") }')
+    assert plain_string == []
 
 
 async def test_completion_offers_enum_values(client: LanguageClient, tmp_path: Path) -> None:
