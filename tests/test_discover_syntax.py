@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,3 +97,20 @@ def test_op_slugs_do_not_repeat_the_service() -> None:
     assert op_slug(Op("auth", "login")) == "auth_login"
     assert op_slug(Op("frontend", "GET /checkout")) == "frontend_get_checkout"
     assert op_slug(Op("", "!!")) == "op"
+
+
+def test_rules_shown_in_the_docs_check() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "discover.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```fluo\n(.*?)```", doc, re.S)
+    assert blocks
+    for block in blocks:
+        analysis = analyze([("doc.fluo", block)])
+        assert not analysis.diagnostics, [d.format() for d in analysis.diagnostics]
+    forms = re.findall(r"\| `((?:expect|when) [^`]+)` \|", doc)
+    assert len(forms) == 11
+    for i, form in enumerate(forms):
+        text = form.replace("trace.has(A)", "trace.has(name == 'a')").replace("trace.has(B)", "trace.has(name == 'b')")
+        mode, _, rest = text.partition(" ")
+        rule = f"rule r{i} {{ {text} }}" if mode == "when" else f"rule r{i} {{ expect {rest} }}"
+        analysis = analyze([("form.fluo", rule)])
+        assert not analysis.diagnostics, (form, [d.format() for d in analysis.diagnostics])
