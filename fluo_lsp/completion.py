@@ -4,11 +4,15 @@ Only the rule around the cursor is read, so a syntax error in another rule does 
 matter. The partial word at the cursor is taken off, and then:
 
 - `parser.expected_at` says which tokens the grammar accepts there (keywords come from it);
-- the text up to the cursor is analysed with a placeholder name in place of the word.
-  The parser's recovery closes what is open, and the typechecker says what the
-  placeholder is: a metadata key or value, a member of a typed receiver, a name in a
-  predicate (intrinsics and attribute keys) or outside one (roots), or an enum value
-  compared with `status` / `kind`.
+- the text up to the cursor is analysed with a placeholder name in place of the word
+  and the brackets it leaves open closed, and the typechecker says what the placeholder
+  is: a metadata key or value, a member of a typed receiver, a name in a predicate
+  (intrinsics and attribute keys) or outside one (roots), or an enum value compared
+  with `status` / `kind`;
+- where a syntax error earlier in the rule leaves that unresolved, the cursor's line is
+  tried on its own.
+
+Inside `attributes["...` the attribute keys complete as the string's content.
 """
 
 from __future__ import annotations
@@ -234,8 +238,10 @@ def complete(
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected):
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
     if place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected):
+        given = _meta_keys_given(doc, offset)
         for key, doc_text in META_KEYS.items():
-            items.add(key, lsp.CompletionItemKind.Property, "metadata", doc_text, insert=f"{key}: ")
+            if key not in given:
+                items.add(key, lsp.CompletionItemKind.Property, "metadata", doc_text, insert=f"{key}: ")
     if place.kind == "meta_value" and place.meta_key == "severity":
         for sev in SEVERITIES:
             items.add(sev, lsp.CompletionItemKind.EnumMember, "severity")
@@ -250,6 +256,13 @@ def complete(
     elif place.kind == "name":
         _names(items, place, span_keys)
     return items.out
+
+
+def _meta_keys_given(doc: RuleDocument, offset: int) -> set[str]:
+    """The metadata keys the rule at `offset` already has."""
+    chunk = doc.chunk_at(offset)
+    rel = offset - chunk.start
+    return {m.key for r in chunk.analysis.rules if r.span.contains(rel) for m in r.meta}
 
 
 def _quoted_keys(

@@ -237,6 +237,8 @@ async def test_completion_at_the_top_level_offers_rules(client: LanguageClient, 
 async def test_completion_inside_a_rule_offers_metadata_and_clauses(client: LanguageClient, tmp_path: Path) -> None:
     labels = await complete(client, tmp_path / "meta.fluo", "rule a {\n  sev|\n}\n")
     assert {"severity", "description", "tags", "expect", "detect", "when", "window"} <= set(labels)
+    given = await complete(client, tmp_path / "given.fluo", "rule a {\n  severity: error\n  |\n}\n")
+    assert "severity" not in given and "description" in given
     labels = await complete(client, tmp_path / "sev.fluo", "rule a {\n  severity: |\n}\n")
     assert labels == ["info", "warning", "error", "critical"]
 
