@@ -6,6 +6,7 @@ from fluo_lang import ast
 from fluo_lang import builtins as b
 from fluo_lang import types as t
 from fluo_lang.typecheck import META_KEYS, AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
+from fluo_lang.values import format_duration
 
 from .document import RuleDocument
 from .syntax import expression_at
@@ -40,8 +41,6 @@ def _rule_text(rule: ast.Rule, checked: CheckedRule | None) -> str:
         return f"rule `{rule.id}`"
     lines = [f"rule `{rule.id}` ({checked.mode}, severity {checked.severity})"]
     if checked.window_ns is not None:
-        from fluo_lang.values import format_duration
-
         lines.append(f"window {format_duration(checked.window_ns)}")
     if checked.description:
         lines += ["", checked.description]

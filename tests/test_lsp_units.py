@@ -188,3 +188,13 @@ def test_test_files_may_name_rule_folders_and_restrict_with_only(tmp_path: Path)
     refs = index.references("x", tmp_path / "rules" / "a.fluo")
     assert [text[start:end] for _, start, end in refs] == ["x", "x"]
     assert [text[:start].count("\n") for _, start, _ in refs] == [4, 5]
+
+
+def test_hover_on_a_windowed_rule_and_on_a_coerced_set() -> None:
+    text = "rule w {\n  window 1m\n  expect window.has(status == error)\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    found = hover_at(doc, text.index("w {"))
+    assert found is not None and found[0].splitlines()[:2] == ["rule `w` (expect, severity warning)", "window 1m"]
+    found = hover_at(doc, text.index("has"))
+    assert found is not None and "read as a boolean: whether there is any span" in found[0]
+    assert "type `spans`" in found[0]
