@@ -76,12 +76,18 @@ export function clientOptions(
 
 export type ServerState = 'stopped' | 'starting' | 'running' | 'failed';
 
+/** One client and its server processes, as its handlers see them. */
+interface Session {
+  /** The first `initialize` was answered; until then `start()` reports failures. */
+  initialized: boolean;
+  /** `stop()` was asked for: a close is expected, not a crash. */
+  retired: boolean;
+}
+
 export class LanguageServer implements vscode.Disposable {
   private client: LanguageClient | undefined;
+  private session: Session | undefined;
   private state: ServerState = 'stopped';
-  private stopping = false;
-  /** True while `start()` waits for the first initialize: a failure then is reported by `start()`. */
-  private firstStart = false;
   private readonly stderr = new StderrTail();
 
   constructor(
@@ -111,13 +117,14 @@ export class LanguageServer implements vscode.Disposable {
       return false;
     }
     this.output.info(`Starting ${describe(command)}`);
+    const session: Session = { initialized: false, retired: false };
     let client: LanguageClient;
     try {
       client = new LanguageClient(
         CLIENT_ID,
         CLIENT_NAME,
         executable(settings),
-        clientOptions(this.settings, this.output, this.errorHandler(), this.stderr),
+        clientOptions(this.settings, this.output, this.errorHandler(session), this.stderr),
       );
     } catch (error) {
       this.state = 'failed';
@@ -125,6 +132,7 @@ export class LanguageServer implements vscode.Disposable {
       return false;
     }
     this.client = client;
+    this.session = session;
     this.state = 'starting';
     client.onDidChangeState((event) => {
       if (this.client !== client) {
@@ -132,7 +140,7 @@ export class LanguageServer implements vscode.Disposable {
       }
       if (event.newState === State.Running) {
         this.state = 'running';
-      } else if (event.newState === State.Stopped && this.state === 'running' && !this.stopping) {
+      } else if (event.newState === State.Stopped && this.state === 'running' && !session.retired) {
         // Stopped by the client itself after repeated connection errors (a crash goes through `closed()`).
         this.state = 'failed';
         this.report(
@@ -142,7 +150,6 @@ export class LanguageServer implements vscode.Disposable {
         );
       }
     });
-    this.firstStart = true;
     const slow = setTimeout(() => {
       if (this.client === client && this.state === 'starting') {
         this.report(
@@ -154,6 +161,7 @@ export class LanguageServer implements vscode.Disposable {
     }, SLOW_START_MS);
     try {
       await client.start();
+      session.initialized = true;
     } catch (error) {
       if (this.client === client) {
         this.state = 'failed';
@@ -170,7 +178,6 @@ export class LanguageServer implements vscode.Disposable {
       return false;
     } finally {
       clearTimeout(slow);
-      this.firstStart = false;
     }
     if (this.client === client) {
       this.state = 'running';
@@ -181,18 +188,20 @@ export class LanguageServer implements vscode.Disposable {
 
   async stop(): Promise<void> {
     const client = this.client;
+    if (this.session !== undefined) {
+      this.session.retired = true;
+    }
     this.client = undefined;
+    this.session = undefined;
     this.state = 'stopped';
     if (client === undefined) {
       return;
     }
-    this.stopping = true;
     try {
       await client.stop(2000);
     } catch (error) {
       this.output.warn(`Stopping the language server: ${reason(error)}`);
     } finally {
-      this.stopping = false;
       await client.dispose().catch(() => undefined);
     }
   }
@@ -208,19 +217,19 @@ export class LanguageServer implements vscode.Disposable {
     void this.stop();
   }
 
-  private errorHandler(): ErrorHandler {
+  private errorHandler(session: Session): ErrorHandler {
     return {
       error: (_error, _message, count): ErrorHandlerResult => ({
         action: (count ?? 1) <= MAX_CONNECTION_ERRORS ? ErrorAction.Continue : ErrorAction.Shutdown,
         handled: true,
       }),
-      closed: (): Promise<CloseHandlerResult> => this.closed(),
+      closed: (): Promise<CloseHandlerResult> => this.closed(session),
     };
   }
 
-  /** The server's connection closed without `stop()`: it exited or crashed. */
-  private async closed(): Promise<CloseHandlerResult> {
-    if (this.stopping || this.firstStart) {
+  /** The server's connection closed: asked for, a failed start, or a crash. */
+  private async closed(session: Session): Promise<CloseHandlerResult> {
+    if (session.retired || !session.initialized) {
       // Asked for, or exited before it answered `initialize` (`start()` reports that once).
       return { action: CloseAction.DoNotRestart, handled: true };
     }
