@@ -15,7 +15,7 @@ from ..cli import fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, collector_paused, load_corpus
 from .facts import Options, discover
-from .render import fluo_text, json_report, rules_of
+from .render import count, fluo_text, json_report, rules_of
 from .testgen import write_tests
 
 
@@ -127,21 +127,34 @@ def command(
         text = fluo_text(rules, corpus, options)
     _emit(text, output)
     if tests_dir is not None:
-        rules_path = Path(output) if output else Path(tests_dir) / "discovered.fluo"
-        if fmt == "json" or not output:
-            rules_path.parent.mkdir(parents=True, exist_ok=True)
-            rules_path = rules_path.with_suffix(".fluo")
-            rules_path.write_text(fluo_text(rules, corpus, options), encoding="utf-8")
-        written = write_tests(Path(tests_dir), rules_path, rules, traces, corpus)
+        if fmt == "fluo" and output:
+            rules_path = Path(output)
+        else:  # the test needs the rules as a .fluo file of their own
+            rules_path = Path(tests_dir) / f"{Path(output).stem if output else 'discovered'}.fluo"
+            _write(rules_path, fluo_text(rules, corpus, options))
+        try:
+            written = write_tests(Path(tests_dir), rules_path, rules, traces, corpus)
+        except OSError as exc:
+            fail(f"cannot write the tests into {tests_dir}: {exc.strerror or exc}")
         click.echo(f"fluo: wrote {written}", err=True)
-    click.echo(f"fluo: {len(rules)} rules from {len(corpus.traces)} traces ({corpus.spans} spans)", err=True)
+    summary = (
+        f"fluo: {count(len(rules), 'rule')} from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')})"
+    )
+    if not rules and len(corpus.traces) < options.min_support:
+        summary += f"; fewer traces than --min-support {options.min_support}, lower it to see rules"
+    click.echo(summary, err=True)
 
 
 def _emit(text: str, output: str | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
-        return
+    else:
+        _write(Path(output), text)
+
+
+def _write(path: Path, text: str) -> None:
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
-        fail(f"cannot write {output}: {exc.strerror or exc}")
+        fail(f"cannot write {path}: {exc.strerror or exc}")

@@ -30,6 +30,10 @@ class Rule:
     text: str
 
 
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def confidence_text(c: float) -> str:
     return f"{c * 100:.4g}%"
 
@@ -81,8 +85,9 @@ def rules_of(facts: list[Fact], corpus: Corpus) -> list[Rule]:
 
 def header(corpus: Corpus, options: Options) -> str:
     return (
-        f"// Discovered by `fluo discover` from {len(corpus.traces)} traces ({corpus.spans} spans),\n"
-        f"// min support {options.min_support} traces, min confidence {confidence_text(options.min_confidence)}.\n"
+        f"// Discovered by `fluo discover` from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')}),\n"
+        f"// min support {count(options.min_support, 'trace')}, "
+        f"min confidence {confidence_text(options.min_confidence)}.\n"
         "// Each rule held on the corpus; review before relying on it.\n"
     )
 
