@@ -29,6 +29,7 @@ let active: FluoExtension | undefined;
 export function activate(context: vscode.ExtensionContext): FluoExtension {
   const serverOutput = vscode.window.createOutputChannel('FLUO Language Server', { log: true });
   const testOutput = vscode.window.createOutputChannel('FLUO Tests');
+  let reported = new Set<string>();
   let current = load();
 
   const server = new LanguageServer(() => current, serverOutput);
@@ -59,12 +60,14 @@ export function activate(context: vscode.ExtensionContext): FluoExtension {
   active = { server, tests, settings: () => current, started: server.start() };
   return active;
 
+  /** The current settings; each unusable value is reported once, until it is fixed. */
   function load(): Settings {
     const { settings, problems } = readSettings(vscode.workspace.getConfiguration(SECTION));
-    for (const problem of problems) {
+    for (const problem of problems.filter((p) => !reported.has(p))) {
       serverOutput.warn(problem);
       void vscode.window.showWarningMessage(`FLUO: ${problem}.`);
     }
+    reported = new Set(problems);
     return settings;
   }
 }

@@ -116,6 +116,12 @@ group('activation', () => {
       editor.messages.map((m) => [m.level, m.text]),
       [['warning', 'FLUO: fluo.strictness must be "default" or "strict", not "pedantic"; using "default".']],
     );
+    await editor.configure({ 'fluo.attributeKeys': ['amount'] });
+    assert.equal(editor.messages.length, 1, 'a problem already reported is not reported again');
+    await editor.configure({ 'fluo.strictness': 'strict', 'fluo.diagnostics.debounceMs': 'soon' });
+    assert.equal(ext.settings().strictness, 'strict');
+    assert.equal(editor.messages.length, 2);
+    assert.match(editor.messages[1].text, /^FLUO: fluo\.diagnostics\.debounceMs must be a number/);
   });
 });
 
