@@ -118,7 +118,10 @@ def test_broken_files_do_not_stop_the_others(work: Path) -> None:
     [
         ("broken_yaml_test.yaml:5: invalid YAML: did not find expected ',' or ']'", "the YAML error, at its line"),
         ("broken_keys_test.yaml:2: unknown key `casses` in the test file; did you mean `cases`?", "unknown key"),
-        ("broken_rules_test.yaml:1: the rules do not check (1 error; run `fluo check`): bad.fluo:2:22:", "bad rule"),
+        (
+            "broken_rules_test.yaml:1: the rules do not check (1 error: FLUO201; run `fluo check`): bad.fluo:2:22:",
+            "bad rule",
+        ),
         ("broken_cases_test.yaml:9: trace file traces/nowhere.json does not exist", "missing fixture"),
         ("broken_cases_test.yaml:15: case 'bad inline span': span 2 ('check'), `duration`:", "bad inline span"),
         ("broken_cases_test.yaml:21: no rule `slow_logn` in rules.fluo; did you mean `slow_login`?", "unknown rule"),

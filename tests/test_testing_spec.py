@@ -163,7 +163,7 @@ def test_case_problems_point_at_their_line(tmp_path: Path, body: str, line: int,
         ("rules: [missing.fluo]\ncases: [{name: a}]\n", 1, "rule file missing.fluo does not exist"),
         ("rules: [3]\ncases: [{name: a}]\n", 1, "`rules:` must be a rule file or folder"),
         ("rules: r.fluo\ncases: [{name: a}]\nexpect: []\n", 3, "unknown key `expect` in the test file"),
-        ("rules: bad.fluo\ncases: [{name: a}]\n", 1, "the rules do not check (1 error; run `fluo check`): "),
+        ("rules: bad.fluo\ncases: [{name: a}]\n", 1, "the rules do not check (1 error: FLUO300; run `fluo check`): "),
     ],
 )
 def test_file_problems(tmp_path: Path, text: str, line: int, message: str) -> None:

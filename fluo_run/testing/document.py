@@ -12,7 +12,31 @@ from typing import Any
 
 import yaml
 
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_MAX_CACHED_TAGS = 100_000
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """libyaml's safe loader, resolving the implicit tag of each distinct plain scalar once.
+
+    Test files repeat the same names, services and durations thousands of times;
+    resolution (a regex per scalar, in Python) was most of the time spent loading them.
+    """
+
+    _tags: dict[tuple[str, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self._tags.get(key)
+        if tag is None:
+            tag = super().resolve(kind, value, implicit)
+            if len(self._tags) < _MAX_CACHED_TAGS:
+                self._tags[key] = tag
+        return tag
 
 
 class YamlError(Exception):
@@ -85,6 +109,10 @@ class _Builder:
                 out.append(self.value(item))
                 out.item_lines.append(item.start_mark.line + 1)
             return out
+        if node.tag == _STR:
+            return node.value
+        if node.tag == _INT and node.value.isdigit() and (node.value == "0" or node.value[0] != "0"):
+            return int(node.value)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:

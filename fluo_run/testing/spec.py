@@ -247,7 +247,9 @@ class _Reader:
             shown = "; ".join(d.format() for d in errors[:3])
             if len(errors) > 3:
                 shown += f"; and {len(errors) - 3} more"
-            self.problem(line, f"the rules do not check ({_count(len(errors), 'error')}; run `fluo check`): {shown}")
+            codes = ", ".join(sorted({d.code for d in errors}))
+            summary = f"{_count(len(errors), 'error')}: {codes}"
+            self.problem(line, f"the rules do not check ({summary}; run `fluo check`): {shown}")
             return
         self.file.analysis = analysis
         self.rule_ids = {r.id for r in analysis.rules if r.enabled}
