@@ -127,6 +127,7 @@ export interface TestOutcome {
 export class RuleTests implements vscode.Disposable {
   readonly controller: vscode.TestController | undefined;
   private readonly disposables: vscode.Disposable[] = [];
+  private watcher: vscode.FileSystemWatcher | undefined;
 
   constructor(
     private readonly settings: () => Settings,
@@ -380,23 +381,40 @@ export class RuleTests implements vscode.Disposable {
     }
   }
 
-  /** Fill the Testing view with the workspace's test files and the cases their text lists. */
+  /** Fill the Testing view with the workspace's test files, and keep it in step as they change. */
   async discover(): Promise<void> {
+    if (this.controller === undefined) {
+      return;
+    }
+    if (this.watcher === undefined) {
+      const watcher = vscode.workspace.createFileSystemWatcher(TEST_GLOB);
+      this.watcher = watcher;
+      this.disposables.push(
+        watcher,
+        watcher.onDidCreate((uri) => this.readCases(uri)),
+        watcher.onDidChange((uri) => this.readCases(uri)),
+        watcher.onDidDelete((uri) => this.controller?.items.delete(uri.fsPath)),
+      );
+    }
+    const uris = await vscode.workspace.findFiles(TEST_GLOB, '**/node_modules/**', SEARCH_LIMIT);
+    await Promise.all(uris.map((uri) => this.readCases(uri)));
+  }
+
+  /** A test file's item with the cases its text lists (before any run says more). */
+  private async readCases(uri: vscode.Uri): Promise<void> {
     const controller = this.controller;
     if (controller === undefined) {
       return;
     }
-    const uris = await vscode.workspace.findFiles(TEST_GLOB, '**/node_modules/**', SEARCH_LIMIT);
-    for (const uri of uris) {
-      const item = this.fileItem(uri.fsPath);
-      const text = await fs.readFile(uri.fsPath, 'utf8').catch(() => '');
-      const cases = casesInText(text).map(({ name, line }) => {
-        const child = controller.createTestItem(caseId(uri.fsPath, name), name, uri);
+    const text = await fs.readFile(uri.fsPath, 'utf8').catch(() => '');
+    const item = this.fileItem(uri.fsPath);
+    item.children.replace(
+      casesInText(text).map(({ name, line }) => {
+        const child = item.children.get(caseId(uri.fsPath, name)) ?? controller.createTestItem(caseId(uri.fsPath, name), name, uri);
         child.range = new vscode.Range(line - 1, 0, line - 1, 0);
         return child;
-      });
-      item.children.replace(cases);
-    }
+      }),
+    );
   }
 
   /** Tell the user how the run went, briefly, with a way to the details. */

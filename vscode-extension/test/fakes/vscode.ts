@@ -321,6 +321,21 @@ export class FakeTestController {
   }
 }
 
+/** A file watcher whose events the test fires. */
+export class FakeWatcher {
+  readonly created = new EventEmitter<Uri>();
+  readonly changed = new EventEmitter<Uri>();
+  readonly deleted = new EventEmitter<Uri>();
+  readonly onDidCreate = this.created.event;
+  readonly onDidChange = this.changed.event;
+  readonly onDidDelete = this.deleted.event;
+  disposed = false;
+  constructor(readonly pattern: string) {}
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+
 export interface ShownMessage {
   level: 'info' | 'warning' | 'error';
   text: string;
@@ -337,6 +352,7 @@ export const editor = {
   executed: [] as { command: string; args: unknown[] }[],
   channels: [] as FakeOutputChannel[],
   controllers: [] as FakeTestController[],
+  watchers: [] as FakeWatcher[],
   statusMessages: [] as string[],
   workspaceFolders: [] as { uri: Uri; name: string; index: number }[],
   activeDocument: undefined as { uri: Uri; isDirty: boolean; saved: number } | undefined,
@@ -351,6 +367,7 @@ export const editor = {
     this.executed.length = 0;
     this.channels.length = 0;
     this.controllers.length = 0;
+    this.watchers.length = 0;
     this.statusMessages.length = 0;
     this.workspaceFolders.length = 0;
     this.activeDocument = undefined;
@@ -441,8 +458,10 @@ export const workspace = {
   onDidChangeConfiguration(listener: Listener<{ affectsConfiguration(section: string): boolean }>): Disposable {
     return editor.configurationChanged.event(listener);
   },
-  createFileSystemWatcher(pattern: string) {
-    return { pattern, dispose: () => undefined };
+  createFileSystemWatcher(pattern: string): FakeWatcher {
+    const watcher = new FakeWatcher(pattern);
+    editor.watchers.push(watcher);
+    return watcher;
   },
   get workspaceFolders() {
     return editor.workspaceFolders.length > 0 ? editor.workspaceFolders : undefined;

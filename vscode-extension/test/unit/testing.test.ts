@@ -266,6 +266,28 @@ group('the Testing view', () => {
     assert.deepEqual(item(controller, file('other_test.yaml')).children.all().map((c) => c.label), ['other is quiet']);
   });
 
+  test('follows test files as they are created, edited and deleted', async () => {
+    const { tests, controller } = ruleTests();
+    await controller.resolveHandler?.(undefined);
+    const [watcher] = editor.watchers;
+    assert.equal(watcher.pattern, '**/{*_test.yaml,*.fluotest.yaml}');
+    const added = file('added_test.yaml');
+    try {
+      fs.writeFileSync(added, OTHER_TESTS);
+      await watcher.created.fire(Uri.file(added));
+      assert.deepEqual(item(controller, added).children.all().map((c) => [c.label, c.range?.start.line]), [['other is quiet', 2]]);
+      fs.writeFileSync(added, OTHER_TESTS.replace('other is quiet', 'renamed case'));
+      await watcher.changed.fire(Uri.file(added));
+      assert.deepEqual(item(controller, added).children.all().map((c) => c.label), ['renamed case']);
+    } finally {
+      fs.rmSync(added, { force: true });
+    }
+    await watcher.deleted.fire(Uri.file(added));
+    assert.equal(controller.items.get(added), undefined);
+    tests.dispose();
+    assert.equal(watcher.disposed, true);
+  });
+
   test('running one case runs only that case', async () => {
     const { controller } = ruleTests();
     await controller.resolveHandler?.(undefined);
