@@ -8,8 +8,17 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=$SECONDS
 bin=node_modules/.bin
-FLUO_PYTHON="${FLUO_PYTHON:-$(command -v python3 || command -v python)}"
+FLUO_PYTHON="${FLUO_PYTHON:-$(command -v python3 || command -v python || true)}"
 export FLUO_PYTHON
+
+if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then
+  echo "vscode-extension/scripts/ci.sh: needs Node 20 or later on PATH (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+if [ -z "$FLUO_PYTHON" ] || ! "$FLUO_PYTHON" -c 'import fluo_lang, fluo_lsp.server' 2>/dev/null; then
+  echo "vscode-extension/scripts/ci.sh: needs a Python with fluo installed (pip install -e .); set FLUO_PYTHON to it" >&2
+  exit 1
+fi
 
 step() { printf '\n== vscode-extension: %s\n' "$*"; }
 

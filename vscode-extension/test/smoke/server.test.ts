@@ -15,6 +15,7 @@ import { after, before, describe as group, test } from 'node:test';
 
 import { type MessageConnection, StreamMessageReader, StreamMessageWriter, createMessageConnection } from 'vscode-jsonrpc/node';
 
+import { findExecutable } from '../../src/process';
 import { type Command, DEFAULTS, type Settings, serverCommand, serverSettings } from '../../src/settings';
 import { PYTHON, tempFolder } from '../support/paths';
 
@@ -53,6 +54,7 @@ class Session {
     cwd: string,
   ) {
     const child = cp.spawn(command.command, [...command.args], { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    child.on('error', (error) => this.stderr.push(`could not start ${command.command}: ${error.message}`));
     child.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk.toString('utf8')));
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
     this.kill = () => child.kill();
@@ -238,6 +240,7 @@ group('the language server over stdio, started as the extension starts it', () =
 });
 
 test('the default command, `fluo lsp` found on PATH, starts and stops cleanly', async () => {
+  assert.ok(findExecutable('fluo'), '`fluo` is not on PATH: install the project (pip install -e .) before these tests');
   const work = tempFolder('fluo-smoke-');
   const session = new Session(serverCommand(DEFAULTS), work.dir);
   try {
