@@ -198,3 +198,17 @@ def test_to_inline_round_trips(spans: list[Span]) -> None:
         assert (b.name, b.service, b.status, b.kind) == (a.name, a.service, a.status, a.kind)
         assert (b.start - ORIGIN_NS, b.duration) == (a.start - origin, a.duration)
         assert b.attributes == a.attributes
+
+
+def test_a_span_inherits_its_service_unless_it_states_one() -> None:
+    spans = by_name(
+        build_spans(
+            [
+                {"name": "root", "service": "frontend"},
+                {"name": "own", "parent": "root", "resource": {"service.name": "billing"}},
+                {"name": "inherited", "parent": "own"},
+            ],
+            where="t",
+        )
+    )
+    assert [spans[n].service for n in ("root", "own", "inherited")] == ["frontend", "billing", "billing"]

@@ -13,9 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang.api import RuleSourceError, analyze, read_sources
+from fluo_lang.typecheck import CheckedRule
 
 from .runner import ERROR, RunResult
 from .spec import display_path
+
+RuleKey = tuple[str, str]
+"""A rule as coverage counts it: (resolved path of its file, id)."""
+
+
+def rule_key(path: str, rule_id: str) -> RuleKey:
+    return (str(Path(path).resolve()), rule_id)
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class RuleRef:
     id: str
     path: str
     line: int
+    key: RuleKey
 
     def to_json(self) -> dict[str, Any]:
         return {"rule": self.id, "path": self.path, "line": self.line}
@@ -31,51 +40,58 @@ class RuleRef:
 @dataclass
 class Coverage:
     rules: list[RuleRef] = field(default_factory=list)
-    ran: set[str] = field(default_factory=set)
-    fired: set[str] = field(default_factory=set)
+    ran: set[RuleKey] = field(default_factory=set)
+    fired: set[RuleKey] = field(default_factory=set)
 
     @property
     def never_ran(self) -> list[RuleRef]:
-        return [r for r in self.rules if r.id not in self.ran]
+        return [r for r in self.rules if r.key not in self.ran]
 
     @property
     def never_fired(self) -> list[RuleRef]:
-        return [r for r in self.rules if r.id in self.ran and r.id not in self.fired]
+        return [r for r in self.rules if r.key in self.ran and r.key not in self.fired]
 
     def to_json(self) -> dict[str, Any]:
         return {
             "rules": len(self.rules),
-            "ran": sum(1 for r in self.rules if r.id in self.ran),
-            "fired": sum(1 for r in self.rules if r.id in self.fired),
+            "ran": sum(1 for r in self.rules if r.key in self.ran),
+            "fired": sum(1 for r in self.rules if r.key in self.fired),
             "never_fired": [r.to_json() for r in self.never_fired],
             "never_ran": [r.to_json() for r in self.never_ran],
         }
 
 
+def _ref(rule: CheckedRule) -> RuleRef:
+    return RuleRef(rule.id, display_path(Path(rule.path)), rule.rule.span.line + 1, rule_key(rule.path, rule.id))
+
+
 def measure(result: RunResult, folders: Sequence[Path]) -> Coverage:
-    """Coverage of one run; rules are identified by id, which `fluo check` keeps unique per rule set."""
+    """Coverage of one run. Rule files under `folders` that no test file names are checked one by one."""
     cov = Coverage()
-    known: dict[str, RuleRef] = {}
+    known: dict[RuleKey, RuleRef] = {}
     analyses = [f.file.analysis for f in result.files if f.file.analysis is not None]
     for analysis in analyses:
         for rule in analysis.rules:
             if rule.enabled:
-                known.setdefault(rule.id, RuleRef(rule.id, display_path(Path(rule.path)), rule.rule.span.line + 1))
-    tested = {Path(f.path).resolve() for a in analyses for f in a.files}
+                ref = _ref(rule)
+                known.setdefault(ref.key, ref)
+    tested = {str(Path(f.path).resolve()) for a in analyses for f in a.files}
     for folder in folders:
         if not folder.is_dir():
             continue
         try:
-            sources = [(p, text) for p, text in read_sources([folder]) if Path(p).resolve() not in tested]
+            sources = [(p, text) for p, text in read_sources([folder]) if str(Path(p).resolve()) not in tested]
         except RuleSourceError:
             continue
-        for rule in analyze(sources).rules:
-            if rule.ok and rule.enabled:
-                known.setdefault(rule.id, RuleRef(rule.id, display_path(Path(rule.path)), rule.rule.span.line + 1))
+        for source in sources:
+            for rule in analyze([source]).rules:
+                if rule.ok and rule.enabled:
+                    ref = _ref(rule)
+                    known.setdefault(ref.key, ref)
     cov.rules = sorted(known.values(), key=lambda r: (r.path, r.line, r.id))
     for case in result.cases:
         if case.status == ERROR:
             continue
         cov.ran.update(case.ran)
-        cov.fired.update(str(s["rule"]) for s in case.signals)
+        cov.fired.update(rule_key(str((s.get("source") or {}).get("path", "")), str(s["rule"])) for s in case.signals)
     return cov

@@ -3,7 +3,8 @@
 Each item is a mapping with these keys (only `name` is required):
 
   name        the span name
-  service     resource `service.name`; default: the parent's service, else `unknown_service`
+  service     resource `service.name`; default: `resource`'s `service.name`, else the parent's
+              service, else `unknown_service`
   duration    a FLUO duration (`20ms`, `1.5s`); default `1ms`
   start       offset of the span's start from the case's time origin; default: the parent's start, else `0s`
   parent      another span of the same trace, by its `id` or, if unique, its `name`;
@@ -192,9 +193,8 @@ def build_spans(items: Sequence[Mapping[str, Any]], *, where: str, seed: str | N
     for item in parsed:
         chain = _ancestry(item, parents, where)
         start = next((a.start for a in chain if a.start is not None), 0)
-        service = next((a.service for a in chain if a.service), "")
-        if not service:
-            service = str(item.resource.get("service.name") or DEFAULT_SERVICE)
+        service = next((_service_of(a) for a in chain if _service_of(a)), "")
+        service = service or DEFAULT_SERVICE
         resource = {**item.resource, "service.name": service}
         duration = item.duration if item.duration is not None else DEFAULT_DURATION_NS
         parent = parents[id(item)]
@@ -215,6 +215,11 @@ def build_spans(items: Sequence[Mapping[str, Any]], *, where: str, seed: str | N
             )
         )
     return out
+
+
+def _service_of(item: _Item) -> str:
+    """The service a span states itself: `service`, else its resource's `service.name`."""
+    return item.service or str(item.resource.get("service.name") or "")
 
 
 def _assign_ids(group: list[_Item], seed: str, label: str, where: str) -> None:

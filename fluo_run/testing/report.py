@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -11,16 +10,12 @@ from fluo_lang.ir import RuleIR
 
 from .coverage import Coverage
 from .matching import Match, Row
-from .runner import ERROR, FAILED, PASSED, CaseResult, FileResult, RunResult
-from .spec import Expectation
+from .runner import ERROR, FAILED, PASSED, CaseResult, FileResult, RunResult, observed_text
+from .spec import Expectation, plural
 
 WIDTH = 80
 MAX_RULE_LINES = 12
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
-
-def _plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _banner(title: str, fill: str) -> str:
@@ -34,7 +29,7 @@ def counts_text(result: RunResult) -> str:
     for status, noun in ((FAILED, "failed"), (PASSED, "passed"), (ERROR, "error")):
         n = result.count(status)
         if n:
-            parts.append(f"{n} {noun}" if status != ERROR else _plural(n, "error"))
+            parts.append(f"{n} {noun}" if status != ERROR else plural(n, "error"))
     updated = sum(1 for c in result.cases if c.updated)
     if updated:
         parts.append(f"{updated} updated")
@@ -48,8 +43,7 @@ def counts_text(result: RunResult) -> str:
 
 
 def _observed(signal: dict[str, Any]) -> str:
-    obs = signal.get("observed") or {}
-    return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in obs.items())
+    return observed_text(signal.get("observed") or {})
 
 
 def _where(signal: dict[str, Any], names: dict[str, str]) -> str:
@@ -74,7 +68,7 @@ def expectation_text(e: Expectation) -> str:
     if e.count != 1:
         parts.append(f"x{e.count}")
     if e.observed:
-        parts.append("with " + ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in e.observed.items()))
+        parts.append("with " + observed_text(e.observed))
     return " ".join(parts)
 
 
@@ -161,7 +155,7 @@ def _file_line(fr: FileResult) -> str:
     for status in (FAILED, PASSED, ERROR):
         n = sum(1 for c in fr.cases if c.status == status)
         if n:
-            parts.append(_plural(n, "error") if status == ERROR else f"{n} {status}")
+            parts.append(plural(n, "error") if status == ERROR else f"{n} {status}")
     return f"{fr.file.display}: {', '.join(parts) or 'no cases'}"
 
 
@@ -195,7 +189,7 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
 
 def coverage_text(cov: Coverage) -> list[str]:
     fired = sum(1 for r in cov.rules if r.id in cov.fired)
-    lines = [f"coverage: {_plural(len(cov.rules), 'rule')}, {fired} fired in some case"]
+    lines = [f"coverage: {plural(len(cov.rules), 'rule')}, {fired} fired in some case"]
     width = max((len(r.id) for r in cov.rules), default=0)
     for title, refs in (("never fired", cov.never_fired), ("never ran", cov.never_ran)):
         for r in refs:

@@ -40,7 +40,7 @@ class CaseResult:
     problems: list[Problem] = field(default_factory=list)
     rules: dict[str, RuleIR] = field(default_factory=dict)
     why_not: dict[str, list[str]] = field(default_factory=dict)
-    ran: tuple[str, ...] = ()
+    ran: tuple[tuple[str, str], ...] = ()  # (resolved rule file, rule id) of every rule evaluated
     seconds: float = 0.0
     updated: bool = False  # --update rewrote its `expect:`
 
@@ -192,7 +192,7 @@ class Runner:
         errors = program.errors[before:]
         del program.errors[before:]
         result.rules = {r.id: r.ir for r in program.rules}
-        result.ran = tuple(r.id for r in program.rules)
+        result.ran = tuple((str(Path(r.ir.path).resolve()), r.id) for r in program.rules)
         result.signals = [s.to_json() for s in signals]
         for e in errors:
             message = f"internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}"
@@ -209,7 +209,8 @@ class Runner:
         return result
 
 
-def _observed_text(obs: dict[str, Any]) -> str:
+def observed_text(obs: dict[str, Any]) -> str:
+    """Observed values as the reports print them: `count = 7, bound = 5`."""
     return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in obs.items())
 
 
@@ -237,7 +238,7 @@ def explain_quiet(rule: CompiledRule, traces: list[Trace], labels: dict[str, str
         except Exception as exc:  # a bug in the evaluator: say so, keep the report
             out.append(f"{where}: cannot explain ({type(exc).__name__}: {exc})")
             continue
-        out.append(f"{where}: {_observed_text(obs)}")
+        out.append(f"{where}: {observed_text(obs)}")
     if len(contexts) > MAX_EXPLAINED:
         out.append(f"... and {len(contexts) - MAX_EXPLAINED} more")
     return out

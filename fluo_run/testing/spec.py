@@ -248,7 +248,7 @@ class _Reader:
             if len(errors) > 3:
                 shown += f"; and {len(errors) - 3} more"
             codes = ", ".join(sorted({d.code for d in errors}))
-            summary = f"{_count(len(errors), 'error')}: {codes}"
+            summary = f"{plural(len(errors), 'error')}: {codes}"
             self.problem(line, f"the rules do not check ({summary}; run `fluo check`): {shown}")
             return
         self.file.analysis = analysis
@@ -420,5 +420,5 @@ def load_test_files(paths: Iterable[Path], rules: RuleLoader | None = None) -> l
     return [load_test_file(p, loader) for p in paths]
 
 
-def _count(n: int, noun: str) -> str:
+def plural(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
