@@ -23,7 +23,7 @@ from . import actions, completion, hover, outline
 from .document import RuleDocument
 from .positions import LineIndex, span_range
 from .reporting import document_diagnostics, test_diagnostics
-from .settings import Settings
+from .settings import SECTION, Settings
 from .testfiles import is_test_file, read_test_file
 from .workspace import RuleSite, Workspace
 
@@ -128,8 +128,15 @@ def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
-def did_change_configuration(ls: FluoServer, params: lsp.DidChangeConfigurationParams) -> None:
-    ls.apply_settings(params.settings)
+async def did_change_configuration(ls: FluoServer, params: lsp.DidChangeConfigurationParams) -> None:
+    """Settings pushed with the notification, or else pulled with `workspace/configuration`."""
+    raw = params.settings
+    workspace = ls.client_capabilities.workspace
+    if not raw and workspace is not None and workspace.configuration:
+        items = [lsp.ConfigurationItem(section=SECTION)]
+        pulled = await ls.workspace_configuration_async(lsp.ConfigurationParams(items=items))
+        raw = pulled[0] if pulled else None
+    ls.apply_settings(raw)
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_WORKSPACE_FOLDERS)

@@ -7,7 +7,8 @@
   before checking, so typing is not slowed by checks nobody sees.
 
 They arrive in `initializationOptions` (either the section itself or `{"fluo": {...}}`)
-and in `workspace/didChangeConfiguration`. Values of the wrong type are ignored.
+and in `workspace/didChangeConfiguration` (or, when that carries none, the server pulls
+the section). Values of the wrong type are ignored.
 """
 
 from __future__ import annotations

@@ -222,6 +222,13 @@ async def test_strict_setting_reports_warnings_as_errors(client: LanguageClient,
         lsp.DidChangeConfigurationParams(settings={"fluo": {"strictness": "default"}})
     )
     await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Warning)
+    # A client that sends no settings is asked for them (workspace/configuration).
+    client.set_configuration({"strictness": "strict"}, section="fluo")
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=None))
+    await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Error)
+    client.set_configuration({"strictness": "default"}, section="fluo")
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings=None))
+    await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Warning)
 
 
 # -- completion ----------------------------------------------------------------------
