@@ -128,3 +128,14 @@ def test_bad_settings_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^--http: 'localhost' is not HOST:PORT"):
         parse_address("localhost", "--http")
     assert parse_address("[::1]:4318", "--http") == ("::1", 4318)
+
+
+def test_a_window_closes_at_the_latest_after_max_open() -> None:
+    ws = WindowSet(MINUTE)
+    end = T0 + MINUTE
+    ws.add(Trace(b"1" * 16, spans(1, 1, end=T0 + 10)), now=0.0)
+    for t in range(1, 10):  # a straggler every second keeps it from going quiet
+        ws.add(Trace(bytes([t]) * 16, spans(t + 1, 1, end=T0 + 10)), now=float(t))
+        assert ws.due(now=float(t), wall_ns=end + 10**12, grace=1.0, quiet=5.0, max_open=9.5) == []
+    (window,) = ws.due(now=9.5, wall_ns=end + 10**12, grace=1.0, quiet=5.0, max_open=9.5)
+    assert len(window.traces) == 10

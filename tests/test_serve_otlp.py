@@ -46,7 +46,9 @@ def test_sdk_exporters_deliver_and_signals_reach_every_sink(tmp_path: Path, prot
     db = tmp_path / "signals.db"
     jsonl = tmp_path / "signals.jsonl"
     with LoopbackServer() as webhook, LoopbackServer() as logs:
-        cfg = config(tmp_path, db=db, jsonl=str(jsonl), webhook=f"{webhook.url}/hook", otlp_logs=logs.url)
+        cfg = config(
+            tmp_path, db=db, jsonl=str(jsonl), webhook=f"{webhook.url}/hook", otlp_logs=logs.url, trace_idle=0.5
+        )
         with RuntimeThread(cfg) as rt:
             endpoint = f"127.0.0.1:{rt.runtime.grpc_port}" if protocol == "grpc" else rt.http_url
             sender = Sender(protocol, endpoint)
@@ -351,9 +353,10 @@ def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
     (rules / "rate.fluo").write_text("rule busy { window 1m  detect window.traces.count() >= 2 }\n")
     got: list[dict[str, Any]] = []
     with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
-        url = f"{rt.http_url}/v1/traces"
-        for byte in (1, 2, 3):
-            post(url, _chain_request(2, byte).SerializeToString(), "application/x-protobuf")
+        request = _chain_request(2, 1)
+        for byte in (2, 3):
+            request.MergeFrom(_chain_request(2, byte))
+        post(f"{rt.http_url}/v1/traces", request.SerializeToString(), "application/x-protobuf")
         wait_for(lambda: got, what="the window to close")
         assert metric(rt, "fluo_windows_closed_total") == 1
     assert len(got) == 1

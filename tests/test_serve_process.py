@@ -129,3 +129,14 @@ def test_default_rules_are_the_bundled_examples(tmp_path: Path) -> None:
     finally:
         if proc.proc.poll() is None:
             proc.kill()
+
+
+def test_a_misspelt_config_key_is_a_usage_error(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    (tmp_path / "fluo.yaml").write_text("trace-idel: 2s\n")
+    result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "fluo.yaml")])
+    assert result.exit_code == 2
+    assert "unknown setting `trace-idel`; did you mean `trace-idle`?" in result.output

@@ -34,7 +34,8 @@ def shard(trace_id: bytes) -> int:
 
 def run(spans: list[Span], tmp_path: Path) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
-    with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:
+    # a trace's spans are spread over several requests: an idle time well above their spacing keeps it whole
+    with RuntimeThread(config(tmp_path, grpc=None, trace_idle=1.0), [CallbackSink(got.extend)]) as rt:
         if spans:
             # several requests, interleaving traces, as an exporter's batches would
             for i in range(0, len(spans), 97):

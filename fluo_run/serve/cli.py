@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from fluo_lang.diagnostics import nearest
 from fluo_lang.values import format_duration
 
 from .config import (
@@ -39,9 +40,18 @@ def _fail(message: str, code: int = 2) -> None:
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value:
         try:
-            ctx.default_map = {**(ctx.default_map or {}), **load_config_file(value)}
+            settings = load_config_file(value)
         except ConfigError as exc:
             raise click.BadParameter(str(exc).removeprefix("--config: "), ctx=ctx, param=param) from None
+        known = {p.name for p in ctx.command.params if p.name and p.name != "config_file"}
+        for key in settings:
+            if key not in known:
+                near = nearest(key, known)
+                hint = f"; did you mean `{near.replace('_', '-')}`?" if near else ""
+                raise click.BadParameter(
+                    f"{value}: unknown setting `{key.replace('_', '-')}`{hint}", ctx=ctx, param=param
+                )
+        ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value
 
 

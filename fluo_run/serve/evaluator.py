@@ -5,7 +5,8 @@ trace then joins the tumbling window of every windowed rule length that holds
 its completion time (its latest span end, as `fluo eval` places it). A window
 [start, end) closes, and its rules run once (`Program.evaluate_window`), when
 the wall clock is past `end + grace` and no trace has joined it for
-`trace_idle` seconds; on shutdown every open window closes. A trace completed
+`trace_idle` seconds, or at the latest once it has been open for its length
+plus `grace` plus `max_trace_age`; on shutdown every open window closes. A trace completed
 after its window closed is left out of that window and counted
 (`fluo_window_late_traces`).
 """
@@ -48,18 +49,19 @@ class WindowSet:
             return False
         entry = self.open.get(k)
         if entry is None:
-            entry = self.open[k] = ([], [now])
+            entry = self.open[k] = ([], [now, now])
         entry[0].append(trace)
         entry[1][0] = now
         self.spans += len(trace.spans)
         return True
 
-    def due(self, now: float, wall_ns: int, grace: float, quiet: float) -> list[Window]:
+    def due(self, now: float, wall_ns: int, grace: float, quiet: float, max_open: float = float("inf")) -> list[Window]:
+        """Windows to close: past their end plus `grace` and quiet for `quiet` seconds, or open for `max_open`."""
         out = []
         for k in sorted(self.open):
-            _traces, touched = self.open[k]
+            _, (touched, opened) = self.open[k]
             end = (k + 1) * self.length
-            if wall_ns >= end + grace * 1e9 and now - touched[0] >= quiet:
+            if (wall_ns >= end + grace * 1e9 and now - touched >= quiet) or now - opened >= max_open:
                 out.append(self._close(k))
         return out
 
@@ -86,11 +88,13 @@ class Evaluator:
         *,
         trace_idle: float,
         grace: float,
+        max_trace_age: float = 60.0,
     ) -> None:
         self.metrics = metrics
         self.publish = publish
         self.trace_idle = trace_idle
         self.grace = grace
+        self.max_trace_age = max_trace_age
         self.queue: deque[Completed] = deque()
         self.cond = threading.Condition()
         self.pending_spans = 0
@@ -179,7 +183,8 @@ class Evaluator:
             now = time.monotonic()
             wall = time.time_ns()
             for ws in list(self.windows.values()):
-                self._evaluate_windows(ws.due(now, wall, self.grace, self.trace_idle))
+                max_open = ws.length / 1e9 + self.grace + self.max_trace_age
+                self._evaluate_windows(ws.due(now, wall, self.grace, self.trace_idle, max_open))
             if stopping:
                 with self.cond:
                     if self.queue:

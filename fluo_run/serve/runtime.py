@@ -79,6 +79,7 @@ class Runtime:
             self.sinks.publish,
             trace_idle=config.trace_idle,
             grace=config.grace,
+            max_trace_age=config.max_trace_age,
         )
         self.intake = Intake(self.metrics, self._accept, self._over_capacity, config.auth_token, config.max_body_bytes)
         self.watcher = RuleWatcher(config.rules)
