@@ -246,6 +246,8 @@ def test_coverage_lists_rules_never_fired_and_never_run(work: Path) -> None:
 def test_coverage_of_passing_cases(work: Path) -> None:
     cov = json.loads(fluo_test("passing_test.yaml", "--coverage", "--format", "json").stdout)["coverage"]
     assert cov == {"rules": 3, "ran": 3, "fired": 3, "never_fired": [], "never_ran": []}
+    text = fluo_test("passing_test.yaml", "--coverage").stdout
+    assert "\ncoverage: 3 rules, 3 fired in some case\n" in text
 
 
 def test_rules_default_to_the_file_with_the_same_stem(work: Path) -> None:

@@ -188,7 +188,7 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
 
 
 def coverage_text(cov: Coverage) -> list[str]:
-    fired = sum(1 for r in cov.rules if r.id in cov.fired)
+    fired = sum(1 for r in cov.rules if r.key in cov.fired)
     lines = [f"coverage: {plural(len(cov.rules), 'rule')}, {fired} fired in some case"]
     width = max((len(r.id) for r in cov.rules), default=0)
     for title, refs in (("never fired", cov.never_fired), ("never ran", cov.never_ran)):
