@@ -26,7 +26,7 @@ from .positions import LineIndex
 
 _RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
 _SENTINEL = "rule __fluo_next_rule__ {}"
-_CACHE_SIZE = 20_000
+_CACHE_SIZE = 5_000  # chunks (rules); about 15 MB per 1,000
 
 
 @dataclass
