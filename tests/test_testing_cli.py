@@ -159,6 +159,9 @@ def test_no_test_files_and_missing_paths(work: Path) -> None:
     missing = fluo_test("nowhere")
     assert missing.exit_code == 2
     assert missing.stderr == "fluo: nowhere: no such file or folder\n"
+    rules = fluo_test("rules.fluo")
+    assert rules.exit_code == 2
+    assert rules.stderr == "fluo: rules.fluo is not a test file: name a *_test.yaml file, or a folder to search\n"
 
 
 def test_update_writes_observed_signals_and_keeps_comments(work: Path, snapshot: SnapshotAssertion) -> None:
@@ -322,3 +325,24 @@ def test_update_keeps_comments_and_blank_lines_around_replaced_expectations(work
         "  - name: c\n    spans: [{name: login, duration: 2ms}]\n    expect: []\n"
         "  # end comment\n"
     )
+
+
+def test_a_rule_that_did_not_fire_shows_what_it_observed(work: Path) -> None:
+    (work / "when.fluo").write_text(
+        'rule guarded {\n  when { trace.has(name == "charge") }\n  always { trace.has(name == "check") }\n}\n',
+        encoding="utf-8",
+    )
+    (work / "quiet_test.yaml").write_text(
+        "rules: [rules.fluo, when.fluo]\ncases:\n"
+        "  - name: window too quiet\n    spans: [{name: login, start: 30s}]\n    expect: [login_rate]\n"
+        "  - name: no charge\n    spans: [{trace: a, name: browse}]\n    expect: [{rule: guarded, trace: a}]\n"
+        "  - name: checked charge\n    spans: [{name: check}, {name: charge, start: 5ms}]\n    expect: [guarded]\n",
+        encoding="utf-8",
+    )
+    out = fluo_test("quiet_test.yaml").stdout
+    assert (
+        "    did not fire on window 2026-01-01T00:00:00.000000Z..2026-01-01T00:01:00.000000Z: count = 1, bound = 3\n"
+        in out
+    )
+    assert "    did not fire on trace 'a': when { trace.has(name == \"charge\") } did not hold\n" in out
+    assert "    did not fire on trace " in out and ": when = true, always = true\n" in out

@@ -110,7 +110,10 @@ def is_test_file(path: Path) -> bool:
 
 
 def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Test files named or found below folders, in a stable order; raises FileNotFoundError for a missing path."""
+    """Test files named (any YAML file) or found below folders, in a stable order.
+
+    Raises FileNotFoundError, with a one-line message, for a missing path or a named file that is not YAML.
+    """
     out: list[Path] = []
     for p in paths:
         path = Path(p)
@@ -118,8 +121,10 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
                 out.extend(Path(root) / f for f in sorted(files) if f.endswith(TEST_SUFFIXES))
-        elif path.is_file():
+        elif path.is_file() and path.suffix in (".yaml", ".yml"):
             out.append(path)
+        elif path.is_file():
+            raise FileNotFoundError(f"{p} is not a test file: name a *_test.yaml file, or a folder to search")
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     seen: dict[Path, None] = {}
