@@ -78,6 +78,10 @@ group('activation', () => {
     assert.equal(options.synchronize.configurationSection, 'fluo');
     assert.deepEqual(client.initializations, [{ attributeKeys: ['amount'], strictness: 'strict', diagnostics: { debounceMs: 40 } }]);
     assert.equal(options.outputChannel, editor.channel('FLUO Language Server'));
+    let pulled = false;
+    const report = options.middleware.provideDiagnostics({}, undefined, {}, () => (pulled = true));
+    assert.deepEqual(report, { kind: 'full', items: [] }, 'diagnostics come pushed, never pulled twice');
+    assert.equal(pulled, false);
     assert.equal(editor.channel('FLUO Language Server').log, true);
   });
 
