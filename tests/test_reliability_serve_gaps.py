@@ -20,11 +20,6 @@ from scenarios import EXAMPLE_RULES, JSON, PROTOBUF, Serve, trace_request, wait_
 from fluo_lang.evaluate import TRUNCATED_RULE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="receivers.py: grpc.aio decodes the request before Export runs and answers UNKNOWN; register the method "
-    "with a raw-bytes deserializer and answer INVALID_ARGUMENT when ExportTraceServiceRequest.FromString fails",
-)
 def test_grpc_answers_invalid_argument_to_an_undecodable_request(tmp_path: Path) -> None:
     with Serve(["--rules", str(EXAMPLE_RULES), "--no-db"], tmp_path) as serve, serve.channel() as channel:
         assert serve.export(channel, b"\xff\xff\xff") == grpc.StatusCode.INVALID_ARGUMENT
