@@ -106,18 +106,20 @@ class Programs:
     """One compiled program per analysis and rule subset (`only:`), built on first use."""
 
     def __init__(self) -> None:
-        self.cache: dict[tuple[int, tuple[str, ...] | None], Program] = {}
+        # keyed by id(analysis); the analysis is kept in the value so its id is never reused meanwhile
+        self.cache: dict[tuple[int, tuple[str, ...] | None], tuple[Analysis, Program]] = {}
 
     def program(self, analysis: Analysis, only: tuple[str, ...] | None) -> Program:
         key = (id(analysis), tuple(sorted(set(only))) if only is not None else None)
         found = self.cache.get(key)
         if found is None:
+            subset = analysis
             if only is not None:
                 keep = set(only)
-                analysis = Analysis(analysis.files, [r for r in analysis.rules if r.id in keep], analysis.diagnostics)
-            found = compile_program(analysis)
+                subset = Analysis(analysis.files, [r for r in analysis.rules if r.id in keep], analysis.diagnostics)
+            found = (analysis, compile_program(subset))
             self.cache[key] = found
-        return found
+        return found[1]
 
 
 Listener = Callable[[CaseResult], None]
