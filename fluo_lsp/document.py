@@ -14,7 +14,7 @@ Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 
 from fluo_lang import api, ast
@@ -134,7 +134,13 @@ class RuleDocument:
     def _duplicates(self, known: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
         """FLUO213 between chunks; a chunk already reports its own duplicates."""
         seen = {(d.span.start + base, d.message) for d, base in known if d.code == "FLUO213"}
-        shifted = [(replace(r, id_span=_shift(r.id_span, base, self.index)), self.path) for r, base in self.rules()]
+        rules = self.rules()
+        counts = Counter(r.id for r, _ in rules)
+        shifted = [
+            (replace(r, id_span=_shift(r.id_span, base, self.index)), self.path)
+            for r, base in rules
+            if r.id and counts[r.id] > 1
+        ]
         return [(d, 0) for _, d in duplicate_ids(shifted) if (d.span.start, d.message) not in seen]
 
 

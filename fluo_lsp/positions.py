@@ -8,6 +8,7 @@ turns a core span into an LSP range; everything that reports a location calls it
 from __future__ import annotations
 
 from bisect import bisect_right
+from itertools import accumulate
 
 from lsprotocol import types as lsp
 
@@ -19,13 +20,7 @@ class LineIndex:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        starts = [0]
-        find = text.find
-        i = find("\n")
-        while i >= 0:
-            starts.append(i + 1)
-            i = find("\n", i + 1)
-        self.starts = starts
+        self.starts = [0, *accumulate(len(line) + 1 for line in text.split("\n"))][:-1]
 
     def line_of(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
