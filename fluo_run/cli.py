@@ -163,7 +163,7 @@ def load_rules(paths: Sequence[str], cost_limit: int) -> Analysis:
 
 def with_cost_limit(analysis: Analysis, cost_limit: int) -> Analysis:
     """The analysis plus FLUO404 for rules estimated to cost more than `cost_limit` (0: no limit)."""
-    if cost_limit > 0 and not analysis.has_errors:
+    if cost_limit > 0:  # only rules that checked clean are estimated
         analysis.diagnostics.extend(cost_diagnostics(analysis, cost_limit))
         analysis.diagnostics.sort(key=sort_key)
     return analysis
