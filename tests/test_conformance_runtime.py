@@ -32,7 +32,9 @@ def normalised(signals: list[dict[str, Any]]) -> list[str]:
 
 def through_runtime(case: Case, rules: Path, tmp_path: Path) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
-    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
+    # no evaluation budget, as `fluo eval` has none
+    cfg = config(tmp_path, grpc=None, rules=[rules], eval_budget=0)
+    with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
         # one request, so every trace (and window) is complete when it goes idle, however slow the machine
         spans = load_trace_files(case.trace_files())
         sent = len(spans)

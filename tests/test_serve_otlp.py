@@ -153,7 +153,10 @@ def test_malformed_bodies_get_400_with_a_message(tmp_path: Path) -> None:
         assert "not an OTLP protobuf" in Status.FromString(body).message
 
         status, _, body = post(url, b"not gzip", "application/json", **{"Content-Encoding": "gzip"})
-        assert status == 400
+        assert (status, json.loads(body)) == (
+            400,
+            {"message": "request body: Content-Encoding is gzip but the body is not gzip data"},
+        )
 
         status, _, body = post(url, b"{}", "text/plain")
         assert status == 415
@@ -261,7 +264,7 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
         "rule every_trace { detect trace.spans.count() > 0 }\n"
     )
     got: list[dict[str, Any]] = []
-    cfg = config(tmp_path, rules=[rules], max_pending_spans=100)
+    cfg = config(tmp_path, rules=[rules], max_pending_spans=100, eval_budget=0)  # a slow trace, on purpose
     with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:
         status, _, _ = post(
             f"{rt.http_url}/v1/traces", _chain_request(2200, 7).SerializeToString(), "application/x-protobuf"
@@ -499,3 +502,19 @@ def test_otlp_logs_over_grpc(tmp_path: Path) -> None:
     assert attrs["fluo.rule"].string_value == "charge_needs_fraud_check"
     assert record.trace_id.hex() == attrs["fluo.trace_id"].string_value
     assert json.loads(attrs["fluo.observed"].string_value) == {"when": True, "always": True, "never": True}
+
+
+def test_a_trace_past_the_evaluation_budget_is_cut_short_with_a_signal(tmp_path: Path) -> None:
+    from fluo_lang.evaluate import TRUNCATED_RULE
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "deep.fluo").write_text("rule deep { expect trace.spans.all(descendants.count() < 100000) }\n")
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(
+        config(tmp_path, grpc=None, rules=[rules], eval_budget=20_000), [CallbackSink(got.extend)]
+    ) as rt:
+        post(f"{rt.http_url}/v1/traces", _chain_request(1500, 5).SerializeToString(), "application/x-protobuf")
+        wait_for(lambda: got, what="the truncation signal")
+    assert [s["rule"] for s in got] == [TRUNCATED_RULE]
+    assert got[0]["observed"]["budget"] == 20_000

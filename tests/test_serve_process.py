@@ -140,3 +140,18 @@ def test_a_misspelt_config_key_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "fluo.yaml")])
     assert result.exit_code == 2
     assert "unknown setting `trace-idel`; did you mean `trace-idle`?" in result.output
+
+
+def test_a_rule_over_the_cost_limit_is_refused(tmp_path: Path) -> None:
+    rules = rules_in(tmp_path, "rule cubic { expect trace.spans.all(descendants.all(ancestors.count() < 3)) }\n")
+    proc = ServeProcess([*LOOPBACK, "--rules", str(rules), "--no-db"], cwd=tmp_path)
+    assert proc.wait() == 1
+    assert any("error[FLUO404]" in line for line in proc.log)
+    proc = ServeProcess([*LOOPBACK, "--rules", str(rules), "--no-db", "--cost-limit", "0"], cwd=tmp_path)
+    try:
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest
 from fluo_lang.values import format_duration
 
@@ -87,6 +88,8 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         http=parse_address(str(options["http"]), "--http"),
         metrics=parse_address(str(options["metrics"]), "--metrics") if options["metrics"] else None,
         rules=rules,
+        cost_limit=int(options["cost_limit"]),
+        eval_budget=int(options["eval_budget"]),
         trace_idle=_duration(options["trace_idle"], "--trace-idle"),
         max_trace_age=_duration(options["max_trace_age"], "--max-trace-age"),
         max_spans_per_trace=int(options["max_spans_per_trace"]),
@@ -152,6 +155,22 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     metavar="PATH",
     multiple=True,
     help="Rule file or folder (repeatable). Default ./rules, else bundled.",
+)
+@_opt(
+    "--cost-limit",
+    "FLUO_COST_LIMIT",
+    default=DEFAULT_COST_LIMIT,
+    type=click.IntRange(min=0),
+    show_default=True,
+    help="Reject a rule set with a rule estimated past this many span visits on a 1,000-span trace (FLUO404); 0: none.",
+)
+@_opt(
+    "--eval-budget",
+    "FLUO_EVAL_BUDGET",
+    default=DEFAULT_BUDGET,
+    type=click.IntRange(min=0),
+    show_default=True,
+    help="Span visits one trace or window may spend; past it, a fluo.evaluation_truncated signal. 0: unbounded.",
 )
 @_opt(
     "--trace-idle",

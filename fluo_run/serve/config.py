@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import fluo_run
+from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.parser import DURATION_UNITS
 
 DEFAULT_GRPC = "127.0.0.1:4317"
@@ -73,6 +74,8 @@ class ServeConfig:
     http: tuple[str, int] = ("127.0.0.1", 4318)
     metrics: tuple[str, int] | None = None
     rules: list[Path] = field(default_factory=list)
+    cost_limit: int = DEFAULT_COST_LIMIT
+    eval_budget: int = DEFAULT_BUDGET
     trace_idle: float = 5.0
     max_trace_age: float = 60.0
     max_spans_per_trace: int = 10_000

@@ -168,8 +168,12 @@ async def _body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "request body too large") from None
-    except (web.HTTPException, RequestPayloadError, zlib.error, EOFError, OSError) as exc:
-        raise TraceInputError(f"request body: cannot read it ({encoding}): {exc}") from None
+    except (web.HTTPException, RequestPayloadError, zlib.error, EOFError, OSError):
+        if encoding in ("gzip", "deflate"):
+            raise TraceInputError(
+                f"request body: Content-Encoding is {encoding} but the body is not {encoding} data"
+            ) from None
+        raise TraceInputError("request body: the connection broke while reading it") from None
 
 
 # ---------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluo_lang.api import RuleSourceError, analyze_paths, compile_program, rule_files
+from fluo_lang.api import RuleSourceError, analyze_paths, lower, rule_files
+from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.evaluate import Program
 
@@ -33,11 +34,21 @@ class RuleSet:
         return f"{n} per-trace rule{'s' if n != 1 else ''} and {w} windowed from {files}"
 
 
-def load_rule_set(paths: Sequence[Path]) -> RuleSet:
-    """Check and compile the rules under `paths`; any error rejects the whole set."""
+def load_rule_set(
+    paths: Sequence[Path], *, cost_limit: int = DEFAULT_COST_LIMIT, budget: int = DEFAULT_BUDGET
+) -> RuleSet:
+    """Check and compile the rules under `paths`; any error rejects the whole set.
+
+    A rule estimated to cost more than `cost_limit` span visits (FLUO404, as
+    `fluo check --cost-limit` reports it) is an error; 0 means no limit. Each
+    trace or window may spend `budget` span visits at run time (0: unbounded);
+    past it, its evaluation stops with a `fluo.evaluation_truncated` signal.
+    """
+    from fluo_run.cli import with_cost_limit
+
     try:
         files = [str(f) for f in rule_files(paths)]
-        analysis = analyze_paths(paths)
+        analysis = with_cost_limit(analyze_paths(paths), cost_limit)
     except RuleSourceError as exc:
         raise RuleSetError(str(exc)) from None
     if not files:
@@ -46,7 +57,7 @@ def load_rule_set(paths: Sequence[Path]) -> RuleSet:
         errors = sum(1 for d in analysis.diagnostics if d.is_error)
         raise RuleSetError(f"{errors} error{'s' if errors != 1 else ''} in the rules", analysis.diagnostics)
     warnings = [d for d in analysis.diagnostics if not d.is_error]
-    return RuleSet(compile_program(analysis), files, warnings)
+    return RuleSet(Program(lower(analysis), budget=budget or None), files, warnings)
 
 
 class RuleWatcher:

@@ -63,7 +63,7 @@ class Runtime:
     def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
         config.check()
         self.config = config
-        self.rule_set: RuleSet = load_rule_set(config.rules)
+        self.rule_set: RuleSet = load_rule_set(config.rules, cost_limit=config.cost_limit, budget=config.eval_budget)
         self.metrics = Metrics()
         self.buffer = TraceBuffer(
             trace_idle=config.trace_idle,
@@ -258,7 +258,9 @@ class Runtime:
         """Load the rules again; keep the running set if the new one has errors."""
         self.watcher.changed()  # this content is being tried now; only a later edit triggers another attempt
         try:
-            rule_set = load_rule_set(self.config.rules)
+            rule_set = load_rule_set(
+                self.config.rules, cost_limit=self.config.cost_limit, budget=self.config.eval_budget
+            )
         except RuleSetError as exc:
             log_rule_problems(exc)
             log.error(
