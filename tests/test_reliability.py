@@ -7,13 +7,16 @@ their figures.
 
 from __future__ import annotations
 
+import gzip
 import sys
 from pathlib import Path
+
+import grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
 
 import pytest
-from scenarios import EXAMPLE_RULES, Overload, ReceiverFuzz, Serve, crash, fuzz_receivers, heavy_rules, overload
+from scenarios import EXAMPLE_RULES, JSON, Overload, ReceiverFuzz, Serve, crash, fuzz_receivers, heavy_rules, overload
 
 MB = 1 << 20
 
@@ -44,6 +47,19 @@ def test_fuzzed_bodies_get_2xx_or_4xx_on_both_receivers(fuzzed: ReceiverFuzz) ->
 @pytest.mark.xfail(strict=True, reason="fluo_run/serve gap: a bad gzip body's 400 message spans two lines")
 def test_fuzzed_bodies_get_one_line_error_messages(fuzzed: ReceiverFuzz) -> None:
     assert fuzzed.message_problems == []
+
+
+def test_oversized_bodies_stop_at_the_body_limit(tmp_path: Path) -> None:
+    """A gzip bomb is cut off at 64 MiB decompressed (413); a gRPC message over it gets RESOURCE_EXHAUSTED."""
+    with Serve(["--rules", str(EXAMPLE_RULES), "--no-db"], tmp_path) as serve:
+        before = serve.rss()
+        bomb = gzip.compress(b" " * (200 * MB), 9)
+        assert len(bomb) < 1 * MB
+        assert serve.post(bomb, JSON, {"Content-Encoding": "gzip"}).status == 413
+        with serve.channel() as channel:
+            assert serve.export(channel, b"\x0a" + b"\xff" * (65 * MB)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert serve.alive() and serve.request("/healthz").status == 200
+        assert serve.rss() - before < 150 * MB
 
 
 CAPS = {"--max-pending-spans": 500, "--max-buffered-spans": 20_000}
