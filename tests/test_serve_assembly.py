@@ -139,3 +139,25 @@ def test_a_window_closes_at_the_latest_after_max_open() -> None:
         assert ws.due(now=float(t), wall_ns=end + 10**12, grace=1.0, quiet=5.0, max_open=9.5) == []
     (window,) = ws.due(now=9.5, wall_ns=end + 10**12, grace=1.0, quiet=5.0, max_open=9.5)
     assert len(window.traces) == 10
+
+
+def test_admission_lets_a_refused_body_in_on_its_retry() -> None:
+    from fluo_run.serve.receivers import Admission
+
+    backlog = [0]
+    admission = Admission(lambda: backlog[0], max_pending=100)
+    assert admission.refusal(b"a", now=0.0) is None
+    backlog[0] = 150
+    assert admission.refusal(b"a", now=1.0) == (
+        "over capacity: 150 spans await evaluation (--max-pending-spans 100); retry later"
+    )
+    assert admission.refusal(b"b", now=1.5) is not None  # a fresh body is still refused
+    assert admission.refusal(b"a", now=2.0) is None  # the retry goes first
+    assert admission.refusal(b"a", now=2.5) is not None  # once: it is a fresh body again
+    backlog[0] = 250
+    assert admission.refusal(b"b", now=3.0) is not None  # past twice the cap even a retry waits
+    backlog[0] = 200
+    assert admission.refusal(b"b", now=4.0) is None
+    backlog[0] = 150
+    assert admission.refusal(b"c", now=5.0) is not None
+    assert admission.refusal(b"c", now=40.0) is not None  # remembered 30s only: fresh again

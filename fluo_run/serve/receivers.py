@@ -9,10 +9,13 @@ retryable HTTP 429 / RESOURCE_EXHAUSTED (over capacity) or 503 / UNAVAILABLE
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
+import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +60,44 @@ class Decoded:
     problem: str = ""
 
 
+class Admission:
+    """Whether a request may add spans while evaluation is behind; retries go first.
+
+    A request is admitted while the spans awaiting evaluation are at most
+    `max_pending`. Past that it is refused (retryable), and its body is
+    remembered: when the same body comes again, as an exporter's retry does, it
+    is admitted while the backlog is at most twice `max_pending`. So under
+    sustained overload a refused batch gets in on its next attempt instead of
+    competing with fresh batches on every attempt until the exporter gives up.
+    """
+
+    REMEMBER_SECONDS = 30.0
+    MAX_REMEMBERED = 10_000
+
+    def __init__(self, pending: Callable[[], int], max_pending: int) -> None:
+        self.pending = pending
+        self.max_pending = max_pending
+        self.refused: OrderedDict[bytes, float] = OrderedDict()  # body digest -> when last refused
+
+    def refusal(self, body: bytes, now: float) -> str | None:
+        """None to admit the body, else why it is refused."""
+        pending = self.pending()
+        if pending <= self.max_pending:
+            return None
+        refused = self.refused
+        while refused and (
+            len(refused) > self.MAX_REMEMBERED or next(iter(refused.values())) < now - self.REMEMBER_SECONDS
+        ):
+            refused.popitem(last=False)
+        key = hashlib.blake2b(body, digest_size=16).digest()
+        if key in refused and pending <= 2 * self.max_pending:
+            del refused[key]
+            return None
+        refused[key] = now
+        refused.move_to_end(key)
+        return f"over capacity: {pending} spans await evaluation (--max-pending-spans {self.max_pending}); retry later"
+
+
 class Intake:
     """What both receivers share: access, admission, and handing spans to assembly."""
 
@@ -64,13 +105,13 @@ class Intake:
         self,
         metrics: Metrics,
         accept: Callable[[list[Span]], None],
-        over_capacity: Callable[[], str | None],
+        admission: Admission,
         auth_token: str | None,
         max_body_bytes: int,
     ) -> None:
         self.metrics = metrics
         self.accept = accept
-        self.over_capacity = over_capacity
+        self.admission = admission
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes
         self.stopping = False
@@ -81,11 +122,11 @@ class Intake:
         expected = f"Bearer {self.auth_token}"
         return header is not None and hmac.compare_digest(header.strip().encode(), expected.encode())
 
-    def admit(self, transport: str) -> None:
+    def admit(self, transport: str, body: bytes) -> None:
         if self.stopping:
             self.metrics.requests.labels(transport, "unavailable").inc()
             raise Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
-        reason = self.over_capacity()
+        reason = self.admission.refusal(body, time.monotonic())
         if reason is not None:
             self.metrics.requests.labels(transport, "refused").inc()
             raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True)
@@ -219,8 +260,8 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
         try:
-            intake.admit("http")
             body = await _body(request)
+            intake.admit("http", body)
             if ctype == JSON:
                 decoded = decode_json(body)
             else:
@@ -287,7 +328,7 @@ class TraceService:
             r = intake.refuse_unauthorized("grpc")
             await context.abort(r.code, r.message)
         try:
-            intake.admit("grpc")
+            intake.admit("grpc", body)
         except Refusal as r:
             context.set_trailing_metadata(_retry_metadata())
             await context.abort(r.code, r.message)

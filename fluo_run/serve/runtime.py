@@ -28,7 +28,7 @@ from .assembly import Completed, TraceBuffer
 from .config import ServeConfig
 from .evaluator import Evaluator
 from .metrics import Metrics
-from .receivers import Intake, add_trace_service, http_routes, metrics_handler
+from .receivers import Admission, Intake, add_trace_service, http_routes, metrics_handler
 from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
 from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink
 
@@ -81,7 +81,8 @@ class Runtime:
             grace=config.grace,
             max_trace_age=config.max_trace_age,
         )
-        self.intake = Intake(self.metrics, self._accept, self._over_capacity, config.auth_token, config.max_body_bytes)
+        admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans)
+        self.intake = Intake(self.metrics, self._accept, admission, config.auth_token, config.max_body_bytes)
         self.watcher = RuleWatcher(config.rules)
         self.http_port = 0
         self.grpc_port = 0
@@ -130,15 +131,6 @@ class Runtime:
             self._evicted.clear()
             self._evictions_logged = time.monotonic()
         self.evaluator.submit(completed)
-
-    def _over_capacity(self) -> str | None:
-        pending = self.evaluator.pending_spans
-        if pending > self.config.max_pending_spans:
-            return (
-                f"over capacity: {pending} spans await evaluation (--max-pending-spans "
-                f"{self.config.max_pending_spans}); retry later"
-            )
-        return None
 
     def health(self) -> dict[str, Any]:
         return {
