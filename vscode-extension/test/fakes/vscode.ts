@@ -26,11 +26,15 @@ export class Disposable {
 
 export class EventEmitter<T> {
   private listeners: Listener<T>[] = [];
-  readonly event = (listener: Listener<T>): Disposable => {
-    this.listeners.push(listener);
-    return new Disposable(() => {
-      this.listeners = this.listeners.filter((l) => l !== listener);
+  /** Subscribe as VS Code's events do: `this` for the listener, and a list to add the subscription to. */
+  readonly event = (listener: Listener<T>, thisArgs?: unknown, disposables?: Disposable[]): Disposable => {
+    const bound: Listener<T> = thisArgs === undefined ? listener : listener.bind(thisArgs);
+    this.listeners.push(bound);
+    const subscription = new Disposable(() => {
+      this.listeners = this.listeners.filter((l) => l !== bound);
     });
+    disposables?.push(subscription);
+    return subscription;
   };
   async fire(value: T): Promise<void> {
     for (const l of [...this.listeners]) {
@@ -72,10 +76,120 @@ export class Position {
 export class Range {
   readonly start: Position;
   readonly end: Position;
-  constructor(startLine: number, startChar: number, endLine: number, endChar: number) {
-    this.start = new Position(startLine, startChar);
-    this.end = new Position(endLine, endChar);
+  constructor(start: Position, end: Position);
+  constructor(startLine: number, startChar: number, endLine: number, endChar: number);
+  constructor(a: Position | number, b: Position | number, c?: number, d?: number) {
+    this.start = typeof a === 'number' ? new Position(a, b as number) : a;
+    this.end = typeof a === 'number' ? new Position(c as number, d as number) : (b as Position);
   }
+}
+
+export enum DiagnosticSeverity {
+  Error = 0,
+  Warning = 1,
+  Information = 2,
+  Hint = 3,
+}
+
+export class Diagnostic {
+  code?: unknown;
+  source?: string;
+  relatedInformation?: DiagnosticRelatedInformation[];
+  tags?: number[];
+  constructor(
+    readonly range: Range,
+    readonly message: string,
+    readonly severity: DiagnosticSeverity = DiagnosticSeverity.Error,
+  ) {}
+}
+
+export class DiagnosticRelatedInformation {
+  constructor(
+    readonly location: Location,
+    readonly message: string,
+  ) {}
+}
+
+/** A diagnostic collection; the test reads what was set per document. */
+export class FakeDiagnosticCollection {
+  readonly entries = new Map<string, Diagnostic[]>();
+  readonly changed = new EventEmitter<string>();
+  constructor(readonly name: string) {}
+  set(uri: Uri, diagnostics: readonly Diagnostic[] | undefined): void {
+    this.entries.set(uri.toString(), [...(diagnostics ?? [])]);
+    void this.changed.fire(uri.toString());
+  }
+  get(uri: Uri): Diagnostic[] | undefined {
+    return this.entries.get(uri.toString());
+  }
+  delete(uri: Uri): void {
+    this.entries.delete(uri.toString());
+  }
+  clear(): void {
+    this.entries.clear();
+  }
+  forEach(fn: (uri: Uri, diagnostics: Diagnostic[]) => void): void {
+    for (const [uri, diagnostics] of this.entries) {
+      fn(Uri.parse(uri), diagnostics);
+    }
+  }
+  has(uri: Uri): boolean {
+    return this.entries.has(uri.toString());
+  }
+  dispose(): void {
+    this.entries.clear();
+  }
+}
+
+/** An open text document, as much of one as the language client reads. */
+export class FakeTextDocument {
+  version = 1;
+  isDirty = false;
+  readonly isUntitled = false;
+  isClosed = false;
+  readonly eol = 1;
+  constructor(
+    readonly uri: Uri,
+    readonly languageId: string,
+    private text: string,
+  ) {}
+  get fileName(): string {
+    return this.uri.fsPath;
+  }
+  get lineCount(): number {
+    return this.text.split('\n').length;
+  }
+  getText(): string {
+    return this.text;
+  }
+  /** The whole text as a range, for a change that replaces it. */
+  fullRange(): Range {
+    const lines = this.text.split('\n');
+    return new Range(0, 0, lines.length - 1, lines[lines.length - 1].length);
+  }
+  replace(text: string): { range: Range; rangeOffset: number; rangeLength: number; text: string } {
+    const change = { range: this.fullRange(), rangeOffset: 0, rangeLength: this.text.length, text };
+    this.text = text;
+    this.version++;
+    return change;
+  }
+}
+
+/** What an editor tab shows; the language client pulls diagnostics only for documents in tabs. */
+export class TabInputText {
+  constructor(readonly uri: Uri) {}
+}
+export class TabInputTextDiff {}
+export class TabInputCustom {}
+export class TabInputNotebook {}
+
+/** A glob as VS Code's document filters use them (`**` and `*` only). */
+function globMatches(glob: string, file: string): boolean {
+  const source = glob
+    .split(/(\*\*\/|\*)/)
+    .map((part) => (part === '**/' ? '(?:.*/)?' : part === '*' ? '[^/]*' : part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')))
+    .join('');
+  return new RegExp(`^(?:.*/)?${source}$`).test(file);
 }
 
 export class Location {
@@ -353,6 +467,14 @@ export const editor = {
   channels: [] as FakeOutputChannel[],
   controllers: [] as FakeTestController[],
   watchers: [] as FakeWatcher[],
+  documents: [] as FakeTextDocument[],
+  diagnosticCollections: [] as FakeDiagnosticCollection[],
+  /** Defaults of the contributed settings, as VS Code reads them from package.json. */
+  defaults: new Map<string, unknown>(),
+  opened: new EventEmitter<FakeTextDocument>(),
+  tabsChanged: new EventEmitter<{ opened: unknown[]; closed: unknown[]; changed: unknown[] }>(),
+  changedDocument: new EventEmitter<{ document: FakeTextDocument; contentChanges: unknown[]; reason: undefined }>(),
+  closed: new EventEmitter<FakeTextDocument>(),
   statusMessages: [] as string[],
   workspaceFolders: [] as { uri: Uri; name: string; index: number }[],
   activeDocument: undefined as { uri: Uri; isDirty: boolean; saved: number } | undefined,
@@ -368,6 +490,12 @@ export const editor = {
     this.channels.length = 0;
     this.controllers.length = 0;
     this.watchers.length = 0;
+    this.documents.length = 0;
+    this.diagnosticCollections.length = 0;
+    this.opened.dispose();
+    this.tabsChanged.dispose();
+    this.changedDocument.dispose();
+    this.closed.dispose();
     this.statusMessages.length = 0;
     this.workspaceFolders.length = 0;
     this.activeDocument = undefined;
@@ -381,6 +509,27 @@ export const editor = {
       throw new Error(`no output channel ${name}`);
     }
     return c;
+  },
+
+  /** Open a document as the user would. */
+  async open(file: string, languageId: string, text: string): Promise<FakeTextDocument> {
+    const doc = new FakeTextDocument(Uri.file(file), languageId, text);
+    this.documents.push(doc);
+    await this.opened.fire(doc);
+    await this.tabsChanged.fire({ opened: [{ input: new TabInputText(doc.uri) }], closed: [], changed: [] });
+    return doc;
+  },
+
+  /** Replace a document's text as the user would by typing. */
+  async edit(doc: FakeTextDocument, text: string): Promise<void> {
+    const change = doc.replace(text);
+    await this.changedDocument.fire({ document: doc, contentChanges: [change], reason: undefined });
+  },
+
+  /** The diagnostics the editor shows for `file`, over every collection. */
+  diagnosticsOf(file: string): Diagnostic[] {
+    const uri = Uri.file(file).toString();
+    return this.diagnosticCollections.flatMap((c) => c.entries.get(uri) ?? []);
   },
 
   /** Change settings as the user would, and tell the extension. */
@@ -427,6 +576,16 @@ export const window = {
     const source = new CancellationTokenSource();
     return task({ report: () => undefined }, source.token);
   },
+  /** One tab per open document. */
+  tabGroups: {
+    get all(): { tabs: { input: TabInputText }[] }[] {
+      return [{ tabs: editor.documents.map((d) => ({ input: new TabInputText(d.uri) })) }];
+    },
+    onDidChangeTabs(listener: Listener<{ opened: unknown[]; closed: unknown[]; changed: unknown[] }>, thisArgs?: unknown, disposables?: Disposable[]) {
+      return editor.tabsChanged.event(listener, thisArgs, disposables);
+    },
+  },
+  visibleTextEditors: [] as unknown[],
   get activeTextEditor(): { document: { uri: Uri; isDirty: boolean; save(): Promise<boolean> } } | undefined {
     const doc = editor.activeDocument;
     if (doc === undefined) {
@@ -447,16 +606,61 @@ export const window = {
 };
 
 export const workspace = {
-  getConfiguration(section: string) {
+  /** Settings as VS Code gives them: user values over package.json defaults; a section prefix gives a nested object. */
+  getConfiguration(section?: string) {
+    const value = (full: string): unknown => {
+      if (editor.settings.has(full)) {
+        return editor.settings.get(full);
+      }
+      if (editor.defaults.has(full)) {
+        return editor.defaults.get(full);
+      }
+      let nested: Record<string, unknown> | undefined;
+      for (const key of new Set([...editor.defaults.keys(), ...editor.settings.keys()])) {
+        if (key.startsWith(full + '.')) {
+          const path = key.slice(full.length + 1).split('.');
+          nested ??= {};
+          let at = nested;
+          for (const part of path.slice(0, -1)) {
+            at = (at[part] ??= {}) as Record<string, unknown>;
+          }
+          at[path[path.length - 1]] = value(key);
+        }
+      }
+      return nested;
+    };
     return {
       get<T>(key: string, fallback?: T): T | undefined {
-        const full = `${section}.${key}`;
-        return editor.settings.has(full) ? (editor.settings.get(full) as T) : fallback;
+        const found = value(section ? `${section}.${key}` : key);
+        return found === undefined ? fallback : (found as T);
+      },
+      has(key: string): boolean {
+        return value(section ? `${section}.${key}` : key) !== undefined;
       },
     };
   },
-  onDidChangeConfiguration(listener: Listener<{ affectsConfiguration(section: string): boolean }>): Disposable {
-    return editor.configurationChanged.event(listener);
+  get textDocuments(): FakeTextDocument[] {
+    return editor.documents;
+  },
+  onDidOpenTextDocument(listener: Listener<FakeTextDocument>, thisArgs?: unknown, disposables?: Disposable[]): Disposable {
+    return editor.opened.event(listener, thisArgs, disposables);
+  },
+  onDidChangeTextDocument(
+    listener: Listener<{ document: FakeTextDocument; contentChanges: unknown[] }>,
+    thisArgs?: unknown,
+    disposables?: Disposable[],
+  ): Disposable {
+    return editor.changedDocument.event(listener, thisArgs, disposables);
+  },
+  onDidCloseTextDocument(listener: Listener<FakeTextDocument>, thisArgs?: unknown, disposables?: Disposable[]): Disposable {
+    return editor.closed.event(listener, thisArgs, disposables);
+  },
+  onDidChangeConfiguration(
+    listener: Listener<{ affectsConfiguration(section: string): boolean }>,
+    thisArgs?: unknown,
+    disposables?: Disposable[],
+  ): Disposable {
+    return editor.configurationChanged.event(listener, thisArgs, disposables);
   },
   createFileSystemWatcher(pattern: string): FakeWatcher {
     const watcher = new FakeWatcher(pattern);
@@ -489,6 +693,38 @@ export const workspace = {
     return out;
   },
 };
+
+export const languages = {
+  /** How well a document selector matches a document: 10 when one filter does, else 0. */
+  match(selector: unknown, document: FakeTextDocument): number {
+    const filters = Array.isArray(selector) ? selector : [selector];
+    for (const f of filters) {
+      if (typeof f === 'string' ? f === document.languageId : matchesFilter(f as DocumentFilter, document)) {
+        return 10;
+      }
+    }
+    return 0;
+  },
+  createDiagnosticCollection(name = ''): FakeDiagnosticCollection {
+    const collection = new FakeDiagnosticCollection(name);
+    editor.diagnosticCollections.push(collection);
+    return collection;
+  },
+};
+
+interface DocumentFilter {
+  language?: string;
+  scheme?: string;
+  pattern?: string;
+}
+
+function matchesFilter(f: DocumentFilter, d: FakeTextDocument): boolean {
+  return (
+    (f.language === undefined || f.language === d.languageId) &&
+    (f.scheme === undefined || f.scheme === d.uri.scheme) &&
+    (f.pattern === undefined || globMatches(f.pattern, d.uri.fsPath))
+  );
+}
 
 export const commands = {
   registerCommand(id: string, fn: (...args: unknown[]) => unknown): Disposable {
@@ -530,3 +766,15 @@ export function extensionContext(): { subscriptions: { dispose(): unknown }[]; d
     },
   };
 }
+
+/** Read the contributed settings' defaults from package.json, as VS Code does on install. */
+function loadDefaults(): void {
+  const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as {
+    contributes: { configuration: { properties: Record<string, { default: unknown }> } };
+  };
+  for (const [key, declared] of Object.entries(manifest.contributes.configuration.properties)) {
+    editor.defaults.set(key, declared.default);
+  }
+}
+
+loadDefaults();

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { after, afterEach, beforeEach, test } from 'node:test';
 
 import type * as Extension from '../../src/extension';
-import { EXTENSION, PYTHON, REPO } from '../support/paths';
+import { EXTENSION, PYTHON, REPO, tempFolder } from '../support/paths';
 import { installLooseVscode } from '../support/looseVscode';
 
 const fake = installLooseVscode();
@@ -89,6 +89,44 @@ test('the real server: started on activation, restarted after a kill (with a mes
   await bundle.deactivate();
   await until('the server process to exit', () => !alive(third));
   assert.equal(fake.editor.messages.length, 1, 'a restart asked for is not a crash');
+});
+
+const BROKEN = `rule storm {
+  severity: critical
+  detect trace.spans.whree(service == 'auth').count() > 50
+}
+
+rule budget {
+  expect trace.spans.where(servce == 'auth').count() <= 5
+}
+`;
+
+test('diagnostics reach the editor once, follow edits, and follow a strictness change', async () => {
+  const work = tempFolder('fluo-bundle-');
+  try {
+    const file = path.join(work.dir, 'rules.fluo');
+    const ext = activate({ 'fluo.server.pythonPath': PYTHON });
+    assert.equal(await ext.started, true);
+    const doc = await fake.editor.open(file, 'fluo', BROKEN);
+    const shown = () => fake.editor.diagnosticsOf(file);
+    await until('diagnostics for the open file', () => shown().length >= 2);
+    const typo = shown().filter((d) => /whree/.test(d.message));
+    assert.equal(typo.length, 1, `shown once: ${JSON.stringify(shown().map((d) => d.message))}`);
+    assert.equal(typo[0].severity, fake.DiagnosticSeverity.Error);
+    assert.deepEqual([typo[0].range.start.line, typo[0].range.start.character], [2, BROKEN.split('\n')[2].indexOf('whree')]);
+    const near = () => shown().find((d) => /servce/.test(d.message));
+    assert.equal(near()?.severity, fake.DiagnosticSeverity.Warning);
+
+    await fake.editor.edit(doc, BROKEN.replace('whree', 'where'));
+    await until('the fixed typo to disappear', () => !shown().some((d) => /whree/.test(d.message)));
+    assert.equal(near()?.severity, fake.DiagnosticSeverity.Warning);
+
+    await fake.editor.configure({ 'fluo.strictness': 'strict' });
+    await until('the warning to become an error under fluo.strictness = strict', () => near()?.severity === fake.DiagnosticSeverity.Error);
+    assert.equal(fake.editor.messages.length, 0);
+  } finally {
+    work.remove();
+  }
 });
 
 test('a server that exits at once is reported once, with its own words in the output', async () => {
