@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every check of the VS Code extension. Needs Node 20 + npm, and a Python with
-# `fluo` installed (`$FLUO_PYTHON`, else python3). After `npm ci` (run here when
+# `fluo` installed (`$FLUO_PYTHON`, else python or python3). After `npm ci` (run here when
 # node_modules is missing or older than package-lock.json) nothing is fetched.
 # Stops at the first failing check with a non-zero status.
 set -euo pipefail
@@ -8,8 +8,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 started=$SECONDS
 bin=node_modules/.bin
-FLUO_PYTHON="${FLUO_PYTHON:-$(command -v python3 || command -v python || true)}"
-export FLUO_PYTHON
+# The Python with fluo installed: $FLUO_PYTHON, else the first of python, python3 that has it.
+if [ -z "${FLUO_PYTHON:-}" ]; then
+  for candidate in python python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import fluo_lsp.server' 2>/dev/null; then
+      FLUO_PYTHON=$(command -v "$candidate")
+      break
+    fi
+  done
+fi
+export FLUO_PYTHON="${FLUO_PYTHON:-}"
 
 if ! node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' 2>/dev/null; then
   echo "vscode-extension/scripts/ci.sh: needs Node 20 or later on PATH (found: $(node --version 2>/dev/null || echo none))" >&2
