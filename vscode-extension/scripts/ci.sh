@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every check of the VS Code extension. Needs Node 20 + npm, and a Python with
 # `fluo` installed (`$FLUO_PYTHON`, else python or python3). After `npm ci` (run here when
-# node_modules is missing or older than package-lock.json) nothing is fetched.
+# node_modules is missing or was installed from another package-lock.json) nothing is fetched.
 # Stops at the first failing check with a non-zero status.
 set -euo pipefail
 
