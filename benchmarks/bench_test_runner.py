@@ -94,7 +94,8 @@ def write_suite(folder: Path, files: int, per_file: int, seed: int = 11) -> int:
                 fixture = rng.choice(list(FIXTURES))
                 cases.append({"name": f"fixture case {i}", "traces": fixture, "expect": FIXTURES[fixture]})
         spec = {"rules": ["checkout.fluo", "payments.fluo", "auth.fluo"], "cases": cases}
-        (folder / f"suite{f:02d}_test.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+        text = yaml.safe_dump(spec, sort_keys=False, default_flow_style=None, width=200)
+        (folder / f"suite{f:02d}_test.yaml").write_text(text, encoding="utf-8")
         total += len(cases)
     return total
 

@@ -108,6 +108,7 @@ class Programs:
     def __init__(self) -> None:
         # keyed by id(analysis); the analysis is kept in the value so its id is never reused meanwhile
         self.cache: dict[tuple[int, tuple[str, ...] | None], tuple[Analysis, Program]] = {}
+        self.rules: dict[int, tuple[dict[str, RuleIR], tuple[tuple[str, str], ...]]] = {}  # by id(program)
 
     def program(self, analysis: Analysis, only: tuple[str, ...] | None) -> Program:
         key = (id(analysis), tuple(sorted(set(only))) if only is not None else None)
@@ -120,6 +121,15 @@ class Programs:
             found = (analysis, compile_program(subset))
             self.cache[key] = found
         return found[1]
+
+    def rules_of(self, program: Program) -> tuple[dict[str, RuleIR], tuple[tuple[str, str], ...]]:
+        """A program's rules by id, and the (resolved file, id) keys coverage counts them by."""
+        found = self.rules.get(id(program))
+        if found is None:
+            by_id = {r.id: r.ir for r in program.rules}
+            keys = tuple((str(Path(r.ir.path).resolve()), r.id) for r in program.rules)
+            found = self.rules[id(program)] = (by_id, keys)
+        return found
 
 
 Listener = Callable[[CaseResult], None]
@@ -193,8 +203,7 @@ class Runner:
         signals = program.evaluate(traces)
         errors = program.errors[before:]
         del program.errors[before:]
-        result.rules = {r.id: r.ir for r in program.rules}
-        result.ran = tuple((str(Path(r.ir.path).resolve()), r.id) for r in program.rules)
+        result.rules, result.ran = self.programs.rules_of(program)
         result.signals = [s.to_json() for s in signals]
         for e in errors:
             message = f"internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}"
