@@ -88,7 +88,7 @@ def test_a_well_formed_file(tmp_path: Path) -> None:
         "r_test.yaml",
         "cases:\n"
         "  - name: one\n    spans: [{name: a, trace: x}, {name: b, trace: y}]\n"
-        "    only: quiet\n"
+        "    only: [slow, quiet]\n"
         "    expect:\n      - slow\n      - {rule: slow, trace: x, count: 2, observed: {matched: 1}}\n"
         "      - {rule: quiet, trace_id: 5B8EFFF798038103D269B633813FC60C}\n",
     )
@@ -96,7 +96,7 @@ def test_a_well_formed_file(tmp_path: Path) -> None:
     assert f.loaded and f.rule_paths == [tmp_path / "r.fluo"]
     (case,) = f.cases
     assert case.problems == []
-    assert case.only == ("quiet",)
+    assert case.only == ("slow", "quiet")
     assert set(case.labels) == {"x", "y"} and len(case.spans) == 2
     assert case.expect is not None
     assert [e.to_json() for e in case.expect] == [
@@ -131,6 +131,11 @@ def test_a_well_formed_file(tmp_path: Path) -> None:
             "no rule `slo` in r.fluo; did you mean `slow`?",
         ),
         ("- name: a\n  spans: {name: a}\n  expect: []\n", 4, "`spans:` must be a list"),
+        (
+            "- name: a\n  spans: [{name: a}]\n  only: quiet\n  expect: [slow]\n",
+            6,
+            "rule `slow` does not run in this case",
+        ),
         ("- name: a\n  traces: [3]\n  expect: []\n", 4, "`traces:` must be a trace file"),
         ("- name: a\n  expect: []\n", 3, "case 'a' has no `traces:` or `spans:`"),
         ("- spans: [{name: a}]\n  expect: []\n", 3, "every case needs a `name:`"),

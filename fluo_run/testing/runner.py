@@ -214,7 +214,7 @@ class Runner:
             if not result.match.ok:
                 short = {r.expectation.rule for r in result.match.rows if not r.ok and not r.near}
                 by_id = {r.id: r for r in program.rules}
-                result.why_not = {rule: explain_quiet(by_id[rule], traces, case.labels) for rule in sorted(short)}
+                result.why_not = {r: explain_quiet(by_id[r], traces, case.labels) for r in sorted(short) if r in by_id}
         result.problems.sort(key=lambda p: p.line)
         result.seconds = time.perf_counter() - t0
         return result

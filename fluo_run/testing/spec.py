@@ -369,6 +369,10 @@ class _Reader:
             return None
         if not self.check_rule(item["rule"], item.line_of("rule"), case):
             return None
+        if case.only is not None and item["rule"] not in case.only:
+            only = ", ".join(case.only) or "nothing"
+            self.problem(item.line_of("rule"), f"rule `{item['rule']}` does not run in this case (only: {only})", case)
+            return None
         e = Expectation(rule=item["rule"], line=item.line)
         count = item.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
