@@ -141,23 +141,27 @@ def test_a_window_closes_at_the_latest_after_max_open() -> None:
     assert len(window.traces) == 10
 
 
-def test_admission_lets_a_refused_body_in_on_its_retry() -> None:
+def test_admission_raises_the_bar_for_a_body_each_time_it_is_refused() -> None:
     from fluo_run.serve.receivers import Admission
 
     backlog = [0]
     admission = Admission(lambda: backlog[0], max_pending=100)
     assert admission.refusal(b"a", now=0.0) is None
-    backlog[0] = 150
-    assert admission.refusal(b"a", now=1.0) == (
-        "over capacity: 150 spans await evaluation (--max-pending-spans 100); retry later"
-    )
-    assert admission.refusal(b"b", now=1.5) is not None  # a fresh body is still refused
-    assert admission.refusal(b"a", now=2.0) is None  # the retry goes first
-    assert admission.refusal(b"a", now=2.5) is not None  # once: it is a fresh body again
     backlog[0] = 250
-    assert admission.refusal(b"b", now=3.0) is not None  # past twice the cap even a retry waits
+    assert admission.refusal(b"a", now=1.0) == (
+        "over capacity: 250 spans await evaluation (--max-pending-spans 100); retry later"
+    )
+    assert admission.refusal(b"b", now=1.5) is not None  # fresh: refused past 100
+    assert admission.refusal(b"a", now=2.0) is not None  # refused once: refused past 200
+    assert admission.refusal(b"a", now=3.0) is None  # refused twice: admitted up to 300
+    assert admission.refusal(b"a", now=3.5) is not None  # admitted once: a fresh body again
+    backlog[0] = 900
+    for t in range(8):  # never more than 8 times the cap, however often refused
+        assert admission.refusal(b"c", now=4.0 + t) is not None
+    backlog[0] = 800
+    assert admission.refusal(b"c", now=13.0) is None
+    assert admission.refusal(b"d", now=14.0) is not None
+    assert admission.refusal(b"d", now=50.0) is not None  # remembered 30s only: fresh again
+    assert admission.refusal(b"d", now=51.0) is not None
     backlog[0] = 200
-    assert admission.refusal(b"b", now=4.0) is None
-    backlog[0] = 150
-    assert admission.refusal(b"c", now=5.0) is not None
-    assert admission.refusal(b"c", now=40.0) is not None  # remembered 30s only: fresh again
+    assert admission.refusal(b"d", now=52.0) is None

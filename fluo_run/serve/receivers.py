@@ -61,23 +61,25 @@ class Decoded:
 
 
 class Admission:
-    """Whether a request may add spans while evaluation is behind; retries go first.
+    """Whether a request may add spans while evaluation is behind; the longer refused, the sooner admitted.
 
     A request is admitted while the spans awaiting evaluation are at most
-    `max_pending`. Past that it is refused (retryable), and its body is
-    remembered: when the same body comes again, as an exporter's retry does, it
-    is admitted while the backlog is at most twice `max_pending`. So under
-    sustained overload a refused batch gets in on its next attempt instead of
-    competing with fresh batches on every attempt until the exporter gives up.
+    `max_pending`. Past that it is refused (retryable) and its body remembered
+    (a digest). When the same body comes again, as an exporter's retry does,
+    having been refused `n` times, it is admitted while the backlog is at most
+    `(n + 1) * max_pending` (at most `MAX_FACTOR` times). So under sustained
+    overload older batches go before fresh ones instead of competing with them
+    on every attempt until the exporter gives up, and the backlog stays bounded.
     """
 
     REMEMBER_SECONDS = 30.0
     MAX_REMEMBERED = 10_000
+    MAX_FACTOR = 8
 
     def __init__(self, pending: Callable[[], int], max_pending: int) -> None:
         self.pending = pending
         self.max_pending = max_pending
-        self.refused: OrderedDict[bytes, float] = OrderedDict()  # body digest -> when last refused
+        self.refused: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # digest -> (times refused, last)
 
     def refusal(self, body: bytes, now: float) -> str | None:
         """None to admit the body, else why it is refused."""
@@ -85,16 +87,14 @@ class Admission:
         if pending <= self.max_pending:
             return None
         refused = self.refused
-        while refused and (
-            len(refused) > self.MAX_REMEMBERED or next(iter(refused.values())) < now - self.REMEMBER_SECONDS
-        ):
+        forget_before = now - self.REMEMBER_SECONDS
+        while refused and (len(refused) > self.MAX_REMEMBERED or next(iter(refused.values()))[1] < forget_before):
             refused.popitem(last=False)
         key = hashlib.blake2b(body, digest_size=16).digest()
-        if key in refused and pending <= 2 * self.max_pending:
-            del refused[key]
+        times = refused.pop(key, (0, now))[0]
+        if pending <= min(times + 1, self.MAX_FACTOR) * self.max_pending:
             return None
-        refused[key] = now
-        refused.move_to_end(key)
+        refused[key] = (times + 1, now)
         return f"over capacity: {pending} spans await evaluation (--max-pending-spans {self.max_pending}); retry later"
 
 
