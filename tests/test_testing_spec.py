@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fluo_run.testing.document import LineDict, LineList, YamlError, load
+from fluo_run.testing.report import json_report, junit_report, text_report
+from fluo_run.testing.runner import Runner
 from fluo_run.testing.spec import default_rules, find_test_files, load_test_file
 
 RULES = "rule slow { detect trace.spans.where(duration > 100ms).exists() }\nrule quiet { expect true }\n"
@@ -193,3 +200,55 @@ def test_rules_may_be_a_folder_and_disabled_rules_cannot_be_expected(tmp_path: P
     assert f.loaded, f.problems
     (case,) = f.cases
     assert [p.message for p in case.problems] == ["rule `disabled_rule` is disabled, so it never fires"]
+
+
+_KEYS = [
+    "rules",
+    "cases",
+    "name",
+    "traces",
+    "spans",
+    "expect",
+    "only",
+    "rule",
+    "count",
+    "observed",
+    "trace",
+    "trace_id",
+    "parent",
+    "id",
+    "duration",
+    "start",
+    "status",
+    "kind",
+    "attributes",
+    "service",
+    "resource",
+]
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.sampled_from(["r.fluo", "slow", "quiet", "20ms", "a", "x", "0", ""]),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_KEYS), _values, max_size=4))
+def test_any_yaml_shape_loads_runs_and_reports_without_a_traceback(tmp_path_factory: Any, doc: dict[str, Any]) -> None:
+    folder = tmp_path_factory.mktemp("fuzz")
+    write(folder, "r.fluo", RULES)
+    path = write(folder, "r_test.yaml", yaml.safe_dump(doc))
+    runner = Runner()
+    result = runner.run(runner.load([path]))
+    assert result.exit_code in (0, 1, 2)
+    text_report(result)
+    json.dumps(json_report(result))
+    junit_report(result)
+    for problem in [p for f in result.files for p in f.file.problems] + [p for c in result.cases for p in c.problems]:
+        assert "\n" not in problem.message and problem.line >= 1
