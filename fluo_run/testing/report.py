@@ -169,8 +169,8 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
             if c.status == FAILED:
                 lines.append(f"  FAILED {c.case.name} (line {c.case.line})")
             elif c.status == ERROR:
-                for p in c.problems:
-                    lines.append(f"  ERROR {p.format()}")
+                lines.append(f"  ERROR {c.case.name} (line {c.case.line})")
+                lines.extend(f"    {p.format()}" for p in c.problems)
     failed = [c for c in result.cases if c.status == FAILED]
     if failed:
         lines.append("")
