@@ -43,6 +43,7 @@ class CaseResult:
     ran: tuple[tuple[str, str], ...] = ()  # (resolved rule file, rule id) of every rule evaluated
     seconds: float = 0.0
     updated: bool = False  # --update rewrote its `expect:`
+    traces: int = 0  # how many traces the case ran on
 
     @property
     def id(self) -> str:
@@ -198,6 +199,7 @@ class Runner:
             return result
         spans.extend(case.spans)
         traces = assemble(spans)
+        result.traces = len(traces)
         program = self.programs.program(file.analysis, case.only)
         before = len(program.errors)
         signals = program.evaluate(traces)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +28,24 @@ def needs_update(c: CaseResult) -> bool:
 
 
 def expectations_of(c: CaseResult) -> list[dict[str, Any]]:
-    """The signals of a case as expectations: grouped by rule, trace and observed values, in order of appearance."""
-    names = {v: k for k, v in c.case.labels.items()}
-    several = len({s.get("trace_id") for s in c.signals if s.get("trace_id")}) > 1 or len(names) > 1
+    """The signals of a case as the `expect:` entries that state them."""
+    return expectations_from(c.signals, c.case.labels, pin_traces=c.traces > 1)
+
+
+def expectations_from(
+    signals: Sequence[dict[str, Any]], labels: Mapping[str, str] | None = None, *, pin_traces: bool = True
+) -> list[dict[str, Any]]:
+    """Signals (as `Signal.to_json()` gives them) as `expect:` entries, for `--update` and tools that write tests.
+
+    Identical signals are grouped with a `count`, in order of first appearance. With `pin_traces`
+    each entry names its trace: by its inline label (`labels` maps label to trace id) or its `trace_id`.
+    """
+    names = {v: k for k, v in (labels or {}).items()}
     groups: dict[str, dict[str, Any]] = {}
-    for s in c.signals:
+    for s in signals:
         entry: dict[str, Any] = {"rule": s["rule"]}
         trace_id = s.get("trace_id")
-        if trace_id and several:
+        if trace_id and pin_traces:
             label = names.get(trace_id)
             if label:
                 entry["trace"] = label
