@@ -51,7 +51,11 @@ def test_sdk_exporters_deliver_and_signals_reach_every_sink(tmp_path: Path, prot
         )
         with RuntimeThread(cfg) as rt:
             endpoint = f"127.0.0.1:{rt.runtime.grpc_port}" if protocol == "grpc" else rt.http_url
-            sender = Sender(protocol, endpoint)
+            if protocol == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.exporter import Compression
+            else:
+                from opentelemetry.exporter.otlp.proto.http import Compression  # type: ignore[assignment]
+            sender = Sender(protocol, endpoint, compression=Compression.Gzip)
             storm = sender.storm()
             bad = sender.payment(2500, fraud_check=False)
             good = sender.payment(2500, fraud_check=True)
