@@ -346,3 +346,18 @@ def test_a_rule_that_did_not_fire_shows_what_it_observed(work: Path) -> None:
     )
     assert "    did not fire on trace 'a': when { trace.has(name == \"charge\") } did not hold\n" in out
     assert "    did not fire on trace " in out and ": when = true, always = true\n" in out
+
+
+def test_the_progress_line_is_erased_before_the_report(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluo_run.testing import cli
+
+    class Eager(cli.Progress):
+        def __init__(self, stream: Any, total: int = 0) -> None:
+            super().__init__(stream, total, enabled=True, delay=0.0, every=0.0)
+
+    monkeypatch.setattr(cli, "Progress", Eager)
+    out = fluo_test("passing_test.yaml").stdout
+    head, _, report = out.rpartition("\r")
+    assert head.startswith("\r[loading 1/1] passing_test.yaml\r[1/4] passing_test.yaml::a quick login is quiet")
+    assert "\r[4/4] passing_test.yaml::four logins in one minute trip the rate" in head
+    assert report.startswith("passing_test.yaml: 4 passed\n")

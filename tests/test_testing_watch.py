@@ -158,3 +158,18 @@ def test_watch_end_to_end(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_progress_counts_from_before_the_files_are_read() -> None:
+    clock = Clock()
+    term = Terminal()
+    progress = Progress(term, clock=clock, delay=0.5, every=0.1)
+    progress.loading(0, 2, "a_test.yaml")
+    clock.now = 0.7  # reading the files took long: the counter shows up while they are read
+    progress.loading(1, 2, "b_test.yaml")
+    progress.total = 1
+    progress(_result("only"))  # type: ignore[arg-type]
+    progress.close()
+    assert term.getvalue() == (
+        "\r[loading 2/2] b_test.yaml\r[1/1] t_test.yaml::only  \r" + " " * len("[1/1] t_test.yaml::only") + "\r"
+    )

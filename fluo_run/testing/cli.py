@@ -65,10 +65,13 @@ def run_once(
     if not found:
         names = " or ".join(f"*{s}" for s in TEST_SUFFIXES)
         raise UsageProblem(f"no test files ({names}) under {', '.join(paths)}")
-    files = runner.load(found)
-    total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
-    progress = Progress(sys.stdout, total)
+    progress = Progress(sys.stdout)
     try:
+        files = []
+        for i, path in enumerate(found):
+            progress.loading(i, len(found), str(path))
+            files.append(runner.load_one(path))
+        progress.total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
         result = runner.run(files, progress)
     finally:
         progress.close()

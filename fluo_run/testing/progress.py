@@ -13,13 +13,15 @@ from .runner import CaseResult
 class Progress:
     """Draws `[n/total] file::case` over itself once a run has lasted `delay` seconds, at most every `every`.
 
-    Enabled only when the stream is a terminal, so piped and CI output stays plain.
+    The run starts when the counter is made, before test files are read: while they
+    are, `loading` draws `[loading n/total] FILE`; `total` is then set to the cases
+    selected. Enabled only when the stream is a terminal, so piped and CI output stays plain.
     """
 
     def __init__(
         self,
         stream: TextIO,
-        total: int,
+        total: int = 0,
         *,
         enabled: bool | None = None,
         delay: float = 0.5,
@@ -39,17 +41,23 @@ class Progress:
 
     def __call__(self, result: CaseResult) -> None:
         self.done += 1
+        self._draw(f"[{self.done}/{self.total}] ", result.id, last=self.done >= self.total)
+
+    def loading(self, index: int, total: int, path: str) -> None:
+        """Test file `index` (0-based) of `total` is being read."""
+        self._draw(f"[loading {index + 1}/{total}] ", path, last=False)
+
+    def _draw(self, head: str, text: str, *, last: bool) -> None:
         if not self.enabled:
             return
         now = self.clock()
         if now - self.started < self.delay:
             return
-        if self.last_draw is not None and now - self.last_draw < self.every and self.done < self.total:
+        if self.last_draw is not None and now - self.last_draw < self.every and not last:
             return
         self.last_draw = now
         columns = shutil.get_terminal_size((80, 24)).columns
-        head = f"[{self.done}/{self.total}] "
-        line = (head + result.id)[: max(columns - 1, len(head))]
+        line = (head + text)[: max(columns - 1, len(head))]
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
         self.width = len(line)

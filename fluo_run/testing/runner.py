@@ -152,7 +152,10 @@ class Runner:
         return bool(self.select.search(case.name) or self.select.search(f"{file.display}::{case.name}"))
 
     def load(self, paths: Sequence[Path]) -> list[TestFile]:
-        return [load_test_file(p, self.rules) for p in paths]
+        return [self.load_one(p) for p in paths]
+
+    def load_one(self, path: Path) -> TestFile:
+        return load_test_file(path, self.rules)
 
     def run(self, files: Sequence[TestFile], on_case: Listener | None = None) -> RunResult:
         started = time.perf_counter()
