@@ -361,3 +361,15 @@ def test_the_progress_line_is_erased_before_the_report(work: Path, monkeypatch: 
     assert head.startswith("\r[loading 1/1] passing_test.yaml\r[1/4] passing_test.yaml::a quick login is quiet")
     assert "\r[4/4] passing_test.yaml::four logins in one minute trip the rate" in head
     assert report.startswith("passing_test.yaml: 4 passed\n")
+
+
+def test_an_update_that_cannot_be_written_is_one_clear_line(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluo_run.testing import cli
+
+    def refuse(path: Path, cases: Any) -> int:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cli, "update_file", refuse)
+    result = fluo_test("failing_test.yaml", "--update")
+    assert result.exit_code == 2
+    assert result.stderr == "fluo: cannot update failing_test.yaml: Permission denied\n"

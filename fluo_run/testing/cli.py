@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from ruamel.yaml.error import YAMLError
 
 from .coverage import measure
 from .progress import Progress
 from .report import json_report, junit_report, text_report
 from .runner import ERROR, PASSED, Runner, RunResult
-from .spec import TEST_SUFFIXES, TestFile, display_path, find_test_files
+from .spec import TEST_SUFFIXES, TestFile, display_path, find_test_files, plural
 from .update import needs_update, update_file
 from .watch import watch
 
@@ -39,11 +40,15 @@ def _apply_updates(result: RunResult) -> list[str]:
         todo = [c for c in fr.cases if needs_update(c)]
         if not todo:
             continue
-        n = update_file(fr.file.path, todo)
+        try:
+            n = update_file(fr.file.path, todo)
+        except (OSError, YAMLError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+            raise UsageProblem(f"cannot update {fr.file.display}: {reason}") from exc
         for c in todo:
             c.status = PASSED
             c.updated = True
-        lines.append(f"updated {n} {'case' if n == 1 else 'cases'} in {fr.file.display}")
+        lines.append(f"updated {plural(n, 'case')} in {fr.file.display}")
     return lines
 
 
