@@ -256,6 +256,10 @@ class _Reader:
             summary = f"{plural(len(errors), 'error')}: {codes}"
             self.problem(line, f"the rules do not check ({summary}; run `fluo check`): {shown}")
             return
+        if not analysis.rules:
+            where = ", ".join(display_path(p) for p in self.file.rule_paths)
+            self.problem(line, f"no rules in {where}: name .fluo files or folders that hold some")
+            return
         self.file.analysis = analysis
         self.rule_ids = {r.id for r in analysis.rules if r.enabled}
         self.disabled = {r.id for r in analysis.rules if not r.enabled}
