@@ -174,7 +174,8 @@ def test_case_problems_point_at_their_line(tmp_path: Path, body: str, line: int,
         ("rules: r.fluo\ncases: []\n", 2, "`cases:` must be a non-empty list"),
         ("rules: [missing.fluo]\ncases: [{name: a}]\n", 1, "rule file missing.fluo does not exist"),
         ("rules: [3]\ncases: [{name: a}]\n", 1, "`rules:` must be a rule file or folder"),
-        ("rules: empty\ncases: [{name: a}]\n", 1, "no rules in empty: name .fluo files or folders that hold some"),
+        ("rules: empty\ncases: [{name: a}]\n", 1, "empty: no .fluo files in this folder"),
+        ("rules: blank.fluo\ncases: [{name: a}]\n", 1, "no rules in blank.fluo: name .fluo files or folders that hold"),
         ("rules: r.fluo\ncases: [{name: a}]\nexpect: []\n", 3, "unknown key `expect` in the test file"),
         ("rules: bad.fluo\ncases: [{name: a}]\n", 1, "the rules do not check (1 error: FLUO300; run `fluo check`): "),
     ],
@@ -183,6 +184,7 @@ def test_file_problems(tmp_path: Path, text: str, line: int, message: str) -> No
     write(tmp_path, "r.fluo", RULES)
     write(tmp_path, "bad.fluo", "rule b { detect trace.spans.count() > 'x' }\n")
     (tmp_path / "empty").mkdir()
+    write(tmp_path, "blank.fluo", "// nothing yet\n")
     f = load_test_file(write(tmp_path, "x_test.yaml", text))
     assert not f.loaded
     assert f.problems[0].line == line
