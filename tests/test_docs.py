@@ -16,7 +16,7 @@ def test_language_reference_is_current() -> None:
 def test_reference_lists_every_registry_entry() -> None:
     text = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
     for m in b.MEMBERS:
-        shown = m.signature.split('.', 1)[1].replace('|', '\\|')  # table cells escape pipes
+        shown = m.signature.split(".", 1)[1].replace("|", "\\|")  # table cells escape pipes
         assert f"`{shown}`" in text, m.signature
     for op in b.OPERATORS:
         assert f"`{op.symbol}`" in text
