@@ -172,6 +172,8 @@ class Corpus:
     spans: int = 0
     keys: dict[tuple[int, str], KeyStats] = field(default_factory=dict)
     """Attribute keys by operation and key."""
+    _by_service: dict[str, list[int]] = field(default_factory=dict, repr=False)
+    _indexed: int = field(default=0, repr=False)
 
     def op_id(self, service: str, name: str) -> int:
         key = Op(service, name)
@@ -187,12 +189,13 @@ class Corpus:
         return sorted({o.service for o in self.ops})
 
     def ops_of(self, service: str) -> list[int]:
-        return [i for i, o in enumerate(self.ops) if o.service == service]
-
-    def name_is_unique(self, op: int) -> bool:
-        """Whether no other service has an operation of the same name."""
-        name = self.ops[op].name
-        return sum(1 for o in self.ops if o.name == name) == 1
+        """The operations of a service (the table is complete once the corpus is summarised)."""
+        if self._indexed != len(self.ops):
+            self._by_service.clear()
+            for i, o in enumerate(self.ops):
+                self._by_service.setdefault(o.service, []).append(i)
+            self._indexed = len(self.ops)
+        return self._by_service.get(service, [])
 
 
 def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values: bool = True) -> Corpus:

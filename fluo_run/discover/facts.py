@@ -21,7 +21,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain, permutations
+from itertools import chain
 from typing import Any
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
@@ -41,6 +41,14 @@ KINDS = (
     "attribute",
 )
 """Fact kinds, in the order they appear in the output and rank under `--max-rules`."""
+
+
+MAX_SIBLINGS = 32
+"""Exclusions are sought among the child operations of a parent that has at most this many."""
+MIN_EXPECTED = 3
+"""Two operations never meeting is a fact only if, were they independent, they would meet this often."""
+MAX_ORDER_OPS = 200
+"""Orders are counted on traces with at most this many distinct operations (pairs grow as its square)."""
 
 
 @dataclass(frozen=True)
@@ -91,18 +99,17 @@ class Miner:
         for t in corpus.traces:
             for op in t.ops:
                 self.op_traces[op].append(t)
-        self.unique = [corpus.name_is_unique(i) for i in range(len(corpus.ops))]
+        names = Counter(o.name for o in corpus.ops)
+        self.unique = [names[o.name] == 1 for o in corpus.ops]
         self.service_traces: dict[str, set[int]] = defaultdict(set)
         for i, ts in enumerate(self.op_traces):
             self.service_traces[corpus.ops[i].service].update(t.index for t in ts)
-        self.together: Counter[tuple[int, int]] = Counter()
-        signatures: Counter[frozenset[int]] = Counter(frozenset(t.ops) for t in corpus.traces)
-        for sig, n in signatures.items():
-            if n == 1:
-                self.together.update(permutations(sig, 2))
-                continue
-            for pair in permutations(sig, 2):
-                self.together[pair] += n
+        self.supported = [len(ts) >= options.min_support for ts in self.op_traces]
+        # traces of each operation as the bits of one integer: co-occurrence counts are popcounts
+        self.masks = [
+            sum(1 << t.index for t in ts) if ok else 0 for ts, ok in zip(self.op_traces, self.supported, strict=True)
+        ]
+        self._together: dict[tuple[int, int], int] = {}
 
     # -- text helpers ---------------------------------------------------------
 
@@ -124,6 +131,14 @@ class Miner:
 
     def support(self, op: int) -> int:
         return len(self.op_traces[op])
+
+    def together(self, a: int, b: int) -> int:
+        """Traces with both operations (0 unless both reach the minimum support)."""
+        key = (a, b) if a < b else (b, a)
+        n = self._together.get(key)
+        if n is None:
+            n = self._together[key] = (self.masks[a] & self.masks[b]).bit_count()
+        return n
 
     # -- the kinds --------------------------------------------------------------
 
@@ -212,6 +227,8 @@ class Miner:
     def presence(self) -> list[Fact]:
         out = []
         for op in range(len(self.c.ops)):
+            if self.n - self.support(op) > self.o.allowed(self.n):
+                continue
             have = {t.index for t in self.op_traces[op]}
             fails = [t.index for t in self.c.traces if t.index not in have]
             if self.o.accepts(self.n, len(fails)):
@@ -289,30 +306,36 @@ class Miner:
         # Traces whose operations' earliest ends and latest starts fall in the same order
         # share every `before` outcome, so the pairs are counted once per such pattern.
         patterns: Counter[tuple[tuple[int, int], ...]] = Counter()
+        supported = self.supported
         for t in self.c.traces:
-            if len(t.ops) < 2:
+            present = [(o, st) for o, st in t.ops.items() if supported[o]]
+            if not 2 <= len(present) <= MAX_ORDER_OPS:
                 continue
-            events = [(st.first_end, 0, o) for o, st in t.ops.items()]
-            events += [(st.last_start, 1, o) for o, st in t.ops.items()]
+            events = [(st.first_end, 0, o) for o, st in present]
+            events += [(st.last_start, 1, o) for o, st in present]
             events.sort()
             patterns[tuple((flag, o) for _, flag, o in events)] += 1
-        before: Counter[tuple[int, int]] = Counter()
+        width = len(self.c.ops)
+        before: dict[int, int] = {}  # a * width + b -> traces where a ends before b starts
+        get = before.get
         for pattern, n in patterns.items():
             ended: list[int] = []
             for flag, o in pattern:
                 if flag == 0:
-                    ended.append(o)
+                    ended.append(o * width)
                 else:
-                    for a in ended:
-                        if a != o:
-                            before[a, o] += n
+                    same = o * width + o
+                    for aw in ended:
+                        k = aw + o
+                        if k != same:
+                            before[k] = get(k, 0) + n
         min_support = self.o.min_support
-        together = self.together
         precede: set[tuple[int, int]] = set()
         follow: set[tuple[int, int]] = set()
-        for (a, b), n in before.items():
-            both = together[a, b]
-            if both < min_support or before[b, a] * 2 > both:
+        for k, n in before.items():
+            a, b = divmod(k, width)
+            both = self.together(a, b)
+            if both < min_support or get(b * width + a, 0) * 2 > both:
                 continue
             if self.o.accepts(self.support(b), self.support(b) - n):
                 precede.add((a, b))
@@ -371,15 +394,8 @@ class Miner:
                 kept.add((a, b))
         return kept
 
-    def _covers(self, a: int, b: int) -> bool:
-        return a == b or self._implies(a, b)
-
-    def _covers_pair(self, pair: tuple[int, int], wider: tuple[int, int]) -> bool:
-        (a, b), (x, y) = pair, wider
-        return (self._covers(a, x) and self._covers(b, y)) or (self._covers(a, y) and self._covers(b, x))
-
     def _implies(self, a: int, b: int) -> bool:
-        return self.o.accepts(self.support(a), self.support(a) - self.together[a, b])
+        return self.o.accepts(self.support(a), self.support(a) - self.together(a, b))
 
     def cooccurrences(self, presence: list[Fact], parents: list[Fact], orders: list[Fact]) -> list[Fact]:
         everywhere = {f.ops[0] for f in presence}
@@ -393,9 +409,11 @@ class Miner:
         nodes = [op for op in range(len(self.c.ops)) if self.support(op) >= self.o.min_support]
         edges: dict[int, set[int]] = {a: set() for a in nodes}
         for a in nodes:
-            for b in nodes:
-                if a != b and b not in everywhere and self._implies(a, b):
-                    edges[a].add(b)
+            shared: Counter[int] = Counter()
+            for t in self.op_traces[a]:
+                shared.update(t.ops.keys())
+            need = self.support(a) - self.o.allowed(self.support(a))
+            edges[a] = {b for b, n in shared.items() if n >= need and b != a and b not in everywhere and b in edges}
         out: list[Fact] = []
         groups = _components(nodes, edges)
         group_of = {op: gi for gi, g in enumerate(groups) for op in g}
@@ -462,17 +480,18 @@ class Miner:
                 for p in t.ops[op].parents:
                     if p >= 0:
                         children[p].add(op)
-        pairs = {(a, b) for sibs in children.values() for a in sibs for b in sibs if a < b}
+        pairs = {(a, b) for sibs in children.values() if len(sibs) <= MAX_SIBLINGS for a in sibs for b in sibs if a < b}
         out: list[Fact] = []
-        kept: list[tuple[int, int]] = []
+        kept: dict[int, set[int]] = defaultdict(set)
         for a, b in sorted(pairs, key=lambda p: (-self.support(p[0]) - self.support(p[1]), p)):
-            both = self.together[a, b]
+            both = self.together(a, b)
             support = self.support(a) + self.support(b) - both
-            if not self.o.accepts(support, both):
+            if not self.o.accepts(support, both) or self.support(a) * self.support(b) < MIN_EXPECTED * self.n:
                 continue
-            if any(self._covers_pair((a, b), k) for k in kept):
-                continue  # a wider exclusion already covers it
-            kept.append((a, b))
+            if any(self._implies(b, y) for y in kept[a]) or any(self._implies(a, x) for x in kept[b]):
+                continue  # a kept exclusion with one of the two covers it through co-occurrence
+            kept[a].add(b)
+            kept[b].add(a)
             fails = sorted(t.index for t in self.op_traces[a] if b in t.ops)
             out.append(
                 Fact(
@@ -658,16 +677,23 @@ class Miner:
         per_op = _union_ranges(per_op, ranges)
         out = []
         all_ops = range(len(self.c.ops))
+        with_key: dict[str, set[int]] = defaultdict(set)
+        for op, key in self.c.keys:
+            with_key[key].add(op)
         for form, found in per_op.items():
-            everywhere = {op: self.form_exceptions(op, form) for op in all_ops}
+            carriers = with_key[form.key]
             covered: set[int] = set()
-            if len(found) > 1 and (fact := self.wider_attribute_fact(form, everywhere, None)) is not None:
-                out.append(fact)
-                covered.update(all_ops)
+            if len(found) > 1 and len(carriers) == len(all_ops):
+                everywhere = {op: self.form_exceptions(op, form) for op in all_ops}
+                fact = self.wider_attribute_fact(form, everywhere, None)
+                if fact is not None:
+                    out.append(fact)
+                    covered.update(all_ops)
             for service in sorted({self.c.ops[op].service for op in found}):
                 mine = self.c.ops_of(service)
-                if not covered and len(mine) > 1 and len(found.keys() & set(mine)) > 1:
-                    fact = self.wider_attribute_fact(form, {op: everywhere[op] for op in mine}, service)
+                if not covered and len(mine) > 1 and len(found.keys() & set(mine)) > 1 and carriers.issuperset(mine):
+                    exceptions = {op: self.form_exceptions(op, form) for op in mine}
+                    fact = self.wider_attribute_fact(form, exceptions, service)
                     if fact is not None:
                         out.append(fact)
                         covered.update(mine)
