@@ -196,8 +196,8 @@ _SPAN_SLOTS = frozenset(
         "start",
         "status",
         "status_message",
-        "trace",
         "trace_id",
+        "trace_ref",
     }
 )
 _FAST_SPANS = frozenset(getattr(Span, "__slots__", ())) == _SPAN_SLOTS
@@ -285,7 +285,7 @@ def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<reques
                 s._attrs = None
                 s._attrs_source = attributes_of(sp)
                 s.resource = resource
-                s.trace = None
+                s.trace_ref = None
                 append(s)
     return out
 

@@ -14,6 +14,7 @@ rules that all filter on `service == ...` share one pass over the spans.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -39,8 +40,8 @@ class Span:
         "start",
         "status",
         "status_message",
-        "trace",
         "trace_id",
+        "trace_ref",
     )
 
     def __init__(
@@ -73,7 +74,17 @@ class Span:
         self._attrs: dict[str, Any] | None = dict(attributes) if attributes is not None else None
         self._attrs_source = attributes_source
         self.resource: Mapping[str, Any] = resource if resource is not None else {}
-        self.trace: Trace | None = None
+        self.trace_ref: weakref.ref[Trace] | None = None
+
+    @property
+    def trace(self) -> Trace | None:
+        """The trace this span was assembled into, while that trace is alive.
+
+        A weak reference: spans and their trace form no cycle, so a trace is freed
+        as soon as its last user lets go, without waiting for the cyclic collector.
+        """
+        ref = self.trace_ref
+        return ref() if ref is not None else None
 
     @property
     def attributes(self) -> dict[str, Any]:
@@ -144,13 +155,14 @@ class _Indexed:
 class Trace(_Indexed):
     """All spans sharing one trace id, with structure and indexes computed on demand."""
 
-    __slots__ = ("_bounds", "_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
+    __slots__ = ("__weakref__", "_bounds", "_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
 
     def __init__(self, trace_id: bytes, spans: Iterable[Span]) -> None:
         self.trace_id = trace_id
         self.spans: list[Span] = list(spans)
+        ref = weakref.ref(self)
         for span in self.spans:
-            span.trace = self
+            span.trace_ref = ref
         self._by_id: dict[bytes, Span] | None = None
         self._children: dict[bytes, list[Span]] | None = None
         self._index: dict[str, dict[Any, list[Span]]] = {}
