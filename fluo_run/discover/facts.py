@@ -105,6 +105,8 @@ class Miner:
         for i, ts in enumerate(self.op_traces):
             self.service_traces[corpus.ops[i].service].update(t.index for t in ts)
         self.supported = [len(ts) >= options.min_support for ts in self.op_traces]
+        self.need = [len(ts) - options.allowed(len(ts)) for ts in self.op_traces]
+        """Per operation, the traces a fact about it must hold on."""
         # traces of each operation as the bits of one integer: co-occurrence counts are popcounts
         self.masks = [
             sum(1 << t.index for t in ts) if ok else 0 for ts, ok in zip(self.op_traces, self.supported, strict=True)
@@ -332,8 +334,11 @@ class Miner:
         min_support = self.o.min_support
         precede: set[tuple[int, int]] = set()
         follow: set[tuple[int, int]] = set()
+        need = self.need
         for k, n in before.items():
             a, b = divmod(k, width)
+            if n < need[b] and n < need[a]:
+                continue  # holds too rarely to be either kind of order
             both = self.together(a, b)
             if both < min_support or get(b * width + a, 0) * 2 > both:
                 continue

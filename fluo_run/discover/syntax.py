@@ -9,6 +9,7 @@ written in a unit that the parser reads back to the same nanoseconds.
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 from fluo_lang.builtins import ROOTS, SPAN_FIELD_NAMES
@@ -66,6 +67,7 @@ def service_pred(service: str, prefix: str = "") -> str:
     return f"{prefix}service == {quote(service)}"
 
 
+@cache
 def attribute(key: str) -> str:
     """How a predicate reads a span attribute: bare `http.method` when that is safe."""
     parts = key.split(".")
