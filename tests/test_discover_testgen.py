@@ -13,9 +13,11 @@ from click.testing import CliRunner
 
 from fluo_lang.api import analyze_paths, compile_program
 from fluo_lang.otlp import load_trace_file, spans_to_json
-from fluo_lang.trace import assemble
+from fluo_lang.trace import Span, assemble
 from fluo_run.cli import main
 from fluo_run.discover.synthetic import shop_corpus
+
+T0 = 1_767_225_600 * 10**9
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,40 @@ def test_fluo_test_runs_the_written_file(written: tuple[Path, dict[str, Any]]) -
     report = json.loads(result.stdout)
     statuses = [c["status"] for f in report["files"] for c in f["cases"]]
     assert statuses == ["passed"] * len(doc["cases"])
+
+
+def test_rules_about_every_span_get_violating_cases_too(tmp_path: Path) -> None:
+    """Service- and corpus-wide rules (one duration, one attribute for all spans) are broken on some span in scope."""
+    spans = []
+    for i in range(8):
+        tid = (i + 1).to_bytes(16, "big")
+        for k, (name, service) in enumerate([("root", "front"), ("login", "auth"), ("check", "auth")]):
+            start = T0 + k * 1_000_000
+            spans.append(
+                Span(
+                    trace_id=tid,
+                    span_id=bytes([i, k, 0, 0, 0, 0, 0, 1]),
+                    name=name,
+                    service=service,
+                    parent_id=b"" if k == 0 else bytes([i, 0, 0, 0, 0, 0, 0, 1]),
+                    start=start,
+                    end=start + 10**7,
+                    attributes={"region": "eu", "tries": i % 3},
+                )
+            )
+    traces = tmp_path / "t.json"
+    traces.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    rules = tmp_path / "all.fluo"
+    result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = rules.read_text(encoding="utf-8")
+    assert "expect trace.spans.all(duration <= 10ms)" in text
+    assert "expect trace.spans.all(region == 'eu')" in text
+    doc = yaml.safe_load((tmp_path / "all_test.yaml").read_text(encoding="utf-8"))
+    ids = {r.id for r in analyze_paths([rules]).rules}
+    violating = {c["name"].split(" fires")[0]: c for c in doc["cases"] if c["expect"]}
+    assert set(violating) == ids
+    for rule_id, case in violating.items():
+        assert rule_id in fired(rules, tmp_path / case["traces"])
+    run = CliRunner().invoke(main, ["test", str(tmp_path)])
+    assert run.exit_code == 0, run.output

@@ -11,8 +11,10 @@ a missing attribute makes a comparison false, and `all` over no spans is true.
 
 Pruning drops what another kept fact implies: a bound equal to the bound of
 the enclosing service or trace, co-occurrences implied transitively, by a
-structure rule or by an ordering rule, orderings implied transitively, and
-error-free rules covered by a wider one.
+structure rule or by an ordering rule, orderings implied transitively or
+through parents, and error-free, duration and attribute facts that every
+operation of a service (or of the corpus) shares, which are written once for
+the service (or for all spans).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ MAX_ORDER_OPS = 200
 
 @dataclass(frozen=True)
 class Options:
+    """The command line's knobs; `docs/discover.md` says what each means."""
+
     min_support: int = 5
     min_confidence: float = 1.0
     max_values: int = 5
@@ -70,6 +74,8 @@ class Options:
 
 @dataclass
 class Fact:
+    """One proposed rule and the evidence for it; `exceptions` are trace indexes in the corpus."""
+
     kind: str
     key: str
     """Rule id stem, before uniqueness suffixes."""
@@ -381,7 +387,7 @@ class Miner:
         return out
 
     def _nested(self, pairs: set[tuple[int, int]], up: dict[int, int]) -> set[tuple[int, int]]:
-        def chain(op: int) -> list[int]:
+        def lineage(op: int) -> list[int]:
             out = [op]
             while out[-1] in up and up[out[-1]] not in out:
                 out.append(up[out[-1]])
@@ -391,8 +397,8 @@ class Miner:
         for a, b in pairs:
             wider = [
                 (a2, b2)
-                for a2 in chain(a)
-                for b2 in chain(b)
+                for a2 in lineage(a)
+                for b2 in lineage(b)
                 if (a2, b2) != (a, b) and (a2, b2) in pairs and (a2 == a or self._implies(a2, a))
             ]
             if not wider:
