@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from conformance_cases import load_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from syrupy.assertion import SnapshotAssertion
@@ -404,3 +405,13 @@ def test_facts_shared_by_every_operation_are_written_once() -> None:
     durations = [f.clauses[0][1] for f in facts if f.kind == "duration"]
     assert durations == ["trace.spans.all(duration <= 10ms)"]
     assert fired_by_rule(text, b.traces()) == {r: set() for r in rule_ids(text)}
+
+
+def test_conformance_traces_round_trip() -> None:
+    """Each of the conformance table's trace files as a corpus of its own (odd ids, orphans, many roots)."""
+    paths = sorted({p for case in load_cases() for p in case.trace_files()})
+    assert paths
+    for path in paths:
+        traces = assemble(load_trace_file(path))
+        text, _ = run_discover(traces, min_support=1)
+        assert {r: ts for r, ts in fired_by_rule(text, traces).items() if ts} == {}, path
