@@ -221,7 +221,7 @@ class Miner:
                     out.append(
                         Fact(
                             "count",
-                            f"{self.slug(op)}_count_max",
+                            f"{self.slug(op)}{'_op' if self.slug(op) == slug(service) else ''}_count_max",
                             (("expect", f"{self.spans(op)}.count() <= {op_bound}"),),
                             f"At most {_spans(op_bound, self.label(op))} in one trace",
                             self.support(op),
@@ -725,7 +725,7 @@ class Miner:
         values = _closed_set(ks, allowed - len(missing), self.o.max_values)
         if values is not None:
             return AttrForm(key, "values", tuple(values[0])), sorted([*missing, *values[1]])
-        if kind == "num" and ks.lo is not None and ks.hi is not None:
+        if kind == "num" and ks.lo is not None and ks.hi is not None and ks.lo < ks.hi:
             return AttrForm(key, "range", (ks.lo, ks.hi)), missing
         if kind == "str" and len(missing) + len(ks.empty) <= allowed:
             return AttrForm(key, "present"), sorted([*missing, *ks.empty])
