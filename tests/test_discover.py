@@ -415,3 +415,43 @@ def test_conformance_traces_round_trip() -> None:
         traces = assemble(load_trace_file(path))
         text, _ = run_discover(traces, min_support=1)
         assert {r: ts for r, ts in fired_by_rule(text, traces).items() if ts} == {}, path
+
+
+def test_duration_bounds_at_a_quantile_list_the_slow_traces() -> None:
+    b = Builder()
+    for i in range(20):
+        b.trace()
+        b.span("work", dur=10 + 5 * i)  # 10ms .. 105ms
+    traces = b.traces()
+    _, strict = run_discover(traces, attributes=False)
+    assert next(f for f in strict if f.kind == "duration").detail["bound_ns"] == 150 * MS  # 105ms rounded up
+    text, facts = run_discover(traces, attributes=False, min_confidence=0.8, duration_quantile=0.9)
+    duration = next(f for f in facts if f.kind == "duration")
+    assert duration.detail["bound_ns"] == 100 * MS  # the 90% quantile (100ms) is already round
+    assert [traces[i].spans[0].duration for i in duration.exceptions] == [105 * MS]
+    assert fired_by_rule(text, traces)["svc_work_duration_max"] == {traces[duration.exceptions[0]].id_hex}
+
+
+def test_value_sets_are_small_or_nothing(shop: list[Trace]) -> None:
+    _, facts = run_discover(shop, max_values=1)
+    currency = {f.key: f.clauses[0][1] for f in facts if f.detail.get("key") == "currency"}
+    # charges use two currencies: only that the attribute is set is left; refunds use one
+    assert currency == {
+        "payment_charge_card_currency_present": "trace.spans.where(name == 'payment.charge_card').all(currency != '')",
+        "payment_refund_currency_values": "trace.spans.where(name == 'payment.refund').all(currency == 'EUR')",
+    }
+
+
+def test_rare_operations_are_not_called_exclusive() -> None:
+    b = Builder()
+    for i in range(40):
+        b.trace()
+        root = b.span("root")
+        b.span("common", parent=root)
+        if i < 6:
+            b.span("rare_a", parent=root)
+        elif i < 12:
+            b.span("rare_b", parent=root)
+    _, facts = run_discover(b.traces(), attributes=False)
+    # 6 x 6 / 40 < 1 expected meeting by chance: never meeting says nothing
+    assert not [f for f in facts if f.kind == "exclusion"]
