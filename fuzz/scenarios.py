@@ -70,7 +70,23 @@ class Certificate:
 
 
 def make_certificate(folder: Path) -> Certificate:
-    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day."""
+    """A self-signed certificate for 127.0.0.1 and localhost, valid for a day.
+
+    Made with the `cryptography` package when it is installed, else with the `openssl` command.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    out = Certificate(folder / "server.crt", folder / "server.key")
+    try:
+        _certificate_with_cryptography(out)
+    except ImportError:
+        request = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"]
+        names = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        files = ["-keyout", str(out.key), "-out", str(out.cert)]
+        subprocess.run(["openssl", *request, *names, *files], check=True, capture_output=True)
+    return out
+
+
+def _certificate_with_cryptography(out: Certificate) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -94,13 +110,10 @@ def make_certificate(folder: Path) -> Certificate:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    out = Certificate(folder / "server.crt", folder / "server.key")
     out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     out.key.write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    return out
 
 
 # -- a `fluo serve` process -----------------------------------------------------------
