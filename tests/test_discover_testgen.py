@@ -71,11 +71,11 @@ def test_exceptions_become_real_counterexamples(written: tuple[Path, dict[str, A
 def test_mutations_are_minimal_and_named(written: tuple[Path, dict[str, Any]]) -> None:
     _, doc = written
     names = {c["name"].split(" fires")[0]: c["name"] for c in doc["cases"] if c["expect"]}
-    assert re.search(r"with [123] cop(y|ies) of a 'login' span \(4 'login' spans\)$", names["auth_login_count_max"])
+    assert re.search(r'with [123] cop(y|ies) of a "login" span \(4 "login" spans\)$', names["auth_login_count_max"])
     assert "stretched just past the bound" in names["checkout_duration_max"]
     assert "failed (status error)" in names["no_errors"]
     assert "detached from its parent" in names["inventory_reserve_under_checkout"]
-    assert "called directly from 'frontend'" in names["frontend_never_calls_payment"]
+    assert 'called directly from "frontend"' in names["frontend_never_calls_payment"]
     solo = [c for c in doc["cases"] if len(c["expect"]) == 1]
     assert len(solo) >= len(names) // 2  # most changes break only the rule they target
 

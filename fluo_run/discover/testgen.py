@@ -38,6 +38,11 @@ MAX_COPY_CHOICES = 10
 Mutation = Callable[[list[Span]], tuple[list[Span], str] | None]
 
 
+def _q(text: str) -> str:
+    """A name as the case names show it: in double quotes, which YAML leaves alone inside its own."""
+    return json.dumps(text, ensure_ascii=False)
+
+
 def _clone(s: Span, **changes: Any) -> Span:
     fields: dict[str, Any] = {
         "trace_id": s.trace_id,
@@ -103,8 +108,8 @@ class Mutations:
             if d["scope"] == "service":
                 service = f.services[0]
                 mine = [op for op in self.corpus.ops if op.service == service][:MAX_COPY_CHOICES]
-                return [self.duplicate(lambda s: s.service == service, _is(op), bound, f"{service!r}") for op in mine]
-            return [self.duplicate(_is(ops[0]), _is(ops[0]), bound, f"{ops[0].name!r}")]
+                return [self.duplicate(lambda s: s.service == service, _is(op), bound, _q(service)) for op in mine]
+            return [self.duplicate(_is(ops[0]), _is(ops[0]), bound, _q(ops[0].name))]
         if kind in ("presence", "together"):
             return [self.dropping(op) for op in ops]
         if kind == "cooccurrence":
@@ -121,7 +126,7 @@ class Mutations:
                 return [self.fail(_is(ops[0]), repr(ops[0].name))]
             if f.services:
                 service = f.services[0]
-                return [self.fail(lambda s: s.service == service, f"a {service!r} span")]
+                return [self.fail(lambda s: s.service == service, f"a {_q(service)} span")]
             return [self.fail(lambda s: True, "a span")]
         if kind == "exclusion":
             return [self.graft(ops[0], ops[1]), self.graft(ops[1], ops[0])]
@@ -152,7 +157,7 @@ class Mutations:
             leaf = next((s for s in candidates if s.span_id not in parents), candidates[0])
             extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
             copies = f"{len(extra)} {'copy' if len(extra) == 1 else 'copies'}"
-            return [*_copy(spans), *extra], f"with {copies} of a {leaf.name!r} span ({bound + 1} {what} spans)"
+            return [*_copy(spans), *extra], f"with {copies} of a {_q(leaf.name)} span ({bound + 1} {what} spans)"
 
         return mutate
 
@@ -160,7 +165,7 @@ class Mutations:
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
             if not any(_is(op)(s) for s in spans):
                 return None
-            return _copy(_drop(spans, _is(op))), f"with its {op.name!r} spans removed"
+            return _copy(_drop(spans, _is(op))), f"with its {_q(op.name)} spans removed"
 
         return mutate
 
@@ -171,7 +176,7 @@ class Mutations:
                 return None
             at = max(later) + 1
             out = [_clone(s, start=at, end=at + s.duration) if _is(first)(s) else _clone(s) for s in spans]
-            return out, f"with {first.name!r} moved after {then.name!r} starts"
+            return out, f"with {_q(first.name)} moved after {_q(then.name)} starts"
 
         return mutate
 
@@ -181,7 +186,7 @@ class Mutations:
             if target is None:
                 return None
             out = [_clone(s, parent_id=b"") if s is target else _clone(s) for s in spans]
-            return out, f"with one {op.name!r} span detached from its parent"
+            return out, f"with one {_q(op.name)} span detached from its parent"
 
         return mutate
 
@@ -192,7 +197,7 @@ class Mutations:
             if source is None or target is None:
                 return None
             out = [_clone(s, parent_id=source.span_id) if s is target else _clone(s) for s in spans]
-            return out, f"with one {callee!r} span called directly from {caller!r}"
+            return out, f"with one {_q(callee)} span called directly from {_q(caller)}"
 
         return mutate
 
@@ -221,7 +226,7 @@ class Mutations:
                 start=anchor.start,
                 end=anchor.start + donor.duration,
             )
-            return [*_copy(spans), extra], f"with a {absent.name!r} span added beside {present.name!r}"
+            return [*_copy(spans), extra], f"with a {_q(absent.name)} span added beside {_q(present.name)}"
 
         return mutate
 
@@ -238,7 +243,7 @@ class Mutations:
             if target is None:
                 return None
             out = [_clone(s, end=s.start + bound + 1) if s is target else _clone(s) for s in spans]
-            return out, f"with one {target.name!r} span stretched just past the bound"
+            return out, f"with one {_q(target.name)} span stretched just past the bound"
 
         return mutate
 
@@ -248,13 +253,13 @@ class Mutations:
             values = detail["values"]
             strings = [v for v in values if isinstance(v, str)]
             odd: Any = ("unexpected-" + "-".join(strings))[:40] if strings else "unexpected"
-            what = f"{key!r} set to a value outside the set"
+            what = f"{_q(key)} set to a value outside the set"
         elif "high" in detail:
             odd = detail["high"] + 1
-            what = f"{key!r} set just above its range"
+            what = f"{_q(key)} set just above its range"
         else:
             odd = None
-            what = f"{key!r} removed"
+            what = f"{_q(key)} removed"
 
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
             target = next((s for s in spans if match(s)), None)
@@ -266,7 +271,7 @@ class Mutations:
             else:
                 attrs[key] = odd
             out = [_clone(s, attributes=attrs) if s is target else _clone(s) for s in spans]
-            return out, f"with one {target.name!r} span's {what}"
+            return out, f"with one {_q(target.name)} span's {what}"
 
         return mutate
 
@@ -360,6 +365,6 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
         "cases": cases,
     }
     test_path = tests_dir / f"{stem}_test.yaml"
-    test_path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120), encoding="utf-8")
+    test_path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000), encoding="utf-8")
     note = f" ({len(uncovered)} rules without a violating case: {', '.join(uncovered)})" if uncovered else ""
     return f"{test_path} with {len(cases)} cases{note}"
