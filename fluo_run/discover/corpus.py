@@ -167,7 +167,8 @@ class Corpus:
     """Every trace's summary plus the table of operations they refer to."""
 
     ops: list[Op] = field(default_factory=list)
-    op_index: dict[Op, int] = field(default_factory=dict)
+    op_index: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Operation numbers by (service, name)."""
     traces: list[TraceSummary] = field(default_factory=list)
     spans: int = 0
     keys: dict[tuple[int, str], KeyStats] = field(default_factory=dict)
@@ -176,11 +177,11 @@ class Corpus:
     _indexed: int = field(default=0, repr=False)
 
     def op_id(self, service: str, name: str) -> int:
-        key = Op(service, name)
+        key = (service, name)
         i = self.op_index.get(key)
         if i is None:
             i = len(self.ops)
-            self.ops.append(key)
+            self.ops.append(Op(service, name))
             self.op_index[key] = i
         return i
 

@@ -231,7 +231,7 @@ class Mutations:
         return mutate
 
     def _donor(self, op: Op) -> Span | None:
-        index = self.corpus.op_index.get(op)
+        index = self.corpus.op_index.get((op.service, op.name))
         for t in self.corpus.traces:
             if index in t.ops:
                 return next((s for s in self.traces_by_id[t.trace_id].spans if _is(op)(s)), None)
