@@ -20,7 +20,7 @@ AUTH_SPANS = [1, 2, 3, 4, 5, 6, 2, 2, 3, 1]  # per trace; three traces are over 
 
 RULES = """\
 rule auth_budget {
-  expect trace.spans.where(service == 'auth').count() <= 4
+  expect trace.spans.where(service == "auth").count() <= 4
 }
 rule big_charge {
   when { trace.has(name == "charge").where(amount > 10000) }
@@ -95,11 +95,12 @@ def test_contradictions_are_named(files: tuple[Path, Path]) -> None:
     budget = report["auth_budget"]
     over = sum(1 for n in AUTH_SPANS if n > 4)
     assert budget["findings"] == [
-        f"assumes `trace.spans.where(service == 'auth').count() <= 4`, but on the corpus it ranged "
+        f'assumes `trace.spans.where(service == "auth").count() <= 4`, but on the corpus it ranged '
         f"{min(AUTH_SPANS)}..{max(AUTH_SPANS)} ({over} of {len(AUTH_SPANS)} traces outside)"
     ]
-    # the discovered bound that contradicts the rule comes first
+    # the discovered bound that contradicts the rule comes first, matched whatever the quotes
     assert budget["discovered"][0]["rule"] == f"trace.spans.where(service == 'auth').count() <= {max(AUTH_SPANS)}"
+    assert [d["contradicts"] for d in budget["discovered"]] == [True] + [False] * (len(budget["discovered"]) - 1)
     assert "never applied" in report["big_charge"]["findings"][0]
     assert report["typo"]["findings"] == ["never fired", "the operation 'chrage' never occurs in the corpus"]
     assert report["storm"]["findings"][1].endswith(

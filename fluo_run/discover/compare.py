@@ -12,6 +12,7 @@ listed for rules that did not hold everywhere or never applied.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +77,19 @@ def _names(node: Node) -> list[tuple[str, str]]:
     return out
 
 
+def _comparable(text: str) -> str:
+    """Expression text with quotes and spacing made uniform, to match a rule's subject with a fact's."""
+    return re.sub(r"\s+", "", text.replace('"', "'"))
+
+
+def _subject(fact: Fact) -> str:
+    """What a bound fact bounds (`trace.spans.where(...).count()`), as comparable text; else ''."""
+    kind, expr = fact.clauses[-1]
+    if kind != "expect" or fact.kind != "count":
+        return ""
+    return _comparable(expr.rsplit(" <= ", 1)[0])
+
+
 def _kinds_of(nodes: list[Node]) -> set[str]:
     """The fact kinds a rule's clauses speak about, from the members they use."""
     kinds = set()
@@ -135,12 +149,15 @@ def _rule_report(
     clauses = [("when" if ir.mode == "when" else ir.mode, ir.condition)]
     clauses += [(k, x) for k, x in (("always", ir.always), ("never", ir.never)) if x is not None]
     nodes = [node for _, node in clauses]
+    broken: set[str] = set()  # values whose assumed bound the corpus breaks, as comparable text
     for clause, node in clauses:
         for value, op, bound in _bounds(node):
             fn = rule.compiler.fn(value)
             seen = [v for tr in traces if (v := fn(tr, None)) is not None and _holds(op, v, bound) is not None]
             if seen:
                 findings.append(_bound_finding(clause, rule.clause_text(value), value, op, bound, seen))
+                if clause in ("expect", "always") and not all(_holds(op, v, bound) for v in seen):
+                    broken.add(_comparable(rule.clause_text(value)))
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
     mentioned: set[str] = set()
@@ -153,14 +170,15 @@ def _rule_report(
                 note = f"the {what} {const!r} never occurs in the corpus"
                 if note not in findings:
                     findings.append(note)
-    related: list[tuple[int, Fact]] = []
+    related: list[tuple[int, Fact, bool]] = []
     if fired or applied == 0:
         kinds = _kinds_of(nodes)
         for f in facts:
             names = {corpus.ops[o].name for o in f.ops} | {corpus.ops[o].service for o in f.ops} | set(f.services)
-            if names & mentioned:
-                score = 2 * (f.kind in kinds) + (names <= mentioned)
-                related.append((-score, f))
+            contradicts = _subject(f) in broken
+            if names & mentioned or contradicts:
+                score = 4 * contradicts + 2 * (f.kind in kinds) + (names <= mentioned)
+                related.append((-score, f, contradicts))
     related.sort(key=lambda x: x[0])
     return {
         "rule": ir.id,
@@ -173,7 +191,8 @@ def _rule_report(
         "held": round((n - fired) / n, 6) if n else 1.0,
         "findings": findings,
         "discovered": [
-            {"kind": f.kind, "fact": description(f), "rule": f.clauses[-1][1]} for _, f in related[:MAX_RELATED]
+            {"kind": f.kind, "fact": description(f), "rule": f.clauses[-1][1], "contradicts": contradicts}
+            for _, f, contradicts in related[:MAX_RELATED]
         ],
     }
 
@@ -234,6 +253,8 @@ def compare_text(report: dict[str, Any]) -> str:
         for f in r["findings"]:
             lines.append(f"  - {f}")
         for d in r["discovered"]:
-            lines.append(f"  - discovered: {d['fact']}")
+            lines.append(
+                f"  - {'contradicted by what was discovered' if d['contradicts'] else 'discovered'}: {d['fact']}"
+            )
             lines.append(f"      {d['rule']}")
     return "\n".join(lines) + "\n"
