@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang.otlp import load_trace_files, spans_to_json
-from fluo_lang.trace import Span, assemble
-from fluo_run.discover.corpus import collector_paused, summarize
+from fluo_lang.trace import Span, assemble, collector_paused
+from fluo_run.discover.corpus import summarize
 from fluo_run.discover.facts import Options, discover
 from fluo_run.discover.render import fluo_text, rules_of
 from fluo_run.discover.synthetic import shop_corpus

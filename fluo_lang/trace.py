@@ -14,8 +14,10 @@ rules that all filter on `service == ...` share one pass over the spans.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 STATUS_VALUES = ("unset", "ok", "error")
@@ -308,3 +310,20 @@ def windows_of(traces: Iterable[Trace], length_ns: int) -> list[Window]:
         k = t.end // length_ns
         buckets.setdefault(k, []).append(t)
     return [Window(k * length_ns, (k + 1) * length_ns, buckets[k]) for k in sorted(buckets)]
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while many spans are loaded and evaluated.
+
+    Spans and traces form no reference cycles (a span points to its trace weakly),
+    so reference counting frees them; left on, the collector rescans the growing
+    heap again and again and takes most of the time of a large load.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

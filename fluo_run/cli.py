@@ -244,7 +244,7 @@ def eval_command(
       cat t.json | fluo eval --detect "trace.count(status == error) > 0" --traces -
     """
     from fluo_lang.otlp import TraceInputError, load_trace_files
-    from fluo_lang.trace import assemble
+    from fluo_lang.trace import assemble, collector_paused
 
     given = [x for x in (expect_expr, detect_expr) if x is not None]
     if len(given) > 1:
@@ -264,11 +264,12 @@ def eval_command(
     for d in analysis.diagnostics:
         click.echo(d.format(), err=True)
     program = compile_program(analysis)
-    try:
-        spans = load_trace_files(trace_paths)
-    except TraceInputError as exc:
-        fail(str(exc))
-    signals = program.evaluate(assemble(spans))
+    with collector_paused():
+        try:
+            spans = load_trace_files(trace_paths)
+        except TraceInputError as exc:
+            fail(str(exc))
+        signals = program.evaluate(assemble(spans))
     for s in signals:
         if fmt == "jsonl":
             click.echo(json.dumps(s.to_json(), ensure_ascii=False))

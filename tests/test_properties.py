@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests_paths import EXAMPLE_TRACES
 
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.trace import assemble
-from tests_paths import EXAMPLE_TRACES
 
 TRACES = assemble(load_trace_files(EXAMPLE_TRACES))
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 
 from fluo_lang.otlp import TraceInputError
-from fluo_lang.trace import Trace
+from fluo_lang.trace import Trace, collector_paused
 
 from ..cli import fail
 from .compare import compare, compare_text
-from .corpus import MAX_DISTINCT, Corpus, collector_paused, load_corpus
+from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Options, discover
 from .render import count, fluo_text, json_report, rules_of
 from .testgen import write_tests

@@ -10,16 +10,14 @@ from these summaries, never from the spans again.
 
 from __future__ import annotations
 
-import gc
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fluo_lang.otlp import load_trace_files
-from fluo_lang.trace import Trace, assemble
+from fluo_lang.trace import Trace, assemble, collector_paused
 
 ROOT = -1
 """Parent key of a span with no parent id."""
@@ -257,23 +255,6 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
         corpus.traces.append(TraceSummary(index, trace.id_hex, len(spans), ops))
         corpus.spans += len(spans)
     return corpus
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while a corpus is built.
-
-    Loading and summarising allocate millions of small objects and no cycles
-    worth collecting; left on, the collector rescans the growing heap again and
-    again and takes most of the time (about 3x on 100k spans).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def load_corpus(
