@@ -122,9 +122,12 @@ Pass = Callable[[Node], Node]
 
 def _rewrite(node: Node, fn: Callable[[Node], Node | None]) -> Node:
     """Bottom-up rewrite: children first, then `fn` on the rebuilt node (None keeps it)."""
-    args = tuple(_rewrite(a, fn) for a in node.args)
-    if any(x is not y for x, y in zip(args, node.args, strict=True)):
-        node = node.replace(args=args)
+    if node.args:
+        args = [_rewrite(a, fn) for a in node.args]
+        for new, old in zip(args, node.args, strict=True):
+            if new is not old:
+                node = Node(node.op, node.type, tuple(args), node.value, node.span)
+                break
     out = fn(node)
     return node if out is None else out
 
