@@ -61,11 +61,16 @@ def load_rule_set(
 
 
 class RuleWatcher:
-    """Notices when the rule files change: a file added, removed, or with a new mtime or size."""
+    """Notices when the rule files change: a file added, removed, or with a new mtime or size.
+
+    A change counts once the files have stayed the same for one more poll, so a file
+    caught half-written (an editor truncating, then writing) is never loaded.
+    """
 
     def __init__(self, paths: Sequence[Path]) -> None:
         self.paths = list(paths)
         self.state = self._scan()
+        self.seen = self.state
 
     def _scan(self) -> dict[str, tuple[int, int]]:
         state: dict[str, tuple[int, int]] = {}
@@ -83,7 +88,13 @@ class RuleWatcher:
 
     def changed(self) -> bool:
         state = self._scan()
-        if state == self.state:
+        settled = state == self.seen
+        self.seen = state
+        if state == self.state or not settled:
             return False
         self.state = state
         return True
+
+    def accept_current(self) -> None:
+        """Take the files as they are now as loaded (after a reload by signal)."""
+        self.state = self.seen = self._scan()

@@ -248,7 +248,7 @@ class Runtime:
 
     def reload(self) -> bool:
         """Load the rules again; keep the running set if the new one has errors."""
-        self.watcher.changed()  # this content is being tried now; only a later edit triggers another attempt
+        self.watcher.accept_current()  # this content is being tried now; only a later edit triggers another
         try:
             rule_set = load_rule_set(
                 self.config.rules, cost_limit=self.config.cost_limit, budget=self.config.eval_budget

@@ -1,0 +1,46 @@
+"""The rule watcher of `fluo serve`: a change is reloaded once the files have settled."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fluo_run.serve.rules import RuleWatcher
+
+
+def _touch(f: Path, text: str, mtime_ns: int) -> None:
+    f.write_text(text, encoding="utf-8")
+    os.utime(f, ns=(mtime_ns, mtime_ns))
+
+
+def test_a_change_counts_once_the_files_stay_the_same_for_a_poll(tmp_path: Path) -> None:
+    f = tmp_path / "main.fluo"
+    _touch(f, "rule a { expect trace.spans.count() < 5 }\n", 1_000_000_000)
+    watcher = RuleWatcher([tmp_path])
+    assert not watcher.changed()
+
+    _touch(f, "", 2_000_000_000)  # an editor truncated the file; its write is not done yet
+    assert not watcher.changed()
+    _touch(f, "rule b { expect trace.spans.count() < 9 }\n", 3_000_000_000)
+    assert not watcher.changed()  # still moving
+    assert watcher.changed()  # the same as at the last poll: settled, reload once
+    assert not watcher.changed()
+
+
+def test_a_new_file_and_a_removed_file_are_changes(tmp_path: Path) -> None:
+    (tmp_path / "a.fluo").write_text("rule a { expect trace.spans.count() < 5 }\n")
+    watcher = RuleWatcher([tmp_path])
+    extra = tmp_path / "b.fluo"
+    extra.write_text("rule b { expect trace.spans.count() < 5 }\n")
+    assert [watcher.changed(), watcher.changed()] == [False, True]
+    extra.unlink()
+    assert [watcher.changed(), watcher.changed()] == [False, True]
+
+
+def test_accept_current_takes_the_files_as_loaded(tmp_path: Path) -> None:
+    f = tmp_path / "main.fluo"
+    _touch(f, "rule a { expect trace.spans.count() < 5 }\n", 1_000_000_000)
+    watcher = RuleWatcher([tmp_path])
+    _touch(f, "rule a { expect trace.spans.count() < 6 }\n", 2_000_000_000)
+    watcher.accept_current()  # a SIGHUP reload just read them
+    assert [watcher.changed(), watcher.changed()] == [False, False]
