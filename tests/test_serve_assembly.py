@@ -165,3 +165,16 @@ def test_admission_raises_the_bar_for_a_body_each_time_it_is_refused() -> None:
     assert admission.refusal(b"d", now=51.0) is not None
     backlog[0] = 200
     assert admission.refusal(b"d", now=52.0) is None
+
+
+def test_a_body_refused_again_is_asked_to_wait_longer() -> None:
+    from fluo_run.serve.receivers import Admission
+
+    admission = Admission(lambda: 10_000, max_pending=100)
+    delays = []
+    for t in range(7):
+        assert admission.refusal(b"a", now=float(t)) is not None
+        delays.append(admission.retry_after(b"a"))
+    # SDK exporters honour the hint over their own backoff and try six times: spread them out
+    assert delays == [1, 2, 4, 8, 16, 16, 16]
+    assert admission.retry_after(b"never seen") == 1

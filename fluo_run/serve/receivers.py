@@ -45,12 +45,21 @@ RETRY_AFTER_SECONDS = 1
 class Refusal(Exception):
     """A request not taken: `retryable` ones are over capacity or shutting down."""
 
-    def __init__(self, status: int, code: grpc.StatusCode, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: grpc.StatusCode,
+        message: str,
+        *,
+        retryable: bool = False,
+        retry_after: int = RETRY_AFTER_SECONDS,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -75,6 +84,7 @@ class Admission:
     REMEMBER_SECONDS = 30.0
     MAX_REMEMBERED = 10_000
     MAX_FACTOR = 8
+    MAX_RETRY_AFTER = 16
 
     def __init__(self, pending: Callable[[], int], max_pending: int) -> None:
         self.pending = pending
@@ -96,6 +106,16 @@ class Admission:
             return None
         refused[key] = (times + 1, now)
         return f"over capacity: {pending} spans await evaluation (--max-pending-spans {self.max_pending}); retry later"
+
+    def retry_after(self, body: bytes) -> int:
+        """Seconds to ask a refused body to wait: 1, 2, 4, ... up to 16 as it is refused again.
+
+        Exporters take the server's hint instead of their own exponential backoff, and
+        give up after a fixed number of attempts (six in the OpenTelemetry SDKs); a
+        growing hint spreads those attempts over about half a minute of overload.
+        """
+        times = self.refused.get(hashlib.blake2b(body, digest_size=16).digest(), (1, 0.0))[0]
+        return min(int(2 ** max(times - 1, 0)), self.MAX_RETRY_AFTER)
 
 
 class Intake:
@@ -129,7 +149,8 @@ class Intake:
         reason = self.admission.refusal(body, time.monotonic())
         if reason is not None:
             self.metrics.requests.labels(transport, "refused").inc()
-            raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True)
+            delay = self.admission.retry_after(body)
+            raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True, retry_after=delay)
 
     def take(self, decoded: Decoded, transport: str) -> None:
         if decoded.rejected:
@@ -229,8 +250,8 @@ def _status_body(message: str, content_type: str) -> bytes:
     return bytes(Status(message=message).SerializeToString())
 
 
-def _http_error(status: int, message: str, content_type: str, *, retry_after: bool = False) -> web.Response:
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry_after else None
+def _http_error(status: int, message: str, content_type: str, *, retry_after: int | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return web.Response(
         status=status, body=_status_body(message, content_type), content_type=content_type, headers=headers
     )
@@ -273,7 +294,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
                     ) from None
                 decoded = decode_request(req)
         except Refusal as r:
-            return _http_error(r.status, r.message, reply_type, retry_after=r.retryable)
+            return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(400, str(exc), reply_type)
@@ -306,9 +327,9 @@ def metrics_handler(intake: Intake, metrics: Metrics) -> Any:
 # gRPC
 
 
-def _retry_metadata() -> tuple[tuple[str, bytes], ...]:
+def _retry_metadata(seconds: int) -> tuple[tuple[str, bytes], ...]:
     info = RetryInfo()
-    info.retry_delay.seconds = RETRY_AFTER_SECONDS
+    info.retry_delay.seconds = seconds
     return (("google.rpc.retryinfo-bin", info.SerializeToString()),)
 
 
@@ -330,7 +351,7 @@ class TraceService:
         try:
             intake.admit("grpc", body)
         except Refusal as r:
-            context.set_trailing_metadata(_retry_metadata())
+            context.set_trailing_metadata(_retry_metadata(r.retry_after))
             await context.abort(r.code, r.message)
         try:
             request = ExportTraceServiceRequest.FromString(body)
