@@ -21,12 +21,6 @@ class Span:
     end_line: int
     end_col: int
 
-    def cover(self, other: Span) -> Span:
-        """The smallest range holding both."""
-        a = self if self.start <= other.start else other
-        b = self if self.end >= other.end else other
-        return Span(a.start, b.end, a.line, a.col, b.end_line, b.end_col)
-
     def contains(self, offset: int) -> bool:
         return self.start <= offset <= self.end
 

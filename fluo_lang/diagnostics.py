@@ -52,7 +52,6 @@ CODES: dict[str, str] = {
     "FLUO304": "Unknown enum value for `status` or `kind`.",
     "FLUO305": "Argument of the wrong type.",
     "FLUO306": "The pattern of `matches` must be a string literal.",
-    "FLUO307": "Comparison with a value that is always missing or constant.",
     # 4xx: limits
     "FLUO400": "Expression nested too deeply.",
     "FLUO401": "Rule too large.",

@@ -135,13 +135,19 @@ class _Recovery:
         self.last_error_end: int | None = None
 
     def report(self, diag: Diagnostic) -> None:
-        """Record an error unless it is a cascade: fewer than 3 tokens after the previous one."""
+        """Record an error unless it is a cascade: fewer than 3 tokens after the previous one.
+
+        Past `MAX_ERRORS`, one FLUO403 says the rest are not reported.
+        """
         last = self.last_error_end
-        if (last is None or _tokens_between(self.text, last, diag.span.start) >= 3) and len(
-            self.diagnostics
-        ) < MAX_ERRORS:
-            self.diagnostics.append(diag)
         self.last_error_end = max(diag.span.end, last or 0)
+        if last is not None and _tokens_between(self.text, last, diag.span.start) < 3:
+            return
+        if len(self.diagnostics) < MAX_ERRORS:
+            self.diagnostics.append(diag)
+        elif len(self.diagnostics) == MAX_ERRORS:
+            more = f"more than {MAX_ERRORS} syntax errors; the rest are not reported"
+            self.diagnostics.append(error("FLUO403", more, diag.span, path=self.path))
 
     def __call__(self, e: UnexpectedInput) -> bool:
         if isinstance(e, UnexpectedToken):
