@@ -33,6 +33,7 @@ from typing import Any
 from .ast import NO_SPAN, Span
 from .builtins import Member
 from .types import Type
+from .values import format_duration
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -113,8 +114,6 @@ def payload_text(node: Node) -> str:
 
 def _const_text(v: Any, ty: Type) -> str:
     if ty.name == "duration" and isinstance(v, int):
-        from .values import format_duration
-
         return format_duration(v)
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -142,8 +141,6 @@ def format_rule(rule: RuleIR) -> str:
     where = f"{rule.path}:{rule.span.line + 1}:{rule.span.col + 1}"
     meta = f"severity={rule.severity}"
     if rule.window_ns is not None:
-        from .values import format_duration
-
         meta += f" window={format_duration(rule.window_ns)}"
     lines = [f"rule {rule.id} [{rule.mode}] {meta}  @ {where}"]
     for kind, node in rule.clauses():
