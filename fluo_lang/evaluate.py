@@ -24,7 +24,7 @@ from .cost import BudgetExhausted, Meter
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import Span, Trace, Window, windows_of
-from .values import format_duration, format_timestamp, to_json
+from .values import format_timestamp, to_json
 
 Fn = Callable[[Any, Any], Any]
 MAX_CULPRITS = 20
@@ -673,4 +673,3 @@ class Program:
         return out
 
 
-__all__ = ["EvalError", "Program", "Signal", "format_duration"]
