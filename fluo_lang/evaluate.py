@@ -671,5 +671,3 @@ class Program:
             out.extend(self.evaluate_trace(tr))
         out.extend(self.evaluate_windows(traces))
         return out
-
-
