@@ -21,7 +21,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from fluo_lang.api import analyze, compile_program
-from fluo_lang.otlp import spans_from_request, spans_to_request
+from fluo_lang.otlp import decode_traces, spans_from_request, spans_to_request
 from fluo_lang.parser import _lark
 from fluo_lang.trace import Span, assemble
 
@@ -153,7 +153,7 @@ def hand_written(payloads: list[bytes], fns: list[Callable[[list[Any]], bool]]) 
 def fluo(payloads: list[bytes], program: Any) -> int:
     spans: list[Span] = []
     for data in payloads:
-        spans.extend(spans_from_request(ExportTraceServiceRequest.FromString(data)))
+        spans.extend(spans_from_request(decode_traces(data)))
     fired = 0
     for trace in assemble(spans):
         fired += len(program.evaluate_trace(trace))

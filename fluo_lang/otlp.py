@@ -26,7 +26,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import DecodeError
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
@@ -35,6 +36,7 @@ from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
 
 __all__ = [
     "TraceInputError",
+    "decode_traces",
     "detach_spans",
     "load_trace_file",
     "load_trace_files",
@@ -109,16 +111,17 @@ def _pb_span_attributes(span: trace_pb2.Span) -> dict[str, Any]:
 
 
 class _PbAttributes:
-    """A span's protobuf attributes, converted all at once (`()`) or by key (`lookup`).
+    """A span's attributes as the standard OTLP schema decodes them: a repeated `KeyValue`.
 
-    Each pass over a upb repeated field costs more than decoding the span did, so
-    `lookup` converts every key of `wanted` in its first pass and keeps them.
+    Converted all at once (`()`) or by key (`lookup`). Each pass over a upb repeated
+    field costs more than decoding the span did, so `lookup` converts every key of
+    `wanted` in its first pass and keeps them.
     """
 
     __slots__ = ("partial", "span", "wanted")
 
     def __init__(self, span: trace_pb2.Span) -> None:
-        self.span: trace_pb2.Span | _SerializedSpan = span
+        self.span = span
         self.partial: dict[str, Any] | None = None
         self.wanted: frozenset[str] | None = None
 
@@ -144,20 +147,111 @@ class _PbAttributes:
         return None if found is None else _pb_value(found.value)
 
 
-class _SerializedSpan:
-    """A span's own protobuf bytes, standing in for the span inside a decoded request until read."""
+class _MapAttributes:
+    """A span's attributes as FLUO's own schema decodes them: a protobuf map, looked up by key in C.
 
-    __slots__ = ("data", "message")
+    `source` is the span message, or its serialized bytes once `detach_spans` let the
+    request go (parsed again on first read). Values read by key are kept, so rules
+    reading the same key of the same span convert it once.
+    """
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.message: trace_pb2.Span | None = None
+    __slots__ = ("map", "read", "source")
 
-    @property
-    def attributes(self) -> Any:
-        if self.message is None:
-            self.message = trace_pb2.Span.FromString(self.data)
-        return self.message.attributes
+    def __init__(self, span: Message | bytes) -> None:
+        self.source = span
+        self.map: Any = None
+        self.read: dict[str, Any] | None = None
+
+    def _map(self) -> Any:
+        source = self.source
+        if isinstance(source, bytes):
+            source = _FastSpan.FromString(source)
+            self.source = source
+        self.map = m = source.attributes  # type: ignore[attr-defined]
+        return m
+
+    def __call__(self) -> dict[str, Any]:
+        m = self.map
+        if m is None:
+            m = self._map()
+        # A map has no order on the wire; keys are sorted so every reader sees the same dict.
+        return {k: _pb_value(m[k]) for k in sorted(m)}
+
+    def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
+        read = self.read
+        if read is None:
+            self.read = read = {}
+        elif key in read:
+            return read[key]
+        m = self.map
+        if m is None:
+            m = self._map()
+        v = m.get(key)
+        value = None if v is None else _pb_value(v)
+        read[key] = value
+        return value
+
+
+def _fast_schema() -> tuple[type[Message], type[Message]]:
+    """OTLP's trace messages with `Span.attributes` read as `map<string, AnyValue>`.
+
+    A map entry is, on the wire, exactly a `KeyValue` (key = 1, value = 2), so the
+    same bytes decode either way; as a map, upb indexes the attributes by key in C
+    and a rule's read is one hash lookup instead of a pass over every pair in Python.
+    A repeated key keeps its last value, as everywhere else in FLUO. Built from the
+    generated descriptor at import, so it follows the installed opentelemetry-proto.
+    """
+    proto = descriptor_pb2.FileDescriptorProto()
+    trace_pb2.DESCRIPTOR.CopyToProto(proto)
+    old, new = "." + proto.package + ".", ".fluo.otlp.fast."
+    proto.name = "fluo/otlp_fast.proto"
+    proto.package = "fluo.otlp.fast"
+
+    def retarget(message: descriptor_pb2.DescriptorProto) -> None:
+        for f in message.field:
+            if f.type_name.startswith(old):
+                f.type_name = new + f.type_name[len(old) :]
+        for nested in message.nested_type:
+            retarget(nested)
+
+    for message in proto.message_type:
+        retarget(message)
+        if message.name == "Span":
+            entry = message.nested_type.add(name="AttributesEntry")
+            entry.options.map_entry = True
+            F = descriptor_pb2.FieldDescriptorProto
+            entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+            entry.field.add(
+                name="value",
+                number=2,
+                type=F.TYPE_MESSAGE,
+                label=F.LABEL_OPTIONAL,
+                type_name=".opentelemetry.proto.common.v1.AnyValue",
+            )
+            (attributes,) = (f for f in message.field if f.name == "attributes")
+            attributes.type_name = new + "Span.AttributesEntry"
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindFileByName(proto.name)
+    except KeyError:
+        pool.Add(proto)
+    get = message_factory.GetMessageClass
+    return get(pool.FindMessageTypeByName("fluo.otlp.fast.TracesData")), get(
+        pool.FindMessageTypeByName("fluo.otlp.fast.Span")
+    )
+
+
+_FastTraces, _FastSpan = _fast_schema()
+
+
+def decode_traces(data: bytes) -> Message:
+    """OTLP protobuf bytes (`ExportTraceServiceRequest` or `TracesData`) decoded for `spans_from_request`.
+
+    Faster to read spans from than `ExportTraceServiceRequest.FromString`: span
+    attributes come out as a map (see `_fast_schema`). Raises what protobuf raises
+    for bytes that are not such a message (`DecodeError`, sometimes `RuntimeError`).
+    """
+    return _FastTraces.FromString(data)
 
 
 def detach_spans(spans: Iterable[Span]) -> None:
@@ -171,8 +265,12 @@ def detach_spans(spans: Iterable[Span]) -> None:
     """
     for s in spans:
         source = s._attrs_source
-        if isinstance(source, _PbAttributes) and not isinstance(source.span, _SerializedSpan):
-            source.span = _SerializedSpan(source.span.SerializeToString())
+        if isinstance(source, _MapAttributes):
+            if not isinstance(source.source, bytes):
+                source.source = source.source.SerializeToString()
+                source.map = None
+        elif isinstance(source, _PbAttributes):
+            s._attrs_source = _MapAttributes(source.span.SerializeToString())
 
 
 def _service_of(resource: Mapping[str, Any]) -> str:
@@ -222,7 +320,7 @@ def _id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> tuple[str,
     return None
 
 
-def _raise_bad_ids(req: ExportTraceServiceRequest, source: str) -> None:
+def _raise_bad_ids(req: Any, source: str) -> None:
     for i, rs in enumerate(req.resource_spans):
         for j, ss in enumerate(rs.scope_spans):
             for k, sp in enumerate(ss.spans):
@@ -233,7 +331,7 @@ def _raise_bad_ids(req: ExportTraceServiceRequest, source: str) -> None:
                     raise TraceInputError(f"{source}: {path}: {what}")
 
 
-def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<request>") -> list[Span]:
+def spans_from_request(request: Message, *, source: str = "<request>") -> list[Span]:
     """The spans of an OTLP export request (or a `TracesData`, which has the same fields).
 
     Every span of a resource block shares that block's resource dict, and its
@@ -243,14 +341,17 @@ def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<reques
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
     """
+    req: Any = request  # ExportTraceServiceRequest, TracesData or `decode_traces`'s message: the same fields
+    attributes_of: type[_MapAttributes | _PbAttributes] = (
+        _MapAttributes if isinstance(req, _FastTraces) else _PbAttributes
+    )
     if not _FAST_SPANS:
-        return _spans_from_request_portable(req, source)
+        return _spans_from_request_portable(req, source, attributes_of)
     out: list[Span] = []
     append = out.append
     status_of = _STATUS_BY_CODE.get
     kind_of = _KIND_BY_NUMBER.get
     zero = _ZERO_SPAN_ID
-    attributes_of = _PbAttributes
     new = object.__new__
     span_cls = Span
     for rs in req.resource_spans:
@@ -290,7 +391,9 @@ def spans_from_request(req: ExportTraceServiceRequest, *, source: str = "<reques
     return out
 
 
-def _spans_from_request_portable(req: ExportTraceServiceRequest, source: str) -> list[Span]:
+def _spans_from_request_portable(
+    req: Any, source: str, attributes_of: type[_MapAttributes | _PbAttributes]
+) -> list[Span]:
     out: list[Span] = []
     for rs in req.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
@@ -316,7 +419,7 @@ def _spans_from_request_portable(req: ExportTraceServiceRequest, source: str) ->
                         status=_STATUS_BY_CODE.get(code, "unset"),
                         status_message=st.message if code == 2 else "",
                         kind=_KIND_BY_NUMBER.get(sp.kind, "unspecified"),
-                        attributes_source=_PbAttributes(sp),
+                        attributes_source=attributes_of(sp),
                         resource=resource,
                     )
                 )
@@ -325,9 +428,8 @@ def _spans_from_request_portable(req: ExportTraceServiceRequest, source: str) ->
 
 def parse_protobuf(data: bytes, *, source: str) -> list[Span]:
     """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`."""
-    req = ExportTraceServiceRequest()
     try:
-        req.ParseFromString(data)
+        req = decode_traces(data)
     except (DecodeError, RuntimeError, ValueError) as e:
         detail = str(e) or type(e).__name__
         raise TraceInputError(

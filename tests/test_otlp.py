@@ -15,11 +15,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 
 from fluo_lang import otlp
 from fluo_lang.otlp import (
     TraceInputError,
+    detach_spans,
     load_trace_file,
     load_trace_files,
     parse_json,
@@ -585,6 +587,35 @@ def test_fast_span_construction_matches_the_constructor(monkeypatch: pytest.Monk
             if slot not in ("_attrs_source", "_attrs", "resource"):
                 assert getattr(a, slot) == getattr(b, slot), slot
         assert values(a) == values(b)
+
+
+def test_map_schema_reads_the_same_attributes_as_the_standard_schema() -> None:
+    """`decode_traces` reads span attributes as a map; every key and value must match the KeyValue reading."""
+    req = pb_request()
+    extra = req.resource_spans[0].scope_spans[0].spans[0].attributes
+    extra.add(key="user.id", value=AnyValue(string_value="first"))
+    extra.add(key="user.id", value=AnyValue(string_value="last"))  # a repeated key keeps its last value
+    extra.add(key="no.value")  # a KeyValue without a value reads as missing
+    data = req.SerializeToString()
+    standard = spans_from_request(ExportTraceServiceRequest.FromString(data))
+    mapped = spans_from_request(otlp.decode_traces(data))
+    keys = {k for s in standard for k in s.attributes} | {"absent"}
+    for a, b in zip(standard, mapped, strict=True):
+        assert [a.attr(k) for k in sorted(keys)] == [b.attr(k) for k in sorted(keys)]
+        assert a.attributes == b.attributes
+        assert values(a) == values(b)
+    assert mapped[0].attr("user.id") == "last"
+    assert mapped[0].attr("no.value") is None
+
+
+def test_map_attributes_survive_detach() -> None:
+    data = pb_request().SerializeToString()
+    spans = spans_from_request(otlp.decode_traces(data))
+    first = spans[1].attr("user.id")  # read before the request is let go, and after
+    detach_spans(spans)
+    expected = spans_from_request(ExportTraceServiceRequest.FromString(data))
+    assert spans[1].attr("user.id") == first == expected[1].attr("user.id")
+    assert [s.attributes for s in spans] == [s.attributes for s in expected]
 
 
 def test_protobuf_enums_and_unknown_values() -> None:

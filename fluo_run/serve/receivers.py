@@ -26,11 +26,10 @@ from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
 
-from fluo_lang.otlp import TraceInputError, parse_json, spans_from_json, spans_from_request
+from fluo_lang.otlp import TraceInputError, decode_traces, parse_json, spans_from_json, spans_from_request
 from fluo_lang.trace import Span
 
 from .metrics import Metrics
@@ -175,7 +174,8 @@ def _id_ok(tid: bytes, sid: bytes, pid: bytes) -> bool:
     return len(tid) == 16 and len(sid) == 8 and (not pid or len(pid) == 8)
 
 
-def decode_request(req: ExportTraceServiceRequest) -> Decoded:
+def decode_request(req: Any) -> Decoded:
+    """Spans of a decoded request (`decode_traces`); a request with bad ids keeps its good spans."""
     try:
         return Decoded(spans_from_request(req))
     except TraceInputError as exc:
@@ -287,7 +287,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
                 decoded = decode_json(body)
             else:
                 try:
-                    req = ExportTraceServiceRequest.FromString(body)
+                    req = decode_traces(body)
                 except (DecodeError, RuntimeError, ValueError) as exc:
                     raise TraceInputError(
                         f"request body: not an OTLP protobuf ExportTraceServiceRequest: {exc or 'cannot parse'}"
@@ -354,7 +354,7 @@ class TraceService:
             context.set_trailing_metadata(_retry_metadata(r.retry_after))
             await context.abort(r.code, r.message)
         try:
-            request = ExportTraceServiceRequest.FromString(body)
+            request = decode_traces(body)
         except (DecodeError, RuntimeError, ValueError) as exc:
             intake.metrics.requests.labels("grpc", "malformed").inc()
             await context.abort(
