@@ -5,6 +5,10 @@ insert the few tokens that make it acceptable (a missing `)`, `}` or name);
 failing that it drops the token. Errors within a few tokens of the previous
 one are not reported, so one mistake gives one diagnostic and a second, later
 mistake still gives its own. lark types never leave this module.
+
+Text with no mistake at all, the usual case, takes a fast path over the same LALR
+table that builds the AST directly (see the end of the module); the rest goes the
+full way described above.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
@@ -266,11 +270,19 @@ def _one_of(names: list[str]) -> str:
 
 def parse(text: str, path: str = "<input>") -> ParseResult:
     """Parse a rule file; never raises on bad input, only returns diagnostics."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        d = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", _LineIndex(text).span(0, 0), path=path)
+        return ParseResult(ast.RuleFile(path=path, text=text), [d])
+    fast = _fast_parse(text, path)
+    if fast is not None:
+        return ParseResult(ast.RuleFile(path=path, text=text, rules=tuple(fast)))
+    return _full_parse(text, path)
+
+
+def _full_parse(text: str, path: str) -> ParseResult:
+    """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic."""
     index = _LineIndex(text)
     rule_file = ast.RuleFile(path=path, text=text)
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
-        d = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", index.span(0, 0), path=path)
-        return ParseResult(rule_file, [d])
     recovery = _Recovery(text, index, path)
     try:
         tree = _lark().parse(text, on_error=recovery)
@@ -401,10 +413,8 @@ class _Builder:
             body = tree.children[0]
             span = self.span_of(body)
             expr = self.guarded(body)
-            stem = PurePath(self.path).stem or "expr"
-            rule_id = re.sub(r"\W", "_", stem.split(".")[0]) or "expr"
             clause = ast.Clause(span, "expect", expr)
-            return [ast.Rule(span, rule_id, span, (), (clause,), (), bare=True)]
+            return [ast.Rule(span, _bare_rule_id(self.path), span, (), (clause,), (), bare=True)]
         return [self.rule(r) for r in tree.children if isinstance(r, Tree)]
 
     def rule(self, tree: Tree[Any]) -> ast.Rule:
@@ -551,44 +561,25 @@ class _Builder:
         return [self.expr(c) for c in node.children if c is not None]
 
     def string_value(self, tok: Token) -> str:
-        raw = str(tok)[1:-1]
-        if "\\" not in raw:
-            return raw
-        out: list[str] = []
-        i = 0
-        while i < len(raw):
-            c = raw[i]
-            if c != "\\":
-                out.append(c)
-                i += 1
-                continue
-            nxt = raw[i + 1 : i + 2]
-            if nxt in _ESCAPES:
-                out.append(_ESCAPES[nxt])
-                i += 2
-            elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", raw[i + 2 : i + 6]):
-                out.append(chr(int(raw[i + 2 : i + 6], 16)))
-                i += 6
-            else:
-                start = (tok.start_pos or 0) + 1 + i
-                self.diagnostics.append(
-                    error(
-                        "FLUO102",
-                        f"invalid escape `\\{nxt}` in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX)",
-                        self.index.span(start, start + 2),
-                        path=self.path,
-                    )
+        value, bad = _unescape(str(tok)[1:-1])
+        for i, nxt in bad:
+            start = (tok.start_pos or 0) + 1 + i
+            self.diagnostics.append(
+                error(
+                    "FLUO102",
+                    f"invalid escape `\\{nxt}` in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX)",
+                    self.index.span(start, start + 2),
+                    path=self.path,
                 )
-                out.append(nxt)
-                i += 2
-        return "".join(out)
+            )
+        return value
 
     def duration_ns(self, tok: Token | None) -> int | None:
         text = str(tok) if tok is not None else ""
-        m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(.*)", text)
-        if tok is None or m is None:
+        parts = _duration_parts(text)
+        if tok is None or parts is None:
             return None
-        number, unit = m.groups()
+        number, unit = parts
         if unit not in DURATION_UNITS:
             close = [u for u in DURATION_UNITS if u != "µs"]
             self.diagnostics.append(
@@ -600,9 +591,13 @@ class _Builder:
                 )
             )
             return None
-        if "." in number:
-            return round(float(number) * DURATION_UNITS[unit])
-        return int(number) * DURATION_UNITS[unit]
+        return _duration_value(number, unit)
+
+
+def _bare_rule_id(path: str) -> str:
+    """A bare expression's rule is named after its file."""
+    stem = PurePath(path).stem or "expr"
+    return re.sub(r"\W", "_", stem.split(".")[0]) or "expr"
 
 
 def _number(text: str) -> int | float:
@@ -626,3 +621,422 @@ def _measure(root: Tree[Any] | Token) -> tuple[int, int]:
                 if isinstance(c, Tree):
                     stack.append((c, depth + 1))
     return max_depth, nodes
+
+
+# ---------------------------------------------------------------------------
+# The fast path: text without a mistake straight to the AST.
+#
+# Most text `parse` sees has no syntax error and nothing the builder reports. For it,
+# a loop over lark's own LALR table, fed by lark's own token regex, builds the AST in
+# the reductions: no lark tokens, trees, position propagation or second walk. It gives
+# up (`_Bail`) at the first thing it does not handle, and `parse` starts over on the full
+# path (`_full_parse`), which recovers and reports. So the full path is the reference: on
+# any text the fast path finishes, both give the same AST (tests/test_parser.py compares).
+#
+# A node's span runs from the first to the last token of what its rule matched, filtered
+# tokens (`rule`, `)`, `}`) included, as lark's `propagate_positions` has it; the stack
+# keeps each entry's first and last token beside its value. Parentheses widen their
+# content's extent without changing its span.
+
+# (kind, text, start, end, line, column, end column, index): 0-based; tokens hold no newline.
+_Tok = tuple[str, str, int, int, int, int, int, int]
+_Handler = Callable[[list[Any], _Tok, _Tok], Any]
+
+
+class _Bail(Exception):
+    """The fast path met something it leaves to the full path: an error or a diagnostic."""
+
+
+@dataclass(frozen=True)
+class _FastTables:
+    scanner: re.Pattern[str]
+    keywords: dict[str, str]  # IDENT text -> keyword terminal
+    ignore: frozenset[str]
+    actions: list[dict[str, int]]  # per state: shift to state n (n >= 0) or reduce rule ~n; gotos
+    rules: list[tuple[int, str, _Handler | None]]  # size, origin, handler (None: pass the child through)
+    start: int
+    end: int
+
+
+def _sp(first: _Tok, last: _Tok) -> ast.Span:
+    return ast.Span(first[2], last[3], first[4], first[5], last[4], last[6])
+
+
+def _tok_span(tok: _Tok) -> ast.Span:
+    return ast.Span(tok[2], tok[3], tok[4], tok[5], tok[4], tok[6])
+
+
+def _unescape(raw: str) -> tuple[str, list[tuple[int, str]]]:
+    """A string literal's text between the quotes, decoded; and (offset, char) of each invalid escape."""
+    if "\\" not in raw:
+        return raw, []
+    out: list[str] = []
+    bad: list[tuple[int, str]] = []
+    i = 0
+    while i < len(raw):
+        c = raw[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        nxt = raw[i + 1 : i + 2]
+        if nxt in _ESCAPES:
+            out.append(_ESCAPES[nxt])
+            i += 2
+        elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", raw[i + 2 : i + 6]):
+            out.append(chr(int(raw[i + 2 : i + 6], 16)))
+            i += 6
+        else:
+            bad.append((i, nxt))
+            out.append(nxt)
+            i += 2
+    return "".join(out), bad
+
+
+_DURATION_PARTS = re.compile(r"([0-9]+(?:\.[0-9]+)?)(.*)")
+
+
+def _duration_parts(text: str) -> tuple[str, str] | None:
+    m = _DURATION_PARTS.fullmatch(text)
+    return None if m is None else (m.group(1), m.group(2))
+
+
+def _duration_value(number: str, unit: str) -> int:
+    if "." in number:
+        return round(float(number) * DURATION_UNITS[unit])
+    return int(number) * DURATION_UNITS[unit]
+
+
+def _f_string(text: str) -> str:
+    if _MISSING in text:
+        raise _Bail
+    value, bad = _unescape(text[1:-1])
+    if bad:
+        raise _Bail
+    return value
+
+
+def _f_duration(text: str) -> int:
+    parts = _duration_parts(text)
+    if parts is None or parts[1] not in DURATION_UNITS:
+        raise _Bail
+    return _duration_value(*parts)
+
+
+def _f_number(text: str) -> tuple[int | float, Literal["int", "float"]]:
+    value = _number(text)
+    return value, "int" if isinstance(value, int) else "float"
+
+
+def _lark_shape(root: ast.Expr) -> tuple[int, int]:
+    """`_measure` of the lark tree `root` was built from (fast path: no `Missing` in it).
+
+    Each node is one lark tree; a call's or list's arguments are one more, below it.
+    """
+    max_depth = 0
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > max_depth:
+            max_depth = depth
+        kids: tuple[Any, ...] = ()
+        if isinstance(node, tuple):  # the arguments
+            kids = node
+        elif isinstance(node, ast.Binary):
+            kids = (node.left, node.right)
+        elif isinstance(node, ast.Unary):
+            kids = (node.operand,)
+        elif isinstance(node, ast.Field):
+            kids = (node.target,)
+        elif isinstance(node, ast.Index):
+            kids = (node.target, node.key)
+        elif isinstance(node, ast.Call):
+            kids = (node.target, node.args) if node.args else (node.target,)
+        elif isinstance(node, ast.ListLit):
+            kids = (node.items,) if node.items else ()
+        for k in kids:
+            stack.append((k, depth + 1))
+    return max_depth, nodes
+
+
+def _f_guard(expr: ast.Expr, first: _Tok, last: _Tok) -> ast.Expr:
+    """`_Builder.guarded`'s limits: a lark tree has at most one node per token, so short ones pass."""
+    if last[7] - first[7] < MAX_DEPTH:
+        return expr
+    depth, nodes = _lark_shape(expr)
+    if depth > MAX_DEPTH or nodes > MAX_RULE_NODES:
+        raise _Bail
+    return expr
+
+
+def _f_rule(ch: list[Any], first: _Tok, last: _Tok) -> ast.Rule:
+    ident: _Tok = ch[1]
+    items: list[Any] = ch[3] if len(ch) == 5 else []
+    metas = tuple(i for i in items if type(i) is ast.Meta)
+    clauses = tuple(i for i in items if type(i) is ast.Clause)
+    windows = tuple(i for i in items if type(i) is ast.WindowClause)
+    return ast.Rule(_sp(first, last), ident[1], _tok_span(ident), metas, clauses, windows)
+
+
+def _f_meta_list(ch: list[Any], first: _Tok, last: _Tok) -> ast.MetaItem:
+    items: list[ast.MetaItem] = []
+    for c in ch:
+        if type(c) is list:
+            items.extend(c)
+        elif type(c) is ast.MetaItem:
+            items.append(c)
+    item = ast.MetaItem(_sp(first, last), items, "list")
+    if last[7] - first[7] > MAX_DEPTH and _nesting(item) > MAX_DEPTH:
+        raise _Bail  # `_Builder.meta_value` recurses: what it makes of this stays its business
+    return item
+
+
+def _nesting(item: ast.MetaItem) -> int:
+    """How deep lists nest in a metadata value (a list of plain values: 1)."""
+    deepest = 0
+    stack = [(item, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node.value, list):
+            deepest = max(deepest, depth)
+            stack.extend((i, depth + 1) for i in node.value)
+    return deepest
+
+
+def _f_meta_number(ch: list[Any], first: _Tok, last: _Tok) -> ast.MetaItem:
+    value, kind = _f_number(ch[0][1])
+    return ast.MetaItem(_sp(first, last), value, kind)
+
+
+def _f_number_atom(ch: list[Any], first: _Tok, last: _Tok) -> ast.Expr:
+    value, kind = _f_number(ch[0][1])
+    return ast.Literal(_sp(first, last), value, kind)
+
+
+def _f_call(ch: list[Any], first: _Tok, last: _Tok) -> ast.Expr:
+    name: _Tok = ch[2]
+    args = tuple(ch[4]) if len(ch) == 6 else ()
+    return ast.Call(_sp(first, last), ch[0], name[1], _tok_span(name), args)
+
+
+def _f_list_start(ch: list[Any], first: _Tok, last: _Tok) -> list[Any]:
+    """The first item of an `x*` or `x+` (lark makes rules of them): it starts a list."""
+    return [ch[-1]]
+
+
+def _f_list_more(ch: list[Any], first: _Tok, last: _Tok) -> list[Any]:
+    """A later item: appended to the list so far (the rule's first child)."""
+    items: list[Any] = ch[0]
+    items.append(ch[-1])
+    return items
+
+
+def _f_args(ch: list[Any], first: _Tok, last: _Tok) -> list[Any]:
+    return [ch[0], *ch[1]] if len(ch) > 1 and type(ch[1]) is list else [ch[0]]
+
+
+def _binary(op: str) -> _Handler:
+    return lambda ch, first, last: ast.Binary(_sp(first, last), op, ch[0], ch[-1])  # type: ignore[arg-type]
+
+
+def _clause(kind: ast.ClauseKind, at: int) -> _Handler:
+    return lambda ch, first, last: ast.Clause(_sp(first, last), kind, _f_guard(ch[at], first, last))
+
+
+# (rule origin, alias) -> handler. Besides these, the binary operators take `_binary` (see
+# `_BIN`), the rules lark makes of `x*` and `x+` take `_f_list_start` and `_f_list_more`,
+# and rules without a name (`?expr: or_expr`, parentheses) pass their one child through.
+_HANDLERS: dict[tuple[str, str | None], _Handler] = {
+    ("start", "rules"): lambda ch, first, last: ("rules", ch[0]),
+    ("start", "bare_expr"): lambda ch, first, last: ("bare", _f_guard(ch[0], first, last)),
+    ("start", "empty"): lambda ch, first, last: ("rules", []),
+    ("rule", None): _f_rule,
+    ("rule_item", "expect"): _clause("expect", 1),
+    ("rule_item", "detect"): _clause("detect", 1),
+    ("rule_item", "when"): _clause("when", 2),
+    ("rule_item", "always"): _clause("always", 2),
+    ("rule_item", "never"): _clause("never", 2),
+    ("rule_item", "window_clause"): lambda ch, first, last: ast.WindowClause(_sp(first, last), _f_duration(ch[1][1])),
+    ("meta", None): lambda ch, first, last: ast.Meta(_sp(first, last), ch[0][1], _tok_span(ch[0]), ch[2]),
+    ("meta_value", "meta_string"): lambda ch, first, last: ast.MetaItem(
+        _sp(first, last), _f_string(ch[0][1]), "string"
+    ),
+    ("meta_value", "meta_ident"): lambda ch, first, last: ast.MetaItem(_sp(first, last), ch[0][1], "ident"),
+    ("meta_value", "meta_number"): _f_meta_number,
+    ("meta_value", "meta_duration"): lambda ch, first, last: ast.MetaItem(
+        _sp(first, last), _f_duration(ch[0][1]), "duration"
+    ),
+    ("meta_value", "meta_true"): lambda ch, first, last: ast.MetaItem(_sp(first, last), True, "bool"),
+    ("meta_value", "meta_false"): lambda ch, first, last: ast.MetaItem(_sp(first, last), False, "bool"),
+    ("meta_value", "meta_list"): _f_meta_list,
+    ("not_expr", "not_"): lambda ch, first, last: ast.Unary(_sp(first, last), "not", ch[1]),
+    ("unary", "neg"): lambda ch, first, last: ast.Unary(_sp(first, last), "-", ch[1]),
+    ("postfix", "field"): lambda ch, first, last: ast.Field(_sp(first, last), ch[0], ch[2][1], _tok_span(ch[2])),
+    ("postfix", "call"): _f_call,
+    ("postfix", "index"): lambda ch, first, last: ast.Index(_sp(first, last), ch[0], ch[2]),
+    ("args", None): _f_args,
+    ("atom", "string"): lambda ch, first, last: ast.Literal(_sp(first, last), _f_string(ch[0][1]), "string"),
+    ("atom", "number"): _f_number_atom,
+    ("atom", "duration"): lambda ch, first, last: ast.Literal(_sp(first, last), _f_duration(ch[0][1]), "duration"),
+    ("atom", "true"): lambda ch, first, last: ast.Literal(_sp(first, last), True, "bool"),
+    ("atom", "false"): lambda ch, first, last: ast.Literal(_sp(first, last), False, "bool"),
+    ("atom", "name"): lambda ch, first, last: ast.Name(_sp(first, last), ch[0][1]),
+    ("atom", "window_root"): lambda ch, first, last: ast.Name(_sp(first, last), "window"),
+    ("atom", "list"): lambda ch, first, last: ast.ListLit(_sp(first, last), tuple(ch[1]) if len(ch) == 3 else ()),
+}
+
+
+def _pass_through(at: int) -> _Handler:
+    return lambda ch, first, last: ch[at]
+
+
+def _handler(rule: Any) -> _Handler | None:
+    """What the fast path does on reducing a lark rule; None: only the state changes (one child kept)."""
+    origin: str = rule.origin.name
+    kept = [i for i, sym in enumerate(rule.expansion) if not (sym.is_term and sym.filter_out)]
+    if origin.startswith("__"):  # `x*`, `x+`: `__r -> x` and `__r -> __r x` (tokens filtered around x)
+        if kept == [len(rule.expansion) - 1]:
+            return _f_list_start
+        if kept == [0, len(rule.expansion) - 1] and rule.expansion[0] == rule.origin:
+            return _f_list_more
+        raise LookupError(f"unexpected list rule {rule}")
+    if (origin, rule.alias) in _HANDLERS:
+        return _HANDLERS[origin, rule.alias]
+    if rule.alias in _BIN and len(kept) == 2:
+        return _binary(_BIN[rule.alias])
+    if rule.alias is None and rule.options.expand1 and len(kept) == 1:
+        return None if len(rule.expansion) == 1 else _pass_through(kept[0])
+    raise LookupError(f"no fast-path handler for {rule}")
+
+
+@cache
+def _fast_tables() -> _FastTables | None:
+    """The fast path's lexer and parser, from lark's; None (full path only) if they are not as expected."""
+    try:
+        lark = _lark()
+        lexer: Any = lark.parser.lexer
+        scanners = lexer.scanner._mres
+        table: Any = lark.parser.parser.parser.parse_table
+        unless = lexer.callback
+        if len(scanners) != 1 or set(unless) != {"IDENT"}:
+            return None
+        keyword_terms = unless["IDENT"].scanner.terminals
+        if any(t.pattern.type != "str" or t.pattern.flags for t in keyword_terms):
+            return None
+        rule_index: dict[Any, int] = {}
+        rules: list[tuple[int, str, _Handler | None]] = []
+        for rule in lark.rules:
+            rule_index[rule] = len(rules)
+            rules.append((len(rule.expansion), str(rule.origin.name), _handler(rule)))
+        actions: list[dict[str, int]] = [{} for _ in range(max(table.states) + 1)]
+        for state, row in table.states.items():
+            for name, (action, arg) in row.items():
+                actions[state][str(name)] = ~rule_index[arg] if action.name == "Reduce" else arg
+        return _FastTables(
+            scanner=scanners[0],
+            keywords={str(t.pattern.value): str(t.name) for t in keyword_terms},
+            ignore=frozenset(lexer.ignore_types),
+            actions=actions,
+            rules=rules,
+            start=table.start_states["start"],
+            end=table.end_states["start"],
+        )
+    except (AttributeError, KeyError, LookupError, TypeError):
+        return None
+
+
+def _fast_tokens(text: str, tables: _FastTables) -> list[_Tok] | None:
+    """The tokens lark's lexer makes of `text` (keywords resolved, ignored ones dropped), or None if it fails."""
+    out: list[_Tok] = []
+    append = out.append
+    ignore = tables.ignore
+    keywords = tables.keywords
+    pos = line = line_start = 0
+    for m in tables.scanner.finditer(text):
+        start = m.start()
+        if start != pos:
+            return None
+        kind = m.lastgroup
+        value = m.group()
+        pos = m.end()
+        if kind in ignore:
+            newlines = value.count("\n")
+            if newlines:
+                line += newlines
+                line_start = start + value.rindex("\n") + 1
+            continue
+        if kind == "IDENT":
+            kind = keywords.get(value, kind)
+        elif kind is None or "\n" in value:
+            return None
+        append((kind, value, start, pos, line, start - line_start, pos - line_start, len(out)))
+    if pos != len(text):
+        return None
+    end = len(text)
+    append(("$END", "", end, end, line, end - line_start, end - line_start, len(out)))
+    return out
+
+
+def _fast_drive(tokens: list[_Tok], tables: _FastTables) -> Any:
+    """Run lark's LALR table over `tokens`; the value of the start rule, or `_Bail`."""
+    actions = tables.actions
+    rules = tables.rules
+    end = tables.end
+    states = [tables.start]
+    values: list[Any] = []
+    firsts: list[Any] = []
+    lasts: list[Any] = []
+    for tok in tokens:
+        kind = tok[0]
+        while True:
+            code = actions[states[-1]].get(kind)
+            if code is None:
+                raise _Bail
+            if code >= 0:
+                if kind == "$END":
+                    raise _Bail
+                states.append(code)
+                values.append(tok)
+                firsts.append(tok)
+                lasts.append(tok)
+                break
+            size, origin, handler = rules[~code]
+            if handler is None:
+                states[-1] = actions[states[-2]][origin]
+            else:
+                if size:
+                    children = values[-size:]
+                    first = firsts[-size]
+                    last = lasts[-1]
+                    del values[-size:], firsts[-size:], lasts[-size:], states[-size:]
+                else:
+                    children = []
+                    first = last = None
+                values.append(handler(children, first, last))
+                firsts.append(first)
+                lasts.append(last)
+                states.append(actions[states[-1]][origin])
+            if states[-1] == end:
+                return values[-1]
+    raise _Bail
+
+
+def _fast_parse(text: str, path: str) -> list[ast.Rule] | None:
+    """The rules of `text` if it parses without a diagnostic; None sends it to the full path."""
+    tables = _fast_tables()
+    if tables is None:
+        return None
+    tokens = _fast_tokens(text, tables)
+    if tokens is None:
+        return None
+    try:
+        kind, value = _fast_drive(tokens, tables)
+    except _Bail:
+        return None
+    if kind == "rules":
+        return value  # type: ignore[no-any-return]
+    span = value.span
+    clause = ast.Clause(span, "expect", value)
+    return [ast.Rule(span, _bare_rule_id(path), span, (), (clause,), (), bare=True)]

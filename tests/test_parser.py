@@ -1,8 +1,20 @@
-"""Parser limits that the golden files do not reach."""
+"""Parser limits that the golden files do not reach, and the fast path against the full one."""
 
 from __future__ import annotations
 
-from fluo_lang.parser import MAX_ERRORS, parse
+import sys
+from pathlib import Path
+
+from conformance_cases import load_cases
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fluo_lang.parser import MAX_ERRORS, MAX_RULE_NODES, _fast_parse, _fast_tables, _full_parse, parse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "fuzz"))
+
+from strategies import example_rule_texts, mutated, typed_rules  # noqa: E402
 
 
 def test_too_many_syntax_errors_end_with_one_notice() -> None:
@@ -18,3 +30,113 @@ def test_errors_below_the_limit_are_all_reported() -> None:
     text = "".join(f"rule r{i} {{ expect trace.spans.count() < 5 @ }}\n" for i in range(10))
     diags = parse(text, "few.fluo").diagnostics
     assert [d.code for d in diags] == ["FLUO101"] * 10
+
+
+# -- the fast path -------------------------------------------------------------
+# `parse` builds the AST of text without a diagnostic straight from lark's table, and
+# hands everything else to the full path (lark's parser, recovery, the tree builder).
+# Where the fast path finishes, the two must agree exactly: spans, values, types.
+
+TRICKY = [
+    "",
+    "   \n// only a comment\n",
+    "trace.spans.count() > 0",
+    "(trace.spans.count() > 0)",
+    "((a or b)) and (c)",
+    "rule r { expect (trace.spans).where((duration > 1s)).count() == (0) }",
+    "rule r {}",
+    "rule r{expect trace.root.duration<5ms}rule s{detect not not trace.spans.where(it.status==error)}",
+    "rule r {\r\n  severity: error\r\n  expect trace.spans.count() <= 3\r\n}\r\n",
+    "rule r {\n\ttags: [a, 'b', \"c\", 1, 2.5, 1e3, 5ms, true, false, [x, []],]\n\texpect x\n}",
+    "rule r { description: \"é \\u00e9 \\n \\\\ \\' \\\" \\0 日本\" expect name == 'x\\ty' }",
+    "rule r { window 1.5m expect window.spans.where(service in ['a', 'b',]).count() > -(2 * 3µs) }",
+    "rule r { when { trace.root.name matches '^GET ' } always { trace.spans[0].kind == server }\n"
+    "  never { x not in [] } }",
+    "rule r { expect a.b.c(d, e,)[f].g() contains 'h' // trailing\n }",
+    "rule r { expect - -1 + 2 - 3 * 4 / 5 }",
+    "rule r { expect x }" * 3,
+]
+
+
+def _generated() -> list[str]:
+    out: list[str] = []
+    for n in (99, 100, 101):  # around MAX_DEPTH
+        for e in (
+            "not " * n + "x",
+            "(" * n + "x" + ")" * n,
+            "x" + ".f(y" * n + ")" * n,
+            "[" * n + "1" + "]" * n,
+            " + ".join(["1"] * n),
+            "x" + "[0]" * n,
+        ):
+            out += [e, f"rule r {{ expect {e} }}", f"rule r {{ when {{ {e} }} always {{ x }} }}"]
+        out.append("rule r { k: " + "[" * n + "1" + "]" * n + " expect x }")
+    return out
+
+
+def _corpus() -> list[str]:
+    files = sorted(ROOT.glob("examples/**/*.fluo")) + sorted(ROOT.glob("tests/**/*.fluo"))
+    cases = [c.rules_text for c in load_cases()]
+    return [f.read_text(encoding="utf-8") for f in files] + cases + TRICKY
+
+
+def _agree(text: str, path: str = "rules.fluo") -> bool:
+    """Whether the fast path took `text`; asserts `parse` gives what the full path gives."""
+    full = _full_parse(text, path)
+    got = parse(text, path)
+    assert repr(got.file) == repr(full.file), text
+    assert got.diagnostics == full.diagnostics, text
+    fast = _fast_parse(text, path)
+    if fast is not None:
+        assert not full.diagnostics, text
+    return fast is not None
+
+
+def test_the_fast_path_agrees_with_the_full_path() -> None:
+    taken = [_agree(text, path) for text in _corpus() for path in ("rules.fluo", "<expect>")]
+    assert sum(taken) > len(taken) // 3  # most texts here are valid, or the fast path stopped working
+
+
+def test_both_paths_agree_at_the_size_limits() -> None:
+    for text in _generated():
+        _agree(text)
+    assert not _agree(" + ".join(["1"] * (MAX_RULE_NODES + 1)))
+
+
+def test_valid_rules_take_the_fast_path() -> None:
+    assert _fast_tables() is not None, "the fast path does not fit the grammar: see _HANDLERS in parser.py"
+    for f in sorted(ROOT.glob("examples/rules/*.fluo")):
+        assert _fast_parse(f.read_text(encoding="utf-8"), str(f)) is not None, f
+    for text in TRICKY:
+        assert _fast_parse(text, "t.fluo") is not None, text
+
+
+def test_the_fast_path_leaves_every_diagnostic_to_the_full_path() -> None:
+    for text in (
+        "rule r { expect x ) }",  # syntax error
+        "rule r { expect x @ }",  # unexpected character
+        "rule r { expect 'unterminated }",
+        "rule r { expect x == '\\q' }",  # invalid escape
+        "rule r { expect x == 'a\x00b' }",
+        "rule r { window 5x expect x }",  # unknown unit
+        "rule r { k: 10min expect x }",
+        "not " * 101 + "x",  # too deep
+        "rule r { k: " + "[" * 101 + "1" + "]" * 101 + " expect x }",
+    ):
+        assert _fast_parse(text, "t.fluo") is None, text
+        _agree(text)
+
+
+FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(typed_rules())
+def test_fuzzed_rules_parse_the_same_on_both_paths(text: str) -> None:
+    _agree(text)
+
+
+@FUZZ
+@given(mutated(st.sampled_from(example_rule_texts())))
+def test_mutated_rules_parse_the_same_on_both_paths(text: str) -> None:
+    _agree(text)
