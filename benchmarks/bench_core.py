@@ -153,7 +153,7 @@ def hand_written(payloads: list[bytes], fns: list[Callable[[list[Any]], bool]]) 
 def fluo(payloads: list[bytes], program: Any) -> int:
     spans: list[Span] = []
     for data in payloads:
-        spans.extend(spans_from_request(decode_traces(data)))
+        spans.extend(spans_from_request(decode_traces(data), prefetch=program.prefetch))
     fired = 0
     for trace in assemble(spans):
         fired += len(program.evaluate_trace(trace))

@@ -401,6 +401,28 @@ def lookup(receiver: t.Type, name: str) -> Member | None:
     return members_of(receiver).get(name)
 
 
+INLINE_METHODS: dict[Impl, str] = {
+    _where: "where",
+    _count: "count",
+    _exists: "exists",
+    _all: "all",
+    _none: "none",
+    _has: "has",
+    _root_count: "root_count",
+}
+"""Implementations the evaluator may write out as inline loops instead of calling.
+
+Keyed by the function itself: a wrapped implementation (the evaluation budget's
+metering wraps them) is not in this table and is called as it is.
+"""
+
+SPAN_SLOTS: dict[str, str] = {
+    m.name: m.name
+    for m in SPAN_FIELDS
+    if m.name in ("name", "service", "status", "status_message", "kind", "start", "end")
+}
+"""Span fields that are plain attributes of `trace.Span`, which the evaluator may read directly."""
+
 SPAN_FIELD_NAMES = tuple(m.name for m in SPAN_FIELDS)
 
 OPERATORS: tuple[Operator, ...] = (

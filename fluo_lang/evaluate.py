@@ -1,8 +1,10 @@
-"""The one evaluator: IR to Python closures, run over traces and windows, giving signals.
+"""The one evaluator: IR to generated Python functions, run over traces and windows, giving signals.
 
-Every IR node becomes a closure `(ctx, it) -> value`, where `ctx` is the trace or
-window being checked and `it` the span in scope. No source code is generated:
-literals are captured as constants, never spliced into text that is executed.
+`Compiler` writes each IR node as a Python expression over the trace or window
+being checked (`ctx`) and the span in scope, and a whole rule set as one function
+that returns which rules fired, sharing the per-field indexes between rules.
+No text from a rule reaches that source: literals, keys, patterns and registry
+implementations are bound to generated names (see `Compiler`).
 
 Missing values are `None`. A comparison with a missing value is false, and so
 is one between values of different runtime types (an attribute holding "42"
@@ -18,6 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import builtins as b
 from . import types as t
 from .builtins import Member
 from .cost import BudgetExhausted, Meter
@@ -26,7 +29,7 @@ from .regex import compile_regex
 from .trace import Span, Trace, Window, windows_of
 from .values import format_timestamp, to_json
 
-Fn = Callable[[Any, Any], Any]
+Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
 TRUNCATED_RULE = "fluo.evaluation_truncated"  # the signal of a trace whose evaluation budget ran out
 
@@ -103,220 +106,438 @@ def _read(m: Any, key: str) -> Any:
     return v
 
 
+_PY_CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+"""Comparison operators as Python writes them; the IR's operator must be one of these keys."""
+
+_BOOL_OPS = frozenset({"cmp", "and", "or", "not", "exists", "in", "not_in", "contains", "matches"})
+"""Operations whose value is always True or False (never missing)."""
+
+MAX_INLINE_DEPTH = 24
+"""Deeper sub-expressions become functions of their own, keeping Python's parser within its nesting limit."""
+
+
+def _attr_nested(s: Span, key: str, wanted: frozenset[str]) -> Any:
+    """`a.b.c` through nested maps, once the flat key `a.b.c` was not found."""
+    head, _, rest = key.partition(".")
+    inner = s.attr(head, wanted)
+    return _read(inner, rest) if isinstance(inner, dict) else None
+
+
+def _attr_of(x: Any, key: str, wanted: frozenset[str]) -> Any:
+    if not isinstance(x, Span):
+        return None
+    v = x.attr(key, wanted)
+    if v is None and "." in key:
+        return _attr_nested(x, key, wanted)
+    return v
+
+
+def _index(m: Any, k: Any) -> Any:
+    if isinstance(m, dict) and isinstance(k, str):
+        return m.get(k)
+    if isinstance(m, list) and isinstance(k, int) and not isinstance(k, bool) and -len(m) <= k < len(m):
+        return m[k]
+    return None
+
+
+def _arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
+    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+        return None
+    try:
+        v = op(a, b)
+    except (TypeError, ZeroDivisionError, OverflowError):
+        return None
+    return round(v) if to_int and isinstance(v, float) else v
+
+
+def _neg(v: Any) -> Any:
+    return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _not_in(a: Any, b: Any) -> bool:
+    return a is not None and b is not None and not _member(a, b)
+
+
+_RUNTIME: dict[str, Any] = {
+    "__builtins__": {
+        "all": all,
+        "any": any,
+        "bool": bool,
+        "isinstance": isinstance,
+        "len": len,
+        "str": str,
+        "sum": sum,
+    },
+    "_EMPTY": _EMPTY,
+    "_Span": Span,
+    "_attr_nested": _attr_nested,
+    "_attr_of": _attr_of,
+    "_arith": _arith,
+    "_index": _index,
+    "_kind": _kind,
+    "_member": _member,
+    "_neg": _neg,
+    "_not_in": _not_in,
+    "_read": _read,
+}
+"""Everything generated code may name besides its own constants and temporaries."""
+
+
 class Compiler:
-    """Turns IR nodes into closures; keeps them by node so `explain` reuses the same ones."""
+    """Turns IR into Python functions: the one evaluator.
+
+    Each IR node is written as a Python expression over `ctx` (the trace or window
+    being checked) and the span in scope; `fn(node)` gives it as a function
+    `(ctx, it) -> value`, and `program(rules)` gives one function that checks a
+    whole rule set and returns which rules fired. Quantifiers (`all`, `where`,
+    `count`, ...) become inline loops, span fields plain attribute reads, and a
+    rule set's per-field indexes (`lookup`) are fetched once per trace.
+
+    No text from a rule reaches the generated source: every literal, key, pattern
+    and registry implementation is bound to a generated name (`_k12`) in the
+    functions' namespace, and the source holds only generated names, Python
+    operators from fixed tables and the names of `trace.Span` slots. `sources`
+    keeps every unit compiled, for tests and debugging.
+    """
 
     def __init__(self, attribute_keys: frozenset[str] = frozenset()) -> None:
         self.fns: dict[int, Fn] = {}
         self.attribute_keys = attribute_keys
+        self.ns: dict[str, Any] = dict(_RUNTIME)
+        self.sources: list[str] = []
+        self._next = 0
+        self.wanted = self.const(attribute_keys)
+
+    def name(self, prefix: str) -> str:
+        self._next += 1
+        return f"{prefix}{self._next}"
+
+    def const(self, value: Any) -> str:
+        """A generated name bound to `value` in the generated code's namespace."""
+        name = self.name("_k")
+        self.ns[name] = value
+        return name
+
+    def define(self, source: str, name: str) -> Any:
+        self.sources.append(source)
+        exec(compile(source, f"<fluo {name}>", "exec"), self.ns)  # generated source: see the class docstring
+        return self.ns.pop(name)
 
     def fn(self, node: Node) -> Fn:
+        """The node as a function `(ctx, it) -> value`; `it` may be None outside any predicate."""
         f = self.fns.get(id(node))
         if f is None:
-            f = getattr(self, "op_" + node.op)(node)
+            gen = _Gen(self, None)
+            body = gen.expr(node.args[0] if node.op == "fn" else node, "it", 0)
+            name = self.name("_node")
+            f = self.define(f"def {name}(ctx, it):\n    return {body}\n", name)
             self.fns[id(node)] = f
         return f
 
-    def op_const(self, n: Node) -> Fn:
-        v = n.value
-        return lambda ctx, it: v
+    def rule(self, rule: RuleIR) -> Callable[[Any], bool]:
+        """One rule as a function `ctx -> fired`."""
+        gen = _Gen(self, {})
+        fired = gen.fires(rule)
+        name = self.name("_rule")
+        return self.define(gen.function(name, [f"return {fired}"]), name)  # type: ignore[no-any-return]
 
-    def op_list(self, n: Node) -> Fn:
-        items = [self.fn(a) for a in n.args]
-        if all(a.op == "const" for a in n.args):
-            values = [a.value for a in n.args]
-            return lambda ctx, it: values
-        return lambda ctx, it: [f(ctx, it) for f in items]
+    def program(self, rules: list[RuleIR]) -> Callable[[Any], list[int]]:
+        """A rule set as one function `ctx -> positions of the rules that fired`, sharing index reads."""
+        gen = _Gen(self, {})
+        body = ["fired = []"]
+        for i, rule in enumerate(rules):
+            body.append(f"if {gen.fires(rule)}:\n        fired.append({i})")
+        body.append("return fired")
+        name = self.name("_program")
+        return self.define(gen.function(name, body), name)  # type: ignore[no-any-return]
 
-    def op_root(self, n: Node) -> Fn:
-        return lambda ctx, it: ctx
 
-    def op_it(self, n: Node) -> Fn:
-        return lambda ctx, it: it
+class _Gen:
+    """Python source for IR expressions, for one compiled function.
 
-    def op_fn(self, n: Node) -> Fn:
-        return self.fn(n.args[0])
+    With `hoist`, an index lookup on the root reads a local fetched once at the top
+    of the function (`_ix3 = ctx.index('name')`); without, it reads the index in place.
+    """
 
-    def op_get(self, n: Node) -> Fn:
-        impl = n.value.impl
-        target = n.args[0]
-        if target.op == "it":
-            return lambda ctx, it: impl(it) if it is not None else None
-        if target.op == "root":
-            return lambda ctx, it: impl(ctx)
-        tf = self.fn(target)
+    def __init__(self, compiler: Compiler, hoist: dict[str, str] | None) -> None:
+        self.c = compiler
+        self.hoist = hoist
 
-        def get(ctx: Any, it: Any) -> Any:
-            x = tf(ctx, it)
-            return None if x is None else impl(x)
+    def function(self, name: str, body: list[str]) -> str:
+        lines = [f"def {name}(ctx):", "    it = None"]
+        for fld, local in (self.hoist or {}).items():
+            lines.append(f"    {local} = ctx.index({self.c.const(fld)})")
+        lines += ["    " + line for line in body]
+        return "\n".join(lines) + "\n"
 
-        return get
+    def fires(self, rule: RuleIR) -> str:
+        cond = self.test(rule.condition, "it", 0)
+        if rule.mode == "expect":
+            return f"not {cond}"
+        if rule.mode == "detect":
+            return cond
+        always = f"not {self.test(rule.always, 'it', 0)}" if rule.always is not None else None
+        never = self.test(rule.never, "it", 0) if rule.never is not None else None
+        if always is None and never is None:
+            return "False"
+        if always is not None and never is not None:
+            return f"({cond} and ({always} or {never}))"
+        return f"({cond} and {always if always is not None else never})"
 
-    def op_attr(self, n: Node) -> Fn:
-        key: str = n.value
-        target = n.args[0]
-        head, dot, rest = key.partition(".")
-        wanted = self.attribute_keys
+    # -- expressions -------------------------------------------------------
 
-        def read(s: Span) -> Any:
-            # A flat dotted key as OpenTelemetry writes it, else a path through nested maps.
-            v = s.attr(key, wanted)
-            if v is None and dot:
-                inner = s.attr(head, wanted)
-                if isinstance(inner, dict):
-                    return _read(inner, rest)
-            return v
+    def test(self, n: Node, it: str, depth: int) -> str:
+        """The node as a Python truth value: True exactly when the node's value is `True`."""
+        e = self.expr(n, it, depth)
+        return e if self.is_bool(n) else f"({e} is True)"
 
-        if target.op == "it":
-            return lambda ctx, it: read(it) if it is not None else None
-        tf = self.fn(target)
+    def is_bool(self, n: Node) -> bool:
+        if n.op in _BOOL_OPS:
+            return True
+        if n.op == "const":
+            return isinstance(n.value, bool)
+        if n.op == "call" and self.inline_shape(n) in ("all", "none", "exists"):
+            return self.never_none(n.args[0])
+        return False
 
-        def attr(ctx: Any, it: Any) -> Any:
-            s = tf(ctx, it)
-            return read(s) if isinstance(s, Span) else None
+    def never_none(self, n: Node, it: str = "it") -> bool:
+        """Whether the node's value can never be missing (so its generated code needs no guard)."""
+        if n.op in ("lookup", "root", "list"):
+            return True
+        if n.op == "const":
+            return n.value is not None
+        if n.op == "get":
+            target = n.args[0]
+            if target.op == "root":
+                return n.value.name == "spans" and self.pristine(n.value)
+            return target.op == "it" and it != "it" and self.own_field(n.value)
+        if n.op == "call":
+            shape = self.inline_shape(n)
+            return (shape is not None and shape != "exists") or (shape == "exists" and self.never_none(n.args[0]))
+        return False
 
-        return attr
+    @staticmethod
+    def pristine(member: Member) -> bool:
+        return b.lookup(member.receiver, member.name) is member
 
-    def op_map_get(self, n: Node) -> Fn:
-        key: str = n.value
-        tf = self.fn(n.args[0])
-        return lambda ctx, it: _read(tf(ctx, it), key)
+    def own_field(self, member: Member) -> bool:
+        """A span field stored on `trace.Span` itself (or `duration`), read without a call."""
+        return (
+            member.receiver == t.SPAN
+            and (member.name in b.SPAN_SLOTS or member.name == "duration")
+            and self.pristine(member)
+        )
 
-    def op_index(self, n: Node) -> Fn:
-        tf, kf = self.fn(n.args[0]), self.fn(n.args[1])
-
-        def index(ctx: Any, it: Any) -> Any:
-            m, k = tf(ctx, it), kf(ctx, it)
-            if isinstance(m, dict) and isinstance(k, str):
-                return m.get(k)
-            if isinstance(m, list) and isinstance(k, int) and not isinstance(k, bool) and -len(m) <= k < len(m):
-                return m[k]
+    def inline_shape(self, n: Node) -> str | None:
+        shape = b.INLINE_METHODS.get(n.value.impl)
+        if shape is None or any(a.op != "fn" for a in n.args[1:]):
             return None
+        return shape
 
-        return index
+    def expr(self, n: Node, it: str, depth: int) -> str:
+        if depth > MAX_INLINE_DEPTH and n.op not in ("const", "root", "it"):
+            return f"{self.c.const(self.c.fn(n))}(ctx, {it})"
+        method: Callable[[Node, str, int], str] = getattr(self, "op_" + n.op)
+        return method(n, it, depth + 1)
 
-    def op_call(self, n: Node) -> Fn:
+    def guarded(self, x: str, make: Callable[[str], str]) -> str:
+        """`make(x)`, or missing when `x` is; `x` is evaluated once."""
+        t = self.c.name("_t")
+        return f"(None if ({t} := {x}) is None else {make(t)})"
+
+    def op_const(self, n: Node, it: str, depth: int) -> str:
+        v = n.value
+        if v is None or v is True or v is False:
+            return repr(v)
+        return self.c.const(v)
+
+    def op_list(self, n: Node, it: str, depth: int) -> str:
+        if all(a.op == "const" for a in n.args):
+            return self.c.const([a.value for a in n.args])
+        return "[" + ", ".join(self.expr(a, it, depth) for a in n.args) + "]"
+
+    def op_root(self, n: Node, it: str, depth: int) -> str:
+        return "ctx"
+
+    def op_it(self, n: Node, it: str, depth: int) -> str:
+        return it
+
+    def op_fn(self, n: Node, it: str, depth: int) -> str:
+        return self.c.const(self.c.fn(n))
+
+    def op_get(self, n: Node, it: str, depth: int) -> str:
         member: Member = n.value
-        impl = member.impl
-        rf = self.fn(n.args[0])
-        params = member.params
-        fixed: list[Fn] = []
-        values: list[Fn] = []
-        for arg, param in zip(n.args[1:], params, strict=False):
-            (fixed if param.kind != "value" else values).append(self.fn(arg))
-        if not values:
-            if not fixed:
-                return lambda ctx, it: None if (r := rf(ctx, it)) is None else impl(ctx, r)
-            if len(fixed) == 1:
-                p = fixed[0]
-                return lambda ctx, it: None if (r := rf(ctx, it)) is None else impl(ctx, r, p)
-            return lambda ctx, it: None if (r := rf(ctx, it)) is None else impl(ctx, r, *fixed)
+        target = n.args[0]
+        pristine = self.pristine(member)
+        if target.op == "it":
+            if pristine and member.receiver == t.SPAN and member.name in b.SPAN_SLOTS:
+                read = f"{it}.{b.SPAN_SLOTS[member.name]}"
+            elif pristine and member.receiver == t.SPAN and member.name == "duration":
+                read = f"({it}.end - {it}.start)"
+            else:
+                read = f"{self.c.const(member.impl)}({it})"
+            return read if it != "it" else f"(None if it is None else {read})"
+        if target.op == "root":
+            if pristine and member.name == "spans":
+                return "ctx.spans"
+            return f"{self.c.const(member.impl)}(ctx)"
+        impl = self.c.const(member.impl)
+        return self.guarded(self.expr(target, it, depth), lambda x: f"{impl}({x})")
 
-        def call(ctx: Any, it: Any) -> Any:
-            r = rf(ctx, it)
-            if r is None:
-                return None
-            args = [f(ctx, it) for f in values]
-            if any(a is None for a in args):
-                return None
-            return impl(ctx, r, *args)
+    def op_attr(self, n: Node, it: str, depth: int) -> str:
+        key = self.c.const(n.value)
+        wanted = self.c.wanted
+        target = n.args[0]
+        if target.op != "it":
+            return f"_attr_of({self.expr(target, it, depth)}, {key}, {wanted})"
+        read = f"{it}.attr({key}, {wanted})"
+        if "." in n.value:
+            v = self.c.name("_t")
+            read = f"({v} if ({v} := {read}) is not None else _attr_nested({it}, {key}, {wanted}))"
+        return read if it != "it" else f"(None if it is None else {read})"
 
-        return call
+    def op_map_get(self, n: Node, it: str, depth: int) -> str:
+        return f"_read({self.expr(n.args[0], it, depth)}, {self.c.const(n.value)})"
 
-    def op_exists(self, n: Node) -> Fn:
-        f = self.fn(n.args[0])
-        if n.args[0].type == t.SPAN:
-            return lambda ctx, it: f(ctx, it) is not None
-        return lambda ctx, it: bool(f(ctx, it))
+    def op_index(self, n: Node, it: str, depth: int) -> str:
+        return f"_index({self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
 
-    def op_and(self, n: Node) -> Fn:
-        a, b = self.fn(n.args[0]), self.fn(n.args[1])
-        return lambda ctx, it: a(ctx, it) is True and b(ctx, it) is True
+    def op_call(self, n: Node, it: str, depth: int) -> str:
+        shape = self.inline_shape(n)
+        recv = n.args[0]
+        r = self.expr(recv, it, depth)
+        if shape is not None:
+            make = self.loop(shape, n.args[1].args[0] if len(n.args) > 1 else None, depth)
+            if self.never_none(recv) and ":=" not in r:
+                return make(r)
+            return self.guarded(r, make)  # a comprehension's iterable may not hold `:=`
+        member: Member = n.value
+        impl = self.c.const(member.impl)
+        tests: list[str] = []
+        args: list[str] = []
+        for arg, param in zip(n.args[1:], member.params, strict=False):
+            if param.kind == "value":
+                a = self.c.name("_t")
+                tests.append(f"({a} := {self.expr(arg, it, depth)}) is None")
+                args.append(a)
+            else:
+                args.append(self.expr(arg, it, depth))
+        recv_t = self.c.name("_t")
+        missing = " or ".join([f"({recv_t} := {r}) is None", *tests])
+        return f"(None if {missing} else {impl}(ctx, {recv_t}{''.join(', ' + a for a in args)}))"
 
-    def op_or(self, n: Node) -> Fn:
-        a, b = self.fn(n.args[0]), self.fn(n.args[1])
-        return lambda ctx, it: a(ctx, it) is True or b(ctx, it) is True
+    def loop(self, shape: str, body: Node | None, depth: int) -> Callable[[str], str]:
+        """An inline comprehension over a span list: the registry's quantifier, written out."""
+        s = self.c.name("_s")
+        cond = self.test(body, s, depth) if body is not None else None
+        if shape in ("has", "root_count"):
+            source = "{}.spans"
+            shape = "where" if shape == "has" else "count"
+        else:
+            source = "{}"
+        if shape == "where":
+            return lambda r: f"[{s} for {s} in {source.format(r)} if {cond}]"
+        if shape == "count":
+            if cond is None:
+                return lambda r: f"len({source.format(r)})"
+            return lambda r: f"sum(1 for {s} in {source.format(r)} if {cond})"
+        if shape == "exists":
+            if cond is None:
+                return lambda r: f"bool({r})"
+            return lambda r: f"any({cond} for {s} in {r})"
+        if shape == "all":
+            return lambda r: f"all({cond} for {s} in {r})"
+        if shape == "none":
+            return lambda r: f"(not any({cond} for {s} in {r}))"
+        raise AssertionError(f"no inline form for {shape}")
 
-    def op_not(self, n: Node) -> Fn:
-        a = self.fn(n.args[0])
-        return lambda ctx, it: a(ctx, it) is not True
+    def op_exists(self, n: Node, it: str, depth: int) -> str:
+        inner = n.args[0]
+        if inner.op == "call" and self.inline_shape(inner) in ("where", "has") and len(inner.args) == 2:
+            # Whether any span matches, without building the list of those that do.
+            recv = inner.args[0]
+            r = self.expr(recv, it, depth)
+            make = self.loop("exists", inner.args[1].args[0], depth)
+            if self.inline_shape(inner) == "has":
+                r = f"{r}.spans"
+            if self.never_none(recv) and ":=" not in r:
+                return make(r)
+            return f"({self.guarded(r, make)} is True)"
+        x = self.expr(inner, it, depth)
+        return f"({x} is not None)" if n.args[0].type == t.SPAN else f"bool({x})"
 
-    def op_cmp(self, n: Node) -> Fn:
+    def op_and(self, n: Node, it: str, depth: int) -> str:
+        return f"({self.test(n.args[0], it, depth)} and {self.test(n.args[1], it, depth)})"
+
+    def op_or(self, n: Node, it: str, depth: int) -> str:
+        return f"({self.test(n.args[0], it, depth)} or {self.test(n.args[1], it, depth)})"
+
+    def op_not(self, n: Node, it: str, depth: int) -> str:
+        return f"(not {self.test(n.args[0], it, depth)})"
+
+    def op_cmp(self, n: Node, it: str, depth: int) -> str:
         left, right = n.args
+        sym = _PY_CMP[n.value]
         strict = left.type not in (t.ANY, t.ERROR) and right.type not in (t.ANY, t.ERROR)
-        op = _CMP[n.value] if strict else _loose_compare(_CMP[n.value])
-        lf = self.fn(left)
+        lx = self.expr(left, it, depth)
+        a = self.c.name("_t")
         if right.op == "const" and strict:
-            c = right.value
-            return lambda ctx, it: (a := lf(ctx, it)) is not None and op(a, c)
+            c = self.c.const(right.value)
+            if self.never_none(left, it):
+                return f"({lx} {sym} {c})"
+            return f"(({a} := {lx}) is not None and {a} {sym} {c})"
         if right.op == "const" and right.value is not None:
             # An attribute against a literal: only values of the literal's own kind compare.
-            c = right.value
-            exact = _CMP[n.value]
-            kinds = (bool,) if isinstance(c, bool) else (int, float) if isinstance(c, int | float) else (type(c),)
-            is_bool = isinstance(c, bool)
-            return lambda ctx, it: (
-                isinstance(a := lf(ctx, it), kinds) and (is_bool or not isinstance(a, bool)) and exact(a, c)
-            )
-        rf = self.fn(right)
+            v = right.value
+            c = self.c.const(v)
+            if isinstance(v, bool):
+                return f"(isinstance({a} := {lx}, bool) and {a} {sym} {c})"
+            kinds = self.c.const((int, float) if isinstance(v, int | float) else (type(v),))
+            return f"(isinstance({a} := {lx}, {kinds}) and not isinstance({a}, bool) and {a} {sym} {c})"
+        rx = self.expr(right, it, depth)
         if strict:
-            return lambda ctx, it: (a := lf(ctx, it)) is not None and (b := rf(ctx, it)) is not None and op(a, b)
-        return lambda ctx, it: op(lf(ctx, it), rf(ctx, it))
+            bb = self.c.name("_t")
+            return f"(({a} := {lx}) is not None and ({bb} := {rx}) is not None and {a} {sym} {bb})"
+        loose = self.c.const(_loose_compare(_CMP[n.value]))
+        return f"{loose}({lx}, {rx})"
 
-    def op_in(self, n: Node) -> Fn:
-        lf, rf = self.fn(n.args[0]), self.fn(n.args[1])
+    def op_in(self, n: Node, it: str, depth: int) -> str:
         right = n.args[1]
+        lx = self.expr(n.args[0], it, depth)
         if right.op == "list" and all(a.op == "const" for a in right.args):
-            kinds = {(_kind(a.value), a.value) for a in right.args}
-            return lambda ctx, it: (a := lf(ctx, it)) is not None and (_kind(a), a) in kinds
+            kinds = self.c.const(frozenset((_kind(a.value), a.value) for a in right.args))
+            a = self.c.name("_t")
+            return f"(({a} := {lx}) is not None and (_kind({a}), {a}) in {kinds})"
+        return f"_member({lx}, {self.expr(right, it, depth)})"
 
-        return lambda ctx, it: _member(lf(ctx, it), rf(ctx, it))
+    def op_not_in(self, n: Node, it: str, depth: int) -> str:
+        return f"_not_in({self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
 
-    def op_not_in(self, n: Node) -> Fn:
-        inner = self.op_in(n)
-        lf, rf = self.fn(n.args[0]), self.fn(n.args[1])
-        return lambda ctx, it: lf(ctx, it) is not None and rf(ctx, it) is not None and not inner(ctx, it)
+    def op_contains(self, n: Node, it: str, depth: int) -> str:
+        return f"_member({self.expr(n.args[1], it, depth)}, {self.expr(n.args[0], it, depth)})"
 
-    def op_contains(self, n: Node) -> Fn:
-        lf, rf = self.fn(n.args[0]), self.fn(n.args[1])
-        return lambda ctx, it: _member(rf(ctx, it), lf(ctx, it))
+    def op_matches(self, n: Node, it: str, depth: int) -> str:
+        search = self.c.const(compile_regex(n.value).search)
+        a = self.c.name("_t")
+        return f"(isinstance({a} := {self.expr(n.args[0], it, depth)}, str) and {search}({a}) is not None)"
 
-    def op_matches(self, n: Node) -> Fn:
-        pattern = compile_regex(n.value)
-        lf = self.fn(n.args[0])
-        search = pattern.search
-        return lambda ctx, it: isinstance(s := lf(ctx, it), str) and search(s) is not None
-
-    def op_arith(self, n: Node) -> Fn:
-        op = _ARITH[n.value]
-        lf, rf = self.fn(n.args[0]), self.fn(n.args[1])
+    def op_arith(self, n: Node, it: str, depth: int) -> str:
+        op = self.c.const(_ARITH[n.value])
         to_int = n.type in (t.DURATION, t.TIMESTAMP)
+        return f"_arith({op}, {to_int}, {self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
 
-        def arith(ctx: Any, it: Any) -> Any:
-            a, b = lf(ctx, it), rf(ctx, it)
-            if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
-                return None
-            try:
-                v = op(a, b)
-            except (TypeError, ZeroDivisionError, OverflowError):
-                return None
-            return round(v) if to_int and isinstance(v, float) else v
+    def op_neg(self, n: Node, it: str, depth: int) -> str:
+        return f"_neg({self.expr(n.args[0], it, depth)})"
 
-        return arith
-
-    def op_neg(self, n: Node) -> Fn:
-        f = self.fn(n.args[0])
-
-        def neg(ctx: Any, it: Any) -> Any:
-            v = f(ctx, it)
-            return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-        return neg
-
-    def op_lookup(self, n: Node) -> Fn:
+    def op_lookup(self, n: Node, it: str, depth: int) -> str:
         fld, value = n.value
-        rf = self.fn(n.args[0])
-        return lambda ctx, it: rf(ctx, it).index(fld).get(value, _EMPTY)
+        v = self.c.const(value)
+        if n.args[0].op == "root" and self.hoist is not None:
+            local = self.hoist.get(fld)
+            if local is None:
+                local = self.hoist[fld] = self.c.name("_ix")
+            return f"{local}.get({v}, _EMPTY)"
+        return f"{self.expr(n.args[0], it, depth)}.index({self.c.const(fld)}).get({v}, _EMPTY)"
 
 
 @dataclass
@@ -375,23 +596,15 @@ class CompiledRule:
     def __init__(self, ir: RuleIR, compiler: Compiler) -> None:
         self.ir = ir
         self.compiler = compiler
-        cond = compiler.fn(ir.condition)
-        if ir.mode == "expect":
-            self.fires: Callable[[Any], bool] = lambda ctx: cond(ctx, None) is not True
-        elif ir.mode == "detect":
-            self.fires = lambda ctx: cond(ctx, None) is True
-        else:
-            always = compiler.fn(ir.always) if ir.always is not None else None
-            never = compiler.fn(ir.never) if ir.never is not None else None
+        self._fires: Callable[[Any], bool] | None = None
 
-            def fires(ctx: Any) -> bool:
-                if cond(ctx, None) is not True:
-                    return False
-                if always is not None and always(ctx, None) is not True:
-                    return True
-                return never is not None and never(ctx, None) is True
-
-            self.fires = fires
+    @property
+    def fires(self) -> Callable[[Any], bool]:
+        """The rule alone as a function `ctx -> fired`, generated on first use."""
+        f = self._fires
+        if f is None:
+            f = self._fires = self.compiler.rule(self.ir)
+        return f
 
     @property
     def id(self) -> str:
@@ -552,6 +765,10 @@ def attribute_keys(rules: list[RuleIR]) -> frozenset[str]:
     return frozenset(keys)
 
 
+PREFETCH_MAX_KEYS = 8
+"""A rule set reading more attribute keys than this has none converted ahead (see `Program.prefetch`)."""
+
+
 class Program:
     """A compiled rule set: evaluates traces (per-trace rules) and windows (windowed rules).
 
@@ -564,11 +781,16 @@ class Program:
         self.meter = Meter(budget) if budget is not None else None
         if self.meter is not None:
             rules = [self.meter.instrument(r) for r in rules]
-        compiler = Compiler(attribute_keys(rules))
+        self.compiler = compiler = Compiler(attribute_keys(rules))
+        reads = sorted({n.value for r in rules for _, c in r.clauses() for n in c.walk() if n.op == "attr"})
+        self.prefetch: tuple[str, ...] = tuple(reads) if len(reads) <= PREFETCH_MAX_KEYS else ()
+        """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
         self.window_rules = [r for r in self.rules if r.ir.window_ns is not None]
         self.errors: list[EvalError] = []
+        self._programs: dict[tuple[int, ...], Callable[[Any], list[int]]] = {}
+        self._trace_program: Callable[[Any], list[int]] | None = None
 
     def _signal(self, rule: CompiledRule, ctx: Any, explain: bool = True) -> Signal:
         ir = rule.ir
@@ -602,10 +824,37 @@ class Program:
             )
         return Signal(trace_id=ctx.id_hex, time=format_timestamp(ctx.end), **common)  # type: ignore[arg-type]
 
-    def _run(self, rules: list[CompiledRule], ctx: Any, trace_id: str | None) -> list[Signal]:
+    def program(self, rules: list[CompiledRule]) -> Callable[[Any], list[int]]:
+        """One generated function checking `rules` together, built on first use and kept."""
+        key = tuple(id(r) for r in rules)
+        program = self._programs.get(key)
+        if program is None:
+            program = self._programs[key] = self.compiler.program([r.ir for r in rules])
+        return program
+
+    def _run(
+        self,
+        rules: list[CompiledRule],
+        ctx: Any,
+        trace_id: str | None,
+        program: Callable[[Any], list[int]] | None = None,
+    ) -> list[Signal]:
         if self.meter is not None:
             return self._run_metered(self.meter, rules, ctx, trace_id)
         out: list[Signal] = []
+        if program is not None:
+            try:
+                fired = program(ctx)
+            except Exception:  # a bug in FLUO: find the rule that raised, one rule at a time, below
+                fired = None
+            if fired is not None:
+                for i in fired:
+                    rule = rules[i]
+                    try:
+                        out.append(self._signal(rule, ctx))
+                    except Exception as exc:  # a bug in FLUO, reported per rule, never a crash
+                        self.errors.append(EvalError(rule.id, trace_id, f"{type(exc).__name__}: {exc}"))
+                return out
         for rule in rules:
             try:
                 if rule.fires(ctx):
@@ -647,10 +896,14 @@ class Program:
         return Signal(TRUNCATED_RULE, "warning", message, ctx.id_hex, [], observed, end)
 
     def evaluate_trace(self, trace: Trace) -> list[Signal]:
-        return self._run(self.trace_rules, trace, trace.id_hex)
+        program = self._trace_program
+        if program is None and self.meter is None:
+            program = self._trace_program = self.program(self.trace_rules)
+        return self._run(self.trace_rules, trace, trace.id_hex, program)
 
     def evaluate_window(self, window: Window, rules: list[CompiledRule] | None = None) -> list[Signal]:
-        return self._run(rules if rules is not None else self.window_rules, window, None)
+        rules = rules if rules is not None else self.window_rules
+        return self._run(rules, window, None, self.program(rules) if self.meter is None else None)
 
     def evaluate_windows(self, traces: list[Trace]) -> list[Signal]:
         """Batch mode: every windowed rule over tumbling windows of its own length."""

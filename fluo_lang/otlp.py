@@ -106,45 +106,39 @@ def _pb_attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
     return {kv.key: _pb_value(kv.value) for kv in kvs}
 
 
-def _pb_span_attributes(span: trace_pb2.Span) -> dict[str, Any]:
-    return _pb_attributes(span.attributes)
+_VALUE_CACHE: dict[bytes, Any] = {}
+_VALUE_CACHE_MAX = 1 << 16
+_VALUE_CACHE_KEY_BYTES = 64
+_MISS = object()
 
 
-class _PbAttributes:
-    """A span's attributes as the standard OTLP schema decodes them: a repeated `KeyValue`.
+def _any_value(raw: bytes) -> Any:
+    """The Python value of an `AnyValue` message's bytes; bytes that are not one read as missing.
 
-    Converted all at once (`()`) or by key (`lookup`). Each pass over a upb repeated
-    field costs more than decoding the span did, so `lookup` converts every key of
-    `wanted` in its first pass and keeps them.
+    Attribute values repeat across spans (status codes, methods, hosts), so scalar
+    values of short encodings are kept by their bytes, up to `_VALUE_CACHE_MAX` of them.
     """
-
-    __slots__ = ("partial", "span", "wanted")
-
-    def __init__(self, span: trace_pb2.Span) -> None:
-        self.span = span
-        self.partial: dict[str, Any] | None = None
-        self.wanted: frozenset[str] | None = None
-
-    def __call__(self) -> dict[str, Any]:
-        return _pb_attributes(self.span.attributes)
-
-    def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
-        if wanted is not None and key in wanted:
-            partial = self.partial
-            if partial is None or self.wanted is not wanted:
-                partial = {}
-                for kv in self.span.attributes:
-                    k = kv.key
-                    if k in wanted:
-                        partial[k] = _pb_value(kv.value)  # a repeated key keeps its last value
-                self.partial = partial
-                self.wanted = wanted
-            return partial.get(key)
-        found = None
-        for kv in self.span.attributes:
-            if kv.key == key:
-                found = kv
-        return None if found is None else _pb_value(found.value)
+    v = _VALUE_CACHE.get(raw, _MISS)
+    if v is not _MISS:
+        return v
+    n = len(raw)
+    if n >= 2 and raw[0] == 0x0A and raw[1] == n - 2:  # string_value shorter than 128 bytes, alone
+        try:
+            v = raw[2:].decode()
+        except UnicodeDecodeError:
+            return None
+    else:
+        try:
+            v = _pb_value(AnyValue.FromString(raw))
+        except (DecodeError, RuntimeError, ValueError):
+            return None
+        if isinstance(v, list | dict):
+            return v  # mutable: each reader gets its own
+    if n <= _VALUE_CACHE_KEY_BYTES:
+        if len(_VALUE_CACHE) >= _VALUE_CACHE_MAX:
+            _VALUE_CACHE.clear()
+        _VALUE_CACHE[raw] = v
+    return v
 
 
 class _MapAttributes:
@@ -175,7 +169,7 @@ class _MapAttributes:
         if m is None:
             m = self._map()
         # A map has no order on the wire; keys are sorted so every reader sees the same dict.
-        return {k: _pb_value(m[k]) for k in sorted(m)}
+        return {k: _any_value(m[k]) for k in sorted(m)}
 
     def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
         read = self.read
@@ -187,19 +181,22 @@ class _MapAttributes:
         if m is None:
             m = self._map()
         v = m.get(key)
-        value = None if v is None else _pb_value(v)
+        value = None if v is None else _any_value(v)
         read[key] = value
         return value
 
 
 def _fast_schema() -> tuple[type[Message], type[Message]]:
-    """OTLP's trace messages with `Span.attributes` read as `map<string, AnyValue>`.
+    """OTLP's trace messages with `Span.attributes` read as `map<string, bytes>`.
 
-    A map entry is, on the wire, exactly a `KeyValue` (key = 1, value = 2), so the
-    same bytes decode either way; as a map, upb indexes the attributes by key in C
-    and a rule's read is one hash lookup instead of a pass over every pair in Python.
-    A repeated key keeps its last value, as everywhere else in FLUO. Built from the
-    generated descriptor at import, so it follows the installed opentelemetry-proto.
+    A map entry is, on the wire, exactly a `KeyValue` (key = 1, value = 2, the value
+    length-delimited like bytes), so the same bytes decode either way. As a map, upb
+    indexes the attributes by key in C and a rule's read is one hash lookup instead
+    of a pass over every pair in Python; as bytes, a value costs no message object
+    (`_any_value` reads it, and remembers common ones). A repeated key keeps its last
+    value, as everywhere else in FLUO. Built from the generated descriptor at import,
+    so it follows the installed opentelemetry-proto. An attribute value that is not
+    a valid `AnyValue` reads as missing instead of failing the whole request.
     """
     proto = descriptor_pb2.FileDescriptorProto()
     trace_pb2.DESCRIPTOR.CopyToProto(proto)
@@ -221,13 +218,7 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
             entry.options.map_entry = True
             F = descriptor_pb2.FieldDescriptorProto
             entry.field.add(name="key", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
-            entry.field.add(
-                name="value",
-                number=2,
-                type=F.TYPE_MESSAGE,
-                label=F.LABEL_OPTIONAL,
-                type_name=".opentelemetry.proto.common.v1.AnyValue",
-            )
+            entry.field.add(name="value", number=2, type=F.TYPE_BYTES, label=F.LABEL_OPTIONAL)
             (attributes,) = (f for f in message.field if f.name == "attributes")
             attributes.type_name = new + "Span.AttributesEntry"
     pool = descriptor_pool.Default()
@@ -265,12 +256,9 @@ def detach_spans(spans: Iterable[Span]) -> None:
     """
     for s in spans:
         source = s._attrs_source
-        if isinstance(source, _MapAttributes):
-            if not isinstance(source.source, bytes):
-                source.source = source.source.SerializeToString()
-                source.map = None
-        elif isinstance(source, _PbAttributes):
-            s._attrs_source = _MapAttributes(source.span.SerializeToString())
+        if isinstance(source, _MapAttributes) and not isinstance(source.source, bytes):
+            source.source = source.source.SerializeToString()
+            source.map = None
 
 
 def _service_of(resource: Mapping[str, Any]) -> str:
@@ -331,22 +319,27 @@ def _raise_bad_ids(req: Any, source: str) -> None:
                     raise TraceInputError(f"{source}: {path}: {what}")
 
 
-def spans_from_request(request: Message, *, source: str = "<request>") -> list[Span]:
+def spans_from_request(request: Message, *, source: str = "<request>", prefetch: Iterable[str] = ()) -> list[Span]:
     """The spans of an OTLP export request (or a `TracesData`, which has the same fields).
 
-    Every span of a resource block shares that block's resource dict, and its
-    `service` is the resource's `service.name` ("" if absent). Span attributes
-    are converted on first access. An all-zero parent id means no parent;
+    Fastest with a message from `decode_traces`; a standard `ExportTraceServiceRequest`
+    or `TracesData` is re-read through it. Every span of a resource block shares that
+    block's resource dict, and its `service` is the resource's `service.name` ("" if
+    absent). Span attributes are converted on first access, except the keys in
+    `prefetch` (the keys a rule set reads, `Program.attribute_reads`), which are
+    converted here while the span is in the CPU's cache: read later, each costs a
+    few times more. An all-zero parent id means no parent;
     unknown status codes and kinds read as `unset` and `unspecified`; the status
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
     """
-    req: Any = request  # ExportTraceServiceRequest, TracesData or `decode_traces`'s message: the same fields
-    attributes_of: type[_MapAttributes | _PbAttributes] = (
-        _MapAttributes if isinstance(req, _FastTraces) else _PbAttributes
-    )
+    req: Any = request
+    if not isinstance(req, _FastTraces):
+        req = _FastTraces.FromString(req.SerializeToString())
     if not _FAST_SPANS:
-        return _spans_from_request_portable(req, source, attributes_of)
+        return _spans_from_request_portable(req, source)
+    keys = tuple(prefetch)
+    value_of = _any_value
     out: list[Span] = []
     append = out.append
     status_of = _STATUS_BY_CODE.get
@@ -354,6 +347,7 @@ def spans_from_request(request: Message, *, source: str = "<request>") -> list[S
     zero = _ZERO_SPAN_ID
     new = object.__new__
     span_cls = Span
+    attributes_of = _MapAttributes
     for rs in req.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
         service = _service_of(resource)
@@ -384,16 +378,17 @@ def spans_from_request(request: Message, *, source: str = "<request>") -> list[S
                     s.status_message = ""
                 s.kind = kind_of(sp.kind, "unspecified")
                 s._attrs = None
-                s._attrs_source = attributes_of(sp)
+                s._attrs_source = attrs = attributes_of(sp)
+                if keys:
+                    attrs.map = m = sp.attributes
+                    attrs.read = {k: None if (v := m.get(k)) is None else value_of(v) for k in keys}
                 s.resource = resource
                 s.trace_ref = None
                 append(s)
     return out
 
 
-def _spans_from_request_portable(
-    req: Any, source: str, attributes_of: type[_MapAttributes | _PbAttributes]
-) -> list[Span]:
+def _spans_from_request_portable(req: Any, source: str) -> list[Span]:
     out: list[Span] = []
     for rs in req.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
@@ -419,7 +414,7 @@ def _spans_from_request_portable(
                         status=_STATUS_BY_CODE.get(code, "unset"),
                         status_message=st.message if code == 2 else "",
                         kind=_KIND_BY_NUMBER.get(sp.kind, "unspecified"),
-                        attributes_source=attributes_of(sp),
+                        attributes_source=_MapAttributes(sp),
                         resource=resource,
                     )
                 )

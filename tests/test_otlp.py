@@ -551,28 +551,60 @@ def test_traces_data_bytes_are_accepted() -> None:
 
 
 def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[object] = []
-    real = otlp._pb_value
+    calls: list[bytes] = []
+    real = otlp._any_value
 
-    def counting(value: Any) -> Any:
-        calls.append(value)
-        return real(value)
+    def counting(raw: bytes) -> Any:
+        calls.append(raw)
+        return real(raw)
 
-    req = ExportTraceServiceRequest.FromString(pb_request().SerializeToString())
-    monkeypatch.setattr(otlp, "_pb_value", counting)
-    spans = spans_from_request(req)
-    assert len(calls) == 2  # each resource block's service.name, once; no span attribute yet
-    calls.clear()
+    monkeypatch.setattr(otlp, "_any_value", counting)
+    data = pb_request().SerializeToString()
+    spans = spans_from_request(otlp.decode_traces(data))
+    assert calls == []  # no span attribute converted yet
     assert spans[0].resource is spans[1].resource
     assert spans[0].resource == {"service.name": "auth"}
-    wanted = frozenset({"user.id", "absent"})
-    assert spans[1].attr("user.id", wanted) == 7
-    assert spans[1].attr("absent", wanted) is None
-    assert len(calls) == 1  # one pass converted every wanted key present, once
-    assert spans[1].attr("user.id") == 7  # a key read alone is found by its own pass
+    assert spans[1].attr("user.id") == 7
+    assert spans[1].attr("absent") is None
+    assert spans[1].attr("user.id") == 7
+    assert len(calls) == 1  # a key is converted once, an absent key never
     assert spans[1].attributes == {"user.id": 7}
     assert spans[1].attributes is spans[1].attributes  # the full dict is built once
-    assert spans[1].attr("user.id", wanted) == 7
+
+    calls.clear()
+    prefetched = spans_from_request(otlp.decode_traces(data), prefetch=("user.id", "absent"))
+    assert len(calls) == sum(1 for s in spans if s.attr("user.id") is not None)  # converted while decoding
+    calls.clear()
+    assert [s.attr("user.id") for s in prefetched] == [s.attr("user.id") for s in spans]
+    assert prefetched[1].attr("absent") is None
+    assert calls == []
+
+
+def test_attribute_values_are_read_from_their_bytes() -> None:
+    """`_any_value` reads AnyValue bytes itself for short strings and via protobuf otherwise; both agree."""
+    samples = [
+        AnyValue(string_value="GET"),
+        AnyValue(string_value="é" * 100),  # longer than one length byte
+        AnyValue(string_value=""),
+        AnyValue(int_value=-5),
+        AnyValue(int_value=2**62),
+        AnyValue(double_value=0.25),
+        AnyValue(bool_value=True),
+        AnyValue(bytes_value=b"\x01\xff"),
+        AnyValue(),
+    ]
+    for value in samples:
+        raw = value.SerializeToString()
+        assert otlp._any_value(raw) == otlp._pb_value(value), value
+        assert otlp._any_value(raw) == otlp._pb_value(value), value  # and again, from the cache
+    assert otlp._any_value(b"\x0a\x02\xff\xfe") is None  # not UTF-8
+    assert otlp._any_value(b"\x0a\x09abc") is None  # truncated
+    listed = AnyValue()
+    listed.array_value.values.add(int_value=1)
+    first = otlp._any_value(listed.SerializeToString())
+    assert first == [1]
+    first.append(2)  # a caller changing a list does not change what the next reader gets
+    assert otlp._any_value(listed.SerializeToString()) == [1]
 
 
 def test_fast_span_construction_matches_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:

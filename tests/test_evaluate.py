@@ -1,0 +1,121 @@
+"""The evaluator's generated code: what it may contain, that it scales to deep rules, that its paths agree."""
+
+from __future__ import annotations
+
+import io
+import keyword
+import re
+import tokenize
+
+import pytest
+from conformance_cases import RULE_FILE_NAME, Case, load_cases
+
+from fluo_lang import evaluate
+from fluo_lang.api import analyze, compile_program
+from fluo_lang.evaluate import Program
+from fluo_lang.otlp import load_trace_files
+from fluo_lang.parser import MAX_DEPTH
+from fluo_lang.trace import Span, Trace, assemble
+
+GENERATED = re.compile(r"_(k|t|s|ix|node|rule|program)\d+")
+ALLOWED_NAMES = (
+    set(evaluate._RUNTIME)
+    | set(evaluate._RUNTIME["__builtins__"])
+    | {"ctx", "it", "fired", "append", "get", "index", "attr", "spans"}
+    | {"name", "service", "status", "status_message", "kind", "start", "end"}
+)
+
+
+def program_for(text: str) -> Program:
+    analysis = analyze([("r.fluo", text)])
+    assert not analysis.has_errors, [d.format() for d in analysis.diagnostics]
+    return compile_program(analysis)
+
+
+def trace(*spans: Span) -> Trace:
+    (tr,) = assemble(list(spans))
+    return tr
+
+
+def span(name: str, **attributes: object) -> Span:
+    sid = bytes([len(name)] * 8)
+    return Span(trace_id=b"t" * 16, span_id=sid, name=name, service="svc", start=0, end=10, attributes=attributes)
+
+
+HOSTILE = r"""
+rule q1 { expect trace.spans.where(name == '__import__("os").system("x")').count() == 0 }
+rule q2 { expect trace.spans.none(attributes["a'b\"c"] == "); import os; (") }
+rule q3 { expect trace.spans.none(name matches "^(?:x)\\n$") }
+rule q4 { expect trace.spans.none(user.id in ["exec", "eval", 'lambda: 1']) }
+rule q5 { when { trace.has(http.method == "ctx") } always { trace.spans.count() < 1000 } }
+"""
+
+
+def test_generated_source_holds_no_rule_text() -> None:
+    """Only generated names, operators, fixed helper names and one rule position per `fired.append` reach Python."""
+    program = program_for(HOSTILE)
+    program.evaluate_trace(trace(span('__import__("os").system("x")', **{"a'b\"c": "); import os; ("})))
+    for rule in program.rules:
+        rule.fires(trace(span("x")))
+    sources = program.compiler.sources
+    assert len(sources) >= 1 + len(program.rules)
+    for source in sources:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.STRING:
+                pytest.fail(f"a string literal reached generated code: {tok.string!r} in\n{source}")
+            if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
+                assert GENERATED.fullmatch(tok.string) or tok.string in ALLOWED_NAMES, (tok.string, source)
+            if tok.type == tokenize.NUMBER:
+                assert "fired.append(" + tok.string + ")" in source, (tok.string, source)
+
+
+def test_the_deepest_rule_the_parser_allows_compiles_and_runs() -> None:
+    depth = MAX_DEPTH - 5
+    text = "rule deep { expect " + "not (" * depth + "trace.spans.count() > 0" + ")" * depth + " }"
+    program = program_for(text)
+    assert len(program.evaluate_trace(trace(span("a")))) == depth % 2  # an odd number of nots: expect fails
+    nested_where = "trace.spans" + ".where(duration >= 0ns and children.all(true))" * 40
+    program = program_for(f"rule deep_where {{ expect {nested_where}.count() == 0 }}")
+    assert len(program.evaluate_trace(trace(span("a")))) == 1
+
+
+def test_a_rule_that_raises_is_reported_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """When the rule set's function raises, each rule runs alone: the failing one is reported, the rest still fire."""
+    program = program_for(
+        "rule ok_1 { detect trace.spans.count() > 0 }\n"
+        "rule bad { detect trace.spans.none(name.starts_with('x')) }\n"
+        "rule ok_2 { detect trace.spans.count() > 0 }\n"
+    )
+
+    def broken(ctx: object, recv: object, *args: object) -> object:
+        raise RuntimeError("boom")
+
+    starts_with = next(
+        n for n in program.rules[1].ir.condition.walk() if n.op == "call" and n.value.name == "starts_with"
+    )
+    program.program(program.trace_rules)
+    for rule in program.rules:
+        rule.fires(trace(span("x")))
+    # Point the generated code's binding of the implementation at a function that raises.
+    names = [name for name, value in program.compiler.ns.items() if value is starts_with.value.impl]
+    assert names
+    for name in names:
+        monkeypatch.setitem(program.compiler.ns, name, broken)
+    signals = program.evaluate_trace(trace(span("a")))
+    assert [s.rule for s in signals] == ["ok_1", "ok_2"]
+    assert [(e.rule, e.message) for e in program.errors] == [("bad", "RuntimeError: boom")]
+
+
+CASES = [c for c in load_cases() if not c.error_code]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_each_rule_alone_agrees_with_the_rule_set(case: Case) -> None:
+    """The per-rule functions (budgeted runs, error fallback, the test runner) agree with the whole-set function."""
+    program = compile_program(analyze([(RULE_FILE_NAME, case.rules_text)]))
+    traces = assemble(load_trace_files(case.trace_files()))
+    together = program.program(program.trace_rules)
+    for tr in traces:
+        fired = {program.trace_rules[i].id for i in together(tr)}
+        alone = {r.id for r in program.trace_rules if r.fires(tr)}
+        assert fired == alone, tr.id_hex
