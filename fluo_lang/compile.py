@@ -8,6 +8,7 @@ stands where it does.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from . import ast
@@ -20,13 +21,13 @@ from .typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
 class _Lowering:
     def __init__(self, checked: CheckedRule) -> None:
         self.c = checked
-
-    def ty(self, e: ast.Expr) -> t.Type:
-        return self.c.types.get(id(e), t.ERROR)
+        self.types = checked.types
+        self.refs = checked.refs
+        self.coerced = checked.coerced
 
     def lower(self, e: ast.Expr) -> Node:
         node = self._lower(e)
-        if id(e) in self.c.coerced:
+        if id(e) in self.coerced:
             return Node("exists", t.BOOL, (node,), span=e.span)
         return node
 
@@ -34,26 +35,27 @@ class _Lowering:
         return Node("it", t.SPAN, span=span) if base is None else self.lower(base)
 
     def _lower(self, e: ast.Expr) -> Node:
-        ty = self.ty(e)
-        ref = self.c.refs.get(id(e))
+        ty = self.types.get(id(e), t.ERROR)
+        ref = self.refs.get(id(e))
         sp = e.span
         if isinstance(e, ast.Literal):
             if isinstance(ref, EnumRef):
                 return Node("const", ty, value=ref.value, span=sp)
             return Node("const", ty, value=e.value, span=sp)
-        if isinstance(ref, RootRef):
-            return Node("root", ty, value=ref.name, span=sp)
-        if isinstance(ref, ItRef):
-            return Node("it", t.SPAN, span=sp)
-        if isinstance(ref, EnumRef):
-            return Node("const", ty, value=ref.value, span=sp)
-        if isinstance(ref, AttrRef):
-            op = "attr" if ref.source == "span" else "map_get"
-            return Node(op, t.ANY, (self._span_base(ref.base, sp),), ref.key, sp)
-        if isinstance(e, ast.Name | ast.Field) and isinstance(ref, MemberRef):
-            return Node("get", ty, (self._span_base(ref.base, sp),), ref.member, sp)
-        if isinstance(e, ast.Call) and isinstance(ref, MemberRef):
-            return self._call(e, ref.member, ty)
+        if ref is not None:  # what the checker resolved a name, field or call to
+            if isinstance(ref, RootRef):
+                return Node("root", ty, value=ref.name, span=sp)
+            if isinstance(ref, ItRef):
+                return Node("it", t.SPAN, span=sp)
+            if isinstance(ref, EnumRef):
+                return Node("const", ty, value=ref.value, span=sp)
+            if isinstance(ref, AttrRef):
+                op = "attr" if ref.source == "span" else "map_get"
+                return Node(op, t.ANY, (self._span_base(ref.base, sp),), ref.key, sp)
+            if isinstance(e, ast.Name | ast.Field) and isinstance(ref, MemberRef):
+                return Node("get", ty, (self._span_base(ref.base, sp),), ref.member, sp)
+            if isinstance(e, ast.Call) and isinstance(ref, MemberRef):
+                return self._call(e, ref.member, ty)
         if isinstance(e, ast.Index):
             return Node("index", ty, (self.lower(e.target), self.lower(e.key)), span=sp)
         if isinstance(e, ast.ListLit):
@@ -122,12 +124,19 @@ Pass = Callable[[Node], Node]
 
 def _rewrite(node: Node, fn: Callable[[Node], Node | None]) -> Node:
     """Bottom-up rewrite: children first, then `fn` on the rebuilt node (None keeps it)."""
-    if node.args:
-        args = [_rewrite(a, fn) for a in node.args]
-        for new, old in zip(args, node.args, strict=True):
-            if new is not old:
-                node = Node(node.op, node.type, tuple(args), node.value, node.span)
-                break
+    old = node.args
+    if old:
+        args: list[Node] = []
+        changed = False
+        for a in old:
+            new = _rewrite(a, fn) if a.args else fn(a)  # a leaf: `fn` without the call to recurse
+            if new is None:
+                new = a
+            elif new is not a:
+                changed = True
+            args.append(new)
+        if changed:
+            node = Node(node.op, node.type, tuple(args), node.value, node.span)
     out = fn(node)
     return node if out is None else out
 
@@ -258,14 +267,11 @@ PASSES: tuple[tuple[str, Pass], ...] = (
 
 
 def optimise(rule: RuleIR, passes: tuple[tuple[str, Pass], ...] = PASSES) -> RuleIR:
-    from dataclasses import replace
-
-    out = rule
+    if not passes:
+        return rule
+    condition, always, never = rule.condition, rule.always, rule.never
     for _name, fn in passes:
-        out = replace(
-            out,
-            condition=fn(out.condition),
-            always=fn(out.always) if out.always is not None else None,
-            never=fn(out.never) if out.never is not None else None,
-        )
-    return out
+        condition = fn(condition)
+        always = fn(always) if always is not None else None
+        never = fn(never) if never is not None else None
+    return replace(rule, condition=condition, always=always, never=never)
