@@ -112,6 +112,9 @@ _PY_CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _BOOL_OPS = frozenset({"cmp", "and", "or", "not", "exists", "in", "not_in", "contains", "matches"})
 """Operations whose value is always True or False (never missing)."""
 
+_EMPTY_RESULT = {"where": "[]", "count": "0", "exists": "False", "all": "True", "none": "True"}
+"""An inline quantifier's value over no spans, as Python source."""
+
 MAX_INLINE_DEPTH = 24
 """Deeper sub-expressions become functions of their own, keeping Python's parser within its nesting limit."""
 
@@ -407,10 +410,15 @@ class _Gen:
         recv = n.args[0]
         r = self.expr(recv, it, depth)
         if shape is not None:
-            make = self.loop(shape, n.args[1].args[0] if len(n.args) > 1 else None, depth)
-            if self.never_none(recv) and ":=" not in r:
-                return make(r)
-            return self.guarded(r, make)  # a comprehension's iterable may not hold `:=`
+            body = n.args[1].args[0] if len(n.args) > 1 else None
+            make = self.loop(shape, body, depth)
+            if not self.never_none(recv):
+                return self.guarded(r, make)  # a comprehension's iterable may not hold `:=`
+            if body is None or shape in ("has", "root_count"):
+                return make(r) if ":=" not in r else self.guarded(r, make)
+            # Most rules filter down to few spans, often none: skip the loop's setup then.
+            tmp = self.c.name("_t")
+            return f"({_EMPTY_RESULT[shape]} if not ({tmp} := {r}) else {make(tmp)})"
         member: Member = n.value
         impl = self.c.const(member.impl)
         tests: list[str] = []
@@ -460,6 +468,9 @@ class _Gen:
             make = self.loop("exists", inner.args[1].args[0], depth)
             if self.inline_shape(inner) == "has":
                 r = f"{r}.spans"
+            elif self.never_none(recv):
+                tmp = self.c.name("_t")
+                return f"(False if not ({tmp} := {r}) else {make(tmp)})"
             if self.never_none(recv) and ":=" not in r:
                 return make(r)
             return f"({self.guarded(r, make)} is True)"

@@ -145,16 +145,14 @@ class _MapAttributes:
     """A span's attributes as FLUO's own schema decodes them: a protobuf map, looked up by key in C.
 
     `source` is the span message, or its serialized bytes once `detach_spans` let the
-    request go (parsed again on first read). Values read by key are kept, so rules
-    reading the same key of the same span convert it once.
+    request go (parsed again on first read). `Span.attr` keeps what `lookup` returns.
     """
 
-    __slots__ = ("map", "read", "source")
+    __slots__ = ("map", "source")
 
     def __init__(self, span: Message | bytes) -> None:
         self.source = span
         self.map: Any = None
-        self.read: dict[str, Any] | None = None
 
     def _map(self) -> Any:
         source = self.source
@@ -172,18 +170,11 @@ class _MapAttributes:
         return {k: _any_value(m[k]) for k in sorted(m)}
 
     def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
-        read = self.read
-        if read is None:
-            self.read = read = {}
-        elif key in read:
-            return read[key]
         m = self.map
         if m is None:
             m = self._map()
         v = m.get(key)
-        value = None if v is None else _any_value(v)
-        read[key] = value
-        return value
+        return None if v is None else _any_value(v)
 
 
 def _fast_schema() -> tuple[type[Message], type[Message]]:
@@ -272,6 +263,7 @@ _SPAN_SLOTS = frozenset(
     {
         "_attrs",
         "_attrs_source",
+        "_read",
         "end",
         "kind",
         "name",
@@ -340,6 +332,8 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
         return _spans_from_request_portable(req, source)
     keys = tuple(prefetch)
     value_of = _any_value
+    cached = _VALUE_CACHE.get
+    miss = _MISS
     out: list[Span] = []
     append = out.append
     status_of = _STATUS_BY_CODE.get
@@ -381,7 +375,17 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                 s._attrs_source = attrs = attributes_of(sp)
                 if keys:
                     attrs.map = m = sp.attributes
-                    attrs.read = {k: None if (v := m.get(k)) is None else value_of(v) for k in keys}
+                    read: dict[str, Any] = {}
+                    for k in keys:
+                        v = m.get(k)
+                        if v is None:
+                            read[k] = None
+                        else:
+                            x = cached(v, miss)
+                            read[k] = value_of(v) if x is miss else x
+                    s._read = read
+                else:
+                    s._read = None
                 s.resource = resource
                 s.trace_ref = None
                 append(s)

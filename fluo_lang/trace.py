@@ -32,6 +32,7 @@ class Span:
     __slots__ = (
         "_attrs",
         "_attrs_source",
+        "_read",
         "end",
         "kind",
         "name",
@@ -75,6 +76,7 @@ class Span:
         self.kind = kind
         self._attrs: dict[str, Any] | None = dict(attributes) if attributes is not None else None
         self._attrs_source = attributes_source
+        self._read: dict[str, Any] | None = None
         self.resource: Mapping[str, Any] = resource if resource is not None else {}
         self.trace_ref: weakref.ref[Trace] | None = None
 
@@ -101,10 +103,14 @@ class Span:
     def attr(self, key: str, wanted: frozenset[str] | None = None) -> Any:
         """One attribute's value (None if absent), without converting the others.
 
-        A loader may pass an `attributes_source` that also has `lookup(key, wanted)`;
-        then reading a key never builds the whole dict, and the first read of a key in
-        `wanted` (every key a rule set reads) converts all of those in one pass.
+        A loader may pass an `attributes_source` that also has `lookup(key)`; then
+        reading a key never builds the whole dict. Values read that way are kept
+        (a loader may fill them ahead too), so each key is converted once per span.
+        `wanted` is accepted for callers that name the keys a rule set reads.
         """
+        read = self._read
+        if read is not None and key in read:
+            return read[key]
         attrs = self._attrs
         if attrs is not None:
             return attrs.get(key)
@@ -114,7 +120,11 @@ class Span:
         lookup = getattr(source, "lookup", None)
         if lookup is None:
             return self.attributes.get(key)
-        return lookup(key, wanted)
+        value = lookup(key)
+        if read is None:
+            self._read = read = {}
+        read[key] = value
+        return value
 
     @property
     def duration(self) -> int:
