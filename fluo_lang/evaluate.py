@@ -751,8 +751,16 @@ def _label(n: Node) -> str:
     return "value"
 
 
+def _json_text(v: Any) -> str:
+    if v is None or isinstance(v, bool):
+        return "null" if v is None else "true" if v else "false"
+    if type(v) is int:
+        return str(v)
+    return json.dumps(v, ensure_ascii=False)
+
+
 def _observed_text(obs: dict[str, Any]) -> str:
-    return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in obs.items())
+    return ", ".join(f"{k} = {_json_text(v)}" for k, v in obs.items())
 
 
 def _unique_ids(spans: Iterable[Span]) -> list[str]:

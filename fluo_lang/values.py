@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 _UNITS = (
@@ -30,8 +31,14 @@ def format_duration(ns: int | float) -> str:
 
 def format_timestamp(ns: int) -> str:
     """RFC 3339 in UTC with microseconds: 2026-01-01T00:00:00.250000Z."""
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(microsecond=(ns % 1_000_000_000) // 1000)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return f"{_format_second(seconds)}.{rest // 1000:06d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _format_second(seconds: int) -> str:
+    """The date and time of one second; signals come in bursts from the same seconds."""
+    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def to_json(value: Any, type_name: str | None = None) -> Any:
