@@ -119,3 +119,14 @@ def test_each_rule_alone_agrees_with_the_rule_set(case: Case) -> None:
         fired = {program.trace_rules[i].id for i in together(tr)}
         alone = {r.id for r in program.trace_rules if r.fires(tr)}
         assert fired == alone, tr.id_hex
+
+
+@pytest.mark.parametrize("ns", [0, 1, 999, 1_767_225_600 * 10**9 + 250_000_123, -1, -(10**9) - 5, 2**62])
+def test_timestamps_are_rfc3339_with_microseconds(ns: int) -> None:
+    from datetime import UTC, datetime
+
+    from fluo_lang.values import format_timestamp
+
+    dt = datetime.fromtimestamp(ns // 10**9, tz=UTC).replace(microsecond=(ns % 10**9) // 1000)
+    assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert format_timestamp(ns) == format_timestamp(ns)  # and again, from the cache of seconds
