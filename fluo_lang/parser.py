@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Callable
+from copy import copy
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -205,7 +206,7 @@ class _Recovery:
                 for name in _INSERT_FIRST if depth == 0 else _INSERT_DEEP:
                     if name not in acceptable:
                         continue
-                    trial = state.copy()
+                    trial = _probe(state)
                     try:
                         trial.feed_token(Token(name, _MISSING))
                     except UnexpectedInput:
@@ -241,6 +242,17 @@ class _Recovery:
 
 def _accepts(ip: Any) -> set[str]:
     return set(ip.accepts())
+
+
+def _probe(ip: Any) -> Any:
+    """A copy of the interactive parser `ip` to try tokens on, as lark's own `accepts` makes them: it builds
+    no trees, so it shares the value stack's trees instead of deep-copying them (a deep copy recurses, and
+    text nested a few thousand levels deep would raise RecursionError)."""
+    trial = ip.copy(deepcopy_values=False)
+    conf = copy(trial.parser_state.parse_conf)
+    conf.callbacks = {}
+    trial.parser_state.parse_conf = conf
+    return trial
 
 
 def _tokens_between(text: str, start: int, end: int) -> int:

@@ -32,6 +32,16 @@ def test_errors_below_the_limit_are_all_reported() -> None:
     assert [d.code for d in diags] == ["FLUO101"] * 10
 
 
+def test_recovery_inside_deep_nesting_does_not_recurse() -> None:
+    # The recovery tries tokens on copies of lark's parser; deep-copying the trees built so far recursed.
+    n = 5_000
+    for text, codes in (
+        ("rule r { expect " + "[" * n + "1" + "]" * (n - 1) + " }", ["FLUO100", "FLUO400"]),
+        ("rule r { expect " + "[" * n + "1 2" + "]" * n + " }", ["FLUO100", "FLUO400"]),
+    ):
+        assert sorted(d.code for d in parse(text, "t.fluo").diagnostics) == codes, text[:30]
+
+
 # -- the fast path -------------------------------------------------------------
 # `parse` builds the AST of text without a diagnostic straight from lark's table, and
 # hands everything else to the full path (lark's parser, recovery, the tree builder).
