@@ -146,34 +146,27 @@ class _MapAttributes:
 
     `source` is the span message, or its serialized bytes once `detach_spans` let the
     request go (parsed again on first read). `Span.attr` keeps what `lookup` returns.
+    Built with `object.__new__` and one slot store on the decoding path (see there).
     """
 
-    __slots__ = ("map", "source")
+    __slots__ = ("source",)
 
     def __init__(self, span: Message | bytes) -> None:
         self.source = span
-        self.map: Any = None
 
     def _map(self) -> Any:
         source = self.source
         if isinstance(source, bytes):
-            source = _FastSpan.FromString(source)
-            self.source = source
-        self.map = m = source.attributes  # type: ignore[attr-defined]
-        return m
+            source = self.source = _FastSpan.FromString(source)
+        return source.attributes  # type: ignore[attr-defined]
 
     def __call__(self) -> dict[str, Any]:
-        m = self.map
-        if m is None:
-            m = self._map()
+        m = self._map()
         # A map has no order on the wire; keys are sorted so every reader sees the same dict.
         return {k: _any_value(m[k]) for k in sorted(m)}
 
     def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
-        m = self.map
-        if m is None:
-            m = self._map()
-        v = m.get(key)
+        v = self._map().get(key)
         return None if v is None else _any_value(v)
 
 
@@ -249,7 +242,6 @@ def detach_spans(spans: Iterable[Span]) -> None:
         source = s._attrs_source
         if isinstance(source, _MapAttributes) and not isinstance(source.source, bytes):
             source.source = source.source.SerializeToString()
-            source.map = None
 
 
 def _service_of(resource: Mapping[str, Any]) -> str:
@@ -372,9 +364,10 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                     s.status_message = ""
                 s.kind = kind_of(sp.kind, "unspecified")
                 s._attrs = None
-                s._attrs_source = attrs = attributes_of(sp)
+                s._attrs_source = attrs = new(attributes_of)
+                attrs.source = sp
                 if keys:
-                    attrs.map = m = sp.attributes
+                    m = sp.attributes
                     read: dict[str, Any] = {}
                     for k in keys:
                         v = m.get(k)
