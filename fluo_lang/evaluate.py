@@ -249,7 +249,7 @@ class Compiler:
         gen = _Gen(self, {})
         body = ["fired = []"]
         for i, rule in enumerate(rules):
-            body.append(f"if {gen.fires(rule)}:\n        fired.append({i})")
+            body += gen.fires_statements(rule, f"fired.append({i})")
         body.append("return fired")
         name = self.name("_program")
         return self.define(gen.function(name, body), name)  # type: ignore[no-any-return]
@@ -270,8 +270,34 @@ class _Gen:
         lines = [f"def {name}(ctx):", "    it = None"]
         for fld, local in (self.hoist or {}).items():
             lines.append(f"    {local} = ctx.index({self.c.const(fld)})")
-        lines += ["    " + line for line in body]
+        lines += ["    " + line for chunk in body for line in chunk.split("\n")]
         return "\n".join(lines) + "\n"
+
+    def fires_statements(self, rule: RuleIR, action: str) -> list[str]:
+        """Statements running `action` when the rule fires.
+
+        The commonest rule, a quantifier over a span list (`...where(...).all(P)`,
+        `.none(P)`, `.exists(P)`), becomes a plain loop that stops at the deciding
+        span: cheaper than a generator for the few spans a filter usually leaves.
+        """
+        n = rule.condition
+        shape = self.inline_shape(n) if n.op == "call" else None
+        if rule.mode not in ("expect", "detect") or shape not in ("all", "none", "exists") or len(n.args) != 2:
+            return [f"if {self.fires(rule)}:", f"    {action}"]
+        recv = n.args[0]
+        if not self.never_none(recv):
+            return [f"if {self.fires(rule)}:", f"    {action}"]
+        s = self.c.name("_s")
+        test = self.test(n.args[1].args[0], s, 1)
+        loop = [f"for {s} in {self.expr(recv, 'it', 1)}:"]
+        # The span that decides: one failing `all`, one matching `none` or `exists`.
+        decides = f"not {test}" if shape == "all" else test
+        # Whether the quantifier is true once such a span is found.
+        value_when_found = shape == "exists"
+        fires_when_found = value_when_found if rule.mode == "detect" else not value_when_found
+        if fires_when_found:
+            return [*loop, f"    if {decides}:", f"        {action}", "        break"]
+        return [*loop, f"    if {decides}:", "        break", "else:", f"    {action}"]
 
     def fires(self, rule: RuleIR) -> str:
         cond = self.test(rule.condition, "it", 0)

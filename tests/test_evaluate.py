@@ -130,3 +130,23 @@ def test_timestamps_are_rfc3339_with_microseconds(ns: int) -> None:
     dt = datetime.fromtimestamp(ns // 10**9, tz=UTC).replace(microsecond=(ns % 10**9) // 1000)
     assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert format_timestamp(ns) == format_timestamp(ns)  # and again, from the cache of seconds
+
+
+@pytest.mark.parametrize("mode", ["expect", "detect"])
+@pytest.mark.parametrize("method", ["all", "none", "exists", "any"])
+def test_quantifier_loops_agree_with_expressions(mode: str, method: str) -> None:
+    """A rule that is one quantifier runs as a loop in the rule set's function; the rule alone is an expression."""
+    program = program_for(f"rule q {{ {mode} trace.spans.where(name == 'a').{method}(duration > 5ns) }}")
+    cases = {
+        "no span": trace(span("b")),
+        "one holds": trace(span("a")),
+        "one fails": trace(Span(trace_id=b"t" * 16, span_id=b"s" * 8, name="a", start=0, end=1)),
+        "mixed": trace(span("a"), Span(trace_id=b"t" * 16, span_id=b"s" * 8, name="a", start=0, end=1)),
+    }
+    together = program.program(program.trace_rules)
+    (rule,) = program.trace_rules
+    for label, tr in cases.items():
+        values = [s.duration > 5 for s in tr.spans if s.name == "a"]
+        held = {"all": all(values), "none": not any(values)}.get(method, any(values))
+        assert bool(together(tr)) == (held if mode == "detect" else not held), label
+        assert rule.fires(tr) == (held if mode == "detect" else not held), label
