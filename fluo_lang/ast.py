@@ -109,11 +109,14 @@ MetaValue = str | int | float | bool | list["MetaItem"]
 
 @dataclass(frozen=True, slots=True)
 class MetaItem:
-    """One metadata value; `kind` tells a quoted string from a bare word."""
+    """One metadata value; `kind` tells a quoted string from a bare word.
+
+    `missing`: a value the parser refused (a list nested too deeply) and already reported; checks stay quiet.
+    """
 
     span: Span
     value: MetaValue
-    kind: L["string", "ident", "int", "float", "duration", "bool", "list"]
+    kind: L["string", "ident", "int", "float", "duration", "bool", "list", "missing"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ CODES: dict[str, str] = {
     "FLUO305": "Argument of the wrong type.",
     "FLUO306": "The pattern of `matches` must be a string literal.",
     # 4xx: limits
-    "FLUO400": "Expression nested too deeply.",
+    "FLUO400": "Expression or metadata list nested too deeply.",
     "FLUO401": "Rule too large.",
     "FLUO402": "File too large.",
     "FLUO403": "Too many errors; the rest are not reported.",

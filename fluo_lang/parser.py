@@ -444,7 +444,7 @@ class _Builder:
                         self.span_of(item),
                         str(key),
                         self.span_of(key),
-                        self.meta_value(item.children[1]),
+                        self.meta_guarded(item.children[1]),
                     )
                 )
             elif item.data in _CLAUSES:
@@ -458,6 +458,22 @@ class _Builder:
             self.span_of(tree), "" if rid == _MISSING else rid, self.span_of(ident),
             tuple(metas), tuple(clauses), tuple(windows),
         )  # fmt: skip
+
+    def meta_guarded(self, node: Tree[Any] | Token) -> ast.MetaItem:
+        """Convert a metadata value, refusing lists nested deeper than `MAX_DEPTH` (like `guarded`)."""
+        depth = _meta_nesting(node)
+        if depth > MAX_DEPTH:
+            span = self.span_of(node)
+            self.diagnostics.append(
+                error(
+                    "FLUO400",
+                    f"metadata list nested {depth} levels deep; the limit is {MAX_DEPTH}",
+                    span,
+                    path=self.path,
+                )
+            )
+            return ast.MetaItem(span, "", "missing")
+        return self.meta_value(node)
 
     def meta_value(self, node: Tree[Any] | Token) -> ast.MetaItem:
         span = self.span_of(node)
@@ -476,7 +492,7 @@ class _Builder:
             return ast.MetaItem(span, self.duration_ns(tok) or 0, "duration")  # type: ignore[arg-type]
         if kind in ("meta_true", "meta_false"):
             return ast.MetaItem(span, kind == "meta_true", "bool")
-        items = [self.meta_value(c) for c in node.children if c is not None]
+        items = [self.meta_value(c) for c in node.children if c is not None]  # `meta_guarded` bounds the depth
         return ast.MetaItem(span, items, "list")
 
     def guarded(self, tree: Tree[Any] | Token) -> ast.Expr:
@@ -616,6 +632,24 @@ def _number(text: str) -> int | float:
     if re.fullmatch(r"[0-9]+", text):
         return int(text)
     return float(text)
+
+
+_META_SCALARS = frozenset({"meta_string", "meta_ident", "meta_number", "meta_duration", "meta_true", "meta_false"})
+
+
+def _meta_nesting(root: Tree[Any] | Token) -> int:
+    """How deep lists nest in a metadata value's tree (a list of plain values: 1), without recursion.
+
+    Counts every tree `_Builder.meta_value` would recurse into, so it bounds that recursion.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Tree) and node.data not in _META_SCALARS:
+            deepest = max(deepest, depth)
+            stack.extend((c, depth + 1) for c in node.children if c is not None)
+    return deepest
 
 
 def _measure(root: Tree[Any] | Token) -> tuple[int, int]:
@@ -801,12 +835,12 @@ def _f_meta_list(ch: list[Any], first: _Tok, last: _Tok) -> ast.MetaItem:
             items.append(c)
     item = ast.MetaItem(_sp(first, last), items, "list")
     if last[7] - first[7] > MAX_DEPTH and _nesting(item) > MAX_DEPTH:
-        raise _Bail  # `_Builder.meta_value` recurses: what it makes of this stays its business
+        raise _Bail  # too deep: the full path reports FLUO400 (`_Builder.meta_guarded`)
     return item
 
 
 def _nesting(item: ast.MetaItem) -> int:
-    """How deep lists nest in a metadata value (a list of plain values: 1)."""
+    """How deep lists nest in a metadata value (a list of plain values: 1); `_meta_nesting` of its tree."""
     deepest = 0
     stack = [(item, 1)]
     while stack:

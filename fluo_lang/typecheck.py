@@ -116,6 +116,7 @@ class _Checker:
         self.diags: list[Diagnostic] = []
         self.path = path
         self.pending_typos: dict[int, Diagnostic] = {}
+        self.refused_meta = False  # a metadata value the parser refused (kind `missing`)
 
     def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
         self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion))
@@ -135,7 +136,9 @@ class _Checker:
             self.require_bool(clause.expr, ty, f"the `{clause.kind}` expression")
         self.diags.extend(self.pending_typos.values())
         # A node typed <error> comes from a reported error or from the parser's recovery.
-        self.out.ok = not any(d.is_error for d in self.diags) and t.ERROR not in self.out.types.values()
+        self.out.ok = (
+            not any(d.is_error for d in self.diags) and t.ERROR not in self.out.types.values() and not self.refused_meta
+        )
         return self.out
 
     def metadata(self, rule: ast.Rule) -> None:
@@ -162,6 +165,9 @@ class _Checker:
 
     def meta_value(self, m: ast.Meta) -> None:
         v = m.value
+        if v.kind == "missing":  # the parser reported it (FLUO400)
+            self.refused_meta = True
+            return
         want = META_KEYS[m.key]
         if m.key == "severity":
             if v.kind in ("ident", "string") and v.value in SEVERITIES:
@@ -622,13 +628,26 @@ def _arity_message(m: b.Member, got: int) -> str:
 
 
 def _meta_text(v: ast.MetaItem) -> str:
-    if v.kind == "list" and isinstance(v.value, list):
-        return "[" + ", ".join(_meta_text(i) for i in v.value) + "]"
-    if v.kind == "string":
-        return repr(v.value)
-    if v.kind == "bool":
-        return "true" if v.value else "false"
-    return str(v.value)
+    """A metadata value as written (strings quoted), without recursion: lists may nest up to `MAX_DEPTH`."""
+    out: list[str] = []
+    todo: list[ast.MetaItem | str] = [v]  # popped from the end; a str is written as is
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif item.kind == "list" and isinstance(item.value, list):
+            parts: list[ast.MetaItem | str] = ["["]
+            for k, i in enumerate(item.value):
+                parts += [", ", i] if k else [i]
+            parts.append("]")
+            todo.extend(reversed(parts))
+        elif item.kind == "string":
+            out.append(repr(item.value))
+        elif item.kind == "bool":
+            out.append("true" if item.value else "false")
+        else:
+            out.append(str(item.value))
+    return "".join(out)
 
 
 def check_rule(rule: ast.Rule, path: str) -> tuple[CheckedRule, list[Diagnostic]]:

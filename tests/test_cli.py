@@ -216,3 +216,11 @@ def test_cost_limit(tmp_path: Path) -> None:
     healthy = str(TRACES / "healthy_login.json")
     assert run("eval", str(f), "--traces", healthy).exit_code == 1
     assert run("eval", str(f), "--traces", healthy, "--cost-limit", "0").exit_code == 0
+
+
+def test_check_reports_deep_metadata_as_a_limit(tmp_path: Path) -> None:
+    f = tmp_path / "deep.fluo"
+    f.write_text("rule r {\n  tags: " + "[" * 5_000 + "]" * 5_000 + "\n  expect trace.spans.count() > 0\n}\n")
+    r = run("check", str(f))
+    assert r.exit_code == 1
+    assert r.stdout == f"{f}:2:9: error[FLUO400] metadata list nested 5000 levels deep; the limit is 100\n"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fluo_lang import api
 from fluo_lang.format import FormatError, format_source, format_text
 from fluo_lang.ir import Node, RuleIR
-from fluo_lang.parser import lex
+from fluo_lang.parser import MAX_DEPTH, lex
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "format"
@@ -79,6 +79,16 @@ def test_syntax_errors_are_reported_not_formatted() -> None:
     with pytest.raises(FormatError) as info:
         format_text(text, "a.fluo")
     assert info.value.diagnostics == result.diagnostics
+
+
+def test_metadata_nested_too_deeply_is_reported_not_formatted() -> None:
+    text = "rule a {tags: " + "[" * 5_000 + "]" * 5_000 + " expect trace.spans.count() > 0}\n"
+    result = format_source(text, "a.fluo")
+    assert result.text is None
+    assert [d.code for d in result.diagnostics] == ["FLUO400"]
+    lists = "[" * MAX_DEPTH + "]" * MAX_DEPTH  # at the limit: formatted as usual
+    out = assert_faithful(f"rule a {{tags: {lists} expect trace.spans.count() > 0}}\n")
+    assert out == f"rule a {{\n  tags: {lists}\n  expect trace.spans.count() > 0\n}}\n"
 
 
 def test_type_errors_do_not_block_formatting() -> None:

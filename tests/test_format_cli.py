@@ -43,6 +43,16 @@ def test_syntax_errors_leave_the_file_and_exit_2(tmp_path: Path) -> None:
     assert broken.read_text() == "rule a {expect trace.spans.count(<9}\n"
 
 
+def test_metadata_nested_too_deeply_leaves_the_file_and_exits_2(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.fluo"
+    text = "rule a {tags: " + "[" * 5_000 + "]" * 5_000 + " expect trace.spans.count() < 9}\n"
+    deep.write_text(text)
+    code, _, err = run(str(deep))
+    assert code == 2
+    assert f"{deep}:1:15: error[FLUO400] metadata list nested 5000 levels deep" in err
+    assert deep.read_text() == text
+
+
 def test_stdin_to_stdout() -> None:
     assert run("-", stdin=MESSY) == (0, TIDY, "")
     assert run("--check", "-", stdin=MESSY)[0] == 1

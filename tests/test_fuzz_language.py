@@ -26,9 +26,12 @@ from strategies import (
     typed_rules,
 )
 
+from fluo_lang import ast
 from fluo_lang import types as t
 from fluo_lang.api import analyze, analyze_expression, lower
 from fluo_lang.evaluate import Program
+from fluo_lang.parser import MAX_DEPTH
+from fluo_lang.typecheck import _meta_text
 
 FAST = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -97,8 +100,29 @@ def test_deep_and_long_inputs_are_limits_not_crashes() -> None:
         "rule r { expect " + "[" * 3_000 + "]" * 3_000 + " }",
         "rule r { expect trace" + ".spans.where(true)" * 1_000 + ".count() > 1 }",
         "rule r { expect " + "-" * 5_000 + "1 > 0 }",
+        "rule r { tags: " + "[" * 5_000 + "]" * 5_000 + " expect trace.spans.count() > 0 }",
+        "rule r { owner: " + "[" * 5_000 + "'a'" + "]" * 5_000 + " expect trace.spans.count() > 0 }",
     ]
     for text in deep:
         analysis = analyze([("deep.fluo", text)])
         assert "FLUO400" in {d.code for d in analysis.diagnostics}, text[:40]
     assert "FLUO402" in {d.code for d in analyze([("big.fluo", "x" * (4 * 1024 * 1024 + 1))]).diagnostics}
+
+
+def test_metadata_too_deep_is_one_diagnostic_and_no_rule() -> None:
+    for key in ("tags", "severity", "owner", "enabled"):
+        text = f"rule r {{ {key}: " + "[" * 5_000 + "a" + "]" * 5_000 + " expect trace.spans.count() > 0 }"
+        analysis = analyze([("deep.fluo", text)])
+        assert [d.code for d in analysis.diagnostics] == ["FLUO400"], key  # no FLUO212 about the refused value
+        assert [r.ok for r in analysis.rules] == [False] and lower(analysis) == []
+    # Up to the limit the value is read, and a wrong one reported whole, as before.
+    value = "[" * MAX_DEPTH + "a" + "]" * MAX_DEPTH
+    [d] = analyze([("t.fluo", f"rule r {{ tags: {value} expect trace.spans.count() > 0 }}")]).diagnostics
+    assert d.code == "FLUO212" and d.message.endswith(f", found `{value}`")
+
+
+def test_metadata_text_does_not_recurse() -> None:
+    item = ast.MetaItem(ast.NO_SPAN, "a", "ident")
+    for _ in range(5_000):
+        item = ast.MetaItem(ast.NO_SPAN, [item, ast.MetaItem(ast.NO_SPAN, "b", "string")], "list")
+    assert _meta_text(item) == "[" * 5_000 + "a" + ", 'b']" * 5_000

@@ -174,6 +174,24 @@ def test_every_feature_answers_on_damaged_text(cuts: list[tuple[int, int]], wher
     document_diagnostics(doc, "file:///x.fluo", strict=True)
 
 
+def test_every_feature_answers_on_metadata_nested_too_deeply() -> None:
+    value = "[" * 5_000 + "a" + "]" * 5_000
+    text = f"rule deep {{\n  tags: {value}\n  owner: {value}\n  expect trace.spans.count() > 0\n}}\n"
+    doc = RuleDocument("x.fluo", text)
+    assert [(d.code, d.span.line) for d, _ in doc.diagnostics()] == [("FLUO400", 1), ("FLUO400", 2)]
+    for offset in (text.index("deep"), text.index("tags"), text.index("[a]"), text.index("owner"), text.index("count")):
+        complete(doc, offset, [], [])
+        hover_at(doc, offset)
+        signature_help(doc, offset)
+        code_actions(doc, "file:///x.fluo", offset, offset, strict=False)
+    found = hover_at(doc, text.index("tags"))
+    assert found is not None and found[0].startswith("**tags**")
+    assert [s.name for s in symbols(doc)] == ["deep"]
+    folding_ranges(doc)
+    assert len(semantic_tokens(doc)) % 5 == 0
+    assert [d.code for d in document_diagnostics(doc, "file:///x.fluo", strict=True)] == ["FLUO400", "FLUO400"]
+
+
 def test_test_files_may_name_rule_folders_and_restrict_with_only(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "a.fluo").write_text("rule x {\n  expect true\n}\n")

@@ -9,7 +9,7 @@ from conformance_cases import load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluo_lang.parser import MAX_ERRORS, MAX_RULE_NODES, _fast_parse, _fast_tables, _full_parse, parse
+from fluo_lang.parser import MAX_DEPTH, MAX_ERRORS, MAX_RULE_NODES, _fast_parse, _fast_tables, _full_parse, parse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "fuzz"))
@@ -32,12 +32,43 @@ def test_errors_below_the_limit_are_all_reported() -> None:
     assert [d.code for d in diags] == ["FLUO101"] * 10
 
 
+def test_deep_metadata_lists_are_a_limit_not_a_crash() -> None:
+    for n in (MAX_DEPTH + 1, 1_000, 5_000):
+        for key in ("tags", "severity", "owner", "k"):
+            value = "[" * n + "a" + "]" * n
+            text = f"rule r {{\n  {key}: {value}\n  expect trace.spans.count() > 0\n}}\n"
+            result = parse(text, "deep.fluo")
+            assert [(d.code, d.message) for d in result.diagnostics] == [
+                ("FLUO400", f"metadata list nested {n} levels deep; the limit is {MAX_DEPTH}")
+            ]
+            span = result.diagnostics[0].span
+            assert text[span.start : span.end] == value and (span.line, span.col) == (1, len(key) + 4)
+            [rule] = result.file.rules
+            assert [(m.key, m.value.kind) for m in rule.meta] == [(key, "missing")]
+            assert [c.kind for c in rule.clauses] == ["expect"]  # the rest of the rule is still read
+
+
+def test_metadata_lists_at_the_depth_limit_are_kept() -> None:
+    text = "rule r { k: " + "[" * MAX_DEPTH + "a" + "]" * MAX_DEPTH + " expect x }"
+    assert _fast_parse(text, "t.fluo") is not None
+    result = parse(text, "t.fluo")
+    assert result.diagnostics == []
+    item = result.file.rules[0].meta[0].value
+    for _ in range(MAX_DEPTH):
+        assert item.kind == "list" and isinstance(item.value, list) and len(item.value) == 1
+        item = item.value[0]
+    assert (item.kind, item.value) == ("ident", "a")
+
+
 def test_recovery_inside_deep_nesting_does_not_recurse() -> None:
     # The recovery tries tokens on copies of lark's parser; deep-copying the trees built so far recursed.
     n = 5_000
     for text, codes in (
         ("rule r { expect " + "[" * n + "1" + "]" * (n - 1) + " }", ["FLUO100", "FLUO400"]),
         ("rule r { expect " + "[" * n + "1 2" + "]" * n + " }", ["FLUO100", "FLUO400"]),
+        ("rule r { tags: " + "[" * n + "]" * (n - 1) + " expect trace.spans.count() > 0 }", ["FLUO100", "FLUO400"]),
+        ("rule r { tags: " + "[" * n + "a b" + "]" * n + " expect trace.spans.count() > 0 }", ["FLUO100", "FLUO400"]),
+        ("rule r { tags: " + "[" * n + " expect trace.spans.count() > 0 }", ["FLUO100"]),
     ):
         assert sorted(d.code for d in parse(text, "t.fluo").diagnostics) == codes, text[:30]
 
@@ -131,7 +162,7 @@ def test_the_fast_path_leaves_every_diagnostic_to_the_full_path() -> None:
         "rule r { window 5x expect x }",  # unknown unit
         "rule r { k: 10min expect x }",
         "not " * 101 + "x",  # too deep
-        "rule r { k: " + "[" * 101 + "1" + "]" * 101 + " expect x }",
+        "rule r { k: " + "[" * 101 + "1" + "]" * 101 + " expect x }",  # metadata list too deep
     ):
         assert _fast_parse(text, "t.fluo") is None, text
         _agree(text)
