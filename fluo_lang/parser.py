@@ -478,9 +478,11 @@ class _Builder:
     def meta_value(self, node: Tree[Any] | Token) -> ast.MetaItem:
         span = self.span_of(node)
         if isinstance(node, Token) or not isinstance(node, Tree):
-            return ast.MetaItem(span, str(node), "ident")
+            return ast.MetaItem(span, str(node), "missing" if _MISSING in str(node) else "ident")
         kind = node.data
         tok = node.children[0] if node.children else None
+        if isinstance(tok, Token) and _MISSING in str(tok):  # recovery inserted it: the syntax error says so
+            return ast.MetaItem(span, "", "missing")
         if kind == "meta_string":
             return ast.MetaItem(span, self.string_value(tok), "string")  # type: ignore[arg-type]
         if kind == "meta_ident":

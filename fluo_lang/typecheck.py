@@ -165,7 +165,7 @@ class _Checker:
 
     def meta_value(self, m: ast.Meta) -> None:
         v = m.value
-        if v.kind == "missing":  # the parser reported it (FLUO400)
+        if v.kind == "missing":  # the parser reported it (FLUO400, or a syntax error where the value belongs)
             self.refused_meta = True
             return
         want = META_KEYS[m.key]

@@ -181,3 +181,13 @@ def test_fuzzed_rules_parse_the_same_on_both_paths(text: str) -> None:
 @given(mutated(st.sampled_from(example_rule_texts())))
 def test_mutated_rules_parse_the_same_on_both_paths(text: str) -> None:
     _agree(text)
+
+
+def test_a_metadata_value_recovery_inserted_is_not_checked_again() -> None:
+    """`severity:` with no value is one syntax error, not also a bad severity naming the inserted token."""
+    from fluo_lang.api import analyze
+
+    for text in ("rule r { severity: }", "rule r { severity: expect trace.spans.count() > 0 }"):
+        codes = [d.code for d in analyze([("r.fluo", text)]).diagnostics]
+        assert "FLUO100" in codes and "FLUO212" not in codes, (text, codes)
+        assert all("\x00" not in d.message for d in analyze([("r.fluo", text)]).diagnostics)
