@@ -1,12 +1,22 @@
 """The runtime's speed and memory: `python benchmarks/bench_serve.py [--spans N] [--rules N]`.
 
-1. Bare decode: the same OTLP/HTTP protobuf payloads through
-   `ExportTraceServiceRequest.FromString` + `spans_from_request`, nothing else.
-2. End to end: a `fluo serve` process pinned to one core (the 100 rules of
+1. Bare decode: the same OTLP/HTTP protobuf payloads through the receivers'
+   decode path (`decode_traces` + `spans_from_request`), nothing else.
+2. Evaluation alone: `Program.evaluate_trace` over those payloads' traces,
+   decoded the same way, in-process with the cyclic collector paused (as
+   `fluo eval` runs): the evaluator's own ceiling.
+3. End to end: a `fluo serve` process pinned to one core (the 100 rules of
    `bench_core.py`, no sinks), fed those payloads over OTLP/HTTP by client
    threads on another core; timed from the first request until every trace has
    been evaluated, minus the `--trace-idle` wait the last trace must sit out.
-3. Memory: resident bytes per buffered span (10 attributes each), spans held
+   Completion is watched through `/healthz` (cheap), not by scraping `/metrics`
+   in a loop, which would itself cost the server time. Where the server's time
+   went is read from its threads' CPU time (`/proc`): the event loop thread
+   (HTTP, admission, decoding, assembly), the evaluator thread, and how long
+   the core sat idle. `--profile` also samples the server with py-spy, if
+   installed (the thread holding the GIL, as the process's Python time), and
+   splits that time by what the code was doing.
+4. Memory: resident bytes per buffered span (10 attributes each), spans held
    in the trace buffer exactly as the runtime holds them.
 
 Figures are printed against the baseline measured in the same run; targets
@@ -18,21 +28,25 @@ from __future__ import annotations
 import argparse
 import gc
 import http.client
+import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench_core import checks, make_spans  # the same 100 rules and spans as the core benchmark
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from fluo_lang.api import analyze, compile_program
-from fluo_lang.otlp import spans_from_request, spans_to_request
-from fluo_lang.trace import assemble
+from fluo_lang.otlp import decode_traces, spans_from_request, spans_to_request
+from fluo_lang.trace import assemble, collector_paused
 from fluo_run.serve.assembly import TraceBuffer
 
 SPANS_PER_REQUEST = 500
@@ -53,18 +67,19 @@ def bare_decode(bodies: list[bytes]) -> tuple[float, int]:
     t = time.perf_counter()
     n = 0
     for b in bodies:
-        n += len(spans_from_request(ExportTraceServiceRequest.FromString(b)))
+        n += len(spans_from_request(decode_traces(b)))
     return time.perf_counter() - t, n
 
 
 def evaluation_only(bodies: list[bytes], rules: str) -> float:
     """Seconds for `Program.evaluate_trace` alone over the payloads' traces: the evaluator's own ceiling."""
     program = compile_program(analyze([("bench.fluo", rules)]))
-    traces = assemble([s for b in bodies for s in spans_from_request(ExportTraceServiceRequest.FromString(b))])
-    t = time.perf_counter()
-    for trace in traces:
-        program.evaluate_trace(trace)
-    return time.perf_counter() - t
+    with collector_paused():
+        traces = assemble([s for b in bodies for s in spans_from_request(decode_traces(b))])
+        t = time.perf_counter()
+        for trace in traces:
+            program.evaluate_trace(trace)
+        return time.perf_counter() - t
 
 
 def rss() -> int:
@@ -98,21 +113,105 @@ def measure_buffer(path: str) -> float:
     gc.collect()
     before = rss()
     for b in bodies:
-        buf.add(spans_from_request(ExportTraceServiceRequest.FromString(b)), 0.0)
+        buf.add(spans_from_request(decode_traces(b)), 0.0)
     gc.collect()
     return (rss() - before) / buf.spans
 
 
-def metric(port: int, name: str) -> float:
+def get(port: int, path: str) -> str:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/metrics")
+    conn.request("GET", path)
     text = conn.getresponse().read().decode()
     conn.close()
-    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.M)
+    return text
+
+
+def metric(port: int, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", get(port, "/metrics"), re.M)
     return float(m.group(1)) if m else 0.0
 
 
-def end_to_end(bodies: list[bytes], rules: Path, spans: int, traces: int, clients: int) -> tuple[float, int]:
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) of each thread of a process, from /proc (clock-tick resolution)."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+@dataclass
+class ServerTime:
+    """Where the server's one core went between the first request and the last evaluation."""
+
+    wall: float = 0.0
+    loop: float = 0.0  # the event loop thread: HTTP, admission, decoding, assembly
+    evaluator: float = 0.0  # every other thread: the evaluator (and any executor thread)
+    clients: float = 0.0  # CPU seconds the sending (and polling) process used meanwhile, on the other core(s)
+    profile: dict[str, int] = field(default_factory=dict)  # py-spy samples by category (--profile)
+    hot: list[tuple[str, int]] = field(default_factory=list)  # py-spy samples by innermost function (--profile)
+
+    def report(self) -> str:
+        busy = self.loop + self.evaluator
+        idle = max(0.0, self.wall - busy)
+        lines = [
+            f"server time over {self.wall:.2f} s on its core: event loop thread {self.loop:.2f} s "
+            f"({self.loop / self.wall:.0%}: HTTP, admission, decode, assembly), "
+            f"evaluator thread {self.evaluator:.2f} s ({self.evaluator / self.wall:.0%}), "
+            f"not running {idle:.2f} s ({idle / self.wall:.0%}: idle, or preempted by other processes); "
+            f"the clients used {self.clients:.2f} s of CPU",
+        ]
+        total = sum(self.profile.values())
+        if total:
+            parts = sorted(self.profile.items(), key=lambda kv: -kv[1])
+            lines.append("  py-spy, share of the time a thread held the GIL: " + ", ".join(
+                f"{k} {n / total:.0%}" for k, n in parts
+            ))  # fmt: skip
+            lines.append("  innermost functions: " + ", ".join(f"{k} {n / total:.0%}" for k, n in self.hot[:10]))
+        return "\n".join(lines)
+
+
+# The first of these found anywhere in a sample's stack names what the server was doing.
+CATEGORIES = [
+    ("Program.evaluate_trace ", "evaluate_trace"),
+    ("Metrics.exposition", "metrics scrape"),
+    ("decode_traces ", "decode"),
+    ("decode_request ", "decode"),
+    ("decode_json ", "decode"),
+    ("Runtime._accept ", "assembly"),
+    ("Runtime._hand_over ", "assembly"),
+    ("TraceBuffer.", "assembly"),
+    ("Evaluator.", "evaluator thread, other"),
+]
+
+
+def categorize(raw: str) -> tuple[dict[str, int], list[tuple[str, int]]]:
+    """py-spy's raw (collapsed) stacks, one `frame;frame;... count` a line: samples by category and by innermost
+    function (`name (file:line)` frames; the file shortened to its last two parts)."""
+    out: dict[str, int] = {}
+    innermost: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        name = "HTTP and event loop" if "MainThread" in frames[0] else "other threads"
+        name = next((label for marker, label in CATEGORIES if any(f.startswith(marker) for f in frames)), name)
+        out[name] = out.get(name, 0) + int(count)
+        m = re.fullmatch(r"(.*) \((?:.*/)?([^/]+/[^/:]+)(?::\d+)?\)", frames[-1])
+        function = f"{m.group(1)} ({m.group(2)})" if m else frames[-1]
+        innermost[function] = innermost.get(function, 0) + int(count)
+    return out, sorted(innermost.items(), key=lambda kv: -kv[1])
+
+
+def end_to_end(
+    bodies: list[bytes], rules: Path, spans: int, traces: int, clients: int, profile: bool, profile_out: str = ""
+) -> tuple[float, int, ServerTime]:
     cpus = sorted(os.sched_getaffinity(0))
     server_cpu, client_cpus = {cpus[0]}, set(cpus[1:]) or {cpus[0]}
     proc = subprocess.Popen(
@@ -123,51 +222,110 @@ def end_to_end(bodies: list[bytes], rules: Path, spans: int, traces: int, client
     )  # fmt: skip
     assert proc.stderr is not None
     port = 0
+    log: list[str] = []
     for line in proc.stderr:
+        log.append(line)
         m = re.search(r"OTLP/HTTP listening on http://[^:]+:(\d+)", line)
         if m:
             port = int(m.group(1))
             break
+    if not port:
+        raise SystemExit("fluo serve did not start:\n" + "".join(log))
+    # Keep reading the server's log, so a chatty server never blocks on a full pipe.
+    threading.Thread(target=lambda: log.extend(proc.stderr or ()), daemon=True).start()
     os.sched_setaffinity(0, client_cpus)
+    spy = None
+    spy_out = Path(tempfile.mkdtemp()) / "profile.txt"
+    if profile:
+        if shutil.which("py-spy") is None:
+            print("--profile: py-spy is not installed (pip install py-spy); no profile")
+        else:
+            spy = subprocess.Popen(
+                ["py-spy", "record", "--pid", str(proc.pid), "--threads", "--gil", "--rate", "250",
+                 "--format", "raw", "--output", str(spy_out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            time.sleep(1.0)  # let it attach
     refused = 0
     lock = threading.Lock()
 
+    # Each request is written out in full beforehand and sent with one call, so the
+    # clients spend next to nothing per request and never hold the server back.
+    head = f"POST /v1/traces HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/x-protobuf\r\n"
+    requests = [head.encode() + f"Content-Length: {len(b)}\r\n\r\n".encode() + b for b in bodies]
+
     def send(part: list[bytes]) -> None:
         nonlocal refused
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        for body in part:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for request in part:
             while True:
-                conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
-                resp = conn.getresponse()
+                sock.sendall(request)
+                resp = http.client.HTTPResponse(sock)
+                resp.begin()
                 resp.read()
                 if resp.status == 200:
                     break
                 with lock:
                     refused += 1
                 time.sleep(float(resp.getheader("Retry-After", "1")) / 10)
-        conn.close()
+        sock.close()
 
+    def settled() -> bool:
+        health = json.loads(get(port, "/healthz"))
+        return health["buffered_spans"] == 0 and health["pending_spans"] == 0
+
+    server = ServerTime()
     try:
-        threads = [threading.Thread(target=send, args=(bodies[i::clients],)) for i in range(clients)]
+        threads = [threading.Thread(target=send, args=(requests[i::clients],)) for i in range(clients)]
+        cpu0 = thread_cpu(proc.pid)
+        client0 = time.process_time()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        while metric(port, "fluo_traces_evaluated_total") < traces:
-            time.sleep(0.01)
-        elapsed = time.perf_counter() - t0 - TRACE_IDLE
+        while True:
+            while not settled():
+                time.sleep(0.005)
+            done = time.perf_counter()
+            if metric(port, "fluo_traces_evaluated_total") >= traces:
+                break
+        cpu1 = thread_cpu(proc.pid)
+        server.clients = time.process_time() - client0
+        elapsed = done - t0 - TRACE_IDLE
+        server.wall = elapsed
+        for tid, seconds in cpu1.items():
+            used = seconds - cpu0.get(tid, 0.0)
+            if tid == proc.pid:
+                server.loop += used
+            else:
+                server.evaluator += used
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+            if spy_out.exists():
+                server.profile, server.hot = categorize(spy_out.read_text())
+                if profile_out:
+                    shutil.copy(spy_out, profile_out)
     finally:
         proc.terminate()
         proc.wait(30)
-        proc.stderr.close()
-    return elapsed, refused
+        shutil.rmtree(spy_out.parent, ignore_errors=True)
+    return elapsed, refused, server
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spans", type=int, default=200_000)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="",
+        metavar="RAW_FILE",
+        help="also sample the server with py-spy (if installed); keep its raw stacks in RAW_FILE if given",
+    )
     parser.add_argument("--measure-buffer", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_buffer:
@@ -175,14 +333,14 @@ def main() -> None:
         return
     bodies = payloads(args.spans)
     requests = len(bodies)
-    spans = sum(len(spans_from_request(ExportTraceServiceRequest.FromString(b))) for b in bodies)
-    traces = len({sp.trace_id for b in bodies for sp in spans_from_request(ExportTraceServiceRequest.FromString(b))})
+    spans = sum(len(spans_from_request(decode_traces(b))) for b in bodies)
+    traces = len({sp.trace_id for b in bodies for sp in spans_from_request(decode_traces(b))})
     wire = sum(map(len, bodies))
     print(f"payloads: {requests} requests, {spans} spans in {traces} traces, {wire / spans:.0f} bytes/span on the wire")
 
     decode_s, _ = min((bare_decode(bodies) for _ in range(3)), key=lambda r: r[0])
     decode_rate = spans / decode_s
-    print(f"bare decode (FromString + spans_from_request): {decode_rate:,.0f} spans/s")
+    print(f"bare decode (decode_traces + spans_from_request): {decode_rate:,.0f} spans/s")
 
     rule_texts = [text for text, _ in checks()]
     eval_rate = spans / evaluation_only(bodies, "\n".join(rule_texts))
@@ -190,7 +348,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "bench.fluo"
         rules.write_text("\n".join(rule_texts) + "\n")
-        e2e_s, refused = end_to_end(bodies, rules, spans, traces, args.clients)
+        e2e_s, refused, server = end_to_end(
+            bodies, rules, spans, traces, args.clients, args.profile is not None, args.profile or ""
+        )
     e2e_rate = spans / e2e_s
     print(
         f"end to end over OTLP/HTTP protobuf, {len(rule_texts)} rules, server on one core: {e2e_rate:,.0f} spans/s "
@@ -198,6 +358,7 @@ def main() -> None:
     )
     print(f"ratio end-to-end / bare decode: {e2e_rate / decode_rate:.3f}")
     print(f"ratio end-to-end / evaluation alone: {e2e_rate / eval_rate:.3f}  (the runtime's own overhead)")
+    print(server.report())
     verdict = "met" if e2e_rate >= 100_000 else "NOT met"
     print(f"target >= 100,000 spans/s end to end: {verdict}")
 
