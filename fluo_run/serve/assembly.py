@@ -24,6 +24,7 @@ from fluo_lang.otlp import detach_spans
 from fluo_lang.trace import Span
 
 MAX_REMEMBERED = 1_000_000
+EVICTIONS = ("trace_span_cap", "buffer_full")  # the completion reasons that are evictions
 
 
 class OpenTrace:
@@ -46,7 +47,7 @@ class Completed:
 
     @property
     def evicted(self) -> bool:
-        return self.reason in ("trace_span_cap", "buffer_full")
+        return self.reason in EVICTIONS
 
 
 class TraceBuffer:

@@ -84,7 +84,7 @@ class Evaluator:
         self,
         program: Program,
         metrics: Metrics,
-        publish: Callable[[Sequence[dict[str, Any]]], None],
+        publish: Callable[[Sequence[dict[str, Any]]], None] | None,
         *,
         trace_idle: float,
         grace: float,
@@ -254,6 +254,11 @@ class Evaluator:
     def _emit(self, signals: list[Signal]) -> None:
         if not signals:
             return
+        counts: dict[tuple[str, str], int] = {}
         for s in signals:
-            self.metrics.signals.labels(s.rule, s.severity).inc()
-        self.publish([s.to_json() for s in signals])
+            key = (s.rule, s.severity)
+            counts[key] = counts.get(key, 0) + 1
+        for (rule, severity), n in counts.items():
+            self.metrics.signals.labels(rule, severity).inc(n)
+        if self.publish is not None:  # None: no sink, so nobody reads the JSON
+            self.publish([s.to_json() for s in signals])
