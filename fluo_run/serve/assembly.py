@@ -78,14 +78,24 @@ class TraceBuffer:
         """Buffer spans; the traces that their arrival completed (caps reached)."""
         detach_spans(spans)
         groups: dict[bytes, list[Span]] = {}
+        previous: bytes | None = None
+        group: list[Span] = []
+        shared = b""  # the trace id object every span of the group keeps: one per trace, not per span
         for s in spans:
             tid = s.trace_id
-            group = groups.get(tid)
-            if group is None:
-                groups[tid] = [s]
-            else:
-                s.trace_id = next(iter(group)).trace_id  # one bytes object per trace, not per span
+            if tid == previous:  # exporters mostly send a trace's spans together: no lookup for those
+                s.trace_id = shared
                 group.append(s)
+            else:
+                previous = tid
+                found = groups.get(tid)
+                if found is None:
+                    groups[tid] = group = [s]
+                    shared = tid
+                else:
+                    group = found
+                    shared = s.trace_id = group[0].trace_id
+                    group.append(s)
             s.name = intern(s.name)
         out: list[Completed] = []
         by_activity, by_age, done = self.by_activity, self.by_age, self.done

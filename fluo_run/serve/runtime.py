@@ -41,11 +41,12 @@ EVICTION_LOG_INTERVAL = 10.0
 # traces form no reference cycles (reference counting frees them), yet every
 # collection traverses each live one it finds, and at the default (700, 10, 10)
 # a burst of buffered spans and evaluation backlog is traversed over and over:
-# a quarter to a third of the server's time in `bench_serve.py`, a tenth at
-# these. Collecting the young generation every 10,000 net allocations instead
-# of 700 leaves cycles (a few per request, from the HTTP stack) to be freed a
-# little later, nothing more; resident memory under sustained load is unchanged.
-GC_THRESHOLDS = (10_000, 10, 10)
+# a quarter to a third of the server's time in `bench_serve.py`, under 5% at
+# these. The young generation is collected every 10,000 net allocations instead
+# of 700, the middle one every 100 young collections instead of 10: cycles (a
+# few per request, from the HTTP stack) are freed a little later, nothing more;
+# resident memory under sustained load is unchanged.
+GC_THRESHOLDS = (10_000, 100, 10)
 
 
 def log_rule_problems(exc: RuleSetError) -> None:
