@@ -23,7 +23,7 @@ from typing import Any
 from . import builtins as b
 from . import types as t
 from .builtins import Member
-from .cost import BudgetExhausted, Meter
+from .cost import BudgetExhausted, Meter, Poly, estimate
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import Span, Trace, Window, windows_of
@@ -820,15 +820,15 @@ class Program:
     With a `budget`, one trace (or window) may spend at most that many span visits
     (see `cost.py`); past it the rules not yet finished are skipped and a
     `fluo.evaluation_truncated` signal names them. Without one, nothing is counted.
+    Counting costs time, so a trace whose worst case (the rules' static estimates at
+    its number of spans) fits the budget runs uncounted: it cannot run out.
     """
 
     def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
         self.meter = Meter(budget) if budget is not None else None
-        if self.meter is not None:
-            rules = [self.meter.instrument(r) for r in rules]
         self.compiler = compiler = Compiler(attribute_keys(rules))
-        reads = sorted({n.value for r in rules for _, c in r.clauses() for n in c.walk() if n.op == "attr"})
-        self.prefetch: tuple[str, ...] = tuple(reads) if len(reads) <= PREFETCH_MAX_KEYS else ()
+        keys = compiler.attribute_keys  # the keys read, and the first segment of dotted ones
+        self.prefetch: tuple[str, ...] = tuple(sorted(keys)) if len(keys) <= PREFETCH_MAX_KEYS else ()
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
@@ -836,6 +836,23 @@ class Program:
         self.errors: list[EvalError] = []
         self._programs: dict[tuple[int, ...], Callable[[Any], list[int]]] = {}
         self._trace_program: Callable[[Any], list[int]] | None = None
+        self._metered: dict[int, CompiledRule] = {}
+        self._worst: dict[tuple[int, ...], Poly] = {}
+        if self.meter is not None:
+            counting = Compiler(compiler.attribute_keys)
+            for r in self.rules:
+                self._metered[id(r)] = CompiledRule(self.meter.instrument(r.ir), counting)
+
+    def worst_case(self, rules: list[CompiledRule], spans: int) -> int:
+        """The most span visits `rules` can spend on a trace (or window) of `spans` spans."""
+        key = (-1,) if rules is self.trace_rules else tuple(id(r) for r in rules)  # ids are never negative
+        poly = self._worst.get(key)
+        if poly is None:
+            poly = Poly.of(0)
+            for r in rules:
+                poly = poly.plus(estimate(r.ir))
+            self._worst[key] = poly
+        return poly.at(spans)
 
     def _signal(self, rule: CompiledRule, ctx: Any, explain: bool = True) -> Signal:
         ir = rule.ir
@@ -884,8 +901,9 @@ class Program:
         trace_id: str | None,
         program: Callable[[Any], list[int]] | None = None,
     ) -> list[Signal]:
-        if self.meter is not None:
-            return self._run_metered(self.meter, rules, ctx, trace_id)
+        meter = self.meter
+        if meter is not None and self.worst_case(rules, len(ctx.spans)) > meter.budget:
+            return self._run_metered(meter, [self._metered[id(r)] for r in rules], ctx, trace_id)
         out: list[Signal] = []
         if program is not None:
             try:
@@ -942,13 +960,13 @@ class Program:
 
     def evaluate_trace(self, trace: Trace) -> list[Signal]:
         program = self._trace_program
-        if program is None and self.meter is None:
+        if program is None:
             program = self._trace_program = self.program(self.trace_rules)
         return self._run(self.trace_rules, trace, trace.id_hex, program)
 
     def evaluate_window(self, window: Window, rules: list[CompiledRule] | None = None) -> list[Signal]:
         rules = rules if rules is not None else self.window_rules
-        return self._run(rules, window, None, self.program(rules) if self.meter is None else None)
+        return self._run(rules, window, None, self.program(rules))
 
     def evaluate_windows(self, traces: list[Trace]) -> list[Signal]:
         """Batch mode: every windowed rule over tumbling windows of its own length."""

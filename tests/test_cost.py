@@ -143,6 +143,24 @@ def test_budget_truncates_a_huge_trace_and_says_so() -> None:
     assert program.meter is not None and program.meter.spent <= 50_000 + len(trace)
 
 
+def test_a_trace_whose_worst_case_fits_the_budget_runs_uncounted() -> None:
+    """Counting costs time: only traces that could run out are metered, and both ways give the same signals."""
+    small, large = chain(50, failing=10), chain(2_000, failing=10)
+    program = Program(rules_of(QUADRATIC), budget=50_000)
+    assert (
+        program.worst_case(program.trace_rules, len(small))
+        <= 50_000
+        < program.worst_case(program.trace_rules, len(large))
+    )
+    plain = Program(rules_of(QUADRATIC))
+    assert program.meter is not None
+    program.meter.start()
+    assert [s.to_json() for s in program.evaluate_trace(small)] == [s.to_json() for s in plain.evaluate_trace(small)]
+    assert program.meter.spent == 0  # not counted
+    program.evaluate_trace(large)
+    assert program.meter.spent > 0  # counted, and truncated (see above)
+
+
 def test_budget_restarts_for_every_trace() -> None:
     program = Program(rules_of(QUADRATIC), budget=50_000)
     big, small = chain(2_000), chain(20, failing=19)

@@ -127,8 +127,10 @@ class Intake:
         admission: Admission,
         auth_token: str | None,
         max_body_bytes: int,
+        prefetch: Callable[[], tuple[str, ...]] = tuple,
     ) -> None:
         self.metrics = metrics
+        self.prefetch = prefetch  # the attribute keys the running rules read, converted while decoding
         self.accept = accept
         self.admission = admission
         self.auth_token = auth_token
@@ -174,10 +176,10 @@ def _id_ok(tid: bytes, sid: bytes, pid: bytes) -> bool:
     return len(tid) == 16 and len(sid) == 8 and (not pid or len(pid) == 8)
 
 
-def decode_request(req: Any) -> Decoded:
+def decode_request(req: Any, prefetch: tuple[str, ...] = ()) -> Decoded:
     """Spans of a decoded request (`decode_traces`); a request with bad ids keeps its good spans."""
     try:
-        return Decoded(spans_from_request(req))
+        return Decoded(spans_from_request(req, prefetch=prefetch))
     except TraceInputError as exc:
         problem = str(exc)
     rejected = 0
@@ -189,7 +191,7 @@ def decode_request(req: Any) -> Decoded:
             del ss.spans[:]
             for data in kept:
                 ss.spans.add().ParseFromString(data)
-    return Decoded(spans_from_request(req), rejected, problem)
+    return Decoded(spans_from_request(req, prefetch=prefetch), rejected, problem)
 
 
 def decode_json(body: bytes) -> Decoded:
@@ -292,7 +294,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
                     raise TraceInputError(
                         f"request body: not an OTLP protobuf ExportTraceServiceRequest: {exc or 'cannot parse'}"
                     ) from None
-                decoded = decode_request(req)
+                decoded = decode_request(req, intake.prefetch())
         except Refusal as r:
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
@@ -360,7 +362,7 @@ class TraceService:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"not an OTLP ExportTraceServiceRequest: {exc or 'cannot parse'}"
             )
-        decoded = decode_request(request)
+        decoded = decode_request(request, intake.prefetch())
         intake.take(decoded, "grpc")
         resp = ExportTraceServiceResponse()
         if decoded.rejected:

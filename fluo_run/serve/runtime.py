@@ -94,7 +94,14 @@ class Runtime:
             max_trace_age=config.max_trace_age,
         )
         admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans)
-        self.intake = Intake(self.metrics, self._accept, admission, config.auth_token, config.max_body_bytes)
+        self.intake = Intake(
+            self.metrics,
+            self._accept,
+            admission,
+            config.auth_token,
+            config.max_body_bytes,
+            prefetch=lambda: self.evaluator.program.prefetch,
+        )
         self.watcher = RuleWatcher(config.rules)
         self.http_port = 0
         self.grpc_port = 0
