@@ -112,6 +112,9 @@ _PY_CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _BOOL_OPS = frozenset({"cmp", "and", "or", "not", "exists", "in", "not_in", "contains", "matches"})
 """Operations whose value is always True or False (never missing)."""
 
+_ROOT_SHAPES = {"has": "where", "root_count": "count", "has_exists": "exists"}
+"""Inline quantifiers over the spans of a trace or window, and the shape they take over those spans."""
+
 _EMPTY_RESULT = {"where": "[]", "count": "0", "exists": "False", "all": "True", "none": "True"}
 """An inline quantifier's value over no spans, as Python source."""
 
@@ -119,19 +122,19 @@ MAX_INLINE_DEPTH = 24
 """Deeper sub-expressions become functions of their own, keeping Python's parser within its nesting limit."""
 
 
-def _attr_nested(s: Span, key: str, wanted: frozenset[str]) -> Any:
+def _attr_nested(s: Span, key: str) -> Any:
     """`a.b.c` through nested maps, once the flat key `a.b.c` was not found."""
     head, _, rest = key.partition(".")
-    inner = s.attr(head, wanted)
+    inner = s.attr(head)
     return _read(inner, rest) if isinstance(inner, dict) else None
 
 
-def _attr_of(x: Any, key: str, wanted: frozenset[str]) -> Any:
+def _attr_of(x: Any, key: str) -> Any:
     if not isinstance(x, Span):
         return None
-    v = x.attr(key, wanted)
+    v = x.attr(key)
     if v is None and "." in key:
-        return _attr_nested(x, key, wanted)
+        return _attr_nested(x, key)
     return v
 
 
@@ -203,13 +206,11 @@ class Compiler:
     keeps every unit compiled, for tests and debugging.
     """
 
-    def __init__(self, attribute_keys: frozenset[str] = frozenset()) -> None:
+    def __init__(self) -> None:
         self.fns: dict[int, Fn] = {}
-        self.attribute_keys = attribute_keys
         self.ns: dict[str, Any] = dict(_RUNTIME)
         self.sources: list[str] = []
         self._next = 0
-        self.wanted = self.const(attribute_keys)
 
     def name(self, prefix: str) -> str:
         self._next += 1
@@ -415,14 +416,13 @@ class _Gen:
 
     def op_attr(self, n: Node, it: str, depth: int) -> str:
         key = self.c.const(n.value)
-        wanted = self.c.wanted
         target = n.args[0]
         if target.op != "it":
-            return f"_attr_of({self.expr(target, it, depth)}, {key}, {wanted})"
-        read = f"{it}.attr({key}, {wanted})"
+            return f"_attr_of({self.expr(target, it, depth)}, {key})"
+        read = f"{it}.attr({key})"
         if "." in n.value:
             v = self.c.name("_t")
-            read = f"({v} if ({v} := {read}) is not None else _attr_nested({it}, {key}, {wanted}))"
+            read = f"({v} if ({v} := {read}) is not None else _attr_nested({it}, {key}))"
         return read if it != "it" else f"(None if it is None else {read})"
 
     def op_map_get(self, n: Node, it: str, depth: int) -> str:
@@ -434,17 +434,9 @@ class _Gen:
     def op_call(self, n: Node, it: str, depth: int) -> str:
         shape = self.inline_shape(n)
         recv = n.args[0]
-        r = self.expr(recv, it, depth)
         if shape is not None:
-            body = n.args[1].args[0] if len(n.args) > 1 else None
-            make = self.loop(shape, body, depth)
-            if not self.never_none(recv):
-                return self.guarded(r, make)  # a comprehension's iterable may not hold `:=`
-            if body is None or shape in ("has", "root_count"):
-                return make(r) if ":=" not in r else self.guarded(r, make)
-            # Most rules filter down to few spans, often none: skip the loop's setup then.
-            tmp = self.c.name("_t")
-            return f"({_EMPTY_RESULT[shape]} if not ({tmp} := {r}) else {make(tmp)})"
+            return self.quantify(shape, recv, n.args[1].args[0] if len(n.args) > 1 else None, it, depth)
+        r = self.expr(recv, it, depth)
         member: Member = n.value
         impl = self.c.const(member.impl)
         tests: list[str] = []
@@ -460,13 +452,25 @@ class _Gen:
         missing = " or ".join([f"({recv_t} := {r}) is None", *tests])
         return f"(None if {missing} else {impl}(ctx, {recv_t}{''.join(', ' + a for a in args)}))"
 
+    def quantify(self, shape: str, recv: Node, body: Node | None, it: str, depth: int) -> str:
+        """An inline quantifier (`loop`) over the spans `recv` gives, missing when `recv` is."""
+        r = self.expr(recv, it, depth)
+        make = self.loop(shape, body, depth)
+        if not self.never_none(recv):
+            return self.guarded(r, make)  # a comprehension's iterable may not hold `:=`
+        if body is None or shape in _ROOT_SHAPES:
+            return make(r) if ":=" not in r else self.guarded(r, make)
+        # Most rules filter down to few spans, often none: skip the loop's setup then.
+        tmp = self.c.name("_t")
+        return f"({_EMPTY_RESULT[shape]} if not ({tmp} := {r}) else {make(tmp)})"
+
     def loop(self, shape: str, body: Node | None, depth: int) -> Callable[[str], str]:
         """An inline comprehension over a span list: the registry's quantifier, written out."""
         s = self.c.name("_s")
         cond = self.test(body, s, depth) if body is not None else None
-        if shape in ("has", "root_count"):
+        if shape in _ROOT_SHAPES:  # over a trace's or window's spans
             source = "{}.spans"
-            shape = "where" if shape == "has" else "count"
+            shape = _ROOT_SHAPES[shape]
         else:
             source = "{}"
         if shape == "where":
@@ -477,29 +481,22 @@ class _Gen:
             return lambda r: f"sum(1 for {s} in {source.format(r)} if {cond})"
         if shape == "exists":
             if cond is None:
-                return lambda r: f"bool({r})"
-            return lambda r: f"any({cond} for {s} in {r})"
+                return lambda r: f"bool({source.format(r)})"
+            return lambda r: f"any({cond} for {s} in {source.format(r)})"
         if shape == "all":
-            return lambda r: f"all({cond} for {s} in {r})"
+            return lambda r: f"all({cond} for {s} in {source.format(r)})"
         if shape == "none":
-            return lambda r: f"(not any({cond} for {s} in {r}))"
+            return lambda r: f"(not any({cond} for {s} in {source.format(r)}))"
         raise AssertionError(f"no inline form for {shape}")
 
     def op_exists(self, n: Node, it: str, depth: int) -> str:
         inner = n.args[0]
-        if inner.op == "call" and self.inline_shape(inner) in ("where", "has") and len(inner.args) == 2:
+        shape = self.inline_shape(inner) if inner.op == "call" else None
+        if shape in ("where", "has") and len(inner.args) == 2:
             # Whether any span matches, without building the list of those that do.
             recv = inner.args[0]
-            r = self.expr(recv, it, depth)
-            make = self.loop("exists", inner.args[1].args[0], depth)
-            if self.inline_shape(inner) == "has":
-                r = f"{r}.spans"
-            elif self.never_none(recv):
-                tmp = self.c.name("_t")
-                return f"(False if not ({tmp} := {r}) else {make(tmp)})"
-            if self.never_none(recv) and ":=" not in r:
-                return make(r)
-            return f"({self.guarded(r, make)} is True)"
+            e = self.quantify("exists" if shape == "where" else "has_exists", recv, inner.args[1].args[0], it, depth)
+            return e if self.never_none(recv) else f"({e} is True)"
         x = self.expr(inner, it, depth)
         return f"({x} is not None)" if n.args[0].type == t.SPAN else f"bool({x})"
 
@@ -826,8 +823,8 @@ class Program:
 
     def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
         self.meter = Meter(budget) if budget is not None else None
-        self.compiler = compiler = Compiler(attribute_keys(rules))
-        keys = compiler.attribute_keys  # the keys read, and the first segment of dotted ones
+        self.compiler = compiler = Compiler()
+        keys = attribute_keys(rules)  # the keys read, and the first segment of dotted ones
         self.prefetch: tuple[str, ...] = tuple(sorted(keys)) if len(keys) <= PREFETCH_MAX_KEYS else ()
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
@@ -839,7 +836,7 @@ class Program:
         self._metered: dict[int, CompiledRule] = {}
         self._worst: dict[tuple[int, ...], Poly] = {}
         if self.meter is not None:
-            counting = Compiler(compiler.attribute_keys)
+            counting = Compiler()
             for r in self.rules:
                 self._metered[id(r)] = CompiledRule(self.meter.instrument(r.ir), counting)
 

@@ -165,7 +165,7 @@ class _MapAttributes:
         # A map has no order on the wire; keys are sorted so every reader sees the same dict.
         return {k: _any_value(m[k]) for k in sorted(m)}
 
-    def lookup(self, key: str, wanted: frozenset[str] | None = None) -> Any:
+    def lookup(self, key: str) -> Any:
         v = self._map().get(key)
         return None if v is None else _any_value(v)
 

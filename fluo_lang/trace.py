@@ -100,13 +100,12 @@ class Span:
             self._attrs_source = None
         return attrs
 
-    def attr(self, key: str, wanted: frozenset[str] | None = None) -> Any:
+    def attr(self, key: str) -> Any:
         """One attribute's value (None if absent), without converting the others.
 
         A loader may pass an `attributes_source` that also has `lookup(key)`; then
         reading a key never builds the whole dict. Values read that way are kept
         (a loader may fill them ahead too), so each key is converted once per span.
-        `wanted` is accepted for callers that name the keys a rule set reads.
         """
         read = self._read
         if read is not None and key in read:
