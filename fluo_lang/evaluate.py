@@ -48,6 +48,8 @@ _ARITH: dict[str, Callable[[Any, Any], Any]] = {
     "/": operator.truediv,
 }
 _EMPTY: list[Span] = []
+_UNSET = object()
+"""A shared trace-level value not computed yet (see `_Gen.shared`)."""
 
 
 def _kind(v: Any) -> str:
@@ -175,6 +177,7 @@ _RUNTIME: dict[str, Any] = {
         "sum": sum,
     },
     "_EMPTY": _EMPTY,
+    "_UNSET": _UNSET,
     "_Span": Span,
     "_attr_nested": _attr_nested,
     "_attr_of": _attr_of,
@@ -266,11 +269,15 @@ class _Gen:
     def __init__(self, compiler: Compiler, hoist: dict[str, str] | None) -> None:
         self.c = compiler
         self.hoist = hoist
+        self.shared: dict[tuple[Any, str], str] = {}
+        """With `hoist`: the locals holding trace-level values (`trace.duration`), computed on first use."""
 
     def function(self, name: str, body: list[str]) -> str:
         lines = [f"def {name}(ctx):", "    it = None"]
         for fld, local in (self.hoist or {}).items():
             lines.append(f"    {local} = ctx.index({self.c.const(fld)})")
+        for local in self.shared.values():
+            lines.append(f"    {local} = _UNSET")
         lines += ["    " + line for chunk in body for line in chunk.split("\n")]
         return "\n".join(lines) + "\n"
 
@@ -410,6 +417,14 @@ class _Gen:
         if target.op == "root":
             if pristine and member.name == "spans":
                 return "ctx.spans"
+            if pristine and self.hoist is not None:
+                # A value of the whole trace (window), shared by every rule that reads it.
+                key = (member.receiver, member.name)
+                local = self.shared.get(key)
+                if local is None:
+                    local = self.shared[key] = self.c.name("_tv")
+                impl = self.c.const(member.impl)
+                return f"({local} if {local} is not _UNSET else ({local} := {impl}(ctx)))"
             return f"{self.c.const(member.impl)}(ctx)"
         impl = self.c.const(member.impl)
         return self.guarded(self.expr(target, it, depth), lambda x: f"{impl}({x})")
@@ -419,7 +434,9 @@ class _Gen:
         target = n.args[0]
         if target.op != "it":
             return f"_attr_of({self.expr(target, it, depth)}, {key})"
-        read = f"{it}.attr({key})"
+        r = self.c.name("_t")
+        # A value read before (or converted as the span was decoded) without a call.
+        read = f"({r}[{key}] if ({r} := {it}._read) is not None and {key} in {r} else {it}.attr({key}))"
         if "." in n.value:
             v = self.c.name("_t")
             read = f"({v} if ({v} := {read}) is not None else _attr_nested({it}, {key}))"
@@ -796,14 +813,18 @@ def _unique_ids(spans: Iterable[Span]) -> list[str]:
 
 
 def attribute_keys(rules: list[RuleIR]) -> frozenset[str]:
-    """Every span attribute key the rules read by name (and the first segment of dotted keys)."""
+    """Every span attribute key the rules read by name.
+
+    Not the first segment of a dotted key: `a.b` is read as the map `a` only where no
+    attribute is named `a.b`, and OTLP attributes are flat, so that read is rare and
+    left to happen on demand.
+    """
     keys: set[str] = set()
     for rule in rules:
         for _, clause in rule.clauses():
             for n in clause.walk():
                 if n.op == "attr":
                     keys.add(n.value)
-                    keys.add(n.value.partition(".")[0])
     return frozenset(keys)
 
 
@@ -824,7 +845,7 @@ class Program:
     def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
         self.meter = Meter(budget) if budget is not None else None
         self.compiler = compiler = Compiler()
-        keys = attribute_keys(rules)  # the keys read, and the first segment of dotted ones
+        keys = attribute_keys(rules)
         self.prefetch: tuple[str, ...] = tuple(sorted(keys)) if len(keys) <= PREFETCH_MAX_KEYS else ()
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.rules = [CompiledRule(r, compiler) for r in rules]

@@ -141,46 +141,71 @@ def _any_value(raw: bytes) -> Any:
     return v
 
 
-class _MapAttributes:
-    """A span's attributes as FLUO's own schema decodes them: a protobuf map, looked up by key in C.
+class _DecodedSpan(Span):
+    """A span from `spans_from_request`: its attributes stay in its protobuf message until read.
 
-    `source` is the span message, or its serialized bytes once `detach_spans` let the
-    request go (parsed again on first read). `Span.attr` keeps what `lookup` returns.
-    Built with `object.__new__` and one slot store on the decoding path (see there).
+    `_attrs_source` is the span message in FLUO's own schema (see `_fast_schema`),
+    whose attributes are a map looked up by key in C, or its serialized bytes once
+    `detach_spans` let the request go (parsed again on first read).
     """
 
-    __slots__ = ("source",)
-
-    def __init__(self, span: Message | bytes) -> None:
-        self.source = span
+    __slots__ = ()
 
     def _map(self) -> Any:
-        source = self.source
+        source = self._attrs_source
         if isinstance(source, bytes):
-            source = self.source = _FastSpan.FromString(source)
-        return source.attributes  # type: ignore[attr-defined]
+            source = self._attrs_source = _FastSpan.FromString(source)
+        return source.attributes
 
-    def __call__(self) -> dict[str, Any]:
+    def _lookup(self, key: str) -> Any:
+        v = self._map().get(key)
+        return None if v is None else _any_value(v)
+
+    def _convert(self) -> dict[str, Any]:
         m = self._map()
         # A map has no order on the wire; keys are sorted so every reader sees the same dict.
         return {k: _any_value(m[k]) for k in sorted(m)}
 
-    def lookup(self, key: str) -> Any:
-        v = self._map().get(key)
-        return None if v is None else _any_value(v)
+
+_STATUS_CACHE: dict[bytes, tuple[str, str]] = {b"": ("unset", "")}
+_STATUS_CACHE_MAX = 1 << 12
+
+
+def _status(raw: bytes) -> tuple[str, str]:
+    """(status, message) from a `Status` message's bytes; bytes that are not one read as unset.
+
+    The message is kept only with an error status, the only status OTLP gives one.
+    """
+    got = _STATUS_CACHE.get(raw)
+    if got is not None:
+        return got
+    try:
+        st = trace_pb2.Status.FromString(raw)
+    except (DecodeError, RuntimeError, ValueError):
+        return "unset", ""
+    code = st.code
+    got = ("error", st.message) if code == 2 else (_STATUS_BY_CODE.get(code, "unset"), "")
+    if len(raw) <= _VALUE_CACHE_KEY_BYTES:
+        if len(_STATUS_CACHE) >= _STATUS_CACHE_MAX:
+            _STATUS_CACHE.clear()
+            _STATUS_CACHE[b""] = ("unset", "")
+        _STATUS_CACHE[raw] = got
+    return got
 
 
 def _fast_schema() -> tuple[type[Message], type[Message]]:
-    """OTLP's trace messages with `Span.attributes` read as `map<string, bytes>`.
+    """OTLP's trace messages with `Span.attributes` read as `map<string, bytes>`, `Span.status` as bytes.
 
     A map entry is, on the wire, exactly a `KeyValue` (key = 1, value = 2, the value
     length-delimited like bytes), so the same bytes decode either way. As a map, upb
     indexes the attributes by key in C and a rule's read is one hash lookup instead
     of a pass over every pair in Python; as bytes, a value costs no message object
     (`_any_value` reads it, and remembers common ones). A repeated key keeps its last
-    value, as everywhere else in FLUO. Built from the generated descriptor at import,
+    value, as everywhere else in FLUO. `status` as bytes costs no message object either
+    (`_status` reads it, and remembers common ones). Built from the generated descriptor at import,
     so it follows the installed opentelemetry-proto. An attribute value that is not
-    a valid `AnyValue` reads as missing instead of failing the whole request.
+    a valid `AnyValue` reads as missing, and a status that is not a valid `Status`
+    as unset, instead of failing the whole request.
     """
     proto = descriptor_pb2.FileDescriptorProto()
     trace_pb2.DESCRIPTOR.CopyToProto(proto)
@@ -205,6 +230,9 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
             entry.field.add(name="value", number=2, type=F.TYPE_BYTES, label=F.LABEL_OPTIONAL)
             (attributes,) = (f for f in message.field if f.name == "attributes")
             attributes.type_name = new + "Span.AttributesEntry"
+            (status,) = (f for f in message.field if f.name == "status")
+            status.type = F.TYPE_BYTES
+            status.ClearField("type_name")
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(proto.name)
@@ -239,9 +267,10 @@ def detach_spans(spans: Iterable[Span]) -> None:
     runtime holds spans until their trace is complete.
     """
     for s in spans:
-        source = s._attrs_source
-        if isinstance(source, _MapAttributes) and not isinstance(source.source, bytes):
-            source.source = source.source.SerializeToString()
+        if isinstance(s, _DecodedSpan):
+            source = s._attrs_source
+            if source is not None and not isinstance(source, bytes):
+                s._attrs_source = source.SerializeToString()
 
 
 def _service_of(resource: Mapping[str, Any]) -> str:
@@ -328,12 +357,11 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     miss = _MISS
     out: list[Span] = []
     append = out.append
-    status_of = _STATUS_BY_CODE.get
+    status_cached = _STATUS_CACHE.get
     kind_of = _KIND_BY_NUMBER.get
     zero = _ZERO_SPAN_ID
     new = object.__new__
-    span_cls = Span
-    attributes_of = _MapAttributes
+    span_cls = _DecodedSpan
     for rs in req.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
         service = _service_of(resource)
@@ -347,7 +375,9 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                         _raise_bad_ids(req, source)
                     pid = b""
                 st = sp.status
-                code = st.code
+                status = status_cached(st)
+                if status is None:
+                    status = _status(st)
                 s: Span = new(span_cls)
                 s.trace_id = tid
                 s.span_id = sid
@@ -356,16 +386,10 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                 s.service = service
                 s.start = sp.start_time_unix_nano
                 s.end = sp.end_time_unix_nano
-                if code == 2:
-                    s.status = "error"
-                    s.status_message = st.message
-                else:
-                    s.status = status_of(code, "unset")
-                    s.status_message = ""
+                s.status, s.status_message = status
                 s.kind = kind_of(sp.kind, "unspecified")
                 s._attrs = None
-                s._attrs_source = attrs = new(attributes_of)
-                attrs.source = sp
+                s._attrs_source = sp
                 if keys:
                     m = sp.attributes
                     read: dict[str, Any] = {}
@@ -397,24 +421,22 @@ def _spans_from_request_portable(req: Any, source: str) -> list[Span]:
                 pid = sp.parent_span_id
                 if _id_problem(tid, sid, pid) is not None:
                     _raise_bad_ids(req, source)
-                st = sp.status
-                code = st.code
-                out.append(
-                    Span(
-                        trace_id=tid,
-                        span_id=sid,
-                        parent_id=b"" if pid == _ZERO_SPAN_ID else pid,
-                        name=sp.name,
-                        service=service,
-                        start=sp.start_time_unix_nano,
-                        end=sp.end_time_unix_nano,
-                        status=_STATUS_BY_CODE.get(code, "unset"),
-                        status_message=st.message if code == 2 else "",
-                        kind=_KIND_BY_NUMBER.get(sp.kind, "unspecified"),
-                        attributes_source=_MapAttributes(sp),
-                        resource=resource,
-                    )
+                status, message = _status(sp.status)
+                span = _DecodedSpan(
+                    trace_id=tid,
+                    span_id=sid,
+                    parent_id=b"" if pid == _ZERO_SPAN_ID else pid,
+                    name=sp.name,
+                    service=service,
+                    start=sp.start_time_unix_nano,
+                    end=sp.end_time_unix_nano,
+                    status=status,
+                    status_message=message,
+                    kind=_KIND_BY_NUMBER.get(sp.kind, "unspecified"),
+                    resource=resource,
                 )
+                span._attrs_source = sp
+                out.append(span)
     return out
 
 

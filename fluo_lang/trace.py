@@ -18,6 +18,7 @@ import gc
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import Any
 
 STATUS_VALUES = ("unset", "ok", "error")
@@ -75,7 +76,7 @@ class Span:
         self.status_message = status_message
         self.kind = kind
         self._attrs: dict[str, Any] | None = dict(attributes) if attributes is not None else None
-        self._attrs_source = attributes_source
+        self._attrs_source: Any = attributes_source
         self._read: dict[str, Any] | None = None
         self.resource: Mapping[str, Any] = resource if resource is not None else {}
         self.trace_ref: weakref.ref[Trace] | None = None
@@ -94,8 +95,7 @@ class Span:
     def attributes(self) -> dict[str, Any]:
         attrs = self._attrs
         if attrs is None:
-            source = self._attrs_source
-            attrs = source() if source is not None else {}
+            attrs = self._convert() if self._attrs_source is not None else {}
             self._attrs = attrs
             self._attrs_source = None
         return attrs
@@ -103,9 +103,10 @@ class Span:
     def attr(self, key: str) -> Any:
         """One attribute's value (None if absent), without converting the others.
 
-        A loader may pass an `attributes_source` that also has `lookup(key)`; then
-        reading a key never builds the whole dict. Values read that way are kept
-        (a loader may fill them ahead too), so each key is converted once per span.
+        A loader may pass an `attributes_source` that also has `lookup(key)` (or
+        subclass `Span` and override `_lookup`); then reading a key never builds the
+        whole dict. Values read that way are kept (a loader may fill them ahead too),
+        so each key is converted once per span.
         """
         read = self._read
         if read is not None and key in read:
@@ -113,17 +114,23 @@ class Span:
         attrs = self._attrs
         if attrs is not None:
             return attrs.get(key)
-        source = self._attrs_source
-        if source is None:
+        if self._attrs_source is None:
             return None
-        lookup = getattr(source, "lookup", None)
-        if lookup is None:
-            return self.attributes.get(key)
-        value = lookup(key)
+        value = self._lookup(key)
         if read is None:
             self._read = read = {}
         read[key] = value
         return value
+
+    def _lookup(self, key: str) -> Any:
+        """One key from the attribute source (set): through its `lookup`, or the whole dict."""
+        lookup = getattr(self._attrs_source, "lookup", None)
+        return lookup(key) if lookup is not None else self.attributes.get(key)
+
+    def _convert(self) -> dict[str, Any]:
+        """Every attribute from the attribute source (set), as a new dict."""
+        source: AttrSource = self._attrs_source
+        return source()
 
     @property
     def duration(self) -> int:
@@ -157,8 +164,14 @@ class _Indexed:
         idx = self._index.get(field)
         if idx is None:
             idx = {}
-            for s in self.spans:
-                idx.setdefault(getattr(s, field), []).append(s)
+            bucket_of = idx.get
+            spans = self.spans
+            for s, k in zip(spans, map(attrgetter(field), spans), strict=True):
+                bucket = bucket_of(k)
+                if bucket is None:
+                    idx[k] = [s]
+                else:
+                    bucket.append(s)
             self._index[field] = idx
         return idx
 

@@ -17,11 +17,11 @@ from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import Span, Trace, assemble
 
-GENERATED = re.compile(r"_(k|t|s|ix|node|rule|program)\d+")
+GENERATED = re.compile(r"_(k|t|tv|s|ix|node|rule|program)\d+")
 ALLOWED_NAMES = (
     set(evaluate._RUNTIME)
     | set(evaluate._RUNTIME["__builtins__"])
-    | {"ctx", "it", "fired", "append", "get", "index", "attr", "spans"}
+    | {"ctx", "it", "fired", "append", "get", "index", "attr", "_read", "spans"}
     | {"name", "service", "status", "status_message", "kind", "start", "end"}
 )
 
@@ -104,6 +104,37 @@ def test_a_rule_that_raises_is_reported_alone(monkeypatch: pytest.MonkeyPatch) -
     signals = program.evaluate_trace(trace(span("a")))
     assert [s.rule for s in signals] == ["ok_1", "ok_2"]
     assert [(e.rule, e.message) for e in program.errors] == [("bad", "RuntimeError: boom")]
+
+
+def test_a_trace_value_is_computed_once_for_every_rule_that_reads_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`trace.duration` read by several rules, at the top and inside a quantifier, is computed once per trace."""
+    program = program_for(
+        "rule a { expect trace.duration < 15ns }\n"
+        "rule b { expect trace.spans.all(duration <= trace.duration) }\n"
+        "rule c { when { trace.duration > 5ns } always { trace.spans.count() > 2 } }\n"
+        "rule d { expect trace.spans.where(trace.duration > 100ns).count() == 0 }\n"
+    )
+    duration = next(n.value for n in program.rules[0].ir.condition.walk() if n.op == "get")
+    program.program(program.trace_rules)
+    calls: list[object] = []
+
+    def counted(ctx: object) -> object:
+        calls.append(ctx)
+        return duration.impl(ctx)
+
+    names = [name for name, value in program.compiler.ns.items() if value is duration.impl]
+    assert names
+    for name in names:
+        monkeypatch.setitem(program.compiler.ns, name, counted)
+    together = program.program(program.trace_rules)
+    short = trace(span("a"), span("bb"))
+    late = Span(trace_id=b"t" * 16, span_id=b"l" * 8, name="late", start=5, end=30)
+    long = trace(span("a"), late)
+    for tr, fired in ((short, {"c"}), (long, {"a", "c"})):
+        calls.clear()
+        assert {program.trace_rules[i].id for i in together(tr)} == fired
+        assert calls == [tr]
+        assert {r.id for r in program.trace_rules if r.fires(tr)} == fired
 
 
 CASES = [c for c in load_cases() if not c.error_code]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -638,6 +639,37 @@ def test_map_schema_reads_the_same_attributes_as_the_standard_schema() -> None:
         assert values(a) == values(b)
     assert mapped[0].attr("user.id") == "last"
     assert mapped[0].attr("no.value") is None
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "expected"),
+    [(0, "", ("unset", "")), (1, "", ("ok", "")), (2, "boom", ("error", "boom")), (1, "ignored", ("ok", "")),
+     (2, "", ("error", "")), (7, "x", ("unset", ""))],
+)  # fmt: skip
+def test_status_is_read_from_its_bytes(code: int, message: str, expected: tuple[str, str]) -> None:
+    """`decode_traces` reads `Span.status` as bytes; `_status` must read them as the standard schema does."""
+    req = pb_request()
+    sp = req.resource_spans[0].scope_spans[0].spans[0]
+    sp.status.code = code  # type: ignore[assignment]
+    sp.status.message = message
+    data = req.SerializeToString()
+    for _ in range(2):  # and again, from the cache
+        (fast, *_) = spans_from_request(otlp.decode_traces(data))
+        assert (fast.status, fast.status_message) == expected
+    (standard, *_) = spans_from_request(ExportTraceServiceRequest.FromString(data))
+    assert (standard.status, standard.status_message) == expected
+
+
+def test_a_status_that_is_not_a_status_message_reads_as_unset() -> None:
+    """Like an attribute value that is not an AnyValue: the span is kept, its status reads as unset."""
+    req = otlp._FastTraces.FromString(pb_request().SerializeToString())
+    req.resource_spans[0].scope_spans[0].spans[0].status = b"\x1a\x05ab"  # a message field cut short
+    data = req.SerializeToString()
+    with pytest.raises(DecodeError):  # the standard schema rejects the whole request
+        ExportTraceServiceRequest.FromString(data)
+    spans = spans_from_request(otlp.decode_traces(data))
+    assert len(spans) == 3
+    assert (spans[0].status, spans[0].status_message) == ("unset", "")
 
 
 def test_map_attributes_survive_detach() -> None:
