@@ -75,7 +75,8 @@ def evaluation_only(bodies: list[bytes], rules: str) -> float:
     """Seconds for `Program.evaluate_trace` alone over the payloads' traces: the evaluator's own ceiling."""
     program = compile_program(analyze([("bench.fluo", rules)]))
     with collector_paused():
-        traces = assemble([s for b in bodies for s in spans_from_request(decode_traces(b))])
+        # Decoded as the runtime decodes: with the rules' attribute keys converted ahead.
+        traces = assemble([s for b in bodies for s in spans_from_request(decode_traces(b), prefetch=program.prefetch)])
         t = time.perf_counter()
         for trace in traces:
             program.evaluate_trace(trace)

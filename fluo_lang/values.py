@@ -37,8 +37,21 @@ def format_timestamp(ns: int) -> str:
 
 @lru_cache(maxsize=4096)
 def _format_second(seconds: int) -> str:
-    """The date and time of one second; signals come in bursts from the same seconds."""
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    """The date and time of one second (kept: signals come in bursts from the same seconds).
+
+    The date comes from a cache of days and the time of day by arithmetic: a third of
+    the cost of `strftime` for a second not seen before.
+    """
+    days, second_of_day = divmod(seconds, 86_400)
+    hours, rest = divmod(second_of_day, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{_format_day(days)}T{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+@lru_cache(maxsize=1024)
+def _format_day(days: int) -> str:
+    """The date of a day since the Unix epoch; signals of a stream mostly fall on few days."""
+    return datetime.fromtimestamp(days * 86_400, tz=UTC).strftime("%Y-%m-%d")
 
 
 def to_json(value: Any, type_name: str | None = None) -> Any:

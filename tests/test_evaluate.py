@@ -9,6 +9,8 @@ import tokenize
 
 import pytest
 from conformance_cases import RULE_FILE_NAME, Case, load_cases
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fluo_lang import evaluate
 from fluo_lang.api import analyze, compile_program
@@ -161,6 +163,18 @@ def test_timestamps_are_rfc3339_with_microseconds(ns: int) -> None:
     dt = datetime.fromtimestamp(ns // 10**9, tz=UTC).replace(microsecond=(ns % 10**9) // 1000)
     assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     assert format_timestamp(ns) == format_timestamp(ns)  # and again, from the cache of seconds
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(min_value=-(10**18), max_value=2**62))
+def test_timestamps_agree_with_strftime_everywhere(ns: int) -> None:
+    """The time of day is computed by arithmetic from a cached date: it must agree with `strftime` at any instant."""
+    from datetime import UTC, datetime
+
+    from fluo_lang.values import format_timestamp
+
+    dt = datetime.fromtimestamp(ns // 10**9, tz=UTC).replace(microsecond=(ns % 10**9) // 1000)
+    assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @pytest.mark.parametrize("mode", ["expect", "detect"])
