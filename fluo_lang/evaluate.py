@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import operator
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -812,24 +813,33 @@ def _unique_ids(spans: Iterable[Span]) -> list[str]:
     return [sid.hex() for sid in seen]
 
 
-def attribute_keys(rules: list[RuleIR]) -> frozenset[str]:
-    """Every span attribute key the rules read by name.
+def attribute_keys(rules: list[RuleIR]) -> Counter[str]:
+    """Every span attribute key the rules read by name, with how many rules read it.
 
     Not the first segment of a dotted key: `a.b` is read as the map `a` only where no
     attribute is named `a.b`, and OTLP attributes are flat, so that read is rare and
     left to happen on demand.
     """
-    keys: set[str] = set()
+    keys: Counter[str] = Counter()
     for rule in rules:
-        for _, clause in rule.clauses():
-            for n in clause.walk():
-                if n.op == "attr":
-                    keys.add(n.value)
-    return frozenset(keys)
+        keys.update({n.value for _, clause in rule.clauses() for n in clause.walk() if n.op == "attr"})
+    return keys
 
 
 PREFETCH_MAX_KEYS = 8
-"""A rule set reading more attribute keys than this has none converted ahead (see `Program.prefetch`)."""
+"""At most this many attribute keys are converted ahead (see `Program.prefetch`)."""
+
+
+def prefetch_keys(rules: list[RuleIR], limit: int = PREFETCH_MAX_KEYS) -> tuple[str, ...]:
+    """The attribute keys worth converting as spans are decoded: those read by the most rules.
+
+    Converting a key costs its lookup on every span, read or not, so a rule set
+    reading many keys gets only the `limit` most widely read; the others are read
+    on demand. Ties go to the key first in alphabetical order, so the choice is stable.
+    """
+    counts = attribute_keys(rules)
+    chosen = sorted(counts, key=lambda k: (-counts[k], k))[:limit]
+    return tuple(sorted(chosen))
 
 
 class Program:
@@ -845,8 +855,7 @@ class Program:
     def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
         self.meter = Meter(budget) if budget is not None else None
         self.compiler = compiler = Compiler()
-        keys = attribute_keys(rules)
-        self.prefetch: tuple[str, ...] = tuple(sorted(keys)) if len(keys) <= PREFETCH_MAX_KEYS else ()
+        self.prefetch = prefetch_keys(rules)
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]

@@ -139,6 +139,18 @@ def test_a_trace_value_is_computed_once_for_every_rule_that_reads_it(monkeypatch
         assert {r.id for r in program.trace_rules if r.fires(tr)} == fired
 
 
+def test_prefetch_takes_the_keys_read_by_the_most_rules() -> None:
+    """Full keys only (not the head of a dotted one); past the limit, the most widely read keys, stably."""
+    few = program_for("rule a { expect trace.spans.all(http.status_code < 600 and user.id != 'x') }")
+    assert few.prefetch == ("http.status_code", "user.id")
+    rules = [f"rule r{i} {{ expect trace.spans.none(k{i} == 1) }}" for i in range(12)]
+    rules += [f"rule s{i} {{ expect trace.spans.none(shared == {i} or k{i % 3} == 2) }}" for i in range(3)]
+    many = program_for("\n".join(rules))
+    assert len(many.prefetch) == evaluate.PREFETCH_MAX_KEYS
+    # `shared` is read by 3 rules, k0..k2 by 2 each, the other k's by one: the alphabetical first of those fill up.
+    assert many.prefetch == tuple(sorted(["shared", "k0", "k1", "k2", "k10", "k11", "k3", "k4"]))
+
+
 CASES = [c for c in load_cases() if not c.error_code]
 
 
