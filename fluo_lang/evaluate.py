@@ -50,6 +50,7 @@ _ARITH: dict[str, Callable[[Any, Any], Any]] = {
 }
 _EMPTY: list[Span] = []
 _UNSET = object()
+_NO_LIMIT = 1 << 62
 """A shared trace-level value not computed yet (see `_Gen.shared`)."""
 
 
@@ -865,6 +866,7 @@ class Program:
         self._trace_program: Callable[[Any], list[int]] | None = None
         self._metered: dict[int, CompiledRule] = {}
         self._worst: dict[tuple[int, ...], Poly] = {}
+        self._unmetered: dict[tuple[tuple[int, ...], int], int] = {}
         if self.meter is not None:
             counting = Compiler()
             for r in self.rules:
@@ -880,6 +882,30 @@ class Program:
                 poly = poly.plus(estimate(r.ir))
             self._worst[key] = poly
         return poly.at(spans)
+
+    def unmetered_spans(self, rules: list[CompiledRule], budget: int) -> int:
+        """The most spans a trace (or window) may have for `rules` to fit `budget` in the worst case.
+
+        Found once per rule set: the worst case never falls as spans are added (its
+        polynomial has no negative coefficient), so a binary search finds the bound.
+        """
+        key = ((-1,) if rules is self.trace_rules else tuple(id(r) for r in rules), budget)
+        limit = self._unmetered.get(key)
+        if limit is None:
+            lo, hi = -1, 1
+            while self.worst_case(rules, hi) <= budget:
+                lo, hi = hi, hi * 2
+                if hi > _NO_LIMIT:  # a cost that does not grow with the spans: never metered
+                    lo = hi = _NO_LIMIT
+                    break
+            while hi - lo > 1:  # worst_case(lo) <= budget < worst_case(hi)
+                mid = (lo + hi) // 2
+                if self.worst_case(rules, mid) <= budget:
+                    lo = mid
+                else:
+                    hi = mid
+            limit = self._unmetered[key] = lo
+        return limit
 
     def _signal(self, rule: CompiledRule, ctx: Any, explain: bool = True) -> Signal:
         ir = rule.ir
@@ -929,7 +955,7 @@ class Program:
         program: Callable[[Any], list[int]] | None = None,
     ) -> list[Signal]:
         meter = self.meter
-        if meter is not None and self.worst_case(rules, len(ctx.spans)) > meter.budget:
+        if meter is not None and len(ctx.spans) > self.unmetered_spans(rules, meter.budget):
             return self._run_metered(meter, [self._metered[id(r)] for r in rules], ctx, trace_id)
         out: list[Signal] = []
         if program is not None:

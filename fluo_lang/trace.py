@@ -25,6 +25,8 @@ STATUS_VALUES = ("unset", "ok", "error")
 KIND_VALUES = ("unspecified", "internal", "server", "client", "producer", "consumer")
 
 AttrSource = Callable[[], dict[str, Any]]
+_START = attrgetter("start")
+_END = attrgetter("end")
 
 
 class Span:
@@ -225,7 +227,7 @@ class Trace(_Indexed):
         b = self._bounds
         if b is None:
             spans = self.spans
-            b = (min(s.start for s in spans), max(s.end for s in spans)) if spans else (0, 0)
+            b = (min(map(_START, spans)), max(map(_END, spans))) if spans else (0, 0)
             self._bounds = b
         return b
 

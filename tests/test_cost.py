@@ -161,6 +161,22 @@ def test_a_trace_whose_worst_case_fits_the_budget_runs_uncounted() -> None:
     assert program.meter.spent > 0  # counted, and truncated (see above)
 
 
+@pytest.mark.parametrize("budget", [1, 7, 50_000, 10**9])
+def test_the_unmetered_bound_is_where_the_worst_case_passes_the_budget(budget: int) -> None:
+    """`unmetered_spans` (found once, by search) decides what `worst_case` would decide for every trace size."""
+    program = Program(rules_of(QUADRATIC), budget=budget)
+    rules = program.trace_rules
+    limit = program.unmetered_spans(rules, budget)
+    assert program.worst_case(rules, limit + 1) > budget
+    assert limit == -1 or program.worst_case(rules, limit) <= budget
+
+
+def test_a_cost_that_does_not_grow_is_never_metered() -> None:
+    program = Program(rules_of("rule flat { expect trace.spans.count() < 5 }"), budget=10)
+    assert estimate(program.trace_rules[0].ir).degree <= 0
+    assert program.unmetered_spans(program.trace_rules, 10) >= 2**61
+
+
 def test_budget_restarts_for_every_trace() -> None:
     program = Program(rules_of(QUADRATIC), budget=50_000)
     big, small = chain(2_000), chain(20, failing=19)
