@@ -50,6 +50,8 @@ _ARITH: dict[str, Callable[[Any, Any], Any]] = {
 }
 _EMPTY: list[Span] = []
 _UNSET = object()
+_INDEX_FIELDS = frozenset({"name", "service", "status", "kind"})
+"""The span fields a rule set's indexes group by (`compile.use_indexes`)."""
 _NO_LIMIT = 1 << 62
 """A shared trace-level value not computed yet (see `_Gen.shared`)."""
 
@@ -213,6 +215,7 @@ class Compiler:
 
     def __init__(self) -> None:
         self.fns: dict[int, Fn] = {}
+        self._indexers: dict[tuple[str, ...], Callable[[Any], tuple[dict[Any, list[Span]], ...]]] = {}
         self.ns: dict[str, Any] = dict(_RUNTIME)
         self.sources: list[str] = []
         self._next = 0
@@ -231,6 +234,37 @@ class Compiler:
         self.sources.append(source)
         exec(compile(source, f"<fluo {name}>", "exec"), self.ns)  # generated source: see the class docstring
         return self.ns.pop(name)
+
+    def indexer(self, fields: tuple[str, ...]) -> Callable[[Any], tuple[dict[Any, list[Span]], ...]]:
+        """A function `ctx -> (index of fields[0], ...)` building the missing ones in one pass over the spans.
+
+        What `ctx.index(f)` gives for each field, and kept there for the next reader
+        (explanations); one loop reading span slots costs a fraction of one per field.
+        """
+        fn = self._indexers.get(fields)
+        if fn is None:
+            assert all(f in _INDEX_FIELDS for f in fields), fields  # span slot names, never rule text
+            keys = [self.const(f) for f in fields]
+            idx = [f"_i{i}" for i in range(len(fields))]
+            lines = ["    got = ctx._index"]
+            lines.append(f"    {', '.join(idx)}, = " + "".join(f"got.get({k}), " for k in keys))
+            lines.append("    if " + " and ".join(f"{i} is not None" for i in idx) + ":")
+            lines.append(f"        return {', '.join(idx)},")
+            lines.append(f"    {', '.join(idx)}, = " + "{}, " * len(idx))
+            lines.append("    for s in ctx.spans:")
+            for i, f in zip(idx, fields, strict=True):
+                lines += [
+                    f"        b = {i}.get(s.{f})",
+                    "        if b is None:",
+                    f"            {i}[s.{f}] = [s]",
+                    "        else:",
+                    "            b.append(s)",
+                ]
+            lines += [f"    got[{k}] = {i}" for k, i in zip(keys, idx, strict=True)]
+            lines.append(f"    return {', '.join(idx)},")
+            name = self.name("_indexes")
+            fn = self._indexers[fields] = self.define(f"def {name}(ctx):\n" + "\n".join(lines) + "\n", name)
+        return fn
 
     def fn(self, node: Node) -> Fn:
         """The node as a function `(ctx, it) -> value`; `it` may be None outside any predicate."""
@@ -276,8 +310,10 @@ class _Gen:
 
     def function(self, name: str, body: list[str]) -> str:
         lines = [f"def {name}(ctx):", "    it = None"]
-        for fld, local in (self.hoist or {}).items():
-            lines.append(f"    {local} = ctx.index({self.c.const(fld)})")
+        if self.hoist:
+            fields = tuple(self.hoist)
+            locals_ = "".join(f"{self.hoist[f]}, " for f in fields)
+            lines.append(f"    {locals_}= {self.c.const(self.c.indexer(fields))}(ctx)")
         for local in self.shared.values():
             lines.append(f"    {local} = _UNSET")
         lines += ["    " + line for chunk in body for line in chunk.split("\n")]

@@ -19,11 +19,11 @@ from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import Span, Trace, assemble
 
-GENERATED = re.compile(r"_(k|t|tv|s|ix|node|rule|program)\d+")
+GENERATED = re.compile(r"_(k|t|tv|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
     set(evaluate._RUNTIME)
     | set(evaluate._RUNTIME["__builtins__"])
-    | {"ctx", "it", "fired", "append", "get", "index", "attr", "_read", "spans"}
+    | {"ctx", "it", "fired", "append", "get", "index", "attr", "_read", "spans", "_index", "got", "b", "s"}
     | {"name", "service", "status", "status_message", "kind", "start", "end"}
 )
 
@@ -149,6 +149,24 @@ def test_prefetch_takes_the_keys_read_by_the_most_rules() -> None:
     assert len(many.prefetch) == evaluate.PREFETCH_MAX_KEYS
     # `shared` is read by 3 rules, k0..k2 by 2 each, the other k's by one: the alphabetical first of those fill up.
     assert many.prefetch == tuple(sorted(["shared", "k0", "k1", "k2", "k10", "k11", "k3", "k4"]))
+
+
+def test_the_one_pass_indexer_agrees_with_trace_index() -> None:
+    """A rule set's indexes are built in one loop; they equal `Trace.index` per field and are kept on the trace."""
+    fields = ("service", "name", "status", "kind")
+    spans = [
+        Span(trace_id=b"t" * 16, span_id=bytes([i]) * 8, name=f"op{i % 3}", service=f"s{i % 2}",
+             status=("ok", "error", "unset")[i % 3], kind=("server", "client")[i % 2])
+        for i in range(1, 12)
+    ]  # fmt: skip
+    indexer = evaluate.Compiler().indexer(fields)
+    fresh = trace(*spans)
+    built = indexer(fresh)
+    assert [fresh._index[f] for f in fields] == list(built)  # kept for the next reader
+    assert list(built) == [trace(*spans).index(f) for f in fields]
+    assert all(a is b for a, b in zip(indexer(fresh), built, strict=True))  # and not built again
+    (single,) = evaluate.Compiler().indexer(("name",))(trace(*spans))
+    assert single == trace(*spans).index("name")
 
 
 CASES = [c for c in load_cases() if not c.error_code]
