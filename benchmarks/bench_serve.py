@@ -45,7 +45,7 @@ from pathlib import Path
 from bench_core import checks, make_spans  # the same 100 rules and spans as the core benchmark
 
 from fluo_lang.api import analyze, compile_program
-from fluo_lang.otlp import decode_traces, spans_from_request, spans_to_request
+from fluo_lang.otlp import decode_traces, share_request, spans_from_request, spans_to_request
 from fluo_lang.trace import assemble, collector_paused
 from fluo_run.serve.assembly import TraceBuffer
 
@@ -115,8 +115,10 @@ def measure_buffer(path: str) -> float:
     prefetch = compile_program(analyze([("bench.fluo", "\n".join(text for text, _ in checks()))])).prefetch
     gc.collect()
     before = rss()
-    for b in bodies:
-        buf.add(spans_from_request(decode_traces(b), prefetch=prefetch), 0.0)
+    for b in bodies:  # as the receivers hand them over: sharing their request's bytes
+        decoded = spans_from_request(decode_traces(b), prefetch=prefetch)
+        share_request(decoded, b)
+        buf.add(decoded, 0.0)
     gc.collect()
     return (rss() - before) / buf.spans
 

@@ -21,7 +21,9 @@ import json
 import math
 import re
 import sys
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ __all__ = [
     "parse_json",
     "parse_protobuf",
     "parse_trace_bytes",
+    "share_request",
+    "shares_request",
     "spans_from_json",
     "spans_from_request",
     "spans_to_json",
@@ -141,20 +145,55 @@ def _any_value(raw: bytes) -> Any:
     return v
 
 
+class SharedRequest:
+    """An export request's wire bytes, shared by its spans once the decoded request is let go (`share_request`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def span(self, position: int) -> Any:
+        """The span message at `position` (in `spans_from_request` order), from a re-decoding kept a while."""
+        with _REDECODED_LOCK:
+            entry = _REDECODED.get(id(self))
+            if entry is not None and entry[0] is self:
+                _REDECODED.move_to_end(id(self))
+                return entry[1][position]
+        req: Any = _FastTraces.FromString(self.data)
+        spans = [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+        with _REDECODED_LOCK:
+            _REDECODED[id(self)] = (self, spans)
+            while len(_REDECODED) > _REDECODED_MAX:
+                _REDECODED.popitem(last=False)
+        return spans[position]
+
+
+_REDECODED: OrderedDict[int, tuple[SharedRequest, list[Any]]] = OrderedDict()
+_REDECODED_MAX = 8
+"""Re-decoded requests kept for the next read: a trace's spans are read together, and often share requests."""
+_REDECODED_LOCK = threading.Lock()
+
+
 class _DecodedSpan(Span):
     """A span from `spans_from_request`: its attributes stay in its protobuf message until read.
 
     `_attrs_source` is the span message in FLUO's own schema (see `_fast_schema`),
-    whose attributes are a map looked up by key in C, or its serialized bytes once
-    `detach_spans` let the request go (parsed again on first read).
+    whose attributes are a map looked up by key in C; or its serialized bytes once
+    `detach_spans` let the request go (parsed again on first read); or, after
+    `share_request`, the request's wire bytes shared by all its spans, with the
+    span's position in `_pos` (the request is decoded again on first read).
     """
 
-    __slots__ = ()
+    __slots__ = ("_pos",)
+    _pos: int
 
     def _map(self) -> Any:
         source = self._attrs_source
         if isinstance(source, bytes):
             source = self._attrs_source = _FastSpan.FromString(source)
+        elif isinstance(source, SharedRequest):
+            return source.span(self._pos).attributes
         return source.attributes
 
     def _lookup(self, key: str) -> Any:
@@ -257,20 +296,50 @@ def decode_traces(data: bytes) -> Message:
     return _FastTraces.FromString(data)
 
 
-def detach_spans(spans: Iterable[Span]) -> None:
+def detach_spans(spans: Iterable[Span], *, shared_too: bool = True) -> None:
     """Let spans from `spans_from_request` outlive their request at a fraction of its memory.
 
     A decoded request holds every span's attributes in one block of memory that
     lives as long as any span still points into it, several times the wire size.
     After this, each span whose attributes were not yet read keeps just its own
     serialized bytes, parsed again on first read. For spans held a while, as the
-    runtime holds spans until their trace is complete.
+    runtime holds spans until their trace is complete. Spans sharing their
+    request's bytes (`share_request`) get their own bytes too, so they no longer
+    keep the whole request alive (unless `shared_too` is false: those stay as they are).
     """
     for s in spans:
         if isinstance(s, _DecodedSpan):
             source = s._attrs_source
-            if source is not None and not isinstance(source, bytes):
+            if isinstance(source, SharedRequest):
+                if shared_too:
+                    s._attrs_source = source.span(s._pos).SerializeToString()
+            elif source is not None and not isinstance(source, bytes):
                 s._attrs_source = source.SerializeToString()
+
+
+def share_request(spans: list[Span], data: bytes) -> None:
+    """Let spans outlive their decoded request by sharing its wire bytes, instead of bytes of their own.
+
+    `spans` must be exactly what `spans_from_request(decode_traces(data))` returned,
+    in its order. Much cheaper than `detach_spans` (nothing is serialized), and the
+    bytes are the wire size; but the request's bytes live as long as any of its
+    spans does: `detach_spans` the ones held long after their siblings are gone.
+    """
+    shared = SharedRequest(data)
+    positions = _POSITIONS if len(spans) <= len(_POSITIONS) else range(len(spans))
+    for s, i in zip(spans, positions, strict=False):
+        if isinstance(s, _DecodedSpan) and s._attrs_source is not None and not isinstance(s._attrs_source, bytes):
+            s._attrs_source = shared
+            s._pos = i
+
+
+_POSITIONS = tuple(range(1 << 13))
+"""Shared int objects for span positions: one each, not one per span."""
+
+
+def shares_request(span: Span) -> bool:
+    """Whether a span keeps its request's bytes alive (see `share_request`)."""
+    return isinstance(span._attrs_source, SharedRequest)
 
 
 def _service_of(resource: Mapping[str, Any]) -> str:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from fluo_lang.otlp import detach_spans, spans_from_request, spans_to_request
+from fluo_lang.otlp import (
+    decode_traces,
+    detach_spans,
+    share_request,
+    shares_request,
+    spans_from_request,
+    spans_to_request,
+)
 from fluo_lang.trace import Span, Trace
 from fluo_run.serve.assembly import TraceBuffer
 from fluo_run.serve.config import ConfigError, parse_address, parse_duration
@@ -101,6 +108,65 @@ def test_detached_spans_keep_their_attributes() -> None:
     detach_spans(decoded)
     assert [s.attributes for s in decoded] == [s.attributes for s in fresh]
     assert decoded[0].attributes["amount"] == 1000
+
+
+def shared_spans(made: list[Span]) -> tuple[list[Span], bytes]:
+    """Spans as the receivers hand them over: decoded, then sharing their request's bytes."""
+    body = spans_to_request(made).SerializeToString()
+    decoded = spans_from_request(decode_traces(body), prefetch=("amount",))
+    share_request(decoded, body)
+    return decoded, body
+
+
+def test_spans_sharing_their_request_read_what_the_request_says() -> None:
+    made = [*spans(1, 3), *spans(2, 2)]
+    for i, s in enumerate(made):
+        s.attributes.update({"amount": 1000 + i, "user.id": f"u{i}", "flags": [1, i]})
+    decoded, body = shared_spans(made)
+    assert all(shares_request(s) for s in decoded)
+    fresh = spans_from_request(decode_traces(body))
+    assert [s.attr("user.id") for s in decoded] == [f"u{i}" for i in range(5)]  # not prefetched: decoded again
+    assert [s.attributes for s in decoded] == [s.attributes for s in fresh]
+    detach_spans(decoded)  # bytes of their own, from the shared request
+    assert not any(shares_request(s) for s in decoded)
+    assert [s.attributes for s in decoded] == [s.attributes for s in fresh]
+
+
+def test_a_trace_open_long_after_its_request_gets_bytes_of_its_own() -> None:
+    """A shared request lives as long as its last span: a long-open trace must not keep it for its siblings."""
+    buf = buffer(trace_idle=1.0, max_trace_age=100.0)
+    long_lived = spans(1, 2)
+    decoded, _ = shared_spans([*long_lived, *spans(2, 3)])
+    buf.add(decoded, now=0.0)
+    assert all(shares_request(s) for s in decoded)
+    for t in (0.5, 1.0, 1.5):  # trace 2 goes idle; trace 1 keeps getting spans
+        buf.sweep(t)
+        more, _ = shared_spans([Span(trace_id=(1).to_bytes(16, "big"), span_id=bytes([int(t * 10)]) * 8)])
+        buf.add(more, now=t)
+    assert len(buf) == 1 and all(shares_request(s) for s in buf.by_age[(1).to_bytes(16, "big")].spans)
+    buf.sweep(buf.share_for)  # the trace first seen at 0.0 has been open `share_for` seconds
+    held = buf.by_age[(1).to_bytes(16, "big")].spans
+    assert len(held) == 5 and not any(shares_request(s) for s in held)
+    late, _ = shared_spans([Span(trace_id=(1).to_bytes(16, "big"), span_id=b"z" * 8)])
+    buf.add(late, now=buf.share_for + 0.1)  # a span joining such a trace does not share either
+    assert not any(shares_request(s) for s in buf.by_age[(1).to_bytes(16, "big")].spans)
+
+
+def test_traces_kept_for_windows_let_go_of_their_requests() -> None:
+    """A windowed rule holds traces for the window's length: their spans get bytes of their own first."""
+    from fluo_lang.api import analyze, compile_program
+    from fluo_run.serve.assembly import Completed
+    from fluo_run.serve.evaluator import Evaluator
+    from fluo_run.serve.metrics import Metrics
+
+    rules = "rule w { window 1m expect window.spans.count() < 1000 }\nrule t { expect trace.spans.count() < 9 }"
+    program = compile_program(analyze([("w.fluo", rules)]))
+    evaluator = Evaluator(program, Metrics(), None, trace_idle=1.0, grace=1.0)
+    evaluator._adopt(program)
+    decoded, _ = shared_spans(spans(1, 3))
+    evaluator._evaluate_traces([Completed(decoded[0].trace_id, decoded, "idle")])
+    assert evaluator.window_spans == 3
+    assert not any(shares_request(s) for s in decoded)
 
 
 def test_a_window_closes_past_its_end_plus_grace_once_quiet() -> None:

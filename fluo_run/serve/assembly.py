@@ -11,12 +11,19 @@ A span that arrives for a trace already completed (remembered for
 signal once emitted is never revised and a fragment never fires on its own.
 After that memory lapses, spans with the same trace id form a new trace.
 
+Spans arrive either with bytes of their own (`detach_spans`) or sharing their
+request's wire bytes (`share_request`, the receivers' fast path: nothing to
+serialize). A shared request lives as long as any of its spans, so a trace still
+open `share_for` seconds after its first span gets bytes of its own for its
+spans, and so does a span joining such a trace: requests are kept for about that
+long, whatever the traces' lifetimes.
+
 The buffer is used from one thread (the receivers' event loop).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from sys import intern
 
@@ -28,13 +35,14 @@ EVICTIONS = ("trace_span_cap", "buffer_full")  # the completion reasons that are
 
 
 class OpenTrace:
-    __slots__ = ("first_seen", "last_seen", "spans", "trace_id")
+    __slots__ = ("detached", "first_seen", "last_seen", "spans", "trace_id")
 
     def __init__(self, trace_id: bytes, now: float) -> None:
         self.trace_id = trace_id
         self.spans: list[Span] = []
         self.first_seen = now
         self.last_seen = now
+        self.detached = False  # its spans have bytes of their own, not their request's (see the module doc)
 
 
 @dataclass
@@ -65,6 +73,9 @@ class TraceBuffer:
         self.max_spans_per_trace = max_spans_per_trace
         self.max_buffered_spans = max_buffered_spans
         self.late_span_memory = late_span_memory
+        self.share_for = max(2 * trace_idle, 1.0)
+        """Seconds a trace's spans may keep their requests' bytes alive (see the module doc)."""
+        self._sharing: deque[tuple[float, bytes]] = deque()  # (first arrival, trace id) in that order
         self.by_activity: OrderedDict[bytes, OpenTrace] = OrderedDict()  # least recently touched first
         self.by_age: dict[bytes, OpenTrace] = {}  # oldest first (insertion order)
         self.done: OrderedDict[bytes, float] = OrderedDict()  # completed trace ids, oldest first
@@ -76,7 +87,7 @@ class TraceBuffer:
 
     def add(self, spans: list[Span], now: float) -> list[Completed]:
         """Buffer spans; the traces that their arrival completed (caps reached)."""
-        detach_spans(spans)
+        detach_spans(spans, shared_too=False)
         groups: dict[bytes, list[Span]] = {}
         previous: bytes | None = None
         group: list[Span] = []
@@ -109,9 +120,12 @@ class TraceBuffer:
                 ot = OpenTrace(tid, now)
                 by_age[tid] = ot
                 by_activity[tid] = ot
+                self._sharing.append((now, tid))
             else:
                 ot.last_seen = now
                 by_activity.move_to_end(tid)
+                if ot.detached:
+                    detach_spans(group)
             room = cap - len(ot.spans)
             if len(group) >= room:
                 ot.spans.extend(group[:room])
@@ -148,11 +162,23 @@ class TraceBuffer:
             if ot.first_seen > old_before:
                 break
             out.append(self._complete(ot, "max_age", now))
+        self._detach_long_open(now)
         forget_before = now - self.late_span_memory
         done = self.done
         while done and (len(done) > MAX_REMEMBERED or next(iter(done.values())) <= forget_before):
             done.popitem(last=False)
         return out
+
+    def _detach_long_open(self, now: float) -> None:
+        """Spans of traces open past `share_for` get bytes of their own, so their requests can go."""
+        sharing = self._sharing
+        share_before = now - self.share_for
+        while sharing and sharing[0][0] <= share_before:
+            first_seen, tid = sharing.popleft()
+            ot = self.by_age.get(tid)
+            if ot is not None and ot.first_seen == first_seen:  # still open (not a later trace with that id)
+                detach_spans(ot.spans)
+                ot.detached = True
 
     def drain(self) -> list[Completed]:
         """Every open trace, for shutdown."""

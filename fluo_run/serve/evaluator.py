@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from fluo_lang.evaluate import CompiledRule, Program, Signal
+from fluo_lang.otlp import detach_spans
 from fluo_lang.trace import Trace, Window
 
 from .assembly import Completed
@@ -209,6 +210,8 @@ class Evaluator:
             t0 = clock()
             signals.extend(program.evaluate_trace(trace))
             took(clock() - t0)
+            if windowed:  # held for a window's length: let go of the requests the spans came in
+                detach_spans(trace.spans)
             for ws in windowed:
                 if not ws.add(trace, now):
                     late += 1

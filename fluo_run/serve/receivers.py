@@ -29,7 +29,14 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from fluo_lang.otlp import TraceInputError, decode_traces, parse_json, spans_from_json, spans_from_request
+from fluo_lang.otlp import (
+    TraceInputError,
+    decode_traces,
+    parse_json,
+    share_request,
+    spans_from_json,
+    spans_from_request,
+)
 from fluo_lang.trace import Span
 
 from .metrics import Metrics
@@ -176,12 +183,20 @@ def _id_ok(tid: bytes, sid: bytes, pid: bytes) -> bool:
     return len(tid) == 16 and len(sid) == 8 and (not pid or len(pid) == 8)
 
 
-def decode_request(req: Any, prefetch: tuple[str, ...] = ()) -> Decoded:
-    """Spans of a decoded request (`decode_traces`); a request with bad ids keeps its good spans."""
+def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None = None) -> Decoded:
+    """Spans of a decoded request (`decode_traces(body)`); a request with bad ids keeps its good spans.
+
+    With `body`, the bytes `req` was decoded from, the spans share those bytes once the
+    decoded request is let go (`share_request`): nothing is serialized per span.
+    """
     try:
-        return Decoded(spans_from_request(req, prefetch=prefetch))
+        spans = spans_from_request(req, prefetch=prefetch)
     except TraceInputError as exc:
         problem = str(exc)
+    else:
+        if body is not None:
+            share_request(spans, body)
+        return Decoded(spans)
     rejected = 0
     for rs in req.resource_spans:
         for ss in rs.scope_spans:
@@ -294,7 +309,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
                     raise TraceInputError(
                         f"request body: not an OTLP protobuf ExportTraceServiceRequest: {exc or 'cannot parse'}"
                     ) from None
-                decoded = decode_request(req, intake.prefetch())
+                decoded = decode_request(req, intake.prefetch(), body)
         except Refusal as r:
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
@@ -362,7 +377,7 @@ class TraceService:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"not an OTLP ExportTraceServiceRequest: {exc or 'cannot parse'}"
             )
-        decoded = decode_request(request, intake.prefetch())
+        decoded = decode_request(request, intake.prefetch(), body)
         intake.take(decoded, "grpc")
         resp = ExportTraceServiceResponse()
         if decoded.rejected:
