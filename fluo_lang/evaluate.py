@@ -894,6 +894,8 @@ class Program:
         self.compiler = compiler = Compiler()
         self.prefetch = prefetch_keys(rules)
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
+        self.prefetch_complete = len(attribute_keys(rules)) <= len(self.prefetch)
+        """Whether `prefetch` holds every key the rules read: then they rarely read spans' attributes later."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
         self.window_rules = [r for r in self.rules if r.ir.window_ns is not None]

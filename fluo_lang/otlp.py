@@ -408,9 +408,10 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     or `TracesData` is re-read through it. Every span of a resource block shares that
     block's resource dict, and its `service` is the resource's `service.name` ("" if
     absent). Span attributes are converted on first access, except the keys in
-    `prefetch` (the keys a rule set reads, `Program.attribute_reads`), which are
+    `prefetch` (the keys a rule set reads, `Program.prefetch`), which are
     converted here while the span is in the CPU's cache: read later, each costs a
-    few times more. An all-zero parent id means no parent;
+    few times more. A span without a dotted key `a.b` also gets `a` converted
+    (a rule reads `a.b` as the map `a` then). An all-zero parent id means no parent;
     unknown status codes and kinds read as `unset` and `unspecified`; the status
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
@@ -421,6 +422,8 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     if not _FAST_SPANS:
         return _spans_from_request_portable(req, source)
     keys = tuple(prefetch)
+    # `a.b` is read as the map `a` where the span has no `a.b`: converted ahead too, for those spans.
+    heads = {k: k.partition(".")[0] for k in keys if "." in k}
     value_of = _any_value
     cached = _VALUE_CACHE.get
     miss = _MISS
@@ -466,6 +469,10 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                         v = m.get(k)
                         if v is None:
                             read[k] = None
+                            head = heads.get(k)
+                            if head is not None and head not in read:
+                                v = m.get(head)
+                                read[head] = None if v is None else value_of(v)
                         else:
                             x = cached(v, miss)
                             read[k] = value_of(v) if x is miss else x

@@ -143,10 +143,12 @@ def test_prefetch_takes_the_keys_read_by_the_most_rules() -> None:
     """Full keys only (not the head of a dotted one); past the limit, the most widely read keys, stably."""
     few = program_for("rule a { expect trace.spans.all(http.status_code < 600 and user.id != 'x') }")
     assert few.prefetch == ("http.status_code", "user.id")
+    assert few.prefetch_complete
     rules = [f"rule r{i} {{ expect trace.spans.none(k{i} == 1) }}" for i in range(12)]
     rules += [f"rule s{i} {{ expect trace.spans.none(shared == {i} or k{i % 3} == 2) }}" for i in range(3)]
     many = program_for("\n".join(rules))
     assert len(many.prefetch) == evaluate.PREFETCH_MAX_KEYS
+    assert not many.prefetch_complete  # the receivers then give spans bytes of their own (see `Intake.share`)
     # `shared` is read by 3 rules, k0..k2 by 2 each, the other k's by one: the alphabetical first of those fill up.
     assert many.prefetch == tuple(sorted(["shared", "k0", "k1", "k2", "k10", "k11", "k3", "k4"]))
 

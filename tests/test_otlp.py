@@ -574,11 +574,25 @@ def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest
 
     calls.clear()
     prefetched = spans_from_request(otlp.decode_traces(data), prefetch=("user.id", "absent"))
-    assert all(s._read is not None and set(s._read) == {"user.id", "absent"} for s in prefetched)  # while decoding
+    for s in prefetched:  # while decoding; a span without `user.id` also gets `user`, where a rule reads it then
+        assert s._read is not None
+        assert set(s._read) == {"user.id", "absent"} | ({"user"} if s._read["user.id"] is None else set())
     calls.clear()
     assert [s.attr("user.id") for s in prefetched] == [s.attr("user.id") for s in spans]
     assert prefetched[1].attr("absent") is None
     assert calls == []
+
+
+def test_prefetch_converts_the_head_of_a_dotted_key_only_where_the_key_is_absent() -> None:
+    """`http.status_code` on a span without it is read as the map `http`: that is converted ahead too."""
+    made = spans_from_json(rich_request(), source="t")
+    made[0].attributes.clear()
+    made[0].attributes["http"] = {"status_code": 503}
+    made[1].attributes["http.status_code"] = 200
+    data = spans_to_request(made).SerializeToString()
+    a, b, *_ = spans_from_request(otlp.decode_traces(data), prefetch=("http.status_code",))
+    assert a._read == {"http.status_code": None, "http": {"status_code": 503}}
+    assert b._read == {"http.status_code": 200}
 
 
 def test_attribute_values_are_read_from_their_bytes() -> None:

@@ -132,6 +132,16 @@ def test_spans_sharing_their_request_read_what_the_request_says() -> None:
     assert [s.attributes for s in decoded] == [s.attributes for s in fresh]
 
 
+def test_the_receivers_share_requests_only_when_told() -> None:
+    """`decode_request` shares the body when given it (rules read nothing beyond the prefetch), else not."""
+    from fluo_run.serve.receivers import decode_request
+
+    body = spans_to_request(spans(1, 3)).SerializeToString()
+    shared = decode_request(decode_traces(body), ("amount",), body).spans
+    own = decode_request(decode_traces(body), ("amount",), None).spans
+    assert all(shares_request(s) for s in shared) and not any(shares_request(s) for s in own)
+
+
 def test_a_trace_open_long_after_its_request_gets_bytes_of_its_own() -> None:
     """A shared request lives as long as its last span: a long-open trace must not keep it for its siblings."""
     buf = buffer(trace_idle=1.0, max_trace_age=100.0)

@@ -135,9 +135,13 @@ class Intake:
         auth_token: str | None,
         max_body_bytes: int,
         prefetch: Callable[[], tuple[str, ...]] = tuple,
+        share: Callable[[], bool] = lambda: True,
     ) -> None:
         self.metrics = metrics
         self.prefetch = prefetch  # the attribute keys the running rules read, converted while decoding
+        # Whether spans may share their request's bytes (`share_request`): when the running rules read no
+        # attribute beyond `prefetch`, which would decode requests again, one read at a time.
+        self.share = share
         self.accept = accept
         self.admission = admission
         self.auth_token = auth_token
@@ -309,7 +313,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
                     raise TraceInputError(
                         f"request body: not an OTLP protobuf ExportTraceServiceRequest: {exc or 'cannot parse'}"
                     ) from None
-                decoded = decode_request(req, intake.prefetch(), body)
+                decoded = decode_request(req, intake.prefetch(), body if intake.share() else None)
         except Refusal as r:
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
@@ -377,7 +381,7 @@ class TraceService:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"not an OTLP ExportTraceServiceRequest: {exc or 'cannot parse'}"
             )
-        decoded = decode_request(request, intake.prefetch(), body)
+        decoded = decode_request(request, intake.prefetch(), body if intake.share() else None)
         intake.take(decoded, "grpc")
         resp = ExportTraceServiceResponse()
         if decoded.rejected:

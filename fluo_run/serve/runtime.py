@@ -101,6 +101,7 @@ class Runtime:
             config.auth_token,
             config.max_body_bytes,
             prefetch=lambda: self.evaluator.program.prefetch,
+            share=lambda: self.evaluator.program.prefetch_complete,
         )
         self.watcher = RuleWatcher(config.rules)
         self.http_port = 0
