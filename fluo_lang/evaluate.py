@@ -50,10 +50,11 @@ _ARITH: dict[str, Callable[[Any, Any], Any]] = {
 }
 _EMPTY: list[Span] = []
 _UNSET = object()
+"""A shared trace-level value not computed yet (see `_Gen.shared`)."""
 _INDEX_FIELDS = frozenset({"name", "service", "status", "kind"})
 """The span fields a rule set's indexes group by (`compile.use_indexes`)."""
 _NO_LIMIT = 1 << 62
-"""A shared trace-level value not computed yet (see `_Gen.shared`)."""
+"""A span count standing for "any": the bound of a rule set whose cost does not grow with spans."""
 
 
 def _kind(v: Any) -> str:
@@ -867,14 +868,13 @@ PREFETCH_MAX_KEYS = 8
 """At most this many attribute keys are converted ahead (see `Program.prefetch`)."""
 
 
-def prefetch_keys(rules: list[RuleIR], limit: int = PREFETCH_MAX_KEYS) -> tuple[str, ...]:
-    """The attribute keys worth converting as spans are decoded: those read by the most rules.
+def prefetch_keys(counts: Counter[str], limit: int = PREFETCH_MAX_KEYS) -> tuple[str, ...]:
+    """The attribute keys worth converting as spans are decoded: those read by the most rules (`attribute_keys`).
 
     Converting a key costs its lookup on every span, read or not, so a rule set
     reading many keys gets only the `limit` most widely read; the others are read
     on demand. Ties go to the key first in alphabetical order, so the choice is stable.
     """
-    counts = attribute_keys(rules)
     chosen = sorted(counts, key=lambda k: (-counts[k], k))[:limit]
     return tuple(sorted(chosen))
 
@@ -892,9 +892,10 @@ class Program:
     def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
         self.meter = Meter(budget) if budget is not None else None
         self.compiler = compiler = Compiler()
-        self.prefetch = prefetch_keys(rules)
+        read = attribute_keys(rules)
+        self.prefetch = prefetch_keys(read)
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
-        self.prefetch_complete = len(attribute_keys(rules)) <= len(self.prefetch)
+        self.prefetch_complete = len(read) <= len(self.prefetch)
         """Whether `prefetch` holds every key the rules read: then they rarely read spans' attributes later."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]

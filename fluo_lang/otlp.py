@@ -156,20 +156,20 @@ class SharedRequest:
     def span(self, position: int) -> Any:
         """The span message at `position` (in `spans_from_request` order), from a re-decoding kept a while."""
         with _REDECODED_LOCK:
-            entry = _REDECODED.get(id(self))
-            if entry is not None and entry[0] is self:
-                _REDECODED.move_to_end(id(self))
-                return entry[1][position]
+            spans = _REDECODED.get(self)
+            if spans is not None:
+                _REDECODED.move_to_end(self)
+                return spans[position]
         req: Any = _FastTraces.FromString(self.data)
         spans = [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
         with _REDECODED_LOCK:
-            _REDECODED[id(self)] = (self, spans)
+            _REDECODED[self] = spans
             while len(_REDECODED) > _REDECODED_MAX:
                 _REDECODED.popitem(last=False)
         return spans[position]
 
 
-_REDECODED: OrderedDict[int, tuple[SharedRequest, list[Any]]] = OrderedDict()
+_REDECODED: OrderedDict[SharedRequest, list[Any]] = OrderedDict()  # by identity
 _REDECODED_MAX = 8
 """Re-decoded requests kept for the next read: a trace's spans are read together, and often share requests."""
 _REDECODED_LOCK = threading.Lock()

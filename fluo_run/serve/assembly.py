@@ -35,14 +35,13 @@ EVICTIONS = ("trace_span_cap", "buffer_full")  # the completion reasons that are
 
 
 class OpenTrace:
-    __slots__ = ("detached", "first_seen", "last_seen", "spans", "trace_id")
+    __slots__ = ("first_seen", "last_seen", "spans", "trace_id")
 
     def __init__(self, trace_id: bytes, now: float) -> None:
         self.trace_id = trace_id
         self.spans: list[Span] = []
         self.first_seen = now
         self.last_seen = now
-        self.detached = False  # its spans have bytes of their own, not their request's (see the module doc)
 
 
 @dataclass
@@ -124,7 +123,7 @@ class TraceBuffer:
             else:
                 ot.last_seen = now
                 by_activity.move_to_end(tid)
-                if ot.detached:
+                if now - ot.first_seen >= self.share_for:  # its spans have bytes of their own (see the module doc)
                     detach_spans(group)
             room = cap - len(ot.spans)
             if len(group) >= room:
@@ -178,7 +177,6 @@ class TraceBuffer:
             ot = self.by_age.get(tid)
             if ot is not None and ot.first_seen == first_seen:  # still open (not a later trace with that id)
                 detach_spans(ot.spans)
-                ot.detached = True
 
     def drain(self) -> list[Completed]:
         """Every open trace, for shutdown."""
