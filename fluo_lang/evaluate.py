@@ -125,6 +125,20 @@ _ROOT_SHAPES = {"has": "where", "root_count": "count", "has_exists": "exists"}
 _EMPTY_RESULT = {"where": "[]", "count": "0", "exists": "False", "all": "True", "none": "True"}
 """An inline quantifier's value over no spans, as Python source."""
 
+_HOISTED = {
+    # shape: (value before the loop, value once the deciding span is found, whether `not` the test decides)
+    "exists": ("False", "True", False),
+    "has_exists": ("False", "True", False),
+    "all": ("True", "False", True),
+    "none": ("True", "False", False),
+    "count": ("", "", False),
+    "root_count": ("", "", False),
+}
+"""Quantifiers a rule evaluates first, written as a loop statement before the rule's test (see `_Gen.leading`)."""
+
+_LEADING_OPS = frozenset({"and", "or", "not", "exists", "call", "cmp"})
+"""Operations whose first-evaluated operand is evaluated whenever they are: the leading position passes to it."""
+
 MAX_INLINE_DEPTH = 24
 """Deeper sub-expressions become functions of their own, keeping Python's parser within its nesting limit."""
 
@@ -308,6 +322,17 @@ class _Gen:
         self.hoist = hoist
         self.shared: dict[tuple[Any, str], str] = {}
         """With `hoist`: the locals holding trace-level values (`trace.duration`), computed on first use."""
+        self.prelude: list[str] | None = None
+        """While writing a rule as statements: loop statements to run before its test."""
+        self.leading = False
+        """Whether the expression being written is the first thing its rule evaluates, unconditionally.
+
+        A quantifier there (`trace.has(A).where(B)` in `when { ... }`) becomes a loop
+        statement in `prelude` setting a local, instead of a generator expression
+        inside the test: a generator costs about as much to start as a short loop
+        costs to run. Only there: anything the test evaluates conditionally (after
+        an `and`, inside a loop over spans) must stay where it is.
+        """
 
     def function(self, name: str, body: list[str]) -> str:
         lines = [f"def {name}(ctx):", "    it = None"]
@@ -329,11 +354,19 @@ class _Gen:
         """
         n = rule.condition
         shape = self.inline_shape(n) if n.op == "call" else None
-        if rule.mode not in ("expect", "detect") or shape not in ("all", "none", "exists") or len(n.args) != 2:
-            return [f"if {self.fires(rule)}:", f"    {action}"]
-        recv = n.args[0]
-        if not self.never_none(recv):
-            return [f"if {self.fires(rule)}:", f"    {action}"]
+        recv = n.args[0] if n.args else n
+        if (
+            rule.mode not in ("expect", "detect")
+            or shape not in ("all", "none", "exists")
+            or len(n.args) != 2
+            or not self.never_none(recv)
+        ):
+            self.prelude = []
+            try:
+                test = self.fires(rule)
+                return [*self.prelude, f"if {test}:", f"    {action}"]
+            finally:
+                self.prelude = None
         s = self.c.name("_s")
         test = self.test(n.args[1].args[0], s, 1)
         loop = [f"for {s} in {self.expr(recv, 'it', 1)}:"]
@@ -347,7 +380,9 @@ class _Gen:
         return [*loop, f"    if {decides}:", "        break", "else:", f"    {action}"]
 
     def fires(self, rule: RuleIR) -> str:
+        self.leading = self.prelude is not None
         cond = self.test(rule.condition, "it", 0)
+        self.leading = False
         if rule.mode == "expect":
             return f"not {cond}"
         if rule.mode == "detect":
@@ -411,6 +446,8 @@ class _Gen:
         return shape
 
     def expr(self, n: Node, it: str, depth: int) -> str:
+        if n.op not in _LEADING_OPS or depth > MAX_INLINE_DEPTH:
+            self.leading = False
         if depth > MAX_INLINE_DEPTH and n.op not in ("const", "root", "it"):
             return f"{self.c.const(self.c.fn(n))}(ctx, {it})"
         method: Callable[[Node, str, int], str] = getattr(self, "op_" + n.op)
@@ -492,6 +529,7 @@ class _Gen:
         recv = n.args[0]
         if shape is not None:
             return self.quantify(shape, recv, n.args[1].args[0] if len(n.args) > 1 else None, it, depth)
+        self.leading = False
         r = self.expr(recv, it, depth)
         member: Member = n.value
         impl = self.c.const(member.impl)
@@ -510,6 +548,9 @@ class _Gen:
 
     def quantify(self, shape: str, recv: Node, body: Node | None, it: str, depth: int) -> str:
         """An inline quantifier (`loop`) over the spans `recv` gives, missing when `recv` is."""
+        leading, self.leading = self.leading, False
+        if leading and self.prelude is not None and body is not None and shape in _HOISTED and self.never_none(recv):
+            return self.hoisted(shape, recv, body, it, depth)
         r = self.expr(recv, it, depth)
         make = self.loop(shape, body, depth)
         if not self.never_none(recv):
@@ -519,6 +560,28 @@ class _Gen:
         # Most rules filter down to few spans, often none: skip the loop's setup then.
         tmp = self.c.name("_t")
         return f"({_EMPTY_RESULT[shape]} if not ({tmp} := {r}) else {make(tmp)})"
+
+    def hoisted(self, shape: str, recv: Node, body: Node, it: str, depth: int) -> str:
+        """The quantifier as a loop statement in `prelude` that stops at the deciding span; a local holds its value."""
+        assert self.prelude is not None
+        r = self.expr(recv, it, depth)
+        source = f"{r}.spans" if shape in _ROOT_SHAPES else r
+        s = self.c.name("_s")
+        test = self.test(body, s, depth)
+        before, found, negate = _HOISTED[shape]
+        q = self.c.name("_q")
+        if not found:  # a count: every span is visited
+            zero, one = self.c.const(0), self.c.const(1)
+            self.prelude += [f"{q} = {zero}", f"for {s} in {source}:", f"    if {test}:", f"        {q} += {one}"]
+            return q
+        self.prelude += [
+            f"{q} = {before}",
+            f"for {s} in {source}:",
+            f"    if {'not ' if negate else ''}{test}:",
+            f"        {q} = {found}",
+            "        break",
+        ]
+        return q
 
     def loop(self, shape: str, body: Node | None, depth: int) -> Callable[[str], str]:
         """An inline comprehension over a span list: the registry's quantifier, written out."""
@@ -557,10 +620,14 @@ class _Gen:
         return f"({x} is not None)" if n.args[0].type == t.SPAN else f"bool({x})"
 
     def op_and(self, n: Node, it: str, depth: int) -> str:
-        return f"({self.test(n.args[0], it, depth)} and {self.test(n.args[1], it, depth)})"
+        first = self.test(n.args[0], it, depth)
+        self.leading = False
+        return f"({first} and {self.test(n.args[1], it, depth)})"
 
     def op_or(self, n: Node, it: str, depth: int) -> str:
-        return f"({self.test(n.args[0], it, depth)} or {self.test(n.args[1], it, depth)})"
+        first = self.test(n.args[0], it, depth)
+        self.leading = False
+        return f"({first} or {self.test(n.args[1], it, depth)})"
 
     def op_not(self, n: Node, it: str, depth: int) -> str:
         return f"(not {self.test(n.args[0], it, depth)})"
@@ -570,6 +637,7 @@ class _Gen:
         sym = _PY_CMP[n.value]
         strict = left.type not in (t.ANY, t.ERROR) and right.type not in (t.ANY, t.ERROR)
         lx = self.expr(left, it, depth)
+        self.leading = False
         a = self.c.name("_t")
         if right.op == "const" and strict:
             c = self.c.const(right.value)

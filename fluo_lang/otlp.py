@@ -232,8 +232,29 @@ def _status(raw: bytes) -> tuple[str, str]:
     return got
 
 
+_NAMES: dict[bytes, str] = {}
+_NAMES_MAX = 1 << 14
+_NAME_KEY_BYTES = 256
+
+
+def _name(raw: bytes) -> str:
+    """A span name from its UTF-8 bytes (invalid bytes replaced), one shared string per distinct name.
+
+    Names repeat across spans: sharing them saves a string per span, and the name
+    index hashes a string once, not once per span.
+    """
+    name = _NAMES.get(raw)
+    if name is None:
+        name = raw.decode(errors="replace")
+        if len(raw) <= _NAME_KEY_BYTES:
+            if len(_NAMES) >= _NAMES_MAX:
+                _NAMES.clear()
+            _NAMES[raw] = name
+    return name
+
+
 def _fast_schema() -> tuple[type[Message], type[Message]]:
-    """OTLP's trace messages with `Span.attributes` read as `map<string, bytes>`, `Span.status` as bytes.
+    """OTLP's trace messages with `Span.attributes` read as `map<string, bytes>`, `Span.status` and `name` as bytes.
 
     A map entry is, on the wire, exactly a `KeyValue` (key = 1, value = 2, the value
     length-delimited like bytes), so the same bytes decode either way. As a map, upb
@@ -241,7 +262,8 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
     of a pass over every pair in Python; as bytes, a value costs no message object
     (`_any_value` reads it, and remembers common ones). A repeated key keeps its last
     value, as everywhere else in FLUO. `status` as bytes costs no message object either
-    (`_status` reads it, and remembers common ones). Built from the generated descriptor at import,
+    (`_status` reads it, and remembers common ones); `name` as bytes is read by `_name`,
+    which shares one string per name. Built from the generated descriptor at import,
     so it follows the installed opentelemetry-proto. An attribute value that is not
     a valid `AnyValue` reads as missing, and a status that is not a valid `Status`
     as unset, instead of failing the whole request.
@@ -272,6 +294,8 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
             (status,) = (f for f in message.field if f.name == "status")
             status.type = F.TYPE_BYTES
             status.ClearField("type_name")
+            (name,) = (f for f in message.field if f.name == "name")
+            name.type = F.TYPE_BYTES
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(proto.name)
@@ -431,6 +455,7 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     append = out.append
     status_cached = _STATUS_CACHE.get
     kind_of = _KIND_BY_NUMBER.get
+    names = _NAMES.get
     zero = _ZERO_SPAN_ID
     new = object.__new__
     span_cls = _DecodedSpan
@@ -454,7 +479,8 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                 s.trace_id = tid
                 s.span_id = sid
                 s.parent_id = pid
-                s.name = sp.name
+                nm = names(sp.name)
+                s.name = _name(sp.name) if nm is None else nm
                 s.service = service
                 s.start = sp.start_time_unix_nano
                 s.end = sp.end_time_unix_nano
@@ -502,7 +528,7 @@ def _spans_from_request_portable(req: Any, source: str) -> list[Span]:
                     trace_id=tid,
                     span_id=sid,
                     parent_id=b"" if pid == _ZERO_SPAN_ID else pid,
-                    name=sp.name,
+                    name=_name(sp.name),
                     service=service,
                     start=sp.start_time_unix_nano,
                     end=sp.end_time_unix_nano,

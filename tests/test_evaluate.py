@@ -19,7 +19,7 @@ from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import Span, Trace, assemble
 
-GENERATED = re.compile(r"_(k|t|tv|s|ix|i|node|rule|program|indexes)\d+")
+GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
     set(evaluate._RUNTIME)
     | set(evaluate._RUNTIME["__builtins__"])
@@ -227,3 +227,43 @@ def test_quantifier_loops_agree_with_expressions(mode: str, method: str) -> None
         held = {"all": all(values), "none": not any(values)}.get(method, any(values))
         assert bool(together(tr)) == (held if mode == "detect" else not held), label
         assert rule.fires(tr) == (held if mode == "detect" else not held), label
+
+
+def test_a_rules_leading_quantifier_runs_as_a_loop_before_its_test() -> None:
+    """What a rule evaluates first becomes a loop statement; what it evaluates conditionally stays in place."""
+    rules = {
+        "when_has": "when { trace.has(name == 'a').where(duration > 5ns) } always { trace.has(name == 'c') }",
+        "not_exists": "expect not trace.spans.where(name == 'b').exists(duration > 5ns)",
+        "and_first": "expect trace.spans.where(name == 'a').all(duration > 5ns) and trace.spans.count() > 1",
+        "or_first": "detect trace.spans.where(name == 'b').none(duration > 5ns) or trace.spans.count() > 9",
+        "count_cmp": "expect trace.spans.where(name == 'a' and duration > 5ns).count() <= 1",
+        "root_count": "expect trace.spans.count(duration > 5ns) < 2",
+        "second_only": "detect trace.spans.count() > 1 and trace.spans.where(name == 'a').exists(duration > 5ns)",
+    }
+    program = program_for("\n".join(f"rule {name} {{ {body} }}" for name, body in rules.items()))
+    together = program.program(program.trace_rules)
+    source = program.compiler.sources[-1]
+    assert source.count(" = False\n") + source.count(" = True\n") >= 4, source
+
+    def at(name: str, i: int, duration: int = 10) -> Span:
+        return Span(trace_id=b"t" * 16, span_id=bytes([i + 1]) * 8, name=name, start=0, end=duration)
+
+    cases = [
+        trace(at("a", 0)),
+        trace(at("a", 0, duration=1)),
+        trace(at("a", 0), at("b", 1)),
+        trace(at("a", 0), at("a", 1), at("c", 2)),
+        trace(at("a", 0, duration=1), at("b", 1), at("c", 2)),
+        trace(at("b", 0), at("d", 1)),
+    ]
+    expected = [
+        {"when_has", "and_first", "or_first"},
+        {"and_first", "or_first"},
+        {"when_has", "not_exists", "root_count", "second_only"},
+        {"or_first", "count_cmp", "root_count", "second_only"},
+        {"not_exists", "and_first", "root_count"},
+        {"not_exists", "root_count"},
+    ]
+    for tr, fired in zip(cases, expected, strict=True):
+        assert {program.trace_rules[i].id for i in together(tr)} == fired, [s.name for s in tr.spans]
+        assert {r.id for r in program.trace_rules if r.fires(tr)} == fired

@@ -1057,3 +1057,18 @@ def test_spans_from_json_on_arbitrary_json(doc: Any) -> None:
         assert "\n" not in str(e)
     else:
         assert all(isinstance(s, Span) for s in spans)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_span_names_are_shared_and_invalid_utf8_is_replaced(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names are read as bytes: one string per distinct name; bytes that are not UTF-8 keep the span, replaced."""
+    monkeypatch.setattr(otlp, "_FAST_SPANS", fast)
+    req: Any = otlp._FastTraces()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    for i, name in enumerate([b"GET /a", b"GET /a", b"caf\xc3\xa9", b"caf\xff"]):
+        spans.add(trace_id=b"t" * 16, span_id=bytes([i + 1]) * 8, name=name)
+    got = spans_from_request(otlp.decode_traces(req.SerializeToString()))
+    assert [s.name for s in got] == ["GET /a", "GET /a", "café", "caf\ufffd"]
+    assert got[0].name is got[1].name
+    long_name = b"x" * (otlp._NAME_KEY_BYTES + 1)
+    assert otlp._name(long_name) == long_name.decode() and long_name not in otlp._NAMES  # long names are not kept
