@@ -755,6 +755,9 @@ class CompiledRule:
         self.ir = ir
         self.compiler = compiler
         self._fires: Callable[[Any], bool] | None = None
+        self.source = {"path": ir.path, "line": ir.span.line + 1, "column": ir.span.col + 1}
+        """Where the rule is, as its signals' `source` (each signal gets a copy)."""
+        self._clauses: dict[int, str] = {}
 
     @property
     def fires(self) -> Callable[[Any], bool]:
@@ -769,10 +772,13 @@ class CompiledRule:
         return self.ir.id
 
     def clause_text(self, node: Node) -> str:
-        rule = self.ir
-        start = node.span.start - rule.span.start
-        end = node.span.end - rule.span.start
-        return " ".join(rule.source[start:end].split())
+        text = self._clauses.get(id(node))
+        if text is None:
+            rule = self.ir
+            start = node.span.start - rule.span.start
+            end = node.span.end - rule.span.start
+            text = self._clauses[id(node)] = " ".join(rule.source[start:end].split())
+        return text
 
     # -- explanation -------------------------------------------------------
 
@@ -1024,27 +1030,25 @@ class Program:
         message = summary
         if ir.description:
             message = f"{ir.description} ({reason})" if reason else ir.description
-        source = {"path": ir.path, "line": ir.span.line + 1, "column": ir.span.col + 1}
-        common = dict(
+        signal = Signal(
             rule=ir.id,
             severity=ir.severity,
             message=message,
+            trace_id=None,
             span_ids=_unique_ids(culprits),
             observed=obs,
+            time=format_timestamp(ctx.end),
             name=ir.name,
             description=ir.description,
             tags=ir.tags,
-            source=source,
+            source=dict(rule.source),
         )
         if isinstance(ctx, Window):
-            return Signal(
-                trace_id=None,
-                time=format_timestamp(ctx.end),
-                window_start=format_timestamp(ctx.start),
-                window_end=format_timestamp(ctx.end),
-                **common,  # type: ignore[arg-type]
-            )
-        return Signal(trace_id=ctx.id_hex, time=format_timestamp(ctx.end), **common)  # type: ignore[arg-type]
+            signal.window_start = format_timestamp(ctx.start)
+            signal.window_end = signal.time
+        else:
+            signal.trace_id = ctx.id_hex
+        return signal
 
     def program(self, rules: list[CompiledRule]) -> Callable[[Any], list[int]]:
         """One generated function checking `rules` together, built on first use and kept."""
