@@ -581,6 +581,11 @@ def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest
     assert [s.attr("user.id") for s in prefetched] == [s.attr("user.id") for s in spans]
     assert prefetched[1].attr("absent") is None
     assert calls == []
+    assert not any("absent" in s.attributes for s in prefetched)
+    request: Any = otlp.decode_traces(data)
+    spans_from_request(request, prefetch=("user.id", "absent", "user.id.x"))
+    keys = [sorted(sp.attributes) for rs in request.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+    assert keys == [sorted(s.attributes) for s in spans]  # reading ahead adds no key to the request
 
 
 def test_prefetch_converts_the_head_of_a_dotted_key_only_where_the_key_is_absent() -> None:
