@@ -263,7 +263,8 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
     (`_any_value` reads it, and remembers common ones). A repeated key keeps its last
     value, as everywhere else in FLUO. `status` as bytes costs no message object either
     (`_status` reads it, and remembers common ones); `name` as bytes is read by `_name`,
-    which shares one string per name. Built from the generated descriptor at import,
+    which shares one string per name. Span events and links, which no rule reads,
+    stay bytes instead of being parsed into messages. Built from the generated descriptor at import,
     so it follows the installed opentelemetry-proto. An attribute value that is not
     a valid `AnyValue` reads as missing, and a status that is not a valid `Status`
     as unset, instead of failing the whole request.
@@ -296,6 +297,9 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
             status.ClearField("type_name")
             (name,) = (f for f in message.field if f.name == "name")
             name.type = F.TYPE_BYTES
+            for unread in (f for f in message.field if f.name in ("events", "links")):
+                unread.type = F.TYPE_BYTES  # never read: kept as bytes, not parsed into messages
+                unread.ClearField("type_name")
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(proto.name)

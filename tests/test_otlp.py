@@ -1077,3 +1077,26 @@ def test_span_names_are_shared_and_invalid_utf8_is_replaced(fast: bool, monkeypa
     assert got[0].name is got[1].name
     long_name = b"x" * (otlp._NAME_KEY_BYTES + 1)
     assert otlp._name(long_name) == long_name.decode() and long_name not in otlp._NAMES  # long names are not kept
+
+
+def test_span_events_and_links_are_skipped_not_parsed() -> None:
+    """No rule reads events or links: decoding keeps them as bytes, and the spans read as without them."""
+    plain = pb_request()
+    busy = ExportTraceServiceRequest()
+    busy.CopyFrom(plain)
+    for rs in busy.resource_spans:
+        for ss in rs.scope_spans:
+            for sp in ss.spans:
+                event = sp.events.add(name="exception", time_unix_nano=5)
+                event.attributes.add(key="exception.type").value.string_value = "ValueError"
+                sp.links.add(trace_id=b"u" * 16, span_id=b"s" * 8).attributes.add(key="k").value.int_value = 1
+    data = busy.SerializeToString()
+    fields = {f.name: f.type for f in otlp._FastSpan.DESCRIPTOR.fields}
+    assert fields["events"] == fields["links"] == fields["status"]  # bytes, as status is
+    got = spans_from_request(otlp.decode_traces(data))
+    want = spans_from_request(plain)
+    assert [values(s) for s in got] == [values(s) for s in want]
+    detached = spans_from_request(otlp.decode_traces(data))
+    detach_spans(detached)  # a span's own bytes hold its events and links too; attributes still read back
+    assert all(isinstance(s._attrs_source, bytes) for s in detached)
+    assert [values(s) for s in detached] == [values(s) for s in want]
