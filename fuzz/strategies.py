@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -310,6 +310,24 @@ def check_rule_text(text: str, path: str = "fuzz.fluo") -> RuleOutcome:
             json.dumps(signal.to_json())
         out.evaluated += len(program.rules)
         out.problems.extend(f"evaluation error in {e.rule}: {e.message}" for e in program.errors)
+    out.problems.extend(disagreements(Program(rules), traces))
+    return out
+
+
+def disagreements(program: Program, traces: Iterable[Trace]) -> list[str]:
+    """Traces on which the rule set's one function and each rule's own function disagree on what fired."""
+    together = program.program(program.trace_rules)
+    out: list[str] = []
+    for trace in traces:
+        try:
+            fired = {program.trace_rules[i].id for i in together(trace)}
+            alone = {r.id for r in program.trace_rules if r.fires(trace)}
+        except Exception:  # reported as an evaluation error above
+            continue
+        if fired != alone:
+            out.append(f"trace {trace.id_hex}: the rule set fired {sorted(fired)}, the rules alone {sorted(alone)}")
+            if len(out) == 3:  # enough to see the pattern
+                break
     return out
 
 
