@@ -234,6 +234,39 @@ def bench_evaluate(traces: int, per_trace: int, repeat: int) -> None:
     print(f"  fluo end to end        {n / fluo_s:>12,.0f} spans/s")
     print(f"  ratio fluo / decode       {decode_s / fluo_s:6.3f}  (target >= 0.15)")
     print(f"  ratio fluo / hand-written {hand_s / fluo_s:6.3f}  (target >= 1.0)")
+    stages(payloads, program, repeat, n)
+
+
+def stages(payloads: list[bytes], program: Program, repeat: int, n: int) -> None:
+    """Where FLUO's time goes: each stage of `fluo` alone, over the previous stage's output."""
+    requests = [decode_traces(data) for data in payloads]
+    spans = [s for r in requests for s in spans_from_request(r, prefetch=program.prefetch)]
+    traces = list(assemble(spans))
+    together = program.program(program.trace_rules)
+    fired = [(trace, together(trace)) for trace in traces]
+    keys = program.prefetch
+
+    def rules_alone() -> None:
+        for trace in traces:
+            trace._index.clear()  # built again, as on a fresh trace
+            together(trace)
+
+    def explain() -> None:
+        for trace, positions in fired:
+            for i in positions:
+                program._signal(program.trace_rules[i], trace)
+
+    timed = {
+        "decode (FLUO's schema)": best_of(repeat, lambda: [decode_traces(data) for data in payloads])[0],
+        "spans from protobuf": best_of(repeat, lambda: [spans_from_request(r, prefetch=keys) for r in requests])[0],
+        "assembly": best_of(repeat, lambda: list(assemble(spans)))[0],
+        "rules (with indexes)": best_of(repeat, rules_alone)[0],
+        "signals (explained)": best_of(repeat, explain)[0],
+    }  # fmt: skip
+    total = sum(timed.values())
+    print("  stages, alone (us per span, share):")
+    for name, seconds in timed.items():
+        print(f"    {name:<24} {seconds / n * 1e6:5.2f}  {seconds / total:4.0%}")
 
 
 def main() -> None:
