@@ -546,8 +546,11 @@ def _spans_from_request_portable(req: Any, source: str) -> list[Span]:
     return out
 
 
-def parse_protobuf(data: bytes, *, source: str) -> list[Span]:
-    """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`."""
+def parse_protobuf(data: bytes, *, source: str, prefetch: Iterable[str] = ()) -> list[Span]:
+    """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`.
+
+    `prefetch`: attribute keys to convert while decoding (see `spans_from_request`).
+    """
     try:
         req = decode_traces(data)
     except (DecodeError, RuntimeError, ValueError) as e:
@@ -555,7 +558,7 @@ def parse_protobuf(data: bytes, *, source: str) -> list[Span]:
         raise TraceInputError(
             f"{source}: not an OTLP protobuf trace message (ExportTraceServiceRequest): {detail}"
         ) from None
-    return spans_from_request(req, source=source)
+    return spans_from_request(req, source=source, prefetch=prefetch)
 
 
 # ---------------------------------------------------------------------------
@@ -1079,12 +1082,13 @@ def _looks_like_json(data: bytes) -> bool:
     return stripped[:1] in (b"{", b"[")
 
 
-def parse_trace_bytes(data: bytes, *, source: str, name: str | None = None) -> list[Span]:
+def parse_trace_bytes(data: bytes, *, source: str, name: str | None = None, prefetch: Iterable[str] = ()) -> list[Span]:
     """Spans from file contents, the format chosen by `name`'s extension or by sniffing.
 
     `.gz` is decompressed first and the inner extension decides; gzip data is also
     recognised by its magic bytes. Unknown extensions are sniffed: text starting
-    with `{` or `[` is JSON, anything else protobuf.
+    with `{` or `[` is JSON, anything else protobuf. `prefetch`: attribute keys that
+    protobuf spans convert while decoding (JSON spans convert all of theirs anyway).
     """
     suffixes = [s.lower() for s in Path(name if name is not None else source).suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -1094,17 +1098,17 @@ def parse_trace_bytes(data: bytes, *, source: str, name: str | None = None) -> l
         data = _gunzip(data, source)
     suffix = suffixes[-1] if suffixes else ""
     if suffix in PROTOBUF_SUFFIXES:
-        return parse_protobuf(data, source=source)
+        return parse_protobuf(data, source=source, prefetch=prefetch)
     if suffix in JSON_SUFFIXES or _looks_like_json(data):
         return parse_json(data, source=source)
-    return parse_protobuf(data, source=source)
+    return parse_protobuf(data, source=source, prefetch=prefetch)
 
 
-def load_trace_file(path: str | Path) -> list[Span]:
+def load_trace_file(path: str | Path, prefetch: Iterable[str] = ()) -> list[Span]:
     """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped."""
     data, source = _read(path)
     name = "" if source == STDIN_SOURCE else source
-    return parse_trace_bytes(data, source=source, name=name)
+    return parse_trace_bytes(data, source=source, name=name, prefetch=prefetch)
 
 
 def trace_files_in(folder: Path) -> list[Path]:
@@ -1118,8 +1122,13 @@ def trace_files_in(folder: Path) -> list[Path]:
     return found
 
 
-def load_trace_files(paths: Iterable[str | Path]) -> list[Span]:
-    """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`."""
+def load_trace_files(paths: Iterable[str | Path], prefetch: Iterable[str] = ()) -> list[Span]:
+    """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`.
+
+    `prefetch`: attribute keys the rules will read (`Program.prefetch`), converted
+    while protobuf files are decoded (see `spans_from_request`).
+    """
+    prefetch = tuple(prefetch)
     out: list[Span] = []
     for path in paths:
         if str(path) != STDIN_PATH and Path(path).is_dir():
@@ -1127,9 +1136,9 @@ def load_trace_files(paths: Iterable[str | Path]) -> list[Span]:
             if not files:
                 raise TraceInputError(f"{path}: no trace files (*.json, *.jsonl, *.pb, ...) in this folder")
             for f in files:
-                out.extend(load_trace_file(f))
+                out.extend(load_trace_file(f, prefetch))
         else:
-            out.extend(load_trace_file(path))
+            out.extend(load_trace_file(path, prefetch))
     return out
 
 

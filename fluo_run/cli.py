@@ -266,7 +266,7 @@ def eval_command(
     program = compile_program(analysis)
     with collector_paused():
         try:
-            spans = load_trace_files(trace_paths)
+            spans = load_trace_files(trace_paths, program.prefetch)
         except TraceInputError as exc:
             fail(str(exc))
         signals = program.evaluate(assemble(spans))

@@ -1100,3 +1100,15 @@ def test_span_events_and_links_are_skipped_not_parsed() -> None:
     detach_spans(detached)  # a span's own bytes hold its events and links too; attributes still read back
     assert all(isinstance(s._attrs_source, bytes) for s in detached)
     assert [values(s) for s in detached] == [values(s) for s in want]
+
+
+def test_trace_files_convert_the_rules_keys_while_decoding(tmp_path: Path) -> None:
+    """`load_trace_files(..., prefetch)` reads those keys ahead from protobuf files (`fluo eval` passes its rules')."""
+    (tmp_path / "sub").mkdir()
+    pb = tmp_path / "sub" / "t.pb.gz"
+    pb.write_bytes(gzip.compress(pb_request().SerializeToString()))
+    plain = load_trace_files([tmp_path])
+    ahead = load_trace_files([tmp_path], prefetch=["user.id", "absent"])
+    assert all(s._read is None for s in plain)
+    assert all(s._read is not None and {"user.id", "absent"} <= set(s._read) for s in ahead)
+    assert [values(s) for s in ahead] == [values(s) for s in plain]
