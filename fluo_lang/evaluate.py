@@ -125,16 +125,17 @@ _ROOT_SHAPES = {"has": "where", "root_count": "count", "has_exists": "exists"}
 _EMPTY_RESULT = {"where": "[]", "count": "0", "exists": "False", "all": "True", "none": "True"}
 """An inline quantifier's value over no spans, as Python source."""
 
-_HOISTED = {
+_DECIDED = {
     # shape: (value before the loop, value once the deciding span is found, whether `not` the test decides)
     "exists": ("False", "True", False),
     "has_exists": ("False", "True", False),
     "all": ("True", "False", True),
     "none": ("True", "False", False),
-    "count": ("", "", False),
-    "root_count": ("", "", False),
 }
-"""Quantifiers a rule evaluates first, written as a loop statement before the rule's test (see `_Gen.leading`)."""
+"""Quantifiers decided by one span, written as a loop statement before the rule's test (see `_Gen.leading`)."""
+
+_COUNTED = frozenset({"count", "root_count"})
+"""Counts with a predicate, written as a loop statement before the rule's test (see `_Gen.leading`)."""
 
 _LEADING_OPS = frozenset({"and", "or", "not", "exists", "call", "cmp"})
 """Operations whose first-evaluated operand is evaluated whenever they are: the leading position passes to it."""
@@ -351,22 +352,15 @@ class _Gen:
         The commonest rule, a quantifier over a span list (`...where(...).all(P)`,
         `.none(P)`, `.exists(P)`), becomes a plain loop that stops at the deciding
         span: cheaper than a generator for the few spans a filter usually leaves.
+        Any other rule is a test, after a loop for the quantifier it evaluates first.
         """
         n = rule.condition
         shape = self.inline_shape(n) if n.op == "call" else None
-        recv = n.args[0] if n.args else n
-        if (
-            rule.mode not in ("expect", "detect")
-            or shape not in ("all", "none", "exists")
-            or len(n.args) != 2
-            or not self.never_none(recv)
-        ):
-            self.prelude = []
-            try:
-                test = self.fires(rule)
-                return [*self.prelude, f"if {test}:", f"    {action}"]
-            finally:
-                self.prelude = None
+        if rule.mode not in ("expect", "detect") or shape not in ("all", "none", "exists") or len(n.args) != 2:
+            return self.test_statements(rule, action)
+        recv = n.args[0]
+        if not self.never_none(recv):
+            return self.test_statements(rule, action)
         s = self.c.name("_s")
         test = self.test(n.args[1].args[0], s, 1)
         loop = [f"for {s} in {self.expr(recv, 'it', 1)}:"]
@@ -378,6 +372,15 @@ class _Gen:
         if fires_when_found:
             return [*loop, f"    if {decides}:", f"        {action}", "        break"]
         return [*loop, f"    if {decides}:", "        break", "else:", f"    {action}"]
+
+    def test_statements(self, rule: RuleIR, action: str) -> list[str]:
+        """`if <the rule fires>: action`, after the loop statements of its leading quantifier (see `leading`)."""
+        self.prelude = []
+        try:
+            test = self.fires(rule)
+            return [*self.prelude, f"if {test}:", f"    {action}"]
+        finally:
+            self.prelude = None
 
     def fires(self, rule: RuleIR) -> str:
         self.leading = self.prelude is not None
@@ -549,7 +552,8 @@ class _Gen:
     def quantify(self, shape: str, recv: Node, body: Node | None, it: str, depth: int) -> str:
         """An inline quantifier (`loop`) over the spans `recv` gives, missing when `recv` is."""
         leading, self.leading = self.leading, False
-        if leading and self.prelude is not None and body is not None and shape in _HOISTED and self.never_none(recv):
+        hoistable = shape in _DECIDED or shape in _COUNTED
+        if leading and hoistable and self.prelude is not None and body is not None and self.never_none(recv):
             return self.hoisted(shape, recv, body, it, depth)
         r = self.expr(recv, it, depth)
         make = self.loop(shape, body, depth)
@@ -568,12 +572,12 @@ class _Gen:
         source = f"{r}.spans" if shape in _ROOT_SHAPES else r
         s = self.c.name("_s")
         test = self.test(body, s, depth)
-        before, found, negate = _HOISTED[shape]
         q = self.c.name("_q")
-        if not found:  # a count: every span is visited
+        if shape in _COUNTED:  # every span is visited
             zero, one = self.c.const(0), self.c.const(1)
             self.prelude += [f"{q} = {zero}", f"for {s} in {source}:", f"    if {test}:", f"        {q} += {one}"]
             return q
+        before, found, negate = _DECIDED[shape]
         self.prelude += [
             f"{q} = {before}",
             f"for {s} in {source}:",
