@@ -303,12 +303,38 @@ class Compiler:
     def program(self, rules: list[RuleIR]) -> Callable[[Any], list[int]]:
         """A rule set as one function `ctx -> positions of the rules that fired`, sharing index reads."""
         gen = _Gen(self, {})
+        gen.buckets = {}
         body = ["fired = []"]
         for i, rule in enumerate(rules):
             body += gen.fires_statements(rule, f"fired.append({i})")
+        for bucket in gen.buckets.values():
+            body += bucket.statements()
+        if gen.buckets:
+            body.append("fired.sort()")  # rules sharing a bucket ran together, out of order
         body.append("return fired")
         name = self.name("_program")
         return self.define(gen.function(name, body), name)  # type: ignore[no-any-return]
+
+
+@dataclass
+class _Bucket:
+    """The rules of a rule set that loop over one index bucket (`where(name == 'x')`), run under one lookup."""
+
+    local: str
+    """The generated local holding the bucket's spans (None when no span has the value)."""
+    lookup: str
+    """Python source reading the bucket from its index."""
+    loops: list[str] = field(default_factory=list)
+    """Each rule's loop over `local`, when the bucket has spans."""
+    empty: list[str] = field(default_factory=list)
+    """What rules do when the bucket has no span (an `all` that holds fires nothing; an `exists` may)."""
+
+    def statements(self) -> list[str]:
+        out = [f"{self.local} = {self.lookup}", f"if {self.local} is not None:"]
+        out += ["    " + line for line in self.loops]
+        if self.empty:
+            out += ["else:"] + ["    " + line for line in self.empty]
+        return out
 
 
 class _Gen:
@@ -325,6 +351,8 @@ class _Gen:
         """With `hoist`: the locals holding trace-level values (`trace.duration`), computed on first use."""
         self.prelude: list[str] | None = None
         """While writing a rule as statements: loop statements to run before its test."""
+        self.buckets: dict[tuple[str, str, Any], _Bucket] | None = None
+        """Writing a rule set (`Compiler.program`): its loops over index buckets, by bucket (see `bucket`)."""
         self.leading = False
         """Whether the expression being written is the first thing its rule evaluates, unconditionally.
 
@@ -363,15 +391,40 @@ class _Gen:
             return self.test_statements(rule, action)
         s = self.c.name("_s")
         test = self.test(n.args[1].args[0], s, 1)
-        loop = [f"for {s} in {self.expr(recv, 'it', 1)}:"]
+        bucket = self.bucket(recv)
+        loop = [f"for {s} in {self.expr(recv, 'it', 1) if bucket is None else bucket.local}:"]
         # The span that decides: one failing `all`, one matching `none` or `exists`.
         decides = f"not {test}" if shape == "all" else test
         # Whether the quantifier is true once such a span is found.
         value_when_found = shape == "exists"
         fires_when_found = value_when_found if rule.mode == "detect" else not value_when_found
         if fires_when_found:
-            return [*loop, f"    if {decides}:", f"        {action}", "        break"]
-        return [*loop, f"    if {decides}:", "        break", "else:", f"    {action}"]
+            lines = [*loop, f"    if {decides}:", f"        {action}", "        break"]
+        else:
+            lines = [*loop, f"    if {decides}:", "        break", "else:", f"    {action}"]
+        if bucket is None:
+            return lines
+        bucket.loops += lines
+        if not fires_when_found:  # no span, no deciding span: the rule fires
+            bucket.empty.append(action)
+        return []
+
+    def bucket(self, recv: Node) -> _Bucket | None:
+        """The shared bucket for a loop over an index lookup on the trace (`where(name == 'x')`), if any.
+
+        With `buckets`, rules looping over the same bucket run together after one
+        lookup, and not at all when no span has the value: at a few spans per trace,
+        most of a rule set's buckets are empty.
+        """
+        if self.buckets is None or recv.op != "lookup" or recv.args[0].op != "root" or self.hoist is None:
+            return None
+        fld, value = recv.value
+        key = (fld, type(value).__name__, value)
+        found = self.buckets.get(key)
+        if found is None:
+            lookup = f"{self.index_local(fld)}.get({self.c.const(value)})"
+            found = self.buckets[key] = _Bucket(self.c.name("_b"), lookup)
+        return found
 
     def test_statements(self, rule: RuleIR, action: str) -> list[str]:
         """`if <the rule fires>: action`, after the loop statements of its leading quantifier (see `leading`)."""
@@ -612,6 +665,14 @@ class _Gen:
             return lambda r: f"(not any({cond} for {s} in {source.format(r)}))"
         raise AssertionError(f"no inline form for {shape}")
 
+    def index_local(self, fld: str) -> str:
+        """The local holding the trace's index on `fld`, fetched once at the top of the function."""
+        assert self.hoist is not None
+        local = self.hoist.get(fld)
+        if local is None:
+            local = self.hoist[fld] = self.c.name("_ix")
+        return local
+
     def op_exists(self, n: Node, it: str, depth: int) -> str:
         inner = n.args[0]
         shape = self.inline_shape(inner) if inner.op == "call" else None
@@ -695,10 +756,7 @@ class _Gen:
         fld, value = n.value
         v = self.c.const(value)
         if n.args[0].op == "root" and self.hoist is not None:
-            local = self.hoist.get(fld)
-            if local is None:
-                local = self.hoist[fld] = self.c.name("_ix")
-            return f"{local}.get({v}, _EMPTY)"
+            return f"{self.index_local(fld)}.get({v}, _EMPTY)"
         return f"{self.expr(n.args[0], it, depth)}.index({self.c.const(fld)}).get({v}, _EMPTY)"
 
 

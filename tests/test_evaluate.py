@@ -267,3 +267,32 @@ def test_a_rules_leading_quantifier_runs_as_a_loop_before_its_test() -> None:
     for tr, fired in zip(cases, expected, strict=True):
         assert {program.trace_rules[i].id for i in together(tr)} == fired, [s.name for s in tr.spans]
         assert {r.id for r in program.trace_rules if r.fires(tr)} == fired
+
+
+def test_rules_looping_over_one_index_bucket_run_under_one_lookup() -> None:
+    """Loops over `where(name == 'a')` share a lookup; with no such span, only the rules that then fire do."""
+    program = program_for(
+        "rule a_all { expect trace.spans.where(name == 'a').all(duration > 5ns) }\n"
+        "rule b_exists { expect trace.spans.where(name == 'b').exists(duration > 5ns) }\n"
+        "rule a_none { detect trace.spans.where(name == 'a').none(duration > 5ns) }\n"
+        "rule b_all { expect trace.spans.where(name == 'b').all(duration > 5ns) }\n"
+        "rule a_exists { detect trace.spans.where(name == 'a').exists(duration > 5ns) }\n"
+    )
+    together = program.program(program.trace_rules)
+    source = program.compiler.sources[-1]
+    assert source.count(".get(") == 2, source  # one lookup per bucket, none per rule
+
+    def at(name: str, i: int, duration: int = 10) -> Span:
+        return Span(trace_id=b"t" * 16, span_id=bytes([i + 1]) * 8, name=name, start=0, end=duration)
+
+    cases = {
+        "no a, no b": (trace(at("c", 0)), ["b_exists", "a_none"]),
+        "long a": (trace(at("a", 0)), ["b_exists", "a_exists"]),
+        "short a, long b": (trace(at("a", 0, 1), at("b", 1)), ["a_all", "a_none"]),
+        "short b": (trace(at("b", 0, 1)), ["b_exists", "a_none", "b_all"]),
+    }
+    for label, (tr, fired) in cases.items():
+        positions = together(tr)
+        assert positions == sorted(positions), label  # in rule order, as signals are reported
+        assert [program.trace_rules[i].id for i in positions] == fired, label
+        assert [r.id for r in program.trace_rules if r.fires(tr)] == fired, label
