@@ -30,11 +30,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from bench_core import bare_decode, checks, fluo, make_spans
+from bench_core import bare_decode, checks, export_requests, fluo, make_spans
 
 from fluo_lang.api import analyze, compile_program
-from fluo_lang.otlp import decode_traces, spans_from_request, spans_to_request
-from fluo_lang.trace import Span, assemble
+from fluo_lang.otlp import decode_traces, spans_from_request
+from fluo_lang.trace import assemble
 
 SPANS_PER_TRACE = 50
 RUNS = 3
@@ -49,26 +49,9 @@ STAGES = {
 }
 
 
-def payloads(traces: int) -> list[bytes]:
-    """Export requests of about 1,000 spans, whole traces each, as in `bench_core.py`."""
-    by_trace: dict[bytes, list[Span]] = {}
-    for s in make_spans(traces, SPANS_PER_TRACE):
-        by_trace.setdefault(s.trace_id, []).append(s)
-    out: list[bytes] = []
-    batch: list[Span] = []
-    for group in by_trace.values():
-        batch.extend(group)
-        if len(batch) >= 1000:
-            out.append(spans_to_request(batch).SerializeToString())
-            batch = []
-    if batch:
-        out.append(spans_to_request(batch).SerializeToString())
-    return out
-
-
 def child(stage: str, traces: int) -> None:
     """Build everything, then run `stage` RUNS times (or nothing, for the baseline)."""
-    data = payloads(traces)
+    data = export_requests(make_spans(traces, SPANS_PER_TRACE))
     program = compile_program(analyze([("bench.fluo", "\n".join(text for text, _ in checks()))]))
     together = program.program(program.trace_rules)
     gc.disable()
