@@ -116,6 +116,14 @@ _VALUE_CACHE_KEY_BYTES = 64
 _MISS = object()
 
 
+def _remember(cache: dict[bytes, Any], raw: bytes, value: Any, max_key_bytes: int, max_entries: int) -> None:
+    """Keep what `raw` decodes to, if `raw` is short; a full cache starts over (common values come back at once)."""
+    if len(raw) <= max_key_bytes:
+        if len(cache) >= max_entries:
+            cache.clear()
+        cache[raw] = value
+
+
 def _any_value(raw: bytes) -> Any:
     """The Python value of an `AnyValue` message's bytes; bytes that are not one read as missing.
 
@@ -138,10 +146,7 @@ def _any_value(raw: bytes) -> Any:
             return None
         if isinstance(v, list | dict):
             return v  # mutable: each reader gets its own
-    if n <= _VALUE_CACHE_KEY_BYTES:
-        if len(_VALUE_CACHE) >= _VALUE_CACHE_MAX:
-            _VALUE_CACHE.clear()
-        _VALUE_CACHE[raw] = v
+    _remember(_VALUE_CACHE, raw, v, _VALUE_CACHE_KEY_BYTES, _VALUE_CACHE_MAX)
     return v
 
 
@@ -224,11 +229,7 @@ def _status(raw: bytes) -> tuple[str, str]:
         return "unset", ""
     code = st.code
     got = ("error", st.message) if code == 2 else (_STATUS_BY_CODE.get(code, "unset"), "")
-    if len(raw) <= _VALUE_CACHE_KEY_BYTES:
-        if len(_STATUS_CACHE) >= _STATUS_CACHE_MAX:
-            _STATUS_CACHE.clear()
-            _STATUS_CACHE[b""] = ("unset", "")
-        _STATUS_CACHE[raw] = got
+    _remember(_STATUS_CACHE, raw, got, _VALUE_CACHE_KEY_BYTES, _STATUS_CACHE_MAX)
     return got
 
 
@@ -246,10 +247,7 @@ def _name(raw: bytes) -> str:
     name = _NAMES.get(raw)
     if name is None:
         name = raw.decode(errors="replace")
-        if len(raw) <= _NAME_KEY_BYTES:
-            if len(_NAMES) >= _NAMES_MAX:
-                _NAMES.clear()
-            _NAMES[raw] = name
+        _remember(_NAMES, raw, name, _NAME_KEY_BYTES, _NAMES_MAX)
     return name
 
 
@@ -483,8 +481,9 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                 s.trace_id = tid
                 s.span_id = sid
                 s.parent_id = pid
-                nm = names(sp.name)
-                s.name = _name(sp.name) if nm is None else nm
+                raw_name = sp.name
+                name = names(raw_name)
+                s.name = _name(raw_name) if name is None else name
                 s.service = service
                 s.start = sp.start_time_unix_nano
                 s.end = sp.end_time_unix_nano

@@ -305,12 +305,13 @@ def check_rule_text(text: str, path: str = "fuzz.fluo") -> RuleOutcome:
         format_rule(rule)
     check_cost(rules)
     traces = list(sample_traces())
-    for program in (Program(rules), Program(rules, budget=2_000)):
+    unbudgeted = Program(rules)
+    for program in (unbudgeted, Program(rules, budget=2_000)):
         for signal in program.evaluate(traces):
             json.dumps(signal.to_json())
         out.evaluated += len(program.rules)
         out.problems.extend(f"evaluation error in {e.rule}: {e.message}" for e in program.errors)
-    out.problems.extend(disagreements(Program(rules), traces))
+    out.problems.extend(disagreements(unbudgeted, traces))
     return out
 
 
