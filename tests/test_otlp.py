@@ -627,17 +627,16 @@ def test_attribute_values_are_read_from_their_bytes() -> None:
     assert otlp._any_value(listed.SerializeToString()) == [1]
 
 
-def test_fast_span_construction_matches_the_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`spans_from_request` fills Span slots directly; it must agree with `Span(...)`."""
-    assert otlp._FAST_SPANS, "trace.Span changed shape; update otlp._SPAN_SLOTS"
-    req = ExportTraceServiceRequest.FromString(pb_request().SerializeToString())
-    fast = spans_from_request(req)
-    monkeypatch.setattr(otlp, "_FAST_SPANS", False)
-    portable = spans_from_request(req)
-    for a, b in zip(fast, portable, strict=True):
+def test_spans_from_protobuf_fill_every_slot_as_the_constructor_does() -> None:
+    """`spans_from_request` assigns Span slots directly: every slot is set, to what `Span(...)` sets from JSON."""
+    from_json = spans_from_json(rich_request(), source="t")
+    from_pb = spans_from_request(ExportTraceServiceRequest.FromString(pb_request().SerializeToString()))
+    assert len(from_pb) == len(from_json) == 3
+    for a, b in zip(from_pb, from_json, strict=True):
         for slot in Span.__slots__:
-            if slot not in ("_attrs_source", "_attrs", "resource"):
-                assert getattr(a, slot) == getattr(b, slot), slot
+            got = getattr(a, slot)  # an unset slot raises AttributeError: a slot added to Span but not filled
+            if slot not in ("_attrs_source", "_attrs", "_read", "resource"):
+                assert got == getattr(b, slot), slot
         assert values(a) == values(b)
 
 
@@ -1064,10 +1063,8 @@ def test_spans_from_json_on_arbitrary_json(doc: Any) -> None:
         assert all(isinstance(s, Span) for s in spans)
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_span_names_are_shared_and_invalid_utf8_is_replaced(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_span_names_are_shared_and_invalid_utf8_is_replaced() -> None:
     """Names are read as bytes: one string per distinct name; bytes that are not UTF-8 keep the span, replaced."""
-    monkeypatch.setattr(otlp, "_FAST_SPANS", fast)
     req: Any = otlp._FastTraces()
     spans = req.resource_spans.add().scope_spans.add().spans
     for i, name in enumerate([b"GET /a", b"GET /a", b"caf\xc3\xa9", b"caf\xff"]):
