@@ -822,7 +822,7 @@ def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> S
         if parent_id == _ZERO_SPAN_ID:
             parent_id = b""
         key = "name"
-        name = _string(obj.get("name"))
+        name = sys.intern(_string(obj.get("name")))  # one string per name, as protobuf names are (`_name`)
         key, value = _get(obj, "kind", "kind")
         kind = (
             "unspecified"

@@ -1076,6 +1076,14 @@ def test_span_names_are_shared_and_invalid_utf8_is_replaced() -> None:
     assert otlp._name(long_name) == long_name.decode() and long_name not in otlp._NAMES  # long names are not kept
 
 
+def test_json_span_names_are_shared() -> None:
+    """Names read from OTLP/JSON are one string per name too, however each document spells them."""
+    text = json.dumps(request(("auth", [otlp_span(name="GET /a", spanId=f"{i:016x}") for i in (1, 2)])))
+    names = [s.name for s in parse_json(text, source="a.json") + parse_json(text.encode(), source="b.json")]
+    assert names == ["GET /a"] * 4
+    assert all(n is names[0] for n in names)
+
+
 def test_span_events_and_links_are_skipped_not_parsed() -> None:
     """No rule reads events or links: decoding keeps them as bytes, and the spans read as without them."""
     plain = pb_request()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from sys import intern
 
 from fluo_lang.otlp import detach_spans
 from fluo_lang.trace import Span
@@ -106,7 +105,6 @@ class TraceBuffer:
                     group = found
                     shared = s.trace_id = group[0].trace_id
                     group.append(s)
-            s.name = intern(s.name)
         out: list[Completed] = []
         by_activity, by_age, done = self.by_activity, self.by_age, self.done
         cap = self.max_spans_per_trace
