@@ -78,7 +78,11 @@ class FluoServer(LanguageServer):
             return document_diagnostics(self.rule_document(uri), uri, strict=self.settings.strict)
         if is_test_file(path):
             text = self.workspace.get_text_document(uri).source
-            return test_diagnostics(self.index.test_problems(read_test_file(Path(path), text)), text)
+            test = read_test_file(Path(path), text)
+            problems = self.index.test_problems(test)
+            if test.error is None:
+                problems += self.index.runner_problems(Path(path), text)
+            return test_diagnostics(problems, text)
         return None
 
     def publish(self, uri: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-TEST_SUFFIXES = ("_test.yaml", "_test.yml", ".fluotest.yaml", ".fluotest.yml")
+from fluo_run.testing.spec import TEST_SUFFIXES
 
 
 def is_test_file(path: str) -> bool:

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from fluo_lang import ast
-from fluo_lang.api import rule_files
+from fluo_lang.api import Analysis, RuleSourceError, analyze, rule_files
 from fluo_lang.diagnostics import nearest
 from fluo_lang.otlp import TraceInputError, load_trace_file
+from fluo_run.testing.spec import RuleLoader, load_test_file
 
 from .document import RuleDocument
 from .testfiles import TestFile, is_test_file, read_test_file
@@ -30,14 +32,19 @@ MAX_TRACE_FILES = 200
 MAX_TRACE_BYTES = 4 * 1024 * 1024
 MAX_RULE_BYTES = 4 * 1024 * 1024
 MAX_KEYS = 2_000
+MAX_RULE_ANALYSES = 8
 RESCAN_SECONDS = 5.0
 TRACE_SUFFIXES = (".json", ".jsonl", ".pb", ".binpb")
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
 
 
+EXACT_CODES = frozenset({"unknown-rule", "missing-rules-file", "missing-fixture", "yaml"})
+"""Problems the server finds in a test file with exact ranges; `fluo test`'s reader finds the rest (`test-file`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class TestProblem:
-    """A problem in a rule test file: `code` is `unknown-rule`, `missing-rules-file`, `missing-fixture` or `yaml`."""
+    """A problem in a rule test file: `code` is one of `EXACT_CODES`, or `test-file` for any other."""
 
     code: str
     message: str
@@ -64,6 +71,7 @@ class Workspace:
         self._keys: tuple[list[str], list[str]] | None = None
         self._keys_at = 0.0
         self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
+        self._rules = _EditorRules(self)
 
     def set_folders(self, folders: list[Path]) -> None:
         self.folders = [f for f in folders if f.is_dir()]
@@ -117,6 +125,14 @@ class Workspace:
 
     # -- rule files ---------------------------------------------------------------
 
+    def rule_text(self, path: Path) -> str | None:
+        """The text of the rule file at `path` (its open text if it is open), or None if unreadable."""
+        text = self._open_text(path)
+        if text is not None:
+            return text
+        doc = self.rule_document(path)
+        return None if doc is None else doc.text
+
     def rule_document(self, path: Path) -> RuleDocument | None:
         """The analysed rule file at `path` (its open text if it is open), or None if unreadable."""
         text = self._open_text(path)
@@ -138,7 +154,12 @@ class Workspace:
     def rule_ids(self, paths: list[Path]) -> dict[str, RuleSite]:
         """The rules defined in these files and folders (searched as `fluo check` searches them)."""
         out: dict[str, RuleSite] = {}
-        files = [f for p in paths for f in (rule_files([p]) if p.is_dir() else [p])]
+        files: list[Path] = []
+        for p in paths:
+            try:
+                files += rule_files([p]) if p.is_dir() else [p]
+            except RuleSourceError:  # a folder with no rule files: `fluo test`'s reader says so (`test-file`)
+                continue
         for path in files:
             doc = self.rule_document(path)
             if doc is None:
@@ -209,6 +230,55 @@ class Workspace:
             if not (test.folder / n.value).exists():
                 problems.append(TestProblem("missing-fixture", f"trace file `{n.value}` not found", n.start, n.end))
         return problems
+
+    def runner_problems(self, path: Path, text: str) -> list[TestProblem]:
+        """What `fluo test` would reject in this test file (as `text`), but for the problems of `EXACT_CODES`.
+
+        `fluo test`'s own reader reads it, with open rule files as they are in the
+        editor: unknown keys, cases without traces, inline spans that do not build,
+        bad `count:` or `trace_id:`, rules that do not check, and the rest. Its
+        problems have lines, not columns: each covers its line's text.
+        """
+        read = load_test_file(path, self._rules, text=text)
+        found = [*read.problems, *(p for case in read.cases for p in case.problems)]
+        starts = [0]
+        for line in text.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
+        out: list[TestProblem] = []
+        for p in sorted(found, key=lambda p: p.line):
+            if p.code in EXACT_CODES:
+                continue
+            i = min(max(p.line, 1), len(starts) - 1) - 1
+            line_text = text[starts[i] : starts[i + 1]].rstrip("\r\n")
+            start = starts[i] + len(line_text) - len(line_text.lstrip())
+            out.append(TestProblem(p.code, p.message, start, starts[i] + len(line_text)))
+        return out
+
+
+class _EditorRules(RuleLoader):
+    """`fluo test`'s rule loading for test files in the editor: open rule files are read as they are there."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        super().__init__()
+        self.workspace = workspace
+        self.recent: OrderedDict[tuple[tuple[str, str], ...], Analysis] = OrderedDict()
+
+    def analysis(self, paths: Sequence[Path]) -> Analysis:
+        sources: list[tuple[str, str]] = []
+        for f in rule_files(paths):
+            text = self.workspace.rule_text(f)
+            if text is None:
+                raise RuleSourceError(f"cannot read {f}")
+            sources.append((str(f), text))
+        key = tuple(sources)
+        found = self.recent.get(key)
+        if found is None:
+            found = self.recent[key] = analyze(sources)
+            while len(self.recent) > MAX_RULE_ANALYSES:
+                self.recent.popitem(last=False)
+        else:
+            self.recent.move_to_end(key)
+        return found
 
 
 def _keys_of(path: Path) -> tuple[set[str], set[str]]:

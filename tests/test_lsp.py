@@ -447,6 +447,52 @@ async def test_test_files_get_diagnostics_for_unknown_rules_and_missing_fixtures
     ]
 
 
+async def test_test_files_get_what_fluo_test_would_reject(client: LanguageClient, workspace: Path) -> None:
+    """`fluo test`'s own reader checks the buffer: each problem covers its line, with the runner's words."""
+    text = """\
+rules: [auth.fluo]
+cases:
+  - name: typo
+    traces: ../traces/storm.json
+    expcet: []
+  - name: nothing to run on
+    expect:
+      - {rule: auth_retry_storm, count: -1}
+  - name: inline
+    spans: [{name: login, duration: soon}]
+"""
+    uri = open_doc(client, workspace / "rules" / "shape_test.yaml", text, language="yaml")
+    diags = await diagnostics(client, uri)
+    got = [(d.code, d.range, d.message) for d in sorted(diags, key=lambda d: d.range.start.line)]
+    assert got == [
+        ("test-file", rng(4, 4, 4, 14), "unknown key `expcet` in case 'typo'; did you mean `expect`?"),
+        ("test-file", rng(5, 2, 5, 27), "case 'nothing to run on' has no `traces:` or `spans:` to run the rules on"),
+        ("test-file", rng(7, 6, 7, 43), "`count:` must be a whole number 0 or more, got -1"),
+        (
+            "test-file",
+            rng(9, 4, 9, 42),
+            "case 'inline': span 1 ('login'), `duration`: "
+            "expected a duration with a unit, like 20ms or 1.5s, got 'soon'",
+        ),
+    ]
+
+
+async def test_test_files_see_open_rule_files_as_edited(client: LanguageClient, workspace: Path) -> None:
+    """A rule file open with a type error: the test file says its rules do not check, as `fluo test` would."""
+    test_uri = open_doc(client, workspace / "rules" / "auth_test.yaml", TEST_FILE, language="yaml")
+    await diagnostics(client, test_uri, lambda d: len(d) == 2)
+    rules_uri = open_doc(client, workspace / "rules" / "auth.fluo", AUTH.replace("count() > 50", "count() > 'x'"))
+    await diagnostics(client, rules_uri, lambda d: len(d) > 0)
+    diags = await diagnostics(client, test_uri, lambda d: any(x.code == "test-file" for x in d))
+    [broken] = [d for d in diags if d.code == "test-file"]
+    assert broken.range == rng(0, 0, 0, 18)
+    assert broken.message.startswith("the rules do not check (1 error: FLUO")
+    client.text_document_did_close(
+        lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=rules_uri))
+    )
+    await diagnostics(client, test_uri, lambda d: len(d) == 2 and all(x.code != "test-file" for x in d))
+
+
 async def test_definition_and_references_link_rule_ids_and_tests(client: LanguageClient, workspace: Path) -> None:
     test_uri = open_doc(client, workspace / "rules" / "auth_test.yaml", TEST_FILE, language="yaml")
     rules_uri = (workspace / "rules" / "auth.fluo").as_uri()

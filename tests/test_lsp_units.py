@@ -208,6 +208,19 @@ def test_test_files_may_name_rule_folders_and_restrict_with_only(tmp_path: Path)
     assert [text[:start].count("\n") for _, start, _ in refs] == [4, 5]
 
 
+def test_a_test_file_naming_an_empty_rule_folder_gets_problems_not_a_crash(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    text = "rules: [empty]\ncases:\n  - name: c\n    spans: [{name: x}]\n    expect: [{rule: r}]\n"
+    path = tmp_path / "t_test.yaml"
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    exact = index.test_problems(read_test_file(path, text))
+    assert [(p.code, text[p.start : p.end]) for p in exact] == [("unknown-rule", "r")]
+    [runner] = index.runner_problems(path, text)
+    assert (runner.code, text[runner.start : runner.end]) == ("test-file", "rules: [empty]")
+    assert runner.message == f"{tmp_path / 'empty'}: no .fluo files in this folder"
+
+
 def test_hover_on_a_windowed_rule_and_on_a_coerced_set() -> None:
     text = "rule w {\n  window 1m\n  expect window.has(status == error)\n}\n"
     doc = RuleDocument("x.fluo", text)

@@ -30,11 +30,17 @@ _SKIPPED_DIRS = {"node_modules", "__pycache__"}
 
 @dataclass(frozen=True)
 class Problem:
-    """Something wrong with a test file, at a 1-based line of it."""
+    """Something wrong with a test file, at a 1-based line of it.
+
+    `code` sorts problems for the language server, which finds some of them with
+    exact ranges itself: `yaml`, `missing-rules-file`, `missing-fixture`,
+    `unknown-rule`; every other problem is `test-file`.
+    """
 
     path: str
     line: int
     message: str
+    code: str = "test-file"
 
     def format(self) -> str:
         return f"{self.path}:{self.line}: {self.message}"
@@ -161,15 +167,17 @@ class RuleLoader:
 class _Reader:
     """Reads one test file; collects problems instead of stopping at the first."""
 
-    def __init__(self, path: Path, rules: RuleLoader) -> None:
+    def __init__(self, path: Path, rules: RuleLoader, text: str | None = None) -> None:
         self.file = TestFile(path, display_path(path))
+        self.text = text
         self.where = self.file.display
         self.rules = rules
         self.rule_ids: set[str] = set()
         self.disabled: set[str] = set()
 
-    def problem(self, line: int, message: str, case: Case | None = None) -> None:
-        (case.problems if case is not None else self.file.problems).append(Problem(self.where, line, message))
+    def problem(self, line: int, message: str, case: Case | None = None, code: str = "test-file") -> None:
+        problem = Problem(self.where, line, message, code)
+        (case.problems if case is not None else self.file.problems).append(problem)
 
     def unknown_keys(self, mapping: LineDict, known: tuple[str, ...], what: str, case: Case | None = None) -> bool:
         bad = False
@@ -187,16 +195,18 @@ class _Reader:
         return self.file
 
     def _read(self) -> TestFile:
-        try:
-            text = self.file.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            self.problem(1, f"cannot read the test file: {reason}")
-            return self.file
+        text = self.text
+        if text is None:
+            try:
+                text = self.file.path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.problem(1, f"cannot read the test file: {reason}")
+                return self.file
         try:
             doc = load(text)
         except YamlError as exc:
-            self.problem(exc.line, str(exc))
+            self.problem(exc.line, str(exc), code="yaml")
             return self.file
         if not isinstance(doc, LineDict):
             self.problem(line_of(doc), "a test file is a mapping with `rules:` and `cases:`")
@@ -226,7 +236,7 @@ class _Reader:
             default = default_rules(self.file.path)
             if not default.exists():
                 missing = f"no `rules:` given and {default.name} does not exist next to the test file"
-                self.problem(1, f"{missing}; add `rules: [FILE.fluo]`")
+                self.problem(1, f"{missing}; add `rules: [FILE.fluo]`", code="missing-rules-file")
                 return
             entries = [(default, 1)]
         else:
@@ -238,7 +248,7 @@ class _Reader:
             entries = [(base / x, n) for x, n in zip(items, lines, strict=True)]
         for path, n in entries:
             if not path.exists():
-                self.problem(n, f"rule file {display_path(path)} does not exist")
+                self.problem(n, f"rule file {display_path(path)} does not exist", code="missing-rules-file")
         if self.file.problems:
             return
         self.file.rule_paths = [p for p, _ in entries]
@@ -297,7 +307,7 @@ class _Reader:
                 continue
             path = self.file.path.parent / item
             if not path.is_file():
-                self.problem(n, f"trace file {display_path(path)} does not exist", case)
+                self.problem(n, f"trace file {display_path(path)} does not exist", case, code="missing-fixture")
                 continue
             case.traces.append((path, n))
 
@@ -339,7 +349,7 @@ class _Reader:
             hint = nearest(rule, sorted(self.rule_ids))
             tip = f"did you mean `{hint}`?" if hint else f"the rules here are {', '.join(sorted(self.rule_ids))}"
             files = ", ".join(display_path(p) for p in self.file.rule_paths)
-            self.problem(line, f"no rule `{rule}` in {files}; {tip}", case)
+            self.problem(line, f"no rule `{rule}` in {files}; {tip}", case, code="unknown-rule")
             return False
         return True
 
@@ -424,8 +434,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_test_file(path: Path, rules: RuleLoader | None = None) -> TestFile:
-    return _Reader(path, rules or RuleLoader()).read()
+def load_test_file(path: Path, rules: RuleLoader | None = None, *, text: str | None = None) -> TestFile:
+    """The test file at `path`, or `text` read as if it were there (an editor's unsaved buffer)."""
+    return _Reader(path, rules or RuleLoader(), text).read()
 
 
 def load_test_files(paths: Iterable[Path], rules: RuleLoader | None = None) -> list[TestFile]:
