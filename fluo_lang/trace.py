@@ -179,13 +179,34 @@ class _Indexed:
 
 
 class Trace(_Indexed):
-    """All spans sharing one trace id, with structure and indexes computed on demand."""
+    """All spans sharing one trace id, with structure and indexes computed on demand.
 
-    __slots__ = ("__weakref__", "_bounds", "_by_id", "_children", "_index", "_root", "_root_done", "spans", "trace_id")
+    A span id given more than once (an exporter resending a batch the receiver
+    already took, or one file read twice) is one span: the last copy is kept, in
+    the place of the first, and `duplicates` counts the copies dropped.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_bounds",
+        "_by_id",
+        "_children",
+        "_index",
+        "_root",
+        "_root_done",
+        "duplicates",
+        "spans",
+        "trace_id",
+    )
 
     def __init__(self, trace_id: bytes, spans: Iterable[Span]) -> None:
         self.trace_id = trace_id
         self.spans: list[Span] = list(spans)
+        self.duplicates = 0
+        if len({s.span_id for s in self.spans}) != len(self.spans):
+            unique = {s.span_id: s for s in self.spans}
+            self.duplicates = len(self.spans) - len(unique)
+            self.spans = list(unique.values())
         ref = weakref.ref(self)
         for span in self.spans:
             span.trace_ref = ref

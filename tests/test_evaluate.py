@@ -11,9 +11,10 @@ import pytest
 from conformance_cases import RULE_FILE_NAME, Case, load_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests_paths import EXAMPLE_RULES, EXAMPLE_TRACES
 
 from fluo_lang import evaluate
-from fluo_lang.api import analyze, compile_program
+from fluo_lang.api import analyze, analyze_paths, compile_program
 from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
@@ -296,3 +297,23 @@ def test_rules_looping_over_one_index_bucket_run_under_one_lookup() -> None:
         assert positions == sorted(positions), label  # in rule order, as signals are reported
         assert [program.trace_rules[i].id for i in positions] == fired, label
         assert [r.id for r in program.trace_rules if r.fires(tr)] == fired, label
+
+
+def test_a_span_sent_twice_is_one_span() -> None:
+    """A batch resent after the receiver took it, or a file read twice: each span id counts once, the last copy kept."""
+    first = Span(trace_id=b"t" * 16, span_id=b"a" * 8, name="login", service="auth", start=0, end=10)
+    again = Span(trace_id=b"t" * 16, span_id=b"a" * 8, name="login", service="auth", start=0, end=30)
+    other = Span(trace_id=b"t" * 16, span_id=b"b" * 8, name="db", service="auth", start=0, end=5)
+    tr = trace(first, other, again)
+    assert tr.spans == [again, other] and tr.duplicates == 1
+    assert trace(first, other).duplicates == 0
+    program = program_for("rule r { expect trace.spans.where(service == 'auth').count() <= 2 }")
+    assert program.evaluate_trace(tr) == []
+
+
+def test_one_trace_file_read_twice_fires_as_read_once() -> None:
+    storm = next(p for p in EXAMPLE_TRACES if p.name == "auth_retry_storm.json")
+    program = compile_program(analyze_paths([EXAMPLE_RULES]))
+    once = [s.to_json() for t in assemble(load_trace_files([storm])) for s in program.evaluate_trace(t)]
+    twice = [s.to_json() for t in assemble(load_trace_files([storm, storm])) for s in program.evaluate_trace(t)]
+    assert once and [(s["rule"], s["observed"]) for s in twice] == [(s["rule"], s["observed"]) for s in once]
