@@ -16,6 +16,7 @@ from . import builtins as b
 from . import types as t
 from .ir import Node, RuleIR
 from .typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
+from .values import ARITH, arith
 
 
 class _Lowering:
@@ -158,19 +159,10 @@ def fold_constants(root: Node) -> Node:
         if n.op == "neg" and n.args[0].op == "const" and not isinstance(n.args[0].value, bool):
             return Node("const", n.type, value=-n.args[0].value, span=n.span)
         if n.op == "arith" and all(a.op == "const" for a in n.args):
-            a, c = n.args[0].value, n.args[1].value
-            if isinstance(a, bool) or isinstance(c, bool):
+            to_int = n.type in (t.DURATION, t.TIMESTAMP)
+            value = arith(ARITH[n.value], to_int, n.args[0].value, n.args[1].value)
+            if value is None:  # missing at run time (a division by zero, an overflow): left to the evaluator
                 return None
-            if n.value == "/" and c == 0:
-                return None
-            value = {
-                "+": lambda: a + c,
-                "-": lambda: a - c,
-                "*": lambda: a * c,
-                "/": lambda: a / c,
-            }[n.value]()
-            if n.type == t.DURATION:
-                value = round(value)
             return Node("const", n.type, value=value, span=n.span)
         return None
 

@@ -28,7 +28,7 @@ from .cost import BudgetExhausted, Meter, Poly, estimate
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import Span, Trace, Window, windows_of
-from .values import format_timestamp, to_json
+from .values import ARITH, arith, format_timestamp, to_json
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
@@ -41,12 +41,6 @@ _CMP: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     ">": operator.gt,
     ">=": operator.ge,
-}
-_ARITH: dict[str, Callable[[Any, Any], Any]] = {
-    "+": operator.add,
-    "-": operator.sub,
-    "*": operator.mul,
-    "/": operator.truediv,
 }
 _EMPTY: list[Span] = []
 _UNSET = object()
@@ -168,16 +162,6 @@ def _index(m: Any, k: Any) -> Any:
     return None
 
 
-def _arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
-    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
-        return None
-    try:
-        v = op(a, b)
-    except (TypeError, ZeroDivisionError, OverflowError):
-        return None
-    return round(v) if to_int and isinstance(v, float) else v
-
-
 def _neg(v: Any) -> Any:
     return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
 
@@ -201,7 +185,7 @@ _RUNTIME: dict[str, Any] = {
     "_Span": Span,
     "_attr_nested": _attr_nested,
     "_attr_of": _attr_of,
-    "_arith": _arith,
+    "_arith": arith,
     "_index": _index,
     "_kind": _kind,
     "_member": _member,
@@ -745,7 +729,7 @@ class _Gen:
         return f"(isinstance({a} := {self.expr(n.args[0], it, depth)}, str) and {search}({a}) is not None)"
 
     def op_arith(self, n: Node, it: str, depth: int) -> str:
-        op = self.c.const(_ARITH[n.value])
+        op = self.c.const(ARITH[n.value])
         to_int = n.type in (t.DURATION, t.TIMESTAMP)
         return f"_arith({op}, {to_int}, {self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
+from math import isfinite
 from typing import Any
 
 _UNITS = (
@@ -13,6 +16,41 @@ _UNITS = (
     ("ms", 1_000_000),
     ("us", 1_000),
 )
+
+
+ARITH: dict[str, Callable[[Any, Any], Any]] = {
+    "+": operator.add,
+    "-": operator.sub,
+    "*": operator.mul,
+    "/": operator.truediv,
+}
+
+
+NS_LIMIT = 1 << 63
+"""Durations and timestamps are 64-bit nanosecond counts, as in OTLP: a result beyond one is missing."""
+
+
+def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
+    """`a op b`, or None (missing) for a missing operand, a division by zero, or a result that is no number.
+
+    A float result that overflows or is not a number (`1e308 * 10`, `0.0 * x` for
+    an infinite `x`) is missing, as a division by zero is; so is a duration or
+    timestamp past 64 bits of nanoseconds (about 292 years).
+    """
+    if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
+        return None
+    try:
+        v = op(a, b)
+    except (TypeError, ZeroDivisionError, OverflowError):
+        return None
+    if isinstance(v, float):
+        if not isfinite(v):
+            return None
+        if to_int:
+            v = round(v)
+    if to_int and not -NS_LIMIT <= v < NS_LIMIT:
+        return None
+    return v
 
 
 def format_duration(ns: int | float) -> str:
@@ -58,13 +96,15 @@ def to_json(value: Any, type_name: str | None = None) -> Any:
     """A JSON-friendly value; durations and timestamps become their readable text."""
     if value is None:
         return None
-    if type_name == "duration" and isinstance(value, int | float) and not isinstance(value, bool):
+    if type_name == "duration" and isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
         return format_duration(value)
     if type_name == "timestamp" and isinstance(value, int) and not isinstance(value, bool):
         return format_timestamp(value)
     if isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
+        if not isfinite(value):  # JSON has no NaN or infinity: their names, as protobuf's JSON mapping writes them
+            return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
         return round(value, 6)
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]

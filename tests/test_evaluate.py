@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import keyword
 import re
 import tokenize
@@ -19,6 +20,7 @@ from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import Span, Trace, assemble
+from fluo_lang.values import ARITH, arith
 
 GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
@@ -317,3 +319,45 @@ def test_one_trace_file_read_twice_fires_as_read_once() -> None:
     once = [s.to_json() for t in assemble(load_trace_files([storm])) for s in program.evaluate_trace(t)]
     twice = [s.to_json() for t in assemble(load_trace_files([storm, storm])) for s in program.evaluate_trace(t)]
     assert once and [(s["rule"], s["observed"]) for s in twice] == [(s["rule"], s["observed"]) for s in once]
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "1e308 * 10 > 1.0",  # folded at compile time
+        "trace.duration * 1e308 * 10 > 1s",
+        "trace.duration / 1e-320 > 1s",
+        "trace.duration * (0.0 * 1e400) > 1s",  # not a number
+        "trace.root.start + 99999999999999h > trace.root.end",  # past 64 bits of nanoseconds
+        "trace.root.start - 99999999999999h < trace.root.end",
+    ],
+)
+def test_arithmetic_past_what_a_number_holds_is_missing(expr: str) -> None:
+    """An overflow or a result that is not a number is missing, like a division by zero: never a crash."""
+    root = Span(trace_id=b"t" * 16, span_id=b"r" * 8, name="root", start=10**18, end=10**18 + 5 * 10**9)
+    program = program_for(f"rule r {{ detect {expr} }}")
+    assert program.evaluate_trace(trace(root)) == []  # a comparison with a missing side does not hold
+
+
+def test_arith_gives_missing_for_overflow_and_not_a_number() -> None:
+    mul, add = ARITH["*"], ARITH["+"]
+    assert arith(mul, False, 1e308, 10) is None
+    assert arith(mul, True, 10**9, float("nan")) is None
+    assert arith(add, True, 2**62, 2**62) is None  # a timestamp past 64 bits of nanoseconds
+    assert arith(add, True, -(2**62), -(2**62)) == -(2**63)
+    assert arith(mul, True, 3, 0.5) == 2  # durations round to whole nanoseconds
+    assert arith(ARITH["/"], False, 1, 0) is None
+
+
+def test_signals_are_json_with_nan_and_infinity_by_name() -> None:
+    """JSON has no NaN or infinity (OTLP doubles may be either): signals name them, as protobuf's JSON mapping does."""
+    spans = [span("a", n=float("nan")), span("bb", n=float("inf")), span("ccc", n=float("-inf"))]
+    program = program_for(
+        "rule nan { detect trace.spans.sum(n) != 0.0 }\n"
+        "rule inf { detect trace.spans.where(name == 'bb').max(n) > 1e400 or 1e400 > 0.0 }\n"
+    )
+    out = [json.loads(json.dumps(s.to_json(), allow_nan=False)) for s in program.evaluate_trace(trace(*spans))]
+    assert [(s["rule"], s["observed"]) for s in out] == [
+        ("nan", {"sum": "NaN", "bound": 0.0}),
+        ("inf", {"max": "Infinity", "bound": "Infinity", "left": "Infinity", "right": 0.0}),
+    ]

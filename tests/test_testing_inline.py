@@ -114,6 +114,13 @@ def test_ids_are_deterministic_and_depend_on_the_seed() -> None:
             "start",
             "expected a duration with a unit, like 20ms or 1.5s, got 'soon'",
         ),
+        (
+            [{"name": "a", "duration": "99999999999999999999h"}],
+            0,
+            "duration",
+            "'99999999999999999999h' is past what a span's time can hold (about 292 years)",
+        ),
+        ([{"name": "a", "start": "106752d"}], 0, "start", "past what a span's time can hold"),
         ([{"name": "a", "status": "eror"}], 0, "status", "expected one of unset, ok, error, got 'eror'; did you mean"),
         ([{"name": "a", "kind": "sever"}], 0, "kind", "did you mean `server`?"),
         ([{"name": "a", "attributes": [1]}], 0, "attributes", "expected a mapping of names to values, got [1]"),

@@ -32,6 +32,7 @@ from typing import Any
 from fluo_lang.diagnostics import nearest
 from fluo_lang.parser import DURATION_UNITS
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
+from fluo_lang.values import NS_LIMIT
 
 ORIGIN_NS = 1_767_225_600 * 10**9
 """2026-01-01T00:00:00Z: the instant `start: 0s` means."""
@@ -144,6 +145,8 @@ class _Item:
         ns = parse_duration(value)
         if ns is None:
             raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
+        if ns >= NS_LIMIT:
+            raise self.fail(where, key, f"{_show(value)} is past what a span's time can hold (about 292 years)")
         return ns
 
     def _mapping(self, key: str, where: str) -> dict[str, Any]:
