@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -62,6 +64,17 @@ def settled(rt: RuntimeThread) -> bool:
 def metric(rt: RuntimeThread, name: str, **labels: str) -> float:
     value = rt.runtime.metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else float(value)
+
+
+def post(url: str, body: bytes, content_type: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """POST `body`; the status, headers and body of the answer, whatever the status."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type, **headers}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, dict(exc.headers), exc.read()
 
 
 # ---------------------------------------------------------------------------

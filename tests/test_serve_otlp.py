@@ -17,21 +17,11 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, config, metric, settled, wait_for
+from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, config, metric, post, settled, wait_for
 
 from fluo_lang.otlp import load_trace_file, spans_to_request
 from fluo_run.serve.runtime import RuntimeThread
 from fluo_run.serve.sinks import CallbackSink
-
-
-def post(url: str, body: bytes, content_type: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type, **headers}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, dict(exc.headers), exc.read()
 
 
 def by_rule(signals: list[dict[str, Any]]) -> dict[str, set[str]]:

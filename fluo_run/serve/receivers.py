@@ -242,21 +242,55 @@ def decode_json(body: bytes) -> Decoded:
     return Decoded(spans, rejected, problem)
 
 
-async def _body(request: web.Request) -> bytes:
-    """The request body; aiohttp has already undone a gzip or deflate Content-Encoding."""
-    encoding = request.headers.get("Content-Encoding", "identity").lower()
-    if encoding not in ("identity", "", "gzip", "deflate"):
-        raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip or none")
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, "request body too large") from None
-    except (web.HTTPException, RequestPayloadError, zlib.error, EOFError, OSError):
-        if encoding in ("gzip", "deflate"):
+def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """`data` with its gzip or deflate Content-Encoding undone; at most `limit` bytes once inflated.
+
+    Gzip bodies may hold several members, as `gzip.decompress` reads them. Deflate is
+    zlib-wrapped as HTTP says, or raw as some clients send it (told by the first byte).
+    """
+    if encoding == "gzip":
+        wbits = 16 + zlib.MAX_WBITS
+    else:
+        wbits = zlib.MAX_WBITS if data[:1] and data[0] & 0x0F == 8 else -zlib.MAX_WBITS
+    parts: list[bytes] = []
+    size = 0
+    while data:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            part = inflater.decompress(data, limit + 1 - size)
+        except zlib.error:
             raise TraceInputError(
                 f"request body: Content-Encoding is {encoding} but the body is not {encoding} data"
             ) from None
+        size += len(part)
+        if size > limit:
+            raise Refusal(
+                413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes once {encoding} is undone"
+            )
+        if not inflater.eof:
+            raise TraceInputError(f"request body: the {encoding} data is cut short")
+        parts.append(part)
+        data = inflater.unused_data if encoding == "gzip" else b""
+    return b"".join(parts)
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    """The request body with a gzip or deflate Content-Encoding undone, at most `limit` bytes.
+
+    The HTTP site reads bodies as sent (`auto_decompress=False`): when aiohttp undoes
+    the encoding, a body that is not what its header says fails inside aiohttp, which
+    logs a traceback for every such request, and a cut-short gzip body goes unnoticed.
+    """
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip", "deflate"):
+        raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip or none")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes") from None
+    except (web.HTTPException, RequestPayloadError, OSError):
         raise TraceInputError("request body: the connection broke while reading it") from None
+    return _inflate(body, encoding, limit) if encoding in ("gzip", "deflate") else body
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +336,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
         try:
-            body = await _body(request)
+            body = await _body(request, intake.max_body_bytes)
             intake.admit("http", body)
             if ctype == JSON:
                 decoded = decode_json(body)
@@ -318,6 +352,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
             intake.metrics.requests.labels("http", "malformed").inc()
+            log.debug("OTLP/HTTP export from %s refused: %s", request.remote, exc)
             return _http_error(400, str(exc), reply_type)
         intake.take(decoded, "http")
         return _export_response(decoded, reply_type)
@@ -378,9 +413,9 @@ class TraceService:
             request = decode_traces(body)
         except (DecodeError, RuntimeError, ValueError) as exc:
             intake.metrics.requests.labels("grpc", "malformed").inc()
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"not an OTLP ExportTraceServiceRequest: {exc or 'cannot parse'}"
-            )
+            message = f"not an OTLP ExportTraceServiceRequest: {exc or 'cannot parse'}"
+            log.debug("OTLP/gRPC export from %s refused: %s", context.peer(), message)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
         decoded = decode_request(request, intake.prefetch(), body if intake.share() else None)
         intake.take(decoded, "grpc")
         resp = ExportTraceServiceResponse()

@@ -176,7 +176,7 @@ class Runtime:
     async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.add_routes(routes)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
         await runner.setup()
         self._runners.append(runner)
         host, port = address
