@@ -27,8 +27,8 @@ from .builtins import Member
 from .cost import BudgetExhausted, Meter, Poly, estimate
 from .ir import Node, RuleIR
 from .regex import compile_regex
-from .trace import Span, Trace, Window, windows_of
-from .values import ARITH, arith, format_timestamp, to_json
+from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, tumbling
+from .values import ARITH, arith, format_duration, format_timestamp, to_json
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
@@ -1186,9 +1186,24 @@ class Program:
             assert r.ir.window_ns is not None
             by_length.setdefault(r.ir.window_ns, []).append(r)
         for length, rules in sorted(by_length.items()):
-            for w in windows_of(traces, length):
+            windows, gaps = tumbling(traces, length)
+            for w in windows:
                 out.extend(self.evaluate_window(w, rules))
+            out.extend(self._gap_signal(gap, length, rules) for gap in gaps)
         return out
+
+    @staticmethod
+    def _gap_signal(gap: Gap, length: int, rules: list[CompiledRule]) -> Signal:
+        """The signal that says a run of empty windows was not evaluated (see `trace.tumbling`)."""
+        skipped = [r.id for r in rules]
+        observed = {"empty_windows": gap.count, "max_empty_windows": MAX_EMPTY_WINDOWS, "rules_skipped": skipped}
+        message = (
+            f"{gap.count:,} empty {format_duration(length)} windows in a row, more than {MAX_EMPTY_WINDOWS:,}, "
+            f"were not evaluated; {len(skipped)} rule(s) not evaluated on them: {', '.join(skipped[:10])}"
+            f"{', ...' if len(skipped) > 10 else ''}"
+        )
+        start, end = format_timestamp(gap.start), format_timestamp(gap.end)
+        return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
 
     def evaluate(self, traces: list[Trace]) -> list[Signal]:
         """Per-trace rules on each trace in order, then windowed rules."""

@@ -18,6 +18,7 @@ import gc
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -346,15 +347,53 @@ class Window(_Indexed):
         return self.end - self.start
 
 
-def windows_of(traces: Iterable[Trace], length_ns: int) -> list[Window]:
-    """Tumbling windows of `length_ns`, each trace placed by its completion (latest span end)."""
+MAX_EMPTY_WINDOWS = 10_000
+"""The most windows with no trace evaluated in a row between two with traces (see `tumbling`)."""
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A run of `count` empty windows, from `start` to `end`, too long to evaluate one by one."""
+
+    start: int
+    end: int
+    count: int
+
+
+def tumbling(
+    traces: Iterable[Trace], length_ns: int, max_empty: int = MAX_EMPTY_WINDOWS
+) -> tuple[list[Window], list[Gap]]:
+    """Tumbling windows of `length_ns`, each trace placed by its completion (latest span end), and the gaps left out.
+
+    Every window from the first with a trace to the last is evaluated, empty ones
+    too: a rule such as `window.traces.count() > 0` is about the windows where
+    nothing came. A run of more than `max_empty` empty windows (traces far apart
+    in time) is returned as a `Gap` instead of one window each.
+    """
     buckets: dict[int, list[Trace]] = {}
     for t in traces:
         if not t.spans:
             continue
         k = t.end // length_ns
         buckets.setdefault(k, []).append(t)
-    return [Window(k * length_ns, (k + 1) * length_ns, buckets[k]) for k in sorted(buckets)]
+    windows: list[Window] = []
+    gaps: list[Gap] = []
+    previous: int | None = None
+    for k in sorted(buckets):
+        if previous is not None and k - previous > 1:
+            empty = k - previous - 1
+            if empty <= max_empty:
+                windows.extend(Window(j * length_ns, (j + 1) * length_ns, []) for j in range(previous + 1, k))
+            else:
+                gaps.append(Gap((previous + 1) * length_ns, k * length_ns, empty))
+        windows.append(Window(k * length_ns, (k + 1) * length_ns, buckets[k]))
+        previous = k
+    return windows, gaps
+
+
+def windows_of(traces: Iterable[Trace], length_ns: int) -> list[Window]:
+    """The windows of `tumbling`, without the gaps it left out."""
+    return tumbling(traces, length_ns)[0]
 
 
 @contextmanager

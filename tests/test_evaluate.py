@@ -19,7 +19,7 @@ from fluo_lang.api import analyze, analyze_paths, compile_program
 from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
-from fluo_lang.trace import Span, Trace, assemble
+from fluo_lang.trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, assemble, tumbling
 from fluo_lang.values import ARITH, arith
 
 GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
@@ -361,3 +361,39 @@ def test_signals_are_json_with_nan_and_infinity_by_name() -> None:
         ("nan", {"sum": "NaN", "bound": 0.0}),
         ("inf", {"max": "Infinity", "bound": "Infinity", "left": "Infinity", "right": 0.0}),
     ]
+
+
+def test_windows_with_no_trace_between_two_with_traces_are_evaluated() -> None:
+    """A heartbeat rule (`window.traces.count() > 0`) fires on the windows where nothing came."""
+    minute = 60 * 10**9
+
+    def at(minutes: int, sid: int) -> Trace:
+        end = minutes * minute + 10
+        (tr,) = assemble([Span(trace_id=bytes([sid]) * 16, span_id=bytes([sid]) * 8, name="x", start=end - 5, end=end)])
+        return tr
+
+    program = program_for("rule beat { window 1m\n expect window.traces.count() > 0 }")
+    signals = program.evaluate_windows([at(0, 1), at(3, 2), at(4, 3)])
+    assert [(s.rule, s.window_start, s.observed) for s in signals] == [
+        ("beat", "1970-01-01T00:01:00.000000Z", {"count": 0, "bound": 0}),
+        ("beat", "1970-01-01T00:02:00.000000Z", {"count": 0, "bound": 0}),
+    ]
+    windows, gaps = tumbling([at(0, 1), at(3, 2)], minute, max_empty=1)
+    assert [w.start // minute for w in windows] == [0, 3] and gaps == [Gap(minute, 3 * minute, 2)]
+
+
+def test_a_run_of_empty_windows_too_long_to_evaluate_is_a_truncation_signal() -> None:
+    second = 10**9
+    far = [
+        Span(trace_id=b"a" * 16, span_id=b"a" * 8, name="x", start=0, end=1),
+        Span(trace_id=b"b" * 16, span_id=b"b" * 8, name="x", start=0, end=(MAX_EMPTY_WINDOWS + 5) * second),
+    ]
+    program = program_for("rule beat { window 1s\n expect window.traces.count() > 0 }")
+    [gap] = program.evaluate_windows(assemble(far))
+    assert gap.rule == evaluate.TRUNCATED_RULE and gap.window_start == "1970-01-01T00:00:01.000000Z"
+    assert gap.observed == {
+        "empty_windows": MAX_EMPTY_WINDOWS + 4,
+        "max_empty_windows": 10_000,
+        "rules_skipped": ["beat"],
+    }
+    assert gap.message.startswith("10,004 empty 1s windows in a row, more than 10,000, were not evaluated")
