@@ -114,6 +114,22 @@ def test_a_well_formed_file(tmp_path: Path) -> None:
     assert [e.line for e in case.expect] == [6, 7, 8]
 
 
+def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
+    """`traces: folder` loads its trace files, as `fluo eval --traces folder` does; an empty folder is a problem."""
+    write(tmp_path, "r.fluo", RULES)
+    write(tmp_path, "fixtures/b.json", "{}")
+    write(tmp_path, "fixtures/sub/a.json.gz", "")
+    write(tmp_path, "fixtures/notes.txt", "")
+    (tmp_path / "empty").mkdir()
+    body = "cases:\n  - name: all\n    traces: fixtures\n    expect: []\n  - name: none\n    traces: [empty]\n"
+    f = load_test_file(write(tmp_path, "r_test.yaml", body))
+    full, empty = f.cases
+    assert full.traces == [(tmp_path / "fixtures/b.json", 3), (tmp_path / "fixtures/sub/a.json.gz", 3)]
+    assert [(p.line, p.message, p.code) for p in empty.problems] == [
+        (6, "no trace files (OTLP JSON or protobuf) in folder empty", "test-file")
+    ]
+
+
 @pytest.mark.parametrize(
     ("body", "line", "message"),
     [

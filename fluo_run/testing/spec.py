@@ -16,6 +16,7 @@ from typing import Any
 
 from fluo_lang.api import Analysis, RuleSourceError, analyze, read_sources
 from fluo_lang.diagnostics import nearest
+from fluo_lang.otlp import trace_files_in
 from fluo_lang.trace import Span
 
 from .document import LineDict, LineList, YamlError, line_of, load
@@ -306,6 +307,12 @@ class _Reader:
                 self.problem(n, "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
                 continue
             path = self.file.path.parent / item
+            if path.is_dir():  # a folder: its trace files, as `fluo eval --traces` reads one
+                found = trace_files_in(path)
+                if not found:
+                    self.problem(n, f"no trace files (OTLP JSON or protobuf) in folder {display_path(path)}", case)
+                case.traces.extend((f, n) for f in found)
+                continue
             if not path.is_file():
                 self.problem(n, f"trace file {display_path(path)} does not exist", case, code="missing-fixture")
                 continue
