@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
 import socket
 import zlib
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from click.testing import CliRunner
 from serve_support import config, metric, post, wait_for
 
+from fluo_run.cli import main
 from fluo_run.serve.runtime import RuntimeThread
+from fluo_run.serve.store import SignalStore
 
 EMPTY = b'{"resourceSpans": []}'
 
@@ -79,3 +84,70 @@ def test_a_refused_body_is_one_debug_line_not_a_traceback(tmp_path: Path, caplog
         " data",
         "OTLP/HTTP export from 127.0.0.1 refused: request body: the connection broke while reading it",
     ]
+
+
+# ---------------------------------------------------------------------------
+# `fluo signals`
+
+
+def signal_at(time: str, rule: str) -> dict[str, Any]:
+    return {"rule": rule, "severity": "error", "message": "m", "trace_id": "a" * 32, "time": time}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    path = tmp_path / "fluo-signals.db"
+    with contextlib.closing(SignalStore(path)) as s:
+        s.add([signal_at("2026-01-01T00:00:00.000000Z", "now"), signal_at("2200-01-01T00:00:00.000000Z", "later")])
+    return str(path)
+
+
+def signals(*args: str) -> tuple[int, list[str]]:
+    """`fluo signals` run in-process: its exit status and the lines it wrote (stdout and stderr)."""
+    result = CliRunner().invoke(main, ["signals", *args])
+    return result.exit_code, result.output.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("bound", "expected"),
+    [
+        (["--since", "0001-01-01T00:00:00Z"], ["now", "later"]),
+        (["--since", "9999-12-31T23:59:59Z"], []),
+        (["--until", "0001-01-01T00:00:00Z"], []),
+        (["--until", "9999-12-31T23:59:59Z"], ["now", "later"]),
+        (["--since", "2100-01-01T00:00:00+01:00", "--until", "9999-12-31T23:59:59-01:00"], ["later"]),
+        (["--since", "106000d"], ["now", "later"]),  # 290 years ago
+    ],
+)
+def test_times_outside_what_the_store_holds_match_everything_or_nothing(
+    store: str, bound: list[str], expected: list[str]
+) -> None:
+    code, lines = signals("--db", store, "--format", "jsonl", *bound)
+    assert code == 0
+    assert [json.loads(line)["rule"] for line in lines if line.startswith("{")] == expected
+
+
+@pytest.mark.parametrize("flag", ["--since", "--until"])
+@pytest.mark.parametrize("ago", ["99999999999h", "106752d", pytest.param("9" * 400 + "s", id="infinite")])
+def test_a_duration_ago_past_64_bits_of_nanoseconds_is_a_usage_error(store: str, flag: str, ago: str) -> None:
+    assert signals("--db", store, flag, ago) == (
+        2,
+        [f"fluo: {flag}: {ago!r} is longer than a duration can be (about 292 years); give less or an RFC 3339 time"],
+    )
+
+
+def test_a_signal_past_2262_is_stored_at_the_last_time_the_store_holds(store: str) -> None:
+    with contextlib.closing(SignalStore(store)) as s:
+        s.add([signal_at("2500-01-01T00:00:00.000000Z", "far")])
+    code, lines = signals("--db", store, "--format", "jsonl", "--since", "2262-01-01T00:00:00Z")
+    assert code == 0
+    assert [json.loads(line)["time"] for line in lines] == ["2500-01-01T00:00:00.000000Z"]
+
+
+@pytest.mark.parametrize("trace", ["zz", "a" * 31, "a" * 33, "g" * 32, " " + "a" * 32])
+def test_a_trace_id_that_is_not_32_hex_digits_is_a_usage_error(store: str, trace: str) -> None:
+    assert signals("--db", store, "--trace", trace) == (
+        2,
+        [f"fluo: --trace: {trace!r} is not a trace id; give its 32 hex digits, e.g. 4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
+    assert signals("--db", store, "--format", "jsonl", "--trace", "A" * 32)[1] != []

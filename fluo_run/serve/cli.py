@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import click
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest
-from fluo_lang.values import format_duration
+from fluo_lang.values import NS_LIMIT, format_duration
 
 from .config import (
     DEFAULT_DB,
@@ -31,6 +32,7 @@ from .config import (
 from .store import SEVERITY_ORDER, SignalFilter, SignalStore, parse_time
 
 OFF = ("off", "none", "false", "0", "")
+_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -336,12 +338,17 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
 
 
 def _time_bound(text: str | None, flag: str) -> int | None:
+    """`--since`/`--until` as nanoseconds since the epoch: a duration ago, or an RFC 3339 time (any year)."""
     if text is None:
         return None
     try:
-        return time.time_ns() - int(parse_duration(text, flag) * 1e9)
+        ago = parse_duration(text, flag) * 1e9
     except ConfigError:
         pass
+    else:
+        if not ago < NS_LIMIT:
+            _fail(f"{flag}: {text!r} is longer than a duration can be (about 292 years); give less or an RFC 3339 time")
+        return time.time_ns() - int(ago)
     try:
         return parse_time(text)
     except ValueError:
@@ -391,7 +398,7 @@ def print_table(signals: list[dict[str, Any]]) -> None:
 @click.option("--severity", type=click.Choice(SEVERITY_ORDER), help="Only signals at least this severe.")
 @click.option("--since", help="Signal time from: a duration ago (15m) or an RFC 3339 time.")
 @click.option("--until", help="Signal time before: a duration ago or an RFC 3339 time.")
-@click.option("--trace", "trace_id", help="Only this trace id (hex).")
+@click.option("--trace", "trace_id", help="Only this trace id (32 hex digits).")
 @click.option(
     "--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many, the newest."
 )
@@ -415,8 +422,8 @@ def signals_command(
       fluo signals --severity error --since 1h
       fluo signals --rule auth_retry_storm --format jsonl | jq .trace_id
     """
-    if not Path(db).is_file():
-        _fail(f"{db}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
+    if trace_id is not None and not _TRACE_ID.fullmatch(trace_id):
+        _fail(f"--trace: {trace_id!r} is not a trace id; give its 32 hex digits, e.g. 4bf92f3577b34da6a3ce929d0e0e4736")
     where = SignalFilter(
         rules=rules,
         min_severity=severity,
@@ -425,6 +432,8 @@ def signals_command(
         trace_id=trace_id,
         limit=limit,
     )
+    if not Path(db).is_file():
+        _fail(f"{db}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
     import sqlite3
 
     try:

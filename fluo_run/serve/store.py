@@ -2,7 +2,8 @@
 
 Each row is one signal: its JSON as LANGUAGE.md §7 gives it, plus the columns
 `fluo signals` filters on. The signal's `time` is the trace's (or window's) end,
-in nanoseconds since the epoch; `received` is when the runtime stored it.
+in nanoseconds since the epoch (held within 1677 to 2262, see `stored_time`);
+`received` is when the runtime stored it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,15 @@ CREATE INDEX IF NOT EXISTS signals_trace ON signals (trace_id);
 """
 
 
+TIME_NS_MIN, TIME_NS_MAX = -(2**63), 2**63 - 1
+"""The times an INTEGER column holds (SQLite's are 64-bit): 1677-09-21 to 2262-04-11."""
+
+
+def stored_time(ns: int) -> int:
+    """`ns` as the store keeps it: a time outside what its columns hold becomes the nearest one they do."""
+    return min(max(ns, TIME_NS_MIN), TIME_NS_MAX)
+
+
 def parse_time(text: str) -> int:
     """An RFC 3339 timestamp as nanoseconds since the epoch."""
     dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -65,7 +75,7 @@ class SignalStore:
         now = time.time_ns()
         rows = [
             (
-                parse_time(s["time"]),
+                stored_time(parse_time(s["time"])),
                 now,
                 s["rule"],
                 s["severity"],
@@ -96,12 +106,15 @@ class SignalStore:
         if where.min_severity is not None:
             clauses.append("severity_rank >= ?")
             args.append(severity_rank(where.min_severity))
+        # A bound past the last time the store holds matches nothing (since) or everything (until).
         if where.since_ns is not None:
+            if where.since_ns > TIME_NS_MAX:
+                return []
             clauses.append("time_ns >= ?")
-            args.append(where.since_ns)
-        if where.until_ns is not None:
+            args.append(stored_time(where.since_ns))
+        if where.until_ns is not None and where.until_ns <= TIME_NS_MAX:
             clauses.append("time_ns < ?")
-            args.append(where.until_ns)
+            args.append(stored_time(where.until_ns))
         if where.trace_id is not None:
             clauses.append("trace_id = ?")
             args.append(where.trace_id.lower())
