@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import json
 import logging
+import signal
 import socket
 import zlib
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 from click.testing import CliRunner
-from serve_support import config, metric, post, wait_for
+from serve_support import ServeProcess, config, metric, post, wait_for
 
 from fluo_run.cli import main
 from fluo_run.serve.runtime import RuntimeThread
@@ -151,3 +152,75 @@ def test_a_trace_id_that_is_not_32_hex_digits_is_a_usage_error(store: str, trace
         [f"fluo: --trace: {trace!r} is not a trace id; give its 32 hex digits, e.g. 4bf92f3577b34da6a3ce929d0e0e4736"],
     )
     assert signals("--db", store, "--format", "jsonl", "--trace", "A" * 32)[1] != []
+
+
+# ---------------------------------------------------------------------------
+# `fluo serve` settings
+
+LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
+
+
+def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
+    """The exit status of a `fluo serve` that should stop by itself; killed if still running after `timeout`."""
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.proc.poll() is None:
+            proc.kill()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--webhook", "not-a-url"],
+            "--webhook: 'not-a-url' is not an http(s) URL with a host; give e.g. https://alerts.example.com/fluo",
+        ),
+        (
+            ["--webhook", "ftp://alerts/fluo"],
+            "--webhook: 'ftp://alerts/fluo' is not an http(s) URL with a host; give e.g. https://alerts.example.com/fluo",
+        ),
+        (
+            ["--otlp-logs", "also-bad"],
+            "--otlp-logs: 'also-bad' is not an http(s) URL with a host; give e.g. http://collector:4318",
+        ),
+        (
+            ["--otlp-logs", "http://collector:99999", "--otlp-logs-protocol", "grpc"],
+            "--otlp-logs: 'http://collector:99999' is not an http(s) URL with a host; give e.g. http://collector:4318",
+        ),
+        (["--db", "x.db", "--no-db"], "--db x.db and --no-db: give one or the other"),
+        (["--rules", "empty", "--no-db"], "--rules: empty: no .fluo files in this folder"),
+        (["--rules", "nosuch", "--no-db"], "--rules: nosuch: no such file or folder"),
+    ],
+    ids=["webhook", "webhook-scheme", "otlp-logs", "otlp-logs-port", "db-and-no-db", "empty-rules", "no-rules"],
+)
+def test_bad_settings_stop_serve_at_start_with_one_line_and_exit_2(tmp_path: Path, args: list[str], line: str) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = ServeProcess([*LOOPBACK, *args], cwd=tmp_path)
+    assert (exit_status(proc), proc.log) == (2, [f"fluo: {line}"])
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs a file that exists but cannot be read")
+def test_an_unreadable_rule_file_is_a_usage_error(tmp_path: Path) -> None:
+    proc = ServeProcess([*LOOPBACK, "--no-db", "--rules", "/proc/self/mem"], cwd=tmp_path)
+    assert exit_status(proc) == 2
+    assert len(proc.log) == 1 and proc.log[0].startswith("fluo: --rules: cannot read /proc/self/mem: ")
+
+
+def test_db_and_no_db_from_different_sources_follow_the_precedence(tmp_path: Path) -> None:
+    (tmp_path / "no-db.yaml").write_text("no-db: true\n")
+    runs = [
+        (["--no-db"], {"FLUO_DB": "env.db"}, "no sink"),  # the flag wins over the variable
+        (["--config", "no-db.yaml", "--db", "flag.db"], {}, r"sqlite \(flag.db\)"),  # and over the file
+    ]
+    for args, env, sinks in runs:
+        proc = ServeProcess([*LOOPBACK, *args], cwd=tmp_path, env=env)
+        try:
+            proc.expect(rf"signals to: {sinks}")
+            proc.started()
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 0
+        finally:
+            if proc.proc.poll() is None:
+                proc.kill()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest
@@ -111,11 +112,23 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         tls_cert=Path(options["tls_cert"]) if options["tls_cert"] else None,
         tls_key=Path(options["tls_key"]) if options["tls_key"] else None,
     )
-    for p in config.rules:
-        if not p.exists():
-            raise ConfigError(f"--rules: {p}: no such file or folder")
     config.check()
     return config
+
+
+# Where a setting may come from, the one that wins first: a flag, a FLUO_* variable, the --config file.
+_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)
+
+
+def _settle_db(ctx: click.Context, options: dict[str, Any]) -> None:
+    """`--db FILE` against `--no-db`: given from the same source (two flags, or both in the
+    --config file) they are a usage error; from different ones, the winning source decides."""
+    db_from, no_db_from = ctx.get_parameter_source("db"), ctx.get_parameter_source("no_db")
+    if not options["no_db"] or db_from not in _SOURCES or str(options["db"]).strip().lower() in OFF:
+        return
+    if db_from == no_db_from:
+        raise ConfigError(f"--db {options['db']} and --no-db: give one or the other")
+    options["no_db"] = _SOURCES.index(db_from) > _SOURCES.index(no_db_from)
 
 
 def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -308,7 +321,8 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     sink given. SIGHUP (or a changed rule file) reloads the rules; SIGTERM or
     Ctrl-C stops after evaluating what is buffered. Exit status 0 on a clean
     shutdown, 1 when the rules have errors or a port cannot be bound, 2 for a
-    usage error.
+    usage error (a bad setting; a rule path missing, unreadable or without
+    .fluo files).
 
     \b
     Examples:
@@ -316,17 +330,21 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
       fluo serve --http 0.0.0.0:4318 --grpc 0.0.0.0:4317 --auth-token "$TOKEN" --jsonl -
       OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python app.py
     """
-    from .rules import RuleSetError
+    from .rules import RulePathError, RuleSetError
     from .runtime import StartError, log_rule_problems, serve
 
     setup_logging(log_level)
     try:
+        _settle_db(click.get_current_context(), options)
         config = build_config(options)
     except ConfigError as exc:
         _fail(str(exc))
         return
     try:
         code = asyncio.run(serve(config))
+    except RulePathError as exc:
+        _fail(f"--rules: {exc}")
+        return
     except RuleSetError as exc:
         log_rule_problems(exc)
         _fail(f"cannot start: {exc} ({', '.join(str(p) for p in config.rules)})", 1)

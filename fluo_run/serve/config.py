@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import fluo_run
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
@@ -44,6 +45,17 @@ def parse_address(text: str, setting: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{setting}: {text!r} is not HOST:PORT; give e.g. 127.0.0.1:4318 (port 0 picks a free one)")
     return host, int(port)
+
+
+def check_url(url: str, setting: str, example: str) -> None:
+    """An http or https URL with a host, as the webhook and OTLP logs sinks take."""
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is no number or past 65535
+        valid = False
+    if not valid:
+        raise ConfigError(f"{setting}: {url!r} is not an http(s) URL with a host; give e.g. {example}")
 
 
 def bundled_rules() -> Path | None:
@@ -116,6 +128,10 @@ class ServeConfig:
                 raise ConfigError(f"--tls-cert/--tls-key: {path}: no such file")
         if self.otlp_logs_protocol not in ("http", "grpc"):
             raise ConfigError("--otlp-logs-protocol: give http or grpc")
+        if self.webhook is not None:
+            check_url(self.webhook, "--webhook", "https://alerts.example.com/fluo")
+        if self.otlp_logs is not None:
+            check_url(self.otlp_logs, "--otlp-logs", "http://collector:4318")
 
 
 def load_config_file(path: str) -> dict[str, Any]:

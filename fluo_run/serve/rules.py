@@ -14,11 +14,15 @@ from fluo_lang.evaluate import Program
 
 
 class RuleSetError(Exception):
-    """A rule set that cannot run: unreadable paths, or rules with errors (in `diagnostics`)."""
+    """A rule set that cannot run: unreadable paths (`RulePathError`), or rules with errors (in `diagnostics`)."""
 
     def __init__(self, message: str, diagnostics: Sequence[Diagnostic] = ()) -> None:
         super().__init__(message)
         self.diagnostics = list(diagnostics)
+
+
+class RulePathError(RuleSetError):
+    """A rule path that is missing or cannot be read, or a folder without rule files; one line naming it."""
 
 
 @dataclass
@@ -50,9 +54,9 @@ def load_rule_set(
         files = [str(f) for f in rule_files(paths)]
         analysis = with_cost_limit(analyze_paths(paths), cost_limit)
     except RuleSourceError as exc:
-        raise RuleSetError(str(exc)) from None
+        raise RulePathError(str(exc)) from None
     if not files:
-        raise RuleSetError(f"no .fluo files under {', '.join(str(p) for p in paths)}")
+        raise RulePathError(f"no .fluo files under {', '.join(str(p) for p in paths)}")
     if analysis.has_errors:
         errors = sum(1 for d in analysis.diagnostics if d.is_error)
         raise RuleSetError(f"{errors} error{'s' if errors != 1 else ''} in the rules", analysis.diagnostics)

@@ -203,7 +203,7 @@ class OtlpLogsSink(Sink):
         else:
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
 
-            url = self.endpoint if "://" in self.endpoint else f"http://{self.endpoint}"
+            url = self.endpoint
             if not url.rstrip("/").endswith("/v1/logs"):
                 url = url.rstrip("/") + "/v1/logs"
             self.exporter = HttpExporter(endpoint=url)
