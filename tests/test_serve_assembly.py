@@ -12,7 +12,7 @@ from fluo_lang.otlp import (
     spans_from_request,
     spans_to_request,
 )
-from fluo_lang.trace import Span, Trace
+from fluo_lang.trace import MAX_EMPTY_WINDOWS, Span, Trace
 from fluo_run.serve.assembly import TraceBuffer
 from fluo_run.serve.config import ConfigError, parse_address, parse_duration
 from fluo_run.serve.evaluator import WindowSet
@@ -191,6 +191,29 @@ def test_a_window_closes_past_its_end_plus_grace_once_quiet() -> None:
     assert ws.spans == 0
     assert not ws.add(Trace(b"2" * 16, spans(2, 1, end=T0 + 20)), now=106.0)  # its window has closed
     assert ws.add(Trace(b"3" * 16, spans(3, 1, end=T0 + MINUTE)), now=106.0)  # the next window is open
+
+
+def test_windows_after_the_start_close_empty_and_stay_closed() -> None:
+    ws = WindowSet(MINUTE, start_ns=T0 + 10)  # the first window that may close empty starts at T0 + 1m
+    assert ws.due(now=0.0, wall_ns=T0 + 2 * MINUTE + 5 * 10**9, grace=10.0, quiet=5.0) == []  # T0 + 1m: grace left
+    ws.add(Trace(b"1" * 16, spans(1, 1, end=T0 + 2 * MINUTE + 5)), now=0.0)  # T0 + 2m has a trace, not quiet yet
+    (empty,) = ws.due(now=1.0, wall_ns=T0 + 3 * MINUTE + 10 * 10**9, grace=10.0, quiet=5.0)
+    assert (empty.start, empty.traces) == (T0 + MINUTE, [])
+    (busy,) = ws.due(now=6.0, wall_ns=T0 + 3 * MINUTE + 10 * 10**9, grace=10.0, quiet=5.0)
+    assert busy.start == T0 + 2 * MINUTE and len(busy.traces) == 1
+    assert not ws.add(Trace(b"2" * 16, spans(2, 1, end=T0 + MINUTE + 1)), now=7.0)  # its window closed empty
+    ws.closed.clear()  # forgotten, as after MAX_CLOSED_REMEMBERED more windows
+    assert not ws.add(Trace(b"3" * 16, spans(3, 1, end=T0 + MINUTE + 1)), now=7.0)
+    assert ws.add(Trace(b"4" * 16, spans(4, 1, end=T0 - 1)), now=7.0)  # before the start: as traffic places it
+    later = ws.due(now=20.0, wall_ns=T0 + 6 * MINUTE + 10 * 10**9, grace=10.0, quiet=5.0)
+    assert [(w.start - T0) // MINUTE for w in later] == [-1, 3, 4, 5]
+
+
+def test_a_jump_of_the_clock_evaluates_at_most_max_empty_windows(caplog: pytest.LogCaptureFixture) -> None:
+    ws = WindowSet(10**9, start_ns=0)
+    out = ws.due(now=0.0, wall_ns=(MAX_EMPTY_WINDOWS + 50) * 10**9, grace=0.0, quiet=0.0)
+    assert len(out) == MAX_EMPTY_WINDOWS and out[-1].end == (MAX_EMPTY_WINDOWS + 50) * 10**9
+    assert "50 empty windows of 1s not evaluated: the clock jumped ahead" in caplog.text
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5s", 5.0), ("200ms", 0.2), ("1.5m", 90.0), ("250us", 0.00025)])

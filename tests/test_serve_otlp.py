@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import sqlite3
 import threading
+import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +362,22 @@ def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
     assert len(got) == 1
     assert got[0]["window_start"] == "2026-01-01T00:00:00.000000Z"
     assert got[0]["observed"] == {"count": 3, "bound": 2}
+
+
+def test_a_heartbeat_rule_fires_on_windows_where_nothing_came(tmp_path: Path) -> None:
+    """Windows after the runtime started close empty when no trace completes in them, and are evaluated."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "beat.fluo").write_text("rule beat { window 200ms  expect window.traces.count() > 0 }\n")
+    got: list[dict[str, Any]] = []
+    started = time.time_ns()
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
+        wait_for(lambda: len(got) >= 3, what="three silent windows")
+        assert metric(rt, "fluo_windows_closed_total") >= 3
+    assert {(s["rule"], json.dumps(s["observed"])) for s in got} == {("beat", '{"count": 0, "bound": 0}')}
+    starts = [datetime.fromisoformat(s["window_start"]).timestamp() for s in got]
+    assert starts == sorted(starts) and starts[0] >= started / 1e9
+    assert all(round(b - a, 3) == 0.2 for a, b in itertools.pairwise(starts))  # every window, none skipped
 
 
 def test_tls_on_both_receivers_with_sdk_exporters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

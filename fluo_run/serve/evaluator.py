@@ -22,7 +22,8 @@ from typing import Any
 
 from fluo_lang.evaluate import CompiledRule, Program, Signal
 from fluo_lang.otlp import detach_spans
-from fluo_lang.trace import Trace, Window
+from fluo_lang.trace import MAX_EMPTY_WINDOWS, Trace, Window
+from fluo_lang.values import format_duration
 
 from .assembly import Completed
 from .metrics import Metrics
@@ -33,13 +34,24 @@ MAX_CLOSED_REMEMBERED = 10_000
 
 
 class WindowSet:
-    """The open windows of one window length."""
+    """The open windows of one window length.
 
-    def __init__(self, length_ns: int) -> None:
+    With `start_ns` (the wall clock when the runtime took the length on), the
+    windows that start at or after it and close with no trace in them are
+    evaluated too, empty: a rule about silence (`window.traces.count() > 0`)
+    fires on them. Windows before it (replayed old traffic) are only the ones
+    traces fall in, as in `fluo eval`.
+    """
+
+    def __init__(self, length_ns: int, start_ns: int | None = None) -> None:
         self.length = length_ns
         self.open: dict[int, tuple[list[Trace], list[float]]] = {}
         self.closed: dict[int, None] = {}
         self.spans = 0
+        self.first_empty = None if start_ns is None else -(-start_ns // length_ns)
+        """The first window that may close empty: the first starting at or after `start_ns`."""
+        self.next_empty = self.first_empty
+        """Windows from `first_empty` up to here have closed, empty or not, unless still open."""
 
     def add(self, trace: Trace, now: float) -> bool:
         """Place a trace in its window; False when that window has already closed."""
@@ -50,6 +62,9 @@ class WindowSet:
             return False
         entry = self.open.get(k)
         if entry is None:
+            first, upto = self.first_empty, self.next_empty
+            if first is not None and upto is not None and first <= k < upto:
+                return False  # closed empty, and since forgotten by `closed`
             entry = self.open[k] = ([], [now, now])
         entry[0].append(trace)
         entry[1][0] = now
@@ -57,13 +72,32 @@ class WindowSet:
         return True
 
     def due(self, now: float, wall_ns: int, grace: float, quiet: float, max_open: float = float("inf")) -> list[Window]:
-        """Windows to close: past their end plus `grace` and quiet for `quiet` seconds, or open for `max_open`."""
+        """Windows to close: past their end plus `grace` and quiet for `quiet` seconds, or open for `max_open`.
+
+        Windows with no trace close once past their end plus `grace`, the time a
+        trace completed in them has to arrive; at most `MAX_EMPTY_WINDOWS` of them
+        at once (the rest, after a jump of the clock, are skipped with a warning).
+        """
         out = []
         for k in sorted(self.open):
             _, (touched, opened) = self.open[k]
             end = (k + 1) * self.length
             if (wall_ns >= end + grace * 1e9 and now - touched >= quiet) or now - opened >= max_open:
                 out.append(self._close(k))
+        if self.next_empty is not None:
+            last = (wall_ns - round(grace * 1e9)) // self.length - 1  # the last window past its end plus grace
+            first = max(self.next_empty, last + 1 - MAX_EMPTY_WINDOWS)
+            if first > self.next_empty:
+                log.warning(
+                    "%d empty windows of %s not evaluated: the clock jumped ahead", first - self.next_empty,
+                    format_duration(self.length),
+                )  # fmt: skip
+            for k in range(first, last + 1):
+                if k not in self.open and k not in self.closed:
+                    self._remember_closed(k)
+                    out.append(Window(k * self.length, (k + 1) * self.length, []))
+            self.next_empty = max(self.next_empty, last + 1)
+            out.sort(key=lambda w: w.start)
         return out
 
     def close_all(self) -> list[Window]:
@@ -72,10 +106,13 @@ class WindowSet:
     def _close(self, k: int) -> Window:
         traces, _ = self.open.pop(k)
         self.spans -= sum(len(t.spans) for t in traces)
+        self._remember_closed(k)
+        return Window(k * self.length, (k + 1) * self.length, traces)
+
+    def _remember_closed(self, k: int) -> None:
         self.closed[k] = None
         if len(self.closed) > MAX_CLOSED_REMEMBERED:
             del self.closed[next(iter(self.closed))]
-        return Window(k * self.length, (k + 1) * self.length, traces)
 
 
 class Evaluator:
@@ -153,7 +190,7 @@ class Evaluator:
             if length not in lengths:
                 self._evaluate_windows(self.windows.pop(length).close_all())
         for length in lengths:
-            self.windows.setdefault(length, WindowSet(length))
+            self.windows.setdefault(length, WindowSet(length, time.time_ns()))
         self.metrics.rules_loaded.labels("trace").set(len(program.trace_rules))
         self.metrics.rules_loaded.labels("window").set(len(program.window_rules))
         self._reported_errors = len(program.errors)
