@@ -331,6 +331,22 @@ def test_caps_evict_and_count(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     assert sorted(s["trace_id"][:2] for s in got) == ["01", "02", "03", "04"]
 
 
+def test_a_batch_sent_twice_counts_its_spans_once(tmp_path: Path) -> None:
+    """An exporter that timed out resends a batch the runtime already took: each span id counts once."""
+    got: list[dict[str, Any]] = []
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "size.fluo").write_text("rule size { detect trace.spans.count() > 0 }\n")
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules], trace_idle=1.0), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        body = _chain_request(4, 8).SerializeToString()
+        assert post(url, body, "application/x-protobuf")[0] == 200
+        assert post(url, body, "application/x-protobuf")[0] == 200
+        wait_for(lambda: len(got) == 1)
+        assert metric(rt, "fluo_spans_duplicate_total") == 4
+    assert got[0]["observed"] == {"count": 4, "bound": 0}
+
+
 def test_late_spans_are_counted_and_dropped(tmp_path: Path) -> None:
     got: list[dict[str, Any]] = []
     rules = tmp_path / "rules"

@@ -241,9 +241,10 @@ class Evaluator:
         clock = time.perf_counter
         latencies: list[float] = []
         took = latencies.append
-        late = 0
+        late = duplicates = 0
         for c in batch:
             trace = Trace(c.trace_id, c.spans)
+            duplicates += trace.duplicates
             t0 = clock()
             signals.extend(program.evaluate_trace(trace))
             took(clock() - t0)
@@ -257,6 +258,8 @@ class Evaluator:
         metrics.rule_evaluations.inc(rules * len(batch))
         if late:
             metrics.window_late_traces.inc(late)
+        if duplicates:
+            metrics.spans_duplicate.inc(duplicates)
         self._report_errors()
         self._emit(signals)
 

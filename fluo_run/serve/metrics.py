@@ -79,6 +79,11 @@ class Metrics:
         self.spans_late = Counter(
             "fluo_spans_late", "Spans that arrived after their trace was evaluated (dropped)", registry=r
         )
+        self.spans_duplicate = Counter(
+            "fluo_spans_duplicate",
+            "Spans whose span id their trace already had (a resent batch): counted once, the last copy kept",
+            registry=r,
+        )
         self.traces_assembled = Counter(
             "fluo_traces_assembled", "Traces completed and handed to evaluation", ["reason"], registry=r
         )
