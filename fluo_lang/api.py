@@ -6,20 +6,23 @@ these two functions, so they see the same diagnostics and run the same IR.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import codecs
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast
 from .compile import lower_rule, optimise
 from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
-from .diagnostics import Diagnostic, error, sort_key
+from .diagnostics import Diagnostic, error, one_based, sort_key
 from .evaluate import Program
 from .ir import RuleIR
 from .parser import parse, parse_expression
 from .typecheck import CheckedRule, check_files
 
 RULE_SUFFIX = ".fluo"
+SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})  # never searched for rule files, nor are hidden folders
 
 
 @dataclass
@@ -45,10 +48,14 @@ def analyze(sources: Iterable[tuple[str, str]]) -> Analysis:
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
     for path, text in sources:
-        result = parse(text, path)
-        files.append(result.file)
-        diags.extend(result.diagnostics)
+        _parse_into(path, text, files, diags)
     return _check(files, diags)
+
+
+def _parse_into(path: str, text: str, files: list[ast.RuleFile], diags: list[Diagnostic]) -> None:
+    result = parse(text, path)
+    files.append(result.file)
+    diags.extend(result.diagnostics)
 
 
 def analyze_expression(text: str, mode: str = "expect", rule_id: str = "cli") -> Analysis:
@@ -92,35 +99,87 @@ def _without_cascades(
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The `.fluo` files named, with folders searched recursively, in a stable order."""
-    out: list[Path] = []
+    """The `.fluo` files named, with folders searched recursively, in a stable order.
+
+    Each file comes once, where it is first named: a file named twice, or named and
+    also found in a folder named, is one file. The search skips hidden folders and
+    `SKIPPED_DIRS` below the folders named, as `fluo test` does; a folder named is searched.
+    """
+    found: dict[Path, Path] = {}  # resolved -> as first named
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = sorted(x for x in path.rglob(f"*{RULE_SUFFIX}") if x.is_file())
-            if not found:
+            inside = sorted(_search(path))
+            if not inside:
                 raise RuleSourceError(f"{p}: no {RULE_SUFFIX} files in this folder")
-            out.extend(found)
+            for f in inside:
+                found.setdefault(f.resolve(), f)
         elif path.exists():
-            out.append(path)
+            found.setdefault(path.resolve(), path)
         else:
             raise RuleSourceError(f"{p}: no such file or folder")
-    return out
+    return list(found.values())
+
+
+def _search(folder: Path) -> Iterator[Path]:
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
+        for name in names:
+            f = Path(root, name)
+            if name.endswith(RULE_SUFFIX) and f.is_file():
+                yield f
+
+
+def decode_source(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
+    """A rule file's text from its bytes: UTF-8, without a leading byte order mark.
+
+    Bytes that are not UTF-8 give FLUO106 at the first bad one, and the text with
+    U+FFFD in their place (so offsets still count characters up to it).
+    """
+    data = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8")
+        line = before.count("\n")
+        col = len(before) - (before.rfind("\n") + 1)
+        at = ast.Span(len(before), len(before) + 1, line, col, line, col + 1)
+        human_line, human_col = one_based(at)
+        message = f"not UTF-8: byte 0x{data[exc.start]:02x} at line {human_line}, column {human_col}"
+        return data.decode("utf-8", errors="replace"), error("FLUO106", f"{message}; save it as UTF-8", at, path=path)
+
+
+def _read_bytes(f: Path) -> bytes:
+    try:
+        return f.read_bytes()
+    except OSError as exc:
+        raise RuleSourceError(f"cannot read {f}: {exc.strerror or exc}") from exc
 
 
 def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
+    """(path, text) of every rule file `rule_files` finds; RuleSourceError for one unreadable or not UTF-8."""
     sources = []
     for f in rule_files(paths):
-        try:
-            sources.append((str(f), f.read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise RuleSourceError(f"cannot read {f}: {reason}") from exc
+        text, problem = decode_source(_read_bytes(f), str(f))
+        if problem is not None:
+            raise RuleSourceError(f"cannot read {f}: {problem.message}")
+        sources.append((str(f), text))
     return sources
 
 
 def analyze_paths(paths: Iterable[str | Path]) -> Analysis:
-    return analyze(read_sources(paths))
+    """`analyze` of the rule files `rule_files` finds. A file that is not UTF-8 is a FLUO106
+    diagnostic and the others are still checked; RuleSourceError for a path that cannot be read."""
+    files: list[ast.RuleFile] = []
+    diags: list[Diagnostic] = []
+    for f in rule_files(paths):
+        text, problem = decode_source(_read_bytes(f), str(f))
+        if problem is None:
+            _parse_into(str(f), text, files, diags)
+        else:
+            files.append(ast.RuleFile(str(f), text))
+            diags.append(problem)
+    return _check(files, diags)
 
 
 def lower(analysis: Analysis, *, optimised: bool = True) -> list[RuleIR]:

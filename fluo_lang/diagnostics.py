@@ -26,6 +26,7 @@ CODES: dict[str, str] = {
     "FLUO103": "Unknown duration unit (use ns, us, µs, ms, s, m, h, d).",
     "FLUO104": "Unexpected end of file.",
     "FLUO105": "A file holding a bare expression may hold nothing else.",
+    "FLUO106": "A rule file that is not UTF-8 text.",
     # 2xx: names and rule structure
     "FLUO200": "Unknown name.",
     "FLUO201": "Unknown method for the receiver's type.",
@@ -61,6 +62,11 @@ CODES: dict[str, str] = {
 }
 
 
+def one_based(span: Span) -> tuple[int, int]:
+    """The 1-based (line, column) a person reads of a span's start; the one place that converts."""
+    return span.line + 1, span.col + 1
+
+
 @dataclass(frozen=True, slots=True)
 class Related:
     """A secondary location that explains a diagnostic (e.g. the first definition)."""
@@ -85,8 +91,7 @@ class Diagnostic:
         return self.severity is Severity.ERROR
 
     def human_position(self) -> tuple[int, int]:
-        """The 1-based (line, column) a person reads; the one place that converts."""
-        return self.span.line + 1, self.span.col + 1
+        return one_based(self.span)
 
     def format(self) -> str:
         """`file:line:col: error[CODE] message`, as `fluo check` prints it."""
@@ -113,8 +118,8 @@ class Diagnostic:
                 {
                     "message": r.message,
                     "path": r.path or self.path,
-                    "line": r.span.line + 1,
-                    "column": r.span.col + 1,
+                    "line": one_based(r.span)[0],
+                    "column": one_based(r.span)[1],
                 }
                 for r in self.related
             ]
@@ -131,6 +136,12 @@ def warning(code: str, message: str, span: Span, **kw: object) -> Diagnostic:
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.path or "", d.span.start, d.span.end, d.code)
+
+
+def article(noun: object) -> str:
+    """`noun` after "a" or "an", by its first letter: `a list<string>`, `an int`."""
+    text = str(noun)
+    return f"{'an' if text[:1].lower() in ('a', 'e', 'i', 'o', 'u') else 'a'} {text}"
 
 
 def nearest(word: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .api import RuleSourceError, rule_files
+from .api import RuleSourceError, decode_source, rule_files
 from .format import format_source
 
 
@@ -16,7 +16,8 @@ from .format import format_source
 def command(paths: tuple[str, ...], check: bool) -> None:
     """Format rule files in place; folders are searched for *.fluo, - reads stdin and writes stdout.
 
-    A file with syntax errors is left as it is and its errors are printed.
+    A file with syntax errors is left as it is and its errors are printed. Files are
+    UTF-8; a leading byte order mark is accepted and dropped when a file is rewritten.
 
     Exit status: 0 formatted (or already so), 1 `--check` found files to change,
     2 usage error, unreadable file or syntax errors.
@@ -29,7 +30,10 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     if "-" in paths:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")
-        text = sys.stdin.read()
+        text, problem = decode_source(click.get_binary_stream("stdin").read(), "<stdin>")
+        if problem is not None:
+            click.echo(problem.format(), err=True)
+            sys.exit(2)
         result = format_source(text, "<stdin>")
         if result.text is None:
             for d in result.diagnostics:
@@ -46,10 +50,13 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     changed = broken = 0
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            click.echo(f"fluo: cannot read {f}: {reason}", err=True)
+            text, problem = decode_source(f.read_bytes(), str(f))
+        except OSError as exc:
+            click.echo(f"fluo: cannot read {f}: {exc.strerror or exc}", err=True)
+            broken += 1
+            continue
+        if problem is not None:
+            click.echo(problem.format(), err=True)
             broken += 1
             continue
         result = format_source(text, str(f))

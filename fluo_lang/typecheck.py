@@ -16,7 +16,7 @@ from typing import Any
 from . import ast
 from . import builtins as b
 from . import types as t
-from .diagnostics import Diagnostic, Related, error, nearest, warning
+from .diagnostics import Diagnostic, Related, article, error, nearest, one_based, warning
 from .regex import RegexError, compile_regex
 
 SEVERITIES = ("info", "warning", "error", "critical")
@@ -283,7 +283,7 @@ class _Checker:
             hint = f"; did you mean `{guess}`?" if guess else ""
             self.err(
                 "FLUO304",
-                f"`{value}` is not a {enum} (one of {', '.join(allowed)}){hint}",
+                f"`{value}` is not {article(enum)} (one of {', '.join(allowed)}){hint}",
                 e.span,
                 guess,
             )
@@ -447,7 +447,7 @@ class _Checker:
                 self.err("FLUO305", f"list indexes are ints, found {key_ty}", e.key.span)
             return self.record(e, target_ty.elem or t.ANY)
         if target_ty != t.ERROR:
-            self.err("FLUO206", f"cannot index a {target_ty} with [...]", e.span)
+            self.err("FLUO206", f"cannot index {article(target_ty)} with [...]", e.span)
         return self.record(e, t.ERROR)
 
     def list_lit(self, e: ast.ListLit, scope: _Scope, enum: t.Type | None) -> t.Type:
@@ -461,7 +461,7 @@ class _Checker:
             return self.record(e, t.BOOL)
         if ty in (t.INT, t.FLOAT, t.DURATION) or t.lenient(ty):
             return self.record(e, ty)
-        self.err("FLUO302", f"cannot negate a {ty}", e.span)
+        self.err("FLUO302", f"cannot negate {article(ty)}", e.span)
         return self.record(e, t.ERROR)
 
     def binary(self, e: ast.Binary, scope: _Scope) -> t.Type:
@@ -478,7 +478,7 @@ class _Checker:
             if rt.is_list:
                 elem = rt.elem or t.ANY
                 if not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
-                    self.err("FLUO300", f"`{op}`: cannot look for a {lt} in a {rt}", e.span)
+                    self.err("FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}", e.span)
             elif rt == t.STRING and lt in (t.STRING, t.ANY):
                 pass
             elif not t.lenient(rt):
@@ -489,7 +489,7 @@ class _Checker:
             rt = self.check(e.right, scope)
             if lt.is_list:
                 if not t.comparable(lt.elem or t.ANY, rt, ordering=False):
-                    self.err("FLUO300", f"`contains`: a {lt} cannot contain a {rt}", e.span)
+                    self.err("FLUO300", f"`contains`: {article(lt)} cannot contain {article(rt)}", e.span)
             elif lt in (t.STRING, t.ANY, t.ERROR):
                 if rt not in (t.STRING, t.ANY, t.ERROR):
                     self.err(
@@ -667,12 +667,13 @@ def duplicate_ids(rules: Iterable[tuple[ast.Rule, str]]) -> list[tuple[ast.Rule,
             first[rule.id] = (rule, path)
             continue
         prev, prev_path = first[rule.id]
+        line, col = one_based(prev.id_span)
         out.append(
             (
                 rule,
                 error(
                     "FLUO213",
-                    f"rule id `{rule.id}` is already defined" + (f" in {prev_path}" if prev_path != path else ""),
+                    f"rule id `{rule.id}` is already defined at {prev_path}:{line}:{col}",
                     rule.id_span,
                     path=path,
                     related=(Related("first defined here", prev.id_span, prev_path),),

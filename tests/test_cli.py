@@ -98,13 +98,73 @@ def test_check_empty_folder_is_an_error(tmp_path: Path) -> None:
     assert r.stderr.strip() == f"fluo: {tmp_path}: no .fluo files in this folder"
 
 
-def test_check_undecodable_file(tmp_path: Path) -> None:
-    f = tmp_path / "latin.fluo"
-    f.write_bytes(b"rule r { expect trace.root.name == '\xe9' }")
+def test_check_reports_a_file_that_is_not_utf8_and_checks_the_others(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.fluo"
+    latin.write_bytes(b"rule r {\n  expect trace.root.name == '\xe9'\n}\n")
+    ok = tmp_path / "ok.fluo"
+    ok.write_text(BAD, encoding="utf-8")
+    r = run("check", str(latin), str(ok), "--format", "json")
+    assert r.exit_code == 1
+    diags = json.loads(r.stdout)["diagnostics"]
+    assert [(Path(d["path"]).name, d["code"]) for d in diags] == [
+        ("latin.fluo", "FLUO106"),
+        ("ok.fluo", "FLUO201"),
+        ("ok.fluo", "FLUO300"),
+    ]
+    assert (diags[0]["line"], diags[0]["column"]) == (2, 30)
+    assert diags[0]["message"] == "not UTF-8: byte 0xe9 at line 2, column 30; save it as UTF-8"
+    r = run("check", str(latin))
+    assert r.exit_code == 1
+    assert r.stdout == f"{latin}:2:30: error[FLUO106] not UTF-8: byte 0xe9 at line 2, column 30; save it as UTF-8\n"
+    assert "1 error, 0 warnings in 1 file" in r.stderr
+
+
+def test_check_accepts_a_byte_order_mark(tmp_path: Path) -> None:
+    f = tmp_path / "bom.fluo"
+    f.write_bytes("\ufeffrule bom { expect trace.spans.count() < 5 }\n".encode())
     r = run("check", str(f))
-    assert r.exit_code == 2
-    assert r.stderr.startswith(f"fluo: cannot read {f}:")
-    assert "Traceback" not in r.output
+    assert (r.exit_code, r.stdout) == (0, "")
+
+
+def test_check_reads_a_file_named_twice_once(tmp_path: Path) -> None:
+    auth = EXAMPLE_RULES / "auth.fluo"
+    r = run("check", str(EXAMPLE_RULES), str(auth))
+    assert (r.exit_code, r.stdout) == (0, ""), r.stdout
+    r = run("check", str(auth), str(auth.parent / "." / auth.name))
+    assert (r.exit_code, r.stdout) == (0, ""), r.stdout
+    assert "in 1 file" in r.stderr
+
+
+def test_duplicate_rule_ids_say_where_the_first_is(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.fluo", tmp_path / "b.fluo"
+    first.write_text("// a\nrule same { expect true }\n")
+    second.write_text("rule same { expect true }\n")
+    r = run("check", str(first), str(second))
+    assert r.exit_code == 1
+    assert r.stdout == f"{second}:1:6: error[FLUO213] rule id `same` is already defined at {first}:2:6\n"
+
+
+def test_check_skips_hidden_and_dependency_folders(tmp_path: Path) -> None:
+    for folder in (".hidden", "node_modules/pkg", "__pycache__", "rules/.cache"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "bad.fluo").write_text(BAD)
+    (tmp_path / "rules" / "ok.fluo").write_text("rule ok { expect true }\n")
+    r = run("check", str(tmp_path))
+    assert (r.exit_code, r.stdout) == (0, ""), r.stdout
+    assert "in 1 file" in r.stderr
+    r = run("check", str(tmp_path / ".hidden"))  # named, so searched
+    assert r.exit_code == 1
+    assert "error[FLUO201]" in r.stdout
+
+
+def test_type_errors_use_the_right_article(tmp_path: Path) -> None:
+    f = tmp_path / "a.fluo"
+    f.write_text("rule a { expect ['x'] contains 1 }\nrule b { expect 1 in [2s] }\n")
+    r = run("check", str(f))
+    assert r.stdout.splitlines() == [
+        f"{f}:1:17: error[FLUO300] `contains`: a list<string> cannot contain an int",
+        f"{f}:2:17: error[FLUO300] `in`: cannot look for an int in a list<duration>",
+    ]
 
 
 def test_eval_prints_one_signal_per_line() -> None:

@@ -64,3 +64,25 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert code == 2
     assert err.strip() == f"fluo: {tmp_path / 'missing.fluo'}: no such file or folder"
     assert run()[0] == 2
+
+
+def test_a_byte_order_mark_is_read_and_dropped_on_rewrite(tmp_path: Path) -> None:
+    tidy, messy = tmp_path / "tidy.fluo", tmp_path / "messy.fluo"
+    tidy.write_bytes(b"\xef\xbb\xbf" + TIDY.encode())
+    messy.write_bytes(b"\xef\xbb\xbf" + MESSY.replace("rule a", "rule b").encode())
+    code, out, _ = run("--check", str(tidy), str(messy))
+    assert (code, out) == (1, f"would reformat {messy}\n")
+    assert run(str(tmp_path))[0] == 0
+    assert tidy.read_bytes() == b"\xef\xbb\xbf" + TIDY.encode()  # already formatted: not rewritten
+    assert messy.read_bytes() == TIDY.replace("rule a", "rule b").encode()
+
+
+def test_text_that_is_not_utf8_is_one_diagnostic(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.fluo"
+    latin.write_bytes(b"rule a {expect name == '\xe9'}\n")
+    code, _, err = run(str(latin))
+    assert code == 2
+    assert err.startswith(f"{latin}:1:25: error[FLUO106] not UTF-8: byte 0xe9 at line 1, column 25;")
+    result = CliRunner().invoke(main, ["fmt", "-"], input=b"\xff" + MESSY.encode())
+    assert result.exit_code == 2
+    assert result.stderr == "<stdin>:1:1: error[FLUO106] not UTF-8: byte 0xff at line 1, column 1; save it as UTF-8\n"

@@ -147,7 +147,7 @@ def test_duplicates_across_rules_point_at_both_definitions() -> None:
     [(d, base)] = [(d, base) for d, base in doc.diagnostics() if d.code == "FLUO213"]
     assert base == 0
     assert (d.span.line, d.span.col, d.span.end_col) == (8, 7, 8)
-    assert d.format() == "x.fluo:9:8: error[FLUO213] rule id `a` is already defined"
+    assert d.format() == "x.fluo:9:8: error[FLUO213] rule id `a` is already defined at x.fluo:1:6"
     assert [(r.span.line, r.span.col) for r in d.related] == [(0, 5)]
 
 
