@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.cost import DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, sort_key
-from fluo_lang.ir import format_rule
+from fluo_lang.ir import RuleIR, format_rule
 
 # name -> "module:attribute" of a click command, loaded on first use.
 LAZY_COMMANDS: dict[str, str] = {
@@ -69,6 +70,47 @@ class LazyGroup(click.Group):
             return False
 
 
+class SpreadCommand(click.Command):
+    """A command whose options named in `spread` take every argument after them up to the
+    next option, as INTERFACES.md writes them (`--traces FILE...`).
+
+    click gives an option one value per use, so the arguments are rewritten before click
+    parses them: `--traces a.json b.json` becomes `--traces a.json --traces b.json` (the
+    option is `multiple=True`). `-` (stdin) is a value; another option or `--` ends the
+    values, and `--traces=a.json` takes only its own.
+    """
+
+    def __init__(self, *args: Any, spread: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spread = tuple(spread)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {o for p in self.params if p.name in self.spread for o in p.opts}
+        return super().parse_args(ctx, spread_values(args, flags))
+
+
+def spread_values(args: Sequence[str], flags: set[str]) -> list[str]:
+    """`args` with each option of `flags` repeated before every further value that follows it."""
+    out: list[str] = []
+    flag: str | None = None
+    takes_value = False
+    for i, arg in enumerate(args):
+        if takes_value:  # as click does, the option's first value is taken whatever it looks like
+            out.append(arg)
+            takes_value = False
+        elif arg in flags:
+            out.append(arg)
+            flag, takes_value = arg, True
+        elif arg == "--":
+            return out + list(args[i:])
+        elif flag is not None and (arg == "-" or not arg.startswith("-")):
+            out += [flag, arg]
+        else:
+            flag = None
+            out.append(arg)
+    return out
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="fluo")
 def main() -> None:
@@ -86,6 +128,15 @@ def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and an exit status; never a traceback."""
     click.echo(f"fluo: {message}", err=True)
     sys.exit(code)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """`text` printable as one line: control characters and line separators escaped (`\\n`, `\\t`, `\\u001b`)."""
+    return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
 
 
 def _summary(diags: Sequence[Diagnostic], files: int) -> str:
@@ -141,10 +192,14 @@ def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:
     }
 
 
-def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False) -> None:
+def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Sequence[RuleIR] | None = None) -> None:
+    """The diagnostics in `fmt`; with `ir` (JSON only), the rules' IR as an `ir` member beside them."""
     diags = analysis.diagnostics
     if fmt == "json":
-        click.echo(json.dumps({"diagnostics": [d.to_json() for d in diags]}, indent=2), err=err)
+        out: dict[str, Any] = {"diagnostics": [d.to_json() for d in diags]}
+        if ir is not None:
+            out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
+        click.echo(json.dumps(out, indent=2), err=err)
     elif fmt == "sarif":
         click.echo(json.dumps(sarif(diags), indent=2), err=err)
     else:
@@ -187,11 +242,18 @@ cost_limit_option = click.option(
     default="text",
     show_default=True,
 )
-@click.option("--emit-ir", is_flag=True, help="Print the compiled IR of every rule that checked.")
+@click.option(
+    "--emit-ir",
+    is_flag=True,
+    help="Print the compiled IR of every rule that checked (text, or an `ir` member with --format json).",
+)
 @click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
 @cost_limit_option
 def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, cost_limit: int) -> None:
     """Parse and typecheck rule files; folders are searched for *.fluo.
+
+    The search skips hidden folders, node_modules and __pycache__; a file named
+    twice is read once.
 
     Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error.
 
@@ -199,17 +261,21 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
     Example:
       fluo check examples/rules/ --format sarif > fluo.sarif
     """
+    if emit_ir and fmt == "sarif":
+        fail("--emit-ir does not go with --format sarif; use --format text or json")
+    if no_optimise and not emit_ir:
+        fail("--no-optimise only changes what --emit-ir prints; give --emit-ir too")
     analysis = load_rules(paths, cost_limit)
-    print_diagnostics(analysis, fmt)
+    ir = lower(analysis, optimised=not no_optimise) if emit_ir else None
+    print_diagnostics(analysis, fmt, ir=ir)
     if fmt == "text":
         click.echo(_summary(analysis.diagnostics, len(analysis.files)), err=True)
-    if emit_ir:
-        for ir in lower(analysis, optimised=not no_optimise):
-            click.echo(format_rule(ir))
+        for rule in ir or ():
+            click.echo(format_rule(rule))
     sys.exit(1 if analysis.has_errors else 0)
 
 
-@main.command(name="eval")
+@main.command(name="eval", cls=SpreadCommand, spread=("trace_paths",))
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option(
     "--traces",
@@ -217,7 +283,8 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
     "trace_paths",
     multiple=True,
     required=True,
-    help="OTLP JSON or protobuf file; - for stdin. Repeatable.",
+    metavar="FILE...",
+    help="OTLP JSON or protobuf files or folders, every argument up to the next option; - for stdin.",
 )
 @click.option("--expect", "expect_expr", help="Check this one expression as an `expect` rule.")
 @click.option("--detect", "detect_expr", help="Check this one expression as a `detect` rule.")
@@ -240,7 +307,7 @@ def eval_command(
 
     \b
     Examples:
-      fluo eval examples/rules/ --traces examples/traces/auth_retry_storm.json
+      fluo eval examples/rules/ --traces examples/traces/*.json
       cat t.json | fluo eval --detect "trace.count(status == error) > 0" --traces -
     """
     from fluo_lang.otlp import TraceInputError, load_trace_files
@@ -252,7 +319,7 @@ def eval_command(
     if given and paths:
         fail("give rule files or --expect/--detect, not both")
     if not given and not paths:
-        fail("no rules: give rule files or folders, or --expect/--detect EXPR")
+        fail("no rules: give rule files or folders before --traces, or --expect/--detect EXPR")
     if given:
         mode = "expect" if expect_expr is not None else "detect"
         analysis = with_cost_limit(analyze_expression(given[0], mode), cost_limit)
@@ -275,7 +342,7 @@ def eval_command(
             click.echo(json.dumps(s.to_json(), ensure_ascii=False))
         else:
             where = s.trace_id if s.trace_id else f"window {s.window_start}..{s.window_end}"
-            click.echo(f"[{s.severity}] {s.rule} {where}: {s.message}")
+            click.echo(one_line(f"[{s.severity}] {s.rule} {where}: {s.message}"))
     for e in program.errors:
         click.echo(f"fluo: internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}", err=True)
     if program.errors:

@@ -77,11 +77,26 @@ def test_check_emit_ir() -> None:
     assert "lookup" not in unoptimised and "(call where :spans" in unoptimised
 
 
+def test_check_emit_ir_as_json() -> None:
+    r = run("check", str(EXAMPLE_RULES / "auth.fluo"), "--emit-ir", "--format", "json")
+    assert r.exit_code == 0
+    out = json.loads(r.stdout)
+    assert out["diagnostics"] == []
+    assert [(x["rule"], Path(x["path"]).name) for x in out["ir"]] == [
+        ("auth_retry_storm", "auth.fluo"),
+        ("auth_login_rate", "auth.fluo"),
+    ]
+    text = run("check", str(EXAMPLE_RULES / "auth.fluo"), "--emit-ir").stdout
+    assert "".join(x["text"] + "\n" for x in out["ir"]) == text
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["check", "/nonexistent/rules"], "/nonexistent/rules: no such file or folder"),
         (["check"], "Missing argument"),
+        (["check", str(EXAMPLE_RULES), "--emit-ir", "--format", "sarif"], "--emit-ir does not go with --format sarif"),
+        (["check", str(EXAMPLE_RULES), "--no-optimise"], "give --emit-ir too"),
         (["eval", "--traces", "x.json"], "no rules"),
         (["eval", "--expect", "true", "--detect", "true", "--traces", "x.json"], "not both"),
     ],
@@ -192,6 +207,32 @@ def test_eval_quiet_traces_print_nothing() -> None:
     r = run("eval", str(EXAMPLE_RULES), "--traces", str(TRACES / "healthy_login.json"), "--traces",
             str(TRACES / "payment_ok.json"))  # fmt: skip
     assert (r.exit_code, r.stdout) == (0, "")
+
+
+def test_eval_traces_takes_every_file_up_to_the_next_option() -> None:
+    storm, error = str(TRACES / "auth_retry_storm.json"), str(TRACES / "checkout_error.json")
+    r = run("eval", str(EXAMPLE_RULES), "--traces", storm, error, "--format", "text")
+    assert r.exit_code == 0, r.stderr
+    rules = [line.split()[1] for line in r.stdout.splitlines()]
+    assert rules == ["auth_retry_storm", "auth_span_budget", "checkout_has_no_failed_descendants",
+                     "upstream_5xx_under_checkout"]  # fmt: skip
+    r = run("eval", "--expect", "trace.spans.count() < 3", "--traces", storm, error)
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
+    r = run("eval", str(EXAMPLE_RULES), "-t", "-", error, "--format", "text", stdin=Path(storm).read_bytes())
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 4
+    r = run("eval", "--traces", storm, str(EXAMPLE_RULES))
+    assert r.exit_code == 2 and "before --traces" in r.stderr
+
+
+def test_eval_text_is_one_line_per_signal(tmp_path: Path) -> None:
+    f = tmp_path / "m.fluo"
+    f.write_text('rule m {\n  description: "multi\\nline\\tdesc\\u001b"\n  expect trace.spans.count() == 0\n}\n')
+    r = run("eval", str(f), "--traces", str(TRACES / "checkout_error.json"), "--format", "text")
+    assert r.exit_code == 0, r.stderr
+    trace_id = "7d82ed461982de1245298cfcb1746ec1"
+    assert r.stdout == f"[warning] m {trace_id}: multi\\nline\\tdesc\\u001b (count = 4, bound = 0)\n"
 
 
 def test_eval_one_liners_and_stdin() -> None:
