@@ -14,7 +14,7 @@ from fluo_lang.otlp import (
 )
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Span, Trace
 from fluo_run.serve.assembly import TraceBuffer
-from fluo_run.serve.config import ConfigError, parse_address, parse_duration
+from fluo_run.serve.config import ConfigError, parse_address, parse_duration, parse_setting
 from fluo_run.serve.evaluator import WindowSet
 
 T0 = 1_767_225_600_000_000_000
@@ -224,6 +224,10 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_settings_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^--trace-idle: '5' is not a duration; give a number and a unit"):
         parse_duration("5", "--trace-idle")
+    for huge in ("366d", "99999999999h", "9" * 400 + "s"):
+        with pytest.raises(ConfigError, match=rf"^--trace-idle: '{huge}' is longer than a runtime setting may be"):
+            parse_setting(huge, "--trace-idle")
+    assert parse_setting("365d", "--late-span-memory") == 365 * 86_400
     with pytest.raises(ConfigError, match=r"^--http: 'localhost' is not HOST:PORT"):
         parse_address("localhost", "--http")
     assert parse_address("[::1]:4318", "--http") == ("::1", 4318)

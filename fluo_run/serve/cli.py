@@ -29,6 +29,7 @@ from .config import (
     load_config_file,
     parse_address,
     parse_duration,
+    parse_setting,
 )
 from .store import SEVERITY_ORDER, SignalFilter, SignalStore, parse_time
 
@@ -72,7 +73,7 @@ def _duration(value: Any, flag: str, *, allow_off: bool = False) -> float:
     text = str(value).strip()
     if allow_off and text.lower() in OFF:
         return 0.0
-    return parse_duration(text, flag)
+    return parse_setting(text, flag)
 
 
 def build_config(options: dict[str, Any]) -> ServeConfig:

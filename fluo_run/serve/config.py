@@ -29,6 +29,10 @@ class ConfigError(Exception):
     """A setting that cannot be used; its message is one line naming the setting and what to give."""
 
 
+MAX_SETTING_SECONDS = 365 * 86_400
+"""The longest duration setting: past it, a typo (and timers that would overflow), not a choice."""
+
+
 def parse_duration(text: str, setting: str) -> float:
     """A FLUO duration (`200ms`, `5s`, `1.5m`) as seconds."""
     m = _DURATION.fullmatch(text)
@@ -36,6 +40,14 @@ def parse_duration(text: str, setting: str) -> float:
         units = ", ".join(u for u in DURATION_UNITS if u != "µs")
         raise ConfigError(f"{setting}: {text!r} is not a duration; give a number and a unit ({units}), e.g. 5s")
     return float(m.group(1)) * DURATION_UNITS[m.group(2)] / 1e9
+
+
+def parse_setting(text: str, setting: str) -> float:
+    """A duration setting of the runtime (`--trace-idle 5s`) as seconds, at most `MAX_SETTING_SECONDS`."""
+    seconds = parse_duration(text, setting)
+    if not seconds <= MAX_SETTING_SECONDS:
+        raise ConfigError(f"{setting}: {text!r} is longer than a runtime setting may be (at most 365d)")
+    return seconds
 
 
 def parse_address(text: str, setting: str) -> tuple[str, int]:
