@@ -34,6 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from fluo_lang.diagnostics import article
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
 
 __all__ = [
@@ -1142,7 +1143,7 @@ def _json_any(value: Any, where: str) -> dict[str, Any]:
         return {"kvlistValue": {"values": _json_kvs(value, where)}}
     if isinstance(value, list | tuple):
         return {"arrayValue": {"values": [_json_any(v, where) for v in value]}}
-    raise TypeError(f"{where}: cannot write a {type(value).__name__} as an OTLP attribute value")
+    raise TypeError(f"{where}: cannot write {article(type(value).__name__)} as an OTLP attribute value")
 
 
 def _json_kvs(attrs: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
@@ -1218,7 +1219,7 @@ def _set_any(target: AnyValue, value: Any, where: str) -> None:
         for item in value:
             _set_any(array.values.add(), item, where)
     else:
-        raise TypeError(f"{where}: cannot write a {type(value).__name__} as an OTLP attribute value")
+        raise TypeError(f"{where}: cannot write {article(type(value).__name__)} as an OTLP attribute value")
 
 
 def _set_kvs(target: Any, attrs: Mapping[str, Any], where: str) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluo_lang import ast
-from fluo_lang.api import Analysis, RuleSourceError, analyze, rule_files
+from fluo_lang.api import Analysis, RuleSourceError, analyze, decode_source, rule_files
 from fluo_lang.diagnostics import nearest
 from fluo_lang.otlp import TraceInputError, load_trace_file
 from fluo_run.testing.spec import RuleLoader, load_test_file
@@ -145,8 +145,8 @@ class Workspace:
             cached = self._rule_docs.get(path)
             if cached is not None and cached[0] == stat.st_mtime:
                 return cached[1]
-            doc = RuleDocument(str(path), path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError):
+            doc = RuleDocument(str(path), decode_source(path.read_bytes(), str(path))[0])  # as `fluo check` reads it
+        except OSError:
             return None
         self._rule_docs[path] = (stat.st_mtime, doc)
         return doc

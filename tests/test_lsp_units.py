@@ -221,6 +221,17 @@ def test_a_test_file_naming_an_empty_rule_folder_gets_problems_not_a_crash(tmp_p
     assert runner.message == f"{tmp_path / 'empty'}: no .fluo files in this folder"
 
 
+def test_rule_files_on_disk_are_read_as_fluo_check_reads_them(tmp_path: Path) -> None:
+    """A byte order mark is skipped; bytes that are not UTF-8 still give a document (to link and complete)."""
+    (tmp_path / "bom.fluo").write_bytes(b"\xef\xbb\xbfrule x {\n  expect true\n}\n")
+    (tmp_path / "latin.fluo").write_bytes(b"// caf\xe9\nrule y {\n  expect true\n}\n")
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    bom = index.rule_document(tmp_path / "bom.fluo")
+    assert bom is not None and bom.text.startswith("rule x") and not list(bom.diagnostics())
+    assert set(index.rule_ids([tmp_path])) == {"x", "y"}
+
+
 def test_hover_on_a_windowed_rule_and_on_a_coerced_set() -> None:
     text = "rule w {\n  window 1m\n  expect window.has(status == error)\n}\n"
     doc = RuleDocument("x.fluo", text)

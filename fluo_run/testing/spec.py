@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.api import Analysis, RuleSourceError, analyze, read_sources
+from fluo_lang.api import SKIPPED_DIRS, Analysis, RuleSourceError, analyze, read_sources
 from fluo_lang.diagnostics import nearest
 from fluo_lang.otlp import trace_files_in
 from fluo_lang.trace import Span
@@ -26,7 +26,6 @@ TEST_SUFFIXES = ("_test.yaml", ".fluotest.yaml")
 FILE_KEYS = ("rules", "cases", "description")
 CASE_KEYS = ("name", "description", "traces", "spans", "expect", "only")
 EXPECT_KEYS = ("rule", "trace_id", "trace", "count", "observed")
-_SKIPPED_DIRS = {"node_modules", "__pycache__"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
         path = Path(p)
         if path.is_dir():
             for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS)
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
                 out.extend(Path(root) / f for f in sorted(files) if f.endswith(TEST_SUFFIXES))
         elif path.is_file() and path.suffix in (".yaml", ".yml"):
             out.append(path)
