@@ -68,7 +68,12 @@ def test_mutated_typed_rules_give_only_diagnostics(text: str) -> None:
     survives(text)
 
 
-@FAST
+@settings(
+    FAST,
+    # from_lark discards sentences that grow too deep for its budget; on some seeds that trips the
+    # generator's own health checks, which say nothing about the code under test.
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 @given(grammar_texts())
 def test_grammar_sentences_give_only_diagnostics(text: str) -> None:
     survives(text)
