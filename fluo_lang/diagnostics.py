@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .ast import Span
+from .values import one_line
 
 
 class Severity(StrEnum):
@@ -97,7 +98,7 @@ class Diagnostic:
         """`file:line:col: error[CODE] message`, as `fluo check` prints it."""
         line, col = self.human_position()
         where = f"{self.path or '<input>'}:{line}:{col}"
-        return f"{where}: {self.severity.value}[{self.code}] {self.message}"
+        return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"  # a rule's text may hold any
 
     def to_json(self) -> dict[str, object]:
         line, col = self.human_position()

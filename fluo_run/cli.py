@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from fluo_lang.api import (
 from fluo_lang.cost import DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, sort_key
 from fluo_lang.ir import RuleIR, format_rule
+from fluo_lang.values import one_line
 
 # name -> "module:attribute" of a click command, loaded on first use.
 LAZY_COMMANDS: dict[str, str] = {
@@ -128,15 +128,6 @@ def fail(message: str, code: int = 2) -> None:
     """One clear line on stderr and an exit status; never a traceback."""
     click.echo(f"fluo: {message}", err=True)
     sys.exit(code)
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def one_line(text: str) -> str:
-    """`text` printable as one line: control characters and line separators escaped (`\\n`, `\\t`, `\\u001b`)."""
-    return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
 
 
 def _summary(diags: Sequence[Diagnostic], files: int) -> str:

@@ -235,6 +235,18 @@ def test_eval_text_is_one_line_per_signal(tmp_path: Path) -> None:
     assert r.stdout == f"[warning] m {trace_id}: multi\\nline\\tdesc\\u001b (count = 4, bound = 0)\n"
 
 
+def test_check_text_is_one_line_per_diagnostic(tmp_path: Path) -> None:
+    """A rule's string may hold a newline; the diagnostic quoting it stays on one line."""
+    f = tmp_path / "nl.fluo"
+    f.write_text("rule r { expect trace.spans.none(status == 'er\\nror') }\n")
+    r = run("check", str(f))
+    assert r.exit_code == 1
+    assert (
+        r.stdout
+        == f"{f}:1:44: error[FLUO304] `er\\nror` is not a status (one of ok, error, unset); did you mean `error`?\n"
+    )
+
+
 def test_eval_one_liners_and_stdin() -> None:
     data = (TRACES / "checkout_error.json").read_bytes()
     r = run("eval", "--detect", "trace.count(status == error) > 0", "--traces", "-", stdin=data)
