@@ -87,6 +87,8 @@ def read_test_file(path: Path, text: str) -> TestFile:
         for item in expect.value if isinstance(expect, yaml.SequenceNode) else []:
             if isinstance(item, yaml.MappingNode):
                 out.rule_ids.extend(_strings(_mapping(item).get("rule")))
+            else:  # a bare id is short for {rule: ID}
+                out.rule_ids.extend(_strings(item))
     return out
 
 

@@ -192,6 +192,20 @@ def test_every_feature_answers_on_metadata_nested_too_deeply() -> None:
     assert [d.code for d in document_diagnostics(doc, "file:///x.fluo", strict=True)] == ["FLUO400", "FLUO400"]
 
 
+def test_a_bare_rule_id_under_expect_is_checked_and_linked(tmp_path: Path) -> None:
+    """`- auth_retry_storm` is short for `- {rule: auth_retry_storm}`: the editor reads it as `fluo test` does."""
+    (tmp_path / "a.fluo").write_text("rule auth_retry_storm {\n  expect true\n}\n")
+    text = "rules: [a.fluo]\ncases:\n  - name: c\n    spans: [{name: x}]\n    expect:\n      - auth_retry_strom\n"
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    test = read_test_file(tmp_path / "t_test.yaml", text)
+    assert [n.value for n in test.rule_ids] == ["auth_retry_strom"]
+    problems = index.test_problems(test)
+    assert [(p.code, p.message, text[p.start : p.end]) for p in problems] == [
+        ("unknown-rule", "no rule `auth_retry_strom` in a.fluo; did you mean `auth_retry_storm`?", "auth_retry_strom")
+    ]
+
+
 def test_test_files_may_name_rule_folders_and_restrict_with_only(tmp_path: Path) -> None:
     (tmp_path / "rules").mkdir()
     (tmp_path / "rules" / "a.fluo").write_text("rule x {\n  expect true\n}\n")
