@@ -11,7 +11,9 @@ Open documents win over the files on disk.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -34,7 +36,10 @@ MAX_RULE_BYTES = 4 * 1024 * 1024
 MAX_KEYS = 2_000
 MAX_RULE_ANALYSES = 8
 RESCAN_SECONDS = 5.0
+FIRST_SCAN_WAIT = 0.2
+"""Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
 TRACE_SUFFIXES = (".json", ".jsonl", ".pb", ".binpb")
+log = logging.getLogger("fluo.lsp")
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
 
 
@@ -69,13 +74,16 @@ class Workspace:
         self._open_text = open_text
         self._traces: dict[Path, tuple[float, set[str], set[str]]] = {}
         self._keys: tuple[list[str], list[str]] | None = None
-        self._keys_at = 0.0
+        self._keys_at = -RESCAN_SECONDS
+        self._scan: threading.Thread | None = None
+        self._scan_lock = threading.Lock()
         self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
         self._rules = _EditorRules(self)
 
     def set_folders(self, folders: list[Path]) -> None:
         self.folders = [f for f in folders if f.is_dir()]
-        self._keys = None
+        self._keys_at = -RESCAN_SECONDS
+        self._start_scan()
 
     def walk(self, accept: Callable[[str], bool]) -> Iterator[Path]:
         """Files under the workspace folders whose name passes `accept`, within the walk budget."""
@@ -93,13 +101,34 @@ class Workspace:
     # -- attribute keys ----------------------------------------------------------
 
     def attribute_keys(self) -> tuple[list[str], list[str]]:
-        """(span attribute keys, resource attribute keys): the workspace's traces plus the configured keys."""
-        now = time.monotonic()
-        if self._keys is None or now - self._keys_at > RESCAN_SECONDS:
-            self._keys = self._scan_traces()
-            self._keys_at = now
-        span_keys, resource_keys = self._keys
+        """(span attribute keys, resource attribute keys): the workspace's traces plus the configured keys.
+
+        The traces are read in a background thread, never on the request path:
+        large fixtures would stall every request behind the one that asked. A
+        request gets the keys of the last scan (waiting a moment for the first).
+        """
+        self._start_scan()
+        scan = self._scan
+        if self._keys is None and scan is not None:
+            scan.join(FIRST_SCAN_WAIT)
+        span_keys, resource_keys = self._keys or ([], [])
         return sorted({*span_keys, *self.extra_keys}), resource_keys
+
+    def _start_scan(self) -> None:
+        """Scan the traces again in the background, if the last scan is older than `RESCAN_SECONDS` and done."""
+        with self._scan_lock:
+            now = time.monotonic()
+            if now - self._keys_at <= RESCAN_SECONDS or (self._scan is not None and self._scan.is_alive()):
+                return
+            self._keys_at = now
+            self._scan = threading.Thread(target=self._run_scan, name="fluo-lsp-trace-keys", daemon=True)
+            self._scan.start()
+
+    def _run_scan(self) -> None:
+        try:
+            self._keys = self._scan_traces()
+        except Exception:  # a bug here must not take completion down: keep the keys we had
+            log.exception("reading attribute keys from the workspace's traces failed")
 
     def _scan_traces(self) -> tuple[list[str], list[str]]:
         span_keys: set[str] = set()

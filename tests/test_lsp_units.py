@@ -254,3 +254,28 @@ def test_hover_on_a_windowed_rule_and_on_a_coerced_set() -> None:
     found = hover_at(doc, text.index("has"))
     assert found is not None and "read as a boolean: whether there is any span" in found[0]
     assert "type `spans`" in found[0]
+
+
+def test_trace_keys_are_read_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow scan of the workspace's traces never holds up a request: it gets the keys known so far."""
+    import threading
+
+    from fluo_lsp import workspace
+
+    (tmp_path / "t.json").write_text("{}")
+    release = threading.Event()
+
+    def slow_keys(path: Path) -> tuple[set[str], set[str]]:
+        release.wait(10)
+        return {"from.trace"}, {"host.name"}
+
+    monkeypatch.setattr(workspace, "_keys_of", slow_keys)
+    monkeypatch.setattr(workspace, "FIRST_SCAN_WAIT", 0.01)
+    index = Workspace(lambda path: None)
+    index.extra_keys = ("from.settings",)
+    index.set_folders([tmp_path])
+    assert index.attribute_keys() == (["from.settings"], [])  # the scan is still reading
+    release.set()
+    assert index._scan is not None
+    index._scan.join(10)
+    assert index.attribute_keys() == (["from.settings", "from.trace"], ["host.name"])
