@@ -110,11 +110,17 @@ def test_watch_stops_on_ctrl_c(tmp_path: Path) -> None:
     assert watch(lambda: [], [tmp_path], sleep=sleep) == 1
 
 
-def test_stamps_skip_hidden_folders(tmp_path: Path) -> None:
+def test_stamps_take_test_and_rule_files_outside_hidden_folders(tmp_path: Path) -> None:
+    """A report the run writes (JUnit, redirected output) must not start the next run: only inputs count."""
     (tmp_path / ".git").mkdir()
-    (tmp_path / ".git" / "x").write_text("")
-    (tmp_path / "a").write_text("")
-    assert list(stamps([tmp_path])) == [str(tmp_path / "a")]
+    (tmp_path / ".git" / "x_test.yaml").write_text("")
+    for name in ("a_test.yaml", "b.fluotest.yaml", "r.fluo", "reports/j.xml", "out.json", "notes.txt"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    fixture = tmp_path / "fixture.json"
+    fixture.write_text("{}")
+    assert sorted(stamps([tmp_path])) == [str(tmp_path / n) for n in ("a_test.yaml", "b.fluotest.yaml", "r.fluo")]
+    assert str(fixture) in stamps([tmp_path], [fixture])  # a fixture a run names is watched
 
 
 def _read_until(stream: io.BufferedReader, marker: bytes, deadline: float) -> bytes:
@@ -136,7 +142,10 @@ def test_watch_end_to_end(tmp_path: Path) -> None:
     test = tmp_path / "w_test.yaml"
     test.write_text("rules: rules.fluo\ncases:\n  - {name: a, spans: [{name: login}], expect: []}\n", encoding="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fluo_run.cli", "test", ".", "--watch", "--watch-interval", "0.05"],
+        [
+            *(sys.executable, "-m", "fluo_run.cli", "test", ".", "--watch", "--watch-interval", "0.05"),
+            *("--junit-xml", "reports/j.xml"),  # written by every run: must not start the next
+        ],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -146,12 +155,13 @@ def test_watch_end_to_end(tmp_path: Path) -> None:
         deadline = time.monotonic() + 20
         first = _read_until(proc.stdout, b"watching for changes", deadline)
         assert b"w_test.yaml: 1 passed" in first
+        (tmp_path / "notes.txt").write_text("not an input")
         test.write_text(
             "rules: rules.fluo\ncases:\n  - {name: a, spans: [{name: login, duration: 1s}], expect: []}\n",
             encoding="utf-8",
         )
         second = _read_until(proc.stdout, b"watching for changes", deadline)
-        assert b"changed: w_test.yaml; running again" in second
+        assert b"changed: w_test.yaml; running again" in second  # neither the report nor the notes
         assert b"w_test.yaml: 1 failed" in second
     finally:
         proc.terminate()

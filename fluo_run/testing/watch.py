@@ -1,4 +1,10 @@
-"""`--watch`: poll modification times and run again when a test file, rule file or fixture changes."""
+"""`--watch`: poll modification times and run again when a test file, rule file or fixture changes.
+
+Below the folders watched, only test files and rule files count (a new test file
+starts being run); fixtures count as the runs name them. Anything else there (a
+JUnit report, redirected output, notes) changes without starting a run: a report
+the run itself writes would otherwise start the next run, forever.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +14,33 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
+
+from .spec import TEST_SUFFIXES
+
 MIN_INTERVAL = 0.05
 MAX_INTERVAL = 10.0
-_SKIPPED_DIRS = {"node_modules", "__pycache__"}
 
 Stamps = dict[str, float]
 
 
+def watched(name: str) -> bool:
+    """Whether a file below the folders watched counts: a test file or a rule file."""
+    return name.endswith(TEST_SUFFIXES) or name.endswith(RULE_SUFFIX)
+
+
 def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
-    """Modification time of every file below `roots` (hidden folders skipped) and of the `extra` files."""
+    """Modification time of the test and rule files below `roots` (hidden folders skipped) and of `extra`."""
     out: Stamps = {}
     for root in roots:
         if root.is_file():
             _stat(root, out)
             continue
         for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in _SKIPPED_DIRS]
+            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
             for name in files:
-                _stat(Path(folder) / name, out)
+                if watched(name):
+                    _stat(Path(folder) / name, out)
     for path in extra:
         _stat(path, out)
     return out
