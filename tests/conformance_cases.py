@@ -68,9 +68,14 @@ def _matches(expected: dict[str, Any], actual: dict[str, Any]) -> bool:
 def compare_signals(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
     """Differences between expected and actual signals (JSON dicts); empty when they agree.
 
-    Each expected entry must match a distinct actual signal, and no actual signal may be left over.
+    Each expected entry must match a distinct actual signal, and no actual signal may be left over;
+    an entry with `count: 0` forbids every signal it matches.
     """
     problems: list[str] = []
+    for e in expected:
+        if int(e.get("count", 1)) == 0:
+            plain = {k: v for k, v in e.items() if k != "count"}
+            problems.extend(f"forbidden signal {a}" for a in actual if _matches(plain, a))
     left = list(actual)
     for e in _expand(expected):
         hit = next((a for a in left if _matches(e, a)), None)

@@ -373,3 +373,23 @@ def test_an_update_that_cannot_be_written_is_one_clear_line(work: Path, monkeypa
     result = fluo_test("failing_test.yaml", "--update")
     assert result.exit_code == 2
     assert result.stderr == "fluo: cannot update failing_test.yaml: Permission denied\n"
+
+
+def test_count_zero_fails_when_a_signal_like_it_fires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even when a broader entry takes the signal; the report explains only the traces the rule did not fire on."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.fluo").write_text("rule err { detect trace.count(status == error) > 0 }\n")
+    (tmp_path / "e_test.yaml").write_text(
+        "rules: [e.fluo]\ncases:\n  - name: quiet on a\n"
+        "    spans: [{name: x, trace: a, status: error}, {name: y, trace: b}]\n"
+        "    expect:\n      - {rule: err, count: 1}\n      - {rule: err, trace: a, count: 0}\n"
+    )
+    r = fluo_test(".")
+    assert r.exit_code == 1
+    assert "e_test.yaml:3: case 'quiet on a': 1 forbidden signal" in r.output
+    assert "    FORBIDDEN  err trace 'a' x0  | err trace 'a': count = 1, bound = 0" in r.output
+    assert "did not fire on trace 'b': count = 0, bound = 0" in r.output
+    assert "did not fire on trace 'a'" not in r.output
+    report = json.loads(fluo_test(".", "--format", "json").output)
+    (case,) = report["files"][0]["cases"]
+    assert [(f["rule"], f["trace"], f["count"], len(f["signals"])) for f in case["forbidden"]] == [("err", "a", 0, 1)]

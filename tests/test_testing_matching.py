@@ -48,6 +48,15 @@ def test_a_broad_expectation_does_not_steal_a_narrow_ones_signal() -> None:
     assert m.rows[1].signals == [signals[0]] and m.rows[0].signals == [signals[1]]
 
 
+def test_count_zero_forbids_every_signal_like_it_even_one_a_broader_entry_takes() -> None:
+    """`{rule: r, count: 1}` with `{rule: r, trace: first, count: 0}`: r on `first` breaks the second."""
+    on_first = sig("r", A)
+    m = match_signals([exp("r"), exp("r", trace="first", count=0)], [on_first], LABELS)
+    assert not m.ok and m.rows[1].forbidden == [on_first] and m.summary() == "1 forbidden signal"
+    assert m.rows[0].ok and m.unexpected == []
+    assert match_signals([exp("r"), exp("r", trace="first", count=0)], [sig("r", B)], LABELS).ok
+
+
 def test_near_misses_say_why() -> None:
     m = match_signals(
         [exp("r", observed={"count": 3}), exp("s", trace="first"), exp("t")],
@@ -129,5 +138,6 @@ def test_agrees_with_the_conformance_tables_comparison(expected: list[dict[str, 
         assert m.ok
     if m.ok:
         assert sum(e.get("count", 1) for e in expected) == len(signals)
+        assert not m.forbidden
     else:
         assert compare_signals(expected, signals)

@@ -4,7 +4,9 @@ Each expectation stands for `count` distinct signals; a signal can satisfy one
 expectation only. The pairing is a maximum bipartite matching, so a broad
 expectation (`rule: X`) never steals the signal a narrow one (`rule: X,
 trace: a`) needs. Expectations left short are missing signals; signals left
-over are unexpected. Either fails the case.
+over are unexpected. An expectation of `count: 0` says no signal like it may
+fire: any that does is forbidden, even one a broader expectation takes. Any of
+these fails the case.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ class Row:
     signals: list[Signal] = field(default_factory=list)
     near: list[Signal] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    forbidden: list[Signal] = field(default_factory=list)
+    """For `count: 0`: the signals like it that fired."""
 
     @property
     def missing(self) -> int:
@@ -35,7 +39,7 @@ class Row:
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0
+        return self.missing == 0 and not self.forbidden
 
 
 @dataclass
@@ -51,13 +55,20 @@ class Match:
     def missing(self) -> int:
         return sum(r.missing for r in self.rows)
 
+    @property
+    def forbidden(self) -> int:
+        return sum(len(r.forbidden) for r in self.rows)
+
     def summary(self) -> str:
         parts = []
         if self.missing:
             parts.append(f"{self.missing} missing")
         if self.unexpected:
             parts.append(f"{len(self.unexpected)} unexpected")
-        return ", ".join(parts) + (" signal" if self.missing + len(self.unexpected) == 1 else " signals")
+        if self.forbidden:
+            parts.append(f"{self.forbidden} forbidden")
+        total = self.missing + len(self.unexpected) + self.forbidden
+        return ", ".join(parts) + (" signal" if total == 1 else " signals")
 
 
 def same_value(expected: Any, actual: Any) -> bool:
@@ -116,11 +127,14 @@ def match_signals(expectations: Sequence[Expectation], signals: Sequence[Signal]
     for slot in range(len(slots)):
         augment(slot, set())
     rows = [Row(e) for e in expectations]
+    for row in rows:
+        if row.expectation.count == 0:
+            row.forbidden = [s for s in signals if mismatch(row.expectation, s, labels) is None]
     for j in sorted(owner):
         rows[slots[owner[j]]].signals.append(signals[j])
     unexpected = [s for j, s in enumerate(signals) if j not in owner]
     for row in rows:
-        if row.ok:
+        if row.ok or row.forbidden:
             continue
         for s in unexpected:
             if s.get("rule") == row.expectation.rule:

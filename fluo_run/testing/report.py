@@ -94,9 +94,14 @@ def _row_lines(row: Row, names: dict[str, str]) -> list[tuple[str, str, str]]:
     for s in row.signals:
         out.append(("ok", exp, signal_text(s, names)))
         exp = ""
+    for s in row.forbidden:  # `count: 0`, and one like it fired
+        out.append(("FORBIDDEN", exp, signal_text(s, names)))
+        exp = ""
     if row.ok:
         if row.expectation.count == 0:
             out.append(("ok", exp, "(no signal)"))
+        return out
+    if row.forbidden:
         return out
     label = "MISSING" if row.missing == 1 else f"MISSING {row.missing}"
     if row.near:
@@ -212,8 +217,15 @@ def _case_json(c: CaseResult) -> dict[str, Any]:
         out["signals"] = c.signals
     if c.match is not None and not c.match.ok:
         short = [r for r in c.match.rows if not r.ok]
-        out["missing"] = [{**r.expectation.to_json(), "missing": r.missing, "line": r.expectation.line} for r in short]
+        out["missing"] = [
+            {**r.expectation.to_json(), "missing": r.missing, "line": r.expectation.line} for r in short if r.missing
+        ]
         out["unexpected"] = c.match.unexpected
+        out["forbidden"] = [
+            {**r.expectation.to_json(), "signals": r.forbidden, "line": r.expectation.line}
+            for r in short
+            if r.forbidden
+        ]
     return out
 
 

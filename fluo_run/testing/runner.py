@@ -245,6 +245,7 @@ def explain_quiet(rule: CompiledRule, traces: list[Trace], labels: dict[str, str
         contexts = [(_trace_name(t, names), t) for t in traces]
     if not contexts:
         return ["no trace to evaluate" if ir.window_ns is None else "no window: the case has no spans"]
+    contexts = [(where, ctx) for where, ctx in contexts if not rule.fires(ctx)]  # those it fired on are signals
     for where, ctx in contexts[:MAX_EXPLAINED]:
         if ir.mode == "when" and rule.compiler.fn(ir.condition)(ctx, None) is not True:
             out.append(f"{where}: when {{ {rule.clause_text(ir.condition)} }} did not hold")
