@@ -219,3 +219,13 @@ def test_a_span_inherits_its_service_unless_it_states_one() -> None:
         )
     )
     assert [spans[n].service for n in ("root", "own", "inherited")] == ["frontend", "billing", "billing"]
+
+
+def test_a_deep_chain_inherits_start_and_service_from_the_top() -> None:
+    items: list[Any] = [{"name": "root", "id": "n0", "service": "edge", "start": "5ms"}]
+    items += [{"name": f"s{i}", "id": f"n{i}", "parent": f"n{i - 1}"} for i in range(1, 3000)]
+    items[1500]["service"] = "core"
+    spans = build_spans(items, where="t")
+    assert {s.start for s in spans} == {spans[0].start}
+    assert [s.service for s in spans[1499:1502]] == ["edge", "core", "core"] and spans[-1].service == "core"
+    assert all(s.parent_id == p.span_id for p, s in zip(spans, spans[1:], strict=False))

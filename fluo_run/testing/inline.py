@@ -190,13 +190,13 @@ def build_spans(items: Sequence[Mapping[str, Any]], *, where: str, seed: str | N
     trace_ids = {label: trace_id_for(seed, label) for label in by_trace}
     for label, group in by_trace.items():
         _assign_ids(group, seed, label, where)
-    parents = {id(item): _parent_of(item, by_trace[item.trace], where) for item in parsed}
+    lookups = {label: _Lookup(group) for label, group in by_trace.items()}
+    parents = {id(item): _parent_of(item, lookups[item.trace], where) for item in parsed}
+    inherited = _inherit(parsed, parents, where)
 
     out: list[Span] = []
     for item in parsed:
-        chain = _ancestry(item, parents, where)
-        start = next((a.start for a in chain if a.start is not None), 0)
-        service = next((_service_of(a) for a in chain if _service_of(a)), "")
+        start, service = inherited[id(item)]
         service = service or DEFAULT_SERVICE
         resource = {**item.resource, "service.name": service}
         duration = item.duration if item.duration is not None else DEFAULT_DURATION_NS
@@ -248,18 +248,34 @@ def _assign_ids(group: list[_Item], seed: str, label: str, where: str) -> None:
         used.add(item.span_id)
 
 
-def _parent_of(item: _Item, group: list[_Item], where: str) -> _Item | bytes | None:
+class _Lookup:
+    """The spans of one inline trace by what `parent` may name: an `id` label, a hex span id, or a name."""
+
+    def __init__(self, group: list[_Item]) -> None:
+        self.group = group
+        self.by_ref: dict[str, list[_Item]] = {}
+        self.by_name: dict[str, list[_Item]] = {}
+        for x in group:
+            refs = {x.span_id.hex()} | ({x.label} if x.label else set())
+            for ref in refs:
+                self.by_ref.setdefault(ref, []).append(x)
+            self.by_name.setdefault(x.name, []).append(x)
+
+    def find(self, ref: str) -> list[_Item]:
+        return self.by_ref.get(ref) or self.by_ref.get(ref.lower()) or self.by_name.get(ref, [])
+
+
+def _parent_of(item: _Item, lookup: _Lookup, where: str) -> _Item | bytes | None:
     """The parent span, or for 16 hex digits naming no span here, that id (a parent that never arrived)."""
     ref = item.parent
     if not ref:
         return None
-    by_label = [x for x in group if x.label == ref or x.span_id.hex() == ref.lower()]
-    found = by_label or [x for x in group if x.name == ref]
+    found = lookup.find(ref)
     trace = f" in trace {item.trace!r}" if item.trace else ""
     if not found and _HEX_SPAN_ID.fullmatch(ref):
         return bytes.fromhex(ref)
     if not found:
-        names = sorted({x.label for x in group if x.label} | {x.name for x in group})
+        names = sorted({x.label for x in lookup.group if x.label} | {x.name for x in lookup.group})
         hint = nearest(ref, names)
         tip = f"; did you mean `{hint}`?" if hint else ""
         raise item.fail(where, "parent", f"no span with id or name {ref!r}{trace}{tip}")
@@ -270,16 +286,29 @@ def _parent_of(item: _Item, group: list[_Item], where: str) -> _Item | bytes | N
     return found[0]
 
 
-def _ancestry(item: _Item, parents: dict[int, _Item | bytes | None], where: str) -> list[_Item]:
-    """The span and its ancestors within the inline items, nearest first."""
-    chain = [item]
-    cur = parents[id(item)]
-    while isinstance(cur, _Item):
-        if cur in chain:
-            raise item.fail(where, "parent", "parents form a cycle")
-        chain.append(cur)
-        cur = parents[id(cur)]
-    return chain
+def _inherit(items: list[_Item], parents: dict[int, _Item | bytes | None], where: str) -> dict[int, tuple[int, str]]:
+    """Each span's start and service: its own, else its nearest ancestor's (0 and "" at the top).
+
+    Each span is resolved once, from its parent's result, so deep chains cost
+    linear time; a cycle of parents is an error at the first span in it.
+    """
+    done: dict[int, tuple[int, str]] = {}
+    for item in items:
+        chain: list[_Item] = []
+        on_chain: set[int] = set()
+        cur: _Item | bytes | None = item
+        while isinstance(cur, _Item) and id(cur) not in done:
+            if id(cur) in on_chain:
+                raise item.fail(where, "parent", "parents form a cycle")
+            chain.append(cur)
+            on_chain.add(id(cur))
+            cur = parents[id(cur)]
+        start, service = done[id(cur)] if isinstance(cur, _Item) else (0, "")
+        for x in reversed(chain):
+            start = x.start if x.start is not None else start
+            service = _service_of(x) or service
+            done[id(x)] = (start, service)
+    return done
 
 
 def exact_duration(ns: int) -> str:
