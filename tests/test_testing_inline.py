@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -228,4 +229,4 @@ def test_a_deep_chain_inherits_start_and_service_from_the_top() -> None:
     spans = build_spans(items, where="t")
     assert {s.start for s in spans} == {spans[0].start}
     assert [s.service for s in spans[1499:1502]] == ["edge", "core", "core"] and spans[-1].service == "core"
-    assert all(s.parent_id == p.span_id for p, s in zip(spans, spans[1:], strict=False))
+    assert all(s.parent_id == p.span_id for p, s in itertools.pairwise(spans))
