@@ -441,6 +441,24 @@ def test_webhook_retries_until_delivered(tmp_path: Path) -> None:
         assert len({r.body for r in hook.requests}) == 1  # the same batch, resent
 
 
+def test_webhook_tries_once_and_retries_five_times_then_says_how_often(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluo_run.serve.sinks import SinkError, WebhookSink
+
+    monkeypatch.setattr(WebhookSink, "FIRST_BACKOFF", 0.001)
+    monkeypatch.setattr(WebhookSink, "MAX_BACKOFF", 0.004)
+    with LoopbackServer(status_of=lambda n: 503) as hook:
+        with pytest.raises(SinkError, match=r"HTTP 503 after 6 attempts$"):
+            WebhookSink(hook.url).write([{"rule": "r"}], threading.Event())
+        assert len(hook.requests) == 6
+        stopping = threading.Event()
+        stopping.set()  # shutting down: one attempt, no retry, and the message says so
+        with pytest.raises(SinkError, match=r"HTTP 503 after 1 attempt$"):
+            WebhookSink(hook.url).write([{"rule": "r"}], stopping)
+        assert len(hook.requests) == 7
+
+
 def test_a_dead_sink_never_blocks_and_its_drops_are_counted(tmp_path: Path) -> None:
     import socket
 

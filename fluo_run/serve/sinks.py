@@ -115,7 +115,7 @@ class WebhookSink(Sink):
     """POSTs `{"signals": [...]}` (at most 100 per request); retries 429, 5xx and network errors with backoff."""
 
     name = "webhook"
-    ATTEMPTS = 5
+    ATTEMPTS = 6  # the first and 5 retries, waiting 0.25, 0.5, 1, 2 and 4 s
     FIRST_BACKOFF = 0.25
     MAX_BACKOFF = 4.0
     PER_REQUEST = 100
@@ -137,7 +137,9 @@ class WebhookSink(Sink):
         body = json.dumps({"signals": signals}, ensure_ascii=False).encode()
         backoff = self.FIRST_BACKOFF
         problem = ""
+        tried = 0
         for attempt in range(self.ATTEMPTS):
+            tried += 1
             request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -157,7 +159,7 @@ class WebhookSink(Sink):
                 backoff = min(backoff * 2, self.MAX_BACKOFF)
             elif stopping.is_set():
                 break
-        raise SinkError(f"{self.url}: {problem} after {self.ATTEMPTS} attempts")
+        raise SinkError(f"{self.url}: {problem} after {tried} attempt{'s' if tried > 1 else ''}")
 
 
 _OTEL_SEVERITY = {"info": 9, "warning": 13, "error": 17, "critical": 21}
