@@ -318,9 +318,14 @@ def decode_traces(data: bytes) -> Message:
 
     Faster to read spans from than `ExportTraceServiceRequest.FromString`: span
     attributes come out as a map (see `_fast_schema`). Raises what protobuf raises
-    for bytes that are not such a message (`DecodeError`, sometimes `RuntimeError`).
+    for bytes that are not such a message (`DecodeError`, sometimes `RuntimeError`),
+    saying what protobuf found wrong, without the name of FLUO's own schema.
     """
-    return _FastTraces.FromString(data)
+    try:
+        return _FastTraces.FromString(data)
+    except DecodeError as exc:
+        _, _, why = str(exc).rpartition("': ")  # "Error parsing message with type 'fluo.otlp.fast...': <why>"
+        raise DecodeError(why or "cannot parse") from None
 
 
 def detach_spans(spans: Iterable[Span], *, shared_too: bool = True) -> None:

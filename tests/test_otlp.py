@@ -734,6 +734,10 @@ def test_protobuf_bad_ids(field: str, value: bytes, what: str) -> None:
 def test_protobuf_garbage() -> None:
     message = error_of(parse_protobuf, b"\xff\xff\xff\xff", source="x.pb")
     assert message.startswith("x.pb: not an OTLP protobuf trace message")
+    assert "fluo.otlp.fast" not in message  # FLUO's own schema is no business of the user's
+    assert error_of(parse_protobuf, b"\x0a\x05abc", source="x.pb") == (
+        "x.pb: not an OTLP protobuf trace message (ExportTraceServiceRequest): Wire format was corrupt"
+    )
 
 
 # --- files --------------------------------------------------------------------
