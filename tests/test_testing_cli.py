@@ -148,7 +148,7 @@ def test_run_with_a_bad_or_unmatched_regex_is_a_usage_error(work: Path) -> None:
     assert bad.stderr.startswith("fluo: --run '(' is not a valid regular expression")
     none = fluo_test("passing_test.yaml", "--run", "no such case")
     assert none.exit_code == 2
-    assert none.stderr == "fluo: --run 'no such case' matches no case in 1 test files\n"
+    assert none.stderr == "fluo: --run 'no such case' matches no case in 1 test file\n"
 
 
 def test_no_test_files_and_missing_paths(work: Path) -> None:

@@ -81,7 +81,7 @@ def run_once(
     finally:
         progress.close()
     if select_text is not None and result.selected == 0 and not result.broken_files:
-        raise UsageProblem(f"--run {select_text!r} matches no case in {len(files)} test files")
+        raise UsageProblem(f"--run {select_text!r} matches no case in {plural(len(files), 'test file')}")
     notes = _apply_updates(result) if update else []
     cov = measure(result, [Path(p) for p in paths]) if coverage else None
     if fmt == "json":
