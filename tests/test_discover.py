@@ -350,6 +350,13 @@ def test_cli_writes_rules_that_check(shop_file: Path, tmp_path: Path) -> None:
     assert evaluated.stdout == ""
 
 
+def test_cli_output_dash_is_stdout(shop_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    dashed, plain = invoke(str(shop_file), "-o", "-"), invoke(str(shop_file))
+    assert dashed.exit_code == 0 and dashed.stdout == plain.stdout and "rule " in dashed.stdout
+    assert not (tmp_path / "-").exists()
+
+
 def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> None:
     result = invoke(str(shop_file), "--format", "json", "--min-confidence", "0.95")
     assert result.exit_code == 0, result.output

@@ -29,7 +29,9 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 
 @click.command(name="discover")
 @click.argument("trace_paths", nargs=-1, type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the rules to FILE (default: stdout).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False), help="Write the rules to FILE (default, or `-`: stdout)."
+)
 @click.option("--format", "fmt", type=click.Choice(["fluo", "json"]), default="fluo", show_default=True)
 @click.option(
     "--min-support",
@@ -115,6 +117,8 @@ def command(
         fail(f"no spans in {', '.join(trace_paths)}")
     with collector_paused():
         facts = discover(corpus, options)
+    if output == "-":  # stdout, as everywhere else in fluo
+        output = None
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
