@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from lsprotocol import types as lsp
 
+from fluo_lang.diagnostics import nearest
+
 from .document import RuleDocument
 from .positions import span_range
 from .reporting import lsp_diagnostic
@@ -26,12 +28,14 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
             )
         )
     for rule, base in doc.rules():
-        if rule.bare or not rule.id or any(m.key == "severity" for m in rule.meta):
+        # A key that is `severity` or a typo of it (`severty:`, fixed by the action above) already says one.
+        if rule.bare or not rule.id or any(nearest(m.key, ["severity"]) for m in rule.meta):
             continue
         if not _meets(base + rule.span.start, base + rule.span.end, start, end):
             continue
-        brace = doc.text.find("{", base + rule.id_span.end)
-        if brace < 0:
+        after_id = base + rule.id_span.end
+        brace = doc.text.find("{", after_id, base + rule.span.end)
+        if brace < 0 or doc.text[after_id:brace].strip():  # the rule's own `{`, right after its id, or none
             continue
         at = doc.index.position(brace + 1)
         edit = lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text="\n  severity: warning")

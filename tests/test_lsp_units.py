@@ -279,3 +279,20 @@ def test_trace_keys_are_read_in_the_background(tmp_path: Path, monkeypatch: pyte
     assert index._scan is not None
     index._scan.join(10)
     assert index.attribute_keys() == (["from.settings", "from.trace"], ["host.name"])
+
+
+def test_add_severity_edits_only_the_rule_it_names() -> None:
+    """A rule missing its `{` gets no action (the next `{` is another rule's); a `severty:` typo counts as one."""
+    text = "rule a\n  expect true\n}\nrule b {\n  severity: info\n  expect true\n}\nrule c {\n  severty: info\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    titles = {
+        a.title
+        for offset in (text.index("rule a"), text.index("rule b"), text.index("rule c"), text.index("severty"))
+        for a in code_actions(doc, "file:///x.fluo", offset, offset, strict=False)
+    }
+    assert not any(t.startswith("Add `severity") for t in titles), titles
+    assert "Change to `severity`" in titles
+    ok = "rule d {\n  expect true\n}\n"
+    [add] = code_actions(RuleDocument("y.fluo", ok), "file:///y.fluo", 0, 0, strict=False)
+    assert add.edit is not None and add.edit.changes is not None
+    assert [e.range.start for e in add.edit.changes["file:///y.fluo"]] == [lsp.Position(line=0, character=8)]
