@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lsprotocol import types as lsp
 
@@ -218,6 +218,8 @@ def complete(
         return items.out
     expected = expected_at(cur.head)
     place = _placeholder(doc.path, cur.head)
+    if place.kind == "meta_key" and expected is not None and "IDENT" not in expected:
+        place = replace(place, kind="none")  # no name can come here (`where(name == "a" |)`): error recovery's guess
     at_item = expected is not None and ("RULE" in expected or "EXPECT" in expected)
     if place.kind == "none" and not at_item:
         # A syntax error before the cursor (or too much left open): try the cursor's line alone,

@@ -296,3 +296,13 @@ def test_add_severity_edits_only_the_rule_it_names() -> None:
     [add] = code_actions(RuleDocument("y.fluo", ok), "file:///y.fluo", 0, 0, strict=False)
     assert add.edit is not None and add.edit.changes is not None
     assert [e.range.start for e in add.edit.changes["file:///y.fluo"]] == [lsp.Position(line=0, character=8)]
+
+
+def test_no_metadata_keys_where_no_name_can_come() -> None:
+    text = 'rule a {\n  severity: info\n  expect trace.spans.where(name == "a" )\n}\n'
+    inside = complete(RuleDocument("x.fluo", text), text.index('" )') + 2, [], [])
+    assert not {"severity", "description", "tags", "owner"} & {i.label for i in inside}
+    assert {"and", "or"} <= {i.label for i in inside}
+    body = "rule a {\n  severity: info\n  \n  expect true\n}\n"
+    at_item = {i.label for i in complete(RuleDocument("y.fluo", body), body.index("  \n") + 2, [], [])}
+    assert {"description", "tags"} <= at_item and "severity" not in at_item  # given already
