@@ -393,3 +393,27 @@ def test_count_zero_fails_when_a_signal_like_it_fires(tmp_path: Path, monkeypatc
     report = json.loads(fluo_test(".", "--format", "json").output)
     (case,) = report["files"][0]["cases"]
     assert [(f["rule"], f["trace"], f["count"], len(f["signals"])) for f in case["forbidden"]] == [("err", "a", 0, 1)]
+
+
+def test_reported_times_include_reading_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading YAML and building inline spans is most of a large run: the summary and JUnit count it."""
+    import time
+
+    from fluo_run.testing.runner import Runner
+
+    real = Runner.load_one
+
+    def slow(self: Runner, path: Path) -> Any:
+        time.sleep(0.3)
+        return real(self, path)
+
+    monkeypatch.setattr(Runner, "load_one", slow)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.fluo").write_text("rule quiet { expect true }\n")
+    (tmp_path / "e_test.yaml").write_text("rules: [e.fluo]\ncases:\n  - {name: a, spans: [{name: x}], expect: []}\n")
+    r = fluo_test(".", "--junit-xml", "j.xml")
+    assert r.exit_code == 0, r.output
+    summary = re.search(r"1 passed in ([0-9.]+)s", r.output)
+    assert summary is not None and float(summary[1]) >= 0.3
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert suite is not None and float(suite.get("time", "0")) >= 0.3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -71,15 +72,23 @@ def run_once(
         names = " or ".join(f"*{s}" for s in TEST_SUFFIXES)
         raise UsageProblem(f"no test files ({names}) under {', '.join(paths)}")
     progress = Progress(sys.stdout)
+    started = time.perf_counter()
     try:
         files = []
+        loading: dict[int, float] = {}  # seconds spent reading each file (YAML, rules, inline spans)
         for i, path in enumerate(found):
             progress.loading(i, len(found), str(path))
+            t0 = time.perf_counter()
             files.append(runner.load_one(path))
+            loading[id(files[-1])] = time.perf_counter() - t0
         progress.total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
         result = runner.run(files, progress)
     finally:
         progress.close()
+    # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
+    result.seconds = time.perf_counter() - started
+    for fr in result.files:
+        fr.seconds += loading.get(id(fr.file), 0.0)
     if select_text is not None and result.selected == 0 and not result.broken_files:
         raise UsageProblem(f"--run {select_text!r} matches no case in {plural(len(files), 'test file')}")
     notes = _apply_updates(result) if update else []
