@@ -397,7 +397,7 @@ def print_table(signals: list[dict[str, Any]]) -> None:
         )
         for s in signals
     ]
-    heads = ("TIME", "SEVERITY", "RULE", "TRACE", "MESSAGE")
+    heads = ("TIME (UTC)", "SEVERITY", "RULE", "TRACE", "MESSAGE")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads[:-1])]
     for r in (heads, *rows):
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1])
