@@ -1,15 +1,19 @@
-"""What `--update` writes: fluo_run.testing.update.expectations_from."""
+"""What `--update` writes (fluo_run.testing.update.expectations_from), and that it changes nothing else of the file."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fluo_run.cli import main
 from fluo_run.testing.matching import match_signals
 from fluo_run.testing.spec import Expectation
-from fluo_run.testing.update import expectations_from
+from fluo_run.testing.update import expectations_from, rewrite
 
 A = "a" * 32
 B = "b" * 32
@@ -55,3 +59,376 @@ def test_what_update_writes_always_passes(signals: list[dict[str, Any]], pin: bo
     written = expectations_from(signals, labels, pin_traces=pin)
     expectations = [Expectation(line=1, **e) for e in written]
     assert match_signals(expectations, signals, labels).ok
+
+
+RULES = "rule err { detect trace.count(status == error) > 0 }\n"
+ERR = "{rule: err, observed: {count: 1, bound: 0}}"
+
+
+def updated(tmp_path: Path, text: str) -> str:
+    """The test file `text` after `fluo test --update`, which must then pass and be left alone by a second update."""
+    (tmp_path / "rules.fluo").write_text(RULES, encoding="utf-8")
+    path = tmp_path / "t_test.yaml"
+    path.write_bytes(text.encode("utf-8"))
+    first = CliRunner().invoke(main, ["test", str(path), "--update"])
+    assert first.exit_code == 0, first.output
+    after = path.read_bytes().decode("utf-8")
+    second = CliRunner().invoke(main, ["test", str(path), "--update"])
+    assert second.exit_code == 0, second.output
+    assert "updated" not in second.output
+    assert path.read_bytes().decode("utf-8") == after
+    return after
+
+
+def test_an_added_expect_goes_before_the_blank_line_that_ends_the_case(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: no expect yet\n"
+        "    spans: [{name: checkout, service: checkout}, {name: db, parent: checkout, status: error}]\n"
+        "\n"
+        "  - name: quiet\n"
+        "    spans: [{name: checkout}]\n"
+        "    expect: []\n"
+    )
+    assert updated(tmp_path, text) == text.replace("error}]\n", f"error}}]\n    expect:\n      - {ERR}\n")
+
+
+def test_a_replaced_expect_keeps_its_comment_and_the_blank_line_after_it(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: failing, expect with trailing comment\n"
+        "    spans: [{name: checkout}, {name: db, parent: checkout, status: error}]\n"
+        "    expect: []   # TODO\n"
+        "\n"
+        "  - name: quiet\n"
+        "    spans: [{name: checkout}]\n"
+        "    expect: []\n"
+    )
+    assert updated(tmp_path, text) == text.replace("expect: []   # TODO\n", f"expect:   # TODO\n      - {ERR}\n")
+
+
+def test_the_qa_report_only_gains_the_two_expectations(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: no expect yet\n"
+        "    spans: [{name: checkout, service: checkout}, {name: db, parent: checkout, status: error}]\n"
+        "\n"
+        "  - name: failing, expect with trailing comment\n"
+        "    spans: [{name: checkout}, {name: db, parent: checkout, status: error}]\n"
+        "    expect: []   # TODO\n"
+        "\n"
+        "  - name: untouched\n"
+        "    spans: [{name: checkout, service: checkout, duration: 10ms},"
+        " {name: db, parent: checkout, status: ok, kind: client, attributes: {a: 1}}]\n"
+        "    expect: []\n"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: no expect yet\n"
+        "    spans: [{name: checkout, service: checkout}, {name: db, parent: checkout, status: error}]\n"
+        "    expect:\n"
+        f"      - {ERR}\n"
+        "\n"
+        "  - name: failing, expect with trailing comment\n"
+        "    spans: [{name: checkout}, {name: db, parent: checkout, status: error}]\n"
+        "    expect:   # TODO\n"
+        f"      - {ERR}\n"
+        "\n"
+        "  - name: untouched\n"
+        "    spans: [{name: checkout, service: checkout, duration: 10ms},"
+        " {name: db, parent: checkout, status: ok, kind: client, attributes: {a: 1}}]\n"
+        "    expect: []\n"
+    )
+
+
+UNTOUCHED = (
+    "  - name: long flow list\n"
+    "    spans: [{name: checkout, service: checkout, duration: 10ms},"
+    " {name: db, parent: checkout, status: ok, kind: client, attributes: {a: 1}}, {name: cache, parent: checkout}]\n"
+    "    expect: [ ]\n"
+    "  - name: odd indentation\n"
+    "    spans:\n"
+    "    -   name: checkout\n"
+    "        service: checkout\n"
+    "    -   {name: db, parent: checkout, status: error}\n"
+    "    expect: [ {rule: err} ]\n"
+    "  - name: '\"quoted\" # not a comment'  # a comment\n"
+    '    spans: [{name: "a"}]   # a comment\n'
+    "    expect: [ ]  # nothing\n"
+)
+
+
+def test_cases_that_pass_are_left_as_written(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\ncases:\n  - name: fails\n    spans: [{name: a, status: error}]\n    expect: []\n"
+        + UNTOUCHED
+    )
+    assert updated(tmp_path, text) == text.replace("    expect: []\n", f"    expect:\n      - {ERR}\n", 1)
+
+
+def test_a_new_list_is_indented_as_the_file_indents_its_lists(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "- name: indentless\n"
+        "  spans:\n"
+        "  - {name: a, status: error}\n"
+        "- name: wide\n"
+        "  spans:\n"
+        "      -   {name: a, status: error}\n"
+        "  expect: []\n"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "- name: indentless\n"
+        "  spans:\n"
+        "  - {name: a, status: error}\n"
+        "  expect:\n"
+        f"  - {ERR}\n"
+        "- name: wide\n"
+        "  spans:\n"
+        "      -   {name: a, status: error}\n"
+        "  expect:\n"
+        f"      - {ERR}\n"
+    )
+
+
+def test_a_block_expect_is_replaced_with_its_items_and_comments_after_it_stay(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: a\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect:  # was wrong\n"
+        "      - {rule: err, count: 2}  # this entry goes\n"
+        "      # so does this comment\n"
+        "      - err\n"
+        "    # this one stays\n"
+        "\n"
+        "  # about b\n"
+        "  - name: b\n"
+        "    spans: [{name: a}]\n"
+        "    expect:\n"
+        "      - err\n"
+        "# the end"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: a\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect:  # was wrong\n"
+        f"      - {ERR}\n"
+        "    # this one stays\n"
+        "\n"
+        "  # about b\n"
+        "  - name: b\n"
+        "    spans: [{name: a}]\n"
+        "    expect: []\n"
+        "# the end"
+    )
+
+
+def test_an_added_expect_follows_commented_out_lines_of_the_case(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: a\n"
+        "    spans:\n"
+        "      - {name: a, status: error}\n"
+        "      # - {name: b}\n"
+        "  # about the next case\n"
+        "  - name: b\n"
+        "    spans: [{name: a}]"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: a\n"
+        "    spans:\n"
+        "      - {name: a, status: error}\n"
+        "      # - {name: b}\n"
+        "    expect:\n"
+        f"      - {ERR}\n"
+        "  # about the next case\n"
+        "  - name: b\n"
+        "    spans: [{name: a}]\n"
+        "    expect: []\n"
+    )
+
+
+def test_crlf_line_endings_and_a_byte_order_mark_are_kept(tmp_path: Path) -> None:
+    text = "\ufeffrules: rules.fluo\r\ncases:\r\n  - name: a\r\n    spans: [{name: a, status: error}]\r\n\r\n"
+    assert updated(tmp_path, text) == text.replace("}]\r\n", f"}}]\r\n    expect:\r\n      - {ERR}\r\n")
+
+
+def test_cases_written_as_flow_mappings(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - {name: a, spans: [{name: a, status: error}]}\n"
+        "  - {name: b, spans: [{name: a}], expect: [err]}  # wrong\n"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        f"  - {{name: a, spans: [{{name: a, status: error}}], expect: [{ERR}]}}\n"
+        "  - {name: b, spans: [{name: a}], expect: []}  # wrong\n"
+    )
+
+
+def test_an_expect_shared_through_an_alias_is_replaced_at_the_alias(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: quiet\n"
+        "    spans: [{name: a}]\n"
+        "    expect: &none []\n"
+        "  - name: fires\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect: *none  # shared\n"
+    )
+    assert updated(tmp_path, text) == text.replace(" *none  # shared\n", f"  # shared\n      - {ERR}\n")
+
+
+def test_an_anchor_in_a_replaced_expect_moves_to_its_first_alias(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: fires\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect: &none []\n"
+        "  - name: quiet\n"
+        "    spans: [{name: a}]\n"
+        "    expect: *none\n"
+        "  - name: quiet too\n"
+        "    spans: [{name: b}]\n"
+        "    expect: *none\n"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - name: fires\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect:\n"
+        f"      - {ERR}\n"
+        "  - name: quiet\n"
+        "    spans: [{name: a}]\n"
+        "    expect: &none []\n"
+        "  - name: quiet too\n"
+        "    spans: [{name: b}]\n"
+        "    expect: *none\n"
+    )
+
+
+def test_a_case_that_merges_an_updated_case_keeps_the_expect_it_had(tmp_path: Path) -> None:
+    text = (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - &base\n"
+        "    name: fires\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect: []\n"
+        "  - <<: *base\n"
+        "    name: quiet\n"
+        "    spans: [{name: a}]\n"
+    )
+    assert updated(tmp_path, text) == (
+        "rules: rules.fluo\n"
+        "cases:\n"
+        "  - &base\n"
+        "    name: fires\n"
+        "    spans: [{name: a, status: error}]\n"
+        "    expect:\n"
+        f"      - {ERR}\n"
+        "  - <<: *base\n"
+        "    name: quiet\n"
+        "    spans: [{name: a}]\n"
+        "    expect: []\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "line"),
+    [
+        ({"s": "two\nlines"}, '{rule: r, observed: {s: "two\\nlines"}}'),
+        ({"s": "on", "n": "1.0", "d": "20ms"}, "{rule: r, observed: {s: 'on', n: '1.0', d: 20ms}}"),
+        ({"f": 1.0, "l": [1, 2], "u": "é"}, "{rule: r, observed: {f: 1.0, l: [1, 2], u: é}}"),
+    ],
+)
+def test_observed_values_are_written_on_one_line_to_read_back_the_same(written: dict[str, Any], line: str) -> None:
+    text = "cases:\n  - name: a\n    expect:   # c\n"
+    out = rewrite(text, {0: [{"rule": "r", "observed": written}]})
+    assert out == f"cases:\n  - name: a\n    expect:   # c\n      - {line}\n"
+
+
+def test_rewrite_sets_the_expect_of_the_cases_named_only() -> None:
+    text = "cases:\n  - name: a\n    expect: [x]\n  - name: b\n    expect: [y]\n"
+    assert (
+        rewrite(text, {1: [{"rule": "z"}]})
+        == "cases:\n  - name: a\n    expect: [x]\n  - name: b\n    expect:\n      - {rule: z}\n"
+    )
+    assert rewrite(text, {}) == text
+
+
+def test_an_added_expect_goes_before_a_text_block_that_ends_the_case() -> None:
+    text = (
+        "cases:\n  - name: a\n    description: |+\n      kept as it is\n\n  - name: b\n    description: |\n      last"
+    )
+    assert rewrite(text, {0: [], 1: []}) == (
+        "cases:\n  - name: a\n    expect: []\n    description: |+\n      kept as it is\n\n"
+        "  - name: b\n    expect: []\n    description: |\n      last"
+    )
+
+
+_EXPECTS = [
+    "",
+    "expect: []  # todo",
+    "expect:",
+    "expect: &e{i} [err]",
+    "expect: *e0  # shared",
+    "expect: [\n{in}  {{rule: err}},\n{in}]  # m",
+    "expect:  # b\n{in}{seq}- {{rule: err}}  # it\n{in}{seq}# about err\n{in}{seq}- err",
+]
+_REST = [
+    "",
+    "description: |\n{in}  text",
+    "description: |+\n{in}  text\n",
+    "traces:\n{in}{seq}- t.json\n{in}{seq}# - u.json",
+]
+
+
+@st.composite
+def _test_files(draw: st.DrawFn) -> tuple[str, dict[int, Any]]:
+    offset, gap, nl = (
+        draw(st.sampled_from([0, 2])),
+        draw(st.sampled_from([1, 3])),
+        draw(st.sampled_from(["\n", "\r\n"])),
+    )
+    lines = ["rules: rules.fluo  # c", "cases:"]
+    writes: dict[int, Any] = {}
+    anchored = False  # `*e0` needs case 0's `&e0`
+    for i in range(draw(st.integers(1, 4))):
+        key = " " * (offset + 1 + gap)
+        fill = {"in": key, "seq": " " * draw(st.sampled_from([0, 2])), "i": i}
+        expect = draw(st.sampled_from([e for e in _EXPECTS if anchored or "*e0" not in e]))
+        anchored = anchored or "&e0" in expect.format(**fill)
+        lines += [" " * offset + "-" + " " * gap + f"name: c{i}", key + "spans: [{name: a}]   # s"]
+        lines += [key + part.format(**fill) for part in (expect, draw(st.sampled_from(_REST))) if part]
+        lines += draw(st.sampled_from([[], [""], [" " * offset + "# next"]]))
+        if draw(st.booleans()):
+            writes[i] = draw(st.sampled_from([[], [{"rule": "err", "observed": {"count": 1}}], ["a", "b"]]))
+    return nl.join(lines) + draw(st.sampled_from([nl, ""])), writes
+
+
+@settings(max_examples=300, deadline=None)
+@given(_test_files())
+def test_rewrite_changes_only_the_expectations_it_writes(file: tuple[str, dict[int, Any]]) -> None:
+    text, writes = file
+    out = rewrite(text, writes)  # reads the result back and raises if anything but those expectations changed
+    assert rewrite(out, writes) == out

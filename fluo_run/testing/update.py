@@ -1,25 +1,31 @@
 """`--update`: write the observed signals back as a case's `expect:`, keeping the rest of the file as it was.
 
-The file goes through ruamel.yaml's round-trip mode, so comments, key order,
-quoting and the other cases are kept; only the `expect:` of each updated case
-is replaced, one flow mapping per expected signal.
+The file's text is edited, not re-emitted: the `expect:` of each updated case is
+replaced (one flow mapping per expected signal, indented as the file indents its
+lists), or added after the case's last line when it had none. Everything else is
+the original text: comments, blank lines, quoting, flow lists, line endings.
+Positions come from libyaml's events, the parser `fluo test` reads files with, and
+the result is read back to check that only those expectations changed.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import CommentMark
-from ruamel.yaml.tokens import CommentToken
-from ruamel.yaml.util import load_yaml_guess_indent
+import yaml
+from ruamel.yaml.error import YAMLError
 
+from .document import YamlError, load
 from .runner import FAILED, PASSED, CaseResult
+
+_MERGE = "tag:yaml.org,2002:merge"
+_Slot = tuple[int, str, int]
 
 
 def needs_update(c: CaseResult) -> bool:
@@ -62,58 +68,369 @@ def expectations_from(
     return [{k: entry[k] for k in order if k in entry} for entry in groups.values()]
 
 
-def _flow(value: Any) -> Any:
-    if isinstance(value, dict):
-        m = CommentedMap((k, _flow(v)) for k, v in value.items())
-        m.fa.set_flow_style()
-        return m
-    if isinstance(value, list):
-        seq = CommentedSeq(_flow(v) for v in value)
-        seq.fa.set_flow_style()
-        return seq
-    return value
-
-
-def _trailing_lines(old: Any) -> str:
-    """Blank lines and comments after an old block-style `expect:`, which ruamel keeps with that value."""
-    if not isinstance(old, CommentedSeq):
-        return ""
-    text = ""
-    last = old.ca.items.get(len(old) - 1)
-    if last and last[0] is not None:
-        text += str(last[0].value).partition("\n")[2]
-    for token in getattr(old.ca, "end", None) or []:
-        value = str(token.value)
-        text += " " * token.column + value if value.startswith("#") else value
-    return text
-
-
 def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
     """Rewrite the `expect:` of the given cases (all of `path`); returns how many were written."""
-    text = path.read_text(encoding="utf-8")
-    _, indent, block_seq_indent = load_yaml_guess_indent(text)
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.width = 120
-    yaml.indent(mapping=2, sequence=indent or 2, offset=block_seq_indent or 0)
-    doc = yaml.load(text)
-    written = 0
-    for c in cases:
-        node = doc["cases"][c.case.index]
-        trailing = _trailing_lines(node.get("expect"))
-        expect = CommentedSeq(_flow(e) for e in expectations_of(c))
-        if not expect:
-            expect.fa.set_flow_style()
-        node["expect"] = expect
-        if trailing:
-            token = CommentToken("\n" + trailing, CommentMark(0), None)
-            if expect:
-                expect.ca.items[len(expect) - 1] = [token, None]
-            else:
-                node.ca.items["expect"] = [None, None, token, None]
-        written += 1
-    out = io.StringIO()
-    yaml.dump(doc, out)
-    text = out.getvalue()
-    path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    return written
+    text = path.read_bytes().decode("utf-8")
+    writes = {c.case.index: expectations_of(c) for c in cases}
+    try:
+        text = rewrite(text, writes)
+    except (yaml.MarkedYAMLError, YamlError) as exc:
+        # the file no longer parses (it changed since the run); the CLI reports ruamel's YAMLError in one line
+        raise YAMLError(str(exc)) from exc
+    path.write_bytes(text.encode("utf-8"))
+    return len(cases)
+
+
+def rewrite(text: str, writes: Mapping[int, Any]) -> str:
+    """`text` with the `expect:` of case `i` set to `writes[i]` for each `i`, and no other change to what it means.
+
+    A case that took its `expect:` from an updated case through a merge key (`<<: *base`)
+    gets its own `expect:` with the value it had, so that it does not change with the update.
+    """
+    bom = "\ufeff" if text.startswith("\ufeff") else ""  # libyaml's positions do not count it
+    text = text.removeprefix(bom)
+    before = load(text)
+    out = _apply(text, _plan(_Source(text), writes))
+    after = load(out)
+    inherited = {
+        i: case["expect"]
+        for i, (case, now) in enumerate(zip(before["cases"], after["cases"], strict=True))
+        if i not in writes
+        and isinstance(case, dict)
+        and "expect" in case
+        and not _same(now.get("expect"), case["expect"])
+    }
+    if inherited:
+        writes = {**inherited, **writes}
+        out = _apply(text, _plan(_Source(text), writes))
+        after = load(out)
+    _check(before, after, writes)
+    return bom + out
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class _Edit:
+    """Replace `text[start:end]` by `new`."""
+
+    start: int
+    end: int
+    new: str
+
+
+@dataclass(slots=True)
+class _Mark:
+    """Where an anchor is set (`&name`, on `node`) or an alias written (`*name`, standing for `node`)."""
+
+    anchor: str
+    alias: bool
+    start: int
+    end: int
+    node: yaml.Node
+
+
+def _slot(parent: yaml.Node, index: Any) -> _Slot:
+    """A place in a collection: a sequence's item number or a mapping's key node."""
+    if isinstance(index, int):
+        return (id(parent), "item", index)
+    return (id(parent), "value", id(index))
+
+
+class _Composer:
+    """Nodes from libyaml's events, noting where each anchor is set and each alias written.
+
+    PyYAML's composer makes an alias the anchor's node, whose marks are those of the
+    anchor; `alias_slots` keeps where each alias stands, by its place in its parent.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.events: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+        self.anchors: dict[str, yaml.Node] = {}
+        self.marks: list[_Mark] = []
+        self.alias_slots: dict[_Slot, _Mark] = {}
+        self.tags: dict[tuple[Any, ...], str] = {}
+
+    def document(self) -> yaml.Node | None:
+        events = self.events
+        try:
+            events.get_event()
+            if events.check_event(yaml.StreamEndEvent):
+                return None
+            events.get_event()
+            root = self.node(None, None)
+            events.get_event()
+            if not events.check_event(yaml.StreamEndEvent):
+                raise YamlError("expected a single document", 1)
+            return root
+        finally:
+            events.dispose()
+
+    def node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.events.get_event()
+        kind = type(event)  # by type, so `event` stays Any: libyaml's marks are not the class the stubs name
+        if kind is yaml.AliasEvent:
+            target = self.anchors.get(event.anchor)
+            if target is None:
+                raise YamlError(f"found undefined alias {event.anchor!r}", event.start_mark.line + 1)
+            mark = _Mark(event.anchor, True, event.start_mark.index, event.end_mark.index, target)
+            self.marks.append(mark)
+            if parent is not None:
+                self.alias_slots[_slot(parent, index)] = mark
+            return target
+        node: yaml.Node
+        if kind is yaml.ScalarEvent:
+            tag = self.tag(event, yaml.ScalarNode)
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        elif kind is yaml.SequenceStartEvent:
+            node = yaml.SequenceNode(self.tag(event, yaml.SequenceNode), [], event.start_mark, None, event.flow_style)
+        else:
+            node = yaml.MappingNode(self.tag(event, yaml.MappingNode), [], event.start_mark, None, event.flow_style)
+        if event.anchor is not None:
+            self.anchors[event.anchor] = node
+            self.marks.append(_Mark(event.anchor, False, event.start_mark.index, event.end_mark.index, node))
+        if isinstance(node, yaml.SequenceNode):
+            while not self.events.check_event(yaml.SequenceEndEvent):
+                node.value.append(self.node(node, len(node.value)))
+            node.end_mark = self.events.get_event().end_mark
+        elif isinstance(node, yaml.MappingNode):
+            while not self.events.check_event(yaml.MappingEndEvent):
+                key = self.node(None, None)
+                node.value.append((key, self.node(node, key)))
+            node.end_mark = self.events.get_event().end_mark
+        return node
+
+    def tag(self, event: Any, kind: type[yaml.Node]) -> str:
+        if event.tag not in (None, "!"):
+            return str(event.tag)
+        key = (kind, event.value if kind is yaml.ScalarNode else None, event.implicit)
+        tag = self.tags.get(key)
+        if tag is None:
+            tag = self.tags[key] = str(self.events.resolve(*key))
+        return tag
+
+
+class _Source:
+    """A test file's text, composed, with where each value is written."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.newline = "\r\n" if "\r\n" in text else "\n"
+        composer = _Composer(text)
+        root = composer.document()
+        self.marks = sorted(composer.marks, key=lambda m: m.start)
+        self.aliases = composer.alias_slots
+        if not isinstance(root, yaml.MappingNode):
+            raise YamlError("a test file is a mapping with `cases:`", 1)
+        self.root = root
+        cases = next(((k, v) for k, v in root.value if k.value == "cases"), None)
+        if cases is None or not isinstance(cases[1], yaml.SequenceNode):
+            raise YamlError("a test file has a list of `cases:`", 1)
+        self.cases_key, self.cases = cases
+
+    def span(self, parent: yaml.Node, index: Any, node: yaml.Node) -> tuple[int, int]:
+        """Where a value is written: its alias, or the node from its anchor or tag to its last character."""
+        alias = self.aliases.get(_slot(parent, index))
+        if alias is not None:
+            return alias.start, alias.end
+        return node.start_mark.index, self.end(node)
+
+    def end(self, node: yaml.Node) -> int:
+        if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
+            key, value = node.value[-1]
+            return self.span(node, key, value)[1]
+        if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
+            return self.span(node, len(node.value) - 1, node.value[-1])[1]
+        end = node.end_mark.index  # a block scalar's end is past its trailing blank lines
+        while end > node.start_mark.index and self.text[end - 1] in " \t\r\n":
+            end -= 1
+        return end
+
+    def is_block(self, parent: yaml.Node, index: Any, node: yaml.Node) -> bool:
+        """A block list or mapping, written on the lines below its key."""
+        return (
+            isinstance(node, yaml.CollectionNode) and not node.flow_style and _slot(parent, index) not in self.aliases
+        )
+
+    def is_block_scalar(self, parent: yaml.Node, index: Any, node: yaml.Node) -> bool:
+        """A `|` or `>` text, which takes the lines after it up to the next key (blank ones too, with `|+`)."""
+        return (
+            isinstance(node, yaml.ScalarNode) and node.style in ("|", ">") and _slot(parent, index) not in self.aliases
+        )
+
+    def line_start(self, i: int) -> int:
+        return self.text.rfind("\n", 0, i) + 1
+
+    def line_end(self, i: int) -> int:
+        """Where the line holding `i` ends, before its line break."""
+        end = self.text.find("\n", i)
+        if end < 0:
+            return len(self.text)
+        return end - 1 if end > i and self.text[end - 1] == "\r" else end
+
+    def indented_comment(self, i: int, indent: int) -> bool:
+        """Whether the line starting at `i` is a comment indented at least `indent` columns."""
+        line = self.text[i : self.line_end(i)]
+        return line.lstrip(" ").startswith("#") and len(line) - len(line.lstrip(" ")) >= indent
+
+    def next_line(self, i: int) -> int:
+        """Where the line after the one holding `i` starts (the end of the text on the last line)."""
+        end = self.text.find("\n", i)
+        return len(self.text) if end < 0 else end + 1
+
+
+def _plan(src: _Source, writes: Mapping[int, Any]) -> list[_Edit]:
+    edits = [_expect_edit(src, src.cases.value[i], value) for i, value in writes.items()]
+    return sorted(edits + _moved_anchors(src, edits))
+
+
+def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
+    """The edit that sets the `expect:` of `case`, a mapping, to `value`."""
+    if not isinstance(case, yaml.MappingNode) or not case.value:
+        raise YamlError("a case is a mapping", case.start_mark.line + 1)
+    text, nl = src.text, src.newline
+    own = next(((k, v) for k, v in case.value if k.tag != _MERGE and k.value == "expect"), None)
+    if case.flow_style:
+        flow = _flow(value)
+        if own is not None:
+            return _Edit(*src.span(case, *own), flow)
+        last = src.span(case, *case.value[-1])[1]
+        return _Edit(last, last, f", expect: {flow}")
+    indent = case.value[0][0].start_mark.column
+    items = ""
+    if isinstance(value, list) and value:
+        dash = " " * (indent + _sequence_offset(src, case, own))
+        items = "".join(f"{dash}- {_flow(item)}{nl}" for item in value)
+    inline = "" if items else f" {_flow(value)}"
+    if own is None:
+        key, last = case.value[-1]
+        at = src.line_start(key.start_mark.index)
+        if not (src.is_block_scalar(case, key, last) and not text[at : key.start_mark.index].strip()):
+            at = src.next_line(src.span(case, key, last)[1])
+            while src.indented_comment(at, indent):  # a commented-out line of the case's last value
+                at = src.next_line(at)
+        lead = nl if at == len(text) and not text.endswith("\n") else ""
+        return _Edit(at, at, f"{lead}{' ' * indent}expect:{inline}{nl}{items}")
+    key, old = own
+    colon = text.index(":", key.end_mark.index) + 1
+    _, end = src.span(case, key, old)
+    if src.is_block(case, key, old):
+        rest = text[colon : src.line_end(colon)]  # an anchor or tag, and a comment
+        found = re.search(r"\s+#", rest)
+        comment = rest[found.start() :] if found else ""
+    else:
+        comment = text[end : src.line_end(end)]
+        comment = comment if comment.strip() else ""
+    start = src.line_start(key.start_mark.index)
+    return _Edit(start, src.next_line(end), f"{text[start:colon]}{inline}{comment}{nl}{items}")
+
+
+def _sequence_offset(src: _Source, case: yaml.MappingNode, own: tuple[yaml.Node, yaml.Node] | None) -> int:
+    """How far this file puts a list's `-` past its key: as the old `expect:`, the case's lists, or `cases:` do."""
+    pairs = [own] if own is not None else []
+    pairs += [*case.value, (src.cases_key, src.cases)]
+    for key, value in pairs:
+        parent = src.root if value is src.cases else case
+        if (
+            isinstance(value, yaml.SequenceNode)
+            and src.is_block(parent, key, value)
+            and value.start_mark.line > key.start_mark.line
+        ):
+            return max(0, value.start_mark.column - key.start_mark.column)
+    return 2
+
+
+def _moved_anchors(src: _Source, edits: Sequence[_Edit]) -> list[_Edit]:
+    """An anchor set in replaced text moves, with its old value, to its first alias left standing.
+
+    So a case that shares another's `expect:` through an alias keeps what it had.
+    """
+
+    def replaced(i: int) -> bool:
+        return any(e.start <= i < e.end for e in edits)
+
+    moves: list[tuple[_Mark, _Mark]] = []
+    for n, mark in enumerate(src.marks):
+        if mark.alias or not replaced(mark.start):
+            continue
+        for later in src.marks[n + 1 :]:
+            if later.anchor != mark.anchor or (later.alias and replaced(later.start)):
+                continue
+            if later.alias:
+                moves.append((mark, later))
+            break
+    # values are built only after every position is read: building a mapping with `<<` rewrites its node
+    written = [_written(src, mark) for mark, _ in moves]
+    return [
+        _Edit(alias.start, alias.end, f"&{mark.anchor} {w}") for (mark, alias), w in zip(moves, written, strict=True)
+    ]
+
+
+def _written(src: _Source, mark: _Mark) -> str:
+    """An anchored value as one line: as written when it is one line with no anchor or alias inside."""
+    end = src.end(mark.node)
+    text = src.text[mark.start : end]
+    own = re.match(rf"&{re.escape(mark.anchor)}\s+", text)
+    inside = any(mark.start < m.start < end for m in src.marks)
+    block = isinstance(mark.node, yaml.CollectionNode) and not mark.node.flow_style
+    if own and not inside and not block and "\n" not in text:
+        return text[own.end() :]
+    return _flow(yaml.SafeLoader("").construct_object(mark.node, deep=True))
+
+
+def _apply(text: str, edits: Sequence[_Edit]) -> str:
+    parts, at = [], 0
+    for e in edits:
+        parts += [text[at : e.start], e.new]
+        at = e.end
+    return "".join([*parts, text[at:]])
+
+
+class _Dumper(yaml.SafeDumper):
+    """One-line flow YAML: text with a line break double-quoted, a value used twice written twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    style = '"' if "\n" in data or "\r" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # LineDict and LineList, as `load` reads them
+_Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of flow YAML, read back as it was by PyYAML."""
+    text = yaml.dump(
+        [value], Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=math.inf, allow_unicode=True
+    )
+    return text.strip()[1:-1]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values, counting `.nan` equal to itself."""
+    if a == b:
+        return True
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isnan(a) and math.isnan(b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same, a, b))
+    return False
+
+
+def _check(before: Any, after: Any, writes: Mapping[int, Any]) -> None:
+    """The rewritten file means the old one with the new expectations, or `--update` has a bug."""
+    old, new = list(before["cases"]), list(after["cases"])
+    for i, value in writes.items():
+        old[i] = {**old[i], "expect": value}
+    for i, case in enumerate(new):
+        if (
+            i not in writes and isinstance(case, dict) and "expect" in case and "expect" not in old[i]
+        ):  # merged from an updated case
+            new[i] = {k: v for k, v in case.items() if k != "expect"}
+    if not _same({**before, "cases": old}, {**after, "cases": new}):
+        raise RuntimeError("--update would change more than the expectations of the cases it updates")
