@@ -9,19 +9,26 @@ get checks of the rule ids and fixtures they name, and link to the rules.
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import click
 from lsprotocol import types as lsp
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.uris import from_fs_path, to_fs_path
+from pygls.workspace import TextDocument
+from pygls.workspace import Workspace as DocumentStore
 
+from fluo_lang.api import decode_source
 from fluo_lang.format import format_source
 
 from . import actions, completion, hover, outline
 from .document import RuleDocument
-from .positions import LineIndex, span_range
+from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, test_diagnostics
 from .settings import SECTION, Settings
 from .testfiles import is_test_file, read_test_file
@@ -39,32 +46,100 @@ def _version() -> str:
         return "0"
 
 
+class _LspLinesDocument(TextDocument):
+    """pygls's document, applying ranged changes to lines as LSP counts them (see `lsp_lines`)."""
+
+    @property
+    def lines(self) -> Sequence[str]:
+        return lsp_lines(self.source)
+
+
+class _DocumentStore(DocumentStore):
+    def _create_text_document(
+        self,
+        doc_uri: str,
+        source: str | None = None,
+        version: int | None = None,
+        language_id: str | None = None,
+    ) -> TextDocument:
+        return _LspLinesDocument(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self.position_codec,
+        )
+
+
+class _Protocol(LanguageServerProtocol):
+    """pygls's protocol, but columns are always UTF-16 and documents split lines the LSP way."""
+
+    @lsp_method(lsp.INITIALIZE)
+    def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, lsp.InitializeResult]:
+        # pygls would pick the client's first choice (e.g. UTF-8); every client must accept
+        # UTF-16, which is what `LineIndex` counts in.
+        if params.capabilities.general is not None:
+            params.capabilities.general.position_encodings = None
+        result = yield from super().lsp_initialize(params)
+        # No document is open before `initialize` returns, so the store can be swapped here.
+        store = self.workspace
+        self._workspace = _DocumentStore(
+            store.root_uri, self._server._text_document_sync_kind, list(store.folders.values()), store.position_encoding
+        )
+        return result
+
+
 class FluoServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__(NAME, _version(), text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            NAME, _version(), text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental, protocol_cls=_Protocol
+        )
         self.settings = Settings()
         self.index = Workspace(self.open_text)
         self.documents: dict[str, RuleDocument] = {}
         self.pending: dict[str, asyncio.TimerHandle] = {}
+        self.shut_down = False
 
     # -- documents ------------------------------------------------------------------
 
+    def open_document(self, uri: str) -> TextDocument | None:
+        """The document the client has open at `uri`, or None.
+
+        Every lookup goes through here: pygls keys open documents by their URI with
+        percent-escapes decoded (`file:///my%20rules/a.fluo` as `file:///my rules/a.fluo`),
+        so the URI the client sent, or one built from a path, is decoded the same way.
+        """
+        documents: dict[str, TextDocument] = self.workspace.text_documents
+        return documents.get(unquote(uri))
+
+    def open_documents(self) -> list[TextDocument]:
+        return list(self.workspace.text_documents.values())
+
     def open_text(self, path: Path) -> str | None:
         uri = from_fs_path(str(path))
-        if uri is None:
-            return None
-        doc = self.workspace.text_documents.get(uri)
+        doc = self.open_document(uri) if uri is not None else None
         return doc.source if doc is not None else None
+
+    def text(self, uri: str) -> str | None:
+        """The text at `uri`: the open document's, else the file's on disk; None if there is neither."""
+        doc = self.open_document(uri)
+        if doc is not None:
+            return doc.source
+        path = to_fs_path(uri)
+        return _read(Path(path)) if path is not None else None
 
     def is_rule_file(self, uri: str) -> bool:
         """A `.fluo` file, or any document the client says is in the FLUO language (e.g. unsaved)."""
         if uri.endswith(".fluo"):
             return True
-        doc = self.workspace.text_documents.get(uri)
+        doc = self.open_document(uri)
         return doc is not None and doc.language_id == "fluo"
 
-    def rule_document(self, uri: str) -> RuleDocument:
-        text = self.workspace.get_text_document(uri).source
+    def rule_document(self, uri: str) -> RuleDocument | None:
+        text = self.text(uri)
+        if text is None:
+            return None
         doc = self.documents.get(uri)
         if doc is None or doc.text != text:
             doc = RuleDocument(to_fs_path(uri) or uri, text)
@@ -72,12 +147,15 @@ class FluoServer(LanguageServer):
         return doc
 
     def diagnostics_of(self, uri: str) -> list[lsp.Diagnostic] | None:
-        """The diagnostics of a rule file or a rule test file; None for any other file."""
+        """The diagnostics of a rule file or a rule test file (none if it is gone); None for any other file."""
         path = to_fs_path(uri) or uri
         if self.is_rule_file(uri):
-            return document_diagnostics(self.rule_document(uri), uri, strict=self.settings.strict)
+            doc = self.rule_document(uri)
+            return document_diagnostics(doc, uri, strict=self.settings.strict) if doc is not None else []
         if is_test_file(path):
-            text = self.workspace.get_text_document(uri).source
+            text = self.text(uri)
+            if text is None:
+                return []
             test = read_test_file(Path(path), text)
             problems = self.index.test_problems(test)
             if test.error is None:
@@ -86,20 +164,24 @@ class FluoServer(LanguageServer):
         return None
 
     def publish(self, uri: str) -> None:
+        """Push the diagnostics of the open document at `uri`, under `uri` as the client sent it."""
         self.pending.pop(uri, None)
-        if uri not in self.workspace.text_documents:
+        doc = self.open_document(uri)
+        if doc is None:
             return
         diags = self.diagnostics_of(uri)
         if diags is None:
             return
-        version = self.workspace.get_text_document(uri).version
         self.text_document_publish_diagnostics(
-            lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version)
+            lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version)
         )
         if self.is_rule_file(uri):  # test files that name this rule file may have changed meaning
-            for other in list(self.workspace.text_documents):
-                if is_test_file(to_fs_path(other) or other):
-                    self.publish(other)
+            self.publish_test_files()
+
+    def publish_test_files(self) -> None:
+        for doc in self.open_documents():
+            if is_test_file(doc.path):
+                self.publish(doc.uri)
 
     def schedule(self, uri: str) -> None:
         handle = self.pending.pop(uri, None)
@@ -114,11 +196,24 @@ class FluoServer(LanguageServer):
     def apply_settings(self, raw: Any) -> None:
         self.settings = self.settings.merged(raw)
         self.index.extra_keys = self.settings.attribute_keys
-        for uri in list(self.workspace.text_documents):
-            self.publish(uri)
+        for doc in self.open_documents():
+            self.publish(doc.uri)
+
+
+def _read(path: Path) -> str | None:
+    """A file's text as `fluo check` reads it, or None if it cannot be read."""
+    try:
+        return decode_source(path.read_bytes(), str(path))[0]
+    except OSError:
+        return None
 
 
 server = FluoServer()
+
+
+@server.feature(lsp.SHUTDOWN)
+def shutdown(ls: FluoServer, params: None) -> None:
+    ls.shut_down = True
 
 
 @server.feature(lsp.INITIALIZE)
@@ -174,9 +269,7 @@ def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
     ls.documents.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
     if rule_file:  # test files now read this rule file from disk
-        for other in list(ls.workspace.text_documents):
-            if other != uri and is_test_file(to_fs_path(other) or other):
-                ls.publish(other)
+        ls.publish_test_files()
 
 
 @server.feature(
@@ -280,11 +373,13 @@ def _site_location(site: RuleSite) -> lsp.Location:
 def _rule_under_cursor(ls: FluoServer, uri: str, position: lsp.Position) -> tuple[str, Path, list[Path]] | None:
     """The rule id at the cursor, the file the cursor is in, and the rule files to look for it in."""
     path = Path(to_fs_path(uri) or uri)
-    text = ls.workspace.get_text_document(uri).source
+    text = ls.text(uri)
+    if text is None:
+        return None
     offset = LineIndex(text).offset(position)
     if path.suffix == ".fluo":
         doc = ls.rule_document(uri)
-        for rule, base in doc.rules():
+        for rule, base in doc.rules() if doc is not None else []:
             if rule.id and not rule.bare and rule.id_span.start + base <= offset <= rule.id_span.end + base:
                 return rule.id, path, [path]
         return None
@@ -300,8 +395,8 @@ def _rule_under_cursor(ls: FluoServer, uri: str, position: lsp.Position) -> tupl
 def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Location] | None:
     uri = params.text_document.uri
     path = Path(to_fs_path(uri) or uri)
-    if is_test_file(str(path)):
-        text = ls.workspace.get_text_document(uri).source
+    text = ls.text(uri) if is_test_file(str(path)) else None
+    if text is not None:
         offset = LineIndex(text).offset(params.position)
         test = read_test_file(path, text)
         for name in [*test.rules, *test.traces]:
@@ -330,7 +425,7 @@ def references(ls: FluoServer, params: lsp.ReferenceParams) -> list[lsp.Location
     for test_path, start, end in ls.index.references(rule_id, sites[0].path):
         if test_path not in texts:
             text = ls.open_text(test_path)
-            texts[test_path] = LineIndex(text if text is not None else test_path.read_text(encoding="utf-8"))
+            texts[test_path] = LineIndex(text if text is not None else _read(test_path) or "")
         out.append(lsp.Location(uri=test_path.resolve().as_uri(), range=texts[test_path].range(start, end)))
     return out
 
@@ -348,6 +443,8 @@ def command(stdio: bool) -> None:
       vim.lsp.start({ name = "fluo", cmd = { "fluo", "lsp" } })
     """
     server.start_io()
+    if not server.shut_down:  # pygls ends `start_io` quietly, whatever `exit` asked for
+        sys.exit(1)
 
 
 __all__ = ["FluoServer", "command", "server"]

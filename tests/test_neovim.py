@@ -1,7 +1,8 @@
 """A real editor: headless Neovim's built-in LSP client talks to `fluo lsp`.
 
 Neovim opens a rule file with errors, waits (bounded) for the diagnostics, asks
-for completion after `trace.spans.`, and writes what it got to a JSON file.
+for completion after `trace.spans.`, and writes what it got to a JSON file. Once
+in a plain folder and once in one whose URI has percent-escapes (a space, a non-ASCII letter).
 Needs Debian's `neovim` (0.7 or later); `scripts/test` installs it where missing.
 """
 
@@ -55,21 +56,24 @@ vim.cmd('qa!')
 
 
 def lua_string(s: str) -> str:
-    return json.dumps(s)
+    return json.dumps(s, ensure_ascii=False)  # Lua has no \u escapes; UTF-8 in the string is fine
 
 
-def test_neovim_gets_diagnostics_and_completions(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", ["rules", "my règles"])
+def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) -> None:
     nvim = shutil.which("nvim")
     if nvim is None:
         pytest.fail("nvim not found: install Debian's neovim (apt-get install -y neovim); scripts/test does it")
-    rule = tmp_path / "storm.fluo"
+    (tmp_path / folder).mkdir()
+    rule = tmp_path / folder / "storm.fluo"
     rule.write_text(RULES)
     out = tmp_path / "result.json"
     script = tmp_path / "client.lua"
     cmd = "{ " + ", ".join(lua_string(x) for x in (sys.executable, "-m", "fluo_run.cli", "lsp")) + " }"
     script.write_text(
         SCRIPT
-        % {"rule": lua_string(str(rule)), "cmd": cmd, "root": lua_string(str(tmp_path)), "out": lua_string(str(out))}
+        % {"rule": lua_string(str(rule)), "cmd": cmd, "root": lua_string(str(tmp_path)), "out": lua_string(str(out))},
+        encoding="utf-8",
     )
     proc = subprocess.run(
         [nvim, "--headless", "--clean", "-c", f"luafile {script}"],

@@ -1,0 +1,307 @@
+"""`fluo lsp` on the edges of documents: escaped URIs, position encodings, line breaks, missing files, exit codes.
+
+End to end over stdio like tests/test_lsp.py (whose helpers it borrows), plus unit
+tables for `LineIndex` and `lsp_lines`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_lsp
+from hypothesis import given
+from hypothesis import strategies as st
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from test_lsp import AUTH, TEST_FILE, diagnostics, rng
+
+from fluo_lsp.positions import LineIndex, lsp_lines
+
+SERVER = [sys.executable, "-m", "fluo_run.cli", "lsp"]
+asyncio_module = pytest.mark.asyncio(loop_scope="module")
+INITIALIZED: dict[str, lsp.InitializeResult] = {}
+
+
+def session(capabilities: lsp.ClientCapabilities, root: Path) -> lsp.InitializeParams:
+    return lsp.InitializeParams(
+        capabilities=capabilities,
+        root_uri=root.as_uri(),
+        workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+        initialization_options={"fluo": {"diagnostics": {"debounceMs": 0}}},
+    )
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    await lsp_client.initialize_session(
+        session(client_capabilities("visual-studio-code"), tmp_path_factory.mktemp("ws"))
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def utf8_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    """A client that would rather count columns in UTF-8 bytes, and can count them in UTF-16."""
+    capabilities = client_capabilities("visual-studio-code")
+    capabilities.general = lsp.GeneralClientCapabilities(
+        position_encodings=[lsp.PositionEncodingKind.Utf8, lsp.PositionEncodingKind.Utf16]
+    )
+    INITIALIZED["utf8"] = await lsp_client.initialize_session(session(capabilities, tmp_path_factory.mktemp("ws8")))
+    yield
+    await lsp_client.shutdown_session()
+
+
+def open_at(client: LanguageClient, uri: str, text: str, language: str = "fluo") -> str:
+    client.diagnostics.pop(uri, None)
+    item = lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(text_document=item))
+    return uri
+
+
+def change(client: LanguageClient, uri: str, version: int, where: lsp.Range, text: str) -> None:
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[lsp.TextDocumentContentChangePartial(range=where, text=text)],
+        )
+    )
+
+
+TYPO = "rule a {\n  expect trace.spans.cuont() > 1\n}\n"
+
+
+# -- URIs with percent-escapes ----------------------------------------------------------
+
+
+@asyncio_module
+@pytest.mark.parametrize(
+    "folder",
+    ["my rules", "règles", "100% (ok)"],
+    ids=["space", "non-ascii", "percent-and-parentheses"],
+)
+async def test_escaped_uris_get_pushed_diagnostics(client: LanguageClient, tmp_path: Path, folder: str) -> None:
+    uri = (tmp_path / folder / "a.fluo").as_uri()
+    assert "%" in uri
+    open_at(client, uri, TYPO)
+    [d] = await diagnostics(client, uri)  # published under the URI the client sent
+    assert (d.code, d.range) == ("FLUO201", rng(1, 21, 1, 26))
+
+
+@asyncio_module
+async def test_windows_drive_uris_get_pushed_diagnostics(client: LanguageClient) -> None:
+    uri = "file:///c%3A/Users/me/rules/a.fluo"  # how VS Code on Windows names files
+    open_at(client, uri, TYPO)
+    [d] = await diagnostics(client, uri)
+    assert (d.code, d.range) == ("FLUO201", rng(1, 21, 1, 26))
+    change(client, uri, 2, rng(1, 21, 1, 26), "count")
+    await diagnostics(client, uri, lambda d: len(d) == 0)
+
+
+@asyncio_module
+async def test_test_files_see_open_rule_files_under_escaped_paths(client: LanguageClient, tmp_path: Path) -> None:
+    folder = tmp_path / "my règles"
+    folder.mkdir()
+    (folder / "auth.fluo").write_text(AUTH)
+    (folder / "auth_test.yaml").write_text(TEST_FILE)
+    test_uri = open_at(client, (folder / "auth_test.yaml").as_uri(), TEST_FILE, language="yaml")
+    await diagnostics(client, test_uri, lambda d: "unknown-rule" in {x.code for x in d})
+    rules = AUTH + "\nrule auth_retry_strom {\n  detect trace.spans.count() > 1\n}\n"
+    rules_uri = open_at(client, (folder / "auth.fluo").as_uri(), rules)
+    await diagnostics(client, rules_uri)
+    await diagnostics(client, test_uri, lambda d: len(d) > 0 and "unknown-rule" not in {x.code for x in d})
+    client.text_document_did_close(
+        lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=rules_uri))
+    )
+    await diagnostics(client, test_uri, lambda d: "unknown-rule" in {x.code for x in d})  # back to the disk
+
+
+# -- position encoding ------------------------------------------------------------------
+
+
+@asyncio_module
+async def test_columns_are_utf16_even_when_the_client_prefers_utf8(utf8_client: LanguageClient, tmp_path: Path) -> None:
+    assert INITIALIZED["utf8"].capabilities.position_encoding == lsp.PositionEncodingKind.Utf16
+    text = 'rule u {\n  expect trace.has(name == "😀é") and trace.spans.cuont() > 1\n}\n'
+    col = text.splitlines()[1].index("cuont") + 1  # the emoji is two UTF-16 code units
+    uri = open_at(utf8_client, (tmp_path / "emoji.fluo").as_uri(), text)
+    [d] = await diagnostics(utf8_client, uri)
+    assert (d.code, d.range) == ("FLUO201", rng(1, col, 1, col + 5))
+    change(utf8_client, uri, 2, rng(1, col, 1, col + 5), "count")
+    await diagnostics(utf8_client, uri, lambda d: len(d) == 0)
+    hover = await utf8_client.text_document_hover_async(
+        lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=1, character=col))
+    )
+    assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
+    assert "count" in hover.contents.value
+
+
+# -- line breaks ------------------------------------------------------------------------
+
+
+@asyncio_module
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e"])
+async def test_ranged_edits_below_characters_python_calls_line_breaks(
+    client: LanguageClient, tmp_path: Path, sep: str
+) -> None:
+    """Only \\n, \\r\\n and \\r end a line in LSP; str.splitlines also splits on these."""
+    text = f"rule a {{\n  // note{sep} more\n  expect trace.spans.cuont() > 1\n}}\n"
+    uri = open_at(client, (tmp_path / f"sep{ord(sep):x}.fluo").as_uri(), text)
+    [d] = await diagnostics(client, uri)
+    assert (d.code, d.range) == ("FLUO201", rng(2, 21, 2, 26))
+    change(client, uri, 2, rng(2, 21, 2, 26), "count")
+    await diagnostics(client, uri, lambda d: len(d) == 0)
+    change(client, uri, 3, rng(3, 0, 3, 1), "}\nrule b {\n  expect trace.spans.cuont() > 0\n}")
+    [d] = await diagnostics(client, uri, lambda d: len(d) == 1)
+    assert (d.code, d.range) == ("FLUO201", rng(5, 21, 5, 26))
+
+
+@asyncio_module
+@pytest.mark.parametrize("newline", ["\r", "\r\n"], ids=["cr", "crlf"])
+async def test_cr_and_crlf_files_get_diagnostics_on_their_lines(
+    client: LanguageClient, tmp_path: Path, newline: str
+) -> None:
+    text = TYPO.replace("\n", newline)
+    uri = open_at(client, (tmp_path / "cr.fluo").as_uri(), text)
+    [d] = await diagnostics(client, uri)
+    assert (d.code, d.range) == ("FLUO201", rng(1, 21, 1, 26))
+    change(client, uri, 2, rng(1, 21, 1, 99), "count() > 1")  # past the end of the line: up to its break
+    await diagnostics(client, uri, lambda d: len(d) == 0)
+    edits = await client.text_document_formatting_async(
+        lsp.DocumentFormattingParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            options=lsp.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert edits is not None
+    for edit in edits:
+        assert edit.range.end == rng(3, 0, 3, 0).end
+
+
+# -- documents that are gone ------------------------------------------------------------
+
+
+@asyncio_module
+async def test_requests_on_a_closed_and_deleted_document_answer_empty(client: LanguageClient, tmp_path: Path) -> None:
+    path = tmp_path / "gone.fluo"
+    path.write_text(TYPO)
+    uri = open_at(client, path.as_uri(), TYPO)
+    await diagnostics(client, uri)
+    client.text_document_did_close(lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    path.unlink()
+    doc = lsp.TextDocumentIdentifier(uri=uri)
+    test_doc = lsp.TextDocumentIdentifier(uri=(tmp_path / "gone_test.yaml").as_uri())
+    here = lsp.Position(line=1, character=22)
+    report = await client.text_document_diagnostic_async(lsp.DocumentDiagnosticParams(text_document=doc))
+    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport) and not report.items
+    report = await client.text_document_diagnostic_async(lsp.DocumentDiagnosticParams(text_document=test_doc))
+    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport) and not report.items
+    assert await client.text_document_hover_async(lsp.HoverParams(text_document=doc, position=here)) is None
+    assert await client.text_document_completion_async(lsp.CompletionParams(text_document=doc, position=here)) is None
+    assert await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=doc)) is None
+    for target in (doc, test_doc):
+        found = await client.text_document_definition_async(lsp.DefinitionParams(text_document=target, position=here))
+        assert found is None
+        refs = await client.text_document_references_async(
+            lsp.ReferenceParams(
+                text_document=target, position=here, context=lsp.ReferenceContext(include_declaration=True)
+            )
+        )
+        assert refs is None
+
+
+# -- exit codes -------------------------------------------------------------------------
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+@asyncio_module
+@pytest.mark.parametrize(("shutdown", "code"), [(True, 0), (False, 1)], ids=["after-shutdown", "without-shutdown"])
+async def test_exit_code_says_whether_shutdown_came_first(shutdown: bool, code: int) -> None:
+    messages = [
+        {"id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"method": "initialized", "params": {}},
+    ]
+    if shutdown:
+        messages.append({"id": 2, "method": "shutdown"})
+    messages.append({"method": "exit"})
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(b"".join(frame(m) for m in messages)), timeout=30)
+    assert proc.returncode == code, stderr.decode()
+
+
+# -- unit tables ------------------------------------------------------------------------
+
+MIXED = "a\r\nbc\rd\n\r\ne😀f"
+
+
+@pytest.mark.parametrize(
+    ("offset", "line", "character"),
+    [
+        (0, 0, 0),
+        (1, 0, 1),  # end of the first line, before its \r\n
+        (3, 1, 0),
+        (5, 1, 2),  # before \r
+        (6, 2, 0),
+        (7, 2, 1),  # before \n
+        (8, 3, 0),  # the empty line between \n and \r\n
+        (10, 4, 0),
+        (12, 4, 3),  # after the emoji: two UTF-16 code units
+        (13, 4, 4),
+    ],
+)
+def test_line_index_breaks_lines_at_cr_lf_and_crlf(offset: int, line: int, character: int) -> None:
+    index = LineIndex(MIXED)
+    assert index.position(offset) == lsp.Position(line=line, character=character)
+    assert index.offset(lsp.Position(line=line, character=character)) == offset
+
+
+def test_line_index_positions_past_a_line_end_stop_before_its_break() -> None:
+    index = LineIndex(MIXED)
+    assert [index.offset(lsp.Position(line=n, character=99)) for n in range(6)] == [1, 5, 7, 8, 13, 13]
+
+
+def test_line_index_does_not_break_lines_where_lsp_does_not() -> None:
+    text = "a\u2028b\x0cc\x85d\ne"
+    index = LineIndex(text)
+    assert index.position(7) == lsp.Position(line=0, character=7)
+    assert index.position(8) == lsp.Position(line=1, character=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "lines"),
+    [
+        ("", []),
+        ("a", ["a"]),
+        ("a\n", ["a\n"]),
+        ("a\r\nb\rc\n\nd", ["a\r\n", "b\r", "c\n", "\n", "d"]),
+        ("a\u2028b\x85c\x0b\x0c\x1c\x1d\x1e\u2029\n", ["a\u2028b\x85c\x0b\x0c\x1c\x1d\x1e\u2029\n"]),
+        ("\r\r\n\n", ["\r", "\r\n", "\n"]),
+    ],
+)
+def test_lsp_lines_keep_their_breaks(text: str, lines: list[str]) -> None:
+    assert lsp_lines(text) == lines
+    assert "".join(lsp_lines(text)) == text
+
+
+@given(st.text(alphabet="ab\r\n\u2028\x0c😀é", max_size=30))
+def test_line_index_agrees_with_lsp_lines_and_round_trips(text: str) -> None:
+    lines = lsp_lines(text)
+    ends = accumulate(len(line) for line in lines)
+    index = LineIndex(text)
+    assert index.starts == [0, *(end for end, line in zip(ends, lines, strict=True) if line.endswith(("\r", "\n")))]
+    for offset in range(len(text) + 1):
+        if text[offset - 1 : offset + 1] != "\r\n":  # inside a line break: no position of its own
+            assert index.offset(index.position(offset)) == offset
