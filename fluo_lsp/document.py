@@ -137,14 +137,14 @@ class RuleDocument:
         rules = self.rules()
         counts = Counter(r.id for r, _ in rules)
         shifted = [
-            (replace(r, id_span=_shift(r.id_span, base, self.index)), self.path)
+            (replace(r, id_span=shift_span(r.id_span, base, self.index)), self.path)
             for r, base in rules
             if r.id and counts[r.id] > 1
         ]
         return [(d, 0) for _, d in duplicate_ids(shifted) if (d.span.start, d.message) not in seen]
 
 
-def _shift(span: ast.Span, base: int, index: LineIndex) -> ast.Span:
+def shift_span(span: ast.Span, base: int, index: LineIndex) -> ast.Span:
     """A chunk-relative span moved to document offsets, lines and columns."""
     start, end = span.start + base, span.end + base
     line, end_line = index.line_of(start), index.line_of(end)

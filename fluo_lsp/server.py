@@ -29,7 +29,7 @@ from fluo_lang.format import format_source
 from . import actions, completion, hover, outline
 from .document import RuleDocument
 from .positions import LineIndex, lsp_lines, span_range
-from .reporting import document_diagnostics, test_diagnostics
+from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
 from .testfiles import is_test_file, read_test_file
 from .workspace import RuleSite, Workspace
@@ -97,6 +97,7 @@ class FluoServer(LanguageServer):
         )
         self.settings = Settings()
         self.index = Workspace(self.open_text)
+        self.index.open_paths = lambda: [Path(d.path) for d in self.open_documents() if d.uri.startswith("file:")]
         self.documents: dict[str, RuleDocument] = {}
         self.pending: dict[str, asyncio.TimerHandle] = {}
         self.shut_down = False
@@ -151,7 +152,13 @@ class FluoServer(LanguageServer):
         path = to_fs_path(uri) or uri
         if self.is_rule_file(uri):
             doc = self.rule_document(uri)
-            return document_diagnostics(doc, uri, strict=self.settings.strict) if doc is not None else []
+            if doc is None:
+                return []
+            diags = document_diagnostics(doc, uri, strict=self.settings.strict)
+            if uri.startswith("file:"):  # ids another file of its folder defines first, as `fluo check FOLDER` says
+                beside = self.index.sibling_duplicates(Path(path), doc)
+                diags += [lsp_diagnostic(d, base, doc, uri, strict=self.settings.strict) for d, base in beside]
+            return diags
         if is_test_file(path):
             text = self.text(uri)
             if text is None:
@@ -163,8 +170,12 @@ class FluoServer(LanguageServer):
             return test_diagnostics(problems, text)
         return None
 
-    def publish(self, uri: str) -> None:
-        """Push the diagnostics of the open document at `uri`, under `uri` as the client sent it."""
+    def publish(self, uri: str, *, others: bool = True) -> None:
+        """Push the diagnostics of the open document at `uri`, under `uri` as the client sent it.
+
+        With `others`, a rule file's edit also refreshes the open documents it may
+        change: test files, and rule files in its folder (rule ids are unique there).
+        """
         self.pending.pop(uri, None)
         doc = self.open_document(uri)
         if doc is None:
@@ -175,8 +186,12 @@ class FluoServer(LanguageServer):
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version)
         )
-        if self.is_rule_file(uri):  # test files that name this rule file may have changed meaning
+        if others and self.is_rule_file(uri):
             self.publish_test_files()
+            folder = Path(to_fs_path(uri) or uri).parent
+            for other in self.open_documents():
+                if other.uri != uri and other.uri.endswith(".fluo") and Path(other.path).parent == folder:
+                    self.publish(other.uri, others=False)
 
     def publish_test_files(self) -> None:
         for doc in self.open_documents():

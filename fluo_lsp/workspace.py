@@ -15,18 +15,18 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fluo_lang import ast
-from fluo_lang.api import Analysis, RuleSourceError, analyze, decode_source, rule_files
-from fluo_lang.diagnostics import nearest
+from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, decode_source, rule_files
+from fluo_lang.diagnostics import Diagnostic, Related, error, nearest
 from fluo_lang.otlp import TraceInputError, load_trace_file
+from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.spec import RuleLoader, load_test_file
 
-from .document import RuleDocument
+from .document import RuleDocument, shift_span
 from .testfiles import TestFile, is_test_file, read_test_file
 
 MAX_WALK_ENTRIES = 20_000
@@ -34,7 +34,6 @@ MAX_TRACE_FILES = 200
 MAX_TRACE_BYTES = 4 * 1024 * 1024
 MAX_RULE_BYTES = 4 * 1024 * 1024
 MAX_KEYS = 2_000
-MAX_RULE_ANALYSES = 8
 RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
 """Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
@@ -79,6 +78,8 @@ class Workspace:
         self._scan_lock = threading.Lock()
         self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
         self._rules = _EditorRules(self)
+        self.open_paths: Callable[[], Iterable[Path]] = lambda: ()
+        """The paths of the documents open in the editor (saved or not)."""
 
     def set_folders(self, folders: list[Path]) -> None:
         self.folders = [f for f in folders if f.is_dir()]
@@ -154,14 +155,6 @@ class Workspace:
 
     # -- rule files ---------------------------------------------------------------
 
-    def rule_text(self, path: Path) -> str | None:
-        """The text of the rule file at `path` (its open text if it is open), or None if unreadable."""
-        text = self._open_text(path)
-        if text is not None:
-            return text
-        doc = self.rule_document(path)
-        return None if doc is None else doc.text
-
     def rule_document(self, path: Path) -> RuleDocument | None:
         """The analysed rule file at `path` (its open text if it is open), or None if unreadable."""
         text = self._open_text(path)
@@ -179,6 +172,42 @@ class Workspace:
             return None
         self._rule_docs[path] = (stat.st_mtime, doc)
         return doc
+
+    def sibling_duplicates(self, path: Path, doc: RuleDocument) -> list[tuple[Diagnostic, int]]:
+        """FLUO213 for the rules of `doc` whose id a `.fluo` file beside it defines first.
+
+        `fluo check FOLDER` and `fluo serve --rules FOLDER` load a folder's files
+        together, in name order, and report the later definition; the editor does
+        the same for the files of one folder (with their base offsets, as `doc.diagnostics()`).
+        """
+        try:
+            beside = {p for p in path.parent.iterdir() if p.suffix == RULE_SUFFIX and p.is_file()}
+        except OSError:
+            beside = set()
+        beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
+        earlier = sorted(p for p in beside if p.name < path.name)
+        first: dict[str, tuple[Path, RuleDocument, ast.Rule, int]] = {}
+        for p in earlier:
+            other = self.rule_document(p)
+            if other is None:
+                continue
+            for rule, base in other.rules():
+                if rule.id:
+                    first.setdefault(rule.id, (p, other, rule, base))
+        out: list[tuple[Diagnostic, int]] = []
+        for rule, base in doc.rules():
+            found = first.get(rule.id) if rule.id else None
+            if found is None:
+                continue
+            p, other, prev, prev_base = found
+            start, end = prev_base + prev.id_span.start, prev_base + prev.id_span.end
+            line, end_line = other.index.line_of(start), other.index.line_of(end)
+            col, end_col = start - other.index.starts[line], end - other.index.starts[end_line]
+            at = ast.Span(start, end, line, col, end_line, end_col)
+            message = f"rule id `{rule.id}` is already defined at {p.name}:{line + 1}:{col + 1}"
+            related = (Related("first defined here", at, str(p)),)
+            out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
+        return out
 
     def rule_ids(self, paths: list[Path]) -> dict[str, RuleSite]:
         """The rules defined in these files and folders (searched as `fluo check` searches them)."""
@@ -290,24 +319,31 @@ class _EditorRules(RuleLoader):
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
         self.workspace = workspace
-        self.recent: OrderedDict[tuple[tuple[str, str], ...], Analysis] = OrderedDict()
 
     def analysis(self, paths: Sequence[Path]) -> Analysis:
-        sources: list[tuple[str, str]] = []
+        """What `api.analyze` says of the rule files, built from the editor's per-rule analyses.
+
+        Each rule's analysis is cached (see `document.analyze_chunk`), so a test file
+        is re-checked after an edit to a 1,000-rule file without checking it whole.
+        """
+        docs: list[tuple[Path, RuleDocument]] = []
         for f in rule_files(paths):
-            text = self.workspace.rule_text(f)
-            if text is None:
+            doc = self.workspace.rule_document(f)
+            if doc is None:
                 raise RuleSourceError(f"cannot read {f}")
-            sources.append((str(f), text))
-        key = tuple(sources)
-        found = self.recent.get(key)
-        if found is None:
-            found = self.recent[key] = analyze(sources)
-            while len(self.recent) > MAX_RULE_ANALYSES:
-                self.recent.popitem(last=False)
-        else:
-            self.recent.move_to_end(key)
-        return found
+            docs.append((f, doc))
+        rules = [c for _, doc in docs for c, _ in doc.checked_rules()]
+        diagnostics = [
+            replace(d, span=shift_span(d.span, base, doc.index)) for _, doc in docs for d, base in doc.diagnostics()
+        ]
+        everywhere = [
+            (replace(r, id_span=shift_span(r.id_span, base, doc.index)), str(f))
+            for f, doc in docs
+            for r, base in doc.rules()
+        ]
+        # rule ids are unique across the files loaded together; a file's own duplicates are in its diagnostics
+        diagnostics += [d for _, d in duplicate_ids(everywhere) if d.related and d.related[0].path != d.path]
+        return Analysis(files=[], rules=rules, diagnostics=diagnostics)
 
 
 def _keys_of(path: Path) -> tuple[set[str], set[str]]:

@@ -559,3 +559,30 @@ async def test_test_file_diagnostics_follow_edits_to_the_rule_file(client: Langu
         lsp.DidCloseTextDocumentParams(text_document=lsp.TextDocumentIdentifier(uri=rules_uri))
     )
     await diagnostics(client, test_uri, lambda d: len(d) == 2)  # back to the file on disk
+
+
+async def test_a_rule_id_defined_in_another_file_of_the_folder_is_fluo213(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """As `fluo check FOLDER` says it: on the later file in name order; fixing either file clears it."""
+    folder = tmp_path / "dups"
+    folder.mkdir()
+    rule = "rule a {\n  expect true\n}\n"
+    one = open_doc(client, folder / "one.fluo", rule)
+    await diagnostics(client, one)
+    two = open_doc(client, folder / "two.fluo", rule)
+    [d] = await diagnostics(client, two, lambda d: len(d) == 1)
+    assert (d.code, d.range, d.message) == (
+        "FLUO213",
+        rng(0, 5, 0, 6),
+        "rule id `a` is already defined at one.fluo:1:6",
+    )
+    assert d.related_information is not None and d.related_information[0].location.uri == one
+    assert list(client.diagnostics[one]) == []
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=one, version=2),
+            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=rule.replace("rule a", "rule b"))],
+        )
+    )
+    await diagnostics(client, two, lambda d: len(d) == 0)  # the other file's edit refreshed this one

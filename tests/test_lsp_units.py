@@ -306,3 +306,19 @@ def test_no_metadata_keys_where_no_name_can_come() -> None:
     body = "rule a {\n  severity: info\n  \n  expect true\n}\n"
     at_item = {i.label for i in complete(RuleDocument("y.fluo", body), body.index("  \n") + 2, [], [])}
     assert {"description", "tags"} <= at_item and "severity" not in at_item  # given already
+
+
+def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(tmp_path: Path) -> None:
+    """As `fluo check FOLDER` reports it: on the later file in name order, naming the first definition."""
+    (tmp_path / "a.fluo").write_text("// first\nrule dup {\n  expect true\n}\n")
+    (tmp_path / "b.fluo").write_text("rule dup {\n  expect true\n}\nrule own {\n  expect true\n}\n")
+    index = Workspace(lambda path: None)
+    b = index.rule_document(tmp_path / "b.fluo")
+    a = index.rule_document(tmp_path / "a.fluo")
+    assert a is not None and b is not None
+    assert index.sibling_duplicates(tmp_path / "a.fluo", a) == []
+    [(d, base)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
+    assert (d.code, d.message, base + d.span.start) == ("FLUO213", "rule id `dup` is already defined at a.fluo:2:6", 5)
+    assert d.related[0].path == str(tmp_path / "a.fluo") and (d.related[0].span.line, d.related[0].span.col) == (1, 5)
+    cli = api.analyze_paths([tmp_path])
+    assert [x.message.replace(f"{tmp_path}/", "") for x in cli.diagnostics] == [d.message]  # what CI says
