@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,6 +40,8 @@ FIRST_SCAN_WAIT = 0.2
 """Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
 TRACE_SUFFIXES = (".json", ".jsonl", ".pb", ".binpb")
 log = logging.getLogger("fluo.lsp")
+_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""Where YAML (and so `fluo test`'s line numbers) breaks lines: more than LSP, fewer than `str.splitlines`."""
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
 
 
@@ -299,15 +302,15 @@ class Workspace:
         """
         read = load_test_file(path, self._rules, text=text)
         found = [*read.problems, *(p for case in read.cases for p in case.problems)]
-        starts = [0]
-        for line in text.splitlines(keepends=True):
-            starts.append(starts[-1] + len(line))
+        starts = [0, *(m.end() for m in _YAML_LINE_BREAK.finditer(text))]  # lines as the YAML reader counts them
+        if starts[-1] < len(text):
+            starts.append(len(text))
         out: list[TestProblem] = []
         for p in sorted(found, key=lambda p: p.line):
             if p.code in EXACT_CODES:
                 continue
             i = min(max(p.line, 1), len(starts) - 1) - 1
-            line_text = text[starts[i] : starts[i + 1]].rstrip("\r\n")
+            line_text = text[starts[i] : starts[i + 1]].rstrip("\r\n\x85\u2028\u2029")
             start = starts[i] + len(line_text) - len(line_text.lstrip())
             out.append(TestProblem(p.code, p.message, start, starts[i] + len(line_text)))
         return out

@@ -322,3 +322,15 @@ def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(tmp_path: Path) 
     assert d.related[0].path == str(tmp_path / "a.fluo") and (d.related[0].span.line, d.related[0].span.col) == (1, 5)
     cli = api.analyze_paths([tmp_path])
     assert [x.message.replace(f"{tmp_path}/", "") for x in cli.diagnostics] == [d.message]  # what CI says
+
+
+def test_test_file_problem_lines_count_line_breaks_as_yaml_does(tmp_path: Path) -> None:
+    """YAML breaks lines at U+2028 too (LSP does not): a problem's line is found in the text the YAML way."""
+    (tmp_path / "a.fluo").write_text("rule r {\n  expect true\n}\n")
+    text = 'rules: [a.fluo]\ndescription: "one\u2028two"\ncases:\n  - name: c\n    spans: [{name: x}]\n    expcet: []\n'
+    index = Workspace(lambda path: None)
+    [p] = index.runner_problems(tmp_path / "t_test.yaml", text)
+    assert (p.message, text[p.start : p.end]) == (
+        "unknown key `expcet` in case 'c'; did you mean `expect`?",
+        "expcet: []",
+    )
