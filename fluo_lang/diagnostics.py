@@ -28,6 +28,7 @@ CODES: dict[str, str] = {
     "FLUO104": "Unexpected end of file.",
     "FLUO105": "A file holding a bare expression may hold nothing else.",
     "FLUO106": "A rule file that is not UTF-8 text.",
+    "FLUO107": "A clause keyword misspelled (`exepct`): the nearest keyword is suggested.",
     # 2xx: names and rule structure
     "FLUO200": "Unknown name.",
     "FLUO201": "Unknown method for the receiver's type.",

@@ -28,7 +28,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedTok
 from lark.lexer import LexerThread
 
 from . import ast
-from .diagnostics import Diagnostic, error
+from .diagnostics import Diagnostic, error, nearest
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
@@ -164,6 +164,8 @@ class _Recovery:
     def _token(self, e: UnexpectedToken) -> bool:
         tok: Token = e.token
         ip = e.interactive_parser
+        if self._misspelled_keyword(ip, tok):
+            return True
         expected = sorted(e.expected or _accepts(ip), key=_order)
         is_end = tok.type == "$END"
         if is_end:
@@ -190,6 +192,39 @@ class _Recovery:
         code = "FLUO104" if is_end else "FLUO100"
         self.report(error(code, f"unexpected {found}; expected {_one_of(expected)}", span, path=self.path))
         return not is_end  # drop the token and go on
+
+    def _misspelled_keyword(self, ip: Any, tok: Token) -> bool:
+        """`exepct trace...`: a name just read as a metadata key is a clause keyword misspelled.
+
+        The name was shifted alone (a metadata key is a name and `:`; no reduction
+        happens before the `:` is missing), so it is taken back off the parser's
+        stacks and fed again as the keyword, which spares the cascade of errors a
+        metadata key without `:` would start. One FLUO107 says so, with the fix.
+        """
+        state = ip.parser_state
+        last = state.value_stack[-1] if state.value_stack else None
+        if not isinstance(last, Token) or last.type != "IDENT" or tok.type == "COLON":
+            return False
+        keyword = nearest(str(last.value), list(_CLAUSE_KEYWORDS))
+        if keyword is None:
+            return False
+        before = _probe(ip)
+        before.parser_state.state_stack.pop()
+        before.parser_state.value_stack.pop()
+        retyped = Token(_CLAUSE_KEYWORDS[keyword], keyword, last.start_pos, last.line, last.column)
+        try:
+            if tok.type not in _accepts(_fed(before, retyped)):
+                return False
+        except UnexpectedInput:
+            return False
+        state.state_stack.pop()
+        state.value_stack.pop()
+        ip.feed_token(retyped)
+        ip.feed_token(tok)
+        span = self.index.span(last.start_pos or 0, last.end_pos or 0)
+        message = f"unknown keyword `{last.value}`; did you mean `{keyword}`?"
+        self.report(error("FLUO107", message, span, path=self.path, suggestion=keyword))
+        return True
 
     def synthetic(self, name: str, pos: int, value: str = _MISSING) -> Token:
         """A zero-width token the recovery inserts at `pos`."""
@@ -242,6 +277,15 @@ class _Recovery:
 
 def _accepts(ip: Any) -> set[str]:
     return set(ip.accepts())
+
+
+def _fed(ip: Any, tok: Token) -> Any:
+    ip.feed_token(tok)
+    return ip
+
+
+_CLAUSE_KEYWORDS = {k: k.upper() for k in ("expect", "detect", "when", "always", "never", "window")}
+"""The keywords that start a rule's clauses, and their terminals: the ones a misspelling is checked against."""
 
 
 def _probe(ip: Any) -> Any:

@@ -9,6 +9,7 @@ from conformance_cases import load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fluo_lang.api import analyze
 from fluo_lang.parser import MAX_DEPTH, MAX_ERRORS, MAX_RULE_NODES, _fast_parse, _fast_tables, _full_parse, parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,3 +192,21 @@ def test_a_metadata_value_recovery_inserted_is_not_checked_again() -> None:
         codes = [d.code for d in analyze([("r.fluo", text)]).diagnostics]
         assert "FLUO100" in codes and "FLUO212" not in codes, (text, codes)
         assert all("\x00" not in d.message for d in analyze([("r.fluo", text)]).diagnostics)
+
+
+def test_a_misspelled_clause_keyword_is_one_error_with_its_fix() -> None:
+    """LANGUAGE.md §6: an unknown keyword suggests the nearest; the rule then parses as if it were right."""
+    text = (
+        "rule a {\n  exepct trace.spans.count() > 1\n}\n"
+        "rule b {\n  windo 1m\n  detect window.traces.count() > 0\n}\n"
+        "rule c {\n  wehn { true } always { true }\n}\n"
+        "rule d {\n  expect trace.spans.all(\n    detcet > 1)\n}\n"  # inside an expression: an attribute
+    )
+    analysis = analyze([("k.fluo", text)])
+    got = [(d.code, d.span.line + 1, d.span.col + 1, d.message, d.suggestion) for d in analysis.diagnostics]
+    assert got == [
+        ("FLUO107", 2, 3, "unknown keyword `exepct`; did you mean `expect`?", "expect"),
+        ("FLUO107", 5, 3, "unknown keyword `windo`; did you mean `window`?", "window"),
+        ("FLUO107", 9, 3, "unknown keyword `wehn`; did you mean `when`?", "when"),
+    ]
+    assert [r.id for r in analysis.rules] == ["a", "b", "c", "d"]  # each rule still built from its clauses
