@@ -38,6 +38,8 @@ class ChunkAnalysis:
     diagnostics: list[Diagnostic]
     text: str
     _lexemes: list[Lexeme] | None = field(default=None, repr=False)
+    tokens: list[tuple[int, int, int, int, int]] | None = field(default=None, repr=False)
+    """Semantic tokens relative to the chunk (see `outline.semantic_tokens`), once asked for."""
 
     @property
     def lexemes(self) -> list[Lexeme]:

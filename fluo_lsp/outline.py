@@ -10,8 +10,8 @@ from fluo_lang.parser import keywords
 from fluo_lang.typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
 from fluo_lang.values import format_duration
 
-from .document import RuleDocument
-from .positions import span_range
+from .document import ChunkAnalysis, RuleDocument
+from .positions import LineIndex, span_range
 from .syntax import expressions
 
 # ---------------------------------------------------------------------------
@@ -127,36 +127,51 @@ def _classify(rule: ast.Rule, checked: CheckedRule | None) -> dict[int, tuple[st
 
 
 def semantic_tokens(doc: RuleDocument) -> list[int]:
-    """The LSP's relative encoding: (line delta, start delta, length, type, modifiers) per token."""
+    """The LSP's relative encoding: (line delta, start delta, length, type, modifiers) per token.
+
+    Each chunk's tokens are worked out once, relative to its first line, and kept
+    with its cached analysis: after an edit only the edited rule's are new.
+    """
     data: list[int] = []
     prev_line = prev_col = 0
-    words = keywords()
     for chunk in doc.chunks:
-        names: dict[int, tuple[str, int]] = {}
-        checked = {id(c.rule): c for c in chunk.analysis.checked}
-        for rule in chunk.analysis.rules:
-            names.update(_classify(rule, checked.get(id(rule))))
-        for x in chunk.analysis.lexemes:
-            if x.kind == "IDENT":
-                kind = names.get(x.start, ("variable", 0))
-            elif x.kind == "COMMENT":
-                kind = ("comment", 0)
-            elif x.kind == "STRING":
-                kind = ("string", 0)
-            elif x.kind in ("NUMBER", "DURATION"):
-                kind = ("number", 0)
-            elif x.text in words:
-                kind = ("keyword", 0)
-            elif x.text in OPERATOR_BY_SYMBOL:
-                kind = ("operator", 0)
-            else:
-                continue
-            start = doc.index.position(chunk.start + x.start)
-            end = doc.index.position(chunk.start + x.end)
-            if end.line != start.line:
-                continue
-            delta_line = start.line - prev_line
-            delta_col = start.character - prev_col if delta_line == 0 else start.character
-            data += [delta_line, delta_col, end.character - start.character, _TYPE[kind[0]], kind[1]]
-            prev_line, prev_col = start.line, start.character
+        first = doc.index.line_of(chunk.start)  # a chunk starts a line: its columns are the document's
+        for rel_line, col, length, kind, modifiers in _chunk_tokens(chunk.analysis):
+            line = first + rel_line
+            data += [line - prev_line, col - prev_col if line == prev_line else col, length, kind, modifiers]
+            prev_line, prev_col = line, col
     return data
+
+
+def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int]]:
+    """(line within the chunk, UTF-16 column, length, type, modifiers) of each token of a chunk."""
+    if analysis.tokens is not None:
+        return analysis.tokens
+    words = keywords()
+    names: dict[int, tuple[str, int]] = {}
+    checked = {id(c.rule): c for c in analysis.checked}
+    for rule in analysis.rules:
+        names.update(_classify(rule, checked.get(id(rule))))
+    index = LineIndex(analysis.text)
+    out: list[tuple[int, int, int, int, int]] = []
+    for x in analysis.lexemes:
+        if x.kind == "IDENT":
+            kind = names.get(x.start, ("variable", 0))
+        elif x.kind == "COMMENT":
+            kind = ("comment", 0)
+        elif x.kind == "STRING":
+            kind = ("string", 0)
+        elif x.kind in ("NUMBER", "DURATION"):
+            kind = ("number", 0)
+        elif x.text in words:
+            kind = ("keyword", 0)
+        elif x.text in OPERATOR_BY_SYMBOL:
+            kind = ("operator", 0)
+        else:
+            continue
+        stop = x.end - 1 if x.text.endswith("\r") else x.end  # a `//` comment runs to `\n`: not its `\r`
+        start, end = index.position(x.start), index.position(stop)
+        if end.line == start.line:
+            out.append((start.line, start.character, end.character - start.character, _TYPE[kind[0]], kind[1]))
+    analysis.tokens = out
+    return out

@@ -334,3 +334,15 @@ def test_test_file_problem_lines_count_line_breaks_as_yaml_does(tmp_path: Path) 
         "unknown key `expcet` in case 'c'; did you mean `expect`?",
         "expcet: []",
     )
+
+
+def test_semantic_tokens_of_a_cached_rule_follow_it_when_it_moves() -> None:
+    """A rule's tokens are kept with its cached analysis, relative to its first line: an edit above moves them."""
+    rules = 'rule a {\n  expect trace.spans.where(name == "é😀").count() > 1\n}\nrule b {\n  detect true // b\n}\n'
+    before = semantic_tokens(RuleDocument("x.fluo", rules))
+    after = semantic_tokens(RuleDocument("x.fluo", "// new\n\n" + rules))
+    assert after[:5] == [0, 0, 6, 1, 0]  # the new comment
+    assert after[5] == before[0] + 2 and after[6:10] == before[1:5]  # `rule`, two lines further down
+    assert after[10:] == before[5:]  # the rest is relative to the token before
+    crlf = semantic_tokens(RuleDocument("y.fluo", rules.replace("\n", "\r\n")))
+    assert crlf == before
