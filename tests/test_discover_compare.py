@@ -109,6 +109,21 @@ def test_contradictions_are_named(files: tuple[Path, Path]) -> None:
     assert report["quick_logins"]["discovered"] == []  # it held everywhere: nothing to set against it
 
 
+def test_a_duration_bound_the_corpus_breaks_is_named_and_contradicted(files: tuple[Path, Path]) -> None:
+    rules, traces = files
+    fast = 'rule fast_logins {\n  expect trace.spans.where(name == "login").all(duration <= 2ms)\n}\n'
+    (rules / "fast.fluo").write_text(fast, encoding="utf-8")
+    result = run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3")
+    report = by_rule(json.loads(result.stdout))["fast_logins"]
+    assert report["fired"] == len(AUTH_SPANS)
+    assert report["findings"] == [
+        'assumes `trace.spans.where(name == "login").all(duration <= 2ms)`; on the corpus those spans\' durations '
+        f"ranged 5ms..5ms ({len(AUTH_SPANS)} of {len(AUTH_SPANS)} traces outside)"
+    ]
+    first = report["discovered"][0]
+    assert (first["rule"], first["contradicts"]) == ("trace.spans.where(name == 'login').all(duration <= 5ms)", True)
+
+
 def test_text_report(files: tuple[Path, Path], snapshot: SnapshotAssertion) -> None:
     rules, traces = files
     result = run("--compare", str(rules), str(traces), "--min-support", "3")

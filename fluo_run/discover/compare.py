@@ -83,11 +83,35 @@ def _comparable(text: str) -> str:
 
 
 def _subject(fact: Fact) -> str:
-    """What a bound fact bounds (`trace.spans.where(...).count()`), as comparable text; else ''."""
+    """What a bound fact bounds, as comparable text; else ''.
+
+    A count bound bounds its count (`trace.spans.where(...).count()`); a duration
+    bound the durations of its spans (`trace.spans.where(...)` and `|duration`).
+    """
     kind, expr = fact.clauses[-1]
-    if kind != "expect" or fact.kind != "count":
+    if kind != "expect":
         return ""
-    return _comparable(expr.rsplit(" <= ", 1)[0])
+    if fact.kind == "count":
+        return _comparable(expr.rsplit(" <= ", 1)[0])
+    if fact.kind == "duration" and ".all(duration " in expr:
+        return _comparable(expr.rsplit(".all(duration ", 1)[0]) + "|duration"
+    return ""
+
+
+def _span_bounds(node: Node) -> list[tuple[Node, Node, str]]:
+    """`spans.all(duration OP constant)` in a rule: (the `all` call, its span set, the field bounded)."""
+    out = []
+    for n in node.walk():
+        if n.op != "call" or not isinstance(n.value, Member) or n.value.name != "all" or len(n.args) != 2:
+            continue
+        body = n.args[1].args[0] if n.args[1].op == "fn" and n.args[1].args else None
+        if body is None or body.op != "cmp" or body.value not in _FLIP:
+            continue
+        for field, const in (body.args, body.args[::-1]):
+            is_duration = field.op == "get" and isinstance(field.value, Member) and field.value.name == "duration"
+            if is_duration and const.op == "const":
+                out.append((n, n.args[0], "duration"))
+    return out
 
 
 def _kinds_of(nodes: list[Node]) -> set[str]:
@@ -158,6 +182,20 @@ def _rule_report(
                 findings.append(_bound_finding(clause, rule.clause_text(value), value, op, bound, seen))
                 if clause in ("expect", "always") and not all(_holds(op, v, bound) for v in seen):
                     broken.add(_comparable(rule.clause_text(value)))
+        if clause in ("expect", "always"):  # a bound on its spans' durations that some trace breaks
+            for call, spans, field in _span_bounds(node):
+                holds, members = rule.compiler.fn(call), rule.compiler.fn(spans)
+                outside = sum(1 for tr in traces if holds(tr, None) is False)
+                seen = [getattr(sp, field) for tr in traces for sp in members(tr, None) or ()]
+                if not seen:
+                    continue
+                lo, hi = to_json(min(seen), "duration"), to_json(max(seen), "duration")
+                findings.append(
+                    f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s ranged {lo}..{hi}"
+                    + (f" ({outside} of {len(traces)} traces outside)" if outside else ", so it always held")
+                )
+                if outside:
+                    broken.add(_comparable(rule.clause_text(spans)) + f"|{field}")
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
     mentioned: set[str] = set()
