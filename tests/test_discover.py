@@ -163,6 +163,27 @@ def test_rare_exceptions_are_allowed_and_listed_exactly() -> None:
         assert rule.fact.confidence >= 0.97
 
 
+def test_below_full_confidence_a_service_that_never_errs_keeps_its_own_rule() -> None:
+    """`inventory` never errs and `pay` rarely does: at 0.9 the corpus-wide rule (with exceptions) would hide that."""
+    b = Builder()
+    for i in range(30):
+        root = b.trace().span("GET /", service="front")
+        b.span("reserve", service="inventory", parent=root)
+        b.span("charge", service="pay", parent=root, status="error" if i < 2 else "ok")
+    traces = b.traces()
+    text, facts = run_discover(traces, min_confidence=0.9)
+    errs = {f.key: len(f.exceptions) for f in facts if f.kind == "error_free"}
+    assert errs == {"front_no_errors": 0, "inventory_no_errors": 0, "pay_no_errors": 2}
+    assert "no_errors" not in rule_ids(text)
+    strict, _ = run_discover(traces)  # at 1.0, only the services that never err, as before
+    assert {r for r in rule_ids(strict) if r.endswith("no_errors")} == {"front_no_errors", "inventory_no_errors"}
+    clean = Builder()
+    for _ in range(30):
+        clean.trace().span("GET /", service="front")
+    only, _ = run_discover(clean.traces(), min_confidence=0.9)
+    assert [r for r in rule_ids(only) if r.endswith("no_errors")] == ["no_errors"]  # nothing errs: one rule
+
+
 def test_transitive_co_occurrence_is_pruned() -> None:
     b = Builder()
     for _ in range(6):

@@ -14,7 +14,9 @@ the enclosing service or trace, co-occurrences implied transitively, by a
 structure rule or by an ordering rule, orderings implied transitively or
 through parents, and error-free, duration and attribute facts that every
 operation of a service (or of the corpus) shares, which are written once for
-the service (or for all spans).
+the service (or for all spans); below 100% confidence, an error-free fact for
+the corpus that has exceptions gives way to the per-service ones when some of
+those have none.
 """
 
 from __future__ import annotations
@@ -555,18 +557,29 @@ class Miner:
         return out
 
     def error_free(self) -> list[Fact]:
+        """Error-free facts for the whole corpus, else per service, else per operation.
+
+        Below 100% confidence, a corpus-wide fact with exceptions gives way to the
+        per-service ones when some of those hold without exception: "inventory
+        never errors" says more than "almost nothing errors".
+        """
         failing = sorted(t.index for t in self.c.traces if any(st.errors for st in t.ops.values()))
-        if self.o.accepts(self.n, len(failing)):
-            return [
-                Fact(
-                    "error_free",
-                    "no_errors",
-                    (("expect", "trace.spans.none(status == error)"),),
-                    "No span ends with status error",
-                    self.n,
-                    failing,
-                )
-            ]
+        everywhere = Fact(
+            "error_free",
+            "no_errors",
+            (("expect", "trace.spans.none(status == error)"),),
+            "No span ends with status error",
+            self.n,
+            failing,
+        )
+        if self.o.accepts(self.n, len(failing)) and not failing:
+            return [everywhere]
+        narrower = self._error_free_narrower()
+        if self.o.accepts(self.n, len(failing)) and not any(not f.exceptions for f in narrower):
+            return [everywhere]
+        return narrower
+
+    def _error_free_narrower(self) -> list[Fact]:
         out = []
         for service in self.c.services:
             ops = [op for op in self.c.ops_of(service) if self.support(op)]
