@@ -201,6 +201,19 @@ def test_bad_settings_stop_serve_at_start_with_one_line_and_exit_2(tmp_path: Pat
     assert not (tmp_path / "x.db").exists()
 
 
+def test_a_grpc_port_another_listener_holds_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """gRPC's own core logs an error line when it cannot bind: FLUO says it first, and alone."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = ServeProcess(["--http", "127.0.0.1:0", "--grpc", f"127.0.0.1:{port}", "--no-db"], cwd=tmp_path)
+        assert (exit_status(proc), proc.log) == (
+            1,
+            [f"fluo: cannot listen on 127.0.0.1:{port} (gRPC): Address already in use"],
+        )
+
+
 @pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs a file that exists but cannot be read")
 def test_an_unreadable_rule_file_is_a_usage_error(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--no-db", "--rules", "/proc/self/mem"], cwd=tmp_path)

@@ -246,6 +246,8 @@ class Runtime:
                 creds = grpc.ssl_server_credentials(
                     [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())]
                 )
+            if port:  # a port taken by another listener: say so before gRPC's core logs its own error line
+                _check_free(host, port, "gRPC")
             try:
                 bound = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
             except RuntimeError as exc:
@@ -409,3 +411,18 @@ class RuntimeThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _check_free(host: str, port: int, what: str) -> None:
+    """StartError if something already listens on host:port (a port in TIME_WAIT is free, as for the server)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError:
+        return  # the server's own bind reports an address it cannot resolve
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise StartError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
