@@ -57,6 +57,7 @@ __all__ = [
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
 _ZERO_SPAN_ID = bytes(SPAN_ID_BYTES)
+_ZERO_TRACE_ID = bytes(TRACE_ID_BYTES)
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 _UINT64_MAX = 2**64 - 1
@@ -381,11 +382,16 @@ def _service_of(resource: Mapping[str, Any]) -> str:
     return service if isinstance(service, str) else str(service)
 
 
-def _id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> tuple[str, str] | None:
+def id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> tuple[str, str] | None:
+    """(field, what is wrong) for ids OTLP says are invalid: a wrong length, or all zero (a parent may be)."""
     if len(trace_id) != TRACE_ID_BYTES:
         return "trace_id", f"{len(trace_id)} bytes, expected a {TRACE_ID_BYTES}-byte trace id"
     if len(span_id) != SPAN_ID_BYTES:
         return "span_id", f"{len(span_id)} bytes, expected an {SPAN_ID_BYTES}-byte span id"
+    if trace_id == _ZERO_TRACE_ID:
+        return "trace_id", "all zero, which OTLP says is not a valid trace id"
+    if span_id == _ZERO_SPAN_ID:
+        return "span_id", "all zero, which OTLP says is not a valid span id"
     if parent_id and len(parent_id) != SPAN_ID_BYTES:
         return (
             "parent_span_id",
@@ -398,7 +404,7 @@ def _raise_bad_ids(req: Any, source: str) -> None:
     for i, rs in enumerate(req.resource_spans):
         for j, ss in enumerate(rs.scope_spans):
             for k, sp in enumerate(ss.spans):
-                problem = _id_problem(sp.trace_id, sp.span_id, sp.parent_span_id)
+                problem = id_problem(sp.trace_id, sp.span_id, sp.parent_span_id)
                 if problem is not None:
                     field, what = problem
                     path = f"resource_spans[{i}].scope_spans[{j}].spans[{k}].{field}"
@@ -439,6 +445,7 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     kind_of = _KIND_BY_NUMBER.get
     names = _NAMES.get
     zero = _ZERO_SPAN_ID
+    zero_trace = _ZERO_TRACE_ID
     new = object.__new__
     span_cls = _DecodedSpan
     for rs in req.resource_spans:
@@ -449,8 +456,14 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                 tid = sp.trace_id
                 sid = sp.span_id
                 pid = sp.parent_span_id
-                if len(tid) != 16 or len(sid) != 8 or (pid and (len(pid) != 8 or pid == zero)):
-                    if _id_problem(tid, sid, pid) is not None:
+                if (
+                    len(tid) != 16
+                    or len(sid) != 8
+                    or tid == zero_trace
+                    or sid == zero
+                    or (pid and (len(pid) != 8 or pid == zero))
+                ):
+                    if id_problem(tid, sid, pid) is not None:
                         _raise_bad_ids(req, source)
                     pid = b""
                 st = sp.status
@@ -676,6 +689,12 @@ def _json_id(value: Any, size: int, what: str) -> bytes:
     raise _Bad(f"expected a hex {what} ({2 * size} hex digits), got {_kind_of_json(value)}")
 
 
+def _nonzero(raw: bytes, what: str) -> bytes:
+    if not any(raw):
+        raise _Bad(f"all zero, which OTLP says is not a valid {what}")
+    return raw
+
+
 def _json_value(value: Any) -> Any:
     """The Python value of an AnyValue in OTLP/JSON form (`{}` or null is None)."""
     if value is None:
@@ -820,9 +839,9 @@ def _json_status(value: Any) -> tuple[str, str]:
 def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> Span:
     key, value = _get(obj, "traceId", "trace_id")
     try:
-        trace_id = _json_id(value, TRACE_ID_BYTES, "trace id")
+        trace_id = _nonzero(_json_id(value, TRACE_ID_BYTES, "trace id"), "trace id")
         key, value = _get(obj, "spanId", "span_id")
-        span_id = _json_id(value, SPAN_ID_BYTES, "span id")
+        span_id = _nonzero(_json_id(value, SPAN_ID_BYTES, "span id"), "span id")
         key, value = _get(obj, "parentSpanId", "parent_span_id")
         parent_id = _json_id(value, SPAN_ID_BYTES, "span id") if value else b""
         if parent_id == _ZERO_SPAN_ID:

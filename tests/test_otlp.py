@@ -892,7 +892,7 @@ def test_writer_groups_by_resource_and_honours_service() -> None:
 
     def span(service: str, resource: dict[str, Any]) -> Span:
         return Span(
-            trace_id=bytes(16),
+            trace_id=b"\x01" * 16,
             span_id=next(ids).to_bytes(8, "big"),
             name="x",
             service=service,
@@ -916,9 +916,24 @@ def test_writer_groups_by_resource_and_honours_service() -> None:
     assert [values(s) for s in pb_again] == [values(s) for s in again]
 
 
+@pytest.mark.parametrize("which", ["trace", "span"])
+def test_all_zero_ids_are_invalid_as_otlp_says(which: str) -> None:
+    """A trace or span id of zeros (an SDK with no ids) would group unrelated spans: the span is refused."""
+    ids = {"trace": ("0" * 32, "ab" * 8), "span": ("ab" * 16, "0" * 16)}[which]
+    doc = request(("auth", [otlp_span(traceId=ids[0], spanId=ids[1])]))
+    field = {"trace": "traceId", "span": "spanId"}[which]
+    why = f"all zero, which OTLP says is not a valid {which} id"
+    assert error_of(spans_from_json, doc, source="t") == f"t: resourceSpans[0].scopeSpans[0].spans[0].{field}: {why}"
+    req = ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add()
+    sp.trace_id, sp.span_id = bytes.fromhex(ids[0]), bytes.fromhex(ids[1])
+    pb = error_of(parse_protobuf, req.SerializeToString(), source="t.pb")
+    assert pb == f"t.pb: resource_spans[0].scope_spans[0].spans[0].{which}_id: {why}"
+
+
 def test_writer_special_values() -> None:
     span = Span(
-        trace_id=bytes(16),
+        trace_id=b"\x01" * 16,
         span_id=bytes(range(8)),
         attributes={"inf": float("inf"), "ninf": float("-inf"), "tuple": (1, "a"), "raw": b"\x00\xff"},
     )

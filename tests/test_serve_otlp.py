@@ -176,6 +176,11 @@ def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
         resp = ExportTraceServiceResponse.FromString(body)
         assert resp.partial_success.rejected_spans == 1
         assert "span_id" in resp.partial_success.error_message
+        zero = spans_to_request(load_trace_file(EXAMPLE_TRACES / "auth_retry_storm.json"))
+        zero.resource_spans[0].scope_spans[0].spans[0].trace_id = bytes(16)  # all zero: invalid, as OTLP says
+        status, _, body = post(url, zero.SerializeToString(), "application/x-protobuf")
+        assert status == 200
+        assert ExportTraceServiceResponse.FromString(body).partial_success.rejected_spans == 1
 
         doc = json.loads((EXAMPLE_TRACES / "healthy_login.json").read_text())
         doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] = "not-hex"
@@ -185,8 +190,8 @@ def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
         assert "traceId" in answer["partialSuccess"]["errorMessage"]
         total = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
         wait_for(lambda: settled(rt))
-        assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 2
-        assert metric(rt, "fluo_spans_received_total", transport="http") == total - 1 + 3
+        assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 3
+        assert metric(rt, "fluo_spans_received_total", transport="http") == total - 1 + total - 1 + 3
     assert {s["rule"] for s in got} == {"auth_retry_storm", "auth_span_budget"}
 
 

@@ -32,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from fluo_lang.otlp import (
     TraceInputError,
     decode_traces,
+    id_problem,
     parse_json,
     share_request,
     spans_from_json,
@@ -184,7 +185,7 @@ class Intake:
 
 
 def _id_ok(tid: bytes, sid: bytes, pid: bytes) -> bool:
-    return len(tid) == 16 and len(sid) == 8 and (not pid or len(pid) == 8)
+    return id_problem(tid, sid, pid) is None
 
 
 def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None = None) -> Decoded:
