@@ -322,11 +322,15 @@ def eval_command(
     for d in analysis.diagnostics:
         click.echo(d.format(), err=True)
     program = compile_program(analysis)
+    if not program.rules:  # ran, and said so: an empty or all-disabled rule set checks nothing
+        click.echo(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)", err=True)
     with collector_paused():
         try:
             spans = load_trace_files(trace_paths, program.prefetch)
         except TraceInputError as exc:
             fail(str(exc))
+        if not spans:
+            click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
         signals = program.evaluate(assemble(spans))
     for s in signals:
         if fmt == "jsonl":

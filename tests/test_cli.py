@@ -337,3 +337,16 @@ def test_check_reports_deep_metadata_as_a_limit(tmp_path: Path) -> None:
     r = run("check", str(f))
     assert r.exit_code == 1
     assert r.stdout == f"{f}:2:9: error[FLUO400] metadata list nested 5000 levels deep; the limit is 100\n"
+
+
+def test_eval_says_when_there_is_nothing_to_evaluate(tmp_path: Path) -> None:
+    """No rules, or no spans: it ran (exit 0), and says why nothing came of it."""
+    empty = tmp_path / "empty.fluo"
+    empty.write_text("// nothing yet\n")
+    r = run("eval", str(empty), "--traces", str(TRACES / "healthy_login.json"))
+    assert (r.exit_code, r.stdout) == (0, "")
+    assert r.stderr == f"fluo: no rules to evaluate in {empty} (none defined, or all disabled)\n"
+    nothing = tmp_path / "nothing.json"
+    nothing.write_text('{"resourceSpans": []}')
+    r = run("eval", "--detect", "true", "--traces", str(nothing))
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "", f"fluo: no spans in {nothing}\n")
