@@ -636,16 +636,9 @@ class _Builder:
 
     def string_value(self, tok: Token) -> str:
         value, bad = _unescape(str(tok)[1:-1])
-        for i, nxt in bad:
+        for i, length, message in bad:
             start = (tok.start_pos or 0) + 1 + i
-            self.diagnostics.append(
-                error(
-                    "FLUO102",
-                    f"invalid escape `\\{nxt}` in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX)",
-                    self.index.span(start, start + 2),
-                    path=self.path,
-                )
-            )
+            self.diagnostics.append(error("FLUO102", message, self.index.span(start, start + length), path=self.path))
         return value
 
     def duration_ns(self, tok: Token | None) -> int | None:
@@ -758,12 +751,16 @@ def _tok_span(tok: _Tok) -> ast.Span:
     return ast.Span(tok[2], tok[3], tok[4], tok[5], tok[4], tok[6])
 
 
-def _unescape(raw: str) -> tuple[str, list[tuple[int, str]]]:
-    """A string literal's text between the quotes, decoded; and (offset, char) of each invalid escape."""
+def _unescape(raw: str) -> tuple[str, list[tuple[int, int, str]]]:
+    """A string literal's text between the quotes, decoded; and (offset, length, message) of each bad escape.
+
+    `\\uXXXX` is a UTF-16 code unit, as in JSON: a surrogate pair (`\\uD83D\\uDE00`) is one
+    character; half of one alone is no character at all, and an error.
+    """
     if "\\" not in raw:
         return raw, []
     out: list[str] = []
-    bad: list[tuple[int, str]] = []
+    bad: list[tuple[int, int, str]] = []
     i = 0
     while i < len(raw):
         c = raw[i]
@@ -775,16 +772,28 @@ def _unescape(raw: str) -> tuple[str, list[tuple[int, str]]]:
         if nxt in _ESCAPES:
             out.append(_ESCAPES[nxt])
             i += 2
-        elif nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", raw[i + 2 : i + 6]):
-            out.append(chr(int(raw[i + 2 : i + 6], 16)))
+        elif nxt == "u" and _HEX4.fullmatch(raw[i + 2 : i + 6]):
+            code = int(raw[i + 2 : i + 6], 16)
+            low = raw[i + 8 : i + 12] if raw[i + 6 : i + 8] == "\\u" and _HEX4.fullmatch(raw[i + 8 : i + 12]) else ""
+            if 0xD800 <= code <= 0xDBFF and low and 0xDC00 <= int(low, 16) <= 0xDFFF:
+                out.append(chr(0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)))
+                i += 12
+                continue
+            if 0xD800 <= code <= 0xDFFF:
+                what = raw[i : i + 6]
+                bad.append((i, 6, f"`{what}` is half of a surrogate pair, not a character: write the character"))
+                out.append("\ufffd")
+            else:
+                out.append(chr(code))
             i += 6
         else:
-            bad.append((i, nxt))
+            bad.append((i, 2, f"invalid escape `\\{nxt}` in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX)"))
             out.append(nxt)
             i += 2
     return "".join(out), bad
 
 
+_HEX4 = re.compile(r"[0-9a-fA-F]{4}")
 _DURATION_PARTS = re.compile(r"([0-9]+(?:\.[0-9]+)?)(.*)")
 
 

@@ -9,8 +9,9 @@ from conformance_cases import load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fluo_lang.api import analyze
+from fluo_lang.api import analyze, compile_program
 from fluo_lang.parser import MAX_DEPTH, MAX_ERRORS, MAX_RULE_NODES, _fast_parse, _fast_tables, _full_parse, parse
+from fluo_lang.trace import Span, Trace
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "fuzz"))
@@ -210,3 +211,14 @@ def test_a_misspelled_clause_keyword_is_one_error_with_its_fix() -> None:
         ("FLUO107", 9, 3, "unknown keyword `wehn`; did you mean `when`?", "when"),
     ]
     assert [r.id for r in analysis.rules] == ["a", "b", "c", "d"]  # each rule still built from its clauses
+
+
+def test_unicode_escapes_are_utf16_code_units_as_in_json() -> None:
+    """`\\uD83D\\uDE00` is one character; half a pair alone is FLUO102 (it crashed `fluo eval` when printed)."""
+    pair = analyze([("p.fluo", 'rule a { detect "\\uD83D\\uDE00" == "😀" }')])
+    assert not pair.diagnostics
+    assert compile_program(pair).evaluate_trace(Trace(b"t" * 16, [Span(trace_id=b"t" * 16, span_id=b"s" * 8)]))
+    lone = analyze([("l.fluo", 'rule a { detect "x\\uDE00" != "x" }')])
+    [d] = lone.diagnostics
+    assert (d.code, d.span.col, d.span.end_col) == ("FLUO102", 18, 24)
+    assert d.message == "`\\uDE00` is half of a surrogate pair, not a character: write the character"
