@@ -919,6 +919,14 @@ class CompiledRule:
                 per_span = self.compiler.fn(cur.args[1])
                 culprits.extend(s for s in spans if best is not None and per_span(ctx, s) == best)
                 return
+            if cur.op == "call" and cur.value.name in ("count", "sum", "avg") and len(cur.args) == 2:
+                spans = self.compiler.fn(cur.args[0])(ctx, None) or []
+                per_span = self.compiler.fn(cur.args[1])
+                if cur.value.name == "count":  # the spans it counted, not the set it counted in
+                    culprits.extend(s for s in spans if per_span(ctx, s) is True)
+                else:  # the spans that had a value to add
+                    culprits.extend(s for s in spans if per_span(ctx, s) is not None)
+                return
             if cur.type in (t.SPANS, t.SPAN) and cur.op != "it":
                 v = self.compiler.fn(cur)(ctx, None)
                 if isinstance(v, list):

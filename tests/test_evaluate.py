@@ -397,3 +397,14 @@ def test_a_run_of_empty_windows_too_long_to_evaluate_is_a_truncation_signal() ->
         "rules_skipped": ["beat"],
     }
     assert gap.message.startswith("10,004 empty 1s windows in a row, more than 10,000, were not evaluated")
+
+
+def test_the_culprits_of_a_count_with_a_predicate_are_the_spans_it_counted() -> None:
+    """LANGUAGE.md §7: span_ids are the spans that made the rule fire; sum and avg name the spans with a value."""
+    ok, bad = span("a"), Span(trace_id=b"t" * 16, span_id=b"e" * 8, name="bb", status="error", start=0, end=10)
+    amount = span("ccc", amount=7)
+    program = program_for(
+        "rule c { expect trace.spans.count(status == error) == 0 }\nrule s { expect trace.spans.sum(amount) < 5 }\n"
+    )
+    signals = {s.rule: s.span_ids for s in program.evaluate_trace(trace(ok, bad, amount))}
+    assert signals == {"c": [bad.span_id.hex()], "s": [amount.span_id.hex()]}
