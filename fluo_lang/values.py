@@ -64,13 +64,20 @@ def one_line(text: str) -> str:
 
 
 def format_duration(ns: int | float) -> str:
-    """The shortest exact-looking form in FLUO syntax: 250ms, 1.5s, 2m, 17ns."""
+    """The shortest exact form in FLUO syntax: 250ms, 1.5s, 2m, 61s, 1234.567us, 17ns.
+
+    The largest unit that states a whole number of nanoseconds exactly with at
+    most three decimals, so a signal never shows a bound and a value that differ
+    as equal (100.0004ms is not `100ms`). A fractional count (an `avg`) is
+    rounded to three decimals of its largest unit.
+    """
     if ns == 0:
         return "0s"
     sign = "-" if ns < 0 else ""
     ns = abs(ns)
+    exact = isinstance(ns, int) or ns.is_integer()
     for unit, size in _UNITS:
-        if ns >= size:
+        if ns >= size and (not exact or int(ns) % max(size // 1000, 1) == 0):
             q = ns / size
             text = f"{q:.3f}".rstrip("0").rstrip(".")
             return f"{sign}{text}{unit}"

@@ -20,7 +20,7 @@ from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, assemble, tumbling
-from fluo_lang.values import ARITH, arith
+from fluo_lang.values import ARITH, arith, format_duration
 
 GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
@@ -408,3 +408,16 @@ def test_the_culprits_of_a_count_with_a_predicate_are_the_spans_it_counted() -> 
     )
     signals = {s.rule: s.span_ids for s in program.evaluate_trace(trace(ok, bad, amount))}
     assert signals == {"c": [bad.span_id.hex()], "s": [amount.span_id.hex()]}
+
+
+def test_durations_in_signals_are_exact() -> None:
+    """A value just over its bound never reads as equal to it (100.0004ms was printed as `100ms`)."""
+    slow = Span(trace_id=b"t" * 16, span_id=b"r" * 8, name="root", start=0, end=100_000_400)
+    [s] = program_for("rule r { expect trace.has(name == 'root').max(duration) <= 100ms }").evaluate_trace(trace(slow))
+    assert s.observed == {"max": "100000.4us", "bound": "100ms"}
+    assert [format_duration(ns) for ns in (61 * 10**9, 1_234_567, 5_400 * 10**9, 17)] == [
+        "61s",
+        "1234.567us",
+        "1.5h",
+        "17ns",
+    ]
