@@ -524,7 +524,7 @@ class _Checker:
     def compare(self, e: ast.Binary, scope: _Scope) -> t.Type:
         # A bare name or string may be an enum value (`error`, 'server'): check the other side
         # first, so `status == error` and `error == status` both resolve.
-        if _maybe_enum(e.left) and not _maybe_enum(e.right):
+        if _maybe_enum(e.left) and (not _maybe_enum(e.right) or (_is_field(e.right) and not _is_field(e.left))):
             rt = self.check(e.right, scope)
             lt = self.check(e.left, scope, rt if rt in t.ENUMS else None)
         else:
@@ -568,6 +568,11 @@ _LITERAL_TYPES = {
 
 def _maybe_enum(e: ast.Expr) -> bool:
     return isinstance(e, ast.Name) or (isinstance(e, ast.Literal) and e.kind == "string")
+
+
+def _is_field(e: ast.Expr) -> bool:
+    """A bare span field name (`status`): in `error == status` it decides what `error` is."""
+    return isinstance(e, ast.Name) and e.ident in b.SPAN_FIELD_NAMES
 
 
 def arith_type(op: str, lt: t.Type, rt: t.Type) -> t.Type | None:

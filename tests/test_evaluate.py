@@ -421,3 +421,11 @@ def test_durations_in_signals_are_exact() -> None:
         "1.5h",
         "17ns",
     ]
+
+
+@pytest.mark.parametrize("expr", ["status == error", "error == status", "'error' == status"])
+def test_an_enum_constant_reads_as_one_on_either_side(expr: str) -> None:
+    """LANGUAGE.md §3: compared with `status`, a bare value name is that enum constant (`error == status` too)."""
+    failed = Span(trace_id=b"t" * 16, span_id=b"e" * 8, name="x", status="error", start=0, end=1)
+    program = program_for(f"rule r {{ detect trace.spans.where({expr}).count() > 0 }}")
+    assert [s.rule for s in program.evaluate_trace(trace(failed))] == ["r"]
