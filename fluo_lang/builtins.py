@@ -344,6 +344,11 @@ _ROOT_COMMON = (
     ("start", t.TIMESTAMP, "The earliest span start.", _g("start")),
     ("end", t.TIMESTAMP, "The latest span end.", _g("end")),
 )
+_WINDOW_BOUNDS = {  # a window's own bounds, as its signals' `window_start`/`window_end`, spans or not
+    "duration": "The window's length (`window D`).",
+    "start": "The window's start (its signals' `window_start`).",
+    "end": "The window's end (its signals' `window_end`).",
+}
 
 TRACE_MEMBERS = (
     *(_field(t.TRACE, n, ty, doc, impl) for n, ty, doc, impl in _ROOT_COMMON),
@@ -360,7 +365,7 @@ TRACE_MEMBERS = (
 )  # fmt: skip
 
 WINDOW_MEMBERS = (
-    *(_field(t.WINDOW, n, ty, doc, impl) for n, ty, doc, impl in _ROOT_COMMON),
+    *(_field(t.WINDOW, n, ty, _WINDOW_BOUNDS.get(n, doc), impl) for n, ty, doc, impl in _ROOT_COMMON),
     _field(t.WINDOW, "traces", t.TRACES, "The traces completed in the window.", _g("traces")),
     _method(t.WINDOW, "has", (PRED,), t.SPANS, "The window's spans matching the predicate.", _has),
     _method(t.WINDOW, "count", (PRED,), t.INT, "How many of the window's spans match.", _root_count),
