@@ -58,6 +58,7 @@ _FRIENDLY = {
 # Insertion candidates, most plausible first; the second level only tries closers and names.
 _INSERT_FIRST = ("RPAR", "RSQB", "RBRACE", "IDENT", "NUMBER", "STRING", "COLON", "COMMA", "LBRACE")
 _INSERT_DEEP = ("RPAR", "RSQB", "RBRACE", "IDENT")
+_VALUES = frozenset({"NUMBER", "DURATION", "STRING"})  # a value of one kind may stand where another is expected
 
 
 @cache
@@ -191,6 +192,11 @@ class _Recovery:
             return True
         code = "FLUO104" if is_end else "FLUO100"
         self.report(error(code, f"unexpected {found}; expected {_one_of(expected)}", span, path=self.path))
+        if tok.type in _VALUES:  # a value of the wrong kind (`window 5`): read as one of the kind expected
+            wanted = [name for name in expected if name in _VALUES]
+            if len(wanted) == 1:
+                ip.feed_token(self.synthetic(wanted[0], start))
+                return True
         return not is_end  # drop the token and go on
 
     def _misspelled_keyword(self, ip: Any, tok: Token) -> bool:

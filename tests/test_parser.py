@@ -222,3 +222,19 @@ def test_unicode_escapes_are_utf16_code_units_as_in_json() -> None:
     [d] = lone.diagnostics
     assert (d.code, d.span.col, d.span.end_col) == ("FLUO102", 18, 24)
     assert d.message == "`\\uDE00` is half of a surrogate pair, not a character: write the character"
+
+
+def test_a_value_of_the_wrong_kind_is_recovered_from_and_later_errors_still_reported() -> None:
+    """`window 5` (a number where a duration goes) cost every other error in the file, before and after it."""
+    text = (
+        'rule b { expect trace.spans.count() < "x" }\n'
+        "rule a { window 5 expect window.spans.count() > 0 }\n"
+        "rule d { runbook: 5 expect true }\n"
+    )
+    analysis = analyze([("e.fluo", text)])
+    assert {(d.code, d.span.line + 1) for d in analysis.diagnostics} >= {
+        ("FLUO300", 1),
+        ("FLUO100", 2),
+        ("FLUO212", 3),
+    }
+    assert [r.id for f in analysis.files for r in f.rules] == ["b", "a", "d"]
