@@ -906,6 +906,8 @@ class CompiledRule:
             value = fn(n.args[0] if n.op == "exists" else n)(ctx, None)
             _put(obs, "matched", len(value) if isinstance(value, list) else int(value is not None))
             return
+        if n.op == "const":  # `... and true`: a literal explains nothing
+            return
         _put(obs, _label(n), to_json(fn(n)(ctx, None), n.type.name))
         self._culprits_of(n, ctx, culprits)
 
@@ -938,7 +940,8 @@ class CompiledRule:
 
 
 def _put(obs: dict[str, Any], key: str, value: Any) -> None:
-    if key in obs and obs[key] != value:
+    """`obs[key] = value`, or under `key_2`, `key_3`... if `key` holds a different value (`1` and `true` differ)."""
+    if key in obs and (obs[key] != value or type(obs[key]) is not type(value)):
         i = 2
         while f"{key}_{i}" in obs:
             i += 1

@@ -429,3 +429,12 @@ def test_an_enum_constant_reads_as_one_on_either_side(expr: str) -> None:
     failed = Span(trace_id=b"t" * 16, span_id=b"e" * 8, name="x", status="error", start=0, end=1)
     program = program_for(f"rule r {{ detect trace.spans.where({expr}).count() > 0 }}")
     assert [s.rule for s in program.evaluate_trace(trace(failed))] == ["r"]
+
+
+def test_observed_keeps_a_bound_of_1_apart_from_true() -> None:
+    """`1 == True` in Python: an observed bound of 1 was overwritten by the `true` of `... and true`."""
+    program = program_for(
+        "rule r { expect trace.spans.count() < 1 and true }\nrule s { expect trace.spans.count() == 1 or false }"
+    )
+    got = {s.rule: s.observed for s in program.evaluate_trace(trace(span("a"), span("bb")))}
+    assert got == {"r": {"count": 2, "bound": 1}, "s": {"count": 2, "bound": 1}}
