@@ -544,7 +544,10 @@ class _Checker:
         rt = self.check(e.right, scope)
         result = arith_type(e.op, lt, rt)
         if result is None:
-            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}", e.span)
+            hint = ""
+            if t.ANY in (lt, rt) and {lt, rt} & {t.DURATION, t.TIMESTAMP}:
+                hint = "; an attribute's number has no unit: give it one, e.g. `amount * 1ms`"
+            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", e.span)
             return self.record(e, t.ERROR)
         return self.record(e, result)
 
@@ -580,6 +583,11 @@ def arith_type(op: str, lt: t.Type, rt: t.Type) -> t.Type | None:
     if lt == t.ERROR or rt == t.ERROR:
         return t.ERROR
     if lt == t.ANY or rt == t.ANY:
+        timed = {lt, rt} & {t.DURATION, t.TIMESTAMP}
+        if timed and (op in ("+", "-") or (op == "/" and rt != t.ANY)):
+            return None  # an attribute's number has no unit: `amount + 1s` would read it as nanoseconds
+        if (op == "*" and timed == {t.DURATION}) or (op == "/" and lt == t.DURATION):
+            return t.DURATION  # `amount * 1ms`, `1s / amount`: the number gets the unit
         return t.ANY
     num = t.is_numeric(lt) and t.is_numeric(rt)
     if op == "+":

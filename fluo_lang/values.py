@@ -40,6 +40,10 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
     """
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return None
+    if not (isinstance(a, int | float) and isinstance(b, int | float)):
+        # only numbers, and strings joined by `+`: an attribute's string or list times a duration
+        # would be Python's repetition (a string a billion times long), not missing
+        return a + b if op is operator.add and isinstance(a, str) and isinstance(b, str) else None
     try:
         v = op(a, b)
     except (TypeError, ZeroDivisionError, OverflowError):

@@ -347,6 +347,9 @@ def test_arith_gives_missing_for_overflow_and_not_a_number() -> None:
     assert arith(add, True, -(2**62), -(2**62)) == -(2**63)
     assert arith(mul, True, 3, 0.5) == 2  # durations round to whole nanoseconds
     assert arith(ARITH["/"], False, 1, 0) is None
+    assert arith(mul, True, "ab", 10**9) is None  # not Python's repetition: a traced string times a duration
+    assert arith(mul, False, [1], 3) is None and arith(add, False, [1], [2]) is None
+    assert arith(add, False, "a", "b") == "ab"
 
 
 def test_signals_are_json_with_nan_and_infinity_by_name() -> None:
@@ -438,3 +441,16 @@ def test_observed_keeps_a_bound_of_1_apart_from_true() -> None:
     )
     got = {s.rule: s.observed for s in program.evaluate_trace(trace(span("a"), span("bb")))}
     assert got == {"r": {"count": 2, "bound": 1}, "s": {"count": 2, "bound": 1}}
+
+
+@pytest.mark.parametrize(
+    "expr", ["amount + 1s == 1s", "amount - 1s < 0s", "duration - amount > 0s", "amount + trace.start > trace.start"]
+)
+def test_an_attributes_number_has_no_unit_to_add_to_a_duration(expr: str) -> None:
+    """`amount + 1s` read the number as nanoseconds, silently; giving it a unit (`amount * 1ms`) is fine."""
+    analysis = analyze([("r.fluo", f"rule r {{ detect trace.has({expr}) }}")])
+    [d] = analysis.diagnostics
+    assert d.code == "FLUO302" and d.message.endswith(
+        "an attribute's number has no unit: give it one, e.g. `amount * 1ms`"
+    )
+    assert not analyze([("u.fluo", "rule u { detect trace.has(amount * 1ms + 1s > 2s) }")]).diagnostics
