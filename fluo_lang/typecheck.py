@@ -439,8 +439,11 @@ class _Checker:
         target_ty = self.check(e.target, scope)
         key_ty = self.check(e.key, scope)
         if target_ty in (t.MAP, t.ANY):
-            if key_ty not in (t.STRING, t.ANY, t.ERROR):
-                self.err("FLUO305", f"attribute keys are strings, found {key_ty}", e.key.span)
+            # an attribute may hold a map (string keys) or a list (int indexes): which, only the trace says
+            allowed = (t.STRING, t.ANY, t.ERROR) if target_ty == t.MAP else (t.STRING, t.INT, t.ANY, t.ERROR)
+            if key_ty not in allowed:
+                what = "attribute keys are strings" if target_ty == t.MAP else "keys are strings, indexes ints"
+                self.err("FLUO305", f"{what}, found {key_ty}", e.key.span)
             return self.record(e, t.ANY)
         if target_ty.is_list:
             if key_ty not in (t.INT, t.ANY, t.ERROR):
@@ -491,7 +494,7 @@ class _Checker:
                 if not t.comparable(lt.elem or t.ANY, rt, ordering=False):
                     self.err("FLUO300", f"`contains`: {article(lt)} cannot contain {article(rt)}", e.span)
             elif lt in (t.STRING, t.ANY, t.ERROR):
-                if rt not in (t.STRING, t.ANY, t.ERROR):
+                if lt == t.STRING and rt not in (t.STRING, t.ANY, t.ERROR):  # an attribute may be a list
                     self.err(
                         "FLUO300",
                         f"`contains` on a string needs a string, found {rt}",

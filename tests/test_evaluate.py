@@ -454,3 +454,14 @@ def test_an_attributes_number_has_no_unit_to_add_to_a_duration(expr: str) -> Non
         "an attribute's number has no unit: give it one, e.g. `amount * 1ms`"
     )
     assert not analyze([("u.fluo", "rule u { detect trace.has(amount * 1ms + 1s > 2s) }")]).diagnostics
+
+
+def test_a_list_attribute_can_be_searched_and_indexed() -> None:
+    """An attribute is `any`: a list in it takes `contains` with a number and `[0]`, as `2 in lst` already did."""
+    program = program_for(
+        "rule c { detect trace.has(lst contains 2) }\nrule i { detect trace.has(lst[0] == 1) }\n"
+        "rule s { detect trace.has(name contains 'b') }\n"
+    )
+    fired = [s.rule for s in program.evaluate_trace(trace(span("bb", lst=[1, 2, 3])))]
+    assert fired == ["c", "i", "s"]
+    assert [s.rule for s in program.evaluate_trace(trace(span("x", lst="12")))] == []  # a string holds no 2
