@@ -482,6 +482,11 @@ class _Checker:
                 elem = rt.elem or t.ANY
                 if not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
                     self.err("FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}", e.span)
+                elif elem == t.ANY and isinstance(e.right, ast.ListLit) and not t.lenient(lt):
+                    for item in e.right.items:  # a mixed list: each item must be one the left could equal
+                        ty = self.out.types.get(id(item), t.ANY)
+                        if not t.lenient(ty) and not t.comparable(lt, ty, ordering=False):
+                            self.err("FLUO300", f"`{op}`: {article(lt)} never equals {article(ty)}", item.span)
             elif rt == t.STRING and lt in (t.STRING, t.ANY):
                 pass
             elif not t.lenient(rt):

@@ -465,3 +465,11 @@ def test_a_list_attribute_can_be_searched_and_indexed() -> None:
     fired = [s.rule for s in program.evaluate_trace(trace(span("bb", lst=[1, 2, 3])))]
     assert fired == ["c", "i", "s"]
     assert [s.rule for s in program.evaluate_trace(trace(span("x", lst="12")))] == []  # a string holds no 2
+
+
+def test_a_mixed_list_item_the_left_side_never_equals_is_an_error() -> None:
+    """`name in ["root", 5]`: 5 can never be a name; an attribute (`any`) may be either, so it is left alone."""
+    analysis = analyze([("r.fluo", 'rule r { detect trace.has(name in ["root", 5] or code in [200, "x"]) }')])
+    assert [(d.code, d.message, d.span.col) for d in analysis.diagnostics] == [
+        ("FLUO300", "`in`: a string never equals an int", 43)
+    ]
