@@ -270,6 +270,16 @@ class _Recovery:
             if "STRING" in _accepts(e.interactive_parser):
                 e.interactive_parser.feed_token(self.synthetic("STRING", pos, '"' + _MISSING + '"'))
             return True
+        for written, meant in _OTHER_LANGUAGES.items():
+            if self.text.startswith(written, pos) and self.text[pos + len(written) : pos + len(written) + 1] != "=":
+                message = f"unexpected `{written}`; did you mean `{meant}`?"
+                span = self.index.span(pos, pos + len(written))
+                self.report(error("FLUO101", message, span, path=self.path, suggestion=meant))
+                state.line_ctr.feed(written)  # read as what was meant, so the rest parses
+                parser, terminal = e.interactive_parser, _terminal_of(meant)
+                if terminal in _accepts(parser):
+                    parser.feed_token(self.synthetic(terminal, pos, meant))
+                return True
         self.report(
             error(
                 "FLUO101",
@@ -279,6 +289,16 @@ class _Recovery:
             )
         )
         return True
+
+
+_OTHER_LANGUAGES = {"&&": "and", "||": "or", "!": "not", "=": "=="}
+"""Operators of other languages and what they are here: suggested, then read as it."""
+
+
+@cache
+def _terminal_of(text: str) -> str:
+    """The grammar's terminal for a fixed piece of text (`==` is an anonymous one)."""
+    return next(t.name for t in _lark().terminals if t.pattern.type == "str" and t.pattern.value == text)
 
 
 def _accepts(ip: Any) -> set[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from conformance_cases import load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -238,3 +239,15 @@ def test_a_value_of_the_wrong_kind_is_recovered_from_and_later_errors_still_repo
         ("FLUO212", 3),
     }
     assert [r.id for f in analysis.files for r in f.rules] == ["b", "a", "d"]
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("a == 1 && b == 2", "and"), ("a == 1 || b == 2", "or"), ("!(a == 1)", "not"), ("a = 1", "==")],
+)
+def test_operators_of_other_languages_suggest_fluos_and_read_as_it(written: str, meant: str) -> None:
+    analysis = analyze([("o.fluo", f"rule r {{ detect trace.has({written}) }}")])
+    [d] = analysis.diagnostics
+    assert (d.code, d.suggestion) == ("FLUO101", meant)
+    assert d.message.endswith(f"did you mean `{meant}`?")
+    assert [r.id for r in analysis.rules] == ["r"]  # the rest parsed: nothing cascades
