@@ -386,6 +386,12 @@ class _Checker:
         guess = nearest(e.name, names)
         hint = f"; did you mean `{guess}`?" if guess else (f" (it has: {', '.join(names)})" if names else "")
         extra = ""
+        bare = isinstance(e.target, ast.Name) and e.target.ident == "service"
+        if e.name == "name" and (bare or (isinstance(e.target, ast.Field) and e.target.name == "service")):
+            # OpenTelemetry's `service.name`: FLUO's `service` intrinsic is that resource attribute
+            message = "`service` already is the resource's `service.name`: drop the `.name`"
+            self.err("FLUO202", message, e.span if bare else e.name_span, "service" if bare else None)
+            return self.record(e, t.ERROR)
         if target_ty == t.STRING and e.name in ("name",):
             extra = ' (for an attribute key, write attributes["..."])'
         self.err("FLUO202", f"{target_ty} has no field `{e.name}`{hint}{extra}", e.name_span, guess)

@@ -473,3 +473,10 @@ def test_a_mixed_list_item_the_left_side_never_equals_is_an_error() -> None:
     assert [(d.code, d.message, d.span.col) for d in analysis.diagnostics] == [
         ("FLUO300", "`in`: a string never equals an int", 43)
     ]
+
+
+@pytest.mark.parametrize("expr", ['trace.has(service.name == "x")', 'trace.root.service.name == "x"'])
+def test_otels_service_name_is_pointed_at_the_service_intrinsic(expr: str) -> None:
+    [d] = analyze([("r.fluo", f"rule r {{ detect {expr} }}")]).diagnostics
+    assert (d.code, d.message) == ("FLUO202", "`service` already is the resource's `service.name`: drop the `.name`")
+    assert d.suggestion == ("service" if expr.startswith("trace.has") else None)
