@@ -761,6 +761,8 @@ class Signal:
     description: str = ""
     tags: tuple[str, ...] = ()
     source: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """The rule's other metadata (`owner`, `runbook`), for whoever the signal reaches."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -782,6 +784,8 @@ class Signal:
             out["description"] = self.description
         if self.tags:
             out["tags"] = list(self.tags)
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
         if self.source:
             out["source"] = self.source
         return out
@@ -1098,6 +1102,7 @@ class Program:
             name=ir.name,
             description=ir.description,
             tags=ir.tags,
+            extra=ir.extra,
             source=dict(rule.source),
         )
         if isinstance(ctx, Window):

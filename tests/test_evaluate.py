@@ -480,3 +480,12 @@ def test_otels_service_name_is_pointed_at_the_service_intrinsic(expr: str) -> No
     [d] = analyze([("r.fluo", f"rule r {{ detect {expr} }}")]).diagnostics
     assert (d.code, d.message) == ("FLUO202", "`service` already is the resource's `service.name`: drop the `.name`")
     assert d.suggestion == ("service" if expr.startswith("trace.has") else None)
+
+
+def test_signals_carry_the_rules_owner_and_runbook() -> None:
+    """Whoever the signal reaches (a webhook, the store) sees who owns the rule and where its runbook is."""
+    rules = 'rule r {\n  owner: "team-auth"\n  runbook: "https://wiki.example/r"\n  detect trace.spans.count() > 0\n}\n'
+    [s] = program_for(rules).evaluate_trace(trace(span("a")))
+    out = s.to_json()
+    assert (out["owner"], out["runbook"]) == ("team-auth", "https://wiki.example/r")
+    assert list(out)[-3:] == ["owner", "runbook", "source"]
