@@ -235,10 +235,11 @@ class Trace(_Indexed):
         """The span with no parent id, the earliest if several; None if there is none.
 
         A span whose parent id names a span that never arrived is the root of its
-        own fragment, not of the trace.
+        own fragment, not of the trace. A span that names itself as its parent (bad
+        input) has no parent: it is a root, and neither its own child nor ancestor.
         """
         if not self._root_done:
-            roots = [s for s in self.spans if not s.parent_id]
+            roots = [s for s in self.spans if not s.parent_id or s.parent_id == s.span_id]
             self._root = min(roots, key=lambda s: (s.start, s.span_id)) if roots else None
             self._root_done = True
         return self._root
@@ -275,7 +276,7 @@ class Trace(_Indexed):
         return list(seen)
 
     def parent_of(self, span: Span) -> Span | None:
-        if not span.parent_id:
+        if not span.parent_id or span.parent_id == span.span_id:
             return None
         return self.by_id.get(span.parent_id)
 
@@ -284,7 +285,7 @@ class Trace(_Indexed):
         if children is None:
             children = {}
             for s in self.spans:
-                if s.parent_id:
+                if s.parent_id and s.parent_id != s.span_id:
                     children.setdefault(s.parent_id, []).append(s)
             self._children = children
         return children.get(span.span_id, [])

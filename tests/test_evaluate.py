@@ -489,3 +489,13 @@ def test_signals_carry_the_rules_owner_and_runbook() -> None:
     out = s.to_json()
     assert (out["owner"], out["runbook"]) == ("team-auth", "https://wiki.example/r")
     assert list(out)[-3:] == ["owner", "runbook", "source"]
+
+
+def test_a_span_that_names_itself_as_parent_is_a_root() -> None:
+    """Bad input: it was its own child and parent, but not its own ancestor; now it has no parent at all."""
+    me = Span(trace_id=b"t" * 16, span_id=b"a" * 8, parent_id=b"a" * 8, name="a", start=0, end=1)
+    program = program_for(
+        "rule kids { detect trace.has(children.count() > 0) }\nrule up { detect trace.has(parent.name == 'a') }\n"
+        "rule root { expect trace.root.name == 'a' }\nrule anc { detect trace.has(ancestors.count() > 0) }\n"
+    )
+    assert program.evaluate_trace(trace(me)) == []
