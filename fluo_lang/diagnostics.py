@@ -29,6 +29,7 @@ CODES: dict[str, str] = {
     "FLUO105": "A file holding a bare expression may hold nothing else.",
     "FLUO106": "A rule file that is not UTF-8 text.",
     "FLUO107": "A clause keyword misspelled (`exepct`): the nearest keyword is suggested.",
+    "FLUO108": "A number or duration literal past 64 bits (durations count nanoseconds: about 292 years).",
     # 2xx: names and rule structure
     "FLUO200": "Unknown name.",
     "FLUO201": "Unknown method for the receiver's type.",

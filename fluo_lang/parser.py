@@ -13,6 +13,7 @@ full way described above.
 
 from __future__ import annotations
 
+import math
 import re
 from bisect import bisect_right
 from collections.abc import Callable
@@ -619,6 +620,10 @@ class _Builder:
         if ch[0] == _MISSING:
             return ast.Missing(span)
         value = _number(str(ch[0]))
+        if not _in_range(value):
+            message = f"`{ch[0]}` is past what a 64-bit number holds"
+            self.diagnostics.append(error("FLUO108", message, span, path=self.path))
+            return ast.Missing(span)
         return ast.Literal(span, value, "int" if isinstance(value, int) else "float")
 
     def x_duration(self, span: ast.Span, ch: list[Any]) -> ast.Expr:
@@ -684,13 +689,26 @@ class _Builder:
                 )
             )
             return None
-        return _duration_value(number, unit)
+        ns = _duration_value(number, unit)
+        if not _in_range(ns):
+            message = f"`{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+            self.diagnostics.append(error("FLUO108", message, self.span_of(tok), path=self.path))
+            return None
+        return ns
 
 
 def _bare_rule_id(path: str) -> str:
     """A bare expression's rule is named after its file."""
     stem = PurePath(path).stem or "expr"
     return re.sub(r"\W", "_", stem.split(".")[0]) or "expr"
+
+
+_INT64 = 1 << 63
+
+
+def _in_range(value: int | float) -> bool:
+    """Whether a literal fits what OTLP's values do: a 64-bit integer, a finite double."""
+    return -_INT64 <= value < _INT64 if isinstance(value, int) else math.isfinite(value)
 
 
 def _number(text: str) -> int | float:
@@ -847,11 +865,16 @@ def _f_duration(text: str) -> int:
     parts = _duration_parts(text)
     if parts is None or parts[1] not in DURATION_UNITS:
         raise _Bail
-    return _duration_value(*parts)
+    ns = _duration_value(*parts)
+    if not _in_range(ns):
+        raise _Bail
+    return ns
 
 
 def _f_number(text: str) -> tuple[int | float, Literal["int", "float"]]:
     value = _number(text)
+    if not _in_range(value):
+        raise _Bail
     return value, "int" if isinstance(value, int) else "float"
 
 

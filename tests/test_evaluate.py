@@ -327,9 +327,9 @@ def test_one_trace_file_read_twice_fires_as_read_once() -> None:
         "1e308 * 10 > 1.0",  # folded at compile time
         "trace.duration * 1e308 * 10 > 1s",
         "trace.duration / 1e-320 > 1s",
-        "trace.duration * (0.0 * 1e400) > 1s",  # not a number
-        "trace.root.start + 99999999999999h > trace.root.end",  # past 64 bits of nanoseconds
-        "trace.root.start - 99999999999999h < trace.root.end",
+        "trace.duration * (0.0 * (1e308 * 10)) > 1s",  # not a number
+        "trace.root.start + 99999h * 9999 > trace.root.end",  # past 64 bits of nanoseconds
+        "trace.root.start - 99999h * 9999 < trace.root.end",
     ],
 )
 def test_arithmetic_past_what_a_number_holds_is_missing(expr: str) -> None:
@@ -357,12 +357,12 @@ def test_signals_are_json_with_nan_and_infinity_by_name() -> None:
     spans = [span("a", n=float("nan")), span("bb", n=float("inf")), span("ccc", n=float("-inf"))]
     program = program_for(
         "rule nan { detect trace.spans.sum(n) != 0.0 }\n"
-        "rule inf { detect trace.spans.where(name == 'bb').max(n) > 1e400 or 1e400 > 0.0 }\n"
+        "rule inf { detect trace.spans.where(name == 'bb').max(n) > 1e308 }\n"
     )
     out = [json.loads(json.dumps(s.to_json(), allow_nan=False)) for s in program.evaluate_trace(trace(*spans))]
     assert [(s["rule"], s["observed"]) for s in out] == [
         ("nan", {"sum": "NaN", "bound": 0.0}),
-        ("inf", {"max": "Infinity", "bound": "Infinity", "left": "Infinity", "right": 0.0}),
+        ("inf", {"max": "Infinity", "bound": 1e308}),
     ]
 
 

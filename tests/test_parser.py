@@ -251,3 +251,20 @@ def test_operators_of_other_languages_suggest_fluos_and_read_as_it(written: str,
     assert (d.code, d.suggestion) == ("FLUO101", meant)
     assert d.message.endswith(f"did you mean `{meant}`?")
     assert [r.id for r in analysis.rules] == ["r"]  # the rest parsed: nothing cascades
+
+
+@pytest.mark.parametrize(
+    ("literal", "message"),
+    [
+        ("3000000h", "`3000000h` is past what a duration holds (64 bits of nanoseconds, about 292 years)"),
+        ("99999999999999999999", "`99999999999999999999` is past what a 64-bit number holds"),
+        ("1e400", "`1e400` is past what a 64-bit number holds"),
+    ],
+)
+def test_a_literal_past_64_bits_is_fluo108(literal: str, message: str) -> None:
+    """It could only be an overflow later (3000000h - 1s was missing while 3000000h > 1s held)."""
+    [d] = analyze([("n.fluo", f"rule r {{ detect trace.has(x > {literal}) }}")]).diagnostics
+    assert (d.code, d.message) == ("FLUO108", message)
+    assert not analyze(
+        [("ok.fluo", "rule r { detect trace.has(x > 9223372036854775807 or duration > 106751d) }")]
+    ).diagnostics
