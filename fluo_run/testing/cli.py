@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from ruamel.yaml.error import YAMLError
 
 from .coverage import measure
+from .document import YamlError
 from .progress import Progress
 from .report import json_report, junit_report, text_report
 from .runner import ERROR, PASSED, Runner, RunResult
@@ -43,7 +43,7 @@ def _apply_updates(result: RunResult) -> list[str]:
             continue
         try:
             n = update_file(fr.file.path, todo)
-        except (OSError, YAMLError) as exc:
+        except (OSError, YamlError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
             raise UsageProblem(f"cannot update {fr.file.display}: {reason}") from exc
         for c in todo:

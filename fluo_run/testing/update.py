@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ruamel.yaml.error import YAMLError
 
 from .document import YamlError, load
 from .runner import FAILED, PASSED, CaseResult
@@ -74,9 +73,9 @@ def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
     writes = {c.case.index: expectations_of(c) for c in cases}
     try:
         text = rewrite(text, writes)
-    except (yaml.MarkedYAMLError, YamlError) as exc:
-        # the file no longer parses (it changed since the run); the CLI reports ruamel's YAMLError in one line
-        raise YAMLError(str(exc)) from exc
+    except yaml.MarkedYAMLError as exc:  # the file no longer parses (it changed since the run)
+        mark = exc.problem_mark or exc.context_mark
+        raise YamlError(f"invalid YAML: {exc.problem or exc}", mark.line + 1 if mark else 1) from exc
     path.write_bytes(text.encode("utf-8"))
     return len(cases)
 
