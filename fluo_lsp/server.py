@@ -23,8 +23,9 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 from pygls.workspace import Workspace as DocumentStore
 
-from fluo_lang.api import decode_source
+from fluo_lang.api import RuleSourceError, decode_source, rule_files
 from fluo_lang.format import format_source
+from fluo_lang.otlp import trace_files_in
 
 from . import actions, completion, hover, outline
 from .document import RuleDocument
@@ -406,6 +407,16 @@ def _rule_under_cursor(ls: FluoServer, uri: str, position: lsp.Position) -> tupl
     return None
 
 
+MAX_FOLDER_TARGETS = 50
+
+
+def _rule_files_in(folder: Path) -> list[Path]:
+    try:
+        return rule_files([folder])
+    except RuleSourceError:
+        return []
+
+
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
 def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Location] | None:
     uri = params.text_document.uri
@@ -414,11 +425,15 @@ def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Locatio
     if text is not None:
         offset = LineIndex(text).offset(params.position)
         test = read_test_file(path, text)
-        for name in [*test.rules, *test.traces]:
-            target = test.folder / name.value
-            if name.contains(offset) and target.exists():
-                start = lsp.Position(line=0, character=0)
-                return [lsp.Location(uri=target.resolve().as_uri(), range=lsp.Range(start=start, end=start))]
+        start = lsp.Position(line=0, character=0)
+        for names, in_folder in ((test.rules, _rule_files_in), (test.traces, trace_files_in)):
+            for name in names:
+                target = test.folder / name.value
+                if not name.contains(offset) or not target.exists():
+                    continue
+                # a folder is its files (an editor opens files, not folders), the first few of them
+                files = in_folder(target)[:MAX_FOLDER_TARGETS] if target.is_dir() else [target]
+                return [lsp.Location(uri=f.resolve().as_uri(), range=lsp.Range(start=start, end=start)) for f in files]
     found = _rule_under_cursor(ls, uri, params.position)
     if found is None:
         return None

@@ -586,3 +586,20 @@ async def test_a_rule_id_defined_in_another_file_of_the_folder_is_fluo213(
         )
     )
     await diagnostics(client, two, lambda d: len(d) == 0)  # the other file's edit refreshed this one
+
+
+async def test_definition_on_a_folder_gives_its_files(client: LanguageClient, workspace: Path) -> None:
+    """An editor opens files, not folders: `rules: [.]` and `traces: ../traces` go to the files in them."""
+    text = "rules: [.]\ncases:\n  - name: all\n    traces: ../traces\n    expect: []\n"
+    uri = open_doc(client, workspace / "rules" / "folders_test.yaml", text, language="yaml")
+    found = {}
+    for line, col in ((0, 8), (3, 14)):
+        got = await client.text_document_definition_async(
+            lsp.DefinitionParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(line=line, character=col)
+            )
+        )
+        assert isinstance(got, list)
+        found[line] = sorted(Path(loc.uri.removeprefix("file://")).name for loc in got)
+    assert found[0] == sorted(p.name for p in (workspace / "rules").glob("*.fluo"))
+    assert found[3] == ["storm.json"]
