@@ -76,7 +76,12 @@ class Operator:
 
 
 def _param_text(p: Param) -> str:
-    kind = {"pred": "P", "per_span": "E", "value": "x"}[p.kind]
+    """`predicate: P` (a condition per span), `expr: E` (a value per span), or a value's own type."""
+    if p.kind == "value":
+        shown = [ty for ty in p.types if ty != t.ANY] or list(p.types)  # `any` there only admits attributes
+        kind = " | ".join(str(ty) for ty in shown) if shown else "any"
+    else:
+        kind = {"pred": "P", "per_span": "E"}[p.kind]
     text = f"{p.name}: {kind}"
     return f"[{text}]" if p.optional else text
 

@@ -341,7 +341,7 @@ async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Pa
         lsp.SignatureHelpParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
     )
     assert help_ is not None
-    assert help_.signatures[0].label == "spans.before(other: x) -> bool"
+    assert help_.signatures[0].label == "spans.before(other: spans) -> bool"
     assert help_.active_parameter == 1
     text, pos = at("rule a {\n  expect trace.count(|")
     uri = open_doc(client, tmp_path / "sig2.fluo", text)
