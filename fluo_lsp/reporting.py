@@ -6,6 +6,8 @@ from pathlib import Path
 
 from lsprotocol import types as lsp
 
+from fluo_lang.api import decode_source
+from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic, Severity
 
 from .document import RuleDocument
@@ -30,13 +32,7 @@ def lsp_diagnostic(d: Diagnostic, base: int, doc: RuleDocument, uri: str, *, str
         if r.path in (None, d.path, doc.path):
             where = lsp.Location(uri=uri, range=span_range(doc.index, r.span, base))
         else:
-            where = lsp.Location(
-                uri=Path(r.path).resolve().as_uri(),
-                range=lsp.Range(
-                    start=lsp.Position(line=r.span.line, character=r.span.col),
-                    end=lsp.Position(line=r.span.end_line, character=r.span.end_col),
-                ),
-            )
+            where = lsp.Location(uri=Path(r.path).resolve().as_uri(), range=_range_in_file(Path(r.path), r.span))
         related.append(lsp.DiagnosticRelatedInformation(location=where, message=r.message))
     return lsp.Diagnostic(
         range=span_range(doc.index, d.span, base),
@@ -65,3 +61,15 @@ def test_diagnostics(problems: list[TestProblem], text: str) -> list[lsp.Diagnos
         )
         for p in problems
     ]
+
+
+def _range_in_file(path: Path, span: Span) -> lsp.Range:
+    """A span of another file as an LSP range: its columns counted in UTF-16, as LSP counts them."""
+    try:
+        text = decode_source(path.read_bytes(), str(path))[0]
+    except OSError:  # gone since: the checker's own line and column are the best there is
+        return lsp.Range(
+            start=lsp.Position(line=span.line, character=span.col),
+            end=lsp.Position(line=span.end_line, character=span.end_col),
+        )
+    return LineIndex(text).range(span.start, span.end)

@@ -346,3 +346,20 @@ def test_semantic_tokens_of_a_cached_rule_follow_it_when_it_moves() -> None:
     assert after[10:] == before[5:]  # the rest is relative to the token before
     crlf = semantic_tokens(RuleDocument("y.fluo", rules.replace("\n", "\r\n")))
     assert crlf == before
+
+
+def test_a_first_definition_in_another_file_is_located_as_lsp_counts_lines(tmp_path: Path) -> None:
+    """The related location of a FLUO213 across files: a CR-only file's lines, which the checker does not count."""
+    from fluo_lsp.reporting import lsp_diagnostic
+
+    (tmp_path / "a.fluo").write_bytes(b"rule x {\r  expect true\r}\rrule dup {\r  expect true\r}\r")
+    (tmp_path / "b.fluo").write_text("rule dup {\n  expect true\n}\n")
+    index = Workspace(lambda path: None)
+    b = index.rule_document(tmp_path / "b.fluo")
+    assert b is not None
+    [(d, base)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
+    diag = lsp_diagnostic(d, base, b, (tmp_path / "b.fluo").as_uri(), strict=False)
+    assert diag.related_information is not None
+    assert diag.related_information[0].location.range == lsp.Range(
+        start=lsp.Position(line=3, character=5), end=lsp.Position(line=3, character=8)
+    )
