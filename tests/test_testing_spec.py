@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from fluo_run.testing.document import LineDict, LineList, YamlError, load
 from fluo_run.testing.report import json_report, junit_report, text_report
 from fluo_run.testing.runner import Runner
 from fluo_run.testing.spec import default_rules, find_test_files, load_test_file
+from fluo_run.testing.watch import changed, stamps
 
 RULES = "rule slow { detect trace.spans.where(duration > 100ms).exists() }\nrule quiet { expect true }\n"
 
@@ -125,6 +127,11 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
     f = load_test_file(write(tmp_path, "r_test.yaml", body))
     full, empty = f.cases
     assert full.traces == [(tmp_path / "fixtures/b.json", 3), (tmp_path / "fixtures/sub/a.json.gz", 3)]
+    assert full.folders == [tmp_path / "fixtures"]  # watched too: a file added to it starts a run
+    os.utime(tmp_path / "fixtures", ns=(1, 1))
+    before = stamps([], full.folders)
+    write(tmp_path, "fixtures/c.json", "{}")
+    assert changed(before, stamps([], full.folders)) == [str(tmp_path / "fixtures")]
     assert [(p.line, p.message, p.code) for p in empty.problems] == [
         (6, "no trace files (OTLP JSON or protobuf) in folder empty", "test-file")
     ]

@@ -32,6 +32,7 @@ def _dependencies(files: Sequence[TestFile]) -> set[Path]:
         out.update(f.rule_paths)
         for case in f.cases:
             out.update(p for p, _ in case.traces)
+            out.update(case.folders)  # a folder's mtime changes when a file is added to it or removed
     return out
 
 

@@ -79,6 +79,8 @@ class Case:
     line: int
     index: int
     traces: list[tuple[Path, int]] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    """Folders `traces:` names (their files are in `traces`): `--watch` notices a file added to one."""
     spans: list[Span] = field(default_factory=list)
     expect: list[Expectation] | None = None
     only: tuple[str, ...] | None = None
@@ -311,6 +313,7 @@ class _Reader:
                 if not found:
                     self.problem(n, f"no trace files (OTLP JSON or protobuf) in folder {display_path(path)}", case)
                 case.traces.extend((f, n) for f in found)
+                case.folders.append(path)
                 continue
             if not path.is_file():
                 self.problem(n, f"trace file {display_path(path)} does not exist", case, code="missing-fixture")
