@@ -188,27 +188,15 @@ class Workspace:
         except OSError:
             beside = set()
         beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
-        earlier = sorted(p for p in beside if p.name < path.name)
-        first: dict[str, tuple[Path, RuleDocument, ast.Rule, int]] = {}
-        for p in earlier:
-            other = self.rule_document(p)
-            if other is None:
-                continue
-            for rule, base in other.rules():
-                if rule.id:
-                    first.setdefault(rule.id, (p, other, rule, base))
+        first = self.rule_ids(sorted(p for p in beside if p.name < path.name))
         out: list[tuple[Diagnostic, int]] = []
         for rule, base in doc.rules():
-            found = first.get(rule.id) if rule.id else None
-            if found is None:
+            site = first.get(rule.id) if rule.id else None
+            if site is None:
                 continue
-            p, other, prev, prev_base = found
-            start, end = prev_base + prev.id_span.start, prev_base + prev.id_span.end
-            line, end_line = other.index.line_of(start), other.index.line_of(end)
-            col, end_col = start - other.index.starts[line], end - other.index.starts[end_line]
-            at = ast.Span(start, end, line, col, end_line, end_col)
-            message = f"rule id `{rule.id}` is already defined at {p.name}:{line + 1}:{col + 1}"
-            related = (Related("first defined here", at, str(p)),)
+            at = shift_span(site.rule.id_span, site.base, site.document.index)
+            message = f"rule id `{rule.id}` is already defined at {site.path.name}:{at.line + 1}:{at.col + 1}"
+            related = (Related("first defined here", at, str(site.path)),)
             out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
         return out
 
