@@ -943,6 +943,12 @@ class CompiledRule:
             cur = cur.args[0] if cur.args and cur.op not in ("fn", "root") else None
 
 
+def _skipped_text(skipped: list[str], where: str = "") -> str:
+    """`3 rule(s) not evaluated: a, b, c`, the first ten named, for the truncation signals' messages."""
+    more = ", ..." if len(skipped) > 10 else ""
+    return f"{len(skipped)} rule(s) not evaluated{where}: {', '.join(skipped[:10])}{more}"
+
+
 def _put(obs: dict[str, Any], key: str, value: Any) -> None:
     """`obs[key] = value`, or under `key_2`, `key_3`... if `key` holds a different value (`1` and `true` differ)."""
     if key in obs and (obs[key] != value or type(obs[key]) is not type(value)):
@@ -1176,7 +1182,7 @@ class Program:
         observed = {"spans": len(ctx.spans), "budget": meter.budget, "rules_skipped": skipped}
         message = (
             f"evaluation of {what} ({len(ctx.spans)} spans) stopped after its budget of {meter.budget} span visits; "
-            f"{len(skipped)} rule(s) not evaluated: {', '.join(skipped[:10])}{', ...' if len(skipped) > 10 else ''}"
+            + _skipped_text(skipped)
         )
         end = format_timestamp(ctx.end)
         if isinstance(ctx, Window):
@@ -1215,8 +1221,7 @@ class Program:
         observed = {"empty_windows": gap.count, "max_empty_windows": MAX_EMPTY_WINDOWS, "rules_skipped": skipped}
         message = (
             f"{gap.count:,} empty {format_duration(length)} windows in a row, more than {MAX_EMPTY_WINDOWS:,}, "
-            f"were not evaluated; {len(skipped)} rule(s) not evaluated on them: {', '.join(skipped[:10])}"
-            f"{', ...' if len(skipped) > 10 else ''}"
+            "were not evaluated; " + _skipped_text(skipped, " on them")
         )
         start, end = format_timestamp(gap.start), format_timestamp(gap.end)
         return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
