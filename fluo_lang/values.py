@@ -46,7 +46,7 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
         return a + b if op is operator.add and isinstance(a, str) and isinstance(b, str) else None
     try:
         v = op(a, b)
-    except (TypeError, ZeroDivisionError, OverflowError):
+    except (ZeroDivisionError, OverflowError):  # numbers only by now: no TypeError
         return None
     if isinstance(v, float):
         if not isfinite(v):

@@ -184,10 +184,6 @@ class Intake:
 # decoding with salvage: a request with some bad spans keeps the good ones
 
 
-def _id_ok(tid: bytes, sid: bytes, pid: bytes) -> bool:
-    return id_problem(tid, sid, pid) is None
-
-
 def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None = None) -> Decoded:
     """Spans of a decoded request (`decode_traces(body)`); a request with bad ids keeps its good spans.
 
@@ -205,7 +201,7 @@ def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None 
     rejected = 0
     for rs in req.resource_spans:
         for ss in rs.scope_spans:
-            keep = [sp for sp in ss.spans if _id_ok(sp.trace_id, sp.span_id, sp.parent_span_id)]
+            keep = [sp for sp in ss.spans if id_problem(sp.trace_id, sp.span_id, sp.parent_span_id) is None]
             rejected += len(ss.spans) - len(keep)
             kept = [sp.SerializeToString() for sp in keep]
             del ss.spans[:]

@@ -419,10 +419,10 @@ def _check_free(host: str, port: int, what: str) -> None:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         return  # the server's own bind reports an address it cannot resolve
-    for family, kind, proto, _, address in infos[:1]:
-        with socket.socket(family, kind, proto) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                raise StartError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise StartError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
