@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic
@@ -83,6 +84,14 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
     if len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return result
+
+
+def read_rule_text(path: Path) -> str | None:
+    """A rule file's text as `fluo check` reads it (a BOM dropped, bad UTF-8 replaced), or None if unreadable."""
+    try:
+        return api.decode_source(path.read_bytes(), str(path))[0]
+    except OSError:
+        return None
 
 
 def split(text: str) -> list[int]:

@@ -6,11 +6,10 @@ from pathlib import Path
 
 from lsprotocol import types as lsp
 
-from fluo_lang.api import decode_source
 from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic, Severity
 
-from .document import RuleDocument
+from .document import RuleDocument, read_rule_text
 from .positions import LineIndex, span_range
 from .workspace import TestProblem
 
@@ -65,9 +64,8 @@ def test_diagnostics(problems: list[TestProblem], text: str) -> list[lsp.Diagnos
 
 def _range_in_file(path: Path, span: Span) -> lsp.Range:
     """A span of another file as an LSP range: its columns counted in UTF-16, as LSP counts them."""
-    try:
-        text = decode_source(path.read_bytes(), str(path))[0]
-    except OSError:  # gone since: the checker's own line and column are the best there is
+    text = read_rule_text(path)
+    if text is None:  # gone since: the checker's own line and column are the best there is
         return lsp.Range(
             start=lsp.Position(line=span.line, character=span.col),
             end=lsp.Position(line=span.end_line, character=span.end_col),

@@ -23,12 +23,12 @@ from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 from pygls.workspace import Workspace as DocumentStore
 
-from fluo_lang.api import RuleSourceError, decode_source, rule_files
+from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.format import format_source
 from fluo_lang.otlp import trace_files_in
 
 from . import actions, completion, hover, outline
-from .document import RuleDocument
+from .document import RuleDocument, read_rule_text
 from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
@@ -129,7 +129,7 @@ class FluoServer(LanguageServer):
         if doc is not None:
             return doc.source
         path = to_fs_path(uri)
-        return _read(Path(path)) if path is not None else None
+        return read_rule_text(Path(path)) if path is not None else None
 
     def is_rule_file(self, uri: str) -> bool:
         """A `.fluo` file, or any document the client says is in the FLUO language (e.g. unsaved)."""
@@ -214,14 +214,6 @@ class FluoServer(LanguageServer):
         self.index.extra_keys = self.settings.attribute_keys
         for doc in self.open_documents():
             self.publish(doc.uri)
-
-
-def _read(path: Path) -> str | None:
-    """A file's text as `fluo check` reads it, or None if it cannot be read."""
-    try:
-        return decode_source(path.read_bytes(), str(path))[0]
-    except OSError:
-        return None
 
 
 server = FluoServer()
@@ -455,7 +447,7 @@ def references(ls: FluoServer, params: lsp.ReferenceParams) -> list[lsp.Location
     for test_path, start, end in ls.index.references(rule_id, sites[0].path):
         if test_path not in texts:
             text = ls.open_text(test_path)
-            texts[test_path] = LineIndex(text if text is not None else _read(test_path) or "")
+            texts[test_path] = LineIndex(text if text is not None else read_rule_text(test_path) or "")
         out.append(lsp.Location(uri=test_path.resolve().as_uri(), range=texts[test_path].range(start, end)))
     return out
 

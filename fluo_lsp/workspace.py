@@ -21,13 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fluo_lang import ast
-from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, decode_source, rule_files
+from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, rule_files
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest
 from fluo_lang.otlp import TraceInputError, load_trace_file
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.spec import RuleLoader, load_test_file
 
-from .document import RuleDocument, shift_span
+from .document import RuleDocument, read_rule_text, shift_span
 from .testfiles import TestFile, is_test_file, read_test_file
 
 MAX_WALK_ENTRIES = 20_000
@@ -170,9 +170,12 @@ class Workspace:
             cached = self._rule_docs.get(path)
             if cached is not None and cached[0] == stat.st_mtime:
                 return cached[1]
-            doc = RuleDocument(str(path), decode_source(path.read_bytes(), str(path))[0])  # as `fluo check` reads it
         except OSError:
             return None
+        text = read_rule_text(path)
+        if text is None:
+            return None
+        doc = RuleDocument(str(path), text)
         self._rule_docs[path] = (stat.st_mtime, doc)
         return doc
 
