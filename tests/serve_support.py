@@ -298,3 +298,11 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
         self.wait()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Kill a server the test left running (it failed, or timed out waiting); bounded, as every test is."""
+        if self.proc.poll() is None:
+            self.kill()

@@ -162,11 +162,8 @@ LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
 
 def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
     """The exit status of a `fluo serve` that should stop by itself; killed if still running after `timeout`."""
-    try:
+    with proc:
         return proc.wait(timeout)
-    finally:
-        if proc.proc.poll() is None:
-            proc.kill()
 
 
 @pytest.mark.parametrize(
@@ -229,11 +226,8 @@ def test_db_and_no_db_from_different_sources_follow_the_precedence(tmp_path: Pat
     ]
     for args, env, sinks in runs:
         proc = ServeProcess([*LOOPBACK, *args], cwd=tmp_path, env=env)
-        try:
+        with proc:
             proc.expect(rf"signals to: {sinks}")
             proc.started()
             proc.signal(signal.SIGTERM)
             assert proc.wait() == 0
-        finally:
-            if proc.proc.poll() is None:
-                proc.kill()

@@ -31,7 +31,7 @@ def rules_in(tmp_path: Path, text: str) -> Path:
 def test_sigterm_evaluates_what_is_buffered_and_flushes_sinks(tmp_path: Path) -> None:
     jsonl = tmp_path / "out.jsonl"
     proc = ServeProcess([*LOOPBACK, "--trace-idle", "60s", "--jsonl", str(jsonl), "--db", "s.db"], cwd=tmp_path)
-    try:
+    with proc:
         proc.started()
         send(proc.http_url, "auth_retry_storm.json")
         send(proc.http_url, "payment_no_fraud_check.json")
@@ -39,8 +39,6 @@ def test_sigterm_evaluates_what_is_buffered_and_flushes_sinks(tmp_path: Path) ->
         assert not jsonl.exists() or jsonl.read_text() == ""  # still buffered: idle is 60s
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
-    finally:
-        proc.kill() if proc.proc.poll() is None else None
     assert any("SIGTERM: shutting down" in line for line in proc.log)
     assert any("2 trace(s) evaluated at shutdown" in line for line in proc.log)
     rules = sorted(json.loads(line)["rule"] for line in jsonl.read_text().splitlines())
@@ -58,7 +56,7 @@ def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> N
     def fired() -> list[str]:
         return [json.loads(x)["rule"] for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
 
-    try:
+    with proc:
         proc.started()
         (rules / "main.fluo").write_text("rule storm { detect trace.spans.whree(service == 'auth').count() > 50 }\n")
         proc.signal(signal.SIGHUP)
@@ -78,9 +76,6 @@ def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> N
         assert 'fluo_rule_reloads_total{result="loaded"} 2.0' in metrics
         proc.signal(signal.SIGINT)
         assert proc.wait() == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.kill()
 
 
 def test_bad_rules_at_start_exit_1_with_diagnostics(tmp_path: Path) -> None:
@@ -105,15 +100,12 @@ def test_config_file_and_env_vars_with_flags_winning(tmp_path: Path) -> None:
     (tmp_path / "fluo.yaml").write_text("trace-idle: 60s\nhttp: 127.0.0.1:1\ngrpc: off\njsonl: from-file.jsonl\n")
     env = {"FLUO_HTTP": "127.0.0.1:0", "FLUO_DB": "env.db"}
     proc = ServeProcess(["--config", "fluo.yaml", "--jsonl", "from-flag.jsonl"], cwd=tmp_path, env=env)
-    try:
+    with proc:
         proc.started()
         assert "gRPC" not in proc.ports  # grpc: off from the file
         send(proc.http_url, "auth_retry_storm.json")  # the env var's HTTP port won over the file's
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.kill()
     assert (tmp_path / "from-flag.jsonl").read_text().count("\n") == 2
     assert not (tmp_path / "from-file.jsonl").exists()
     assert (tmp_path / "env.db").exists()
@@ -121,14 +113,11 @@ def test_config_file_and_env_vars_with_flags_winning(tmp_path: Path) -> None:
 
 def test_default_rules_are_the_bundled_examples(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--no-db"], cwd=tmp_path)
-    try:
+    with proc:
         proc.expect(r"rules: 5 per-trace rules and 1 windowed from 4 files")
         proc.started()
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.kill()
 
 
 def test_a_misspelt_config_key_is_a_usage_error(tmp_path: Path) -> None:
@@ -148,10 +137,7 @@ def test_a_rule_over_the_cost_limit_is_refused(tmp_path: Path) -> None:
     assert proc.wait() == 1
     assert any("error[FLUO404]" in line for line in proc.log)
     proc = ServeProcess([*LOOPBACK, "--rules", str(rules), "--no-db", "--cost-limit", "0"], cwd=tmp_path)
-    try:
+    with proc:
         proc.started()
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
-    finally:
-        if proc.proc.poll() is None:
-            proc.kill()
