@@ -87,7 +87,7 @@ class Unary(Expr):
 
 
 BinaryOp = L[
-    "and", "or", "==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "matches",
+    "==", "!=", "<", "<=", ">", ">=", "in", "not in", "contains", "matches",
     "+", "-", "*", "/",
 ]  # fmt: skip
 
@@ -97,6 +97,14 @@ class Binary(Expr):
     op: BinaryOp
     left: Expr
     right: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Logic(Expr):
+    """`a and b and ...` or `a or b or ...`: two or more operands, evaluated left to right."""
+
+    op: L["and", "or"]
+    operands: tuple[Expr, ...]
 
 
 @dataclass(frozen=True, slots=True)

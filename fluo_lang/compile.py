@@ -65,6 +65,8 @@ class _Lowering:
             return Node("not" if e.op == "not" else "neg", ty, (self.lower(e.operand),), span=sp)
         if isinstance(e, ast.Binary):
             return self._binary(e, ty)
+        if isinstance(e, ast.Logic):
+            return Node(e.op, ty, tuple(self.lower(o) for o in e.operands), span=sp)
         raise AssertionError(f"cannot lower {type(e).__name__} at {sp}: the checker let it through")
 
     def _call(self, e: ast.Call, member: b.Member, ty: t.Type) -> Node:
@@ -79,8 +81,6 @@ class _Lowering:
     def _binary(self, e: ast.Binary, ty: t.Type) -> Node:
         left, right = self.lower(e.left), self.lower(e.right)
         sp = e.span
-        if e.op in ("and", "or"):
-            return Node(e.op, ty, (left, right), span=sp)
         if e.op in ("==", "!=", "<", "<=", ">", ">="):
             return Node("cmp", ty, (left, right), e.op, sp)
         if e.op == "matches":
@@ -219,9 +219,7 @@ def use_indexes(root: Node) -> Node:
             rest = conjuncts[:i] + conjuncts[i + 1 :]
             if not rest:
                 return lookup
-            body = rest[0]
-            for r in rest[1:]:
-                body = Node("and", t.BOOL, (body, r), span=body.span)
+            body = rest[0] if len(rest) == 1 else Node("and", t.BOOL, tuple(rest), span=rest[0].span)
             return n.replace(args=(lookup, fn.replace(args=(body,))))
         return None
 
@@ -230,7 +228,7 @@ def use_indexes(root: Node) -> Node:
 
 def _conjuncts(n: Node) -> list[Node]:
     if n.op == "and":
-        return _conjuncts(n.args[0]) + _conjuncts(n.args[1])
+        return [c for a in n.args for c in _conjuncts(a)]
     return [n]
 
 

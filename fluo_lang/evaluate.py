@@ -669,14 +669,15 @@ class _Gen:
         return f"({x} is not None)" if n.args[0].type == t.SPAN else f"bool({x})"
 
     def op_and(self, n: Node, it: str, depth: int) -> str:
-        first = self.test(n.args[0], it, depth)
-        self.leading = False
-        return f"({first} and {self.test(n.args[1], it, depth)})"
+        return self.logic(" and ", n, it, depth)
 
     def op_or(self, n: Node, it: str, depth: int) -> str:
+        return self.logic(" or ", n, it, depth)
+
+    def logic(self, joint: str, n: Node, it: str, depth: int) -> str:
         first = self.test(n.args[0], it, depth)
         self.leading = False
-        return f"({first} or {self.test(n.args[1], it, depth)})"
+        return "(" + joint.join([first, *(self.test(a, it, depth) for a in n.args[1:])]) + ")"
 
     def op_not(self, n: Node, it: str, depth: int) -> str:
         return f"(not {self.test(n.args[0], it, depth)})"

@@ -454,8 +454,9 @@ def parse_expression(text: str, path: str = "<expr>") -> ParseResult:
 # lark tree -> AST
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "0": "\0"}
+_LOGIC: dict[str, Literal["and", "or"]] = {"or_": "or", "and_": "and"}
 _BIN = {
-    "or_": "or", "and_": "and", "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">",
+    "eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">",
     "ge": ">=", "in_": "in", "not_in": "not in", "contains": "contains", "matches": "matches",
     "add": "+", "sub": "-", "mul": "*", "div": "/",
 }  # fmt: skip
@@ -602,6 +603,8 @@ class _Builder:
         ch = node.children
         if kind in _BIN:
             return ast.Binary(span, _BIN[kind], self.expr(ch[0]), self.expr(ch[1]))  # type: ignore[arg-type]
+        if kind in _LOGIC:
+            return ast.Logic(span, _LOGIC[kind], tuple(self.expr(c) for c in ch))
         if kind == "not_":
             return ast.Unary(span, "not", self.expr(ch[0]))
         if kind == "neg":
@@ -896,6 +899,8 @@ def _lark_shape(root: ast.Expr) -> tuple[int, int]:
             kids = node
         elif isinstance(node, ast.Binary):
             kids = (node.left, node.right)
+        elif isinstance(node, ast.Logic):
+            kids = node.operands
         elif isinstance(node, ast.Unary):
             kids = (node.operand,)
         elif isinstance(node, ast.Field):
@@ -991,6 +996,11 @@ def _binary(op: str) -> _Handler:
     return lambda ch, first, last: ast.Binary(_sp(first, last), op, ch[0], ch[-1])  # type: ignore[arg-type]
 
 
+def _logic(op: Literal["and", "or"]) -> _Handler:
+    """`a or b or c`: the first operand, then the list lark makes of `("or" x)+`."""
+    return lambda ch, first, last: ast.Logic(_sp(first, last), op, (ch[0], *ch[1]))
+
+
 def _clause(kind: ast.ClauseKind, at: int) -> _Handler:
     return lambda ch, first, last: ast.Clause(_sp(first, last), kind, _f_guard(ch[at], first, last))
 
@@ -1021,6 +1031,8 @@ _HANDLERS: dict[tuple[str, str | None], _Handler] = {
     ("meta_value", "meta_true"): lambda ch, first, last: ast.MetaItem(_sp(first, last), True, "bool"),
     ("meta_value", "meta_false"): lambda ch, first, last: ast.MetaItem(_sp(first, last), False, "bool"),
     ("meta_value", "meta_list"): _f_meta_list,
+    ("or_expr", "or_"): _logic("or"),
+    ("and_expr", "and_"): _logic("and"),
     ("not_expr", "not_"): lambda ch, first, last: ast.Unary(_sp(first, last), "not", ch[1]),
     ("unary", "neg"): lambda ch, first, last: ast.Unary(_sp(first, last), "-", ch[1]),
     ("postfix", "field"): lambda ch, first, last: ast.Field(_sp(first, last), ch[0], ch[2][1], _tok_span(ch[2])),

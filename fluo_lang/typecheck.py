@@ -270,6 +270,10 @@ class _Checker:
             return self.index(e, scope)
         if isinstance(e, ast.Binary):
             return self.binary(e, scope)
+        if isinstance(e, ast.Logic):
+            for operand in e.operands:
+                self.require_bool(operand, self.check(operand, scope), f"the operands of `{e.op}`")
+            return self.record(e, t.BOOL)
         if isinstance(e, ast.Unary):
             return self.unary(e, scope)
         if isinstance(e, ast.ListLit):
@@ -475,10 +479,6 @@ class _Checker:
 
     def binary(self, e: ast.Binary, scope: _Scope) -> t.Type:
         op = e.op
-        if op in ("and", "or"):
-            for side in (e.left, e.right):
-                self.require_bool(side, self.check(side, scope), f"the operands of `{op}`")
-            return self.record(e, t.BOOL)
         if op in _COMPARE:
             return self.compare(e, scope)
         if op in ("in", "not in"):

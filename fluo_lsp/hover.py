@@ -69,7 +69,7 @@ def _expression_text(checked: CheckedRule, e: ast.Expr, on_name: bool) -> str:
         parts.append(f"{where} `{ref.key}`: its type is known only at run time; missing values compare false")
     elif isinstance(ref, EnumRef):
         parts.append(f"`{ref.value}`: a value of `{ty}` (one of {', '.join(t.ENUMS.get(ty or t.ANY, ()))})")
-    elif isinstance(e, ast.Binary | ast.Unary):
+    elif isinstance(e, ast.Binary | ast.Logic | ast.Unary):
         op = b.OPERATOR_BY_SYMBOL.get(e.op)
         if op is not None:
             parts.append(f"`{e.op}`: {op.doc}")

@@ -11,6 +11,8 @@ from fluo_lang import ast
 def children(e: ast.Expr) -> tuple[ast.Expr, ...]:
     if isinstance(e, ast.Binary):
         return (e.left, e.right)
+    if isinstance(e, ast.Logic):
+        return e.operands
     if isinstance(e, ast.Unary):
         return (e.operand,)
     if isinstance(e, ast.Field):

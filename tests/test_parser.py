@@ -112,6 +112,10 @@ def _generated() -> list[str]:
             "[" * n + "1" + "]" * n,
             " + ".join(["1"] * n),
             "x" + "[0]" * n,
+            " or ".join(["x"] * n * 3),  # a chain is one level however long
+            " and ".join(["x"] * n * 3),
+            "(x or " * n + "y" + ")" * n,  # chains inside chains: one level each
+            "(x and not " * n + "y" + ")" * n,
         ):
             out += [e, f"rule r {{ expect {e} }}", f"rule r {{ when {{ {e} }} always {{ x }} }}"]
         out.append("rule r { k: " + "[" * n + "1" + "]" * n + " expect x }")
@@ -268,3 +272,28 @@ def test_a_literal_past_64_bits_is_fluo108(literal: str, message: str) -> None:
     assert not analyze(
         [("ok.fluo", "rule r { detect trace.has(x > 9223372036854775807 or duration > 106751d) }")]
     ).diagnostics
+
+
+def test_a_long_and_or_chain_is_one_level_deep_and_evaluates() -> None:
+    n = 5 * MAX_DEPTH
+    names = " or ".join(f"name == 'op{i}'" for i in range(n))
+    bounds = " and ".join(f"duration > {i}ns" for i in range(n))
+    text = f"rule r {{ expect trace.spans.none(({names}) and {bounds}) }}"
+    analysis = analyze([("chain.fluo", text)])
+    assert analysis.diagnostics == []
+    [rule] = compile_program(analysis).rules
+    chains = [node for node in rule.ir.condition.walk() if node.op in ("and", "or")]
+    assert sorted((node.op, len(node.args)) for node in chains) == [("and", n + 1), ("or", n)]
+
+    def fired(name: str, duration: int) -> bool:
+        span = Span(trace_id=b"t" * 16, span_id=b"s" * 8, name=name, start=0, end=duration)
+        return bool(compile_program(analysis).evaluate_trace(Trace(b"t" * 16, [span])))
+
+    assert fired(f"op{n - 1}", n)  # the last term of each chain decides
+    assert not fired(f"op{n}", n)
+    assert not fired(f"op{n - 1}", n - 1)
+
+
+def test_nested_chains_count_one_level_each() -> None:
+    deep = "(x or " * (MAX_DEPTH + 1) + "y" + ")" * (MAX_DEPTH + 1)
+    assert [d.code for d in parse(f"rule r {{ expect {deep} }}", "t.fluo").diagnostics] == ["FLUO400"]
