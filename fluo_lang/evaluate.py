@@ -841,7 +841,7 @@ class CompiledRule:
         if ir.mode in ("expect", "detect"):
             self._explain(ir.condition, ctx, obs, culprits)
             verb = "expected" if ir.mode == "expect" else "detected"
-            what = self.clause_text(ir.condition)
+            what = _brief(self.clause_text(ir.condition))
             reason = _observed_text(obs)
             summary = f"{verb} {what}" + (f": {reason}" if reason else "")
             return obs, culprits, summary, reason
@@ -852,15 +852,15 @@ class CompiledRule:
             held = self.compiler.fn(ir.always)(ctx, None) is True
             obs["always"] = held
             if not held:
-                parts.append(f"always {{ {self.clause_text(ir.always)} }} did not hold")
+                parts.append(f"always {{ {_brief(self.clause_text(ir.always))} }} did not hold")
         if ir.never is not None:
             held = self.compiler.fn(ir.never)(ctx, None) is True
             obs["never"] = held
             if held:
                 self._culprits_of(ir.never, ctx, culprits)
-                parts.append(f"never {{ {self.clause_text(ir.never)} }} held")
+                parts.append(f"never {{ {_brief(self.clause_text(ir.never))} }} held")
         reason = " and ".join(parts)
-        summary = f"when {{ {self.clause_text(ir.condition)} }}: {reason}"
+        summary = f"when {{ {_brief(self.clause_text(ir.condition))} }}: {reason}"
         return obs, culprits, summary, reason
 
     def _explain(self, n: Node, ctx: Any, obs: dict[str, Any], culprits: list[Span]) -> None:
@@ -942,6 +942,17 @@ class CompiledRule:
                     culprits.append(v)
                 return
             cur = cur.args[0] if cur.args and cur.op not in ("fn", "root") else None
+
+
+BRIEF_CLAUSE = 200
+"""A clause quoted in a signal's message is cut to about this many characters (the signal's range has all of it)."""
+
+
+def _brief(text: str) -> str:
+    """`text`, or its start and end around an ellipsis when it is longer than `BRIEF_CLAUSE`."""
+    if len(text) <= BRIEF_CLAUSE:
+        return text
+    return text[: BRIEF_CLAUSE - 60].rstrip() + " … " + text[-50:].lstrip()
 
 
 def _skipped_text(skipped: list[str], where: str = "") -> str:

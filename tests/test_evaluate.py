@@ -499,3 +499,17 @@ def test_a_span_that_names_itself_as_parent_is_a_root() -> None:
         "rule root { expect trace.root.name == 'a' }\nrule anc { detect trace.has(ancestors.count() > 0) }\n"
     )
     assert program.evaluate_trace(trace(me)) == []
+
+
+def test_a_long_clause_is_cut_in_the_message_not_in_the_signal_source() -> None:
+    names = " or ".join(f"name == 'op{i}'" for i in range(100))
+    program = program_for(f"rule long {{ expect trace.spans.none({names}) }}")
+    [signal] = program.evaluate_trace(trace(span("op99")))
+    head, _, tail = signal.message.partition(" … ")
+    assert head.startswith("expected trace.spans.none(name == 'op0' or name == 'op1'")
+    assert tail.endswith("name == 'op99'): matched = 1, checked = 1")
+    assert len(signal.message) < 260
+    when = program_for(f"rule w {{ when {{ trace.has(name == 'x') }} never {{ trace.has({names}) }} }}")
+    [signal] = when.evaluate_trace(trace(span("x"), span("op5")))
+    assert signal.message.startswith("when { trace.has(name == 'x') }: never { trace.has(name == 'op0'")
+    assert " … " in signal.message and len(signal.message) < 300
