@@ -30,7 +30,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     if "-" in paths:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")
-        text, problem = decode_source(click.get_binary_stream("stdin").read(), "<stdin>")
+        text, problem = decode_source(sys.stdin.buffer.read(), "<stdin>")
         if problem is not None:
             click.echo(problem.format(), err=True)
             sys.exit(2)
