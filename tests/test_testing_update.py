@@ -432,3 +432,18 @@ def test_rewrite_changes_only_the_expectations_it_writes(file: tuple[str, dict[i
     text, writes = file
     out = rewrite(text, writes)  # reads the result back and raises if anything but those expectations changed
     assert rewrite(out, writes) == out
+
+
+def test_an_updated_truncation_signal_is_an_expectation_the_next_run_accepts(tmp_path: Path) -> None:
+    (tmp_path / "w.fluo").write_text("rule quiet { window 1ms expect window.traces.count() > 0 }\n")
+    test = tmp_path / "w_test.yaml"
+    test.write_text(
+        "rules: w.fluo\ncases:\n  - name: far apart\n    spans:\n"
+        "      - {name: a, trace: one}\n      - {name: b, trace: two, start: 1m}\n"
+    )
+    first = CliRunner().invoke(main, ["test", str(test), "--update"])
+    assert first.exit_code == 0, first.output
+    assert "{rule: fluo.evaluation_truncated, observed: {empty_windows: 59999," in test.read_text()
+    again = CliRunner().invoke(main, ["test", str(test)])
+    assert again.exit_code == 0, again.output
+    assert "1 passed" in again.output
