@@ -9,6 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from serve_support import EXAMPLE_TRACES, ServeProcess, wait_for
 
 LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
@@ -129,6 +130,37 @@ def test_a_misspelt_config_key_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["serve", "--config", str(tmp_path / "fluo.yaml")])
     assert result.exit_code == 2
     assert "unknown setting `trace-idel`; did you mean `trace-idle`?" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("rules: {a: 1}\n", "--config fluo.yaml: `rules` takes a value or a list of values"),
+        ("grpc: [a, b]\n", "--config fluo.yaml: `grpc` takes one value, not a list or mapping"),
+    ],
+)
+def test_a_config_value_of_the_wrong_shape_names_the_file_not_an_env_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fluo.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["serve", "--config", "fluo.yaml"])
+    assert result.exit_code == 2
+    assert f"Error: {message}\n" in result.output and "env var" not in result.output
+
+
+def test_a_config_file_may_name_one_rules_folder_without_a_list(tmp_path: Path) -> None:
+    rules = rules_in(tmp_path, "rule r { expect trace.spans.count() < 100 }\n")
+    (tmp_path / "fluo.yaml").write_text(f"rules: {rules}\nhttp: 127.0.0.1:0\ngrpc: 127.0.0.1:0\nno-db: true\n")
+    with ServeProcess(["--config", str(tmp_path / "fluo.yaml")], cwd=tmp_path) as proc:
+        proc.expect(r"rules: 1 per-trace rule and 0 windowed from 1 file")
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
 
 
 def test_a_rule_over_the_cost_limit_is_refused(tmp_path: Path) -> None:

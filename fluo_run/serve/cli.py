@@ -43,20 +43,33 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    if value:
-        try:
-            settings = load_config_file(value)
-        except ConfigError as exc:
-            raise click.BadParameter(str(exc).removeprefix("--config: "), ctx=ctx, param=param) from None
-        known = {p.name for p in ctx.command.params if p.name and p.name != "config_file"}
-        for key in settings:
-            if key not in known:
-                near = nearest(key, known)
-                hint = f"; did you mean `{near.replace('_', '-')}`?" if near else ""
-                raise click.BadParameter(
-                    f"{value}: unknown setting `{key.replace('_', '-')}`{hint}", ctx=ctx, param=param
-                )
-        ctx.default_map = {**(ctx.default_map or {}), **settings}
+    """Read the --config file into the command's defaults (flags and FLUO_* variables win over it)."""
+    if not value:
+        return value
+
+    def bad(message: str) -> click.UsageError:  # not BadParameter, whose hint would name FLUO_CONFIG
+        return click.UsageError(f"--config {message}", ctx=ctx)
+
+    try:
+        settings = load_config_file(value)
+    except ConfigError as exc:
+        raise bad(str(exc).removeprefix("--config: ")) from None
+    known = {p.name: p for p in ctx.command.params if p.name and p.name != "config_file"}
+    for key, setting in settings.items():
+        option = known.get(key)
+        flag = key.replace("_", "-")
+        if option is None:
+            near = nearest(key, list(known))
+            hint = f"; did you mean `{near.replace('_', '-')}`?" if near else ""
+            raise bad(f"{value}: unknown setting `{flag}`{hint}")
+        if isinstance(option, click.Option) and option.multiple:
+            if not isinstance(setting, list):
+                setting = settings[key] = [setting]  # `rules: rules/` is a list of one
+            if not all(isinstance(x, str | int | float) for x in setting):
+                raise bad(f"{value}: `{flag}` takes a value or a list of values")
+        elif isinstance(setting, list | dict):
+            raise bad(f"{value}: `{flag}` takes one value, not a list or mapping")
+    ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value
 
 
