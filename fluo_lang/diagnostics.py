@@ -60,7 +60,7 @@ CODES: dict[str, str] = {
     "FLUO400": "Expression or metadata list nested too deeply.",
     "FLUO401": "Rule too large.",
     "FLUO402": "File too large.",
-    "FLUO403": "Too many errors; the rest are not reported.",
+    "FLUO403": "More than 100 syntax errors in one file; the rest are not reported (other errors are not capped).",
     "FLUO404": "Rule too expensive: its estimated span visits on a large trace exceed the cost limit.",
 }
 

@@ -29,6 +29,14 @@ def test_too_many_syntax_errors_end_with_one_notice() -> None:
     assert diags[-1].span.line == MAX_ERRORS  # at the first error not reported
 
 
+def test_type_errors_are_not_capped() -> None:
+    # SECURITY.md: only syntax errors stop at MAX_ERRORS; each type error names a separate mistake
+    text = "".join(f'rule r{i} {{ expect 1 + "a" == 2 }}\n' for i in range(MAX_ERRORS + 50))
+    diags = analyze([("types.fluo", text)]).diagnostics
+    assert len(diags) == MAX_ERRORS + 50
+    assert "FLUO403" not in {d.code for d in diags}
+
+
 def test_errors_below_the_limit_are_all_reported() -> None:
     text = "".join(f"rule r{i} {{ expect trace.spans.count() < 5 @ }}\n" for i in range(10))
     diags = parse(text, "few.fluo").diagnostics
