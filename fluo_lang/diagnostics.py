@@ -26,7 +26,10 @@ CODES: dict[str, str] = {
     "FLUO102": "Unterminated or invalid string literal.",
     "FLUO103": "Unknown duration unit (use ns, us, µs, ms, s, m, h, d).",
     "FLUO104": "Unexpected end of file.",
-    "FLUO105": "A file holding a bare expression may hold nothing else.",
+    "FLUO105": (
+        "A bare expression with rules: `rule` after a file's bare expression (such a file holds nothing else),"
+        " or rules given to `--expect`/`--detect`, which take one expression."
+    ),
     "FLUO106": "A rule file that is not UTF-8 text.",
     "FLUO107": "A clause keyword misspelled (`exepct`): the nearest keyword is suggested.",
     "FLUO108": "A number or duration literal past 64 bits (durations count nanoseconds: about 292 years).",

@@ -140,12 +140,15 @@ class _Recovery:
         self.path = path
         self.diagnostics: list[Diagnostic] = []
         self.last_error_end: int | None = None
+        self.skip_rest = False  # set by FLUO105: what follows a whole bare expression is dropped unreported
 
     def report(self, diag: Diagnostic) -> None:
         """Record an error unless it is a cascade: fewer than 3 tokens after the previous one.
 
         Past `MAX_ERRORS`, one FLUO403 says the rest are not reported.
         """
+        if self.skip_rest:
+            return
         last = self.last_error_end
         self.last_error_end = max(diag.span.end, last or 0)
         if last is not None and _tokens_between(self.text, last, diag.span.start) < 3:
@@ -166,10 +169,22 @@ class _Recovery:
     def _token(self, e: UnexpectedToken) -> bool:
         tok: Token = e.token
         ip = e.interactive_parser
+        if self.skip_rest:
+            return tok.type != "$END"
         if self._misspelled_keyword(ip, tok):
             return True
         expected = sorted(e.expected or _accepts(ip), key=_order)
         is_end = tok.type == "$END"
+        if tok.type == "RULE" and "$END" in _accepts(ip):
+            # `rule` after a whole bare expression: the file is one expression, so it can hold no rules
+            start = tok.start_pos or 0
+            message = (
+                "`rule` after a bare expression: a file holding a bare expression may hold nothing else; "
+                "put the expression in a rule's `expect` clause, or the rules in a file of their own"
+            )
+            self.report(error("FLUO105", message, self.index.span(start, tok.end_pos or start), path=self.path))
+            self.skip_rest = True
+            return True
         if is_end:
             start = end = len(self.text.rstrip())
             found = "end of file"

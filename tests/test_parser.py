@@ -11,7 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fluo_lang.api import analyze, compile_program
-from fluo_lang.parser import MAX_DEPTH, MAX_ERRORS, MAX_RULE_NODES, _fast_parse, _fast_tables, _full_parse, parse
+from fluo_lang.parser import (
+    MAX_DEPTH,
+    MAX_ERRORS,
+    MAX_RULE_NODES,
+    _fast_parse,
+    _fast_tables,
+    _full_parse,
+    parse,
+    parse_expression,
+)
 from fluo_lang.trace import Span, Trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +50,22 @@ def test_errors_below_the_limit_are_all_reported() -> None:
     text = "".join(f"rule r{i} {{ expect trace.spans.count() < 5 @ }}\n" for i in range(10))
     diags = parse(text, "few.fluo").diagnostics
     assert [d.code for d in diags] == ["FLUO101"] * 10
+
+
+def test_a_rule_after_a_bare_expression_is_fluo105_once() -> None:
+    text = 'trace.spans.count() < 5\nrule r { expect x == 1 }\nrule q { expect ) }\n"open\n'
+    diags = parse(text, "mixed.fluo").diagnostics
+    assert [(d.code, d.span.line, d.span.col) for d in diags] == [("FLUO105", 1, 0)]
+    assert "bare expression may hold nothing else" in diags[0].message
+    # an unfinished expression before `rule` is a syntax error, and a missing `}` is still named as such
+    assert [d.code for d in parse("trace.spans.count() <\nrule r { expect true }\n").diagnostics] == ["FLUO100"]
+    missing = parse("rule a { expect true\nrule r { expect true }\n").diagnostics
+    assert [(d.code, d.message) for d in missing] == [("FLUO100", "expected `}` before `rule`")]
+
+
+def test_rules_given_as_one_expression_are_fluo105() -> None:
+    diags = parse_expression("rule r { expect true }", "<expect>").diagnostics
+    assert [d.code for d in diags] == ["FLUO105"]
 
 
 def test_deep_metadata_lists_are_a_limit_not_a_crash() -> None:
