@@ -697,11 +697,10 @@ class _Builder:
             return None
         number, unit = parts
         if unit not in DURATION_UNITS:
-            close = [u for u in DURATION_UNITS if u != "µs"]
             self.diagnostics.append(
                 error(
                     "FLUO103",
-                    f"unknown duration unit `{unit}` in `{text}`; use one of {', '.join(close)}",
+                    f"unknown duration unit `{unit}` in `{text}`; use one of {', '.join(DURATION_UNITS)}",
                     self.span_of(tok),
                     path=self.path,
                 )

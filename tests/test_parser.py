@@ -68,6 +68,15 @@ def test_rules_given_as_one_expression_are_fluo105() -> None:
     assert [d.code for d in diags] == ["FLUO105"]
 
 
+def test_an_unknown_duration_unit_names_every_accepted_unit() -> None:
+    diags = parse("rule r { expect trace.duration < 10min }").diagnostics
+    assert [d.code for d in diags] == ["FLUO103"]
+    assert diags[0].message.endswith("use one of ns, us, µs, ms, s, m, h, d")
+    for unit in ("ns", "us", "µs", "ms", "s", "m", "h", "d"):
+        assert diags[0].message.count(f" {unit},") + diags[0].message.endswith(f" {unit}") == 1
+        assert parse(f"rule r {{ expect trace.duration < 10{unit} }}").diagnostics == []
+
+
 def test_deep_metadata_lists_are_a_limit_not_a_crash() -> None:
     for n in (MAX_DEPTH + 1, 1_000, 5_000):
         for key in ("tags", "severity", "owner", "k"):
