@@ -93,7 +93,7 @@ def test_junit_is_structurally_valid_and_counts_agree(work: Path) -> None:
             assert len(outcomes) <= 1 and set(outcomes) <= {"failure", "error"}
             for child in case:
                 assert child.attrib["message"] and child.text
-    for key in ("tests", "failures", "errors"):
+    for key in ("tests", "failures", "errors", "skipped"):
         assert _int(root, key) == sum(_int(s, key) for s in suites)
     summary = report["summary"]
     assert _int(root, "failures") == summary["failed"]
