@@ -1,8 +1,8 @@
 """`--update`: write the observed signals back as a case's `expect:`, keeping the rest of the file as it was.
 
 The file's text is edited, not re-emitted: the `expect:` of each updated case is
-replaced (one flow mapping per expected signal, indented as the file indents its
-lists), or added after the case's last line when it had none. Everything else is
+replaced (one flow mapping per expected signal, indented as the case's own lists
+are), or added after the case's last line when it had none. Everything else is
 the original text: comments, blank lines, quoting, flow lists, line endings.
 Positions come from libyaml's events, the parser `fluo test` reads files with, and
 the result is read back to check that only those expectations changed.
