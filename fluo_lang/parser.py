@@ -715,9 +715,16 @@ class _Builder:
 
 
 def _bare_rule_id(path: str) -> str:
-    """A bare expression's rule is named after its file."""
-    stem = PurePath(path).stem or "expr"
-    return re.sub(r"\W", "_", stem.split(".")[0]) or "expr"
+    """A bare expression's rule is named after its file: its name up to the first `.`, made a valid id.
+
+    A character an id cannot hold (`-`, a space, a non-ASCII letter) becomes `_`, and a leading digit
+    gets a `_` before it, so `2fast-path.fluo` holds rule `_2fast_path`, an id a `rule` could be written
+    with. A name with nothing before its first `.` gives `expr`.
+    """
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", PurePath(path).name.split(".")[0])
+    if not ident:
+        return "expr"
+    return f"_{ident}" if ident[0].isdigit() else ident
 
 
 _INT64 = 1 << 63

@@ -253,8 +253,10 @@ def test_eval_one_liners_and_stdin() -> None:
     assert r.exit_code == 0, r.stderr
     (signal,) = [json.loads(line) for line in r.stdout.splitlines()]
     assert signal["rule"] == "cli" and signal["observed"] == {"count": 1, "bound": 0}
+    assert signal["source"] == {"path": "<detect>", "line": 1, "column": 1}
     r = run("eval", "--expect", "trace.count(status == error) == 0", "--traces", "-", stdin=data)
     assert json.loads(r.stdout)["observed"] == {"count": 1, "bound": 0}
+    assert json.loads(r.stdout)["rule"] == "cli" and json.loads(r.stdout)["source"]["path"] == "<expect>"
 
 
 def test_eval_fail_on_signal_exits_3() -> None:

@@ -77,6 +77,25 @@ def test_an_unknown_duration_unit_names_every_accepted_unit() -> None:
         assert parse(f"rule r {{ expect trace.duration < 10{unit} }}").diagnostics == []
 
 
+@pytest.mark.parametrize(
+    ("path", "rule_id"),
+    [
+        ("rules/latency.fluo", "latency"),
+        ("rules/auth-span budget.fluo", "auth_span_budget"),
+        ("rules/2fast.fluo", "_2fast"),
+        ("rules/café.fluo", "caf_"),
+        ("rules/checkout.v2.fluo", "checkout"),
+        ("rules/.fluo", "expr"),
+    ],
+)
+def test_a_bare_expression_rule_id_is_its_file_name_made_an_id(path: str, rule_id: str) -> None:
+    """docs/language.md: the id is the name before its first `.`, other characters `_`, a leading digit `_`-prefixed."""
+    for text in ("trace.spans.count() < 5", "trace.spans.count() < 5 @"):  # the fast path and the full one
+        (rule,) = parse(text, path).file.rules
+        assert rule.id == rule_id and rule.bare
+    assert parse(f"rule {rule_id} {{ expect true }}").diagnostics == []  # a valid id for a `rule` too
+
+
 def test_deep_metadata_lists_are_a_limit_not_a_crash() -> None:
     for n in (MAX_DEPTH + 1, 1_000, 5_000):
         for key in ("tags", "severity", "owner", "k"):
