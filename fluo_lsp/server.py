@@ -26,6 +26,7 @@ from pygls.workspace import Workspace as DocumentStore
 from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.format import format_source
 from fluo_lang.otlp import trace_files_in
+from fluo_run.testing.spec import is_rule_test
 
 from . import actions, completion, hover, outline
 from .document import RuleDocument, read_rule_text
@@ -162,7 +163,7 @@ class FluoServer(LanguageServer):
             return diags
         if is_test_file(path):
             text = self.text(uri)
-            if text is None:
+            if text is None or not is_rule_test(path, text):  # another tool's `*_test.yaml`: left alone
                 return []
             test = read_test_file(Path(path), text)
             problems = self.index.test_problems(test)
@@ -391,7 +392,7 @@ def _rule_under_cursor(ls: FluoServer, uri: str, position: lsp.Position) -> tupl
             if rule.id and not rule.bare and rule.id_span.start + base <= offset <= rule.id_span.end + base:
                 return rule.id, path, [path]
         return None
-    if is_test_file(str(path)):
+    if is_test_file(str(path)) and is_rule_test(path, text):
         test = read_test_file(path, text)
         for name in test.rule_ids:
             if name.contains(offset):
@@ -414,7 +415,7 @@ def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Locatio
     uri = params.text_document.uri
     path = Path(to_fs_path(uri) or uri)
     text = ls.text(uri) if is_test_file(str(path)) else None
-    if text is not None:
+    if text is not None and is_rule_test(path, text):
         offset = LineIndex(text).offset(params.position)
         test = read_test_file(path, text)
         start = lsp.Position(line=0, character=0)

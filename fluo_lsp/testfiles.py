@@ -20,6 +20,7 @@ from fluo_run.testing.spec import TEST_SUFFIXES
 
 
 def is_test_file(path: str) -> bool:
+    """Whether the file is named as a rule test; whether it is FLUO's, not another tool's, is `is_rule_test`."""
     return path.endswith(TEST_SUFFIXES)
 
 

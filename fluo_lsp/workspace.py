@@ -25,7 +25,7 @@ from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, rule_files
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest
 from fluo_lang.otlp import TraceInputError, load_trace_file
 from fluo_lang.typecheck import duplicate_ids
-from fluo_run.testing.spec import RuleLoader, load_test_file
+from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
 
 from .document import RuleDocument, read_rule_text, shift_span
 from .testfiles import TestFile, is_test_file, read_test_file
@@ -239,7 +239,7 @@ class Workspace:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 return None
-        return read_test_file(path, text)
+        return read_test_file(path, text) if is_rule_test(path, text) else None
 
     def test_files(self) -> list[TestFile]:
         return [t for p in self.walk(is_test_file) if (t := self.test_file(p)) is not None]

@@ -477,6 +477,15 @@ cases:
     ]
 
 
+async def test_another_tools_test_yaml_gets_no_diagnostics(client: LanguageClient, workspace: Path) -> None:
+    helm = "suite: deployment\ntemplates: [deployment.yaml]\ntests:\n  - it: sets the image\n"
+    uri = open_doc(client, workspace / "rules" / "deployment_test.yaml", helm, language="yaml")
+    assert list(await diagnostics(client, uri)) == []
+    fluo_file = "# a FLUO test once it has a top-level cases: or rules: key\ncases: []\n"
+    uri = open_doc(client, workspace / "rules" / "new_test.yaml", fluo_file, language="yaml")
+    assert [d.message for d in await diagnostics(client, uri)] != []
+
+
 async def test_test_files_see_open_rule_files_as_edited(client: LanguageClient, workspace: Path) -> None:
     """A rule file open with a type error: the test file says its rules do not check, as `fluo test` would."""
     test_uri = open_doc(client, workspace / "rules" / "auth_test.yaml", TEST_FILE, language="yaml")

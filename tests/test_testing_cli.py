@@ -155,7 +155,9 @@ def test_no_test_files_and_missing_paths(work: Path) -> None:
     (work / "empty").mkdir()
     result = fluo_test("empty")
     assert result.exit_code == 2
-    assert result.stderr == "fluo: no test files (*_test.yaml or *.fluotest.yaml) under empty\n"
+    assert result.stderr == (
+        "fluo: no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`) under empty\n"
+    )
     missing = fluo_test("nowhere")
     assert missing.exit_code == 2
     assert missing.stderr == "fluo: nowhere: no such file or folder\n"
@@ -417,3 +419,28 @@ def test_reported_times_include_reading_the_files(tmp_path: Path, monkeypatch: p
     assert summary is not None and float(summary[1]) >= 0.3
     suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
     assert suite is not None and float(suite.get("time", "0")) >= 0.3
+
+
+HELM_TEST = """\
+suite: deployment
+templates:
+  - deployment.yaml
+tests:
+  - it: sets the image
+    asserts:
+      - equal:
+          path: spec.template.spec.containers[0].image
+          value: nginx
+"""
+
+
+def test_another_tools_test_yaml_below_a_folder_is_passed_over(work: Path) -> None:
+    charts = work / "charts" / "tests"
+    charts.mkdir(parents=True)
+    (charts / "deployment_test.yaml").write_text(HELM_TEST)
+    (charts / "empty_test.yaml").write_text("")
+    alone = fluo_test("charts")
+    assert alone.exit_code == 2
+    assert "no test files" in alone.stderr
+    named = fluo_test("charts/tests/deployment_test.yaml")  # named, it is read as a rule test, and refused
+    assert named.exit_code == 2 and "unknown key `suite`" in named.output

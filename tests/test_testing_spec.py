@@ -77,8 +77,17 @@ def write(folder: Path, name: str, text: str) -> Path:
 def test_discovery(tmp_path: Path) -> None:
     for name in ["b_test.yaml", "a.fluotest.yaml", "sub/c_test.yaml", "notes.yaml", ".hidden/d_test.yaml",
                  "node_modules/e_test.yaml", "x_test.yml"]:  # fmt: skip
-        write(tmp_path, name, "")
-    assert [str(p) for p in find_test_files(["."])] == ["a.fluotest.yaml", "b_test.yaml", "sub/c_test.yaml"]
+        write(tmp_path, name, "cases: []\n")
+    write(tmp_path, "sub/helm_test.yaml", "suite: x\ntests: []\n")  # another tool's: passed over in a folder
+    write(tmp_path, "sub/empty_test.yaml", "")
+    write(tmp_path, "sub/rules_test.yaml", "# comment\n'rules' : [a.fluo]\n")
+    write(tmp_path, "sub/nested_test.yaml", "x:\n  cases: []\n")  # not top-level
+    assert [str(p) for p in find_test_files(["."])] == [
+        "a.fluotest.yaml",
+        "b_test.yaml",
+        "sub/c_test.yaml",
+        "sub/rules_test.yaml",
+    ]
     assert [str(p) for p in find_test_files(["notes.yaml", "b_test.yaml", "."])][:2] == ["notes.yaml", "b_test.yaml"]
     assert len(find_test_files(["b_test.yaml", "./b_test.yaml"])) == 1
     with pytest.raises(FileNotFoundError, match="nope: no such file or folder"):

@@ -16,7 +16,7 @@ from .document import YamlError
 from .progress import Progress
 from .report import json_report, junit_report, text_report
 from .runner import ERROR, PASSED, Runner, RunResult
-from .spec import TEST_SUFFIXES, TestFile, display_path, find_test_files, plural
+from .spec import TestFile, display_path, find_test_files, plural
 from .update import needs_update, update_file
 from .watch import watch
 
@@ -70,8 +70,9 @@ def run_once(
     except FileNotFoundError as exc:
         raise UsageProblem(str(exc)) from exc
     if not found:
-        names = " or ".join(f"*{s}" for s in TEST_SUFFIXES)
-        raise UsageProblem(f"no test files ({names}) under {', '.join(paths)}")
+        raise UsageProblem(
+            f"no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`) under {', '.join(paths)}"
+        )
     progress = Progress(sys.stdout)
     started = time.perf_counter()
     try:

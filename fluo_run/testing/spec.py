@@ -9,6 +9,7 @@ case only, so the other cases and files still run.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,12 +115,33 @@ def display_path(path: Path) -> str:
     return str(path) if rel.startswith("..") else rel
 
 
-def is_test_file(path: Path) -> bool:
-    return path.name.endswith(TEST_SUFFIXES)
+_RULE_TEST_KEY = re.compile(r"""^["']?(?:cases|rules)["']?[ \t]*:""", re.MULTILINE)
+
+
+def is_rule_test(path: Path | str, text: str | None = None) -> bool:
+    """Whether a test-named file is FLUO's: `*.fluotest.yaml` always; `*_test.yaml` when it has a top-level
+    `cases:` or `rules:` key, since other tools name their tests so too (helm-unittest's `tests/*_test.yaml`).
+
+    `text` is the file's text if the caller has it; a file that cannot be read counts as FLUO's, so
+    reading it again reports why.
+    """
+    name = Path(path).name
+    if name.endswith(".fluotest.yaml"):
+        return True
+    if not name.endswith("_test.yaml"):
+        return False
+    if text is None:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return True
+    return _RULE_TEST_KEY.search(text) is not None
 
 
 def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     """Test files named (any YAML file) or found below folders, in a stable order.
+
+    Below a folder, a `*_test.yaml` file that is not FLUO's (`is_rule_test`) is passed over.
 
     Raises FileNotFoundError, with a one-line message, for a missing path or a named file that is not YAML.
     """
@@ -129,7 +151,7 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
         if path.is_dir():
             for root, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-                out.extend(Path(root) / f for f in sorted(files) if f.endswith(TEST_SUFFIXES))
+                out.extend(Path(root) / f for f in sorted(files) if is_rule_test(Path(root) / f))
         elif path.is_file() and path.suffix in (".yaml", ".yml"):
             out.append(path)
         elif path.is_file():
