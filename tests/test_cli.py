@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 from syrupy.assertion import SnapshotAssertion
@@ -293,6 +294,18 @@ def test_eval_unreadable_traces_exit_2(tmp_path: Path, content: bytes, message: 
     assert r.exit_code == 2
     assert r.stderr.startswith("fluo: ") and message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_every_option_says_what_it_does() -> None:
+    """`--help` explains each option; a choice (`--format text|json`) may speak for itself."""
+    ctx = click.Context(main)
+    silent = {
+        (name, opt.opts[0])
+        for name in main.list_commands(ctx)
+        for opt in getattr(main.get_command(ctx, name), "params", [])
+        if isinstance(opt, click.Option) and not opt.hidden and not opt.help and not isinstance(opt.type, click.Choice)
+    }
+    assert silent == set()
 
 
 def test_help_has_examples() -> None:

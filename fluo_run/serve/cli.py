@@ -217,7 +217,14 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     show_default=True,
     help="Evaluate a trace this long after its first span.",
 )
-@_opt("--max-spans-per-trace", "FLUO_MAX_SPANS_PER_TRACE", default=10_000, type=int, show_default=True)
+@_opt(
+    "--max-spans-per-trace",
+    "FLUO_MAX_SPANS_PER_TRACE",
+    default=10_000,
+    type=int,
+    show_default=True,
+    help="Evaluate a trace early when it holds this many spans; its later spans are dropped as late.",
+)
 @_opt(
     "--max-buffered-spans",
     "FLUO_MAX_BUFFERED_SPANS",
