@@ -205,8 +205,16 @@ def _chain(line: str) -> str:
 
 
 def complete(
-    doc: RuleDocument, offset: int, span_keys: Sequence[str], resource_keys: Sequence[str]
+    doc: RuleDocument,
+    offset: int,
+    span_keys: Sequence[str],
+    resource_keys: Sequence[str],
+    *,
+    after_space: bool = False,
 ) -> list[lsp.CompletionItem]:
+    """What may come at `offset`. `after_space`: the editor asked because a space was typed, which
+    happens after nearly every word: then only a value the place calls for (an enum after `status ==`,
+    a severity after `severity:`), never the list of every keyword or name."""
     cur = cursor_at(doc, offset)
     if _inside_comment_or_string(doc, cur):
         return _quoted_keys(doc, offset, span_keys, resource_keys)
@@ -229,6 +237,8 @@ def complete(
             if found.kind in ("member", "name", "enum"):
                 place = found
                 break
+    if after_space and place.kind not in ("meta_value", "enum"):
+        return []
     if place.kind in ("meta_value", "enum"):
         pass
     elif expected is not None:

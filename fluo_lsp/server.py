@@ -300,7 +300,14 @@ def complete(ls: FluoServer, params: lsp.CompletionParams) -> lsp.CompletionList
         return None
     span_keys, resource_keys = ls.index.attribute_keys()
     offset = doc.index.offset(params.position)
-    return lsp.CompletionList(is_incomplete=False, items=completion.complete(doc, offset, span_keys, resource_keys))
+    context = params.context
+    after_space = (
+        context is not None
+        and context.trigger_kind == lsp.CompletionTriggerKind.TriggerCharacter
+        and context.trigger_character == " "
+    )
+    items = completion.complete(doc, offset, span_keys, resource_keys, after_space=after_space)
+    return lsp.CompletionList(is_incomplete=False, items=items)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)

@@ -125,11 +125,15 @@ def at(text: str, marker: str = "|") -> tuple[str, lsp.Position]:
     return text.replace(marker, "", 1), lsp.Position(line=line, character=col)
 
 
-async def complete(client: LanguageClient, path: Path, text_with_cursor: str) -> list[str]:
+async def complete(client: LanguageClient, path: Path, text_with_cursor: str, trigger: str | None = None) -> list[str]:
+    """Labels offered at the cursor; `trigger`: asked because that character was typed."""
     text, pos = at(text_with_cursor)
     uri = open_doc(client, path, text)
+    context = None
+    if trigger is not None:
+        context = lsp.CompletionContext(lsp.CompletionTriggerKind.TriggerCharacter, trigger_character=trigger)
     result = await client.text_document_completion_async(
-        lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+        lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos, context=context)
     )
     assert isinstance(result, lsp.CompletionList)
     return [item.label for item in result.items]
@@ -289,6 +293,23 @@ async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
     assert "odd key" in quoted and "service" not in quoted
     plain_string = await complete(client, tmp_path / "p5.fluo", 'rule a {\n  expect trace.has(name == "od|") }')
     assert plain_string == []
+
+
+async def test_a_typed_space_offers_only_the_values_the_place_calls_for(client: LanguageClient, tmp_path: Path) -> None:
+    quiet = [
+        "rule a {\n  severity: warning |\n}\n",  # after a metadata value
+        "rule |",  # a rule's name
+        "rule a {\n  expect trace.spans.count() > |",  # any expression could come
+        "rule a {\n  expect trace.spans.where(name == 'x' and |",
+    ]
+    for i, text in enumerate(quiet):
+        assert await complete(client, tmp_path / f"s{i}.fluo", text, trigger=" ") == [], text
+    status = await complete(client, tmp_path / "v1.fluo", "rule a {\n  expect trace.has(status == |", trigger=" ")
+    assert status == ["ok", "error", "unset"]
+    severity = await complete(client, tmp_path / "v2.fluo", "rule a {\n  severity: |\n}\n", trigger=" ")
+    assert severity == ["info", "warning", "error", "critical"]
+    # Asked for (Ctrl+Space), the same places offer everything that fits.
+    assert "trace" in await complete(client, tmp_path / "s2x.fluo", "rule a {\n  expect trace.spans.count() > |")
 
 
 async def test_completion_offers_enum_values(client: LanguageClient, tmp_path: Path) -> None:
