@@ -192,6 +192,7 @@ def test_update_fills_a_case_written_without_expect(work: Path) -> None:
     first = fluo_test("new_test.yaml")
     assert first.exit_code == 2
     assert "new_test.yaml:3: case 'slow' has no `expect:`" in first.stdout
+    assert "cases written without expect:" in " ".join(fluo_test("--help").output.split())  # --help says so too
     assert fluo_test("new_test.yaml", "--update").exit_code == 0
     assert path.read_text(encoding="utf-8") == (
         "rules: rules.fluo  # the rules under test\ncases:\n"

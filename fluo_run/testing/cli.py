@@ -122,7 +122,11 @@ def run_once(
 @click.option("--run", "select_text", metavar="REGEX", help="Run only cases whose name (or FILE::name) matches.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--junit-xml", type=click.Path(dir_okay=False), help="Also write a JUnit XML report to this file.")
-@click.option("--update", is_flag=True, help="Write the observed signals as the expectation of failing cases.")
+@click.option(
+    "--update",
+    is_flag=True,
+    help="Write the observed signals as the expect: of failing cases and of cases written without expect:.",
+)
 @click.option("--coverage", is_flag=True, help="List rules that no case ran and rules that no case made fire.")
 @click.option("--watch", "watch_mode", is_flag=True, help="Run again whenever a test, rule or fixture file changes.")
 @click.option(
