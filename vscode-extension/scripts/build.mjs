@@ -5,8 +5,10 @@
 import * as esbuild from 'esbuild';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const root = new URL('..', import.meta.url).pathname;
+// fileURLToPath, not URL.pathname: that keeps %20 for spaces and gives /C:/... on Windows.
+const root = fileURLToPath(new URL('..', import.meta.url));
 const bundleOnly = process.argv.includes('--bundle-only');
 
 function tsFiles(dir) {
