@@ -85,6 +85,8 @@ def test_missing_store_and_bad_time_are_one_line(tmp_path: Path, db: str) -> Non
     assert code == 2 and out.count("\n") == 1 and "run `fluo serve`" in out
     code, out = run("--db", db, "--since", "yesterday")
     assert code == 2 and out.count("\n") == 1 and "--since" in out
+    code, out = run("--db", db, "--trace", "xyz")  # docs/runtime.md: a bad --trace is a usage error too
+    assert code == 2 and out.count("\n") == 1 and "--trace" in out
     (tmp_path / "junk.db").write_text("not sqlite at all, just text" * 100)
     code, out = run("--db", str(tmp_path / "junk.db"))
     assert code == 2 and "not a FLUO signal store" in out
