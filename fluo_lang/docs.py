@@ -1,12 +1,15 @@
 """The generated parts of the reference docs, written from the registries.
 
 `python -m fluo_lang.docs` rewrites the marked sections of `docs/language.md` and the
-whole of `docs/diagnostics.md`; a test fails when the committed files are stale.
+whole of `docs/diagnostics.md`; `--check` only says whether they are stale (exit 1).
+A test fails when the committed files are stale.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import builtins as b
@@ -86,12 +89,50 @@ def render_language(current: str) -> str:
     return f"{head}{BEGIN}\n{registry_markdown()}\n{END}{tail}"
 
 
-def main() -> int:
-    language = DOCS / "language.md"
-    language.write_text(render_language(language.read_text(encoding="utf-8")), encoding="utf-8")
-    (DOCS / "diagnostics.md").write_text(diagnostics_markdown(), encoding="utf-8")
-    print(f"wrote {language} and {DOCS / 'diagnostics.md'}")
+def generated(docs: Path = DOCS) -> dict[Path, str]:
+    """Each generated file under `docs` and the text it should hold."""
+    language = docs / "language.md"
+    return {
+        language: render_language(language.read_text(encoding="utf-8")),
+        docs / "diagnostics.md": diagnostics_markdown(),
+    }
+
+
+def main(argv: Sequence[str] | None = None, docs: Path = DOCS) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fluo_lang.docs",
+        description=(
+            "Write the generated parts of the reference docs from the registries: the marked "
+            "reference section of docs/language.md and the whole of docs/diagnostics.md."
+        ),
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; list the stale files and exit 1 if any is stale, 0 if all are current",
+    )
+    args = parser.parse_args(argv)
+    try:
+        wanted = generated(docs)
+    except (OSError, ValueError) as exc:
+        print(f"python -m fluo_lang.docs: {exc}", file=sys.stderr)
+        return 2
+    stale = [path for path, text in wanted.items() if _read(path) != text]
+    if args.check:
+        for path in stale:
+            print(f"stale: {path} (run `python -m fluo_lang.docs`)")
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(wanted[path], encoding="utf-8")
+    print(f"wrote {', '.join(str(p) for p in stale)}" if stale else "the generated docs are current")
     return 0
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
 
 
 if __name__ == "__main__":
