@@ -44,6 +44,15 @@ export const SLOW_START_MS = 30_000;
 /** How long to wait for a dead server's last words on stderr. */
 const LAST_WORDS_MS = 2_000;
 
+/**
+ * The command line the server really runs with: vscode-languageclient appends `--stdio` to the arguments of a
+ * stdio server, so messages show it too (a user who pastes it into a terminal runs what the editor ran).
+ */
+export function launchCommand(settings: Settings): Command {
+  const { command, args } = serverCommand(settings);
+  return { command, args: [...args, '--stdio'] };
+}
+
 export function executable(settings: Settings): Executable {
   const { command, args } = serverCommand(settings);
   return {
@@ -78,6 +87,9 @@ export function clientOptions(
     outputChannel: output,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
     errorHandler,
+    // A failed `initialize` is reported once, by `LanguageServer.start()`; without this the client also shows
+    // the bare error ("Pending response rejected since connection got disposed") in a pop-up of its own.
+    initializationFailedHandler: () => false,
   };
 }
 
@@ -87,6 +99,22 @@ export const NO_PULLED_DIAGNOSTICS: vsdiag.FullDocumentDiagnosticReport = {
   items: [],
 };
 
+/**
+ * The language client, except that it never shows a notification itself: what it logs still goes to the output
+ * channel, and the errors it would force on the user (such as "couldn't create connection to server", shown on
+ * every failed start however the client is configured) go to `onForcedError`, so the extension says it once.
+ */
+export class FluoLanguageClient extends LanguageClient {
+  onForcedError: ((message: string, data: unknown) => void) | undefined;
+
+  override error(message: string, data?: unknown, showNotification: boolean | 'force' = true): void {
+    super.error(message, data, false);
+    if (showNotification === 'force') {
+      this.onForcedError?.(message, data);
+    }
+  }
+}
+
 export type ServerState = 'stopped' | 'starting' | 'running' | 'failed';
 
 /** One client and its server processes, as its handlers see them. */
@@ -95,6 +123,8 @@ interface Session {
   initialized: boolean;
   /** `stop()` was asked for: a close is expected, not a crash. */
   retired: boolean;
+  /** A restart after a crash failed and the user was told (the client reports such a failure twice). */
+  restartFailed: boolean;
 }
 
 export class LanguageServer implements vscode.Disposable {
@@ -123,17 +153,17 @@ export class LanguageServer implements vscode.Disposable {
       return this.state === 'running';
     }
     const settings = this.settings();
-    const command = serverCommand(settings);
+    const command = launchCommand(settings);
     if (findExecutable(command.command) === undefined) {
       this.state = 'failed';
       this.report(notFound(command, settings), 'error');
       return false;
     }
     this.output.info(`Starting ${describe(command)}`);
-    const session: Session = { initialized: false, retired: false };
-    let client: LanguageClient;
+    const session: Session = { initialized: false, retired: false, restartFailed: false };
+    let client: FluoLanguageClient;
     try {
-      client = new LanguageClient(
+      client = new FluoLanguageClient(
         CLIENT_ID,
         CLIENT_NAME,
         executable(settings),
@@ -147,6 +177,7 @@ export class LanguageServer implements vscode.Disposable {
     this.client = client;
     this.session = session;
     this.state = 'starting';
+    client.onForcedError = (message, data) => void this.forcedError(client, session, message, data);
     client.onDidChangeState((event) => {
       if (this.client !== client) {
         return;
@@ -230,6 +261,30 @@ export class LanguageServer implements vscode.Disposable {
     void this.stop();
   }
 
+  /** An error the client would have shown itself: reported here once, unless `start()` or `closed()` reports it. */
+  private async forcedError(client: LanguageClient, session: Session, message: string, data: unknown): Promise<void> {
+    if (this.client !== client || session.retired || !session.initialized || session.restartFailed) {
+      // A first start that failed is reported by `start()`.
+      return;
+    }
+    const command = describe(launchCommand(this.settings()));
+    if (this.state === 'starting') {
+      // `closed()` asked for a restart after a crash, and it failed (the client says so twice: once for the
+      // connection, once for the restart).
+      session.restartFailed = true;
+      this.state = 'failed';
+      const said = await this.stderr.lastLine(LAST_WORDS_MS);
+      this.report(
+        `FLUO: the language server could not be started again after it stopped (${command}): ` +
+          (said !== undefined ? `it said "${said}"` : reason(data ?? message)) +
+          '. The server output has the details; run "FLUO: Restart Language Server" once it is fixed.',
+        'error',
+      );
+      return;
+    }
+    this.report(`FLUO: ${message.replace(/\.$/, '')}: ${reason(data ?? message)}. The server output has the details.`, 'error');
+  }
+
   private errorHandler(session: Session): ErrorHandler {
     return {
       error: (_error, _message, count): ErrorHandlerResult => ({
@@ -247,7 +302,7 @@ export class LanguageServer implements vscode.Disposable {
       return { action: CloseAction.DoNotRestart, handled: true };
     }
     const decision = this.policy.crashed();
-    const command = describe(serverCommand(this.settings()));
+    const command = describe(launchCommand(this.settings()));
     const said = await this.stderr.lastLine(LAST_WORDS_MS);
     const lastWords = said !== undefined ? ` Its last words: "${said}".` : '';
     if (decision.restart) {
@@ -293,17 +348,24 @@ export class LanguageServer implements vscode.Disposable {
 export const SHOW_OUTPUT = 'Show Output';
 export const OPEN_SETTINGS = 'Open Settings';
 
+/**
+ * How to install FLUO, for messages. Not `pip install fluo`: that name on PyPI belongs to another project.
+ */
+export const INSTALL =
+  'from a checkout of the FLUO repository: pip install -e <path to the fluo repository>; ' +
+  'the PyPI package named "fluo" is a different project';
+
 function notFound(command: Command, settings: Settings): string {
   if (settings.pythonPath !== '') {
     return (
       `FLUO: the Python interpreter ${settings.pythonPath} (fluo.server.pythonPath) was not found. ` +
-      'Set it to a Python that has FLUO installed (pip install fluo), or clear it to use fluo.server.command.'
+      `Set it to a Python that has FLUO installed (${INSTALL}), or clear it to use fluo.server.command.`
     );
   }
   return (
     `FLUO: \`${command.command}\` was not found on PATH, so the language server cannot start. ` +
-    'Install FLUO (pip install fluo), set fluo.server.command to its full path, ' +
-    'or set fluo.server.pythonPath to a Python that has it.'
+    `Install FLUO (${INSTALL}), then set fluo.server.pythonPath to the Python of that environment ` +
+    'or fluo.server.command to the full path of its fluo.'
   );
 }
 

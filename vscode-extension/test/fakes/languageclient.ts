@@ -49,6 +49,7 @@ interface ClientOptions {
   initializationOptions: () => unknown;
   middleware: { provideDiagnostics(document: unknown, previous: unknown, token: unknown, next: () => unknown): unknown };
   outputChannel: unknown;
+  initializationFailedHandler?: (error: unknown) => boolean;
   errorHandler: {
     error(e: Error, m: unknown, count: number | undefined): { action: ErrorAction; handled?: boolean };
     closed(): CloseHandlerResult | Promise<CloseHandlerResult>;
@@ -60,6 +61,8 @@ interface ServerOptions {
   args: string[];
   transport: TransportKind;
 }
+
+import { window } from './vscode';
 
 /** What the next `start()` does: succeed, or fail with this error. */
 export const behaviour: { startError: Error | undefined } = { startError: undefined };
@@ -118,10 +121,19 @@ export class LanguageClient {
     await Promise.resolve();
     if (behaviour.startError !== undefined) {
       this.setState(State.StartFailed);
+      // As the real client does, whatever its options say.
+      this.error(`${this.name} client: couldn't create connection to server.`, behaviour.startError, 'force');
       throw behaviour.startError;
     }
     this.initializations.push(this.clientOptions.initializationOptions());
     this.setState(State.Running);
+  }
+
+  /** Logged; shown when forced, as the real client does (`showNotificationMessage`). */
+  error(message: string, data?: unknown, showNotification: boolean | 'force' = true): void {
+    if (showNotification === 'force') {
+      void window.showErrorMessage(data instanceof Error ? `${message}\n${data.message}` : message, 'Go to output');
+    }
   }
 
   async stop(_timeout?: number): Promise<void> {
@@ -152,7 +164,15 @@ export class LanguageClient {
   async crash(): Promise<CloseHandlerResult> {
     const result = await this.clientOptions.errorHandler.closed();
     this.setState(State.Stopped);
-    if (result.action === CloseAction.Restart) {
+    if (result.action === CloseAction.Restart && behaviour.startError !== undefined) {
+      // The restart fails: the real client reports the connection, then the restart, both forced.
+      this.setState(State.Starting);
+      this.starts++;
+      this.error(`${this.name} client: couldn't create connection to server.`, behaviour.startError, 'force');
+      this.setState(State.StartFailed);
+      this.error('Restarting server failed', behaviour.startError, 'force');
+      await new Promise((resolve) => setImmediate(resolve));
+    } else if (result.action === CloseAction.Restart) {
       this.setState(State.Starting);
       this.starts++;
       this.initializations.push(this.clientOptions.initializationOptions());

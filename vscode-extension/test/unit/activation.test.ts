@@ -139,6 +139,10 @@ group('when the server cannot start', () => {
     assert.equal(message.level, 'error');
     assert.match(message.text, /`fluo-not-installed-here` was not found on PATH/);
     assert.match(message.text, /fluo\.server\.pythonPath/);
+    // The PyPI package called fluo is another project: the message says how to install this one.
+    assert.match(message.text, /pip install -e <path to the fluo repository>/);
+    assert.match(message.text, /the PyPI package named "fluo" is a different project/);
+    assert.doesNotMatch(message.text, /pip install fluo/);
     assert.deepEqual(message.actions, ['Show Output', 'Open Settings']);
   });
 
@@ -146,6 +150,8 @@ group('when the server cannot start', () => {
     start({ 'fluo.server.pythonPath': '/nonexistent/bin/python3' });
     assert.equal(await ext.started, false);
     assert.match(editor.messages[0].text, /Python interpreter \/nonexistent\/bin\/python3 \(fluo\.server\.pythonPath\) was not found/);
+    assert.match(editor.messages[0].text, /pip install -e <path to the fluo repository>/);
+    assert.doesNotMatch(editor.messages[0].text, /pip install fluo/);
   });
 
   test('a server that exits during start is reported once, and "Show Output" opens its output', async () => {
@@ -154,8 +160,10 @@ group('when the server cannot start', () => {
     start();
     assert.equal(await ext.started, false);
     await settle();
-    assert.equal(editor.messages.length, 1);
-    assert.match(editor.messages[0].text, /did not start \(.* server\.js lsp\): Server process exited before the connection/);
+    assert.equal(editor.messages.length, 1, 'the client shows nothing of its own');
+    // The command line as it ran: the client appends --stdio.
+    assert.match(editor.messages[0].text, /did not start \(.* server\.js lsp --stdio\): Server process exited before the connection/);
+    assert.equal(LanguageClient.last.clientOptions.initializationFailedHandler?.(new Error('x')), false);
     assert.equal(editor.channel('FLUO Language Server').shown, 1);
     assert.equal(LanguageClient.last.disposed, true);
   });
@@ -188,7 +196,7 @@ group('crashes', () => {
     const final = editor.messages[4];
     assert.equal(final.level, 'error');
     assert.match(final.text, /crashed 5 times in 3 minutes, so it will not be restarted/);
-    assert.match(final.text, /server\.js lsp/);
+    assert.match(final.text, /server\.js lsp --stdio`/);
     assert.match(final.text, /"FLUO: Restart Language Server"/);
     assert.equal(client.starts, 5);
   });
@@ -207,6 +215,24 @@ group('crashes', () => {
     assert.notEqual(second, first);
     assert.equal(ext.server.status, 'running');
     assert.equal((await second.crash()).action, CloseAction.Restart);
+  });
+
+  test('a restart after a crash that fails is reported once, not also by the client', async () => {
+    start();
+    await ext.started;
+    behaviour.startError = new Error('Server process exited before the connection could be established (code: 1, signal: null).');
+    await LanguageClient.last.crash();
+    assert.equal(ext.server.status, 'failed');
+    assert.deepEqual(
+      editor.messages.map((m) => m.level),
+      ['warning', 'error'],
+      editor.messages.map((m) => m.text).join('\n'),
+    );
+    assert.match(editor.messages[0].text, /stopped unexpectedly \(crash 1 of 5/);
+    assert.match(
+      editor.messages[1].text,
+      /^FLUO: the language server could not be started again after it stopped \(.*server\.js lsp --stdio\): Server process exited/,
+    );
   });
 
   test('connection errors are tolerated three times in a row; then the server is stopped and the user told', async () => {
