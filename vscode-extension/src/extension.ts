@@ -3,10 +3,11 @@
  * registers the commands and the rule tests, and follows settings changes.
  */
 
+import * as os from 'node:os';
 import * as vscode from 'vscode';
 
 import { LanguageServer } from './server';
-import { LAUNCH_SETTINGS, SECTION, type Settings, readSettings } from './settings';
+import { LAUNCH_SETTINGS, type PathContext, SECTION, type Settings, readSettings, serverCommand } from './settings';
 import { RuleTests } from './testing';
 
 export const COMMANDS = {
@@ -56,13 +57,26 @@ export function activate(context: vscode.ExtensionContext): FluoExtension {
       }
     }),
   );
+  // `${workspaceFolder}` and relative paths in fluo.server.* follow the workspace folders.
+  if (typeof vscode.workspace.onDidChangeWorkspaceFolders === 'function') {
+    context.subscriptions.push(
+      vscode.workspace.onDidChangeWorkspaceFolders(async () => {
+        const before = JSON.stringify(serverCommand(current));
+        current = load();
+        if (JSON.stringify(serverCommand(current)) !== before) {
+          serverOutput.info('The workspace folders changed the server command: restarting the language server.');
+          await server.restart();
+        }
+      }),
+    );
+  }
 
   active = { server, tests, settings: () => current, started: server.start() };
   return active;
 
   /** The current settings; each unusable value is reported once, until it is fixed. */
   function load(): Settings {
-    const { settings, problems } = readSettings(vscode.workspace.getConfiguration(SECTION));
+    const { settings, problems } = readSettings(vscode.workspace.getConfiguration(SECTION), pathContext());
     for (const problem of problems.filter((p) => !reported.has(p))) {
       serverOutput.warn(problem);
       void vscode.window.showWarningMessage(`FLUO: ${problem}.`);
@@ -70,6 +84,12 @@ export function activate(context: vscode.ExtensionContext): FluoExtension {
     reported = new Set(problems);
     return settings;
   }
+}
+
+/** The workspace folders and home folder that paths in `fluo.server.*` are resolved against. */
+function pathContext(): PathContext {
+  const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => ({ name: f.name, path: f.uri.fsPath }));
+  return { folders, home: os.homedir() };
 }
 
 export async function deactivate(): Promise<void> {

@@ -7,9 +7,17 @@
  * `fluo.server.*` only say how to start the server (and `fluo test`).
  */
 
+import * as path from 'node:path';
+
 /** The part of `vscode.WorkspaceConfiguration` this module reads (so tests need no editor). */
 export interface ConfigurationSource {
   get<T>(section: string): T | undefined;
+}
+
+/** What paths in `fluo.server.*` are resolved against: the workspace folders (the first is the default) and home. */
+export interface PathContext {
+  readonly folders: readonly { readonly name: string; readonly path: string }[];
+  readonly home: string;
 }
 
 export type Strictness = 'default' | 'strict';
@@ -50,15 +58,24 @@ export const DEFAULTS: Settings = {
 /** Settings that change how the server is started: a change to one of them restarts it. */
 export const LAUNCH_SETTINGS: readonly string[] = ['fluo.server.command', 'fluo.server.pythonPath'];
 
-/** Settings read from `source` (the `fluo` section), and one line per value that was unusable and replaced by its default. */
-export function readSettings(source: ConfigurationSource): { settings: Settings; problems: string[] } {
+/**
+ * Settings read from `source` (the `fluo` section), and one line per value that was unusable and replaced by its
+ * default. Paths in `fluo.server.command` and `fluo.server.pythonPath` are resolved against `context` (see
+ * `resolveProgram`); without a context they are taken as written.
+ */
+export function readSettings(source: ConfigurationSource, context?: PathContext): { settings: Settings; problems: string[] } {
   const problems: string[] = [];
 
   const command = source.get<unknown>('server.command');
   let serverCommand = DEFAULTS.serverCommand;
   if (command !== undefined && command !== null) {
     if (isStringArray(command) && command.length > 0 && command[0].trim() !== '') {
-      serverCommand = command;
+      serverCommand = context === undefined
+        ? command
+        : [
+            resolveProgram(command[0], context, 'fluo.server.command', problems),
+            ...command.slice(1).map((arg) => expandVariables(arg, context, 'fluo.server.command', problems)),
+          ];
     } else {
       problems.push(
         `fluo.server.command must be a list of strings such as ["fluo", "lsp"]; using ${JSON.stringify(DEFAULTS.serverCommand)}`,
@@ -70,6 +87,9 @@ export function readSettings(source: ConfigurationSource): { settings: Settings;
   let pythonPath = DEFAULTS.pythonPath;
   if (typeof python === 'string') {
     pythonPath = python.trim();
+    if (pythonPath !== '' && context !== undefined) {
+      pythonPath = resolveProgram(pythonPath, context, 'fluo.server.pythonPath', problems);
+    }
   } else if (python !== undefined && python !== null) {
     problems.push('fluo.server.pythonPath must be a path to a Python interpreter (a string); ignoring it');
   }
@@ -101,16 +121,69 @@ export function readSettings(source: ConfigurationSource): { settings: Settings;
   return { settings: { serverCommand, pythonPath, attributeKeys, strictness, debounceMs }, problems };
 }
 
-/** The `fluo` program: `<pythonPath> -m fluo_run.cli`, or the server command without its last `lsp`. */
+/**
+ * Replace `${workspaceFolder}`, `${workspaceFolder:name}` and `${userHome}` in `value`. A variable that cannot be
+ * resolved (no folder open, no folder of that name) is left as written, with a line in `problems`.
+ */
+export function expandVariables(value: string, context: PathContext, setting: string, problems: string[]): string {
+  return value.replace(/\$\{(workspaceFolder|userHome)(?::([^}]*))?\}/g, (whole, name: string, folder?: string) => {
+    if (name === 'userHome') {
+      return context.home;
+    }
+    const found = folder === undefined ? context.folders[0] : context.folders.find((f) => f.name === folder);
+    if (found === undefined) {
+      problems.push(
+        folder === undefined
+          ? `${setting} uses ${whole}, but no folder is open; it is used as written`
+          : `${setting} uses ${whole}, but no open workspace folder is named "${folder}"; it is used as written`,
+      );
+      return whole;
+    }
+    return found.path;
+  });
+}
+
+/**
+ * A program named in a setting, as a path the OS can start: variables expanded (`expandVariables`), a leading `~`
+ * replaced by the home folder, and a relative path (one with a slash, such as `.venv/bin/python`) resolved against
+ * the first workspace folder. A bare name (`fluo`, `python3`) stays a name, looked up on PATH.
+ */
+export function resolveProgram(value: string, context: PathContext, setting: string, problems: string[]): string {
+  let program = expandVariables(value, context, setting, problems);
+  if (program === '~' || program.startsWith('~/') || program.startsWith('~\\')) {
+    program = path.join(context.home, program.slice(1));
+  }
+  const isPath = program.includes('/') || program.includes(path.sep);
+  if (isPath && !path.isAbsolute(program) && !program.includes('${')) {
+    const first = context.folders[0];
+    if (first !== undefined) {
+      program = path.resolve(first.path, program);
+    }
+  }
+  return program;
+}
+
+/** `fluo test` cannot be derived from the settings. */
+export class NoTestCommand extends Error {}
+
+/**
+ * The `fluo` program: `<pythonPath> -m fluo_run.cli`, or the server command up to its `lsp` argument (the
+ * arguments after it are the server's own). A command without `lsp` cannot be turned into `fluo test`.
+ */
 export function fluoProgram(settings: Settings): Command {
   if (settings.pythonPath !== '') {
     return { command: settings.pythonPath, args: ['-m', 'fluo_run.cli'] };
   }
   const [command, ...args] = settings.serverCommand;
-  if (args.length > 0 && args[args.length - 1] === 'lsp') {
-    return { command, args: args.slice(0, -1) };
+  const lsp = args.indexOf('lsp');
+  if (lsp >= 0) {
+    return { command, args: args.slice(0, lsp) };
   }
-  return { command: 'fluo', args: [] };
+  throw new NoTestCommand(
+    `cannot tell how to run fluo test from fluo.server.command ${JSON.stringify(settings.serverCommand)}: it has no "lsp" ` +
+      'argument to replace with "test". Set fluo.server.pythonPath to a Python that has FLUO installed, or make ' +
+      'fluo.server.command the fluo program followed by lsp',
+  );
 }
 
 /** How to start the language server over stdio. */

@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 
 import { type ProcessRunner, runProcess } from './process';
-import { type Settings, describe, testCommand } from './settings';
+import { type Command, NoTestCommand, type Settings, describe, testCommand } from './settings';
 import {
   type CaseReport,
   type FileReport,
@@ -248,7 +248,23 @@ export class RuleTests implements vscode.Disposable {
   ): Promise<TestOutcome> {
     const cwd = workingFolder(files[0]);
     const args = files.map((f) => relativeTo(cwd, f));
-    const cmd = testCommand(this.settings(), args, names.length > 0 ? caseSelector(names) : undefined);
+    let cmd: Command;
+    try {
+      cmd = testCommand(this.settings(), args, names.length > 0 ? caseSelector(names) : undefined);
+    } catch (error) {
+      if (!(error instanceof NoTestCommand)) {
+        throw error;
+      }
+      const run = existingRun ?? (request !== undefined ? this.controller?.createTestRun(request, 'FLUO rule tests', true) : undefined);
+      this.output.appendLine(`fluo test did not run: ${error.message}`);
+      for (const file of files) {
+        run?.errored(this.fileItem(file), new vscode.TestMessage(error.message));
+      }
+      if (run !== undefined && existingRun === undefined) {
+        run.end();
+      }
+      return { failure: error.message, command: '', stderr: '' };
+    }
     const shown = describe(cmd);
     const run = existingRun ?? (request !== undefined ? this.controller?.createTestRun(request, 'FLUO rule tests', true) : undefined);
     if (run !== undefined) {

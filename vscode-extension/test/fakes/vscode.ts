@@ -480,6 +480,7 @@ export const editor = {
   activeDocument: undefined as { uri: Uri; isDirty: boolean; saved: number } | undefined,
   testsAvailable: true,
   configurationChanged: new EventEmitter<{ affectsConfiguration(section: string): boolean }>(),
+  workspaceFoldersChanged: new EventEmitter<{ added: unknown[]; removed: unknown[] }>(),
 
   reset(): void {
     this.settings.clear();
@@ -501,6 +502,7 @@ export const editor = {
     this.activeDocument = undefined;
     this.testsAvailable = true;
     this.configurationChanged.dispose();
+    this.workspaceFoldersChanged.dispose();
   },
 
   channel(name: string): FakeOutputChannel {
@@ -661,6 +663,13 @@ export const workspace = {
     disposables?: Disposable[],
   ): Disposable {
     return editor.configurationChanged.event(listener, thisArgs, disposables);
+  },
+  onDidChangeWorkspaceFolders(
+    listener: Listener<{ added: unknown[]; removed: unknown[] }>,
+    thisArgs?: unknown,
+    disposables?: Disposable[],
+  ): Disposable {
+    return editor.workspaceFoldersChanged.event(listener, thisArgs, disposables);
   },
   createFileSystemWatcher(pattern: string): FakeWatcher {
     const watcher = new FakeWatcher(pattern);

@@ -1,10 +1,11 @@
 import * as assert from 'node:assert/strict';
+import * as path from 'node:path';
 import { afterEach, beforeEach, describe as group, test } from 'node:test';
 
 import { COMMANDS, type FluoExtension, activate, deactivate } from '../../src/extension';
 import { CLIENT_ID } from '../../src/server';
 import { CloseAction, ErrorAction, LanguageClient, State, TransportKind, behaviour } from '../fakes/languageclient';
-import { editor, extensionContext } from '../fakes/vscode';
+import { Uri, editor, extensionContext } from '../fakes/vscode';
 import { readJson } from '../support/paths';
 
 interface Manifest {
@@ -110,6 +111,22 @@ group('activation', () => {
     assert.deepEqual([second.serverOptions.command, ...second.serverOptions.args], [NODE, '-m', 'fluo_run.cli', 'lsp']);
     assert.equal(second.state, State.Running);
     assert.match(editor.channel('FLUO Language Server').text, /restarting the language server/);
+  });
+
+  test('${workspaceFolder} in the server command is the workspace folder, and follows it', async () => {
+    editor.workspaceFolders.push({ uri: Uri.file(path.join(path.dirname(NODE), 'elsewhere')), name: 'a', index: 0 });
+    editor.workspaceFolders.push({ uri: Uri.file(path.dirname(NODE)), name: 'bin', index: 1 });
+    start({ 'fluo.server.command': [`\${workspaceFolder:bin}/${path.basename(NODE)}`, 'server.js', 'lsp'] });
+    assert.equal(await ext.started, true);
+    assert.equal(LanguageClient.last.serverOptions.command, NODE);
+    editor.workspaceFolders.length = 0;
+    editor.workspaceFolders.push({ uri: Uri.file(path.dirname(NODE)), name: 'bin', index: 0 });
+    await editor.workspaceFoldersChanged.fire({ added: [], removed: [] });
+    assert.equal(LanguageClient.instances.length, 1, 'the same command: no restart');
+    editor.workspaceFolders.length = 0;
+    await editor.workspaceFoldersChanged.fire({ added: [], removed: [] });
+    assert.equal(LanguageClient.instances.length, 1, 'an unresolvable command cannot start');
+    assert.match(editor.messages.map((m) => m.text).join('\n'), /no open workspace folder is named "bin"/);
   });
 
   test('an unusable setting is reported in one line and the default is used', async () => {

@@ -1,8 +1,11 @@
 import * as assert from 'node:assert/strict';
 import { describe as group, test } from 'node:test';
 
+import * as path from 'node:path';
+
 import {
   DEFAULTS,
+  NoTestCommand,
   LAUNCH_SETTINGS,
   type Settings,
   describe,
@@ -71,6 +74,45 @@ group('readSettings', () => {
     }
   });
 
+  group('paths in fluo.server.*', () => {
+    const home = path.resolve('/home/me');
+    const app = path.resolve('/work/app');
+    const lib = path.resolve('/work/lib');
+    const context = { folders: [{ name: 'app', path: app }, { name: 'lib', path: lib }], home };
+    const read = (values: Record<string, unknown>, ctx = context) => readSettings(source(values), ctx);
+
+    test('${workspaceFolder} is the first folder, ${workspaceFolder:name} the folder of that name', () => {
+      const { settings: s, problems } = read({
+        'server.pythonPath': '${workspaceFolder}/.venv/bin/python',
+        'server.command': ['${workspaceFolder:lib}/bin/fluo', 'lsp', '--root', '${workspaceFolder:lib}'],
+      });
+      assert.deepEqual(problems, []);
+      assert.equal(s.pythonPath, path.join(app, '.venv', 'bin', 'python'));
+      assert.deepEqual(s.serverCommand, [path.join(lib, 'bin', 'fluo'), 'lsp', '--root', lib]);
+    });
+
+    test('~ and ${userHome} are the home folder', () => {
+      assert.equal(read({ 'server.pythonPath': '~/venvs/fluo/bin/python' }).settings.pythonPath, path.join(home, 'venvs', 'fluo', 'bin', 'python'));
+      assert.deepEqual(read({ 'server.command': ['${userHome}/bin/fluo', 'lsp'] }).settings.serverCommand, [path.join(home, 'bin', 'fluo'), 'lsp']);
+    });
+
+    test('a relative path is resolved against the first folder; a bare name stays a name found on PATH', () => {
+      assert.equal(read({ 'server.pythonPath': '.venv/bin/python' }).settings.pythonPath, path.join(app, '.venv', 'bin', 'python'));
+      assert.deepEqual(read({ 'server.command': ['./tools/fluo', 'lsp'] }).settings.serverCommand, [path.join(app, 'tools', 'fluo'), 'lsp']);
+      assert.equal(read({ 'server.pythonPath': 'python3' }).settings.pythonPath, 'python3');
+      assert.deepEqual(read({ 'server.command': ['fluo', 'lsp'] }).settings.serverCommand, ['fluo', 'lsp']);
+      assert.equal(read({ 'server.pythonPath': '/opt/py/bin/python' }).settings.pythonPath, path.resolve('/opt/py/bin/python'));
+    });
+
+    test('a folder variable that cannot be resolved is kept as written, with one line that says why', () => {
+      const none = read({ 'server.pythonPath': '${workspaceFolder}/.venv/bin/python' }, { folders: [], home });
+      assert.equal(none.settings.pythonPath, '${workspaceFolder}/.venv/bin/python');
+      assert.deepEqual(none.problems, ['fluo.server.pythonPath uses ${workspaceFolder}, but no folder is open; it is used as written']);
+      const named = read({ 'server.command': ['${workspaceFolder:nope}/fluo', 'lsp'] });
+      assert.match(named.problems[0], /^fluo\.server\.command uses \$\{workspaceFolder:nope\}, but no open workspace folder is named "nope"/);
+    });
+  });
+
   test('an empty command list or an empty program name is refused', () => {
     assert.equal(readSettings(source({ 'server.command': [] })).problems.length, 1);
     assert.equal(readSettings(source({ 'server.command': [' ', 'lsp'] })).problems.length, 1);
@@ -92,13 +134,23 @@ group('commands', () => {
     assert.deepEqual(fluoProgram(s), { command: '/venv/bin/python', args: ['-m', 'fluo_run.cli'] });
   });
 
-  test('fluo test runs the server command without its trailing lsp', () => {
+  test('fluo test runs the server command up to its lsp argument', () => {
     assert.deepEqual(fluoProgram(settings({ serverCommand: ['uvx', 'fluo', 'lsp'] })), { command: 'uvx', args: ['fluo'] });
-    assert.deepEqual(fluoProgram(settings({ serverCommand: ['my-wrapper'] })), { command: 'fluo', args: [] });
+    // Arguments after lsp are the server's own, not fluo's.
+    assert.deepEqual(fluoProgram(settings({ serverCommand: ['/opt/x/bin/fluo', 'lsp', '--stdio'] })), { command: '/opt/x/bin/fluo', args: [] });
+    assert.deepEqual(fluoProgram(settings({ serverCommand: ['fluo', '--quiet', 'lsp', '--log', 'x'] })), { command: 'fluo', args: ['--quiet'] });
     assert.deepEqual(testCommand(DEFAULTS, ['rules/auth_test.yaml'], '^a$'), {
       command: 'fluo',
       args: ['test', 'rules/auth_test.yaml', '--format', 'json', '--run', '^a$'],
     });
+  });
+
+  test('a server command without lsp gives no test command, and says so instead of running some other fluo', () => {
+    assert.throws(() => fluoProgram(settings({ serverCommand: ['my-wrapper'] })), NoTestCommand);
+    assert.throws(
+      () => testCommand(settings({ serverCommand: ['my-wrapper', '--serve'] }), ['a_test.yaml']),
+      /cannot tell how to run fluo test from fluo\.server\.command \["my-wrapper","--serve"\]: it has no "lsp" argument/,
+    );
   });
 
   test('commands are shown as a person would type them', () => {

@@ -241,6 +241,15 @@ group('running the tests of the current file', () => {
     assert.equal(result?.outcome, 'errored');
   });
 
+  test('a server command without lsp is reported, not replaced by whatever fluo is on PATH', async () => {
+    const { tests, controller } = ruleTests({ pythonPath: '', serverCommand: ['/opt/x/bin/fluo-wrapper'] });
+    const outcome = await tests.runForFile(vscodeUri(file('other_test.yaml')));
+    assert.equal(outcome?.report, undefined);
+    assert.match(editor.messages[0].text, /^FLUO: rule tests did not run: cannot tell how to run fluo test from fluo\.server\.command/);
+    assert.equal(controller.runs[0].results().get(file('other_test.yaml'))?.outcome, 'errored');
+    assert.doesNotMatch(editor.channel('FLUO Tests').text, /^\$ /m, 'nothing was run');
+  });
+
   test('the command registered on activation runs the tests of the file it is given', async () => {
     editor.settings.set('fluo.server.pythonPath', PYTHON);
     const context = extensionContext();
