@@ -37,7 +37,7 @@ def parse_duration(text: str, setting: str) -> float:
     """A FLUO duration (`200ms`, `5s`, `1.5m`) as seconds."""
     m = _DURATION.fullmatch(text)
     if m is None or m.group(2) not in DURATION_UNITS:
-        units = ", ".join(u for u in DURATION_UNITS if u != "µs")
+        units = ", ".join(DURATION_UNITS)
         raise ConfigError(f"{setting}: {text!r} is not a duration; give a number and a unit ({units}), e.g. 5s")
     return float(m.group(1)) * DURATION_UNITS[m.group(2)] / 1e9
 
