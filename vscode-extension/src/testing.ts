@@ -7,6 +7,7 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
 import { type ProcessRunner, runProcess } from './process';
 import { type Command, NoTestCommand, type Settings, describe, testCommand } from './settings';
@@ -94,21 +95,42 @@ async function findTestFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-/** Case names and their 1-based lines, read from a test file's text before it has run. */
+/**
+ * Case names and their 1-based lines, read from a test file's text before it has run: the items of the top-level
+ * `cases:` list, parsed as YAML 1.1 as `fluo test` (PyYAML) reads them, block or flow style. A case is at the line
+ * of its list item, and one without a usable `name:` is `case N`, as the runner calls it. Text that is not YAML, or
+ * has no `cases:` list, has no cases (the run reports why).
+ */
 export function casesInText(text: string): { name: string; line: number }[] {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { version: '1.1', lineCounter: lines, uniqueKeys: false, prettyErrors: false });
+  if (doc.errors.length > 0 || !isMap(doc.contents)) {
+    return [];
+  }
+  const cases = doc.contents.get('cases', true);
+  if (!isSeq(cases)) {
+    return [];
+  }
   const out: { name: string; line: number }[] = [];
-  text.split(/\r?\n/).forEach((line, i) => {
-    const m = /^\s*-\s+name:\s*(.+?)\s*$/.exec(line);
-    if (m !== null) {
-      out.push({ name: unquote(m[1]), line: i + 1 });
+  const seen = new Set<string>();
+  cases.items.forEach((item, i) => {
+    let name = `case ${i + 1}`;
+    if (isMap(item)) {
+      const value = item.get('name', true);
+      if (isScalar(value) && typeof value.value === 'string' && value.value.trim() !== '') {
+        name = value.value;
+      }
     }
+    // A second case of the same name is an error the run reports; the view has one item per name.
+    if (seen.has(name)) {
+      return;
+    }
+    seen.add(name);
+    const node = item as { range?: [number, number, number] } | null;
+    const offset = node?.range?.[0] ?? cases.range?.[0] ?? 0;
+    out.push({ name, line: lines.linePos(offset).line });
   });
   return out;
-}
-
-function unquote(s: string): string {
-  const m = /^(["'])(.*)\1$/.exec(s);
-  return m === null ? s.replace(/\s+#.*$/, '') : m[2];
 }
 
 /** A Python regular expression that matches exactly one case name (`--run`). */

@@ -130,6 +130,45 @@ group('which tests belong to a file', () => {
     ]);
   });
 
+  test('only the items of the top-level cases: list are cases, in block or flow style', () => {
+    const text = [
+      'rules: [auth.fluo]',
+      'description: "- name: not a case"',
+      'cases:',
+      '  - name: >-',
+      '      a folded',
+      '      name',
+      '    spans:',
+      '      - name: login        # a span, not a case',
+      '        service: auth',
+      '      - {name: logout, service: auth}',
+      '    expect: []',
+      '  - {name: flow case, spans: [{name: x}], expect: []}',
+      '  -',
+      '    name: "quoted # not a comment"',
+      '    spans: [{name: y}]',
+      '  - spans: [{name: nameless}]',
+      '  - name: 42',
+      '  - name: flow case',
+      'other:',
+      '  - name: not a case either',
+      '',
+    ].join('\n');
+    assert.deepEqual(casesInText(text), [
+      { name: 'a folded name', line: 4 },
+      { name: 'flow case', line: 12 },
+      { name: 'quoted # not a comment', line: 14 },
+      { name: 'case 4', line: 16 },
+      { name: 'case 5', line: 17 },
+    ]);
+    assert.deepEqual(casesInText('cases: [{name: a}, {name: b}]\n'), [
+      { name: 'a', line: 1 },
+      { name: 'b', line: 1 },
+    ]);
+    assert.deepEqual(casesInText('cases:\n  - name: a\n  bad: [\n'), [], 'not YAML: the run says why');
+    assert.deepEqual(casesInText('- name: a list, not a test file\n'), []);
+  });
+
   test('a case selector escapes the regex characters of names', () => {
     assert.equal(caseSelector(['a (b)', 'x.y']), '^(?:a \\(b\\)|x\\.y)$');
   });
