@@ -71,6 +71,10 @@ export function activate(context: vscode.ExtensionContext): FluoExtension {
     );
   }
 
+  // The menus and the beaker show for rule tests only, not for every `*_test.yaml` (context keys set here).
+  tests.trackActiveEditor();
+  void tests.discover().catch((error: unknown) => serverOutput.warn(`Looking for rule tests: ${String(error)}`));
+
   active = { server, tests, settings: () => current, started: server.start() };
   return active;
 

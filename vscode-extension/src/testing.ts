@@ -23,16 +23,42 @@ import {
 } from './testReport';
 
 export const TEST_SUFFIXES = ['_test.yaml', '.fluotest.yaml'] as const;
+/** Files that may be rule tests; a `*_test.yaml` one is only if its text says so (`isRuleTest`). */
 export const TEST_GLOB = '**/{*_test.yaml,*.fluotest.yaml}';
 /** How long one `fluo test` run may take before it is stopped. */
 export const TEST_TIMEOUT_MS = 5 * 60_000;
-/** How far below a rule file's folder to look for its tests. */
-const SEARCH_DEPTH = 3;
-const SEARCH_LIMIT = 2000;
+/** How far below the folder searched to look for the tests of a rule file. */
+const SEARCH_DEPTH = 8;
+const SEARCH_LIMIT = 5000;
 const SKIPPED_DIRS = new Set(['node_modules', '.git', '.venv', 'venv', '__pycache__']);
+/** Context keys for the menus: the active editor holds a rule test; the rule test files known (as paths). */
+export const ACTIVE_RULE_TEST_KEY = 'fluo.activeEditorIsRuleTest';
+export const RULE_TEST_FILES_KEY = 'fluo.ruleTestFiles';
 
+/** Named as a rule test may be: `*_test.yaml` or `*.fluotest.yaml` (`isRuleTest` decides from the text). */
 export function isTestFile(file: string): boolean {
   return TEST_SUFFIXES.some((s) => file.endsWith(s));
+}
+
+/** A top-level `cases:` or `rules:` key, quoted or not: the same test as `fluo_run.testing.spec.is_rule_test`. */
+const RULE_TEST_KEY = /^["']?(?:cases|rules)["']?[ \t]*:/m;
+
+/**
+ * Whether a test-named file is a FLUO rule test: a `*.fluotest.yaml` file always; a `*_test.yaml` file only when
+ * its text has a top-level `cases:` or `rules:` key, since other tools name their tests so too (helm-unittest's
+ * `tests/*_test.yaml`). The language server and `fluo test FOLDER` decide the same way.
+ */
+export function isRuleTest(file: string, text: string): boolean {
+  if (file.endsWith('.fluotest.yaml')) {
+    return true;
+  }
+  return file.endsWith('_test.yaml') && RULE_TEST_KEY.test(text);
+}
+
+/** `isRuleTest` for a file on disk; one that cannot be read is not offered. */
+async function isRuleTestOnDisk(file: string): Promise<{ ruleTest: boolean; text: string }> {
+  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+  return { ruleTest: text !== undefined && isRuleTest(file, text), text: text ?? '' };
 }
 
 export function isRuleFile(file: string): boolean {
@@ -47,27 +73,54 @@ export function testStem(file: string): string {
 }
 
 /**
- * The test files that exercise `file`: the file itself if it is a test file;
- * for a rule file, the test files next to or below it that are named after it
- * or name it in their text (their `rules:` list).
+ * The rule files and folders a test file tests, as `fluo test` reads them: the entries of its top-level `rules:`
+ * (a path or a list of paths, relative to the test file's folder), or without `rules:` the rule file it is named
+ * after (`auth.fluo` for `auth_test.yaml`). Undefined when the text is not a YAML mapping.
  */
-export async function testFilesFor(file: string): Promise<string[]> {
+export function rulesOfTest(testFile: string, text: string): string[] | undefined {
+  const doc = parseDocument(text, { version: '1.1', uniqueKeys: false, prettyErrors: false });
+  if (doc.errors.length > 0 || !isMap(doc.contents)) {
+    return undefined;
+  }
+  const base = path.dirname(testFile);
+  const raw: unknown = (doc.toJS({ maxAliasCount: 100 }) as Record<string, unknown>).rules;
+  if (raw === undefined || raw === null) {
+    return [path.join(base, `${testStem(testFile)}.fluo`)];
+  }
+  const items = Array.isArray(raw) ? raw : [raw];
+  return items.filter((x): x is string => typeof x === 'string' && x !== '').map((x) => path.resolve(base, x));
+}
+
+/** Whether `ruleFile` is one of `entries` or lies in a folder among them. */
+export function covers(entries: readonly string[], ruleFile: string): boolean {
+  return entries.some((entry) => entry === ruleFile || ruleFile.startsWith(entry.endsWith(path.sep) ? entry : entry + path.sep));
+}
+
+async function realPath(p: string): Promise<string> {
+  return fs.realpath(p).catch(() => path.resolve(p));
+}
+
+/**
+ * The test files that exercise `file`: the file itself if it is a rule test; for a rule file, the rule tests below
+ * `root` (its workspace folder; by default its own folder) whose `rules:` name it or a folder that holds it
+ * (`rulesOfTest`). A `*_test.yaml` file that is not a FLUO rule test (`isRuleTest`) is never one.
+ */
+export async function testFilesFor(file: string, root: string = path.dirname(file)): Promise<string[]> {
   if (isTestFile(file)) {
-    return [file];
+    return (await isRuleTestOnDisk(file)).ruleTest ? [file] : [];
   }
   if (!isRuleFile(file)) {
     return [];
   }
-  const stem = path.basename(file, '.fluo');
-  const base = path.basename(file);
+  const target = await realPath(file);
   const found: string[] = [];
-  for (const candidate of await findTestFiles(path.dirname(file))) {
-    if (testStem(candidate) === stem) {
-      found.push(candidate);
+  for (const candidate of await findTestFiles(root)) {
+    const { ruleTest, text } = await isRuleTestOnDisk(candidate);
+    if (!ruleTest) {
       continue;
     }
-    const text = await fs.readFile(candidate, 'utf8').catch(() => '');
-    if (text.includes(base)) {
+    const entries = rulesOfTest(candidate, text);
+    if (entries !== undefined && covers(await Promise.all(entries.map(realPath)), target)) {
       found.push(candidate);
     }
   }
@@ -84,7 +137,7 @@ async function findTestFiles(dir: string): Promise<string[]> {
         return;
       }
       const full = path.join(d, e.name);
-      if (e.isDirectory() && depth < SEARCH_DEPTH && !SKIPPED_DIRS.has(e.name)) {
+      if (e.isDirectory() && depth < SEARCH_DEPTH && !SKIPPED_DIRS.has(e.name) && !e.name.startsWith('.')) {
         await walk(full, depth + 1);
       } else if (e.isFile() && isTestFile(e.name)) {
         out.push(full);
@@ -142,6 +195,8 @@ export function caseSelector(names: readonly string[]): string {
 export interface TestOutcome {
   readonly report?: TestReport;
   readonly failure?: string;
+  /** The user cancelled the run: nothing to report, and no case counts as run. */
+  readonly cancelled?: boolean;
   readonly command: string;
   readonly stderr: string;
 }
@@ -150,6 +205,9 @@ export class RuleTests implements vscode.Disposable {
   readonly controller: vscode.TestController | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private watcher: vscode.FileSystemWatcher | undefined;
+  /** Rule test files found so far (`RULE_TEST_FILES_KEY`). */
+  private readonly known = new Set<string>();
+  private activeIsRuleTest: boolean | undefined;
 
   constructor(
     private readonly settings: () => Settings,
@@ -180,6 +238,48 @@ export class RuleTests implements vscode.Disposable {
     }
   }
 
+  /**
+   * Keep `ACTIVE_RULE_TEST_KEY` in step with the active editor, so that the beaker and the menus show for a rule
+   * test and not for another tool's `*_test.yaml`.
+   */
+  trackActiveEditor(): void {
+    const update = (): void => {
+      const document = vscode.window.activeTextEditor?.document;
+      const value = document !== undefined && isRuleTest(document.uri.fsPath, document.getText());
+      if (value !== this.activeIsRuleTest) {
+        this.activeIsRuleTest = value;
+        void vscode.commands.executeCommand('setContext', ACTIVE_RULE_TEST_KEY, value);
+      }
+    };
+    this.disposables.push(
+      vscode.window.onDidChangeActiveTextEditor(update),
+      vscode.workspace.onDidChangeTextDocument((event) => {
+        if (event.document === vscode.window.activeTextEditor?.document && isTestFile(event.document.uri.fsPath)) {
+          update();
+        }
+      }),
+    );
+    update();
+  }
+
+  /** Record whether `file` is a rule test, for the Explorer's menu (`RULE_TEST_FILES_KEY`). */
+  private remember(file: string, ruleTest: boolean): void {
+    if (ruleTest === this.known.has(file)) {
+      return;
+    }
+    if (ruleTest) {
+      this.known.add(file);
+    } else {
+      this.known.delete(file);
+    }
+    // Both spellings of each path, so `resourcePath in fluo.ruleTestFiles` holds whichever the editor compares.
+    const paths = [...this.known].flatMap((f) => {
+      const uri = vscode.Uri.file(f);
+      return uri.path === f ? [f] : [f, uri.path];
+    });
+    void vscode.commands.executeCommand('setContext', RULE_TEST_FILES_KEY, paths);
+  }
+
   /** The command "FLUO: Run Rule Tests for Current File". */
   async runForFile(uri?: vscode.Uri): Promise<TestOutcome | undefined> {
     const editor = vscode.window.activeTextEditor;
@@ -188,10 +288,17 @@ export class RuleTests implements vscode.Disposable {
       void vscode.window.showWarningMessage('FLUO: open a .fluo rule file or a *_test.yaml rule test file, then run its tests.');
       return undefined;
     }
-    if (editor !== undefined && editor.document.uri.toString() === target.toString() && editor.document.isDirty) {
-      await editor.document.save();
+    // fluo test reads the files from disk: every rule and rule test being edited, not only this one, counts.
+    await saveRuleDocuments();
+    const root = vscode.workspace.getWorkspaceFolder(target)?.uri.fsPath ?? path.dirname(target.fsPath);
+    const files = await testFilesFor(target.fsPath, root);
+    if (files.length === 0 && isTestFile(target.fsPath)) {
+      void vscode.window.showWarningMessage(
+        `FLUO: ${path.basename(target.fsPath)} is not a FLUO rule test: a *_test.yaml file is one when it has a ` +
+          'top-level cases: (or rules:) key; name it *.fluotest.yaml to make it one whatever it holds.',
+      );
+      return undefined;
     }
-    const files = await testFilesFor(target.fsPath);
     if (files.length === 0) {
       const stem = path.basename(target.fsPath, '.fluo');
       void vscode.window.showInformationMessage(
@@ -302,8 +409,18 @@ export class RuleTests implements vscode.Disposable {
     const abort = new AbortController();
     const cancelled = token?.onCancellationRequested(() => abort.abort());
     this.output.appendLine(`$ cd ${cwd} && ${shown}`);
-    const result = await this.run(cmd.command, cmd.args, { cwd, timeoutMs: TEST_TIMEOUT_MS, signal: abort.signal });
+    const result = token?.isCancellationRequested
+      ? { code: undefined, stdout: '', stderr: '', failure: 'cancelled' }
+      : await this.run(cmd.command, cmd.args, { cwd, timeoutMs: TEST_TIMEOUT_MS, signal: abort.signal });
     cancelled?.dispose();
+    if (abort.signal.aborted || token?.isCancellationRequested) {
+      // Cancelled: the run ends quietly, its cases left as not run (the editor unsets what was started).
+      this.output.appendLine('cancelled');
+      if (run !== undefined && existingRun === undefined) {
+        run.end();
+      }
+      return { cancelled: true, command: shown, stderr: result.stderr };
+    }
     let outcome: TestOutcome;
     if (result.failure !== undefined) {
       outcome = { failure: `${shown}: ${result.failure}`, command: shown, stderr: result.stderr };
@@ -394,7 +511,9 @@ export class RuleTests implements vscode.Disposable {
       return existing;
     }
     const uri = vscode.Uri.file(file);
-    const item = controller.createTestItem(file, vscode.workspace.asRelativePath(uri, false), uri);
+    // With several workspace folders, the label starts with the folder's name: `api/rules/auth_test.yaml`.
+    const several = (vscode.workspace.workspaceFolders?.length ?? 0) > 1;
+    const item = controller.createTestItem(file, vscode.workspace.asRelativePath(uri, several), uri);
     controller.items.add(item);
     return item;
   }
@@ -431,7 +550,10 @@ export class RuleTests implements vscode.Disposable {
         watcher,
         watcher.onDidCreate((uri) => this.readCases(uri)),
         watcher.onDidChange((uri) => this.readCases(uri)),
-        watcher.onDidDelete((uri) => this.controller?.items.delete(uri.fsPath)),
+        watcher.onDidDelete((uri) => {
+          this.controller?.items.delete(uri.fsPath);
+          this.remember(uri.fsPath, false);
+        }),
       );
     }
     const uris = await vscode.workspace.findFiles(TEST_GLOB, '**/node_modules/**', SEARCH_LIMIT);
@@ -444,7 +566,13 @@ export class RuleTests implements vscode.Disposable {
     if (controller === undefined) {
       return;
     }
-    const text = await fs.readFile(uri.fsPath, 'utf8').catch(() => '');
+    const { ruleTest, text } = await isRuleTestOnDisk(uri.fsPath);
+    this.remember(uri.fsPath, ruleTest);
+    if (!ruleTest) {
+      // Another tool's `*_test.yaml` (or one that stopped being a rule test).
+      controller.items.delete(uri.fsPath);
+      return;
+    }
     const item = this.fileItem(uri.fsPath);
     item.children.replace(
       casesInText(text).map(({ name, line }) => {
@@ -458,6 +586,10 @@ export class RuleTests implements vscode.Disposable {
   /** Tell the user how the run went, briefly, with a way to the details. */
   private announce(outcome: TestOutcome, files: readonly string[]): void {
     const names = files.map((f) => path.basename(f)).join(', ');
+    if (outcome.cancelled === true) {
+      vscode.window.setStatusBarMessage(`FLUO: rule tests in ${names} cancelled`, 5000);
+      return;
+    }
     if (outcome.report === undefined) {
       void Promise.resolve(vscode.window.showErrorMessage(`FLUO: rule tests did not run: ${outcome.failure}`, 'Show Output')).then(
         (choice) => choice === 'Show Output' && this.output.show(true),
@@ -490,6 +622,14 @@ export class RuleTests implements vscode.Disposable {
       }
     });
   }
+}
+
+/** Save the rule files and rule test files being edited, so that `fluo test` reads what the user sees. */
+async function saveRuleDocuments(): Promise<void> {
+  const dirty = vscode.workspace.textDocuments.filter(
+    (d) => d.isDirty && d.uri.scheme === 'file' && (d.languageId === 'fluo' || isRuleFile(d.uri.fsPath) || isRuleTest(d.uri.fsPath, d.getText())),
+  );
+  await Promise.all(dirty.map((d) => d.save()));
 }
 
 export function caseId(file: string, name: string): string {

@@ -145,6 +145,8 @@ export class FakeDiagnosticCollection {
 export class FakeTextDocument {
   version = 1;
   isDirty = false;
+  /** How many times the extension saved it. */
+  saved = 0;
   readonly isUntitled = false;
   isClosed = false;
   readonly eol = 1;
@@ -161,6 +163,11 @@ export class FakeTextDocument {
   }
   getText(): string {
     return this.text;
+  }
+  async save(): Promise<boolean> {
+    this.saved++;
+    this.isDirty = false;
+    return true;
   }
   /** The whole text as a range, for a change that replaces it. */
   fullRange(): Range {
@@ -477,10 +484,13 @@ export const editor = {
   closed: new EventEmitter<FakeTextDocument>(),
   statusMessages: [] as string[],
   workspaceFolders: [] as { uri: Uri; name: string; index: number }[],
-  activeDocument: undefined as { uri: Uri; isDirty: boolean; saved: number } | undefined,
+  activeDocument: undefined as { uri: Uri; isDirty: boolean; saved: number; getText?(): string } | undefined,
   testsAvailable: true,
   configurationChanged: new EventEmitter<{ affectsConfiguration(section: string): boolean }>(),
   workspaceFoldersChanged: new EventEmitter<{ added: unknown[]; removed: unknown[] }>(),
+  activeEditorChanged: new EventEmitter<unknown>(),
+  /** Context keys the extension set with `setContext`. */
+  contextKeys: new Map<string, unknown>(),
 
   reset(): void {
     this.settings.clear();
@@ -503,6 +513,14 @@ export const editor = {
     this.testsAvailable = true;
     this.configurationChanged.dispose();
     this.workspaceFoldersChanged.dispose();
+    this.activeEditorChanged.dispose();
+    this.contextKeys.clear();
+  },
+
+  /** Make `doc` the active editor's document, as the user would by switching tabs. */
+  async activate(doc: FakeTextDocument | undefined): Promise<void> {
+    this.activeDocument = doc;
+    await this.activeEditorChanged.fire(window.activeTextEditor);
   },
 
   channel(name: string): FakeOutputChannel {
@@ -588,15 +606,19 @@ export const window = {
     },
   },
   visibleTextEditors: [] as unknown[],
-  get activeTextEditor(): { document: { uri: Uri; isDirty: boolean; save(): Promise<boolean> } } | undefined {
+  get activeTextEditor(): { document: { uri: Uri; isDirty: boolean; getText(): string; save(): Promise<boolean> } } | undefined {
     const doc = editor.activeDocument;
     if (doc === undefined) {
       return undefined;
+    }
+    if (doc instanceof FakeTextDocument) {
+      return { document: doc };
     }
     return {
       document: {
         uri: doc.uri,
         isDirty: doc.isDirty,
+        getText: () => doc.getText?.() ?? fs.readFileSync(doc.uri.fsPath, 'utf8'),
         save: async () => {
           doc.saved++;
           doc.isDirty = false;
@@ -604,6 +626,9 @@ export const window = {
         },
       },
     };
+  },
+  onDidChangeActiveTextEditor(listener: Listener<unknown>, thisArgs?: unknown, disposables?: Disposable[]): Disposable {
+    return editor.activeEditorChanged.event(listener, thisArgs, disposables);
   },
 };
 
@@ -682,9 +707,15 @@ export const workspace = {
   getWorkspaceFolder(uri: Uri) {
     return editor.workspaceFolders.find((f) => uri.fsPath === f.uri.fsPath || uri.fsPath.startsWith(f.uri.fsPath + path.sep));
   },
-  asRelativePath(uri: Uri): string {
+  /** As VS Code: relative to the folder holding it, with the folder's name first when asked to and there are several. */
+  asRelativePath(uri: Uri, includeWorkspaceFolder?: boolean): string {
     const folder = workspace.getWorkspaceFolder(uri);
-    return folder === undefined ? uri.fsPath : path.relative(folder.uri.fsPath, uri.fsPath);
+    if (folder === undefined) {
+      return uri.fsPath;
+    }
+    const rel = path.relative(folder.uri.fsPath, uri.fsPath);
+    const withName = includeWorkspaceFolder ?? editor.workspaceFolders.length > 1;
+    return withName && editor.workspaceFolders.length > 1 ? `${folder.name}/${rel}` : rel;
   },
   /** Supports the one glob the extension uses: test files by suffix. */
   async findFiles(glob: string): Promise<Uri[]> {
@@ -744,6 +775,10 @@ export const commands = {
     return new Disposable(() => editor.commands.delete(id));
   },
   async executeCommand(id: string, ...args: unknown[]): Promise<unknown> {
+    if (id === 'setContext') {
+      editor.contextKeys.set(args[0] as string, args[1]);
+      return undefined;
+    }
     editor.executed.push({ command: id, args });
     const fn = editor.commands.get(id);
     return fn === undefined ? undefined : fn(...args);

@@ -97,3 +97,19 @@ test('every example rule file has a grammar test that holds exactly its text', (
     assert.ok(lines.length > source.length + 2, `${name} has no scope assertions`);
   }
 });
+
+test('another tool\'s *_test.yaml neither activates the extension nor shows its menus', () => {
+  const full = readJson<{
+    activationEvents: string[];
+    contributes: { menus: Record<string, { command: string; when: string }[]> };
+  }>('package.json');
+  assert.deepEqual(full.activationEvents, ['workspaceContains:**/*.fluo', 'workspaceContains:**/*.fluotest.yaml']);
+  const whens = Object.values(full.contributes.menus).flat().map((m) => m.when);
+  assert.equal(whens.length, 3);
+  for (const when of whens) {
+    assert.doesNotMatch(when, /_test/, when);
+  }
+  // A rule test is known by its content: from the active editor, or from the files the extension has read.
+  assert.ok(whens.filter((w) => w.includes('fluo.activeEditorIsRuleTest')).length === 2);
+  assert.ok(whens.some((w) => w.includes('resourcePath in fluo.ruleTestFiles')));
+});

@@ -10,12 +10,25 @@ import { after, before, beforeEach, describe as group, test } from 'node:test';
 
 import { COMMANDS, activate, deactivate } from '../../src/extension';
 import { DEFAULTS, type Settings } from '../../src/settings';
-import { RuleTests, caseId, caseSelector, casesInText, testFilesFor, testStem } from '../../src/testing';
+import {
+  ACTIVE_RULE_TEST_KEY,
+  RULE_TEST_FILES_KEY,
+  RuleTests,
+  caseId,
+  caseSelector,
+  casesInText,
+  isRuleTest,
+  rulesOfTest,
+  testFilesFor,
+  testStem,
+} from '../../src/testing';
+import type { ProcessRunner } from '../../src/process';
 import { ReportError, parseReport } from '../../src/testReport';
 import { LanguageClient } from '../fakes/languageclient';
 import {
   CancellationTokenSource,
   type FakeTestController,
+  FakeTextDocument,
   type FakeTestItem,
   TestRunRequest,
   Uri,
@@ -60,6 +73,16 @@ cases:
     expect: []
 `;
 
+/** helm-unittest's test files are named `tests/<name>_test.yaml` too. */
+const HELM_TESTS = `suite: deployment
+templates:
+  - deployment.yaml
+tests:
+  - it: sets the image
+    asserts:
+      - equal: {path: spec.template.spec.containers[0].image, value: nginx}
+`;
+
 let work: ReturnType<typeof tempFolder>;
 let rules: string;
 
@@ -78,6 +101,8 @@ before(() => {
   fs.writeFileSync(path.join(rules, 'nested', 'suite.fluotest.yaml'), SUITE_TESTS.replace(/\[auth\.fluo, other\.fluo\]/, '[../auth.fluo, ../other.fluo]'));
   fs.writeFileSync(file('other_test.yaml'), OTHER_TESTS);
   fs.writeFileSync(file('broken_test.yaml'), 'rules: [broken.fluo\ncases: []\n');
+  fs.mkdirSync(path.join(work.dir, 'tests'));
+  fs.writeFileSync(path.join(work.dir, 'tests', 'deployment_test.yaml'), HELM_TESTS);
 });
 
 after(() => work.remove());
@@ -115,11 +140,61 @@ group('which tests belong to a file', () => {
     assert.deepEqual(await testFilesFor(file('lonely.fluo')), []);
   });
 
-  test('a test file is its own test; other files have none', async () => {
+  test('a test file is its own test; other files have none, nor has another tool\'s *_test.yaml', async () => {
     assert.deepEqual(await testFilesFor(file('other_test.yaml')), [file('other_test.yaml')]);
+    assert.deepEqual(await testFilesFor(path.join(work.dir, 'tests', 'deployment_test.yaml')), []);
     assert.deepEqual(await testFilesFor(path.join(work.dir, 'README.md')), []);
     assert.equal(testStem('a/auth_test.yaml'), 'auth');
     assert.equal(testStem('a/auth.fluotest.yaml'), 'auth');
+  });
+
+  test('a *_test.yaml file is a rule test only with a top-level cases: or rules: key; a *.fluotest.yaml always', () => {
+    assert.equal(isRuleTest('a/auth_test.yaml', AUTH_TESTS), true);
+    assert.equal(isRuleTest('a/auth_test.yaml', 'cases:\n  - name: x\n'), true);
+    assert.equal(isRuleTest('a/auth_test.yaml', '"cases": []\n'), true);
+    assert.equal(isRuleTest('tests/deployment_test.yaml', HELM_TESTS), false);
+    assert.equal(isRuleTest('tests/deployment_test.yaml', 'suite: x\n  cases:\n    - a\n'), false, 'not at column 0');
+    assert.equal(isRuleTest('a/x.fluotest.yaml', ''), true);
+    assert.equal(isRuleTest('a/x.yaml', 'cases: []\n'), false);
+  });
+
+  test('a rule file is matched against the rules: a test names, resolved from the test file, not by its text', async () => {
+    const tree = tempFolder('fluo-match-');
+    try {
+      const at = (...p: string[]) => path.join(tree.dir, ...p);
+      fs.mkdirSync(at('rules', 'deep'), { recursive: true });
+      fs.mkdirSync(at('tests'));
+      for (const f of ['rules/auth.fluo', 'rules/oauth.fluo', 'rules/deep/inner.fluo']) {
+        fs.writeFileSync(at(f), 'rule x { detect trace.spans.count() > 1 }\n');
+      }
+      // Names oauth.fluo, whose name ends with auth.fluo: not a test of auth.fluo.
+      fs.writeFileSync(at('rules', 'oauth_test.yaml'), 'rules: [oauth.fluo]\ncases: [{name: a, spans: [{name: x}]}]\n');
+      // Without rules:, the rule file it is named after.
+      fs.writeFileSync(at('rules', 'auth_test.yaml'), 'cases: [{name: a, spans: [{name: x}]}]\n');
+      // Named after auth, but tests another rule file.
+      fs.writeFileSync(at('tests', 'auth_test.yaml'), 'rules: ../rules/oauth.fluo\ncases: [{name: a, spans: [{name: x}]}]\n');
+      // A folder holds every rule file below it.
+      fs.writeFileSync(at('tests', 'all.fluotest.yaml'), 'rules: [../rules]\ncases: [{name: a, spans: [{name: x}]}]\n');
+      fs.writeFileSync(at('tests', 'deep.fluotest.yaml'), 'rules: [../rules/deep/]\ncases: [{name: a, spans: [{name: x}]}]\n');
+      // Mentions auth.fluo only in a comment and a description.
+      fs.writeFileSync(at('tests', 'mention.fluotest.yaml'), '# auth.fluo\nrules: [../rules/deep/inner.fluo]\ndescription: auth.fluo\ncases: []\n');
+
+      assert.deepEqual(await testFilesFor(at('rules', 'auth.fluo'), tree.dir), [at('rules', 'auth_test.yaml'), at('tests', 'all.fluotest.yaml')]);
+      assert.deepEqual(await testFilesFor(at('rules', 'oauth.fluo'), tree.dir), [
+        at('rules', 'oauth_test.yaml'),
+        at('tests', 'all.fluotest.yaml'),
+        at('tests', 'auth_test.yaml'),
+      ]);
+      assert.deepEqual(await testFilesFor(at('rules', 'deep', 'inner.fluo'), tree.dir), [
+        at('tests', 'all.fluotest.yaml'),
+        at('tests', 'deep.fluotest.yaml'),
+        at('tests', 'mention.fluotest.yaml'),
+      ]);
+      assert.deepEqual(rulesOfTest(at('tests', 'x_test.yaml'), 'rules: [a.fluo, ../b]\n'), [at('tests', 'a.fluo'), at('b')]);
+      assert.deepEqual(rulesOfTest(at('tests', 'x_test.yaml'), 'cases: []\n'), [at('tests', 'x.fluo')]);
+    } finally {
+      tree.remove();
+    }
   });
 
   test('case names and lines are read from a test file before it runs', () => {
@@ -177,10 +252,22 @@ group('which tests belong to a file', () => {
 group('running the tests of the current file', () => {
   test('results land in the Testing view: passed, failed with a diff, errored at the line', async () => {
     const { tests, controller } = ruleTests();
-    editor.activeDocument = { uri: Uri.file(file('auth.fluo')), isDirty: true, saved: 0 };
+    // Every rule file and rule test being edited is saved first, not only the active one; nothing else is.
+    const dirty = (name: string, language: string, text: string) => {
+      const doc = new FakeTextDocument(Uri.file(name), language, text);
+      doc.isDirty = true;
+      editor.documents.push(doc);
+      return doc;
+    };
+    const active = dirty(file('auth.fluo'), 'fluo', fs.readFileSync(file('auth.fluo'), 'utf8'));
+    const otherRules = dirty(file('other.fluo'), 'fluo', 'rule other_rule { detect trace.spans.count() > 100 }\n');
+    const otherTests = dirty(file('other_test.yaml'), 'yaml', OTHER_TESTS);
+    const helm = dirty(path.join(work.dir, 'tests', 'deployment_test.yaml'), 'yaml', HELM_TESTS);
+    const notes = dirty(path.join(work.dir, 'notes.md'), 'markdown', '# notes');
+    editor.activeDocument = active;
     const outcome = await tests.runForFile();
     assert.ok(outcome?.report, outcome?.failure);
-    assert.equal(editor.activeDocument.saved, 1);
+    assert.deepEqual([active, otherRules, otherTests, helm, notes].map((d) => d.saved), [1, 1, 1, 0, 0]);
 
     const authFile = file('auth_test.yaml');
     const authItem = item(controller, authFile);
@@ -267,6 +354,13 @@ group('running the tests of the current file', () => {
     assert.match(editor.messages[0].text, /open a \.fluo rule file or a \*_test\.yaml rule test file/);
   });
 
+  test('another tool\'s *_test.yaml is not run, and the command says why', async () => {
+    const { tests, controller } = ruleTests();
+    assert.equal(await tests.runForFile(vscodeUri(path.join(work.dir, 'tests', 'deployment_test.yaml'))), undefined);
+    assert.equal(controller.runs.length, 0);
+    assert.match(editor.messages[0].text, /^FLUO: deployment_test\.yaml is not a FLUO rule test: a \*_test\.yaml file is one when it has a top-level cases:/);
+  });
+
   test('a missing fluo program is reported in one line with the command', async () => {
     const { tests, controller } = ruleTests({ pythonPath: '', serverCommand: ['fluo-not-installed-here', 'lsp'] });
     const outcome = await tests.runForFile(vscodeUri(file('other_test.yaml')));
@@ -310,8 +404,41 @@ group('the Testing view', () => {
     const { controller } = ruleTests();
     await controller.resolveHandler?.(undefined);
     const ids = controller.items.all().map((i) => path.relative(work.dir, i.id)).sort();
+    // Not tests/deployment_test.yaml: helm-unittest's.
     assert.deepEqual(ids, ['rules/auth_test.yaml', 'rules/broken_test.yaml', 'rules/nested/suite.fluotest.yaml', 'rules/other_test.yaml']);
     assert.deepEqual(item(controller, file('other_test.yaml')).children.all().map((c) => c.label), ['other is quiet']);
+    assert.equal(item(controller, file('other_test.yaml')).label, path.join('rules', 'other_test.yaml'));
+    // The Explorer's menu offers the command for exactly these files.
+    const known = editor.contextKeys.get(RULE_TEST_FILES_KEY) as string[];
+    assert.deepEqual([...known].sort(), controller.items.all().map((i) => i.id).sort());
+  });
+
+  test('with several workspace folders, a test file\'s label starts with its folder\'s name', async () => {
+    const elsewhere = tempFolder('fluo-elsewhere-');
+    try {
+      editor.workspaceFolders.push({ uri: Uri.file(elsewhere.dir), name: 'elsewhere', index: 1 });
+      const { controller } = ruleTests();
+      await controller.resolveHandler?.(undefined);
+      assert.equal(item(controller, file('other_test.yaml')).label, 'work/rules/other_test.yaml');
+    } finally {
+      elsewhere.remove();
+    }
+  });
+
+  test('the beaker and the menus follow the active editor: a rule file or rule test, not another *_test.yaml', async () => {
+    const { tests } = ruleTests();
+    tests.trackActiveEditor();
+    assert.equal(editor.contextKeys.get(ACTIVE_RULE_TEST_KEY), false);
+    const helm = new FakeTextDocument(Uri.file(path.join(work.dir, 'tests', 'deployment_test.yaml')), 'yaml', HELM_TESTS);
+    await editor.activate(helm);
+    assert.equal(editor.contextKeys.get(ACTIVE_RULE_TEST_KEY), false);
+    await editor.edit(helm, HELM_TESTS + 'cases:\n  - name: now a rule test\n');
+    assert.equal(editor.contextKeys.get(ACTIVE_RULE_TEST_KEY), true);
+    await editor.activate(new FakeTextDocument(Uri.file(file('x.fluotest.yaml')), 'yaml', ''));
+    assert.equal(editor.contextKeys.get(ACTIVE_RULE_TEST_KEY), true);
+    await editor.activate(undefined);
+    assert.equal(editor.contextKeys.get(ACTIVE_RULE_TEST_KEY), false);
+    tests.dispose();
   });
 
   test('follows test files as they are created, edited and deleted', async () => {
@@ -349,6 +476,28 @@ group('the Testing view', () => {
       [...run.results()].map(([id, r]) => [path.basename(id), r.outcome]),
       [['auth_test.yaml::storm: expected but quiet', 'failed']],
     );
+  });
+
+  test('a cancelled run ends quietly: no error, no result, nothing marked errored', async () => {
+    // A fluo test that runs until it is cancelled, as runProcess reports it.
+    const slow: ProcessRunner = (_command, _args, options) =>
+      new Promise((resolve) => {
+        options.signal?.addEventListener('abort', () => resolve({ code: undefined, stdout: '', stderr: '', failure: 'cancelled' }));
+      });
+    const tests = new RuleTests(settings(), window.createOutputChannel('FLUO Tests') as never, slow);
+    const controller = editor.controllers[0];
+    await controller.resolveHandler?.(undefined);
+    const source = new CancellationTokenSource();
+    const running = controller.profiles[0].handler(new TestRunRequest([item(controller, file('auth_test.yaml'))]), source.token);
+    await new Promise((resolve) => setImmediate(resolve));
+    source.cancel();
+    await running;
+    const [run] = controller.runs;
+    assert.equal(run.ended, true);
+    assert.deepEqual([...run.results()], [], 'no case passed, failed or errored');
+    assert.deepEqual(editor.messages, []);
+    assert.match(editor.channel('FLUO Tests').text, /^cancelled$/m);
+    tests.dispose();
   });
 
   test('running everything runs every test file once', async () => {
