@@ -177,6 +177,14 @@ group('package.json', () => {
     assert.equal(properties['fluo.diagnostics.debounceMs'].default, DEFAULTS.debounceMs);
   });
 
+  test('no setting claims a per-folder scope: the server has one set of settings for the whole window', () => {
+    // The settings are read without a resource and sent as one section, so a folder's value would be ignored.
+    const all = readJson<{ contributes: { configuration: { properties: Record<string, { scope?: string }> } } }>('package.json');
+    for (const [name, declared] of Object.entries(all.contributes.configuration.properties)) {
+      assert.ok(['window', 'machine-overridable'].includes(declared.scope ?? ''), `${name}: ${declared.scope}`);
+    }
+  });
+
   test('declares no setting the code does not read', () => {
     const read = new Set([
       'fluo.server.command',
