@@ -59,11 +59,13 @@ step "vsce package --no-dependencies"
 version=$(node -p "require('./package.json').version")
 vsix="fluo-$version.vsix"
 rm -f "$vsix"
-"$bin/vsce" package --no-dependencies --allow-missing-repository --out "$vsix"
+# As README.md says to run it, with no terminal to answer a prompt: it must not ask anything.
+"$bin/vsce" package --no-dependencies --out "$vsix" </dev/null
 node -e '
   const zip = require("fs").readFileSync(process.argv[1]).toString("latin1");
   const need = ["extension/package.json", "extension/dist/extension.js", "extension/syntaxes/fluo.tmLanguage.json",
-    "extension/snippets/fluo.code-snippets", "extension/language-configuration.json", "extension/readme.md"];
+    "extension/snippets/fluo.code-snippets", "extension/language-configuration.json", "extension/readme.md",
+    "extension/images/icon.png"];
   const missing = need.filter((n) => !zip.includes(n));
   const leaked = ["extension/src/", "extension/test/", "extension/node_modules/", "extension/out/"].filter((n) => zip.includes(n));
   if (missing.length || leaked.length) {

@@ -113,3 +113,14 @@ test('another tool\'s *_test.yaml neither activates the extension nor shows its 
   assert.ok(whens.filter((w) => w.includes('fluo.activeEditorIsRuleTest')).length === 2);
   assert.ok(whens.some((w) => w.includes('resourcePath in fluo.ruleTestFiles')));
 });
+
+test('the manifest has what vsce asks for: repository, bugs, homepage and a 128x128 PNG icon', () => {
+  const full = readJson<{ icon: string; repository: { url: string }; bugs: { url: string }; homepage: string }>('package.json');
+  assert.match(full.repository.url, /^https:\/\//);
+  assert.match(full.bugs.url, /^https:\/\//);
+  assert.match(full.homepage, /^https:\/\//);
+  const png = fs.readFileSync(path.join(EXTENSION, full.icon));
+  assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+  assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [128, 128]);
+  assert.ok(fs.readFileSync(path.join(EXTENSION, '.vscodeignore'), 'utf8').includes(`!${full.icon}`));
+});
