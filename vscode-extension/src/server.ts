@@ -63,11 +63,84 @@ export function executable(settings: Settings): Executable {
   };
 }
 
+/**
+ * The channel the client writes the LSP traffic to, so that `fluo.trace.server` works as it says.
+ *
+ * vscode-languageclient 11 traces only while its trace channel's log level is Trace (and then `trace.server`
+ * "off" still means "messages"), and writes the trace at that level, so the setting alone did nothing at the
+ * default Info level. This channel is the server's output channel, except that it reports the Trace level while
+ * `fluo.trace.server` is "messages" or "verbose" (and tells the client when that changes), and writes the trace as
+ * plain lines, shown at the channel's default level. Setting the output channel's own level to Trace still traces
+ * as before.
+ */
+export class TraceChannel implements vscode.Disposable {
+  readonly channel: vscode.LogOutputChannel;
+  private readonly changed = new vscode.EventEmitter<vscode.LogLevel>();
+  private readonly subscriptions: vscode.Disposable[] = [];
+
+  constructor(
+    output: vscode.LogOutputChannel,
+    private readonly setting: () => string = () => vscode.workspace.getConfiguration(SECTION).get<string>('trace.server') ?? 'off',
+  ) {
+    const level = (): vscode.LogLevel => (this.tracing() ? vscode.LogLevel.Trace : output.logLevel);
+    const write = (message: string): void => {
+      if (output.logLevel === vscode.LogLevel.Trace) {
+        output.trace(message);
+      } else {
+        output.appendLine(message);
+      }
+    };
+    this.channel = {
+      get name() {
+        return output.name;
+      },
+      get logLevel() {
+        return level();
+      },
+      onDidChangeLogLevel: this.changed.event,
+      trace: write,
+      debug: (message: string, ...args: unknown[]) => output.debug(message, ...args),
+      info: (message: string, ...args: unknown[]) => output.info(message, ...args),
+      warn: (message: string, ...args: unknown[]) => output.warn(message, ...args),
+      error: (error: string | Error, ...args: unknown[]) => output.error(error, ...args),
+      append: (value: string) => output.append(value),
+      appendLine: (value: string) => output.appendLine(value),
+      replace: (value: string) => output.replace(value),
+      clear: () => output.clear(),
+      show: (preserveFocus?: boolean) => output.show(preserveFocus),
+      hide: () => output.hide(),
+      dispose: () => undefined, // the output channel belongs to the extension
+    } as vscode.LogOutputChannel;
+    this.subscriptions.push(
+      this.changed,
+      output.onDidChangeLogLevel(() => this.changed.fire(level())),
+      vscode.workspace.onDidChangeConfiguration((event) => {
+        if (event.affectsConfiguration(`${SECTION}.trace.server`)) {
+          this.changed.fire(level());
+        }
+      }),
+    );
+  }
+
+  /** `fluo.trace.server` asks for the traffic. */
+  tracing(): boolean {
+    const value = this.setting();
+    return value === 'messages' || value === 'verbose';
+  }
+
+  dispose(): void {
+    for (const s of this.subscriptions.splice(0)) {
+      s.dispose();
+    }
+  }
+}
+
 export function clientOptions(
   settings: () => Settings,
   output: vscode.LogOutputChannel,
   errorHandler: ErrorHandler,
   stderr: StderrTail,
+  trace?: vscode.LogOutputChannel,
 ): LanguageClientOptions {
   return {
     stdioOptions: {
@@ -85,6 +158,7 @@ export function clientOptions(
       provideDiagnostics: () => NO_PULLED_DIAGNOSTICS,
     },
     outputChannel: output,
+    traceOutputChannel: trace,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
     errorHandler,
     // A failed `initialize` is reported once, by `LanguageServer.start()`; without this the client also shows
@@ -132,6 +206,7 @@ export class LanguageServer implements vscode.Disposable {
   private session: Session | undefined;
   private state: ServerState = 'stopped';
   private readonly stderr = new StderrTail();
+  private trace: TraceChannel | undefined;
 
   constructor(
     private readonly settings: () => Settings,
@@ -167,7 +242,7 @@ export class LanguageServer implements vscode.Disposable {
         CLIENT_ID,
         CLIENT_NAME,
         executable(settings),
-        clientOptions(this.settings, this.output, this.errorHandler(session), this.stderr),
+        clientOptions(this.settings, this.output, this.errorHandler(session), this.stderr, this.traceChannel()),
       );
     } catch (error) {
       this.state = 'failed';
@@ -259,6 +334,12 @@ export class LanguageServer implements vscode.Disposable {
 
   dispose(): void {
     void this.stop();
+    this.trace?.dispose();
+  }
+
+  private traceChannel(): vscode.LogOutputChannel {
+    this.trace ??= new TraceChannel(this.output);
+    return this.trace.channel;
   }
 
   /** An error the client would have shown itself: reported here once, unless `start()` or `closed()` reports it. */

@@ -260,13 +260,27 @@ export class CancellationTokenSource {
   }
 }
 
+export enum LogLevel {
+  Off = 0,
+  Trace = 1,
+  Debug = 2,
+  Info = 3,
+  Warning = 4,
+  Error = 5,
+}
+
 export class FakeOutputChannel {
   readonly lines: string[] = [];
   shown = 0;
   disposed = false;
-  /** A LogOutputChannel's level: 2 is Info. */
-  readonly logLevel = 2;
-  readonly onDidChangeLogLevel = new EventEmitter<number>().event;
+  /** A LogOutputChannel's level, Info as VS Code's default; `setLogLevel` changes it as the user would. */
+  logLevel = LogLevel.Info;
+  private readonly levelChanged = new EventEmitter<LogLevel>();
+  readonly onDidChangeLogLevel = this.levelChanged.event;
+  async setLogLevel(level: LogLevel): Promise<void> {
+    this.logLevel = level;
+    await this.levelChanged.fire(level);
+  }
   constructor(
     readonly name: string,
     readonly log: boolean,

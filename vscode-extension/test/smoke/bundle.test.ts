@@ -129,6 +129,26 @@ test('diagnostics reach the editor once, follow edits, and follow a strictness c
   }
 });
 
+test('fluo.trace.server logs the LSP traffic in the server output, at the channel\'s default level, and follows changes', async () => {
+  const work = tempFolder('fluo-trace-');
+  try {
+    const file = path.join(work.dir, 'rules.fluo');
+    const ext = activate({ 'fluo.server.pythonPath': PYTHON });
+    assert.equal(await ext.started, true);
+    const output = () => fake.editor.channel('FLUO Language Server').text;
+    const doc = await fake.editor.open(file, 'fluo', BROKEN);
+    await until('diagnostics for the open file', () => fake.editor.diagnosticsOf(file).length >= 2);
+    assert.doesNotMatch(output(), /Sending notification 'textDocument\/didOpen'/, 'off by default');
+
+    await fake.editor.configure({ 'fluo.trace.server': 'verbose' });
+    await fake.editor.edit(doc, BROKEN.replace('whree', 'where'));
+    await until('the didChange notification in the trace', () => /Sending notification 'textDocument\/didChange'/.test(output()));
+    assert.match(output(), /Params: \{/, 'verbose shows the parameters');
+  } finally {
+    work.remove();
+  }
+});
+
 test('a server that exits at once is reported once, with its own words in the output', async () => {
   // `node -m ...` is not a Python: it exits at once with "bad option: -m".
   const ext = activate({ 'fluo.server.pythonPath': process.execPath });
