@@ -185,3 +185,38 @@ def test_snippet_severity_choices_are_the_checkers_severities() -> None:
     assert choices
     for choice in choices:
         assert set(choice.split(",")) == set(SEVERITIES)
+
+
+def _escape_scope(escape: str) -> str | None:
+    """The scope the grammar's string patterns give `escape` (a backslash and what follows), first match wins."""
+    patterns = committed_grammar()["repository"]["strings"]["patterns"][0]["patterns"]
+    for p in patterns:
+        m = re.match(p["match"], escape)
+        if m is not None and m.end() == len(escape):
+            return str(p["name"])
+    return None
+
+
+@pytest.mark.parametrize("char", [chr(c) for c in range(0x21, 0x7F)])
+def test_an_escape_is_coloured_valid_exactly_when_the_parser_accepts_it(char: str) -> None:
+    escape = "\\" + char + ("00e9" if char == "u" else "")
+    _, bad = parser._unescape(escape)
+    expected = "invalid.illegal.escape.fluo" if bad else "constant.character.escape.fluo"
+    assert _escape_scope(escape) == expected, escape
+
+
+@pytest.mark.parametrize("escape", ["\\u00e", "\\uD83D", "\\uDE00"])
+def test_a_short_or_half_unicode_escape_is_invalid(escape: str) -> None:
+    assert parser._unescape(escape)[1]
+    assert _escape_scope(escape[:6] if len(escape) >= 6 else escape[:2]) == "invalid.illegal.escape.fluo"
+
+
+@pytest.mark.parametrize("token", ["1e3s", "1.5e3ms", "2E-1m"])
+def test_an_exponent_glued_to_a_unit_is_an_invalid_duration(token: str) -> None:
+    [regex] = [
+        p["match"]
+        for p in committed_grammar()["repository"]["durations"]["patterns"]
+        if p["name"] == "invalid.illegal.duration.fluo" and "exponent" in p.get("comment", "")
+    ]
+    assert re.fullmatch(regex.replace("(?<![\\w.])", ""), token)
+    assert analyze([("d.fluo", f"rule a {{\n  window {token}\n  expect window.spans.count() < 5\n}}\n")]).has_errors

@@ -119,6 +119,10 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
     arithmetic = vocab.operator_symbols - comparison
     free_roots = vocab.roots - vocab.keywords
     not_member = r"(?<![\w.])"
+    # Names that start a member chain (`trace.spans`, `parent.name`), not an attribute name (`db.name`).
+    path_starts = vocab.roots | vocab.intrinsics | vocab.keywords | vocab.operator_words
+    # One more `.part` of an attribute name: a name not called as a method.
+    attribute_part = rf"\s*\.\s*{IDENT}\b(?!\s*\()"
     return {
         "$schema": "https://raw.githubusercontent.com/martinring/tmlanguage/master/tmlanguage.json",
         "name": "FLUO",
@@ -135,6 +139,7 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                 "metadata",
                 "durations",
                 "numbers",
+                "attribute-paths",
                 "roots",
                 "keywords",
                 "members",
@@ -226,6 +231,11 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                         "captures": {"2": {"name": "keyword.other.unit.fluo"}},
                     },
                     {
+                        "comment": "a number with an exponent glued to letters, like 1e3s: durations take no exponent",
+                        "match": rf"{not_member}[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+[A-Za-zµ]{WORD_CHAR}*",
+                        "name": "invalid.illegal.duration.fluo",
+                    },
+                    {
                         "comment": "a number glued to letters that are not a unit, like 10min",
                         "match": rf"{not_member}[0-9]+(?:\.[0-9]+)?(?![eE][+-]?[0-9])[A-Za-zµ]{WORD_CHAR}*",
                         "name": "invalid.illegal.duration.fluo",
@@ -239,6 +249,23 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                         "name": "constant.numeric.fluo",
                     }
                 ]
+            },
+            "attribute-paths": {
+                "comment": "a dotted attribute name, like db.name or http.response.status_code: it starts with a name "
+                "that is no root, intrinsic or keyword, and its parts are attribute parts, not builtin fields "
+                "(a method call after it, as in user.id.starts_with(...), is not a part)",
+                "begin": rf"{not_member}(?!{words(path_starts)}\b)({IDENT})(?={attribute_part})",
+                "beginCaptures": {"1": {"name": "variable.other.attribute.fluo"}},
+                "end": rf"(?!{attribute_part})",
+                "patterns": [
+                    {
+                        "match": rf"(\.)\s*({IDENT})\b",
+                        "captures": {
+                            "1": {"name": "punctuation.accessor.fluo"},
+                            "2": {"name": "variable.other.property.fluo"},
+                        },
+                    }
+                ],
             },
             "roots": {
                 "patterns": [
@@ -341,14 +368,36 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
 
 
 def _string(kind: str, quote: str) -> dict[str, Any]:
-    """A quoted string with backslash escapes that ends at its quote or, unterminated, at the line's end."""
+    """A quoted string with backslash escapes that ends at its quote or, unterminated, at the line's end.
+
+    The one-character escapes are the parser's own (`\\n`, `\\t`, ...); any other is invalid, as FLUO102 says.
+    """
+    simple_escapes = "".join("\\" + c if c in "\\]^-" else c for c in sorted(parser._ESCAPES))
     return {
         "name": f"string.quoted.{kind}.fluo",
         "begin": quote,
         "beginCaptures": {"0": {"name": "punctuation.definition.string.begin.fluo"}},
         "end": f"({quote})|$",
         "endCaptures": {"1": {"name": "punctuation.definition.string.end.fluo"}},
-        "patterns": [{"match": r"\\.", "name": "constant.character.escape.fluo"}],
+        "patterns": [
+            {
+                "comment": "a surrogate pair, one character",
+                "match": r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}",
+                "name": "constant.character.escape.fluo",
+            },
+            {
+                "comment": "half a surrogate pair alone is no character (FLUO102)",
+                "match": r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}",
+                "name": "invalid.illegal.escape.fluo",
+            },
+            {"match": r"\\u[0-9a-fA-F]{4}", "name": "constant.character.escape.fluo"},
+            {"match": rf"\\[{simple_escapes}]", "name": "constant.character.escape.fluo"},
+            {
+                "comment": "any other escape, \\q or \\u without four hex digits, is FLUO102",
+                "match": r"\\.",
+                "name": "invalid.illegal.escape.fluo",
+            },
+        ],
     }
 
 
