@@ -220,3 +220,9 @@ def test_an_exponent_glued_to_a_unit_is_an_invalid_duration(token: str) -> None:
     ]
     assert re.fullmatch(regex.replace("(?<![\\w.])", ""), token)
     assert analyze([("d.fluo", f"rule a {{\n  window {token}\n  expect window.spans.count() < 5\n}}\n")]).has_errors
+
+
+def test_the_word_pattern_keeps_member_chains_from_the_roots_apart() -> None:
+    """language-configuration.json joins a dotted attribute name into one word, except after a root."""
+    config = json.loads((EXTENSION / "language-configuration.json").read_text(encoding="utf-8"))
+    assert alternation_words(config["wordPattern"]) == set(builtins.ROOTS)

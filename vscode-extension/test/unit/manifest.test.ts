@@ -82,6 +82,12 @@ test('the word pattern keeps durations and names whole', () => {
   const word = new RegExp(readJson<LanguageConfiguration>('language-configuration.json').wordPattern, 'g');
   assert.deepEqual('window 1.5m'.match(word), ['window', '1.5m']);
   assert.deepEqual('status_code >= 500'.match(word), ['status_code', '500']);
+  // A dotted attribute name is one word (double-click, Ctrl+D select all of it); a member chain from a root is
+  // not (trace.spans.where: each part is what one edits), nor a method called on an attribute.
+  assert.deepEqual('where(http.response.status_code >= 500)'.match(word), ['where', 'http.response.status_code', '500']);
+  assert.deepEqual('trace.spans.where(db.name == "x")'.match(word), ['trace', 'spans', 'where', 'db.name', 'x']);
+  assert.deepEqual('window.spans.count()'.match(word), ['window', 'spans', 'count']);
+  assert.deepEqual('user.id.starts_with("u")'.match(word), ['user.id', 'starts_with', 'u']);
 });
 
 test('every example rule file has a grammar test that holds exactly its text', () => {
