@@ -55,12 +55,12 @@ step "grammar tests (vscode-tmgrammar-test)"
 step "smoke tests: the real fluo lsp over stdio, and the bundle's real client"
 node --test --test-reporter=spec --test-timeout=120000 out/test/smoke/
 
-step "vsce package --no-dependencies"
+step "npm run package (vsce package --no-dependencies --allow-missing-repository)"
 version=$(node -p "require('./package.json').version")
 vsix="fluo-$version.vsix"
 rm -f "$vsix"
 # As README.md says to run it, with no terminal to answer a prompt: it must not ask anything.
-"$bin/vsce" package --no-dependencies --out "$vsix" </dev/null
+npm run --silent package -- --out "$vsix" </dev/null
 node -e '
   const zip = require("fs").readFileSync(process.argv[1]).toString("latin1");
   const need = ["extension/package.json", "extension/dist/extension.js", "extension/syntaxes/fluo.tmLanguage.json",

@@ -120,11 +120,16 @@ test('another tool\'s *_test.yaml neither activates the extension nor shows its 
   assert.ok(whens.some((w) => w.includes('resourcePath in fluo.ruleTestFiles')));
 });
 
-test('the manifest has what vsce asks for: repository, bugs, homepage and a 128x128 PNG icon', () => {
-  const full = readJson<{ icon: string; repository: { url: string }; bugs: { url: string }; homepage: string }>('package.json');
-  assert.match(full.repository.url, /^https:\/\//);
-  assert.match(full.bugs.url, /^https:\/\//);
-  assert.match(full.homepage, /^https:\/\//);
+test('the manifest names no project address it cannot vouch for, and has a 128x128 PNG icon', () => {
+  // FLUO has no public home yet: a made-up repository URL would send users to someone else's project.
+  // `npm run package` passes --allow-missing-repository instead; add the fields once the address is real.
+  const full = readJson<{ icon: string; repository?: unknown; bugs?: unknown; homepage?: unknown; scripts: Record<string, string> }>(
+    'package.json',
+  );
+  assert.equal(full.repository, undefined);
+  assert.equal(full.bugs, undefined);
+  assert.equal(full.homepage, undefined);
+  assert.match(full.scripts.package, /--allow-missing-repository/);
   const png = fs.readFileSync(path.join(EXTENSION, full.icon));
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [128, 128]);
