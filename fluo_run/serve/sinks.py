@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -33,10 +33,73 @@ class SinkError(Exception):
     """A batch a sink could not deliver; the message says why, in one line."""
 
 
+class TransientSinkError(SinkError):
+    """A sink that cannot open or write for now (a locked database): the worker keeps the batch and retries."""
+
+
+class SignalQueue:
+    """A bounded FIFO of signals, taken in batches; `capacity` counts signals."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self._items: deque[dict[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put(self, signals: Sequence[dict[str, Any]], deadline: float | None = None) -> int:
+        """Queue `signals` in order while there is room, waiting for room until `deadline` (monotonic).
+
+        Returns how many went in."""
+        done, total = 0, len(signals)
+        with self._cond:
+            while not self._closed:
+                room = self.capacity - len(self._items)
+                if room > 0:
+                    part = signals[done : done + room]
+                    self._items.extend(part)
+                    done += len(part)
+                    self._cond.notify_all()
+                if done >= total:
+                    break
+                left = 0.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+        return done
+
+    def take(self, most: int, timeout: float) -> Batch:
+        """Up to `most` signals, waiting up to `timeout` seconds for the first; [] if none came."""
+        with self._cond:
+            if not self._items and not self._closed:
+                self._cond.wait(timeout)
+            n = min(most, len(self._items))
+            batch = [self._items.popleft() for _ in range(n)]
+            if batch:
+                self._cond.notify_all()
+            return batch
+
+    def close(self) -> None:
+        """Refuse further signals; what is queued stays to be taken."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
 class Sink:
     """Delivers batches of signals (LANGUAGE.md §7 JSON objects); raises SinkError when it cannot."""
 
     name = "sink"
+    retrying = False  # set by a sink while it retries a delivery itself (the webhook)
 
     @property
     def label(self) -> str:
@@ -134,6 +197,12 @@ class WebhookSink(Sink):
             self._post(batch[i : i + self.PER_REQUEST], stopping)
 
     def _post(self, signals: Batch, stopping: threading.Event) -> None:
+        try:
+            self._attempts(signals, stopping)
+        finally:
+            self.retrying = False
+
+    def _attempts(self, signals: Batch, stopping: threading.Event) -> None:
         body = json.dumps({"signals": signals}, ensure_ascii=False).encode()
         backoff = self.FIRST_BACKOFF
         problem = ""
@@ -153,6 +222,7 @@ class WebhookSink(Sink):
             except (urllib.error.URLError, OSError) as exc:
                 problem = str(getattr(exc, "reason", exc))
             if attempt + 1 < self.ATTEMPTS and not stopping.is_set():
+                self.retrying = True
                 log.warning("webhook %s: %s; retrying in %.2fs", self.url, problem, backoff)
                 if stopping.wait(backoff):
                     continue  # shutting down: one more immediate attempt, then give up
@@ -275,117 +345,251 @@ class CallbackSink(Sink):
 
 
 class SinkWorker:
-    """One sink on its own thread, fed through a bounded queue."""
+    """One sink on its own thread, fed through a bounded queue.
+
+    A sink that cannot open or write for now (`TransientSinkError`) is retried
+    with backoff, keeping its batch, while signals queue behind it; only at
+    shutdown, past the deadline `close` is given, is what remains dropped.
+    Every drop is counted (`fluo_sink_signals_dropped{sink,reason}`) and logged.
+    """
 
     LOG_EVERY = 10.0
+    OPEN_WAIT = 15.0  # how long `start` waits for the first attempt to open
+    FIRST_RETRY = 0.5
+    MAX_RETRY = 10.0
+    GIVE_UP_GRACE = 0.5  # past the deadline, how long the thread gets to notice and stop
 
     def __init__(self, sink: Sink, metrics: Metrics, capacity: int) -> None:
         self.sink = sink
         self.metrics = metrics
-        self.queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=capacity)
+        self.queue = SignalQueue(capacity)
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"fluo-sink-{sink.name}", daemon=True)
-        self.opened = threading.Event()
-        self.open_error: str | None = None
+        self.opened = threading.Event()  # set once the first attempt to open is over, whatever its outcome
+        self.open_error: str | None = None  # the sink cannot open, and retrying will not help
+        self.is_open = False
+        self.retrying = False
+        self.last_failed = False
+        self.dropped = 0
+        self.dropped_by: dict[str, int] = {}
+        self._give_up = threading.Event()
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._abandoned = False
         self._last_drop_log = 0.0
-        self._dropped_since_log = 0
+        self._unlogged = 0
+        self._retry_logged = 0.0
         metrics.sink_queue.labels(sink.name).set_function(self.queue.qsize)
 
     def start(self) -> None:
         self.thread.start()
-        self.opened.wait(10)
+        self.opened.wait(self.OPEN_WAIT)
 
-    def put(self, signals: Sequence[dict[str, Any]]) -> None:
-        for s in signals:
-            try:
-                self.queue.put_nowait(s)
-            except queue.Full:
-                self._dropped(1, "queue_full", "its queue is full")
+    def put(self, signals: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
+        """Queue `signals`, waiting for room until `deadline` (monotonic) if given; what does not fit is dropped."""
+        taken = self.queue.put(signals, deadline)
+        if taken < len(signals):
+            if self.queue.closed:
+                self._dropped(len(signals) - taken, "shutdown", "it is shutting down")
+            else:
+                self._dropped(len(signals) - taken, "queue_full", "its queue is full")
+
+    def backlog(self) -> float:
+        return min(1.0, self.queue.qsize() / self.queue.capacity)
+
+    def health(self) -> str:
+        if self.open_error is not None:
+            return "failed"
+        if self.retrying or self.sink.retrying or not self.is_open:
+            return "retrying"
+        return "failed" if self.last_failed else "ok"
 
     def _dropped(self, n: int, reason: str, why: str) -> None:
+        if n <= 0:
+            return
         self.metrics.sink_dropped.labels(self.sink.name, reason).inc(n)
-        self._dropped_since_log += n
+        with self._lock:
+            self.dropped += n
+            self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
+            if reason == "queue_full":
+                self._unlogged += n
+                now = time.monotonic()
+                if now - self._last_drop_log < self.LOG_EVERY:
+                    return
+                self._last_drop_log = now
+                n, self._unlogged = self._unlogged, 0
+        log.error("sink %s dropped %d signal(s): %s", self.sink.name, n, why)
+
+    def _settle(self, batch: Batch, reason: str = "", why: str = "") -> None:
+        """The batch in hand is delivered (no reason) or dropped; unless `close` already counted it."""
+        with self._lock:
+            abandoned, self._in_flight = self._abandoned, 0
+        if abandoned:
+            return
+        if reason:
+            self._dropped(len(batch), reason, why)
+        else:
+            self.metrics.sink_written.labels(self.sink.name).inc(len(batch))
+
+    def _note_retry(self, what: str, problem: str, backoff: float) -> None:
+        self.retrying = True
         now = time.monotonic()
-        if now - self._last_drop_log >= self.LOG_EVERY or reason != "queue_full":
-            log.error("sink %s dropped %d signal(s): %s", self.sink.name, self._dropped_since_log, why)
-            self._dropped_since_log = 0
-            self._last_drop_log = now
+        if now - self._retry_logged >= self.LOG_EVERY:
+            self._retry_logged = now
+            log.warning(
+                "sink %s: %s: %s; retrying in %.1fs (signals queue meanwhile)", self.sink.name, what, problem, backoff
+            )
 
-    def _run(self) -> None:
-        try:
-            self.sink.open()
-        except Exception as exc:
-            self.open_error = f"cannot open sink {self.sink.name}: {exc}"
-        finally:
-            self.opened.set()
-        done = False
-        while not done:
-            item = self.queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < MAX_BATCH:
-                try:
-                    more = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    done = True
-                    break
-                batch.append(more)
-            if self.open_error is not None:
-                self._dropped(len(batch), "failed", self.open_error)
-                continue
-            try:
-                self.sink.write(batch, self.stopping)
-                self.metrics.sink_written.labels(self.sink.name).inc(len(batch))
-            except SinkError as exc:
-                self._dropped(len(batch), "failed", str(exc))
-            except Exception as exc:  # a bug in a sink must not stop the others
-                self._dropped(len(batch), "failed", f"{type(exc).__name__}: {exc}")
-        try:
-            self.sink.close()
-        except Exception as exc:
-            log.warning("sink %s did not close cleanly: %s", self.sink.name, exc)
-
-    def close(self, timeout: float) -> None:
-        """Deliver what is queued (retries cut short), then stop; give up after `timeout` seconds."""
-        self.stopping.set()
-        deadline = time.monotonic() + timeout
+    def _try_open(self) -> bool:
+        backoff = self.FIRST_RETRY
         while True:
             try:
-                self.queue.put(None, timeout=0.1)
+                self.sink.open()
+            except TransientSinkError as exc:
+                self.opened.set()  # `start` goes on: the sink is retrying, not broken
+                self._note_retry("cannot open", str(exc), backoff)
+                if self._give_up.wait(backoff) or (self.stopping.is_set() and self.queue.empty()):
+                    return False
+                backoff = min(backoff * 2, self.MAX_RETRY)
+                continue
+            except Exception as exc:
+                self.open_error = f"cannot open sink {self.sink.name}: {exc}"
+                self.opened.set()
+                return False
+            if self.retrying:
+                log.warning("sink %s: open now", self.sink.label)
+            self.retrying = False
+            self.is_open = True
+            self.opened.set()
+            return True
+
+    def _deliver(self, batch: Batch) -> None:
+        backoff = self.FIRST_RETRY
+        while True:
+            try:
+                self.sink.write(batch, self.stopping)
+            except TransientSinkError as exc:
+                self._note_retry("cannot write", str(exc), backoff)
+                if self._give_up.wait(backoff):
+                    self._settle(batch, "shutdown", f"still failing at the shutdown deadline: {exc}")
+                    return
+                backoff = min(backoff * 2, self.MAX_RETRY)
+                continue
+            except SinkError as exc:
+                self.last_failed = True
+                self._settle(batch, "failed", str(exc))
+            except Exception as exc:  # a bug in a sink must not stop the others
+                self.last_failed = True
+                self._settle(batch, "failed", f"{type(exc).__name__}: {exc}")
+            else:
+                if self.retrying:
+                    log.warning("sink %s: delivering again", self.sink.name)
+                self.retrying = self.last_failed = False
+                self._settle(batch)
+            return
+
+    def _run(self) -> None:
+        self._try_open()
+        while True:
+            if self._give_up.is_set():
                 break
-            except queue.Full:
-                if time.monotonic() > deadline:
+            batch = self.queue.take(MAX_BATCH, 0.5)
+            if not batch:
+                if self.queue.closed:
                     break
-        self.thread.join(max(0.0, deadline - time.monotonic()))
-        if self.thread.is_alive():
-            log.error(
-                "sink %s did not finish within %.0fs; %d signal(s) undelivered",
-                self.sink.name,
-                timeout,
-                self.queue.qsize(),
-            )
+                continue
+            with self._lock:
+                if self._abandoned:
+                    break
+                self._in_flight = len(batch)
+            if self.open_error is not None:
+                self._settle(batch, "failed", self.open_error)
+            elif not self.is_open and not self._try_open():
+                reason = "failed" if self.open_error else "shutdown"
+                self._settle(batch, reason, self.open_error or "the sink never opened before the shutdown deadline")
+            else:
+                self._deliver(batch)
+        if self.is_open:
+            try:
+                self.sink.close()
+            except Exception as exc:
+                log.warning("sink %s did not close cleanly: %s", self.sink.name, exc)
+
+    def begin_close(self) -> None:
+        """Take no more signals; deliver what is queued (retries of a failing sink cut short)."""
+        self.stopping.set()
+        self.queue.close()
+
+    def finish_close(self, deadline: float, timeout: float) -> int:
+        """Wait for the thread until `deadline`, then give up; how many signals were not delivered, in all."""
+        if self.thread.ident is not None:
+            self.thread.join(max(0.0, deadline - time.monotonic()))
+            if self.thread.is_alive():
+                self._give_up.set()
+                self.thread.join(self.GIVE_UP_GRACE)
+        with self._lock:
+            self._abandoned = True
+            left = self._in_flight + len(self.queue.take(self.queue.qsize() or 1, 0))
+            self._in_flight = 0
+        self._dropped(left, "shutdown", f"not delivered within {timeout:g}s of shutdown")
+        with self._lock:
+            unlogged, self._unlogged = self._unlogged, 0
+            total, by = self.dropped, dict(self.dropped_by)
+        if unlogged:
+            log.error("sink %s dropped %d signal(s): its queue is full", self.sink.name, unlogged)
+        if total:
+            reasons = ", ".join(f"{r} {n}" for r, n in sorted(by.items()))
+            log.error("sink %s: %d signal(s) not delivered in all (%s)", self.sink.name, total, reasons)
+        return total
+
+    def close(self, timeout: float) -> int:
+        """Deliver what is queued, then stop; give up after `timeout` seconds. How many signals were not delivered."""
+        self.begin_close()
+        return self.finish_close(time.monotonic() + timeout, timeout)
 
 
 class SinkSet:
-    """Every configured sink; `publish` never blocks."""
+    """Every configured sink, each on its own thread behind a bounded queue."""
 
     def __init__(self, sinks: Sequence[Sink], metrics: Metrics, capacity: int) -> None:
         self.workers = [SinkWorker(s, metrics, capacity) for s in sinks]
 
     def start(self) -> list[str]:
-        """Start every sink; the problems of those that could not open (each one line)."""
+        """Start every sink; the problems of those that cannot open and never will (each one line).
+
+        A sink that cannot open for now (a locked database) is not a problem: it retries
+        in the background, `health` says "retrying", and signals queue for it meanwhile.
+        """
         for w in self.workers:
-            w.start()
+            w.thread.start()
+        deadline = time.monotonic() + SinkWorker.OPEN_WAIT
+        for w in self.workers:
+            w.opened.wait(max(0.0, deadline - time.monotonic()))
         return [w.open_error for w in self.workers if w.open_error is not None]
 
-    def publish(self, signals: Sequence[dict[str, Any]]) -> None:
-        if signals:
-            for w in self.workers:
-                w.put(signals)
-
-    def close(self, timeout: float = 15.0) -> None:
+    def publish(self, signals: Sequence[dict[str, Any]], *, wait: float = 0.0) -> None:
+        """Queue `signals` for every sink. With `wait` 0 it never blocks: what does not fit is dropped (counted);
+        otherwise it waits up to `wait` seconds in all for room (at shutdown, to hand over everything)."""
+        if not signals:
+            return
+        deadline = time.monotonic() + wait if wait > 0 else None
         for w in self.workers:
-            w.close(timeout)
+            w.put(signals, deadline)
+
+    def backlog(self) -> float:
+        """The fullest sink queue, as a fraction (0 to 1) of its capacity."""
+        return max((w.backlog() for w in self.workers), default=0.0)
+
+    def health(self) -> dict[str, str]:
+        """Per sink: "ok", "retrying" (cannot open or write for now, being retried) or "failed"."""
+        return {w.sink.name: w.health() for w in self.workers}
+
+    def close(self, timeout: float = 15.0) -> int:
+        """Deliver what is queued and stop every sink, within `timeout` seconds in all.
+
+        Returns how many signals were not delivered: dropped at any time during the run,
+        plus those still queued at the deadline."""
+        for w in self.workers:
+            w.begin_close()
+        deadline = time.monotonic() + timeout
+        return sum(w.finish_close(deadline, timeout) for w in self.workers)
