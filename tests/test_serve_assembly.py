@@ -163,7 +163,7 @@ def test_a_trace_open_long_after_its_request_gets_bytes_of_its_own() -> None:
 
 
 def test_traces_kept_for_windows_let_go_of_their_requests() -> None:
-    """A windowed rule holds traces for the window's length: their spans get bytes of their own first."""
+    """A windowed rule holds traces for the window's length: copies of their spans with only what it can read."""
     from fluo_lang.api import analyze, compile_program
     from fluo_run.serve.assembly import Completed
     from fluo_run.serve.evaluator import Evaluator
@@ -176,7 +176,25 @@ def test_traces_kept_for_windows_let_go_of_their_requests() -> None:
     decoded, _ = shared_spans(spans(1, 3))
     evaluator._evaluate_traces([Completed(decoded[0].trace_id, decoded, "idle")])
     assert evaluator.window_spans == 3
-    assert not any(shares_request(s) for s in decoded)
+    ((held,),) = [traces for traces, _ in evaluator.windows[MINUTE].open.values()]
+    assert not any(shares_request(s) for s in held.spans)
+    assert [s.span_id for s in held.spans] == [s.span_id for s in decoded]
+    assert all(s._attrs is None and s._attrs_source is None for s in held.spans)  # the rules read no attribute
+
+
+def test_a_rule_reading_every_attribute_keeps_them_in_windows() -> None:
+    from fluo_lang.api import analyze, compile_program
+    from fluo_run.serve.assembly import Completed
+    from fluo_run.serve.evaluator import Evaluator
+    from fluo_run.serve.metrics import Metrics
+
+    rules = 'rule w { window 1m expect window.spans.where(attributes["k"] == 1).count() < 1000 }'
+    program = compile_program(analyze([("w.fluo", rules)]))
+    evaluator = Evaluator(program, Metrics(), None, trace_idle=1.0, grace=1.0)
+    decoded, _ = shared_spans(spans(1, 3))
+    evaluator._evaluate_traces([Completed(decoded[0].trace_id, decoded, "idle")])
+    ((held,),) = [traces for traces, _ in evaluator.windows[MINUTE].open.values()]
+    assert held.spans == decoded and not any(shares_request(s) for s in decoded)  # detached, whole
 
 
 def test_a_window_closes_past_its_end_plus_grace_once_quiet() -> None:

@@ -93,7 +93,7 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--trace-idle", "5 parsecs"], cwd=tmp_path)
     assert proc.wait() == 2
     assert proc.log == [
-        "fluo: --trace-idle: '5 parsecs' is not a duration; give a number and a unit (ns, us, µs, ms, s, m, h, d), e.g. 5s"
+        "fluo: --trace-idle: '5 parsecs' is not a duration; give a number and a unit (ns, us, µs, ms, s, m, h, d), e.g. 5s"  # noqa: E501
     ]
 
 

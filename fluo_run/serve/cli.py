@@ -112,6 +112,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         max_spans_per_trace=int(options["max_spans_per_trace"]),
         max_buffered_spans=int(options["max_buffered_spans"]),
         max_pending_spans=int(options["max_pending_spans"]),
+        max_window_spans=int(options["max_window_spans"]),
         late_span_memory=_duration(options["late_span_memory"], "--late-span-memory"),
         window_grace=_duration(options["window_grace"], "--window-grace") if options["window_grace"] else None,
         reload_interval=_duration(options["reload_interval"], "--reload-interval", allow_off=True),
@@ -125,6 +126,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         auth_token=options["auth_token"] or None,
         tls_cert=Path(options["tls_cert"]) if options["tls_cert"] else None,
         tls_key=Path(options["tls_key"]) if options["tls_key"] else None,
+        shutdown_timeout=_duration(options["shutdown_timeout"], "--shutdown-timeout"),
     )
     config.check()
     return config
@@ -242,6 +244,15 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     help="Evaluation backlog past which exports are refused with a retryable 429/RESOURCE_EXHAUSTED.",
 )
 @_opt(
+    "--max-window-spans",
+    "FLUO_MAX_WINDOW_SPANS",
+    default=2_000_000,
+    type=int,
+    show_default=True,
+    help="Spans held in open windows for windowed rules; past it traces are counted, not held, and the window's "
+    "signals are partial.",
+)
+@_opt(
     "--late-span-memory",
     "FLUO_LATE_SPAN_MEMORY",
     metavar="DURATION",
@@ -328,6 +339,14 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     "--tls-key", "FLUO_TLS_KEY", default=None, type=click.Path(dir_okay=False), help="PEM private key for --tls-cert."
 )
 @_opt(
+    "--shutdown-timeout",
+    "FLUO_SHUTDOWN_TIMEOUT",
+    metavar="DURATION",
+    default="20s",
+    show_default=True,
+    help="On SIGTERM/SIGINT, stop within this long; what is not evaluated or delivered by then is lost (exit 3).",
+)
+@_opt(
     "--log-level",
     "FLUO_LOG_LEVEL",
     default="info",
@@ -340,10 +359,12 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     Receives OTLP over gRPC and HTTP, assembles each trace, runs every rule on
     it, and sends signals to SQLite (`fluo signals` lists them) and any other
     sink given. SIGHUP (or a changed rule file) reloads the rules; SIGTERM or
-    Ctrl-C stops after evaluating what is buffered. Exit status 0 on a clean
-    shutdown, 1 when the rules have errors or a port cannot be bound, 2 for a
-    usage error (a bad setting; a rule path missing, unreadable or without
-    .fluo files).
+    Ctrl-C stops after evaluating what is buffered (within --shutdown-timeout;
+    a second signal stops at once). Exit status 0 on a clean shutdown, 1 when
+    the rules have errors or a port cannot be bound, 2 for a usage error (a bad
+    setting; a rule path missing, unreadable or without .fluo files), 3 when it
+    stopped but lost something (a signal not delivered, a trace or window not
+    evaluated, a stop cut short).
 
     \b
     Examples:

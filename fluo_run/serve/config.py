@@ -105,6 +105,7 @@ class ServeConfig:
     max_spans_per_trace: int = 10_000
     max_buffered_spans: int = 1_000_000
     max_pending_spans: int = 200_000
+    max_window_spans: int = 2_000_000
     late_span_memory: float = 300.0
     window_grace: float | None = None
     reload_interval: float = 2.0
@@ -119,6 +120,7 @@ class ServeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
+    shutdown_timeout: float = 20.0
 
     @property
     def grace(self) -> float:
@@ -130,7 +132,10 @@ class ServeConfig:
             raise ConfigError("--trace-idle: must be more than 0")
         if self.max_trace_age < self.trace_idle:
             raise ConfigError("--max-trace-age: must be at least --trace-idle")
-        for name in ("max_spans_per_trace", "max_buffered_spans", "max_pending_spans", "sink_queue"):
+        if self.shutdown_timeout <= 0:
+            raise ConfigError("--shutdown-timeout: must be more than 0")
+        limits = ("max_spans_per_trace", "max_buffered_spans", "max_pending_spans", "max_window_spans", "sink_queue")
+        for name in limits:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")
         if (self.tls_cert is None) != (self.tls_key is None):

@@ -17,13 +17,15 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from fluo_lang.evaluate import CompiledRule, Program, Signal
+from fluo_lang.builtins import Member
+from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program, Signal
 from fluo_lang.otlp import detach_spans
-from fluo_lang.trace import MAX_EMPTY_WINDOWS, Trace, Window
-from fluo_lang.values import format_duration
+from fluo_lang.trace import MAX_EMPTY_WINDOWS, Span, Trace, Window
+from fluo_lang.values import format_duration, format_timestamp
 
 from .assembly import Completed
 from .metrics import Metrics
@@ -31,6 +33,15 @@ from .metrics import Metrics
 log = logging.getLogger("fluo.serve")
 
 MAX_CLOSED_REMEMBERED = 10_000
+
+
+@dataclass
+class WindowNote:
+    """What serve missed of a window: traces left out at the window span limit, or an early close."""
+
+    traces_left_out: int = 0
+    spans_left_out: int = 0
+    closed_early_ns: int | None = None
 
 
 class WindowSet:
@@ -45,9 +56,14 @@ class WindowSet:
 
     def __init__(self, length_ns: int, start_ns: int | None = None) -> None:
         self.length = length_ns
+        self.start_ns = start_ns
         self.open: dict[int, tuple[list[Trace], list[float]]] = {}
         self.closed: dict[int, None] = {}
         self.spans = 0
+        self.left_out: dict[int, list[int]] = {}
+        """Per open window, [traces, spans] left out of it at the window span limit."""
+        self.notes: dict[int, WindowNote] = {}
+        """Per closed window start (until the evaluator takes it): what it missed."""
         self.first_empty = None if start_ns is None else -(-start_ns // length_ns)
         """The first window that may close empty: the first starting at or after `start_ns`."""
         self.next_empty = self.first_empty
@@ -70,6 +86,29 @@ class WindowSet:
         entry[1][0] = now
         self.spans += len(trace.spans)
         return True
+
+    def leave_out(self, trace: Trace, now: float) -> bool:
+        """Count a trace in its window without holding it (the window span limit); False when that window closed."""
+        if not trace.spans:
+            return True
+        k = trace.end // self.length
+        if k in self.closed:
+            return False
+        entry = self.open.get(k)
+        if entry is None:
+            first, upto = self.first_empty, self.next_empty
+            if first is not None and upto is not None and first <= k < upto:
+                return False
+            entry = self.open[k] = ([], [now, now])
+        entry[1][0] = now
+        counts = self.left_out.setdefault(k, [0, 0])
+        counts[0] += 1
+        counts[1] += len(trace.spans)
+        return True
+
+    def note(self, window: Window) -> WindowNote | None:
+        """What a closed window missed (traces left out, closed early); None when nothing."""
+        return self.notes.pop(window.start, None)
 
     def due(self, now: float, wall_ns: int, grace: float, quiet: float, max_open: float = float("inf")) -> list[Window]:
         """Windows to close: past their end plus `grace` and quiet for `quiet` seconds, or open for `max_open`.
@@ -100,13 +139,28 @@ class WindowSet:
             out.sort(key=lambda w: w.start)
         return out
 
-    def close_all(self) -> list[Window]:
-        return [self._close(k) for k in sorted(self.open)]
+    def close_all(self, wall_ns: int | None = None, grace: float = 0.0) -> list[Window]:
+        """Close every open window now (shutdown, or a reload that drops the length).
+
+        With `wall_ns`, a window closed before its end plus `grace` is noted as closed
+        early at that time: traces that would have joined it were still to come.
+        """
+        out = []
+        for k in sorted(self.open):
+            window = self._close(k)
+            if wall_ns is not None and wall_ns < window.end + grace * 1e9:
+                note = self.notes.setdefault(window.start, WindowNote())
+                note.closed_early_ns = wall_ns
+            out.append(window)
+        return out
 
     def _close(self, k: int) -> Window:
         traces, _ = self.open.pop(k)
         self.spans -= sum(len(t.spans) for t in traces)
         self._remember_closed(k)
+        left = self.left_out.pop(k, None)
+        if left is not None:
+            self.notes[k * self.length] = WindowNote(left[0], left[1])
         return Window(k * self.length, (k + 1) * self.length, traces)
 
     def _remember_closed(self, k: int) -> None:
@@ -115,8 +169,66 @@ class WindowSet:
             del self.closed[next(iter(self.closed))]
 
 
+def window_attribute_keys(rules: Sequence[CompiledRule]) -> frozenset[str] | None:
+    """The span attribute keys `rules` can read (with the first segment of a dotted key); None: any of them.
+
+    A rule reading the `attributes` map as a whole can read any key: then None.
+    """
+    keys: set[str] = set()
+    for r in rules:
+        for _, clause in r.ir.clauses():
+            for n in clause.walk():
+                if n.op == "attr":
+                    key = str(n.value)
+                    keys.add(key)
+                    keys.add(key.partition(".")[0])
+                elif n.op == "get" and isinstance(n.value, Member) and n.value.name == "attributes":
+                    return None
+    return frozenset(keys)
+
+
+def slim_trace(trace: Trace, keys: frozenset[str]) -> Trace:
+    """`trace` with each span keeping only the attributes in `keys`: what a window holds.
+
+    Intrinsics (ids, name, service, times, status, kind) and the shared resource are
+    kept; the span's own attribute bytes, read by no windowed rule, are let go.
+    """
+    out: list[Span] = []
+    for s in trace.spans:
+        attrs: dict[str, Any] | None = None
+        for k in keys:
+            v = s.attr(k)
+            if v is not None:
+                if attrs is None:
+                    attrs = {}
+                attrs[k] = v
+        out.append(
+            Span(
+                trace_id=s.trace_id,
+                span_id=s.span_id,
+                parent_id=s.parent_id,
+                name=s.name,
+                service=s.service,
+                start=s.start,
+                end=s.end,
+                status=s.status,
+                status_message=s.status_message,
+                kind=s.kind,
+                attributes=attrs,
+                resource=s.resource,
+            )
+        )
+    return Trace(trace.trace_id, out)
+
+
 class Evaluator:
-    """Owns the queue of completed traces, the program and the windows; publishes signals."""
+    """Owns the queue of completed traces, the program and the windows; publishes signals.
+
+    Open windows hold at most `max_window_spans` spans (summed over window lengths):
+    a trace that would pass it is counted in its window but not held, and when that
+    window closes its signals are marked partial and a `fluo.evaluation_truncated`
+    signal says how much was left out.
+    """
 
     def __init__(
         self,
@@ -127,19 +239,31 @@ class Evaluator:
         trace_idle: float,
         grace: float,
         max_trace_age: float = 60.0,
+        max_window_spans: int = 2_000_000,
     ) -> None:
         self.metrics = metrics
         self.publish = publish
         self.trace_idle = trace_idle
         self.grace = grace
         self.max_trace_age = max_trace_age
+        self.max_window_spans = max_window_spans
         self.queue: deque[Completed] = deque()
         self.cond = threading.Condition()
         self.pending_spans = 0
         self.busy = False
         self.stopping = False
+        self.aborted = False
+        self.batch_left = 0
+        """Traces taken from the queue and not yet evaluated."""
+        self.lost_traces = 0
+        self.lost_windows = 0
+        self.lost_signals = 0
+        """After `abort`: what was not evaluated, and signals not handed to the sinks."""
+        self.stopped_at_ns: int | None = None
         self.program = program
         self.windows: dict[int, WindowSet] = {}
+        self._window_keys: frozenset[str] | None = None
+        self._full_logged: set[tuple[int, int]] = set()
         self._next_program: Program | None = None
         self._reported_errors = 0
         self._adopt(program)
@@ -172,10 +296,32 @@ class Evaluator:
 
     def stop(self, timeout: float | None = None) -> None:
         """Evaluate everything queued, close every window, then stop."""
+        self.request_stop()
+        self.thread.join(timeout)
+
+    def request_stop(self) -> None:
+        """Ask the thread to evaluate everything queued, close every window and end (see `done`)."""
         with self.cond:
             self.stopping = True
             self.cond.notify()
-        self.thread.join(timeout)
+
+    def abort(self) -> None:
+        """Stop now: what is queued is not evaluated, open windows are not closed, no more signals go out.
+
+        `lost_traces` and `lost_windows` then say what was left: set by the thread as it
+        ends, or here from what it had not reached if it is still busy with one chunk.
+        """
+        with self.cond:
+            if self.aborted:
+                return
+            self.aborted = True
+            self.stopping = True
+            self.lost_traces = len(self.queue) + self.batch_left
+            self.lost_windows = sum(len(ws.open) for ws in list(self.windows.values()))
+            self.cond.notify()
+
+    def done(self) -> bool:
+        return not self.thread.is_alive()
 
     @property
     def window_spans(self) -> int:
@@ -188,9 +334,11 @@ class Evaluator:
         lengths = {r.ir.window_ns for r in program.window_rules if r.ir.window_ns is not None}
         for length in list(self.windows):
             if length not in lengths:
-                self._evaluate_windows(self.windows.pop(length).close_all())
+                ws = self.windows.pop(length)
+                self._evaluate_windows(ws, ws.close_all(time.time_ns(), self.grace))
         for length in lengths:
             self.windows.setdefault(length, WindowSet(length, time.time_ns()))
+        self._window_keys = window_attribute_keys(program.window_rules)
         self.metrics.rules_loaded.labels("trace").set(len(program.trace_rules))
         self.metrics.rules_loaded.labels("window").set(len(program.window_rules))
         self._reported_errors = len(program.errors)
@@ -200,8 +348,12 @@ class Evaluator:
             with self.cond:
                 if not self.queue and not self.stopping and self._next_program is None:
                     self.cond.wait(self.tick)
+                if self.aborted:
+                    self.queue.clear()
+                    return
                 batch = list(self.queue)
                 self.queue.clear()
+                self.batch_left = len(batch)
                 stopping = self.stopping
                 program, self._next_program = self._next_program, None
                 self.busy = bool(batch)
@@ -216,19 +368,23 @@ class Evaluator:
                     self.metrics.rule_errors.labels("*").inc(len(chunk))
                 with self.cond:
                     self.pending_spans -= sum(len(c.spans) for c in chunk)
+                    self.batch_left -= len(chunk)
+                    if self.aborted:
+                        return
             with self.cond:
                 self.busy = False
             now = time.monotonic()
             wall = time.time_ns()
             for ws in list(self.windows.values()):
                 max_open = ws.length / 1e9 + self.grace + self.max_trace_age
-                self._evaluate_windows(ws.due(now, wall, self.grace, self.trace_idle, max_open))
+                self._evaluate_windows(ws, ws.due(now, wall, self.grace, self.trace_idle, max_open))
             if stopping:
                 with self.cond:
                     if self.queue:
                         continue
+                wall = self.stopped_at_ns = time.time_ns()
                 for ws in list(self.windows.values()):
-                    self._evaluate_windows(ws.close_all())
+                    self._evaluate_windows(ws, ws.close_all(wall, self.grace))
                 return
 
     def _evaluate_traces(self, batch: Sequence[Completed]) -> None:
@@ -236,55 +392,139 @@ class Evaluator:
         metrics = self.metrics
         rules = len(program.trace_rules)
         windowed = list(self.windows.values())
+        keys = self._window_keys
         signals: list[Signal] = []
         now = time.monotonic()
         clock = time.perf_counter
         latencies: list[float] = []
         took = latencies.append
-        late = duplicates = 0
+        late = duplicates = left_traces = left_spans = 0
         for c in batch:
             trace = Trace(c.trace_id, c.spans)
             duplicates += trace.duplicates
             t0 = clock()
             signals.extend(program.evaluate_trace(trace))
             took(clock() - t0)
-            if windowed:  # held for a window's length: let go of the requests the spans came in
+            if not windowed:
+                continue
+            held = trace
+            if keys is not None:  # held for a window's length: only what the windowed rules can read
+                held = slim_trace(trace, keys)
+            else:  # held for a window's length: let go of the requests the spans came in
                 detach_spans(trace.spans)
+            n = len(held.spans)
             for ws in windowed:
-                if not ws.add(trace, now):
+                if self._held_spans(windowed) + n <= self.max_window_spans:
+                    placed = ws.add(held, now)
+                else:
+                    placed = ws.leave_out(held, now)
+                    if placed and n:
+                        left_traces += 1
+                        left_spans += n
+                        self._log_full(ws, held)
+                if not placed:
                     late += 1
         metrics.eval_latency.observe_all(latencies)
         metrics.traces_evaluated.inc(len(batch))
         metrics.rule_evaluations.inc(rules * len(batch))
         if late:
             metrics.window_late_traces.inc(late)
+        if left_traces:
+            metrics.window_traces_left_out.inc(left_traces)
+            metrics.window_spans_left_out.inc(left_spans)
         if duplicates:
             metrics.spans_duplicate.inc(duplicates)
         self._report_errors()
-        self._emit(signals)
+        if signals:
+            self._count((s.rule, s.severity) for s in signals)
+            self._emit(signals)
 
-    def _evaluate_windows(self, windows: Sequence[Window]) -> None:
+    @staticmethod
+    def _held_spans(windowed: Sequence[WindowSet]) -> int:
+        total = 0
+        for ws in windowed:
+            total += ws.spans
+        return total
+
+    def _log_full(self, ws: WindowSet, trace: Trace) -> None:
+        key = (ws.length, trace.end // ws.length)
+        if key in self._full_logged:
+            return
+        if len(self._full_logged) > MAX_CLOSED_REMEMBERED:
+            self._full_logged.clear()
+        self._full_logged.add(key)
+        log.warning(
+            "window %s +%s: open windows hold %d spans (--max-window-spans); later traces of it are counted, "
+            "not held, and its signals will be partial",
+            format_timestamp(key[1] * ws.length),
+            format_duration(ws.length),
+            self.max_window_spans,
+        )
+
+    def _evaluate_windows(self, ws: WindowSet, windows: Sequence[Window]) -> None:
         if not windows:
             return
         try:
-            self._evaluate_windows_unguarded(windows)
+            self._evaluate_windows_unguarded(ws, windows)
         except Exception:  # a FLUO bug: log it, keep evaluating
             log.exception("internal error evaluating %d window(s); they produced no signals", len(windows))
             self.metrics.rule_errors.labels("*").inc(len(windows))
 
-    def _evaluate_windows_unguarded(self, windows: Sequence[Window]) -> None:
-        by_length: dict[int, list[CompiledRule]] = {}
-        for r in self.program.window_rules:
-            if r.ir.window_ns is not None:
-                by_length.setdefault(r.ir.window_ns, []).append(r)
-        signals: list[Signal] = []
+    def _evaluate_windows_unguarded(self, ws: WindowSet, windows: Sequence[Window]) -> None:
+        rules = [r for r in self.program.window_rules if r.ir.window_ns == ws.length]
+        out: list[dict[str, Any]] = []
         for w in windows:
-            rules = by_length.get(w.end - w.start, [])
-            signals.extend(self.program.evaluate_window(w, rules))
+            signals = self.program.evaluate_window(w, rules)
             self.metrics.rule_evaluations.inc(len(rules))
+            note = ws.note(w)
+            if note is not None and note.traces_left_out:
+                signals.append(self._left_out_signal(w, note, rules))
+            found = [s.to_json() for s in signals]
+            self._mark_partial(ws, w, note, found)
+            out.extend(found)
         self.metrics.windows_closed.inc(len(windows))
         self._report_errors()
-        self._emit(signals)
+        if out:
+            self._count((s["rule"], s["severity"]) for s in out)
+            self._emit(out)
+
+    def _left_out_signal(self, w: Window, note: WindowNote, rules: Sequence[CompiledRule]) -> Signal:
+        observed = {
+            "traces_left_out": note.traces_left_out,
+            "spans_left_out": note.spans_left_out,
+            "max_window_spans": self.max_window_spans,
+            "rules": [r.id for r in rules],
+        }
+        message = (
+            f"{note.traces_left_out:,} traces ({note.spans_left_out:,} spans) of this "
+            f"{format_duration(w.end - w.start)} window were counted but not held: open windows reached "
+            f"--max-window-spans {self.max_window_spans:,}; its windowed rules saw only the rest"
+        )
+        start, end = format_timestamp(w.start), format_timestamp(w.end)
+        return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
+
+    def _mark_partial(self, ws: WindowSet, w: Window, note: WindowNote | None, found: list[dict[str, Any]]) -> None:
+        """Mark the signals of a window serve did not see whole: `partial`, why, and the time it observed."""
+        reasons: list[str] = []
+        observed_start, observed_end = w.start, w.end
+        if ws.start_ns is not None and w.start < ws.start_ns:
+            reasons.append("started_before_serve")
+            observed_start = min(ws.start_ns, w.end)
+        if note is not None and note.closed_early_ns is not None:
+            reasons.append("closed_early")
+            observed_end = max(min(note.closed_early_ns, w.end), observed_start)
+        if note is not None and note.traces_left_out:
+            reasons.append("window_span_limit")
+        if not reasons:
+            return
+        extra = {
+            "partial": True,
+            "partial_reasons": reasons,
+            "observed_start": format_timestamp(observed_start),
+            "observed_end": format_timestamp(observed_end),
+        }
+        for s in found:
+            s.update(extra)
 
     def _report_errors(self) -> None:
         errors = self.program.errors
@@ -296,14 +536,16 @@ class Evaluator:
             del errors[:]
         self._reported_errors = len(errors)
 
-    def _emit(self, signals: list[Signal]) -> None:
-        if not signals:
-            return
+    def _count(self, keys: Iterable[tuple[str, str]]) -> None:
         counts: dict[tuple[str, str], int] = {}
-        for s in signals:
-            key = (s.rule, s.severity)
+        for key in keys:
             counts[key] = counts.get(key, 0) + 1
         for (rule, severity), n in counts.items():
             self.metrics.signals.labels(rule, severity).inc(n)
+
+    def _emit(self, signals: Sequence[Signal] | Sequence[dict[str, Any]]) -> None:
+        if self.aborted:  # stopped now: nothing more goes out, and that is counted
+            self.lost_signals += len(signals)
+            return
         if self.publish is not None:  # None: no sink, so nobody reads the JSON
-            self.publish([s.to_json() for s in signals])
+            self.publish([s.to_json() if isinstance(s, Signal) else s for s in signals])

@@ -72,7 +72,8 @@ class Metrics:
         self.spans_received = Counter("fluo_spans_received", "Spans accepted for evaluation", ["transport"], registry=r)
         self.spans_rejected = Counter(
             "fluo_spans_rejected",
-            "Spans not accepted: malformed (bad ids), refused (over capacity, retryable) or unauthorized",
+            "Spans left out of an accepted request (a partial success): malformed (bad ids). Refused, unauthorized "
+            "and oversize requests are not decoded; fluo_export_requests_total counts them by outcome",
             ["reason"],
             registry=r,
         )
@@ -104,6 +105,15 @@ class Metrics:
         self.window_late_traces = Counter(
             "fluo_window_late_traces", "Traces completed after their window closed (left out of it)", registry=r
         )
+        self.window_traces_left_out = Counter(
+            "fluo_window_traces_left_out",
+            "Traces counted in a window but not held, as open windows were at --max-window-spans",
+            registry=r,
+        )
+        self.window_spans_left_out = Counter(
+            "fluo_window_spans_left_out", "Spans of the traces in fluo_window_traces_left_out_total", registry=r
+        )
+        self.window_capacity = Gauge("fluo_window_capacity_spans", "--max-window-spans", registry=r)
         self.signals = Counter("fluo_signals", "Signals emitted by rule and severity", ["rule", "severity"], registry=r)
         self.sink_written = Counter("fluo_sink_signals_written", "Signals delivered by each sink", ["sink"], registry=r)
         self.sink_dropped = Counter(

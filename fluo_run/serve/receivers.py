@@ -77,7 +77,7 @@ class Decoded:
 
 
 class Admission:
-    """Whether a request may add spans while evaluation is behind; the longer refused, the sooner admitted.
+    """Whether a request may add spans while evaluation or sinks are behind; the longer refused, the sooner admitted.
 
     A request is admitted while the spans awaiting evaluation are at most
     `max_pending`. Past that it is refused (retryable) and its body remembered
@@ -86,29 +86,64 @@ class Admission:
     `(n + 1) * max_pending` (at most `MAX_FACTOR` times). So under sustained
     overload older batches go before fresh ones instead of competing with them
     on every attempt until the exporter gives up, and the backlog stays bounded.
+
+    Every request is refused (retryable) while the fullest sink queue is at least
+    `max_sink_backlog` full (`SinkSet.backlog()`, 0 to 1): the signals of more
+    traces would be dropped there, while clients can hold the traces and resend.
     """
 
     REMEMBER_SECONDS = 30.0
     MAX_REMEMBERED = 10_000
     MAX_FACTOR = 8
     MAX_RETRY_AFTER = 16
+    MAX_SINK_BACKLOG = 0.8
 
-    def __init__(self, pending: Callable[[], int], max_pending: int) -> None:
+    def __init__(
+        self,
+        pending: Callable[[], int],
+        max_pending: int,
+        sink_backlog: Callable[[], float] = lambda: 0.0,
+        max_sink_backlog: float = MAX_SINK_BACKLOG,
+    ) -> None:
         self.pending = pending
         self.max_pending = max_pending
+        self.sink_backlog = sink_backlog
+        self.max_sink_backlog = max_sink_backlog
+        self.sinks_behind = False
         self.refused: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # digest -> (times refused, last)
 
-    def refusal(self, body: bytes, now: float) -> str | None:
-        """None to admit the body, else why it is refused."""
-        pending = self.pending()
-        if pending <= self.max_pending:
-            return None
+    def _times_refused(self, body: bytes, now: float) -> tuple[bytes, int]:
         refused = self.refused
         forget_before = now - self.REMEMBER_SECONDS
         while refused and (len(refused) > self.MAX_REMEMBERED or next(iter(refused.values()))[1] < forget_before):
             refused.popitem(last=False)
         key = hashlib.blake2b(body, digest_size=16).digest()
-        times = refused.pop(key, (0, now))[0]
+        return key, refused.pop(key, (0, now))[0]
+
+    def refusal(self, body: bytes, now: float) -> str | None:
+        """None to admit the body, else why it is refused."""
+        backlog = self.sink_backlog()
+        behind = backlog >= self.max_sink_backlog
+        if behind != self.sinks_behind:
+            self.sinks_behind = behind
+            if behind:
+                log.warning(
+                    "signal sinks are behind (a sink queue is %.0f%% full): refusing exports (429/RESOURCE_EXHAUSTED, "
+                    "retryable) until it is under %.0f%%",
+                    backlog * 100,
+                    self.max_sink_backlog * 100,
+                )
+            else:
+                log.info("signal sinks caught up: accepting exports again")
+        if behind:
+            key, times = self._times_refused(body, now)
+            self.refused[key] = (times + 1, now)
+            return f"over capacity: the signal sinks are behind (a sink queue is {backlog:.0%} full); retry later"
+        pending = self.pending()
+        if pending <= self.max_pending:
+            return None
+        refused = self.refused
+        key, times = self._times_refused(body, now)
         if pending <= min(times + 1, self.MAX_FACTOR) * self.max_pending:
             return None
         refused[key] = (times + 1, now)
@@ -148,6 +183,8 @@ class Intake:
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes
         self.stopping = False
+        self._too_large_since_log = 0
+        self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
 
     def authorized(self, header: str | None) -> bool:
         if self.auth_token is None:
@@ -174,6 +211,25 @@ class Intake:
         self.metrics.spans_received.labels(transport).inc(len(decoded.spans))
         if decoded.spans:
             self.accept(decoded.spans)
+
+    TOO_LARGE_LOG_EVERY = 10.0
+
+    def too_large(self, transport: str, peer: str | None, why: str) -> None:
+        """Count a body refused for its size (413 / RESOURCE_EXHAUSTED) and log it, at most every 10 seconds."""
+        self.metrics.requests.labels(transport, "too_large").inc()
+        self._too_large_since_log += 1
+        now = time.monotonic()
+        if now - self._too_large_logged >= self.TOO_LARGE_LOG_EVERY:
+            log.warning(
+                "refused %d export(s) over the %d-byte limit; the last from %s over %s: %s",
+                self._too_large_since_log,
+                self.max_body_bytes,
+                peer or "an unknown peer",
+                transport,
+                why,
+            )
+            self._too_large_since_log = 0
+            self._too_large_logged = now
 
     def refuse_unauthorized(self, transport: str) -> Refusal:
         self.metrics.requests.labels(transport, "unauthorized").inc()
@@ -346,6 +402,8 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
                     ) from None
                 decoded = decode_request(req, intake.prefetch(), body if intake.share() else None)
         except Refusal as r:
+            if r.status == 413:
+                intake.too_large("http", request.remote, r.message)
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
             intake.metrics.requests.labels("http", "malformed").inc()
@@ -401,6 +459,10 @@ class TraceService:
         if not intake.authorized(metadata.get("authorization")):
             r = intake.refuse_unauthorized("grpc")
             await context.abort(r.code, r.message)
+        if len(body) > intake.max_body_bytes:
+            message = f"request over {intake.max_body_bytes} bytes"
+            intake.too_large("grpc", context.peer(), message)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
         try:
             intake.admit("grpc", body)
         except Refusal as r:

@@ -17,7 +17,8 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -36,6 +37,10 @@ from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSi
 log = logging.getLogger("fluo.serve")
 
 EVICTION_LOG_INTERVAL = 10.0
+RECEIVER_DRAIN = 1.0
+"""Seconds in-flight requests get to finish at shutdown (they are answered 503/UNAVAILABLE), then are cut."""
+EXIT_LOST = 3
+"""`fluo serve`'s exit status when it stopped but lost something (see `StopReport.lost`)."""
 
 # The cyclic collector's generation thresholds while `fluo serve` runs. Spans and
 # traces form no reference cycles (reference counting frees them), yet every
@@ -67,6 +72,49 @@ def configured_sinks(config: ServeConfig) -> list[Sink]:
     return sinks
 
 
+@dataclass
+class StopReport:
+    """What a shutdown did and what it lost."""
+
+    seconds: float = 0.0
+    traces_at_shutdown: int = 0
+    undelivered: int = 0
+    """Signals the sinks did not deliver, over the whole run (`SinkSet.close`), or at least that many."""
+    traces_lost: int = 0
+    windows_lost: int = 0
+    signals_lost: int = 0
+    """Traces and windows not evaluated, and signals not handed to the sinks, when the stop was cut short."""
+    cut_short: str = ""
+    """Why the stop did not run to its end: "", "the shutdown deadline", "a second signal"."""
+    sinks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> bool:
+        return bool(self.undelivered or self.traces_lost or self.windows_lost or self.signals_lost)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_LOST if self.lost or self.cut_short == "a second signal" else 0
+
+    def line(self) -> str:
+        head = f"stopped in {self.seconds:.1f}s"
+        if self.cut_short:
+            head += f" (cut short by {self.cut_short})"
+        parts = [f"{self.traces_at_shutdown} trace(s) evaluated at shutdown"]
+        if self.traces_lost or self.windows_lost:
+            parts[0] = f"{self.traces_at_shutdown} trace(s) taken for evaluation at shutdown"
+            parts.append(f"{self.traces_lost} trace(s) and {self.windows_lost} window(s) not evaluated")
+        if self.signals_lost:
+            parts.append(f"{self.signals_lost} signal(s) not handed to the sinks")
+        if self.undelivered:
+            sinks = ", ".join(f"{k} {v}" for k, v in self.sinks.items())
+            parts.append(f"{self.undelivered} signal(s) not delivered ({sinks})")
+        elif not self.lost:
+            parts.append("every signal delivered" if self.sinks else "no sink")
+        tail = f"; exit {self.exit_code}" if self.exit_code else ""
+        return f"{head}: " + ", ".join(parts) + tail
+
+
 class StartError(Exception):
     """The runtime could not start (a port in use, a sink that cannot open); one line."""
 
@@ -88,12 +136,17 @@ class Runtime:
         self.evaluator = Evaluator(
             self.rule_set.program,
             self.metrics,
-            self.sinks.publish if self.sinks.workers else None,
+            self._publish if self.sinks.workers else None,
             trace_idle=config.trace_idle,
             grace=config.grace,
             max_trace_age=config.max_trace_age,
+            max_window_spans=config.max_window_spans,
         )
-        admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans)
+        self._handover_deadline: float | None = None
+        self.stopping = False
+        self._abort: asyncio.Event | None = None
+        self.report: StopReport | None = None
+        admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans, self.sinks.backlog)
         self.intake = Intake(
             self.metrics,
             self._accept,
@@ -121,6 +174,7 @@ class Runtime:
         m.window_spans.set_function(lambda: self.evaluator.window_spans)
         m.buffer_capacity.set(config.max_buffered_spans)
         m.buffer_fill.set_function(lambda: self.buffer.spans / config.max_buffered_spans)
+        m.window_capacity.set(config.max_window_spans)
         m.reloads.labels("loaded").inc()
 
     # -- ingest ------------------------------------------------------------------
@@ -155,12 +209,19 @@ class Runtime:
             self._evictions_logged = time.monotonic()
         self.evaluator.submit(completed)
 
+    def _publish(self, signals: Sequence[dict[str, Any]]) -> None:
+        """Signals to the sinks: never blocking while running; at shutdown, waiting for room until the deadline."""
+        deadline = self._handover_deadline
+        wait = 0.0 if deadline is None else max(0.001, deadline - time.monotonic())
+        self.sinks.publish(signals, wait=wait)
+
     def health(self) -> dict[str, Any]:
         return {
             "status": "stopping" if self.intake.stopping else "ok",
             "rules": len(self.evaluator.program.rules),
             "buffered_spans": self.buffer.spans,
             "pending_spans": self.evaluator.pending_spans,
+            "sinks": self.sinks.health(),
             "uptime_seconds": round(time.monotonic() - self.started, 3),
         }
 
@@ -176,7 +237,9 @@ class Runtime:
     async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.add_routes(routes)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+        runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=RECEIVER_DRAIN
+        )
         await runner.setup()
         self._runners.append(runner)
         host, port = address
@@ -234,7 +297,9 @@ class Runtime:
         if self.config.grpc is not None:
             server = grpc.aio.server(
                 options=[
-                    ("grpc.max_receive_message_length", self.config.max_body_bytes),
+                    # Above the limit, so that the receiver refuses (and counts) a message somewhat over it
+                    # itself; gRPC refuses larger ones before FLUO sees them (not counted).
+                    ("grpc.max_receive_message_length", grpc_receive_limit(self.config.max_body_bytes)),
                     ("grpc.so_reuseport", 0),
                 ]
             )
@@ -295,32 +360,99 @@ class Runtime:
 
     async def _stop_receivers(self) -> None:
         if self._grpc is not None:
-            await self._grpc.stop(grace=2.0)
-            self._grpc = None
-        for runner in self._runners:
+            server, self._grpc = self._grpc, None
+            await server.stop(grace=RECEIVER_DRAIN)
+        runners, self._runners = list(self._runners), []
+        for runner in runners:
             await runner.cleanup()
-        self._runners.clear()
 
-    async def stop(self) -> None:
-        """Stop accepting, evaluate every buffered trace, close the windows, flush the sinks."""
+    def abort(self) -> None:
+        """Cut a stop in progress short: what is not evaluated or delivered yet is lost (and reported)."""
+        if self._abort is not None:
+            self._abort.set()
+
+    async def _until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Wait until `done()` (polled), the deadline or an abort; whether `done()` came true."""
+        assert self._abort is not None
+        while not done():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._abort.is_set():
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._abort.wait(), min(0.05, left))
+        return True
+
+    async def stop(self) -> StopReport:
+        """Stop accepting, evaluate every buffered trace, close the windows, hand the signals to the sinks
+        and let them deliver, all within `--shutdown-timeout`; a second signal (`abort`) cuts it short.
+
+        Buffered traces are evaluated while the receivers drain (in-flight requests get
+        `RECEIVER_DRAIN` seconds), not after. The evaluator has until the deadline less a
+        reserve for the sinks (a quarter, at most 5 s); its signals wait for queue room
+        until then instead of being dropped. Whatever is left at the deadline is lost,
+        counted and logged: the returned report says what (and the exit status).
+        """
+        t0 = time.monotonic()
+        timeout = self.config.shutdown_timeout
+        deadline = t0 + timeout
+        self._abort = self._abort or asyncio.Event()
+        self.stopping = True
         self.intake.stopping = True
+        report = StopReport()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        await self._stop_receivers()
         drained = self.buffer.drain()
+        report.traces_at_shutdown = sum(1 for c in drained if c.spans)
+        self._handover_deadline = deadline - min(5.0, timeout / 4)
         self._hand_over(drained)
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.evaluator.stop)
-        await loop.run_in_executor(None, self.sinks.close)
-        log.info("stopped: %d trace(s) evaluated at shutdown, sinks flushed", sum(1 for c in drained if c.spans))
+        self.evaluator.request_stop()
+        receivers = asyncio.create_task(self._stop_receivers())
+        if not await self._until(self.evaluator.done, self._handover_deadline):
+            report.cut_short = "a second signal" if self._abort.is_set() else "the shutdown deadline"
+            self.evaluator.abort()
+            await self._until(self.evaluator.done, time.monotonic() + 0.5)  # its last chunk, unless aborted
+        report.traces_lost = self.evaluator.lost_traces
+        report.windows_lost = self.evaluator.lost_windows
+        report.signals_lost = self.evaluator.lost_signals
+        if report.traces_lost or report.windows_lost:
+            log.error(
+                "shutdown: %d trace(s) and %d open window(s) not evaluated (%s)",
+                report.traces_lost,
+                report.windows_lost,
+                report.cut_short,
+            )
+        closed: list[int] = []
+        closer = threading.Thread(
+            target=lambda: closed.append(self.sinks.close(max(0.1, deadline - time.monotonic()))),
+            name="fluo-sinks-close",
+            daemon=True,
+        )
+        closer.start()
+        if not await self._until(lambda: not closer.is_alive(), deadline + 1.0):
+            report.cut_short = report.cut_short or "a second signal"
+        if closed:
+            report.undelivered = closed[0]
+        else:  # cut short while the sinks were still delivering: what they had not, at least
+            report.undelivered = sum(w.dropped + w.queue.qsize() for w in self.sinks.workers)
+        report.sinks = self.sinks.health()
+        if not await self._until(receivers.done, deadline):
+            receivers.cancel()
+        report.seconds = time.monotonic() - t0
+        (log.error if report.exit_code else log.info)("%s", report.line())
+        self.report = report
+        return report
 
 
 async def serve(config: ServeConfig) -> int:
-    """Run until SIGTERM or SIGINT; 0 after a clean shutdown."""
+    """Run until SIGTERM or SIGINT; 0 after a clean shutdown, `EXIT_LOST` (3) when something was lost.
+
+    Signal handlers stay installed while stopping: SIGHUP then is logged and ignored,
+    and a second SIGTERM or SIGINT cuts the stop short (`Runtime.abort`).
+    """
     runtime = Runtime(config)
     await runtime.start()
     thresholds = gc.get_threshold()
@@ -331,21 +463,35 @@ async def serve(config: ServeConfig) -> int:
 
     def on_stop(name: str) -> None:
         received.append(name)
-        stop.set()
+        if len(received) == 1:
+            stop.set()
+        else:
+            log.warning("%s while shutting down: stopping now; what is not done yet is lost", name)
+            runtime.abort()
+
+    def on_hup() -> None:
+        if runtime.stopping:
+            log.warning("SIGHUP while shutting down: ignored (rules are not reloaded)")
+        else:
+            runtime.reload()
 
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
-    loop.add_signal_handler(signal.SIGHUP, runtime.reload)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     log.info("ready; SIGHUP reloads the rules, SIGTERM or Ctrl-C stops")
     try:
         await stop.wait()
+        log.info(
+            "%s: shutting down (within %gs; a second SIGTERM or Ctrl-C stops now)",
+            received[0] if received else "stop",
+            config.shutdown_timeout,
+        )
+        report = await runtime.stop()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-    log.info("%s: shutting down", received[0] if received else "stop")
-    await runtime.stop()
-    gc.set_threshold(*thresholds)
-    return 0
+        gc.set_threshold(*thresholds)
+    return report.exit_code
 
 
 class RuntimeThread:
@@ -411,6 +557,11 @@ class RuntimeThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def grpc_receive_limit(max_body_bytes: int) -> int:
+    """The gRPC server's own message size limit: a quarter over `max_body_bytes`, at least 1 MiB over."""
+    return max_body_bytes + max(1 << 20, max_body_bytes // 4)
 
 
 def _check_free(host: str, port: int, what: str) -> None:

@@ -1,0 +1,259 @@
+"""Shutdown, back-pressure from the sinks, window limits and partial windows, oversize requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from serve_support import LoopbackServer, ServeProcess, config, metric, post
+
+from fluo_lang.api import analyze, compile_program
+from fluo_lang.trace import Span
+from fluo_run.serve.assembly import Completed
+from fluo_run.serve.evaluator import Evaluator
+from fluo_run.serve.metrics import Metrics
+from fluo_run.serve.receivers import Admission
+from fluo_run.serve.runtime import RuntimeThread, grpc_receive_limit
+from fluo_run.serve.sinks import CallbackSink
+
+LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "off"]
+EVERY = "rule every_trace { severity: info detect trace.spans.count() > 0 }\n"
+SLOW = (
+    "rule slow { expect trace.spans.all(descendants.where(status == error).count() == 0 and ancestors.count() >= 0) }\n"
+)
+MINUTE = 60_000_000_000
+
+
+def rules_in(tmp_path: Path, text: str) -> Path:
+    rules = tmp_path / "rules"
+    rules.mkdir(exist_ok=True)
+    (rules / "main.fluo").write_text(text)
+    return rules
+
+
+def otlp_json(traces: int, spans_per_trace: int = 1, *, first: int = 1, chain: bool = False) -> bytes:
+    now = time.time_ns()
+    spans = []
+    for t in range(first, first + traces):
+        for i in range(spans_per_trace):
+            span: dict[str, Any] = {
+                "traceId": f"{t:032x}",
+                "spanId": f"{t:08x}{i + 1:08x}",
+                "name": "op",
+                "startTimeUnixNano": str(now - 1000),
+                "endTimeUnixNano": str(now),
+            }
+            if i:
+                span["parentSpanId"] = f"{t:08x}{(i if chain else 1):08x}"
+            spans.append(span)
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+def send(url: str, body: bytes) -> None:
+    status, _, _ = post(f"{url}/v1/traces", body, "application/json")
+    assert status == 200
+
+
+def final_line(proc: ServeProcess) -> str:
+    return next(line for line in reversed(proc.log) if "stopped in" in line)
+
+
+# ---------------------------------------------------------------------------
+# shutdown (`fluo serve` as a process, real signals)
+
+
+def test_sigterm_hands_over_more_signals_than_the_sink_queue_holds(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--trace-idle", "60s", "--sink-queue", "50"]
+    with ServeProcess([*args, "--jsonl", str(jsonl), "--no-db"], cwd=tmp_path) as proc:
+        proc.started()
+        for k in range(4):
+            send(proc.http_url, otlp_json(500, first=1 + 500 * k))
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    assert len(jsonl.read_text().splitlines()) == 2000  # 40 times the queue: waited for room, none dropped
+    assert "2000 trace(s) evaluated at shutdown, every signal delivered" in final_line(proc)
+
+
+def test_a_sink_that_gives_up_makes_the_last_line_say_so_and_exit_3(tmp_path: Path) -> None:
+    with LoopbackServer(status_of=lambda n: 500) as hook:
+        args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--trace-idle", "60s", "--no-db"]
+        with ServeProcess([*args, "--webhook", f"{hook.url}/hook", "--shutdown-timeout", "3s"], cwd=tmp_path) as proc:
+            proc.started()
+            send(proc.http_url, otlp_json(20))
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 3
+    line = final_line(proc)
+    assert "ERROR" in line and "20 signal(s) not delivered (webhook failed)" in line and line.endswith("exit 3")
+    assert "every signal delivered" not in line
+
+
+def test_a_stalled_client_does_not_hold_up_shutdown(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--trace-idle", "60s", "--no-db"]
+    with ServeProcess([*args, "--jsonl", str(jsonl)], cwd=tmp_path) as proc:
+        proc.started()
+        send(proc.http_url, otlp_json(25))
+        with socket.create_connection(("127.0.0.1", proc.ports["HTTP"]), timeout=5) as stalled:
+            stalled.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            stalled.sendall(b"Content-Length: 1000\r\n\r\n0123456789")  # and never the rest
+            time.sleep(0.2)
+            proc.signal(signal.SIGTERM)
+            # aiohttp's default would wait 60 s for it; the traces are evaluated meanwhile, not after
+            assert proc.wait(timeout=15) == 0
+    assert len(jsonl.read_text().splitlines()) == 25
+    assert "25 trace(s) evaluated at shutdown, every signal delivered" in final_line(proc)
+
+
+def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:
+    rules = rules_in(tmp_path, SLOW)
+    args = [*LOOPBACK, "--rules", str(rules), "--cost-limit", "0", "--eval-budget", "0", "--trace-idle", "60s"]
+    with ServeProcess([*args, "--no-db", "--jsonl", str(tmp_path / "out.jsonl")], cwd=tmp_path) as proc:
+        proc.started()
+        for k in range(6):  # chains of 1,500 spans: seconds of evaluation each with this rule
+            send(proc.http_url, otlp_json(1, 1500, first=1 + k, chain=True))
+        proc.signal(signal.SIGTERM)
+        proc.expect("SIGTERM: shutting down")
+        proc.signal(signal.SIGHUP)
+        proc.expect("SIGHUP while shutting down: ignored")
+        assert proc.proc.poll() is None  # still stopping, not killed by SIGHUP
+        proc.signal(signal.SIGTERM)
+        proc.expect("SIGTERM while shutting down: stopping now")
+        assert proc.wait(timeout=15) == 3
+    line = final_line(proc)
+    assert "cut short by a second signal" in line and "not evaluated" in line and line.endswith("exit 3")
+
+
+# ---------------------------------------------------------------------------
+# the sinks' back-pressure
+
+
+def test_admission_refuses_while_a_sink_queue_is_nearly_full() -> None:
+    backlog = [0.5]
+    admission = Admission(lambda: 0, max_pending=100, sink_backlog=lambda: backlog[0])
+    assert admission.refusal(b"a", now=0.0) is None
+    backlog[0] = 0.8
+    assert admission.refusal(b"a", now=1.0) == (
+        "over capacity: the signal sinks are behind (a sink queue is 80% full); retry later"
+    )
+    assert admission.refusal(b"a", now=2.0) is not None  # a retry is refused too while the sinks are behind
+    assert admission.retry_after(b"a") == 2
+    backlog[0] = 0.1
+    assert admission.refusal(b"a", now=3.0) is None
+
+
+def test_a_slow_sink_makes_exports_retry_instead_of_dropping_signals(tmp_path: Path) -> None:
+    release = threading.Event()
+    got: list[dict[str, Any]] = []
+
+    def slow(batch: list[dict[str, Any]]) -> None:
+        release.wait(30)
+        got.extend(batch)
+
+    rules = rules_in(tmp_path, EVERY)
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules], sink_queue=10), [CallbackSink(slow)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        refused = None
+        for k in range(200):
+            status, headers, _ = post(url, otlp_json(1, first=1 + k), "application/json")
+            if status == 429:
+                refused = headers
+                break
+            time.sleep(0.05)
+        assert refused is not None and refused["Retry-After"] == "1"
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="refused") == 1
+        health = json.loads(urllib.request.urlopen(f"{rt.http_url}/healthz", timeout=5).read())
+        assert health["sinks"] == {"callback": "ok"}
+        release.set()
+    assert metric(rt, "fluo_sink_signals_dropped_total", sink="callback", reason="queue_full") == 0
+    assert len(got) == k  # every trace accepted gave its signal; the refused one was not taken
+
+
+# ---------------------------------------------------------------------------
+# windows: the span limit, partial windows
+
+
+def evaluator_for(rules: str, **kw: Any) -> tuple[Evaluator, list[dict[str, Any]]]:
+    out: list[dict[str, Any]] = []
+    program = compile_program(analyze([("w.fluo", rules)]))
+    return Evaluator(program, Metrics(), out.extend, trace_idle=1.0, grace=1.0, **kw), out
+
+
+def completed(trace: int, n: int, end: int) -> Completed:
+    tid = trace.to_bytes(16, "big")
+    spans = [Span(trace_id=tid, span_id=(trace * 100 + i + 1).to_bytes(8, "big"), end=end) for i in range(n)]
+    return Completed(tid, spans, "idle")
+
+
+def test_windows_hold_at_most_max_window_spans_and_say_what_they_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    evaluator, out = evaluator_for("rule w { window 1m expect window.spans.count() < 1 }", max_window_spans=5)
+    start = (time.time_ns() // MINUTE + 2) * MINUTE  # a window after the evaluator took its length on
+    evaluator._evaluate_traces([completed(t, 2, start + 10) for t in range(1, 5)])
+    assert evaluator.window_spans == 4  # two traces held; two counted, not held
+    assert evaluator.metrics.window_traces_left_out._value.get() == 2
+    assert evaluator.metrics.window_spans_left_out._value.get() == 4
+    assert "later traces of it are counted, not held" in caplog.text
+    ws = evaluator.windows[MINUTE]
+    evaluator._evaluate_windows(ws, ws.close_all())
+    rule, truncated = out
+    assert rule["rule"] == "w" and rule["observed"]["count"] == 4
+    assert rule["partial"] is True and rule["partial_reasons"] == ["window_span_limit"]
+    assert truncated["rule"] == "fluo.evaluation_truncated" and truncated["window_start"] == rule["window_start"]
+    assert truncated["observed"] == {"traces_left_out": 2, "spans_left_out": 4, "max_window_spans": 5, "rules": ["w"]}
+    assert evaluator.window_spans == 0
+
+
+def test_a_window_serve_did_not_see_whole_is_marked_partial() -> None:
+    evaluator, out = evaluator_for("rule w { window 1m expect window.spans.count() < 1 }")
+    ws = evaluator.windows[MINUTE]
+    started = ws.start_ns
+    assert started is not None
+    now_window = started // MINUTE * MINUTE
+    evaluator._evaluate_traces([completed(1, 1, now_window + 1), completed(2, 1, now_window + 2 * MINUTE)])
+    evaluator._evaluate_windows(ws, ws.close_all(started + 1, grace=1.0))  # shutdown, just after the start
+    before, after = out
+    assert before["partial_reasons"] == ["started_before_serve", "closed_early"]  # the window serve started in
+    assert after["partial_reasons"] == ["closed_early"]  # a window still to come
+    assert before["partial"] is after["partial"] is True
+    assert before["window_start"] < before["observed_start"] <= before["observed_end"] < before["window_end"]
+    assert after["observed_start"] == after["window_start"] and after["observed_end"] == after["window_start"]
+    evaluator._evaluate_traces([completed(3, 1, now_window + 5 * MINUTE)])
+    (whole,) = [w for w in ws.due(now=10**9, wall_ns=now_window + 7 * MINUTE, grace=1.0, quiet=1.0) if w.traces]
+    evaluator._evaluate_windows(ws, [whole])
+    assert "partial" not in out[-1]  # closed in its time, started after serve: whole
+
+
+# ---------------------------------------------------------------------------
+# oversize requests are counted and logged
+
+
+def test_oversize_requests_are_counted_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    limit = 1 << 20
+    caplog.set_level(logging.WARNING)
+    with RuntimeThread(config(tmp_path, max_body_bytes=limit)) as rt:
+        assert post(f"{rt.http_url}/v1/traces", b" " * (limit + 1), "application/json")[0] == 413
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            for size in (limit + 1, grpc_receive_limit(limit) + 1):
+                with pytest.raises(grpc.RpcError) as err:
+                    export(b"\x00" * size, timeout=10)
+                assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="too_large") == 1
+        # gRPC refuses a message past its own limit before FLUO sees it: only the first is counted
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="too_large") == 1
+    assert f"refused 1 export(s) over the {limit}-byte limit" in caplog.text
+
+
+def test_spans_rejected_help_says_what_is_counted() -> None:
+    text = Metrics().exposition().decode()
+    help_line = next(line for line in text.splitlines() if line.startswith("# HELP fluo_spans_rejected_total"))
+    assert "malformed" in help_line and "not decoded" in help_line
