@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sqlite3
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from serve_support import wait_for
+import pytest
+from serve_support import LoopbackServer, wait_for
 
 from fluo_run.serve.metrics import Metrics
-from fluo_run.serve.sinks import Batch, CallbackSink, Sink, SinkSet, TransientSinkError
+from fluo_run.serve.sinks import (
+    Batch,
+    CallbackSink,
+    Sink,
+    SinkSet,
+    SinkWorker,
+    SqliteSink,
+    TransientSinkError,
+    WebhookSink,
+)
 
 
 def signals(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -102,8 +118,6 @@ class Flaky(Sink):
 
 
 def test_transient_failures_are_retried_keeping_every_signal(monkeypatch: Any) -> None:
-    from fluo_run.serve.sinks import SinkWorker
-
     monkeypatch.setattr(SinkWorker, "FIRST_RETRY", 0.01)
     monkeypatch.setattr(SinkWorker, "MAX_RETRY", 0.05)
     metrics = Metrics()
@@ -117,8 +131,6 @@ def test_transient_failures_are_retried_keeping_every_signal(monkeypatch: Any) -
 
 
 def test_health_says_retrying_while_a_sink_cannot_open(monkeypatch: Any) -> None:
-    from fluo_run.serve.sinks import SinkWorker
-
     monkeypatch.setattr(SinkWorker, "FIRST_RETRY", 0.01)
     monkeypatch.setattr(SinkWorker, "MAX_RETRY", 0.02)
     flaky = Flaky(open_failures=10**9, write_failures=0)
@@ -147,3 +159,175 @@ def test_a_sink_that_cannot_open_for_good_is_reported_by_start() -> None:
     assert sinks.start() == ["cannot open sink broken: no such folder"]
     assert sinks.health() == {"broken": "failed"}
     assert sinks.close(1) == 0
+
+
+@pytest.fixture
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SinkWorker, "FIRST_RETRY", 0.02)
+    monkeypatch.setattr(SinkWorker, "MAX_RETRY", 0.1)
+    monkeypatch.setattr(SqliteSink, "BUSY_TIMEOUT", 0.05)
+    monkeypatch.setattr(SqliteSink, "CHECK_EVERY", 0.0)
+    monkeypatch.setattr(WebhookSink, "FIRST_BACKOFF", 0.02)
+    monkeypatch.setattr(WebhookSink, "MAX_BACKOFF", 0.05)
+
+
+def stored(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"rule": "r", "severity": "warning", "time": "2025-01-02T03:04:05Z", "message": f"m{i}", "n": i}
+        for i in range(start, start + n)
+    ]
+
+
+def rows(path: Path) -> list[int]:
+    """The signals stored in `path` (their "n"); none while the sink is still creating it."""
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        try:
+            return sorted(int(r[0]) for r in db.execute("SELECT json_extract(json, '$.n') FROM signals"))
+        except sqlite3.OperationalError:  # no such table yet
+            return []
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[threading.Event]:
+    """Another connection holds an exclusive lock on `path` until the event is set (or the block ends)."""
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold() -> None:
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("BEGIN EXCLUSIVE")
+        held.set()
+        release.wait(30)
+        db.execute("COMMIT")
+        db.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+        thread.join(10)
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda d: d / "missing" / "x.db", "/missing/x.db: the folder {d}/missing does not exist"),
+        (lambda d: d, "{d} is a folder, not a file"),
+        (
+            lambda d: (d / "f.db").write_text("hello, this is not a database, not at all") and d / "f.db",
+            "{d}/f.db is not an SQLite database",
+        ),
+        (
+            lambda d: (
+                sqlite3.connect(d / "o.db").execute("CREATE TABLE signals (a, b)").connection.commit() or d / "o.db"
+            ),
+            "{d}/o.db is not a FLUO signal store: its `signals` table has no time_ns column",
+        ),
+    ],
+    ids=["missing folder", "a folder", "not a database", "another signals table"],
+)
+def test_a_store_that_cannot_open_for_good_is_named_and_explained(tmp_path: Path, make: Any, says: str) -> None:
+    path = make(tmp_path)
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    problems = sinks.start()
+    assert len(problems) == 1 and problems[0].startswith("cannot open sink sqlite: ")
+    assert says.format(d=tmp_path) in problems[0]
+    assert sinks.health() == {"sqlite": "failed"}
+    sinks.close(1)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_store_in_a_read_only_folder_is_explained(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        sinks = SinkSet([SqliteSink(folder / "x.db")], Metrics(), capacity=10)
+        problems = sinks.start()
+        sinks.close(1)
+    finally:
+        folder.chmod(0o755)
+    assert problems and f"the folder {folder} is not writable" in problems[0]
+
+
+def test_a_store_locked_at_start_is_retried_until_it_opens(tmp_path: Path, quick_retries: None) -> None:
+    path = tmp_path / "s.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:  # a new database, not yet in WAL mode (as in QA's repro)
+        db.execute("CREATE TABLE t (x)")
+    with locked(path) as release:
+        sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+        assert sinks.start() == []  # not a reason to refuse to start
+        assert sinks.health() == {"sqlite": "retrying"}
+        sinks.publish(stored(5))
+        assert sinks.backlog() == 0.05
+        release.set()
+        wait_for(lambda: sinks.health() == {"sqlite": "ok"}, what="the store to open")
+    wait_for(lambda: rows(path) == list(range(5)), what="the queued signals to be stored")
+    assert sinks.close(5) == 0
+
+
+def test_a_store_locked_while_running_keeps_the_batch_and_retries(
+    tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.db"
+    metrics = Metrics()
+    sinks = SinkSet([SqliteSink(path)], metrics, capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    with locked(path) as release:
+        sinks.publish(stored(3, 2))
+        wait_for(lambda: sinks.health() == {"sqlite": "retrying"}, what="the sink to notice the lock")
+        release.set()
+    wait_for(lambda: rows(path) == list(range(5)), what="the batch to be written after the lock")
+    wait_for(lambda: sinks.health() == {"sqlite": "ok"}, what="health to recover")
+    assert sinks.close(5) == 0
+    assert dropped(metrics, "sqlite", "failed") == 0
+    assert "cannot write" in caplog.text and "is locked" in caplog.text
+
+
+def test_a_store_still_locked_at_the_shutdown_deadline_counts_what_it_kept(tmp_path: Path, quick_retries: None) -> None:
+    path = tmp_path / "s.db"
+    metrics = Metrics()
+    sinks = SinkSet([SqliteSink(path)], metrics, capacity=100)
+    assert sinks.start() == []
+    with locked(path):
+        sinks.publish(stored(4))
+        wait_for(lambda: sinks.health() == {"sqlite": "retrying"}, what="the sink to notice the lock")
+        assert sinks.close(0.3) == 4
+    assert dropped(metrics, "sqlite", "shutdown") == 4
+
+
+def test_a_store_deleted_while_running_is_noticed_and_made_anew(
+    tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.db"
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    for p in tmp_path.glob("s.db*"):
+        p.unlink()
+    with caplog.at_level(logging.WARNING, logger="fluo.serve"):
+        sinks.publish(stored(3, 2))
+        wait_for(lambda: rows(path) == [2, 3, 4], what="a new store with the later signals")
+    assert f"signal store {path} was deleted or replaced" in caplog.text
+    assert sinks.close(5) == 0
+
+
+def test_a_webhook_answering_503_is_retrying_then_ok(quick_retries: None) -> None:
+    with LoopbackServer(status_of=lambda n: 503 if n < 3 else 200) as hook:
+        metrics = Metrics()
+        sinks = SinkSet([WebhookSink(f"http://127.0.0.1:{hook.port}/hook")], metrics, capacity=100)
+        assert sinks.start() == []
+        health: set[str] = set()
+        sinks.publish(stored(3))
+        wait_for(lambda: health.add(sinks.health()["webhook"]) or len(hook.requests) == 4, what="the retries")
+        wait_for(lambda: sinks.health() == {"webhook": "ok"}, what="health to recover")
+        assert "retrying" in health
+        assert sinks.close(5) == 0

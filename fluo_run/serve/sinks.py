@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sqlite3
 import sys
 import threading
 import time
@@ -21,12 +23,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .metrics import Metrics
-from .store import SignalStore
+from .store import NotAStore, SignalStore, is_transient
 
 log = logging.getLogger("fluo.serve")
 
 Batch = list[dict[str, Any]]
-MAX_BATCH = 500
+MAX_BATCH = 5000  # signals taken from the queue at once; under load, bigger batches keep the writer ahead
 
 
 class SinkError(Exception):
@@ -100,6 +102,7 @@ class Sink:
 
     name = "sink"
     retrying = False  # set by a sink while it retries a delivery itself (the webhook)
+    max_batch = MAX_BATCH  # the most signals handed to `write` at once
 
     @property
     def label(self) -> str:
@@ -117,29 +120,91 @@ class Sink:
 
 
 class SqliteSink(Sink):
+    """The signal store. A lock held by another connection is waited out (retried, the batch kept);
+    a store deleted or replaced while serve runs is noticed within a second and opened anew at the path."""
+
     name = "sqlite"
+    BUSY_TIMEOUT = 2.0  # how long one statement waits for a lock before the worker's backoff takes over
+    CHECK_EVERY = 1.0  # how often the path is checked to be still the open file
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store: SignalStore | None = None
+        self._identity: tuple[int, int] | None = None
+        self._checked = 0.0
 
     @property
     def label(self) -> str:
         return f"sqlite ({self.path})"
 
     def open(self) -> None:
-        self.store = SignalStore(self.path)
+        try:
+            self.store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT)
+        except Exception as exc:
+            raise self._open_problem(exc) from exc
+        try:
+            st = os.stat(self.path)
+            self._identity = (st.st_dev, st.st_ino)
+        except OSError:
+            self._identity = None
+        self._checked = time.monotonic()
+
+    def _open_problem(self, exc: Exception) -> SinkError:
+        """Why the store did not open, in words: retryable (locked, busy) or not."""
+        if is_transient(exc):
+            return TransientSinkError(f"{self.path} is locked by another program ({exc})")
+        folder = self.path.parent
+        if isinstance(exc, NotAStore):
+            return SinkError(f"{self.path} is not a FLUO signal store: {exc}")
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code == sqlite3.SQLITE_NOTADB:
+            return SinkError(f"{self.path} is not an SQLite database (not a FLUO signal store)")
+        if not folder.exists():
+            return SinkError(f"{self.path}: the folder {folder} does not exist")
+        if not folder.is_dir():
+            return SinkError(f"{self.path}: {folder} is not a folder")
+        if self.path.is_dir():
+            return SinkError(f"{self.path} is a folder, not a file")
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM) or isinstance(
+            exc, PermissionError
+        ):
+            what = f"the file {self.path}" if self.path.exists() else f"the folder {folder}"
+            return SinkError(f"{self.path}: {what} is not writable ({exc})")
+        return SinkError(f"{self.path}: {exc}")
+
+    def _still_there(self) -> bool:
+        """Whether the path is still the file the store has open (checked at most once a CHECK_EVERY)."""
+        now = time.monotonic()
+        if self._identity is None or now - self._checked < self.CHECK_EVERY:
+            return True
+        self._checked = now
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._identity
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
+        if self.store is not None and not self._still_there():
+            log.warning("signal store %s was deleted or replaced while serve runs; opening a new one there", self.path)
+            self.close()
+        if self.store is None:
+            try:
+                self.open()
+            except SinkError as exc:  # while running, wait for the path to come back rather than drop
+                raise TransientSinkError(str(exc)) from None
         assert self.store is not None
         try:
             self.store.add(batch)
         except Exception as exc:
+            if is_transient(exc):
+                raise TransientSinkError(f"cannot write to {self.path}: {exc}") from exc
             raise SinkError(f"cannot write to {self.path}: {exc}") from exc
 
     def close(self) -> None:
         if self.store is not None:
-            self.store.close()
+            store, self.store = self.store, None
+            store.close()
 
 
 class JsonlSink(Sink):
@@ -239,6 +304,7 @@ class OtlpLogsSink(Sink):
     """Signals as OTLP log records (event `fluo.signal`), linked to their trace, through the OTel SDK's exporter."""
 
     name = "otlp_logs"
+    max_batch = 512  # as the SDK's batch processor: one export request stays small
 
     def __init__(self, endpoint: str, protocol: str = "http") -> None:
         self.endpoint = endpoint
@@ -493,7 +559,7 @@ class SinkWorker:
         while True:
             if self._give_up.is_set():
                 break
-            batch = self.queue.take(MAX_BATCH, 0.5)
+            batch = self.queue.take(self.sink.max_batch, 0.5)
             if not batch:
                 if self.queue.closed:
                     break
