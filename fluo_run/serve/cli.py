@@ -246,7 +246,7 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
 @_opt(
     "--max-window-spans",
     "FLUO_MAX_WINDOW_SPANS",
-    default=2_000_000,
+    default=1_000_000,
     type=int,
     show_default=True,
     help="Spans held in open windows for windowed rules; past it traces are counted, not held, and the window's "

@@ -105,7 +105,7 @@ class ServeConfig:
     max_spans_per_trace: int = 10_000
     max_buffered_spans: int = 1_000_000
     max_pending_spans: int = 200_000
-    max_window_spans: int = 2_000_000
+    max_window_spans: int = 1_000_000
     late_span_memory: float = 300.0
     window_grace: float | None = None
     reload_interval: float = 2.0

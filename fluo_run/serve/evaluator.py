@@ -239,7 +239,7 @@ class Evaluator:
         trace_idle: float,
         grace: float,
         max_trace_age: float = 60.0,
-        max_window_spans: int = 2_000_000,
+        max_window_spans: int = 1_000_000,
     ) -> None:
         self.metrics = metrics
         self.publish = publish
