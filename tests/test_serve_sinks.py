@@ -19,6 +19,7 @@ from fluo_run.serve.sinks import (
     Batch,
     CallbackSink,
     Sink,
+    SinkError,
     SinkSet,
     SinkWorker,
     SqliteSink,
@@ -159,6 +160,53 @@ def test_a_sink_that_cannot_open_for_good_is_reported_by_start() -> None:
     assert sinks.start() == ["cannot open sink broken: no such folder"]
     assert sinks.health() == {"broken": "failed"}
     assert sinks.close(1) == 0
+
+
+class Down(Sink):
+    """Refuses every batch for good until `up` is set (a webhook that is down)."""
+
+    name = "down"
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.got: list[dict[str, Any]] = []
+
+    def write(self, batch: Batch, stopping: threading.Event) -> None:
+        if not self.up.is_set():
+            raise SinkError("refused")
+        self.got.extend(batch)
+
+
+def test_a_sink_down_for_good_drops_its_signals_instead_of_holding_back_the_others() -> None:
+    metrics = Metrics()
+    down = Down()
+    ok: list[dict[str, Any]] = []
+    sinks = SinkSet([down, CallbackSink(ok.extend, name="ok")], metrics, capacity=10)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.health()["down"] == "failed", what="the first batch to fail")
+    down_worker = sinks.workers[0]
+    stuck = threading.Event()
+    original = down.write
+
+    def slow(batch: Batch, stopping: threading.Event) -> None:
+        stuck.wait(10)
+        original(batch, stopping)
+
+    down.write = slow  # type: ignore[method-assign]
+    sinks.publish(signals(1, 1))
+    wait_for(lambda: down_worker.queue.empty(), what="the down sink to take a batch")
+    sinks.publish(signals(10, 2))  # fills the down sink's queue
+    wait_for(lambda: len(ok) == 12, what="the working sink to take everything")
+    assert down_worker.backlog() == 1.0 and sinks.health()["down"] == "failed"
+    assert sinks.backlog() == 0.0  # admission still takes traffic: the working sink keeps up
+    down.up.set()
+    stuck.set()
+    wait_for(lambda: sinks.health()["down"] == "ok", what="the sink to come back")
+    sinks.publish(signals(10, 12))
+    assert sinks.close(10) == 1  # the batch refused while it was down
+    assert len(down.got) == 21 and len(ok) == 22
+    assert dropped(metrics, "down", "failed") == 1
 
 
 @pytest.fixture

@@ -643,8 +643,13 @@ class SinkSet:
             w.put(signals, deadline)
 
     def backlog(self) -> float:
-        """The fullest sink queue, as a fraction (0 to 1) of its capacity."""
-        return max((w.backlog() for w in self.workers), default=0.0)
+        """The fullest queue of a sink that is working or being retried, as a fraction (0 to 1) of its capacity.
+
+        A sink whose last batch failed for good (a webhook that is down) is left out: its signals
+        are dropped and counted while it stays down, instead of its full queue holding back every
+        trace, and every other sink, through admission control. It counts again once a batch gets through.
+        """
+        return max((w.backlog() for w in self.workers if w.health() != "failed"), default=0.0)
 
     def health(self) -> dict[str, str]:
         """Per sink: "ok", "retrying" (cannot open or write for now, being retried) or "failed"."""
