@@ -190,7 +190,9 @@ def test_a_sink_down_for_good_drops_its_signals_instead_of_holding_back_the_othe
     original = down.write
 
     def slow(batch: Batch, stopping: threading.Event) -> None:
+        down.retrying = True  # as the webhook does between its attempts
         stuck.wait(10)
+        down.retrying = False
         original(batch, stopping)
 
     down.write = slow  # type: ignore[method-assign]
@@ -198,7 +200,7 @@ def test_a_sink_down_for_good_drops_its_signals_instead_of_holding_back_the_othe
     wait_for(lambda: down_worker.queue.empty(), what="the down sink to take a batch")
     sinks.publish(signals(10, 2))  # fills the down sink's queue
     wait_for(lambda: len(ok) == 12, what="the working sink to take everything")
-    assert down_worker.backlog() == 1.0 and sinks.health()["down"] == "failed"
+    assert down_worker.backlog() == 1.0 and sinks.health()["down"] == "retrying"
     assert sinks.backlog() == 0.0  # admission still takes traffic: the working sink keeps up
     down.up.set()
     stuck.set()

@@ -463,6 +463,10 @@ class SinkWorker:
     def backlog(self) -> float:
         return min(1.0, self.queue.qsize() / self.queue.capacity)
 
+    def down(self) -> bool:
+        """Whether the last batch failed for good (or the sink never opened), even if it is retrying the next."""
+        return self.open_error is not None or self.last_failed
+
     def health(self) -> str:
         if self.open_error is not None:
             return "failed"
@@ -645,11 +649,12 @@ class SinkSet:
     def backlog(self) -> float:
         """The fullest queue of a sink that is working or being retried, as a fraction (0 to 1) of its capacity.
 
-        A sink whose last batch failed for good (a webhook that is down) is left out: its signals
+        A sink whose last batch failed for good (a webhook that is down) is left out, also while it
+        retries the next batch: its signals
         are dropped and counted while it stays down, instead of its full queue holding back every
         trace, and every other sink, through admission control. It counts again once a batch gets through.
         """
-        return max((w.backlog() for w in self.workers if w.health() != "failed"), default=0.0)
+        return max((w.backlog() for w in self.workers if not w.down()), default=0.0)
 
     def health(self) -> dict[str, str]:
         """Per sink: "ok", "retrying" (cannot open or write for now, being retried) or "failed"."""
