@@ -459,10 +459,6 @@ class TraceService:
         if not intake.authorized(metadata.get("authorization")):
             r = intake.refuse_unauthorized("grpc")
             await context.abort(r.code, r.message)
-        if len(body) > intake.max_body_bytes:
-            message = f"request over {intake.max_body_bytes} bytes"
-            intake.too_large("grpc", context.peer(), message)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
         try:
             intake.admit("grpc", body)
         except Refusal as r:

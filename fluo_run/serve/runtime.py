@@ -297,9 +297,9 @@ class Runtime:
         if self.config.grpc is not None:
             server = grpc.aio.server(
                 options=[
-                    # Above the limit, so that the receiver refuses (and counts) a message somewhat over it
-                    # itself; gRPC refuses larger ones before FLUO sees them (not counted).
-                    ("grpc.max_receive_message_length", grpc_receive_limit(self.config.max_body_bytes)),
+                    # gRPC refuses a larger message from its length prefix, before reading it: a limit
+                    # above ours, to let FLUO count the refusal, would hold such messages in memory first.
+                    ("grpc.max_receive_message_length", self.config.max_body_bytes),
                     ("grpc.so_reuseport", 0),
                 ]
             )
@@ -557,11 +557,6 @@ class RuntimeThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def grpc_receive_limit(max_body_bytes: int) -> int:
-    """The gRPC server's own message size limit: a quarter over `max_body_bytes`, at least 1 MiB over."""
-    return max_body_bytes + max(1 << 20, max_body_bytes // 4)
 
 
 def _check_free(host: str, port: int, what: str) -> None:
