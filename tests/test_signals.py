@@ -61,6 +61,18 @@ def test_jsonl_round_trips_the_signal(db: str) -> None:
     assert [json.loads(line) for line in out.splitlines()] == SIGNALS
 
 
+def test_jsonl_lines_are_the_signals_as_fluo_eval_prints_them(tmp_path: Path) -> None:
+    # Written straight from the store's text: it must be the same line `json.dumps` gives, non-ASCII kept.
+    many = [signal("r", "info", f"2026-01-01T00:00:{i % 60:02d}.{i:06d}Z", "c" * 32, f"é {i}") for i in range(25_000)]
+    store = SignalStore(tmp_path / "s.db")
+    store.add(many)
+    store.close()
+    code, out = run("--db", str(tmp_path / "s.db"), "--format", "jsonl", "--limit", "100000")
+    assert code == 0
+    expected = sorted(many, key=lambda s: s["time"])
+    assert out == "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in expected)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

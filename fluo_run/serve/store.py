@@ -144,7 +144,8 @@ class SignalStore:
                 self.db.execute(_insert(len(chunk)), [v for row in chunk for v in row])
         return len(rows)
 
-    def query(self, where: SignalFilter) -> list[dict[str, Any]]:
+    def query_texts(self, where: SignalFilter) -> list[str]:
+        """The matching signals as stored: one JSON text each (as `fluo eval` prints them), oldest first."""
         clauses: list[str] = []
         args: list[Any] = []
         if where.rules:
@@ -171,7 +172,11 @@ class SignalStore:
         sql += " ORDER BY time_ns DESC, id DESC LIMIT ?"
         args.append(where.limit)
         rows = self.db.execute(sql, args).fetchall()
-        return [json.loads(r[0]) for r in reversed(rows)]
+        return [r[0] for r in reversed(rows)]
+
+    def query(self, where: SignalFilter) -> list[dict[str, Any]]:
+        """The matching signals, oldest first."""
+        return [json.loads(text) for text in self.query_texts(where)]
 
     def close(self) -> None:
         self.db.close()
