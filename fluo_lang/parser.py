@@ -178,10 +178,13 @@ class _Recovery:
         if tok.type == "RULE" and "$END" in _accepts(ip):
             # `rule` after a whole bare expression: the file is one expression, so it can hold no rules
             start = tok.start_pos or 0
-            message = (
-                "`rule` after a bare expression: a file holding a bare expression may hold nothing else; "
-                "put the expression in a rule's `expect` clause, or the rules in a file of their own"
-            )
+            if self.path.startswith("<"):  # `--expect`/`--detect` text, not a file
+                message = "`rule` after the expression: give one expression here, or the rules in a file"
+            else:
+                message = (
+                    "`rule` after a bare expression: a file holding a bare expression may hold nothing else; "
+                    "put the expression in a rule's `expect` clause, or the rules in a file of their own"
+                )
             self.report(error("FLUO105", message, self.index.span(start, tok.end_pos or start), path=self.path))
             self.skip_rest = True
             return True

@@ -66,6 +66,10 @@ def test_a_rule_after_a_bare_expression_is_fluo105_once() -> None:
 def test_rules_given_as_one_expression_are_fluo105() -> None:
     diags = parse_expression("rule r { expect true }", "<expect>").diagnostics
     assert [d.code for d in diags] == ["FLUO105"]
+    after = parse_expression("trace.spans.count() > 1 rule r { expect true }", "<expect>").diagnostics
+    assert [(d.code, d.message) for d in after] == [
+        ("FLUO105", "`rule` after the expression: give one expression here, or the rules in a file")
+    ]
 
 
 def test_an_unknown_duration_unit_names_every_accepted_unit() -> None:
