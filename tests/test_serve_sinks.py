@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,7 +201,7 @@ def test_a_sink_down_for_good_drops_its_signals_instead_of_holding_back_the_othe
     wait_for(lambda: down_worker.queue.empty(), what="the down sink to take a batch")
     sinks.publish(signals(10, 2))  # fills the down sink's queue
     wait_for(lambda: len(ok) == 12, what="the working sink to take everything")
-    assert down_worker.backlog() == 1.0 and sinks.health()["down"] == "retrying"
+    assert down_worker.backlog() == 1.0 and sinks.health()["down"] == "failed"  # though trying its next batch
     assert sinks.backlog() == 0.0  # admission still takes traffic: the working sink keeps up
     down.up.set()
     stuck.set()
@@ -388,3 +390,57 @@ def test_a_webhook_answering_503_is_retrying_then_ok(quick_retries: None) -> Non
         wait_for(lambda: sinks.health() == {"webhook": "ok"}, what="health to recover")
         assert "retrying" in health
         assert sinks.close(5) == 0
+
+
+def test_a_store_with_no_room_makes_publish_wait_instead_of_dropping() -> None:
+    metrics = Metrics()
+    gate = Gate()
+    sinks = SinkSet([gate], metrics, capacity=5)
+    sinks.start()
+    publisher = threading.Thread(target=lambda: sinks.publish(signals(40), wait=math.inf))
+    publisher.start()
+    wait_for(lambda: sinks.backlog() == 1.0, what="the store's queue to fill")
+    assert publisher.is_alive()  # evaluation waits for the store, nothing dropped
+    gate.release.set()
+    publisher.join(10)
+    assert not publisher.is_alive()
+    assert sinks.close(10) == 0 and [s["n"] for s in gate.got] == list(range(40))
+    assert dropped(metrics, "gate", "queue_full") == 0
+
+
+def test_cut_short_ends_a_wait_for_a_store_that_never_makes_room() -> None:
+    metrics = Metrics()
+    gate = Gate()  # never released
+    sinks = SinkSet([gate], metrics, capacity=5)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    publisher = threading.Thread(target=lambda: sinks.publish(signals(40), wait=math.inf))
+    publisher.start()
+    wait_for(lambda: sinks.backlog() == 1.0, what="the store's queue to fill")
+    sinks.cut_short(time.monotonic())  # the runtime is stopping
+    publisher.join(5)
+    assert not publisher.is_alive()
+    assert dropped(metrics, "gate", "queue_full") == 40 - 5  # five queued behind the one in the gate's hands
+    gate.release.set()
+    sinks.close(5)
+
+
+def test_a_notification_sink_never_makes_anything_wait_or_refuse() -> None:
+    metrics = Metrics()
+    hook = Gate("hook")  # a webhook that does not answer
+    hook.notifies = True
+    stored: list[dict[str, Any]] = []
+    sinks = SinkSet([hook, CallbackSink(stored.extend, name="store")], metrics, capacity=5)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.workers[0].backlog() == 0.0 and len(stored) == 1, what="the first signal to be taken")
+    publisher = threading.Thread(target=lambda: sinks.publish(signals(40), wait=math.inf))
+    publisher.start()
+    publisher.join(5)
+    assert not publisher.is_alive()  # did not wait for the notification sink
+    wait_for(lambda: len(stored) == 41, what="the store to take every signal")
+    assert sinks.workers[0].backlog() == 1.0 and sinks.backlog() == 0.0  # its full queue refuses nothing
+    assert dropped(metrics, "hook", "queue_full") == 40 - 5
+    hook.release.set()
+    sinks.close(5)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
 import socket
 import ssl
@@ -210,10 +211,10 @@ class Runtime:
         self.evaluator.submit(completed)
 
     def _publish(self, signals: Sequence[dict[str, Any]]) -> None:
-        """Signals to the sinks: never blocking while running; at shutdown, waiting for room until the deadline."""
-        deadline = self._handover_deadline
-        wait = 0.0 if deadline is None else max(0.001, deadline - time.monotonic())
-        self.sinks.publish(signals, wait=wait)
+        """Signals to the sinks, on the evaluator's thread. A store with no room makes evaluation wait
+        (then admission refuses new data) rather than drop a signal; at shutdown the wait ends at the
+        hand-over deadline (`SinkSet.cut_short`). Notification sinks never make anything wait."""
+        self.sinks.publish(signals, wait=math.inf)
 
     def health(self) -> dict[str, Any]:
         return {
@@ -368,6 +369,7 @@ class Runtime:
 
     def abort(self) -> None:
         """Cut a stop in progress short: what is not evaluated or delivered yet is lost (and reported)."""
+        self.sinks.cut_short(time.monotonic())  # an evaluator waiting for room in a store stops waiting
         if self._abort is not None:
             self._abort.set()
 
@@ -408,6 +410,7 @@ class Runtime:
         drained = self.buffer.drain()
         report.traces_at_shutdown = sum(1 for c in drained if c.spans)
         self._handover_deadline = deadline - min(5.0, timeout / 4)
+        self.sinks.cut_short(self._handover_deadline)
         self._hand_over(drained)
         self.evaluator.request_stop()
         receivers = asyncio.create_task(self._stop_receivers())

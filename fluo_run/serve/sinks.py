@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sqlite3
 import sys
@@ -103,6 +104,10 @@ class Sink:
     name = "sink"
     retrying = False  # set by a sink while it retries a delivery itself (the webhook)
     max_batch = MAX_BATCH  # the most signals handed to `write` at once
+    notifies = False
+    """A notification (webhook, OTLP logs): best effort, it never holds back evaluation, ingest or shutdown;
+    what it cannot take is dropped and counted. A store (SQLite, JSONL, a callback) keeps every signal:
+    evaluation waits for room in its queue rather than drop one."""
 
     @property
     def label(self) -> str:
@@ -243,6 +248,7 @@ class WebhookSink(Sink):
     """POSTs `{"signals": [...]}` (at most 100 per request); retries 429, 5xx and network errors with backoff."""
 
     name = "webhook"
+    notifies = True
     ATTEMPTS = 6  # the first and 5 retries, waiting 0.25, 0.5, 1, 2 and 4 s
     FIRST_BACKOFF = 0.25
     MAX_BACKOFF = 4.0
@@ -304,6 +310,7 @@ class OtlpLogsSink(Sink):
     """Signals as OTLP log records (event `fluo.signal`), linked to their trace, through the OTel SDK's exporter."""
 
     name = "otlp_logs"
+    notifies = True
     max_batch = 512  # as the SDK's batch processor: one export request stays small
 
     def __init__(self, endpoint: str, protocol: str = "http") -> None:
@@ -424,6 +431,7 @@ class SinkWorker:
     FIRST_RETRY = 0.5
     MAX_RETRY = 10.0
     GIVE_UP_GRACE = 0.5  # past the deadline, how long the thread gets to notice and stop
+    CUT_SHORT_CHECK = 0.25  # how often a waiting `put` looks whether its wait was cut short
 
     def __init__(self, sink: Sink, metrics: Metrics, capacity: int) -> None:
         self.sink = sink
@@ -451,9 +459,20 @@ class SinkWorker:
         self.thread.start()
         self.opened.wait(self.OPEN_WAIT)
 
-    def put(self, signals: Sequence[dict[str, Any]], deadline: float | None = None) -> None:
-        """Queue `signals`, waiting for room until `deadline` (monotonic) if given; what does not fit is dropped."""
-        taken = self.queue.put(signals, deadline)
+    def put(self, signals: Sequence[dict[str, Any]], deadline: float | Callable[[], float] | None = None) -> None:
+        """Queue `signals`, waiting for room until `deadline` (monotonic; a function is asked again as time
+        passes, so a wait can be cut short) if given; what does not fit is dropped."""
+        if callable(deadline):
+            until = deadline
+            taken = 0
+            while taken < len(signals) and not self.queue.closed:
+                end = until()
+                now = time.monotonic()
+                if now >= end:
+                    break
+                taken += self.queue.put(signals[taken:], min(end, now + self.CUT_SHORT_CHECK))
+        else:
+            taken = self.queue.put(signals, deadline)
         if taken < len(signals):
             if self.queue.closed:
                 self._dropped(len(signals) - taken, "shutdown", "it is shutting down")
@@ -468,11 +487,11 @@ class SinkWorker:
         return self.open_error is not None or self.last_failed
 
     def health(self) -> str:
-        if self.open_error is not None:
+        if self.open_error is not None or self.last_failed:  # failed for good, even while trying the next batch
             return "failed"
         if self.retrying or self.sink.retrying or not self.is_open:
             return "retrying"
-        return "failed" if self.last_failed else "ok"
+        return "ok"
 
     def _dropped(self, n: int, reason: str, why: str) -> None:
         if n <= 0:
@@ -623,6 +642,7 @@ class SinkSet:
 
     def __init__(self, sinks: Sequence[Sink], metrics: Metrics, capacity: int) -> None:
         self.workers = [SinkWorker(s, metrics, capacity) for s in sinks]
+        self._cut_off = math.inf
 
     def start(self) -> list[str]:
         """Start every sink; the problems of those that cannot open and never will (each one line).
@@ -638,23 +658,35 @@ class SinkSet:
         return [w.open_error for w in self.workers if w.open_error is not None]
 
     def publish(self, signals: Sequence[dict[str, Any]], *, wait: float = 0.0) -> None:
-        """Queue `signals` for every sink. With `wait` 0 it never blocks: what does not fit is dropped (counted);
-        otherwise it waits up to `wait` seconds in all for room (at shutdown, to hand over everything)."""
+        """Queue `signals` for every sink.
+
+        A store waits up to `wait` seconds (`math.inf`: as long as it takes) for room in its queue
+        rather than drop a signal, so a slow or locked store slows evaluation down (and admission
+        then refuses new data) instead of losing signals; `cut_short` ends such waits. With `wait` 0,
+        or for a notification sink (`Sink.notifies`), it never blocks: what does not fit is dropped (counted).
+        """
         if not signals:
             return
-        deadline = time.monotonic() + wait if wait > 0 else None
+        end = time.monotonic() + wait
+
+        def deadline() -> float:
+            return min(end, self._cut_off)
+
         for w in self.workers:
-            w.put(signals, deadline)
+            w.put(signals, None if wait <= 0 or w.sink.notifies else deadline)
+
+    def cut_short(self, at: float) -> None:
+        """Waits of `publish` end by `at` (monotonic) at the latest: the runtime is stopping."""
+        self._cut_off = min(self._cut_off, at)
 
     def backlog(self) -> float:
-        """The fullest queue of a sink that is working or being retried, as a fraction (0 to 1) of its capacity.
+        """The fullest queue of a store that works or is being retried, as a fraction (0 to 1) of its capacity.
 
-        A sink whose last batch failed for good (a webhook that is down) is left out, also while it
-        retries the next batch: its signals
-        are dropped and counted while it stays down, instead of its full queue holding back every
-        trace, and every other sink, through admission control. It counts again once a batch gets through.
+        Notification sinks (webhook, OTLP logs) are left out, and so is a store whose last batch
+        failed for good: their signals are dropped and counted while they cannot keep up, instead of
+        their full queue holding back every trace, and every other sink, through admission control.
         """
-        return max((w.backlog() for w in self.workers if not w.down()), default=0.0)
+        return max((w.backlog() for w in self.workers if not w.sink.notifies and not w.down()), default=0.0)
 
     def health(self) -> dict[str, str]:
         """Per sink: "ok", "retrying" (cannot open or write for now, being retried) or "failed"."""
