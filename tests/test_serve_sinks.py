@@ -444,3 +444,16 @@ def test_a_notification_sink_never_makes_anything_wait_or_refuse() -> None:
     assert dropped(metrics, "hook", "queue_full") == 40 - 5
     hook.release.set()
     sinks.close(5)
+
+
+def test_undelivered_counts_the_batch_a_sink_is_working_on() -> None:
+    gate = Gate()
+    sinks = SinkSet([gate], Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(3))
+    wait_for(lambda: sinks.backlog() == 0.0, what="the batch to be taken")
+    sinks.publish(signals(2, 3))
+    assert sinks.workers[0].undelivered() == 5  # three in the sink's hands, two queued
+    gate.release.set()
+    assert sinks.close(5) == 0
+    assert sinks.workers[0].undelivered() == 0

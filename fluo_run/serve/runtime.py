@@ -440,7 +440,7 @@ class Runtime:
         if closed:
             report.undelivered = closed[0]
         else:  # cut short while the sinks were still delivering: what they had not, at least
-            report.undelivered = sum(w.dropped + w.queue.qsize() for w in self.sinks.workers)
+            report.undelivered = sum(w.undelivered() for w in self.sinks.workers)
         report.sinks = self.sinks.health()
         if not await self._until(receivers.done, deadline):
             receivers.cancel()

@@ -482,6 +482,11 @@ class SinkWorker:
     def backlog(self) -> float:
         return min(1.0, self.queue.qsize() / self.queue.capacity)
 
+    def undelivered(self) -> int:
+        """Signals not delivered so far: dropped, queued, and the batch the sink is working on."""
+        with self._lock:
+            return self.dropped + self.queue.qsize() + self._in_flight
+
     def down(self) -> bool:
         """Whether the last batch failed for good (or the sink never opened), even if it is retrying the next."""
         return self.open_error is not None or self.last_failed
