@@ -114,6 +114,37 @@ def test_a_stalled_client_does_not_hold_up_shutdown(tmp_path: Path) -> None:
     assert "25 trace(s) evaluated at shutdown, every signal delivered" in final_line(proc)
 
 
+SLOW_START = """\
+import asyncio, logging
+from fluo_run.serve import runtime
+
+_start = runtime.Runtime.start
+
+
+async def start(self):  # starting takes a second, and says when it begins
+    logging.getLogger("fluo.serve").warning("test: starting slowly")
+    await asyncio.sleep(1.0)
+    await _start(self)
+
+
+runtime.Runtime.start = start
+"""
+
+
+def test_signals_while_starting_are_handled_not_fatal(tmp_path: Path) -> None:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_START)
+    args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--no-db"]
+    with ServeProcess(args, cwd=tmp_path, env={"PYTHONPATH": str(hooks)}) as proc:
+        proc.expect("test: starting slowly")
+        proc.signal(signal.SIGHUP)
+        proc.expect("SIGHUP while starting: ignored")
+        proc.signal(signal.SIGTERM)  # before `ready`: the stop runs once started
+        assert proc.wait(timeout=15) == 0
+    assert any("ready;" in line for line in proc.log) and "stopped in" in final_line(proc)
+
+
 def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:
     rules = rules_in(tmp_path, SLOW)
     args = [*LOOPBACK, "--rules", str(rules), "--cost-limit", "0", "--eval-budget", "0", "--trace-idle", "60s"]

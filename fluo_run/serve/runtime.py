@@ -456,33 +456,38 @@ async def serve(config: ServeConfig) -> int:
     Signal handlers stay installed while stopping: SIGHUP then is logged and ignored,
     and a second SIGTERM or SIGINT cuts the stop short (`Runtime.abort`).
     """
-    runtime = Runtime(config)
-    await runtime.start()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
+    started = False
 
     def on_stop(name: str) -> None:
         received.append(name)
         if len(received) == 1:
             stop.set()
-        else:
+        elif started:
             log.warning("%s while shutting down: stopping now; what is not done yet is lost", name)
             runtime.abort()
 
     def on_hup() -> None:
-        if runtime.stopping:
+        if not started:
+            log.warning("SIGHUP while starting: ignored (the rules are being loaded)")
+        elif runtime.stopping:
             log.warning("SIGHUP while shutting down: ignored (rules are not reloaded)")
         else:
             runtime.reload()
 
+    # Installed before starting: a signal while the ports open or the sinks open is handled, not fatal.
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    log.info("ready; SIGHUP reloads the rules, SIGTERM or Ctrl-C stops")
+    thresholds = gc.get_threshold()
     try:
+        runtime = Runtime(config)  # loads the rules
+        await runtime.start()
+        started = True
+        gc.set_threshold(*GC_THRESHOLDS)
+        log.info("ready; SIGHUP reloads the rules, SIGTERM or Ctrl-C stops")
         await stop.wait()
         log.info(
             "%s: shutting down (within %gs; a second SIGTERM or Ctrl-C stops now)",
