@@ -457,3 +457,36 @@ def test_undelivered_counts_the_batch_a_sink_is_working_on() -> None:
     gate.release.set()
     assert sinks.close(5) == 0
     assert sinks.workers[0].undelivered() == 0
+
+
+def test_a_notification_endpoint_down_at_shutdown_is_not_tried_again_for_each_batch() -> None:
+    class DeadHook(Sink):
+        name = "hook"
+        notifies = True
+
+        def __init__(self) -> None:
+            self.attempts = 0
+            self.hold = threading.Event()
+
+        def write(self, batch: Batch, stopping: threading.Event) -> None:
+            self.attempts += 1
+            if self.attempts > 1:
+                self.hold.wait(10)  # a blackholed endpoint: each try waits out its timeout
+            raise SinkError("no answer")
+
+    metrics = Metrics()
+    hook = DeadHook()
+    sinks = SinkSet([hook], metrics, capacity=10)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.health() == {"hook": "failed"}, what="the first batch to fail")
+    sinks.publish(signals(1, 1))
+    wait_for(lambda: hook.attempts == 2, what="the second try to start")
+    sinks.publish(signals(3, 2))
+    closing = threading.Thread(target=sinks.close, args=(10,))
+    closing.start()
+    wait_for(lambda: sinks.workers[0].stopping.is_set(), what="the stop to begin")
+    hook.hold.set()
+    closing.join(10)
+    assert hook.attempts == 2  # the three queued signals were not tried again
+    assert dropped(metrics, "hook", "failed") == 2 and dropped(metrics, "hook", "shutdown") == 3

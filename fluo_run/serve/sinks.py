@@ -598,6 +598,10 @@ class SinkWorker:
                 self._in_flight = len(batch)
             if self.open_error is not None:
                 self._settle(batch, "failed", self.open_error)
+            elif self.stopping.is_set() and self.sink.notifies and self.last_failed:
+                # A notification endpoint that is down: another try per batch would hold the stop
+                # for its timeout each (a blackholed webhook, 5 s a batch) and deliver nothing.
+                self._settle(batch, "shutdown", "it was down when the shutdown began")
             elif not self.is_open and not self._try_open():
                 reason = "failed" if self.open_error else "shutdown"
                 self._settle(batch, reason, self.open_error or "the sink never opened before the shutdown deadline")
@@ -625,7 +629,7 @@ class SinkWorker:
             self._abandoned = True
             left = self._in_flight + len(self.queue.take(self.queue.qsize() or 1, 0))
             self._in_flight = 0
-        self._dropped(left, "shutdown", f"not delivered within {timeout:g}s of shutdown")
+        self._dropped(left, "shutdown", f"not delivered within {timeout:.1f}s of shutdown")
         with self._lock:
             unlogged, self._unlogged = self._unlogged, 0
             total, by = self.dropped, dict(self.dropped_by)
