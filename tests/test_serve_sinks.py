@@ -490,3 +490,21 @@ def test_a_notification_endpoint_down_at_shutdown_is_not_tried_again_for_each_ba
     closing.join(10)
     assert hook.attempts == 2  # the three queued signals were not tried again
     assert dropped(metrics, "hook", "failed") == 2 and dropped(metrics, "hook", "shutdown") == 3
+
+
+def test_queue_full_drops_are_said_soon_after_they_stop(monkeypatch: Any, caplog: Any) -> None:
+    monkeypatch.setattr(SinkWorker, "LOG_EVERY", 1.0)
+    metrics = Metrics()
+    gate = Gate()
+    sinks = SinkSet([gate], metrics, capacity=5)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    for i in range(10):  # the first drop is logged at once, the rest are summed
+        sinks.publish(signals(6, 1 + 6 * i))
+    gate.release.set()
+    wait_for(
+        lambda: "sink gate dropped 54 signal(s)" in caplog.text or "dropped 53 signal(s)" in caplog.text,
+        what="the summed drops to be logged while running",
+    )
+    sinks.close(5)

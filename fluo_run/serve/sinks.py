@@ -514,6 +514,16 @@ class SinkWorker:
                 n, self._unlogged = self._unlogged, 0
         log.error("sink %s dropped %d signal(s): %s", self.sink.name, n, why)
 
+    def _log_unlogged_drops(self) -> None:
+        """Queue-full drops not logged yet (they are summed, a line at most every LOG_EVERY), once it has passed:
+        drops that stop coming are still said within seconds, not only at shutdown."""
+        with self._lock:
+            if not self._unlogged or time.monotonic() - self._last_drop_log < self.LOG_EVERY:
+                return
+            self._last_drop_log = time.monotonic()
+            n, self._unlogged = self._unlogged, 0
+        log.error("sink %s dropped %d signal(s): its queue is full", self.sink.name, n)
+
     def _settle(self, batch: Batch, reason: str = "", why: str = "") -> None:
         """The batch in hand is delivered (no reason) or dropped; unless `close` already counted it."""
         with self._lock:
@@ -588,6 +598,7 @@ class SinkWorker:
             if self._give_up.is_set():
                 break
             batch = self.queue.take(self.sink.max_batch, 0.5)
+            self._log_unlogged_drops()
             if not batch:
                 if self.queue.closed:
                     break
