@@ -231,6 +231,14 @@ class Intake:
             self._too_large_since_log = 0
             self._too_large_logged = now
 
+    def log_unlogged(self) -> None:
+        """At shutdown: oversize refusals counted since the last line, said now rather than never."""
+        if self._too_large_since_log:
+            log.warning(
+                "refused %d more export(s) over the %d-byte limit", self._too_large_since_log, self.max_body_bytes
+            )
+            self._too_large_since_log = 0
+
     def refuse_unauthorized(self, transport: str) -> Refusal:
         self.metrics.requests.labels(transport, "unauthorized").inc()
         return Refusal(401, grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token")

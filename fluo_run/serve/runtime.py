@@ -400,6 +400,7 @@ class Runtime:
         self._abort = self._abort or asyncio.Event()
         self.stopping = True
         self.intake.stopping = True
+        self.intake.log_unlogged()
         report = StopReport()
         for task in self._tasks:
             task.cancel()
