@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import logging
 import math
 import sqlite3
@@ -19,6 +21,7 @@ from fluo_run.serve.metrics import Metrics
 from fluo_run.serve.sinks import (
     Batch,
     CallbackSink,
+    JsonlSink,
     Sink,
     SinkError,
     SinkSet,
@@ -507,4 +510,103 @@ def test_queue_full_drops_are_said_soon_after_they_stop(monkeypatch: Any, caplog
         lambda: "sink gate dropped 54 signal(s)" in caplog.text or "dropped 53 signal(s)" in caplog.text,
         what="the summed drops to be logged while running",
     )
+    sinks.close(5)
+
+
+def test_a_full_disk_keeps_the_jsonl_batch_and_retries_without_writing_lines_twice(
+    tmp_path: Path, quick_retries: None
+) -> None:
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path))
+
+    class HalfThenFull:
+        """The file, except that the first write gets half its text onto the disk, then ENOSPC."""
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+            self.failed = False
+
+        def write(self, text: str) -> int:
+            if not self.failed:
+                self.failed = True
+                self.real.write(text[: len(text) // 2])
+                self.real.flush()
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return int(self.real.write(text))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    original_open = sink.open
+
+    def open_half_full() -> None:
+        original_open()
+        sink.out = HalfThenFull(sink.out)  # type: ignore[assignment]
+
+    sink.open = open_half_full  # type: ignore[method-assign]
+    metrics = Metrics()
+    sinks = SinkSet([sink], metrics, capacity=100)
+    sinks.start()
+    sinks.publish(signals(10))
+    assert sinks.close(10) == 0
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == list(range(10))
+    assert dropped(metrics, "jsonl", "failed") == 0
+
+
+def test_a_write_that_makes_no_progress_shows_as_stalled(monkeypatch: Any) -> None:
+    monkeypatch.setattr(SinkWorker, "STALLED_AFTER", 0.2)
+    gate = Gate()
+    sinks = SinkSet([gate], Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.health() == {"gate": "stalled"}, what="the write to count as stalled")
+    gate.release.set()
+    wait_for(lambda: sinks.health() == {"gate": "ok"}, what="the write to finish")
+    sinks.close(5)
+
+
+def test_a_notification_endpoint_down_at_close_does_not_hold_the_stop_for_its_request() -> None:
+    class Blackhole(Sink):
+        name = "hook"
+        notifies = True
+
+        def __init__(self) -> None:
+            self.hold = threading.Event()
+            self.tries = 0
+
+        def write(self, batch: Batch, stopping: threading.Event) -> None:
+            self.tries += 1
+            if self.tries > 1:
+                self.hold.wait(30)  # an endpoint that never answers, until its timeout
+            raise SinkError("no answer")
+
+    hook = Blackhole()
+    stored: list[dict[str, Any]] = []
+    sinks = SinkSet([hook, CallbackSink(stored.extend, name="store")], Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.health()["hook"] == "failed", what="the endpoint to be down")
+    sinks.publish(signals(2, 1))
+    wait_for(lambda: hook.tries == 2, what="a request in flight")
+    closing = threading.Thread(target=sinks.close, args=(20,))
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive()  # it did not wait out the request in flight
+    assert len(stored) == 3
+    hook.hold.set()
+
+
+def test_after_the_cut_off_a_store_with_room_still_takes_signals_and_one_without_drops_them_for_shutdown() -> None:
+    metrics = Metrics()
+    gate = Gate()
+    sinks = SinkSet([gate], metrics, capacity=5)
+    sinks.start()
+    sinks.publish(signals(1))
+    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    sinks.cut_short(time.monotonic() - 1)  # the hand-over deadline has passed
+    sinks.publish(signals(3, 1), wait=math.inf)
+    assert sinks.workers[0].queue.qsize() == 3 and dropped(metrics, "gate", "queue_full") == 0
+    sinks.publish(signals(4, 4), wait=math.inf)
+    assert dropped(metrics, "gate", "shutdown") == 2 and dropped(metrics, "gate", "queue_full") == 0
+    gate.release.set()
     sinks.close(5)

@@ -8,6 +8,8 @@ full) or cannot deliver (after its retries) is counted in
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
@@ -233,11 +235,32 @@ class JsonlSink(Sink):
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         assert self.out is not None
+        out = self.out
         try:
-            self.out.write("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in batch))
-            self.out.flush()
+            start = out.tell() if out.seekable() else None
+        except OSError:
+            start = None
+        try:
+            out.write("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in batch))
+            out.flush()
         except OSError as exc:
-            raise SinkError(f"cannot write to {self.target}: {exc.strerror or exc}") from exc
+            problem = f"cannot write to {self.target}: {exc.strerror or exc}"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EAGAIN):  # the disk may get room: keep the batch
+                self._cut_back(start)
+                raise TransientSinkError(problem) from exc
+            raise SinkError(problem) from exc
+
+    def _cut_back(self, start: int | None) -> None:
+        """After a failed write to a file: drop what it buffered and cut the file back to where the
+        batch began, so retrying the batch does not write its first lines twice."""
+        if self.out is None or start is None:
+            return
+        target = self.target
+        with contextlib.suppress(OSError, ValueError):
+            self.out.close()  # flushing again fails the same way; the buffer goes with the file object
+        with contextlib.suppress(OSError):
+            os.truncate(target, start)
+        self.out = open(target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
 
     def close(self) -> None:
         if self.out is not None and self.out is not sys.stdout:
@@ -432,6 +455,7 @@ class SinkWorker:
     MAX_RETRY = 10.0
     GIVE_UP_GRACE = 0.5  # past the deadline, how long the thread gets to notice and stop
     CUT_SHORT_CHECK = 0.25  # how often a waiting `put` looks whether its wait was cut short
+    STALLED_AFTER = 10.0  # a write running longer than this shows as "stalled" in /healthz
 
     def __init__(self, sink: Sink, metrics: Metrics, capacity: int) -> None:
         self.sink = sink
@@ -449,6 +473,8 @@ class SinkWorker:
         self._give_up = threading.Event()
         self._lock = threading.Lock()
         self._in_flight = 0
+        self._writing_since: float | None = None
+        self._said_down_at_stop = False
         self._abandoned = False
         self._last_drop_log = 0.0
         self._unlogged = 0
@@ -457,24 +483,36 @@ class SinkWorker:
 
     def start(self) -> None:
         self.thread.start()
-        self.opened.wait(self.OPEN_WAIT)
+        if not self.opened.wait(self.OPEN_WAIT):  # e.g. a FIFO nobody reads yet
+            log.warning(
+                "sink %s: not open after %.0fs; starting without it (it keeps trying, signals queue meanwhile)",
+                self.sink.name,
+                self.OPEN_WAIT,
+            )
 
-    def put(self, signals: Sequence[dict[str, Any]], deadline: float | Callable[[], float] | None = None) -> None:
+    def put(
+        self,
+        signals: Sequence[dict[str, Any]],
+        deadline: float | Callable[[], float] | None = None,
+        *,
+        late: bool = False,
+    ) -> None:
         """Queue `signals`, waiting for room until `deadline` (monotonic; a function is asked again as time
-        passes, so a wait can be cut short) if given; what does not fit is dropped."""
+        passes, so a wait can be cut short) if given; what does not fit is dropped (`late`: because the
+        runtime is stopping, counted as `shutdown`)."""
         if callable(deadline):
             until = deadline
             taken = 0
             while taken < len(signals) and not self.queue.closed:
                 end = until()
                 now = time.monotonic()
-                if now >= end:
+                taken += self.queue.put(signals[taken:], min(end, now + self.CUT_SHORT_CHECK) if now < end else None)
+                if now >= end:  # past it: what fitted without waiting went in
                     break
-                taken += self.queue.put(signals[taken:], min(end, now + self.CUT_SHORT_CHECK))
         else:
             taken = self.queue.put(signals, deadline)
         if taken < len(signals):
-            if self.queue.closed:
+            if self.queue.closed or late:
                 self._dropped(len(signals) - taken, "shutdown", "it is shutting down")
             else:
                 self._dropped(len(signals) - taken, "queue_full", "its queue is full")
@@ -494,6 +532,9 @@ class SinkWorker:
     def health(self) -> str:
         if self.open_error is not None or self.last_failed:  # failed for good, even while trying the next batch
             return "failed"
+        since = self._writing_since
+        if since is not None and time.monotonic() - since > self.STALLED_AFTER:
+            return "stalled"  # one write has made no progress for a while (a pipe nobody reads)
         if self.retrying or self.sink.retrying or not self.is_open:
             return "retrying"
         return "ok"
@@ -512,7 +553,8 @@ class SinkWorker:
                     return
                 self._last_drop_log = now
                 n, self._unlogged = self._unlogged, 0
-        log.error("sink %s dropped %d signal(s): %s", self.sink.name, n, why)
+        if why:  # "": already said (the total comes at close)
+            log.error("sink %s dropped %d signal(s): %s", self.sink.name, n, why)
 
     def _log_unlogged_drops(self) -> None:
         """Queue-full drops not logged yet (they are summed, a line at most every LOG_EVERY), once it has passed:
@@ -567,11 +609,19 @@ class SinkWorker:
             self.opened.set()
             return True
 
+    def _write(self, batch: Batch) -> None:
+        """The sink's write, timed: one that runs past STALLED_AFTER shows as "stalled"."""
+        self._writing_since = time.monotonic()
+        try:
+            self.sink.write(batch, self.stopping)
+        finally:
+            self._writing_since = None
+
     def _deliver(self, batch: Batch) -> None:
         backoff = self.FIRST_RETRY
         while True:
             try:
-                self.sink.write(batch, self.stopping)
+                self._write(batch)
             except TransientSinkError as exc:
                 self._note_retry("cannot write", str(exc), backoff)
                 if self._give_up.wait(backoff):
@@ -612,7 +662,8 @@ class SinkWorker:
             elif self.stopping.is_set() and self.sink.notifies and self.last_failed:
                 # A notification endpoint that is down: another try per batch would hold the stop
                 # for its timeout each (a blackholed webhook, 5 s a batch) and deliver nothing.
-                self._settle(batch, "shutdown", "it was down when the shutdown began")
+                said, self._said_down_at_stop = self._said_down_at_stop, True
+                self._settle(batch, "shutdown", "" if said else "it was down when the shutdown began")
             elif not self.is_open and not self._try_open():
                 reason = "failed" if self.open_error else "shutdown"
                 self._settle(batch, reason, self.open_error or "the sink never opened before the shutdown deadline")
@@ -692,8 +743,9 @@ class SinkSet:
         def deadline() -> float:
             return min(end, self._cut_off)
 
+        late = self._cut_off < math.inf  # stopping: what cannot wait any more is dropped for the shutdown
         for w in self.workers:
-            w.put(signals, None if wait <= 0 or w.sink.notifies else deadline)
+            w.put(signals, None if wait <= 0 or w.sink.notifies else deadline, late=late and not w.sink.notifies)
 
     def cut_short(self, at: float) -> None:
         """Waits of `publish` end by `at` (monotonic) at the latest: the runtime is stopping."""
@@ -709,7 +761,8 @@ class SinkSet:
         return max((w.backlog() for w in self.workers if not w.sink.notifies and not w.down()), default=0.0)
 
     def health(self) -> dict[str, str]:
-        """Per sink: "ok", "retrying" (cannot open or write for now, being retried) or "failed"."""
+        """Per sink: "ok", "retrying" (cannot open or write for now, being retried), "stalled" (one write
+        has made no progress for STALLED_AFTER seconds) or "failed"."""
         return {w.sink.name: w.health() for w in self.workers}
 
     def close(self, timeout: float = 15.0) -> int:
@@ -719,5 +772,11 @@ class SinkSet:
         plus those still queued at the deadline."""
         for w in self.workers:
             w.begin_close()
-        deadline = time.monotonic() + timeout
-        return sum(w.finish_close(deadline, timeout) for w in self.workers)
+        now = time.monotonic()
+        deadline = now + timeout
+        # A notification endpoint that is down gets a moment, not the whole deadline: its request in
+        # flight would hold the stop for its timeout (5 s a webhook, 10 s OTLP logs) and deliver nothing.
+        down_deadline = min(deadline, now + SinkWorker.GIVE_UP_GRACE)
+        return sum(
+            w.finish_close(down_deadline if w.sink.notifies and w.down() else deadline, timeout) for w in self.workers
+        )
