@@ -14,7 +14,7 @@ from typing import Any
 
 import grpc
 import pytest
-from serve_support import LoopbackServer, ServeProcess, config, metric, post
+from serve_support import LoopbackServer, ServeProcess, config, metric, post, wait_for
 
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.trace import Span
@@ -289,3 +289,35 @@ def test_spans_rejected_help_says_what_is_counted() -> None:
     text = Metrics().exposition().decode()
     help_line = next(line for line in text.splitlines() if line.startswith("# HELP fluo_spans_rejected_total"))
     assert "malformed" in help_line and "not decoded" in help_line
+
+
+def test_traces_that_arrive_while_evaluation_waits_on_a_store_count_in_their_window() -> None:
+    out: list[dict[str, Any]] = []
+    first = threading.Event()
+    release = threading.Event()
+
+    def slow_store(signals: Any) -> None:  # the first hand-over waits, as for a locked store
+        if not first.is_set():
+            first.set()
+            release.wait(10)
+        out.extend(signals)
+
+    rules = "rule every { detect trace.spans.count() > 0 }\nrule w { window 1s detect window.traces.count() > 0 }"
+    program = compile_program(analyze([("w.fluo", rules)]))
+    evaluator = Evaluator(program, Metrics(), slow_store, trace_idle=0.05, grace=0.2)
+    evaluator.start()
+    try:
+        second = (time.time_ns() // 10**9 + 1) * 10**9  # the next whole second: a window after the start
+        while time.time_ns() < second + 50_000_000:
+            time.sleep(0.01)
+        evaluator.submit([completed(1, 1, time.time_ns())])
+        assert first.wait(5)
+        evaluator.submit([completed(t, 1, second + 100_000_000 * t) for t in range(2, 5)])  # same window, queued
+        while time.time_ns() < second + 1_500_000_000:  # the window is due while the store holds us
+            time.sleep(0.01)
+        release.set()
+        wait_for(lambda: any(s["rule"] == "w" for s in out), what="the window's signal")
+    finally:
+        evaluator.stop()
+    [window] = [s for s in out if s["rule"] == "w"]
+    assert window["observed"]["count"] == 4  # not 1: the queued traces went in before it closed

@@ -266,6 +266,7 @@ class Evaluator:
         self._full_logged: set[tuple[int, int]] = set()
         self._next_program: Program | None = None
         self._reported_errors = 0
+        self._windows_put_off = 0
         self._adopt(program)
         self.thread = threading.Thread(target=self._run, name="fluo-evaluator", daemon=True)
         self.tick = min(0.1, trace_idle / 4)
@@ -373,6 +374,15 @@ class Evaluator:
                         return
             with self.cond:
                 self.busy = False
+                more = bool(self.queue)
+            if more and not stopping and self._windows_put_off < 2:
+                # Traces that came while this batch was evaluated (or waited on a store) go first: they
+                # may belong to windows now due, which would otherwise close without them. Each round
+                # takes the whole queue, so under a queue that never empties windows are still checked
+                # every third round.
+                self._windows_put_off += 1
+                continue
+            self._windows_put_off = 0
             now = time.monotonic()
             wall = time.time_ns()
             for ws in list(self.windows.values()):
