@@ -480,8 +480,11 @@ def test_a_dead_sink_never_blocks_and_its_drops_are_counted(tmp_path: Path) -> N
             post(url, (EXAMPLE_TRACES / name).read_bytes(), "application/json")
         wait_for(lambda: len(got) == 5, what="the working sink to get every signal")
         assert metric(rt, "fluo_sink_signals_written_total", sink="webhook") == 0  # still retrying
-    # shutdown cut the retries short; every undelivered signal is counted
-    assert metric(rt, "fluo_sink_signals_dropped_total", sink="webhook", reason="failed") == 5
+    # shutdown cut the retries short; every undelivered signal is counted: those the webhook tried as
+    # failed, those still queued once it was known to be down as shutdown (how many of each is timing)
+    failed = metric(rt, "fluo_sink_signals_dropped_total", sink="webhook", reason="failed")
+    at_shutdown = metric(rt, "fluo_sink_signals_dropped_total", sink="webhook", reason="shutdown")
+    assert failed >= 1 and failed + at_shutdown == 5
     assert metric(rt, "fluo_sink_signals_written_total", sink="webhook") == 0
 
 

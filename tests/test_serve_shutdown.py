@@ -321,3 +321,25 @@ def test_traces_that_arrive_while_evaluation_waits_on_a_store_count_in_their_win
         evaluator.stop()
     [window] = [s for s in out if s["rule"] == "w"]
     assert window["observed"]["count"] == 4  # not 1: the queued traces went in before it closed
+
+
+def test_an_abort_counts_each_trace_once_as_delivered_or_not_evaluated() -> None:
+    out: list[dict[str, Any]] = []
+    holding = threading.Event()
+    release = threading.Event()
+
+    def slow_store(signals: Any) -> None:
+        holding.set()
+        release.wait(10)
+        out.extend(signals)
+
+    program = compile_program(analyze([("r.fluo", "rule every { detect trace.spans.count() > 0 }")]))
+    evaluator = Evaluator(program, Metrics(), slow_store, trace_idle=1.0, grace=1.0)
+    evaluator.start()
+    evaluator.submit([completed(t, 1, time.time_ns()) for t in range(1, 101)])  # chunks of 64 and 36
+    assert holding.wait(5)
+    evaluator.abort()  # while the first chunk's signals are being handed over
+    release.set()
+    evaluator.thread.join(10)
+    assert len(out) == 64 and evaluator.lost_traces == 36  # not 100 lost besides 64 delivered
+    assert evaluator.lost_signals == 0

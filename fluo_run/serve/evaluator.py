@@ -267,6 +267,7 @@ class Evaluator:
         self._next_program: Program | None = None
         self._reported_errors = 0
         self._windows_put_off = 0
+        self._chunk_in_hand = 0
         self._adopt(program)
         self.thread = threading.Thread(target=self._run, name="fluo-evaluator", daemon=True)
         self.tick = min(0.1, trace_idle / 4)
@@ -317,9 +318,17 @@ class Evaluator:
                 return
             self.aborted = True
             self.stopping = True
-            self.lost_traces = len(self.queue) + self.batch_left
+            # The chunk in hand is evaluated to its end; its signals are then counted as not handed over
+            # (`lost_signals`), so its traces are not counted again here.
+            self.lost_traces = len(self.queue) + self.batch_left - self._chunk_in_hand
             self.lost_windows = sum(len(ws.open) for ws in list(self.windows.values()))
             self.cond.notify()
+
+    @property
+    def chunk_in_hand(self) -> int:
+        """Traces of the chunk being evaluated right now (0 between chunks)."""
+        with self.cond:
+            return self._chunk_in_hand
 
     def done(self) -> bool:
         return not self.thread.is_alive()
@@ -362,6 +371,8 @@ class Evaluator:
                 self._adopt(program)
             for i in range(0, len(batch), 64):
                 chunk = batch[i : i + 64]
+                with self.cond:
+                    self._chunk_in_hand = len(chunk)
                 try:
                     self._evaluate_traces(chunk)
                 except Exception:  # a FLUO bug: log it, count the traces, keep evaluating
@@ -370,6 +381,7 @@ class Evaluator:
                 with self.cond:
                     self.pending_spans -= sum(len(c.spans) for c in chunk)
                     self.batch_left -= len(chunk)
+                    self._chunk_in_hand = 0
                     if self.aborted:
                         return
             with self.cond:

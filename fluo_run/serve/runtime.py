@@ -419,7 +419,9 @@ class Runtime:
             report.cut_short = "a second signal" if self._abort.is_set() else "the shutdown deadline"
             self.evaluator.abort()
             await self._until(self.evaluator.done, time.monotonic() + 0.5)  # its last chunk, unless aborted
-        report.traces_lost = self.evaluator.lost_traces
+        # A chunk still being evaluated now gives its signals to no one: its traces are not evaluated, as
+        # far as this report goes (one that finished is counted in `lost_signals` instead, not twice).
+        report.traces_lost = self.evaluator.lost_traces + (0 if self.evaluator.done() else self.evaluator.chunk_in_hand)
         report.windows_lost = self.evaluator.lost_windows
         report.signals_lost = self.evaluator.lost_signals
         if report.traces_lost or report.windows_lost:
