@@ -69,21 +69,27 @@ class WindowSet:
         self.next_empty = self.first_empty
         """Windows from `first_empty` up to here have closed, empty or not, unless still open."""
 
-    def add(self, trace: Trace, now: float) -> bool:
-        """Place a trace in its window; False when that window has already closed."""
-        if not trace.spans:
-            return True
-        k = trace.end // self.length
+    def _touch(self, k: int, now: float) -> tuple[list[Trace], list[float]] | None:
+        """Window `k`, opened if need be and marked touched `now`; None when it has already closed."""
         if k in self.closed:
-            return False
+            return None
         entry = self.open.get(k)
         if entry is None:
             first, upto = self.first_empty, self.next_empty
             if first is not None and upto is not None and first <= k < upto:
-                return False  # closed empty, and since forgotten by `closed`
+                return None  # closed empty, and since forgotten by `closed`
             entry = self.open[k] = ([], [now, now])
-        entry[0].append(trace)
         entry[1][0] = now
+        return entry
+
+    def add(self, trace: Trace, now: float) -> bool:
+        """Place a trace in its window; False when that window has already closed."""
+        if not trace.spans:
+            return True
+        entry = self._touch(trace.end // self.length, now)
+        if entry is None:
+            return False
+        entry[0].append(trace)
         self.spans += len(trace.spans)
         return True
 
@@ -92,15 +98,8 @@ class WindowSet:
         if not trace.spans:
             return True
         k = trace.end // self.length
-        if k in self.closed:
+        if self._touch(k, now) is None:
             return False
-        entry = self.open.get(k)
-        if entry is None:
-            first, upto = self.first_empty, self.next_empty
-            if first is not None and upto is not None and first <= k < upto:
-                return False
-            entry = self.open[k] = ([], [now, now])
-        entry[1][0] = now
         counts = self.left_out.setdefault(k, [0, 0])
         counts[0] += 1
         counts[1] += len(trace.spans)
