@@ -493,24 +493,20 @@ class SinkWorker:
     def put(
         self,
         signals: Sequence[dict[str, Any]],
-        deadline: float | Callable[[], float] | None = None,
+        deadline: Callable[[], float] | None = None,
         *,
         late: bool = False,
     ) -> None:
-        """Queue `signals`, waiting for room until `deadline` (monotonic; a function is asked again as time
-        passes, so a wait can be cut short) if given; what does not fit is dropped (`late`: because the
-        runtime is stopping, counted as `shutdown`)."""
-        if callable(deadline):
-            until = deadline
-            taken = 0
-            while taken < len(signals) and not self.queue.closed:
-                end = until()
-                now = time.monotonic()
-                taken += self.queue.put(signals[taken:], min(end, now + self.CUT_SHORT_CHECK) if now < end else None)
-                if now >= end:  # past it: what fitted without waiting went in
-                    break
-        else:
-            taken = self.queue.put(signals, deadline)
+        """Queue `signals`, waiting for room until `deadline()` (monotonic; asked again as time passes, so a
+        wait can be cut short) if given; what does not fit is dropped (`late`: because the runtime is
+        stopping, counted as `shutdown`)."""
+        taken = self.queue.put(signals, None)
+        while deadline is not None and taken < len(signals) and not self.queue.closed:
+            end = deadline()
+            now = time.monotonic()
+            if now >= end:
+                break
+            taken += self.queue.put(signals[taken:], min(end, now + self.CUT_SHORT_CHECK))
         if taken < len(signals):
             if self.queue.closed or late:
                 self._dropped(len(signals) - taken, "shutdown", "it is shutting down")
