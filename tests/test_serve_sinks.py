@@ -53,13 +53,19 @@ class Gate(Sink):
         self.got.extend(batch)
 
 
-def test_publish_with_wait_blocks_for_room_instead_of_dropping() -> None:
+def gate_holding_one(capacity: int) -> tuple[Metrics, Gate, SinkSet]:
+    """A started gate sink whose worker holds one signal (waiting for `release`), its queue empty."""
     metrics = Metrics()
     gate = Gate()
-    sinks = SinkSet([gate], metrics, capacity=10)
+    sinks = SinkSet([gate], metrics, capacity=capacity)
     assert sinks.start() == []
     sinks.publish(signals(1))
     wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    return metrics, gate, sinks
+
+
+def test_publish_with_wait_blocks_for_room_instead_of_dropping() -> None:
+    metrics, gate, sinks = gate_holding_one(10)
     sinks.publish(signals(10, 1))
     assert sinks.backlog() == 1.0
     threading.Timer(0.3, gate.release.set).start()
@@ -70,12 +76,7 @@ def test_publish_with_wait_blocks_for_room_instead_of_dropping() -> None:
 
 
 def test_publish_without_wait_drops_what_does_not_fit_and_close_counts_it(caplog: Any) -> None:
-    metrics = Metrics()
-    gate = Gate()
-    sinks = SinkSet([gate], metrics, capacity=5)
-    sinks.start()
-    sinks.publish(signals(1))
-    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    metrics, gate, sinks = gate_holding_one(5)
     sinks.publish(signals(8, 1))  # five fit
     sinks.publish(signals(2, 9), wait=0.05)  # no room comes: dropped after the wait
     assert dropped(metrics, "gate", "queue_full") == 5
@@ -412,12 +413,7 @@ def test_a_store_with_no_room_makes_publish_wait_instead_of_dropping() -> None:
 
 
 def test_cut_short_ends_a_wait_for_a_store_that_never_makes_room() -> None:
-    metrics = Metrics()
-    gate = Gate()  # never released
-    sinks = SinkSet([gate], metrics, capacity=5)
-    sinks.start()
-    sinks.publish(signals(1))
-    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    metrics, gate, sinks = gate_holding_one(5)  # never released
     publisher = threading.Thread(target=lambda: sinks.publish(signals(40), wait=math.inf))
     publisher.start()
     wait_for(lambda: sinks.backlog() == 1.0, what="the store's queue to fill")
@@ -497,12 +493,7 @@ def test_a_notification_endpoint_down_at_shutdown_is_not_tried_again_for_each_ba
 
 def test_queue_full_drops_are_said_soon_after_they_stop(monkeypatch: Any, caplog: Any) -> None:
     monkeypatch.setattr(SinkWorker, "LOG_EVERY", 1.0)
-    metrics = Metrics()
-    gate = Gate()
-    sinks = SinkSet([gate], metrics, capacity=5)
-    sinks.start()
-    sinks.publish(signals(1))
-    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    _, gate, sinks = gate_holding_one(5)
     for i in range(10):  # the first drop is logged at once, the rest are summed
         sinks.publish(signals(6, 1 + 6 * i))
     gate.release.set()
@@ -597,12 +588,7 @@ def test_a_notification_endpoint_down_at_close_does_not_hold_the_stop_for_its_re
 
 
 def test_after_the_cut_off_a_store_with_room_still_takes_signals_and_one_without_drops_them_for_shutdown() -> None:
-    metrics = Metrics()
-    gate = Gate()
-    sinks = SinkSet([gate], metrics, capacity=5)
-    sinks.start()
-    sinks.publish(signals(1))
-    wait_for(lambda: sinks.backlog() == 0.0, what="the first signal to be taken")
+    metrics, gate, sinks = gate_holding_one(5)
     sinks.cut_short(time.monotonic() - 1)  # the hand-over deadline has passed
     sinks.publish(signals(3, 1), wait=math.inf)
     assert sinks.workers[0].queue.qsize() == 3 and dropped(metrics, "gate", "queue_full") == 0
