@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +42,26 @@ LAZY_COMMANDS: dict[str, str] = {
 }
 
 
+EXIT_READER_GONE = 141
+"""The reader of fluo's output went away (`fluo eval ... | head -1`): fluo stops quietly with the
+status of a program ended by SIGPIPE (128 + 13), as `cat` or `grep` would, instead of click's 1,
+which `fluo eval` uses for rule errors."""
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # here, not at exit, so a closed pipe is seen while it can be handled
+        except BrokenPipeError:
+            # What is still buffered goes nowhere, silently, instead of failing again at exit.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            ctx.exit(EXIT_READER_GONE)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
         names.update(n for n in LAZY_COMMANDS if self._spec_available(n))

@@ -334,6 +334,27 @@ def test_console_script_runs_as_a_new_user_would() -> None:
     }
 
 
+def test_a_reader_that_goes_away_stops_fluo_quietly_with_the_sigpipe_status(tmp_path: Path) -> None:
+    one = json.loads((TRACES / "checkout_error.json").read_text())
+    trace_id = one["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"]
+    text = json.dumps(one)
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(text.replace(trace_id, f"{i:032x}") + "\n" for i in range(1, 3001)))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "fluo_run.cli", "eval", str(EXAMPLE_RULES), "--traces", str(many)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    first = json.loads(p.stdout.readline())  # as `| head -1` reads, then goes away
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=60) == 141, err
+    assert first["trace_id"] == f"{1:032x}"
+    assert err == ""  # no traceback, no "Exception ignored"
+
+
 def test_cost_limit(tmp_path: Path) -> None:
     f = tmp_path / "cubic.fluo"
     f.write_text("rule cubic { expect trace.spans.all(trace.spans.all(trace.spans.all(duration > 0s))) }\n")
