@@ -996,10 +996,11 @@ def parse_json(data: bytes | str, *, source: str) -> list[Span]:
         text = data
     if text.startswith("\ufeff"):
         text = text[1:]
-    objects: list[tuple[int, Any]] = []
+    out: list[Span] = []
     pos = _skip_space(text, 0)
     line = 1 + text.count("\n", 0, pos)
     end = len(text)
+    first = True
     while pos < end:
         try:
             obj, after = _DECODER.raw_decode(text, pos)
@@ -1007,14 +1008,14 @@ def parse_json(data: bytes | str, *, source: str) -> list[Span]:
             raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
         except RecursionError:
             raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None
-        objects.append((line, obj))
         nxt = _skip_space(text, after)
+        single = first and nxt >= end  # one object: its errors name no line
+        # Each object becomes spans before the next is read: a JSON lines file is never held whole as dicts.
+        out.extend(spans_from_json(obj, source=source, line=None if single else line))
+        del obj
+        first = False
         line += text.count("\n", pos, nxt)
         pos = nxt
-    single = len(objects) == 1
-    out: list[Span] = []
-    for obj_line, obj in objects:
-        out.extend(spans_from_json(obj, source=source, line=None if single else obj_line))
     return out
 
 
