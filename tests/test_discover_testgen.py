@@ -124,3 +124,35 @@ def test_rules_about_every_span_get_violating_cases_too(tmp_path: Path) -> None:
         assert rule_id in fired(rules, tmp_path / case["traces"])
     run = CliRunner().invoke(main, ["test", str(tmp_path)])
     assert run.exit_code == 0, run.output
+
+
+def write_spans(path: Path, spans: list[Span]) -> Path:
+    path.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    return path
+
+
+def lone_span(i: int, name: str = "ping", service: str = "api", **attributes: Any) -> Span:
+    start = T0 + i * 10**9
+    return Span(
+        trace_id=(i + 1).to_bytes(16, "big"),
+        span_id=(i + 1).to_bytes(8, "big"),
+        name=name,
+        service=service,
+        start=start,
+        end=start + 10**6,
+        attributes=attributes,
+    )
+
+
+def test_single_span_traces_get_a_violating_case_for_presence(tmp_path: Path) -> None:
+    """H1: removing the one operation of a one-span trace would leave no trace at all; the case renames it instead."""
+    traces = write_spans(tmp_path / "t.json", [lone_span(i) for i in range(8)])
+    rules = tmp_path / "out" / "r.fluo"
+    result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(rules.parent)])
+    assert result.exit_code == 0, result.output
+    assert "expect trace.has(name == 'ping')" in rules.read_text(encoding="utf-8")
+    doc = yaml.safe_load((rules.parent / "r_test.yaml").read_text(encoding="utf-8"))
+    case = next(c for c in doc["cases"] if c["name"].startswith("api_ping_in_every_trace fires"))
+    assert "api_ping_in_every_trace" in fired(rules, rules.parent / case["traces"])
+    run = CliRunner().invoke(main, ["test", str(rules.parent)])
+    assert run.exit_code == 0, run.output

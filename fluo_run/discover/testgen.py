@@ -162,10 +162,16 @@ class Mutations:
         return mutate
 
     def dropping(self, op: Op) -> Mutation:
+        """The operation's spans removed; renamed instead when they are all the trace has (no trace is empty)."""
+
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
             if not any(_is(op)(s) for s in spans):
                 return None
-            return _copy(_drop(spans, _is(op))), f"with its {_q(op.name)} spans removed"
+            kept = _drop(spans, _is(op))
+            if kept:
+                return _copy(kept), f"with its {_q(op.name)} spans removed"
+            other = f"{op.name} (renamed)"
+            return [_clone(s, name=other) for s in spans], f"with its {_q(op.name)} spans renamed to {_q(other)}"
 
         return mutate
 
@@ -277,6 +283,7 @@ class Mutations:
 
 
 def _fired(program: Program, spans: list[Span]) -> list[str]:
+    """The rules a trace of these spans (never empty: a fixture holds at least one span) makes fire."""
     trace = Trace(spans[0].trace_id, spans)
     return sorted({s.rule for s in program.evaluate_trace(trace)})
 
