@@ -131,11 +131,12 @@ def write_spans(path: Path, spans: list[Span]) -> Path:
     return path
 
 
-def lone_span(i: int, name: str = "ping", service: str = "api", **attributes: Any) -> Span:
+def lone_span(i: int, name: str = "ping", service: str = "api", parent: Span | None = None, **attributes: Any) -> Span:
     start = T0 + i * 10**9
     return Span(
         trace_id=(i + 1).to_bytes(16, "big"),
-        span_id=(i + 1).to_bytes(8, "big"),
+        span_id=(i + 1).to_bytes(8, "big") if parent is None else b"\xff" + parent.span_id[1:],
+        parent_id=b"" if parent is None else parent.span_id,
         name=name,
         service=service,
         start=start,
@@ -154,5 +155,25 @@ def test_single_span_traces_get_a_violating_case_for_presence(tmp_path: Path) ->
     doc = yaml.safe_load((rules.parent / "r_test.yaml").read_text(encoding="utf-8"))
     case = next(c for c in doc["cases"] if c["name"].startswith("api_ping_in_every_trace fires"))
     assert "api_ping_in_every_trace" in fired(rules, rules.parent / case["traces"])
+    run = CliRunner().invoke(main, ["test", str(rules.parent)])
+    assert run.exit_code == 0, run.output
+
+
+def test_half_surrogate_names_make_no_rule_and_a_test_yaml_that_loads(tmp_path: Path) -> None:
+    """M1: a name FLUO cannot write is skipped in rules; the case names show it as an escape YAML reads back."""
+    spans = []
+    for i in range(8):
+        root = lone_span(i)
+        spans += [root, lone_span(i, name="cut\ud800", parent=root)]
+    traces = write_spans(tmp_path / "t.json", spans)
+    rules = tmp_path / "out" / "r.fluo"
+    result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(rules.parent)])
+    assert result.exit_code == 0, result.output
+    check = CliRunner().invoke(main, ["check", str(rules)])
+    assert check.exit_code == 0, check.output
+    assert "trace.spans.count() <= 2" in rules.read_text(encoding="utf-8")
+    test_yaml = (rules.parent / "r_test.yaml").read_text(encoding="utf-8")
+    names = [c["name"] for c in yaml.safe_load(test_yaml)["cases"]]
+    assert any('"cut\\ud800"' in name for name in names), names
     run = CliRunner().invoke(main, ["test", str(rules.parent)])
     assert run.exit_code == 0, run.output

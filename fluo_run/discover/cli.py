@@ -140,6 +140,8 @@ def command(
             written = write_tests(Path(tests_dir), rules_path, rules, traces, corpus)
         except OSError as exc:
             fail(f"cannot write the tests into {tests_dir}: {exc.strerror or exc}")
+        except ValueError as exc:  # a bug, said in one line
+            fail(f"cannot write the tests: {exc}")
         click.echo(f"fluo: wrote {written}", err=True)
     summary = (
         f"fluo: {count(len(rules), 'rule')} from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')})"

@@ -29,7 +29,17 @@ from itertools import chain
 from typing import Any
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
-from .syntax import attribute, duration_text, literal, op_pred, op_slug, readable_ceiling, service_pred, slug
+from .syntax import (
+    attribute,
+    duration_text,
+    literal,
+    op_pred,
+    op_slug,
+    readable_ceiling,
+    service_pred,
+    slug,
+    writable,
+)
 
 KINDS = (
     "count",
@@ -168,7 +178,14 @@ class Miner:
         facts += self.durations()
         if self.o.attributes:
             facts += self.attribute_facts()
-        return facts
+        return [f for f in facts if self.writable(f)]
+
+    def writable(self, fact: Fact) -> bool:
+        """Whether every name, key and value the fact's rule would spell out fits in a FLUO string."""
+        texts = [*fact.services, fact.detail.get("key", ""), *fact.detail.get("values", ())]
+        for op in fact.ops:
+            texts += (self.c.ops[op].service, self.c.ops[op].name)
+        return all(writable(t) for t in texts if isinstance(t, str))
 
     def _bound(self, values: list[tuple[int, int]]) -> tuple[int, list[int]]:
         """The smallest bound that at most `allowed` values exceed, and the traces above it."""

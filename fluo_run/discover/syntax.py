@@ -20,12 +20,19 @@ from .corpus import Op
 
 _ESCAPE = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half a surrogate pair: JSON text can hold one, a FLUO string (FLUO102) or a YAML file cannot."""
 _UNITS = ("h", "m", "s", "ms", "us", "ns")
 _STEPS = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
 
 
+def writable(text: str) -> bool:
+    """Whether a FLUO string can hold `text`: not when it has half a surrogate pair (JSON text can, FLUO102)."""
+    return SURROGATE.search(text) is None
+
+
 def quote(text: str, mark: str = "'") -> str:
-    """A FLUO string literal (quoted with `mark`, ' or ") whose value is exactly `text`."""
+    """A FLUO string literal (quoted with `mark`, ' or ") whose value is exactly `text`, when `writable(text)`."""
     out = []
     for ch in text:
         esc = _ESCAPE.get(ch) if ch != "'" or mark == "'" else None

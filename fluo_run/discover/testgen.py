@@ -28,6 +28,7 @@ from fluo_lang.trace import Span, Trace
 from .corpus import Corpus, Op
 from .facts import Fact
 from .render import Rule
+from .syntax import SURROGATE
 
 BASE_TRACES = 4
 """Corpus traces tried per rule as the base of a mutation."""
@@ -39,8 +40,11 @@ Mutation = Callable[[list[Span]], tuple[list[Span], str] | None]
 
 
 def _q(text: str) -> str:
-    """A name as the case names show it: in double quotes, which YAML leaves alone inside its own."""
-    return json.dumps(text, ensure_ascii=False)
+    """A name as the case names show it: in double quotes, which YAML leaves alone inside its own.
+
+    Half a surrogate pair is shown as its escape: YAML can neither write nor read it as a character.
+    """
+    return SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", json.dumps(text, ensure_ascii=False))
 
 
 def _clone(s: Span, **changes: Any) -> Span:
@@ -361,6 +365,9 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
     """Write `<stem>_test.yaml` and its fixtures into `tests_dir`; returns what was written, for the user."""
     text = rules_path.read_text(encoding="utf-8")
     analysis = analyze([(str(rules_path), text)])
+    if analysis.has_errors:  # a bug in discover: what it writes must check
+        first = next(d for d in analysis.diagnostics if d.is_error)
+        raise ValueError(f"the discovered rules do not check: {first.format()}")
     program = compile_program(analysis)
     stem = rules_path.stem
     tests_dir.mkdir(parents=True, exist_ok=True)
