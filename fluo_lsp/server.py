@@ -9,6 +9,7 @@ get checks of the rule ids and fixtures they name, and link to the rules.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Generator, Sequence
 from pathlib import Path
@@ -472,7 +473,10 @@ def command(stdio: bool) -> None:
     Example (Neovim):
       vim.lsp.start({ name = "fluo", cmd = { "fluo", "lsp" } })
     """
-    server.start_io()
+    # pygls closes the stream it wrote to when it stops: give it its own descriptor, so that
+    # `sys.stdout` stays open for whatever flushes it on the way out (the CLI does).
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    server.start_io(sys.stdin.buffer, out)
     if not server.shut_down:  # pygls ends `start_io` quietly, whatever `exit` asked for
         sys.exit(1)
 
