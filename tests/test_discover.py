@@ -497,3 +497,36 @@ def test_rare_operations_are_not_called_exclusive() -> None:
     _, facts = run_discover(b.traces(), attributes=False)
     # 6 x 6 / 40 < 1 expected meeting by chance: never meeting says nothing
     assert not [f for f in facts if f.kind == "exclusion"]
+
+
+@pytest.mark.parametrize("how", ["file", "link", "folder"])
+def test_cli_refuses_to_overwrite_an_input(shop_file: Path, tmp_path: Path, how: str) -> None:
+    """M2: `-o` naming a trace file that is read (itself, through a link, or inside an input folder) exits 2."""
+    before = shop_file.read_bytes()
+    target, inputs = shop_file, [str(shop_file)]
+    if how == "link":
+        target = tmp_path / "link.json"
+        target.symlink_to(shop_file)
+    if how == "folder":
+        inputs = [str(tmp_path)]
+    result = invoke(*inputs, "-o", str(target))
+    assert result.exit_code == 2
+    assert result.stderr == f"fluo: refusing to overwrite input {target}: it is one of the trace files read\n"
+    assert shop_file.read_bytes() == before
+
+
+def test_cli_refuses_fixtures_inside_an_input_folder(shop_file: Path, tmp_path: Path) -> None:
+    """M2: fixtures written under an input folder would be read as traces by the next run."""
+    result = invoke(str(tmp_path), "-o", str(tmp_path / "rules.fluo"), "--tests", str(tmp_path))
+    assert result.exit_code == 2
+    assert "refusing to write test fixtures into" in result.stderr and result.stderr.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.json"]
+
+
+def test_cli_output_replaces_an_existing_rule_file(shop_file: Path, tmp_path: Path) -> None:
+    """-o replaces a file that is not an input, as compilers' -o do (documented)."""
+    out = tmp_path / "rules.fluo"
+    out.write_text("// old\n", encoding="utf-8")
+    result = invoke(str(shop_file), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").startswith("// Discovered by `fluo discover`")

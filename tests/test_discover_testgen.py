@@ -177,3 +177,19 @@ def test_half_surrogate_names_make_no_rule_and_a_test_yaml_that_loads(tmp_path: 
     assert any('"cut\\ud800"' in name for name in names), names
     run = CliRunner().invoke(main, ["test", str(rules.parent)])
     assert run.exit_code == 0, run.output
+
+
+def test_two_rule_files_tested_in_one_folder_keep_their_own_fixtures(tmp_path: Path) -> None:
+    """M3: rule ids such as trace_span_count_max recur; each rule file's fixtures live in a folder of its own."""
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    ping = write_spans(tmp_path / "ping.json", [lone_span(i) for i in range(8)])
+    folder = tmp_path / "rules"
+    for corpus in (shop, ping):
+        result = CliRunner().invoke(
+            main, ["discover", str(corpus), "-o", str(folder / f"{corpus.stem}.fluo"), "--tests", str(folder)]
+        )
+        assert result.exit_code == 0, result.output
+    assert (folder / "fixtures" / "shop" / "trace_span_count_max.json").exists()
+    assert (folder / "fixtures" / "ping" / "trace_span_count_max.json").exists()
+    run = CliRunner().invoke(main, ["test", str(folder / "shop_test.yaml")])
+    assert run.exit_code == 0, run.output

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fluo_lang.otlp import TraceInputError
+from fluo_lang.otlp import STDIN_PATH, TraceInputError, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
 from ..cli import fail
@@ -16,7 +16,7 @@ from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Options, discover
 from .render import count, fluo_text, json_report, rules_of
-from .testgen import write_tests
+from .testgen import test_outputs, write_tests
 
 
 def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus]:
@@ -112,13 +112,19 @@ def command(
         max_rules=max_rules,
         attributes=not no_attributes,
     )
+    if output == "-":  # stdout, as everywhere else in fluo
+        output = None
+    rules_path = _rules_file(fmt, output, tests_dir)
+    if rules_path is not None and tests_dir is not None:
+        test_file, fixtures = test_outputs(Path(tests_dir), rules_path.stem)
+        _refuse_inputs(trace_paths, [Path(p) for p in (output, rules_path, test_file) if p], fixtures)
+    elif output is not None:
+        _refuse_inputs(trace_paths, [Path(output)], None)
     traces, corpus = _load(trace_paths, options)
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
     with collector_paused():
         facts = discover(corpus, options)
-    if output == "-":  # stdout, as everywhere else in fluo
-        output = None
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
@@ -130,11 +136,8 @@ def command(
     else:
         text = fluo_text(rules, corpus, options)
     _emit(text, output)
-    if tests_dir is not None:
-        if fmt == "fluo" and output:
-            rules_path = Path(output)
-        else:  # the test needs the rules as a .fluo file of their own
-            rules_path = Path(tests_dir) / f"{Path(output).stem if output else 'discovered'}.fluo"
+    if tests_dir is not None and rules_path is not None:
+        if str(rules_path) != output:
             _write(rules_path, fluo_text(rules, corpus, options))
         try:
             written = write_tests(Path(tests_dir), rules_path, rules, traces, corpus)
@@ -149,6 +152,43 @@ def command(
     if not rules and len(corpus.traces) < options.min_support:
         summary += f"; fewer traces than --min-support {options.min_support}, lower it to see rules"
     click.echo(summary, err=True)
+
+
+def _rules_file(fmt: str, output: str | None, tests_dir: str | None) -> Path | None:
+    """The .fluo file `--tests` points its test at: `-o`, else one of its own in the tests folder."""
+    if tests_dir is None:
+        return None
+    if fmt == "fluo" and output:
+        return Path(output)
+    return Path(tests_dir) / f"{Path(output).stem if output else 'discovered'}.fluo"
+
+
+def _refuse_inputs(trace_paths: tuple[str, ...], outputs: list[Path], fixtures: Path | None) -> None:
+    """Exit 2 before writing anything when an output would replace an input trace file, or when the
+    fixture folder and an input folder overlap (the next run would read fixtures as traces)."""
+    files: set[tuple[int, int]] = set()
+    folders: list[Path] = []
+    for p in trace_paths:
+        path = Path(p)
+        if p == STDIN_PATH or not path.exists():
+            continue
+        if path.is_dir():
+            folders.append(path.resolve())
+        files.update(_identity(f) for f in (trace_files_in(path) if path.is_dir() else [path]))
+    for out in outputs:
+        if out.exists() and _identity(out) in files:
+            fail(f"refusing to overwrite input {out}: it is one of the trace files read")
+    if fixtures is not None:
+        where = fixtures.resolve()
+        for folder in folders:
+            if where.is_relative_to(folder) or folder.is_relative_to(where):
+                fail(f"refusing to write test fixtures into {fixtures}: the traces in {folder} would include them")
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """The file a path names, through links: (device, inode)."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
 
 
 def _emit(text: str, output: str | None) -> None:

@@ -307,11 +307,23 @@ def _bases(rule: Rule, corpus: Corpus, exceptions: set[int]) -> Iterator[int]:
                 return
 
 
-def _fixture(folder: Path, name: str, spans: list[Span]) -> str:
+PASSING_FIXTURE = "no-rule-fires"
+"""The passing case's fixture name; a rule id cannot hold `-`, so it meets no violating case's."""
+
+
+def test_outputs(tests_dir: Path, stem: str) -> tuple[Path, Path]:
+    """The test file and the fixture folder `--tests` writes for rules in `<stem>.fluo`.
+
+    Fixtures go in a folder of the stem's own, so two rule files' tests in one folder keep apart.
+    """
+    return tests_dir / f"{stem}_test.yaml", tests_dir / "fixtures" / stem
+
+
+def _fixture(tests_dir: Path, folder: Path, name: str, spans: list[Span]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     path.write_text(json.dumps(spans_to_json(spans), indent=1) + "\n", encoding="utf-8")
-    return f"{folder.name}/{path.name}"
+    return path.relative_to(tests_dir).as_posix()
 
 
 def build_cases(
@@ -319,7 +331,7 @@ def build_cases(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The cases (with their fixtures written) and the ids of rules no violating case was found for."""
     by_id = {t.id_hex: t for t in traces}
-    fixtures = tests_dir / "fixtures"
+    fixtures = test_outputs(tests_dir, stem)[1]
     cases: list[dict[str, Any]] = []
     exceptions = {i for r in rules for i in r.fact.exceptions}
     for t in sorted(corpus.traces, key=lambda t: -len(t.ops))[:MAX_PASSING_TRIES]:
@@ -327,7 +339,7 @@ def build_cases(
             continue
         spans = _copy(by_id[t.trace_id].spans)
         if not _fired(program, spans):
-            path = _fixture(fixtures, f"{stem}_pass", spans)
+            path = _fixture(tests_dir, fixtures, PASSING_FIXTURE, spans)
             cases.append({"name": f"a real trace ({t.trace_id}) breaks no rule", "traces": path, "expect": []})
             break
     mutations = Mutations(corpus, by_id)
@@ -356,7 +368,7 @@ def build_cases(
             uncovered.append(rule.id)
             continue
         fired, spans, how = best
-        path = _fixture(fixtures, rule.id, spans)
+        path = _fixture(tests_dir, fixtures, rule.id, spans)
         cases.append({"name": f"{rule.id} fires: {how}", "traces": path, "expect": [{"rule": r} for r in fired]})
     return cases, uncovered
 
@@ -378,7 +390,7 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
         "rules": [os.path.relpath(rules_path, tests_dir).replace(os.sep, "/")],
         "cases": cases,
     }
-    test_path = tests_dir / f"{stem}_test.yaml"
+    test_path = test_outputs(tests_dir, stem)[0]
     test_path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000), encoding="utf-8")
     note = f" ({len(uncovered)} rules without a violating case: {', '.join(uncovered)})" if uncovered else ""
     return f"{test_path} with {len(cases)} cases{note}"
