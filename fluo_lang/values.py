@@ -114,7 +114,12 @@ def _format_day(days: int) -> str:
 
 
 def to_json(value: Any, type_name: str | None = None) -> Any:
-    """A JSON-friendly value; durations and timestamps become their readable text."""
+    """A JSON-friendly value; durations and timestamps become their readable text.
+
+    A float stays the float it is: JSON writes the shortest text that reads back as
+    it (`4e-07`, `0.30000000000000004`), so a value and a bound that differ never
+    read as equal.
+    """
     if value is None:
         return None
     if type_name == "duration" and isinstance(value, int | float) and not isinstance(value, bool) and isfinite(value):
@@ -126,7 +131,7 @@ def to_json(value: Any, type_name: str | None = None) -> Any:
     if isinstance(value, float):
         if not isfinite(value):  # JSON has no NaN or infinity: their names, as protobuf's JSON mapping writes them
             return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-        return round(value, 6)
+        return value
     if isinstance(value, list | tuple):
         return [to_json(v) for v in value]
     if isinstance(value, dict):

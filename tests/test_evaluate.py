@@ -426,6 +426,22 @@ def test_durations_in_signals_are_exact() -> None:
     ]
 
 
+def test_floats_in_signals_are_exact() -> None:
+    """QA M1: floats were rounded to 6 decimals, so a fired rule read `max = 0.0, bound = 0.0`."""
+    tiny = span("a", rate=4e-7, ratio=0.30000000000000004)
+    program = program_for(
+        "rule rate { expect trace.spans.max(rate) <= 0.0000001 }\n"
+        "rule ratio { expect trace.spans.max(ratio) <= 0.3 }\n"
+        "rule sum { detect 0.1 + 0.2 > 0.3 }\n"
+    )
+    got = {s.rule: (s.observed, s.message.partition(": ")[2]) for s in program.evaluate_trace(trace(tiny))}
+    assert got == {
+        "rate": ({"max": 4e-7, "bound": 1e-7}, "max = 4e-07, bound = 1e-07"),
+        "ratio": ({"max": 0.30000000000000004, "bound": 0.3}, "max = 0.30000000000000004, bound = 0.3"),
+        "sum": ({"left": 0.30000000000000004, "right": 0.3}, "left = 0.30000000000000004, right = 0.3"),
+    }
+
+
 @pytest.mark.parametrize("expr", ["status == error", "error == status", "'error' == status"])
 def test_an_enum_constant_reads_as_one_on_either_side(expr: str) -> None:
     """LANGUAGE.md §3: compared with `status`, a bare value name is that enum constant (`error == status` too)."""

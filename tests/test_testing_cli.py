@@ -445,3 +445,30 @@ def test_another_tools_test_yaml_below_a_folder_is_passed_over(work: Path) -> No
     assert "no test files" in alone.stderr
     named = fluo_test("charts/tests/deployment_test.yaml")  # named, it is read as a rule test, and refused
     assert named.exit_code == 2 and "unknown key `suite`" in named.output
+
+
+def test_float_observed_values_are_exact_and_update_writes_what_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA M1: `observed: {max: 0.0000004}` failed against a value rounded to 0.0, and --update wrote 0.0."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "o.fluo").write_text(
+        "rule rate { expect trace.spans.max(error_rate) <= 0.0000001 }\n"
+        "rule ratio { expect trace.spans.max(r) <= 0.3 }\n"
+    )
+    spans = "spans: [{name: a, attributes: {error_rate: 0.0000004, r: 0.30000000000000004}}]"
+    (tmp_path / "o_test.yaml").write_text(
+        f"cases:\n  - name: as written\n    {spans}\n"
+        "    expect: [{rule: rate, observed: {max: 0.0000004, bound: 0.0000001}},\n"
+        "             {rule: ratio, observed: {max: 0.30000000000000004, bound: 0.3}}]\n"
+        f"  - name: as the report prints them\n    {spans}\n"
+        "    expect: [{rule: rate, observed: {max: 4e-07, bound: 1e-07}}, {rule: ratio}]\n"
+        f"  - name: updated\n    {spans}\n"
+    )
+    r = fluo_test(".", "--update")
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "o_test.yaml").read_text()
+    assert "{rule: rate, observed: {max: 4.0e-07, bound: 1.0e-07}}" in text
+    assert "{rule: ratio, observed: {max: 0.30000000000000004, bound: 0.3}}" in text
+    r = fluo_test(".")
+    assert (r.exit_code, "3 passed" in r.output) == (0, True), r.output

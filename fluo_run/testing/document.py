@@ -8,6 +8,7 @@ it is there, so a thousand cases load in milliseconds.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -37,6 +38,15 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
             if len(self._tags) < _MAX_CACHED_TAGS:
                 self._tags[key] = tag
         return tag
+
+
+# A number with an exponent and no dot (`4e-07`, as a signal's `observed` writes one) is a
+# float in YAML 1.2 and JSON; YAML 1.1, which PyYAML follows, would read it as text.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 class YamlError(Exception):
