@@ -70,14 +70,14 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
         return hit
     source = text if last else text + _SENTINEL
     analysis = api.analyze([(path, source)])
-    diags = analysis.diagnostics
-    if not analysis.has_errors:
-        diags = diags + api.cost_diagnostics(analysis)
     mine = len(text)
+    diags = [d for d in analysis.diagnostics if d.span.start <= mine or last]  # `<=`: "before `rule`" is ours
+    if not any(d.is_error for d in diags):  # the sentinel's own FLUO214 does not count
+        diags += api.cost_diagnostics(analysis)  # lowers only rules that checked: never the sentinel
     result = ChunkAnalysis(
         rules=[r for f in analysis.files for r in f.rules if r.span.start < mine or last],
         checked=[c for c in analysis.rules if c.rule.span.start < mine or last],
-        diagnostics=[d for d in diags if d.span.start <= mine or last],  # `<=`: "before `rule`" is ours
+        diagnostics=diags,
         text=text,
     )
     _cache[key] = result

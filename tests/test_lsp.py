@@ -214,6 +214,27 @@ async def test_pull_diagnostics_and_utf16_columns(client: LanguageClient, tmp_pa
     assert d.range == rng(1, 50, 1, 55)
 
 
+COSTLY = "rule costly {\n  expect trace.spans.all(descendants.all(children.all(descendants.count() > 0)))\n}\n"
+CHEAP = "rule cheap {\n  expect trace.spans.count() > 0\n}\n"
+
+
+@pytest.mark.parametrize("order", ["costly-first", "costly-last"])
+async def test_the_cost_estimate_is_reported_on_every_rule_as_fluo_check_does(
+    client: LanguageClient, tmp_path: Path, order: str
+) -> None:
+    """FLUO404 on a rule that checks, wherever it is in the file (QA H1: only the last rule had it)."""
+    text = COSTLY + CHEAP if order == "costly-first" else CHEAP + COSTLY
+    uri = open_doc(client, tmp_path / "cost.fluo", text)
+    line = text.splitlines().index("rule costly {") + 1
+    pushed = await diagnostics(client, uri)
+    assert [(d.code, d.range.start.line) for d in pushed] == [("FLUO404", line)]
+    report = await client.text_document_diagnostic_async(
+        lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
+    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
+    assert [d.code for d in report.items] == ["FLUO404"]
+
+
 async def test_strict_setting_reports_warnings_as_errors(client: LanguageClient, tmp_path: Path) -> None:
     uri = open_doc(client, tmp_path / "typo.fluo", "rule t {\n  expect trace.spans.where(servce == 'a').exists()\n}\n")
     [d] = await diagnostics(client, uri)

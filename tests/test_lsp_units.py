@@ -89,13 +89,15 @@ def test_settings_update_keeps_what_is_not_given() -> None:
 
 
 def whole(text: str) -> list[tuple[str, str, int, int]]:
-    return sorted((d.code, d.message, d.span.start, d.span.end) for d in api.analyze([("x.fluo", text)]).diagnostics)
+    """What `fluo check` reports: the analysis, plus the cost bounds (FLUO404) of a file without errors."""
+    analysis = api.analyze([("x.fluo", text)])
+    found = analysis.diagnostics if analysis.has_errors else analysis.diagnostics + api.cost_diagnostics(analysis)
+    return sorted((d.code, d.message, d.span.start, d.span.end) for d in found)
 
 
 def chunked(text: str) -> list[tuple[str, str, int, int]]:
     doc = RuleDocument("x.fluo", text)
-    out = [(d.code, d.message, d.span.start + base, d.span.end + base) for d, base in doc.diagnostics()]
-    return sorted(x for x in out if x[0] != "FLUO404")  # cost bounds: `fluo check` adds them too, api.analyze not
+    return sorted((d.code, d.message, d.span.start + base, d.span.end + base) for d, base in doc.diagnostics())
 
 
 ALL_EXAMPLES = "\n".join(p.read_text() for p in EXAMPLES if p.name != "auth_span_budget.fluo")
@@ -113,6 +115,10 @@ def test_chunked_analysis_agrees_with_the_whole_file() -> None:
     assert chunked(broken) == whole(broken)
     assert ("FLUO100", "expected `}` before `rule`") in [x[:2] for x in chunked(broken)]
     assert "FLUO213" in [x[0] for x in chunked(broken)]
+    costly = "rule costly {\n  expect trace.spans.all(descendants.all(children.all(descendants.count() > 0)))\n}\n"
+    for text in (costly + ALL_EXAMPLES, ALL_EXAMPLES + costly):  # QA H1: only a last rule was costed
+        assert chunked(text) == whole(text)
+        assert "FLUO404" in [x[0] for x in whole(text)]
 
 
 def read_into_the_rule_above(text: str, server: list[tuple[str, str, int, int]]) -> list[tuple[int, int]]:
