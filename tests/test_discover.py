@@ -530,3 +530,31 @@ def test_cli_output_replaces_an_existing_rule_file(shop_file: Path, tmp_path: Pa
     result = invoke(str(shop_file), "-o", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_text(encoding="utf-8").startswith("// Discovered by `fluo discover`")
+
+
+def test_ids_and_timestamps_make_no_range() -> None:
+    """M4: numbers that are nearly all distinct and grow with time are ids or timestamps; their range says nothing
+    about tomorrow's traces. A measured number of the same spread keeps its range."""
+    b = Builder()
+
+    def day(first: int, n: int) -> None:
+        for i in range(first, first + n):
+            b.trace()
+            b.span(
+                "order",
+                start=i * 60_000,
+                seq=100_000 + i,
+                at_ms=1_767_225_600_000 + i * 60_000,
+                left=10**6 - i,
+                amount=(i * 7919) % 1000,
+            )
+
+    day(0, 40)
+    today = b.traces()
+    text, facts = run_discover(today)
+    ranged = {f.detail["key"] for f in facts if "low" in f.detail}
+    assert ranged == {"amount"}
+    day(2000, 10)
+    tomorrow = [t for t in b.traces() if t.id_hex not in {x.id_hex for x in today}]
+    fired = fired_by_rule(text, tomorrow)
+    assert {r: ts for r, ts in fired.items() if ts and "amount" not in r} == {}

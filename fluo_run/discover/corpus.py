@@ -25,6 +25,8 @@ ORPHAN = -2
 """Parent key of a span whose parent never arrived."""
 MAX_DISTINCT = 64
 """Distinct attribute values kept per operation and key over the corpus."""
+TIMELINE = 200
+"""Numeric values kept per operation and key with the time they were seen, to tell ids and timestamps."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +92,12 @@ class KeyStats:
     (`full`): on any other trace an attribute fact about the key fails anyway.
     `values` is the union of their values while it stays small (else None);
     `trace_values` keeps each full trace's own values for choosing a set that
-    allows exceptions, when asked for and while `values` is kept.
+    allows exceptions, when asked for and while `values` is kept. `timeline`
+    keeps the first `TIMELINE` traces' numeric values beside the latest start
+    of the operation's spans in that trace.
     """
 
-    __slots__ = ("empty", "full", "hi", "kinds", "lo", "trace_values", "values")
+    __slots__ = ("empty", "full", "hi", "kinds", "lo", "timeline", "trace_values", "values")
 
     def __init__(self, keep_trace_values: bool) -> None:
         self.full: list[int] = []
@@ -103,8 +107,9 @@ class KeyStats:
         self.lo: float | None = None
         self.hi: float | None = None
         self.empty: list[int] = []
+        self.timeline: list[tuple[int, Any]] = []
 
-    def add_one(self, index: int, v: Any) -> None:
+    def add_one(self, index: int, v: Any, at: int) -> None:
         """`add` for the usual case of one span per operation and trace."""
         kind = _KIND_OF_TYPE.get(type(v)) or value_kind(v)
         self.kinds.add(kind)
@@ -126,12 +131,14 @@ class KeyStats:
                 self.lo = v
             if self.hi is None or v > self.hi:
                 self.hi = v
+            if len(self.timeline) < TIMELINE:
+                self.timeline.append((at, v))
 
-    def add(self, index: int, values: list[Any]) -> None:
-        """The values one trace's spans of the operation carry, one per span."""
+    def add(self, index: int, values: list[Any], at: int) -> None:
+        """The values one trace's spans of the operation carry, one per span; `at` is their latest start."""
         self.full.append(index)
         if len(values) == 1:
-            self.add_one(index, values[0])
+            self.add_one(index, values[0], at)
             return
         kind = kind_of(values)
         try:
@@ -158,6 +165,8 @@ class KeyStats:
                 self.lo = lo
             if self.hi is None or hi > self.hi:
                 self.hi = hi
+            if len(self.timeline) < TIMELINE:
+                self.timeline.append((at, hi))
 
 
 @dataclass
@@ -250,7 +259,7 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
                         ks = keys.get((o, k))
                         if ks is None:
                             ks = keys[o, k] = KeyStats(trace_values)
-                        ks.add(index, values)
+                        ks.add(index, values, st.last_start)
                 st.attrs = {}
         corpus.traces.append(TraceSummary(index, trace.id_hex, len(spans), ops))
         corpus.spans += len(spans)

@@ -61,6 +61,8 @@ MAX_SIBLINGS = 32
 """Exclusions are sought among the child operations of a parent that has at most this many."""
 MIN_EXPECTED = 3
 """Two operations never meeting is a fact only if, were they independent, they would meet this often."""
+MIN_TIMELINE = 5
+"""Numbers seen on fewer traces are never taken for ids or timestamps."""
 MAX_ORDER_OPS = 200
 """Orders are counted on traces with at most this many distinct operations (pairs grow as its square)."""
 
@@ -756,6 +758,8 @@ class Miner:
         if values is not None:
             return AttrForm(key, "values", tuple(values[0])), sorted([*missing, *values[1]])
         if kind == "num" and ks.lo is not None and ks.hi is not None and ks.lo < ks.hi:
+            if _id_or_time(ks.timeline):
+                return None  # tomorrow's values lie outside today's range
             return AttrForm(key, "range", (ks.lo, ks.hi)), missing
         if kind == "str" and len(missing) + len(ks.empty) <= allowed:
             return AttrForm(key, "present"), sorted([*missing, *ks.empty])
@@ -922,6 +926,21 @@ def _under_present(presence: list[Fact], parents: list[Fact]) -> list[Fact]:
 def _before(t: TraceSummary, a: int, b: int) -> bool:
     sa, sb = t.ops.get(a), t.ops.get(b)
     return sa is not None and sb is not None and sa.first_end <= sb.last_start
+
+
+def _id_or_time(timeline: list[tuple[int, Any]]) -> bool:
+    """Whether numbers seen over time look like ids or timestamps: nearly all distinct, at nearly all
+    distinct times, and growing (or shrinking) with time (Spearman's rank correlation at least 0.9)."""
+    n = len(timeline)
+    if n < MIN_TIMELINE or len({v for _, v in timeline}) < 0.9 * n or len({t for t, _ in timeline}) < 0.9 * n:
+        return False
+    by_value = sorted(range(n), key=lambda i: timeline[i][1])
+    value_rank = [0] * n
+    for r, i in enumerate(by_value):
+        value_rank[i] = r
+    by_time = sorted(range(n), key=lambda i: timeline[i][0])
+    d2 = sum((r - value_rank[i]) ** 2 for r, i in enumerate(by_time))
+    return abs(1 - 6 * d2 / (n * (n * n - 1))) >= 0.9
 
 
 def _closed_set(ks: KeyStats, allowed: int, max_values: int) -> tuple[list[Any], list[int]] | None:
