@@ -558,3 +558,19 @@ def test_ids_and_timestamps_make_no_range() -> None:
     tomorrow = [t for t in b.traces() if t.id_hex not in {x.id_hex for x in today}]
     fired = fired_by_rule(text, tomorrow)
     assert {r: ts for r, ts in fired.items() if ts and "amount" not in r} == {}
+
+
+def test_a_value_seen_on_one_trace_opens_the_set() -> None:
+    """M5: a closed set needs three traces per value; at 1.0 a rare value leaves no set, below it is an exception."""
+    b = Builder()
+    for i in range(30):
+        b.trace()
+        code = {3: 404, 17: 503}.get(i, 200)
+        b.span("get", code=code, region="us" if i == 9 else "eu", tier=("a", "b", "c")[i % 3])
+    traces = b.traces()
+    _, strict = run_discover(traces)
+    sets = {f.detail["key"]: f.detail["values"] for f in strict if "values" in f.detail}
+    assert sets == {"tier": ["a", "b", "c"]}
+    _, loose = run_discover(traces, min_confidence=0.9)
+    sets = {f.detail["key"]: (f.detail["values"], len(f.exceptions)) for f in loose if "values" in f.detail}
+    assert sets == {"code": ([200], 2), "region": (["eu"], 1), "tier": (["a", "b", "c"], 0)}

@@ -90,7 +90,8 @@ class KeyStats:
 
     Only traces where every span of the operation carries the key count
     (`full`): on any other trace an attribute fact about the key fails anyway.
-    `values` is the union of their values while it stays small (else None);
+    `values` is the union of their values, each with the number of those
+    traces that carry it, while it stays small (else None);
     `trace_values` keeps each full trace's own values for choosing a set that
     allows exceptions, when asked for and while `values` is kept. `timeline`
     keeps the first `TIMELINE` traces' numeric values beside the latest start
@@ -102,7 +103,7 @@ class KeyStats:
     def __init__(self, keep_trace_values: bool) -> None:
         self.full: list[int] = []
         self.kinds: set[str] = set()
-        self.values: set[Any] | None = set()
+        self.values: dict[Any, int] | None = {}
         self.trace_values: list[tuple[int, frozenset[Any]]] | None = [] if keep_trace_values else None
         self.lo: float | None = None
         self.hi: float | None = None
@@ -118,7 +119,7 @@ class KeyStats:
             if kind == "other":
                 self.values = self.trace_values = None
             else:
-                known.add(v)
+                known[v] = known.get(v, 0) + 1
                 if len(known) > MAX_DISTINCT:
                     self.values = self.trace_values = None
                 elif self.trace_values is not None:
@@ -151,7 +152,8 @@ class KeyStats:
             if distinct is None:
                 self.values = self.trace_values = None
             else:
-                known |= distinct
+                for v in distinct:
+                    known[v] = known.get(v, 0) + 1
                 if len(known) > MAX_DISTINCT:
                     self.values = self.trace_values = None
                 elif self.trace_values is not None:

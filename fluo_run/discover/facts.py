@@ -25,7 +25,6 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
@@ -61,6 +60,8 @@ MAX_SIBLINGS = 32
 """Exclusions are sought among the child operations of a parent that has at most this many."""
 MIN_EXPECTED = 3
 """Two operations never meeting is a fact only if, were they independent, they would meet this often."""
+MIN_TRACES_PER_VALUE = 3
+"""A value set is closed only if each of its values was seen on this many traces."""
 MIN_TIMELINE = 5
 """Numbers seen on fewer traces are never taken for ids or timestamps."""
 MAX_ORDER_OPS = 200
@@ -776,7 +777,7 @@ class Miner:
         missing = _missing(traces, ks)
         if form.kind == "values" and ks.kinds <= {"str", "num", "bool"} and ks.values is not None:
             allowed_values = set(form.values)
-            if ks.values <= allowed_values and len(ks.kinds) == 1:
+            if ks.values.keys() <= allowed_values and len(ks.kinds) == 1:
                 return missing
             if ks.trace_values is None or len(ks.kinds) != 1:
                 return None
@@ -944,35 +945,31 @@ def _id_or_time(timeline: list[tuple[int, Any]]) -> bool:
 
 
 def _closed_set(ks: KeyStats, allowed: int, max_values: int) -> tuple[list[Any], list[int]] | None:
-    """The fewest values (at most `max_values`) that all but `allowed` of the key's full traces keep to."""
+    """The fewest values (at most `max_values`) that all but `allowed` of the key's full traces keep to,
+    each seen on at least `MIN_TRACES_PER_VALUE` traces (a value seen once says the set is open)."""
     if allowed < 0 or ks.values is None or not ks.values:
         return None
-    if len(ks.values) <= max_values:
-        chosen = sorted(ks.values)
-        fails: list[int] = []
-    elif allowed == 0 or ks.trace_values is None:
+    common = [v for v, n in sorted(ks.values.items(), key=lambda vn: -vn[1]) if n >= MIN_TRACES_PER_VALUE]
+    if len(common) == len(ks.values) <= max_values:
+        return sorted(common), []
+    if allowed == 0 or ks.trace_values is None or not common:
         return None
-    else:
-        per_trace = ks.trace_values
-        freq: Counter[Any] = Counter(chain.from_iterable(vs for _, vs in per_trace))
-        chosen = [v for v, _ in freq.most_common(max_values)]
+    per_trace = ks.trace_values
 
-        def failing(keep: list[Any]) -> list[int]:
-            ks_ = set(keep)
-            return [i for i, vs in per_trace if not ks_.issuperset(vs)]
+    def failing(keep: list[Any]) -> list[int]:
+        kept = set(keep)
+        return [i for i, vs in per_trace if not kept.issuperset(vs)]
 
-        fails = failing(chosen)
-        if len(fails) > allowed:
-            return None
-        while len(chosen) > 1:
-            shorter = failing(chosen[:-1])
-            if len(shorter) > allowed:
-                break
-            chosen, fails = chosen[:-1], shorter
-        chosen = sorted(chosen)
-    if len(ks.full) < 3 * len(chosen):
-        return None  # too few traces to call the set closed
-    return chosen, fails
+    chosen = common[:max_values]
+    fails = failing(chosen)
+    if len(fails) > allowed:
+        return None
+    while len(chosen) > 1:
+        shorter = failing(chosen[:-1])
+        if len(shorter) > allowed:
+            break
+        chosen, fails = chosen[:-1], shorter
+    return sorted(chosen), fails
 
 
 def _reachable(start: Any, succ: dict[Any, set[Any]]) -> set[Any]:
