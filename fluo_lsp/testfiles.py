@@ -65,6 +65,7 @@ class TestFile:
 
 
 def read_test_file(path: Path, text: str) -> TestFile:
+    """The names a test file's text holds; YAML it cannot read gives `error` instead, never an exception."""
     out = TestFile(path)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -72,6 +73,14 @@ def read_test_file(path: Path, text: str) -> TestFile:
         mark = exc.problem_mark or exc.context_mark
         at = mark.index if mark is not None else 0
         out.error = (f"not valid YAML: {exc.problem or exc}", at, at + 1)
+        return out
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids (a control character, NUL)
+        at = min(max(exc.position, 0), len(text))
+        out.error = (f"not valid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}", at, at + 1)
+        return out
+    except (yaml.YAMLError, RecursionError) as exc:
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
+        out.error = (f"not valid YAML: {problem}", 0, len(text.split("\n", 1)[0]))
         return out
     if not isinstance(root, yaml.MappingNode):
         return out

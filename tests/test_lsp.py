@@ -565,6 +565,51 @@ async def test_definition_and_references_link_rule_ids_and_tests(client: Languag
     assert [(loc.uri, loc.range) for loc in refs] == [(rules_uri, rng(1, 5, 1, 21)), (test_uri, rng(5, 14, 5, 30))]
 
 
+GOOD_TEST = "rules: [auth.fluo]\ncases:\n  - name: storm\n    spans: [{name: x}]\n    expect: [auth_retry_storm]\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "where"),
+    [
+        (GOOD_TEST.replace("storm\n", "storm\x07\n", 1), "unacceptable character #x0007", rng(2, 15, 2, 16)),
+        (GOOD_TEST + "\x00", "unacceptable character #x0000", rng(5, 0, 5, 1)),
+        ("rules: [auth.fluo]\ncases: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply", rng(0, 0, 0, 18)),
+    ],
+    ids=["control-character", "nul", "deep"],
+)
+async def test_yaml_a_test_file_cannot_hold_is_one_diagnostic_not_a_crash(
+    client: LanguageClient, workspace: Path, text: str, message: str, where: lsp.Range
+) -> None:
+    """As `fluo test` reports such a file (QA M1: pull answered -32603, references failed workspace-wide)."""
+    folder = workspace / "broken"
+    folder.mkdir(exist_ok=True)
+    path = folder / "bad_test.yaml"
+    path.write_text(text)
+    try:
+        uri = open_doc(client, path, text, language="yaml")
+        [pushed] = await diagnostics(client, uri)
+        assert (pushed.code, pushed.range) == ("yaml", where) and message in pushed.message
+        report = await client.text_document_diagnostic_async(
+            lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+        )
+        assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport) and list(report.items) == [pushed]
+        await client.text_document_definition_async(
+            lsp.DefinitionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(0, 10))
+        )
+        client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri=uri)))
+        rules_uri = (workspace / "rules" / "auth.fluo").as_uri()
+        refs = await client.text_document_references_async(  # the broken file, on disk only, is passed over
+            lsp.ReferenceParams(
+                text_document=lsp.TextDocumentIdentifier(uri=rules_uri),
+                position=lsp.Position(line=1, character=10),
+                context=lsp.ReferenceContext(include_declaration=False),
+            )
+        )
+        assert refs is not None and [loc.uri for loc in refs] == [(workspace / "rules" / "auth_test.yaml").as_uri()]
+    finally:
+        path.unlink()
+
+
 async def test_unsaved_documents_in_the_fluo_language_are_checked(client: LanguageClient) -> None:
     uri = "untitled:Untitled-1"
     item = lsp.TextDocumentItem(uri=uri, language_id="fluo", version=1, text="trace.spans.cuont() > 1\n")
