@@ -445,8 +445,16 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("and", "Both hold. Binds tighter than `or`."),
     Operator("or", "Either holds."),
     Operator("not", "Negation. Binds tighter than `and`; `not x in L` is `not (x in L)`."),
-    Operator("in", "Membership in a list: `status_code in [500, 503]`."),
-    Operator("not in", "Not a member of a list."),
+    Operator(
+        "in",
+        "Membership in a list: `status_code in [500, 503]`, as `==` with each item (of the value's own "
+        "kind). Not for text in a string: that is `contains`.",
+    ),
+    Operator(
+        "not in",
+        "Not a member of a list, as `!=` with each item: false for a missing value, and for a value "
+        'none of whose kind the list holds (an attribute holding "500" is not `not in [500]`).',
+    ),
     Operator("contains", "Substring of a string, or member of a list: `trace.services contains 'auth'`."),
     Operator("matches", "Regular expression search (RE2 syntax, linear time): `name matches '^GET /'`."),
     Operator("+", "Add numbers or durations; join strings; timestamp + duration.", operator.add),

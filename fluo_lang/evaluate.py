@@ -166,8 +166,35 @@ def _neg(v: Any) -> Any:
     return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
-def _not_in(a: Any, b: Any) -> bool:
-    return a is not None and b is not None and not _member(a, b)
+def _in(needle: Any, haystack: Any) -> bool:
+    """`needle in haystack`: an item of the list, of the needle's own kind, equals it.
+
+    Like `==` (`x in [a, b]` is `x == a or x == b`). A string on the right is not
+    searched: that is `contains`.
+    """
+    if needle is None or not isinstance(haystack, list):
+        return False
+    k = _kind(needle)
+    return any(_kind(x) == k and x == needle for x in haystack)
+
+
+def _not_in(needle: Any, haystack: Any) -> bool:
+    """`needle not in haystack`, false wherever `!=` is: a missing needle, no list, or no item of its kind.
+
+    For an attribute holding "500", `x != 500` is false (no comparison across kinds),
+    and so is `x not in [500]`. The items of other kinds are passed over, as `in`
+    passes them over; an empty list holds no item equal to anything.
+    """
+    if needle is None or not isinstance(haystack, list):
+        return False
+    k = _kind(needle)
+    compared = False
+    for x in haystack:
+        if _kind(x) == k:
+            if x == needle:
+                return False
+            compared = True
+    return compared or not haystack
 
 
 _RUNTIME: dict[str, Any] = {
@@ -188,6 +215,7 @@ _RUNTIME: dict[str, Any] = {
     "_arith": arith,
     "_index": _index,
     "_kind": _kind,
+    "_in": _in,
     "_member": _member,
     "_neg": _neg,
     "_not_in": _not_in,
@@ -710,16 +738,30 @@ class _Gen:
         return f"{loose}({lx}, {rx})"
 
     def op_in(self, n: Node, it: str, depth: int) -> str:
+        return self.membership(n, it, depth, negated=False)
+
+    def op_not_in(self, n: Node, it: str, depth: int) -> str:
+        return self.membership(n, it, depth, negated=True)
+
+    def membership(self, n: Node, it: str, depth: int, negated: bool) -> str:
+        """`in` / `not in`; against a list of literals, one set lookup of (kind, value) instead of a scan.
+
+        The needle's kind is looked up first: a kind no literal has (a list, a map) is
+        never hashed, and for `not in` it means no comparison, so false (see `_not_in`).
+        """
         right = n.args[1]
         lx = self.expr(n.args[0], it, depth)
         if right.op == "list" and all(a.op == "const" for a in right.args):
-            kinds = self.c.const(frozenset((_kind(a.value), a.value) for a in right.args))
             a = self.c.name("_t")
-            return f"(({a} := {lx}) is not None and (_kind({a}), {a}) in {kinds})"
-        return f"_member({lx}, {self.expr(right, it, depth)})"
-
-    def op_not_in(self, n: Node, it: str, depth: int) -> str:
-        return f"_not_in({self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
+            if negated and not right.args:
+                return f"({lx} is not None)"
+            kinds = self.c.const(frozenset(_kind(a.value) for a in right.args))
+            pairs = self.c.const(frozenset((_kind(a.value), a.value) for a in right.args))
+            k = self.c.name("_t")
+            test = "not in" if negated else "in"
+            return f"(({a} := {lx}) is not None and ({k} := _kind({a})) in {kinds} and ({k}, {a}) {test} {pairs})"
+        helper = "_not_in" if negated else "_in"
+        return f"{helper}({lx}, {self.expr(right, it, depth)})"
 
     def op_contains(self, n: Node, it: str, depth: int) -> str:
         return f"_member({self.expr(n.args[1], it, depth)}, {self.expr(n.args[0], it, depth)})"

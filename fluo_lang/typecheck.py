@@ -493,8 +493,14 @@ class _Checker:
                         ty = self.out.types.get(id(item), t.ANY)
                         if not t.lenient(ty) and not t.comparable(lt, ty, ordering=False):
                             self.err("FLUO300", f"`{op}`: {article(lt)} never equals {article(ty)}", item.span)
-            elif rt == t.STRING and lt in (t.STRING, t.ANY):
-                pass
+            elif rt == t.STRING:
+                # `in` is list membership, as in CEL and Rego; text in a string is `contains`
+                hint = (
+                    "; to look for text in a string, write `STRING contains TEXT`"
+                    if t.lenient(lt) or lt == t.STRING
+                    else ""
+                )
+                self.err("FLUO300", f"`{op}` needs a list on its right, found string{hint}", e.right.span)
             elif not t.lenient(rt):
                 self.err("FLUO300", f"`{op}` needs a list on its right, found {rt}", e.right.span)
             return self.record(e, t.BOOL)

@@ -483,6 +483,45 @@ def test_a_list_attribute_can_be_searched_and_indexed() -> None:
     assert [s.rule for s in program.evaluate_trace(trace(span("x", lst="12")))] == []  # a string holds no 2
 
 
+@pytest.mark.parametrize("value", ["500", True, 500, 1.0, 200, None, [500], {"a": 1}])
+@pytest.mark.parametrize("items", ["[500, 1]", "[500, trace.spans.count()]", "lst"])
+def test_not_in_is_false_wherever_not_equal_is(value: object, items: str) -> None:
+    """QA M2: for an attribute holding "500", `code != 500` was quiet and `code not in [500]` fired."""
+    attrs = {"lst": [500, 1]} if value is None else {"code": value, "lst": [500, 1]}
+    program = program_for(
+        "rule ne { detect trace.spans.where(code != 500 and code != 1).exists() }\n"
+        "rule eq { detect trace.spans.where(code == 500 or code == 1).exists() }\n"
+        f"rule out {{ detect trace.spans.where(code not in {items}).exists() }}\n"
+        f"rule among {{ detect trace.spans.where(code in {items}).exists() }}\n"
+    )
+    fired = {s.rule for s in program.evaluate_trace(trace(span("a", **attrs)))}
+    assert not program.errors  # a list or map attribute in a set of literals raised `unhashable type`
+    assert ("out" in fired, "among" in fired) == ("ne" in fired, "eq" in fired)
+
+
+def test_not_in_an_empty_list_holds_for_any_value_and_in_a_mixed_list_compares_its_own_kind() -> None:
+    program = program_for(
+        "rule empty { detect trace.spans.where(code not in []).count() == 2 }\n"
+        "rule mixed { detect trace.spans.where(code not in [500, 'x']).count() == 2 }\n"
+        "rule attr { detect trace.spans.where(code not in lst).count() == 1 }\n"
+    )
+    spans = [span("a", code="500", lst=[]), span("bb", code=200, lst=["x"])]
+    assert [s.rule for s in program.evaluate_trace(trace(*spans))] == ["empty", "mixed", "attr"]
+
+
+@pytest.mark.parametrize(("left", "hint"), [("name", True), ("code", True), ("5", False)])
+def test_in_with_a_string_on_its_right_is_an_error_that_points_at_contains(left: str, hint: bool) -> None:
+    """QA L4: `name in 'xdbx'` was an undocumented substring search; `in` is list membership, as in CEL and Rego."""
+    analysis = analyze([("r.fluo", f"rule r {{ detect trace.has({left} in 'xdbx') }}")])
+    [d] = analysis.diagnostics
+    assert d.code == "FLUO300" and d.message.startswith("`in` needs a list on its right, found string")
+    assert d.message.endswith("write `STRING contains TEXT`") == hint
+    [d] = analyze([("r.fluo", "rule r { detect trace.has(name not in 'xdbx') }")]).diagnostics
+    assert d.code == "FLUO300" and d.message.startswith("`not in` needs a list")
+    fired = program_for("rule r { detect trace.has(name in s) }").evaluate_trace(trace(span("db", s="xdbx")))
+    assert fired == []  # a string held by an attribute is not searched either
+
+
 def test_a_mixed_list_item_the_left_side_never_equals_is_an_error() -> None:
     """`name in ["root", 5]`: 5 can never be a name; an attribute (`any`) may be either, so it is left alone."""
     analysis = analyze([("r.fluo", 'rule r { detect trace.has(name in ["root", 5] or code in [200, "x"]) }')])
