@@ -10,7 +10,9 @@ matter. The partial word at the cursor is taken off, and then:
   (intrinsics and attribute keys) or outside one (roots), or an enum value compared
   with `status` / `kind`;
 - where a syntax error earlier in the rule leaves that unresolved, the cursor's line is
-  tried on its own.
+  tried on its own;
+- past the `}` that closes the rule, the cursor is at the top level, where only a new rule
+  can come, however broken the rule above is.
 
 Inside `attributes["...` the attribute keys complete as the string's content.
 """
@@ -177,6 +179,19 @@ def _enum_context(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr
     return ty if ty in t.ENUMS else None
 
 
+def _after_its_rule(head: str) -> bool:
+    """Whether the text ends past the `}` that closes its rule: at the top level, whatever is broken inside."""
+    depth = 0
+    closed = False
+    for x in lex(head):
+        if x.kind == "LBRACE":
+            depth += 1
+        elif x.kind == "RBRACE" and depth > 0:
+            depth -= 1
+            closed = closed or depth == 0
+    return closed and depth == 0
+
+
 def _fallbacks(head: str) -> tuple[str, ...]:
     """Shorter texts to try when a syntax error earlier in the rule hides the cursor's context:
     the cursor's line alone in an empty rule, then that line as the rest of an `expect`."""
@@ -224,8 +239,12 @@ def complete(
         for unit in DURATION_UNITS:
             items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
         return items.out
-    expected = expected_at(cur.head)
-    place = _placeholder(doc.path, cur.head)
+    if _after_its_rule(cur.head):
+        expected: set[str] | None = {"RULE"}
+        place = _Placeholder("none")
+    else:
+        expected = expected_at(cur.head)
+        place = _placeholder(doc.path, cur.head)
     if place.kind == "meta_key" and expected is not None and "IDENT" not in expected:
         place = replace(place, kind="none")  # no name can come here (`where(name == "a" |)`): error recovery's guess
     at_item = expected is not None and ("RULE" in expected or "EXPECT" in expected)
@@ -234,7 +253,7 @@ def complete(
         # and trust only what the typechecker resolved there.
         for head in _fallbacks(cur.head):
             found = _placeholder(doc.path, head)
-            if found.kind in ("member", "name", "enum"):
+            if found.kind in ("member", "name", "enum", "meta_value"):
                 place = found
                 break
     if after_space and place.kind not in ("meta_value", "enum"):

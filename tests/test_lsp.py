@@ -349,6 +349,34 @@ async def test_completion_works_after_a_syntax_error_elsewhere(client: LanguageC
     assert "service" in labels
 
 
+RULES = ["rule (expect)", "rule (detect)", "rule (when / always / never)", "rule (window)", "rule"]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["  expect trace.spans.\n", '  expect trace.spans.where(name == "x"\n', "  expect trace.spans.count() > 0 and\n"],
+    ids=["dot", "paren", "and"],
+)
+@pytest.mark.parametrize("line", ["|", "ru|"], ids=["empty", "word"])
+async def test_a_new_rule_completes_below_a_rule_with_a_syntax_error(
+    client: LanguageClient, tmp_path: Path, broken: str, line: str
+) -> None:
+    """Past the rule's `}` only a rule can come, however broken its body (QA M2: only `trace` was offered)."""
+    assert await complete(client, tmp_path / "below.fluo", f"rule a {{\n{broken}}}\n\n{line}") == RULES
+
+
+async def test_metadata_values_complete_after_a_dangling_operator(client: LanguageClient, tmp_path: Path) -> None:
+    """The line before reads on into `severity` (`> severity`): the cursor's line alone says what comes (QA M2)."""
+    text = "rule a {\n  detect trace.spans.count() >\n  severity: |"
+    assert await complete(client, tmp_path / "dangling.fluo", text) == ["info", "warning", "error", "critical"]
+    assert await complete(client, tmp_path / "dangling2.fluo", text, trigger=" ") == [
+        "info",
+        "warning",
+        "error",
+        "critical",
+    ]
+
+
 # -- hover, signature help, symbols, folding, tokens ---------------------------------
 
 
