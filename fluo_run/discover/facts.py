@@ -109,6 +109,14 @@ class Fact:
         return 1.0 - len(self.exceptions) / self.support if self.support else 1.0
 
 
+@dataclass
+class Bounds:
+    """The most spans of the whole trace and of each service that the count rules allow."""
+
+    trace: int = 0
+    services: dict[str, int] = field(default_factory=dict)
+
+
 class Miner:
     """Every kind of fact over one corpus, with the indexes the kinds share."""
 
@@ -167,20 +175,27 @@ class Miner:
 
     def mine(self) -> list[Fact]:
         facts: list[Fact] = []
-        facts += self.counts()
-        presence = self.presence()
-        parents = self.parents()
-        facts += _under_present(presence, parents)
+        counts, bounds = self.counts()
+        facts += counts
+        # facts that prune others must be written themselves
+        presence = self.written(self.presence())
+        parents = self.written(self.parents())
+        orders = self.written(self.orders(parents))
+        needs = self.written(self.cooccurrences(presence, parents, orders))
+        implied = _implications([*parents, *orders, *needs])
+        facts += _under_present(presence, implied)
         facts += parents
-        orders = self.orders(parents)
         facts += orders
-        facts += self.cooccurrences(presence, parents, orders)
-        facts += self.exclusions()
-        facts += self.no_calls()
+        facts += needs
+        facts += self.exclusions(implied, bounds)
+        facts += self.no_calls(parents)
         facts += self.error_free()
         facts += self.durations()
         if self.o.attributes:
             facts += self.attribute_facts()
+        return self.written(facts)
+
+    def written(self, facts: list[Fact]) -> list[Fact]:
         return [f for f in facts if self.writable(f)]
 
     def writable(self, fact: Fact) -> bool:
@@ -197,22 +212,15 @@ class Miner:
         bound = ordered[min(allowed, len(ordered) - 1)][0]
         return bound, sorted(i for v, i in ordered if v > bound)
 
-    def counts(self) -> list[Fact]:
+    def counts(self) -> tuple[list[Fact], Bounds]:
+        """Count bounds, without those narrower ones add up to: a service's bound when its operations'
+        bounds sum to no more, the trace's when its services' do. Also returns the bounds the rules keep."""
         out: list[Fact] = []
+        bounds = Bounds()
         if self.n < self.o.min_support:
-            return out
+            return out, bounds
         trace_bound, fails = self._bound([(t.total, t.index) for t in self.c.traces])
-        out.append(
-            Fact(
-                "count",
-                "trace_span_count_max",
-                (("expect", f"trace.spans.count() <= {trace_bound}"),),
-                f"At most {_spans(trace_bound)} in one trace",
-                self.n,
-                fails,
-                detail={"bound": trace_bound, "scope": "trace"},
-            )
-        )
+        bounds.trace = trace_bound
         for service in self.c.services:
             ops = self.c.ops_of(service)
             per_trace: dict[int, int] = defaultdict(int)
@@ -222,37 +230,59 @@ class Miner:
             if len(per_trace) < self.o.min_support:
                 continue
             bound, fails = self._bound([(v, i) for i, v in per_trace.items()])
-            if bound < trace_bound:
-                out.append(
-                    Fact(
-                        "count",
-                        f"{slug(service) or 'service'}_count_max",
-                        (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
-                        f"At most {_spans(bound, repr(service))} in one trace",
-                        len(per_trace),
-                        fails,
-                        services=(service,),
-                        detail={"bound": bound, "scope": "service"},
-                    )
+            if bound >= trace_bound:
+                continue
+            if writable(service):
+                bounds.services[service] = bound
+            op_facts = [f for op in ops if (f := self.op_count(op, bound)) is not None] if len(ops) > 1 else []
+            op_facts = self.written(op_facts)
+            out += op_facts
+            if len(op_facts) == len(ops) and sum(f.detail["bound"] for f in op_facts) <= bound:
+                continue  # its operations' bounds add up to it
+            out.append(
+                Fact(
+                    "count",
+                    f"{slug(service) or 'service'}_count_max",
+                    (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
+                    f"At most {_spans(bound, repr(service))} in one trace",
+                    len(per_trace),
+                    fails,
+                    services=(service,),
+                    detail={"bound": bound, "scope": "service"},
                 )
-            for op in ops:
-                if len(ops) == 1 or self.support(op) < self.o.min_support:
-                    continue
-                op_bound, op_fails = self._bound([(t.ops[op].count, t.index) for t in self.op_traces[op]])
-                if op_bound < bound:
-                    out.append(
-                        Fact(
-                            "count",
-                            f"{self.slug(op)}{'_op' if self.slug(op) == slug(service) else ''}_count_max",
-                            (("expect", f"{self.spans(op)}.count() <= {op_bound}"),),
-                            f"At most {_spans(op_bound, self.label(op))} in one trace",
-                            self.support(op),
-                            op_fails,
-                            ops=(op,),
-                            detail={"bound": op_bound, "scope": "op"},
-                        )
-                    )
-        return out
+            )
+        if len(bounds.services) == len(self.c.services) and sum(bounds.services.values()) <= trace_bound:
+            return out, bounds  # the services' bounds add up to the trace's
+        fails = [t.index for t in self.c.traces if t.total > trace_bound]
+        trace_fact = Fact(
+            "count",
+            "trace_span_count_max",
+            (("expect", f"trace.spans.count() <= {trace_bound}"),),
+            f"At most {_spans(trace_bound)} in one trace",
+            self.n,
+            fails,
+            detail={"bound": trace_bound, "scope": "trace"},
+        )
+        return [trace_fact, *out], bounds
+
+    def op_count(self, op: int, service_bound: int) -> Fact | None:
+        """The bound on an operation's spans in one trace, when it is below its service's."""
+        if self.support(op) < self.o.min_support:
+            return None
+        bound, fails = self._bound([(t.ops[op].count, t.index) for t in self.op_traces[op]])
+        if bound >= service_bound:
+            return None
+        service = self.c.ops[op].service
+        return Fact(
+            "count",
+            f"{self.slug(op)}{'_op' if self.slug(op) == slug(service) else ''}_count_max",
+            (("expect", f"{self.spans(op)}.count() <= {bound}"),),
+            f"At most {_spans(bound, self.label(op))} in one trace",
+            self.support(op),
+            fails,
+            ops=(op,),
+            detail={"bound": bound, "scope": "op"},
+        )
 
     def presence(self) -> list[Fact]:
         out = []
@@ -503,8 +533,24 @@ class Miner:
             )
         return out
 
-    def exclusions(self) -> list[Fact]:
-        """Operations under the same parent operation that never share a trace."""
+    def exclusions(self, implied: dict[int, set[int]], bounds: Bounds) -> list[Fact]:
+        """Operations under the same parent operation that never share a trace.
+
+        Left out when the count rules already forbid it: the two, with the operations kept rules say
+        come with them, are more spans than the trace or one service may have.
+        """
+        reach: dict[int, set[int]] = {}
+
+        def forbidden(a: int, b: int) -> bool:
+            for x in (a, b):
+                if x not in reach:
+                    reach[x] = _reachable(x, implied) | {x}
+            ops = reach[a] | reach[b]
+            per_service = Counter(self.c.ops[op].service for op in ops)
+            if bounds.trace and len(ops) > bounds.trace:
+                return True
+            return any(n > bounds.services.get(s, n) for s, n in per_service.items())
+
         children: dict[int, set[int]] = defaultdict(set)
         for op, traces in enumerate(self.op_traces):
             if len(traces) < self.o.min_support:
@@ -523,6 +569,8 @@ class Miner:
                 continue
             if any(self._implies(b, y) for y in kept[a]) or any(self._implies(a, x) for x in kept[b]):
                 continue  # a kept exclusion with one of the two covers it through co-occurrence
+            if forbidden(a, b):
+                continue
             kept[a].add(b)
             kept[b].add(a)
             fails = sorted(t.index for t in self.op_traces[a] if b in t.ops)
@@ -539,9 +587,15 @@ class Miner:
             )
         return out
 
-    def no_calls(self) -> list[Fact]:
-        """Service S never directly calls T, although T is reached from S through others."""
+    def no_calls(self, parents: list[Fact]) -> list[Fact]:
+        """Service S never directly calls T, although T is reached from S through others.
+
+        Left out when `parent` rules pin every operation of T under services other than S.
+        """
         ops = self.c.ops
+        pinned: dict[int, str] = {}
+        for f in parents:
+            pinned[f.ops[0]] = ops[f.detail["parent"]].service if "parent" in f.detail else f.detail["parent_service"]
         edge_traces: dict[tuple[str, str], set[int]] = defaultdict(set)
         for op, traces in enumerate(self.op_traces):
             child = ops[op].service
@@ -558,6 +612,9 @@ class Miner:
             for target in self.c.services:
                 if target == s or not any(target in reach[x] for x in succ[s] if x != target):
                     continue
+                callee_ops = [op for op in self.c.ops_of(target) if self.support(op)]
+                if all(pinned.get(op, s) != s for op in callee_ops):
+                    continue  # parent rules already say who calls each of its operations
                 support = len(self.service_traces[s] & self.service_traces[target])
                 fails = sorted(edge_traces.get((s, target), set()))
                 if not self.o.accepts(support, len(fails)):
@@ -911,17 +968,39 @@ def _spans(n: int, what: str = "") -> str:
     return f"{n} {what + ' ' if what else ''}span{'' if n == 1 else 's'}"
 
 
-def _under_present(presence: list[Fact], parents: list[Fact]) -> list[Fact]:
-    """Presence facts not implied by another: an operation always present implies its parent is."""
-    up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
-    everywhere = {f.ops[0] for f in presence}
-    implied = set()
-    for op in everywhere:
-        cur = op
-        while cur in up and up[cur] not in implied and up[cur] != op:
-            cur = up[cur]
-            implied.add(cur)
-    return [f for f in presence if f.ops[0] not in implied]
+def _implications(facts: list[Fact]) -> dict[int, set[int]]:
+    """Operation A -> operations a trace with A has, by kept `parent`, `order`, `cooccurrence` and
+    `together` rules."""
+    out: dict[int, set[int]] = defaultdict(set)
+    for f in facts:
+        if f.kind == "parent" and "parent" in f.detail:
+            out[f.ops[0]].add(f.detail["parent"])
+        elif f.kind == "order":
+            first, then = f.detail["first"], f.detail["then"]
+            if f.detail["guard"] == then:
+                out[then].add(first)
+            else:
+                out[first].add(then)
+        elif f.kind == "cooccurrence":
+            out[f.ops[0]].add(f.ops[1])
+        elif f.kind == "together":
+            for a in f.ops:
+                out[a].update(b for b in f.ops if b != a)
+    return out
+
+
+def _under_present(presence: list[Fact], implied: dict[int, set[int]]) -> list[Fact]:
+    """Presence facts not implied by another: A in every trace and a rule "with A comes B" say B is too.
+    Of operations that imply each other, the first is kept."""
+    everywhere = [f.ops[0] for f in presence]
+    reach = {a: _reachable(a, implied) for a in everywhere}
+    out = []
+    for f in presence:
+        b = f.ops[0]
+        if any(b in reach[a] and (a not in reach[b] or a < b) for a in everywhere if a != b):
+            continue
+        out.append(f)
+    return out
 
 
 def _before(t: TraceSummary, a: int, b: int) -> bool:
