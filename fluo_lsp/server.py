@@ -190,16 +190,18 @@ class FluoServer(LanguageServer):
             lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version)
         )
         if others and self.is_rule_file(uri):
-            self.publish_test_files()
-            folder = Path(to_fs_path(uri) or uri).parent
-            for other in self.open_documents():
-                if other.uri != uri and other.uri.endswith(".fluo") and Path(other.path).parent == folder:
-                    self.publish(other.uri, others=False)
+            self.publish_dependents(uri)
 
-    def publish_test_files(self) -> None:
+    def publish_dependents(self, uri: str) -> None:
+        """Refresh the open documents a change to the rule file at `uri` may change: test files,
+        and the other rule files of its folder (rule ids are unique there)."""
         for doc in self.open_documents():
             if is_test_file(doc.path):
                 self.publish(doc.uri)
+        folder = Path(to_fs_path(uri) or uri).parent
+        for other in self.open_documents():
+            if other.uri != uri and other.uri.endswith(".fluo") and Path(other.path).parent == folder:
+                self.publish(other.uri, others=False)
 
     def schedule(self, uri: str) -> None:
         handle = self.pending.pop(uri, None)
@@ -278,8 +280,8 @@ def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
     rule_file = ls.is_rule_file(uri)
     ls.documents.pop(uri, None)
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
-    if rule_file:  # test files now read this rule file from disk
-        ls.publish_test_files()
+    if rule_file:  # the documents that read this rule file now read it from disk
+        ls.publish_dependents(uri)
 
 
 @server.feature(

@@ -712,6 +712,20 @@ async def test_a_rule_id_defined_in_another_file_of_the_folder_is_fluo213(
     await diagnostics(client, two, lambda d: len(d) == 0)  # the other file's edit refreshed this one
 
 
+async def test_closing_a_rule_file_unsaved_refreshes_the_rule_files_beside_it(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """Closed without saving, a file counts as it is on disk again, for its siblings too (QA L1)."""
+    folder = tmp_path / "closing"
+    folder.mkdir()
+    (folder / "a.fluo").write_text("rule y {\n  expect true\n}\n")
+    b = open_doc(client, folder / "b.fluo", "rule x {\n  expect true\n}\n")
+    a = open_doc(client, folder / "a.fluo", "rule y {\n  expect true\n}\nrule x {\n  expect true\n}\n")
+    await diagnostics(client, b, lambda d: [x.code for x in d] == ["FLUO213"])
+    client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri=a)))
+    await diagnostics(client, b, lambda d: len(d) == 0)
+
+
 async def test_definition_on_a_folder_gives_its_files(client: LanguageClient, workspace: Path) -> None:
     """An editor opens files, not folders: `rules: [.]` and `traces: ../traces` go to the files in them."""
     text = "rules: [.]\ncases:\n  - name: all\n    traces: ../traces\n    expect: []\n"
