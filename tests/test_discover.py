@@ -594,3 +594,26 @@ def test_bounds_and_presence_that_other_rules_add_up_to_are_pruned() -> None:
     assert counts == {"back_a_count_max": 1, "back_b_count_max": 2, "front_count_max": 1}
     assert [f.key for f in facts if f.kind == "presence"] == ["back_b_in_every_trace"]
     assert "always { trace.has(name == 'a').before(trace.has(name == 'b')) }" in rule_body(text, "back_b_after_back_a")
+
+
+def test_meeting_a_nearly_ubiquitous_operation_is_chance() -> None:
+    """M7: a rare operation always seen with one in 97% of traces says nothing about them occurring together; only
+    their order when both occur is kept. An operation that truly needs a common one keeps its co-occurrence."""
+    b = Builder()
+    for i in range(100):
+        b.trace()
+        root = b.span("get", dur=100)
+        if i % 33 != 5:
+            b.span("warm", start=1, dur=5, parent=root)
+        if i % 16 == 3:
+            b.span("dump", start=50, dur=5, parent=root)
+        if i % 2:
+            b.span("auth", start=10, dur=5, parent=root)
+            b.span("pay", start=20, dur=5, parent=root)
+    traces = b.traces()
+    text, facts = run_discover(traces, attributes=False)
+    orders = {f.key: f.clauses[0][1] for f in facts if f.kind == "order"}
+    assert orders["svc_warm_before_svc_dump"] == "trace.has(name == 'warm') and trace.has(name == 'dump')"
+    assert orders["svc_pay_after_svc_auth"] == "trace.has(name == 'pay')"
+    assert not [f for f in facts if f.kind == "cooccurrence" and "warm" in f.key]
+    assert {r: ts for r, ts in fired_by_rule(text, traces).items() if ts} == {}

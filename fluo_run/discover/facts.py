@@ -59,7 +59,8 @@ KINDS = (
 MAX_SIBLINGS = 32
 """Exclusions are sought among the child operations of a parent that has at most this many."""
 MIN_EXPECTED = 3
-"""Two operations never meeting is a fact only if, were they independent, they would meet this often."""
+"""Two operations never meeting is a fact only if, were they independent, they would meet this often;
+A always coming with B only if, were they independent, A would come without B this often."""
 MIN_TRACES_PER_VALUE = 3
 """A value set is closed only if each of its values was seen on this many traces."""
 MIN_TIMELINE = 5
@@ -392,6 +393,7 @@ class Miner:
         min_support = self.o.min_support
         precede: set[tuple[int, int]] = set()
         follow: set[tuple[int, int]] = set()
+        meet: set[tuple[int, int]] = set()  # ordered when both occur, which meet by chance
         need = self.need
         for k, n in before.items():
             a, b = divmod(k, width)
@@ -401,13 +403,29 @@ class Miner:
             if both < min_support or get(b * width + a, 0) * 2 > both:
                 continue
             if self.o.accepts(self.support(b), self.support(b) - n):
-                precede.add((a, b))
+                (meet if self.by_chance(b, a) else precede).add((a, b))
             elif self.o.accepts(self.support(a), self.support(a) - n):
-                follow.add((a, b))
+                (meet if self.by_chance(a, b) else follow).add((a, b))
         up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
         precede = _reduce(self._nested(precede, up))
         follow = _reduce(self._nested(follow, up))
         out: list[Fact] = []
+        for a, b in sorted(meet):
+            both_traces = [t for t in self.op_traces[a] if b in t.ops]
+            fails = [t.index for t in both_traces if not _before(t, a, b)]
+            out.append(
+                Fact(
+                    "order",
+                    f"{self.slug(a)}_before_{self.slug(b)}",
+                    (("when", f"{self.has(a)} and {self.has(b)}"), ("always", f"{self.has(a)}.before({self.has(b)})")),
+                    f"Every trace with both {self.label(a)} and {self.label(b)} has the first ending before the "
+                    "second starts",
+                    len(both_traces),
+                    fails,
+                    ops=(a, b),
+                    detail={"first": a, "then": b, "guard": None},
+                )
+            )
         for a, b in sorted(precede):
             fails = [t.index for t in self.op_traces[b] if not _before(t, a, b)]
             out.append(
@@ -457,6 +475,12 @@ class Miner:
                 kept.add((a, b))
         return kept
 
+    def by_chance(self, a: int, b: int) -> bool:
+        """Whether B occurring with A says nothing: were they independent, fewer than `MIN_EXPECTED` traces
+        with A would lack B (B is in nearly every trace, or A in few). B in every trace is a presence fact."""
+        missing = self.n - self.support(b)
+        return missing > 0 and self.support(a) * missing < MIN_EXPECTED * self.n
+
     def _implies(self, a: int, b: int) -> bool:
         return self.o.accepts(self.support(a), self.support(a) - self.together(a, b))
 
@@ -468,7 +492,8 @@ class Miner:
                 covered.add((f.ops[0], f.detail["parent"]))
         for f in orders:
             first, then, guard = f.detail["first"], f.detail["then"], f.detail["guard"]
-            covered.add((then, first) if guard == then else (first, then))
+            if guard is not None:
+                covered.add((then, first) if guard == then else (first, then))
         nodes = [op for op in range(len(self.c.ops)) if self.support(op) >= self.o.min_support]
         edges: dict[int, set[int]] = {a: set() for a in nodes}
         for a in nodes:
@@ -476,7 +501,11 @@ class Miner:
             for t in self.op_traces[a]:
                 shared.update(t.ops.keys())
             need = self.support(a) - self.o.allowed(self.support(a))
-            edges[a] = {b for b, n in shared.items() if n >= need and b != a and b not in everywhere and b in edges}
+            edges[a] = {
+                b
+                for b, n in shared.items()
+                if n >= need and b != a and b not in everywhere and b in edges and not self.by_chance(a, b)
+            }
         out: list[Fact] = []
         groups = _components(nodes, edges)
         group_of = {op: gi for gi, g in enumerate(groups) for op in g}
@@ -979,7 +1008,7 @@ def _implications(facts: list[Fact]) -> dict[int, set[int]]:
             first, then = f.detail["first"], f.detail["then"]
             if f.detail["guard"] == then:
                 out[then].add(first)
-            else:
+            elif f.detail["guard"] == first:
                 out[first].add(then)
         elif f.kind == "cooccurrence":
             out[f.ops[0]].add(f.ops[1])
