@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from . import types as t
 from .trace import Span, Trace, Window
+from .values import in_int64
 
 ParamKind = Literal["pred", "per_span", "value"]
 Impl = Callable[..., Any]
@@ -130,8 +131,9 @@ def _numbers(ctx: Any, spans: list[Span], fn: Impl) -> list[int | float]:
     return out
 
 
-def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float:
-    return sum(_numbers(ctx, spans, fn))
+def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
+    total = sum(_numbers(ctx, spans, fn))
+    return total if isinstance(total, float) or in_int64(total) else None  # past 64 bits: missing, as `+` is
 
 
 def _avg(ctx: Any, spans: list[Span], fn: Impl) -> float | None:

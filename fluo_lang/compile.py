@@ -16,7 +16,7 @@ from . import builtins as b
 from . import types as t
 from .ir import Node, RuleIR
 from .typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
-from .values import ARITH, arith
+from .values import ARITH, arith, negate
 
 
 class _Lowering:
@@ -156,8 +156,9 @@ def fold_constants(root: Node) -> Node:
     """Arithmetic and negation over literals become one literal (`2 * 1s` is `2s`)."""
 
     def fold(n: Node) -> Node | None:
-        if n.op == "neg" and n.args[0].op == "const" and not isinstance(n.args[0].value, bool):
-            return Node("const", n.type, value=-n.args[0].value, span=n.span)
+        if n.op == "neg" and n.args[0].op == "const":
+            value = negate(n.args[0].value)
+            return None if value is None else Node("const", n.type, value=value, span=n.span)
         if n.op == "arith" and all(a.op == "const" for a in n.args):
             to_int = n.type in (t.DURATION, t.TIMESTAMP)
             value = arith(ARITH[n.value], to_int, n.args[0].value, n.args[1].value)

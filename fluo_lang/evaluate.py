@@ -28,7 +28,7 @@ from .cost import BudgetExhausted, Meter, Poly, estimate
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, tumbling
-from .values import ARITH, arith, format_duration, format_timestamp, to_json
+from .values import ARITH, arith, format_duration, format_timestamp, negate, to_json
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
@@ -162,10 +162,6 @@ def _index(m: Any, k: Any) -> Any:
     return None
 
 
-def _neg(v: Any) -> Any:
-    return -v if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-
 def _in(needle: Any, haystack: Any) -> bool:
     """`needle in haystack`: an item of the list, of the needle's own kind, equals it.
 
@@ -217,7 +213,7 @@ _RUNTIME: dict[str, Any] = {
     "_kind": _kind,
     "_in": _in,
     "_member": _member,
-    "_neg": _neg,
+    "_neg": negate,
     "_not_in": _not_in,
     "_read": _read,
 }

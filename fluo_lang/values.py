@@ -28,15 +28,28 @@ ARITH: dict[str, Callable[[Any, Any], Any]] = {
 
 
 NS_LIMIT = 1 << 63
-"""Durations and timestamps are 64-bit nanosecond counts, as in OTLP: a result beyond one is missing."""
+"""Integers, durations and timestamps are 64-bit, as in OTLP (durations and timestamps count
+nanoseconds): a result beyond one is missing."""
+
+
+def in_int64(v: int) -> bool:
+    """Whether an integer result fits 64 bits; one that does not is missing, as an overflowing float is."""
+    return -NS_LIMIT <= v < NS_LIMIT
+
+
+def negate(v: Any) -> Any:
+    """`-v` for a number, None (missing) for anything else and for `-(-2**63)`, which is past 64 bits."""
+    if isinstance(v, float):
+        return -v
+    return -v if isinstance(v, int) and not isinstance(v, bool) and v != -NS_LIMIT else None
 
 
 def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
     """`a op b`, or None (missing) for a missing operand, a division by zero, or a result that is no number.
 
     A float result that overflows or is not a number (`1e308 * 10`, `0.0 * x` for
-    an infinite `x`) is missing, as a division by zero is; so is a duration or
-    timestamp past 64 bits of nanoseconds (about 292 years).
+    an infinite `x`) is missing, as a division by zero is; so is an integer past 64
+    bits, and a duration or timestamp past 64 bits of nanoseconds (about 292 years).
     """
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return None
@@ -51,11 +64,10 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
     if isinstance(v, float):
         if not isfinite(v):
             return None
-        if to_int:
-            v = round(v)
-    if to_int and not -NS_LIMIT <= v < NS_LIMIT:
-        return None
-    return v
+        if not to_int:
+            return v
+        v = round(v)
+    return v if -NS_LIMIT <= v < NS_LIMIT else None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -20,7 +20,7 @@ from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, assemble, tumbling
-from fluo_lang.values import ARITH, arith, format_duration
+from fluo_lang.values import ARITH, arith, format_duration, negate
 
 GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
@@ -339,6 +339,24 @@ def test_arithmetic_past_what_a_number_holds_is_missing(expr: str) -> None:
     assert program.evaluate_trace(trace(root)) == []  # a comparison with a missing side does not hold
 
 
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "9223372036854775807 + 1 > 0",  # folded at compile time
+        "-(-9223372036854775807 - 1) > 0",
+        "trace.spans.sum(n * n) > 0",
+        "trace.spans.sum(n) > 0",
+        "trace.spans.max(n + n) > 0",
+        "trace.spans.max(-m) > 0",
+    ],
+)
+def test_integers_past_64_bits_are_missing(expr: str) -> None:
+    """QA L3: `n * n` put 85070591730234615847396907784232501249 in `observed`; durations already stopped at 64 bits."""
+    big = [span("a", n=2**63 - 1, m=-(2**63)), span("bb", n=2**63 - 1, m=-(2**63))]
+    program = program_for(f"rule r {{ detect {expr} }}")
+    assert program.evaluate_trace(trace(*big)) == []
+
+
 def test_arith_gives_missing_for_overflow_and_not_a_number() -> None:
     mul, add = ARITH["*"], ARITH["+"]
     assert arith(mul, False, 1e308, 10) is None
@@ -350,6 +368,10 @@ def test_arith_gives_missing_for_overflow_and_not_a_number() -> None:
     assert arith(mul, True, "ab", 10**9) is None  # not Python's repetition: a traced string times a duration
     assert arith(mul, False, [1], 3) is None and arith(add, False, [1], [2]) is None
     assert arith(add, False, "a", "b") == "ab"
+    # QA L3: integers are 64-bit too, as OTLP's are; past that, missing instead of a huge JSON integer
+    assert arith(add, False, 2**63 - 1, 1) is None and arith(mul, False, 2**62, -2) == -(2**63)
+    assert arith(mul, False, 2**32, 2**32) is None and arith(mul, False, 2.0**64, 2) == 2.0**65
+    assert negate(-(2**63)) is None and negate(-(2**63) + 1) == 2**63 - 1 and negate(True) is None
 
 
 def test_signals_are_json_with_nan_and_infinity_by_name() -> None:
