@@ -35,7 +35,7 @@ from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
 from .testfiles import is_test_file, read_test_file
-from .workspace import RuleSite, Workspace
+from .workspace import TRACE_SUFFIXES, RuleSite, Workspace
 
 NAME = "fluo"
 
@@ -236,6 +236,35 @@ def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
     if not folders and params.root_uri:
         folders = [to_fs_path(params.root_uri)]
     ls.index.set_folders([Path(f) for f in folders if f])
+
+
+WATCHED = ("**/*.fluo", "**/*_test.yaml", "**/*.fluotest.yaml", "**/*.{json,jsonl,pb,binpb}")
+"""What the server asks the client to watch: rule files, test files and trace fixtures (`TRACE_SUFFIXES`)."""
+
+
+@server.feature(lsp.INITIALIZED)
+def initialized(ls: FluoServer, params: lsp.InitializedParams) -> None:
+    """Ask to be told of changes on disk (a checkout, `fluo test --update`), if the client can register that."""
+    workspace = ls.client_capabilities.workspace
+    watched = workspace.did_change_watched_files if workspace is not None else None
+    if watched is None or not watched.dynamic_registration:
+        return
+    options = lsp.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[lsp.FileSystemWatcher(glob_pattern=pattern) for pattern in WATCHED]
+    )
+    registration = lsp.Registration(
+        id="fluo-watched-files", method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES, register_options=options
+    )
+    ls.client_register_capability(lsp.RegistrationParams(registrations=[registration]))  # a refusal changes nothing
+
+
+@server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesParams) -> None:
+    """Files changed on disk: open documents may now see other rules, fixtures or duplicates."""
+    if any(unquote(change.uri).endswith(TRACE_SUFFIXES) for change in params.changes):
+        ls.index.rescan_traces()
+    for doc in ls.open_documents():
+        ls.publish(doc.uri, others=False)
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)

@@ -118,6 +118,12 @@ class Workspace:
         span_keys, resource_keys = self._keys or ([], [])
         return sorted({*span_keys, *self.extra_keys}), resource_keys
 
+    def rescan_traces(self) -> None:
+        """Read the traces' keys again now (a fixture changed on disk), not at the next `RESCAN_SECONDS`."""
+        with self._scan_lock:
+            self._keys_at = -RESCAN_SECONDS
+        self._start_scan()
+
     def _start_scan(self) -> None:
         """Scan the traces again in the background, if the last scan is older than `RESCAN_SECONDS` and done."""
         with self._scan_lock:

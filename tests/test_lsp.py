@@ -79,6 +79,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 )
 async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> AsyncIterator[None]:
     root: Path = request.getfixturevalue("workspace")
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        REGISTERED.extend(params.registrations)
+
     params = lsp.InitializeParams(
         capabilities=client_capabilities("visual-studio-code"),
         root_uri=root.as_uri(),
@@ -88,6 +93,10 @@ async def client(lsp_client: LanguageClient, request: pytest.FixtureRequest) -> 
     await lsp_client.initialize_session(params)
     yield
     await lsp_client.shutdown_session()
+
+
+REGISTERED: list[lsp.Registration] = []
+"""What the server asked the client to register (`client/registerCapability`)."""
 
 
 # -- helpers ------------------------------------------------------------------------
@@ -724,6 +733,28 @@ async def test_closing_a_rule_file_unsaved_refreshes_the_rule_files_beside_it(
     await diagnostics(client, b, lambda d: [x.code for x in d] == ["FLUO213"])
     client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri=a)))
     await diagnostics(client, b, lambda d: len(d) == 0)
+
+
+async def test_changes_on_disk_refresh_the_open_documents(client: LanguageClient, tmp_path: Path) -> None:
+    """The server asks to watch rule, test and trace files; a fixture created on disk clears `missing-fixture`
+    without an edit to the test file (QA L2)."""
+    for _ in range(500):  # asked for after `initialized`, which the client does not wait on
+        if REGISTERED:
+            break
+        await asyncio.sleep(0.02)
+    [watch] = [r for r in REGISTERED if r.method == lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES]
+    assert isinstance(watch.register_options, dict)
+    patterns = [w["globPattern"] for w in watch.register_options["watchers"]]
+    assert {"**/*.fluo", "**/*_test.yaml", "**/*.fluotest.yaml"} <= set(patterns)
+    (tmp_path / "auth.fluo").write_text("rule storm {\n  detect trace.spans.count() > 50\n}\n")
+    text = "rules: [auth.fluo]\ncases:\n  - name: s\n    traces: fx/t.json\n    expect: []\n"
+    uri = open_doc(client, tmp_path / "auth_test.yaml", text, language="yaml")
+    await diagnostics(client, uri, lambda d: [x.code for x in d] == ["missing-fixture"])
+    (tmp_path / "fx").mkdir()
+    (tmp_path / "fx" / "t.json").write_text(json.dumps(otlp_trace()))
+    changes = [lsp.FileEvent(uri=(tmp_path / "fx" / "t.json").as_uri(), type=lsp.FileChangeType.Created)]
+    client.workspace_did_change_watched_files(lsp.DidChangeWatchedFilesParams(changes=changes))
+    await diagnostics(client, uri, lambda d: len(d) == 0)
 
 
 async def test_definition_on_a_folder_gives_its_files(client: LanguageClient, workspace: Path) -> None:
