@@ -122,11 +122,16 @@ def _none(ctx: Any, spans: list[Span], pred: Impl) -> bool:
     return not any(pred(ctx, s) is True for s in spans)
 
 
+def is_number(v: Any) -> bool:
+    """Whether a per-span value takes part in `sum/avg/min/max`: a number, never a bool, string or missing value."""
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
 def _numbers(ctx: Any, spans: list[Span], fn: Impl) -> list[int | float]:
     out: list[int | float] = []
     for s in spans:
         v = fn(ctx, s)
-        if v is not None and not isinstance(v, bool) and isinstance(v, int | float):
+        if is_number(v):
             out.append(v)
     return out
 

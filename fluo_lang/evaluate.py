@@ -962,15 +962,17 @@ class CompiledRule:
                 best = self.compiler.fn(cur)(ctx, None)
                 spans = self.compiler.fn(cur.args[0])(ctx, None) or []
                 per_span = self.compiler.fn(cur.args[1])
-                culprits.extend(s for s in spans if best is not None and per_span(ctx, s) == best)
+                culprits.extend(
+                    s for s in spans if best is not None and b.is_number(v := per_span(ctx, s)) and v == best
+                )
                 return
             if cur.op == "call" and cur.value.name in ("count", "sum", "avg") and len(cur.args) == 2:
                 spans = self.compiler.fn(cur.args[0])(ctx, None) or []
                 per_span = self.compiler.fn(cur.args[1])
                 if cur.value.name == "count":  # the spans it counted, not the set it counted in
                     culprits.extend(s for s in spans if per_span(ctx, s) is True)
-                else:  # the spans that had a value to add
-                    culprits.extend(s for s in spans if per_span(ctx, s) is not None)
+                else:  # the spans whose value was added: numbers, as `sum` and `avg` take them
+                    culprits.extend(s for s in spans if b.is_number(per_span(ctx, s)))
                 return
             if cur.type in (t.SPANS, t.SPAN) and cur.op != "it":
                 v = self.compiler.fn(cur)(ctx, None)

@@ -435,6 +435,16 @@ def test_the_culprits_of_a_count_with_a_predicate_are_the_spans_it_counted() -> 
     assert signals == {"c": [bad.span_id.hex()], "s": [amount.span_id.hex()]}
 
 
+@pytest.mark.parametrize("expr", ["sum(v) > 0", "avg(v) > 0", "sum(v * 1ms) > 0s", "max(v) >= 5", "min(w) <= 1"])
+def test_the_culprits_of_an_aggregate_are_the_spans_whose_value_counted(expr: str) -> None:
+    """QA L9: `sum(v)` named spans holding "abc" and `true`, which it did not add; `max` named a `true` equal to 1."""
+    numbers = [span("a", v=5, w=1), span("ccc", v=2.5, w=3)]
+    others = [span("bb", v="abc", w=True), span("dddd", v=True, w="1"), span("eeeee")]
+    [s] = program_for(f"rule r {{ detect trace.spans.{expr} }}").evaluate_trace(trace(*numbers, *others))
+    want = numbers[:1] if expr.startswith(("max", "min")) else numbers
+    assert s.span_ids == [x.span_id.hex() for x in want]
+
+
 def test_durations_in_signals_are_exact() -> None:
     """A value just over its bound never reads as equal to it (100.0004ms was printed as `100ms`)."""
     slow = Span(trace_id=b"t" * 16, span_id=b"r" * 8, name="root", start=0, end=100_000_400)
