@@ -38,8 +38,18 @@ def session(capabilities: lsp.ClientCapabilities, root: Path) -> lsp.InitializeP
     )
 
 
+def accept_registrations(client: LanguageClient) -> None:
+    """Answer `client/registerCapability`, as a client that offers dynamic registration does (the server asks
+    to watch files)."""
+
+    @client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        return None
+
+
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
 async def client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    accept_registrations(lsp_client)
     await lsp_client.initialize_session(
         session(client_capabilities("visual-studio-code"), tmp_path_factory.mktemp("ws"))
     )
@@ -54,6 +64,7 @@ async def utf8_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempP
     capabilities.general = lsp.GeneralClientCapabilities(
         position_encodings=[lsp.PositionEncodingKind.Utf8, lsp.PositionEncodingKind.Utf16]
     )
+    accept_registrations(lsp_client)
     INITIALIZED["utf8"] = await lsp_client.initialize_session(session(capabilities, tmp_path_factory.mktemp("ws8")))
     yield
     await lsp_client.shutdown_session()
