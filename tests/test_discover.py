@@ -112,8 +112,8 @@ def test_known_invariants_of_the_shop_are_recovered(shop: list[Trace]) -> None:
         ".before(trace.has(name == 'payment.charge_card')) }",
         # alternatives under one parent never meet: at most two payment spans, and a fraud check comes with a charge
         "payment_count_max": "expect trace.spans.where(service == 'payment').count() <= 2",
-        "payment_fraud_check_with_payment_charge_card": "always { trace.has(name == 'payment.fraud_check') and "
-        "trace.has(name == 'payment.charge_card') }",
+        "payment_charge_card_with_payment_fraud_check": "always { trace.has(name == 'payment.charge_card') and "
+        "trace.has(name == 'payment.fraud_check') }",
         "auth_check_password_under_auth_login": "all(parent.name == 'login')",
         # so frontend never calls payment
         "payment_charge_card_under_checkout": "all(parent.name == 'checkout')",
@@ -617,3 +617,33 @@ def test_meeting_a_nearly_ubiquitous_operation_is_chance() -> None:
     assert orders["svc_pay_after_svc_auth"] == "trace.has(name == 'pay')"
     assert not [f for f in facts if f.kind == "cooccurrence" and "warm" in f.key]
     assert {r: ts for r, ts in fired_by_rule(text, traces).items() if ts} == {}
+
+
+def test_rule_ids_do_not_depend_on_the_order_spans_are_read_in(shop: list[Trace]) -> None:
+    """L9: members of a `together` rule are named by service and name, not by first appearance."""
+    spans = [s for t in shop for s in t.spans]
+    forward, _ = run_discover(assemble(spans))
+    backward, _ = run_discover(assemble(spans[::-1]))
+    assert "rule payment_charge_card_with_payment_fraud_check {" in forward
+    assert rule_ids(forward) == rule_ids(backward)
+
+
+def test_booleans_get_no_set_and_float_ranges_are_round() -> None:
+    """L3: `in [false, true]` only says "a boolean"; L4: float bounds are widened to two significant digits."""
+    b = Builder()
+    for i in range(12):
+        b.trace()
+        b.span("get", hit=i % 2 == 0, latency=0.11507254020110641 + i * 0.071, on=True)
+    text, facts = run_discover(b.traces())
+    attrs = {f.detail["key"]: f.clauses[0][1] for f in facts if f.kind == "attribute"}
+    assert "hit" not in attrs
+    assert attrs["on"] == "trace.spans.where(name == 'get').all(on == true)"
+    assert attrs["latency"] == "trace.spans.where(name == 'get').all(latency >= 0.11 and latency <= 0.9)"
+    assert {r: ts for r, ts in fired_by_rule(text, b.traces()).items() if ts} == {}
+
+
+def test_cli_output_under_a_file_says_so(shop_file: Path) -> None:
+    """L12: not "File exists" from mkdir."""
+    result = invoke(str(shop_file), "-o", str(shop_file / "rules.fluo"))
+    assert result.exit_code == 2
+    assert result.stderr == f"fluo: cannot write {shop_file / 'rules.fluo'}: {shop_file} is not a folder\n"

@@ -73,7 +73,7 @@ def test_mutations_are_minimal_and_named(written: tuple[Path, dict[str, Any]]) -
     names = {c["name"].split(" fires")[0]: c["name"] for c in doc["cases"] if c["expect"]}
     assert re.search(r'with [123] cop(y|ies) of a "login" span \(4 "login" spans\)$', names["auth_login_count_max"])
     assert "stretched just past the bound" in names["checkout_duration_max"]
-    assert "failed (status error)" in names["no_errors"]
+    assert names["no_errors"].endswith("with one span failed (status error)")
     assert "detached from its parent" in names["inventory_reserve_under_checkout"]
     solo = [c for c in doc["cases"] if len(c["expect"]) == 1]
     assert len(solo) >= len(names) // 2  # most changes break only the rule they target
@@ -153,6 +153,8 @@ def test_single_span_traces_get_a_violating_case_for_presence(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     assert "expect trace.has(name == 'ping')" in rules.read_text(encoding="utf-8")
     doc = yaml.safe_load((rules.parent / "r_test.yaml").read_text(encoding="utf-8"))
+    names = {c["name"].split(" fires")[0]: c["name"] for c in doc["cases"]}
+    assert names["trace_span_count_max"].endswith('with 1 copy of a "ping" span (2 spans)')  # QA L10: not "spans spans"
     case = next(c for c in doc["cases"] if c["name"].startswith("api_ping_in_every_trace fires"))
     assert "api_ping_in_every_trace" in fired(rules, rules.parent / case["traces"])
     run = CliRunner().invoke(main, ["test", str(rules.parent)])

@@ -199,6 +199,9 @@ def _emit(text: str, output: str | None) -> None:
 
 
 def _write(path: Path, text: str) -> None:
+    folder = next((p for p in path.parents if p.exists()), None)
+    if folder is not None and not folder.is_dir():
+        fail(f"cannot write {path}: {folder} is not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -25,6 +25,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
@@ -512,7 +513,7 @@ class Miner:
         for g in groups:
             if len(g) < 2 or _connected(g, {a: {b for b in edges[a] if (a, b) in covered} for a in g}):
                 continue
-            members = sorted(g)
+            members = sorted(g, key=lambda op: (self.c.ops[op].service, self.c.ops[op].name))
             traces = {t.index for op in members for t in self.op_traces[op]}
             fails = sorted(i for i in traces if any(op not in self.c.traces[i].ops for op in members))
             if not self.o.accepts(len(traces), len(fails)):
@@ -842,12 +843,14 @@ class Miner:
         (kind,) = ks.kinds
         missing = _missing(traces, ks)
         values = _closed_set(ks, allowed - len(missing), self.o.max_values)
+        if values is not None and kind == "bool" and len(values[0]) == 2:
+            return None  # "is true or false" says only that it is a boolean
         if values is not None:
             return AttrForm(key, "values", tuple(values[0])), sorted([*missing, *values[1]])
         if kind == "num" and ks.lo is not None and ks.hi is not None and ks.lo < ks.hi:
             if _id_or_time(ks.timeline):
                 return None  # tomorrow's values lie outside today's range
-            return AttrForm(key, "range", (ks.lo, ks.hi)), missing
+            return AttrForm(key, "range", _outward(ks.lo, ks.hi)), missing
         if kind == "str" and len(missing) + len(ks.empty) <= allowed:
             return AttrForm(key, "present"), sorted([*missing, *ks.empty])
         return None
@@ -1035,6 +1038,17 @@ def _under_present(presence: list[Fact], implied: dict[int, set[int]]) -> list[F
 def _before(t: TraceSummary, a: int, b: int) -> bool:
     sa, sb = t.ops.get(a), t.ops.get(b)
     return sa is not None and sb is not None and sa.first_end <= sb.last_start
+
+
+def _outward(lo: Any, hi: Any) -> tuple[Any, Any]:
+    """A float range widened to two significant digits of its width (`0.1150..0.8973` is `0.11..0.9`);
+    integers are kept as they are."""
+    if isinstance(lo, int) and isinstance(hi, int):
+        return lo, hi
+    step = Decimal(10) ** (math.floor(math.log10(hi - lo)) - 1)
+    low = float(Decimal(repr(float(lo))).quantize(step, rounding=ROUND_FLOOR))
+    high = float(Decimal(repr(float(hi))).quantize(step, rounding=ROUND_CEILING))
+    return min(low, lo), max(high, hi)
 
 
 def _id_or_time(timeline: list[tuple[int, Any]]) -> bool:

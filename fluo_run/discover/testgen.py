@@ -108,7 +108,7 @@ class Mutations:
             bound = int(d["bound"])
             if d["scope"] == "trace":
                 every = self.corpus.ops[:MAX_COPY_CHOICES]
-                return [self.duplicate(lambda s: True, _is(op), bound, "spans") for op in every]
+                return [self.duplicate(lambda s: True, _is(op), bound, "") for op in every]
             if d["scope"] == "service":
                 service = f.services[0]
                 mine = [op for op in self.corpus.ops if op.service == service][:MAX_COPY_CHOICES]
@@ -127,11 +127,11 @@ class Mutations:
             return [self.call(d["caller"], d["callee"])]
         if kind == "error_free":
             if ops:
-                return [self.fail(_is(ops[0]), repr(ops[0].name))]
+                return [self.fail(_is(ops[0]), f"one {_q(ops[0].name)} span")]
             if f.services:
                 service = f.services[0]
-                return [self.fail(lambda s: s.service == service, f"a {_q(service)} span")]
-            return [self.fail(lambda s: True, "a span")]
+                return [self.fail(lambda s: s.service == service, f"one {_q(service)} span")]
+            return [self.fail(lambda s: True, "one span")]
         if kind == "exclusion":
             return [self.graft(ops[0], ops[1]), self.graft(ops[1], ops[0])]
         if kind == "duration":
@@ -150,7 +150,8 @@ class Mutations:
         return lambda s: True
 
     def duplicate(self, scope: Callable[[Span], bool], copy: Callable[[Span], bool], bound: int, what: str) -> Mutation:
-        """Copies of one span matching `copy` (a leaf if there is one) until `scope` has `bound + 1` spans."""
+        """Copies of one span matching `copy` (a leaf if there is one) until `scope` has `bound + 1` spans
+        (`what` names those spans in the case name: `"auth"`, or nothing for the whole trace)."""
 
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
             have = [s for s in spans if scope(s)]
@@ -161,7 +162,8 @@ class Mutations:
             leaf = next((s for s in candidates if s.span_id not in parents), candidates[0])
             extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
             copies = f"{len(extra)} {'copy' if len(extra) == 1 else 'copies'}"
-            return [*_copy(spans), *extra], f"with {copies} of a {_q(leaf.name)} span ({bound + 1} {what} spans)"
+            counted = f"{bound + 1} {what + ' ' if what else ''}spans"
+            return [*_copy(spans), *extra], f"with {copies} of a {_q(leaf.name)} span ({counted})"
 
         return mutate
 
