@@ -647,3 +647,20 @@ def test_cli_output_under_a_file_says_so(shop_file: Path) -> None:
     result = invoke(str(shop_file), "-o", str(shop_file / "rules.fluo"))
     assert result.exit_code == 2
     assert result.stderr == f"fluo: cannot write {shop_file / 'rules.fluo'}: {shop_file} is not a folder\n"
+
+
+def test_cli_says_how_many_rules_max_rules_left_out(shop_file: Path) -> None:
+    """L8: the cut is not silent."""
+    everything = invoke(str(shop_file))
+    total = int(everything.stderr.split("fluo: ")[1].split(" rules")[0])
+    result = invoke(str(shop_file), "--max-rules", "3")
+    assert result.exit_code == 0
+    assert "fluo: 3 rules from 60 traces" in result.stderr
+    assert f"; {total - 3} more left out by --max-rules 3 (the last kinds first)" in result.stderr
+
+
+def test_cli_duration_quantile_below_confidence_is_a_usage_error(shop_file: Path) -> None:
+    """L2: such bounds were dropped without a word."""
+    result = invoke(str(shop_file), "--min-confidence", "0.9", "--duration-quantile", "0.5")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("fluo: --duration-quantile 0.5 is below --min-confidence 0.9")

@@ -14,7 +14,7 @@ from fluo_lang.trace import Trace, collector_paused
 from ..cli import fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
-from .facts import Options, discover
+from .facts import Miner, Options, select
 from .render import count, fluo_text, json_report, rules_of
 from .testgen import test_outputs, write_tests
 
@@ -104,6 +104,11 @@ def command(
         fail("no traces: give OTLP JSON or protobuf files, e.g. `fluo discover traces/*.json`")
     if tests_dir is not None and compare_paths:
         fail("--tests writes tests for discovered rules; it cannot be combined with --compare")
+    if duration_quantile is not None and duration_quantile < min_confidence:
+        fail(
+            f"--duration-quantile {duration_quantile} is below --min-confidence {min_confidence}: more spans than "
+            "allowed would exceed such bounds; lower --min-confidence too"
+        )
     options = Options(
         min_support=min_support,
         min_confidence=min_confidence,
@@ -124,7 +129,8 @@ def command(
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
     with collector_paused():
-        facts = discover(corpus, options)
+        found = Miner(corpus, options).mine()
+    facts = select(found, options.max_rules)
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
@@ -149,6 +155,9 @@ def command(
     summary = (
         f"fluo: {count(len(rules), 'rule')} from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')})"
     )
+    if len(found) > len(facts):
+        left_out = len(found) - len(facts)
+        summary += f"; {left_out} more left out by --max-rules {options.max_rules} (the last kinds first)"
     if not rules and len(corpus.traces) < options.min_support:
         summary += f"; fewer traces than --min-support {options.min_support}, lower it to see rules"
     click.echo(summary, err=True)
