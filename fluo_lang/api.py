@@ -193,8 +193,9 @@ def lower(analysis: Analysis, *, optimised: bool = True) -> list[RuleIR]:
     return out
 
 
-def compile_program(analysis: Analysis) -> Program:
-    return Program(lower(analysis))
+def compile_program(analysis: Analysis, budget: int | None = None) -> Program:
+    """The analysis' rules compiled; with `budget`, each trace (or window) may spend that many span visits."""
+    return Program(lower(analysis), budget=budget)
 
 
 def cost_diagnostics(

@@ -25,7 +25,7 @@ from fluo_lang.api import (
     cost_diagnostics,
     lower,
 )
-from fluo_lang.cost import DEFAULT_COST_LIMIT
+from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, sort_key
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
@@ -243,6 +243,15 @@ cost_limit_option = click.option(
     help="Estimated span visits a rule may cost on a 1,000-span trace (0: no limit); past it, FLUO404.",
 )
 
+eval_budget_option = click.option(
+    "--eval-budget",
+    type=click.IntRange(min=0),
+    default=DEFAULT_BUDGET,
+    show_default=True,
+    help="Span visits one trace or window may spend; past it, a fluo.evaluation_truncated signal. 0: unbounded.",
+)
+"""The per-trace evaluation budget, as `fluo serve --eval-budget` has it (SECURITY.md): same name and default."""
+
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
@@ -302,6 +311,7 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True)
 @click.option("--fail-on-signal", is_flag=True, help="Exit 3 when any rule fires.")
 @cost_limit_option
+@eval_budget_option
 def eval_command(
     paths: tuple[str, ...],
     trace_paths: tuple[str, ...],
@@ -310,11 +320,15 @@ def eval_command(
     fmt: str,
     fail_on_signal: bool,
     cost_limit: int,
+    eval_budget: int,
 ) -> None:
     """Run rules over trace files and print one signal per line.
 
     Exit status: 0 ran, 1 rule errors, 2 usage error or unreadable input,
     3 a rule fired and --fail-on-signal was given.
+
+    A trace whose evaluation passes --eval-budget span visits is cut short and
+    reported by a fluo.evaluation_truncated signal naming the rules skipped.
 
     \b
     Examples:
@@ -341,7 +355,7 @@ def eval_command(
         sys.exit(1)
     for d in analysis.diagnostics:
         click.echo(d.format(), err=True)
-    program = compile_program(analysis)
+    program = compile_program(analysis, budget=eval_budget or None)
     if not program.rules:  # ran, and said so: an empty or all-disabled rule set checks nothing
         click.echo(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)", err=True)
     with collector_paused():

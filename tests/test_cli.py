@@ -386,3 +386,52 @@ def test_eval_says_when_there_is_nothing_to_evaluate(tmp_path: Path) -> None:
     nothing.write_text('{"resourceSpans": []}')
     r = run("eval", "--detect", "true", "--traces", str(nothing))
     assert (r.exit_code, r.stdout, r.stderr) == (0, "", f"fluo: no spans in {nothing}\n")
+
+
+def chain_file(tmp_path: Path, n: int) -> Path:
+    """A trace of `n` nested spans, where `ancestors` inside a predicate costs n²/2 span visits."""
+    from fluo_lang.otlp import spans_to_json
+    from fluo_lang.trace import Span
+
+    spans, parent = [], b""
+    for i in range(n):
+        sid = (i + 1).to_bytes(8, "big")
+        spans.append(Span(trace_id=b"c" * 16, span_id=sid, parent_id=parent, name="c", start=i, end=2 * n - i))
+        parent = sid
+    path = tmp_path / "chain.json"
+    path.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    return path
+
+
+DEEP = "trace.spans.where(name == 'c').max(ancestors.count()) > 0"
+
+
+def test_eval_has_the_per_trace_evaluation_budget_serve_has(tmp_path: Path) -> None:
+    """QA M3: SECURITY.md promises a run-time budget per trace; `fluo eval` ran a 20,000-span chain for minutes."""
+    chain = str(chain_file(tmp_path, 400))
+    r = run("eval", "--detect", DEEP, "--traces", chain, "--eval-budget", "5000")
+    assert r.exit_code == 0, r.stderr
+    [signal] = [json.loads(line) for line in r.stdout.splitlines()]
+    assert signal["rule"] == "fluo.evaluation_truncated" and signal["trace_id"] == "63" * 16
+    assert signal["observed"] == {"spans": 400, "budget": 5000, "rules_skipped": ["cli"]}
+    for unbounded in (["--eval-budget", "0"], []):  # the default, 2,000,000 as in serve, is far from 400²/2
+        r = run("eval", "--detect", DEEP, "--traces", chain, *unbounded)
+        assert [json.loads(line)["rule"] for line in r.stdout.splitlines()] == ["cli"]
+    r = run("eval", "--detect", DEEP, "--traces", chain, "--eval-budget", "-1")
+    assert r.exit_code == 2 and "--eval-budget" in r.stderr
+    help_text = run("eval", "--help").stdout
+    assert "--eval-budget" in help_text and "2000000" in help_text
+
+
+def test_fluo_test_has_the_per_trace_evaluation_budget(tmp_path: Path) -> None:
+    chain_file(tmp_path, 400)
+    (tmp_path / "deep.fluo").write_text(f"rule deep {{ detect {DEEP} }}\n", encoding="utf-8")
+    (tmp_path / "deep_test.yaml").write_text(
+        "cases:\n  - name: chain\n    traces: chain.json\n    expect: [{rule: deep}]\n", encoding="utf-8"
+    )
+    assert run("test", str(tmp_path)).exit_code == 0
+    r = run("test", str(tmp_path), "--eval-budget", "5000", "--format", "json")
+    assert r.exit_code == 1
+    [case] = json.loads(r.stdout)["files"][0]["cases"]
+    assert [s["rule"] for s in case["unexpected"]] == ["fluo.evaluation_truncated"]
+    assert "--eval-budget" in run("test", "--help").stdout

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from fluo_run.cli import eval_budget_option
+
 from .coverage import measure
 from .document import YamlError
 from .progress import Progress
@@ -136,6 +138,7 @@ def run_once(
     show_default=True,
     help="Seconds between checks for changes with --watch.",
 )
+@eval_budget_option
 def command(
     paths: tuple[str, ...],
     select_text: str | None,
@@ -145,11 +148,16 @@ def command(
     coverage: bool,
     watch_mode: bool,
     watch_interval: float,
+    eval_budget: int,
 ) -> None:
     """Find and run rule tests: *_test.yaml and *.fluotest.yaml files under PATHS (default: .).
 
     Exit status: 0 all passed, 1 a case failed, 2 a test file, fixture or
     rule could not be loaded (or a usage error).
+
+    A trace whose evaluation passes --eval-budget span visits is cut short and
+    reported by a fluo.evaluation_truncated signal, which fails the case unless
+    it is expected.
 
     \b
     Examples:
@@ -165,7 +173,7 @@ def command(
             click.echo(f"fluo: --run {select_text!r} is not a valid regular expression: {exc}", err=True)
             sys.exit(2)
     roots = list(paths) or ["."]
-    runner = Runner(select, recording=update)
+    runner = Runner(select, recording=update, budget=eval_budget or None)
 
     def once() -> tuple[int, set[Path]]:
         return run_once(

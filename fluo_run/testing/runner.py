@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang.api import Analysis, compile_program
+from fluo_lang.cost import DEFAULT_BUDGET
 from fluo_lang.evaluate import CompiledRule, Program
 from fluo_lang.ir import RuleIR
 from fluo_lang.otlp import TraceInputError, load_trace_file
@@ -106,7 +107,8 @@ class TraceFiles:
 class Programs:
     """One compiled program per analysis and rule subset (`only:`), built on first use."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget
         # keyed by id(analysis); the analysis is kept in the value so its id is never reused meanwhile
         self.cache: dict[tuple[int, tuple[str, ...] | None], tuple[Analysis, Program]] = {}
         self.rules: dict[int, tuple[dict[str, RuleIR], tuple[tuple[str, str], ...]]] = {}  # by id(program)
@@ -119,7 +121,7 @@ class Programs:
             if only is not None:
                 keep = set(only)
                 subset = Analysis(analysis.files, [r for r in analysis.rules if r.id in keep], analysis.diagnostics)
-            found = (analysis, compile_program(subset))
+            found = (analysis, compile_program(subset, budget=self.budget))
             self.cache[key] = found
         return found[1]
 
@@ -139,12 +141,14 @@ Listener = Callable[[CaseResult], None]
 class Runner:
     """Loads test files and runs their cases; reusable across `--watch` rounds, which keeps its caches warm."""
 
-    def __init__(self, select: re.Pattern[str] | None = None, *, recording: bool = False) -> None:
+    def __init__(
+        self, select: re.Pattern[str] | None = None, *, recording: bool = False, budget: int | None = DEFAULT_BUDGET
+    ) -> None:
         self.select = select
         self.recording = recording  # --update: a case without `expect:` runs as if it expected nothing
         self.rules = RuleLoader()
         self.traces = TraceFiles()
-        self.programs = Programs()
+        self.programs = Programs(budget)  # span visits one trace (or window) may spend; None: unbounded
 
     def selected(self, file: TestFile, case: Case) -> bool:
         if self.select is None:
