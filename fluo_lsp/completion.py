@@ -226,15 +226,18 @@ def complete(
     resource_keys: Sequence[str],
     *,
     after_space: bool = False,
+    snippets: bool = True,
 ) -> list[lsp.CompletionItem]:
     """What may come at `offset`. `after_space`: the editor asked because a space was typed, which
     happens after nearly every word: then only a value the place calls for (an enum after `status ==`,
-    a severity after `severity:`), never the list of every keyword or name."""
+    a severity after `severity:`), never the list of every keyword or name. Without `snippets` (the
+    client cannot expand them) every item is plain text: skeletons with their defaults filled in,
+    methods by name."""
     cur = cursor_at(doc, offset)
     if _inside_comment_or_string(doc, cur):
         return _quoted_keys(doc, offset, span_keys, resource_keys)
     edit_range = doc.index.range(cur.word_start, cur.word_end)
-    items = _Items(edit_range, cur.rest)
+    items = _Items(edit_range, cur.rest, snippets)
     if cur.head[-1:].isdigit():
         for unit in DURATION_UNITS:
             items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
@@ -364,10 +367,26 @@ def _member_doc(m: b.Member) -> str:
     return m.doc + (f"\n\nExample: `{m.example}`" if m.example else "")
 
 
+_TABSTOP = re.compile(r"\$\{\d+:([^${}]*)\}")
+_CHOICE = re.compile(r"\$\{\d+\|([^,|]*)[^|]*\|\}")
+_BARE_TABSTOP = re.compile(r"\$\d+")
+
+
+def plain_text(snippet: str) -> str:
+    """A snippet as the text it expands to when every placeholder keeps its default (and choices their first)."""
+    text = _CHOICE.sub(r"\1", snippet)
+    while True:
+        inner = _TABSTOP.sub(r"\1", text)  # innermost first: placeholders nest
+        if inner == text:
+            return _BARE_TABSTOP.sub("", text)
+        text = inner
+
+
 class _Items:
-    def __init__(self, edit_range: lsp.Range, rest: str) -> None:
+    def __init__(self, edit_range: lsp.Range, rest: str, snippets: bool = True) -> None:
         self.range = edit_range
         self.rest = rest
+        self.snippets = snippets
         self.out: list[lsp.CompletionItem] = []
         self.seen: set[str] = set()
 
@@ -383,6 +402,8 @@ class _Items:
         if label in self.seen:
             return
         self.seen.add(label)
+        if snippet and not self.snippets:
+            insert, snippet = plain_text(insert if insert is not None else label), False
         self.out.append(
             lsp.CompletionItem(
                 label=label,
@@ -405,6 +426,8 @@ class _Items:
             return
         if self.rest.lstrip().startswith("("):
             insert, snippet = m.name, False
+        elif m.params and not self.snippets:  # arguments it needs are the user's to type, after the `(`
+            insert, snippet = f"{m.name}()" if all(p.optional for p in m.params) else m.name, False
         elif m.params:
             insert, snippet = f"{m.name}($1)", True
         else:

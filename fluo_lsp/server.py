@@ -338,7 +338,10 @@ def complete(ls: FluoServer, params: lsp.CompletionParams) -> lsp.CompletionList
         and context.trigger_kind == lsp.CompletionTriggerKind.TriggerCharacter
         and context.trigger_character == " "
     )
-    items = completion.complete(doc, offset, span_keys, resource_keys, after_space=after_space)
+    document = ls.client_capabilities.text_document
+    item = document.completion.completion_item if document is not None and document.completion else None
+    snippets = bool(item is not None and item.snippet_support)
+    items = completion.complete(doc, offset, span_keys, resource_keys, after_space=after_space, snippets=snippets)
     return lsp.CompletionList(is_incomplete=False, items=items)
 
 

@@ -70,6 +70,19 @@ async def utf8_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempP
     await lsp_client.shutdown_session()
 
 
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def plain_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    """A client that cannot expand snippets (it would insert `${1:rule_id}` as it is)."""
+    capabilities = client_capabilities("visual-studio-code")
+    assert capabilities.text_document is not None and capabilities.text_document.completion is not None
+    assert capabilities.text_document.completion.completion_item is not None
+    capabilities.text_document.completion.completion_item.snippet_support = False
+    accept_registrations(lsp_client)
+    await lsp_client.initialize_session(session(capabilities, tmp_path_factory.mktemp("wsplain")))
+    yield
+    await lsp_client.shutdown_session()
+
+
 def open_at(client: LanguageClient, uri: str, text: str, language: str = "fluo") -> str:
     client.diagnostics.pop(uri, None)
     item = lsp.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
@@ -152,6 +165,26 @@ async def test_columns_are_utf16_even_when_the_client_prefers_utf8(utf8_client: 
     )
     assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
     assert "count" in hover.contents.value
+
+
+@asyncio_module
+async def test_a_client_without_snippets_gets_plain_text(plain_client: LanguageClient, tmp_path: Path) -> None:
+    """Skeletons with their defaults filled in, methods by name (QA L3: `$1` reached such clients)."""
+    got: dict[str, str] = {}
+    for i, text in enumerate(["", "rule a {\n  expect trace.spans."]):
+        uri = open_at(plain_client, (tmp_path / f"plain{i}.fluo").as_uri(), text)
+        end = lsp.Position(line=text.count("\n"), character=len(text.rsplit("\n", 1)[-1]))
+        result = await plain_client.text_document_completion_async(
+            lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=end)
+        )
+        assert isinstance(result, lsp.CompletionList)
+        assert all(item.insert_text_format != lsp.InsertTextFormat.Snippet for item in result.items)
+        got.update((item.label, item.text_edit.new_text) for item in result.items if item.text_edit is not None)
+    assert "$" not in "".join(got.values())
+    assert (got["where"], got["count"]) == ("where", "count()")
+    assert got["rule (detect)"] == (
+        "rule rule_id {\n  severity: warning\n  detect trace.spans.where(status == error).count() > 0\n}"
+    )
 
 
 # -- line breaks ------------------------------------------------------------------------
