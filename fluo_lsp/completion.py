@@ -330,7 +330,7 @@ def _members(items: _Items, place: _Placeholder, span_keys: Sequence[str], resou
         keys = resource_keys if place.resource else span_keys
         prefix = place.attr_prefix + "." if place.attr_prefix else ""
         for key in keys:
-            if key.startswith(prefix) and _IDENT.fullmatch(key[len(prefix) :].replace(".", "_")):
+            if key.startswith(prefix) and _plain_path(key[len(prefix) :]):
                 items.add(key[len(prefix) :], lsp.CompletionItemKind.Variable, "attribute key")
         return
     if place.receiver is None:
@@ -353,14 +353,18 @@ def _names(items: _Items, place: _Placeholder, span_keys: Sequence[str]) -> None
         if member is not None:
             items.add(name, lsp.CompletionItemKind.Field, member.signature, _member_doc(member))
     for key in span_keys:
-        if (
-            key in b.SPAN_FIELD_NAMES
-            or key.split(".")[0] in keywords()
-            or not all(_IDENT.fullmatch(part) and part not in keywords() for part in key.split("."))
-        ):
-            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=f'attributes["{key}"]')
+        if key in b.SPAN_FIELD_NAMES or key.split(".")[0] in b.ROOTS or not _plain_path(key):
+            quoted = 'attributes["' + key.replace("\\", "\\\\").replace('"', '\\"') + '"]'
+            # A key named like an intrinsic, root or keyword (`status`, `true`) gets a label of its own.
+            label = quoted if key in items.seen or key in b.SPAN_FIELD_NAMES or key in b.ROOTS else key
+            items.add(label, lsp.CompletionItemKind.Variable, "attribute key", insert=quoted)
         else:
             items.add(key, lsp.CompletionItemKind.Variable, "attribute key")
+
+
+def _plain_path(key: str) -> bool:
+    """Whether the key can be written bare, as dotted names (`http.method`), none of them a keyword."""
+    return all(_IDENT.fullmatch(part) and part not in keywords() for part in key.split("."))
 
 
 def _member_doc(m: b.Member) -> str:

@@ -14,6 +14,7 @@ import pytest_lsp
 from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
+from fluo_lang import api
 from fluo_lsp.outline import TOKEN_TYPES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -323,6 +324,43 @@ async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
     assert "odd key" in quoted and "service" not in quoted
     plain_string = await complete(client, tmp_path / "p5.fluo", 'rule a {\n  expect trace.has(name == "od|") }')
     assert plain_string == []
+
+
+async def test_attribute_keys_complete_as_code_that_parses(client: LanguageClient, tmp_path: Path) -> None:
+    """Escaped inside `attributes["..."]`, never a keyword after `http.`, and a key named like an intrinsic
+    or a keyword gets an item of its own (QA L4)."""
+    keys = ['say "hi"', "back\\slash", "http.when", "http.response.rule", "http.method", "status", "true"]
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"fluo": {"attributeKeys": keys}})
+    )
+    try:
+        head = "rule a {\n  expect trace.spans.where("
+        for i, text in enumerate([head, head + "http."]):
+            body, pos = at(text + "|")
+            uri = open_doc(client, tmp_path / f"keys{i}.fluo", body)
+            result = await client.text_document_completion_async(
+                lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+            )
+            assert isinstance(result, lsp.CompletionList)
+            inserted = {
+                item.label: item.text_edit.new_text
+                for item in result.items
+                if item.detail == "attribute key" and isinstance(item.text_edit, lsp.TextEdit)
+            }
+            for label, new_text in inserted.items():
+                rule = body + new_text + " == 1).count() > 0\n}\n"
+                assert not api.analyze([("k.fluo", rule)]).has_errors, (label, new_text)
+            if i == 0:
+                assert inserted['say "hi"'] == 'attributes["say \\"hi\\""]'
+                assert inserted["back\\slash"] == 'attributes["back\\\\slash"]'
+                assert inserted['attributes["status"]'] == 'attributes["status"]'
+                assert inserted['attributes["true"]'] == 'attributes["true"]'
+            else:
+                assert inserted["method"] == "method" and not {"when", "response.rule"} & set(inserted)
+    finally:
+        client.workspace_did_change_configuration(
+            lsp.DidChangeConfigurationParams(settings={"fluo": {"attributeKeys": ["from.settings"]}})
+        )
 
 
 async def test_a_typed_space_offers_only_the_values_the_place_calls_for(client: LanguageClient, tmp_path: Path) -> None:
