@@ -980,6 +980,34 @@ def _skip_space(text: str, pos: int) -> int:
     return m.end() if m else pos
 
 
+_JSON_PROBLEMS = {
+    "Expecting value": "expected a value",
+    "Expecting property name enclosed in double quotes": "expected a key in double quotes",
+    "Expecting ',' delimiter": "expected `,` or the end of the list or object",
+    "Expecting ':' delimiter": "expected `:` after the key",
+    "Invalid control character at": "a control character inside a string (JSON writes it as a \\u escape)",
+    "Invalid \\escape": "an invalid backslash escape in a string",
+    "Invalid \\uXXXX escape": "an invalid \\uXXXX escape in a string",
+}
+
+
+def _json_problem(e: json.JSONDecodeError) -> str:
+    """Python's message for a JSON syntax error as a whole sentence about the position it names.
+
+    Its own text is written to be followed by the position (`Unterminated string
+    starting at`); a file cut short is said as such.
+    """
+    if e.msg == "Unterminated string starting at":  # no closing quote before the end of the text
+        return "the text ends inside the string that starts here; is the file cut short?"
+    what = _JSON_PROBLEMS.get(e.msg) or e.msg.removesuffix(" at").removesuffix(" starting").lower()
+    if _skip_space(e.doc, e.pos) >= len(e.doc):
+        return f"the text ends here, where it {what.replace('expected', 'expects', 1)}; is the file cut short?"
+    if e.msg.startswith("Expecting"):
+        found = e.doc[e.pos]
+        return f"{what}, found `{found}`" if found.isprintable() else f"{what}, found {found!a}"
+    return what
+
+
 def parse_json(data: bytes | str, *, source: str) -> list[Span]:
     """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines).
 
@@ -1005,7 +1033,7 @@ def parse_json(data: bytes | str, *, source: str) -> list[Span]:
         try:
             obj, after = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+            raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {_json_problem(e)}") from None
         except RecursionError:
             raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None
         nxt = _skip_space(text, after)

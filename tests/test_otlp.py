@@ -511,6 +511,33 @@ def test_json_syntax_errors_name_line_and_column() -> None:
     assert message.startswith("a.json:3:5: invalid JSON: ")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"0af76519',
+            "t.json:1:55: invalid JSON: the text ends inside the string that starts here; is the file cut short?",
+        ),
+        (
+            '{"resourceSpans": [\n',
+            "t.json:2:1: invalid JSON: the text ends here, where it expects a value; is the file cut short?",
+        ),
+        (
+            '{"resourceSpans": [1 2]}',
+            "t.json:1:22: invalid JSON: expected `,` or the end of the list or object, found `2`",
+        ),
+        ("{resourceSpans: []}", "t.json:1:2: invalid JSON: expected a key in double quotes, found `r`"),
+        (
+            '{"a": "x\ty"}',
+            "t.json:1:9: invalid JSON: a control character inside a string (JSON writes it as a \\u escape)",
+        ),
+    ],
+)
+def test_json_syntax_errors_are_whole_sentences(text: str, message: str) -> None:
+    """QA L5: `invalid JSON: Unterminated string starting at`, Python's text meant to be followed by a position."""
+    assert error_of(parse_json, text, source="t.json") == message
+
+
 def test_json_semantic_errors_in_lines_name_the_line() -> None:
     good = json.dumps(request(("auth", [otlp_span()])))
     bad = json.dumps(request(("auth", [otlp_span(kind="weird")])))
