@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lsprotocol import types as lsp
 
 from fluo_lang.diagnostics import nearest
@@ -37,8 +39,9 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
         brace = doc.text.find("{", after_id, base + rule.span.end)
         if brace < 0 or doc.text[after_id:brace].strip():  # the rule's own `{`, right after its id, or none
             continue
-        at = doc.index.position(brace + 1)
-        edit = lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text="\n  severity: warning")
+        offset, new_text = _severity_insertion(doc.text, brace)
+        at = doc.index.position(offset)
+        edit = lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=new_text)
         out.append(
             lsp.CodeAction(
                 title=f"Add `severity: warning` to rule `{rule.id}`",
@@ -47,6 +50,34 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
             )
         )
     return out
+
+
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def _severity_insertion(text: str, brace: int) -> tuple[int, str]:
+    """Where and what to insert for `severity: warning` in the rule opened at `brace`, in the rule's layout:
+    on a line of its own, indented as the next item and ending as the file's lines do; or, when the rule goes
+    on after its `{` on the same line, before what follows."""
+    found = _BREAK.search(text, brace + 1)
+    line_end = found.start() if found else len(text)
+    after = text[brace + 1 : line_end]
+    if after.strip() and not after.strip().startswith("//"):
+        return brace + 1 + len(after) - len(after.lstrip()), "severity: warning "
+    first_break = found or _BREAK.search(text)
+    eol = first_break.group(0) if first_break else "\n"
+    rule_line = text[max(text.rfind("\n", 0, brace), text.rfind("\r", 0, brace)) + 1 : brace]
+    indent = _indent(rule_line) + "  "
+    if found:
+        following = _BREAK.search(text, found.end())
+        next_line = text[found.end() : following.start() if following else len(text)]
+        if next_line.strip() and not next_line.strip().startswith("}"):
+            indent = _indent(next_line)
+    return line_end, f"{eol}{indent}severity: warning"
+
+
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
 
 
 def _meets(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:

@@ -551,6 +551,37 @@ async def test_code_actions_apply_did_you_mean_and_add_severity(client: Language
 # -- rule test files -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rule a { expect true }\n", "rule a { severity: warning expect true }\n"),
+        ("rule a {\r\n  expect true\r\n}\r\n", "rule a {\r\n  severity: warning\r\n  expect true\r\n}\r\n"),
+        ("rule a { // c\n    expect true\n}\n", "rule a { // c\n    severity: warning\n    expect true\n}\n"),
+    ],
+    ids=["one-line", "crlf", "comment-and-indent"],
+)
+async def test_adding_severity_keeps_the_rules_layout(
+    client: LanguageClient, tmp_path: Path, text: str, expected: str
+) -> None:
+    """On a line of its own as the file's lines end, or inside a one-line rule (QA L5)."""
+    uri = open_doc(client, tmp_path / "layout.fluo", text)
+    result = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=rng(0, 0, 0, 0),
+            context=lsp.CodeActionContext(diagnostics=[]),
+        )
+    )
+    assert result is not None
+    [add] = [a for a in result if isinstance(a, lsp.CodeAction) and a.title.startswith("Add `severity")]
+    assert add.edit is not None and add.edit.changes is not None
+    [edit] = add.edit.changes[uri]
+    assert edit.range.start == edit.range.end
+    lines = text.splitlines(keepends=True)
+    offset = sum(len(x) for x in lines[: edit.range.start.line]) + edit.range.start.character
+    assert text[:offset] + edit.new_text + text[offset:] == expected
+
+
 async def test_test_files_get_diagnostics_for_unknown_rules_and_missing_fixtures(
     client: LanguageClient, workspace: Path
 ) -> None:
