@@ -637,13 +637,17 @@ class Miner:
         for s, t_ in edge_traces:
             succ[s].add(t_)
         reach = {s: _reachable(s, succ) for s in self.c.services}
+        callers: dict[str, set[str] | None] = {}  # the services parent rules allow to call each service
+        for service in self.c.services:
+            mine = [op for op in self.c.ops_of(service) if self.support(op)]
+            callers[service] = {pinned[op] for op in mine} if all(op in pinned for op in mine) else None
         out = []
         for s in self.c.services:
             for target in self.c.services:
                 if target == s or not any(target in reach[x] for x in succ[s] if x != target):
                     continue
-                callee_ops = [op for op in self.c.ops_of(target) if self.support(op)]
-                if all(pinned.get(op, s) != s for op in callee_ops):
+                allowed = callers[target]
+                if allowed is not None and s not in allowed:
                     continue  # parent rules already say who calls each of its operations
                 support = len(self.service_traces[s] & self.service_traces[target])
                 fails = sorted(edge_traces.get((s, target), set()))
