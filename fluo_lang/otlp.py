@@ -83,6 +83,20 @@ class TraceInputError(Exception):
     """
 
 
+def clamp_end(span: Span, clamped: list[Span] | None) -> None:
+    """A span that ends before it starts ends when it starts: its duration is 0, never negative.
+
+    OTLP expects `end >= start`, and the OpenTelemetry SDKs themselves (JavaScript's:
+    "Inconsistent start and end time ... setting span duration to 0ms") clamp such
+    a span. It is read, not refused, so one bad span never loses the others of its
+    request in `fluo serve`; `clamped`, when given, collects it so a reader can say so
+    (`fluo eval` warns on stderr).
+    """
+    span.end = span.start
+    if clamped is not None:
+        clamped.append(span)
+
+
 # ---------------------------------------------------------------------------
 # protobuf -> spans
 
@@ -411,7 +425,9 @@ def _raise_bad_ids(req: Any, source: str) -> None:
                     raise TraceInputError(f"{source}: {path}: {what}")
 
 
-def spans_from_request(request: Message, *, source: str = "<request>", prefetch: Iterable[str] = ()) -> list[Span]:
+def spans_from_request(
+    request: Message, *, source: str = "<request>", prefetch: Iterable[str] = (), clamped: list[Span] | None = None
+) -> list[Span]:
     """The spans of an OTLP export request (or a `TracesData`, which has the same fields).
 
     Fastest with a message from `decode_traces`; a standard `ExportTraceServiceRequest`
@@ -425,6 +441,7 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     unknown status codes and kinds read as `unset` and `unspecified`; the status
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
+    A span that ends before it starts ends when it starts (see `clamp_end`).
 
     Spans are built by assigning every slot of `Span` directly, a third of the cost
     of calling `Span(...)` with keyword arguments; a test checks that every slot is
@@ -478,8 +495,10 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
                 name = names(raw_name)
                 s.name = _name(raw_name) if name is None else name
                 s.service = service
-                s.start = sp.start_time_unix_nano
-                s.end = sp.end_time_unix_nano
+                s.start = start = sp.start_time_unix_nano
+                s.end = end = sp.end_time_unix_nano
+                if end < start:
+                    clamp_end(s, clamped)
                 s.status, s.status_message = status
                 s.kind = kind_of(sp.kind, "unspecified")
                 s._attrs = None
@@ -507,7 +526,9 @@ def spans_from_request(request: Message, *, source: str = "<request>", prefetch:
     return out
 
 
-def parse_protobuf(data: bytes, *, source: str, prefetch: Iterable[str] = ()) -> list[Span]:
+def parse_protobuf(
+    data: bytes, *, source: str, prefetch: Iterable[str] = (), clamped: list[Span] | None = None
+) -> list[Span]:
     """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`.
 
     `prefetch`: attribute keys to convert while decoding (see `spans_from_request`).
@@ -519,7 +540,7 @@ def parse_protobuf(data: bytes, *, source: str, prefetch: Iterable[str] = ()) ->
         raise TraceInputError(
             f"{source}: not an OTLP protobuf trace message (ExportTraceServiceRequest): {detail}"
         ) from None
-    return spans_from_request(req, source=source, prefetch=prefetch)
+    return spans_from_request(req, source=source, prefetch=prefetch, clamped=clamped)
 
 
 # ---------------------------------------------------------------------------
@@ -883,7 +904,7 @@ def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> S
 _OTHER_SIGNALS = ("resourceLogs", "resourceMetrics", "resourceProfiles")
 
 
-def _json_request(obj: Any, out: list[Span]) -> None:
+def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None:
     obj = _object(obj)
     key, blocks = _get(obj, "resourceSpans", "resource_spans")
     if blocks is None and key not in obj:
@@ -896,12 +917,12 @@ def _json_request(obj: Any, out: list[Span]) -> None:
         raise e.at(key) from None
     for i, block in enumerate(blocks):
         try:
-            _json_resource_spans(block, out)
+            _json_resource_spans(block, out, clamped)
         except _Bad as e:
             raise e.at(i).at(key) from None
 
 
-def _json_resource_spans(block: Any, out: list[Span]) -> None:
+def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None) -> None:
     block = _object(block)
     res = block.get("resource")
     resource: dict[str, Any] = {}
@@ -936,32 +957,36 @@ def _json_resource_spans(block: Any, out: list[Span]) -> None:
                     raise e.at("spans") from None
                 for k, span in enumerate(spans):
                     try:
-                        out.append(_json_span(_object(span), resource, service))
+                        sp = _json_span(_object(span), resource, service)
+                        if sp.end < sp.start:
+                            clamp_end(sp, clamped)
+                        out.append(sp)
                     except _Bad as e:
                         raise e.at(k).at("spans") from None
             except _Bad as e:
                 raise e.at(j).at(scope_key) from None
 
 
-def spans_from_json(obj: Any, *, source: str, line: int | None = None) -> list[Span]:
+def spans_from_json(obj: Any, *, source: str, line: int | None = None, clamped: list[Span] | None = None) -> list[Span]:
     """The spans of one decoded OTLP/JSON object (or a JSON array of such objects).
 
     `source` and `line` only label error messages. Ids are hex (base64 of the
     exact byte length is tolerated), 64-bit integers are strings or numbers,
     enums numbers or names; unknown keys are ignored. Values are read as
     `spans_from_request` reads them (all-zero parent id, status message). Bad input raises
-    `TraceInputError` naming source, line and the JSON path.
+    `TraceInputError` naming source, line and the JSON path. A span that ends before
+    it starts ends when it starts (see `clamp_end`).
     """
     out: list[Span] = []
     try:
         if isinstance(obj, list):
             for i, item in enumerate(obj):
                 try:
-                    _json_request(item, out)
+                    _json_request(item, out, clamped)
                 except _Bad as e:
                     raise e.at(i) from None
         else:
-            _json_request(obj, out)
+            _json_request(obj, out, clamped)
     except _Bad as e:
         path = _format_path(e.path)
         where = _where(source, line)
@@ -1008,7 +1033,7 @@ def _json_problem(e: json.JSONDecodeError) -> str:
     return what
 
 
-def parse_json(data: bytes | str, *, source: str) -> list[Span]:
+def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = None) -> list[Span]:
     """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines).
 
     Blank lines are skipped and an empty text has no spans. Errors name the file, and the line (and column for
@@ -1039,7 +1064,7 @@ def parse_json(data: bytes | str, *, source: str) -> list[Span]:
         nxt = _skip_space(text, after)
         single = first and nxt >= end  # one object: its errors name no line
         # Each object becomes spans before the next is read: a JSON lines file is never held whole as dicts.
-        out.extend(spans_from_json(obj, source=source, line=None if single else line))
+        out.extend(spans_from_json(obj, source=source, line=None if single else line, clamped=clamped))
         del obj
         first = False
         line += text.count("\n", pos, nxt)
@@ -1078,13 +1103,21 @@ def _looks_like_json(data: bytes) -> bool:
     return stripped[:1] in (b"{", b"[")
 
 
-def parse_trace_bytes(data: bytes, *, source: str, name: str | None = None, prefetch: Iterable[str] = ()) -> list[Span]:
+def parse_trace_bytes(
+    data: bytes,
+    *,
+    source: str,
+    name: str | None = None,
+    prefetch: Iterable[str] = (),
+    clamped: list[Span] | None = None,
+) -> list[Span]:
     """Spans from file contents, the format chosen by `name`'s extension or by sniffing.
 
     `.gz` is decompressed first and the inner extension decides; gzip data is also
     recognised by its magic bytes. Unknown extensions are sniffed: text starting
     with `{` or `[` is JSON, anything else protobuf. `prefetch`: attribute keys that
     protobuf spans convert while decoding (JSON spans convert all of theirs anyway).
+    `clamped` gets the spans that ended before they started (see `clamp_end`).
     """
     suffixes = [s.lower() for s in Path(name if name is not None else source).suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -1094,17 +1127,17 @@ def parse_trace_bytes(data: bytes, *, source: str, name: str | None = None, pref
         data = _gunzip(data, source)
     suffix = suffixes[-1] if suffixes else ""
     if suffix in PROTOBUF_SUFFIXES:
-        return parse_protobuf(data, source=source, prefetch=prefetch)
+        return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
     if suffix in JSON_SUFFIXES or _looks_like_json(data):
-        return parse_json(data, source=source)
-    return parse_protobuf(data, source=source, prefetch=prefetch)
+        return parse_json(data, source=source, clamped=clamped)
+    return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
 
 
-def load_trace_file(path: str | Path, prefetch: Iterable[str] = ()) -> list[Span]:
+def load_trace_file(path: str | Path, prefetch: Iterable[str] = (), clamped: list[Span] | None = None) -> list[Span]:
     """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped."""
     data, source = _read(path)
     name = "" if source == STDIN_SOURCE else source
-    return parse_trace_bytes(data, source=source, name=name, prefetch=prefetch)
+    return parse_trace_bytes(data, source=source, name=name, prefetch=prefetch, clamped=clamped)
 
 
 def trace_files_in(folder: Path) -> list[Path]:
@@ -1118,7 +1151,9 @@ def trace_files_in(folder: Path) -> list[Path]:
     return found
 
 
-def load_trace_files(paths: Iterable[str | Path], prefetch: Iterable[str] = ()) -> list[Span]:
+def load_trace_files(
+    paths: Iterable[str | Path], prefetch: Iterable[str] = (), clamped: list[Span] | None = None
+) -> list[Span]:
     """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`.
 
     `prefetch`: attribute keys the rules will read (`Program.prefetch`), converted
@@ -1132,9 +1167,9 @@ def load_trace_files(paths: Iterable[str | Path], prefetch: Iterable[str] = ()) 
             if not files:
                 raise TraceInputError(f"{path}: no trace files (*.json, *.jsonl, *.pb, ...) in this folder")
             for f in files:
-                out.extend(load_trace_file(f, prefetch))
+                out.extend(load_trace_file(f, prefetch, clamped))
         else:
-            out.extend(load_trace_file(path, prefetch))
+            out.extend(load_trace_file(path, prefetch, clamped))
     return out
 
 

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -29,6 +29,9 @@ from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, sort_key
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
+
+if TYPE_CHECKING:
+    from fluo_lang.trace import Span
 
 # name -> "module:attribute" of a click command, loaded on first use.
 LAZY_COMMANDS: dict[str, str] = {
@@ -235,6 +238,16 @@ def with_cost_limit(analysis: Analysis, cost_limit: int) -> Analysis:
     return analysis
 
 
+def ends_before_start(clamped: Sequence[Span]) -> str:
+    """What to say about spans read as ending when they start (`otlp.clamp_end`), naming the first."""
+    first = clamped[0]
+    spans = "1 span ends before it starts" if len(clamped) == 1 else f"{len(clamped)} spans end before they start"
+    return (
+        f"{spans} (first: span {first.span_id.hex()} of trace {first.trace_id.hex()}); "
+        "each is read as ending when it starts, with duration 0"
+    )
+
+
 cost_limit_option = click.option(
     "--cost-limit",
     type=click.IntRange(min=0),
@@ -359,10 +372,13 @@ def eval_command(
     if not program.rules:  # ran, and said so: an empty or all-disabled rule set checks nothing
         click.echo(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)", err=True)
     with collector_paused():
+        clamped: list[Span] = []
         try:
-            spans = load_trace_files(trace_paths, program.prefetch)
+            spans = load_trace_files(trace_paths, program.prefetch, clamped)
         except TraceInputError as exc:
             fail(str(exc))
+        if clamped:
+            click.echo(f"fluo: warning: {ends_before_start(clamped)}", err=True)
         if not spans:
             click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
         signals = program.evaluate(assemble(spans))

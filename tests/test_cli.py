@@ -435,3 +435,14 @@ def test_fluo_test_has_the_per_trace_evaluation_budget(tmp_path: Path) -> None:
     [case] = json.loads(r.stdout)["files"][0]["cases"]
     assert [s["rule"] for s in case["unexpected"]] == ["fluo.evaluation_truncated"]
     assert "--eval-budget" in run("test", "--help").stdout
+
+
+def test_eval_says_when_a_span_ends_before_it_starts() -> None:
+    """QA L1: such a span is read as ending when it starts (as OpenTelemetry's SDKs do), and said so on stderr."""
+    backwards = str(ROOT / "tests" / "conformance" / "traces" / "end_before_start.json")
+    r = run("eval", "--detect", "trace.spans.max(duration) < 0s or trace.duration < 0s", "--traces", backwards)
+    assert (r.exit_code, r.stdout) == (0, "")
+    assert r.stderr == (
+        "fluo: warning: 1 span ends before it starts (first: span 0000000000000002 of trace "
+        "000000000000000000000000000000c3); each is read as ending when it starts, with duration 0\n"
+    )

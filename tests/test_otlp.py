@@ -538,6 +538,29 @@ def test_json_syntax_errors_are_whole_sentences(text: str, message: str) -> None
     assert error_of(parse_json, text, source="t.json") == message
 
 
+def test_a_span_that_ends_before_it_starts_ends_when_it_starts() -> None:
+    """QA L1: `end < start` gave `duration = -1us` and a signal `time` before the trace began, without a word."""
+    backwards = otlp_span(startTimeUnixNano="2000", endTimeUnixNano="1000")
+    req = request(("auth", [backwards]))
+    raw = spans_to_request(
+        [Span(trace_id=bytes.fromhex(TID), span_id=bytes.fromhex(ROOT), name="login", start=2000, end=1000)]
+    ).SerializeToString()
+    for read in (
+        lambda clamped: parse_json(json.dumps(req), source="t.json", clamped=clamped),
+        lambda clamped: parse_protobuf(
+            raw,
+            source="t.pb",
+            clamped=clamped,
+        ),
+    ):
+        clamped: list[Span] = []
+        [span] = read(clamped)
+        assert (span.start, span.end, span.duration) == (2000, 2000, 0)
+        assert clamped == [span]
+        [span] = read(None)  # the same without a list to collect them
+        assert span.end == 2000
+
+
 def test_json_semantic_errors_in_lines_name_the_line() -> None:
     good = json.dumps(request(("auth", [otlp_span()])))
     bad = json.dumps(request(("auth", [otlp_span(kind="weird")])))

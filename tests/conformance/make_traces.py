@@ -43,6 +43,11 @@ def main() -> None:
             span(0xB2, 5, 1, "cache.get", "cache", 415, 420, kind="client", status="error",
                  attributes={"odd key": "x y", "tags": ["a", "b"]}),
         ],
+        # A span that ends before it starts (QA L1): read as ending when it starts.
+        "end_before_start.json": [
+            span(0xC3, 1, 0, "root", "api", 0, 100),
+            span(0xC3, 2, 1, "backwards", "api", 50, 40),
+        ],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     for name, spans in traces.items():
