@@ -263,6 +263,38 @@ def test_a_window_serve_did_not_see_whole_is_marked_partial() -> None:
     assert "partial" not in out[-1]  # closed in its time, started after serve: whole
 
 
+@pytest.mark.parametrize("change", ["rule removed", "length changed"])
+def test_a_reload_that_drops_a_window_length_closes_its_open_window_with_the_old_rules(
+    tmp_path: Path, change: str
+) -> None:
+    """QA H1: the open 1h window is evaluated by the rule it was opened for, marked closed early, not lost."""
+    rules = rules_in(tmp_path, EVERY)
+    (rules / "w.fluo").write_text("rule w { severity: warning window 1h expect window.spans.count() <= 0 }\n")
+    jsonl = tmp_path / "out.jsonl"
+    args = [*LOOPBACK, "--rules", str(rules), "--trace-idle", "200ms", "--reload-interval", "off"]
+    with ServeProcess([*args, "--jsonl", str(jsonl), "--no-db"], cwd=tmp_path) as proc:
+        proc.started()
+        send(proc.http_url, otlp_json(1))
+
+        def fired() -> list[dict[str, Any]]:
+            return [json.loads(x) for x in jsonl.read_text().splitlines()] if jsonl.exists() else []
+
+        wait_for(lambda: [s["rule"] for s in fired()] == ["every_trace"], what="the trace to be evaluated")
+        if change == "rule removed":
+            (rules / "w.fluo").unlink()
+        else:
+            (rules / "w.fluo").write_text("rule w { severity: warning window 2h expect window.spans.count() <= 0 }\n")
+        proc.signal(signal.SIGHUP)
+        proc.expect(r"rules reloaded")
+        (_, w) = wait_for(lambda: fired() if len(fired()) == 2 else None, what="the dropped window's signal")
+        assert w["rule"] == "w" and w["observed"]["count"] == 1 and w["time"] == w["window_end"]
+        assert w["partial"] is True and w["partial_reasons"] == ["started_before_serve", "closed_early"]
+        assert w["observed_start"] <= w["observed_end"] < w["window_end"]
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    assert len(fired()) == 2  # the window closed once, at the reload; not again at shutdown
+
+
 # ---------------------------------------------------------------------------
 # oversize requests are counted and logged
 

@@ -339,12 +339,13 @@ class Evaluator:
     # -- the evaluator thread -------------------------------------------------
 
     def _adopt(self, program: Program) -> None:
-        self.program = program
+        """Take a rule set on; the open windows of lengths it no longer uses close now, with the rules they had."""
         lengths = {r.ir.window_ns for r in program.window_rules if r.ir.window_ns is not None}
         for length in list(self.windows):
             if length not in lengths:
                 ws = self.windows.pop(length)
-                self._evaluate_windows(ws, ws.close_all(time.time_ns(), self.grace))
+                self._evaluate_windows(ws, ws.close_all(time.time_ns(), self.grace))  # still self.program: the old
+        self.program = program
         for length in lengths:
             self.windows.setdefault(length, WindowSet(length, time.time_ns()))
         self._window_keys = window_attribute_keys(program.window_rules)
