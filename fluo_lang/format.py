@@ -11,7 +11,8 @@ same. The layout it keeps:
 - one space around binary operators and keywords and after `,` and `:`; none inside
   `( )` and `[ ]`, around `.`, before a call's `(` or an index's `[`, or after a unary `-`;
 - a comment stays where it was: at the end of its line (one space before `//`) or on a
-  line of its own, indented like the code that follows; at most one blank line is kept.
+  line of its own, indented like the code that follows; at most one blank line is kept;
+- lines end as most of the file's lines do: `\n`, `\r\n` or `\r`.
 
 A file with syntax errors is left alone: `format_text` raises `FormatError` with them.
 """
@@ -51,11 +52,23 @@ class FormatResult:
 
 
 def format_source(text: str, path: str = "<input>") -> FormatResult:
-    """Format a rule file, or report why it cannot be: the parse errors it has."""
+    """Format a rule file, or report why it cannot be: the parse errors it has.
+
+    Lines end as most of the file's lines do (`\n`, `\r\n` or `\r`), so a CRLF checkout stays CRLF.
+    """
     errors = [d for d in parse(text, path).diagnostics if d.is_error]
     if errors:
         return FormatResult(None, errors)
-    return FormatResult(layout(lex(text)), [])
+    formatted = layout(lex(text))
+    eol = line_ending(text)
+    return FormatResult(formatted if eol == "\n" else formatted.replace("\n", eol), [])
+
+
+def line_ending(text: str) -> str:
+    """The line break most of the text's lines end with; `\n` for a text without any (or on a tie)."""
+    crlf = text.count("\r\n")
+    counts = {"\n": text.count("\n") - crlf, "\r\n": crlf, "\r": text.count("\r") - crlf}
+    return max(counts, key=lambda eol: (counts[eol], eol == "\n"))
 
 
 def format_text(text: str, path: str = "<input>") -> str:
@@ -202,12 +215,12 @@ def _space(prev: Lexeme, cur: Lexeme, unary: bool) -> str:
 
 
 def _newlines_before(lexemes: list[Lexeme]) -> dict[int, int]:
-    """For each token's start offset: how many line breaks the whitespace just before it holds."""
+    """For each token's start offset: how many line breaks (`\n`, `\r\n`, `\r`) the whitespace before it holds."""
     out: dict[int, int] = {}
     pending = 0
     for x in lexemes:
         if x.kind == "WS":
-            pending += x.text.count("\n")
+            pending += x.text.count("\n") + x.text.count("\r") - x.text.count("\r\n")
             continue
         out[x.start] = pending
         pending = 0

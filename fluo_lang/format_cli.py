@@ -70,7 +70,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             if check:
                 click.echo(f"would reformat {f}")
             else:
-                f.write_text(result.text, encoding="utf-8")
+                f.write_text(result.text, encoding="utf-8", newline="")  # line endings as the formatter chose
                 click.echo(f"reformatted {f}", err=True)
     verb = "would be reformatted" if check else "reformatted"
     click.echo(f"{changed} of {len(files)} file{'s' if len(files) != 1 else ''} {verb}", err=True)

@@ -25,7 +25,7 @@ from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
 
-_RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
+_RULE_LINE = re.compile(r"(?:^|(?<=\r))[ \t]*rule\b", re.MULTILINE)  # `^` alone misses lines after a lone `\r`
 _SENTINEL = "rule __fluo_next_rule__ {}"
 _CACHE_SIZE = 5_000  # chunks (rules); about 15 MB per 1,000
 

@@ -95,6 +95,22 @@ def test_type_errors_do_not_block_formatting() -> None:
     assert format_text("rule a {expect trace.spans.whree(x)}") == "rule a {\n  expect trace.spans.whree(x)\n}\n"
 
 
+@pytest.mark.parametrize("eol", ["\r\n", "\r"], ids=["crlf", "cr"])
+def test_lines_end_as_the_files_lines_do(eol: str) -> None:
+    """A CRLF (or old Mac) file stays so, so `fluo fmt --check` passes on it (QA L6); a comment ends at a lone
+    `\r` and one on a line of its own stays there (QA L7)."""
+    tidy = (
+        "// header\nrule a {\n  expect trace.spans.count() > 0 // why\n}\n// own line\n\nrule b {\n  detect true\n}\n"
+    )
+    assert format_text(tidy.replace("\n", eol)) == tidy.replace("\n", eol)
+    assert (
+        assert_faithful("rule a {expect true}" + eol + "// c" + eol)
+        == f"rule a {{{eol}  expect true{eol}}}{eol}// c{eol}"
+    )
+    mostly = "rule a {\r\n  expect true\n}\r\n"  # mixed: the most common break wins
+    assert format_text(mostly) == "rule a {\r\n  expect true\r\n}\r\n"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

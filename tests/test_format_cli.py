@@ -34,6 +34,17 @@ def test_formats_in_place_and_then_checks_clean(tmp_path: Path) -> None:
     assert run("--check", str(tmp_path))[0] == 0
 
 
+def test_crlf_files_stay_crlf(tmp_path: Path) -> None:
+    """A Windows checkout (core.autocrlf) passes `--check` when formatted, and is rewritten CRLF (QA L6)."""
+    tidy = tmp_path / "tidy.fluo"
+    tidy.write_bytes(TIDY.replace("\n", "\r\n").encode())
+    assert run("--check", str(tidy))[0] == 0
+    messy = tmp_path / "messy.fluo"
+    messy.write_bytes(b"rule a {expect trace.spans.count()<9}\r\n// c\r\n")
+    assert run(str(messy))[0] == 0
+    assert messy.read_bytes() == (TIDY + "// c\n").replace("\n", "\r\n").encode()
+
+
 def test_syntax_errors_leave_the_file_and_exit_2(tmp_path: Path) -> None:
     broken = tmp_path / "broken.fluo"
     broken.write_text("rule a {expect trace.spans.count(<9}\n")

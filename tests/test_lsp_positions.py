@@ -212,21 +212,22 @@ async def test_ranged_edits_below_characters_python_calls_line_breaks(
 async def test_cr_and_crlf_files_get_diagnostics_on_their_lines(
     client: LanguageClient, tmp_path: Path, newline: str
 ) -> None:
-    text = TYPO.replace("\n", newline)
+    text = ("// a comment ends at the line break (QA L7)\n" + TYPO).replace("\n", newline)
     uri = open_at(client, (tmp_path / "cr.fluo").as_uri(), text)
     [d] = await diagnostics(client, uri)
-    assert (d.code, d.range) == ("FLUO201", rng(1, 21, 1, 26))
-    change(client, uri, 2, rng(1, 21, 1, 99), "count() > 1")  # past the end of the line: up to its break
+    assert (d.code, d.range) == ("FLUO201", rng(2, 21, 2, 26))
+    change(client, uri, 2, rng(2, 21, 2, 99), "count() > 1")  # past the end of the line: up to its break
     await diagnostics(client, uri, lambda d: len(d) == 0)
-    edits = await client.text_document_formatting_async(
-        lsp.DocumentFormattingParams(
-            text_document=lsp.TextDocumentIdentifier(uri=uri),
-            options=lsp.FormattingOptions(tab_size=2, insert_spaces=True),
-        )
+    formatting = lsp.DocumentFormattingParams(
+        text_document=lsp.TextDocumentIdentifier(uri=uri),
+        options=lsp.FormattingOptions(tab_size=2, insert_spaces=True),
     )
-    assert edits is not None
-    for edit in edits:
-        assert edit.range.end == rng(3, 0, 3, 0).end
+    edits = await client.text_document_formatting_async(formatting)
+    assert edits is not None and list(edits) == []  # formatted already, in its own line endings (QA L6)
+    change(client, uri, 3, rng(3, 0, 3, 1), "  }")
+    [edit] = await client.text_document_formatting_async(formatting) or []
+    assert edit.range.end == rng(4, 0, 4, 0).end
+    assert edit.new_text == text.replace("cuont", "count")
 
 
 # -- documents that are gone ------------------------------------------------------------
