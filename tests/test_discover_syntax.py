@@ -51,6 +51,13 @@ def test_duration_text_reads_back_exactly(ns: int) -> None:
         (1_001, 1_500, "1.5us"),
         (59_000_000_000, 60_000_000_000, "1m"),
         (7, 8, "8ns"),
+        # past a minute, in minutes and hours: no compound durations (`2h13m`) in the language
+        (61 * 10**9, 90 * 10**9, "1.5m"),
+        (7 * 60 * 10**9, 8 * 60 * 10**9, "8m"),
+        (500 * 10**9, 600 * 10**9, "10m"),
+        (2 * 3600 * 10**9 + 1, 9000 * 10**9, "2.5h"),
+        (26 * 3600 * 10**9, 30 * 3600 * 10**9, "30h"),
+        (2**63 - 5, 2**63 - 5, "9223372036854775803ns"),  # no round bound fits in a literal
     ],
 )
 def test_bounds_round_up_to_readable_durations(ns: int, ceiling: int, text: str) -> None:

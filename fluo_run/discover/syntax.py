@@ -24,6 +24,9 @@ SURROGATE = re.compile("[\ud800-\udfff]")
 """Half a surrogate pair: JSON text can hold one, a FLUO string (FLUO102) or a YAML file cannot."""
 _UNITS = ("h", "m", "s", "ms", "us", "ns")
 _STEPS = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+_MINUTE, _HOUR = DURATION_UNITS["m"], DURATION_UNITS["h"]
+_NS_LIMIT = 1 << 63
+"""A duration literal is at most 2^63 - 1 nanoseconds."""
 
 
 def writable(text: str) -> bool:
@@ -102,15 +105,18 @@ def duration_text(ns: int) -> str:
 
 
 def readable_ceiling(ns: int) -> int:
-    """The smallest round duration (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k ns) at or above `ns`."""
+    """The smallest round duration at or above `ns`: 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten
+    of nanoseconds up to a minute, of minutes up to an hour, of hours beyond (`7m` becomes `8m`, `26h` `30h`:
+    the language has no compound durations such as `2h13m`, and `8000s` is not read at a glance)."""
     if ns <= 1:
         return max(ns, 0)
-    scale = 1
+    unit = 1 if ns <= _MINUTE else _MINUTE if ns <= _HOUR else _HOUR
+    scale = unit
     while True:
         for step in _STEPS:
             v = round(step * scale)
             if v >= ns and v == step * scale:
-                return v
+                return v if v < _NS_LIMIT else ns
         scale *= 10
 
 
