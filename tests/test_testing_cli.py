@@ -472,3 +472,24 @@ def test_float_observed_values_are_exact_and_update_writes_what_reads_back(
     assert "{rule: ratio, observed: {max: 0.30000000000000004, bound: 0.3}}" in text
     r = fluo_test(".")
     assert (r.exit_code, "3 passed" in r.output) == (0, True), r.output
+
+
+def test_control_characters_in_a_case_name_are_escaped_on_every_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA L6: the `FAILED` line and the `___ file::name ___` header printed a NUL and an ESC sequence raw."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text("rule slow { detect trace.spans.where(duration > 50ms).exists() }\n")
+    (tmp_path / "c_test.yaml").write_text(
+        'rules: [r.fluo]\ncases:\n  - name: "red \\x1b[31mALERT\\x1b[0m \\x00 end"\n'
+        "    spans: [{name: a, duration: 100ms}]\n    expect: []\n"
+        '  - name: "no\\tspans"\n    expect: []\n'
+    )
+    r = fluo_test(".")
+    assert r.exit_code == 2
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", r.output)
+    escaped = r"red \x1b[31mALERT\x1b[0m \x00 end"
+    assert f"  FAILED {escaped} (line 3)" in r.output
+    assert f" c_test.yaml::{escaped} _" in r.output
+    assert f"c_test.yaml:3: case '{escaped}': 1 unexpected signal" in r.output
+    assert r"  ERROR no\tspans (line 6)" in r.output
