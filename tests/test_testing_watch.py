@@ -183,3 +183,17 @@ def test_progress_counts_from_before_the_files_are_read() -> None:
     assert term.getvalue() == (
         "\r[loading 2/2] b_test.yaml\r[1/1] t_test.yaml::only  \r" + " " * len("[1/1] t_test.yaml::only") + "\r"
     )
+
+
+def test_a_file_reached_by_an_absolute_folder_and_a_relative_rules_path_is_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA L7: `fluo test /abs/w --watch` said `changed: w/r.fluo, w/r.fluo` for one edit."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w").mkdir()
+    rule = tmp_path / "w" / "r.fluo"
+    rule.write_text("rule r { expect true }\n")
+    before = stamps([tmp_path / "w"], [Path("w/r.fluo")])
+    assert list(before) == [str(rule)]
+    os.utime(rule, ns=(1, 1))
+    assert changed(before, stamps([tmp_path / "w"], [Path("w/r.fluo")])) == [str(rule)]

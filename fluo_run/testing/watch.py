@@ -47,8 +47,10 @@ def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
 
 
 def _stat(path: Path, out: Stamps) -> None:
+    """The file's modification time, under its absolute path: a rule file reached through a folder
+    given as `/abs/w` and through a test file's `rules: [r.fluo]` (relative) is one file."""
     with contextlib.suppress(OSError):  # a file removed between listing and stat
-        out[str(path)] = os.stat(path).st_mtime_ns
+        out[os.path.abspath(path)] = os.stat(path).st_mtime_ns
 
 
 def changed(before: Stamps, after: Stamps) -> list[str]:
