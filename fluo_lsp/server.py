@@ -99,6 +99,8 @@ class FluoServer(LanguageServer):
             NAME, _version(), text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental, protocol_cls=_Protocol
         )
         self.settings = Settings()
+        self.initial_settings = Settings()
+        """The settings of `initializationOptions`: what a setting the client no longer sends goes back to."""
         self.index = Workspace(self.open_text)
         self.index.open_paths = lambda: [Path(d.path) for d in self.open_documents() if d.uri.startswith("file:")]
         self.documents: dict[str, RuleDocument] = {}
@@ -214,7 +216,8 @@ class FluoServer(LanguageServer):
         self.pending[uri] = asyncio.get_running_loop().call_later(delay, self.publish, uri)
 
     def apply_settings(self, raw: Any) -> None:
-        self.settings = self.settings.merged(raw)
+        """The client's whole section, as `workspace/didChangeConfiguration` brings it: it replaces the last one."""
+        self.settings = self.initial_settings.merged(raw)
         self.index.extra_keys = self.settings.attribute_keys
         for doc in self.open_documents():
             self.publish(doc.uri)
@@ -230,7 +233,7 @@ def shutdown(ls: FluoServer, params: None) -> None:
 
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
-    ls.settings = ls.settings.merged(params.initialization_options)
+    ls.settings = ls.initial_settings = Settings().merged(params.initialization_options)
     ls.index.extra_keys = ls.settings.attribute_keys
     folders = [to_fs_path(f.uri) for f in params.workspace_folders or []]
     if not folders and params.root_uri:

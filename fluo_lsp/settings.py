@@ -8,7 +8,8 @@
 
 They arrive in `initializationOptions` (either the section itself or `{"fluo": {...}}`)
 and in `workspace/didChangeConfiguration` (or, when that carries none, the server pulls
-the section). Values of the wrong type are ignored.
+the section); each change is the whole section, merged into the `initializationOptions`
+ones, not into the last change. Values of the wrong type are ignored.
 """
 
 from __future__ import annotations

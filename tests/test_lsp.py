@@ -266,6 +266,26 @@ async def test_strict_setting_reports_warnings_as_errors(client: LanguageClient,
     await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Warning)
 
 
+async def test_settings_the_client_no_longer_sends_go_back(client: LanguageClient, tmp_path: Path) -> None:
+    """Each didChangeConfiguration is the whole section: a removed setting returns to its value at `initialize`
+    (here attributeKeys ["from.settings"]) or its default (QA L8: it stayed as last set)."""
+    uri = open_doc(client, tmp_path / "reset.fluo", "rule t {\n  expect trace.spans.where(servce == 'a').exists()\n}\n")
+    await diagnostics(client, uri)
+    where = lsp.Position(line=1, character=27)
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"fluo": {"strictness": "strict", "attributeKeys": ["old.key"]}})
+    )
+    await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Error)
+    items = await client.text_document_completion_async(lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), where))
+    assert isinstance(items, lsp.CompletionList) and "old.key" in {i.label for i in items.items}
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"fluo": {}}))
+    await diagnostics(client, uri, lambda ds: ds[0].severity == lsp.DiagnosticSeverity.Warning)
+    items = await client.text_document_completion_async(lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), where))
+    assert isinstance(items, lsp.CompletionList)
+    labels = {i.label for i in items.items}
+    assert "old.key" not in labels and "from.settings" in labels
+
+
 # -- completion ----------------------------------------------------------------------
 
 
