@@ -13,6 +13,7 @@ from syrupy.assertion import SnapshotAssertion
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span
 from fluo_run.cli import main
+from fluo_run.discover.compare import _duration
 
 MS = 10**6
 T0 = 1_767_225_600 * 10**9
@@ -145,3 +146,44 @@ def test_missing_rules_folder_is_one_line(files: tuple[Path, Path], tmp_path: Pa
     result = run("--compare", str(tmp_path / "nope"), str(traces))
     assert result.exit_code == 2
     assert result.stderr.strip().endswith("no such file or folder")
+
+
+def test_durations_read_as_a_person_writes_them(tmp_path: Path) -> None:
+    """Ranges of durations in three significant digits, rounded outward (they were `20199.424us`)."""
+    spans = []
+    for i, ns in enumerate([20_199_424, 89_614_848]):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 0)
+        spans.append(root)  # the trace lasts as long as its charge
+        charge = Span(trace_id=tid, span_id=bytes([i, 1, 0, 0, 0, 0, 0, 1]), parent_id=root.span_id,
+                      name="charge", service="pay", start=T0, end=T0 + ns)  # fmt: skip
+        spans.append(charge)
+    traces = tmp_path / "traces.json"
+    traces.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    rules = tmp_path / "r.fluo"
+    rules.write_text(
+        "rule fast { expect trace.spans.where(name == 'charge').all(duration <= 50ms) }\n"
+        "rule short { expect trace.duration < 50ms }\n",
+        encoding="utf-8",
+    )
+    report = by_rule(json.loads(run("--compare", str(rules), str(traces), "--format", "json").stdout))
+    assert "durations ranged 20.1ms..89.7ms (1 of 2 traces outside)" in report["fast"]["findings"][0]
+    assert report["short"]["findings"] == [
+        "assumes `trace.duration < 50ms`, but on the corpus it ranged 20.1ms..89.7ms (1 of 2 traces outside)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ns", "low", "high"),
+    [
+        (20_199_424, "20.1ms", "20.2ms"),
+        (150_341_632, "150ms", "151ms"),
+        (999_950_000, "999ms", "1s"),
+        (61_749_000_000, "1.02m", "1.03m"),
+        (3 * 3600 * 10**9 + 7, "3h", "3.01h"),
+        (5 * 10**6, "5ms", "5ms"),
+        (17, "17ns", "17ns"),
+    ],
+)
+def test_duration_ranges_round_outward(ns: int, low: str, high: str) -> None:
+    assert (_duration(ns, up=False), _duration(ns, up=True)) == (low, high)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
 from fluo_lang.api import RuleSourceError, analyze_paths, compile_program
@@ -22,7 +23,7 @@ from fluo_lang.builtins import Member
 from fluo_lang.evaluate import CompiledRule
 from fluo_lang.ir import Node
 from fluo_lang.trace import Trace, windows_of
-from fluo_lang.values import to_json
+from fluo_lang.values import format_duration, to_json
 
 from ..cli import fail
 from .corpus import Corpus
@@ -41,6 +42,7 @@ _KIND_OF_MEMBER = {
     "children": "parent",
     "has": "cooccurrence",
 }
+_UNITS = (("h", 3_600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6), ("us", 10**3), ("ns", 1))
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -128,10 +130,33 @@ def _kinds_of(nodes: list[Node]) -> set[str]:
     return kinds
 
 
+def _range(seen: list[Any], ty: str) -> tuple[Any, Any]:
+    """The lowest and highest value seen, durations rounded outward to three significant digits."""
+    if ty == "duration":
+        return _duration(min(seen), up=False), _duration(max(seen), up=True)
+    return to_json(min(seen), ty), to_json(max(seen), ty)
+
+
+def _duration(ns: int | float, up: bool) -> str:
+    """A duration as a person reads it: in the largest unit that is not more than it, as signals
+    write it, to three significant digits, rounded down or up so that a range printed with it holds
+    every value in it (`20199.424us` reads `20.1ms` or `20.2ms`)."""
+    if ns <= 0:
+        return format_duration(ns)
+    i = next((k for k, (_, size) in enumerate(_UNITS) if ns >= size), len(_UNITS) - 1)
+    unit, size = _UNITS[i]
+    q = Decimal(ns) / size
+    quantum = Decimal(1).scaleb(max(q.adjusted() - 2, 0 if unit == "ns" else -2))
+    r = q.quantize(quantum, rounding=ROUND_CEILING if up else ROUND_FLOOR)
+    if i and r * size >= _UNITS[i - 1][1]:  # rounded up into the next unit: 999.95ms is 1s
+        return format_duration(int(r * size))
+    return f"{r.normalize():f}{unit}"
+
+
 def _bound_finding(clause: str, text: str, value: Node, op: str, bound: Any, seen: list[Any]) -> str:
     """What the corpus says about one comparison, read by the role of the clause it sits in."""
     ty = value.type.name
-    lo, hi, limit = to_json(min(seen), ty), to_json(max(seen), ty), to_json(bound, ty)
+    (lo, hi), limit = _range(seen, ty), to_json(bound, ty)
     held = sum(1 for v in seen if _holds(op, v, bound))
     ranged = f"on the corpus it ranged {lo}..{hi}"
     if clause in ("expect", "always"):
@@ -189,7 +214,7 @@ def _rule_report(
                 seen = [getattr(sp, field) for tr in traces for sp in members(tr, None) or ()]
                 if not seen:
                     continue
-                lo, hi = to_json(min(seen), "duration"), to_json(max(seen), "duration")
+                lo, hi = _range(seen, "duration")
                 findings.append(
                     f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s ranged {lo}..{hi}"
                     + (f" ({outside} of {len(traces)} traces outside)" if outside else ", so it always held")
