@@ -12,14 +12,22 @@ import asyncio
 import os
 import sys
 from collections.abc import Generator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 import click
 from lsprotocol import types as lsp
+from pygls.exceptions import (
+    JsonRpcException,
+    JsonRpcInvalidParams,
+    JsonRpcInvalidRequest,
+    JsonRpcServerNotInitialized,
+)
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
+from pygls.protocol.json_rpc import RPCRequest
 from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 from pygls.workspace import Workspace as DocumentStore
@@ -75,11 +83,49 @@ class _DocumentStore(DocumentStore):
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Refused:
+    """A request whose params did not deserialise: it still gets an answer, this error."""
+
+    id: int | str
+    error: JsonRpcException
+
+
 class _Protocol(LanguageServerProtocol):
-    """pygls's protocol, but columns are always UTF-16 and documents split lines the LSP way."""
+    """pygls's protocol, but columns are always UTF-16, documents split lines the LSP way, and every
+    request is answered: ill-formed params with InvalidParams, anything before `initialize` with
+    ServerNotInitialized, anything after `shutdown` with InvalidRequest (pygls drops these silently)."""
+
+    initialized = False
+
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcInvalidParams:
+            if "id" in data and "method" in data:
+                return _Refused(data["id"], JsonRpcInvalidParams(f"invalid params for {data['method']}"))
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if isinstance(message, _Refused):
+            self._send_response(message.id, None, message.error.to_response_error())
+            return
+        method = getattr(message, "method", None)
+        request = isinstance(message, RPCRequest)
+        if not self.initialized and method not in (lsp.INITIALIZE, lsp.EXIT):
+            if request:  # notifications before `initialize` are dropped, as the protocol says
+                not_yet = JsonRpcServerNotInitialized("the server is not initialized yet: send `initialize` first")
+                self._send_response(message.id, None, not_yet.to_response_error())
+            return
+        if self._shutdown and request and method != lsp.EXIT:
+            error = JsonRpcInvalidRequest(f"the server is shut down: {method} is not handled")
+            self._send_response(message.id, None, error.to_response_error())
+            return
+        super().handle_message(message)
 
     @lsp_method(lsp.INITIALIZE)
     def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, lsp.InitializeResult]:
+        self.initialized = True
         # pygls would pick the client's first choice (e.g. UTF-8); every client must accept
         # UTF-16, which is what `LineIndex` counts in.
         if params.capabilities.general is not None:

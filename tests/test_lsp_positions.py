@@ -287,6 +287,41 @@ async def test_exit_code_says_whether_shutdown_came_first(shutdown: bool, code: 
     assert proc.returncode == code, stderr.decode()
 
 
+@asyncio_module
+async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
+    """Before `initialize`, with params that do not deserialise, and after `shutdown` (QA L9: no answer, or -32603
+    with a traceback): a client awaiting one would hang."""
+    uri = (tmp_path / "a.fluo").as_uri()
+    hover = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 6}}
+    item = {"uri": uri, "languageId": "fluo", "version": 1, "text": "rule a {\n  expect true\n}\n"}
+    messages: list[dict[str, Any]] = [
+        {"id": 1, "method": "textDocument/hover", "params": hover},
+        {"id": 2, "method": "initialize", "params": {"capabilities": {}}},
+        {"method": "initialized", "params": {}},
+        {"method": "textDocument/didOpen", "params": {"textDocument": item}},
+        {"id": 3, "method": "textDocument/hover", "params": {**hover, "position": {"line": 0, "character": -1}}},
+        {"id": 4, "method": "textDocument/hover", "params": {"textDocument": {"uri": uri}}},
+        {"id": 5, "method": "textDocument/hover", "params": hover},
+        {"id": 6, "method": "shutdown"},
+        {"id": 7, "method": "textDocument/hover", "params": hover},
+        {"id": 8, "method": "shutdown"},
+        {"method": "exit"},
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(b"".join(frame(m) for m in messages)), timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    answers = {}
+    for chunk in stdout.split(b"Content-Length: ")[1:]:
+        body = json.loads(chunk.split(b"\r\n\r\n", 1)[1])
+        if "id" in body:
+            answers[body["id"]] = body
+    codes = {i: answers[i]["error"]["code"] if "error" in answers[i] else "ok" for i in sorted(answers)}
+    assert codes == {1: -32002, 2: "ok", 3: -32602, 4: -32602, 5: "ok", 6: "ok", 7: -32600, 8: -32600}
+    assert "Traceback" not in json.dumps(answers[1])
+
+
 # -- unit tables ------------------------------------------------------------------------
 
 MIXED = "a\r\nbc\rd\n\r\ne😀f"
