@@ -562,6 +562,22 @@ def test_otlp_logs_over_grpc(tmp_path: Path) -> None:
     assert json.loads(attrs["fluo.observed"].string_value) == {"when": True, "always": True, "never": True}
 
 
+def test_otlp_logs_retries_until_delivered_and_says_it_is_retrying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluo_run.serve.sinks import OtlpLogsSink
+
+    monkeypatch.setattr(OtlpLogsSink, "FIRST_BACKOFF", 0.3)
+    collector = LoopbackServer(status_of=lambda n: 503 if n < 2 else 200)
+    with collector, RuntimeThread(config(tmp_path, grpc=None, otlp_logs=collector.url)) as rt:
+        post(f"{rt.http_url}/v1/traces", (EXAMPLE_TRACES / "payment_bypass.json").read_bytes(), "application/json")
+        wait_for(lambda: rt.runtime.sinks.health()["otlp_logs"] == "retrying", what="the sink to be retrying")
+        wait_for(lambda: metric(rt, "fluo_sink_signals_written_total", sink="otlp_logs") == 1, what="delivery")
+        assert rt.runtime.sinks.health()["otlp_logs"] == "ok"
+    assert len(collector.requests) == 3  # one request each time: the exporter does not retry behind the sink
+    assert len({r.body for r in collector.requests}) == 1
+
+
 def test_a_trace_past_the_evaluation_budget_is_cut_short_with_a_signal(tmp_path: Path) -> None:
     from fluo_lang.evaluate import TRUNCATED_RULE
 

@@ -145,6 +145,36 @@ def test_signals_while_starting_are_handled_not_fatal(tmp_path: Path) -> None:
     assert any("ready;" in line for line in proc.log) and "stopped in" in final_line(proc)
 
 
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_an_otlp_logs_endpoint_that_is_down_shows_in_healthz_and_does_not_hold_the_stop(
+    tmp_path: Path, protocol: str
+) -> None:
+    """QA M1: the SDK exporter's own retries ran inside the sink unseen (`ok`) and held SIGTERM 5-6 s."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--trace-idle", "200ms", "--no-db"]
+    with ServeProcess([*args, "--otlp-logs", endpoint, "--otlp-logs-protocol", protocol], cwd=tmp_path) as proc:
+        proc.started()
+        send(proc.http_url, otlp_json(1))
+
+        def health() -> str:
+            body = urllib.request.urlopen(f"{proc.http_url}/healthz", timeout=5).read()
+            return str(json.loads(body)["sinks"]["otlp_logs"])
+
+        wait_for(lambda: health() == "retrying", timeout=5, what="the sink to say it is retrying")
+        started = time.monotonic()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 3
+        assert time.monotonic() - started < 2.0  # half a second for the export in flight, not its retries
+    assert "1 signal(s) not delivered (otlp_logs" in final_line(proc)
+
+
 def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:
     rules = rules_in(tmp_path, SLOW)
     args = [*LOOPBACK, "--rules", str(rules), "--cost-limit", "0", "--eval-budget", "0", "--trace-idle", "60s"]

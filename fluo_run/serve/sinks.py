@@ -330,11 +330,20 @@ _OTEL_SEVERITY = {"info": 9, "warning": 13, "error": 17, "critical": 21}
 
 
 class OtlpLogsSink(Sink):
-    """Signals as OTLP log records (event `fluo.signal`), linked to their trace, through the OTel SDK's exporter."""
+    """Signals as OTLP log records (event `fluo.signal`), linked to their trace, through the OTel SDK's exporter.
+
+    The exporter makes one request per export (its own retry loop, up to its timeout, would run out of the
+    sink's sight: health `ok` while the endpoint is down, and a stop held for seconds); the sink retries
+    failed exports itself as the webhook does, `retrying` meanwhile, with waits a stop cuts short.
+    """
 
     name = "otlp_logs"
     notifies = True
     max_batch = 512  # as the SDK's batch processor: one export request stays small
+    ATTEMPTS = 6  # the first and 5 retries, waiting 0.25, 0.5, 1, 2 and 4 s
+    FIRST_BACKOFF = 0.25
+    MAX_BACKOFF = 4.0
+    TIMEOUT = 5.0  # one export request
 
     def __init__(self, endpoint: str, protocol: str = "http") -> None:
         self.endpoint = endpoint
@@ -342,6 +351,9 @@ class OtlpLogsSink(Sink):
         self.exporter: Any = None
         self.logger: Any = None
         self.collected: list[Any] = []
+        self.problem = ""
+        """Why the last HTTP request failed ("" when it did not); `final`: not worth retrying (a 4xx)."""
+        self.final = False
 
     @property
     def label(self) -> str:
@@ -364,17 +376,23 @@ class OtlpLogsSink(Sink):
                 return True
 
         if self.protocol == "grpc":
+            import grpc
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
             target = self.endpoint.removeprefix("http://").removeprefix("https://")
-            self.exporter = GrpcExporter(endpoint=target, insecure=not self.endpoint.startswith("https://"))
+            self.exporter = GrpcExporter(
+                endpoint=target,
+                insecure=not self.endpoint.startswith("https://"),
+                timeout=self.TIMEOUT,
+                retryable_error_codes=[grpc.StatusCode.OK],  # no error is OK: the exporter never retries itself
+            )
         else:
             from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpExporter
 
             url = self.endpoint
             if not url.rstrip("/").endswith("/v1/logs"):
                 url = url.rstrip("/") + "/v1/logs"
-            self.exporter = HttpExporter(endpoint=url)
+            self.exporter = HttpExporter(endpoint=url, timeout=self.TIMEOUT, session=_one_try_session(self))
         provider = LoggerProvider(resource=Resource.create({"service.name": "fluo"}), shutdown_on_exit=False)
         provider.add_log_record_processor(Collect())
         self.logger = provider.get_logger("fluo.serve")
@@ -413,12 +431,65 @@ class OtlpLogsSink(Sink):
                 event_name="fluo.signal",
             )
         records, self.collected[:] = list(self.collected), []
-        if self.exporter.export(records) != LogRecordExportResult.SUCCESS:
-            raise SinkError(f"OTLP logs export to {self.endpoint} failed")
+        try:
+            self._attempts(records, stopping, lambda: self.exporter.export(records) == LogRecordExportResult.SUCCESS)
+        finally:
+            self.retrying = False
+
+    def _attempts(self, records: list[Any], stopping: threading.Event, export: Callable[[], bool]) -> None:
+        backoff = self.FIRST_BACKOFF
+        tried = 0
+        problem = ""
+        for attempt in range(self.ATTEMPTS):
+            tried += 1
+            self.problem, self.final = "", False
+            if export():
+                return
+            problem = self.problem or "export failed"
+            if self.final:
+                raise SinkError(f"{self.endpoint} refused the signals: {problem}")
+            if attempt + 1 < self.ATTEMPTS and not stopping.is_set():
+                self.retrying = True
+                log.warning("otlp logs %s: %s; retrying in %.2fs", self.endpoint, problem, backoff)
+                if stopping.wait(backoff):
+                    continue  # shutting down: one more immediate attempt, then give up
+                backoff = min(backoff * 2, self.MAX_BACKOFF)
+            elif stopping.is_set():
+                break
+        attempts = f"{tried} attempt{'s' if tried > 1 else ''}"
+        raise SinkError(f"OTLP logs export to {self.endpoint}: {problem} after {attempts}")
 
     def close(self) -> None:
         if self.exporter is not None:
             self.exporter.shutdown()
+
+
+def _one_try_session(sink: OtlpLogsSink) -> Any:
+    """A `requests` session for the SDK's HTTP exporter that makes each export one request.
+
+    A refused connection, a timeout or a 429/5xx answer is raised as an error the exporter does not
+    retry; `sink.problem` says what it was (and `sink.final`, a 4xx answer the sink does not retry either).
+    """
+    import requests
+
+    class _Failed(Exception):
+        pass
+
+    class OneTry(requests.Session):
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                response = super().request(*args, **kwargs)
+            except requests.RequestException as exc:
+                sink.problem = f"{type(exc).__name__}: {exc}"
+                raise _Failed(sink.problem) from None
+            if response.status_code >= 400:
+                sink.problem = f"HTTP {response.status_code}"
+                sink.final = response.status_code != 429 and response.status_code < 500
+                if not sink.final:
+                    raise _Failed(sink.problem)
+            return response
+
+    return OneTry()
 
 
 def _severity_number(severity: str) -> Any:
@@ -771,8 +842,9 @@ class SinkSet:
         now = time.monotonic()
         deadline = now + timeout
         # A notification endpoint that is down gets a moment, not the whole deadline: its request in
-        # flight would hold the stop for its timeout (5 s a webhook, 10 s OTLP logs) and deliver nothing.
+        # flight would hold the stop for its timeout (5 s, a webhook or an OTLP logs export) and deliver nothing.
         down_deadline = min(deadline, now + SinkWorker.GIVE_UP_GRACE)
         return sum(
-            w.finish_close(down_deadline if w.sink.notifies and w.down() else deadline, timeout) for w in self.workers
+            w.finish_close(down_deadline if w.sink.notifies and (w.down() or w.sink.retrying) else deadline, timeout)
+            for w in self.workers
         )
