@@ -83,7 +83,11 @@ def _without_cascades(
     files: list[ast.RuleFile], syntax: list[Diagnostic], checks: list[Diagnostic]
 ) -> list[Diagnostic]:
     """Drop type errors inside a clause that already has a syntax error: the parser's
-    recovery guessed there, and what the checker says of the guess is noise."""
+    recovery guessed there, and what the checker says of the guess is noise.
+
+    An error right after a clause (nothing but space between) cut it short: `1 s > 0s`
+    is read as the clause `1` and an unexpected `s`, and `1` is no boolean only
+    because the rest was dropped."""
     broken: dict[str | None, list[ast.Span]] = {}
     for f in files:
         bad = [d.span.start for d in syntax if d.path == f.path and d.is_error]
@@ -91,7 +95,7 @@ def _without_cascades(
             continue
         for rule in f.rules:
             for clause in rule.clauses:
-                if any(clause.span.start <= pos <= clause.span.end for pos in bad):
+                if any(clause.span.start <= pos and not f.text[clause.span.end : pos].strip() for pos in bad):
                     broken.setdefault(f.path, []).append(clause.span)
     if not broken:
         return checks

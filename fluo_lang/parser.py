@@ -60,6 +60,9 @@ _FRIENDLY = {
 _INSERT_FIRST = ("RPAR", "RSQB", "RBRACE", "IDENT", "NUMBER", "STRING", "COLON", "COMMA", "LBRACE")
 _INSERT_DEEP = ("RPAR", "RSQB", "RBRACE", "IDENT")
 _VALUES = frozenset({"NUMBER", "DURATION", "STRING"})  # a value of one kind may stand where another is expected
+_EXPRESSION_START = frozenset(
+    {"IDENT", "NUMBER", "STRING", "DURATION", "LPAR", "LSQB", "MINUS", "TRUE", "FALSE"}
+)  # where all of these may come, an expression may: said as "an expression", not as a list of tokens
 
 
 @cache
@@ -198,10 +201,12 @@ class _Recovery:
         span = self.index.span(start, end)
         inserted = self._insertion(ip, tok)
         if inserted is not None:
-            if len(inserted) == 1:
+            if len(inserted) == 1 and not (inserted[0] in _EXPRESSION_START and set(expected) >= _EXPRESSION_START):
                 msg = f"expected {terminal_display(inserted[0])} before {found}"
+            elif len(inserted) == 1:
+                msg = f"expected {_expected_text(expected)} before {found}"
             else:
-                msg = f"unexpected {found}; expected {_one_of(expected)}"
+                msg = f"unexpected {found}; expected {_expected_text(expected)}"
             code = "FLUO104" if is_end else "FLUO100"
             self.report(error(code, msg, span, path=self.path))
             for name in inserted:
@@ -210,7 +215,7 @@ class _Recovery:
                 ip.feed_token(tok)
             return True
         code = "FLUO104" if is_end else "FLUO100"
-        self.report(error(code, f"unexpected {found}; expected {_one_of(expected)}", span, path=self.path))
+        self.report(error(code, f"unexpected {found}; expected {_expected_text(expected)}", span, path=self.path))
         if tok.type in _VALUES:  # a value of the wrong kind (`window 5`): read as one of the kind expected
             wanted = [name for name in expected if name in _VALUES]
             if len(wanted) == 1:
@@ -356,6 +361,15 @@ def _tokens_between(text: str, start: int, end: int) -> int:
 
 def _order(name: str) -> tuple[int, str]:
     return (0 if name in _FRIENDLY else 1, terminal_display(name))
+
+
+def _expected_text(names: list[str]) -> str:
+    """What the parser expected, in words: `an expression` where any expression may start (a missing
+    operand, `count() > `), else the tokens (`one of ...`)."""
+    if not set(names) >= _EXPRESSION_START:
+        return _one_of(names)
+    others = [n for n in names if n not in _EXPRESSION_START and n not in ("NOT", "WINDOW")]
+    return "an expression" + (f" or {_one_of(others)}" if others else "")
 
 
 def _one_of(names: list[str]) -> str:

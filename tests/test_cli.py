@@ -446,3 +446,30 @@ def test_eval_says_when_a_span_ends_before_it_starts() -> None:
         "fluo: warning: 1 span ends before it starts (first: span 0000000000000002 of trace "
         "000000000000000000000000000000c3); each is read as ending when it starts, with duration 0\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "expr", "stderr"),
+    [
+        (
+            "--expect",
+            "trace.spans.count() > ",
+            "<expect>:1:22: error[FLUO104] expected an expression before end of file",
+        ),
+        (
+            "--detect",
+            "trace.spans.where(name == ).exists()",
+            "<detect>:1:27: error[FLUO100] expected an expression before `)`",
+        ),
+        ("--detect", "(", "<detect>:1:2: error[FLUO104] unexpected end of file; expected an expression"),
+        ("--detect", "trace.spans.", "<detect>:1:13: error[FLUO104] expected a name before end of file"),
+        ("--detect", "1 s > 0s", "<detect>:1:3: error[FLUO100] unexpected `s`; expected end of file"),
+    ],
+)
+def test_a_missing_operand_is_an_expected_expression_and_a_cut_clause_adds_no_type_error(
+    flag: str, expr: str, stderr: str
+) -> None:
+    """QA L8: a missing operand read "expected a name" (a number, `(` or `-` would do too), and `1 s > 0s`
+    added FLUO301 "must be a boolean, found int" for the `1` the recovery kept."""
+    r = run("eval", flag, expr, "--traces", str(TRACES / "healthy_login.json"))
+    assert (r.exit_code, r.stderr.splitlines()) == (1, [stderr])
