@@ -137,11 +137,19 @@ def _placeholder(path: str, head: str) -> _Placeholder:
                     return _Placeholder("meta_key")
                 if m.value.kind == "ident" and m.value.value == PLACEHOLDER and m.key in META_KEYS:
                     return _Placeholder("meta_value", meta_key=m.key)
+                if m.value.kind == "list" and _holds_placeholder(m.value):  # `tags: [a, |`: free words
+                    return _Placeholder("meta_value", meta_key=m.key)
     for checked in analysis.rules:
         found = _find(checked)
         if found is not None:
             return found
     return _Placeholder("none")
+
+
+def _holds_placeholder(item: ast.MetaItem) -> bool:
+    if isinstance(item.value, list):
+        return any(_holds_placeholder(x) for x in item.value)
+    return item.kind == "ident" and item.value == PLACEHOLDER
 
 
 def _find(checked: CheckedRule) -> _Placeholder | None:
@@ -242,6 +250,8 @@ def complete(
         for unit in DURATION_UNITS:
             items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
         return items.out
+    if _after_keyword_rule(cur.head):
+        return []  # a new rule's id: nothing to offer
     if _after_its_rule(cur.head):
         expected: set[str] | None = {"RULE"}
         place = _Placeholder("none")
@@ -267,12 +277,13 @@ def complete(
         if "RULE" in expected:
             for label, body in _SKELETONS:
                 items.snippet(label, body, "rule skeleton")
+        taken = _clauses_taken(doc, cur) if "EXPECT" in expected else set()
         for name in sorted(expected):
             word = terminal_text(name)
-            if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected):
+            if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
     if place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected):
-        given = _meta_keys_given(doc, offset)
+        given = _meta_keys_given(doc, cur)
         for key, doc_text in META_KEYS.items():
             if key not in given:
                 items.add(key, lsp.CompletionItemKind.Property, "metadata", doc_text, insert=f"{key}: ")
@@ -292,11 +303,40 @@ def complete(
     return items.out
 
 
-def _meta_keys_given(doc: RuleDocument, offset: int) -> set[str]:
-    """The metadata keys the rule at `offset` already has."""
-    chunk = doc.chunk_at(offset)
-    rel = offset - chunk.start
-    return {m.key for r in chunk.analysis.rules if r.span.contains(rel) for m in r.meta}
+def _rule_at(doc: RuleDocument, cur: Cursor) -> ast.Rule | None:
+    """The rule the cursor is in: the last one starting before it (an unclosed rule's span stops short)."""
+    rel = cur.word_start - cur.chunk_start
+    before = [r for r in doc.chunk_at(cur.chunk_start).analysis.rules if r.span.start <= rel]
+    return before[-1] if before else None
+
+
+def _meta_keys_given(doc: RuleDocument, cur: Cursor) -> set[str]:
+    """The metadata keys the rule at the cursor already has, but for the one being typed there."""
+    rule = _rule_at(doc, cur)
+    rel = cur.word_start - cur.chunk_start
+    return {m.key for m in rule.meta if m.key_span.start != rel} if rule is not None else set()
+
+
+def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
+    """Clause keywords the rule at the cursor can no longer take: it has one mode (`expect`, `detect` or
+    `when` with `always` / `never`), each clause at most once, and at most one `window`."""
+    rule = _rule_at(doc, cur)
+    if rule is None:
+        return set()
+    rel = cur.word_start - cur.chunk_start
+    kinds = {c.kind for c in rule.clauses if not c.span.start <= rel <= c.span.end}
+    taken = {"window"} if any(not w.span.start <= rel <= w.span.end for w in rule.windows) else set()
+    if kinds & {"expect", "detect"}:
+        return taken | {"expect", "detect", "when", "always", "never"}
+    if kinds:
+        return taken | kinds | {"expect", "detect"}
+    return taken
+
+
+def _after_keyword_rule(head: str) -> bool:
+    """Whether the cursor is where a rule's id goes (right after `rule`)."""
+    code = [x for x in lex(head) if x.kind not in ("WS", "COMMENT")]
+    return bool(code) and code[-1].kind == "RULE" and head[-1:].isspace()
 
 
 def _quoted_keys(

@@ -305,6 +305,21 @@ async def test_completion_inside_a_rule_offers_metadata_and_clauses(client: Lang
     assert labels == ["info", "warning", "error", "critical"]
 
 
+async def test_completion_offers_only_what_can_come(client: LanguageClient, tmp_path: Path) -> None:
+    """QA L10: a key typed in full is still offered; nothing where a new id or a tag goes; one mode per rule."""
+    typed = await complete(client, tmp_path / "n1.fluo", "rule a {\n  severity|")
+    assert "severity" in typed
+    assert await complete(client, tmp_path / "n2.fluo", "rule |") == []
+    assert await complete(client, tmp_path / "n3.fluo", "rule a {\n  tags: [|") == []
+    assert await complete(client, tmp_path / "n4.fluo", "rule a {\n  tags: [x, |]\n}\n") == []
+    after_when = await complete(client, tmp_path / "n5.fluo", 'rule a {\n  when { trace.has(name == "a") }\n  |')
+    assert {"always", "never", "severity"} <= set(after_when)
+    assert not {"expect", "detect", "when"} & set(after_when)
+    after_expect = await complete(client, tmp_path / "n6.fluo", "rule a {\n  window 1m\n  expect true\n  |\n}\n")
+    assert "description" in after_expect
+    assert not {"expect", "detect", "when", "always", "never", "window"} & set(after_expect)
+
+
 async def test_completion_after_a_dot_knows_the_receiver(client: LanguageClient, tmp_path: Path) -> None:
     trace = await complete(client, tmp_path / "d1.fluo", "rule a {\n  expect trace.|\n}\n")
     assert {"spans", "root", "has", "count", "services"} <= set(trace) and "where" not in trace
