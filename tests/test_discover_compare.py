@@ -10,10 +10,11 @@ import pytest
 from click.testing import CliRunner, Result
 from syrupy.assertion import SnapshotAssertion
 
+from fluo_lang.api import analyze, lower
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span
 from fluo_run.cli import main
-from fluo_run.discover.compare import _duration
+from fluo_run.discover.compare import _duration, _key
 
 MS = 10**6
 T0 = 1_767_225_600 * 10**9
@@ -187,3 +188,85 @@ def test_durations_read_as_a_person_writes_them(tmp_path: Path) -> None:
 )
 def test_duration_ranges_round_outward(ns: int, low: str, high: str) -> None:
     assert (_duration(ns, up=False), _duration(ns, up=True)) == (low, high)
+
+
+def test_a_rule_is_contradicted_whatever_form_it_is_written_in(files: tuple[Path, Path]) -> None:
+    """The discovered bound is matched by meaning (the compiled rule), not by text: `trace.count(P)`,
+    `trace.has(P).count()` and a filter written the other way round bound the same value."""
+    rules, traces = files
+    (rules / "forms.fluo").write_text(
+        "rule by_count { expect trace.count(service == 'auth') <= 4 }\n"
+        "rule by_has { expect trace.has(service == 'auth').count() < 5 }\n"
+        "rule by_where { expect trace.spans.where('auth' == service).count() <= 4 }\n",
+        encoding="utf-8",
+    )
+    report = by_rule(
+        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
+    )
+    for rule in ("by_count", "by_has", "by_where"):
+        first = report[rule]["discovered"][0]
+        assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 6", True)
+
+
+def test_span_sets_compare_by_their_filters_in_any_order() -> None:
+    forms = [
+        "trace.spans.where(service == 'auth' and name == 'login').count()",
+        "trace.spans.where(name == 'login' and service == 'auth').count()",
+        "trace.has(name == 'login').where('auth' == service).count()",
+        "trace.count(service == 'auth' and name == 'login')",
+    ]
+    keys = set()
+    for form in forms:
+        (rule,) = lower(analyze([("t.fluo", f"rule r {{ expect {form} <= 4 }}")]))
+        keys.add(_key(rule.condition.args[0]))
+    assert len(keys) == 1
+    (rule,) = lower(analyze([("t.fluo", "rule r { expect trace.count(service == 'auth') <= 4 }")]))
+    assert _key(rule.condition.args[0]) not in keys
+
+
+def test_a_bound_left_out_as_implied_still_contradicts(tmp_path: Path) -> None:
+    """`auth` at most 6 is not written when its operations' bounds (3 + 3) add up to it, yet it is what
+    contradicts a rule assuming at most 4 `auth` spans."""
+    spans = []
+    for i, (logins, queries) in enumerate([(1, 1), (2, 1), (3, 3), (1, 2), (3, 2), (2, 2)]):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        spans.append(root)
+        for k in range(logins):
+            spans.append(span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "login", "auth", k, k + 5, root.span_id))
+        for k in range(queries):
+            spans.append(span(tid, bytes([i, 2, 0, 0, 0, 0, 0, k]), "db", "auth", 20 + k, 25 + k, root.span_id))
+    traces = tmp_path / "traces.json"
+    traces.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    rules = tmp_path / "r.fluo"
+    rules.write_text("rule budget { expect trace.count(service == 'auth') <= 4 }\n", encoding="utf-8")
+    discovered = run(str(traces), "--min-support", "3").stdout
+    assert "service == 'auth').count()" not in discovered
+    report = by_rule(
+        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
+    )
+    first = report["budget"]["discovered"][0]
+    assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 6", True)
+
+
+def test_what_contradicts_a_rule_comes_first(files: tuple[Path, Path]) -> None:
+    """The reverse of an order a rule assumes, and the range of the attribute it bounds, come first and
+    are marked (they came after other facts about the same operations)."""
+    rules, traces = files
+    (rules / "ranked.fluo").write_text(
+        "rule charge_first {\n"
+        "  when { trace.has(name == 'charge') }\n"
+        "  always { trace.has(name == 'charge').before(trace.has(name == 'login')) }\n"
+        "}\n"
+        "rule small { expect trace.spans.where(name == 'charge').all(amount <= 50) }\n",
+        encoding="utf-8",
+    )
+    report = by_rule(
+        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
+    )
+    first = report["charge_first"]["discovered"][0]
+    assert (first["kind"], first["contradicts"]) == ("order", True)
+    assert first["rule"].endswith(".before(trace.has(name == 'charge'))")
+    first = report["small"]["discovered"][0]
+    assert (first["kind"], first["contradicts"]) == ("attribute", True)
+    assert "amount" in first["rule"]

@@ -128,11 +128,12 @@ def command(
     traces, corpus = _load(trace_paths, options)
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
+    miner = Miner(corpus, options)
     with collector_paused():
-        found = Miner(corpus, options).mine()
+        found = miner.mine()
     facts = select(found, options.max_rules)
     if compare_paths:
-        report = compare(compare_paths, traces, corpus, facts)
+        report = compare(compare_paths, traces, corpus, facts, miner.implied)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
         _emit(text, output)
         sys.exit(1 if report.get("errors") else 0)

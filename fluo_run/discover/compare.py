@@ -7,28 +7,31 @@ says against the rule's assumptions: every bound the rule compares a trace-level
 value with (`count() <= 5`) is set beside the range that value actually took,
 operation and service names the rule mentions that never occur are named, and
 the discovered facts about the operations and services the rule mentions are
-listed for rules that did not hold everywhere or never applied.
+listed for rules that did not hold everywhere or never applied: first those
+that contradict an assumption the corpus broke, matched with the rule by meaning
+(both compiled, span sets compared by their filters), then those about the same
+value, spans or operations.
 """
 
 from __future__ import annotations
 
-import re
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from fluo_lang.api import RuleSourceError, analyze_paths, compile_program
+from fluo_lang.api import RuleSourceError, analyze, analyze_paths, compile_program, lower
 from fluo_lang.builtins import Member
 from fluo_lang.evaluate import CompiledRule
-from fluo_lang.ir import Node
+from fluo_lang.ir import Node, RuleIR, payload_text
 from fluo_lang.trace import Trace, windows_of
 from fluo_lang.values import format_duration, to_json
 
 from ..cli import fail
 from .corpus import Corpus
 from .facts import Fact
-from .render import confidence_text, description
+from .render import confidence_text, description, rule_text
 
 MAX_RELATED = 3
 _KIND_OF_MEMBER = {
@@ -79,25 +82,112 @@ def _names(node: Node) -> list[tuple[str, str]]:
     return out
 
 
-def _comparable(text: str) -> str:
-    """Expression text with quotes and spacing made uniform, to match a rule's subject with a fact's."""
-    return re.sub(r"\s+", "", text.replace('"', "'"))
+def _key(n: Node) -> str:
+    """An IR node as text that equal meanings share: a span set is its root and its filters, in any
+    order and however written (`trace.count(P)`, `trace.has(P).count()` and
+    `trace.spans.where(P).count()` compile alike; `where(A and B)` is `where(B).where(A)`)."""
+    if n.type.name == "spans":
+        base, filters = n, []
+        while True:
+            if base.op == "lookup" and base.args:
+                filters.append(f"{base.value[0]} == {base.value[1]!r}")
+            elif _is_call(base, "where") and len(base.args) == 2 and base.args[1].op == "fn" and base.args[1].args:
+                filters += _conjuncts(base.args[1].args[0])
+            elif not (base.op == "get" and _member(base) == "spans" and base.args and base.args[0].op == "root"):
+                break
+            base = base.args[0]
+        if base is not n:
+            return f"{_key(base)}[{' and '.join(sorted(set(filters)))}]"
+    return f"({n.op} {payload_text(n)} {' '.join(_key(a) for a in n.args)})"
 
 
-def _subject(fact: Fact) -> str:
-    """What a bound fact bounds, as comparable text; else ''.
+def _conjuncts(p: Node) -> list[str]:
+    """A span filter's `and`-ed parts as text; `field == constant` as a lookup writes it."""
+    if p.op == "and":
+        return [c for a in p.args for c in _conjuncts(a)]
+    if p.op == "cmp" and p.value == "==" and len(p.args) == 2:
+        for field, const in (p.args, p.args[::-1]):
+            if const.op == "const" and _field_path(field) is not None:
+                return [f"{_field_path(field)} == {const.value!r}"]
+    return [_key(p)]
 
-    A count bound bounds its count (`trace.spans.where(...).count()`); a duration
-    bound the durations of its spans (`trace.spans.where(...)` and `|duration`).
-    """
-    kind, expr = fact.clauses[-1]
-    if kind != "expect":
+
+def _member(n: Node) -> str | None:
+    return n.value.name if isinstance(n.value, Member) else None
+
+
+def _is_call(n: Node, name: str) -> bool:
+    return n.op == "call" and _member(n) == name
+
+
+def _field_path(n: Node) -> str | None:
+    """`parent.name` for a field read from the span in scope (`it`); an attribute as `attr KEY`; else None."""
+    if n.op == "it":
         return ""
-    if fact.kind == "count":
-        return _comparable(expr.rsplit(" <= ", 1)[0])
-    if fact.kind == "duration" and ".all(duration " in expr:
-        return _comparable(expr.rsplit(".all(duration ", 1)[0]) + "|duration"
-    return ""
+    if n.op == "attr" and n.args and n.args[0].op == "it":
+        return f"attr {n.value}"
+    if n.op == "index" and len(n.args) == 2 and n.args[1].op == "const":
+        holder = n.args[0]
+        if holder.op == "get" and _member(holder) == "attributes" and holder.args and holder.args[0].op == "it":
+            return f"attr {n.args[1].value}"
+    if n.op == "get" and n.args and (inner := _field_path(n.args[0])) is not None and not inner.startswith("attr "):
+        return f"{inner}.{_member(n)}" if inner else str(_member(n))
+    return None
+
+
+def _fields(p: Node) -> set[str]:
+    """The fields of the span in scope a predicate reads (not those of spans of an inner predicate)."""
+    path = _field_path(p)
+    if path:
+        return {path}
+    if p.op == "fn":
+        return set()
+    return {f for a in p.args for f in _fields(a)}
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What a clause asserts about one thing, as comparable text.
+
+    `subject`: the thing and the way it is bounded (`count <spans>`, `each <spans> duration`,
+    `order <A> <B>`); `topic`: the same without a direction; `contrary`: the subject a fact has
+    that says otherwise when the corpus broke this claim (the same value bounded differently, or
+    the reverse order); `node`: what to evaluate to see whether the corpus broke it.
+    """
+
+    subject: str
+    topic: str
+    contrary: str
+    node: Node
+    op: str = ""
+    bound: Any = None
+
+
+def _claims(node: Node) -> list[_Claim]:
+    """Trace-level bounds with a constant, checks on every span of a set, and orders in a clause."""
+    out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", f"value {_key(v)}", v, op, c) for v, op, c in _bounds(node)]
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n.op == "fn":
+            continue
+        stack.extend(n.args)
+        if (_is_call(n, "all") or _is_call(n, "none")) and len(n.args) == 2 and n.args[1].op == "fn":
+            spans = _key(n.args[0])
+            for f in sorted(_fields(n.args[1].args[0]) if n.args[1].args else ()):
+                out.append(_Claim(f"each {spans} {f}", f"each {spans} {f}", f"each {spans} {f}", n))
+        elif (_is_call(n, "before") or _is_call(n, "after")) and len(n.args) == 2:
+            a, b = (_key(x) for x in (n.args if _is_call(n, "before") else n.args[::-1]))
+            out.append(_Claim(f"order {a} {b}", f"order {min(a, b)} {max(a, b)}", f"order {b} {a}", n))
+    return out
+
+
+def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
+    """Whether, on a trace where the rule fired, the corpus broke the claim."""
+    fn = rule.compiler.fn(claim.node)
+    if claim.op:
+        return any(_holds(claim.op, fn(tr, None), claim.bound) is False for tr in fired)
+    return any(fn(tr, None) is False for tr in fired)
 
 
 def _span_bounds(node: Node) -> list[tuple[Node, Node, str]]:
@@ -184,9 +274,10 @@ def _holds(op: str, value: Any, bound: Any) -> bool | None:
 
 
 def _rule_report(
-    rule: CompiledRule, fired: int, traces: list[Trace], corpus: Corpus, facts: list[Fact]
+    rule: CompiledRule, fired_on: list[Trace], traces: list[Trace], corpus: Corpus, discovered: list[_Said]
 ) -> dict[str, Any]:
     ir = rule.ir
+    fired = len(fired_on)
     cond = rule.compiler.fn(ir.condition)
     applied = len(traces) if ir.mode != "when" else sum(1 for tr in traces if cond(tr, None) is True)
     n = len(traces)
@@ -198,15 +289,12 @@ def _rule_report(
     clauses = [("when" if ir.mode == "when" else ir.mode, ir.condition)]
     clauses += [(k, x) for k, x in (("always", ir.always), ("never", ir.never)) if x is not None]
     nodes = [node for _, node in clauses]
-    broken: set[str] = set()  # values whose assumed bound the corpus breaks, as comparable text
     for clause, node in clauses:
         for value, op, bound in _bounds(node):
             fn = rule.compiler.fn(value)
             seen = [v for tr in traces if (v := fn(tr, None)) is not None and _holds(op, v, bound) is not None]
             if seen:
                 findings.append(_bound_finding(clause, rule.clause_text(value), value, op, bound, seen))
-                if clause in ("expect", "always") and not all(_holds(op, v, bound) for v in seen):
-                    broken.add(_comparable(rule.clause_text(value)))
         if clause in ("expect", "always"):  # a bound on its spans' durations that some trace breaks
             for call, spans, field in _span_bounds(node):
                 holds, members = rule.compiler.fn(call), rule.compiler.fn(spans)
@@ -219,8 +307,10 @@ def _rule_report(
                     f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s ranged {lo}..{hi}"
                     + (f" ({outside} of {len(traces)} traces outside)" if outside else ", so it always held")
                 )
-                if outside:
-                    broken.add(_comparable(rule.clause_text(spans)) + f"|{field}")
+    claims = [(clause, c) for clause, node in clauses for c in _claims(node)]
+    # what a fact must say to contradict the rule: the rule assumed it, and the corpus broke it
+    broken = {c.contrary for clause, c in claims if clause in ("expect", "always") and _broken(c, rule, fired_on)}
+    topics = {c.topic for _, c in claims}
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
     mentioned: set[str] = set()
@@ -233,16 +323,17 @@ def _rule_report(
                 note = f"the {what} {const!r} never occurs in the corpus"
                 if note not in findings:
                     findings.append(note)
-    related: list[tuple[int, Fact, bool]] = []
+    related: list[tuple[tuple[bool, bool, bool, bool], Fact, bool]] = []
     if fired or applied == 0:
         kinds = _kinds_of(nodes)
-        for f in facts:
+        for d in discovered:
+            f = d.fact
             names = {corpus.ops[o].name for o in f.ops} | {corpus.ops[o].service for o in f.ops} | set(f.services)
-            contradicts = _subject(f) in broken
-            if names & mentioned or contradicts:
-                score = 4 * contradicts + 2 * (f.kind in kinds) + (names <= mentioned)
-                related.append((-score, f, contradicts))
-    related.sort(key=lambda x: x[0])
+            contradicts, same = bool(d.subjects & broken), bool(d.topics & topics)
+            if contradicts or (not d.implied and (names & mentioned or same)):
+                # contradictions first, then facts about the very thing the rule bounds or orders
+                related.append(((contradicts, same, f.kind in kinds, names <= mentioned), f, contradicts))
+    related.sort(key=lambda x: x[0], reverse=True)
     return {
         "rule": ir.id,
         "path": ir.path,
@@ -260,8 +351,40 @@ def _rule_report(
     }
 
 
-def compare(paths: Sequence[str], traces: list[Trace], corpus: Corpus, facts: list[Fact]) -> dict[str, Any]:
-    """The report of `--compare`: one entry per rule that checked, plus diagnostics of those that did not."""
+@dataclass(frozen=True)
+class _Said:
+    """A discovered fact and what it claims (`_Claim.subject`, `.topic`), from its compiled rule.
+
+    `implied`: a fact left out of the discovered rules because others imply it; it is set beside a
+    rule only when it contradicts it.
+    """
+
+    fact: Fact
+    subjects: frozenset[str]
+    topics: frozenset[str]
+    implied: bool = False
+
+
+def _said(facts: Sequence[Fact], corpus: Corpus, implied: bool) -> list[_Said]:
+    """What each fact claims, read from its rule compiled by the one compiler (not from its text)."""
+    text = "\n".join(rule_text(f"fact_{i}", f, corpus) for i, f in enumerate(facts))
+    compiled: dict[str, RuleIR] = {r.id: r for r in lower(analyze([("<discovered>", text)]))}
+    out = []
+    for i, f in enumerate(facts):
+        ir = compiled.get(f"fact_{i}")
+        claims = [c for kind, node in ir.clauses() if kind in ("expect", "always") for c in _claims(node)] if ir else []
+        out.append(_Said(f, frozenset(c.subject for c in claims), frozenset(c.topic for c in claims), implied))
+    return out
+
+
+def compare(
+    paths: Sequence[str], traces: list[Trace], corpus: Corpus, facts: list[Fact], implied: Sequence[Fact] = ()
+) -> dict[str, Any]:
+    """The report of `--compare`: one entry per rule that checked, plus diagnostics of those that did not.
+
+    `facts` are the discovered rules; `implied`, facts left out because those imply them, which are
+    named only where they contradict a rule (`auth` at most 6 spans, when its operations' bounds add up to 6).
+    """
     try:
         analysis = analyze_paths(paths)
     except RuleSourceError as exc:
@@ -269,10 +392,12 @@ def compare(paths: Sequence[str], traces: list[Trace], corpus: Corpus, facts: li
         raise AssertionError from exc  # unreachable: fail exits
     errors = [d.format() for d in analysis.diagnostics if d.is_error]
     program = compile_program(analysis)
-    fired: Counter[str] = Counter()
+    fired: dict[str, list[Trace]] = defaultdict(list)
     for tr in traces:
-        fired.update(s.rule for s in program.evaluate_trace(tr))
-    reports = [_rule_report(r, fired[r.id], traces, corpus, facts) for r in program.trace_rules]
+        for rule_id in {s.rule for s in program.evaluate_trace(tr)}:
+            fired[rule_id].append(tr)
+    discovered = _said(facts, corpus, False) + _said(implied, corpus, True)
+    reports = [_rule_report(r, fired[r.id], traces, corpus, discovered) for r in program.trace_rules]
     windows = []
     for r in program.window_rules:
         assert r.ir.window_ns is not None

@@ -143,6 +143,9 @@ class Miner:
             sum(1 << t.index for t in ts) if ok else 0 for ts, ok in zip(self.op_traces, self.supported, strict=True)
         ]
         self._together: dict[tuple[int, int], int] = {}
+        self.implied: list[Fact] = []
+        """Count bounds left out because the kept ones imply them: `--compare` names one where it
+        contradicts a rule (the rule bounds the very value, and the corpus broke its bound)."""
 
     # -- text helpers ---------------------------------------------------------
 
@@ -195,6 +198,7 @@ class Miner:
         facts += self.durations()
         if self.o.attributes:
             facts += self.attribute_facts()
+        self.implied = self.written(self.implied)
         return self.written(facts)
 
     def written(self, facts: list[Fact]) -> list[Fact]:
@@ -232,7 +236,18 @@ class Miner:
             if len(per_trace) < self.o.min_support:
                 continue
             bound, fails = self._bound([(v, i) for i, v in per_trace.items()])
+            fact = Fact(
+                "count",
+                f"{slug(service) or 'service'}_count_max",
+                (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
+                f"At most {_spans(bound, repr(service))} in one trace",
+                len(per_trace),
+                fails,
+                services=(service,),
+                detail={"bound": bound, "scope": "service"},
+            )
             if bound >= trace_bound:
+                self.implied.append(fact)
                 continue
             if writable(service):
                 bounds.services[service] = bound
@@ -240,21 +255,9 @@ class Miner:
             op_facts = self.written(op_facts)
             out += op_facts
             if len(op_facts) == len(ops) and sum(f.detail["bound"] for f in op_facts) <= bound:
-                continue  # its operations' bounds add up to it
-            out.append(
-                Fact(
-                    "count",
-                    f"{slug(service) or 'service'}_count_max",
-                    (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
-                    f"At most {_spans(bound, repr(service))} in one trace",
-                    len(per_trace),
-                    fails,
-                    services=(service,),
-                    detail={"bound": bound, "scope": "service"},
-                )
-            )
-        if len(bounds.services) == len(self.c.services) and sum(bounds.services.values()) <= trace_bound:
-            return out, bounds  # the services' bounds add up to the trace's
+                self.implied.append(fact)  # its operations' bounds add up to it
+            else:
+                out.append(fact)
         fails = [t.index for t in self.c.traces if t.total > trace_bound]
         trace_fact = Fact(
             "count",
@@ -265,6 +268,9 @@ class Miner:
             fails,
             detail={"bound": trace_bound, "scope": "trace"},
         )
+        if len(bounds.services) == len(self.c.services) and sum(bounds.services.values()) <= trace_bound:
+            self.implied.append(trace_fact)  # the services' bounds add up to the trace's
+            return out, bounds
         return [trace_fact, *out], bounds
 
     def op_count(self, op: int, service_bound: int) -> Fact | None:
