@@ -143,12 +143,16 @@ class RuleDocument:
         return self._diagnostics
 
     def _duplicates(self, known: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
-        """FLUO213 between chunks; a chunk already reports its own duplicates."""
+        """FLUO213 between chunks; a chunk already reports its own duplicates.
+
+        The message names the file by its name, as FLUO213 between the files of a folder does.
+        """
         seen = {(d.span.start + base, d.message) for d, base in known if d.code == "FLUO213"}
         rules = self.rules()
         counts = Counter(r.id for r, _ in rules)
+        name = Path(self.path).name
         shifted = [
-            (replace(r, id_span=shift_span(r.id_span, base, self.index)), self.path)
+            (replace(r, id_span=shift_span(r.id_span, base, self.index)), name)
             for r, base in rules
             if r.id and counts[r.id] > 1
         ]

@@ -188,6 +188,7 @@ async def test_diagnostics_on_open_report_every_error_with_exact_ranges(client: 
     related = by_code["FLUO213"].related_information
     assert related is not None and related[0].location.range == rng(0, 5, 0, 6)
     assert related[0].location.uri == uri
+    assert by_code["FLUO213"].message == "rule id `a` is already defined at broken.fluo:1:6"  # not the whole path
     assert by_code["FLUO212"].severity == lsp.DiagnosticSeverity.Error
 
 
