@@ -211,3 +211,32 @@ def test_a_call_that_no_parent_rule_forbids_gets_a_violating_case(tmp_path: Path
     assert 'with one "payment" span called directly from "frontend"' in case["name"]
     run = CliRunner().invoke(main, ["test", str(tmp_path)])
     assert run.exit_code == 0, run.output
+
+
+def test_spans_without_a_service_name_are_named_so(tmp_path: Path) -> None:
+    """QA L11: service '' read `At most 2 '' spans`; the rules still select it with `service == ''`."""
+    spans = []
+    for i in range(10):
+        front = lone_span(i, name="GET /", service="frontend")
+        if i == 3:
+            front.status = "error"
+        spans += [front, *(lone_span(i, name="job", service="", parent=front) for _ in range(1 + i % 2))]
+    for k, s in enumerate(spans):  # the jobs of one trace need ids of their own
+        s.span_id = s.span_id[:7] + bytes([k % 256]) if s.parent_id else s.span_id
+    traces = write_spans(tmp_path / "t.json", spans)
+    rules = tmp_path / "r.fluo"
+    result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = rules.read_text(encoding="utf-8")
+    descriptions = [line for line in text.splitlines() if "description:" in line]
+    assert not [d for d in descriptions if "''" in d], descriptions
+    assert "At most 2 spans without service.name in one trace" in text
+    assert "No span without service.name ends with status error" in text
+    assert "expect trace.spans.where(service == '').count() <= 2" in text
+    assert "rule unnamed_service_count_max {" in text
+    doc = yaml.safe_load((tmp_path / "r_test.yaml").read_text(encoding="utf-8"))
+    names = [c["name"] for c in doc["cases"]]
+    assert any(n.endswith("(3 spans without service.name)") for n in names), names
+    assert any("with one span without service.name failed" in n for n in names), names
+    run = CliRunner().invoke(main, ["test", str(tmp_path)])
+    assert run.exit_code == 0, run.output

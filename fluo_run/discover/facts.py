@@ -30,13 +30,17 @@ from typing import Any
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
 from .syntax import (
+    UNNAMED,
     attribute,
     duration_text,
     literal,
     op_pred,
     op_slug,
     readable_ceiling,
+    service_label,
     service_pred,
+    service_slug,
+    service_spans,
     slug,
     writable,
 )
@@ -160,7 +164,9 @@ class Miner:
 
     def label(self, op: int) -> str:
         o = self.c.ops[op]
-        return f"{o.name!r}" if self.unique[op] else f"{o.name!r} in {o.service!r}"
+        if self.unique[op]:
+            return f"{o.name!r}"
+        return f"{o.name!r} in {o.service!r}" if o.service else f"{o.name!r} (no service.name)"
 
     def slug(self, op: int) -> str:
         return op_slug(self.c.ops[op])
@@ -238,9 +244,9 @@ class Miner:
             bound, fails = self._bound([(v, i) for i, v in per_trace.items()])
             fact = Fact(
                 "count",
-                f"{slug(service) or 'service'}_count_max",
+                f"{service_slug(service)}_count_max",
                 (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
-                f"At most {_spans(bound, repr(service))} in one trace",
+                f"At most {bound} {service_spans(service, bound)} in one trace",
                 len(per_trace),
                 fails,
                 services=(service,),
@@ -352,9 +358,9 @@ class Miner:
             out.append(
                 Fact(
                     "parent",
-                    f"{self.slug(op)}_under_{slug(svc)}",
+                    f"{self.slug(op)}_under_{service_slug(svc)}",
                     (("expect", f"{self.spans(op)}.all({service_pred(svc, 'parent.')})"),),
-                    f"Every {self.label(op)} span is called directly from service {svc!r}",
+                    f"Every {self.label(op)} span is called directly from {f'service {svc!r}' if svc else UNNAMED}",
                     len(traces),
                     sorted(fails),
                     ops=(op,),
@@ -662,9 +668,10 @@ class Miner:
                 out.append(
                     Fact(
                         "no_call",
-                        f"{slug(s)}_never_calls_{slug(target)}",
+                        f"{service_slug(s)}_never_calls_{service_slug(target)}",
                         (("expect", f"trace.spans.where({service_pred(target)}).none({service_pred(s, 'parent.')})"),),
-                        f"Service {s!r} never calls {target!r} directly, only through other services",
+                        f"{f'Service {s!r} never calls' if s else UNNAMED.capitalize() + ' never call'} "
+                        f"{service_label(target)} directly, only through other services",
                         support,
                         fails,
                         services=(s, target),
@@ -706,9 +713,9 @@ class Miner:
                 out.append(
                     Fact(
                         "error_free",
-                        f"{slug(service) or 'service'}_no_errors",
+                        f"{service_slug(service)}_no_errors",
                         (("expect", f"trace.spans.where({service_pred(service)}).none(status == error)"),),
-                        f"No {service!r} span ends with status error",
+                        f"No {service_spans(service)} ends with status error",
                         support,
                         fails,
                         services=(service,),
@@ -790,9 +797,9 @@ class Miner:
         scope = "trace.spans" if service is None else f"trace.spans.where({service_pred(service)})"
         return Fact(
             "duration",
-            "all_duration_max" if service is None else f"{slug(service) or 'service'}_duration_max",
+            "all_duration_max" if service is None else f"{service_slug(service)}_duration_max",
             (("expect", f"{scope}.all(duration <= {text})"),),
-            f"Every {'span' if service is None else repr(service) + ' span'} takes at most {text}",
+            f"Every {'span' if service is None else service_spans(service)} takes at most {text}",
             len(traces),
             fails,
             services=(service,) if service is not None else (),
@@ -897,8 +904,8 @@ class Miner:
         if not self.o.accepts(len(traces), len(fails)):
             return None
         scope = "trace.spans" if service is None else f"trace.spans.where({service_pred(service)})"
-        where = "every span" if service is None else f"every {service!r} span"
-        stem = "all" if service is None else slug(service) or "service"
+        where = "every span" if service is None else f"every {service_spans(service)}"
+        stem = "all" if service is None else service_slug(service)
         return Fact(
             "attribute",
             f"{stem}_{slug(form.key) or 'attribute'}_{form.kind}",

@@ -125,6 +125,26 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+UNNAMED = "spans without service.name"
+"""How descriptions name the spans of no service: their service is '' (not `'' span`)."""
+
+
+def service_label(service: str) -> str:
+    """A service as descriptions name it: `'auth'`, or what spans without `service.name` are."""
+    return repr(service) if service else UNNAMED
+
+
+def service_spans(service: str, n: int = 1) -> str:
+    """`'auth' span` (`spans` past one), or `span without service.name` for service ''."""
+    noun = "span" if n == 1 else "spans"
+    return f"{service!r} {noun}" if service else f"{noun} without service.name"
+
+
+def service_slug(service: str) -> str:
+    """A service in a rule id: `auth`; `unnamed_service` for spans without `service.name`."""
+    return slug(service) or ("service" if service else "unnamed_service")
+
+
 def op_slug(op: Op) -> str:
     """`auth_login` for login in auth; the service is not repeated when the name starts with it."""
     service, name = slug(op.service), slug(op.name)

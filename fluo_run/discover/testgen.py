@@ -39,6 +39,12 @@ MAX_COPY_CHOICES = 10
 Mutation = Callable[[list[Span]], tuple[list[Span], str] | None]
 
 
+def _spans_of(service: str, n: int) -> str:
+    """A service's spans in a case name: `"auth" span(s)`, `span(s) without service.name` for service ''."""
+    noun = "span" if n == 1 else "spans"
+    return f"{_q(service)} {noun}" if service else f"{noun} without service.name"
+
+
 def _q(text: str) -> str:
     """A name as the case names show it: in double quotes, which YAML leaves alone inside its own.
 
@@ -108,12 +114,13 @@ class Mutations:
             bound = int(d["bound"])
             if d["scope"] == "trace":
                 every = self.corpus.ops[:MAX_COPY_CHOICES]
-                return [self.duplicate(lambda s: True, _is(op), bound, "") for op in every]
+                return [self.duplicate(lambda s: True, _is(op), bound, "spans") for op in every]
             if d["scope"] == "service":
                 service = f.services[0]
                 mine = [op for op in self.corpus.ops if op.service == service][:MAX_COPY_CHOICES]
-                return [self.duplicate(lambda s: s.service == service, _is(op), bound, _q(service)) for op in mine]
-            return [self.duplicate(_is(ops[0]), _is(ops[0]), bound, _q(ops[0].name))]
+                spans = _spans_of(service, bound + 1)
+                return [self.duplicate(lambda s: s.service == service, _is(op), bound, spans) for op in mine]
+            return [self.duplicate(_is(ops[0]), _is(ops[0]), bound, f"{_q(ops[0].name)} spans")]
         if kind in ("presence", "together"):
             return [self.dropping(op) for op in ops]
         if kind == "cooccurrence":
@@ -130,7 +137,7 @@ class Mutations:
                 return [self.fail(_is(ops[0]), f"one {_q(ops[0].name)} span")]
             if f.services:
                 service = f.services[0]
-                return [self.fail(lambda s: s.service == service, f"one {_q(service)} span")]
+                return [self.fail(lambda s: s.service == service, f"one {_spans_of(service, 1)}")]
             return [self.fail(lambda s: True, "one span")]
         if kind == "exclusion":
             return [self.graft(ops[0], ops[1]), self.graft(ops[1], ops[0])]
@@ -151,7 +158,7 @@ class Mutations:
 
     def duplicate(self, scope: Callable[[Span], bool], copy: Callable[[Span], bool], bound: int, what: str) -> Mutation:
         """Copies of one span matching `copy` (a leaf if there is one) until `scope` has `bound + 1` spans
-        (`what` names those spans in the case name: `"auth"`, or nothing for the whole trace)."""
+        (`what` names those spans in the case name: `"auth" spans`, or `spans` for the whole trace)."""
 
         def mutate(spans: list[Span]) -> tuple[list[Span], str] | None:
             have = [s for s in spans if scope(s)]
@@ -162,7 +169,7 @@ class Mutations:
             leaf = next((s for s in candidates if s.span_id not in parents), candidates[0])
             extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
             copies = f"{len(extra)} {'copy' if len(extra) == 1 else 'copies'}"
-            counted = f"{bound + 1} {what + ' ' if what else ''}spans"
+            counted = f"{bound + 1} {what}"
             return [*_copy(spans), *extra], f"with {copies} of a {_q(leaf.name)} span ({counted})"
 
         return mutate
@@ -209,7 +216,8 @@ class Mutations:
             if source is None or target is None:
                 return None
             out = [_clone(s, parent_id=source.span_id) if s is target else _clone(s) for s in spans]
-            return out, f"with one {_q(callee)} span called directly from {_q(caller)}"
+            by = _q(caller) if caller else "a span without service.name"
+            return out, f"with one {_spans_of(callee, 1)} called directly from {by}"
 
         return mutate
 
