@@ -325,6 +325,36 @@ def test_a_reload_that_drops_a_window_length_closes_its_open_window_with_the_old
     assert len(fired()) == 2  # the window closed once, at the reload; not again at shutdown
 
 
+def test_otlp_log_records_of_a_partial_window_say_so_as_the_other_sinks_do(tmp_path: Path) -> None:
+    """QA L5: the record of a window closed early had no partial fields; its count looked like a whole window's."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    rules = rules_in(tmp_path, "rule w { severity: warning window 1h expect window.spans.count() <= 0 }\n")
+    jsonl = tmp_path / "out.jsonl"
+    args = [*LOOPBACK, "--rules", str(rules), "--trace-idle", "200ms", "--no-db", "--jsonl", str(jsonl)]
+    with LoopbackServer() as collector, ServeProcess([*args, "--otlp-logs", collector.url], cwd=tmp_path) as proc:
+        proc.started()
+        send(proc.http_url, otlp_json(1))
+        wait_for(lambda: metric_line(proc, "fluo_traces_evaluated_total") == 1.0, what="the trace to join its window")
+        proc.signal(signal.SIGTERM)  # closes the open 1h window early
+        assert proc.wait() == 0
+    (signal_,) = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    (request,) = [ExportLogsServiceRequest.FromString(r.body) for r in collector.requests]
+    (record,) = [lr for rl in request.resource_logs for sl in rl.scope_logs for lr in sl.log_records]
+    attrs = {kv.key: kv.value for kv in record.attributes}
+    assert attrs["fluo.partial"].bool_value is True
+    assert [v.string_value for v in attrs["fluo.partial_reasons"].array_value.values] == signal_["partial_reasons"]
+    assert attrs["fluo.observed_start"].string_value == signal_["observed_start"]
+    assert attrs["fluo.observed_end"].string_value == signal_["observed_end"]
+    assert attrs["fluo.source"].string_value == f"{rules / 'main.fluo'}:1:1"
+
+
+def metric_line(proc: ServeProcess, name: str) -> float | None:
+    text = urllib.request.urlopen(f"{proc.http_url}/metrics", timeout=5).read().decode()
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return values[0] if values else None
+
+
 # ---------------------------------------------------------------------------
 # oversize requests are counted and logged
 

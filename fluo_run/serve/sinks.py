@@ -416,11 +416,19 @@ class OtlpLogsSink(Sink):
                 "fluo.span_ids": list(s.get("span_ids") or []),
                 "fluo.observed": json.dumps(s.get("observed") or {}, ensure_ascii=False),
             }
-            for key in ("trace_id", "window_start", "window_end", "description"):
+            for key in ("trace_id", "window_start", "window_end", "name", "description"):
                 if s.get(key):
                     attributes[f"fluo.{key}"] = s[key]
             if s.get("tags"):
                 attributes["fluo.tags"] = list(s["tags"])
+            if s.get("partial"):  # a window serve did not see whole, marked as in the other sinks
+                attributes["fluo.partial"] = True
+                attributes["fluo.partial_reasons"] = list(s.get("partial_reasons") or [])
+                attributes["fluo.observed_start"] = s.get("observed_start", "")
+                attributes["fluo.observed_end"] = s.get("observed_end", "")
+            source = s.get("source")
+            if source:
+                attributes["fluo.source"] = f"{source['path']}:{source['line']}:{source['column']}"
             self.logger.emit(
                 timestamp=parse_time(s["time"]),
                 context=context,
