@@ -157,6 +157,8 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
     for x in analysis.lexemes:
         if x.kind == "IDENT":
             kind = names.get(x.start, ("variable", 0))
+        elif x.start in names:  # `window` in `window.spans` is the root, like `trace`; in `window 1m` a keyword
+            kind = names[x.start]
         elif x.kind == "COMMENT":
             kind = ("comment", 0)
         elif x.kind == "STRING":
@@ -169,8 +171,7 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
             kind = ("operator", 0)
         else:
             continue
-        stop = x.end - 1 if x.text.endswith("\r") else x.end  # a `//` comment runs to `\n`: not its `\r`
-        start, end = index.position(x.start), index.position(stop)
+        start, end = index.position(x.start), index.position(x.end)
         if end.line == start.line:
             out.append((start.line, start.character, end.character - start.character, _TYPE[kind[0]], kind[1]))
     analysis.tokens = out

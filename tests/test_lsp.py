@@ -543,6 +543,20 @@ async def test_semantic_tokens_classify_names_from_the_typechecker(client: Langu
     kinds = dict(decoded)
     assert kinds["where"] == "method" and kinds["status"] == "property" and kinds["error"] == "enumMember"
     assert kinds["amount"] == "variable" and kinds["1"] == "number" and kinds["=="] == "operator"
+    window = "rule w {\n  window 1m\n  expect window.spans.count() > 0\n}\n"
+    uri = open_doc(client, tmp_path / "window.fluo", window)
+    result = await client.text_document_semantic_tokens_full_async(
+        lsp.SemanticTokensParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
+    assert result is not None
+    at: dict[tuple[int, int], tuple[str, int]] = {}
+    line = col = 0
+    for i in range(0, len(result.data), 5):
+        line += result.data[i]
+        col = result.data[i + 1] if result.data[i] else col + result.data[i + 1]
+        at[(line, col)] = (legend[result.data[i + 3]], result.data[i + 4])
+    # `window 1m` is a keyword; `window` in `window.spans` a root, a defaultLibrary variable as `trace` is (QA)
+    assert (at[(1, 2)], at[(2, 9)]) == (("keyword", 0), ("variable", 2))
 
 
 # -- formatting and code actions -----------------------------------------------------
