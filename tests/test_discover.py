@@ -664,3 +664,23 @@ def test_cli_duration_quantile_below_confidence_is_a_usage_error(shop_file: Path
     result = invoke(str(shop_file), "--min-confidence", "0.9", "--duration-quantile", "0.5")
     assert result.exit_code == 2
     assert result.stderr.startswith("fluo: --duration-quantile 0.5 is below --min-confidence 0.9")
+
+
+def test_cli_ids_start_with_the_output_files_stem(shop_file: Path, tmp_path: Path) -> None:
+    """Ids such as `no_errors` recurred in every discovered file, so two of them in one folder were a
+    FLUO213 duplicate id; each id now starts with its file's stem (once), so they check together."""
+    texts = {}
+    for stem in ("my-shop", "payment"):
+        out = tmp_path / "rules" / f"{stem}.fluo"
+        result = invoke(str(shop_file), "-o", str(out))
+        assert result.exit_code == 0, result.output
+        texts[stem] = out.read_text(encoding="utf-8")
+    assert all(i.startswith("my_shop_") for i in rule_ids(texts["my-shop"]))
+    assert {"my_shop_no_errors", "my_shop_payment_count_max"} <= set(rule_ids(texts["my-shop"]))
+    ids = set(rule_ids(texts["payment"]))
+    assert {"payment_no_errors", "payment_count_max", "payment_trace_span_count_max"} <= ids  # not payment_payment_
+    assert all(i.startswith("payment_") and not i.startswith("payment_payment_") for i in ids)
+    check = CliRunner().invoke(main, ["check", str(tmp_path / "rules")])
+    assert check.exit_code == 0, check.output
+    # to stdout there is no file, and no stem
+    assert {"no_errors", "payment_count_max"} <= set(rule_ids(invoke(str(shop_file)).stdout))

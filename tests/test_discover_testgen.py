@@ -64,17 +64,19 @@ def test_the_passing_case_is_a_quiet_real_trace(written: tuple[Path, dict[str, A
 
 def test_exceptions_become_real_counterexamples(written: tuple[Path, dict[str, Any]]) -> None:
     _, doc = written
-    case = next(c for c in doc["cases"] if c["name"].startswith("payment_charge_card_after_payment_fraud_check fires"))
+    order = "shop_payment_charge_card_after_payment_fraud_check"
+    case = next(c for c in doc["cases"] if c["name"].startswith(f"{order} fires"))
     assert "a real counterexample" in case["name"]
 
 
 def test_mutations_are_minimal_and_named(written: tuple[Path, dict[str, Any]]) -> None:
     _, doc = written
     names = {c["name"].split(" fires")[0]: c["name"] for c in doc["cases"] if c["expect"]}
-    assert re.search(r'with [123] cop(y|ies) of a "login" span \(4 "login" spans\)$', names["auth_login_count_max"])
-    assert "stretched just past the bound" in names["checkout_duration_max"]
-    assert names["no_errors"].endswith("with one span failed (status error)")
-    assert "detached from its parent" in names["inventory_reserve_under_checkout"]
+    copies = r'with [123] cop(y|ies) of a "login" span \(4 "login" spans\)$'
+    assert re.search(copies, names["shop_auth_login_count_max"])
+    assert "stretched just past the bound" in names["shop_checkout_duration_max"]
+    assert names["shop_no_errors"].endswith("with one span failed (status error)")
+    assert "detached from its parent" in names["shop_inventory_reserve_under_checkout"]
     solo = [c for c in doc["cases"] if len(c["expect"]) == 1]
     assert len(solo) >= len(names) // 2  # most changes break only the rule they target
 
@@ -154,9 +156,10 @@ def test_single_span_traces_get_a_violating_case_for_presence(tmp_path: Path) ->
     assert "expect trace.has(name == 'ping')" in rules.read_text(encoding="utf-8")
     doc = yaml.safe_load((rules.parent / "r_test.yaml").read_text(encoding="utf-8"))
     names = {c["name"].split(" fires")[0]: c["name"] for c in doc["cases"]}
-    assert names["trace_span_count_max"].endswith('with 1 copy of a "ping" span (2 spans)')  # QA L10: not "spans spans"
-    case = next(c for c in doc["cases"] if c["name"].startswith("api_ping_in_every_trace fires"))
-    assert "api_ping_in_every_trace" in fired(rules, rules.parent / case["traces"])
+    # QA L10: not "spans spans"
+    assert names["r_trace_span_count_max"].endswith('with 1 copy of a "ping" span (2 spans)')
+    case = next(c for c in doc["cases"] if c["name"].startswith("r_api_ping_in_every_trace fires"))
+    assert "r_api_ping_in_every_trace" in fired(rules, rules.parent / case["traces"])
     run = CliRunner().invoke(main, ["test", str(rules.parent)])
     assert run.exit_code == 0, run.output
 
@@ -188,9 +191,14 @@ def test_two_rule_files_tested_in_one_folder_keep_their_own_fixtures(tmp_path: P
             main, ["discover", str(corpus), "-o", str(folder / f"{corpus.stem}.fluo"), "--tests", str(folder)]
         )
         assert result.exit_code == 0, result.output
-    assert (folder / "fixtures" / "shop" / "no_errors.json").exists()
-    assert (folder / "fixtures" / "ping" / "no_errors.json").exists()
+    assert (folder / "fixtures" / "shop" / "shop_no_errors.json").exists()
+    assert (folder / "fixtures" / "ping" / "ping_no_errors.json").exists()
     run = CliRunner().invoke(main, ["test", str(folder / "shop_test.yaml")])
+    assert run.exit_code == 0, run.output
+    # ids start with their file's stem, so the two files load together (no FLUO213 duplicate id)
+    check = CliRunner().invoke(main, ["check", str(folder)])
+    assert check.exit_code == 0, check.output
+    run = CliRunner().invoke(main, ["test", str(folder)])
     assert run.exit_code == 0, run.output
 
 
@@ -207,7 +215,7 @@ def test_a_call_that_no_parent_rule_forbids_gets_a_violating_case(tmp_path: Path
     result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(tmp_path)])
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load((tmp_path / "r_test.yaml").read_text(encoding="utf-8"))
-    case = next(c for c in doc["cases"] if c["name"].startswith("frontend_never_calls_payment fires"))
+    case = next(c for c in doc["cases"] if c["name"].startswith("r_frontend_never_calls_payment fires"))
     assert 'with one "payment" span called directly from "frontend"' in case["name"]
     run = CliRunner().invoke(main, ["test", str(tmp_path)])
     assert run.exit_code == 0, run.output
@@ -233,7 +241,7 @@ def test_spans_without_a_service_name_are_named_so(tmp_path: Path) -> None:
     assert "At most 2 spans without service.name in one trace" in text
     assert "No span without service.name ends with status error" in text
     assert "expect trace.spans.where(service == '').count() <= 2" in text
-    assert "rule unnamed_service_count_max {" in text
+    assert "rule r_unnamed_service_count_max {" in text
     doc = yaml.safe_load((tmp_path / "r_test.yaml").read_text(encoding="utf-8"))
     names = [c["name"] for c in doc["cases"]]
     assert any(n.endswith("(3 spans without service.name)") for n in names), names

@@ -16,6 +16,7 @@ from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, select
 from .render import count, fluo_text, json_report, rules_of
+from .syntax import slug
 from .testgen import test_outputs, write_tests
 
 
@@ -137,7 +138,8 @@ def command(
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
         _emit(text, output)
         sys.exit(1 if report.get("errors") else 0)
-    rules = rules_of(facts, corpus)
+    stem = Path(output).stem if output is not None else rules_path.stem if rules_path is not None else ""
+    rules = rules_of(facts, corpus, slug(stem))
     if fmt == "json":
         text = json.dumps(json_report(rules, corpus, options), indent=2, ensure_ascii=False)
     else:

@@ -69,12 +69,18 @@ def rule_text(rule_id: str, fact: Fact, corpus: Corpus) -> str:
     return "\n".join(lines)
 
 
-def rules_of(facts: list[Fact], corpus: Corpus) -> list[Rule]:
-    """One rule per fact, ids made unique by a numeric suffix."""
+def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
+    """One rule per fact, ids made unique by a numeric suffix.
+
+    With `prefix` (the output file's stem, as a slug), every id starts with it (`shop_no_errors`),
+    so that rule files discovered from several corpora can be loaded together: ids are unique
+    across all files loaded at once (FLUO213).
+    """
     taken: set[str] = set()
     out = []
     for f in facts:
-        base = f.key if f.key[:1].isalpha() or f.key[:1] == "_" else f"op_{f.key}"
+        key = f.key if not prefix or f.key == prefix or f.key.startswith(prefix + "_") else f"{prefix}_{f.key}"
+        base = key if key[:1].isalpha() or key[:1] == "_" else f"op_{key}"
         rule_id, n = base, 2
         while rule_id in taken:
             rule_id, n = f"{base}_{n}", n + 1
