@@ -94,9 +94,14 @@ def load(text: str) -> Any:
         raise YamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else 1) from exc
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", 1) from exc
+    except RecursionError:
+        raise YamlError("invalid YAML: nested too deeply", 1) from None
     if node is None:
         return None
-    return _Builder().value(node)
+    try:
+        return _Builder().value(node)
+    except RecursionError:
+        raise YamlError("invalid YAML: nested too deeply", node.start_mark.line + 1) from None
 
 
 class _Builder:
