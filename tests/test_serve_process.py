@@ -79,6 +79,26 @@ def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> N
         assert proc.wait() == 0
 
 
+def test_sighup_reopens_a_rotated_jsonl_file(tmp_path: Path) -> None:
+    """QA L6: `postrotate kill -HUP` after logrotate renamed the file: the signals go to the new file."""
+    rules = rules_in(tmp_path, "rule any { detect trace.spans.count() > 0 }\n")
+    jsonl, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
+    args = [*LOOPBACK, "--rules", str(rules), "--trace-idle", "200ms", "--jsonl", str(jsonl), "--no-db"]
+    with ServeProcess(args, cwd=tmp_path) as proc:
+        proc.started()
+        send(proc.http_url, "auth_retry_storm.json")
+        wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") == 1, what="the first signal")
+        jsonl.rename(rotated)
+        jsonl.write_text("")  # logrotate's `create`
+        proc.signal(signal.SIGHUP)
+        proc.expect(r"rules reloaded")
+        send(proc.http_url, "payment_no_fraud_check.json")
+        wait_for(lambda: jsonl.read_text().count("\n") == 1, what="the second signal in the new file")
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    assert rotated.read_text().count("\n") == 1
+
+
 def test_bad_rules_at_start_exit_1_with_diagnostics(tmp_path: Path) -> None:
     rules = rules_in(tmp_path, "rule r { expect trace.spans.count() > 'x' }\n")
     proc = ServeProcess([*LOOPBACK, "--rules", str(rules)], cwd=tmp_path)

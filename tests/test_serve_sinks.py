@@ -596,3 +596,48 @@ def test_after_the_cut_off_a_store_with_room_still_takes_signals_and_one_without
     assert dropped(metrics, "gate", "shutdown") == 2 and dropped(metrics, "gate", "queue_full") == 0
     gate.release.set()
     sinks.close(5)
+
+
+def lines(path: Path) -> list[int]:
+    return [json.loads(x)["n"] for x in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.mark.parametrize("rotation", ["renamed", "deleted"])
+def test_a_jsonl_file_rotated_away_is_noticed_and_a_new_one_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any, rotation: str
+) -> None:
+    """QA L6: after logrotate's default `create` rotation the sink kept writing to the renamed file."""
+    monkeypatch.setattr(JsonlSink, "CHECK_EVERY", 0.0)
+    caplog.set_level(logging.INFO, "fluo")
+    path, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
+    sinks = SinkSet([JsonlSink(str(path))], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(signals(2))
+    wait_for(lambda: lines(path) == [0, 1], what="the first lines")
+    if rotation == "renamed":
+        path.rename(rotated)
+    else:
+        path.unlink()
+    sinks.publish(signals(1, 2))
+    wait_for(lambda: lines(path) == [2], what="a new file at the path")
+    assert sinks.close(5) == 0
+    assert lines(rotated) == ([0, 1] if rotation == "renamed" else [])
+    assert f"jsonl file {path} was renamed or deleted" in caplog.text
+
+
+def test_reopen_opens_the_jsonl_file_again_before_the_next_batch(tmp_path: Path) -> None:
+    """SIGHUP after rotation: the file is reopened at once, without waiting for the check."""
+    path, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
+    sink = JsonlSink(str(path))
+    sink.CHECK_EVERY = 3600.0
+    sinks = SinkSet([sink], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(signals(1))
+    wait_for(lambda: lines(path) == [0], what="the first line")
+    path.rename(rotated)
+    path.write_text("")  # logrotate's `create`
+    sinks.reopen()
+    sinks.publish(signals(1, 1))
+    wait_for(lambda: lines(path) == [1], what="the line in the new file")
+    assert sinks.close(5) == 0
+    assert lines(rotated) == [0]

@@ -478,6 +478,7 @@ async def serve(config: ServeConfig) -> int:
         elif runtime.stopping:
             log.warning("SIGHUP while shutting down: ignored (rules are not reloaded)")
         else:
+            runtime.sinks.reopen()
             runtime.reload()
 
     # Installed before starting: a signal while the ports open or the sinks open is handled, not fatal.

@@ -125,6 +125,9 @@ class Sink:
     def close(self) -> None:
         """Called on the sink's own thread after the last batch."""
 
+    def reopen(self) -> None:
+        """Asked from another thread (SIGHUP): reopen the file written to before the next batch (log rotation)."""
+
 
 class SqliteSink(Sink):
     """The signal store. A lock held by another connection is waited out (retried, the batch kept);
@@ -215,13 +218,22 @@ class SqliteSink(Sink):
 
 
 class JsonlSink(Sink):
-    """One signal per line, to a file (appended) or `-` for standard output."""
+    """One signal per line, to a file (appended) or `-` for standard output.
+
+    A file renamed or deleted under it (logrotate's default `create` mode) is noticed within a
+    second, as the SQLite store notices, and a new file is opened at the path; SIGHUP (`reopen`)
+    reopens it before the next batch whatever happened to it.
+    """
 
     name = "jsonl"
+    CHECK_EVERY = 1.0  # how often the path is checked to be still the open file
 
     def __init__(self, target: str) -> None:
         self.target = target
         self.out: TextIO | None = None
+        self._identity: tuple[int, int] | None = None
+        self._checked = 0.0
+        self._reopen = threading.Event()
 
     @property
     def label(self) -> str:
@@ -231,10 +243,44 @@ class JsonlSink(Sink):
         if self.target == "-":
             self.out = sys.stdout
         else:
-            self.out = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
+            self._open_file()
+
+    def _open_file(self) -> None:
+        self.out = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
+        st = os.fstat(self.out.fileno())
+        self._identity = (st.st_dev, st.st_ino)
+        self._checked = time.monotonic()
+
+    def reopen(self) -> None:
+        self._reopen.set()
+
+    def _moved(self) -> bool:
+        """Whether the path is no longer the open file (checked at most once a CHECK_EVERY)."""
+        now = time.monotonic()
+        if self._identity is None or now - self._checked < self.CHECK_EVERY:
+            return False
+        self._checked = now
+        try:
+            st = os.stat(self.target)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._identity
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
-        assert self.out is not None
+        if self.target != "-" and (self._reopen.is_set() or self._moved()):
+            if not self._reopen.is_set():
+                log.info("jsonl file %s was renamed or deleted (rotated?); writing to a new one there", self.target)
+            self._reopen.clear()
+            with contextlib.suppress(OSError):
+                self.close()
+            try:
+                self.open()
+            except OSError as exc:  # its folder gone for now: keep the batch and try again
+                self.out = None
+                raise TransientSinkError(f"cannot reopen {self.target}: {exc.strerror or exc}") from exc
+        if self.out is None:
+            self._reopen.set()  # the last reopen failed: try again
+            raise TransientSinkError(f"{self.target} is not open")
         out = self.out
         try:
             start = out.tell() if out.seekable() else None
@@ -260,11 +306,12 @@ class JsonlSink(Sink):
             self.out.close()  # flushing again fails the same way; the buffer goes with the file object
         with contextlib.suppress(OSError):
             os.truncate(target, start)
-        self.out = open(target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
+        self._open_file()
 
     def close(self) -> None:
         if self.out is not None and self.out is not sys.stdout:
-            self.out.close()
+            out, self.out = self.out, None
+            out.close()
 
 
 class WebhookSink(Sink):
@@ -834,6 +881,11 @@ class SinkSet:
         their full queue holding back every trace, and every other sink, through admission control.
         """
         return max((w.backlog() for w in self.workers if not w.sink.notifies and not w.down()), default=0.0)
+
+    def reopen(self) -> None:
+        """Reopen the files written to before their next batch (SIGHUP, after log rotation)."""
+        for w in self.workers:
+            w.sink.reopen()
 
     def health(self) -> dict[str, str]:
         """Per sink: "ok", "retrying" (cannot open or write for now, being retried), "stalled" (one write
