@@ -18,7 +18,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable
 from copy import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import PurePath
@@ -383,11 +383,20 @@ def _one_of(names: list[str]) -> str:
     return "one of " + ", ".join(shown)
 
 
+_LONE_CR = re.compile(r"\r(?!\n)")
+_LINE_END = re.compile(r"[\r\n]")
+
+
 def parse(text: str, path: str = "<input>") -> ParseResult:
     """Parse a rule file; never raises on bad input, only returns diagnostics."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         d = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", _LineIndex(text).span(0, 0), path=path)
         return ParseResult(ast.RuleFile(path=path, text=text), [d])
+    if "\r" in text and _LONE_CR.search(text):
+        # A lone CR ends a line too (old Mac files, LSP): read as LF, which keeps every offset,
+        # so lines and columns count it; the file keeps its own text.
+        result = parse(_LONE_CR.sub("\n", text), path)
+        return ParseResult(replace(result.file, text=text), result.diagnostics)
     fast = _fast_parse(text, path)
     if fast is not None:
         return ParseResult(ast.RuleFile(path=path, text=text, rules=tuple(fast)))
@@ -465,8 +474,8 @@ def lex(text: str) -> list[Lexeme]:
             bad = pos + (exc.pos_in_stream or 0)
             end = bad + 1
             if text[bad] in "\"'":
-                eol = text.find("\n", bad)
-                end = len(text) if eol < 0 else eol
+                eol = _LINE_END.search(text, bad)
+                end = len(text) if eol is None else eol.start()
             out.append(Lexeme("ERROR", text[bad:end], bad, end))
             pos = end
     return out

@@ -18,6 +18,7 @@ from fluo_lang.parser import (
     _fast_parse,
     _fast_tables,
     _full_parse,
+    lex,
     parse,
     parse_expression,
 )
@@ -362,3 +363,16 @@ def test_a_long_and_or_chain_is_one_level_deep_and_evaluates() -> None:
 def test_nested_chains_count_one_level_each() -> None:
     deep = "(x or " * (MAX_DEPTH + 1) + "y" + ")" * (MAX_DEPTH + 1)
     assert [d.code for d in parse(f"rule r {{ expect {deep} }}", "t.fluo").diagnostics] == ["FLUO400"]
+
+
+def test_a_lone_cr_ends_a_line_as_lf_does() -> None:
+    """Old Mac files: `// note` ends at a lone CR, errors name the right line, the file keeps its own text."""
+    lf = 'rule a {\n  expect trace.spans.count() > 0 // note\n}\nrule b {\n  expect trace.spans.count() > "x"\n}\n'
+    cr = lf.replace("\n", "\r")
+    both = [analyze([("r.fluo", text)]) for text in (lf, cr)]
+    assert [[r.id for r in a.files[0].rules] for a in both] == [["a", "b"], ["a", "b"]]  # the comment ate nothing
+    assert [[(d.code, d.span.line, d.span.col) for d in a.diagnostics] for a in both] == [[("FLUO300", 4, 9)]] * 2
+    assert both[1].files[0].text == cr
+    unterminated = parse('rule a {\r  expect name == "abc\r}\r')
+    assert next((d.code, d.span.line, d.span.end_line) for d in unterminated.diagnostics) == ("FLUO102", 1, 1)
+    assert [x.text for x in lex('name == "abc\r}') if x.kind == "ERROR"] == ['"abc']
