@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serve_support import EXAMPLE_TRACES, ServeProcess, wait_for
+from serve_support import EXAMPLE_TRACES, Sender, ServeProcess, wait_for
 
 LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
 
@@ -97,6 +97,28 @@ def test_sighup_reopens_a_rotated_jsonl_file(tmp_path: Path) -> None:
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
     assert rotated.read_text().count("\n") == 1
+
+
+def test_ipv6_addresses_are_logged_as_urls_that_work(tmp_path: Path) -> None:
+    """QA L7: `http://::1:PORT` was logged; curl and OTEL_EXPORTER_OTLP_ENDPOINT need `http://[::1]:PORT`."""
+    rules = rules_in(tmp_path, "rule any { detect trace.spans.count() > 0 }\n")
+    jsonl = tmp_path / "out.jsonl"
+    args = ["--http", "[::1]:0", "--grpc", "[::1]:0", "--metrics", "[::1]:0", "--rules", str(rules)]
+    with ServeProcess([*args, "--trace-idle", "200ms", "--jsonl", str(jsonl), "--no-db"], cwd=tmp_path) as proc:
+        http = proc.expect(r"OTLP/HTTP listening on (http://\S+) ").group(1)
+        grpc = proc.expect(r"OTLP/gRPC listening on (\S+)").group(1)
+        metrics = proc.expect(r"metrics on (\S+)").group(1)
+        proc.started()
+        assert http.startswith("http://[::1]:") and grpc.startswith("[::1]:") and metrics.startswith("http://[::1]:")
+        send(http, "auth_retry_storm.json")
+        assert "fluo_rules_loaded" in urllib.request.urlopen(metrics, timeout=5).read().decode()
+        sender = Sender("grpc", grpc)
+        sender.healthy()
+        sender.flush()
+        sender.close()
+        wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") == 2, what="both traces' signals")
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
 
 
 def test_bad_rules_at_start_exit_1_with_diagnostics(tmp_path: Path) -> None:

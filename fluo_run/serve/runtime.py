@@ -275,17 +275,12 @@ class Runtime:
         log.info("signals to: %s", sinks or "no sink (--no-db and no other sink given)")
         for d in self.rule_set.warnings:
             log.warning("%s", d.format())
-        host = self.config.http[0]
-        log.info(
-            "OTLP/HTTP listening on %s://%s:%d (POST /v1/traces, GET /metrics, GET /healthz)",
-            scheme,
-            host,
-            self.http_port,
-        )
+        http = host_port(self.config.http[0], self.http_port)
+        log.info("OTLP/HTTP listening on %s://%s (POST /v1/traces, GET /metrics, GET /healthz)", scheme, http)
         if self.config.grpc is not None:
-            log.info("OTLP/gRPC listening on %s:%d", self.config.grpc[0], self.grpc_port)
+            log.info("OTLP/gRPC listening on %s", host_port(self.config.grpc[0], self.grpc_port))
         if self.config.metrics is not None:
-            log.info("metrics on %s://%s:%d/metrics", scheme, self.config.metrics[0], self.metrics_port)
+            log.info("metrics on %s://%s/metrics", scheme, host_port(self.config.metrics[0], self.metrics_port))
         self._tasks.append(asyncio.create_task(self._sweep()))
         if self.config.reload_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_rules()))
@@ -451,6 +446,11 @@ class Runtime:
         (log.error if report.exit_code else log.info)("%s", report.line())
         self.report = report
         return report
+
+
+def host_port(host: str, port: int) -> str:
+    """HOST:PORT as a URL or an exporter endpoint takes it: an IPv6 host in brackets (`[::1]:4318`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def serve(config: ServeConfig) -> int:
