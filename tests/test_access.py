@@ -88,6 +88,27 @@ def test_requests_without_the_token_are_refused_and_never_evaluated(tmp_path: Pa
     assert not any(t.startswith(f"{REFUSED_SALT:016x}") for t in stored_trace_ids(db))
 
 
+def test_the_bearer_scheme_is_matched_in_any_case(tmp_path: Path, rules: Path) -> None:
+    """QA L2: the auth scheme is case-insensitive (RFC 7235 §2.1); some proxies and clients lower-case it."""
+    body = trace_request(1, 2).SerializeToString()
+    with Serve(["--rules", str(rules), "--no-db"], tmp_path, token=TOKEN) as serve:
+        with serve.channel() as channel:
+            call = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+            for header in (f"bearer {TOKEN}", f"BEARER {TOKEN}", f"Bearer  {TOKEN}"):
+                assert serve.post(body, PROTOBUF, {"Authorization": header}, auth=False).status == 200, header
+                call(body, timeout=10, metadata=(("authorization", header),))
+            for header in (f"Basic {TOKEN}", f"Bearer{TOKEN}", f"bearer {TOKEN.upper()}"):
+                assert serve.post(body, PROTOBUF, {"Authorization": header}, auth=False).status == 401, header
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(body, timeout=10, metadata=(("authorization", header),))
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert serve.terminate() == 0
+
+
 def test_tls_on_both_receivers_with_certificates_from_files(
     tmp_path: Path, rules: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

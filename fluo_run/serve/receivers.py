@@ -187,10 +187,13 @@ class Intake:
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
 
     def authorized(self, header: str | None) -> bool:
+        """`Authorization: Bearer TOKEN`, the scheme in any case (RFC 7235 §2.1), the token compared in constant time."""
         if self.auth_token is None:
             return True
-        expected = f"Bearer {self.auth_token}"
-        return header is not None and hmac.compare_digest(header.strip().encode(), expected.encode())
+        if header is None:
+            return False
+        scheme, token = (header.split(None, 1) + ["", ""])[:2]
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.auth_token.encode())
 
     def admit(self, transport: str, body: bytes) -> None:
         if self.stopping:
