@@ -187,12 +187,12 @@ class Intake:
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
 
     def authorized(self, header: str | None) -> bool:
-        """`Authorization: Bearer TOKEN`, the scheme in any case (RFC 7235 §2.1), the token compared in constant time."""
+        """`Authorization: Bearer TOKEN`: the scheme in any case (RFC 7235 §2.1), the token exactly (constant time)."""
         if self.auth_token is None:
             return True
         if header is None:
             return False
-        scheme, token = (header.split(None, 1) + ["", ""])[:2]
+        scheme, _, token = header.strip().partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.auth_token.encode())
 
     def admit(self, transport: str, body: bytes) -> None:
