@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import socket
+import time
 import zlib
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,32 @@ def test_times_outside_what_the_store_holds_match_everything_or_nothing(
     store: str, bound: list[str], expected: list[str]
 ) -> None:
     code, lines = signals("--db", store, "--format", "jsonl", *bound)
+    assert code == 0
+    assert [json.loads(line)["rule"] for line in lines if line.startswith("{")] == expected
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Tokyo"])
+@pytest.mark.parametrize(
+    ("bound", "expected"),
+    [
+        (["--since", "2026-01-01T00:00:00"], ["now", "later"]),  # no offset: UTC, as the table shows times
+        (["--since", "2026-01-01T00:00:01"], ["later"]),
+        (["--until", "2026-01-01"], []),  # a bare date: its midnight, UTC
+        (["--until", "2026-01-01T00:00:00.000001"], ["now"]),
+        (["--since", "2026-01-01t00:00:00z", "--until", "2026-01-01t00:00:01z"], ["now"]),  # RFC 3339 §5.6
+    ],
+)
+def test_times_without_an_offset_are_utc_whatever_the_machine_zone(
+    store: str, bound: list[str], expected: list[str], zone: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA L1: a naive --since was read in the local zone (0 signals under America/New_York, 1 under UTC)."""
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        code, lines = signals("--db", store, "--format", "jsonl", *bound)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert code == 0
     assert [json.loads(line)["rule"] for line in lines if line.startswith("{")] == expected
 

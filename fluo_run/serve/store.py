@@ -14,7 +14,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +50,15 @@ def stored_time(ns: int) -> int:
 
 
 def parse_time(text: str) -> int:
-    """An RFC 3339 timestamp as nanoseconds since the epoch."""
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    """An RFC 3339 timestamp as nanoseconds since the epoch; `t` and `z` in either case (RFC 3339 §5.6).
+
+    A time without an offset, or a bare date (its midnight), is UTC, as `fluo signals` shows times.
+    """
+    if text[-1:] in ("Z", "z"):
+        text = text[:-1] + "+00:00"
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
 
 
