@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -10,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serve_support import EXAMPLE_TRACES, Sender, ServeProcess, wait_for
+from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, ServeProcess, wait_for
 
 LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
 
@@ -161,6 +162,35 @@ def test_default_rules_are_the_bundled_examples(tmp_path: Path) -> None:
         proc.started()
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
+
+
+def test_every_setting_works_as_an_environment_variable(tmp_path: Path) -> None:
+    """QA M2: FLUO_WEBHOOK_HEADER and FLUO_RULES were split on spaces, FLUO_NO_DB was ignored, typos were silent."""
+    spaced, other = tmp_path / "my rules", tmp_path / "more"
+    spaced.mkdir()
+    other.mkdir()
+    (spaced / "a.fluo").write_text("rule a { detect trace.spans.count() > 0 }\n")
+    (other / "b.fluo").write_text("rule b { detect trace.spans.count() > 1 }\n")
+    with LoopbackServer() as hook:
+        env = {
+            "FLUO_RULES": f"{spaced}{os.pathsep}{other}",
+            "FLUO_WEBHOOK": hook.url,
+            "FLUO_WEBHOOK_HEADER": "Authorization: Bearer abc def\nX-Team: on call",
+            "FLUO_NO_DB": "1",
+            "FLUO_TRACE_IDLE": "200ms",
+            "FLUO_TRACE_IDEL": "9s",
+        }
+        with ServeProcess(LOOPBACK, cwd=tmp_path, env=env) as proc:
+            proc.expect(r"FLUO_TRACE_IDEL is not a setting of fluo serve; ignored; did you mean FLUO_TRACE_IDLE\?")
+            proc.started()
+            send(proc.http_url, "auth_retry_storm.json")
+            wait_for(lambda: hook.requests, what="the webhook")
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 0
+        (request,) = hook.requests
+        assert request.headers["Authorization"] == "Bearer abc def" and request.headers["X-Team"] == "on call"
+        assert sorted(s["rule"] for s in json.loads(request.body)["signals"]) == ["a", "b"]
+    assert not (tmp_path / "fluo-signals.db").exists()
 
 
 def test_a_misspelt_config_key_is_a_usage_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -151,6 +152,33 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     return click.option(name, envvar=env, show_envvar=True, **kw)
 
 
+class _Separated(click.types.StringParamType):
+    """A repeatable setting whose `FLUO_*` variable holds its values split on `separator`.
+
+    Click splits on whitespace, which cuts a path with a space in it, and a `Name: value` header, in two.
+    """
+
+    def __init__(self, separator: str) -> None:
+        self.separator = separator
+
+    def split_envvar_value(self, rv: str) -> list[str]:
+        return [part for part in rv.split(self.separator) if part.strip()]
+
+
+# FLUO_* variables of other tools (the editor extension's tests, golden-file updates), not serve settings.
+_OTHER_VARIABLES = frozenset({"FLUO_PYTHON", "FLUO_UPDATE_GOLDEN"})
+
+
+def _warn_unknown_variables(ctx: click.Context) -> None:
+    """A `FLUO_*` variable that is no setting (a typo like FLUO_TRACE_IDEL) is ignored: say so."""
+    known = {p.envvar for p in ctx.command.params if isinstance(p.envvar, str)} | _OTHER_VARIABLES
+    for name in sorted(os.environ):
+        if name.startswith("FLUO_") and name not in known:
+            near = nearest(name, known)
+            hint = f"; did you mean {near}?" if near else ""
+            logging.getLogger("fluo.serve").warning("%s is not a setting of fluo serve; ignored%s", name, hint)
+
+
 @click.command(name="serve")
 @click.option(
     "--config",
@@ -185,7 +213,8 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     "FLUO_RULES",
     metavar="PATH",
     multiple=True,
-    help="Rule file or folder (repeatable). Default ./rules, else bundled.",
+    type=_Separated(os.pathsep),
+    help=f"Rule file or folder (repeatable; in FLUO_RULES separated by {os.pathsep!r}). Default ./rules, else bundled.",
 )
 @_opt(
     "--cost-limit",
@@ -283,7 +312,7 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     show_default=True,
     help="SQLite file for signals (read by `fluo signals`).",
 )
-@click.option("--no-db", is_flag=True, help="Do not store signals in SQLite.")
+@_opt("--no-db", "FLUO_NO_DB", is_flag=True, help="Do not store signals in SQLite.")
 @_opt(
     "--jsonl",
     "FLUO_JSONL",
@@ -297,7 +326,8 @@ def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Calla
     "FLUO_WEBHOOK_HEADER",
     metavar="HEADER",
     multiple=True,
-    help="'Name: value' header for the webhook.",
+    type=_Separated("\n"),
+    help="'Name: value' header for the webhook (repeatable; in FLUO_WEBHOOK_HEADER one a line).",
 )
 @_opt(
     "--otlp-logs",
@@ -376,6 +406,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     from .runtime import StartError, log_rule_problems, serve
 
     setup_logging(log_level)
+    _warn_unknown_variables(click.get_current_context())
     try:
         _settle_db(click.get_current_context(), options)
         config = build_config(options)
