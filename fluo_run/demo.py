@@ -8,6 +8,7 @@ and exits by itself.
 
 from __future__ import annotations
 
+import shlex
 import sys
 import tempfile
 import threading
@@ -243,10 +244,10 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     _say()
     _say("Next:", bold=True)
     _say("  See the stored signals, filter them by rule, severity, time or trace:")
-    _say(f"    fluo signals --db {store}")
+    _say(f"    fluo signals --db {shlex.quote(str(store.resolve()))}")
     _say("  Run the runtime for real (OTLP on 127.0.0.1:4317 gRPC and 127.0.0.1:4318 HTTP):")
-    _say("    fluo serve --rules examples/rules")
+    _say(f"    fluo serve --rules {shlex.quote(str(rules.resolve()))}")
     _say("  Point any OpenTelemetry SDK at it:")
     _say("    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf <your app>")
-    _say("  More: docs/runtime.md (Collector config, sinks, metrics, scale-out).")
+    _say("  More: fluo serve --help; docs/runtime.md in FLUO's source (Collector config, sinks, metrics, scale-out).")
     sys.exit(0)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
+import signal
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+
+from serve_support import ServeProcess
 
 
 def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
@@ -27,3 +31,11 @@ def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
     assert f"fluo signals --db {db}" in out
     stored = sorted(r[0] for r in sqlite3.connect(db).execute("SELECT rule FROM signals"))
     assert stored == fired
+    (next_step,) = [line.strip() for line in out.splitlines() if line.strip().startswith("fluo serve --rules ")]
+    elsewhere = tmp_path / "elsewhere"  # QA L3: the printed step works from any folder, not only the repository's
+    elsewhere.mkdir()
+    args = [*shlex.split(next_step.removeprefix("fluo serve ")), "--http", "127.0.0.1:0", "--grpc", "off", "--no-db"]
+    with ServeProcess(args, cwd=elsewhere) as proc:
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
