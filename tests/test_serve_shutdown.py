@@ -173,6 +173,9 @@ def test_an_otlp_logs_endpoint_that_is_down_shows_in_healthz_and_does_not_hold_t
         assert proc.wait() == 3
         assert time.monotonic() - started < 2.0  # half a second for the export in flight, not its retries
     assert "1 signal(s) not delivered (otlp_logs" in final_line(proc)
+    said = "connection refused" if protocol == "http" else "UNAVAILABLE: failed to connect"
+    assert any(f"WARNING otlp logs {endpoint}: {said}" in line for line in proc.log), proc.log
+    assert not any(line.startswith("Failed to export") for line in proc.log)  # the SDK's bare line, said by FLUO
 
 
 def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import sqlite3
 import sys
 import threading
@@ -374,6 +375,28 @@ class WebhookSink(Sink):
 
 
 _OTEL_SEVERITY = {"info": 9, "warning": 13, "error": 17, "critical": 21}
+_EXPORTER_LOGGERS = (
+    "opentelemetry.exporter.otlp.proto.grpc.exporter",
+    "opentelemetry.exporter.otlp.proto.http._log_exporter",
+)
+
+
+class _ExporterLines(logging.Filter):
+    """The SDK exporter's own lines logged from the OTLP-logs sink's thread: the first error becomes the
+    sink's `problem` (FLUO's log says it, with the retries) instead of a bare line on stderr."""
+
+    def __init__(self, sink: OtlpLogsSink) -> None:
+        super().__init__()
+        self.sink = sink
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.sink.thread_id:
+            return True  # another exporter in the process (the demo's span exporters)
+        if record.levelno >= logging.ERROR and not self.sink.problem:
+            text = record.getMessage()  # "Failed to export logs to H:P, error code: StatusCode.X, error details: …"
+            text = text.partition(", error code: ")[2] or text
+            self.sink.problem = text.removeprefix("StatusCode.").replace(", error details: ", ": ", 1)
+        return False
 
 
 class OtlpLogsSink(Sink):
@@ -399,8 +422,10 @@ class OtlpLogsSink(Sink):
         self.logger: Any = None
         self.collected: list[Any] = []
         self.problem = ""
-        """Why the last HTTP request failed ("" when it did not); `final`: not worth retrying (a 4xx)."""
+        """Why the last export failed ("" when it did not); `final`: not worth retrying (a 4xx over HTTP)."""
         self.final = False
+        self.thread_id: int | None = None
+        self._lines = _ExporterLines(self)
 
     @property
     def label(self) -> str:
@@ -422,6 +447,9 @@ class OtlpLogsSink(Sink):
             def force_flush(self, timeout_millis: int = 30000) -> bool:
                 return True
 
+        self.thread_id = threading.get_ident()
+        for name in _EXPORTER_LOGGERS:  # ahead of the SDK's DuplicateFilter, which would hide repeats from it
+            logging.getLogger(name).filters.insert(0, self._lines)
         if self.protocol == "grpc":
             import grpc
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
@@ -517,6 +545,8 @@ class OtlpLogsSink(Sink):
     def close(self) -> None:
         if self.exporter is not None:
             self.exporter.shutdown()
+        for name in _EXPORTER_LOGGERS:
+            logging.getLogger(name).removeFilter(self._lines)
 
 
 def _one_try_session(sink: OtlpLogsSink) -> Any:
@@ -534,8 +564,12 @@ def _one_try_session(sink: OtlpLogsSink) -> Any:
         def request(self, *args: Any, **kwargs: Any) -> Any:
             try:
                 response = super().request(*args, **kwargs)
+            except requests.Timeout:
+                sink.problem = f"no answer within {OtlpLogsSink.TIMEOUT:g}s"
+                raise _Failed(sink.problem) from None
             except requests.RequestException as exc:
-                sink.problem = f"{type(exc).__name__}: {exc}"
+                errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))  # "Connection refused"
+                sink.problem = errno_text.group(1).lower() if errno_text else type(exc).__name__
                 raise _Failed(sink.problem) from None
             if response.status_code >= 400:
                 sink.problem = f"HTTP {response.status_code}"
