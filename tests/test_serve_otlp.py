@@ -195,6 +195,35 @@ def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
     assert {s["rule"] for s in got} == {"auth_retry_storm", "auth_span_budget"}
 
 
+def test_a_span_ending_before_it_starts_is_kept_with_duration_0_and_the_client_is_told(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        req = spans_to_request(load_trace_file(EXAMPLE_TRACES / "auth_retry_storm.json"))
+        bad = req.resource_spans[0].scope_spans[0].spans[0]
+        bad.end_time_unix_nano = bad.start_time_unix_nano - 1_000_000
+        status, _, body = post(url, req.SerializeToString(), "application/x-protobuf")
+        assert status == 200
+        resp = ExportTraceServiceResponse.FromString(body)
+        assert resp.partial_success.rejected_spans == 0  # a warning, as OTLP allows: nothing was refused
+        first = bad.span_id.hex()
+        assert resp.partial_success.error_message == (
+            f"1 span(s) ended before they started (the first: span {first}); kept with duration 0"
+        )
+
+        doc = json.loads((EXAMPLE_TRACES / "healthy_login.json").read_text())
+        span = doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+        span["endTimeUnixNano"] = str(int(span["startTimeUnixNano"]) - 1)
+        status, _, body = post(url, json.dumps(doc).encode(), "application/json")
+        answer = json.loads(body)
+        assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "0"
+        assert "ended before they started" in answer["partialSuccess"]["errorMessage"]
+        wait_for(lambda: settled(rt))
+        assert metric(rt, "fluo_spans_clamped_total") == 2
+        assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 0
+    assert {s["rule"] for s in got} == {"auth_retry_storm", "auth_span_budget"}  # the trace was evaluated whole
+
+
 def test_bearer_token_guards_both_receivers(tmp_path: Path) -> None:
     with RuntimeThread(config(tmp_path, auth_token="s3cret")) as rt:
         url = f"{rt.http_url}/v1/traces"

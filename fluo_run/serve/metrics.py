@@ -77,6 +77,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.spans_clamped = Counter(
+            "fluo_spans_clamped",
+            "Spans that ended before they started, read with duration 0 (as the OpenTelemetry SDKs clamp them) "
+            "and kept; the export's partial success says so too",
+            registry=r,
+        )
         self.spans_late = Counter(
             "fluo_spans_late", "Spans that arrived after their trace was evaluated (dropped)", registry=r
         )

@@ -1,7 +1,9 @@
 """OTLP trace receivers: HTTP (`POST /v1/traces`, aiohttp) and gRPC (`TraceService/Export`, grpc.aio).
 
 Both answer as the OTLP specification says: success, or partial success with
-the number of rejected spans (spans whose ids have the wrong length) and why;
+the number of rejected spans (spans whose ids have the wrong length) and why,
+or with 0 rejected and a warning (spans that ended before they started, kept
+with duration 0);
 HTTP 400 / INVALID_ARGUMENT with a message for a body that is not OTLP; and the
 retryable HTTP 429 / RESOURCE_EXHAUSTED (over capacity) or 503 / UNAVAILABLE
 (shutting down) with `Retry-After` / `RetryInfo` so exporters back off and resend.
@@ -74,6 +76,27 @@ class Decoded:
     spans: list[Span]
     rejected: int = 0
     problem: str = ""
+    clamped: int = 0
+    """Spans that ended before they started, kept with duration 0 (`fluo_lang.otlp.clamp_end`)."""
+    first_clamped: str = ""
+    """The span id (hex) of the first of them, for the warning."""
+
+    def message(self) -> str:
+        """The partial success's error message: why spans were rejected, and a warning for clamped ones."""
+        parts = [self.problem] if self.rejected else []
+        if self.clamped:
+            parts.append(
+                f"{self.clamped} span(s) ended before they started (the first: span {self.first_clamped}); "
+                "kept with duration 0"
+            )
+        return "; ".join(parts)
+
+
+def _with_clamped(decoded: Decoded, clamped: list[Span]) -> Decoded:
+    if clamped:
+        decoded.clamped = len(clamped)
+        decoded.first_clamped = clamped[0].span_id.hex()
+    return decoded
 
 
 class Admission:
@@ -206,6 +229,8 @@ class Intake:
             raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True, retry_after=delay)
 
     def take(self, decoded: Decoded, transport: str) -> None:
+        if decoded.clamped:
+            self.metrics.spans_clamped.inc(decoded.clamped)
         if decoded.rejected:
             self.metrics.spans_rejected.labels("malformed").inc(decoded.rejected)
             self.metrics.requests.labels(transport, "partial").inc()
@@ -257,14 +282,15 @@ def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None 
     With `body`, the bytes `req` was decoded from, the spans share those bytes once the
     decoded request is let go (`share_request`): nothing is serialized per span.
     """
+    clamped: list[Span] = []
     try:
-        spans = spans_from_request(req, prefetch=prefetch)
+        spans = spans_from_request(req, prefetch=prefetch, clamped=clamped)
     except TraceInputError as exc:
         problem = str(exc)
     else:
         if body is not None:
             share_request(spans, body)
-        return Decoded(spans)
+        return _with_clamped(Decoded(spans), clamped)
     rejected = 0
     for rs in req.resource_spans:
         for ss in rs.scope_spans:
@@ -274,14 +300,18 @@ def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None 
             del ss.spans[:]
             for data in kept:
                 ss.spans.add().ParseFromString(data)
-    return Decoded(spans_from_request(req, prefetch=prefetch), rejected, problem)
+    clamped = []
+    kept = spans_from_request(req, prefetch=prefetch, clamped=clamped)
+    return _with_clamped(Decoded(kept, rejected, problem), clamped)
 
 
 def decode_json(body: bytes) -> Decoded:
+    clamped: list[Span] = []
     try:
-        return Decoded(parse_json(body, source="request body"))
+        return _with_clamped(Decoded(parse_json(body, source="request body", clamped=clamped)), clamped)
     except TraceInputError as exc:
         problem = str(exc)
+    clamped = []
     try:
         obj = json.loads(body)
     except ValueError:
@@ -300,10 +330,10 @@ def decode_json(body: bytes) -> Decoded:
             for span in scope.get("spans") or []:
                 one = {"resourceSpans": [{**resource, "scopeSpans": [{"spans": [span]}]}]}
                 try:
-                    spans.extend(spans_from_json(one, source="request body"))
+                    spans.extend(spans_from_json(one, source="request body", clamped=clamped))
                 except TraceInputError:
                     rejected += 1
-    return Decoded(spans, rejected, problem)
+    return _with_clamped(Decoded(spans, rejected, problem), clamped)
 
 
 def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
@@ -379,13 +409,13 @@ def _http_error(status: int, message: str, content_type: str, *, retry_after: in
 def _export_response(decoded: Decoded, content_type: str) -> web.Response:
     if content_type == JSON:
         out: dict[str, Any] = {}
-        if decoded.rejected:
-            out["partialSuccess"] = {"rejectedSpans": str(decoded.rejected), "errorMessage": decoded.problem}
+        if decoded.rejected or decoded.clamped:
+            out["partialSuccess"] = {"rejectedSpans": str(decoded.rejected), "errorMessage": decoded.message()}
         return web.Response(body=json.dumps(out).encode(), content_type=JSON)
     resp = ExportTraceServiceResponse()
-    if decoded.rejected:
+    if decoded.rejected or decoded.clamped:
         resp.partial_success.rejected_spans = decoded.rejected
-        resp.partial_success.error_message = decoded.problem
+        resp.partial_success.error_message = decoded.message()
     return web.Response(body=resp.SerializeToString(), content_type=PROTOBUF)
 
 
@@ -485,9 +515,9 @@ class TraceService:
         decoded = decode_request(request, intake.prefetch(), body if intake.share() else None)
         intake.take(decoded, "grpc")
         resp = ExportTraceServiceResponse()
-        if decoded.rejected:
+        if decoded.rejected or decoded.clamped:
             resp.partial_success.rejected_spans = decoded.rejected
-            resp.partial_success.error_message = decoded.problem
+            resp.partial_success.error_message = decoded.message()
         return resp
 
 
