@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluo_run.cli import main
+from fluo_run.testing.document import load
 from fluo_run.testing.matching import match_signals
 from fluo_run.testing.spec import Expectation
 from fluo_run.testing.update import expectations_from, rewrite
@@ -447,3 +448,29 @@ def test_an_updated_truncation_signal_is_an_expectation_the_next_run_accepts(tmp
     again = CliRunner().invoke(main, ["test", str(test)])
     assert again.exit_code == 0, again.output
     assert "1 passed" in again.output
+
+
+# text that YAML (or the loader's YAML 1.2 exponent floats) would read as something else
+AMBIGUOUS = [
+    *["1e5", "1E5", "-1e-5", "+1.5e3", ".5e2", "1.e5", "4.0e-07", "00000000000001e5", "1.0", "1", "-0", "1_000"],
+    *["007", "0o17", "0x1F", "0b101", "1:30", ".inf", "-.inf", ".Inf", ".NAN", ".nan", "inf", "NaN", "Infinity"],
+    *["true", "False", "yes", "No", "on", "OFF", "y", "N", "null", "Null", "~", "", "2001-12-14", "<<", "="],
+    *[" lead", "trail ", "#x", "a: b", "- x", "@x", "*x", "&x", "!x", "%x", "[x]", "{x}", "? x", "|", "'q'", '"q"'],
+]
+
+
+@pytest.mark.parametrize("value", AMBIGUOUS)
+def test_text_that_reads_as_something_else_is_quoted_and_reads_back_as_text(value: str) -> None:
+    text = "cases:\n  - name: a\n    expect: []\n"
+    written = [{"rule": "r", "observed": {"v": value, value: 1}}]
+    assert load(rewrite(text, {0: written}))["cases"][0]["expect"] == written
+
+
+def test_update_records_an_observed_text_that_looks_like_an_exponent(tmp_path: Path) -> None:
+    (tmp_path / "r.fluo").write_text('rule v { detect trace.root.attributes["v"] == "1e5" }\n')
+    test = tmp_path / "r_test.yaml"
+    test.write_text('rules: r.fluo\ncases:\n  - name: one\n    spans: [{name: a, attributes: {v: "1e5"}}]\n')
+    result = CliRunner().invoke(main, ["test", str(test), "--update"])
+    assert result.exit_code == 0, result.output
+    again = CliRunner().invoke(main, ["test", str(test)])
+    assert again.exit_code == 0, again.output

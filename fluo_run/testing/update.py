@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from .document import YamlError, load
+from .document import YamlError, load, read_exponent_floats
 from .runner import FAILED, PASSED, CaseResult
 
 _MERGE = "tag:yaml.org,2002:merge"
@@ -395,6 +395,7 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
+read_exponent_floats(_Dumper)  # so text the loader reads as a number (`1e5`) is quoted
 _Dumper.add_representer(str, _represent_str)
 _Dumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # LineDict and LineList, as `load` reads them
 _Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
