@@ -59,6 +59,42 @@ def test_yaml_errors_have_lines(text: str, line: int, message: str) -> None:
     assert message in str(info.value)
 
 
+def nested(n: int, inner: str = "1") -> str:
+    return "[" * n + inner + "]" * n
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("a: 1\nb: " + nested(200) + "\n", 2, "nested too deeply (more than 200 levels)"),
+        ("a: &a " + nested(100) + "\nb: &b " + nested(50, "*a") + "\nc: " + nested(50, "*b") + "\n", 2, "deeply"),
+        ("a: &a {b: [1, *a]}\n", 1, "an alias inside the value it names"),
+        ("a: &a {<<: *a}\n", 1, "an alias inside the value it names"),
+    ],
+)
+def test_values_nest_at_most_max_depth_levels_counting_what_aliases_bring(text: str, line: int, message: str) -> None:
+    with pytest.raises(YamlError) as info:
+        load(text)
+    assert (info.value.line, message in str(info.value)) == (line, True)
+
+
+def test_values_nested_to_the_limit_load() -> None:
+    assert load("a: " + nested(198, "[]"))["a"] is not None  # the mapping, 198 lists and the innermost one: 200
+    doc = load("a: &a " + nested(100) + "\nb: &b " + nested(49, "*a") + "\nc: " + nested(49, "*b") + "\n")
+    assert doc["c"][0] is not None
+
+
+def test_a_deep_observed_value_is_a_yaml_problem_of_the_file(tmp_path: Path) -> None:
+    write(tmp_path, "r.fluo", RULES)
+    expect = "    expect: [{rule: slow, observed: {v: " + nested(500) + "}}]\n"
+    f = load_test_file(
+        write(tmp_path, "r_test.yaml", "rules: r.fluo\ncases:\n  - name: x\n    spans: [{name: a}]\n" + expect)
+    )
+    assert [(p.line, p.code, p.message) for p in f.problems] == [
+        (5, "yaml", "invalid YAML: nested too deeply (more than 200 levels)")
+    ]
+
+
 def test_empty_document() -> None:
     assert load("") is None
     assert load("# only a comment\n") is None

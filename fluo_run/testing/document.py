@@ -17,6 +17,14 @@ _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _MAX_CACHED_TAGS = 100_000
+MAX_DEPTH = 200
+"""How deeply a test file may nest lists and mappings; deeper is `invalid YAML: nested too deeply`.
+
+Far past what a test needs, and well within what Python code walking the values
+(and PyYAML's pure-Python composer, as the editor reads test files) can recurse through.
+"""
+_TOO_DEEP = f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)"
+_ENDLESS = "invalid YAML: an alias inside the value it names, which makes it endless"
 
 
 class _Loader(_Base):  # type: ignore[misc, valid-type]
@@ -40,13 +48,21 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
         return tag
 
 
-# A number with an exponent and no dot (`4e-07`, as a signal's `observed` writes one) is a
-# float in YAML 1.2 and JSON; YAML 1.1, which PyYAML follows, would read it as text.
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+def read_exponent_floats(cls: type[yaml.resolver.BaseResolver]) -> None:
+    """Make `cls` read a number with an exponent (`4e-07`, `1.5E3`) as a float, as YAML 1.2 and JSON do.
+
+    YAML 1.1, which PyYAML follows, reads such a number as text (a signal's `observed` writes
+    one). The loader and `--update`'s writer both take it, so that the writer quotes text
+    the loader would read as a number.
+    """
+    cls.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+        list("-+0123456789."),
+    )
+
+
+read_exponent_floats(_Loader)
 
 
 class YamlError(Exception):
@@ -105,25 +121,52 @@ def load(text: str) -> Any:
 
 
 class _Builder:
+    """Plain values from composed nodes, refusing values deeper than `MAX_DEPTH` or holding themselves.
+
+    An alias adds the depth of the value it repeats, so `&a` values nested in aliases
+    of each other are measured as deep as they are once built.
+    """
+
     def __init__(self) -> None:
         self.constructor = yaml.SafeLoader("")
         self.done: dict[int, Any] = {}
+        self.height: dict[int, int] = {}  # levels of each finished collection, itself included
+        self.depth = 0
+        self.deepest = 0
 
     def value(self, node: yaml.Node) -> Any:
         seen = self.done.get(id(node))
         if seen is not None:
+            height = self.height.get(id(node))
+            if height is None:
+                raise YamlError(_ENDLESS, node.start_mark.line + 1)
+            if self.depth + height > MAX_DEPTH:
+                raise YamlError(_TOO_DEEP, node.start_mark.line + 1)
+            self.deepest = max(self.deepest, self.depth + height)
             return seen
-        if isinstance(node, yaml.MappingNode):
-            return self.mapping(node)
-        if isinstance(node, yaml.SequenceNode):
-            out = LineList()
-            self.done[id(node)] = out
-            out.line = node.start_mark.line + 1
-            out.item_lines = []
-            for item in node.value:
-                out.append(self.value(item))
-                out.item_lines.append(item.start_mark.line + 1)
-            return out
+        if not isinstance(node, yaml.CollectionNode):
+            return self.scalar(node)
+        if self.depth == MAX_DEPTH:
+            raise YamlError(_TOO_DEEP, node.start_mark.line + 1)
+        self.depth += 1
+        outer, self.deepest = self.deepest, self.depth
+        out = self.mapping(node) if isinstance(node, yaml.MappingNode) else self.sequence(node)
+        self.height[id(node)] = self.deepest - self.depth + 1
+        self.deepest = max(outer, self.deepest)
+        self.depth -= 1
+        return out
+
+    def sequence(self, node: yaml.CollectionNode) -> LineList:
+        out = LineList()
+        self.done[id(node)] = out
+        out.line = node.start_mark.line + 1
+        out.item_lines = []
+        for item in node.value:
+            out.append(self.value(item))
+            out.item_lines.append(item.start_mark.line + 1)
+        return out
+
+    def scalar(self, node: yaml.Node) -> Any:
         if node.tag == _STR:
             return node.value
         if node.tag == _INT and node.value.isdigit() and (node.value == "0" or node.value[0] != "0"):
