@@ -997,6 +997,7 @@ def spans_from_json(obj: Any, *, source: str, line: int | None = None, clamped: 
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_LONE_CR = re.compile(r"\r(?!\n)")
 _DECODER = json.JSONDecoder()
 
 
@@ -1016,16 +1017,37 @@ _JSON_PROBLEMS = {
 }
 
 
+_CUT_STRING = "Unterminated string starting at"
+
+
+def _cut_short(e: json.JSONDecodeError) -> json.JSONDecodeError:
+    """A line break and nothing but space after it, inside a string, as the end of text inside that string.
+
+    Python stops at the line break (a control character), but the string was cut short:
+    a JSON-lines writer that died mid-line, `head -n` of a pretty file.
+    """
+    if e.msg != "Invalid control character at" or _skip_space(e.doc, e.pos) < len(e.doc):
+        return e
+    start = e.pos
+    while True:  # back to the opening quote: the string holds no `"` but escaped ones
+        start = e.doc.rindex('"', 0, start)
+        before = start
+        while before and e.doc[before - 1] == "\\":
+            before -= 1
+        if (start - before) % 2 == 0:
+            return json.JSONDecodeError(_CUT_STRING, e.doc, start)
+
+
 def _json_problem(e: json.JSONDecodeError) -> str:
     """Python's message for a JSON syntax error as a whole sentence about the position it names.
 
     Its own text is written to be followed by the position (`Unterminated string
     starting at`); a file cut short is said as such.
     """
-    if e.msg == "Unterminated string starting at":  # no closing quote before the end of the text
+    if e.msg == _CUT_STRING:  # no closing quote before the end of the text
         return "the text ends inside the string that starts here; is the file cut short?"
     what = _JSON_PROBLEMS.get(e.msg) or e.msg.removesuffix(" at").removesuffix(" starting").lower()
-    if _skip_space(e.doc, e.pos) >= len(e.doc):
+    if e.msg.startswith("Expecting") and _skip_space(e.doc, e.pos) >= len(e.doc):
         return f"the text ends here, where it {what.replace('expected', 'expects', 1)}; is the file cut short?"
     if e.msg.startswith("Expecting"):
         found = e.doc[e.pos]
@@ -1043,12 +1065,16 @@ def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = N
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            line = data.count(b"\n", 0, e.start) + 1
+            lone_crs = data.count(b"\r", 0, e.start) - data.count(b"\r\n", 0, e.start)
+            line = data.count(b"\n", 0, e.start) + lone_crs + 1
             raise TraceInputError(f"{source}:{line}: not UTF-8 text") from None
     else:
         text = data
     if text.startswith("\ufeff"):
         text = text[1:]
+    if "\r" in text and _LONE_CR.search(text):
+        # A lone CR ends a line too; as LF it keeps every offset and means the same to JSON.
+        text = _LONE_CR.sub("\n", text)
     out: list[Span] = []
     pos = _skip_space(text, 0)
     line = 1 + text.count("\n", 0, pos)
@@ -1058,6 +1084,7 @@ def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = N
         try:
             obj, after = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as e:
+            e = _cut_short(e)
             raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {_json_problem(e)}") from None
         except RecursionError:
             raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None

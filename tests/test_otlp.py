@@ -531,6 +531,18 @@ def test_json_syntax_errors_name_line_and_column() -> None:
             '{"a": "x\ty"}',
             "t.json:1:9: invalid JSON: a control character inside a string (JSON writes it as a \\u escape)",
         ),
+        # QA N2: cut inside a string, then a line break (a JSON-lines writer that died mid-line)
+        *[
+            (
+                '{"resourceSpans": [{"resource": {"at' + cut,
+                "t.json:1:34: invalid JSON: the text ends inside the string that starts here; is the file cut short?",
+            )
+            for cut in ("trib\n", "trib\r\n  \n", 'x\\"y\\\\\n')
+        ],
+        (
+            '{"a": "x\n"}\n',
+            "t.json:1:9: invalid JSON: a control character inside a string (JSON writes it as a \\u escape)",
+        ),
     ],
 )
 def test_json_syntax_errors_are_whole_sentences(text: str, message: str) -> None:
@@ -559,6 +571,18 @@ def test_a_span_that_ends_before_it_starts_ends_when_it_starts() -> None:
         assert clamped == [span]
         [span] = read(None)  # the same without a list to collect them
         assert span.end == 2000
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_json_lines_count_every_line_ending(newline: str) -> None:
+    """A lone CR ends a line too (as in rule files): errors named line 1 in a file of CR-separated lines."""
+    good = json.dumps(request(("auth", [otlp_span()])))
+    bad = json.dumps(request(("auth", [otlp_span(kind="weird")])))
+    nl = newline
+    assert error_of(parse_json, f"{good}{nl}{nl}{bad}{nl}", source="t").startswith(f"t:3: {SPAN_PATH}.kind: ")
+    assert error_of(parse_json, f'{good}{nl}{{"resourceSpans": [}}', source="t").startswith("t:2:20: invalid JSON")
+    assert error_of(parse_json, f"{good}{nl}".encode() + b"\xff", source="t") == "t:2: not UTF-8 text"
+    assert len(parse_json(f"{good}{nl}{good}{nl}", source="t")) == 2
 
 
 def test_json_semantic_errors_in_lines_name_the_line() -> None:
