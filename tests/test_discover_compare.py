@@ -208,6 +208,45 @@ def test_a_rule_is_contradicted_whatever_form_it_is_written_in(files: tuple[Path
         assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 6", True)
 
 
+def test_an_outer_not_is_read_as_the_rule_means_it(files: tuple[Path, Path]) -> None:
+    """N7: `not (count() > 4)` was read as assuming `count() > 4` (with the traces inside counted as outside), and
+    `not spans.any(duration > D)` got no contradiction, while the same rules written `<= 4` and `.all(...)` did."""
+    rules, traces = files
+    (rules / "negated.fluo").write_text(
+        "rule neg { expect not (trace.count(service == 'auth') > 4) }\n"
+        "rule neg_fast { expect not trace.spans.where(name == 'login').any(duration > 2ms) }\n"
+        "rule none_fast { expect trace.spans.where(name == 'login').none(duration > 2ms) }\n"
+        "rule neg_detect { detect not (trace.count(service == 'auth') <= 4) }\n",
+        encoding="utf-8",
+    )
+    report = by_rule(
+        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
+    )
+    over = sum(1 for n in AUTH_SPANS if n > 4)
+    assert report["neg"]["findings"][0] == (
+        "assumes `trace.count(service == 'auth') <= 4`, but on the corpus it ranged "
+        f"{min(AUTH_SPANS)}..{max(AUTH_SPANS)} ({over} of {len(AUTH_SPANS)} traces outside)"
+    )
+    first = report["neg"]["discovered"][0]
+    assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 6", True)
+    assert report["neg_detect"]["findings"][0].startswith(
+        f"looks for `trace.count(service == 'auth') > 4`; on the corpus it ranged {min(AUTH_SPANS)}"
+    )
+    for rule, text in (
+        ("neg_fast", "not trace.spans.where(name == 'login').any(duration > 2ms)"),
+        ("none_fast", "trace.spans.where(name == 'login').none(duration > 2ms)"),
+    ):
+        assert report[rule]["findings"] == [
+            f"assumes `{text}`; on the corpus those spans' durations "
+            f"ranged 5ms..5ms ({len(AUTH_SPANS)} of {len(AUTH_SPANS)} traces outside)"
+        ]
+        first = report[rule]["discovered"][0]
+        assert (first["rule"], first["contradicts"]) == (
+            "trace.spans.where(name == 'login').all(duration <= 5ms)",
+            True,
+        )
+
+
 def test_span_sets_compare_by_their_filters_in_any_order() -> None:
     forms = [
         "trace.spans.where(service == 'auth' and name == 'login').count()",
@@ -225,12 +264,12 @@ def test_span_sets_compare_by_their_filters_in_any_order() -> None:
 
 
 def test_a_bound_left_out_as_implied_still_contradicts(tmp_path: Path) -> None:
-    """`auth` at most 6 is not written when its operations' bounds (3 + 3) add up to it, yet it is what
-    contradicts a rule assuming at most 4 `auth` spans."""
+    """`auth` at most 7 is not written when the trace's bound is as low (every span is an `auth` span), yet it is
+    what contradicts a rule assuming at most 4 `auth` spans."""
     spans = []
     for i, (logins, queries) in enumerate([(1, 1), (2, 1), (3, 3), (1, 2), (3, 2), (2, 2)]):
         tid = (i + 1).to_bytes(16, "big")
-        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "auth", 0, 100)
         spans.append(root)
         for k in range(logins):
             spans.append(span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "login", "auth", k, k + 5, root.span_id))
@@ -246,7 +285,7 @@ def test_a_bound_left_out_as_implied_still_contradicts(tmp_path: Path) -> None:
         json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
     )
     first = report["budget"]["discovered"][0]
-    assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 6", True)
+    assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 7", True)
 
 
 def test_what_contradicts_a_rule_comes_first(files: tuple[Path, Path]) -> None:

@@ -16,7 +16,7 @@ from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, select
 from .render import count, fluo_text, json_report, rules_of
-from .syntax import slug
+from .syntax import id_prefix
 from .testgen import test_outputs, write_tests
 
 
@@ -139,7 +139,7 @@ def command(
         _emit(text, output)
         sys.exit(1 if report.get("errors") else 0)
     stem = Path(output).stem if output is not None else rules_path.stem if rules_path is not None else ""
-    rules = rules_of(facts, corpus, slug(stem))
+    rules = rules_of(facts, corpus, id_prefix(stem))
     if fmt == "json":
         text = json.dumps(json_report(rules, corpus, options), indent=2, ensure_ascii=False)
     else:

@@ -16,7 +16,7 @@ value, spans or operations.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -47,23 +47,33 @@ _KIND_OF_MEMBER = {
 }
 _UNITS = (("h", 3_600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6), ("us", 10**3), ("ns", 1))
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+_NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
+
+
+def _signed(node: Node) -> Iterator[tuple[Node, bool]]:
+    """The trace-level nodes of a clause (not those inside a predicate, which are per span), each with
+    whether an odd number of `not`s is around it: `not (count() > 4)` assumes `count() <= 4`."""
+    stack = [(node, False)]
+    while stack:
+        n, negated = stack.pop()
+        if n.op == "fn":
+            continue
+        yield n, negated
+        stack.extend((a, negated != (n.op == "not")) for a in n.args)
 
 
 def _bounds(node: Node) -> list[tuple[Node, str, Any]]:
-    """Trace-level comparisons of a value with a constant: (value node, operator, constant)."""
+    """Trace-level comparisons of a value with a constant: (value node, operator, constant), the operator
+    as the clause means it (negated under `not`)."""
     out = []
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n.op == "fn":
-            continue  # inside a predicate the value is per span, not per trace
+    for n, negated in _signed(node):
         if n.op == "cmp" and n.value in _FLIP:
             left, right = n.args
+            op = _NEGATE[n.value] if negated else n.value
             if right.op == "const" and left.op != "const":
-                out.append((left, n.value, right.value))
+                out.append((left, op, right.value))
             elif left.op == "const" and right.op != "const":
-                out.append((right, _FLIP[n.value], left.value))
-        stack.extend(n.args)
+                out.append((right, _FLIP[op], left.value))
     return out
 
 
@@ -161,22 +171,20 @@ class _Claim:
     node: Node
     op: str = ""
     bound: Any = None
+    negated: bool = False
+    """The claim is that `node` is false (`not spans.any(P)` claims every span keeps to `not P`)."""
 
 
 def _claims(node: Node) -> list[_Claim]:
     """Trace-level bounds with a constant, checks on every span of a set, and orders in a clause."""
     out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", f"value {_key(v)}", v, op, c) for v, op, c in _bounds(node)]
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if n.op == "fn":
-            continue
-        stack.extend(n.args)
-        if (_is_call(n, "all") or _is_call(n, "none")) and len(n.args) == 2 and n.args[1].op == "fn":
+    for n, negated in _signed(node):
+        each = _is_call(n, "any") if negated else _is_call(n, "all") or _is_call(n, "none")
+        if each and len(n.args) == 2 and n.args[1].op == "fn":
             spans = _key(n.args[0])
             for f in sorted(_fields(n.args[1].args[0]) if n.args[1].args else ()):
-                out.append(_Claim(f"each {spans} {f}", f"each {spans} {f}", f"each {spans} {f}", n))
-        elif (_is_call(n, "before") or _is_call(n, "after")) and len(n.args) == 2:
+                out.append(_Claim(f"each {spans} {f}", f"each {spans} {f}", f"each {spans} {f}", n, negated=negated))
+        elif not negated and (_is_call(n, "before") or _is_call(n, "after")) and len(n.args) == 2:
             a, b = (_key(x) for x in (n.args if _is_call(n, "before") else n.args[::-1]))
             out.append(_Claim(f"order {a} {b}", f"order {min(a, b)} {max(a, b)}", f"order {b} {a}", n))
     return out
@@ -187,22 +195,31 @@ def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
     fn = rule.compiler.fn(claim.node)
     if claim.op:
         return any(_holds(claim.op, fn(tr, None), claim.bound) is False for tr in fired)
-    return any(fn(tr, None) is False for tr in fired)
+    return any(fn(tr, None) is claim.negated for tr in fired)
 
 
 def _span_bounds(node: Node) -> list[tuple[Node, Node, str]]:
-    """`spans.all(duration OP constant)` in a rule: (the `all` call, its span set, the field bounded)."""
+    """Bounds on every span's duration in a rule: `spans.all(duration OP constant)`, `spans.none(...)` or
+    `not spans.any(...)`: (what holds when the spans keep to it, their set, the field bounded)."""
     out = []
-    for n in node.walk():
-        if n.op != "call" or not isinstance(n.value, Member) or n.value.name != "all" or len(n.args) != 2:
+    for n, negated in _signed(node):
+        if negated:
             continue
-        body = n.args[1].args[0] if n.args[1].op == "fn" and n.args[1].args else None
+        if n.op == "not" and n.args and _is_call(n.args[0], "any"):
+            call = n.args[0]
+        elif _is_call(n, "all") or _is_call(n, "none"):
+            call = n
+        else:
+            continue
+        if len(call.args) != 2:
+            continue
+        body = call.args[1].args[0] if call.args[1].op == "fn" and call.args[1].args else None
         if body is None or body.op != "cmp" or body.value not in _FLIP:
             continue
         for field, const in (body.args, body.args[::-1]):
             is_duration = field.op == "get" and isinstance(field.value, Member) and field.value.name == "duration"
             if is_duration and const.op == "const":
-                out.append((n, n.args[0], "duration"))
+                out.append((n, call.args[0], "duration"))
     return out
 
 

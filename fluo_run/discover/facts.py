@@ -9,8 +9,9 @@ exactly when the measured fact does, with the evaluator's semantics: `before`
 compares the earliest end of the first set with the latest start of the second,
 a missing attribute makes a comparison false, and `all` over no spans is true.
 
-Pruning drops what another kept fact implies: a bound equal to the bound of
-the enclosing service or trace, co-occurrences implied transitively, by a
+Pruning drops what the kept facts imply on any trace, not only on the corpus's
+(a new operation of a service must still break what it broke): a bound at or
+above the bound of the enclosing service or trace, co-occurrences implied transitively, by a
 structure rule or by an ordering rule, orderings implied transitively or
 through parents, and error-free, duration and attribute facts that every
 operation of a service (or of the corpus) shares, which are written once for
@@ -25,7 +26,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
@@ -199,7 +200,7 @@ class Miner:
         facts += orders
         facts += needs
         facts += self.exclusions(implied, bounds)
-        facts += self.no_calls(parents)
+        facts += self.no_calls()
         facts += self.error_free()
         facts += self.durations()
         if self.o.attributes:
@@ -225,8 +226,10 @@ class Miner:
         return bound, sorted(i for v, i in ordered if v > bound)
 
     def counts(self) -> tuple[list[Fact], Bounds]:
-        """Count bounds, without those narrower ones add up to: a service's bound when its operations'
-        bounds sum to no more, the trace's when its services' do. Also returns the bounds the rules keep."""
+        """Count bounds, without those a wider kept bound implies on any trace: a service's at or above
+        the trace's, an operation's at or above its service's. Narrower bounds adding up to a wider one
+        do not imply it (a new operation or service adds spans none of them counts), so it is kept.
+        Also returns the bounds the rules keep."""
         out: list[Fact] = []
         bounds = Bounds()
         if self.n < self.o.min_support:
@@ -258,12 +261,8 @@ class Miner:
             if writable(service):
                 bounds.services[service] = bound
             op_facts = [f for op in ops if (f := self.op_count(op, bound)) is not None] if len(ops) > 1 else []
-            op_facts = self.written(op_facts)
-            out += op_facts
-            if len(op_facts) == len(ops) and sum(f.detail["bound"] for f in op_facts) <= bound:
-                self.implied.append(fact)  # its operations' bounds add up to it
-            else:
-                out.append(fact)
+            out += self.written(op_facts)
+            out.append(fact)
         fails = [t.index for t in self.c.traces if t.total > trace_bound]
         trace_fact = Fact(
             "count",
@@ -274,9 +273,6 @@ class Miner:
             fails,
             detail={"bound": trace_bound, "scope": "trace"},
         )
-        if len(bounds.services) == len(self.c.services) and sum(bounds.services.values()) <= trace_bound:
-            self.implied.append(trace_fact)  # the services' bounds add up to the trace's
-            return out, bounds
         return [trace_fact, *out], bounds
 
     def op_count(self, op: int, service_bound: int) -> Fact | None:
@@ -583,11 +579,13 @@ class Miner:
         """
         reach: dict[int, set[int]] = {}
 
+        def brings(x: int) -> set[int]:
+            if x not in reach:
+                reach[x] = _reachable(x, implied) | {x}
+            return reach[x]
+
         def forbidden(a: int, b: int) -> bool:
-            for x in (a, b):
-                if x not in reach:
-                    reach[x] = _reachable(x, implied) | {x}
-            ops = reach[a] | reach[b]
+            ops = brings(a) | brings(b)
             per_service = Counter(self.c.ops[op].service for op in ops)
             if bounds.trace and len(ops) > bounds.trace:
                 return True
@@ -609,8 +607,8 @@ class Miner:
             support = self.support(a) + self.support(b) - both
             if not self.o.accepts(support, both) or self.support(a) * self.support(b) < MIN_EXPECTED * self.n:
                 continue
-            if any(self._implies(b, y) for y in kept[a]) or any(self._implies(a, x) for x in kept[b]):
-                continue  # a kept exclusion with one of the two covers it through co-occurrence
+            if kept[a] & brings(b) or kept[b] & brings(a):
+                continue  # a kept exclusion covers it: kept rules bring one of its operations with b (or a)
             if forbidden(a, b):
                 continue
             kept[a].add(b)
@@ -629,15 +627,13 @@ class Miner:
             )
         return out
 
-    def no_calls(self, parents: list[Fact]) -> list[Fact]:
+    def no_calls(self) -> list[Fact]:
         """Service S never directly calls T, although T is reached from S through others.
 
-        Left out when `parent` rules pin every operation of T under services other than S.
+        Kept even when `parent` rules place every operation of T seen under other services: those say
+        nothing of an operation of T not seen yet, which S may call.
         """
         ops = self.c.ops
-        pinned: dict[int, str] = {}
-        for f in parents:
-            pinned[f.ops[0]] = ops[f.detail["parent"]].service if "parent" in f.detail else f.detail["parent_service"]
         edge_traces: dict[tuple[str, str], set[int]] = defaultdict(set)
         for op, traces in enumerate(self.op_traces):
             child = ops[op].service
@@ -649,18 +645,11 @@ class Miner:
         for s, t_ in edge_traces:
             succ[s].add(t_)
         reach = {s: _reachable(s, succ) for s in self.c.services}
-        callers: dict[str, set[str] | None] = {}  # the services parent rules allow to call each service
-        for service in self.c.services:
-            mine = [op for op in self.c.ops_of(service) if self.support(op)]
-            callers[service] = {pinned[op] for op in mine} if all(op in pinned for op in mine) else None
         out = []
         for s in self.c.services:
             for target in self.c.services:
                 if target == s or not any(target in reach[x] for x in succ[s] if x != target):
                     continue
-                allowed = callers[target]
-                if allowed is not None and s not in allowed:
-                    continue  # parent rules already say who calls each of its operations
                 support = len(self.service_traces[s] & self.service_traces[target])
                 fails = sorted(edge_traces.get((s, target), set()))
                 if not self.o.accepts(support, len(fails)):
@@ -1062,9 +1051,17 @@ def _outward(lo: Any, hi: Any) -> tuple[Any, Any]:
     integers are kept as they are."""
     if isinstance(lo, int) and isinstance(hi, int):
         return lo, hi
-    step = Decimal(10) ** (math.floor(math.log10(hi - lo)) - 1)
-    low = float(Decimal(repr(float(lo))).quantize(step, rounding=ROUND_FLOOR))
-    high = float(Decimal(repr(float(hi))).quantize(step, rounding=ROUND_CEILING))
+    width = float(hi) - float(lo)
+    if not math.isfinite(width) or width <= 0:
+        return lo, hi
+    step = Decimal(1).scaleb(math.floor(math.log10(width)) - 1)
+    # a double has 17 significant digits and the width is at least its last one's size, so the
+    # quantized values need few more; the default 28 digits were too few only past 1e28
+    with localcontext(prec=60):
+        low = float(Decimal(repr(float(lo))).quantize(step, rounding=ROUND_FLOOR))
+        high = float(Decimal(repr(float(hi))).quantize(step, rounding=ROUND_CEILING))
+    if not math.isfinite(high):
+        high = hi  # rounded up past the largest double
     return min(low, lo), max(high, hi)
 
 

@@ -8,7 +8,9 @@ written in a unit that the parser reads back to the same nanoseconds.
 
 from __future__ import annotations
 
+import hashlib
 import re
+import unicodedata
 from functools import cache
 from typing import Any
 
@@ -107,7 +109,8 @@ def duration_text(ns: int) -> str:
 def readable_ceiling(ns: int) -> int:
     """The smallest round duration at or above `ns`: 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten
     of nanoseconds up to a minute, of minutes up to an hour, of hours beyond (`7m` becomes `8m`, `26h` `30h`:
-    the language has no compound durations such as `2h13m`, and `8000s` is not read at a glance)."""
+    the language has no compound durations such as `2h13m`, and `8000s` is not read at a glance). A week is
+    `200h`: the parser reads `d`, but the language's required surface (its `h` is the largest unit) does not."""
     if ns <= 1:
         return max(ns, 0)
     unit = 1 if ns <= _MINUTE else _MINUTE if ns <= _HOUR else _HOUR
@@ -120,9 +123,29 @@ def readable_ceiling(ns: int) -> int:
         scale *= 10
 
 
+def _folded(text: str) -> str:
+    """`text` lowercased, its accents dropped (`Règles` is `regles`); letters with no ASCII form stay."""
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(ch))
+
+
 def slug(text: str) -> str:
-    """Lowercase words joined by `_`, usable inside a rule id."""
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    """Lowercase ASCII words joined by `_`, usable inside a rule id (`café-Ünï` is `cafe_uni`)."""
+    return re.sub(r"[^a-z0-9]+", "_", _folded(text)).strip("_")
+
+
+def id_prefix(stem: str) -> str:
+    """The word every rule id in the file `<stem>.fluo` starts with: its slug (`my_shop`, `regles` for
+    `règles`), followed by a short hash of the stem when letters with no ASCII form were lost
+    (`shop_日本` is `shop_<hash>`), or `rules_<hash>` when nothing is left (`прод`, `日本`, `_`), so
+    that differently named files get different ids. Rule ids are ASCII identifiers (`IDENT`)."""
+    if not stem:
+        return ""
+    word = slug(stem)
+    lost = any(ch.isalnum() and not ch.isascii() for ch in _folded(stem))
+    if word and not lost:
+        return word
+    digest = hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{word}_{digest}" if word else f"rules_{digest}"
 
 
 UNNAMED = "spans without service.name"
