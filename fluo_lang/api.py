@@ -85,21 +85,31 @@ def _without_cascades(
     """Drop type errors inside a clause that already has a syntax error: the parser's
     recovery guessed there, and what the checker says of the guess is noise.
 
-    An error right after a clause (nothing but space between) cut it short: `1 s > 0s`
-    is read as the clause `1` and an unexpected `s`, and `1` is no boolean only
-    because the rest was dropped."""
+    An error right after a clause (nothing but space between) may have cut it short:
+    `count() s > 5` is read as the clause `count()` and an unexpected `s`. Only the
+    clause's own value not being a boolean (FLUO301) is then dropped, as the cut is
+    why; the type errors inside it stand, as they do when a stray token follows a
+    whole clause."""
     broken: dict[str | None, list[ast.Span]] = {}
+    cut: dict[str | None, set[ast.Span]] = {}
     for f in files:
         bad = [d.span.start for d in syntax if d.path == f.path and d.is_error]
         if not bad:
             continue
         for rule in f.rules:
             for clause in rule.clauses:
-                if any(clause.span.start <= pos and not f.text[clause.span.end : pos].strip() for pos in bad):
+                if any(clause.span.start <= pos <= clause.span.end for pos in bad):
                     broken.setdefault(f.path, []).append(clause.span)
-    if not broken:
+                elif any(clause.span.end < pos and not f.text[clause.span.end : pos].strip() for pos in bad):
+                    cut.setdefault(f.path, set()).add(clause.expr.span)
+    if not broken and not cut:
         return checks
-    return [d for d in checks if not any(sp.start <= d.span.start <= sp.end for sp in broken.get(d.path, []))]
+    return [
+        d
+        for d in checks
+        if not any(sp.start <= d.span.start <= sp.end for sp in broken.get(d.path, []))
+        and not (d.code == "FLUO301" and d.span in cut.get(d.path, ()))
+    ]
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:

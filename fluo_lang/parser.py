@@ -21,6 +21,7 @@ from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -403,8 +404,46 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
     return _full_parse(text, path)
 
 
+_SPACED_UNIT = re.compile(r"[0-9][ \t]+(?:ns|us|µs|ms|s|m|h|d)(?![A-Za-z0-9_µ])")
+_UNIT = re.compile(r"(?:ns|us|µs|ms|s|m|h|d)(?![A-Za-z0-9_µ])")
+_PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+
+
+def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
+    """Where a number and a duration unit stand apart (`1 s`): the number's start and end, and the unit's end.
+
+    Never valid text (no name may follow a number), so always a duration written with a space.
+    """
+    if not _SPACED_UNIT.search(text):
+        return []
+    out = []
+    lexemes = lex(text)
+    for number, space in pairwise(lexemes):
+        if number.kind != "NUMBER" or space.kind != "WS" or not _PLAIN_NUMBER.fullmatch(number.text):
+            continue
+        unit = _UNIT.match(text, space.end)
+        if unit is not None and not space.text.strip(" \t"):
+            out.append((number.start, number.end, unit.end()))
+    return out
+
+
 def _full_parse(text: str, path: str) -> ParseResult:
-    """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic."""
+    """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic.
+
+    A duration written with a space (`1 s`) is one error, and read as the duration meant.
+    """
+    spaced = _spaced_durations(text)
+    if spaced:
+        joined, found, index = list(text), [], _LineIndex(text)
+        for start, end, unit_end in spaced:
+            number, unit = text[start:end], text[end:unit_end].lstrip(" \t")
+            # the unit moves next to its number and the space after it, so every offset stays
+            joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
+            message = f"a duration has no space before its unit: write `{number}{unit}`"
+            span = index.span(start, unit_end)
+            found.append(error("FLUO100", message, span, path=path, suggestion=number + unit))
+        result = _full_parse("".join(joined), path)
+        return ParseResult(replace(result.file, text=text), found + result.diagnostics)
     index = _LineIndex(text)
     rule_file = ast.RuleFile(path=path, text=text)
     recovery = _Recovery(text, index, path)

@@ -495,11 +495,8 @@ class _Checker:
                             self.err("FLUO300", f"`{op}`: {article(lt)} never equals {article(ty)}", item.span)
             elif rt == t.STRING:
                 # `in` is list membership, as in CEL and Rego; text in a string is `contains`
-                hint = (
-                    "; to look for text in a string, write `STRING contains TEXT`"
-                    if t.lenient(lt) or lt == t.STRING
-                    else ""
-                )
+                contains = "not (STRING contains TEXT)" if op == "not in" else "STRING contains TEXT"
+                hint = f"; to look for text in a string, write `{contains}`" if t.lenient(lt) or lt == t.STRING else ""
                 self.err("FLUO300", f"`{op}` needs a list on its right, found string{hint}", e.right.span)
             elif not t.lenient(rt):
                 self.err("FLUO300", f"`{op}` needs a list on its right, found {rt}", e.right.span)

@@ -463,7 +463,8 @@ def test_eval_says_when_a_span_ends_before_it_starts() -> None:
         ),
         ("--detect", "(", "<detect>:1:2: error[FLUO104] unexpected end of file; expected an expression"),
         ("--detect", "trace.spans.", "<detect>:1:13: error[FLUO104] expected a name before end of file"),
-        ("--detect", "1 s > 0s", "<detect>:1:3: error[FLUO100] unexpected `s`; expected end of file"),
+        ("--detect", "1 s > 0s", "<detect>:1:1: error[FLUO100] a duration has no space before its unit: write `1s`"),
+        ("--detect", "trace.spans.count() s > 0", "<detect>:1:21: error[FLUO100] unexpected `s`; expected end of file"),
     ],
 )
 def test_a_missing_operand_is_an_expected_expression_and_a_cut_clause_adds_no_type_error(
@@ -473,3 +474,15 @@ def test_a_missing_operand_is_an_expected_expression_and_a_cut_clause_adds_no_ty
     added FLUO301 "must be a boolean, found int" for the `1` the recovery kept."""
     r = run("eval", flag, expr, "--traces", str(TRACES / "healthy_login.json"))
     assert (r.exit_code, r.stderr.splitlines()) == (1, [stderr])
+
+
+def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Path) -> None:
+    """QA N8: a syntax error right after a clause hid the clause's own type errors, which are not the parser's guess."""
+    f = tmp_path / "stray.fluo"
+    f.write_text("rule a {\n  expect trace.spans.where(name == 1).count() > '5' )\n}\n")
+    r = run("check", str(f))
+    assert [line.split(": error[")[1][:7] for line in r.stdout.splitlines() if ": error[" in line] == [
+        "FLUO300",
+        "FLUO300",
+        "FLUO100",
+    ]

@@ -550,6 +550,7 @@ def test_in_with_a_string_on_its_right_is_an_error_that_points_at_contains(left:
     assert d.message.endswith("write `STRING contains TEXT`") == hint
     [d] = analyze([("r.fluo", "rule r { detect trace.has(name not in 'xdbx') }")]).diagnostics
     assert d.code == "FLUO300" and d.message.startswith("`not in` needs a list")
+    assert d.message.endswith("write `not (STRING contains TEXT)`")
     fired = program_for("rule r { detect trace.has(name in s) }").evaluate_trace(trace(span("db", s="xdbx")))
     assert fired == []  # a string held by an attribute is not searched either
 

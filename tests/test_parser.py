@@ -284,6 +284,28 @@ def test_a_misspelled_clause_keyword_is_one_error_with_its_fix() -> None:
     assert [r.id for r in analysis.rules] == ["a", "b", "c", "d"]  # each rule still built from its clauses
 
 
+def test_a_duration_written_with_a_space_is_one_error_with_its_fix() -> None:
+    """QA L8: `expect 1 s` gave FLUO301, FLUO210 and FLUO100; the number and its unit are read as the duration."""
+    text = (
+        "rule a { expect 1 s }\n"
+        "rule b {\n  window 1\tm\n  detect window.spans.max(duration) > 250 µs // 1 s\n}\n"
+        "rule c { expect trace.duration < 1.5 h and trace.root.name != '2 s' }\n"
+    )
+    analysis = analyze([("k.fluo", text)])
+    got = [(d.code, d.span.line + 1, d.span.col + 1, d.message, d.suggestion) for d in analysis.diagnostics]
+    assert got == [
+        ("FLUO100", 1, 17, "a duration has no space before its unit: write `1s`", "1s"),
+        ("FLUO100", 3, 10, "a duration has no space before its unit: write `1m`", "1m"),
+        ("FLUO100", 4, 39, "a duration has no space before its unit: write `250µs`", "250µs"),
+        ("FLUO100", 6, 34, "a duration has no space before its unit: write `1.5h`", "1.5h"),
+    ]
+    result = parse(text)
+    assert result.file.text == text
+    assert [r.id for r in analysis.rules] == ["a", "b", "c"]
+    for other in ("rule a { expect 1 sec > 0 }", "rule a { expect 1e3 s }", "rule a { expect 1\ns }"):
+        assert [d.message for d in parse(other).diagnostics if "no space" in d.message] == []
+
+
 def test_unicode_escapes_are_utf16_code_units_as_in_json() -> None:
     """`\\uD83D\\uDE00` is one character; half a pair alone is FLUO102 (it crashed `fluo eval` when printed)."""
     pair = analyze([("p.fluo", 'rule a { detect "\\uD83D\\uDE00" == "😀" }')])
