@@ -22,6 +22,7 @@ from fluo_run.serve.sinks import (
     Batch,
     CallbackSink,
     JsonlSink,
+    OtlpLogsSink,
     Sink,
     SinkError,
     SinkSet,
@@ -394,6 +395,37 @@ def test_a_webhook_answering_503_is_retrying_then_ok(quick_retries: None) -> Non
         wait_for(lambda: sinks.health() == {"webhook": "ok"}, what="health to recover")
         assert "retrying" in health
         assert sinks.close(5) == 0
+
+
+def test_a_webhook_backing_off_after_one_429_at_shutdown_gets_the_deadline_not_a_moment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QA: it answered (429), so it is not down: close delivers all it has queued, as the docs say."""
+    monkeypatch.setattr(WebhookSink, "FIRST_BACKOFF", 5.0)  # the stop begins during this wait
+
+    def slow(n: int) -> int:
+        time.sleep(0.1)  # 10 requests of 100 signals: 1 s, past the half second a down endpoint gets
+        return 429 if n == 0 else 200
+
+    with LoopbackServer(status_of=slow) as hook:
+        sinks = SinkSet([WebhookSink(f"http://127.0.0.1:{hook.port}/hook")], Metrics(), capacity=1000)
+        assert sinks.start() == []
+        sinks.publish(stored(1000))
+        wait_for(lambda: sinks.health()["webhook"] == "retrying", what="the backoff after the 429")
+        assert sinks.close(10) == 0
+        assert sum(len(json.loads(r.body)["signals"]) for r in hook.requests[1:]) == 1000
+
+
+def test_an_otlp_logs_endpoint_that_redirects_is_a_failure_not_a_delivery() -> None:
+    """The SDK counts a 3xx as success: the signals would be lost with health `ok` (QA: http -> https)."""
+    with LoopbackServer(status_of=lambda n: 308) as collector:
+        metrics = Metrics()
+        sinks = SinkSet([OtlpLogsSink(f"http://127.0.0.1:{collector.port}")], metrics, capacity=10)
+        assert sinks.start() == []
+        sinks.publish(stored(1))
+        wait_for(lambda: sinks.health()["otlp_logs"] == "failed", what="the redirect to count as a failure")
+        assert len(collector.requests) == 1  # not retried: pointing elsewhere is the operator's to fix
+        assert sinks.close(5) == 1
 
 
 def test_a_store_with_no_room_makes_publish_wait_instead_of_dropping() -> None:

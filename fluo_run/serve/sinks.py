@@ -106,6 +106,9 @@ class Sink:
 
     name = "sink"
     retrying = False  # set by a sink while it retries a delivery itself (the webhook)
+    unreachable = False
+    """The last attempt got no answer (refused, timed out): at shutdown the sink gets a moment, not the
+    deadline. One that answered, if only 429/503, is backing off and gets the deadline to deliver."""
     max_batch = MAX_BATCH  # the most signals handed to `write` at once
     notifies = False
     """A notification (webhook, OTLP logs): best effort, it never holds back evaluation, ingest or shutdown;
@@ -355,13 +358,16 @@ class WebhookSink(Sink):
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     response.read()
+                self.unreachable = False
                 return
             except urllib.error.HTTPError as exc:
+                self.unreachable = False
                 problem = f"HTTP {exc.code}"
                 exc.close()
                 if exc.code != 429 and exc.code < 500:
                     raise SinkError(f"{self.url} refused the signals: {problem}") from None
             except (urllib.error.URLError, OSError) as exc:
+                self.unreachable = True
                 problem = str(getattr(exc, "reason", exc))
             if attempt + 1 < self.ATTEMPTS and not stopping.is_set():
                 self.retrying = True
@@ -527,8 +533,11 @@ class OtlpLogsSink(Sink):
             tried += 1
             self.problem, self.final = "", False
             if export():
+                self.unreachable = False
                 return
             problem = self.problem or "export failed"
+            if self.protocol == "grpc":  # no answer: the channel could not reach the endpoint, or it never replied
+                self.unreachable = problem.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))
             if self.final:
                 raise SinkError(f"{self.endpoint} refused the signals: {problem}")
             if attempt + 1 < self.ATTEMPTS and not stopping.is_set():
@@ -566,11 +575,19 @@ def _one_try_session(sink: OtlpLogsSink) -> Any:
                 response = super().request(*args, **kwargs)
             except requests.Timeout:
                 sink.problem = f"no answer within {OtlpLogsSink.TIMEOUT:g}s"
+                sink.unreachable = True
                 raise _Failed(sink.problem) from None
             except requests.RequestException as exc:
                 errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))  # "Connection refused"
                 sink.problem = errno_text.group(1).lower() if errno_text else type(exc).__name__
+                sink.unreachable = True
                 raise _Failed(sink.problem) from None
+            sink.unreachable = False
+            if 300 <= response.status_code < 400:  # the SDK would count a redirect as written: nothing arrived
+                where = response.headers.get("Location") or "elsewhere"
+                sink.problem = f"HTTP {response.status_code}, redirected to {where}: point --otlp-logs there"
+                sink.final = True
+                raise _Failed(sink.problem)
             if response.status_code >= 400:
                 sink.problem = f"HTTP {response.status_code}"
                 sink.final = response.status_code != 429 and response.status_code < 500
@@ -939,6 +956,6 @@ class SinkSet:
         # flight would hold the stop for its timeout (5 s, a webhook or an OTLP logs export) and deliver nothing.
         down_deadline = min(deadline, now + SinkWorker.GIVE_UP_GRACE)
         return sum(
-            w.finish_close(down_deadline if w.sink.notifies and (w.down() or w.sink.retrying) else deadline, timeout)
+            w.finish_close(down_deadline if w.sink.notifies and (w.down() or w.sink.unreachable) else deadline, timeout)
             for w in self.workers
         )
