@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from fluo_run.testing.document import MAX_DEPTH
 from fluo_run.testing.spec import TEST_SUFFIXES
 
 
@@ -64,6 +65,24 @@ class TestFile:
         return [(self.folder / n.value, n) for n in self.rules]
 
 
+def _deeper_than(root: yaml.Node | None, limit: int) -> yaml.Node | None:
+    """The first list or mapping nested more than `limit` levels deep, walked without recursion."""
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)] if root is not None else []
+    seen: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, yaml.CollectionNode) or id(node) in seen:
+            continue
+        if depth > limit:
+            return node
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        else:
+            stack.extend((child, depth + 1) for child in node.value)
+    return None
+
+
 def read_test_file(path: Path, text: str) -> TestFile:
     """The names a test file's text holds; YAML it cannot read gives `error` instead, never an exception."""
     out = TestFile(path)
@@ -81,6 +100,11 @@ def read_test_file(path: Path, text: str) -> TestFile:
     except (yaml.YAMLError, RecursionError) as exc:
         problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).splitlines()[0]
         out.error = (f"not valid YAML: {problem}", 0, len(text.split("\n", 1)[0]))
+        return out
+    deep = _deeper_than(root, MAX_DEPTH)
+    if deep is not None:  # as `fluo test` refuses it (PyYAML's composer reads far deeper)
+        at = deep.start_mark.index
+        out.error = (f"not valid YAML: nested too deeply (more than {MAX_DEPTH} levels)", at, at + 1)
         return out
     if not isinstance(root, yaml.MappingNode):
         return out

@@ -730,8 +730,10 @@ GOOD_TEST = "rules: [auth.fluo]\ncases:\n  - name: storm\n    spans: [{name: x}]
         (GOOD_TEST.replace("storm\n", "storm\x07\n", 1), "unacceptable character #x0007", rng(2, 15, 2, 16)),
         (GOOD_TEST + "\x00", "unacceptable character #x0000", rng(5, 0, 5, 1)),
         ("rules: [auth.fluo]\ncases: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply", rng(0, 0, 0, 18)),
+        # readable, but deeper than `fluo test` takes (MAX_DEPTH 200, the file's mapping the first level)
+        ("rules: [auth.fluo]\ncases: " + "[" * 300 + "]" * 300 + "\n", "more than 200 levels", rng(1, 206, 1, 207)),
     ],
-    ids=["control-character", "nul", "deep"],
+    ids=["control-character", "nul", "deep", "deeper-than-fluo-test-takes"],
 )
 async def test_yaml_a_test_file_cannot_hold_is_one_diagnostic_not_a_crash(
     client: LanguageClient, workspace: Path, text: str, message: str, where: lsp.Range
