@@ -416,6 +416,25 @@ def test_a_webhook_backing_off_after_one_429_at_shutdown_gets_the_deadline_not_a
         assert sum(len(json.loads(r.body)["signals"]) for r in hook.requests[1:]) == 1000
 
 
+def test_a_batch_cut_short_at_shutdown_counts_only_what_did_not_go_out() -> None:
+    """QA: 300 of 1000 signals reached the webhook before the deadline, yet close said 1000 were not delivered."""
+
+    def stuck_after_three(n: int) -> int:
+        if n >= 3:
+            time.sleep(2)  # the fourth request is still in flight at the deadline
+        return 200
+
+    with LoopbackServer(status_of=stuck_after_three) as hook:
+        metrics = Metrics()
+        sinks = SinkSet([WebhookSink(f"http://127.0.0.1:{hook.port}/hook")], metrics, capacity=1000)
+        assert sinks.start() == []
+        sinks.publish(stored(1000))
+        wait_for(lambda: len(hook.requests) == 4, what="three requests answered, the fourth in flight")
+        assert sinks.close(0.2) == 700
+        assert dropped(metrics, "webhook", "shutdown") == 700
+        assert metrics.registry.get_sample_value("fluo_sink_signals_written_total", {"sink": "webhook"}) == 300
+
+
 def test_an_otlp_logs_endpoint_that_redirects_is_a_failure_not_a_delivery() -> None:
     """The SDK counts a 3xx as success: the signals would be lost with health `ok` (QA: http -> https)."""
     with LoopbackServer(status_of=lambda n: 308) as collector:

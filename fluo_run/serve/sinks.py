@@ -106,6 +106,9 @@ class Sink:
 
     name = "sink"
     retrying = False  # set by a sink while it retries a delivery itself (the webhook)
+    progress = 0
+    """Signals of the batch in hand delivered so far, by a sink that sends a batch in parts (the webhook):
+    a batch cut short at shutdown, or failing part way, counts only the rest as not delivered."""
     unreachable = False
     """The last attempt got no answer (refused, timed out): at shutdown the sink gets a moment, not the
     deadline. One that answered, if only 429/503, is backing off and gets the deadline to deliver."""
@@ -339,7 +342,9 @@ class WebhookSink(Sink):
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         for i in range(0, len(batch), self.PER_REQUEST):
-            self._post(batch[i : i + self.PER_REQUEST], stopping)
+            part = batch[i : i + self.PER_REQUEST]
+            self._post(part, stopping)
+            self.progress = i + len(part)
 
     def _post(self, signals: Batch, stopping: threading.Event) -> None:
         try:
@@ -740,15 +745,17 @@ class SinkWorker:
         log.error("sink %s dropped %d signal(s): its queue is full", self.sink.name, n)
 
     def _settle(self, batch: Batch, reason: str = "", why: str = "") -> None:
-        """The batch in hand is delivered (no reason) or dropped; unless `close` already counted it."""
+        """The batch in hand is delivered (no reason) or dropped, but for the part the sink delivered
+        (`Sink.progress`); unless `close` already counted it."""
         with self._lock:
             abandoned, self._in_flight = self._abandoned, 0
         if abandoned:
             return
-        if reason:
-            self._dropped(len(batch), reason, why)
-        else:
-            self.metrics.sink_written.labels(self.sink.name).inc(len(batch))
+        sent = len(batch) if not reason else min(self.sink.progress, len(batch))
+        if sent:
+            self.metrics.sink_written.labels(self.sink.name).inc(sent)
+        if reason and len(batch) > sent:
+            self._dropped(len(batch) - sent, reason, why)
 
     def _note_retry(self, what: str, problem: str, backoff: float) -> None:
         self.retrying = True
@@ -830,6 +837,7 @@ class SinkWorker:
                 if self._abandoned:
                     break
                 self._in_flight = len(batch)
+                self.sink.progress = 0
             if self.open_error is not None:
                 self._settle(batch, "failed", self.open_error)
             elif self.stopping.is_set() and self.sink.notifies and self.last_failed:
@@ -862,8 +870,11 @@ class SinkWorker:
                 self.thread.join(self.GIVE_UP_GRACE)
         with self._lock:
             self._abandoned = True
-            left = self._in_flight + len(self.queue.take(self.queue.qsize() or 1, 0))
+            sent = min(self.sink.progress, self._in_flight)  # the parts of the batch in hand that went out
+            left = self._in_flight - sent + len(self.queue.take(self.queue.qsize() or 1, 0))
             self._in_flight = 0
+        if sent:
+            self.metrics.sink_written.labels(self.sink.name).inc(sent)
         self._dropped(left, "shutdown", f"not delivered within {timeout:.1f}s of shutdown")
         with self._lock:
             unlogged, self._unlogged = self._unlogged, 0
