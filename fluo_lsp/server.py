@@ -309,11 +309,30 @@ def initialized(ls: FluoServer, params: lsp.InitializedParams) -> None:
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
 def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesParams) -> None:
-    """Files changed on disk: open documents may now see other rules, fixtures or duplicates."""
-    if any(unquote(change.uri).endswith(TRACE_SUFFIXES) for change in params.changes):
+    """Files changed on disk: open documents may now see other rules, fixtures or duplicates.
+
+    A file open in the editor is left out (the server reads its text, and saving it already
+    refreshed what depends on it), and so is a JSON or protobuf file where the workspace scan
+    never goes (`node_modules`, hidden folders: `package.json` there is no fixture). Rule and
+    test files refresh every open document; trace files (fixtures) only the open test files,
+    which check that their fixtures exist, and the attribute keys completion offers.
+    """
+    open_docs = ls.open_documents()
+    open_paths = {Path(doc.path) for doc in open_docs}
+    rules_or_tests = traces = False
+    for change in params.changes:
+        path = Path(to_fs_path(change.uri) or unquote(change.uri))
+        if path in open_paths:
+            continue
+        if path.name.endswith(TRACE_SUFFIXES):
+            traces = traces or not ls.index.passes_over(path)
+        else:
+            rules_or_tests = True
+    if traces:
         ls.index.rescan_traces()
-    for doc in ls.open_documents():
-        ls.publish(doc.uri, others=False)
+    for doc in open_docs:
+        if rules_or_tests or (traces and is_test_file(doc.path)):
+            ls.publish(doc.uri, others=False)
 
 
 @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)

@@ -89,6 +89,17 @@ class Workspace:
         self._keys_at = -RESCAN_SECONDS
         self._start_scan()
 
+    def passes_over(self, path: Path) -> bool:
+        """Whether `path` is in a hidden or skipped folder (`node_modules`, ...) of a workspace folder,
+        where `walk` never goes."""
+        for folder in self.folders:
+            try:
+                parts = path.relative_to(folder).parts[:-1]
+            except ValueError:
+                continue
+            return any(p.startswith(".") or p in _SKIP_DIRS for p in parts)
+        return False
+
     def walk(self, accept: Callable[[str], bool]) -> Iterator[Path]:
         """Files under the workspace folders whose name passes `accept`, within the walk budget."""
         seen = 0

@@ -878,6 +878,30 @@ async def test_changes_on_disk_refresh_the_open_documents(client: LanguageClient
     await diagnostics(client, uri, lambda d: len(d) == 0)
 
 
+async def test_disk_changes_to_open_files_and_skipped_folders_refresh_nothing(
+    client: LanguageClient, workspace: Path
+) -> None:
+    """QA: a save was checked twice (the save, then the watcher's event for the same file), and every
+    `package.json` change in `node_modules` checked every open file again."""
+    folder = workspace / "watch"
+    (folder / "node_modules" / "x").mkdir(parents=True)
+    uri = open_doc(client, folder / "a.fluo", "rule watched_a {\n  expect 1\n}\n")  # a diagnostic: a new list each time
+    await diagnostics(client, uri, lambda d: len(d) == 1)
+
+    async def republished_after(*paths: Path) -> bool:
+        before = client.diagnostics[uri]
+        changes = [lsp.FileEvent(uri=p.as_uri(), type=lsp.FileChangeType.Changed) for p in paths]
+        client.workspace_did_change_watched_files(lsp.DidChangeWatchedFilesParams(changes=changes))
+        await client.text_document_document_symbol_async(  # answered after what the notification published
+            lsp.DocumentSymbolParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+        )
+        return client.diagnostics[uri] is not before
+
+    assert not await republished_after(folder / "a.fluo", folder / "node_modules" / "x" / "package.json")
+    assert not await republished_after(folder / ".cache" / "t.json")
+    assert await republished_after(folder / "b.fluo")  # a rule file not open: its ids may clash with a.fluo's
+
+
 async def test_definition_on_a_folder_gives_its_files(client: LanguageClient, workspace: Path) -> None:
     """An editor opens files, not folders: `rules: [.]` and `traces: ../traces` go to the files in them."""
     text = "rules: [.]\ncases:\n  - name: all\n    traces: ../traces\n    expect: []\n"
