@@ -47,6 +47,9 @@ export interface Command {
 
 export const SECTION = 'fluo';
 export const DEFAULT_SERVER_COMMAND: readonly string[] = ['fluo', 'lsp'];
+/** The most `fluo.diagnostics.debounceMs` may be: the server ignores more, and package.json says so too. */
+export const MAX_DEBOUNCE_MS = 10_000;
+
 export const DEFAULTS: Settings = {
   serverCommand: DEFAULT_SERVER_COMMAND,
   pythonPath: '',
@@ -112,10 +115,12 @@ export function readSettings(source: ConfigurationSource, context?: PathContext)
 
   const debounce = source.get<unknown>('diagnostics.debounceMs');
   let debounceMs = DEFAULTS.debounceMs;
-  if (typeof debounce === 'number' && Number.isFinite(debounce) && debounce >= 0) {
+  if (typeof debounce === 'number' && Number.isFinite(debounce) && debounce >= 0 && debounce <= MAX_DEBOUNCE_MS) {
     debounceMs = Math.round(debounce);
   } else if (debounce !== undefined && debounce !== null) {
-    problems.push(`fluo.diagnostics.debounceMs must be a number of milliseconds (0 or more); using ${DEFAULTS.debounceMs}`);
+    problems.push(
+      `fluo.diagnostics.debounceMs must be a number of milliseconds from 0 to ${MAX_DEBOUNCE_MS}; using ${DEFAULTS.debounceMs}`,
+    );
   }
 
   return { settings: { serverCommand, pythonPath, attributeKeys, strictness, debounceMs }, problems };

@@ -74,6 +74,14 @@ group('readSettings', () => {
     }
   });
 
+  test('a debounce over what the server takes is said, not silently ignored by the server', () => {
+    const { settings: s, problems } = readSettings(source({ 'diagnostics.debounceMs': 20000 }));
+    assert.equal(s.debounceMs, DEFAULTS.debounceMs);
+    assert.deepEqual(problems, [
+      `fluo.diagnostics.debounceMs must be a number of milliseconds from 0 to 10000; using ${DEFAULTS.debounceMs}`,
+    ]);
+  });
+
   group('paths in fluo.server.*', () => {
     const home = path.resolve('/home/me');
     const app = path.resolve('/work/app');
