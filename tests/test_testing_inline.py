@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluo_lang.trace import Span, assemble
+from fluo_run.testing.document import load
 from fluo_run.testing.inline import (
     DEFAULT_DURATION_NS,
     ORIGIN_NS,
@@ -230,3 +231,17 @@ def test_a_deep_chain_inherits_start_and_service_from_the_top() -> None:
     assert {s.start for s in spans} == {spans[0].start}
     assert [s.service for s in spans[1499:1502]] == ["edge", "core", "core"] and spans[-1].service == "core"
     assert all(s.parent_id == p.span_id for p, s in itertools.pairwise(spans))
+
+
+def test_hex_ids_yaml_reads_as_numbers_are_used_as_written() -> None:
+    """`0000000000000010` is octal 8 and `00000000000001e5` a float to YAML: the id is what the file says."""
+    doc = load(
+        "spans:\n"
+        "  - {name: root, id: 0000000000000010}\n"
+        "  - {name: child, parent: 0000000000000010}\n"
+        "  - {name: other, id: 00000000000001e5, parent: 0000000000000010}\n"
+    )
+    spans = by_name(build_spans(doc["spans"], where="t"))
+    assert spans["root"].span_id.hex() == "0000000000000010"
+    assert spans["child"].parent_id == spans["other"].parent_id == bytes.fromhex("0000000000000010")
+    assert spans["other"].span_id.hex() == "00000000000001e5"

@@ -74,13 +74,19 @@ class YamlError(Exception):
 
 
 class LineDict(dict[str, Any]):
-    """A mapping that knows the line it starts on and the line of each key."""
+    """A mapping that knows the line it starts on, the line of each key, and the text of each plain
+    value YAML read as something else (`0000000000000010` is the octal 8, `00000000000001e5` a float)."""
 
     line: int
     key_lines: dict[str, int]
+    written: dict[str, str]
 
     def line_of(self, key: str) -> int:
         return self.key_lines.get(key, self.line)
+
+    def text_of(self, key: str) -> str | None:
+        """The value of `key` as written, when it is a plain scalar YAML did not read as text."""
+        return self.written.get(key)
 
 
 class LineList(list[Any]):
@@ -183,6 +189,7 @@ class _Builder:
         self.done[id(node)] = out
         out.line = node.start_mark.line + 1
         out.key_lines = {}
+        out.written = {}
         explicit: set[str] = set()
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
@@ -202,4 +209,6 @@ class _Builder:
             explicit.add(key)
             out[key] = self.value(value_node)
             out.key_lines[key] = line
+            if isinstance(value_node, yaml.ScalarNode) and not isinstance(out[key], str) and not value_node.style:
+                out.written[key] = value_node.value
         return out

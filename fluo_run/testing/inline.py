@@ -34,6 +34,8 @@ from fluo_lang.parser import DURATION_UNITS
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
 from fluo_lang.values import NS_LIMIT
 
+from .document import LineDict
+
 ORIGIN_NS = 1_767_225_600 * 10**9
 """2026-01-01T00:00:00Z: the instant `start: 0s` means."""
 DEFAULT_DURATION_NS = 1_000_000
@@ -126,7 +128,11 @@ class _Item:
             return default
         if isinstance(value, bool) or not isinstance(value, str | int | float):
             raise self.fail(where, key, f"expected text, got {_show(value)}")
-        return str(value)
+        if isinstance(value, str):
+            return value
+        # A number as written: an id `0000000000000010` is 16 hex digits, not the octal 8 YAML reads.
+        written = self.raw.text_of(key) if isinstance(self.raw, LineDict) else None
+        return written if written is not None else str(value)
 
     def _choice(self, key: str, allowed: tuple[str, ...], default: str, where: str) -> str:
         value = self.raw.get(key)
