@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.server
 import json
 import logging
 import math
@@ -433,6 +434,44 @@ def test_a_batch_cut_short_at_shutdown_counts_only_what_did_not_go_out() -> None
         assert sinks.close(0.2) == 700
         assert dropped(metrics, "webhook", "shutdown") == 700
         assert metrics.registry.get_sample_value("fluo_sink_signals_written_total", {"sink": "webhook"}) == 300
+
+
+@pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
+def test_a_webhook_that_redirects_is_a_failure_not_a_delivery(code: int) -> None:
+    """QA: urllib followed a 302/303 as a GET without the signals and counted them delivered (health ok, exit 0)."""
+    seen: list[str] = []
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            seen.append("POST")
+            self.send_response(code)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            seen.append("GET")
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting) as endpoint:
+        threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+        try:
+            metrics = Metrics()
+            url = f"http://127.0.0.1:{endpoint.server_address[1]}/hook"
+            sinks = SinkSet([WebhookSink(url)], metrics, capacity=10)
+            assert sinks.start() == []
+            sinks.publish(stored(3))
+            wait_for(lambda: sinks.health()["webhook"] == "failed", what="the redirect to count as a failure")
+            assert sinks.close(5) == 3
+            assert dropped(metrics, "webhook", "failed") == 3
+            assert seen == ["POST"]  # not followed, not retried
+        finally:
+            endpoint.shutdown()
 
 
 def test_an_otlp_logs_endpoint_that_redirects_is_a_failure_not_a_delivery() -> None:

@@ -321,6 +321,17 @@ class JsonlSink(Sink):
             out.close()
 
 
+class _KeepRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are not followed: urllib would resend a 301/302/303 as a GET without the body,
+    and count the signals as delivered. The 3xx comes back as an HTTPError instead."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
+
+
 class WebhookSink(Sink):
     """POSTs `{"signals": [...]}` (at most 100 per request); retries 429, 5xx and network errors with backoff."""
 
@@ -361,14 +372,19 @@ class WebhookSink(Sink):
             tried += 1
             request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                     response.read()
                 self.unreachable = False
                 return
             except urllib.error.HTTPError as exc:
                 self.unreachable = False
                 problem = f"HTTP {exc.code}"
+                location = exc.headers.get("Location") if exc.headers is not None else None
                 exc.close()
+                if 300 <= exc.code < 400:  # followed, the POST would become a GET without the signals
+                    where = location or "elsewhere"
+                    message = f"{self.url} redirected the signals ({problem}) to {where}: point --webhook there"
+                    raise SinkError(message) from None
                 if exc.code != 429 and exc.code < 500:
                     raise SinkError(f"{self.url} refused the signals: {problem}") from None
             except (urllib.error.URLError, OSError) as exc:
