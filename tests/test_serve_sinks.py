@@ -474,6 +474,33 @@ def test_a_webhook_that_redirects_is_a_failure_not_a_delivery(code: int) -> None
             endpoint.shutdown()
 
 
+def test_slow_sinks_at_shutdown_are_given_up_together_within_the_timeout() -> None:
+    """QA: each stuck sink got its half-second grace after the one before, so three overran the timeout
+    by 1.5 s (7.0 s for --shutdown-timeout 6s)."""
+
+    class Slow(Sink):
+        notifies = True
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.release = threading.Event()
+
+        def write(self, batch: Batch, stopping: threading.Event) -> None:
+            self.release.wait(10)  # a request that takes far longer than the stop has (stopping not heeded)
+
+    slow = [Slow(f"slow{i}") for i in range(3)]
+    sinks = SinkSet(slow, Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(2))
+    wait_for(lambda: all(w._in_flight for w in sinks.workers), what="every sink busy with its batch")
+    t0 = time.monotonic()
+    assert sinks.close(2.0) == 6
+    took = time.monotonic() - t0
+    for s in slow:
+        s.release.set()
+    assert took < 2.8, took  # one shared grace, ending at the timeout (was 2 s + 3 x 0.5 s)
+
+
 def test_an_otlp_logs_endpoint_that_redirects_is_a_failure_not_a_delivery() -> None:
     """The SDK counts a 3xx as success: the signals would be lost with health `ok` (QA: http -> https)."""
     with LoopbackServer(status_of=lambda n: 308) as collector:

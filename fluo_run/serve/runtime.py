@@ -434,7 +434,9 @@ class Runtime:
         )
         closer.start()
         if not await self._until(lambda: not closer.is_alive(), deadline + 1.0):
-            report.cut_short = report.cut_short or "a second signal"
+            report.cut_short = report.cut_short or (
+                "a second signal" if self._abort.is_set() else "the shutdown deadline"
+            )
         if closed:
             report.undelivered = closed[0]
         else:  # cut short while the sinks were still delivering: what they had not, at least

@@ -879,11 +879,25 @@ class SinkWorker:
 
     def finish_close(self, deadline: float, timeout: float) -> int:
         """Wait for the thread until `deadline`, then give up; how many signals were not delivered, in all."""
+        self.wait_until(deadline)
+        if self.give_up():
+            self.thread.join(self.GIVE_UP_GRACE)
+        return self.count_undelivered(timeout)
+
+    def wait_until(self, deadline: float) -> None:
         if self.thread.ident is not None:
             self.thread.join(max(0.0, deadline - time.monotonic()))
-            if self.thread.is_alive():
-                self._give_up.set()
-                self.thread.join(self.GIVE_UP_GRACE)
+
+    def give_up(self) -> bool:
+        """Tell a thread still delivering to stop (its retries and the rest of its queue); whether it was."""
+        if self.thread.ident is None or not self.thread.is_alive():
+            return False
+        self._give_up.set()
+        return True
+
+    def count_undelivered(self, allowed: float) -> int:
+        """After the thread ended or was given up: what it never delivered, in all (`allowed`: the seconds
+        it had at shutdown, for the message)."""
         with self._lock:
             self._abandoned = True
             sent = min(self.sink.progress, self._in_flight)  # the parts of the batch in hand that went out
@@ -891,7 +905,7 @@ class SinkWorker:
             self._in_flight = 0
         if sent:
             self.metrics.sink_written.labels(self.sink.name).inc(sent)
-        self._dropped(left, "shutdown", f"not delivered within {timeout:.1f}s of shutdown")
+        self._dropped(left, "shutdown", f"not delivered within the {allowed:.1f}s it had at shutdown")
         with self._lock:
             unlogged, self._unlogged = self._unlogged, 0
             total, by = self.dropped, dict(self.dropped_by)
@@ -978,11 +992,20 @@ class SinkSet:
         for w in self.workers:
             w.begin_close()
         now = time.monotonic()
-        deadline = now + timeout
+        # Every sink still delivering at its deadline is given up at once and gets one shared grace to
+        # stop, which ends by `timeout` (one after another, N stuck sinks overran it by N graces).
+        grace = min(SinkWorker.GIVE_UP_GRACE, timeout / 4)
+        deadline = now + timeout - grace
         # A notification endpoint that is down gets a moment, not the whole deadline: its request in
         # flight would hold the stop for its timeout (5 s, a webhook or an OTLP logs export) and deliver nothing.
         down_deadline = min(deadline, now + SinkWorker.GIVE_UP_GRACE)
-        return sum(
-            w.finish_close(down_deadline if w.sink.notifies and (w.down() or w.sink.unreachable) else deadline, timeout)
-            for w in self.workers
-        )
+        allowed = [
+            down_deadline if w.sink.notifies and (w.down() or w.sink.unreachable) else deadline for w in self.workers
+        ]
+        for w, until in zip(self.workers, allowed, strict=True):
+            w.wait_until(until)
+        if [w for w in self.workers if w.give_up()]:
+            end = time.monotonic() + grace
+            for w in self.workers:
+                w.thread.join(max(0.0, end - time.monotonic()))
+        return sum(w.count_undelivered(until - now) for w, until in zip(self.workers, allowed, strict=True))
