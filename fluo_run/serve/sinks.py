@@ -136,6 +136,31 @@ class Sink:
         """Asked from another thread (SIGHUP): reopen the file written to before the next batch (log rotation)."""
 
 
+class OpenFile:
+    """Whether a path is still the file a sink has open, by device and inode: a store deleted or
+    replaced, or a log rotated, under it. The path is looked at most once every `every` seconds."""
+
+    def __init__(self) -> None:
+        self.identity: tuple[int, int] | None = None
+        self.checked = 0.0
+
+    def remember(self, st: os.stat_result | None) -> None:
+        """The file just opened (None: unknown, never reported replaced)."""
+        self.identity = None if st is None else (st.st_dev, st.st_ino)
+        self.checked = time.monotonic()
+
+    def replaced(self, path: str | Path, every: float) -> bool:
+        now = time.monotonic()
+        if self.identity is None or now - self.checked < every:
+            return False
+        self.checked = now
+        try:
+            st = os.stat(path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self.identity
+
+
 class SqliteSink(Sink):
     """The signal store. A lock held by another connection is waited out (retried, the batch kept);
     a store deleted or replaced while serve runs is noticed within a second and opened anew at the path."""
@@ -147,8 +172,7 @@ class SqliteSink(Sink):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store: SignalStore | None = None
-        self._identity: tuple[int, int] | None = None
-        self._checked = 0.0
+        self._file = OpenFile()
 
     @property
     def label(self) -> str:
@@ -160,11 +184,9 @@ class SqliteSink(Sink):
         except Exception as exc:
             raise self._open_problem(exc) from exc
         try:
-            st = os.stat(self.path)
-            self._identity = (st.st_dev, st.st_ino)
+            self._file.remember(os.stat(self.path))
         except OSError:
-            self._identity = None
-        self._checked = time.monotonic()
+            self._file.remember(None)
 
     def _open_problem(self, exc: Exception) -> SinkError:
         """Why the store did not open, in words: retryable (locked, busy) or not."""
@@ -189,20 +211,8 @@ class SqliteSink(Sink):
             return SinkError(f"{self.path}: {what} is not writable ({exc})")
         return SinkError(f"{self.path}: {exc}")
 
-    def _still_there(self) -> bool:
-        """Whether the path is still the file the store has open (checked at most once a CHECK_EVERY)."""
-        now = time.monotonic()
-        if self._identity is None or now - self._checked < self.CHECK_EVERY:
-            return True
-        self._checked = now
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return False
-        return (st.st_dev, st.st_ino) == self._identity
-
     def write(self, batch: Batch, stopping: threading.Event) -> None:
-        if self.store is not None and not self._still_there():
+        if self.store is not None and self._file.replaced(self.path, self.CHECK_EVERY):
             log.warning("signal store %s was deleted or replaced while serve runs; opening a new one there", self.path)
             self.close()
         if self.store is None:
@@ -238,8 +248,7 @@ class JsonlSink(Sink):
     def __init__(self, target: str) -> None:
         self.target = target
         self.out: TextIO | None = None
-        self._identity: tuple[int, int] | None = None
-        self._checked = 0.0
+        self._file = OpenFile()
         self._reopen = threading.Event()
 
     @property
@@ -254,27 +263,13 @@ class JsonlSink(Sink):
 
     def _open_file(self) -> None:
         self.out = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
-        st = os.fstat(self.out.fileno())
-        self._identity = (st.st_dev, st.st_ino)
-        self._checked = time.monotonic()
+        self._file.remember(os.fstat(self.out.fileno()))
 
     def reopen(self) -> None:
         self._reopen.set()
 
-    def _moved(self) -> bool:
-        """Whether the path is no longer the open file (checked at most once a CHECK_EVERY)."""
-        now = time.monotonic()
-        if self._identity is None or now - self._checked < self.CHECK_EVERY:
-            return False
-        self._checked = now
-        try:
-            st = os.stat(self.target)
-        except OSError:
-            return True
-        return (st.st_dev, st.st_ino) != self._identity
-
     def write(self, batch: Batch, stopping: threading.Event) -> None:
-        if self.target != "-" and (self._reopen.is_set() or self._moved()):
+        if self.target != "-" and (self._reopen.is_set() or self._file.replaced(self.target, self.CHECK_EVERY)):
             if not self._reopen.is_set():
                 log.info("jsonl file %s was renamed or deleted (rotated?); writing to a new one there", self.target)
             self._reopen.clear()
