@@ -77,6 +77,12 @@ def by_rule(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["rule"]: r for r in report["rules"]}
 
 
+def compare(rules: Path, traces: Path) -> dict[str, dict[str, Any]]:
+    """`discover --compare` (support 3) as JSON, by rule id."""
+    result = run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3")
+    return by_rule(json.loads(result.stdout))
+
+
 def test_held_fraction_comes_from_the_evaluator(files: tuple[Path, Path]) -> None:
     rules, traces = files
     result = run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3")
@@ -91,9 +97,7 @@ def test_held_fraction_comes_from_the_evaluator(files: tuple[Path, Path]) -> Non
 
 def test_contradictions_are_named(files: tuple[Path, Path]) -> None:
     rules, traces = files
-    report = by_rule(
-        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
-    )
+    report = compare(rules, traces)
     budget = report["auth_budget"]
     over = sum(1 for n in AUTH_SPANS if n > 4)
     assert budget["findings"] == [
@@ -200,9 +204,7 @@ def test_a_rule_is_contradicted_whatever_form_it_is_written_in(files: tuple[Path
         "rule by_where { expect trace.spans.where('auth' == service).count() <= 4 }\n",
         encoding="utf-8",
     )
-    report = by_rule(
-        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
-    )
+    report = compare(rules, traces)
     for rule in ("by_count", "by_has", "by_where"):
         first = report[rule]["discovered"][0]
         assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 6", True)
@@ -219,9 +221,7 @@ def test_an_outer_not_is_read_as_the_rule_means_it(files: tuple[Path, Path]) -> 
         "rule neg_detect { detect not (trace.count(service == 'auth') <= 4) }\n",
         encoding="utf-8",
     )
-    report = by_rule(
-        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
-    )
+    report = compare(rules, traces)
     over = sum(1 for n in AUTH_SPANS if n > 4)
     assert report["neg"]["findings"][0] == (
         "assumes `trace.count(service == 'auth') <= 4`, but on the corpus it ranged "
@@ -281,9 +281,7 @@ def test_a_bound_left_out_as_implied_still_contradicts(tmp_path: Path) -> None:
     rules.write_text("rule budget { expect trace.count(service == 'auth') <= 4 }\n", encoding="utf-8")
     discovered = run(str(traces), "--min-support", "3").stdout
     assert "service == 'auth').count()" not in discovered
-    report = by_rule(
-        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
-    )
+    report = compare(rules, traces)
     first = report["budget"]["discovered"][0]
     assert (first["rule"], first["contradicts"]) == ("trace.spans.where(service == 'auth').count() <= 7", True)
 
@@ -300,9 +298,7 @@ def test_what_contradicts_a_rule_comes_first(files: tuple[Path, Path]) -> None:
         "rule small { expect trace.spans.where(name == 'charge').all(amount <= 50) }\n",
         encoding="utf-8",
     )
-    report = by_rule(
-        json.loads(run("--compare", str(rules), str(traces), "--format", "json", "--min-support", "3").stdout)
-    )
+    report = compare(rules, traces)
     first = report["charge_first"]["discovered"][0]
     assert (first["kind"], first["contradicts"]) == ("order", True)
     assert first["rule"].endswith(".before(trace.has(name == 'charge'))")
