@@ -36,6 +36,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
+from fluo_lang.values import lone_crs_as_lf
 
 __all__ = [
     "TraceInputError",
@@ -997,7 +998,6 @@ def spans_from_json(obj: Any, *, source: str, line: int | None = None, clamped: 
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
-_LONE_CR = re.compile(r"\r(?!\n)")
 _DECODER = json.JSONDecoder()
 
 
@@ -1072,9 +1072,7 @@ def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = N
         text = data
     if text.startswith("\ufeff"):
         text = text[1:]
-    if "\r" in text and _LONE_CR.search(text):
-        # A lone CR ends a line too; as LF it keeps every offset and means the same to JSON.
-        text = _LONE_CR.sub("\n", text)
+    text = lone_crs_as_lf(text)  # a lone CR ends a line too; as LF it means the same to JSON
     out: list[Span] = []
     pos = _skip_space(text, 0)
     line = 1 + text.count("\n", 0, pos)

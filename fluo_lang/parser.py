@@ -31,6 +31,7 @@ from lark.lexer import LexerThread
 
 from . import ast
 from .diagnostics import Diagnostic, error, nearest
+from .values import lone_crs_as_lf
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
@@ -384,7 +385,6 @@ def _one_of(names: list[str]) -> str:
     return "one of " + ", ".join(shown)
 
 
-_LONE_CR = re.compile(r"\r(?!\n)")
 _LINE_END = re.compile(r"[\r\n]")
 
 
@@ -393,10 +393,9 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
         d = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", _LineIndex(text).span(0, 0), path=path)
         return ParseResult(ast.RuleFile(path=path, text=text), [d])
-    if "\r" in text and _LONE_CR.search(text):
-        # A lone CR ends a line too (old Mac files, LSP): read as LF, which keeps every offset,
-        # so lines and columns count it; the file keeps its own text.
-        result = parse(_LONE_CR.sub("\n", text), path)
+    read = lone_crs_as_lf(text)
+    if read != text:  # a lone CR ends a line too (old Mac files, LSP); the file keeps its own text
+        result = parse(read, path)
         return ParseResult(replace(result.file, text=text), result.diagnostics)
     fast = _fast_parse(text, path)
     if fast is not None:

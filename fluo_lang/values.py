@@ -79,6 +79,15 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
 
 
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def lone_crs_as_lf(text: str) -> str:
+    """`text` with each CR not followed by LF (old Mac line ends) as LF: one line end for another,
+    so lines count as an editor shows them and every offset stays where it was."""
+    return _LONE_CR.sub("\n", text) if "\r" in text else text
+
+
 def format_duration(ns: int | float) -> str:
     """The shortest exact form in FLUO syntax: 250ms, 1.5s, 2m, 61s, 1234.567us, 17ns.
 
