@@ -81,6 +81,19 @@ class Decoded:
     first_clamped: str = ""
     """The span id (hex) of the first of them, for the warning."""
 
+    @property
+    def partial(self) -> bool:
+        """Whether the answer is a partial success: spans rejected, or a warning about clamped ones."""
+        return bool(self.rejected or self.clamped)
+
+    def response(self) -> ExportTraceServiceResponse:
+        """The protobuf answer, as OTLP/gRPC and OTLP/HTTP with protobuf send it."""
+        resp = ExportTraceServiceResponse()
+        if self.partial:
+            resp.partial_success.rejected_spans = self.rejected
+            resp.partial_success.error_message = self.message()
+        return resp
+
     def message(self) -> str:
         """The partial success's error message: why spans were rejected, and a warning for clamped ones."""
         parts = [self.problem] if self.rejected else []
@@ -409,14 +422,10 @@ def _http_error(status: int, message: str, content_type: str, *, retry_after: in
 def _export_response(decoded: Decoded, content_type: str) -> web.Response:
     if content_type == JSON:
         out: dict[str, Any] = {}
-        if decoded.rejected or decoded.clamped:
+        if decoded.partial:
             out["partialSuccess"] = {"rejectedSpans": str(decoded.rejected), "errorMessage": decoded.message()}
         return web.Response(body=json.dumps(out).encode(), content_type=JSON)
-    resp = ExportTraceServiceResponse()
-    if decoded.rejected or decoded.clamped:
-        resp.partial_success.rejected_spans = decoded.rejected
-        resp.partial_success.error_message = decoded.message()
-    return web.Response(body=resp.SerializeToString(), content_type=PROTOBUF)
+    return web.Response(body=decoded.response().SerializeToString(), content_type=PROTOBUF)
 
 
 def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[str, Any]]) -> list[web.RouteDef]:
@@ -514,11 +523,7 @@ class TraceService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
         decoded = decode_request(request, intake.prefetch(), body if intake.share() else None)
         intake.take(decoded, "grpc")
-        resp = ExportTraceServiceResponse()
-        if decoded.rejected or decoded.clamped:
-            resp.partial_success.rejected_spans = decoded.rejected
-            resp.partial_success.error_message = decoded.message()
-        return resp
+        return decoded.response()
 
 
 def add_trace_service(server: grpc.aio.Server, intake: Intake) -> None:
