@@ -24,7 +24,7 @@ import urllib.request
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from .metrics import Metrics
 from .store import NotAStore, SignalStore, is_transient
@@ -316,6 +316,45 @@ class JsonlSink(Sink):
             out.close()
 
 
+class Retrying(Protocol):
+    """A notification sink that retries a delivery itself (the webhook, OTLP logs)."""
+
+    ATTEMPTS: int
+    FIRST_BACKOFF: float
+    MAX_BACKOFF: float
+    retrying: bool
+
+
+def with_retries(
+    sink: Retrying, attempt: Callable[[], str | None], stopping: threading.Event, *, says: str, fails: str
+) -> None:
+    """`attempt()` until it succeeds (None) or `sink.ATTEMPTS` tries failed (each says why), the waits
+    doubling from `FIRST_BACKOFF` to `MAX_BACKOFF`; `sink.retrying` meanwhile. A stop cuts the wait
+    short for one more immediate try. `attempt` raises SinkError for a failure not worth retrying.
+    `says` starts the retry log line, `fails` the SinkError raised when every try failed."""
+    backoff = sink.FIRST_BACKOFF
+    problem = ""
+    tried = 0
+    try:
+        for n in range(sink.ATTEMPTS):
+            tried += 1
+            failed = attempt()
+            if failed is None:
+                return
+            problem = failed
+            if n + 1 < sink.ATTEMPTS and not stopping.is_set():
+                sink.retrying = True
+                log.warning("%s: %s; retrying in %.2fs", says, problem, backoff)
+                if stopping.wait(backoff):
+                    continue  # shutting down: one more immediate attempt, then give up
+                backoff = min(backoff * 2, sink.MAX_BACKOFF)
+            elif stopping.is_set():
+                break
+    finally:
+        sink.retrying = False
+    raise SinkError(f"{fails}: {problem} after {tried} attempt{'s' if tried > 1 else ''}")
+
+
 class _KeepRedirects(urllib.request.HTTPRedirectHandler):
     """Redirects are not followed: urllib would resend a 301/302/303 as a GET without the body,
     and count the signals as delivered. The 3xx comes back as an HTTPError instead."""
@@ -353,24 +392,15 @@ class WebhookSink(Sink):
             self.progress = i + len(part)
 
     def _post(self, signals: Batch, stopping: threading.Event) -> None:
-        try:
-            self._attempts(signals, stopping)
-        finally:
-            self.retrying = False
-
-    def _attempts(self, signals: Batch, stopping: threading.Event) -> None:
         body = json.dumps({"signals": signals}, ensure_ascii=False).encode()
-        backoff = self.FIRST_BACKOFF
-        problem = ""
-        tried = 0
-        for attempt in range(self.ATTEMPTS):
-            tried += 1
+
+        def attempt() -> str | None:
             request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
             try:
                 with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                     response.read()
                 self.unreachable = False
-                return
+                return None
             except urllib.error.HTTPError as exc:
                 self.unreachable = False
                 problem = f"HTTP {exc.code}"
@@ -382,18 +412,12 @@ class WebhookSink(Sink):
                     raise SinkError(message) from None
                 if exc.code != 429 and exc.code < 500:
                     raise SinkError(f"{self.url} refused the signals: {problem}") from None
+                return problem
             except (urllib.error.URLError, OSError) as exc:
                 self.unreachable = True
-                problem = str(getattr(exc, "reason", exc))
-            if attempt + 1 < self.ATTEMPTS and not stopping.is_set():
-                self.retrying = True
-                log.warning("webhook %s: %s; retrying in %.2fs", self.url, problem, backoff)
-                if stopping.wait(backoff):
-                    continue  # shutting down: one more immediate attempt, then give up
-                backoff = min(backoff * 2, self.MAX_BACKOFF)
-            elif stopping.is_set():
-                break
-        raise SinkError(f"{self.url}: {problem} after {tried} attempt{'s' if tried > 1 else ''}")
+                return str(getattr(exc, "reason", exc))
+
+        with_retries(self, attempt, stopping, says=f"webhook {self.url}", fails=self.url)
 
 
 _OTEL_SEVERITY = {"info": 9, "warning": 13, "error": 17, "critical": 21}
@@ -536,36 +560,22 @@ class OtlpLogsSink(Sink):
                 event_name="fluo.signal",
             )
         records, self.collected[:] = list(self.collected), []
-        try:
-            self._attempts(records, stopping, lambda: self.exporter.export(records) == LogRecordExportResult.SUCCESS)
-        finally:
-            self.retrying = False
 
-    def _attempts(self, records: list[Any], stopping: threading.Event, export: Callable[[], bool]) -> None:
-        backoff = self.FIRST_BACKOFF
-        tried = 0
-        problem = ""
-        for attempt in range(self.ATTEMPTS):
-            tried += 1
+        def attempt() -> str | None:
             self.problem, self.final = "", False
-            if export():
+            if self.exporter.export(records) == LogRecordExportResult.SUCCESS:
                 self.unreachable = False
-                return
+                return None
             problem = self.problem or "export failed"
             if self.protocol == "grpc":  # no answer: the channel could not reach the endpoint, or it never replied
                 self.unreachable = problem.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))
             if self.final:
                 raise SinkError(f"{self.endpoint} refused the signals: {problem}")
-            if attempt + 1 < self.ATTEMPTS and not stopping.is_set():
-                self.retrying = True
-                log.warning("otlp logs %s: %s; retrying in %.2fs", self.endpoint, problem, backoff)
-                if stopping.wait(backoff):
-                    continue  # shutting down: one more immediate attempt, then give up
-                backoff = min(backoff * 2, self.MAX_BACKOFF)
-            elif stopping.is_set():
-                break
-        attempts = f"{tried} attempt{'s' if tried > 1 else ''}"
-        raise SinkError(f"OTLP logs export to {self.endpoint}: {problem} after {attempts}")
+            return problem
+
+        with_retries(
+            self, attempt, stopping, says=f"otlp logs {self.endpoint}", fails=f"OTLP logs export to {self.endpoint}"
+        )
 
     def close(self) -> None:
         if self.exporter is not None:
