@@ -45,6 +45,11 @@ _YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
 
 
+def _skipped(folder: str) -> bool:
+    """A folder no walk of the workspace goes into: hidden, or of tools and builds (`node_modules`)."""
+    return folder.startswith(".") or folder in _SKIP_DIRS
+
+
 EXACT_CODES = frozenset({"unknown-rule", "missing-rules-file", "missing-fixture", "yaml"})
 """Problems the server finds in a test file with exact ranges; `fluo test`'s reader finds the rest (`test-file`)."""
 
@@ -97,7 +102,7 @@ class Workspace:
                 parts = path.relative_to(folder).parts[:-1]
             except ValueError:
                 continue
-            return any(p.startswith(".") or p in _SKIP_DIRS for p in parts)
+            return any(_skipped(p) for p in parts)
         return False
 
     def walk(self, accept: Callable[[str], bool]) -> Iterator[Path]:
@@ -105,7 +110,7 @@ class Workspace:
         seen = 0
         for folder in self.folders:
             for root, dirs, files in os.walk(folder):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS)
+                dirs[:] = sorted(d for d in dirs if not _skipped(d))
                 for name in sorted(files):
                     seen += 1
                     if seen > MAX_WALK_ENTRIES:
@@ -308,10 +313,7 @@ class Workspace:
         bad `count:` or `trace_id:`, rules that do not check, and the rest. Its
         problems have lines, not columns: each covers its line's text.
         """
-        try:
-            read = load_test_file(path, self._rules, text=text)
-        except RecursionError:  # nesting `read_test_file` let through; it reports YAML problems, not this reader
-            return []
+        read = load_test_file(path, self._rules, text=text)
         found = [*read.problems, *(p for case in read.cases for p in case.problems)]
         starts = [0, *(m.end() for m in _YAML_LINE_BREAK.finditer(text))]  # lines as the YAML reader counts them
         if starts[-1] < len(text):
