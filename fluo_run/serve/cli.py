@@ -9,7 +9,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -455,6 +455,14 @@ def _where(s: dict[str, Any]) -> str:
     return f"window {start.replace('T', ' ')[:19]} +{length}"
 
 
+def write_lines(lines: Sequence[str]) -> None:
+    """`lines` to standard output in chunks of 10,000: one write per signal was most of the time."""
+    out = sys.stdout
+    for start in range(0, len(lines), 10_000):
+        out.write("".join(line + "\n" for line in lines[start : start + 10_000]))
+    out.flush()
+
+
 def print_table(signals: list[dict[str, Any]]) -> None:
     if not signals:
         click.echo("no signals match", err=True)
@@ -472,10 +480,7 @@ def print_table(signals: list[dict[str, Any]]) -> None:
     heads = ("TIME (UTC)", "SEVERITY", "RULE", "TRACE", "MESSAGE")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(heads[:-1])]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1] for r in (heads, *rows)]
-    out = sys.stdout
-    for start in range(0, len(lines), 10_000):  # in chunks, not one write per signal
-        out.write("".join(line + "\n" for line in lines[start : start + 10_000]))
-    out.flush()
+    write_lines(lines)
 
 
 @click.command(name="signals")
@@ -540,10 +545,7 @@ def signals_command(
         _fail(f"{db}: not a FLUO signal store ({exc})")
         return
     if fmt == "jsonl":
-        out = sys.stdout
-        for start in range(0, len(texts), 10_000):  # in chunks: one write per signal was most of the time
-            out.write("".join(t + "\n" for t in texts[start : start + 10_000]))
-        out.flush()
+        write_lines(texts)
     else:
         print_table([json.loads(t) for t in texts])
     sys.exit(0)
