@@ -25,6 +25,7 @@ from fluo_lang.api import RuleSourceError, analyze, analyze_paths, compile_progr
 from fluo_lang.builtins import Member
 from fluo_lang.evaluate import CompiledRule
 from fluo_lang.ir import Node, RuleIR, payload_text
+from fluo_lang.parser import DURATION_UNITS
 from fluo_lang.trace import Trace, windows_of
 from fluo_lang.values import format_duration, to_json
 
@@ -45,7 +46,7 @@ _KIND_OF_MEMBER = {
     "children": "parent",
     "has": "cooccurrence",
 }
-_UNITS = (("h", 3_600 * 10**9), ("m", 60 * 10**9), ("s", 10**9), ("ms", 10**6), ("us", 10**3), ("ns", 1))
+_UNITS = tuple((unit, DURATION_UNITS[unit]) for unit in ("h", "m", "s", "ms", "us", "ns"))  # largest first
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
