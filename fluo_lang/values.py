@@ -67,7 +67,7 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
         if not to_int:
             return v
         v = round(v)
-    return v if in_int64(v) else None
+    return v if -NS_LIMIT <= v < NS_LIMIT else None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
