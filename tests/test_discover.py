@@ -18,8 +18,18 @@ from fluo_lang.api import analyze, compile_program
 from fluo_lang.otlp import load_trace_file, spans_to_json
 from fluo_lang.trace import Span, Trace, assemble
 from fluo_run.cli import main
-from fluo_run.discover.corpus import summarize
-from fluo_run.discover.facts import Fact, Options, discover
+from fluo_run.discover.corpus import load_corpus, summarize
+from fluo_run.discover.facts import (
+    Fact,
+    Ident,
+    Miner,
+    Options,
+    _implications,
+    _reachable,
+    discover,
+    ident,
+    mine_within,
+)
 from fluo_run.discover.render import fluo_text, json_report, rules_of
 from fluo_run.discover.synthetic import shop_corpus
 
@@ -261,6 +271,56 @@ def test_max_rules_keeps_the_first_kinds(shop: list[Trace]) -> None:
     assert [f.kind for f in facts] == ["count", "count", "count"]
     _, none = run_discover(shop, max_rules=0)
     assert none == []
+
+
+def idents(facts: list[Fact]) -> set[Ident]:
+    return {ident(f) for f in facts}
+
+
+def test_max_rules_cutting_a_rule_finds_what_it_implied() -> None:
+    """A presence rule left out because a cut rule implied it was lost without a word."""
+    b = Builder()
+    for _ in range(10):
+        b.trace()
+        b.span("pay", "billing", 5, 20, parent=b.span("checkout", "web", 0, 50))
+    corpus = summarize(b.traces(), attributes=True)
+    found, chosen = mine_within(Miner(corpus, Options()), 100)
+    keys = {f.key for f in chosen}
+    # pay in every trace, and under checkout: checkout is in every trace too, said by those two
+    assert {"billing_pay_in_every_trace", "billing_pay_under_web_checkout"} <= keys
+    assert "web_checkout_in_every_trace" not in keys
+    found, chosen = mine_within(Miner(corpus, Options(max_rules=4)), 4)
+    assert "billing_pay_under_web_checkout" not in {f.key for f in chosen}
+    assert "web_checkout_in_every_trace" in {f.key for f in found}  # counted as left out, not lost
+
+
+def test_max_rules_loses_nothing_silently(shop: list[Trace]) -> None:
+    """Under any --max-rules, every rule found without a cut is written, counted as left out, or
+    (an operation in every trace) implied by the written ones."""
+    corpus = summarize(shop, attributes=True)
+    everything, _ = mine_within(Miner(corpus, Options()), 10**6)
+    for max_rules in range(len(everything) + 2):
+        found, chosen = mine_within(Miner(corpus, Options(max_rules=max_rules)), max_rules)
+        assert len(chosen) == min(max_rules, len(found))
+        assert idents(chosen) <= idents(found)
+        implies = _implications(chosen)
+        present = {f.ops[0] for f in chosen if f.kind == "presence"}
+        present.update(*(_reachable(op, implies) for op in list(present)))
+        for f in everything:
+            assert ident(f) in idents(found) or (f.kind == "presence" and f.ops[0] in present), (max_rules, f.key)
+
+
+def test_one_service_still_bounds_each_operation() -> None:
+    """A service bound equal to the trace's is left out, and its operations' lower bounds went with it."""
+    b = Builder()
+    for i in range(10):
+        b.trace()
+        root = b.span("checkout", "web", 0, 50)
+        for _ in range(i % 4 + 1):
+            b.span("query", "web", 5, 20, parent=root)
+    _, facts = run_discover(b.traces())
+    counts = {f.key: f.detail["bound"] for f in facts if f.kind == "count"}
+    assert counts == {"trace_span_count_max": 5, "web_checkout_count_max": 1, "web_query_count_max": 4}
 
 
 def test_example_traces_round_trip() -> None:
@@ -704,7 +764,12 @@ def test_cli_says_how_many_rules_max_rules_left_out(shop_file: Path) -> None:
     result = invoke(str(shop_file), "--max-rules", "3")
     assert result.exit_code == 0
     assert "fluo: 3 rules from 60 traces" in result.stderr
-    assert f"; {total - 3} more left out by --max-rules 3 (the last kinds first)" in result.stderr
+    _, corpus = load_corpus([str(shop_file)], attributes=True, trace_values=False)
+    found, chosen = mine_within(Miner(corpus, Options(max_rules=3)), 3)
+    assert len(chosen) == 3
+    # more than `total - 3`: rules the cut ones implied are found, and left out too, instead of lost
+    assert len(found) > total
+    assert f"; {len(found) - 3} more left out by --max-rules 3 (the last kinds first)" in result.stderr
 
 
 def test_cli_duration_quantile_below_confidence_is_a_usage_error(shop_file: Path) -> None:

@@ -14,7 +14,7 @@ from fluo_lang.trace import Trace, collector_paused
 from ..cli import fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
-from .facts import Miner, Options, select
+from .facts import Miner, Options, mine_within
 from .render import count, fluo_text, json_report, rules_of
 from .syntax import id_prefix
 from .testgen import test_outputs, write_tests
@@ -131,8 +131,7 @@ def command(
         fail(f"no spans in {', '.join(trace_paths)}")
     miner = Miner(corpus, options)
     with collector_paused():
-        found = miner.mine()
-    facts = select(found, options.max_rules)
+        found, facts = mine_within(miner, options.max_rules)
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts, miner.implied)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)

@@ -71,6 +71,7 @@ MIN_TRACES_PER_VALUE = 3
 """A value set is closed only if each of its values was seen on this many traces."""
 MIN_TIMELINE = 5
 """Numbers seen on fewer traces are never taken for ids or timestamps."""
+TRACE_COUNT_KEY = "trace_span_count_max"
 MAX_ORDER_OPS = 200
 """Orders are counted on traces with at most this many distinct operations (pairs grow as its square)."""
 
@@ -116,6 +117,14 @@ class Fact:
         return 1.0 - len(self.exceptions) / self.support if self.support else 1.0
 
 
+Ident = tuple[str, str, tuple[int, ...], tuple[str, ...]]
+"""What tells facts apart within one mining: kind, key stem, operations and services."""
+
+
+def ident(fact: Fact) -> Ident:
+    return fact.kind, fact.key, fact.ops, fact.services
+
+
 @dataclass
 class Bounds:
     """The most spans of the whole trace and of each service that the count rules allow."""
@@ -128,6 +137,8 @@ class Miner:
     """Every kind of fact over one corpus, with the indexes the kinds share."""
 
     def __init__(self, corpus: Corpus, options: Options) -> None:
+        self.cut: frozenset[Ident] = frozenset()
+        """Facts `--max-rules` leaves out (see `mine`): they cannot be why another fact is left out."""
         self.c = corpus
         self.o = options
         self.n = len(corpus.traces)
@@ -148,6 +159,12 @@ class Miner:
             sum(1 << t.index for t in ts) if ok else 0 for ts, ok in zip(self.op_traces, self.supported, strict=True)
         ]
         self._together: dict[tuple[int, int], int] = {}
+        self._unpruned: list[Fact] | None = None
+        self._by_service: dict[str, tuple[list[int], int, int, list[int]]] | None = None
+        self._op_bounds: dict[int, tuple[int, list[int]]] = {}
+        self._parents: list[Fact] | None = None
+        self._orders: tuple[set[tuple[int, int]], set[tuple[int, int]], set[tuple[int, int]]] | None = None
+        self._with: dict[int, set[int]] | None = None
         self.implied: list[Fact] = []
         """Count bounds left out because the kept ones imply them: `--compare` names one where it
         contradicts a rule (the rule bounds the very value, and the corpus broke its bound)."""
@@ -185,28 +202,38 @@ class Miner:
 
     # -- the kinds --------------------------------------------------------------
 
-    def mine(self) -> list[Fact]:
+    def mine(self, cut: Iterable[Ident] = ()) -> list[Fact]:
+        """Every fact, without those the others imply; none is left out because of a fact in `cut`
+        (the ones `--max-rules` leaves out, which cannot stand in for it: see `discover`)."""
+        self.cut = frozenset(cut)
+        self.implied = []
         facts: list[Fact] = []
         counts, bounds = self.counts()
         facts += counts
         # facts that prune others must be written themselves
         presence = self.written(self.presence())
-        parents = self.written(self.parents())
-        orders = self.written(self.orders(parents))
-        needs = self.written(self.cooccurrences(presence, parents, orders))
-        implied = _implications([*parents, *orders, *needs])
-        facts += _under_present(presence, implied)
+        if self._parents is None:  # no other kind leaves a parent out
+            self._parents = self.written(self.parents())
+        parents = self._parents
+        orders = self.written(self.orders(self.usable(parents)))
+        needs = self.written(self.cooccurrences(self.usable(presence), self.usable(parents), self.usable(orders)))
+        implied = _implications(self.usable([*parents, *orders, *needs]))
+        facts += _under_present(presence, self.usable(presence), implied)
         facts += parents
         facts += orders
         facts += needs
         facts += self.exclusions(implied, bounds)
-        facts += self.no_calls()
-        facts += self.error_free()
-        facts += self.durations()
-        if self.o.attributes:
-            facts += self.attribute_facts()
+        if self._unpruned is None:  # these kinds prune only among themselves: mined once
+            self._unpruned = self.no_calls() + self.error_free() + self.durations()
+            if self.o.attributes:
+                self._unpruned += self.attribute_facts()
+        facts += self._unpruned
         self.implied = self.written(self.implied)
         return self.written(facts)
+
+    def usable(self, facts: list[Fact]) -> list[Fact]:
+        """The facts that may be why another is left out: those not in `cut`."""
+        return [f for f in facts if ident(f) not in self.cut] if self.cut else facts
 
     def written(self, facts: list[Fact]) -> list[Fact]:
         return [f for f in facts if self.writable(f)]
@@ -235,38 +262,39 @@ class Miner:
         if self.n < self.o.min_support:
             return out, bounds
         trace_bound, fails = self._bound([(t.total, t.index) for t in self.c.traces])
-        bounds.trace = trace_bound
-        for service in self.c.services:
-            ops = self.c.ops_of(service)
-            per_trace: dict[int, int] = defaultdict(int)
-            for op in ops:
-                for t in self.op_traces[op]:
-                    per_trace[t.index] += t.ops[op].count
-            if len(per_trace) < self.o.min_support:
-                continue
-            bound, fails = self._bound([(v, i) for i, v in per_trace.items()])
+        by_service = self._service_bounds()
+        trace_kept = ("count", TRACE_COUNT_KEY, (), ()) not in self.cut
+        if trace_kept:
+            bounds.trace = trace_bound
+        for service, (ops, support, bound, fails) in by_service.items():
             fact = Fact(
                 "count",
                 f"{service_slug(service)}_count_max",
                 (("expect", f"trace.spans.where({service_pred(service)}).count() <= {bound}"),),
                 f"At most {bound} {service_spans(service, bound)} in one trace",
-                len(per_trace),
+                support,
                 fails,
                 services=(service,),
                 detail={"bound": bound, "scope": "service"},
             )
-            if bound >= trace_bound:
+            # the kept bound an operation's count must be below to say more than it
+            enclosing: int | None = bound
+            implied = bound >= trace_bound and trace_kept
+            if implied:
                 self.implied.append(fact)
-                continue
-            if writable(service):
+                enclosing = trace_bound
+            elif ident(fact) in self.cut or not writable(service):  # not kept
+                enclosing = trace_bound if trace_kept else None
+            else:
                 bounds.services[service] = bound
-            op_facts = [f for op in ops if (f := self.op_count(op, bound)) is not None] if len(ops) > 1 else []
+            op_facts = [f for op in ops if (f := self.op_count(op, enclosing)) is not None] if len(ops) > 1 else []
             out += self.written(op_facts)
-            out.append(fact)
+            if not implied:
+                out.append(fact)
         fails = [t.index for t in self.c.traces if t.total > trace_bound]
         trace_fact = Fact(
             "count",
-            "trace_span_count_max",
+            TRACE_COUNT_KEY,
             (("expect", f"trace.spans.count() <= {trace_bound}"),),
             f"At most {_spans(trace_bound)} in one trace",
             self.n,
@@ -275,12 +303,30 @@ class Miner:
         )
         return [trace_fact, *out], bounds
 
-    def op_count(self, op: int, service_bound: int) -> Fact | None:
-        """The bound on an operation's spans in one trace, when it is below its service's."""
+    def _service_bounds(self) -> dict[str, tuple[list[int], int, int, list[int]]]:
+        """Service -> (its operations, traces with it, its count bound, the traces above it); computed once."""
+        if self._by_service is None:
+            self._by_service = {}
+            for service in self.c.services:
+                ops = self.c.ops_of(service)
+                per_trace: dict[int, int] = defaultdict(int)
+                for op in ops:
+                    for t in self.op_traces[op]:
+                        per_trace[t.index] += t.ops[op].count
+                if len(per_trace) >= self.o.min_support:
+                    bound, fails = self._bound([(v, i) for i, v in per_trace.items()])
+                    self._by_service[service] = (ops, len(per_trace), bound, fails)
+        return self._by_service
+
+    def op_count(self, op: int, service_bound: int | None) -> Fact | None:
+        """The bound on an operation's spans in one trace, when it is below its service's (if kept)."""
         if self.support(op) < self.o.min_support:
             return None
-        bound, fails = self._bound([(t.ops[op].count, t.index) for t in self.op_traces[op]])
-        if bound >= service_bound:
+        got = self._op_bounds.get(op)
+        if got is None:
+            got = self._op_bounds[op] = self._bound([(t.ops[op].count, t.index) for t in self.op_traces[op]])
+        bound, fails = got
+        if service_bound is not None and bound >= service_bound:
             return None
         service = self.c.ops[op].service
         return Fact(
@@ -373,6 +419,64 @@ class Miner:
         `A before B` for B under P, and `A before B` gives `A2 before B` for A2
         under A when A never occurs without A2 (a child ends before its parent).
         """
+        meet, precede, follow = self._order_pairs()
+        up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
+        # an ordering left out by --max-rules cannot stand in for another
+        cut_precede = {(a, b) for a, b in precede if self._order_ident(a, b, b) in self.cut}
+        cut_follow = {(a, b) for a, b in follow if self._order_ident(a, b, a) in self.cut}
+        precede = _reduce(self._nested(precede, up, cut_precede), cut_precede)
+        follow = _reduce(self._nested(follow, up, cut_follow), cut_follow)
+        out: list[Fact] = []
+        for a, b in sorted(meet):
+            both_traces = [t for t in self.op_traces[a] if b in t.ops]
+            fails = [t.index for t in both_traces if not _before(t, a, b)]
+            out.append(
+                Fact(
+                    "order",
+                    f"{self.slug(a)}_before_{self.slug(b)}",
+                    (("when", f"{self.has(a)} and {self.has(b)}"), ("always", f"{self.has(a)}.before({self.has(b)})")),
+                    f"Every trace with both {self.label(a)} and {self.label(b)} has the first ending before the "
+                    "second starts",
+                    len(both_traces),
+                    fails,
+                    ops=(a, b),
+                    detail={"first": a, "then": b, "guard": None},
+                )
+            )
+        for a, b in sorted(precede):
+            fails = [t.index for t in self.op_traces[b] if not _before(t, a, b)]
+            out.append(
+                Fact(
+                    "order",
+                    self._order_ident(a, b, b)[1],
+                    (("when", self.has(b)), ("always", f"{self.has(a)}.before({self.has(b)})")),
+                    f"Every trace with {self.label(b)} has {self.label(a)} ending before it starts",
+                    self.support(b),
+                    fails,
+                    ops=(a, b),
+                    detail={"first": a, "then": b, "guard": b},
+                )
+            )
+        for a, b in sorted(follow):
+            fails = [t.index for t in self.op_traces[a] if not _before(t, a, b)]
+            out.append(
+                Fact(
+                    "order",
+                    self._order_ident(a, b, a)[1],
+                    (("when", self.has(a)), ("always", f"{self.has(a)}.before({self.has(b)})")),
+                    f"Every trace with {self.label(a)} has {self.label(b)} starting after it ends",
+                    self.support(a),
+                    fails,
+                    ops=(a, b),
+                    detail={"first": a, "then": b, "guard": a},
+                )
+            )
+        return out
+
+    def _order_pairs(self) -> tuple[set[tuple[int, int]], set[tuple[int, int]], set[tuple[int, int]]]:
+        """(meet, precede, follow): every ordering the corpus holds, before any is left out; computed once."""
+        if self._orders is not None:
+            return self._orders
         # Traces whose operations' earliest ends and latest starts fall in the same order
         # share every `before` outcome, so the pairs are counted once per such pattern.
         patterns: Counter[tuple[tuple[int, int], ...]] = Counter()
@@ -415,57 +519,17 @@ class Miner:
                 (meet if self.by_chance(b, a) else precede).add((a, b))
             elif self.o.accepts(self.support(a), self.support(a) - n):
                 (meet if self.by_chance(a, b) else follow).add((a, b))
-        up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
-        precede = _reduce(self._nested(precede, up))
-        follow = _reduce(self._nested(follow, up))
-        out: list[Fact] = []
-        for a, b in sorted(meet):
-            both_traces = [t for t in self.op_traces[a] if b in t.ops]
-            fails = [t.index for t in both_traces if not _before(t, a, b)]
-            out.append(
-                Fact(
-                    "order",
-                    f"{self.slug(a)}_before_{self.slug(b)}",
-                    (("when", f"{self.has(a)} and {self.has(b)}"), ("always", f"{self.has(a)}.before({self.has(b)})")),
-                    f"Every trace with both {self.label(a)} and {self.label(b)} has the first ending before the "
-                    "second starts",
-                    len(both_traces),
-                    fails,
-                    ops=(a, b),
-                    detail={"first": a, "then": b, "guard": None},
-                )
-            )
-        for a, b in sorted(precede):
-            fails = [t.index for t in self.op_traces[b] if not _before(t, a, b)]
-            out.append(
-                Fact(
-                    "order",
-                    f"{self.slug(b)}_after_{self.slug(a)}",
-                    (("when", self.has(b)), ("always", f"{self.has(a)}.before({self.has(b)})")),
-                    f"Every trace with {self.label(b)} has {self.label(a)} ending before it starts",
-                    self.support(b),
-                    fails,
-                    ops=(a, b),
-                    detail={"first": a, "then": b, "guard": b},
-                )
-            )
-        for a, b in sorted(follow):
-            fails = [t.index for t in self.op_traces[a] if not _before(t, a, b)]
-            out.append(
-                Fact(
-                    "order",
-                    f"{self.slug(a)}_then_{self.slug(b)}",
-                    (("when", self.has(a)), ("always", f"{self.has(a)}.before({self.has(b)})")),
-                    f"Every trace with {self.label(a)} has {self.label(b)} starting after it ends",
-                    self.support(a),
-                    fails,
-                    ops=(a, b),
-                    detail={"first": a, "then": b, "guard": a},
-                )
-            )
-        return out
+        self._orders = meet, precede, follow
+        return self._orders
 
-    def _nested(self, pairs: set[tuple[int, int]], up: dict[int, int]) -> set[tuple[int, int]]:
+    def _order_ident(self, first: int, then: int, guard: int) -> Ident:
+        """The ident of the ordering `first` before `then`, required whenever `guard` occurs."""
+        a, b = self.slug(first), self.slug(then)
+        return "order", f"{b}_after_{a}" if guard == then else f"{a}_then_{b}", (first, then), ()
+
+    def _nested(
+        self, pairs: set[tuple[int, int]], up: dict[int, int], cut: set[tuple[int, int]]
+    ) -> set[tuple[int, int]]:
         def lineage(op: int) -> list[int]:
             out = [op]
             while out[-1] in up and up[out[-1]] not in out:
@@ -478,7 +542,10 @@ class Miner:
                 (a2, b2)
                 for a2 in lineage(a)
                 for b2 in lineage(b)
-                if (a2, b2) != (a, b) and (a2, b2) in pairs and (a2 == a or self._implies(a2, a))
+                if (a2, b2) != (a, b)
+                and (a2, b2) in pairs
+                and (a2, b2) not in cut
+                and (a2 == a or self._implies(a2, a))
             ]
             if not wider:
                 kept.add((a, b))
@@ -504,17 +571,7 @@ class Miner:
             if guard is not None:
                 covered.add((then, first) if guard == then else (first, then))
         nodes = [op for op in range(len(self.c.ops)) if self.support(op) >= self.o.min_support]
-        edges: dict[int, set[int]] = {a: set() for a in nodes}
-        for a in nodes:
-            shared: Counter[int] = Counter()
-            for t in self.op_traces[a]:
-                shared.update(t.ops.keys())
-            need = self.support(a) - self.o.allowed(self.support(a))
-            edges[a] = {
-                b
-                for b, n in shared.items()
-                if n >= need and b != a and b not in everywhere and b in edges and not self.by_chance(a, b)
-            }
+        edges = {a: {b for b in comes if b not in everywhere} for a, comes in self._comes_with(nodes).items()}
         out: list[Fact] = []
         groups = _components(nodes, edges)
         group_of = {op: gi for gi, g in enumerate(groups) for op in g}
@@ -571,6 +628,22 @@ class Miner:
             )
         return out
 
+    def _comes_with(self, nodes: list[int]) -> dict[int, set[int]]:
+        """Operation A -> the operations nearly every trace with A has (not by chance); computed once."""
+        if self._with is None:
+            self._with = {a: set() for a in nodes}
+            for a in nodes:
+                shared: Counter[int] = Counter()
+                for t in self.op_traces[a]:
+                    shared.update(t.ops.keys())
+                need = self.support(a) - self.o.allowed(self.support(a))
+                self._with[a] = {
+                    b
+                    for b, n in shared.items()
+                    if n >= need and b != a and b in self._with and not self.by_chance(a, b)
+                }
+        return self._with
+
     def exclusions(self, implied: dict[int, set[int]], bounds: Bounds) -> list[Fact]:
         """Operations under the same parent operation that never share a trace.
 
@@ -611,20 +684,20 @@ class Miner:
                 continue  # a kept exclusion covers it: kept rules bring one of its operations with b (or a)
             if forbidden(a, b):
                 continue
-            kept[a].add(b)
-            kept[b].add(a)
             fails = sorted(t.index for t in self.op_traces[a] if b in t.ops)
-            out.append(
-                Fact(
-                    "exclusion",
-                    f"{self.slug(a)}_excludes_{self.slug(b)}",
-                    (("expect", f"not ({self.has(a)} and {self.has(b)})"),),
-                    f"{self.label(a)} and {self.label(b)} never appear in the same trace",
-                    support,
-                    fails,
-                    ops=(a, b),
-                )
+            fact = Fact(
+                "exclusion",
+                f"{self.slug(a)}_excludes_{self.slug(b)}",
+                (("expect", f"not ({self.has(a)} and {self.has(b)})"),),
+                f"{self.label(a)} and {self.label(b)} never appear in the same trace",
+                support,
+                fails,
+                ops=(a, b),
             )
+            if ident(fact) not in self.cut:
+                kept[a].add(b)
+                kept[b].add(a)
+            out.append(fact)
         return out
 
     def no_calls(self) -> list[Fact]:
@@ -1027,15 +1100,15 @@ def _implications(facts: list[Fact]) -> dict[int, set[int]]:
     return out
 
 
-def _under_present(presence: list[Fact], implied: dict[int, set[int]]) -> list[Fact]:
-    """Presence facts not implied by another: A in every trace and a rule "with A comes B" say B is too.
-    Of operations that imply each other, the first is kept."""
-    everywhere = [f.ops[0] for f in presence]
+def _under_present(presence: list[Fact], usable: list[Fact], implied: dict[int, set[int]]) -> list[Fact]:
+    """Presence facts not implied by another (one of `usable`): A in every trace and a rule "with A
+    comes B" say B is too. Of operations that imply each other, the first is kept."""
+    everywhere = [f.ops[0] for f in usable]
     reach = {a: _reachable(a, implied) for a in everywhere}
     out = []
     for f in presence:
         b = f.ops[0]
-        if any(b in reach[a] and (a not in reach[b] or a < b) for a in everywhere if a != b):
+        if any(b in reach[a] and (a not in reach.get(b, ()) or a < b) for a in everywhere if a != b):
             continue
         out.append(f)
     return out
@@ -1121,10 +1194,10 @@ def _reachable(start: Any, succ: dict[Any, set[Any]]) -> set[Any]:
     return seen
 
 
-def _reduce(edges: set[tuple[int, int]]) -> set[tuple[int, int]]:
-    """Drop every edge a -> c that a longer path a -> b -> ... -> c also gives."""
+def _reduce(edges: set[tuple[int, int]], cut: Iterable[tuple[int, int]] = ()) -> set[tuple[int, int]]:
+    """Drop every edge a -> c that a longer path a -> b -> ... -> c also gives, a path of edges not in `cut`."""
     succ: dict[int, set[int]] = defaultdict(set)
-    for a, b in edges:
+    for a, b in edges.difference(cut):
         succ[a].add(b)
     reach = {a: _reachable(a, succ) for a in list(succ)}
     kept = set()
@@ -1171,5 +1244,23 @@ def select(facts: list[Fact], max_rules: int) -> list[Fact]:
     return sorted(best, key=lambda f: (KINDS.index(f.kind), f.key))
 
 
+def mine_within(miner: Miner, max_rules: int) -> tuple[list[Fact], list[Fact]]:
+    """(every fact found, the at most `max_rules` of them to write), so that no fact is left out of
+    both: one the kept rules would imply is found after all when `max_rules` cuts one of those rules.
+
+    Mines again, without the cut facts as reasons to leave others out, until the facts it cuts are
+    all ones it was told of (the told set grows each round, so this ends; usually after one round).
+    """
+    found = miner.mine()
+    cut: set[Ident] = set()
+    while True:
+        chosen = select(found, max_rules)
+        left_out = {ident(f) for f in found}.difference(map(ident, chosen))
+        if left_out <= cut:
+            return found, chosen
+        cut |= left_out
+        found = miner.mine(cut)
+
+
 def discover(corpus: Corpus, options: Options) -> list[Fact]:
-    return select(Miner(corpus, options).mine(), options.max_rules)
+    return mine_within(Miner(corpus, options), options.max_rules)[1]
