@@ -235,12 +235,13 @@ def complete(
     *,
     after_space: bool = False,
     snippets: bool = True,
+    skeletons: bool = True,
 ) -> list[lsp.CompletionItem]:
     """What may come at `offset`. `after_space`: the editor asked because a space was typed, which
     happens after nearly every word: then only a value the place calls for (an enum after `status ==`,
     a severity after `severity:`), never the list of every keyword or name. Without `snippets` (the
     client cannot expand them) every item is plain text: skeletons with their defaults filled in,
-    methods by name."""
+    methods by name. Without `skeletons` (the client has rule templates of its own) no rule skeleton."""
     cur = cursor_at(doc, offset)
     if _inside_comment_or_string(doc, cur):
         return _quoted_keys(doc, offset, span_keys, resource_keys)
@@ -274,7 +275,7 @@ def complete(
     if place.kind in ("meta_value", "enum"):
         pass
     elif expected is not None:
-        if "RULE" in expected:
+        if "RULE" in expected and skeletons:
             for label, body in _SKELETONS:
                 items.snippet(label, body, "rule skeleton")
         taken = _clauses_taken(doc, cur) if "EXPECT" in expected else set()

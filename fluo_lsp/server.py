@@ -409,7 +409,15 @@ def complete(ls: FluoServer, params: lsp.CompletionParams) -> lsp.CompletionList
     document = ls.client_capabilities.text_document
     item = document.completion.completion_item if document is not None and document.completion else None
     snippets = bool(item is not None and item.snippet_support)
-    items = completion.complete(doc, offset, span_keys, resource_keys, after_space=after_space, snippets=snippets)
+    items = completion.complete(
+        doc,
+        offset,
+        span_keys,
+        resource_keys,
+        after_space=after_space,
+        snippets=snippets,
+        skeletons=ls.settings.rule_skeletons,
+    )
     return lsp.CompletionList(is_incomplete=False, items=items)
 
 

@@ -297,6 +297,19 @@ async def test_completion_at_the_top_level_offers_rules(client: LanguageClient, 
     assert "severity" not in labels
 
 
+async def test_completion_leaves_skeletons_to_a_client_with_its_own(client: LanguageClient, tmp_path: Path) -> None:
+    """VS Code showed every template twice: the extension's snippets and the server's skeletons."""
+    client.workspace_did_change_configuration(
+        lsp.DidChangeConfigurationParams(settings={"fluo": {"completion": {"ruleSkeletons": False}}})
+    )
+    labels = await complete(client, tmp_path / "top.fluo", "rule a {\n  expect true\n}\n\n|")
+    assert "rule" in labels
+    assert not any(label.startswith("rule (") for label in labels)
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams(settings={"fluo": {}}))
+    labels = await complete(client, tmp_path / "top.fluo", "rule a {\n  expect true\n}\n\n|")
+    assert "rule (expect)" in labels
+
+
 async def test_completion_inside_a_rule_offers_metadata_and_clauses(client: LanguageClient, tmp_path: Path) -> None:
     labels = await complete(client, tmp_path / "meta.fluo", "rule a {\n  sev|\n}\n")
     assert {"severity", "description", "tags", "expect", "detect", "when", "window"} <= set(labels)

@@ -74,6 +74,9 @@ def test_span_range_shifts_by_the_chunk_base() -> None:
         ({"fluo": {"diagnostics": {"debounceMs": 0}}}, Settings(debounce_ms=0.0)),
         ({"fluo": {"diagnostics": {"debounceMs": "fast"}, "strictness": "loud"}}, Settings()),
         ({"fluo": {"diagnostics": {"debounceMs": True}}}, Settings()),
+        ({"fluo": {"completion": {"ruleSkeletons": False}}}, Settings(rule_skeletons=False)),
+        ({"fluo": {"completion": {"ruleSkeletons": "no"}}}, Settings()),
+        ({"fluo": {"completion": False}}, Settings()),
     ],
 )
 def test_settings_from_client_json(raw: object, expected: Settings) -> None:

@@ -37,6 +37,8 @@ export interface ServerSettings {
   attributeKeys: string[];
   strictness: Strictness;
   diagnostics: { debounceMs: number };
+  /** Off: the extension's snippets (snippets/fluo.code-snippets) are the rule templates; the server's would show twice. */
+  completion: { ruleSkeletons: boolean };
 }
 
 /** A program to run and its arguments. */
@@ -215,6 +217,7 @@ export function serverSettings(settings: Settings): ServerSettings {
     attributeKeys: [...settings.attributeKeys],
     strictness: settings.strictness,
     diagnostics: { debounceMs: settings.debounceMs },
+    completion: { ruleSkeletons: false },
   };
 }
 

@@ -222,6 +222,18 @@ group('the language server over stdio, started as the extension starts it', () =
     assert.ok(names.includes('service'), 'intrinsics are offered in a predicate');
   });
 
+  test('where a rule may start: the keyword, and no server skeleton beside the extension snippets', async () => {
+    const uri = pathToFileURL(path.join(work.dir, 'top.fluo')).href;
+    await session.open(uri, 'rule a {\n  expect true\n}\n\n');
+    const labels = await session.complete(uri, 4, 0);
+    assert.ok(labels.includes('rule'), labels.join(', '));
+    assert.deepEqual(
+      labels.filter((l) => l.startsWith('rule (')),
+      [],
+      'the templates come from snippets/fluo.code-snippets only',
+    );
+  });
+
   test('a settings change in the shape the client sends takes effect: new keys, strictness', async () => {
     const strict: Settings = { ...settings, attributeKeys: ['payment.amount_cents'], strictness: 'strict' };
     const republished = session.diagnosticsFor(brokenUri, (d) => d.some((x) => /servce/.test(x.message) && x.severity === 1));

@@ -77,7 +77,9 @@ group('activation', () => {
     assert.ok(options.documentSelector.some((s) => s.language === 'fluo' && s.scheme === 'file'));
     assert.ok(options.documentSelector.some((s) => s.pattern === '**/*_test.yaml'));
     assert.equal(options.synchronize.configurationSection, 'fluo');
-    assert.deepEqual(client.initializations, [{ attributeKeys: ['amount'], strictness: 'strict', diagnostics: { debounceMs: 40 } }]);
+    assert.deepEqual(client.initializations, [
+      { attributeKeys: ['amount'], strictness: 'strict', diagnostics: { debounceMs: 40 }, completion: { ruleSkeletons: false } },
+    ]);
     assert.equal(options.outputChannel, editor.channel('FLUO Language Server'));
     let pulled = false;
     const report = options.middleware.provideDiagnostics({}, undefined, {}, () => (pulled = true));
@@ -96,6 +98,7 @@ group('activation', () => {
       attributeKeys: ['http.route'],
       strictness: 'strict',
       diagnostics: { debounceMs: 150 },
+      completion: { ruleSkeletons: false },
     });
   });
 

@@ -169,7 +169,12 @@ group('commands', () => {
 group('what the server receives', () => {
   test('the section is shaped as fluo_lsp.settings reads it', () => {
     const s = settings({ attributeKeys: ['amount'], strictness: 'strict', debounceMs: 10 });
-    assert.deepEqual(serverSettings(s), { attributeKeys: ['amount'], strictness: 'strict', diagnostics: { debounceMs: 10 } });
+    assert.deepEqual(serverSettings(s), {
+      attributeKeys: ['amount'],
+      strictness: 'strict',
+      diagnostics: { debounceMs: 10 },
+      completion: { ruleSkeletons: false },
+    });
   });
 });
 
