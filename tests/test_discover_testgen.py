@@ -202,6 +202,30 @@ def test_two_rule_files_tested_in_one_folder_keep_their_own_fixtures(tmp_path: P
     assert run.exit_code == 0, run.output
 
 
+def test_a_new_run_removes_the_fixtures_only_its_last_run_used(tmp_path: Path) -> None:
+    """Old fixtures stayed: a rule gone from the corpus left its fixture beside the new test file."""
+    folder = tmp_path / "rules"
+    rules = folder / "shop.fluo"
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(rules), "--tests", str(folder)])
+    assert result.exit_code == 0, result.output
+    fixtures = folder / "fixtures" / "shop"
+    first = {p.name for p in fixtures.iterdir()}
+    mine = fixtures / "my_own.json"  # a file of the user's, which no generated case names
+    mine.write_text("{}", encoding="utf-8")
+    ping = write_spans(tmp_path / "ping.json", [lone_span(i) for i in range(8)])
+    result = CliRunner().invoke(main, ["discover", str(ping), "-o", str(rules), "--tests", str(folder)])
+    assert result.exit_code == 0, result.output
+    second = {p.name for p in fixtures.iterdir()} - {"my_own.json"}
+    used = {Path(c["traces"]).name for c in yaml.safe_load((folder / "shop_test.yaml").read_text("utf-8"))["cases"]}
+    assert second == used
+    gone = first - second
+    assert gone and f"removed {len(gone)} fixtures of the last run no case uses now" in result.stderr
+    assert mine.read_text(encoding="utf-8") == "{}"
+    run = CliRunner().invoke(main, ["test", str(folder / "shop_test.yaml")])
+    assert run.exit_code == 0, run.output
+
+
 def test_a_call_that_no_parent_rule_forbids_gets_a_violating_case(tmp_path: Path) -> None:
     """`no_call` kept (charge is called from checkout or from orders, so no parent rule pins it) and broken."""
     spans = []
