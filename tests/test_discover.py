@@ -266,6 +266,29 @@ def test_orderings_implied_by_structure_are_pruned() -> None:
     assert orders == {"svc_pay_after_svc_login"}
 
 
+def test_a_trace_without_an_operation_an_ordering_needs_breaks_a_kept_rule() -> None:
+    """Orderings are left out only where kept rules bring their operations along: a new trace with
+    login and pay but no check (which every pay came after) breaks a rule that is written."""
+    b = Builder()
+    for i in range(40):
+        b.trace()
+        root = b.span("root", dur=100)
+        if i % 2:
+            login = b.span("login", start=0, dur=20, parent=root)
+            b.span("check", start=5, dur=5, parent=login)
+            b.span("pay", start=30, dur=50, parent=root)
+    text, facts = run_discover(b.traces(), attributes=False)
+    assert "svc_pay_after_svc_login" in {f.key for f in facts if f.kind == "order"}
+    new = Builder()
+    new.n = 99
+    new.trace()
+    root = new.span("root", dur=100)
+    new.span("login", start=0, dur=20, parent=root)
+    new.span("pay", start=30, dur=50, parent=root)
+    fired = {rule for rule, traces in fired_by_rule(text, new.traces()).items() if traces}
+    assert fired, "a trace the corpus never showed breaks no discovered rule"
+
+
 def test_max_rules_keeps_the_first_kinds(shop: list[Trace]) -> None:
     _, facts = run_discover(shop, max_rules=3)
     assert [f.kind for f in facts] == ["count", "count", "count"]

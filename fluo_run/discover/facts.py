@@ -215,7 +215,7 @@ class Miner:
         if self._parents is None:  # no other kind leaves a parent out
             self._parents = self.written(self.parents())
         parents = self._parents
-        orders = self.written(self.orders(self.usable(parents)))
+        orders = self.written(self.orders(self.usable(parents), self.usable(presence)))
         needs = self.written(self.cooccurrences(self.usable(presence), self.usable(parents), self.usable(orders)))
         implied = _implications(self.usable([*parents, *orders, *needs]))
         facts += _under_present(presence, self.usable(presence), implied)
@@ -412,20 +412,24 @@ class Miner:
             )
         return out
 
-    def orders(self, parents: list[Fact]) -> list[Fact]:
+    def orders(self, parents: list[Fact], presence: list[Fact]) -> list[Fact]:
         """`A.before(B)`, required whenever B occurs (`precede`) or whenever A does (`follow`).
 
-        An ordering is left out when a wider one implies it: `A before P` gives
-        `A before B` for B under P, and `A before B` gives `A2 before B` for A2
-        under A when A never occurs without A2 (a child ends before its parent).
+        An ordering is left out when a wider one implies it (see `_nested`): whenever
+        B occurs, `A before P` gives `A before B` for B under P (a child starts after
+        its parent), and `A before B` gives `A2 before B` for A2 under A when a presence
+        rule says A2 is in every trace (a child ends before its parent). That A2 came
+        with A on the corpus is not enough: a trace with A and without A2 would break
+        the ordering left out and no kept rule. The same, sides swapped, whenever A occurs.
         """
         meet, precede, follow = self._order_pairs()
         up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
         # an ordering left out by --max-rules cannot stand in for another
         cut_precede = {(a, b) for a, b in precede if self._order_ident(a, b, b) in self.cut}
         cut_follow = {(a, b) for a, b in follow if self._order_ident(a, b, a) in self.cut}
-        precede = _reduce(self._nested(precede, up, cut_precede), cut_precede)
-        follow = _reduce(self._nested(follow, up, cut_follow), cut_follow)
+        everywhere = {f.ops[0] for f in presence}
+        precede = _reduce(self._nested(precede, up, everywhere, cut_precede, False), cut_precede)
+        follow = _reduce(self._nested(follow, up, everywhere, cut_follow, True), cut_follow)
         out: list[Fact] = []
         for a, b in sorted(meet):
             both_traces = [t for t in self.op_traces[a] if b in t.ops]
@@ -528,8 +532,22 @@ class Miner:
         return "order", f"{b}_after_{a}" if guard == then else f"{a}_then_{b}", (first, then), ()
 
     def _nested(
-        self, pairs: set[tuple[int, int]], up: dict[int, int], cut: set[tuple[int, int]]
+        self,
+        pairs: set[tuple[int, int]],
+        up: dict[int, int],
+        everywhere: set[int],
+        cut: set[tuple[int, int]],
+        guard_first: bool,
     ) -> set[tuple[int, int]]:
+        """The pairs no wider pair implies, with `up` the kept parent rules (operation -> its parent).
+
+        `(a2, b2)` with `a2` an ancestor of `a` (or `a`) and `b2` of `b` (or `b`) implies `(a, b)`
+        when the guard's side brings the other's ancestor along (a child has its parent, starts after
+        it starts and ends before it ends) and the other side's operation is there: it is its own
+        ancestor, or a kept presence rule (`everywhere`) puts it in every trace. Whenever `b`
+        occurs (`guard_first` false), `b2` does; `a` must be there too.
+        """
+
         def lineage(op: int) -> list[int]:
             out = [op]
             while out[-1] in up and up[out[-1]] not in out:
@@ -538,6 +556,7 @@ class Miner:
 
         kept = set()
         for a, b in pairs:
+            other = b if guard_first else a  # the operation the guard does not bring
             wider = [
                 (a2, b2)
                 for a2 in lineage(a)
@@ -545,7 +564,7 @@ class Miner:
                 if (a2, b2) != (a, b)
                 and (a2, b2) in pairs
                 and (a2, b2) not in cut
-                and (a2 == a or self._implies(a2, a))
+                and ((b2 if guard_first else a2) == other or other in everywhere)
             ]
             if not wider:
                 kept.add((a, b))
@@ -556,9 +575,6 @@ class Miner:
         with A would lack B (B is in nearly every trace, or A in few). B in every trace is a presence fact."""
         missing = self.n - self.support(b)
         return missing > 0 and self.support(a) * missing < MIN_EXPECTED * self.n
-
-    def _implies(self, a: int, b: int) -> bool:
-        return self.o.accepts(self.support(a), self.support(a) - self.together(a, b))
 
     def cooccurrences(self, presence: list[Fact], parents: list[Fact], orders: list[Fact]) -> list[Fact]:
         everywhere = {f.ops[0] for f in presence}
