@@ -351,7 +351,8 @@ def test_a_rule_that_did_not_fire_shows_what_it_observed(work: Path) -> None:
     assert "    did not fire on trace " in out and ": when = true, always = true\n" in out
 
 
-def test_the_progress_line_is_erased_before_the_report(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _eager_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress line drawn at once and for every case, as on a terminal in a long run."""
     from fluo_run.testing import cli
 
     class Eager(cli.Progress):
@@ -359,11 +360,25 @@ def test_the_progress_line_is_erased_before_the_report(work: Path, monkeypatch: 
             super().__init__(stream, total, enabled=True, delay=0.0, every=0.0)
 
     monkeypatch.setattr(cli, "Progress", Eager)
-    out = fluo_test("passing_test.yaml").stdout
-    head, _, report = out.rpartition("\r")
+
+
+def test_the_progress_line_is_erased_before_the_report(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _eager_progress(monkeypatch)
+    result = fluo_test("passing_test.yaml")
+    head, _, rest = result.stderr.rpartition("\r")
     assert head.startswith("\r[loading 1/1] passing_test.yaml\r[1/4] passing_test.yaml::a quick login is quiet")
     assert "\r[4/4] passing_test.yaml::four logins in one minute trip the rate" in head
-    assert report.startswith("passing_test.yaml: 4 passed\n")
+    assert rest == ""
+    assert result.stdout.startswith("passing_test.yaml: 4 passed\n")
+
+
+def test_the_progress_line_is_never_on_stdout(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA 4: on a terminal, `--format json` began with `\\r[1/30] file::case` and was not JSON."""
+    _eager_progress(monkeypatch)
+    result = fluo_test("passing_test.yaml", "failing_test.yaml", "--format", "json")
+    assert "\r" not in result.stdout
+    assert json.loads(result.stdout)["summary"]["cases"] == 8
+    assert "\r[8/8] " in result.stderr
 
 
 def test_an_update_that_cannot_be_written_is_one_clear_line(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:

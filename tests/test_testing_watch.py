@@ -69,6 +69,18 @@ def test_progress_is_silent_when_not_a_terminal() -> None:
     assert plain.getvalue() == "" and progress.done == 1
 
 
+def test_progress_escapes_control_characters_as_the_report_does() -> None:
+    """The progress line printed a case name's ESC sequences and NULs raw, which the report escapes."""
+    term = Terminal()
+    progress = Progress(term, 1, delay=0.0, every=0.0)
+    progress.loading(0, 1, "a\x1b[2Jb_test.yaml")
+    progress(_result("red \x1b[31mALERT\x00"))  # type: ignore[arg-type]
+    assert term.getvalue().split("\r")[1:] == [
+        "[loading 1/1] a\\x1b[2Jb_test.yaml",
+        "[1/1] t_test.yaml::red \\x1b[31mALERT\\x00",
+    ]
+
+
 def test_changed_files() -> None:
     assert changed({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 1}) == ["b", "c"]
     assert changed({"a": 1}, {}) == ["a"]

@@ -75,7 +75,7 @@ def run_once(
         raise UsageProblem(
             f"no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`) under {', '.join(paths)}"
         )
-    progress = Progress(sys.stdout)
+    progress = Progress(sys.stderr)  # never on stdout: `--format json` there must be one JSON document
     started = time.perf_counter()
     try:
         files = []

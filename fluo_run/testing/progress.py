@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from .report import printable
 from .runner import CaseResult
 
 
@@ -15,7 +16,8 @@ class Progress:
 
     The run starts when the counter is made, before test files are read: while they
     are, `loading` draws `[loading n/total] FILE`; `total` is then set to the cases
-    selected. Enabled only when the stream is a terminal, so piped and CI output stays plain.
+    selected. Enabled only when the stream is a terminal, so piped and CI output stays plain; `fluo test`
+    draws it on stderr, never amid the report. Names are printed as the report prints them (`printable`).
     """
 
     def __init__(
@@ -57,7 +59,7 @@ class Progress:
             return
         self.last_draw = now
         columns = shutil.get_terminal_size((80, 24)).columns
-        line = (head + text)[: max(columns - 1, len(head))]
+        line = (head + printable(text))[: max(columns - 1, len(head))]
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
         self.width = len(line)

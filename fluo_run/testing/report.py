@@ -18,9 +18,10 @@ MAX_RULE_LINES = 12
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
-def _shown(text: str) -> str:
-    """A case name (or `file::name`) as the report prints it bare: each character `repr` would escape is
-    escaped as it does (`\\x1b`, `\\x00`, `\\n`), as in the `case '...'` lines; never a raw control character."""
+def printable(text: str) -> str:
+    """A case name (or `file::name`, or a path) as the reports and the progress line print it bare: each
+    character `repr` would escape is escaped as it does (`\\x1b`, `\\x00`, `\\n`), as in the `case '...'`
+    lines; never a raw control character."""
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
@@ -137,7 +138,7 @@ def failure_text(c: CaseResult) -> list[str]:
     assert c.match is not None
     names = {v: k for k, v in c.case.labels.items() if k}
     where = f"{c.file.display}:{c.case.line}: case {c.case.name!r}: {c.match.summary()}"
-    lines = [_banner(_shown(c.id), "_"), "", where, ""]
+    lines = [_banner(printable(c.id), "_"), "", where, ""]
     lines.extend(_table(c.match, names))
     involved: dict[str, None] = {}
     for row in c.match.rows:
@@ -181,9 +182,9 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
             lines.append(f"  {p.format()}")
         for c in fr.cases:
             if c.status == FAILED:
-                lines.append(f"  FAILED {_shown(c.case.name)} (line {c.case.line})")
+                lines.append(f"  FAILED {printable(c.case.name)} (line {c.case.line})")
             elif c.status == ERROR:
-                lines.append(f"  ERROR {_shown(c.case.name)} (line {c.case.line})")
+                lines.append(f"  ERROR {printable(c.case.name)} (line {c.case.line})")
                 lines.extend(f"    {p.format()}" for p in c.problems)
     failed = [c for c in result.cases if c.status == FAILED]
     if failed:
