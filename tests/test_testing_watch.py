@@ -9,11 +9,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests_paths import ROOT
 
+from fluo_run.testing.cli import run_once
 from fluo_run.testing.progress import Progress
 from fluo_run.testing.runner import Runner
 from fluo_run.testing.spec import Case, TestFile
@@ -209,3 +212,109 @@ def test_a_file_reached_by_an_absolute_folder_and_a_relative_rules_path_is_one_f
     assert list(before) == [str(rule)]
     os.utime(rule, ns=(1, 1))
     assert changed(before, stamps([tmp_path / "w"], [Path("w/r.fluo")])) == [str(rule)]
+
+
+ERROR_RULE = "rule has_error {\n  severity: error\n  detect trace.spans.where(status == error).exists()\n}\n"
+ERROR_TRACE = (
+    '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"api"}}]},'
+    '"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",'
+    '"name":"a","startTimeUnixNano":"1767225600000000000","endTimeUnixNano":"1767225600001000000",'
+    '"status":{"code":2}}]}]}]}\n'
+)
+
+
+def _watch_fluo_test(
+    roots: list[str], between: dict[int, Callable[[], None]], **options: Any
+) -> tuple[list[int], list[list[str]]]:
+    """`fluo test ROOTS --watch` as the command runs it, with `between[n]` done at the n-th poll (1-based).
+
+    Polls are not timed: the watch stops at the first poll after the last step, so a change
+    it fails to notice shows as a run missing, never as a hang.
+    """
+    runner = Runner(recording=options.get("update", False))
+    codes: list[int] = []
+    seen: list[list[str]] = []
+    polls = 0
+
+    def run() -> Iterable[Path]:
+        settings = {"fmt": "text", "junit_xml": None, "update": False, "coverage": False, "select_text": None}
+        code, ran = run_once(roots, runner, **{**settings, **options})
+        codes.append(code)
+        return ran
+
+    def sleep(seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls > max(between) + 1:
+            raise KeyboardInterrupt
+        if polls in between:
+            between[polls]()
+
+    watch(run, [Path(r) for r in roots], sleep=sleep, on_change=seen.append)
+    return codes, seen
+
+
+def _touch(path: Path) -> None:
+    """A new mtime however coarse the file system's clock: what a save does, made certain."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_watch_sees_an_in_place_edit_in_a_rules_folder_outside_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA 7: with `rules: ../rules`, only the folder's mtime was watched, which an in-place save leaves alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules" / "more").mkdir(parents=True)
+    rule = tmp_path / "rules" / "more" / "r.fluo"
+    rule.write_text(ERROR_RULE)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "r_test.yaml").write_text(
+        "rules: ../rules\ncases:\n  - {name: fires, spans: [{name: a, status: error}], expect: [has_error]}\n"
+    )
+
+    def edit() -> None:
+        with rule.open("r+") as f:  # in place: the folder's mtime does not change
+            f.write(ERROR_RULE.replace("has_error", "has_err  "))
+        _touch(rule)
+
+    codes, seen = _watch_fluo_test(["tests"], {2: edit})
+    assert codes == [0, 2]  # the renamed rule: `has_error` in the test no longer names a rule
+    assert seen == [[str(rule)]]
+
+
+def test_watch_runs_again_when_a_missing_fixture_appears(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA 9: a fixture that did not exist was never watched, so creating it started no run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(ERROR_RULE)
+    (tmp_path / "r_test.yaml").write_text(
+        "cases:\n  - name: fires\n    traces: fixtures/new/err.json\n    expect: [has_error]\n"
+    )
+    fixture = tmp_path / "fixtures" / "new" / "err.json"
+
+    def create() -> None:
+        fixture.parent.mkdir(parents=True)
+        fixture.write_text(ERROR_TRACE)
+
+    codes, seen = _watch_fluo_test(["r_test.yaml"], {2: create})
+    assert codes == [2, 0]
+    assert seen == [[str(fixture)]]
+
+
+def test_watch_runs_again_when_a_missing_rules_file_outside_the_root_appears(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "r_test.yaml").write_text(
+        "rules: ../rules/r.fluo\ncases:\n  - {name: fires, spans: [{name: a, status: error}], expect: [has_error]}\n"
+    )
+    rule = tmp_path / "rules" / "r.fluo"
+
+    def create() -> None:
+        rule.parent.mkdir()
+        rule.write_text(ERROR_RULE)
+
+    codes, seen = _watch_fluo_test(["tests"], {1: create})
+    assert codes == [2, 0]
+    assert seen == [[str(rule)]]

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import click
 
+from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
 from fluo_run.cli import eval_budget_option
 
 from .coverage import measure
-from .document import YamlError
+from .document import YamlError, load
 from .progress import Progress
 from .report import json_report, junit_report, text_report
 from .runner import ERROR, PASSED, Runner, RunResult
-from .spec import TestFile, display_path, find_test_files, plural
+from .spec import TestFile, default_rules, display_path, find_test_files, plural
 from .update import needs_update, update_file
 from .watch import watch
 
@@ -28,14 +30,51 @@ class UsageProblem(Exception):
 
 
 def _dependencies(files: Sequence[TestFile]) -> set[Path]:
+    """The files a run read (or looked for), for `--watch`: test files, rule files, fixtures, and the folders
+    whose mtime changes when a file is added to them or removed from them."""
     out: set[Path] = set()
     for f in files:
         out.add(f.path)
-        out.update(f.rule_paths)
+        for p in f.rule_paths:
+            out.add(p)
+            if p.is_dir():  # an in-place edit changes the file's mtime only, not its folder's
+                out.update(_below(p, lambda name: name.endswith(RULE_SUFFIX)))
         for case in f.cases:
             out.update(p for p, _ in case.traces)
-            out.update(case.folders)  # a folder's mtime changes when a file is added to it or removed
+            for folder in case.folders:
+                out.update(_below(folder, lambda name: False))
+        out.update(_missing_inputs(f))
     return out
+
+
+def _below(folder: Path, keep: Callable[[str], bool]) -> Iterator[Path]:
+    """`folder`, its folders (hidden ones and `SKIPPED_DIRS` skipped) and the files in them that `keep` names."""
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
+        yield Path(root)
+        yield from (Path(root, n) for n in names if keep(n))
+
+
+def _missing_inputs(f: TestFile) -> set[Path]:
+    """Rule files and fixtures the test file names that did not exist when it was read: `--watch` runs
+    again when one appears. Read from the file's text again, only when it had such a problem."""
+    codes = {p.code for p in f.problems} | {p.code for c in f.cases for p in c.problems}
+    if not codes & {"missing-rules-file", "missing-fixture"}:
+        return set()
+    try:
+        doc = load(f.path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, YamlError):
+        return set()
+    if not isinstance(doc, dict):
+        return set()
+    rules = doc.get("rules", default_rules(f.path).name)
+    named = list(rules) if isinstance(rules, list) else [rules]
+    cases = doc.get("cases")
+    for case in cases if isinstance(cases, list) else []:
+        traces = case.get("traces") if isinstance(case, dict) else None
+        named.extend(traces if isinstance(traces, list) else [traces])
+    found = (f.path.parent / n for n in named if isinstance(n, str) and n)
+    return {p for p in found if not p.exists()}
 
 
 def _apply_updates(result: RunResult) -> list[str]:

@@ -1,7 +1,8 @@
 """`--watch`: poll modification times and run again when a test file, rule file or fixture changes.
 
 Below the folders watched, only test files and rule files count (a new test file
-starts being run); fixtures count as the runs name them. Anything else there (a
+starts being run); outside them, what the runs read counts: rule files (those in a
+`rules:` folder too), fixtures, and those a test file names that do not exist yet. Anything else there (a
 JUnit report, redirected output, notes) changes without starting a run: a report
 the run itself writes would otherwise start the next run, forever.
 """
