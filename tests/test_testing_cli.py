@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -381,16 +383,76 @@ def test_the_progress_line_is_never_on_stdout(work: Path, monkeypatch: pytest.Mo
     assert "\r[8/8] " in result.stderr
 
 
-def test_an_update_that_cannot_be_written_is_one_clear_line(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _two_failing_files(work: Path) -> tuple[Path, Path]:
+    shutil.copy(work / "failing_test.yaml", work / "b_test.yaml")
+    return work / "failing_test.yaml", work / "b_test.yaml"
+
+
+def test_an_update_that_cannot_be_written_writes_nothing_and_still_reports(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA 8: the first file was rewritten, then the second failed with one line: no report, no note of
+    what was written, no JUnit file. Now every file's new text is made before any is written."""
     from fluo_run.testing import cli
 
-    def refuse(path: Path, cases: Any) -> int:
-        raise PermissionError(13, "Permission denied", str(path))
+    first, second = _two_failing_files(work)
+    before = first.read_text(encoding="utf-8")
+    real = cli.plan_update
 
-    monkeypatch.setattr(cli, "update_file", refuse)
-    result = fluo_test("failing_test.yaml", "--update")
+    def refuse(path: Path, cases: Any) -> Any:
+        if path.name == second.name:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return real(path, cases)
+
+    monkeypatch.setattr(cli, "plan_update", refuse)
+    result = fluo_test("failing_test.yaml", "b_test.yaml", "--update", "--junit-xml", "j.xml")
     assert result.exit_code == 2
-    assert result.stderr == "fluo: cannot update failing_test.yaml: Permission denied\n"
+    assert first.read_text(encoding="utf-8") == before
+    assert result.stderr == (
+        "fluo: cannot update b_test.yaml: Operation not permitted\n"
+        "fluo: --update wrote nothing: 1 of 2 test files cannot be updated\n"
+    )
+    assert "b_test.yaml: 3 failed, 1 passed" in result.stdout and "6 failed, 2 passed" in result.stdout
+    assert (work / "j.xml").exists()
+
+
+def test_an_update_whose_write_fails_says_what_was_written_and_what_was_not(
+    work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fluo_run.testing import cli
+
+    _, second = _two_failing_files(work)
+    real = cli.write_replacing
+
+    def full(path: Path, data: bytes) -> None:
+        if path.name == second.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(cli, "write_replacing", full)
+    result = fluo_test("failing_test.yaml", "b_test.yaml", "--update", "--format", "json", "--junit-xml", "j.xml")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "updated 3 cases in failing_test.yaml\nfluo: cannot update b_test.yaml: No space left on device\n"
+    )
+    report = json.loads(result.stdout)
+    assert report["summary"]["exit_code"] == 2
+    assert report["updated"] == ["updated 3 cases in failing_test.yaml"]
+    assert report["update_errors"] == ["cannot update b_test.yaml: No space left on device"]
+    assert [f["status"] for f in report["files"]] == ["passed", "failed"]
+    assert fluo_test("failing_test.yaml").exit_code == 0
+    assert (work / "j.xml").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes read-only files")
+def test_a_read_only_test_file_is_not_updated(work: Path) -> None:
+    first, second = _two_failing_files(work)
+    second.chmod(0o444)
+    before = first.read_text(encoding="utf-8")
+    result = fluo_test("failing_test.yaml", "b_test.yaml", "--update")
+    assert result.exit_code == 2
+    assert "fluo: cannot update b_test.yaml: Permission denied\n" in result.stderr
+    assert first.read_text(encoding="utf-8") == before
 
 
 def test_count_zero_fails_when_a_signal_like_it_fires(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from fluo_run.cli import main
 from fluo_run.testing.document import load
 from fluo_run.testing.matching import match_signals
 from fluo_run.testing.spec import Expectation
-from fluo_run.testing.update import expectations_from, rewrite
+from fluo_run.testing.update import expectations_from, rewrite, write_replacing
 
 A = "a" * 32
 B = "b" * 32
@@ -474,3 +475,49 @@ def test_update_records_an_observed_text_that_looks_like_an_exponent(tmp_path: P
     assert result.exit_code == 0, result.output
     again = CliRunner().invoke(main, ["test", str(test)])
     assert again.exit_code == 0, again.output
+
+
+FAILING = "rules: rules.fluo\ncases:\n  - name: c\n    spans: [{name: x, status: error}]\n    expect: []\n"
+
+
+def test_update_replaces_the_file_keeping_its_mode_and_never_truncates_it(tmp_path: Path) -> None:
+    """The file was truncated, then written: a reader (an editor, an interrupted run) could see it empty or half
+    written. The new text goes to a file next to it that then takes its place, with the file's mode."""
+    path = tmp_path / "t_test.yaml"
+    path.write_text(FAILING, encoding="utf-8")
+    path.chmod(0o640)
+    with path.open(encoding="utf-8") as reader:  # holds the file as it was
+        after = updated(tmp_path, FAILING)
+        assert reader.read() == FAILING
+    assert ERR in after
+    assert path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rules.fluo", "t_test.yaml"]  # no temporary file left
+
+
+def test_update_through_a_symlink_rewrites_the_file_it_names(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "t_test.yaml"
+    real.write_text(FAILING, encoding="utf-8")
+    (tmp_path / "rules.fluo").write_text(RULES, encoding="utf-8")
+    (tmp_path / "real" / "rules.fluo").write_text(RULES, encoding="utf-8")
+    link = tmp_path / "t_test.yaml"
+    link.symlink_to(real)
+    result = CliRunner().invoke(main, ["test", str(link), "--update"])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and ERR in real.read_text(encoding="utf-8")
+
+
+def test_an_interrupted_write_leaves_the_file_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t_test.yaml"
+    path.write_text(FAILING, encoding="utf-8")
+
+    def interrupted(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_replacing(path, b"new")
+    assert path.read_text(encoding="utf-8") == FAILING
+    assert [p.name for p in tmp_path.iterdir()] == ["t_test.yaml"]

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from fluo_run.testing.cli import run_once
 from fluo_run.testing.progress import Progress
 from fluo_run.testing.runner import Runner
 from fluo_run.testing.spec import Case, TestFile
-from fluo_run.testing.watch import changed, stamps, watch
+from fluo_run.testing.watch import Ran, changed, stamps, watch
 
 FIXTURES = ROOT / "tests" / "testing_fixtures"
 
@@ -98,9 +98,9 @@ def test_watch_runs_again_after_a_change_and_stops_after_max_runs(tmp_path: Path
     sleeps: list[float] = []
     seen: list[list[str]] = []
 
-    def run() -> list[Path]:
+    def run() -> Ran:
         runs.append(len(runs))
-        return [outside]
+        return Ran([outside])
 
     def sleep(seconds: float) -> None:
         sleeps.append(seconds)
@@ -122,7 +122,7 @@ def test_watch_stops_on_ctrl_c(tmp_path: Path) -> None:
     def sleep(seconds: float) -> None:
         raise KeyboardInterrupt
 
-    assert watch(lambda: [], [tmp_path], sleep=sleep) == 1
+    assert watch(Ran, [tmp_path], sleep=sleep) == 1
 
 
 def test_stamps_take_test_and_rule_files_outside_hidden_folders(tmp_path: Path) -> None:
@@ -236,7 +236,7 @@ def _watch_fluo_test(
     seen: list[list[str]] = []
     polls = 0
 
-    def run() -> Iterable[Path]:
+    def run() -> Ran:
         settings = {"fmt": "text", "junit_xml": None, "update": False, "coverage": False, "select_text": None}
         code, ran = run_once(roots, runner, **{**settings, **options})
         codes.append(code)
@@ -318,3 +318,20 @@ def test_watch_runs_again_when_a_missing_rules_file_outside_the_root_appears(
     codes, seen = _watch_fluo_test(["tests"], {1: create})
     assert codes == [2, 0]
     assert seen == [[str(rule)]]
+
+
+def test_watch_does_not_run_again_for_what_update_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--watch --update` ran a second time after each update, for the test file it had just written."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(ERROR_RULE)
+    test = tmp_path / "r_test.yaml"
+    test.write_text("cases:\n  - {name: fires, spans: [{name: a, status: error}], expect: []}\n")
+
+    def edit() -> None:
+        test.write_text(test.read_text().replace("{name: a,", "{name: b,"))
+        _touch(test)
+
+    codes, seen = _watch_fluo_test(["."], {3: edit}, update=True)
+    assert "has_error" in test.read_text()
+    assert codes == [0, 0]  # the first run, and the edit's; none for the update itself
+    assert seen == [[str(test)]]

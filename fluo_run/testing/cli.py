@@ -8,6 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -19,10 +20,10 @@ from .coverage import measure
 from .document import YamlError, load
 from .progress import Progress
 from .report import json_report, junit_report, text_report
-from .runner import ERROR, PASSED, Runner, RunResult
+from .runner import PASSED, FileResult, Runner, RunResult
 from .spec import TestFile, default_rules, display_path, find_test_files, plural
-from .update import needs_update, update_file
-from .watch import watch
+from .update import Rewrite, needs_update, plan_update, write_replacing
+from .watch import Ran, watch
 
 
 class UsageProblem(Exception):
@@ -77,22 +78,53 @@ def _missing_inputs(f: TestFile) -> set[Path]:
     return {p for p in found if not p.exists()}
 
 
-def _apply_updates(result: RunResult) -> list[str]:
-    lines = []
+@dataclass
+class Updates:
+    """What `--update` did: a note per file written, a problem per file it could not write, the files written."""
+
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    written: list[Path] = field(default_factory=list)
+
+
+def _apply_updates(result: RunResult) -> Updates:
+    """Write the observed signals as the `expect:` of the cases that need it.
+
+    Every file's new text is made, and the file found writable, before any is written: when
+    one cannot be updated, none is. A write that still fails leaves the others written, and
+    says which. Cases written pass; the others keep their status.
+    """
+    out = Updates()
+    plans: list[tuple[FileResult, Rewrite]] = []
     for fr in result.files:
         todo = [c for c in fr.cases if needs_update(c)]
         if not todo:
             continue
         try:
-            n = update_file(fr.file.path, todo)
+            plans.append((fr, plan_update(fr.file.path, todo)))
         except (OSError, YamlError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
-            raise UsageProblem(f"cannot update {fr.file.display}: {reason}") from exc
-        for c in todo:
+            out.problems.append(f"cannot update {fr.file.display}: {_reason(exc)}")
+    if out.problems:
+        if plans:
+            total = len(plans) + len(out.problems)
+            out.problems.append(f"--update wrote nothing: {len(out.problems)} of {total} test files cannot be updated")
+        return out
+    for fr, plan in plans:
+        try:
+            write_replacing(plan.path, plan.data)
+        except OSError as exc:
+            out.problems.append(f"cannot update {fr.file.display}: {_reason(exc)}")
+            continue
+        for c in plan.cases:
             c.status = PASSED
             c.updated = True
-        lines.append(f"updated {plural(n, 'case')} in {fr.file.display}")
-    return lines
+        out.written.append(fr.file.path)  # as the watch names it
+        out.notes.append(f"updated {plural(len(plan.cases), 'case')} in {fr.file.display}")
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
 
 
 def run_once(
@@ -104,8 +136,8 @@ def run_once(
     update: bool,
     coverage: bool,
     select_text: str | None,
-) -> tuple[int, set[Path]]:
-    """One run: find, load, run, report. Returns the exit status and the files the run read."""
+) -> tuple[int, Ran]:
+    """One run: find, load, run, report. Returns the exit status, and the files the run read and wrote."""
     try:
         found = find_test_files(paths)
     except FileNotFoundError as exc:
@@ -134,17 +166,24 @@ def run_once(
         fr.seconds += loading.get(id(fr.file), 0.0)
     if select_text is not None and result.selected == 0 and not result.broken_files:
         raise UsageProblem(f"--run {select_text!r} matches no case in {plural(len(files), 'test file')}")
-    notes = _apply_updates(result) if update else []
+    updates = _apply_updates(result) if update else Updates()
+    code = 2 if updates.problems else result.exit_code
     cov = measure(result, [Path(p) for p in paths]) if coverage else None
     if fmt == "json":
         report = json_report(result, cov)
+        report["summary"]["exit_code"] = code
         if update:
-            report["updated"] = notes
+            report["updated"] = updates.notes
+            if updates.problems:
+                report["update_errors"] = updates.problems
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         click.echo(text_report(result, cov), nl=False)
-    for note in notes:
+    for note in updates.notes:
         click.echo(note, err=True)
+    for problem in updates.problems:
+        click.echo(f"fluo: {problem}", err=True)
+    ran = Ran(_dependencies(files), updates.written)
     if junit_xml is not None:
         try:
             target = Path(junit_xml)
@@ -152,10 +191,7 @@ def run_once(
             target.write_bytes(junit_report(result))
         except OSError as exc:
             raise UsageProblem(f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}") from exc
-    code = result.exit_code
-    if update and code == 1:
-        code = 0 if not any(c.status == ERROR for c in result.cases) else 2
-    return code, _dependencies(files)
+    return code, ran
 
 
 @click.command(name="test")
@@ -214,7 +250,7 @@ def command(
     roots = list(paths) or ["."]
     runner = Runner(select, recording=update, budget=eval_budget or None)
 
-    def once() -> tuple[int, set[Path]]:
+    def once() -> tuple[int, Ran]:
         return run_once(
             roots, runner, fmt=fmt, junit_xml=junit_xml, update=update, coverage=coverage, select_text=select_text
         )
@@ -227,14 +263,14 @@ def command(
             sys.exit(2)
         sys.exit(code)
 
-    def watched_run() -> set[Path]:
+    def watched_run() -> Ran:
         try:
-            _, deps = once()
+            _, ran = once()
         except UsageProblem as exc:
             click.echo(f"fluo: {exc}", err=True)
-            deps = set()
+            ran = Ran()
         click.echo("watching for changes (Ctrl-C to stop)", err=True)
-        return deps
+        return ran
 
     def announce(files: list[str]) -> None:
         shown = ", ".join(display_path(Path(f)) for f in files[:3]) + (" ..." if len(files) > 3 else "")

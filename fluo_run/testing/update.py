@@ -10,9 +10,14 @@ the result is read back to check that only those expectations changed.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
+import os
 import re
+import stat
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,16 +72,59 @@ def expectations_from(
     return [{k: entry[k] for k in order if k in entry} for entry in groups.values()]
 
 
-def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
-    """Rewrite the `expect:` of the given cases (all of `path`); returns how many were written."""
-    text = path.read_bytes().decode("utf-8")
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """A test file's new text, made (and its file found writable) before any file is written."""
+
+    path: Path
+    data: bytes
+    cases: Sequence[CaseResult]
+
+
+def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
+    """The text of `path` with the `expect:` of the given cases (all of `path`) rewritten; nothing is written.
+
+    Raises OSError when the file cannot be read or written (it, or its folder for the new copy),
+    YamlError when it no longer parses (it changed since the run).
+    """
+    target = path.resolve()  # through a symlink: the file it names is rewritten, the link stays
+    try:
+        text = target.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlError(f"not UTF-8 text: {exc.reason}", 1) from exc
     writes = {c.case.index: expectations_of(c) for c in cases}
     try:
         text = rewrite(text, writes)
-    except yaml.MarkedYAMLError as exc:  # the file no longer parses (it changed since the run)
+    except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(f"invalid YAML: {exc.problem or exc}", mark.line + 1 if mark else 1) from exc
-    path.write_bytes(text.encode("utf-8"))
+    with target.open("r+b"):  # writable? (read-only, immutable): opening it so changes nothing
+        pass
+    if not os.access(target.parent, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (folder {target.parent})")
+    return Rewrite(target, text.encode("utf-8"), cases)
+
+
+def write_replacing(path: Path, data: bytes) -> None:
+    """Write `data` to a new file next to `path`, with its mode, and put it in place: a reader (or an
+    interrupted run) sees the old text or the new, never a truncated file."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
+    """Rewrite the `expect:` of the given cases (all of `path`); returns how many were written."""
+    plan = plan_update(path, cases)
+    write_replacing(plan.path, plan.data)
     return len(cases)
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
@@ -23,6 +24,16 @@ MIN_INTERVAL = 0.05
 MAX_INTERVAL = 10.0
 
 Stamps = dict[str, float]
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a run tells the watch: the files it read outside the folders watched (rule files and fixtures
+    named by relative paths), watched too from then on, and the files it wrote itself (`--update`), whose
+    new text is not a change to run again for."""
+
+    inputs: Collection[Path] = ()
+    wrote: Collection[Path] = ()
 
 
 def watched(name: str) -> bool:
@@ -60,7 +71,7 @@ def changed(before: Stamps, after: Stamps) -> list[str]:
 
 
 def watch(
-    run: Callable[[], Iterable[Path]],
+    run: Callable[[], Ran],
     roots: Sequence[Path],
     *,
     interval: float = 0.5,
@@ -68,22 +79,22 @@ def watch(
     on_change: Callable[[list[str]], None] = lambda files: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Run, then run again after each change until interrupted (or `max_runs` runs); returns the number of runs.
-
-    `run` returns the files the run depended on outside `roots` (rule files and
-    fixtures named by relative paths), which are watched too.
-    """
+    """Run, then run again after each change until interrupted (or `max_runs` runs); returns the number of runs."""
     interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
     runs = 0
     extra: list[Path] = []
 
     def run_and_stamp() -> Stamps:
-        # Stamped before the run, so an edit made while it runs still counts as a change.
+        # Stamped before the run, so an edit made while it runs still counts as a change;
+        # what the run wrote itself is stamped after it.
         nonlocal extra, runs
         before = stamps(roots, extra)
-        extra = list(run())
+        ran = run()
+        extra = list(ran.inputs)
         runs += 1
-        return {**stamps([], extra), **before}
+        state = {**stamps([], extra), **before}
+        state.update((k, v) for k, v in stamps([], ran.wrote).items() if k in state)
+        return state
 
     try:
         state = run_and_stamp()
