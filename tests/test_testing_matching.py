@@ -141,3 +141,54 @@ def test_agrees_with_the_conformance_tables_comparison(expected: list[dict[str, 
         assert not m.forbidden
     else:
         assert compare_signals(expected, signals)
+
+
+def _reference_size(expected: list[Expectation], signals: list[dict[str, Any]]) -> int:
+    """The size of a maximum matching, by augmenting paths over one slot per counted signal (small inputs only)."""
+    slots = [e for e in expected for _ in range(e.count)]
+    owner: dict[int, int] = {}
+
+    def augment(slot: int, seen: set[int]) -> bool:
+        for j, s in enumerate(signals):
+            if j in seen or mismatch(slots[slot], s, LABELS) is not None:
+                continue
+            seen.add(j)
+            if j not in owner or augment(owner[j], seen):
+                owner[j] = slot
+                return True
+        return False
+
+    return sum(augment(i, set()) for i in range(len(slots)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_expected(), max_size=6), st.lists(_signal(), max_size=8))
+def test_pairs_as_many_signals_as_a_maximum_matching_does(expected: list[dict[str, Any]], signals: list[Any]) -> None:
+    entries = [exp(**e) for e in expected]
+    m = match_signals(entries, signals, LABELS)
+    taken = [s for r in m.rows for s in r.signals]
+    assert len(taken) == _reference_size(entries, signals)
+    assert sorted(map(id, taken + m.unexpected)) == sorted(map(id, signals))  # each signal once
+    for r in m.rows:
+        assert len(r.signals) <= r.expectation.count
+        assert all(mismatch(r.expectation, s, LABELS) is None for s in r.signals)
+
+
+def test_thousands_of_signals_pair_without_recursion_or_a_slot_per_count() -> None:
+    """One entry of `count: 5000` (was one recursive call per signal already paired: RecursionError past ~1,000),
+    entries per trace beside a broad one, and a count far past the signals (was a list of that many slots)."""
+    ids = [f"{i:032x}" for i in range(5000)]
+    signals = [sig("r", t) for t in ids]
+    assert match_signals([exp("r", count=5000)], signals, LABELS).ok
+    labels = {f"t{i}": t for i, t in enumerate(ids[:2000])}
+    narrow = [exp("r", trace=f"t{i}") for i in range(2000)]
+    m = match_signals([exp("r", count=3000), *narrow], signals, labels)
+    assert m.ok and all(r.signals == [signals[i]] for i, r in enumerate(m.rows[1:]))
+    huge = match_signals([exp("r", count=10**9)], signals[:3], LABELS)
+    assert huge.missing == 10**9 - 3 and huge.unexpected == []
+
+
+def test_alike_entries_share_signals_in_order() -> None:
+    signals = [sig("r"), sig("r", B), sig("r")]
+    m = match_signals([exp("r"), exp("r", count=2)], signals, LABELS)
+    assert m.ok and m.rows[0].signals == [signals[0]] and m.rows[1].signals == signals[1:]

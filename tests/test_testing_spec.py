@@ -192,6 +192,11 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
             6,
             "`count:` must be a whole number",
         ),
+        (
+            "- name: a\n  spans: [{name: a}]\n  expect:\n    - {rule: slow, count: 1000000000}\n",
+            6,
+            "`count:` may be at most 1,000,000, got 1000000000",
+        ),
         ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace_id: xyz}]\n", 5, "must be 32 hex digits"),
         ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace: t}]\n", 5, "no inline trace labelled 't'"),
         (

@@ -28,6 +28,8 @@ TEST_SUFFIXES = ("_test.yaml", ".fluotest.yaml")
 FILE_KEYS = ("rules", "cases", "description")
 CASE_KEYS = ("name", "description", "traces", "spans", "expect", "only")
 EXPECT_KEYS = ("rule", "trace_id", "trace", "count", "observed")
+MAX_COUNT = 1_000_000
+"""The most signals one `expect:` entry may stand for: far past any case, and a typo past it is an error."""
 
 
 @dataclass(frozen=True)
@@ -423,6 +425,9 @@ class _Reader:
         count = item.get("count", 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             self.problem(item.line_of("count"), f"`count:` must be a whole number 0 or more, got {count!r}", case)
+            return None
+        if count > MAX_COUNT:
+            self.problem(item.line_of("count"), f"`count:` may be at most {MAX_COUNT:,}, got {count}", case)
             return None
         e.count = count
         trace_id = item.get("trace_id")
