@@ -570,3 +570,84 @@ def test_control_characters_in_a_case_name_are_escaped_on_every_line(
     assert f" c_test.yaml::{escaped} _" in r.output
     assert f"c_test.yaml:3: case '{escaped}': 1 unexpected signal" in r.output
     assert r"  ERROR no\tspans (line 6)" in r.output
+
+
+def test_ctrl_c_exits_130_quietly(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA 14: Ctrl-C printed click's `Aborted!` and exited 1, the status of a failed case."""
+    from fluo_run.testing.runner import Runner
+
+    def interrupted(self: Runner, *args: Any) -> Any:
+        raise KeyboardInterrupt
+
+    _eager_progress(monkeypatch)
+    monkeypatch.setattr(Runner, "run", interrupted)
+    result = fluo_test("passing_test.yaml", "--junit-xml", "j.xml")
+    assert result.exit_code == 130
+    assert result.stdout == "" and "Aborted" not in result.stderr
+    assert result.stderr.endswith("\r" + " " * len("[loading 1/1] passing_test.yaml") + "\r")  # counter erased
+    assert not (work / "j.xml").exists()
+
+
+def _watch_until(monkeypatch: pytest.MonkeyPatch, steps: list[Any]) -> None:
+    """`fluo test --watch` polls: step `i` runs at poll `i` (a callable, or KeyboardInterrupt to raise)."""
+    from fluo_run.testing import cli
+
+    real = cli.watch
+    polls = iter(steps)
+
+    def sleep(seconds: float) -> None:
+        step = next(polls)
+        if step is KeyboardInterrupt:
+            raise KeyboardInterrupt
+        step()
+
+    monkeypatch.setattr(cli, "watch", lambda *args, **kwargs: real(*args, **{**kwargs, "sleep": sleep}))
+
+
+@pytest.mark.parametrize(("kind", "code"), [("passing", 0), ("failing", 1), ("broken_rules", 2)])
+def test_ctrl_c_ends_a_watch_with_the_last_runs_status(
+    work: Path, monkeypatch: pytest.MonkeyPatch, kind: str, code: int
+) -> None:
+    """It exited 0 whatever the last run found."""
+    _watch_until(monkeypatch, [lambda: None, KeyboardInterrupt])
+    result = fluo_test(f"{kind}_test.yaml", "--watch")
+    assert result.exit_code == code
+    assert result.stderr.count("watching for changes") == 1 and "Aborted" not in result.stderr
+
+
+def test_ctrl_c_during_a_watched_run_exits_130(work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fluo_run.testing.runner import Runner
+
+    real = Runner.run
+    calls: list[int] = []
+
+    def second_interrupted(self: Runner, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Runner, "run", second_interrupted)
+    test = work / "passing_test.yaml"
+    _watch_until(monkeypatch, [lambda: os.utime(test, ns=(1, 1))])
+    result = fluo_test("passing_test.yaml", "--watch")
+    assert result.exit_code == 130 and len(calls) == 2
+
+
+def test_a_watch_after_a_usage_error_still_watches_rules_outside_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `--run` matched nothing, the rule files and fixtures outside the root were no longer watched."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules").mkdir()
+    rule = tmp_path / "rules" / "r.fluo"
+    rule.write_text("rule quiet { expect true }\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "r_test.yaml").write_text(
+        "rules: ../rules/r.fluo\ncases:\n  - {name: a, spans: [{name: x}], expect: []}\n"
+    )
+    _watch_until(monkeypatch, [lambda: os.utime(rule, ns=(1, 1)), KeyboardInterrupt])
+    result = fluo_test("tests", "--run", "nomatch", "--watch")
+    assert result.exit_code == 2
+    assert result.stderr.count("fluo: --run 'nomatch' matches no case in 1 test file") == 2
+    assert "changed: rules/r.fluo; running again" in result.stderr

@@ -6,6 +6,7 @@ import io
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -335,3 +336,71 @@ def test_watch_does_not_run_again_for_what_update_wrote(tmp_path: Path, monkeypa
     assert "has_error" in test.read_text()
     assert codes == [0, 0]  # the first run, and the edit's; none for the update itself
     assert seen == [[str(test)]]
+
+
+def _sigint_default() -> None:
+    """In the child: SIGINT as a terminal's Ctrl-C finds it, even when the tests run where it is ignored
+    (a background job of a script), which Python, and so fluo, would keep ignoring."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.slow
+def test_sigint_mid_run_exits_130_without_aborted(tmp_path: Path) -> None:
+    """QA 14, as a shell sends it. The run is held reading a rule file that is a FIFO, so the signal
+    lands mid-run however slow the machine: it arrives once fluo has opened the FIFO."""
+    fifo = tmp_path / "r.fluo"
+    os.mkfifo(fifo)
+    (tmp_path / "r_test.yaml").write_text("cases:\n  - {name: a, spans: [{name: x}], expect: []}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluo_run.cli", "test", "r_test.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=_sigint_default,
+    )
+    writer = None
+    try:
+        deadline = time.monotonic() + 30
+        while writer is None:
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until fluo opens it to read
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+                time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if writer is not None:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, (out, err)
+    assert out == b"" and b"Aborted" not in err and b"Traceback" not in err
+
+
+@pytest.mark.slow
+def test_sigint_ends_a_watch_with_the_last_runs_status(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "rules.fluo", tmp_path / "rules.fluo")
+    (tmp_path / "w_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n  - {name: a, spans: [{name: login, duration: 1s}], expect: []}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fluo_run.cli", "test", ".", "--watch", "--watch-interval", "0.05"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_sigint_default,
+    )
+    try:
+        assert proc.stdout is not None
+        first = _read_until(proc.stdout, b"watching for changes", time.monotonic() + 30)
+        assert b"w_test.yaml: 1 failed" in first
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, rest
+    assert b"Aborted" not in rest and b"Traceback" not in rest

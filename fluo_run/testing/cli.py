@@ -19,15 +19,25 @@ from fluo_run.cli import eval_budget_option
 from .coverage import measure
 from .document import YamlError, load
 from .progress import Progress
-from .report import json_report, junit_report, text_report
+from .report import json_report, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult
 from .spec import TestFile, default_rules, display_path, find_test_files, plural
 from .update import Rewrite, needs_update, plan_update, write_replacing
 from .watch import Ran, watch
 
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT) stopped the run: fluo stops quietly with the status a shell gives a program SIGINT ended
+(128 + 2), as it does with 141 for a reader gone (`fluo_run.cli.EXIT_READER_GONE`), instead of click's
+`Aborted!` and 1, which `fluo test` uses for a failed case."""
+
 
 class UsageProblem(Exception):
-    """A problem with the command line itself (exit status 2), said in one line."""
+    """A problem with the command line itself (exit status 2), said in one line; `ran` is what a run that got
+    as far as reading test files read, which `--watch` goes on watching."""
+
+    def __init__(self, message: str, ran: Ran | None = None) -> None:
+        super().__init__(message)
+        self.ran = ran or Ran()
 
 
 def _dependencies(files: Sequence[TestFile]) -> set[Path]:
@@ -165,7 +175,8 @@ def run_once(
     for fr in result.files:
         fr.seconds += loading.get(id(fr.file), 0.0)
     if select_text is not None and result.selected == 0 and not result.broken_files:
-        raise UsageProblem(f"--run {select_text!r} matches no case in {plural(len(files), 'test file')}")
+        message = f"--run {select_text!r} matches no case in {plural(len(files), 'test file')}"
+        raise UsageProblem(message, Ran(_dependencies(files)))
     updates = _apply_updates(result) if update else Updates()
     code = 2 if updates.problems else result.exit_code
     cov = measure(result, [Path(p) for p in paths]) if coverage else None
@@ -190,7 +201,7 @@ def run_once(
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(junit_report(result))
         except OSError as exc:
-            raise UsageProblem(f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}") from exc
+            raise UsageProblem(f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}", ran) from exc
     return code, ran
 
 
@@ -228,7 +239,9 @@ def command(
     """Find and run rule tests: *_test.yaml and *.fluotest.yaml files under PATHS (default: .).
 
     Exit status: 0 all passed, 1 a case failed, 2 a test file, fixture or
-    rule could not be loaded (or a usage error).
+    rule could not be loaded (or a usage error), 130 stopped by Ctrl-C. With
+    --watch, Ctrl-C ends the watch with the last run's status (130 when it cut
+    a run short).
 
     A trace whose evaluation passes --eval-budget span visits is cut short and
     reported by a fluo.evaluation_truncated signal, which fails the case unless
@@ -239,42 +252,60 @@ def command(
       fluo test examples/rules
       fluo test rules/ --run 'retry' --junit-xml fluo-tests.xml
       fluo test rules/auth_test.yaml --update
+      fluo test rules/ --watch
     """
+    try:
+        sys.exit(_test(paths, select_text, fmt, junit_xml, update, coverage, watch_mode, watch_interval, eval_budget))
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _test(
+    paths: tuple[str, ...],
+    select_text: str | None,
+    fmt: str,
+    junit_xml: str | None,
+    update: bool,
+    coverage: bool,
+    watch_mode: bool,
+    watch_interval: float,
+    eval_budget: int,
+) -> int:
+    """`fluo test`'s exit status; KeyboardInterrupt on Ctrl-C during a run."""
     select = None
     if select_text is not None:
         try:
             select = re.compile(select_text)
         except re.error as exc:
             click.echo(f"fluo: --run {select_text!r} is not a valid regular expression: {exc}", err=True)
-            sys.exit(2)
+            return 2
     roots = list(paths) or ["."]
     runner = Runner(select, recording=update, budget=eval_budget or None)
 
     def once() -> tuple[int, Ran]:
-        return run_once(
-            roots, runner, fmt=fmt, junit_xml=junit_xml, update=update, coverage=coverage, select_text=select_text
-        )
+        try:
+            return run_once(
+                roots, runner, fmt=fmt, junit_xml=junit_xml, update=update, coverage=coverage, select_text=select_text
+            )
+        except UsageProblem as exc:
+            click.echo(f"fluo: {exc}", err=True)
+            return 2, exc.ran
 
     if not watch_mode:
-        try:
-            code, _ = once()
-        except UsageProblem as exc:
-            click.echo(f"fluo: {exc}", err=True)
-            sys.exit(2)
-        sys.exit(code)
+        return once()[0]
+
+    last: int | None = None  # the last run's status; None while a run is under way
 
     def watched_run() -> Ran:
-        try:
-            _, ran = once()
-        except UsageProblem as exc:
-            click.echo(f"fluo: {exc}", err=True)
-            ran = Ran()
+        nonlocal last
+        last = None
+        last, ran = once()
         click.echo("watching for changes (Ctrl-C to stop)", err=True)
         return ran
 
     def announce(files: list[str]) -> None:
-        shown = ", ".join(display_path(Path(f)) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        shown = ", ".join(printable(display_path(Path(f))) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         click.echo(f"\nchanged: {shown}; running again", err=True)
 
     watch(watched_run, [Path(p) for p in roots], interval=watch_interval, on_change=announce)
-    sys.exit(0)
+    return EXIT_INTERRUPTED if last is None else last
