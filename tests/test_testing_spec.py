@@ -95,9 +95,46 @@ def test_a_deep_observed_value_is_a_yaml_problem_of_the_file(tmp_path: Path) -> 
     ]
 
 
+LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{x}: &{x} [{', '.join([f'*{p}'] * 9)}]\n" for p, x in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+def test_aliases_may_not_expand_past_a_bound() -> None:
+    """Nine levels of nine aliases are 9**9 values once expanded (a kilobyte that hung `fluo test`); the
+    error is at the line of the alias that crosses the bound, and it is the test file's, not the YAML's."""
+    with pytest.raises(YamlError) as info:
+        load(LAUGHS)
+    assert (info.value.line, info.value.code) == (6, "test-file")  # f: 9**5 + ... values
+    assert str(info.value) == "invalid test file: aliases expand to more than 300,000 values"
+    block = "a: &a [" + ", ".join(["x"] * 1000) + "]\nb:\n" + "  - *a\n" * 400
+    with pytest.raises(YamlError) as info:
+        load(block)
+    assert info.value.line == 3  # the list holding the aliases
+    with pytest.raises(YamlError) as info:
+        load("a: &a [" + ", ".join(["x"] * 1000) + "]\nm: &m {k: *a}\n" + "".join(f"k{i}: *m\n" for i in range(400)))
+    assert info.value.line == 301  # a mapping value: the alias's own line
+
+
+def test_aliases_within_the_bound_share_their_value() -> None:
+    doc = load("a: &a [" + ", ".join(["x"] * 1000) + "]\nb: [" + ", ".join(["*a"] * 250) + "]\n")
+    assert len(doc["b"]) == 250 and all(x is doc["a"] for x in doc["b"])
+
+
 def test_empty_document() -> None:
     assert load("") is None
     assert load("# only a comment\n") is None
+
+
+def test_an_alias_bomb_is_a_problem_of_the_test_file_at_its_line(tmp_path: Path) -> None:
+    """As the language server reads an unsaved buffer: `load_test_file(text=...)` returns, with the problem."""
+    write(tmp_path, "r.fluo", RULES)
+    body = "cases:\n  - name: x\n    spans: [{name: a}]\n    expect: []\n    description:\n"
+    text = body + "".join("      " + line + "\n" for line in LAUGHS.splitlines())
+    f = load_test_file(tmp_path / "r_test.yaml", text=text)
+    assert [(p.line, p.code, p.message) for p in f.problems] == [
+        (11, "test-file", "invalid test file: aliases expand to more than 300,000 values")
+    ]
 
 
 @pytest.fixture(autouse=True)

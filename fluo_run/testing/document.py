@@ -24,6 +24,15 @@ Far past what a test needs, and well within what Python code walking the values
 (and PyYAML's pure-Python composer, as the editor reads test files) can recurse through.
 """
 _TOO_DEEP = f"invalid YAML: nested too deeply (more than {MAX_DEPTH} levels)"
+MAX_ALIASED = 300_000
+"""How many values aliases (`*name`) may bring into a test file, counting each list item, mapping value
+and scalar once per time it appears once expanded.
+
+A file's own values are bounded by its size; an alias repeats a value without text, so nested aliases
+(`&b [*a, *a, ...]`, `&c [*b, *b, ...]`) can make a kilobyte stand for billions of values, which anything
+walking the values (comparisons, reports) would visit. Far past what sharing spans or expectations needs.
+"""
+_TOO_MANY = f"invalid test file: aliases expand to more than {MAX_ALIASED:,} values"
 _ENDLESS = "invalid YAML: an alias inside the value it names, which makes it endless"
 
 
@@ -66,11 +75,16 @@ read_exponent_floats(_Loader)
 
 
 class YamlError(Exception):
-    """A YAML text that does not parse, or repeats a key; `line` is 1-based."""
+    """A YAML text that does not parse, or repeats a key; `line` is 1-based.
 
-    def __init__(self, message: str, line: int) -> None:
+    `code` is `yaml`, or `test-file` for YAML that parses but is too large once its aliases are
+    expanded (the language server finds `yaml` problems itself, the others through `fluo test`'s reader).
+    """
+
+    def __init__(self, message: str, line: int, code: str = "yaml") -> None:
         super().__init__(message)
         self.line = line
+        self.code = code
 
 
 class LineDict(dict[str, Any]):
@@ -120,24 +134,31 @@ def load(text: str) -> Any:
         raise YamlError("invalid YAML: nested too deeply", 1) from None
     if node is None:
         return None
-    return _Builder().value(node)  # it refuses nesting past MAX_DEPTH before Python's recursion limit
+    return _Builder().value(node, 1)  # it refuses nesting past MAX_DEPTH before Python's recursion limit
 
 
 class _Builder:
-    """Plain values from composed nodes, refusing values deeper than `MAX_DEPTH` or holding themselves.
+    """Plain values from composed nodes, refusing values deeper than `MAX_DEPTH`, holding themselves, or
+    bringing in more than `MAX_ALIASED` values through aliases.
 
     An alias adds the depth of the value it repeats, so `&a` values nested in aliases
-    of each other are measured as deep as they are once built.
+    of each other are measured as deep as they are once built; and it adds the number of
+    values it repeats, so they are counted as many as they are once expanded. Only the
+    references are built: an alias's value is shared, never copied.
     """
 
     def __init__(self) -> None:
         self.constructor = yaml.SafeLoader("")
         self.done: dict[int, Any] = {}
         self.height: dict[int, int] = {}  # levels of each finished collection, itself included
+        self.size: dict[int, int] = {}  # values of each finished collection once expanded, itself included
         self.depth = 0
         self.deepest = 0
+        self.values = 0  # values built so far, counting what aliases repeat
+        self.aliased = 0  # of those, the ones aliases brought in
 
-    def value(self, node: yaml.Node) -> Any:
+    def value(self, node: yaml.Node, line: int) -> Any:
+        """The value of `node`, which the text names on `line` (an alias's own place, for errors)."""
         seen = self.done.get(id(node))
         if seen is not None:
             height = self.height.get(id(node))
@@ -146,15 +167,22 @@ class _Builder:
             if self.depth + height > MAX_DEPTH:
                 raise YamlError(_TOO_DEEP, node.start_mark.line + 1)
             self.deepest = max(self.deepest, self.depth + height)
+            self.values += self.size[id(node)]
+            self.aliased += self.size[id(node)]
+            if self.aliased > MAX_ALIASED:
+                raise YamlError(_TOO_MANY, line, code="test-file")
             return seen
+        self.values += 1
         if not isinstance(node, yaml.CollectionNode):
             return self.scalar(node)
         if self.depth == MAX_DEPTH:
             raise YamlError(_TOO_DEEP, node.start_mark.line + 1)
         self.depth += 1
         outer, self.deepest = self.deepest, self.depth
+        before = self.values
         out = self.mapping(node) if isinstance(node, yaml.MappingNode) else self.sequence(node)
         self.height[id(node)] = self.deepest - self.depth + 1
+        self.size[id(node)] = self.values - before + 1
         self.deepest = max(outer, self.deepest)
         self.depth -= 1
         return out
@@ -164,8 +192,12 @@ class _Builder:
         self.done[id(node)] = out
         out.line = node.start_mark.line + 1
         out.item_lines = []
+        line = out.line
         for item in node.value:
-            out.append(self.value(item))
+            # an alias's node is the value it names, marked where that is: the last item seen is nearer
+            if id(item) not in self.done:
+                line = item.start_mark.line + 1
+            out.append(self.value(item, line))
             out.item_lines.append(item.start_mark.line + 1)
         return out
 
@@ -193,7 +225,7 @@ class _Builder:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise YamlError("a mapping key must be plain text", line)
             if key_node.tag == "tag:yaml.org,2002:merge":
-                merged = self.value(value_node)
+                merged = self.value(value_node, line)
                 for part in merged if isinstance(merged, list) else [merged]:
                     if isinstance(part, LineDict):
                         for k, v in part.items():
@@ -204,7 +236,7 @@ class _Builder:
             if key in explicit:
                 raise YamlError(f"duplicate key `{key}` (first on line {out.key_lines[key]})", line)
             explicit.add(key)
-            out[key] = self.value(value_node)
+            out[key] = self.value(value_node, line)
             out.key_lines[key] = line
             if isinstance(value_node, yaml.ScalarNode) and not isinstance(out[key], str) and not value_node.style:
                 out.written[key] = value_node.value

@@ -233,7 +233,7 @@ class _Reader:
         try:
             doc = load(text)
         except YamlError as exc:
-            self.problem(exc.line, str(exc), code="yaml")
+            self.problem(exc.line, str(exc), code=exc.code)
             return self.file
         if not isinstance(doc, LineDict):
             self.problem(line_of(doc), "a test file is a mapping with `rules:` and `cases:`")
