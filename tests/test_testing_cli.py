@@ -651,3 +651,19 @@ def test_a_watch_after_a_usage_error_still_watches_rules_outside_the_root(
     assert result.exit_code == 2
     assert result.stderr.count("fluo: --run 'nomatch' matches no case in 1 test file") == 2
     assert "changed: rules/r.fluo; running again" in result.stderr
+
+
+def test_the_rule_files_warnings_are_shown_once_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule reading `servce` just read MISSING with `matched = 0`, while `fluo check` says `did you mean`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text('rule r {\n  detect trace.spans.where(servce == "auth").exists()\n}\n')
+    case = "cases:\n  - {name: fires, spans: [{name: a, service: auth}], expect: [r]}\n"
+    (tmp_path / "r_test.yaml").write_text(case)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "s_test.yaml").write_text("rules: ../r.fluo\n" + case)
+    warning = "r.fluo:2:28: warning[FLUO205] `servce` reads as a span attribute; did you mean the intrinsic `service`?"
+    for fmt in ("text", "json"):
+        result = fluo_test(".", "--format", fmt)
+        assert result.exit_code == 1
+        assert result.stderr == warning + "\n"
+        assert "warning" not in result.stdout

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -56,6 +56,19 @@ def _dependencies(files: Sequence[TestFile]) -> set[Path]:
                 out.update(_below(folder, lambda name: False))
         out.update(_missing_inputs(f))
     return out
+
+
+def _rule_warnings(files: Sequence[TestFile]) -> list[str]:
+    """The warnings of the rule files the test files load (FLUO2xx: `servce` for `service`), once each, as
+    `fluo check` and `fluo eval` print them. They change no exit status."""
+    out: dict[tuple[str, int, str, str], str] = {}
+    for f in files:
+        for d in f.analysis.diagnostics if f.analysis is not None else ():
+            if d.is_error:
+                continue
+            path = display_path(Path(os.path.normpath(d.path))) if d.path else d.path
+            out.setdefault((path or "", d.span.start, d.code, d.message), replace(d, path=path).format())
+    return list(out.values())
 
 
 def _below(folder: Path, keep: Callable[[str], bool]) -> Iterator[Path]:
@@ -170,6 +183,8 @@ def run_once(
         result = runner.run(files, progress)
     finally:
         progress.close()
+    for warning in _rule_warnings(files):
+        click.echo(warning, err=True)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
     result.seconds = time.perf_counter() - started
     for fr in result.files:
