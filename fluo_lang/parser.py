@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable
 from copy import copy
@@ -779,13 +780,18 @@ class _Builder:
 
 
 def _bare_rule_id(path: str) -> str:
-    """A bare expression's rule is named after its file: its name up to the first `.`, made a valid id.
+    """A bare expression's rule is named after its file: its stem (the name without its last suffix),
+    made a valid id.
 
-    A character an id cannot hold (`-`, a space, a non-ASCII letter) becomes `_`, and a leading digit
-    gets a `_` before it, so `2fast-path.fluo` holds rule `_2fast_path`, an id a `rule` could be written
-    with. A name with nothing before its first `.` gives `expr`.
+    Accents are dropped (`latência` gives `latencia`); any other character an id cannot hold (`-`, `.`,
+    a space, a letter with no ASCII base) becomes `_`, and a leading digit gets a `_` before it, so
+    `2fast-path.fluo` holds rule `_2fast_path` and `auth.v2.fluo` holds `auth_v2`, ids a `rule` could be
+    written with. A file whose stem is empty (`.fluo`) holds `expr`.
     """
-    ident = re.sub(r"[^A-Za-z0-9_]", "_", PurePath(path).name.split(".")[0])
+    name = PurePath(path)
+    stem = "" if name.name.startswith(".") and not name.suffix else name.stem  # `.fluo` has no stem
+    ascii_stem = "".join(c for c in unicodedata.normalize("NFKD", stem) if not unicodedata.combining(c))
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", ascii_stem)
     if not ident:
         return "expr"
     return f"_{ident}" if ident[0].isdigit() else ident

@@ -88,13 +88,18 @@ def test_an_unknown_duration_unit_names_every_accepted_unit() -> None:
         ("rules/latency.fluo", "latency"),
         ("rules/auth-span budget.fluo", "auth_span_budget"),
         ("rules/2fast.fluo", "_2fast"),
-        ("rules/café.fluo", "caf_"),
-        ("rules/checkout.v2.fluo", "checkout"),
+        ("rules/café.fluo", "cafe"),
+        ("rules/latência.fluo", "latencia"),
+        ("rules/日本.fluo", "__"),
+        ("rules/checkout.v2.fluo", "checkout_v2"),  # LANGUAGE.md: the file's stem (was `checkout`, clashing with v3)
+        ("rules/checkout.v3.fluo", "checkout_v3"),
         ("rules/.fluo", "expr"),
+        ("rules/.hidden.fluo", "_hidden"),
     ],
 )
 def test_a_bare_expression_rule_id_is_its_file_name_made_an_id(path: str, rule_id: str) -> None:
-    """docs/language.md: the id is the name before its first `.`, other characters `_`, a leading digit `_`-prefixed."""
+    """docs/language.md: the id is the file's stem, accents dropped, other characters `_`, a leading digit
+    `_`-prefixed."""
     for text in ("trace.spans.count() < 5", "trace.spans.count() < 5 @"):  # the fast path and the full one
         (rule,) = parse(text, path).file.rules
         assert rule.id == rule_id and rule.bare
