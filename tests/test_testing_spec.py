@@ -172,6 +172,8 @@ def test_discovery(tmp_path: Path) -> None:
 def test_default_rules() -> None:
     assert default_rules(Path("r/auth_test.yaml")) == Path("r/auth.fluo")
     assert default_rules(Path("r/auth.fluotest.yaml")) == Path("r/auth.fluo")
+    assert default_rules(Path("r/auth_test.yml")) == Path("r/auth.fluo")  # was r/auth_test.fluo
+    assert default_rules(Path("r/auth.fluotest.yml")) == Path("r/auth.fluo")
 
 
 def test_a_well_formed_file(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.api import SKIPPED_DIRS, Analysis, RuleSourceError, analyze, read_sources
+from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, Analysis, RuleSourceError, analyze, decode_source, read_sources
 from fluo_lang.diagnostics import nearest
 from fluo_lang.evaluate import TRUNCATED_RULE
 from fluo_lang.otlp import trace_files_in
@@ -125,7 +125,7 @@ def is_rule_test(path: Path | str, text: str | None = None) -> bool:
     `cases:` or `rules:` key, since other tools name their tests so too (helm-unittest's `tests/*_test.yaml`).
 
     `text` is the file's text if the caller has it; a file that cannot be read counts as FLUO's, so
-    reading it again reports why.
+    reading it again reports why. A byte order mark before the first key is no part of it.
     """
     name = Path(path).name
     if name.endswith(".fluotest.yaml"):
@@ -137,13 +137,16 @@ def is_rule_test(path: Path | str, text: str | None = None) -> bool:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             return True
-    return _RULE_TEST_KEY.search(text) is not None
+    return _RULE_TEST_KEY.search(text.removeprefix("\ufeff")) is not None
 
 
 def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     """Test files named (any YAML file) or found below folders, in a stable order.
 
-    Below a folder, a `*_test.yaml` file that is not FLUO's (`is_rule_test`) is passed over.
+    Below a folder, hidden files and folders, `SKIPPED_DIRS`, what is not a file (a dangling symbolic
+    link, such as an editor's lock `.#x_test.yaml`) and a `*_test.yaml` file that is not FLUO's
+    (`is_rule_test`) are passed over. Each file comes once, by the path it was first reached by
+    (through a linked folder, the link's path, not where the file really is).
 
     Raises FileNotFoundError, with a one-line message, for a missing path or a named file that is not YAML.
     """
@@ -151,28 +154,40 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-                out.extend(Path(root) / f for f in sorted(files) if is_rule_test(Path(root) / f))
+            out.extend(_search(path))
         elif path.is_file() and path.suffix in (".yaml", ".yml"):
             out.append(path)
         elif path.is_file():
             raise FileNotFoundError(f"{p} is not a test file: name a *_test.yaml file, or a folder to search")
+        elif path.is_symlink():
+            raise FileNotFoundError(f"{p}: a symbolic link to {os.readlink(path)}, which does not exist")
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
-    seen: dict[Path, None] = {}
+    seen: dict[Path, Path] = {}
     for f in out:
-        seen.setdefault(f.resolve(), None)
-    return [Path(display_path(f)) for f in seen]
+        seen.setdefault(f.resolve(), f)
+    return [Path(display_path(f)) for f in seen.values()]
+
+
+def _search(folder: Path) -> list[Path]:
+    """FLUO's test files below `folder`, by path, as `find_test_files` searches a folder."""
+    out: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        for name in sorted(files):
+            f = Path(root) / name
+            if not name.startswith(".") and f.is_file() and is_rule_test(f):
+                out.append(f)
+    return out
 
 
 def default_rules(path: Path) -> Path:
-    """`auth_test.yaml` and `auth.fluotest.yaml` test `auth.fluo` next to them."""
+    """`auth_test.yaml` and `auth.fluotest.yaml` (or `.yml`, named on the command line) test `auth.fluo`."""
     name = path.name
-    for suffix in TEST_SUFFIXES:
+    for suffix in (*TEST_SUFFIXES, *(s.removesuffix("yaml") + "yml" for s in TEST_SUFFIXES)):
         if name.endswith(suffix):
-            return path.with_name(name[: -len(suffix)] + ".fluo")
-    return path.with_suffix(".fluo")
+            return path.with_name(name[: -len(suffix)] + RULE_SUFFIX)
+    return path.with_suffix(RULE_SUFFIX)
 
 
 class RuleLoader:
@@ -225,10 +240,13 @@ class _Reader:
         text = self.text
         if text is None:
             try:
-                text = self.file.path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self.problem(1, f"cannot read the test file: {reason}")
+                data = self.file.path.read_bytes()
+            except OSError as exc:
+                self.problem(1, f"cannot read the test file: {exc.strerror or exc}")
+                return self.file
+            text, bad = decode_source(data, self.where)  # as rule files are read: no BOM, UTF-8 or an error
+            if bad is not None:
+                self.problem(bad.span.line + 1, f"cannot read the test file: {bad.message}")
                 return self.file
         try:
             doc = load(text)
