@@ -667,3 +667,53 @@ def test_the_rule_files_warnings_are_shown_once_each(tmp_path: Path, monkeypatch
         assert result.exit_code == 1
         assert result.stderr == warning + "\n"
         assert "warning" not in result.stdout
+
+
+def test_an_expected_rule_the_evaluation_skipped_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """When --eval-budget (or a run of empty windows) skipped an expected rule, the report said nothing about it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d.fluo").write_text("rule deep { detect trace.spans.where(name == 'c').max(ancestors.count()) > 0 }\n")
+    chain = ["{name: c, id: s0}"] + [f"{{name: c, id: s{i}, parent: s{i - 1}}}" for i in range(1, 400)]
+    (tmp_path / "d_test.yaml").write_text(
+        f"cases:\n  - name: chain\n    spans: [{', '.join(chain)}]\n    expect: [deep]\n"
+    )
+    out = fluo_test(".", "--eval-budget", "5000").stdout
+    assert re.search(
+        r"\n    not evaluated on trace [0-9a-f]{32}: the evaluation budget of 5,000 span visits \(--eval-budget\)"
+        r" ran out; see its fluo.evaluation_truncated signal\n",
+        out,
+    ), out
+    assert "did not fire" not in out
+
+    (tmp_path / "d_test.yaml").unlink()
+    (tmp_path / "w.fluo").write_text("rule quiet { window 1ms expect window.traces.count() > 0 }\n")
+    (tmp_path / "w_test.yaml").write_text(
+        "cases:\n  - name: far apart\n    spans: [{name: a, trace: one}, {name: b, trace: two, start: 1m}]\n"
+        "    expect: [quiet]\n"
+    )
+    out = fluo_test(".").stdout
+    assert (
+        "    not evaluated on window 2026-01-01T00:00:00.002000Z..2026-01-01T00:01:00.001000Z: a run of 59,999 empty"
+        " windows (more than 10,000 in a row) is skipped; see its fluo.evaluation_truncated signal\n"
+        "    did not fire on window 2026-01-01T00:00:00.001000Z..2026-01-01T00:00:00.002000Z: count = 1, bound = 0\n"
+    ) in out, out
+
+
+def test_why_a_rule_did_not_fire_reads_as_sentences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It read `did not fire on no trace to evaluate`, `did not fire on no window: ...` and
+    `did not fire on ... and 2 more`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(
+        "rule err { detect trace.count(status == error) > 0 }\n"
+        "rule rate { window 1m detect window.traces.count() > 9 }\n"
+    )
+    (tmp_path / "empty.json").write_text('{"resourceSpans": []}')
+    five = ", ".join(f"{{name: a, trace: t{i}}}" for i in range(5))
+    (tmp_path / "r_test.yaml").write_text(
+        f"cases:\n  - {{name: nothing, traces: empty.json, expect: [err, rate]}}\n"
+        f"  - {{name: five, spans: [{five}], expect: [err]}}\n"
+    )
+    out = fluo_test(".").stdout
+    assert out.count("    did not fire: the case has no spans to evaluate\n") == 2
+    assert re.search(r"    did not fire on trace 't\d': count = 0, bound = 0\n    did not fire on 2 more traces\n", out)
+    assert "did not fire on no" not in out and "... and" not in out

@@ -155,8 +155,7 @@ def failure_text(c: CaseResult) -> list[str]:
         fired = [s for s in c.signals if s.get("rule") == rule]
         for s in fired:
             lines.append(f"    fired on {_where(s, names)}: {_observed(s) or 'no observed values'}")
-        for why in c.why_not.get(rule, []):
-            lines.append(f"    did not fire on {why}")
+        lines.extend(f"    {why}" for why in c.why_not.get(rule, []))
         if not fired and rule not in c.why_not:
             lines.append("    did not fire")
     lines.append("")

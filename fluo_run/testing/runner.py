@@ -18,7 +18,7 @@ from typing import Any
 
 from fluo_lang.api import Analysis, compile_program
 from fluo_lang.cost import DEFAULT_BUDGET
-from fluo_lang.evaluate import CompiledRule, Program
+from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program
 from fluo_lang.ir import RuleIR
 from fluo_lang.otlp import TraceInputError, load_trace_file
 from fluo_lang.trace import Span, Trace, assemble, windows_of
@@ -40,7 +40,7 @@ class CaseResult:
     match: Match | None = None
     problems: list[Problem] = field(default_factory=list)
     rules: dict[str, RuleIR] = field(default_factory=dict)
-    why_not: dict[str, list[str]] = field(default_factory=dict)
+    why_not: dict[str, list[str]] = field(default_factory=dict)  # rule -> why it did not fire, a line a place
     ran: tuple[tuple[str, str], ...] = ()  # (resolved rule file, rule id) of every rule evaluated
     seconds: float = 0.0
     updated: bool = False  # --update rewrote its `expect:`
@@ -223,7 +223,9 @@ class Runner:
             if not result.match.ok:
                 short = {r.expectation.rule for r in result.match.rows if not r.ok and not r.near}
                 by_id = {r.id: r for r in program.rules}
-                result.why_not = {r: explain_quiet(by_id[r], traces, case.labels) for r in sorted(short) if r in by_id}
+                result.why_not = {
+                    r: explain_quiet(by_id[r], traces, case.labels, result.signals) for r in sorted(short) if r in by_id
+                }
         result.problems.sort(key=lambda p: p.line)
         result.seconds = time.perf_counter() - t0
         return result
@@ -234,39 +236,70 @@ def observed_text(obs: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in obs.items())
 
 
-def explain_quiet(rule: CompiledRule, traces: list[Trace], labels: dict[str, str]) -> list[str]:
-    """What a rule saw on the case's traces (or windows) when it did not fire: its observed values."""
+def explain_quiet(
+    rule: CompiledRule, traces: list[Trace], labels: dict[str, str], signals: Sequence[dict[str, Any]] = ()
+) -> list[str]:
+    """Why a rule did not fire on the case's traces (or windows), one line each: what it observed there, or,
+    from the case's `fluo.evaluation_truncated` `signals`, that it was not evaluated there."""
     names = {v: k for k, v in labels.items()}
-    out: list[str] = []
     ir = rule.ir
+    skipped = _not_evaluated(rule.id, signals, names)
     contexts: list[tuple[str, Any]]
     if ir.window_ns is not None:
         contexts = [
-            (f"window {format_timestamp(w.start)}..{format_timestamp(w.end)}", w)
+            (_window_name(format_timestamp(w.start), format_timestamp(w.end)), w)
             for w in windows_of(traces, ir.window_ns)
         ]
     else:
-        contexts = [(_trace_name(t, names), t) for t in traces]
-    if not contexts:
-        return ["no trace to evaluate" if ir.window_ns is None else "no window: the case has no spans"]
-    contexts = [(where, ctx) for where, ctx in contexts if not rule.fires(ctx)]  # those it fired on are signals
+        contexts = [(_trace_name(t.id_hex, names), t) for t in traces]
+    if not contexts and not skipped:
+        return ["did not fire: the case has no spans to evaluate"]
+    out = [f"not evaluated on {where}: {why}; see its {TRUNCATED_RULE} signal" for where, why in skipped.items()]
+    # Those it fired on are signals; those it was not evaluated on are not evaluated now, unbounded, either.
+    contexts = [(where, ctx) for where, ctx in contexts if where not in skipped and not rule.fires(ctx)]
     for where, ctx in contexts[:MAX_EXPLAINED]:
         if ir.mode == "when" and rule.compiler.fn(ir.condition)(ctx, None) is not True:
-            out.append(f"{where}: when {{ {rule.clause_text(ir.condition)} }} did not hold")
+            out.append(f"did not fire on {where}: when {{ {rule.clause_text(ir.condition)} }} did not hold")
             continue
         try:
             obs = rule.explain(ctx)[0]
         except Exception as exc:  # a bug in the evaluator: say so, keep the report
-            out.append(f"{where}: cannot explain ({type(exc).__name__}: {exc})")
+            out.append(f"did not fire on {where}: cannot explain ({type(exc).__name__}: {exc})")
             continue
-        out.append(f"{where}: {observed_text(obs)}")
+        out.append(f"did not fire on {where}: {observed_text(obs)}")
     if len(contexts) > MAX_EXPLAINED:
-        out.append(f"... and {len(contexts) - MAX_EXPLAINED} more")
+        more = len(contexts) - MAX_EXPLAINED
+        out.append(f"did not fire on {more} more {'window' if ir.window_ns is not None else 'trace'}{'s' * (more > 1)}")
     return out
 
 
-def _trace_name(trace: Trace, names: dict[str, str]) -> str:
-    label = names.get(trace.id_hex)
+def _not_evaluated(rule: str, signals: Sequence[dict[str, Any]], names: dict[str, str]) -> dict[str, str]:
+    """Where the evaluator's `fluo.evaluation_truncated` signals say `rule` was skipped, and why."""
+    out: dict[str, str] = {}
+    for s in signals:
+        observed = s.get("observed") or {}
+        if s.get("rule") != TRUNCATED_RULE or rule not in (observed.get("rules_skipped") or ()):
+            continue
+        if s.get("window_start") is not None:
+            where = _window_name(str(s["window_start"]), str(s.get("window_end")))
+        else:
+            where = _trace_name(str(s.get("trace_id")), names)
+        if "empty_windows" in observed:
+            more = observed.get("max_empty_windows")
+            out[where] = (
+                f"a run of {observed['empty_windows']:,} empty windows (more than {more:,} in a row) is skipped"
+            )
+        else:
+            out[where] = f"the evaluation budget of {observed.get('budget'):,} span visits (--eval-budget) ran out"
+    return out
+
+
+def _window_name(start: str, end: str) -> str:
+    return f"window {start}..{end}"
+
+
+def _trace_name(trace_id: str, names: dict[str, str]) -> str:
+    label = names.get(trace_id)
     if label:
         return f"trace {label!r}"
-    return f"trace {trace.id_hex}"
+    return f"trace {trace_id}"
