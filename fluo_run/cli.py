@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -51,6 +51,17 @@ status of a program ended by SIGPIPE (128 + 13), as `cat` or `grep` would, inste
 which `fluo eval` uses for rule errors."""
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error said in one line, as every other error about user input is: what is wrong, and where
+    the options are listed (click's own takes four: usage, a hint, a blank line, the error)."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        command = self.ctx.command_path if self.ctx is not None else "fluo"
+        message = self.format_message()
+        message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+        click.echo(f"{command}: {message} (see `{command} --help`)", file=file, err=file is None)
+
+
 class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -58,6 +69,10 @@ class LazyGroup(click.Group):
                 return super().invoke(ctx)
             finally:
                 sys.stdout.flush()  # here, not at exit, so a closed pipe is seen while it can be handled
+        except click.UsageError as exc:
+            if isinstance(exc, OneLineUsageError):
+                raise
+            raise OneLineUsageError(exc.format_message(), exc.ctx) from None
         except BrokenPipeError:
             # What is still buffered goes nowhere, silently, instead of failing again at exit.
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -95,7 +95,7 @@ def test_check_emit_ir_as_json() -> None:
     ("args", "message"),
     [
         (["check", "/nonexistent/rules"], "/nonexistent/rules: no such file or folder"),
-        (["check"], "Missing argument"),
+        (["check"], "missing argument 'PATHS...'"),
         (["check", str(EXAMPLE_RULES), "--emit-ir", "--format", "sarif"], "--emit-ir does not go with --format sarif"),
         (["check", str(EXAMPLE_RULES), "--no-optimise"], "give --emit-ir too"),
         (["eval", "--traces", "x.json"], "no rules"),
@@ -486,3 +486,23 @@ def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Pat
         "FLUO300",
         "FLUO100",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["signals", "--db", "."],
+            "fluo signals: invalid value for '--db' (env var: 'FLUO_DB'): File '.' is a directory.",
+        ),
+        (["eval", "--bogus"], "fluo eval: no such option '--bogus'."),
+        (["nosuch"], "fluo: no such command 'nosuch'."),
+    ],
+)
+def test_a_usage_error_is_one_line(args: list[str], line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """INTERFACES.md: errors about user input are one clear line (click's usage block took four)."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args, prog_name="fluo")
+    assert result.exit_code == 2
+    command = line.split(":")[0]
+    assert result.stderr == f"{line} (see `{command} --help`)\n"

@@ -499,13 +499,14 @@ def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> No
     [
         ((), "fluo: no traces: give OTLP JSON or protobuf files"),
         (("missing.json",), "missing.json"),
-        (("--min-confidence", "2", "x.json"), "Invalid value for '--min-confidence'"),
+        (("--min-confidence", "2", "x.json"), "invalid value for '--min-confidence'"),
     ],
 )
 def test_cli_usage_errors_are_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
     result = invoke(*args)
     assert result.exit_code == 2
     assert message in result.stderr
+    assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.output
 
 

@@ -220,9 +220,9 @@ def test_a_config_value_of_the_wrong_shape_names_the_file_not_an_env_var(
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fluo.yaml").write_text(text)
-    result = CliRunner().invoke(main, ["serve", "--config", "fluo.yaml"])
+    result = CliRunner().invoke(main, ["serve", "--config", "fluo.yaml"], prog_name="fluo")
     assert result.exit_code == 2
-    assert f"Error: {message}\n" in result.output and "env var" not in result.output
+    assert result.output == f"fluo serve: {message} (see `fluo serve --help`)\n"
 
 
 def test_a_config_file_may_name_one_rules_folder_without_a_list(tmp_path: Path) -> None:
