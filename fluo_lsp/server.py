@@ -577,7 +577,7 @@ def command(stdio: bool) -> None:
     """Run the FLUO language server over stdio, for editors.
 
     Settings (section `fluo`): attributeKeys, strictness ("default" | "strict"),
-    diagnostics.debounceMs. See docs/editor.md.
+    diagnostics.debounceMs, completion.ruleSkeletons. See docs/editor.md.
 
     \b
     Example (Neovim):

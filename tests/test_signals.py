@@ -87,9 +87,19 @@ def test_jsonl_lines_are_the_signals_as_fluo_eval_prints_them(tmp_path: Path) ->
     ],
 )
 def test_filters(db: str, args: list[str], expected: list[str]) -> None:
-    code, out = run("--db", db, "--format", "jsonl", *args)
-    assert code == 0
-    assert rules_of(out) == expected
+    result = CliRunner().invoke(main, ["signals", "--db", db, "--format", "jsonl", *args])
+    assert result.exit_code == 0
+    assert rules_of(result.stdout) == expected
+
+
+@pytest.mark.parametrize(("limit", "more"), [(3, True), (4, False), (5, False)])
+def test_a_limit_that_leaves_signals_out_says_so(db: str, limit: int, more: bool) -> None:
+    """docs QA: a plain `fluo signals` showed the newest 100 of more without a word."""
+    result = CliRunner().invoke(main, ["signals", "--db", db, "--format", "jsonl", "--limit", str(limit)])
+    assert result.exit_code == 0
+    assert rules_of(result.stdout) == [s["rule"] for s in SIGNALS][-limit:]
+    note = f"fluo: the newest {limit} matching signals; there are more (--limit N shows N)\n"
+    assert result.stderr == (note if more else "")
 
 
 def test_missing_store_and_bad_time_are_one_line(tmp_path: Path, db: str) -> None:

@@ -529,7 +529,7 @@ def signals_command(
         since_ns=_time_bound(since, "--since"),
         until_ns=_time_bound(until, "--until"),
         trace_id=trace_id,
-        limit=limit,
+        limit=limit + 1,  # one more, to know whether --limit left some out
     )
     if not Path(db).is_file():
         _fail(f"{db}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
@@ -544,6 +544,9 @@ def signals_command(
     except sqlite3.DatabaseError as exc:
         _fail(f"{db}: not a FLUO signal store ({exc})")
         return
+    if len(texts) > limit:  # oldest first: the extra one is the oldest
+        texts = texts[1:]
+        click.echo(f"fluo: the newest {limit} matching signals; there are more (--limit N shows N)", err=True)
     if fmt == "jsonl":
         write_lines(texts)
     else:
