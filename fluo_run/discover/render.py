@@ -94,7 +94,12 @@ def header(corpus: Corpus, options: Options) -> str:
         f"// Discovered by `fluo discover` from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')}),\n"
         f"// min support {count(options.min_support, 'trace')}, "
         f"min confidence {confidence_text(options.min_confidence)}.\n"
-        "// Each rule held on the corpus; review before relying on it.\n"
+        + (
+            "// Each rule held on the corpus; review before relying on it.\n"
+            if options.min_confidence >= 1.0
+            else "// Each rule held on the corpus but for the exceptions its description counts; review before\n"
+            "// relying on it.\n"
+        )
     )
 
 
