@@ -717,3 +717,25 @@ def test_why_a_rule_did_not_fire_reads_as_sentences(tmp_path: Path, monkeypatch:
     assert out.count("    did not fire: the case has no spans to evaluate\n") == 2
     assert re.search(r"    did not fire on trace 't\d': count = 0, bound = 0\n    did not fire on 2 more traces\n", out)
     assert "did not fire on no" not in out and "... and" not in out
+
+
+def test_the_json_report_shows_an_expectation_of_a_renamed_rule_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It showed `"expected": []`, as if the case expected nothing, when its one entry named no rule."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text("rule err { detect trace.count(status == error) > 0 }\n")
+    (tmp_path / "r_test.yaml").write_text(
+        "cases:\n"
+        "  - {name: renamed, spans: [{name: a}], expect: [old_err]}\n"
+        "  - {name: partly, spans: [{name: a}], expect: [err, {rule: old_err, count: 2, when: 2026-01-01}]}\n"
+        "  - {name: fine, spans: [{name: a, status: error}], expect: [err]}\n"
+    )
+    result = fluo_test(".", "--format", "json")
+    assert result.exit_code == 2
+    cases = json.loads(result.stdout)["files"][0]["cases"]
+    assert [c["expected"] for c in cases] == [
+        [{"rule": "old_err"}],
+        [{"rule": "err"}, {"rule": "old_err", "count": 2, "when": "2026-01-01"}],
+        [{"rule": "err"}],
+    ]

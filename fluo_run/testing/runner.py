@@ -8,6 +8,7 @@ case's traces, exactly as `fluo eval` runs them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -24,6 +25,7 @@ from fluo_lang.otlp import TraceInputError, load_trace_file
 from fluo_lang.trace import Span, Trace, assemble, windows_of
 from fluo_lang.values import format_timestamp
 
+from .document import YamlError, load
 from .matching import Match, match_signals
 from .spec import Case, Problem, RuleLoader, TestFile, load_test_file
 
@@ -45,6 +47,9 @@ class CaseResult:
     seconds: float = 0.0
     updated: bool = False  # --update rewrote its `expect:`
     traces: int = 0  # how many traces the case ran on
+    written_expect: list[Any] | None = None
+    """For a case that could not run: its `expect:` as the file writes it, entries its rules do not know
+    (a renamed rule) included, which `case.expect` leaves out."""
 
     @property
     def id(self) -> str:
@@ -168,11 +173,16 @@ class Runner:
         for file in files:
             fr = FileResult(file)
             t0 = time.perf_counter()
+            document: list[Any] = []  # the file's YAML, read again for the first case that could not run
             for case in file.cases if file.loaded else []:
                 if not self.selected(file, case):
                     continue
                 selected += 1
                 result = self.run_case(file, case)
+                if result.status == ERROR and case.problems:
+                    if not document:
+                        document.append(_read_document(file.path))
+                    result.written_expect = _written_expect(document[0], case.index)
                 fr.cases.append(result)
                 if on_case is not None:
                     on_case(result)
@@ -229,6 +239,34 @@ class Runner:
         result.problems.sort(key=lambda p: p.line)
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def _read_document(path: Path) -> Any:
+    try:
+        return load(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError, YamlError):
+        return None
+
+
+def _written_expect(document: Any, index: int) -> list[Any] | None:
+    """Case `index`'s `expect:` in `document` as JSON values, a bare rule id as `{"rule": ID}`."""
+    cases = document.get("cases") if isinstance(document, dict) else None
+    case = cases[index] if isinstance(cases, list) and index < len(cases) else None
+    expect = case.get("expect") if isinstance(case, dict) else None
+    if not isinstance(expect, list):
+        return None
+    return [{"rule": e} if isinstance(e, str) else _json_value(e) for e in expect]
+
+
+def _json_value(value: Any) -> Any:
+    """A YAML value as JSON can write it: dates and other scalars JSON has not, as text."""
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, bool | int | str) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return str(value)
 
 
 def observed_text(obs: dict[str, Any]) -> str:
