@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -100,3 +101,61 @@ def test_a_test_file_that_is_not_utf8_is_reported_at_its_bad_byte_as_rule_files_
     write("x_test.yaml", "rules: bad.fluo\n" + PASSING)
     rule_message = "not UTF-8: byte 0xe9 at line 1, column 9; save it as UTF-8"
     assert f"x_test.yaml:1: cannot read bad.fluo: {rule_message}" in fluo_test("x_test.yaml").stdout
+
+
+def test_trace_labels_are_read_as_written_by_spans_and_expectations_alike() -> None:
+    """`trace: 0` read as the number 0 was no label (`str(0 or "")`), and `trace: 0x1F` was 31 in `expect:`."""
+    write("r.fluo", RULE)
+    write(
+        "r_test.yaml",
+        "cases:\n"
+        "  - name: label zero\n    spans: [{name: a, status: error, trace: 0}, {name: b, trace: 1}]\n"
+        "    expect: [{rule: has_error, trace: 0}]\n"
+        "  - name: label hex-looking\n    spans: [{name: a, status: error, trace: 0x1F}, {name: b, trace: x}]\n"
+        "    expect: [{rule: has_error, trace: 0x1F}]\n"
+        "  - name: label float-looking\n    spans: [{name: a, status: error, trace: 1.50}, {name: b, trace: 1.5}]\n"
+        "    expect: [{rule: has_error, trace: 1.50}]\n"
+        "  - name: decimal trace id\n"
+        "    spans: [{name: a, status: error, trace: 12345678901234567890123456789012}, {name: b}]\n"
+        "    expect: [{rule: has_error, trace_id: 12345678901234567890123456789012}]\n",
+    )
+    result = fluo_test("r_test.yaml")
+    assert result.exit_code == 0, result.stdout
+
+
+def test_a_windowed_rules_expectation_may_not_name_a_trace() -> None:
+    """Its signals have none: it was accepted, then failed with `(no match: trace_id is None)`."""
+    write("w.fluo", "rule burst {\n  window 1m\n  expect window.spans.count() <= 2\n}\n")
+    write(
+        "w_test.yaml",
+        "cases:\n  - name: w\n    spans: [{name: a, trace: one}, {name: a, trace: two}, {name: a, trace: three}]\n"
+        "    expect:\n      - {rule: burst, trace: one}\n      - {rule: burst, trace_id: " + "a" * 32 + "}\n",
+    )
+    result = fluo_test("w_test.yaml")
+    assert result.exit_code == 2
+    where = "rule `burst` is windowed (window 1m): its signals have no trace"
+    assert f"w_test.yaml:5: {where}; drop `trace:`" in result.stdout
+    assert f"w_test.yaml:6: {where}; drop `trace_id:`" in result.stdout
+    assert "None" not in result.stdout
+
+
+def test_a_date_in_an_inline_attribute_is_the_text_written() -> None:
+    write("d.fluo", 'rule new_release {\n  detect trace.spans.where(release == "2026-01-01").exists()\n}\n')
+    write("d_test.yaml", "cases:\n  - name: d\n    spans: [{name: deploy, attributes: {release: 2026-01-01}}]\n"
+          "    expect: [new_release]\n")  # fmt: skip
+    result = fluo_test("d_test.yaml")
+    assert result.exit_code == 0, result.stdout
+
+
+def test_coverage_passes_over_a_rule_file_it_cannot_read_and_says_so() -> None:
+    """One rule file that is not UTF-8 dropped every rule of its folder from coverage, silently."""
+    write("rules/r.fluo", RULE)
+    write("rules/r_test.yaml", PASSING)
+    write("rules/extra.fluo", "rule untested {\n  detect trace.spans.exists()\n}\n")
+    write("rules/zlatin1.fluo", b"rule caf\xe9 {\n  detect trace.spans.exists()\n}\n")
+    result = fluo_test("rules", "--coverage", "--format", "json")
+    cov = json.loads(result.stdout)["coverage"]
+    assert [r["rule"] for r in cov["never_ran"]] == ["untested"]
+    message = "not UTF-8: byte 0xe9 at line 1, column 9; save it as UTF-8"
+    assert cov["unread"] == [f"cannot read rules/zlatin1.fluo: {message}"]
+    assert re.search(r"never ran: +untested +rules/extra.fluo:1", fluo_test("rules", "--coverage").stdout)

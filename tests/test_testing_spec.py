@@ -35,6 +35,18 @@ def test_lines_of_keys_and_items() -> None:
     assert doc["nested"]["deep"].line == 7
 
 
+def test_dates_and_timestamps_are_the_text_written() -> None:
+    """They were Python dates, which no span attribute holds: `release == "2026-01-01"` was silently false."""
+    doc = load("a: 2026-01-01\nb: 2026-01-01T10:00:00Z\nc: [2026-1-1 10:00:00.5]\nd: !!timestamp 2026-01-01\n")
+    assert doc == {"a": "2026-01-01", "b": "2026-01-01T10:00:00Z", "c": ["2026-1-1 10:00:00.5"], "d": "2026-01-01"}
+    with pytest.raises(YamlError) as info:
+        load("x: 1\ny: !!binary aGVsbG8=\n")
+    assert (info.value.line, str(info.value)) == (
+        2,
+        "invalid YAML value: !!binary (bytes) is not a value a test file can hold",
+    )
+
+
 def test_keys_stay_text_and_merges_work() -> None:
     doc = load("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n  200: ok\n  true: yes\n")
     assert doc["m"] == {"x": 1, "y": 3, "200": "ok", "true": True}
@@ -182,7 +194,8 @@ def test_a_well_formed_file(tmp_path: Path) -> None:
         tmp_path,
         "r_test.yaml",
         "cases:\n"
-        "  - name: one\n    spans: [{name: a, trace: x}, {name: b, trace: y}]\n"
+        "  - name: one\n    spans: [{name: a, trace: x}, {name: b, trace: y},\n"
+        "            {name: c, trace: 5b8efff798038103d269b633813fc60c}]\n"
         "    only: [slow, quiet]\n"
         "    expect:\n      - slow\n      - {rule: slow, trace: x, count: 2, observed: {matched: 1}}\n"
         "      - {rule: quiet, trace_id: 5B8EFFF798038103D269B633813FC60C}\n",
@@ -192,14 +205,14 @@ def test_a_well_formed_file(tmp_path: Path) -> None:
     (case,) = f.cases
     assert case.problems == []
     assert case.only == ("slow", "quiet")
-    assert set(case.labels) == {"x", "y"} and len(case.spans) == 2
+    assert set(case.labels) == {"x", "y", "5b8efff798038103d269b633813fc60c"} and len(case.spans) == 3
     assert case.expect is not None
     assert [e.to_json() for e in case.expect] == [
         {"rule": "slow"},
         {"rule": "slow", "trace": "x", "count": 2, "observed": {"matched": 1}},
         {"rule": "quiet", "trace_id": "5b8efff798038103d269b633813fc60c"},
     ]
-    assert [e.line for e in case.expect] == [6, 7, 8]
+    assert [e.line for e in case.expect] == [7, 8, 9]
 
 
 def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
@@ -238,6 +251,12 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
         ),
         ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace_id: xyz}]\n", 5, "must be 32 hex digits"),
         ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace: t}]\n", 5, "no inline trace labelled 't'"),
+        (
+            "- name: a\n  spans: [{name: a, trace: t}]\n  expect: [{rule: slow, trace_id: " + "a" * 32 + "}]\n",
+            5,
+            f"no trace of this case has trace_id {'a' * 32}; its inline traces are labelled 't': say `trace:`",
+        ),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, trace: [t]}]\n", 5, "`trace:` must be a label"),
         (
             "- name: a\n  spans: [{name: a}]\n  expect: [{rule: slow, observed: 3}]\n",
             5,
@@ -278,6 +297,17 @@ def test_case_problems_point_at_their_line(tmp_path: Path, body: str, line: int,
     assert problems[0].line == line
     assert message in problems[0].message
     assert problems[0].format() == f"r_test.yaml:{line}: {problems[0].message}"
+
+
+def test_an_expect_with_nothing_under_it_is_not_written_yet(tmp_path: Path) -> None:
+    """It read as `expect: []`, so a case whose `expect:` held only a comment passed when nothing fired."""
+    write(tmp_path, "r.fluo", RULES)
+    body = "cases:\n  - name: a\n    spans: [{name: a}]\n    expect:\n      # to do\n"
+    (case,) = load_test_file(write(tmp_path, "r_test.yaml", body)).cases
+    assert case.expect is None and case.problems == []
+    runner = Runner()
+    (result,) = runner.run(runner.load([tmp_path / "r_test.yaml"])).cases
+    assert result.status == "error" and "has no `expect:`" in result.problems[0].message
 
 
 @pytest.mark.parametrize(

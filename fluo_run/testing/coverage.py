@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.api import RuleSourceError, analyze, read_sources
+from fluo_lang.api import RuleSourceError, analyze, read_sources, rule_files
 from fluo_lang.typecheck import CheckedRule
 
 from .runner import ERROR, RunResult
@@ -42,6 +42,9 @@ class Coverage:
     rules: list[RuleRef] = field(default_factory=list)
     ran: set[RuleKey] = field(default_factory=set)
     fired: set[RuleKey] = field(default_factory=set)
+    unread: list[str] = field(default_factory=list)
+    """Rule files below the folders given that could not be read, each as `cannot read FILE: why`:
+    their rules are not counted."""
 
     @property
     def never_ran(self) -> list[RuleRef]:
@@ -52,13 +55,16 @@ class Coverage:
         return [r for r in self.rules if r.key in self.ran and r.key not in self.fired]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "rules": len(self.rules),
             "ran": sum(1 for r in self.rules if r.key in self.ran),
             "fired": sum(1 for r in self.rules if r.key in self.fired),
             "never_fired": [r.to_json() for r in self.never_fired],
             "never_ran": [r.to_json() for r in self.never_ran],
         }
+        if self.unread:
+            out["unread"] = self.unread
+        return out
 
 
 def _ref(rule: CheckedRule) -> RuleRef:
@@ -80,10 +86,15 @@ def measure(result: RunResult, folders: Sequence[Path]) -> Coverage:
         if not folder.is_dir():
             continue
         try:
-            sources = [(p, text) for p, text in read_sources([folder]) if str(Path(p).resolve()) not in tested]
-        except RuleSourceError:
+            found = [f for f in rule_files([folder]) if str(f.resolve()) not in tested]
+        except RuleSourceError:  # no rule files in it
             continue
-        for source in sources:
+        for f in found:
+            try:
+                source = read_sources([f])[0]
+            except RuleSourceError as exc:  # that file only: the folder's other rules still count
+                cov.unread.append(str(exc))
+                continue
             for rule in analyze([source]).rules:
                 if rule.ok and rule.enabled:
                     ref = _ref(rule)

@@ -16,6 +16,8 @@ import yaml
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_BINARY = "tag:yaml.org,2002:binary"
 _MAX_CACHED_TAGS = 100_000
 MAX_DEPTH = 200
 """How deeply a test file may nest lists and mappings; deeper is `invalid YAML: nested too deeply`.
@@ -202,8 +204,12 @@ class _Builder:
         return out
 
     def scalar(self, node: yaml.Node) -> Any:
-        if node.tag == _STR:
+        if node.tag in (_STR, _TIMESTAMP):  # a date is text here: no span attribute or signal value holds one
             return node.value
+        if node.tag == _BINARY:
+            raise YamlError(
+                "invalid YAML value: !!binary (bytes) is not a value a test file can hold", node.start_mark.line + 1
+            )
         if node.tag == _INT and node.value.isdigit() and (node.value == "0" or node.value[0] != "0"):
             return int(node.value)
         try:

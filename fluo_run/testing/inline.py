@@ -126,13 +126,10 @@ class _Item:
         value = self.raw.get(key)
         if value is None:
             return default
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
+        text = text_value(self.raw, key)
+        if text is None:
             raise self.fail(where, key, f"expected text, got {_show(value)}")
-        if isinstance(value, str):
-            return value
-        # A number as written: an id `0000000000000010` is 16 hex digits, not the octal 8 YAML reads.
-        written = self.raw.text_of(key) if isinstance(self.raw, LineDict) else None
-        return written if written is not None else str(value)
+        return text
 
     def _choice(self, key: str, allowed: tuple[str, ...], default: str, where: str) -> str:
         value = self.raw.get(key)
@@ -162,6 +159,18 @@ class _Item:
         if not isinstance(value, Mapping):
             raise self.fail(where, key, f"expected a mapping of names to values, got {_show(value)}")
         return {str(k): v for k, v in value.items()}
+
+
+def text_value(raw: Mapping[str, Any], key: str) -> str | None:
+    """The value of `key` as a label or id: text as it is, a number as written (an id `0000000000000010`
+    is 16 hex digits, not the octal 8 YAML reads; a label `0x1F` is not 31); None for anything else."""
+    value = raw.get(key)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    written = raw.text_of(key) if isinstance(raw, LineDict) else None
+    return written if written is not None else str(value)
 
 
 def _show(value: Any) -> str:

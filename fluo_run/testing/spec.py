@@ -22,7 +22,7 @@ from fluo_lang.otlp import trace_files_in
 from fluo_lang.trace import Span
 
 from .document import LineDict, LineList, YamlError, line_of, load
-from .inline import InlineSpanError, build_spans, trace_id_for
+from .inline import InlineSpanError, build_spans, exact_duration, text_value, trace_id_for
 
 TEST_SUFFIXES = ("_test.yaml", ".fluotest.yaml")
 FILE_KEYS = ("rules", "cases", "description")
@@ -216,6 +216,7 @@ class _Reader:
         self.rules = rules
         self.rule_ids: set[str] = set()
         self.disabled: set[str] = set()
+        self.windowed: dict[str, int] = {}  # window of each windowed rule, whose signals have no trace
 
     def problem(self, line: int, message: str, case: Case | None = None, code: str = "test-file") -> None:
         problem = Problem(self.where, line, message, code)
@@ -317,6 +318,7 @@ class _Reader:
             return
         self.file.analysis = analysis
         self.rule_ids = {r.id for r in analysis.rules if r.enabled}
+        self.windowed = {r.id: r.window_ns for r in analysis.rules if r.window_ns is not None}
         self.disabled = {r.id for r in analysis.rules if not r.enabled}
 
     def read_case(self, index: int, raw: Any, line: int) -> Case:
@@ -336,7 +338,7 @@ class _Reader:
             self.problem(line, f"case {case.name!r} has no `traces:` or `spans:` to run the rules on", case)
         if "only" in raw:
             case.only = tuple(self.rule_list(raw, "only", case))
-        if "expect" in raw:
+        if raw.get("expect") is not None:  # `expect:` with nothing under it is not written yet, not `[]`
             case.expect = self.read_expect(raw, case)
         return case
 
@@ -377,7 +379,7 @@ class _Reader:
             n = item.line_of(exc.key) if isinstance(item, LineDict) and exc.key else value.line_of(exc.index)
             self.problem(n, str(exc), case)
             return
-        labels = {str(x.get("trace") or "") for x in value if isinstance(x, dict)}
+        labels = {text_value(x, "trace") or "" for x in value if isinstance(x, dict)}  # as the spans read them
         case.labels = {label: trace_id_for(case.name, label).hex() for label in labels}
 
     def rule_list(self, raw: LineDict, key: str, case: Case) -> list[str]:
@@ -407,8 +409,6 @@ class _Reader:
 
     def read_expect(self, raw: LineDict, case: Case) -> list[Expectation]:
         value = raw.get("expect")
-        if value is None:
-            return []
         if not isinstance(value, LineList):
             self.problem(raw.line_of("expect"), "`expect:` must be a list of signals like {rule: ID}, or []", case)
             return []
@@ -422,12 +422,13 @@ class _Reader:
             if not isinstance(item, LineDict):
                 self.problem(n, "an expected signal is a mapping like {rule: ID, count: 2}", case)
                 continue
-            expectation = self.read_expectation(item, case)
+            expectation = self.read_expectation(item, case, inline_only="traces" not in raw)
             if expectation is not None:
                 out.append(expectation)
         return out
 
-    def read_expectation(self, item: LineDict, case: Case) -> Expectation | None:
+    def read_expectation(self, item: LineDict, case: Case, *, inline_only: bool) -> Expectation | None:
+        """One entry of `expect:`; `inline_only`: the case has no trace files, so its trace ids are all known."""
         if self.unknown_keys(item, EXPECT_KEYS, "an expected signal", case):
             return None
         if "rule" not in item:
@@ -448,15 +449,29 @@ class _Reader:
             self.problem(item.line_of("count"), f"`count:` may be at most {MAX_COUNT:,}, got {count}", case)
             return None
         e.count = count
-        trace_id = item.get("trace_id")
-        if trace_id is not None:
-            if not isinstance(trace_id, str) or len(trace_id) != 32 or not _is_hex(trace_id):
-                self.problem(item.line_of("trace_id"), f"`trace_id:` must be 32 hex digits, got {trace_id!r}", case)
+        window = self.windowed.get(e.rule)
+        for key in ("trace", "trace_id"):
+            if key in item and window is not None:
+                where = f"rule `{e.rule}` is windowed (window {exact_duration(window)})"
+                self.problem(item.line_of(key), f"{where}: its signals have no trace; drop `{key}:`", case)
+                return None
+        if item.get("trace_id") is not None:
+            trace_id = text_value(item, "trace_id")  # 32 decimal digits are hex digits too, not a number
+            if trace_id is None or len(trace_id) != 32 or not _is_hex(trace_id):
+                shown = repr(trace_id if trace_id is not None else item["trace_id"])
+                self.problem(item.line_of("trace_id"), f"`trace_id:` must be 32 hex digits, got {shown}", case)
                 return None
             e.trace_id = trace_id.lower()
-        label = item.get("trace")
-        if label is not None:
-            label = str(label)
+            if inline_only and e.trace_id not in {s.trace_id.hex() for s in case.spans}:
+                labels = ", ".join(repr(x) for x in sorted(case.labels) if x)
+                hint = f"; its inline traces are labelled {labels}: say `trace:`" if labels else ""
+                self.problem(item.line_of("trace_id"), f"no trace of this case has trace_id {e.trace_id}{hint}", case)
+                return None
+        if item.get("trace") is not None:
+            label = text_value(item, "trace")  # as written, as the spans' `trace:` labels are read
+            if label is None:
+                self.problem(item.line_of("trace"), f"`trace:` must be a label, got {item['trace']!r}", case)
+                return None
             if label not in case.labels:
                 known = ", ".join(repr(x) for x in sorted(case.labels) if x) or "none"
                 message = f"no inline trace labelled {label!r} in this case (labels: {known})"
