@@ -467,12 +467,35 @@ def test_count_zero_fails_when_a_signal_like_it_fires(tmp_path: Path, monkeypatc
     r = fluo_test(".")
     assert r.exit_code == 1
     assert "e_test.yaml:3: case 'quiet on a': 1 forbidden signal" in r.output
-    assert "    FORBIDDEN  err trace 'a' x0  | err trace 'a': count = 1, bound = 0" in r.output
+    assert "    FORBIDDEN  no err trace 'a'  | err trace 'a': count = 1, bound = 0" in r.output
     assert "did not fire on trace 'b': count = 0, bound = 0" in r.output
     assert "did not fire on trace 'a'" not in r.output
     report = json.loads(fluo_test(".", "--format", "json").output)
     (case,) = report["files"][0]["cases"]
     assert [(f["rule"], f["trace"], f["count"], len(f["signals"])) for f in case["forbidden"]] == [("err", "a", 0, 1)]
+
+
+def test_a_forbidden_signal_no_entry_took_is_counted_and_shown_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One signal read `1 unexpected, 1 forbidden signals`, in two rows of the table, and `count: 0` read `x0`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "e.fluo").write_text("rule err { detect trace.count(status == error) > 0 }\n")
+    (tmp_path / "e_test.yaml").write_text(
+        "cases:\n  - name: quiet\n    spans: [{name: x, status: error}]\n    expect: [{rule: err, count: 0}]\n"
+        "  - name: two\n    spans: [{name: x, trace: a, status: error}, {name: y, trace: b, status: error}]\n"
+        "    expect: [{rule: err, trace: a, count: 2}, {rule: err, trace: b, count: 0}]\n"
+    )
+    r = fluo_test(".", "--junit-xml", "j.xml")
+    assert "e_test.yaml:2: case 'quiet': 1 forbidden signal\n" in r.stdout
+    assert "e_test.yaml:5: case 'two': 1 missing, 1 forbidden signals\n" in r.stdout
+    assert "x0" not in r.stdout and "UNEXPECTED" not in r.stdout
+    assert "    FORBIDDEN  no err    | err trace " in r.stdout
+    assert "    FORBIDDEN  no err trace 'b'  | err trace 'b': count = 1, bound = 0\n" in r.stdout
+    failures = [f.get("message") for f in ET.parse(tmp_path / "j.xml").iter("failure")]
+    assert failures == ["1 forbidden signal", "1 missing, 1 forbidden signals"]
+    report = json.loads(fluo_test(".", "--format", "json").stdout)
+    assert [len(c["unexpected"]) for c in report["files"][0]["cases"]] == [1, 1]  # the JSON lists it in both
 
 
 def test_reported_times_include_reading_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
