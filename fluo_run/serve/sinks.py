@@ -110,8 +110,12 @@ class Sink:
     """Signals of the batch in hand delivered so far, by a sink that sends a batch in parts (the webhook):
     a batch cut short at shutdown, or failing part way, counts only the rest as not delivered."""
     unreachable = False
-    """The last attempt got no answer (refused, timed out): at shutdown the sink gets a moment, not the
-    deadline. One that answered, if only 429/503, is backing off and gets the deadline to deliver."""
+    """The last attempt got no answer (refused, timed out), as opposed to an answer, if only 429/503."""
+    reached_at: float | None = None
+    """When the endpoint last answered (monotonic), whatever it said; None: never (`SinkWorker.hopeless`)."""
+    keep_trying_until: threading.Event | None = None
+    """Set by the worker when the stop begins, for a notification sink worth the deadline: its retries go on
+    as while running until this event is set (the deadline). None: one more try at the stop, then give up."""
     max_batch = MAX_BATCH  # the most signals handed to `write` at once
     notifies = False
     """A notification (webhook, OTLP logs): best effort, it never holds back evaluation, ingest or shutdown;
@@ -128,6 +132,12 @@ class Sink:
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         raise NotImplementedError
+
+    def answered(self, yes: bool) -> None:
+        """Whether the last attempt got an answer from the endpoint (any answer: a 503 is one)."""
+        self.unreachable = not yes
+        if yes:
+            self.reached_at = time.monotonic()
 
     def close(self) -> None:
         """Called on the sink's own thread after the last batch."""
@@ -323,6 +333,7 @@ class Retrying(Protocol):
     FIRST_BACKOFF: float
     MAX_BACKOFF: float
     retrying: bool
+    keep_trying_until: threading.Event | None
 
 
 def with_retries(
@@ -330,7 +341,9 @@ def with_retries(
 ) -> None:
     """`attempt()` until it succeeds (None) or `sink.ATTEMPTS` tries failed (each says why), the waits
     doubling from `FIRST_BACKOFF` to `MAX_BACKOFF`; `sink.retrying` meanwhile. A stop cuts the wait
-    short for one more immediate try. `attempt` raises SinkError for a failure not worth retrying.
+    short for one more immediate try; then the sink gives up, unless it is to keep trying until the
+    deadline (`Sink.keep_trying_until`), which ends a wait without another try. `attempt` raises
+    SinkError for a failure not worth retrying.
     `says` starts the retry log line, `fails` the SinkError raised when every try failed."""
     backoff = sink.FIRST_BACKOFF
     problem = ""
@@ -342,14 +355,16 @@ def with_retries(
             if failed is None:
                 return
             problem = failed
-            if n + 1 < sink.ATTEMPTS and not stopping.is_set():
-                sink.retrying = True
-                log.warning("%s: %s; retrying in %.2fs", says, problem, backoff)
-                if stopping.wait(backoff):
-                    continue  # shutting down: one more immediate attempt, then give up
-                backoff = min(backoff * 2, sink.MAX_BACKOFF)
-            elif stopping.is_set():
+            until = sink.keep_trying_until if stopping.is_set() else stopping  # what ends the next wait early
+            if n + 1 == sink.ATTEMPTS or until is None or until.is_set():
                 break
+            sink.retrying = True
+            log.warning("%s: %s; retrying in %.2fs", says, problem, backoff)
+            if until.wait(backoff):
+                if until is not stopping:
+                    break  # the deadline: what a try sent now would already be counted as not delivered
+                continue  # the stop began: one more immediate attempt (the endpoint may be back)
+            backoff = min(backoff * 2, sink.MAX_BACKOFF)
     finally:
         sink.retrying = False
     raise SinkError(f"{fails}: {problem} after {tried} attempt{'s' if tried > 1 else ''}")
@@ -399,10 +414,10 @@ class WebhookSink(Sink):
             try:
                 with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                     response.read()
-                self.unreachable = False
+                self.answered(True)
                 return None
             except urllib.error.HTTPError as exc:
-                self.unreachable = False
+                self.answered(True)
                 problem = f"HTTP {exc.code}"
                 location = exc.headers.get("Location") if exc.headers is not None else None
                 exc.close()
@@ -414,7 +429,7 @@ class WebhookSink(Sink):
                     raise SinkError(f"{self.url} refused the signals: {problem}") from None
                 return problem
             except (urllib.error.URLError, OSError) as exc:
-                self.unreachable = True
+                self.answered(False)
                 return str(getattr(exc, "reason", exc))
 
         with_retries(self, attempt, stopping, says=f"webhook {self.url}", fails=self.url)
@@ -564,11 +579,11 @@ class OtlpLogsSink(Sink):
         def attempt() -> str | None:
             self.problem, self.final = "", False
             if self.exporter.export(records) == LogRecordExportResult.SUCCESS:
-                self.unreachable = False
+                self.answered(True)
                 return None
             problem = self.problem or "export failed"
             if self.protocol == "grpc":  # no answer: the channel could not reach the endpoint, or it never replied
-                self.unreachable = problem.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED"))
+                self.answered(not problem.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED")))
             if self.final:
                 raise SinkError(f"{self.endpoint} refused the signals: {problem}")
             return problem
@@ -601,14 +616,14 @@ def _one_try_session(sink: OtlpLogsSink) -> Any:
                 response = super().request(*args, **kwargs)
             except requests.Timeout:
                 sink.problem = f"no answer within {OtlpLogsSink.TIMEOUT:g}s"
-                sink.unreachable = True
+                sink.answered(False)
                 raise _Failed(sink.problem) from None
             except requests.RequestException as exc:
                 errno_text = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))  # "Connection refused"
                 sink.problem = errno_text.group(1).lower() if errno_text else type(exc).__name__
-                sink.unreachable = True
+                sink.answered(False)
                 raise _Failed(sink.problem) from None
-            sink.unreachable = False
+            sink.answered(True)
             if 300 <= response.status_code < 400:  # the SDK would count a redirect as written: nothing arrived
                 where = response.headers.get("Location") or "elsewhere"
                 sink.problem = f"HTTP {response.status_code}, redirected to {where}: point --otlp-logs there"
@@ -659,6 +674,10 @@ class SinkWorker:
     GIVE_UP_GRACE = 0.5  # past the deadline, how long the thread gets to notice and stop
     CUT_SHORT_CHECK = 0.25  # how often a waiting `put` looks whether its wait was cut short
     STALLED_AFTER = 10.0  # a write running longer than this shows as "stalled" in /healthz
+    REACHED_WITHIN = 30.0
+    """At the stop, a notification endpoint that did not answer the last attempt but answered within this
+    many seconds is restarting or flapping: the sink keeps delivering as while running until the deadline.
+    One silent for longer, or never reached, is down: half a second (it would hold the stop for nothing)."""
 
     def __init__(self, sink: Sink, metrics: Metrics, capacity: int) -> None:
         self.sink = sink
@@ -671,6 +690,7 @@ class SinkWorker:
         self.is_open = False
         self.retrying = False
         self.last_failed = False
+        self.hopeless_at_stop = False  # `hopeless` when the stop began: it gets a moment, not the deadline
         self.dropped = 0
         self.dropped_by: dict[str, int] = {}
         self._give_up = threading.Event()
@@ -861,7 +881,7 @@ class SinkWorker:
                 self.sink.progress = 0
             if self.open_error is not None:
                 self._settle(batch, "failed", self.open_error)
-            elif self.stopping.is_set() and self.sink.notifies and self.last_failed:
+            elif self.hopeless_at_stop and self.last_failed:
                 # A notification endpoint that is down: another try per batch would hold the stop
                 # for its timeout each (a blackholed webhook, 5 s a batch) and deliver nothing.
                 said, self._said_down_at_stop = self._said_down_at_stop, True
@@ -878,9 +898,21 @@ class SinkWorker:
                 log.warning("sink %s did not close cleanly: %s", self.sink.name, exc)
 
     def begin_close(self) -> None:
-        """Take no more signals; deliver what is queued (retries of a failing sink cut short)."""
+        """Take no more signals; deliver what is queued (retries cut short for a hopeless sink)."""
+        self.hopeless_at_stop = self.hopeless()
+        if not self.hopeless_at_stop:
+            self.sink.keep_trying_until = self._give_up  # before `stopping`, which wakes a retry wait
         self.stopping.set()
         self.queue.close()
+
+    def hopeless(self) -> bool:
+        """A notification sink that is down (its last attempt got no answer, or its last batch failed for good)
+        and whose endpoint has not answered within `REACHED_WITHIN`, or ever: at the stop it gets a moment,
+        not the deadline."""
+        if not self.sink.notifies or not (self.down() or self.sink.unreachable):
+            return False
+        reached = self.sink.reached_at
+        return reached is None or time.monotonic() - reached > self.REACHED_WITHIN
 
     def finish_close(self, deadline: float, timeout: float) -> int:
         """Wait for the thread until `deadline`, then give up; how many signals were not delivered, in all."""
@@ -1001,12 +1033,10 @@ class SinkSet:
         # stop, which ends by `timeout` (one after another, N stuck sinks overran it by N graces).
         grace = min(SinkWorker.GIVE_UP_GRACE, timeout / 4)
         deadline = now + timeout - grace
-        # A notification endpoint that is down gets a moment, not the whole deadline: its request in
+        # A notification endpoint down, and not lately up, gets a moment, not the whole deadline: its request in
         # flight would hold the stop for its timeout (5 s, a webhook or an OTLP logs export) and deliver nothing.
         down_deadline = min(deadline, now + SinkWorker.GIVE_UP_GRACE)
-        allowed = [
-            down_deadline if w.sink.notifies and (w.down() or w.sink.unreachable) else deadline for w in self.workers
-        ]
+        allowed = [down_deadline if w.hopeless_at_stop else deadline for w in self.workers]
         for w, until in zip(self.workers, allowed, strict=True):
             w.wait_until(until)
         if [w for w in self.workers if w.give_up()]:
