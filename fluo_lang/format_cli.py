@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
-from .api import RuleSourceError, decode_source, rule_files
+from .api import RULE_SUFFIX, RuleSourceError, decode_source, rule_files
 from .format import format_source
 
 
@@ -18,6 +19,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
 
     A file with syntax errors is left as it is and its errors are printed. Files are
     UTF-8; a leading byte order mark is accepted and dropped when a file is rewritten.
+    A file named must be a .fluo file (a test file's YAML is not formatted).
 
     Exit status: 0 formatted (or already so), 1 `--check` found files to change,
     2 usage error, unreadable file or syntax errors.
@@ -43,6 +45,9 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             sys.exit(0 if result.text == text else 1)
         click.echo(result.text, nl=False)
         sys.exit(0)
+    for p in paths:
+        if not p.endswith(RULE_SUFFIX) and Path(p).exists() and not Path(p).is_dir():
+            _fail(f"{p} is not a {RULE_SUFFIX} file: fluo fmt formats rule files only; name them, or folders to search")
     try:
         files = rule_files(paths)
     except RuleSourceError as exc:

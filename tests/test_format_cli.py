@@ -97,3 +97,21 @@ def test_text_that_is_not_utf8_is_one_diagnostic(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["fmt", "-"], input=b"\xff" + MESSY.encode())
     assert result.exit_code == 2
     assert result.stderr == "<stdin>:1:1: error[FLUO106] not UTF-8: byte 0xff at line 1, column 1; save it as UTF-8\n"
+
+
+def test_a_file_that_is_not_a_rule_file_is_refused_before_anything_is_done(tmp_path: Path) -> None:
+    """`fluo fmt --check auth_test.yaml` parsed the YAML as rules and printed FLUO100 syntax errors."""
+    test = tmp_path / "auth_test.yaml"
+    test.write_text("cases:\n  - name: a\n    expect: []\n")
+    messy = tmp_path / "a.fluo"
+    messy.write_text(MESSY)
+    for args in (["--check", str(test)], [str(messy), str(test)]):
+        code, out, err = run(*args)
+        assert code == 2 and out == ""
+        assert (
+            err
+            == f"fluo: {test} is not a .fluo file: fluo fmt formats rule files only; name them, or folders to search\n"
+        )
+    assert messy.read_text() == MESSY
+    assert run(str(tmp_path))[0] == 0  # in a folder, only .fluo files are looked at
+    assert messy.read_text() == TIDY
