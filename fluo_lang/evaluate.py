@@ -486,9 +486,8 @@ class _Gen:
             if target.op == "root":
                 return n.value.name == "spans" and self.pristine(n.value)
             return target.op == "it" and it != "it" and self.own_field(n.value)
-        if n.op == "call":
-            shape = self.inline_shape(n)
-            return (shape is not None and shape != "exists") or (shape == "exists" and self.never_none(n.args[0]))
+        if n.op == "call":  # an inline quantifier is missing where the spans it runs over are
+            return self.inline_shape(n) is not None and self.never_none(n.args[0], it)
         return False
 
     @staticmethod
