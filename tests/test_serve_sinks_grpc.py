@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import http.server
+import socket
 import threading
 from concurrent import futures
 from typing import Any
@@ -15,7 +16,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service
 from serve_support import wait_for
 
 from fluo_run.serve.metrics import Metrics
-from fluo_run.serve.sinks import OtlpLogsSink, SinkSet, SinkWorker
+from fluo_run.serve.sinks import OtlpLogsSink, SinkSet, SinkWorker, WebhookSink
 
 
 def stored(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -199,3 +200,33 @@ def test_a_receiver_silent_for_long_does_not_hold_the_stop(quick_retries: None, 
         sample(metrics, "fluo_sink_signals_dropped_total", sink="otlp_logs", reason=r) for r in ("failed", "shutdown")
     )
     assert dropped == 5 and sample(metrics, "fluo_sink_signals_written_total", sink="otlp_logs") == 1
+
+
+def test_a_blackholed_endpoint_is_ok_until_the_request_times_out_then_retrying(monkeypatch: Any) -> None:
+    """An endpoint that takes the connection and never answers: /healthz keeps "ok" while the request is
+    younger than the sink's own timeout (nothing says yet that the endpoint is in trouble; a busy one may
+    take seconds), and says "retrying" from the moment it timed out, never "ok" again while it hangs."""
+    monkeypatch.setattr(OtlpLogsSink, "TIMEOUT", 2.0)
+    monkeypatch.setattr(OtlpLogsSink, "FIRST_BACKOFF", 0.05)
+    monkeypatch.setattr(WebhookSink, "FIRST_BACKOFF", 0.05)
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)  # accepted by the kernel, never read nor answered
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        metrics = Metrics()
+        sinks = SinkSet([OtlpLogsSink(url, "grpc"), WebhookSink(f"{url}/hook", timeout=2.0)], metrics, capacity=10)
+        assert sinks.start() == []
+        sinks.publish(stored(3))
+        wait_for(lambda: all(w._writing_since is not None for w in sinks.workers), what="both requests in flight")
+        assert sinks.health() == {"otlp_logs": "ok", "webhook": "ok"}  # a request well within its 2 s
+        wait_for(
+            lambda: sinks.health() == {"otlp_logs": "retrying", "webhook": "retrying"},
+            timeout=15,
+            what="both requests to time out",
+        )
+        seen: set[str] = set()
+        for _ in range(20):  # the next tries hang as well: still not "ok"
+            seen.update(sinks.health().values())
+            threading.Event().wait(0.05)
+        assert "ok" not in seen
+        assert sinks.close(5) == 6

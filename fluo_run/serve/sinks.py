@@ -749,6 +749,12 @@ class SinkWorker:
         return self.open_error is not None or self.last_failed
 
     def health(self) -> str:
+        """The sink's word in /healthz: "failed", "stalled", "retrying" or "ok" (`SinkSet.health`).
+
+        A request in flight is "ok" until its own timeout (`OtlpLogsSink.TIMEOUT`, the webhook's): until
+        then nothing says the endpoint is in trouble, and a busy one may take seconds to answer, so an
+        earlier word would cry wolf. An endpoint that takes the connection and never answers is "retrying"
+        from that timeout on, and "stalled" once the write (its retries included) has run STALLED_AFTER."""
         if self.open_error is not None or self.last_failed:  # failed for good, even while trying the next batch
             return "failed"
         since = self._writing_since
