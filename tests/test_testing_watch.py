@@ -284,12 +284,16 @@ def test_watch_sees_an_in_place_edit_in_a_rules_folder_outside_the_root(
     assert seen == [[str(rule)]]
 
 
-def test_watch_runs_again_when_a_missing_fixture_appears(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bom", ["", "\ufeff"])
+def test_watch_runs_again_when_a_missing_fixture_appears(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bom: str
+) -> None:
     """QA 9: a fixture that did not exist was never watched, so creating it started no run."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.fluo").write_text(ERROR_RULE)
     (tmp_path / "r_test.yaml").write_text(
-        "cases:\n  - name: fires\n    traces: fixtures/new/err.json\n    expect: [has_error]\n"
+        bom + "cases:\n  - name: fires\n    traces: fixtures/new/err.json\n    expect: [has_error]\n",
+        encoding="utf-8",
     )
     fixture = tmp_path / "fixtures" / "new" / "err.json"
 

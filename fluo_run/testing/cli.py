@@ -17,10 +17,10 @@ from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
 from fluo_run.cli import eval_budget_option
 
 from .coverage import measure
-from .document import YamlError, load
+from .document import YamlError
 from .progress import Progress
 from .report import json_report, junit_report, printable, text_report
-from .runner import PASSED, FileResult, Runner, RunResult
+from .runner import PASSED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, plural
 from .update import Rewrite, needs_update, plan_update, write_replacing
 from .watch import Ran, watch
@@ -85,10 +85,7 @@ def _missing_inputs(f: TestFile) -> set[Path]:
     codes = {p.code for p in f.problems} | {p.code for c in f.cases for p in c.problems}
     if not codes & {"missing-rules-file", "missing-fixture"}:
         return set()
-    try:
-        doc = load(f.path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, YamlError):
-        return set()
+    doc = read_document(f.path)
     if not isinstance(doc, dict):
         return set()
     rules = doc.get("rules", default_rules(f.path).name)

@@ -181,7 +181,7 @@ class Runner:
                 result = self.run_case(file, case)
                 if result.status == ERROR and case.problems:
                     if not document:
-                        document.append(_read_document(file.path))
+                        document.append(read_document(file.path))
                     result.written_expect = _written_expect(document[0], case.index)
                 fr.cases.append(result)
                 if on_case is not None:
@@ -241,7 +241,8 @@ class Runner:
         return result
 
 
-def _read_document(path: Path) -> Any:
+def read_document(path: Path) -> Any:
+    """A test file's YAML read again after the run, for what `TestFile` does not keep; None if it cannot be."""
     try:
         return load(path.read_bytes().decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, YamlError):
