@@ -94,10 +94,6 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
     """A `ServeConfig` from the command's options (flags, `FLUO_*` variables and the config file merged by click)."""
     grpc_text = str(options["grpc"]).strip()
     rules = [Path(p) for p in options["rules"]] if options["rules"] else default_rules()
-    if not options["rules"] and rules != [Path("rules")]:
-        logging.getLogger("fluo.serve").info(
-            "rules: no --rules and no ./rules folder, so the bundled examples in %s", rules[0]
-        )
     db_text = "" if options["no_db"] else str(options["db"] or "")
     headers: dict[str, str] = {}
     for h in options["webhook_header"] or ():
@@ -417,6 +413,10 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     except ConfigError as exc:
         _fail(str(exc))
         return
+    if not options["rules"] and config.rules != [Path("rules")]:
+        logging.getLogger("fluo.serve").info(
+            "rules: no --rules and no ./rules folder, so the bundled examples in %s", config.rules[0]
+        )
     try:
         code = asyncio.run(serve(config))
     except RulePathError as exc:
