@@ -159,3 +159,16 @@ def test_coverage_passes_over_a_rule_file_it_cannot_read_and_says_so() -> None:
     message = "not UTF-8: byte 0xe9 at line 1, column 9; save it as UTF-8"
     assert cov["unread"] == [f"cannot read rules/zlatin1.fluo: {message}"]
     assert re.search(r"never ran: +untested +rules/extra.fluo:1", fluo_test("rules", "--coverage").stdout)
+
+
+def test_no_test_files_names_the_files_a_typo_kept_out() -> None:
+    write("rules/r_test.yml", PASSING)
+    write("rules/s_test.yaml", PASSING.replace("cases:", "case:"))
+    write("rules/helm_test.yaml", "suite: x\ntests: []\n")  # another tool's: no near miss
+    result = fluo_test("rules")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "fluo: no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`) under rules; passed over:"
+        " rules/r_test.yml (a test file's name ends in .yaml),"
+        " rules/s_test.yaml (a top-level `case:`; did you mean `cases:`?)\n"
+    )

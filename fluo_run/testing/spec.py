@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,9 @@ def is_rule_test(path: Path | str, text: str | None = None) -> bool:
     return _RULE_TEST_KEY.search(text.removeprefix("\ufeff")) is not None
 
 
+NO_TEST_FILES = "no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`)"
+
+
 def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     """Test files named (any YAML file) or found below folders, in a stable order.
 
@@ -148,7 +151,8 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     (`is_rule_test`) are passed over. Each file comes once, by the path it was first reached by
     (through a linked folder, the link's path, not where the file really is).
 
-    Raises FileNotFoundError, with a one-line message, for a missing path or a named file that is not YAML.
+    Raises FileNotFoundError, with a one-line message, for a missing path, a named file that is not
+    YAML, or when no test file is found (naming the files that look like misnamed ones).
     """
     out: list[Path] = []
     for p in paths:
@@ -163,22 +167,51 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{p}: a symbolic link to {os.readlink(path)}, which does not exist")
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
+    if not out:
+        named = ", ".join(map(str, paths))
+        misses = [f"{display_path(f)} ({why})" for f, why in _near_misses(paths)]
+        hint = f"; passed over: {', '.join(misses[:3])}" + (" ..." if len(misses) > 3 else "") if misses else ""
+        raise FileNotFoundError(f"{NO_TEST_FILES} under {named}{hint}")
     seen: dict[Path, Path] = {}
     for f in out:
         seen.setdefault(f.resolve(), f)
     return [Path(display_path(f)) for f in seen.values()]
 
 
-def _search(folder: Path) -> list[Path]:
-    """FLUO's test files below `folder`, by path, as `find_test_files` searches a folder."""
-    out: list[Path] = []
+def _walk(folder: Path) -> Iterator[Path]:
+    """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders."""
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
             f = Path(root) / name
-            if not name.startswith(".") and f.is_file() and is_rule_test(f):
-                out.append(f)
-    return out
+            if not name.startswith(".") and f.is_file():
+                yield f
+
+
+def _search(folder: Path) -> list[Path]:
+    """FLUO's test files below `folder`, by path, as `find_test_files` searches a folder."""
+    return [f for f in _walk(folder) if is_rule_test(f)]
+
+
+_TOP_KEY = re.compile(r"""^["']?([A-Za-z_]+)["']?[ \t]*:""", re.MULTILINE)
+
+
+def _near_misses(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
+    """Files below the folders that look like test files a typo keeps from being found, and the typo."""
+    for p in paths:
+        if not Path(p).is_dir():
+            continue
+        for f in _walk(Path(p)):
+            if f.name.endswith(("_test.yml", ".fluotest.yml")):
+                yield f, "a test file's name ends in .yaml"
+            elif f.name.endswith("_test.yaml"):
+                try:
+                    keys = _TOP_KEY.findall(f.read_text(encoding="utf-8", errors="replace").removeprefix("\ufeff"))
+                except OSError:
+                    continue
+                typo = next((k for k in keys if nearest(k, ("cases", "rules"))), None)
+                if typo is not None:
+                    yield f, f"a top-level `{typo}:`; did you mean `{nearest(typo, ('cases', 'rules'))}:`?"
 
 
 def default_rules(path: Path) -> Path:
