@@ -209,9 +209,9 @@ def _near_misses(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
                     keys = _TOP_KEY.findall(f.read_text(encoding="utf-8", errors="replace").removeprefix("\ufeff"))
                 except OSError:
                     continue
-                typo = next((k for k in keys if nearest(k, ("cases", "rules"))), None)
+                typo = next(((k, near) for k in keys if (near := nearest(k, ("cases", "rules")))), None)
                 if typo is not None:
-                    yield f, f"a top-level `{typo}:`; did you mean `{nearest(typo, ('cases', 'rules'))}:`?"
+                    yield f, f"a top-level `{typo[0]}:`; did you mean `{typo[1]}:`?"
 
 
 def default_rules(path: Path) -> Path:
