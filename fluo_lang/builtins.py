@@ -17,6 +17,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
+from math import isfinite
 from typing import Any, Literal
 
 from . import types as t
@@ -137,13 +139,36 @@ def _numbers(ctx: Any, spans: list[Span], fn: Impl) -> list[int | float]:
 
 
 def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
+    """Missing past what a number holds, as `+` is: an integer past 64 bits, a float that overflows or is NaN."""
     total = sum(_numbers(ctx, spans, fn))
-    return total if isinstance(total, float) or in_int64(total) else None  # past 64 bits: missing, as `+` is
+    return total if (isfinite(total) if isinstance(total, float) else in_int64(total)) else None
 
 
 def _avg(ctx: Any, spans: list[Span], fn: Impl) -> float | None:
+    """Missing over no values, or when one is NaN or infinite; a sum that overflows is divided first."""
     values = _numbers(ctx, spans, fn)
-    return sum(values) / len(values) if values else None
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    if not isfinite(mean) and all(isfinite(v) for v in values):
+        mean = sum(v / len(values) for v in values)  # the mean of 1e308 and 1e308 is 1e308
+    return mean if isfinite(mean) else None
+
+
+def _avg_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | None:
+    """The mean of durations, in whole nanoseconds (half to even), as every duration is: exact, where a
+    float of nanoseconds loses precision past 2**53 (a timestamp minus it was off by up to 256 ns)."""
+    values = _numbers(ctx, spans, fn)
+    if not values:
+        return None
+    total = sum(values)
+    if not isinstance(total, int):  # a duration-typed value is an int; a float here came from elsewhere
+        return round(total / len(values))
+    return round(Fraction(total, len(values)))
+
+
+TYPED_IMPLS: dict[tuple[Impl, t.Type], Impl] = {(_avg, t.DURATION): _avg_duration}
+"""A method whose implementation depends on its result type: the registry's one, and the one used for that type."""
 
 
 def _min(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
@@ -339,7 +364,8 @@ SPANS_METHODS = (
     _method(t.SPANS, "none", (PRED,), t.BOOL, "Whether no span matches the predicate.", _none),
     _method(t.SPANS, "sum", (PER_SPAN,), _sum_type, "Sum of a numeric or duration value per span; 0 over none.",
             _sum, "trace.spans.where(name == 'db.query').sum(duration) < 1s"),
-    _method(t.SPANS, "avg", (PER_SPAN,), _avg_type, "Mean of a value per span; missing over none.", _avg),
+    _method(t.SPANS, "avg", (PER_SPAN,), _avg_type,
+            "Mean of a value per span; missing over none; of durations, in whole nanoseconds (half to even).", _avg),
     _method(t.SPANS, "min", (PER_SPAN,), _sum_type, "Smallest value per span; missing over none.", _min),
     _method(t.SPANS, "max", (PER_SPAN,), _sum_type, "Largest value per span; missing over none.", _max,
             "trace.spans.max(duration) < 5s"),

@@ -76,6 +76,9 @@ class _Lowering:
             if param.kind in ("pred", "per_span"):
                 lowered = Node("fn", lowered.type, (lowered,), span=arg.span)
             args.append(lowered)
+        typed = b.TYPED_IMPLS.get((member.impl, ty))
+        if typed is not None:
+            member = replace(member, impl=typed)
         return Node("call", ty, tuple(args), member, e.span)
 
     def _binary(self, e: ast.Binary, ty: t.Type) -> Node:

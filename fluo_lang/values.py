@@ -100,11 +100,17 @@ def format_duration(ns: int | float) -> str:
         return "0s"
     sign = "-" if ns < 0 else ""
     ns = abs(ns)
-    exact = isinstance(ns, int) or ns.is_integer()
+    if isinstance(ns, float) and ns.is_integer():
+        ns = int(ns)
     for unit, size in _UNITS:
-        if ns >= size and (not exact or int(ns) % max(size // 1000, 1) == 0):
-            q = ns / size
-            text = f"{q:.3f}".rstrip("0").rstrip(".")
+        if isinstance(ns, int):
+            step = max(size // 1000, 1)
+            if ns >= size and ns % step == 0:  # integer arithmetic: exact past 2**53 too
+                whole, part = divmod(ns, size)
+                text = f"{whole}.{part // step:03d}".rstrip("0").rstrip(".") if size >= 1000 else str(whole)
+                return f"{sign}{text}{unit}"
+        elif ns >= size:
+            text = f"{ns / size:.3f}".rstrip("0").rstrip(".")
             return f"{sign}{text}{unit}"
     return f"{sign}{round(ns)}ns"
 

@@ -378,12 +378,12 @@ def test_signals_are_json_with_nan_and_infinity_by_name() -> None:
     """JSON has no NaN or infinity (OTLP doubles may be either): signals name them, as protobuf's JSON mapping does."""
     spans = [span("a", n=float("nan")), span("bb", n=float("inf")), span("ccc", n=float("-inf"))]
     program = program_for(
-        "rule nan { detect trace.spans.sum(n) != 0.0 }\n"
+        "rule nan { detect trace.spans.where(name == 'a').max(n) != 0.0 }\n"
         "rule inf { detect trace.spans.where(name == 'bb').max(n) > 1e308 }\n"
     )
     out = [json.loads(json.dumps(s.to_json(), allow_nan=False)) for s in program.evaluate_trace(trace(*spans))]
     assert [(s["rule"], s["observed"]) for s in out] == [
-        ("nan", {"sum": "NaN", "bound": 0.0}),
+        ("nan", {"max": "NaN", "bound": 0.0}),
         ("inf", {"max": "Infinity", "bound": 1e308}),
     ]
 
@@ -456,6 +456,50 @@ def test_durations_in_signals_are_exact() -> None:
         "1.5h",
         "17ns",
     ]
+
+
+def test_durations_past_2_to_the_53_read_exactly() -> None:
+    """Differential QA: a 9223372036854775807ns bound read `9223372036854776us` (from a float)."""
+    assert format_duration(9223372036854775807) == "9223372036854775.807us"
+    assert format_duration(2**53 + 1) == "9007199254740.993us"
+    assert format_duration(100_000_001) == "100000.001us"
+
+
+def test_avg_of_durations_is_whole_nanoseconds() -> None:
+    """Differential QA: avg(duration) was a float of nanoseconds, so `trace.start - avg(...)` was off by up to
+    256 ns on an epoch timestamp, and a mean of 1.5ns fired `>= 2ns` while reading as `2ns`."""
+    t0 = 1_767_225_710_123_456_789
+    one = Span(trace_id=b"t" * 16, span_id=b"a" * 8, name="a", start=t0, end=t0)
+    program = program_for(
+        "rule exact { detect trace.start - trace.spans.avg(duration) == trace.start }\n"
+        "rule scaled { detect trace.start - trace.spans.avg(100ms) + 100ms == trace.start }\n"
+    )
+    assert sorted(s.rule for s in program.evaluate_trace(trace(one))) == ["exact", "scaled"]
+    a = Span(trace_id=b"t" * 16, span_id=b"a" * 8, name="a", start=0, end=1)
+    b = Span(trace_id=b"t" * 16, span_id=b"b" * 8, parent_id=b"a" * 8, name="b", start=0, end=2)
+    c = Span(trace_id=b"t" * 16, span_id=b"c" * 8, parent_id=b"a" * 8, name="c", start=0, end=4)
+    # (1 + 2) / 2 = 1.5 -> 2ns (half to even, as `duration / n` rounds); (1 + 2 + 4) / 3 -> 2ns
+    program = program_for("rule r { expect trace.spans.avg(duration) < 2ns }")
+    [s] = program.evaluate_trace(trace(a, b))
+    assert s.observed == {"avg": "2ns", "bound": "2ns"}
+    [s] = program.evaluate_trace(trace(a, b, c))
+    assert s.observed == {"avg": "2ns", "bound": "2ns"}
+
+
+def test_float_sum_and_avg_past_what_a_float_holds_are_missing() -> None:
+    """Differential QA: sum(ratio) of 1e308 twice read "Infinity" (as `+` it is missing), avg read "Infinity"
+    though the mean is 1e308, and a NaN value made the sum "NaN"."""
+    big = [span("a", ratio=1e308), span("bb", ratio=1e308)]
+    program = program_for(
+        "rule sum { detect trace.spans.sum(ratio) != 12 }\n"
+        "rule avg { detect trace.spans.avg(ratio) > 1e307 }\n"
+        "rule plus { detect trace.root.ratio + 1e308 != 12 }\n"
+    )
+    assert [(s.rule, s.observed) for s in program.evaluate_trace(trace(*big))] == [
+        ("avg", {"avg": 1e308, "bound": 1e307})
+    ]
+    nan = [span("a", ratio=float("nan")), span("bb", ratio=1.0)]
+    assert program.evaluate_trace(trace(*nan)) == []
 
 
 def test_floats_in_signals_are_exact() -> None:
