@@ -163,9 +163,9 @@ def test_no_test_files_and_missing_paths(work: Path) -> None:
     missing = fluo_test("nowhere")
     assert missing.exit_code == 2
     assert missing.stderr == "fluo: nowhere: no such file or folder\n"
-    rules = fluo_test("rules.fluo")
-    assert rules.exit_code == 2
-    assert rules.stderr == "fluo: rules.fluo is not a test file: name a *_test.yaml file, or a folder to search\n"
+    notes = fluo_test("traces/two_errors.json")
+    assert notes.exit_code == 2
+    assert "is not a test file: name a *_test.yaml file, a .fluo file to run its tests, or a folder" in notes.stderr
 
 
 def test_update_writes_observed_signals_and_keeps_comments(work: Path, snapshot: SnapshotAssertion) -> None:

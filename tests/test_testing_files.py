@@ -67,6 +67,46 @@ def test_hidden_files_and_dangling_links_are_passed_over_in_a_folder_but_not_whe
     assert named.stderr == "fluo: .#r_test.yaml: a symbolic link to user@host.12345:1700000000, which does not exist\n"
 
 
+def test_a_rule_file_runs_the_test_files_that_test_it() -> None:
+    """Next to it by its stem, or in its folder or below with `rules:` naming it or a folder holding it."""
+    write("rules/svc.fluo", RULE)
+    write("rules/other.fluo", RULE.replace("has_error", "other_error"))
+    write("rules/svc_test.yaml", PASSING)
+    write("rules/other_test.yaml", PASSING.replace("has_error", "other_error"))
+    write("rules/sub/deep_test.yaml", "rules: ../svc.fluo\n" + PASSING)
+    write("rules/all.fluotest.yaml", "rules: [.]\ncases:\n  - {name: y, spans: [{name: a}], expect: []}\n")
+    write("rules/notes_test.yaml", "suite: another tool's\n")
+    result = fluo_test("rules/svc.fluo", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert ran(result) == ["rules/all.fluotest.yaml", "rules/svc_test.yaml", "rules/sub/deep_test.yaml"]
+    other = fluo_test("rules/other.fluo", "--format", "json")
+    assert ran(other) == ["rules/all.fluotest.yaml", "rules/other_test.yaml"]
+
+
+def test_a_rule_files_own_test_file_runs_even_when_it_does_not_load() -> None:
+    write("svc.fluo", RULE)
+    write("svc_test.yaml", "cases: [\n")
+    write("x_test.yaml", "cases: [\n")  # not known to test svc.fluo
+    result = fluo_test("svc.fluo")
+    assert result.exit_code == 2
+    assert "svc_test.yaml:2: invalid YAML" in result.stdout and "x_test.yaml" not in result.stdout
+
+
+def test_a_rule_file_with_no_tests_is_no_test_file() -> None:
+    write("svc.fluo", RULE)
+    write("other_test.yaml", PASSING)  # tests other.fluo
+    none = fluo_test("svc.fluo")
+    assert none.exit_code == 2
+    assert (
+        none.stderr == "fluo: no test files for svc.fluo: none in its folder or below has it in `rules:`"
+        " or is named after it (like NAME_test.yaml)\n"
+    )
+    write("notes.txt", "")
+    result = fluo_test("notes.txt")
+    assert result.exit_code == 2
+    assert "notes.txt is not a test file: name a *_test.yaml file, a .fluo file to run its tests" in result.stderr
+
+
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
 def test_files_through_a_linked_folder_keep_the_path_they_were_reached_by(work: Path) -> None:
     write("shared/rules/r.fluo", RULE)

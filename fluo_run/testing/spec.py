@@ -144,15 +144,16 @@ NO_TEST_FILES = "no test files (*.fluotest.yaml, or *_test.yaml with a top-level
 
 
 def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Test files named (any YAML file) or found below folders, in a stable order.
+    """Test files named (any YAML file), found below folders, or testing rule files named, in a stable order.
 
     Below a folder, hidden files and folders, `SKIPPED_DIRS`, what is not a file (a dangling symbolic
     link, such as an editor's lock `.#x_test.yaml`) and a `*_test.yaml` file that is not FLUO's
-    (`is_rule_test`) are passed over. Each file comes once, by the path it was first reached by
-    (through a linked folder, the link's path, not where the file really is).
+    (`is_rule_test`) are passed over. A `.fluo` file stands for the test files that test it
+    (`tests_of`). Each file comes once, by the path it was first reached by (through a linked
+    folder, the link's path, not where the file really is).
 
-    Raises FileNotFoundError, with a one-line message, for a missing path, a named file that is not
-    YAML, or when no test file is found (naming the files that look like misnamed ones).
+    Raises FileNotFoundError, with a one-line message, for a missing path, a named file that is neither
+    YAML nor a rule file, or when no test file is found (naming the files that look like misnamed ones).
     """
     out: list[Path] = []
     for p in paths:
@@ -161,14 +162,21 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
             out.extend(_search(path))
         elif path.is_file() and path.suffix in (".yaml", ".yml"):
             out.append(path)
+        elif path.is_file() and path.name.endswith(RULE_SUFFIX):
+            out.extend(tests_of(path))
         elif path.is_file():
-            raise FileNotFoundError(f"{p} is not a test file: name a *_test.yaml file, or a folder to search")
+            message = "is not a test file: name a *_test.yaml file, a .fluo file to run its tests, or a folder"
+            raise FileNotFoundError(f"{p} {message}")
         elif path.is_symlink():
             raise FileNotFoundError(f"{p}: a symbolic link to {os.readlink(path)}, which does not exist")
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
     if not out:
         named = ", ".join(map(str, paths))
+        if all(str(p).endswith(RULE_SUFFIX) for p in paths):
+            where = "its folder" if len(paths) == 1 else "their folders"
+            why = f"none in {where} or below has it in `rules:` or is named after it (like NAME_test.yaml)"
+            raise FileNotFoundError(f"no test files for {named}: {why}")
         misses = [f"{display_path(f)} ({why})" for f, why in _near_misses(paths)]
         hint = f"; passed over: {', '.join(misses[:3])}" + (" ..." if len(misses) > 3 else "") if misses else ""
         raise FileNotFoundError(f"{NO_TEST_FILES} under {named}{hint}")
@@ -212,6 +220,43 @@ def _near_misses(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
                 typo = next(((k, near) for k in keys if (near := nearest(k, ("cases", "rules")))), None)
                 if typo is not None:
                     yield f, f"a top-level `{typo[0]}:`; did you mean `{typo[1]}:`?"
+
+
+def tests_of(rule_file: Path) -> list[Path]:
+    """The test files that test `rule_file`: those in its folder or below whose `rules:` names it or a
+    folder holding it, and those without `rules:` named after it (`svc_test.yaml` tests `svc.fluo`).
+
+    A test file named after it that cannot be read (not UTF-8, YAML that does not parse) counts
+    too, so the run reports why; another one that cannot be read is not known to test it.
+    """
+    target = rule_file.resolve()
+    folder = rule_file.parent.resolve()
+    own = {rule_file.name[: -len(RULE_SUFFIX)] + suffix for suffix in TEST_SUFFIXES}
+    out = []
+    for f in _search(rule_file.parent):
+        rules = _rules_named(f)
+        if rules is None:
+            if f.name in own and f.parent.resolve() == folder:
+                out.append(f)
+        elif any(r == target or r in target.parents for r in (x.resolve() for x in rules)):
+            out.append(f)
+    return out
+
+
+def _rules_named(test_file: Path) -> list[Path] | None:
+    """The rule files and folders a test file loads, as `_Reader.read_rules` finds them; None when unreadable."""
+    try:
+        text, bad = decode_source(test_file.read_bytes(), str(test_file))
+        doc = load(text) if bad is None else None
+    except (OSError, YamlError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    raw = doc.get("rules")
+    if raw is None:
+        return [default_rules(test_file)]
+    items = raw if isinstance(raw, list) else [raw]
+    return [test_file.parent / x for x in items if isinstance(x, str) and x]
 
 
 def default_rules(path: Path) -> Path:
