@@ -12,6 +12,8 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from .assembly import MAX_REMEMBERED
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _le: Callable[[float], str] = floatToGoString  # a bucket bound as prometheus_client writes it ("5e-05", "1.0")
 
@@ -135,6 +137,11 @@ class Metrics:
         )
         self.buffered_spans = Gauge("fluo_buffered_spans", "Spans in traces still being assembled", registry=r)
         self.buffered_traces = Gauge("fluo_buffered_traces", "Traces still being assembled", registry=r)
+        self.remembered_traces = Gauge(
+            "fluo_remembered_traces",
+            f"Ids of evaluated traces remembered to tell late spans (--late-span-memory, at most {MAX_REMEMBERED:,})",
+            registry=r,
+        )
         self.pending_spans = Gauge("fluo_pending_spans", "Spans of completed traces awaiting evaluation", registry=r)
         self.window_spans = Gauge("fluo_window_spans", "Spans held in open windows for windowed rules", registry=r)
         self.buffer_capacity = Gauge("fluo_buffer_capacity_spans", "--max-buffered-spans", registry=r)

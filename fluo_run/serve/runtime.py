@@ -171,6 +171,7 @@ class Runtime:
         m = self.metrics
         m.buffered_spans.set_function(lambda: self.buffer.spans)
         m.buffered_traces.set_function(lambda: len(self.buffer))
+        m.remembered_traces.set_function(lambda: len(self.buffer.done))
         m.pending_spans.set_function(lambda: self.evaluator.pending_spans)
         m.window_spans.set_function(lambda: self.evaluator.window_spans)
         m.buffer_capacity.set(config.max_buffered_spans)
