@@ -51,6 +51,10 @@ status of a program ended by SIGPIPE (128 + 13), as `cat` or `grep` would, inste
 which `fluo eval` uses for rule errors."""
 
 
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT): 128 + 2, as a shell reports a program it ended."""
+
+
 class OneLineUsageError(click.UsageError):
     """A usage error said in one line, as every other error about user input is: what is wrong, and where
     the options are listed (click's own takes four: usage, a hint, a blank line, the error)."""
@@ -73,6 +77,10 @@ class LazyGroup(click.Group):
             if isinstance(exc, OneLineUsageError):
                 raise
             raise OneLineUsageError(exc.format_message(), exc.ctx) from None
+        except KeyboardInterrupt:
+            # Ctrl-C: quietly, with a shell's status for SIGINT (click says "Aborted!" and exits 1,
+            # which `fluo eval` and `fluo test` use for what they found).
+            ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
             # What is still buffered goes nowhere, silently, instead of failing again at exit.
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -506,3 +506,18 @@ def test_a_usage_error_is_one_line(args: list[str], line: str, tmp_path: Path, m
     assert result.exit_code == 2
     command = line.split(":")[0]
     assert result.stderr == f"{line} (see `{command} --help`)\n"
+
+
+def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
+    """Click said "Aborted!" and exited 1, which `fluo eval` gives rule errors. The run is held reading a
+    trace file that is a FIFO, so the signal lands mid-run however slow the machine."""
+    import os
+
+    from interrupt_support import interrupt_while_reading
+
+    fifo = tmp_path / "t.json"
+    os.mkfifo(fifo)
+    code, out, err = interrupt_while_reading(
+        [sys.executable, "-m", "fluo_run.cli", "eval", "--detect", "true", "--traces", str(fifo)], fifo
+    )
+    assert (code, out, err) == (130, b"", b"")

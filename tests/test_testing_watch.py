@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interrupt_support import interrupt_while_reading, sigint_default
 from tests_paths import ROOT
 
 from fluo_run.testing.cli import run_once
@@ -342,12 +343,6 @@ def test_watch_does_not_run_again_for_what_update_wrote(tmp_path: Path, monkeypa
     assert seen == [[str(test)]]
 
 
-def _sigint_default() -> None:
-    """In the child: SIGINT as a terminal's Ctrl-C finds it, even when the tests run where it is ignored
-    (a background job of a script), which Python, and so fluo, would keep ignoring."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 def test_sigint_mid_run_exits_130_without_aborted(tmp_path: Path) -> None:
     """QA 14, as a shell sends it. The run is held reading a rule file that is a FIFO, so the signal
@@ -355,31 +350,10 @@ def test_sigint_mid_run_exits_130_without_aborted(tmp_path: Path) -> None:
     fifo = tmp_path / "r.fluo"
     os.mkfifo(fifo)
     (tmp_path / "r_test.yaml").write_text("cases:\n  - {name: a, spans: [{name: x}], expect: []}\n")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fluo_run.cli", "test", "r_test.yaml"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=_sigint_default,
+    code, out, err = interrupt_while_reading(
+        [sys.executable, "-m", "fluo_run.cli", "test", "r_test.yaml"], fifo, cwd=tmp_path
     )
-    writer = None
-    try:
-        deadline = time.monotonic() + 30
-        while writer is None:
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO until fluo opens it to read
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-                time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if writer is not None:
-            os.close(writer)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, (out, err)
+    assert code == 130, (out, err)
     assert out == b"" and b"Aborted" not in err and b"Traceback" not in err
 
 
@@ -394,7 +368,7 @@ def test_sigint_ends_a_watch_with_the_last_runs_status(tmp_path: Path) -> None:
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        preexec_fn=_sigint_default,
+        preexec_fn=sigint_default,
     )
     try:
         assert proc.stdout is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
-from fluo_run.cli import eval_budget_option
+from fluo_run.cli import EXIT_INTERRUPTED, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
@@ -24,11 +24,6 @@ from .runner import PASSED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, plural
 from .update import Rewrite, needs_update, plan_update, write_replacing
 from .watch import Ran, watch
-
-EXIT_INTERRUPTED = 130
-"""Ctrl-C (SIGINT) stopped the run: fluo stops quietly with the status a shell gives a program SIGINT ended
-(128 + 2), as it does with 141 for a reader gone (`fluo_run.cli.EXIT_READER_GONE`), instead of click's
-`Aborted!` and 1, which `fluo test` uses for a failed case."""
 
 
 class UsageProblem(Exception):
