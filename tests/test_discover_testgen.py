@@ -226,6 +226,30 @@ def test_a_new_run_removes_the_fixtures_only_its_last_run_used(tmp_path: Path) -
     assert run.exit_code == 0, run.output
 
 
+@pytest.mark.parametrize("linked", ["fixtures/shop", "fixtures", "shop_test.yaml"])
+def test_tests_never_write_or_remove_through_a_symbolic_link(tmp_path: Path, linked: str) -> None:
+    """Security QA: a repository shipping tests/fixtures/shop -> elsewhere had discover delete and write
+    files there (old fixtures removed, new ones written through the link)."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.json").write_text("precious", encoding="utf-8")
+    folder = tmp_path / "tests"
+    link = folder / linked
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(victim / "notes.json" if linked.endswith(".yaml") else victim)
+    if linked != "shop_test.yaml":
+        (folder / "shop_test.yaml").write_text(
+            "cases:\n  - {name: old, traces: fixtures/shop/notes.json, expect: []}\n"
+        )
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(folder / "shop.fluo"), "--tests", str(folder)])
+    assert result.exit_code == 2
+    assert "is a symbolic link" in result.stderr and "does not follow links" in result.stderr
+    assert [p.name for p in victim.iterdir()] == ["notes.json"]
+    assert (victim / "notes.json").read_text(encoding="utf-8") == "precious"
+    assert not (folder / "shop.fluo").exists()
+
+
 def test_a_call_that_no_parent_rule_forbids_gets_a_violating_case(tmp_path: Path) -> None:
     """`no_call` kept (charge is called from checkout or from orders, so no parent rule pins it) and broken."""
     spans = []

@@ -17,7 +17,7 @@ from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
 from .render import count, fluo_text, json_report, rules_of
 from .syntax import id_prefix
-from .testgen import test_outputs, write_tests
+from .testgen import linked_output, test_outputs, write_tests
 
 
 def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus]:
@@ -124,6 +124,9 @@ def command(
     if rules_path is not None and tests_dir is not None:
         test_file, fixtures = test_outputs(Path(tests_dir), rules_path.stem)
         _refuse_inputs(trace_paths, [Path(p) for p in (output, rules_path, test_file) if p], fixtures)
+        problem = linked_output(Path(tests_dir), rules_path.stem)
+        if problem is not None:
+            fail(problem)
     elif output is not None:
         _refuse_inputs(trace_paths, [Path(output)], None)
     traces, corpus = _load(trace_paths, options)

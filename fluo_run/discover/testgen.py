@@ -11,6 +11,7 @@ signals it produced, so each test passes the day it is written.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -329,9 +330,25 @@ def test_outputs(tests_dir: Path, stem: str) -> tuple[Path, Path]:
     return tests_dir / f"{stem}_test.yaml", tests_dir / "fixtures" / stem
 
 
+def linked_output(tests_dir: Path, stem: str) -> str | None:
+    """Why `--tests` must not write into `tests_dir` for `<stem>.fluo`, if it must not: the test file or a
+    fixture folder is a symbolic link. Writing, and removing old fixtures, through it would reach
+    wherever it points (a repository can ship such a link); so `--tests` refuses instead of following it."""
+    test_path, folder = test_outputs(tests_dir, stem)
+    for path in (test_path, folder.parent, folder):
+        if path.is_symlink():
+            return (
+                f"{path} is a symbolic link (to {os.readlink(path)}); `--tests` writes and removes files there, "
+                "so it does not follow links: remove the link, or give another --tests folder"
+            )
+    return None
+
+
 def _fixture(tests_dir: Path, folder: Path, name: str, spans: list[Span]) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
+    if path.is_symlink():  # a fixture of ours is a file: a link in its place is replaced, not written through
+        path.unlink()
     path.write_text(json.dumps(spans_to_json(spans), indent=1) + "\n", encoding="utf-8")
     return path.relative_to(tests_dir).as_posix()
 
@@ -394,6 +411,9 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
     stem = rules_path.stem
     tests_dir.mkdir(parents=True, exist_ok=True)
     test_path, folder = test_outputs(tests_dir, stem)
+    problem = linked_output(tests_dir, stem)
+    if problem is not None:
+        raise OSError(errno.ELOOP, problem)
     before = _fixtures_used(test_path, tests_dir, folder)
     cases, uncovered = build_cases(tests_dir, stem, rules, program, traces, corpus)
     doc: dict[str, Any] = {
@@ -425,7 +445,8 @@ def _fixtures_used(test_path: Path, tests_dir: Path, folder: Path) -> set[Path]:
         traces = case.get("traces") if isinstance(case, dict) else None
         for name in [traces] if isinstance(traces, str) else traces if isinstance(traces, list) else ():
             if isinstance(name, str):
-                path = (tests_dir / name).resolve()
-                if path.parent == folder.resolve() and path.suffix == ".json" and path.is_file():
-                    used.add(path)
+                path = tests_dir / name
+                # a file of ours: right in the folder as named (no `..`), not a link
+                if path.parent == folder and path.suffix == ".json" and path.is_file() and not path.is_symlink():
+                    used.add(path.resolve())
     return used
