@@ -1056,6 +1056,17 @@ def attribute_keys(rules: list[RuleIR]) -> Counter[str]:
     return keys
 
 
+def reads_attribute_map(rules: list[RuleIR]) -> bool:
+    """Whether a rule reads a span's `attributes` map as a whole (`attributes[name]` with a computed
+    `name`, or the map itself): it may read any key, which `attribute_keys` cannot count."""
+    return any(
+        n.op == "get" and isinstance(n.value, Member) and n.value.name == "attributes"
+        for rule in rules
+        for _, clause in rule.clauses()
+        for n in clause.walk()
+    )
+
+
 PREFETCH_MAX_KEYS = 8
 """At most this many attribute keys are converted ahead (see `Program.prefetch`)."""
 
@@ -1087,7 +1098,7 @@ class Program:
         read = attribute_keys(rules)
         self.prefetch = prefetch_keys(read)
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
-        self.prefetch_complete = len(read) <= len(self.prefetch)
+        self.prefetch_complete = len(read) <= len(self.prefetch) and not reads_attribute_map(rules)
         """Whether `prefetch` holds every key the rules read: then they rarely read spans' attributes later."""
         self.rules = [CompiledRule(r, compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
@@ -1271,8 +1282,8 @@ class Program:
         skipped = [r.id for r in rules]
         observed = {"empty_windows": gap.count, "max_empty_windows": MAX_EMPTY_WINDOWS, "rules_skipped": skipped}
         message = (
-            f"{gap.count:,} empty {format_duration(length)} windows in a row, more than {MAX_EMPTY_WINDOWS:,}, "
-            "were not evaluated; " + _skipped_text(skipped, " on them")
+            f"{gap.count:,} empty {format_duration(length)} windows in a row were not evaluated (an evaluation "
+            f"goes through at most {MAX_EMPTY_WINDOWS:,} empty windows); " + _skipped_text(skipped, " on them")
         )
         start, end = format_timestamp(gap.start), format_timestamp(gap.end)
         return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)

@@ -349,7 +349,8 @@ class Window(_Indexed):
 
 
 MAX_EMPTY_WINDOWS = 10_000
-"""The most windows with no trace evaluated in a row between two with traces (see `tumbling`)."""
+"""The most windows with no trace that one evaluation goes through, between windows with traces (see
+`tumbling`); the live runtime's own bound is the same number of empty windows in a row."""
 
 
 @dataclass(frozen=True)
@@ -368,8 +369,9 @@ def tumbling(
 
     Every window from the first with a trace to the last is evaluated, empty ones
     too: a rule such as `window.traces.count() > 0` is about the windows where
-    nothing came. A run of more than `max_empty` empty windows (traces far apart
-    in time) is returned as a `Gap` instead of one window each.
+    nothing came; but at most `max_empty` empty ones in all (30 spans 10,001
+    windows apart made 290,000 signals from a 5 KB file). A run of empty windows
+    past what is left of that is returned as a `Gap` instead of one window each.
     """
     buckets: dict[int, list[Trace]] = {}
     for t in traces:
@@ -380,11 +382,13 @@ def tumbling(
     windows: list[Window] = []
     gaps: list[Gap] = []
     previous: int | None = None
+    left = max_empty
     for k in sorted(buckets):
         if previous is not None and k - previous > 1:
             empty = k - previous - 1
-            if empty <= max_empty:
+            if empty <= left:
                 windows.extend(Window(j * length_ns, (j + 1) * length_ns, []) for j in range(previous + 1, k))
+                left -= empty
             else:
                 gaps.append(Gap((previous + 1) * length_ns, k * length_ns, empty))
         windows.append(Window(k * length_ns, (k + 1) * length_ns, buckets[k]))

@@ -421,7 +421,24 @@ def test_a_run_of_empty_windows_too_long_to_evaluate_is_a_truncation_signal() ->
         "max_empty_windows": 10_000,
         "rules_skipped": ["beat"],
     }
-    assert gap.message.startswith("10,004 empty 1s windows in a row, more than 10,000, were not evaluated")
+    assert gap.message.startswith(
+        "10,004 empty 1s windows in a row were not evaluated (an evaluation goes through at most 10,000 empty windows)"
+    )
+
+
+def test_empty_windows_are_bounded_in_all_not_per_gap() -> None:
+    """Security QA: 30 spans 10,001 windows apart made 290,000 signals (each gap was under the bound)."""
+    minute = 60 * 10**9
+
+    def at(window: int, sid: int) -> Trace:
+        end = window * minute + 10
+        (tr,) = assemble([Span(trace_id=bytes([sid]) * 16, span_id=bytes([sid]) * 8, name="x", start=end - 5, end=end)])
+        return tr
+
+    traces = [at(i * 6, i + 1) for i in range(5)]  # four gaps of 5 empty windows; 12 may be evaluated in all
+    windows, gaps = tumbling(traces, minute, max_empty=12)
+    assert sum(1 for w in windows if not w.traces) == 10
+    assert gaps == [Gap(13 * minute, 18 * minute, 5), Gap(19 * minute, 24 * minute, 5)]
 
 
 def test_the_culprits_of_a_count_with_a_predicate_are_the_spans_it_counted() -> None:

@@ -725,7 +725,7 @@ def test_an_expected_rule_the_evaluation_skipped_says_why(tmp_path: Path, monkey
     out = fluo_test(".").stdout
     assert (
         "    not evaluated on window 2026-01-01T00:00:00.002000Z..2026-01-01T00:01:00.001000Z: a run of 59,999 empty"
-        " windows (more than 10,000 in a row) is skipped; see its fluo.evaluation_truncated signal\n"
+        " windows is skipped (at most 10,000 are evaluated); see its fluo.evaluation_truncated signal\n"
         "    did not fire on window 2026-01-01T00:00:00.001000Z..2026-01-01T00:00:00.002000Z: count = 1, bound = 0\n"
     ) in out, out
 

@@ -326,7 +326,7 @@ def _not_evaluated(rule: str, signals: Sequence[dict[str, Any]], names: dict[str
         if "empty_windows" in observed:
             more = observed.get("max_empty_windows")
             out[where] = (
-                f"a run of {observed['empty_windows']:,} empty windows (more than {more:,} in a row) is skipped"
+                f"a run of {observed['empty_windows']:,} empty windows is skipped (at most {more:,} are evaluated)"
             )
         else:
             out[where] = f"the evaluation budget of {observed.get('budget'):,} span visits (--eval-budget) ran out"
