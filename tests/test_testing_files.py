@@ -198,7 +198,9 @@ def test_coverage_passes_over_a_rule_file_it_cannot_read_and_says_so() -> None:
     assert [r["rule"] for r in cov["never_ran"]] == ["untested"]
     message = "not UTF-8: byte 0xe9 at line 1, column 9; save it as UTF-8"
     assert cov["unread"] == [f"cannot read rules/zlatin1.fluo: {message}"]
-    assert re.search(r"never ran: +untested +rules/extra.fluo:1", fluo_test("rules", "--coverage").stdout)
+    text = fluo_test("rules", "--coverage").stdout
+    assert re.search(r"never ran: +untested +rules/extra.fluo:1", text)
+    assert f"  not read:    cannot read rules/zlatin1.fluo: {message}\n" in text
 
 
 def test_no_test_files_names_the_files_a_typo_kept_out() -> None:

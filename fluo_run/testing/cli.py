@@ -157,10 +157,6 @@ def run_once(
         found = find_test_files(paths)
     except FileNotFoundError as exc:
         raise UsageProblem(str(exc)) from exc
-    if not found:
-        raise UsageProblem(
-            f"no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`) under {', '.join(paths)}"
-        )
     progress = Progress(sys.stderr)  # never on stdout: `--format json` there must be one JSON document
     started = time.perf_counter()
     try:

@@ -65,16 +65,21 @@ class Match:
     def forbidden(self) -> int:
         return sum(len(r.forbidden) for r in self.rows)
 
+    def forbidden_signals(self) -> dict[int, Signal]:
+        """The signals a `count: 0` entry forbids, by `id`, each once however many entries forbid it."""
+        out: dict[int, Signal] = {}
+        for row in self.rows:
+            out.update((id(s), s) for s in row.forbidden)
+        return out
+
     def summary(self) -> str:
-        parts = []
-        if self.missing:
-            parts.append(f"{self.missing} missing")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected")
-        if self.forbidden:
-            parts.append(f"{self.forbidden} forbidden")
-        total = self.missing + len(self.unexpected) + self.forbidden
-        return ", ".join(parts) + (" signal" if total == 1 else " signals")
+        """`2 missing, 1 unexpected signals`: each signal counted once, a forbidden one as forbidden only, though
+        the JSON report also lists it as unexpected when no other entry took it."""
+        forbidden = self.forbidden_signals()
+        unexpected = [s for s in self.unexpected if id(s) not in forbidden]
+        counts = ((self.missing, "missing"), (len(unexpected), "unexpected"), (len(forbidden), "forbidden"))
+        total = self.missing + len(unexpected) + len(forbidden)
+        return ", ".join(f"{n} {what}" for n, what in counts if n) + (" signal" if total == 1 else " signals")
 
 
 def same_value(expected: Any, actual: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from fluo_lang.ir import RuleIR
 
 from .coverage import Coverage
-from .matching import Match, Row, Signal
+from .matching import Match, Row
 from .runner import ERROR, FAILED, PASSED, CaseResult, FileResult, RunResult, observed_text
 from .spec import Expectation, plural
 
@@ -82,29 +82,11 @@ def expectation_text(e: Expectation) -> str:
     return " ".join(parts)
 
 
-def _forbidden(match: Match) -> dict[int, Signal]:
-    """The signals a `count: 0` entry forbids, by `id`, each once however many entries forbid it."""
-    out: dict[int, Signal] = {}
-    for row in match.rows:
-        out.update((id(s), s) for s in row.forbidden)
-    return out
-
-
-def mismatch_text(match: Match) -> str:
-    """`2 missing, 1 unexpected signals`: each signal counted once, a forbidden one as forbidden only, though
-    the JSON report also lists it as unexpected when no other entry took it."""
-    forbidden = _forbidden(match)
-    unexpected = [s for s in match.unexpected if id(s) not in forbidden]
-    counts = ((match.missing, "missing"), (len(unexpected), "unexpected"), (len(forbidden), "forbidden"))
-    total = match.missing + len(unexpected) + len(forbidden)
-    return ", ".join(f"{n} {what}" for n, what in counts if n) + (" signal" if total == 1 else " signals")
-
-
 def _table(match: Match, names: dict[str, str]) -> list[str]:
     rows: list[tuple[str, str, str]] = []
     for row in match.rows:
         rows.extend(_row_lines(row, names))
-    forbidden = _forbidden(match)
+    forbidden = match.forbidden_signals()
     for s in match.unexpected:
         if id(s) not in forbidden:  # shown once, as FORBIDDEN
             rows.append(("UNEXPECTED", "", signal_text(s, names)))
@@ -158,7 +140,7 @@ def failure_text(c: CaseResult) -> list[str]:
     """The pytest-like block for a failed case: where, what, side by side, and the rules involved."""
     assert c.match is not None
     names = {v: k for k, v in c.case.labels.items() if k}
-    where = f"{c.file.display}:{c.case.line}: case {c.case.name!r}: {mismatch_text(c.match)}"
+    where = f"{c.file.display}:{c.case.line}: case {c.case.name!r}: {c.match.summary()}"
     lines = [_banner(printable(c.id), "_"), "", where, ""]
     lines.extend(_table(c.match, names))
     involved: dict[str, None] = {}
@@ -229,6 +211,7 @@ def coverage_text(cov: Coverage) -> list[str]:
     for title, refs in (("never fired", cov.never_fired), ("never ran", cov.never_ran)):
         for r in refs:
             lines.append(f"  {title + ':':12} {r.id:{width}}  {r.path}:{r.line}")
+    lines.extend(f"  not read:    {_clean(why)}" for why in cov.unread)  # its rules are in no count above
     return lines
 
 
@@ -322,7 +305,7 @@ def junit_report(result: RunResult) -> bytes:
             case.set("time", _seconds(c.seconds))
             counts["tests"] += 1
             if c.status == FAILED and c.match is not None:
-                failure = ET.SubElement(case, "failure", message=_clean(mismatch_text(c.match)), type="SignalMismatch")
+                failure = ET.SubElement(case, "failure", message=_clean(c.match.summary()), type="SignalMismatch")
                 failure.text = _clean("\n".join(failure_text(c)[2:]))
                 counts["failures"] += 1
             elif c.status == ERROR:
