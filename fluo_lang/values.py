@@ -70,12 +70,15 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
     return v if -NS_LIMIT <= v < NS_LIMIT else None
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters, line separators, and the bidirectional controls that reorder how a line shows
+(a U+202E in a span name would make a signal's text read backwards: "Trojan Source")."""
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def one_line(text: str) -> str:
-    """`text` printable as one line: control characters and line separators escaped (`\\n`, `\\t`, `\\u001b`)."""
+    """`text` printable as one line: control characters, line separators and bidirectional controls escaped
+    (`\\n`, `\\t`, `\\u001b`, `\\u202e`)."""
     return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
 
 

@@ -229,11 +229,13 @@ def test_eval_traces_takes_every_file_up_to_the_next_option() -> None:
 
 def test_eval_text_is_one_line_per_signal(tmp_path: Path) -> None:
     f = tmp_path / "m.fluo"
-    f.write_text('rule m {\n  description: "multi\\nline\\tdesc\\u001b"\n  expect trace.spans.count() == 0\n}\n')
+    description = "multi\\nline\\tdesc\\u001b \\u202eevil"
+    f.write_text(f'rule m {{\n  description: "{description}"\n  expect trace.spans.count() == 0\n}}\n')
     r = run("eval", str(f), "--traces", str(TRACES / "checkout_error.json"), "--format", "text")
     assert r.exit_code == 0, r.stderr
     trace_id = "7d82ed461982de1245298cfcb1746ec1"
-    assert r.stdout == f"[warning] m {trace_id}: multi\\nline\\tdesc\\u001b (count = 4, bound = 0)\n"
+    # a bidirectional override would make the rest of the line read backwards in a terminal (security QA)
+    assert r.stdout == f"[warning] m {trace_id}: multi\\nline\\tdesc\\u001b \\u202eevil (count = 4, bound = 0)\n"
 
 
 def test_check_text_is_one_line_per_diagnostic(tmp_path: Path) -> None:
