@@ -22,13 +22,14 @@ from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import PurePath
 from typing import Any, Literal
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.lexer import LexerThread
+from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from .diagnostics import Diagnostic, error, nearest
@@ -38,6 +39,7 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
 MAX_RULE_NODES = 20_000
 MAX_ERRORS = 100
+MAX_RECOVERIES = 1_000  # syntax errors met, reported or not, before the rest of the file is skipped
 
 # Duration units to nanoseconds.
 DURATION_UNITS = {
@@ -147,6 +149,7 @@ class _Recovery:
         self.diagnostics: list[Diagnostic] = []
         self.last_error_end: int | None = None
         self.skip_rest = False  # set by FLUO105: what follows a whole bare expression is dropped unreported
+        self.recoveries = 0  # syntax errors met so far, cascades included
 
     def report(self, diag: Diagnostic) -> None:
         """Record an error unless it is a cascade: fewer than 3 tokens after the previous one.
@@ -154,6 +157,8 @@ class _Recovery:
         Past `MAX_ERRORS`, one FLUO403 says the rest are not reported.
         """
         if self.skip_rest:
+            return
+        if self.recoveries > MAX_RECOVERIES:
             return
         last = self.last_error_end
         self.last_error_end = max(diag.span.end, last or 0)
@@ -166,11 +171,38 @@ class _Recovery:
             self.diagnostics.append(error("FLUO403", more, diag.span, path=self.path))
 
     def __call__(self, e: UnexpectedInput) -> bool:
+        self.recoveries += 1
+        if self.recoveries > MAX_RECOVERIES:
+            return self._give_up(e)
         if isinstance(e, UnexpectedToken):
             return self._token(e)
         if isinstance(e, UnexpectedCharacters):
             return self._chars(e)
         return False
+
+    def _give_up(self, e: UnexpectedInput) -> bool:
+        """Past `MAX_RECOVERIES` errors (text that is mostly not FLUO): one FLUO403, and the rest is skipped.
+
+        Recovery costs some work per error, so a file of garbage would otherwise take time in proportion
+        to its size for diagnostics nobody reads. The lexer jumps to the end of the text; there the file
+        ends if a few closing tokens end it, else the parse fails (no rules, only the diagnostics).
+        """
+        ip: Any = e.interactive_parser
+        if self.recoveries == MAX_RECOVERIES + 1:
+            pos = e.token.start_pos if isinstance(e, UnexpectedToken) else e.pos_in_stream
+            start = len(self.text) if pos is None else pos
+            if len(self.diagnostics) <= MAX_ERRORS:
+                message = f"more than {MAX_RECOVERIES} syntax errors; fixing the first ones may reveal more"
+                self.diagnostics.append(error("FLUO403", message, self.index.span(start, start), path=self.path))
+            line_ctr = ip.lexer_thread.state.line_ctr
+            line_ctr.feed(self.text[line_ctr.char_pos :])
+        if isinstance(e, UnexpectedToken) and e.token.type == "$END":
+            inserted = self._insertion(ip, e.token)
+            if inserted is None:
+                return False
+            for name in inserted:
+                ip.feed_token(self.synthetic(name, len(self.text)))
+        return True
 
     def _token(self, e: UnexpectedToken) -> bool:
         tok: Token = e.token
@@ -266,20 +298,16 @@ class _Recovery:
 
     def _insertion(self, ip: Any, tok: Token) -> tuple[str, ...] | None:
         """The shortest run of tokens (at most 3) after which `tok` is accepted."""
-        frontier: list[tuple[tuple[str, ...], Any]] = [((), ip)]
+        table = _Table.of(ip)
+        frontier: list[tuple[tuple[str, ...], _Stack]] = [((), _Stack(ip.parser_state.state_stack))]
         for depth in range(3):
-            nxt: list[tuple[tuple[str, ...], Any]] = []
-            for seq, state in frontier:
-                acceptable = _accepts(state)
+            nxt: list[tuple[tuple[str, ...], _Stack]] = []
+            for seq, stack in frontier:
                 for name in _INSERT_FIRST if depth == 0 else _INSERT_DEEP:
-                    if name not in acceptable:
+                    trial = stack.copy()
+                    if not table.feed(trial, name):
                         continue
-                    trial = _probe(state)
-                    try:
-                        trial.feed_token(Token(name, _MISSING))
-                    except UnexpectedInput:
-                        continue
-                    if tok.type in _accepts(trial):
+                    if table.feed(trial.copy(), tok.type):
                         return (*seq, name)
                     nxt.append(((*seq, name), trial))
             frontier = nxt[:12]
@@ -329,7 +357,69 @@ def _terminal_of(text: str) -> str:
 
 
 def _accepts(ip: Any) -> set[str]:
-    return set(ip.accepts())
+    """What lark's `ip.accepts()` returns, from the parse table alone (it copies the parser for each terminal)."""
+    return _Table.of(ip).accepts(_Stack(ip.parser_state.state_stack))
+
+
+_NO_ACTION = (None, None)
+
+
+class _Stack:
+    """A parser's state stack to try tokens on without copying it: its first `keep` states, then `extra`."""
+
+    __slots__ = ("base", "extra", "keep")
+
+    def __init__(self, base: list[Any], keep: int | None = None, extra: list[Any] | None = None) -> None:
+        self.base = base
+        self.keep = len(base) if keep is None else keep
+        self.extra = [] if extra is None else extra
+
+    def copy(self) -> _Stack:
+        return _Stack(self.base, self.keep, list(self.extra))
+
+    def top(self) -> Any:
+        return self.extra[-1] if self.extra else self.base[self.keep - 1]
+
+    def pop(self, n: int) -> None:
+        if n <= len(self.extra):
+            del self.extra[len(self.extra) - n :]
+        else:
+            self.keep -= n - len(self.extra)
+            self.extra.clear()
+
+
+@dataclass(frozen=True, slots=True)
+class _Table:
+    """lark's LALR table, stepped as its `ParserState.feed_token` steps it, on states only (no values)."""
+
+    states: Any
+    end_state: Any
+
+    @staticmethod
+    def of(ip: Any) -> _Table:
+        conf = ip.parser_state.parse_conf
+        return _Table(conf.states, conf.end_state)
+
+    def feed(self, stack: _Stack, terminal: str) -> bool:
+        """Reduce as lark would, then shift `terminal`; False if the parser would raise UnexpectedToken."""
+        states = self.states
+        is_end = terminal == "$END"
+        extra = stack.extra
+        while True:
+            action, arg = states[stack.top()].get(terminal, _NO_ACTION)
+            if action is Shift:
+                extra.append(arg)
+                return True
+            if action is None:
+                return False
+            stack.pop(len(arg.expansion))
+            goto = states[stack.top()][arg.origin.name][1]
+            extra.append(goto)
+            if is_end and goto == self.end_state:  # the whole input reduced: lark stops here
+                return True
+
+    def accepts(self, stack: _Stack) -> set[str]:
+        return {t for t in self.states[stack.top()] if t.isupper() and self.feed(stack.copy(), t)}
 
 
 def _fed(ip: Any, tok: Token) -> Any:
@@ -357,9 +447,16 @@ def _tokens_between(text: str, start: int, end: int) -> int:
     if end <= start:
         return 0
     try:
-        return sum(1 for _ in _lark().lex(text[start:end]))
+        thread: Any = LexerThread.from_text(_ignoring_lexer(), text[start:end])
+        return sum(1 for _ in islice(thread.lex(None), 3))
     except UnexpectedInput:
         return 3
+
+
+@cache
+def _ignoring_lexer() -> Any:
+    """The grammar's lexer, built once (`Lark.lex` builds one on every call)."""
+    return _lark()._build_lexer()
 
 
 def _order(name: str) -> tuple[int, str]:

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conformance_cases import load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fluo_lang import parser as parser_module
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.parser import (
     MAX_DEPTH,
     MAX_ERRORS,
+    MAX_RECOVERIES,
     MAX_RULE_NODES,
+    _accepts,
     _fast_parse,
     _fast_tables,
     _full_parse,
@@ -37,6 +42,107 @@ def test_too_many_syntax_errors_end_with_one_notice() -> None:
     assert {d.code for d in diags[:-1]} == {"FLUO101"}
     assert diags[-1].code == "FLUO403"
     assert diags[-1].span.line == MAX_ERRORS  # at the first error not reported
+
+
+def test_garbage_stops_recovering_after_max_recoveries(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 16 KB of `{` once took ~45 s: every error token tried insertions on copies of lark's parser
+    calls = {"on_error": 0, "feed": 0}
+    on_error, feed = parser_module._Recovery.__call__, parser_module._Table.feed
+
+    def counted_call(self: Any, e: Any) -> bool:
+        calls["on_error"] += 1
+        return on_error(self, e)
+
+    def counted_feed(self: Any, stack: Any, terminal: str) -> bool:
+        calls["feed"] += 1
+        return feed(self, stack, terminal)
+
+    monkeypatch.setattr(parser_module._Recovery, "__call__", counted_call)
+    monkeypatch.setattr(parser_module._Table, "feed", counted_feed)
+    diags = parse("{" * 16_000, "garbage.fluo").diagnostics
+    assert [d.code for d in diags] == ["FLUO100", "FLUO403"]
+    assert diags[0].message == "unexpected `{`; expected an expression or one of end of file, `rule`"
+    assert diags[1].message == f"more than {MAX_RECOVERIES} syntax errors; fixing the first ones may reveal more"
+    assert diags[1].span.start == MAX_RECOVERIES  # at the first error not recovered from
+    assert calls["on_error"] <= MAX_RECOVERIES + 2
+    assert calls["feed"] <= 100 * MAX_RECOVERIES
+
+
+def test_rules_before_a_run_of_garbage_still_parse_when_it_closes() -> None:
+    text = "rule a { expect trace.spans.count() > 0 }\n" + "@" * (MAX_RECOVERIES + 10)
+    result = parse(text, "tail.fluo")
+    assert [d.code for d in result.diagnostics] == ["FLUO101", "FLUO403"]
+    assert [r.id for r in result.file.rules] == ["a"]
+
+
+def test_suppressed_errors_build_no_lexer(monkeypatch: pytest.MonkeyPatch) -> None:
+    built = []
+    build = parser_module.Lark._build_lexer
+    parser_module._ignoring_lexer()  # built once, before counting
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(parser_module.Lark, "_build_lexer", counted)
+    parse("rule r { expect ) ) ) ) ) ) ) ) }" * 20, "cascade.fluo")
+    assert built == []
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "rule",
+                "r",
+                "{",
+                "}",
+                "(",
+                ")",
+                "[",
+                "]",
+                ",",
+                ".",
+                ":",
+                "expect",
+                "when",
+                "trace",
+                "spans",
+                "1",
+                '"s"',
+                "5ms",
+                "==",
+                "and",
+                "not",
+                "in",
+                "-",
+                "window",
+            ]
+        ),
+        max_size=14,
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_accepts_agrees_with_lark(words: list[str]) -> None:
+    ip = parser_module._lark().parse_interactive(" ".join(words))
+    try:
+        ip.exhaust_lexer()
+    except parser_module.UnexpectedInput:
+        return
+    assert _accepts(ip) == set(ip.accepts())
+
+
+def test_fluo_check_on_garbage_returns(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.fluo"
+    path.write_text("{" * 16_000)
+    done = subprocess.run(
+        [sys.executable, "-c", "from fluo_run.cli import main; main()", "check", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert "FLUO403" in done.stdout + done.stderr
 
 
 def test_type_errors_are_not_capped() -> None:
