@@ -177,18 +177,22 @@ class SharedRequest:
 
     def span(self, position: int) -> Any:
         """The span message at `position` (in `spans_from_request` order), from a re-decoding kept a while."""
+        return self.spans()[position]
+
+    def spans(self) -> list[Any]:
+        """Every span message of the request (in `spans_from_request` order), from a re-decoding kept a while."""
         with _REDECODED_LOCK:
             spans = _REDECODED.get(self)
             if spans is not None:
                 _REDECODED.move_to_end(self)
-                return spans[position]
+                return spans
         req: Any = _FastTraces.FromString(self.data)
         spans = [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
         with _REDECODED_LOCK:
             _REDECODED[self] = spans
             while len(_REDECODED) > _REDECODED_MAX:
                 _REDECODED.popitem(last=False)
-        return spans[position]
+        return spans
 
 
 _REDECODED: OrderedDict[SharedRequest, list[Any]] = OrderedDict()  # by identity
@@ -354,15 +358,26 @@ def detach_spans(spans: Iterable[Span], *, shared_too: bool = True) -> None:
     runtime holds spans until their trace is complete. Spans sharing their
     request's bytes (`share_request`) get their own bytes too, so they no longer
     keep the whole request alive (unless `shared_too` is false: those stay as they are).
+    Those are grouped by request first, so each request is decoded at most once per
+    call, however its spans are spread over traces: pass all the spans at hand at once.
     """
+    shared: dict[SharedRequest, list[_DecodedSpan]] = {}  # by identity
     for s in spans:
         if isinstance(s, _DecodedSpan):
             source = s._attrs_source
             if isinstance(source, SharedRequest):
                 if shared_too:
-                    s._attrs_source = source.span(s._pos).SerializeToString()
+                    group = shared.get(source)
+                    if group is None:
+                        shared[source] = [s]
+                    else:
+                        group.append(s)
             elif source is not None and not isinstance(source, bytes):
                 s._attrs_source = source.SerializeToString()
+    for request, group in shared.items():
+        messages = request.spans()
+        for s in group:
+            s._attrs_source = messages[s._pos].SerializeToString()
 
 
 def share_request(spans: list[Span], data: bytes) -> None:

@@ -155,6 +155,7 @@ class TraceBuffer:
         out: list[Completed] = []
         by_activity, by_age, done = self.by_activity, self.by_age, self.done.ids
         cap = self.max_spans_per_trace
+        detach: list[Span] = []  # joining traces open past `share_for`: detached together, each request decoded once
         for tid, group in groups.items():
             ot = by_age.get(tid)
             if ot is None:
@@ -169,7 +170,7 @@ class TraceBuffer:
                 ot.last_seen = now
                 by_activity.move_to_end(tid)
                 if now - ot.first_seen >= self.share_for:  # its spans have bytes of their own (see the module doc)
-                    detach_spans(group)
+                    detach.extend(group)
             room = cap - len(ot.spans)
             if len(group) >= room:
                 ot.spans.extend(group[:room])
@@ -179,6 +180,8 @@ class TraceBuffer:
             else:
                 ot.spans.extend(group)
                 self.spans += len(group)
+        if detach:
+            detach_spans(detach)
         while self.spans > self.max_buffered_spans and by_age:
             oldest = by_age[next(iter(by_age))]
             out.append(self._complete(oldest, "buffer_full", now))
@@ -211,14 +214,21 @@ class TraceBuffer:
         return out
 
     def _detach_long_open(self, now: float) -> None:
-        """Spans of traces open past `share_for` get bytes of their own, so their requests can go."""
+        """Spans of traces open past `share_for` get bytes of their own, so their requests can go.
+
+        All of them in one `detach_spans` call: the spans of one request may be spread over
+        many traces, and each request is then decoded once per sweep, not once per trace.
+        """
         sharing = self._sharing
         share_before = now - self.share_for
+        detach: list[Span] = []
         while sharing and sharing[0][0] <= share_before:
             first_seen, tid = sharing.popleft()
             ot = self.by_age.get(tid)
             if ot is not None and ot.first_seen == first_seen:  # still open (not a later trace with that id)
-                detach_spans(ot.spans)
+                detach.extend(ot.spans)
+        if detach:
+            detach_spans(detach)
 
     def drain(self) -> list[Completed]:
         """Every open trace, for shutdown."""

@@ -369,6 +369,8 @@ class Evaluator:
                 self.busy = bool(batch)
             if program is not None:
                 self._adopt(program)
+            if batch:
+                self._let_go_of_requests(batch)
             for i in range(0, len(batch), 64):
                 chunk = batch[i : i + 64]
                 with self.cond:
@@ -408,6 +410,22 @@ class Evaluator:
                 for ws in list(self.windows.values()):
                     self._evaluate_windows(ws, ws.close_all(wall, self.grace))
                 return
+
+    def _let_go_of_requests(self, batch: Sequence[Completed]) -> None:
+        """Spans still sharing their request's bytes get bytes of their own, when the rules would read past
+        what was converted ahead (a rule set that took over from one that did not, or windows reading
+        the first segment of a dotted key, or holding spans whole).
+
+        All the batch's spans at once: the spans of a request may be spread over many traces, and a read
+        of a shared span decodes its whole request (8 kept), so reading them trace by trace would decode
+        each request once per trace instead of once per batch.
+        """
+        program, keys = self.program, self._window_keys
+        reads_past = not program.prefetch_complete
+        if self.windows and not reads_past:
+            reads_past = keys is None or not keys <= frozenset(program.prefetch)
+        if reads_past:
+            detach_spans([s for c in batch for s in c.spans])
 
     def _evaluate_traces(self, batch: Sequence[Completed]) -> None:
         program = self.program
