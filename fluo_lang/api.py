@@ -7,7 +7,9 @@ these two functions, so they see the same diagnostics and run the same IR.
 from __future__ import annotations
 
 import codecs
+import errno
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
 from .diagnostics import Diagnostic, error, one_based, sort_key
 from .evaluate import Program
 from .ir import RuleIR
-from .parser import parse, parse_expression
+from .parser import MAX_FILE_BYTES, parse, parse_expression
 from .typecheck import CheckedRule, check_files
 
 RULE_SUFFIX = ".fluo"
@@ -163,18 +165,51 @@ def decode_source(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
         return data.decode("utf-8", errors="replace"), error("FLUO106", f"{message}; save it as UTF-8", at, path=path)
 
 
-def _read_bytes(f: Path) -> bytes:
+def read_file(path: str | Path, limit: int) -> bytes:
+    """The bytes of a regular file (a symlink followed to one), of which at most `limit + 1` are read:
+    longer than `limit` is for the caller to refuse.
+
+    OSError for anything else, before reading a byte: a device (`/dev/zero`), FIFO or socket
+    reads without end or blocks, whatever its size says (0). Workspace files may be links to them.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     try:
-        return f.read_bytes()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks: list[bytes] = []
+        left = limit + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_MAX_SOURCE_BYTES = MAX_FILE_BYTES + len(codecs.BOM_UTF8)
+
+
+def _read_source(f: Path) -> tuple[str, Diagnostic | None]:
+    """`decode_source` of a rule file read with `read_file`; FLUO402 (and no text) past the size limit."""
+    try:
+        data = read_file(f, _MAX_SOURCE_BYTES)
     except OSError as exc:
         raise RuleSourceError(f"cannot read {f}: {exc.strerror or exc}") from exc
+    if len(data) > _MAX_SOURCE_BYTES:
+        at = ast.Span(0, 0, 0, 0, 0, 0)
+        return "", error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=str(f))
+    return decode_source(data, str(f))
 
 
 def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
-    """(path, text) of every rule file `rule_files` finds; RuleSourceError for one unreadable or not UTF-8."""
+    """(path, text) of every rule file `rule_files` finds; RuleSourceError for one unreadable, too large
+    or not UTF-8."""
     sources = []
     for f in rule_files(paths):
-        text, problem = decode_source(_read_bytes(f), str(f))
+        text, problem = _read_source(f)
         if problem is not None:
             raise RuleSourceError(f"cannot read {f}: {problem.message}")
         sources.append((str(f), text))
@@ -187,7 +222,7 @@ def analyze_paths(paths: Iterable[str | Path]) -> Analysis:
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
     for f in rule_files(paths):
-        text, problem = decode_source(_read_bytes(f), str(f))
+        text, problem = _read_source(f)
         if problem is None:
             _parse_into(str(f), text, files, diags)
         else:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic
-from fluo_lang.parser import Lexeme, lex
+from fluo_lang.parser import MAX_FILE_BYTES, Lexeme, lex
 from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
@@ -86,12 +86,14 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
     return result
 
 
-def read_rule_text(path: Path) -> str | None:
-    """A rule file's text as `fluo check` reads it (a BOM dropped, bad UTF-8 replaced), or None if unreadable."""
+def read_rule_text(path: Path, limit: int = MAX_FILE_BYTES) -> str | None:
+    """A rule file's text as `fluo check` reads it (a BOM dropped, bad UTF-8 replaced), or None if unreadable,
+    not a regular file or longer than `limit` bytes."""
     try:
-        return api.decode_source(path.read_bytes(), str(path))[0]
+        data = api.read_file(path, limit)
     except OSError:
         return None
+    return None if len(data) > limit else api.decode_source(data, str(path))[0]
 
 
 def split(text: str) -> list[int]:

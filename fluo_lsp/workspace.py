@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from fluo_lang import ast
-from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, rule_files
+from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, read_file, rule_files
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest
-from fluo_lang.otlp import TraceInputError, load_trace_file
+from fluo_lang.otlp import TraceInputError, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
 
@@ -34,6 +34,9 @@ MAX_WALK_ENTRIES = 20_000
 MAX_TRACE_FILES = 200
 MAX_TRACE_BYTES = 4 * 1024 * 1024
 MAX_RULE_BYTES = 4 * 1024 * 1024
+MAX_TEST_BYTES = 4 * 1024 * 1024
+MAX_SIBLING_BYTES = 4 * 1024 * 1024
+"""Bytes of the rule files beside an open one read to find the ids they define first (FLUO213), per check."""
 MAX_KEYS = 2_000
 RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
@@ -168,8 +171,6 @@ class Workspace:
                 stat = path.stat()
             except OSError:
                 continue
-            if stat.st_size > MAX_TRACE_BYTES:
-                continue
             cached = self._traces.get(path)
             if cached is None or cached[0] != stat.st_mtime:
                 cached = (stat.st_mtime, *_keys_of(path))
@@ -187,14 +188,12 @@ class Workspace:
             return RuleDocument(str(path), text)
         try:
             stat = path.stat()
-            if stat.st_size > MAX_RULE_BYTES:
-                return None
             cached = self._rule_docs.get(path)
             if cached is not None and cached[0] == stat.st_mtime:
                 return cached[1]
         except OSError:
             return None
-        text = read_rule_text(path)
+        text = read_rule_text(path, MAX_RULE_BYTES)
         if text is None:
             return None
         doc = RuleDocument(str(path), text)
@@ -213,7 +212,7 @@ class Workspace:
         except OSError:
             beside = set()
         beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
-        first = self.rule_ids(sorted(p for p in beside if p.name < path.name))
+        first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)))
         out: list[tuple[Diagnostic, int]] = []
         for rule, base in doc.rules():
             site = first.get(rule.id) if rule.id else None
@@ -223,6 +222,25 @@ class Workspace:
             message = f"rule id `{rule.id}` is already defined at {site.path.name}:{at.line + 1}:{at.col + 1}"
             related = (Related("first defined here", at, str(site.path)),)
             out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
+        return out
+
+    def _within_budget(self, paths: list[Path]) -> list[Path]:
+        """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).
+
+        Checking a file runs on the server's main thread; without a bound, a folder of large or
+        broken rule files beside it would hold every request up while they are parsed.
+        """
+        out: list[Path] = []
+        total = 0
+        for p in paths:
+            if self._open_text(p) is None:
+                try:
+                    total += p.stat().st_size
+                except OSError:
+                    continue
+                if total > MAX_SIBLING_BYTES:
+                    break
+            out.append(p)
         return out
 
     def rule_ids(self, paths: list[Path]) -> dict[str, RuleSite]:
@@ -258,7 +276,10 @@ class Workspace:
         text = self._open_text(path)
         if text is None:
             try:
-                text = path.read_text(encoding="utf-8")
+                data = read_file(path, MAX_TEST_BYTES)
+                if len(data) > MAX_TEST_BYTES:
+                    return None
+                text = data.decode("utf-8")
             except (OSError, UnicodeDecodeError):
                 return None
         return read_test_file(path, text) if is_rule_test(path, text) else None
@@ -363,8 +384,12 @@ class _EditorRules(RuleLoader):
 
 
 def _keys_of(path: Path) -> tuple[set[str], set[str]]:
+    """The attribute keys of a trace file of at most `MAX_TRACE_BYTES` (none for a larger one or not a file)."""
     try:
-        spans = load_trace_file(path)
+        data = read_file(path, MAX_TRACE_BYTES)
+        if len(data) > MAX_TRACE_BYTES:
+            return set(), set()
+        spans = parse_trace_bytes(data, source=str(path))
     except (TraceInputError, OSError, ValueError):
         return set(), set()
     span_keys: set[str] = set()

@@ -394,3 +394,90 @@ def test_a_first_definition_in_another_file_is_located_as_lsp_counts_lines(tmp_p
     assert diag.related_information[0].location.range == lsp.Range(
         start=lsp.Position(line=3, character=5), end=lsp.Position(line=3, character=8)
     )
+
+
+def _special_files(folder: Path) -> list[str]:
+    """Links to /dev/zero under trace, rule and test file names, and a FIFO: none is a regular file."""
+    import os
+
+    folder.mkdir(exist_ok=True)
+    names = ["zero.json", "zero.fluo", "zero_test.yaml"]
+    for name in names:
+        (folder / name).symlink_to("/dev/zero")
+    os.mkfifo(folder / "fifo.json")
+    return [*names, "fifo.json"]
+
+
+def test_the_workspace_reads_no_special_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/dev/zero has size 0 and never ends; a FIFO blocks. Neither is read (nor opened to wait on)."""
+    from fluo_lsp import workspace
+
+    names = _special_files(tmp_path)
+    (tmp_path / "t.json").write_text(
+        '{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "'
+        + "ab" * 16
+        + '", "spanId": "'
+        + "cd" * 8
+        + '", "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2", '
+        '"attributes": [{"key": "k", "value": {"stringValue": "v"}}]}]}]}]}'
+    )
+    (tmp_path / "r.fluo").write_text("rule r {\n  expect true\n}\n")
+    monkeypatch.setattr(workspace, "FIRST_SCAN_WAIT", 10)
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    assert index.attribute_keys()[0] == ["k"]  # the scan ended, having read t.json
+    assert index.rule_document(tmp_path / "zero.fluo") is None
+    assert index.test_file(tmp_path / "zero_test.yaml") is None
+    assert list(index.rule_ids([tmp_path])) == ["r"]
+    assert index.definitions("r") and index.references("r", tmp_path / "r.fluo") == []
+    for name in names:
+        with pytest.raises(OSError, match="not a regular file"):
+            api.read_file(tmp_path / name, 10)
+
+
+def test_reads_stop_one_byte_past_the_limit(tmp_path: Path) -> None:
+    from fluo_lsp import workspace
+
+    (tmp_path / "big.fluo").write_text("rule r {\n  expect true\n}\n" + " " * 100)
+    assert len(api.read_file(tmp_path / "big.fluo", 10)) == 11
+    assert workspace.read_rule_text(tmp_path / "big.fluo", 10) is None
+    assert workspace.read_rule_text(tmp_path / "big.fluo") is not None
+
+
+def test_fluo_check_refuses_special_files(tmp_path: Path) -> None:
+    (tmp_path / "zero.fluo").symlink_to("/dev/zero")
+    with pytest.raises(api.RuleSourceError, match="not a regular file"):
+        api.analyze_paths([tmp_path / "zero.fluo"])
+    with pytest.raises(api.RuleSourceError, match="not a regular file"):
+        api.read_sources([tmp_path / "zero.fluo"])
+
+
+def test_a_file_past_the_size_limit_is_fluo402_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api, "_MAX_SOURCE_BYTES", 20)
+    (tmp_path / "big.fluo").write_text("rule r {\n  expect true\n}\n")
+    assert [d.code for d in api.analyze_paths([tmp_path]).diagnostics] == ["FLUO402"]
+
+
+def test_sibling_files_are_read_within_a_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FLUO213 looks at the files before this one (name order) until `MAX_SIBLING_BYTES` of them are read."""
+    from fluo_lsp import workspace
+
+    rule = "rule dup {\n  expect true\n}\n"
+    (tmp_path / "a.fluo").write_text(rule + "//" + "x" * 100 + "\n")
+    (tmp_path / "b.fluo").write_text("{" * 16_000)
+    (tmp_path / "c.fluo").write_text(rule)
+    monkeypatch.setattr(workspace, "MAX_SIBLING_BYTES", 1_000)
+    index = Workspace(lambda path: None)
+    read: list[Path] = []
+    rule_document = index.rule_document
+
+    def counted(path: Path) -> object:
+        read.append(path)
+        return rule_document(path)
+
+    monkeypatch.setattr(index, "rule_document", counted)
+    c = rule_document(tmp_path / "c.fluo")
+    assert c is not None
+    [(d, _)] = index.sibling_duplicates(tmp_path / "c.fluo", c)
+    assert d.code == "FLUO213"
+    assert read == [tmp_path / "a.fluo"]  # b.fluo would pass the budget
