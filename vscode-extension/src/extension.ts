@@ -66,7 +66,22 @@ export function activate(context: vscode.ExtensionContext): FluoExtension {
         if (JSON.stringify(serverCommand(current)) !== before) {
           serverOutput.info('The workspace folders changed the server command: restarting the language server.');
           await server.restart();
+        } else if (!vscode.workspace.isTrusted && server.status !== 'stopped') {
+          // In an untrusted workspace the program must stay outside every folder: check again with the new ones.
+          serverOutput.info('The folders of the untrusted workspace changed: restarting the language server.');
+          await server.restart();
         }
+      }),
+    );
+  }
+  // In Restricted Mode the server may not have started, or runs with the settings resolved without the workspace:
+  // once the user trusts the workspace, start it as a trusted workspace does.
+  if (typeof vscode.workspace.onDidGrantWorkspaceTrust === 'function') {
+    context.subscriptions.push(
+      vscode.workspace.onDidGrantWorkspaceTrust(async () => {
+        current = load();
+        serverOutput.info('The workspace is trusted now: starting the language server with the workspace settings.');
+        await server.restart();
       }),
     );
   }
@@ -90,10 +105,10 @@ export function activate(context: vscode.ExtensionContext): FluoExtension {
   }
 }
 
-/** The workspace folders and home folder that paths in `fluo.server.*` are resolved against. */
+/** The workspace folders and home folder that paths in `fluo.server.*` are resolved against, and whether they may be. */
 function pathContext(): PathContext {
   const folders = (vscode.workspace.workspaceFolders ?? []).map((f) => ({ name: f.name, path: f.uri.fsPath }));
-  return { folders, home: os.homedir() };
+  return { folders, home: os.homedir(), trusted: vscode.workspace.isTrusted === true };
 }
 
 export async function deactivate(): Promise<void> {

@@ -25,6 +25,16 @@ import { findExecutable } from './process';
 import { RestartPolicy } from './restarts';
 import { StderrTail } from './stderr';
 import { type Command, SECTION, type Settings, describe, serverCommand, serverSettings } from './settings';
+import {
+  MANAGE_TRUST,
+  MANAGE_TRUST_COMMAND,
+  UNTRUSTED_CWD,
+  UNTRUSTED_ENV,
+  checkUntrustedProgram,
+  insideWhat,
+  restrictedMessage,
+  workspaceTrust,
+} from './trust';
 
 export const CLIENT_ID = 'fluo';
 export const CLIENT_NAME = 'FLUO Language Server';
@@ -53,8 +63,20 @@ export function launchCommand(settings: Settings): Command {
   return { command, args: [...args, '--stdio'] };
 }
 
-export function executable(settings: Settings): Executable {
+/**
+ * How the client starts the server. `untrusted` is the absolute path of the program while the workspace is
+ * untrusted: it then runs from the extension's folder, not the workspace, with `PYTHONSAFEPATH=1` (see `trust.ts`).
+ */
+export function executable(settings: Settings, untrusted?: { program: string }): Executable {
   const { command, args } = serverCommand(settings);
+  if (untrusted !== undefined) {
+    return {
+      command: untrusted.program,
+      args: [...args],
+      transport: TransportKind.stdio,
+      options: { cwd: UNTRUSTED_CWD, env: { ...process.env, PYTHONUNBUFFERED: '1', ...UNTRUSTED_ENV } },
+    };
+  }
   return {
     command,
     args: [...args],
@@ -189,7 +211,8 @@ export class FluoLanguageClient extends LanguageClient {
   }
 }
 
-export type ServerState = 'stopped' | 'starting' | 'running' | 'failed';
+/** `restricted`: not started because the workspace is untrusted and the settings name a program inside it. */
+export type ServerState = 'stopped' | 'starting' | 'running' | 'failed' | 'restricted';
 
 /** One client and its server processes, as its handlers see them. */
 interface Session {
@@ -229,10 +252,28 @@ export class LanguageServer implements vscode.Disposable {
     }
     const settings = this.settings();
     const command = launchCommand(settings);
-    if (findExecutable(command.command) === undefined) {
+    const trust = workspaceTrust();
+    if (!trust.trusted && settings.restricted !== undefined) {
+      this.restricted(settings.restricted);
+      return false;
+    }
+    const found = findExecutable(command.command);
+    if (found === undefined) {
       this.state = 'failed';
       this.report(notFound(command, settings), 'error');
       return false;
+    }
+    let untrusted: { program: string } | undefined;
+    if (!trust.trusted) {
+      const checked = checkUntrustedProgram(found, trust.folders);
+      if ('inside' in checked) {
+        this.restricted(insideWhat(settings.pythonPath !== '' ? 'fluo.server.pythonPath' : 'fluo.server.command', found, checked.inside));
+        return false;
+      }
+      untrusted = checked;
+      this.output.info(
+        `The workspace is not trusted: the server runs as ${checked.program}, from ${UNTRUSTED_CWD} rather than the workspace.`,
+      );
     }
     this.output.info(`Starting ${describe(command)}`);
     const session: Session = { initialized: false, retired: false, restartFailed: false };
@@ -241,7 +282,7 @@ export class LanguageServer implements vscode.Disposable {
       client = new FluoLanguageClient(
         CLIENT_ID,
         CLIENT_NAME,
-        executable(settings),
+        executable(settings, untrusted),
         clientOptions(this.settings, this.output, this.errorHandler(session), this.stderr, this.traceChannel()),
       );
     } catch (error) {
@@ -403,6 +444,20 @@ export class LanguageServer implements vscode.Disposable {
       'error',
     );
     return { action: CloseAction.DoNotRestart, handled: true };
+  }
+
+  /** Not started in an untrusted workspace: say why once, with a way to trust it. */
+  private restricted(what: string): void {
+    this.state = 'restricted';
+    const message = `FLUO: ${restrictedMessage('the language server was not started', what)}`;
+    this.output.warn(message);
+    void Promise.resolve(vscode.window.showWarningMessage(message, MANAGE_TRUST, OPEN_SETTINGS)).then((choice) => {
+      if (choice === MANAGE_TRUST) {
+        void vscode.commands.executeCommand(MANAGE_TRUST_COMMAND);
+      } else if (choice === OPEN_SETTINGS) {
+        void vscode.commands.executeCommand('workbench.action.openSettings', 'fluo.server');
+      }
+    });
   }
 
   /** Log `message` and show it; a failure also offers the settings, a restart only the output. */

@@ -18,6 +18,11 @@ export interface ConfigurationSource {
 export interface PathContext {
   readonly folders: readonly { readonly name: string; readonly path: string }[];
   readonly home: string;
+  /**
+   * Whether the workspace is trusted (`vscode.workspace.isTrusted`). Unless it is `true`, nothing in
+   * `fluo.server.*` is resolved into a workspace folder: see `readSettings`.
+   */
+  readonly trusted?: boolean;
 }
 
 export type Strictness = 'default' | 'strict';
@@ -30,6 +35,13 @@ export interface Settings {
   readonly attributeKeys: readonly string[];
   readonly strictness: Strictness;
   readonly debounceMs: number;
+  /**
+   * Set when the workspace is untrusted and the program that would start the server (and `fluo test`) is named
+   * with `${workspaceFolder}` or a relative path, or the command passes `${workspaceFolder}` to it: says which setting
+   * and how, e.g. `fluo.server.pythonPath ("${workspaceFolder}/.venv/bin/python") names a program inside the
+   * workspace`. Such a command is never run (see `trust.ts`); it is kept as written, unresolved.
+   */
+  readonly restricted?: string;
 }
 
 /** The settings the server reads, exactly as it reads them under the section `fluo`. */
@@ -67,20 +79,32 @@ export const LAUNCH_SETTINGS: readonly string[] = ['fluo.server.command', 'fluo.
  * Settings read from `source` (the `fluo` section), and one line per value that was unusable and replaced by its
  * default. Paths in `fluo.server.command` and `fluo.server.pythonPath` are resolved against `context` (see
  * `resolveProgram`); without a context they are taken as written.
+ *
+ * Unless `context.trusted` is `true`, a value that would resolve into the workspace (`${workspaceFolder}` anywhere
+ * in it, or a relative program path such as `.venv/bin/python`) is not resolved: it is kept as written, and when it
+ * is the one that starts the server, `restricted` says so (the extension then runs nothing).
  */
 export function readSettings(source: ConfigurationSource, context?: PathContext): { settings: Settings; problems: string[] } {
   const problems: string[] = [];
+  const trusted = context?.trusted === true;
+  let commandRestricted: string | undefined;
+  let pythonRestricted: string | undefined;
 
   const command = source.get<unknown>('server.command');
   let serverCommand = DEFAULTS.serverCommand;
   if (command !== undefined && command !== null) {
     if (isStringArray(command) && command.length > 0 && command[0].trim() !== '') {
-      serverCommand = context === undefined
-        ? command
-        : [
-            resolveProgram(command[0], context, 'fluo.server.command', problems),
-            ...command.slice(1).map((arg) => expandVariables(arg, context, 'fluo.server.command', problems)),
-          ];
+      if (context === undefined) {
+        serverCommand = command;
+      } else if (!trusted && namesWorkspace(command[0], command.slice(1), context)) {
+        serverCommand = command;
+        commandRestricted = `fluo.server.command (${JSON.stringify(command)}) names a program or path inside the workspace`;
+      } else {
+        serverCommand = [
+          resolveProgram(command[0], context, 'fluo.server.command', problems),
+          ...command.slice(1).map((arg) => expandVariables(arg, context, 'fluo.server.command', problems)),
+        ];
+      }
     } else {
       problems.push(
         `fluo.server.command must be a list of strings such as ["fluo", "lsp"]; using ${JSON.stringify(DEFAULTS.serverCommand)}`,
@@ -93,7 +117,11 @@ export function readSettings(source: ConfigurationSource, context?: PathContext)
   if (typeof python === 'string') {
     pythonPath = python.trim();
     if (pythonPath !== '' && context !== undefined) {
-      pythonPath = resolveProgram(pythonPath, context, 'fluo.server.pythonPath', problems);
+      if (!trusted && namesWorkspace(pythonPath, [], context)) {
+        pythonRestricted = `fluo.server.pythonPath (${JSON.stringify(pythonPath)}) names a program inside the workspace`;
+      } else {
+        pythonPath = resolveProgram(pythonPath, context, 'fluo.server.pythonPath', problems);
+      }
     }
   } else if (python !== undefined && python !== null) {
     problems.push('fluo.server.pythonPath must be a path to a Python interpreter (a string); ignoring it');
@@ -125,7 +153,30 @@ export function readSettings(source: ConfigurationSource, context?: PathContext)
     );
   }
 
-  return { settings: { serverCommand, pythonPath, attributeKeys, strictness, debounceMs }, problems };
+  // pythonPath, when set, replaces the command: only the one that runs matters.
+  const restricted = pythonPath !== '' ? pythonRestricted : commandRestricted;
+  return {
+    settings: { serverCommand, pythonPath, attributeKeys, strictness, debounceMs, ...(restricted !== undefined ? { restricted } : {}) },
+    problems,
+  };
+}
+
+const WORKSPACE_VARIABLE = /\$\{workspaceFolder(?::[^}]*)?\}/;
+
+/**
+ * Whether a program (and its arguments) would be resolved into the workspace: `${workspaceFolder}` in any of them,
+ * or a relative program path (after `~` and `${userHome}`), which is resolved against the first workspace folder.
+ */
+function namesWorkspace(program: string, args: readonly string[], context: PathContext): boolean {
+  if ([program, ...args].some((value) => WORKSPACE_VARIABLE.test(value))) {
+    return true;
+  }
+  const expanded = program.replace(/\$\{userHome\}/g, context.home);
+  if (expanded === '~' || expanded.startsWith('~/') || expanded.startsWith('~\\')) {
+    return false;
+  }
+  const isPath = expanded.includes('/') || expanded.includes(path.sep);
+  return isPath && !path.isAbsolute(expanded);
 }
 
 /**

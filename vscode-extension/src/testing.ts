@@ -9,8 +9,18 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
-import { type ProcessRunner, runProcess } from './process';
+import { type ProcessRunner, findExecutable, runProcess } from './process';
 import { type Command, NoTestCommand, type Settings, describe, testCommand } from './settings';
+import {
+  MANAGE_TRUST,
+  MANAGE_TRUST_COMMAND,
+  UNTRUSTED_CWD,
+  UNTRUSTED_ENV,
+  checkUntrustedProgram,
+  insideWhat,
+  restrictedMessage,
+  workspaceTrust,
+} from './trust';
 import {
   type CaseReport,
   type FileReport,
@@ -197,6 +207,8 @@ export interface TestOutcome {
   readonly failure?: string;
   /** The user cancelled the run: nothing to report, and no case counts as run. */
   readonly cancelled?: boolean;
+  /** Not run: the workspace is untrusted and the settings name a program inside it (`failure` says so). */
+  readonly restricted?: boolean;
   readonly command: string;
   readonly stderr: string;
 }
@@ -375,24 +387,37 @@ export class RuleTests implements vscode.Disposable {
     request?: vscode.TestRunRequest,
     existingRun?: vscode.TestRun,
   ): Promise<TestOutcome> {
-    const cwd = workingFolder(files[0]);
-    const args = files.map((f) => relativeTo(cwd, f));
+    const settings = this.settings();
+    const trust = workspaceTrust();
+    // Untrusted: run from the extension's folder (not the workspace), on absolute paths (see trust.ts).
+    const cwd = trust.trusted ? workingFolder(files[0]) : UNTRUSTED_CWD;
+    const args = files.map((f) => (trust.trusted ? relativeTo(cwd, f) : path.resolve(f)));
     let cmd: Command;
+    let env: NodeJS.ProcessEnv | undefined;
     try {
-      cmd = testCommand(this.settings(), args, names.length > 0 ? caseSelector(names) : undefined);
+      cmd = testCommand(settings, args, names.length > 0 ? caseSelector(names) : undefined);
     } catch (error) {
       if (!(error instanceof NoTestCommand)) {
         throw error;
       }
-      const run = existingRun ?? (request !== undefined ? this.controller?.createTestRun(request, 'FLUO rule tests', true) : undefined);
-      this.output.appendLine(`fluo test did not run: ${error.message}`);
-      for (const file of files) {
-        run?.errored(this.fileItem(file), new vscode.TestMessage(error.message));
+      return this.notRun(files, error.message, request, existingRun);
+    }
+    if (!trust.trusted) {
+      let what = settings.restricted;
+      const found = what === undefined ? findExecutable(cmd.command) : undefined;
+      if (found !== undefined) {
+        const checked = checkUntrustedProgram(found, trust.folders);
+        if ('inside' in checked) {
+          what = insideWhat(settings.pythonPath !== '' ? 'fluo.server.pythonPath' : 'fluo.server.command', found, checked.inside);
+        } else {
+          cmd = { command: checked.program, args: cmd.args };
+        }
       }
-      if (run !== undefined && existingRun === undefined) {
-        run.end();
+      if (what !== undefined) {
+        return { ...this.notRun(files, restrictedMessage('the rule tests were not run', what), request, existingRun), restricted: true };
       }
-      return { failure: error.message, command: '', stderr: '' };
+      // Not found: runProcess says so, as in a trusted workspace.
+      env = { ...process.env, ...UNTRUSTED_ENV };
     }
     const shown = describe(cmd);
     const run = existingRun ?? (request !== undefined ? this.controller?.createTestRun(request, 'FLUO rule tests', true) : undefined);
@@ -411,7 +436,7 @@ export class RuleTests implements vscode.Disposable {
     this.output.appendLine(`$ cd ${cwd} && ${shown}`);
     const result = token?.isCancellationRequested
       ? { code: undefined, stdout: '', stderr: '', failure: 'cancelled' }
-      : await this.run(cmd.command, cmd.args, { cwd, timeoutMs: TEST_TIMEOUT_MS, signal: abort.signal });
+      : await this.run(cmd.command, cmd.args, { cwd, timeoutMs: TEST_TIMEOUT_MS, signal: abort.signal, ...(env !== undefined ? { env } : {}) });
     cancelled?.dispose();
     if (abort.signal.aborted || token?.isCancellationRequested) {
       // Cancelled: the run ends quietly, its cases left as not run (the editor unsets what was started).
@@ -455,6 +480,24 @@ export class RuleTests implements vscode.Disposable {
       run.end();
     }
     return outcome;
+  }
+
+  /** `fluo test` cannot run: every file errors with `why`. */
+  private notRun(
+    files: readonly string[],
+    why: string,
+    request: vscode.TestRunRequest | undefined,
+    existingRun: vscode.TestRun | undefined,
+  ): TestOutcome {
+    const run = existingRun ?? (request !== undefined ? this.controller?.createTestRun(request, 'FLUO rule tests', true) : undefined);
+    this.output.appendLine(`fluo test did not run: ${why}`);
+    for (const file of files) {
+      run?.errored(this.fileItem(file), new vscode.TestMessage(why));
+    }
+    if (run !== undefined && existingRun === undefined) {
+      run.end();
+    }
+    return { failure: why, command: '', stderr: '' };
   }
 
   /** Put a report's results into the Testing view. */
@@ -588,6 +631,12 @@ export class RuleTests implements vscode.Disposable {
     const names = files.map((f) => path.basename(f)).join(', ');
     if (outcome.cancelled === true) {
       vscode.window.setStatusBarMessage(`FLUO: rule tests in ${names} cancelled`, 5000);
+      return;
+    }
+    if (outcome.restricted === true) {
+      void Promise.resolve(vscode.window.showWarningMessage(`FLUO: ${outcome.failure}`, MANAGE_TRUST)).then(
+        (choice) => choice === MANAGE_TRUST && vscode.commands.executeCommand(MANAGE_TRUST_COMMAND),
+      );
       return;
     }
     if (outcome.report === undefined) {

@@ -505,6 +505,9 @@ export const editor = {
   activeEditorChanged: new EventEmitter<unknown>(),
   /** Context keys the extension set with `setContext`. */
   contextKeys: new Map<string, unknown>(),
+  /** `workspace.isTrusted`: false is Restricted Mode. Trusted unless a test says otherwise. */
+  trusted: true,
+  trustGranted: new EventEmitter<void>(),
 
   reset(): void {
     this.settings.clear();
@@ -529,6 +532,14 @@ export const editor = {
     this.workspaceFoldersChanged.dispose();
     this.activeEditorChanged.dispose();
     this.contextKeys.clear();
+    this.trusted = true;
+    this.trustGranted.dispose();
+  },
+
+  /** Trust the workspace as the user would ("Trust" in the Restricted Mode banner), and tell the extension. */
+  async grantTrust(): Promise<void> {
+    this.trusted = true;
+    await this.trustGranted.fire();
   },
 
   /** Make `doc` the active editor's document, as the user would by switching tabs. */
@@ -709,6 +720,12 @@ export const workspace = {
     disposables?: Disposable[],
   ): Disposable {
     return editor.workspaceFoldersChanged.event(listener, thisArgs, disposables);
+  },
+  get isTrusted(): boolean {
+    return editor.trusted;
+  },
+  onDidGrantWorkspaceTrust(listener: Listener<void>, thisArgs?: unknown, disposables?: Disposable[]): Disposable {
+    return editor.trustGranted.event(listener, thisArgs, disposables);
   },
   createFileSystemWatcher(pattern: string): FakeWatcher {
     const watcher = new FakeWatcher(pattern);

@@ -6,6 +6,7 @@
  */
 
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, beforeEach, test } from 'node:test';
 
@@ -162,4 +163,41 @@ test('a server that exits at once is reported once, with its own words in the ou
   assert.match(shown[0].text, /^FLUO: the language server did not start \(.* -m fluo_run\.cli lsp --stdio\): it said ".*bad option: -m"/);
   assert.match(fake.editor.channel('FLUO Language Server').text, /bad option: -m/);
 
+});
+
+test('untrusted workspace: the real server runs from the extension\'s folder, so a planted fluo_run is not imported; a workspace program is not run until trusted', async () => {
+  const work = tempFolder('fluo-untrusted-');
+  try {
+    const marker = path.join(work.dir, 'planted-ran');
+    fs.mkdirSync(path.join(work.dir, 'fluo_run'));
+    fs.writeFileSync(path.join(work.dir, 'fluo_run', '__init__.py'), '');
+    fs.writeFileSync(path.join(work.dir, 'fluo_run', 'cli.py'), `open(${JSON.stringify(marker)}, "w").close()\n`);
+    fake.editor.trusted = false;
+    fake.editor.settings.set('fluo.server.pythonPath', PYTHON);
+    fake.editor.workspaceFolders.push({ uri: fake.Uri.file(work.dir), name: 'untrusted', index: 0 });
+    context = fake.extensionContext();
+    const ext = bundle.activate(context as never);
+    assert.equal(await ext.started, true, fake.editor.channels.map((c) => c.text).join('\n'));
+    const pid = ext.server.languageClient?.serverProcess?.pid;
+    assert.ok(pid !== undefined);
+    if (process.platform === 'linux') {
+      assert.equal(fs.readlinkSync(`/proc/${pid}/cwd`), fs.realpathSync(path.join(EXTENSION, 'dist')));
+    }
+    const file = path.join(work.dir, 'rules.fluo');
+    await fake.editor.open(file, 'fluo', BROKEN);
+    await until('diagnostics for the open file', () => fake.editor.diagnosticsOf(file).length >= 2);
+    assert.equal(fs.existsSync(marker), false, 'the workspace\'s fluo_run was imported');
+
+    // The documented example names a program inside the workspace: not run in Restricted Mode.
+    await fake.editor.configure({ 'fluo.server.pythonPath': '${workspaceFolder}/.venv/bin/python' });
+    assert.equal(ext.server.status, 'restricted');
+    assert.equal(ext.server.languageClient, undefined);
+    assert.match(fake.editor.messages.map((m) => m.text).join('\n'), /not started: this workspace is not trusted \(Restricted Mode\)/);
+    // Trusted: resolved into the workspace, as configured (here there is no such program).
+    await fake.editor.grantTrust();
+    assert.equal(ext.server.status, 'failed');
+    assert.ok(fake.editor.messages.some((m) => m.text.includes(`${path.join(work.dir, '.venv', 'bin', 'python')} (fluo.server.pythonPath) was not found`)));
+  } finally {
+    work.remove();
+  }
 });

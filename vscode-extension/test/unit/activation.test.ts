@@ -1,12 +1,14 @@
 import * as assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe as group, test } from 'node:test';
 
 import { COMMANDS, type FluoExtension, activate, deactivate } from '../../src/extension';
 import { CLIENT_ID } from '../../src/server';
+import { MANAGE_TRUST, MANAGE_TRUST_COMMAND, UNTRUSTED_CWD } from '../../src/trust';
 import { CloseAction, ErrorAction, LanguageClient, State, TransportKind, behaviour } from '../fakes/languageclient';
 import { Uri, editor, extensionContext } from '../fakes/vscode';
-import { readJson } from '../support/paths';
+import { readJson, tempFolder } from '../support/paths';
 
 interface Manifest {
   main: string;
@@ -272,3 +274,117 @@ test('"FLUO: Show Server Output" shows the server\'s output channel', async () =
   assert.equal(editor.channel('FLUO Language Server').shown, 1);
   assert.match(editor.channel('FLUO Language Server').text, /Starting .*server\.js lsp/);
 });
+
+group('in an untrusted workspace (Restricted Mode)', () => {
+  const unix = process.platform !== 'win32';
+  let work: ReturnType<typeof tempFolder>;
+  let repo: string;
+  let planted: string;
+  let marker: string;
+
+  /** An untrusted folder whose `.venv/bin/python` would leave a marker if it ever ran. */
+  beforeEach(() => {
+    work = tempFolder('fluo-untrusted-');
+    repo = path.join(work.dir, 'evil-repo');
+    planted = path.join(repo, '.venv', 'bin', 'python');
+    marker = path.join(work.dir, 'ran');
+    fs.mkdirSync(path.dirname(planted), { recursive: true });
+    fs.writeFileSync(planted, `#!/bin/sh\ntouch '${marker}'\n`, { mode: 0o755 });
+    editor.workspaceFolders.push({ uri: Uri.file(repo), name: 'evil-repo', index: 0 });
+    editor.trusted = false;
+  });
+
+  afterEach(() => work.remove());
+
+  function restrictedMessage(): (typeof editor.messages)[number] {
+    assert.equal(editor.messages.length, 1, editor.messages.map((m) => m.text).join('\n'));
+    return editor.messages[0];
+  }
+
+  for (const value of ['${workspaceFolder}/.venv/bin/python', '.venv/bin/python']) {
+    test(`the documented user setting ${value} does not run the workspace's program; one message says why`, async () => {
+      start({ 'fluo.server.pythonPath': value });
+      assert.equal(await ext.started, false);
+      assert.equal(LanguageClient.instances.length, 0, 'no client, so no process');
+      assert.equal(ext.server.status, 'restricted');
+      const message = restrictedMessage();
+      assert.equal(message.level, 'warning');
+      assert.match(message.text, /^FLUO: the language server was not started: this workspace is not trusted \(Restricted Mode\)/);
+      assert.ok(message.text.includes(`fluo.server.pythonPath (${JSON.stringify(value)}) names a program inside the workspace`));
+      assert.deepEqual(message.actions, [MANAGE_TRUST, 'Open Settings']);
+      assert.equal(fs.existsSync(marker), false);
+      // Nor do the rule tests run it.
+      const testFile = path.join(repo, 'a_test.yaml');
+      fs.writeFileSync(testFile, 'cases: []\n');
+      const outcome = (await editor.commands.get(COMMANDS.runTestsForFile)?.(Uri.file(testFile))) as { failure?: string; restricted?: boolean };
+      assert.equal(outcome.restricted, true);
+      assert.match(outcome.failure ?? '', /^the rule tests were not run: this workspace is not trusted/);
+      assert.equal(editor.messages[1].text, `FLUO: ${outcome.failure}`);
+      assert.deepEqual(editor.messages[1].actions, [MANAGE_TRUST]);
+      await settle();
+      assert.equal(fs.existsSync(marker), false);
+    });
+  }
+
+  test('"Manage Workspace Trust" opens the trust editor; granting trust starts the server as configured', async () => {
+    editor.answers.push(MANAGE_TRUST);
+    start({ 'fluo.server.pythonPath': '${workspaceFolder}/.venv/bin/python' });
+    assert.equal(await ext.started, false);
+    await settle();
+    assert.deepEqual(editor.executed, [{ command: MANAGE_TRUST_COMMAND, args: [] }]);
+    await editor.grantTrust();
+    assert.equal(ext.server.status, 'running');
+    assert.equal(LanguageClient.instances.length, 1);
+    const client = LanguageClient.last;
+    assert.deepEqual([client.serverOptions.command, ...client.serverOptions.args], [planted, '-m', 'fluo_run.cli', 'lsp']);
+    assert.equal(options(client).cwd, undefined, 'trusted: as before, from the workspace');
+    assert.match(editor.channel('FLUO Language Server').text, /The workspace is trusted now: starting the language server/);
+  });
+
+  test('a program named by an absolute path inside a workspace folder is not run either', async () => {
+    start({ 'fluo.server.command': [planted, 'lsp'] });
+    assert.equal(await ext.started, false);
+    assert.equal(LanguageClient.instances.length, 0);
+    assert.ok(restrictedMessage().text.includes(`fluo.server.command resolves to ${planted}, inside the workspace folder ${repo}`));
+  });
+
+  test('nor one outside that links into the workspace', { skip: !unix && 'symlinks need privileges on Windows' }, async () => {
+    const link = path.join(work.dir, 'python-link');
+    fs.symlinkSync(planted, link);
+    start({ 'fluo.server.pythonPath': link });
+    assert.equal(await ext.started, false);
+    assert.equal(LanguageClient.instances.length, 0);
+    assert.match(restrictedMessage().text, /fluo\.server\.pythonPath resolves to .*python-link, inside the workspace folder/);
+  });
+
+  test('a program outside the workspace runs by its absolute path, away from the workspace, with PYTHONSAFEPATH', async () => {
+    start({ 'fluo.server.command': [path.basename(NODE), 'server.js', 'lsp'] });
+    assert.equal(await ext.started, true);
+    assert.deepEqual(editor.messages, []);
+    const client = LanguageClient.last;
+    assert.equal(path.isAbsolute(client.serverOptions.command), true);
+    assert.deepEqual(client.serverOptions.args, ['server.js', 'lsp']);
+    assert.equal(options(client).cwd, UNTRUSTED_CWD);
+    assert.equal(options(client).env?.PYTHONSAFEPATH, '1');
+    // Trust granted: restarted as in a trusted workspace.
+    await editor.grantTrust();
+    assert.equal(LanguageClient.instances.length, 2);
+    assert.equal(LanguageClient.last.serverOptions.command, path.basename(NODE));
+    assert.equal(options(LanguageClient.last).cwd, undefined);
+    assert.equal(options(LanguageClient.last).env?.PYTHONSAFEPATH, process.env.PYTHONSAFEPATH);
+  });
+
+  test('a folder added to the untrusted workspace is checked again: the running program is inside it now', async () => {
+    start({ 'fluo.server.command': [NODE, 'server.js', 'lsp'] });
+    assert.equal(await ext.started, true);
+    editor.workspaceFolders.push({ uri: Uri.file(path.dirname(NODE)), name: 'bin', index: 1 });
+    await editor.workspaceFoldersChanged.fire({ added: [], removed: [] });
+    assert.equal(ext.server.status, 'restricted');
+    assert.equal(LanguageClient.last.disposed, true);
+  });
+});
+
+/** The process options the client was given (cwd, env). */
+function options(client: LanguageClient): { cwd?: string; env?: Record<string, string | undefined> } {
+  return (client.serverOptions as unknown as { options: { cwd?: string; env?: Record<string, string | undefined> } }).options;
+}

@@ -86,7 +86,7 @@ group('readSettings', () => {
     const home = path.resolve('/home/me');
     const app = path.resolve('/work/app');
     const lib = path.resolve('/work/lib');
-    const context = { folders: [{ name: 'app', path: app }, { name: 'lib', path: lib }], home };
+    const context = { folders: [{ name: 'app', path: app }, { name: 'lib', path: lib }], home, trusted: true };
     const read = (values: Record<string, unknown>, ctx = context) => readSettings(source(values), ctx);
 
     test('${workspaceFolder} is the first folder, ${workspaceFolder:name} the folder of that name', () => {
@@ -112,8 +112,58 @@ group('readSettings', () => {
       assert.equal(read({ 'server.pythonPath': '/opt/py/bin/python' }).settings.pythonPath, path.resolve('/opt/py/bin/python'));
     });
 
+    group('in an untrusted workspace', () => {
+      const untrusted = { ...context, trusted: false };
+      const readUntrusted = (values: Record<string, unknown>) => readSettings(source(values), untrusted);
+
+      test('${workspaceFolder} and relative programs are not resolved into the workspace, and restrict the command', () => {
+        for (const value of ['${workspaceFolder}/.venv/bin/python', '${workspaceFolder:lib}/.venv/bin/python', '.venv/bin/python', './py']) {
+          const { settings: s, problems } = readUntrusted({ 'server.pythonPath': value });
+          assert.equal(s.pythonPath, value, 'kept as written');
+          assert.ok(!serverCommand(s).command.startsWith(app) && !serverCommand(s).command.startsWith(lib));
+          assert.equal(s.restricted, `fluo.server.pythonPath (${JSON.stringify(value)}) names a program inside the workspace`);
+          assert.deepEqual(problems, []);
+        }
+        const { settings: s } = readUntrusted({ 'server.command': ['tools/fluo', 'lsp'] });
+        assert.deepEqual(s.serverCommand, ['tools/fluo', 'lsp']);
+        assert.match(s.restricted ?? '', /^fluo\.server\.command \(\["tools\/fluo","lsp"\]\) names a program or path inside the workspace$/);
+      });
+
+      test('${workspaceFolder} in an argument restricts the command too (it may name a script)', () => {
+        const { settings: s } = readUntrusted({ 'server.command': ['node', '${workspaceFolder}/server.js', 'lsp'] });
+        assert.deepEqual(s.serverCommand, ['node', '${workspaceFolder}/server.js', 'lsp']);
+        assert.ok(s.restricted);
+      });
+
+      test('a context that does not say it is trusted counts as untrusted', () => {
+        const { settings: s } = readSettings(source({ 'server.pythonPath': '.venv/bin/python' }), { folders: context.folders, home });
+        assert.equal(s.pythonPath, '.venv/bin/python');
+        assert.ok(s.restricted);
+      });
+
+      test('bare names, absolute paths, ~ and ${userHome} resolve as in a trusted workspace, unrestricted', () => {
+        assert.deepEqual(readUntrusted({}).settings, DEFAULTS);
+        assert.deepEqual(readUntrusted({ 'server.command': ['fluo', 'lsp'] }).settings.serverCommand, ['fluo', 'lsp']);
+        assert.equal(readUntrusted({ 'server.pythonPath': 'python3' }).settings.restricted, undefined);
+        assert.equal(readUntrusted({ 'server.pythonPath': '/opt/py/bin/python' }).settings.pythonPath, path.resolve('/opt/py/bin/python'));
+        const tilde = readUntrusted({ 'server.pythonPath': '~/venvs/fluo/bin/python' }).settings;
+        assert.equal(tilde.pythonPath, path.join(home, 'venvs', 'fluo', 'bin', 'python'));
+        assert.equal(tilde.restricted, undefined);
+        const userHome = readUntrusted({ 'server.command': ['${userHome}/bin/fluo', 'lsp'] }).settings;
+        assert.deepEqual(userHome.serverCommand, [path.join(home, 'bin', 'fluo'), 'lsp']);
+        assert.equal(userHome.restricted, undefined);
+      });
+
+      test('only the setting that starts the server counts: pythonPath replaces the command', () => {
+        const ignoredCommand = readUntrusted({ 'server.command': ['./fluo', 'lsp'], 'server.pythonPath': '/usr/bin/python3' }).settings;
+        assert.equal(ignoredCommand.restricted, undefined);
+        const ignoredPython = readUntrusted({ 'server.pythonPath': '' }).settings;
+        assert.equal(ignoredPython.restricted, undefined);
+      });
+    });
+
     test('a folder variable that cannot be resolved is kept as written, with one line that says why', () => {
-      const none = read({ 'server.pythonPath': '${workspaceFolder}/.venv/bin/python' }, { folders: [], home });
+      const none = read({ 'server.pythonPath': '${workspaceFolder}/.venv/bin/python' }, { folders: [], home, trusted: true });
       assert.equal(none.settings.pythonPath, '${workspaceFolder}/.venv/bin/python');
       assert.deepEqual(none.problems, ['fluo.server.pythonPath uses ${workspaceFolder}, but no folder is open; it is used as written']);
       const named = read({ 'server.command': ['${workspaceFolder:nope}/fluo', 'lsp'] });

@@ -24,6 +24,7 @@ import {
 } from '../../src/testing';
 import type { ProcessRunner } from '../../src/process';
 import { ReportError, parseReport } from '../../src/testReport';
+import { UNTRUSTED_CWD } from '../../src/trust';
 import { LanguageClient } from '../fakes/languageclient';
 import {
   CancellationTokenSource,
@@ -307,6 +308,33 @@ group('running the tests of the current file', () => {
     assert.equal(message.text, 'FLUO: rule tests in auth_test.yaml, suite.fluotest.yaml: 2 passed, 1 failed, 1 could not run.');
     assert.deepEqual(message.actions, ['Show Test Results', 'Show Output']);
     assert.match(editor.channel('FLUO Tests').text, /^\$ cd .* && .* -m fluo_run\.cli test rules\/auth_test\.yaml rules\/nested\/suite\.fluotest\.yaml --format json$/m);
+  });
+
+  test('in an untrusted workspace the tests run from outside it, so a planted fluo_run package is not imported', async () => {
+    const untrusted = tempFolder('fluo-untrusted-tests-');
+    try {
+      // A workspace that ships its own fluo_run: `python -m fluo_run.cli` from the workspace would import it.
+      const marker = path.join(untrusted.dir, 'planted-ran');
+      fs.mkdirSync(path.join(untrusted.dir, 'fluo_run'));
+      fs.writeFileSync(path.join(untrusted.dir, 'fluo_run', '__init__.py'), '');
+      fs.writeFileSync(path.join(untrusted.dir, 'fluo_run', 'cli.py'), `open(${JSON.stringify(marker)}, "w").close()\n`);
+      fs.writeFileSync(path.join(untrusted.dir, 'other.fluo'), 'rule other_rule { detect trace.spans.count() > 100 }\n');
+      fs.writeFileSync(path.join(untrusted.dir, 'other_test.yaml'), OTHER_TESTS);
+      editor.workspaceFolders.length = 0;
+      editor.workspaceFolders.push({ uri: Uri.file(untrusted.dir), name: 'untrusted', index: 0 });
+      editor.trusted = false;
+      const { tests } = ruleTests();
+      const outcome = await tests.runForFile(vscodeUri(path.join(untrusted.dir, 'other_test.yaml')));
+      assert.equal(outcome?.failure, undefined);
+      assert.equal(outcome?.report?.summary.passed, 1);
+      assert.equal(fs.existsSync(marker), false, 'the planted fluo_run was imported');
+      assert.match(
+        editor.channel('FLUO Tests').text,
+        new RegExp(`^\\$ cd ${UNTRUSTED_CWD.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')} && .* -m fluo_run\\.cli test .*other_test\\.yaml --format json$`, 'm'),
+      );
+    } finally {
+      untrusted.remove();
+    }
   });
 
   test('a test file that cannot be loaded is an error on the file, at its line', async () => {
