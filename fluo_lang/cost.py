@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from . import types as t
 from .builtins import Member
 from .diagnostics import Diagnostic, Related, error
 from .ir import Node, RuleIR
+from .regex import RegexError, compile_regex
 
 # A quadratic rule (one span-set method inside another's predicate) passes on the
 # reference trace; a cubic one does not.
@@ -50,6 +52,16 @@ FIELD_WALKS: dict[tuple[str, str], str] = {
 }
 # Methods that visit every span of their receiver and of their one argument.
 PAIR_METHODS = frozenset({"before", "after"})
+
+# `matches`: RE2 is linear in the input, but once a large pattern exhausts its DFA cache it
+# steps every instruction of its program for every byte (about 36 ns per instruction per byte:
+# 120 µs a byte for 3,300 instructions). Small programs run from the DFA at a few ns a byte.
+REGEX_FREE_PROGRAM = 128
+"""RE2 programs of at most this many instructions are not counted (every pattern of the examples has under 10)."""
+REGEX_STEPS_PER_VISIT = 8
+"""Instruction-steps (program size times characters searched) that cost about one span visit."""
+ASSUMED_STRING_CHARS = 100
+"""The length the static estimate assumes of a string a pattern searches (a span name, a route)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +143,41 @@ def walks(node: Node) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1024)
+def regex_weight(pattern: str) -> int:
+    """A pattern's cost per character searched, in instruction-steps: its RE2 program size, or 0 up to
+    `REGEX_FREE_PROGRAM` (and for a pattern RE2 rejects, which the typechecker reports)."""
+    try:
+        size = int(compile_regex(pattern).programsize)
+    except RegexError:
+        return 0
+    return size if size > REGEX_FREE_PROGRAM else 0
+
+
+def match_visits(pattern: str, chars: int = ASSUMED_STRING_CHARS) -> int:
+    """Span visits one search of `chars` characters with `pattern` is worth (0 for all but large patterns)."""
+    return -(-regex_weight(pattern) * chars // REGEX_STEPS_PER_VISIT)
+
+
+def weighs_regexes(rule: RuleIR) -> bool:
+    """Whether the rule has a `matches` whose cost is counted: its work grows with the strings searched
+    as well as with the spans, so no number of spans bounds it (the evaluator always meters it)."""
+    return any(match_visits(n.value) for _kind, root in rule.clauses() for n in _nodes(root) if n.op == "matches")
+
+
+def _nodes(root: Node) -> list[Node]:
+    out, stack = [], [root]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(node.args)
+    return out
+
+
 def visits(node: Node) -> Poly:
-    """Worst-case span visits of evaluating `node` once."""
+    """Worst-case span visits of evaluating `node` once (a `matches` on a string of `ASSUMED_STRING_CHARS`)."""
+    if node.op == "matches":
+        return Poly.of(match_visits(node.value)).plus(visits(node.args[0]))
     kind = walks(node)
     if kind == "receiver" and node.op == "call":
         inner = ZERO
@@ -188,12 +233,18 @@ def check_cost(
         loops = _loops(worst)
         where = loops[0] if loops else worst
         related = tuple(Related("and for each of those spans, this visits spans again", n.span) for n in loops[1:4])
+        regexes = [n for n in _nodes(worst) if n.op == "matches" and match_visits(n.value)]
+        related += tuple(
+            Related(f"this pattern costs about {approx(match_visits(n.value))} span visits a search", n.span)
+            for n in regexes[:3]
+        )
+        hint = "; or use smaller regular expressions" if regexes else ""
         out.append(
             error(
                 "FLUO404",
                 f"rule `{rule.id}` is too expensive: about {approx(total)} span visits on a trace of "
                 f"{trace_spans} spans ({growth(cost)}: {cost.text()}), over the limit of {approx(limit)}; "
-                "avoid nesting span-set methods inside predicates, or filter by name or service first",
+                "avoid nesting span-set methods inside predicates, or filter by name or service first" + hint,
                 where.span,
                 path=rule.path,
                 related=related,
@@ -233,10 +284,13 @@ class Meter:
             raise BudgetExhausted
 
     def instrument(self, rule: RuleIR) -> RuleIR:
-        """The same rule, with every span-visiting implementation charging this meter."""
+        """The same rule, with every span-visiting implementation charging this meter (and every
+        counted pattern: `MeteredPattern`)."""
 
         def meter_node(node: Node) -> Node:
             args = tuple(meter_node(a) for a in node.args)
+            if node.op == "matches" and regex_weight(node.value):
+                return node.replace(args=args, value=self._metered_pattern(node.value))
             kind = walks(node)
             if kind is None:
                 return node if args == node.args else node.replace(args=args)
@@ -250,6 +304,19 @@ class Meter:
             always=meter_node(rule.always) if rule.always is not None else None,
             never=meter_node(rule.never) if rule.never is not None else None,
         )
+
+    def _metered_pattern(self, pattern: str) -> MeteredPattern:
+        meter = self
+        weight = regex_weight(pattern)
+        search = compile_regex(pattern).search
+
+        def metered_search(text: str) -> Any:
+            meter.left -= len(text) * weight // REGEX_STEPS_PER_VISIT
+            if meter.left < 0:
+                raise BudgetExhausted
+            return search(text)
+
+        return MeteredPattern(pattern, metered_search)
 
     def _metered(self, impl: Callable[..., Any], kind: str, on_root: bool) -> Callable[..., Any]:
         """`impl` charging this meter first (after, for "result": its size is known only then).
@@ -303,3 +370,15 @@ class Meter:
             return impl(ctx, recv, other)
 
         return pair
+
+
+class MeteredPattern(str):
+    """The pattern of a `matches` (the same string) whose `search` charges a meter before searching:
+    `match_visits` of the text's length. The evaluator searches with it in place of the compiled pattern."""
+
+    search: Callable[[str], Any]
+
+    def __new__(cls, pattern: str, search: Callable[[str], Any]) -> MeteredPattern:
+        self = super().__new__(cls, pattern)
+        self.search = search
+        return self

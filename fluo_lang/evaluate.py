@@ -24,7 +24,7 @@ from typing import Any
 from . import builtins as b
 from . import types as t
 from .builtins import Member
-from .cost import BudgetExhausted, Meter, Poly, estimate
+from .cost import BudgetExhausted, Meter, MeteredPattern, Poly, estimate, weighs_regexes
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, tumbling
@@ -762,7 +762,8 @@ class _Gen:
         return f"_member({self.expr(n.args[1], it, depth)}, {self.expr(n.args[0], it, depth)})"
 
     def op_matches(self, n: Node, it: str, depth: int) -> str:
-        search = self.c.const(compile_regex(n.value).search)
+        regex = n.value if isinstance(n.value, MeteredPattern) else compile_regex(n.value)
+        search = self.c.const(regex.search)
         a = self.c.name("_t")
         return f"(isinstance({a} := {self.expr(n.args[0], it, depth)}, str) and {search}({a}) is not None)"
 
@@ -1133,6 +1134,8 @@ class Program:
         """
         key = ((-1,) if rules is self.trace_rules else tuple(id(r) for r in rules), budget)
         limit = self._unmetered.get(key)
+        if limit is None and any(weighs_regexes(r.ir) for r in rules):  # work grows with strings too: meter all
+            limit = self._unmetered[key] = 0
         if limit is None:
             lo, hi = -1, 1
             while self.worst_case(rules, hi) <= budget:

@@ -12,7 +12,19 @@ from hypothesis import strategies as st
 from fluo_lang import builtins as b
 from fluo_lang import types as t
 from fluo_lang.api import analyze, analyze_paths, cost_diagnostics, lower
-from fluo_lang.cost import DEFAULT_BUDGET, FIELD_WALKS, Meter, check_cost, estimate, growth
+from fluo_lang.cost import (
+    DEFAULT_BUDGET,
+    FIELD_WALKS,
+    Meter,
+    MeteredPattern,
+    _nodes,
+    check_cost,
+    estimate,
+    growth,
+    match_visits,
+    regex_weight,
+    weighs_regexes,
+)
 from fluo_lang.diagnostics import CODES
 from fluo_lang.evaluate import TRUNCATED_RULE, Program
 from fluo_lang.ir import RuleIR
@@ -269,3 +281,55 @@ def test_the_estimate_bounds_the_visits_counted_at_run_time(trace: Trace) -> Non
         for compiled in program.trace_rules:
             compiled.fires(trace)
         assert meter.spent <= estimate(rule).at(len(trace)), rule.id
+
+
+# regular expressions
+
+SLOW_PATTERN = "(a|.)*" * 300  # 3,303 RE2 instructions: ~120 µs a character once its DFA cache runs out
+
+
+def named(n: int, name: str) -> Trace:
+    tid = b"\x09" * 16
+    spans = [Span(trace_id=tid, span_id=(i + 1).to_bytes(8, "big"), name=name, start=i, end=i + 1) for i in range(n)]
+    (trace,) = assemble(spans)
+    return trace
+
+
+def test_small_patterns_cost_nothing_more() -> None:
+    """Typical patterns keep their estimates: a `matches` costs what an `==` costs."""
+    for pattern in ("^/api/", "^GET /[a-z]+$", "^(GET|POST) /api/v[0-9]+/users/[0-9]+$", "(a|.)*" * 10):
+        assert regex_weight(pattern) == 0, pattern
+        matching = estimate(one(f'trace.spans.where(name matches "{pattern}").count() > 0'))
+        assert matching == estimate(one('trace.spans.where(name contains "x").count() > 0'))
+
+
+def test_a_large_pattern_is_weighed_by_its_program_size() -> None:
+    assert regex_weight(SLOW_PATTERN) > 3_000
+    per_search = match_visits(SLOW_PATTERN)
+    assert per_search == -(-regex_weight(SLOW_PATTERN) * 100 // 8)
+    rule = one(f'trace.spans.where(name matches "{SLOW_PATTERN}").count() > 0')
+    assert estimate(rule).text() == f"{1 + per_search}n"
+    [d] = check_cost([rule])
+    assert d.code == "FLUO404" and "smaller regular expressions" in d.message
+    assert any("this pattern costs about" in r.message for r in d.related)
+    assert weighs_regexes(rule) and not weighs_regexes(one('trace.spans.where(name matches "^a").count() > 0'))
+
+
+def test_the_budget_counts_characters_searched_by_large_patterns() -> None:
+    """100 spans with 1 KB names once took ~12 s under the default budget; the meter now stops it after a few."""
+    rule = one(f'trace.spans.where(name matches "{SLOW_PATTERN}").count() > 1000000')
+    trace = named(100, "ab" * 512)
+    program = Program([rule], budget=DEFAULT_BUDGET)
+    assert program.unmetered_spans(program.trace_rules, DEFAULT_BUDGET) == 0  # the span count bounds nothing
+    searched: list[str] = []
+    meter = program.meter
+    assert meter is not None
+    metered = program._metered[id(program.trace_rules[0])]
+    pattern = next(n.value for n in _nodes(metered.ir.condition) if n.op == "matches")
+    assert isinstance(pattern, MeteredPattern) and pattern == SLOW_PATTERN
+    search = pattern.search
+    pattern.search = lambda text: searched.append(text) or search(text)  # type: ignore[method-assign]
+    signals = [s.to_json() for s in program.evaluate_trace(trace)]
+    assert [s["rule"] for s in signals] == [TRUNCATED_RULE]
+    per_span = 1024 * regex_weight(SLOW_PATTERN) // 8
+    assert 1 <= len(searched) <= DEFAULT_BUDGET // per_span + 1
