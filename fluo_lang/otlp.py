@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import math
 import re
@@ -1129,11 +1128,42 @@ def _read(path: str | Path) -> tuple[bytes, str]:
         raise TraceInputError(f"cannot read {source}: {e.strerror or e}") from None
 
 
-def _gunzip(data: bytes, source: str) -> bytes:
+MAX_DECOMPRESSED_BYTES = 256 << 20
+"""The most bytes a gzipped trace file may inflate to, unless the caller says otherwise (`max_bytes`).
+
+Gzip inflates up to ~1000 times (1 MiB of zeros is 1 GiB), so without a limit a small file could
+take all the memory; 256 MiB of OTLP/JSON is some 300,000 spans, more than a trace file holds.
+"""
+_GUNZIP_CHUNK = 1 << 20
+
+
+def _gunzip(data: bytes, source: str, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
+    """`data` gunzipped (every member, as `gzip.decompress`), a chunk at a time, stopping past `limit` bytes."""
+    out: list[bytes] = []
+    size = 0
+    rest = data
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:
+        while rest:
+            if rest[:2] != b"\x1f\x8b":
+                raise TraceInputError(f"{source}: not a valid gzip file: data after the end of the compressed data")
+            d = zlib.decompressobj(wbits=31)
+            tail = rest
+            while not d.eof:
+                chunk = d.decompress(tail, _GUNZIP_CHUNK)
+                tail = d.unconsumed_tail
+                if chunk:
+                    size += len(chunk)
+                    if size > limit:
+                        raise TraceInputError(
+                            f"{source}: more than {limit:,} bytes once gunzipped, the limit for a trace file"
+                        )
+                    out.append(chunk)
+                elif not tail:
+                    raise TraceInputError(f"{source}: not a valid gzip file: cut short")
+            rest = d.unused_data
+    except zlib.error as e:
         raise TraceInputError(f"{source}: not a valid gzip file: {e}") from None
+    return b"".join(out)
 
 
 def _looks_like_json(data: bytes) -> bool:
@@ -1150,6 +1180,7 @@ def parse_trace_bytes(
     name: str | None = None,
     prefetch: Iterable[str] = (),
     clamped: list[Span] | None = None,
+    max_bytes: int = MAX_DECOMPRESSED_BYTES,
 ) -> list[Span]:
     """Spans from file contents, the format chosen by `name`'s extension or by sniffing.
 
@@ -1157,14 +1188,15 @@ def parse_trace_bytes(
     recognised by its magic bytes. Unknown extensions are sniffed: text starting
     with `{` or `[` is JSON, anything else protobuf. `prefetch`: attribute keys that
     protobuf spans convert while decoding (JSON spans convert all of theirs anyway).
-    `clamped` gets the spans that ended before they started (see `clamp_end`).
+    `clamped` gets the spans that ended before they started (see `clamp_end`). Gzipped
+    data inflating past `max_bytes` is a `TraceInputError` naming `source` and the limit.
     """
     suffixes = [s.lower() for s in Path(name if name is not None else source).suffixes]
     if suffixes and suffixes[-1] == ".gz":
-        data = _gunzip(data, source)
+        data = _gunzip(data, source, max_bytes)
         suffixes.pop()
     elif data[:2] == b"\x1f\x8b":
-        data = _gunzip(data, source)
+        data = _gunzip(data, source, max_bytes)
     suffix = suffixes[-1] if suffixes else ""
     if suffix in PROTOBUF_SUFFIXES:
         return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
@@ -1173,11 +1205,17 @@ def parse_trace_bytes(
     return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
 
 
-def load_trace_file(path: str | Path, prefetch: Iterable[str] = (), clamped: list[Span] | None = None) -> list[Span]:
-    """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped."""
+def load_trace_file(
+    path: str | Path,
+    prefetch: Iterable[str] = (),
+    clamped: list[Span] | None = None,
+    max_bytes: int = MAX_DECOMPRESSED_BYTES,
+) -> list[Span]:
+    """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped
+    (to at most `max_bytes` once gunzipped)."""
     data, source = _read(path)
     name = "" if source == STDIN_SOURCE else source
-    return parse_trace_bytes(data, source=source, name=name, prefetch=prefetch, clamped=clamped)
+    return parse_trace_bytes(data, source=source, name=name, prefetch=prefetch, clamped=clamped, max_bytes=max_bytes)
 
 
 def trace_files_in(folder: Path) -> list[Path]:

@@ -1210,3 +1210,35 @@ def test_trace_files_convert_the_rules_keys_while_decoding(tmp_path: Path) -> No
     assert all(s._read is None for s in plain)
     assert all(s._read is not None and {"user.id", "absent"} <= set(s._read) for s in ahead)
     assert [values(s) for s in ahead] == [values(s) for s in plain]
+
+
+def test_a_gzip_bomb_stops_at_the_limit_with_one_line(tmp_path: Path) -> None:
+    """Security QA (gzip-trace-file-bomb): 1 MiB of gzip inflated whole to 1 GiB (2.1 GB peak in fluo eval)."""
+    import zlib
+
+    from fluo_lang.otlp import MAX_DECOMPRESSED_BYTES
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    bomb = packer.compress(b"\0" * (4 << 20)) + packer.flush()  # 4 MiB inflated, 4 KiB on disk
+    path = tmp_path / "t.json"
+    path.write_bytes(bomb)
+    assert error_of(lambda p: load_trace_file(p, max_bytes=1 << 20), path) == (
+        f"{path}: more than 1,048,576 bytes once gunzipped, the limit for a trace file"
+    )
+    within = error_of(lambda p: load_trace_file(p, max_bytes=4 << 20), path)  # inflated whole: then not JSON
+    assert within.startswith(f"{path}:1:1: invalid JSON")
+    assert MAX_DECOMPRESSED_BYTES <= 1 << 30
+
+
+def test_gzip_members_and_truncation(tmp_path: Path) -> None:
+    raw = json.dumps(rich_request()).encode()
+    half = len(raw) // 2
+    two = tmp_path / "two.json.gz"
+    two.write_bytes(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))  # `cat a.gz b.gz`: one stream
+    assert len(load_trace_file(two)) == 3
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(gzip.compress(raw)[:-12])
+    assert error_of(load_trace_file, cut) == f"{cut}: not a valid gzip file: cut short"
+    trailing = tmp_path / "trailing.json.gz"
+    trailing.write_bytes(gzip.compress(raw) + b"junk")
+    assert error_of(load_trace_file, trailing).startswith(f"{trailing}: not a valid gzip file")
