@@ -152,6 +152,19 @@ class FluoServer(LanguageServer):
         self.documents: dict[str, RuleDocument] = {}
         self.pending: dict[str, asyncio.TimerHandle] = {}
         self.shut_down = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.index.on_read = self.rule_files_read
+
+    def rule_files_read(self) -> None:
+        """A rule file a check went on without has been read (in the workspace's reading thread):
+        check the open rule files again, on the server's loop."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.publish_rule_files)
+
+    def publish_rule_files(self) -> None:
+        for doc in self.open_documents():
+            if self.is_rule_file(doc.uri):
+                self.publish(doc.uri, others=False)
 
     # -- documents ------------------------------------------------------------------
 
@@ -279,6 +292,7 @@ def shutdown(ls: FluoServer, params: None) -> None:
 
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
+    ls.loop = asyncio.get_running_loop()
     ls.settings = ls.initial_settings = Settings().merged(params.initialization_options)
     ls.index.extra_keys = ls.settings.attribute_keys
     folders = [to_fs_path(f.uri) for f in params.workspace_folders or []]

@@ -17,6 +17,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,6 +39,8 @@ MAX_RULE_BYTES = 4 * 1024 * 1024
 MAX_TEST_BYTES = 4 * 1024 * 1024
 MAX_SIBLING_BYTES = 4 * 1024 * 1024
 """Bytes of the rule files beside an open one read to find the ids they define first (FLUO213), per check."""
+SIBLING_WAIT = 0.5
+"""Seconds a check waits for the files beside it, read in the background, before it goes on without the rest."""
 MAX_KEYS = 2_000
 RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
@@ -89,8 +93,12 @@ class Workspace:
         self._scan_lock = threading.Lock()
         self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
         self._rules = _EditorRules(self)
+        self._reader: ThreadPoolExecutor | None = None
+        self._reading: dict[Path, Future[RuleDocument | None]] = {}
         self.open_paths: Callable[[], Iterable[Path]] = lambda: ()
         """The paths of the documents open in the editor (saved or not)."""
+        self.on_read: Callable[[], None] = lambda: None
+        """Called from the reading thread once a file a check went on without (`SIBLING_WAIT`) is read."""
 
     def set_folders(self, folders: list[Path]) -> None:
         self.folders = [f for f in folders if f.is_dir()]
@@ -186,6 +194,10 @@ class Workspace:
         text = self._open_text(path)
         if text is not None:
             return RuleDocument(str(path), text)
+        return self._disk_document(path)
+
+    def _disk_document(self, path: Path) -> RuleDocument | None:
+        """The analysed rule file on disk (cached by modification time); safe to call from the reading thread."""
         try:
             stat = path.stat()
             cached = self._rule_docs.get(path)
@@ -212,7 +224,7 @@ class Workspace:
         except OSError:
             beside = set()
         beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
-        first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)))
+        first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), SIBLING_WAIT)
         out: list[tuple[Diagnostic, int]] = []
         for rule, base in doc.rules():
             site = first.get(rule.id) if rule.id else None
@@ -243,8 +255,32 @@ class Workspace:
             out.append(p)
         return out
 
-    def rule_ids(self, paths: list[Path]) -> dict[str, RuleSite]:
-        """The rules defined in these files and folders (searched as `fluo check` searches them)."""
+    def _document_soon(self, path: Path, deadline: float) -> RuleDocument | None:
+        """`rule_document`, with a file not yet analysed read in the background, waited for until `deadline`
+        (`time.monotonic()`): None if it is not ready by then, and `on_read` is called when it is."""
+        if self._open_text(path) is not None:
+            return self.rule_document(path)
+        future = self._reading.get(path)
+        if future is None:
+            if self._reader is None:
+                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluo-lsp-rule-files")
+            future = self._reader.submit(self._disk_document, path)
+            self._reading[path] = future
+        try:
+            doc = future.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            future.add_done_callback(lambda _: self.on_read())
+            return None
+        self._reading.pop(path, None)
+        return doc
+
+    def rule_ids(self, paths: list[Path], wait: float | None = None) -> dict[str, RuleSite]:
+        """The rules defined in these files and folders (searched as `fluo check` searches them).
+
+        With `wait`, files on disk are read in the background and those not read within `wait`
+        seconds are left out (see `_document_soon`).
+        """
+        deadline = time.monotonic() + (wait or 0.0)
         out: dict[str, RuleSite] = {}
         files: list[Path] = []
         for p in paths:
@@ -253,7 +289,7 @@ class Workspace:
             except RuleSourceError:  # a folder with no rule files: `fluo test`'s reader says so (`test-file`)
                 continue
         for path in files:
-            doc = self.rule_document(path)
+            doc = self.rule_document(path) if wait is None else self._document_soon(path, deadline)
             if doc is None:
                 continue
             for rule, base in doc.rules():

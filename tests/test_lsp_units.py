@@ -469,15 +469,45 @@ def test_sibling_files_are_read_within_a_budget(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(workspace, "MAX_SIBLING_BYTES", 1_000)
     index = Workspace(lambda path: None)
     read: list[Path] = []
-    rule_document = index.rule_document
+    disk_document = index._disk_document
 
     def counted(path: Path) -> object:
         read.append(path)
-        return rule_document(path)
+        return disk_document(path)
 
-    monkeypatch.setattr(index, "rule_document", counted)
-    c = rule_document(tmp_path / "c.fluo")
+    monkeypatch.setattr(index, "_disk_document", counted)
+    c = disk_document(tmp_path / "c.fluo")
     assert c is not None
     [(d, _)] = index.sibling_duplicates(tmp_path / "c.fluo", c)
     assert d.code == "FLUO213"
     assert read == [tmp_path / "a.fluo"]  # b.fluo would pass the budget
+
+
+def test_a_slow_sibling_is_read_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check waits `SIBLING_WAIT` for the files beside it, goes on without the slow ones, and hears when
+    they are read (the server then checks the open rule files again)."""
+    import threading
+
+    from fluo_lsp import workspace
+
+    rule = "rule dup {\n  expect true\n}\n"
+    (tmp_path / "a.fluo").write_text(rule)
+    (tmp_path / "b.fluo").write_text(rule)
+    monkeypatch.setattr(workspace, "SIBLING_WAIT", 0.05)
+    index = Workspace(lambda path: None)
+    release, read = threading.Event(), threading.Event()
+    disk_document = index._disk_document
+
+    def slow(path: Path) -> object:
+        release.wait(10)
+        return disk_document(path)
+
+    monkeypatch.setattr(index, "_disk_document", slow)
+    index.on_read = read.set
+    b = disk_document(tmp_path / "b.fluo")
+    assert b is not None
+    assert index.sibling_duplicates(tmp_path / "b.fluo", b) == []  # a.fluo is still being read
+    release.set()
+    assert read.wait(10)
+    [(d, _)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
+    assert d.code == "FLUO213"
