@@ -382,3 +382,16 @@ def test_rules_reading_computed_keys_decode_each_shared_request_once_per_batch(
     evaluator.stop(timeout=30)
     assert evaluator.done() and not found  # the spans are named "op": no key "op", no signal
     assert counting.decodes <= requests  # was traces x requests (440)
+
+
+def test_a_stop_closes_the_empty_windows_still_in_their_grace() -> None:
+    """QA (shutdown-empty-windows): dropped, a silence rule missed up to a grace of windows at each restart."""
+    ws = WindowSet(MINUTE, start_ns=T0)
+    assert ws.due(now=0.0, wall_ns=T0 + MINUTE + 5 * 10**9, grace=10.0, quiet=5.0) == []  # T0 ended, grace left
+    ws.add(Trace(b"1" * 16, spans(1, 1, end=T0 + 1)), now=1.0)  # a trace late for T0, within its grace
+    stop = T0 + 2 * MINUTE + 5 * 10**9  # T0 + 1m ended 5 s ago with no trace, T0 + 2m has begun
+    closed = ws.close_all(stop, grace=10.0)
+    assert [((w.start - T0) // MINUTE, len(w.traces)) for w in closed] == [(0, 1), (1, 0)]
+    notes = [ws.note(w) for w in closed]
+    assert [None if n is None else n.closed_early_ns for n in notes] == [None, stop]  # in its grace: closed_early
+    assert ws.close_all(stop + MINUTE, grace=10.0)[0].start == T0 + 2 * MINUTE  # each window once

@@ -142,15 +142,25 @@ class WindowSet:
         """Close every open window now (shutdown, or a reload that drops the length).
 
         With `wall_ns`, a window closed before its end plus `grace` is noted as closed
-        early at that time: traces that would have joined it were still to come.
+        early at that time: traces that would have joined it were still to come. The
+        windows that ended by `wall_ns` with no trace in them, still in their grace, close
+        (empty) too, as `due` would have closed them (a rule about silence sees them);
+        an empty window not ended yet does not.
         """
-        out = []
-        for k in sorted(self.open):
-            window = self._close(k)
-            if wall_ns is not None and wall_ns < window.end + grace * 1e9:
-                note = self.notes.setdefault(window.start, WindowNote())
-                note.closed_early_ns = wall_ns
-            out.append(window)
+        out = [self._close(k) for k in sorted(self.open)]
+        if wall_ns is not None and self.next_empty is not None:
+            last = wall_ns // self.length - 1  # the last window ended by `wall_ns`
+            for k in range(max(self.next_empty, last + 1 - MAX_EMPTY_WINDOWS), last + 1):
+                if k not in self.closed:
+                    self._remember_closed(k)
+                    out.append(Window(k * self.length, (k + 1) * self.length, []))
+            self.next_empty = max(self.next_empty, last + 1)
+            out.sort(key=lambda w: w.start)
+        if wall_ns is not None:
+            for window in out:
+                if wall_ns < window.end + grace * 1e9:
+                    note = self.notes.setdefault(window.start, WindowNote())
+                    note.closed_early_ns = wall_ns
         return out
 
     def _close(self, k: int) -> Window:
