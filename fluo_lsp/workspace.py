@@ -420,12 +420,13 @@ class _EditorRules(RuleLoader):
 
 
 def _keys_of(path: Path) -> tuple[set[str], set[str]]:
-    """The attribute keys of a trace file of at most `MAX_TRACE_BYTES` (none for a larger one or not a file)."""
+    """The attribute keys of a trace file of at most `MAX_TRACE_BYTES`, gunzipped or not (none for a larger one,
+    or not a regular file)."""
     try:
         data = read_file(path, MAX_TRACE_BYTES)
         if len(data) > MAX_TRACE_BYTES:
             return set(), set()
-        spans = parse_trace_bytes(data, source=str(path))
+        spans = parse_trace_bytes(data, source=str(path), max_bytes=MAX_TRACE_BYTES)  # gunzipped too
     except (TraceInputError, OSError, ValueError):
         return set(), set()
     span_keys: set[str] = set()

@@ -511,3 +511,17 @@ def test_a_slow_sibling_is_read_in_the_background(tmp_path: Path, monkeypatch: p
     assert read.wait(10)
     [(d, _)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
     assert d.code == "FLUO213"
+
+
+def test_a_gzipped_trace_is_read_for_keys_only_up_to_the_limit(tmp_path: Path) -> None:
+    import gzip
+
+    from fluo_lsp import workspace
+
+    span = '{"traceId": "' + "ab" * 16 + '", "spanId": "' + "cd" * 8 + '", "name": "s", "startTimeUnixNano": "1", '
+    span += '"endTimeUnixNano": "2", "attributes": [{"key": "k", "value": {"stringValue": "v"}}]}'
+    text = '{"resourceSpans": [{"scopeSpans": [{"spans": [' + span + "]}]}]}"
+    (tmp_path / "small.json").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "bomb.json").write_bytes(gzip.compress((text + " " * workspace.MAX_TRACE_BYTES).encode()))
+    assert workspace._keys_of(tmp_path / "small.json") == ({"k"}, set())
+    assert workspace._keys_of(tmp_path / "bomb.json") == (set(), set())
