@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from click.testing import CliRunner
-from serve_support import ServeProcess, config, metric, post, wait_for
+from serve_support import EXAMPLE_RULES, ServeProcess, config, metric, post, wait_for
 
 from fluo_run.cli import main
 from fluo_run.serve.runtime import RuntimeThread
@@ -231,7 +231,8 @@ def test_a_grpc_port_another_listener_holds_is_one_line_and_exit_1(tmp_path: Pat
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = ServeProcess(["--http", "127.0.0.1:0", "--grpc", f"127.0.0.1:{port}", "--no-db"], cwd=tmp_path)
+        args = ["--http", "127.0.0.1:0", "--grpc", f"127.0.0.1:{port}", "--no-db", "--rules", str(EXAMPLE_RULES)]
+        proc = ServeProcess(args, cwd=tmp_path)  # rules given: no line about running the bundled examples
         assert (exit_status(proc), proc.log) == (
             1,
             [f"fluo: cannot listen on 127.0.0.1:{port} (gRPC): Address already in use"],
