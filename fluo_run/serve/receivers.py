@@ -11,6 +11,7 @@ retryable HTTP 429 / RESOURCE_EXHAUSTED (over capacity) or 503 / UNAVAILABLE
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -18,7 +19,8 @@ import logging
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,18 @@ log = logging.getLogger("fluo.serve")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 RETRY_AFTER_SECONDS = 1
+MAX_SPANS_PER_REQUEST = 200_000
+"""Spans one export may hold: more is refused whole (413 / `RESOURCE_EXHAUSTED`), counted before decoding."""
+MAX_BAD_SPANS = 1_000
+"""Bad spans a request may have and still be salvaged (a partial success); past it all is refused (400)."""
+MAX_GZIP_MEMBERS = 1_024
+"""Gzip members one body may hold (each costs an inflater); more is refused (400)."""
+DECODE_THREADS = 2
+"""Threads decoding large bodies: one sender's big or slow body neither blocks the event loop nor takes every core."""
+INLINE_DECODE_BYTES = 1 << 20
+"""Bodies up to this size are decoded on the event loop (cheaper than a thread hop), larger ones in a decode thread."""
+MIN_SPAN_WIRE_BYTES = 2
+"""The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
 
 
 class Refusal(Exception):
@@ -103,6 +117,38 @@ class Decoded:
                 "kept with duration 0"
             )
         return "; ".join(parts)
+
+
+class Throttled:
+    """Log lines of one kind at most once every `every` seconds, saying how many were held back."""
+
+    def __init__(self, logger: logging.Logger, level: int, every: float = 10.0) -> None:
+        self.logger = logger
+        self.level = level
+        self.every = every
+        self.held = 0
+        self.last = -every - 1.0
+
+    def __call__(self, msg: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.held += 1
+            return
+        held, self.held, self.last = self.held, 0, now
+        suffix = f" (and {held} more like it in the last {self.every:g}s)" if held else ""
+        self.logger.log(self.level, msg + suffix, *args)
+
+
+class TooManySpans(Refusal):
+    """An export over `MAX_SPANS_PER_REQUEST` spans."""
+
+
+def too_many_spans(at_least: int, limit: int) -> TooManySpans:
+    return TooManySpans(
+        413,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"request body: {at_least} spans or more, over the limit of {limit} spans per export; send smaller batches",
+    )
 
 
 def _with_clamped(decoded: Decoded, clamped: list[Span]) -> Decoded:
@@ -221,6 +267,22 @@ class Intake:
         self.stopping = False
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
+        self._too_many_spans = Throttled(log, logging.WARNING, self.TOO_LARGE_LOG_EVERY)
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(*args)`: on the event loop for a body of `size` up to `INLINE_DECODE_BYTES`, else in a decode thread."""
+        if size <= INLINE_DECODE_BYTES:
+            return fn(*args)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="fluo-decode")
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        """Let the decode threads go (once the receivers are closed)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def authorized(self, header: str | None) -> bool:
         """`Authorization: Bearer TOKEN`: the scheme in any case (RFC 7235 §2.1), the token exactly (constant time)."""
@@ -255,9 +317,14 @@ class Intake:
 
     TOO_LARGE_LOG_EVERY = 10.0
 
-    def too_large(self, transport: str, peer: str | None, why: str) -> None:
-        """Count a body refused for its size (413 / RESOURCE_EXHAUSTED) and log it, at most every 10 seconds."""
+    def too_large(self, transport: str, peer: str | None, why: str, *, spans: bool = False) -> None:
+        """Count a body refused for its size (413 / RESOURCE_EXHAUSTED) and log it, at most every 10 seconds.
+
+        `spans`: refused for its number of spans (`MAX_SPANS_PER_REQUEST`) rather than its bytes."""
         self.metrics.requests.labels(transport, "too_large").inc()
+        if spans:
+            self._too_many_spans("refused an export from %s over %s: %s", peer or "an unknown peer", transport, why)
+            return
         self._too_large_since_log += 1
         now = time.monotonic()
         if now - self._too_large_logged >= self.TOO_LARGE_LOG_EVERY:
@@ -309,6 +376,8 @@ def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None 
         for ss in rs.scope_spans:
             keep = [sp for sp in ss.spans if id_problem(sp.trace_id, sp.span_id, sp.parent_span_id) is None]
             rejected += len(ss.spans) - len(keep)
+            if rejected > MAX_BAD_SPANS:
+                raise TraceInputError(_too_many_bad(problem))
             kept = [sp.SerializeToString() for sp in keep]
             del ss.spans[:]
             for data in kept:
@@ -318,21 +387,33 @@ def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None 
     return _with_clamped(Decoded(kept, rejected, problem), clamped)
 
 
+def _too_many_bad(problem: str) -> str:
+    return f"{problem}; over {MAX_BAD_SPANS} spans are bad, so the whole request is refused"
+
+
 def decode_json(body: bytes) -> Decoded:
+    """Spans of an OTLP/JSON body; one with bad spans keeps its good ones, up to `MAX_BAD_SPANS` bad ones."""
+    max_spans = MAX_SPANS_PER_REQUEST
     clamped: list[Span] = []
     try:
-        return _with_clamped(Decoded(parse_json(body, source="request body", clamped=clamped)), clamped)
+        spans = parse_json(body, source="request body", clamped=clamped)
     except TraceInputError as exc:
         problem = str(exc)
+    except RecursionError:
+        raise TraceInputError("request body: values nested too deeply") from None
+    else:
+        if len(spans) > max_spans:
+            raise too_many_spans(len(spans), max_spans)
+        return _with_clamped(Decoded(spans), clamped)
     clamped = []
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise TraceInputError(problem) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("resourceSpans"), list):
         raise TraceInputError(problem)
-    spans: list[Span] = []
-    rejected = 0
+    blocks: list[tuple[dict[str, Any], list[Any]]] = []
+    total = 0
     for block in obj["resourceSpans"]:
         if not isinstance(block, dict) or not isinstance(block.get("scopeSpans"), list):
             raise TraceInputError(problem)
@@ -340,48 +421,166 @@ def decode_json(body: bytes) -> Decoded:
         for scope in block["scopeSpans"]:
             if not isinstance(scope, dict):
                 raise TraceInputError(problem)
-            for span in scope.get("spans") or []:
-                one = {"resourceSpans": [{**resource, "scopeSpans": [{"spans": [span]}]}]}
-                try:
-                    spans.extend(spans_from_json(one, source="request body", clamped=clamped))
-                except TraceInputError:
-                    rejected += 1
+            group = scope.get("spans") or []
+            if not isinstance(group, list):
+                raise TraceInputError(problem)
+            total += len(group)
+            blocks.append((resource, group))
+    if total > max_spans:
+        raise too_many_spans(total, max_spans)
+    spans = []
+    rejected = 0
+    for resource, group in blocks:
+        for span in group:
+            one = {"resourceSpans": [{**resource, "scopeSpans": [{"spans": [span]}]}]}
+            try:
+                spans.extend(spans_from_json(one, source="request body", clamped=clamped))
+            except TraceInputError:
+                rejected += 1
+                if rejected > MAX_BAD_SPANS:
+                    raise TraceInputError(_too_many_bad(problem)) from None
     return _with_clamped(Decoded(spans, rejected, problem), clamped)
+
+
+def _len_fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field of the protobuf message in `data[start:end]`.
+
+    Other fields are skipped; bytes that are not protobuf raise IndexError or ValueError.
+    """
+    pos = start
+    while pos < end:
+        key = 0
+        shift = 0
+        while True:
+            b = data[pos]
+            pos += 1
+            key |= (b & 0x7F) << shift
+            if b < 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise ValueError("varint too long")
+        wire = key & 7
+        if wire == 0:
+            while data[pos] >= 0x80:
+                pos += 1
+            pos += 1
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            n = 0
+            shift = 0
+            while True:
+                b = data[pos]
+                pos += 1
+                n |= (b & 0x7F) << shift
+                if b < 0x80:
+                    break
+                shift += 7
+                if shift > 63:
+                    raise ValueError("varint too long")
+            if pos + n > end:
+                raise ValueError("field runs past its message")
+            yield key >> 3, pos, pos + n
+            pos += n
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def count_spans(data: bytes, stop_after: int) -> int:
+    """Spans in OTLP protobuf bytes (`ExportTraceServiceRequest`), counted on the wire without decoding them.
+
+    Stops counting past `stop_after`. Bytes that are not protobuf count what came before
+    (decoding them then says what is wrong).
+    """
+    n = 0
+    try:
+        for field, start, end in _len_fields(data, 0, len(data)):
+            if field != 1:  # resource_spans
+                continue
+            for field2, start2, end2 in _len_fields(data, start, end):
+                if field2 != 2:  # scope_spans
+                    continue
+                for field3, _, _ in _len_fields(data, start2, end2):
+                    if field3 == 2:  # spans
+                        n += 1
+                        if n > stop_after:
+                            return n
+    except (IndexError, ValueError):
+        pass
+    return n
+
+
+def decode_protobuf(
+    body: bytes, prefetch: tuple[str, ...], share: bool, what: str = "request body: not an OTLP protobuf"
+) -> Decoded:
+    """Spans of an OTLP protobuf body, refused whole past `MAX_SPANS_PER_REQUEST` (counted before decoding)."""
+    cap = MAX_SPANS_PER_REQUEST
+    if len(body) > cap * MIN_SPAN_WIRE_BYTES:
+        n = count_spans(body, cap)
+        if n > cap:
+            raise too_many_spans(n, cap)
+    try:
+        req = decode_traces(body)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise TraceInputError(f"{what} ExportTraceServiceRequest: {exc or 'cannot parse'}") from None
+    return decode_request(req, prefetch, body if share else None)
+
+
+INFLATE_CHUNK = 64 * 1024
 
 
 def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
     """`data` with its gzip or deflate Content-Encoding undone; at most `limit` bytes once inflated.
 
-    Gzip bodies may hold several members, as `gzip.decompress` reads them. Deflate is
-    zlib-wrapped as HTTP says, or raw as some clients send it (told by the first byte).
+    Gzip bodies may hold several members, as `gzip.decompress` reads them, at most
+    `MAX_GZIP_MEMBERS`. Deflate is zlib-wrapped as HTTP says, or raw as some clients
+    send it (told by the first byte). The input is fed in chunks of a view, so what a
+    member leaves over (`unused_data`) is at most a chunk: linear in the body, however
+    many members it has.
     """
     if encoding == "gzip":
         wbits = 16 + zlib.MAX_WBITS
     else:
         wbits = zlib.MAX_WBITS if data[:1] and data[0] & 0x0F == 8 else -zlib.MAX_WBITS
+    view = memoryview(data)
     parts: list[bytes] = []
     size = 0
-    while data:
+    pos = 0
+    members = 0
+    while pos < len(view):
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise TraceInputError(f"request body: over {MAX_GZIP_MEMBERS} {encoding} members")
         inflater = zlib.decompressobj(wbits)
-        try:
-            part = inflater.decompress(data, limit + 1 - size)
-        except zlib.error:
-            raise TraceInputError(
-                f"request body: Content-Encoding is {encoding} but the body is not {encoding} data"
-            ) from None
-        size += len(part)
-        if size > limit:
-            raise Refusal(
-                413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes once {encoding} is undone"
-            )
-        if not inflater.eof:
-            raise TraceInputError(f"request body: the {encoding} data is cut short")
-        parts.append(part)
-        data = inflater.unused_data if encoding == "gzip" else b""
+        while not inflater.eof:
+            if pos >= len(view):
+                raise TraceInputError(f"request body: the {encoding} data is cut short")
+            chunk = view[pos : pos + INFLATE_CHUNK]
+            pos += len(chunk)
+            try:
+                part = inflater.decompress(chunk, limit + 1 - size)
+            except zlib.error:
+                raise TraceInputError(
+                    f"request body: Content-Encoding is {encoding} but the body is not {encoding} data"
+                ) from None
+            size += len(part)
+            if size > limit:
+                raise Refusal(
+                    413,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"request body over {limit} bytes once {encoding} is undone",
+                )
+            parts.append(part)
+        if encoding != "gzip":
+            break
+        pos -= len(inflater.unused_data)
     return b"".join(parts)
 
 
-async def _body(request: web.Request, limit: int) -> bytes:
+async def _body(request: web.Request, intake: Intake, limit: int) -> bytes:
     """The request body with a gzip or deflate Content-Encoding undone, at most `limit` bytes.
 
     The HTTP site reads bodies as sent (`auto_decompress=False`): when aiohttp undoes
@@ -397,7 +596,9 @@ async def _body(request: web.Request, limit: int) -> bytes:
         raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes") from None
     except (web.HTTPException, RequestPayloadError, OSError):
         raise TraceInputError("request body: the connection broke while reading it") from None
-    return _inflate(body, encoding, limit) if encoding in ("gzip", "deflate") else body
+    if encoding in ("gzip", "deflate"):
+        return bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit))
+    return body
 
 
 # ---------------------------------------------------------------------------
@@ -439,21 +640,15 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
         try:
-            body = await _body(request, intake.max_body_bytes)
+            body = await _body(request, intake, intake.max_body_bytes)
             intake.admit("http", body)
             if ctype == JSON:
-                decoded = decode_json(body)
+                decoded = await intake.off_loop(len(body), decode_json, body)
             else:
-                try:
-                    req = decode_traces(body)
-                except (DecodeError, RuntimeError, ValueError) as exc:
-                    raise TraceInputError(
-                        f"request body: not an OTLP protobuf ExportTraceServiceRequest: {exc or 'cannot parse'}"
-                    ) from None
-                decoded = decode_request(req, intake.prefetch(), body if intake.share() else None)
+                decoded = await intake.off_loop(len(body), decode_protobuf, body, intake.prefetch(), intake.share())
         except Refusal as r:
             if r.status == 413:
-                intake.too_large("http", request.remote, r.message)
+                intake.too_large("http", request.remote, r.message, spans=isinstance(r, TooManySpans))
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)
         except TraceInputError as exc:
             intake.metrics.requests.labels("http", "malformed").inc()
@@ -515,13 +710,16 @@ class TraceService:
             context.set_trailing_metadata(_retry_metadata(r.retry_after))
             await context.abort(r.code, r.message)
         try:
-            request = decode_traces(body)
-        except (DecodeError, RuntimeError, ValueError) as exc:
+            decoded: Decoded = await intake.off_loop(
+                len(body), decode_protobuf, body, intake.prefetch(), intake.share(), "not an OTLP"
+            )
+        except Refusal as r:
+            intake.too_large("grpc", context.peer(), r.message, spans=True)
+            await context.abort(r.code, r.message)
+        except TraceInputError as exc:
             intake.metrics.requests.labels("grpc", "malformed").inc()
-            message = f"not an OTLP ExportTraceServiceRequest: {exc or 'cannot parse'}"
-            log.debug("OTLP/gRPC export from %s refused: %s", context.peer(), message)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-        decoded = decode_request(request, intake.prefetch(), body if intake.share() else None)
+            log.debug("OTLP/gRPC export from %s refused: %s", context.peer(), exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         intake.take(decoded, "grpc")
         return decoded.response()
 

@@ -298,7 +298,7 @@ class Runtime:
                     # above ours, to let FLUO count the refusal, would hold such messages in memory first.
                     ("grpc.max_receive_message_length", self.config.max_body_bytes),
                     ("grpc.so_reuseport", 0),
-                ]
+                ],
             )
             add_trace_service(server, self.intake)
             host, port = self.config.grpc
@@ -362,6 +362,7 @@ class Runtime:
         runners, self._runners = list(self._runners), []
         for runner in runners:
             await runner.cleanup()
+        self.intake.close()
 
     def abort(self) -> None:
         """Cut a stop in progress short: what is not evaluated or delivered yet is lost (and reported)."""

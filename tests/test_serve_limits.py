@@ -1,0 +1,137 @@
+"""Limits that keep one sender's request from costing the runtime out of proportion to its size."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from serve_support import config, metric, post
+
+from fluo_lang.otlp import TraceInputError
+from fluo_run.serve import receivers
+from fluo_run.serve.receivers import MAX_BAD_SPANS, MAX_GZIP_MEMBERS, MAX_SPANS_PER_REQUEST, count_spans
+from fluo_run.serve.runtime import RuntimeThread
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+SERVICE = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _ld(tag: int, payload: bytes) -> bytes:
+    out = bytearray([tag])
+    n = len(payload)
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out) + payload
+
+
+def empty_spans(n: int) -> bytes:
+    """An ExportTraceServiceRequest of `n` empty spans (2 bytes each on the wire, every one with bad ids)."""
+    return _ld(0x0A, _ld(0x12, b"\x12\x00" * n))
+
+
+def json_spans(spans: list[object]) -> bytes:
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+GOOD_JSON_SPAN = {
+    "traceId": "ab" * 16,
+    "spanId": "cd" * 8,
+    "name": "x",
+    "startTimeUnixNano": "1",
+    "endTimeUnixNano": "2",
+}
+
+
+def test_spans_are_counted_on_the_wire_and_the_count_stops_past_the_cap() -> None:
+    assert count_spans(empty_spans(5), 10) == 5
+    assert count_spans(empty_spans(1000), 10) == 11
+    assert count_spans(b"\xff\xff\xff", 10) == 0  # not protobuf: decoding says what is wrong
+
+
+def test_an_export_over_the_span_cap_is_refused_before_decoding(tmp_path: Path) -> None:
+    body = empty_spans(MAX_SPANS_PER_REQUEST + 1)
+    with RuntimeThread(config(tmp_path)) as rt:
+        status, _, answer = post(f"{rt.http_url}/v1/traces", body, PROTOBUF)
+        assert status == 413
+        assert f"over the limit of {MAX_SPANS_PER_REQUEST} spans per export" in Status.FromString(answer).message
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            export = channel.unary_unary(SERVICE)
+            with pytest.raises(grpc.RpcError) as refused:
+                export(body, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert f"{MAX_SPANS_PER_REQUEST} spans per export" in str(refused.value.details())
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="too_large") == 1
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="too_large") == 1
+        assert metric(rt, "fluo_spans_received_total", transport="http") == 0
+
+
+def test_a_json_export_over_the_span_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receivers, "MAX_SPANS_PER_REQUEST", 10)
+    with pytest.raises(receivers.TooManySpans, match="over the limit of 10 spans"):
+        receivers.decode_json(json_spans([GOOD_JSON_SPAN] * 11))
+    with pytest.raises(receivers.TooManySpans, match="over the limit of 10 spans"):
+        receivers.decode_json(json_spans([{}] * 11))  # through the salvage
+    assert len(receivers.decode_json(json_spans([GOOD_JSON_SPAN] * 10)).spans) == 10
+
+
+def test_salvage_gives_up_past_the_bad_span_cap() -> None:
+    few = receivers.decode_json(json_spans([GOOD_JSON_SPAN, *([{}] * MAX_BAD_SPANS)]))
+    assert (len(few.spans), few.rejected) == (1, MAX_BAD_SPANS)
+    with pytest.raises(TraceInputError, match=f"over {MAX_BAD_SPANS} spans are bad"):
+        receivers.decode_json(json_spans([GOOD_JSON_SPAN, *([{}] * (MAX_BAD_SPANS + 1))]))
+    few = receivers.decode_protobuf(empty_spans(MAX_BAD_SPANS), (), False)
+    assert (len(few.spans), few.rejected) == (0, MAX_BAD_SPANS)
+    with pytest.raises(TraceInputError, match=f"over {MAX_BAD_SPANS} spans are bad"):
+        receivers.decode_protobuf(empty_spans(MAX_BAD_SPANS + 1), (), False)
+
+
+def test_deeply_nested_json_is_a_400_not_a_500(tmp_path: Path) -> None:
+    nested = '{"kvlistValue":{"values":[{"key":"a","value":' * 300 + '{"intValue":"1"}' + "}]}}" * 300
+    span = json.dumps(GOOD_JSON_SPAN)[:-1] + ',"attributes":[{"key":"k","value":' + nested + "}]}"
+    bodies = [('{"resourceSpans":[{"scopeSpans":[{"spans":[' + span + "]}]}]}").encode(), b"[" * 5000 + b"]" * 5000]
+    with RuntimeThread(config(tmp_path)) as rt:
+        for body in bodies:
+            status, _, answer = post(f"{rt.http_url}/v1/traces", body, JSON)
+            assert status == 400, answer
+            assert "\n" not in json.loads(answer)["message"]
+
+
+def test_large_bodies_are_decoded_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    threads: list[str] = []
+    decode = receivers.decode_protobuf
+
+    def spy(*args: object) -> receivers.Decoded:
+        threads.append(threading.current_thread().name)
+        return decode(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receivers, "decode_protobuf", spy)
+    small = empty_spans(10)
+    large = empty_spans(MAX_BAD_SPANS) + b"\x0a\x00" * receivers.INLINE_DECODE_BYTES  # empty resource blocks
+    with RuntimeThread(config(tmp_path)) as rt:
+        assert post(f"{rt.http_url}/v1/traces", small, PROTOBUF)[0] == 200
+        assert post(f"{rt.http_url}/v1/traces", large, PROTOBUF)[0] == 200
+    assert threads[0] == "fluo-runtime"
+    assert threads[1].startswith("fluo-decode")
+
+
+def test_gzip_members_are_inflated_in_one_pass_and_capped() -> None:
+    big = os.urandom(200_000)  # members larger than the chunks the inflater is fed
+    body = gzip.compress(big) + gzip.compress(b"abc") * 10 + gzip.compress(big)
+    assert receivers._inflate(body, "gzip", 1 << 20) == big + b"abc" * 10 + big
+    many = gzip.compress(b"x", mtime=0) * MAX_GZIP_MEMBERS
+    assert receivers._inflate(many, "gzip", 1 << 20) == b"x" * MAX_GZIP_MEMBERS
+    with pytest.raises(TraceInputError, match=f"over {MAX_GZIP_MEMBERS} gzip members"):
+        receivers._inflate(many + gzip.compress(b"x"), "gzip", 1 << 20)
+    with pytest.raises(TraceInputError, match="cut short"):
+        receivers._inflate(gzip.compress(big)[:-100], "gzip", 1 << 20)
+    with pytest.raises(receivers.Refusal, match="over 1000 bytes"):
+        receivers._inflate(gzip.compress(b"x" * 2000), "gzip", 1000)
