@@ -63,7 +63,8 @@ CODES: dict[str, str] = {
     "FLUO400": "Expression or metadata list nested too deeply.",
     "FLUO401": "Rule too large.",
     "FLUO402": "File too large.",
-    "FLUO403": "More than 100 syntax errors in one file; the rest are not reported (other errors are not capped).",
+    "FLUO403": "More than 100 syntax errors in one file: the rest are not reported (other errors are not capped); "
+    "past 1,000, the rest of the file is skipped.",
     "FLUO404": "Rule too expensive: its estimated span visits on a large trace exceed the cost limit.",
 }
 
