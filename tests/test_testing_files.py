@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from fluo_run.cli import main
+from fluo_run.testing.spec import read_test_file
 
 RULE = "rule has_error {\n  severity: error\n  detect trace.spans.where(status == error).exists()\n}\n"
 PASSING = "cases:\n  - name: x\n    spans: [{name: a, status: error}]\n    expect: [has_error]\n"
@@ -214,3 +215,16 @@ def test_no_test_files_names_the_files_a_typo_kept_out() -> None:
         " rules/r_test.yml (a test file's name ends in .yaml),"
         " rules/s_test.yaml (a top-level `case:`; did you mean `cases:`?)\n"
     )
+
+
+def test_a_test_file_that_is_a_device_or_fifo_is_refused_not_read() -> None:
+    """Security QA: a `*_test.yaml` linked to /dev/zero was read without end (and a FIFO blocked)."""
+    Path("zero_test.yaml").symlink_to("/dev/zero")
+    os.mkfifo("fifo_test.yaml")
+    for name in ("zero_test.yaml", "fifo_test.yaml"):
+        result = fluo_test(name)
+        assert result.exit_code == 2, result.output
+        assert "not a regular file" in result.output
+        with pytest.raises(OSError, match="not a regular file"):  # every reader of test files: never blocks
+            read_test_file(name)
+    assert fluo_test(".").exit_code == 2  # a folder search passes over them: no test files

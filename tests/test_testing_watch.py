@@ -345,14 +345,24 @@ def test_watch_does_not_run_again_for_what_update_wrote(tmp_path: Path, monkeypa
 
 @pytest.mark.slow
 def test_sigint_mid_run_exits_130_without_aborted(tmp_path: Path) -> None:
-    """QA 14, as a shell sends it. The run is held reading a rule file that is a FIFO, so the signal
-    lands mid-run however slow the machine: it arrives once fluo has opened the FIFO."""
-    fifo = tmp_path / "r.fluo"
-    os.mkfifo(fifo)
+    """QA 14, as a shell sends it, mid-run however slow the machine: fluo test is held, as it loads the test
+    file, reading a FIFO (fluo itself reads no FIFO any more: a wrapper makes it wait there)."""
+    (tmp_path / "r.fluo").write_text("rule r { detect trace.spans.count() > 100 }\n")
     (tmp_path / "r_test.yaml").write_text("cases:\n  - {name: a, spans: [{name: x}], expect: []}\n")
-    code, out, err = interrupt_while_reading(
-        [sys.executable, "-m", "fluo_run.cli", "test", "r_test.yaml"], fifo, cwd=tmp_path
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    held = (
+        "import sys\n"
+        "import fluo_run.testing.runner as runner\n"
+        "from fluo_run.cli import main\n"
+        "real = runner.load_test_file\n"
+        "def load_test_file(*args, **kwargs):\n"
+        f"    open({str(fifo)!r}).read()\n"
+        "    return real(*args, **kwargs)\n"
+        "runner.load_test_file = load_test_file\n"
+        "main(['test', 'r_test.yaml'], prog_name='fluo')\n"
     )
+    code, out, err = interrupt_while_reading([sys.executable, "-c", held], fifo, cwd=tmp_path)
     assert code == 130, (out, err)
     assert out == b"" and b"Aborted" not in err and b"Traceback" not in err
 

@@ -27,7 +27,7 @@ from fluo_lang.values import format_timestamp
 
 from .document import YamlError, load
 from .matching import Match, match_signals
-from .spec import Case, Problem, RuleLoader, TestFile, load_test_file
+from .spec import Case, Problem, RuleLoader, TestFile, load_test_file, read_test_file
 
 PASSED, FAILED, ERROR = "passed", "failed", "error"
 MAX_EXPLAINED = 3
@@ -244,7 +244,7 @@ class Runner:
 def read_document(path: Path) -> Any:
     """A test file's YAML read again after the run, for what `TestFile` does not keep; None if it cannot be."""
     try:
-        return load(path.read_bytes().decode("utf-8-sig"))
+        return load(read_test_file(path).decode("utf-8-sig"))
     except (OSError, UnicodeDecodeError, YamlError):
         return None
 

@@ -8,6 +8,7 @@ case only, so the other cases and files still run.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,7 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, Analysis, RuleSourceError, analyze, decode_source, read_sources
+from fluo_lang.api import (
+    RULE_SUFFIX,
+    SKIPPED_DIRS,
+    Analysis,
+    RuleSourceError,
+    analyze,
+    decode_source,
+    read_file,
+    read_sources,
+)
 from fluo_lang.diagnostics import nearest
 from fluo_lang.evaluate import TRUNCATED_RULE
 from fluo_lang.otlp import trace_files_in
@@ -30,6 +40,18 @@ CASE_KEYS = ("name", "description", "traces", "spans", "expect", "only")
 EXPECT_KEYS = ("rule", "trace_id", "trace", "count", "observed")
 MAX_COUNT = 1_000_000
 """The most signals one `expect:` entry may stand for: far past any case, and a typo past it is an error."""
+
+MAX_TEST_FILE_BYTES = 256 << 20
+"""The largest test file read (inline spans make big ones; a link to `/dev/zero` would be endless)."""
+
+
+def read_test_file(path: str | Path) -> bytes:
+    """A test file's bytes: a regular file (links followed) of at most `MAX_TEST_FILE_BYTES`; OSError otherwise,
+    before anything endless (a device, a FIFO) is read."""
+    data = read_file(path, MAX_TEST_FILE_BYTES)
+    if len(data) > MAX_TEST_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_TEST_FILE_BYTES >> 20} MiB")
+    return data
 
 
 @dataclass(frozen=True)
@@ -134,7 +156,7 @@ def is_rule_test(path: Path | str, text: str | None = None) -> bool:
         return False
     if text is None:
         try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
+            text = read_test_file(path).decode("utf-8", errors="replace")
         except OSError:
             return True
     return _RULE_TEST_KEY.search(text.removeprefix("\ufeff")) is not None
@@ -167,6 +189,8 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
         elif path.is_file():
             message = "is not a test file: name a *_test.yaml file, a .fluo file to run its tests, or a folder"
             raise FileNotFoundError(f"{p} {message}")
+        elif path.exists():  # a device, FIFO or socket (or a link to one): never read
+            raise FileNotFoundError(f"{p}: not a regular file")
         elif path.is_symlink():
             raise FileNotFoundError(f"{p}: a symbolic link to {os.readlink(path)}, which does not exist")
         else:
@@ -214,7 +238,8 @@ def _near_misses(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
                 yield f, "a test file's name ends in .yaml"
             elif f.name.endswith("_test.yaml"):
                 try:
-                    keys = _TOP_KEY.findall(f.read_text(encoding="utf-8", errors="replace").removeprefix("\ufeff"))
+                    text = read_test_file(f).decode("utf-8", errors="replace")
+                    keys = _TOP_KEY.findall(text.removeprefix("\ufeff"))
                 except OSError:
                     continue
                 typo = next(((k, near) for k in keys if (near := nearest(k, ("cases", "rules")))), None)
@@ -246,7 +271,7 @@ def tests_of(rule_file: Path) -> list[Path]:
 def _rules_named(test_file: Path) -> list[Path] | None:
     """The rule files and folders a test file loads, as `_Reader.read_rules` finds them; None when unreadable."""
     try:
-        text, bad = decode_source(test_file.read_bytes(), str(test_file))
+        text, bad = decode_source(read_test_file(test_file), str(test_file))
         doc = load(text) if bad is None else None
     except (OSError, YamlError):
         return None
@@ -319,7 +344,7 @@ class _Reader:
         text = self.text
         if text is None:
             try:
-                data = self.file.path.read_bytes()
+                data = read_test_file(self.file.path)
             except OSError as exc:
                 self.problem(1, f"cannot read the test file: {exc.strerror or exc}")
                 return self.file
