@@ -135,3 +135,27 @@ def test_gzip_members_are_inflated_in_one_pass_and_capped() -> None:
         receivers._inflate(gzip.compress(big)[:-100], "gzip", 1 << 20)
     with pytest.raises(receivers.Refusal, match="over 1000 bytes"):
         receivers._inflate(gzip.compress(b"x" * 2000), "gzip", 1000)
+
+
+def test_grpc_calls_without_the_token_are_refused_before_the_handler(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handled: list[int] = []
+    export = receivers.TraceService.export
+
+    async def spy(self: receivers.TraceService, body: bytes, context: object) -> object:
+        handled.append(len(body))
+        return await export(self, body, context)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receivers.TraceService, "export", spy)
+    body = empty_spans(10)
+    with RuntimeThread(config(tmp_path, auth_token="s3cr3t")) as rt:
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            call = channel.unary_unary(SERVICE)
+            for metadata in ((), (("authorization", "Bearer wrong"),)):
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(body, timeout=10, metadata=metadata)
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            call(body, timeout=10, metadata=(("authorization", "Bearer s3cr3t"),))
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unauthorized") == 2
+    assert handled == [len(body)]

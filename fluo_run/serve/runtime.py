@@ -31,7 +31,7 @@ from .assembly import EVICTIONS, Completed, TraceBuffer
 from .config import ServeConfig
 from .evaluator import Evaluator
 from .metrics import Metrics
-from .receivers import Admission, Intake, add_trace_service, http_routes, metrics_handler
+from .receivers import Admission, Intake, add_trace_service, grpc_interceptors, http_routes, metrics_handler
 from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
 from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink
 
@@ -40,6 +40,8 @@ log = logging.getLogger("fluo.serve")
 EVICTION_LOG_INTERVAL = 10.0
 RECEIVER_DRAIN = 1.0
 """Seconds in-flight requests get to finish at shutdown (they are answered 503/UNAVAILABLE), then are cut."""
+GRPC_MAX_CONCURRENT_RPCS = 32
+"""OTLP/gRPC calls handled at once; more get `RESOURCE_EXHAUSTED` from gRPC (each may hold a 64 MiB message)."""
 EXIT_LOST = 3
 """`fluo serve`'s exit status when it stopped but lost something (see `StopReport.lost`)."""
 
@@ -293,6 +295,8 @@ class Runtime:
             self.metrics_port = await self._site([web.get("/metrics", handler)], self.config.metrics)
         if self.config.grpc is not None:
             server = grpc.aio.server(
+                interceptors=grpc_interceptors(self.intake),
+                maximum_concurrent_rpcs=GRPC_MAX_CONCURRENT_RPCS,
                 options=[
                     # gRPC refuses a larger message from its length prefix, before reading it: a limit
                     # above ours, to let FLUO count the refusal, would hold such messages in memory first.
