@@ -228,3 +228,15 @@ def test_a_test_file_that_is_a_device_or_fifo_is_refused_not_read() -> None:
         with pytest.raises(OSError, match="not a regular file"):  # every reader of test files: never blocks
             read_test_file(name)
     assert fluo_test(".").exit_code == 2  # a folder search passes over them: no test files
+
+
+def test_a_flow_style_test_file_is_found_in_a_folder() -> None:
+    """Differential QA: `{"rules": [...], "cases": [...]}` (JSON is YAML) ran when named, but a folder search
+    passed over it ("no test files")."""
+    write("r.fluo", RULE)
+    case = {"name": "x", "spans": [{"name": "a", "status": "error"}], "expect": ["has_error"]}
+    write("flow_test.yaml", json.dumps({"rules": ["r.fluo"], "cases": [case]}))
+    write("other_test.yaml", '# a comment\n{"name": "not ours"}\n')
+    result = fluo_test(".")
+    assert result.exit_code == 0, result.output
+    assert "flow_test.yaml: 1 passed" in result.stdout and "other_test.yaml" not in result.stdout

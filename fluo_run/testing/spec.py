@@ -159,8 +159,21 @@ def is_rule_test(path: Path | str, text: str | None = None) -> bool:
             text = read_test_file(path).decode("utf-8", errors="replace")
         except OSError:
             return True
-    return _RULE_TEST_KEY.search(text.removeprefix("\ufeff")) is not None
+    text = text.removeprefix("\ufeff")
+    if _RULE_TEST_KEY.search(text) is not None:
+        return True
+    # Flow style (JSON is YAML too): `{"rules": [...], "cases": [...]}` has no key at a line's start.
+    if _FLOW_MAPPING.match(text) is None:
+        return False
+    try:
+        doc = load(text)
+    except (YamlError, RecursionError):
+        return True  # reading it again reports why
+    return isinstance(doc, dict) and ("cases" in doc or "rules" in doc)
 
+
+_FLOW_MAPPING = re.compile(r"(?:\s|#[^\n]*)*\{")
+"""A document that opens with a flow mapping, after blank lines and comments."""
 
 NO_TEST_FILES = "no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`)"
 
