@@ -159,3 +159,19 @@ def test_grpc_calls_without_the_token_are_refused_before_the_handler(
             call(body, timeout=10, metadata=(("authorization", "Bearer s3cr3t"),))
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unauthorized") == 2
     assert handled == [len(body)]
+
+
+def test_malformed_http_requests_are_not_logged_as_errors(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+
+    caplog.set_level(logging.DEBUG)
+    with RuntimeThread(config(tmp_path, auth_token="s3cr3t")) as rt:
+        for i in range(20):
+            with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=5) as s:
+                bad = b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
+                s.sendall(bad if i % 2 else b"GET /\x7f HTTP/1.1\r\n\r\n")
+                s.recv(100)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    summaries = [r for r in caplog.records if r.levelno == logging.INFO and "malformed HTTP request" in r.message]
+    assert len(summaries) == 1 and "\n" not in summaries[0].getMessage()

@@ -26,6 +26,7 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
@@ -666,6 +667,33 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
         web.get("/healthz", healthz),
         web.get("/metrics", metrics_handler),
     ]
+
+
+class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server log (`AppRunner(logger=...)`): a request that is not HTTP is the sender's problem, not FLUO's.
+
+    aiohttp logs every malformed request (a bad Content-Length, a control character in
+    the path) at ERROR with a traceback, before any token is checked. Here it is one
+    line at debug with the traceback, and one info line at most every 10 seconds;
+    other errors are logged as aiohttp logs them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self.malformed = Throttled(log, logging.INFO)
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.logger.debug(msg, *args, exc_info=exc_info)
+            peer = args[0] if args else None
+            self.malformed("malformed HTTP request from %s: %s", peer or "an unknown peer", _one_line(exc_info))
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+
+def _one_line(exc: HttpProcessingError) -> str:
+    text = f"{exc.code}, message: {exc.message}" if exc.message else str(exc.code)
+    return " ".join(text.split())[:200]
 
 
 def metrics_handler(intake: Intake, metrics: Metrics) -> Any:

@@ -31,7 +31,15 @@ from .assembly import EVICTIONS, Completed, TraceBuffer
 from .config import ServeConfig
 from .evaluator import Evaluator
 from .metrics import Metrics
-from .receivers import Admission, Intake, add_trace_service, grpc_interceptors, http_routes, metrics_handler
+from .receivers import (
+    Admission,
+    Intake,
+    ProtocolLog,
+    add_trace_service,
+    grpc_interceptors,
+    http_routes,
+    metrics_handler,
+)
 from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
 from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink
 
@@ -242,7 +250,12 @@ class Runtime:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         app.add_routes(routes)
         runner = web.AppRunner(
-            app, access_log=None, handle_signals=False, auto_decompress=False, shutdown_timeout=RECEIVER_DRAIN
+            app,
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            shutdown_timeout=RECEIVER_DRAIN,
+            logger=ProtocolLog(),
         )
         await runner.setup()
         self._runners.append(runner)
