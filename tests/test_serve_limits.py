@@ -175,3 +175,38 @@ def test_malformed_http_requests_are_not_logged_as_errors(tmp_path: Path, caplog
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     summaries = [r for r in caplog.records if r.levelno == logging.INFO and "malformed HTTP request" in r.message]
     assert len(summaries) == 1 and "\n" not in summaries[0].getMessage()
+
+
+def test_a_redirect_location_is_logged_with_control_characters_escaped(caplog: pytest.LogCaptureFixture) -> None:
+    import http.server
+
+    from fluo_run.serve.metrics import Metrics
+    from fluo_run.serve.sinks import SinkSet, WebhookSink
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "/x\x1b[31mred\x1b[0m\x07")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting) as endpoint:
+        threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+        try:
+            sink = WebhookSink(f"http://127.0.0.1:{endpoint.server_address[1]}/hook")
+            sinks = SinkSet([sink], Metrics(), capacity=10)
+            assert sinks.start() == []
+            sinks.publish([{"rule": "r", "severity": "warning", "message": "m"}])
+            for _ in range(200):
+                if sinks.health()["webhook"] == "failed":
+                    break
+                threading.Event().wait(0.05)
+            sinks.close(5)
+        finally:
+            endpoint.shutdown()
+    (problem,) = [r.getMessage() for r in caplog.records if "redirected the signals" in r.getMessage()]
+    assert "/x\\x1b[31mred\\x1b[0m\\x07" in problem
+    assert "\x1b" not in problem and "\x07" not in problem

@@ -35,6 +35,12 @@ Batch = list[dict[str, Any]]
 MAX_BATCH = 5000  # signals taken from the queue at once; under load, bigger batches keep the writer ahead
 
 
+def printable(text: str, limit: int = 300) -> str:
+    """`text` from an endpoint, fit for a log line: control characters escaped (`\\x1b`), at most `limit` characters."""
+    out = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
 class SinkError(Exception):
     """A batch a sink could not deliver; the message says why, in one line."""
 
@@ -422,7 +428,7 @@ class WebhookSink(Sink):
                 location = exc.headers.get("Location") if exc.headers is not None else None
                 exc.close()
                 if 300 <= exc.code < 400:  # followed, the POST would become a GET without the signals
-                    where = location or "elsewhere"
+                    where = printable(location) if location else "elsewhere"
                     message = f"{self.url} redirected the signals ({problem}) to {where}: point --webhook there"
                     raise SinkError(message) from None
                 if exc.code != 429 and exc.code < 500:
@@ -625,7 +631,7 @@ def _one_try_session(sink: OtlpLogsSink) -> Any:
                 raise _Failed(sink.problem) from None
             sink.answered(True)
             if 300 <= response.status_code < 400:  # the SDK would count a redirect as written: nothing arrived
-                where = response.headers.get("Location") or "elsewhere"
+                where = printable(response.headers.get("Location") or "") or "elsewhere"
                 sink.problem = f"HTTP {response.status_code}, redirected to {where}: point --otlp-logs there"
                 sink.final = True
                 raise _Failed(sink.problem)
