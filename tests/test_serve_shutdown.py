@@ -438,3 +438,24 @@ def test_an_abort_counts_each_trace_once_as_delivered_or_not_evaluated() -> None
     evaluator.thread.join(10)
     assert len(out) == 64 and evaluator.lost_traces == 36  # not 100 lost besides 64 delivered
     assert evaluator.lost_signals == 0
+
+
+def test_a_stop_with_a_busy_evaluator_ends_by_the_shutdown_deadline(tmp_path: Path) -> None:
+    """Docs QA: the evaluator had the deadline less a quarter, then 0.5 s more for its last chunk, so
+    `--shutdown-timeout 1s` stopped after about 1.5 s."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    rules = rules_in(tmp_path, "rule sq { expect trace.spans.all(trace.spans.where(duration > 5s).count() >= 0) }")
+    cfg = config(tmp_path, rules=[rules], trace_idle=30.0, eval_budget=0, cost_limit=0, shutdown_timeout=1.0)
+    rt = RuntimeThread(cfg).start()
+    for k in range(3):
+        request = ExportTraceServiceRequest()
+        spans = request.resource_spans.add().scope_spans.add().spans
+        for i in range(5000):
+            s = spans.add(trace_id=bytes([k + 1]) * 16, span_id=(i + 1).to_bytes(8, "big"), name="n")
+            s.start_time_unix_nano, s.end_time_unix_nano = 1, 2
+        assert post(f"{rt.http_url}/v1/traces", request.SerializeToString(), "application/x-protobuf")[0] == 200
+    rt.stop()
+    report = rt.runtime.report
+    assert report is not None and report.cut_short == "the shutdown deadline"
+    assert report.seconds <= 1.0 + 0.06  # the polling step; it was 1.5 s

@@ -50,6 +50,8 @@ RECEIVER_DRAIN = 1.0
 """Seconds in-flight requests get to finish at shutdown (they are answered 503/UNAVAILABLE), then are cut."""
 GRPC_MAX_CONCURRENT_RPCS = 32
 """OTLP/gRPC calls handled at once; more get `RESOURCE_EXHAUSTED` from gRPC (each may hold a 64 MiB message)."""
+SINK_FLOOR = 0.05
+"""Seconds the sinks get to close at the least, even when evaluation used the whole shutdown deadline."""
 EXIT_LOST = 3
 """`fluo serve`'s exit status when it stopped but lost something (see `StopReport.lost`)."""
 
@@ -141,6 +143,7 @@ class Runtime:
             max_trace_age=config.max_trace_age,
             max_spans_per_trace=config.max_spans_per_trace,
             max_buffered_spans=config.max_buffered_spans,
+            max_buffered_bytes=config.max_buffer_bytes,
             late_span_memory=config.late_span_memory,
         )
         self.sinks = SinkSet([*configured_sinks(config), *extra_sinks], self.metrics, config.sink_queue)
@@ -180,6 +183,7 @@ class Runtime:
         self.started = time.monotonic()
         m = self.metrics
         m.buffered_spans.set_function(lambda: self.buffer.spans)
+        m.buffered_bytes.set_function(lambda: self.buffer.bytes)
         m.buffered_traces.set_function(lambda: len(self.buffer))
         m.remembered_traces.set_function(lambda: len(self.buffer.done))
         m.pending_spans.set_function(lambda: self.evaluator.pending_spans)
@@ -212,7 +216,7 @@ class Runtime:
                 m.traces_evicted.labels(reason).inc(n)
                 self._evicted[reason] = self._evicted.get(reason, 0) + n
         if self._evicted and time.monotonic() - self._evictions_logged >= EVICTION_LOG_INTERVAL:
-            caps = {"trace_span_cap": "--max-spans-per-trace", "buffer_full": "--max-buffered-spans"}
+            caps = {"trace_span_cap": "--max-spans-per-trace", "buffer_full": "--max-buffered-spans/--max-buffer-bytes"}
             log.warning(
                 "evaluated traces early: %s",
                 ", ".join(f"{n} at {caps.get(reason, reason)}" for reason, n in sorted(self._evicted.items())),
@@ -432,7 +436,8 @@ class Runtime:
         if not await self._until(self.evaluator.done, self._handover_deadline):
             report.cut_short = "a second signal" if self._abort.is_set() else "the shutdown deadline"
             self.evaluator.abort()
-            await self._until(self.evaluator.done, time.monotonic() + 0.5)  # its last chunk, unless aborted
+            # its last chunk, unless aborted: at most half a second, and never past the deadline
+            await self._until(self.evaluator.done, min(time.monotonic() + 0.5, deadline - SINK_FLOOR))
         # A chunk still being evaluated now gives its signals to no one: its traces are not evaluated, as
         # far as this report goes (one that finished is counted in `lost_signals` instead, not twice).
         report.traces_lost = self.evaluator.lost_traces + (0 if self.evaluator.done() else self.evaluator.chunk_in_hand)
@@ -447,12 +452,12 @@ class Runtime:
             )
         closed: list[int] = []
         closer = threading.Thread(
-            target=lambda: closed.append(self.sinks.close(max(0.1, deadline - time.monotonic()))),
+            target=lambda: closed.append(self.sinks.close(max(SINK_FLOOR, deadline - time.monotonic()))),
             name="fluo-sinks-close",
             daemon=True,
         )
         closer.start()
-        if not await self._until(lambda: not closer.is_alive(), deadline + 1.0):
+        if not await self._until(lambda: not closer.is_alive(), deadline):
             report.cut_short = report.cut_short or (
                 "a second signal" if self._abort.is_set() else "the shutdown deadline"
             )
