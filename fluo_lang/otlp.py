@@ -46,8 +46,10 @@ __all__ = [
     "parse_json",
     "parse_protobuf",
     "parse_trace_bytes",
+    "request_share",
     "share_request",
     "shares_request",
+    "span_bytes",
     "spans_from_json",
     "spans_from_request",
     "spans_to_json",
@@ -167,12 +169,18 @@ def _any_value(raw: bytes) -> Any:
 
 
 class SharedRequest:
-    """An export request's wire bytes, shared by its spans once the decoded request is let go (`share_request`)."""
+    """An export request's wire bytes, shared by its spans once the decoded request is let go (`share_request`).
 
-    __slots__ = ("data",)
+    `share`: the bytes each of its spans is counted for (`span_bytes`), the request's size
+    divided by `sharing`, the number of its spans sharing it, so together they count it once.
+    """
+
+    __slots__ = ("data", "share", "sharing")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
+        self.share = len(data)
+        self.sharing = 0
 
     def span(self, position: int) -> Any:
         """The span message at `position` (in `spans_from_request` order), from a re-decoding kept a while."""
@@ -389,14 +397,51 @@ def share_request(spans: list[Span], data: bytes) -> None:
     """
     shared = SharedRequest(data)
     positions = _POSITIONS if len(spans) <= len(_POSITIONS) else range(len(spans))
+    sharing = 0
     for s, i in zip(spans, positions, strict=False):
         if isinstance(s, _DecodedSpan) and s._attrs_source is not None and not isinstance(s._attrs_source, bytes):
             s._attrs_source = shared
             s._pos = i
+            sharing += 1
+    if sharing:
+        shared.sharing = sharing
+        shared.share = -(-len(data) // sharing)  # rounded up: the spans together count at least the whole request
 
 
 _POSITIONS = tuple(range(1 << 13))
 """Shared int objects for span positions: one each, not one per span."""
+
+
+def span_bytes(spans: Iterable[Span]) -> int:
+    """The wire bytes that `spans` keep alive: a span sharing its request (`share_request`) counts its
+    part of the request (`SharedRequest.share`), a detached span (`detach_spans`) its own bytes. Spans
+    whose attributes are Python objects (decoded, or from OTLP/JSON) count 0: only their number is capped.
+    """
+    total = 0
+    for s in spans:
+        source = s._attrs_source
+        cls = source.__class__
+        if cls is SharedRequest:
+            total += source.share
+        elif cls is bytes:
+            total += len(source)
+    return total
+
+
+def request_share(spans: list[Span]) -> int | None:
+    """`SharedRequest.share` when `spans` are the spans sharing one request, as `share_request` left them
+    (the receivers hand a request's spans over so), else None: then `span_bytes(part)` is `len(part)`
+    times it, for any part. Told in constant time: the first and last span share the request, and it
+    has as many spans sharing it as there are spans (a list mixing requests' spans is not told apart
+    from one request's if it also passes that: it is not what the receivers hand over).
+    """
+    if not spans:
+        return None
+    first = spans[0]._attrs_source
+    if first.__class__ is not SharedRequest or first.sharing != len(spans) or spans[-1]._attrs_source is not first:
+        return None
+    share: int = first.share
+    return share
 
 
 def shares_request(span: Span) -> bool:

@@ -3,8 +3,12 @@
 A trace is complete when no span has arrived for `trace_idle` seconds, when it
 is `max_trace_age` seconds old (since its first span arrived), when it holds
 `max_spans_per_trace` spans, or when the buffer as a whole holds more than
-`max_buffered_spans` (the oldest traces go first). The last two are evictions:
-the trace is evaluated with what it has and counted.
+`max_buffered_spans` spans or `max_buffered_bytes` bytes (the oldest traces go
+first; a trace of more bytes than that on its own is evaluated at once). The
+last two are evictions: the trace is evaluated with what it has and counted.
+
+A span's bytes are the wire bytes it keeps alive (`span_bytes`): its share of its
+request's bytes while it shares them, its own serialized bytes once detached.
 
 A span that arrives for a trace already completed (remembered for
 `late_span_memory` seconds, at most `max_remembered` ids: see `RememberedIds`)
@@ -27,8 +31,10 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
-from fluo_lang.otlp import detach_spans
+from fluo_lang.otlp import detach_spans, request_share, span_bytes
 from fluo_lang.trace import Span
+
+from .config import DEFAULT_MAX_BUFFER_BYTES
 
 MAX_REMEMBERED = 1_000_000
 """The most ids of completed traces remembered for late spans, whatever `late_span_memory` says: about 110 MB.
@@ -40,11 +46,12 @@ EVICTIONS = ("trace_span_cap", "buffer_full")  # the completion reasons that are
 
 
 class OpenTrace:
-    __slots__ = ("first_seen", "last_seen", "spans", "trace_id")
+    __slots__ = ("first_seen", "last_seen", "size", "spans", "trace_id")
 
     def __init__(self, trace_id: bytes, now: float) -> None:
         self.trace_id = trace_id
         self.spans: list[Span] = []
+        self.size = 0  # the bytes its spans keep alive (`span_bytes`), as counted in `TraceBuffer.bytes`
         self.first_seen = now
         self.last_seen = now
 
@@ -110,12 +117,14 @@ class TraceBuffer:
         max_spans_per_trace: int,
         max_buffered_spans: int,
         late_span_memory: float,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         max_remembered: int = MAX_REMEMBERED,
     ) -> None:
         self.trace_idle = trace_idle
         self.max_trace_age = max_trace_age
         self.max_spans_per_trace = max_spans_per_trace
         self.max_buffered_spans = max_buffered_spans
+        self.max_buffered_bytes = max_buffered_bytes
         self.late_span_memory = late_span_memory
         self.max_remembered = max_remembered
         self.share_for = max(2 * trace_idle, 1.0)
@@ -125,6 +134,7 @@ class TraceBuffer:
         self.by_age: dict[bytes, OpenTrace] = {}  # oldest first (insertion order)
         self.done = RememberedIds()  # completed trace ids
         self.spans = 0
+        self.bytes = 0  # the bytes buffered spans keep alive: the sum of the open traces' `size`
         self.late = 0
 
     def __len__(self) -> int:
@@ -133,6 +143,7 @@ class TraceBuffer:
     def add(self, spans: list[Span], now: float) -> list[Completed]:
         """Buffer spans; the traces that their arrival completed (caps reached)."""
         detach_spans(spans, shared_too=False)
+        share = request_share(spans)  # one request's spans, the usual case: no need to look at each span
         groups: dict[bytes, list[Span]] = {}
         previous: bytes | None = None
         group: list[Span] = []
@@ -156,6 +167,8 @@ class TraceBuffer:
         by_activity, by_age, done = self.by_activity, self.by_age, self.done.ids
         cap = self.max_spans_per_trace
         detach: list[Span] = []  # joining traces open past `share_for`: detached together, each request decoded once
+        resize: list[OpenTrace] = []  # the traces those spans joined: counted again once detached
+        added = 0  # bytes
         for tid, group in groups.items():
             ot = by_age.get(tid)
             if ot is None:
@@ -171,26 +184,45 @@ class TraceBuffer:
                 by_activity.move_to_end(tid)
                 if now - ot.first_seen >= self.share_for:  # its spans have bytes of their own (see the module doc)
                     detach.extend(group)
+                    resize.append(ot)
             room = cap - len(ot.spans)
             if len(group) >= room:
-                ot.spans.extend(group[:room])
-                self.spans += room
                 self.late += len(group) - room
+                group = group[:room]
+            size = share * len(group) if share is not None else span_bytes(group)
+            ot.size += size
+            added += size
+            ot.spans.extend(group)
+            self.spans += len(group)
+            if len(ot.spans) >= cap:
                 out.append(self._complete(ot, "trace_span_cap", now))
-            else:
-                ot.spans.extend(group)
-                self.spans += len(group)
+        self.bytes += added
         if detach:
             detach_spans(detach)
-        while self.spans > self.max_buffered_spans and by_age:
+            for ot in resize:
+                self._resize(ot)
+        if self.bytes > self.max_buffered_bytes:
+            for tid in groups:  # a trace of more bytes than the whole buffer may hold is evaluated now, alone
+                ot = by_age.get(tid)
+                if ot is not None and ot.size > self.max_buffered_bytes:
+                    out.append(self._complete(ot, "buffer_full", now))
+        while (self.spans > self.max_buffered_spans or self.bytes > self.max_buffered_bytes) and by_age:
             oldest = by_age[next(iter(by_age))]
             out.append(self._complete(oldest, "buffer_full", now))
         return out
+
+    def _resize(self, ot: OpenTrace) -> None:
+        """Count a trace's bytes again, its spans detached (their own bytes, no longer a share of a request's)."""
+        if self.by_age.get(ot.trace_id) is ot:  # still open
+            size = span_bytes(ot.spans)
+            self.bytes += size - ot.size
+            ot.size = size
 
     def _complete(self, ot: OpenTrace, reason: str, now: float) -> Completed:
         del self.by_age[ot.trace_id]
         del self.by_activity[ot.trace_id]
         self.spans -= len(ot.spans)
+        self.bytes -= ot.size
         self.done.add(ot.trace_id)
         return Completed(ot.trace_id, ot.spans, reason)
 
@@ -222,13 +254,17 @@ class TraceBuffer:
         sharing = self._sharing
         share_before = now - self.share_for
         detach: list[Span] = []
+        resize: list[OpenTrace] = []
         while sharing and sharing[0][0] <= share_before:
             first_seen, tid = sharing.popleft()
             ot = self.by_age.get(tid)
             if ot is not None and ot.first_seen == first_seen:  # still open (not a later trace with that id)
                 detach.extend(ot.spans)
+                resize.append(ot)
         if detach:
             detach_spans(detach)
+            for ot in resize:
+                self._resize(ot)
 
     def drain(self) -> list[Completed]:
         """Every open trace, for shutdown."""

@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_DB,
     DEFAULT_GRPC,
     DEFAULT_HTTP,
+    DEFAULT_MAX_BUFFER_BYTES,
     ConfigError,
     ServeConfig,
     default_rules,
@@ -112,6 +113,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         max_trace_age=_duration(options["max_trace_age"], "--max-trace-age"),
         max_spans_per_trace=int(options["max_spans_per_trace"]),
         max_buffered_spans=int(options["max_buffered_spans"]),
+        max_buffer_bytes=int(options["max_buffer_bytes"]),
         max_pending_spans=int(options["max_pending_spans"]),
         max_window_spans=int(options["max_window_spans"]),
         late_span_memory=_duration(options["late_span_memory"], "--late-span-memory"),
@@ -263,6 +265,15 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     type=int,
     show_default=True,
     help="Spans held in traces being assembled; past it the oldest traces are evaluated early.",
+)
+@_opt(
+    "--max-buffer-bytes",
+    "FLUO_MAX_BUFFER_BYTES",
+    default=DEFAULT_MAX_BUFFER_BYTES,
+    type=int,
+    show_default=True,
+    help="Wire bytes the spans of traces being assembled may keep alive; past it the oldest traces are evaluated "
+    "early (a trace of more bytes on its own at once).",
 )
 @_opt(
     "--max-pending-spans",

@@ -21,6 +21,8 @@ from fluo_lang.parser import DURATION_UNITS
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"
 DEFAULT_DB = "fluo-signals.db"
+DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
+"""`--max-buffer-bytes`: the wire bytes the spans of traces being assembled may keep alive."""
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
 
@@ -104,6 +106,7 @@ class ServeConfig:
     max_trace_age: float = 60.0
     max_spans_per_trace: int = 10_000
     max_buffered_spans: int = 1_000_000
+    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
     max_pending_spans: int = 200_000
     max_window_spans: int = 1_000_000
     late_span_memory: float = 300.0
@@ -134,7 +137,14 @@ class ServeConfig:
             raise ConfigError("--max-trace-age: must be at least --trace-idle")
         if self.shutdown_timeout <= 0:
             raise ConfigError("--shutdown-timeout: must be more than 0")
-        limits = ("max_spans_per_trace", "max_buffered_spans", "max_pending_spans", "max_window_spans", "sink_queue")
+        limits = (
+            "max_spans_per_trace",
+            "max_buffered_spans",
+            "max_buffer_bytes",
+            "max_pending_spans",
+            "max_window_spans",
+            "sink_queue",
+        )
         for name in limits:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be at least 1")

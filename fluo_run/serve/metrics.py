@@ -136,6 +136,11 @@ class Metrics:
             registry=r,
         )
         self.buffered_spans = Gauge("fluo_buffered_spans", "Spans in traces still being assembled", registry=r)
+        self.buffered_bytes = Gauge(
+            "fluo_buffered_bytes",
+            "Wire bytes the spans of traces still being assembled keep alive (--max-buffer-bytes)",
+            registry=r,
+        )
         self.buffered_traces = Gauge("fluo_buffered_traces", "Traces still being assembled", registry=r)
         self.remembered_traces = Gauge(
             "fluo_remembered_traces",
