@@ -246,3 +246,94 @@ def test_a_rule_over_the_cost_limit_is_refused(tmp_path: Path) -> None:
         proc.started()
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
+
+
+@pytest.fixture
+def fluo_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`fluo serve` sets up the `fluo` logger (its own handler, no propagation): leave it as it was."""
+    import logging
+
+    log = logging.getLogger("fluo")
+    monkeypatch.setattr(log, "handlers", list(log.handlers))
+    monkeypatch.setattr(log, "propagate", log.propagate)
+    monkeypatch.setattr(log, "level", log.level)
+
+
+@pytest.mark.usefixtures("fluo_logging")
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--auth-token", ""],
+            {},
+            "fluo: --auth-token: empty; give a token, or leave --auth-token out to accept exports unauthenticated",
+        ),
+        (
+            [],
+            {"FLUO_AUTH_TOKEN": ""},
+            "fluo: FLUO_AUTH_TOKEN: empty; give a token, or unset it to accept exports unauthenticated",
+        ),
+        (
+            [],
+            {"FLUO_AUTH_TOKEN": "  "},
+            "fluo: --auth-token: empty; give a token, or leave --auth-token out to accept exports unauthenticated",
+        ),
+        (
+            ["--webhook", "http://127.0.0.1:9/hook", "--webhook-header", "X-Team: a\r\nX-Evil: 1"],
+            {},
+            "fluo: --webhook-header 'X-Team': a header cannot hold a line break (CR or LF)",
+        ),
+        (
+            ["--webhook", "http://127.0.0.1:9/hook"],
+            {"FLUO_WEBHOOK_HEADER": "X-Team: on call\nX-Other: a\rb"},
+            "fluo: --webhook-header 'X-Other': a header cannot hold a line break (CR or LF)",
+        ),
+    ],
+)
+def test_an_empty_token_or_a_header_with_a_line_break_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], message: str
+) -> None:
+    """Security QA: an empty FLUO_AUTH_TOKEN turned authentication off without a word; a header with CR/LF
+    was refused only at each webhook POST, once signals were waiting for it."""
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLUO_AUTH_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["serve", *LOOPBACK, "--no-db", *args], prog_name="fluo", env=env)
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == message
+    assert "listening" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("http", "grpc", "token", "tls", "warning"),
+    [
+        ("127.0.0.1:4318", "[::1]:4317", None, False, None),
+        ("localhost:4318", None, None, False, None),
+        ("0.0.0.0:4318", "127.0.0.1:4317", None, False, "OTLP/HTTP on 0.0.0.0:4318: not loopback and no --auth-token"),
+        ("127.0.0.1:4318", "[::]:4317", "t", False, "OTLP/gRPC on :::4317: not loopback and no --tls-cert"),
+        ("10.0.0.5:4318", "0.0.0.0:4317", "t", True, None),
+    ],
+)
+def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
+    caplog: pytest.LogCaptureFixture, http: str, grpc: str | None, token: str | None, tls: bool, warning: str | None
+) -> None:
+    from fluo_run.serve.cli import warn_exposed
+    from fluo_run.serve.config import ServeConfig, parse_address
+
+    config = ServeConfig(
+        http=parse_address(http, "--http"),
+        grpc=parse_address(grpc, "--grpc") if grpc else None,
+        auth_token=token,
+        tls_cert=Path("cert.pem") if tls else None,
+        tls_key=Path("key.pem") if tls else None,
+    )
+    with caplog.at_level("WARNING", logger="fluo.serve"):
+        warn_exposed(config)
+    lines = [r.getMessage() for r in caplog.records]
+    if warning is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and lines[0].startswith(warning)

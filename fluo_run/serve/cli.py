@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -101,7 +102,14 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         name, sep, value = str(h).partition(":")
         if not sep or not name.strip():
             raise ConfigError(f"--webhook-header: {h!r} is not `Name: value`")
+        if "\r" in h or "\n" in h:  # would be refused at each POST, after signals were queued for it
+            raise ConfigError(f"--webhook-header {name.strip()!r}: a header cannot hold a line break (CR or LF)")
         headers[name.strip()] = value.strip()
+    token = options["auth_token"]
+    if token is not None and not str(token).strip():
+        raise ConfigError(
+            "--auth-token: empty; give a token, or leave --auth-token out to accept exports unauthenticated"
+        )
     config = ServeConfig(
         grpc=None if grpc_text.lower() in OFF else parse_address(grpc_text, "--grpc"),
         http=parse_address(str(options["http"]), "--http"),
@@ -133,6 +141,32 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
     )
     config.check()
     return config
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to
+
+
+def warn_exposed(config: ServeConfig) -> None:
+    """One log line when a receiver binds beyond loopback without --auth-token, or with it but without TLS."""
+    exposed = [
+        f"{name} on {address[0]}:{address[1]}"
+        for name, address in (("OTLP/HTTP", config.http), ("OTLP/gRPC", config.grpc))
+        if address is not None and not _loopback(address[0])
+    ]
+    if not exposed:
+        return
+    where = " and ".join(exposed)
+    log = logging.getLogger("fluo.serve")
+    if config.auth_token is None:
+        log.warning("%s: not loopback and no --auth-token: anyone who can reach it may send spans", where)
+    elif config.tls_cert is None:
+        log.warning("%s: not loopback and no --tls-cert: the bearer token crosses the network in clear text", where)
 
 
 # Where a setting may come from, the one that wins first: a flag, a FLUO_* variable, the --config file.
@@ -423,10 +457,13 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     _warn_unknown_variables(click.get_current_context())
     try:
         _settle_db(click.get_current_context(), options)
+        if options["auth_token"] is None and os.environ.get("FLUO_AUTH_TOKEN", "x") == "":  # click ignores it
+            raise ConfigError("FLUO_AUTH_TOKEN: empty; give a token, or unset it to accept exports unauthenticated")
         config = build_config(options)
     except ConfigError as exc:
         _fail(str(exc))
         return
+    warn_exposed(config)
     if not options["rules"] and config.rules != [Path("rules")]:
         logging.getLogger("fluo.serve").info(
             "rules: no --rules and no ./rules folder, so the bundled examples in %s", config.rules[0]
