@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
@@ -210,3 +211,30 @@ def test_a_redirect_location_is_logged_with_control_characters_escaped(caplog: p
     (problem,) = [r.getMessage() for r in caplog.records if "redirected the signals" in r.getMessage()]
     assert "/x\\x1b[31mred\\x1b[0m\\x07" in problem
     assert "\x1b" not in problem and "\x07" not in problem
+
+
+def test_a_reload_runs_in_a_thread_while_the_receivers_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Security QA: a reload parsed and compiled on the event loop; a large or mangled rule set froze
+    /healthz and the receivers for as long. The load is held here until /healthz has answered."""
+    from urllib.request import urlopen
+
+    from fluo_run.serve import runtime as runtime_module
+
+    real = runtime_module.load_rule_set
+    loading, release = threading.Event(), threading.Event()
+
+    def held(*args: object, **kwargs: object) -> object:
+        loading.set()
+        assert release.wait(30), "never released"
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    with RuntimeThread(config(tmp_path)) as rt:
+        monkeypatch.setattr(runtime_module, "load_rule_set", held)
+        before = metric(rt, "fluo_rule_reloads_total", result="loaded")
+        done = asyncio.run_coroutine_threadsafe(rt.runtime.reload(), rt.loop)
+        assert loading.wait(30)
+        with urlopen(f"{rt.http_url}/healthz", timeout=10) as answer:  # the loop is free meanwhile
+            assert json.loads(answer.read())["status"] == "ok"
+        release.set()
+        assert done.result(timeout=30) is True
+        assert metric(rt, "fluo_rule_reloads_total", result="loaded") == before + 1

@@ -158,6 +158,8 @@ class Runtime:
         )
         self._handover_deadline: float | None = None
         self.stopping = False
+        self._reloading = asyncio.Lock()
+        self.hup_reload: asyncio.Future[bool] | None = None
         self._abort: asyncio.Event | None = None
         self.report: StopReport | None = None
         admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans, self.sinks.backlog)
@@ -352,22 +354,37 @@ class Runtime:
             await asyncio.sleep(self.config.reload_interval)
             if self.watcher.changed():
                 log.info("rule files changed; reloading")
-                self.reload()
+                await self.reload()
 
-    def reload(self) -> bool:
-        """Load the rules again; keep the running set if the new one has errors."""
-        self.watcher.accept_current()  # this content is being tried now; only a later edit triggers another
+    async def reload(self) -> bool:
+        """Load the rules again; keep the running set if the new one has errors.
+
+        The files are read, checked and compiled in a thread: a large (or mangled) rule set takes
+        seconds, during which the receivers and `/healthz` keep answering. One reload at a time.
+        """
+        async with self._reloading:
+            self.watcher.accept_current()  # this content is being tried now; only a later edit triggers another
+            return self._swap_in(await asyncio.to_thread(self._load_rules))
+
+    def _load_rules(self) -> RuleSet | RuleSetError:
         try:
-            rule_set = load_rule_set(
-                self.config.rules, cost_limit=self.config.cost_limit, budget=self.config.eval_budget
-            )
+            return load_rule_set(self.config.rules, cost_limit=self.config.cost_limit, budget=self.config.eval_budget)
         except RuleSetError as exc:
+            return exc
+
+    def _swap_in(self, loaded: RuleSet | RuleSetError) -> bool:
+        if self.stopping:  # loaded while the stop began: the stop runs the rules it started with
+            log.warning("rule reload finished while shutting down: not used")
+            return False
+        if isinstance(loaded, RuleSetError):
+            exc = loaded
             log_rule_problems(exc)
             log.error(
                 "rule reload rejected: %s; still running the previous %d rule(s)", exc, len(self.rule_set.program.rules)
             )
             self.metrics.reloads.labels("rejected").inc()
             return False
+        rule_set = loaded
         self.rule_set = rule_set
         self.evaluator.swap(rule_set.program)
         for d in rule_set.warnings:
@@ -505,7 +522,7 @@ async def serve(config: ServeConfig) -> int:
             log.warning("SIGHUP while shutting down: ignored (rules are not reloaded)")
         else:
             runtime.sinks.reopen()
-            runtime.reload()
+            runtime.hup_reload = asyncio.ensure_future(runtime.reload())  # kept: a task needs a reference
 
     # Installed before starting: a signal while the ports open or the sinks open is handled, not fatal.
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
