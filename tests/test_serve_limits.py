@@ -238,3 +238,21 @@ def test_a_reload_runs_in_a_thread_while_the_receivers_answer(tmp_path: Path, mo
         release.set()
         assert done.result(timeout=30) is True
         assert metric(rt, "fluo_rule_reloads_total", result="loaded") == before + 1
+
+
+def test_accept_errors_at_the_open_file_limit_are_one_line_per_interval(caplog: pytest.LogCaptureFixture) -> None:
+    """Security QA: at the fd limit asyncio logged a traceback per accept attempt (~146,000 in 30 s)."""
+    from fluo_run.serve.runtime import AcceptErrors
+
+    loop = asyncio.new_event_loop()
+    try:
+        handler = AcceptErrors()
+        context = {"message": "socket.accept() out of system resource", "exception": OSError(24, "Too many open files")}
+        with caplog.at_level("ERROR", logger="fluo"):
+            for _ in range(1000):
+                handler(loop, context)
+        lines = [r.getMessage() for r in caplog.records if "cannot accept connections" in r.getMessage()]
+        assert len(lines) == 1 and "Too many open files" in lines[0]
+        assert handler.unlogged == 999  # said with the next line
+    finally:
+        loop.close()
