@@ -12,6 +12,8 @@ from pathlib import Path
 import grpc
 import pytest
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from serve_support import config, metric, post
 
 from fluo_lang.otlp import TraceInputError
@@ -56,6 +58,38 @@ def test_spans_are_counted_on_the_wire_and_the_count_stops_past_the_cap() -> Non
     assert count_spans(empty_spans(5), 10) == 5
     assert count_spans(empty_spans(1000), 10) == 11
     assert count_spans(b"\xff\xff\xff", 10) == 0  # not protobuf: decoding says what is wrong
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.integers(0, 4), max_size=4), max_size=4),
+    st.binary(max_size=4),
+    st.integers(0, 2**64 - 1),
+)
+def test_the_wire_count_is_the_librarys(shape: list[list[int]], name: bytes, number: int) -> None:
+    """The hand-walked count agrees with protobuf's own over several resources and scopes, with fields of
+    every wire type around the spans (varint, fixed64, fixed32 and unknown ones)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    for scopes in shape:
+        rs = req.resource_spans.add(schema_url="r")
+        rs.resource.dropped_attributes_count = number % 2**32
+        for n in scopes:
+            ss = rs.scope_spans.add(schema_url="s")
+            ss.scope.name = name.hex()
+            for i in range(n):
+                span = ss.spans.add(name=name.hex(), start_time_unix_nano=number, kind=i % 6)
+                span.attributes.add(key="k").value.int_value = number - 2**63
+    data = req.SerializeToString()
+    unknown = b"\x20" + bytes([number % 128]) + b"\x29" + bytes(8) + b"\x35" + bytes(4)  # fields 4, 5, 6
+    data += (
+        b"\x0a" + bytes([len(b"\x12" + bytes([len(unknown)]) + unknown)]) + b"\x12" + bytes([len(unknown)]) + unknown
+    )
+    expected = sum(
+        len(ss.spans) for rs in ExportTraceServiceRequest.FromString(data).resource_spans for ss in rs.scope_spans
+    )
+    assert count_spans(data, 10**6) == expected
 
 
 def test_an_export_over_the_span_cap_is_refused_before_decoding(tmp_path: Path) -> None:
