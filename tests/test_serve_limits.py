@@ -290,3 +290,33 @@ def test_accept_errors_at_the_open_file_limit_are_one_line_per_interval(caplog: 
         assert handler.unlogged == 999  # said with the next line
     finally:
         loop.close()
+
+
+def test_a_slow_request_head_or_body_does_not_hold_a_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security QA 4 (slowloris): half a request line, or a body dripping in, held a connection for an hour
+    (aiohttp's default keep-alive) or for ever; a few thousand took every file descriptor."""
+    import socket
+    import time
+
+    from fluo_run.serve import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "HTTP_IDLE_TIMEOUT", 0.5)
+    monkeypatch.setattr(receivers, "BODY_READ_TIMEOUT", 0.5)
+    with RuntimeThread(config(tmp_path, grpc=None)) as rt:
+        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) as head:
+            head.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")  # never finished
+            started = time.monotonic()
+            assert head.recv(1024) == b""  # closed by the server (a timeout here would raise)
+            assert time.monotonic() - started < 9
+        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) as body:
+            body.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: 100\r\n\r\n0123456789"
+            )
+            answer = body.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            body.sendall(b"x" * 90)  # the rest: the connection then idles out, its handler done before the stop
+            while body.recv(4096):
+                pass

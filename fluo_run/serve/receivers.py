@@ -58,6 +58,9 @@ MAX_BAD_SPANS = 1_000
 """Bad spans a request may have and still be salvaged (a partial success); past it all is refused (400)."""
 MAX_GZIP_MEMBERS = 1_024
 """Gzip members one body may hold (each costs an inflater); more is refused (400)."""
+BODY_READ_TIMEOUT = 60.0
+"""Seconds a request body may take to arrive (OTel SDK exporters give up after 10): a sender dripping one
+byte at a time is answered 408 and the connection closed, instead of holding it for ever."""
 DECODE_THREADS = 2
 """Threads decoding large bodies: one sender's big or slow body neither blocks the event loop nor takes every core."""
 INLINE_DECODE_BYTES = 1 << 20
@@ -589,7 +592,12 @@ async def _body(request: web.Request, intake: Intake, limit: int) -> bytes:
     if encoding not in ("identity", "", "gzip", "deflate"):
         raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip or none")
     try:
-        body = await request.read()
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            body = await request.read()
+    except TimeoutError:
+        raise Refusal(
+            408, grpc.StatusCode.DEADLINE_EXCEEDED, f"request body: not received within {BODY_READ_TIMEOUT:g} s"
+        ) from None
     except web.HTTPRequestEntityTooLarge:
         raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes") from None
     except (web.HTTPException, RequestPayloadError, OSError):

@@ -50,6 +50,11 @@ RECEIVER_DRAIN = 1.0
 """Seconds in-flight requests get to finish at shutdown (they are answered 503/UNAVAILABLE), then are cut."""
 GRPC_MAX_CONCURRENT_RPCS = 32
 """OTLP/gRPC calls handled at once; more get `RESOURCE_EXHAUSTED` from gRPC (each may hold a 64 MiB message)."""
+HTTP_IDLE_TIMEOUT = 15.0
+"""Seconds an OTLP/HTTP connection may sit without a whole request head: a new connection that sends
+nothing or half a request line (a slowloris), or a kept-alive one between exports, is closed then.
+Exporters reconnect as needed; before, such connections stayed an hour and a few thousand took every
+file descriptor."""
 SINK_FLOOR = 0.05
 """Seconds the sinks get to close at the least, even when evaluation used the whole shutdown deadline."""
 EXIT_LOST = 3
@@ -261,6 +266,7 @@ class Runtime:
             handle_signals=False,
             auto_decompress=False,
             shutdown_timeout=RECEIVER_DRAIN,
+            keepalive_timeout=HTTP_IDLE_TIMEOUT,  # aiohttp arms it at connect too: a head not sent in time closes
             logger=ProtocolLog(),
         )
         await runner.setup()
