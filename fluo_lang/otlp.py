@@ -1264,10 +1264,13 @@ def load_trace_file(
 
 
 def trace_files_in(folder: Path) -> list[Path]:
-    """OTLP files below a folder (by suffix, `.gz` included), in a stable order."""
+    """OTLP files below a folder (by suffix, `.gz` included), in a stable order; hidden files and folders
+    (macOS `._x.json`, a `.old/` copy) are passed over, as rule and test files are."""
     known = PROTOBUF_SUFFIXES | JSON_SUFFIXES
     found = []
     for p in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts):
+            continue
         suffixes = p.suffixes[:-1] if p.suffix == ".gz" else p.suffixes
         if p.is_file() and suffixes and suffixes[-1] in known:
             found.append(p)

@@ -822,6 +822,15 @@ def write_json(path: Path, doc: Any) -> Path:
     return path
 
 
+def test_a_folder_of_traces_passes_over_hidden_files_and_folders(tmp_path: Path) -> None:
+    """fluo test QA 15: macOS `._x.json` files and a `.old/` copy were loaded (an ERROR, or spans twice)."""
+    write_json(tmp_path / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
+    (tmp_path / "._a.json").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / ".old").mkdir()
+    write_json(tmp_path / ".old" / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
+    assert [s.name for s in load_trace_files([tmp_path])] == ["GET /login"]
+
+
 def test_one_trace_across_two_files(tmp_path: Path) -> None:
     a = write_json(tmp_path / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
     b = write_json(
