@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -228,17 +229,7 @@ def run_once(
     help="Seconds between checks for changes with --watch.",
 )
 @eval_budget_option
-def command(
-    paths: tuple[str, ...],
-    select_text: str | None,
-    fmt: str,
-    junit_xml: str | None,
-    update: bool,
-    coverage: bool,
-    watch_mode: bool,
-    watch_interval: float,
-    eval_budget: int,
-) -> None:
+def command(**options: Any) -> None:
     """Find and run rule tests: *_test.yaml and *.fluotest.yaml files under PATHS (default: .).
 
     Exit status: 0 all passed, 1 a case failed, 2 a test file, fixture or
@@ -257,10 +248,7 @@ def command(
       fluo test rules/auth_test.yaml --update
       fluo test rules/ --watch
     """
-    try:
-        sys.exit(_test(paths, select_text, fmt, junit_xml, update, coverage, watch_mode, watch_interval, eval_budget))
-    except KeyboardInterrupt:
-        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(_test(**options))  # Ctrl-C during a run: 130, as for every command (`fluo_run.cli.LazyGroup`)
 
 
 def _test(
@@ -274,7 +262,7 @@ def _test(
     watch_interval: float,
     eval_budget: int,
 ) -> int:
-    """`fluo test`'s exit status; KeyboardInterrupt on Ctrl-C during a run."""
+    """`fluo test`'s exit status (the command's options, as click gives them); KeyboardInterrupt on Ctrl-C."""
     select = None
     if select_text is not None:
         try:
