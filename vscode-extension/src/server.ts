@@ -24,15 +24,14 @@ import {
 import { findExecutable } from './process';
 import { RestartPolicy } from './restarts';
 import { StderrTail } from './stderr';
-import { type Command, SECTION, type Settings, describe, serverCommand, serverSettings } from './settings';
+import { type Command, SECTION, type Settings, describe, launchSetting, serverCommand, serverSettings } from './settings';
 import {
   MANAGE_TRUST,
   MANAGE_TRUST_COMMAND,
   UNTRUSTED_CWD,
   UNTRUSTED_ENV,
-  checkUntrustedProgram,
-  insideWhat,
   restrictedMessage,
+  untrustedProgram,
   workspaceTrust,
 } from './trust';
 
@@ -265,9 +264,9 @@ export class LanguageServer implements vscode.Disposable {
     }
     let untrusted: { program: string } | undefined;
     if (!trust.trusted) {
-      const checked = checkUntrustedProgram(found, trust.folders);
-      if ('inside' in checked) {
-        this.restricted(insideWhat(settings.pythonPath !== '' ? 'fluo.server.pythonPath' : 'fluo.server.command', found, checked.inside));
+      const checked = untrustedProgram(found, trust.folders, launchSetting(settings));
+      if ('blocked' in checked) {
+        this.restricted(checked.blocked);
         return false;
       }
       untrusted = checked;

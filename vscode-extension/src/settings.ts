@@ -73,6 +73,11 @@ export const DEFAULTS: Settings = {
 };
 
 /** Settings that change how the server is started: a change to one of them restarts it. */
+/** The setting that names the program to start: `fluo.server.pythonPath` replaces `fluo.server.command` when set. */
+export function launchSetting(settings: Settings): string {
+  return settings.pythonPath !== '' ? 'fluo.server.pythonPath' : 'fluo.server.command';
+}
+
 export const LAUNCH_SETTINGS: readonly string[] = ['fluo.server.command', 'fluo.server.pythonPath'];
 
 /**

@@ -10,15 +10,14 @@ import * as vscode from 'vscode';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
 import { type ProcessRunner, findExecutable, runProcess } from './process';
-import { type Command, NoTestCommand, type Settings, describe, testCommand } from './settings';
+import { type Command, NoTestCommand, type Settings, describe, launchSetting, testCommand } from './settings';
 import {
   MANAGE_TRUST,
   MANAGE_TRUST_COMMAND,
   UNTRUSTED_CWD,
   UNTRUSTED_ENV,
-  checkUntrustedProgram,
-  insideWhat,
   restrictedMessage,
+  untrustedProgram,
   workspaceTrust,
 } from './trust';
 import {
@@ -406,9 +405,9 @@ export class RuleTests implements vscode.Disposable {
       let what = settings.restricted;
       const found = what === undefined ? findExecutable(cmd.command) : undefined;
       if (found !== undefined) {
-        const checked = checkUntrustedProgram(found, trust.folders);
-        if ('inside' in checked) {
-          what = insideWhat(settings.pythonPath !== '' ? 'fluo.server.pythonPath' : 'fluo.server.command', found, checked.inside);
+        const checked = untrustedProgram(found, trust.folders, launchSetting(settings));
+        if ('blocked' in checked) {
+          what = checked.blocked;
         } else {
           cmd = { command: checked.program, args: cmd.args };
         }

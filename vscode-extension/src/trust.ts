@@ -85,9 +85,13 @@ export function restrictedMessage(action: string, what: string): string {
   );
 }
 
-/** `what` for a program found inside a workspace folder. */
-export function insideWhat(setting: string, program: string, folder: string): string {
-  return `${setting} resolves to ${program}, inside the workspace folder ${folder}`;
+/**
+ * What an untrusted workspace allows of `found`, the program `setting` names: to run as the absolute `program`,
+ * or not at all, `blocked` saying why (for `restrictedMessage`).
+ */
+export function untrustedProgram(found: string, folders: readonly string[], setting: string): { program: string } | { blocked: string } {
+  const checked = checkUntrustedProgram(found, folders);
+  return 'inside' in checked ? { blocked: `${setting} resolves to ${found}, inside the workspace folder ${checked.inside}` } : checked;
 }
 
 function variants(p: string): string[] {
