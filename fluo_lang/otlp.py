@@ -99,6 +99,19 @@ def clamp_end(span: Span, clamped: list[Span] | None) -> None:
         clamped.append(span)
 
 
+def describe_clamped(clamped: Sequence[Span]) -> str:
+    """What to say about spans read as ending when they start (`clamp_end`), naming the first.
+
+    One wording for `fluo eval`'s warning and `fluo serve`'s partial-success message.
+    """
+    first = clamped[0]
+    spans = "1 span ends before it starts" if len(clamped) == 1 else f"{len(clamped)} spans end before they start"
+    return (
+        f"{spans} (first: span {first.span_id.hex()} of trace {first.trace_id.hex()}); "
+        "each is read as ending when it starts, with duration 0"
+    )
+
+
 # ---------------------------------------------------------------------------
 # protobuf -> spans
 

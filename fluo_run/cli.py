@@ -261,16 +261,6 @@ def with_cost_limit(analysis: Analysis, cost_limit: int) -> Analysis:
     return analysis
 
 
-def ends_before_start(clamped: Sequence[Span]) -> str:
-    """What to say about spans read as ending when they start (`otlp.clamp_end`), naming the first."""
-    first = clamped[0]
-    spans = "1 span ends before it starts" if len(clamped) == 1 else f"{len(clamped)} spans end before they start"
-    return (
-        f"{spans} (first: span {first.span_id.hex()} of trace {first.trace_id.hex()}); "
-        "each is read as ending when it starts, with duration 0"
-    )
-
-
 cost_limit_option = click.option(
     "--cost-limit",
     type=click.IntRange(min=0),
@@ -371,7 +361,7 @@ def eval_command(
       fluo eval examples/rules/ --traces examples/traces/*.json
       cat t.json | fluo eval --detect "trace.count(status == error) > 0" --traces -
     """
-    from fluo_lang.otlp import TraceInputError, load_trace_files
+    from fluo_lang.otlp import TraceInputError, describe_clamped, load_trace_files
     from fluo_lang.trace import assemble, collector_paused
 
     given = [x for x in (expect_expr, detect_expr) if x is not None]
@@ -401,7 +391,7 @@ def eval_command(
         except TraceInputError as exc:
             fail(str(exc))
         if clamped:
-            click.echo(f"fluo: warning: {ends_before_start(clamped)}", err=True)
+            click.echo(f"fluo: warning: {describe_clamped(clamped)}", err=True)
         if not spans:
             click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
         signals = program.evaluate(assemble(spans))

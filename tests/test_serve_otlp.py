@@ -206,9 +206,9 @@ def test_a_span_ending_before_it_starts_is_kept_with_duration_0_and_the_client_i
         assert status == 200
         resp = ExportTraceServiceResponse.FromString(body)
         assert resp.partial_success.rejected_spans == 0  # a warning, as OTLP allows: nothing was refused
-        first = bad.span_id.hex()
-        assert resp.partial_success.error_message == (
-            f"1 span(s) ended before they started (the first: span {first}); kept with duration 0"
+        assert resp.partial_success.error_message == (  # in `fluo eval`'s words (test_cli)
+            f"1 span ends before it starts (first: span {bad.span_id.hex()} of trace {bad.trace_id.hex()}); "
+            "each is read as ending when it starts, with duration 0"
         )
 
         doc = json.loads((EXAMPLE_TRACES / "healthy_login.json").read_text())
@@ -217,7 +217,7 @@ def test_a_span_ending_before_it_starts_is_kept_with_duration_0_and_the_client_i
         status, _, body = post(url, json.dumps(doc).encode(), "application/json")
         answer = json.loads(body)
         assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "0"
-        assert "ended before they started" in answer["partialSuccess"]["errorMessage"]
+        assert "1 span ends before it starts" in answer["partialSuccess"]["errorMessage"]
         wait_for(lambda: settled(rt))
         assert metric(rt, "fluo_spans_clamped_total") == 2
         assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 0

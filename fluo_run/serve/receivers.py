@@ -21,7 +21,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from fluo_lang.otlp import (
     TraceInputError,
     decode_traces,
+    describe_clamped,
     id_problem,
     parse_json,
     share_request,
@@ -94,10 +95,8 @@ class Decoded:
     spans: list[Span]
     rejected: int = 0
     problem: str = ""
-    clamped: int = 0
+    clamped: list[Span] = field(default_factory=list)
     """Spans that ended before they started, kept with duration 0 (`fluo_lang.otlp.clamp_end`)."""
-    first_clamped: str = ""
-    """The span id (hex) of the first of them, for the warning."""
 
     @property
     def partial(self) -> bool:
@@ -116,10 +115,7 @@ class Decoded:
         """The partial success's error message: why spans were rejected, and a warning for clamped ones."""
         parts = [self.problem] if self.rejected else []
         if self.clamped:
-            parts.append(
-                f"{self.clamped} span(s) ended before they started (the first: span {self.first_clamped}); "
-                "kept with duration 0"
-            )
+            parts.append(describe_clamped(self.clamped))
         return "; ".join(parts)
 
 
@@ -157,8 +153,7 @@ def too_many_spans(at_least: int, limit: int) -> TooManySpans:
 
 def _with_clamped(decoded: Decoded, clamped: list[Span]) -> Decoded:
     if clamped:
-        decoded.clamped = len(clamped)
-        decoded.first_clamped = clamped[0].span_id.hex()
+        decoded.clamped = clamped
     return decoded
 
 
@@ -309,7 +304,7 @@ class Intake:
 
     def take(self, decoded: Decoded, transport: str) -> None:
         if decoded.clamped:
-            self.metrics.spans_clamped.inc(decoded.clamped)
+            self.metrics.spans_clamped.inc(len(decoded.clamped))
         if decoded.rejected:
             self.metrics.spans_rejected.labels("malformed").inc(decoded.rejected)
             self.metrics.requests.labels(transport, "partial").inc()
