@@ -6,18 +6,23 @@ each, one request each) held hundreds of MiB until their traces went idle. Count
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from fluo_lang.otlp import (
     decode_traces,
     detach_spans,
+    parse_json,
     share_request,
     shares_request,
     span_bytes,
     spans_from_request,
+    spans_to_json,
     spans_to_request,
 )
 from fluo_lang.trace import Span
+from fluo_run.serve import receivers
 from fluo_run.serve.assembly import TraceBuffer
 from fluo_run.serve.config import DEFAULT_MAX_BUFFER_BYTES, ServeConfig
 
@@ -189,3 +194,31 @@ def test_the_setting_flag_env_var_and_gauge(monkeypatch: pytest.MonkeyPatch) -> 
     bad = CliRunner().invoke(main, ["serve", "--max-buffer-bytes", "0"], prog_name="fluo")
     assert bad.exit_code == 2 and bad.output == "fluo: --max-buffer-bytes: must be at least 1\n"
     assert b"fluo_buffered_bytes" in Metrics().exposition()
+
+
+def fields(s: Span) -> tuple[object, ...]:
+    return (s.trace_id, s.span_id, s.parent_id, s.name, s.service, s.start, s.end, s.status, s.status_message,
+            s.kind, dict(s.resource), s.attributes)  # fmt: skip
+
+
+def test_json_spans_are_held_and_counted_as_protobuf_spans_are() -> None:
+    """OTLP/JSON spans held their attributes as Python objects, which the byte cap counted as 0 (last note):
+    `decode_json` hands them over as protobuf spans, sharing a request's bytes, equal field for field."""
+    spans = made(1, 3, value_bytes=20 * KIB)
+    spans[0].attributes.update({"n": -(2**63), "f": 1.5, "b": True, "raw": b"\x00\xff", "none": None,
+                                "list": [1, "a", [2.0, None]], "map": {"k": {"deep": "v"}}, "é": "🙂"})  # fmt: skip
+    spans[1].status, spans[1].status_message, spans[1].kind = "error", "boom", "server"
+    spans[2].end, spans[2].start = 10, 20  # ends before it starts: read as ending when it starts
+    spans[2].resource = {"service.name": 7, "host.name": "h"}
+    body = json.dumps(spans_to_json(spans)).encode()
+    decoded = receivers.decode_json(body, ("n",), True)
+    assert all(shares_request(s) for s in decoded.spans)
+    assert [fields(s) for s in decoded.spans] == [fields(s) for s in parse_json(body, source="b")]
+    assert [s.span_id for s in decoded.clamped] == [spans[2].span_id]
+    buf = buffer(50 * KIB)
+    done = buf.add(receivers.decode_json(body, (), True).spans, now=0.0)
+    assert [(c.reason, len(c.spans)) for c in done] == [("buffer_full", 3)]  # 60 KiB of attributes: over 50 KiB
+    kept = receivers.decode_json(body, (), False).spans  # rules read more than the prefetched keys: own bytes
+    buf = buffer(1 << 30)
+    buf.add(kept, now=0.0)
+    assert 60 * KIB < buf.bytes < 62 * KIB and not any(shares_request(s) for s in kept)
