@@ -124,7 +124,7 @@ def test_a_duration_bound_the_corpus_breaks_is_named_and_contradicted(files: tup
     assert report["fired"] == len(AUTH_SPANS)
     assert report["findings"] == [
         'assumes `trace.spans.where(name == "login").all(duration <= 2ms)`; on the corpus those spans\' durations '
-        f"ranged 5ms..5ms ({len(AUTH_SPANS)} of {len(AUTH_SPANS)} traces outside)"
+        f"were always 5ms ({len(AUTH_SPANS)} of {len(AUTH_SPANS)} traces outside)"
     ]
     first = report["discovered"][0]
     assert (first["rule"], first["contradicts"]) == ("trace.spans.where(name == 'login').all(duration <= 5ms)", True)
@@ -238,7 +238,7 @@ def test_an_outer_not_is_read_as_the_rule_means_it(files: tuple[Path, Path]) -> 
     ):
         assert report[rule]["findings"] == [
             f"assumes `{text}`; on the corpus those spans' durations "
-            f"ranged 5ms..5ms ({len(AUTH_SPANS)} of {len(AUTH_SPANS)} traces outside)"
+            f"were always 5ms ({len(AUTH_SPANS)} of {len(AUTH_SPANS)} traces outside)"
         ]
         first = report[rule]["discovered"][0]
         assert (first["rule"], first["contradicts"]) == (
@@ -305,3 +305,74 @@ def test_what_contradicts_a_rule_comes_first(files: tuple[Path, Path]) -> None:
     first = report["small"]["discovered"][0]
     assert (first["kind"], first["contradicts"]) == ("attribute", True)
     assert "amount" in first["rule"]
+
+
+def test_a_fact_contradicts_only_a_bound_on_the_same_side_or_the_same_caller(files: tuple[Path, Path]) -> None:
+    """An upper bound says nothing against a lower bound (`count() <= 6` against `>= 7`, `all(duration <= 5ms)`
+    against `all(duration >= 6ms)`); a rule that `front` never calls `auth` is contradicted by `login` always
+    running directly under front's `GET /`, not by a fact about another caller."""
+    rules, traces = files
+    (rules / "sides.fluo").write_text(
+        "rule many { expect trace.count(service == 'auth') >= 7 }\n"
+        "rule slow { expect trace.spans.where(name == 'login').all(duration >= 6ms) }\n"
+        "rule no_front { expect trace.spans.where(service == 'auth').none(parent.service == 'front') }\n",
+        encoding="utf-8",
+    )
+    report = compare(rules, traces)
+    for rule in ("many", "slow"):
+        assert report[rule]["fired"] == len(AUTH_SPANS)
+        assert report[rule]["discovered"], rule
+        assert not any(d["contradicts"] for d in report[rule]["discovered"]), report[rule]["discovered"]
+    first = report["no_front"]["discovered"][0]
+    assert (first["rule"], first["contradicts"]) == (
+        "trace.spans.where(name == 'login').all(parent.name == 'GET /')",
+        True,
+    )
+
+
+def sparse_corpus() -> list[Span]:
+    """10 traces: no root in every third, a `quote` (service `ship`) in the even ones, 1 to 3 `inv` spans."""
+    spans: list[Span] = []
+    for i in range(10):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        if i % 3:
+            spans.append(root)
+        for k in range(1 + i % 3):
+            spans.append(span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "reserve", "inv", k, k + 5, root.span_id))
+        if i % 2 == 0:
+            spans.append(span(tid, bytes([i, 2, 0, 0, 0, 0, 0, 0]), "quote", "ship", 50, 60, root.span_id))
+    return spans
+
+
+def test_missing_values_when_scope_and_presence(tmp_path: Path) -> None:
+    """A comparison with no value is false, so a rule on `trace.root` fires where there is no root: the
+    finding says so, never "it always held". An `always` bound is measured on the traces where the `when`
+    held, and `held` is their share. A rule about a service only some traces have says on how many."""
+    traces = tmp_path / "traces.json"
+    traces.write_text(json.dumps(spans_to_json(sparse_corpus())), encoding="utf-8")
+    rules = tmp_path / "r.fluo"
+    rules.write_text(
+        "rule root_fast { expect trace.root.duration <= 1s }\n"
+        "rule when_count {\n  when { trace.has(name == 'quote') }\n  always { trace.count(service == 'inv') <= 2 }\n}\n"
+        "rule ship_always { expect trace.count(service == 'ship') >= 1 }\n",
+        encoding="utf-8",
+    )
+    report = compare(rules, traces)
+    root = report["root_fast"]
+    assert root["fired"] == 4
+    assert root["findings"] == [
+        "assumes `trace.root.duration <= 1s`, but on the corpus it was always 100ms, "
+        "and it had no value on 4 of 10 traces, where the comparison is false"
+    ]
+    when = report["when_count"]
+    assert (when["applied"], when["fired"], when["held"]) == (5, 2, 0.6)
+    assert when["findings"][0] == (
+        "assumes `trace.count(service == 'inv') <= 2`, but on the corpus it ranged 1..3 "
+        "(2 of 5 traces where it applied outside)"
+    )
+    ship = report["ship_always"]
+    assert "the service 'ship' occurs in 5 of 10 traces" in ship["findings"]
+    assert not any(d["contradicts"] for d in ship["discovered"])
+    text = run("--compare", str(rules), str(traces), "--min-support", "3").stdout
+    assert "when_count (" in text and "applied on 5 of 10 traces, held on 60% of them (fired on 2)" in text

@@ -15,9 +15,9 @@ value, spans or operations.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -156,39 +156,171 @@ def _fields(p: Node) -> set[str]:
     return {f for a in p.args for f in _fields(a)}
 
 
+Limit = tuple[str, Any]
+"""What a value, or each span's field, keeps to: (`<`, `<=`, `>` or `>=`, a number), (`in` or `not in`, a set)."""
+
+
 @dataclass(frozen=True)
 class _Claim:
     """What a clause asserts about one thing, as comparable text.
 
-    `subject`: the thing and the way it is bounded (`count <spans>`, `each <spans> duration`,
-    `order <A> <B>`); `topic`: the same without a direction; `contrary`: the subject a fact has
-    that says otherwise when the corpus broke this claim (the same value bounded differently, or
-    the reverse order); `node`: what to evaluate to see whether the corpus broke it.
+    `subject`: the thing and the way it is bounded (`value <value>`, `each <spans> <field>`,
+    `order <A> <B>`); `topic`: the same without a direction; `node`: what to evaluate to see whether
+    the corpus broke it. `limit`: what the value (or each span's `field`) keeps to, when the clause says
+    it plainly (a comparison with a constant, a set, or those `and`-ed), so that a fact contradicts the
+    claim only by bounding the same thing on the same side and further out (`_beyond`); `reverse`:
+    the subject of the opposite order, for an order; `spans`: the span set each span of is checked.
     """
 
     subject: str
     topic: str
-    contrary: str
     node: Node
     op: str = ""
     bound: Any = None
     negated: bool = False
     """The claim is that `node` is false (`not spans.any(P)` claims every span keeps to `not P`)."""
+    limit: Limit | None = None
+    field: str = ""
+    reverse: str = ""
+    spans: Node | None = None
+
+
+def _limit(op: str, value: Any) -> Limit | None:
+    """A comparison with a constant as a limit: `== c` is `in {c}`, `!= c` is `not in {c}`."""
+    if op == "==":
+        return ("in", frozenset([value]))
+    if op == "!=":
+        return ("not in", frozenset([value]))
+    return (op, value)
+
+
+def _span_limits(p: Node, negated: bool) -> list[tuple[str, Limit]] | None:
+    """What each span keeps to, by field, when a predicate (negated: its negation) is comparisons of the span's
+    fields with constants `and`-ed together (negated: a single one); None when it says more or otherwise."""
+    if p.op == "and" and not negated:
+        parts = [_span_limits(a, False) for a in p.args]
+        return None if any(x is None for x in parts) else [lim for x in parts if x for lim in x]
+    if p.op == "not" and p.args:
+        return _span_limits(p.args[0], not negated)
+    if p.op == "cmp" and p.value in _FLIP and len(p.args) == 2:
+        for field, const, op in ((p.args[0], p.args[1], p.value), (p.args[1], p.args[0], _FLIP[p.value])):
+            path = _field_path(field)
+            if path and const.op == "const":
+                limit = _limit(_NEGATE[op] if negated else op, const.value)
+                return [(path, limit)] if limit is not None else None
+        return None
+    if p.op == "in" and len(p.args) == 2 and p.args[1].op == "list":
+        path = _field_path(p.args[0])
+        if path and all(a.op == "const" for a in p.args[1].args):
+            try:
+                values = frozenset(a.value for a in p.args[1].args)
+            except TypeError:
+                return None
+            return [(path, ("not in" if negated else "in", values))]
+    return None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _beyond(claim: Limit, fact: Limit) -> bool:
+    """Whether a fact's limit, on the same value, says the corpus went where the claim forbids: a bound on the
+    same side and further out (`<= 6` against `<= 4`; `<= 40ms` says nothing against `>= 35ms`), a set with a
+    value outside the claim's (`in [EUR, USD]` against `in [EUR]`; a range's end past the claim's bound),
+    or one the claim excludes (`parent.service in [checkout]` against `not in [checkout]`)."""
+    (cop, cv), (fop, fv) = claim, fact
+    if cop in ("<", "<=", ">", ">="):
+        if fop == "in":
+            return any(_holds(cop, v, cv) is False for v in fv)
+        upper = cop in ("<", "<=")
+        if fop not in (("<", "<=") if upper else (">", ">=")) or not (_number(cv) and _number(fv)):
+            return False
+        further = fv > cv if upper else fv < cv
+        return bool(further or (fv == cv and len(cop) == 1 and len(fop) == 2))
+    if cop == "in":
+        return fop == "in" and not fv <= cv
+    if cop == "not in":
+        return fop == "in" and bool(fv & cv)
+    return False
 
 
 def _claims(node: Node) -> list[_Claim]:
     """Trace-level bounds with a constant, checks on every span of a set, and orders in a clause."""
-    out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", f"value {_key(v)}", v, op, c) for v, op, c in _bounds(node)]
+    out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", v, op, c, limit=_limit(op, c)) for v, op, c in _bounds(node)]
     for n, negated in _signed(node):
         each = _is_call(n, "any") if negated else _is_call(n, "all") or _is_call(n, "none")
         if each and len(n.args) == 2 and n.args[1].op == "fn":
             spans = _key(n.args[0])
-            for f in sorted(_fields(n.args[1].args[0]) if n.args[1].args else ()):
-                out.append(_Claim(f"each {spans} {f}", f"each {spans} {f}", f"each {spans} {f}", n, negated=negated))
+            body = n.args[1].args[0] if n.args[1].args else None
+            limits = _span_limits(body, negated or _is_call(n, "none")) if body is not None else None
+            for f in sorted(_fields(body) if body is not None else ()):
+                subject = f"each {spans} {f}"
+                out.append(_Claim(subject, subject, n, negated=negated, field=f, spans=n.args[0]))
+                for field, limit in limits or ():
+                    if field == f:
+                        out.append(_Claim(subject, subject, n, negated=negated, limit=limit, field=f, spans=n.args[0]))
         elif not negated and (_is_call(n, "before") or _is_call(n, "after")) and len(n.args) == 2:
             a, b = (_key(x) for x in (n.args if _is_call(n, "before") else n.args[::-1]))
-            out.append(_Claim(f"order {a} {b}", f"order {min(a, b)} {max(a, b)}", f"order {b} {a}", n))
+            out.append(_Claim(f"order {a} {b}", f"order {min(a, b)} {max(a, b)}", n, reverse=f"order {b} {a}"))
     return out
+
+
+def _span_ops(spans: Node | None, corpus: Corpus) -> frozenset[int] | None:
+    """The operations a span set holds, when it is the trace's spans filtered by name and service only."""
+    if spans is None:
+        return None
+    wanted: list[tuple[str, str]] = []
+    base = spans
+    while True:
+        if base.op == "lookup" and base.args and isinstance(base.value, tuple):
+            wanted.append((str(base.value[0]), base.value[1]))
+        elif _is_call(base, "where") and len(base.args) == 2 and base.args[1].op == "fn" and base.args[1].args:
+            for part in _conjunct_nodes(base.args[1].args[0]):
+                pair = _name_test(part)
+                if pair is None:
+                    return None
+                wanted.append(pair)
+        elif base.op == "get" and _member(base) == "spans" and base.args and base.args[0].op == "root":
+            pass
+        else:
+            break
+        base = base.args[0]
+    if base.op != "root" or any(field not in ("name", "service") for field, _ in wanted):
+        return None
+    return frozenset(i for i, o in enumerate(corpus.ops) if all(getattr(o, field) == value for field, value in wanted))
+
+
+def _conjunct_nodes(p: Node) -> list[Node]:
+    return [c for a in p.args for c in _conjunct_nodes(a)] if p.op == "and" else [p]
+
+
+def _name_test(p: Node) -> tuple[str, str] | None:
+    """(`name` | `service`, constant) for a test `name == 'x'` of the span in scope."""
+    if p.op == "cmp" and p.value == "==" and len(p.args) == 2:
+        for field, const in (p.args, p.args[::-1]):
+            if const.op == "const" and _field_path(field) in ("name", "service"):
+                return str(_field_path(field)), const.value
+    return None
+
+
+def _contradicts(
+    claim: _Claim, claim_ops: frozenset[int] | None, fact: _Claim, fact_ops: frozenset[int] | None
+) -> bool:
+    """Whether a fact's claim says otherwise than a rule's claim the corpus broke: the reverse order, or a
+    limit on the very value, or on the same field of the same spans (or of some of them: an operation's
+    spans among a service's), further out than the rule's (`_beyond`)."""
+    if claim.reverse:
+        return fact.subject == claim.reverse
+    if claim.limit is None or fact.limit is None or claim.field != fact.field:
+        return False
+    if claim.spans is None:
+        same = fact.spans is None and fact.subject == claim.subject
+    else:
+        same = fact.subject == claim.subject or (
+            claim_ops is not None and bool(fact_ops) and fact_ops is not None and fact_ops <= claim_ops
+        )
+    return same and _beyond(claim.limit, fact.limit)
 
 
 def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
@@ -261,19 +393,40 @@ def _duration(ns: int | float, up: bool) -> str:
     return f"{r.normalize():f}{unit}"
 
 
-def _bound_finding(clause: str, text: str, value: Node, op: str, bound: Any, seen: list[Any]) -> str:
-    """What the corpus says about one comparison, read by the role of the clause it sits in."""
+def _ranged(lo: Any, hi: Any) -> str:
+    return f"on the corpus it was always {lo}" if lo == hi else f"on the corpus it ranged {lo}..{hi}"
+
+
+def _bound_finding(
+    clause: str, text: str, value: Node, op: str, bound: Any, seen: list[Any], missing: int, where: str
+) -> str:
+    """What the corpus says about one comparison, read by the role of the clause it sits in.
+
+    `seen` are the values on the traces `where` names (all, or those where the `when` held); on `missing`
+    more there was no value, and the comparison, as the language makes it, was false there.
+    """
     ty = value.type.name
-    (lo, hi), limit = _range(seen, ty), to_json(bound, ty)
+    limit = to_json(bound, ty)
+    total = len(seen) + missing
     held = sum(1 for v in seen if _holds(op, v, bound))
-    ranged = f"on the corpus it ranged {lo}..{hi}"
+    none = f"no value on {missing} of {total} {where}" if missing else ""
+    if not seen:
+        ranged = f"on the corpus it had {none}"
+    else:
+        ranged = _ranged(*_range(seen, ty)) + (f" and had {none}" if none else "")
     if clause in ("expect", "always"):
-        if held == len(seen):
+        if held == total:
             return f"assumes `{text} {op} {limit}`; {ranged}, so it always held"
-        return f"assumes `{text} {op} {limit}`, but {ranged} ({len(seen) - held} of {len(seen)} traces outside)"
+        outside = total - held - missing
+        said = _ranged(*_range(seen, ty)) if seen else "on the corpus it never had a value"
+        if outside:
+            said += f" ({outside} of {total} {where} outside)"
+        if missing and seen:
+            said += f", and it had no value on {missing} of {total} {where}, where the comparison is false"
+        return f"assumes `{text} {op} {limit}`, but {said}"
     if clause == "when":
-        return f"applies when `{text} {op} {limit}`; {ranged} ({held} of {len(seen)} traces matched)"
-    return f"looks for `{text} {op} {limit}`; {ranged} ({held} of {len(seen)} traces matched)"
+        return f"applies when `{text} {op} {limit}`; {ranged} ({held} of {total} {where} matched)"
+    return f"looks for `{text} {op} {limit}`; {ranged} ({held} of {total} {where} matched)"
 
 
 def _holds(op: str, value: Any, bound: Any) -> bool | None:
@@ -292,13 +445,20 @@ def _holds(op: str, value: Any, bound: Any) -> bool | None:
 
 
 def _rule_report(
-    rule: CompiledRule, fired_on: list[Trace], traces: list[Trace], corpus: Corpus, discovered: list[_Said]
+    rule: CompiledRule,
+    fired_on: list[Trace],
+    traces: list[Trace],
+    corpus: Corpus,
+    discovered: list[_Said],
+    occurs: dict[tuple[str, str], int],
 ) -> dict[str, Any]:
     ir = rule.ir
     fired = len(fired_on)
     cond = rule.compiler.fn(ir.condition)
-    applied = len(traces) if ir.mode != "when" else sum(1 for tr in traces if cond(tr, None) is True)
     n = len(traces)
+    # a `when` rule is tested, and its `always`/`never` measured, only where its `when` held
+    tested = traces if ir.mode != "when" else [tr for tr in traces if cond(tr, None) is True]
+    applied = len(tested)
     findings: list[str] = []
     if ir.mode == "when" and applied == 0:
         findings.append("never applied: its `when` held on no trace, so it was never tested")
@@ -308,26 +468,36 @@ def _rule_report(
     clauses += [(k, x) for k, x in (("always", ir.always), ("never", ir.never)) if x is not None]
     nodes = [node for _, node in clauses]
     for clause, node in clauses:
+        over = tested if clause in ("always", "never") else traces
+        where = "traces where it applied" if over is not traces else "traces"
         for value, op, bound in _bounds(node):
             fn = rule.compiler.fn(value)
-            seen = [v for tr in traces if (v := fn(tr, None)) is not None and _holds(op, v, bound) is not None]
-            if seen:
-                findings.append(_bound_finding(clause, rule.clause_text(value), value, op, bound, seen))
+            values = [fn(tr, None) for tr in over]
+            seen = [v for v in values if v is not None and _holds(op, v, bound) is not None]
+            missing = sum(1 for v in values if v is None)
+            if seen or (missing and len(seen) + missing == len(values)):
+                text = rule.clause_text(value)
+                findings.append(_bound_finding(clause, text, value, op, bound, seen, missing, where))
         if clause in ("expect", "always"):  # a bound on its spans' durations that some trace breaks
             for call, spans, field in _span_bounds(node):
                 holds, members = rule.compiler.fn(call), rule.compiler.fn(spans)
-                outside = sum(1 for tr in traces if holds(tr, None) is False)
-                seen = [getattr(sp, field) for tr in traces for sp in members(tr, None) or ()]
+                outside = sum(1 for tr in over if holds(tr, None) is False)
+                seen = [getattr(sp, field) for tr in over for sp in members(tr, None) or ()]
                 if not seen:
                     continue
                 lo, hi = _range(seen, "duration")
+                ranged = f"were always {lo}" if lo == hi else f"ranged {lo}..{hi}"
                 findings.append(
-                    f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s ranged {lo}..{hi}"
-                    + (f" ({outside} of {len(traces)} traces outside)" if outside else ", so it always held")
+                    f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s {ranged}"
+                    + (f" ({outside} of {len(over)} {where} outside)" if outside else ", so it always held")
                 )
     claims = [(clause, c) for clause, node in clauses for c in _claims(node)]
     # what a fact must say to contradict the rule: the rule assumed it, and the corpus broke it
-    broken = {c.contrary for clause, c in claims if clause in ("expect", "always") and _broken(c, rule, fired_on)}
+    broken = [
+        (c, _span_ops(c.spans, corpus))
+        for clause, c in claims
+        if clause in ("expect", "always") and (c.limit is not None or c.reverse) and _broken(c, rule, fired_on)
+    ]
     topics = {c.topic for _, c in claims}
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
@@ -339,15 +509,20 @@ def _rule_report(
             what = "operation" if field == "name" else "service"
             if const not in known:
                 note = f"the {what} {const!r} never occurs in the corpus"
-                if note not in findings:
-                    findings.append(note)
+            elif fired and 0 < occurs[field, const] < n:  # a rule that fired about what only some traces have
+                note = f"the {what} {const!r} occurs in {occurs[field, const]} of {n} traces"
+            else:
+                continue
+            if note not in findings:
+                findings.append(note)
     related: list[tuple[tuple[bool, bool, bool, bool], Fact, bool]] = []
     if fired or applied == 0:
         kinds = _kinds_of(nodes)
         for d in discovered:
             f = d.fact
             names = {corpus.ops[o].name for o in f.ops} | {corpus.ops[o].service for o in f.ops} | set(f.services)
-            contradicts, same = bool(d.subjects & broken), bool(d.topics & topics)
+            contradicts = any(_contradicts(c, ops, fc, fops) for c, ops in broken for fc, fops in d.claims)
+            same = bool(d.topics & topics)
             if contradicts or (not d.implied and (names & mentioned or same)):
                 # contradictions first, then facts about the very thing the rule bounds or orders
                 related.append(((contradicts, same, f.kind in kinds, names <= mentioned), f, contradicts))
@@ -360,7 +535,7 @@ def _rule_report(
         "traces": n,
         "applied": applied,
         "fired": fired,
-        "held": round((n - fired) / n, 6) if n else 1.0,
+        "held": round((applied - fired) / applied, 6) if applied else 1.0,
         "findings": findings,
         "discovered": [
             {"kind": f.kind, "fact": description(f), "rule": f.clauses[-1][1], "contradicts": contradicts}
@@ -371,27 +546,54 @@ def _rule_report(
 
 @dataclass(frozen=True)
 class _Said:
-    """A discovered fact and what it claims (`_Claim.subject`, `.topic`), from its compiled rule.
+    """A discovered fact and what it claims (`_Claim`s, each with the operations of its spans), from its
+    compiled rule, and their topics.
 
     `implied`: a fact left out of the discovered rules because others imply it; it is set beside a
     rule only when it contradicts it.
     """
 
     fact: Fact
-    subjects: frozenset[str]
+    claims: tuple[tuple[_Claim, frozenset[int] | None], ...]
     topics: frozenset[str]
     implied: bool = False
 
 
 def _said(facts: Sequence[Fact], corpus: Corpus, implied: bool) -> list[_Said]:
-    """What each fact claims, read from its rule compiled by the one compiler (not from its text)."""
+    """What each fact claims, read from its rule compiled by the one compiler (not from its text).
+
+    A `parent` fact naming an operation also says which service each span runs directly under (the
+    operation's), which is what a rule that a service never calls another contradicts.
+    """
     text = "\n".join(rule_text(f"fact_{i}", f, corpus) for i, f in enumerate(facts))
     compiled: dict[str, RuleIR] = {r.id: r for r in lower(analyze([("<discovered>", text)]))}
     out = []
     for i, f in enumerate(facts):
         ir = compiled.get(f"fact_{i}")
         claims = [c for kind, node in ir.clauses() if kind in ("expect", "always") for c in _claims(node)] if ir else []
-        out.append(_Said(f, frozenset(c.subject for c in claims), frozenset(c.topic for c in claims), implied))
+        parent = f.detail.get("parent") if f.kind == "parent" else None
+        if isinstance(parent, int):
+            claims += [
+                replace(
+                    c,
+                    subject=c.subject.rsplit(" ", 1)[0] + " parent.service",
+                    field="parent.service",
+                    limit=("in", frozenset([corpus.ops[parent].service])),
+                )
+                for c in claims[:1]
+                if c.spans is not None
+            ]
+        with_ops = tuple((c, _span_ops(c.spans, corpus)) for c in claims)
+        out.append(_Said(f, with_ops, frozenset(c.topic for c in claims), implied))
+    return out
+
+
+def _occurrences(corpus: Corpus) -> dict[tuple[str, str], int]:
+    """On how many traces each operation name and each service occurs."""
+    out: Counter[tuple[str, str]] = Counter()
+    for t in corpus.traces:
+        ops = [corpus.ops[o] for o in t.ops]
+        out.update({("name", o.name) for o in ops} | {("service", o.service) for o in ops})
     return out
 
 
@@ -415,7 +617,8 @@ def compare(
         for rule_id in {s.rule for s in program.evaluate_trace(tr)}:
             fired[rule_id].append(tr)
     discovered = _said(facts, corpus, False) + _said(implied, corpus, True)
-    reports = [_rule_report(r, fired[r.id], traces, corpus, discovered) for r in program.trace_rules]
+    occurs = _occurrences(corpus)
+    reports = [_rule_report(r, fired[r.id], traces, corpus, discovered, occurs) for r in program.trace_rules]
     windows = []
     for r in program.window_rules:
         assert r.ir.window_ns is not None
@@ -454,8 +657,14 @@ def compare_text(report: dict[str, Any]) -> str:
         else:
             total, unit = r["traces"], "traces"
         held = confidence_text(r["held"])
-        extra = f", applied on {r['applied']}" if r["mode"] == "when" else ""
-        lines.append(f"{r['rule']} ({where}): held on {held} of {total} {unit} (fired on {r['fired']}{extra})")
+        if r["mode"] == "when":  # held: the share of the traces where it applied
+            lines.append(
+                f"{r['rule']} ({where}): applied on {r['applied']} of {total} {unit}"
+                + (f", held on {held} of them" if r["applied"] else "")
+                + f" (fired on {r['fired']})"
+            )
+        else:
+            lines.append(f"{r['rule']} ({where}): held on {held} of {total} {unit} (fired on {r['fired']})")
         for f in r["findings"]:
             lines.append(f"  - {f}")
         for d in r["discovered"]:
