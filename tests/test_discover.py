@@ -500,6 +500,7 @@ def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> No
         ((), "fluo: no traces: give OTLP JSON or protobuf files"),
         (("missing.json",), "missing.json"),
         (("--min-confidence", "2", "x.json"), "invalid value for '--min-confidence'"),
+        (("--min-confidence", "0", "x.json"), "invalid value for '--min-confidence'"),  # rules that always fire
     ],
 )
 def test_cli_usage_errors_are_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:

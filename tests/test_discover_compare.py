@@ -151,6 +151,7 @@ def test_missing_rules_folder_is_one_line(files: tuple[Path, Path], tmp_path: Pa
     result = run("--compare", str(tmp_path / "nope"), str(traces))
     assert result.exit_code == 2
     assert result.stderr.strip().endswith("no such file or folder")
+    assert result.stderr.startswith("fluo: --compare ")  # the path is one of --compare's, not a trace file
 
 
 def test_durations_read_as_a_person_writes_them(tmp_path: Path) -> None:

@@ -296,3 +296,40 @@ def test_spans_without_a_service_name_are_named_so(tmp_path: Path) -> None:
     assert any("with one span without service.name failed" in n for n in names), names
     run = CliRunner().invoke(main, ["test", str(tmp_path)])
     assert run.exit_code == 0, run.output
+
+
+def test_no_rule_no_test_and_the_last_runs_test_is_removed(tmp_path: Path) -> None:
+    """With no rule proposed, `--tests` wrote a test file `fluo test` could not load ("no rules in ...")."""
+    folder = tmp_path / "rules"
+    rules = folder / "shop.fluo"
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(rules), "--tests", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert (folder / "shop_test.yaml").is_file() and any((folder / "fixtures" / "shop").iterdir())
+    result = CliRunner().invoke(
+        main, ["discover", str(shop), "-o", str(rules), "--tests", str(folder), "--max-rules", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not (folder / "shop_test.yaml").exists()
+    assert not any((folder / "fixtures" / "shop").iterdir())
+    assert "no test written" in result.stderr and "removed the last run's" in result.stderr
+    few = write_spans(tmp_path / "few.json", shop_corpus(3))
+    result = CliRunner().invoke(main, ["discover", str(few), "-o", str(folder / "few.fluo"), "--tests", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert f"no test written into {folder}: no rule was proposed" in result.stderr
+    assert not (folder / "few_test.yaml").exists()
+
+
+def test_json_into_the_rule_file_the_tests_need_is_refused_before_writing(tmp_path: Path) -> None:
+    """`--format json -o rules/shop.fluo --tests rules/` wrote JSON into shop.fluo, then failed on it."""
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    folder = tmp_path / "rules"
+    args = ["discover", str(shop), "--format", "json", "--tests", str(folder)]
+    result = CliRunner().invoke(main, [*args, "-o", str(folder / "shop.fluo")])
+    assert result.exit_code == 2
+    assert "--format json" in result.stderr and result.stderr.count("\n") == 1
+    assert not folder.exists()
+    result = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "shop.json.out.json")])
+    assert result.exit_code == 0, result.output
+    json.loads((tmp_path / "shop.json.out.json").read_text(encoding="utf-8"))
+    assert CliRunner().invoke(main, ["test", str(folder)]).exit_code == 0

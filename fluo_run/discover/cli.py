@@ -43,10 +43,10 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 )
 @click.option(
     "--min-confidence",
-    type=click.FloatRange(0.0, 1.0),
+    type=click.FloatRange(0.0, 1.0, min_open=True),
     default=1.0,
     show_default=True,
-    help="Share of tested traces on which a rule must hold; below 1 the exceptions are listed.",
+    help="Share of tested traces on which a rule must hold (above 0); below 1 the exceptions are listed.",
 )
 @click.option("--max-rules", type=click.IntRange(min=0), default=100, show_default=True, help="Keep the best N.")
 @click.option(
@@ -121,6 +121,11 @@ def command(
     if output == "-":  # stdout, as everywhere else in fluo
         output = None
     rules_path = _rules_file(fmt, output, tests_dir)
+    if fmt == "json" and output is not None and tests_dir is not None and Path(output).suffix == ".fluo":
+        fail(
+            f"--format json would write the JSON report into {output}, a .fluo file, where --tests needs the rules "
+            f"as FLUO text: drop --format json, or give -o a .json name (the rules then go to {rules_path})"
+        )
     if rules_path is not None and tests_dir is not None:
         test_file, fixtures = test_outputs(Path(tests_dir), rules_path.stem)
         _refuse_inputs(trace_paths, [Path(p) for p in (output, rules_path, test_file) if p], fixtures)
@@ -156,7 +161,7 @@ def command(
             fail(f"cannot write the tests into {tests_dir}: {exc.strerror or exc}")
         except ValueError as exc:  # a bug, said in one line
             fail(f"cannot write the tests: {exc}")
-        click.echo(f"fluo: wrote {written}", err=True)
+        click.echo(f"fluo: {written}", err=True)
     summary = (
         f"fluo: {count(len(rules), 'rule')} from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')})"
     )

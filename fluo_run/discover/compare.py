@@ -608,7 +608,7 @@ def compare(
     try:
         analysis = analyze_paths(paths)
     except RuleSourceError as exc:
-        fail(str(exc))
+        fail(f"--compare {exc}")
         raise AssertionError from exc  # unreachable: fail exits
     errors = [d.format() for d in analysis.diagnostics if d.is_error]
     program = compile_program(analysis)
