@@ -845,3 +845,24 @@ def test_cli_ids_of_a_file_not_named_in_ascii_start_with_a_prefix_of_their_own(s
     assert all(i.startswith(prefixes[s] + "_") and i.isascii() for s in stems for i in ids[s])
     check = CliRunner().invoke(main, ["check", str(tmp_path / "rules")])
     assert check.exit_code == 0, check.output
+
+
+def test_long_values_make_no_set_and_fixtures_carry_them_cut(tmp_path: Path) -> None:
+    """A 200 kB value of three seen on every trace became a set written whole (a 600 kB line, twice a rule),
+    and every fixture carried it whole too."""
+    b = Builder()
+    for i in range(30):
+        b.trace()
+        b.span("get", blob="x" * 6000 + str(i % 3), tier=("a", "b", "c")[i % 3], short="y" * 256 + str(i % 3))
+    traces = b.traces()
+    text, facts = run_discover(traces)
+    sets = {f.detail["key"]: f.detail["values"] for f in facts if "values" in f.detail}
+    assert set(sets) == {"tier"}  # 'short' has 257 characters: no set either
+    assert max(map(len, text.splitlines())) < 400
+    spans = [s for t in traces for s in t.spans]
+    (tmp_path / "t.json").write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    result = invoke(str(tmp_path / "t.json"), "-o", str(tmp_path / "r" / "r.fluo"), "--tests", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    fixtures = list((tmp_path / "r" / "fixtures" / "r").iterdir())
+    assert fixtures and all(p.stat().st_size < 5000 for p in fixtures)
+    assert CliRunner().invoke(main, ["test", str(tmp_path / "r")]).exit_code == 0

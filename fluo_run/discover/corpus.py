@@ -25,6 +25,8 @@ ORPHAN = -2
 """Parent key of a span whose parent never arrived."""
 MAX_DISTINCT = 64
 """Distinct attribute values kept per operation and key over the corpus."""
+MAX_VALUE_LENGTH = 256
+"""A string attribute value longer than this makes no value set: a rule would carry it whole."""
 TIMELINE = 200
 """Numeric values kept per operation and key with the time they were seen, to tell ids and timestamps."""
 
@@ -91,7 +93,8 @@ class KeyStats:
     Only traces where every span of the operation carries the key count
     (`full`): on any other trace an attribute fact about the key fails anyway.
     `values` is the union of their values, each with the number of those
-    traces that carry it, while it stays small (else None);
+    traces that carry it, while it stays small and no string in it is longer than `MAX_VALUE_LENGTH`
+    (else None);
     `trace_values` keeps each full trace's own values for choosing a set that
     allows exceptions, when asked for and while `values` is kept. `timeline`
     keeps the first `TIMELINE` traces' numeric values beside the latest start
@@ -116,7 +119,7 @@ class KeyStats:
         self.kinds.add(kind)
         known = self.values
         if known is not None:
-            if kind == "other":
+            if kind == "other" or (kind == "str" and len(v) > MAX_VALUE_LENGTH):
                 self.values = self.trace_values = None
             else:
                 known[v] = known.get(v, 0) + 1
@@ -149,7 +152,7 @@ class KeyStats:
         self.kinds.add(kind)
         known = self.values
         if known is not None:
-            if distinct is None:
+            if distinct is None or (kind == "str" and any(len(v) > MAX_VALUE_LENGTH for v in distinct)):
                 self.values = self.trace_values = None
             else:
                 for v in distinct:

@@ -26,7 +26,7 @@ from fluo_lang.evaluate import Program
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
 
-from .corpus import Corpus, Op
+from .corpus import MAX_VALUE_LENGTH, Corpus, Op
 from .facts import Fact
 from .render import Rule, count
 from .syntax import SURROGATE
@@ -66,11 +66,17 @@ def _clone(s: Span, **changes: Any) -> Span:
         "status": s.status,
         "status_message": s.status_message,
         "kind": s.kind,
-        "attributes": dict(s.attributes),
+        "attributes": {k: _cut(v) for k, v in s.attributes.items()},
         "resource": s.resource,
     }
     fields.update(changes)
     return Span(**fields)
+
+
+def _cut(value: Any) -> Any:
+    """An attribute value as fixtures carry it: a string past `MAX_VALUE_LENGTH` cut there (no rule names such
+    a value, and a fixture is read by people; every case is evaluated on what is written)."""
+    return value[:MAX_VALUE_LENGTH] if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH else value
 
 
 def _copy(spans: list[Span]) -> list[Span]:
@@ -286,7 +292,7 @@ class Mutations:
             target = next((s for s in spans if match(s)), None)
             if target is None:
                 return None
-            attrs = dict(target.attributes)
+            attrs = {k: _cut(v) for k, v in target.attributes.items()}
             if odd is None:
                 attrs.pop(key, None)
             else:
