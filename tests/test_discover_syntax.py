@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.trace import Span, Trace
 from fluo_run.discover.corpus import Op
-from fluo_run.discover.syntax import attribute, duration_text, literal, op_slug, quote, readable_ceiling
+from fluo_run.discover.syntax import (
+    attribute,
+    duration_text,
+    literal,
+    op_slug,
+    quote,
+    readable_ceiling,
+    service_slug,
+)
 
 T0 = 1_767_225_600 * 10**9
 
@@ -123,3 +131,15 @@ def test_rules_shown_in_the_docs_check() -> None:
         rule = f"rule r{i} {{ {text} }}" if mode == "when" else f"rule r{i} {{ expect {rest} }}"
         analysis = analyze([("form.fluo", rule)])
         assert not analysis.diagnostics, (form, [d.format() for d in analysis.diagnostics])
+
+
+def test_names_with_no_ascii_form_get_ids_of_their_own() -> None:
+    """They were `service_count_max`, `service_count_max_2`, ... numbered in order, so one id named another
+    rule once a service came or went. Now the name's own hash: stable, and distinct."""
+    front, pay = service_slug("фронтенд"), service_slug("決済サービス")
+    assert re.fullmatch(r"service_[0-9a-f]{6}", front) and re.fullmatch(r"service_[0-9a-f]{6}", pay)
+    assert front != pay and service_slug("фронтенд") == front
+    assert re.fullmatch(r"v2_[0-9a-f]{6}", service_slug("платёж v2"))
+    assert re.fullmatch(r"service_[0-9a-f]{6}_op_[0-9a-f]{6}", op_slug(Op("決済サービス", "支払い")))
+    assert op_slug(Op("api", "支払い")) != op_slug(Op("api", "ЗАПРОС"))
+    assert service_slug("café") == "cafe" and service_slug("") == "unnamed_service"  # unchanged

@@ -35,6 +35,7 @@ from .syntax import (
     attribute,
     duration_text,
     literal,
+    name_slug,
     op_pred,
     op_slug,
     readable_ceiling,
@@ -986,7 +987,7 @@ class Miner:
         stem = "all" if service is None else service_slug(service)
         return Fact(
             "attribute",
-            f"{stem}_{slug(form.key) or 'attribute'}_{form.kind}",
+            f"{stem}_{name_slug(form.key, 'attribute') or 'attribute'}_{form.kind}",
             (("expect", f"{scope}.all({form.pred})"),),
             f"Attribute {form.key!r} of {where} {form.phrase}",
             len(traces),
@@ -998,7 +999,7 @@ class Miner:
     def op_attribute_fact(self, op: int, form: AttrForm, fails: list[int]) -> Fact:
         return Fact(
             "attribute",
-            f"{self.slug(op)}_{slug(form.key) or 'attribute'}_{form.kind}",
+            f"{self.slug(op)}_{name_slug(form.key, 'attribute') or 'attribute'}_{form.kind}",
             (("expect", f"{self.spans(op)}.all({form.pred})"),),
             f"Attribute {form.key!r} of {self.label(op)} {form.phrase}",
             self.support(op),

@@ -141,11 +141,29 @@ def id_prefix(stem: str) -> str:
     if not stem:
         return ""
     word = slug(stem)
-    lost = any(ch.isalnum() and not ch.isascii() for ch in _folded(stem))
-    if word and not lost:
+    if word and not _lost(stem):
         return word
-    digest = hashlib.sha256(stem.encode("utf-8", "surrogatepass")).hexdigest()[:6]
-    return f"{word}_{digest}" if word else f"rules_{digest}"
+    return f"{word}_{_digest(stem)}" if word else f"rules_{_digest(stem)}"
+
+
+def _lost(text: str) -> bool:
+    """Whether `slug(text)` lost letters or digits that have no ASCII form."""
+    return any(ch.isalnum() and not ch.isascii() for ch in _folded(text))
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+
+
+def name_slug(text: str, noun: str) -> str:
+    """A service or operation name in a rule id: its slug, followed by a short hash of the name when letters
+    with no ASCII form were lost (`платёж_v2` is `v2_<hash>`), or `<noun>_<hash>` when nothing is left
+    (`фронтенд` is `service_<hash>`): an id derived from the name alone, so that it names the same
+    rule whatever else the corpus holds (numbering such names in order moved ids between runs)."""
+    word = slug(text)
+    if not _lost(text):
+        return word
+    return f"{word}_{_digest(text)}" if word else f"{noun}_{_digest(text)}"
 
 
 UNNAMED = "spans without service.name"
@@ -165,12 +183,12 @@ def service_spans(service: str, n: int = 1) -> str:
 
 def service_slug(service: str) -> str:
     """A service in a rule id: `auth`; `unnamed_service` for spans without `service.name`."""
-    return slug(service) or ("service" if service else "unnamed_service")
+    return name_slug(service, "service") or ("service" if service else "unnamed_service")
 
 
 def op_slug(op: Op) -> str:
     """`auth_login` for login in auth; the service is not repeated when the name starts with it."""
-    service, name = slug(op.service), slug(op.name)
+    service, name = name_slug(op.service, "service"), name_slug(op.name, "op")
     if not service or name == service or name.startswith(service + "_"):
         return name or service or "op"
     return f"{service}_{name}" if name else service
