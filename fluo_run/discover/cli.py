@@ -137,6 +137,12 @@ def command(
     traces, corpus = _load(trace_paths, options)
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
+    if corpus.clashing:
+        click.echo(
+            f"fluo: dropped {count(corpus.clashing, 'duplicate span')}: each had the span id of a different span of "
+            "the same trace (the last one read was kept); fix the id generator that sent them",
+            err=True,
+        )
     miner = Miner(corpus, options)
     with collector_paused():
         found, facts = mine_within(miner, options.max_rules)
@@ -165,6 +171,8 @@ def command(
     summary = (
         f"fluo: {count(len(rules), 'rule')} from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')})"
     )
+    if corpus.resent:
+        summary += f"; {count(corpus.resent, 'identical copy', 'identical copies')} of spans merged"
     if len(found) > len(facts):
         left_out = len(found) - len(facts)
         summary += f"; {left_out} more left out by --max-rules {options.max_rules} (the last kinds first)"

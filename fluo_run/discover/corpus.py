@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang.otlp import load_trace_files
-from fluo_lang.trace import Trace, assemble, collector_paused
+from fluo_lang.trace import Span, Trace, assemble, collector_paused
 
 ROOT = -1
 """Parent key of a span with no parent id."""
@@ -185,6 +185,10 @@ class Corpus:
     spans: int = 0
     keys: dict[tuple[int, str], KeyStats] = field(default_factory=dict)
     """Attribute keys by operation and key."""
+    resent: int = 0
+    """Spans dropped as identical copies of another with their span id (read by `load_corpus`)."""
+    clashing: int = 0
+    """Spans dropped for sharing a span id with a different span of their trace."""
     _by_service: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _indexed: int = field(default=0, repr=False)
 
@@ -274,7 +278,40 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
 def load_corpus(
     paths: Sequence[str | Path], *, attributes: bool = True, trace_values: bool = True
 ) -> tuple[list[Trace], Corpus]:
-    """Read trace files (raises `TraceInputError`), assemble traces and summarise them."""
+    """Read trace files (raises `TraceInputError`), assemble traces and summarise them.
+
+    Traces are taken in the order of their ids, not of the files: exceptions, and the traces `--tests`
+    builds its cases from, do not depend on the order the files were given in.
+    """
     with collector_paused():
-        traces = assemble(load_trace_files(paths))
-        return traces, summarize(traces, attributes=attributes, trace_values=trace_values)
+        spans = load_trace_files(paths)
+        traces = sorted(assemble(spans), key=lambda t: t.trace_id)
+        corpus = summarize(traces, attributes=attributes, trace_values=trace_values)
+        corpus.resent, corpus.clashing = _duplicates(spans, traces)
+        return traces, corpus
+
+
+def _content(s: Span) -> tuple[Any, ...]:
+    attrs = s.attributes
+    return (s.parent_id, s.name, s.service, s.start, s.end, s.status, s.status_message, s.kind, attrs, s.resource)
+
+
+def _duplicates(spans: list[Span], traces: list[Trace]) -> tuple[int, int]:
+    """The spans dropped for repeating the span id of another in their trace (`Trace.duplicates`): as identical
+    copies (a batch resent, a file read twice), and as different spans (an id generator's bug: data lost)."""
+    dropped = {t.trace_id for t in traces if t.duplicates}
+    if not dropped:
+        return 0, 0
+    groups: dict[tuple[bytes, bytes], list[Span]] = {}
+    for s in spans:
+        if s.trace_id in dropped:
+            groups.setdefault((s.trace_id, s.span_id), []).append(s)
+    resent = clashing = 0
+    for group in groups.values():
+        kept = _content(group[-1])  # the last copy is the one kept
+        for s in group[:-1]:
+            if _content(s) == kept:
+                resent += 1
+            else:
+                clashing += 1
+    return resent, clashing
