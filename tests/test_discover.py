@@ -911,3 +911,16 @@ def test_spans_dropped_for_a_shared_span_id_are_counted(tmp_path: Path) -> None:
     path.write_text(json.dumps(spans_to_json([*spans, *resent])), encoding="utf-8")
     result = invoke(str(path), "--min-support", "3")
     assert "dropped" not in result.stderr and "2 identical copies of spans merged" in result.stderr
+
+
+def test_presence_reads_with_the_right_article() -> None:
+    """It read "Every trace has a 'inventory.reserve' span"."""
+    b = Builder()
+    for _ in range(6):
+        b.trace()
+        root = b.span("GET /")
+        b.span("inventory.reserve", "inventory", parent=root)
+        b.span("cart", "cart", parent=root)
+    _, facts = run_discover(b.traces())
+    summaries = {f.summary for f in facts if f.kind == "presence"}
+    assert summaries == {"Every trace has a 'cart' span", "Every trace has an 'inventory.reserve' span"}

@@ -32,6 +32,7 @@ from typing import Any
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
 from .syntax import (
     UNNAMED,
+    article,
     attribute,
     duration_text,
     literal,
@@ -354,7 +355,7 @@ class Miner:
                         "presence",
                         f"{self.slug(op)}_in_every_trace",
                         (("expect", self.has(op)),),
-                        f"Every trace has a {self.label(op)} span",
+                        f"Every trace has {article(self.c.ops[op].name)} {self.label(op)} span",
                         self.n,
                         fails,
                         ops=(op,),

@@ -192,3 +192,9 @@ def op_slug(op: Op) -> str:
     if not service or name == service or name.startswith(service + "_"):
         return name or service or "op"
     return f"{service}_{name}" if name else service
+
+
+def article(name: str) -> str:
+    """`a` or `an` before a name, by its first letter (`an 'inventory.reserve' span`, `a 'cart.get' span`)."""
+    first = next((ch for ch in name if ch.isalnum()), "")
+    return "an" if first.lower() in ("a", "e", "i", "o", "u") else "a"

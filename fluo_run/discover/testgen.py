@@ -29,7 +29,7 @@ from fluo_lang.trace import Span, Trace
 from .corpus import MAX_VALUE_LENGTH, Corpus, Op
 from .facts import Fact
 from .render import Rule, count
-from .syntax import SURROGATE
+from .syntax import SURROGATE, article
 
 BASE_TRACES = 4
 """Corpus traces tried per rule as the base of a mutation."""
@@ -177,7 +177,7 @@ class Mutations:
             extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
             copies = f"{len(extra)} {'copy' if len(extra) == 1 else 'copies'}"
             counted = f"{bound + 1} {what}"
-            return [*_copy(spans), *extra], f"with {copies} of a {_q(leaf.name)} span ({counted})"
+            return [*_copy(spans), *extra], f"with {copies} of {article(leaf.name)} {_q(leaf.name)} span ({counted})"
 
         return mutate
 
@@ -253,7 +253,8 @@ class Mutations:
                 start=anchor.start,
                 end=anchor.start + donor.duration,
             )
-            return [*_copy(spans), extra], f"with a {_q(absent.name)} span added beside {_q(present.name)}"
+            added = f"with {article(absent.name)} {_q(absent.name)} span added beside {_q(present.name)}"
+            return [*_copy(spans), extra], added
 
         return mutate
 
