@@ -91,27 +91,39 @@ def _without_cascades(
     `count() s > 5` is read as the clause `count()` and an unexpected `s`. Only the
     clause's own value not being a boolean (FLUO301) is then dropped, as the cut is
     why; the type errors inside it stand, as they do when a stray token follows a
-    whole clause."""
+    whole clause.
+
+    In a rule with a syntax error anywhere in it, what the checker says of the rule's
+    shape (FLUO214, FLUO215: no `expect`, `when` without `always`; FLUO217: no window
+    length) is about what the recovery kept, and the syntax error already names the
+    mistake (`assert E`, `when E` without braces, `window 60`)."""
     broken: dict[str | None, list[ast.Span]] = {}
     cut: dict[str | None, set[ast.Span]] = {}
+    misshapen: dict[str | None, list[ast.Span]] = {}
     for f in files:
         bad = [d.span.start for d in syntax if d.path == f.path and d.is_error]
         if not bad:
             continue
         for rule in f.rules:
+            if any(rule.span.start <= pos <= rule.span.end for pos in bad):
+                misshapen.setdefault(f.path, []).append(rule.span)
             for clause in rule.clauses:
                 if any(clause.span.start <= pos <= clause.span.end for pos in bad):
                     broken.setdefault(f.path, []).append(clause.span)
                 elif any(clause.span.end < pos and not f.text[clause.span.end : pos].strip() for pos in bad):
                     cut.setdefault(f.path, set()).add(clause.expr.span)
-    if not broken and not cut:
+    if not broken and not cut and not misshapen:
         return checks
     return [
         d
         for d in checks
         if not any(sp.start <= d.span.start <= sp.end for sp in broken.get(d.path, []))
         and not (d.code == "FLUO301" and d.span in cut.get(d.path, ()))
+        and not (d.code in _SHAPE_CODES and any(sp.start <= d.span.start <= sp.end for sp in misshapen.get(d.path, [])))
     ]
+
+
+_SHAPE_CODES = frozenset({"FLUO214", "FLUO215", "FLUO217"})
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:

@@ -41,6 +41,10 @@ CODES: dict[str, str] = {
     "FLUO204": "A span field used outside a predicate.",
     "FLUO205": "A name one typo from an intrinsic reads as an attribute.",
     "FLUO206": "Not callable / not indexable.",
+    "FLUO207": (
+        "A name that reads as an attribute nobody meant: a key with dashes (`x-request-id` is `x - request - id`),"
+        " `null` or `True` (FLUO has neither), TraceQL's `span.` scope, OTTL's `resource.attributes[...]`."
+    ),
     "FLUO210": "Unknown metadata key.",
     "FLUO211": "Duplicate metadata key.",
     "FLUO212": "Metadata value of the wrong type or out of range.",
@@ -59,6 +63,7 @@ CODES: dict[str, str] = {
     "FLUO304": "Unknown enum value for `status` or `kind`.",
     "FLUO305": "Argument of the wrong type.",
     "FLUO306": "The pattern of `matches` must be a string literal.",
+    "FLUO307": "A comparison that no trace can change: `count() >= 0` always holds, `duration < 0s` never does.",
     # 4xx: limits
     "FLUO400": "Expression or metadata list nested too deeply.",
     "FLUO401": "Rule too large.",

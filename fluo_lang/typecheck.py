@@ -9,7 +9,7 @@ from those tables, and the language server reads them for hover and completion.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +116,7 @@ class _Checker:
         self.diags: list[Diagnostic] = []
         self.path = path
         self.pending_typos: dict[int, Diagnostic] = {}
+        self.dashed: set[int] = set()  # `-` nodes inside a dashed key (`x-request-id`) an outer `-` reported
         self.refused_meta = False  # a metadata value the parser refused (kind `missing`)
 
     def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
@@ -157,7 +158,7 @@ class _Checker:
                 continue
             seen[m.key] = m
             if m.key not in META_KEYS:
-                guess = nearest(m.key, list(META_KEYS))
+                guess = _nearest(m.key, list(META_KEYS))
                 hint = f"; did you mean `{guess}`?" if guess else f" (known: {', '.join(META_KEYS)})"
                 self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, guess)
                 continue
@@ -173,7 +174,7 @@ class _Checker:
             if v.kind in ("ident", "string") and v.value in SEVERITIES:
                 self.out.severity = str(v.value)
                 return
-            guess = nearest(str(v.value), SEVERITIES) if v.kind in ("ident", "string") else None
+            guess = _nearest(str(v.value), SEVERITIES) if v.kind in ("ident", "string") else None
             hint = f"; did you mean `{guess}`?" if guess else ""
             self.err("FLUO212", f"severity must be {want}, found `{_meta_text(v)}`{hint}", v.span, guess)
         elif m.key == "tags":
@@ -283,7 +284,7 @@ class _Checker:
     def enum_value(self, e: ast.Expr, value: str, enum: t.Type) -> t.Type:
         allowed = t.ENUMS[enum]
         if value not in allowed:
-            guess = nearest(value, allowed)
+            guess = _nearest(value, allowed)
             hint = f"; did you mean `{guess}`?" if guess else ""
             self.err(
                 "FLUO304",
@@ -330,20 +331,29 @@ class _Checker:
         member = b.lookup(t.SPAN, ident)
         if member is not None:
             if not scope.in_pred:
-                self.err(
-                    "FLUO204",
-                    f"`{ident}` is a span field; use it inside a predicate, e.g. "
-                    f"`trace.spans.where({ident} ...)`, or `trace.root.{ident}`",
-                    e.span,
+                example = (
+                    f"`window.spans.where({ident} ...)`"
+                    if scope.windowed
+                    else f"`trace.spans.where({ident} ...)`, or `trace.root.{ident}`"
                 )
+                self.err("FLUO204", f"`{ident}` is a span field; use it inside a predicate, e.g. {example}", e.span)
                 return self.record(e, t.ERROR)
             return self.record(e, member.result_type(()), MemberRef(member, None))
         if not scope.in_pred:
             guess = nearest(ident, ["trace", "window"])
             hint = f"; did you mean `{guess}`?" if guess else "; a rule starts from `trace` (or `window`)"
+            if ident.lower() in ("true", "false"):
+                guess = ident.lower()
+                hint = f"; did you mean `{guess}`?"
+            elif ident.lower() in _NULLS:
+                hint = "; FLUO has no null: to test that `x` is present write `x not in []`"
             self.err("FLUO200", f"unknown name `{ident}`{hint}", e.span, guess)
             return self.record(e, t.ERROR)
-        typo = nearest(ident, b.SPAN_FIELD_NAMES)
+        misread = _misread_name(ident)
+        if misread is not None:
+            self.pending_typos[id(e)] = warning("FLUO207", misread[0], e.span, path=self.path, suggestion=misread[1])
+            return self.record(e, t.ANY, AttrRef(ident, "span", None))
+        typo = _nearest(ident, b.SPAN_FIELD_NAMES)
         if typo is not None and typo != ident:
             self.pending_typos[id(e)] = warning(
                 "FLUO205",
@@ -361,7 +371,19 @@ class _Checker:
         inner = self.out.refs.get(id(e.target))
         if isinstance(inner, AttrRef) and target_ty == t.ANY:
             self.pending_typos.pop(id(e.target), None)
-            return self.record(e, t.ANY, AttrRef(f"{inner.key}.{e.name}", inner.source, inner.base))
+            ref = AttrRef(f"{inner.key}.{e.name}", inner.source, inner.base)
+            if ref.source == "span" and ref.base is None and ref.key.startswith("span."):
+                rest = ref.key.removeprefix("span.")
+                self.pending_typos[id(e)] = warning(
+                    "FLUO207",
+                    f"`{ref.key}` reads as an attribute with that whole key: `span.` is TraceQL's scope, which "
+                    f"FLUO does not write; write `{rest}` (or `attributes[{_quote(ref.key)}]` for a key that "
+                    "does start with `span.`)",
+                    e.span,
+                    path=self.path,
+                    suggestion=rest,
+                )
+            return self.record(e, t.ANY, ref)
         member = b.lookup(target_ty, e.name)
         if member is not None and member.kind == "field":
             return self.record(e, member.result_type(()), MemberRef(member, e.target))
@@ -374,7 +396,7 @@ class _Checker:
             )
             return self.record(e, t.ERROR)
         if target_ty == t.SPAN:
-            typo = nearest(e.name, b.SPAN_FIELD_NAMES)
+            typo = _nearest(e.name, b.SPAN_FIELD_NAMES)
             if typo is not None:
                 self.pending_typos[id(e)] = warning(
                     "FLUO205",
@@ -413,7 +435,9 @@ class _Checker:
         params = member.params
         required = sum(1 for p in params if not p.optional)
         if not required <= len(e.args) <= len(params):
-            self.err("FLUO203", _arity_message(member, len(e.args)), e.span)
+            m = e.method_span  # from the method name to the closing parenthesis, not the whole chain
+            span = ast.Span(m.start, e.span.end, m.line, m.col, e.span.end_line, e.span.end_col)
+            self.err("FLUO203", _arity_message(member, len(e.args)), span)
         arg_types: list[t.Type] = []
         for arg, param in zip(e.args, params, strict=False):
             ty = self.check(arg, scope if param.kind == "value" else scope.inner())
@@ -427,16 +451,26 @@ class _Checker:
                     f"`{member.name}` takes {want} for `{param.name}`, found {ty}",
                     arg.span,
                 )
-        for arg in e.args[len(params) :]:
-            self.check(arg, scope)
+        if len(e.args) > len(params):
+            # FLUO203 says to drop them: their own errors (`where(a, b)` checks `b` outside a predicate) are noise
+            inner = not params or params[-1].kind != "value"
+            self.quietly(lambda: [self.check(arg, scope.inner() if inner else scope) for arg in e.args[len(params) :]])
         return self.record(e, member.result_type(arg_types), MemberRef(member, e.target))
+
+    def quietly(self, check: Callable[[], object]) -> None:
+        """Run `check` for the types it records, dropping the diagnostics it reports."""
+        reported, pending = len(self.diags), set(self.pending_typos)
+        check()
+        del self.diags[reported:]
+        for key in set(self.pending_typos) - pending:
+            del self.pending_typos[key]
 
     def unknown_method(self, e: ast.Call, target_ty: t.Type, member: b.Member | None) -> None:
         if member is not None:  # a field called like a method
             self.err("FLUO206", f"`{e.method}` is a field of {target_ty}; drop the parentheses", e.span)
             return
         methods = [m.name for m in b.members_of(target_ty).values() if m.kind == "method"]
-        guess = nearest(e.method, methods)
+        guess = _nearest(e.method, methods)
         if guess:
             hint = f"; did you mean `{guess}`?"
         elif methods:
@@ -448,6 +482,8 @@ class _Checker:
     def index(self, e: ast.Index, scope: _Scope) -> t.Type:
         target_ty = self.check(e.target, scope)
         key_ty = self.check(e.key, scope)
+        if target_ty == t.ANY and self.resource_attributes(e):
+            return self.record(e, t.ANY)
         if target_ty in (t.MAP, t.ANY):
             # an attribute may hold a map (string keys) or a list (int indexes): which, only the trace says
             allowed = (t.STRING, t.ANY, t.ERROR) if target_ty == t.MAP else (t.STRING, t.INT, t.ANY, t.ERROR)
@@ -462,6 +498,26 @@ class _Checker:
         if target_ty != t.ERROR:
             self.err("FLUO206", f"cannot index {article(target_ty)} with [...]", e.span)
         return self.record(e, t.ERROR)
+
+    def resource_attributes(self, e: ast.Index) -> bool:
+        """OTTL's `resource.attributes["k"]`: FLUO reads a resource attribute named `attributes`, then its key."""
+        ref = self.out.refs.get(id(e.target))
+        if not (isinstance(ref, AttrRef) and ref.source == "map" and ref.key == "attributes" and ref.base is not None):
+            return False
+        base = self.out.refs.get(id(ref.base))
+        if not (isinstance(base, MemberRef) and base.member.name == "resource"):
+            return False
+        key = e.key.value if isinstance(e.key, ast.Literal) and e.key.kind == "string" else None
+        fix = f"resource[{_quote(str(key))}]" if key is not None else 'resource["..."]'
+        service = " (or the intrinsic `service`)" if key == "service.name" else ""
+        self.warn(
+            "FLUO207",
+            f"`resource.attributes[...]` reads a resource attribute named `attributes`: FLUO indexes the "
+            f"resource itself, write `{fix}`{service}",
+            e.span,
+            fix if key is not None else None,
+        )
+        return True
 
     def list_lit(self, e: ast.ListLit, scope: _Scope, enum: t.Type | None) -> t.Type:
         types = [self.check(i, scope, enum) for i in e.items]
@@ -486,7 +542,9 @@ class _Checker:
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
             if rt.is_list:
                 elem = rt.elem or t.ANY
-                if not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
+                if lt == t.ANY and elem == t.DURATION:
+                    self.err("FLUO300", f"`{op}`: cannot look for any in {rt}{_unit_hint(e.left)}", e.span)
+                elif not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
                     self.err("FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}", e.span)
                 elif elem == t.ANY and isinstance(e.right, ast.ListLit) and not t.lenient(lt):
                     for item in e.right.items:  # a mixed list: each item must be one the left could equal
@@ -548,17 +606,66 @@ class _Checker:
             lt = self.check(e.left, scope)
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
         ordering = e.op not in ("==", "!=")
-        if not t.comparable(lt, rt, ordering=ordering):
+        if {lt, rt} == {t.ANY, t.DURATION}:
+            # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
+            hint = _unit_hint(e.left if lt == t.ANY else e.right)
+            self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", e.span)
+        elif not t.comparable(lt, rt, ordering=ordering):
             if ordering and lt == rt:
                 msg = f"`{e.op}` does not order {lt} values"
             else:
                 msg = f"cannot compare {lt} with {rt} using `{e.op}`"
             self.err("FLUO300", msg, e.span)
+        else:
+            self.null_comparison(e)
+            self.vacuous(e)
         return self.record(e, t.BOOL)
 
+    def null_comparison(self, e: ast.Binary) -> None:
+        """`x != null`: say how FLUO tests that `x` is present, in place of the warning on `null` alone."""
+        if e.op not in ("==", "!="):
+            return
+        sides = [(n, o) for n, o in ((e.right, e.left), (e.left, e.right)) if id(n) in self.pending_typos]
+        nulls = [(n, o) for n, o in sides if isinstance(n, ast.Name) and n.ident.lower() in _NULLS]
+        if not nulls:
+            return
+        null, other = nulls[0]
+        x = _path_text(other) or "x"
+        fix = f"{x} not in []" if e.op == "!=" else f"not ({x} not in [])"
+        test = f"that `{x}` is {'present' if e.op == '!=' else 'missing'} write `{fix}`"
+        self.pending_typos[id(null)] = warning(
+            "FLUO207",
+            f"`{null.ident}` reads as a span attribute named `{null.ident}`, so this comparison never holds: "
+            f"FLUO has no null (a missing attribute makes any comparison false); to test {test}",
+            e.span,
+            path=self.path,
+            suggestion=fix if _path_text(other) else None,
+        )
+
+    def vacuous(self, e: ast.Binary) -> None:
+        """`count() >= 0`, `duration < 0s`: a comparison with zero that no value can change."""
+        op: str = e.op
+        value, zero = e.left, e.right
+        if _is_zero(e.left) and not _is_zero(e.right):
+            op, value, zero = _MIRRORED[op], e.right, e.left
+        if op not in ("<", ">=") or not _is_zero(zero):
+            return
+        ref, ty = self.out.refs.get(id(value)), self.out.types.get(id(value))
+        if isinstance(value, ast.Call) and value.method in ("count", "length") and ty == t.INT:
+            what = "a count" if value.method == "count" else "a length"
+        elif isinstance(ref, MemberRef) and ref.member.name == "duration" and ty == t.DURATION:
+            what = "a duration"
+        else:
+            return
+        holds = "always holds" if op == ">=" else "never holds"
+        self.warn("FLUO307", f"this comparison {holds}: {what} is never negative", e.span)
+
     def arith(self, e: ast.Binary, scope: _Scope) -> t.Type:
+        pieces = self.dashed_pieces(e) if e.op == "-" and id(e) not in self.dashed else []
         lt = self.check(e.left, scope)
         rt = self.check(e.right, scope)
+        if pieces and any(isinstance(self.out.refs.get(id(p)), AttrRef) for p in pieces):
+            self.dashed_key(e, pieces)
         result = arith_type(e.op, lt, rt)
         if result is None:
             hint = ""
@@ -567,6 +674,35 @@ class _Checker:
             self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", e.span)
             return self.record(e, t.ERROR)
         return self.record(e, result)
+
+    def dashed_pieces(self, e: ast.Binary) -> list[ast.Expr]:
+        """The names of `x-request-id` (a `-` with no space on either side between names), outermost first."""
+        pieces: list[ast.Expr] = []
+        node: ast.Expr = e
+        inner: list[int] = []
+        while isinstance(node, ast.Binary) and node.op == "-":
+            if node.left.span.end + 1 != node.right.span.start or _path_text(node.right) is None:
+                return []
+            pieces.append(node.right)
+            inner.append(id(node))
+            node = node.left
+        if _path_text(node) is None:
+            return []
+        self.dashed.update(inner)
+        return [node, *reversed(pieces)]
+
+    def dashed_key(self, e: ast.Binary, pieces: list[ast.Expr]) -> None:
+        texts = [_path_text(p) or "" for p in pieces]
+        key = "-".join(texts)
+        head, _, rest = key.partition(".")
+        fix = f"resource[{_quote(rest)}]" if head == "resource" and rest else f"attributes[{_quote(key)}]"
+        self.warn(
+            "FLUO207",
+            f"`{key}` reads as `{' - '.join(texts)}`; for a key with dashes write `{fix}` "
+            "(to subtract, put spaces around `-`)",
+            e.span,
+            fix,
+        )
 
     def require_bool(self, e: ast.Expr, ty: t.Type, what: str) -> None:
         if ty in _BOOLISH:
@@ -584,6 +720,55 @@ _LITERAL_TYPES = {
     "bool": t.BOOL,
     "duration": t.DURATION,
 }
+
+
+_NULLS = ("null", "nil", "none", "undefined")
+_MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}  # `0 > x` is `x < 0`
+
+
+def _nearest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
+    """`nearest`, or the candidate `word` is in another case (`ERROR`, `SERVER`)."""
+    return nearest(word, candidates) or next((c for c in candidates if c.lower() == word.lower()), None)
+
+
+def _misread_name(ident: str) -> tuple[str, str | None] | None:
+    """A bare name read as an attribute, surely meant as another language's literal: why, and the fix."""
+    if ident.lower() in ("true", "false"):
+        return f"`{ident}` reads as a span attribute named `{ident}`; did you mean `{ident.lower()}`?", ident.lower()
+    if ident.lower() in _NULLS:
+        return (
+            f"`{ident}` reads as a span attribute named `{ident}`: FLUO has no null (a missing attribute makes any "
+            "comparison false); to test that `x` is present write `x not in []`",
+            None,
+        )
+    return None
+
+
+def _path_text(e: ast.Expr) -> str | None:
+    """`a.b.c` as written, for a bare name or a chain of fields on one; None for anything else."""
+    names: list[str] = []
+    while isinstance(e, ast.Field):
+        names.append(e.name)
+        e = e.target
+    if not isinstance(e, ast.Name):
+        return None
+    return ".".join([e.ident, *reversed(names)])
+
+
+def _quote(key: str) -> str:
+    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _unit_hint(attr: ast.Expr) -> str:
+    """FLUO302's hint for an attribute's number next to a duration, with a unit guessed from its key."""
+    x = _path_text(attr) or "amount"
+    suffix = x.replace(".", "_").rsplit("_", 1)[-1].lower()
+    unit = {"ns": "1ns", "us": "1us", "ms": "1ms", "millis": "1ms", "s": "1s", "sec": "1s", "seconds": "1s"}
+    return f"; an attribute's number has no unit: give it one, e.g. `{x} * {unit.get(suffix, '1ms')}`"
+
+
+def _is_zero(e: ast.Expr) -> bool:
+    return isinstance(e, ast.Literal) and e.kind in ("int", "float", "duration") and e.value == 0
 
 
 def _maybe_enum(e: ast.Expr) -> bool:

@@ -445,6 +445,7 @@ def test_eval_says_when_a_span_ends_before_it_starts() -> None:
     r = run("eval", "--detect", "trace.spans.max(duration) < 0s or trace.duration < 0s", "--traces", backwards)
     assert (r.exit_code, r.stdout) == (0, "")
     assert r.stderr == (
+        "<detect>:1:35: warning[FLUO307] this comparison never holds: a duration is never negative\n"
         "fluo: warning: 1 span ends before it starts (first: span 0000000000000002 of trace "
         "000000000000000000000000000000c3); each is read as ending when it starts, with duration 0\n"
     )

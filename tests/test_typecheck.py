@@ -1,0 +1,229 @@
+"""The typechecker's diagnostics on rules newcomers write (QA tour of the error experience)."""
+
+from __future__ import annotations
+
+import pytest
+
+from fluo_lang.api import analyze, analyze_expression
+from fluo_lang.diagnostics import Diagnostic
+
+
+def _diags(text: str) -> list[Diagnostic]:
+    return analyze([("r.fluo", text)]).diagnostics
+
+
+def _only(text: str) -> Diagnostic:
+    diags = _diags(text)
+    assert len(diags) == 1, [d.format() for d in diags]
+    return diags[0]
+
+
+def _where(pred: str) -> str:
+    return f"trace.spans.where({pred}).exists()"
+
+
+# -- names that read as an attribute nobody meant (FLUO207) -------------------
+
+
+@pytest.mark.parametrize(
+    ("pred", "reads", "fix"),
+    [
+        ('x-request-id == "abc"', "`x-request-id` reads as `x - request - id`", 'attributes["x-request-id"]'),
+        ('resource.k8s-pod == "p1"', "`resource.k8s-pod` reads as `resource.k8s - pod`", 'resource["k8s-pod"]'),
+        ("total-discount > 0", "`total-discount` reads as `total - discount`", 'attributes["total-discount"]'),
+    ],
+)
+def test_a_key_with_dashes_warns_with_its_bracketed_form(pred: str, reads: str, fix: str) -> None:
+    d = _only(_where(pred))
+    assert (d.code, d.is_error, d.suggestion) == ("FLUO207", False, fix)
+    assert d.message.startswith(f"{reads}; for a key with dashes write `{fix}`")
+    assert "put spaces around `-`" in d.message
+
+
+@pytest.mark.parametrize("pred", ["total - discount > 0", "end-start > 1s", "duration-1s > 0s"])
+def test_a_subtraction_written_as_one_is_quiet(pred: str) -> None:
+    assert _diags(_where(pred)) == []
+
+
+@pytest.mark.parametrize(
+    ("pred", "fix", "says"),
+    [
+        ("http.route != null", "http.route not in []", "that `http.route` is present"),
+        ("http.route != nil", "http.route not in []", "that `http.route` is present"),
+        ("None != http.route", "http.route not in []", "that `http.route` is present"),
+        ("http.route == undefined", "not (http.route not in [])", "that `http.route` is missing"),
+    ],
+)
+def test_null_warns_and_says_how_to_test_presence(pred: str, fix: str, says: str) -> None:
+    d = _only(_where(pred))
+    assert (d.code, d.is_error, d.suggestion) == ("FLUO207", False, fix)
+    assert "FLUO has no null" in d.message and f"{says} write `{fix}`" in d.message
+
+
+def test_a_null_alone_warns_too() -> None:
+    d = _only(_where("null"))
+    assert d.code == "FLUO207" and "x not in []" in d.message
+
+
+@pytest.mark.parametrize("word", ["True", "TRUE", "False"])
+def test_a_capitalised_boolean_suggests_the_literal(word: str) -> None:
+    d = _only(_where(f"retry == {word}"))
+    assert (d.code, d.is_error, d.suggestion) == ("FLUO207", False, word.lower())
+    assert d.message.endswith(f"did you mean `{word.lower()}`?")
+
+
+def test_a_capitalised_boolean_outside_a_predicate_suggests_the_literal() -> None:
+    d = _only("True")
+    assert (d.code, d.suggestion) == ("FLUO200", "true")
+
+
+def test_traceql_span_scope_warns_once_for_the_whole_key() -> None:
+    d = _only(_where("span.http.response.status_code == 500"))
+    assert (d.code, d.is_error, d.suggestion) == ("FLUO207", False, "http.response.status_code")
+    assert "`span.` is TraceQL's scope" in d.message
+    assert 'attributes["span.http.response.status_code"]' in d.message  # a key that does start with `span.`
+
+
+def test_ottl_resource_attributes_suggests_fluos_form() -> None:
+    d = _only(_where('resource.attributes["service.name"] == "api"'))
+    assert (d.code, d.is_error, d.suggestion) == ("FLUO207", False, 'resource["service.name"]')
+    assert "the intrinsic `service`" in d.message
+
+
+def test_the_meant_forms_are_quiet() -> None:
+    for pred in (
+        'attributes["x-request-id"] == "abc"',
+        'resource["k8s-pod"] == "p1"',
+        "http.route not in []",
+        "retry == true",
+        'attributes["span.kind"] == "server"',
+        'resource.k8s.pod == "p1"',
+    ):
+        assert _diags(_where(pred)) == [], pred
+
+
+# -- an attribute's number against a duration ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pred", "example"),
+    [
+        ("latency_s > 5s", "latency_s * 1s"),
+        ("5s < queue.wait_ms", "queue.wait_ms * 1ms"),
+        ('attributes["t"] == 1s', "amount * 1ms"),
+        ("x in [1s, 2s]", "x * 1ms"),
+    ],
+)
+def test_an_attribute_compared_with_a_duration_needs_a_unit(pred: str, example: str) -> None:
+    d = _only(_where(pred))
+    assert (d.code, d.is_error) == ("FLUO300", True)
+    assert d.message.endswith(f"an attribute's number has no unit: give it one, e.g. `{example}`")
+
+
+def test_an_attribute_given_a_unit_compares_with_a_duration() -> None:
+    assert _diags(_where("latency_s * 1s > 5s")) == []
+    assert _diags(_where("ts > start")) == []  # an epoch-nanoseconds attribute against a timestamp stays allowed
+
+
+# -- one mistake, one error ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("rule r {\n  when { trace.has(name == 'a') }\n  then { trace.has(name == 'b') }\n}", "FLUO107"),
+        ("rule r {\n  window 60\n  expect window.spans.count() < 300\n}", "FLUO100"),
+        ("rule r {\n  window 5min\n  expect window.spans.count() < 300\n}", "FLUO103"),
+        ('rule r {\n  window "1m"\n  expect window.spans.count() < 300\n}', "FLUO100"),
+    ],
+)
+def test_a_syntax_error_in_a_rule_hides_what_the_checker_says_of_its_shape(text: str, code: str) -> None:
+    assert [d.code for d in _diags(text) if d.is_error] == [code]
+
+
+def test_a_rule_without_a_syntax_error_still_gets_its_shape_errors() -> None:
+    assert [d.code for d in _diags("rule r { severity: error }")] == ["FLUO214"]
+    assert [d.code for d in _diags("rule r { window 0s expect window.spans.count() < 3 }")] == ["FLUO217"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "trace.spans.where(service == 'auth', duration > 1s).count() > 0",
+        "trace.spans.exists(s, s.service == 'auth')",
+        "rule r { window 1m expect window.traces.count(duration > 1s) < 5 }",
+        "trace.spans.count(nosuch.x, servce == 'a') > 0",
+    ],
+)
+def test_extra_arguments_give_the_arity_error_only(text: str) -> None:
+    assert [d.code for d in _diags(text)] == ["FLUO203"]
+
+
+# -- hints ---------------------------------------------------------------------
+
+
+def test_a_span_field_outside_a_predicate_of_a_windowed_rule_suggests_window() -> None:
+    d = _only("rule r {\n  window 1m\n  expect duration < 5s\n}")
+    assert d.code == "FLUO204" and "`window.spans.where(duration ...)`" in d.message and "trace" not in d.message
+
+
+def test_a_span_field_outside_a_predicate_of_a_trace_rule_suggests_trace() -> None:
+    d = _only("duration < 5s")
+    assert "`trace.spans.where(duration ...)`" in d.message and "`trace.root.duration`" in d.message
+
+
+@pytest.mark.parametrize(
+    ("text", "guess"),
+    [
+        (_where("status == 'ERROR'"), "error"),
+        (_where("kind == SERVER"), "server"),
+        ("rule r {\n  severity: ERROR\n  expect trace.spans.count() > 0\n}", "error"),
+        (_where("Service == 'a'"), "service"),
+        ("trace.spans.Where(name == 'a').exists()", "where"),
+    ],
+)
+def test_a_word_in_the_wrong_case_gets_a_did_you_mean(text: str, guess: str) -> None:
+    d = _only(text)
+    assert d.message.endswith(f"`{guess}`?") and "did you mean" in d.message and d.suggestion == guess
+
+
+@pytest.mark.parametrize(
+    ("text", "call"),
+    [
+        ("trace.spans.where(service == 'auth').count(1, 2) > 0", "count(1, 2)"),
+        ("trace.spans.where(service == 'auth', duration > 1s).count() > 0", "where(service == 'auth', duration > 1s)"),
+        ("trace.spans.where(kind == server).sum() > 5s", "sum()"),
+    ],
+)
+def test_an_arity_error_underlines_the_call_not_the_chain(text: str, call: str) -> None:
+    d = next(d for d in analyze_expression(text).diagnostics if d.code == "FLUO203")
+    start, end = text.index(call), text.index(call) + len(call)
+    assert (d.span.start, d.span.end, d.span.col, d.span.end_col) == (start, end, start, end)
+
+
+# -- comparisons no trace can change (FLUO307) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        ("trace.spans.count() >= 0", "always holds: a count"),
+        ("trace.spans.count() < 0", "never holds: a count"),
+        ("0 > trace.spans.count()", "never holds: a count"),
+        ("0 <= trace.count(status == error)", "always holds: a count"),
+        (_where("duration < 0s"), "never holds: a duration"),
+        ("trace.duration >= 0s", "always holds: a duration"),
+    ],
+)
+def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
+    d = _only(text)
+    assert (d.code, d.is_error) == ("FLUO307", False)
+    assert d.message == f"this comparison {holds} is never negative"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["trace.spans.count() > 0", "trace.spans.count() <= 0", _where("duration <= 0s"), "trace.spans.count() == 0"],
+)
+def test_a_comparison_with_zero_that_can_go_either_way_is_quiet(text: str) -> None:
+    assert _diags(text) == []
