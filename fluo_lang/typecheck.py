@@ -694,8 +694,13 @@ class _Checker:
     def dashed_key(self, e: ast.Binary, pieces: list[ast.Expr]) -> None:
         texts = [_path_text(p) or "" for p in pieces]
         key = "-".join(texts)
-        head, _, rest = key.partition(".")
-        fix = f"resource[{_quote(rest)}]" if head == "resource" and rest else f"attributes[{_quote(key)}]"
+        first = self.out.refs.get(id(pieces[0]))
+        base = _path_text(first.base) if isinstance(first, AttrRef) and first.base is not None else None
+        if isinstance(first, AttrRef) and base is not None:  # `parent.x-y`, `resource.k8s-pod`
+            dashed = _quote("-".join([first.key, *texts[1:]]))
+            fix = f"{base}[{dashed}]" if first.source == "map" else f"{base}.attributes[{dashed}]"
+        else:
+            fix = f"attributes[{_quote(key)}]"
         self.warn(
             "FLUO207",
             f"`{key}` reads as `{' - '.join(texts)}`; for a key with dashes write `{fix}` "

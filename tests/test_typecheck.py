@@ -31,6 +31,8 @@ def _where(pred: str) -> str:
         ('x-request-id == "abc"', "`x-request-id` reads as `x - request - id`", 'attributes["x-request-id"]'),
         ('resource.k8s-pod == "p1"', "`resource.k8s-pod` reads as `resource.k8s - pod`", 'resource["k8s-pod"]'),
         ("total-discount > 0", "`total-discount` reads as `total - discount`", 'attributes["total-discount"]'),
+        ("parent.x-y == 1", "`parent.x-y` reads as `parent.x - y`", 'parent.attributes["x-y"]'),
+        ('it.resource.a.b-c == "p1"', "`it.resource.a.b-c` reads as `it.resource.a.b - c`", 'it.resource["a.b-c"]'),
     ],
 )
 def test_a_key_with_dashes_warns_with_its_bracketed_form(pred: str, reads: str, fix: str) -> None:
