@@ -92,10 +92,14 @@ def test_readable_ceiling_is_close_above(ns: int) -> None:
         ("a-b", "attributes['a-b']"),
         ("resource.x", "attributes['resource.x']"),
         ("it's", "attributes['it\\'s']"),
+        ("null", "attributes['null']"),  # FLUO207: read bare, another language's literal
+        ("True", "attributes['True']"),
+        ("span.kind", "attributes['span.kind']"),  # FLUO207: TraceQL's scope
     ],
 )
 def test_attribute_keys_are_read_safely(key: str, written: str) -> None:
     assert attribute(key) == written
+    assert not analyze([("k.fluo", f"trace.spans.all({written} == 1)")]).diagnostics
     assert holds(f"trace.spans.all({written} == 1)", attributes={key: 1})
     assert not holds(f"trace.spans.all({written} == 1)", attributes={key: 2})
 

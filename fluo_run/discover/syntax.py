@@ -14,8 +14,8 @@ import unicodedata
 from functools import cache
 from typing import Any
 
+from fluo_lang.api import analyze
 from fluo_lang.builtins import ROOTS, SPAN_FIELD_NAMES
-from fluo_lang.diagnostics import nearest
 from fluo_lang.parser import DURATION_UNITS, keywords
 
 from .corpus import Op
@@ -81,15 +81,26 @@ def service_pred(service: str, prefix: str = "") -> str:
 
 @cache
 def attribute(key: str) -> str:
-    """How a predicate reads a span attribute: bare `http.method` when that is safe."""
+    """How a predicate reads a span attribute: bare `http.method` when that is safe.
+
+    Safe: plain dotted names that are not a field, root or keyword, and that the
+    checker reads without a warning (`servce`, one typo from `service`: FLUO205;
+    `null`, `True`, `span.kind`: FLUO207), so a discovered rule checks clean.
+    """
     parts = key.split(".")
     kws = keywords()
     plain = all(_IDENT.fullmatch(p) and p not in kws for p in parts)
     head = parts[0]
     reserved = head in SPAN_FIELD_NAMES or head in ROOTS or head in ("attributes", "resource")
-    if plain and not reserved and (len(parts) > 1 or nearest(head, SPAN_FIELD_NAMES) is None):
+    if plain and not reserved and _reads_clean(key):
         return key
     return f"attributes[{quote(key)}]"
+
+
+@cache
+def _reads_clean(key: str) -> bool:
+    """Whether the checker reads `key` bare in a predicate with no diagnostic at all."""
+    return not analyze([("<key>", f"trace.spans.all({key} == 1)")]).diagnostics
 
 
 def duration_text(ns: int) -> str:
