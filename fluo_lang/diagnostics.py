@@ -31,7 +31,7 @@ CODES: dict[str, str] = {
         " or rules given to `--expect`/`--detect`, which take one expression."
     ),
     "FLUO106": "A rule file that is not UTF-8 text.",
-    "FLUO107": "A clause keyword misspelled (`exepct`): the nearest keyword is suggested.",
+    "FLUO107": "A keyword misspelled or in another language's word (`exepct`, `Rule`, `assert`): FLUO's is suggested.",
     "FLUO108": "A number or duration literal past 64 bits (durations count nanoseconds: about 292 years).",
     # 2xx: names and rule structure
     "FLUO200": "Unknown name.",

@@ -150,6 +150,9 @@ class _Recovery:
         self.last_error_end: int | None = None
         self.skip_rest = False  # set by FLUO105: what follows a whole bare expression is dropped unreported
         self.recoveries = 0  # syntax errors met so far, cascades included
+        self.scan_budget = 16 * _CLOSING_SCAN  # characters `closing` may look at, over the whole text
+        self.unbraced_until = -1  # a `when`/`always`/`never` without braces was reported: up to here (the next
+        # `rule`), the braces its clauses lack are inserted silently
 
     def report(self, diag: Diagnostic) -> None:
         """Record an error unless it is a cascade: fewer than 3 tokens after the previous one.
@@ -209,9 +212,9 @@ class _Recovery:
         ip = e.interactive_parser
         if self.skip_rest:
             return tok.type != "$END"
-        if self._misspelled_keyword(ip, tok):
+        if self._misspelled_keyword(ip, tok) or self._habit(ip, tok):
             return True
-        expected = sorted(e.expected or _accepts(ip), key=_order)
+        expected = sorted(_accepts(ip), key=_order)  # not `e.expected`: the state's lookaheads, some impossible
         is_end = tok.type == "$END"
         if tok.type == "RULE" and "$END" in _accepts(ip):
             # `rule` after a whole bare expression: the file is one expression, so it can hold no rules
@@ -235,6 +238,22 @@ class _Recovery:
             found = f"`{tok.value}`"
         span = self.index.span(start, end)
         inserted = self._insertion(ip, tok)
+        if inserted is not None and start <= self.unbraced_until and set(inserted) <= {"LBRACE", "RBRACE"}:
+            # a clause written without braces (`when E always F`): its braces were reported once, at the first
+            for name in inserted:
+                ip.feed_token(self.synthetic(name, start))
+            if not is_end:
+                ip.feed_token(tok)
+            return True
+        if inserted == ("LBRACE",) and _top_type(ip) in ("WHEN", "ALWAYS", "NEVER"):
+            keyword = terminal_text(_top_type(ip) or "")
+            message = f"`{keyword}` takes its expression in braces: `{keyword} {{ E }}`"
+            self.report(error("FLUO100", message, span, path=self.path))
+            following = _RULE_WORD.search(self.text, start)
+            self.unbraced_until = len(self.text) if following is None else following.start()
+            ip.feed_token(self.synthetic("LBRACE", start))
+            ip.feed_token(tok)
+            return True
         if inserted is not None:
             if len(inserted) == 1 and not (inserted[0] in _EXPRESSION_START and set(expected) >= _EXPRESSION_START):
                 msg = f"expected {terminal_display(inserted[0])} before {found}"
@@ -250,12 +269,16 @@ class _Recovery:
                 ip.feed_token(tok)
             return True
         code = "FLUO104" if is_end else "FLUO100"
-        self.report(error(code, f"unexpected {found}; expected {_expected_text(expected)}", span, path=self.path))
         if tok.type in _VALUES:  # a value of the wrong kind (`window 5`): read as one of the kind expected
             wanted = [name for name in expected if name in _VALUES]
+            if wanted == ["DURATION"] and self._as_duration(ip, tok):
+                return True
+            self.report(error(code, f"unexpected {found}; expected {_expected_text(expected)}", span, path=self.path))
             if len(wanted) == 1:
                 ip.feed_token(self.synthetic(wanted[0], start))
                 return True
+            return True
+        self.report(error(code, f"unexpected {found}; expected {_expected_text(expected)}", span, path=self.path))
         return not is_end  # drop the token and go on
 
     def _misspelled_keyword(self, ip: Any, tok: Token) -> bool:
@@ -267,16 +290,16 @@ class _Recovery:
         metadata key without `:` would start. One FLUO107 says so, with the fix.
         """
         state = ip.parser_state
-        last = state.value_stack[-1] if state.value_stack else None
-        if not isinstance(last, Token) or last.type != "IDENT" or tok.type == "COLON":
+        last = _top(ip)
+        if last is None or last.type != "IDENT" or tok.type == "COLON":
             return False
-        keyword = nearest(str(last.value), list(_CLAUSE_KEYWORDS))
+        keyword = _keyword_meant(str(last.value))
         if keyword is None:
             return False
         before = _probe(ip)
         before.parser_state.state_stack.pop()
         before.parser_state.value_stack.pop()
-        retyped = Token(_CLAUSE_KEYWORDS[keyword], keyword, last.start_pos, last.line, last.column)
+        retyped = Token(_KEYWORD_TERMINALS[keyword], keyword, last.start_pos, last.line, last.column)
         try:
             if tok.type not in _accepts(_fed(before, retyped)):
                 return False
@@ -290,6 +313,260 @@ class _Recovery:
         message = f"unknown keyword `{last.value}`; did you mean `{keyword}`?"
         self.report(error("FLUO107", message, span, path=self.path, suggestion=keyword))
         return True
+
+    def _habit(self, ip: Any, tok: Token) -> bool:
+        """A habit from another language (`AND`, `<>`, `size(x)`, `5 sec`, `expect:`): one error saying how
+        FLUO writes it, and the text read as meant, so nothing cascades."""
+        if tok.type == "$END":
+            return False
+        text = self.text
+        kind = tok.type
+        start, end = tok.start_pos or 0, tok.end_pos or 0
+        top = _top(ip)
+        adjacent = top is not None and top.end_pos == start
+        if kind == "IDENT" and self._foreign_word(ip, tok):
+            return True
+        if top is not None and top.type == "IDENT" and kind != "COLON" and self._foreign_word_before(ip, top, tok):
+            return True
+        if top is not None and top.type == "NUMBER" and kind == "IDENT":  # `5 sec`
+            unit = _unit_meant(str(tok.value))
+            number = str(top.value)
+            if unit is not None and _PLAIN_NUMBER.fullmatch(number) and _feedable(ip, ["DURATION"], drop=1):
+                meant = number + unit
+                self._read_as(ip, top.start_pos or 0, end, f"unknown unit `{tok.value}`: write `{meant}`", meant, 1)
+                ip.feed_token(self.token("DURATION", meant, top.start_pos or 0, end))
+                return True
+        ne = _terminal_of("!=")
+        if kind == "MORETHAN" and adjacent and top is not None and top.type == "LESSTHAN" and _feedable(ip, [ne], 1):
+            self._read_as(ip, top.start_pos or 0, end, "unexpected `<>`; did you mean `!=`?", "!=", 1)  # `<>`
+            ip.feed_token(self.token(ne, "!=", top.start_pos or 0, end))
+            return True
+        # `1s < duration < 2s`: a range, its bounds both `<`/`<=` or both `>`/`>=` (`a == b <= c` lacks a `)`)
+        chained = any(_is_token(v, _ranges(kind)) for v in ip.parser_state.value_stack[-3:])
+        if chained and _operand(ip, ["AND", "IDENT", kind]):  # `1s < duration < 2s`: read as `1s < duration and ? < 2s`
+            message = "comparisons do not chain: write `a < b and b < c`"
+            self.report(error("FLUO100", message, self.index.span(start, end), path=self.path))
+            ip.feed_token(self.synthetic("AND", start))
+            ip.feed_token(self.synthetic("IDENT", start))
+            ip.feed_token(tok)
+            return True
+        if kind == "SLASH" and text.startswith("/*", start):  # a C comment
+            return self._block_comment(ip, start, 0)
+        if kind == "STAR" and adjacent and top is not None and top.type == "SLASH" and text.startswith("/*", end - 2):
+            return self._block_comment(ip, end - 2, 1)  # `/` was read as division
+        if kind == "COMMA" and self._parenthesized_list(ip):
+            return True
+        if kind == "DURATION" and adjacent and top is not None and top.type == "DURATION":  # `1h30m`
+            run = _DURATION_RUN.match(text, top.start_pos or 0)
+            total = run and _run_ns(run.group())
+            if run is not None and total is not None and _feedable(ip, ["DURATION"], drop=1):
+                meant = _in_one_unit(total)
+                self._read_as(ip, run.start(), run.end(), f"a duration has one unit: write `{meant}`", meant, 1)
+                ip.feed_token(self.token("DURATION", meant, run.start(), run.end()))
+                return True
+        accepts = _accepts(ip)
+        if kind == "DOT" and accepts >= _EXPRESSION_START:
+            after = _AFTER_DOT.match(text, end)
+            if after is not None and after.group(1):  # `.5s`
+                meant = "0." + after.group()
+                term = "DURATION" if after.group(2) else "NUMBER"
+                if term in accepts:
+                    self._read_as(ip, start, after.end(), f"write `{meant}`, with a digit before the point", meant)
+                    ip.feed_token(self.token(term, meant, start, after.end()))
+                    return True
+            if after is not None and after.group(3):  # `.service`
+                name = after.group(3)
+                message = f"a field of the current span is its bare name: `{name}`"
+                self.report(
+                    error("FLUO100", message, self.index.span(start, after.end()), path=self.path, suggestion=name)
+                )
+                return True
+        if kind == "LPAR" and adjacent and top is not None and top.type == "IDENT" and self._function(ip, top, tok):
+            return True
+        if kind == "MINUS" and adjacent and top is not None and top.type == "IDENT" and self._dashed(ip, top):
+            return True
+        if kind == "COLON" and top is not None and top.type in _CLAUSE_TERMINALS:  # `expect: E`
+            keyword = top.value
+            message = f"no `:` after `{keyword}`: write `{keyword} E`"
+            self.report(error("FLUO100", message, self.index.span(start, end), path=self.path, suggestion=""))
+            return True
+        if kind == "COLON" and top is not None and top.type == "RULE":  # `rule: r` and YAML keys after it
+            message = "a rule is written `rule ID { ... }` (`rule r { severity: error expect E }`), not as YAML keys"
+            self.report(error("FLUO100", message, self.index.span(start, end), path=self.path))
+            self.skip_rest = True
+            return True
+        if kind == "LBRACE" and accepts >= _EXPRESSION_START:  # TraceQL's `{ span.x = 1 }`
+            close = self.closing(start)
+            if close is not None and "IDENT" in accepts:
+                message = "FLUO has no `{ ... }` span selector: write `trace.spans.where(...)`"
+                if top is not None and top.type in ("EXPECT", "DETECT"):
+                    message = f"`{top.value}` takes an expression without braces: `{top.value} E`"
+                self._read_as(ip, start, close + 1, message, None)
+                ip.feed_token(self.token("IDENT", _MISSING, start, close + 1))
+                return True
+        return False
+
+    def _block_comment(self, ip: Any, start: int, take_back: int) -> bool:
+        """`/* ... */`: FLUO's comments are `//` to the end of the line; this one is read as a comment."""
+        close = self.text.find("*/", start + 2)
+        end = len(self.text) if close < 0 else close + 2
+        message = "FLUO has no `/* */` comments: a comment starts with `//` and runs to the end of the line"
+        self._read_as(ip, start, end, message, None, take_back)
+        return True
+
+    def _parenthesized_list(self, ip: Any) -> bool:
+        """`x in (500, 503)`: a list is written in brackets."""
+        stack = ip.parser_state.value_stack
+        if len(stack) < 3 or not _is_token(stack[-2], ("LPAR",)) or not _is_token(stack[-3], ("IN",)):
+            return False
+        lpar: Token = stack[-2]
+        start = lpar.start_pos or 0
+        close = self.closing(start)
+        if close is None or not _feedable(ip, ["LSQB", "RSQB"], drop=2):
+            return False
+        meant = f"[{self.text[start + 1 : close]}]"
+        self._read_as(ip, start, close + 1, f"a list is written in brackets: `{meant}`", meant, 2)
+        ip.feed_token(self.token("LSQB", "[", start, start + 1))  # read as `[]`: the error stands for its items
+        ip.feed_token(self.token("RSQB", "]", close, close + 1))
+        return True
+
+    def _foreign_word(self, ip: Any, tok: Token) -> bool:
+        """`AND`, `LIKE`, `matchs`, `IS NULL`, `BETWEEN` where an operator goes: FLUO's own word suggested."""
+        word = str(tok.value)
+        low = word.lower()
+        start, end = tok.start_pos or 0, tok.end_pos or 0
+        eq = _terminal_of("==")
+        if low in ("is", "between"):
+            phrase = (_NULL_TEST if low == "is" else _BETWEEN).match(self.text, start)
+            if phrase is not None and _operand(ip, [eq, "IDENT"]):
+                if low == "between":
+                    message = "FLUO has no `BETWEEN`: write `x >= low and x <= high`"
+                    suggestion = None
+                elif phrase.group(1):
+                    message = "FLUO has no null: `x not in []` holds when the attribute `x` is present"
+                    suggestion = "not in []"
+                else:
+                    message = "FLUO has no null: a missing attribute `x` is `not (x not in [])`"
+                    suggestion = None
+                self._read_as(ip, start, phrase.end(), message, suggestion)
+                ip.feed_token(self.token(eq, "==", start, phrase.end()))  # `x == ?`: no meaning, no cascade
+                ip.feed_token(self.token("IDENT", _MISSING, phrase.end(), phrase.end()))
+                return True
+        meant = _FOREIGN_WORDS.get(low) or (nearest(low, _OPERATOR_WORDS) if len(low) >= 5 else None)
+        if meant is None or meant == word:
+            return False
+        terminals = [_terminal_of(w) for w in meant.split()]
+        if not _operand(ip, terminals):
+            return False
+        self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant)
+        for name, value in zip(terminals, meant.split(), strict=True):
+            ip.feed_token(self.token(name, value, start, end))
+        return True
+
+    def _foreign_word_before(self, ip: Any, top: Token, tok: Token) -> bool:
+        """`where(NOT x)`: the word was read as a name, and only the token after it shows it was not one."""
+        word = str(top.value)
+        meant = _FOREIGN_WORDS.get(word.lower())
+        if meant is None or meant == word or meant not in ("not", "and", "or"):
+            return False
+        terminal = _terminal_of(meant)
+        if not _feedable(ip, [terminal, tok.type], drop=1):
+            return False
+        start, end = top.start_pos or 0, top.end_pos or 0
+        self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant, 1)
+        ip.feed_token(self.token(terminal, meant, start, end))
+        ip.feed_token(tok)
+        return True
+
+    def _function(self, ip: Any, name: Token, tok: Token) -> bool:
+        """`size(x)`, `len(x)`, `count(x)`, `has(x)`: FLUO calls methods on a value, and has no null."""
+        fn = str(name.value).lower()
+        if fn not in _FUNCTIONS or not _feedable(ip, ["IDENT"], drop=1):
+            return False
+        start = tok.start_pos or 0
+        close = self.closing(start)
+        if close is None:
+            return False
+        inner = self.text[start + 1 : close].strip()
+        if not inner:
+            return False
+        if fn == "has":
+            suggestion = f"{inner} not in []"
+            message = f"FLUO has no `has(...)`: an attribute is present when `x not in []` holds: `{suggestion}`"
+        else:
+            operand = inner if _is_postfix(inner) else f"({inner})"
+            suggestion = f"{operand}.count()"
+            message = f"FLUO has no function `{name.value}`: use `x.count()`, here `{suggestion}`"
+        begin = name.start_pos or 0
+        self._read_as(ip, begin, close + 1, message, suggestion, 1)
+        ip.feed_token(self.token("IDENT", _MISSING, begin, close + 1))
+        return True
+
+    def _dashed(self, ip: Any, top: Token) -> bool:
+        """`rule auth-budget`, `tags: [auth-service]`: a name holds no `-`."""
+        dashed = _DASHED.match(self.text, top.start_pos or 0)
+        stack = ip.parser_state.value_stack
+        if dashed is None:
+            return False
+        written = dashed.group()
+        start, end = dashed.span()
+        if len(stack) >= 2 and _is_token(stack[-2], ("RULE",)):
+            meant, term = written.replace("-", "_"), "IDENT"
+            message = f"a rule id holds no `-`: write `{meant}`"
+        elif _feedable(ip, ["STRING"], drop=1) and "IDENT" not in _accepts(ip):
+            meant, term = f"'{written}'", "STRING"
+            message = f"a name holds no `-`: quote it, `{meant}`"
+        else:
+            return False
+        self._read_as(ip, start, end, message, meant, 1)
+        ip.feed_token(self.token(term, meant, start, end))
+        return True
+
+    def _as_duration(self, ip: Any, tok: Token) -> bool:
+        """`window 60`, `window "1m"`: a value where only a duration goes, read as the duration meant."""
+        value = str(tok.value)
+        if tok.type == "NUMBER" and _PLAIN_NUMBER.fullmatch(value):
+            meant = value + "s"
+            message = f"expected a duration, found the number `{value}`: give it a unit, e.g. `{meant}`"
+        elif tok.type == "STRING" and (parts := _duration_parts(value[1:-1])) and parts[1] in DURATION_UNITS:
+            meant = value[1:-1]
+            message = f"a duration takes no quotes: write `{meant}`"
+        else:
+            return False
+        start, end = tok.start_pos or 0, tok.end_pos or 0
+        self._read_as(ip, start, end, message, meant)
+        ip.feed_token(self.token("DURATION", meant, start, end))
+        return True
+
+    def _read_as(self, ip: Any, start: int, end: int, message: str, suggestion: str | None, take_back: int = 0) -> None:
+        """Report text[start:end] (FLUO100) and make the parser go on after it: the `take_back` tokens last
+        shifted come off its stacks, and the lexer skips to `end`; the caller feeds what was meant."""
+        self.report(error("FLUO100", message, self.index.span(start, end), path=self.path, suggestion=suggestion))
+        state = ip.parser_state
+        for _ in range(take_back):
+            state.state_stack.pop()
+            state.value_stack.pop()
+        self.skip_to(ip, end)
+
+    def closing(self, start: int) -> int | None:
+        """`_closing`, within a budget for the whole text: garbage of brackets costs no more than its length."""
+        if self.scan_budget <= 0:
+            return None
+        close = _closing(self.text, start)
+        self.scan_budget -= _CLOSING_SCAN if close is None else close - start
+        return close
+
+    def skip_to(self, ip: Any, end: int) -> None:
+        """Move the lexer on to `end` (the text before it is read, by the recovery)."""
+        line_ctr = ip.lexer_thread.state.line_ctr
+        if end > line_ctr.char_pos:
+            line_ctr.feed(self.text[line_ctr.char_pos : end])
+
+    def token(self, name: str, value: str, start: int, end: int) -> Token:
+        """A token the recovery reads in place of text[start:end]."""
+        line, col = self.index.pos(start)
+        end_line, end_col = self.index.pos(end)
+        return Token(name, value, start, line + 1, col + 1, end_line + 1, end_col + 1, end)
 
     def synthetic(self, name: str, pos: int, value: str = _MISSING) -> Token:
         """A zero-width token the recovery inserts at `pos`."""
@@ -325,29 +602,315 @@ class _Recovery:
             if "STRING" in _accepts(e.interactive_parser):
                 e.interactive_parser.feed_token(self.synthetic("STRING", pos, '"' + _MISSING + '"'))
             return True
+        if self._operator(e.interactive_parser, pos) or self._look_alike(e.interactive_parser, pos):
+            return True
+        message, suggestion = _character_message(self.text, pos)
+        self.report(error("FLUO101", message, self.index.span(pos, pos + 1), path=self.path, suggestion=suggestion))
+        if ch == "#":  # a comment in another language: the line is read as one
+            line_end = _LINE_END.search(self.text, pos)
+            self.skip_to(e.interactive_parser, len(self.text) if line_end is None else line_end.start())
+        return True
+
+    def _operator(self, parser: Any, pos: int) -> bool:
+        """`&&`, `=~`, `=>`, `!`, `=`, `===`: an operator of another language, read as FLUO's."""
+        text = self.text
+        if text.startswith("=", pos) and text[max(pos - 2, 0) : pos] in ("==", "!="):  # `===`, `!==`: one `=` too many
+            end = pos + 1
+            while text.startswith("=", end):
+                end += 1
+            meant = text[pos - 2 : pos]
+            message = f"unexpected `{text[pos - 2 : end]}`; did you mean `{meant}`?"
+            self.report(error("FLUO101", message, self.index.span(pos - 2, end), path=self.path, suggestion=meant))
+            self.skip_to(parser, end)
+            return True
+        accepts = _accepts(parser)
         for written, meant in _OTHER_LANGUAGES.items():
-            if self.text.startswith(written, pos) and self.text[pos + len(written) : pos + len(written) + 1] != "=":
-                message = f"unexpected `{written}`; did you mean `{meant}`?"
-                span = self.index.span(pos, pos + len(written))
-                self.report(error("FLUO101", message, span, path=self.path, suggestion=meant))
-                state.line_ctr.feed(written)  # read as what was meant, so the rest parses
-                parser, terminal = e.interactive_parser, _terminal_of(meant)
-                if terminal in _accepts(parser):
-                    parser.feed_token(self.synthetic(terminal, pos, meant))
+            if not text.startswith(written, pos) or text[pos + len(written) : pos + len(written) + 1] == "=":
+                continue
+            end = pos + len(written)
+            if written == "=" and _terminal_of("==") not in accepts and "COLON" in accepts:
+                meant = ":"  # `severity = error`: a metadata key
+            if written == "=>" and _LAMBDA.search(text, 0, pos):
+                message = "FLUO has no `=>` lambdas: inside a predicate the span's fields are bare names"
+                self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path))
+                self.skip_to(parser, end)
                 return True
-        self.report(
-            error(
-                "FLUO101",
-                f"unexpected character `{ch}`",
-                self.index.span(pos, pos + 1),
-                path=self.path,
-            )
-        )
+            suggestion = meant
+            if meant[0].isalpha():  # a word: spaced from the names around it (`!service` -> `not service`)
+                suggestion = (" " if pos and _WORD_CHAR.match(text, pos - 1) else "") + meant
+                suggestion += " " if _WORD_CHAR.match(text, end) else ""
+            message = f"unexpected `{written}`; did you mean `{meant}`?"
+            self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path, suggestion=suggestion))
+            self.skip_to(parser, end)  # read as what was meant, so the rest parses
+            terminal = _terminal_of(meant)
+            if terminal in accepts:
+                parser.feed_token(self.token(terminal, meant, pos, end))
+            return True
+        return False
+
+    def _look_alike(self, parser: Any, pos: int) -> bool:
+        """Greek `μs` for the micro sign's `µs`, typographic quotes, backquoted names: read as meant."""
+        text = self.text
+        ch = text[pos]
+        top = _top(parser)
+        if (
+            ch == "\u03bc"
+            and top is not None
+            and top.type == "NUMBER"
+            and top.end_pos == pos
+            and text.startswith("s", pos + 1)
+            and _feedable(parser, ["DURATION"], drop=1)
+        ):
+            start, meant = top.start_pos or 0, f"{top.value}us"
+            message = f"unexpected character `μ` ({_code_point(ch)}): write `{meant}` (or the micro sign `µ`)"
+            self.report(error("FLUO101", message, self.index.span(pos, pos + 2), path=self.path, suggestion="us"))
+            parser.parser_state.state_stack.pop()
+            parser.parser_state.value_stack.pop()
+            self.skip_to(parser, pos + 2)
+            parser.feed_token(self.token("DURATION", meant, start, pos + 2))
+            return True
+        closer = _QUOTES.get(ch)
+        if closer is None:
+            return False
+        eol = _LINE_END.search(text, pos)
+        close = text.find(closer, pos + 1, len(text) if eol is None else eol.start())
+        if close < 0:
+            return False
+        inner = text[pos + 1 : close]
+        if ch == "`":
+            meant = inner if _DOTTED.fullmatch(inner) else f'attributes["{inner}"]'
+            message = f"FLUO names take no backquotes: write `{meant}`"
+            if '"' in inner or "\\" in inner or not _feedable(parser, ["IDENT"]):
+                return False
+            self.report(error("FLUO101", message, self.index.span(pos, close + 1), path=self.path, suggestion=meant))
+            self.skip_to(parser, close + 1)
+            parser.feed_token(self.token("IDENT", _MISSING, pos, close + 1))  # stands for the name: no cascade
+            return True
+        quote = "'" if "'" not in inner else '"'
+        meant = f"{quote}{inner}{quote}"
+        if quote in inner or "\\" in inner or not _feedable(parser, ["STRING"]):
+            return False
+        message = f"unexpected character `{ch}` ({_code_point(ch)}): strings take straight quotes, `{meant}`"
+        self.report(error("FLUO101", message, self.index.span(pos, close + 1), path=self.path, suggestion=meant))
+        self.skip_to(parser, close + 1)
+        parser.feed_token(self.token("STRING", meant, pos, close + 1))
         return True
 
 
-_OTHER_LANGUAGES = {"&&": "and", "||": "or", "!": "not", "=": "=="}
+_OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "!": "not", "=": "=="}
 """Operators of other languages and what they are here: suggested, then read as it."""
+_LAMBDA = re.compile(r"[(,]\s*[A-Za-z_][A-Za-z0-9_]*\s*\Z")
+_WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
+_QUOTES = {"\u2018": "\u2019", "\u201c": "\u201d", "\u2019": "\u2019", "\u201d": "\u201d", "`": "`"}
+"""Quotes of typesetting (and Markdown's backquote) and what closes them."""
+
+
+def _code_point(ch: str) -> str:
+    """`U+00A0 NO-BREAK SPACE`: how a character is named where its look says nothing."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+
+
+def _character_message(text: str, pos: int) -> tuple[str, str | None]:
+    """FLUO101 for a character that starts no token, and its fix: invisible ones are named by code point."""
+    ch = text[pos]
+    category = unicodedata.category(ch)
+    if category == "Zs" or ch in "\u0085":
+        return f"unexpected character {_code_point(ch)}: write a plain space", " "
+    if category in ("Cf", "Cc", "Zl", "Zp", "Co", "Cn", "Cs"):
+        return f"unexpected invisible character {_code_point(ch)}: delete it", ""
+    if ch == "#":
+        return "unexpected character `#`: comments start with `//`", "//"
+    if ch.isascii():
+        return f"unexpected character `{ch}`", None
+    return f"unexpected character `{ch}` ({_code_point(ch)})", None
+
+
+_FOREIGN_WORDS = {
+    **{w: w for w in ("and", "or", "not", "in", "contains", "matches")},  # FLUO's own, in capitals
+    "like": "matches",
+    "ilike": "matches",
+    "rlike": "matches",
+    "regexp": "matches",
+    "match": "matches",
+    "is": "==",
+    "eq": "==",
+    "ne": "!=",
+    "notin": "not in",
+    "nin": "not in",
+    "contain": "contains",
+    "includes": "contains",
+    "has": "contains",
+}
+"""Words of other languages (SQL, TraceQL, CEL, Python) where an operator goes, and FLUO's."""
+_OPERATOR_WORDS = ("and", "or", "not", "in", "contains", "matches")
+_CLAUSE_SYNONYMS = {"assert": "expect", "require": "expect", "ensure": "expect", "check": "expect", "then": "always"}
+_KEYWORD_TERMINALS = {
+    **{k: k.upper() for k in ("expect", "detect", "when", "always", "never", "window")},
+    "rule": "RULE",
+}
+_CLAUSE_TERMINALS = frozenset({"EXPECT", "DETECT", "WHEN", "ALWAYS", "NEVER", "WINDOW"})
+
+
+@cache
+def _ranges(kind: str) -> frozenset[str]:
+    """The comparisons that make a range (`a < b < c`) with the comparison `kind`; none if it is not one."""
+    for side in (("<", "<="), (">", ">=")):
+        terminals = frozenset(_terminal_of(op) for op in side)
+        if kind in terminals:
+            return terminals
+    return frozenset()
+
+
+_FUNCTIONS = frozenset({"size", "len", "length", "count", "has"})
+_UNIT_ALIASES = {
+    **dict.fromkeys(("sec", "secs", "second", "seconds"), "s"),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), "m"),
+    **dict.fromkeys(("hr", "hrs", "hour", "hours"), "h"),
+    **dict.fromkeys(("day", "days"), "d"),
+    **dict.fromkeys(("msec", "msecs", "millis", "millisecond", "milliseconds"), "ms"),
+    **dict.fromkeys(("usec", "usecs", "micros", "microsecond", "microseconds", "\u03bcs"), "us"),
+    **dict.fromkeys(("nsec", "nsecs", "nanos", "nanosecond", "nanoseconds"), "ns"),
+}
+"""Units written as other languages write them (`sec`, `min`, Greek `μs`), and FLUO's."""
+_NULL_TEST = re.compile(r"(?i)is\s+(not\s+)?null\b")
+_BETWEEN = re.compile(r"(?i)between\s+[^\s()]+\s+and\s+[^\s()]+|between\b")
+_AFTER_DOT = re.compile(r"([0-9]+)([A-Za-zµ]+)?(?![0-9.])|([A-Za-z_][A-Za-z0-9_]*)")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+_DASHED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+")
+_RULE_WORD = re.compile(r"\brule\b")
+_DURATION_RUN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+)+")
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-zµ]+)")
+_CLOSING_SCAN = 4096  # how far `_closing` looks for the bracket that closes one
+
+
+def _keyword_meant(word: str) -> str | None:
+    """The keyword meant by a name where a keyword goes: `exepct`, `EXPECT`, `assert` -> `expect`, `Rule` -> `rule`."""
+    low = word.lower()
+    if low in _CLAUSE_SYNONYMS:
+        return _CLAUSE_SYNONYMS[low]
+    if low in _KEYWORD_TERMINALS:
+        return low
+    return nearest(low, list(_KEYWORD_TERMINALS))
+
+
+def _unit_meant(unit: str) -> str | None:
+    """The duration unit `unit` means (`sec` -> `s`, `MS` -> `ms`), or None if it is no unit of any language."""
+    for written in (unit, unit.lower()):
+        if written in DURATION_UNITS:
+            return written
+        if written in _UNIT_ALIASES:
+            return _UNIT_ALIASES[written]
+    return None
+
+
+def _run_ns(run: str) -> int | None:
+    """Nanoseconds in `1h30m` (durations written one after the other), if every unit is known."""
+    total = 0
+    for number, unit in _DURATION_PART.findall(run):
+        if unit not in DURATION_UNITS:
+            return None
+        total += _duration_value(number, unit)
+    return total if _in_range(total) else None
+
+
+def _in_one_unit(ns: int) -> str:
+    """`90m` for 90 minutes: the largest unit that counts `ns` whole."""
+    for unit in ("d", "h", "m", "s", "ms", "us"):
+        if ns % DURATION_UNITS[unit] == 0:
+            return f"{ns // DURATION_UNITS[unit]}{unit}"
+    return f"{ns}ns"
+
+
+def _closing(text: str, start: int) -> int | None:
+    """Where the bracket that opens at `start` closes, strings skipped; None if not within `_CLOSING_SCAN`."""
+    pairs = {"(": ")", "[": "]", "{": "}"}
+    stack = [pairs[text[start]]]
+    i = start + 1
+    limit = min(len(text), start + _CLOSING_SCAN)
+    while i < limit:
+        c = text[i]
+        if c in "\"'":
+            m = _STRING_AT.match(text, i)
+            i = m.end() if m else i + 1
+            continue
+        if c in pairs:
+            stack.append(pairs[c])
+        elif c in ")]}":
+            if c != stack.pop():
+                return None
+            if not stack:
+                return i
+        i += 1
+    return None
+
+
+_STRING_AT = re.compile(r""""(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'""")
+
+
+def _is_postfix(text: str) -> bool:
+    """Whether `text` is one expression that `.count()` may follow as it is (`trace.spans.where(x)`)."""
+    result = parse(text)
+    rules = result.file.rules
+    if result.diagnostics or len(rules) != 1 or not rules[0].bare:
+        return False
+    return isinstance(rules[0].clauses[0].expr, ast.Field | ast.Call | ast.Name | ast.Index)
+
+
+def _top(ip: Any) -> Token | None:
+    """The token last read, if the parser's stack ends with it alone: shifted, or reduced to a one-token
+    atom (`name`, `number`); lark's LALR table reduces on any token that may follow somewhere."""
+    stack = ip.parser_state.value_stack
+    top = stack[-1] if stack else None
+    if isinstance(top, Tree) and len(top.children) == 1 and top.data in _ATOMS:
+        top = top.children[0]
+    return top if isinstance(top, Token) else None
+
+
+_ATOMS = frozenset({"name", "number", "string", "duration", "meta_ident", "meta_number", "meta_string"})
+_OPERAND_LEVELS = ("sum", "not_expr", "and_expr")
+
+
+def _operand(ip: Any, names: list[str]) -> bool:
+    """Whether `names` can follow the expression just read, making the parser take it as an operand if need be.
+
+    lark's table reduces on any token that may follow an expression somewhere, so at `where(a AND b)` the `a`
+    is already a whole argument, where `and` cannot come: the state it left is given the `and_expr` (or `sum`,
+    `not_expr`) goto instead of `expr`'s, as if the parser had seen the operator coming.
+    """
+    if _feedable(ip, names):
+        return True
+    base = ip.parser_state.state_stack
+    if len(base) < 2 or not isinstance(ip.parser_state.value_stack[-1], Tree | Token):
+        return False
+    table = _Table.of(ip)
+    for level in _OPERAND_LEVELS:
+        goto = table.states[base[-2]].get(level)
+        if goto is None or goto[0] is not Shift:
+            continue
+        stack = _Stack(base, len(base) - 1, [goto[1]])
+        if all(table.feed(stack, name) for name in names):
+            base[-1] = goto[1]
+            return True
+    return False
+
+
+def _top_type(ip: Any) -> str | None:
+    top = _top(ip)
+    return None if top is None else str(top.type)
+
+
+def _is_token(value: Any, types: frozenset[str] | tuple[str, ...]) -> bool:
+    return isinstance(value, Token) and value.type in types
+
+
+def _feedable(ip: Any, names: list[str], drop: int = 0) -> bool:
+    """Whether the parser, its last `drop` shifts taken back, would accept `names` in turn."""
+    base = ip.parser_state.state_stack
+    if drop >= len(base):
+        return False
+    table, stack = _Table.of(ip), _Stack(base, len(base) - drop)
+    return all(table.feed(stack, name) for name in names)
 
 
 @cache
@@ -427,10 +990,6 @@ def _fed(ip: Any, tok: Token) -> Any:
     return ip
 
 
-_CLAUSE_KEYWORDS = {k: k.upper() for k in ("expect", "detect", "when", "always", "never", "window")}
-"""The keywords that start a rule's clauses, and their terminals: the ones a misspelling is checked against."""
-
-
 def _probe(ip: Any) -> Any:
     """A copy of the interactive parser `ip` to try tokens on, as lark's own `accepts` makes them: it builds
     no trees, so it shares the value stack's trees instead of deep-copying them (a deep copy recurses, and
@@ -472,8 +1031,18 @@ def _expected_text(names: list[str]) -> str:
     return "an expression" + (f" or {_one_of(others)}" if others else "")
 
 
+@cache
+def _operators() -> frozenset[str]:
+    words = ("==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "and", "or", "in", "contains", "matches")
+    return frozenset(_terminal_of(op) for op in words)
+
+
 def _one_of(names: list[str]) -> str:
-    shown = [terminal_display(n) for n in names if not n.startswith("__IGNORE")]
+    shown = [terminal_display(n) for n in names if not n.startswith("__IGNORE") and n not in _operators()]
+    if len([n for n in names if n in _operators()]) >= 3:  # after an operand: "an operator", not fifteen of them
+        shown.insert(0, "an operator")
+    else:
+        shown = [terminal_display(n) for n in names if not n.startswith("__IGNORE")]
     if not shown:
         return "nothing more"
     if len(shown) == 1:
@@ -501,13 +1070,13 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
     return _full_parse(text, path)
 
 
-_SPACED_UNIT = re.compile(r"[0-9][ \t]+(?:ns|us|µs|ms|s|m|h|d)(?![A-Za-z0-9_µ])")
-_UNIT = re.compile(r"(?:ns|us|µs|ms|s|m|h|d)(?![A-Za-z0-9_µ])")
+_SPACED_UNIT = re.compile(r"[0-9][ \t]+[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
+_UNIT = re.compile(r"[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
-    """Where a number and a duration unit stand apart (`1 s`): the number's start and end, and the unit's end.
+    """Where a number and a duration unit stand apart (`1 s`, `5 sec`): the number's start and end, and the unit's end.
 
     Never valid text (no name may follow a number), so always a duration written with a space.
     """
@@ -519,7 +1088,7 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
         if number.kind != "NUMBER" or space.kind != "WS" or not _PLAIN_NUMBER.fullmatch(number.text):
             continue
         unit = _UNIT.match(text, space.end)
-        if unit is not None and not space.text.strip(" \t"):
+        if unit is not None and not space.text.strip(" \t") and _unit_meant(unit.group()) is not None:
             out.append((number.start, number.end, unit.end()))
     return out
 
@@ -533,10 +1102,13 @@ def _full_parse(text: str, path: str) -> ParseResult:
     if spaced:
         joined, found, index = list(text), [], _LineIndex(text)
         for start, end, unit_end in spaced:
-            number, unit = text[start:end], text[end:unit_end].lstrip(" \t")
+            number, written = text[start:end], text[end:unit_end].lstrip(" \t")
+            unit = _unit_meant(written) or written
             # the unit moves next to its number and the space after it, so every offset stays
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
             message = f"a duration has no space before its unit: write `{number}{unit}`"
+            if unit != written:  # `5 sec`
+                message = f"unknown unit `{written}`: write `{number}{unit}`"
             span = index.span(start, unit_end)
             found.append(error("FLUO100", message, span, path=path, suggestion=number + unit))
         result = _full_parse("".join(joined), path)
@@ -859,15 +1431,16 @@ class _Builder:
             return None
         number, unit = parts
         if unit not in DURATION_UNITS:
-            self.diagnostics.append(
-                error(
-                    "FLUO103",
-                    f"unknown duration unit `{unit}` in `{text}`; use one of {', '.join(DURATION_UNITS)}",
-                    self.span_of(tok),
-                    path=self.path,
-                )
-            )
-            return None
+            units = ", ".join(DURATION_UNITS)
+            meant = _unit_meant(unit)
+            if meant is None:
+                message = f"unknown duration unit `{unit}` in `{text}`; use one of {units}"
+                self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path))
+                return None
+            message = f"unknown duration unit `{unit}` in `{text}` (did you mean `{meant}`?); use one of {units}"
+            fix = number + meant
+            self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
+            unit = meant  # read as meant: the rest is checked as if it were
         ns = _duration_value(number, unit)
         if not _in_range(ns):
             message = f"`{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"

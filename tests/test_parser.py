@@ -509,3 +509,94 @@ def test_a_lone_cr_ends_a_line_as_lf_does() -> None:
     unterminated = parse('rule a {\r  expect name == "abc\r}\r')
     assert next((d.code, d.span.line, d.span.end_line) for d in unterminated.diagnostics) == ("FLUO102", 1, 1)
     assert [x.text for x in lex('name == "abc\r}') if x.kind == "ERROR"] == ['"abc']
+
+
+# QA tour of the error experience: one mistake from another language, one error saying FLUO's spelling,
+# and its `suggestion` (what the LSP quick fix puts over the error's range) makes text that parses.
+_HABITS = [
+    ("trace.spans.where(name =~ '^GET').exists()", "`matches`"),
+    ("trace.spans.where(service !== 'auth').count() > 0", "`!=`"),
+    ("trace.spans.where(service === 'auth').count() > 0", "`==`"),
+    ("trace.spans.count() => 5", "`>=`"),
+    ("trace.spans.count() =< 5", "`<=`"),
+    ("rule r { severity = error expect trace.spans.count() > 0 }", "`:`"),
+    ("trace.spans.where(!service == 'auth').exists()", "`not`"),
+    ("trace.spans.where(service == 'a'&&name == 'b').exists()", "`and`"),
+    ("trace.spans.where(service == 'auth' AND duration > 1s).count() > 0", "`and`"),
+    ("trace.spans.where(service == 'auth' OR service == 'db').count() > 0", "`or`"),
+    ("trace.spans.where(NOT service == 'auth').count() > 0", "`not`"),
+    ("trace.spans.where(http.route IS NOT NULL).count() > 0", "not in []"),
+    ("trace.spans.where(http.route IS NULL).count() > 0", "not (x not in [])"),
+    ("trace.spans.where(status is error).exists()", "`==`"),
+    ("trace.spans.where(name LIKE 'GET').exists()", "`matches`"),
+    ("trace.spans.where(name match '^GET').exists()", "`matches`"),
+    ("trace.spans.where(name matchs '^GET').exists()", "`matches`"),
+    ("trace.spans.where(service notin ['a']).exists()", "`not in`"),
+    ("trace.spans.where(duration > 5 sec).exists()", "`5s`"),
+    ("trace.spans.where(duration BETWEEN 1s AND 2s).exists()", "and"),
+    ("trace.spans.where(has(http.route)).count() > 0", "`http.route not in []`"),
+    ("trace.services contain 'auth'", "`contains`"),
+    ("size(trace.spans) > 5", "`trace.spans.count()`"),
+    ("len(trace.spans.where(x > 1)) > 5", "`trace.spans.where(x > 1).count()`"),
+    ("trace.spans.where(service <> 'auth').count() > 0", "`!=`"),
+    ("trace.spans.where(http.response.status_code in (500, 503)).exists()", "`[500, 503]`"),
+    ("trace.spans.where(1s < duration < 2s).exists()", "and"),
+    ("trace.spans.where(service == \u2018auth\u2019).exists()", "straight quotes"),
+    ("trace.spans.where(`http.method` == 'GET').exists()", "`http.method`"),
+    ("trace.duration < 1h30m", "`90m`"),
+    ("trace.duration < .5s", "`0.5s`"),
+    ("trace.duration < 5MS", "`ms`?"),
+    ("trace.duration < 500\u03bcs", "U+03BC GREEK SMALL LETTER MU"),
+    ("trace.spans.where(name\u00a0== 'a').exists()", "U+00A0 NO-BREAK SPACE"),
+    ("trace.spans.where(name\u200b== 'a').exists()", "U+200B ZERO WIDTH SPACE"),
+    ("trace.spans.where(.service == 'auth').count() > 0", "`service`"),
+    ("# my rule\ntrace.spans.count() > 0", "`//`"),
+    ("/* c */ trace.spans.count() > 0", "`//`"),
+    ("rule r {\n  severity: /* why */ error\n  expect trace.spans.count() > 0\n}", "`//`"),
+    ("rule r {\n  assert trace.spans.count() < 5\n}", "`expect`"),
+    ("rule r {\n  require trace.spans.count() < 5\n}", "`expect`"),
+    ("rule r {\n  EXPECT trace.spans.count() < 5\n}", "`expect`"),
+    ("rule r {\n  expect: trace.spans.count() > 0\n}", "`expect E`"),
+    ("rule: r\nseverity: error\nexpect: trace.spans.count() > 0", "`rule ID { ... }`"),
+    ("rule r {\n  when trace.has(name == 'a')\n  always trace.has(name == 'b')\n}", "braces"),
+    ("rule r {\n  expect { trace.spans.count() > 0 }\n}", "without braces"),
+    ("rule r {\n  when { trace.has(name == 'a') }\n  then { trace.has(name == 'b') }\n}", "`always`"),
+    ("rule r {\n  window 60\n  expect window.spans.count() < 300\n}", "`60s`"),
+    ("rule r {\n  window 5min\n  expect window.spans.count() < 300\n}", "`m`?"),
+    ("rule r {\n  window '1m'\n  expect window.spans.count() < 300\n}", "`1m`"),
+    ("rule auth-budget { expect trace.spans.count() > 0 }", "`auth_budget`"),
+    ("Rule r {\n  expect trace.spans.count() > 0\n}", "`rule`"),
+    ("rule r {\n  tags: [auth-service, reliability]\n  expect trace.spans.count() > 0\n}", "`'auth-service'`"),
+    ("{ span.http.status_code == 500 }", "trace.spans.where"),
+]
+
+
+@pytest.mark.parametrize(("text", "hint"), _HABITS)
+def test_a_habit_of_another_language_is_one_error_with_fluos_spelling(text: str, hint: str) -> None:
+    [d] = analyze([("h.fluo", text)]).diagnostics
+    assert d.severity.value == "error"
+    assert hint in d.message, d.message
+    assert "expected `,`" not in d.message
+
+
+@pytest.mark.parametrize(("text", "hint"), [(t, h) for t, h in _HABITS if "\n" not in t])
+def test_a_suggestion_applied_to_its_range_gives_text_that_parses(text: str, hint: str) -> None:
+    """What the LSP quick fix does: replace the diagnostic's range with its `suggestion`."""
+    for d in parse(text).diagnostics:
+        if d.suggestion is None:
+            continue
+        fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
+        assert parse(fixed).diagnostics == [], (d.message, fixed)
+        assert "notservice" not in fixed and "nameand" not in fixed
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x := trace.spans.count()", "unexpected `:`; expected one of an operator, end of file, `.`, `[`, `not`"),
+        ("trace.duration < 1s 'x'", "unexpected `'x'`; expected one of an operator, end of file, `.`, `[`"),
+    ],
+)
+def test_expected_tokens_are_those_that_may_come_next(text: str, message: str) -> None:
+    """Not lark's `e.expected`, a state's lookaheads: `)` with no `(` open, a name after a name."""
+    assert [d.message for d in parse(text).diagnostics] == [message]
