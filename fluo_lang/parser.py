@@ -630,7 +630,7 @@ class _Recovery:
             end = pos + len(written)
             if written == "=" and _terminal_of("==") not in accepts and "COLON" in accepts:
                 meant = ":"  # `severity = error`: a metadata key
-            if written == "=>" and _LAMBDA.search(text, 0, pos):
+            if written == "=>" and _LAMBDA.search(text, max(pos - _NEAR, 0), pos):
                 message = "FLUO has no `=>` lambdas: inside a predicate the span's fields are bare names"
                 self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path))
                 self.skip_to(parser, end)
@@ -672,8 +672,8 @@ class _Recovery:
         closer = _QUOTES.get(ch)
         if closer is None:
             return False
-        eol = _LINE_END.search(text, pos)
-        close = text.find(closer, pos + 1, len(text) if eol is None else eol.start())
+        eol = _LINE_END.search(text, pos, pos + _NEAR)
+        close = text.find(closer, pos + 1, min(len(text), pos + _NEAR) if eol is None else eol.start())
         if close < 0:
             return False
         inner = text[pos + 1 : close]
@@ -781,6 +781,7 @@ _DASHED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+")
 _RULE_WORD = re.compile(r"\brule\b")
 _DURATION_RUN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+)+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-zµ]+)")
+_NEAR = 256  # how far around an error the recovery reads (a closing quote, a lambda's parameter)
 _CLOSING_SCAN = 4096  # how far `_closing` looks for the bracket that closes one
 
 
