@@ -5,8 +5,13 @@ first chunk also holds whatever comes before its rule). Strings and comments end
 at the end of their line and `rule` is reserved, so such a line always starts a
 rule. Each chunk goes through `fluo_lang.api.analyze` on its own, followed by an
 empty rule when another chunk follows (so a missing `}` reads "before `rule`", as
-in the whole file), and the results are cached by chunk text. Rule ids must still
-be unique across chunks: `typecheck.duplicate_ids` runs over all of them.
+in the whole file), and the results are cached by chunk text.
+
+What `fluo check` decides for the whole file is decided over all chunks: rule ids
+must be unique (`typecheck.duplicate_ids` runs over every rule, so FLUO213 says the
+document's lines), at most `MAX_ERRORS` syntax errors are reported (then FLUO403),
+and a text over `MAX_FILE_BYTES` is FLUO402 alone. A leading byte order mark is
+dropped, as `fluo check` drops it; `LineIndex` still counts it in LSP columns.
 
 Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
 """
@@ -19,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fluo_lang import api, ast
-from fluo_lang.diagnostics import Diagnostic
-from fluo_lang.parser import MAX_FILE_BYTES, Lexeme, lex
+from fluo_lang.diagnostics import Diagnostic, error
+from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, Lexeme, lex
 from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
@@ -71,9 +76,13 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
     source = text if last else text + _SENTINEL
     analysis = api.analyze([(path, source)])
     mine = len(text)
-    diags = [d for d in analysis.diagnostics if d.span.start <= mine or last]  # `<=`: "before `rule`" is ours
-    if not any(d.is_error for d in diags):  # the sentinel's own FLUO214 does not count
-        diags += api.cost_diagnostics(analysis)  # lowers only rules that checked: never the sentinel
+    diags = [
+        d
+        for d in analysis.diagnostics
+        if (d.span.start <= mine or last)  # `<=`: "before `rule`" is ours
+        and d.code != "FLUO213"  # the document's duplicates are found over all its chunks
+    ]
+    diags += api.cost_diagnostics(analysis)  # as `fluo check`: rules that checked clean, never the sentinel
     result = ChunkAnalysis(
         rules=[r for f in analysis.files for r in f.rules if r.span.start < mine or last],
         checked=[c for c in analysis.rules if c.rule.span.start < mine or last],
@@ -102,20 +111,63 @@ def split(text: str) -> list[int]:
     return [0, *starts[1:]] if starts else [0]
 
 
-class RuleDocument:
-    """A `.fluo` document and its analysis, rebuilt from cached chunks on every change."""
+_SYNTAX_CODES = frozenset({"FLUO100", "FLUO101", "FLUO104", "FLUO105", "FLUO107"})
+_TOO_MANY = f"more than {MAX_ERRORS} syntax errors; the rest are not reported"
 
-    def __init__(self, path: str, text: str) -> None:
+
+def _capped(diags: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
+    """The diagnostics with at most `MAX_ERRORS` syntax errors, then one FLUO403, as the parser caps a whole file.
+
+    Counted are the errors the parser's recovery reports (the ones it caps), a chunk's own FLUO403 among them.
+    """
+    out: list[tuple[Diagnostic, int]] = []
+    count = 0
+    for d, base in diags:
+        capped = d.code in _SYNTAX_CODES or (d.code == "FLUO102" and d.message == "unterminated string")
+        if capped or (d.code == "FLUO403" and d.message == _TOO_MANY):
+            count += 1
+            if count == MAX_ERRORS + 1:
+                out.append((error("FLUO403", _TOO_MANY, d.span, path=d.path), base))
+            if count > MAX_ERRORS:
+                continue
+        out.append((d, base))
+    return out
+
+
+def too_large(text: str) -> bool:
+    """Whether `text` is over `MAX_FILE_BYTES` in UTF-8: `fluo check` reads no further than FLUO402 then."""
+    return len(text) > MAX_FILE_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES
+
+
+class RuleDocument:
+    """A `.fluo` document and its analysis, rebuilt from cached chunks on every change.
+
+    `source` is the text as given; `text` is what is checked, without a leading byte order mark.
+    `name` is how messages name the file (FLUO213's "already defined at NAME:1:6"): the path
+    `fluo check` prints for it.
+    """
+
+    def __init__(self, path: str, source: str, name: str | None = None) -> None:
         self.path = path
-        self.text = text
-        self.index = LineIndex(text)
+        self.name = name if name is not None else path
+        self.source = source
+        bom = source.startswith("\ufeff")
+        self.text = text = source[1:] if bom else source
+        self.index = LineIndex(text, lead=1 if bom else 0)
+        self.too_large = too_large(text)
+        if self.too_large:
+            at = ast.Span(0, 0, 0, 0, 0, 0)
+            big = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
+            self.chunks = [Chunk(0, ChunkAnalysis(rules=[], checked=[], diagnostics=[big], text=""))]
+            self._diagnostics: list[tuple[Diagnostic, int]] | None = [(big, 0)]
+            return
         starts = split(text)
         ends = [*starts[1:], len(text)]
         self.chunks = [
             Chunk(s, analyze_chunk(path, text[s:e], last=i == len(starts) - 1))
             for i, (s, e) in enumerate(zip(starts, ends, strict=True))
         ]
-        self._diagnostics: list[tuple[Diagnostic, int]] | None = None
+        self._diagnostics = None
 
     def chunk_at(self, offset: int) -> Chunk:
         lo, hi = 0, len(self.chunks) - 1
@@ -138,27 +190,20 @@ class RuleDocument:
     def diagnostics(self) -> list[tuple[Diagnostic, int]]:
         """Every diagnostic, with the offset its spans count from."""
         if self._diagnostics is None:
-            out = [(d, ch.start) for ch in self.chunks for d in ch.analysis.diagnostics]
-            if len(self.chunks) > 1:
-                out.extend(self._duplicates(out))
-            self._diagnostics = out
+            out = _capped([(d, ch.start) for ch in self.chunks for d in ch.analysis.diagnostics])
+            self._diagnostics = out + self._duplicates()
         return self._diagnostics
 
-    def _duplicates(self, known: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
-        """FLUO213 between chunks; a chunk already reports its own duplicates.
-
-        The message names the file by its name, as FLUO213 between the files of a folder does.
-        """
-        seen = {(d.span.start + base, d.message) for d, base in known if d.code == "FLUO213"}
+    def _duplicates(self) -> list[tuple[Diagnostic, int]]:
+        """FLUO213 for every rule whose id one before it in the document has, at document lines and columns."""
         rules = self.rules()
         counts = Counter(r.id for r, _ in rules)
-        name = Path(self.path).name
         shifted = [
-            (replace(r, id_span=shift_span(r.id_span, base, self.index)), name)
+            (replace(r, id_span=shift_span(r.id_span, base, self.index)), self.name)
             for r, base in rules
             if r.id and counts[r.id] > 1
         ]
-        return [(d, 0) for _, d in duplicate_ids(shifted) if (d.span.start, d.message) not in seen]
+        return [(d, 0) for _, d in duplicate_ids(shifted)]
 
 
 def shift_span(span: ast.Span, base: int, index: LineIndex) -> ast.Span:

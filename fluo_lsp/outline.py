@@ -6,7 +6,7 @@ from lsprotocol import types as lsp
 
 from fluo_lang import ast
 from fluo_lang.builtins import OPERATOR_BY_SYMBOL
-from fluo_lang.parser import keywords
+from fluo_lang.parser import Lexeme, keywords
 from fluo_lang.typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
 from fluo_lang.values import format_duration
 
@@ -138,6 +138,7 @@ def semantic_tokens(doc: RuleDocument) -> list[int]:
         first = doc.index.line_of(chunk.start)  # a chunk starts a line: its columns are the document's
         for rel_line, col, length, kind, modifiers in _chunk_tokens(chunk.analysis):
             line = first + rel_line
+            col += doc.index.lead if line == 0 else 0
             data += [line - prev_line, col - prev_col if line == prev_line else col, length, kind, modifiers]
             prev_line, prev_col = line, col
     return data
@@ -152,8 +153,7 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
     checked = {id(c.rule): c for c in analysis.checked}
     for rule in analysis.rules:
         names.update(_classify(rule, checked.get(id(rule))))
-    index = LineIndex(analysis.text)
-    out: list[tuple[int, int, int, int, int]] = []
+    found: list[tuple[Lexeme, tuple[str, int]]] = []
     for x in analysis.lexemes:
         if x.kind == "IDENT":
             kind = names.get(x.start, ("variable", 0))
@@ -171,7 +171,11 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
             kind = ("operator", 0)
         else:
             continue
-        start, end = index.position(x.start), index.position(x.end)
+        found.append((x, kind))
+    positions = LineIndex(analysis.text).positions(offset for x, _ in found for offset in (x.start, x.end))
+    out: list[tuple[int, int, int, int, int]] = []
+    for _, kind in found:
+        start, end = next(positions), next(positions)
         if end.line == start.line:
             out.append((start.line, start.character, end.character - start.character, _TYPE[kind[0]], kind[1]))
     analysis.tokens = out

@@ -5,13 +5,16 @@ from 0 and columns in UTF-16 code units (the server always negotiates UTF-16).
 A line ends at `\n`, `\r\n` or `\r`, and nowhere else: not at the other breaks
 `str.splitlines` knows (U+2028, U+0085, form feed...). `span_range` is the one
 function that turns a core span into an LSP range; everything that reports a
-location calls it.
+location calls it. A document whose text starts with a byte order mark is checked
+without it (as `fluo check` reads it), while the client counts it: `lead` is the
+UTF-16 units before the text on its first line.
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
 
 from lsprotocol import types as lsp
@@ -33,8 +36,9 @@ def lsp_lines(text: str) -> list[str]:
 class LineIndex:
     """Line starts of one text, for converting between offsets and (line, UTF-16 column)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, lead: int = 0) -> None:
         self.text = text
+        self.lead = lead
         self.cr = "\r" in text
         if self.cr and text.count("\r") != text.count("\r\n"):  # some line ends with \r alone
             self.starts = [0, *(m.end() for m in _LINE_BREAK.finditer(text))]
@@ -51,12 +55,30 @@ class LineIndex:
         start = self.starts[line]
         segment = self.text[start:offset]
         col = len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
-        return lsp.Position(line=line, character=col)
+        return lsp.Position(line=line, character=col + (self.lead if line == 0 else 0))
+
+    def positions(self, offsets: Iterable[int]) -> Iterator[lsp.Position]:
+        """`position` of each of `offsets`, which must not decrease: each counts on from the one before,
+        so a long line is encoded once, not once per offset."""
+        line, at, col = 0, 0, 0
+        for offset in offsets:
+            offset = max(0, min(offset, len(self.text)))
+            if offset < at:
+                raise ValueError("offsets must not decrease")
+            if line + 1 < len(self.starts) and offset >= self.starts[line + 1]:
+                line = self.line_of(offset)
+                at, col = self.starts[line], 0
+            segment = self.text[at:offset]
+            col += len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
+            at = offset
+            yield lsp.Position(line=line, character=col + (self.lead if line == 0 else 0))
 
     def offset(self, position: lsp.Position) -> int:
         """The code-point offset of an LSP position; past the end of a line means its end."""
         if position.line >= len(self.starts):
             return len(self.text)
+        if position.line == 0 and self.lead:
+            position = lsp.Position(line=0, character=max(0, position.character - self.lead))
         start = self.starts[position.line]
         if position.line + 1 < len(self.starts):
             end = self.starts[position.line + 1] - 1

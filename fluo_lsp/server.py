@@ -206,8 +206,10 @@ class FluoServer(LanguageServer):
         if text is None:
             return None
         doc = self.documents.get(uri)
-        if doc is None or doc.text != text:
-            doc = RuleDocument(to_fs_path(uri) or uri, text)
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        name = self.index.shown(Path(path)) if path is not None else None
+        if doc is None or doc.source != text or (name is not None and doc.name != name):
+            doc = RuleDocument(path or uri, text, name)
             self.documents[uri] = doc
         return doc
 
@@ -404,7 +406,9 @@ def pull_diagnostics(ls: FluoServer, params: lsp.DocumentDiagnosticParams) -> ls
 
 
 def _rule_doc(ls: FluoServer, uri: str) -> RuleDocument | None:
-    return ls.rule_document(uri) if ls.is_rule_file(uri) else None
+    """The rule document at `uri` for a request about its content; None for a file too large to check (FLUO402)."""
+    doc = ls.rule_document(uri) if ls.is_rule_file(uri) else None
+    return doc if doc is not None and not doc.too_large else None
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "(", " ", ":", "["]))
@@ -514,17 +518,18 @@ def _site_location(site: RuleSite) -> lsp.Location:
 def _rule_under_cursor(ls: FluoServer, uri: str, position: lsp.Position) -> tuple[str, Path, list[Path]] | None:
     """The rule id at the cursor, the file the cursor is in, and the rule files to look for it in."""
     path = Path(to_fs_path(uri) or uri)
-    text = ls.text(uri)
-    if text is None:
-        return None
-    offset = LineIndex(text).offset(position)
     if path.suffix == ".fluo":
         doc = ls.rule_document(uri)
+        offset = doc.index.offset(position) if doc is not None else 0
         for rule, base in doc.rules() if doc is not None else []:
             if rule.id and not rule.bare and rule.id_span.start + base <= offset <= rule.id_span.end + base:
                 return rule.id, path, [path]
         return None
+    text = ls.text(uri)
+    if text is None:
+        return None
     if is_test_file(str(path)) and is_rule_test(path, text):
+        offset = LineIndex(text).offset(position)
         test = read_test_file(path, text)
         for name in test.rule_ids:
             if name.contains(offset):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fluo_lang import ast
 from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, read_file, rule_files
-from fluo_lang.diagnostics import Diagnostic, Related, error, nearest
+from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.otlp import TraceInputError, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
@@ -104,6 +104,12 @@ class Workspace:
         self.folders = [f for f in folders if f.is_dir()]
         self._keys_at = -RESCAN_SECONDS
         self._start_scan()
+
+    def shown(self, path: Path) -> str:
+        """How `fluo check` prints `path` run from the workspace folder holding it (`rules/a.fluo`);
+        the whole path for a file in no workspace folder."""
+        inside = [path.relative_to(f) for f in self.folders if path.is_relative_to(f)]
+        return str(min(inside, key=lambda p: len(p.parts))) if inside else str(path)
 
     def passes_over(self, path: Path) -> bool:
         """Whether `path` is in a hidden or skipped folder (`node_modules`, ...) of a workspace folder,
@@ -193,7 +199,7 @@ class Workspace:
         """The analysed rule file at `path` (its open text if it is open), or None if unreadable."""
         text = self._open_text(path)
         if text is not None:
-            return RuleDocument(str(path), text)
+            return RuleDocument(str(path), text, self.shown(path))
         return self._disk_document(path)
 
     def _disk_document(self, path: Path) -> RuleDocument | None:
@@ -201,14 +207,14 @@ class Workspace:
         try:
             stat = path.stat()
             cached = self._rule_docs.get(path)
-            if cached is not None and cached[0] == stat.st_mtime:
+            if cached is not None and cached[0] == stat.st_mtime and cached[1].name == self.shown(path):
                 return cached[1]
         except OSError:
             return None
         text = read_rule_text(path, MAX_RULE_BYTES)
         if text is None:
             return None
-        doc = RuleDocument(str(path), text)
+        doc = RuleDocument(str(path), text, self.shown(path))
         self._rule_docs[path] = (stat.st_mtime, doc)
         return doc
 
@@ -231,7 +237,8 @@ class Workspace:
             if site is None:
                 continue
             at = shift_span(site.rule.id_span, site.base, site.document.index)
-            message = f"rule id `{rule.id}` is already defined at {site.path.name}:{at.line + 1}:{at.col + 1}"
+            line, col = one_based(at)
+            message = f"rule id `{rule.id}` is already defined at {self.shown(site.path)}:{line}:{col}"
             related = (Related("first defined here", at, str(site.path)),)
             out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -188,8 +189,53 @@ async def test_diagnostics_on_open_report_every_error_with_exact_ranges(client: 
     related = by_code["FLUO213"].related_information
     assert related is not None and related[0].location.range == rng(0, 5, 0, 6)
     assert related[0].location.uri == uri
-    assert by_code["FLUO213"].message == "rule id `a` is already defined at broken.fluo:1:6"  # not the whole path
+    # outside the workspace folder: the whole path, as `fluo check` prints the path it is given
+    assert by_code["FLUO213"].message == f"rule id `a` is already defined at {tmp_path / 'broken.fluo'}:1:6"
     assert by_code["FLUO212"].severity == lsp.DiagnosticSeverity.Error
+
+
+def fluo_check(cwd: Path, *paths: str) -> list[tuple[str, str, int, int, str]]:
+    """(path, code, line, column, message) of what `fluo check --format json PATHS` run in `cwd` prints."""
+    out = subprocess.run(
+        [sys.executable, "-m", "fluo_run.cli", "check", "--format", "json", *paths],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    found = json.loads(out.stdout)["diagnostics"]
+    return sorted((d["path"], d["code"], d["line"], d["column"], d["message"]) for d in found)
+
+
+def as_checked(root: Path, uri: str, diags: Sequence[lsp.Diagnostic]) -> list[tuple[str, str, int, int, str]]:
+    """LSP diagnostics of an ASCII file in the form of `fluo_check`'s, its path relative to `root`."""
+    path = str(Path(uri.removeprefix("file://")).relative_to(root))
+    return [(path, str(d.code), d.range.start.line + 1, d.range.start.character + 1, d.message) for d in diags]
+
+
+async def test_fluo213_is_reported_once_and_as_fluo_check_says_it_from_the_workspace_root(
+    client: LanguageClient, workspace: Path
+) -> None:
+    """QA 1 and 5: a duplicate on a line shared with its first definition, below line 1, was reported twice
+    (once at a line counted from the rule's own start); messages named the file by its base name or by its
+    whole path. Now: once, naming the file as `fluo check` run from the workspace folder does, within a file
+    and between the files of a folder."""
+    folder = workspace / "dup"
+    folder.mkdir()
+    texts = {
+        "one.fluo": "rule dup_a { expect true }\nrule dup_b { expect true } rule dup_b { expect false }\n",
+        "two.fluo": "rule dup_a {\n  expect true\n}\n",
+    }
+    got = []
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+        uri = open_doc(client, folder / name, text)
+        got += as_checked(workspace, uri, await diagnostics(client, uri, lambda d: len(d) == 1))
+    assert sorted(got) == fluo_check(workspace, "dup")
+    assert [m for *_, m in sorted(got)] == [
+        "rule id `dup_b` is already defined at dup/one.fluo:2:6",
+        "rule id `dup_a` is already defined at dup/one.fluo:1:6",
+    ]
 
 
 async def test_diagnostics_follow_incremental_edits(client: LanguageClient, tmp_path: Path) -> None:
@@ -244,6 +290,66 @@ async def test_the_cost_estimate_is_reported_on_every_rule_as_fluo_check_does(
     )
     assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
     assert [d.code for d in report.items] == ["FLUO404"]
+
+
+async def test_the_cost_estimate_stands_beside_an_error_on_its_line(client: LanguageClient, tmp_path: Path) -> None:
+    """QA 6: FLUO404 was dropped when another rule of its line (its chunk) had an error; `fluo check` adds it."""
+    text = 'rule a { expect trace.spans.count() > "x" } ' + COSTLY.replace("\n", " ").replace("costly", "b") + "\n"
+    uri = open_doc(client, tmp_path / "cost_beside.fluo", text)
+    got = sorted((str(d.code), d.range.start.character) for d in await diagnostics(client, uri))
+    expected = api.analyze([("x.fluo", text)])
+    expected.diagnostics += api.cost_diagnostics(expected)
+    assert got == sorted((d.code, d.span.col) for d in expected.diagnostics)
+    assert [code for code, _ in got] == ["FLUO300", "FLUO404"]
+
+
+async def test_past_100_syntax_errors_a_file_reports_fluo403_as_fluo_check_does(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """QA 8: each rule is parsed on its own, and the parser's cap of 100 syntax errors a file was never met."""
+    text = "".join(f"rule r{i} {{\n  expect trace.spans.count() > > 1\n}}\n" for i in range(150))
+    uri = open_doc(client, tmp_path / "many.fluo", text)
+    pushed = await diagnostics(client, uri)
+    got = sorted((str(d.code), d.range.start.line, d.range.start.character, d.message) for d in pushed)
+    expected = api.analyze([("many.fluo", text)]).diagnostics
+    assert got == sorted((d.code, d.span.line, d.span.col, d.message) for d in expected)
+    assert [code for code, *_ in got].count("FLUO100") == 100
+    assert got[-1][0] == "FLUO403"
+
+
+async def test_a_text_over_the_size_limit_is_fluo402_alone(client: LanguageClient, tmp_path: Path) -> None:
+    """QA 7: the editor's text was checked whatever its size (seconds of work); `fluo check` reports FLUO402."""
+    text = "rule a { expect 1 }\n" + "// " + "x" * api.MAX_FILE_BYTES + "\n"
+    uri = open_doc(client, tmp_path / "big.fluo", text)
+    [d] = await diagnostics(client, uri)
+    too_large = f"file is larger than {api.MAX_FILE_BYTES} bytes"
+    assert (d.code, d.range, d.message) == ("FLUO402", rng(0, 0, 0, 0), too_large)
+    doc = lsp.TextDocumentIdentifier(uri=uri)
+    assert await client.text_document_semantic_tokens_full_async(lsp.SemanticTokensParams(text_document=doc)) is None
+    hover = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=doc, position=lsp.Position(line=0, character=10))
+    )
+    assert hover is None
+
+
+async def test_a_byte_order_mark_is_dropped_and_columns_still_count_it(client: LanguageClient, tmp_path: Path) -> None:
+    """QA 10: a client that keeps the BOM got FLUO101 at 1:1 and no formatting. The BOM is dropped as
+    `fluo check` drops it; the client's columns on line 1 count it (one UTF-16 unit)."""
+    text = "\ufeffrule a { expect trace.spans.cuont() > 1 }\n"
+    uri = open_doc(client, tmp_path / "bom.fluo", text)
+    [d] = await diagnostics(client, uri)
+    col = text.index("cuont")  # the BOM is one UTF-16 unit of the client's line
+    assert (d.code, d.range) == ("FLUO201", rng(0, col, 0, col + 5))
+    doc = lsp.TextDocumentIdentifier(uri=uri)
+    hover = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=doc, position=lsp.Position(line=0, character=6))
+    )
+    assert hover is not None and hover.range == rng(0, 6, 0, 7)  # the rule id, `a`
+    options = lsp.FormattingOptions(tab_size=2, insert_spaces=True)
+    params = lsp.DocumentFormattingParams(text_document=doc, options=options)
+    edits = await client.text_document_formatting_async(params)
+    assert edits is not None and [e.range for e in edits] == [rng(0, 1, 1, 0)]  # all but the BOM
+    assert edits[0].new_text == "rule a {\n  expect trace.spans.cuont() > 1\n}\n"
 
 
 async def test_strict_setting_reports_warnings_as_errors(client: LanguageClient, tmp_path: Path) -> None:
@@ -842,7 +948,7 @@ async def test_a_rule_id_defined_in_another_file_of_the_folder_is_fluo213(
     assert (d.code, d.range, d.message) == (
         "FLUO213",
         rng(0, 5, 0, 6),
-        "rule id `a` is already defined at one.fluo:1:6",
+        f"rule id `a` is already defined at {folder / 'one.fluo'}:1:6",
     )
     assert d.related_information is not None and d.related_information[0].location.uri == one
     assert list(client.diagnostics[one]) == []

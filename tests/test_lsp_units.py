@@ -339,11 +339,20 @@ def test_no_metadata_keys_where_no_name_can_come() -> None:
     assert {"description", "tags"} <= at_item and "severity" not in at_item  # given already
 
 
-def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(tmp_path: Path) -> None:
-    """As `fluo check FOLDER` reports it: on the later file in name order, naming the first definition."""
+def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `fluo check FOLDER` run from the workspace folder reports it: on the later file in name order,
+    naming the first definition by its path from the workspace folder (the whole path outside any)."""
     (tmp_path / "a.fluo").write_text("// first\nrule dup {\n  expect true\n}\n")
     (tmp_path / "b.fluo").write_text("rule dup {\n  expect true\n}\nrule own {\n  expect true\n}\n")
+    outside = Workspace(lambda path: None)
+    b = outside.rule_document(tmp_path / "b.fluo")
+    assert b is not None
+    [(d, _)] = outside.sibling_duplicates(tmp_path / "b.fluo", b)
+    assert d.message == f"rule id `dup` is already defined at {tmp_path / 'a.fluo'}:2:6"
     index = Workspace(lambda path: None)
+    index.folders = [tmp_path]
     b = index.rule_document(tmp_path / "b.fluo")
     a = index.rule_document(tmp_path / "a.fluo")
     assert a is not None and b is not None
@@ -351,8 +360,8 @@ def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(tmp_path: Path) 
     [(d, base)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
     assert (d.code, d.message, base + d.span.start) == ("FLUO213", "rule id `dup` is already defined at a.fluo:2:6", 5)
     assert d.related[0].path == str(tmp_path / "a.fluo") and (d.related[0].span.line, d.related[0].span.col) == (1, 5)
-    cli = api.analyze_paths([tmp_path])
-    assert [x.message.replace(f"{tmp_path}/", "") for x in cli.diagnostics] == [d.message]  # what CI says
+    monkeypatch.chdir(tmp_path)
+    assert [x.message for x in api.analyze_paths(["."]).diagnostics] == [d.message]  # what CI says
 
 
 def test_test_file_problem_lines_count_line_breaks_as_yaml_does(tmp_path: Path) -> None:
