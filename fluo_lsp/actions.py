@@ -3,30 +3,40 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from lsprotocol import types as lsp
 
-from fluo_lang.diagnostics import nearest
+from fluo_lang.ast import Span
+from fluo_lang.diagnostics import Diagnostic, Severity, nearest
 
-from .document import RuleDocument
+from .document import RuleDocument, analyze_chunk
 from .positions import span_range
 from .reporting import lsp_diagnostic
 
 
 def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: bool) -> list[lsp.CodeAction]:
-    """Actions for the diagnostics and rules that meet the document range [start, end]."""
+    """Actions for the diagnostics and rules that meet the document range [start, end].
+
+    A did-you-mean is preferred (applied by "fix all" and auto-fix) only if the rule it edits checks
+    with no new error; one that gives an error (`servce > 5` -> `service > 5`: string > int) is still
+    offered, not preferred, its title naming the error it leads to: the name may be right and the
+    comparison the bug, which only the user knows.
+    """
     out: list[lsp.CodeAction] = []
     for d, base in doc.diagnostics():
         if d.suggestion is None or not _meets(base + d.span.start, base + d.span.end, start, end):
             continue
         edit = lsp.TextEdit(range=span_range(doc.index, d.span, base), new_text=d.suggestion)
+        new = _new_errors(doc, d.span, base, d.suggestion, strict=strict)
+        then = f" (then {new[0].code}: {new[0].message})" if new else ""
         out.append(
             lsp.CodeAction(
-                title=f"Change to `{d.suggestion}`",
+                title=f"Change to `{d.suggestion}`{then}",
                 kind=lsp.CodeActionKind.QuickFix,
                 diagnostics=[lsp_diagnostic(d, base, doc, uri, strict=strict)],
                 edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
-                is_preferred=True,
+                is_preferred=not new,
             )
         )
     for rule, base in doc.rules():
@@ -50,6 +60,22 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
             )
         )
     return out
+
+
+def _new_errors(doc: RuleDocument, span: Span, base: int, text: str, *, strict: bool) -> list[Diagnostic]:
+    """The errors (warnings too, if `strict`) that replacing `span` with `text` adds to the chunk it is in."""
+    chunk = doc.chunk_at(base + span.start)
+    rel_start, rel_end = base + span.start - chunk.start, base + span.end - chunk.start
+    source = chunk.analysis.text
+    edited = source[:rel_start] + text + source[rel_end:]
+    last = chunk is doc.chunks[-1]
+
+    def errors(diags: list[Diagnostic]) -> Counter[str]:
+        return Counter(d.code for d in diags if d.is_error or (strict and d.severity is Severity.WARNING))
+
+    after = analyze_chunk(doc.path, edited, last=last).diagnostics
+    added = errors(after) - errors(chunk.analysis.diagnostics)
+    return [d for d in after if added[d.code] > 0]
 
 
 _BREAK = re.compile(r"\r\n|\r|\n")

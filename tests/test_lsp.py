@@ -717,6 +717,40 @@ async def test_code_actions_apply_did_you_mean_and_add_severity(client: Language
     assert list(add.changes[uri]) == [lsp.TextEdit(range=rng(0, 8, 0, 8), new_text="\n  severity: warning")]
 
 
+@pytest.mark.parametrize(
+    ("line", "preferred", "title"),
+    [
+        ("expect trace.spans.where(servce == 'a').exists()", True, "Change to `service`"),
+        (
+            "expect trace.spans.where(servce > 5).exists()",
+            False,
+            "Change to `service` (then FLUO300: cannot compare string with int using `>`)",
+        ),
+        ("severty: warning", False, "Change to `severity` (then FLUO211: duplicate metadata key `severity`)"),
+    ],
+    ids=["checks", "type-error", "duplicate-key"],
+)
+async def test_a_did_you_mean_that_gives_an_error_is_not_preferred(
+    client: LanguageClient, tmp_path: Path, line: str, preferred: bool, title: str
+) -> None:
+    """QA 2: the preferred fix (applied by auto-fix) turned a file with a warning into one with an error.
+    Such a fix is still offered (the name may be right, the comparison the bug), not preferred, and says why."""
+    clause = "" if line.startswith("expect") else "  expect trace.spans.count() > 1\n"
+    text = f"rule a {{\n  severity: info\n  {line}\n{clause}}}\n"
+    uri = open_doc(client, tmp_path / "prefer.fluo", text)
+    await diagnostics(client, uri, lambda d: len(d) > 0)
+    result = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri),
+            range=rng(2, 0, 2, 40),
+            context=lsp.CodeActionContext(diagnostics=[]),
+        )
+    )
+    assert result is not None
+    [fix] = [a for a in result if isinstance(a, lsp.CodeAction) and a.title.startswith("Change to")]
+    assert (fix.title, fix.is_preferred) == (title, preferred)
+
+
 # -- rule test files -----------------------------------------------------------------
 
 
