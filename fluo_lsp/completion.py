@@ -20,6 +20,7 @@ Inside `attributes["...` the attribute keys complete as the string's content.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -119,13 +120,29 @@ def with_placeholder(head: str) -> str:
     The parser's recovery would close them too, but searching for the insertion costs
     ten times the parse.
     """
+    return head + PLACEHOLDER + _closers(head)
+
+
+def _closers(head: str) -> str:
+    """The brackets that close what `head` leaves open."""
     open_: list[str] = []
     for x in lex(head):
         if x.kind in _CLOSER:
             open_.append(x.kind)
         elif x.kind in ("RPAR", "RSQB", "RBRACE") and open_:
             open_.pop()
-    return head + PLACEHOLDER + "".join(_CLOSER[k] for k in reversed(open_))
+    return "".join(_CLOSER[k] for k in reversed(open_))
+
+
+def _duration_fits(path: str, head: str) -> bool:
+    """Whether the number `head` ends with can be a duration: a unit after it adds no error
+    (`duration > 5`, `window 5`), where it would in `count() > 5`."""
+    closers = _closers(head)
+
+    def errors(text: str) -> Counter[str]:
+        return Counter(d.code for d in api.analyze([(path, text + closers)]).diagnostics if d.is_error)
+
+    return not errors(head + "s") - errors(head)
 
 
 def _placeholder(path: str, head: str) -> _Placeholder:
@@ -248,8 +265,9 @@ def complete(
     edit_range = doc.index.range(cur.word_start, cur.word_end)
     items = _Items(edit_range, cur.rest, snippets)
     if cur.head[-1:].isdigit():
-        for unit in DURATION_UNITS:
-            items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
+        if _duration_fits(doc.path, cur.head):
+            for unit in DURATION_UNITS:
+                items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
         return items.out
     if _after_keyword_rule(cur.head):
         return []  # a new rule's id: nothing to offer
@@ -287,7 +305,8 @@ def complete(
         given = _meta_keys_given(doc, cur)
         for key, doc_text in META_KEYS.items():
             if key not in given:
-                items.add(key, lsp.CompletionItemKind.Property, "metadata", doc_text, insert=f"{key}: ")
+                colon = "" if cur.rest.lstrip(" \t").startswith(":") else ": "  # `sev|: info` has its `:`
+                items.add(key, lsp.CompletionItemKind.Property, "metadata", doc_text, insert=key + colon)
     if place.kind == "meta_value" and place.meta_key == "severity":
         for sev in SEVERITIES:
             items.add(sev, lsp.CompletionItemKind.EnumMember, "severity")
@@ -360,8 +379,7 @@ def _quoted_keys(
         keys = resource_keys if code[i - 2].text == "resource" else span_keys
         items = _Items(doc.index.range(chunk.start + x.start + 1, chunk.start + end), "")
         for key in keys:
-            escaped = key.replace("\\", "\\\\").replace(quote, "\\" + quote)
-            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=escaped)
+            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=escape_string(key, quote))
         return items.out
     return []
 
@@ -395,12 +413,23 @@ def _names(items: _Items, place: _Placeholder, span_keys: Sequence[str]) -> None
             items.add(name, lsp.CompletionItemKind.Field, member.signature, _member_doc(member))
     for key in span_keys:
         if key in b.SPAN_FIELD_NAMES or key.split(".")[0] in b.ROOTS or not _plain_path(key):
-            quoted = 'attributes["' + key.replace("\\", "\\\\").replace('"', '\\"') + '"]'
+            quoted = 'attributes["' + escape_string(key, '"') + '"]'
             # A key named like an intrinsic, root or keyword (`status`, `true`) gets a label of its own.
             label = quoted if key in items.seen or key in b.SPAN_FIELD_NAMES or key in b.ROOTS else key
             items.add(label, lsp.CompletionItemKind.Variable, "attribute key", insert=quoted)
         else:
             items.add(key, lsp.CompletionItemKind.Variable, "attribute key")
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+_MUST_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_string(value: str, quote: str) -> str:
+    """`value` as the inside of a string literal in `quote`s: the backslash, the quote and line breaks
+    escaped (a string ends at a line break), and the other control characters too, so it reads."""
+    escaped = _MUST_ESCAPE.sub(lambda m: _ESCAPES.get(m.group(0), f"\\u{ord(m.group(0)):04x}"), value)
+    return escaped.replace(quote, "\\" + quote)
 
 
 def _plain_path(key: str) -> bool:

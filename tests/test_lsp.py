@@ -16,6 +16,7 @@ from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from fluo_lang import api
+from fluo_lang.parser import DURATION_UNITS
 from fluo_lsp.outline import TOKEN_TYPES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -481,16 +482,50 @@ async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
     assert plain_string == []
 
 
+@pytest.mark.parametrize(
+    ("text", "units"),
+    [
+        ("rule a {\n  expect trace.spans.where(duration > 5|", True),
+        ("rule a {\n  window 5|", True),
+        ("rule a {\n  expect trace.spans.count() > 5|\n}\n", False),
+        ("rule a {\n  expect trace.spans.where(name == 'x').count() >= 12|", False),
+    ],
+    ids=["duration", "window", "count", "count-unclosed"],
+)
+async def test_duration_units_come_only_where_a_duration_can_stand(
+    client: LanguageClient, tmp_path: Path, text: str, units: bool
+) -> None:
+    """QA 4b: after `count() > 5` every unit was offered, and each gave FLUO300."""
+    labels = await complete(client, tmp_path / "units.fluo", text)
+    assert labels == (list(DURATION_UNITS) if units else [])
+
+
+async def test_a_metadata_key_before_its_colon_completes_without_another(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """QA 4a: `sev|: info` completed as `severity: : info`."""
+    for text, new_text in (("  sev|: info\n", "severity"), ("  sev| : info\n", "severity"), ("  sev|\n", "severity: ")):
+        body, pos = at("rule a {\n" + text + "  expect trace.spans.count() > 1\n}\n")
+        uri = open_doc(client, tmp_path / "colon.fluo", body)
+        result = await client.text_document_completion_async(
+            lsp.CompletionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+        )
+        assert isinstance(result, lsp.CompletionList)
+        [item] = [i for i in result.items if i.label == "severity"]
+        assert isinstance(item.text_edit, lsp.TextEdit) and item.text_edit.new_text == new_text, text
+
+
 async def test_attribute_keys_complete_as_code_that_parses(client: LanguageClient, tmp_path: Path) -> None:
-    """Escaped inside `attributes["..."]`, never a keyword after `http.`, and a key named like an intrinsic
-    or a keyword gets an item of its own (QA L4)."""
+    """Escaped inside `attributes["..."]` (line breaks and control characters too: QA 3), never a keyword after
+    `http.`, and a key named like an intrinsic or a keyword gets an item of its own (QA L4)."""
     keys = ['say "hi"', "back\\slash", "http.when", "http.response.rule", "http.method", "status", "true"]
+    keys += ["line\nbreak", "cr\rkey", "tab\tbell\x07"]
     client.workspace_did_change_configuration(
         lsp.DidChangeConfigurationParams(settings={"fluo": {"attributeKeys": keys}})
     )
     try:
         head = "rule a {\n  expect trace.spans.where("
-        for i, text in enumerate([head, head + "http."]):
+        for i, text in enumerate([head, head + "http.", head + 'attributes["']):
             body, pos = at(text + "|")
             uri = open_doc(client, tmp_path / f"keys{i}.fluo", body)
             result = await client.text_document_completion_async(
@@ -503,13 +538,17 @@ async def test_attribute_keys_complete_as_code_that_parses(client: LanguageClien
                 if item.detail == "attribute key" and isinstance(item.text_edit, lsp.TextEdit)
             }
             for label, new_text in inserted.items():
-                rule = body + new_text + " == 1).count() > 0\n}\n"
+                rule = body + new_text + ('"]' if i == 2 else "") + " == 1).count() > 0\n}\n"
                 assert not api.analyze([("k.fluo", rule)]).has_errors, (label, new_text)
             if i == 0:
                 assert inserted['say "hi"'] == 'attributes["say \\"hi\\""]'
                 assert inserted["back\\slash"] == 'attributes["back\\\\slash"]'
+                assert inserted["line\nbreak"] == 'attributes["line\\nbreak"]'
+                assert inserted["tab\tbell\x07"] == 'attributes["tab\\tbell\\u0007"]'
                 assert inserted['attributes["status"]'] == 'attributes["status"]'
                 assert inserted['attributes["true"]'] == 'attributes["true"]'
+            elif i == 2:
+                assert inserted["cr\rkey"] == "cr\\rkey"
             else:
                 assert inserted["method"] == "method" and not {"when", "response.rule"} & set(inserted)
     finally:
