@@ -600,7 +600,7 @@ def command(stdio: bool) -> None:
 
     \b
     Example (Neovim):
-      vim.lsp.start({ name = "fluo", cmd = { "fluo", "lsp" } })
+      vim.lsp.start({ name = "fluo", cmd = { "fluo", "lsp" }, root_dir = vim.fn.getcwd() })
     """
     # pygls closes the stream it wrote to when it stops: give it its own descriptor, so that
     # `sys.stdout` stays open for whatever flushes it on the way out (the CLI does).

@@ -9,12 +9,16 @@ Needs Debian's `neovim` (0.7 or later); `scripts/test` installs it where missing
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests_paths import ROOT
+
+EDITOR_DOC = (ROOT / "docs" / "editor.md").read_text(encoding="utf-8")
 
 RULES = """\
 rule storm {
@@ -25,7 +29,14 @@ rule storm {
 rule draft {
   expect trace.spans.
 }
+
+rule keyed {
+  expect trace.spans.where(http.)
+}
 """
+
+START = re.search(r"`(vim\.lsp\.buf_attach_client\(0, vim\.lsp\.start_client\(.*?\)\))`", EDITOR_DOC)
+"""The Neovim 0.7 line of docs/editor.md, which the test runs as written, but for the command."""
 
 SCRIPT = """\
 local out = {}
@@ -33,8 +44,7 @@ local ok, err = pcall(function()
   vim.cmd('edit ' .. vim.fn.fnameescape(%(rule)s))
   vim.bo.filetype = 'fluo'
   local bufnr = vim.api.nvim_get_current_buf()
-  local id = vim.lsp.start_client({ name = 'fluo', cmd = %(cmd)s, root_dir = %(root)s })
-  vim.lsp.buf_attach_client(bufnr, id)
+  %(start)s
   vim.wait(30000, function() return #vim.diagnostic.get(bufnr) > 0 end, 50)
   out.diagnostics = {}
   for _, d in ipairs(vim.diagnostic.get(bufnr)) do
@@ -47,6 +57,13 @@ local ok, err = pcall(function()
   for _, response in pairs(responses or {}) do
     local result = response.result or {}
     for _, item in ipairs(result.items or result) do table.insert(out.completion, item.label) end
+  end
+  params.position = { line = 10, character = 32 }
+  responses = vim.lsp.buf_request_sync(bufnr, 'textDocument/completion', params, 20000)
+  out.keys = {}
+  for _, response in pairs(responses or {}) do
+    local result = response.result or {}
+    for _, item in ipairs(result.items or result) do table.insert(out.keys, item.label) end
   end
 end)
 if not ok then out.error = tostring(err) end
@@ -67,12 +84,14 @@ def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) ->
     (tmp_path / folder).mkdir()
     rule = tmp_path / folder / "storm.fluo"
     rule.write_text(RULES)
+    shutil.copy(ROOT / "examples" / "traces" / "payment_ok.json", tmp_path)  # a fixture with the key `http.route`
     out = tmp_path / "result.json"
     script = tmp_path / "client.lua"
     cmd = "{ " + ", ".join(lua_string(x) for x in (sys.executable, "-m", "fluo_run.cli", "lsp")) + " }"
+    assert START is not None and '{ "fluo", "lsp" }' in START.group(1)
+    start = START.group(1).replace('{ "fluo", "lsp" }', cmd)
     script.write_text(
-        SCRIPT
-        % {"rule": lua_string(str(rule)), "cmd": cmd, "root": lua_string(str(tmp_path)), "out": lua_string(str(out))},
+        SCRIPT % {"rule": lua_string(str(rule)), "start": start, "out": lua_string(str(out))},
         encoding="utf-8",
     )
     proc = subprocess.run(
@@ -87,7 +106,8 @@ def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) ->
     result = json.loads(out.read_text())
     assert "error" not in result, result["error"]
     diags = sorted((d["line"], d["col"], d["code"]) for d in result["diagnostics"])
-    assert diags == [(2, 21, "FLUO201"), (7, 0, "FLUO100")]  # `.cuont(`, and the name missing before `}`
+    assert diags == [(2, 21, "FLUO201"), (7, 0, "FLUO100"), (10, 32, "FLUO100")]  # `.cuont(`, names missing
     assert any("did you mean `count`?" in d["message"] for d in result["diagnostics"])
     assert {"where", "count", "all", "exists"} <= set(result["completion"])
     assert "spans" not in result["completion"]
+    assert "route" in result["keys"]  # the workspace's keys: the documented line gives the server a root (QA 12)
