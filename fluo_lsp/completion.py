@@ -20,6 +20,7 @@ Inside `attributes["...` the attribute keys complete as the string's content.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -82,6 +83,64 @@ def cursor_at(doc: RuleDocument, offset: int) -> Cursor:
         chunk.start, prefix[: rel - len(word)], word, chunk.start + rel - len(word), chunk.start + end,
         text[end : eol if eol >= 0 else len(text)],
     )  # fmt: skip
+
+
+_OPENERS = ("LPAR", "LSQB", "LBRACE")
+_CLOSERS = ("RPAR", "RSQB", "RBRACE")
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The rule's text up to the cursor, with the finished operands of `and` / `or` chains taken out.
+
+    `expect A or B or trace.spans.where(C and name == |` reads as `expect trace.spans.where(name == |`:
+    `and` and `or` bind loosest, so what follows the last one at each bracket depth is an expression
+    in the same place, and the placeholder means the same in it. On a rule of thousands of terms on one
+    line, this is what completion and signature help parse and check, not the whole rule.
+    """
+
+    text: str
+    cuts: tuple[tuple[int, int], ...]  # (start, end) of each cut in the rule's text, in order
+
+    def offset(self, rel: int) -> int:
+        """A chunk offset before the cursor, in `text`."""
+        return rel - sum(min(end, rel) - start for start, end in self.cuts if start < rel)
+
+
+def short_head(doc: RuleDocument, chunk_start: int, head: str) -> Head:
+    """`Head` of `head`, the chunk's text up to the cursor, read with the chunk's cached lexemes."""
+    lexemes = doc.chunk_at(chunk_start).analysis.lexemes
+    n = bisect_right([x.end for x in lexemes], len(head))  # ascending; what straddles the cursor is lexed again
+    shift = lexemes[n - 1].end if n else 0
+    tail = [(x.kind, x.start + shift, x.end + shift) for x in lex(head[shift:])]
+    starts = [0]  # where the expression being read starts, at each bracket depth
+    cuts: list[tuple[int, int]] = []
+    for kind, _, end in [*((x.kind, x.start, x.end) for x in lexemes[:n]), *tail]:
+        if kind in _OPENERS:
+            starts.append(end)
+        elif kind in _CLOSERS:
+            if len(starts) > 1:
+                starts.pop()
+        elif kind in ("COMMA", "EXPECT", "DETECT"):
+            starts[-1] = end
+        elif kind in ("AND", "OR"):
+            if cuts and cuts[-1][1] == starts[-1]:
+                cuts[-1] = (cuts[-1][0], end)
+            else:
+                cuts.append((starts[-1], end))
+            starts[-1] = end
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(cuts):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    kept, at = [], 0
+    for start, end in merged:
+        kept.append(head[at:start])
+        at = end
+    kept.append(head[at:])
+    return Head("".join(kept), tuple(merged))
 
 
 def _inside_comment_or_string(doc: RuleDocument, cur: Cursor) -> bool:
@@ -264,27 +323,28 @@ def complete(
         return _quoted_keys(doc, offset, span_keys, resource_keys)
     edit_range = doc.index.range(cur.word_start, cur.word_end)
     items = _Items(edit_range, cur.rest, snippets)
-    if cur.head[-1:].isdigit():
-        if _duration_fits(doc.path, cur.head):
+    head = short_head(doc, cur.chunk_start, cur.head).text
+    if head[-1:].isdigit():
+        if _duration_fits(doc.path, head):
             for unit in DURATION_UNITS:
                 items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
         return items.out
-    if _after_keyword_rule(cur.head):
+    if _after_keyword_rule(head):
         return []  # a new rule's id: nothing to offer
-    if _after_its_rule(cur.head):
+    if _after_its_rule(head):
         expected: set[str] | None = {"RULE"}
         place = _Placeholder("none")
     else:
-        expected = expected_at(cur.head)
-        place = _placeholder(doc.path, cur.head)
+        expected = expected_at(head)
+        place = _placeholder(doc.path, head)
     if place.kind == "meta_key" and expected is not None and "IDENT" not in expected:
         place = replace(place, kind="none")  # no name can come here (`where(name == "a" |)`): error recovery's guess
     at_item = expected is not None and ("RULE" in expected or "EXPECT" in expected)
     if place.kind == "none" and not at_item:
         # A syntax error before the cursor (or too much left open): try the cursor's line alone,
         # and trust only what the typechecker resolved there.
-        for head in _fallbacks(cur.head):
-            found = _placeholder(doc.path, head)
+        for fallback in _fallbacks(head):
+            found = _placeholder(doc.path, fallback)
             if found.kind in ("member", "name", "enum", "meta_value"):
                 place = found
                 break
@@ -536,7 +596,10 @@ def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
     if open_at is None:
         return None
     name = lexemes[open_at - 1]
-    members = _called(doc.path, chunk.analysis.text[:rel], name.start, name.text)
+    members = _called_in(chunk.analysis.checked, name.start)
+    if not members:  # not in the rule as it parses (unfinished): check the text up to the cursor
+        head = short_head(doc, chunk.start, chunk.analysis.text[:rel])
+        members = _called(doc.path, head.text, head.offset(name.start), name.text)
     if not members:
         return None
     sigs = [_signature(m) for m in members]
@@ -544,14 +607,19 @@ def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
 
 
 def _called(path: str, head: str, method_start: int, method: str) -> list[b.Member]:
-    analysis = api.analyze([(path, with_placeholder(head))])
-    for checked in analysis.rules:
+    found = _called_in(api.analyze([(path, with_placeholder(head))]).rules, method_start)
+    return found or [m for m in b.MEMBERS if m.name == method and m.kind == "method"]
+
+
+def _called_in(rules: Sequence[CheckedRule], method_start: int) -> list[b.Member]:
+    """The method the typechecker resolved for the call whose name starts at `method_start`, if any."""
+    for checked in rules:
         for e, _ in expressions(checked.rule):
             if isinstance(e, ast.Call) and e.method_span.start == method_start:
                 ref = checked.refs.get(id(e))
                 if isinstance(ref, MemberRef):
                     return [ref.member]
-    return [m for m in b.MEMBERS if m.name == method and m.kind == "method"]
+    return []
 
 
 def _signature(m: b.Member) -> lsp.SignatureInformation:

@@ -175,8 +175,8 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
     positions = LineIndex(analysis.text).positions(offset for x, _ in found for offset in (x.start, x.end))
     out: list[tuple[int, int, int, int, int]] = []
     for _, kind in found:
-        start, end = next(positions), next(positions)
-        if end.line == start.line:
-            out.append((start.line, start.character, end.character - start.character, _TYPE[kind[0]], kind[1]))
+        (line, start), (end_line, end) = next(positions), next(positions)
+        if end_line == line:
+            out.append((line, start, end - start, _TYPE[kind[0]], kind[1]))
     analysis.tokens = out
     return out

@@ -57,9 +57,10 @@ class LineIndex:
         col = len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
         return lsp.Position(line=line, character=col + (self.lead if line == 0 else 0))
 
-    def positions(self, offsets: Iterable[int]) -> Iterator[lsp.Position]:
-        """`position` of each of `offsets`, which must not decrease: each counts on from the one before,
-        so a long line is encoded once, not once per offset."""
+    def positions(self, offsets: Iterable[int]) -> Iterator[tuple[int, int]]:
+        """(line, UTF-16 column) of each of `offsets`, as `position`; they must not decrease: each counts
+        on from the one before, so a long line is encoded once, not once per offset."""
+        ascii_ = self.text.isascii()
         line, at, col = 0, 0, 0
         for offset in offsets:
             offset = max(0, min(offset, len(self.text)))
@@ -68,10 +69,13 @@ class LineIndex:
             if line + 1 < len(self.starts) and offset >= self.starts[line + 1]:
                 line = self.line_of(offset)
                 at, col = self.starts[line], 0
-            segment = self.text[at:offset]
-            col += len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
+            if ascii_:
+                col += offset - at
+            else:
+                segment = self.text[at:offset]
+                col += len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
             at = offset
-            yield lsp.Position(line=line, character=col + (self.lead if line == 0 else 0))
+            yield line, col + (self.lead if line == 0 else 0)
 
     def offset(self, position: lsp.Position) -> int:
         """The code-point offset of an LSP position; past the end of a line means its end."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -534,3 +535,55 @@ def test_a_gzipped_trace_is_read_for_keys_only_up_to_the_limit(tmp_path: Path) -
     (tmp_path / "bomb.json").write_bytes(gzip.compress((text + " " * workspace.MAX_TRACE_BYTES).encode()))
     assert workspace._keys_of(tmp_path / "small.json") == ({"k"}, set())
     assert workspace._keys_of(tmp_path / "bomb.json") == (set(), set())
+
+
+@given(st.text(alphabet="ab\r\n é𝄞", max_size=40), st.lists(st.integers(0, 45), max_size=12), st.booleans())
+def test_positions_in_one_pass_are_position_of_each(text: str, offsets: list[int], bom: bool) -> None:
+    index = LineIndex(text, lead=1 if bom else 0)
+    expected = [index.position(o) for o in sorted(offsets)]
+    assert [lsp.Position(line=a, character=b) for a, b in index.positions(sorted(offsets))] == expected
+
+
+LONG_RULE = "rule l { expect " + " or ".join(f'trace.has(name == "n{i}")' for i in range(3000)) + " }\n"
+"""One rule of 3,000 terms on one ~85 KB line (QA 9: each request took most of a second)."""
+
+
+def test_on_a_long_line_completion_and_signature_help_check_only_the_term_at_the_cursor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What is parsed and checked for a request does not grow with the terms before the cursor."""
+    doc = RuleDocument("long.fluo", LONG_RULE)
+    middle = LONG_RULE.index("trace.has(", len(LONG_RULE) // 2)
+    unfinished = RuleDocument("long.fluo", LONG_RULE[: middle + len("trace.has(name == ")])
+    checked: list[int] = []  # the length of each text parsed for a request
+    analyze = api.analyze
+    monkeypatch.setattr(api, "analyze", lambda sources: checked.extend(len(t) for _, t in sources) or analyze(sources))
+    monkeypatch.setattr("fluo_lsp.completion.expected_at", _counting_expected_at(checked))
+    assert {"spans", "has"} <= {i.label for i in complete(doc, middle + len("trace."), [], [])}
+    assert {"name", "service"} <= {i.label for i in complete(doc, middle + len("trace.has("), [], [])}
+    help_ = signature_help(doc, middle + len("trace.has("))
+    assert help_ is not None and help_.signatures[0].label.startswith("trace.has(")
+    assert signature_help(unfinished, len(unfinished.text)) is not None
+    assert checked and max(checked) < 200, checked
+
+
+def _counting_expected_at(checked: list[int]) -> Any:
+    from fluo_lang.parser import expected_at
+
+    def counting(text: str) -> set[str] | None:
+        checked.append(len(text))
+        return expected_at(text)
+
+    return counting
+
+
+def test_semantic_tokens_convert_positions_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not `LineIndex.position` per token, which slices the line up to it: quadratic on a long line."""
+    doc = RuleDocument("long.fluo", LONG_RULE)
+
+    def refuse(self: LineIndex, offset: int) -> lsp.Position:
+        raise AssertionError("position() per token")
+
+    monkeypatch.setattr(LineIndex, "position", refuse)
+    data = semantic_tokens(doc)
+    assert len(data) // 5 > 3000 * 5
