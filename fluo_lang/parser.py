@@ -1264,7 +1264,7 @@ class _Builder:
                 metas.append(
                     ast.Meta(
                         self.span_of(item),
-                        str(key),
+                        _meta_key(str(key)),
                         self.span_of(key),
                         self.meta_guarded(item.children[1]),
                     )
@@ -1763,6 +1763,11 @@ def _logic(op: Literal["and", "or"]) -> _Handler:
     return lambda ch, first, last: ast.Logic(_sp(first, last), op, (ch[0], *ch[1]))
 
 
+def _meta_key(key: str) -> str:
+    """A metadata key as written; "" where the recovery inserted one (its syntax error says what is missing)."""
+    return "" if _MISSING in key else key
+
+
 def _clause(kind: ast.ClauseKind, at: int) -> _Handler:
     return lambda ch, first, last: ast.Clause(_sp(first, last), kind, _f_guard(ch[at], first, last))
 
@@ -1781,7 +1786,7 @@ _HANDLERS: dict[tuple[str, str | None], _Handler] = {
     ("rule_item", "always"): _clause("always", 2),
     ("rule_item", "never"): _clause("never", 2),
     ("rule_item", "window_clause"): lambda ch, first, last: ast.WindowClause(_sp(first, last), _f_duration(ch[1][1])),
-    ("meta", None): lambda ch, first, last: ast.Meta(_sp(first, last), ch[0][1], _tok_span(ch[0]), ch[2]),
+    ("meta", None): lambda ch, first, last: ast.Meta(_sp(first, last), _meta_key(ch[0][1]), _tok_span(ch[0]), ch[2]),
     ("meta_value", "meta_string"): lambda ch, first, last: ast.MetaItem(
         _sp(first, last), _f_string(ch[0][1]), "string"
     ),

@@ -145,6 +145,8 @@ class _Checker:
     def metadata(self, rule: ast.Rule) -> None:
         seen: dict[str, ast.Meta] = {}
         for m in rule.meta:
+            if not m.key:  # the recovery inserted it: the syntax error says what is missing
+                continue
             if m.key in seen:
                 self.diags.append(
                     error(

@@ -20,7 +20,7 @@ FRAGMENTS = [
     "status", "error", "kind", "server", "duration", "==", "!=", "<", "<=", ">", ">=", "and",
     "or", "not", "in", "contains", "matches", "+", "-", "*", "/", "5", "2.5", "250ms", "'auth'",
     '"a\\"b"', '"(', "severity", "tags", "[a, b]", "//c\n", "\n", " ", "true", "false", "amount",
-    "http.route", 'attributes["k"]', "10min", "@", "'", "window.spans", "trace.spans",
+    "http.route", 'attributes["k"]', "10min", "@", "'", "window.spans", "trace.spans", ":",
 ]  # fmt: skip
 fragment_text = st.lists(st.sampled_from(FRAGMENTS), max_size=40).map(" ".join)
 
@@ -30,6 +30,7 @@ def _run(text: str) -> None:
     for d in analysis.diagnostics:
         assert d.code.startswith("FLUO") and d.message
         assert 0 <= d.span.start <= d.span.end <= len(text)
+        assert "\x00" not in d.message or "\x00" in text  # the recovery's placeholder never shows
     program = compile_program(analysis)
     program.evaluate(TRACES)
     assert program.errors == []

@@ -229,3 +229,12 @@ def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
 )
 def test_a_comparison_with_zero_that_can_go_either_way_is_quiet(text: str) -> None:
     assert _diags(text) == []
+
+
+@pytest.mark.parametrize("meta", ["severity: : info", "owner: : x\n  runbook: : y"])
+def test_a_metadata_key_the_recovery_inserted_is_not_checked(meta: str) -> None:
+    """Editor QA 11: `severity: : info` also said "unknown metadata key `\\u0000`" (the recovery's placeholder)."""
+    text = f"rule a {{\n  {meta}\n  expect trace.spans.count() > 1\n}}\n"
+    diags = analyze([("m.fluo", text)]).diagnostics
+    assert [d.code for d in diags] == ["FLUO100"] * meta.count(": :")
+    assert not any("\x00" in d.message for d in diags)
