@@ -8,7 +8,12 @@ import http.server
 import json
 import logging
 import math
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -32,6 +37,7 @@ from fluo_run.serve.sinks import (
     TransientSinkError,
     WebhookSink,
 )
+from fluo_run.serve.store import SignalStore
 
 
 def signals(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -758,3 +764,96 @@ def test_reopen_opens_the_jsonl_file_again_before_the_next_batch(tmp_path: Path)
     wait_for(lambda: lines(path) == [1], what="the line in the new file")
     assert sinks.close(5) == 0
     assert lines(rotated) == [0]
+
+
+def damage(path: Path, where: str) -> None:
+    """Overwrite part of a page of the store, as a bad disk block would: an index's root, or page 1's b-tree."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'signals_time'").fetchone()[0]
+    offset = (root - 1) * 4096 + 8 if where == "index root" else 100 + 8
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(b"\xfe" * 2000)
+
+
+@pytest.mark.parametrize("where", ["index root", "page 1"])
+def test_a_corrupt_store_is_refused_at_start_with_what_to_do(tmp_path: Path, where: str) -> None:
+    """QA: serve started on a damaged store and counted its signals as written (index root), or dropped
+    every one as failed while /healthz said ok (page 1); `fluo signals` could not read it either way."""
+    path = tmp_path / "s.db"
+    with contextlib.closing(SignalStore(path)) as store:
+        store.add(stored(2000))
+    damage(path, where)
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    problems = sinks.start()
+    sinks.close(1)
+    assert len(problems) == 1
+    assert problems[0].startswith(f"cannot open sink sqlite: {path} is corrupt (")
+    assert f"move it aside (mv {path} {path}.corrupt)" in problems[0] and ".recover" in problems[0]
+
+
+def test_the_page_check_at_start_is_bounded_in_time(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "s.db"
+    with contextlib.closing(SignalStore(path)) as store:
+        store.add(stored(20_000))
+    with contextlib.closing(SignalStore(path, check_seconds=0)) as store:
+        assert store.unchecked  # interrupted at once: the rest is not checked
+    with contextlib.closing(SignalStore(path, check_seconds=60)) as store:
+        assert not store.unchecked
+    from fluo_run.serve import sinks as sinks_module
+
+    sink = SqliteSink(path)
+    with pytest.MonkeyPatch.context() as m, caplog.at_level(logging.WARNING, "fluo.serve"):
+        m.setattr(sinks_module, "QUICK_CHECK_SECONDS", 0)
+        sink.open()
+        sink.close()
+    assert f"signal store {path}: its pages were checked for 0s (PRAGMA quick_check) and not all of them" in caplog.text
+
+
+def test_a_signals_table_without_the_window_columns_is_refused_at_start(tmp_path: Path) -> None:
+    """QA: it was taken, then every batch failed on its missing window_start column (exit 3)."""
+    path = tmp_path / "s.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE signals (id INTEGER PRIMARY KEY, time_ns INT, received_ns INT, rule TEXT, severity TEXT,"
+            " severity_rank INT, trace_id TEXT, message TEXT, json TEXT)"
+        )
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    problems = sinks.start()
+    sinks.close(1)
+    assert problems == [
+        f"cannot open sink sqlite: {path} is not a FLUO signal store: its `signals` table has no window_start column"
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="opens the store as another user")
+def test_a_writable_store_in_a_read_only_folder_names_the_folder() -> None:
+    """QA: file 666 in a folder 555 (no room for -wal and -shm) was blamed on the file."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-ro-"))
+    try:
+        ro = folder / "ro"
+        ro.mkdir()
+        path = ro / "s.db"
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+        path.chmod(0o666)
+        ro.chmod(0o555)
+        folder.chmod(0o755)
+        code = (
+            "import sys; from pathlib import Path; from fluo_run.serve.metrics import Metrics;"
+            "from fluo_run.serve.sinks import SinkSet, SqliteSink;"
+            "s = SinkSet([SqliteSink(Path(sys.argv[1]))], Metrics(), capacity=10); print(s.start()); s.close(1)"
+        )
+        setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        out = subprocess.run(
+            [*setpriv, sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60, cwd="/"
+        )
+        assert out.stdout.strip() == str(
+            [
+                f"cannot open sink sqlite: {path}: the folder {ro} is not writable, and SQLite makes s.db-wal and "
+                "s.db-shm beside the store (attempt to write a readonly database)"
+            ]
+        )
+    finally:
+        ro.chmod(0o755)
+        shutil.rmtree(folder)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +17,8 @@ import pytest
 from click.testing import CliRunner
 
 from fluo_run.cli import main
-from fluo_run.serve.store import SignalStore
+from fluo_run.serve import cli as serve_cli
+from fluo_run.serve.store import APPLICATION_ID, SCHEMA_VERSION, SignalStore
 
 
 def signal(rule: str, severity: str, time: str, trace: str | None, message: str) -> dict[str, Any]:
@@ -112,3 +120,116 @@ def test_missing_store_and_bad_time_are_one_line(tmp_path: Path, db: str) -> Non
     (tmp_path / "junk.db").write_text("not sqlite at all, just text" * 100)
     code, out = run("--db", str(tmp_path / "junk.db"))
     assert code == 2 and "not a FLUO signal store" in out
+
+
+def damage_index_root(path: Path, index: str = "signals_time") -> None:
+    """Overwrite the root page of one of the store's indexes (its cells), as a bad disk block would."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (index,)).fetchone()[0]
+        page = db.execute("PRAGMA page_size").fetchone()[0]
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page + 8)
+        f.write(b"\xfe" * 2000)
+
+
+def test_a_corrupt_store_is_called_corrupt_with_what_to_do(db: str) -> None:
+    """QA: it said "not a FLUO signal store (database disk image is malformed)"."""
+    damage_index_root(Path(db))
+    code, out = run("--db", db)
+    assert code == 2 and out.count("\n") == 1
+    assert "the store is corrupt (database disk image is malformed)" in out
+    assert f"mv {db} {db}.corrupt" in out and ".recover" in out and "not a FLUO signal store" not in out
+
+
+def test_stores_of_another_program_or_a_newer_fluo_are_told_apart(tmp_path: Path, db: str) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as c:
+        assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID  # stamped when made
+        assert c.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    code, out = run("--db", db)
+    assert code == 2 and f"a newer FLUO wrote it (store version {SCHEMA_VERSION + 1}" in out
+    other = tmp_path / "other.db"
+    with contextlib.closing(sqlite3.connect(other)) as c:
+        c.execute("PRAGMA application_id = 1234")
+        c.execute("CREATE TABLE t (x)")
+    code, out = run("--db", str(other))
+    assert code == 2 and "not a FLUO signal store: it belongs to another program (application_id 0x4d2)" in out
+
+
+def test_a_store_from_before_the_stamp_is_read_and_stamped_when_written(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SignalStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as c:  # as stores made before application_id was set
+        c.execute("PRAGMA application_id = 0")
+        c.execute("PRAGMA user_version = 0")
+    store = SignalStore(path, create=False)
+    store.close()
+    assert run("--db", str(path))[0] == 0
+    with contextlib.closing(sqlite3.connect(path)) as c:
+        assert c.execute("PRAGMA application_id").fetchone()[0] == 0  # reading leaves it as it was
+    SignalStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as c:
+        assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_a_locked_store_is_called_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(serve_cli, "LOCK_WAIT", 0.2)
+    path = tmp_path / "s.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as c:
+        c.execute("PRAGMA journal_mode=DELETE")  # a store copied out of WAL mode: a writer locks readers out
+        c.execute("CREATE TABLE signals (x)")
+        c.execute("BEGIN EXCLUSIVE")
+        code, out = run("--db", str(path))
+        c.execute("COMMIT")
+    assert code == 2 and "locked by another program" in out and "try again" in out
+
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*NOBODY, sys.executable, "-m", "fluo_run.cli", "signals", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs the reader as another user")
+def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_after(tmp_path: Path) -> None:
+    """QA: once serve stopped (its -wal and -shm removed), a reader who cannot write to the folder got
+    "not a FLUO signal store (attempt to write a readonly database)"."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-ro-"))
+    try:
+        folder.chmod(0o755)  # others may read and list it, not write to it
+        path = folder / "s.db"
+        writer = SignalStore(path)  # as serve holds it: WAL mode, -wal and -shm beside it
+        writer.add(SIGNALS)
+        during = as_nobody("--db", str(path), "--format", "jsonl")
+        writer.add(SIGNALS[:1])
+        writer.close()
+        assert not Path(f"{path}-wal").exists()
+        after = as_nobody("--db", str(path), "--format", "jsonl")
+        assert (during.returncode, during.stderr) == (0, "")
+        assert rules_of(during.stdout) == [s["rule"] for s in SIGNALS]
+        assert (after.returncode, after.stderr) == (0, "")
+        assert len(after.stdout.splitlines()) == len(SIGNALS) + 1
+        # Left as after a crash: a -wal file but no -shm, which the reader cannot make in that folder.
+        writer = SignalStore(path)
+        writer.db.execute("PRAGMA wal_autocheckpoint = 0")
+        writer.add(SIGNALS[:1])
+        Path(f"{path}-wal").rename(folder / "kept-wal")
+        writer.close()
+        Path(f"{path}-shm").unlink(missing_ok=True)
+        (folder / "kept-wal").rename(f"{path}-wal")
+        crashed = as_nobody("--db", str(path))
+        assert crashed.returncode == 2 and crashed.stderr.count("\n") == 1
+        assert f"SQLite needs s.db-shm in {folder}" in crashed.stderr
+        assert "not a FLUO signal store" not in crashed.stderr
+        path.chmod(0o600)
+        unreadable = as_nobody("--db", str(path))
+        assert unreadable.returncode == 2 and "is not readable" in unreadable.stderr  # click says so first
+    finally:
+        shutil.rmtree(folder)

@@ -34,7 +34,7 @@ from .config import (
     parse_duration,
     parse_setting,
 )
-from .store import SEVERITY_ORDER, SignalFilter, SignalStore, parse_time
+from .store import SEVERITY_ORDER, NotAStore, SignalFilter, SignalStore, error_code, is_corrupt, parse_time, recovery
 
 OFF = ("off", "none", "false", "0", "")
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
@@ -538,6 +538,35 @@ def print_table(signals: list[dict[str, Any]]) -> None:
     write_lines(lines)
 
 
+LOCK_WAIT = 10.0
+"""Seconds `fluo signals` waits for another program's lock on the store before saying it is locked."""
+
+
+def unreadable(db: str, exc: BaseException) -> str:
+    """Why `fluo signals` could not read the store, in words: read-only, locked, corrupt or foreign."""
+    import sqlite3
+
+    code = error_code(exc)
+    if isinstance(exc, NotAStore):
+        return f"not a FLUO signal store: {exc}"
+    if is_corrupt(exc):
+        return f"the store is corrupt ({exc}); {recovery(db)}"
+    if code == sqlite3.SQLITE_NOTADB:
+        return f"not an SQLite database, so not a FLUO signal store ({exc})"
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return f"locked by another program ({exc}); try again"
+    if isinstance(exc, PermissionError) or not os.access(db, os.R_OK):
+        return f"cannot read it: permission denied; ask for read access to {db}"
+    if code in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+        folder = Path(db).parent
+        return (
+            f"cannot read it without writing beside it ({exc}): while `fluo serve` writes it, or after it stopped "
+            f"uncleanly, SQLite needs {Path(db).name}-shm in {folder} to read it; ask for write access to "
+            f"{folder}, or read a copy (sqlite3 {db} '.backup copy.db')"
+        )
+    return f"cannot read it ({exc})"
+
+
 @click.command(name="signals")
 @click.option(
     "--db",
@@ -591,13 +620,13 @@ def signals_command(
     import sqlite3
 
     try:
-        store = SignalStore(db, create=False)
+        store = SignalStore(db, create=False, timeout=LOCK_WAIT)
         try:
             texts = store.query_texts(where)  # stored as `json.dumps(signal, ensure_ascii=False)`, as jsonl prints
         finally:
             store.close()
-    except sqlite3.DatabaseError as exc:
-        _fail(f"{db}: not a FLUO signal store ({exc})")
+    except (sqlite3.DatabaseError, NotAStore, OSError) as exc:
+        _fail(f"{db}: {unreadable(db, exc)}")
         return
     if len(texts) > limit:  # oldest first: the extra one is the oldest
         texts = texts[1:]

@@ -26,8 +26,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+try:
+    import resource
+except ImportError:  # Windows: no file-size limit to name
+    resource = None  # type: ignore[assignment]
+
 from .metrics import Metrics
-from .store import NotAStore, SignalStore, is_transient
+from .store import QUICK_CHECK_SECONDS, NotAStore, SignalStore, error_code, is_corrupt, is_transient, recovery
 
 log = logging.getLogger("fluo.serve")
 
@@ -196,22 +201,34 @@ class SqliteSink(Sink):
 
     def open(self) -> None:
         try:
-            self.store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT)
+            self.store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT, check_seconds=QUICK_CHECK_SECONDS)
         except Exception as exc:
             raise self._open_problem(exc) from exc
+        if self.store.unchecked:
+            log.warning(
+                "signal store %s: its pages were checked for %gs (PRAGMA quick_check) and not all of them; "
+                "`sqlite3 %s 'PRAGMA quick_check'` checks it whole",
+                self.path,
+                QUICK_CHECK_SECONDS,
+                self.path,
+            )
         try:
             self._file.remember(os.stat(self.path))
         except OSError:
             self._file.remember(None)
 
     def _open_problem(self, exc: Exception) -> SinkError:
-        """Why the store did not open, in words: retryable (locked, busy) or not."""
+        """Why the store did not open, in words: retryable (locked, busy, full) or not."""
         if is_transient(exc):
-            return TransientSinkError(f"{self.path} is locked by another program ({exc})")
+            if error_code(exc) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return TransientSinkError(f"{self.path} is locked by another program ({exc})")
+            return TransientSinkError(f"cannot write to {self.path}: {self._write_problem(exc)}")
         folder = self.path.parent
         if isinstance(exc, NotAStore):
             return SinkError(f"{self.path} is not a FLUO signal store: {exc}")
-        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if is_corrupt(exc):
+            return SinkError(f"{self.path} is corrupt ({exc}): {recovery(self.path)}")
+        code = error_code(exc)
         if code == sqlite3.SQLITE_NOTADB:
             return SinkError(f"{self.path} is not an SQLite database (not a FLUO signal store)")
         if not folder.exists():
@@ -223,9 +240,23 @@ class SqliteSink(Sink):
         if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM) or isinstance(
             exc, PermissionError
         ):
+            if self.path.exists() and os.access(self.path, os.W_OK) and not os.access(folder, os.W_OK):
+                return SinkError(
+                    f"{self.path}: the folder {folder} is not writable, and SQLite makes {self.path.name}-wal and "
+                    f"{self.path.name}-shm beside the store ({exc})"
+                )
             what = f"the file {self.path}" if self.path.exists() else f"the folder {folder}"
             return SinkError(f"{self.path}: {what} is not writable ({exc})")
         return SinkError(f"{self.path}: {exc}")
+
+    def _write_problem(self, exc: Exception) -> str:
+        """`exc` from a write, with the likely cause of a failed write: the file-size limit, if one is set."""
+        if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_IOERR_WRITE:
+            return str(exc)
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
+        if limit == getattr(resource, "RLIM_INFINITY", -1):
+            return f"{exc} (a write failed: the disk may be full or failing)"
+        return f"{exc} (a write failed: the file-size limit, ulimit -f, is {limit} bytes; or the disk is failing)"
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         if self.store is not None and self._file.replaced(self.path, self.CHECK_EVERY):
@@ -241,7 +272,9 @@ class SqliteSink(Sink):
             self.store.add(batch)
         except Exception as exc:
             if is_transient(exc):
-                raise TransientSinkError(f"cannot write to {self.path}: {exc}") from exc
+                raise TransientSinkError(f"cannot write to {self.path}: {self._write_problem(exc)}") from exc
+            if is_corrupt(exc):
+                raise SinkError(f"cannot write to {self.path}: it is corrupt ({exc}): {recovery(self.path)}") from exc
             raise SinkError(f"cannot write to {self.path}: {exc}") from exc
 
     def close(self) -> None:
