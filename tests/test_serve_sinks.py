@@ -857,3 +857,77 @@ def test_a_writable_store_in_a_read_only_folder_names_the_folder() -> None:
     finally:
         ro.chmod(0o755)
         shutil.rmtree(folder)
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """RLIMIT_FSIZE (`ulimit -f`) at `limit` bytes for this process: a write past it fails with EFBIG
+    (Python ignores SIGXFSZ, which would otherwise end the process)."""
+    import resource
+    import signal
+
+    assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def test_a_jsonl_write_past_the_file_size_limit_is_cut_back_and_retried(tmp_path: Path) -> None:
+    """QA: under `ulimit -f` the batch was dropped as failed, its first lines left in the file and the last cut off."""
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path))
+    sink.open()
+    sink.write(signals(10), threading.Event())
+    size = path.stat().st_size
+    with file_size_limit(size + 1000):
+        with pytest.raises(TransientSinkError, match=r"File too large \(the file-size limit, ulimit -f, is \d+ "):
+            sink.write(signals(1000, 10), threading.Event())
+        assert path.stat().st_size == size  # cut back to where the batch began
+    sink.write(signals(1000, 10), threading.Event())  # room made: the same batch goes through whole
+    sink.close()
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == list(range(1010))
+
+
+def test_a_jsonl_write_that_fails_for_good_leaves_no_line_of_its_batch(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path))
+    sink.open()
+    sink.write(signals(3), threading.Event())
+
+    class HalfThenBroken:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def write(self, text: str) -> int:
+            self.real.write(text[: len(text) // 2])
+            self.real.flush()
+            raise OSError(errno.EIO, "Input/output error")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+    sink.out = HalfThenBroken(sink.out)  # type: ignore[assignment]
+    with pytest.raises(SinkError, match="Input/output error") as failed:
+        sink.write(signals(100, 3), threading.Event())
+    assert not isinstance(failed.value, TransientSinkError)
+    sink.write(signals(1, 103), threading.Event())
+    sink.close()
+    assert [json.loads(line)["n"] for line in path.read_text().splitlines()] == [0, 1, 2, 103]
+
+
+def test_a_store_write_past_the_file_size_limit_is_retried(tmp_path: Path, quick_retries: None) -> None:
+    """SQLite reports EFBIG as SQLITE_IOERR_WRITE ("disk I/O error"): it was dropped as failed, not retried."""
+    path = tmp_path / "s.db"
+    sink = SqliteSink(path)
+    sink.open()
+    sink.write(stored(10), threading.Event())
+    size = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+    limit = pytest.raises(TransientSinkError, match=r"disk I/O error \(a write failed: the file-size limit")
+    with file_size_limit(size + 20_000), limit:
+        sink.write(stored(5000, 10), threading.Event())
+    sink.write(stored(5000, 10), threading.Event())
+    sink.close()
+    assert rows(path) == list(range(5010))

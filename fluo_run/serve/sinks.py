@@ -46,6 +46,14 @@ def printable(text: str, limit: int = 300) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+def file_size_limit() -> int | None:
+    """The process's file-size limit in bytes (`ulimit -f`, RLIMIT_FSIZE), None when there is none."""
+    if resource is None:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
 class SinkError(Exception):
     """A batch a sink could not deliver; the message says why, in one line."""
 
@@ -253,8 +261,8 @@ class SqliteSink(Sink):
         """`exc` from a write, with the likely cause of a failed write: the file-size limit, if one is set."""
         if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_IOERR_WRITE:
             return str(exc)
-        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0] if resource is not None else -1
-        if limit == getattr(resource, "RLIM_INFINITY", -1):
+        limit = file_size_limit()
+        if limit is None:
             return f"{exc} (a write failed: the disk may be full or failing)"
         return f"{exc} (a write failed: the file-size limit, ulimit -f, is {limit} bytes; or the disk is failing)"
 
@@ -342,22 +350,30 @@ class JsonlSink(Sink):
             out.flush()
         except OSError as exc:
             problem = f"cannot write to {self.target}: {exc.strerror or exc}"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EAGAIN):  # the disk may get room: keep the batch
-                self._cut_back(start)
+            if exc.errno == errno.EFBIG and (limit := file_size_limit()) is not None:
+                problem += f" (the file-size limit, ulimit -f, is {limit} bytes)"
+            self._cut_back(start)  # whatever failed, no line of a batch not delivered stays, nor half a line
+            if exc.errno in self.ROOM_MAY_COME:  # keep the batch and retry
                 raise TransientSinkError(problem) from exc
             raise SinkError(problem) from exc
 
+    ROOM_MAY_COME = (errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EFBIG)
+    """Write errors that room made on the disk, or a raised file-size limit (EFBIG, `ulimit -f`), end."""
+
     def _cut_back(self, start: int | None) -> None:
         """After a failed write to a file: drop what it buffered and cut the file back to where the
-        batch began, so retrying the batch does not write its first lines twice."""
+        batch began, so that no line of the batch stays (counted as not delivered, or written twice
+        when it is retried), nor a line cut off, which the next line would be glued to."""
         if self.out is None or start is None:
             return
         target = self.target
         with contextlib.suppress(OSError, ValueError):
             self.out.close()  # flushing again fails the same way; the buffer goes with the file object
+        self.out = None
         with contextlib.suppress(OSError):
             os.truncate(target, start)
-        self._open_file()
+        with contextlib.suppress(OSError):  # not reopened: the next write tries again (`write`)
+            self._open_file()
 
     def close(self) -> None:
         if self.out is not None and self.out is not sys.stdout:
