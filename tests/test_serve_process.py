@@ -337,3 +337,47 @@ def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
         assert lines == []
     else:
         assert len(lines) == 1 and lines[0].startswith(warning)
+
+
+def signal_mask(pid: int, field: str) -> int:
+    """A process's SigIgn or SigCgt mask from /proc: bit n-1 for signal n."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the signal masks from /proc")
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM], ids=["SIGHUP", "SIGTERM"])
+@pytest.mark.parametrize("entry", ["module", "script"])
+def test_sighup_and_sigterm_while_starting_are_handled_from_the_first_moment(
+    tmp_path: Path, entry: str, sig: signal.Signals
+) -> None:
+    """QA: SIGHUP in the first second killed serve silently (-1), SIGTERM gave -15: the runtime installs its
+    handlers after the imports and the rules. Now the package's import ignores SIGHUP and catches SIGTERM."""
+    import subprocess
+    import sys
+
+    bin_folder = Path(sys.executable).parent
+    command = [sys.executable, "-m", "fluo_run.cli"] if entry == "module" else [str(bin_folder / "fluo")]
+    args = [*command, "serve", *LOOPBACK, "--no-db"]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    bit = 1 << (sig - 1)
+    try:
+        field = "SigIgn" if sig == signal.SIGHUP else "SigCgt"
+        wait_for(lambda: signal_mask(proc.pid, field) & bit, what="the early handler", timeout=10)
+        proc.send_signal(sig)
+        if sig == signal.SIGHUP:  # ignored: serve goes on to start, and stops cleanly
+            wait_for(lambda: signal_mask(proc.pid, "SigCgt") & bit, what="serve's own handlers", timeout=30)
+            time.sleep(0.2)
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    if sig == signal.SIGTERM:
+        assert err == "fluo: SIGTERM while starting: stopped before serving (nothing was received)\n"
