@@ -931,3 +931,31 @@ def test_a_store_write_past_the_file_size_limit_is_retried(tmp_path: Path, quick
     sink.write(stored(5000, 10), threading.Event())
     sink.close()
     assert rows(path) == list(range(5010))
+
+
+def test_a_webhook_request_answered_too_late_is_sent_again_with_the_same_idempotency_key(quick_retries: None) -> None:
+    """QA: an endpoint answering after the 5 s timeout got 350 signals for 250, with nothing to dedupe on."""
+    keys: list[str] = []
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            keys.append(self.headers["Idempotency-Key"])
+            if len(keys) == 1:
+                time.sleep(0.6)  # takes the request, answers after the sink's timeout
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sink = WebhookSink(f"http://127.0.0.1:{server.server_address[1]}/hook", timeout=0.3)
+        sink.write(signals(150), threading.Event())  # two requests: 100 and 50
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(keys) == 3 and keys[0] == keys[1] != keys[2]  # the retry repeats the key, the next request has its own
+    assert all(len(k) == 32 and int(k, 16) >= 0 for k in keys)

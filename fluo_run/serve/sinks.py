@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -437,7 +438,11 @@ _NO_REDIRECTS = urllib.request.build_opener(_KeepRedirects)
 
 
 class WebhookSink(Sink):
-    """POSTs `{"signals": [...]}` (at most 100 per request); retries 429, 5xx and network errors with backoff."""
+    """POSTs `{"signals": [...]}` (at most 100 per request); retries 429, 5xx and network errors with backoff.
+
+    Delivery is at least once: a request answered after `timeout` (or whose answer is lost) is sent again.
+    Each request carries an `Idempotency-Key` header, the same on every retry of that request and new for
+    the next one, so a receiver can drop a request it already took."""
 
     name = "webhook"
     notifies = True
@@ -463,9 +468,10 @@ class WebhookSink(Sink):
 
     def _post(self, signals: Batch, stopping: threading.Event) -> None:
         body = json.dumps({"signals": signals}, ensure_ascii=False).encode()
+        headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex}  # kept for this body's retries
 
         def attempt() -> str | None:
-            request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
             try:
                 with _NO_REDIRECTS.open(request, timeout=self.timeout) as response:
                     response.read()
