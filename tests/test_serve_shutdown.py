@@ -459,3 +459,54 @@ def test_a_stop_with_a_busy_evaluator_ends_by_the_shutdown_deadline(tmp_path: Pa
     report = rt.runtime.report
     assert report is not None and report.cut_short == "the shutdown deadline"
     assert report.seconds <= 1.0 + 0.06  # the polling step; it was 1.5 s
+
+
+def trace_json(trace_id: str, *spans: tuple[str, str, str]) -> bytes:
+    """An OTLP/JSON body of spans (span id, parent id or "", name) of one trace, ended a moment ago."""
+    now = time.time_ns()
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "svc"}}]},
+                    "scopeSpans": [
+                        {
+                            "spans": [
+                                {
+                                    "traceId": trace_id,
+                                    "spanId": span_id,
+                                    "parentSpanId": parent,
+                                    "name": name,
+                                    "startTimeUnixNano": str(now - 1_000_000),
+                                    "endTimeUnixNano": str(now),
+                                }
+                                for span_id, parent, name in spans
+                            ]
+                        }
+                    ],
+                }
+            ]
+        }
+    ).encode()
+
+
+def test_a_late_span_after_a_clean_restart_is_still_late(tmp_path: Path) -> None:
+    """QA: evaluated trace ids lived only in memory, so after a restart a late span of a trace evaluated
+    before it formed a trace of its own, and `has_root` fired on that fragment."""
+    rules = rules_in(tmp_path, 'rule has_root { expect trace.spans.where(name == "root").count() == 1 }\n')
+    got: list[dict[str, Any]] = []
+    settings = config(tmp_path, rules=[rules], db=tmp_path / "s.db", trace_idle=0.1)
+    trace = "5b8efff798038103d269b633813fc60c"
+    with RuntimeThread(settings, [CallbackSink(got.extend)]) as rt:
+        body = trace_json(trace, ("a" * 16, "", "root"), ("b" * 16, "a" * 16, "child"))
+        assert post(f"{rt.http_url}/v1/traces", body, "application/json")[0] == 200
+        wait_for(lambda: metric(rt, "fluo_traces_evaluated_total") == 1, what="the trace to be evaluated")
+    assert got == [] and (tmp_path / "s.db.trace-ids").stat().st_size == 8 + 8 + 24
+    with RuntimeThread(settings, [CallbackSink(got.extend)]) as rt:
+        assert len(rt.runtime.buffer.done) == 1
+        body = trace_json(trace, ("c" * 16, "a" * 16, "late"))
+        assert post(f"{rt.http_url}/v1/traces", body, "application/json")[0] == 200
+        wait_for(lambda: metric(rt, "fluo_spans_late_total") == 1, what="the span to count as late")
+    assert got == []
+    with RuntimeThread(config(tmp_path, rules=[rules], db=tmp_path / "s.db", late_span_memory=0.0)) as rt:
+        assert len(rt.runtime.buffer.done) == 0  # remembered for --late-span-memory, across restarts too

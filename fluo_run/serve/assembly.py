@@ -84,6 +84,23 @@ class RememberedIds:
         self.ids.add(trace_id)
         self._fresh.append(trace_id)
 
+    def stamped(self, now: float) -> list[tuple[float, list[bytes]]]:
+        """Every remembered id in batches with their stamps, oldest first; those not stamped yet with `now`."""
+        out = list(self._batches)
+        if self._fresh:
+            out.append((now, list(self._fresh)))
+        return out
+
+    def restore(self, batches: list[tuple[float, list[bytes]]]) -> None:
+        """Remember ids of a previous run (`state.load_remembered`), stamped before any remembered now."""
+        older: deque[tuple[float, list[bytes]]] = deque()
+        for stamp, ids in batches:
+            new = [i for i in ids if i not in self.ids]
+            self.ids.update(new)
+            older.append((stamp, new))
+        older.extend(self._batches)
+        self._batches = older
+
     def forget(self, now: float, before: float, limit: int) -> None:
         """Stamp the ids remembered since the last call with `now`, then forget those stamped at or
         before `before`, and the oldest batches while more than `limit` ids are remembered."""

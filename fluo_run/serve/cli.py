@@ -334,7 +334,7 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     show_default=True,
     help=(
         "How long an evaluated trace id is remembered (at most 1,000,000 ids, ~115 bytes each); "
-        "its spans arriving meanwhile are late (counted, dropped)."
+        "its spans arriving meanwhile are late (counted, dropped). Kept across a clean restart, beside --db."
     ),
 )
 @_opt(

@@ -42,6 +42,7 @@ from .receivers import (
 )
 from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
 from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink
+from .state import StateError, load_remembered, remembered_path, save_remembered
 
 log = logging.getLogger("fluo.serve")
 
@@ -151,6 +152,8 @@ class Runtime:
             max_buffered_bytes=config.max_buffer_bytes,
             late_span_memory=config.late_span_memory,
         )
+        self._remembered_path = remembered_path(config.db) if config.db is not None else None
+        self._restore_remembered()
         self.sinks = SinkSet([*configured_sinks(config), *extra_sinks], self.metrics, config.sink_queue)
         self.evaluator = Evaluator(
             self.rule_set.program,
@@ -199,6 +202,29 @@ class Runtime:
         m.buffer_fill.set_function(lambda: self.buffer.spans / config.max_buffered_spans)
         m.window_capacity.set(config.max_window_spans)
         m.reloads.labels("loaded").inc()
+
+    def _restore_remembered(self) -> None:
+        """Remember the trace ids the previous run evaluated (saved at its clean stop beside the store)."""
+        path = self._remembered_path
+        if path is None:
+            return
+        try:
+            batches = load_remembered(path, time.monotonic(), self.config.late_span_memory, self.buffer.max_remembered)
+        except (OSError, StateError) as exc:
+            log.warning("late spans: cannot read the trace ids of the last run (%s); not remembered", exc)
+            return
+        self.buffer.done.restore(batches)
+        if batches:
+            log.info("late spans: %d trace id(s) evaluated before the restart remembered", len(self.buffer.done))
+
+    def _save_remembered(self) -> None:
+        path = self._remembered_path
+        if path is None:
+            return
+        try:
+            save_remembered(path, self.buffer.done, time.monotonic())
+        except OSError as exc:
+            log.warning("late spans: cannot keep the evaluated trace ids for the next start (%s)", exc)
 
     # -- ingest ------------------------------------------------------------------
 
@@ -454,6 +480,7 @@ class Runtime:
         self._handover_deadline = deadline - min(5.0, timeout / 4)
         self.sinks.cut_short(self._handover_deadline)
         self._hand_over(drained)
+        self._save_remembered()  # every trace is completed now: late spans after the restart are known
         self.evaluator.request_stop()
         receivers = asyncio.create_task(self._stop_receivers())
         if not await self._until(self.evaluator.done, self._handover_deadline):
