@@ -210,13 +210,27 @@ def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
         ),
         (
             ["--otlp-logs", "http://collector:99999", "--otlp-logs-protocol", "grpc"],
-            "--otlp-logs: 'http://collector:99999' is not an http(s) URL with a host; give e.g. http://collector:4318",
+            "--otlp-logs: 'http://collector:99999' is not an http(s) URL with a host; give e.g. http://collector:4317",
+        ),
+        (
+            ["--trace-idle", "1.5m", "--no-db"],
+            "--max-trace-age (1m; 60s unless given) must be at least --trace-idle (1.5m); give --max-trace-age too,"
+            " e.g. --max-trace-age 3m",
         ),
         (["--db", "x.db", "--no-db"], "--db x.db and --no-db: give one or the other"),
         (["--rules", "empty", "--no-db"], "--rules: empty: no .fluo files in this folder"),
         (["--rules", "nosuch", "--no-db"], "--rules: nosuch: no such file or folder"),
     ],
-    ids=["webhook", "webhook-scheme", "otlp-logs", "otlp-logs-port", "db-and-no-db", "empty-rules", "no-rules"],
+    ids=[
+        "webhook",
+        "webhook-scheme",
+        "otlp-logs",
+        "otlp-logs-port",
+        "trace-idle-past-max-age",
+        "db-and-no-db",
+        "empty-rules",
+        "no-rules",
+    ],
 )
 def test_bad_settings_stop_serve_at_start_with_one_line_and_exit_2(tmp_path: Path, args: list[str], line: str) -> None:
     (tmp_path / "empty").mkdir()

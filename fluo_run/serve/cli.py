@@ -26,6 +26,7 @@ from .config import (
     DEFAULT_GRPC,
     DEFAULT_HTTP,
     DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MAX_TRACE_AGE,
     ConfigError,
     ServeConfig,
     default_rules,
@@ -280,7 +281,7 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     "--max-trace-age",
     "FLUO_MAX_TRACE_AGE",
     metavar="DURATION",
-    default="60s",
+    default=DEFAULT_MAX_TRACE_AGE,
     show_default=True,
     help="Evaluate a trace this long after its first span.",
 )

@@ -17,9 +17,11 @@ from urllib.parse import urlsplit
 import fluo_run
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.parser import DURATION_UNITS
+from fluo_lang.values import format_duration
 
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"
+DEFAULT_MAX_TRACE_AGE = "60s"
 DEFAULT_DB = "fluo-signals.db"
 DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
 """`--max-buffer-bytes`: the wire bytes the spans of traces being assembled may keep alive."""
@@ -134,7 +136,13 @@ class ServeConfig:
         if self.trace_idle <= 0:
             raise ConfigError("--trace-idle: must be more than 0")
         if self.max_trace_age < self.trace_idle:
-            raise ConfigError("--max-trace-age: must be at least --trace-idle")
+            age, idle, twice = (
+                format_duration(round(x * 1e9)) for x in (self.max_trace_age, self.trace_idle, 2 * self.trace_idle)
+            )
+            raise ConfigError(
+                f"--max-trace-age ({age}; {DEFAULT_MAX_TRACE_AGE} unless given) must be at least --trace-idle"
+                f" ({idle}); give --max-trace-age too, e.g. --max-trace-age {twice}"
+            )
         if self.shutdown_timeout <= 0:
             raise ConfigError("--shutdown-timeout: must be more than 0")
         limits = (
@@ -158,7 +166,8 @@ class ServeConfig:
         if self.webhook is not None:
             check_url(self.webhook, "--webhook", "https://alerts.example.com/fluo")
         if self.otlp_logs is not None:
-            check_url(self.otlp_logs, "--otlp-logs", "http://collector:4318")
+            port = 4317 if self.otlp_logs_protocol == "grpc" else 4318
+            check_url(self.otlp_logs, "--otlp-logs", f"http://collector:{port}")
 
 
 def load_config_file(path: str) -> dict[str, Any]:
