@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from reader_support import as_reader
 
 from fluo_run.cli import main
 from fluo_run.serve import cli as serve_cli
@@ -184,38 +182,35 @@ def test_a_locked_store_is_called_locked(tmp_path: Path, monkeypatch: pytest.Mon
     assert code == 2 and "locked by another program" in out and "try again" in out
 
 
-NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+def read_as_reader(folder: Path, *args: str) -> tuple[int, str, str]:
+    """`fluo signals ARGS` (exit code, stdout, stderr) run by a user who may not write to `folder`."""
+
+    def run() -> str:
+        result = CliRunner().invoke(main, ["signals", *args])
+        return json.dumps([result.exit_code, result.stdout, result.stderr])
+
+    code, out, err = json.loads(as_reader(run, folders=[folder]))
+    return code, out, err
 
 
-def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*NOBODY, sys.executable, "-m", "fluo_run.cli", "signals", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd="/",
-    )
-
-
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="runs the reader as another user")
-def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_after(tmp_path: Path) -> None:
+def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_after() -> None:
     """QA: once serve stopped (its -wal and -shm removed), a reader who cannot write to the folder got
-    "not a FLUO signal store (attempt to write a readonly database)"."""
+    "not a FLUO signal store (attempt to write a readonly database)". As root, the reader is `nobody`."""
     folder = Path(tempfile.mkdtemp(prefix="fluo-ro-"))
     try:
         folder.chmod(0o755)  # others may read and list it, not write to it
         path = folder / "s.db"
         writer = SignalStore(path)  # as serve holds it: WAL mode, -wal and -shm beside it
         writer.add(SIGNALS)
-        during = as_nobody("--db", str(path), "--format", "jsonl")
+        during = read_as_reader(folder, "--db", str(path), "--format", "jsonl")
         writer.add(SIGNALS[:1])
         writer.close()
         assert not Path(f"{path}-wal").exists()
-        after = as_nobody("--db", str(path), "--format", "jsonl")
-        assert (during.returncode, during.stderr) == (0, "")
-        assert rules_of(during.stdout) == [s["rule"] for s in SIGNALS]
-        assert (after.returncode, after.stderr) == (0, "")
-        assert len(after.stdout.splitlines()) == len(SIGNALS) + 1
+        after = read_as_reader(folder, "--db", str(path), "--format", "jsonl")
+        assert (during[0], during[2]) == (0, "")
+        assert rules_of(during[1]) == [s["rule"] for s in SIGNALS]
+        assert (after[0], after[2]) == (0, "")
+        assert len(after[1].splitlines()) == len(SIGNALS) + 1
         # Left as after a crash: a -wal file but no -shm, which the reader cannot make in that folder.
         writer = SignalStore(path)
         writer.db.execute("PRAGMA wal_autocheckpoint = 0")
@@ -224,12 +219,12 @@ def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_afte
         writer.close()
         Path(f"{path}-shm").unlink(missing_ok=True)
         (folder / "kept-wal").rename(f"{path}-wal")
-        crashed = as_nobody("--db", str(path))
-        assert crashed.returncode == 2 and crashed.stderr.count("\n") == 1
-        assert f"SQLite needs s.db-shm in {folder}" in crashed.stderr
-        assert "not a FLUO signal store" not in crashed.stderr
-        path.chmod(0o600)
-        unreadable = as_nobody("--db", str(path))
-        assert unreadable.returncode == 2 and "is not readable" in unreadable.stderr  # click says so first
+        code, _, err = read_as_reader(folder, "--db", str(path))
+        assert code == 2 and err.count("\n") == 1
+        assert f"SQLite needs s.db-shm in {folder}" in err
+        assert "not a FLUO signal store" not in err
+        path.chmod(0o000)
+        code, _, err = read_as_reader(folder, "--db", str(path))
+        assert code == 2 and "is not readable" in err  # click says so first
     finally:
         shutil.rmtree(folder)
