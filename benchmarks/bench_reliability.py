@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("overload (OpenTelemetry SDK senders, 2 gRPC + 2 HTTP, retries on)")
         db = folder / "overload.db"
-        overload_args = ["--rules", str(heavy_rules(folder / "rules", 1000)), "--db", str(db), "--trace-idle", "200ms"]
+        overload_args = ["--rules", str(heavy_rules(folder / "rules", 1500)), "--db", str(db), "--trace-idle", "200ms"]
         overload_args += ["--max-pending-spans", "500", "--max-buffered-spans", "20000"]
         with Serve(overload_args, folder) as serve:
             o = overload(serve, db, factor=10, seconds=args.overload_seconds)
