@@ -7,7 +7,6 @@ from collections import Counter
 
 from lsprotocol import types as lsp
 
-from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic, Severity, nearest
 
 from .document import RuleDocument, analyze_chunk
@@ -28,7 +27,7 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
         if d.suggestion is None or not _meets(base + d.span.start, base + d.span.end, start, end):
             continue
         edit = lsp.TextEdit(range=span_range(doc.index, d.span, base), new_text=d.suggestion)
-        new = _new_errors(doc, d.span, base, d.suggestion, strict=strict)
+        new = _new_errors(doc, d, base, strict=strict)
         then = f" (then {new[0].code}: {new[0].message})" if new else ""
         out.append(
             lsp.CodeAction(
@@ -62,20 +61,42 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
     return out
 
 
-def _new_errors(doc: RuleDocument, span: Span, base: int, text: str, *, strict: bool) -> list[Diagnostic]:
-    """The errors (warnings too, if `strict`) that replacing `span` with `text` adds to the chunk it is in."""
+def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool) -> list[Diagnostic]:
+    """The errors (warnings too, if `strict`) that applying `fixed`'s suggestion adds to the chunk it is in.
+
+    Told apart by code, message and place (after the edit, places past it shift by what it adds), not by
+    code alone: a fix that swaps one FLUO100 for another (`status is not error` -> `== not error`) adds
+    an error, and so does one after which the same diagnostic comes back (a fix that does not fix).
+    """
+    span, text = fixed.span, fixed.suggestion or ""
     chunk = doc.chunk_at(base + span.start)
     rel_start, rel_end = base + span.start - chunk.start, base + span.end - chunk.start
     source = chunk.analysis.text
     edited = source[:rel_start] + text + source[rel_end:]
     last = chunk is doc.chunks[-1]
+    shift = len(text) - (rel_end - rel_start)
 
-    def errors(diags: list[Diagnostic]) -> Counter[str]:
-        return Counter(d.code for d in diags if d.is_error or (strict and d.severity is Severity.WARNING))
+    def counted(d: Diagnostic) -> bool:
+        return d.is_error or (strict and d.severity is Severity.WARNING)
 
-    after = analyze_chunk(doc.path, edited, last=last).diagnostics
-    added = errors(after) - errors(chunk.analysis.diagnostics)
-    return [d for d in after if added[d.code] > 0]
+    def moved(d: Diagnostic) -> tuple[str, str, int]:
+        start = d.span.start
+        return d.code, d.message, start if start < rel_start else start + shift
+
+    was_fixed = (fixed.code, fixed.message, base + span.start - chunk.start)
+    before = Counter(
+        moved(d) for d in chunk.analysis.diagnostics if counted(d) and (d.code, d.message, d.span.start) != was_fixed
+    )
+    out: list[Diagnostic] = []
+    for d in analyze_chunk(doc.path, edited, last=last).diagnostics:
+        if not counted(d):
+            continue
+        key = d.code, d.message, d.span.start
+        if before[key] > 0:
+            before[key] -= 1
+        else:
+            out.append(d)
+    return out
 
 
 _BREAK = re.compile(r"\r\n|\r|\n")

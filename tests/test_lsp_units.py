@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from lsprotocol import types as lsp
 
 from fluo_lang import api
 from fluo_lang.ast import Span
-from fluo_lsp.actions import code_actions
+from fluo_lsp.actions import _new_errors, code_actions
 from fluo_lsp.completion import complete, signature_help
 from fluo_lsp.document import RuleDocument, split
 from fluo_lsp.hover import hover_at
@@ -587,3 +588,17 @@ def test_semantic_tokens_convert_positions_in_one_pass(monkeypatch: pytest.Monke
     monkeypatch.setattr(LineIndex, "position", refuse)
     data = semantic_tokens(doc)
     assert len(data) // 5 > 3000 * 5
+
+
+def test_a_fix_that_does_not_fix_or_swaps_an_error_for_another_of_its_code_adds_an_error() -> None:
+    """Quick-fix QA 1: errors were compared by code only, so a preferred fix could leave a FLUO100 where it
+    removed one (`status is not error` -> `== not error`), or bring the same diagnostic back."""
+    text = "rule a {\n  expect trace.spans.count() > > 5\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    [(d, base)] = doc.diagnostics()
+    assert d.code == "FLUO100" and text[base + d.span.start : base + d.span.end] == ">"
+    assert _new_errors(doc, dataclasses.replace(d, suggestion=""), base, strict=False) == []  # deletes the stray `>`
+    [again] = _new_errors(doc, dataclasses.replace(d, suggestion=">"), base, strict=False)  # changes nothing
+    assert (again.code, again.message) == (d.code, d.message)
+    [other] = _new_errors(doc, dataclasses.replace(d, suggestion=">="), base, strict=False)  # `> >= 5`: another
+    assert other.code == "FLUO100" and ">=" in other.message
