@@ -952,3 +952,23 @@ def test_a_webhook_request_answered_too_late_is_sent_again_with_the_same_idempot
         server.server_close()
     assert len(keys) == 3 and keys[0] == keys[1] != keys[2]  # the retry repeats the key, the next request has its own
     assert all(len(k) == 32 and int(k, 16) >= 0 for k in keys)
+
+
+def test_a_jsonl_file_ending_in_a_cut_off_line_gets_a_line_break_before_new_signals(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Serve QA 5: a write cut short (kill -9, or the stop's deadline while the disk refused it) left `{"` at the
+    end, and the next run's first signal was glued to it. The fragment is kept; new lines start after it."""
+    path = tmp_path / "out.jsonl"
+    path.write_text('{"n": -1}\n{"ru', encoding="utf-8")
+    sink = JsonlSink(str(path))
+    sink.open()
+    sink.write(signals(2), threading.Event())
+    sink.close()
+    assert path.read_text(encoding="utf-8").split("\n") == ['{"n": -1}', '{"ru', '{"n": 0}', '{"n": 1}', ""]
+    assert "ended in a cut-off line (byte 14" in caplog.text
+    caplog.clear()
+    sink.open()  # a file that ends its last line: nothing added, nothing said
+    sink.write(signals(1, 2), threading.Event())
+    sink.close()
+    assert path.read_text(encoding="utf-8").endswith('{"n": 1}\n{"n": 2}\n') and "cut-off" not in caplog.text

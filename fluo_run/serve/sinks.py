@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -322,6 +323,32 @@ class JsonlSink(Sink):
     def _open_file(self) -> None:
         self.out = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
         self._file.remember(os.fstat(self.out.fileno()))
+        self._after_cut_off_line()
+
+    def _after_cut_off_line(self) -> None:
+        """A file that ends in a cut-off line (a write cut short by `kill -9`, a crash, or a stop at its
+        deadline while the disk refused the write) gets a line break first, so the next signal starts a
+        line of its own instead of being glued to the fragment; the fragment stays, as anything in a file
+        FLUO did not just write, and the warning says where it is."""
+        assert self.out is not None
+        try:
+            size = os.fstat(self.out.fileno()).st_size
+            if size == 0 or not stat.S_ISREG(os.fstat(self.out.fileno()).st_mode):
+                return
+            with open(self.target, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return
+            self.out.write("\n")
+            self.out.flush()
+        except OSError:
+            return  # the first write says what is wrong with the file
+        log.warning(
+            "jsonl file %s ended in a cut-off line (byte %d: a write cut short before?); it is kept, and the "
+            "signals from now on start on the next line",
+            self.target,
+            size,
+        )
 
     def reopen(self) -> None:
         self._reopen.set()
