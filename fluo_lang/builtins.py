@@ -496,3 +496,62 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("/", "Divide; int / int is a float; division by zero is missing.", operator.truediv),
 )
 OPERATOR_BY_SYMBOL = {o.symbol: o for o in OPERATORS}
+
+# ---------------------------------------------------------------------------
+# Other languages' names
+#
+# What a rule author brings from elsewhere (JavaScript, Python, SQL, OpenTelemetry's
+# constants) and FLUO writes otherwise: the typechecker offers the FLUO name as the
+# fix when it checks at that place. Keyed by what the name is looked up on: a receiver
+# type's name (`spans`, `string`, `list`, ...), an enum's (`status`, `kind`), or
+# `severity`. Keys are matched in any case; a value may be a path (`spans.count`).
+
+FOREIGN_NAMES: dict[str, dict[str, str]] = {
+    "spans": {
+        "size": "count",
+        "length": "count",
+        "len": "count",
+        "filter": "where",
+        "select": "where",
+        "find_all": "where",
+        "some": "any",
+        "every": "all",
+    },
+    "trace": {"size": "spans.count", "length": "spans.count", "len": "spans.count", "filter": "has"},
+    "window": {"size": "spans.count", "length": "spans.count", "len": "spans.count", "filter": "has"},
+    "traces": {"size": "count", "length": "count", "len": "count"},
+    "list": {"size": "count", "length": "count", "len": "count"},
+    "string": {
+        "len": "length",
+        "size": "length",
+        "tolowercase": "lower",
+        "tolower": "lower",
+        "lowercase": "lower",
+        "touppercase": "upper",
+        "toupper": "upper",
+        "uppercase": "upper",
+        "startswith": "starts_with",
+        "hasprefix": "starts_with",
+        "endswith": "ends_with",
+        "hassuffix": "ends_with",
+    },
+    "status": {
+        "status_code_ok": "ok",
+        "status_code_error": "error",
+        "status_code_unset": "unset",
+    },
+    "kind": {
+        "span_kind_server": "server",
+        "span_kind_client": "client",
+        "span_kind_producer": "producer",
+        "span_kind_consumer": "consumer",
+        "span_kind_internal": "internal",
+        "span_kind_unspecified": "unspecified",
+    },
+    "severity": {"warn": "warning", "crit": "critical", "fatal": "critical", "err": "error"},
+}
+
+
+def foreign_name(where: str, name: str) -> str | None:
+    """FLUO's name for another language's `name` on `where` (a key of `FOREIGN_NAMES`), if it has one."""
+    return FOREIGN_NAMES.get(where, {}).get(name.lower())

@@ -16,7 +16,7 @@ from typing import Any
 from . import ast
 from . import builtins as b
 from . import types as t
-from .diagnostics import Diagnostic, Related, article, error, nearest, one_based, warning
+from .diagnostics import Diagnostic, Related, article, edit_distance, error, nearest, one_based, warning
 from .regex import RegexError, compile_regex
 
 SEVERITIES = ("info", "warning", "error", "critical")
@@ -118,6 +118,10 @@ class _Checker:
         self.pending_typos: dict[int, Diagnostic] = {}
         self.dashed: set[int] = set()  # `-` nodes inside a dashed key (`x-request-id`) an outer `-` reported
         self.refused_meta = False  # a metadata value the parser refused (kind `missing`)
+        # what is read right after a name (`traces` in `traces.count()`): the member, and the number of
+        # arguments of a call (None for a field), so a fix for the name is one the member exists on
+        self.read_after: dict[int, tuple[str, int | None]] = {}
+        self.typo_types: dict[int, t.Type] = {}  # FLUO205's pending guesses: the intrinsic's type
 
     def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
         self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion))
@@ -176,7 +180,9 @@ class _Checker:
             if v.kind in ("ident", "string") and v.value in SEVERITIES:
                 self.out.severity = str(v.value)
                 return
-            guess = _nearest(str(v.value), SEVERITIES) if v.kind in ("ident", "string") else None
+            guess = None
+            if v.kind in ("ident", "string"):
+                guess = b.foreign_name("severity", str(v.value)) or _nearest(str(v.value), SEVERITIES)
             hint = f"; did you mean `{guess}`?" if guess else ""
             self.err("FLUO212", f"severity must be {want}, found `{_meta_text(v)}`{hint}", v.span, guess)
         elif m.key == "tags":
@@ -286,7 +292,7 @@ class _Checker:
     def enum_value(self, e: ast.Expr, value: str, enum: t.Type) -> t.Type:
         allowed = t.ENUMS[enum]
         if value not in allowed:
-            guess = _nearest(value, allowed)
+            guess = b.foreign_name(enum.name, value) or _nearest(value, allowed)
             hint = f"; did you mean `{guess}`?" if guess else ""
             self.err(
                 "FLUO304",
@@ -305,6 +311,7 @@ class _Checker:
                     "FLUO220",
                     "a rule with `window` checks `window`, not `trace` (use `window.spans`)",
                     e.span,
+                    "window" if _fits(t.WINDOW, self.read_after.get(id(e))) else None,
                 )
                 return self.record(e, t.ERROR)
             return self.record(e, t.TRACE, RootRef("trace"))
@@ -342,11 +349,13 @@ class _Checker:
                 return self.record(e, t.ERROR)
             return self.record(e, member.result_type(()), MemberRef(member, None))
         if not scope.in_pred:
-            guess = nearest(ident, ["trace", "window"])
+            guess = _root_fix(ident, scope.windowed, self.read_after.get(id(e)))
             hint = f"; did you mean `{guess}`?" if guess else "; a rule starts from `trace` (or `window`)"
             if ident.lower() in ("true", "false"):
                 guess = ident.lower()
                 hint = f"; did you mean `{guess}`?"
+            elif ident.lower() == "traces" and not scope.windowed:
+                hint = "; a window's traces are `window.traces`, in a rule with `window D` (e.g. `window 1m`)"
             elif ident.lower() in _NULLS:
                 hint = "; FLUO has no null: to test that `x` is present write `x not in []`"
             self.err("FLUO200", f"unknown name `{ident}`{hint}", e.span, guess)
@@ -357,6 +366,7 @@ class _Checker:
             return self.record(e, t.ANY, AttrRef(ident, "span", None))
         typo = _nearest(ident, b.SPAN_FIELD_NAMES)
         if typo is not None and typo != ident:
+            self.typo_types[id(e)] = _span_field_type(typo)
             self.pending_typos[id(e)] = warning(
                 "FLUO205",
                 f"`{ident}` reads as a span attribute; did you mean the intrinsic `{typo}`?",
@@ -367,6 +377,7 @@ class _Checker:
         return self.record(e, t.ANY, AttrRef(ident, "span", None))
 
     def field(self, e: ast.Field, scope: _Scope) -> t.Type:
+        self.read_after[id(e.target)] = (e.name, None)
         target_ty = self.check(e.target, scope)
         if target_ty == t.ERROR:
             return self.record(e, t.ERROR)
@@ -400,6 +411,7 @@ class _Checker:
         if target_ty == t.SPAN:
             typo = _nearest(e.name, b.SPAN_FIELD_NAMES)
             if typo is not None:
+                self.typo_types[id(e)] = _span_field_type(typo)
                 self.pending_typos[id(e)] = warning(
                     "FLUO205",
                     f"`{e.name}` reads as a span attribute; did you mean the intrinsic `{typo}`?",
@@ -411,7 +423,8 @@ class _Checker:
         if target_ty in (t.MAP, t.ANY):
             return self.record(e, t.ANY, AttrRef(e.name, "map", e.target))
         names = list(b.members_of(target_ty))
-        guess = nearest(e.name, names)
+        fields = [n for n, m in b.members_of(target_ty).items() if m.kind == "field"]
+        guess = _nearest(e.name, fields) or _nearest(e.name, names)
         hint = f"; did you mean `{guess}`?" if guess else (f" (it has: {', '.join(names)})" if names else "")
         extra = ""
         bare = isinstance(e.target, ast.Name) and e.target.ident == "service"
@@ -426,6 +439,7 @@ class _Checker:
         return self.record(e, t.ERROR)
 
     def call(self, e: ast.Call, scope: _Scope) -> t.Type:
+        self.read_after[id(e.target)] = (e.method, len(e.args))
         target_ty = self.check(e.target, scope)
         member = b.lookup(target_ty, e.method) if target_ty != t.ERROR else None
         if member is None or member.kind != "method":
@@ -469,10 +483,16 @@ class _Checker:
 
     def unknown_method(self, e: ast.Call, target_ty: t.Type, member: b.Member | None) -> None:
         if member is not None:  # a field called like a method
-            self.err("FLUO206", f"`{e.method}` is a field of {target_ty}; drop the parentheses", e.span)
+            msg = f"`{e.method}` is a field of {target_ty}; drop the parentheses"
+            if e.args:
+                self.err("FLUO206", msg, e.span)
+            else:  # from the name to the closing parenthesis: `spans()` becomes `spans`
+                m = e.method_span
+                span = ast.Span(m.start, e.span.end, m.line, m.col, e.span.end_line, e.span.end_col)
+                self.err("FLUO206", msg, span, e.method)
             return
         methods = [m.name for m in b.members_of(target_ty).values() if m.kind == "method"]
-        guess = _nearest(e.method, methods)
+        guess = _foreign_method(target_ty, e.method, len(e.args)) or _nearest(e.method, methods)
         if guess:
             hint = f"; did you mean `{guess}`?"
         elif methods:
@@ -544,6 +564,7 @@ class _Checker:
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
             if rt.is_list:
                 elem = rt.elem or t.ANY
+                self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
                 if lt == t.ANY and elem == t.DURATION:
                     self.err("FLUO300", f"`{op}`: cannot look for any in {rt}{_unit_hint(e.left)}", e.span)
                 elif not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
@@ -564,6 +585,7 @@ class _Checker:
         if op == "contains":
             lt = self.check(e.left, scope)
             rt = self.check(e.right, scope)
+            self.unfit_typo(e.left, lambda ty: ty == t.STRING or ty.is_list)
             if lt.is_list:
                 if not t.comparable(lt.elem or t.ANY, rt, ordering=False):
                     self.err("FLUO300", f"`contains`: {article(lt)} cannot contain {article(rt)}", e.span)
@@ -584,6 +606,7 @@ class _Checker:
         if op == "matches":
             lt = self.check(e.left, scope)
             self.check(e.right, scope)
+            self.unfit_typo(e.left, lambda ty: ty == t.STRING)
             if lt not in (t.STRING, t.ANY, t.ERROR):
                 self.err("FLUO300", f"`matches` needs a string on its left, found {lt}", e.left.span)
             pattern = e.right
@@ -608,6 +631,8 @@ class _Checker:
             lt = self.check(e.left, scope)
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
         ordering = e.op not in ("==", "!=")
+        self.unfit_typo(e.left, lambda ty: t.lenient(rt) or t.comparable(ty, rt, ordering=ordering))
+        self.unfit_typo(e.right, lambda ty: t.lenient(lt) or t.comparable(ty, lt, ordering=ordering))
         if {lt, rt} == {t.ANY, t.DURATION}:
             # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
             hint = _unit_hint(e.left if lt == t.ANY else e.right)
@@ -622,6 +647,13 @@ class _Checker:
             self.null_comparison(e)
             self.vacuous(e)
         return self.record(e, t.BOOL)
+
+    def unfit_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
+        """Drop FLUO205's guess for `e` when the intrinsic it names could not stand there: `state == "x"`
+        is a fine attribute, and `start` (a timestamp) never equals a string."""
+        ty = self.typo_types.get(id(e))
+        if ty is not None and id(e) in self.pending_typos and not fits(ty):
+            del self.pending_typos[id(e)]
 
     def null_comparison(self, e: ast.Binary) -> None:
         """`x != null`: say how FLUO tests that `x` is present, in place of the warning on `null` alone."""
@@ -736,6 +768,55 @@ _MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 def _nearest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
     """`nearest`, or the candidate `word` is in another case (`ERROR`, `SERVER`)."""
     return nearest(word, candidates) or next((c for c in candidates if c.lower() == word.lower()), None)
+
+
+def _fits(ty: t.Type, read: tuple[str, int | None] | None) -> bool:
+    """Whether what is read after a name (`.spans`, `.count()`) exists on `ty`, with that many arguments."""
+    if read is None:
+        return True
+    name, args = read
+    members = b.members_of(ty)
+    member = members.get(name) or next((m for n, m in members.items() if n.lower() == name.lower()), None)
+    if member is None or (member.kind == "method") != (args is not None):
+        return False
+    return args is None or sum(1 for p in member.params if not p.optional) <= args <= len(member.params)
+
+
+def _root_fix(ident: str, windowed: bool, read: tuple[str, int | None] | None) -> str | None:
+    """An unknown name outside a predicate as the rule's own root (`trace`, or `window` in a windowed rule)
+    or one of its fields (`traces` -> `window.traces`, `SPANS` -> `trace.spans`), when what follows fits it."""
+    root, root_ty = ("window", t.WINDOW) if windowed else ("trace", t.TRACE)
+    candidates: list[tuple[str, t.Type, tuple[str, ...]]] = [(root, root_ty, ("trace", "window"))]
+    for m in b.members_of(root_ty).values():
+        if m.kind == "field":
+            candidates.append((f"{root}.{m.name}", m.result_type(()), (m.name,)))
+    best: tuple[int, str] | None = None
+    limit = 1 if len(ident) <= 4 else 2
+    for fix, ty, words in candidates:
+        d = min(0 if w == ident.lower() else edit_distance(ident, w, limit) for w in words)
+        if d <= limit and _fits(ty, read) and (best is None or d < best[0]):
+            best = (d, fix)
+    return best[1] if best else None
+
+
+def _foreign_method(ty: t.Type, name: str, args: int) -> str | None:
+    """FLUO's name for another language's method (`size` -> `count`), when it takes `args` arguments."""
+    where = "string" if ty == t.ANY else ty.name
+    fix = b.foreign_name(where, name)
+    if fix is None:
+        return None
+    *path, method = fix.split(".")
+    for step in path:
+        member = b.lookup(ty, step)
+        if member is None or member.kind != "field":
+            return None
+        ty = member.result_type(())
+    return fix if _fits(ty, (method, args)) else None
+
+
+def _span_field_type(name: str) -> t.Type:
+    member = b.lookup(t.SPAN, name)
+    return member.result_type(()) if member is not None else t.ANY
 
 
 def _misread_name(ident: str) -> tuple[str, str | None] | None:

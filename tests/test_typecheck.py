@@ -238,3 +238,107 @@ def test_a_metadata_key_the_recovery_inserted_is_not_checked(meta: str) -> None:
     diags = analyze([("m.fluo", text)]).diagnostics
     assert [d.code for d in diags] == ["FLUO100"] * meta.count(": :")
     assert not any("\x00" in d.message for d in diags)
+
+
+# -- suggestions that check where they go (QA: every suggestion applied) --------
+
+_WINDOWED = "rule r {{\n  window 1m\n  expect {}\n}}\n"
+_SEVERITY = "rule r {{\n  severity: {}\n  expect trace.spans.count() > 0\n}}\n"
+
+
+def _apply(text: str, d: Diagnostic) -> str:
+    assert d.suggestion is not None, d.format()
+    return text[: d.span.start] + d.suggestion + text[d.span.end :]
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "fixed"),
+    [
+        # the rule's own root: `window`-rooted in a windowed rule, `trace`-rooted otherwise
+        (_WINDOWED.format("traces.count() < 5"), "FLUO200", _WINDOWED.format("window.traces.count() < 5")),
+        (_WINDOWED.format("TRACE.spans.count() < 5"), "FLUO200", _WINDOWED.format("window.spans.count() < 5")),
+        (_WINDOWED.format("trace.spans.count() < 5"), "FLUO220", _WINDOWED.format("window.spans.count() < 5")),
+        (
+            _WINDOWED.format("trace.count(status == error) < 5"),
+            "FLUO220",
+            _WINDOWED.format("window.count(status == error) < 5"),
+        ),
+        (_WINDOWED.format("trace.root.duration < 5s"), "FLUO220", None),  # a window has no root
+        ("TRACE.spans.count() > 5", "FLUO200", "trace.spans.count() > 5"),
+        ("spans.count() > 5", "FLUO200", "trace.spans.count() > 5"),
+        ("root.duration > 1s", "FLUO200", "trace.root.duration > 1s"),
+        # fields in another case
+        ("trace.SPANS.count() > 5", "FLUO202", "trace.spans.count() > 5"),
+        ("trace.ROOT.name == 'x'", "FLUO202", "trace.root.name == 'x'"),
+        # other languages' method names (builtins.FOREIGN_NAMES)
+        ("trace.spans.size() > 5", "FLUO201", "trace.spans.count() > 5"),
+        ("trace.spans.length() > 5", "FLUO201", "trace.spans.count() > 5"),
+        ("trace.spans.len() > 5", "FLUO201", "trace.spans.count() > 5"),
+        ("trace.spans.filter(service == 'a').count() > 0", "FLUO201", "trace.spans.where(service == 'a').count() > 0"),
+        ("trace.size() > 5", "FLUO201", "trace.spans.count() > 5"),
+        ("trace.services.size() > 5", "FLUO201", "trace.services.count() > 5"),
+        (_where("name.len() > 3"), "FLUO201", _where("name.length() > 3")),
+        (_where("name.toLowerCase() == 'x'"), "FLUO201", _where("name.lower() == 'x'")),
+        (_where("http.url.toUpperCase() == 'X'"), "FLUO201", _where("http.url.upper() == 'X'")),
+        # severities and OpenTelemetry's constant names
+        (_SEVERITY.format("warn"), "FLUO212", _SEVERITY.format("warning")),
+        (_SEVERITY.format("crit"), "FLUO212", _SEVERITY.format("critical")),
+        (_SEVERITY.format("fatal"), "FLUO212", _SEVERITY.format("critical")),
+        (_where("status == STATUS_CODE_ERROR"), "FLUO304", _where("status == error")),
+        (_where("status != STATUS_CODE_OK"), "FLUO304", _where("status != ok")),
+        (_where("kind == SPAN_KIND_SERVER"), "FLUO304", _where("kind == server")),
+        (_where("kind in [SPAN_KIND_CLIENT, producer]"), "FLUO304", _where("kind in [client, producer]")),
+        (_where("status == 'STATUS_CODE_ERROR'"), "FLUO304", _where("status == error")),
+        # a field called like a method
+        ("trace.spans()", "FLUO206", "trace.spans"),
+        ("trace.root().duration > 1s", "FLUO206", "trace.root.duration > 1s"),
+    ],
+)
+def test_a_suggestion_checks_where_it_goes(text: str, code: str, fixed: str | None) -> None:
+    """Applied, the suggestion makes the diagnostic go and adds no error (`fixed` None: no suggestion fits)."""
+    before = _diags(text)
+    [d] = [d for d in before if d.code == code]
+    if fixed is None:
+        assert d.suggestion is None
+        return
+    assert _apply(text, d) == fixed
+    after = _diags(fixed)
+    assert not [a for a in after if a.code == code], [a.format() for a in after]
+    assert sum(a.is_error for a in after) <= sum(b.is_error for b in before) - d.is_error, [a.format() for a in after]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "traces.count() < 5",  # `trace.count()` takes a predicate: no fix for a per-trace rule
+        "trace.count() > 5",  # `size`-like, but with no predicate
+    ],
+)
+def test_no_suggestion_where_none_checks(text: str) -> None:
+    assert all(d.suggestion is None for d in _diags(text))
+
+
+@pytest.mark.parametrize(
+    "pred",
+    [
+        'state == "x"',  # `start` is a timestamp: never a string
+        'state != "x"',
+        "state in ['a', 'b']",
+        "state matches '^a'",
+        "servce > 5",  # no string is `> 5`
+        "stat contains 'x'",  # `start` holds no text
+    ],
+)
+def test_an_intrinsic_that_could_not_stand_there_is_not_guessed(pred: str) -> None:
+    """QA 6c: `state == "x"` was told "did you mean the intrinsic `start`?", whose fix compared a timestamp
+    with a string; an attribute `state` is likely what was meant."""
+    assert _diags(_where(pred)) == []
+
+
+@pytest.mark.parametrize(
+    ("pred", "typo"),
+    [("servce == 'a'", "service"), ("stats == error", "status"), ("durtion > 1s", "duration"), ("stat < end", "start")],
+)
+def test_an_intrinsic_that_could_stand_there_is_guessed(pred: str, typo: str) -> None:
+    [d] = [d for d in _diags(_where(pred)) if d.code == "FLUO205"]
+    assert d.suggestion == typo

@@ -99,8 +99,11 @@ def attribute(key: str) -> str:
 
 @cache
 def _reads_clean(key: str) -> bool:
-    """Whether the checker reads `key` bare in a predicate with no diagnostic at all."""
-    return not analyze([("<key>", f"trace.spans.all({key} == 1)")]).diagnostics
+    """Whether the checker reads `key` bare in a predicate with no diagnostic at all.
+
+    Alone, not compared: FLUO205 keeps quiet about `servce` compared with what `service` could never
+    equal (`servce == 1`), and a discovered rule may compare it with a string."""
+    return not analyze([("<key>", f"trace.spans.all({key})")]).diagnostics
 
 
 def duration_text(ns: int) -> str:
