@@ -513,7 +513,7 @@ FOREIGN_NAMES: dict[str, dict[str, str]] = {
         "len": "count",
         "filter": "where",
         "select": "where",
-        "find_all": "where",
+        "findAll": "where",
         "some": "any",
         "every": "all",
     },
@@ -524,29 +524,29 @@ FOREIGN_NAMES: dict[str, dict[str, str]] = {
     "string": {
         "len": "length",
         "size": "length",
-        "tolowercase": "lower",
-        "tolower": "lower",
+        "toLowerCase": "lower",
+        "toLower": "lower",
         "lowercase": "lower",
-        "touppercase": "upper",
-        "toupper": "upper",
+        "toUpperCase": "upper",
+        "toUpper": "upper",
         "uppercase": "upper",
-        "startswith": "starts_with",
-        "hasprefix": "starts_with",
-        "endswith": "ends_with",
-        "hassuffix": "ends_with",
+        "startsWith": "starts_with",
+        "hasPrefix": "starts_with",
+        "endsWith": "ends_with",
+        "hasSuffix": "ends_with",
     },
     "status": {
-        "status_code_ok": "ok",
-        "status_code_error": "error",
-        "status_code_unset": "unset",
+        "STATUS_CODE_OK": "ok",
+        "STATUS_CODE_ERROR": "error",
+        "STATUS_CODE_UNSET": "unset",
     },
     "kind": {
-        "span_kind_server": "server",
-        "span_kind_client": "client",
-        "span_kind_producer": "producer",
-        "span_kind_consumer": "consumer",
-        "span_kind_internal": "internal",
-        "span_kind_unspecified": "unspecified",
+        "SPAN_KIND_SERVER": "server",
+        "SPAN_KIND_CLIENT": "client",
+        "SPAN_KIND_PRODUCER": "producer",
+        "SPAN_KIND_CONSUMER": "consumer",
+        "SPAN_KIND_INTERNAL": "internal",
+        "SPAN_KIND_UNSPECIFIED": "unspecified",
     },
     "severity": {"warn": "warning", "crit": "critical", "fatal": "critical", "err": "error"},
 }
@@ -554,4 +554,4 @@ FOREIGN_NAMES: dict[str, dict[str, str]] = {
 
 def foreign_name(where: str, name: str) -> str | None:
     """FLUO's name for another language's `name` on `where` (a key of `FOREIGN_NAMES`), if it has one."""
-    return FOREIGN_NAMES.get(where, {}).get(name.lower())
+    return next((v for k, v in FOREIGN_NAMES.get(where, {}).items() if k.lower() == name.lower()), None)

@@ -63,6 +63,17 @@ def registry_markdown() -> str:
     out += [f"| `{k}` | {_cell(v)} |" for k, v in META_KEYS.items()]
     units = ", ".join(f"`{u}`" for u in DURATION_UNITS)
     out += ["", "### Duration units", "", units, ""]
+    out += [
+        "### Names from other languages",
+        "",
+        "Written on the left, they are errors whose fix (where it checks) is FLUO's name on the right.",
+        "",
+        "| on | written | FLUO writes |",
+        "|---|---|---|",
+    ]
+    for where, names in b.FOREIGN_NAMES.items():
+        out += [f"| {where} | `{_cell(k)}` | `{_cell(v)}` |" for k, v in names.items()]
+    out.append("")
     return "\n".join(out)
 
 

@@ -771,9 +771,10 @@ def _nearest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
 
 
 def _fits(ty: t.Type, read: tuple[str, int | None] | None) -> bool:
-    """Whether what is read after a name (`.spans`, `.count()`) exists on `ty`, with that many arguments."""
+    """Whether what is read after a name (`.spans`, `.count()`) exists on `ty`, with that many arguments;
+    with nothing read after it, whether `ty` is a value at all (a bare `trace` is not)."""
     if read is None:
-        return True
+        return ty not in (t.TRACE, t.WINDOW, t.TRACES)
     name, args = read
     members = b.members_of(ty)
     member = members.get(name) or next((m for n, m in members.items() if n.lower() == name.lower()), None)

@@ -312,6 +312,9 @@ def test_a_suggestion_checks_where_it_goes(text: str, code: str, fixed: str | No
     [
         "traces.count() < 5",  # `trace.count()` takes a predicate: no fix for a per-trace rule
         "trace.count() > 5",  # `size`-like, but with no predicate
+        "TRACE",  # a bare root is no value: `expect trace` would not check either
+        _WINDOWED.format("trace"),
+        _WINDOWED.format("traces"),  # nor are the window's traces, but counted
     ],
 )
 def test_no_suggestion_where_none_checks(text: str) -> None:
@@ -342,3 +345,30 @@ def test_an_intrinsic_that_could_not_stand_there_is_not_guessed(pred: str) -> No
 def test_an_intrinsic_that_could_stand_there_is_guessed(pred: str, typo: str) -> None:
     [d] = [d for d in _diags(_where(pred)) if d.code == "FLUO205"]
     assert d.suggestion == typo
+
+
+def test_every_name_from_another_language_leads_to_a_fluo_name() -> None:
+    """`builtins.FOREIGN_NAMES` names nothing the registry lacks, and shadows no FLUO name."""
+    from fluo_lang import builtins as b
+    from fluo_lang import types as t
+    from fluo_lang.typecheck import SEVERITIES
+
+    receivers = {"spans": t.SPANS, "trace": t.TRACE, "window": t.WINDOW, "traces": t.TRACES}
+    receivers |= {"list": t.list_of(t.ANY), "string": t.STRING}
+    for where, names in b.FOREIGN_NAMES.items():
+        for written, fix in names.items():
+            if where == "severity":
+                assert fix in SEVERITIES and written not in SEVERITIES
+            elif where in ("status", "kind"):
+                enum = t.STATUS if where == "status" else t.KIND
+                assert fix in t.ENUMS[enum] and written.lower() not in t.ENUMS[enum]
+            else:
+                ty = receivers[where]
+                assert b.lookup(ty, written) is None, (where, written)
+                *path, method = fix.split(".")
+                for step in path:
+                    member = b.lookup(ty, step)
+                    assert member is not None and member.kind == "field", (where, fix)
+                    ty = member.result_type(())
+                member = b.lookup(ty, method)
+                assert member is not None and member.kind == "method", (where, fix)
