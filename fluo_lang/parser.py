@@ -151,6 +151,7 @@ class _Recovery:
         self.skip_rest = False  # set by FLUO105: what follows a whole bare expression is dropped unreported
         self.recoveries = 0  # syntax errors met so far, cascades included
         self.scan_budget = 16 * _CLOSING_SCAN  # characters `closing` may look at, over the whole text
+        self.stray, self.stray_until = "", -1  # a run of a stray character reported, up to here
         self.unbraced_until = -1  # a `when`/`always`/`never` without braces was reported: up to here (the next
         # `rule`), the braces its clauses lack are inserted silently
 
@@ -212,7 +213,7 @@ class _Recovery:
         ip = e.interactive_parser
         if self.skip_rest:
             return tok.type != "$END"
-        if self._misspelled_keyword(ip, tok) or self._habit(ip, tok):
+        if self._misspelled_keyword(ip, tok) or self._habit(ip, tok) or self._rule_keyword(ip, tok):
             return True
         expected = sorted(_accepts(ip), key=_order)  # not `e.expected`: the state's lookaheads, some impossible
         is_end = tok.type == "$END"
@@ -314,6 +315,16 @@ class _Recovery:
         self.report(error("FLUO107", message, span, path=self.path, suggestion=keyword))
         return True
 
+    def _rule_keyword(self, ip: Any, tok: Token) -> bool:
+        """`Rule b {` or `rlue b {` after a rule, where only `rule` goes: FLUO107, read as `rule`."""
+        if tok.type != "IDENT" or "RULE" not in _accepts(ip) or _keyword_meant(str(tok.value)) != "rule":
+            return False
+        start, end = tok.start_pos or 0, tok.end_pos or 0
+        message = f"unknown keyword `{tok.value}`; did you mean `rule`?"
+        self.report(error("FLUO107", message, self.index.span(start, end), path=self.path, suggestion="rule"))
+        ip.feed_token(self.token("RULE", "rule", start, end))
+        return True
+
     def _habit(self, ip: Any, tok: Token) -> bool:
         """A habit from another language (`AND`, `<>`, `size(x)`, `5 sec`, `expect:`): one error saying how
         FLUO writes it, and the text read as meant, so nothing cascades."""
@@ -336,6 +347,13 @@ class _Recovery:
                 self._read_as(ip, top.start_pos or 0, end, f"unknown unit `{tok.value}`: write `{meant}`", meant, 1)
                 ip.feed_token(self.token("DURATION", meant, top.start_pos or 0, end))
                 return True
+        eq = _terminal_of("==")
+        if kind == eq and top is not None and top.type == "IDENT" and _feedable(ip, ["COLON"]):  # `severity == error`
+            message = f"a metadata key takes `:`: `{top.value}: ...`"
+            span = self.index.span(top.end_pos or start, end)  # `severity == error` -> `severity: error`
+            self.report(error("FLUO100", message, span, path=self.path, suggestion=":"))
+            ip.feed_token(self.token("COLON", ":", start, end))
+            return True
         ne = _terminal_of("!=")
         if kind == "MORETHAN" and adjacent and top is not None and top.type == "LESSTHAN" and _feedable(ip, [ne], 1):
             self._read_as(ip, top.start_pos or 0, end, "unexpected `<>`; did you mean `!=`?", "!=", 1)  # `<>`
@@ -434,11 +452,14 @@ class _Recovery:
         """`AND`, `LIKE`, `matchs`, `IS NULL`, `BETWEEN` where an operator goes: FLUO's own word suggested."""
         word = str(tok.value)
         low = word.lower()
+        text = self.text
         start, end = tok.start_pos or 0, tok.end_pos or 0
         eq = _terminal_of("==")
+        suggestion: str | None
         if low in ("is", "between"):
-            phrase = (_NULL_TEST if low == "is" else _BETWEEN).match(self.text, start)
+            phrase = (_NULL_TEST if low == "is" else _BETWEEN).match(text, start)
             if phrase is not None and _operand(ip, [eq, "IDENT"]):
+                fix_from = start
                 if low == "between":
                     message = "FLUO has no `BETWEEN`: write `x >= low and x <= high`"
                     suggestion = None
@@ -448,17 +469,51 @@ class _Recovery:
                 else:
                     message = "FLUO has no null: a missing attribute `x` is `not (x not in [])`"
                     suggestion = None
-                self._read_as(ip, start, phrase.end(), message, suggestion)
+                    left = _whole_comparison(text, start, phrase.end())
+                    if left is not None:  # the whole `x IS NULL` is replaced
+                        suggestion = f"not ({text[left:start].rstrip()} not in [])"
+                        message = f"FLUO has no null: a missing attribute is `{suggestion}`"
+                        fix_from = left
+                self._read_as(ip, start, phrase.end(), message, suggestion, fix_from=fix_from)
                 ip.feed_token(self.token(eq, "==", start, phrase.end()))  # `x == ?`: no meaning, no cascade
                 ip.feed_token(self.token("IDENT", _MISSING, phrase.end(), phrase.end()))
+                return True
+            is_not = _IS_NOT.match(text, start) if low == "is" else None
+            ne = _terminal_of("!=")
+            if is_not is not None and _operand(ip, [ne]):  # `status is not error`
+                written = text[start : is_not.end()]
+                self._read_as(ip, start, is_not.end(), f"unexpected `{written}`; did you mean `!=`?", "!=")
+                ip.feed_token(self.token(ne, "!=", start, is_not.end()))
                 return True
         meant = _FOREIGN_WORDS.get(low) or (nearest(low, _OPERATOR_WORDS) if len(low) >= 5 else None)
         if meant is None or meant == word:
             return False
+        fix_end = None
+        if meant == "not" and (following := _IN_WORD.match(text, end)) is not None:  # `NOT IN`
+            meant, end = "not in", following.end()
         terminals = [_terminal_of(w) for w in meant.split()]
         if not _operand(ip, terminals):
             return False
-        self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant)
+        message = f"unexpected `{text[start:end]}`; did you mean `{meant}`?"
+        suggestion = meant
+        operand = _STRING_AT.match(text, _after_space(text, end))
+        if meant.endswith("in") and text.startswith("(", _after_space(text, end)):  # `IN (500, 503)`
+            lpar = _after_space(text, end)
+            close = self.closing(lpar)
+            if close is not None:
+                suggestion = f"{meant} [{text[lpar + 1 : close]}]"
+                message += f" A list is written in brackets: `{suggestion}`"
+                fix_end = close + 1
+        elif low in ("like", "ilike"):  # a LIKE pattern is no regular expression: `%` is `.*`
+            regex = None if operand is None else _like_regex(operand.group(), ignore_case=low == "ilike")
+            if regex is None:
+                message += " It takes a regular expression (`.*` for `%`, `.` for `_`), not a LIKE pattern"
+                suggestion = None
+            else:
+                suggestion = f"matches {regex}"
+                message += f" With a regular expression: `{suggestion}`"
+                fix_end = operand.end() if operand is not None else end
+        self._read_as(ip, start, end, message, suggestion, fix_end=fix_end)
         for name, value in zip(terminals, meant.split(), strict=True):
             ip.feed_token(self.token(name, value, start, end))
         return True
@@ -525,23 +580,45 @@ class _Recovery:
     def _as_duration(self, ip: Any, tok: Token) -> bool:
         """`window 60`, `window "1m"`: a value where only a duration goes, read as the duration meant."""
         value = str(tok.value)
+        suggestion: str | None = None
         if tok.type == "NUMBER" and _PLAIN_NUMBER.fullmatch(value):
-            meant = value + "s"
+            meant = suggestion = value + "s"
             message = f"expected a duration, found the number `{value}`: give it a unit, e.g. `{meant}`"
+            if float(value) >= 1000:  # `window 60000` is likely milliseconds: no guess
+                suggestion = None
+                message = (
+                    f"expected a duration, found the number `{value}`: give it a unit, "
+                    f"`{value}ms` if it counts milliseconds, `{meant}` if seconds"
+                )
         elif tok.type == "STRING" and (parts := _duration_parts(value[1:-1])) and parts[1] in DURATION_UNITS:
-            meant = value[1:-1]
+            meant = suggestion = value[1:-1]
             message = f"a duration takes no quotes: write `{meant}`"
         else:
             return False
         start, end = tok.start_pos or 0, tok.end_pos or 0
-        self._read_as(ip, start, end, message, meant)
+        self._read_as(ip, start, end, message, suggestion)
         ip.feed_token(self.token("DURATION", meant, start, end))
         return True
 
-    def _read_as(self, ip: Any, start: int, end: int, message: str, suggestion: str | None, take_back: int = 0) -> None:
+    def _read_as(
+        self,
+        ip: Any,
+        start: int,
+        end: int,
+        message: str,
+        suggestion: str | None,
+        take_back: int = 0,
+        fix_from: int | None = None,
+        fix_end: int | None = None,
+    ) -> None:
         """Report text[start:end] (FLUO100) and make the parser go on after it: the `take_back` tokens last
-        shifted come off its stacks, and the lexer skips to `end`; the caller feeds what was meant."""
-        self.report(error("FLUO100", message, self.index.span(start, end), path=self.path, suggestion=suggestion))
+        shifted come off its stacks, and the lexer skips to `end`; the caller feeds what was meant.
+
+        The error's range (what `suggestion` replaces) is `fix_from`..`fix_end` where given: the whole
+        comparison `x IS NULL`, or `IN (1, 2)` with its list, of which the parser reads only a part here.
+        """
+        span = self.index.span(start if fix_from is None else fix_from, end if fix_end is None else fix_end)
+        self.report(error("FLUO100", message, span, path=self.path, suggestion=suggestion))
         state = ip.parser_state
         for _ in range(take_back):
             state.state_stack.pop()
@@ -604,8 +681,15 @@ class _Recovery:
             return True
         if self._operator(e.interactive_parser, pos) or self._look_alike(e.interactive_parser, pos):
             return True
+        if pos < self.stray_until and ch == self.stray:  # reported with the first of its run
+            return True
         message, suggestion = _character_message(self.text, pos)
-        self.report(error("FLUO101", message, self.index.span(pos, pos + 1), path=self.path, suggestion=suggestion))
+        end = pos + 1
+        if suggestion is not None and suggestion in ("", " "):  # `\0\0\0`, `count()\xa0>\xa05`: all of them at once
+            end = _stray_run(self.text, pos)
+            suggestion = self.text[pos:end].replace(ch, suggestion)
+            self.stray, self.stray_until = ch, end
+        self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path, suggestion=suggestion))
         if ch == "#":  # a comment in another language: the line is read as one
             line_end = _LINE_END.search(self.text, pos)
             self.skip_to(e.interactive_parser, len(self.text) if line_end is None else line_end.start())
@@ -623,12 +707,38 @@ class _Recovery:
             self.report(error("FLUO101", message, self.index.span(pos - 2, end), path=self.path, suggestion=meant))
             self.skip_to(parser, end)
             return True
+        if text.startswith("!", pos):
+            return self._bang(parser, pos)
         accepts = _accepts(parser)
+        eq = _terminal_of("==")
+        if text.startswith("=", pos) and (spaced := _SPACED_EQ.match(text, pos)) is not None and eq in accepts:
+            message = f"unexpected `{spaced.group()}`; did you mean `==`?"  # `count() = = 5`
+            self.report(error("FLUO101", message, self.index.span(pos, spaced.end()), path=self.path, suggestion="=="))
+            self.skip_to(parser, spaced.end())
+            parser.feed_token(self.token(eq, "==", pos, spaced.end()))
+            return True
+        before = pos
+        while before > 0 and text[before - 1] in " \t":
+            before -= 1
+        if text.startswith("=", pos) and before < pos and text[max(before - 2, 0) : before] in ("==", "!=", "<=", ">="):
+            message = f"one `=` too many after `{text[before - 2 : before]}`: delete it"  # `== = 5`
+            self.report(error("FLUO101", message, self.index.span(before, pos + 1), path=self.path, suggestion=""))
+            self.skip_to(parser, pos + 1)
+            return True
+        if text.startswith("=", pos) and eq not in accepts and "COLON" not in accepts and "DURATION" in accepts:
+            end = pos + 1  # `window = 1m`: the `=` is deleted, with the space after it if one is before it
+            if before < pos:
+                end = _after_space(text, end)
+            message = "no `=` after `window`: write `window 1m`"
+            gap = "" if before < pos or end > pos + 1 or not _WORD_CHAR.match(text, end) else " "
+            self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path, suggestion=gap))
+            self.skip_to(parser, end)
+            return True
         for written, meant in _OTHER_LANGUAGES.items():
             if not text.startswith(written, pos) or text[pos + len(written) : pos + len(written) + 1] == "=":
                 continue
             end = pos + len(written)
-            if written == "=" and _terminal_of("==") not in accepts and "COLON" in accepts:
+            if written == "=" and eq not in accepts and "COLON" in accepts:
                 meant = ":"  # `severity = error`: a metadata key
             if written == "=>" and _LAMBDA.search(text, max(pos - _NEAR, 0), pos):
                 message = "FLUO has no `=>` lambdas: inside a predicate the span's fields are bare names"
@@ -647,6 +757,51 @@ class _Recovery:
                 parser.feed_token(self.token(terminal, meant, pos, end))
             return True
         return False
+
+    def _bang(self, parser: Any, pos: int) -> bool:
+        """`!x`, `!!x`, `a ! = b`, `name !~ 'x'`: the `!` of other languages, with what follows it."""
+        text = self.text
+        if text.startswith("!~", pos):  # TraceQL's "does not match"
+            end = pos + 2
+            string = _STRING_AT.match(text, _after_space(text, end))
+            left = None if string is None else _whole_comparison(text, pos, string.end())
+            if string is not None and left is not None:
+                suggestion: str | None = f"not ({text[left:pos].rstrip()} matches {string.group()})"
+                message = f"FLUO has no `!~`: write `{suggestion}`"
+                span = self.index.span(left, string.end())
+            else:
+                suggestion = None
+                message = "FLUO has no `!~`: write `not (x matches '...')`, in parentheses"
+                span = self.index.span(pos, end)
+            self.report(error("FLUO101", message, span, path=self.path, suggestion=suggestion))
+            self.skip_to(parser, end)
+            matches = _terminal_of("matches")
+            if _operand(parser, [matches]):  # read as `name matches 'x'`: no cascade
+                parser.feed_token(self.token(matches, "matches", pos, end))
+            return True
+        spaced = _SPACED_NE.match(text, pos)
+        if spaced is not None:  # `a ! = b`
+            ne = _terminal_of("!=")
+            message = f"unexpected `{spaced.group()}`; did you mean `!=`?"
+            self.report(error("FLUO101", message, self.index.span(pos, spaced.end()), path=self.path, suggestion="!="))
+            self.skip_to(parser, spaced.end())
+            if _operand(parser, [ne]):
+                parser.feed_token(self.token(ne, "!=", pos, spaced.end()))
+            return True
+        end = pos
+        while text.startswith("!", end) and not text.startswith("!=", end):
+            end += 1
+        written, meant = text[pos:end], " ".join(["not"] * (end - pos))  # `!!x` is `not not x`
+        suggestion = (" " if pos and _WORD_CHAR.match(text, pos - 1) else "") + meant
+        suggestion += " " if _WORD_CHAR.match(text, end) else ""
+        message = f"unexpected `{written}`; did you mean `{meant}`?"
+        self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path, suggestion=suggestion))
+        self.skip_to(parser, end)
+        terminal = _terminal_of("not")
+        for at in range(pos, end):
+            if terminal in _accepts(parser):
+                parser.feed_token(self.token(terminal, "not", at, at + 1))
+        return True
 
     def _look_alike(self, parser: Any, pos: int) -> bool:
         """Greek `μs` for the micro sign's `µs`, typographic quotes, backquoted names: read as meant."""
@@ -673,10 +828,30 @@ class _Recovery:
         if closer is None:
             return False
         eol = _LINE_END.search(text, pos, pos + _NEAR)
-        close = text.find(closer, pos + 1, min(len(text), pos + _NEAR) if eol is None else eol.start())
+        limit = min(len(text), pos + _NEAR) if eol is None else eol.start()
+        close = text.find(closer, pos + 1, limit)
+        while (
+            ch != "`" and close >= 0 and _WORD_CHAR.match(text, close + 1)
+        ):  # U+2018 it U+2019 s U+2019: an apostrophe
+            close = text.find(closer, close + 1, limit)
         if close < 0:
             return False
         inner = text[pos + 1 : close]
+        if ch == "`" and _RIGHT_OPERAND.search(text, max(0, pos - _NEAR), pos) and _feedable(parser, ["STRING"]):
+            # `name == \`GET /x\``: a JavaScript template literal, a string
+            quote = "'" if "'" not in inner else '"'
+            if "${" in inner or quote in inner or "\\" in inner:
+                message = "FLUO has no template strings: write the string in quotes, its parts joined by hand"
+                self.report(error("FLUO101", message, self.index.span(pos, close + 1), path=self.path))
+            else:
+                meant = f"{quote}{inner}{quote}"
+                message = f"a string is written in quotes: `{meant}`"
+                self.report(
+                    error("FLUO101", message, self.index.span(pos, close + 1), path=self.path, suggestion=meant)
+                )
+            self.skip_to(parser, close + 1)
+            parser.feed_token(self.token("STRING", '"' + _MISSING + '"', pos, close + 1))
+            return True
         if ch == "`":
             meant = inner if _DOTTED.fullmatch(inner) else f'attributes["{inner}"]'
             message = f"FLUO names take no backquotes: write `{meant}`"
@@ -686,6 +861,7 @@ class _Recovery:
             self.skip_to(parser, close + 1)
             parser.feed_token(self.token("IDENT", _MISSING, pos, close + 1))  # stands for the name: no cascade
             return True
+        inner = inner.replace("\u2019", "'")  # the apostrophe, a straight one
         quote = "'" if "'" not in inner else '"'
         meant = f"{quote}{inner}{quote}"
         if quote in inner or "\\" in inner or not _feedable(parser, ["STRING"]):
@@ -697,8 +873,11 @@ class _Recovery:
         return True
 
 
-_OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "!": "not", "=": "=="}
+_OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
 """Operators of other languages and what they are here: suggested, then read as it."""
+_RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\s*\Z")
+_SPACED_EQ = re.compile(r"=[ \t]+=(?!=)")
+_SPACED_NE = re.compile(r"![ \t]+=(?!=)")
 _LAMBDA = re.compile(r"[(,]\s*[A-Za-z_][A-Za-z0-9_]*\s*\Z")
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
 _QUOTES = {"\u2018": "\u2019", "\u201c": "\u201d", "\u2019": "\u2019", "\u201d": "\u201d", "`": "`"}
@@ -736,6 +915,17 @@ _FOREIGN_WORDS = {
     "is": "==",
     "eq": "==",
     "ne": "!=",
+    "gt": ">",
+    "lt": "<",
+    "ge": ">=",
+    "le": "<=",
+    "gte": ">=",
+    "lte": "<=",
+    "adn": "and",
+    "nad": "and",
+    "ro": "or",
+    "isnt": "!=",
+    "not_in": "not in",
     "notin": "not in",
     "nin": "not in",
     "contain": "contains",
@@ -773,7 +963,13 @@ _UNIT_ALIASES = {
     **dict.fromkeys(("nsec", "nsecs", "nanos", "nanosecond", "nanoseconds"), "ns"),
 }
 """Units written as other languages write them (`sec`, `min`, Greek `μs`), and FLUO's."""
-_NULL_TEST = re.compile(r"(?i)is\s+(not\s+)?null\b")
+_NULL_TEST = re.compile(r"(?i)is\s+(not\s+)?(?:null|none|nil)\b")
+_IS_NOT = re.compile(r"(?i)is\s+not\b")
+_IN_WORD = re.compile(r"(?i)\s+in\b")
+_LEFT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*\Z")
+_BEFORE_OPERAND = re.compile(r"(?:\A|[({\[,]|\b(?:and|or|not|expect|detect))\s*\Z")
+_AFTER_OPERAND = re.compile(r"[ \t]*(?:[),\]}\r\n]|\Z|(?:and|or)\b)")
+_REGEX_SPECIAL = frozenset(".^$*+?()[]{}|\\")
 _BETWEEN = re.compile(r"(?i)between\s+[^\s()]+\s+and\s+[^\s()]+|between\b")
 _AFTER_DOT = re.compile(r"([0-9]+)([A-Za-zµ]+)?(?![0-9.])|([A-Za-z_][A-Za-z0-9_]*)")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -783,6 +979,59 @@ _DURATION_RUN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+)+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-zµ]+)")
 _NEAR = 256  # how far around an error the recovery reads (a closing quote, a lambda's parameter)
 _CLOSING_SCAN = 4096  # how far `_closing` looks for the bracket that closes one
+
+
+def _after_space(text: str, pos: int) -> int:
+    """Where the text after `pos` stops being spaces and tabs."""
+    while text.startswith((" ", "\t"), pos):
+        pos += 1
+    return pos
+
+
+def _stray_run(text: str, pos: int) -> int:
+    """The end of the run of text[pos] (a character to delete or make a space) on its line, the text between
+    holding no string, comment or other character of its kind: `\xa0>\xa0` is one error, and one fix."""
+    ch, end = text[pos], pos + 1
+    limit = min(len(text), pos + _NEAR)
+    while end < limit:
+        nxt = text.find(ch, end, limit)
+        if nxt < 0 or any(c in "'\"`/#\r\n" or (not c.isascii() and c != ch) for c in text[end:nxt]):
+            break
+        end = nxt + 1
+    return end
+
+
+def _whole_comparison(text: str, start: int, end: int) -> int | None:
+    """Where the name before text[start:end] starts, if the name and text[start:end] are a whole operand of
+    `and`/`or` (`where(x IS NULL)`, `a and x !~ 'b'`): then a fix may replace them with `not (...)`."""
+    window = text[max(0, start - _NEAR) : start]
+    name = _LEFT_NAME.search(window)
+    if name is None or name.group().strip() in _OPERATOR_WORDS:
+        return None
+    left = start - (len(window) - name.start())
+    if _BEFORE_OPERAND.search(text, max(0, left - _NEAR), left) is None or _AFTER_OPERAND.match(text, end) is None:
+        return None
+    return left
+
+
+def _like_regex(literal: str, ignore_case: bool) -> str | None:
+    """SQL's `'GET%'` as FLUO's regular expression literal `'^GET'`; None if it holds a quote or an escape."""
+    quote, pattern = literal[0], literal[1:-1]
+    if "\\" in pattern or "'" in pattern or '"' in pattern:
+        return None
+    parts = ["(?i)" if ignore_case else "", "" if pattern.startswith("%") else "^"]
+    body = pattern.strip("%")
+    for ch in body:
+        if ch == "%":
+            parts.append(".*")
+        elif ch == "_":
+            parts.append(".")
+        elif ch in _REGEX_SPECIAL:
+            parts.append("\\\\" + ch)  # `\\.` in the string is the regex's `\.`
+        else:
+            parts.append(ch)
+    parts.append("" if pattern.endswith("%") else "$")
+    return quote + "".join(parts) + quote
 
 
 def _keyword_meant(word: str) -> str | None:

@@ -526,7 +526,7 @@ _HABITS = [
     ("trace.spans.where(service == 'auth' OR service == 'db').count() > 0", "`or`"),
     ("trace.spans.where(NOT service == 'auth').count() > 0", "`not`"),
     ("trace.spans.where(http.route IS NOT NULL).count() > 0", "not in []"),
-    ("trace.spans.where(http.route IS NULL).count() > 0", "not (x not in [])"),
+    ("trace.spans.where(http.route IS NULL).count() > 0", "`not (http.route not in [])`"),
     ("trace.spans.where(status is error).exists()", "`==`"),
     ("trace.spans.where(name LIKE 'GET').exists()", "`matches`"),
     ("trace.spans.where(name match '^GET').exists()", "`matches`"),
@@ -588,6 +588,80 @@ def test_a_suggestion_applied_to_its_range_gives_text_that_parses(text: str, hin
         fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
         assert parse(fixed).diagnostics == [], (d.message, fixed)
         assert "notservice" not in fixed and "nameand" not in fixed
+
+
+# QA tour of the quick fixes: each mistake is one error, and its suggestion over its range gives the text meant
+# (which parses), in one step; not text that parses to something else (a LIKE pattern kept in a regex).
+_W = "rule r {\n  %s\n  expect window.spans.count() < 300\n}\n"
+_TWO = "rule a {\n  expect trace.spans.count() > 0\n}\n\n%s b {\n  expect trace.spans.count() > 0\n}\n"
+_FIXES = [
+    ('where(name !~ "GET.*")', 'where(not (name matches "GET.*"))'),
+    ('where(name!~"^GET")', 'where(not (name matches "^GET"))'),
+    ("where(a == 1 and name !~ 'x' or b)", "where(a == 1 and not (name matches 'x') or b)"),
+    ("where(service ! = 'a')", "where(service != 'a')"),
+    ("where(!!(service == 'a'))", "where(not not(service == 'a'))"),
+    ("where(!service == 'a')", "where(not service == 'a')"),
+    ("where(status is not error)", "where(status != error)"),
+    ("where(http.route is not None)", "where(http.route not in [])"),
+    ("where(http.route is None)", "where(not (http.route not in []))"),
+    ("where(http.route IS NIL and x == 1)", "where(not (http.route not in []) and x == 1)"),
+    ("where(name LIKE 'GET%')", "where(name matches '^GET')"),
+    ("where(name like '%checkout%')", "where(name matches 'checkout')"),
+    ('where(name like "a.b_c")', r'where(name matches "^a\\.b.c$")'),
+    ("where(name ILIKE 'get %')", "where(name matches '(?i)^get ')"),
+    ("where(name == `GET /x`)", "where(name == 'GET /x')"),
+    ("where(name == \u2018it\u2019s\u2019)", 'where(name == "it\'s")'),
+    ("where(x == 1) = = 5", "where(x == 1) == 5"),
+    ("where(x == 1) == = 5", "where(x == 1) == 5"),
+    ("where(http.response.status_code IN (500, 503))", "where(http.response.status_code in [500, 503])"),
+    ("where(service NOT IN ['a'])", "where(service not in ['a'])"),
+    ("where(service NOT IN ('a', 'b'))", "where(service not in ['a', 'b'])"),
+    ("where(duration gt 1s)", "where(duration > 1s)"),
+    ("where(duration lt 1s)", "where(duration < 1s)"),
+    ("where(duration ge 1s)", "where(duration >= 1s)"),
+    ("where(duration le 1s)", "where(duration <= 1s)"),
+    ("where(a == 1 adn b == 2)", "where(a == 1 and b == 2)"),
+    ("where(a == 1 ro b == 2)", "where(a == 1 or b == 2)"),
+    ("where(a isnt 1)", "where(a != 1)"),
+    ("where(a not_in [1])", "where(a not in [1])"),
+    ("where(x == 1)\0\0\0", "where(x == 1)"),
+    ("where(x\xa0>\xa05)", "where(x > 5)"),
+    (_W % "window = 1m", _W % "window 1m"),
+    (_W % "window=1m", _W % "window 1m"),
+    (_TWO % "Rule", _TWO % "rule"),
+    (_TWO % "RULE", _TWO % "rule"),
+    (_TWO % "rlue", _TWO % "rule"),
+    (
+        "rule r {\n  severity == error\n  expect trace.spans.count() > 0\n}\n",
+        "rule r {\n  severity: error\n  expect trace.spans.count() > 0\n}\n",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "meant"), _FIXES)
+def test_one_quick_fix_gives_the_text_meant(text: str, meant: str) -> None:
+    if text.startswith("where"):
+        text, meant = (f"trace.spans.{t}.exists()" for t in (text, meant))
+    [d] = parse(text).diagnostics
+    assert d.suggestion is not None, d.message
+    fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
+    assert fixed == meant, d.message
+    assert parse(fixed).diagnostics == []
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("trace.spans.where(name !~ x).exists()", "`not (x matches '...')`"),  # not a whole comparison with a string
+        ("trace.spans.where(name == `GET ${route}`).exists()", "template strings"),
+        ("trace.spans.where(name LIKE x).exists()", "not a LIKE pattern"),
+        (_W % "window 60000", "`60000ms` if it counts milliseconds"),
+    ],
+)
+def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
+    [d] = parse(text).diagnostics
+    assert hint in d.message
+    assert d.suggestion is None
 
 
 @pytest.mark.parametrize(
