@@ -788,6 +788,18 @@ class _Recovery:
             if _operand(parser, [ne]):
                 parser.feed_token(self.token(ne, "!=", pos, spaced.end()))
             return True
+        called = _HAS_CALL.match(text, pos + 1)
+        close = inner = None
+        if called is not None and (close := self.closing(called.end() - 1)) is not None:
+            inner = text[called.end() : close].strip()
+        if close is not None and inner is not None and _DOTTED.fullmatch(inner):  # `!has(x)`: `x` is missing
+            meant = f"not ({inner} not in [])"
+            message = f"unexpected `!`; did you mean `not`? FLUO has no `has(...)`: a missing attribute is `{meant}`"
+            self.report(error("FLUO101", message, self.index.span(pos, close + 1), path=self.path, suggestion=meant))
+            self.skip_to(parser, pos + 1)  # `has(x)` is read next, and its error hides in this one
+            if _terminal_of("not") in _accepts(parser):
+                parser.feed_token(self.token(_terminal_of("not"), "not", pos, pos + 1))
+            return True
         end = pos
         while text.startswith("!", end) and not text.startswith("!=", end):
             end += 1
@@ -876,6 +888,7 @@ class _Recovery:
 _OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
 """Operators of other languages and what they are here: suggested, then read as it."""
 _RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\s*\Z")
+_HAS_CALL = re.compile(r"has[ \t]*\(")
 _SPACED_EQ = re.compile(r"=[ \t]+=(?!=)")
 _SPACED_NE = re.compile(r"![ \t]+=(?!=)")
 _LAMBDA = re.compile(r"[(,]\s*[A-Za-z_][A-Za-z0-9_]*\s*\Z")

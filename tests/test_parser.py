@@ -601,6 +601,8 @@ _FIXES = [
     ("where(service ! = 'a')", "where(service != 'a')"),
     ("where(!!(service == 'a'))", "where(not not(service == 'a'))"),
     ("where(!service == 'a')", "where(not service == 'a')"),
+    ("where(!has(http.route))", "where(not (http.route not in []))"),
+    ("where(a and !has(b.c) or d)", "where(a and not (b.c not in []) or d)"),
     ("where(status is not error)", "where(status != error)"),
     ("where(http.route is not None)", "where(http.route not in [])"),
     ("where(http.route is None)", "where(not (http.route not in []))"),
