@@ -803,16 +803,16 @@ class _Recovery:
         end = pos
         while text.startswith("!", end) and not text.startswith("!=", end):
             end += 1
-        written, meant = text[pos:end], " ".join(["not"] * (end - pos))  # `!!x` is `not not x`
+        written, meant = text[pos:end], "not not" if (end - pos) % 2 == 0 else "not"  # `!!x` is `not not x`
         suggestion = (" " if pos and _WORD_CHAR.match(text, pos - 1) else "") + meant
         suggestion += " " if _WORD_CHAR.match(text, end) else ""
         message = f"unexpected `{written}`; did you mean `{meant}`?"
         self.report(error("FLUO101", message, self.index.span(pos, end), path=self.path, suggestion=suggestion))
         self.skip_to(parser, end)
         terminal = _terminal_of("not")
-        for at in range(pos, end):
+        for _ in meant.split():
             if terminal in _accepts(parser):
-                parser.feed_token(self.token(terminal, "not", at, at + 1))
+                parser.feed_token(self.token(terminal, "not", pos, end))
         return True
 
     def _look_alike(self, parser: Any, pos: int) -> bool:
@@ -849,7 +849,9 @@ class _Recovery:
         if close < 0:
             return False
         inner = text[pos + 1 : close]
-        if ch == "`" and _RIGHT_OPERAND.search(text, max(0, pos - _NEAR), pos) and _feedable(parser, ["STRING"]):
+        operator_end = _before_space(text, pos)
+        right_side = _RIGHT_OPERAND.search(text[max(0, operator_end - 9) : operator_end])
+        if ch == "`" and right_side is not None and _feedable(parser, ["STRING"]):
             # `name == \`GET /x\``: a JavaScript template literal, a string
             quote = "'" if "'" not in inner else '"'
             if "${" in inner or quote in inner or "\\" in inner:
@@ -887,7 +889,7 @@ class _Recovery:
 
 _OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
 """Operators of other languages and what they are here: suggested, then read as it."""
-_RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\s*\Z")
+_RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\Z")
 _HAS_CALL = re.compile(r"has[ \t]*\(")
 _SPACED_EQ = re.compile(r"=[ \t]+=(?!=)")
 _SPACED_NE = re.compile(r"![ \t]+=(?!=)")
@@ -979,8 +981,7 @@ _UNIT_ALIASES = {
 _NULL_TEST = re.compile(r"(?i)is\s+(not\s+)?(?:null|none|nil)\b")
 _IS_NOT = re.compile(r"(?i)is\s+not\b")
 _IN_WORD = re.compile(r"(?i)\s+in\b")
-_LEFT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\s*\Z")
-_BEFORE_OPERAND = re.compile(r"(?:\A|[({\[,]|\b(?:and|or|not|expect|detect))\s*\Z")
+_OPERAND_AFTER_WORD = re.compile(r"(?:\A|\W)(?:and|or|not|expect|detect)\Z")
 _AFTER_OPERAND = re.compile(r"[ \t]*(?:[),\]}\r\n]|\Z|(?:and|or)\b)")
 _REGEX_SPECIAL = frozenset(".^$*+?()[]{}|\\")
 _BETWEEN = re.compile(r"(?i)between\s+[^\s()]+\s+and\s+[^\s()]+|between\b")
@@ -1017,14 +1018,24 @@ def _stray_run(text: str, pos: int) -> int:
 def _whole_comparison(text: str, start: int, end: int) -> int | None:
     """Where the name before text[start:end] starts, if the name and text[start:end] are a whole operand of
     `and`/`or` (`where(x IS NULL)`, `a and x !~ 'b'`): then a fix may replace them with `not (...)`."""
-    window = text[max(0, start - _NEAR) : start]
-    name = _LEFT_NAME.search(window)
-    if name is None or name.group().strip() in _OPERATOR_WORDS:
+    name_end = _before_space(text, start)
+    left = name_end
+    while left > max(0, start - _NEAR) and (text[left - 1] == "." or _WORD_CHAR.match(text, left - 1)):
+        left -= 1
+    name = text[left:name_end]
+    if not _DOTTED.fullmatch(name) or name in _OPERATOR_WORDS or _AFTER_OPERAND.match(text, end) is None:
         return None
-    left = start - (len(window) - name.start())
-    if _BEFORE_OPERAND.search(text, max(0, left - _NEAR), left) is None or _AFTER_OPERAND.match(text, end) is None:
-        return None
-    return left
+    before = _before_space(text, left)
+    if before == 0 or text[before - 1] in "({[," or _OPERAND_AFTER_WORD.search(text[max(0, before - 7) : before]):
+        return left
+    return None
+
+
+def _before_space(text: str, pos: int) -> int:
+    """Where the spaces and tabs before `pos` start."""
+    while pos > 0 and text[pos - 1] in " \t":
+        pos -= 1
+    return pos
 
 
 def _like_regex(literal: str, ignore_case: bool) -> str | None:

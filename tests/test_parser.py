@@ -601,6 +601,7 @@ _FIXES = [
     ("where(service ! = 'a')", "where(service != 'a')"),
     ("where(!!(service == 'a'))", "where(not not(service == 'a'))"),
     ("where(!service == 'a')", "where(not service == 'a')"),
+    ("where(!!!service)", "where(not service)"),
     ("where(!has(http.route))", "where(not (http.route not in []))"),
     ("where(a and !has(b.c) or d)", "where(a and not (b.c not in []) or d)"),
     ("where(status is not error)", "where(status != error)"),
