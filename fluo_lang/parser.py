@@ -512,7 +512,7 @@ class _Recovery:
             else:
                 suggestion = f"matches {regex}"
                 message += f" With a regular expression: `{suggestion}`"
-                fix_end = operand.end() if operand is not None else end
+                fix_end = operand.end() if operand is not None else None
         self._read_as(ip, start, end, message, suggestion, fix_end=fix_end)
         for name, value in zip(terminals, meant.split(), strict=True):
             ip.feed_token(self.token(name, value, start, end))
@@ -842,9 +842,8 @@ class _Recovery:
         eol = _LINE_END.search(text, pos, pos + _NEAR)
         limit = min(len(text), pos + _NEAR) if eol is None else eol.start()
         close = text.find(closer, pos + 1, limit)
-        while (
-            ch != "`" and close >= 0 and _WORD_CHAR.match(text, close + 1)
-        ):  # U+2018 it U+2019 s U+2019: an apostrophe
+        # a closer before a letter is an apostrophe (U+2018 it U+2019 s U+2019): the string closes after it
+        while ch != "`" and close >= 0 and _WORD_CHAR.match(text, close + 1):
             close = text.find(closer, close + 1, limit)
         if close < 0:
             return False
@@ -1004,7 +1003,8 @@ def _after_space(text: str, pos: int) -> int:
 
 def _stray_run(text: str, pos: int) -> int:
     """The end of the run of text[pos] (a character to delete or make a space) on its line, the text between
-    holding no string, comment or other character of its kind: `\xa0>\xa0` is one error, and one fix."""
+    holding no string, comment or other character of its kind: `count()`, U+00A0, `>`, U+00A0, `5` has one
+    error, and one fix."""
     ch, end = text[pos], pos + 1
     limit = min(len(text), pos + _NEAR)
     while end < limit:
