@@ -377,3 +377,35 @@ def test_missing_values_when_scope_and_presence(tmp_path: Path) -> None:
     assert not any(d["contradicts"] for d in ship["discovered"])
     text = run("--compare", str(rules), str(traces), "--min-support", "3").stdout
     assert "when_count (" in text and "applied on 5 of 10 traces, held on 60% of them (fired on 2)" in text
+
+
+QUADRATIC = "rule quad {\n  expect trace.spans.all(trace.spans.where(duration > 5ms).count() >= 1 and name != 'x')\n}\n"
+
+
+def test_the_cost_limit_of_fluo_eval_refuses_a_rule(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, traces = files
+    rules = tmp_path / "quad.fluo"
+    rules.write_text(QUADRATIC, encoding="utf-8")
+    refused = run("--compare", str(rules), str(traces), "--format", "json", "--cost-limit", "1000")
+    assert refused.exit_code == 1, refused.output
+    report = json.loads(refused.stdout)
+    assert report["rules"] == [] and "FLUO404" in report["errors"][0]
+    ran = run("--compare", str(rules), str(traces), "--format", "json", "--cost-limit", "0")
+    assert ran.exit_code == 0, ran.output
+    assert [r["rule"] for r in json.loads(ran.stdout)["rules"]] == ["quad"]
+
+
+def test_the_evaluation_budget_of_fluo_eval_cuts_traces_short(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, traces = files
+    rules = tmp_path / "quad.fluo"
+    rules.write_text(QUADRATIC, encoding="utf-8")
+    budget = "20"  # spans visited: the traces of more than 3 spans need more than 20
+    evaluated = CliRunner().invoke(main, ["eval", str(rules), "--traces", str(traces), "--eval-budget", budget])
+    signals = [json.loads(line)["rule"] for line in evaluated.stdout.splitlines()]
+    truncated = signals.count("fluo.evaluation_truncated")
+    assert 0 < truncated < len(AUTH_SPANS)
+    result = run("--compare", str(rules), str(traces), "--format", "json", "--eval-budget", budget)
+    assert result.exit_code == 0, result.output
+    quad = by_rule(json.loads(result.stdout))["quad"]
+    assert (quad["fired"], quad["truncated"], quad["traces"]) == (signals.count("quad"), truncated, len(AUTH_SPANS))
+    assert quad["findings"][0].startswith(f"not evaluated on {truncated} of {len(AUTH_SPANS)} traces")

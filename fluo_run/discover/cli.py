@@ -11,7 +11,7 @@ import click
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
-from ..cli import fail
+from ..cli import cost_limit_option, eval_budget_option, fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
@@ -76,6 +76,8 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
     type=click.Path(file_okay=False),
     help="Also write a rule test (<stem>_test.yaml + fixtures) for the proposed rules into DIR.",
 )
+@cost_limit_option
+@eval_budget_option
 def command(
     trace_paths: tuple[str, ...],
     output: str | None,
@@ -88,12 +90,15 @@ def command(
     no_attributes: bool,
     compare_paths: tuple[str, ...],
     tests_dir: str | None,
+    cost_limit: int,
+    eval_budget: int,
 ) -> None:
     """Propose rules that hold on a corpus of traces (OTLP JSON or protobuf files).
 
     Each rule carries its support (traces it was tested on) and confidence. With
     --compare, report instead how existing rules fared on the traces and which
-    discovered facts contradict them.
+    discovered facts contradict them; the rules run as `fluo eval` runs them
+    (--cost-limit refuses a rule, FLUO404; --eval-budget cuts a trace short).
 
     \b
     Examples:
@@ -147,7 +152,7 @@ def command(
     with collector_paused():
         found, facts = mine_within(miner, options.max_rules)
     if compare_paths:
-        report = compare(compare_paths, traces, corpus, facts, miner.implied)
+        report = compare(compare_paths, traces, corpus, facts, miner.implied, cost_limit, eval_budget)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
         _emit(text, output)
         sys.exit(1 if report.get("errors") else 0)

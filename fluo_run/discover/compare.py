@@ -1,6 +1,8 @@
 """`fluo discover --compare`: how existing rules fare on a corpus, and what contradicts them.
 
-Each rule is run through the one evaluator (`compile_program`) on every trace:
+Each rule is run through the one evaluator on every trace, as `fluo eval` runs it (its cost limit
+refuses a rule, FLUO404; its evaluation budget cuts a trace short, and the rules skipped there count
+it as `truncated`):
 how often it applied (its `when` held; always, for `expect`/`detect`), how
 often it fired, and so on what share of traces it held. Then what the corpus
 says against the rule's assumptions: every bound the rule compares a trace-level
@@ -21,15 +23,16 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
 
-from fluo_lang.api import RuleSourceError, analyze, analyze_paths, compile_program, lower
+from fluo_lang.api import RuleSourceError, analyze, analyze_paths, lower
 from fluo_lang.builtins import Member
-from fluo_lang.evaluate import CompiledRule
+from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT, check_cost
+from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program, Signal
 from fluo_lang.ir import Node, RuleIR, payload_text
 from fluo_lang.parser import DURATION_UNITS
 from fluo_lang.trace import Trace, windows_of
 from fluo_lang.values import format_duration, to_json
 
-from ..cli import fail
+from ..cli import fail, with_cost_limit
 from .corpus import Corpus
 from .facts import Fact
 from .render import confidence_text, description, rule_text
@@ -598,45 +601,68 @@ def _occurrences(corpus: Corpus) -> dict[tuple[str, str], int]:
 
 
 def compare(
-    paths: Sequence[str], traces: list[Trace], corpus: Corpus, facts: list[Fact], implied: Sequence[Fact] = ()
+    paths: Sequence[str],
+    traces: list[Trace],
+    corpus: Corpus,
+    facts: list[Fact],
+    implied: Sequence[Fact] = (),
+    cost_limit: int = DEFAULT_COST_LIMIT,
+    eval_budget: int = DEFAULT_BUDGET,
 ) -> dict[str, Any]:
     """The report of `--compare`: one entry per rule that checked, plus diagnostics of those that did not.
 
     `facts` are the discovered rules; `implied`, facts left out because those imply them, which are
     named only where they contradict a rule (`auth` at most 6 spans, when its operations' bounds add up to 6).
+    The rules are loaded and run as `fluo eval` runs them: a rule estimated to cost more than `cost_limit`
+    is refused (FLUO404, among the errors), and a trace whose evaluation spends more than `eval_budget`
+    span visits is cut short; the rules it skipped there count it as `truncated`, neither fired nor held.
     """
     try:
-        analysis = analyze_paths(paths)
+        analysis = with_cost_limit(analyze_paths(paths), cost_limit)
     except RuleSourceError as exc:
         fail(f"--compare {exc}")
         raise AssertionError from exc  # unreachable: fail exits
     errors = [d.format() for d in analysis.diagnostics if d.is_error]
-    program = compile_program(analysis)
+    rules = lower(analysis)
+    refused = {r.id for r in rules if cost_limit > 0 and check_cost([r], cost_limit)}  # as FLUO404 above
+    program = Program([r for r in rules if r.id not in refused], budget=eval_budget or None)
     fired: dict[str, list[Trace]] = defaultdict(list)
-    for tr in traces:
-        for rule_id in {s.rule for s in program.evaluate_trace(tr)}:
+    cut: dict[str, set[int]] = defaultdict(set)  # rule: the traces (by index) its evaluation was cut short on
+    for i, tr in enumerate(traces):
+        signals = program.evaluate_trace(tr)
+        for rule_id in {s.rule for s in signals if s.rule != TRUNCATED_RULE}:
             fired[rule_id].append(tr)
+        for rule_id in _skipped(signals):
+            cut[rule_id].add(i)
     discovered = _said(facts, corpus, False) + _said(implied, corpus, True)
     occurs = _occurrences(corpus)
-    reports = [_rule_report(r, fired[r.id], traces, corpus, discovered, occurs) for r in program.trace_rules]
+    reports = []
+    for r in program.trace_rules:
+        evaluated = [tr for i, tr in enumerate(traces) if i not in cut[r.id]] if cut[r.id] else traces
+        report = _rule_report(r, fired[r.id], evaluated, corpus, discovered, occurs)
+        reports.append(_with_truncated(report, len(traces), len(cut[r.id]), eval_budget, "traces"))
     windows = []
     for r in program.window_rules:
         assert r.ir.window_ns is not None
         ws = windows_of(traces, r.ir.window_ns)
-        fired_windows = sum(1 for w in ws if program.evaluate_window(w, [r]))
-        windows.append(
-            {
-                "rule": r.ir.id,
-                "path": r.ir.path,
-                "line": r.ir.span.line + 1,
-                "mode": r.ir.mode,
-                "windows": len(ws),
-                "fired": fired_windows,
-                "held": round((len(ws) - fired_windows) / len(ws), 6) if ws else 1.0,
-                "findings": [],
-                "discovered": [],
-            }
-        )
+        fired_windows = truncated = 0
+        for w in ws:
+            signals = program.evaluate_window(w, [r])
+            fired_windows += any(s.rule == r.ir.id for s in signals)
+            truncated += r.ir.id in _skipped(signals)
+        whole = len(ws) - truncated
+        report = {
+            "rule": r.ir.id,
+            "path": r.ir.path,
+            "line": r.ir.span.line + 1,
+            "mode": r.ir.mode,
+            "windows": len(ws),
+            "fired": fired_windows,
+            "held": round((whole - fired_windows) / whole, 6) if whole else 1.0,
+            "findings": [],
+            "discovered": [],
+        }
+        windows.append(_with_truncated(report, len(ws), truncated, eval_budget, "windows"))
     return {
         "traces": len(traces),
         "spans": corpus.spans,
@@ -644,6 +670,31 @@ def compare(
         "errors": errors
         + [f"internal error evaluating {e.rule} on trace {e.trace_id}: {e.message}" for e in program.errors],
     }
+
+
+def _skipped(signals: list[Signal]) -> set[str]:
+    """The rules a `fluo.evaluation_truncated` signal among these says were not evaluated."""
+    return {
+        str(rule_id)
+        for s in signals
+        if s.rule == TRUNCATED_RULE and isinstance(s.observed, dict)
+        for rule_id in s.observed.get("rules_skipped", ())
+    }
+
+
+def _with_truncated(report: dict[str, Any], total: int, truncated: int, budget: int, unit: str) -> dict[str, Any]:
+    """A rule's report, told on how many traces (windows) its evaluation was cut short, as `fluo eval` cuts it:
+    those are neither fired nor held (the held share is of the rest)."""
+    if unit == "traces":
+        report["traces"] = total
+    report["truncated"] = truncated
+    if truncated:
+        report["findings"].insert(
+            0,
+            f"not evaluated on {truncated} of {total} {unit}: the evaluation budget of {budget:,} span visits ran "
+            "out (`fluo eval` reports fluo.evaluation_truncated there); they are counted neither fired nor held",
+        )
+    return report
 
 
 def compare_text(report: dict[str, Any]) -> str:
