@@ -409,3 +409,36 @@ def test_the_evaluation_budget_of_fluo_eval_cuts_traces_short(files: tuple[Path,
     quad = by_rule(json.loads(result.stdout))["quad"]
     assert (quad["fired"], quad["truncated"], quad["traces"]) == (signals.count("quad"), truncated, len(AUTH_SPANS))
     assert quad["findings"][0].startswith(f"not evaluated on {truncated} of {len(AUTH_SPANS)} traces")
+
+
+def compare_spans(tmp_path: Path, spans: list[Span], rules: str) -> dict[str, dict[str, Any]]:
+    traces, path = tmp_path / "t.json", tmp_path / "r.fluo"
+    traces.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    path.write_text(rules, encoding="utf-8")
+    return compare(path, traces)
+
+
+def contradicting(report: dict[str, Any]) -> list[str]:
+    return [d["rule"] for d in report["discovered"] if d["contradicts"]]
+
+
+def test_a_loose_fact_contradicts_only_if_its_spans_broke_the_rule(tmp_path: Path) -> None:
+    # `place` always takes 110ms; its fact is rounded up to `<= 150ms`: it is not what broke either rule
+    spans: list[Span] = []
+    for i in range(8):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 130 + 10 * i)
+        currency = ["EUR", "USD"][i % 2]
+        spans += [root, span(tid, bytes([i, 1, 0, 0, 0, 0, 0, 1]), "place", "co", 2, 112, root.span_id,
+                             currency=currency)]  # fmt: skip
+    report = compare_spans(
+        tmp_path,
+        spans,
+        "rule all_fast { expect trace.spans.all(duration <= 120ms) }\n"
+        "rule place_eur { expect trace.spans.where(name == 'place').all(duration <= 120ms and currency == 'EUR') }\n",
+    )
+    assert contradicting(report["all_fast"]) == ["trace.spans.where(name == 'GET /').all(duration <= 200ms)"]
+    assert contradicting(report["place_eur"]) == ["trace.spans.where(name == 'place').all(currency in ['EUR', 'USD'])"]
+    assert "trace.spans.where(name == 'place').all(duration <= 150ms)" in [
+        d["rule"] for d in report["place_eur"]["discovered"]
+    ]

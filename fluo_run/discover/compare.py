@@ -308,21 +308,29 @@ def _name_test(p: Node) -> tuple[str, str] | None:
 
 
 def _contradicts(
-    claim: _Claim, claim_ops: frozenset[int] | None, fact: _Claim, fact_ops: frozenset[int] | None
+    claim: _Claim,
+    claim_ops: frozenset[int] | None,
+    fact: _Claim,
+    fact_ops: frozenset[int] | None,
+    breakers: frozenset[int] | None = None,
 ) -> bool:
     """Whether a fact's claim says otherwise than a rule's claim the corpus broke: the reverse order, or a
     limit on the very value, or on the same field of the same spans (or of some of them: an operation's
-    spans among a service's), further out than the rule's (`_beyond`)."""
+    spans among a service's), further out than the rule's (`_beyond`). A fact's limit may be looser than
+    what was measured (durations rounded up: `<= 150ms` for spans always 110ms), so a fact about spans
+    contradicts only if those very spans broke the rule's limit: `breakers`, the operations whose spans did
+    (None: not known, the fact's limit is trusted)."""
     if claim.reverse:
         return fact.subject == claim.reverse
     if claim.limit is None or fact.limit is None or claim.field != fact.field:
         return False
     if claim.spans is None:
         same = fact.spans is None and fact.subject == claim.subject
+    elif fact.subject == claim.subject:
+        same = breakers is None or bool(breakers)
     else:
-        same = fact.subject == claim.subject or (
-            claim_ops is not None and bool(fact_ops) and fact_ops is not None and fact_ops <= claim_ops
-        )
+        same = claim_ops is not None and bool(fact_ops) and fact_ops is not None and fact_ops <= claim_ops
+        same = same and (breakers is None or bool(fact_ops is not None and fact_ops & breakers))
     return same and _beyond(claim.limit, fact.limit)
 
 
@@ -332,6 +340,62 @@ def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
     if claim.op:
         return any(_holds(claim.op, fn(tr, None), claim.bound) is False for tr in fired)
     return any(fn(tr, None) is claim.negated for tr in fired)
+
+
+def _breakers(claim: _Claim, rule: CompiledRule, fired: list[Trace], corpus: Corpus) -> frozenset[int] | None:
+    """The operations whose spans, among those a claim about each span bounds, broke its limit on the traces
+    where the rule fired (read from the spans, not from the clause, which may break for another field);
+    None when that cannot be read (a field or limit this does not read)."""
+    if claim.spans is None or claim.limit is None or not claim.field:
+        return None
+    members = rule.compiler.fn(claim.spans)
+    out = set()
+    for tr in fired:
+        for sp in members(tr, None) or ():
+            kept = _keeps(claim.limit, _read(tr, sp, claim.field))
+            if kept is None:
+                return None
+            if not kept:
+                op = corpus.op_index.get((sp.service, sp.name))
+                if op is None:
+                    return None
+                out.add(op)
+    return frozenset(out)
+
+
+_MISSING = object()
+
+
+def _read(tr: Trace, sp: Any, field: str) -> Any:
+    """A span's field as `_field_path` names it (`duration`, `parent.service`, `attr currency`); `_MISSING`
+    when it is not one this reads."""
+    if field.startswith("attr "):
+        return sp.attributes.get(field[5:], _MISSING)
+    *steps, last = field.split(".")
+    for step in steps:
+        if step != "parent":
+            return _MISSING
+        sp = tr.parent_of(sp)
+        if sp is None:
+            return None
+    if last not in ("duration", "name", "service"):
+        return _MISSING
+    return getattr(sp, last)
+
+
+def _keeps(limit: Limit, value: Any) -> bool | None:
+    """Whether a value keeps to a limit (a missing one keeps to none); None when that cannot be told."""
+    op, bound = limit
+    if value is _MISSING:
+        return None
+    if value is None:
+        return False
+    if op in ("in", "not in"):
+        try:
+            return (value in bound) == (op == "in")
+        except TypeError:
+            return None
+    return _holds(op, value, bound)
 
 
 def _span_bounds(node: Node) -> list[tuple[Node, Node, str]]:
@@ -497,7 +561,7 @@ def _rule_report(
     claims = [(clause, c) for clause, node in clauses for c in _claims(node)]
     # what a fact must say to contradict the rule: the rule assumed it, and the corpus broke it
     broken = [
-        (c, _span_ops(c.spans, corpus))
+        (c, _span_ops(c.spans, corpus), _breakers(c, rule, fired_on, corpus))
         for clause, c in claims
         if clause in ("expect", "always") and (c.limit is not None or c.reverse) and _broken(c, rule, fired_on)
     ]
@@ -524,7 +588,7 @@ def _rule_report(
         for d in discovered:
             f = d.fact
             names = {corpus.ops[o].name for o in f.ops} | {corpus.ops[o].service for o in f.ops} | set(f.services)
-            contradicts = any(_contradicts(c, ops, fc, fops) for c, ops in broken for fc, fops in d.claims)
+            contradicts = any(_contradicts(c, ops, fc, fops, by) for c, ops, by in broken for fc, fops in d.claims)
             same = bool(d.topics & topics)
             if contradicts or (not d.implied and (names & mentioned or same)):
                 # contradictions first, then facts about the very thing the rule bounds or orders
