@@ -442,3 +442,34 @@ def test_a_loose_fact_contradicts_only_if_its_spans_broke_the_rule(tmp_path: Pat
     assert "trace.spans.where(name == 'place').all(duration <= 150ms)" in [
         d["rule"] for d in report["place_eur"]["discovered"]
     ]
+
+
+def test_the_parts_of_a_disjunction_are_not_assumptions(tmp_path: Path) -> None:
+    # (auth, users) spans per trace; `auth <= 2 or users <= 2` fails only on the (3, 3) traces
+    spans: list[Span] = []
+    for i, (auth, users) in enumerate([(4, 1)] * 3 + [(1, 4)] * 3 + [(3, 3)] * 3):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        spans.append(root)
+        spans += [span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "login", "auth", k, k + 5, root.span_id)
+                  for k in range(auth)]  # fmt: skip
+        spans += [span(tid, bytes([i, 2, 0, 0, 0, 0, 0, k]), "lookup", "users", k, k + 5, root.span_id)
+                  for k in range(users)]  # fmt: skip
+    auth, users = "trace.count(service == 'auth')", "trace.count(service == 'users')"
+    report = compare_spans(
+        tmp_path,
+        spans,
+        f"rule either {{ expect {auth} <= 2 or {users} <= 2 }}\n"
+        f"rule not_both {{ expect not ({auth} > 2 and {users} > 2) }}\n"
+        f"rule both {{ expect {auth} <= 3 and {users} <= 3 }}\n",
+    )
+    for rule in ("either", "not_both"):
+        assert report[rule]["fired"] == 3
+        assert not [f for f in report[rule]["findings"] if f.startswith("assumes")]
+        assert contradicting(report[rule]) == []
+    # the parts of a conjunction are, in source order
+    assert [f.split("`")[1] for f in report["both"]["findings"]] == [f"{auth} <= 3", f"{users} <= 3"]
+    assert contradicting(report["both"]) == [
+        "trace.spans.where(service == 'auth').count() <= 4",
+        "trace.spans.where(service == 'users').count() <= 4",
+    ]

@@ -54,23 +54,28 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
-def _signed(node: Node) -> Iterator[tuple[Node, bool]]:
-    """The trace-level nodes of a clause (not those inside a predicate, which are per span), each with
-    whether an odd number of `not`s is around it: `not (count() > 4)` assumes `count() <= 4`."""
+def _signed(node: Node, assumed: bool = False) -> Iterator[tuple[Node, bool]]:
+    """The trace-level nodes of a clause (not those inside a predicate, which are per span), in source order,
+    each with whether an odd number of `not`s is around it: `not (count() > 4)` assumes `count() <= 4`.
+
+    `assumed`: only the nodes the clause holding asserts, each by itself: not the parts of `A or B` (nor of
+    `not (A and B)`), of which the rule assumes none alone."""
     stack = [(node, False)]
     while stack:
         n, negated = stack.pop()
         if n.op == "fn":
             continue
+        if assumed and n.op == ("and" if negated else "or"):
+            continue
         yield n, negated
-        stack.extend((a, negated != (n.op == "not")) for a in n.args)
+        stack.extend((a, negated != (n.op == "not")) for a in reversed(n.args))
 
 
-def _bounds(node: Node) -> list[tuple[Node, str, Any]]:
+def _bounds(node: Node, assumed: bool = False) -> list[tuple[Node, str, Any]]:
     """Trace-level comparisons of a value with a constant: (value node, operator, constant), the operator
-    as the clause means it (negated under `not`)."""
+    as the clause means it (negated under `not`); `assumed`: only those the clause asserts (`_signed`)."""
     out = []
-    for n, negated in _signed(node):
+    for n, negated in _signed(node, assumed):
         if n.op == "cmp" and n.value in _FLIP:
             left, right = n.args
             op = _NEGATE[n.value] if negated else n.value
@@ -248,10 +253,12 @@ def _beyond(claim: Limit, fact: Limit) -> bool:
     return False
 
 
-def _claims(node: Node) -> list[_Claim]:
-    """Trace-level bounds with a constant, checks on every span of a set, and orders in a clause."""
-    out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", v, op, c, limit=_limit(op, c)) for v, op, c in _bounds(node)]
-    for n, negated in _signed(node):
+def _claims(node: Node, assumed: bool = False) -> list[_Claim]:
+    """Trace-level bounds with a constant, checks on every span of a set, and orders in a clause; `assumed`:
+    only those the clause asserts (`_signed`)."""
+    bounds = _bounds(node, assumed)
+    out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", v, op, c, limit=_limit(op, c)) for v, op, c in bounds]
+    for n, negated in _signed(node, assumed):
         each = _is_call(n, "any") if negated else _is_call(n, "all") or _is_call(n, "none")
         if each and len(n.args) == 2 and n.args[1].op == "fn":
             spans = _key(n.args[0])
@@ -402,7 +409,7 @@ def _span_bounds(node: Node) -> list[tuple[Node, Node, str]]:
     """Bounds on every span's duration in a rule: `spans.all(duration OP constant)`, `spans.none(...)` or
     `not spans.any(...)`: (what holds when the spans keep to it, their set, the field bounded)."""
     out = []
-    for n, negated in _signed(node):
+    for n, negated in _signed(node, assumed=True):
         if negated:
             continue
         if n.op == "not" and n.args and _is_call(n.args[0], "any"):
@@ -537,7 +544,7 @@ def _rule_report(
     for clause, node in clauses:
         over = tested if clause in ("always", "never") else traces
         where = "traces where it applied" if over is not traces else "traces"
-        for value, op, bound in _bounds(node):
+        for value, op, bound in _bounds(node, assumed=clause in ("expect", "always")):
             fn = rule.compiler.fn(value)
             values = [fn(tr, None) for tr in over]
             seen = [v for v in values if v is not None and _holds(op, v, bound) is not None]
@@ -558,7 +565,7 @@ def _rule_report(
                     f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s {ranged}"
                     + (f" ({outside} of {len(over)} {where} outside)" if outside else ", so it always held")
                 )
-    claims = [(clause, c) for clause, node in clauses for c in _claims(node)]
+    claims = [(clause, c) for clause, node in clauses for c in _claims(node, clause in ("expect", "always"))]
     # what a fact must say to contradict the rule: the rule assumed it, and the corpus broke it
     broken = [
         (c, _span_ops(c.spans, corpus), _breakers(c, rule, fired_on, corpus))
@@ -637,7 +644,11 @@ def _said(facts: Sequence[Fact], corpus: Corpus, implied: bool) -> list[_Said]:
     out = []
     for i, f in enumerate(facts):
         ir = compiled.get(f"fact_{i}")
-        claims = [c for kind, node in ir.clauses() if kind in ("expect", "always") for c in _claims(node)] if ir else []
+        claims = (
+            [c for kind, node in ir.clauses() if kind in ("expect", "always") for c in _claims(node, True)]
+            if ir
+            else []
+        )
         parent = f.detail.get("parent") if f.kind == "parent" else None
         if isinstance(parent, int):
             claims += [
