@@ -473,3 +473,25 @@ def test_the_parts_of_a_disjunction_are_not_assumptions(tmp_path: Path) -> None:
         "trace.spans.where(service == 'auth').count() <= 4",
         "trace.spans.where(service == 'users').count() <= 4",
     ]
+
+
+def test_an_operation_is_not_matched_with_a_service_of_the_same_name(tmp_path: Path) -> None:
+    # a client span `payment` of `checkout` calls `charge` of the service `payment`, 1 to 3 times
+    spans: list[Span] = []
+    for i in range(9):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        client = span(tid, bytes([i, 1, 0, 0, 0, 0, 0, 1]), "payment", "checkout", 10, 60, root.span_id)
+        spans += [root, client]
+        spans += [span(tid, bytes([i, 2, 0, 0, 0, 0, 0, k]), "charge", "payment", 12 + k, 20 + k, client.span_id)
+                  for k in range(1 + i % 3)]  # fmt: skip
+    report = compare_spans(
+        tmp_path,
+        spans,
+        "rule pay_svc { expect trace.count(service == 'payment') <= 1 }\n"
+        "rule pay_op { expect trace.spans.where(name == 'payment').all(duration <= 20ms) }\n",
+    )
+    svc = [d["rule"] for d in report["pay_svc"]["discovered"]]
+    op = [d["rule"] for d in report["pay_op"]["discovered"]]
+    assert svc and not [r for r in svc if "where(name == 'payment')" in r], svc
+    assert op and not [r for r in op if "service == 'payment'" in r], op

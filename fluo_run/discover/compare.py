@@ -575,10 +575,10 @@ def _rule_report(
     topics = {c.topic for _, c in claims}
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
-    mentioned: set[str] = set()
+    mentioned: set[tuple[str, str]] = set()  # (`name` | `service`, constant): an operation is not a service
     for node in nodes:
         for field, const in _names(node):
-            mentioned.add(const)
+            mentioned.add((field, const))
             known = ops_names if field == "name" else services
             what = "operation" if field == "name" else "service"
             if const not in known:
@@ -594,7 +594,8 @@ def _rule_report(
         kinds = _kinds_of(nodes)
         for d in discovered:
             f = d.fact
-            names = {corpus.ops[o].name for o in f.ops} | {corpus.ops[o].service for o in f.ops} | set(f.services)
+            names = {("name", corpus.ops[o].name) for o in f.ops} | {("service", corpus.ops[o].service) for o in f.ops}
+            names |= {("service", s) for s in f.services}
             contradicts = any(_contradicts(c, ops, fc, fops, by) for c, ops, by in broken for fc, fops in d.claims)
             same = bool(d.topics & topics)
             if contradicts or (not d.implied and (names & mentioned or same)):
