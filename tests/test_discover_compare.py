@@ -495,3 +495,11 @@ def test_an_operation_is_not_matched_with_a_service_of_the_same_name(tmp_path: P
     op = [d["rule"] for d in report["pay_op"]["discovered"]]
     assert svc and not [r for r in svc if "where(name == 'payment')" in r], svc
     assert op and not [r for r in op if "service == 'payment'" in r], op
+
+
+def test_a_bound_written_with_equals_is_contradicted(files: tuple[Path, Path], tmp_path: Path) -> None:
+    _, traces = files
+    rules = tmp_path / "eq.fluo"
+    rules.write_text("rule eq { expect trace.count(service == 'auth') == 2 }\n", encoding="utf-8")
+    report = compare(rules, traces)["eq"]
+    assert contradicting(report) == [f"trace.spans.where(service == 'auth').count() <= {max(AUTH_SPANS)}"]

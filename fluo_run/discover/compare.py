@@ -247,6 +247,9 @@ def _beyond(claim: Limit, fact: Limit) -> bool:
         further = fv > cv if upper else fv < cv
         return bool(further or (fv == cv and len(cop) == 1 and len(fop) == 2))
     if cop == "in":
+        if fop in ("<", "<=", ">", ">=") and len(cv) == 1 and _number(next(iter(cv))):  # `== c`: `<= c` and `>= c`
+            c = next(iter(cv))
+            return _beyond(("<=", c), fact) or _beyond((">=", c), fact)
         return fop == "in" and not fv <= cv
     if cop == "not in":
         return fop == "in" and bool(fv & cv)
