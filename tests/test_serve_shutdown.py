@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import signal
 import socket
+import sys
 import threading
 import time
 import urllib.request
@@ -510,3 +512,26 @@ def test_a_late_span_after_a_clean_restart_is_still_late(tmp_path: Path) -> None
     assert got == []
     with RuntimeThread(config(tmp_path, rules=[rules], db=tmp_path / "s.db", late_span_memory=0.0)) as rt:
         assert len(rt.runtime.buffer.done) == 0  # remembered for --late-span-memory, across restarts too
+
+
+def test_a_stop_cut_short_closes_the_connections_it_was_waiting_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender mid-body when the shutdown deadline cut the receivers' cleanup short: its connection was left
+    to the garbage collector once the loop ended, an unclosed-socket ResourceWarning in whatever test ran
+    next (one fresh-clone CI run failed so). Now it is closed at the deadline."""
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    rt = RuntimeThread(config(tmp_path, grpc=None, shutdown_timeout=0.3)).start()
+    with socket.create_connection(("127.0.0.1", rt.runtime.http_port)) as sender:
+        sender.sendall(
+            b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            b"Content-Length: 100\r\n\r\nabc"  # 3 bytes of 100: the handler waits for the rest
+        )
+        time.sleep(0.2)
+        rt.stop()
+        assert not rt.thread.is_alive()
+        sender.settimeout(5)
+        assert sender.recv(1024) == b""  # the server closed its end
+    gc.collect()
+    assert [u for u in unraisable if "ResourceWarning" in u] == []

@@ -185,6 +185,7 @@ class Runtime:
         self.grpc_port = 0
         self.metrics_port = 0
         self._runners: list[web.AppRunner] = []
+        self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._late_reported = 0
@@ -430,9 +431,23 @@ class Runtime:
             server, self._grpc = self._grpc, None
             await server.stop(grace=RECEIVER_DRAIN)
         runners, self._runners = list(self._runners), []
+        self._closing = runners
         for runner in runners:
             await runner.cleanup()
+        self._closing = []
         self.intake.close()
+
+    async def _abort_connections(self) -> None:
+        """After the receivers' stop was cut short at the deadline: close the connections still open
+        (a sender mid-body), whose handlers aiohttp's cleanup was still waiting for, rather than leave
+        their sockets to the garbage collector when the loop ends."""
+        for runner in self._closing:
+            server = runner.server
+            for handler in list(server.connections) if server is not None else ():
+                handler.force_close()
+        self._closing = []
+        for _ in range(3):  # connection_lost runs on the next turns of the loop and ends the handlers
+            await asyncio.sleep(0)
 
     def abort(self) -> None:
         """Cut a stop in progress short: what is not evaluated or delivered yet is lost (and reported)."""
@@ -518,6 +533,7 @@ class Runtime:
         report.sinks = self.sinks.health()
         if not await self._until(receivers.done, deadline):
             receivers.cancel()
+            await self._abort_connections()
         report.seconds = time.monotonic() - t0
         (log.error if report.exit_code else log.info)("%s", report.line())
         self.report = report
