@@ -119,11 +119,12 @@ def _without_cascades(
         for d in checks
         if not any(sp.start <= d.span.start <= sp.end for sp in broken.get(d.path, []))
         and not (d.code == "FLUO301" and d.span in cut.get(d.path, ()))
-        and not (d.code in _SHAPE_CODES and any(sp.start <= d.span.start <= sp.end for sp in misshapen.get(d.path, [])))
+        and not (d.code in SHAPE_CODES and any(sp.start <= d.span.start <= sp.end for sp in misshapen.get(d.path, [])))
     ]
 
 
-_SHAPE_CODES = frozenset({"FLUO214", "FLUO215", "FLUO217"})
+SHAPE_CODES = frozenset({"FLUO214", "FLUO215", "FLUO217"})
+"""What the checker says of a rule's shape (no `expect`, `when` without `always`, no window length)."""
 
 
 def rule_files(paths: Iterable[str | Path]) -> list[Path]:

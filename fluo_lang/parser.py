@@ -39,6 +39,8 @@ MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
 MAX_RULE_NODES = 20_000
 MAX_ERRORS = 100
+TOO_MANY_ERRORS = f"more than {MAX_ERRORS} syntax errors; the rest are not reported"
+"""FLUO403's message past `MAX_ERRORS` (the language server caps a document in the same words)."""
 MAX_RECOVERIES = 1_000  # syntax errors met, reported or not, before the rest of the file is skipped
 
 # Duration units to nanoseconds.
@@ -171,8 +173,7 @@ class _Recovery:
         if len(self.diagnostics) < MAX_ERRORS:
             self.diagnostics.append(diag)
         elif len(self.diagnostics) == MAX_ERRORS:
-            more = f"more than {MAX_ERRORS} syntax errors; the rest are not reported"
-            self.diagnostics.append(error("FLUO403", more, diag.span, path=self.path))
+            self.diagnostics.append(error("FLUO403", TOO_MANY_ERRORS, diag.span, path=self.path))
 
     def __call__(self, e: UnexpectedInput) -> bool:
         self.recoveries += 1
@@ -919,8 +920,9 @@ def _character_message(text: str, pos: int) -> tuple[str, str | None]:
     return f"unexpected character `{ch}` ({_code_point(ch)})", None
 
 
+_OPERATOR_WORDS = ("and", "or", "not", "in", "contains", "matches")
 _FOREIGN_WORDS = {
-    **{w: w for w in ("and", "or", "not", "in", "contains", "matches")},  # FLUO's own, in capitals
+    **{w: w for w in _OPERATOR_WORDS},  # FLUO's own, in capitals
     "like": "matches",
     "ilike": "matches",
     "rlike": "matches",
@@ -947,7 +949,6 @@ _FOREIGN_WORDS = {
     "has": "contains",
 }
 """Words of other languages (SQL, TraceQL, CEL, Python) where an operator goes, and FLUO's."""
-_OPERATOR_WORDS = ("and", "or", "not", "in", "contains", "matches")
 _CLAUSE_SYNONYMS = {"assert": "expect", "require": "expect", "ensure": "expect", "check": "expect", "then": "always"}
 _KEYWORD_TERMINALS = {
     **{k: k.upper() for k in ("expect", "detect", "when", "always", "never", "window")},

@@ -193,9 +193,6 @@ def _closers(head: str) -> str:
     return "".join(_CLOSER[k] for k in reversed(open_))
 
 
-_RULE_SHAPE = frozenset({"FLUO214", "FLUO215", "FLUO217"})
-
-
 def _duration_fits(path: str, head: str) -> bool:
     """Whether the number `head` ends with can be a duration: a unit after it adds no error
     (`duration > 5`, `window 5`), where it would in `count() > 5`. What the checker says of
@@ -205,7 +202,7 @@ def _duration_fits(path: str, head: str) -> bool:
 
     def errors(text: str) -> Counter[str]:
         diags = api.analyze([(path, text + closers)]).diagnostics
-        return Counter(d.code for d in diags if d.is_error and d.code not in _RULE_SHAPE)
+        return Counter(d.code for d in diags if d.is_error and d.code not in api.SHAPE_CODES)
 
     return not errors(head + "s") - errors(head)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic, error
-from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, Lexeme, lex
+from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, TOO_MANY_ERRORS, Lexeme, lex
 from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
@@ -112,7 +112,6 @@ def split(text: str) -> list[int]:
 
 
 _SYNTAX_CODES = frozenset({"FLUO100", "FLUO101", "FLUO104", "FLUO105", "FLUO107"})
-_TOO_MANY = f"more than {MAX_ERRORS} syntax errors; the rest are not reported"
 
 
 def _capped(diags: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
@@ -124,10 +123,10 @@ def _capped(diags: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]
     count = 0
     for d, base in diags:
         capped = d.code in _SYNTAX_CODES or (d.code == "FLUO102" and d.message == "unterminated string")
-        if capped or (d.code == "FLUO403" and d.message == _TOO_MANY):
+        if capped or (d.code == "FLUO403" and d.message == TOO_MANY_ERRORS):
             count += 1
             if count == MAX_ERRORS + 1:
-                out.append((error("FLUO403", _TOO_MANY, d.span, path=d.path), base))
+                out.append((error("FLUO403", TOO_MANY_ERRORS, d.span, path=d.path), base))
             if count > MAX_ERRORS:
                 continue
         out.append((d, base))
