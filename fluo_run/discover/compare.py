@@ -11,14 +11,15 @@ operation and service names the rule mentions that never occur are named, and
 the discovered facts about the operations and services the rule mentions are
 listed for rules that did not hold everywhere or never applied: first those
 that contradict an assumption the corpus broke, matched with the rule by meaning
-(both compiled, span sets compared by their filters), then those about the same
-value, spans or operations.
+(both compiled, span sets compared by their filters), each once (`_outdone`), then
+those about the same value, spans or operations. An `expect` or `always` assumes
+what it says, a `never` its negation (`_signed`); `_claims` reads each assumption.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import Any
@@ -54,13 +55,14 @@ _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
-def _signed(node: Node, assumed: bool = False) -> Iterator[tuple[Node, bool]]:
+def _signed(node: Node, assumed: bool = False, denied: bool = False) -> Iterator[tuple[Node, bool]]:
     """The trace-level nodes of a clause (not those inside a predicate, which are per span), in source order,
     each with whether an odd number of `not`s is around it: `not (count() > 4)` assumes `count() <= 4`.
 
     `assumed`: only the nodes the clause holding asserts, each by itself: not the parts of `A or B` (nor of
-    `not (A and B)`), of which the rule assumes none alone."""
-    stack = [(node, False)]
+    `not (A and B)`), of which the rule assumes none alone. `denied`: the clause is asserted false, as a
+    `never` clause is (`never { A or B }` assumes `not A` and `not B`)."""
+    stack = [(node, denied)]
     while stack:
         n, negated = stack.pop()
         if n.op == "fn":
@@ -71,34 +73,48 @@ def _signed(node: Node, assumed: bool = False) -> Iterator[tuple[Node, bool]]:
         stack.extend((a, negated != (n.op == "not")) for a in reversed(n.args))
 
 
-def _bounds(node: Node, assumed: bool = False) -> list[tuple[Node, str, Any]]:
+def _bounds(node: Node, assumed: bool = False, denied: bool = False) -> list[tuple[Node, str, Any]]:
     """Trace-level comparisons of a value with a constant: (value node, operator, constant), the operator
-    as the clause means it (negated under `not`); `assumed`: only those the clause asserts (`_signed`)."""
+    as the clause means it (negated under `not`); `assumed`, `denied`: as `_signed` reads them."""
+    return [(value, op, const) for _, _, value, op, const in _comparisons(node, assumed, denied)]
+
+
+def _comparisons(node: Node, assumed: bool = False, denied: bool = False) -> list[tuple[Node, bool, Node, str, Any]]:
+    """`_bounds`, each after its comparison node and whether the clause asserts that node false."""
     out = []
-    for n, negated in _signed(node, assumed):
+    for n, negated in _signed(node, assumed, denied):
         if n.op == "cmp" and n.value in _FLIP:
             left, right = n.args
             op = _NEGATE[n.value] if negated else n.value
             if right.op == "const" and left.op != "const":
-                out.append((left, op, right.value))
+                out.append((n, negated, left, op, right.value))
             elif left.op == "const" and right.op != "const":
-                out.append((right, _FLIP[op], left.value))
+                out.append((n, negated, right, _FLIP[op], left.value))
     return out
 
 
 def _names(node: Node) -> list[tuple[str, str]]:
-    """(`name` | `service`, constant) for every comparison of those fields with a string."""
+    """(`name` | `service`, constant) for every comparison of those fields with a string, and every string
+    of a list they are tested to be `in`."""
     out = []
     for n in node.walk():
         if n.op == "lookup" and isinstance(n.value, tuple) and n.value[0] in ("name", "service"):
             out.append((n.value[0], str(n.value[1])))
+        if n.op == "in" and len(n.args) == 2 and n.args[1].op == "list":
+            field = n.args[0]
+            if field.op == "get" and _member(field) in ("name", "service"):
+                out += [(str(_member(field)), c.value) for c in n.args[1].args if _is_string(c)]
         if n.op != "cmp" or n.value != "==":
             continue
         for field, const in (n.args, n.args[::-1]):
             is_field = field.op == "get" and isinstance(field.value, Member) and field.value.name in ("name", "service")
-            if is_field and const.op == "const" and isinstance(const.value, str):
+            if is_field and _is_string(const):
                 out.append((field.value.name, const.value))
     return out
+
+
+def _is_string(n: Node) -> bool:
+    return n.op == "const" and isinstance(n.value, str)
 
 
 def _key(n: Node) -> str:
@@ -121,14 +137,34 @@ def _key(n: Node) -> str:
 
 
 def _conjuncts(p: Node) -> list[str]:
-    """A span filter's `and`-ed parts as text; `field == constant` as a lookup writes it."""
+    """A span filter's `and`-ed parts as text; `field == constant` as a lookup writes it (and so `field in
+    [constant]`), `field in [constants]` with its constants sorted, once each."""
     if p.op == "and":
         return [c for a in p.args for c in _conjuncts(a)]
     if p.op == "cmp" and p.value == "==" and len(p.args) == 2:
         for field, const in (p.args, p.args[::-1]):
             if const.op == "const" and _field_path(field) is not None:
                 return [f"{_field_path(field)} == {const.value!r}"]
+    listed = _listed(p)
+    if listed is not None:
+        path, consts = listed
+        if len(consts) == 1:
+            return [f"{path} == {next(iter(consts))!r}"]
+        return [f"{path} in [{', '.join(sorted(map(repr, consts)))}]"]
     return [_key(p)]
+
+
+def _listed(p: Node) -> tuple[str, frozenset[Any]] | None:
+    """(field, constants) for a test `field in [constants]` of the span in scope; None for any other."""
+    if p.op != "in" or len(p.args) != 2 or p.args[1].op != "list":
+        return None
+    path = _field_path(p.args[0])
+    if not path or any(a.op != "const" for a in p.args[1].args):
+        return None
+    try:
+        return path, frozenset(a.value for a in p.args[1].args)
+    except TypeError:
+        return None
 
 
 def _member(n: Node) -> str | None:
@@ -173,11 +209,13 @@ class _Claim:
     """What a clause asserts about one thing, as comparable text.
 
     `subject`: the thing and the way it is bounded (`value <value>`, `each <spans> <field>`,
-    `order <A> <B>`); `topic`: the same without a direction; `node`: what to evaluate to see whether
-    the corpus broke it. `limit`: what the value (or each span's `field`) keeps to, when the clause says
-    it plainly (a comparison with a constant, a set, or those `and`-ed), so that a fact contradicts the
-    claim only by bounding the same thing on the same side and further out (`_beyond`); `reverse`:
-    the subject of the opposite order, for an order; `spans`: the span set each span of is checked.
+    `order <A> <B>`, `present <spans>`); `topic`: the same without a direction; `node`: what to evaluate
+    to see whether the corpus broke it. `limit`: what the value (or each span's `field`) keeps to, when the
+    clause says it plainly (a comparison with a constant, a set, or those `and`-ed), so that a fact
+    contradicts the claim only by bounding the same thing on the same side and further out (`_beyond`);
+    `reverse`: the subject of the opposite order, for an order; `spans`: the span set each span of is
+    checked; `scope`: instead of `spans`, `root` (the trace's root span: `trace.root.duration`) or `all`
+    (every span, each lasting at most the trace: `trace.duration <= D`).
     """
 
     subject: str
@@ -191,6 +229,19 @@ class _Claim:
     field: str = ""
     reverse: str = ""
     spans: Node | None = None
+    scope: str = ""
+    members: Node | None = None
+    """The span set a value counts (`count()`), or whose presence is claimed."""
+    present: bool | None = None
+    """For `present <spans>`: whether the claim is that those spans occur (`trace.has(B)`) or that they do
+    not (`never { trace.has(B) }`)."""
+    given: tuple[frozenset[int], ...] | None = None
+    """Where a presence claim is made: on every trace (None); else on a trace with spans of one of these sets of
+    operations (a fact's `when { has(A) or has(B) }`), or, for a rule's, with spans of each (its `when`)."""
+
+    @property
+    def per_span(self) -> bool:
+        return self.spans is not None or bool(self.scope)
 
 
 def _limit(op: str, value: Any) -> Limit | None:
@@ -217,14 +268,10 @@ def _span_limits(p: Node, negated: bool) -> list[tuple[str, Limit]] | None:
                 limit = _limit(_NEGATE[op] if negated else op, const.value)
                 return [(path, limit)] if limit is not None else None
         return None
-    if p.op == "in" and len(p.args) == 2 and p.args[1].op == "list":
-        path = _field_path(p.args[0])
-        if path and all(a.op == "const" for a in p.args[1].args):
-            try:
-                values = frozenset(a.value for a in p.args[1].args)
-            except TypeError:
-                return None
-            return [(path, ("not in" if negated else "in", values))]
+    listed = _listed(p)
+    if listed is not None:
+        path, values = listed
+        return [(path, ("not in" if negated else "in", values))]
     return None
 
 
@@ -256,12 +303,33 @@ def _beyond(claim: Limit, fact: Limit) -> bool:
     return False
 
 
-def _claims(node: Node, assumed: bool = False) -> list[_Claim]:
-    """Trace-level bounds with a constant, checks on every span of a set, and orders in a clause; `assumed`:
-    only those the clause asserts (`_signed`)."""
-    bounds = _bounds(node, assumed)
-    out = [_Claim(f"value {_key(v)}", f"value {_key(v)}", v, op, c, limit=_limit(op, c)) for v, op, c in bounds]
-    for n, negated in _signed(node, assumed):
+def _claims(node: Node, assumed: bool = False, denied: bool = False) -> list[_Claim]:
+    """Trace-level bounds with a constant, checks on every span of a set, presence of spans and orders in a
+    clause; `assumed`, `denied`: as `_signed` reads them. A bound that bounds each span too is also claimed
+    of each span: `spans.max(E) <= c` (`min(E) >= c`) bounds each span's E, `trace.duration <= D` each span's
+    duration (none lasts longer than its trace), `trace.root.duration` the root span's."""
+    out = []
+    for cmp, cmp_negated, v, op, c in _comparisons(node, assumed, denied):
+        limit = _limit(op, c)
+        counted = v.args[0] if _is_call(v, "count") and v.args else None
+        out.append(_Claim(f"value {_key(v)}", f"value {_key(v)}", v, op, c, limit=limit, members=counted))
+        upper, lower = op in ("<", "<="), op in (">", ">=")
+        if ((_is_call(v, "max") and upper) or (_is_call(v, "min") and lower)) and len(v.args) == 2:
+            body = v.args[1].args[0] if v.args[1].op == "fn" and v.args[1].args else None
+            field = _field_path(body) if body is not None else None
+            if field:
+                subject = f"each {_key(v.args[0])} {field}"
+                out.append(
+                    _Claim(subject, subject, cmp, negated=cmp_negated, limit=limit, field=field, spans=v.args[0])
+                )
+        elif v.op == "get" and _member(v) == "duration" and v.args:
+            scope = "all" if v.args[0].op == "root" and upper else "root" if _is_root_span(v.args[0]) else ""
+            if scope:
+                subject = f"each {scope} duration"
+                out.append(
+                    _Claim(subject, subject, cmp, negated=cmp_negated, limit=limit, field="duration", scope=scope)
+                )
+    for n, negated in _signed(node, assumed, denied):
         each = _is_call(n, "any") if negated else _is_call(n, "all") or _is_call(n, "none")
         if each and len(n.args) == 2 and n.args[1].op == "fn":
             spans = _key(n.args[0])
@@ -276,24 +344,41 @@ def _claims(node: Node, assumed: bool = False) -> list[_Claim]:
         elif not negated and (_is_call(n, "before") or _is_call(n, "after")) and len(n.args) == 2:
             a, b = (_key(x) for x in (n.args if _is_call(n, "before") else n.args[::-1]))
             out.append(_Claim(f"order {a} {b}", f"order {min(a, b)} {max(a, b)}", n, reverse=f"order {b} {a}"))
+            # an order holds only where both sets have spans
+            out += [_presence(Node("exists", n.type, (x,), span=n.span), False) for x in n.args]
+        elif n.op == "exists" and n.args:
+            out.append(_presence(n, negated))
     return out
 
 
-def _span_ops(spans: Node | None, corpus: Corpus) -> frozenset[int] | None:
-    """The operations a span set holds, when it is the trace's spans filtered by name and service only."""
+def _presence(exists: Node, negated: bool) -> _Claim:
+    """That a span set has spans (`trace.has(B)`), or, `negated`, that it has none."""
+    subject = f"present {_key(exists.args[0])}"
+    return _Claim(subject, subject, exists, negated=negated, members=exists.args[0], present=not negated)
+
+
+def _is_root_span(n: Node) -> bool:
+    """Whether a node is `trace.root`."""
+    return n.op == "get" and _member(n) == "root" and bool(n.args) and n.args[0].op == "root"
+
+
+def _span_ops(spans: Node | None, corpus: Corpus, within: bool = False) -> frozenset[int] | None:
+    """The operations a span set holds, when it is the trace's spans filtered by name and service only
+    (`name == 'x'`, `service in ['a', 'b']`); `within`: those it holds at most, its other filters left out."""
     if spans is None:
         return None
-    wanted: list[tuple[str, str]] = []
+    wanted: list[tuple[str, frozenset[Any]]] = []
     base = spans
     while True:
         if base.op == "lookup" and base.args and isinstance(base.value, tuple):
-            wanted.append((str(base.value[0]), base.value[1]))
+            wanted.append((str(base.value[0]), frozenset([base.value[1]])))
         elif _is_call(base, "where") and len(base.args) == 2 and base.args[1].op == "fn" and base.args[1].args:
             for part in _conjunct_nodes(base.args[1].args[0]):
-                pair = _name_test(part)
-                if pair is None:
+                test = _name_test(part)
+                if test is not None:
+                    wanted.append(test)
+                elif not within:
                     return None
-                wanted.append(pair)
         elif base.op == "get" and _member(base) == "spans" and base.args and base.args[0].op == "root":
             pass
         else:
@@ -301,47 +386,95 @@ def _span_ops(spans: Node | None, corpus: Corpus) -> frozenset[int] | None:
         base = base.args[0]
     if base.op != "root" or any(field not in ("name", "service") for field, _ in wanted):
         return None
-    return frozenset(i for i, o in enumerate(corpus.ops) if all(getattr(o, field) == value for field, value in wanted))
+    return frozenset(i for i, o in enumerate(corpus.ops) if all(getattr(o, field) in vs for field, vs in wanted))
 
 
 def _conjunct_nodes(p: Node) -> list[Node]:
     return [c for a in p.args for c in _conjunct_nodes(a)] if p.op == "and" else [p]
 
 
-def _name_test(p: Node) -> tuple[str, str] | None:
-    """(`name` | `service`, constant) for a test `name == 'x'` of the span in scope."""
+def _name_test(p: Node) -> tuple[str, frozenset[Any]] | None:
+    """(`name` | `service`, the values it may take) for a test `name == 'x'` or `name in ['x', 'y']` of the
+    span in scope."""
     if p.op == "cmp" and p.value == "==" and len(p.args) == 2:
         for field, const in (p.args, p.args[::-1]):
             if const.op == "const" and _field_path(field) in ("name", "service"):
-                return str(_field_path(field)), const.value
+                return str(_field_path(field)), frozenset([const.value])
+    listed = _listed(p)
+    if listed is not None and listed[0] in ("name", "service"):
+        return listed
     return None
 
 
-def _contradicts(
-    claim: _Claim,
-    claim_ops: frozenset[int] | None,
-    fact: _Claim,
-    fact_ops: frozenset[int] | None,
-    breakers: frozenset[int] | None = None,
-) -> bool:
-    """Whether a fact's claim says otherwise than a rule's claim the corpus broke: the reverse order, or a
-    limit on the very value, or on the same field of the same spans (or of some of them: an operation's
-    spans among a service's), further out than the rule's (`_beyond`). A fact's limit may be looser than
-    what was measured (durations rounded up: `<= 150ms` for spans always 110ms), so a fact about spans
-    contradicts only if those very spans broke the rule's limit: `breakers`, the operations whose spans did
-    (None: not known, the fact's limit is trusted)."""
+@dataclass(frozen=True)
+class _Broken:
+    """A claim of a rule that the corpus broke, with what tells which facts contradict it: `ops`, the
+    operations of the spans it is about (`_claim_ops`); `breakers`, those whose spans broke its limit on each
+    span (`_breakers`); `tallies`, for a count, the spans it counted on each trace where the rule fired, by
+    operation (`_tallies`)."""
+
+    claim: _Claim
+    ops: frozenset[int] | None
+    breakers: frozenset[int] | None = None
+    tallies: tuple[Counter[int], ...] | None = None
+
+
+def _contradicts(broken: _Broken, fact: _Claim, fact_ops: frozenset[int] | None) -> bool:
+    """Whether a fact's claim says otherwise than a rule's claim the corpus broke: the reverse order; that
+    spans the rule says never occur (where its `when` holds) do, or some of them do, wherever that holds
+    (`_applies`); or a limit on the very value, or on the same field of the same spans (or of some of them:
+    an operation's spans among a service's), further out than the rule's (`_beyond`).
+
+    A fact's limit may be looser than what was measured (durations rounded up: `<= 150ms` for spans always
+    110ms), so a fact about some spans contradicts only if those very spans broke the rule's limit: for a
+    limit on each span, `breakers` (None: not known, the fact's limit is trusted); for a count, those spans
+    alone counted past the rule's upper bound on a trace where it fired (a count of some of them says
+    nothing against a lower bound: the others may make it up)."""
+    claim, claim_ops = broken.claim, broken.ops
     if claim.reverse:
         return fact.subject == claim.reverse
-    if claim.limit is None or fact.limit is None or claim.field != fact.field:
+    if claim.present is False:
+        same = fact.subject == claim.subject or _within(fact_ops, claim_ops)
+        return bool(fact.present) and same and _applies(claim.given, fact.given)
+    if claim.limit is None or fact.limit is None or claim.field != fact.field or fact.present is not None:
         return False
-    if claim.spans is None:
-        same = fact.spans is None and fact.subject == claim.subject
-    elif fact.subject == claim.subject:
-        same = breakers is None or bool(breakers)
-    else:
-        same = claim_ops is not None and bool(fact_ops) and fact_ops is not None and fact_ops <= claim_ops
-        same = same and (breakers is None or bool(fact_ops is not None and fact_ops & breakers))
-    return same and _beyond(claim.limit, fact.limit)
+    if not _beyond(claim.limit, fact.limit):
+        return False
+    breakers = broken.breakers
+    if not claim.per_span:
+        if fact.per_span:
+            return False
+        if fact.subject == claim.subject:
+            return True
+        tallies = broken.tallies
+        if tallies is None or fact.members is None or fact_ops is None or not _within(fact_ops, claim_ops):
+            return False
+        return any(_past_upper(claim.limit, sum(t[o] for o in fact_ops)) for t in tallies)
+    if fact.subject == claim.subject:
+        return breakers is None or bool(breakers)
+    return _within(fact_ops, claim_ops) and (breakers is None or bool(fact_ops and fact_ops & breakers))
+
+
+def _within(some: frozenset[int] | None, ops: frozenset[int] | None) -> bool:
+    """Whether `some` are known, not none, and all among `ops` (known)."""
+    return some is not None and ops is not None and bool(some) and some <= ops
+
+
+def _applies(where: tuple[frozenset[int], ...] | None, fact: tuple[frozenset[int], ...] | None) -> bool:
+    """Whether a fact made where `fact` says (`_Claim.given`) speaks of traces a rule's claim made where `where`
+    says covers: the rule's is made on every trace (a fact is made on some, its support); or the fact's is;
+    or the rule's `when` asserts spans of operations all among those of a set of the fact's `when`."""
+    if where is None or fact is None:
+        return True
+    return any(r and r <= f for r in where for f in fact)
+
+
+def _past_upper(limit: Limit, n: Any) -> bool:
+    """Whether a value is past the upper side of a limit (`<= 4`, `< 5`, `== 4`: 5 is)."""
+    op, bound = limit
+    if op == "in" and len(bound) == 1:
+        op, bound = "<=", next(iter(bound))
+    return op in ("<", "<=") and _holds(op, n, bound) is False
 
 
 def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
@@ -352,16 +485,27 @@ def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
     return any(fn(tr, None) is claim.negated for tr in fired)
 
 
+def _members(claim: _Claim, rule: CompiledRule) -> Callable[[Trace], Iterable[Any]]:
+    """The spans a claim about each span bounds, on a trace."""
+    if claim.scope == "root":
+        return lambda tr: [tr.root] if tr.root is not None else []
+    if claim.scope == "all":
+        return lambda tr: tr.spans
+    assert claim.spans is not None
+    fn = rule.compiler.fn(claim.spans)
+    return lambda tr: fn(tr, None) or ()
+
+
 def _breakers(claim: _Claim, rule: CompiledRule, fired: list[Trace], corpus: Corpus) -> frozenset[int] | None:
     """The operations whose spans, among those a claim about each span bounds, broke its limit on the traces
     where the rule fired (read from the spans, not from the clause, which may break for another field);
     None when that cannot be read (a field or limit this does not read)."""
-    if claim.spans is None or claim.limit is None or not claim.field:
+    if not claim.per_span or claim.limit is None or not claim.field:
         return None
-    members = rule.compiler.fn(claim.spans)
+    members = _members(claim, rule)
     out = set()
     for tr in fired:
-        for sp in members(tr, None) or ():
+        for sp in members(tr):
             kept = _keeps(claim.limit, _read(tr, sp, claim.field))
             if kept is None:
                 return None
@@ -371,6 +515,32 @@ def _breakers(claim: _Claim, rule: CompiledRule, fired: list[Trace], corpus: Cor
                     return None
                 out.add(op)
     return frozenset(out)
+
+
+def _tallies(claim: _Claim, rule: CompiledRule, fired: list[Trace], corpus: Corpus) -> tuple[Counter[int], ...] | None:
+    """For a count, the spans it counts on each trace where the rule fired, by operation; None for another claim."""
+    if claim.members is None or claim.present is not None:
+        return None
+    members = rule.compiler.fn(claim.members)
+    out = []
+    for tr in fired:
+        tally: Counter[int] = Counter()
+        for sp in members(tr, None) or ():
+            op = corpus.op_index.get((sp.service, sp.name))
+            if op is None:
+                return None
+            tally[op] += 1
+        out.append(tally)
+    return tuple(out)
+
+
+def _claim_ops(claim: _Claim, corpus: Corpus, roots: Callable[[], frozenset[int]]) -> frozenset[int] | None:
+    """The operations of the spans a claim is about; `roots`: those of the traces' root spans."""
+    if claim.scope == "all":
+        return frozenset(range(len(corpus.ops)))
+    if claim.scope == "root":
+        return roots()
+    return _span_ops(claim.spans if claim.spans is not None else claim.members, corpus)
 
 
 _MISSING = object()
@@ -568,13 +738,36 @@ def _rule_report(
                     f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s {ranged}"
                     + (f" ({outside} of {len(over)} {where} outside)" if outside else ", so it always held")
                 )
-    claims = [(clause, c) for clause, node in clauses for c in _claims(node, clause in ("expect", "always"))]
+    given = _when_asserts(ir.condition, corpus) if ir.mode == "when" else None
+    claims = [
+        (clause, replace(c, given=given) if clause != "expect" else c)
+        for clause, node in clauses
+        for c in _claims(node, clause in ("expect", "always", "never"), denied=clause == "never")
+    ]
+    roots: list[frozenset[int]] = []
+
+    def root_ops() -> frozenset[int]:
+        if not roots:
+            at = corpus.op_index
+            roots.append(
+                frozenset(at[r.service, r.name] for tr in traces if (r := tr.root) and (r.service, r.name) in at)
+            )
+        return roots[0]
+
     # what a fact must say to contradict the rule: the rule assumed it, and the corpus broke it
     broken = [
-        (c, _span_ops(c.spans, corpus), _breakers(c, rule, fired_on, corpus))
+        _Broken(
+            c,
+            _claim_ops(c, corpus, root_ops),
+            _breakers(c, rule, fired_on, corpus),
+            _tallies(c, rule, fired_on, corpus),
+        )
         for clause, c in claims
-        if clause in ("expect", "always") and (c.limit is not None or c.reverse) and _broken(c, rule, fired_on)
+        if clause in ("expect", "always", "never")
+        and (c.limit is not None or c.reverse or c.present is not None)
+        and _broken(c, rule, fired_on)
     ]
+    each = [(c.field, ops) for _, c in claims if c.per_span and (ops := _claim_ops(c, corpus, root_ops))]
     topics = {c.topic for _, c in claims}
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
@@ -595,13 +788,17 @@ def _rule_report(
     related: list[tuple[tuple[bool, bool, bool, bool], Fact, bool]] = []
     if fired or applied == 0:
         kinds = _kinds_of(nodes)
-        for d in discovered:
+        against = {i: _against(broken, d) for i, d in enumerate(discovered)}
+        for i, d in enumerate(discovered):
             f = d.fact
             names = {("name", corpus.ops[o].name) for o in f.ops} | {("service", corpus.ops[o].service) for o in f.ops}
             names |= {("service", s) for s in f.services}
-            contradicts = any(_contradicts(c, ops, fc, fops, by) for c, ops, by in broken for fc, fops in d.claims)
-            same = bool(d.topics & topics)
-            if contradicts or (not d.implied and (names & mentioned or same)):
+            contradicts = bool(against[i]) and not _outdone(i, against, discovered)
+            # the same value, or the same field of some of the spans the rule bounds each of
+            same = bool(d.topics & topics) or any(
+                fc.field == field and _within(fops, ops) for fc, fops in d.claims for field, ops in each
+            )
+            if contradicts or (not d.implied and not against[i] and (names & mentioned or same)):
                 # contradictions first, then facts about the very thing the rule bounds or orders
                 related.append(((contradicts, same, f.kind in kinds, names <= mentioned), f, contradicts))
     related.sort(key=lambda x: x[0], reverse=True)
@@ -620,6 +817,79 @@ def _rule_report(
             for _, f, contradicts in related[:MAX_RELATED]
         ],
     }
+
+
+def _when_asserts(condition: Node, corpus: Corpus) -> tuple[frozenset[int], ...]:
+    """The operations a rule's `when` asserts spans of, one set per `trace.has(...)` it asserts (at most
+    those its name and service filters allow: `has(name == 'charge').where(amount > 100)` is of `charge`)."""
+    out = []
+    for n, negated in _signed(condition, assumed=True):
+        if n.op == "exists" and n.args and not negated:
+            ops = _span_ops(n.args[0], corpus, within=True)
+            if ops is not None:
+                out.append(ops)
+    return tuple(out)
+
+
+def _when_any(condition: Node, corpus: Corpus) -> tuple[frozenset[int], ...]:
+    """The operations a fact's `when { has(A) or has(B) }` is made on traces with spans of: one set per part."""
+    if condition.op == "or":
+        return tuple(ops for a in condition.args for ops in _when_any(a, corpus))
+    ops = _span_ops(condition.args[0], corpus) if condition.op == "exists" and condition.args else None
+    return (ops,) if ops else ()
+
+
+Against = list[tuple[_Broken, _Claim, frozenset[int] | None]]
+"""The claims of a fact that contradict a rule: (the rule's broken claim, the fact's claim, its operations)."""
+
+
+def _against(broken: list[_Broken], said: _Said) -> Against:
+    return [(b, fc, fops) for b in broken for fc, fops in said.claims if _contradicts(b, fc, fops)]
+
+
+def _outdone(i: int, against: dict[int, Against], said: list[_Said]) -> bool:
+    """Whether another fact says all that fact `i` says against a rule: for each claim of `i` that contradicts
+    one of the rule's, a claim that contradicts it too and implies `i`'s (`_implies`), as a trace's bound
+    implies the bound of a service it holds, left out as implied. Of two that imply each other, the kept
+    fact (not one left out as implied) stands, else the first."""
+    mine = against[i]
+    for j, theirs in against.items():
+        if j == i or not theirs:
+            continue
+        covers = all(any(b2 is b and _implies(fy, fyo, fx, fxo) for b2, fy, fyo in theirs) for b, fx, fxo in mine)
+        if not covers:
+            continue
+        mutual = all(any(b2 is b and _implies(fx, fxo, fy, fyo) for b2, fx, fxo in mine) for b, fy, fyo in theirs)
+        if not mutual or (said[j].implied, j) < (said[i].implied, i):
+            return True
+    return False
+
+
+def _implies(y: _Claim, y_ops: frozenset[int] | None, x: _Claim, x_ops: frozenset[int] | None) -> bool:
+    """Whether a fact's claim `y` implies another's `x`: a limit on the same field of each of at least x's spans
+    (or on a count of at least them), at least as tight."""
+    if y.limit is None or x.limit is None or y.field != x.field or y.per_span != x.per_span:
+        return False
+    if y.present is not None or x.present is not None:
+        return False
+    counts = x.members is not None and y.members is not None
+    if y.subject != x.subject and not ((x.per_span or counts) and _within(x_ops, y_ops)):
+        return False
+    return _tighter(y.limit, x.limit)
+
+
+def _tighter(y: Limit, x: Limit) -> bool:
+    """Whether whatever keeps to limit `y` keeps to `x`."""
+    (yop, yv), (xop, xv) = y, x
+    if yop == "in":
+        return all(_keeps(x, v) is True for v in yv)
+    if yop == "not in" or xop in ("in", "not in") or (yop in ("<", "<=")) != (xop in ("<", "<=")):
+        return False
+    if not (_number(yv) and _number(xv)):
+        return False
+    if yv == xv:
+        return len(yop) == 1 or len(xop) == 2
+    return bool(yv < xv if xop in ("<", "<=") else yv > xv)
 
 
 @dataclass(frozen=True)
@@ -648,8 +918,14 @@ def _said(facts: Sequence[Fact], corpus: Corpus, implied: bool) -> list[_Said]:
     out = []
     for i, f in enumerate(facts):
         ir = compiled.get(f"fact_{i}")
+        given = _when_any(ir.condition, corpus) if ir and ir.mode == "when" else None
         claims = (
-            [c for kind, node in ir.clauses() if kind in ("expect", "always") for c in _claims(node, True)]
+            [
+                replace(c, given=given) if c.present is not None else c
+                for kind, node in ir.clauses()
+                if kind in ("expect", "always")
+                for c in _claims(node, True)
+            ]
             if ir
             else []
         )
@@ -665,7 +941,7 @@ def _said(facts: Sequence[Fact], corpus: Corpus, implied: bool) -> list[_Said]:
                 for c in claims[:1]
                 if c.spans is not None
             ]
-        with_ops = tuple((c, _span_ops(c.spans, corpus)) for c in claims)
+        with_ops = tuple((c, _span_ops(c.spans if c.spans is not None else c.members, corpus)) for c in claims)
         out.append(_Said(f, with_ops, frozenset(c.topic for c in claims), implied))
     return out
 
