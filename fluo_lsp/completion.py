@@ -577,7 +577,11 @@ class _Items:
 
 
 def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
-    """The signature of the method whose parentheses hold the cursor, with the argument it is in."""
+    """The signature of the method whose parentheses hold the cursor, with the argument it is in.
+
+    A list, an index or parentheses inside an argument (`where(name in ['a', |])`) are part of that
+    argument: their commas are not the call's. A `{` ends the search (a rule's body, `when { ... }`).
+    """
     chunk = doc.chunk_at(offset)
     rel = offset - chunk.start
     depth = 0
@@ -589,11 +593,15 @@ def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
         if x.kind in ("RPAR", "RSQB", "RBRACE"):
             depth += 1
         elif x.kind in ("LPAR", "LSQB", "LBRACE"):
-            if depth == 0:
-                if x.kind == "LPAR" and i >= 2 and lexemes[i - 1].kind == "IDENT" and lexemes[i - 2].kind == "DOT":
-                    open_at = i
+            if depth > 0:
+                depth -= 1
+            elif x.kind == "LPAR" and i >= 2 and lexemes[i - 1].kind == "IDENT" and lexemes[i - 2].kind == "DOT":
+                open_at = i
                 break
-            depth -= 1
+            elif x.kind == "LBRACE":
+                break
+            else:  # the cursor is in a list, an index or parentheses: the argument around them is the call's
+                commas = 0
         elif x.kind == "COMMA" and depth == 0:
             commas += 1
     if open_at is None:

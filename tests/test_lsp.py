@@ -662,6 +662,35 @@ async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Pa
     assert help_ is not None and help_.signatures[0].label == "trace.count(predicate: P) -> int"
 
 
+@pytest.mark.parametrize(
+    ("text", "label", "active"),
+    [
+        ("rule a {\n  expect trace.spans.where(name in ['a', |]).count() > 0\n}\n", "spans.where", 0),
+        ("rule a {\n  expect trace.spans.where(name in ['a', |", "spans.where", 0),
+        ("rule a {\n  expect trace.spans.before(trace.spans.where(name in ['a', 'b', |])", "spans.where", 0),
+        ("rule a {\n  expect trace.spans.where(x == 1).before(trace.spans[|", "spans.before", 0),
+        ("rule a {\n  expect trace.spans.where(x == 1).before(trace.spans, [1, |]) > 0\n}", "spans.before", 1),
+        ("rule a {\n  tags: [a, |]\n  expect trace.spans.count() > 0\n}", None, 0),
+    ],
+    ids=["list", "unclosed-list", "nested-call", "index", "second-argument", "metadata-list"],
+)
+async def test_signature_help_inside_a_list_in_a_call(
+    client: LanguageClient, tmp_path: Path, text: str, label: str | None, active: int
+) -> None:
+    """A list (or index) inside an argument is that argument: the call's signature, its commas not counted
+    (editor QA: nothing was shown inside `where(name in ['a', |])`)."""
+    text, pos = at(text)
+    uri = open_doc(client, tmp_path / "sig_list.fluo", text)
+    help_ = await client.text_document_signature_help_async(
+        lsp.SignatureHelpParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+    if label is None:
+        assert help_ is None
+        return
+    assert help_ is not None and help_.signatures[0].label.startswith(label + "(")
+    assert help_.active_parameter == active
+
+
 async def test_document_symbols_and_folding(client: LanguageClient, tmp_path: Path) -> None:
     text = "// one\n// two\n" + AUTH + "rule w {\n  window 1m\n  expect window.traces.count() > 0\n}\n"
     uri = open_doc(client, tmp_path / "sym.fluo", text)
