@@ -20,8 +20,9 @@ def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None
         if not rule.span.contains(rel):
             continue
         checked = next((c for c in chunk.analysis.checked if c.rule is rule), None)
-        if rule.id_span.contains(rel) and not rule.bare:
-            return _rule_text(rule, checked), rule.id_span, chunk.start
+        if rule.id and rule.id_span.contains(rel) and not rule.bare:  # no id (`rule 9bad {`): its span is the `{`
+            written = chunk.analysis.text[rule.id_span.start : rule.id_span.end]
+            return _rule_text(rule, checked, written), rule.id_span, chunk.start
         for m in rule.meta:
             if m.key_span.contains(rel) and m.key in META_KEYS:
                 return f"**{m.key}**: {META_KEYS[m.key]}", m.key_span, chunk.start
@@ -36,10 +37,13 @@ def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None
     return None
 
 
-def _rule_text(rule: ast.Rule, checked: CheckedRule | None) -> str:
+def _rule_text(rule: ast.Rule, checked: CheckedRule | None, written: str) -> str:
+    """What a rule id's hover says; `written` is the id's text, which recovery may have read as another
+    (`my-rule` as `my_rule`)."""
+    read_as = "" if written == rule.id else f"`{written}` is no rule id; read as "
     if checked is None:
-        return f"rule `{rule.id}`"
-    lines = [f"rule `{rule.id}` ({checked.mode}, severity {checked.severity})"]
+        return f"{read_as}rule `{rule.id}`"
+    lines = [f"{read_as}rule `{rule.id}` ({checked.mode}, severity {checked.severity})"]
     if checked.window_ns is not None:
         lines.append(f"window {format_duration(checked.window_ns)}")
     if checked.description:

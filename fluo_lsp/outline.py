@@ -98,7 +98,7 @@ _DECLARATION, _LIBRARY = 1, 2
 
 def _classify(rule: ast.Rule, checked: CheckedRule | None) -> dict[int, tuple[str, int]]:
     """Token type and modifiers of the names in a rule, by their start offset."""
-    out: dict[int, tuple[str, int]] = {rule.id_span.start: ("function", _DECLARATION)}
+    out: dict[int, tuple[str, int]] = {rule.id_span.start: ("function", _DECLARATION)} if rule.id else {}
     for m in rule.meta:
         out[m.key_span.start] = ("property", 0)
         if m.value.kind == "ident":

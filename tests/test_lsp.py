@@ -645,6 +645,37 @@ async def test_hover_shows_types_and_registry_docs(client: LanguageClient, tmp_p
     assert "one of info, warning, error, critical" in meta
 
 
+@pytest.mark.parametrize(
+    "first_line", ["rule 9bad {", "rule my-rule {", "rule {", "rule my rule {"], ids=["digit", "dash", "none", "two"]
+)
+async def test_hover_and_tokens_after_a_bad_rule_id(client: LanguageClient, tmp_path: Path, first_line: str) -> None:
+    """The `{` after a rule id that does not parse is no rule id: no hover there (it said "rule ``") and no
+    `function` token; an id the parser read as another (`my-rule` as `my_rule`) says so (editor QA)."""
+    text = first_line + "\n  expect trace.spans.count() > 0\n}\n"
+    uri = open_doc(client, tmp_path / "bad_id.fluo", text)
+    ident = lsp.TextDocumentIdentifier(uri=uri)
+    shown: dict[int, str | None] = {}
+    for col in range(len(first_line) + 1):
+        result = await client.text_document_hover_async(
+            lsp.HoverParams(text_document=ident, position=lsp.Position(line=0, character=col))
+        )
+        assert result is None or isinstance(result.contents, lsp.MarkupContent)
+        shown[col] = result.contents.value if result is not None else None
+    brace = first_line.index("{")
+    assert shown[brace] is None and shown[brace + 1] is None
+    assert not any(v is not None and "rule ``" in v for v in shown.values())
+    if first_line == "rule my-rule {":
+        assert shown[5] is not None and "`my-rule`" in shown[5] and "`my_rule`" in shown[5]
+    tokens = await client.text_document_semantic_tokens_full_async(lsp.SemanticTokensParams(text_document=ident))
+    assert tokens is not None
+    col = 0
+    for i in range(0, len(tokens.data), 5):
+        if tokens.data[i]:
+            break
+        col += tokens.data[i + 1]
+        assert col != brace, f"`{{` is a {TOKEN_TYPES[tokens.data[i + 3]]} token"
+
+
 async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Path) -> None:
     text, pos = at("rule a {\n  expect trace.spans.where(x == 1).before(trace.has(name == 'b'), |")
     uri = open_doc(client, tmp_path / "sig.fluo", text)
