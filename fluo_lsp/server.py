@@ -85,16 +85,19 @@ class _DocumentStore(DocumentStore):
 
 @dataclass(frozen=True, slots=True)
 class _Refused:
-    """A request whose params did not deserialise: it still gets an answer, this error."""
+    """A request whose params did not deserialise: it still gets an answer, this error (unless it came before
+    `initialize` or after `shutdown`, which the protocol answers first)."""
 
     id: int | str
+    method: str
     error: JsonRpcException
 
 
 class _Protocol(LanguageServerProtocol):
     """pygls's protocol, but columns are always UTF-16, documents split lines the LSP way, and every
-    request is answered: ill-formed params with InvalidParams, anything before `initialize` with
-    ServerNotInitialized, anything after `shutdown` with InvalidRequest (pygls drops these silently)."""
+    request is answered: anything before `initialize` with ServerNotInitialized, anything after `shutdown`
+    with InvalidRequest, whatever its params, and else ill-formed params with InvalidParams (pygls drops
+    these silently)."""
 
     initialized = False
 
@@ -103,15 +106,13 @@ class _Protocol(LanguageServerProtocol):
             return super().structure_message(data)
         except JsonRpcInvalidParams:
             if "id" in data and "method" in data:
-                return _Refused(data["id"], JsonRpcInvalidParams(f"invalid params for {data['method']}"))
+                method = data["method"]
+                return _Refused(data["id"], method, JsonRpcInvalidParams(f"invalid params for {method}"))
             raise
 
     def handle_message(self, message: Any) -> None:
-        if isinstance(message, _Refused):
-            self._send_response(message.id, None, message.error.to_response_error())
-            return
         method = getattr(message, "method", None)
-        request = isinstance(message, RPCRequest)
+        request = isinstance(message, RPCRequest | _Refused)
         if not self.initialized and method not in (lsp.INITIALIZE, lsp.EXIT):
             if request:  # notifications before `initialize` are dropped, as the protocol says
                 not_yet = JsonRpcServerNotInitialized("the server is not initialized yet: send `initialize` first")
@@ -120,6 +121,9 @@ class _Protocol(LanguageServerProtocol):
         if self._shutdown and request and method != lsp.EXIT:
             error = JsonRpcInvalidRequest(f"the server is shut down: {method} is not handled")
             self._send_response(message.id, None, error.to_response_error())
+            return
+        if isinstance(message, _Refused):
+            self._send_response(message.id, None, message.error.to_response_error())
             return
         super().handle_message(message)
 

@@ -296,7 +296,7 @@ async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
     item = {"uri": uri, "languageId": "fluo", "version": 1, "text": "rule a {\n  expect true\n}\n"}
     messages: list[dict[str, Any]] = [
         {"id": 1, "method": "textDocument/hover", "params": hover},
-        {"id": 9, "method": "textDocument/hover", "params": {"textDocument": {"uri": uri}}},  # params read first
+        {"id": 9, "method": "textDocument/hover", "params": {"textDocument": {"uri": uri}}},  # not initialized first
         {"id": 2, "method": "initialize", "params": {"capabilities": {}}},
         {"method": "initialized", "params": {}},
         {"method": "textDocument/didOpen", "params": {"textDocument": item}},
@@ -305,6 +305,7 @@ async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
         {"id": 5, "method": "textDocument/hover", "params": hover},
         {"id": 6, "method": "shutdown"},
         {"id": 7, "method": "textDocument/hover", "params": hover},
+        {"id": 10, "method": "textDocument/hover", "params": {"textDocument": {"uri": uri}}},  # shut down first
         {"id": 8, "method": "shutdown"},
         {"method": "exit"},
     ]
@@ -319,7 +320,18 @@ async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
         if "id" in body:
             answers[body["id"]] = body
     codes = {i: answers[i]["error"]["code"] if "error" in answers[i] else "ok" for i in sorted(answers)}
-    assert codes == {1: -32002, 2: "ok", 3: -32602, 4: -32602, 5: "ok", 6: "ok", 7: -32600, 8: -32600, 9: -32602}
+    assert codes == {
+        1: -32002,
+        2: "ok",
+        3: -32602,
+        4: -32602,
+        5: "ok",
+        6: "ok",
+        7: -32600,
+        8: -32600,
+        9: -32002,
+        10: -32600,
+    }
     assert "Traceback" not in json.dumps(answers[1])
 
 
