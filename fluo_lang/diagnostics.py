@@ -97,6 +97,9 @@ class Diagnostic:
     path: str | None = None
     related: tuple[Related, ...] = field(default=())
     suggestion: str | None = None  # replacement text for `span`, for a quick fix
+    capped: bool = False
+    """One of the syntax errors of which the parser reports at most `MAX_ERRORS` per file (then one FLUO403, itself
+    marked): whoever parses a file in parts (the language server, rule by rule) caps their sum the same way."""
 
     @property
     def is_error(self) -> bool:

@@ -40,7 +40,8 @@ MAX_DEPTH = 100
 MAX_RULE_NODES = 20_000
 MAX_ERRORS = 100
 TOO_MANY_ERRORS = f"more than {MAX_ERRORS} syntax errors; the rest are not reported"
-"""FLUO403's message past `MAX_ERRORS` (the language server caps a document in the same words)."""
+"""FLUO403's message past `MAX_ERRORS` (the language server caps a document in the same words). The errors
+counted, and this FLUO403, are marked `Diagnostic.capped`."""
 MAX_RECOVERIES = 1_000  # syntax errors met, reported or not, before the rest of the file is skipped
 
 # Duration units to nanoseconds.
@@ -171,9 +172,9 @@ class _Recovery:
         if last is not None and _tokens_between(self.text, last, diag.span.start) < 3:
             return
         if len(self.diagnostics) < MAX_ERRORS:
-            self.diagnostics.append(diag)
+            self.diagnostics.append(replace(diag, capped=True))
         elif len(self.diagnostics) == MAX_ERRORS:
-            self.diagnostics.append(error("FLUO403", TOO_MANY_ERRORS, diag.span, path=self.path))
+            self.diagnostics.append(error("FLUO403", TOO_MANY_ERRORS, diag.span, path=self.path, capped=True))
 
     def __call__(self, e: UnexpectedInput) -> bool:
         self.recoveries += 1

@@ -111,22 +111,18 @@ def split(text: str) -> list[int]:
     return [0, *starts[1:]] if starts else [0]
 
 
-_SYNTAX_CODES = frozenset({"FLUO100", "FLUO101", "FLUO104", "FLUO105", "FLUO107"})
-
-
 def _capped(diags: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
     """The diagnostics with at most `MAX_ERRORS` syntax errors, then one FLUO403, as the parser caps a whole file.
 
-    Counted are the errors the parser's recovery reports (the ones it caps), a chunk's own FLUO403 among them.
+    Counted are the ones the parser marks `capped` (what it counts toward its own), a chunk's own FLUO403 among them.
     """
     out: list[tuple[Diagnostic, int]] = []
     count = 0
     for d, base in diags:
-        capped = d.code in _SYNTAX_CODES or (d.code == "FLUO102" and d.message == "unterminated string")
-        if capped or (d.code == "FLUO403" and d.message == TOO_MANY_ERRORS):
+        if d.capped:
             count += 1
             if count == MAX_ERRORS + 1:
-                out.append((error("FLUO403", TOO_MANY_ERRORS, d.span, path=d.path), base))
+                out.append((error("FLUO403", TOO_MANY_ERRORS, d.span, path=d.path, capped=True), base))
             if count > MAX_ERRORS:
                 continue
         out.append((d, base))

@@ -44,6 +44,17 @@ def test_too_many_syntax_errors_end_with_one_notice() -> None:
     assert diags[-1].span.line == MAX_ERRORS  # at the first error not reported
 
 
+def test_the_errors_counted_toward_the_cap_are_marked() -> None:
+    """`Diagnostic.capped`: what a caller parsing a file in parts (the language server) caps, as `parse` does."""
+    text = "rule d {\n  expect trace.spans.where(duration > 5 s).count() > 0\n}\n"
+    text += "".join(f"rule r{i} {{ expect trace.spans.count() < 5 @ }}\n" for i in range(MAX_ERRORS + 40))
+    text += 'rule u { expect trace.spans.where(name == "a\\q").count() > 0 }\n'
+    diags = parse(text, "many.fluo").diagnostics
+    assert [d.code for d in diags if d.capped] == ["FLUO101"] * MAX_ERRORS + ["FLUO403"]
+    # a duration read as meant before recovery, an escape in a string's content: not recovery's
+    assert [(d.code, d.span.line) for d in diags if not d.capped] == [("FLUO100", 1), ("FLUO102", MAX_ERRORS + 43)]
+
+
 def test_garbage_stops_recovering_after_max_recoveries(monkeypatch: pytest.MonkeyPatch) -> None:
     # 16 KB of `{` once took ~45 s: every error token tried insertions on copies of lark's parser
     calls = {"on_error": 0, "feed": 0}
