@@ -5,9 +5,12 @@ Prints each figure in milliseconds and as a ratio to a bare parse of the same fi
   - diagnostics after an edit (target < 100 ms): the server's work on one edit (cut the
     file into rules, re-check the rule that changed, convert every diagnostic), and the
     same seen by a client over stdio: didChange -> publishDiagnostics, debounce set to 0;
-  - completion p95 (target < 20 ms): in process, and a client's request -> response over stdio.
+  - completion p95 (target < 20 ms): in process, and a client's request -> response over stdio;
+  - semantic tokens of one rule on a single ~98 KB line (5,000 `or` terms, 40,000 lexemes): the
+    first request on a text (the lexing is done then, once per rule text) and a repeat, in process
+    (CPU time) and over stdio.
 
-Run: python benchmarks/bench_lsp.py [--rules N] [--edits N] [--completions N]
+Run: python benchmarks/bench_lsp.py [--rules N] [--edits N] [--completions N] [--tokens-only]
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 from fluo_lang.parser import parse
 from fluo_lsp.completion import complete
 from fluo_lsp.document import RuleDocument
+from fluo_lsp.outline import semantic_tokens
 from fluo_lsp.positions import LineIndex
 from fluo_lsp.reporting import document_diagnostics
 
@@ -144,7 +148,11 @@ def main() -> None:
     ap.add_argument("--rules", type=int, default=1000)
     ap.add_argument("--edits", type=int, default=20)
     ap.add_argument("--completions", type=int, default=200)
+    ap.add_argument("--tokens-only", action="store_true", help="only the semantic tokens figures")
     args = ap.parse_args()
+    tokens_on_a_long_line()
+    if args.tokens_only:
+        return
     rng = random.Random(3)
     text = rule_file(args.rules)
     path = os.path.join(tempfile.mkdtemp(), "rules.fluo")
@@ -207,6 +215,55 @@ def main() -> None:
         print(f"completion p95, over stdio: {ms(p95(wire))} = {p95(wire) / bare:.4f} x bare parse")
     finally:
         client.close()
+
+
+def long_line(terms: int, salt: int) -> str:
+    ors = " or ".join(f"name == 'op{i}'" for i in range(terms))
+    return f"rule big_{salt} {{ expect trace.spans.where({ors}).count() > 0 }}\n"
+
+
+def tokens_on_a_long_line(runs: int = 7) -> None:
+    """Semantic tokens on one rule written on a single line, each run on a text not seen before: in process
+    (CPU time, so other load on the machine counts less), and a client's request -> response over stdio
+    once the document's diagnostics are in."""
+    semantic_tokens(RuleDocument("warm.fluo", long_line(10, 0)))  # load the grammar
+    first, again = [], []
+    for salt in range(1, runs + 1):
+        doc = RuleDocument("long.fluo", long_line(5000, salt))
+        first.append(_cpu(lambda d=doc: semantic_tokens(d)))
+        again.append(_cpu(lambda d=doc: semantic_tokens(d)))
+    print(f"semantic tokens, one rule on a {len(long_line(5000, 1)):,}-character line (median of {runs}, min):")
+    print(f"  in process, CPU: first request {_figures(first)}; again {_figures(again)}")
+    folder = Path(tempfile.mkdtemp())
+    client = StdioClient(folder)
+    try:
+        first, again = [], []
+        for salt in range(runs + 1):
+            uri = (folder / f"long{salt}.fluo").as_uri()
+            item = {"uri": uri, "languageId": "fluo", "version": 1, "text": long_line(5000 if salt else 10, salt)}
+            client.notify("textDocument/didOpen", {"textDocument": item})
+            client.wait(
+                lambda m, u=uri: m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == u
+            )
+            for times in (first, again):
+                began = time.perf_counter()
+                client.request("textDocument/semanticTokens/full", {"textDocument": {"uri": uri}})
+                if salt:  # the first document only loads the grammar
+                    times.append(time.perf_counter() - began)
+            client.notify("textDocument/didClose", {"textDocument": {"uri": uri}})
+        print(f"  over stdio: first request {_figures(first)}; again {_figures(again)}")
+    finally:
+        client.close()
+
+
+def _figures(seconds: list[float]) -> str:
+    return f"{statistics.median(seconds) * 1000:.1f} ms ({min(seconds) * 1000:.1f})"
+
+
+def _cpu(fn: Any) -> float:
+    began = time.process_time()
+    fn()
+    return time.process_time() - began
 
 
 def _pos(p: Any) -> dict[str, int]:

@@ -1440,28 +1440,45 @@ def _keeping_lexer() -> Any:
     return _lark()._build_lexer(dont_ignore=True)
 
 
+@cache
+def _lexeme_pattern() -> tuple[re.Pattern[str], dict[str, Any]]:
+    """That lexer's terminals as the one regular expression its scanner tries at each position (same order,
+    same flags), and its callbacks by terminal (an `IDENT` that spells a keyword is that keyword's terminal).
+
+    `lex` runs the expression itself: lark's lexer also makes a `Token` and counts lines for every token,
+    which took more than half the time (115 ms against 50 on a 98 KB line of 40,000 lexemes)."""
+    lexer = _keeping_lexer()
+    scanner = lexer.scanner  # built on first use, with the callbacks
+    pattern = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in scanner.terminals)
+    return re.compile(pattern, lexer.g_regex_flags), dict(lexer.callback)
+
+
 def lex(text: str) -> list[Lexeme]:
     """Every lexeme of `text`, in order, covering it completely; never raises.
 
     For tools that keep what the parser ignores: the formatter and semantic highlighting.
     """
+    pattern, callbacks = _lexeme_pattern()
+    renamed: dict[tuple[str, str], str] = {}  # (terminal, text) -> the terminal lark's callback makes it
     out: list[Lexeme] = []
     pos = 0
     while pos < len(text):
-        try:
-            thread: Any = LexerThread.from_text(_keeping_lexer(), text[pos:])
-            for tok in thread.lex(None):
-                start = pos + (tok.start_pos or 0)
-                out.append(Lexeme(tok.type, str(tok.value), start, start + len(tok.value)))
-            return out
-        except UnexpectedCharacters as exc:
-            bad = pos + (exc.pos_in_stream or 0)
-            end = bad + 1
-            if text[bad] in "\"'":
-                eol = _LINE_END.search(text, bad)
+        m = pattern.match(text, pos)
+        if m is None:  # text that starts no token
+            end = pos + 1
+            if text[pos] in "\"'":
+                eol = _LINE_END.search(text, pos)
                 end = len(text) if eol is None else eol.start()
-            out.append(Lexeme("ERROR", text[bad:end], bad, end))
+            out.append(Lexeme("ERROR", text[pos:end], pos, end))
             pos = end
+            continue
+        kind, value = m.lastgroup or "", m.group()
+        if kind in callbacks:
+            if (kind, value) not in renamed:
+                renamed[kind, value] = callbacks[kind](Token(kind, value)).type
+            kind = renamed[kind, value]
+        out.append(Lexeme(kind, value, pos, m.end()))
+        pos = m.end()
     return out
 
 

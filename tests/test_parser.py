@@ -11,6 +11,8 @@ import pytest
 from conformance_cases import load_cases
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lark.exceptions import UnexpectedCharacters
+from lark.lexer import LexerThread
 
 from fluo_lang import parser as parser_module
 from fluo_lang.api import analyze, compile_program
@@ -23,6 +25,7 @@ from fluo_lang.parser import (
     _fast_parse,
     _fast_tables,
     _full_parse,
+    _keeping_lexer,
     lex,
     parse,
     parse_expression,
@@ -376,6 +379,45 @@ def test_fuzzed_rules_parse_the_same_on_both_paths(text: str) -> None:
 @given(mutated(st.sampled_from(example_rule_texts())))
 def test_mutated_rules_parse_the_same_on_both_paths(text: str) -> None:
     _agree(text)
+
+
+def _lark_lexemes(text: str) -> list[tuple[str, str, int, int]]:
+    """What lark's own lexer (without `%ignore`s) reads, restarted past text that starts no token: `lex`'s reference."""
+    out: list[tuple[str, str, int, int]] = []
+    pos = 0
+    while pos < len(text):
+        try:
+            for tok in LexerThread.from_text(_keeping_lexer(), text[pos:]).lex(None):
+                start = pos + (tok.start_pos or 0)
+                out.append((tok.type, str(tok.value), start, start + len(tok.value)))
+            break
+        except UnexpectedCharacters as exc:
+            bad = pos + (exc.pos_in_stream or 0)
+            eol = min((i for i in (text.find("\n", bad), text.find("\r", bad)) if i >= 0), default=len(text))
+            end = eol if text[bad] in "\"'" else bad + 1
+            out.append(("ERROR", text[bad:end], bad, end))
+            pos = end
+    return out
+
+
+def _lexes_as_lark_does(text: str) -> None:
+    assert [(x.kind, x.text, x.start, x.end) for x in lex(text)] == _lark_lexemes(text)
+
+
+_ODD_TEXTS = ["rule a { 'open\r x @ \"y\n `z` \u00a0 } rlue", "1e5 5µs 9min 1.5.2 a.b_c//x\r\n"]
+
+
+@pytest.mark.parametrize("text", [*example_rule_texts(), *_ODD_TEXTS])
+def test_lex_reads_what_larks_lexer_reads(text: str) -> None:
+    """`lex` runs the lexer's terminals as one expression itself (lark's per-token work was most of the
+    time semantic tokens took on a long line): the same lexemes, keywords included."""
+    _lexes_as_lark_does(text)
+
+
+@FUZZ
+@given(mutated(st.sampled_from(example_rule_texts())))
+def test_lex_reads_what_larks_lexer_reads_on_mutated_rules(text: str) -> None:
+    _lexes_as_lark_does(text)
 
 
 def test_a_metadata_value_recovery_inserted_is_not_checked_again() -> None:
