@@ -33,6 +33,7 @@ from .values import ARITH, arith, format_duration, format_timestamp, negate, to_
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
 TRUNCATED_RULE = "fluo.evaluation_truncated"  # the signal of a trace whose evaluation budget ran out
+TRUNCATED_SEVERITY = "warning"
 
 _CMP: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -1252,8 +1253,8 @@ class Program:
         end = format_timestamp(ctx.end)
         if isinstance(ctx, Window):
             start = format_timestamp(ctx.start)
-            return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
-        return Signal(TRUNCATED_RULE, "warning", message, ctx.id_hex, [], observed, end)
+            return Signal(TRUNCATED_RULE, TRUNCATED_SEVERITY, message, None, [], observed, end, start, end)
+        return Signal(TRUNCATED_RULE, TRUNCATED_SEVERITY, message, ctx.id_hex, [], observed, end)
 
     def evaluate_trace(self, trace: Trace) -> list[Signal]:
         program = self._trace_program
@@ -1289,7 +1290,7 @@ class Program:
             f"goes through at most {MAX_EMPTY_WINDOWS:,} empty windows); " + _skipped_text(skipped, " on them")
         )
         start, end = format_timestamp(gap.start), format_timestamp(gap.end)
-        return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
+        return Signal(TRUNCATED_RULE, TRUNCATED_SEVERITY, message, None, [], observed, end, start, end)
 
     def evaluate(self, traces: list[Trace]) -> list[Signal]:
         """Per-trace rules on each trace in order, then windowed rules."""

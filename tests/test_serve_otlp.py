@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import itertools
 import json
@@ -20,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, config, metric, post, settled, wait_for
+from serve_support import EXAMPLE_RULES, EXAMPLE_TRACES, LoopbackServer, Sender, config, metric, post, settled, wait_for
 
 from fluo_lang.otlp import load_trace_file, spans_to_request
 from fluo_run.serve.runtime import RuntimeThread
@@ -621,3 +622,52 @@ def test_a_trace_past_the_evaluation_budget_is_cut_short_with_a_signal(tmp_path:
         wait_for(lambda: got, what="the truncation signal")
     assert [s["rule"] for s in got] == [TRUNCATED_RULE]
     assert got[0]["observed"]["budget"] == 20_000
+
+
+def _series(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Each sample of a Prometheus exposition: name -> sorted labels -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
+    return out
+
+
+def test_every_labelled_series_known_up_front_is_exposed_at_0_from_the_start(tmp_path: Path) -> None:
+    """Operator QA: labelled counters appeared only at their first increment, so `rate()` and alerts on
+    `fluo_rule_reloads_total{result="rejected"}`, drops or refusals saw no series until the first one."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "payments.fluo").write_text((EXAMPLE_RULES / "payments.fluo").read_text())
+    with RuntimeThread(config(tmp_path, rules=[rules], db=tmp_path / "s.db")) as rt:
+        text = urllib.request.urlopen(f"{rt.http_url}/metrics", timeout=5).read().decode()
+        series = _series(text)
+        for transport in ("http", "grpc"):
+            assert series["fluo_spans_received_total"][(("transport", transport),)] == 0
+            for outcome in ("ok", "partial", "malformed", "refused", "unavailable", "unauthorized", "too_large"):
+                assert series["fluo_export_requests_total"][(("outcome", outcome), ("transport", transport))] == 0
+        assert series["fluo_spans_rejected_total"] == {(("reason", "malformed"),): 0}
+        completions = ("idle", "max_age", "trace_span_cap", "buffer_full", "shutdown")
+        assert set(series["fluo_traces_assembled_total"]) == {(("reason", r),) for r in completions}
+        assert set(series["fluo_traces_evicted_total"]) == {(("reason", r),) for r in ("trace_span_cap", "buffer_full")}
+        assert series["fluo_rule_reloads_total"] == {(("result", "loaded"),): 1, (("result", "rejected"),): 0}
+        assert series["fluo_sink_signals_written_total"] == {(("sink", "sqlite"),): 0}
+        for reason in ("queue_full", "failed", "shutdown"):
+            assert series["fluo_sink_signals_dropped_total"][(("reason", reason), ("sink", "sqlite"))] == 0
+        assert series["fluo_signals_total"] == {
+            (("rule", "charge_needs_fraud_check"), ("severity", "error")): 0,
+            (("rule", "fluo.evaluation_truncated"), ("severity", "warning")): 0,
+        }
+        assert series["fluo_rule_errors_total"] == {(("rule", "*"),): 0, (("rule", "charge_needs_fraud_check"),): 0}
+        for name, samples in series.items():  # no labelled counter left without a series
+            if name.endswith("_total") and name.startswith("fluo_"):
+                assert samples, name
+
+        (rules / "auth.fluo").write_text((EXAMPLE_RULES / "auth.fluo").read_text())
+        assert asyncio.run_coroutine_threadsafe(rt.runtime.reload(), rt.loop).result(30)
+        storm = {"rule": "auth_retry_storm", "severity": "critical"}
+        registry = rt.runtime.metrics.registry
+        wait_for(lambda: registry.get_sample_value("fluo_signals_total", storm) == 0, what="the new rule's series")
+        assert metric(rt, "fluo_rule_errors_total", rule="auth_retry_storm") == 0

@@ -43,6 +43,7 @@ Under steady load the remembered ids are the trace rate times `late_span_memory`
 (5 minutes by default): this cap binds from about 3,300 traces a second.
 """
 EVICTIONS = ("trace_span_cap", "buffer_full")  # the completion reasons that are evictions
+COMPLETIONS = ("idle", "max_age", *EVICTIONS, "shutdown")  # every reason a trace is completed for
 
 
 class OpenTrace:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fluo_lang.builtins import Member
-from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program, Signal
+from fluo_lang.evaluate import TRUNCATED_RULE, TRUNCATED_SEVERITY, CompiledRule, Program, Signal
 from fluo_lang.otlp import detach_spans
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Span, Trace, Window
 from fluo_lang.values import format_duration, format_timestamp
 
 from .assembly import Completed
-from .metrics import Metrics
+from .metrics import ANY_RULE, Metrics
 
 log = logging.getLogger("fluo.serve")
 
@@ -359,6 +359,9 @@ class Evaluator:
         for length in lengths:
             self.windows.setdefault(length, WindowSet(length, time.time_ns()))
         self._window_keys = window_attribute_keys(program.window_rules)
+        for rule in program.rules:
+            self.metrics.rule_loaded(rule.ir.id, rule.ir.severity)
+        self.metrics.signals.labels(TRUNCATED_RULE, TRUNCATED_SEVERITY)
         self.metrics.rules_loaded.labels("trace").set(len(program.trace_rules))
         self.metrics.rules_loaded.labels("window").set(len(program.window_rules))
         self._reported_errors = len(program.errors)
@@ -389,7 +392,7 @@ class Evaluator:
                     self._evaluate_traces(chunk)
                 except Exception:  # a FLUO bug: log it, count the traces, keep evaluating
                     log.exception("internal error evaluating %d trace(s); they produced no signals", len(chunk))
-                    self.metrics.rule_errors.labels("*").inc(len(chunk))
+                    self.metrics.rule_errors.labels(ANY_RULE).inc(len(chunk))
                 with self.cond:
                     self.pending_spans -= sum(len(c.spans) for c in chunk)
                     self.batch_left -= len(chunk)
@@ -518,7 +521,7 @@ class Evaluator:
             self._evaluate_windows_unguarded(ws, windows)
         except Exception:  # a FLUO bug: log it, keep evaluating
             log.exception("internal error evaluating %d window(s); they produced no signals", len(windows))
-            self.metrics.rule_errors.labels("*").inc(len(windows))
+            self.metrics.rule_errors.labels(ANY_RULE).inc(len(windows))
 
     def _evaluate_windows_unguarded(self, ws: WindowSet, windows: Sequence[Window]) -> None:
         rules = [r for r in self.program.window_rules if r.ir.window_ns == ws.length]

@@ -12,10 +12,22 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from .assembly import MAX_REMEMBERED
+from .assembly import COMPLETIONS, EVICTIONS, MAX_REMEMBERED
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _le: Callable[[float], str] = floatToGoString  # a bucket bound as prometheus_client writes it ("5e-05", "1.0")
+
+TRANSPORTS = ("http", "grpc")
+OUTCOMES = ("ok", "partial", "malformed", "refused", "unavailable", "unauthorized", "too_large")
+"""`fluo_export_requests_total{outcome}`."""
+SPAN_REJECTIONS = ("malformed",)
+"""`fluo_spans_rejected_total{reason}`."""
+RELOAD_RESULTS = ("loaded", "rejected")
+RULE_KINDS = ("trace", "window")
+SINK_DROPS = ("queue_full", "failed", "shutdown")
+"""`fluo_sink_signals_dropped_total{reason}`."""
+ANY_RULE = "*"
+"""`fluo_rule_errors_total{rule}` for traces whose evaluation failed as a whole (not one rule's)."""
 
 
 class BatchHistogram:
@@ -61,9 +73,16 @@ class BatchHistogram:
 
 
 class Metrics:
-    """Every number `GET /metrics` shows; names start with `fluo_`."""
+    """Every number `GET /metrics` shows; names start with `fluo_`.
 
-    def __init__(self) -> None:
+    Each labelled series whose label values are known up front starts at 0 (the
+    Prometheus client's convention), so `rate()` and alerts see it from the start
+    instead of from its first increment: here those of the runtime's own label
+    values (`transports`: the receivers running), `sink` for each sink, and `rule`
+    for each rule as it loads (`rule_loaded`).
+    """
+
+    def __init__(self, transports: Sequence[str] = TRANSPORTS) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
             "fluo_export_requests",
@@ -152,6 +171,32 @@ class Metrics:
         self.buffer_capacity = Gauge("fluo_buffer_capacity_spans", "--max-buffered-spans", registry=r)
         self.buffer_fill = Gauge("fluo_buffer_fill_ratio", "Buffered spans / --max-buffered-spans", registry=r)
         self.sink_queue = Gauge("fluo_sink_queue", "Signals queued per sink", ["sink"], registry=r)
+        for transport in transports:
+            self.spans_received.labels(transport)
+            for outcome in OUTCOMES:
+                self.requests.labels(transport, outcome)
+        for reason in SPAN_REJECTIONS:
+            self.spans_rejected.labels(reason)
+        for reason in COMPLETIONS:
+            self.traces_assembled.labels(reason)
+        for reason in EVICTIONS:
+            self.traces_evicted.labels(reason)
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)
+        for kind in RULE_KINDS:
+            self.rules_loaded.labels(kind)
+        self.rule_errors.labels(ANY_RULE)
+
+    def sink_added(self, sink: str) -> None:
+        """A sink's series, at 0."""
+        self.sink_written.labels(sink)
+        for reason in SINK_DROPS:
+            self.sink_dropped.labels(sink, reason)
+
+    def rule_loaded(self, rule: str, severity: str) -> None:
+        """A rule's series, at 0 (those of a rule already loaded keep their counts)."""
+        self.signals.labels(rule, severity)
+        self.rule_errors.labels(rule)
 
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
         gauge.set_function(read)

@@ -143,7 +143,7 @@ class Runtime:
         config.check()
         self.config = config
         self.rule_set: RuleSet = load_rule_set(config.rules, cost_limit=config.cost_limit, budget=config.eval_budget)
-        self.metrics = Metrics()
+        self.metrics = Metrics(("http", "grpc") if config.grpc is not None else ("http",))
         self.buffer = TraceBuffer(
             trace_idle=config.trace_idle,
             max_trace_age=config.max_trace_age,

@@ -791,6 +791,7 @@ class SinkWorker:
         self._unlogged = 0
         self._retry_logged = 0.0
         metrics.sink_queue.labels(sink.name).set_function(self.queue.qsize)
+        metrics.sink_added(sink.name)
 
     def start(self) -> None:
         self.thread.start()
