@@ -671,3 +671,34 @@ def test_every_labelled_series_known_up_front_is_exposed_at_0_from_the_start(tmp
         registry = rt.runtime.metrics.registry
         wait_for(lambda: registry.get_sample_value("fluo_signals_total", storm) == 0, what="the new rule's series")
         assert metric(rt, "fluo_rule_errors_total", rule="auth_retry_storm") == 0
+
+
+def _healthz(rt: RuntimeThread) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(f"{rt.http_url}/healthz", timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.parametrize("with_store", [False, True], ids=["the only sink", "beside a working store"])
+def test_healthz_says_failing_when_every_sink_failed_and_degraded_when_some_did(
+    tmp_path: Path, with_store: bool
+) -> None:
+    """Operator QA: /healthz answered 200 "ok" while the only sink had failed and every signal was lost."""
+    with LoopbackServer(status_of=lambda n: 400) as hook:  # a 4xx is final: the batch fails for good
+        cfg = config(tmp_path, grpc=None, webhook=hook.url, db=tmp_path / "s.db" if with_store else None)
+        with RuntimeThread(cfg) as rt:
+            assert _healthz(rt)[0] == 200 and _healthz(rt)[1]["status"] == "ok"
+            post(f"{rt.http_url}/v1/traces", (EXAMPLE_TRACES / "checkout_error.json").read_bytes(), "application/json")
+            wait_for(
+                lambda: metric(rt, "fluo_sink_signals_dropped_total", sink="webhook", reason="failed"), what="drop"
+            )
+            code, health = _healthz(rt)
+            if with_store:
+                assert (code, health["status"]) == (200, "degraded")
+                assert health["sinks"] == {"sqlite": "ok", "webhook": "failed"}
+            else:
+                assert (code, health["status"]) == (503, "failing")
+                assert health["sinks"] == {"webhook": "failed"}

@@ -71,6 +71,11 @@ MIN_SPAN_WIRE_BYTES = 2
 """The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
 
 
+UNHEALTHY = ("stopping", "failing")
+"""/healthz statuses answered 503: shutting down, or every sink failed (signals are being lost); "ok" and
+"degraded" (some sink failed) are 200."""
+
+
 class Refusal(Exception):
     """A request not taken: `retryable` ones are over capacity or shutting down."""
 
@@ -680,7 +685,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
 
     async def healthz(request: web.Request) -> web.Response:
         status = health()
-        return web.json_response(status, status=200 if status["status"] == "ok" else 503)
+        return web.json_response(status, status=503 if status["status"] in UNHEALTHY else 200)
 
     return [
         web.post("/v1/traces", export),

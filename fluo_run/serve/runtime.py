@@ -41,7 +41,7 @@ from .receivers import (
     metrics_handler,
 )
 from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
-from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink
+from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink, overall
 from .state import StateError, load_remembered, remembered_path, save_remembered
 
 log = logging.getLogger("fluo.serve")
@@ -266,12 +266,14 @@ class Runtime:
         self.sinks.publish(signals, wait=math.inf)
 
     def health(self) -> dict[str, Any]:
+        """`GET /healthz`: "status" is "stopping", else the sinks' in one word (`sinks.overall`)."""
+        sinks = self.sinks.health()
         return {
-            "status": "stopping" if self.intake.stopping else "ok",
+            "status": "stopping" if self.intake.stopping else overall(sinks),
             "rules": len(self.evaluator.program.rules),
             "buffered_spans": self.buffer.spans,
             "pending_spans": self.evaluator.pending_spans,
-            "sinks": self.sinks.health(),
+            "sinks": sinks,
             "uptime_seconds": round(time.monotonic() - self.started, 3),
         }
 

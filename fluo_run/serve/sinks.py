@@ -1054,6 +1054,16 @@ class SinkWorker:
         return self.finish_close(time.monotonic() + timeout, timeout)
 
 
+def overall(health: dict[str, str]) -> str:
+    """The sinks' words (`SinkSet.health`) in one for /healthz: "failing" when every sink has failed (each
+    signal is being lost), "degraded" when some have, else "ok". A sink retrying or stalled has lost nothing
+    yet (its signals queue, and a store's full queue makes admission refuse exports): it leaves "ok" as is."""
+    failed = sum(word == "failed" for word in health.values())
+    if not failed:
+        return "ok"
+    return "failing" if failed == len(health) else "degraded"
+
+
 class SinkSet:
     """Every configured sink, each on its own thread behind a bounded queue."""
 
