@@ -320,3 +320,38 @@ def test_a_slow_request_head_or_body_does_not_hold_a_connection(
             body.sendall(b"x" * 90)  # the rest: the connection then idles out, its handler done before the stop
             while body.recv(4096):
                 pass
+
+
+def test_a_json_body_of_more_objects_than_the_span_cap_allows_is_refused_before_it_is_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Security QA: 64 MiB of `{}` spans parsed to 1.6 GB of dicts (22 million) before the span cap refused it."""
+    monkeypatch.setattr(receivers, "MAX_SPANS_PER_REQUEST", 10)
+    per_span = receivers.JSON_CONTAINERS_PER_SPAN
+    limit = 10 * per_span
+    flood = json_spans([{}] * limit)  # with the 6 of the envelope: over the limit
+    assert flood.count(b"{") + flood.count(b"[") == limit + 6
+    parsed: list[bytes] = []
+    parse_json = receivers.parse_json
+    monkeypatch.setattr(
+        receivers, "parse_json", lambda body, **kw: parse_json(body, **kw) if not parsed.append(body) else []
+    )
+    says = (
+        f"request body: {limit + 6} JSON objects and arrays ('{{' and '[' bytes), over the limit of {limit} per export "
+        f"({per_span} per span of the 10 spans per export); send smaller batches"
+    )
+    with pytest.raises(receivers.TooManySpans) as refused:
+        receivers.decode_json(flood)
+    assert refused.value.status == 413 and refused.value.message == says
+    assert not parsed
+    with pytest.raises(receivers.TooManySpans, match="over the limit of 10 spans per export"):
+        receivers.decode_json(json_spans([{}] * 11))  # within the object limit: the span cap, once parsed
+    attributes = [{"key": f"k{i}", "value": {"intValue": str(i)}} for i in range(14)]  # 31 objects and arrays a span
+    assert len(receivers.decode_json(json_spans([{**GOOD_JSON_SPAN, "attributes": attributes}] * 10)).spans) == 10
+    assert len(parsed) == 2
+
+    with RuntimeThread(config(tmp_path, grpc=None)) as rt:
+        status, _, answer = post(f"{rt.http_url}/v1/traces", flood, "application/json")
+        assert (status, json.loads(answer)["message"]) == (413, says)
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="too_large") == 1
+    assert len(parsed) == 2
