@@ -6,7 +6,10 @@ import asyncio
 import gzip
 import json
 import os
+import socket
 import threading
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -14,7 +17,7 @@ import pytest
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from serve_support import config, metric, post
+from serve_support import Sender, config, metric, post, wait_for
 
 from fluo_lang.otlp import TraceInputError
 from fluo_run.serve import receivers
@@ -355,3 +358,80 @@ def test_a_json_body_of_more_objects_than_the_span_cap_allows_is_refused_before_
         assert (status, json.loads(answer)["message"]) == (413, says)
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="too_large") == 1
     assert len(parsed) == 2
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server closed `sock` (it reads end of file, or a reset), without waiting."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        sock.setblocking(True)
+
+
+def _connections_are(rt: RuntimeThread, n: int, closed: int) -> Callable[[], bool]:
+    """Whether `n` HTTP connections are open and `closed` were closed to make room (those counts exactly)."""
+    return lambda: (
+        metric(rt, "fluo_http_connections_over_limit_total", action="closed_idle") == closed
+        and metric(rt, "fluo_http_connections") == n
+    )
+
+
+def test_http_connections_past_the_limit_close_the_oldest_idle_ones_and_an_exporter_gets_through(
+    tmp_path: Path,
+) -> None:
+    """Security QA: OTLP/HTTP connections were bounded in time (15 s idle), not in number: at `ulimit -n 256`,
+    300 idle connections made `accept()` fail (EMFILE) and the next export timed out; the rule folder
+    could not even be listed for a reload."""
+    limit = 8
+    with RuntimeThread(config(tmp_path, grpc=None, max_http_connections=limit)) as rt:
+        port = rt.runtime.http_port
+        idle: list[socket.socket] = []
+        try:
+            for n in range(1, 3 * limit + 1):  # one at a time, each taken in before the next comes
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+                wait_for(_connections_are(rt, min(n, limit), closed=max(0, n - limit)), what=f"connection {n} taken")
+            wait_for(lambda: all(_closed_by_server(s) for s in idle[: 2 * limit]), what="the oldest to be closed")
+            assert not any(_closed_by_server(s) for s in idle[2 * limit :])  # the newest stay
+
+            sender = Sender("http", rt.http_url)  # a real exporter: its connection closes another idle one
+            sender.healthy()
+            sender.flush()
+            sender.close()
+            wait_for(lambda: metric(rt, "fluo_spans_received_total", transport="http") == 2, what="the export")
+
+            # every connection busy (a request whose body is still coming): a new one is closed at once
+            busy = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(limit)]
+            for s in busy:
+                s.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+                s.sendall(b"Content-Length: 100\r\n\r\n{")
+            wait_for(lambda: len(rt.runtime._caps[0].busy) == limit, what="every connection to be busy")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as refused:
+                assert refused.recv(1) == b""
+            assert metric(rt, "fluo_http_connections_over_limit_total", action="refused") == 1
+            assert not any(_closed_by_server(s) for s in busy)
+            for s in busy:
+                s.close()
+            wait_for(lambda: not rt.runtime._caps[0].busy, what="the busy connections to go")
+            with urllib.request.urlopen(f"{rt.http_url}/healthz", timeout=10) as answer:  # taken again
+                assert answer.status == 200
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_the_connection_limit_leaves_files_for_the_rest(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fluo_run.serve import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: (256, 4096))
+    assert runtime_module.http_connection_limit(1024) == 28  # (256 - twice the accept backlog, 100) / 2
+    assert "--max-http-connections 1024 lowered to 28 for the open-file limit (ulimit -n 256)" in caplog.text
+    assert runtime_module.http_connection_limit(20) == 20
+    monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: (4096, 4096))
+    assert runtime_module.http_connection_limit(1024) == 1024

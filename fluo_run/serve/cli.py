@@ -26,6 +26,7 @@ from .config import (
     DEFAULT_GRPC,
     DEFAULT_HTTP,
     DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MAX_HTTP_CONNECTIONS,
     DEFAULT_MAX_TRACE_AGE,
     ConfigError,
     ServeConfig,
@@ -135,6 +136,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         otlp_logs=options["otlp_logs"] or None,
         otlp_logs_protocol=str(options["otlp_logs_protocol"]),
         sink_queue=int(options["sink_queue"]),
+        max_http_connections=int(options["max_http_connections"]),
         auth_token=options["auth_token"] or None,
         tls_cert=Path(options["tls_cert"]) if options["tls_cert"] else None,
         tls_key=Path(options["tls_key"]) if options["tls_key"] else None,
@@ -399,6 +401,15 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     type=int,
     show_default=True,
     help="Signals queued per sink before it drops (counted).",
+)
+@_opt(
+    "--max-http-connections",
+    "FLUO_MAX_HTTP_CONNECTIONS",
+    default=DEFAULT_MAX_HTTP_CONNECTIONS,
+    type=int,
+    show_default=True,
+    help="Connections open at once to each HTTP listener; past it the oldest idle one is closed (or, every one "
+    "busy, the new one). At most half the open-file limit (ulimit -n).",
 )
 @_opt(
     "--auth-token",

@@ -24,6 +24,7 @@ DEFAULT_HTTP = "127.0.0.1:4318"
 DEFAULT_MAX_TRACE_AGE = "60s"
 DEFAULT_DB = "fluo-signals.db"
 DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
+DEFAULT_MAX_HTTP_CONNECTIONS = 1024
 """`--max-buffer-bytes`: the wire bytes the spans of traces being assembled may keep alive."""
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
@@ -125,6 +126,7 @@ class ServeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
+    max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS
     shutdown_timeout: float = 20.0
 
     @property
@@ -152,6 +154,7 @@ class ServeConfig:
             "max_pending_spans",
             "max_window_spans",
             "sink_queue",
+            "max_http_connections",
         )
         for name in limits:
             if getattr(self, name) < 1:

@@ -26,6 +26,8 @@ RELOAD_RESULTS = ("loaded", "rejected")
 RULE_KINDS = ("trace", "window")
 SINK_DROPS = ("queue_full", "failed", "shutdown")
 """`fluo_sink_signals_dropped_total{reason}`."""
+CONNECTION_ACTIONS = ("closed_idle", "refused")
+"""`fluo_http_connections_over_limit_total{action}`."""
 ANY_RULE = "*"
 """`fluo_rule_errors_total{rule}` for traces whose evaluation failed as a whole (not one rule's)."""
 
@@ -171,6 +173,16 @@ class Metrics:
         self.buffer_capacity = Gauge("fluo_buffer_capacity_spans", "--max-buffered-spans", registry=r)
         self.buffer_fill = Gauge("fluo_buffer_fill_ratio", "Buffered spans / --max-buffered-spans", registry=r)
         self.sink_queue = Gauge("fluo_sink_queue", "Signals queued per sink", ["sink"], registry=r)
+        self.http_connections = Gauge(
+            "fluo_http_connections", "Connections open to the HTTP listeners (--max-http-connections each)", registry=r
+        )
+        self.http_connections_over_limit = Counter(
+            "fluo_http_connections_over_limit",
+            "HTTP connections past --max-http-connections: closed_idle (the oldest idle one closed to make room), "
+            "refused (every one busy: the new one closed)",
+            ["action"],
+            registry=r,
+        )
         for transport in transports:
             self.spans_received.labels(transport)
             for outcome in OUTCOMES:
@@ -183,6 +195,8 @@ class Metrics:
             self.traces_evicted.labels(reason)
         for result in RELOAD_RESULTS:
             self.reloads.labels(result)
+        for action in CONNECTION_ACTIONS:
+            self.http_connections_over_limit.labels(action)
         for kind in RULE_KINDS:
             self.rules_loaded.labels(kind)
         self.rule_errors.labels(ANY_RULE)

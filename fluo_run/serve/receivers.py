@@ -721,6 +721,66 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
     ]
 
 
+class ConnectionCap:
+    """The protocol factory of an HTTP listener: aiohttp's (`web.Server`), with at most `limit` connections open.
+
+    aiohttp accepts every connection (its maintainers leave a cap to the application or a proxy,
+    aio-libs/aiohttp#675), each an open file until its idle timeout. Here each new connection first
+    closes the oldest ones with no request in progress (idle between exports, or still sending a request
+    head) until, with it, at most `limit` are open; when all the others have a request in progress, the
+    new one is closed at once. So idle connections, however many, lock no exporter out.
+
+    Connections are counted once aiohttp has them: those accepted in one go (asyncio takes up to its
+    backlog at a time) or still in a TLS handshake are not yet, so the count may pass the limit by
+    that much until the next connection comes.
+    """
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.server: web.Server | None = None  # the runner's, once set up
+        self.limit = limit
+        self.metrics = metrics
+        self.busy: set[web.RequestHandler] = set()  # connections whose request is being handled
+        self._refused = Throttled(log, logging.WARNING)
+
+    @web.middleware
+    async def track(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Middleware: the request's connection is busy until it is answered."""
+        protocol = request.protocol
+        self.busy.add(protocol)
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        finally:
+            self.busy.discard(protocol)
+
+    def open(self) -> int:
+        return 0 if self.server is None else sum(1 for h in self.server.connections if h.connected)
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        assert self.server is not None
+        live = [h for h in self.server.connections if h.connected]  # oldest first; closed ones linger a moment
+        excess = len(live) + 1 - self.limit
+        if excess > 0:
+            idle = [h for h in live if h not in self.busy][:excess]
+            for h in idle:
+                h.force_close()
+            self.metrics.http_connections_over_limit.labels("closed_idle").inc(len(idle))
+            if len(idle) < excess:
+                self.metrics.http_connections_over_limit.labels("refused").inc()
+                self._refused(
+                    "refused an HTTP connection: %d open, each with a request in progress (--max-http-connections)",
+                    len(live) - len(idle),
+                )
+                return _Refused()
+        return self.server()
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over `ConnectionCap`'s limit: closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     """aiohttp's server log (`AppRunner(logger=...)`): a request that is not HTTP is the sender's problem, not FLUO's.
 

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import math
+import resource
 import signal
 import socket
 import ssl
@@ -33,6 +34,7 @@ from .evaluator import Evaluator
 from .metrics import Metrics
 from .receivers import (
     Admission,
+    ConnectionCap,
     Intake,
     ProtocolLog,
     add_trace_service,
@@ -56,6 +58,9 @@ HTTP_IDLE_TIMEOUT = 15.0
 nothing or half a request line (a slowloris), or a kept-alive one between exports, is closed then.
 Exporters reconnect as needed; before, such connections stayed an hour and a few thousand took every
 file descriptor."""
+ACCEPT_BACKLOG = 100
+"""The HTTP listeners' `listen()` backlog, asyncio's default; asyncio also accepts up to this many
+connections at a time before any of them is handed to aiohttp (and counted by `ConnectionCap`)."""
 SINK_FLOOR = 0.05
 """Seconds the sinks get to close at the least, even when evaluation used the whole shutdown deadline."""
 EXIT_LOST = 3
@@ -185,6 +190,9 @@ class Runtime:
         self.grpc_port = 0
         self.metrics_port = 0
         self._runners: list[web.AppRunner] = []
+        self._listeners: list[asyncio.Server] = []
+        self._caps: list[ConnectionCap] = []
+        self.http_connection_limit = http_connection_limit(config.max_http_connections)
         self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -202,6 +210,7 @@ class Runtime:
         m.buffer_capacity.set(config.max_buffered_spans)
         m.buffer_fill.set_function(lambda: self.buffer.spans / config.max_buffered_spans)
         m.window_capacity.set(config.max_window_spans)
+        m.http_connections.set_function(lambda: sum(cap.open() for cap in self._caps))
         m.reloads.labels("loaded").inc()
 
     def _restore_remembered(self) -> None:
@@ -287,7 +296,9 @@ class Runtime:
         return ctx
 
     async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        cap = ConnectionCap(self.http_connection_limit, self.metrics)
+        self._caps.append(cap)
+        app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[cap.track])
         app.add_routes(routes)
         runner = web.AppRunner(
             app,
@@ -300,6 +311,7 @@ class Runtime:
         )
         await runner.setup()
         self._runners.append(runner)
+        cap.server = runner.server
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -309,8 +321,11 @@ class Runtime:
         except OSError as exc:
             sock.close()
             raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        site = web.SockSite(runner, sock, ssl_context=self._ssl())
-        await site.start()
+        # aiohttp's server as the protocol factory, as its low-level API has it, counted by the cap (a
+        # `web.SockSite` would pass the server itself); closed first by `_stop_receivers`, as a site is.
+        self._listeners.append(
+            await asyncio.get_running_loop().create_server(cap, sock=sock, ssl=self._ssl(), backlog=ACCEPT_BACKLOG)
+        )
         return int(sock.getsockname()[1])
 
     async def start(self) -> None:
@@ -432,6 +447,9 @@ class Runtime:
         if self._grpc is not None:
             server, self._grpc = self._grpc, None
             await server.stop(grace=RECEIVER_DRAIN)
+        listeners, self._listeners = list(self._listeners), []
+        for listener in listeners:  # new connections are refused from now on
+            listener.close()
         runners, self._runners = list(self._runners), []
         self._closing = runners
         for runner in runners:
@@ -569,6 +587,23 @@ class AcceptErrors:
             context.get("exception"),
             n,
         )
+
+
+def http_connection_limit(asked: int) -> int:
+    """`--max-http-connections`, lowered (with a warning) to half what the open-file limit (`ulimit -n`)
+    leaves after twice `ACCEPT_BACKLOG`: a batch just accepted and not yet counted, and as many closed
+    to make room for it, still open for a moment. The rest is for the store, the rule files, gRPC."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    most = max(1, (soft - 2 * ACCEPT_BACKLOG) // 2)
+    if soft == resource.RLIM_INFINITY or asked <= most:
+        return asked
+    log.warning(
+        "--max-http-connections %d lowered to %d for the open-file limit (ulimit -n %d); raise that to allow more",
+        asked,
+        most,
+        soft,
+    )
+    return most
 
 
 def host_port(host: str, port: int) -> str:
