@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
 import socket
 import threading
@@ -427,11 +428,40 @@ def test_http_connections_past_the_limit_close_the_oldest_idle_ones_and_an_expor
 def test_the_connection_limit_leaves_files_for_the_rest(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A soft open-file limit is raised toward the hard one (as Go does; systemd starts services at a soft 1024);
+    only what the hard limit leaves short lowers the connection limit, with a warning."""
     from fluo_run.serve import runtime as runtime_module
 
-    monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: (256, 4096))
-    assert runtime_module.http_connection_limit(1024) == 28  # (256 - twice the accept backlog, 100) / 2
-    assert "--max-http-connections 1024 lowered to 28 for the open-file limit (ulimit -n 256)" in caplog.text
+    caplog.set_level(logging.INFO, logger=runtime_module.log.name)
+    limits = {"now": (256, 256)}
+    raised: list[tuple[int, int]] = []
+
+    def setrlimit(what: int, value: tuple[int, int]) -> None:
+        raised.append(value)
+        limits["now"] = value
+
+    monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: limits["now"])
+    monkeypatch.setattr(runtime_module.resource, "setrlimit", setrlimit)
+    # The hard limit is the soft one: nothing to raise; lowered to (256 - twice the accept backlog, 100) / 2.
+    assert runtime_module.http_connection_limit(1024) == 28
+    assert raised == []
+    assert "--max-http-connections 1024 lowered to 28 for the open-file limit (ulimit -n 256, hard limit 256)" in (
+        caplog.text
+    )
     assert runtime_module.http_connection_limit(20) == 20
-    monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: (4096, 4096))
+    # A soft 1024 under a hard 4096: raised to what 1,024 connections need, nothing lowered, no warning.
+    caplog.clear()
+    limits["now"] = (1024, 4096)
     assert runtime_module.http_connection_limit(1024) == 1024
+    assert raised == [(2248, 4096)]
+    assert "raised the open-file limit (ulimit -n) from 1024 to 2248" in caplog.text
+    assert "lowered" not in caplog.text
+    # A hard limit short of it: raised as far as it goes, the rest lowered.
+    limits["now"] = (1024, 1500)
+    assert runtime_module.http_connection_limit(1024) == 650  # (1500 - 200) / 2
+    assert raised[-1] == (1500, 1500)
+    # Enough already: untouched.
+    raised.clear()
+    limits["now"] = (4096, 4096)
+    assert runtime_module.http_connection_limit(1024) == 1024
+    assert raised == []

@@ -590,18 +590,36 @@ class AcceptErrors:
 
 
 def http_connection_limit(asked: int) -> int:
-    """`--max-http-connections`, lowered (with a warning) to half what the open-file limit (`ulimit -n`)
-    leaves after twice `ACCEPT_BACKLOG`: a batch just accepted and not yet counted, and as many closed
-    to make room for it, still open for a moment. The rest is for the store, the rule files, gRPC."""
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    """`--max-http-connections`, within what the open-file limit (`ulimit -n`) allows.
+
+    The connections need twice `ACCEPT_BACKLOG` files beyond them (a batch just accepted and not yet
+    counted, and as many closed to make room for it, still open for a moment), and as many again for
+    the rest (the store, the rule files, gRPC). A soft limit below that is raised toward the hard one,
+    as Go's runtime does at start (systemd and most shells start services at a soft 1024 under a far
+    higher hard limit); only what the hard limit still leaves short is lowered, with a warning."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * (asked + ACCEPT_BACKLOG)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return asked
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError) as exc:
+            log.info("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+        else:
+            log.info("raised the open-file limit (ulimit -n) from %d to %d for the connections", soft, wanted)
+            soft = wanted
     most = max(1, (soft - 2 * ACCEPT_BACKLOG) // 2)
-    if soft == resource.RLIM_INFINITY or asked <= most:
+    if asked <= most:
         return asked
     log.warning(
-        "--max-http-connections %d lowered to %d for the open-file limit (ulimit -n %d); raise that to allow more",
+        "--max-http-connections %d lowered to %d for the open-file limit (ulimit -n %d, hard limit %s); "
+        "raise that to allow more",
         asked,
         most,
         soft,
+        "unlimited" if hard == resource.RLIM_INFINITY else hard,
     )
     return most
 
