@@ -33,7 +33,7 @@ from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from .diagnostics import Diagnostic, error, nearest
-from .values import lone_crs_as_lf
+from .values import lone_crs_as_lf, string_literal
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
@@ -215,6 +215,8 @@ class _Recovery:
         ip = e.interactive_parser
         if self.skip_rest:
             return tok.type != "$END"
+        if self._sliding_window(ip, tok) or self._keyword_in_key(ip, tok):
+            return True
         if self._misspelled_keyword(ip, tok) or self._habit(ip, tok) or self._rule_keyword(ip, tok):
             return True
         expected = sorted(_accepts(ip), key=_order)  # not `e.expected`: the state's lookaheads, some impossible
@@ -283,6 +285,69 @@ class _Recovery:
             return True
         self.report(error(code, f"unexpected {found}; expected {_expected_text(expected)}", span, path=self.path))
         return not is_end  # drop the token and go on
+
+    def _sliding_window(self, ip: Any, tok: Token) -> bool:
+        """`window 1m every 10s`, `window sliding 1m`: other tools' sliding and hopping windows, where FLUO's
+        are tumbling. One error says so; its fix keeps the window's length, and the clause is read as `window D`."""
+        start = tok.start_pos or 0
+        keyword = self.text.rfind("window", max(0, start - _NEAR), start + 1)
+        clause = None if keyword < 0 else _SLIDING_WINDOW.match(self.text, keyword)
+        if clause is None or not clause.start() <= start < clause.end() or not (clause["kind"] or clause["slide"]):
+            return False
+        if keyword and _WORD_CHAR.match(self.text, keyword - 1):
+            return False
+        length = clause["length"]
+        if clause["slide"]:
+            step = clause["slide"].strip(" \t,")
+            message = (
+                f"FLUO's windows do not slide (`{step}` is a sliding window's step): `window {length}` is tumbling, "
+                f"each {length} of traces checked once and no two windows overlapping"
+            )
+        elif clause["kind"].lower() == "tumbling":
+            message = f"FLUO's windows are tumbling without saying so: write `window {length}`"
+        else:
+            message = (
+                f"FLUO has no {clause['kind'].lower()} windows: `window {length}` is tumbling, each {length} of "
+                "traces checked once and no two windows overlapping"
+            )
+        stack = ip.parser_state.value_stack
+        take_back = 0
+        while take_back < len(stack) and _start_of(stack[-1 - take_back]) >= clause.start():
+            take_back += 1
+        self._read_as(ip, clause.start(), clause.end(), message, f"window {length}", take_back)
+        stack = ip.parser_state.value_stack
+        if not stack or _end_of(stack[-1]) < clause.end("length"):  # the clause is not on the stack: read it
+            ip.feed_token(self.token("WINDOW", "window", clause.start(), clause.start() + len("window")))
+            ip.feed_token(self.token("DURATION", length, clause.start("length"), clause.end("length")))
+        return True
+
+    def _keyword_in_key(self, ip: Any, tok: Token) -> bool:
+        """`messaging.rule.name`, `x.when.y`: an attribute key with a keyword for one of its parts."""
+        top = _top(ip)
+        if top is None or top.type != "DOT" or top.end_pos != tok.start_pos or str(tok.value) not in keywords():
+            return False
+        return self._bracketed_key(ip, tok.start_pos or 0, f"`{tok.value}` is a keyword")
+
+    def _bracketed_key(self, ip: Any, at: int, why: str) -> bool:
+        """A dotted name that is no name for `why`, at `at` (a keyword, a letter past ASCII): one error
+        that says how to write it, `attributes["k"]`, and the whole name read as one that cannot be checked."""
+        start, end = _key_around(self.text, at)
+        path = self.text[start:end]
+        stack = ip.parser_state.value_stack
+        take_back = 0
+        while take_back < len(stack) and _start_of(stack[-1 - take_back]) >= start:
+            take_back += 1
+        base = ip.parser_state.state_stack
+        if take_back >= len(base):
+            return False
+        if not _Table.of(ip).accepts(_Stack(base, len(base) - take_back)) >= _EXPRESSION_START:  # a rule id
+            return False
+        fix = _bracketed(path)
+        how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
+        message = f"`{path}` cannot be written bare ({why}): {how}"
+        self._read_as(ip, start, end, message, fix, take_back)
+        ip.feed_token(self.token("IDENT", _MISSING, start, end))
+        return True
 
     def _misspelled_keyword(self, ip: Any, tok: Token) -> bool:
         """`exepct trace...`: a name just read as a metadata key is a clause keyword misspelled.
@@ -685,6 +750,12 @@ class _Recovery:
             return True
         if pos < self.stray_until and ch == self.stray:  # reported with the first of its run
             return True
+        if (
+            not ch.isascii()
+            and _key_char(ch)
+            and self._bracketed_key(e.interactive_parser, pos, f"`{ch}`, {_code_point(ch)}, is not an ASCII letter")
+        ):
+            return True
         message, suggestion = _character_message(self.text, pos)
         end = pos + 1
         if suggestion is not None and suggestion in ("", " "):  # `\0\0\0`, `count()\xa0>\xa05`: all of them at once
@@ -906,6 +977,55 @@ def _code_point(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
+def _key_char(ch: str) -> bool:
+    """Whether `ch` may be part of an attribute key written as dotted names: a letter, a digit, `_`, or a
+    combining mark (the accent of a decomposed `á`)."""
+    return ch == "_" or ch.isalnum() or (len(ch) == 1 and unicodedata.category(ch).startswith("M"))
+
+
+def _key_around(text: str, at: int) -> tuple[int, int]:
+    """The dotted name around `at`, as far as its parts are letters, digits and `_` (keywords and letters past
+    ASCII too); a part right before `(` is a method, not the key's."""
+    start = at
+    while start > 0 and (
+        _key_char(text[start - 1]) or (text[start - 1] == "." and _key_char(text[start - 2 : start - 1]))
+    ):
+        start -= 1
+    end = at
+    while end < len(text):
+        part = end
+        while part < len(text) and _key_char(text[part]):
+            part += 1
+        if text.startswith("(", part) and end > at:
+            end -= 1  # the `.` before a method
+            break
+        end = part
+        if not (text.startswith(".", end) and end + 1 < len(text) and _key_char(text[end + 1])):
+            break
+        end += 1
+    return start, end
+
+
+_SPAN_PATHS = ("trace.root", "it", "parent")
+"""Where a dotted key's span may be named, before the key: `parent.x.in.y` is `parent.attributes["x.in.y"]`."""
+
+
+def _bracketed(path: str) -> str | None:
+    """`attributes["a.in.b"]` for the dotted name `a.in.b` (`resource["k"]`, `parent.attributes["k"]`), or None
+    when it does not start where an attribute may (`trace.x.in`)."""
+    base = ""
+    for span in _SPAN_PATHS:
+        if path.startswith(span + "."):
+            base, path = path[: len(span)] + ".", path[len(span) + 1 :]
+            break
+    first, _, rest = path.partition(".")
+    if first in ("trace", "window", *_SPAN_PATHS) or not first:
+        return None
+    if first == "resource":
+        return f"{base}resource[{string_literal(rest)}]" if rest else None
+    return f"{base}attributes[{string_literal(path)}]"
+
+
 def _character_message(text: str, pos: int) -> tuple[str, str | None]:
     """FLUO101 for a character that starts no token, and its fix: invisible ones are named by code point."""
     ch = text[pos]
@@ -992,6 +1112,14 @@ _DASHED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+")
 _RULE_WORD = re.compile(r"\brule\b")
 _DURATION_RUN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+)+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-zµ]+)")
+_LENGTH = r"[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+"
+_SLIDING_WINDOW = re.compile(
+    rf"window[ \t]+(?:(?P<kind>sliding|hopping|tumbling|rolling|moving)[ \t]+)?(?P<length>{_LENGTH})"
+    r"(?P<slide>[ \t]*(?:,|(?:every|slide|sliding|step|hop|hopping|advance|stride|by)(?:[ \t]+by)?\b)"
+    rf"[ \t]*{_LENGTH})?",
+    re.IGNORECASE,
+)
+"""A window clause as other tools write sliding or hopping ones: `window 1m every 10s`, `window sliding 1m`."""
 _NEAR = 256  # how far around an error the recovery reads (a closing quote, a lambda's parameter)
 _CLOSING_SCAN = 4096  # how far `_closing` looks for the bracket that closes one
 
@@ -1169,6 +1297,22 @@ def _operand(ip: Any, names: list[str]) -> bool:
             base[-1] = goto[1]
             return True
     return False
+
+
+def _start_of(value: Any) -> int:
+    """Where a parser stack entry (a token or a tree) starts in the text; -1 if it says nothing."""
+    if isinstance(value, Token):
+        return value.start_pos if value.start_pos is not None else -1
+    meta = getattr(value, "meta", None)
+    return -1 if meta is None or getattr(meta, "empty", True) else int(meta.start_pos)
+
+
+def _end_of(value: Any) -> int:
+    """Where a parser stack entry ends in the text; -1 if it says nothing."""
+    if isinstance(value, Token):
+        return value.end_pos if value.end_pos is not None else -1
+    meta = getattr(value, "meta", None)
+    return -1 if meta is None or getattr(meta, "empty", True) else int(meta.end_pos)
 
 
 def _top_type(ip: Any) -> str | None:
@@ -1711,10 +1855,27 @@ class _Builder:
         return [self.expr(c) for c in node.children if c is not None]
 
     def string_value(self, tok: Token) -> str:
-        value, bad = _unescape(str(tok)[1:-1])
+        """The value of a string literal. Its escapes FLUO does not know (`"\\d+"`, a regular expression's)
+        are one FLUO102, whose fix doubles their backslashes: each was meant as a backslash itself."""
+        raw = str(tok)[1:-1]
+        value, bad = _unescape(raw)
+        loose = [(i, n) for i, n, _ in bad if n == 2 and raw[i + 1] != "u" and raw[i + 1].isprintable()]
+        base = (tok.start_pos or 0) + 1
         for i, length, message in bad:
-            start = (tok.start_pos or 0) + 1 + i
-            self.diagnostics.append(error("FLUO102", message, self.index.span(start, start + length), path=self.path))
+            if (i, length) not in loose:
+                span = self.index.span(base + i, base + i + length)
+                self.diagnostics.append(error("FLUO102", message, span, path=self.path))
+        if loose:
+            first, last = loose[0][0], loose[-1][0] + 2
+            written = ", ".join(dict.fromkeys(f"`{raw[i : i + 2]}`" for i, _ in loose))
+            fix = "".join("\\" + raw[i] if (i - 1, 2) in loose else raw[i] for i in range(first, last))
+            plural = "s" if len(loose) > 1 else ""
+            message = (
+                f"invalid escape{plural} {written} in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX); "
+                f"a backslash itself is `\\\\`: write `{fix}`"
+            )
+            span = self.index.span(base + first, base + last)
+            self.diagnostics.append(error("FLUO102", message, span, path=self.path, suggestion=fix))
         return value
 
     def duration_ns(self, tok: Token | None) -> int | None:

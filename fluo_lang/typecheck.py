@@ -18,6 +18,7 @@ from . import builtins as b
 from . import types as t
 from .diagnostics import Diagnostic, Related, article, edit_distance, error, nearest, one_based, warning
 from .regex import RegexError, compile_regex
+from .values import string_literal
 
 SEVERITIES = ("info", "warning", "error", "critical")
 META_KEYS = {
@@ -390,7 +391,7 @@ class _Checker:
                 self.pending_typos[id(e)] = warning(
                     "FLUO207",
                     f"`{ref.key}` reads as an attribute with that whole key: `span.` is TraceQL's scope, which "
-                    f"FLUO does not write; write `{rest}` (or `attributes[{_quote(ref.key)}]` for a key that "
+                    f"FLUO does not write; write `{rest}` (or `attributes[{string_literal(ref.key)}]` for a key that "
                     "does start with `span.`)",
                     e.span,
                     path=self.path,
@@ -530,7 +531,7 @@ class _Checker:
         if not (isinstance(base, MemberRef) and base.member.name == "resource"):
             return False
         key = e.key.value if isinstance(e.key, ast.Literal) and e.key.kind == "string" else None
-        fix = f"resource[{_quote(str(key))}]" if key is not None else 'resource["..."]'
+        fix = f"resource[{string_literal(str(key))}]" if key is not None else 'resource["..."]'
         service = " (or the intrinsic `service`)" if key == "service.name" else ""
         self.warn(
             "FLUO207",
@@ -638,6 +639,10 @@ class _Checker:
             hint = _unit_hint(e.left if lt == t.ANY else e.right)
             self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", e.span)
         elif not t.comparable(lt, rt, ordering=ordering):
+            number = _unitless(e, lt, rt)
+            if number is not None:
+                self.unitless(e, number, lt, rt)
+                return self.record(e, t.BOOL)
             if ordering and lt == rt:
                 msg = f"`{e.op}` does not order {lt} values"
             else:
@@ -647,6 +652,17 @@ class _Checker:
             self.null_comparison(e)
             self.vacuous(e)
         return self.record(e, t.BOOL)
+
+    def unitless(self, e: ast.Binary, number: ast.Literal, lt: t.Type, rt: t.Type) -> None:
+        """`duration > 500`: FLUO300 says the number needs a unit. Which one, only its writer knows, so the fix
+        is given only for zero, the same in every unit."""
+        written = _number_text(number.value)
+        if number.value == 0:
+            hint, fix = f"; a duration takes a unit: write `{written}s`", f"{written}s"
+        else:
+            hint = f"; a duration takes a unit: `{written}ms` if it counts milliseconds, `{written}s` if seconds"
+            fix = None
+        self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", number.span, fix)
 
     def unfit_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
         """Drop FLUO205's guess for `e` when the intrinsic it names could not stand there: `state == "x"`
@@ -731,10 +747,10 @@ class _Checker:
         first = self.out.refs.get(id(pieces[0]))
         base = _path_text(first.base) if isinstance(first, AttrRef) and first.base is not None else None
         if isinstance(first, AttrRef) and base is not None:  # `parent.x-y`, `resource.k8s-pod`
-            dashed = _quote("-".join([first.key, *texts[1:]]))
+            dashed = string_literal("-".join([first.key, *texts[1:]]))
             fix = f"{base}[{dashed}]" if first.source == "map" else f"{base}.attributes[{dashed}]"
         else:
-            fix = f"attributes[{_quote(key)}]"
+            fix = f"attributes[{string_literal(key)}]"
         self.warn(
             "FLUO207",
             f"`{key}` reads as `{' - '.join(texts)}`; for a key with dashes write `{fix}` "
@@ -844,16 +860,28 @@ def _path_text(e: ast.Expr) -> str | None:
     return ".".join([e.ident, *reversed(names)])
 
 
-def _quote(key: str) -> str:
-    return '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _unit_hint(attr: ast.Expr) -> str:
     """FLUO302's hint for an attribute's number next to a duration, with a unit guessed from its key."""
     x = _path_text(attr) or "amount"
     suffix = x.replace(".", "_").rsplit("_", 1)[-1].lower()
     unit = {"ns": "1ns", "us": "1us", "ms": "1ms", "millis": "1ms", "s": "1s", "sec": "1s", "seconds": "1s"}
     return f"; an attribute's number has no unit: give it one, e.g. `{x} * {unit.get(suffix, '1ms')}`"
+
+
+def _unitless(e: ast.Binary, lt: t.Type, rt: t.Type) -> ast.Literal | None:
+    """The number literal that a comparison holds against a duration (`duration > 500`), if it holds one."""
+    for number, ty, other in ((e.left, lt, rt), (e.right, rt, lt)):
+        if other == t.DURATION and ty in (t.INT, t.FLOAT) and isinstance(number, ast.Literal):
+            return number
+    return None
+
+
+def _number_text(value: object) -> str:
+    """A number literal's value as FLUO writes one (`1000` for `1e3`), to put a unit after."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    text = str(value)
+    return text if "e" not in text else f"{value:f}".rstrip("0")
 
 
 def _is_zero(e: ast.Expr) -> bool:

@@ -82,6 +82,22 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
 
 
+_STRING_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+_MUST_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_string(value: str, quote: str) -> str:
+    """`value` as the inside of a string literal in `quote`s: the backslash, the quote and line breaks
+    escaped (a string ends at a line break), and the other control characters too, so it reads."""
+    escaped = _MUST_ESCAPE.sub(lambda m: _STRING_ESCAPES.get(m.group(0), f"\\u{ord(m.group(0)):04x}"), value)
+    return escaped.replace(quote, "\\" + quote)
+
+
+def string_literal(value: str) -> str:
+    """A double-quoted string literal whose value is `value` (an attribute key in a fix: `attributes["k"]`)."""
+    return '"' + escape_string(value, '"') + '"'
+
+
 _LONE_CR = re.compile(r"\r(?!\n)")
 
 

@@ -32,6 +32,7 @@ from fluo_lang import builtins as b
 from fluo_lang import types as t
 from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, lex, terminal_text
 from fluo_lang.typecheck import META_KEYS, SEVERITIES, AttrRef, CheckedRule, MemberRef
+from fluo_lang.values import escape_string, string_literal
 
 from .document import RuleDocument
 from .syntax import expressions
@@ -476,23 +477,12 @@ def _names(items: _Items, place: _Placeholder, span_keys: Sequence[str]) -> None
             items.add(name, lsp.CompletionItemKind.Field, member.signature, _member_doc(member))
     for key in span_keys:
         if key in b.SPAN_FIELD_NAMES or key.split(".")[0] in b.ROOTS or not _plain_path(key):
-            quoted = 'attributes["' + escape_string(key, '"') + '"]'
+            quoted = f"attributes[{string_literal(key)}]"
             # A key named like an intrinsic, root or keyword (`status`, `true`) gets a label of its own.
             label = quoted if key in items.seen or key in b.SPAN_FIELD_NAMES or key in b.ROOTS else key
             items.add(label, lsp.CompletionItemKind.Variable, "attribute key", insert=quoted)
         else:
             items.add(key, lsp.CompletionItemKind.Variable, "attribute key")
-
-
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
-_MUST_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def escape_string(value: str, quote: str) -> str:
-    """`value` as the inside of a string literal in `quote`s: the backslash, the quote and line breaks
-    escaped (a string ends at a line break), and the other control characters too, so it reads."""
-    escaped = _MUST_ESCAPE.sub(lambda m: _ESCAPES.get(m.group(0), f"\\u{ord(m.group(0)):04x}"), value)
-    return escaped.replace(quote, "\\" + quote)
 
 
 def _plain_path(key: str) -> bool:

@@ -730,3 +730,75 @@ def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
 def test_expected_tokens_are_those_that_may_come_next(text: str, message: str) -> None:
     """Not lark's `e.expected`, a state's lookaheads: `)` with no `(` open, a name after a name."""
     assert [d.message for d in parse(text).diagnostics] == [message]
+
+
+# QA (fix-hints): mistakes that gave a cascade or a bare syntax error, now one error with FLUO's spelling and,
+# where only one text can be meant, the fix that gives it (checked with the typechecker too: no error left).
+_ONE_FIX = [
+    # sliding and hopping windows of other tools: FLUO's windows are tumbling, `window D`
+    (_W % "window 1m every 10s", _W % "window 1m"),
+    (_W % "window 1m slide 10s", _W % "window 1m"),
+    (_W % "window 1m advance by 10s", _W % "window 1m"),
+    (_W % "window 1m, 10s", _W % "window 1m"),
+    (_W % "window sliding 1m", _W % "window 1m"),
+    (_W % "window hopping 5m, 1m", _W % "window 5m"),
+    (_W % "window tumbling 1m", _W % "window 1m"),
+    ("rule r {\n  severity: error\n  window 1m every 10s\n  expect window.spans.count() < 300\n}\n", None),
+    # attribute keys that are no names: a keyword for a part, a letter past ASCII
+    ('where(messaging.rule.name == "x")', 'where(attributes["messaging.rule.name"] == "x")'),
+    ("where(x.when.y == 1)", 'where(attributes["x.when.y"] == 1)'),
+    ("where(a.in.b in [1, 2])", 'where(attributes["a.in.b"] in [1, 2])'),
+    ("where(a.true == 1)", 'where(attributes["a.true"] == 1)'),
+    ("where(parent.x.not.y == 1)", 'where(parent.attributes["x.not.y"] == 1)'),
+    ("where(resource.k.window == 'a')", "where(resource[\"k.window\"] == 'a')"),
+    ("where(x.when.y.lower() == 'a')", "where(attributes[\"x.when.y\"].lower() == 'a')"),
+    ('where(usuário.id == "a")', 'where(attributes["usuário.id"] == "a")'),
+    ("where(ação == 1)", 'where(attributes["ação"] == 1)'),
+    ("where(nome.do.usuário == 1 and x == 2)", 'where(attributes["nome.do.usuário"] == 1 and x == 2)'),
+    # escapes FLUO has not: a backslash meant as itself
+    ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
+    ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),
+    ('where(name == "C:\\temp\\x")', 'where(name == "C:\\temp\\\\x")'),  # `\t` is a tab: kept
+]
+
+
+@pytest.mark.parametrize(("text", "meant"), _ONE_FIX)
+def test_a_mistake_is_one_error_whose_fix_gives_the_text_meant(text: str, meant: str | None) -> None:
+    if text.startswith("where"):
+        text, meant = (f"trace.spans.{t}.exists()" for t in (text, meant or ""))
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert d.is_error and d.suggestion is not None, d.format()
+    fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
+    if meant is not None:
+        assert fixed == meant, d.message
+    assert analyze([("m.fluo", fixed)]).diagnostics == []
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (_W % "window 1m every 10s", "FLUO's windows do not slide (`every 10s` is a sliding window's step)"),
+        (_W % "window sliding 1m", "FLUO has no sliding windows: `window 1m` is tumbling"),
+        ("trace.spans.where(messaging.rule.name == 'x').exists()", "(`rule` is a keyword)"),
+        ("trace.spans.where(usuário.id == 'x').exists()", "U+00E1 LATIN SMALL LETTER A WITH ACUTE, is not an ASCII"),
+        ('trace.spans.where(name matches "\\d+\\.").exists()', "invalid escapes `\\d`, `\\.` in string"),
+    ],
+)
+def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert says in d.message, d.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "trace.spans.where(name matches '\\uZZZZ').exists()",  # `\u` with no code: a character was meant
+        "trace.x.window.y == 1",  # no `trace.attributes`: a span's key cannot start here
+    ],
+)
+def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
+    assert all(d.suggestion is None for d in analyze([("m.fluo", text)]).diagnostics)
+
+
+def test_a_rule_id_past_ascii_is_not_told_to_be_an_attribute() -> None:
+    assert not any("attributes[" in d.message for d in analyze([("m.fluo", "rule usuário { expect true }")]).diagnostics)

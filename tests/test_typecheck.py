@@ -372,3 +372,37 @@ def test_every_name_from_another_language_leads_to_a_fluo_name() -> None:
                     ty = member.result_type(())
                 member = b.lookup(ty, method)
                 assert member is not None and member.kind == "method", (where, fix)
+
+
+# -- a number where a duration goes (QA, fix-hints) ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        (_where("duration > 500"), "500"),
+        ("trace.duration < 5", "5"),
+        (_where("1.5 <= duration"), "1.5"),
+        (_where("duration >= 1e3"), "1000"),
+    ],
+)
+def test_a_number_against_a_duration_names_the_units_it_could_mean_and_guesses_none(text: str, number: str) -> None:
+    d = _only(text)
+    assert (d.code, d.suggestion) == ("FLUO300", None)
+    assert f"`{number}ms` if it counts milliseconds, `{number}s` if seconds" in d.message
+    assert text[d.span.start : d.span.end] in (number, "1e3")  # the error points at the number
+
+
+@pytest.mark.parametrize(
+    ("text", "fixed"),
+    [
+        (_where("duration > 0"), _where("duration > 0s")),
+        (_where("0 != duration"), _where("0s != duration")),
+        ("trace.duration > 0.0", "trace.duration > 0s"),
+    ],
+)
+def test_zero_against_a_duration_is_fixed_as_zero_seconds(text: str, fixed: str) -> None:
+    """Zero is the one number whose unit does not matter."""
+    d = _only(text)
+    assert d.code == "FLUO300" and _apply(text, d) == fixed
+    assert _diags(fixed) == []
