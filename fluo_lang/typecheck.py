@@ -10,7 +10,7 @@ from those tables, and the language server reads them for hover and completion.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import ast
@@ -123,6 +123,8 @@ class _Checker:
         # arguments of a call (None for a field), so a fix for the name is one the member exists on
         self.read_after: dict[int, tuple[str, int | None]] = {}
         self.typo_types: dict[int, t.Type] = {}  # FLUO205's pending guesses: the intrinsic's type
+        # what a node's place takes (a boolean in a clause, `spans` as `before`'s argument): a fix must give it
+        self.wanted: dict[int, Callable[[t.Type], bool]] = {}
 
     def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
         self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion))
@@ -138,6 +140,7 @@ class _Checker:
         self.clauses(rule)
         scope = _Scope(False, bool(rule.windows))
         for clause in rule.clauses:
+            self.wanted[id(clause.expr)] = _boolish
             ty = self.check(clause.expr, scope)
             self.require_bool(clause.expr, ty, f"the `{clause.kind}` expression")
         self.diags.extend(self.pending_typos.values())
@@ -165,7 +168,7 @@ class _Checker:
                 continue
             seen[m.key] = m
             if m.key not in META_KEYS:
-                guess = _nearest(m.key, list(META_KEYS))
+                guess = _nearest(m.key, [k for k in META_KEYS if _meta_fits(k, m.value)])
                 hint = f"; did you mean `{guess}`?" if guess else f" (known: {', '.join(META_KEYS)})"
                 self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, guess)
                 continue
@@ -281,6 +284,7 @@ class _Checker:
         if isinstance(e, ast.Binary):
             return self.binary(e, scope)
         if isinstance(e, ast.Logic):
+            self.wanted.update((id(operand), _boolish) for operand in e.operands)
             for operand in e.operands:
                 self.require_bool(operand, self.check(operand, scope), f"the operands of `{e.op}`")
             return self.record(e, t.BOOL)
@@ -352,7 +356,7 @@ class _Checker:
         if not scope.in_pred:
             guess = _root_fix(ident, scope.windowed, self.read_after.get(id(e)))
             hint = f"; did you mean `{guess}`?" if guess else "; a rule starts from `trace` (or `window`)"
-            if ident.lower() in ("true", "false"):
+            if ident.lower() in ("true", "false") and id(e) not in self.read_after:  # `True.spans`: no boolean
                 guess = ident.lower()
                 hint = f"; did you mean `{guess}`?"
             elif ident.lower() == "traces" and not scope.windowed:
@@ -364,6 +368,10 @@ class _Checker:
         misread = _misread_name(ident)
         if misread is not None:
             self.pending_typos[id(e)] = warning("FLUO207", misread[0], e.span, path=self.path, suggestion=misread[1])
+            if misread[1] in ("true", "false"):
+                self.typo_types[id(e)] = t.BOOL
+                if id(e) in self.read_after:  # `True.x`: no boolean has fields
+                    self.unfit_typo(e, lambda ty: False)
             return self.record(e, t.ANY, AttrRef(ident, "span", None))
         typo = _nearest(ident, b.SPAN_FIELD_NAMES)
         if typo is not None and typo != ident:
@@ -402,12 +410,10 @@ class _Checker:
         if member is not None and member.kind == "field":
             return self.record(e, member.result_type(()), MemberRef(member, e.target))
         if member is not None:
-            self.err(
-                "FLUO202",
-                f"`{e.name}` is a method; call it: `{e.name}()`",
-                e.name_span,
-                f"{e.name}()",
-            )
+            if self.fits_here(e, _call_result(target_ty, e.name, [])):
+                self.err("FLUO202", f"`{e.name}` is a method; call it: `{e.name}()`", e.name_span, f"{e.name}()")
+            else:  # `trace.has`: a call with no arguments would be another error
+                self.err("FLUO202", f"`{e.name}` is a method; call it: {member.signature}", e.name_span)
             return self.record(e, t.ERROR)
         if target_ty == t.SPAN:
             typo = _nearest(e.name, b.SPAN_FIELD_NAMES)
@@ -423,9 +429,14 @@ class _Checker:
             return self.record(e, t.ANY, AttrRef(e.name, "span", e.target))
         if target_ty in (t.MAP, t.ANY):
             return self.record(e, t.ANY, AttrRef(e.name, "map", e.target))
-        names = list(b.members_of(target_ty))
-        fields = [n for n, m in b.members_of(target_ty).items() if m.kind == "field"]
-        guess = _nearest(e.name, fields) or _nearest(e.name, names)
+        members = b.members_of(target_ty)
+        names = list(members)
+        # a guess must give what is read after it: `trace.it.where(...)` is not `trace.id`, a string
+        fields = [n for n, m in members.items() if m.kind == "field" and self.fits_here(e, m.result_type(()))]
+        methods = [
+            n for n in names if members[n].kind == "method" and self.fits_here(e, _call_result(target_ty, n, []))
+        ]
+        guess = _nearest(e.name, fields) or (f"{m}()" if (m := _nearest(e.name, methods)) else None)
         hint = f"; did you mean `{guess}`?" if guess else (f" (it has: {', '.join(names)})" if names else "")
         extra = ""
         bare = isinstance(e.target, ast.Name) and e.target.ident == "service"
@@ -444,10 +455,9 @@ class _Checker:
         target_ty = self.check(e.target, scope)
         member = b.lookup(target_ty, e.method) if target_ty != t.ERROR else None
         if member is None or member.kind != "method":
+            given = [self.check(arg, scope.inner()) for arg in e.args]
             if target_ty != t.ERROR:
-                self.unknown_method(e, target_ty, member)
-            for arg in e.args:
-                self.check(arg, scope.inner())
+                self.unknown_method(e, target_ty, member, given)
             return self.record(e, t.ERROR)
         params = member.params
         required = sum(1 for p in params if not p.optional)
@@ -457,6 +467,10 @@ class _Checker:
             self.err("FLUO203", _arity_message(member, len(e.args)), span)
         arg_types: list[t.Type] = []
         for arg, param in zip(e.args, params, strict=False):
+            if param.kind == "pred":
+                self.wanted[id(arg)] = _boolish
+            elif param.types:
+                self.wanted[id(arg)] = _one_of(param.types)
             ty = self.check(arg, scope if param.kind == "value" else scope.inner())
             arg_types.append(ty)
             if param.kind == "pred":
@@ -482,7 +496,7 @@ class _Checker:
         for key in set(self.pending_typos) - pending:
             del self.pending_typos[key]
 
-    def unknown_method(self, e: ast.Call, target_ty: t.Type, member: b.Member | None) -> None:
+    def unknown_method(self, e: ast.Call, target_ty: t.Type, member: b.Member | None, arg_types: list[t.Type]) -> None:
         if member is not None:  # a field called like a method
             msg = f"`{e.method}` is a field of {target_ty}; drop the parentheses"
             if e.args:
@@ -492,8 +506,12 @@ class _Checker:
                 span = ast.Span(m.start, e.span.end, m.line, m.col, e.span.end_line, e.span.end_col)
                 self.err("FLUO206", msg, span, e.method)
             return
-        methods = [m.name for m in b.members_of(target_ty).values() if m.kind == "method"]
-        guess = _foreign_method(target_ty, e.method, len(e.args)) or _nearest(e.method, methods)
+        members = b.members_of(target_ty)
+        methods = [m.name for m in members.values() if m.kind == "method"]
+        # what follows the call (a member to read), or a boolean where one goes: what a fix must give
+        fits = [n for n in methods if self.fits_here(e, _call_result(target_ty, n, arg_types))]
+        foreign = _foreign_method(target_ty, e.method, arg_types)
+        guess = (foreign[0] if foreign and self.fits_here(e, foreign[1]) else None) or _nearest(e.method, fits)
         if guess:
             hint = f"; did you mean `{guess}`?"
         elif methods:
@@ -547,6 +565,8 @@ class _Checker:
         return self.record(e, t.list_of(_unify(types)))
 
     def unary(self, e: ast.Unary, scope: _Scope) -> t.Type:
+        if e.op == "not":
+            self.wanted[id(e.operand)] = _boolish
         ty = self.check(e.operand, scope)
         if e.op == "not":
             self.require_bool(e.operand, ty, "the operand of `not`")
@@ -664,11 +684,31 @@ class _Checker:
             fix = None
         self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", number.span, fix)
 
+    def fits_here(self, e: ast.Expr, ty: t.Type | None) -> bool:
+        """Whether a value of type `ty` (None: none, a call that cannot be made) could stand where `e` is: it has
+        what is read after `e` (`.count()`), and is what `e`'s place takes (a boolean in a clause)."""
+        if ty is None:
+            return False
+        read = self.read_after.get(id(e))
+        if read is not None:
+            return _fits(ty, read)
+        want = self.wanted.get(id(e))
+        return want is None or want(ty)
+
     def unfit_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
         """Drop FLUO205's guess for `e` when the intrinsic it names could not stand there: `state == "x"`
-        is a fine attribute, and `start` (a timestamp) never equals a string."""
+        is a fine attribute, and `start` (a timestamp) never equals a string. FLUO207's `True` stays a
+        warning, but no longer says to write `true` where a boolean could not stand (`True == 'x'`)."""
         ty = self.typo_types.get(id(e))
-        if ty is not None and id(e) in self.pending_typos and not fits(ty):
+        pending = self.pending_typos.get(id(e))
+        if ty is None or pending is None or fits(ty):
+            return
+        if pending.code == "FLUO207" and isinstance(e, ast.Name):
+            message = (
+                f"`{e.ident}` reads as a span attribute named `{e.ident}` (FLUO's booleans are `true` and `false`)"
+            )
+            self.pending_typos[id(e)] = replace(pending, message=message, suggestion=None)
+        else:
             del self.pending_typos[id(e)]
 
     def null_comparison(self, e: ast.Binary) -> None:
@@ -816,8 +856,27 @@ def _root_fix(ident: str, windowed: bool, read: tuple[str, int | None] | None) -
     return best[1] if best else None
 
 
-def _foreign_method(ty: t.Type, name: str, args: int) -> str | None:
-    """FLUO's name for another language's method (`size` -> `count`), when it takes `args` arguments."""
+def _boolish(ty: t.Type) -> bool:
+    """Whether a value of `ty` may stand where a boolean goes (`spans` there means `.exists()`)."""
+    return ty in _BOOLISH or ty in (t.SPANS, t.SPAN)
+
+
+def _one_of(types: tuple[t.Type, ...]) -> Callable[[t.Type], bool]:
+    """What an argument of `types` takes: one of them (or a value whose type only a trace says)."""
+    return lambda ty: t.lenient(ty) or ty in types
+
+
+def _call_result(ty: t.Type, method: str, arg_types: list[t.Type]) -> t.Type | None:
+    """What calling `method` of `ty` with arguments of `arg_types` gives; None if it takes no such number."""
+    member = b.members_of(ty).get(method)
+    if member is None or not _fits(ty, (method, len(arg_types))):
+        return None
+    return member.result_type(arg_types)
+
+
+def _foreign_method(ty: t.Type, name: str, arg_types: list[t.Type]) -> tuple[str, t.Type] | None:
+    """FLUO's name for another language's method (`size` -> `count`), when it takes `arg_types`; and what
+    calling it gives."""
     where = "string" if ty == t.ANY else ty.name
     fix = b.foreign_name(where, name)
     if fix is None:
@@ -828,7 +887,8 @@ def _foreign_method(ty: t.Type, name: str, args: int) -> str | None:
         if member is None or member.kind != "field":
             return None
         ty = member.result_type(())
-    return fix if _fits(ty, (method, args)) else None
+    result = _call_result(ty, method, arg_types)
+    return None if result is None else (fix, result)
 
 
 def _span_field_type(name: str) -> t.Type:
@@ -957,6 +1017,16 @@ def _arity_message(m: b.Member, got: int) -> str:
     else:
         want = f"{required} to {len(params)} arguments"
     return f"`{m.name}` takes {want} ({m.signature}), got {got}"
+
+
+def _meta_fits(key: str, v: ast.MetaItem) -> bool:
+    """Whether `v` is a value the metadata key `key` takes (what `_Checker.meta_value` accepts): a guess for
+    a misspelled key (`lower: critical`) must be one its value fits (`owner` takes a string)."""
+    if key == "severity":
+        return v.kind in ("ident", "string") and v.value in SEVERITIES
+    if key == "tags":
+        return isinstance(v.value, list) and all(i.kind in ("ident", "string") for i in v.value)
+    return v.kind == ("bool" if key == "enabled" else "string")
 
 
 def _meta_text(v: ast.MetaItem) -> str:

@@ -1,14 +1,22 @@
-"""Properties: on any text, parsing, checking and compiling return diagnostics, never raise."""
+"""Properties: on any text, parsing, checking and compiling return diagnostics, never raise; and every
+suggestion the typechecker gives, applied, removes its diagnostic and adds no error."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from tests_paths import EXAMPLE_TRACES
+from collections import Counter
 
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from tests_paths import EXAMPLE_TRACES, ROOT
+
+from fluo_lang import builtins as b
+from fluo_lang import types as t
 from fluo_lang.api import analyze, compile_program
+from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.otlp import load_trace_files
+from fluo_lang.parser import lex, parse
 from fluo_lang.trace import assemble
+from fluo_lang.typecheck import META_KEYS, SEVERITIES
 
 TRACES = assemble(load_trace_files(EXAMPLE_TRACES))
 
@@ -52,3 +60,106 @@ def test_language_fragments(text: str) -> None:
 @given(fragment_text)
 def test_fragments_inside_a_rule(text: str) -> None:
     _run("rule r { expect " + text + " }")
+
+
+# -- every suggestion the typechecker gives, applied (QA, fix-hints) ------------------------------------------
+
+BUNDLED_RULES = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "fluo_run/examples/rules").glob("*.fluo"))]
+_W = "rule r {{\n  window 1m\n  expect {}\n}}\n"
+_SEVERITY = "rule r {{\n  severity: {}\n  expect trace.spans.count() > 0\n}}\n"
+MISTAKES = [
+    "trace.spans.size() > 5",
+    "trace.size() > 5",
+    "trace.SPANS.count() > 5",
+    "TRACE.spans.count() > 5",
+    "spans.count() > 5",
+    "root.duration > 1s",
+    "trace.spans().count() > 1",
+    "trace.root().duration > 1s",
+    "trace.spans.filter(service == 'a').count() > 0",
+    "trace.spans.where(servce == 'auth').count() > 0",
+    "trace.spans.where(stats == error).exists()",
+    "trace.spans.where(status == STATUS_CODE_ERROR).exists()",
+    "trace.spans.where(kind in [SPAN_KIND_CLIENT, producer]).exists()",
+    "trace.spans.where(status == 'eror').exists()",
+    "trace.spans.where(name.toLowerCase() == 'x').exists()",
+    "trace.spans.where(x-request-id == 'abc').exists()",
+    "trace.spans.where(parent.x-y == 1).exists()",
+    "trace.spans.where(http.route != null).exists()",
+    "trace.spans.where(span.http.route == '/x').exists()",
+    "trace.spans.where(resource.attributes['service.name'] == 'a').exists()",
+    "trace.spans.where(service.name == 'a').exists()",
+    "trace.spans.where(True).exists()",
+    "trace.spans.where(duration > 0).exists()",
+    "trace.spans.where(duration > 500).exists()",
+    "trace.root.duration.count() > 1",
+    _W.format("trace.spans.count() < 5"),
+    _W.format("traces.count() < 5"),
+    _W.format("window.spans.where(name == 'a').cout() < 5"),
+    _SEVERITY.format("warn"),
+    _SEVERITY.format("ERROR"),
+    "rule r {\n  severty: error\n  expect trace.spans.count() > 0\n}\n",
+    "rule r {\n  descripton: 'x'\n  expect trace.spans.count() > 0\n}\n",
+]
+_NAMES = sorted(
+    {m.name for m in b.MEMBERS}
+    | {w for names in b.FOREIGN_NAMES.values() for w in names}
+    | {"trace", "window", "traces", "it", "null", "True", "resource", "attributes", "x-request-id"}
+    | {value for values in t.ENUMS.values() for value in values}
+    | set(SEVERITIES)
+    | set(META_KEYS)
+)
+
+
+@st.composite
+def _misspelled(draw: st.DrawFn) -> str:
+    """A bundled rule file with one name or duration changed (a typo, another case, another language's name, a
+    member of another type, a duration without its unit), or a common mistake as it is: one mistake per text,
+    so no error hides another that a fix would then uncover."""
+    text = draw(st.sampled_from(BUNDLED_RULES + MISTAKES))
+    if text in MISTAKES:
+        return text
+    w = draw(st.sampled_from([x for x in lex(text) if x.kind in ("IDENT", "DURATION")]))
+    word = w.text
+    if w.kind == "DURATION":
+        new = draw(st.sampled_from([word.rstrip("nsuµmhd"), "0", word.upper()]))
+    else:
+        i = draw(st.integers(0, len(word) - 1))
+        new = draw(
+            st.sampled_from(
+                [
+                    word[:i] + word[i + 1 :],  # a letter dropped
+                    word[:i] + word[i : i + 2][::-1] + word[i + 2 :],  # two swapped
+                    word[:i] + word[i] + word[i:],  # one doubled
+                    word.upper(),
+                    word.capitalize(),
+                    draw(st.sampled_from(_NAMES)),
+                    word + "()",
+                ]
+            )
+        )
+    end = w.end + 2 if text.startswith("()", w.end) and draw(st.booleans()) else w.end  # `count()` -> `count`
+    return text[: w.start] + (new or word) + text[end:]
+
+
+def _moved(d: Diagnostic, start: int, end: int, shift: int) -> tuple[str, int]:
+    """A diagnostic's code and place after text[start:end] is replaced by text `shift` longer."""
+    return d.code, d.span.start if d.span.start < end else d.span.start + shift
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(_misspelled())
+def test_every_typecheck_suggestion_applied_fixes_its_diagnostic_and_adds_no_error(text: str) -> None:
+    assume(parse(text, "m.fluo").diagnostics == [])  # what is left is the typechecker's
+    before = analyze([("m.fluo", text)]).diagnostics
+    for d in before:
+        if d.suggestion is None:
+            continue
+        fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
+        assert parse(fixed, "m.fluo").diagnostics == [], (d.format(), fixed)
+        after = analyze([("m.fluo", fixed)]).diagnostics
+        shift = len(d.suggestion) - (d.span.end - d.span.start)
+        assert not [a for a in after if (a.code, a.span.start) == (d.code, d.span.start)], (d.format(), fixed)
+        allowed = Counter(_moved(o, d.span.start, d.span.end, shift) for o in before if o.is_error and o is not d)
+        new = [a.format() for a in after if a.is_error and not allowed[(a.code, a.span.start)]]
+        assert not new, (d.format(), fixed, new)

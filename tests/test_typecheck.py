@@ -289,6 +289,8 @@ def _apply(text: str, d: Diagnostic) -> str:
         (_where("kind == SPAN_KIND_SERVER"), "FLUO304", _where("kind == server")),
         (_where("kind in [SPAN_KIND_CLIENT, producer]"), "FLUO304", _where("kind in [client, producer]")),
         (_where("status == 'STATUS_CODE_ERROR'"), "FLUO304", _where("status == error")),
+        # a method read as a field, misspelled: the fix calls it
+        ("trace.spans.cont > 5", "FLUO202", "trace.spans.count() > 5"),
         # a field called like a method
         ("trace.spans()", "FLUO206", "trace.spans"),
         ("trace.root().duration > 1s", "FLUO206", "trace.root.duration > 1s"),
@@ -315,6 +317,16 @@ def test_a_suggestion_checks_where_it_goes(text: str, code: str, fixed: str | No
         "TRACE",  # a bare root is no value: `expect trace` would not check either
         _WINDOWED.format("trace"),
         _WINDOWED.format("traces"),  # nor are the window's traces, but counted
+        # found by applying every suggestion (tests/test_properties.py): each of these gave one whose text
+        # had a new error, a fix that fit its name but not its place
+        "trace.spans.len(service == 'auth').count() > 50",  # `count(P)` is an int: it has no `.count()`
+        "trace.spans.where(name == 'c').len(descendants.count() == 0)",  # an int where a boolean goes
+        "trace.has(name == 'a').before(trace.size(name == 'b'))",  # `before` takes spans, not a count
+        "True.spans.count() > 5",  # `true.spans`: a boolean has no fields
+        _where("True == 'auth'"),  # `true == 'auth'` compares a boolean with a string
+        "trace.has.where(service == 'auth').count() <= 5",  # `has()` takes a predicate
+        "trace.it.where(service == 'auth').count() <= 5",  # `trace.id` is a string, with no `where`
+        _SEVERITY.format("error").replace("severity", "lower"),  # `owner` takes a string
     ],
 )
 def test_no_suggestion_where_none_checks(text: str) -> None:
