@@ -330,7 +330,8 @@ class _Recovery:
 
     def _bracketed_key(self, ip: Any, at: int, why: str) -> bool:
         """A dotted name that is no name for `why`, at `at` (a keyword, a letter past ASCII): one error
-        that says how to write it, `attributes["k"]`, and the whole name read as one that cannot be checked."""
+        that says how to write it, `attributes["k"]`, and the whole name read as one that cannot be checked.
+        A rule id past ASCII (`rule latência`) is read as its ASCII form, a tag (`tags: [usuário]`) as a string."""
         start, end = _key_around(self.text, at)
         path = self.text[start:end]
         stack = ip.parser_state.value_stack
@@ -340,13 +341,33 @@ class _Recovery:
         base = ip.parser_state.state_stack
         if take_back >= len(base):
             return False
-        if not _Table.of(ip).accepts(_Stack(base, len(base) - take_back)) >= _EXPRESSION_START:  # a rule id
-            return False
+        accepts = _Table.of(ip).accepts(_Stack(base, len(base) - take_back))
+        if not accepts >= _EXPRESSION_START:
+            return self._ascii_name(ip, start, end, accepts, take_back, why)
         fix = _bracketed(path)
         how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
         message = f"`{path}` cannot be written bare ({why}): {how}"
         self._read_as(ip, start, end, message, fix, take_back)
         ip.feed_token(self.token("IDENT", _MISSING, start, end))
+        return True
+
+    def _ascii_name(self, ip: Any, start: int, end: int, accepts: set[str], take_back: int, why: str) -> bool:
+        """`rule latência {`, `tags: [usuário]`: a word past ASCII where a rule id or a metadata value goes."""
+        word = self.text[start:end]
+        stack = ip.parser_state.value_stack
+        below = stack[-1 - take_back] if take_back < len(stack) else None
+        if "." in word or "IDENT" not in accepts:
+            return False
+        if _is_token(below, ("RULE",)):
+            term, fix = "IDENT", _ascii_id(word)
+            message = f"`{word}` is no rule id ({why}): write `{fix}`"
+        elif "STRING" in accepts and "'" not in word:
+            term, fix = "STRING", f"'{word}'"
+            message = f"`{word}` is no name ({why}): quote it, `{fix}`"
+        else:
+            return False
+        self._read_as(ip, start, end, message, fix, take_back)
+        ip.feed_token(self.token(term, fix, start, end))
         return True
 
     def _misspelled_keyword(self, ip: Any, tok: Token) -> bool:
@@ -1914,11 +1935,14 @@ def _bare_rule_id(path: str) -> str:
     """
     name = PurePath(path)
     stem = "" if name.name.startswith(".") and not name.suffix else name.stem  # `.fluo` has no stem
-    ascii_stem = "".join(c for c in unicodedata.normalize("NFKD", stem) if not unicodedata.combining(c))
-    ident = re.sub(r"[^A-Za-z0-9_]", "_", ascii_stem)
-    if not ident:
-        return "expr"
-    return f"_{ident}" if ident[0].isdigit() else ident
+    return _ascii_id(stem) or "expr"
+
+
+def _ascii_id(text: str) -> str:
+    """`text` made a valid id (`latência` gives `latencia`, `2fast-path` gives `_2fast_path`); "" for ""."""
+    ascii_text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", ascii_text)
+    return f"_{ident}" if ident[:1].isdigit() else ident
 
 
 _INT64 = 1 << 63

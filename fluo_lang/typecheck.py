@@ -589,7 +589,13 @@ class _Checker:
                 if lt == t.ANY and elem == t.DURATION:
                     self.err("FLUO300", f"`{op}`: cannot look for any in {rt}{_unit_hint(e.left)}", e.span)
                 elif not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
-                    self.err("FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}", e.span)
+                    hint = ""
+                    items = e.right.items if isinstance(e.right, ast.ListLit) else ()
+                    numbers = [i.value for i in items if isinstance(i, ast.Literal)]
+                    if lt == t.DURATION and items and len(numbers) == len(items):
+                        ms, s = (", ".join(f"{_number_text(n)}{u}" for n in numbers) for u in ("ms", "s"))
+                        hint = f"; a duration takes a unit: `[{ms}]` if they count milliseconds, `[{s}]` if seconds"
+                    self.err("FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}{hint}", e.span)
                 elif elem == t.ANY and isinstance(e.right, ast.ListLit) and not t.lenient(lt):
                     for item in e.right.items:  # a mixed list: each item must be one the left could equal
                         ty = self.out.types.get(id(item), t.ANY)
@@ -674,14 +680,8 @@ class _Checker:
         return self.record(e, t.BOOL)
 
     def unitless(self, e: ast.Binary, number: ast.Literal, lt: t.Type, rt: t.Type) -> None:
-        """`duration > 500`: FLUO300 says the number needs a unit. Which one, only its writer knows, so the fix
-        is given only for zero, the same in every unit."""
-        written = _number_text(number.value)
-        if number.value == 0:
-            hint, fix = f"; a duration takes a unit: write `{written}s`", f"{written}s"
-        else:
-            hint = f"; a duration takes a unit: `{written}ms` if it counts milliseconds, `{written}s` if seconds"
-            fix = None
+        """`duration > 500`: FLUO300 says the number needs a unit."""
+        hint, fix = _unit_for(number)
         self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", number.span, fix)
 
     def fits_here(self, e: ast.Expr, ty: t.Type | None) -> bool:
@@ -759,9 +759,12 @@ class _Checker:
         result = arith_type(e.op, lt, rt)
         if result is None:
             hint = ""
+            span, fix = e.span, None
             if t.ANY in (lt, rt) and {lt, rt} & {t.DURATION, t.TIMESTAMP}:
                 hint = "; an attribute's number has no unit: give it one, e.g. `amount * 1ms`"
-            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", e.span)
+            elif e.op in ("+", "-") and (number := _unitless(e, lt, rt, {t.DURATION, t.TIMESTAMP})) is not None:
+                (hint, fix), span = _unit_for(number), number.span  # `duration + 500`
+            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", span, fix)
             return self.record(e, t.ERROR)
         return self.record(e, result)
 
@@ -928,12 +931,22 @@ def _unit_hint(attr: ast.Expr) -> str:
     return f"; an attribute's number has no unit: give it one, e.g. `{x} * {unit.get(suffix, '1ms')}`"
 
 
-def _unitless(e: ast.Binary, lt: t.Type, rt: t.Type) -> ast.Literal | None:
-    """The number literal that a comparison holds against a duration (`duration > 500`), if it holds one."""
+def _unitless(e: ast.Binary, lt: t.Type, rt: t.Type, timed: set[t.Type] | None = None) -> ast.Literal | None:
+    """The number literal that `e` holds against a duration (`duration > 500`; `timed`: or another type of
+    those, `end - 5`), if it holds one."""
     for number, ty, other in ((e.left, lt, rt), (e.right, rt, lt)):
-        if other == t.DURATION and ty in (t.INT, t.FLOAT) and isinstance(number, ast.Literal):
+        if other in (timed or {t.DURATION}) and ty in (t.INT, t.FLOAT) and isinstance(number, ast.Literal):
             return number
     return None
+
+
+def _unit_for(number: ast.Literal) -> tuple[str, str | None]:
+    """The hint for a number literal where a duration goes, and its fix: which unit, only its writer knows,
+    so there is a fix only for zero, the same in every unit."""
+    written = _number_text(number.value)
+    if number.value == 0:
+        return f"; a duration takes a unit: write `{written}s`", f"{written}s"
+    return f"; a duration takes a unit: `{written}ms` if it counts milliseconds, `{written}s` if seconds", None
 
 
 def _number_text(value: object) -> str:

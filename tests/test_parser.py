@@ -755,6 +755,12 @@ _ONE_FIX = [
     ('where(usuário.id == "a")', 'where(attributes["usuário.id"] == "a")'),
     ("where(ação == 1)", 'where(attributes["ação"] == 1)'),
     ("where(nome.do.usuário == 1 and x == 2)", 'where(attributes["nome.do.usuário"] == 1 and x == 2)'),
+    # where a rule id or a metadata value goes, a word past ASCII: its ASCII form, or quoted
+    ("rule latência { expect trace.spans.count() > 1 }", "rule latencia { expect trace.spans.count() > 1 }"),
+    (
+        "rule r { tags: [usuário, auth] expect trace.spans.count() > 1 }",
+        "rule r { tags: ['usuário', auth] expect trace.spans.count() > 1 }",
+    ),
     # escapes FLUO has not: a backslash meant as itself
     ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
     ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),

@@ -418,3 +418,23 @@ def test_zero_against_a_duration_is_fixed_as_zero_seconds(text: str, fixed: str)
     d = _only(text)
     assert d.code == "FLUO300" and _apply(text, d) == fixed
     assert _diags(fixed) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "fixed"),
+    [
+        (_where("duration + 500 > 1s"), "`500ms` if it counts milliseconds, `500s` if seconds", None),
+        ("trace.duration - 5 > 1s", "`5ms` if it counts milliseconds, `5s` if seconds", None),
+        (_where("end - 0 > start"), "write `0s`", _where("end - 0s > start")),
+        (_where("duration in [100, 200]"), "`[100ms, 200ms]` if they count milliseconds, `[100s, 200s]` if", None),
+    ],
+)
+def test_a_number_added_to_or_looked_for_among_durations_names_the_units(
+    text: str, says: str, fixed: str | None
+) -> None:
+    d = _only(text)
+    assert says in d.message, d.message
+    if fixed is None:
+        assert d.suggestion is None
+    else:
+        assert _apply(text, d) == fixed and _diags(fixed) == []
