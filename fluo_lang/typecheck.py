@@ -756,6 +756,8 @@ class _Checker:
         rt = self.check(e.right, scope)
         if pieces and any(isinstance(self.out.refs.get(id(p)), AttrRef) for p in pieces):
             self.dashed_key(e, pieces)
+            for p in pieces:  # a part of the key is no name: FLUO205's guess for it (`x-knd-id`: `end`) is wrong
+                self.pending_typos.pop(id(p), None)
         result = arith_type(e.op, lt, rt)
         if result is None:
             hint = ""

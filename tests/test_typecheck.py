@@ -32,6 +32,7 @@ def _where(pred: str) -> str:
         ('resource.k8s-pod == "p1"', "`resource.k8s-pod` reads as `resource.k8s - pod`", 'resource["k8s-pod"]'),
         ("total-discount > 0", "`total-discount` reads as `total - discount`", 'attributes["total-discount"]'),
         ("parent.x-y == 1", "`parent.x-y` reads as `parent.x - y`", 'parent.attributes["x-y"]'),
+        ('x-knd-id == "abc"', "`x-knd-id` reads as `x - knd - id`", 'attributes["x-knd-id"]'),  # not `end`
         ('it.resource.a.b-c == "p1"', "`it.resource.a.b-c` reads as `it.resource.a.b - c`", 'it.resource["a.b-c"]'),
     ],
 )
