@@ -288,7 +288,8 @@ class _Recovery:
 
     def _sliding_window(self, ip: Any, tok: Token) -> bool:
         """`window 1m every 10s`, `window sliding 1m`: other tools' sliding and hopping windows, where FLUO's
-        are tumbling. One error says so; its fix keeps the window's length, and the clause is read as `window D`."""
+        are tumbling. One error says so, and the clause is read as `window D`; only `window tumbling D` gets that as a
+        fix (a sliding rule cut to tumbling would change what it checks without the author choosing it)."""
         start = tok.start_pos or 0
         keyword = self.text.rfind("window", max(0, start - _NEAR), start + 1)
         clause = None if keyword < 0 else _SLIDING_WINDOW.match(self.text, keyword)
@@ -314,7 +315,10 @@ class _Recovery:
         take_back = 0
         while take_back < len(stack) and _start_of(stack[-1 - take_back]) >= clause.start():
             take_back += 1
-        self._read_as(ip, clause.start(), clause.end(), message, f"window {length}", take_back)
+        # Only `tumbling` keeps its meaning without the word; a sliding rule cut to tumbling checks each
+        # stretch once where every step was meant: the message says what FLUO has, no fix applies it unasked.
+        meant = f"window {length}" if not clause["slide"] and clause["kind"].lower() == "tumbling" else None
+        self._read_as(ip, clause.start(), clause.end(), message, meant, take_back)
         stack = ip.parser_state.value_stack
         if not stack or _end_of(stack[-1]) < clause.end("length"):  # the clause is not on the stack: read it
             ip.feed_token(self.token("WINDOW", "window", clause.start(), clause.start() + len("window")))

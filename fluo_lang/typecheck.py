@@ -123,6 +123,8 @@ class _Checker:
         # arguments of a call (None for a field), so a fix for the name is one the member exists on
         self.read_after: dict[int, tuple[str, int | None]] = {}
         self.typo_types: dict[int, t.Type] = {}  # FLUO205's pending guesses: the intrinsic's type
+        # FLUO202's `call it: m()`: the diagnostic, what the call gives, and the message without the fix
+        self.call_fixes: dict[int, tuple[Diagnostic, t.Type, str]] = {}
         # what a node's place takes (a boolean in a clause, `spans` as `before`'s argument): a fix must give it
         self.wanted: dict[int, Callable[[t.Type], bool]] = {}
 
@@ -410,8 +412,11 @@ class _Checker:
         if member is not None and member.kind == "field":
             return self.record(e, member.result_type(()), MemberRef(member, e.target))
         if member is not None:
-            if self.fits_here(e, _call_result(target_ty, e.name, [])):
+            called = _call_result(target_ty, e.name, [])
+            if called is not None and self.fits_here(e, called):
                 self.err("FLUO202", f"`{e.name}` is a method; call it: `{e.name}()`", e.name_span, f"{e.name}()")
+                unfit = f"`{e.name}` is a method; call it: {member.signature}"
+                self.call_fixes[id(e)] = (self.diags[-1], called, unfit)
             else:  # `trace.has`: a call with no arguments would be another error
                 self.err("FLUO202", f"`{e.name}` is a method; call it: {member.signature}", e.name_span)
             return self.record(e, t.ERROR)
@@ -697,8 +702,16 @@ class _Checker:
 
     def unfit_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
         """Drop FLUO205's guess for `e` when the intrinsic it names could not stand there: `state == "x"`
-        is a fine attribute, and `start` (a timestamp) never equals a string. FLUO207's `True` stays a
+        is a fine attribute, and `start` (a timestamp) never equals a string; and FLUO202's `call it: m()`
+        when what `m()` gives could not (`.exists <= 5`). FLUO207's `True` stays a
         warning, but no longer says to write `true` where a boolean could not stand (`True == 'x'`)."""
+        call_fix = self.call_fixes.pop(id(e), None)
+        if call_fix is not None and not fits(call_fix[1]):
+            # `.exists <= 5`: `exists()` is a bool, which the comparison would refuse; the signature says so
+            diag, _, message = call_fix
+            at = next((i for i, d in enumerate(self.diags) if d is diag), None)
+            if at is not None:
+                self.diags[at] = replace(diag, message=message, suggestion=None)
         ty = self.typo_types.get(id(e))
         pending = self.pending_typos.get(id(e))
         if ty is None or pending is None or fits(ty):

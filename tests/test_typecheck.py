@@ -439,3 +439,20 @@ def test_a_number_added_to_or_looked_for_among_durations_names_the_units(
         assert d.suggestion is None
     else:
         assert _apply(text, d) == fixed and _diags(fixed) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion", "says"),
+    [
+        ("trace.spans.where(service == 'auth').count <= 5", "count()", "call it: `count()`"),
+        ("trace.spans.where(service == 'auth').exists", "exists()", "call it: `exists()`"),
+        # `exists()` is a bool, which `<= 5` refuses: the signature, no fix that adds FLUO300 (a property test's find)
+        ("trace.spans.where(service == 'auth').exists <= 5", None, "call it: spans.exists([predicate: P]) -> bool"),
+    ],
+)
+def test_a_method_read_as_a_field_is_fixed_only_where_its_call_fits(
+    text: str, suggestion: str | None, says: str
+) -> None:
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert d.code == "FLUO202" and d.suggestion == suggestion, d.format()
+    assert d.message.endswith(says), d.message
