@@ -170,9 +170,11 @@ class _Checker:
                 continue
             seen[m.key] = m
             if m.key not in META_KEYS:
-                guess = _nearest(m.key, [k for k in META_KEYS if _meta_fits(k, m.value)])
+                # the nearest key is named; it is the fix only if it takes this value
+                guess = _nearest(m.key, list(META_KEYS))
                 hint = f"; did you mean `{guess}`?" if guess else f" (known: {', '.join(META_KEYS)})"
-                self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, guess)
+                fix = guess if guess and _meta_fits(guess, m.value) else None
+                self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, fix)
                 continue
             self.meta_value(m)
 
@@ -441,7 +443,9 @@ class _Checker:
         methods = [
             n for n in names if members[n].kind == "method" and self.fits_here(e, _call_result(target_ty, n, []))
         ]
-        guess = _nearest(e.name, fields) or (f"{m}()" if (m := _nearest(e.name, methods)) else None)
+        fix = _nearest(e.name, fields) or (f"{m}()" if (m := _nearest(e.name, methods)) else None)
+        # a near name that does not fit is still named (the name may be right and the rest the mistake); no fix
+        guess = fix or _nearest(e.name, names)
         hint = f"; did you mean `{guess}`?" if guess else (f" (it has: {', '.join(names)})" if names else "")
         extra = ""
         bare = isinstance(e.target, ast.Name) and e.target.ident == "service"
@@ -452,7 +456,7 @@ class _Checker:
             return self.record(e, t.ERROR)
         if target_ty == t.STRING and e.name in ("name",):
             extra = ' (for an attribute key, write attributes["..."])'
-        self.err("FLUO202", f"{target_ty} has no field `{e.name}`{hint}{extra}", e.name_span, guess)
+        self.err("FLUO202", f"{target_ty} has no field `{e.name}`{hint}{extra}", e.name_span, fix)
         return self.record(e, t.ERROR)
 
     def call(self, e: ast.Call, scope: _Scope) -> t.Type:
@@ -516,14 +520,17 @@ class _Checker:
         # what follows the call (a member to read), or a boolean where one goes: what a fix must give
         fits = [n for n in methods if self.fits_here(e, _call_result(target_ty, n, arg_types))]
         foreign = _foreign_method(target_ty, e.method, arg_types)
-        guess = (foreign[0] if foreign and self.fits_here(e, foreign[1]) else None) or _nearest(e.method, fits)
+        fix = (foreign[0] if foreign and self.fits_here(e, foreign[1]) else None) or _nearest(e.method, fits)
+        # a near method that does not fit is still named (`trace.spans.cont()` in a clause: `count`, whose int
+        # the clause refuses: the name may be right and the comparison missing); no fix
+        guess = fix or (foreign[0] if foreign else None) or _nearest(e.method, methods)
         if guess:
             hint = f"; did you mean `{guess}`?"
         elif methods:
             hint = f" (it has: {', '.join(methods)})"
         else:
             hint = f" ({target_ty} has no methods)"
-        self.err("FLUO201", f"unknown method `{e.method}` on {target_ty}{hint}", e.method_span, guess)
+        self.err("FLUO201", f"unknown method `{e.method}` on {target_ty}{hint}", e.method_span, fix)
 
     def index(self, e: ast.Index, scope: _Scope) -> t.Type:
         target_ty = self.check(e.target, scope)

@@ -456,3 +456,19 @@ def test_a_method_read_as_a_field_is_fixed_only_where_its_call_fits(
     [d] = analyze([("m.fluo", text)]).diagnostics
     assert d.code == "FLUO202" and d.suggestion == suggestion, d.format()
     assert d.message.endswith(says), d.message
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "suggestion"),
+    [
+        # the near name that does not fit its place is still named (the rest may be the mistake), with no fix
+        ("rule a { expect trace.spans.cont() }", "did you mean `count`?", None),
+        ("rule a { expect trace.spans.cont() > 1 }", "did you mean `count`?", "count"),
+        ("rule a { tag: payments\n expect trace.spans.count() > 1 }", "did you mean `tags`?", None),
+        ("rule a { severty: error\n expect trace.spans.count() > 1 }", "did you mean `severity`?", "severity"),
+        ("trace.it.where(name == 'x').exists()", "did you mean `id`?", None),
+    ],
+)
+def test_a_guess_that_does_not_fit_is_named_without_a_fix(text: str, says: str, suggestion: str | None) -> None:
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert says in d.message and d.suggestion == suggestion, d.format()
