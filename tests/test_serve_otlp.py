@@ -700,5 +700,5 @@ def test_healthz_says_failing_when_every_sink_failed_and_degraded_when_some_did(
                 assert (code, health["status"]) == (200, "degraded")
                 assert health["sinks"] == {"sqlite": "ok", "webhook": "failed"}
             else:
-                assert (code, health["status"]) == (503, "failing")
+                assert (code, health["status"]) == (200, "failing")  # said, not 503: a probe would make it stick
                 assert health["sinks"] == {"webhook": "failed"}

@@ -75,9 +75,11 @@ MIN_SPAN_WIRE_BYTES = 2
 """The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
 
 
-UNHEALTHY = ("stopping", "failing")
-"""/healthz statuses answered 503: shutting down, or every sink failed (signals are being lost); "ok" and
-"degraded" (some sink failed) are 200."""
+UNHEALTHY = ("stopping",)
+"""/healthz statuses answered 503: shutting down. "failing" (every sink failed) stays 200: a sink's failure
+clears only when a later batch goes through, which a load balancer that stopped sending on 503 would never let
+happen (a 503 for good), and a liveness probe would restart it in a loop, losing the buffer each time; the
+status word and the sink metrics are for alerts."""
 
 
 class Refusal(Exception):
