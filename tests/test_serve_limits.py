@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import socket
+import subprocess
 import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -465,3 +467,46 @@ def test_the_connection_limit_leaves_files_for_the_rest(
     limits["now"] = (4096, 4096)
     assert runtime_module.http_connection_limit(1024) == 1024
     assert raised == []
+
+
+def test_the_open_file_budget_counts_every_http_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: with --metrics there are two HTTP listeners, each capped at the limit: the budget counts both."""
+    from fluo_run.serve import runtime as runtime_module
+
+    limits = {"now": (1024, 4096)}
+    monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: limits["now"])
+    monkeypatch.setattr(runtime_module.resource, "setrlimit", lambda what, value: limits.update(now=value))
+    # 2 x 2 x (1024 + 100) = 4496 wanted; the hard limit, 4096, leaves (4096 / 2 - 200) / 2 for each listener
+    assert runtime_module.http_connection_limit(1024, listeners=2) == 924
+    assert limits["now"] == (4096, 4096)
+    limits["now"] = (1024, 8192)
+    assert runtime_module.http_connection_limit(1024, listeners=2) == 1024
+    assert limits["now"] == (4496, 8192)
+    limits["now"] = (1024, 1024)
+    assert runtime_module.http_connection_limit(1024, listeners=2) == 156  # (1024 / 2 - 200) / 2
+
+
+def test_a_tls_connection_silent_in_its_handshake_is_closed_after_the_idle_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a TLS connection counts toward --max-http-connections only once its handshake is done, and one that
+    never sent a ClientHello held its file for asyncio's 60 s. Now the handshake has the idle timeout (here 0.5 s)."""
+    from fluo_run.serve import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "HTTP_IDLE_TIMEOUT", 0.5)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with RuntimeThread(config(tmp_path, grpc=None, tls_cert=cert, tls_key=key)) as rt:
+        silent = [socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) for _ in range(5)]
+        try:
+            t0 = time.monotonic()
+            for s in silent:
+                assert s.recv(1) == b""  # closed by the server, nothing sent
+            assert time.monotonic() - t0 < 8  # 0.5 s, not 60 s; generous for a loaded machine
+        finally:
+            for s in silent:
+                s.close()

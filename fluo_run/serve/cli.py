@@ -409,7 +409,8 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     type=int,
     show_default=True,
     help="Connections open at once to each HTTP listener; past it the oldest idle one is closed (or, every one "
-    "busy, the new one). At most half the open-file limit (ulimit -n).",
+    "busy, the new one). A soft open-file limit (ulimit -n) too low for it is raised toward the hard one; what that "
+    "leaves short lowers it, with a warning.",
 )
 @_opt(
     "--auth-token",

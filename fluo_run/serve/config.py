@@ -24,8 +24,9 @@ DEFAULT_HTTP = "127.0.0.1:4318"
 DEFAULT_MAX_TRACE_AGE = "60s"
 DEFAULT_DB = "fluo-signals.db"
 DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
-DEFAULT_MAX_HTTP_CONNECTIONS = 1024
 """`--max-buffer-bytes`: the wire bytes the spans of traces being assembled may keep alive."""
+DEFAULT_MAX_HTTP_CONNECTIONS = 1024
+"""`--max-http-connections`: connections open at once to each HTTP listener."""
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
 

@@ -192,7 +192,8 @@ class Runtime:
         self._runners: list[web.AppRunner] = []
         self._listeners: list[asyncio.Server] = []
         self._caps: list[ConnectionCap] = []
-        self.http_connection_limit = http_connection_limit(config.max_http_connections)
+        listeners = 1 + (config.metrics is not None)  # each HTTP listener has its own cap
+        self.http_connection_limit = http_connection_limit(config.max_http_connections, listeners)
         self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -323,8 +324,17 @@ class Runtime:
             raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
         # aiohttp's server as the protocol factory, as its low-level API has it, counted by the cap (a
         # `web.SockSite` would pass the server itself); closed first by `_stop_receivers`, as a site is.
+        tls = self._ssl()
         self._listeners.append(
-            await asyncio.get_running_loop().create_server(cap, sock=sock, ssl=self._ssl(), backlog=ACCEPT_BACKLOG)
+            await asyncio.get_running_loop().create_server(
+                cap,
+                sock=sock,
+                ssl=tls,
+                backlog=ACCEPT_BACKLOG,
+                # a TLS connection is the cap's only once its handshake is done: one silent in it is closed
+                # after the idle timeout, not asyncio's 60 s
+                ssl_handshake_timeout=HTTP_IDLE_TIMEOUT if tls is not None else None,
+            )
         )
         return int(sock.getsockname()[1])
 
@@ -589,16 +599,17 @@ class AcceptErrors:
         )
 
 
-def http_connection_limit(asked: int) -> int:
-    """`--max-http-connections`, within what the open-file limit (`ulimit -n`) allows.
+def http_connection_limit(asked: int, listeners: int = 1) -> int:
+    """`--max-http-connections` for each of `listeners` HTTP listeners, within what the open-file limit
+    (`ulimit -n`) allows.
 
-    The connections need twice `ACCEPT_BACKLOG` files beyond them (a batch just accepted and not yet
+    Each listener's connections need twice `ACCEPT_BACKLOG` files beyond them (a batch just accepted and not yet
     counted, and as many closed to make room for it, still open for a moment), and as many again for
     the rest (the store, the rule files, gRPC). A soft limit below that is raised toward the hard one,
     as Go's runtime does at start (systemd and most shells start services at a soft 1024 under a far
     higher hard limit); only what the hard limit still leaves short is lowered, with a warning."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = 2 * (asked + ACCEPT_BACKLOG)
+    needed = 2 * listeners * (asked + ACCEPT_BACKLOG)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return asked
     wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -610,7 +621,7 @@ def http_connection_limit(asked: int) -> int:
         else:
             log.info("raised the open-file limit (ulimit -n) from %d to %d for the connections", soft, wanted)
             soft = wanted
-    most = max(1, (soft - 2 * ACCEPT_BACKLOG) // 2)
+    most = max(1, (soft // listeners - 2 * ACCEPT_BACKLOG) // 2)
     if asked <= most:
         return asked
     log.warning(
