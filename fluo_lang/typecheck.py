@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from typing import Any
 
 from . import ast
@@ -976,7 +977,10 @@ def _number_text(value: object) -> str:
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     text = str(value)
-    return text if "e" not in text else f"{value:f}".rstrip("0")
+    if "e" not in text:
+        return text
+    plain = format(Decimal(text), "f")  # 1.5e-07 -> 0.00000015, exactly the digits written
+    return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
 def _is_zero(e: ast.Expr) -> bool:

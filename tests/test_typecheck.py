@@ -472,3 +472,12 @@ def test_a_method_read_as_a_field_is_fixed_only_where_its_call_fits(
 def test_a_guess_that_does_not_fit_is_named_without_a_fix(text: str, says: str, suggestion: str | None) -> None:
     [d] = analyze([("m.fluo", text)]).diagnostics
     assert says in d.message and d.suggestion == suggestion, d.format()
+
+
+@pytest.mark.parametrize(
+    ("number", "written"), [("1.5e-7", "0.00000015"), ("1e20", "100000000000000000000"), ("2.5e3", "2500")]
+)
+def test_the_unit_hint_writes_the_number_as_given(number: str, written: str) -> None:
+    """Review: `1.5e-7` was hinted as `0.ms` (float formatting lost the digits and left the dot)."""
+    [d] = analyze([("m.fluo", f"trace.duration > {number}")]).diagnostics
+    assert f"`{written}ms` if it counts milliseconds, `{written}s` if seconds" in d.message, d.message
