@@ -348,9 +348,15 @@ class _Recovery:
         accepts = _Table.of(ip).accepts(_Stack(base, len(base) - take_back))
         if not accepts >= _EXPRESSION_START:
             return self._ascii_name(ip, start, end, accepts, take_back, why)
-        fix = _bracketed(path)
-        how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
-        message = f"`{path}` cannot be written bare ({why}): {how}"
+        folded = unicodedata.normalize("NFKC", path)
+        if folded != path and folded.isascii() and _PLAIN_PATH.fullmatch(folded):
+            # `\uff4eame` (a full-width n, an input method's slip) is `name`, not an attribute key that never matches
+            fix: str | None = folded
+            message = f"`{path}` is `{folded}` in full-width or compatibility letters ({why}): write `{fix}`"
+        else:
+            fix = _bracketed(path)
+            how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
+            message = f"`{path}` cannot be written bare ({why}): {how}"
         self._read_as(ip, start, end, message, fix, take_back)
         ip.feed_token(self.token("IDENT", _MISSING, start, end))
         return True
@@ -363,8 +369,14 @@ class _Recovery:
         if "." in word or "IDENT" not in accepts:
             return False
         if _is_token(below, ("RULE",)):
-            term, fix = "IDENT", _ascii_id(word)
-            message = f"`{word}` is no rule id ({why}): write `{fix}`"
+            term, ident = "IDENT", _ascii_id(word)
+            # `rule 日本`: no letter survives, and `__` would be every such rule's id: no fix
+            fix = ident if any(c.isalpha() for c in ident) else None
+            how = f"write `{fix}`" if fix else "write it in ASCII letters, digits and `_`"
+            message = f"`{word}` is no rule id ({why}): {how}"
+            self._read_as(ip, start, end, message, fix, take_back)
+            ip.feed_token(self.token(term, ident or "_", start, end))
+            return True
         elif "STRING" in accepts and "'" not in word:
             term, fix = "STRING", f"'{word}'"
             message = f"`{word}` is no name ({why}): quote it, `{fix}`"
@@ -1940,6 +1952,10 @@ def _bare_rule_id(path: str) -> str:
     name = PurePath(path)
     stem = "" if name.name.startswith(".") and not name.suffix else name.stem  # `.fluo` has no stem
     return _ascii_id(stem) or "expr"
+
+
+_PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+"""A dotted name of ASCII words (keywords not told apart: the parser reads the fixed text again)."""
 
 
 def _ascii_id(text: str) -> str:

@@ -747,6 +747,9 @@ _ONE_FIX = [
     ("where(x.when.y.lower() == 'a')", "where(attributes[\"x.when.y\"].lower() == 'a')"),
     ('where(usuário.id == "a")', 'where(attributes["usuário.id"] == "a")'),
     ("where(ação == 1)", 'where(attributes["ação"] == 1)'),
+    # full-width letters (an input method's slip) are the ASCII name, not an attribute key that never matches
+    ('where(\uff4eame == "a")', 'where(name == "a")'),
+    ("where(\uff48ttp.\uff52oute == 'a')", "where(http.route == 'a')"),
     ("where(nome.do.usuário == 1 and x == 2)", 'where(attributes["nome.do.usuário"] == 1 and x == 2)'),
     # where a rule id or a metadata value goes, a word past ASCII: its ASCII form, or quoted
     ("rule latência { expect trace.spans.count() > 1 }", "rule latencia { expect trace.spans.count() > 1 }"),
@@ -825,3 +828,9 @@ def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
 def test_a_rule_id_past_ascii_is_not_told_to_be_an_attribute() -> None:
     diagnostics = analyze([("m.fluo", "rule usuário { expect true }")]).diagnostics
     assert diagnostics and not any("attributes[" in d.message for d in diagnostics)
+
+
+def test_a_rule_id_with_no_ascii_letter_gets_no_fix() -> None:
+    """Review: `rule 日本` was fixed as `rule __`, every such rule the same id."""
+    [d] = analyze([("m.fluo", "rule 日本 { expect trace.spans.count() > 1 }")]).diagnostics
+    assert d.code == "FLUO100" and d.suggestion is None and "write it in ASCII letters" in d.message, d.format()
