@@ -17,7 +17,7 @@ import math
 import re
 import unicodedata
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -1893,7 +1893,8 @@ class _Builder:
 
     def string_value(self, tok: Token) -> str:
         """The value of a string literal. Its escapes FLUO does not know (`"\\d+"`, a regular expression's)
-        are one FLUO102, whose fix doubles their backslashes: each was meant as a backslash itself."""
+        are one FLUO102, whose fix doubles their backslashes, and those of `\\n \\t \\r \\0` in the same string:
+        each was meant as a backslash itself."""
         raw = str(tok)[1:-1]
         value, bad = _unescape(raw)
         loose = [(i, n) for i, n, _ in bad if n == 2 and raw[i + 1] != "u" and raw[i + 1].isprintable()]
@@ -1903,9 +1904,12 @@ class _Builder:
                 span = self.index.span(base + i, base + i + length)
                 self.diagnostics.append(error("FLUO102", message, span, path=self.path))
         if loose:
-            first, last = loose[0][0], loose[-1][0] + 2
+            # with loose backslashes the writer meant backslashes as themselves: `"C:\\temp\\x"` is a path, its
+            # `\\t` no tab, so the letter escapes are doubled too (in a regular expression `\\\\t` is a tab still)
+            doubled = sorted({i for i, _ in loose} | {i for i, c in _escapes(raw) if c in _LETTER_ESCAPES})
+            first, last = doubled[0], doubled[-1] + 2
             written = ", ".join(dict.fromkeys(f"`{raw[i : i + 2]}`" for i, _ in loose))
-            fix = "".join("\\" + raw[i] if (i - 1, 2) in loose else raw[i] for i in range(first, last))
+            fix = "".join("\\" + raw[i] if i - 1 in doubled else raw[i] for i in range(first, last))
             plural = "s" if len(loose) > 1 else ""
             message = (
                 f"invalid escape{plural} {written} in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX); "
@@ -2097,6 +2101,18 @@ def _unescape(raw: str) -> tuple[str, list[tuple[int, int, str]]]:
             out.append(nxt)
             i += 2
     return "".join(out), bad
+
+
+_LETTER_ESCAPES = frozenset("ntr0")
+"""The escapes a backslash meant as itself also reads as (`\\t` in `C:\\temp`): doubled with the loose ones."""
+
+
+def _escapes(raw: str) -> Iterator[tuple[int, str]]:
+    """Each escape of a string literal's text: its backslash's index and the character after it."""
+    i = raw.find("\\")
+    while 0 <= i < len(raw) - 1:
+        yield i, raw[i + 1]
+        i = raw.find("\\", i + 2)
 
 
 _HEX4 = re.compile(r"[0-9a-fA-F]{4}")

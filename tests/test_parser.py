@@ -760,7 +760,9 @@ _ONE_FIX = [
     # escapes FLUO has not: a backslash meant as itself
     ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
     ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),
-    ('where(name == "C:\\temp\\x")', 'where(name == "C:\\temp\\\\x")'),  # `\t` is a tab: kept
+    # a path: with a loose `\x` the `\t` was no tab either (review: the fix kept it a tab)
+    ('where(name == "C:\\temp\\x")', 'where(name == "C:\\\\temp\\\\x")'),
+    ('where(name == "\\\\a\\y\\"z\\u0041\\n")', 'where(name == "\\\\a\\\\y\\"z\\u0041\\\\n")'),
 ]
 
 
