@@ -349,10 +349,19 @@ class _Recovery:
         if not accepts >= _EXPRESSION_START:
             return self._ascii_name(ip, start, end, accepts, take_back, why)
         folded = unicodedata.normalize("NFKC", path)
+        plain = _without_accents(path)
         if folded != path and folded.isascii() and _PLAIN_PATH.fullmatch(folded):
             # `\uff4eame` (a full-width n, an input method's slip) is `name`, not an attribute key that never matches
             fix: str | None = folded
             message = f"`{path}` is `{folded}` in full-width or compatibility letters ({why}): write `{fix}`"
+        elif plain != path and _PLAIN_PATH.fullmatch(plain) and _names_fluo_knows(path, plain):
+            # `tráce.spans`: FLUO's own name with an accent, not an attribute key (nor one outside a predicate)
+            fix = plain
+            message = f"`{path}` is `{plain}` with an accent ({why}): write `{fix}`"
+        elif self.text[end:].lstrip(" \t").startswith("("):
+            # `whereé(...)`: called, so a method's name mistyped, never an attribute key
+            fix = None
+            message = f"`{path.rpartition('.')[2]}` is no method name ({why})"
         else:
             fix = _bracketed(path)
             how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
@@ -1962,9 +1971,24 @@ _PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 """A dotted name of ASCII words (keywords not told apart: the parser reads the fixed text again)."""
 
 
+def _without_accents(text: str) -> str:
+    """`text` with its letters' accents taken off (`latência` gives `latencia`)."""
+    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+
+
+def _names_fluo_knows(path: str, plain: str) -> bool:
+    """Whether each part of `path` that had an accent is, without it, a name of FLUO's own (a root, a field, a
+    method, an intrinsic): `tráce` is `trace` mistyped, `usuário` an attribute key."""
+    from . import builtins as b  # the registry imports the trace model, which the parser does not need otherwise
+
+    known = set(b.ROOTS) | {m.name for m in b.MEMBERS}
+    changed = [q for p, q in zip(path.split("."), plain.split("."), strict=True) if p != q]
+    return bool(changed) and all(q in known for q in changed)
+
+
 def _ascii_id(text: str) -> str:
     """`text` made a valid id (`latência` gives `latencia`, `2fast-path` gives `_2fast_path`); "" for ""."""
-    ascii_text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    ascii_text = _without_accents(text)
     ident = re.sub(r"[^A-Za-z0-9_]", "_", ascii_text)
     return f"_{ident}" if ident[:1].isdigit() else ident
 

@@ -747,6 +747,10 @@ _ONE_FIX = [
     ("where(x.when.y.lower() == 'a')", "where(attributes[\"x.when.y\"].lower() == 'a')"),
     ('where(usuário.id == "a")', 'where(attributes["usuário.id"] == "a")'),
     ("where(ação == 1)", 'where(attributes["ação"] == 1)'),
+    # FLUO's own names with an accent are those names (review: they were fixed as attribute keys)
+    ("where(s\u00e9rvice == 'a')", "where(service == 'a')"),
+    ("tr\u00e1ce.spans.where(service == 'auth').count() <= 5", "trace.spans.where(service == 'auth').count() <= 5"),
+    ("trace.spans.c\u00f3unt() <= 5", "trace.spans.count() <= 5"),
     # full-width letters (an input method's slip) are the ASCII name, not an attribute key that never matches
     ('where(\uff4eame == "a")', 'where(name == "a")'),
     ("where(\uff48ttp.\uff52oute == 'a')", "where(http.route == 'a')"),
@@ -836,3 +840,10 @@ def test_a_rule_id_with_no_ascii_letter_gets_no_fix() -> None:
     """Review: `rule 日本` was fixed as `rule __`, every such rule the same id."""
     [d] = analyze([("m.fluo", "rule 日本 { expect trace.spans.count() > 1 }")]).diagnostics
     assert d.code == "FLUO100" and d.suggestion is None and "write it in ASCII letters" in d.message, d.format()
+
+
+def test_a_method_name_past_ascii_gets_no_attribute_fix() -> None:
+    """Review: `whereé(...)` was fixed as `attributes["descendants.whereé"](...)`, which does not parse."""
+    text = "trace.spans.all(descendants.where\u00e9(status == error).count() == 0)"
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert d.suggestion is None and d.message.startswith("`where\u00e9` is no method name"), d.format()

@@ -163,3 +163,47 @@ def test_every_typecheck_suggestion_applied_fixes_its_diagnostic_and_adds_no_err
         allowed = Counter(_moved(o, d.span.start, d.span.end, shift) for o in before if o.is_error and o is not d)
         new = [a.format() for a in after if a.is_error and not allowed[(a.code, a.span.start)]]
         assert not new, (d.format(), fixed, new)
+
+
+# -- every suggestion the parser gives, applied (review of fix-hints: the typechecker's property skipped them) --
+
+_OPERATOR_SLIPS = {"==": ["===", "=", "eq"], "!=": ["!==", "<>", "ne"], "and": ["&&", "AND"], "or": ["||", "OR"]}
+
+
+@st.composite
+def _syntax_slip(draw: st.DrawFn) -> str:
+    """A bundled rule file with one slip the parser reads: a name in full-width letters, with an accent or a
+    keyword for a part, an operator of another language, a string with a regular expression's backslash."""
+    text = draw(st.sampled_from(BUNDLED_RULES))
+    lexemes = [x for x in lex(text) if x.kind in ("IDENT", "STRING") or x.text in _OPERATOR_SLIPS]
+    w = draw(st.sampled_from(lexemes))
+    word = w.text
+    if w.text in _OPERATOR_SLIPS:
+        new = draw(st.sampled_from(_OPERATOR_SLIPS[w.text]))
+    elif w.kind == "STRING":
+        new = word[0] + "\\d" + word[1:]
+    else:
+        slips = [
+            "".join(chr(ord(c) + 0xFEE0) if c.isalpha() else c for c in word),  # full-width
+            word.replace("a", "á", 1) if "a" in word else word + "é",
+        ]
+        if text[w.end : w.end + 1] not in (".", "("):  # a value's name (an attribute key): a keyword for a part
+            slips += [f"{word}.rule.x", f"{word}.in.x"]
+        new = draw(st.sampled_from(slips))
+    return text[: w.start] + new + text[w.end :]
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_syntax_slip())
+def test_every_parser_suggestion_applied_parses_and_adds_no_error(text: str) -> None:
+    before = analyze([("m.fluo", text)]).diagnostics
+    for d in before:
+        if d.suggestion is None:
+            continue
+        fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
+        after = analyze([("m.fluo", fixed)]).diagnostics
+        shift = len(d.suggestion) - (d.span.end - d.span.start)
+        assert not [a for a in after if (a.code, a.span.start) == (d.code, d.span.start)], (d.format(), fixed)
+        allowed = Counter(_moved(o, d.span.start, d.span.end, shift) for o in before if o.is_error and o is not d)
+        new = [a.format() for a in after if a.is_error and not allowed[(a.code, a.span.start)]]
+        assert not new, (d.format(), fixed, new)
