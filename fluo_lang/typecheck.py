@@ -124,8 +124,12 @@ class _Checker:
         # arguments of a call (None for a field), so a fix for the name is one the member exists on
         self.read_after: dict[int, tuple[str, int | None]] = {}
         self.typo_types: dict[int, t.Type] = {}  # FLUO205's pending guesses: the intrinsic's type
-        # FLUO202's `call it: m()`: the diagnostic, what the call gives, and the message without the fix
+        # FLUO202's `call it: m()` and FLUO201's `did you mean m`: the diagnostic, what the call it names gives,
+        # and its message where the place refuses what the call gives (the fix is dropped)
         self.call_fixes: dict[int, tuple[Diagnostic, t.Type, str]] = {}
+        # an arithmetic node's operands that carry a guess, and what the node gives if the operand is of a type:
+        # `srvice + 'x' > 3` drops `service` (a string, so the sum is one) where the comparison refuses a string
+        self.carried: dict[int, list[tuple[ast.Expr, Callable[[t.Type], t.Type | None]]]] = {}
         # what a node's place takes (a boolean in a clause, `spans` as `before`'s argument): a fix must give it
         self.wanted: dict[int, Callable[[t.Type], bool]] = {}
 
@@ -532,6 +536,9 @@ class _Checker:
         else:
             hint = f" ({target_ty} has no methods)"
         self.err("FLUO201", f"unknown method `{e.method}` on {target_ty}{hint}", e.method_span, fix)
+        called = foreign[1] if foreign and fix == foreign[0] else _call_result(target_ty, fix or "", arg_types)
+        if fix and called is not None:  # named still where what it gives is refused (`length() == 'a'`), no fix
+            self.call_fixes[id(e)] = (self.diags[-1], called, self.diags[-1].message)
 
     def index(self, e: ast.Index, scope: _Scope) -> t.Type:
         target_ty = self.check(e.target, scope)
@@ -584,6 +591,10 @@ class _Checker:
         if e.op == "not":
             self.require_bool(e.operand, ty, "the operand of `not`")
             return self.record(e, t.BOOL)
+        self.carried[id(e)] = [
+            (e.operand, lambda ty: ty if ty in (t.INT, t.FLOAT, t.DURATION) or t.lenient(ty) else None)
+        ]
+        self.unfit_typo(e, lambda ty: True)  # `-srvice`: no string is negated
         if ty in (t.INT, t.FLOAT, t.DURATION) or t.lenient(ty):
             return self.record(e, ty)
         self.err("FLUO302", f"cannot negate {article(ty)}", e.span)
@@ -711,9 +722,12 @@ class _Checker:
     def unfit_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
         """Drop FLUO205's guess for `e` when the intrinsic it names could not stand there: `state == "x"`
         is a fine attribute, and `start` (a timestamp) never equals a string; and FLUO202's `call it: m()`
-        when what `m()` gives could not (`.exists <= 5`). FLUO207's `True` stays a
+        or FLUO201's fix `m` (still named) when what `m()` gives could not (`.exists <= 5`, `service.size() == 'a'`:
+        `length()` is an int); through arithmetic too (`srvice + 'x' > 3`). FLUO207's `True` stays a
         warning, but no longer says to write `true` where a boolean could not stand (`True == 'x'`)."""
-        call_fix = self.call_fixes.pop(id(e), None)
+        for operand, gives in self.carried.get(id(e), ()):
+            self.unfit_typo(operand, _through(gives, fits))
+        call_fix = self.call_fixes.get(id(e))
         if call_fix is not None and not fits(call_fix[1]):
             # `.exists <= 5`: `exists()` is a bool, which the comparison would refuse; the signature says so
             diag, _, message = call_fix
@@ -779,6 +793,12 @@ class _Checker:
             self.dashed_key(e, pieces)
             for p in pieces:  # a part of the key is no name: FLUO205's guess for it (`x-knd-id`: `end`) is wrong
                 self.pending_typos.pop(id(p), None)
+        op = e.op
+        self.carried[id(e)] = [
+            (e.left, lambda ty: arith_type(op, ty, rt)),
+            (e.right, lambda ty: arith_type(op, lt, ty)),
+        ]
+        self.unfit_typo(e, lambda ty: True)  # `durtion + 1`: `duration + 1` is no sum
         result = arith_type(e.op, lt, rt)
         if result is None:
             hint = ""
@@ -880,6 +900,11 @@ def _root_fix(ident: str, windowed: bool, read: tuple[str, int | None] | None) -
         if d <= limit and _fits(ty, read) and (best is None or d < best[0]):
             best = (d, fix)
     return best[1] if best else None
+
+
+def _through(gives: Callable[[t.Type], t.Type | None], fits: Callable[[t.Type], bool]) -> Callable[[t.Type], bool]:
+    """What an operand may be: one with which its node (`x + 1`, `gives`) gives what `fits` takes."""
+    return lambda ty: (result := gives(ty)) is not None and fits(result)
 
 
 def _boolish(ty: t.Type) -> bool:

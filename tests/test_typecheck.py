@@ -481,3 +481,48 @@ def test_the_unit_hint_writes_the_number_as_given(number: str, written: str) -> 
     """Review: `1.5e-7` was hinted as `0.ms` (float formatting lost the digits and left the dot)."""
     [d] = analyze([("m.fluo", f"trace.duration > {number}")]).diagnostics
     assert f"`{written}ms` if it counts milliseconds, `{written}s` if seconds" in d.message, d.message
+
+
+@pytest.mark.parametrize(
+    ("text", "fixed"),
+    [
+        (_where("service.size() > 3"), _where("service.length() > 3")),
+        (_where("3 < service.size()"), _where("3 < service.length()")),
+        # `length()` is an int: each of these would refuse it (FLUO300, FLUO302), so it is named with no fix
+        (_where("service.size() == 'a'"), None),
+        (_where("'a' == service.size()"), None),
+        (_where("service.size() in ['a']"), None),
+        (_where("service.size() matches 'a'"), None),
+        (_where("service.size() contains 'a'"), None),
+        (_where("service.size() + 1s > 0s"), None),
+        ("trace.spans.size() == 'a'", None),
+    ],
+)
+def test_an_unknown_method_is_fixed_only_where_what_the_fix_gives_fits(text: str, fixed: str | None) -> None:
+    d = _only(text)
+    assert d.code == "FLUO201" and d.message.startswith("unknown method `size`"), d.format()
+    assert d.message.endswith(("did you mean `length`?", "did you mean `count`?")), d.format()
+    if fixed is None:
+        assert d.suggestion is None, d.format()
+    else:
+        assert _apply(text, d) == fixed and _diags(fixed) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "fixed"),
+    [
+        (_where("srvice + 'x' == 'ax'"), _where("service + 'x' == 'ax'")),
+        # `duration + 1` is FLUO302 (a number without a unit): the attribute `durtion` is no typo of it here
+        (_where("durtion + 1 > 2"), None),
+        # `service + 'x'` is a string, which `> 3` refuses (FLUO300)
+        (_where("srvice + 'x' > 3"), None),
+        (_where("-(srvice + 'x') * 2 > 3"), None),
+    ],
+)
+def test_an_intrinsic_is_guessed_in_arithmetic_only_where_the_operator_takes_it(text: str, fixed: str | None) -> None:
+    diags = _diags(text)
+    if fixed is None:
+        assert diags == [], [d.format() for d in diags]
+    else:
+        [d] = diags
+        assert d.code == "FLUO205" and _apply(text, d) == fixed and _diags(fixed) == []
