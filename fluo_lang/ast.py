@@ -135,6 +135,18 @@ class Meta:
     value: MetaItem
 
 
+# The metadata keys a rule takes, and what each holds: the parser names them for a key it cannot read
+# (`usuário:`), the typechecker checks keys and values against them.
+META_KEYS = {
+    "severity": "one of info, warning, error, critical (default warning)",
+    "description": "a string shown in every signal",
+    "name": "a display name (default: the rule id)",
+    "tags": "a list of words, e.g. [auth, reliability]",
+    "owner": "a team or person, as a string",
+    "runbook": "a link, as a string",
+    "enabled": "true or false (default true)",
+}
+
 ClauseKind = L["expect", "detect", "when", "always", "never"]
 
 

@@ -371,7 +371,7 @@ class _Recovery:
         return True
 
     def _ascii_name(self, ip: Any, start: int, end: int, accepts: set[str], take_back: int, why: str) -> bool:
-        """`rule latência {`, `tags: [usuário]`: a word past ASCII where a rule id or a metadata value goes."""
+        """`rule latência {`, `usuário: 1`, `tags: [usuário]`: a word past ASCII for a rule id, a metadata key or value."""
         word = self.text[start:end]
         stack = ip.parser_state.value_stack
         below = stack[-1 - take_back] if take_back < len(stack) else None
@@ -386,13 +386,18 @@ class _Recovery:
             self._read_as(ip, start, end, message, fix, take_back)
             ip.feed_token(self.token(term, ident or "_", start, end))
             return True
-        elif "STRING" in accepts and "'" not in word:
-            term, fix = "STRING", f"'{word}'"
-            message = f"`{word}` is no name ({why}): quote it, `{fix}`"
-        else:
+        if "STRING" not in accepts and self.text[end:].lstrip(" \t").startswith(":"):
+            # `usuário: 'x'`: a metadata key none of FLUO's is; which was meant, only a close one says
+            key = nearest(_ascii_id(word), list(ast.META_KEYS))
+            hint = f"did you mean `{key}`?" if key else f"the keys are {', '.join(ast.META_KEYS)}"
+            self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", key, take_back)
+            ip.feed_token(self.token("IDENT", _MISSING, start, end))  # read as no key: checks stay quiet
+            return True
+        if "STRING" not in accepts or "'" in word:
             return False
-        self._read_as(ip, start, end, message, fix, take_back)
-        ip.feed_token(self.token(term, fix, start, end))
+        fix = f"'{word}'"
+        self._read_as(ip, start, end, f"`{word}` is no name ({why}): quote it, `{fix}`", fix, take_back)
+        ip.feed_token(self.token("STRING", fix, start, end))
         return True
 
     def _misspelled_keyword(self, ip: Any, tok: Token) -> bool:

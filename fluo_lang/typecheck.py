@@ -22,15 +22,7 @@ from .regex import RegexError, compile_regex
 from .values import string_literal
 
 SEVERITIES = ("info", "warning", "error", "critical")
-META_KEYS = {
-    "severity": "one of info, warning, error, critical (default warning)",
-    "description": "a string shown in every signal",
-    "name": "a display name (default: the rule id)",
-    "tags": "a list of words, e.g. [auth, reliability]",
-    "owner": "a team or person, as a string",
-    "runbook": "a link, as a string",
-    "enabled": "true or false (default true)",
-}
+META_KEYS = ast.META_KEYS
 
 
 # What a name, field or call resolved to. `base` is the expression that yields the

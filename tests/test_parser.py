@@ -761,6 +761,12 @@ _ONE_FIX = [
         "rule r { tags: [usuário, auth] expect trace.spans.count() > 1 }",
         "rule r { tags: ['usuário', auth] expect trace.spans.count() > 1 }",
     ),
+    # a metadata key past ASCII close to one of FLUO's
+    (
+        "rule r {\n  ownér: 'x'\n  expect trace.spans.count() > 1\n}",
+        "rule r {\n  owner: 'x'\n  expect trace.spans.count() > 1\n}",
+    ),
+    ("rule r {\n  sevérity : error\n  expect true\n}", "rule r {\n  severity : error\n  expect true\n}"),
     # escapes FLUO has not: a backslash meant as itself
     ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
     ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),
@@ -829,6 +835,19 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
 )
 def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
     assert all(d.suggestion is None for d in analyze([("m.fluo", text)]).diagnostics)
+
+
+@pytest.mark.parametrize("key", ["usuário", "descrição", "ação"])
+def test_a_metadata_key_past_ascii_is_one_error_naming_the_keys(key: str) -> None:
+    """Which key is meant is unknowable: the one error says FLUO's keys, no fix; the file stays a syntax
+    error, so `fluo fmt` leaves it alone (its tokens cannot spell the key)."""
+    text = f"rule r {{\n  {key}: 'x'\n  expect trace.spans.count() > 1\n}}\n"
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert d.code == "FLUO100" and d.suggestion is None, d.format()
+    assert text[d.span.start : d.span.end] == key
+    assert d.message.startswith(f"`{key}` is no metadata key (")
+    assert d.message.endswith("the keys are severity, description, name, tags, owner, runbook, enabled"), d.message
+    assert [x.code for x in parse(text, "m.fluo").diagnostics] == ["FLUO100"]
 
 
 def test_a_rule_id_past_ascii_is_not_told_to_be_an_attribute() -> None:
