@@ -111,6 +111,7 @@ class _Checker:
         self.path = path
         self.pending_typos: dict[int, Diagnostic] = {}
         self.dashed: set[int] = set()  # `-` nodes inside a dashed key (`x-request-id`) an outer `-` reported
+        self.dashed_keys: dict[int, tuple[Diagnostic, str]] = {}  # a dashed key's FLUO207 and how to write it
         self.refused_meta = False  # a metadata value the parser refused (kind `missing`)
         # what is read right after a name (`traces` in `traces.count()`): the member, and the number of
         # arguments of a call (None for a field), so a fix for the name is one the member exists on
@@ -747,16 +748,18 @@ class _Checker:
         if not nulls:
             return
         null, other = nulls[0]
-        x = _path_text(other) or "x"
-        fix = f"{x} not in []" if e.op == "!=" else f"not ({x} not in [])"
-        test = f"that `{x}` is {'present' if e.op == '!=' else 'missing'} write `{fix}`"
-        self.pending_typos[id(null)] = warning(
-            "FLUO207",
+        dashed, x = self.dashed_keys.get(id(other), (None, _path_text(other)))
+        fix = f"{x or 'x'} not in []" if e.op == "!=" else f"not ({x or 'x'} not in [])"
+        test = f"that `{x or 'x'}` is {'present' if e.op == '!=' else 'missing'} write `{fix}`"
+        message = (
             f"`{null.ident}` reads as a span attribute named `{null.ident}`, so this comparison never holds: "
-            f"FLUO has no null (a missing attribute makes any comparison false); to test {test}",
-            e.span,
-            path=self.path,
-            suggestion=fix if _path_text(other) else None,
+            f"FLUO has no null (a missing attribute makes any comparison false); to test {test}"
+        )
+        if dashed is not None:  # `x-request-id != null`: one warning for both, whose fix mends both
+            self.diags.remove(dashed)
+            message = f"{dashed.message.split('; ')[0]}, and {message}"
+        self.pending_typos[id(null)] = warning(
+            "FLUO207", message, e.span, path=self.path, suggestion=fix if x is not None else None
         )
 
     def vacuous(self, e: ast.Binary) -> None:
@@ -836,6 +839,7 @@ class _Checker:
             e.span,
             fix,
         )
+        self.dashed_keys[id(e)] = (self.diags[-1], fix)
 
     def require_bool(self, e: ast.Expr, ty: t.Type, what: str) -> None:
         if ty in _BOOLISH:

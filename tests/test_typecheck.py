@@ -55,12 +55,24 @@ def test_a_subtraction_written_as_one_is_quiet(pred: str) -> None:
         ("http.route != nil", "http.route not in []", "that `http.route` is present"),
         ("None != http.route", "http.route not in []", "that `http.route` is present"),
         ("http.route == undefined", "not (http.route not in [])", "that `http.route` is missing"),
+        # a dashed key and null: one warning for both (there were two at the same place), whose fix mends both
+        (
+            "x-request-id.route != null",
+            'attributes["x-request-id.route"] not in []',
+            'that `attributes["x-request-id.route"]` is present',
+        ),
+        ("null == x-request-id", 'not (attributes["x-request-id"] not in [])', 'that `attributes["x-request-id"]`'),
+        ("parent.x-y != null", 'parent.attributes["x-y"] not in []', 'that `parent.attributes["x-y"]` is present'),
     ],
 )
 def test_null_warns_and_says_how_to_test_presence(pred: str, fix: str, says: str) -> None:
     d = _only(_where(pred))
     assert (d.code, d.is_error, d.suggestion) == ("FLUO207", False, fix)
-    assert "FLUO has no null" in d.message and f"{says} write `{fix}`" in d.message
+    assert "FLUO has no null" in d.message and f"{says}" in d.message and f"write `{fix}`" in d.message
+    if "-" in pred:
+        assert "reads as `" in d.message, d.message
+    fixed = _apply(_where(pred), d)
+    assert _diags(fixed) == [], fixed
 
 
 def test_a_null_alone_warns_too() -> None:
