@@ -371,7 +371,8 @@ class _Recovery:
         return True
 
     def _ascii_name(self, ip: Any, start: int, end: int, accepts: set[str], take_back: int, why: str) -> bool:
-        """`rule latência {`, `usuário: 1`, `tags: [usuário]`: a word past ASCII for a rule id, a metadata key or value."""
+        """`rule latência {`, `usuário: 1`, `tags: [usuário]`: a word past ASCII for a rule id, a metadata key
+        or value."""
         word = self.text[start:end]
         stack = ip.parser_state.value_stack
         below = stack[-1 - take_back] if take_back < len(stack) else None
