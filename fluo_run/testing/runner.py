@@ -27,7 +27,7 @@ from fluo_lang.values import format_timestamp
 
 from .document import YamlError, load
 from .matching import Match, match_signals
-from .spec import Case, Problem, RuleLoader, TestFile, load_test_file, read_test_file
+from .spec import Case, Problem, RuleLoader, TestFile, display_path, load_test_file, read_test_file
 
 PASSED, FAILED, ERROR = "passed", "failed", "error"
 MAX_EXPLAINED = 3
@@ -205,11 +205,18 @@ class Runner:
                 )
             )
         spans: list[Span] = []
+        empty: list[tuple[Path, int]] = []
         for path, line in case.traces:
             try:
-                spans.extend(self.traces.spans(path))
+                found = self.traces.spans(path)
             except (TraceInputError, OSError) as exc:
                 result.problems.append(Problem(file.display, line, f"cannot load trace file: {exc}"))
+                continue
+            spans.extend(found)
+            if not found:
+                empty.append((path, line))
+        if not spans and not case.spans and not result.problems:
+            result.problems.append(_no_spans(file, case, empty))
         if result.problems or file.analysis is None:
             result.problems.sort(key=lambda p: p.line)
             result.seconds = time.perf_counter() - t0
@@ -239,6 +246,19 @@ class Runner:
         result.problems.sort(key=lambda p: p.line)
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def _no_spans(file: TestFile, case: Case, empty: Sequence[tuple[Path, int]]) -> Problem:
+    """A case with no span to run the rules on, which would pass `expect: []` without testing anything."""
+    if empty:
+        names = ", ".join(display_path(p) for p, _ in empty)
+        holds = "holds" if len(empty) == 1 else "hold"
+        why = f"{names} {holds} no spans"
+        line = empty[0][1]
+    else:
+        why = "its `traces:` and `spans:` are empty"
+        line = case.line
+    return Problem(file.display, line, f"case {case.name!r} has no spans to run the rules on: {why}")
 
 
 def read_document(path: Path) -> Any:
