@@ -240,3 +240,33 @@ def test_a_flow_style_test_file_is_found_in_a_folder() -> None:
     result = fluo_test(".")
     assert result.exit_code == 0, result.output
     assert "flow_test.yaml: 1 passed" in result.stdout and "other_test.yaml" not in result.stdout
+
+
+def test_a_rule_file_with_no_tests_is_a_usage_error_next_to_tested_ones() -> None:
+    """QA: `fluo test r.fluo new.fluo` (a pre-commit hook's call) ran r's tests and dropped new.fluo without a word."""
+    write("r.fluo", RULE)
+    write("r_test.yaml", PASSING)
+    write("new.fluo", "rule broken {\n")
+    write("other.fluo", RULE)
+    result = fluo_test("r.fluo", "new.fluo", "other.fluo")
+    assert result.exit_code == 2
+    assert result.stdout == ""  # before any test runs, as for a missing path
+    assert result.stderr == (
+        "fluo: no test files for new.fluo, other.fluo: none in their folders or below has it in `rules:`"
+        " or is named after it (like NAME_test.yaml)\n"
+    )
+    assert fluo_test("r.fluo").exit_code == 0
+
+
+def test_a_rule_file_with_no_tests_names_the_files_a_typo_kept_out() -> None:
+    write("rules/http.fluo", RULE)
+    write("rules/http_test.yml", PASSING)
+    write("rules/sub/x_test.yaml", "case: []\n# tests ../http.fluo\n")
+    write("rules/other_test.yml", PASSING)  # tests other.fluo: not named
+    result = fluo_test("rules/http.fluo")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "fluo: no test files for rules/http.fluo: none in its folder or below has it in `rules:` or is named after it"
+        " (like NAME_test.yaml); passed over: rules/http_test.yml (a test file's name ends in .yaml),"
+        " rules/sub/x_test.yaml (a top-level `case:`; did you mean `cases:`?)\n"
+    )

@@ -188,9 +188,11 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     folder, the link's path, not where the file really is).
 
     Raises FileNotFoundError, with a one-line message, for a missing path, a named file that is neither
-    YAML nor a rule file, or when no test file is found (naming the files that look like misnamed ones).
+    YAML nor a rule file, a named rule file that no test file tests (whatever else is named), or when no
+    test file is found; the last two name the files that look like misnamed ones.
     """
     out: list[Path] = []
+    untested: list[Path] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
@@ -198,7 +200,10 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
         elif path.is_file() and path.suffix in (".yaml", ".yml"):
             out.append(path)
         elif path.is_file() and path.name.endswith(RULE_SUFFIX):
-            out.extend(tests_of(path))
+            found = tests_of(path)
+            out.extend(found)
+            if not found:
+                untested.append(path)
         elif path.is_file():
             message = "is not a test file: name a *_test.yaml file, a .fluo file to run its tests, or a folder"
             raise FileNotFoundError(f"{p} {message}")
@@ -208,15 +213,15 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{p}: a symbolic link to {os.readlink(path)}, which does not exist")
         else:
             raise FileNotFoundError(f"{p}: no such file or folder")
+    if untested:  # even next to tested ones: a new rule file without tests is what a pre-commit hook must catch
+        named = ", ".join(map(str, untested))
+        where = "its folder" if len(untested) == 1 else "their folders"
+        why = f"none in {where} or below has it in `rules:` or is named after it (like NAME_test.yaml)"
+        misses = [miss for r in untested for miss in _near_misses_of(r)]
+        raise FileNotFoundError(f"no test files for {named}: {why}{_passed_over(misses)}")
     if not out:
         named = ", ".join(map(str, paths))
-        if all(str(p).endswith(RULE_SUFFIX) for p in paths):
-            where = "its folder" if len(paths) == 1 else "their folders"
-            why = f"none in {where} or below has it in `rules:` or is named after it (like NAME_test.yaml)"
-            raise FileNotFoundError(f"no test files for {named}: {why}")
-        misses = [f"{display_path(f)} ({why})" for f, why in _near_misses(paths)]
-        hint = f"; passed over: {', '.join(misses[:3])}" + (" ..." if len(misses) > 3 else "") if misses else ""
-        raise FileNotFoundError(f"{NO_TEST_FILES} under {named}{hint}")
+        raise FileNotFoundError(f"{NO_TEST_FILES} under {named}{_passed_over(list(_near_misses(paths)))}")
     seen: dict[Path, Path] = {}
     for f in out:
         seen.setdefault(f.resolve(), f)
@@ -258,6 +263,29 @@ def _near_misses(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
                 typo = next(((k, near) for k in keys if (near := nearest(k, ("cases", "rules")))), None)
                 if typo is not None:
                     yield f, f"a top-level `{typo[0]}:`; did you mean `{typo[1]}:`?"
+
+
+def _near_misses_of(rule_file: Path) -> Iterator[tuple[Path, str]]:
+    """The near misses (`_near_misses`) below a rule file's folder that would test it: named after it, or naming it."""
+    target = rule_file.resolve()
+    for f, why in _near_misses([rule_file.parent]):
+        if default_rules(f).resolve() == target:
+            yield f, why
+            continue
+        try:
+            text = read_test_file(f).decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if rule_file.name in text:
+            yield f, why
+
+
+def _passed_over(misses: Sequence[tuple[Path, str]]) -> str:
+    """The usage error's hint naming near misses, at most three of them."""
+    if not misses:
+        return ""
+    shown = [f"{display_path(f)} ({why})" for f, why in misses[:3]]
+    return f"; passed over: {', '.join(shown)}" + (" ..." if len(misses) > 3 else "")
 
 
 def tests_of(rule_file: Path) -> list[Path]:
