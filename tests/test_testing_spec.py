@@ -279,6 +279,17 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
         ("- name: a\n  traces: [3]\n  expect: []\n", 4, "`traces:` must be a trace file"),
         ("- name: a\n  expect: []\n", 3, "case 'a' has no `traces:` or `spans:`"),
         ("- spans: [{name: a}]\n  expect: []\n", 3, "every case needs a `name:`"),
+        (
+            "- name: no\n  spans: [{name: a}]\n  expect: []\n",
+            3,
+            "`name: no` is read by YAML as a boolean (False), not text: quote it, like `name: 'no'`",
+        ),
+        (
+            "- {spans: [{name: a}], name: 404, expect: []}\n",
+            3,
+            "`name: 404` is read by YAML as a number (404), not text: quote it, like `name: '404'`",
+        ),
+        ("- name: 1.5 # why\n  spans: [{name: a}]\n  expect: []\n", 3, "`name: 1.5` is read by YAML as a number"),
         ("- just text\n", 3, "a case is a mapping"),
         (
             "- {name: a, spans: [{name: a}], expect: []}\n- {name: a, spans: [{name: a}], expect: []}\n",

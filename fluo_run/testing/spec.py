@@ -393,6 +393,7 @@ class _Reader:
             if bad is not None:
                 self.problem(bad.span.line + 1, f"cannot read the test file: {bad.message}")
                 return self.file
+            self.text = text
         try:
             doc = load(text)
         except YamlError as exc:
@@ -417,6 +418,18 @@ class _Reader:
             names.setdefault(case.name, case.line)
             self.file.cases.append(case)
         return self.file
+
+    def not_text(self, key: str, value: bool | float, line: int) -> str:
+        """Why `key: no` or `key: 404` is not the text written: YAML read a boolean or a number, and quotes keep text."""
+        what = "a boolean" if isinstance(value, bool) else "a number"
+        lines = (self.text or "").splitlines()
+        shown = str(value).lower()
+        pattern = rf"\b{key}[ \t]*:[ \t]*([^,}}#\s][^,}}#]*?)[ \t]*(?:[,}}#]|$)"
+        for written in re.finditer(pattern, lines[line - 1] if line <= len(lines) else ""):
+            if _reads_as(written.group(1), value):  # not `name: a` of an inline span on the same line
+                shown = written.group(1)
+                break
+        return f"`{key}: {shown}` is read by YAML as {what} ({value!r}), not text: quote it, like `{key}: '{shown}'`"
 
     def read_rules(self, doc: LineDict) -> None:
         base = self.file.path.parent
@@ -471,7 +484,9 @@ class _Reader:
             self.problem(line, "a case is a mapping with `name:`, `traces:` or `spans:`, and `expect:`", case)
             return case
         name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
+        if isinstance(name, bool | int | float):
+            self.problem(raw.line_of("name"), self.not_text("name", name, raw.line_of("name")), case)
+        elif not isinstance(name, str) or not name.strip():
             self.problem(raw.line_of("name"), "every case needs a `name:` (text)", case)
         else:
             case.name = name
@@ -629,6 +644,14 @@ class _Reader:
                 return None
             e.observed = _plain(observed)
         return e
+
+
+def _reads_as(text: str, value: object) -> bool:
+    try:
+        read = load(text)
+    except YamlError:
+        return False
+    return type(read) is type(value) and read == value
 
 
 def _is_hex(text: str) -> bool:
