@@ -16,7 +16,8 @@ from click.testing import CliRunner, Result
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import ROOT
 
-from fluo_lang.otlp import load_trace_file, spans_to_request
+from fluo_lang.otlp import load_trace_file, spans_to_json, spans_to_request
+from fluo_lang.trace import Span
 from fluo_run.cli import main
 
 FIXTURES = ROOT / "tests" / "testing_fixtures"
@@ -796,3 +797,23 @@ def test_an_empty_fixture_next_to_inline_spans_is_not_an_error(tmp_path: Path, m
     (tmp_path / "zero.json").write_text("")
     (tmp_path / "r_test.yaml").write_text("cases:\n  - {name: q, traces: zero.json, spans: [{name: x}], expect: []}\n")
     assert fluo_test("r_test.yaml").exit_code == 0
+
+
+def test_inline_spans_are_placed_at_the_fixtures_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: inline spans were pinned to 2026-01-01 next to a fixture recorded months later, so a windowed rule saw
+    ~489k empty windows between them and the case failed on `fluo.evaluation_truncated`."""
+    monkeypatch.chdir(tmp_path)
+    recorded = 1_780_000_000 * 10**9 + 123_456_789  # 2026-05-28, a fixture recorded that day
+    span = Span(
+        trace_id=b"\1" * 16, span_id=b"\2" * 8, name="GET /", service="gw", start=recorded, end=recorded + 10**6
+    )
+    (tmp_path / "recorded.json").write_text(json.dumps(spans_to_json([span])))
+    (tmp_path / "r.fluo").write_text("rule pair { window 1m detect window.spans.count() >= 2 }\n")
+    (tmp_path / "r_test.yaml").write_text(
+        "cases:\n  - name: both\n    traces: recorded.json\n"
+        "    spans: [{name: ok, start: 10s}]\n    expect: [{rule: pair, observed: {count: 2}}]\n"
+    )
+    result = fluo_test("r_test.yaml", "--format", "json")
+    assert result.exit_code == 0, result.stdout
+    case = json.loads(result.stdout)["files"][0]["cases"][0]
+    assert [s["rule"] for s in case["signals"]] == ["pair"]

@@ -18,7 +18,8 @@ Each item is a mapping with these keys (only `name` is required):
 
 Ids are derived from a seed (the case name), the trace label and the span's
 `id` or name, so the same text always yields the same trace and span ids.
-The time origin is 2026-01-01T00:00:00Z. `to_inline` writes spans back in
+The time origin is 2026-01-01T00:00:00Z (`fluo test` moves a case's inline spans to its
+fixture's earliest start when it has one). `to_inline` writes spans back in
 this form, so a trace captured elsewhere can be pasted into a test.
 """
 

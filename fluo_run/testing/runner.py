@@ -26,6 +26,7 @@ from fluo_lang.trace import Span, Trace, assemble, windows_of
 from fluo_lang.values import format_timestamp
 
 from .document import YamlError, load
+from .inline import ORIGIN_NS
 from .matching import Match, match_signals
 from .spec import Case, Problem, RuleLoader, TestFile, display_path, load_test_file, read_test_file
 
@@ -221,7 +222,7 @@ class Runner:
             result.problems.sort(key=lambda p: p.line)
             result.seconds = time.perf_counter() - t0
             return result
-        spans.extend(case.spans)
+        spans.extend(_placed(case.spans, spans))
         traces = assemble(spans)
         result.traces = len(traces)
         program = self.programs.program(file.analysis, case.only)
@@ -246,6 +247,34 @@ class Runner:
         result.problems.sort(key=lambda p: p.line)
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def _placed(inline: Sequence[Span], fixture: Sequence[Span]) -> Sequence[Span]:
+    """A case's inline spans placed in time: `start: 0s` is the earliest start of its fixture spans when it has
+    some (a fixture recorded today and inline spans share time, so windowed rules see no months of empty
+    windows between them), else `ORIGIN_NS`. Copies: the case's own spans are kept for the next run."""
+    if not inline or not fixture:
+        return inline
+    shift = min(s.start for s in fixture) - ORIGIN_NS
+    if shift == 0:
+        return inline
+    return [
+        Span(
+            trace_id=s.trace_id,
+            span_id=s.span_id,
+            parent_id=s.parent_id,
+            name=s.name,
+            service=s.service,
+            start=s.start + shift,
+            end=s.end + shift,
+            status=s.status,
+            status_message=s.status_message,
+            kind=s.kind,
+            attributes=s.attributes,
+            resource=s.resource,
+        )
+        for s in inline
+    ]
 
 
 def _no_spans(file: TestFile, case: Case, empty: Sequence[tuple[Path, int]]) -> Problem:
