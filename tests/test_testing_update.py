@@ -200,7 +200,7 @@ def test_a_new_list_is_indented_as_the_file_indents_its_lists(tmp_path: Path) ->
     )
 
 
-def test_a_block_expect_is_replaced_with_its_items_and_comments_after_it_stay(tmp_path: Path) -> None:
+def test_a_block_expect_is_replaced_with_its_items_and_comments_on_their_own_lines_stay(tmp_path: Path) -> None:
     text = (
         "rules: rules.fluo\n"
         "cases:\n"
@@ -208,7 +208,7 @@ def test_a_block_expect_is_replaced_with_its_items_and_comments_after_it_stay(tm
         "    spans: [{name: a, status: error}]\n"
         "    expect:  # was wrong\n"
         "      - {rule: err, count: 2}  # this entry goes\n"
-        "      # so does this comment\n"
+        "      # this comment stays, at the top of the list\n"
         "      - err\n"
         "    # this one stays\n"
         "\n"
@@ -225,6 +225,7 @@ def test_a_block_expect_is_replaced_with_its_items_and_comments_after_it_stay(tm
         "  - name: a\n"
         "    spans: [{name: a, status: error}]\n"
         "    expect:  # was wrong\n"
+        "      # this comment stays, at the top of the list\n"
         f"      - {ERR}\n"
         "    # this one stays\n"
         "\n"
@@ -521,3 +522,29 @@ def test_an_interrupted_write_leaves_the_file_and_no_temporary_file(
         write_replacing(path, b"new")
     assert path.read_text(encoding="utf-8") == FAILING
     assert [p.name for p in tmp_path.iterdir()] == ["t_test.yaml"]
+
+
+def test_update_keeps_count_zero_entries_that_held_and_says_what_it_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: `--update` replaced `expect:` whole, dropping a `count: 0` guard that still held, and its comment."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules.fluo").write_text(RULES + 'rule quiet { detect trace.count(name == "never") > 0 }\n')
+    path = tmp_path / "t_test.yaml"
+    path.write_text(
+        "rules: rules.fluo\ncases:\n  - name: a\n    spans: [{name: a, status: error}]\n    expect:\n"
+        "      # quiet must stay quiet here\n"
+        "      - {rule: quiet, count: 0}  # a guard\n"
+        "      - {rule: err, count: 0}  # a guard that broke\n"
+    )
+    result = CliRunner().invoke(main, ["test", "t_test.yaml", "--update"])
+    assert result.exit_code == 0, result.output
+    assert path.read_text() == (
+        "rules: rules.fluo\ncases:\n  - name: a\n    spans: [{name: a, status: error}]\n    expect:\n"
+        "      # quiet must stay quiet here\n"
+        "      - {rule: quiet, count: 0}  # a guard\n"
+        f"      - {ERR}\n"
+    )
+    assert "kept 1 `count: 0` entry that held in t_test.yaml::a\n" in result.stderr
+    assert "dropped {rule: err, count: 0} (line 8) in t_test.yaml::a: a signal like it fired" in result.stderr
+    assert CliRunner().invoke(main, ["test", "t_test.yaml"]).exit_code == 0

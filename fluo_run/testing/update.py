@@ -27,6 +27,7 @@ import yaml
 
 from .document import YamlError, load, read_exponent_floats
 from .runner import FAILED, PASSED, CaseResult
+from .spec import Expectation
 
 _MERGE = "tag:yaml.org,2002:merge"
 _Slot = tuple[int, str, int]
@@ -38,8 +39,22 @@ def needs_update(c: CaseResult) -> bool:
 
 
 def expectations_of(c: CaseResult) -> list[dict[str, Any]]:
-    """The signals of a case as the `expect:` entries that state them."""
-    return expectations_from(c.signals, c.case.labels, pin_traces=c.traces > 1)
+    """The signals of a case as the `expect:` entries that state them, after its `count: 0` entries that held
+    (`held_guards`): no signal is like them, so they still hold next to the new entries."""
+    new = expectations_from(c.signals, c.case.labels, pin_traces=c.traces > 1)
+    return [*(e.to_json() for e in held_guards(c)), *new]
+
+
+def held_guards(c: CaseResult) -> list[Expectation]:
+    """The case's `count: 0` entries that no signal broke, which `--update` keeps."""
+    rows = c.match.rows if c.match is not None else []
+    return [r.expectation for r in rows if r.expectation.count == 0 and not r.forbidden]
+
+
+def broken_guards(c: CaseResult) -> list[Expectation]:
+    """The case's `count: 0` entries a signal broke, which `--update` drops (and says so)."""
+    rows = c.match.rows if c.match is not None else []
+    return [r.expectation for r in rows if r.expectation.count == 0 and r.forbidden]
 
 
 def expectations_from(
@@ -70,6 +85,22 @@ def expectations_from(
             groups[key] = entry
     order = ("rule", "trace", "trace_id", "count", "observed")
     return [{k: entry[k] for k in order if k in entry} for entry in groups.values()]
+
+
+def guard_notes(display: str, cases: Sequence[CaseResult]) -> list[str]:
+    """What `--update` did with the `count: 0` entries of the cases it rewrote: kept those that held,
+    dropped those a signal broke (that signal is expected now)."""
+    out = []
+    for c in cases:
+        where = f"{display}::{c.case.name}"
+        kept = held_guards(c)
+        if kept:
+            entries = "entry" if len(kept) == 1 else "entries"
+            out.append(f"kept {len(kept)} `count: 0` {entries} that held in {where}")
+        for e in broken_guards(c):
+            entry = _flow(e.to_json())
+            out.append(f"dropped {entry} (line {e.line}) in {where}: a signal like it fired, and is expected now")
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,10 +373,11 @@ def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
         last = src.span(case, *case.value[-1])[1]
         return _Edit(last, last, f", expect: {flow}")
     indent = case.value[0][0].start_mark.column
+    dash = " " * (indent + _sequence_offset(src, case, own))
+    lines, after = _comments_in(src, case, *own) if own is not None else ([], {})
     items = ""
     if isinstance(value, list) and value:
-        dash = " " * (indent + _sequence_offset(src, case, own))
-        items = "".join(f"{dash}- {_flow(item)}{nl}" for item in value)
+        items = "".join(f"{dash}- {_flow(item)}{_after(after, item)}{nl}" for item in value)
     inline = "" if items else f" {_flow(value)}"
     if own is None:
         key, last = case.value[-1]
@@ -367,7 +399,49 @@ def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
         comment = text[end : src.line_end(end)]
         comment = comment if comment.strip() else ""
     start = src.line_start(key.start_mark.index)
-    return _Edit(start, src.next_line(end), f"{text[start:colon]}{inline}{comment}{nl}{items}")
+    kept = "".join(f"{dash}{c}{nl}" for c in lines)
+    return _Edit(start, src.next_line(end), f"{text[start:colon]}{inline}{comment}{nl}{kept}{items}")
+
+
+def _scalars(node: yaml.Node, seen: set[int] | None = None) -> list[yaml.ScalarNode]:
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return []
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        return [node]
+    children = node.value if isinstance(node, yaml.SequenceNode) else [x for kv in node.value for x in kv]
+    return [s for child in children for s in _scalars(child, seen)]
+
+
+def _comments_in(src: _Source, case: yaml.Node, key: yaml.Node, old: yaml.Node) -> tuple[list[str], dict[str, str]]:
+    """The comments of a block `expect:` list that `--update` keeps: those on lines of their own, in order (at
+    the top of the new list, since the entries they stood next to may be gone), and the one after a `count: 0`
+    entry, by the entry (`_entry_key`), which goes with it when it is kept."""
+    if not (isinstance(old, yaml.SequenceNode) and src.is_block(case, key, old)):
+        return [], {}
+    inside = [(n.start_mark.index, n.end_mark.index) for n in _scalars(old)]  # `"a #b"` is text
+    first, last = src.next_line(key.end_mark.index), src.line_end(src.end(old))
+    comments = re.compile(r"^[ \t]*(#[^\r\n]*)", re.MULTILINE).finditer(src.text, first, last)
+    lines = [c.group(1).rstrip() for c in comments if not any(a <= c.start(1) < b for a, b in inside)]
+    after: dict[str, str] = {}
+    for i, item in enumerate(old.value):
+        end = src.span(old, i, item)[1]
+        trailing = re.match(r"[ \t]+(#[^\r\n]*)", src.text[end : src.line_end(end)])
+        if trailing is not None and isinstance(item, yaml.MappingNode):
+            value = yaml.SafeLoader("").construct_object(item, deep=True)
+            if isinstance(value, dict) and value.get("count") == 0:
+                after[_entry_key(value)] = trailing.group(1).rstrip()
+    return lines, after
+
+
+def _after(after: Mapping[str, str], item: Any) -> str:
+    comment = after.get(_entry_key(item)) if isinstance(item, dict) and item.get("count") == 0 else None
+    return f"  {comment}" if comment else ""
+
+
+def _entry_key(entry: Mapping[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, default=str)
 
 
 def _sequence_offset(src: _Source, case: yaml.MappingNode, own: tuple[yaml.Node, yaml.Node] | None) -> int:
