@@ -19,6 +19,7 @@ from tests_paths import ROOT
 from fluo_lang.otlp import load_trace_file, spans_to_json, spans_to_request
 from fluo_lang.trace import Span
 from fluo_run.cli import main
+from fluo_run.testing.report import junit_classname
 
 FIXTURES = ROOT / "tests" / "testing_fixtures"
 KINDS = ("passing", "failing", "broken_yaml", "broken_keys", "broken_rules", "broken_cases")
@@ -817,3 +818,30 @@ def test_inline_spans_are_placed_at_the_fixtures_time(tmp_path: Path, monkeypatc
     assert result.exit_code == 0, result.stdout
     case = json.loads(result.stdout)["files"][0]["cases"][0]
     assert [s["rule"] for s in case["signals"]] == ["pair"]
+
+
+@pytest.mark.parametrize(
+    ("display", "classname"),
+    [
+        ("rules/a_test.yaml", "rules.a_test"),
+        ("../repo/rules/a_test.yaml", "repo.rules.a_test"),
+        ("/abs/x/a.fluotest.yaml", "abs.x.a"),
+        ("./.hidden/a_test.yml", "hidden.a_test"),
+        ("C:\\ci\\a_test.yaml", "C:.ci.a_test"),
+    ],
+)
+def test_junit_classnames_have_no_empty_package(display: str, classname: str) -> None:
+    """QA: `../repo/rules` gave `...repo.rules.r_test` and an absolute path a leading `.`: empty Jenkins packages."""
+    assert junit_classname(display) == classname
+
+
+def test_junit_classname_of_a_test_file_outside_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "ci").mkdir()
+    (tmp_path / "repo" / "r.fluo").write_text("rule r { detect trace.spans.where(status == error) }\n")
+    (tmp_path / "repo" / "r_test.yaml").write_text("cases:\n  - {name: a, spans: [{name: x}], expect: []}\n")
+    monkeypatch.chdir(tmp_path / "ci")
+    assert fluo_test("../repo", "--junit-xml", "j.xml").exit_code == 0
+    assert [t.get("classname") for t in ET.parse("j.xml").iter("testcase")] == ["repo.r_test"]

@@ -281,6 +281,14 @@ def _seconds(s: float) -> str:
     return f"{s:.3f}"
 
 
+def junit_classname(display: str) -> str:
+    """A test file's path as a JUnit `classname`: without its extension, `/` turned into `.`, and no empty
+    segment (`../rules/a_test.yaml` is `rules.a_test`, `/abs/a_test.yaml` `abs.a_test`), which Jenkins would
+    show as a package with no name."""
+    stem = re.sub(r"\.(fluotest\.)?ya?ml$", "", display)
+    return ".".join(part for part in re.split(r"[/\\.]", stem) if part) or "fluo"
+
+
 def junit_report(result: RunResult) -> bytes:
     """JUnit XML as Jenkins, GitLab and GitHub test reporters read it: one suite per test file."""
     root = ET.Element("testsuites", name="fluo test")
@@ -288,7 +296,7 @@ def junit_report(result: RunResult) -> bytes:
     for fr in result.files:
         suite = ET.SubElement(root, "testsuite", name=fr.file.display, file=fr.file.display)
         counts = {"tests": 0, "failures": 0, "errors": 0}
-        classname = re.sub(r"\.(fluotest\.)?ya?ml$", "", fr.file.display).replace("/", ".").replace("\\", ".")
+        classname = junit_classname(fr.file.display)
         if not fr.file.loaded:
             case = ET.SubElement(suite, "testcase", classname=classname, name="(load)", file=fr.file.display)
             case.set("line", str(fr.file.problems[0].line))

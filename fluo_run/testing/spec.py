@@ -420,7 +420,7 @@ class _Reader:
         return self.file
 
     def not_text(self, key: str, value: bool | float, line: int) -> str:
-        """Why `key: no` or `key: 404` is not the text written: YAML read a boolean or a number, and quotes keep text."""
+        """Why `key: no` or `key: 404` is not text: YAML read a boolean or a number; quotes keep the text."""
         what = "a boolean" if isinstance(value, bool) else "a number"
         lines = (self.text or "").splitlines()
         shown = str(value).lower()
