@@ -350,7 +350,7 @@ class _Recovery:
             return self._ascii_name(ip, start, end, accepts, take_back, why)
         folded = unicodedata.normalize("NFKC", path)
         plain = _without_accents(path)
-        if folded != path and folded.isascii() and _PLAIN_PATH.fullmatch(folded):
+        if folded != path and folded.isascii() and (_PLAIN_PATH.fullmatch(folded) or _NUMBERISH.fullmatch(folded)):
             # `\uff4eame` (a full-width n, an input method's slip) is `name`, not an attribute key that never matches
             fix: str | None = folded
             message = f"`{path}` is `{folded}` in full-width or compatibility letters ({why}): write `{fix}`"
@@ -365,6 +365,9 @@ class _Recovery:
         else:
             fix = _bracketed(path)
             how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
+            if fix is not None and "." in path:
+                # a bare dotted name would also look through nested maps; `attributes["k"]` reads the key as is
+                how += " (the key as OpenTelemetry writes it, flat; a map nested in an attribute is not searched)"
             message = f"`{path}` cannot be written bare ({why}): {how}"
         self._read_as(ip, start, end, message, fix, take_back)
         ip.feed_token(self.token("IDENT", _MISSING, start, end))
@@ -1908,8 +1911,8 @@ class _Builder:
 
     def string_value(self, tok: Token) -> str:
         """The value of a string literal. Its escapes FLUO does not know (`"\\d+"`, a regular expression's)
-        are one FLUO102, whose fix doubles their backslashes, and those of `\\n \\t \\r \\0` in the same string:
-        each was meant as a backslash itself."""
+        are one FLUO102, whose fix doubles their backslashes: each was meant as a backslash itself. With a
+        `\\n \\t \\r \\0` in the same string (`"C:\\temp\\x"`: a path, or a tab meant?) there is no fix."""
         raw = str(tok)[1:-1]
         value, bad = _unescape(raw)
         loose = [(i, n) for i, n, _ in bad if n == 2 and raw[i + 1] != "u" and raw[i + 1].isprintable()]
@@ -1919,17 +1922,25 @@ class _Builder:
                 span = self.index.span(base + i, base + i + length)
                 self.diagnostics.append(error("FLUO102", message, span, path=self.path))
         if loose:
-            # with loose backslashes the writer meant backslashes as themselves: `"C:\\temp\\x"` is a path, its
-            # `\\t` no tab, so the letter escapes are doubled too (in a regular expression `\\\\t` is a tab still)
-            doubled = sorted({i for i, _ in loose} | {i for i, c in _escapes(raw) if c in _LETTER_ESCAPES})
-            first, last = doubled[0], doubled[-1] + 2
+            first, last = loose[0][0], loose[-1][0] + 2
             written = ", ".join(dict.fromkeys(f"`{raw[i : i + 2]}`" for i, _ in loose))
-            fix = "".join("\\" + raw[i] if i - 1 in doubled else raw[i] for i in range(first, last))
+            letters = [f"`{raw[i : i + 2]}`" for i, c in _escapes(raw) if c in _LETTER_ESCAPES]
             plural = "s" if len(loose) > 1 else ""
-            message = (
-                f"invalid escape{plural} {written} in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX); "
-                f"a backslash itself is `\\\\`: write `{fix}`"
-            )
+            message = f"invalid escape{plural} {written} in string (use \\n \\t \\r \\\\ \\' \\\" \\0 or \\uXXXX); "
+            if letters:
+                # `"C:\\temp\\x"` a path, or `"a\\tb\\q"` a tab meant: only the writer knows, so no fix
+                fix = None
+                message += (
+                    f"a backslash itself is `\\\\`; this string's {', '.join(dict.fromkeys(letters))} "
+                    "is read as an escape, so double it too if each backslash is meant as itself"
+                )
+            elif any(raw[i + 1] in "xU" for i, _ in loose):
+                # `"\\x41"`, `"\\U0001F600"`: another language's character escape, meant as the character
+                fix = None
+                message += "FLUO writes a character as itself or as `\\uXXXX` (a pair of them past U+FFFF)"
+            else:
+                fix = "".join("\\" + raw[i] if (i - 1, 2) in loose else raw[i] for i in range(first, last))
+                message += f"a backslash itself is `\\\\`: write `{fix}`"
             span = self.index.span(base + first, base + last)
             self.diagnostics.append(error("FLUO102", message, span, path=self.path, suggestion=fix))
         return value
@@ -1972,6 +1983,9 @@ def _bare_rule_id(path: str) -> str:
     stem = "" if name.name.startswith(".") and not name.suffix else name.stem  # `.fluo` has no stem
     return _ascii_id(stem) or "expr"
 
+
+_NUMBERISH = re.compile(r"[0-9]+(\.[0-9]+)?[a-z]*")
+"""A number or a duration (`5ms`), as a full-width one (`\uff15ms`) folds to."""
 
 _PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 """A dotted name of ASCII words (keywords not told apart: the parser reads the fixed text again)."""
@@ -2134,7 +2148,7 @@ def _unescape(raw: str) -> tuple[str, list[tuple[int, int, str]]]:
 
 
 _LETTER_ESCAPES = frozenset("ntr0")
-"""The escapes a backslash meant as itself also reads as (`\\t` in `C:\\temp`): doubled with the loose ones."""
+"""The escapes a backslash meant as itself also reads as (`\\t` in `C:\\temp`): beside loose ones, no fix."""
 
 
 def _escapes(raw: str) -> Iterator[tuple[int, str]]:

@@ -39,8 +39,9 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
             )
         )
     for rule, base in doc.rules():
-        # A key that is `severity` or a typo of it (`severty:`, fixed by the action above) already says one.
-        if rule.bare or not rule.id or any(nearest(m.key, ["severity"]) for m in rule.meta):
+        # A key that is `severity` or a typo of it (`severty:`, fixed by the action above) already says one; so
+        # may a key the parser could not read (`sevérity:`, kept as no key): adding one would make it twice.
+        if rule.bare or not rule.id or any(not m.key or nearest(m.key, ["severity"]) for m in rule.meta):
             continue
         if not _meets(base + rule.span.start, base + rule.span.end, start, end):
             continue

@@ -602,3 +602,13 @@ def test_a_fix_that_does_not_fix_or_swaps_an_error_for_another_of_its_code_adds_
     assert (again.code, again.message) == (d.code, d.message)
     [other] = _new_errors(doc, dataclasses.replace(d, suggestion=">="), base, strict=False)  # `> >= 5`: another
     assert other.code == "FLUO100" and ">=" in other.message
+
+
+@pytest.mark.parametrize("key", ["sev\u00e9rity", "\uff53\uff45\uff56\uff45\uff52\uff49\uff54\uff59"])
+def test_add_severity_is_not_offered_beside_a_key_the_parser_could_not_read(key: str) -> None:
+    """Editor QA: `sevérity: critical` (kept as no key) got "Add `severity: warning`": applied with the key's
+    own fix, the rule had severity twice (FLUO211) and `warning` beside the user's `critical`."""
+    text = f"rule a {{\n  {key}: critical\n  expect trace.spans.count() > 1\n}}\n"
+    doc = RuleDocument("x.fluo", text)
+    titles = {a.title for a in code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)}
+    assert not any(t.startswith("Add `severity") for t in titles), titles
