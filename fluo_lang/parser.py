@@ -388,7 +388,9 @@ class _Recovery:
             how = f"write `{fix}`" if fix else "write it in ASCII letters, digits and `_`"
             message = f"`{word}` is no rule id ({why}): {how}"
             self._read_as(ip, start, end, message, fix, take_back)
-            ip.feed_token(self.token(term, ident or "_", start, end))
+            # read as an id of its code points (`_u65e5_u672c`): two such rules are told apart, as written
+            read = ident if fix else "_" + "_".join(f"u{ord(c):04x}" for c in word)
+            ip.feed_token(self.token(term, read, start, end))
             return True
         if "STRING" not in accepts and self.text[end:].lstrip(" \t").startswith(":"):
             # `usuário: 'x'`: a metadata key none of FLUO's is; which was meant, only a close one says

@@ -891,3 +891,11 @@ def test_the_bracketed_key_fix_says_it_reads_the_flat_key() -> None:
     """Editor QA: a bare dotted name also looks through nested maps; `attributes["k"]` does not: the message says."""
     [d] = analyze([("m.fluo", "trace.spans.where(x.when.y == 1).exists()")]).diagnostics
     assert d.suggestion == 'attributes["x.when.y"]' and "a map nested in an attribute is not searched" in d.message
+
+
+def test_two_rule_ids_with_no_ascii_letter_are_not_duplicates() -> None:
+    """Editor QA: `rule 日本` and `rule 中文` were both read as `__`: a FLUO213 the user never caused. Each is one
+    error, its body still checked."""
+    text = "rule \u65e5\u672c { expect trace.spans.cnt() > 1 }\nrule \u4e2d\u6587 { expect trace.spans.count() > 1 }\n"
+    codes = [d.code for d in analyze([("m.fluo", text)]).diagnostics]
+    assert codes == ["FLUO100", "FLUO201", "FLUO100"], codes
