@@ -349,12 +349,12 @@ class _Recovery:
         if not accepts >= _EXPRESSION_START:
             return self._ascii_name(ip, start, end, accepts, take_back, why)
         folded = unicodedata.normalize("NFKC", path)
-        plain = _without_accents(path)
-        if folded != path and folded.isascii() and (_PLAIN_PATH.fullmatch(folded) or _NUMBERISH.fullmatch(folded)):
+        plain = without_accents(path)
+        if folded != path and folded.isascii() and (_DOTTED.fullmatch(folded) or _NUMBERISH.fullmatch(folded)):
             # `\uff4eame` (a full-width n, an input method's slip) is `name`, not an attribute key that never matches
             fix: str | None = folded
             message = f"`{path}` is `{folded}` in full-width or compatibility letters ({why}): write `{fix}`"
-        elif plain != path and _PLAIN_PATH.fullmatch(plain) and _names_fluo_knows(path, plain):
+        elif plain != path and _DOTTED.fullmatch(plain) and _names_fluo_knows(path, plain):
             # `tráce.spans`: FLUO's own name with an accent, not an attribute key (nor one outside a predicate)
             fix = plain
             message = f"`{path}` is `{plain}` with an accent ({why}): write `{fix}`"
@@ -1989,11 +1989,8 @@ def _bare_rule_id(path: str) -> str:
 _NUMBERISH = re.compile(r"[0-9]+(\.[0-9]+)?[a-z]*")
 """A number or a duration (`5ms`), as a full-width one (`\uff15ms`) folds to."""
 
-_PLAIN_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-"""A dotted name of ASCII words (keywords not told apart: the parser reads the fixed text again)."""
 
-
-def _without_accents(text: str) -> str:
+def without_accents(text: str) -> str:
     """`text` with its letters' accents taken off (`latência` gives `latencia`)."""
     return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
@@ -2010,7 +2007,7 @@ def _names_fluo_knows(path: str, plain: str) -> bool:
 
 def _ascii_id(text: str) -> str:
     """`text` made a valid id (`latência` gives `latencia`, `2fast-path` gives `_2fast_path`); "" for ""."""
-    ascii_text = _without_accents(text)
+    ascii_text = without_accents(text)
     ident = re.sub(r"[^A-Za-z0-9_]", "_", ascii_text)
     return f"_{ident}" if ident[:1].isdigit() else ident
 

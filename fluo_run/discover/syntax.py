@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from functools import cache
 from typing import Any
 
 from fluo_lang.api import analyze
 from fluo_lang.builtins import ROOTS, SPAN_FIELD_NAMES
-from fluo_lang.parser import DURATION_UNITS, keywords
+from fluo_lang.parser import DURATION_UNITS, keywords, without_accents
 
 from .corpus import Op
 
@@ -139,7 +138,7 @@ def readable_ceiling(ns: int) -> int:
 
 def _folded(text: str) -> str:
     """`text` lowercased, its accents dropped (`Règles` is `regles`); letters with no ASCII form stay."""
-    return "".join(ch for ch in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(ch))
+    return without_accents(text.lower())
 
 
 def slug(text: str) -> str:
