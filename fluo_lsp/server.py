@@ -97,9 +97,16 @@ class _Protocol(LanguageServerProtocol):
     """pygls's protocol, but columns are always UTF-16, documents split lines the LSP way, and every
     request is answered: anything before `initialize` with ServerNotInitialized, anything after `shutdown`
     with InvalidRequest, whatever its params, and else ill-formed params with InvalidParams (pygls drops
-    these silently)."""
+    these silently).
+
+    `initialize` and `initialized` come once in a session: a second `initialize` is InvalidRequest and
+    changes nothing (pygls would start afresh, dropping the open documents with their unsaved edits), a
+    second `initialized` is dropped (it would register the file watchers again)."""
 
     initialized = False
+    """`initialize` has come."""
+    started = False
+    """`initialized` has come."""
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -118,6 +125,15 @@ class _Protocol(LanguageServerProtocol):
                 not_yet = JsonRpcServerNotInitialized("the server is not initialized yet: send `initialize` first")
                 self._send_response(message.id, None, not_yet.to_response_error())
             return
+        if method == lsp.INITIALIZE and self.initialized:
+            if request:
+                again = JsonRpcInvalidRequest("the server is already initialized: `initialize` is sent once")
+                self._send_response(message.id, None, again.to_response_error())
+            return
+        if method == lsp.INITIALIZED:
+            if self.started:
+                return
+            self.started = True
         if self._shutdown and request and method != lsp.EXIT:
             error = JsonRpcInvalidRequest(f"the server is shut down: {method} is not handled")
             self._send_response(message.id, None, error.to_response_error())

@@ -19,6 +19,7 @@ import pytest_lsp
 from hypothesis import given
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcInvalidRequest
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from test_lsp import AUTH, TEST_FILE, diagnostics, rng
 
@@ -333,6 +334,80 @@ async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
         10: -32600,
     }
     assert "Traceback" not in json.dumps(answers[1])
+
+
+# -- lifecycle messages sent twice ----------------------------------------------------------
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def twice_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    """A session the tests below send `initialize` and `initialized` again (its own server: the state they check
+    is the server's)."""
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        REGISTERED.extend(params.registrations)
+
+    root = tmp_path_factory.mktemp("wstwice")
+    await lsp_client.initialize_session(session(client_capabilities("visual-studio-code"), root))
+    yield
+    await lsp_client.shutdown_session()
+
+
+REGISTERED: list[lsp.Registration] = []
+
+UNSAVED = "rule t {\n  expect trace.spans.where(servce == 'a').exists() and trace.spans.cuont() > 1\n}\n"
+
+
+@asyncio_module
+async def test_a_second_initialize_is_refused_and_changes_nothing(twice_client: LanguageClient, tmp_path: Path) -> None:
+    """LSP sends `initialize` once: a second one is InvalidRequest, and the open documents (with their unsaved
+    edits), their diagnostics and the settings stay as they were (editor tour: the unsaved buffers were dropped,
+    and the server went on with the file on disk)."""
+    path = tmp_path / "unsaved.fluo"
+    path.write_text("rule t {\n  expect trace.spans.count() > 1\n}\n")
+    uri = open_at(twice_client, path.as_uri(), "rule t {\n  expect true\n}\n")
+    change(twice_client, uri, 2, rng(1, 9, 1, 13), UNSAVED.splitlines()[1][9:])
+    before = await diagnostics(twice_client, uri, lambda d: len(d) == 2)
+    assert [(d.code, d.severity) for d in before] == [
+        ("FLUO205", lsp.DiagnosticSeverity.Warning),
+        ("FLUO201", lsp.DiagnosticSeverity.Error),
+    ]
+    again = session(client_capabilities("neovim"), tmp_path)
+    again.initialization_options = {"fluo": {"strictness": "strict"}}
+    with pytest.raises(JsonRpcInvalidRequest, match="already initialized"):
+        await twice_client.initialize_async(again)
+    doc = lsp.TextDocumentIdentifier(uri=uri)
+    report = await twice_client.text_document_diagnostic_async(lsp.DocumentDiagnosticParams(text_document=doc))
+    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
+    assert report.items == before  # the unsaved text, checked with the settings of the first `initialize`
+    line = UNSAVED.splitlines()[1]
+    hover = await twice_client.text_document_hover_async(
+        lsp.HoverParams(text_document=doc, position=lsp.Position(line=1, character=line.index("exists")))
+    )
+    assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
+    assert "exists" in hover.contents.value  # a method only the unsaved text calls (the line on disk is shorter)
+    cuont = line.index("cuont")
+    change(twice_client, uri, 3, rng(1, cuont, 1, cuont + 5), "count")  # edits still apply to the unsaved text
+    [d] = await diagnostics(twice_client, uri, lambda d: len(d) == 1)
+    assert (d.code, d.severity) == ("FLUO205", lsp.DiagnosticSeverity.Warning)
+
+
+@asyncio_module
+async def test_a_second_initialized_registers_nothing_again(twice_client: LanguageClient) -> None:
+    """`initialized` is sent once: again, it must not ask the client to watch the same files a second time
+    (the registration id would clash)."""
+    for _ in range(500):
+        if REGISTERED:
+            break
+        await asyncio.sleep(0.01)
+    assert [r.id for r in REGISTERED] == ["fluo-watched-files"]
+    twice_client.initialized(lsp.InitializedParams())
+    report = await twice_client.text_document_diagnostic_async(  # answered after `initialized` was handled
+        lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri="file:///none.fluo"))
+    )
+    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
+    assert [r.id for r in REGISTERED] == ["fluo-watched-files"]
 
 
 # -- unit tables ------------------------------------------------------------------------
