@@ -566,11 +566,12 @@ class _Items:
 # Signature help
 
 
-def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
+def signature_help(doc: RuleDocument, offset: int, *, none_active: bool = False) -> lsp.SignatureHelp | None:
     """The signature of the method whose parentheses hold the cursor, with the argument it is in.
 
     A list, an index or parentheses inside an argument (`where(name in ['a', |])`) are part of that
     argument: their commas are not the call's. A `{` ends the search (a rule's body, `when { ... }`).
+    `none_active`: the client takes `activeParameter: null` for "no parameter" (see `_active_parameter`).
     """
     chunk = doc.chunk_at(offset)
     rel = offset - chunk.start
@@ -603,8 +604,36 @@ def signature_help(doc: RuleDocument, offset: int) -> lsp.SignatureHelp | None:
         members = _called(doc.path, head.text, head.offset(name.start), name.text)
     if not members:
         return None
-    sigs = [_signature(m) for m in members]
-    return lsp.SignatureHelp(signatures=sigs, active_signature=0, active_parameter=commas)
+    sigs = []
+    for m in members:
+        active = _active_parameter(len(m.params), commas, none_active=none_active)
+        if active != _PAST:
+            sigs.append(_signature(m, active))
+    if not sigs:
+        return None
+    # the first signature that has a parameter where the cursor is, else the first
+    chosen = next((i for i, sig in enumerate(sigs) if sig.active_parameter is not None), 0)
+    return lsp.SignatureHelp(signatures=sigs, active_signature=chosen, active_parameter=sigs[chosen].active_parameter)
+
+
+_PAST = -1
+"""`_active_parameter`'s answer when a signature is not to be shown at all."""
+
+
+def _active_parameter(params: int, commas: int, *, none_active: bool) -> int | None:
+    """The index of the parameter the cursor is in, after `commas` commas of a call to a method of `params`
+    parameters; None for none (a client that takes `null`), `_PAST` for a signature left out.
+
+    Past the last parameter (`starts_with('a', |)`) no parameter is the cursor's. LSP 3.17 has no way to say
+    so: an index out of range, or none given, means the first parameter, which would mark `prefix` as the
+    argument being written. LSP 3.18 lets a client that declares `noActiveParameterSupport` take `null` for
+    "none"; any other client gets no such signature (and no signature help if none is left), rather than one
+    that points at the wrong parameter. A method of no parameters shows with the cursor in its parentheses
+    (an index there is ignored), and is past them after a comma.
+    """
+    if commas < max(params, 1):
+        return commas
+    return None if none_active else _PAST
 
 
 def _called(path: str, head: str, method_start: int, method: str) -> list[b.Member]:
@@ -623,7 +652,7 @@ def _called_in(rules: Sequence[CheckedRule], method_start: int) -> list[b.Member
     return []
 
 
-def _signature(m: b.Member) -> lsp.SignatureInformation:
+def _signature(m: b.Member, active: int | None) -> lsp.SignatureInformation:
     label = m.signature
     params = []
     inner_start = label.index("(") + 1
@@ -636,4 +665,6 @@ def _signature(m: b.Member) -> lsp.SignatureInformation:
         label=label,
         documentation=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=_member_doc(m)),
         parameters=params,
+        # always given: lsprotocol sends an unset one as `null`, which a 3.18 client reads as "no parameter"
+        active_parameter=active,
     )

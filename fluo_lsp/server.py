@@ -478,7 +478,11 @@ def signature_help(ls: FluoServer, params: lsp.SignatureHelpParams) -> lsp.Signa
     doc = _rule_doc(ls, params.text_document.uri)
     if doc is None:
         return None
-    return completion.signature_help(doc, doc.index.offset(params.position))
+    document = ls.client_capabilities.text_document
+    help_ = document.signature_help if document is not None else None
+    info = help_.signature_information if help_ is not None else None
+    none_active = bool(info is not None and info.no_active_parameter_support)
+    return completion.signature_help(doc, doc.index.offset(params.position), none_active=none_active)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)

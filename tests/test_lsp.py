@@ -689,15 +689,22 @@ async def test_hover_and_tokens_after_a_bad_rule_id(client: LanguageClient, tmp_
         assert col != brace, f"`{{` is a {TOKEN_TYPES[tokens.data[i + 3]]} token"
 
 
-async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Path) -> None:
-    text, pos = at("rule a {\n  expect trace.spans.where(x == 1).before(trace.has(name == 'b'), |")
-    uri = open_doc(client, tmp_path / "sig.fluo", text)
-    help_ = await client.text_document_signature_help_async(
+async def signature_help(client: LanguageClient, path: Path, text_with_cursor: str) -> lsp.SignatureHelp | None:
+    text, pos = at(text_with_cursor)
+    uri = open_doc(client, path, text)
+    return await client.text_document_signature_help_async(
         lsp.SignatureHelpParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=pos)
+    )
+
+
+async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Path) -> None:
+    help_ = await signature_help(
+        client, tmp_path / "sig.fluo", "rule a {\n  expect trace.spans.where(x == 1).before(trace.has(name == 'b')|"
     )
     assert help_ is not None
     assert help_.signatures[0].label == "spans.before(other: spans) -> bool"
-    assert help_.active_parameter == 1
+    # given on the signature too: left unset, lsprotocol sends `null`, which a 3.18 client reads as "none"
+    assert help_.active_parameter == help_.signatures[0].active_parameter == 0
     text, pos = at("rule a {\n  expect trace.count(|")
     uri = open_doc(client, tmp_path / "sig2.fluo", text)
     help_ = await client.text_document_signature_help_async(
@@ -713,10 +720,9 @@ async def test_signature_help_inside_a_call(client: LanguageClient, tmp_path: Pa
         ("rule a {\n  expect trace.spans.where(name in ['a', |", "spans.where", 0),
         ("rule a {\n  expect trace.spans.before(trace.spans.where(name in ['a', 'b', |])", "spans.where", 0),
         ("rule a {\n  expect trace.spans.where(x == 1).before(trace.spans[|", "spans.before", 0),
-        ("rule a {\n  expect trace.spans.where(x == 1).before(trace.spans, [1, |]) > 0\n}", "spans.before", 1),
         ("rule a {\n  tags: [a, |]\n  expect trace.spans.count() > 0\n}", None, 0),
     ],
-    ids=["list", "unclosed-list", "nested-call", "index", "second-argument", "metadata-list"],
+    ids=["list", "unclosed-list", "nested-call", "index", "metadata-list"],
 )
 async def test_signature_help_inside_a_list_in_a_call(
     client: LanguageClient, tmp_path: Path, text: str, label: str | None, active: int
@@ -732,7 +738,69 @@ async def test_signature_help_inside_a_list_in_a_call(
         assert help_ is None
         return
     assert help_ is not None and help_.signatures[0].label.startswith(label + "(")
-    assert help_.active_parameter == active
+    assert help_.active_parameter == help_.signatures[0].active_parameter == active
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "fluo_run.cli", "lsp"]),
+)
+async def none_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    """A client that takes `activeParameter: null` for "no parameter is active" (LSP 3.18's
+    `noActiveParameterSupport`)."""
+    capabilities = client_capabilities("visual-studio-code")
+    assert capabilities.text_document is not None and capabilities.text_document.signature_help is not None
+    info = capabilities.text_document.signature_help.signature_information
+    assert info is not None and info.no_active_parameter_support is None
+    info.no_active_parameter_support = True
+    root = tmp_path_factory.mktemp("wsnone")
+    await lsp_client.initialize_session(lsp.InitializeParams(capabilities=capabilities, root_uri=root.as_uri()))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("rule a {\n  expect trace.spans.where(name.starts_with('a', |", "string.starts_with"),
+        ("rule a {\n  expect trace.spans.where(name.starts_with('a', |)).count() > 0\n}\n", "string.starts_with"),
+        ("rule a {\n  expect trace.spans.where(x == 1).before(trace.has(name == 'b'), |", "spans.before"),
+        ("rule a {\n  expect trace.spans.where(x == 1).before(trace.spans, [1, |]) > 0\n}", "spans.before"),
+        ("rule a {\n  expect trace.spans.before(trace.spans.where(name.starts_with('a', |", "string.starts_with"),
+        ("rule a {\n  expect trace.spans.where(name.length(1, |", "string.length"),
+    ],
+    ids=["one-parameter", "one-parameter-closed", "after-a-call", "list-past-the-end", "nested-call", "none"],
+)
+async def test_signature_help_past_the_last_parameter_marks_none(
+    client: LanguageClient, none_client: LanguageClient, tmp_path: Path, text: str, label: str
+) -> None:
+    """After a comma past a method's last parameter no parameter is the cursor's (editor tour: `starts_with('a', |)`
+    had activeParameter 1 of one, which LSP 3.17 clients read as 0, marking `prefix`). A client that takes `null`
+    gets the signature with none active; any other gets no signature help rather than a wrong parameter."""
+    assert await signature_help(client, tmp_path / "past.fluo", text) is None
+    help_ = await signature_help(none_client, tmp_path / "past.fluo", text)
+    assert help_ is not None and [s.label.split("(")[0] for s in help_.signatures] == [label]
+    assert help_.active_parameter is None and help_.signatures[0].active_parameter is None
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        ("rule a {\n  expect trace.spans.where(name.starts_with(|", "string.starts_with"),
+        ("rule a {\n  expect trace.spans.where(name.starts_with('a'|", "string.starts_with"),
+        ("rule a {\n  expect trace.spans.before(trace.spans.where(|", "spans.where"),
+        ("rule a {\n  expect trace.spans.before(trace.spans.where(name == 'a')|", "spans.before"),
+        ("rule a {\n  expect trace.spans.where(name.length(|", "string.length"),
+    ],
+    ids=["one-parameter", "in-the-argument", "nested-call", "around-a-nested-call", "none"],
+)
+async def test_signature_help_within_the_parameters_marks_the_one_at_the_cursor(
+    client: LanguageClient, none_client: LanguageClient, tmp_path: Path, text: str, label: str
+) -> None:
+    for each in (client, none_client):
+        help_ = await signature_help(each, tmp_path / "within.fluo", text)
+        assert help_ is not None and [s.label.split("(")[0] for s in help_.signatures] == [label]
+        assert help_.active_parameter == help_.signatures[0].active_parameter == 0
 
 
 async def test_document_symbols_and_folding(client: LanguageClient, tmp_path: Path) -> None:

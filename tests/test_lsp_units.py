@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
 from fluo_lang import api
+from fluo_lang import builtins as b
 from fluo_lang.ast import Span
 from fluo_lsp.actions import _new_errors, code_actions
 from fluo_lsp.completion import complete, signature_help
@@ -612,3 +613,27 @@ def test_add_severity_is_not_offered_beside_a_key_the_parser_could_not_read(key:
     doc = RuleDocument("x.fluo", text)
     titles = {a.title for a in code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)}
     assert not any(t.startswith("Add `severity") for t in titles), titles
+
+
+@pytest.mark.parametrize(
+    ("cursor", "active"),
+    [("(|", 0), ("('a'|", 0), ("('a', |", 1), ("('a', ['x', |]", 1), ("('a', 'b', |", None)],
+    ids=["first", "in-the-first", "second", "list-in-the-second", "past-the-last"],
+)
+@pytest.mark.parametrize("none_active", [True, False], ids=["null-client", "3.17-client"])
+def test_signature_help_of_a_method_of_two_parameters(
+    monkeypatch: pytest.MonkeyPatch, cursor: str, active: int | None, none_active: bool
+) -> None:
+    """The registry has no method of two parameters yet: one made up here, as the typechecker would resolve it."""
+    [starts_with] = [m for m in b.MEMBERS if m.name == "starts_with"]
+    two = dataclasses.replace(starts_with, name="between", params=(*starts_with.params, *starts_with.params))
+    assert two.signature == "string.between(prefix: string, prefix: string) -> bool"
+    monkeypatch.setattr("fluo_lsp.completion._called_in", lambda rules, start: [two])
+    text = "rule a {\n  expect trace.has(name.between" + cursor
+    doc = RuleDocument("two.fluo", text.replace("|", ""))
+    help_ = signature_help(doc, text.index("|"), none_active=none_active)
+    if active is None and not none_active:
+        assert help_ is None  # no LSP 3.17 value says "no parameter": none rather than a wrong one
+        return
+    assert help_ is not None and [s.label for s in help_.signatures] == [two.signature]
+    assert help_.active_parameter == help_.signatures[0].active_parameter == active
