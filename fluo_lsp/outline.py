@@ -7,6 +7,7 @@ from lsprotocol import types as lsp
 from fluo_lang import ast
 from fluo_lang.builtins import OPERATOR_BY_SYMBOL
 from fluo_lang.parser import Lexeme, keywords
+from fluo_lang.parser import _key_char as name_char  # what the parser reads as part of a name
 from fluo_lang.typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
 from fluo_lang.values import format_duration
 
@@ -154,7 +155,7 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
     for rule in analysis.rules:
         names.update(_classify(rule, checked.get(id(rule))))
     found: list[tuple[Lexeme, tuple[str, int]]] = []
-    for x in analysis.lexemes:
+    for x in _names_joined(analysis.lexemes):
         if x.kind == "IDENT":
             kind = names.get(x.start, ("variable", 0))
         elif x.start in names:  # `window` in `window.spans` is the root, like `trace`; in `window 1m` a keyword
@@ -179,4 +180,30 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
         if end_line == line:
             out.append((line, start, end - start, _TYPE[kind[0]], kind[1]))
     analysis.tokens = out
+    return out
+
+
+def _names_joined(lexemes: list[Lexeme]) -> list[Lexeme]:
+    """The lexemes, with a name the lexer splits at each character past ASCII (`usu` `á` `rio`; a full-width
+    letter alone) as one `IDENT`, as the parser reads it (one name, or one error with its fix): a semantic
+    token never splits a word."""
+    out: list[Lexeme] = []
+    run: list[Lexeme] = []  # adjacent lexemes made of what a name is made of
+
+    def flush() -> None:
+        if len(run) > 1 and not all(x.text.isascii() for x in run):
+            out.append(Lexeme("IDENT", "".join(x.text for x in run), run[0].start, run[-1].end))
+        else:
+            out.extend(run)
+        run.clear()
+
+    for x in lexemes:
+        if run and run[-1].end != x.start:
+            flush()
+        if x.text and all(name_char(c) for c in x.text):
+            run.append(x)
+        else:
+            flush()
+            out.append(x)
+    flush()
     return out

@@ -858,6 +858,53 @@ async def test_semantic_tokens_classify_names_from_the_typechecker(client: Langu
     assert (at[(1, 2)], at[(2, 9)]) == (("keyword", 0), ("variable", 2))
 
 
+async def semantic_tokens(client: LanguageClient, path: Path, text: str) -> list[tuple[str, str, int]]:
+    """(text, type, modifiers) of each semantic token, its columns counted in UTF-16 code units."""
+    uri = open_doc(client, path, text)
+    result = await client.text_document_semantic_tokens_full_async(
+        lsp.SemanticTokensParams(text_document=lsp.TextDocumentIdentifier(uri=uri))
+    )
+    assert result is not None
+    lines = [line.encode("utf-16-le") for line in text.split("\n")]
+    out = []
+    line = col = 0
+    for i in range(0, len(result.data), 5):
+        line += result.data[i]
+        col = result.data[i + 1] if result.data[i] else col + result.data[i + 1]
+        units = lines[line][2 * col : 2 * (col + result.data[i + 2])]
+        out.append((units.decode("utf-16-le"), TOKEN_TYPES[result.data[i + 3]], result.data[i + 4]))
+    return out
+
+
+FULL_WIDTH_AB, BOLD_X = "\uff41\uff42", "\U0001d431"  # full-width `ab`; a bold `x`, two UTF-16 code units
+PAST_ASCII = (
+    "rule sérvice {\n  sévérity: critical\n"
+    f"  expect trace.spans.where(usuário.id == '😀' and {FULL_WIDTH_AB} > 1 and {BOLD_X}y > 2"
+    f' and http.usua\u0301rio == "é{BOLD_X}").count() > 0 // 😀 {BOLD_X}\n}}\n'
+)
+"""Names the lexer splits at each letter past ASCII: accented (one decomposed), full-width, astral; and
+such letters in a string and a comment."""
+
+PLAIN = (
+    "rule service {\n  severity: critical\n"
+    "  expect trace.spans.where(usuario.id == 'xy' and ab > 1 and xyz > 2"
+    ' and http.usuario == "abc").count() > 0 // x y\n}\n'
+)
+"""`PAST_ASCII` in ASCII: a rule id, a metadata key and attribute keys."""
+
+
+async def test_semantic_tokens_never_split_a_name_past_ascii(client: LanguageClient, tmp_path: Path) -> None:
+    """Each such name is one token, of the type its ASCII spelling gets (editor tour: `usuário.id` came out as
+    `usu` and `rio`), at UTF-16 columns."""
+    tokens = await semantic_tokens(client, tmp_path / "past_ascii.fluo", PAST_ASCII)
+    plain = await semantic_tokens(client, tmp_path / "plain.fluo", PLAIN)
+    assert [(kind, mods) for _, kind, mods in tokens] == [(kind, mods) for _, kind, mods in plain]
+    words = {text for text, kind, _ in tokens if kind in ("function", "property", "variable", "string", "comment")}
+    names = {"sérvice", "sévérity", "usuário", FULL_WIDTH_AB, BOLD_X + "y", "usua\u0301rio"}
+    assert names | {"'😀'", f'"é{BOLD_X}"', f"// 😀 {BOLD_X}"} <= words
+    assert ("id", "variable", 0) in tokens
+
+
 # -- formatting and code actions -----------------------------------------------------
 
 
