@@ -554,6 +554,78 @@ def test_a_never_clause_is_contradicted_by_what_it_forbids(tmp_path: Path) -> No
     assert contradicting(report["never_db"]) == ["trace.has(name == 'db')"]
 
 
+def refund_corpus(charges: range, refunds: range, n: int) -> list[Span]:
+    """`n` traces under `GET /` (front): `db` (auth) in all, 3 of them in every fifth trace (so the count bounds
+    leave room for an exclusion), and `handle` (front); under it `charge` (pay) in the traces `charges` names,
+    `refund` (refunds) in `refunds`."""
+    spans: list[Span] = []
+    for i in range(n):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        handle = span(tid, bytes([i, 4, 0, 0, 0, 0, 0, 0]), "handle", "front", 40, 90, root.span_id)
+        spans += [root, handle]
+        spans += [span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "db", "auth", 20, 22, root.span_id)
+                  for k in range(3 if i % 5 == 4 else 1)]  # fmt: skip
+        if i in charges:
+            spans.append(span(tid, bytes([i, 2, 0, 0, 0, 0, 0, 0]), "charge", "pay", 50, 60, handle.span_id))
+        if i in refunds:
+            spans.append(span(tid, bytes([i, 3, 0, 0, 0, 0, 0, 0]), "refund", "refunds", 50, 60, handle.span_id))
+    return spans
+
+
+EXCLUSION = "not (trace.has(name == 'charge') and trace.has(name == 'refund'))"
+NEEDS = (
+    "rule needs_refund {\n  when { trace.has(name == 'charge') }\n  always { trace.has(name == 'refund') }\n}\n"
+    "rule needs_charge {\n  when { trace.has(name == 'refund') }\n  always { trace.has(name == 'charge') }\n}\n"
+    "rule always_refund { expect trace.has(name == 'refund') }\n"
+    "rule db_needs_refund {\n  when { trace.has(name == 'db') }\n  always { trace.has(service == 'refunds') }\n}\n"
+    "rule refund_first {\n  when { trace.has(name == 'charge') }\n"
+    "  always { trace.has(name == 'refund').before(trace.has(name == 'charge')) }\n}\n"
+)
+
+
+def test_an_always_clause_is_contradicted_by_an_exclusion(tmp_path: Path) -> None:
+    """`when {A} always {trace.has(B)}` was contradicted by no exclusion: that A and B never share a trace says
+    B is absent wherever A occurs, against the rule, which the traces with A broke. So is `expect
+    trace.has(B)`, a `when` that held on the traces with A (every trace has `db`), or an order needing B there.
+    The text report says what the JSON says."""
+    traces, rules = tmp_path / "t.json", tmp_path / "r.fluo"
+    traces.write_text(json.dumps(spans_to_json(refund_corpus(range(0, 30, 3), range(1, 30, 3), 30))), "utf-8")
+    rules.write_text(NEEDS, encoding="utf-8")
+    args = ["--compare", str(rules), str(traces), "--min-support", "3"]
+    report = by_rule(json.loads(run(*args, "--format", "json").stdout))
+    for rule, fired in [("needs_refund", 10), ("needs_charge", 10), ("always_refund", 20),
+                        ("db_needs_refund", 20), ("refund_first", 10)]:  # fmt: skip
+        assert (report[rule]["fired"], contradicting(report[rule])) == (fired, [EXCLUSION]), rule
+        assert report[rule]["discovered"][0]["kind"] == "exclusion"
+    text = run(*args).stdout.replace(str(rules), "RULES")
+    said: dict[str, list[str]] = {}
+    rule = ""
+    for line in text.splitlines():
+        if not line.startswith(" "):
+            rule = line.split(" (")[0]
+        elif line.startswith("  - contradicted by what was discovered: "):
+            said.setdefault(rule, []).append(line.split(": ", 1)[1])
+    assert said == {r: [d["fact"] for d in report[r]["discovered"] if d["contradicts"]] for r in report}
+
+
+def test_an_exclusion_contradicts_only_where_the_traces_that_broke_the_rule_had_a(tmp_path: Path) -> None:
+    """An exclusion allowed exceptions (`--min-confidence 0.85`): `charge` came with `refund` on all its 5 traces,
+    and `refund` without `charge` on 30. The rule that `refund` needs `charge` is contradicted (it broke on
+    traces with `refund`, which the fact says have no `charge`); that every trace has `refund` is not: the 5
+    traces that broke it had no `charge`, so "no refund where charge" says nothing about them."""
+    traces, rules = tmp_path / "t.json", tmp_path / "r.fluo"
+    spans = refund_corpus(range(5), range(35), 40)
+    traces.write_text(json.dumps(spans_to_json(spans)), "utf-8")
+    rules.write_text(NEEDS, encoding="utf-8")
+    args = ["--compare", str(rules), str(traces), "--min-confidence", "0.85", "--format", "json"]
+    report = by_rule(json.loads(run(*args).stdout))
+    assert (report["needs_charge"]["fired"], contradicting(report["needs_charge"])) == (30, [EXCLUSION])
+    assert report["always_refund"]["fired"] == 5 and contradicting(report["always_refund"]) == []
+    assert EXCLUSION in [d["rule"] for d in report["always_refund"]["discovered"]]  # about the same spans
+    assert report["needs_refund"]["fired"] == 0 and report["needs_refund"]["discovered"] == []
+
+
 def test_bounds_in_a_never_clause_are_contradicted_as_their_negation(files: tuple[Path, Path]) -> None:
     """`never { count() > 4 }` assumes `count() <= 4`, and `never { spans.any(duration > 2ms) }` that every
     span keeps to `duration <= 2ms`: contradicted as those written in `always` are."""

@@ -237,7 +237,8 @@ class _Claim:
     not (`never { trace.has(B) }`)."""
     given: tuple[frozenset[int], ...] | None = None
     """Where a presence claim is made: on every trace (None); else on a trace with spans of one of these sets of
-    operations (a fact's `when { has(A) or has(B) }`), or, for a rule's, with spans of each (its `when`)."""
+    operations (a fact's `when { has(A) or has(B) }`; an exclusion's other side), or, for a rule's, with spans of
+    each (its `when`)."""
 
     @property
     def per_span(self) -> bool:
@@ -357,6 +358,23 @@ def _presence(exists: Node, negated: bool) -> _Claim:
     return _Claim(subject, subject, exists, negated=negated, members=exists.args[0], present=not negated)
 
 
+def _exclusive(node: Node, corpus: Corpus) -> list[_Claim]:
+    """What a fact `not (trace.has(A) and trace.has(B))` asserts of each side, one way at a time: B has no
+    spans on a trace with spans of A, and A none on a trace with B's (`given`, as a fact's `when` makes it)."""
+    out = []
+    for n, negated in _signed(node, assumed=True):
+        if negated or n.op != "not" or not n.args or n.args[0].op != "and" or len(n.args[0].args) != 2:
+            continue
+        pair = n.args[0].args
+        if any(p.op != "exists" or not p.args for p in pair):
+            continue
+        for absent, other in (pair, pair[::-1]):
+            ops = _span_ops(other.args[0], corpus)
+            if ops:
+                out.append(replace(_presence(absent, True), given=(ops,)))
+    return out
+
+
 def _is_root_span(n: Node) -> bool:
     """Whether a node is `trace.root`."""
     return n.op == "get" and _member(n) == "root" and bool(n.args) and n.args[0].op == "root"
@@ -417,13 +435,17 @@ class _Broken:
     ops: frozenset[int] | None
     breakers: frozenset[int] | None = None
     tallies: tuple[Counter[int], ...] | None = None
+    met: frozenset[int] | None = None
+    """For a claim that spans occur, the operations on the traces where the rule fired without them (`_met`)."""
 
 
 def _contradicts(broken: _Broken, fact: _Claim, fact_ops: frozenset[int] | None) -> bool:
     """Whether a fact's claim says otherwise than a rule's claim the corpus broke: the reverse order; that
     spans the rule says never occur (where its `when` holds) do, or some of them do, wherever that holds
-    (`_applies`); or a limit on the very value, or on the same field of the same spans (or of some of them:
-    an operation's spans among a service's), further out than the rule's (`_beyond`).
+    (`_applies`); that spans the rule needs never occur on a trace with spans of A (an exclusion, read one
+    way: `_exclusive`), where the traces that broke the rule had spans of A (`_Broken.met`); or a limit on
+    the very value, or on the same field of the same spans (or of some of them: an operation's spans among a
+    service's), further out than the rule's (`_beyond`).
 
     A fact's limit may be looser than what was measured (durations rounded up: `<= 150ms` for spans always
     110ms), so a fact about some spans contradicts only if those very spans broke the rule's limit: for a
@@ -436,6 +458,10 @@ def _contradicts(broken: _Broken, fact: _Claim, fact_ops: frozenset[int] | None)
     if claim.present is False:
         same = fact.subject == claim.subject or _within(fact_ops, claim_ops)
         return bool(fact.present) and same and _applies(claim.given, fact.given)
+    if claim.present:
+        same = fact.subject == claim.subject or _within(claim_ops, fact_ops)
+        met = broken.met or frozenset()
+        return fact.present is False and same and any(ops & met for ops in fact.given or ())
     if claim.limit is None or fact.limit is None or claim.field != fact.field or fact.present is not None:
         return False
     if not _beyond(claim.limit, fact.limit):
@@ -483,6 +509,22 @@ def _broken(claim: _Claim, rule: CompiledRule, fired: list[Trace]) -> bool:
     if claim.op:
         return any(_holds(claim.op, fn(tr, None), claim.bound) is False for tr in fired)
     return any(fn(tr, None) is claim.negated for tr in fired)
+
+
+def _met(claim: _Claim, rule: CompiledRule, fired: list[Trace], corpus: Corpus) -> frozenset[int] | None:
+    """For a claim that spans occur, the operations of the traces where the rule fired and they did not: where a
+    fact that they are absent (on traces with A) speaks of the traces that broke the rule; None for another claim."""
+    if not claim.present:
+        return None
+    fn = rule.compiler.fn(claim.node)
+    at = corpus.op_index
+    return frozenset(
+        at[sp.service, sp.name]
+        for tr in fired
+        if fn(tr, None) is False
+        for sp in tr.spans
+        if (sp.service, sp.name) in at
+    )
 
 
 def _members(claim: _Claim, rule: CompiledRule) -> Callable[[Trace], Iterable[Any]]:
@@ -761,6 +803,7 @@ def _rule_report(
             _claim_ops(c, corpus, root_ops),
             _breakers(c, rule, fired_on, corpus),
             _tallies(c, rule, fired_on, corpus),
+            _met(c, rule, fired_on, corpus),
         )
         for clause, c in claims
         if clause in ("expect", "always", "never")
@@ -929,6 +972,7 @@ def _said(facts: Sequence[Fact], corpus: Corpus, implied: bool) -> list[_Said]:
             if ir
             else []
         )
+        claims += [c for kind, node in ir.clauses() if kind == "expect" for c in _exclusive(node, corpus)] if ir else []
         parent = f.detail.get("parent") if f.kind == "parent" else None
         if isinstance(parent, int):
             claims += [
