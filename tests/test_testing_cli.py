@@ -322,11 +322,14 @@ def test_update_keeps_comments_and_blank_lines_around_replaced_expectations(work
         "  # end comment\n",
         encoding="utf-8",
     )
-    assert fluo_test("layout_test.yaml", "--update").exit_code == 0
+    result = fluo_test("layout_test.yaml", "--update")
+    assert result.exit_code == 0
+    # the comment of the entry that is gone stays where it stood (it was dropped with it), and stderr says so
+    assert "kept the comment on line 6 of an entry that is gone (line 6) where it stood" in result.stderr
     assert path.read_text(encoding="utf-8") == (
         "rules: [rules.fluo]\ncases:\n"
         "  - name: a\n    spans: [{name: login, duration: 2s}]\n    expect:\n"
-        "      - {rule: slow_login, observed: {matched: 1}}\n\n      # a comment about b\n"
+        "      - {rule: slow_login, observed: {matched: 1}}\n      # wrong\n\n      # a comment about b\n"
         "  - name: b\n    spans: [{name: login, duration: 2s}]\n    expect:\n"
         "      - {rule: slow_login, observed: {matched: 1}}\n\n"
         "  - name: c\n    spans: [{name: login, duration: 2ms}]\n    expect: []\n"

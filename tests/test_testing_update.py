@@ -200,15 +200,15 @@ def test_a_new_list_is_indented_as_the_file_indents_its_lists(tmp_path: Path) ->
     )
 
 
-def test_a_block_expect_is_replaced_with_its_items_and_comments_on_their_own_lines_stay(tmp_path: Path) -> None:
+def test_a_block_expect_is_replaced_with_its_items_and_its_comments_stay(tmp_path: Path) -> None:
     text = (
         "rules: rules.fluo\n"
         "cases:\n"
         "  - name: a\n"
         "    spans: [{name: a, status: error}]\n"
         "    expect:  # was wrong\n"
-        "      - {rule: err, count: 2}  # this entry goes\n"
-        "      # this comment stays, at the top of the list\n"
+        "      - {rule: err, count: 2}  # it took the one signal: it stays as its entry\n"
+        "      # about an entry that is gone: this stays where it stood\n"
         "      - err\n"
         "    # this one stays\n"
         "\n"
@@ -225,8 +225,8 @@ def test_a_block_expect_is_replaced_with_its_items_and_comments_on_their_own_lin
         "  - name: a\n"
         "    spans: [{name: a, status: error}]\n"
         "    expect:  # was wrong\n"
-        "      # this comment stays, at the top of the list\n"
-        f"      - {ERR}\n"
+        f"      - {ERR}  # it took the one signal: it stays as its entry\n"
+        "      # about an entry that is gone: this stays where it stood\n"
         "    # this one stays\n"
         "\n"
         "  # about b\n"
@@ -544,7 +544,108 @@ def test_update_keeps_count_zero_entries_that_held_and_says_what_it_dropped(
         "      # quiet must stay quiet here\n"
         "      - {rule: quiet, count: 0}  # a guard\n"
         f"      - {ERR}\n"
+        "      # a guard that broke\n"
     )
     assert "kept 1 `count: 0` entry that held in t_test.yaml::a\n" in result.stderr
     assert "dropped {rule: err, count: 0} (line 8) in t_test.yaml::a: a signal like it fired" in result.stderr
+    assert "kept the comment on line 8 of an entry that is gone (line 8) where it stood in t_test.yaml::a" in (
+        result.stderr
+    )
     assert CliRunner().invoke(main, ["test", "t_test.yaml"]).exit_code == 0
+
+
+QUIET = 'rule quiet { detect trace.count(name == "never") > 0 }\nrule slow { detect trace.duration > 1h }\n'
+
+
+def test_a_comment_stays_beside_the_entry_it_annotates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: `--update` kept the comments of `expect:` but put them all at the top of the new list, away from the
+    entries they were about, and dropped the comment after any entry but a `count: 0` one. Now the comments on
+    the lines above an entry, inside it and after it go with it when it stays (a held guard, or an entry that
+    matched a signal, which the new list states); those of an entry that is gone stay where it stood, and
+    stderr says which lines they are on."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules.fluo").write_text(RULES + QUIET, encoding="utf-8")
+    path = tmp_path / "t_test.yaml"
+    path.write_text(
+        "rules: rules.fluo\ncases:\n  - name: a\n    spans: [{name: a, status: error}]\n    expect:\n"
+        "      # quiet must stay quiet here\n"
+        "      - {rule: quiet, count: 0}  # a guard\n"
+        "      # slow does not fire here any more\n"
+        "      - slow  # it was slow\n"
+        "      # the error of span a\n"
+        "      - rule: err  # the rule\n"
+        "        # any trace\n"
+        "        count: 1  # once\n"
+        "    # after the list\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["test", "t_test.yaml", "--update"])
+    assert result.exit_code == 0, result.output
+    assert path.read_text(encoding="utf-8") == (
+        "rules: rules.fluo\ncases:\n  - name: a\n    spans: [{name: a, status: error}]\n    expect:\n"
+        "      # quiet must stay quiet here\n"
+        "      - {rule: quiet, count: 0}  # a guard\n"
+        "      # slow does not fire here any more\n"
+        "      # it was slow\n"
+        "      # the error of span a\n"
+        "      # the rule\n"
+        "      # any trace\n"
+        f"      - {ERR}  # once\n"
+        "    # after the list\n"
+    )
+    assert (
+        "kept the comments on lines 8, 9 of an entry that is gone (line 9) where it stood in t_test.yaml::a\n"
+        in result.stderr
+    )
+    assert CliRunner().invoke(main, ["test", "t_test.yaml"]).exit_code == 0
+
+
+def test_comments_follow_their_entries_when_the_new_list_orders_them_otherwise(tmp_path: Path) -> None:
+    """The new list is in the order the signals fired (`b` first: it comes first in the rules); each entry's
+    comments move with it."""
+    rules = 'rule b { detect trace.count(name == "b") > 0 }\nrule a { detect trace.count(name == "a") > 0 }\n'
+    (tmp_path / "rules.fluo").write_text(rules, encoding="utf-8")
+    path = tmp_path / "t_test.yaml"
+    path.write_text(
+        "rules: rules.fluo\ncases:\n  - name: two\n"
+        "    spans: [{name: a, trace: one}, {name: b, trace: one}, {name: a, trace: two}]\n"
+        "    expect:\n"
+        "      # a in two\n"
+        "      - {rule: a, trace: two}  # the second a\n"
+        "      - {rule: a, trace: one}  # a in one\n"
+        "      # b: twice?\n"
+        "      - {rule: b, count: 2}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["test", str(path), "--update"])
+    assert result.exit_code == 0, result.output
+    assert path.read_text(encoding="utf-8").split("    expect:\n", 1)[1] == (
+        "      # b: twice?\n"
+        "      - {rule: b, trace: one, observed: {count: 1, bound: 0}}\n"
+        "      - {rule: a, trace: one, observed: {count: 1, bound: 0}}  # a in one\n"
+        "      # a in two\n"
+        "      - {rule: a, trace: two, observed: {count: 1, bound: 0}}  # the second a\n"
+    )
+    assert "kept the comment" not in result.stderr  # no entry is gone
+
+
+def test_entries_that_stay_as_one_give_it_their_comments() -> None:
+    """Two old entries stated by one new entry (`stays`: both stay as entry 0): the first one's comment after
+    it stays after it, the other's goes above it, after their comments above; with no `stays` (`rewrite` told
+    nothing of the old entries) every comment is kept, in order, at the top."""
+    text = (
+        "cases:\n  - name: a\n    expect:\n"
+        "      # first\n      - r  # one\n"
+        "      # second\n      - r  # two\n"
+        "      - {rule: s}  # gone\n"
+    )
+    writes = {0: [{"rule": "r", "count": 2}]}
+    assert rewrite(text, writes, {0: [0, 0, None]}) == (
+        "cases:\n  - name: a\n    expect:\n"
+        "      # first\n      # second\n      # two\n      - {rule: r, count: 2}  # one\n"
+        "      # gone\n"
+    )
+    assert rewrite(text, writes) == (
+        "cases:\n  - name: a\n    expect:\n"
+        "      # first\n      # one\n      # second\n      # two\n      # gone\n      - {rule: r, count: 2}\n"
+    )

@@ -23,7 +23,7 @@ from .progress import Progress
 from .report import json_report, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, plural
-from .update import Rewrite, guard_notes, needs_update, plan_update, write_replacing
+from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update, write_replacing
 from .watch import Ran, watch
 
 
@@ -137,6 +137,7 @@ def _apply_updates(result: RunResult) -> Updates:
         out.written.append(fr.file.path)  # as the watch names it
         out.notes.append(f"updated {plural(len(plan.cases), 'case')} in {fr.file.display}")
         out.notes.extend(guard_notes(fr.file.display, plan.cases))
+        out.notes.extend(comment_notes(fr.file.display, plan))
     return out
 
 

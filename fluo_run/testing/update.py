@@ -5,11 +5,15 @@ replaced (one flow mapping per expected signal, indented as the case's own lists
 are), or added after the case's last line when it had none. Everything else is
 the original text: comments, blank lines, quoting, flow lists, line endings.
 Positions come from libyaml's events, the parser `fluo test` reads files with, and
-the result is read back to check that only those expectations changed.
+the result is read back to check that only those expectations changed. libyaml
+drops comments, so those inside a replaced list are found in its text, between
+its entries' positions, and written beside the new entries their entries stay as
+(`_comments_in`, `_placed`).
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import errno
 import json
@@ -19,7 +23,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +45,27 @@ def needs_update(c: CaseResult) -> bool:
 def expectations_of(c: CaseResult) -> list[dict[str, Any]]:
     """The signals of a case as the `expect:` entries that state them, after its `count: 0` entries that held
     (`held_guards`): no signal is like them, so they still hold next to the new entries."""
-    new = expectations_from(c.signals, c.case.labels, pin_traces=c.traces > 1)
-    return [*(e.to_json() for e in held_guards(c)), *new]
+    return _written_for(c)[0]
+
+
+def _written_for(c: CaseResult) -> tuple[list[dict[str, Any]], list[int | None] | None]:
+    """`expectations_of(c)`, and for each entry of the case's old `expect:` list, the new entry it stays as: a
+    held guard as itself, an entry that matched signals as the first new entry stating one of them; None for
+    an entry that is gone (it matched nothing, or it is a guard a signal broke). None for the whole when the
+    old entries are not known one by one."""
+    new, group_of = _grouped(c.signals, c.case.labels, pin_traces=c.traces > 1)
+    guards = held_guards(c)
+    rows = c.match.rows if c.match is not None else []
+    at = {id(s): len(guards) + g for s, g in zip(c.signals, group_of, strict=True)}
+    kept = iter(range(len(guards)))
+    stays: list[int | None] = []
+    for r in rows:
+        if r.expectation.count == 0 and not r.forbidden:
+            stays.append(next(kept))
+        else:
+            stays.append(min((at[id(s)] for s in r.signals if id(s) in at), default=None))
+    entries = [*(e.to_json() for e in guards), *new]
+    return entries, stays if c.case.expect is not None and len(rows) == len(c.case.expect) else None
 
 
 def held_guards(c: CaseResult) -> list[Expectation]:
@@ -65,8 +88,17 @@ def expectations_from(
     Identical signals are grouped with a `count`, in order of first appearance. With `pin_traces`
     each entry names its trace: by its inline label (`labels` maps label to trace id) or its `trace_id`.
     """
+    return _grouped(signals, labels, pin_traces=pin_traces)[0]
+
+
+def _grouped(
+    signals: Sequence[dict[str, Any]], labels: Mapping[str, str] | None, *, pin_traces: bool
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """`expectations_from`, and the entry that states each signal (its index), signal by signal."""
     names = {v: k for k, v in (labels or {}).items()}
     groups: dict[str, dict[str, Any]] = {}
+    index: dict[str, int] = {}
+    group_of: list[int] = []
     for s in signals:
         entry: dict[str, Any] = {"rule": s["rule"]}
         trace_id = s.get("trace_id")
@@ -82,9 +114,10 @@ def expectations_from(
         if key in groups:
             groups[key]["count"] = groups[key].get("count", 1) + 1
         else:
-            groups[key] = entry
+            groups[key], index[key] = entry, len(groups)
+        group_of.append(index[key])
     order = ("rule", "trace", "trace_id", "count", "observed")
-    return [{k: entry[k] for k in order if k in entry} for entry in groups.values()]
+    return [{k: entry[k] for k in order if k in entry} for entry in groups.values()], group_of
 
 
 def guard_notes(display: str, cases: Sequence[CaseResult]) -> list[str]:
@@ -110,6 +143,22 @@ class Rewrite:
     path: Path
     data: bytes
     cases: Sequence[CaseResult]
+    gone: Mapping[int, Sequence[tuple[int, Sequence[int]]]] = field(default_factory=dict)
+    """By case index: for each old `expect:` entry that is gone and had comments, its line and theirs (kept)."""
+
+
+def comment_notes(display: str, plan: Rewrite) -> list[str]:
+    """Where `--update` put the comments of the entries it dropped: where those entries stood."""
+    out = []
+    for c in plan.cases:
+        for line, lines in plan.gone.get(c.case.index, ()):
+            which = (
+                f"comment on line {lines[0]}" if len(lines) == 1 else f"comments on lines {', '.join(map(str, lines))}"
+            )
+            out.append(
+                f"kept the {which} of an entry that is gone (line {line}) where it stood in {display}::{c.case.name}"
+            )
+    return out
 
 
 def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
@@ -123,9 +172,11 @@ def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
         text = target.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlError(f"not UTF-8 text: {exc.reason}", 1) from exc
-    writes = {c.case.index: expectations_of(c) for c in cases}
+    written = {c.case.index: _written_for(c) for c in cases}
+    writes = {i: entries for i, (entries, _) in written.items()}
+    stays = {i: kept for i, (_, kept) in written.items() if kept is not None}
     try:
-        text = rewrite(text, writes)
+        text, gone = _rewrite(text, writes, stays)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(f"invalid YAML: {exc.problem or exc}", mark.line + 1 if mark else 1) from exc
@@ -133,7 +184,7 @@ def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
         pass
     if not os.access(target.parent, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (folder {target.parent})")
-    return Rewrite(target, text.encode("utf-8"), cases)
+    return Rewrite(target, text.encode("utf-8"), cases, gone)
 
 
 def write_replacing(path: Path, data: bytes) -> None:
@@ -159,16 +210,27 @@ def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
     return len(cases)
 
 
-def rewrite(text: str, writes: Mapping[int, Any]) -> str:
+def rewrite(text: str, writes: Mapping[int, Any], stays: Mapping[int, Sequence[int | None]] | None = None) -> str:
     """`text` with the `expect:` of case `i` set to `writes[i]` for each `i`, and no other change to what it means.
 
     A case that took its `expect:` from an updated case through a merge key (`<<: *base`)
     gets its own `expect:` with the value it had, so that it does not change with the update.
+    `stays[i]` says, for each entry of case `i`'s old `expect:` list, which new entry it stays as (None: it is
+    gone), so that its comments go with it (`_placed`); without it they are all kept at the top of the list.
     """
+    return _rewrite(text, writes, stays or {})[0]
+
+
+Gone = dict[int, list[tuple[int, list[int]]]]
+
+
+def _rewrite(text: str, writes: Mapping[int, Any], stays: Mapping[int, Sequence[int | None]]) -> tuple[str, Gone]:
+    """`rewrite`, and for each case, the old entries that are gone whose comments were kept: their lines."""
     bom = "\ufeff" if text.startswith("\ufeff") else ""  # libyaml's positions do not count it
     text = text.removeprefix(bom)
     before = load(text)
-    out = _apply(text, _plan(_Source(text), writes))
+    edits, gone = _plan(_Source(text), writes, stays)
+    out = _apply(text, edits)
     after = load(out)
     inherited = {
         i: case["expect"]
@@ -180,10 +242,11 @@ def rewrite(text: str, writes: Mapping[int, Any]) -> str:
     }
     if inherited:
         writes = {**inherited, **writes}
-        out = _apply(text, _plan(_Source(text), writes))
+        edits, gone = _plan(_Source(text), writes, stays)
+        out = _apply(text, edits)
         after = load(out)
     _check(before, after, writes)
-    return bom + out
+    return bom + out, gone
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -292,6 +355,7 @@ class _Source:
     def __init__(self, text: str) -> None:
         self.text = text
         self.newline = "\r\n" if "\r\n" in text else "\n"
+        self.breaks: list[int] | None = None
         composer = _Composer(text)
         root = composer.document()
         self.marks = sorted(composer.marks, key=lambda m: m.start)
@@ -337,6 +401,12 @@ class _Source:
     def line_start(self, i: int) -> int:
         return self.text.rfind("\n", 0, i) + 1
 
+    def line_number(self, i: int) -> int:
+        """The 1-based line holding `i`."""
+        if self.breaks is None:
+            self.breaks = [m.start() for m in re.finditer("\n", self.text)]
+        return bisect.bisect_left(self.breaks, i) + 1
+
     def line_end(self, i: int) -> int:
         """Where the line holding `i` ends, before its line break."""
         end = self.text.find("\n", i)
@@ -355,13 +425,23 @@ class _Source:
         return len(self.text) if end < 0 else end + 1
 
 
-def _plan(src: _Source, writes: Mapping[int, Any]) -> list[_Edit]:
-    edits = [_expect_edit(src, src.cases.value[i], value) for i, value in writes.items()]
-    return sorted(edits + _moved_anchors(src, edits))
+def _plan(
+    src: _Source, writes: Mapping[int, Any], stays: Mapping[int, Sequence[int | None]]
+) -> tuple[list[_Edit], Gone]:
+    edits, gone = [], {}
+    for i, value in writes.items():
+        edit, dropped = _expect_edit(src, src.cases.value[i], value, stays.get(i))
+        edits.append(edit)
+        if dropped:
+            gone[i] = dropped
+    return sorted(edits + _moved_anchors(src, edits)), gone
 
 
-def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
-    """The edit that sets the `expect:` of `case`, a mapping, to `value`."""
+def _expect_edit(
+    src: _Source, case: yaml.Node, value: Any, stays: Sequence[int | None] | None
+) -> tuple[_Edit, list[tuple[int, list[int]]]]:
+    """The edit that sets the `expect:` of `case`, a mapping, to `value`; and the old entries that are gone
+    whose comments it keeps, with their lines (`_placed`)."""
     if not isinstance(case, yaml.MappingNode) or not case.value:
         raise YamlError("a case is a mapping", case.start_mark.line + 1)
     text, nl = src.text, src.newline
@@ -369,15 +449,18 @@ def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
     if case.flow_style:
         flow = _flow(value)
         if own is not None:
-            return _Edit(*src.span(case, *own), flow)
+            return _Edit(*src.span(case, *own), flow), []
         last = src.span(case, *case.value[-1])[1]
-        return _Edit(last, last, f", expect: {flow}")
+        return _Edit(last, last, f", expect: {flow}"), []
     indent = case.value[0][0].start_mark.column
     dash = " " * (indent + _sequence_offset(src, case, own))
-    lines, after = _comments_in(src, case, *own) if own is not None else ([], {})
-    items = ""
-    if isinstance(value, list) and value:
-        items = "".join(f"{dash}- {_flow(item)}{_after(after, item)}{nl}" for item in value)
+    new = value if isinstance(value, list) else []
+    place = _placed(_comments_in(src, case, *own) if own is not None else [], len(new), stays)
+    items = "".join(
+        "".join(f"{dash}{c}{nl}" for c in place.above.get(k, ()))
+        + f"{dash}- {_flow(item)}{'  ' + place.after[k] if k in place.after else ''}{nl}"
+        for k, item in enumerate(new)
+    )
     inline = "" if items else f" {_flow(value)}"
     if own is None:
         key, last = case.value[-1]
@@ -387,7 +470,7 @@ def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
             while src.indented_comment(at, indent):  # a commented-out line of the case's last value
                 at = src.next_line(at)
         lead = nl if at == len(text) and not text.endswith("\n") else ""
-        return _Edit(at, at, f"{lead}{' ' * indent}expect:{inline}{nl}{items}")
+        return _Edit(at, at, f"{lead}{' ' * indent}expect:{inline}{nl}{items}"), []
     key, old = own
     colon = text.index(":", key.end_mark.index) + 1
     _, end = src.span(case, key, old)
@@ -399,8 +482,9 @@ def _expect_edit(src: _Source, case: yaml.Node, value: Any) -> _Edit:
         comment = text[end : src.line_end(end)]
         comment = comment if comment.strip() else ""
     start = src.line_start(key.start_mark.index)
-    kept = "".join(f"{dash}{c}{nl}" for c in lines)
-    return _Edit(start, src.next_line(end), f"{text[start:colon]}{inline}{comment}{nl}{kept}{items}")
+    top, tail = ("".join(f"{dash}{c}{nl}" for c in lines) for lines in (place.top, place.tail))
+    new_text = f"{text[start:colon]}{inline}{comment}{nl}{top}{items}{tail}"
+    return _Edit(start, src.next_line(end), new_text), place.gone
 
 
 def _scalars(node: yaml.Node, seen: set[int] | None = None) -> list[yaml.ScalarNode]:
@@ -414,34 +498,88 @@ def _scalars(node: yaml.Node, seen: set[int] | None = None) -> list[yaml.ScalarN
     return [s for child in children for s in _scalars(child, seen)]
 
 
-def _comments_in(src: _Source, case: yaml.Node, key: yaml.Node, old: yaml.Node) -> tuple[list[str], dict[str, str]]:
-    """The comments of a block `expect:` list that `--update` keeps: those on lines of their own, in order (at
-    the top of the new list, since the entries they stood next to may be gone), and the one after a `count: 0`
-    entry, by the entry (`_entry_key`), which goes with it when it is kept."""
-    if not (isinstance(old, yaml.SequenceNode) and src.is_block(case, key, old)):
-        return [], {}
+@dataclass(slots=True)
+class _Comments:
+    """The comments of one entry of an old block `expect:` list: those on the lines above it (below the entry
+    before it) and inside it, in order, and the one after it on its last line; `line`: the entry's, `lines`:
+    theirs."""
+
+    line: int
+    above: list[str] = field(default_factory=list)
+    after: str | None = None
+    lines: list[int] = field(default_factory=list)
+
+
+_COMMENT = re.compile(r"(?<![^ \t\n])#[^\r\n]*")
+"""A `#` at a line's start or after a space or tab, to the line's end: a comment unless it is inside a scalar."""
+
+
+def _comments_in(src: _Source, case: yaml.Node, key: yaml.Node, old: yaml.Node) -> list[_Comments]:
+    """The comments of a block `expect:` list (not the one on the `expect:` line, nor those after its last
+    entry's line, which stay as written), entry by entry."""
+    if not (isinstance(old, yaml.SequenceNode) and src.is_block(case, key, old) and old.value):
+        return []
     inside = [(n.start_mark.index, n.end_mark.index) for n in _scalars(old)]  # `"a #b"` is text
+    spans = [src.span(old, i, item) for i, item in enumerate(old.value)]
+    starts = [a for a, _ in spans]
+    out = [_Comments(src.line_number(a)) for a in starts]
     first, last = src.next_line(key.end_mark.index), src.line_end(src.end(old))
-    comments = re.compile(r"^[ \t]*(#[^\r\n]*)", re.MULTILINE).finditer(src.text, first, last)
-    lines = [c.group(1).rstrip() for c in comments if not any(a <= c.start(1) < b for a, b in inside)]
-    after: dict[str, str] = {}
-    for i, item in enumerate(old.value):
-        end = src.span(old, i, item)[1]
-        trailing = re.match(r"[ \t]+(#[^\r\n]*)", src.text[end : src.line_end(end)])
-        if trailing is not None and isinstance(item, yaml.MappingNode):
-            value = yaml.SafeLoader("").construct_object(item, deep=True)
-            if isinstance(value, dict) and value.get("count") == 0:
-                after[_entry_key(value)] = trailing.group(1).rstrip()
-    return lines, after
+    for c in _COMMENT.finditer(src.text, first, last):
+        at = c.start()
+        if any(a <= at < b for a, b in inside):
+            continue
+        k = bisect.bisect_right(starts, at)  # the entries before it
+        text = c.group().rstrip()
+        if k and at <= src.line_end(spans[k - 1][1]):  # inside the entry before it, or after it on its last line
+            entry = out[k - 1]
+            if at >= spans[k - 1][1] and entry.after is None:
+                entry.after = text
+            else:
+                entry.above.append(text)
+        else:  # on a line of its own above an entry (`k` is below the last entry's line)
+            entry = out[k]
+            entry.above.append(text)
+        entry.lines.append(src.line_number(at))
+    return out
 
 
-def _after(after: Mapping[str, str], item: Any) -> str:
-    comment = after.get(_entry_key(item)) if isinstance(item, dict) and item.get("count") == 0 else None
-    return f"  {comment}" if comment else ""
+@dataclass(slots=True)
+class _Placed:
+    """Where an updated `expect:` list's comments go: `above` and `after` a new entry (by index), at the `top`
+    or at the end (`tail`) of the list; `gone`: the old entries dropped whose comments were kept, with their
+    lines."""
+
+    above: dict[int, list[str]] = field(default_factory=dict)
+    after: dict[int, str] = field(default_factory=dict)
+    top: list[str] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)
+    gone: list[tuple[int, list[int]]] = field(default_factory=list)
 
 
-def _entry_key(entry: Mapping[str, Any]) -> str:
-    return json.dumps(entry, sort_keys=True, default=str)
+def _placed(comments: Sequence[_Comments], new: int, stays: Sequence[int | None] | None) -> _Placed:
+    """The comments of an old list's entries, each with the new entry it stays as (`stays`, of `new`): above it
+    and after it as they were (when several stay as one, the first's comment after it is after it, the others'
+    above it). Those of an entry that is gone stay where it stood: above the new entry of the next old entry
+    that stays, or at the end of the list. Without `stays` (the old entries not known one by one) every
+    comment is kept, in order, at the top."""
+    out = _Placed()
+    if stays is None or len(stays) != len(comments):
+        out.top = [c for entry in comments for c in (*entry.above, *([entry.after] if entry.after else []))]
+        return out
+    pending: list[str] = []
+    for entry, k in zip(comments, stays, strict=True):
+        if k is not None and 0 <= k < new:
+            out.above.setdefault(k, []).extend([*pending, *entry.above])
+            pending = []
+            if entry.after is not None and k in out.after:
+                out.above[k].append(entry.after)
+            elif entry.after is not None:
+                out.after[k] = entry.after
+        elif entry.lines:
+            pending += [*entry.above, *([entry.after] if entry.after else [])]
+            out.gone.append((entry.line, entry.lines))
+    out.tail = pending
+    return out
 
 
 def _sequence_offset(src: _Source, case: yaml.MappingNode, own: tuple[yaml.Node, yaml.Node] | None) -> int:
