@@ -22,7 +22,7 @@ from copy import copy
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
-from itertools import islice, pairwise
+from itertools import islice
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -55,6 +55,7 @@ DURATION_UNITS = {
     "h": 3_600_000_000_000,
     "d": 86_400_000_000_000,
 }
+_UNITS = ", ".join(DURATION_UNITS)
 
 _MISSING = "\x00"  # value of tokens the recovery inserted
 _FRIENDLY = {
@@ -346,9 +347,11 @@ class _Recovery:
         if take_back >= len(base):
             return False
         accepts = _Table.of(ip).accepts(_Stack(base, len(base) - take_back))
-        if not accepts >= _EXPRESSION_START:
-            return self._ascii_name(ip, start, end, accepts, take_back, why)
         folded = unicodedata.normalize("NFKC", path)
+        if not accepts >= _EXPRESSION_START:
+            return self._folded_value(ip, start, end, folded, accepts, take_back, why) or self._ascii_name(
+                ip, start, end, accepts, take_back, why
+            )
         plain = without_accents(path)
         if folded != path and folded.isascii() and (_DOTTED.fullmatch(folded) or _NUMBERISH.fullmatch(folded)):
             # `\uff4eame` (a full-width n, an input method's slip) is `name`, not an attribute key that never matches
@@ -371,6 +374,27 @@ class _Recovery:
             message = f"`{path}` cannot be written bare ({why}): {how}"
         self._read_as(ip, start, end, message, fix, take_back)
         ip.feed_token(self.token("IDENT", _MISSING, start, end))
+        return True
+
+    def _folded_value(
+        self, ip: Any, start: int, end: int, folded: str, accepts: set[str], take_back: int, why: str
+    ) -> bool:
+        """`window 500ms` or `window 500μs` in full-width digits: a number or duration in full-width or
+        compatibility characters where one goes outside an expression, read as the ASCII one (as an expression's
+        full-width `5ms` is fixed)."""
+        path = self.text[start:end]
+        parts = _duration_parts(folded)
+        if folded == path or parts is None:
+            return False
+        number, unit = parts
+        meant_unit = _unit_meant(unit) if unit else ""
+        kind = "DURATION" if unit else "NUMBER"
+        if meant_unit is None or kind not in accepts:
+            return False
+        fix = number + meant_unit
+        message = f"`{path}` is `{folded}` in full-width or compatibility letters ({why}): write `{fix}`"
+        self._read_as(ip, start, end, message, fix, take_back)
+        ip.feed_token(self.token(kind, fix, start, end))
         return True
 
     def _ascii_name(self, ip: Any, start: int, end: int, accepts: set[str], take_back: int, why: str) -> bool:
@@ -703,8 +727,30 @@ class _Recovery:
 
     def _as_duration(self, ip: Any, tok: Token) -> bool:
         """`window 60`, `window "1m"`: a value where only a duration goes, read as the duration meant."""
+        if tok.type == "NUMBER" and self._greek_micro(ip, tok, 0):  # `window 500μs`: the number before the `μ`
+            return True
         value = str(tok.value)
         suggestion: str | None = None
+        start, end = tok.start_pos or 0, tok.end_pos or 0
+        glued = end
+        while glued < len(self.text) and _key_char(self.text[glued]):
+            glued += 1
+        if tok.type == "NUMBER" and glued > end:  # `window 1m`, a full-width m: letters the lexer stopped at
+            written = self.text[start:glued]
+            folded = unicodedata.normalize("NFKC", written)
+            parts = _duration_parts(folded)
+            unit = None if parts is None else _unit_meant(parts[1])
+            meant = f"{value}s"  # read so if no unit is understood: the error stands for the length
+            if parts is not None and unit is not None and _PLAIN_NUMBER.fullmatch(parts[0]):
+                meant = suggestion = parts[0] + unit
+                ch = next(c for c in written if not c.isascii())
+                why = f"`{ch}`, {_code_point(ch)}, is not an ASCII letter"
+                message = f"`{written}` is `{folded}` in full-width or compatibility letters ({why}): write `{meant}`"
+            else:
+                message = f"expected a duration, found `{written}`: write a number and one of the units {_UNITS}"
+            self._read_as(ip, start, glued, message, suggestion)
+            ip.feed_token(self.token("DURATION", meant, start, glued))
+            return True
         if tok.type == "NUMBER" and _PLAIN_NUMBER.fullmatch(value):
             meant = suggestion = value + "s"
             message = f"expected a duration, found the number `{value}`: give it a unit, e.g. `{meant}`"
@@ -719,9 +765,29 @@ class _Recovery:
             message = f"a duration takes no quotes: write `{meant}`"
         else:
             return False
-        start, end = tok.start_pos or 0, tok.end_pos or 0
         self._read_as(ip, start, end, message, suggestion)
         ip.feed_token(self.token("DURATION", meant, start, end))
+        return True
+
+    def _greek_micro(self, ip: Any, number: Token, take_back: int) -> bool:
+        """`500μs` with Greek `μ` (U+03BC), which the lexer stops at, for the micro sign's `µs`: one error with
+        the fix `us`, and the number and its unit read as that duration. `number` was the last token read
+        (`take_back` 1: in an expression) or is the one the parser did not expect (0: `window 500μs`)."""
+        text, pos = self.text, number.end_pos or 0
+        if not (
+            text.startswith("\u03bcs", pos)
+            and _PLAIN_NUMBER.fullmatch(str(number.value))
+            and _feedable(ip, ["DURATION"], drop=take_back)
+        ):
+            return False
+        start, meant = number.start_pos or 0, f"{number.value}us"
+        message = f"unexpected character `μ` ({_code_point(text[pos])}): write `{meant}` (or the micro sign `µ`)"
+        self.report(error("FLUO101", message, self.index.span(pos, pos + 2), path=self.path, suggestion="us"))
+        for _ in range(take_back):
+            ip.parser_state.state_stack.pop()
+            ip.parser_state.value_stack.pop()
+        self.skip_to(ip, pos + 2)
+        ip.feed_token(self.token("DURATION", meant, start, pos + 2))
         return True
 
     def _read_as(
@@ -950,21 +1016,7 @@ class _Recovery:
         text = self.text
         ch = text[pos]
         top = _top(parser)
-        if (
-            ch == "\u03bc"
-            and top is not None
-            and top.type == "NUMBER"
-            and top.end_pos == pos
-            and text.startswith("s", pos + 1)
-            and _feedable(parser, ["DURATION"], drop=1)
-        ):
-            start, meant = top.start_pos or 0, f"{top.value}us"
-            message = f"unexpected character `μ` ({_code_point(ch)}): write `{meant}` (or the micro sign `µ`)"
-            self.report(error("FLUO101", message, self.index.span(pos, pos + 2), path=self.path, suggestion="us"))
-            parser.parser_state.state_stack.pop()
-            parser.parser_state.value_stack.pop()
-            self.skip_to(parser, pos + 2)
-            parser.feed_token(self.token("DURATION", meant, start, pos + 2))
+        if top is not None and top.type == "NUMBER" and self._greek_micro(parser, top, 1):
             return True
         closer = _QUOTES.get(ch)
         if closer is None:
@@ -1547,25 +1599,26 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
     return _full_parse(text, path)
 
 
-_SPACED_UNIT = re.compile(r"[0-9][ \t]+[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
-_UNIT = re.compile(r"[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
+_GAP = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"  # spaces within a line, a no-break one too
+_SPACED_UNIT = re.compile(rf"[0-9]{_GAP}[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
+_UNIT = re.compile(rf"{_GAP}([A-Za-zµ\u03bc]+)(?![A-Za-z0-9_µ])")
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 
 
 def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
-    """Where a number and a duration unit stand apart (`1 s`, `5 sec`): the number's start and end, and the unit's end.
+    """Where a number and a duration unit stand apart (`1 s`, `5 sec`, a no-break space between): the number's
+    start and end, and the unit's end.
 
     Never valid text (no name may follow a number), so always a duration written with a space.
     """
     if not _SPACED_UNIT.search(text):
         return []
     out = []
-    lexemes = lex(text)
-    for number, space in pairwise(lexemes):
-        if number.kind != "NUMBER" or space.kind != "WS" or not _PLAIN_NUMBER.fullmatch(number.text):
+    for number in lex(text):
+        if number.kind != "NUMBER" or not _PLAIN_NUMBER.fullmatch(number.text):
             continue
-        unit = _UNIT.match(text, space.end)
-        if unit is not None and not space.text.strip(" \t") and _unit_meant(unit.group()) is not None:
+        unit = _UNIT.match(text, number.end)
+        if unit is not None and _unit_meant(unit.group(1)) is not None:
             out.append((number.start, number.end, unit.end()))
     return out
 
@@ -1579,7 +1632,7 @@ def _full_parse(text: str, path: str) -> ParseResult:
     if spaced:
         joined, found, index = list(text), [], _LineIndex(text)
         for start, end, unit_end in spaced:
-            number, written = text[start:end], text[end:unit_end].lstrip(" \t")
+            number, written = text[start:end], text[end:unit_end].strip()
             unit = _unit_meant(written) or written
             # the unit moves next to its number and the space after it, so every offset stays
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
@@ -1954,13 +2007,12 @@ class _Builder:
             return None
         number, unit = parts
         if unit not in DURATION_UNITS:
-            units = ", ".join(DURATION_UNITS)
             meant = _unit_meant(unit)
             if meant is None:
-                message = f"unknown duration unit `{unit}` in `{text}`; use one of {units}"
+                message = f"unknown duration unit `{unit}` in `{text}`; use one of {_UNITS}"
                 self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path))
                 return None
-            message = f"unknown duration unit `{unit}` in `{text}` (did you mean `{meant}`?); use one of {units}"
+            message = f"unknown duration unit `{unit}` in `{text}` (did you mean `{meant}`?); use one of {_UNITS}"
             fix = number + meant
             self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
             unit = meant  # read as meant: the rest is checked as if it were

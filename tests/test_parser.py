@@ -767,6 +767,15 @@ _ONE_FIX = [
         "rule r {\n  owner: 'x'\n  expect trace.spans.count() > 1\n}",
     ),
     ("rule r {\n  sevérity : error\n  expect true\n}", "rule r {\n  severity : error\n  expect true\n}"),
+    # a window clause's length with the slips an expression's duration is fixed for (user tour: `window 500μs`
+    # was told "give it a unit, e.g. `500s`", whose fix wrote `500sμs`)
+    (_W % "window 500\u03bcs", _W % "window 500us"),
+    (_W % "window 1.5\u03bcs", _W % "window 1.5us"),
+    (_W % "window \uff15\uff10\uff10ms", _W % "window 500ms"),
+    (_W % "window \uff15\uff10\uff10\u03bcs", _W % "window 500us"),
+    (_W % "window 1\uff4d", _W % "window 1m"),
+    (_W % "window 500\u00a0ms", _W % "window 500ms"),
+    ("trace.duration < 500\u00a0ms", "trace.duration < 500ms"),
     # escapes FLUO has not: a backslash meant as itself
     ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
     ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),
@@ -828,6 +837,7 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
     [
         "trace.spans.where(name matches '\\uZZZZ').exists()",  # `\u` with no code: a character was meant
         "trace.x.window.y == 1",  # no `trace.attributes`: a span's key cannot start here
+        _W % "window 500\u03bc s",  # `μ` alone, then `s`: a unit not understood, so no `500s` guessed
     ],
 )
 def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
@@ -879,6 +889,21 @@ def test_a_method_name_past_ascii_gets_no_attribute_fix() -> None:
 def test_an_invalid_escape_whose_meaning_is_unsure_gets_no_fix(string: str, says: str) -> None:
     [d] = analyze([("m.fluo", f"trace.spans.where(name == {string}).exists()")]).diagnostics
     assert d.code == "FLUO102" and d.suggestion is None and says in d.message, d.format()
+
+
+def test_a_window_in_micro_signs_is_valid_and_a_greek_mu_is_told_as_in_an_expression() -> None:
+    """User tour: `window 500μs` (Greek mu) got "found the number `500`" and a fix writing `500sμs`; in an
+    expression the error names the `μ` and the fix writes `500us`. Now the window clause says the same."""
+    assert analyze([("m.fluo", _W % "window 500\u00b5s")]).diagnostics == []
+    [window] = analyze([("m.fluo", _W % "window 500\u03bcs")]).diagnostics
+    [expression] = analyze([("m.fluo", "trace.duration < 500\u03bcs")]).diagnostics
+    assert window.code == expression.code == "FLUO101"
+    assert (
+        window.message
+        == expression.message
+        == ("unexpected character `μ` (U+03BC GREEK SMALL LETTER MU): write `500us` (or the micro sign `µ`)")
+    )
+    assert window.suggestion == expression.suggestion == "us"
 
 
 def test_a_full_width_number_is_fixed_as_the_number() -> None:
