@@ -220,6 +220,8 @@ class _Recovery:
             return True
         if self._misspelled_keyword(ip, tok) or self._habit(ip, tok) or self._rule_keyword(ip, tok):
             return True
+        if self._digit_id(ip, tok):
+            return True
         expected = sorted(_accepts(ip), key=_order)  # not `e.expected`: the state's lookaheads, some impossible
         is_end = tok.type == "$END"
         if tok.type == "RULE" and "$END" in _accepts(ip):
@@ -471,6 +473,28 @@ class _Recovery:
         message = f"unknown keyword `{tok.value}`; did you mean `rule`?"
         self.report(error("FLUO107", message, self.index.span(start, end), path=self.path, suggestion="rule"))
         ip.feed_token(self.token("RULE", "rule", start, end))
+        return True
+
+    def _digit_id(self, ip: Any, tok: Token) -> bool:
+        """`rule 9bad {`, `rule 5xx-errors {`: a rule id that starts with a digit (the lexer reads a number or a
+        duration). One error, fixed as the id a file named so gets (`_9bad`), and the rule read with that id, so
+        its body is checked (it was read with none, and went unchecked)."""
+        if tok.type not in ("NUMBER", "DURATION") or not _is_token(_top(ip), ("RULE",)):
+            return False
+        text, start = self.text, tok.start_pos or 0
+        end = start
+        while end < len(text) and (_key_char(text[end]) or text[end] in "-."):
+            end += 1
+        word = text[start:end]
+        ident = _ascii_id(word)
+        # `rule 9日本`: no letters left to name it by (each would be `_`)
+        fix = ident if _ID_SPELLING.fullmatch(without_accents(word)) else None
+        how = f"write `{fix}`" if fix else "write it with ASCII letters, digits and `_`"
+        rule = "an id starts with a letter or `_`, and holds letters, digits and `_`"
+        message = f"`{word}` is no rule id ({rule}): {how}"
+        self._read_as(ip, start, end, message, fix)
+        read = fix or "_" + "_".join(f"u{ord(c):04x}" for c in word)  # no fix: an id of its code points, as written
+        ip.feed_token(self.token("IDENT", read, start, end))
         return True
 
     def _habit(self, ip: Any, tok: Token) -> bool:
@@ -1219,6 +1243,7 @@ _AFTER_DOT = re.compile(r"([0-9]+)([A-Za-zµ]+)?(?![0-9.])|([A-Za-z_][A-Za-z0-9_
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _DASHED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)+")
 _RULE_WORD = re.compile(r"\brule\b")
+_ID_SPELLING = re.compile(r"[A-Za-z0-9_.-]+")  # what a rule id's ASCII form keeps a trace of (`-` and `.` as `_`)
 _DURATION_RUN = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+)+")
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([A-Za-zµ]+)")
 _LENGTH = r"[0-9]+(?:\.[0-9]+)?[A-Za-zµ]+"

@@ -618,6 +618,7 @@ _HABITS = [
     ("rule r {\n  window 5min\n  expect window.spans.count() < 300\n}", "`m`?"),
     ("rule r {\n  window '1m'\n  expect window.spans.count() < 300\n}", "`1m`"),
     ("rule auth-budget { expect trace.spans.count() > 0 }", "`auth_budget`"),
+    ("rule 9bad { expect trace.spans.count() > 0 }", "`_9bad`"),
     ("Rule r {\n  expect trace.spans.count() > 0\n}", "`rule`"),
     ("rule r {\n  tags: [auth-service, reliability]\n  expect trace.spans.count() > 0\n}", "`'auth-service'`"),
     ("{ span.http.status_code == 500 }", "trace.spans.where"),
@@ -916,6 +917,22 @@ def test_the_bracketed_key_fix_says_it_reads_the_flat_key() -> None:
     """Editor QA: a bare dotted name also looks through nested maps; `attributes["k"]` does not: the message says."""
     [d] = analyze([("m.fluo", "trace.spans.where(x.when.y == 1).exists()")]).diagnostics
     assert d.suggestion == 'attributes["x.when.y"]' and "a map nested in an attribute is not searched" in d.message
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "fix"),
+    [("9bad", "_9bad"), ("5xx-errors", "_5xx_errors"), ("9", "_9"), ("9\u65e5\u672c", None)],
+)
+def test_a_rule_id_that_starts_with_a_digit_is_one_error_and_its_body_is_checked(rule_id: str, fix: str | None) -> None:
+    """User tour: `rule 9bad { ... }` was "expected a name" and the rule read with no id, so its body went
+    unchecked (`cnt()` not reported) where `rule my-rule` and `rule 日本` recover and check it. The fix is the id a
+    file named so gets (`_9bad`), none where no letter or digit would be left of the id."""
+    text = f"rule {rule_id} {{ expect trace.spans.cnt() > 1 }}\nrule {rule_id}x {{ expect trace.spans.count() > 1 }}\n"
+    diagnostics = analyze([("m.fluo", text)]).diagnostics
+    assert [d.code for d in diagnostics] == ["FLUO100", "FLUO201", "FLUO100"], [d.format() for d in diagnostics]
+    first = diagnostics[0]
+    assert text[first.span.start : first.span.end] == rule_id and first.suggestion == fix, first.format()
+    assert "is no rule id (an id starts with a letter or `_`" in first.message
 
 
 def test_two_rule_ids_with_no_ascii_letter_are_not_duplicates() -> None:
