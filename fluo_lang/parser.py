@@ -20,6 +20,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from copy import copy
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from functools import cache
 from importlib import resources
 from itertools import islice
@@ -2027,6 +2028,8 @@ class _Builder:
 
     def duration_ns(self, tok: Token | None) -> int | None:
         text = str(tok) if tok is not None else ""
+        if tok is not None and (exponent := _EXPONENT_DURATION.fullmatch(text)):
+            return self.exponent_ns(tok, *exponent.groups())
         parts = _duration_parts(text)
         if tok is None or parts is None:
             return None
@@ -2047,6 +2050,40 @@ class _Builder:
             self.diagnostics.append(error("FLUO108", message, self.span_of(tok), path=self.path))
             return None
         return ns
+
+    def exponent_ns(self, tok: Token, number: str, unit: str) -> int | None:
+        """`1e3s`: a duration with an exponent, which FLUO's do not take (a number may: `1e3`). One error that
+        says what to write, fixed only where the value is exact in whole nanoseconds (`1000s`, `0.0015s`), and
+        read as that value."""
+        text = str(tok)
+        meant_unit = unit if unit in DURATION_UNITS else _unit_meant(unit)
+        message = "a duration takes no exponent"
+        fix = ns = None
+        if meant_unit is None:
+            message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
+        else:
+            exact = Decimal(number) * DURATION_UNITS[meant_unit]
+            if exact != exact.to_integral_value():
+                message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
+            elif not _in_range(int(exact)):
+                message += f", and `{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+            else:
+                ns = int(exact)
+                plain = _plain_decimal(Decimal(number))
+                fix = plain + meant_unit if _duration_value(plain, meant_unit) == ns else _in_one_unit(ns)
+                message += f": write `{fix}`"
+        self.diagnostics.append(error("FLUO100", message, self.span_of(tok), path=self.path, suggestion=fix))
+        return ns
+
+
+def _plain_decimal(value: Decimal) -> str:
+    """`1000` for 1E+3, `0.0015` for 1.5E-3: a decimal as FLUO writes a number, without an exponent."""
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+_EXPONENT_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)(.*)")
 
 
 def _bare_rule_id(path: str) -> str:

@@ -777,6 +777,11 @@ _ONE_FIX = [
     (_W % "window 1\uff4d", _W % "window 1m"),
     (_W % "window 500\u00a0ms", _W % "window 500ms"),
     ("trace.duration < 500\u00a0ms", "trace.duration < 500ms"),
+    # a duration with an exponent (user tour: `1e3s` was "expected `)`"), fixed where the value is exact
+    ("where(duration > 1e3s)", "where(duration > 1000s)"),
+    (_W % "window 1e3s", _W % "window 1000s"),
+    ("trace.duration < 1.5e-3s", "trace.duration < 0.0015s"),
+    ("trace.duration < 2E+1m", "trace.duration < 20m"),
     # escapes FLUO has not: a backslash meant as itself
     ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
     ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),
@@ -826,6 +831,8 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ("trace.spans.where(messaging.rule.name == 'x').exists()", "(`rule` is a keyword)"),
         ("trace.spans.where(usuário.id == 'x').exists()", "U+00E1 LATIN SMALL LETTER A WITH ACUTE, is not an ASCII"),
         ('trace.spans.where(name matches "\\d+\\.").exists()', "invalid escapes `\\d`, `\\.` in string"),
+        ("trace.spans.where(duration > 1e3s).exists()", "a duration takes no exponent: write `1000s`"),
+        ("trace.duration < 1e30s", "a duration takes no exponent, and `1e30s` is past what a duration holds"),
     ],
 )
 def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
@@ -839,6 +846,9 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
         "trace.spans.where(name matches '\\uZZZZ').exists()",  # `\u` with no code: a character was meant
         "trace.x.window.y == 1",  # no `trace.attributes`: a span's key cannot start here
         _W % "window 500\u03bc s",  # `μ` alone, then `s`: a unit not understood, so no `500s` guessed
+        "trace.duration < 1e-12s",  # less than a nanosecond: no duration is that
+        "trace.duration < 1e30s",  # past 64 bits of nanoseconds
+        "trace.duration < 1e3x",  # no unit
     ],
 )
 def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
