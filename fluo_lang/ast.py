@@ -147,6 +147,19 @@ META_KEYS = {
     "enabled": "true or false (default true)",
 }
 
+SEVERITIES = ("info", "warning", "error", "critical")
+
+
+def meta_fits(key: str, v: MetaItem) -> bool:
+    """Whether `v` is a value the metadata key `key` takes (what the typechecker accepts): a guess for a
+    misspelled key (`lower: critical`, `ownér: error`) must be one its value fits (`owner` takes a string)."""
+    if key == "severity":
+        return v.kind in ("ident", "string") and v.value in SEVERITIES
+    if key == "tags":
+        return isinstance(v.value, list) and all(i.kind in ("ident", "string") for i in v.value)
+    return v.kind == ("bool" if key == "enabled" else "string")
+
+
 ClauseKind = L["expect", "detect", "when", "always", "never"]
 
 

@@ -426,6 +426,20 @@ class _Recovery:
             self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", key, take_back)
             ip.feed_token(self.token("IDENT", _MISSING, start, end))  # read as no key: checks stay quiet
             return True
+        owner = stack[-2 - take_back] if _is_token(below, ("COLON",)) and take_back + 2 <= len(stack) else None
+        name = str(owner.value) if isinstance(owner, Token) and owner.type == "IDENT" else ""
+        words = _META_WORDS.get(name)
+        if words is not None:
+            # `severity: crítical`: a word of the key's own, not a string (quoted, FLUO212 would follow)
+            from . import builtins as b  # as in `_names_fluo_knows`: the registry is needed only here
+
+            plain = without_accents(word).lower()  # `CRÍTICAL`, `fatál`: as the typechecker reads an ASCII one
+            meant = plain if plain in words else b.foreign_name(name, plain) or nearest(plain, words)
+            how = f"write `{meant}`" if meant else f"{name} takes {ast.META_KEYS[name]}"
+            self._read_as(ip, start, end, f"`{word}` is no {name} value ({why}): {how}", meant, take_back)
+            term = _terminal_of(meant) if meant in keywords() else "IDENT"
+            ip.feed_token(self.token(term, meant or _MISSING, start, end))  # no word meant: read as missing
+            return True
         if "STRING" not in accepts or "'" in word:
             return False
         fix = f"'{word}'"
@@ -1204,6 +1218,8 @@ _FOREIGN_WORDS = {
     "has": "contains",
 }
 """Words of other languages (SQL, TraceQL, CEL, Python) where an operator goes, and FLUO's."""
+_META_WORDS = {"severity": ast.SEVERITIES, "enabled": ("true", "false")}
+"""The metadata keys that take one of a few words, not a string: a value past ASCII is one of those or none."""
 _CLAUSE_SYNONYMS = {"assert": "expect", "require": "expect", "ensure": "expect", "check": "expect", "then": "always"}
 _KEYWORD_TERMINALS = {
     **{k: k.upper() for k in ("expect", "detect", "when", "always", "never", "window")},

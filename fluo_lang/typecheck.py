@@ -21,7 +21,7 @@ from .diagnostics import Diagnostic, Related, article, edit_distance, error, nea
 from .regex import RegexError, compile_regex
 from .values import string_literal
 
-SEVERITIES = ("info", "warning", "error", "critical")
+SEVERITIES = ast.SEVERITIES
 META_KEYS = ast.META_KEYS
 
 
@@ -171,7 +171,7 @@ class _Checker:
                 # the nearest key is named; it is the fix only if it takes this value
                 guess = _nearest(m.key, list(META_KEYS))
                 hint = f"; did you mean `{guess}`?" if guess else f" (known: {', '.join(META_KEYS)})"
-                fix = guess if guess and _meta_fits(guess, m.value) else None
+                fix = guess if guess and ast.meta_fits(guess, m.value) else None
                 self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, fix)
                 continue
             self.meta_value(m)
@@ -1077,16 +1077,6 @@ def _arity_message(m: b.Member, got: int) -> str:
     else:
         want = f"{required} to {len(params)} arguments"
     return f"`{m.name}` takes {want} ({m.signature}), got {got}"
-
-
-def _meta_fits(key: str, v: ast.MetaItem) -> bool:
-    """Whether `v` is a value the metadata key `key` takes (what `_Checker.meta_value` accepts): a guess for
-    a misspelled key (`lower: critical`) must be one its value fits (`owner` takes a string)."""
-    if key == "severity":
-        return v.kind in ("ident", "string") and v.value in SEVERITIES
-    if key == "tags":
-        return isinstance(v.value, list) and all(i.kind in ("ident", "string") for i in v.value)
-    return v.kind == ("bool" if key == "enabled" else "string")
 
 
 def _meta_text(v: ast.MetaItem) -> str:

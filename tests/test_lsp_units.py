@@ -637,3 +637,14 @@ def test_signature_help_of_a_method_of_two_parameters(
         return
     assert help_ is not None and [s.label for s in help_.signatures] == [two.signature]
     assert help_.active_parameter == help_.signatures[0].active_parameter == active
+
+
+def test_a_severity_past_ascii_is_one_diagnostic_with_one_fix() -> None:
+    """User tour: `severity: crítical` was two diagnostics on the same word (the parser's "quote it", then the
+    typechecker's FLUO212 on the quoted string), two quick fixes; now one, to `critical`, preferred."""
+    text = "rule a {\n  severity: cr\u00edtical\n  expect trace.spans.count() > 1\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    [(d, _)] = doc.diagnostics()
+    assert d.suggestion == "critical", d.format()
+    [action] = code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)
+    assert action.title == "Change to `critical`" and action.is_preferred

@@ -768,6 +768,20 @@ _ONE_FIX = [
         "rule r {\n  owner: 'x'\n  expect trace.spans.count() > 1\n}",
     ),
     ("rule r {\n  sevérity : error\n  expect true\n}", "rule r {\n  severity : error\n  expect true\n}"),
+    # a value past ASCII where a key takes one of a few words: that word, not a quoted string FLUO212 then refuses
+    # (user tour: `severity: crítical` was two errors, the parser's "quote it" and the typechecker's FLUO212)
+    (
+        "rule r {\n  severity: cr\u00edtical\n  expect trace.spans.count() > 1\n}",
+        "rule r {\n  severity: critical\n  expect trace.spans.count() > 1\n}",
+    ),
+    (
+        "rule r {\n  severity: fat\u00e1l\n  expect trace.spans.count() > 1\n}",
+        "rule r {\n  severity: critical\n  expect trace.spans.count() > 1\n}",
+    ),
+    (
+        "rule r {\n  enabled: tr\u00fce\n  expect trace.spans.count() > 1\n}",
+        "rule r {\n  enabled: true\n  expect trace.spans.count() > 1\n}",
+    ),
     # a window clause's length with the slips an expression's duration is fixed for (user tour: `window 500μs`
     # was told "give it a unit, e.g. `500s`", whose fix wrote `500sμs`)
     (_W % "window 500\u03bcs", _W % "window 500us"),
@@ -849,6 +863,7 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
         "trace.duration < 1e-12s",  # less than a nanosecond: no duration is that
         "trace.duration < 1e30s",  # past 64 bits of nanoseconds
         "trace.duration < 1e3x",  # no unit
+        "rule r {\n  severity: \u9ad8\n  expect trace.spans.count() > 1\n}",  # no severity near it
     ],
 )
 def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
