@@ -159,6 +159,7 @@ class _Recovery:
         self.stray, self.stray_until = "", -1  # a run of a stray character reported, up to here
         self.unbraced_until = -1  # a `when`/`always`/`never` without braces was reported: up to here (the next
         # `rule`), the braces its clauses lack are inserted silently
+        self.key_guesses: dict[int, str] = {}  # where a metadata key past ASCII (`ownér`) starts: FLUO's key named
 
     def report(self, diag: Diagnostic) -> None:
         """Record an error unless it is a cascade: fewer than 3 tokens after the previous one.
@@ -423,7 +424,10 @@ class _Recovery:
             # `usuário: 'x'`: a metadata key none of FLUO's is; which was meant, only a close one says
             key = nearest(_ascii_id(word), list(ast.META_KEYS))
             hint = f"did you mean `{key}`?" if key else f"the keys are {', '.join(ast.META_KEYS)}"
-            self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", key, take_back)
+            # the key named is the fix only if it takes the value, read later: `_key_fixes` decides
+            self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", None, take_back)
+            if key:
+                self.key_guesses[start] = key
             ip.feed_token(self.token("IDENT", _MISSING, start, end))  # read as no key: checks stay quiet
             return True
         owner = stack[-2 - take_back] if _is_token(below, ("COLON",)) and take_back + 2 <= len(stack) else None
@@ -1697,8 +1701,29 @@ def _full_parse(text: str, path: str) -> ParseResult:
     if tree is not None:
         rules = builder.file(tree)
         rule_file = ast.RuleFile(path=path, text=text, rules=tuple(rules))
+        if recovery.key_guesses:
+            diags = _key_fixes(diags, rules, recovery.key_guesses)
     diags.extend(builder.diagnostics)
     return ParseResult(rule_file, diags)
+
+
+def _key_fixes(diags: list[Diagnostic], rules: list[ast.Rule], guesses: dict[int, str]) -> list[Diagnostic]:
+    """A metadata key past ASCII (`ownér: 'x'`) gets the key its error names as its fix only if that key takes
+    the value written (as the typechecker's FLUO210 does for `ownr`): `ownér: error` is told of `owner`, but
+    `owner: error` would be FLUO212 (`owner` takes a string), so it gets no fix. `guesses` is by where the key
+    starts (the key was read as missing, so its span there is empty)."""
+    fits = {
+        m.key_span.start: guess
+        for rule in rules
+        for m in rule.meta
+        if not m.key and (guess := guesses.get(m.key_span.start)) is not None and ast.meta_fits(guess, m.value)
+    }
+    return [
+        replace(d, suggestion=fits[d.span.start])
+        if d.code == "FLUO100" and d.suggestion is None and d.span.start in fits and "metadata key" in d.message
+        else d
+        for d in diags
+    ]
 
 
 def expected_at(text: str) -> set[str] | None:

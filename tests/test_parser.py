@@ -29,6 +29,7 @@ from fluo_lang.parser import (
     lex,
     parse,
     parse_expression,
+    without_accents,
 )
 from fluo_lang.trace import Span, Trace
 
@@ -881,6 +882,31 @@ def test_a_metadata_key_past_ascii_is_one_error_naming_the_keys(key: str) -> Non
     assert d.message.startswith(f"`{key}` is no metadata key (")
     assert d.message.endswith("the keys are severity, description, name, tags, owner, runbook, enabled"), d.message
     assert [x.code for x in parse(text, "m.fluo").diagnostics] == ["FLUO100"]
+
+
+@pytest.mark.parametrize(
+    ("line", "fix"),
+    [
+        ("own\u00e9r: error", None),  # `owner` takes a string: `owner: error` would be FLUO212
+        ("own\u00e9r: 'x'", "owner"),
+        ("sev\u00e9rity: error", "severity"),
+        ("sev\u00e9rity: 'x'", None),
+        ("t\u00e1gs: [a, b]", "tags"),
+        ("t\u00e1gs: 5", None),
+        ("en\u00e1bled: false", "enabled"),
+    ],
+)
+def test_a_metadata_key_past_ascii_gets_the_key_it_names_as_fix_only_where_the_value_fits(
+    line: str, fix: str | None
+) -> None:
+    """User tour: `ownér: error` was fixed as `owner`, which takes text, so the fix led to FLUO212. The key is
+    still named ("did you mean `owner`?"), as the typechecker's FLUO210 names one for `ownr`; the fix is given
+    only where that key takes the value written."""
+    text = f"rule r {{\n  {line}\n  expect trace.spans.count() > 1\n}}\n"
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert d.code == "FLUO100" and d.suggestion == fix, d.format()
+    key = line.partition(":")[0]
+    assert d.message.endswith(f"did you mean `{without_accents(key)}`?") and text[d.span.start : d.span.end] == key
 
 
 def test_a_rule_id_past_ascii_is_not_told_to_be_an_attribute() -> None:
