@@ -4,7 +4,8 @@ Syntax errors do not stop the parse. At an unexpected token the parser tries to
 insert the few tokens that make it acceptable (a missing `)`, `}` or name);
 failing that it drops the token. Errors within a few tokens of the previous
 one are not reported, so one mistake gives one diagnostic and a second, later
-mistake still gives its own. lark types never leave this module.
+mistake still gives its own (after a word read whole, as `ownér` is, the next one
+does however near). lark types never leave this module.
 
 Text with no mistake at all, the usual case, takes a fast path over the same LALR
 table that builds the AST directly (see the end of the module); the rest goes the
@@ -153,6 +154,7 @@ class _Recovery:
         self.path = path
         self.diagnostics: list[Diagnostic] = []
         self.last_error_end: int | None = None
+        self.last_whole = False  # the last error was read whole (see `report`)
         self.skip_rest = False  # set by FLUO105: what follows a whole bare expression is dropped unreported
         self.recoveries = 0  # syntax errors met so far, cascades included
         self.scan_budget = 16 * _CLOSING_SCAN  # characters `closing` may look at, over the whole text
@@ -161,9 +163,11 @@ class _Recovery:
         # `rule`), the braces its clauses lack are inserted silently
         self.key_guesses: dict[int, str] = {}  # where a metadata key past ASCII (`ownér`) starts: FLUO's key named
 
-    def report(self, diag: Diagnostic) -> None:
+    def report(self, diag: Diagnostic, whole: bool = False) -> None:
         """Record an error unless it is a cascade: fewer than 3 tokens after the previous one.
 
+        An error after one `whole` (a word past ASCII read as one token of its place, the parser left as valid
+        text leaves it: `ownér: 'x'` then `sevérity: error`) is no cascade of it, and is recorded however near.
         Past `MAX_ERRORS`, one FLUO403 says the rest are not reported.
         """
         if self.skip_rest:
@@ -171,8 +175,9 @@ class _Recovery:
         if self.recoveries > MAX_RECOVERIES:
             return
         last = self.last_error_end
+        after_whole, self.last_whole = self.last_whole, whole
         self.last_error_end = max(diag.span.end, last or 0)
-        if last is not None and _tokens_between(self.text, last, diag.span.start) < 3:
+        if last is not None and not after_whole and _tokens_between(self.text, last, diag.span.start) < 3:
             return
         if len(self.diagnostics) < MAX_ERRORS:
             self.diagnostics.append(replace(diag, capped=True))
@@ -415,7 +420,7 @@ class _Recovery:
             fix = ident if any(c.isalpha() for c in ident) else None
             how = f"write `{fix}`" if fix else "write it in ASCII letters, digits and `_`"
             message = f"`{word}` is no rule id ({why}): {how}"
-            self._read_as(ip, start, end, message, fix, take_back)
+            self._read_as(ip, start, end, message, fix, take_back, whole=True)
             # read as an id of its code points (`_u65e5_u672c`): two such rules are told apart, as written
             read = ident if fix else "_" + "_".join(f"u{ord(c):04x}" for c in word)
             ip.feed_token(self.token(term, read, start, end))
@@ -425,13 +430,15 @@ class _Recovery:
             key = nearest(_ascii_id(word), list(ast.META_KEYS))
             hint = f"did you mean `{key}`?" if key else f"the keys are {', '.join(ast.META_KEYS)}"
             # the key named is the fix only if it takes the value, read later: `_key_fixes` decides
-            self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", None, take_back)
+            self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", None, take_back, whole=True)
             if key:
                 self.key_guesses[start] = key
             ip.feed_token(self.token("IDENT", _MISSING, start, end))  # read as no key: checks stay quiet
             return True
         owner = stack[-2 - take_back] if _is_token(below, ("COLON",)) and take_back + 2 <= len(stack) else None
         name = str(owner.value) if isinstance(owner, Token) and owner.type == "IDENT" else ""
+        if name == _MISSING and isinstance(owner, Token):  # `sevérity: crítical`: the key its error names
+            name = self.key_guesses.get(owner.start_pos or 0, "")
         words = _META_WORDS.get(name)
         if words is not None:
             # `severity: crítical`: a word of the key's own, not a string (quoted, FLUO212 would follow)
@@ -440,14 +447,14 @@ class _Recovery:
             plain = without_accents(word).lower()  # `CRÍTICAL`, `fatál`: as the typechecker reads an ASCII one
             meant = plain if plain in words else b.foreign_name(name, plain) or nearest(plain, words)
             how = f"write `{meant}`" if meant else f"{name} takes {ast.META_KEYS[name]}"
-            self._read_as(ip, start, end, f"`{word}` is no {name} value ({why}): {how}", meant, take_back)
+            self._read_as(ip, start, end, f"`{word}` is no {name} value ({why}): {how}", meant, take_back, whole=True)
             term = _terminal_of(meant) if meant in keywords() else "IDENT"
             ip.feed_token(self.token(term, meant or _MISSING, start, end))  # no word meant: read as missing
             return True
         if "STRING" not in accepts or "'" in word:
             return False
         fix = f"'{word}'"
-        self._read_as(ip, start, end, f"`{word}` is no name ({why}): quote it, `{fix}`", fix, take_back)
+        self._read_as(ip, start, end, f"`{word}` is no name ({why}): quote it, `{fix}`", fix, take_back, whole=True)
         ip.feed_token(self.token("STRING", fix, start, end))
         return True
 
@@ -843,15 +850,18 @@ class _Recovery:
         take_back: int = 0,
         fix_from: int | None = None,
         fix_end: int | None = None,
+        whole: bool = False,
     ) -> None:
         """Report text[start:end] (FLUO100) and make the parser go on after it: the `take_back` tokens last
         shifted come off its stacks, and the lexer skips to `end`; the caller feeds what was meant.
 
         The error's range (what `suggestion` replaces) is `fix_from`..`fix_end` where given: the whole
         comparison `x IS NULL`, or `IN (1, 2)` with its list, of which the parser reads only a part here.
+        `whole`: the caller feeds one token that stands for all of text[start:end], as valid text would give
+        (see `report`).
         """
         span = self.index.span(start if fix_from is None else fix_from, end if fix_end is None else fix_end)
-        self.report(error("FLUO100", message, span, path=self.path, suggestion=suggestion))
+        self.report(error("FLUO100", message, span, path=self.path, suggestion=suggestion), whole=whole)
         state = ip.parser_state
         for _ in range(take_back):
             state.state_stack.pop()

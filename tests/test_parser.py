@@ -909,6 +909,33 @@ def test_a_metadata_key_past_ascii_gets_the_key_it_names_as_fix_only_where_the_v
     assert d.message.endswith(f"did you mean `{without_accents(key)}`?") and text[d.span.start : d.span.end] == key
 
 
+@pytest.mark.parametrize(
+    ("lines", "fixes"),
+    [
+        (["own\u00e9r: 'x'", "sev\u00e9rity: error"], ["owner", "severity"]),
+        (["own\u00e9r: 'x'", "sev\u00e9rity: error", "descripci\u00f3n: 'y'"], ["owner", "severity", "description"]),
+        (["sev\u00e9rity: cr\u00edtical"], ["severity", "critical"]),  # the key's error names the key the value is for
+        (["tags: [usu\u00e1rio, n\u00f3mbre]"], ["'usuário'", "'nómbre'"]),
+    ],
+)
+def test_words_past_ascii_close_together_are_one_error_each(lines: list[str], fixes: list[str]) -> None:
+    """User tour: `ownér: 'x'` then `sevérity: error` on the next line reported only the first: the second came
+    within 3 tokens of it, the parser's test for a cascade. A word read whole leaves the parser as valid text
+    would, so what follows it is no cascade of it; each word is one error with its own fix."""
+    text = "rule r {\n  " + "\n  ".join(lines) + "\n  expect trace.spans.count() > 1\n}\n"
+    diagnostics = analyze([("m.fluo", text)]).diagnostics
+    assert [(d.code, d.suggestion) for d in diagnostics] == [("FLUO100", f) for f in fixes], [
+        d.format() for d in diagnostics
+    ]
+
+
+def test_an_error_after_a_recovery_that_is_not_a_whole_word_is_still_a_cascade() -> None:
+    """The cascade rule still holds after a recovery that guessed (`severity error`: a `:` inserted): an error
+    within 3 tokens of it is not reported, as before; only a word read whole lifts it for what follows."""
+    text = "rule r {\n  severity error sev\u00e9rity: error\n  expect trace.spans.count() > 1\n}\n"
+    assert [d.code for d in parse(text).diagnostics] == ["FLUO100"]
+
+
 def test_a_rule_id_past_ascii_is_not_told_to_be_an_attribute() -> None:
     diagnostics = analyze([("m.fluo", "rule usuário { expect true }")]).diagnostics
     assert diagnostics and not any("attributes[" in d.message for d in diagnostics)

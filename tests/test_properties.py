@@ -184,7 +184,9 @@ SYNTAX_MISTAKES = [
     _META.format("sev\u00e9rity: 'x'"),
     _META.format("t\u00e1gs: 'a'"),
     _META.format("severity: cr\u00edtical"),
+    _META.format("own\u00e9r: 'x'\n  sev\u00e9rity: error"),  # two keys, each one error (the second was hidden)
     _META.format("sev\u00e9rity: cr\u00edtical"),
+    _META.format("tags: [usu\u00e1rio, n\u00f3mbre]"),
     _W.format("window.spans.count() < 5").replace("1m", "500\u03bcs"),
     _W.format("window.spans.count() < 5").replace("1m", "\uff15\uff10\uff10ms"),
     _W.format("window.spans.count() < 5").replace("1m", "500\u00a0ms"),
