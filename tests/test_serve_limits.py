@@ -510,3 +510,136 @@ def test_a_tls_connection_silent_in_its_handshake_is_closed_after_the_idle_timeo
         finally:
             for s in silent:
                 s.close()
+
+
+def _slow_reader(port: int, request: bytes) -> socket.socket:
+    """A connection with a small receive buffer that has sent `request`, reading nothing of the answer yet."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window it offers
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(request)
+    return sock
+
+
+def _unsent(rt: RuntimeThread) -> list[int]:
+    """Bytes left in the transport of each HTTP connection of the main listener, oldest first."""
+    server = rt.runtime._caps[0].server
+    assert server is not None
+    return rt.call(  # type: ignore[no-any-return]
+        lambda: [h.transport.get_write_buffer_size() for h in server.connections if h.transport is not None]
+    )
+
+
+class _Answer:
+    """One HTTP answer read from `sock` in bounded steps: its head at once, its body (by Content-Length) as asked."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        data = b""
+        for _ in range(1000):
+            if b"\r\n\r\n" in data:
+                break
+            data += sock.recv(4096)
+        self.head, _, body = data.partition(b"\r\n\r\n")
+        lengths = [line for line in self.head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        self.length = int(lengths[0].partition(b":")[2])
+        self.body = [body]
+        self.got = len(body)
+        self.cut = False  # the server closed the connection before the whole body
+
+    def read(self, most: int) -> None:
+        """At most `most` bytes more of the body (recv gives at least a byte each time until the end)."""
+        wanted = min(self.got + most, self.length)
+        try:
+            for _ in range(most):
+                if self.got >= wanted:
+                    return
+                chunk = self.sock.recv(min(1 << 20, wanted - self.got))
+                if not chunk:
+                    break
+                self.body.append(chunk)
+                self.got += len(chunk)
+        except ConnectionResetError:
+            pass
+        self.cut = self.got < wanted
+
+
+BIG_PAGE = b"x" * (16 << 20)
+"""A `/metrics` page larger than the socket buffers: most of it waits in the server's transport."""
+
+
+def test_a_connection_still_sending_its_answer_is_not_closed_as_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a connection counted as idle once its handler returned, so a large answer still being written (a
+    big /metrics page to a slow scraper) was closed as "the oldest idle connection" under the cap: the scraper
+    then got its page and the end of the connection, and its file was held uncounted until then. Now it is in
+    use while its answer moves; the connections after it are closed instead, and it serves its next request."""
+    limit = 4
+    with RuntimeThread(config(tmp_path, grpc=None, max_http_connections=limit)) as rt:
+        monkeypatch.setattr(rt.runtime.metrics, "exposition", lambda: BIG_PAGE)
+        port = rt.runtime.http_port
+        scraper = _slow_reader(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _Answer(scraper)
+        others: list[socket.socket] = []
+        try:
+            wait_for(lambda: _unsent(rt)[:1] > [0], what="the answer to wait in the transport")
+            assert not rt.runtime._caps[0].busy  # its handler is done: before, it was idle
+            for n in range(1, limit + 2):  # one at a time, taken in before the next, the scraper reading on
+                others.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+                wait_for(_connections_are(rt, min(n + 1, limit), closed=max(0, n + 1 - limit)), what=f"connection {n}")
+                answer.read(65536)
+            wait_for(lambda: all(_closed_by_server(s) for s in others[:2]), what="the oldest idle ones to be closed")
+            assert not any(_closed_by_server(s) for s in others[2:])
+            answer.read(len(BIG_PAGE))
+            assert (answer.head.split(b"\r\n")[0], answer.got, answer.cut) == (b"HTTP/1.1 200 OK", len(BIG_PAGE), False)
+            assert b"".join(answer.body) == BIG_PAGE
+            scraper.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the same connection, kept alive
+            health = _Answer(scraper)
+            health.read(health.length)
+            assert health.head.startswith(b"HTTP/1.1 200 ") and json.loads(b"".join(health.body))["status"] == "ok"
+        finally:
+            for s in others:
+                s.close()
+            scraper.close()
+
+
+def test_an_answer_its_client_stopped_reading_is_cut_to_make_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer that has not moved for the stall time (here 0.3 s; 15 s, the idle timeout, in `fluo serve`) keeps
+    its connection in use no longer, or clients that never read would lock every exporter out. Closing it discards
+    what is left: a plain close would wait for the client to read it all, holding the file, uncounted, for ever."""
+    limit = 2
+    with RuntimeThread(config(tmp_path, grpc=None, max_http_connections=limit)) as rt:
+        monkeypatch.setattr(rt.runtime.metrics, "exposition", lambda: BIG_PAGE)
+        monkeypatch.setattr(rt.runtime._caps[0], "stall", 0.3)
+        port = rt.runtime.http_port
+        stalled = _slow_reader(port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        others: list[socket.socket] = []
+        try:
+            wait_for(lambda: _unsent(rt)[:1] > [0], what="the answer to wait in the transport")
+
+            def steady() -> bool:  # the socket buffers full: the answer moves no more
+                before = _unsent(rt)
+                time.sleep(0.1)
+                return _unsent(rt) == before
+
+            wait_for(steady, what="the socket buffers to fill")
+            # the second connection closes the first (the answer has just been seen); the third comes after the
+            # stall time, the answer not moved since: it is cut, the second stays
+            for n in range(1, 4):
+                if n == 3:
+                    time.sleep(0.6)
+                others.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+                wait_for(_connections_are(rt, limit, closed=max(0, n - 1)), what=f"connection {n}")
+            answer = _Answer(stalled)
+            answer.read(len(BIG_PAGE))
+            assert answer.cut and answer.got < len(BIG_PAGE) // 2
+            wait_for(lambda: _closed_by_server(others[0]), what="the first to be closed")
+            assert not any(_closed_by_server(s) for s in others[1:])
+        finally:
+            for s in others:
+                s.close()
+            stalled.close()

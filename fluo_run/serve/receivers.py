@@ -728,20 +728,32 @@ class ConnectionCap:
 
     aiohttp accepts every connection (its maintainers leave a cap to the application or a proxy,
     aio-libs/aiohttp#675), each an open file until its idle timeout. Here each new connection first
-    closes the oldest ones with no request in progress (idle between exports, or still sending a request
-    head) until, with it, at most `limit` are open; when all the others have a request in progress, the
-    new one is closed at once. So idle connections, however many, lock no exporter out.
+    closes the oldest idle ones (between exports, or still sending a request head) until, with it, at
+    most `limit` are open; when all the others are in use, the new one is closed at once. So idle
+    connections, however many, lock no exporter out.
+
+    A connection is in use while its request is handled, and after that while its answer is still
+    being sent: bytes wait in its transport for a client reading slowly (a large `/metrics` page), and
+    aiohttp's handler is done with them long before (it waits only until fewer than 64 KiB are left).
+    An answer that has not moved for `stall` seconds (a client that stopped reading) no longer keeps
+    its connection in use; closing it then discards what is left (`transport.abort()`), as
+    `transport.close()` would hold the file until the client read it all, perhaps never.
 
     Connections are counted once aiohttp has them: those accepted in one go (asyncio takes up to its
     backlog at a time) or still in a TLS handshake are not yet, so the count may pass the limit by
-    that much until the next connection comes.
+    that much until the next connection comes. One in its handshake could be counted (this factory
+    makes its protocol at the accept) but not closed, as asyncio keeps its transport until the
+    handshake is done: counted, the limit's worth of silent handshakes would refuse everyone; they
+    have the idle timeout instead.
     """
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
+    def __init__(self, limit: int, metrics: Metrics, stall: float) -> None:
         self.server: web.Server | None = None  # the runner's, once set up
         self.limit = limit
         self.metrics = metrics
+        self.stall = stall
         self.busy: set[web.RequestHandler] = set()  # connections whose request is being handled
+        self._unsent: dict[web.RequestHandler, tuple[int, float]] = {}  # bytes left to send, unchanged since
         self._refused = Throttled(log, logging.WARNING)
 
     @web.middleware
@@ -757,19 +769,39 @@ class ConnectionCap:
     def open(self) -> int:
         return 0 if self.server is None else sum(1 for h in self.server.connections if h.connected)
 
+    def sending(self, live: list[web.RequestHandler]) -> set[web.RequestHandler]:
+        """Those of `live` whose answer is still being sent: bytes left in the transport, fewer (or more)
+        than the last time this looked, or the same for less than `stall` seconds."""
+        now = time.monotonic()
+        before, self._unsent = self._unsent, {}
+        moving = set()
+        for h in live:
+            left = h.transport.get_write_buffer_size() if h.transport is not None else 0
+            if not left:
+                continue
+            size, since = before.get(h, (-1, now))
+            self._unsent[h] = (left, since if size == left else now)
+            if now - self._unsent[h][1] < self.stall:
+                moving.add(h)
+        return moving
+
     def __call__(self) -> asyncio.BaseProtocol:
         assert self.server is not None
         live = [h for h in self.server.connections if h.connected]  # oldest first; closed ones linger a moment
         excess = len(live) + 1 - self.limit
         if excess > 0:
-            idle = [h for h in live if h not in self.busy][:excess]
+            in_use = self.busy | self.sending(live)
+            idle = [h for h in live if h not in in_use][:excess]
             for h in idle:
+                if h.transport is not None and h.transport.get_write_buffer_size():
+                    h.transport.abort()  # an answer stalled: its client stopped reading
                 h.force_close()
             self.metrics.http_connections_over_limit.labels("closed_idle").inc(len(idle))
             if len(idle) < excess:
                 self.metrics.http_connections_over_limit.labels("refused").inc()
                 self._refused(
-                    "refused an HTTP connection: %d open, each with a request in progress (--max-http-connections)",
+                    "refused an HTTP connection: %d open, each with a request in progress or an answer being sent "
+                    "(--max-http-connections)",
                     len(live) - len(idle),
                 )
                 return _Refused()

@@ -57,7 +57,8 @@ HTTP_IDLE_TIMEOUT = 15.0
 """Seconds an OTLP/HTTP connection may sit without a whole request head: a new connection that sends
 nothing or half a request line (a slowloris), or a kept-alive one between exports, is closed then.
 Exporters reconnect as needed; before, such connections stayed an hour and a few thousand took every
-file descriptor."""
+file descriptor. Also how long a TLS handshake may take, and how long an answer may wait unread before
+its connection counts as idle for `--max-http-connections` (`ConnectionCap`)."""
 ACCEPT_BACKLOG = 100
 """The HTTP listeners' `listen()` backlog, asyncio's default; asyncio also accepts up to this many
 connections at a time before any of them is handed to aiohttp (and counted by `ConnectionCap`)."""
@@ -297,7 +298,7 @@ class Runtime:
         return ctx
 
     async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
-        cap = ConnectionCap(self.http_connection_limit, self.metrics)
+        cap = ConnectionCap(self.http_connection_limit, self.metrics, stall=HTTP_IDLE_TIMEOUT)
         self._caps.append(cap)
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[cap.track])
         app.add_routes(routes)
