@@ -7,6 +7,9 @@ import gzip
 import json
 import logging
 import os
+import re
+import resource
+import signal
 import socket
 import subprocess
 import threading
@@ -20,7 +23,7 @@ import pytest
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from serve_support import Sender, config, metric, post, wait_for
+from serve_support import Sender, ServeProcess, config, metric, post, wait_for
 
 from fluo_lang.otlp import TraceInputError
 from fluo_run.serve import receivers
@@ -427,6 +430,14 @@ def test_http_connections_past_the_limit_close_the_oldest_idle_ones_and_an_expor
                 s.close()
 
 
+def _at_start(asked: int, listeners: int = 1) -> int:
+    """The connection limit as `fluo serve` starts: the open-file limit raised, then the runtime made."""
+    from fluo_run.serve import runtime as runtime_module
+
+    runtime_module.raise_open_file_limit(asked, listeners)
+    return runtime_module.http_connection_limit(asked, listeners)
+
+
 def test_the_connection_limit_leaves_files_for_the_rest(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -445,27 +456,27 @@ def test_the_connection_limit_leaves_files_for_the_rest(
     monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: limits["now"])
     monkeypatch.setattr(runtime_module.resource, "setrlimit", setrlimit)
     # The hard limit is the soft one: nothing to raise; lowered to (256 - twice the accept backlog, 100) / 2.
-    assert runtime_module.http_connection_limit(1024) == 28
+    assert _at_start(1024) == 28
     assert raised == []
     assert "--max-http-connections 1024 lowered to 28 for the open-file limit (ulimit -n 256, hard limit 256)" in (
         caplog.text
     )
-    assert runtime_module.http_connection_limit(20) == 20
+    assert _at_start(20) == 20
     # A soft 1024 under a hard 4096: raised to what 1,024 connections need, nothing lowered, no warning.
     caplog.clear()
     limits["now"] = (1024, 4096)
-    assert runtime_module.http_connection_limit(1024) == 1024
+    assert _at_start(1024) == 1024
     assert raised == [(2248, 4096)]
     assert "raised the open-file limit (ulimit -n) from 1024 to 2248" in caplog.text
     assert "lowered" not in caplog.text
     # A hard limit short of it: raised as far as it goes, the rest lowered.
     limits["now"] = (1024, 1500)
-    assert runtime_module.http_connection_limit(1024) == 650  # (1500 - 200) / 2
+    assert _at_start(1024) == 650  # (1500 - 200) / 2
     assert raised[-1] == (1500, 1500)
     # Enough already: untouched.
     raised.clear()
     limits["now"] = (4096, 4096)
-    assert runtime_module.http_connection_limit(1024) == 1024
+    assert _at_start(1024) == 1024
     assert raised == []
 
 
@@ -477,13 +488,50 @@ def test_the_open_file_budget_counts_every_http_listener(monkeypatch: pytest.Mon
     monkeypatch.setattr(runtime_module.resource, "getrlimit", lambda what: limits["now"])
     monkeypatch.setattr(runtime_module.resource, "setrlimit", lambda what, value: limits.update(now=value))
     # 2 x 2 x (1024 + 100) = 4496 wanted; the hard limit, 4096, leaves (4096 / 2 - 200) / 2 for each listener
-    assert runtime_module.http_connection_limit(1024, listeners=2) == 924
+    assert _at_start(1024, listeners=2) == 924
     assert limits["now"] == (4096, 4096)
     limits["now"] = (1024, 8192)
-    assert runtime_module.http_connection_limit(1024, listeners=2) == 1024
+    assert _at_start(1024, listeners=2) == 1024
     assert limits["now"] == (4496, 8192)
     limits["now"] = (1024, 1024)
-    assert runtime_module.http_connection_limit(1024, listeners=2) == 156  # (1024 / 2 - 200) / 2
+    assert _at_start(1024, listeners=2) == 156  # (1024 / 2 - 200) / 2
+
+
+def test_making_a_runtime_leaves_the_open_file_limit_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: building a `Runtime` (as every serve test does) raised the test process's soft open-file limit. Only
+    `fluo serve`'s start raises it; a runtime made under a low limit lowers its connection limit instead."""
+    from fluo_run.serve import runtime as runtime_module
+
+    getrlimit = resource.getrlimit
+    monkeypatch.setattr(
+        runtime_module.resource,
+        "getrlimit",
+        lambda what: (1024, 4096) if what == resource.RLIMIT_NOFILE else getrlimit(what),
+    )
+    raised: list[tuple[int, int]] = []
+    monkeypatch.setattr(runtime_module.resource, "setrlimit", lambda what, value: raised.append(value))
+    runtime = runtime_module.Runtime(config(tmp_path, grpc=None, max_http_connections=1024))
+    assert (runtime.http_connection_limit, raised) == (412, [])  # (1024 - 200) / 2
+
+
+def test_fluo_serve_raises_a_low_open_file_limit_at_start(tmp_path: Path) -> None:
+    """The CLI keeps raising the soft limit toward the hard one at start (here from 1024 to what 1,024 connections
+    need), in the `fluo serve` process."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard >= 2248, f"this test needs a hard open-file limit of 2248 ({hard})"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # inherited by the child
+    try:
+        proc = ServeProcess(["--grpc", "off", "--http", "127.0.0.1:0", "--no-db"], cwd=tmp_path)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    with proc:
+        proc.expect(r"raised the open-file limit \(ulimit -n\) from 1024 to 2248 for the connections")
+        proc.started()
+        limits = Path(f"/proc/{proc.proc.pid}/limits").read_text()
+        assert re.search(r"Max open files\s+2248\s", limits), limits
+        assert "lowered" not in "\n".join(proc.log)
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
 
 
 def test_a_tls_connection_silent_in_its_handshake_is_closed_after_the_idle_timeout(

@@ -193,8 +193,7 @@ class Runtime:
         self._runners: list[web.AppRunner] = []
         self._listeners: list[asyncio.Server] = []
         self._caps: list[ConnectionCap] = []
-        listeners = 1 + (config.metrics is not None)  # each HTTP listener has its own cap
-        self.http_connection_limit = http_connection_limit(config.max_http_connections, listeners)
+        self.http_connection_limit = http_connection_limit(config.max_http_connections, http_listeners(config))
         self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -600,28 +599,47 @@ class AcceptErrors:
         )
 
 
-def http_connection_limit(asked: int, listeners: int = 1) -> int:
-    """`--max-http-connections` for each of `listeners` HTTP listeners, within what the open-file limit
-    (`ulimit -n`) allows.
+def http_listeners(config: ServeConfig) -> int:
+    """How many HTTP listeners `config` opens, each with its own `--max-http-connections`."""
+    return 1 + (config.metrics is not None)
+
+
+def open_files_needed(asked: int, listeners: int) -> int:
+    """Open files `asked` connections to each of `listeners` HTTP listeners need, with the rest of the process.
 
     Each listener's connections need twice `ACCEPT_BACKLOG` files beyond them (a batch just accepted and not yet
     counted, and as many closed to make room for it, still open for a moment), and as many again for
-    the rest (the store, the rule files, gRPC). A soft limit below that is raised toward the hard one,
-    as Go's runtime does at start (systemd and most shells start services at a soft 1024 under a far
-    higher hard limit); only what the hard limit still leaves short is lowered, with a warning."""
+    the rest (the store, the rule files, gRPC)."""
+    return 2 * listeners * (asked + ACCEPT_BACKLOG)
+
+
+def raise_open_file_limit(asked: int, listeners: int = 1) -> None:
+    """At `fluo serve`'s start, not when a `Runtime` is made: a soft open-file limit (`ulimit -n`) below what
+    `asked` connections need is raised toward the hard one, as Go's runtime does at start (systemd and most
+    shells start services at a soft 1024 under a far higher hard limit). What the hard limit still leaves
+    short lowers `--max-http-connections` (`http_connection_limit`)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    needed = 2 * listeners * (asked + ACCEPT_BACKLOG)
+    needed = open_files_needed(asked, listeners)
     if soft == resource.RLIM_INFINITY or soft >= needed:
-        return asked
+        return
     wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-    if wanted > soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-        except (ValueError, OSError) as exc:
-            log.info("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
-        else:
-            log.info("raised the open-file limit (ulimit -n) from %d to %d for the connections", soft, wanted)
-            soft = wanted
+    if wanted <= soft:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as exc:
+        log.info("cannot raise the open-file limit from %d to %d: %s", soft, wanted, exc)
+    else:
+        log.info("raised the open-file limit (ulimit -n) from %d to %d for the connections", soft, wanted)
+
+
+def http_connection_limit(asked: int, listeners: int = 1) -> int:
+    """`--max-http-connections` for each of `listeners` HTTP listeners, within what the open-file limit
+    (`ulimit -n`) allows now: when it is short of `open_files_needed`, half what it leaves after twice
+    `ACCEPT_BACKLOG` for each listener, with a warning."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= open_files_needed(asked, listeners):
+        return asked
     most = max(1, (soft // listeners - 2 * ACCEPT_BACKLOG) // 2)
     if asked <= most:
         return asked
@@ -675,6 +693,7 @@ async def serve(config: ServeConfig) -> int:
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     thresholds = gc.get_threshold()
+    raise_open_file_limit(config.max_http_connections, http_listeners(config))
     try:
         runtime = Runtime(config)  # loads the rules
         await runtime.start()
