@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -691,3 +691,118 @@ def test_an_answer_its_client_stopped_reading_is_cut_to_make_room(
             for s in others:
                 s.close()
             stalled.close()
+
+
+def _until_closed(sock: socket.socket) -> bool:
+    """Whether the server closes `sock` within its timeout, what it sent before (a gRPC server's SETTINGS and
+    GOAWAY) read and dropped."""
+    try:
+        for _ in range(1000):
+            if not sock.recv(4096):
+                return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return False
+
+
+def test_an_idle_grpc_connection_is_closed_and_its_exporter_reconnects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: gRPC connections were not counted nor timed: idle ones, and ones that never called, stayed open for
+    ever. Now gRPC closes a connection with no call for the idle timeout (15 s; here 0.5 s) with a GOAWAY, and an
+    exporter's next export reconnects."""
+    from fluo_run.serve import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "GRPC_IDLE_TIMEOUT", 0.5)
+    with RuntimeThread(config(tmp_path, http=("127.0.0.1", 0))) as rt:
+        target = f"127.0.0.1:{rt.runtime.grpc_port}"
+        with socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=10) as silent:
+            assert _until_closed(silent)
+
+        states: list[grpc.ChannelConnectivity] = []
+        dropped = threading.Event()
+
+        def seen(state: grpc.ChannelConnectivity) -> None:
+            states.append(state)
+            if grpc.ChannelConnectivity.READY in states and state == grpc.ChannelConnectivity.IDLE:
+                dropped.set()  # the server's GOAWAY: the channel connects again for its next call
+
+        with grpc.insecure_channel(target) as channel:
+            export = channel.unary_unary(SERVICE)
+            channel.subscribe(seen)
+            assert export(b"", timeout=10) == b""  # an empty export, answered
+            assert dropped.wait(10), states
+            assert export(b"", timeout=10) == b""
+            channel.unsubscribe(seen)
+
+        sender = Sender("grpc", target)  # the SDK's exporter: an export, the connection closed, another export
+        sender.healthy()
+        sender.flush()
+        wait_for(lambda: metric(rt, "fluo_spans_received_total", transport="grpc") == 2, what="the first export")
+        with socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=10) as silent:
+            assert _until_closed(silent)  # as long as the exporter's connection took to go
+        sender.healthy()
+        sender.flush()
+        sender.close()
+        wait_for(lambda: metric(rt, "fluo_spans_received_total", transport="grpc") == 4, what="the second export")
+
+
+def test_a_grpc_tls_connection_silent_in_its_handshake_is_closed_after_the_idle_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """gRPC kept a connection that never began its TLS handshake for 120 s (its default): now the idle timeout."""
+    from fluo_run.serve import runtime as runtime_module
+
+    monkeypatch.setattr(runtime_module, "GRPC_IDLE_TIMEOUT", 0.5)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    with (
+        RuntimeThread(config(tmp_path, http=("127.0.0.1", 0), tls_cert=cert, tls_key=key)) as rt,
+        socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=10) as silent,
+    ):
+        t0 = time.monotonic()
+        assert _until_closed(silent)
+        assert time.monotonic() - t0 < 8  # 0.5 s, not 120 s; generous for a loaded machine
+
+
+def test_grpc_calls_whose_message_never_comes_are_ended_and_free_their_places(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: a gRPC call holds one of the 32 places (`GRPC_MAX_CONCURRENT_RPCS`) from its first frame, and a
+    unary handler runs only once its message is whole: 32 calls whose message never came held every place for ever,
+    and every exporter got RESOURCE_EXHAUSTED. Now the message is awaited as an HTTP body is (60 s; here 0.5 s)."""
+    from fluo_run.serve.runtime import GRPC_MAX_CONCURRENT_RPCS
+
+    monkeypatch.setattr(receivers, "BODY_READ_TIMEOUT", 0.5)
+    hold = threading.Event()
+
+    def never() -> Iterator[bytes]:  # a request stream whose message does not come
+        hold.wait(30)
+        yield from ()
+
+    with RuntimeThread(config(tmp_path, http=("127.0.0.1", 0))) as rt:
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            calls = [channel.stream_unary(SERVICE).future(never()) for _ in range(GRPC_MAX_CONCURRENT_RPCS)]
+            try:
+                for call in calls:
+                    assert call.exception(timeout=10) is not None
+                    assert (call.code(), call.details()) == (
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        "request message: not received within 0.5 s",
+                    )
+                assert channel.unary_unary(SERVICE)(b"", timeout=10) == b""  # an exporter's call has a place
+            finally:
+                hold.set()
+            with pytest.raises(grpc.RpcError) as empty:  # a stream that ends with no message at all
+                channel.stream_unary(SERVICE)(iter(()), timeout=10)
+            assert (empty.value.code(), empty.value.details()) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "no request message",
+            )
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="malformed") == 1

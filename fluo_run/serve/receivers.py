@@ -872,6 +872,26 @@ class TraceService:
     def __init__(self, intake: Intake) -> None:
         self.intake = intake
 
+    async def receive(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
+        """The call's message, read within `BODY_READ_TIMEOUT`, then `export`.
+
+        A unary handler is only called once gRPC has the whole message, and the call holds one of the
+        server's `maximum_concurrent_rpcs` from its first frame: 32 calls whose message never ends held
+        them all, for ever, and every exporter got RESOURCE_EXHAUSTED. Served as a stream (the same on the
+        wire: one message, then the end), the wait for it is timed, as an HTTP body's is.
+        """
+        try:
+            async with asyncio.timeout(BODY_READ_TIMEOUT):
+                body = await context.read()
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"request message: not received within {BODY_READ_TIMEOUT:g} s"
+            )
+        if body is grpc.aio.EOF:
+            self.intake.metrics.requests.labels("grpc", "malformed").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+        return await self.export(body, context)
+
     async def export(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
         intake = self.intake
         metadata = dict(context.invocation_metadata() or ())
@@ -926,7 +946,7 @@ def grpc_interceptors(intake: Intake) -> list[grpc.aio.ServerInterceptor]:
 
 
 def add_trace_service(server: grpc.aio.Server, intake: Intake) -> None:
-    handler = grpc.unary_unary_rpc_method_handler(
-        TraceService(intake).export, response_serializer=ExportTraceServiceResponse.SerializeToString
+    handler = grpc.stream_unary_rpc_method_handler(
+        TraceService(intake).receive, response_serializer=ExportTraceServiceResponse.SerializeToString
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Export": handler}),))

@@ -59,6 +59,11 @@ nothing or half a request line (a slowloris), or a kept-alive one between export
 Exporters reconnect as needed; before, such connections stayed an hour and a few thousand took every
 file descriptor. Also how long a TLS handshake may take, and how long an answer may wait unread before
 its connection counts as idle for `--max-http-connections` (`ConnectionCap`)."""
+GRPC_IDLE_TIMEOUT = 15.0
+"""Seconds an OTLP/gRPC connection may have no call in progress (a new one that never calls, or one
+between exports) before gRPC closes it (`grpc.max_connection_idle_ms`: a GOAWAY, then the close;
+exporters reconnect for their next call), and a TLS handshake may take (`grpc.server_handshake_timeout_ms`,
+120 s by default). gRPC has no connection limit; before, idle connections stayed open for ever."""
 ACCEPT_BACKLOG = 100
 """The HTTP listeners' `listen()` backlog, asyncio's default; asyncio also accepts up to this many
 connections at a time before any of them is handed to aiohttp (and counted by `ConnectionCap`)."""
@@ -381,6 +386,8 @@ class Runtime:
                     # above ours, to let FLUO count the refusal, would hold such messages in memory first.
                     ("grpc.max_receive_message_length", self.config.max_body_bytes),
                     ("grpc.so_reuseport", 0),
+                    ("grpc.max_connection_idle_ms", round(GRPC_IDLE_TIMEOUT * 1000)),
+                    ("grpc.server_handshake_timeout_ms", round(GRPC_IDLE_TIMEOUT * 1000)),
                 ],
             )
             add_trace_service(server, self.intake)
