@@ -21,7 +21,6 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from copy import copy
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
 from functools import cache
 from importlib import resources
 from itertools import islice
@@ -509,7 +508,7 @@ class _Recovery:
             return False
         text, start = self.text, tok.start_pos or 0
         end = start
-        while end < len(text) and (_key_char(text[end]) or text[end] in "-."):
+        while end < len(text) and (name_char(text[end]) or text[end] in "-."):
             end += 1
         word = text[start:end]
         ident = _ascii_id(word)
@@ -783,7 +782,7 @@ class _Recovery:
         suggestion: str | None = None
         start, end = tok.start_pos or 0, tok.end_pos or 0
         glued = end
-        while glued < len(self.text) and _key_char(self.text[glued]):
+        while glued < len(self.text) and name_char(self.text[glued]):
             glued += 1
         if tok.type == "NUMBER" and glued > end:  # `window 1m`, a full-width m: letters the lexer stopped at
             written = self.text[start:glued]
@@ -928,7 +927,7 @@ class _Recovery:
             return True
         if (
             not ch.isascii()
-            and _key_char(ch)
+            and name_char(ch)
             and self._bracketed_key(e.interactive_parser, pos, f"`{ch}`, {_code_point(ch)}, is not an ASCII letter")
         ):
             return True
@@ -1139,9 +1138,10 @@ def _code_point(ch: str) -> str:
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 
-def _key_char(ch: str) -> bool:
-    """Whether `ch` may be part of an attribute key written as dotted names: a letter, a digit, `_`, or a
-    combining mark (the accent of a decomposed `á`)."""
+def name_char(ch: str) -> bool:
+    """Whether `ch` may be part of a name as the parser reads one (an attribute key's dotted parts, a rule id,
+    a metadata key, letters past ASCII included): a letter, a digit, `_`, or a combining mark (the accent of a
+    decomposed `á`). The language server's semantic tokens join a name's pieces by it."""
     return ch == "_" or ch.isalnum() or (len(ch) == 1 and unicodedata.category(ch).startswith("M"))
 
 
@@ -1150,19 +1150,19 @@ def _key_around(text: str, at: int) -> tuple[int, int]:
     ASCII too); a part right before `(` is a method, not the key's."""
     start = at
     while start > 0 and (
-        _key_char(text[start - 1]) or (text[start - 1] == "." and _key_char(text[start - 2 : start - 1]))
+        name_char(text[start - 1]) or (text[start - 1] == "." and name_char(text[start - 2 : start - 1]))
     ):
         start -= 1
     end = at
     while end < len(text):
         part = end
-        while part < len(text) and _key_char(text[part]):
+        while part < len(text) and name_char(text[part]):
             part += 1
         if text.startswith("(", part) and end > at:
             end -= 1  # the `.` before a method
             break
         end = part
-        if not (text.startswith(".", end) and end + 1 < len(text) and _key_char(text[end + 1])):
+        if not (text.startswith(".", end) and end + 1 < len(text) and name_char(text[end + 1])):
             break
         end += 1
     return start, end
@@ -2113,25 +2113,53 @@ class _Builder:
         if meant_unit is None:
             message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
         else:
-            exact = Decimal(number) * DURATION_UNITS[meant_unit]
-            if exact != exact.to_integral_value():
+            exact = _exponent_ns(number, DURATION_UNITS[meant_unit])
+            if exact is None:
                 message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
-            elif not _in_range(int(exact)):
+            elif not _in_range(exact):
                 message += f", and `{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
             else:
-                ns = int(exact)
-                plain = _plain_decimal(Decimal(number))
+                ns = exact
+                plain = _plain_decimal(number)
                 fix = plain + meant_unit if _duration_value(plain, meant_unit) == ns else _in_one_unit(ns)
                 message += f": write `{fix}`"
         self.diagnostics.append(error("FLUO100", message, self.span_of(tok), path=self.path, suggestion=fix))
         return ns
 
 
-def _plain_decimal(value: Decimal) -> str:
-    """`1000` for 1E+3, `0.0015` for 1.5E-3: a decimal as FLUO writes a number, without an exponent."""
-    if value == value.to_integral_value():
-        return str(int(value))
-    return format(value.normalize(), "f")
+def _mantissa_and_exponent(number: str) -> tuple[int, int]:
+    """`1.5e-3` as (15, -4): the integer digits and the power of ten that scales them, exactly."""
+    mantissa, _, exponent = number.lower().partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    return int(whole + fraction), int(exponent) - len(fraction)
+
+
+def _exponent_ns(number: str, unit_ns: int) -> int | None:
+    """The nanoseconds of `1.5e-3` units of `unit_ns`, exactly; None where that is no whole number.
+
+    Integer arithmetic only: a power far past any duration (`1e999999s`) is answered from its size
+    (past 64 bits, or less than a nanosecond) before any number that large is built."""
+    digits, power = _mantissa_and_exponent(number)
+    if digits == 0:
+        return 0
+    if power > 40:  # at least 10**40 ns: past 64 bits, whatever the digits
+        return 1 << 64
+    if power < 0:
+        if -power > len(str(digits)) + 14:  # digits * unit_ns < 10**(len + 14): less than one nanosecond
+            return None
+        whole, rest = divmod(digits * unit_ns, int(10**-power))
+        return None if rest else whole
+    return digits * int(10**power) * unit_ns
+
+
+def _plain_decimal(number: str) -> str:
+    """`1000` for `1e3`, `0.0015` for `1.5e-3`: a number as FLUO writes it, without an exponent (exact, for a
+    number whose value `_exponent_ns` found in range)."""
+    digits, power = _mantissa_and_exponent(number)
+    if digits == 0 or power >= 0:
+        return str(digits * 10**power) if digits else "0"
+    text = str(digits).rjust(-power + 1, "0")
+    return (text[:power] + "." + text[power:]).rstrip("0").rstrip(".")
 
 
 _EXPONENT_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)(.*)")

@@ -6,8 +6,7 @@ from lsprotocol import types as lsp
 
 from fluo_lang import ast
 from fluo_lang.builtins import OPERATOR_BY_SYMBOL
-from fluo_lang.parser import Lexeme, keywords
-from fluo_lang.parser import _key_char as name_char  # what the parser reads as part of a name
+from fluo_lang.parser import Lexeme, keywords, name_char
 from fluo_lang.typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
 from fluo_lang.values import format_duration
 

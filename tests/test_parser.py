@@ -864,6 +864,13 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
         "trace.duration < 1e-12s",  # less than a nanosecond: no duration is that
         "trace.duration < 1e30s",  # past 64 bits of nanoseconds
         "trace.duration < 1e3x",  # no unit
+        # review: `1e999999s` raised decimal.Overflow (a traceback in `fluo check`, and in the editor on each key),
+        # `1e-99999999s` was fixed as `0s`, and past 28 digits the value was rounded before it was found whole
+        "trace.duration < 1e999999s",
+        "trace.duration < 1e99999999s",
+        "trace.duration < 1e-99999999s",
+        "trace.duration < 1.00000000000000000000000000001e0s",
+        "trace.duration < 8.64e-13d",  # a twelfth of a nanosecond
         "rule r {\n  severity: \u9ad8\n  expect trace.spans.count() > 1\n}",  # no severity near it
     ],
 )
