@@ -7,8 +7,8 @@ beyond those examples (a nightly job, or after changing the parser or typechecke
     python -m pytest --hypothesis-profile=explore tests/test_properties.py
     python -m pytest --hypothesis-profile=explore --hypothesis-seed=1234 ...   # replay a run
 
-`explore` draws fresh examples each run and keeps found failures in `.hypothesis/`, and
-prints the seed of a failing run so that it can be replayed.
+`explore` draws fresh examples each run, keeps the failing ones in `.hypothesis/` (replayed
+first on the next run) and prints a `@reproduce_failure(...)` line to paste onto the test.
 """
 
 from __future__ import annotations
