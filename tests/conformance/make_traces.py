@@ -48,6 +48,39 @@ def main() -> None:
             span(0xC3, 1, 0, "root", "api", 0, 100),
             span(0xC3, 2, 1, "backwards", "api", 50, 40),
         ],
+        # A span naming itself as its parent (bad input) beside the real root, which starts later; a
+        # second trace holds only a self-parented span: it has no span without a parent id, so no root.
+        "self_parented.json": [
+            span(0xD4, 1, 1, "self_parented", "api", 0, 100),
+            span(0xD4, 2, 0, "real_root", "api", 50, 90),
+            span(0xD4, 3, 1, "child", "api", 10, 20),
+            span(0xD5, 1, 1, "alone", "api", 0, 10),
+        ],
+        # One span from the epoch to the last OTLP nanosecond (2**64 - 1): its duration and the trace's
+        # are past 64 bits of nanoseconds, so missing (QA semantics audit, item 4).
+        "wide_duration.json": [
+            Span(trace_id=(0xE5).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="wide",
+                 service="api", start=0, end=2**64 - 1, resource={"service.name": "api"}),
+            span(0xE6, 1, 0, "narrow", "api", 0, 10),
+        ],
+        # Arrays and key-value lists of booleans, integers and floats: `true` is never `1` inside them.
+        "arrays.json": [
+            span(0xF7, 1, 0, "root", "api", 0, 10, attributes={
+                "barr": [True], "iarr": [1], "farr": [1.0], "b": True, "nested": [[1], [2]],
+                "kv1": {"a": True}, "kv2": {"a": 1}, "kv3": {"a": 1.0},
+            }),
+        ],
+        # 30 fast spans and one slow error span: which operand of `or`/`and` decided, and its spans.
+        "crowd.json": [
+            span(0xA8, 0xAA, 0, "root", "api", 0, 200),
+            *(span(0xA8, i + 1, 0xAA, "fast", "api", i, i + 1) for i in range(30)),
+            span(0xA8, 0xEE, 0xAA, "boom", "api", 100, 160, status="error"),
+        ],
+        # A root lasting 100ms and 1ns: its end is 1ns past its start plus 100ms.
+        "nanos.json": [
+            Span(trace_id=(0xB9).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
+                 service="api", start=BASE, end=BASE + 100 * MS + 1, resource={"service.name": "api"}),
+        ],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     for name, spans in traces.items():
