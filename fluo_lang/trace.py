@@ -235,11 +235,12 @@ class Trace(_Indexed):
         """The span with no parent id, the earliest if several; None if there is none.
 
         A span whose parent id names a span that never arrived is the root of its
-        own fragment, not of the trace. A span that names itself as its parent (bad
-        input) has no parent: it is a root, and neither its own child nor ancestor.
+        own fragment, not of the trace. So is a span that names itself as its parent
+        (bad input): it has no parent and is neither its own child nor ancestor, but
+        it has a parent id, so it is not the trace's root, as an orphan is not.
         """
         if not self._root_done:
-            roots = [s for s in self.spans if not s.parent_id or s.parent_id == s.span_id]
+            roots = [s for s in self.spans if not s.parent_id]
             self._root = min(roots, key=lambda s: (s.start, s.span_id)) if roots else None
             self._root_done = True
         return self._root

@@ -640,14 +640,18 @@ def test_signals_carry_the_rules_owner_and_runbook() -> None:
     assert list(out)[-3:] == ["owner", "runbook", "source"]
 
 
-def test_a_span_that_names_itself_as_parent_is_a_root() -> None:
-    """Bad input: it was its own child and parent, but not its own ancestor; now it has no parent at all."""
+def test_a_span_that_names_itself_as_parent_has_no_parent_and_is_no_root() -> None:
+    """Bad input: it was its own child and parent, but not its own ancestor; now it has no parent at all.
+
+    It has a parent id, though, so it is not `trace.root` (LANGUAGE.md §3), as an orphan is not.
+    """
     me = Span(trace_id=b"t" * 16, span_id=b"a" * 8, parent_id=b"a" * 8, name="a", start=0, end=1)
     program = program_for(
         "rule kids { detect trace.has(children.count() > 0) }\nrule up { detect trace.has(parent.name == 'a') }\n"
-        "rule root { expect trace.root.name == 'a' }\nrule anc { detect trace.has(ancestors.count() > 0) }\n"
+        "rule root { detect trace.root.name == 'a' }\nrule anc { detect trace.has(ancestors.count() > 0) }\n"
+        "rule rootless { expect trace.root }\n"
     )
-    assert program.evaluate_trace(trace(me)) == []
+    assert [s.rule for s in program.evaluate_trace(trace(me))] == ["rootless"]
 
 
 def test_a_long_clause_is_cut_in_the_message_not_in_the_signal_source() -> None:
