@@ -65,16 +65,55 @@ def _kind(v: Any) -> str:
     return type(v).__name__
 
 
+_DEEP = frozenset({"list", "dict"})
+"""Kinds whose values hold others: equal item by item (`_equal`), and not ordered."""
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """`a == b` as FLUO means it: of the same kind, and lists and maps item by item, by this same rule.
+
+    Python's own `==` takes `True` for `1` inside a list (`[True] == [1]`); here `[true]`
+    equals `[1]` no more than `true` equals `1`, while `[1]` equals `[1.0]` as `1` equals `1.0`.
+    """
+    k = _kind(a)
+    if k != _kind(b):
+        return False
+    if k == "list":
+        return len(a) == len(b) and all(map(_equal, a, b))
+    if k == "dict":
+        return a.keys() == b.keys() and all(_equal(v, b[key]) for key, v in a.items())
+    return bool(a == b)
+
+
 def _loose_compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    """`op` between values of any runtime kinds: false across kinds, as with a missing value.
+
+    Lists and maps are equal item by item (`_equal`) and have no order, as their static types have none.
+    """
+    equality = op is operator.eq or op is operator.ne
+
     def compare(a: Any, b: Any) -> bool:
-        if a is None or b is None or _kind(a) != _kind(b):
+        if a is None or b is None:
             return False
+        k = _kind(a)
+        if k != _kind(b):
+            return False
+        if k in _DEEP:
+            return equality and _equal(a, b) is (op is operator.eq)
         try:
             return bool(op(a, b))
         except TypeError:
             return False
 
     return compare
+
+
+def _has_item(haystack: list[Any], needle: Any) -> bool:
+    """Whether an item of the list, of the needle's own kind, equals it (`_equal`)."""
+    k = _kind(needle)
+    if k in _DEEP:
+        return any(_equal(x, needle) for x in haystack)
+    return any(_kind(x) == k and x == needle for x in haystack)
 
 
 def _member(needle: Any, haystack: Any) -> bool:
@@ -84,8 +123,7 @@ def _member(needle: Any, haystack: Any) -> bool:
     if isinstance(haystack, str):
         return isinstance(needle, str) and needle in haystack
     if isinstance(haystack, list):
-        k = _kind(needle)
-        return any(_kind(x) == k and x == needle for x in haystack)
+        return _has_item(haystack, needle)
     return False
 
 
@@ -171,8 +209,7 @@ def _in(needle: Any, haystack: Any) -> bool:
     """
     if needle is None or not isinstance(haystack, list):
         return False
-    k = _kind(needle)
-    return any(_kind(x) == k and x == needle for x in haystack)
+    return _has_item(haystack, needle)
 
 
 def _not_in(needle: Any, haystack: Any) -> bool:
@@ -188,7 +225,7 @@ def _not_in(needle: Any, haystack: Any) -> bool:
     compared = False
     for x in haystack:
         if _kind(x) == k:
-            if x == needle:
+            if _equal(x, needle):
                 return False
             compared = True
     return compared or not haystack
@@ -210,6 +247,7 @@ _RUNTIME: dict[str, Any] = {
     "_attr_nested": _attr_nested,
     "_attr_of": _attr_of,
     "_arith": arith,
+    "_equal": _equal,
     "_index": _index,
     "_kind": _kind,
     "_in": _in,
@@ -727,6 +765,10 @@ class _Gen:
             kinds = self.c.const((int, float) if isinstance(v, int | float) else (type(v),))
             return f"(isinstance({a} := {lx}, {kinds}) and not isinstance({a}, bool) and {a} {sym} {c})"
         rx = self.expr(right, it, depth)
+        if strict and sym in ("==", "!=") and (left.type.is_list or left.type == t.MAP):  # item by item (`_equal`)
+            test = "_equal" if sym == "==" else "not _equal"
+            bb = self.c.name("_t")
+            return f"(({a} := {lx}) is not None and ({bb} := {rx}) is not None and {test}({a}, {bb}))"
         if strict:
             bb = self.c.name("_t")
             return f"(({a} := {lx}) is not None and ({bb} := {rx}) is not None and {a} {sym} {bb})"
