@@ -28,7 +28,7 @@ from .cost import BudgetExhausted, Meter, MeteredPattern, Poly, estimate, weighs
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, tumbling
-from .values import ARITH, arith, format_duration, format_timestamp, negate, to_json
+from .values import ARITH, NS_LIMIT, arith, format_duration, format_timestamp, in_int64, negate, to_json
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
@@ -534,12 +534,21 @@ class _Gen:
         return b.lookup(member.receiver, member.name) is member
 
     def own_field(self, member: Member) -> bool:
-        """A span field stored on `trace.Span` itself (or `duration`), read without a call."""
-        return (
-            member.receiver == t.SPAN
-            and (member.name in b.SPAN_SLOTS or member.name == "duration")
-            and self.pristine(member)
-        )
+        """A span field stored on `trace.Span` itself, read without a call and never missing."""
+        return member.receiver == t.SPAN and member.name in b.SPAN_SLOTS and self.pristine(member)
+
+    def span_duration(self, n: Node, it: str) -> str | None:
+        """`end - start` of the span in scope, for a pristine `duration` of it (inside a predicate), else None.
+
+        Missing past 64 bits (`builtins._duration`): the reader of this must check that bound.
+        Spans end no earlier than they start, as loaders read them, so only the upper one.
+        """
+        if n.op != "get" or n.args[0].op != "it" or it == "it":
+            return None
+        member: Member = n.value
+        if member.receiver != t.SPAN or member.name != "duration" or not self.pristine(member):
+            return None
+        return f"({it}.end - {it}.start)"
 
     def inline_shape(self, n: Node) -> str | None:
         shape = b.INLINE_METHODS.get(n.value.impl)
@@ -588,7 +597,8 @@ class _Gen:
             if pristine and member.receiver == t.SPAN and member.name in b.SPAN_SLOTS:
                 read = f"{it}.{b.SPAN_SLOTS[member.name]}"
             elif pristine and member.receiver == t.SPAN and member.name == "duration":
-                read = f"({it}.end - {it}.start)"
+                d = self.c.name("_t")
+                read = f"({d} if ({d} := {it}.end - {it}.start) < {self.c.const(NS_LIMIT)} else None)"
             else:
                 read = f"{self.c.const(member.impl)}({it})"
             return read if it != "it" else f"(None if it is None else {read})"
@@ -753,6 +763,16 @@ class _Gen:
         a = self.c.name("_t")
         if right.op == "const" and strict:
             c = self.c.const(right.value)
+            d = self.span_duration(left, it)
+            if d is not None and type(right.value) is int and in_int64(right.value):
+                # A duration past 64 bits is missing (`span_duration`): a bound within them holds
+                # no such duration under it, so only `>`, `>=`, `!=` need the bound checked.
+                limit = self.c.const(NS_LIMIT)
+                if sym in ("<", "<=", "=="):
+                    return f"({d} {sym} {c})"
+                if sym == "!=":
+                    return f"(({a} := {d}) != {c} and {a} < {limit})"
+                return f"({c} {'<' if sym == '>' else '<='} {d} < {limit})"
             if self.never_none(left, it):
                 return f"({lx} {sym} {c})"
             return f"(({a} := {lx}) is not None and {a} {sym} {c})"

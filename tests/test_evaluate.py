@@ -666,3 +666,30 @@ def test_a_long_clause_is_cut_in_the_message_not_in_the_signal_source() -> None:
     [signal] = when.evaluate_trace(trace(span("x"), span("op5")))
     assert signal.message.startswith("when { trace.has(name == 'x') }: never { trace.has(name == 'op0'")
     assert " … " in signal.message and len(signal.message) < 300
+
+
+@pytest.mark.parametrize("op", ["==", "!=", "<", "<=", ">", ">="])
+@pytest.mark.parametrize("end", [0, 10**9, 2**63 - 1, 2**63, 2**64 - 1])
+def test_a_duration_past_64_bits_is_missing_wherever_it_is_read(op: str, end: int) -> None:
+    """A span's duration read inline in a predicate (`where(duration > 0s)`, compiled to a bound check)
+    agrees with it read through the registry (`trace.root.duration`) and `trace.duration`: missing
+    from 2**63 ns, so every comparison with it is false."""
+    import operator as py
+
+    s = Span(trace_id=b"t" * 16, span_id=b"a" * 8, name="a", start=0, end=end)
+    rules = "".join(
+        f"rule {name}_{i} {{ detect {expr} }}\n"
+        for i, bound in enumerate(["0s", "1s", "-1s"])
+        for name, expr in [
+            ("inline", f"trace.spans.where(duration {op} {bound}).exists()"),
+            ("quantified", f"trace.spans.exists(duration {op} {bound})"),
+            ("root", f"trace.root.duration {op} {bound}"),
+            ("trace", f"trace.duration {op} {bound}"),
+        ]
+    )
+    fired = {sig.rule for sig in program_for(rules).evaluate_trace(trace(s))}
+    compare = {"==": py.eq, "!=": py.ne, "<": py.lt, "<=": py.le, ">": py.gt, ">=": py.ge}[op]
+    for i, bound in enumerate([0, 10**9, -(10**9)]):
+        want = end < 2**63 and compare(end, bound)
+        got = {name for name in ("inline", "quantified", "root", "trace") if f"{name}_{i}" in fired}
+        assert got == ({"inline", "quantified", "root", "trace"} if want else set()), (bound, got)
