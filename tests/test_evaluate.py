@@ -189,15 +189,23 @@ def test_each_rule_alone_agrees_with_the_rule_set(case: Case) -> None:
         assert fired == alone, tr.id_hex
 
 
-@pytest.mark.parametrize("ns", [0, 1, 999, 1_767_225_600 * 10**9 + 250_000_123, -1, -(10**9) - 5, 2**62])
-def test_timestamps_are_rfc3339_with_microseconds(ns: int) -> None:
+@pytest.mark.parametrize(
+    "ns", [0, 1, 999, 1000, 1_767_225_600 * 10**9 + 250_000_123, 1_767_225_600 * 10**9 + 250_123_000, -1,
+           -(10**9) - 5, 2**62, 2**64 - 1]
+)  # fmt: skip
+def test_timestamps_are_rfc3339_exact_to_the_nanosecond(ns: int) -> None:
+    """Microseconds when the time has no nanoseconds past them, else all nine digits: never cut."""
     from datetime import UTC, datetime
 
     from fluo_lang.values import format_timestamp
 
-    dt = datetime.fromtimestamp(ns // 10**9, tz=UTC).replace(microsecond=(ns % 10**9) // 1000)
-    assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    dt = datetime.fromtimestamp(ns // 10**9, tz=UTC)
+    fraction = f"{ns % 10**9:09d}"
+    if fraction.endswith("000"):
+        fraction = fraction[:6]
+    assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.") + fraction + "Z"
     assert format_timestamp(ns) == format_timestamp(ns)  # and again, from the cache of seconds
+    assert format_timestamp(ns) != format_timestamp(ns + 1)
 
 
 @settings(max_examples=500, deadline=None)
@@ -209,7 +217,8 @@ def test_timestamps_agree_with_strftime_everywhere(ns: int) -> None:
     from fluo_lang.values import format_timestamp
 
     dt = datetime.fromtimestamp(ns // 10**9, tz=UTC).replace(microsecond=(ns % 10**9) // 1000)
-    assert format_timestamp(ns) == dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    expected = dt.strftime("%Y-%m-%dT%H:%M:%S.%f") + (f"{ns % 1000:03d}" if ns % 1000 else "") + "Z"
+    assert format_timestamp(ns) == expected
 
 
 @pytest.mark.parametrize("mode", ["expect", "detect"])
