@@ -966,20 +966,34 @@ class CompiledRule:
 
     def _explain(self, n: Node, ctx: Any, obs: dict[str, Any], culprits: list[Span]) -> None:
         fn = self.compiler.fn
-        if n.op in ("and", "or", "not"):
-            for a in n.args:
-                self._explain(a, ctx, obs, culprits)
+        if n.op in ("and", "or"):
+            # Decided by the operands whose value is the result's: the true ones of a true `or`,
+            # the false ones of a false `and`, and every one otherwise.
+            held = [fn(a)(ctx, None) is True for a in n.args]
+            result = all(held) if n.op == "and" else any(held)
+            for a, h in zip(n.args, held, strict=True):
+                if h is result:
+                    self._explain(a, ctx, obs, culprits)
             return
-        if n.op == "cmp":
+        if n.op == "not":
+            self._explain(n.args[0], ctx, obs, culprits)
+            return
+        if n.op in ("cmp", "in", "not_in", "contains"):
             left, right = n.args
             lname = _label(left)
-            rname = "bound" if right.op == "const" else _label(right)
+            rname = "bound" if _literal(right) else _label(right)
             if rname == lname:
                 lname, rname = "left", "right"
-            _put(obs, lname, to_json(fn(left)(ctx, None), left.type.name))
-            _put(obs, rname, to_json(fn(right)(ctx, None), right.type.name))
+            _put(obs, lname, _shown(fn(left)(ctx, None), left.type))
+            _put(obs, rname, _shown(fn(right)(ctx, None), right.type))
             self._culprits_of(left, ctx, culprits)
             self._culprits_of(right, ctx, culprits)
+            return
+        if n.op == "matches":
+            (left,) = n.args
+            _put(obs, _label(left), _shown(fn(left)(ctx, None), left.type))
+            _put(obs, "pattern", str(n.value))
+            self._culprits_of(left, ctx, culprits)
             return
         if n.op == "call" and n.value.name in ("all", "none", "exists", "any") and len(n.args) > 1:
             spans = fn(n.args[0])(ctx, None) or []
@@ -1072,6 +1086,18 @@ def _put(obs: dict[str, Any], key: str, value: Any) -> None:
             i += 1
         key = f"{key}_{i}"
     obs[key] = value
+
+
+def _literal(n: Node) -> bool:
+    """A literal, or a list of them: a comparison's `bound` in `observed`."""
+    return n.op == "const" or (n.op == "list" and all(a.op == "const" for a in n.args))
+
+
+def _shown(value: Any, ty: t.Type) -> Any:
+    """A value of static type `ty` as `observed` shows it (`to_json`), a list's items by their own type."""
+    if ty.is_list and ty.elem is not None and isinstance(value, list):
+        return [to_json(v, ty.elem.name) for v in value]
+    return to_json(value, ty.name)
 
 
 def _label(n: Node) -> str:

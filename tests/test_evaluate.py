@@ -702,3 +702,20 @@ def test_a_duration_past_64_bits_is_missing_wherever_it_is_read(op: str, end: in
         want = end < 2**63 and compare(end, bound)
         got = {name for name in ("inline", "quantified", "root", "trace") if f"{name}_{i}" in fired}
         assert got == ({"inline", "quantified", "root", "trace"} if want else set()), (bound, got)
+
+
+def test_observed_shows_the_operands_of_in_contains_and_matches_by_their_types() -> None:
+    """Like a comparison's: the value and the list (or pattern) it was looked for in, durations as text."""
+    program = program_for(
+        "rule d { expect trace.root.duration in [1s, 2s] }\n"
+        "rule s { expect trace.services contains 'auth' }\n"
+        "rule m { expect trace.root.name matches '^x' }\n"
+        "rule n { detect trace.root.name not in trace.services }\n"
+    )
+    observed = {sig.rule: sig.observed for sig in program.evaluate_trace(trace(span("a")))}
+    assert observed == {
+        "d": {"duration": "10ns", "bound": ["1s", "2s"]},
+        "s": {"services": ["svc"], "bound": "auth"},
+        "m": {"name": "a", "pattern": "^x"},
+        "n": {"name": "a", "services": ["svc"]},
+    }
