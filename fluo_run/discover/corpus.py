@@ -250,7 +250,10 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
             if s.status == "error":
                 st.errors += 1
             pid = s.parent_id
-            st.parents.add(span_op.get(pid, ORPHAN) if pid else ROOT)
+            if not pid:
+                st.parents.add(ROOT)
+            else:  # a span naming itself has no parent (`Trace.parent_of`), as an orphan has none
+                st.parents.add(span_op.get(pid, ORPHAN) if pid != s.span_id else ORPHAN)
             if attributes:
                 attrs = st.attrs
                 for k, v in s.attributes.items():
