@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
+from fluo_lang.values import NS_LIMIT
+
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
 from .syntax import (
     UNNAMED,
@@ -827,7 +829,7 @@ class Miner:
             values = sorted(((t.ops[op].max_duration, t.index) for t in traces), reverse=True)
             k = min(math.floor((1.0 - q) * len(values) + 1e-9), len(values) - 1)
             bound = readable_ceiling(values[k][0])
-            if bound <= 0:
+            if bound <= 0 or bound >= NS_LIMIT:  # a duration past 64 bits is missing: no bound holds it
                 continue
             fails = sorted(i for v, i in values if v > bound)
             if not self.o.accepts(len(traces), len(fails)):
