@@ -46,6 +46,7 @@ __all__ = [
     "parse_json",
     "parse_protobuf",
     "parse_trace_bytes",
+    "replace_lone_surrogates",
     "request_share",
     "share_request",
     "shares_request",
@@ -259,17 +260,18 @@ _STATUS_CACHE_MAX = 1 << 12
 def _status(raw: bytes) -> tuple[str, str]:
     """(status, message) from a `Status` message's bytes; bytes that are not one read as unset.
 
-    The message is kept only with an error status, the only status OTLP gives one.
+    The message is kept only with an error status, the only status OTLP gives one; its
+    invalid UTF-8 is replaced (as in names), so a bad byte there does not lose the status.
     """
     got = _STATUS_CACHE.get(raw)
     if got is not None:
         return got
     try:
-        st = trace_pb2.Status.FromString(raw)
+        st: Any = _FastStatus.FromString(raw)
     except (DecodeError, RuntimeError, ValueError):
         return "unset", ""
     code = st.code
-    got = ("error", st.message) if code == 2 else (_STATUS_BY_CODE.get(code, "unset"), "")
+    got = ("error", st.message.decode(errors="replace")) if code == 2 else (_STATUS_BY_CODE.get(code, "unset"), "")
     _remember(_STATUS_CACHE, raw, got, _VALUE_CACHE_KEY_BYTES, _STATUS_CACHE_MAX)
     return got
 
@@ -292,7 +294,7 @@ def _name(raw: bytes) -> str:
     return name
 
 
-def _fast_schema() -> tuple[type[Message], type[Message]]:
+def _fast_schema() -> tuple[type[Message], type[Message], type[Message]]:
     """OTLP's trace messages with `Span.attributes` read as `map<string, bytes>`, `Span.status` and `name` as bytes.
 
     A map entry is, on the wire, exactly a `KeyValue` (key = 1, value = 2, the value
@@ -303,7 +305,8 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
     value, as everywhere else in FLUO. `status` as bytes costs no message object either
     (`_status` reads it, and remembers common ones); `name` as bytes is read by `_name`,
     which shares one string per name. Span events and links, which no rule reads,
-    stay bytes instead of being parsed into messages. Built from the generated descriptor at import,
+    stay bytes instead of being parsed into messages. `Status.message` is bytes too, read by
+    `_status`. Built from the generated descriptor at import,
     so it follows the installed opentelemetry-proto. An attribute value that is not
     a valid `AnyValue` reads as missing, and a status that is not a valid `Status`
     as unset, instead of failing the whole request.
@@ -339,18 +342,23 @@ def _fast_schema() -> tuple[type[Message], type[Message]]:
             for unread in (f for f in message.field if f.name in ("events", "links")):
                 unread.type = F.TYPE_BYTES  # never read: kept as bytes, not parsed into messages
                 unread.ClearField("type_name")
+        if message.name == "Status":
+            (text,) = (f for f in message.field if f.name == "message")
+            text.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
     pool = descriptor_pool.Default()
     try:
         pool.FindFileByName(proto.name)
     except KeyError:
         pool.Add(proto)
     get = message_factory.GetMessageClass
-    return get(pool.FindMessageTypeByName("fluo.otlp.fast.TracesData")), get(
-        pool.FindMessageTypeByName("fluo.otlp.fast.Span")
+    return (
+        get(pool.FindMessageTypeByName("fluo.otlp.fast.TracesData")),
+        get(pool.FindMessageTypeByName("fluo.otlp.fast.Span")),
+        get(pool.FindMessageTypeByName("fluo.otlp.fast.Status")),
     )
 
 
-_FastTraces, _FastSpan = _fast_schema()
+_FastTraces, _FastSpan, _FastStatus = _fast_schema()
 
 
 def decode_traces(data: bytes) -> Message:
@@ -1127,6 +1135,35 @@ def _json_problem(e: json.JSONDecodeError) -> str:
     return what
 
 
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_ESCAPE = re.compile(
+    r"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a whole pair
+    r"|u[dD][89a-fA-F][0-9a-fA-F]{2}"  # half of one: the only match 6 characters long that starts `\u`
+    r"|.)",  # any other escape, read past so that its backslash starts nothing
+    re.S,
+)
+
+
+def _escape_kept(m: re.Match[str]) -> str:
+    escape = m[0]
+    return "\\ufffd" if len(escape) == 6 and escape[1] == "u" else escape
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """JSON text with each `\\uXXXX` escape of half a surrogate pair written `\\ufffd` (U+FFFD), the same length.
+
+    JSON syntax allows such an escape, but it is no character: OTLP strings are
+    protobuf strings, which must be valid UTF-8, so half a pair is read as the
+    replacement character, as Go's `encoding/json` (the Collector's) reads it. A
+    pair (`\\uD83D\\uDE00`) stays. Only text holding such an escape is rewritten;
+    other text is returned as is after one search. Escapes are read left to right,
+    so `\\\\ud83d` (an escaped backslash, then letters) is left alone.
+    """
+    if _MAYBE_SURROGATE.search(text) is None:
+        return text
+    return _ESCAPE.sub(_escape_kept, text)
+
+
 def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = None) -> list[Span]:
     """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines).
 
@@ -1145,6 +1182,7 @@ def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = N
     if text.startswith("\ufeff"):
         text = text[1:]
     text = lone_crs_as_lf(text)  # a lone CR ends a line too; as LF it means the same to JSON
+    text = replace_lone_surrogates(text)
     out: list[Span] = []
     pos = _skip_space(text, 0)
     line = 1 + text.count("\n", 0, pos)

@@ -164,19 +164,22 @@ def test_single_span_traces_get_a_violating_case_for_presence(tmp_path: Path) ->
     assert run.exit_code == 0, run.output
 
 
-def test_half_surrogate_names_make_no_rule_and_a_test_yaml_that_loads(tmp_path: Path) -> None:
-    """M1: a name FLUO cannot write is skipped in rules; the case names show it as an escape YAML reads back."""
+def test_half_surrogate_names_in_a_trace_file_are_read_as_u_fffd_and_make_rules_that_check(tmp_path: Path) -> None:
+    """M1: JSON escapes half a surrogate pair (`"cut\\ud800"`), which FLUO reads as U+FFFD: the rules name
+    `cut\ufffd`, check, and their test passes. (Spans holding half a pair in memory are skipped: test_discover.)"""
     spans = [lone_span(i, name="cut\ud800") for i in range(8)]
     traces = write_spans(tmp_path / "t.json", spans)
+    assert "cut\\ud800" in traces.read_text(encoding="utf-8")
     rules = tmp_path / "out" / "r.fluo"
     result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(rules.parent)])
     assert result.exit_code == 0, result.output
     check = CliRunner().invoke(main, ["check", str(rules)])
     assert check.exit_code == 0, check.output
-    assert "expect trace.spans.count() <= 1" in rules.read_text(encoding="utf-8")
+    text = rules.read_text(encoding="utf-8")
+    assert "expect trace.spans.count() <= 1" in text and "name == 'cut\ufffd'" in text, text
     test_yaml = (rules.parent / "r_test.yaml").read_text(encoding="utf-8")
     names = [c["name"] for c in yaml.safe_load(test_yaml)["cases"]]
-    assert any('"cut\\ud800"' in name for name in names), names
+    assert any('"cut\ufffd"' in name for name in names), names
     run = CliRunner().invoke(main, ["test", str(rules.parent)])
     assert run.exit_code == 0, run.output
 

@@ -764,6 +764,14 @@ def test_a_status_that_is_not_a_status_message_reads_as_unset() -> None:
     assert (spans[0].status, spans[0].status_message) == ("unset", "")
 
 
+def test_an_error_status_whose_message_is_not_utf8_stays_an_error() -> None:
+    """Bytes in `Status.message` that are not UTF-8 are replaced, as in a name; the status was read as unset."""
+    req: Any = otlp._FastTraces.FromString(pb_request().SerializeToString())
+    req.resource_spans[0].scope_spans[0].spans[0].status = b"\x12\x04db\xff!\x18\x02"  # message b"db\xff!", code 2
+    (span, *_) = spans_from_request(otlp.decode_traces(req.SerializeToString()))
+    assert (span.status, span.status_message) == ("error", "db\ufffd!")
+
+
 def test_map_attributes_survive_detach() -> None:
     data = pb_request().SerializeToString()
     spans = spans_from_request(otlp.decode_traces(data))
@@ -1176,6 +1184,68 @@ def test_span_names_are_shared_and_invalid_utf8_is_replaced() -> None:
     assert got[0].name is got[1].name
     long_name = b"x" * (otlp._NAME_KEY_BYTES + 1)
     assert otlp._name(long_name) == long_name.decode() and long_name not in otlp._NAMES  # long names are not kept
+
+
+@pytest.mark.parametrize(
+    ("written", "read"),
+    [
+        (r"bad\ud83d", "bad\ufffd"),  # high half, then the end of the string
+        (r"\uDC00x", "\ufffdx"),  # low half alone, upper case
+        (r"\ud83d\ud83d\ude00", "\ufffd\U0001f600"),  # a half, then a whole pair
+        (r"\uD83D\uDE00", "\U0001f600"),  # a pair stays
+        (r"\\ud83d", "\\ud83d"),  # an escaped backslash, then letters
+        (r"\\\ud83d", "\\\ufffd"),  # an escaped backslash, then a half
+        (r"\u00e9\udbff", "\u00e9\ufffd"),
+    ],
+)
+def test_half_a_surrogate_pair_in_json_reads_as_the_replacement_character(written: str, read: str) -> None:
+    """JSON may escape half a UTF-16 pair, which is no character (not UTF-8, as protobuf strings must be):
+    read as U+FFFD, as Go's encoding/json reads it. It crashed printing a signal (UnicodeEncodeError)."""
+    text = json.dumps(request(("auth", [otlp_span(name="NAME")]))).replace("NAME", written)
+    (span,) = parse_json(text.encode(), source="t.json")
+    assert span.name == read
+    assert len(otlp.replace_lone_surrogates(text)) == len(text)  # error columns still point where they did
+
+
+def test_half_a_surrogate_pair_is_replaced_in_every_string_of_a_span() -> None:
+    bad = "\ud800"
+    span = otlp_span(
+        name=f"n{bad}",
+        status={"code": 2, "message": f"m{bad}"},
+        attributes=[
+            kv(f"k{bad}", sval(f"v{bad}")),
+            kv(
+                "list",
+                {"arrayValue": {"values": [sval(f"a{bad}"), {"kvlistValue": {"values": [kv(f"i{bad}", sval(bad))]}}]}},
+            ),
+        ],
+        events=[{"name": f"e{bad}"}],
+    )
+    doc = request(("svc", [span]))
+    doc["resourceSpans"][0]["resource"]["attributes"].append(kv(f"r{bad}", sval(f"rv{bad}")))
+    text = json.dumps(doc)  # ASCII: every half pair is an escape
+    assert text.count("\\ud800") == 10
+    (got,) = parse_json(text, source="t.json")
+    fffd = "\ufffd"
+    assert got.name == f"n{fffd}"
+    assert (got.status, got.status_message) == ("error", f"m{fffd}")
+    assert got.attributes == {f"k{fffd}": f"v{fffd}", "list": [f"a{fffd}", {f"i{fffd}": fffd}]}
+    assert dict(got.resource) == {"service.name": "svc", f"r{fffd}": f"rv{fffd}"}
+    json.dumps(spans_to_json([got]), ensure_ascii=False).encode()  # every string is UTF-8 now
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "\\", "\ud83d", "\ude00", "\udbff", "\udc00", "\u00e9", "\U0001f600"]), max_size=12)
+)
+def test_json_strings_read_back_as_utf8_with_whole_pairs_kept(pieces: list[str]) -> None:
+    """Whatever mix of halves, pairs and backslashes a JSON writer escaped, the name is UTF-8: each character kept,
+    each half pair (even one beside another half that makes no pair) one U+FFFD."""
+    name = "".join(pieces)
+    (span,) = parse_json(json.dumps(request(("s", [otlp_span(name=name)]))), source="t.json")
+    expected = name.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    assert span.name == expected
+    span.name.encode("utf-8")
 
 
 def test_json_span_names_are_shared() -> None:

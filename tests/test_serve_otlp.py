@@ -196,6 +196,44 @@ def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
     assert {s["rule"] for s in got} == {"auth_retry_storm", "auth_span_budget"}
 
 
+def test_half_a_surrogate_pair_in_a_json_body_reads_as_u_fffd_and_bad_utf8_in_protobuf_is_a_400(
+    tmp_path: Path,
+) -> None:
+    """A JSON body escaping half a UTF-16 pair (`"\\ud83d"`) was a 500 (UnicodeEncodeError holding its spans as
+    protobuf), with or without a bad span beside it; now read as U+FFFD, as `fluo eval` reads it. Protobuf bytes
+    that are not UTF-8 in a string field protobuf checks (a key) are a 400 saying so; in a name, replaced."""
+    rules = tmp_path / "r.fluo"
+    rules.write_text("rule named { detect trace.spans.exists(name == 'bad\\uFFFD' and service == 's\\uFFFD') }\n")
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules]), [CallbackSink(got.extend)]) as rt:
+        url = f"{rt.http_url}/v1/traces"
+
+        def body(trace: int, *extra: str) -> bytes:
+            span = (
+                f'{{"traceId":"{trace:032x}","spanId":"00000000000000aa","name":"bad\\ud83d",'
+                '"startTimeUnixNano":"1767225600000000000","endTimeUnixNano":"1767225600100000000"}'
+            )
+            resource = '{"attributes":[{"key":"service.name","value":{"stringValue":"s\\udfff"}}]}'
+            spans = ",".join([span, *extra])
+            return f'{{"resourceSpans":[{{"resource":{resource},"scopeSpans":[{{"spans":[{spans}]}}]}}]}}'.encode()
+
+        assert post(url, body(1), "application/json")[::2] == (200, b"{}")
+        status, _, answer = post(
+            url, body(2, '{"traceId":"zz","spanId":"00000000000000ab","name":"x\\udc00"}'), "application/json"
+        )
+        assert status == 200 and json.loads(answer)["partialSuccess"]["rejectedSpans"] == "1"
+
+        req = spans_to_request(load_trace_file(EXAMPLE_TRACES / "healthy_login.json"))
+        req.resource_spans[0].scope_spans[0].spans[0].attributes[0].key = "KEY"
+        data = req.SerializeToString().replace(b"KEY", b"K\xffY")
+        status, _, answer = post(url, data, "application/x-protobuf")
+        from google.rpc.status_pb2 import Status
+
+        assert status == 400 and "String field had bad UTF-8" in Status.FromString(answer).message
+        wait_for(lambda: len(got) == 2, what="a signal for each JSON body")
+    assert sorted(s["trace_id"] for s in got) == [f"{1:032x}", f"{2:032x}"]
+
+
 def test_a_span_ending_before_it_starts_is_kept_with_duration_0_and_the_client_is_told(tmp_path: Path) -> None:
     got: list[dict[str, Any]] = []
     with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:

@@ -40,6 +40,7 @@ from fluo_lang.otlp import (
     describe_clamped,
     id_problem,
     parse_json,
+    replace_lone_surrogates,
     share_request,
     spans_from_json,
     spans_from_request,
@@ -441,7 +442,7 @@ def decode_json(body: bytes, prefetch: tuple[str, ...] = (), share: bool = True)
         return _as_protobuf(_with_clamped(Decoded(spans), clamped), prefetch, share)
     clamped = []
     try:
-        obj = json.loads(body)
+        obj = json.loads(replace_lone_surrogates(body.decode("utf-8-sig")))  # as parse_json read it
     except (ValueError, RecursionError):
         raise TraceInputError(problem) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("resourceSpans"), list):

@@ -81,6 +81,12 @@ def main() -> None:
             Span(trace_id=(0xB9).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
                  service="api", start=BASE, end=BASE + 100 * MS + 1, resource={"service.name": "api"}),
         ],
+        # Half a UTF-16 surrogate pair in every string, which JSON escapes as `\ud83d` and OTLP (UTF-8) cannot
+        # hold: read as U+FFFD. A signal printing the name died with UnicodeEncodeError, `matches` on it too.
+        "half_surrogate.json": [
+            span(0xD4, 1, 0, "bad\ud83d", "api\udfff", 0, 100, status="error", status_message="m\udbff",
+                 attributes={"k\ud800": "v\udc00", "list": ["\ud83d\ude00", "x\ud83d"]}),
+        ],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     for name, spans in traces.items():
