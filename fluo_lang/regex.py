@@ -12,6 +12,7 @@ class RegexError(ValueError):
 
 
 def compile_regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2 (UTF-8); `RegexError` with RE2's reason if it rejects it."""
     options = re2.Options()
     options.log_errors = False  # errors come back as diagnostics, not on stderr
     try:
@@ -21,3 +22,15 @@ def compile_regex(pattern: str) -> Any:
         if isinstance(reason, bytes):
             reason = reason.decode("utf-8", "replace")
         raise RegexError(str(reason)) from None
+
+
+def latin1_program_size(pattern: str) -> int | None:
+    """The size of the RE2 program `pattern` (its UTF-8 bytes) compiles to when each byte is a character
+    (Latin-1): its structure without the UTF-8 byte ranges of its classes. None if RE2 rejects it so."""
+    options = re2.Options()
+    options.log_errors = False
+    options.encoding = re2.Options.Encoding.LATIN1
+    try:
+        return int(re2.compile(pattern.encode("utf-8", "surrogatepass"), options).programsize)
+    except re2.error:
+        return None

@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fluo_lang import builtins as b
+from fluo_lang import cost
 from fluo_lang import types as t
 from fluo_lang.api import analyze, analyze_paths, cost_diagnostics, lower
 from fluo_lang.cost import (
     DEFAULT_BUDGET,
     FIELD_WALKS,
+    REGEX_FREE_PROGRAM,
     Meter,
     MeteredPattern,
     _nodes,
@@ -40,6 +42,11 @@ def rules_of(text: str) -> list[RuleIR]:
     analysis = analyze([("cost.fluo", text)])
     assert not analysis.has_errors, [d.format() for d in analysis.diagnostics]
     return lower(analysis)
+
+
+def fluo_string(text: str) -> str:
+    """`text` as written inside a FLUO string literal (a regular expression's backslashes doubled)."""
+    return text.replace("\\", "\\\\")
 
 
 def one(expr: str) -> RuleIR:
@@ -313,6 +320,50 @@ def test_a_large_pattern_is_weighed_by_its_program_size() -> None:
     assert d.code == "FLUO404" and "smaller regular expressions" in d.message
     assert any("this pattern costs about" in r.message for r in d.related)
     assert weighs_regexes(rule) and not weighs_regexes(one('trace.spans.where(name matches "^a").count() > 0'))
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "\\pL",
+        "\\p{L}",
+        "\\PL",
+        "\\p{^Greek}",
+        "[\\p{L}\\p{N}]",
+        "^\\p{L}+$",
+        "[^\\p{L}]+x",
+        "\\pL{3}\\pN",
+        "(?i)\\p{Lu}",
+    ],
+)
+def test_unicode_classes_cost_what_other_classes_cost(pattern: str) -> None:
+    """QA: `\\pL` is 1,200 RE2 instructions of UTF-8 byte ranges, which made `where(name matches '\\pL')` FLUO404
+    (1.5e7 visits); a search follows only the ranges its byte selects, 36-39 ns a character as for `.`."""
+    assert regex_weight(pattern) == 0
+    rule = one(f'trace.spans.where(name matches "{fluo_string(pattern)}").count() > 0')
+    assert estimate(rule) == estimate(one('trace.spans.where(name contains "x").count() > 0'))
+    assert check_cost([rule]) == []
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(\\pL|\\pN)*" * 300,  # 96 µs a character of CJK text
+        "(\\p{Han}|\\p{Greek})*" * 300,  # classes with no Latin-1 letter: not measured as empty
+        "\\pL{200}$",  # 7 µs a character of CJK text
+        SLOW_PATTERN,
+    ],
+)
+def test_unicode_classes_in_a_large_structure_are_weighed(pattern: str) -> None:
+    assert regex_weight(pattern) > REGEX_FREE_PROGRAM
+    [d] = check_cost([one(f'trace.spans.where(name matches "{fluo_string(pattern)}").count() > 0')], limit=10**6)
+    assert d.code == "FLUO404"
+
+
+def test_an_escaped_backslash_before_p_is_no_unicode_class() -> None:
+    """`\\\\pL` is a backslash then `pL`; it is not rewritten as a class when the structure is measured."""
+    assert cost._one_byte_classes("\\\\pL\\pL[\\P{^N}]") == "\\\\pL\\w[\\w]"
+    assert regex_weight("(\\\\pL|\\\\pN)*" * 300) == regex_weight("(\\\\xL|\\\\xN)*" * 300) > REGEX_FREE_PROGRAM
 
 
 def test_the_budget_counts_characters_searched_by_large_patterns() -> None:
