@@ -859,6 +859,9 @@ class Signal:
     time: str
     window_start: str | None = None
     window_end: str | None = None
+    trace_ids: list[str] = field(default_factory=list)
+    """The trace of each of `span_ids`, in the same order: written for a windowed signal, whose spans come from
+    several traces (span ids are unique only within a trace)."""
     name: str = ""
     description: str = ""
     tags: tuple[str, ...] = ()
@@ -878,6 +881,8 @@ class Signal:
         else:
             out["trace_id"] = self.trace_id
         out["span_ids"] = self.span_ids
+        if self.window_start is not None:
+            out["trace_ids"] = self.trace_ids
         out["observed"] = self.observed
         out["time"] = self.time
         if self.name and self.name != self.rule:
@@ -1124,13 +1129,17 @@ def _observed_text(obs: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {_json_text(v)}" for k, v in obs.items())
 
 
-def _unique_ids(spans: Iterable[Span]) -> list[str]:
-    seen: dict[bytes, None] = {}
+def _culprit_ids(spans: Iterable[Span]) -> tuple[list[str], list[str]]:
+    """The span ids of the first `MAX_CULPRITS` distinct spans, and the trace id of each.
+
+    Spans are told apart by trace and span id: two traces of a window may use the same span id.
+    """
+    seen: dict[tuple[bytes, bytes], None] = {}
     for s in spans:
-        seen.setdefault(s.span_id, None)
+        seen.setdefault((s.trace_id, s.span_id), None)
         if len(seen) >= MAX_CULPRITS:
             break
-    return [sid.hex() for sid in seen]
+    return [sid.hex() for _, sid in seen], [tid.hex() for tid, _ in seen]
 
 
 def attribute_keys(rules: list[RuleIR]) -> Counter[str]:
@@ -1251,12 +1260,14 @@ class Program:
         message = summary
         if ir.description:
             message = f"{ir.description} ({reason})" if reason else ir.description
+        span_ids, trace_ids = _culprit_ids(culprits)
         signal = Signal(
             rule=ir.id,
             severity=ir.severity,
             message=message,
             trace_id=None,
-            span_ids=_unique_ids(culprits),
+            span_ids=span_ids,
+            trace_ids=trace_ids,
             observed=obs,
             time=format_timestamp(ctx.end),
             name=ir.name,

@@ -30,13 +30,16 @@ PARTIAL_FIELDS = ("partial", "partial_reasons", "observed_start", "observed_end"
 
 
 def normalised(signals: list[dict[str, Any]]) -> list[str]:
-    """Signals as sorted JSON texts, without the runtime's partial-window fields; culprit span ids as a set,
-    since span arrival order is the sender's."""
-    return sorted(
-        json.dumps({k: v for k, v in s.items() if k not in PARTIAL_FIELDS} | {"span_ids": sorted(s["span_ids"])},
-                   sort_keys=True)
-        for s in signals
-    )  # fmt: skip
+    """Signals as sorted JSON texts, without the runtime's partial-window fields; culprit spans (span id, and
+    trace id in a window) as a set, since span arrival order is the sender's."""
+    out = []
+    for s in signals:
+        ids = {"span_ids": sorted(s["span_ids"])}
+        if "trace_ids" in s:
+            pairs = sorted(zip(s["span_ids"], s["trace_ids"], strict=True))
+            ids = {"span_ids": [sid for sid, _ in pairs], "trace_ids": [tid for _, tid in pairs]}
+        out.append(json.dumps({k: v for k, v in s.items() if k not in PARTIAL_FIELDS} | ids, sort_keys=True))
+    return sorted(out)
 
 
 def through_runtime(case: Case, rules: Path, tmp_path: Path) -> list[dict[str, Any]]:

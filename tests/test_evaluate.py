@@ -416,6 +416,27 @@ def test_windows_with_no_trace_between_two_with_traces_are_evaluated() -> None:
     assert [w.start // minute for w in windows] == [0, 3] and gaps == [Gap(minute, 3 * minute, 2)]
 
 
+def test_a_window_signal_lists_each_span_with_its_trace() -> None:
+    """QA: span ids are unique only within a trace. Two traces of a window both using span 01 gave `count: 4` and
+    three span_ids, merged, with nothing saying whose; each span is now listed, with its trace in `trace_ids`."""
+    spans = [
+        Span(trace_id=bytes([t]) * 16, span_id=bytes([sid]) * 8, parent_id=bytes([1]) * 8 if sid > 1 else b"",
+             name=f"s{t}{sid}", start=100, end=200)
+        for t, sid in ((1, 1), (1, 2), (2, 1), (2, 3))
+    ]  # fmt: skip
+    program = program_for("rule w { window 1h\n detect window.spans.count() == 4 }")
+    [signal] = [s.to_json() for s in program.evaluate_windows(assemble(spans))]
+    assert sorted(zip(signal["span_ids"], signal["trace_ids"], strict=True)) == [
+        ("01" * 8, "01" * 16),
+        ("01" * 8, "02" * 16),
+        ("02" * 8, "01" * 16),
+        ("03" * 8, "02" * 16),
+    ]
+    assert "trace_id" not in signal and list(signal).index("trace_ids") == list(signal).index("span_ids") + 1
+    per_trace = program_for("rule t { detect trace.spans.count() == 2 }").evaluate(assemble(spans))
+    assert len(per_trace) == 2 and all("trace_ids" not in s.to_json() for s in per_trace)  # it has its `trace_id`
+
+
 def test_a_run_of_empty_windows_too_long_to_evaluate_is_a_truncation_signal() -> None:
     second = 10**9
     far = [

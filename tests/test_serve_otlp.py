@@ -21,7 +21,18 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from serve_support import EXAMPLE_RULES, EXAMPLE_TRACES, LoopbackServer, Sender, config, metric, post, settled, wait_for
+from serve_support import (
+    EXAMPLE_RULES,
+    EXAMPLE_TRACES,
+    ROOT,
+    LoopbackServer,
+    Sender,
+    config,
+    metric,
+    post,
+    settled,
+    wait_for,
+)
 
 from fluo_lang.otlp import load_trace_file, spans_to_request
 from fluo_run.serve.runtime import RuntimeThread
@@ -454,6 +465,38 @@ def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
     assert len(got) == 1
     assert got[0]["window_start"] == "2026-01-01T00:00:00.000000Z"
     assert got[0]["observed"] == {"count": 3, "bound": 2}
+
+
+def test_a_window_signal_names_the_trace_of_each_span_in_every_sink(tmp_path: Path) -> None:
+    """QA: two traces of a window using the same span ids gave 3 span_ids for 4 spans, none saying whose;
+    each span is now listed with its trace (`trace_ids`), in the store, JSON lines, webhook and OTLP logs."""
+    (tmp_path / "w.fluo").write_text("rule w { window 1m  detect window.spans.count() == 4 }\n")
+    db, jsonl = tmp_path / "s.db", tmp_path / "s.jsonl"
+    with LoopbackServer() as webhook, LoopbackServer() as logs:
+        cfg = config(tmp_path, grpc=None, rules=[tmp_path / "w.fluo"], db=db, jsonl=str(jsonl),
+                     webhook=f"{webhook.url}/hook", otlp_logs=logs.url)  # fmt: skip
+        with RuntimeThread(cfg) as rt:
+            traces = ROOT / "tests" / "conformance" / "traces" / "same_span_ids.json"
+            post(f"{rt.http_url}/v1/traces", traces.read_bytes(), "application/json")
+            sinks = ("sqlite", "jsonl", "webhook", "otlp_logs")
+            written = lambda: [metric(rt, "fluo_sink_signals_written_total", sink=sink) for sink in sinks]  # noqa: E731
+            wait_for(lambda: written() == [1, 1, 1, 1], what="the signal in every sink")
+    e5, e6 = "e5".rjust(32, "0"), "e6".rjust(32, "0")
+    pairs = [("0000000000000001", e5), ("0000000000000001", e6), ("0000000000000002", e5), ("0000000000000003", e6)]
+    ((stored,),) = sqlite3.connect(db).execute("SELECT json FROM signals").fetchall()
+    [line] = jsonl.read_text().splitlines()
+    [hooked] = [s for r in webhook.requests for s in json.loads(r.body)["signals"]]
+    for signal in (json.loads(stored), json.loads(line), hooked):
+        assert sorted(zip(signal["span_ids"], signal["trace_ids"], strict=True)) == pairs
+    [record] = [
+        lr
+        for r in logs.requests
+        for rl in ExportLogsServiceRequest.FromString(r.body).resource_logs
+        for sl in rl.scope_logs
+        for lr in sl.log_records
+    ]
+    attrs = {kv.key: [v.string_value for v in kv.value.array_value.values] for kv in record.attributes}
+    assert sorted(zip(attrs["fluo.span_ids"], attrs["fluo.trace_ids"], strict=True)) == pairs
 
 
 def test_a_heartbeat_rule_fires_on_windows_where_nothing_came(tmp_path: Path) -> None:

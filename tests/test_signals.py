@@ -170,6 +170,21 @@ def test_a_store_from_before_the_stamp_is_read_and_stamped_when_written(tmp_path
         assert c.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
 
 
+def test_window_signals_with_and_without_trace_ids_share_a_store(db: str) -> None:
+    """Window signals name each span's trace (`trace_ids`) since after stores were made: the table is unchanged
+    (the signal is kept whole as JSON), so an older store takes new signals and lists old and new alike."""
+    new = signal("auth_login_rate", "warning", "2026-01-01T00:02:00.000000Z", None, "count = 302, bound = 300")
+    new.update(span_ids=["00f067aa0ba902b7", "00f067aa0ba902b7"], trace_ids=["a" * 32, "b" * 32])
+    store = SignalStore(Path(db))  # as `fluo serve` opens it
+    store.add([new])
+    store.close()
+    code, out = run("--db", db, "--format", "jsonl", "--rule", "auth_login_rate")
+    assert code == 0
+    assert [json.loads(line) for line in out.splitlines()] == [SIGNALS[-1], new]
+    code, out = run("--db", db)
+    assert code == 0 and out.count("auth_login_rate") == 2
+
+
 def test_a_locked_store_is_called_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(serve_cli, "LOCK_WAIT", 0.2)
     path = tmp_path / "s.db"

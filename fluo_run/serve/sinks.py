@@ -643,6 +643,8 @@ class OtlpLogsSink(Sink):
             for key in ("trace_id", "window_start", "window_end", "name", "description"):
                 if s.get(key):
                     attributes[f"fluo.{key}"] = s[key]
+            if s.get("trace_ids"):  # a window's: the trace of each of its span ids
+                attributes["fluo.trace_ids"] = list(s["trace_ids"])
             if s.get("tags"):
                 attributes["fluo.tags"] = list(s["tags"])
             if s.get("partial"):  # a window serve did not see whole, marked as in the other sinks
