@@ -481,7 +481,7 @@ def test_a_window_signal_names_the_trace_of_each_span_in_every_sink(tmp_path: Pa
             sinks = ("sqlite", "jsonl", "webhook", "otlp_logs")
             written = lambda: [metric(rt, "fluo_sink_signals_written_total", sink=sink) for sink in sinks]  # noqa: E731
             wait_for(lambda: written() == [1, 1, 1, 1], what="the signal in every sink")
-    e5, e6 = "e5".rjust(32, "0"), "e6".rjust(32, "0")
+    e5, e6 = "2a".rjust(32, "0"), "2b".rjust(32, "0")
     pairs = [("0000000000000001", e5), ("0000000000000001", e6), ("0000000000000002", e5), ("0000000000000003", e6)]
     ((stored,),) = sqlite3.connect(db).execute("SELECT json FROM signals").fetchall()
     [line] = jsonl.read_text().splitlines()

@@ -29,6 +29,19 @@ def span(tid: int, sid: int, parent: int, name: str, service: str, start: int, e
 
 def main() -> None:
     traces = {
+        # Two traces ending in one minute that use the same span ids (ids are unique only within a trace).
+        "same_span_ids.json": [
+            span(0x2A, 1, 0, "root", "api", 0, 100),
+            span(0x2A, 2, 1, "child", "api", 10, 90),
+            span(0x2B, 1, 0, "root", "api", 200, 300),
+            span(0x2B, 3, 1, "child", "api", 210, 290),
+        ],
+        # Half a UTF-16 surrogate pair in every string, which JSON escapes as `\ud83d` and OTLP (UTF-8) cannot
+        # hold: read as U+FFFD. A signal printing the name died with UnicodeEncodeError, `matches` on it too.
+        "half_surrogate.json": [
+            span(0x1A, 1, 0, "bad\ud83d", "api\udfff", 0, 100, status="error", status_message="m\udbff",
+                 attributes={"k\ud800": "v\udc00", "list": ["\ud83d\ude00", "x\ud83d"]}),
+        ],
         # Every span names a parent that never arrived: the trace has no root.
         "no_root.json": [
             span(0xA1, 1, 99, "worker.run", "worker", 0, 40),
@@ -80,19 +93,6 @@ def main() -> None:
         "nanos.json": [
             Span(trace_id=(0xB9).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
                  service="api", start=BASE, end=BASE + 100 * MS + 1, resource={"service.name": "api"}),
-        ],
-        # Two traces ending in one minute that use the same span ids (ids are unique only within a trace).
-        "same_span_ids.json": [
-            span(0xE5, 1, 0, "root", "api", 0, 100),
-            span(0xE5, 2, 1, "child", "api", 10, 90),
-            span(0xE6, 1, 0, "root", "api", 200, 300),
-            span(0xE6, 3, 1, "child", "api", 210, 290),
-        ],
-        # Half a UTF-16 surrogate pair in every string, which JSON escapes as `\ud83d` and OTLP (UTF-8) cannot
-        # hold: read as U+FFFD. A signal printing the name died with UnicodeEncodeError, `matches` on it too.
-        "half_surrogate.json": [
-            span(0xD4, 1, 0, "bad\ud83d", "api\udfff", 0, 100, status="error", status_message="m\udbff",
-                 attributes={"k\ud800": "v\udc00", "list": ["\ud83d\ude00", "x\ud83d"]}),
         ],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
