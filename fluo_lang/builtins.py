@@ -50,6 +50,9 @@ class Member:
     impl: Impl
     params: tuple[Param, ...] = ()
     example: str = ""
+    may_be_missing: bool = False
+    """Whether the result can be missing with the receiver and every value argument present (`parent` of a
+    root, `max` over no spans): what the typechecker knows when it judges a comparison no trace can change."""
 
     def result_type(self, arg_types: Sequence[t.Type]) -> t.Type:
         return self.result(arg_types) if callable(self.result) else self.result
@@ -260,8 +263,10 @@ ROOTS: dict[str, Root] = {
 }
 
 
-def _field(recv: t.Type, name: str, result: t.Type, doc: str, impl: Impl, example: str = "") -> Member:
-    return Member(recv, name, "field", result, doc, impl, example=example)
+def _field(
+    recv: t.Type, name: str, result: t.Type, doc: str, impl: Impl, example: str = "", *, may_be_missing: bool = False
+) -> Member:
+    return Member(recv, name, "field", result, doc, impl, example=example, may_be_missing=may_be_missing)
 
 
 def _method(
@@ -272,8 +277,10 @@ def _method(
     doc: str,
     impl: Impl,
     example: str = "",
+    *,
+    may_be_missing: bool = False,
 ) -> Member:
-    return Member(recv, name, "method", result, doc, impl, params, example)
+    return Member(recv, name, "method", result, doc, impl, params, example, may_be_missing)
 
 
 _g = operator.attrgetter
@@ -339,6 +346,7 @@ SPAN_FIELDS = (
         t.SPAN,
         "The parent span; missing for a root or when it never arrived.",
         _parent,
+        may_be_missing=True,
     ),
     _field(t.SPAN, "children", t.SPANS, "The spans whose parent is this span.", _children),
     _field(t.SPAN, "descendants", t.SPANS, "Every span below this one.", _descendants),
@@ -370,13 +378,16 @@ SPANS_METHODS = (
     _method(t.SPANS, "all", (PRED,), t.BOOL, "Whether every span matches the predicate; true over none.",
             _all, "trace.spans.where(kind == server).all(duration < 2s)"),
     _method(t.SPANS, "none", (PRED,), t.BOOL, "Whether no span matches the predicate.", _none),
-    _method(t.SPANS, "sum", (PER_SPAN,), _sum_type, "Sum of a numeric or duration value per span; 0 over none.",
-            _sum, "trace.spans.where(name == 'db.query').sum(duration) < 1s"),
+    _method(t.SPANS, "sum", (PER_SPAN,), _sum_type,
+            "Sum of a numeric or duration value per span; 0 over none; missing past what a number holds.",
+            _sum, "trace.spans.where(name == 'db.query').sum(duration) < 1s", may_be_missing=True),
     _method(t.SPANS, "avg", (PER_SPAN,), _avg_type,
-            "Mean of a value per span; missing over none; of durations, in whole nanoseconds (half to even).", _avg),
-    _method(t.SPANS, "min", (PER_SPAN,), _sum_type, "Smallest value per span; missing over none.", _min),
+            "Mean of a value per span; missing over none; of durations, in whole nanoseconds (half to even).", _avg,
+            may_be_missing=True),
+    _method(t.SPANS, "min", (PER_SPAN,), _sum_type, "Smallest value per span; missing over none.", _min,
+            may_be_missing=True),
     _method(t.SPANS, "max", (PER_SPAN,), _sum_type, "Largest value per span; missing over none.", _max,
-            "trace.spans.max(duration) < 5s"),
+            "trace.spans.max(duration) < 5s", may_be_missing=True),
     _method(t.SPANS, "before", (Param("other", "value", (t.SPANS,)),), t.BOOL,
             "Whether some span of these ends before (or as) some span of `other` starts.", _before,
             'trace.has(name == "fraud_check").before(trace.has(name == "charge"))'),
@@ -401,7 +412,7 @@ TRACE_MEMBERS = (
     _field(t.TRACE, "root", t.SPAN,
            "The span with no parent id (the earliest if several); missing if none. A span whose parent id "
            "names a span that never arrived, or itself, is not a root.",
-           _g("root")),
+           _g("root"), may_be_missing=True),
     _field(t.TRACE, "id", t.STRING, "The trace id, 32 lowercase hex digits.", _g("id_hex")),
     _field(t.TRACE, "services", t.list_of(t.STRING), "Service names, in order of first appearance.",
            _g("services")),

@@ -777,8 +777,29 @@ class _Checker:
             what = "a duration"
         else:
             return
+        if op == ">=" and self.may_be_missing(value):  # false without a root; `< 0s` never holds either way
+            return
         holds = "always holds" if op == ">=" else "never holds"
         self.warn("FLUO307", f"this comparison {holds}: {what} is never negative", e.span)
+
+    def may_be_missing(self, e: ast.Expr) -> bool:
+        """Whether `e` can be missing when it runs (a comparison with it is then false): an attribute read, an
+        index, a member the registry marks so (`parent`, `trace.root`, `max(...)`), anything read through one
+        or given one as a value, and arithmetic but joining strings (a number overflows, `/ 0` is missing)."""
+        ref = self.out.refs.get(id(e))
+        if isinstance(ref, RootRef | ItRef | EnumRef) or isinstance(e, ast.Literal):
+            return False
+        if isinstance(e, ast.ListLit):
+            return any(self.may_be_missing(item) for item in e.items)
+        if isinstance(ref, MemberRef):
+            if ref.member.may_be_missing or (ref.base is not None and self.may_be_missing(ref.base)):
+                return True
+            args = zip(e.args, ref.member.params, strict=False) if isinstance(e, ast.Call) else ()
+            return any(p.kind == "value" and self.may_be_missing(a) for a, p in args)
+        if isinstance(e, ast.Binary) and e.op == "+":
+            sides = (e.left, e.right)
+            return any(self.out.types.get(id(s)) != t.STRING or self.may_be_missing(s) for s in sides)
+        return True
 
     def arith(self, e: ast.Binary, scope: _Scope) -> t.Type:
         pieces = self.dashed_pieces(e) if e.op == "-" and id(e) not in self.dashed else []

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from fluo_lang.api import analyze, analyze_expression
+from fluo_lang.api import analyze, analyze_expression, compile_program
 from fluo_lang.diagnostics import Diagnostic
+from fluo_lang.evaluate import Signal
+from fluo_lang.trace import Span, assemble
 
 
 def _diags(text: str) -> list[Diagnostic]:
@@ -242,6 +244,64 @@ def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
 )
 def test_a_comparison_with_zero_that_can_go_either_way_is_quiet(text: str) -> None:
     assert _diags(text) == []
+
+
+# A trace whose one span names a parent that never arrived: it has no root, its span no parent, no attribute.
+_ROOTLESS = Span(trace_id=b"t" * 16, span_id=b"s" * 8, parent_id=b"p" * 8, name="s", service="svc", start=0, end=10)
+_CAN_BE_MISSING = [
+    "trace.root.duration >= 0s",
+    "trace.root.children.count() >= 0",
+    "trace.root.name.length() >= 0",
+    "trace.spans.all(parent.duration >= 0s)",
+    "trace.spans.all(parent.children.count() >= 0)",
+    "trace.spans.all(parent.parent.descendants.count() >= 0)",
+    "trace.spans.all(cart.length() >= 0)",
+    "trace.spans.all(attributes['k'].length() >= 0)",
+    "trace.spans.all(resource.host.lower().length() >= 0)",
+    "trace.spans.all((name + x).length() >= 0)",
+    "trace.spans.all(trace.services[3].length() >= 0)",
+    "trace.spans.where(duration > 1s).max(duration) >= 0s",
+]
+_NEVER_MISSING = [
+    "trace.spans.count() >= 0",
+    "trace.count(status == error) >= 0",
+    "trace.services.count() >= 0",
+    "trace.duration >= 0s",
+    "trace.spans.all(duration >= 0s)",
+    "trace.spans.all(it.duration >= 0s)",
+    "trace.spans.all(children.count() >= 0)",
+    "trace.spans.all(ancestors.count() >= 0)",
+    "trace.spans.all(name.length() >= 0)",
+    "trace.spans.all(status_message.lower().length() >= 0)",
+    "trace.spans.all((name + service).length() >= 0)",
+]
+
+
+@pytest.mark.parametrize("expect", _CAN_BE_MISSING)
+def test_a_comparison_with_a_value_that_can_be_missing_is_no_fluo307(expect: str) -> None:
+    """QA docs 01: `trace.root.duration >= 0s` "always holds", yet fired on a trace with no root (a comparison
+    with a missing value is false): whatever reads through a value that can be missing can change."""
+    rule = f"rule r {{ expect {expect} }}"
+    assert _diags(rule) == []
+    assert [s.rule for s in _fired(rule, _ROOTLESS)] == ["r"]
+
+
+@pytest.mark.parametrize(
+    "expect",
+    [*_NEVER_MISSING, *(e.replace(">= 0", "< 0") for e in _NEVER_MISSING + _CAN_BE_MISSING if "max(" not in e)],
+)
+def test_fluo307_holds_on_a_trace_missing_all_it_can(expect: str) -> None:
+    """What FLUO307 says is true of that trace too: a value missing there makes `< 0` false, as it always is."""
+    rule = f"rule r {{ expect {expect} }}"
+    d = _only(rule)
+    holds = "always holds" if ">=" in expect else "never holds"
+    assert (d.code, d.message.split(":")[0]) == ("FLUO307", f"this comparison {holds}")
+    assert [s.rule for s in _fired(rule, _ROOTLESS)] == ([] if ">=" in expect else ["r"])
+
+
+def _fired(rule: str, *spans: Span) -> list[Signal]:
+    (tr,) = assemble(list(spans))
+    return compile_program(analyze([("r.fluo", rule)])).evaluate_trace(tr)
 
 
 @pytest.mark.parametrize("meta", ["severity: : info", "owner: : x\n  runbook: : y"])
