@@ -231,6 +231,11 @@ def _str_method(fn: Callable[..., Any]) -> Impl:
     return impl
 
 
+def _length(ctx: Any, recv: Any) -> int | None:
+    """A string's characters; an attribute holding a list (an OTLP array), its items; missing for other kinds."""
+    return len(recv) if isinstance(recv, str | list) else None
+
+
 def _sum_type(args: Sequence[t.Type]) -> t.Type:
     return args[0] if args and args[0] in (t.INT, t.FLOAT, t.DURATION) else t.ANY
 
@@ -439,7 +444,9 @@ OTHER_MEMBERS = (
             "Whether the string ends with `suffix`.", _str_method(str.endswith)),
     _method(t.STRING, "lower", (), t.STRING, "The string in lower case.", _str_method(str.lower)),
     _method(t.STRING, "upper", (), t.STRING, "The string in upper case.", _str_method(str.upper)),
-    _method(t.STRING, "length", (), t.INT, "Number of characters.", _str_method(len)),
+    _method(t.STRING, "length", (), t.INT,
+            "Number of characters; of an attribute holding a list (an OTLP array), its number of items.", _length,
+            "cart.items.length() <= 10"),
 )  # fmt: skip
 
 MEMBERS: tuple[Member, ...] = (
@@ -543,6 +550,7 @@ FOREIGN_NAMES: dict[str, dict[str, str]] = {
     "traces": {"size": "count", "length": "count", "len": "count"},
     "list": {"size": "count", "length": "count", "len": "count"},
     "string": {
+        "count": "length",
         "len": "length",
         "size": "length",
         "toLowerCase": "lower",

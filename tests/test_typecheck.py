@@ -598,3 +598,14 @@ def test_an_intrinsic_is_guessed_in_arithmetic_only_where_the_operator_takes_it(
     else:
         [d] = diags
         assert d.code == "FLUO205" and _apply(text, d) == fixed and _diags(fixed) == []
+
+
+# -- attribute values (`any`) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("receiver", ["cart.items", "name"])
+def test_count_on_an_attribute_or_a_string_suggests_length(receiver: str) -> None:
+    """QA docs 03: `cart.items.count()` on a list attribute said only what `any` has; its size is `length()`."""
+    d = _only(_where(f"{receiver}.count() <= 10"))
+    assert (d.code, d.suggestion) == ("FLUO201", "length")
+    assert "did you mean `length`?" in d.message
