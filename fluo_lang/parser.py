@@ -556,6 +556,15 @@ class _Recovery:
             self._read_as(ip, top.start_pos or 0, end, "unexpected `<>`; did you mean `!=`?", "!=", 1)  # `<>`
             ip.feed_token(self.token(ne, "!=", top.start_pos or 0, end))
             return True
+        if kind in _STRUCTURAL and adjacent and top is not None and top.type == kind and _feedable(ip, ["AND"], 1):
+            structural, relatives = _STRUCTURAL[kind]  # TraceQL's `A >> B`: read as `A and B`, no cascade
+            message = (
+                f"FLUO has no `{top.value}{tok.value}` (TraceQL's {structural} operator): a span's `{relatives}` "
+                f"are spans, e.g. `trace.has(P).any({relatives}.any(Q))`"
+            )
+            self._read_as(ip, top.start_pos or 0, end, message, None, 1)
+            ip.feed_token(self.token("AND", "and", top.start_pos or 0, end))
+            return True
         # `1s < duration < 2s`: a range, its bounds both `<`/`<=` or both `>`/`>=` (`a == b <= c` lacks a `)`)
         chained = any(_is_token(v, _ranges(kind)) for v in ip.parser_state.value_stack[-3:])
         if chained and _operand(ip, ["AND", "IDENT", kind]):  # `1s < duration < 2s`: read as `1s < duration and ? < 2s`
@@ -957,6 +966,8 @@ class _Recovery:
             return True
         if text.startswith("!", pos):
             return self._bang(parser, pos)
+        if text.startswith("|", pos) and not text.startswith("||", pos) and self._pipeline(parser, pos):
+            return True
         accepts = _accepts(parser)
         eq = _terminal_of("==")
         if text.startswith("=", pos) and (spaced := _SPACED_EQ.match(text, pos)) is not None and eq in accepts:
@@ -1005,6 +1016,26 @@ class _Recovery:
                 parser.feed_token(self.token(terminal, meant, pos, end))
             return True
         return False
+
+    def _pipeline(self, parser: Any, pos: int) -> bool:
+        """TraceQL's `A | count() > 2`: an aggregate is a method of the spans, `A.count() > 2`; read so. The fix
+        is given where `A` is the whole operand (`x == A | count()` would count `A` alone)."""
+        text = self.text
+        piped = _PIPELINE.match(text, pos)
+        method = piped.group(1) if piped is not None else None
+        if piped is None or method not in _AGGREGATES or not _feedable(parser, ["DOT"]):
+            return False
+        close = self.closing(piped.end() - 1)
+        call = text[piped.start(1) : piped.end()] + ("..." if close is None else text[piped.end() : close + 1])
+        start, end = _before_space(text, pos), piped.start(1)
+        whole = close is not None and _whole_postfix(parser.parser_state.value_stack)
+        message = f"FLUO has no `|` pipeline (TraceQL's): an aggregate is a method of the spans, `.{call}`"
+        self.report(
+            error("FLUO101", message, self.index.span(start, end), path=self.path, suggestion="." if whole else None)
+        )
+        self.skip_to(parser, end)
+        parser.feed_token(self.token("DOT", ".", start, end))
+        return True
 
     def _bang(self, parser: Any, pos: int) -> bool:
         """`!x`, `!!x`, `a ! = b`, `name !~ 'x'`: the `!` of other languages, with what follows it."""
@@ -1120,6 +1151,14 @@ class _Recovery:
         return True
 
 
+_STRUCTURAL = {"MORETHAN": ("descendant", "descendants"), "LESSTHAN": ("ancestor", "ancestors")}
+"""TraceQL's structural operators `>>` and `<<` (a token doubled), and the span field FLUO writes for each."""
+_PIPELINE = re.compile(r"\|[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(")
+"""TraceQL's pipeline into an aggregate: `{ ... } | count() > 2`."""
+_AGGREGATES = ("count", "avg", "min", "max", "sum")
+"""TraceQL's aggregates, each a method of FLUO's `spans`."""
+_POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})
+_OPERAND_START = frozenset({"EXPECT", "DETECT", "LBRACE", "COMMA"})
 _OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
 """Operators of other languages and what they are here: suggested, then read as it."""
 _RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\Z")
@@ -1478,6 +1517,32 @@ def _end_of(value: Any) -> int:
         return value.end_pos if value.end_pos is not None else -1
     meta = getattr(value, "meta", None)
     return -1 if meta is None or getattr(meta, "empty", True) else int(meta.end_pos)
+
+
+def _whole_postfix(stack: list[Any]) -> bool:
+    """Whether the parser's stack ends with an operand that is one postfix chain (`trace.spans.where(P)`), from
+    where an operand starts (a clause, `(`, `,`): `.count()` after it counts the whole operand."""
+    depth = 0
+    for value in reversed(stack):
+        kind = value.type if isinstance(value, Token) else None
+        if kind in ("RPAR", "RSQB"):
+            depth += 1
+        elif kind in ("LPAR", "LSQB"):
+            if depth == 0:
+                return True
+            depth -= 1
+        elif depth == 0 and kind in _OPERAND_START:
+            return True
+        elif depth == 0 and not (kind in _POSTFIX_PARTS or (kind is None and _postfix_tree(value))):
+            return False
+    return True
+
+
+def _postfix_tree(value: Any) -> bool:
+    return isinstance(value, Tree) and str(value.data) in _POSTFIX_TREES
+
+
+_POSTFIX_TREES = frozenset({*_ATOMS, "field", "call", "index", "true", "false", "window_root", "list"})
 
 
 def _top_type(ip: Any) -> str | None:

@@ -623,6 +623,11 @@ _HABITS = [
     ("Rule r {\n  expect trace.spans.count() > 0\n}", "`rule`"),
     ("rule r {\n  tags: [auth-service, reliability]\n  expect trace.spans.count() > 0\n}", "`'auth-service'`"),
     ("{ span.http.status_code == 500 }", "trace.spans.where"),
+    # QA docs 06: TraceQL's structural operators and pipeline got a bare "unexpected `>`" / "unexpected `|`"
+    ('trace.has(name == "checkout") >> trace.has(status == error)', "`descendants`"),
+    ("trace.has(name == 'a') << trace.has(name == 'b')", "`ancestors`"),
+    ("trace.spans.where(duration > 1s) | count() > 2", "pipeline (TraceQL's): an aggregate is a method of the spans"),
+    ("rule r {\n  expect trace.has(name == 'a') | avg(duration) < 1s\n}", "`.avg(duration)`"),
 ]
 
 
@@ -684,6 +689,12 @@ _FIXES = [
     ("where(a not_in [1])", "where(a not in [1])"),
     ("where(x == 1)\0\0\0", "where(x == 1)"),
     ("where(x\xa0>\xa05)", "where(x > 5)"),
+    ("trace.spans.where(duration > 1s) | count() > 2", "trace.spans.where(duration > 1s).count() > 2"),
+    (
+        "trace.spans.where(kind == server).all(children|count() > 0)",
+        "trace.spans.where(kind == server).all(children.count() > 0)",
+    ),
+    ("trace.has(name == 'a') | max(duration) > 1s", "trace.has(name == 'a').max(duration) > 1s"),
     (_W % "window = 1m", _W % "window 1m"),
     (_W % "window=1m", _W % "window 1m"),
     (_TWO % "Rule", _TWO % "rule"),
@@ -714,6 +725,9 @@ def test_one_quick_fix_gives_the_text_meant(text: str, meant: str) -> None:
         ("trace.spans.where(name == `GET ${route}`).exists()", "template strings"),
         ("trace.spans.where(name LIKE x).exists()", "not a LIKE pattern"),
         (_W % "window 60000", "`60000ms` if it counts milliseconds"),
+        ("trace.spans.count() == trace.spans | count()", "`.count()`"),  # `.count()` would count `trace.spans` alone
+        ("-trace.duration | count() > 1", "`.count()`"),
+        ("trace.has(a) >> trace.has(b)", "`trace.has(P).any(descendants.any(Q))`"),
     ],
 )
 def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:

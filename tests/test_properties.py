@@ -192,6 +192,8 @@ SYNTAX_MISTAKES = [
     _W.format("window.spans.count() < 5").replace("1m", "500\u00a0ms"),
     _W.format("window.spans.count() < 5").replace("1m", "1e3s"),
     "rule 9bad {\n  expect trace.spans.where(duration > 1e3s).count() > 0\n}\n",
+    "rule r {\n  expect trace.spans.where(duration > 1s) | count() > 2\n}\n",  # TraceQL's pipeline
+    "rule r {\n  detect trace.spans.where(kind == server).any(descendants | count() > 9)\n}\n",
 ]
 """Slips the parser reads, from user tours: each fix given, applied alone, fixes its own error and adds none."""
 
