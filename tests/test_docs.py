@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from tests_paths import ROOT
 
 from fluo_lang import builtins as b
 from fluo_lang.docs import diagnostics_markdown, main, render_language
+from fluo_run.cli import main as cli
 
 
 def test_language_reference_is_current() -> None:
@@ -62,3 +64,33 @@ def test_the_generator_checks_writes_and_explains_itself(tmp_path: Path, capsys:
     language.write_text("no markers\n", encoding="utf-8")
     assert main(["--check"], docs=tmp_path) == 2
     assert "lacks the generated-section markers" in capsys.readouterr().err
+
+
+def _readme_exit_clauses() -> dict[str, str]:
+    """README's exit-status paragraph, by command: the clause of each (`fmt` 0 ... / 2 ...)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"^Exit status: (.*?)\n\n", readme, re.S | re.M)
+    assert found, "README.md lost its `Exit status:` paragraph"
+    clauses = {}
+    for clause in " ".join(found.group(1).split()).split("; "):
+        named = re.match(r"`(\w+)", clause)
+        if named:
+            clauses.setdefault(named.group(1), clause)
+    return clauses
+
+
+@pytest.mark.parametrize("command", ["check", "eval", "test", "fmt", "serve"])
+def test_readme_gives_every_exit_status_a_commands_help_gives(command: str) -> None:
+    """QA docs 07: README's clause for `fmt` said only `--check`'s 1, where `fluo fmt --help` (and fmt) give 2
+    for a syntax error. Ctrl-C's 130 is said once for every command."""
+    help_text = CliRunner().invoke(cli, [command, "--help"], terminal_width=100).output
+    said = re.search(r"Exit status:? (.*?)(?:\n\s*\n|\Z)", help_text, re.S)
+    assert said, f"`fluo {command} --help` gives no exit status"
+    codes = set(re.findall(r"(?<![\w.-])(\d{1,3})(?![\w.])", said.group(1)))
+    clause = _readme_exit_clauses()[command]
+    readme_codes = set(re.findall(r"(?<![\w.-])(\d{1,3})(?![\w.])", clause))
+    assert codes - {"130"} <= readme_codes, (command, clause)
+
+
+def test_readme_names_every_commands_exit_status() -> None:
+    assert {"check", "eval", "test", "fmt", "serve", "signals", "discover", "demo"} <= set(_readme_exit_clauses())
