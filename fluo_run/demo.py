@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from fluo_lang.values import format_duration
+from fluo_lang.values import format_duration, one_line
 
 SEVERITY_COLORS = {"info": "blue", "warning": "yellow", "error": "red", "critical": "magenta"}
 MS = 1_000_000
@@ -126,7 +126,7 @@ def _signal_line(s: dict[str, Any]) -> str:
     sev = s["severity"]
     badge = click.style(f"{sev.upper():<8}", fg=SEVERITY_COLORS.get(sev, "white"), bold=True)
     where = f"trace {s['trace_id'][:12]}…" if s.get("trace_id") else f"window ending {s.get('window_end')}"
-    return f"  {badge} {click.style(s['rule'], bold=True)}  ({where})\n           {s['message']}"
+    return f"  {badge} {click.style(one_line(s['rule']), bold=True)}  ({where})\n           {one_line(s['message'])}"
 
 
 class Printer:

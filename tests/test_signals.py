@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from reader_support import as_reader
+from tests_paths import EXAMPLE_TRACES
 
 from fluo_run.cli import main
+from fluo_run.demo import _signal_line as demo_line
 from fluo_run.serve import cli as serve_cli
 from fluo_run.serve.store import APPLICATION_ID, SCHEMA_VERSION, SignalStore
 
@@ -77,6 +79,29 @@ def test_jsonl_lines_are_the_signals_as_fluo_eval_prints_them(tmp_path: Path) ->
     assert code == 0
     expected = sorted(many, key=lambda s: s["time"])
     assert out == "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in expected)
+
+
+def test_the_table_escapes_control_characters_as_fluo_eval_text_does(tmp_path: Path) -> None:
+    """QA docs 08: a description's `\\n` broke the row onto a new line at column 0 and an ESC sequence reached the
+    terminal; `fluo eval --format text` escapes them. The demo's lines too."""
+    (tmp_path / "r.fluo").write_text(
+        'rule nl {\n  description: "one\\ntwo \\u001b[31mred \\u202eevil\\t."\n  detect trace.spans.count() > 0\n}\n'
+    )
+    evaluated = CliRunner().invoke(main, ["eval", str(tmp_path / "r.fluo"), "-t", str(EXAMPLE_TRACES[0])])
+    fired = json.loads(evaluated.output.splitlines()[0])
+    text = CliRunner().invoke(
+        main, ["eval", str(tmp_path / "r.fluo"), "-t", str(EXAMPLE_TRACES[0]), "--format", "text"]
+    )
+    escaped = text.output.splitlines()[0].split(": ", 1)[1]
+    assert escaped.startswith("one\\ntwo \\u001b[31mred \\u202eevil\\t.")
+    store = SignalStore(tmp_path / "s.db")
+    store.add([fired])
+    store.close()
+    code, out = run("--db", str(tmp_path / "s.db"))
+    assert code == 0
+    head, row = out.splitlines()
+    assert row.endswith("  " + escaped) and head.startswith("TIME (UTC)")
+    assert demo_line(fired).splitlines()[1].strip() == escaped
 
 
 @pytest.mark.parametrize(

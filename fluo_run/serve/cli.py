@@ -19,7 +19,7 @@ from click.core import ParameterSource
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest
-from fluo_lang.values import NS_LIMIT, format_duration
+from fluo_lang.values import NS_LIMIT, format_duration, one_line
 
 from .config import (
     DEFAULT_DB,
@@ -535,13 +535,10 @@ def print_table(signals: list[dict[str, Any]]) -> None:
     if not signals:
         click.echo("no signals match", err=True)
         return
-    rows = [
-        (
-            s["time"].replace("T", " ")[:19],
-            s["severity"],
-            s["rule"],
-            _where(s),
-            s["message"],
+    rows = [  # one line each, as `fluo eval --format text` prints them: a rule's text may hold control characters
+        tuple(
+            one_line(str(cell))
+            for cell in (s["time"].replace("T", " ")[:19], s["severity"], s["rule"], _where(s), s["message"])
         )
         for s in signals
     ]
