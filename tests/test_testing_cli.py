@@ -848,3 +848,25 @@ def test_junit_classname_of_a_test_file_outside_the_working_folder(
     monkeypatch.chdir(tmp_path / "ci")
     assert fluo_test("../repo", "--junit-xml", "j.xml").exit_code == 0
     assert [t.get("classname") for t in ET.parse("j.xml").iter("testcase")] == ["repo.r_test"]
+
+
+@pytest.mark.parametrize("named", ["abs", "rules/r_test.yaml", "rules", "./rules/../rules/r_test.yaml"])
+def test_a_test_file_is_reported_by_the_path_it_was_reached_by(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    """QA docs 09: `fluo test /abs/dir/rules/r_test.yaml` run from /abs/dir reported `rules/r_test.yaml` (text,
+    JSON, JUnit), so a JUnit classname depended on the working folder; `fluo check` keeps an absolute path."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.fluo").write_text("rule r { expect trace.spans.count() < 100 }\n")
+    (tmp_path / "rules" / "r_test.yaml").write_text("cases:\n  - {name: quiet, spans: [{name: a}], expect: []}\n")
+    monkeypatch.chdir(tmp_path)
+    shown = str(tmp_path / "rules" / "r_test.yaml") if named == "abs" else "rules/r_test.yaml"
+    given = shown if named == "abs" else named
+    text = fluo_test(given, "--junit-xml", "j.xml")
+    assert text.stdout.splitlines()[0] == f"{shown}: 1 passed", text.output
+    assert json.loads(fluo_test(given, "--format", "json").stdout)["files"][0]["path"] == shown
+    (suite,) = ET.parse("j.xml").iter("testsuite")
+    (case,) = suite.iter("testcase")
+    assert (suite.get("name"), suite.get("file"), case.get("file")) == (shown, shown, shown)
+    package = ".".join(tmp_path.parts[1:]) + "." if named == "abs" else ""  # `/tmp/x/rules/...`: `tmp.x.rules`
+    assert case.get("classname") == f"{package}rules.r_test"

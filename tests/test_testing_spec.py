@@ -223,10 +223,11 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
     write(tmp_path, "fixtures/notes.txt", "")
     (tmp_path / "empty").mkdir()
     body = "cases:\n  - name: all\n    traces: fixtures\n    expect: []\n  - name: none\n    traces: [empty]\n"
-    f = load_test_file(write(tmp_path, "r_test.yaml", body))
+    write(tmp_path, "r_test.yaml", body)
+    f = load_test_file(Path("r_test.yaml"))
     full, empty = f.cases
-    assert full.traces == [(tmp_path / "fixtures/b.json", 3), (tmp_path / "fixtures/sub/a.json.gz", 3)]
-    assert full.folders == [tmp_path / "fixtures"]  # watched too: a file added to it starts a run
+    assert full.traces == [(Path("fixtures/b.json"), 3), (Path("fixtures/sub/a.json.gz"), 3)]
+    assert full.folders == [Path("fixtures")]  # watched too: a file added to it starts a run
     os.utime(tmp_path / "fixtures", ns=(1, 1))
     before = stamps([], full.folders)
     write(tmp_path, "fixtures/c.json", "{}")
@@ -300,8 +301,8 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
 )
 def test_case_problems_point_at_their_line(tmp_path: Path, body: str, line: int, message: str) -> None:
     write(tmp_path, "r.fluo", RULES)
-    path = write(tmp_path, "r_test.yaml", "# comment\ncases:\n" + body)
-    f = load_test_file(path)
+    write(tmp_path, "r_test.yaml", "# comment\ncases:\n" + body)
+    f = load_test_file(Path("r_test.yaml"))  # named from its folder: reported so
     assert f.loaded
     problems = [p for c in f.cases for p in c.problems]
     assert problems, "expected a problem"
@@ -340,7 +341,8 @@ def test_file_problems(tmp_path: Path, text: str, line: int, message: str) -> No
     write(tmp_path, "bad.fluo", "rule b { detect trace.spans.count() > 'x' }\n")
     (tmp_path / "empty").mkdir()
     write(tmp_path, "blank.fluo", "// nothing yet\n")
-    f = load_test_file(write(tmp_path, "x_test.yaml", text))
+    write(tmp_path, "x_test.yaml", text)
+    f = load_test_file(Path("x_test.yaml"))
     assert not f.loaded
     assert f.problems[0].line == line
     assert message in f.problems[0].message

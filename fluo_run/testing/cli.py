@@ -22,7 +22,7 @@ from .document import YamlError
 from .progress import Progress
 from .report import json_report, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult, read_document
-from .spec import TestFile, default_rules, display_path, find_test_files, plural
+from .spec import TestFile, default_rules, display_path, find_test_files, plural, short_path
 from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update, write_replacing
 from .watch import Ran, watch
 
@@ -297,7 +297,7 @@ def _test(
         return ran
 
     def announce(files: list[str]) -> None:
-        shown = ", ".join(printable(display_path(Path(f))) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+        shown = ", ".join(printable(short_path(Path(f))) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         click.echo(f"\nchanged: {shown}; running again", err=True)
 
     watch(watched_run, [Path(p) for p in roots], interval=watch_interval, on_change=announce)

@@ -131,7 +131,15 @@ class TestFile:
 
 
 def display_path(path: Path) -> str:
-    """The path as a person wants to read it: relative to the working folder when it is below it."""
+    """The path as it was reached (named, or found below a folder named), its `.` and `..` parts resolved as
+    text: an absolute path stays absolute, as `fluo check` and `fluo eval` keep it, so a JUnit `classname`
+    does not depend on the working folder."""
+    return os.path.normpath(path)
+
+
+def short_path(path: Path) -> str:
+    """An absolute path the command made itself (the watch keys files by one) as a person reads it: relative
+    to the working folder when it is below it."""
     try:
         rel = os.path.relpath(path)
     except ValueError:
