@@ -35,7 +35,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
-from fluo_lang.values import lone_crs_as_lf
+from fluo_lang.values import HexBytes, lone_crs_as_lf
 
 __all__ = [
     "TraceInputError",
@@ -133,7 +133,7 @@ def _pb_value(v: AnyValue) -> Any:
     if which == "kvlist_value":
         return _pb_attributes(v.kvlist_value.values)
     if which == "bytes_value":
-        return v.bytes_value.hex()
+        return HexBytes(v.bytes_value.hex())
     return None
 
 
@@ -852,7 +852,7 @@ def _json_kvlist_value(value: Any) -> dict[str, Any]:
 
 
 def _json_bytes_value(value: Any) -> str:
-    return _bytes_b64(value).hex()
+    return HexBytes(_bytes_b64(value).hex())
 
 
 _VALUE_KEYS: tuple[tuple[str, Any], ...] = (
@@ -1390,6 +1390,8 @@ def _group_by_resource(spans: Iterable[Span]) -> list[tuple[Mapping[str, Any], l
 def _json_any(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
+    if isinstance(value, HexBytes):  # read from bytes: written back as them
+        return {"bytesValue": base64.b64encode(bytes.fromhex(value)).decode("ascii")}
     if isinstance(value, str):
         return {"stringValue": value}
     if isinstance(value, bool):
@@ -1462,7 +1464,9 @@ def spans_to_json(spans: Iterable[Span]) -> dict[str, Any]:
 def _set_any(target: AnyValue, value: Any, where: str) -> None:
     if value is None:
         return
-    if isinstance(value, str):
+    if isinstance(value, HexBytes):
+        target.bytes_value = bytes.fromhex(value)
+    elif isinstance(value, str):
         target.string_value = value
     elif isinstance(value, bool):
         target.bool_value = value

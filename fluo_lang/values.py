@@ -70,6 +70,14 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
     return v if -NS_LIMIT <= v < NS_LIMIT else None
 
 
+class HexBytes(str):
+    """An OTLP bytes attribute value (`bytesValue`, base64 in OTLP/JSON), which rules read as its lowercase hex
+    text (`'deadbeef'`); what writes OTLP again (`otlp.spans_to_json`, the fixtures `fluo discover --tests`
+    writes) writes it as bytes, not as a string."""
+
+    __slots__ = ()
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """Control characters, line separators, and the bidirectional controls that reorder how a line shows
 (a U+202E in a span name would make a signal's text read backwards: "Trojan Source")."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -160,6 +161,38 @@ def test_single_span_traces_get_a_violating_case_for_presence(tmp_path: Path) ->
     assert names["r_trace_span_count_max"].endswith('with 1 copy of a "ping" span (2 spans)')
     case = next(c for c in doc["cases"] if c["name"].startswith("r_api_ping_in_every_trace fires"))
     assert "r_api_ping_in_every_trace" in fired(rules, rules.parent / case["traces"])
+    run = CliRunner().invoke(main, ["test", str(rules.parent)])
+    assert run.exit_code == 0, run.output
+
+
+def test_a_bytes_attribute_stays_bytes_in_the_fixtures(tmp_path: Path) -> None:
+    """QA docs 02: a `bytesValue` attribute (read as its hex text, `'deadbeef'`) was written back into the fixtures
+    as a `stringValue`, so a fixture no longer held what the trace did."""
+    traces = tmp_path / "t.json"
+    write_spans(traces, [lone_span(i, body_hash=b"\xde\xad\xbe\xef", note="deadbeef") for i in range(8)])
+    assert "3q2+7w==" in traces.read_text(encoding="utf-8")
+    rules = tmp_path / "out" / "r.fluo"
+    result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(rules.parent)])
+    assert result.exit_code == 0, result.output
+    fixtures = sorted(rules.parent.rglob("*.json"))
+    assert fixtures
+    for fixture in fixtures:
+        doc = json.loads(fixture.read_text(encoding="utf-8"))
+        values = {
+            a["key"]: a["value"]
+            for rs in doc["resourceSpans"]
+            for ss in rs["scopeSpans"]
+            for sp in ss["spans"]
+            for a in sp.get("attributes", [])
+        }
+        # the cases setting a value outside the set: of the value's own kind
+        outside = {"body_hash": {"bytesValue": base64.b64encode(b"unexpected-deadbeef").decode()}}
+        if fixture.name.endswith("note_values.json"):
+            outside = {"note": {"stringValue": "unexpected-deadbeef"}}
+        kept = {"body_hash": {"bytesValue": "3q2+7w=="}, "note": {"stringValue": "deadbeef"}}
+        assert values == kept | (outside if fixture.name.endswith("_values.json") else {}), fixture
+    (span,) = load_trace_file(rules.parent / "fixtures" / "r" / "r_no_errors.json")
+    assert span.attributes["body_hash"] == "deadbeef" == span.attributes["note"]  # read back as it was
     run = CliRunner().invoke(main, ["test", str(rules.parent)])
     assert run.exit_code == 0, run.output
 

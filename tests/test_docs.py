@@ -11,7 +11,10 @@ from click.testing import CliRunner
 from tests_paths import ROOT
 
 from fluo_lang import builtins as b
+from fluo_lang.api import analyze, compile_program
 from fluo_lang.docs import diagnostics_markdown, main, render_language
+from fluo_lang.otlp import spans_from_json
+from fluo_lang.trace import assemble
 from fluo_run.cli import main as cli
 
 
@@ -94,3 +97,18 @@ def test_readme_gives_every_exit_status_a_commands_help_gives(command: str) -> N
 
 def test_readme_names_every_commands_exit_status() -> None:
     assert {"check", "eval", "test", "fmt", "serve", "signals", "discover", "demo"} <= set(_readme_exit_clauses())
+
+
+def test_the_bytes_reading_language_md_shows_is_what_a_rule_reads() -> None:
+    """QA docs 02: a `bytesValue` attribute reads as its hex text, which docs/language.md never said."""
+    text = " ".join((ROOT / "docs" / "language.md").read_text(encoding="utf-8").split())
+    shown = re.search(r'`"bytesValue": "([^"]+)"`, `(\w+) == \'(\w+)\'` holds \(and `== \'([^\']+)\'` does not\)', text)
+    assert shown, "docs/language.md no longer shows how a bytes attribute value reads"
+    b64, key, hex_text, other = shown.groups()
+    assert other == b64
+    span = {"traceId": "a" * 32, "spanId": "b" * 16, "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    span["attributes"] = [{"key": key, "value": {"bytesValue": b64}}]
+    (read,) = spans_from_json({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}, source="t")
+    program = compile_program(analyze([("r.fluo", f"rule r {{ detect trace.spans.where({key} == '{hex_text}') }}")]))
+    assert [s.rule for s in program.evaluate_trace(assemble([read])[0])] == ["r"]
+    assert read.attributes[key] != b64

@@ -959,6 +959,20 @@ def test_protobuf_round_trip() -> None:
     assert [values(s) for s in again] == [values(s) for s in spans]
 
 
+def test_a_bytes_attribute_reads_as_hex_text_and_is_written_back_as_bytes() -> None:
+    """What a rule reads (`raw == '01ab'`) and what OTLP writers write again (bytes, not a string), either way."""
+    (root, *_) = spans_from_json(rich_request(), source="t")
+    assert root.attributes["raw"] == "01ab"
+    request = spans_to_request([root])
+    (written,) = [kv.value for kv in request.resource_spans[0].scope_spans[0].spans[0].attributes if kv.key == "raw"]
+    assert written.WhichOneof("value") == "bytes_value" and written.bytes_value == b"\x01\xab"
+    (again,) = parse_protobuf(request.SerializeToString(), source="t")
+    assert again.attributes["raw"] == "01ab"
+    for span in (root, again):  # read from OTLP/JSON, and from protobuf
+        (attributes,) = [s["attributes"] for s in spans_to_json([span])["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+        assert {"key": "raw", "value": {"bytesValue": "Aas="}} in attributes
+
+
 def test_written_json_follows_the_otlp_encoding() -> None:
     doc = spans_to_json(spans_from_json(rich_request(), source="t"))
     auth, frontend = doc["resourceSpans"]
@@ -971,9 +985,10 @@ def test_written_json_follows_the_otlp_encoding() -> None:
     assert root["kind"] == 2
     assert child["status"] == {"code": 2, "message": "bad password"}
     assert {"key": "i", "value": {"intValue": str(-(2**63))}} in root["attributes"]
-    assert {"key": "raw", "value": {"bytesValue": base64.b64encode(bytes.fromhex("01ab")).decode()}} not in root[
+    # bytes are read as hex text (`'01ab'`) and written back as bytes (QA docs 02: they were written as strings)
+    assert {"key": "raw", "value": {"bytesValue": base64.b64encode(bytes.fromhex("01ab")).decode()}} in root[
         "attributes"
-    ]  # bytes are read as hex strings, so they are written back as strings
+    ]
     assert len(frontend["scopeSpans"][0]["spans"]) == 1
 
 

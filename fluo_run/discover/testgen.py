@@ -25,6 +25,7 @@ from fluo_lang.api import analyze, compile_program
 from fluo_lang.evaluate import Program
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
+from fluo_lang.values import HexBytes
 
 from .corpus import MAX_VALUE_LENGTH, Corpus, Op
 from .facts import Fact
@@ -76,7 +77,11 @@ def _clone(s: Span, **changes: Any) -> Span:
 def _cut(value: Any) -> Any:
     """An attribute value as fixtures carry it: a string past `MAX_VALUE_LENGTH` cut there (no rule names such
     a value, and a fixture is read by people; every case is evaluated on what is written)."""
-    return value[:MAX_VALUE_LENGTH] if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH else value
+    if not isinstance(value, str) or len(value) <= MAX_VALUE_LENGTH:
+        return value
+    if isinstance(value, HexBytes):  # bytes stay bytes: whole ones, two hex digits each
+        return HexBytes(value[: MAX_VALUE_LENGTH - MAX_VALUE_LENGTH % 2])
+    return value[:MAX_VALUE_LENGTH]
 
 
 def _copy(spans: list[Span]) -> list[Span]:
@@ -296,6 +301,8 @@ class Mutations:
             attrs = {k: _cut(v) for k, v in target.attributes.items()}
             if odd is None:
                 attrs.pop(key, None)
+            elif isinstance(attrs.get(key), HexBytes) and isinstance(odd, str):  # bytes outside the set, as bytes
+                attrs[key] = HexBytes(odd.encode().hex())
             else:
                 attrs[key] = odd
             out = [_clone(s, attributes=attrs) if s is target else _clone(s) for s in spans]
