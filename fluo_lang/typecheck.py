@@ -780,7 +780,10 @@ class _Checker:
         if op == ">=" and self.may_be_missing(value):  # false without a root; `< 0s` never holds either way
             return
         holds = "always holds" if op == ">=" else "never holds"
-        self.warn("FLUO307", f"this comparison {holds}: {what} is never negative", e.span)
+        message = f"this comparison {holds}: {what} is never negative"
+        if op == ">=" and what == "a duration":  # the one exception, so that "always" is true as written
+            message += " (only bad input fails it: a span lasting past 64 bits of nanoseconds reads as missing)"
+        self.warn("FLUO307", message, e.span)
 
     def may_be_missing(self, e: ast.Expr) -> bool:
         """Whether `e` can be missing when it runs (a comparison with it is then false): an attribute read, an

@@ -235,7 +235,17 @@ def test_an_arity_error_underlines_the_call_not_the_chain(text: str, call: str) 
 def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
     d = _only(text)
     assert (d.code, d.is_error) == ("FLUO307", False)
-    assert d.message == f"this comparison {holds} is never negative"
+    assert d.message.startswith(f"this comparison {holds} is never negative")
+
+
+def test_always_holds_names_the_one_duration_that_fails_it() -> None:
+    """A duration past 64 bits of nanoseconds (a span ending at OTLP's last nanosecond) is missing, so
+    `trace.duration >= 0s` fires on it: the warning says so rather than "always" without exception."""
+    d = _only("trace.duration >= 0s")
+    assert d.message.endswith("(only bad input fails it: a span lasting past 64 bits of nanoseconds reads as missing)")
+    wide = Span(trace_id=b"\x01" * 16, span_id=b"\x01" * 8, name="wide", start=0, end=2**64 - 1)
+    [signal] = _fired("rule r { expect trace.duration >= 0s }", wide)
+    assert signal.observed["duration"] is None
 
 
 @pytest.mark.parametrize(
