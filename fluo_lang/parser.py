@@ -517,7 +517,7 @@ class _Recovery:
         how = f"write `{fix}`" if fix else "write it with ASCII letters, digits and `_`"
         rule = "an id starts with a letter or `_`, and holds letters, digits and `_`"
         message = f"`{word}` is no rule id ({rule}): {how}"
-        self._read_as(ip, start, end, message, fix)
+        self._read_as(ip, start, end, message, fix, whole=True)  # one id for the word: no cascade follows
         read = fix or "_" + "_".join(f"u{ord(c):04x}" for c in word)  # no fix: an id of its code points, as written
         ip.feed_token(self.token("IDENT", read, start, end))
         return True
@@ -771,7 +771,8 @@ class _Recovery:
             return False
         written = dashed.group()
         start, end = dashed.span()
-        if len(stack) >= 2 and _is_token(stack[-2], ("RULE",)):
+        whole = len(stack) >= 2 and _is_token(stack[-2], ("RULE",))  # an id read whole: what follows is no cascade
+        if whole:
             meant, term = written.replace("-", "_"), "IDENT"
             message = f"a rule id holds no `-`: write `{meant}`"
         elif _feedable(ip, ["STRING"], drop=1) and "IDENT" not in _accepts(ip):
@@ -779,7 +780,7 @@ class _Recovery:
             message = f"a name holds no `-`: quote it, `{meant}`"
         else:
             return False
-        self._read_as(ip, start, end, message, meant, 1)
+        self._read_as(ip, start, end, message, meant, 1, whole=whole)
         ip.feed_token(self.token(term, meant, start, end))
         return True
 
@@ -793,12 +794,15 @@ class _Recovery:
         glued = end
         while glued < len(self.text) and name_char(self.text[glued]):
             glued += 1
+        if tok.type == "NUMBER" and self._exponent_unit(ip, tok, 0):  # `window 1e3μs`
+            return True
         if tok.type == "NUMBER" and glued > end:  # `window 1m`, a full-width m: letters the lexer stopped at
             written = self.text[start:glued]
             folded = unicodedata.normalize("NFKC", written)
             parts = _duration_parts(folded)
             unit = None if parts is None else _unit_meant(parts[1])
-            meant = f"{value}s"  # read so if no unit is understood: the error stands for the length
+            # read so if no unit is understood: the error stands for the length (`1e3s` would be a second error)
+            meant = f"{value}s" if _PLAIN_NUMBER.fullmatch(value) else _MISSING
             if parts is not None and unit is not None and _PLAIN_NUMBER.fullmatch(parts[0]):
                 meant = suggestion = parts[0] + unit
                 ch = next(c for c in written if not c.isascii())
@@ -846,6 +850,27 @@ class _Recovery:
             ip.parser_state.value_stack.pop()
         self.skip_to(ip, pos + 2)
         ip.feed_token(self.token("DURATION", meant, start, pos + 2))
+        return True
+
+    def _exponent_unit(self, ip: Any, number: Token, take_back: int) -> bool:
+        """`1e3μs`, `1e3ms` in full-width letters: a number with an exponent and a unit the lexer stopped at.
+        Read as the duration with that unit (`1e3us`), whose one error the builder gives, as for
+        `1e3µs`: a duration takes no exponent, and the fix keeps the unit (`1000us`), never reads it as `s`.
+        `number` was the last token read (`take_back` 1: in an expression) or the one not expected (0)."""
+        text, start, end = self.text, number.start_pos or 0, number.end_pos or 0
+        glued = end
+        while glued < len(text) and name_char(text[glued]):
+            glued += 1
+        exponent = _EXPONENT_DURATION.fullmatch(text, start, glued)
+        if glued == end or exponent is None or _folded_unit(exponent.group(2)) is None:
+            return False
+        if not _feedable(ip, ["DURATION"], drop=take_back):
+            return False
+        for _ in range(take_back):
+            ip.parser_state.state_stack.pop()
+            ip.parser_state.value_stack.pop()
+        self.skip_to(ip, glued)
+        ip.feed_token(self.token("DURATION", text[start:glued], start, glued))
         return True
 
     def _read_as(
@@ -1023,11 +1048,41 @@ class _Recovery:
         text = self.text
         piped = _PIPELINE.match(text, pos)
         method = piped.group(1) if piped is not None else None
-        if piped is None or method not in _AGGREGATES or not _feedable(parser, ["DOT"]):
+        if piped is None or not _feedable(parser, ["DOT"]):
+            return False
+        start = _before_space(text, pos)
+        if not piped.group(2) and method in _AGGREGATES:  # `| count > 2`: parentheses left off, or not typed yet
+            call = "count()" if method == "count" else f"{method}(...)"  # the others take what to aggregate
+            message = f"FLUO has no `|` pipeline (TraceQL's): an aggregate is a method of the spans, `.{call}`"
+            whole = method == "count" and _whole_postfix(parser.parser_state.value_stack)
+            fix = ".count()" if whole else None
+            self.report(error("FLUO101", message, self.index.span(start, piped.end()), path=self.path, suggestion=fix))
+            self.skip_to(parser, piped.end())
+            parser.feed_token(self.token("DOT", ".", start, piped.start(1)))
+            parser.feed_token(self.token("IDENT", method, piped.start(1), piped.end()))
+            parser.feed_token(self.synthetic("LPAR", piped.end()))
+            parser.feed_token(self.synthetic("RPAR", piped.end()))
+            return True
+        if not piped.group(2):
             return False
         close = self.closing(piped.end() - 1)
+        if method not in _AGGREGATES:  # `| by(name)`, `| select(...)`: a stage FLUO has no form of, dropped
+            if close is None:
+                return False
+            message = (
+                f"FLUO has no `|` pipeline (TraceQL's `{method}()` stage): a rule reads a trace's spans with methods,"
+                " e.g. `trace.spans.where(P).count() > 2`"
+            )
+            if method == "by":
+                message = (
+                    "FLUO has no `|` pipeline nor TraceQL's `by()` grouping: each trace is checked alone, its spans"
+                    " read with methods, e.g. `trace.spans.where(P).count() > 2`"
+                )
+            self.report(error("FLUO101", message, self.index.span(start, close + 1), path=self.path))
+            self.skip_to(parser, close + 1)
+            return True
         call = text[piped.start(1) : piped.end()] + ("..." if close is None else text[piped.end() : close + 1])
-        start, end = _before_space(text, pos), piped.start(1)
+        end = piped.start(1)
         whole = close is not None and _whole_postfix(parser.parser_state.value_stack)
         message = f"FLUO has no `|` pipeline (TraceQL's): an aggregate is a method of the spans, `.{call}`"
         self.report(
@@ -1099,7 +1154,11 @@ class _Recovery:
         text = self.text
         ch = text[pos]
         top = _top(parser)
-        if top is not None and top.type == "NUMBER" and self._greek_micro(parser, top, 1):
+        if (
+            top is not None
+            and top.type == "NUMBER"
+            and (self._greek_micro(parser, top, 1) or self._exponent_unit(parser, top, 1))
+        ):
             return True
         closer = _QUOTES.get(ch)
         if closer is None:
@@ -1153,8 +1212,8 @@ class _Recovery:
 
 _STRUCTURAL = {"MORETHAN": ("descendant", "descendants"), "LESSTHAN": ("ancestor", "ancestors")}
 """TraceQL's structural operators `>>` and `<<` (a token doubled), and the span field FLUO writes for each."""
-_PIPELINE = re.compile(r"\|[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*\(")
-"""TraceQL's pipeline into an aggregate: `{ ... } | count() > 2`."""
+_PIPELINE = re.compile(r"\|[ \t]*([A-Za-z_][A-Za-z0-9_]*)\b(?:[ \t]*(\())?")
+"""TraceQL's pipeline into an aggregate or another stage: `{ ... } | count() > 2`, `| by(name)`; group 2 the `(`."""
 _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""
 _POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})
@@ -1410,6 +1469,11 @@ def _unit_meant(unit: str) -> str | None:
         if written in _UNIT_ALIASES:
             return _UNIT_ALIASES[written]
     return None
+
+
+def _folded_unit(unit: str) -> str | None:
+    """`_unit_meant` of a unit in Greek or full-width letters too (`μs`, a full-width `ms`)."""
+    return _unit_meant(unicodedata.normalize("NFKC", unit))
 
 
 def _run_ns(run: str) -> int | None:
@@ -1724,6 +1788,7 @@ _GAP = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"  # spaces within a li
 _SPACED_UNIT = re.compile(rf"[0-9]{_GAP}[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
 _UNIT = re.compile(rf"{_GAP}([A-Za-zµ\u03bc]+)(?![A-Za-z0-9_µ])")
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_SPACED_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
@@ -1736,7 +1801,7 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
         return []
     out = []
     for number in lex(text):
-        if number.kind != "NUMBER" or not _PLAIN_NUMBER.fullmatch(number.text):
+        if number.kind != "NUMBER" or not _SPACED_NUMBER.fullmatch(number.text):
             continue
         unit = _UNIT.match(text, number.end)
         if unit is not None and _unit_meant(unit.group(1)) is not None:
@@ -1747,23 +1812,34 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
 def _full_parse(text: str, path: str) -> ParseResult:
     """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic.
 
-    A duration written with a space (`1 s`) is one error, and read as the duration meant.
+    A duration written with a space (`1 s`) is one error, and read as the duration meant; with an exponent too
+    (`1e3 ms`), the one error is the exponent's, over the number and its unit.
     """
     spaced = _spaced_durations(text)
     if spaced:
         joined, found, index = list(text), [], _LineIndex(text)
+        exponents: dict[int, tuple[int, str]] = {}  # a spaced duration with an exponent: its end, and as read
         for start, end, unit_end in spaced:
             number, written = text[start:end], text[end:unit_end].strip()
             unit = _unit_meant(written) or written
             # the unit moves next to its number and the space after it, so every offset stays
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
+            if not _PLAIN_NUMBER.fullmatch(number):
+                exponents[start] = unit_end, number + unit
+                continue
             message = f"a duration has no space before its unit: write `{number}{unit}`"
             if unit != written:  # `5 sec`
                 message = f"unknown unit `{written}`: write `{number}{unit}`"
             span = index.span(start, unit_end)
             found.append(error("FLUO100", message, span, path=path, suggestion=number + unit))
         result = _full_parse("".join(joined), path)
-        return ParseResult(replace(result.file, text=text), found + result.diagnostics)
+        diagnostics = [
+            _spaced_exponent(d, text, index, *exponents[d.span.start])
+            if d.span.start in exponents and d.message.startswith(_NO_EXPONENT)
+            else d
+            for d in result.diagnostics
+        ]
+        return ParseResult(replace(result.file, text=text), found + diagnostics)
     index = _LineIndex(text)
     rule_file = ast.RuleFile(path=path, text=text)
     recovery = _Recovery(text, index, path)
@@ -1780,6 +1856,13 @@ def _full_parse(text: str, path: str) -> ParseResult:
             diags = _key_fixes(diags, rules, recovery.key_guesses)
     diags.extend(builder.diagnostics)
     return ParseResult(rule_file, diags)
+
+
+def _spaced_exponent(d: Diagnostic, text: str, index: _LineIndex, end: int, read: str) -> Diagnostic:
+    """The exponent's error on `1e3 ms` (read as `1e3ms`): over the number and its unit, saying both slips."""
+    written = text[d.span.start : end]
+    message = d.message.replace(_NO_EXPONENT, f"{_NO_EXPONENT} nor a space before its unit", 1)
+    return replace(d, span=index.span(d.span.start, end), message=message.replace(f"`{read}`", f"`{written}`"))
 
 
 def _key_fixes(diags: list[Diagnostic], rules: list[ast.Rule], guesses: dict[int, str]) -> list[Diagnostic]:
@@ -2172,8 +2255,8 @@ class _Builder:
         says what to write, fixed only where the value is exact in whole nanoseconds (`1000s`, `0.0015s`), and
         read as that value."""
         text = str(tok)
-        meant_unit = unit if unit in DURATION_UNITS else _unit_meant(unit)
-        message = "a duration takes no exponent"
+        meant_unit = unit if unit in DURATION_UNITS else _folded_unit(unit)
+        message = _NO_EXPONENT
         fix = ns = None
         if meant_unit is None:
             message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
@@ -2227,6 +2310,7 @@ def _plain_decimal(number: str) -> str:
     return (text[:power] + "." + text[power:]).rstrip("0").rstrip(".")
 
 
+_NO_EXPONENT = "a duration takes no exponent"
 _EXPONENT_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)(.*)")
 
 

@@ -467,7 +467,7 @@ def test_a_duration_written_with_a_space_is_one_error_with_its_fix() -> None:
     result = parse(text)
     assert result.file.text == text
     assert [r.id for r in analysis.rules] == ["a", "b", "c"]
-    for other in ("rule a { expect 1 sec > 0 }", "rule a { expect 1e3 s }", "rule a { expect 1\ns }"):
+    for other in ("rule a { expect 1 sec > 0 }", "rule a { expect 1\ns }"):
         assert [d.message for d in parse(other).diagnostics if "no space" in d.message] == []
 
 
@@ -728,6 +728,9 @@ def test_one_quick_fix_gives_the_text_meant(text: str, meant: str) -> None:
         ("trace.spans.count() == trace.spans | count()", "`.count()`"),  # `.count()` would count `trace.spans` alone
         ("-trace.duration | count() > 1", "`.count()`"),
         ("trace.has(a) >> trace.has(b)", "`trace.has(P).any(descendants.any(Q))`"),
+        # a stage FLUO has no form of: one error, not FLUO210 for each word after it (editor tour)
+        ("rule r {\n  expect trace.spans | by(name) | count() > 2\n}\n", "nor TraceQL's `by()` grouping"),
+        ("rule r {\n  expect trace.spans | max > 2\n}\n", "`.max(...)`"),
     ],
 )
 def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
@@ -811,6 +814,17 @@ _ONE_FIX = [
     (_W % "window 1e3s", _W % "window 1000s"),
     ("trace.duration < 1.5e-3s", "trace.duration < 0.0015s"),
     ("trace.duration < 2E+1m", "trace.duration < 20m"),
+    # ... with its unit in Greek or full-width letters: the fix keeps the unit (editor tour: `window 1e3μs` was two
+    # errors and its preferred fix `window 1000s`, a million times the window; in an expression an attribute key)
+    (_W % "window 1e3\u03bcs", _W % "window 1000us"),
+    (_W % "window 1e3\uff4d\uff53", _W % "window 1000ms"),
+    ("where(duration < 1e3\u03bcs)", "where(duration < 1000us)"),
+    ("where(duration < 1e3\uff4d\uff53)", "where(duration < 1000ms)"),
+    # ... and a space before its unit: one error (it was FLUO300, FLUO210 and an unexpected `}`)
+    (_W % "window 1e3 ms", _W % "window 1000ms"),
+    ("rule r {\n  expect trace.duration < 1e3 s\n}\n", "rule r {\n  expect trace.duration < 1000s\n}\n"),
+    # TraceQL's pipeline into `count` without its parentheses (it was read on as a metadata key, FLUO210)
+    ("rule r {\n  expect trace.spans | count > 2\n}\n", "rule r {\n  expect trace.spans.count() > 2\n}\n"),
     # escapes FLUO has not: a backslash meant as itself
     ('where(name matches "\\d+")', 'where(name matches "\\\\d+")'),
     ("where(name matches '^v\\d+\\.\\d+$')", "where(name matches '^v\\\\d+\\\\.\\\\d+$')"),
@@ -862,6 +876,9 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ('trace.spans.where(name matches "\\d+\\.").exists()', "invalid escapes `\\d`, `\\.` in string"),
         ("trace.spans.where(duration > 1e3s).exists()", "a duration takes no exponent: write `1000s`"),
         ("trace.duration < 1e30s", "a duration takes no exponent, and `1e30s` is past what a duration holds"),
+        ("trace.spans.where(duration < 1e3\u03bcs).exists()", "a duration takes no exponent: write `1000us`"),
+        ("trace.duration < 1e3 ms", "a duration takes no exponent nor a space before its unit: write `1000ms`"),
+        ("trace.duration < 1e-12 s", "and `1e-12 s` is no whole number of nanoseconds"),
     ],
 )
 def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
@@ -1040,3 +1057,21 @@ def test_two_rule_ids_with_no_ascii_letter_are_not_duplicates() -> None:
     text = "rule \u65e5\u672c { expect trace.spans.cnt() > 1 }\nrule \u4e2d\u6587 { expect trace.spans.count() > 1 }\n"
     codes = [d.code for d in analyze([("m.fluo", text)]).diagnostics]
     assert codes == ["FLUO100", "FLUO201", "FLUO100"], codes
+
+
+@pytest.mark.parametrize("rule_id", ["9bad", "my-rule", "5xx-errors"])
+@pytest.mark.parametrize(
+    ("body", "then"),
+    [
+        ("\n  window 500\n  detect window.spans.count() > 1\n}\n", "found the number `500`: give it a unit"),
+        ("", "expected `}` before end of file"),  # a rule still being typed
+    ],
+)
+def test_an_error_right_after_a_rule_id_read_whole_is_reported(rule_id: str, body: str, then: str) -> None:
+    """Editor tour: after `rule 9bad {` or `rule my-rule {` the next error (`window 500`, a rule left open) was
+    taken for a cascade of the id's (within 3 tokens of it), where `rule _9bad` reports it. The id is read whole,
+    as one token valid text would give, so what follows it is no cascade of it."""
+    text = f"rule {rule_id} {{{body}"
+    diagnostics = parse(text).diagnostics
+    assert [d.code for d in diagnostics] == ["FLUO100", "FLUO104" if "end of file" in then else "FLUO100"]
+    assert "rule id" in diagnostics[0].message and then in diagnostics[1].message, [d.message for d in diagnostics]

@@ -192,6 +192,17 @@ SYNTAX_MISTAKES = [
     _W.format("window.spans.count() < 5").replace("1m", "500\u00a0ms"),
     _W.format("window.spans.count() < 5").replace("1m", "1e3s"),
     "rule 9bad {\n  expect trace.spans.where(duration > 1e3s).count() > 0\n}\n",
+    # editor tour: a unit in Greek or full-width letters after an exponent (the fix wrote `1000s`), a space before
+    # the unit, an id error right before another, TraceQL's `| count` without parentheses
+    _W.format("window.spans.count() < 5").replace("1m", "1e3\u03bcs"),
+    _W.format("window.spans.count() < 5").replace("1m", "1e3\uff4d\uff53"),
+    _W.format("window.spans.count() < 5").replace("1m", "1e3 ms"),
+    "trace.spans.where(duration > 1e3\u03bcs).count() > 0",
+    "trace.spans.where(duration > 1e3\uff4d\uff53).count() > 0",
+    "trace.duration < 1e3 s",
+    "rule 9bad {\n  window 500\n  detect window.spans.count() > 0\n}\n",
+    "rule my-rule {\n  window 500\n  detect window.spans.count() > 0\n}\n",
+    "rule r {\n  expect trace.spans | count > 2\n}\n",
     "rule r {\n  expect trace.spans.where(duration > 1s) | count() > 2\n}\n",  # TraceQL's pipeline
     "rule r {\n  detect trace.spans.where(kind == server).any(descendants | count() > 9)\n}\n",
 ]
