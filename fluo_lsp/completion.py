@@ -40,6 +40,7 @@ from .syntax import expressions
 PLACEHOLDER = "__fluo_cursor__"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _WORD_AFTER = re.compile(r"[A-Za-z0-9_]*")
+_EXPONENT = re.compile(r"[eE][0-9]*")  # the word after a number's digits that is (the start of) its exponent
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WINDOWED = re.compile(r"^\s*window\s+[0-9]", re.MULTILINE)
 _ITEM_START = re.compile(r"\s*(?:(?:expect|detect)\b|(?:when|always|never)\s*\{|[A-Za-z_][A-Za-z0-9_]*\s*:)?")
@@ -329,7 +330,8 @@ def complete(
     items = _Items(edit_range, cur.rest, snippets)
     head = short_head(doc, cur.chunk_start, cur.head).text
     if head[-1:].isdigit():
-        if _duration_fits(doc.path, head):
+        # `1e3|`: the word is the number's exponent, and a duration takes none; a unit would replace it (`1s`)
+        if not _EXPONENT.fullmatch(cur.word) and _duration_fits(doc.path, head):
             for unit in DURATION_UNITS:
                 items.add(unit, lsp.CompletionItemKind.Unit, "duration unit")
         return items.out

@@ -502,8 +502,12 @@ async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
         ("rule a {\n  window 5|", True),
         ("rule a {\n  expect trace.spans.count() > 5|\n}\n", False),
         ("rule a {\n  expect trace.spans.where(name == 'x').count() >= 12|", False),
+        # editor tour: a unit replaced the exponent (`1e3` + `s` gave `1s`); a duration takes no exponent
+        ("rule a {\n  expect trace.duration > 1e3|\n}\n", False),
+        ("rule a {\n  window 1E3|", False),
+        ("rule a {\n  expect trace.duration > 1.5e|\n}\n", False),
     ],
-    ids=["duration", "window", "count", "count-unclosed"],
+    ids=["duration", "window", "count", "count-unclosed", "exponent", "window-exponent", "exponent-typed"],
 )
 async def test_duration_units_come_only_where_a_duration_can_stand(
     client: LanguageClient, tmp_path: Path, text: str, units: bool
