@@ -32,6 +32,9 @@ class Analysis:
     files: list[ast.RuleFile] = field(default_factory=list)
     rules: list[CheckedRule] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    hidden: list[Diagnostic] = field(default_factory=list)
+    """What the checker said and `_without_cascades` dropped beside a syntax error: not reported, but the
+    language server tells by it a quick fix's new errors from those the text has whatever the fix."""
 
     @property
     def has_errors(self) -> bool:
@@ -76,9 +79,11 @@ def analyze_expression(text: str, mode: str = "expect", rule_id: str = "cli") ->
 
 def _check(files: list[ast.RuleFile], diags: list[Diagnostic]) -> Analysis:
     checked, check_diags = check_files(files)
-    diags.extend(_without_cascades(files, diags, check_diags))
+    kept = _without_cascades(files, diags, check_diags)
+    diags.extend(kept)
     diags.sort(key=sort_key)
-    return Analysis(files, checked, diags)
+    shown = {id(d) for d in kept}
+    return Analysis(files, checked, diags, [d for d in check_diags if id(d) not in shown])
 
 
 def _without_cascades(

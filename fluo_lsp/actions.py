@@ -68,6 +68,10 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     Told apart by code, message and place (after the edit, places past it shift by what it adds), not by
     code alone: a fix that swaps one FLUO100 for another (`status is not error` -> `== not error`) adds
     an error, and so does one after which the same diagnostic comes back (a fix that does not fix).
+
+    An error the text has whatever the fix is not the fix's: one the checker found, away from the edit, in a
+    clause whose syntax error held it back (`1e3s and trace.spans.cnt() > 1`: FLUO201 is there, only not
+    shown until the `1e3s` is fixed).
     """
     span, text = fixed.span, fixed.suggestion or ""
     chunk = doc.chunk_at(base + span.start)
@@ -87,6 +91,11 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     was_fixed = (fixed.code, fixed.message, base + span.start - chunk.start)
     before = Counter(
         moved(d) for d in chunk.analysis.diagnostics if counted(d) and (d.code, d.message, d.span.start) != was_fixed
+    )
+    before.update(
+        moved(d)
+        for d in chunk.analysis.hidden
+        if counted(d) and not _meets(d.span.start, d.span.end, rel_start, rel_end)
     )
     out: list[Diagnostic] = []
     for d in analyze_chunk(doc.path, edited, last=last).diagnostics:

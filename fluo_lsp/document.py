@@ -43,6 +43,8 @@ class ChunkAnalysis:
     checked: list[CheckedRule]
     diagnostics: list[Diagnostic]
     text: str
+    hidden: list[Diagnostic] = field(default_factory=list)
+    """The checker's diagnostics dropped beside a syntax error (`api.Analysis.hidden`)."""
     _lexemes: list[Lexeme] | None = field(default=None, repr=False)
     tokens: list[tuple[int, int, int, int, int]] | None = field(default=None, repr=False)
     """Semantic tokens relative to the chunk (see `outline.semantic_tokens`), once asked for."""
@@ -88,6 +90,7 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
         checked=[c for c in analysis.rules if c.rule.span.start < mine or last],
         diagnostics=diags,
         text=text,
+        hidden=[d for d in analysis.hidden if d.span.start <= mine or last],
     )
     _cache[key] = result
     if len(_cache) > _CACHE_SIZE:

@@ -648,3 +648,31 @@ def test_a_severity_past_ascii_is_one_diagnostic_with_one_fix() -> None:
     assert d.suggestion == "critical", d.format()
     [action] = code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)
     assert action.title == "Change to `critical`" and action.is_preferred
+
+
+@pytest.mark.parametrize(
+    ("slip", "fix"),
+    [
+        ("trace.duration > 1e3s", "1000s"),
+        ("trace.spans.all(\uff4e\uff41\uff4d\uff45 == 'x')", "name"),
+        ("trace.spans | count() > 1", "."),
+    ],
+)
+def test_a_fix_is_not_blamed_for_an_error_the_text_has_whatever_the_fix(slip: str, fix: str) -> None:
+    """Editor tour: a clause with a syntax slip is not typechecked, so `trace.spans.cnt()` beside it (FLUO201)
+    showed only once the slip was fixed, and the slip's exact fix was titled "(then FLUO201: ...)" and not
+    preferred. The checker found the FLUO201 all along, away from the edit: it is not the fix's."""
+    text = f"rule r {{\n  severity: warning\n  expect {slip} and trace.spans.cnt() > 1\n}}\n"
+    doc = RuleDocument("x.fluo", text)
+    [action] = code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)
+    assert (action.title, action.is_preferred) == (f"Change to `{fix}`", True)
+
+
+def test_a_fix_is_still_blamed_for_an_error_at_its_edit() -> None:
+    """An error the checker found where the fix edits depends on how the slip was read: it still counts."""
+    text = "rule r {\n  severity: warning\n  expect trace.spans | count() > 'x'\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    [(d, base)] = doc.diagnostics()
+    assert [h.code for h in doc.chunks[0].analysis.hidden] == ["FLUO300"]  # the comparison, the edit within it
+    [new] = _new_errors(doc, d, base, strict=False)
+    assert new.code == "FLUO300"
