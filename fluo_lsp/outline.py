@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 from lsprotocol import types as lsp
 
-from fluo_lang import ast
+from fluo_lang import api, ast
 from fluo_lang.builtins import OPERATOR_BY_SYMBOL
 from fluo_lang.parser import Lexeme, keywords, name_char
 from fluo_lang.typecheck import AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
@@ -153,8 +155,10 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
     checked = {id(c.rule): c for c in analysis.checked}
     for rule in analysis.rules:
         names.update(_classify(rule, checked.get(id(rule))))
+    joined = _names_joined(analysis.lexemes)
+    names.update(_ascii_spellings(analysis, joined, names))
     found: list[tuple[Lexeme, tuple[str, int]]] = []
-    for x in _names_joined(analysis.lexemes):
+    for x in joined:
         if x.kind == "IDENT":
             kind = names.get(x.start, ("variable", 0))
         elif x.start in names:  # `window` in `window.spans` is the root, like `trace`; in `window 1m` a keyword
@@ -182,6 +186,34 @@ def _chunk_tokens(analysis: ChunkAnalysis) -> list[tuple[int, int, int, int, int
     return out
 
 
+def _ascii_spellings(
+    analysis: ChunkAnalysis, words: list[Lexeme], names: dict[int, tuple[str, int]]
+) -> dict[int, tuple[str, int]]:
+    """Token types of the words past ASCII the parser fixes as FLUO's own names (a full-width `name`, `tráce` as
+    `trace`), as their ASCII spelling gets them: the chunk checked again with each such fix made, where it keeps
+    every offset (a fix of the same length)."""
+    fixes = [d for d in analysis.diagnostics if d.suggestion and len(d.suggestion) == d.span.end - d.span.start]
+    text = analysis.text
+    for x in words:
+        if x.kind != "IDENT" or x.start in names or x.text.isascii():
+            continue
+        fix = next((d for d in fixes if d.span.start <= x.start and x.end <= d.span.end), None)
+        if fix is not None and fix.suggestion is not None and _NAME_PATH.fullmatch(fix.suggestion):
+            text = text[: fix.span.start] + fix.suggestion + text[fix.span.end :]
+    if text == analysis.text:
+        return {}
+    spelled = api.analyze([("spelled.fluo", text)])
+    checked = {id(c.rule): c for c in spelled.rules}
+    out: dict[int, tuple[str, int]] = {}
+    for f in spelled.files:
+        for rule in f.rules:
+            out.update(_classify(rule, checked.get(id(rule))))
+    return out
+
+
+_NAME_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
 def _names_joined(lexemes: list[Lexeme]) -> list[Lexeme]:
     """The lexemes, with a name the lexer splits at each character past ASCII (`usu` `á` `rio`; a full-width
     letter alone) as one `IDENT`, as the parser reads it (one name, or one error with its fix): a semantic
@@ -190,7 +222,7 @@ def _names_joined(lexemes: list[Lexeme]) -> list[Lexeme]:
     run: list[Lexeme] = []  # adjacent lexemes made of what a name is made of
 
     def flush() -> None:
-        if len(run) > 1 and not all(x.text.isascii() for x in run):
+        if not all(x.text.isascii() for x in run):  # `ñ` alone too: one letter is a name
             out.append(Lexeme("IDENT", "".join(x.text for x in run), run[0].start, run[-1].end))
         else:
             out.extend(run)

@@ -676,3 +676,39 @@ def test_a_fix_is_still_blamed_for_an_error_at_its_edit() -> None:
     assert [h.code for h in doc.chunks[0].analysis.hidden] == ["FLUO300"]  # the comparison, the edit within it
     [new] = _new_errors(doc, d, base, strict=False)
     assert new.code == "FLUO300"
+
+
+def _token_types(text: str) -> dict[str, tuple[str, int]]:
+    """The type and modifiers of each semantic token of a one-chunk text, by the token's text (BMP only)."""
+    from fluo_lsp.outline import TOKEN_TYPES
+
+    data = semantic_tokens(RuleDocument("t.fluo", text))
+    lines = text.split("\n")
+    out: dict[str, tuple[str, int]] = {}
+    line = col = 0
+    for i in range(0, len(data), 5):
+        line += data[i]
+        col = data[i + 1] if data[i] else col + data[i + 1]
+        out[lines[line][col : col + data[i + 2]]] = (TOKEN_TYPES[data[i + 3]], data[i + 4])
+    return out
+
+
+def test_a_name_of_one_letter_past_ascii_is_a_token() -> None:
+    """Editor tour: `ñ`, `İ`, the `語` of `日本.語` got no semantic token (only runs of two lexemes or more were
+    joined into a name), where `ña` and `日本` did."""
+    names = "\u00f1 > 1 and \u65e5\u672c.\u8a9e == 1 and \u0130 > 1 and \u00f1a > 1"
+    text = f"rule r {{\n  expect trace.spans.all({names})\n}}\n"
+    types = _token_types(text)
+    for word in ("\u00f1", "\u8a9e", "\u0130", "\u65e5\u672c", "\u00f1a"):
+        assert types.get(word) == ("variable", 0), (word, types)
+
+
+@pytest.mark.parametrize(
+    ("written", "ascii"),
+    [("\uff4e\uff41\uff4d\uff45", "name"), ("s\u00e9rvice", "service"), ("dur\u00e1tion", "duration")],
+)
+def test_a_name_past_ascii_the_parser_fixes_as_fluos_gets_that_names_token(written: str, ascii: str) -> None:
+    """Editor tour: a full-width `name` (fixed as the intrinsic `name`) was typed `variable`, an attribute;
+    docs/editor.md promises the type its ASCII spelling gets: `property`, defaultLibrary."""
+    text = "rule r {\n  expect trace.spans.all(%s == 'x')\n}\n"
+    assert _token_types(text % written)[written] == _token_types(text % ascii)[ascii] == ("property", 2)
