@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from fluo_lang import ast
 from fluo_lang import builtins as b
 from fluo_lang import types as t
+from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.typecheck import META_KEYS, AttrRef, CheckedRule, EnumRef, ItRef, MemberRef, RootRef
 from fluo_lang.values import format_duration
 
@@ -23,6 +26,9 @@ def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None
         if rule.id and rule.id_span.contains(rel) and not rule.bare:  # no id (`rule 9bad {`): its span is the `{`
             written = chunk.analysis.text[rule.id_span.start : rule.id_span.end]
             return _rule_text(rule, checked, written), rule.id_span, chunk.start
+        slip = _slip_at(chunk.analysis.diagnostics, rel)
+        if slip is not None:
+            return _slip_text(slip), slip.span, chunk.start
         for m in rule.meta:
             if m.key_span.contains(rel) and m.key in META_KEYS:
                 return f"**{m.key}**: {META_KEYS[m.key]}", m.key_span, chunk.start
@@ -35,6 +41,42 @@ def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None
         if text:
             return text, found.expr.span, chunk.start
     return None
+
+
+def _slip_at(diagnostics: list[Diagnostic], rel: int) -> Diagnostic | None:
+    """The syntax error whose text holds `rel`: what is there is the recovery's reading of it (`ownér` as no key,
+    TraceQL's `>>` as `and`), not what was written, so the hover says the error, not the reading. Not an error of
+    something missing before the text (`expected a name before `{``): that text is read as written."""
+    return next(
+        (
+            d
+            for d in diagnostics
+            if d.is_error
+            and d.code.startswith("FLUO1")
+            and d.span.start <= rel < d.span.end
+            and not _MISSING_BEFORE.match(d.message)
+        ),
+        None,
+    )
+
+
+_MISSING_BEFORE = re.compile(r"expected .* before ")
+
+
+def _slip_text(d: Diagnostic) -> str:
+    """A syntax error's message, and the documentation of the name its fix writes (`severity`, `name`)."""
+    parts = [d.message]
+    meant = d.suggestion or ""
+    if meant in META_KEYS and "metadata key" in d.message:
+        parts.append(f"**{meant}**: {META_KEYS[meant]}")
+    elif meant in b.ROOTS:
+        root = b.ROOTS[meant]
+        parts.append(f"```fluo\n{root.name}: {root.type}\n```\n{root.doc}")
+    else:
+        field = next((m for m in b.MEMBERS if m.name == meant and m.receiver == t.SPAN), None)
+        if field is not None:
+            parts.append(_member_text(field))
+    return "\n\n".join(parts)
 
 
 def _rule_text(rule: ast.Rule, checked: CheckedRule | None, written: str) -> str:

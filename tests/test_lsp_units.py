@@ -712,3 +712,33 @@ def test_a_name_past_ascii_the_parser_fixes_as_fluos_gets_that_names_token(writt
     docs/editor.md promises the type its ASCII spelling gets: `property`, defaultLibrary."""
     text = "rule r {\n  expect trace.spans.all(%s == 'x')\n}\n"
     assert _token_types(text % written)[written] == _token_types(text % ascii)[ascii] == ("property", 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "word", "says"),
+    [
+        ("rule r {\n  sev\u00e9rity: error\n  expect trace.spans.count() > 1\n}\n", "sev\u00e9rity", "**severity**:"),
+        ("rule r {\n  own\u00e9r: 'x'\n  expect trace.spans.count() > 1\n}\n", "own\u00e9r", "**owner**:"),
+        (
+            "rule r {\n  expect trace.spans.all(usu\u00e1rio.id == 'x')\n}\n",
+            "usu\u00e1rio.id",
+            "cannot be written bare",
+        ),
+        (
+            "rule r {\n  expect trace.spans.all(\uff4e\uff41\uff4d\uff45 == 'x')\n}\n",
+            "\uff4e\uff41\uff4d\uff45",
+            "span.name",
+        ),
+        ("rule r {\n  expect trace.has(name == 'a') >> trace.has(name == 'b')\n}\n", ">>", "FLUO has no `>>`"),
+    ],
+)
+def test_hover_on_a_syntax_slip_says_the_slip_over_its_own_text(text: str, word: str, says: str) -> None:
+    """Editor tour: on `sevérity`/`ownér` (read as no key) no hover; on `usuário`/a full-width `name` the hover
+    covered the whole comparison and gave `==`'s doc; on TraceQL's `>>` it said "`and`: Both hold", the recovery's
+    reading shown as the meaning. Now the slip's error, over its text, and the doc of the name its fix writes."""
+    doc = RuleDocument("h.fluo", text)
+    found = hover_at(doc, text.index(word) + 1)
+    assert found is not None
+    markdown, span, base = found
+    assert text[base + span.start : base + span.end] == word
+    assert says in markdown and "Both hold" not in markdown and "`==`" not in markdown, markdown
