@@ -170,6 +170,14 @@ class _Placeholder:
     windowed: bool = False
     meta_key: str = ""
     enum: t.Type | None = None
+    compared: tuple[t.Type, bool] | None = None  # compared with a value of this type (True: by `<` and the like)
+
+    def fits(self, ty: t.Type) -> bool:
+        """Whether a value of type `ty` here typechecks against what it is compared with, as far as it is known."""
+        if self.compared is None:
+            return True
+        other, ordering = self.compared
+        return {other, ty} != {t.ANY, t.DURATION} and t.comparable(other, ty, ordering=ordering)
 
 
 _CLOSER = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
@@ -251,8 +259,21 @@ def _find(checked: CheckedRule) -> _Placeholder | None:
             if enum is not None:
                 return _Placeholder("enum", enum=enum, windowed=windowed)
             in_pred = isinstance(checked.refs.get(id(e)), AttrRef)
-            return _Placeholder("name", in_pred=in_pred, windowed=windowed)
+            return _Placeholder("name", in_pred=in_pred, windowed=windowed, compared=_compared(checked, e, parents))
     return None
+
+
+def _compared(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, bool] | None:
+    """The type of what the placeholder is compared with (`trace.duration >= _`), and whether by ordering."""
+    parent = parents.get(id(e))
+    if not isinstance(parent, ast.Binary) or parent.op not in _COMPARISONS:
+        return None
+    other = parent.left if parent.right is e else parent.right
+    ty = checked.types.get(id(other))
+    return None if ty is None or ty == t.ERROR else (ty, parent.op not in ("==", "!="))
+
+
+_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
 def _enum_context(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> t.Type | None:
@@ -365,6 +386,8 @@ def complete(
         taken = _clauses_taken(doc, cur) if "EXPECT" in expected else set()
         for name in sorted(expected):
             word = terminal_text(name)
+            if word in ("true", "false") and not place.fits(t.BOOL):  # `trace.duration >= true`: FLUO300
+                continue
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
     if place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected):

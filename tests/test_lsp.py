@@ -517,6 +517,29 @@ async def test_duration_units_come_only_where_a_duration_can_stand(
     assert labels == (list(DURATION_UNITS) if units else [])
 
 
+@pytest.mark.parametrize(
+    ("text", "booleans"),
+    [
+        ("rule a {\n  expect trace.duration >= |\n}\n", False),
+        ("rule a {\n  expect trace.spans.count() > |\n}\n", False),
+        ("rule a {\n  expect trace.spans.all(duration > |)\n}\n", False),
+        ("rule a {\n  expect trace.spans.all(name == |)\n}\n", False),
+        ("rule a {\n  expect trace.spans.all(http.flag == |)\n}\n", True),  # an attribute: any type
+        ("rule a {\n  expect trace.spans.all(|)\n}\n", True),
+        ("rule a {\n  expect trace.spans.exists() == |\n}\n", True),
+    ],
+    ids=["duration", "count", "duration-in-predicate", "string", "attribute", "predicate", "bool"],
+)
+async def test_true_and_false_come_only_where_a_bool_fits(
+    client: LanguageClient, tmp_path: Path, text: str, booleans: bool
+) -> None:
+    """Editor tour: after `trace.duration >= ` completion offered `true` and `false`, each a FLUO300 once taken.
+    Roots and fields stay: `trace` leads on to `trace.duration`."""
+    labels = await complete(client, tmp_path / "bools.fluo", text)
+    assert ("true" in labels, "false" in labels) == (booleans, booleans), labels
+    assert "trace" in labels or "it" in labels
+
+
 async def test_a_metadata_key_before_its_colon_completes_without_another(
     client: LanguageClient, tmp_path: Path
 ) -> None:
