@@ -27,7 +27,7 @@ from .builtins import Member
 from .cost import BudgetExhausted, Meter, MeteredPattern, Poly, estimate, weighs_regexes
 from .ir import Node, RuleIR
 from .regex import compile_regex
-from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, tumbling
+from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, read_in, tumbling
 from .values import ARITH, NS_LIMIT, arith, format_duration, format_timestamp, in_int64, negate, to_json
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
@@ -127,23 +127,9 @@ def _member(needle: Any, haystack: Any) -> bool:
     return False
 
 
-def _nested(m: Any, key: str) -> Any:
-    """`a.b.c` through nested maps, for attributes sent as key-value lists."""
-    cur = m
-    for part in key.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
 def _read(m: Any, key: str) -> Any:
-    if not isinstance(m, dict):
-        return None
-    v = m.get(key)
-    if v is None and "." in key:
-        return _nested(m, key)
-    return v
+    """`key` in a map as a rule's name reads it (`read_in`: flat, else through maps); None for no map."""
+    return read_in(m, key) if isinstance(m, dict) else None
 
 
 _PY_CMP = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -177,20 +163,8 @@ MAX_INLINE_DEPTH = 24
 """Deeper sub-expressions become functions of their own, keeping Python's parser within its nesting limit."""
 
 
-def _attr_nested(s: Span, key: str) -> Any:
-    """`a.b.c` through nested maps, once the flat key `a.b.c` was not found."""
-    head, _, rest = key.partition(".")
-    inner = s.attr(head)
-    return _read(inner, rest) if isinstance(inner, dict) else None
-
-
 def _attr_of(x: Any, key: str) -> Any:
-    if not isinstance(x, Span):
-        return None
-    v = x.attr(key)
-    if v is None and "." in key:
-        return _attr_nested(x, key)
-    return v
+    return x.attr(key) if isinstance(x, Span) else None
 
 
 def _index(m: Any, k: Any) -> Any:
@@ -244,7 +218,6 @@ _RUNTIME: dict[str, Any] = {
     "_EMPTY": _EMPTY,
     "_UNSET": _UNSET,
     "_Span": Span,
-    "_attr_nested": _attr_nested,
     "_attr_of": _attr_of,
     "_arith": arith,
     "_equal": _equal,
@@ -625,9 +598,6 @@ class _Gen:
         r = self.c.name("_t")
         # A value read before (or converted as the span was decoded) without a call.
         read = f"({r}[{key}] if ({r} := {it}._read) is not None and {key} in {r} else {it}.attr({key}))"
-        if "." in n.value:
-            v = self.c.name("_t")
-            read = f"({v} if ({v} := {read}) is not None else _attr_nested({it}, {key}))"
         return read if it != "it" else f"(None if it is None else {read})"
 
     def op_map_get(self, n: Node, it: str, depth: int) -> str:
@@ -1145,9 +1115,9 @@ def _culprit_ids(spans: Iterable[Span]) -> tuple[list[str], list[str]]:
 def attribute_keys(rules: list[RuleIR]) -> Counter[str]:
     """Every span attribute key the rules read by name, with how many rules read it.
 
-    Not the first segment of a dotted key: `a.b` is read as the map `a` only where no
-    attribute is named `a.b`, and OTLP attributes are flat, so that read is rare and
-    left to happen on demand.
+    Not the flat heads of a dotted key: `a.b.c` is read through a map under `a.b` or `a`
+    only where no attribute is named `a.b.c` (`Span.attr`), which the decoder does for
+    the keys it converts ahead.
     """
     keys: Counter[str] = Counter()
     for rule in rules:

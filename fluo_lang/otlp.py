@@ -34,7 +34,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article
-from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
+from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf
 
 __all__ = [
@@ -506,6 +506,18 @@ def _raise_bad_ids(req: Any, source: str) -> None:
                     raise TraceInputError(f"{source}: {path}: {what}")
 
 
+def _dotted_in(m: Any, readings: tuple[tuple[str, str], ...]) -> Any:
+    """`read_dotted` over a span message's attribute map (FLUO's schema: values as AnyValue bytes)."""
+    for head, rest in readings:
+        if head in m:
+            inner = _any_value(m[head])
+            if isinstance(inner, dict):
+                v = read_in(inner, rest)
+                if v is not None:
+                    return v
+    return None
+
+
 def spans_from_request(
     request: Message, *, source: str = "<request>", prefetch: Iterable[str] = (), clamped: list[Span] | None = None
 ) -> list[Span]:
@@ -517,8 +529,8 @@ def spans_from_request(
     absent). Span attributes are converted on first access, except the keys in
     `prefetch` (the keys a rule set reads, `Program.prefetch`), which are
     converted here while the span is in the CPU's cache: read later, each costs a
-    few times more. A span without a dotted key `a.b` also gets `a` converted
-    (a rule reads `a.b` as the map `a` then). An all-zero parent id means no parent;
+    few times more. A dotted key a span does not have is read there through the maps
+    under its flat prefixes, as `Span.attr` reads it. An all-zero parent id means no parent;
     unknown status codes and kinds read as `unset` and `unspecified`; the status
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
@@ -531,9 +543,9 @@ def spans_from_request(
     req: Any = request
     if not isinstance(req, _FastTraces):
         req = _FastTraces.FromString(req.SerializeToString())
-    keys = tuple(prefetch)
-    # `a.b` is read as the map `a` where the span has no `a.b`: converted ahead too, for those spans.
-    heads = {k: k.partition(".")[0] for k in keys if "." in k}
+    # `a.b.c` is read as a map under `a.b` or `a` where the span has no `a.b.c` (`Span.attr`):
+    # then read so here too. Each key is paired with its readings: no lookup per miss.
+    plan = tuple((k, dotted_readings(k)) for k in prefetch)
     value_of = _any_value
     cached = _VALUE_CACHE.get
     miss = _MISS
@@ -584,20 +596,17 @@ def spans_from_request(
                 s.kind = kind_of(sp.kind, "unspecified")
                 s._attrs = None
                 s._attrs_source = sp
-                if keys:
+                if plan:
                     m = sp.attributes
                     read: dict[str, Any] = {}
-                    for k in keys:
+                    for k, readings in plan:
                         # `in`, then `[]` (which would add a missing key): cheaper in upb than `.get`.
                         if k in m:
                             v = m[k]
                             x = cached(v, miss)
                             read[k] = value_of(v) if x is miss else x
                         else:
-                            read[k] = None
-                            head = heads.get(k)
-                            if head is not None and head not in read:
-                                read[head] = value_of(m[head]) if head in m else None
+                            read[k] = _dotted_in(m, readings) if readings else None
                     s._read = read
                 else:
                     s._read = None

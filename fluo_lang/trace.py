@@ -14,6 +14,7 @@ rules that all filter on `service == ...` share one pass over the spans.
 
 from __future__ import annotations
 
+import functools
 import gc
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -28,6 +29,43 @@ KIND_VALUES = ("unspecified", "internal", "server", "client", "producer", "consu
 AttrSource = Callable[[], dict[str, Any]]
 _START = attrgetter("start")
 _END = attrgetter("end")
+
+
+@functools.cache
+def dotted_readings(key: str) -> tuple[tuple[str, str], ...]:
+    """The ways to read a dotted attribute key that is not one flat key: a flat key `head`
+    holding a map, and `rest` read in that map (by the same rule), longest head first.
+
+    `a.b.c` gives `("a.b", "c")`, then `("a", "b.c")`: a map under the flat key `a.b` wins
+    over one under `a`, and inside `a` a flat key `b.c` over a map `b` (see docs/language.md).
+    A key without a dot gives none. Cached: the keys are the rules' own.
+    """
+    out: list[tuple[str, str]] = []
+    i = key.rfind(".")
+    while i > 0:
+        out.append((key[:i], key[i + 1 :]))
+        i = key.rfind(".", 0, i)
+    return tuple(out)
+
+
+def read_in(m: Mapping[str, Any], key: str) -> Any:
+    """`key` in the map `m` as a rule's name reads it: the flat key, else `read_dotted`."""
+    v = m.get(key)
+    if v is None and "." in key:
+        return read_dotted(m.get, dotted_readings(key))
+    return v
+
+
+def read_dotted(get: Callable[[str], Any], readings: tuple[tuple[str, str], ...]) -> Any:
+    """The first of `readings` (`dotted_readings`) that finds a value, each head's flat value
+    got by `get` (a map's `get`, or a span's own lookup); None if none does."""
+    for head, rest in readings:
+        inner = get(head)
+        if isinstance(inner, dict):
+            v = read_in(inner, rest)
+            if v is not None:
+                return v
+    return None
 
 
 class Span:
@@ -104,22 +142,28 @@ class Span:
         return attrs
 
     def attr(self, key: str) -> Any:
-        """One attribute's value (None if absent), without converting the others.
+        """One attribute's value as a rule's name reads it (None if absent), without converting the others.
 
-        A loader may pass an `attributes_source` that also has `lookup(key)` (or
-        subclass `Span` and override `_lookup`); then reading a key never builds the
-        whole dict. Values read that way are kept (a loader may fill them ahead too),
-        so each key is converted once per span.
+        The flat key, or for a dotted key that is not one, a map under a flat prefix of
+        it (`read_dotted`). A loader may pass an `attributes_source` that also has
+        `lookup(key)` (or subclass `Span` and override `_lookup`); then reading a key
+        never builds the whole dict. Values read that way are kept (a loader may fill
+        them ahead too, read the same way), so each key is converted once per span.
         """
         read = self._read
         if read is not None and key in read:
             return read[key]
         attrs = self._attrs
         if attrs is not None:
-            return attrs.get(key)
+            v = attrs.get(key)
+            if v is None and "." in key:
+                return read_dotted(attrs.get, dotted_readings(key))
+            return v
         if self._attrs_source is None:
             return None
         value = self._lookup(key)
+        if value is None and "." in key:
+            value = read_dotted(self._lookup, dotted_readings(key))
         if read is None:
             self._read = read = {}
         read[key] = value

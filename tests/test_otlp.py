@@ -648,9 +648,9 @@ def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest
 
     calls.clear()
     prefetched = spans_from_request(otlp.decode_traces(data), prefetch=("user.id", "absent"))
-    for s in prefetched:  # while decoding; a span without `user.id` also gets `user`, where a rule reads it then
+    for s in prefetched:  # while decoding (a span without `user.id` reads it through a map `user` there)
         assert s._read is not None
-        assert set(s._read) == {"user.id", "absent"} | ({"user"} if s._read["user.id"] is None else set())
+        assert set(s._read) == {"user.id", "absent"}
     calls.clear()
     assert [s.attr("user.id") for s in prefetched] == [s.attr("user.id") for s in spans]
     assert prefetched[1].attr("absent") is None
@@ -662,16 +662,24 @@ def test_protobuf_resource_is_shared_and_attributes_are_lazy(monkeypatch: pytest
     assert keys == [sorted(s.attributes) for s in spans]  # reading ahead adds no key to the request
 
 
-def test_prefetch_converts_the_head_of_a_dotted_key_only_where_the_key_is_absent() -> None:
-    """`http.status_code` on a span without it is read as the map `http`: that is converted ahead too."""
-    made = spans_from_json(rich_request(), source="t")
-    made[0].attributes.clear()
-    made[0].attributes["http"] = {"status_code": 503}
-    made[1].attributes["http.status_code"] = 200
+def test_prefetch_reads_a_dotted_key_through_maps_only_where_the_flat_key_is_absent() -> None:
+    """`http.response.status_code` on a span without it is read through a map under `http.response`
+    or `http` (the longer first) while decoding, as `Span.attr` reads it later."""
+    attributes: list[dict[str, Any]] = [
+        {"http": {"response": {"status_code": 503}}},
+        {"http.response.status_code": 200, "http.response": {"status_code": 1}},
+        {"http.response": {"status_code": 404}, "http": {"response.status_code": 1}},
+        {"http.response": {"other": 1}, "http": {"response.status_code": 502}},
+        {"http": {"response": 1}},
+    ]
+    made = [Span(trace_id=b"\x01" * 16, span_id=bytes([i + 1]) * 8, attributes=a) for i, a in enumerate(attributes)]
     data = spans_to_request(made).SerializeToString()
-    a, b, *_ = spans_from_request(otlp.decode_traces(data), prefetch=("http.status_code",))
-    assert a._read == {"http.status_code": None, "http": {"status_code": 503}}
-    assert b._read == {"http.status_code": 200}
+    key = "http.response.status_code"
+    decoded = spans_from_request(otlp.decode_traces(data), prefetch=(key,))
+    assert [s._read for s in decoded] == [{key: 503}, {key: 200}, {key: 404}, {key: 502}, {key: None}]
+    lazy = spans_from_request(otlp.decode_traces(data))
+    assert [s.attr(key) for s in lazy] == [503, 200, 404, 502, None]
+    assert [s.attr(key) for s in made] == [503, 200, 404, 502, None]  # a span holding a dict reads so too
 
 
 def test_attribute_values_are_read_from_their_bytes() -> None:

@@ -179,7 +179,7 @@ class WindowSet:
 
 
 def window_attribute_keys(rules: Sequence[CompiledRule]) -> frozenset[str] | None:
-    """The span attribute keys `rules` can read (with the first segment of a dotted key); None: any of them.
+    """The span attribute keys `rules` can read; None: any of them.
 
     A rule reading the `attributes` map as a whole can read any key: then None.
     """
@@ -188,9 +188,7 @@ def window_attribute_keys(rules: Sequence[CompiledRule]) -> frozenset[str] | Non
         for _, clause in r.ir.clauses():
             for n in clause.walk():
                 if n.op == "attr":
-                    key = str(n.value)
-                    keys.add(key)
-                    keys.add(key.partition(".")[0])
+                    keys.add(str(n.value))
                 elif n.op == "get" and isinstance(n.value, Member) and n.value.name == "attributes":
                     return None
     return frozenset(keys)
@@ -198,6 +196,9 @@ def window_attribute_keys(rules: Sequence[CompiledRule]) -> frozenset[str] | Non
 
 def slim_trace(trace: Trace, keys: frozenset[str]) -> Trace:
     """`trace` with each span keeping only the attributes in `keys`: what a window holds.
+
+    Each is kept as a rule's name reads it (`Span.attr`): a dotted name found in a map
+    under a flat prefix is kept as that one flat key.
 
     Intrinsics (ids, name, service, times, status, kind) and the shared resource are
     kept; the span's own attribute bytes, read by no windowed rule, are let go.

@@ -94,6 +94,19 @@ def main() -> None:
             Span(trace_id=(0xB9).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
                  service="api", start=BASE, end=BASE + 100 * MS + 1, resource={"service.name": "api"}),
         ],
+        # Maps under flat dotted keys, read by a dotted name at every split point, longest flat head first.
+        "dotted_maps.json": [
+            Span(trace_id=(0xCA).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
+                 service="api", start=BASE, end=BASE + 10 * MS,
+                 resource={"service.name": "api", "cloud.geo": {"region": "eu"}},
+                 attributes={"client.geo": {"country": "DE"}, "a": {"b.c": "X"}}),
+            span(0xCA, 2, 1, "several", "api", 1, 5, attributes={
+                "x.y.z": "flat", "x.y": {"z": "mid"}, "x": {"y.z": "low"},
+                "p.q": {"r": "mid"}, "p": {"q.r": "low", "q": {"r": "lowest"}},
+                "u": {"v.w": "flat inside", "v": {"w": "nested inside"}},
+                "m.n": {"other": 1}, "m": {"n.o": "found"},
+            }),
+        ],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     for name, spans in traces.items():
