@@ -28,17 +28,20 @@ from pathlib import Path
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from fluo_lang.diagnostics import article
+from fluo_lang.diagnostics import article, nearest
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
-from fluo_lang.values import HexBytes, lone_crs_as_lf
+from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
 __all__ = [
     "TraceInputError",
+    "UnknownKeys",
     "decode_traces",
     "detach_spans",
     "load_trace_file",
@@ -637,6 +640,131 @@ def parse_protobuf(
 # OTLP/JSON -> spans
 
 
+def _field_names(message: Descriptor) -> dict[str, Descriptor | None]:
+    """A message's fields by both the names protobuf's JSON mapping accepts (lowerCamelCase and the
+    proto name), each with its message type (None for a scalar)."""
+    out: dict[str, Descriptor | None] = {}
+    for f in message.fields:
+        out[f.json_name] = out[f.name] = f.message_type
+    return out
+
+
+_READ_MESSAGES = (
+    trace_pb2.TracesData,
+    trace_pb2.ResourceSpans,
+    Resource,
+    trace_pb2.ScopeSpans,
+    trace_pb2.Span,
+    trace_pb2.Status,
+    KeyValue,
+    AnyValue,
+    ArrayValue,
+    KeyValueList,
+)
+"""The OTLP messages the JSON reader reads fields of (not a scope, event or link): whose unknown keys it tells."""
+
+_FIELDS: dict[str, dict[str, Descriptor | None]] = {
+    m.DESCRIPTOR.full_name: _field_names(m.DESCRIPTOR) for m in _READ_MESSAGES
+}
+# Keys read as fields though no longer (or never) in the message: the deprecated names of scope spans,
+# and other signals beside a trace's (a file of logs is no error, and has no spans).
+_SCOPE_SPANS = trace_pb2.ScopeSpans.DESCRIPTOR
+_FIELDS[trace_pb2.ResourceSpans.DESCRIPTOR.full_name].update(
+    instrumentationLibrarySpans=_SCOPE_SPANS, instrumentation_library_spans=_SCOPE_SPANS
+)
+_FIELDS[_SCOPE_SPANS.full_name].update(instrumentationLibrary=None, instrumentation_library=None)
+_FIELDS[trace_pb2.TracesData.DESCRIPTOR.full_name].update(
+    {k: None for name in ("logs", "metrics", "profiles") for k in (f"resource{name.title()}", f"resource_{name}")}
+)
+
+
+def _known(message: Any) -> frozenset[str]:
+    return frozenset(_FIELDS[message.DESCRIPTOR.full_name])
+
+
+_KNOWN_REQUEST = _known(trace_pb2.TracesData)
+_KNOWN_RESOURCE_SPANS = _known(trace_pb2.ResourceSpans)
+_KNOWN_RESOURCE = _known(Resource)
+_KNOWN_SCOPE_SPANS = _known(trace_pb2.ScopeSpans)
+_KNOWN_SPAN = _known(trace_pb2.Span)
+_KNOWN_STATUS = _known(trace_pb2.Status)
+_KNOWN_KEY_VALUE = _known(KeyValue)
+_KNOWN_VALUES = _known(ArrayValue)  # and KeyValueList's: `values`
+_SEEN = threading.local()
+"""`unknown` is set by the reader when an object it read has a key its message does not: see `spans_from_json`."""
+
+
+def _noticed() -> None:
+    _SEEN.unknown = True
+
+
+class UnknownKeys:
+    """Keys of OTLP/JSON objects that name no field of their message, found while reading files.
+
+    The reader ignores them, as OTLP/JSON receivers must (unknown fields are how the
+    protocol grows), but in a file a person wrote one is most likely a misspelt field
+    (`atributes`) whose data is then silently missing: `warnings` says so, once per file,
+    place (the JSON path without its indexes) and key, naming the first such object and
+    how many more there are. Looking costs a set comparison per object the reader reads;
+    only a file that has such a key is walked again to find where.
+    """
+
+    def __init__(self) -> None:
+        self.found: dict[tuple[str, str, str], list[Any]] = {}
+        """(source, path without indexes, key) -> [first place (`source[:line]: path`), message, suggestion, count]."""
+
+    def walk(self, obj: Any, source: str, line: int | None) -> None:
+        """Note the unknown keys of one decoded OTLP/JSON value (a request, or an array of them)."""
+        if isinstance(obj, list):
+            for i, item in enumerate(obj):
+                self._walk(item, trace_pb2.TracesData.DESCRIPTOR, [i], source, line)
+        else:
+            self._walk(obj, trace_pb2.TracesData.DESCRIPTOR, [], source, line)
+
+    def _walk(self, value: Any, message: Descriptor, path: list[str | int], source: str, line: int | None) -> None:
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                self._walk(item, message, [*path, i], source, line)
+            return
+        if not isinstance(value, dict):
+            return
+        fields = _FIELDS[message.full_name]
+        for key, item in value.items():
+            if key in fields:
+                inner = fields[key]
+                if inner is not None and inner.full_name in _FIELDS:
+                    self._walk(item, inner, [*path, key], source, line)
+                continue
+            where = _format_path(path)
+            general = _format_path([seg if isinstance(seg, str) else -1 for seg in path]).replace("[-1]", "[]")
+            entry = self.found.get((source, general, key))
+            if entry is None:
+                place = f"{_where(source, line)}: {where}" if where else _where(source, line)
+                self.found[(source, general, key)] = [place, message.name, _suggest(key, message), 1]
+            else:
+                entry[3] += 1
+
+    def warnings(self) -> list[str]:
+        """One line per file, place and key, in the order found (control characters escaped: `one_line`)."""
+        out = []
+        for (_, _, key), (place, message, suggestion, count) in self.found.items():
+            text = f"{place}: unknown key `{key}` (no field of an OTLP {message}), ignored"
+            if suggestion is not None:
+                text += f"; did you mean `{suggestion}`?"
+            if count > 1:
+                text += f" (and in {count - 1:,} more like it)"
+            out.append(one_line(text))
+        return out
+
+
+def _suggest(key: str, message: Descriptor) -> str | None:
+    """The field of `message` a key is a typo of, written in the key's own style (proto name or camelCase)."""
+    camel = [f.json_name for f in message.fields]
+    snake = [f.name for f in message.fields]
+    first, then = (snake, camel) if "_" in key else (camel, snake)
+    return nearest(key, first) or nearest(key, then)
+
+
 class _Bad(Exception):
     """An input error deep inside a JSON object; each level adds its path segment."""
 
@@ -811,6 +939,19 @@ def _json_value(value: Any) -> Any:
     if value is None:
         return None
     obj = _object(value)
+    if len(obj) == 1:  # one value: found by its key, not by trying each
+        for key in obj:
+            convert = _VALUE_READERS.get(key)
+            if convert is None:
+                if key not in _KNOWN_ANY_VALUE:
+                    _noticed()
+                return None
+            try:
+                return convert(obj[key])
+            except _Bad as e:
+                raise e.at(key) from None
+    if not _KNOWN_ANY_VALUE.issuperset(obj):
+        _noticed()
     for key, convert in _VALUE_KEYS:
         if key in obj:
             try:
@@ -838,6 +979,8 @@ def _json_string_value(value: Any) -> str:
 
 def _json_array_value(value: Any) -> list[Any]:
     obj = _object(value)
+    if not _KNOWN_VALUES.issuperset(obj):
+        _noticed()
     values = obj.get("values")
     try:
         items = _array(values)
@@ -854,6 +997,8 @@ def _json_array_value(value: Any) -> list[Any]:
 
 def _json_kvlist_value(value: Any) -> dict[str, Any]:
     obj = _object(value)
+    if not _KNOWN_VALUES.issuperset(obj):
+        _noticed()
     try:
         return _json_attributes(obj.get("values"))
     except _Bad as e:
@@ -880,6 +1025,8 @@ _VALUE_KEYS: tuple[tuple[str, Any], ...] = (
     ("bytesValue", _json_bytes_value),
     ("bytes_value", _json_bytes_value),
 )
+_VALUE_READERS = dict(_VALUE_KEYS)
+_KNOWN_ANY_VALUE = _known(AnyValue)
 
 
 def _json_attributes(value: Any) -> dict[str, Any]:
@@ -888,12 +1035,16 @@ def _json_attributes(value: Any) -> dict[str, Any]:
     for i, kv in enumerate(_array(value)):
         try:
             kv = _object(kv)
+            key = kv.get("key")
+            v = kv.get("value")
+            if (key is None or v is None or len(kv) != 2) and not _KNOWN_KEY_VALUE.issuperset(kv):
+                _noticed()
             try:
-                key = _string(kv.get("key"))
+                key = _string(key)
             except _Bad as e:
                 raise e.at("key") from None
             try:
-                out[key] = _json_value(kv.get("value"))
+                out[key] = _json_value(v)
             except _Bad as e:
                 raise e.at("value") from None
         except _Bad as e:
@@ -931,6 +1082,8 @@ def _json_status(value: Any) -> tuple[str, str]:
     if value is None:
         return "unset", ""
     obj = _object(value)
+    if not _KNOWN_STATUS.issuperset(obj):
+        _noticed()
     code = obj.get("code")
     try:
         status = (
@@ -948,6 +1101,8 @@ def _json_status(value: Any) -> tuple[str, str]:
 
 
 def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> Span:
+    if not _KNOWN_SPAN.issuperset(obj):
+        _noticed()
     key, value = _get(obj, "traceId", "trace_id")
     try:
         trace_id = _nonzero(_json_id(value, TRACE_ID_BYTES, "trace id"), "trace id")
@@ -996,6 +1151,8 @@ _OTHER_SIGNALS = ("resourceLogs", "resourceMetrics", "resourceProfiles")
 
 def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None:
     obj = _object(obj)
+    if not _KNOWN_REQUEST.issuperset(obj):
+        _noticed()
     key, blocks = _get(obj, "resourceSpans", "resource_spans")
     if blocks is None and key not in obj:
         if obj and not any(k in obj for k in _OTHER_SIGNALS):
@@ -1014,11 +1171,15 @@ def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None
 
 def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None) -> None:
     block = _object(block)
+    if not _KNOWN_RESOURCE_SPANS.issuperset(block):
+        _noticed()
     res = block.get("resource")
     resource: dict[str, Any] = {}
     if res is not None:
         try:
             res = _object(res)
+            if not _KNOWN_RESOURCE.issuperset(res):
+                _noticed()
             try:
                 resource = _json_attributes(res.get("attributes"))
             except _Bad as e:
@@ -1041,6 +1202,8 @@ def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None
         for j, scope in enumerate(scopes):
             try:
                 scope = _object(scope)
+                if not _KNOWN_SCOPE_SPANS.issuperset(scope):
+                    _noticed()
                 try:
                     spans = _array(scope.get("spans"))
                 except _Bad as e:
@@ -1057,17 +1220,26 @@ def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None
                 raise e.at(j).at(scope_key) from None
 
 
-def spans_from_json(obj: Any, *, source: str, line: int | None = None, clamped: list[Span] | None = None) -> list[Span]:
+def spans_from_json(
+    obj: Any,
+    *,
+    source: str,
+    line: int | None = None,
+    clamped: list[Span] | None = None,
+    unknown: UnknownKeys | None = None,
+) -> list[Span]:
     """The spans of one decoded OTLP/JSON object (or a JSON array of such objects).
 
     `source` and `line` only label error messages. Ids are hex (base64 of the
     exact byte length is tolerated), 64-bit integers are strings or numbers,
-    enums numbers or names; unknown keys are ignored. Values are read as
+    enums numbers or names; unknown keys are ignored, and noted in `unknown` if given
+    (see `UnknownKeys`). Values are read as
     `spans_from_request` reads them (all-zero parent id, status message). Bad input raises
     `TraceInputError` naming source, line and the JSON path. A span that ends before
     it starts ends when it starts (see `clamp_end`).
     """
     out: list[Span] = []
+    _SEEN.unknown = False
     try:
         if isinstance(obj, list):
             for i, item in enumerate(obj):
@@ -1077,6 +1249,8 @@ def spans_from_json(obj: Any, *, source: str, line: int | None = None, clamped: 
                     raise e.at(i) from None
         else:
             _json_request(obj, out, clamped)
+        if unknown is not None and _SEEN.unknown:
+            unknown.walk(obj, source, line)
     except _Bad as e:
         path = _format_path(e.path)
         where = _where(source, line)
@@ -1173,11 +1347,13 @@ def replace_lone_surrogates(text: str) -> str:
     return _ESCAPE.sub(_escape_kept, text)
 
 
-def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = None) -> list[Span]:
+def parse_json(
+    data: bytes | str, *, source: str, clamped: list[Span] | None = None, unknown: UnknownKeys | None = None
+) -> list[Span]:
     """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines).
 
     Blank lines are skipped and an empty text has no spans. Errors name the file, and the line (and column for
-    syntax errors) where the offending object starts.
+    syntax errors) where the offending object starts. Unknown keys are noted in `unknown` (see `UnknownKeys`).
     """
     if isinstance(data, bytes):
         try:
@@ -1208,7 +1384,7 @@ def parse_json(data: bytes | str, *, source: str, clamped: list[Span] | None = N
         nxt = _skip_space(text, after)
         single = first and nxt >= end  # one object: its errors name no line
         # Each object becomes spans before the next is read: a JSON lines file is never held whole as dicts.
-        out.extend(spans_from_json(obj, source=source, line=None if single else line, clamped=clamped))
+        out.extend(spans_from_json(obj, source=source, line=None if single else line, clamped=clamped, unknown=unknown))
         del obj
         first = False
         line += text.count("\n", pos, nxt)
@@ -1286,6 +1462,7 @@ def parse_trace_bytes(
     prefetch: Iterable[str] = (),
     clamped: list[Span] | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
+    unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """Spans from file contents, the format chosen by `name`'s extension or by sniffing.
 
@@ -1295,6 +1472,7 @@ def parse_trace_bytes(
     protobuf spans convert while decoding (JSON spans convert all of theirs anyway).
     `clamped` gets the spans that ended before they started (see `clamp_end`). Gzipped
     data inflating past `max_bytes` is a `TraceInputError` naming `source` and the limit.
+    `unknown` gets the unknown keys of OTLP/JSON objects (see `UnknownKeys`).
     """
     suffixes = [s.lower() for s in Path(name if name is not None else source).suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -1306,7 +1484,7 @@ def parse_trace_bytes(
     if suffix in PROTOBUF_SUFFIXES:
         return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
     if suffix in JSON_SUFFIXES or _looks_like_json(data):
-        return parse_json(data, source=source, clamped=clamped)
+        return parse_json(data, source=source, clamped=clamped, unknown=unknown)
     return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
 
 
@@ -1315,12 +1493,15 @@ def load_trace_file(
     prefetch: Iterable[str] = (),
     clamped: list[Span] | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
+    unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped
-    (to at most `max_bytes` once gunzipped)."""
+    (to at most `max_bytes` once gunzipped); `unknown` gets the unknown keys of OTLP/JSON objects."""
     data, source = _read(path)
     name = "" if source == STDIN_SOURCE else source
-    return parse_trace_bytes(data, source=source, name=name, prefetch=prefetch, clamped=clamped, max_bytes=max_bytes)
+    return parse_trace_bytes(
+        data, source=source, name=name, prefetch=prefetch, clamped=clamped, max_bytes=max_bytes, unknown=unknown
+    )
 
 
 def trace_files_in(folder: Path) -> list[Path]:
@@ -1338,12 +1519,16 @@ def trace_files_in(folder: Path) -> list[Path]:
 
 
 def load_trace_files(
-    paths: Iterable[str | Path], prefetch: Iterable[str] = (), clamped: list[Span] | None = None
+    paths: Iterable[str | Path],
+    prefetch: Iterable[str] = (),
+    clamped: list[Span] | None = None,
+    unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`.
 
     `prefetch`: attribute keys the rules will read (`Program.prefetch`), converted
-    while protobuf files are decoded (see `spans_from_request`).
+    while protobuf files are decoded (see `spans_from_request`). `unknown` gets the
+    unknown keys of OTLP/JSON objects (see `UnknownKeys`).
     """
     prefetch = tuple(prefetch)
     out: list[Span] = []
@@ -1353,9 +1538,9 @@ def load_trace_files(
             if not files:
                 raise TraceInputError(f"{path}: no trace files (*.json, *.jsonl, *.pb, ...) in this folder")
             for f in files:
-                out.extend(load_trace_file(f, prefetch, clamped))
+                out.extend(load_trace_file(f, prefetch, clamped, unknown=unknown))
         else:
-            out.extend(load_trace_file(path, prefetch, clamped))
+            out.extend(load_trace_file(path, prefetch, clamped, unknown=unknown))
     return out
 
 

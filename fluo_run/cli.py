@@ -361,7 +361,7 @@ def eval_command(
       fluo eval examples/rules/ --traces examples/traces/*.json
       cat t.json | fluo eval --detect "trace.count(status == error) > 0" --traces -
     """
-    from fluo_lang.otlp import TraceInputError, describe_clamped, load_trace_files
+    from fluo_lang.otlp import TraceInputError, UnknownKeys, describe_clamped, load_trace_files
     from fluo_lang.trace import assemble, collector_paused
 
     given = [x for x in (expect_expr, detect_expr) if x is not None]
@@ -386,10 +386,13 @@ def eval_command(
         click.echo(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)", err=True)
     with collector_paused():
         clamped: list[Span] = []
+        unknown = UnknownKeys()
         try:
-            spans = load_trace_files(trace_paths, program.prefetch, clamped)
+            spans = load_trace_files(trace_paths, program.prefetch, clamped, unknown)
         except TraceInputError as exc:
             fail(str(exc))
+        for warning in unknown.warnings():
+            click.echo(f"fluo: warning: {warning}", err=True)
         if clamped:
             click.echo(f"fluo: warning: {describe_clamped(clamped)}", err=True)
         if not spans:

@@ -524,3 +524,44 @@ def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
         [sys.executable, "-m", "fluo_run.cli", "eval", "--detect", "true", "--traces", str(fifo)], fifo
     )
     assert (code, out, err) == (130, b"", b"")
+
+
+TYPO_TRACE = {
+    "resourceSpans": [
+        {
+            "scopespans": [{"spans": []}],
+            "scopeSpans": [
+                {
+                    "spans": [
+                        {
+                            "traceId": "0af7651916cd43dd8448eb211c80319c",
+                            "spanId": "4444444444444444",
+                            "name": "charge",
+                            "atributes": [{"key": "amount", "value": {"doubleValue": 5000.0}}],
+                        }
+                    ]
+                }
+            ],
+        }
+    ]
+}
+
+
+def test_eval_and_discover_warn_of_a_misspelt_key_in_a_trace_file(tmp_path: Path) -> None:
+    """QA docs repro 05: `atributes` lost the span's attributes with no word on stderr. The file is still read
+    (unknown fields are ignored), and each unknown key is named on stderr, with the field it is close to."""
+    trace = tmp_path / "t.json"
+    trace.write_text(json.dumps(TYPO_TRACE), encoding="utf-8")
+    warnings = (
+        f"fluo: warning: {trace}: resourceSpans[0]: unknown key `scopespans` (no field of an OTLP ResourceSpans),"
+        " ignored; did you mean `scopeSpans`?\n"
+        f"fluo: warning: {trace}: resourceSpans[0].scopeSpans[0].spans[0]: unknown key `atributes` (no field of an"
+        " OTLP Span), ignored; did you mean `attributes`?\n"
+    )
+    r = run("eval", "--detect", "trace.spans.where(amount > 1000).exists()", "--traces", str(trace))
+    assert (r.exit_code, r.stdout, r.stderr) == (0, "", warnings)
+    r = run("discover", str(trace))
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith(warnings)
+    r = run("eval", "--detect", "trace.spans.count() > 0", "--traces", str(ROOT / "examples" / "traces"))
+    assert r.exit_code == 0 and r.stderr == ""

@@ -18,10 +18,13 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
+from tests_paths import EXAMPLE_TRACES
+from tests_paths import ROOT as REPO
 
 from fluo_lang import otlp
 from fluo_lang.otlp import (
     TraceInputError,
+    UnknownKeys,
     detach_spans,
     load_trace_file,
     load_trace_files,
@@ -1344,3 +1347,76 @@ def test_gzip_members_and_truncation(tmp_path: Path) -> None:
     trailing = tmp_path / "trailing.json.gz"
     trailing.write_bytes(gzip.compress(raw) + b"junk")
     assert error_of(load_trace_file, trailing).startswith(f"{trailing}: not a valid gzip file")
+
+
+TYPOS = """{"resourceSpans": [
+ {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "pay"}}], "droppedAttributesCount": 0},
+  "scopeSpans": [{"scope": {"name": "s", "nmae": "scope fields are not read"}, "spans": [
+   {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "4444444444444444", "name": "charge",
+    "atributes": [{"key": "amount", "value": {"doubleValue": 5000.0}}],
+    "events": [{"nmae": "events are not read"}], "status": {"code": 2, "mesage": "x"}},
+   {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "4444444444444445", "name": "b", "atributes": [],
+    "attributes": [{"key": "a", "vaule": {"intValue": 1}}, {"kye": "b", "value": {"intValue": 1}},
+                   {"key": "c", "value": {"stringvalue": "x"}},
+                   {"key": "d", "value": {"kvlistValue": {"values": [], "valeus": []}}},
+                   {"key": "e", "value": {"intValue": 1, "tpye": "int"}}]}]}]},
+ {"resource": {"attributes": []},
+  "scopespans": [{"spans": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "5555555555555555"}]}]}]}
+"""
+
+
+def test_unknown_keys_of_the_messages_read_are_told_with_their_place_and_the_field_meant() -> None:
+    """QA docs repro 05: a misspelt key lost its data with no word. It is still ignored (OTLP/JSON readers must
+    ignore unknown fields), but `UnknownKeys` names each, once per place, with the field it is close to."""
+    unknown = UnknownKeys()
+    spans = parse_json(TYPOS, source="t.json", unknown=unknown)
+    assert [s.attributes for s in spans] == [{}, {"a": None, "": 1, "c": None, "d": {}, "e": 1}]  # read as before
+    p = "t.json: resourceSpans[0].scopeSpans[0].spans"
+    assert unknown.warnings() == [
+        f"{p}[0]: unknown key `atributes` (no field of an OTLP Span), ignored; did you mean `attributes`?"
+        " (and in 1 more like it)",
+        f"{p}[0].status: unknown key `mesage` (no field of an OTLP Status), ignored; did you mean `message`?",
+        f"{p}[1].attributes[0]: unknown key `vaule` (no field of an OTLP KeyValue), ignored; did you mean `value`?",
+        f"{p}[1].attributes[1]: unknown key `kye` (no field of an OTLP KeyValue), ignored; did you mean `key`?",
+        f"{p}[1].attributes[2].value: unknown key `stringvalue` (no field of an OTLP AnyValue), ignored;"
+        " did you mean `stringValue`?",
+        f"{p}[1].attributes[3].value.kvlistValue: unknown key `valeus` (no field of an OTLP KeyValueList), ignored;"
+        " did you mean `values`?",
+        f"{p}[1].attributes[4].value: unknown key `tpye` (no field of an OTLP AnyValue), ignored",
+        "t.json: resourceSpans[1]: unknown key `scopespans` (no field of an OTLP ResourceSpans), ignored;"
+        " did you mean `scopeSpans`?",
+    ]
+
+
+def test_unknown_keys_are_none_in_valid_files_in_either_spelling() -> None:
+    """Both names protobuf's JSON mapping accepts (`scopeSpans`, `scope_spans`), the deprecated
+    `instrumentationLibrarySpans`, and other signals beside the spans are fields, not unknown keys."""
+    unknown = UnknownKeys()
+    for path in [*EXAMPLE_TRACES, *sorted((REPO / "tests" / "conformance" / "traces").glob("*.json"))]:
+        load_trace_file(path, unknown=unknown)
+    snake = {
+        "resource_spans": [
+            {
+                "resource": {"attributes": [], "dropped_attributes_count": 1},
+                "schema_url": "",
+                "scope_spans": [{"schema_url": "", "spans": [{"trace_id": "0af7651916cd43dd8448eb211c80319c",
+                    "span_id": "5555555555555555", "start_time_unix_nano": "1", "end_time_unix_nano": "2",
+                    "dropped_events_count": 0, "trace_state": "", "status": {"code": 1, "message": ""},
+                    "attributes": [{"key": "k", "value": {"array_value": {"values": [{"bool_value": True}]}}}]}]}],
+                "instrumentationLibrarySpans": [{"instrumentationLibrary": {}, "spans": []}],
+            }
+        ],
+        "resourceLogs": [],
+    }  # fmt: skip
+    spans_from_json(snake, source="s.json", unknown=unknown)
+    assert unknown.warnings() == []
+
+
+def test_unknown_keys_name_the_line_of_a_json_lines_object() -> None:
+    line = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [], "spnas": []}]}]})
+    unknown = UnknownKeys()
+    parse_json(f"{line}\n{line}\n", source="t.jsonl", unknown=unknown)
+    assert unknown.warnings() == [
+        "t.jsonl:1: resourceSpans[0].scopeSpans[0]: unknown key `spnas` (no field of an OTLP ScopeSpans), ignored;"
+        " did you mean `spans`? (and in 1 more like it)"
+    ]

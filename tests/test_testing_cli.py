@@ -870,3 +870,32 @@ def test_a_test_file_is_reported_by_the_path_it_was_reached_by(
     assert (suite.get("name"), suite.get("file"), case.get("file")) == (shown, shown, shown)
     package = ".".join(tmp_path.parts[1:]) + "." if named == "abs" else ""  # `/tmp/x/rules/...`: `tmp.x.rules`
     assert case.get("classname") == f"{package}rules.r_test"
+
+
+def test_a_misspelt_key_in_a_fixture_is_told_beside_the_case_and_on_stderr(work: Path) -> None:
+    """QA docs repro 05: a fixture's `atributes` made a case fail with "did not fire" and nothing pointing at
+    the fixture. The failure says so first (text and JUnit), the JSON case has `warnings`, and stderr has it
+    once however many cases read the file."""
+    fixture = json.loads((work / "traces" / "two_errors.json").read_text(encoding="utf-8"))
+    span = fixture["resourceSpans"][1]["scopeSpans"][0]["spans"][0]  # one of the two errors
+    span["stauts"] = span.pop("status")
+    (work / "traces" / "typo.json").write_text(json.dumps(fixture), encoding="utf-8")
+    case = "  - name: {}\n    traces: [traces/typo.json]\n    expect: [{{rule: error_budget}}]\n"
+    (work / "typo_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n" + case.format("first") + case.format("second"), encoding="utf-8"
+    )
+    warning = (
+        "traces/typo.json: resourceSpans[1].scopeSpans[0].spans[0]: unknown key `stauts`"
+        " (no field of an OTLP Span), ignored; did you mean `status`?"
+    )
+    result = fluo_test("typo_test.yaml", "--junit-xml", "junit.xml")
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"fluo: warning: {warning}\n"
+    block = "typo_test.yaml:3: case 'first': 1 missing signal\n\nwarning: " + warning + "\n\n"
+    assert block in result.stdout
+    assert f"warning: {warning}" in (work / "junit.xml").read_text(encoding="utf-8")
+    report = json.loads(fluo_test("typo_test.yaml", "--format", "json").stdout)
+    assert [c["warnings"] for c in report["files"][0]["cases"]] == [[warning], [warning]]
+    assert (
+        "warnings" not in json.loads(fluo_test("passing_test.yaml", "--format", "json").stdout)["files"][0]["cases"][0]
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fluo_lang.otlp import STDIN_PATH, TraceInputError, trace_files_in
+from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
 from ..cli import cost_limit_option, eval_budget_option, fail
@@ -21,11 +21,17 @@ from .testgen import linked_output, test_outputs, write_tests
 
 
 def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus]:
+    unknown = UnknownKeys()
     try:
-        return load_corpus(paths, attributes=options.attributes, trace_values=options.min_confidence < 1.0)
+        found = load_corpus(
+            paths, attributes=options.attributes, trace_values=options.min_confidence < 1.0, unknown=unknown
+        )
     except TraceInputError as exc:
         fail(str(exc))
         raise AssertionError from exc  # unreachable: fail exits
+    for warning in unknown.warnings():
+        click.echo(f"fluo: warning: {warning}", err=True)
+    return found
 
 
 @click.command(name="discover")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.otlp import load_trace_files
+from fluo_lang.otlp import UnknownKeys, load_trace_files
 from fluo_lang.trace import Span, Trace, assemble, collector_paused
 
 ROOT = -1
@@ -279,15 +279,20 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
 
 
 def load_corpus(
-    paths: Sequence[str | Path], *, attributes: bool = True, trace_values: bool = True
+    paths: Sequence[str | Path],
+    *,
+    attributes: bool = True,
+    trace_values: bool = True,
+    unknown: UnknownKeys | None = None,
 ) -> tuple[list[Trace], Corpus]:
-    """Read trace files (raises `TraceInputError`), assemble traces and summarise them.
+    """Read trace files (raises `TraceInputError`; unknown keys of OTLP/JSON objects go to `unknown`),
+    assemble traces and summarise them.
 
     Traces are taken in the order of their ids, not of the files: exceptions, and the traces `--tests`
     builds its cases from, do not depend on the order the files were given in.
     """
     with collector_paused():
-        spans = load_trace_files(paths)
+        spans = load_trace_files(paths, unknown=unknown)
         traces = sorted(assemble(spans), key=lambda t: t.trace_id)
         corpus = summarize(traces, attributes=attributes, trace_values=trace_values)
         corpus.resent, corpus.clashing = _duplicates(spans, traces)

@@ -176,6 +176,8 @@ def run_once(
         progress.close()
     for warning in _rule_warnings(files):
         click.echo(warning, err=True)
+    for warning in dict.fromkeys(w for c in result.cases for w in c.warnings):  # a fixture's once, not per case
+        click.echo(f"fluo: warning: {warning}", err=True)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
     result.seconds = time.perf_counter() - started
     for fr in result.files:

@@ -142,6 +142,9 @@ def failure_text(c: CaseResult) -> list[str]:
     names = {v: k for k, v in c.case.labels.items() if k}
     where = f"{c.file.display}:{c.case.line}: case {c.case.name!r}: {c.match.summary()}"
     lines = [_banner(printable(c.id), "_"), "", where, ""]
+    if c.warnings:  # a misspelt key in a fixture is the likeliest reason for a missing signal: said first
+        lines.extend(f"warning: {w}" for w in c.warnings)
+        lines.append("")
     lines.extend(_table(c.match, names))
     involved: dict[str, None] = {}
     for row in c.match.rows:
@@ -224,6 +227,8 @@ def _case_json(c: CaseResult) -> dict[str, Any]:
         out["updated"] = True
     if c.problems:
         out["errors"] = [p.to_json() for p in c.problems]
+    if c.warnings:
+        out["warnings"] = c.warnings
     if c.written_expect is not None:  # the entries it could not read too, not as if it expected less
         out["expected"] = c.written_expect
     elif c.case.expect is not None:

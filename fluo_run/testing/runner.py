@@ -21,7 +21,7 @@ from fluo_lang.api import Analysis, compile_program
 from fluo_lang.cost import DEFAULT_BUDGET
 from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program
 from fluo_lang.ir import RuleIR
-from fluo_lang.otlp import TraceInputError, load_trace_file
+from fluo_lang.otlp import TraceInputError, UnknownKeys, load_trace_file
 from fluo_lang.trace import Span, Trace, assemble, windows_of
 from fluo_lang.values import format_timestamp
 
@@ -48,6 +48,8 @@ class CaseResult:
     seconds: float = 0.0
     updated: bool = False  # --update rewrote its `expect:`
     traces: int = 0  # how many traces the case ran on
+    warnings: list[str] = field(default_factory=list)
+    """What its trace files hold that was ignored: keys of OTLP/JSON objects no OTLP field has (`UnknownKeys`)."""
     written_expect: list[Any] | None = None
     """For a case that could not run: its `expect:` as the file writes it, entries its rules do not know
     (a renamed rule) included, which `case.expect` leaves out."""
@@ -96,18 +98,21 @@ class RunResult:
 
 
 class TraceFiles:
-    """Spans of fixture files, read once per run (and again when the file changes)."""
+    """Spans of fixture files, read once per run (and again when the file changes), with their warnings."""
 
     def __init__(self) -> None:
-        self.cache: dict[Path, tuple[float, list[Span]]] = {}
+        self.cache: dict[Path, tuple[float, list[Span], list[str]]] = {}
 
-    def spans(self, path: Path) -> list[Span]:
+    def spans(self, path: Path) -> tuple[list[Span], list[str]]:
+        """The file's spans, and a line for each unknown key of its OTLP/JSON objects (`UnknownKeys`)."""
         mtime = os.stat(path).st_mtime
         hit = self.cache.get(path)
         if hit is None or hit[0] != mtime:
-            hit = (mtime, load_trace_file(path))
+            unknown = UnknownKeys()
+            spans = load_trace_file(path, unknown=unknown)
+            hit = (mtime, spans, unknown.warnings())
             self.cache[path] = hit
-        return hit[1]
+        return hit[1], hit[2]
 
 
 class Programs:
@@ -209,11 +214,12 @@ class Runner:
         empty: list[tuple[Path, int]] = []
         for path, line in case.traces:
             try:
-                found = self.traces.spans(path)
+                found, warnings = self.traces.spans(path)
             except (TraceInputError, OSError) as exc:
                 result.problems.append(Problem(file.display, line, f"cannot load trace file: {exc}"))
                 continue
             spans.extend(found)
+            result.warnings.extend(warnings)
             if not found:
                 empty.append((path, line))
         if not spans and not case.spans and not result.problems:
