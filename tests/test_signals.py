@@ -18,7 +18,7 @@ from tests_paths import EXAMPLE_TRACES
 from fluo_run.cli import main
 from fluo_run.demo import _signal_line as demo_line
 from fluo_run.serve import cli as serve_cli
-from fluo_run.serve.store import APPLICATION_ID, SCHEMA_VERSION, SignalStore
+from fluo_run.serve.store import APPLICATION_ID, SCHEMA_VERSION, SignalStore, parse_time
 
 
 def signal(rule: str, severity: str, time: str, trace: str | None, message: str) -> dict[str, Any]:
@@ -268,3 +268,38 @@ def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_afte
         assert code == 2 and "is not readable" in err  # click says so first
     finally:
         shutil.rmtree(folder)
+
+
+def test_times_are_read_to_the_nanosecond(tmp_path: Path) -> None:
+    """Signal times are nanosecond-exact (`...06.050000001Z`), but `--since`/`--until` and the table's window
+    length read them to the microsecond: a `window 3ns` rule's window showed as `+0ns` or `+1us`, and a
+    signal 1ns before `--since` was listed."""
+    early = signal("r", "warning", "2026-01-01T00:00:06.050000000Z", "a" * 32, "early")
+    late = signal("r", "warning", "2026-01-01T00:00:06.050000001Z", "b" * 32, "late")
+    windowed = signal("w", "warning", "2026-01-01T00:00:06.050000004Z", None, "tiny window")
+    windowed.update(window_start="2026-01-01T00:00:06.050000001Z", window_end="2026-01-01T00:00:06.050000004Z")
+    db = str(tmp_path / "s.db")
+    store = SignalStore(Path(db))
+    store.add([early, late, windowed])
+    store.close()
+    code, out = run("--db", db, "--format", "jsonl", "--since", "2026-01-01T00:00:06.050000001Z")
+    assert (code, [json.loads(line)["message"] for line in out.splitlines()]) == (0, ["late", "tiny window"])
+    code, out = run("--db", db, "--format", "jsonl", "--until", "2026-01-01T00:00:06.050000001Z")
+    assert (code, [json.loads(line)["message"] for line in out.splitlines()]) == (0, ["early"])
+    code, out = run("--db", db, "--rule", "w")
+    assert code == 0 and "window 2026-01-01 00:00:06 +3ns  tiny window" in out
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [
+        ("2026-01-01T00:00:06.050000001Z", 1_767_225_606_050_000_001),
+        ("2026-01-01T00:00:06.0500000019z", 1_767_225_606_050_000_001),  # past the nanosecond: cut off
+        ("2026-01-01t02:00:06,5+02:00", 1_767_225_606_500_000_000),
+        ("1960-01-01T00:00:00.5Z", -315_619_199_500_000_000),  # was a second late: timestamp() truncated
+        ("9999-12-31T23:59:59.999999999Z", 253_402_300_799_999_999_999),  # past a float's 53 bits
+        ("2026-01-01", 1_767_225_600_000_000_000),
+    ],
+)
+def test_parse_time_is_exact(text: str, ns: int) -> None:
+    assert parse_time(text) == ns

@@ -11,12 +11,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +52,30 @@ def stored_time(ns: int) -> int:
     return min(max(ns, TIME_NS_MIN), TIME_NS_MAX)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FRACTION = re.compile(r"(?<=\d\d:\d\d:\d\d)[.,](\d+)")
+"""The fraction of a second after `hh:mm:ss`, read here to the nanosecond (`datetime` keeps microseconds)."""
+
+
 def parse_time(text: str) -> int:
-    """An RFC 3339 timestamp as nanoseconds since the epoch; `t` and `z` in either case (RFC 3339 §5.6).
+    """An RFC 3339 timestamp as nanoseconds since the epoch, exact; `t` and `z` in either case (RFC 3339 §5.6).
 
     A time without an offset, or a bare date (its midnight), is UTC, as `fluo signals` shows times.
+    Digits of the second's fraction past the nanosecond are cut off (as signal times have none).
     """
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
+    nanos = 0
+    fraction = _FRACTION.search(text)
+    if fraction is not None:
+        nanos = int(fraction[1][:9].ljust(9, "0"))
+        text = text[: fraction.start()] + text[fraction.end() :]
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp()) * 1_000_000_000 + dt.microsecond * 1000
+    # timedelta arithmetic is exact where `timestamp()` is a float (off by a second before 1970, and by
+    # microseconds past 2^53 ns)
+    return (dt - _EPOCH) // timedelta(microseconds=1) * 1000 + nanos
 
 
 def severity_rank(severity: str) -> int:
