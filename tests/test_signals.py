@@ -303,3 +303,23 @@ def test_times_are_read_to_the_nanosecond(tmp_path: Path) -> None:
 )
 def test_parse_time_is_exact(text: str, ns: int) -> None:
     assert parse_time(text) == ns
+
+
+def test_trace_finds_the_windowed_signals_that_list_the_trace(db: str) -> None:
+    """`--trace X` read only the `trace_id` column, which a windowed signal has not: one whose spans include
+    trace X (its `trace_ids`) was not found. It is now, beside X's own signals, and in the table too."""
+    windowed = signal("auth_login_rate", "warning", "2026-01-01T00:02:00.000000Z", None, "count = 302, bound = 300")
+    windowed.update(span_ids=["00f067aa0ba902b7", "00f067aa0ba902b8"], trace_ids=["a" * 32, "c" * 32])
+    store = SignalStore(Path(db))
+    store.add([windowed])
+    store.close()
+    for trace, expected in [
+        ("A" * 32, ["auth_span_budget", "auth_retry_storm", "auth_login_rate"]),
+        ("c" * 32, ["auth_login_rate"]),
+        ("b" * 32, ["charge_needs_fraud_check"]),  # not the window, whose spans are of other traces
+        ("d" * 32, []),
+    ]:
+        result = CliRunner().invoke(main, ["signals", "--db", db, "--format", "jsonl", "--trace", trace])
+        assert (result.exit_code, rules_of(result.stdout)) == (0, expected), trace
+    code, out = run("--db", db, "--trace", "c" * 32)
+    assert code == 0 and "window 2026-01-01 00:00:00 +1m  count = 302, bound = 300" in out

@@ -591,7 +591,11 @@ def unreadable(db: str, exc: BaseException) -> str:
 @click.option("--severity", type=click.Choice(SEVERITY_ORDER), help="Only signals at least this severe.")
 @click.option("--since", help="Signal time from: a duration ago (15m) or an RFC 3339 time (UTC if no offset).")
 @click.option("--until", help="Signal time before: a duration ago or an RFC 3339 time (UTC if no offset).")
-@click.option("--trace", "trace_id", help="Only this trace id (32 hex digits).")
+@click.option(
+    "--trace",
+    "trace_id",
+    help="Only this trace id (32 hex digits): its signals, and windowed ones with a span of it (`trace_ids`).",
+)
 @click.option(
     "--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many, the newest."
 )

@@ -335,8 +335,14 @@ class SignalStore:
             clauses.append("time_ns < ?")
             args.append(stored_time(where.until_ns))
         if where.trace_id is not None:
-            clauses.append("trace_id = ?")
-            args.append(where.trace_id.lower())
+            # A windowed signal has no `trace_id` but names the trace of each of its spans (`trace_ids`).
+            # Both terms are searched in the trace_id index (`trace_id IS NULL` for the windowed ones), so only
+            # windowed signals' JSON is read.
+            clauses.append(
+                "(trace_id = ? OR (trace_id IS NULL AND EXISTS"
+                " (SELECT 1 FROM json_each(signals.json, '$.trace_ids') WHERE value = ?)))"
+            )
+            args.extend([where.trace_id.lower()] * 2)
         sql = "SELECT json FROM signals"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
