@@ -2275,39 +2275,53 @@ class _Builder:
         return ns
 
 
-def _mantissa_and_exponent(number: str) -> tuple[int, int]:
-    """`1.5e-3` as (15, -4): the integer digits and the power of ten that scales them, exactly."""
+def _mantissa_and_exponent(number: str) -> tuple[str, int]:
+    """`1.5e-3` as ("15", -4), `1.20e3` as ("12", 2): the significant digits (no zero first or last; "" for
+    zero) and the power of ten that scales them, exactly. An exponent of more than 7 digits is read as
+    ±10**7, past anything a duration holds either way; Python's `int` refuses strings of 4,300 digits."""
     mantissa, _, exponent = number.lower().partition("e")
     whole, _, fraction = mantissa.partition(".")
-    return int(whole + fraction), int(exponent) - len(fraction)
+    digits = (whole + fraction).lstrip("0")
+    significant = digits.rstrip("0")
+    negative = exponent.startswith("-")
+    magnitude = exponent.lstrip("+-").lstrip("0") or "0"
+    power = int(magnitude) if len(magnitude) <= 7 else 10**7
+    return significant, (-power if negative else power) + len(digits) - len(significant) - len(fraction)
 
 
 def _exponent_ns(number: str, unit_ns: int) -> int | None:
-    """The nanoseconds of `1.5e-3` units of `unit_ns`, exactly; None where that is no whole number.
+    """The nanoseconds of `1.5e-3` units of `unit_ns`, exactly; None where that is no whole number; past
+    64 bits (`_PAST_64_BITS`) where it is larger.
 
-    Integer arithmetic only: a power far past any duration (`1e999999s`) is answered from its size
-    (past 64 bits, or less than a nanosecond) before any number that large is built."""
+    Integer arithmetic only, and a size first: a power or a mantissa far past any duration (`1e999999s`,
+    a thousand digits) is answered without building a number that large."""
     digits, power = _mantissa_and_exponent(number)
-    if digits == 0:
+    if not digits:
         return 0
+    # The largest unit, a day, is 2**16 * 3**3 * 5**11 ns; `digits` ends in no 0, so it lacks a factor 2 or 5,
+    # and a whole number of ns needs power >= -16. With more than 40 digits that is >= 10**24 ns.
+    if len(digits) > 40:
+        return None if power < -16 else _PAST_64_BITS
     if power > 40:  # at least 10**40 ns: past 64 bits, whatever the digits
-        return 1 << 64
+        return _PAST_64_BITS
     if power < 0:
-        if -power > len(str(digits)) + 14:  # digits * unit_ns < 10**(len + 14): less than one nanosecond
+        if -power > len(digits) + 14:  # digits * unit_ns < 10**(len + 14): less than one nanosecond
             return None
-        whole, rest = divmod(digits * unit_ns, int(10**-power))
+        whole, rest = divmod(int(digits) * unit_ns, int(10**-power))
         return None if rest else whole
-    return digits * int(10**power) * unit_ns
+    return int(digits) * int(10**power) * unit_ns
 
 
 def _plain_decimal(number: str) -> str:
     """`1000` for `1e3`, `0.0015` for `1.5e-3`: a number as FLUO writes it, without an exponent (exact, for a
     number whose value `_exponent_ns` found in range)."""
     digits, power = _mantissa_and_exponent(number)
-    if digits == 0 or power >= 0:
-        return str(digits * 10**power) if digits else "0"
-    text = str(digits).rjust(-power + 1, "0")
-    return (text[:power] + "." + text[power:]).rstrip("0").rstrip(".")
+    if not digits:
+        return "0"
+    if power >= 0:
+        return digits + "0" * power
+    text = digits.rjust(-power + 1, "0")
+    return text[:power] + "." + text[power:]
 
 
 _NO_EXPONENT = "a duration takes no exponent"
@@ -2362,9 +2376,13 @@ def _in_range(value: int | float) -> bool:
     return -_INT64 <= value < _INT64 if isinstance(value, int) else math.isfinite(value)
 
 
+_PAST_64_BITS = 1 << 64  # a literal whose digits alone show it is past 64 bits: what `_in_range` refuses
+
+
 def _number(text: str) -> int | float:
     if re.fullmatch(r"[0-9]+", text):
-        return int(text)
+        digits = text.lstrip("0")
+        return int(digits or "0") if len(digits) <= 20 else _PAST_64_BITS  # `int` refuses 4,300 digits
     return float(text)
 
 
@@ -2510,9 +2528,12 @@ def _duration_parts(text: str) -> tuple[str, str] | None:
 
 
 def _duration_value(number: str, unit: str) -> int:
+    """Nanoseconds of `1.5` `unit`s; `_PAST_64_BITS` where the digits alone show it is past 64 bits."""
     if "." in number:
-        return round(float(number) * DURATION_UNITS[unit])
-    return int(number) * DURATION_UNITS[unit]
+        ns = float(number) * DURATION_UNITS[unit]
+        return round(ns) if math.isfinite(ns) else _PAST_64_BITS
+    digits = number.lstrip("0")
+    return int(digits or "0") * DURATION_UNITS[unit] if len(digits) <= 20 else _PAST_64_BITS
 
 
 def _f_string(text: str) -> str:

@@ -909,6 +909,34 @@ def test_no_fix_where_the_text_meant_is_not_known(text: str) -> None:
     assert all(d.suggestion is None for d in analyze([("m.fluo", text)]).diagnostics)
 
 
+_LONG = "1" * 5000
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("trace.duration < 1." + "0" * 5000 + "1e0s", "FLUO100"),
+        (f"trace.duration < 1e{_LONG}s", "FLUO100"),
+        (f"trace.duration < 1e-{_LONG}s", "FLUO100"),
+        (f"trace.duration < {_LONG}s", "FLUO108"),
+        (f"trace.duration < {_LONG}.5s", "FLUO108"),
+        (f"trace.spans.count() < {_LONG}", "FLUO108"),
+        (f"trace.spans.count() < {_LONG}.5", "FLUO108"),
+    ],
+    ids=["mantissa", "exponent", "negative-exponent", "duration", "fraction-duration", "int", "float"],
+)
+def test_a_literal_of_thousands_of_digits_is_one_error_without_a_fix(text: str, code: str) -> None:
+    """Review: past 4,300 digits Python's `int` refuses a string, and `1e<5000 digits>s` raised out of
+    `analyze` (a traceback in `fluo check`, and in the editor on each key)."""
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert (d.code, d.suggestion) == (code, None), d.format()[:200]
+
+
+def test_an_exponent_whose_digits_cancel_is_still_read_exactly() -> None:
+    [d] = analyze([("m.fluo", "trace.duration < 1" + "0" * 5000 + "e-5000s")]).diagnostics
+    assert d.suggestion == "1s"
+
+
 @pytest.mark.parametrize("key", ["usuário", "descrição", "ação"])
 def test_a_metadata_key_past_ascii_is_one_error_naming_the_keys(key: str) -> None:
     """Which key is meant is unknowable: the one error says FLUO's keys, no fix; the file stays a syntax
