@@ -1054,8 +1054,9 @@ def _skipped_text(skipped: list[str], where: str = "") -> str:
 
 
 def _put(obs: dict[str, Any], key: str, value: Any) -> None:
-    """`obs[key] = value`, or under `key_2`, `key_3`... if `key` holds a different value (`1` and `true` differ)."""
-    if key in obs and (obs[key] != value or type(obs[key]) is not type(value)):
+    """`obs[key] = value`, or under `key_2`, `key_3`... if `key` holds a different value, as a rule's `==` tells
+    them apart (`1` and `true` differ; a bytes value's hex text and the same string do not)."""
+    if key in obs and not _equal(obs[key], value):
         i = 2
         while f"{key}_{i}" in obs:
             i += 1

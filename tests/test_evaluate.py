@@ -20,7 +20,7 @@ from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, assemble, tumbling
-from fluo_lang.values import ARITH, arith, format_duration, negate
+from fluo_lang.values import ARITH, HexBytes, arith, format_duration, negate
 
 GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
@@ -740,3 +740,18 @@ def test_observed_shows_the_operands_of_in_contains_and_matches_by_their_types()
         "m": {"name": "a", "pattern": "^x"},
         "n": {"name": "a", "services": ["svc"]},
     }
+
+
+def test_observed_tells_values_apart_as_a_rules_equality_does() -> None:
+    """Review: `_put` split values by Python type, so a bytes attribute's hex text (`HexBytes`, a `str`) and
+    the same string would show under two keys with the same text; `1` and `true` still differ, `1` and `1.0`
+    are one value as `1 == 1.0` holds."""
+    obs: dict[str, object] = {}
+    evaluate._put(obs, "h", HexBytes("deadbeef"))
+    evaluate._put(obs, "h", "deadbeef")
+    evaluate._put(obs, "n", 1)
+    evaluate._put(obs, "n", True)
+    evaluate._put(obs, "n", 1.0)
+    evaluate._put(obs, "l", [1])
+    evaluate._put(obs, "l", [True])
+    assert obs == {"h": "deadbeef", "n": 1, "n_2": True, "l": [1], "l_2": [True]}
