@@ -6,6 +6,7 @@ import asyncio
 import os
 import queue
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -28,6 +29,17 @@ ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RULES = ROOT / "examples" / "rules"
 EXAMPLE_TRACES = ROOT / "examples" / "traces"
 MS = 1_000_000
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key: (cert.pem, key.pem) in `tmp_path`."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -240,7 +252,14 @@ class ServeProcess:
 
     PORTS = re.compile(r"OTLP/(HTTP|gRPC) listening on (?:https?://)?[^ ]*:(\d+)")
 
-    def __init__(self, args: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        open_files: tuple[int, int] | None = None,
+    ) -> None:
+        """`open_files`: the process's soft and hard open-file limits (`ulimit -n`), set in the child alone."""
         full_env = {**os.environ, **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fluo_run.cli", "serve", *args],
@@ -250,6 +269,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, open_files),
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.log: list[str] = []

@@ -30,6 +30,7 @@ from serve_support import (
     config,
     metric,
     post,
+    self_signed,
     settled,
     wait_for,
 )
@@ -516,20 +517,13 @@ def test_a_heartbeat_rule_fires_on_windows_where_nothing_came(tmp_path: Path) ->
 
 
 def test_tls_on_both_receivers_with_sdk_exporters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-
     import grpc
 
     # requests lets these variables override the exporter's certificate_file
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
 
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(tmp_path)
     got: list[dict[str, Any]] = []
     cfg = config(tmp_path, tls_cert=cert, tls_key=key, auth_token="t0ken")
     with RuntimeThread(cfg, [CallbackSink(got.extend)]) as rt:

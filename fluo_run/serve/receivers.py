@@ -68,6 +68,17 @@ MAX_GZIP_MEMBERS = 1_024
 BODY_READ_TIMEOUT = 60.0
 """Seconds a request body may take to arrive (OTel SDK exporters give up after 10): a sender dripping one
 byte at a time is answered 408 and the connection closed, instead of holding it for ever."""
+GRPC_MESSAGE_TIMEOUT = 15.0
+"""Seconds an OTLP/gRPC call's message may take to arrive, then `DEADLINE_EXCEEDED`. Shorter than an HTTP
+body's: each waiting call holds one of the server's 32 places (`GRPC_MAX_CONCURRENT_RPCS`), so 32 silent
+calls lock every exporter out for this long at a time, while the exporters that wait for the answer give up
+sooner (the OTel SDKs after 10 s, the Collector after 5 s by default)."""
+ANSWER_TIMEOUT = 60.0
+"""Seconds an OTLP/HTTP answer still being sent keeps its connection in use for `--max-http-connections`,
+from when its handler is done (`ConnectionCap`), as `BODY_READ_TIMEOUT` bounds a body: one still trickling
+out after that counts as idle, and is cut if its connection is closed to make room."""
+OVERSIZE_WAIT = 0.1
+"""Seconds a gRPC call whose stream ended without a message waits to be cancelled by gRPC (`TraceService`)."""
 DECODE_THREADS = 2
 """Threads decoding large bodies: one sender's big or slow body neither blocks the event loop nor takes every core."""
 INLINE_DECODE_BYTES = 1 << 20
@@ -724,6 +735,19 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
     ]
 
 
+@dataclass(slots=True)
+class _Answer:
+    """An answer handed to its connection's transport, and how much of it the transport still holds."""
+
+    transport: asyncio.Transport
+    done: float
+    """When its handler returned (`time.monotonic`): aiohttp writes it from then on."""
+    left: int = -1
+    """Bytes left unsent when last looked at (-1: not yet looked at)."""
+    moved: float = 0.0
+    """When `left` was last seen to change, or `done` until then."""
+
+
 class ConnectionCap:
     """The protocol factory of an HTTP listener: aiohttp's (`web.Server`), with at most `limit` connections open.
 
@@ -734,11 +758,14 @@ class ConnectionCap:
     connections, however many, lock no exporter out.
 
     A connection is in use while its request is handled, and after that while its answer is still
-    being sent: bytes wait in its transport for a client reading slowly (a large `/metrics` page), and
-    aiohttp's handler is done with them long before (it waits only until fewer than 64 KiB are left).
-    An answer that has not moved for `stall` seconds (a client that stopped reading) no longer keeps
-    its connection in use; closing it then discards what is left (`transport.abort()`), as
-    `transport.close()` would hold the file until the client read it all, perhaps never.
+    being sent, for at most `answer_timeout` seconds from when the handler returned: bytes wait in its
+    transport for a client reading slowly (a large `/metrics` page), and aiohttp is done with them long
+    before (it waits only until fewer than 64 KiB are left, then may close the connection with
+    `transport.close()` when its keep-alive timer fires, which holds the socket until the client
+    has read it all). Such a connection stays counted until its socket is closed. `watch` looks at
+    every answer each `tick` seconds: one that has not moved for `stall` seconds (its client stopped
+    reading) is cut (`transport.abort()`, the rest discarded), whether aiohttp has closed its
+    connection or not, or the client would hold the file for as long as it does not read.
 
     Connections are counted once aiohttp has them: those accepted in one go (asyncio takes up to its
     backlog at a time) or still in a TLS handshake are not yet, so the count may pass the limit by
@@ -748,54 +775,115 @@ class ConnectionCap:
     have the idle timeout instead.
     """
 
-    def __init__(self, limit: int, metrics: Metrics, stall: float) -> None:
+    def __init__(self, limit: int, metrics: Metrics, stall: float, answer_timeout: float = ANSWER_TIMEOUT) -> None:
         self.server: web.Server | None = None  # the runner's, once set up
         self.limit = limit
         self.metrics = metrics
         self.stall = stall
+        self.answer_timeout = answer_timeout
         self.busy: set[web.RequestHandler] = set()  # connections whose request is being handled
-        self._unsent: dict[web.RequestHandler, tuple[int, float]] = {}  # bytes left to send, unchanged since
+        self.answers: dict[web.RequestHandler, _Answer] = {}  # each connection's last answer, until it is gone
+        self._watcher: asyncio.Task[None] | None = None
         self._refused = Throttled(log, logging.WARNING)
 
     @web.middleware
     async def track(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Middleware: the request's connection is busy until it is answered."""
+        """Middleware: the request's connection is busy until it is answered, then its answer is watched."""
         protocol = request.protocol
+        transport = protocol.transport
         self.busy.add(protocol)
         try:
             return await handler(request)  # type: ignore[no-any-return]
         finally:
             self.busy.discard(protocol)
+            if transport is not None:
+                now = time.monotonic()
+                self.answers[protocol] = _Answer(transport, now, moved=now)
+
+    @property
+    def tick(self) -> float:
+        """Seconds between two looks at the answers: a stalled one is cut at most this long after `stall`."""
+        return min(1.0, self.stall / 4)
+
+    def start(self) -> None:
+        """Watch the answers (on the running loop) until `close`."""
+        self._watcher = asyncio.create_task(self.watch())
+
+    async def watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            self.look(time.monotonic())
+
+    def look(self, now: float) -> None:
+        """Note which answers moved; forget those whose connection is gone; cut those stalled."""
+        alive = set(self.server.connections) if self.server is not None else set()
+        for h, answer in list(self.answers.items()):
+            if h not in alive:
+                del self.answers[h]
+            elif self._left(answer, now) and now - answer.moved >= self.stall:
+                log.debug("cut an HTTP answer unread for %gs: %d bytes not sent", self.stall, answer.left)
+                answer.transport.abort()
+
+    def _left(self, answer: _Answer, now: float) -> int:
+        left = answer.transport.get_write_buffer_size()
+        if left != answer.left:
+            if answer.left >= 0:
+                answer.moved = now
+            answer.left = left
+        return left
+
+    def _sending(self, h: web.RequestHandler, now: float) -> bool:
+        """Whether `h`'s answer keeps it in use: bytes unsent, moved within `stall`, for under `answer_timeout`."""
+        answer = self.answers.get(h)
+        return (
+            answer is not None
+            and self._left(answer, now) > 0
+            and now - answer.moved < self.stall
+            and now - answer.done < self.answer_timeout
+        )
+
+    def _held(self, h: web.RequestHandler) -> bool:
+        """Whether `h`'s socket is open: aiohttp has not closed it, or closed it with an answer still unsent."""
+        if h.connected:
+            return True
+        answer = self.answers.get(h)
+        return answer is not None and answer.transport.get_write_buffer_size() > 0
+
+    def connections(self) -> list[web.RequestHandler]:
+        """The connections open, oldest first (aiohttp's list also has closed ones for a moment)."""
+        return [] if self.server is None else [h for h in self.server.connections if self._held(h)]
 
     def open(self) -> int:
-        return 0 if self.server is None else sum(1 for h in self.server.connections if h.connected)
+        return len(self.connections())
 
-    def sending(self, live: list[web.RequestHandler]) -> set[web.RequestHandler]:
-        """Those of `live` whose answer is still being sent: bytes left in the transport, fewer (or more)
-        than the last time this looked, or the same for less than `stall` seconds."""
-        now = time.monotonic()
-        before, self._unsent = self._unsent, {}
-        moving = set()
-        for h in live:
-            left = h.transport.get_write_buffer_size() if h.transport is not None else 0
-            if not left:
-                continue
-            size, since = before.get(h, (-1, now))
-            self._unsent[h] = (left, since if size == left else now)
-            if now - self._unsent[h][1] < self.stall:
-                moving.add(h)
-        return moving
+    def cut_unsent(self) -> None:
+        """Discard every answer not yet sent (at shutdown): a client that does not read would keep its socket
+        open past the event loop, which aiohttp's cleanup closes with `transport.close()`, waiting for it."""
+        for answer in self.answers.values():
+            if answer.transport.get_write_buffer_size():
+                answer.transport.abort()
+        for h in self.server.connections if self.server is not None else ():
+            if h.transport is not None and h.transport.get_write_buffer_size():
+                h.transport.abort()
+
+    def close(self) -> None:
+        """Stop watching, and cut what is left unsent."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        self.cut_unsent()
 
     def __call__(self) -> asyncio.BaseProtocol:
         assert self.server is not None
-        live = [h for h in self.server.connections if h.connected]  # oldest first; closed ones linger a moment
+        live = self.connections()
         excess = len(live) + 1 - self.limit
         if excess > 0:
-            in_use = self.busy | self.sending(live)
-            idle = [h for h in live if h not in in_use][:excess]
+            now = time.monotonic()
+            idle = [h for h in live if h not in self.busy and not self._sending(h, now)][:excess]
             for h in idle:
-                if h.transport is not None and h.transport.get_write_buffer_size():
-                    h.transport.abort()  # an answer stalled: its client stopped reading
+                answer = self.answers.get(h)
+                if answer is not None and answer.transport.get_write_buffer_size():
+                    answer.transport.abort()  # an answer stalled or overdue: close() would wait for its client
                 h.force_close()
             self.metrics.http_connections_over_limit.labels("closed_idle").inc(len(idle))
             if len(idle) < excess:
@@ -874,24 +962,41 @@ class TraceService:
         self.intake = intake
 
     async def receive(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
-        """The call's message, read within `BODY_READ_TIMEOUT`, then `export`.
+        """The call's message, read within `GRPC_MESSAGE_TIMEOUT`, then `export`.
 
         A unary handler is only called once gRPC has the whole message, and the call holds one of the
         server's `maximum_concurrent_rpcs` from its first frame: 32 calls whose message never ends held
         them all, for ever, and every exporter got RESOURCE_EXHAUSTED. Served as a stream (the same on the
         wire: one message, then the end), the wait for it is timed, as an HTTP body's is.
         """
+        peer = context.peer()  # unknown once gRPC has refused the message
         try:
-            async with asyncio.timeout(BODY_READ_TIMEOUT):
+            async with asyncio.timeout(GRPC_MESSAGE_TIMEOUT):
                 body = await context.read()
         except TimeoutError:
             await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"request message: not received within {BODY_READ_TIMEOUT:g} s"
+                grpc.StatusCode.DEADLINE_EXCEEDED, f"request message: not received within {GRPC_MESSAGE_TIMEOUT:g} s"
             )
         if body is grpc.aio.EOF:
-            self.intake.metrics.requests.labels("grpc", "malformed").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+            await self.no_message(context, peer)
         return await self.export(body, context)
+
+    async def no_message(self, context: grpc.aio.ServicerContext[Any, Any], peer: str) -> None:
+        """A stream that ended without a message: sent so (malformed), or a message over `--max-body-bytes`.
+
+        gRPC refuses such a message from its length prefix, before reading it, and answers the caller
+        RESOURCE_EXHAUSTED itself; the handler then reads the end of the stream, as for a stream sent
+        empty, and gRPC cancels it on the loop's next turn. So the handler waits a moment
+        (`OVERSIZE_WAIT`) for that cancellation before taking the call as malformed. (A receive limit
+        above ours, to read the message's size here, would still leave larger messages to gRPC.)
+        """
+        try:
+            await asyncio.sleep(OVERSIZE_WAIT)
+        except asyncio.CancelledError:
+            self.intake.too_large("grpc", peer, "refused by gRPC from its length prefix")
+            raise
+        self.intake.metrics.requests.labels("grpc", "malformed").inc()
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
 
     async def export(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
         intake = self.intake

@@ -58,7 +58,7 @@ HTTP_IDLE_TIMEOUT = 15.0
 nothing or half a request line (a slowloris), or a kept-alive one between exports, is closed then.
 Exporters reconnect as needed; before, such connections stayed an hour and a few thousand took every
 file descriptor. Also how long a TLS handshake may take, and how long an answer may wait unread before
-its connection counts as idle for `--max-http-connections` (`ConnectionCap`)."""
+it is cut (`ConnectionCap`)."""
 GRPC_IDLE_TIMEOUT = 15.0
 """Seconds an OTLP/gRPC connection may have no call in progress (a new one that never calls, or one
 between exports) before gRPC closes it (`grpc.max_connection_idle_ms`: a GOAWAY, then the close;
@@ -318,6 +318,7 @@ class Runtime:
         await runner.setup()
         self._runners.append(runner)
         cap.server = runner.server
+        cap.start()
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -469,15 +470,22 @@ class Runtime:
             listener.close()
         runners, self._runners = list(self._runners), []
         self._closing = runners
+        for cap in self._caps:  # aiohttp's cleanup closes with `transport.close()`, which waits for the client
+            cap.cut_unsent()
         for runner in runners:
             await runner.cleanup()
         self._closing = []
+        for cap in self._caps:  # and what the drain answered since
+            cap.close()
+        await asyncio.sleep(0)  # the aborted transports close their sockets on the next turn
         self.intake.close()
 
     async def _abort_connections(self) -> None:
         """After the receivers' stop was cut short at the deadline: close the connections still open
         (a sender mid-body), whose handlers aiohttp's cleanup was still waiting for, rather than leave
         their sockets to the garbage collector when the loop ends."""
+        for cap in self._caps:
+            cap.close()
         for runner in self._closing:
             server = runner.server
             for handler in list(server.connections) if server is not None else ():
