@@ -993,7 +993,8 @@ class TraceService:
         try:
             await asyncio.sleep(OVERSIZE_WAIT)
         except asyncio.CancelledError:
-            self.intake.too_large("grpc", peer, "refused by gRPC from its length prefix")
+            if not self.intake.stopping:  # else the server's stop cancelled it
+                self.intake.too_large("grpc", peer, "refused by gRPC from its length prefix")
             raise
         self.intake.metrics.requests.labels("grpc", "malformed").inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
