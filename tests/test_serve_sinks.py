@@ -408,11 +408,8 @@ def test_a_webhook_backing_off_after_one_429_at_shutdown_gets_the_deadline_not_a
     """QA: it answered (429), so it is not down: close delivers all it has queued, as the docs say."""
     monkeypatch.setattr(WebhookSink, "FIRST_BACKOFF", 5.0)  # the stop begins during this wait
 
-    def slow(n: int) -> int:
-        time.sleep(0.1)  # 10 requests of 100 signals: 1 s, past the half second a down endpoint gets
-        return 429 if n == 0 else 200
-
-    with LoopbackServer(status_of=slow) as hook:
+    # 10 requests of 100 signals, 0.1 s each: 1 s, past the half second a down endpoint gets
+    with LoopbackServer(status_of=lambda n: 429 if n == 0 else 200, delay_of=lambda n: 0.1) as hook:
         sinks = SinkSet([WebhookSink(f"http://127.0.0.1:{hook.port}/hook")], Metrics(), capacity=1000)
         assert sinks.start() == []
         sinks.publish(stored(1000))
@@ -424,12 +421,10 @@ def test_a_webhook_backing_off_after_one_429_at_shutdown_gets_the_deadline_not_a
 def test_a_batch_cut_short_at_shutdown_counts_only_what_did_not_go_out() -> None:
     """QA: 300 of 1000 signals reached the webhook before the deadline, yet close said 1000 were not delivered."""
 
-    def stuck_after_three(n: int) -> int:
-        if n >= 3:
-            time.sleep(2)  # the fourth request is still in flight at the deadline
-        return 200
+    def stuck_after_three(n: int) -> float:
+        return 2.0 if n >= 3 else 0.0  # the fourth request is still in flight at the deadline
 
-    with LoopbackServer(status_of=stuck_after_three) as hook:
+    with LoopbackServer(delay_of=stuck_after_three) as hook:
         metrics = Metrics()
         sinks = SinkSet([WebhookSink(f"http://127.0.0.1:{hook.port}/hook")], metrics, capacity=1000)
         assert sinks.start() == []
