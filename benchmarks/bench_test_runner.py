@@ -121,7 +121,7 @@ def baseline_inputs(folder: Path) -> tuple[Any, list[list[Trace]]]:
     per_case = []
     for f in files:
         for case in f.cases:
-            spans = [s for path, _ in case.traces for s in runner.traces.spans(path)] + case.spans
+            spans = [s for path, _ in case.traces for s in runner.traces.spans(path)[0]] + case.spans
             per_case.append(spans)
     return compile_program(analysis), [assemble(spans) for spans in per_case]
 
