@@ -438,6 +438,8 @@ WINDOW_MEMBERS = (
 OTHER_MEMBERS = (
     _method(t.TRACES, "count", (), t.INT, "How many traces.", _count, "window.traces.count() > 0"),
     _method(t.list_of(t.ANY), "count", (), t.INT, "How many items.", _count, "trace.services.count() <= 8"),
+    _method(t.list_of(t.ANY), "length", (), t.INT, "How many items, as `count()` (a list attribute's is `length()`).",
+            _count, "trace.services.length() <= 8"),
     _method(t.STRING, "starts_with", (Param("prefix", "value", (t.STRING, t.ANY)),), t.BOOL,
             "Whether the string starts with `prefix`.", _str_method(str.startswith)),
     _method(t.STRING, "ends_with", (Param("suffix", "value", (t.STRING, t.ANY)),), t.BOOL,
@@ -548,7 +550,7 @@ FOREIGN_NAMES: dict[str, dict[str, str]] = {
     "trace": {"size": "spans.count", "length": "spans.count", "len": "spans.count", "filter": "has"},
     "window": {"size": "spans.count", "length": "spans.count", "len": "spans.count", "filter": "has"},
     "traces": {"size": "count", "length": "count", "len": "count"},
-    "list": {"size": "count", "length": "count", "len": "count"},
+    "list": {"size": "count", "len": "count"},
     "string": {
         "count": "length",
         "len": "length",

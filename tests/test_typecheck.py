@@ -619,3 +619,15 @@ def test_count_on_an_attribute_or_a_string_suggests_length(receiver: str) -> Non
     d = _only(_where(f"{receiver}.count() <= 10"))
     assert (d.code, d.suggestion) == ("FLUO201", "length")
     assert "did you mean `length`?" in d.message
+
+
+def test_a_typed_list_takes_length_as_a_list_attribute_does() -> None:
+    """Review: `trace.services.length()` was FLUO201 ("did you mean `count`?") while a list attribute's size is
+    `length()` (and `count()` there is FLUO201): a typed list now takes both, and they agree."""
+    assert _diags("rule r { expect trace.services.length() == trace.services.count() }") == []
+    spans = [
+        Span(trace_id=b"\x01" * 16, span_id=bytes([i]) * 8, name="op", service=svc, start=0, end=1)
+        for i, svc in enumerate(["a", "b", "a", "c"], start=1)
+    ]
+    [signal] = _fired("rule r { expect trace.services.length() < 3 }", *spans)
+    assert signal.observed["length"] == 3
