@@ -187,19 +187,18 @@ class Metrics:
             self.spans_received.labels(transport)
             for outcome in OUTCOMES:
                 self.requests.labels(transport, outcome)
-        for reason in SPAN_REJECTIONS:
-            self.spans_rejected.labels(reason)
-        for reason in COMPLETIONS:
-            self.traces_assembled.labels(reason)
-        for reason in EVICTIONS:
-            self.traces_evicted.labels(reason)
-        for result in RELOAD_RESULTS:
-            self.reloads.labels(result)
-        for action in CONNECTION_ACTIONS:
-            self.http_connections_over_limit.labels(action)
-        for kind in RULE_KINDS:
-            self.rules_loaded.labels(kind)
-        self.rule_errors.labels(ANY_RULE)
+        at_zero: tuple[tuple[Counter | Gauge, Iterable[str]], ...] = (
+            (self.spans_rejected, SPAN_REJECTIONS),
+            (self.traces_assembled, COMPLETIONS),
+            (self.traces_evicted, EVICTIONS),
+            (self.reloads, RELOAD_RESULTS),
+            (self.http_connections_over_limit, CONNECTION_ACTIONS),
+            (self.rules_loaded, RULE_KINDS),
+            (self.rule_errors, (ANY_RULE,)),
+        )
+        for family, values in at_zero:  # one label each: every value known up front, its series at 0
+            for value in values:
+                family.labels(value)
 
     def sink_added(self, sink: str) -> None:
         """A sink's series, at 0."""
