@@ -794,7 +794,7 @@ class _Recovery:
         glued = end
         while glued < len(self.text) and name_char(self.text[glued]):
             glued += 1
-        if tok.type == "NUMBER" and self._exponent_unit(ip, tok, 0):  # `window 1e3μs`
+        if tok.type == "NUMBER" and self._glued_unit(ip, tok, 0):  # `window 1e3μs`, `window 500μ`
             return True
         if tok.type == "NUMBER" and glued > end:  # `window 1m`, a full-width m: letters the lexer stopped at
             written = self.text[start:glued]
@@ -852,17 +852,22 @@ class _Recovery:
         ip.feed_token(self.token("DURATION", meant, start, pos + 2))
         return True
 
-    def _exponent_unit(self, ip: Any, number: Token, take_back: int) -> bool:
-        """`1e3μs`, `1e3ms` in full-width letters: a number with an exponent and a unit the lexer stopped at.
-        Read as the duration with that unit (`1e3us`), whose one error the builder gives, as for
-        `1e3µs`: a duration takes no exponent, and the fix keeps the unit (`1000us`), never reads it as `s`.
+    def _glued_unit(self, ip: Any, number: Token, take_back: int) -> bool:
+        """A number and letters the lexer stopped at, one of them past ASCII: `1e3μs`, `1e3ms` in full-width
+        letters, `500μ` (the `s` left off), `5ü`. Read as one duration, whose one error the builder gives as for
+        `1e3µs` or `500µ`: a duration takes no exponent (the fix keeps the unit, `1000us`, never reads it as
+        `s`), a unit is unknown or incomplete. Never an attribute key: a name does not start with a digit.
+        A plain number with a unit some folding reads (`5ms` in full-width letters) is `_bracketed_key`'s
+        and `_as_duration`'s.
         `number` was the last token read (`take_back` 1: in an expression) or the one not expected (0)."""
         text, start, end = self.text, number.start_pos or 0, number.end_pos or 0
         glued = end
         while glued < len(text) and name_char(text[glued]):
             glued += 1
-        exponent = _EXPONENT_DURATION.fullmatch(text, start, glued)
-        if glued == end or exponent is None or _folded_unit(exponent.group(2)) is None:
+        unit = text[end:glued]
+        if glued == end or unit.isascii():
+            return False
+        if _EXPONENT_DURATION.fullmatch(text, start, glued) is None and _folded_unit(unit) is not None:
             return False
         if not _feedable(ip, ["DURATION"], drop=take_back):
             return False
@@ -1157,7 +1162,7 @@ class _Recovery:
         if (
             top is not None
             and top.type == "NUMBER"
-            and (self._greek_micro(parser, top, 1) or self._exponent_unit(parser, top, 1))
+            and (self._greek_micro(parser, top, 1) or self._glued_unit(parser, top, 1))
         ):
             return True
         closer = _QUOTES.get(ch)
@@ -2233,7 +2238,15 @@ class _Builder:
         if tok is None or parts is None:
             return None
         number, unit = parts
-        if unit not in DURATION_UNITS:
+        if unit in _MICRO_ALONE:
+            fix = self.micro_fix(tok, number + _MICRO_ALONE[unit])
+            message = (
+                f"incomplete duration unit `{unit}` in `{text}`: microseconds are `us`, or `µs` with the micro sign"
+            )
+            message += f"; write `{fix}`" if fix else f"; use one of {_UNITS}"
+            self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
+            unit = _MICRO_ALONE[unit]  # read as meant: the rest is checked as if it were
+        elif unit not in DURATION_UNITS:
             meant = _unit_meant(unit)
             if meant is None:
                 message = f"unknown duration unit `{unit}` in `{text}`; use one of {_UNITS}"
@@ -2255,9 +2268,11 @@ class _Builder:
         says what to write, fixed only where the value is exact in whole nanoseconds (`1000s`, `0.0015s`), and
         read as that value."""
         text = str(tok)
-        meant_unit = unit if unit in DURATION_UNITS else _folded_unit(unit)
+        meant_unit = unit if unit in DURATION_UNITS else _MICRO_ALONE.get(unit) or _folded_unit(unit)
         message = _NO_EXPONENT
         fix = ns = None
+        if unit in _MICRO_ALONE:
+            message += f", and `{unit}` is an incomplete unit (microseconds are `us`, or `µs` with the micro sign)"
         if meant_unit is None:
             message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
         else:
@@ -2270,9 +2285,17 @@ class _Builder:
                 ns = exact
                 plain = _plain_decimal(number)
                 fix = plain + meant_unit if _duration_value(plain, meant_unit) == ns else _in_one_unit(ns)
-                message += f": write `{fix}`"
+                if unit in _MICRO_ALONE:
+                    fix = self.micro_fix(tok, fix)
+                message += f": write `{fix}`" if fix else f": write a plain number and one of {_UNITS}"
         self.diagnostics.append(error("FLUO100", message, self.span_of(tok), path=self.path, suggestion=fix))
         return ns
+
+    def micro_fix(self, tok: Token, meant: str) -> str | None:
+        """`meant` as the fix of `500μ`, a micro sign with its `s` left off; none where a unit may go on after a
+        space (`500μ s`, `500μ ms`): that the whole of it was meant as `500us`, only the writer knows."""
+        after = _UNIT.match(self.text, tok.end_pos or 0)
+        return None if after is not None and _folded_unit(after.group(1)) is not None else meant
 
 
 def _mantissa_and_exponent(number: str) -> tuple[str, int]:
@@ -2325,6 +2348,7 @@ def _plain_decimal(number: str) -> str:
 
 
 _NO_EXPONENT = "a duration takes no exponent"
+_MICRO_ALONE = {"µ": "µs", "\u03bc": "us"}  # the micro sign or Greek mu with no `s`: microseconds, as FLUO writes them
 _EXPONENT_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)(.*)")
 
 

@@ -820,6 +820,13 @@ _ONE_FIX = [
     (_W % "window 1e3\uff4d\uff53", _W % "window 1000ms"),
     ("where(duration < 1e3\u03bcs)", "where(duration < 1000us)"),
     ("where(duration < 1e3\uff4d\uff53)", "where(duration < 1000ms)"),
+    # ... or a micro sign with its `s` left off (it was "write `attributes[\"1e3μ\"]`": no name starts with a digit)
+    (_W % "window 1e3\u03bc", _W % "window 1000us"),
+    ("where(duration < 1e3\u03bc)", "where(duration < 1000us)"),
+    ("where(duration < 1e3\u00b5)", "where(duration < 1000\u00b5s)"),
+    (_W % "window 500\u03bc", _W % "window 500us"),
+    ("where(duration < 500\u03bc)", "where(duration < 500us)"),
+    ("where(duration < 500\u00b5)", "where(duration < 500\u00b5s)"),
     # ... and a space before its unit: one error (it was FLUO300, FLUO210 and an unexpected `}`)
     (_W % "window 1e3 ms", _W % "window 1000ms"),
     ("rule r {\n  expect trace.duration < 1e3 s\n}\n", "rule r {\n  expect trace.duration < 1000s\n}\n"),
@@ -878,6 +885,10 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ("trace.duration < 1e30s", "a duration takes no exponent, and `1e30s` is past what a duration holds"),
         ("trace.spans.where(duration < 1e3\u03bcs).exists()", "a duration takes no exponent: write `1000us`"),
         ("trace.duration < 1e3 ms", "a duration takes no exponent nor a space before its unit: write `1000ms`"),
+        ("trace.duration < 1e3\u03bc", "takes no exponent, and `\u03bc` is an incomplete unit (microseconds are `us`"),
+        ("trace.duration < 500\u03bc", "incomplete duration unit `\u03bc` in `500\u03bc`: microseconds are `us`"),
+        ("trace.duration < 5\u00fc", "unknown duration unit `\u00fc` in `5\u00fc`"),
+        (_W % "window 5\u00fc", "unknown duration unit `\u00fc` in `5\u00fc`"),
         ("trace.duration < 1e-12 s", "and `1e-12 s` is no whole number of nanoseconds"),
     ],
 )
@@ -892,6 +903,8 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
         "trace.spans.where(name matches '\\uZZZZ').exists()",  # `\u` with no code: a character was meant
         "trace.x.window.y == 1",  # no `trace.attributes`: a span's key cannot start here
         _W % "window 500\u03bc s",  # `μ` alone, then `s`: a unit not understood, so no `500s` guessed
+        "trace.duration < 500\u03bc s",  # ... nor `500us`, which would leave the `s`
+        "trace.duration < 1e3\u00b5 ms",
         "trace.duration < 1e-12s",  # less than a nanosecond: no duration is that
         "trace.duration < 1e30s",  # past 64 bits of nanoseconds
         "trace.duration < 1e3x",  # no unit
