@@ -1056,6 +1056,8 @@ class _Recovery:
         if piped is None or not _feedable(parser, ["DOT"]):
             return False
         start = _before_space(text, pos)
+        if method in _AGGREGATES and self._piped_comparison(parser, start, piped):
+            return True
         if not piped.group(2) and method in _AGGREGATES:  # `| count > 2`: parentheses left off, or not typed yet
             call = "count()" if method == "count" else f"{method}(...)"  # the others take what to aggregate
             message = f"FLUO has no `|` pipeline (TraceQL's): an aggregate is a method of the spans, `.{call}`"
@@ -1095,6 +1097,32 @@ class _Recovery:
         )
         self.skip_to(parser, end)
         parser.feed_token(self.token("DOT", ".", start, end))
+        return True
+
+    def _piped_comparison(self, parser: Any, start: int, piped: re.Match[str]) -> bool:
+        """`x == 1 | count() > 2` (TraceQL's `{ .x = 1 } | count() > 2`): the aggregate and its comparison after
+        the right operand of another comparison, where `1.count() > 2` would chain two comparisons and cascade.
+        One error that names the method, and the stage dropped: `x == 1` is read on, checked as written."""
+        text = self.text
+        end = piped.end()
+        if piped.group(2):
+            close = self.closing(end - 1)
+            if close is None:
+                return False
+            end = close + 1
+        compared = _COMPARED.match(text, end)
+        if compared is None or _AFTER_OPERAND.match(text, compared.end()) is None:
+            return False
+        operator = _terminal_of(compared.group(1))
+        if _feedable(parser, ["DOT", "IDENT", "LPAR", "RPAR", operator]):  # `-d | count() > 1`: read as `.count()`
+            return False
+        call = text[piped.start(1) : end] + ("" if piped.group(2) else "()")
+        message = (
+            "FLUO has no `|` pipeline (TraceQL's): an aggregate is a method of the spans it reads, "
+            f"e.g. `trace.spans.where(P).{call} {compared.group(1)} {compared.group(2)}`"
+        )
+        self.report(error("FLUO101", message, self.index.span(start, compared.end()), path=self.path))
+        self.skip_to(parser, compared.end())
         return True
 
     def _bang(self, parser: Any, pos: int) -> bool:
@@ -1218,6 +1246,11 @@ class _Recovery:
 _STRUCTURAL = {"MORETHAN": ("descendant", "descendants"), "LESSTHAN": ("ancestor", "ancestors")}
 """TraceQL's structural operators `>>` and `<<` (a token doubled), and the span field FLUO writes for each."""
 _PIPELINE = re.compile(r"\|[ \t]*([A-Za-z_][A-Za-z0-9_]*)\b(?:[ \t]*(\())?")
+_COMPARED = re.compile(
+    r"""[ \t]*(==|!=|<=|>=|<|>)[ \t]*(-?[0-9]+(?:\.[0-9]+)?[A-Za-zµ]*|"[^"\\\r\n]*"|'[^'\\\r\n]*'"""
+    r"|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
+)
+"""A comparison after a piped aggregate, with a plain operand: `> 2`, `>= 1s`, `== 'x'`, `< limit`."""
 """TraceQL's pipeline into an aggregate or another stage: `{ ... } | count() > 2`, `| by(name)`; group 2 the `(`."""
 _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""

@@ -731,12 +731,26 @@ def test_one_quick_fix_gives_the_text_meant(text: str, meant: str) -> None:
         # a stage FLUO has no form of: one error, not FLUO210 for each word after it (editor tour)
         ("rule r {\n  expect trace.spans | by(name) | count() > 2\n}\n", "nor TraceQL's `by()` grouping"),
         ("rule r {\n  expect trace.spans | max > 2\n}\n", "`.max(...)`"),
+        # a pipeline after a comparison's right operand: `1.count() > 2` chained two comparisons, a second error
+        ("rule r {\n  expect trace.spans.where(x == 1 | count() > 2)\n}\n", "`trace.spans.where(P).count() > 2`"),
+        ("trace.spans.where(name == 'x' | count > 2).exists()", "`trace.spans.where(P).count() > 2`"),
+        ("trace.spans.where(x == 1 | avg(duration) > 1s).exists()", "`trace.spans.where(P).avg(duration) > 1s`"),
+        ("x == 1 | count() >= limit", "`trace.spans.where(P).count() >= limit`"),
     ],
 )
 def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
     [d] = parse(text).diagnostics
     assert hint in d.message
     assert d.suggestion is None
+
+
+def test_a_piped_aggregate_after_a_comparison_is_dropped_and_the_rest_read_on() -> None:
+    """`x == 1 | count() > 2` is one error over the stage (`| count() > 2`), and what follows it is still read:
+    a genuine error after it is reported."""
+    text = "trace.spans.where(x == 1 | count() > 2 and name == ).exists()"
+    first, second = parse(text).diagnostics
+    assert text[first.span.start : first.span.end] == " | count() > 2"
+    assert second.message == "expected an expression before `)`"
 
 
 @pytest.mark.parametrize(
