@@ -980,7 +980,18 @@ class _Recovery:
         if ch == "#":  # a comment in another language: the line is read as one
             line_end = _LINE_END.search(self.text, pos)
             self.skip_to(e.interactive_parser, len(self.text) if line_end is None else line_end.start())
+        elif suggestion is None:
+            self._stray_operand(e.interactive_parser, pos, end)
         return True
+
+    def _stray_operand(self, ip: Any, pos: int, end: int) -> None:
+        """`all(🙂 == 'x' and ...)`: a character that starts no token where an operand goes, an operator after
+        it. It stands for the operand (a name that cannot be checked), so the parser goes on as if one were
+        written there: without it, `all()` was read and the real `)` was a second error."""
+        after = _next_terminal(self.text, end)
+        if after is not None and not _feedable(ip, [after]) and _feedable(ip, ["IDENT", after]):
+            self.skip_to(ip, end)
+            ip.feed_token(self.token("IDENT", _MISSING, pos, end))
 
     def _operator(self, parser: Any, pos: int) -> bool:
         """`&&`, `=~`, `=>`, `!`, `=`, `===`: an operator of another language, read as FLUO's."""
@@ -1762,6 +1773,15 @@ def _tokens_between(text: str, start: int, end: int) -> int:
         return sum(1 for _ in islice(thread.lex(None), 3))
     except UnexpectedInput:
         return 3
+
+
+def _next_terminal(text: str, pos: int) -> str | None:
+    """The terminal of the token after `pos` (`$END` past the last); None where the text there starts none."""
+    try:
+        thread: Any = LexerThread.from_text(_ignoring_lexer(), text[pos : pos + _NEAR])
+        return next((tok.type for tok in thread.lex(None)), "$END")
+    except UnexpectedInput:
+        return None
 
 
 @cache

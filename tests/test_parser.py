@@ -744,6 +744,29 @@ def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
     assert d.suggestion is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rule r { expect trace.spans.all(\U0001f642 == 'x' and name == 'y') }",
+        "trace.spans.all(\U0001f642\U0001f642 == 'x' and name == 'y')",
+        "trace.spans.where(@ != 1).exists()",
+        "trace.spans.all(name == \U0001f642)",
+    ],
+)
+def test_a_stray_character_where_an_operand_goes_is_one_error(text: str) -> None:
+    """A character that starts no token, an operator after it, stands for the operand: it was dropped, `all()`
+    read, and the real `)` a second error."""
+    [d] = parse(text).diagnostics
+    assert d.code == "FLUO101" and d.message.startswith("unexpected character"), d.format()
+
+
+def test_after_a_stray_operand_the_rest_is_read_on() -> None:
+    text = "trace.spans.all(\U0001f642 == 'x' and name == 'y' and kind === server)"
+    first, second = parse(text).diagnostics
+    assert first.message == "unexpected character `\U0001f642` (U+1F642 SLIGHTLY SMILING FACE)"
+    assert second.message == "unexpected `===`; did you mean `==`?"
+
+
 def test_a_piped_aggregate_after_a_comparison_is_dropped_and_the_rest_read_on() -> None:
     """`x == 1 | count() > 2` is one error over the stage (`| count() > 2`), and what follows it is still read:
     a genuine error after it is reported."""
