@@ -426,7 +426,7 @@ class _Recovery:
             return True
         if "STRING" not in accepts and self.text[end:].lstrip(" \t").startswith(":"):
             # `usuário: 'x'`: a metadata key none of FLUO's is; which was meant, only a close one says
-            key = nearest(_ascii_id(word), list(ast.META_KEYS))
+            key = meta_key_meant(word)
             hint = f"did you mean `{key}`?" if key else f"the keys are {', '.join(ast.META_KEYS)}"
             # the key named is the fix only if it takes the value, read later: `_key_fixes` decides
             self._read_as(ip, start, end, f"`{word}` is no metadata key ({why}); {hint}", None, take_back, whole=True)
@@ -2436,6 +2436,12 @@ def _names_fluo_knows(path: str, plain: str) -> bool:
     known = set(b.ROOTS) | {m.name for m in b.MEMBERS}
     changed = [q for p, q in zip(path.split("."), plain.split("."), strict=True) if p != q]
     return bool(changed) and all(q in known for q in changed)
+
+
+def meta_key_meant(written: str) -> str | None:
+    """The metadata key of FLUO's that a key none of them is stands for, if one is close: `sevérity` and
+    `severty` are `severity`. The parser's error names it; completion offers that key's values after it."""
+    return nearest(_ascii_id(written), list(ast.META_KEYS))
 
 
 def _ascii_id(text: str) -> str:

@@ -30,7 +30,7 @@ from lsprotocol import types as lsp
 from fluo_lang import api, ast
 from fluo_lang import builtins as b
 from fluo_lang import types as t
-from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, lex, terminal_text
+from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, lex, meta_key_meant, terminal_text
 from fluo_lang.typecheck import META_KEYS, SEVERITIES, AttrRef, CheckedRule, MemberRef
 from fluo_lang.values import escape_string, string_literal
 
@@ -224,8 +224,11 @@ def _placeholder(path: str, head: str) -> _Placeholder:
             for m in rule.meta:
                 if m.key == PLACEHOLDER:
                     return _Placeholder("meta_key")
-                if m.value.kind == "ident" and m.value.value == PLACEHOLDER and m.key in META_KEYS:
-                    return _Placeholder("meta_value", meta_key=m.key)
+                if m.value.kind == "ident" and m.value.value == PLACEHOLDER:
+                    # a value, never an expression; after a slipped key (`sevérity: |`) the values of the key meant
+                    written = f.text[m.span.start : m.value.span.start].rstrip(" \t:")
+                    key = m.key if m.key in META_KEYS else meta_key_meant(written) or m.key
+                    return _Placeholder("meta_value", meta_key=key)
                 if m.value.kind == "list" and _holds_placeholder(m.value):  # `tags: [a, |`: free words
                     return _Placeholder("meta_value", meta_key=m.key)
     for checked in analysis.rules:

@@ -439,6 +439,26 @@ async def test_completion_inside_a_rule_offers_metadata_and_clauses(client: Lang
     assert labels == ["info", "warning", "error", "critical"]
 
 
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("sev\u00e9rity", ["info", "warning", "error", "critical"]),  # a letter past ASCII: the parser's FLUO100
+        ("severty", ["info", "warning", "error", "critical"]),  # FLUO210's "did you mean `severity`?"
+        ("enabl\u00e9d", ["true", "false"]),
+        ("own\u00e9r", []),  # a key meant that takes free text: nothing to offer
+        ("colour", []),  # no key close: still a value, never an expression
+    ],
+)
+@pytest.mark.parametrize("trigger", [None, " "])
+async def test_a_slipped_metadata_key_completes_the_values_of_the_key_meant(
+    client: LanguageClient, tmp_path: Path, key: str, values: list[str], trigger: str | None
+) -> None:
+    """`sevérity: |` offered `trace` (an expression, which a metadata value never is) where `severity: |` offers
+    the severities: the key the error names is the one completed for."""
+    labels = await complete(client, tmp_path / "slip.fluo", f"rule a {{\n  {key}: |\n}}\n", trigger=trigger)
+    assert labels == values
+
+
 async def test_completion_offers_only_what_can_come(client: LanguageClient, tmp_path: Path) -> None:
     """QA L10: a key typed in full is still offered; nothing where a new id or a tag goes; one mode per rule."""
     typed = await complete(client, tmp_path / "n1.fluo", "rule a {\n  severity|")
