@@ -172,12 +172,9 @@ class _Placeholder:
     enum: t.Type | None = None
     compared: tuple[t.Type, bool] | None = None  # compared with a value of this type (True: by `<` and the like)
 
-    def fits(self, ty: t.Type) -> bool:
-        """Whether a value of type `ty` here typechecks against what it is compared with, as far as it is known."""
-        if self.compared is None:
-            return True
-        other, ordering = self.compared
-        return {other, ty} != {t.ANY, t.DURATION} and t.comparable(other, ty, ordering=ordering)
+    def takes_bool(self) -> bool:
+        """Whether `true` or `false` here typechecks against what it is compared with, as far as it is known."""
+        return self.compared is None or t.comparable(self.compared[0], t.BOOL, ordering=self.compared[1])
 
 
 _CLOSER = {"LPAR": ")", "LSQB": "]", "LBRACE": "}"}
@@ -389,7 +386,7 @@ def complete(
         taken = _clauses_taken(doc, cur) if "EXPECT" in expected else set()
         for name in sorted(expected):
             word = terminal_text(name)
-            if word in ("true", "false") and not place.fits(t.BOOL):  # `trace.duration >= true`: FLUO300
+            if word in ("true", "false") and not place.takes_bool():  # `trace.duration >= true`: FLUO300
                 continue
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
