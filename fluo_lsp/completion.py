@@ -221,9 +221,10 @@ def _placeholder(path: str, head: str) -> _Placeholder:
             for m in rule.meta:
                 if m.key == PLACEHOLDER:
                     return _Placeholder("meta_key")
-                if m.value.kind == "ident" and m.value.value == PLACEHOLDER:
-                    # a value, never an expression; after a slipped key (`sevérity: |`) the values of the key meant
-                    written = f.text[m.span.start : m.value.span.start].rstrip(" \t:")
+                written = f.text[m.span.start : m.value.span.start].rstrip(" \t:")
+                if m.value.kind == "ident" and m.value.value == PLACEHOLDER and written:
+                    # a value, never an expression; after a slipped key (`sevérity: |`) the values of the key meant.
+                    # No key written: the recovery inserted one (`> \n severity: |` read `severity` as an operand)
                     key = m.key if m.key in META_KEYS else meta_key_meant(written) or m.key
                     return _Placeholder("meta_value", meta_key=key)
                 if m.value.kind == "list" and _holds_placeholder(m.value):  # `tags: [a, |`: free words
