@@ -1257,12 +1257,12 @@ class _Recovery:
 _STRUCTURAL = {"MORETHAN": ("descendant", "descendants"), "LESSTHAN": ("ancestor", "ancestors")}
 """TraceQL's structural operators `>>` and `<<` (a token doubled), and the span field FLUO writes for each."""
 _PIPELINE = re.compile(r"\|[ \t]*([A-Za-z_][A-Za-z0-9_]*)\b(?:[ \t]*(\())?")
+"""TraceQL's pipeline into an aggregate or another stage: `{ ... } | count() > 2`, `| by(name)`; group 2 the `(`."""
 _COMPARED = re.compile(
     r"""[ \t]*(==|!=|<=|>=|<|>)[ \t]*(-?[0-9]+(?:\.[0-9]+)?[A-Za-zµ]*|"[^"\\\r\n]*"|'[^'\\\r\n]*'"""
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
 )
 """A comparison after a piped aggregate, with a plain operand: `> 2`, `>= 1s`, `== 'x'`, `< limit`."""
-"""TraceQL's pipeline into an aggregate or another stage: `{ ... } | count() > 2`, `| by(name)`; group 2 the `(`."""
 _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""
 _POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})
