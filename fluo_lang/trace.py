@@ -314,9 +314,10 @@ class Trace(_Indexed):
 
     @property
     def services(self) -> list[str]:
-        """Service names in order of first appearance by start time."""
+        """Service names in order of first appearance: by start time, then span id (as `root` breaks ties), then
+        name, so the order is the trace's own, never the order its spans arrived in."""
         seen: dict[str, None] = {}
-        for s in sorted(self.spans, key=lambda s: s.start):
+        for s in sorted(self.spans, key=lambda s: (s.start, s.span_id, s.service)):
             seen.setdefault(s.service, None)
         return list(seen)
 

@@ -755,3 +755,20 @@ def test_observed_tells_values_apart_as_a_rules_equality_does() -> None:
     evaluate._put(obs, "l", [1])
     evaluate._put(obs, "l", [True])
     assert obs == {"h": "deadbeef", "n": 1, "n_2": True, "l": [1], "l_2": [True]}
+
+
+
+def test_services_are_in_the_traces_own_order_whichever_order_its_spans_arrive_in() -> None:
+    """QA: two services whose first spans start together were in the order the spans arrived in (the files'
+    order on the command line), so `trace.services[0]` depended on it. Ties go by span id, as `trace.root`'s do."""
+    program = program_for(
+        "rule first { detect trace.services[0] == 'x' and trace.services[-1] == 'z' }\n"
+        "rule past { detect trace.services[3] == 'x' or trace.services[-4] == 'x' }\n"
+    )
+    x, y, z = (
+        Span(trace_id=b"t" * 16, span_id=bytes([i]) * 8, name="op", service=s, start=0, end=10)
+        for i, s in ((1, "x"), (2, "y"), (3, "z"))
+    )
+    for spans in ([x, y, z], [z, y, x], [y, z, x]):
+        assert trace(*spans).services == ["x", "y", "z"]
+        assert [sig.rule for sig in program.evaluate_trace(trace(*spans))] == ["first"]

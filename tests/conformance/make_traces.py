@@ -94,6 +94,15 @@ def main() -> None:
             Span(trace_id=(0xB9).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
                  service="api", start=BASE, end=BASE + 100 * MS + 1, resource={"service.name": "api"}),
         ],
+        # Two services whose first spans start together, in the order their span ids do not give (QA author
+        # tour: `trace.services` kept the order spans arrived in); the smallest 64-bit integer; a span lasting
+        # 9007199254740993 ns, which a duration literal read through a float was 1 ns short of.
+        "ties.json": [
+            span(0xBC, 2, 0, "b.first", "bsvc", 0, 10),
+            span(0xBC, 1, 0, "a.first", "asvc", 0, 10, attributes={"neg": -(2**63)}),
+            Span(trace_id=(0xBD).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="long",
+                 service="api", start=BASE, end=BASE + 9_007_199_254_740_993, resource={"service.name": "api"}),
+        ],
         # Maps under flat dotted keys, read by a dotted name at every split point, longest flat head first.
         "dotted_maps.json": [
             Span(trace_id=(0xCA).to_bytes(16, "big"), span_id=(1).to_bytes(8, "big"), name="root",
