@@ -33,6 +33,7 @@ CODES: dict[str, str] = {
     "FLUO106": "A rule file that is not UTF-8 text.",
     "FLUO107": "A keyword misspelled or in another language's word (`exepct`, `Rule`, `assert`): FLUO's is suggested.",
     "FLUO108": "A number or duration literal past 64 bits (durations count nanoseconds: about 292 years).",
+    "FLUO109": "A duration literal that is no whole number of nanoseconds (`1.5ns`): its fix is the nearest one.",
     # 2xx: names and rule structure
     "FLUO200": "Unknown name.",
     "FLUO201": "Unknown method for the receiver's type.",

@@ -21,6 +21,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from copy import copy
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from functools import cache
 from importlib import resources
 from itertools import islice
@@ -1526,12 +1527,16 @@ def _folded_unit(unit: str) -> str | None:
 
 
 def _run_ns(run: str) -> int | None:
-    """Nanoseconds in `1h30m` (durations written one after the other), if every unit is known."""
+    """Nanoseconds in `1h30m` (durations written one after the other), if every unit is known: for the fix
+    that writes it in one unit, so rounded to whole nanoseconds where a part is not whole (`1h0.5ns`)."""
     total = 0
     for number, unit in _DURATION_PART.findall(run):
         if unit not in DURATION_UNITS:
             return None
-        total += _duration_value(number, unit)
+        ns = _number_ns(number, DURATION_UNITS[unit], nearest=True)
+        if ns is None:
+            return None
+        total += ns
     return total if _in_range(total) else None
 
 
@@ -2187,7 +2192,12 @@ class _Builder:
         if kind == "not_":
             return ast.Unary(span, "not", self.expr(ch[0]))
         if kind == "neg":
-            return ast.Unary(span, "-", self.expr(ch[0]))
+            operand = ch[0]
+            if isinstance(operand, Tree) and operand.data in ("number", "duration"):
+                # `-9223372036854775808`: the smallest 64-bit value, whose digits alone are one past the largest
+                literal = self.x_number if operand.data == "number" else self.x_duration
+                return ast.Unary(span, "-", literal(self.span_of(operand), operand.children, negated=True))
+            return ast.Unary(span, "-", self.expr(operand))
         handler: Callable[[ast.Span, list[Any]], ast.Expr] | None = getattr(self, "x_" + kind, None)
         if handler is None:
             return ast.Missing(span)
@@ -2198,18 +2208,18 @@ class _Builder:
             return ast.Missing(span)
         return ast.Literal(span, self.string_value(ch[0]), "string")
 
-    def x_number(self, span: ast.Span, ch: list[Any]) -> ast.Expr:
+    def x_number(self, span: ast.Span, ch: list[Any], negated: bool = False) -> ast.Expr:
         if ch[0] == _MISSING:
             return ast.Missing(span)
         value = _number(str(ch[0]))
-        if not _in_range(value):
+        if not _in_range(value, negated):
             message = f"`{ch[0]}` is past what a 64-bit number holds"
             self.diagnostics.append(error("FLUO108", message, span, path=self.path))
             return ast.Missing(span)
         return ast.Literal(span, value, "int" if isinstance(value, int) else "float")
 
-    def x_duration(self, span: ast.Span, ch: list[Any]) -> ast.Expr:
-        ns = self.duration_ns(ch[0])
+    def x_duration(self, span: ast.Span, ch: list[Any], negated: bool = False) -> ast.Expr:
+        ns = self.duration_ns(ch[0], negated)
         return ast.Missing(span) if ns is None else ast.Literal(span, ns, "duration")
 
     def x_true(self, span: ast.Span, ch: list[Any]) -> ast.Expr:
@@ -2283,10 +2293,13 @@ class _Builder:
             self.diagnostics.append(error("FLUO102", message, span, path=self.path, suggestion=fix))
         return value
 
-    def duration_ns(self, tok: Token | None) -> int | None:
+    def duration_ns(self, tok: Token | None, negated: bool = False) -> int | None:
+        """The nanoseconds of a duration literal (`negated`: the operand of a `-`, see `_in_range`), or None
+        after its error. One that is no whole number of nanoseconds (`1.5ns`) is FLUO109, read as the whole
+        number nearest it, which its fix writes."""
         text = str(tok) if tok is not None else ""
         if tok is not None and (exponent := _EXPONENT_DURATION.fullmatch(text)):
-            return self.exponent_ns(tok, *exponent.groups())
+            return self.exponent_ns(tok, exponent[1], exponent[2], negated)
         parts = _duration_parts(text)
         if tok is None or parts is None:
             return None
@@ -2309,14 +2322,20 @@ class _Builder:
             fix = number + meant
             self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
             unit = meant  # read as meant: the rest is checked as if it were
-        ns = _duration_value(number, unit)
-        if not _in_range(ns):
+        exact = _number_ns(number, DURATION_UNITS[unit])
+        ns = exact if exact is not None else _number_ns(number, DURATION_UNITS[unit], nearest=True)
+        if ns is not None and not _in_range(ns, negated):
             message = f"`{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
             self.diagnostics.append(error("FLUO108", message, self.span_of(tok), path=self.path))
             return None
+        if exact is None:
+            nearest = None if ns is None else _in_unit(ns, unit)
+            message = f"`{text}` is no whole number of nanoseconds, which durations count"
+            message += f": write `{nearest}`" if nearest else ""
+            self.diagnostics.append(error("FLUO109", message, self.span_of(tok), path=self.path, suggestion=nearest))
         return ns
 
-    def exponent_ns(self, tok: Token, number: str, unit: str) -> int | None:
+    def exponent_ns(self, tok: Token, number: str, unit: str, negated: bool = False) -> int | None:
         """`1e3s`: a duration with an exponent, which FLUO's do not take (a number may: `1e3`). One error that
         says what to write, fixed only where the value is exact in whole nanoseconds (`1000s`, `0.0015s`), and
         read as that value."""
@@ -2329,15 +2348,14 @@ class _Builder:
         if meant_unit is None:
             message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
         else:
-            exact = _exponent_ns(number, DURATION_UNITS[meant_unit])
+            exact = _number_ns(number, DURATION_UNITS[meant_unit])
             if exact is None:
                 message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
-            elif not _in_range(exact):
+            elif not _in_range(exact, negated):
                 message += f", and `{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
             else:
                 ns = exact
-                plain = _plain_decimal(number)
-                fix = plain + meant_unit if _duration_value(plain, meant_unit) == ns else _in_one_unit(ns)
+                fix = _plain_decimal(number) + meant_unit
                 if unit in _MICRO_ALONE:
                     fix = self.micro_fix(tok, fix)
                 message += f": write `{fix}`" if fix else f": write a plain number and one of {_UNITS}"
@@ -2365,9 +2383,10 @@ def _mantissa_and_exponent(number: str) -> tuple[str, int]:
     return significant, (-power if negative else power) + len(digits) - len(significant) - len(fraction)
 
 
-def _exponent_ns(number: str, unit_ns: int) -> int | None:
-    """The nanoseconds of `1.5e-3` units of `unit_ns`, exactly; None where that is no whole number; past
-    64 bits (`_PAST_64_BITS`) where it is larger.
+def _number_ns(number: str, unit_ns: int, nearest: bool = False) -> int | None:
+    """The nanoseconds of `1.5e-3` (or `1.5`) units of `unit_ns`, exactly; past 64 bits (`_PAST_64_BITS`)
+    where it is larger. Where that is no whole number: None, or with `nearest` the whole number nearest it
+    (a half up; still None past 40 significant digits).
 
     Integer arithmetic only, and a size first: a power or a mantissa far past any duration (`1e999999s`,
     a thousand digits) is answered without building a number that large."""
@@ -2381,16 +2400,16 @@ def _exponent_ns(number: str, unit_ns: int) -> int | None:
     if power > 40:  # at least 10**40 ns: past 64 bits, whatever the digits
         return _PAST_64_BITS
     if power < 0:
-        if -power > len(digits) + 14:  # digits * unit_ns < 10**(len + 14): less than one nanosecond
-            return None
-        whole, rest = divmod(int(digits) * unit_ns, int(10**-power))
-        return None if rest else whole
+        if -power > len(digits) + 15:  # digits * unit_ns < 10**(len + 14): under a hundredth of a nanosecond
+            return 0 if nearest else None
+        ns = Fraction(int(digits) * unit_ns, 10**-power)
+        return ns.numerator if ns.denominator == 1 else math.floor(ns + Fraction(1, 2)) if nearest else None
     return int(digits) * int(10**power) * unit_ns
 
 
 def _plain_decimal(number: str) -> str:
     """`1000` for `1e3`, `0.0015` for `1.5e-3`: a number as FLUO writes it, without an exponent (exact, for a
-    number whose value `_exponent_ns` found in range)."""
+    number whose value `_number_ns` found in range)."""
     digits, power = _mantissa_and_exponent(number)
     if not digits:
         return "0"
@@ -2454,9 +2473,12 @@ def _ascii_id(text: str) -> str:
 _INT64 = 1 << 63
 
 
-def _in_range(value: int | float) -> bool:
-    """Whether a literal fits what OTLP's values do: a 64-bit integer, a finite double."""
-    return -_INT64 <= value < _INT64 if isinstance(value, int) else math.isfinite(value)
+def _in_range(value: int | float, negated: bool = False) -> bool:
+    """Whether a literal fits what OTLP's values do: a 64-bit integer, a finite double. A `negated` one (the
+    operand of a `-`) may be 2**63 too: negated, it is the smallest 64-bit integer."""
+    if isinstance(value, int):
+        return -_INT64 <= value <= _INT64 if negated else -_INT64 <= value < _INT64
+    return math.isfinite(value)
 
 
 _PAST_64_BITS = 1 << 64  # a literal whose digits alone show it is past 64 bits: what `_in_range` refuses
@@ -2610,13 +2632,13 @@ def _duration_parts(text: str) -> tuple[str, str] | None:
     return None if m is None else (m.group(1), m.group(2))
 
 
-def _duration_value(number: str, unit: str) -> int:
-    """Nanoseconds of `1.5` `unit`s; `_PAST_64_BITS` where the digits alone show it is past 64 bits."""
-    if "." in number:
-        ns = float(number) * DURATION_UNITS[unit]
-        return round(ns) if math.isfinite(ns) else _PAST_64_BITS
-    digits = number.lstrip("0")
-    return int(digits or "0") * DURATION_UNITS[unit] if len(digits) <= 20 else _PAST_64_BITS
+def _in_unit(ns: int, unit: str) -> str:
+    """`ns` written in `unit` where a decimal in it is exact (`0.000000002s`), else `_in_one_unit(ns)`."""
+    size = DURATION_UNITS[unit]
+    places = len(str(size)) - 1
+    if size == 10**places:  # ns, us, ms, s
+        return _plain_decimal(f"{ns}e-{places}") + unit
+    return f"{ns // size}{unit}" if ns % size == 0 else _in_one_unit(ns)
 
 
 def _f_string(text: str) -> str:
@@ -2632,8 +2654,8 @@ def _f_duration(text: str) -> int:
     parts = _duration_parts(text)
     if parts is None or parts[1] not in DURATION_UNITS:
         raise _Bail
-    ns = _duration_value(*parts)
-    if not _in_range(ns):
+    ns = _number_ns(parts[0], DURATION_UNITS[parts[1]])
+    if ns is None or not _in_range(ns):
         raise _Bail
     return ns
 

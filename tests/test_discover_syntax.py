@@ -106,7 +106,16 @@ def test_attribute_keys_are_read_safely(key: str, written: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(True, "true"), (-3, "-3"), (2.5, "2.5"), (1e-7, "1.0e-07"), (-1e20, "-1.0e+20"), ("a'b", "'a\\'b'")],
+    [
+        (True, "true"),
+        (-3, "-3"),
+        (2.5, "2.5"),
+        (1e-7, "1.0e-07"),
+        (-1e20, "-1.0e+20"),
+        ("a'b", "'a\\'b'"),
+        (-(2**63), "-9223372036854775808"),  # QA: was FLUO108, read as `-(9223372036854775808)`
+        (2**63 - 1, "9223372036854775807"),
+    ],
 )
 def test_literals_compare_equal_to_their_value(value: Any, text: str) -> None:
     assert literal(value) == text

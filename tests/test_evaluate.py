@@ -757,7 +757,6 @@ def test_observed_tells_values_apart_as_a_rules_equality_does() -> None:
     assert obs == {"h": "deadbeef", "n": 1, "n_2": True, "l": [1], "l_2": [True]}
 
 
-
 def test_services_are_in_the_traces_own_order_whichever_order_its_spans_arrive_in() -> None:
     """QA: two services whose first spans start together were in the order the spans arrived in (the files'
     order on the command line), so `trace.services[0]` depended on it. Ties go by span id, as `trace.root`'s do."""
@@ -772,3 +771,23 @@ def test_services_are_in_the_traces_own_order_whichever_order_its_spans_arrive_i
     for spans in ([x, y, z], [z, y, x], [y, z, x]):
         assert trace(*spans).services == ["x", "y", "z"]
         assert [sig.rule for sig in program.evaluate_trace(trace(*spans))] == ["first"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "fires"),
+    [
+        ("x == -9223372036854775808", True),  # QA: FLUO108, read as `-(9223372036854775808)`
+        ("x < -9223372036854775807", True),
+        ("x + 1 == -9223372036854775807", True),
+        ("-x > 0", False),  # -(-2**63) is past 64 bits: missing
+        ("--9223372036854775808 > 0", False),
+        ("duration == 9007199.254740993s", True),  # QA: read as 9007199254740992 ns, from a float
+        ("duration > 9007199.254740992s", True),
+        ("duration > -9223372036854775808ns", True),
+    ],
+)
+def test_literals_at_the_ends_of_64_bits_mean_exactly_their_value(expr: str, fires: bool) -> None:
+    long = Span(trace_id=b"t" * 16, span_id=b"s" * 8, name="a", start=0, end=9_007_199_254_740_993,
+                attributes={"x": -(2**63)})  # fmt: skip
+    program = program_for(f"rule r {{ detect trace.spans.where({expr}).exists() }}")
+    assert bool(program.evaluate_trace(trace(long))) is fires

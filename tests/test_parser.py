@@ -510,12 +510,21 @@ def test_operators_of_other_languages_suggest_fluos_and_read_as_it(written: str,
     assert [r.id for r in analysis.rules] == ["r"]  # the rest parsed: nothing cascades
 
 
+_PAST_DURATION = "is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+
+
 @pytest.mark.parametrize(
     ("literal", "message"),
     [
         ("3000000h", "`3000000h` is past what a duration holds (64 bits of nanoseconds, about 292 years)"),
         ("99999999999999999999", "`99999999999999999999` is past what a 64-bit number holds"),
         ("1e400", "`1e400` is past what a 64-bit number holds"),
+        ("9223372036854775808", "`9223372036854775808` is past what a 64-bit number holds"),
+        ("-9223372036854775809", "`9223372036854775809` is past what a 64-bit number holds"),
+        ("9223372036854775808ns", f"`9223372036854775808ns` {_PAST_DURATION}"),
+        ("-9223372036854775809ns", f"`9223372036854775809ns` {_PAST_DURATION}"),
+        # `-` negates the call, whose receiver is the literal alone
+        ("-9223372036854775808.abs()", "`9223372036854775808` is past what a 64-bit number holds"),
     ],
 )
 def test_a_literal_past_64_bits_is_fluo108(literal: str, message: str) -> None:
@@ -525,6 +534,23 @@ def test_a_literal_past_64_bits_is_fluo108(literal: str, message: str) -> None:
     assert not analyze(
         [("ok.fluo", "rule r { detect trace.has(x > 9223372036854775807 or duration > 106751d) }")]
     ).diagnostics
+
+
+@pytest.mark.parametrize(
+    ("literal", "kind"),
+    [("-9223372036854775808", "int"), ("-9223372036854775808ns", "duration"), ("-9223372036.854775808s", "duration")],
+)
+def test_the_smallest_64_bit_value_is_written_negated(literal: str, kind: str) -> None:
+    """QA: `-9223372036854775808` was read as `-(9223372036854775808)`, whose operand alone is FLUO108, so
+    the smallest 64-bit integer (an OTLP `intValue`) could not be written, and `fluo discover` wrote rules
+    that `fluo check` refused. A literal `-` negates may be 2**63; both paths agree (the fast one defers)."""
+    text = f"rule r {{ detect trace.has(x == {literal}) }}"
+    assert _agree(text) is False
+    result = parse(text, "n.fluo")
+    assert result.diagnostics == []
+    [clause] = result.file.rules[0].clauses
+    negated = clause.expr.args[0].right  # type: ignore[attr-defined]
+    assert (negated.op, negated.operand.value, negated.operand.kind) == ("-", 2**63, kind)
 
 
 def test_a_long_and_or_chain_is_one_level_deep_and_evaluates() -> None:
@@ -867,6 +893,17 @@ _ONE_FIX = [
     # ... and a space before its unit: one error (it was FLUO300, FLUO210 and an unexpected `}`)
     (_W % "window 1e3 ms", _W % "window 1000ms"),
     ("rule r {\n  expect trace.duration < 1e3 s\n}\n", "rule r {\n  expect trace.duration < 1000s\n}\n"),
+    # a duration that is no whole number of nanoseconds (QA: `1.5ns` was silently read as `2ns`, so a 2 ns span was
+    # not `> 1.5ns`): one FLUO109, fixed to the nearest whole number in the unit written where a decimal is exact
+    ("where(duration > 1.5ns)", "where(duration > 2ns)"),
+    ("where(duration > 0.5ns)", "where(duration > 1ns)"),
+    ("trace.duration < 0.0000000015s", "trace.duration < 0.000000002s"),
+    ("trace.duration < 1.0000000015s", "trace.duration < 1.000000002s"),
+    ("trace.duration < 1.0004us", "trace.duration < 1us"),
+    ("trace.duration > 0.00000000000000001s", "trace.duration > 0s"),
+    ("trace.duration < 0.00000000011m", "trace.duration < 7ns"),  # 6.6 ns: no decimal of minutes is 7 ns
+    ("trace.duration > -1.5ns", "trace.duration > -2ns"),
+    (_W % "window 2.5ns", _W % "window 3ns"),
     # TraceQL's pipeline into `count` without its parentheses (it was read on as a metadata key, FLUO210)
     ("rule r {\n  expect trace.spans | count > 2\n}\n", "rule r {\n  expect trace.spans.count() > 2\n}\n"),
     # escapes FLUO has not: a backslash meant as itself
@@ -927,6 +964,7 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ("trace.duration < 5\u00fc", "unknown duration unit `\u00fc` in `5\u00fc`"),
         (_W % "window 5\u00fc", "unknown duration unit `\u00fc` in `5\u00fc`"),
         ("trace.duration < 1e-12 s", "and `1e-12 s` is no whole number of nanoseconds"),
+        ("trace.duration < 1.5ns", "`1.5ns` is no whole number of nanoseconds, which durations count: write `2ns`"),
     ],
 )
 def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
@@ -952,6 +990,7 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
         "trace.duration < 1e-99999999s",
         "trace.duration < 1.00000000000000000000000000001e0s",
         "trace.duration < 8.64e-13d",  # a twelfth of a nanosecond
+        "trace.duration < 1.00000000000000000000000000000000000000000001s",  # FLUO109: digits past 40 not rounded
         "rule r {\n  severity: \u9ad8\n  expect trace.spans.count() > 1\n}",  # no severity near it
     ],
 )
@@ -980,6 +1019,33 @@ def test_a_literal_of_thousands_of_digits_is_one_error_without_a_fix(text: str, 
     `analyze` (a traceback in `fluo check`, and in the editor on each key)."""
     [d] = analyze([("m.fluo", text)]).diagnostics
     assert (d.code, d.suggestion) == (code, None), d.format()[:200]
+
+
+@pytest.mark.parametrize(
+    ("literal", "ns"),
+    [
+        ("9007199.254740993s", 9_007_199_254_740_993),  # QA: `float(number) * unit` read 9007199254740992
+        ("9223372036.854775807s", 2**63 - 1),
+        ("0.1m", 6_000_000_000),
+        ("1.5h", 5_400_000_000_000),
+        ("2562047.788015215h", 9_223_372_036_854_774_000),
+    ],
+)
+def test_a_duration_literal_is_read_exactly(literal: str, ns: int) -> None:
+    result = parse(f"trace.duration < {literal}", "e.fluo")
+    assert result.diagnostics == []
+    assert result.file.rules[0].clauses[0].expr.right.value == ns  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("literal", "ns"), [("1.5ns", 2), ("0.0000000015s", 2), ("0.00000000001m", 1)])
+def test_a_duration_of_a_fraction_of_a_nanosecond_is_fluo109_read_as_its_fix(literal: str, ns: int) -> None:
+    """Read as the nearest whole number (a half up), which its fix writes, as FLUO103 reads a unit as meant."""
+    result = parse(f"trace.duration > {literal}", "e.fluo")
+    [d] = result.diagnostics
+    assert d.code == "FLUO109" and d.suggestion is not None
+    [fixed] = parse(f"trace.duration > {d.suggestion}", "e.fluo").file.rules
+    assert result.file.rules[0].clauses[0].expr.right.value == ns  # type: ignore[attr-defined]
+    assert fixed.clauses[0].expr.right.value == ns  # type: ignore[attr-defined]
 
 
 def test_an_exponent_whose_digits_cancel_is_still_read_exactly() -> None:
