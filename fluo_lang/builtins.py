@@ -236,6 +236,12 @@ def _length(ctx: Any, recv: Any) -> int | None:
     return len(recv) if isinstance(recv, str | list) else None
 
 
+def _items(ctx: Any, recv: Any) -> int | None:
+    """An attribute holding a list (an OTLP array): its items, as `_length`; missing for other kinds, a string
+    too (a string has no `count()`: its characters are `length()`)."""
+    return len(recv) if isinstance(recv, list) else None
+
+
 def _sum_type(args: Sequence[t.Type]) -> t.Type:
     return args[0] if args and args[0] in (t.INT, t.FLOAT, t.DURATION) else t.ANY
 
@@ -438,7 +444,7 @@ WINDOW_MEMBERS = (
 OTHER_MEMBERS = (
     _method(t.TRACES, "count", (), t.INT, "How many traces.", _count, "window.traces.count() > 0"),
     _method(t.list_of(t.ANY), "count", (), t.INT, "How many items.", _count, "trace.services.count() <= 8"),
-    _method(t.list_of(t.ANY), "length", (), t.INT, "How many items, as `count()` (a list attribute's is `length()`).",
+    _method(t.list_of(t.ANY), "length", (), t.INT, "How many items, as `count()`.",
             _count, "trace.services.length() <= 8"),
     _method(t.STRING, "starts_with", (Param("prefix", "value", (t.STRING, t.ANY)),), t.BOOL,
             "Whether the string starts with `prefix`.", _str_method(str.startswith)),
@@ -449,6 +455,10 @@ OTHER_MEMBERS = (
     _method(t.STRING, "length", (), t.INT,
             "Number of characters; of an attribute holding a list (an OTLP array), its number of items.", _length,
             "cart.items.length() <= 10"),
+    _method(t.ANY, "count", (), t.INT,
+            "Of an attribute holding a list (an OTLP array), its number of items, as `length()`; missing for any "
+            "other kind, a string too (its characters are `length()`).", _items, "cart.items.count() <= 10",
+            may_be_missing=True),
 )  # fmt: skip
 
 MEMBERS: tuple[Member, ...] = (
@@ -462,12 +472,12 @@ MEMBERS: tuple[Member, ...] = (
 _BY_RECEIVER: dict[str, dict[str, Member]] = {}
 for _m in MEMBERS:
     _BY_RECEIVER.setdefault(_m.receiver.name, {})[_m.name] = _m
+_BY_RECEIVER[t.ANY.name] = {**_BY_RECEIVER[t.STRING.name], **_BY_RECEIVER[t.ANY.name]}
 
 
 def members_of(receiver: t.Type) -> dict[str, Member]:
-    """Fields and methods of a type. `any` values offer the string methods."""
-    name = "string" if receiver == t.ANY else receiver.name
-    return _BY_RECEIVER.get(name, {})
+    """Fields and methods of a type. `any` values offer the string methods, and `count()` of a list."""
+    return _BY_RECEIVER.get(receiver.name, {})
 
 
 def lookup(receiver: t.Type, name: str) -> Member | None:

@@ -53,6 +53,7 @@ def registry_markdown() -> str:
         (t.TRACES, "Methods of `window.traces`"),
         (t.list_of(t.ANY), "Methods of lists"),
         (t.STRING, "Methods of strings (and of attribute values)"),
+        (t.ANY, "Methods of attribute values only"),
     ]
     for receiver, title in sections:
         out += _members(receiver, title)

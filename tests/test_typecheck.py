@@ -266,6 +266,7 @@ _CAN_BE_MISSING = [
     "trace.spans.all(parent.children.count() >= 0)",
     "trace.spans.all(parent.parent.descendants.count() >= 0)",
     "trace.spans.all(cart.length() >= 0)",
+    "trace.spans.all(cart.count() >= 0)",
     "trace.spans.all(attributes['k'].length() >= 0)",
     "trace.spans.all(resource.host.lower().length() >= 0)",
     "trace.spans.all((name + x).length() >= 0)",
@@ -613,12 +614,33 @@ def test_an_intrinsic_is_guessed_in_arithmetic_only_where_the_operator_takes_it(
 # -- attribute values (`any`) ---------------------------------------------------
 
 
-@pytest.mark.parametrize("receiver", ["cart.items", "name"])
-def test_count_on_an_attribute_or_a_string_suggests_length(receiver: str) -> None:
-    """QA docs 03: `cart.items.count()` on a list attribute said only what `any` has; its size is `length()`."""
-    d = _only(_where(f"{receiver}.count() <= 10"))
+def test_count_on_a_string_suggests_length() -> None:
+    """QA docs 03: a string's size is `length()`; `count()` there says so."""
+    d = _only(_where("name.count() <= 10"))
     assert (d.code, d.suggestion) == ("FLUO201", "length")
     assert "did you mean `length`?" in d.message
+
+
+_ITEMS = {"list": ["a", "b", "c"], "text": "abcd", "number": 7, "empty": [], "map": {"k": "v"}}
+
+
+@pytest.mark.parametrize(
+    ("key", "length", "count"),
+    [("list", 3, 3), ("empty", 0, 0), ("text", 4, None), ("number", None, None), ("map", None, None)],
+)
+def test_count_on_an_attribute_counts_a_list_as_length_does(key: str, length: int | None, count: int | None) -> None:
+    """Closing note: `count()` on a list attribute was FLUO201 ("did you mean `length`?") while a typed list
+    (`trace.services`) takes both: now an attribute's `count()` is its list's items, as `length()` is, and
+    missing for any other kind, a string too (a string's characters are `length()`; it has no `count()`)."""
+    span = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="op", service="svc", start=0, end=1,
+                attributes=_ITEMS)  # fmt: skip
+    for method, want in (("length", length), ("count", count)):
+        rule = f"rule r {{ detect trace.root.{key}.{method}() >= 0 }}"
+        assert _diags(rule) == [], method
+        fired = _fired(rule, span)
+        assert [s.observed.get(method) for s in fired] == ([] if want is None else [want]), method
+        missing = f"rule r {{ expect trace.root.{key}.{method}() >= 0 }}"  # a missing value compares false
+        assert [s.rule for s in _fired(missing, span)] == ([] if want is not None else ["r"]), method
 
 
 def test_a_typed_list_takes_length_as_a_list_attribute_does() -> None:
