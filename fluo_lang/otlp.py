@@ -24,6 +24,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain, filterfalse, repeat
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,13 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import (
+    AnyValue,
+    ArrayValue,
+    InstrumentationScope,
+    KeyValue,
+    KeyValueList,
+)
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -649,22 +656,26 @@ def _field_names(message: Descriptor) -> dict[str, Descriptor | None]:
     return out
 
 
-_READ_MESSAGES = (
+_CHECKED_MESSAGES = (
     trace_pb2.TracesData,
     trace_pb2.ResourceSpans,
     Resource,
     trace_pb2.ScopeSpans,
+    InstrumentationScope,
     trace_pb2.Span,
+    trace_pb2.Span.Event,
+    trace_pb2.Span.Link,
     trace_pb2.Status,
     KeyValue,
     AnyValue,
     ArrayValue,
     KeyValueList,
 )
-"""The OTLP messages the JSON reader reads fields of (not a scope, event or link): whose unknown keys it tells."""
+"""The OTLP messages whose unknown keys the JSON reader tells: those it reads fields of, and the scope, events
+and links it does not read (looked at for their keys only, and their attributes')."""
 
 _FIELDS: dict[str, dict[str, Descriptor | None]] = {
-    m.DESCRIPTOR.full_name: _field_names(m.DESCRIPTOR) for m in _READ_MESSAGES
+    m.DESCRIPTOR.full_name: _field_names(m.DESCRIPTOR) for m in _CHECKED_MESSAGES
 }
 # Keys read as fields though no longer (or never) in the message: the deprecated names of scope spans,
 # and other signals beside a trace's (a file of logs is no error, and has no spans).
@@ -672,7 +683,9 @@ _SCOPE_SPANS = trace_pb2.ScopeSpans.DESCRIPTOR
 _FIELDS[trace_pb2.ResourceSpans.DESCRIPTOR.full_name].update(
     instrumentationLibrarySpans=_SCOPE_SPANS, instrumentation_library_spans=_SCOPE_SPANS
 )
-_FIELDS[_SCOPE_SPANS.full_name].update(instrumentationLibrary=None, instrumentation_library=None)
+_FIELDS[_SCOPE_SPANS.full_name].update(
+    instrumentationLibrary=InstrumentationScope.DESCRIPTOR, instrumentation_library=InstrumentationScope.DESCRIPTOR
+)  # the deprecated InstrumentationLibrary: `name` and `version`, as a scope has
 _FIELDS[trace_pb2.TracesData.DESCRIPTOR.full_name].update(
     {k: None for name in ("logs", "metrics", "profiles") for k in (f"resource{name.title()}", f"resource_{name}")}
 )
@@ -690,12 +703,78 @@ _KNOWN_SPAN = _known(trace_pb2.Span)
 _KNOWN_STATUS = _known(trace_pb2.Status)
 _KNOWN_KEY_VALUE = _known(KeyValue)
 _KNOWN_VALUES = _known(ArrayValue)  # and KeyValueList's: `values`
+_SCOPE = InstrumentationScope.DESCRIPTOR.full_name
+_EVENT = trace_pb2.Span.Event.DESCRIPTOR.full_name
+_LINK = trace_pb2.Span.Link.DESCRIPTOR.full_name
+_ANY_VALUE = AnyValue.DESCRIPTOR.full_name
+_KNOWN_OF = {name: frozenset(_FIELDS[name]) for name in (_SCOPE, _EVENT, _LINK)}
+_SCALAR_VALUE = frozenset(k for k, inner in _FIELDS[_ANY_VALUE].items() if inner is None)
+"""AnyValue's keys but `arrayValue` and `kvlistValue`: a value holding none of those holds no object."""
 _SEEN = threading.local()
-"""`unknown` is set by the reader when an object it read has a key its message does not: see `spans_from_json`."""
+"""`unknown` is set by the reader when an object has a key its message does not (and from the start when nobody
+collects them: then the objects it does not read are not looked at): see `spans_from_json`."""
 
 
 def _noticed() -> None:
     _SEEN.unknown = True
+
+
+def _unknown_in_skipped(spans: list[dict[str, Any]]) -> bool:
+    """Whether the events or links of these spans (objects the reader does not read) have an unknown key."""
+    return any(_unknown_among(_gets(spans, key), message) for key, message in (("events", _EVENT), ("links", _LINK)))
+
+
+def _gets(objects: list[Any], key: str) -> list[Any]:
+    """The values under `key` of these objects, but empty ones (raises TypeError for one not an object)."""
+    return list(filter(None, map(dict.get, objects, repeat(key))))
+
+
+def _unknown_among(groups: list[Any], message: str) -> bool:
+    """`_has_unknown(groups, message)` for lists of objects of `message` (events, links, scopes), whose one message
+    field is `attributes`: the same answer, from passes that iterate in C over all of a big file's events (links)
+    at once, one level of nesting a pass. A pass looks at the keys of all the objects of its level together; one
+    of a shape OTLP does not have (not an object where one goes) may answer true or raise, and is then walked."""
+    try:
+        items = list(chain.from_iterable(groups))
+        if not _KNOWN_OF[message].issuperset(chain.from_iterable(items)):
+            return _has_unknown(groups, message)
+        pairs = list(chain.from_iterable(_gets(items, "attributes")))  # KeyValue objects
+        values: list[Any] = []  # AnyValue objects
+        while pairs or values:
+            if not _KNOWN_KEY_VALUE.issuperset(chain.from_iterable(pairs)):
+                return _has_unknown(groups, message)
+            values += _gets(pairs, "value")
+            nested = list(filterfalse(_SCALAR_VALUE.issuperset, values))  # arrays and key-value lists
+            if not nested:
+                return False
+            arrays = _gets(nested, "arrayValue") + _gets(nested, "array_value")
+            kvlists = _gets(nested, "kvlistValue") + _gets(nested, "kvlist_value")
+            if not _KNOWN_ANY_VALUE.issuperset(chain.from_iterable(nested)) or not _KNOWN_VALUES.issuperset(
+                chain.from_iterable(arrays + kvlists)
+            ):
+                return _has_unknown(groups, message)
+            values = list(chain.from_iterable(_gets(arrays, "values")))
+            pairs = list(chain.from_iterable(_gets(kvlists, "values")))
+        return False
+    except TypeError:  # not an object (or a list of them) where OTLP has one
+        return _has_unknown(groups, message)
+
+
+def _has_unknown(value: Any, message: str) -> bool:
+    """Whether a JSON value of `message` (its full name) the reader does not read (a scope, events, links) has a
+    key no field of its message has, at any depth: what `UnknownKeys` would find in it, found as it walks."""
+    if isinstance(value, list):
+        return any(_has_unknown(item, message) for item in value)
+    if not isinstance(value, dict):
+        return False
+    fields = _FIELDS[message]
+    for key, item in value.items():
+        if key not in fields:
+            return True
+        inner = fields[key]
+        if inner is not None and inner.full_name in _FIELDS and _has_unknown(item, inner.full_name):
+            return True
+    return False
 
 
 class UnknownKeys:
@@ -705,8 +784,10 @@ class UnknownKeys:
     protocol grows), but in a file a person wrote one is most likely a misspelt field
     (`atributes`) whose data is then silently missing: `warnings` says so, once per file,
     place (the JSON path without its indexes) and key, naming the first such object and
-    how many more there are. Looking costs a set comparison per object the reader reads;
-    only a file that has such a key is walked again to find where.
+    how many more there are. Looking costs a set comparison per object the reader reads,
+    and the scope, events and links it does not read are looked at for their keys only,
+    each level of all of a scope's events (links) in one pass (`_unknown_among`); only
+    a file that has such a key is walked again to find where.
     """
 
     def __init__(self) -> None:
@@ -740,7 +821,8 @@ class UnknownKeys:
             entry = self.found.get((source, general, key))
             if entry is None:
                 place = f"{_where(source, line)}: {where}" if where else _where(source, line)
-                self.found[(source, general, key)] = [place, message.name, _suggest(key, message), 1]
+                name = message.full_name.removeprefix(message.file.package + ".")  # `Span.Event`
+                self.found[(source, general, key)] = [place, name, _suggest(key, message), 1]
             else:
                 entry[3] += 1
 
@@ -1169,6 +1251,9 @@ def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None
             raise e.at(i).at(key) from None
 
 
+_SCOPE_KEYS = ("scope", "instrumentationLibrary", "instrumentation_library")
+
+
 def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None) -> None:
     block = _object(block)
     if not _KNOWN_RESOURCE_SPANS.issuperset(block):
@@ -1204,6 +1289,8 @@ def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None
                 scope = _object(scope)
                 if not _KNOWN_SCOPE_SPANS.issuperset(scope):
                     _noticed()
+                if not _SEEN.unknown and any(_unknown_among([[scope[k]]], _SCOPE) for k in _SCOPE_KEYS if k in scope):
+                    _noticed()
                 try:
                     spans = _array(scope.get("spans"))
                 except _Bad as e:
@@ -1216,6 +1303,8 @@ def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None
                         out.append(sp)
                     except _Bad as e:
                         raise e.at(k).at("spans") from None
+                if not _SEEN.unknown and _unknown_in_skipped(spans):
+                    _noticed()
             except _Bad as e:
                 raise e.at(j).at(scope_key) from None
 
@@ -1239,7 +1328,8 @@ def spans_from_json(
     it starts ends when it starts (see `clamp_end`).
     """
     out: list[Span] = []
-    _SEEN.unknown = False
+    # with nobody to tell, as if one were found already: what is read only to find them is then not read
+    _SEEN.unknown = unknown is None
     try:
         if isinstance(obj, list):
             for i, item in enumerate(obj):

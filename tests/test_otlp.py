@@ -1351,10 +1351,10 @@ def test_gzip_members_and_truncation(tmp_path: Path) -> None:
 
 TYPOS = """{"resourceSpans": [
  {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "pay"}}], "droppedAttributesCount": 0},
-  "scopeSpans": [{"scope": {"name": "s", "nmae": "scope fields are not read"}, "spans": [
+  "scopeSpans": [{"scope": {"name": "s", "nmae": "scope fields are not read, but their keys are checked"}, "spans": [
    {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "4444444444444444", "name": "charge",
     "atributes": [{"key": "amount", "value": {"doubleValue": 5000.0}}],
-    "events": [{"nmae": "events are not read"}], "status": {"code": 2, "mesage": "x"}},
+    "events": [{"nmae": "events are not read, but their keys are checked"}], "status": {"code": 2, "mesage": "x"}},
    {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "4444444444444445", "name": "b", "atributes": [],
     "attributes": [{"key": "a", "vaule": {"intValue": 1}}, {"kye": "b", "value": {"intValue": 1}},
                    {"key": "c", "value": {"stringvalue": "x"}},
@@ -1373,8 +1373,11 @@ def test_unknown_keys_of_the_messages_read_are_told_with_their_place_and_the_fie
     assert [s.attributes for s in spans] == [{}, {"a": None, "": 1, "c": None, "d": {}, "e": 1}]  # read as before
     p = "t.json: resourceSpans[0].scopeSpans[0].spans"
     assert unknown.warnings() == [
+        "t.json: resourceSpans[0].scopeSpans[0].scope: unknown key `nmae` (no field of an OTLP InstrumentationScope),"
+        " ignored; did you mean `name`?",
         f"{p}[0]: unknown key `atributes` (no field of an OTLP Span), ignored; did you mean `attributes`?"
         " (and in 1 more like it)",
+        f"{p}[0].events[0]: unknown key `nmae` (no field of an OTLP Span.Event), ignored; did you mean `name`?",
         f"{p}[0].status: unknown key `mesage` (no field of an OTLP Status), ignored; did you mean `message`?",
         f"{p}[1].attributes[0]: unknown key `vaule` (no field of an OTLP KeyValue), ignored; did you mean `value`?",
         f"{p}[1].attributes[1]: unknown key `kye` (no field of an OTLP KeyValue), ignored; did you mean `key`?",
@@ -1402,14 +1405,124 @@ def test_unknown_keys_are_none_in_valid_files_in_either_spelling() -> None:
                 "scope_spans": [{"schema_url": "", "spans": [{"trace_id": "0af7651916cd43dd8448eb211c80319c",
                     "span_id": "5555555555555555", "start_time_unix_nano": "1", "end_time_unix_nano": "2",
                     "dropped_events_count": 0, "trace_state": "", "status": {"code": 1, "message": ""},
-                    "attributes": [{"key": "k", "value": {"array_value": {"values": [{"bool_value": True}]}}}]}]}],
-                "instrumentationLibrarySpans": [{"instrumentationLibrary": {}, "spans": []}],
+                    "attributes": [{"key": "k", "value": {"array_value": {"values": [{"bool_value": True}]}}}],
+                    "events": [{"time_unix_nano": "1", "name": "e", "dropped_attributes_count": 0, "attributes": [
+                        {"key": "k", "value": {"kvlist_value": {"values": [{"key": "x", "value": {}}]}}}]}],
+                    "links": [{"trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "5555555555555555",
+                               "trace_state": "", "flags": 1, "dropped_attributes_count": 0, "attributes": []}]}],
+                    "scope": {"name": "s", "version": "1", "attributes": [], "dropped_attributes_count": 0}}],
+                "instrumentationLibrarySpans": [{"instrumentationLibrary": {"name": "l", "version": "1"}, "spans": []}],
             }
         ],
         "resourceLogs": [],
     }  # fmt: skip
     spans_from_json(snake, source="s.json", unknown=unknown)
     assert unknown.warnings() == []
+
+
+def _with_typo(where: str, obj: Any, request: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`request` (by default a valid one of two spans, each with an event and a link) with `obj` put at `where`
+    (a dotted path below its one `scopeSpans` object)."""
+
+    def span(i: int) -> dict[str, Any]:
+        attrs = [{"key": "a", "value": {"arrayValue": {"values": [{"stringValue": "x"}, {"kvlistValue": {}}]}}}]
+        return {
+            "traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": f"{i:016x}", "name": "op",
+            "events": [{"timeUnixNano": "1", "name": "e", "attributes": copy.deepcopy(attrs)}],
+            "links": [{"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "0000000000000009",
+                       "attributes": copy.deepcopy(attrs)}],
+        }  # fmt: skip
+
+    if request is None:
+        request = {"resourceSpans": [{"scopeSpans": [{"scope": {"name": "s"}, "spans": [span(1), span(2)]}]}]}
+    parent, _, last = where.rpartition(".")
+    holder: Any = request["resourceSpans"][0]["scopeSpans"][0]
+    for part in parent.split(".") if parent else []:
+        holder = holder[int(part)] if part.isdigit() else holder[part]
+    if last.isdigit():
+        holder[int(last)] = obj
+    else:
+        holder[last] = obj
+    return request
+
+
+_SCOPE_PATH = "t.json: resourceSpans[0].scopeSpans[0]"
+
+
+@pytest.mark.parametrize(
+    ("where", "obj", "warning"),
+    [
+        ("scope", {"name": "s", "verison": "1"},
+         "scope: unknown key `verison` (no field of an OTLP InstrumentationScope), ignored; did you mean `version`?"),
+        ("scope", {"attributes": [{"key": "k", "vlaue": {}}]},
+         "scope.attributes[0]: unknown key `vlaue` (no field of an OTLP KeyValue), ignored; did you mean `value`?"),
+        ("instrumentationLibrary", {"nmae": "lib"},
+         "instrumentationLibrary: unknown key `nmae` (no field of an OTLP InstrumentationScope), ignored;"
+         " did you mean `name`?"),
+        ("spans.1.events.0", {"timeUnixNanos": "1"},
+         "spans[1].events[0]: unknown key `timeUnixNanos` (no field of an OTLP Span.Event), ignored;"
+         " did you mean `timeUnixNano`?"),
+        ("spans.0.events.0.attributes", [{"key": "k", "value": {"stringvalue": "x"}}],
+         "spans[0].events[0].attributes[0].value: unknown key `stringvalue` (no field of an OTLP AnyValue), ignored;"
+         " did you mean `stringValue`?"),
+        ("spans.0.events.0.attributes.0.value.arrayValue.values", [{"intValue": "1"}, {"intvalue": "2"}],
+         "spans[0].events[0].attributes[0].value.arrayValue.values[1]: unknown key `intvalue` (no field of an OTLP"
+         " AnyValue), ignored; did you mean `intValue`?"),
+        ("spans.0.events.0.attributes.0.value.arrayValue.values.1", {"kvlistValue": {"values": [{"kye": "k"}]}},
+         "spans[0].events[0].attributes[0].value.arrayValue.values[1].kvlistValue.values[0]: unknown key `kye` (no"
+         " field of an OTLP KeyValue), ignored; did you mean `key`?"),
+        ("spans.1.links.0", {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanid": "0000000000000009"},
+         "spans[1].links[0]: unknown key `spanid` (no field of an OTLP Span.Link), ignored; did you mean `spanId`?"),
+        ("spans.1.links.0.attributes", [{"key": "k", "value": {"arrayValue": {"vaules": []}}}],
+         "spans[1].links[0].attributes[0].value.arrayValue: unknown key `vaules` (no field of an OTLP ArrayValue),"
+         " ignored; did you mean `values`?"),
+        ("spans.0.links.0.attributes.0", {"key": "k", "value": {"stringValue": "x"}, "type": "string"},
+         "spans[0].links[0].attributes[0]: unknown key `type` (no field of an OTLP KeyValue), ignored"),
+    ],
+)  # fmt: skip
+def test_unknown_keys_of_a_scope_an_event_or_a_link_are_told_alone(where: str, obj: Any, warning: str) -> None:
+    """Closing note: a misspelt key in a scope, an event or a link (or their attributes, at any depth) was not
+    looked at (the reader does not read them); it is told as a misspelt span key is, found by the reader with no
+    other unknown key in the file."""
+    request = _with_typo(where, obj)
+    for unknown in (UnknownKeys(), UnknownKeys()):
+        spans_from_json(request, source="t.json", unknown=unknown)
+        assert unknown.warnings() == [f"{_SCOPE_PATH}.{warning}"]
+        assert len(spans_from_json(request, source="t.json")) == 2  # and read as before, with nobody told
+        request = copy.deepcopy(request)
+
+
+def test_unknown_keys_of_events_are_grouped_by_place() -> None:
+    request = _with_typo("spans.1.events.0.nmae", "y", _with_typo("spans.0.events.0.nmae", "x"))
+    unknown = UnknownKeys()
+    spans_from_json(request, source="t.json", unknown=unknown)
+    assert unknown.warnings() == [
+        f"{_SCOPE_PATH}.spans[0].events[0]: unknown key `nmae` (no field of an OTLP Span.Event), ignored;"
+        " did you mean `name`? (and in 1 more like it)"
+    ]
+
+
+_KEYS = st.sampled_from(["name", "attributes", "key", "value", "values", "stringValue", "arrayValue",
+                         "kvlist_value", "traceId", "nmae", "vaule", "timeUnixNano", "flags"])  # fmt: skip
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.sampled_from(["", "x", "name", "stringValue"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(events=_JSON, links=_JSON, scope=_JSON)
+def test_the_reader_finds_an_unknown_key_of_a_skipped_object_when_the_walk_does(
+    events: Any, links: Any, scope: Any
+) -> None:
+    """The reader's passes over events, links and scopes (objects of any shape, OTLP's or not) note an unknown key
+    exactly when `UnknownKeys`' own walk of the request finds one: no warning is lost to them."""
+    request = _with_typo("scope", scope, _with_typo("spans.1.links", links, _with_typo("spans.0.events", events)))
+    read, walked = UnknownKeys(), UnknownKeys()
+    spans_from_json(request, source="t.json", unknown=read)
+    walked.walk(request, "t.json", None)
+    assert read.warnings() == walked.warnings()
 
 
 def test_unknown_keys_name_the_line_of_a_json_lines_object() -> None:
