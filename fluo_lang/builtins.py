@@ -18,7 +18,7 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from math import isfinite
+from math import fsum, isfinite
 from typing import Any, Literal
 
 from . import types as t
@@ -141,33 +141,65 @@ def _numbers(ctx: Any, spans: list[Span], fn: Impl) -> list[int | float]:
     return out
 
 
+_FLOAT_EXACT = 1 << 53
+"""Integers up to this size convert to a float exactly."""
+
+
+def _exact_total(values: list[int | float]) -> int | Fraction | None:
+    """The exact sum, whatever the order of `values`; missing if one is NaN or infinite."""
+    ints = [v for v in values if isinstance(v, int)]
+    if len(ints) == len(values):
+        return sum(ints)
+    if not all(isfinite(v) for v in values):
+        return None
+    # Each number is n / d with d a power of two: one integer sum over the largest d, not a Fraction per value.
+    ratios = [v.as_integer_ratio() for v in values]
+    scale = max(d for _, d in ratios)
+    return Fraction(sum(n * (scale // d) for n, d in ratios), scale)
+
+
+def _rounded(q: int | Fraction) -> float | None:
+    """The float nearest to `q` (half to even), or missing past the float range."""
+    try:
+        return float(q)  # an int or Fraction divides its integers, which Python rounds correctly
+    except OverflowError:
+        return None
+
+
 def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
-    """Missing past what a number holds, as `+` is: an integer past 64 bits, a float that overflows or is NaN."""
-    total = sum(_numbers(ctx, spans, fn))
-    return total if (isfinite(total) if isinstance(total, float) else in_int64(total)) else None
+    """The exact sum, rounded once, so the order spans arrive in never changes it: integers add exactly
+    (missing past 64 bits, as `+` is); with a float among them, the nearest float to the exact sum
+    (missing past the float range, or if a value is NaN or infinite)."""
+    values = _numbers(ctx, spans, fn)
+    ints = [v for v in values if isinstance(v, int)]
+    if len(ints) == len(values):
+        return total if in_int64(total := sum(ints)) else None
+    if not all(isfinite(v) for v in values):
+        return None
+    if all(isinstance(v, float) or -_FLOAT_EXACT <= v <= _FLOAT_EXACT for v in values):
+        try:
+            fast = fsum(values)  # correctly rounded, and each value is a float exactly
+            return fast if isfinite(fast) else None
+        except OverflowError:  # a partial sum past the float range, though the whole may fit
+            pass
+    exact = _exact_total(values)
+    return None if exact is None else _rounded(exact)
 
 
 def _avg(ctx: Any, spans: list[Span], fn: Impl) -> float | None:
-    """Missing over no values, or when one is NaN or infinite; a sum that overflows is divided first."""
+    """The exact mean rounded once (so neither the order of the values nor a sum past the float range
+    changes it); missing over no values, or when one is NaN or infinite."""
     values = _numbers(ctx, spans, fn)
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    if not isfinite(mean) and all(isfinite(v) for v in values):
-        mean = sum(v / len(values) for v in values)  # the mean of 1e308 and 1e308 is 1e308
-    return mean if isfinite(mean) else None
+    exact = _exact_total(values) if values else None
+    return None if exact is None else _rounded(Fraction(exact, len(values)))
 
 
 def _avg_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | None:
     """The mean of durations, in whole nanoseconds (half to even), as every duration is: exact, where a
     float of nanoseconds loses precision past 2**53 (a timestamp minus it was off by up to 256 ns)."""
     values = _numbers(ctx, spans, fn)
-    if not values:
-        return None
-    total = sum(values)
-    if not isinstance(total, int):  # a duration-typed value is an int; a float here came from elsewhere
-        return round(total / len(values))
-    return round(Fraction(total, len(values)))
+    exact = _exact_total(values) if values else None
+    return None if exact is None else round(Fraction(exact, len(values)))
 
 
 TYPED_IMPLS: dict[tuple[Impl, t.Type], Impl] = {(_avg, t.DURATION): _avg_duration}
@@ -390,10 +422,12 @@ SPANS_METHODS = (
             _all, "trace.spans.where(kind == server).all(duration < 2s)"),
     _method(t.SPANS, "none", (PRED,), t.BOOL, "Whether no span matches the predicate.", _none),
     _method(t.SPANS, "sum", (PER_SPAN,), _sum_type,
-            "Sum of a numeric or duration value per span; 0 over none; missing past what a number holds.",
+            "Sum of a numeric or duration value per span, exact and rounded once (any span order gives the same); "
+            "0 over none; missing past what a number holds.",
             _sum, "trace.spans.where(name == 'db.query').sum(duration) < 1s", may_be_missing=True),
     _method(t.SPANS, "avg", (PER_SPAN,), _avg_type,
-            "Mean of a value per span; missing over none; of durations, in whole nanoseconds (half to even).", _avg,
+            "Mean of a value per span, the exact mean rounded once; missing over none; of durations, in whole "
+            "nanoseconds (half to even).", _avg,
             may_be_missing=True),
     _method(t.SPANS, "min", (PER_SPAN,), _sum_type, "Smallest value per span; missing over none.", _min,
             may_be_missing=True),

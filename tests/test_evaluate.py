@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import keyword
+import math
 import re
 import tokenize
+from fractions import Fraction
 
 import pytest
 from conformance_cases import RULE_FILE_NAME, Case, load_cases
@@ -14,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests_paths import EXAMPLE_RULES, EXAMPLE_TRACES
 
-from fluo_lang import evaluate
+from fluo_lang import builtins, evaluate
 from fluo_lang.api import analyze, analyze_paths, compile_program
 from fluo_lang.evaluate import Program
 from fluo_lang.otlp import load_trace_files
@@ -547,6 +549,82 @@ def test_float_sum_and_avg_past_what_a_float_holds_are_missing() -> None:
     ]
     nan = [span("a", ratio=float("nan")), span("bb", ratio=1.0)]
     assert program.evaluate_trace(trace(*nan)) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "total", "mean"),
+    [
+        # 1e308 + 1e308 overflowed before -1e308 came, in one order of the spans only
+        ([1e308, 1e308, -1e308], 1e308, 1e308 / 3),
+        ([1e16, 1.0, -1e16, 1.0], 2.0, 0.5),  # left to right, 1e16 + 1.0 loses the 1.0
+        ([0.1] * 10, 1.0, 0.1),  # left to right, 0.9999999999999999
+        # an integer past 2**53 is no float exactly: converted first (as fsum would), 2**53 + 0.5 + 1 rounds
+        # to 2**53; the exact sum 2**53 + 1.5 rounds to 2**53 + 2 (and its half to 2**52 + 1)
+        ([2**53 + 1, 0.5], 2.0**53 + 2, 2.0**52 + 1),
+        ([2**62, 2**62 - 1, -(2**62), 0.25], 2.0**62, 2.0**62 / 4),
+        ([3, 0.5, 2**53], 2.0**53 + 4, 3002399751580332.0),  # (2**53 + 3.5) / 3; the rounded sum / 3 is .5 more
+    ],
+)
+def test_float_sum_and_avg_are_the_exact_value_rounded_once_in_any_order(
+    values: list[float], total: float, mean: float
+) -> None:
+    """QA: `sum` added left to right, so the spans' order (the files' order) changed it, and a sum whose
+    exact value fits read missing when a partial sum overflowed. Now the exact sum (mean) rounded once."""
+    program = program_for("rule s { detect trace.spans.sum(v) != 0.5 }\nrule a { detect trace.spans.avg(v) != 0.5 }")
+    names = ["s" * (i + 1) for i in range(len(values))]  # a span's id is its name's length
+    for order in (values, values[::-1], values[1:] + values[:1]):
+        spans = [span(n, v=v) for n, v in zip(names, order, strict=True)]
+        got = {s.rule: s.observed for s in program.evaluate_trace(trace(*spans))}
+        assert got["s"]["sum"] == total, order
+        assert got.get("a", {"avg": 0.5})["avg"] == mean, order
+
+
+_SUMMED = st.lists(
+    st.one_of(st.floats(), st.integers(-(2**63), 2**63 - 1)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_SUMMED)
+def test_sum_and_avg_match_the_exact_rational_value_rounded_once(values: list[int | float]) -> None:
+    """The definition, against Python's rationals: the exact sum (mean) rounded once to the nearest float,
+    or missing past the float range or with a NaN or infinite value; integers only, the exact integer sum
+    (missing past 64 bits)."""
+    spans = [span("s" * (i + 1), v=v) for i, v in enumerate(values)]
+    if not all(math.isfinite(v) for v in values):
+        assert builtins._sum(None, spans, lambda ctx, s: s.attributes["v"]) is None
+        assert builtins._avg(None, spans, lambda ctx, s: s.attributes["v"]) is None
+        return
+    exact = sum(map(Fraction, values), Fraction(0))
+
+    def rounded(q: Fraction) -> float | None:
+        try:
+            return float(q)
+        except OverflowError:
+            return None
+
+    if all(isinstance(v, int) for v in values):
+        want_sum: int | float | None = int(exact) if -(2**63) <= exact < 2**63 else None
+    else:
+        want_sum = rounded(exact)
+    got = builtins._sum(None, spans, lambda ctx, s: s.attributes["v"])
+    assert got == want_sum and type(got) is type(want_sum)
+    assert builtins._avg(None, spans, lambda ctx, s: s.attributes["v"]) == rounded(exact / len(values))
+
+
+def test_an_integer_sum_stays_exact_and_64_bit() -> None:
+    """Integers add exactly (no float on the way), and a sum past 64 bits is missing in any order."""
+    program = program_for("rule s { detect trace.spans.sum(v) != 0 }")
+    exact = [2**62 + 1, 2**62 - 1, -(2**62)]
+    for order in (exact, exact[::-1]):
+        [s] = program.evaluate_trace(trace(*(span(n, v=v) for n, v in zip(["a", "bb", "ccc"], order, strict=True))))
+        assert s.observed == {"sum": 2**62, "bound": 0} and isinstance(s.observed["sum"], int)
+    over = [2**62, 2**62, -1]  # 2**63 - 1 fits, whichever partial sum passed it
+    for order in (over, over[::-1]):
+        [s] = program.evaluate_trace(trace(*(span(n, v=v) for n, v in zip(["a", "bb", "ccc"], order, strict=True))))
+        assert s.observed == {"sum": 2**63 - 1, "bound": 0}
 
 
 def test_floats_in_signals_are_exact() -> None:

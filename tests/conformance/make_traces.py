@@ -116,6 +116,13 @@ def main() -> None:
                 "m.n": {"other": 1}, "m": {"n.o": "found"},
             }),
         ],
+        # Float values whose sum passes the float range part way when added in file order (1e308 + 1e308),
+        # though the whole, 1e308, fits: the sum read missing or not by the order of the files (QA).
+        "float_sum_big.json": [
+            span(0xDB, 1, 0, "a", "api", 0, 10, attributes={"f": 1e308}),
+            span(0xDB, 2, 1, "b", "api", 1, 9, attributes={"f": 1e308}),
+        ],
+        "float_sum_negative.json": [span(0xDB, 3, 1, "c", "api", 2, 8, attributes={"f": -1e308})],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     for name, spans in traces.items():
