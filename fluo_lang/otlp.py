@@ -127,8 +127,24 @@ def describe_clamped(clamped: Sequence[Span]) -> str:
 # protobuf -> spans
 
 
-def _pb_value(v: AnyValue) -> Any:
-    """The Python value of an OTLP AnyValue message."""
+MAX_VALUE_DEPTH = 31
+"""How deep lists and maps may nest in an attribute value (a list of strings is 1 deep, a list of them 2).
+
+A value nested deeper reads as missing from OTLP/JSON and protobuf alike, and `fluo eval` and
+`fluo test` warn (`UnknownKeys.too_deep`). protobuf's decoder (upb) reads at most 100 messages
+deep: a map level is 3 messages (AnyValue, KeyValueList, KeyValue), a list level 2, and a resource's
+value sits 5 deep in a request, so 5 + 3 x 31 = 98 is as deep as every value reads in both encodings."""
+
+_DEEP_BYTES = 4 * (MAX_VALUE_DEPTH + 1)
+"""The fewest bytes an AnyValue nested past `MAX_VALUE_DEPTH` takes: a level is at least 4 (2 headers)."""
+
+
+class _TooDeep(Exception):
+    """A value nested past `MAX_VALUE_DEPTH`: raised where found, caught where its attribute is read."""
+
+
+def _pb_value(v: AnyValue, depth: int = 0) -> Any:
+    """The Python value of an OTLP AnyValue message `depth` lists and maps deep (raises `_TooDeep` past the limit)."""
     which = v.WhichOneof("value")
     if which == "string_value":
         return v.string_value
@@ -138,18 +154,42 @@ def _pb_value(v: AnyValue) -> Any:
         return v.double_value
     if which == "bool_value":
         return v.bool_value
+    if which in ("array_value", "kvlist_value") and depth == MAX_VALUE_DEPTH:
+        raise _TooDeep
     if which == "array_value":
-        return [_pb_value(x) for x in v.array_value.values]
+        return [_pb_value(x, depth + 1) for x in v.array_value.values]
     if which == "kvlist_value":
-        return _pb_attributes(v.kvlist_value.values)
+        return {kv.key: _pb_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
     if which == "bytes_value":
         return HexBytes(v.bytes_value.hex())
     return None
 
 
 def _pb_attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
-    """A repeated KeyValue field as a dict (a repeated key keeps its last value)."""
-    return {kv.key: _pb_value(kv.value) for kv in kvs}
+    """A repeated KeyValue field as a dict (a repeated key keeps its last value; one nested too deep is missing)."""
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        try:
+            out[kv.key] = _pb_value(kv.value)
+        except _TooDeep:
+            out[kv.key] = None
+            _note_too_deep(kv.key)
+    return out
+
+
+def _too_deep(raw: bytes) -> bool:
+    """Whether an `AnyValue` message's bytes hold a value nested past `MAX_VALUE_DEPTH` (read as missing)."""
+    if len(raw) < _DEEP_BYTES:
+        return False
+    try:
+        _pb_value(AnyValue.FromString(raw))
+    except _TooDeep:
+        return True
+    except DecodeError as e:
+        return "MaxDepth" in str(e)  # upb's limit, past ours: "Exceeded upb_DecodeOptions_MaxDepth"
+    except (RuntimeError, ValueError):
+        return False
+    return False
 
 
 _VALUE_CACHE: dict[bytes, Any] = {}
@@ -184,7 +224,7 @@ def _any_value(raw: bytes) -> Any:
     else:
         try:
             v = _pb_value(AnyValue.FromString(raw))
-        except (DecodeError, RuntimeError, ValueError):
+        except (_TooDeep, DecodeError, RuntimeError, ValueError):  # upb's own depth limit is a DecodeError
             return None
         if isinstance(v, list | dict):
             return v  # mutable: each reader gets its own
@@ -529,7 +569,12 @@ def _dotted_in(m: Any, readings: tuple[tuple[str, str], ...]) -> Any:
 
 
 def spans_from_request(
-    request: Message, *, source: str = "<request>", prefetch: Iterable[str] = (), clamped: list[Span] | None = None
+    request: Message,
+    *,
+    source: str = "<request>",
+    prefetch: Iterable[str] = (),
+    clamped: list[Span] | None = None,
+    unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """The spans of an OTLP export request (or a `TracesData`, which has the same fields).
 
@@ -545,6 +590,8 @@ def spans_from_request(
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
     A span that ends before it starts ends when it starts (see `clamp_end`).
+    `unknown`, when given, gets the attributes nested past `MAX_VALUE_DEPTH` (read as missing):
+    finding them reads every span's attributes here, so the runtime does not ask.
 
     Spans are built by assigning every slot of `Span` directly, a third of the cost
     of calling `Span(...)` with keyword arguments; a test checks that every slot is
@@ -568,9 +615,11 @@ def spans_from_request(
     zero_trace = _ZERO_TRACE_ID
     new = object.__new__
     span_cls = _DecodedSpan
+    _telling_too_deep(unknown is not None)
     for rs in req.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
         service = _service_of(resource)
+        _claim_too_deep(None, service)
         for ss in rs.scope_spans:
             for sp in ss.spans:
                 tid = sp.trace_id
@@ -623,15 +672,25 @@ def spans_from_request(
                 s.resource = resource
                 s.trace_ref = None
                 append(s)
+                if unknown is not None:
+                    deep = sorted(k for k, raw in sp.attributes.items() if len(raw) >= _DEEP_BYTES and _too_deep(raw))
+                    _SEEN.deep_found.extend((s, service, k) for k in deep)
+    _told_too_deep(unknown, source, None)
     return out
 
 
 def parse_protobuf(
-    data: bytes, *, source: str, prefetch: Iterable[str] = (), clamped: list[Span] | None = None
+    data: bytes,
+    *,
+    source: str,
+    prefetch: Iterable[str] = (),
+    clamped: list[Span] | None = None,
+    unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`.
 
-    `prefetch`: attribute keys to convert while decoding (see `spans_from_request`).
+    `prefetch`: attribute keys to convert while decoding; `unknown`: gets values nested too deep
+    (see `spans_from_request`).
     """
     try:
         req = decode_traces(data)
@@ -640,7 +699,7 @@ def parse_protobuf(
         raise TraceInputError(
             f"{source}: not an OTLP protobuf trace message (ExportTraceServiceRequest): {detail}"
         ) from None
-    return spans_from_request(req, source=source, prefetch=prefetch, clamped=clamped)
+    return spans_from_request(req, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
 
 
 # ---------------------------------------------------------------------------
@@ -777,8 +836,40 @@ def _has_unknown(value: Any, message: str) -> bool:
     return False
 
 
+def _note_too_deep(key: str) -> None:
+    """An attribute whose value nested past `MAX_VALUE_DEPTH` was read as missing: kept for `_claim_too_deep`,
+    when the reader was asked to tell (`_SEEN.deep` is a list, else None or unset)."""
+    pending = getattr(_SEEN, "deep", None)
+    if pending is not None:
+        pending.append(key)
+
+
+def _claim_too_deep(span: Span | None, service: str) -> None:
+    """The attributes `_note_too_deep` kept, as those of `span` (None: of the resource of `service`)."""
+    pending = getattr(_SEEN, "deep", None)
+    if pending:
+        _SEEN.deep_found.extend((span, service, key) for key in pending)
+        pending.clear()
+
+
+def _telling_too_deep(tell: bool) -> None:
+    """Start keeping (or not) the attributes a reader reads as missing for nesting too deep."""
+    _SEEN.deep = [] if tell else None
+    _SEEN.deep_found = []
+
+
+def _told_too_deep(notes: UnknownKeys | None, source: str, line: int | None) -> None:
+    """Hand what was kept since `_telling_too_deep` to `notes`."""
+    if notes is not None:
+        for span, service, key in _SEEN.deep_found:
+            notes.too_deep(source, line, span, service, key)
+    _SEEN.deep = None
+    _SEEN.deep_found = []
+
+
 class UnknownKeys:
-    """Keys of OTLP/JSON objects that name no field of their message, found while reading files.
+    """Keys of OTLP/JSON objects that name no field of their message, and attribute values (OTLP/JSON or
+    protobuf) nested past `MAX_VALUE_DEPTH`, found while reading files: both are read as missing.
 
     The reader ignores them, as OTLP/JSON receivers must (unknown fields are how the
     protocol grows), but in a file a person wrote one is most likely a misspelt field
@@ -793,6 +884,20 @@ class UnknownKeys:
     def __init__(self) -> None:
         self.found: dict[tuple[str, str, str], list[Any]] = {}
         """(source, path without indexes, key) -> [first place (`source[:line]: path`), message, suggestion, count]."""
+        self.deep: dict[tuple[str, bool, str], list[Any]] = {}
+        """(source, of a resource, attribute key) -> [first place, count]: values nested too deep (`too_deep`)."""
+
+    def too_deep(self, source: str, line: int | None, span: Span | None, service: str, key: str) -> None:
+        """Note an attribute of `span` (None: of the resource of `service`) read as missing for nesting too deep."""
+        entry = self.deep.get((source, span is None, key))
+        if entry is not None:
+            entry[1] += 1
+            return
+        if span is None:
+            place = f"{_where(source, line)}: resource of service {service!r}"
+        else:
+            place = f"{_where(source, line)}: span {span.span_id.hex()} of trace {span.trace_id.hex()}"
+        self.deep[(source, span is None, key)] = [place, 1]
 
     def walk(self, obj: Any, source: str, line: int | None) -> None:
         """Note the unknown keys of one decoded OTLP/JSON value (a request, or an array of them)."""
@@ -833,6 +938,11 @@ class UnknownKeys:
             text = f"{place}: unknown key `{key}` (no field of an OTLP {message}), ignored"
             if suggestion is not None:
                 text += f"; did you mean `{suggestion}`?"
+            if count > 1:
+                text += f" (and in {count - 1:,} more like it)"
+            out.append(one_line(text))
+        for (_, _, key), (place, count) in self.deep.items():
+            text = f"{place}: attribute `{key}` nests lists and maps more than {MAX_VALUE_DEPTH} deep, read as missing"
             if count > 1:
                 text += f" (and in {count - 1:,} more like it)"
             out.append(one_line(text))
@@ -1016,8 +1126,9 @@ def _nonzero(raw: bytes, what: str) -> bytes:
     return raw
 
 
-def _json_value(value: Any) -> Any:
-    """The Python value of an AnyValue in OTLP/JSON form (`{}` or null is None)."""
+def _json_value(value: Any, depth: int = 0) -> Any:
+    """The Python value of an AnyValue in OTLP/JSON form (`{}` or null is None), `depth` lists and maps deep
+    (raises `_TooDeep` past `MAX_VALUE_DEPTH`, as `_pb_value` does)."""
     if value is None:
         return None
     obj = _object(value)
@@ -1029,7 +1140,7 @@ def _json_value(value: Any) -> Any:
                     _noticed()
                 return None
             try:
-                return convert(obj[key])
+                return _json_read(convert, obj[key], depth)
             except _Bad as e:
                 raise e.at(key) from None
     if not _KNOWN_ANY_VALUE.issuperset(obj):
@@ -1037,10 +1148,19 @@ def _json_value(value: Any) -> Any:
     for key, convert in _VALUE_KEYS:
         if key in obj:
             try:
-                return convert(obj[key])
+                return _json_read(convert, obj[key], depth)
             except _Bad as e:
                 raise e.at(key) from None
     return None
+
+
+def _json_read(convert: Any, value: Any, depth: int) -> Any:
+    """`convert(value)`, a list or map one level deeper than `depth`."""
+    if convert is _json_array_value or convert is _json_kvlist_value:
+        if depth == MAX_VALUE_DEPTH:
+            raise _TooDeep
+        return convert(value, depth + 1)
+    return convert(value)
 
 
 def _json_int_value(value: Any) -> int:
@@ -1059,7 +1179,7 @@ def _json_string_value(value: Any) -> str:
     return value
 
 
-def _json_array_value(value: Any) -> list[Any]:
+def _json_array_value(value: Any, depth: int) -> list[Any]:
     obj = _object(value)
     if not _KNOWN_VALUES.issuperset(obj):
         _noticed()
@@ -1071,18 +1191,18 @@ def _json_array_value(value: Any) -> list[Any]:
     out: list[Any] = []
     for i, item in enumerate(items):
         try:
-            out.append(_json_value(item))
+            out.append(_json_value(item, depth))
         except _Bad as e:
             raise e.at(i).at("values") from None
     return out
 
 
-def _json_kvlist_value(value: Any) -> dict[str, Any]:
+def _json_kvlist_value(value: Any, depth: int) -> dict[str, Any]:
     obj = _object(value)
     if not _KNOWN_VALUES.issuperset(obj):
         _noticed()
     try:
-        return _json_attributes(obj.get("values"))
+        return _json_attributes(obj.get("values"), depth)
     except _Bad as e:
         raise e.at("values") from None
 
@@ -1111,8 +1231,9 @@ _VALUE_READERS = dict(_VALUE_KEYS)
 _KNOWN_ANY_VALUE = _known(AnyValue)
 
 
-def _json_attributes(value: Any) -> dict[str, Any]:
-    """A JSON array of KeyValue objects as a dict (a repeated key keeps its last value)."""
+def _json_attributes(value: Any, depth: int = 0) -> dict[str, Any]:
+    """A JSON array of KeyValue objects as a dict (a repeated key keeps its last value), `depth` lists and
+    maps deep: at the top (0), a value nested too deep is missing (`_note_too_deep`), else it is raised."""
     out: dict[str, Any] = {}
     for i, kv in enumerate(_array(value)):
         try:
@@ -1126,9 +1247,14 @@ def _json_attributes(value: Any) -> dict[str, Any]:
             except _Bad as e:
                 raise e.at("key") from None
             try:
-                out[key] = _json_value(v)
+                out[key] = _json_value(v, depth)
             except _Bad as e:
                 raise e.at("value") from None
+            except _TooDeep:
+                if depth:
+                    raise
+                out[key] = None
+                _note_too_deep(key)
         except _Bad as e:
             raise e.at(i) from None
     return out
@@ -1212,7 +1338,7 @@ def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> S
         attributes = _json_attributes(obj.get("attributes"))
     except _Bad as e:
         raise e.at(key) from None
-    return Span(
+    span = Span(
         trace_id=trace_id,
         span_id=span_id,
         parent_id=parent_id,
@@ -1226,6 +1352,8 @@ def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> S
         attributes=attributes,
         resource=resource,
     )
+    _claim_too_deep(span, service)
+    return span
 
 
 _OTHER_SIGNALS = ("resourceLogs", "resourceMetrics", "resourceProfiles")
@@ -1272,6 +1400,7 @@ def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None
         except _Bad as e:
             raise e.at("resource") from None
     service = _service_of(resource)
+    _claim_too_deep(None, service)
     for scope_key in (
         "scopeSpans",
         "scope_spans",
@@ -1330,6 +1459,7 @@ def spans_from_json(
     out: list[Span] = []
     # with nobody to tell, as if one were found already: what is read only to find them is then not read
     _SEEN.unknown = unknown is None
+    _telling_too_deep(unknown is not None)
     try:
         if isinstance(obj, list):
             for i, item in enumerate(obj):
@@ -1341,6 +1471,7 @@ def spans_from_json(
             _json_request(obj, out, clamped)
         if unknown is not None and _SEEN.unknown:
             unknown.walk(obj, source, line)
+        _told_too_deep(unknown, source, line)
     except _Bad as e:
         path = _format_path(e.path)
         where = _where(source, line)
@@ -1572,10 +1703,10 @@ def parse_trace_bytes(
         data = _gunzip(data, source, max_bytes)
     suffix = suffixes[-1] if suffixes else ""
     if suffix in PROTOBUF_SUFFIXES:
-        return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
+        return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
     if suffix in JSON_SUFFIXES or _looks_like_json(data):
         return parse_json(data, source=source, clamped=clamped, unknown=unknown)
-    return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped)
+    return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
 
 
 def load_trace_file(

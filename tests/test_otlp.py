@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from google.protobuf.message import DecodeError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,7 @@ from fluo_lang.otlp import (
     spans_to_request,
 )
 from fluo_lang.trace import Span, assemble
+from fluo_run import cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "traces"
 
@@ -485,13 +487,98 @@ def test_very_long_values_are_shortened_in_messages() -> None:
 
 
 def test_deep_nesting_is_an_input_error() -> None:
+    """JSON text nested past what Python's parser takes; a decoded value 5000 deep reads as missing (as
+    protobuf reads it: past `MAX_VALUE_DEPTH`), no longer a RecursionError turned into an input error."""
     value: dict[str, Any] = {"intValue": "1"}
     for _ in range(5000):
         value = {"arrayValue": {"values": [value]}}
     doc = request(("a", [otlp_span(attributes=[kv("deep", value)])]))
-    assert "nested too deeply" in error_of(spans_from_json, doc, source="t")
+    assert spans_from_json(doc, source="t")[0].attributes == {"deep": None}
     text = "[" * 100_000 + "]" * 100_000
     assert error_of(parse_json, text, source="t").startswith("t:")
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, by hand: protobuf's own API re-parses, and so stops at upb's depth."""
+
+    def varint(n: int) -> bytes:
+        out = b""
+        while n > 0x7F:
+            out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
+        return out + bytes([n])
+
+    return varint(field << 3 | 2) + varint(len(payload)) + payload
+
+
+def _nested(depth: int, kind: str) -> tuple[bytes, dict[str, Any], Any]:
+    """ "x" in `depth` lists or maps: as AnyValue bytes, as OTLP/JSON, and as read."""
+    raw, js, read = _ld(1, b"x"), sval("x"), "x"
+    for _ in range(depth):
+        if kind == "array":
+            raw, js, read = _ld(5, _ld(1, raw)), {"arrayValue": {"values": [js]}}, [read]
+        else:
+            raw = _ld(6, _ld(1, _ld(1, b"k") + _ld(2, raw)))
+            js, read = {"kvlistValue": {"values": [kv("k", js)]}}, {"k": read}
+    return raw, js, read
+
+
+@pytest.mark.parametrize(
+    ("kind", "depth", "of"),
+    [
+        *((kind, depth, "span") for kind in ("array", "kvlist") for depth in (31, 32, 40, 60)),
+        *(("kvlist", depth, "resource") for depth in (31, 32)),
+    ],
+)
+def test_values_nested_past_the_limit_read_as_missing_in_both_encodings_and_are_told(
+    kind: str, depth: int, of: str
+) -> None:
+    """QA: an array nested 60 deep read from OTLP/JSON but was silently missing from protobuf (upb's decode
+    depth, its DecodeError swallowed). Both read a value nested past `MAX_VALUE_DEPTH` (31) as missing,
+    and say so, naming the file and the span (or the resource)."""
+    assert otlp.MAX_VALUE_DEPTH == 31
+    raw, js, read = _nested(depth, kind)
+    pb_kv, js_kv = _ld(1, b"d") + _ld(2, raw), [kv("d", js)]
+    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + (_ld(9, pb_kv) if of == "span" else b"")
+    data = _ld(1, (_ld(1, _ld(1, pb_kv)) if of == "resource" else b"") + _ld(2, _ld(2, span_pb)))
+    doc = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": js_kv if of == "resource" else []},
+                "scopeSpans": [{"spans": [otlp_span(attributes=js_kv if of == "span" else [])]}],
+            }
+        ]
+    }
+    told = {}
+    for source, reader in (("t.pb", lambda u: parse_protobuf(data, source="t.pb", unknown=u)),
+                           ("t.json", lambda u: spans_from_json(doc, source="t.json", unknown=u))):  # fmt: skip
+        unknown = UnknownKeys()
+        [span] = reader(unknown)
+        got = (span.attributes if of == "span" else span.resource)["d"]
+        assert got == (read if depth <= 31 else None), source
+        told[source] = unknown.warnings()
+    if depth <= 31:
+        assert told == {"t.pb": [], "t.json": []}
+    else:
+        place = f"span {ROOT} of trace {TID}" if of == "span" else "resource of service ''"
+        for source, lines in told.items():
+            assert lines == [
+                f"{source}: {place}: attribute `d` nests lists and maps more than 31 deep, read as missing"
+            ]
+
+
+def test_fluo_eval_tells_of_a_value_nested_too_deep_in_either_encoding(tmp_path: Path) -> None:
+    """QA repro pb_deep_attr_missing.py: the same trace gave a signal from OTLP/JSON and none from protobuf."""
+    raw, js, _ = _nested(60, "array")
+    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + _ld(9, _ld(1, b"deep") + _ld(2, raw))
+    (tmp_path / "t.pb").write_bytes(_ld(1, _ld(2, _ld(2, span_pb))))
+    (tmp_path / "t.json").write_text(json.dumps(request(("a", [otlp_span(attributes=[kv("deep", js)])]))))
+    for name in ("t.pb", "t.json"):
+        result = CliRunner().invoke(
+            cli.main, ["eval", "--detect", "not trace.has(deep.length() == 1)", "--traces", str(tmp_path / name)]
+        )
+        assert result.exit_code == 0, result.output
+        assert len(result.stdout.splitlines()) == 1, name  # `deep` is missing: the detect fires
+        assert f"{tmp_path / name}: span {ROOT} of trace {TID}: attribute `deep` nests lists and maps" in result.stderr
 
 
 # --- JSON text and lines --------------------------------------------------------
