@@ -1502,16 +1502,46 @@ _JSON_PROBLEMS = {
 
 
 _CUT_STRING = "Unterminated string starting at"
+_CUT_STRING_LINE = "Line ends inside the string starting at"
+_CUT_LINE = "Line ends inside an open object or list at"
 
 
-def _cut_short(e: json.JSONDecodeError) -> json.JSONDecodeError:
-    """A line break and nothing but space after it, inside a string, as the end of text inside that string.
+def _whole_line_next(doc: str, pos: int, blank: bool = True) -> bool:
+    """Whether the next non-blank line from `pos` on is a JSON value and nothing else (if `blank`: or there is none)."""
+    pos = _skip_space(doc, pos)
+    if pos >= len(doc):
+        return blank
+    try:
+        _, after = _DECODER.raw_decode(doc, pos)
+    except (json.JSONDecodeError, RecursionError):
+        return False
+    end = doc.find("\n", after)
+    return not doc[after : len(doc) if end < 0 else end].strip()
 
-    Python stops at the line break (a control character), but the string was cut short:
-    a JSON-lines writer that died mid-line, `head -n` of a pretty file.
+
+def _cut_short(e: json.JSONDecodeError, start: int) -> json.JSONDecodeError:
+    """An error that a line cut short explains, said at that line: a JSON-lines writer that died mid-line,
+    `head -n` of a pretty file. `start`: where the object being read starts.
+
+    Python reads on past the cut. Cut inside a string, it stops at the line break (a
+    control character): the error is the string's, when only space or whole JSON
+    lines follow. Cut elsewhere, it reads the next lines' objects into the cut one and
+    fails somewhere after: when the object's first line opens an object and the next
+    line is a whole JSON value (never so in a pretty-printed object, whose second line
+    is a key), the error is the end of that first line.
     """
-    if e.msg != "Invalid control character at" or _skip_space(e.doc, e.pos) < len(e.doc):
+    doc = e.doc
+    first_end = doc.find("\n", start)
+    if (
+        0 <= first_end < e.pos
+        and doc.startswith("{", start)
+        and e.msg != _CUT_STRING
+        and _whole_line_next(doc, first_end, blank=False)
+    ):
+        return json.JSONDecodeError(_CUT_LINE, doc, len(doc[:first_end].rstrip()))
+    if e.msg != "Invalid control character at" or doc[e.pos] not in "\r\n" or not _whole_line_next(doc, e.pos):
         return e
+    msg = _CUT_STRING if _skip_space(doc, e.pos) >= len(doc) else _CUT_STRING_LINE
     start = e.pos
     while True:  # back to the opening quote: the string holds no `"` but escaped ones
         start = e.doc.rindex('"', 0, start)
@@ -1519,7 +1549,7 @@ def _cut_short(e: json.JSONDecodeError) -> json.JSONDecodeError:
         while before and e.doc[before - 1] == "\\":
             before -= 1
         if (start - before) % 2 == 0:
-            return json.JSONDecodeError(_CUT_STRING, e.doc, start)
+            return json.JSONDecodeError(msg, e.doc, start)
 
 
 def _json_problem(e: json.JSONDecodeError) -> str:
@@ -1530,6 +1560,10 @@ def _json_problem(e: json.JSONDecodeError) -> str:
     """
     if e.msg == _CUT_STRING:  # no closing quote before the end of the text
         return "the text ends inside the string that starts here; is the file cut short?"
+    if e.msg == _CUT_STRING_LINE:  # no closing quote before the line break, and whole lines after
+        return "the line ends inside the string that starts here; is the line cut short?"
+    if e.msg == _CUT_LINE:  # the next line starts a whole value where this line's object goes on
+        return "the line ends here with an object or list still open; is the line cut short?"
     what = _JSON_PROBLEMS.get(e.msg) or e.msg.removesuffix(" at").removesuffix(" starting").lower()
     if e.msg.startswith("Expecting") and _skip_space(e.doc, e.pos) >= len(e.doc):
         return f"the text ends here, where it {what.replace('expected', 'expects', 1)}; is the file cut short?"
@@ -1598,7 +1632,7 @@ def parse_json(
         try:
             obj, after = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            e = _cut_short(e)
+            e = _cut_short(e, pos)
             raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {_json_problem(e)}") from None
         except RecursionError:
             raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None

@@ -601,6 +601,35 @@ def test_json_syntax_errors_name_line_and_column() -> None:
     assert message.startswith("a.json:3:5: invalid JSON: ")
 
 
+_LINE = '{"resourceSpans": [{"scopeSpans": [{"spans": []}]}]}'
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ('{"resourceSpans": [{"scopeSpans": [', "2:36: the line ends here with an object or list still open"),
+        ('{"resourceSpans": [{"scopeSpans": [{"spans": []}]}]', "2:52: the line ends here with an object or list"),
+        ("{", "2:2: the line ends here with an object or list still open"),
+        ('{"resourceSpans": [{"scopeSpans": [{"spa', "2:37: the line ends inside the string that starts here"),
+    ],
+)
+def test_a_json_lines_line_cut_short_is_named_not_the_next(second: str, message: str) -> None:
+    """QA: line 2 of a JSON-lines file cut short was reported at line 3 col 1, the next (valid) line, where
+    Python's parser read on into it; the error now names the end of line 2 (or its unfinished string)."""
+    got = error_of(parse_json, f"{_LINE}\n{second}\n{_LINE}\n\n{_LINE}\n", source="t.jsonl")
+    assert got.startswith(f"t.jsonl:{message.replace(': ', ': invalid JSON: ', 1)}"), got
+    assert got.endswith("; is the line cut short?")
+
+
+def test_a_pretty_file_keeps_the_place_of_its_error() -> None:
+    """A line cut short is told only where the next line is a whole value and the object's first line opens one:
+    a pretty-printed object's second line is a key, so its errors stay where Python finds them."""
+    got = error_of(parse_json, '{\n  "resourceSpans": [\n    {"x": 1}\n    {"y": 2}\n  ]\n}', source="p.json")
+    assert got == "p.json:4:5: invalid JSON: expected `,` or the end of the list or object, found `{`"
+    got = error_of(parse_json, '[\n{"resourceSpans": []}\n{"resourceSpans": []}\n]', source="p.json")
+    assert got == "p.json:3:1: invalid JSON: expected `,` or the end of the list or object, found `{`"
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
