@@ -915,7 +915,7 @@ class CompiledRule:
         obs: dict[str, Any] = {}
         culprits: list[Span] = []
         if ir.mode in ("expect", "detect"):
-            self._explain(ir.condition, ctx, obs, culprits)
+            self._explain(ir.condition, ctx, _Observed(obs), culprits)
             verb = "expected" if ir.mode == "expect" else "detected"
             what = _brief(self.clause_text(ir.condition))
             reason = _observed_text(obs)
@@ -939,7 +939,7 @@ class CompiledRule:
         summary = f"when {{ {_brief(self.clause_text(ir.condition))} }}: {reason}"
         return obs, culprits, summary, reason
 
-    def _explain(self, n: Node, ctx: Any, obs: dict[str, Any], culprits: list[Span]) -> None:
+    def _explain(self, n: Node, ctx: Any, obs: _Observed, culprits: list[Span]) -> None:
         fn = self.compiler.fn
         if n.op in ("and", "or"):
             # Decided by the operands whose value is the result's: the true ones of a true `or`,
@@ -959,15 +959,15 @@ class CompiledRule:
             rname = "bound" if _literal(right) else _label(right)
             if rname == lname:
                 lname, rname = "left", "right"
-            _put(obs, lname, _shown(fn(left)(ctx, None), left.type))
-            _put(obs, rname, _shown(fn(right)(ctx, None), right.type))
+            obs.put(lname, _shown(fn(left)(ctx, None), left.type), left)
+            obs.put(rname, _shown(fn(right)(ctx, None), right.type), right)
             self._culprits_of(left, ctx, culprits)
             self._culprits_of(right, ctx, culprits)
             return
         if n.op == "matches":
             (left,) = n.args
-            _put(obs, _label(left), _shown(fn(left)(ctx, None), left.type))
-            _put(obs, "pattern", str(n.value))
+            obs.put(_label(left), _shown(fn(left)(ctx, None), left.type), left)
+            obs.put("pattern", str(n.value), None)
             self._culprits_of(left, ctx, culprits)
             return
         if n.op == "call" and n.value.name in ("all", "none", "exists", "any") and len(n.args) > 1:
@@ -975,35 +975,35 @@ class CompiledRule:
             pred = fn(n.args[1])
             if n.value.name == "all":
                 bad = [s for s in spans if pred(ctx, s) is not True]
-                _put(obs, "violations", len(bad))
+                obs.put("violations", len(bad), n)
             else:
                 bad = [s for s in spans if pred(ctx, s) is True]
-                _put(obs, "matched", len(bad))
-            _put(obs, "checked", len(spans))
+                obs.put("matched", len(bad), n)
+            obs.put("checked", len(spans), n.args[0])
             culprits.extend(bad)
             return
         if n.op == "call" and n.value.name == "exists":
             spans = fn(n.args[0])(ctx, None) or []
-            _put(obs, "matched", len(spans))
+            obs.put("matched", len(spans), n)
             culprits.extend(spans)
             return
         if n.op == "call" and n.value.name in ("before", "after"):
             first: list[Span] = fn(n.args[0])(ctx, None) or []
             second: list[Span] = fn(n.args[1])(ctx, None) or []
-            _put(obs, n.value.name, fn(n)(ctx, None))
-            _put(obs, "left_spans", len(first))
-            _put(obs, "right_spans", len(second))
+            obs.put(n.value.name, fn(n)(ctx, None), n)
+            obs.put("left_spans", len(first), n.args[0])
+            obs.put("right_spans", len(second), n.args[1])
             culprits.extend(first)
             culprits.extend(second)
             return
         if n.op == "exists" or n.type == t.SPANS:
             self._culprits_of(n, ctx, culprits)
             value = fn(n.args[0] if n.op == "exists" else n)(ctx, None)
-            _put(obs, "matched", len(value) if isinstance(value, list) else int(value is not None))
+            obs.put("matched", len(value) if isinstance(value, list) else int(value is not None), n)
             return
         if n.op == "const":  # `... and true`: a literal explains nothing
             return
-        _put(obs, _label(n), to_json(fn(n)(ctx, None), n.type.name))
+        obs.put(_label(n), to_json(fn(n)(ctx, None), n.type.name), n)
         self._culprits_of(n, ctx, culprits)
 
     def _culprits_of(self, n: Node, ctx: Any, culprits: list[Span]) -> None:
@@ -1053,15 +1053,53 @@ def _skipped_text(skipped: list[str], where: str = "") -> str:
     return f"{len(skipped)} rule(s) not evaluated{where}: {', '.join(skipped[:10])}{more}"
 
 
-def _put(obs: dict[str, Any], key: str, value: Any) -> None:
-    """`obs[key] = value`, or under `key_2`, `key_3`... if `key` holds a different value, as a rule's `==` tells
-    them apart (`1` and `true` differ; a bytes value's hex text and the same string do not)."""
-    if key in obs and not _equal(obs[key], value):
-        i = 2
-        while f"{key}_{i}" in obs:
+class _Observed:
+    """A signal's `observed` as `_explain` fills it: each value under its name, numbered `_2`, `_3`... when the
+    name is taken, so each comparison's operands keep names of their own (`count`, `bound`, `count_2`, `bound_2`).
+
+    Only the same expression read again (equal IR, wherever it is written) is shown once: in
+    `count() > 2 and count() < 10`, one `count`. A literal is never that (`bound`, `bound_2` for
+    two `2`s), nor is a value of another expression that happens to be equal (an earlier `_put`
+    dropped those, so `count_2: 2` went missing beside its `bound_2`).
+    """
+
+    __slots__ = ("sources", "values")
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.sources: dict[str, Node] = {}
+
+    def put(self, key: str, value: Any, source: Node | None) -> None:
+        """`value` of the expression `source` (None: a literal, never shown once for two) under `key`, or the
+        first of `key_2`, `key_3`... free; not again if `source` is shown under one with the same value."""
+        if source is not None and _literal(source):
+            source = None
+        name, i = key, 1
+        while name in self.values:
+            shown = self.sources.get(name)
+            # `==` tells the values apart (1 and true differ), as a rule's `==` does
+            if source is not None and _same_expression(shown, source) and _equal(self.values[name], value):
+                return
             i += 1
-        key = f"{key}_{i}"
-    obs[key] = value
+            name = f"{key}_{i}"
+        self.values[name] = value
+        if source is not None:
+            self.sources[name] = source
+
+
+def _same_expression(a: Node | None, b: Node) -> bool:
+    """The same expression, wherever written: equal but for source positions."""
+    if a is None:
+        return False
+    if a is b:
+        return True
+    return (
+        a.op == b.op
+        and a.type == b.type
+        and a.value == b.value
+        and len(a.args) == len(b.args)
+        and all(_same_expression(x, y) for x, y in zip(a.args, b.args, strict=True))
+    )
 
 
 def _literal(n: Node) -> bool:

@@ -17,8 +17,11 @@ from hypothesis import strategies as st
 from tests_paths import EXAMPLE_RULES, EXAMPLE_TRACES
 
 from fluo_lang import builtins, evaluate
+from fluo_lang import types as t
 from fluo_lang.api import analyze, analyze_paths, compile_program
+from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.evaluate import Program
+from fluo_lang.ir import Node
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, assemble, tumbling
@@ -823,15 +826,18 @@ def test_observed_shows_the_operands_of_in_contains_and_matches_by_their_types()
 def test_observed_tells_values_apart_as_a_rules_equality_does() -> None:
     """Review: `_put` split values by Python type, so a bytes attribute's hex text (`HexBytes`, a `str`) and
     the same string would show under two keys with the same text; `1` and `true` still differ, `1` and `1.0`
-    are one value as `1 == 1.0` holds."""
+    are one value as `1 == 1.0` holds. (Of one expression read twice: only that is shown once.)"""
     obs: dict[str, object] = {}
-    evaluate._put(obs, "h", HexBytes("deadbeef"))
-    evaluate._put(obs, "h", "deadbeef")
-    evaluate._put(obs, "n", 1)
-    evaluate._put(obs, "n", True)
-    evaluate._put(obs, "n", 1.0)
-    evaluate._put(obs, "l", [1])
-    evaluate._put(obs, "l", [True])
+    put = evaluate._Observed(obs).put
+    x = Node("attr", t.ANY, value="x", span=SourceSpan(0, 1, 0, 0, 0, 1))
+    x_again = Node("attr", t.ANY, value="x", span=SourceSpan(9, 10, 0, 9, 0, 10))  # the same expression, written again
+    put("h", HexBytes("deadbeef"), x)
+    put("h", "deadbeef", x_again)
+    put("n", 1, x)
+    put("n", True, x_again)
+    put("n", 1.0, x)
+    put("l", [1], x)
+    put("l", [True], x)
     assert obs == {"h": "deadbeef", "n": 1, "n_2": True, "l": [1], "l_2": [True]}
 
 
@@ -869,3 +875,23 @@ def test_literals_at_the_ends_of_64_bits_mean_exactly_their_value(expr: str, fir
                 attributes={"x": -(2**63)})  # fmt: skip
     program = program_for(f"rule r {{ detect trace.spans.where({expr}).exists() }}")
     assert bool(program.evaluate_trace(trace(long))) is fires
+
+
+def test_observed_numbers_each_expressions_value_even_when_equal() -> None:
+    """QA: `observed` dropped a value equal to one already shown under its name, so for the rule below it was
+    `{count: 2, bound: 2, bound_2: 1}`: `bound_2` without its `count_2`, and a `fluo test` expectation
+    `{count_2: 2}` never matched. Only the same expression read again is shown once; a literal never is."""
+    child, other = (
+        Span(trace_id=b"t" * 16, span_id=bytes([i]) * 8, name="child", service="be", start=0, end=9) for i in b"co"
+    )
+    program = program_for(
+        "rule two { detect trace.has(name == 'child').count() >= 2 and trace.has(service == 'be').count() >= 1 }\n"
+        "rule same { detect trace.spans.count() > 1 and trace.spans.count() < 10 }\n"
+        "rule lits { detect trace.has(name == 'child').count() >= 2 and trace.spans.count() >= 2 }\n"
+    )
+    got = {s.rule: s.observed for s in program.evaluate_trace(trace(child, other))}
+    assert got == {
+        "two": {"count": 2, "bound": 2, "count_2": 2, "bound_2": 1},
+        "same": {"count": 2, "bound": 1, "bound_2": 10},
+        "lits": {"count": 2, "bound": 2, "count_2": 2, "bound_2": 2},
+    }
