@@ -130,13 +130,17 @@ def describe_clamped(clamped: Sequence[Span]) -> str:
 MAX_VALUE_DEPTH = 31
 """How deep lists and maps may nest in an attribute value (a list of strings is 1 deep, a list of them 2).
 
-A value nested deeper reads as missing from OTLP/JSON and protobuf alike, and `fluo eval` and
-`fluo test` warn (`UnknownKeys.too_deep`). protobuf's decoder (upb) reads at most 100 messages
+A value nested deeper reads as missing from OTLP/JSON and protobuf alike, and `fluo eval`,
+`fluo test` and `fluo discover` warn: where the file is read for OTLP/JSON and resources
+(`UnknownKeys.too_deep`), after the run for a protobuf span attribute, whose value is decoded
+only when read (`too_deep_reads`: looking at every value up front added a quarter to `fluo eval`'s time).
+
+protobuf's decoder (upb) reads at most 100 messages
 deep: a map level is 3 messages (AnyValue, KeyValueList, KeyValue), a list level 2, and a resource's
 value sits 5 deep in a request, so 5 + 3 x 31 = 98 is as deep as every value reads in both encodings."""
 
-_DEEP_BYTES = 4 * (MAX_VALUE_DEPTH + 1)
-"""The fewest bytes an AnyValue nested past `MAX_VALUE_DEPTH` takes: a level is at least 4 (2 headers)."""
+_TOO_DEEP_READS = [0]
+"""How many protobuf attribute values read so far nested past `MAX_VALUE_DEPTH` (`too_deep_reads`)."""
 
 
 class _TooDeep(Exception):
@@ -177,19 +181,22 @@ def _pb_attributes(kvs: Iterable[KeyValue]) -> dict[str, Any]:
     return out
 
 
-def _too_deep(raw: bytes) -> bool:
-    """Whether an `AnyValue` message's bytes hold a value nested past `MAX_VALUE_DEPTH` (read as missing)."""
-    if len(raw) < _DEEP_BYTES:
-        return False
-    try:
-        _pb_value(AnyValue.FromString(raw))
-    except _TooDeep:
-        return True
-    except DecodeError as e:
-        return "MaxDepth" in str(e)  # upb's limit, past ours: "Exceeded upb_DecodeOptions_MaxDepth"
-    except (RuntimeError, ValueError):
-        return False
-    return False
+def too_deep_reads() -> int:
+    """How many protobuf span attribute values read so far in this process nested past `MAX_VALUE_DEPTH`
+    (read as missing); a command compares the count before and after its run (`too_deep_warning`)."""
+    return _TOO_DEEP_READS[0]
+
+
+def too_deep_warning(since: int) -> str | None:
+    """The warning for the values `too_deep_reads` counted since `since`, if any."""
+    n = _TOO_DEEP_READS[0] - since
+    if n <= 0:
+        return None
+    reads = "1 read" if n == 1 else f"{n:,} reads"
+    return (
+        f"{reads} of an attribute value from protobuf found lists and maps nested more than {MAX_VALUE_DEPTH} "
+        "deep, read as missing"
+    )
 
 
 _VALUE_CACHE: dict[bytes, Any] = {}
@@ -224,7 +231,14 @@ def _any_value(raw: bytes) -> Any:
     else:
         try:
             v = _pb_value(AnyValue.FromString(raw))
-        except (_TooDeep, DecodeError, RuntimeError, ValueError):  # upb's own depth limit is a DecodeError
+        except _TooDeep:
+            _TOO_DEEP_READS[0] += 1
+            return None
+        except DecodeError as e:
+            if "MaxDepth" in str(e):  # upb's own limit, past ours: "Exceeded upb_DecodeOptions_MaxDepth"
+                _TOO_DEEP_READS[0] += 1
+            return None
+        except (RuntimeError, ValueError):
             return None
         if isinstance(v, list | dict):
             return v  # mutable: each reader gets its own
@@ -590,8 +604,8 @@ def spans_from_request(
     message is kept only with an error status (the only status OTLP gives one).
     Ids of the wrong length raise `TraceInputError` naming `source` and the span.
     A span that ends before it starts ends when it starts (see `clamp_end`).
-    `unknown`, when given, gets the attributes nested past `MAX_VALUE_DEPTH` (read as missing):
-    finding them reads every span's attributes here, so the runtime does not ask.
+    `unknown`, when given, gets the resource attributes nested past `MAX_VALUE_DEPTH` (read as
+    missing); a span's are decoded only when read, and counted then (`too_deep_reads`).
 
     Spans are built by assigning every slot of `Span` directly, a third of the cost
     of calling `Span(...)` with keyword arguments; a test checks that every slot is
@@ -672,9 +686,6 @@ def spans_from_request(
                 s.resource = resource
                 s.trace_ref = None
                 append(s)
-                if unknown is not None:
-                    deep = sorted(k for k, raw in sp.attributes.items() if len(raw) >= _DEEP_BYTES and _too_deep(raw))
-                    _SEEN.deep_found.extend((s, service, k) for k in deep)
     _told_too_deep(unknown, source, None)
     return out
 

@@ -361,7 +361,14 @@ def eval_command(
       fluo eval examples/rules/ --traces examples/traces/*.json
       cat t.json | fluo eval --detect "trace.count(status == error) > 0" --traces -
     """
-    from fluo_lang.otlp import TraceInputError, UnknownKeys, describe_clamped, load_trace_files
+    from fluo_lang.otlp import (
+        TraceInputError,
+        UnknownKeys,
+        describe_clamped,
+        load_trace_files,
+        too_deep_reads,
+        too_deep_warning,
+    )
     from fluo_lang.trace import assemble, collector_paused
 
     given = [x for x in (expect_expr, detect_expr) if x is not None]
@@ -387,6 +394,7 @@ def eval_command(
     with collector_paused():
         clamped: list[Span] = []
         unknown = UnknownKeys()
+        deep_before = too_deep_reads()
         try:
             spans = load_trace_files(trace_paths, program.prefetch, clamped, unknown)
         except TraceInputError as exc:
@@ -398,6 +406,9 @@ def eval_command(
         if not spans:
             click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
         signals = program.evaluate(assemble(spans))
+    deep = too_deep_warning(deep_before)
+    if deep is not None:
+        click.echo(f"fluo: warning: {deep}", err=True)
     for s in signals:
         if fmt == "jsonl":
             click.echo(json.dumps(s.to_json(), ensure_ascii=False))

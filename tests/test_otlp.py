@@ -549,21 +549,26 @@ def test_values_nested_past_the_limit_read_as_missing_in_both_encodings_and_are_
         ]
     }
     told = {}
+    counted = {}
     for source, reader in (("t.pb", lambda u: parse_protobuf(data, source="t.pb", unknown=u)),
                            ("t.json", lambda u: spans_from_json(doc, source="t.json", unknown=u))):  # fmt: skip
         unknown = UnknownKeys()
+        before = otlp.too_deep_reads()
         [span] = reader(unknown)
         got = (span.attributes if of == "span" else span.resource)["d"]
         assert got == (read if depth <= 31 else None), source
         told[source] = unknown.warnings()
+        counted[source] = otlp.too_deep_reads() - before
+    place = f"span {ROOT} of trace {TID}" if of == "span" else "resource of service ''"
+    told_at_reading = [f"{place}: attribute `d` nests lists and maps more than 31 deep, read as missing"]
     if depth <= 31:
         assert told == {"t.pb": [], "t.json": []}
+        assert counted == {"t.pb": 0, "t.json": 0}
+    elif of == "span":  # a protobuf span's values are decoded when read: counted then, told after the run
+        assert told == {"t.pb": [], "t.json": [f"t.json: {told_at_reading[0]}"]}
+        assert counted == {"t.pb": 1, "t.json": 0}
     else:
-        place = f"span {ROOT} of trace {TID}" if of == "span" else "resource of service ''"
-        for source, lines in told.items():
-            assert lines == [
-                f"{source}: {place}: attribute `d` nests lists and maps more than 31 deep, read as missing"
-            ]
+        assert told == {source: [f"{source}: {told_at_reading[0]}"] for source in ("t.pb", "t.json")}
 
 
 def test_fluo_eval_tells_of_a_value_nested_too_deep_in_either_encoding(tmp_path: Path) -> None:
@@ -578,7 +583,27 @@ def test_fluo_eval_tells_of_a_value_nested_too_deep_in_either_encoding(tmp_path:
         )
         assert result.exit_code == 0, result.output
         assert len(result.stdout.splitlines()) == 1, name  # `deep` is missing: the detect fires
-        assert f"{tmp_path / name}: span {ROOT} of trace {TID}: attribute `deep` nests lists and maps" in result.stderr
+        if name == "t.json":
+            told = f"{tmp_path / name}: span {ROOT} of trace {TID}: attribute `deep` nests lists and maps"
+        else:  # decoded only when the rule read it (reading every value up front added a quarter to the run)
+            told = "fluo: warning: 1 read of an attribute value from protobuf found lists and maps nested more than 31"
+        assert told in result.stderr, name
+
+
+def test_fluo_test_and_discover_tell_of_protobuf_values_nested_too_deep(tmp_path: Path) -> None:
+    """A protobuf span attribute nested past the limit, read in `fluo test` and `fluo discover`, is told after
+    their run (it is decoded only when read), as `fluo eval` tells it."""
+    raw, _, _ = _nested(40, "array")
+    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + _ld(9, _ld(1, b"deep") + _ld(2, raw))
+    (tmp_path / "t.pb").write_bytes(_ld(1, _ld(2, _ld(2, span_pb))))
+    (tmp_path / "r.fluo").write_text("rule r { detect trace.has(deep.length() == 1) }\n")
+    (tmp_path / "r_test.yaml").write_text("rules: r.fluo\ncases:\n  - name: deep\n    traces: t.pb\n    expect: []\n")
+    told = "fluo: warning: 1 read of an attribute value from protobuf found lists and maps nested more than 31 deep"
+    result = CliRunner().invoke(cli.main, ["test", str(tmp_path / "r_test.yaml")])
+    assert result.exit_code == 0, result.output
+    assert told in result.stderr
+    result = CliRunner().invoke(cli.main, ["discover", str(tmp_path / "t.pb")])
+    assert "read of an attribute value from protobuf found lists and maps nested more than 31 deep" in result.stderr
 
 
 # --- JSON text and lines --------------------------------------------------------

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, trace_files_in
+from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
 from ..cli import cost_limit_option, eval_budget_option, fail
@@ -145,6 +145,7 @@ def command(
             fail(problem)
     elif output is not None:
         _refuse_inputs(trace_paths, [Path(output)], None)
+    deep_before = too_deep_reads()
     traces, corpus = _load(trace_paths, options)
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
@@ -157,6 +158,9 @@ def command(
     miner = Miner(corpus, options)
     with collector_paused():
         found, facts = mine_within(miner, options.max_rules)
+    deep = too_deep_warning(deep_before)
+    if deep is not None:
+        click.echo(f"fluo: warning: {deep}", err=True)
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts, miner.implied, cost_limit, eval_budget)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
