@@ -455,8 +455,8 @@ _WINDOW_BOUNDS = {  # a window's own bounds, as its signals' `window_start`/`win
 TRACE_MEMBERS = (
     *(_field(t.TRACE, n, ty, doc, impl) for n, ty, doc, impl in _ROOT_COMMON),
     _field(t.TRACE, "root", t.SPAN,
-           "The span with no parent id (the earliest if several); missing if none. A span whose parent id "
-           "names a span that never arrived, or itself, is not a root.",
+           "The span with no parent id (the earliest if several, ties by span id); missing if none. A span whose "
+           "parent id names a span that never arrived, or itself, is not a root.",
            _g("root"), may_be_missing=True),
     _field(t.TRACE, "id", t.STRING, "The trace id, 32 lowercase hex digits.", _g("id_hex")),
     _field(t.TRACE, "services", t.list_of(t.STRING),

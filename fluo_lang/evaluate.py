@@ -14,6 +14,7 @@ to explain itself: the `observed` values and the spans that decided it.
 
 from __future__ import annotations
 
+import heapq
 import json
 import operator
 from collections import Counter
@@ -27,7 +28,7 @@ from .builtins import Member
 from .cost import BudgetExhausted, Meter, MeteredPattern, Poly, estimate, weighs_regexes
 from .ir import Node, RuleIR
 from .regex import compile_regex
-from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, read_in, tumbling
+from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, read_in, span_order, tumbling
 from .values import ARITH, NS_LIMIT, arith, format_duration, format_timestamp, in_int64, negate, to_json
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
@@ -1139,16 +1140,29 @@ def _observed_text(obs: dict[str, Any]) -> str:
 
 
 def _culprit_ids(spans: Iterable[Span]) -> tuple[list[str], list[str]]:
-    """The span ids of the first `MAX_CULPRITS` distinct spans, and the trace id of each.
+    """The span ids of the first `MAX_CULPRITS` distinct spans in `span_order`, and the trace id of each.
 
+    Sorted before the cut, so the same spans give the same ids, and the same ones of more than
+    `MAX_CULPRITS`, whatever order they arrived in (one file or two, one export or several).
     Spans are told apart by trace and span id: two traces of a window may use the same span id.
+    Sorting is paid here, for a rule that fired, never on every trace.
     """
+    keys = set(map(span_order, spans))
+    first = heapq.nsmallest(MAX_CULPRITS, keys)
+    chosen = _distinct_ids(first)
+    if len(chosen) < min(MAX_CULPRITS, len(keys)):  # copies of one id with different starts (bad input)
+        chosen = _distinct_ids(sorted(keys))
+    return [sid.hex() for _, sid in chosen], [tid.hex() for tid, _ in chosen]
+
+
+def _distinct_ids(keys: Iterable[tuple[int, bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """(trace id, span id) of each of `keys` (in `span_order`) not seen before, at most `MAX_CULPRITS`."""
     seen: dict[tuple[bytes, bytes], None] = {}
-    for s in spans:
-        seen.setdefault((s.trace_id, s.span_id), None)
+    for _, tid, sid in keys:
+        seen.setdefault((tid, sid), None)
         if len(seen) >= MAX_CULPRITS:
             break
-    return [sid.hex() for _, sid in seen], [tid.hex() for tid, _ in seen]
+    return list(seen)
 
 
 def attribute_keys(rules: list[RuleIR]) -> Counter[str]:

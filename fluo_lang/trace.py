@@ -30,6 +30,10 @@ AttrSource = Callable[[], dict[str, Any]]
 _START = attrgetter("start")
 _END = attrgetter("end")
 
+span_order: Callable[[Span], tuple[int, bytes, bytes]] = attrgetter("start", "trace_id", "span_id")
+"""The one order of spans that does not depend on the order they arrived in: by start time, then
+trace id, then span id. A trace's `root` is the first of its roots in it, a signal's `span_ids` follow it."""
+
 
 @functools.cache
 def dotted_readings(key: str) -> tuple[tuple[str, str], ...]:
@@ -276,7 +280,7 @@ class Trace(_Indexed):
 
     @property
     def root(self) -> Span | None:
-        """The span with no parent id, the earliest if several; None if there is none.
+        """The span with no parent id, the first of several in `span_order`; None if there is none.
 
         A span whose parent id names a span that never arrived is the root of its
         own fragment, not of the trace. So is a span that names itself as its parent
@@ -285,7 +289,7 @@ class Trace(_Indexed):
         """
         if not self._root_done:
             roots = [s for s in self.spans if not s.parent_id]
-            self._root = min(roots, key=lambda s: (s.start, s.span_id)) if roots else None
+            self._root = min(roots, key=span_order) if roots else None
             self._root_done = True
         return self._root
 

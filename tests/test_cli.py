@@ -565,3 +565,17 @@ def test_eval_and_discover_warn_of_a_misspelt_key_in_a_trace_file(tmp_path: Path
     assert r.stderr.startswith(warnings)
     r = run("eval", "--detect", "trace.spans.count() > 0", "--traces", str(ROOT / "examples" / "traces"))
     assert r.exit_code == 0 and r.stderr == ""
+
+
+def test_eval_lists_the_same_span_ids_whatever_order_the_files_come_in(tmp_path: Path) -> None:
+    """QA: the same 25 spans in two files gave other `span_ids` (and other ones of 24 culprits) with the files
+    named in the other order: they followed the order spans were read in."""
+    rules = tmp_path / "r.fluo"
+    rules.write_text("rule errs { detect trace.spans.where(status == error).count() > 3 }\n", encoding="utf-8")
+    files = [str(ROOT / "tests/conformance/traces" / f"arrival_order_{n}.json") for n in ("late", "early")]
+    outs = []
+    for order in (files, files[::-1]):
+        result = run("eval", str(rules), *(a for f in order for a in ("--traces", f)))
+        assert result.exit_code == 0, result.output
+        outs.append([json.loads(line) for line in result.stdout.splitlines()])
+    assert outs[0] == outs[1] and len(outs[0][0]["span_ids"]) == 20

@@ -16,7 +16,7 @@ from fluo_run.cli import main
 CASES = load_cases()
 
 
-EVAL_ONLY_KEYS = ("span_ids", "window_start", "window_end")
+EVAL_ONLY_KEYS = ("span_ids", "trace_ids", "window_start", "window_end")
 """What the table may expect of a signal and a test file cannot: `fluo test` is held to `fluo eval`'s signals."""
 
 

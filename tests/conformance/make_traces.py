@@ -27,6 +27,15 @@ def span(tid: int, sid: int, parent: int, name: str, service: str, start: int, e
     )
 
 
+def _ordered(tid: int, sid: int) -> Span:
+    """Span `sid` of the arrival-order traces: 1 is the root; the others are errors starting at (7 * sid) mod
+    13 ms, so starts tie and their order is not the ids', lasting 50 to 54 ms, so several share the longest."""
+    if sid == 1:
+        return span(tid, 1, 0, "root", "web", 0, 500)
+    start = (7 * sid) % 13
+    return span(tid, sid, 1, "op", "web", start, start + 50 + sid % 5, status="error")
+
+
 def main() -> None:
     traces = {
         # Two traces ending in one minute that use the same span ids (ids are unique only within a trace).
@@ -123,6 +132,15 @@ def main() -> None:
             span(0xDB, 2, 1, "b", "api", 1, 9, attributes={"f": 1e308}),
         ],
         "float_sum_negative.json": [span(0xDB, 3, 1, "c", "api", 2, 8, attributes={"f": -1e308})],
+        # One trace of 24 error spans (and a second trace beside it in the same minute), written in an order
+        # that is not their start order, across two files: signals list spans by start, trace id, span id,
+        # whatever order they came in (QA: `span_ids` followed arrival, and the first 20 of it).
+        "arrival_order_late.json": [
+            *(_ordered(0xC7, sid) for sid in range(25, 12, -1)),
+            span(0xC8, 1, 0, "root", "web", 0, 300),
+            *(span(0xC8, sid, 1, "op", "web", sid, sid + 40, status="error") for sid in (4, 3, 2)),
+        ],
+        "arrival_order_early.json": [_ordered(0xC7, sid) for sid in range(12, 0, -1)],
     }  # fmt: skip
     OUT.mkdir(exist_ok=True)
     for name, spans in traces.items():
