@@ -18,7 +18,7 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from math import fsum, isfinite
+from math import copysign, fsum, isfinite
 from typing import Any, Literal
 
 from . import types as t
@@ -206,14 +206,27 @@ TYPED_IMPLS: dict[tuple[Impl, t.Type], Impl] = {(_avg, t.DURATION): _avg_duratio
 """A method whose implementation depends on its result type: the registry's one, and the one used for that type."""
 
 
+def _extreme(values: list[int | float], largest: bool) -> int | float | None:
+    """The largest (or smallest) of `values`, the same in any order: missing over none, NaN if one is (as IEEE
+    754's `maximum`; Python's `max` kept or passed over a NaN by where it stood), and of equal values the integer
+    (`5` over `5.0`), then `0.0` over `-0.0` for the largest and `-0.0` for the smallest."""
+    if not values:
+        return None
+    if float not in set(map(type, values)):
+        return max(values) if largest else min(values)
+    if any(v != v for v in values):
+        return float("nan")
+    best = max(values) if largest else min(values)
+    sign = 1.0 if largest else -1.0
+    return max((v for v in values if v == best), key=lambda v: (type(v) is int, sign * copysign(1.0, v)))
+
+
 def _min(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
-    values = _numbers(ctx, spans, fn)
-    return min(values) if values else None
+    return _extreme(_numbers(ctx, spans, fn), largest=False)
 
 
 def _max(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
-    values = _numbers(ctx, spans, fn)
-    return max(values) if values else None
+    return _extreme(_numbers(ctx, spans, fn), largest=True)
 
 
 def _before(ctx: Any, a: list[Span], b: list[Span]) -> bool:

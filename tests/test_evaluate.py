@@ -523,6 +523,35 @@ def test_the_same_spans_in_any_order_give_the_same_signals(seed: int) -> None:
     assert sorted(got, key=key) == sorted(want, key=key)
 
 
+@pytest.mark.parametrize(
+    ("values", "expr", "observed"),
+    [
+        ([0.1, 0.2, 0.3], "sum(v) > 0.6", None),  # 0.6000000000000001 added in this order, 0.6 in the other
+        ([0.1, 0.2, 0.3], "avg(v) > 0.2", None),
+        ([1e308, 1e308, -1e308], "sum(v) > 0", {"sum": 1e308, "bound": 0}),  # inf on the way in one order
+        ([5, 5.0, 1], "max(v) > 1", {"max": 5, "bound": 1}),
+        ([5.0, 5, 9.5], "min(v) < 9", {"min": 5, "bound": 9}),
+        ([0.0, -0.0], "min(v) <= 0", {"min": -0.0, "bound": 0}),
+        ([-0.0, 0.0], "max(v) >= 0", {"max": 0.0, "bound": 0}),
+        ([float("nan"), 1, 2], "max(v) != 0", {"max": "NaN", "bound": 0}),  # NaN first was the max, after 1 not
+    ],
+)
+def test_aggregates_do_not_depend_on_the_order_of_the_values(values: list[float], expr: str, observed: object) -> None:
+    """QA: a float `sum` rounded at each step, so `sum(v) > 0.6` fired on 0.1, 0.2, 0.3 in one order only; `max`
+    of 5 and 5.0 was whichever came first, and of 1 and NaN depended on which came first."""
+    spans = [span("s" * (i + 1), v=v) for i, v in enumerate(values)]
+    program = program_for(f"rule r {{ detect trace.spans.{expr} }}")
+    outcomes = [
+        [(s.observed, s.span_ids) for s in program.evaluate_trace(trace(*order))] for order in (spans, spans[::-1])
+    ]
+    assert str(outcomes[0]) == str(outcomes[1])  # as written: 5 is not 5.0, -0.0 is not 0.0
+    if observed is None:
+        assert outcomes[0] == []
+    else:
+        [(got, _)] = outcomes[0]
+        assert str(got) == str(observed)
+
+
 def test_durations_in_signals_are_exact() -> None:
     """A value just over its bound never reads as equal to it (100.0004ms was printed as `100ms`)."""
     slow = Span(trace_id=b"t" * 16, span_id=b"r" * 8, name="root", start=0, end=100_000_400)
