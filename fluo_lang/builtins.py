@@ -202,10 +202,6 @@ def _avg_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | None:
     return None if exact is None else round(Fraction(exact, len(values)))
 
 
-TYPED_IMPLS: dict[tuple[Impl, t.Type], Impl] = {(_avg, t.DURATION): _avg_duration}
-"""A method whose implementation depends on its result type: the registry's one, and the one used for that type."""
-
-
 def _extreme(values: list[int | float], largest: bool) -> int | float | None:
     """The largest (or smallest) of `values`, the same in any order: missing over none, NaN if one is (as IEEE
     754's `maximum`; Python's `max` kept or passed over a NaN by where it stood), and of equal values the integer
@@ -227,6 +223,26 @@ def _min(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
 
 def _max(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
     return _extreme(_numbers(ctx, spans, fn), largest=True)
+
+
+def _min_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
+    """`min` of durations: integer nanoseconds, never NaN, so no tie or NaN to settle (and no pass to look)."""
+    values = _numbers(ctx, spans, fn)
+    return min(values) if values else None
+
+
+def _max_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
+    """`max` of durations, as `_min_duration`."""
+    values = _numbers(ctx, spans, fn)
+    return max(values) if values else None
+
+
+TYPED_IMPLS: dict[tuple[Impl, t.Type], Impl] = {
+    (_avg, t.DURATION): _avg_duration,
+    (_min, t.DURATION): _min_duration,
+    (_max, t.DURATION): _max_duration,
+}
+"""A method whose implementation depends on its result type: the registry's one, and the one used for that type."""
 
 
 def _before(ctx: Any, a: list[Span], b: list[Span]) -> bool:
