@@ -180,6 +180,42 @@ def test_an_otlp_logs_endpoint_that_is_down_shows_in_healthz_and_does_not_hold_t
     assert not any(line.startswith("Failed to export") for line in proc.log)  # the SDK's bare line, said by FLUO
 
 
+@pytest.mark.parametrize(
+    ("sink", "protocol"),
+    [("--webhook", ""), ("--otlp-logs", "http"), ("--otlp-logs", "grpc")],
+    ids=["webhook", "otlp-logs-http", "otlp-logs-grpc"],
+)
+def test_an_endpoint_that_never_answers_gets_half_a_second_at_the_stop(
+    tmp_path: Path, sink: str, protocol: str
+) -> None:
+    """QA: an endpoint that takes the connection and never answers held the stop for the whole deadline
+    (its first request in flight did not count it as down), and the last line said `webhook ok`."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        taken: list[socket.socket] = []
+        accepting = threading.Thread(target=lambda: taken.append(hole.accept()[0]), daemon=True)
+        accepting.start()
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        target = [sink, f"{url}/hook"] if sink == "--webhook" else [sink, url, "--otlp-logs-protocol", protocol]
+        args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--trace-idle", "200ms", "--no-db"]
+        with ServeProcess([*args, *target, "--shutdown-timeout", "10s"], cwd=tmp_path) as proc:
+            proc.started()
+            send(proc.http_url, otlp_json(1))
+            accepting.join(10)
+            assert taken, "the sink never connected"
+            time.sleep(0.3)  # its request in flight
+            started = time.monotonic()
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 3
+            took = time.monotonic() - started
+        for conn in taken:
+            conn.close()
+    assert took < 3.0  # half a second, and half a second to give it up: not the 10 s deadline
+    name = sink.removeprefix("--").replace("-", "_")
+    assert f"1 signal(s) not delivered ({name} given up)" in final_line(proc)
+
+
 def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:
     rules = rules_in(tmp_path, SLOW)
     args = [*LOOPBACK, "--rules", str(rules), "--cost-limit", "0", "--eval-budget", "0", "--trace-idle", "60s"]

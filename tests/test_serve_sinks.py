@@ -703,6 +703,42 @@ def test_a_notification_endpoint_down_at_close_does_not_hold_the_stop_for_its_re
     hook.hold.set()
 
 
+def test_a_first_request_in_flight_at_the_stop_answered_in_its_moment_gets_the_rest_of_the_deadline() -> None:
+    """A notification endpoint never reached, its first request in flight when the stop begins, is given half
+    a second like one that never answers; if the answer comes within it, the sink is up: the deadline is its."""
+
+    class Slow(Sink):
+        name = "hook"
+        notifies = True
+        max_batch = 1
+
+        def __init__(self) -> None:
+            self.first = threading.Event()
+            self.sent = 0
+
+        def write(self, batch: Batch, stopping: threading.Event) -> None:
+            if not self.sent:
+                self.first.wait(10)  # in flight when the stop begins
+            else:
+                time.sleep(0.2)  # each later one takes a while: all of them, more than half a second
+            self.answered(True)
+            self.sent += len(batch)
+
+    hook = Slow()
+    sinks = SinkSet([hook], Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(6))
+    wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
+    closed: list[int] = []
+    closing = threading.Thread(target=lambda: closed.append(sinks.close(20)))
+    closing.start()
+    wait_for(lambda: sinks.workers[0].stopping.is_set(), what="the stop to begin")
+    hook.first.set()
+    closing.join(15)
+    assert closed == [0] and hook.sent == 6
+    assert sinks.workers[0].hopeless_at_stop  # it was given the moment first
+
+
 def test_after_the_cut_off_a_store_with_room_still_takes_signals_and_one_without_drops_them_for_shutdown() -> None:
     metrics, gate, sinks = gate_holding_one(5)
     sinks.cut_short(time.monotonic() - 1)  # the hand-over deadline has passed

@@ -575,7 +575,7 @@ class Runtime:
             report.undelivered = closed[0]
         else:  # cut short while the sinks were still delivering: what they had not, at least
             report.undelivered = sum(w.undelivered() for w in self.sinks.workers)
-        report.sinks = self.sinks.health()
+        report.sinks = self.sinks.outcome()
         if not await self._until(receivers.done, deadline):
             receivers.cancel()
             await self._abort_connections()

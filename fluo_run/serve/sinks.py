@@ -781,6 +781,8 @@ class SinkWorker:
         self.retrying = False
         self.last_failed = False
         self.hopeless_at_stop = False  # `hopeless` when the stop began: it gets a moment, not the deadline
+        self.stop_began: float | None = None  # when `begin_close` ran (monotonic)
+        self.cut_off = False  # still delivering when counted at the stop: given up (a request with no answer)
         self.dropped = 0
         self.dropped_by: dict[str, int] = {}
         self._give_up = threading.Event()
@@ -996,6 +998,7 @@ class SinkWorker:
 
     def begin_close(self) -> None:
         """Take no more signals; deliver what is queued (retries cut short for a hopeless sink)."""
+        self.stop_began = time.monotonic()
         self.hopeless_at_stop = self.hopeless()
         if not self.hopeless_at_stop:
             self.sink.keep_trying_until = self._give_up  # before `stopping`, which wakes a retry wait
@@ -1004,12 +1007,18 @@ class SinkWorker:
 
     def hopeless(self) -> bool:
         """A notification sink that is down (its last attempt got no answer, or its last batch failed for good)
-        and whose endpoint has not answered within `REACHED_WITHIN`, or ever: at the stop it gets a moment,
-        not the deadline."""
-        if not self.sink.notifies or not (self.down() or self.sink.unreachable):
+        or waits on a request in flight, and whose endpoint has not answered within `REACHED_WITHIN`, or ever:
+        at the stop it gets a moment, not the deadline (`answered_since_stop` gives it the rest back)."""
+        waiting = self._writing_since is not None  # an endpoint that takes the connection and never answers
+        if not self.sink.notifies or not (self.down() or self.sink.unreachable or waiting):
             return False
         reached = self.sink.reached_at
         return reached is None or time.monotonic() - reached > self.REACHED_WITHIN
+
+    def answered_since_stop(self) -> bool:
+        """Whether the endpoint answered after the stop began: a sink found hopeless then is up after all."""
+        reached, began = self.sink.reached_at, self.stop_began
+        return reached is not None and began is not None and reached >= began
 
     def finish_close(self, deadline: float, timeout: float) -> int:
         """Wait for the thread until `deadline`, then give up; how many signals were not delivered, in all."""
@@ -1032,6 +1041,7 @@ class SinkWorker:
     def count_undelivered(self, allowed: float) -> int:
         """After the thread ended or was given up: what it never delivered, in all (`allowed`: the seconds
         it had at shutdown, for the message)."""
+        self.cut_off = self.thread.ident is not None and self.thread.is_alive()
         with self._lock:
             self._abandoned = True
             sent = min(self.sink.progress, self._in_flight)  # the parts of the batch in hand that went out
@@ -1128,6 +1138,11 @@ class SinkSet:
         has made no progress for STALLED_AFTER seconds) or "failed"."""
         return {w.sink.name: w.health() for w in self.workers}
 
+    def outcome(self) -> dict[str, str]:
+        """After `close`, per sink: its `health` word, or "given up" for one still delivering once given up
+        (a request in flight that got no answer in time: its health may still say "ok")."""
+        return {w.sink.name: "given up" if w.cut_off else w.health() for w in self.workers}
+
     def close(self, timeout: float = 15.0) -> int:
         """Deliver what is queued and stop every sink, within `timeout` seconds in all.
 
@@ -1146,6 +1161,10 @@ class SinkSet:
         allowed = [down_deadline if w.hopeless_at_stop else deadline for w in self.workers]
         for w, until in zip(self.workers, allowed, strict=True):
             w.wait_until(until)
+        for i, w in enumerate(self.workers):  # its first request in flight at the stop, answered in that moment
+            if w.hopeless_at_stop and w.answered_since_stop():
+                allowed[i] = deadline
+                w.wait_until(deadline)
         if [w for w in self.workers if w.give_up()]:
             end = time.monotonic() + grace
             for w in self.workers:
