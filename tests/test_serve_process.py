@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, ServeProcess, wait_for
+from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, ServeProcess, self_signed, wait_for
 
 LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
 
@@ -305,6 +305,49 @@ def test_an_empty_token_or_a_header_with_a_line_break_is_a_usage_error(
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == message
     assert "listening" not in result.output
+
+
+@pytest.mark.usefixtures("fluo_logging")
+@pytest.mark.parametrize(
+    ("cert", "key", "message"),
+    [
+        ("junk.pem", "key.pem", "--tls-cert junk.pem: no PEM certificate in it (a -----BEGIN CERTIFICATE----- block)"),
+        ("cert.pem", "junk.pem", "--tls-key junk.pem: no PEM private key in it (a -----BEGIN PRIVATE KEY----- block)"),
+        ("key.pem", "cert.pem", "--tls-cert key.pem: no PEM certificate in it (a -----BEGIN CERTIFICATE----- block)"),
+        ("cert.pem", "other/key.pem", "--tls-key other/key.pem: not the key of the certificate in --tls-cert cert.pem"),
+        (
+            "cert.pem",
+            "locked.pem",
+            "--tls-key locked.pem: is encrypted (it has a passphrase); give a key without one: "
+            "openssl pkey -in KEY -out KEY2",
+        ),
+    ],
+)
+def test_a_tls_file_that_is_not_a_certificate_and_its_key_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cert: str, key: str, message: str
+) -> None:
+    """QA: a file that is not PEM, or a key of another certificate, gave a traceback (ssl.SSLError: PEM lib,
+    KEY_VALUES_MISMATCH) and exit 1, once the rules were loaded and the sinks open."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    self_signed(tmp_path)
+    (tmp_path / "other").mkdir()
+    self_signed(tmp_path / "other")
+    (tmp_path / "junk.pem").write_text("junk\n")
+    subprocess.run(
+        ["openssl", "pkey", "-in", "key.pem", "-aes256", "-passout", "pass:secret", "-out", "locked.pem"],
+        check=True,
+        capture_output=True,
+    )
+    args = ["serve", *LOOPBACK, "--no-db", "--tls-cert", cert, "--tls-key", key]
+    result = CliRunner().invoke(main, args, prog_name="fluo")
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [f"fluo: {message}"]
 
 
 @pytest.mark.parametrize(

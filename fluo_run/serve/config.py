@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,43 @@ def check_url(url: str, setting: str, example: str) -> None:
         valid = False
     if not valid:
         raise ConfigError(f"{setting}: {url!r} is not an http(s) URL with a host; give e.g. {example}")
+
+
+def no_passphrase() -> bytes:
+    """The password callback for a TLS key: an encrypted key is refused (OpenSSL would ask on the terminal)."""
+    raise ConfigError("is encrypted (it has a passphrase); give a key without one: openssl pkey -in KEY -out KEY2")
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """The server's TLS context from PEM files; `ssl.SSLError` (or ConfigError, a key with a passphrase)
+    when they are not a certificate and its key (`check_tls` says which)."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key), password=no_passphrase)
+    return ctx
+
+
+def check_tls(cert: Path, key: Path) -> None:
+    """ConfigError naming the file and the problem, when `cert` and `key` are not a PEM certificate and its
+    key: both receivers load them only once the rules are loaded and the sinks open, and gRPC with its own
+    TLS library; OpenSSL's own error ("PEM lib") names neither the file nor what is wrong with it."""
+    texts = {}
+    for path, flag in ((cert, "--tls-cert"), (key, "--tls-key")):
+        try:
+            texts[flag] = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise ConfigError(f"{flag} {path}: cannot read it: {exc.strerror or exc}") from None
+    if "-----BEGIN CERTIFICATE-----" not in texts["--tls-cert"]:
+        raise ConfigError(f"--tls-cert {cert}: no PEM certificate in it (a -----BEGIN CERTIFICATE----- block)")
+    if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", texts["--tls-key"]):
+        raise ConfigError(f"--tls-key {key}: no PEM private key in it (a -----BEGIN PRIVATE KEY----- block)")
+    try:
+        tls_context(cert, key)
+    except ConfigError as exc:
+        raise ConfigError(f"--tls-key {key}: {exc}") from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"--tls-key {key}: not the key of the certificate in --tls-cert {cert}") from None
+        raise ConfigError(f"--tls-cert {cert} / --tls-key {key}: not a certificate and its key ({exc})") from None
 
 
 def bundled_rules() -> Path | None:
@@ -165,6 +203,8 @@ class ServeConfig:
         for path in (self.tls_cert, self.tls_key):
             if path is not None and not path.is_file():
                 raise ConfigError(f"--tls-cert/--tls-key: {path}: no such file")
+        if self.tls_cert is not None and self.tls_key is not None:
+            check_tls(self.tls_cert, self.tls_key)
         if self.otlp_logs_protocol not in ("http", "grpc"):
             raise ConfigError("--otlp-logs-protocol: give http or grpc")
         if self.webhook is not None:

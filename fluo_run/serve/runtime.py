@@ -29,7 +29,7 @@ from aiohttp import web
 from fluo_lang.trace import Span
 
 from .assembly import EVICTIONS, Completed, TraceBuffer
-from .config import ServeConfig
+from .config import ServeConfig, tls_context
 from .evaluator import Evaluator
 from .metrics import Metrics
 from .receivers import (
@@ -297,9 +297,7 @@ class Runtime:
     def _ssl(self) -> ssl.SSLContext | None:
         if self.config.tls_cert is None or self.config.tls_key is None:
             return None
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(self.config.tls_cert), str(self.config.tls_key))
-        return ctx
+        return tls_context(self.config.tls_cert, self.config.tls_key)  # checked by `ServeConfig.check`
 
     async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
         cap = ConnectionCap(self.http_connection_limit, self.metrics, stall=HTTP_IDLE_TIMEOUT)
