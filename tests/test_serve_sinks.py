@@ -328,6 +328,7 @@ def test_a_store_locked_at_start_is_retried_until_it_opens(tmp_path: Path, quick
     path = tmp_path / "s.db"
     with contextlib.closing(sqlite3.connect(path)) as db:  # a new database, not yet in WAL mode (as in QA's repro)
         db.execute("CREATE TABLE t (x)")
+        db.execute("DROP TABLE t")  # a table of its own would make it another program's database
     with locked(path) as release:
         sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
         assert sinks.start() == []  # not a reason to refuse to start
@@ -853,6 +854,26 @@ def test_a_signals_table_without_the_window_columns_is_refused_at_start(tmp_path
     assert problems == [
         f"cannot open sink sqlite: {path} is not a FLUO signal store: its `signals` table has no window_start column"
     ]
+
+
+def test_another_programs_database_is_refused_at_start_and_left_as_it_was(tmp_path: Path) -> None:
+    """QA: `--db app.db`, an SQLite database of another program (its own tables, application_id 0 as most
+    leave it), was taken over: switched to WAL, a `signals` table added, application_id stamped "FLUO"."""
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE users (id, name)")
+        db.execute("INSERT INTO users VALUES (1, 'a')")
+        db.commit()
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    problems = sinks.start()
+    sinks.close(1)
+    assert problems == [
+        f"cannot open sink sqlite: {path} is not a FLUO signal store: it is another program's database (it holds users)"
+    ]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA application_id").fetchone()[0] == 0
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["users"]
 
 
 def test_a_writable_store_in_a_read_only_folder_names_the_folder() -> None:

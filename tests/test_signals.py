@@ -179,6 +179,20 @@ def test_stores_of_another_program_or_a_newer_fluo_are_told_apart(tmp_path: Path
     assert code == 2 and "not a FLUO signal store: it belongs to another program (application_id 0x4d2)" in out
 
 
+def test_a_database_of_another_program_without_a_stamp_is_not_a_store(tmp_path: Path) -> None:
+    """Most programs leave application_id 0, as FLUO did before it set its own: their tables tell them apart."""
+    other = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(other)) as c:
+        for table in ("users", "orders", "items", "carts"):
+            c.execute(f"CREATE TABLE {table} (x)")
+    code, out = run("--db", str(other))
+    assert code == 2
+    assert out == (
+        f"fluo: {other}: not a FLUO signal store: it is another program's database "
+        "(it holds carts, items, orders and 1 more)\n"
+    )
+
+
 def test_a_store_from_before_the_stamp_is_read_and_stamped_when_written(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     SignalStore(path).close()

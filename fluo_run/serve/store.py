@@ -196,13 +196,12 @@ class SignalStore:
         self.db = self._connect(timeout, read_only=not create)
         self._rows_per_insert = min(_ROWS_PER_INSERT, self.db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 10)
         try:
-            if create:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
             if check_seconds is not None:
                 self.check(check_seconds)
             made = self._check_shape()
-            if create:
+            if create:  # only once it is known to be FLUO's: WAL mode stays with the file
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
                 if made or self._stamp() == (0, 0):
                     self.db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
@@ -275,10 +274,24 @@ class SignalStore:
         return int(app), int(version)
 
     def _check_shape(self) -> bool:
-        """Raise NotAStore for a store FLUO did not write, or a newer FLUO wrote; whether it has no `signals` table."""
+        """Raise NotAStore for a store FLUO did not write, or a newer FLUO wrote; whether it has no `signals` table.
+
+        Most programs leave `application_id` 0, as FLUO did before it set its own: a database without the
+        stamp that holds tables other than `signals` is another program's, and is not taken over."""
         app, version = self._stamp()
         if app not in (0, APPLICATION_ID):
             raise NotAStore(f"it belongs to another program (application_id {app:#x})")
+        if app == 0:
+            others = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"
+                    " AND name != 'signals' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
+                )
+            ]
+            if others:
+                shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                raise NotAStore(f"it is another program's database (it holds {shown})")
         if app == APPLICATION_ID and version > SCHEMA_VERSION:
             raise NotAStore(f"a newer FLUO wrote it (store version {version}; this one knows up to {SCHEMA_VERSION})")
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(signals)")}
