@@ -351,6 +351,28 @@ def test_a_tls_file_that_is_not_a_certificate_and_its_key_is_a_usage_error(
 
 
 @pytest.mark.parametrize(
+    ("jsonl", "what"),
+    [
+        ("same.db", "the same file"),
+        ("sub/../same.db", "the same file"),
+        ("symlink.jsonl", "the same file"),
+        ("hardlink.jsonl", "the same file"),
+        ("same.db-wal", "same.db-wal, a file of the store"),
+    ],
+)
+def test_the_store_and_the_jsonl_file_in_one_file_is_a_usage_error(tmp_path: Path, jsonl: str, what: str) -> None:
+    """QA: `--db same.db --jsonl same.db` was taken: SQLite's pages overwrote the JSON lines, and the last
+    line said every signal delivered."""
+    (tmp_path / "sub").mkdir()
+    sqlite3.connect(tmp_path / "same.db").close()
+    (tmp_path / "symlink.jsonl").symlink_to(tmp_path / "same.db")
+    os.link(tmp_path / "same.db", tmp_path / "hardlink.jsonl")
+    with ServeProcess([*LOOPBACK, "--db", "same.db", "--jsonl", jsonl], cwd=tmp_path) as proc:
+        assert proc.wait(timeout=15) == 2
+    assert proc.log == [f"fluo: --db same.db and --jsonl {jsonl}: {what}; give --jsonl a file of its own"]
+
+
+@pytest.mark.parametrize(
     ("http", "grpc", "token", "tls", "warning"),
     [
         ("127.0.0.1:4318", "[::1]:4317", None, False, None),

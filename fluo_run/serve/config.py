@@ -77,6 +77,31 @@ def check_url(url: str, setting: str, example: str) -> None:
         raise ConfigError(f"{setting}: {url!r} is not an http(s) URL with a host; give e.g. {example}")
 
 
+STORE_FILES = ("", "-wal", "-shm", "-journal", ".trace-ids")
+"""The files of the store `--db FILE`: FILE, SQLite's beside it, and the remembered trace ids (`state.py`)."""
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: the same once resolved (symlinks, `..`), or one file under two names
+    (a hard link) when both exist."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_apart(db: Path, jsonl: Path) -> None:
+    """ConfigError when `--jsonl` would write into the store's files: SQLite's pages and the lines would
+    overwrite each other (the lines were lost, while the last line said every signal delivered)."""
+    for end in STORE_FILES:
+        store_file = db.with_name(db.name + end)
+        if same_file(store_file, jsonl):
+            what = "the same file" if not end else f"{store_file}, a file of the store"
+            raise ConfigError(f"--db {db} and --jsonl {jsonl}: {what}; give --jsonl a file of its own")
+
+
 def no_passphrase() -> bytes:
     """The password callback for a TLS key: an encrypted key is refused (OpenSSL would ask on the terminal)."""
     raise ConfigError("is encrypted (it has a passphrase); give a key without one: openssl pkey -in KEY -out KEY2")
@@ -205,6 +230,8 @@ class ServeConfig:
                 raise ConfigError(f"--tls-cert/--tls-key: {path}: no such file")
         if self.tls_cert is not None and self.tls_key is not None:
             check_tls(self.tls_cert, self.tls_key)
+        if self.db is not None and self.jsonl is not None and self.jsonl != "-":
+            check_apart(self.db, Path(self.jsonl))
         if self.otlp_logs_protocol not in ("http", "grpc"):
             raise ConfigError("--otlp-logs-protocol: give http or grpc")
         if self.webhook is not None:
