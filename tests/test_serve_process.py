@@ -226,6 +226,60 @@ def test_a_config_value_of_the_wrong_shape_names_the_file_not_an_env_var(
     assert result.output == f"fluo serve: {message} (see `fluo serve --help`)\n"
 
 
+HELP = " (see `fluo serve --help`)"
+
+
+@pytest.mark.usefixtures("fluo_logging")
+@pytest.mark.parametrize(
+    ("text", "output"),
+    [
+        (
+            "max-spans-per-trace: abc\n",
+            "fluo serve: --config fluo.yaml: `max-spans-per-trace`: 'abc' is not a valid integer." + HELP,
+        ),
+        ("no-db: maybe\n", "fluo serve: --config fluo.yaml: `no-db`: 'maybe' is not a valid boolean."),
+        (
+            "log-level: verbose\n",
+            "fluo serve: --config fluo.yaml: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'."
+            + HELP,
+        ),
+        (
+            "trace-idle: 5\n",
+            "fluo: --config fluo.yaml: `trace-idle`: '5' is not a duration; give a number and a unit "
+            "(ns, us, µs, ms, s, m, h, d), e.g. 5s",
+        ),
+        (
+            "http: nowhere\n",
+            "fluo: --config fluo.yaml: `http`: 'nowhere' is not HOST:PORT; give e.g. 127.0.0.1:4318 "
+            "(port 0 picks a free one)",
+        ),
+        (
+            "trace-idle: 2s\ntrace_idle: 3s\nhttp: nowhere\n",  # said first (and no serve left running without it)
+            "fluo serve: --config fluo.yaml: `trace-idle` and `trace_idle` are one setting; keep one of them" + HELP,
+        ),
+    ],
+    ids=["int", "bool", "choice", "duration", "address", "twice"],
+)
+def test_a_bad_config_value_names_the_file_and_key_not_an_env_var(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, output: str
+) -> None:
+    """QA: `max-spans-per-trace: abc` in the file was "invalid value for '--max-spans-per-trace' (env var:
+    'FLUO_MAX_SPANS_PER_TRACE')", a variable nobody set, and the file was not named; `trace-idle` and
+    `trace_idle` in one file silently took one of them."""
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("FLUO_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "fluo.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["serve", "--config", "fluo.yaml", "--no-db"], prog_name="fluo")
+    assert result.exit_code == 2
+    assert result.output.startswith(output) and result.output.count("\n") == 1, result.output
+    assert "FLUO_" not in result.output
+
+
 def test_a_config_file_may_name_one_rules_folder_without_a_list(tmp_path: Path) -> None:
     rules = rules_in(tmp_path, "rule r { expect trace.spans.count() < 100 }\n")
     (tmp_path / "fluo.yaml").write_text(f"rules: {rules}\nhttp: 127.0.0.1:0\ngrpc: 127.0.0.1:0\nno-db: true\n")

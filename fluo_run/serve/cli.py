@@ -74,8 +74,29 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
                 raise bad(f"{value}: `{flag}` takes a value or a list of values")
         elif isinstance(setting, list | dict):
             raise bad(f"{value}: `{flag}` takes one value, not a list or mapping")
+        try:  # here, where the file can be named: click would name the option and its FLUO_* variable
+            option.type_cast_value(ctx, setting)
+        except click.BadParameter as exc:
+            raise bad(f"{value}: `{flag}`: {exc.message}") from None
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value
+
+
+_NAMED = re.compile(r"(--[a-z][a-z-]*): ")
+
+
+def from_config_file(ctx: click.Context, message: str, config_file: str | None) -> str:
+    """`message` (a ConfigError's, "--trace-idle: ...") naming the --config file and key instead of the flag,
+    when the setting it is about came from that file."""
+    named = _NAMED.match(message)
+    if config_file is None or named is None:
+        return message
+    name = named.group(1).removeprefix("--").replace("-", "_")
+    if not any(p.name == name for p in ctx.command.params):
+        return message
+    if ctx.get_parameter_source(name) != ParameterSource.DEFAULT_MAP:
+        return message
+    return f"--config {config_file}: `{named.group(1).removeprefix('--')}`: {message[named.end() :]}"
 
 
 def setup_logging(level: str) -> None:
@@ -467,14 +488,15 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     from .runtime import StartError, log_rule_problems, serve
 
     setup_logging(log_level)
-    _warn_unknown_variables(click.get_current_context())
+    ctx = click.get_current_context()
+    _warn_unknown_variables(ctx)
     try:
-        _settle_db(click.get_current_context(), options)
+        _settle_db(ctx, options)
         if options["auth_token"] is None and os.environ.get("FLUO_AUTH_TOKEN", "x") == "":  # click ignores it
             raise ConfigError("FLUO_AUTH_TOKEN: empty; give a token, or unset it to accept exports unauthenticated")
         config = build_config(options)
     except ConfigError as exc:
-        _fail(str(exc))
+        _fail(from_config_file(ctx, str(exc), config_file))
         return
     warn_exposed(config)
     if not options["rules"] and config.rules != [Path("rules")]:

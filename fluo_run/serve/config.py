@@ -259,7 +259,14 @@ def load_config_file(path: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"--config: {path}: expected a mapping of settings, e.g. `trace-idle: 5s`")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    settings: dict[str, Any] = {}
+    written: dict[str, str] = {}
+    for k, v in data.items():
+        key = str(k).replace("-", "_")
+        if key in settings:
+            raise ConfigError(f"--config: {path}: `{written[key]}` and `{k}` are one setting; keep one of them")
+        settings[key], written[key] = v, str(k)
+    return settings
 
 
 def env_token() -> str | None:
