@@ -132,6 +132,34 @@ def test_bad_rules_at_start_exit_1_with_diagnostics(tmp_path: Path) -> None:
     assert "Traceback" not in text
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--db", "missing/x.db"], "fluo: cannot open sink sqlite: missing/x.db: the folder missing does not exist"),
+        (["--db", "."], "fluo: cannot open sink sqlite: . is a folder, not a file"),
+        (["--no-db", "--jsonl", "missing/x.jsonl"], "fluo: cannot open sink jsonl: "),
+    ],
+    ids=["db in a missing folder", "db a folder", "jsonl in a missing folder"],
+)
+def test_a_sink_that_cannot_open_is_one_line_exit_1_as_the_help_says(
+    tmp_path: Path, args: list[str], says: str
+) -> None:
+    """QA: exit 1 for a sink path that cannot be used was in no list of exit statuses (runtime.md, README,
+    `serve --help`); it stays 1, as a port that cannot be bound, and they say so."""
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    proc = ServeProcess(
+        [*LOOPBACK, "--rules", str(rules_in(tmp_path, "rule r { detect false }\n")), *args], cwd=tmp_path
+    )
+    assert proc.wait() == 1
+    errors = [line for line in proc.log if " INFO " not in line]
+    assert len(errors) == 1 and errors[0].startswith(says), proc.log
+    help_text = " ".join(CliRunner().invoke(main, ["serve", "--help"]).output.split())
+    assert "1 when the rules have errors, a port cannot be bound or a sink cannot open" in help_text
+
+
 def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--trace-idle", "5 parsecs"], cwd=tmp_path)
     assert proc.wait() == 2

@@ -81,6 +81,13 @@ STORE_FILES = ("", "-wal", "-shm", "-journal", ".trace-ids")
 """The files of the store `--db FILE`: FILE, SQLite's beside it, and the remembered trace ids (`state.py`)."""
 
 
+def beside(path: Path, suffix: str) -> Path:
+    """`path` with `suffix` added to its name; also for a path without a name (`.`, `/`: a folder, which
+    the store then refuses to open, saying so), where `Path.with_name` raises."""
+    named = path if path.name else Path(os.path.abspath(path))
+    return named.parent / (named.name + suffix)
+
+
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file: the same once resolved (symlinks, `..`), or one file under two names
     (a hard link) when both exist."""
@@ -96,7 +103,7 @@ def check_apart(db: Path, jsonl: Path) -> None:
     """ConfigError when `--jsonl` would write into the store's files: SQLite's pages and the lines would
     overwrite each other (the lines were lost, while the last line said every signal delivered)."""
     for end in STORE_FILES:
-        store_file = db.with_name(db.name + end)
+        store_file = beside(db, end)
         if same_file(store_file, jsonl):
             what = "the same file" if not end else f"{store_file}, a file of the store"
             raise ConfigError(f"--db {db} and --jsonl {jsonl}: {what}; give --jsonl a file of its own")

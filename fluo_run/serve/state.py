@@ -21,6 +21,7 @@ from array import array
 from pathlib import Path
 
 from .assembly import RememberedIds
+from .config import beside
 
 MAGIC = b"FLUOIDS1"
 SUFFIX = ".trace-ids"
@@ -29,7 +30,7 @@ ID_BYTES = 16
 
 def remembered_path(db: Path) -> Path:
     """The file beside the store that holds the remembered ids."""
-    return db.with_name(db.name + SUFFIX)
+    return beside(db, SUFFIX)
 
 
 def save_remembered(path: Path, done: RememberedIds, now: float) -> int:
