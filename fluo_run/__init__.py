@@ -15,8 +15,9 @@ def _stop_while_starting(signum: int, frame: object) -> None:
 
 
 def _guard_serve_start(argv: list[str]) -> None:
-    """For `fluo serve`, from the first moment: SIGHUP is ignored and SIGTERM stops it quietly (exit 0) until the
-    runtime installs its own handlers (`runtime.serve`), about a second later, after the imports and the rules.
+    """For `fluo serve`, from the first moment FLUO's code runs: SIGHUP is ignored and SIGTERM stops it quietly
+    (exit 0) until the runtime installs its own handlers (`runtime.serve`), about a second later, after the
+    imports and the rules. Before this, while the interpreter starts (tens of ms), the default actions apply.
 
     Before, logrotate's `kill -HUP` or a SIGTERM in that second ended it by the signal's default action
     (killed, exit -1 or -15, not a documented status, and no line said why). This runs when the package is first
