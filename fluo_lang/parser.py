@@ -858,15 +858,15 @@ class _Recovery:
         letters, `500μ` (the `s` left off), `5ü`. Read as one duration, whose one error the builder gives as for
         `1e3µs` or `500µ`: a duration takes no exponent (the fix keeps the unit, `1000us`, never reads it as
         `s`), a unit is unknown or incomplete. Never an attribute key: a name does not start with a digit.
-        A plain number with a unit some folding reads (`5ms` in full-width letters) is `_bracketed_key`'s
-        and `_as_duration`'s.
+        A plain number with a unit some folding reads (`5ms` in full-width letters), or with more digits in
+        compatibility letters (`1０`, `5００ms`, `2²`), is `_bracketed_key`'s and `_as_duration`'s.
         `number` was the last token read (`take_back` 1: in an expression) or the one not expected (0)."""
         text, start, end = self.text, number.start_pos or 0, number.end_pos or 0
         glued = end
         while glued < len(text) and name_char(text[glued]):
             glued += 1
         unit = text[end:glued]
-        if glued == end or unit.isascii():
+        if glued == end or unit.isascii() or _ASCII_DIGIT.match(unicodedata.normalize("NFKC", unit)):
             return False
         if _EXPONENT_DURATION.fullmatch(text, start, glued) is None and _folded_unit(unit) is not None:
             return False
@@ -1851,6 +1851,7 @@ _GAP = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"  # spaces within a li
 _SPACED_UNIT = re.compile(rf"[0-9]{_GAP}[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
 _UNIT = re.compile(rf"{_GAP}([A-Za-zµ\u03bc]+)(?![A-Za-z0-9_µ])")
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_ASCII_DIGIT = re.compile(r"[0-9]")
 _SPACED_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 

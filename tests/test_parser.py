@@ -890,6 +890,13 @@ _ONE_FIX = [
     (_W % "window 500\u03bc", _W % "window 500us"),
     ("where(duration < 500\u03bc)", "where(duration < 500us)"),
     ("where(duration < 500\u00b5)", "where(duration < 500\u00b5s)"),
+    # ... but digits in full-width or compatibility letters after an ASCII one are more digits, no unit (review:
+    # after the line above, `1０` was "unknown duration unit `０`" with no fix)
+    ("trace.spans.count() > 1\uff10", "trace.spans.count() > 10"),
+    ("trace.spans.count() > 2\u00b2", "trace.spans.count() > 22"),
+    ("where(code == 5\uff10\uff10)", "where(code == 500)"),
+    ("where(duration > 5\uff10\uff10ms)", "where(duration > 500ms)"),
+    (_W % "window 5\uff10\uff10ms", _W % "window 500ms"),
     # ... and a space before its unit: one error (it was FLUO300, FLUO210 and an unexpected `}`)
     (_W % "window 1e3 ms", _W % "window 1000ms"),
     ("rule r {\n  expect trace.duration < 1e3 s\n}\n", "rule r {\n  expect trace.duration < 1000s\n}\n"),
@@ -963,6 +970,7 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ("trace.duration < 500\u03bc", "incomplete duration unit `\u03bc` in `500\u03bc`: microseconds are `us`"),
         ("trace.duration < 5\u00fc", "unknown duration unit `\u00fc` in `5\u00fc`"),
         (_W % "window 5\u00fc", "unknown duration unit `\u00fc` in `5\u00fc`"),
+        ("trace.spans.count() > 1\uff10", "`1\uff10` is `10` in full-width or compatibility letters"),
         ("trace.duration < 1e-12 s", "and `1e-12 s` is no whole number of nanoseconds"),
         ("trace.duration < 1.5ns", "`1.5ns` is no whole number of nanoseconds, which durations count: write `2ns`"),
     ],
