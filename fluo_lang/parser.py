@@ -1260,10 +1260,12 @@ _STRUCTURAL = {"MORETHAN": ("descendant", "descendants"), "LESSTHAN": ("ancestor
 _PIPELINE = re.compile(r"\|[ \t]*([A-Za-z_][A-Za-z0-9_]*)\b(?:[ \t]*(\())?")
 """TraceQL's pipeline into an aggregate or another stage: `{ ... } | count() > 2`, `| by(name)`; group 2 the `(`."""
 _COMPARED = re.compile(
-    r"""[ \t]*(==|!=|<=|>=|<|>)[ \t]*(-?[0-9]+(?:\.[0-9]+)?[A-Za-zµ]*|"[^"\\\r\n]*"|'[^'\\\r\n]*'"""
+    r"""[ \t]*(==|!=|<=|>=|<|>)[ \t]*(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?[^\W\d_]*|"[^"\\\r\n]*"|'[^'\\\r\n]*'"""
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
 )
-"""A comparison after a piped aggregate, with a plain operand: `> 2`, `>= 1s`, `== 'x'`, `< limit`."""
+"""A comparison after a piped aggregate, with a plain operand: `> 2`, `>= 1s`, `== 'x'`, `< limit`. A number is
+as the lexer reads one (`1.5e3`), in any digits, and its unit any letters (`1μs`, `１ｍｓ`): the stage is dropped
+whole, its slips with it."""
 _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""
 _POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})

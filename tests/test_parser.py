@@ -762,6 +762,11 @@ def test_one_quick_fix_gives_the_text_meant(text: str, meant: str) -> None:
         ("trace.spans.where(name == 'x' | count > 2).exists()", "`trace.spans.where(P).count() > 2`"),
         ("trace.spans.where(x == 1 | avg(duration) > 1s).exists()", "`trace.spans.where(P).avg(duration) > 1s`"),
         ("x == 1 | count() >= limit", "`trace.spans.where(P).count() >= limit`"),
+        # ... whatever the number is written in: Greek mu, an exponent, full-width letters (review: 2 and 3 errors)
+        ("trace.spans.where(x == 1 | avg(duration) > 1\u03bcs).exists()", ".avg(duration) > 1\u03bcs`"),
+        ("trace.spans.where(x == 1 | avg(duration) > 1.5e3ms).exists()", ".avg(duration) > 1.5e3ms`"),
+        ("trace.spans.where(x == 1 | count() > 1E+3).exists()", "`trace.spans.where(P).count() > 1E+3`"),
+        ("trace.spans.where(x == 1 | avg(duration) > \uff11\uff4d\uff53).exists()", "> \uff11\uff4d\uff53`"),
     ],
 )
 def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
