@@ -859,7 +859,8 @@ class _Recovery:
         `1e3µs` or `500µ`: a duration takes no exponent (the fix keeps the unit, `1000us`, never reads it as
         `s`), a unit is unknown or incomplete. Never an attribute key: a name does not start with a digit.
         A plain number with a unit some folding reads (`5ms` in full-width letters), or with more digits in
-        compatibility letters (`1０`, `5００ms`, `2²`), is `_bracketed_key`'s and `_as_duration`'s.
+        compatibility letters (`10` or `500ms` with full-width zeros, `2²`), is `_bracketed_key`'s and
+        `_as_duration`'s.
         `number` was the last token read (`take_back` 1: in an expression) or the one not expected (0)."""
         text, start, end = self.text, number.start_pos or 0, number.end_pos or 0
         glued = end
@@ -986,9 +987,9 @@ class _Recovery:
         return True
 
     def _stray_operand(self, ip: Any, pos: int, end: int) -> None:
-        """`all(🙂 == 'x' and ...)`: a character that starts no token where an operand goes, an operator after
-        it. It stands for the operand (a name that cannot be checked), so the parser goes on as if one were
-        written there: without it, `all()` was read and the real `)` was a second error."""
+        """`all(🙂 == 'x' and ...)`: a character that starts no token, where an operand goes and an operator
+        follows, stands for that operand (a name that cannot be checked). The parser reads on as if a name were
+        written there, so the character is the one error and the `)` after it closes `all(`."""
         after = _next_terminal(self.text, end)
         if after is not None and not _feedable(ip, [after]) and _feedable(ip, ["IDENT", after]):
             self.skip_to(ip, end)
@@ -1264,8 +1265,8 @@ _COMPARED = re.compile(
     r"|[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)"
 )
 """A comparison after a piped aggregate, with a plain operand: `> 2`, `>= 1s`, `== 'x'`, `< limit`. A number is
-as the lexer reads one (`1.5e3`), in any digits, and its unit any letters (`1μs`, `１ｍｓ`): the stage is dropped
-whole, its slips with it."""
+as the lexer reads one (`1.5e3`), in any digits, and its unit any letters (`1μs`, `1ms` in full-width letters): the
+stage is dropped whole, its slips with it."""
 _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""
 _POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})
@@ -2406,7 +2407,9 @@ def _number_ns(number: str, unit_ns: int, nearest: bool = False) -> int | None:
         if -power > len(digits) + 15:  # digits * unit_ns < 10**(len + 14): under a hundredth of a nanosecond
             return 0 if nearest else None
         ns = Fraction(int(digits) * unit_ns, 10**-power)
-        return ns.numerator if ns.denominator == 1 else math.floor(ns + Fraction(1, 2)) if nearest else None
+        if ns.denominator == 1:
+            return ns.numerator
+        return math.floor(ns + Fraction(1, 2)) if nearest else None
     return int(digits) * int(10**power) * unit_ns
 
 

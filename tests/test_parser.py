@@ -896,7 +896,7 @@ _ONE_FIX = [
     ("where(duration < 500\u03bc)", "where(duration < 500us)"),
     ("where(duration < 500\u00b5)", "where(duration < 500\u00b5s)"),
     # ... but digits in full-width or compatibility letters after an ASCII one are more digits, no unit (review:
-    # after the line above, `1０` was "unknown duration unit `０`" with no fix)
+    # after the line above, `10` with a full-width zero was "unknown duration unit" with no fix)
     ("trace.spans.count() > 1\uff10", "trace.spans.count() > 10"),
     ("trace.spans.count() > 2\u00b2", "trace.spans.count() > 22"),
     ("where(code == 5\uff10\uff10)", "where(code == 500)"),
