@@ -832,18 +832,21 @@ def _unknown_among(groups: list[Any], message: str) -> bool:
 
 def _has_unknown(value: Any, message: str) -> bool:
     """Whether a JSON value of `message` (its full name) the reader does not read (a scope, events, links) has a
-    key no field of its message has, at any depth: what `UnknownKeys` would find in it, found as it walks."""
-    if isinstance(value, list):
-        return any(_has_unknown(item, message) for item in value)
-    if not isinstance(value, dict):
-        return False
-    fields = _FIELDS[message]
-    for key, item in value.items():
-        if key not in fields:
-            return True
-        inner = fields[key]
-        if inner is not None and inner.full_name in _FIELDS and _has_unknown(item, inner.full_name):
-            return True
+    key no field of its message has, at any depth: what `UnknownKeys` would find in it, found as it walks (with a
+    stack of its own, so that no depth the decoder reads is too deep for it)."""
+    stack = [(value, message)]
+    while stack:
+        value, message = stack.pop()
+        if isinstance(value, list):
+            stack.extend(zip(value, repeat(message)))
+        elif isinstance(value, dict):
+            fields = _FIELDS[message]
+            for key, item in value.items():
+                if key not in fields:
+                    return True
+                inner = fields[key]
+                if inner is not None and inner.full_name in _FIELDS:
+                    stack.append((item, inner.full_name))
     return False
 
 
@@ -919,28 +922,37 @@ class UnknownKeys:
             self._walk(obj, trace_pb2.TracesData.DESCRIPTOR, [], source, line)
 
     def _walk(self, value: Any, message: Descriptor, path: list[str | int], source: str, line: int | None) -> None:
-        if isinstance(value, list):
-            for i, item in enumerate(value):
-                self._walk(item, message, [*path, i], source, line)
-            return
-        if not isinstance(value, dict):
-            return
-        fields = _FIELDS[message.full_name]
-        for key, item in value.items():
-            if key in fields:
-                inner = fields[key]
-                if inner is not None and inner.full_name in _FIELDS:
-                    self._walk(item, inner, [*path, key], source, line)
-                continue
-            where = _format_path(path)
-            general = _format_path([seg if isinstance(seg, str) else -1 for seg in path]).replace("[-1]", "[]")
-            entry = self.found.get((source, general, key))
-            if entry is None:
-                place = f"{_where(source, line)}: {where}" if where else _where(source, line)
-                name = message.full_name.removeprefix(message.file.package + ".")  # `Span.Event`
-                self.found[(source, general, key)] = [place, name, _suggest(key, message), 1]
-            else:
-                entry[3] += 1
+        """Note the unknown keys in `value` (of `message`, at `path`) in document order, depth first, with a
+        stack of its own: no depth the decoder reads is too deep for it."""
+        # (value, its message, its path, None) to walk, or (None, message, path, key) to note `key` there
+        stack: list[tuple[Any, Descriptor, list[str | int], str | None]] = [(value, message, path, None)]
+        while stack:
+            value, message, path, unknown = stack.pop()
+            if unknown is not None:
+                self._note(unknown, message, path, source, line)
+            elif isinstance(value, list):
+                stack.extend((value[i], message, [*path, i], None) for i in range(len(value) - 1, -1, -1))
+            elif isinstance(value, dict):
+                fields = _FIELDS[message.full_name]
+                todo: list[tuple[Any, Descriptor, list[str | int], str | None]] = []
+                for key, item in value.items():
+                    if key not in fields:
+                        todo.append((None, message, path, key))
+                    elif (inner := fields[key]) is not None and inner.full_name in _FIELDS:
+                        todo.append((item, inner, [*path, key], None))
+                stack.extend(reversed(todo))
+
+    def _note(self, key: str, message: Descriptor, path: list[str | int], source: str, line: int | None) -> None:
+        """Note `key`, no field of `message`, in the object at `path`."""
+        where = _format_path(path)
+        general = _format_path([seg if isinstance(seg, str) else -1 for seg in path]).replace("[-1]", "[]")
+        entry = self.found.get((source, general, key))
+        if entry is None:
+            place = f"{_where(source, line)}: {where}" if where else _where(source, line)
+            name = message.full_name.removeprefix(message.file.package + ".")  # `Span.Event`
+            self.found[(source, general, key)] = [place, name, _suggest(key, message), 1]
+        else:
+            entry[3] += 1
 
     def warnings(self) -> list[str]:
         """One line per file, place and key, in the order found (control characters escaped: `one_line`)."""

@@ -1643,6 +1643,30 @@ def test_unknown_keys_of_events_are_grouped_by_place() -> None:
     ]
 
 
+@pytest.mark.parametrize("depth", [200, 1000])
+def test_an_unknown_key_at_any_depth_is_told_and_the_file_read(depth: int) -> None:
+    """Review D2: a misspelt key in an event's attribute value 200 lists deep sent the lookup for unknown keys
+    (recursive, two frames a list) past Python's recursion limit, and the whole file was `values nested too
+    deeply`; so was `UnknownKeys`' walk of a span attribute as deep. Both are told now, and the spans read."""
+    deep: Any = {"stringValu": "x"}
+    for _ in range(depth):
+        deep = {"arrayValue": {"values": [deep]}}
+    value_path = ".arrayValue.values[0]" * depth
+    for where, place in (
+        ("spans.0.events.0.attributes", "spans[0].events[0].attributes[0].value"),
+        ("spans.1.attributes", "spans[1].attributes[0].value"),
+    ):
+        request = _with_typo(where, [{"key": "k", "value": deep}])
+        if where == "spans.1.attributes":  # the span is read: a typo elsewhere makes the walk look at it
+            request = _with_typo("spans.0.nmae", "op", request)
+        unknown = UnknownKeys()
+        assert len(spans_from_json(request, source="t.json", unknown=unknown)) == 2
+        assert (
+            f"{_SCOPE_PATH}.{place}{value_path}: unknown key `stringValu` (no field of an OTLP AnyValue), ignored;"
+            " did you mean `stringValue`?"
+        ) in unknown.warnings()
+
+
 _KEYS = st.sampled_from(["name", "attributes", "key", "value", "values", "stringValue", "arrayValue",
                          "kvlist_value", "traceId", "nmae", "vaule", "timeUnixNano", "flags"])  # fmt: skip
 _JSON = st.recursive(
