@@ -1529,17 +1529,18 @@ _CUT_STRING_LINE = "Line ends inside the string starting at"
 _CUT_LINE = "Line ends inside an open object or list at"
 
 
-def _whole_line_next(doc: str, pos: int, blank: bool = True) -> bool:
-    """Whether the next non-blank line from `pos` on is a JSON value and nothing else (if `blank`: or there is none)."""
+def _whole_line_next(doc: str, pos: int, blank: bool = True) -> int | None:
+    """Where the JSON value ends that is the next non-blank line from `pos` on and nothing else (if `blank`
+    and there is no such line: the end of `doc`); None if that line is something else."""
     pos = _skip_space(doc, pos)
     if pos >= len(doc):
-        return blank
+        return len(doc) if blank else None
     try:
         _, after = _DECODER.raw_decode(doc, pos)
     except (json.JSONDecodeError, RecursionError):
-        return False
+        return None
     end = doc.find("\n", after)
-    return not doc[after : len(doc) if end < 0 else end].strip()
+    return None if doc[after : len(doc) if end < 0 else end].strip() else after
 
 
 def _cut_short(e: json.JSONDecodeError, start: int) -> json.JSONDecodeError:
@@ -1549,20 +1550,18 @@ def _cut_short(e: json.JSONDecodeError, start: int) -> json.JSONDecodeError:
     Python reads on past the cut. Cut inside a string, it stops at the line break (a
     control character): the error is the string's, when only space or whole JSON
     lines follow. Cut elsewhere, it reads the next lines' objects into the cut one and
-    fails somewhere after: when the object's first line opens an object and the next
+    fails somewhere after: when the object's first line opens an object, the next
     line is a whole JSON value (never so in a pretty-printed object, whose second line
-    is a key), the error is the end of that first line.
+    is a key) and the error is no further on than what follows that value, the error is
+    the end of that first line.
     """
     doc = e.doc
     first_end = doc.find("\n", start)
-    if (
-        0 <= first_end < e.pos
-        and doc.startswith("{", start)
-        and e.msg != _CUT_STRING
-        and _whole_line_next(doc, first_end, blank=False)
-    ):
-        return json.JSONDecodeError(_CUT_LINE, doc, len(doc[:first_end].rstrip()))
-    if e.msg != "Invalid control character at" or doc[e.pos] not in "\r\n" or not _whole_line_next(doc, e.pos):
+    if 0 <= first_end < e.pos and doc.startswith("{", start) and e.msg != _CUT_STRING:
+        value_end = _whole_line_next(doc, first_end, blank=False)
+        if value_end is not None and e.pos <= _skip_space(doc, value_end):
+            return json.JSONDecodeError(_CUT_LINE, doc, start + len(doc[start:first_end].rstrip()))
+    if e.msg != "Invalid control character at" or doc[e.pos] not in "\r\n" or _whole_line_next(doc, e.pos) is None:
         return e
     msg = _CUT_STRING if _skip_space(doc, e.pos) >= len(doc) else _CUT_STRING_LINE
     start = e.pos

@@ -653,6 +653,10 @@ def test_a_pretty_file_keeps_the_place_of_its_error() -> None:
     assert got == "p.json:4:5: invalid JSON: expected `,` or the end of the list or object, found `{`"
     got = error_of(parse_json, '[\n{"resourceSpans": []}\n{"resourceSpans": []}\n]', source="p.json")
     assert got == "p.json:3:1: invalid JSON: expected `,` or the end of the list or object, found `{`"
+    # Review D3: line 2 is a whole value, but the error lies past what follows it (was "1:20: ... cut short?")
+    text = '{"resourceSpans": [\n{"scopeSpans": []}\n],\n"x": 1,,\n"y": 2}\n'
+    got = error_of(parse_json, text, source="h.json")
+    assert got == "h.json:4:8: invalid JSON: expected a key in double quotes, found `,`"
 
 
 @pytest.mark.parametrize(
