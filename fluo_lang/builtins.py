@@ -203,9 +203,9 @@ def _avg_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | None:
 
 
 def _extreme(values: list[int | float], largest: bool) -> int | float | None:
-    """The largest (or smallest) of `values`, the same in any order: missing over none, NaN if one is (as IEEE
-    754's `maximum`; Python's `max` kept or passed over a NaN by where it stood), and of equal values the integer
-    (`5` over `5.0`), then `0.0` over `-0.0` for the largest and `-0.0` for the smallest."""
+    """The largest (or smallest) of `values`, the same in any order: missing over none, NaN if one is, wherever
+    it stands (as IEEE 754's `maximum`), and of equal values the integer (`5` over `5.0`), then `0.0` over
+    `-0.0` for the largest and `-0.0` for the smallest."""
     if not values:
         return None
     if float not in set(map(type, values)):
@@ -226,7 +226,7 @@ def _max(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
 
 
 def _min_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
-    """`min` of durations: integer nanoseconds, never NaN, so no tie or NaN to settle (and no pass to look)."""
+    """`min` of durations: integer nanoseconds, never NaN, so no tie or NaN to settle: Python's `min` as it is."""
     values = _numbers(ctx, spans, fn)
     return min(values) if values else None
 

@@ -1060,8 +1060,8 @@ class _Observed:
 
     Only the same expression read again (equal IR, wherever it is written) is shown once: in
     `count() > 2 and count() < 10`, one `count`. A literal is never that (`bound`, `bound_2` for
-    two `2`s), nor is a value of another expression that happens to be equal (an earlier `_put`
-    dropped those, so `count_2: 2` went missing beside its `bound_2`).
+    two `2`s), nor is a value of another expression that happens to be equal: that one keeps a
+    name of its own (`count_2: 2` beside its `bound_2`).
     """
 
     __slots__ = ("sources", "values")

@@ -133,14 +133,18 @@ MAX_VALUE_DEPTH = 31
 A value nested deeper reads as missing from OTLP/JSON and protobuf alike, and `fluo eval`,
 `fluo test` and `fluo discover` warn: where the file is read for OTLP/JSON and resources
 (`UnknownKeys.too_deep`), after the run for a protobuf span attribute, whose value is decoded
-only when read (`too_deep_reads`: looking at every value up front added a quarter to `fluo eval`'s time).
+only when read and so is found only then (`too_deep_reads`): no value is looked at before it is read.
 
 protobuf's decoder (upb) reads at most 100 messages
 deep: a map level is 3 messages (AnyValue, KeyValueList, KeyValue), a list level 2, and a resource's
 value sits 5 deep in a request, so 5 + 3 x 31 = 98 is as deep as every value reads in both encodings."""
 
 _TOO_DEEP_READS = [0]
-"""How many protobuf attribute values read so far nested past `MAX_VALUE_DEPTH` (`too_deep_reads`)."""
+"""How many protobuf attribute values read so far nested past `MAX_VALUE_DEPTH` (`too_deep_reads`).
+
+One count for the whole process, read as its difference before and after a run: it is meant for one
+command at a time (`fluo eval`, `fluo test`, `fluo discover`). `fluo serve` reads values too, and so
+moves it, but nobody reads it there; two runs at once in one process would each count the other's."""
 
 
 class _TooDeep(Exception):
