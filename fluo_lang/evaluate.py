@@ -1015,9 +1015,11 @@ class CompiledRule:
                 best = self.compiler.fn(cur)(ctx, None)
                 spans = self.compiler.fn(cur.args[0])(ctx, None) or []
                 per_span = self.compiler.fn(cur.args[1])
-                culprits.extend(
-                    s for s in spans if best is not None and b.is_number(v := per_span(ctx, s)) and v == best
-                )
+                if best is not None:  # the spans whose value it is: NaN when one is (and no value equals NaN)
+                    nan = best != best
+                    culprits.extend(
+                        s for s in spans if b.is_number(v := per_span(ctx, s)) and (v != v if nan else v == best)
+                    )
                 return
             if cur.op == "call" and cur.value.name in ("count", "sum", "avg") and len(cur.args) == 2:
                 spans = self.compiler.fn(cur.args[0])(ctx, None) or []
