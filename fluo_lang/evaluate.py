@@ -1141,19 +1141,23 @@ def _observed_text(obs: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {_json_text(v)}" for k, v in obs.items())
 
 
-def _culprit_ids(spans: Iterable[Span]) -> tuple[list[str], list[str]]:
+def _culprit_ids(spans: list[Span]) -> tuple[list[str], list[str]]:
     """The span ids of the first `MAX_CULPRITS` distinct spans in `span_order`, and the trace id of each.
 
     Sorted before the cut, so the same spans give the same ids, and the same ones of more than
     `MAX_CULPRITS`, whatever order they arrived in (one file or two, one export or several).
     Spans are told apart by trace and span id: two traces of a window may use the same span id.
-    Sorting is paid here, for a rule that fired, never on every trace.
+    Only the first few are sorted, for a rule that fired, never on every trace: the smallest
+    2 x `MAX_CULPRITS` (a span is often there twice, once per operand), all of them only when
+    those hold fewer distinct ids than wanted.
     """
-    keys = set(map(span_order, spans))
-    first = heapq.nsmallest(MAX_CULPRITS, keys)
-    chosen = _distinct_ids(first)
-    if len(chosen) < min(MAX_CULPRITS, len(keys)):  # copies of one id with different starts (bad input)
-        chosen = _distinct_ids(sorted(keys))
+    first = heapq.nsmallest(2 * MAX_CULPRITS, spans, key=span_order)
+    chosen = _distinct_ids(map(span_order, first))
+    if len(chosen) < MAX_CULPRITS and len(first) < len(spans):  # more copies than that of some
+        keys = set(map(span_order, spans))
+        chosen = _distinct_ids(heapq.nsmallest(MAX_CULPRITS, keys))
+        if len(chosen) < min(MAX_CULPRITS, len(keys)):  # copies of one id with different starts (bad input)
+            chosen = _distinct_ids(sorted(keys))
     return [sid.hex() for _, sid in chosen], [tid.hex() for tid, _ in chosen]
 
 

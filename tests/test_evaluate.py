@@ -523,6 +523,25 @@ def test_the_same_spans_in_any_order_give_the_same_signals(seed: int) -> None:
     assert sorted(got, key=key) == sorted(want, key=key)
 
 
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    picks=st.lists(st.tuples(st.integers(0, 60), st.integers(0, 3)), max_size=150),
+    copies=st.integers(1, 4),
+)
+def test_culprit_ids_are_the_first_distinct_ids_in_span_order(picks: list[tuple[int, int]], copies: int) -> None:
+    """`_culprit_ids` sorts only the smallest few (review R2: it sorted the keys of all culprits, 57 ms for
+    100k): the same ids as sorting them all, with spans there up to 4 times and ids repeated with other starts."""
+    pool = [
+        Span(trace_id=bytes([i % 2]) * 16, span_id=bytes([i % 40]) * 8, name="s", start=i % 7 * 10 + start, end=100)
+        for i, start in picks
+    ]
+    spans = [s for s in pool for _ in range(copies)]
+    random.Random(len(picks)).shuffle(spans)
+    chosen = evaluate._distinct_ids(sorted(set(map(evaluate.span_order, spans))))
+    want = [sid.hex() for _, sid in chosen], [tid.hex() for tid, _ in chosen]
+    assert evaluate._culprit_ids(spans) == want
+
+
 @pytest.mark.parametrize(
     ("values", "expr", "observed", "culprits"),
     [
