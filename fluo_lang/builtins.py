@@ -17,7 +17,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from math import copysign, fsum, isfinite
 from typing import Any, Literal
 
@@ -145,25 +144,53 @@ _FLOAT_EXACT = 1 << 53
 """Integers up to this size convert to a float exactly."""
 
 
-def _exact_total(values: list[int | float]) -> int | Fraction | None:
-    """The exact sum, whatever the order of `values`; missing if one is NaN or infinite."""
-    ints = [v for v in values if isinstance(v, int)]
-    if len(ints) == len(values):
-        return sum(ints)
-    if not all(isfinite(v) for v in values):
-        return None
+def _float_total(values: Sequence[int | float]) -> tuple[int, int]:
+    """The exact sum of finite `values` as a numerator and a denominator (a power of two)."""
     # Each number is n / d with d a power of two: one integer sum over the largest d, not a Fraction per value.
     ratios = [v.as_integer_ratio() for v in values]
     scale = max(d for _, d in ratios)
-    return Fraction(sum(n * (scale // d) for n, d in ratios), scale)
+    return sum(n * (scale // d) for n, d in ratios), scale
 
 
-def _rounded(q: int | Fraction) -> float | None:
-    """The float nearest to `q` (half to even), or missing past the float range."""
+def _rounded(numerator: int, denominator: int) -> float | None:
+    """The float nearest to `numerator / denominator` (half to even), or missing past the float range."""
     try:
-        return float(q)  # an int or Fraction divides its integers, which Python rounds correctly
+        return numerator / denominator  # Python divides integers correctly rounded
     except OverflowError:
         return None
+
+
+def _as_floats(values: list[int | float], kinds: set[type]) -> bool:
+    """Whether each of `values` (of the types `kinds`) is a float exactly (a float, or an integer no larger than
+    `_FLOAT_EXACT`)."""
+    return kinds == {float} or all(isinstance(v, float) or -_FLOAT_EXACT <= v <= _FLOAT_EXACT for v in values)
+
+
+def _float_mean(values: list[int | float], kinds: set[type]) -> float | None:
+    """The float nearest to the exact mean of finite `values`, a float among them (missing past the float range).
+
+    The sum is written exactly as a few floats, each the rounded rest of the one before (`fsum` rounds
+    correctly): with one, its float division by the count is the rounded mean; with two or three, their
+    exact sum is divided; past that, or where `fsum` overflows on the way, every value's."""
+    n = len(values)
+    if _as_floats(values, kinds):
+        rest, terms = list(values), list[float]()
+        try:
+            for _ in range(4):
+                term = fsum(rest)
+                if term == 0:  # `terms` add up to the sum exactly
+                    if len(terms) < 2:
+                        return terms[0] / n if terms else 0.0
+                    total, scale = _float_total(terms)
+                    return _rounded(total, scale * n)
+                if not isfinite(term) or len(terms) == 3:
+                    break
+                terms.append(term)
+                rest.append(-term)
+        except OverflowError:  # a partial sum past the float range, though the whole may fit
+            pass
+    total, scale = _float_total(values)
+    return _rounded(total, scale * n)
 
 
 def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
@@ -171,35 +198,48 @@ def _sum(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
     (missing past 64 bits, as `+` is); with a float among them, the nearest float to the exact sum
     (missing past the float range, or if a value is NaN or infinite)."""
     values = _numbers(ctx, spans, fn)
-    ints = [v for v in values if isinstance(v, int)]
-    if len(ints) == len(values):
-        return total if in_int64(total := sum(ints)) else None
-    if not all(isfinite(v) for v in values):
+    kinds = set(map(type, values))
+    if float not in kinds:
+        return total if in_int64(total := int(sum(values))) else None
+    if not all(map(isfinite, values)):
         return None
-    if all(isinstance(v, float) or -_FLOAT_EXACT <= v <= _FLOAT_EXACT for v in values):
+    if _as_floats(values, kinds):
         try:
             fast = fsum(values)  # correctly rounded, and each value is a float exactly
             return fast if isfinite(fast) else None
         except OverflowError:  # a partial sum past the float range, though the whole may fit
             pass
-    exact = _exact_total(values)
-    return None if exact is None else _rounded(exact)
+    return _rounded(*_float_total(values))
 
 
 def _avg(ctx: Any, spans: list[Span], fn: Impl) -> float | None:
     """The exact mean rounded once (so neither the order of the values nor a sum past the float range
     changes it); missing over no values, or when one is NaN or infinite."""
     values = _numbers(ctx, spans, fn)
-    exact = _exact_total(values) if values else None
-    return None if exact is None else _rounded(Fraction(exact, len(values)))
+    if not values:
+        return None
+    kinds = set(map(type, values))
+    if float not in kinds:
+        return _rounded(int(sum(values)), len(values))
+    if not all(map(isfinite, values)):
+        return None
+    return _float_mean(values, kinds)
 
 
 def _avg_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | None:
     """The mean of durations, in whole nanoseconds (half to even), as every duration is: exact, where a
     float of nanoseconds loses precision past 2**53 (a timestamp minus it was off by up to 256 ns)."""
     values = _numbers(ctx, spans, fn)
-    exact = _exact_total(values) if values else None
-    return None if exact is None else round(Fraction(exact, len(values)))
+    if not values:
+        return None
+    if float in set(map(type, values)):
+        if not all(map(isfinite, values)):
+            return None
+        total, scale = _float_total(values)
+    else:
+        total, scale = int(sum(values)), 1
+    q, r = divmod(total, scale * len(values))
+    return q + 1 if 2 * r > scale * len(values) or (2 * r == scale * len(values) and q % 2) else q
 
 
 def _extreme(values: list[int | float], largest: bool) -> int | float | None:

@@ -696,6 +696,17 @@ def test_sum_and_avg_match_the_exact_rational_value_rounded_once(values: list[in
     assert builtins._avg(None, spans, lambda ctx, s: s.attributes["v"]) == rounded(exact / len(values))
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=6)
+    | st.sampled_from([[1, 2], [2, 3], [-1, -2], [-2, -3], [2**62, 2**62 + 1]])
+)
+def test_a_mean_duration_is_exact_half_to_even(values: list[int]) -> None:
+    """`avg` of durations (integer nanoseconds) is the exact mean rounded half to even, in integers only."""
+    got = builtins._avg_duration(None, values, lambda ctx, v: v)
+    assert got == round(Fraction(sum(values), len(values))) and type(got) is int
+
+
 def test_an_integer_sum_stays_exact_and_64_bit() -> None:
     """Integers add exactly (no float on the way), and a sum past 64 bits is missing in any order."""
     program = program_for("rule s { detect trace.spans.sum(v) != 0 }")
