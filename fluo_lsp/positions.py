@@ -33,6 +33,11 @@ def lsp_lines(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
+def utf16_units(text: str) -> int:
+    """How many UTF-16 code units `text` is; a lone surrogate (a client's JSON can hold one) is one."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 class LineIndex:
     """Line starts of one text, for converting between offsets and (line, UTF-16 column)."""
 
@@ -54,7 +59,7 @@ class LineIndex:
         line = self.line_of(offset)
         start = self.starts[line]
         segment = self.text[start:offset]
-        col = len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
+        col = utf16_units(segment)
         return lsp.Position(line=line, character=col + (self.lead if line == 0 else 0))
 
     def positions(self, offsets: Iterable[int]) -> Iterator[tuple[int, int]]:
@@ -73,7 +78,7 @@ class LineIndex:
                 col += offset - at
             else:
                 segment = self.text[at:offset]
-                col += len(segment) if segment.isascii() else len(segment.encode("utf-16-le")) // 2
+                col += utf16_units(segment)
             at = offset
             yield line, col + (self.lead if line == 0 else 0)
 

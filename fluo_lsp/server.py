@@ -1,7 +1,7 @@
 """`fluo lsp`: the language server, over stdio, a thin shell around the core's analysis.
 
-Rule files (`*.fluo`) get diagnostics (pushed after a debounce, and answered when
-pulled), completion, hover, signature help, symbols, folding, semantic tokens,
+Rule files (`*.fluo`) get diagnostics (pushed after a debounce, never pulled: see
+`FluoServer.publish`), completion, hover, signature help, symbols, folding, semantic tokens,
 formatting and code actions. Rule test files (`*_test.yaml`, `*.fluotest.yaml`)
 get checks of the rule ids and fixtures they name, and link to the rules.
 """
@@ -259,6 +259,11 @@ class FluoServer(LanguageServer):
     def publish(self, uri: str, *, others: bool = True) -> None:
         """Push the diagnostics of the open document at `uri`, under `uri` as the client sent it.
 
+        Diagnostics are only pushed: the server offers no `textDocument/diagnostic`. A client that
+        can pull does so from any server that offers it and keeps the pulled list apart from the
+        pushed one (Neovim 0.10+ shows each problem twice, and a pulled one goes stale when another
+        file fixes it); push alone reaches every client, and is refreshed here on every change.
+
         With `others`, a rule file's edit also refreshes the open documents it may
         change: test files, and rule files in its folder (rule ids are unique there).
         """
@@ -415,14 +420,6 @@ def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
     if rule_file:  # the documents that read this rule file now read it from disk
         ls.publish_dependents(uri)
-
-
-@server.feature(
-    lsp.TEXT_DOCUMENT_DIAGNOSTIC,
-    lsp.DiagnosticOptions(identifier=NAME, inter_file_dependencies=True, workspace_diagnostics=False),
-)
-def pull_diagnostics(ls: FluoServer, params: lsp.DocumentDiagnosticParams) -> lsp.DocumentDiagnosticReport:
-    return lsp.RelatedFullDocumentDiagnosticReport(items=ls.diagnostics_of(params.text_document.uri) or [])
 
 
 def _rule_doc(ls: FluoServer, uri: str) -> RuleDocument | None:

@@ -19,7 +19,7 @@ import pytest_lsp
 from hypothesis import given
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcInvalidRequest
+from pygls.exceptions import JsonRpcInvalidRequest, JsonRpcMethodNotFound
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from test_lsp import AUTH, TEST_FILE, diagnostics, rng
 
@@ -148,6 +148,56 @@ async def test_test_files_see_open_rule_files_under_escaped_paths(client: Langua
     await diagnostics(client, test_uri, lambda d: "unknown-rule" in {x.code for x in d})  # back to the disk
 
 
+@asyncio_module
+async def test_a_lone_surrogate_is_reported_and_every_feature_answers(client: LanguageClient, tmp_path: Path) -> None:
+    """Editor tour: a lone `\\ud800` made every request on the file fail with -32603 (UnicodeEncodeError)."""
+    text = "rule a {\n  expect trace.spans.where(name == '\ud800').count() < 3 \ud800\n}\n"
+    uri = open_at(client, (tmp_path / "surrogate.fluo").as_uri(), text)
+    [d] = await diagnostics(client, uri)
+    column = text.splitlines()[1].rindex("\ud800")
+    assert (d.code, d.range) == ("FLUO101", rng(1, column, 1, column + 1))
+    doc = lsp.TextDocumentIdentifier(uri=uri)
+    tokens = await client.text_document_semantic_tokens_full_async(lsp.SemanticTokensParams(text_document=doc))
+    assert tokens is not None and tokens.data
+    [symbol] = await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=doc)) or []
+    assert isinstance(symbol, lsp.DocumentSymbol) and symbol.range.end == rng(2, 0, 2, 1).end
+
+
+# -- diagnostics are pushed, never pulled -----------------------------------------------
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def neovim_client(lsp_client: LanguageClient, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[None]:
+    """A client that can pull diagnostics (`textDocument.diagnostic`), as Neovim 0.10+ declares."""
+    capabilities = client_capabilities("neovim")
+    assert capabilities.text_document is not None and capabilities.text_document.diagnostic is not None
+    accept_registrations(lsp_client)
+    INITIALIZED["neovim"] = await lsp_client.initialize_session(session(capabilities, tmp_path_factory.mktemp("wsnv")))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@asyncio_module
+async def test_a_client_that_can_pull_is_offered_no_pull_and_gets_each_diagnostic_once(
+    neovim_client: LanguageClient, tmp_path: Path
+) -> None:
+    """Neovim 0.10+ pulls from any server offering `diagnosticProvider` and keeps pulled and pushed diagnostics
+    apart: each showed twice, and a pulled FLUO213 stayed after the other file's rule was renamed (editor tour)."""
+    assert INITIALIZED["neovim"].capabilities.diagnostic_provider is None
+    with pytest.raises(JsonRpcMethodNotFound):
+        await neovim_client.text_document_diagnostic_async(
+            lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri=(tmp_path / "x.fluo").as_uri()))
+        )
+    a, b = "rule dup { expect trace.spans.count() < 3 }\n", "rule dup { detect trace.spans.count() > 3 }\n"
+    (tmp_path / "a.fluo").write_text(a)
+    (tmp_path / "b.fluo").write_text(b)
+    a_uri = open_at(neovim_client, (tmp_path / "a.fluo").as_uri(), a)
+    b_uri = open_at(neovim_client, (tmp_path / "b.fluo").as_uri(), b)
+    assert [d.code for d in await diagnostics(neovim_client, b_uri, lambda d: len(d) > 0)] == ["FLUO213"]
+    change(neovim_client, a_uri, 2, rng(0, 5, 0, 8), "one")
+    assert list(await diagnostics(neovim_client, b_uri, lambda d: not d)) == []  # pushed again, now clean
+
+
 # -- position encoding ------------------------------------------------------------------
 
 
@@ -245,10 +295,7 @@ async def test_requests_on_a_closed_and_deleted_document_answer_empty(client: La
     doc = lsp.TextDocumentIdentifier(uri=uri)
     test_doc = lsp.TextDocumentIdentifier(uri=(tmp_path / "gone_test.yaml").as_uri())
     here = lsp.Position(line=1, character=22)
-    report = await client.text_document_diagnostic_async(lsp.DocumentDiagnosticParams(text_document=doc))
-    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport) and not report.items
-    report = await client.text_document_diagnostic_async(lsp.DocumentDiagnosticParams(text_document=test_doc))
-    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport) and not report.items
+    assert list(await diagnostics(client, uri, lambda d: not d)) == []  # cleared on close
     assert await client.text_document_hover_async(lsp.HoverParams(text_document=doc, position=here)) is None
     assert await client.text_document_completion_async(lsp.CompletionParams(text_document=doc, position=here)) is None
     assert await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=doc)) is None
@@ -378,9 +425,10 @@ async def test_a_second_initialize_is_refused_and_changes_nothing(twice_client: 
     with pytest.raises(JsonRpcInvalidRequest, match="already initialized"):
         await twice_client.initialize_async(again)
     doc = lsp.TextDocumentIdentifier(uri=uri)
-    report = await twice_client.text_document_diagnostic_async(lsp.DocumentDiagnosticParams(text_document=doc))
-    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
-    assert report.items == before  # the unsaved text, checked with the settings of the first `initialize`
+    twice_client.diagnostics.pop(uri, None)
+    twice_client.text_document_did_save(lsp.DidSaveTextDocumentParams(text_document=doc))  # checks it again
+    again_diags = await diagnostics(twice_client, uri)
+    assert again_diags == before  # the unsaved text, checked with the settings of the first `initialize`
     line = UNSAVED.splitlines()[1]
     hover = await twice_client.text_document_hover_async(
         lsp.HoverParams(text_document=doc, position=lsp.Position(line=1, character=line.index("exists")))
@@ -403,10 +451,11 @@ async def test_a_second_initialized_registers_nothing_again(twice_client: Langua
         await asyncio.sleep(0.01)
     assert [r.id for r in REGISTERED] == ["fluo-watched-files"]
     twice_client.initialized(lsp.InitializedParams())
-    report = await twice_client.text_document_diagnostic_async(  # answered after `initialized` was handled
-        lsp.DocumentDiagnosticParams(text_document=lsp.TextDocumentIdentifier(uri="file:///none.fluo"))
+    nowhere = lsp.TextDocumentIdentifier(uri="file:///none.fluo")
+    hover = await twice_client.text_document_hover_async(  # answered after `initialized` was handled
+        lsp.HoverParams(text_document=nowhere, position=lsp.Position(line=0, character=0))
     )
-    assert isinstance(report, lsp.RelatedFullDocumentDiagnosticReport)
+    assert hover is None
     assert [r.id for r in REGISTERED] == ["fluo-watched-files"]
 
 
@@ -446,6 +495,14 @@ def test_line_index_does_not_break_lines_where_lsp_does_not() -> None:
     index = LineIndex(text)
     assert index.position(7) == lsp.Position(line=0, character=7)
     assert index.position(8) == lsp.Position(line=1, character=0)
+
+
+def test_line_index_counts_a_lone_surrogate_as_one_unit() -> None:
+    """A client's JSON can hold a lone surrogate (`\\ud800`); it is one UTF-16 unit, not an encoding error."""
+    index = LineIndex("a\ud800b\n\ud800")
+    assert index.position(2) == lsp.Position(line=0, character=2)
+    assert list(index.positions([1, 2, 5])) == [(0, 1), (0, 2), (1, 1)]
+    assert index.offset(lsp.Position(line=0, character=2)) == 2
 
 
 @pytest.mark.parametrize(

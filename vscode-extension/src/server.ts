@@ -18,7 +18,6 @@ import {
   RevealOutputChannelOn,
   State,
   TransportKind,
-  type vsdiag,
 } from 'vscode-languageclient/node';
 
 import { findExecutable } from './process';
@@ -172,12 +171,6 @@ export function clientOptions(
     documentSelector: DOCUMENT_SELECTOR,
     synchronize: { configurationSection: SECTION },
     initializationOptions: () => serverSettings(settings()),
-    middleware: {
-      // The server pushes diagnostics (after the debounce, and again when settings or other files change) and
-      // also answers pulls. Pulled ones would land in a second collection, show every problem twice and, since
-      // the client pulls only on open, go stale: the editor keeps the pushed ones.
-      provideDiagnostics: () => NO_PULLED_DIAGNOSTICS,
-    },
     outputChannel: output,
     traceOutputChannel: trace,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
@@ -187,12 +180,6 @@ export function clientOptions(
     initializationFailedHandler: () => false,
   };
 }
-
-/** The answer to every diagnostic pull: diagnostics arrive pushed. */
-export const NO_PULLED_DIAGNOSTICS: vsdiag.FullDocumentDiagnosticReport = {
-  kind: 'full' as vsdiag.DocumentDiagnosticReportKind.full,
-  items: [],
-};
 
 /**
  * The language client, except that it never shows a notification itself: what it logs still goes to the output
