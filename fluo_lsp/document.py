@@ -18,10 +18,13 @@ Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from pygls.uris import from_fs_path
 
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic, error
@@ -67,6 +70,13 @@ class Chunk:
 
 
 _cache: OrderedDict[tuple[str, str, bool], ChunkAnalysis] = OrderedDict()
+
+
+def path_uri(path: Path) -> str:
+    """The `file:` URI of `path` as the client names it: `..` folded away, but symlinks kept (a workspace
+    opened through a link stays under the link; a resolved URI would open a second buffer of the same file)."""
+    absolute = os.path.abspath(path)
+    return from_fs_path(absolute) or Path(absolute).as_uri()
 
 
 def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:

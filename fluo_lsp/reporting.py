@@ -9,7 +9,7 @@ from lsprotocol import types as lsp
 from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic, Severity
 
-from .document import RuleDocument, read_rule_text
+from .document import RuleDocument, path_uri, read_rule_text
 from .positions import LineIndex, span_range
 from .workspace import TestProblem
 
@@ -31,7 +31,7 @@ def lsp_diagnostic(d: Diagnostic, base: int, doc: RuleDocument, uri: str, *, str
         if r.path in (None, d.path, doc.path):
             where = lsp.Location(uri=uri, range=span_range(doc.index, r.span, base))
         else:
-            where = lsp.Location(uri=Path(r.path).resolve().as_uri(), range=_range_in_file(Path(r.path), r.span))
+            where = lsp.Location(uri=path_uri(Path(r.path)), range=_range_in_file(Path(r.path), r.span))
         related.append(lsp.DiagnosticRelatedInformation(location=where, message=r.message))
     return lsp.Diagnostic(
         range=span_range(doc.index, d.span, base),

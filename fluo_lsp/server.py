@@ -38,7 +38,7 @@ from fluo_lang.otlp import trace_files_in
 from fluo_run.testing.spec import is_rule_test
 
 from . import actions, completion, hover, outline
-from .document import RuleDocument, read_rule_text
+from .document import RuleDocument, path_uri, read_rule_text
 from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
@@ -531,7 +531,7 @@ def code_actions(ls: FluoServer, params: lsp.CodeActionParams) -> list[lsp.CodeA
 
 def _site_location(site: RuleSite) -> lsp.Location:
     return lsp.Location(
-        uri=from_fs_path(str(site.path)) or site.path.as_uri(),
+        uri=path_uri(site.path),
         range=span_range(site.document.index, site.rule.id_span, site.base),
     )
 
@@ -584,7 +584,7 @@ def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Locatio
                     continue
                 # a folder is its files (an editor opens files, not folders), the first few of them
                 files = in_folder(target)[:MAX_FOLDER_TARGETS] if target.is_dir() else [target]
-                return [lsp.Location(uri=f.resolve().as_uri(), range=lsp.Range(start=start, end=start)) for f in files]
+                return [lsp.Location(uri=path_uri(f), range=lsp.Range(start=start, end=start)) for f in files]
     found = _rule_under_cursor(ls, uri, params.position)
     if found is None:
         return None
@@ -607,7 +607,7 @@ def references(ls: FluoServer, params: lsp.ReferenceParams) -> list[lsp.Location
         if test_path not in texts:
             text = ls.open_text(test_path)
             texts[test_path] = LineIndex(text if text is not None else read_rule_text(test_path) or "")
-        out.append(lsp.Location(uri=test_path.resolve().as_uri(), range=texts[test_path].range(start, end)))
+        out.append(lsp.Location(uri=path_uri(test_path), range=texts[test_path].range(start, end)))
     return out
 
 

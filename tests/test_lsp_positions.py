@@ -163,6 +163,60 @@ async def test_a_lone_surrogate_is_reported_and_every_feature_answers(client: La
     assert isinstance(symbol, lsp.DocumentSymbol) and symbol.range.end == rng(2, 0, 2, 1).end
 
 
+# -- a workspace opened through a symlink --------------------------------------------------
+
+LINKED_RULES = "rule x_rule {\n  detect trace.spans.count() > 9\n}\n"
+LINKED_TEST = "rules: [a.fluo]\ncases:\n  - name: one\n    traces: t.json\n    expect: [{rule: x_rule}]\n"
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace folder the client names through a symlink to the real folder."""
+    real = tmp_path_factory.mktemp("real")
+    (real / "a.fluo").write_text(LINKED_RULES)
+    (real / "t.json").write_text('{"resourceSpans": []}')
+    (real / "a_test.yaml").write_text(LINKED_TEST)
+    link = tmp_path_factory.mktemp("link") / "ws"
+    link.symlink_to(real)
+    return link
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=SERVER))
+async def linked_client(lsp_client: LanguageClient, linked: Path) -> AsyncIterator[None]:
+    accept_registrations(lsp_client)
+    await lsp_client.initialize_session(session(client_capabilities("visual-studio-code"), linked))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@asyncio_module
+async def test_locations_in_a_workspace_opened_through_a_symlink_stay_under_the_link(
+    linked_client: LanguageClient, linked: Path
+) -> None:
+    """Editor tour: `rules:` and `traces:` definitions and references named the resolved path, so the editor
+    opened a second buffer of a file it had open under the link."""
+    test_doc = lsp.TextDocumentIdentifier(uri=open_at(linked_client, (linked / "a_test.yaml").as_uri(), LINKED_TEST))
+    rules_doc = lsp.TextDocumentIdentifier(uri=open_at(linked_client, (linked / "a.fluo").as_uri(), LINKED_RULES))
+    found = []
+    for doc, line, character in ((test_doc, 4, 22), (test_doc, 0, 10), (test_doc, 3, 14)):
+        where = lsp.Position(line=line, character=character)
+        got = await linked_client.text_document_definition_async(
+            lsp.DefinitionParams(text_document=doc, position=where)
+        )
+        assert isinstance(got, list)
+        found.append([x.uri for x in got if isinstance(x, lsp.Location)])
+    refs = await linked_client.text_document_references_async(
+        lsp.ReferenceParams(
+            text_document=rules_doc,
+            position=lsp.Position(line=0, character=6),
+            context=lsp.ReferenceContext(include_declaration=True),
+        )
+    )
+    found.append([x.uri for x in refs or []])
+    a, t, test = ((linked / name).as_uri() for name in ("a.fluo", "t.json", "a_test.yaml"))
+    assert found == [[a], [a], [t], [a, test]]
+
+
 # -- diagnostics are pushed, never pulled -----------------------------------------------
 
 
