@@ -18,9 +18,9 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
     """Actions for the diagnostics and rules that meet the document range [start, end].
 
     A did-you-mean is preferred (applied by "fix all" and auto-fix) only if the rule it edits checks
-    with no new error; one that gives an error (`servce > 5` -> `service > 5`: string > int) is still
+    with no new error; one that gives an error (`where(servce)` -> `where(service)`: a string predicate) is still
     offered, not preferred, its title naming the error it leads to: the name may be right and the
-    comparison the bug, which only the user knows.
+    predicate the bug, which only the user knows.
     """
     out: list[lsp.CodeAction] = []
     for d, base in doc.diagnostics():

@@ -112,3 +112,25 @@ def test_the_bytes_reading_language_md_shows_is_what_a_rule_reads() -> None:
     program = compile_program(analyze([("r.fluo", f"rule r {{ detect trace.spans.where({key} == '{hex_text}') }}")]))
     assert [s.rule for s in program.evaluate_trace(assemble([read])[0])] == ["r"]
     assert read.attributes[key] != b64
+
+
+def test_the_fix_editor_md_shows_leading_to_an_error_is_offered_so() -> None:
+    """docs/editor.md and `code_actions` gave `servce > 5` as a fix that leads to an error, but the checker
+    says nothing there (no string is `> 5`, so `servce` reads as an attribute): no such fix existed."""
+    from fluo_lsp.actions import code_actions
+    from fluo_lsp.document import RuleDocument
+
+    docs = (ROOT / "docs" / "editor.md").read_text()
+    found = re.search(r"its title names the error it leads to \(`([^`]+)` → `([^`]+)`", docs)
+    assert found is not None
+    before, after = found.groups()
+    text = f"rule a {{\n  severity: error\n  expect trace.spans.{before}.exists()\n}}\n"
+    actions = code_actions(RuleDocument("a.fluo", text, None), "file:///a.fluo", 0, len(text), strict=False)
+    [fix] = [a for a in actions if a.title.startswith("Change to")]
+    assert fix.edit is not None and fix.edit.changes is not None and not fix.is_preferred
+    [edit] = fix.edit.changes["file:///a.fluo"]
+    column = text.splitlines()[2].index(before)  # where `before` starts on its line
+    cut = slice(edit.range.start.character - column, edit.range.end.character - column)
+    fixed = before[: cut.start] + edit.new_text + before[cut.stop :]
+    assert (fixed, "(then FLUO" in fix.title) == (after, True)
+    assert f"`{before}` -> `{after}`" in (code_actions.__doc__ or "")
