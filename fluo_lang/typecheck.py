@@ -199,7 +199,9 @@ class _Checker:
             self.out.tags = tuple(str(i.value) for i in items)
         elif m.key == "enabled":
             if v.kind != "bool":
-                self.err("FLUO212", f"enabled must be true or false, found `{_meta_text(v)}`", v.span)
+                guess = _nearest(str(v.value), ("true", "false")) if v.kind in ("ident", "string") else None
+                hint = f"; did you mean `{guess}`?" if guess else ""
+                self.err("FLUO212", f"enabled must be true or false, found `{_meta_text(v)}`{hint}", v.span, guess)
                 return
             self.out.enabled = bool(v.value)
         else:

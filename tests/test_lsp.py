@@ -992,8 +992,9 @@ async def test_code_actions_apply_did_you_mean_and_add_severity(client: Language
             "Change to `status` (then FLUO304: `server` is not a status (one of ok, error, unset))",
         ),
         ("severty: warning", False, "Change to `severity` (then FLUO211: duplicate metadata key `severity`)"),
+        ("enabled: ture", True, "Change to `true`"),
     ],
-    ids=["checks", "type-error", "duplicate-key"],
+    ids=["checks", "type-error", "duplicate-key", "enabled-value"],
 )
 async def test_a_did_you_mean_that_gives_an_error_is_not_preferred(
     client: LanguageClient, tmp_path: Path, line: str, preferred: bool, title: str
