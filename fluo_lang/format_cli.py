@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     """Format rule files in place; folders are searched for *.fluo, - reads stdin and writes stdout.
 
     A file with syntax errors is left as it is and its errors are printed. Files are
-    UTF-8; a leading byte order mark is accepted and dropped when a file is rewritten.
+    UTF-8; a leading byte order mark is kept, as the line endings are.
     A file named must be a .fluo file (a test file's YAML is not formatted).
 
     Exit status: 0 formatted (or already so), 1 `--check` found files to change,
@@ -32,7 +33,8 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     if "-" in paths:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")
-        text, problem = decode_source(sys.stdin.buffer.read(), "<stdin>")
+        data = sys.stdin.buffer.read()
+        text, problem = decode_source(data, "<stdin>")
         if problem is not None:
             click.echo(problem.format(), err=True)
             sys.exit(2)
@@ -43,7 +45,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             sys.exit(2)
         if check:
             sys.exit(0 if result.text == text else 1)
-        click.echo(result.text, nl=False)
+        click.echo(_bom(data) + result.text, nl=False)
         sys.exit(0)
     for p in paths:
         if not p.endswith(RULE_SUFFIX) and Path(p).exists() and not Path(p).is_dir():
@@ -55,7 +57,8 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     changed = broken = 0
     for f in files:
         try:
-            text, problem = decode_source(f.read_bytes(), str(f))
+            data = f.read_bytes()
+            text, problem = decode_source(data, str(f))
         except OSError as exc:
             click.echo(f"fluo: cannot read {f}: {exc.strerror or exc}", err=True)
             broken += 1
@@ -75,13 +78,20 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             if check:
                 click.echo(f"would reformat {f}")
             else:
-                f.write_text(result.text, encoding="utf-8", newline="")  # line endings as the formatter chose
+                # line endings as the formatter chose
+                f.write_text(_bom(data) + result.text, encoding="utf-8", newline="")
                 click.echo(f"reformatted {f}", err=True)
     verb = "would be reformatted" if check else "reformatted"
     click.echo(f"{changed} of {len(files)} file{'s' if len(files) != 1 else ''} {verb}", err=True)
     if broken:
         sys.exit(2)
     sys.exit(1 if check and changed else 0)
+
+
+def _bom(data: bytes) -> str:
+    """The byte order mark `data` starts with, to write back: the formatter changes whitespace only, and
+    the server's Format Document keeps it too (its edits start after it)."""
+    return "\ufeff" if data.startswith(codecs.BOM_UTF8) else ""
 
 
 def _fail(message: str) -> None:

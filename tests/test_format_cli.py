@@ -77,7 +77,9 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert run()[0] == 2
 
 
-def test_a_byte_order_mark_is_read_and_dropped_on_rewrite(tmp_path: Path) -> None:
+def test_a_byte_order_mark_is_read_and_kept(tmp_path: Path) -> None:
+    """As Format Document in the server keeps it, and `--check` passes a formatted file that has one (editor
+    tour: a rewrite, and `fluo fmt -`, dropped it, so the CLI and the editor disagreed on the same file)."""
     tidy, messy = tmp_path / "tidy.fluo", tmp_path / "messy.fluo"
     tidy.write_bytes(b"\xef\xbb\xbf" + TIDY.encode())
     messy.write_bytes(b"\xef\xbb\xbf" + MESSY.replace("rule a", "rule b").encode())
@@ -85,7 +87,11 @@ def test_a_byte_order_mark_is_read_and_dropped_on_rewrite(tmp_path: Path) -> Non
     assert (code, out) == (1, f"would reformat {messy}\n")
     assert run(str(tmp_path))[0] == 0
     assert tidy.read_bytes() == b"\xef\xbb\xbf" + TIDY.encode()  # already formatted: not rewritten
-    assert messy.read_bytes() == TIDY.replace("rule a", "rule b").encode()
+    assert messy.read_bytes() == b"\xef\xbb\xbf" + TIDY.replace("rule a", "rule b").encode()
+    result = CliRunner().invoke(main, ["fmt", "-"], input=b"\xef\xbb\xbf" + MESSY.encode())
+    assert (result.exit_code, result.stdout_bytes) == (0, b"\xef\xbb\xbf" + TIDY.encode())
+    result = CliRunner().invoke(main, ["fmt", "--check", "-"], input=b"\xef\xbb\xbf" + TIDY.encode())
+    assert result.exit_code == 0
 
 
 def test_text_that_is_not_utf8_is_one_diagnostic(tmp_path: Path) -> None:
