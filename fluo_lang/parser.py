@@ -692,7 +692,7 @@ class _Recovery:
                 self._read_as(ip, start, is_not.end(), f"unexpected `{written}`; did you mean `!=`?", "!=")
                 ip.feed_token(self.token(ne, "!=", start, is_not.end()))
                 return True
-        meant = _FOREIGN_WORDS.get(low) or (nearest(low, _OPERATOR_WORDS) if len(low) >= 5 else None)
+        meant = _operator_meant(word)
         if meant is None or meant == word:
             return False
         fix_end = None
@@ -726,19 +726,64 @@ class _Recovery:
         return True
 
     def _foreign_word_before(self, ip: Any, top: Token, tok: Token) -> bool:
-        """`where(NOT x)`: the word was read as a name, and only the token after it shows it was not one."""
+        """`where(NOT x)`, `expect a AND b`: the word was read as a name (after a clause's whole expression, as a
+        metadata key), and only the token after it shows it was not one."""
         word = str(top.value)
-        meant = _FOREIGN_WORDS.get(word.lower())
+        meant = _operator_meant(word)
         if meant is None or meant == word or meant not in ("not", "and", "or"):
             return False
         terminal = _terminal_of(meant)
-        if not _feedable(ip, [terminal, tok.type], drop=1):
+        if _feedable(ip, [terminal, tok.type], drop=1):
+            take_back = 1
+        elif self._reopen_clause(ip, [terminal, tok.type]):
+            take_back = 0
+        else:
             return False
         start, end = top.start_pos or 0, top.end_pos or 0
-        self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant, 1)
+        self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant, take_back)
         ip.feed_token(self.token(terminal, meant, start, end))
         ip.feed_token(tok)
         return True
+
+    def _reopen_clause(self, ip: Any, names: list[str]) -> bool:
+        """`expect a AND b`: at the word after the clause's expression (shifted as a metadata key), the clause was
+        already whole, reduced into the rule's items. Its expression is put back on the parser's stacks as an
+        operand that `names` may follow (as `_operand` does), after its keyword; the word comes off.
+
+        False, and the stacks as they were, if the rule's last item is no `expect`/`detect` or `names` cannot
+        follow its expression.
+        """
+        values, states = ip.parser_state.value_stack, ip.parser_state.state_stack
+        if len(values) < 3 or not _is_token(values[-3], ("LBRACE",)) or not isinstance(values[-2], Tree):
+            return False
+        items, table = values[-2], _Table.of(ip)
+        clause = items.children[-1] if items.children else None
+        if not isinstance(clause, Tree) or clause.data not in ("expect", "detect") or len(clause.children) != 1:
+            return False
+        kept_states, kept_values = states[:-2], values[:-2]
+        if len(items.children) > 1:  # the items before the clause, as the parser had them
+            goto = table.states[kept_states[-1]].get(items.data)
+            if goto is None or goto[0] is not Shift:
+                return False
+            kept_states.append(goto[1])
+            kept_values.append(Tree(items.data, items.children[:-1]))
+        keyword = clause.data.upper()
+        shift = table.states[kept_states[-1]].get(keyword)
+        if shift is None or shift[0] is not Shift:
+            return False
+        start = _start_of(clause)
+        kept_states.append(shift[1])
+        kept_values.append(self.token(keyword, str(clause.data), start, start + len(clause.data)))
+        for level in _OPERAND_LEVELS:
+            goto = table.states[kept_states[-1]].get(level)
+            if goto is None or goto[0] is not Shift:
+                continue
+            stack = _Stack([*kept_states, goto[1]])
+            if all(table.feed(stack, name) for name in names):
+                states[:] = [*kept_states, goto[1]]
+                values[:] = [*kept_values, clause.children[0]]
+                return True
+        return False
 
     def _function(self, ip: Any, name: Token, tok: Token) -> bool:
         """`size(x)`, `len(x)`, `count(x)`, `has(x)`: FLUO calls methods on a value, and has no null."""
@@ -1502,6 +1547,12 @@ def _like_regex(literal: str, ignore_case: bool) -> str | None:
             parts.append(ch)
     parts.append("" if pattern.endswith("%") else "$")
     return quote + "".join(parts) + quote
+
+
+def _operator_meant(word: str) -> str | None:
+    """The operator a word of another language or a slip (`AND`, `LIKE`, `andd`) stands for, where one goes."""
+    low = word.lower()
+    return _FOREIGN_WORDS.get(low) or (nearest(low, _OPERATOR_WORDS) if len(low) >= 4 else None)
 
 
 def _keyword_meant(word: str) -> str | None:

@@ -654,6 +654,9 @@ _HABITS = [
     ("trace.has(name == 'a') << trace.has(name == 'b')", "`ancestors`"),
     ("trace.spans.where(duration > 1s) | count() > 2", "pipeline (TraceQL's): an aggregate is a method of the spans"),
     ("rule r {\n  expect trace.has(name == 'a') | avg(duration) < 1s\n}", "`.avg(duration)`"),
+    # editor tour: `AND` after a clause's whole expression was read as a metadata key (FLUO210, FLUO100, FLUO210)
+    ("rule r {\n  severity: error\n  expect trace.spans.count() < 3 AND trace.spans.count() > 1\n}", "`and`"),
+    ("rule r {\n  detect trace.spans.count() < 3 OR trace.spans.count() > 1\n  owner: 'a'\n}", "`or`"),
 ]
 
 
@@ -711,6 +714,7 @@ _FIXES = [
     ("where(duration le 1s)", "where(duration <= 1s)"),
     ("where(a == 1 adn b == 2)", "where(a == 1 and b == 2)"),
     ("where(a == 1 ro b == 2)", "where(a == 1 or b == 2)"),
+    ("where(a == 1 andd b == 2)", "where(a == 1 and b == 2)"),
     ("where(a isnt 1)", "where(a != 1)"),
     ("where(a not_in [1])", "where(a not in [1])"),
     ("where(x == 1)\0\0\0", "where(x == 1)"),
@@ -726,6 +730,31 @@ _FIXES = [
     (_TWO % "Rule", _TWO % "rule"),
     (_TWO % "RULE", _TWO % "rule"),
     (_TWO % "rlue", _TWO % "rule"),
+    (
+        "rule r { expect trace.spans.count() < 3 AND trace.spans.count() > 1 }",
+        "rule r { expect trace.spans.count() < 3 and trace.spans.count() > 1 }",
+    ),
+    (
+        "rule r { expect trace.spans.count() < 3 OR trace.spans.count() > 1 }",
+        "rule r { expect trace.spans.count() < 3 or trace.spans.count() > 1 }",
+    ),
+    (
+        "rule r { expect trace.spans.count() < 3 andd trace.spans.count() > 1 }",
+        "rule r { expect trace.spans.count() < 3 and trace.spans.count() > 1 }",
+    ),
+    (
+        "rule r { severity: error expect trace.duration > 1s Or trace.spans.count() > 1 tags: ['a'] }",
+        "rule r { severity: error expect trace.duration > 1s or trace.spans.count() > 1 tags: ['a'] }",
+    ),
+    (
+        "rule r { expect trace.spans.count() > 1 AND (trace.duration > 1s) }",
+        "rule r { expect trace.spans.count() > 1 and (trace.duration > 1s) }",
+    ),
+    (
+        "rule r { detect trace.spans.count() > 1 AND not trace.duration > 1s }",
+        "rule r { detect trace.spans.count() > 1 and not trace.duration > 1s }",
+    ),
+    ("rule r { expect trace.services NOT in ['a'] }", "rule r { expect trace.services not in ['a'] }"),
     (
         "rule r {\n  severity == error\n  expect trace.spans.count() > 0\n}\n",
         "rule r {\n  severity: error\n  expect trace.spans.count() > 0\n}\n",
@@ -789,6 +818,25 @@ def test_a_stray_character_where_an_operand_goes_is_one_error(text: str) -> None
     read, and the real `)` a second error."""
     [d] = parse(text).diagnostics
     assert d.code == "FLUO101" and d.message.startswith("unexpected character"), d.format()
+
+
+def test_an_operator_slip_after_a_clause_is_read_on_and_a_metadata_key_stays_one() -> None:
+    """`expect a AND b`: the word after a clause's whole expression is a metadata key only if a `:` follows it;
+    before an operand it is the operator, and the rest is read as its right operand (editor tour: it was FLUO210
+    `AND`, FLUO100 expected `:`, FLUO210 `spans`, and no fix)."""
+    text = "rule r {\n  expect trace.spans.count() < 3 AND trace.spans.count( > 1\n}\n"
+    first, second = parse(text).diagnostics
+    assert (first.message, first.suggestion) == ("unexpected `AND`; did you mean `and`?", "and")
+    assert second.message == "expected `)` before `>`"  # a later error, in the right operand, still reported
+    closed = text.replace("count( >", "count() >")
+    [clause] = parse(closed).file.rules[0].clauses
+    assert (clause.expr.span.start, clause.expr.span.end) == (closed.index("trace"), closed.index("1\n}") + 1)
+    after = "rule r {\n  expect trace.spans.count() > 1\n  %s: error\n}\n"
+    assert analyze([("r.fluo", after % "severity")]).diagnostics == []
+    [misspelt] = analyze([("r.fluo", after % "sevrity")]).diagnostics
+    assert (misspelt.code, misspelt.suggestion) == ("FLUO210", "severity")
+    [key] = analyze([("r.fluo", after % "AND")]).diagnostics
+    assert key.code == "FLUO210" and key.suggestion is None
 
 
 def test_after_a_stray_operand_the_rest_is_read_on() -> None:
