@@ -370,6 +370,12 @@ class _Recovery:
             # `tráce.spans`: FLUO's own name with an accent, not an attribute key (nor one outside a predicate)
             fix = plain
             message = f"`{path}` is `{plain}` with an accent ({why}): write `{fix}`"
+        elif _ASCII_DIGIT.match(folded):
+            # `1²ü`, `1\uff10μs`: no name starts with a digit, so a number or a duration, never an attribute key
+            if self._folded_value(ip, start, end, folded, accepts, take_back, why):
+                return True
+            fix = None
+            message = f"`{path}` is no number or duration ({why}): a duration is a number and one of {_UNITS}"
         elif self.text[end:].lstrip(" \t").startswith("("):
             # `whereé(...)`: called, so a method's name mistyped, never an attribute key
             fix = None
@@ -2495,8 +2501,9 @@ def _bare_rule_id(path: str) -> str:
     return _ascii_id(stem) or "expr"
 
 
-_NUMBERISH = re.compile(r"[0-9]+(\.[0-9]+)?[a-z]*")
-"""A number or a duration (`5ms`), as a full-width one (`\uff15ms`) folds to."""
+_NUMBERISH = re.compile(r"[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+|[a-z]*)")
+"""A number or a duration (`5ms`), as a full-width one (`\uff15ms`) folds to; a number with an exponent too
+(`1e3` and a full-width zero is `1e30`), a duration never (it takes no exponent)."""
 
 
 def without_accents(text: str) -> str:

@@ -796,6 +796,13 @@ def test_one_quick_fix_gives_the_text_meant(text: str, meant: str) -> None:
         ("trace.spans.where(x == 1 | avg(duration) > 1.5e3ms).exists()", ".avg(duration) > 1.5e3ms`"),
         ("trace.spans.where(x == 1 | count() > 1E+3).exists()", "`trace.spans.where(P).count() > 1E+3`"),
         ("trace.spans.where(x == 1 | avg(duration) > \uff11\uff4d\uff53).exists()", "> \uff11\uff4d\uff53`"),
+        # led by a digit, not understood as a number or a duration: no attribute key either (editor tour)
+        (
+            "trace.duration < 1\u00b2\u00fc",
+            "`1\u00b2\u00fc` is no number or duration (`\u00b2`, U+00B2 SUPERSCRIPT TWO",
+        ),
+        ("trace.duration < 1\uff10\u00fc", "`1\uff10\u00fc` is no number or duration"),
+        ("trace.duration < 1e3\uff10ms", "a duration is a number and one of ns, us"),
     ],
 )
 def test_no_quick_fix_where_it_would_guess(text: str, hint: str) -> None:
@@ -950,6 +957,11 @@ _ONE_FIX = [
     ("where(code == 5\uff10\uff10)", "where(code == 500)"),
     ("where(duration > 5\uff10\uff10ms)", "where(duration > 500ms)"),
     (_W % "window 5\uff10\uff10ms", _W % "window 500ms"),
+    # ... led by a digit, so never an attribute key (editor tour: these were told `attributes["1e3\uff10"]`)
+    ("trace.spans.count() > 1e3\uff10", "trace.spans.count() > 1e30"),
+    ("trace.spans.count() > \uff11e3", "trace.spans.count() > 1e3"),
+    ("where(duration < 1\uff10\u03bcs)", "where(duration < 10us)"),
+    ("where(duration < \uff15\uff10\uff10\u03bcs)", "where(duration < 500us)"),
     # ... and a space before its unit: one error (it was FLUO300, FLUO210 and an unexpected `}`)
     (_W % "window 1e3 ms", _W % "window 1000ms"),
     ("rule r {\n  expect trace.duration < 1e3 s\n}\n", "rule r {\n  expect trace.duration < 1000s\n}\n"),
