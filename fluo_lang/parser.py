@@ -705,7 +705,11 @@ class _Recovery:
         if meant == "not" and (following := _IN_WORD.match(text, end)) is not None:  # `NOT IN`
             meant, end = "not in", following.end()
         terminals = [_terminal_of(w) for w in meant.split()]
-        if not _operand(ip, terminals):
+        if low not in _FOREIGN_WORDS:  # a guess (`andd`, `notes`): only where the fixed text reads on
+            terminals_on = [*terminals, _next_terminal(text, end) or "$END"]
+            if not _operand(ip, terminals_on):
+                return False
+        elif not _operand(ip, terminals):
             return False
         message = f"unexpected `{text[start:end]}`; did you mean `{meant}`?"
         suggestion = meant
@@ -736,19 +740,39 @@ class _Recovery:
         metadata key), and only the token after it shows it was not one."""
         word = str(top.value)
         meant = _operator_meant(word)
-        if meant is None or meant == word or meant not in ("not", "and", "or"):
+        if meant is None or meant == word:
             return False
-        terminal = _terminal_of(meant)
-        if _feedable(ip, [terminal, tok.type], drop=1):
-            take_back = 1
-        elif self._reopen_clause(ip, [terminal, tok.type]):
-            take_back = 0
-        else:
+        if meant in ("not", "and", "or") and _feedable(ip, [_terminal_of(meant), tok.type], drop=1):
+            start, end = top.start_pos or 0, top.end_pos or 0
+            self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant, 1)
+            ip.feed_token(self.token(_terminal_of(meant), meant, start, end))
+            ip.feed_token(tok)
+            return True
+        return self._operator_after_clause(ip, top, tok, meant)
+
+    def _operator_after_clause(self, ip: Any, word: Token, tok: Token, meant: str) -> bool:
+        """`expect a AND b`, `expect a NOT IN l`, `expect a LIKE 'x%'`: the word after the clause's whole
+        expression was shifted as a metadata key. The clause is reopened and the word read as `_foreign_word`
+        reads it inside an expression; the stacks stay as they were if that cannot be."""
+        text, low = self.text, str(word.value).lower()
+        if meant not in _OPERATOR_WORDS and meant != "not in":
             return False
-        start, end = top.start_pos or 0, top.end_pos or 0
-        self._read_as(ip, start, end, f"unexpected `{word}`; did you mean `{meant}`?", meant, take_back)
-        ip.feed_token(self.token(terminal, meant, start, end))
-        ip.feed_token(tok)
+        if tok.type == "IDENT" and text.startswith(":", _after_space(text, tok.end_pos or 0)):
+            return False  # `expect a AND` then `severity: error`: the operand is missing, the key is one
+        if low not in _FOREIGN_WORDS and meant in ("and", "or", "not") and tok.type in _META_LITERALS:
+            return False  # `bands 'x'`: a guessed `and` before a value is more likely a key without its `:`
+        phrase = _IN_WORD.match(text, word.end_pos or 0) if meant == "not" else None
+        read_in = phrase is not None and (tok.end_pos or 0) <= phrase.end()  # `NOT IN`: `IN` is part of the word
+        names = [_terminal_of(w) for w in ("not in" if read_in else meant).split()]
+        state = ip.parser_state
+        states, values = list(state.state_stack), list(state.value_stack)
+        if not self._reopen_clause(ip, names if read_in else [*names, tok.type]):
+            return False
+        if not self._foreign_word(ip, word):
+            state.state_stack[:], state.value_stack[:] = states, values
+            return False
+        if not read_in:
+            ip.feed_token(tok)
         return True
 
     def _reopen_clause(self, ip: Any, names: list[str]) -> bool:
@@ -1556,9 +1580,18 @@ def _like_regex(literal: str, ignore_case: bool) -> str | None:
 
 
 def _operator_meant(word: str) -> str | None:
-    """The operator a word of another language or a slip (`AND`, `LIKE`, `andd`) stands for, where one goes."""
+    """The operator a word of another language or a slip (`AND`, `LIKE`, `andd`) stands for, where one goes.
+
+    Four letters are a slip only as the operator with a letter doubled (`andd`, `nott`): one edit from `and` or
+    `not` is also a name people write (`band`, `hand`, `note`, `knot`).
+    """
     low = word.lower()
-    return _FOREIGN_WORDS.get(low) or (nearest(low, _OPERATOR_WORDS) if len(low) >= 4 else None)
+    if low in _FOREIGN_WORDS:
+        return _FOREIGN_WORDS[low]
+    if len(low) == 4:
+        undoubled = {low[:i] + low[i + 1 :] for i in range(3) if low[i] == low[i + 1]}
+        return next((op for op in ("and", "not") if op in undoubled), None)
+    return nearest(low, _OPERATOR_WORDS) if len(low) >= 5 else None
 
 
 def _keyword_meant(word: str) -> str | None:
@@ -1653,6 +1686,9 @@ def _top(ip: Any) -> Token | None:
     return top if isinstance(top, Token) else None
 
 
+_META_LITERALS = frozenset(
+    {"STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "LSQB"}
+)  # what a metadata value starts with
 _ATOMS = frozenset({"name", "number", "string", "duration", "meta_ident", "meta_number", "meta_string"})
 _OPERAND_LEVELS = ("sum", "not_expr", "and_expr")
 

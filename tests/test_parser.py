@@ -755,6 +755,16 @@ _FIXES = [
         "rule r { detect trace.spans.count() > 1 and not trace.duration > 1s }",
     ),
     ("rule r { expect trace.services NOT in ['a'] }", "rule r { expect trace.services not in ['a'] }"),
+    # review: the same words after a clause's whole expression were "expected `:`" with no fix
+    ("rule r { expect trace.services NOT IN ['a'] }", "rule r { expect trace.services not in ['a'] }"),
+    ("rule r { expect trace.root.name LIKE 'x%' }", "rule r { expect trace.root.name matches '^x' }"),
+    ("rule r { expect trace.services CONTAINS 'a' }", "rule r { expect trace.services contains 'a' }"),
+    ("rule r { expect trace.root.name matchs 'x' }", "rule r { expect trace.root.name matches 'x' }"),
+    (
+        "rule r { expect 'a' IN trace.services severity: error }",
+        "rule r { expect 'a' in trace.services severity: error }",
+    ),
+    ("where(a nott in [1])", "where(a not in [1])"),
     (
         "rule r {\n  severity == error\n  expect trace.spans.count() > 0\n}\n",
         "rule r {\n  severity: error\n  expect trace.spans.count() > 0\n}\n",
@@ -825,6 +835,34 @@ def test_a_stray_character_where_an_operand_goes_is_one_error(text: str) -> None
     read, and the real `)` a second error."""
     [d] = parse(text).diagnostics
     assert d.code == "FLUO101" and d.message.startswith("unexpected character"), d.format()
+
+
+_SPANS = "rule r {\n  expect trace.spans.where(kind == server %s).count() > 1\n}\n"
+_AFTER = "rule r {\n  expect trace.spans.count() > 1\n  %s\n}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        # review: one edit from `and`/`not` is a name too; a forgotten `and` or `:` got "did you mean `not`?"
+        (_SPANS % "note == 'x'", "expected `)` before `note`"),
+        (_SPANS % "knot == 'x'", "expected `)` before `knot`"),
+        (_SPANS % "band == 'x'", "expected `)` before `band`"),
+        (_SPANS % "nand == 'x'", "expected `)` before `nand`"),
+        (_SPANS % "note in ['x']", "expected `)` before `note`"),
+        (_SPANS % "notes == 'x'", "expected `)` before `notes`"),  # a guess, but `not ==` would not parse
+        (_AFTER % "band 'x'", "unknown metadata key `band`"),
+        (_AFTER % "land 'x'", "unknown metadata key `land`"),
+        (_AFTER % "hand 42", "unknown metadata key `hand`"),
+        (_AFTER % "bands 'x'", "unknown metadata key `bands`"),
+        # an `AND` with no operand before a metadata key: the key is no operand (it hid the `:` error)
+        ("rule r {\n  expect trace.duration > 1s AND\n  severity: error\n}\n", "unknown metadata key `AND`"),
+    ],
+)
+def test_a_name_near_an_operator_is_no_operator_guess(text: str, first: str) -> None:
+    diagnostics = analyze([("r.fluo", text)]).diagnostics
+    assert diagnostics and first in diagnostics[0].message, [d.message for d in diagnostics]
+    assert not any("did you mean" in d.message for d in diagnostics), [d.message for d in diagnostics]
 
 
 def test_an_operator_slip_after_a_clause_is_read_on_and_a_metadata_key_stays_one() -> None:
