@@ -18,6 +18,7 @@ import {
   RevealOutputChannelOn,
   State,
   TransportKind,
+  type vsdiag,
 } from 'vscode-languageclient/node';
 
 import { findExecutable } from './process';
@@ -171,6 +172,13 @@ export function clientOptions(
     documentSelector: DOCUMENT_SELECTOR,
     synchronize: { configurationSection: SECTION },
     initializationOptions: () => serverSettings(settings()),
+    middleware: {
+      // The server pushes diagnostics (after the debounce, and again when settings or other files change). Today's
+      // `fluo` offers no pull, but an older installed one still advertises it: its pulled diagnostics would land in
+      // a second collection, show every problem twice and, since the client pulls only on open, go stale. Any pull
+      // is answered empty here, so the editor keeps the pushed ones whatever `fluo` the extension runs.
+      provideDiagnostics: () => NO_PULLED_DIAGNOSTICS,
+    },
     outputChannel: output,
     traceOutputChannel: trace,
     revealOutputChannelOn: RevealOutputChannelOn.Never,
@@ -180,6 +188,12 @@ export function clientOptions(
     initializationFailedHandler: () => false,
   };
 }
+
+/** The answer to every diagnostic pull (only an older `fluo` offers one): diagnostics arrive pushed. */
+export const NO_PULLED_DIAGNOSTICS: vsdiag.FullDocumentDiagnosticReport = {
+  kind: 'full' as vsdiag.DocumentDiagnosticReportKind.full,
+  items: [],
+};
 
 /**
  * The language client, except that it never shows a notification itself: what it logs still goes to the output

@@ -47,6 +47,7 @@ interface ClientOptions {
   documentSelector: { scheme: string; language?: string; pattern?: string }[];
   synchronize: { configurationSection: string };
   initializationOptions: () => unknown;
+  middleware: { provideDiagnostics(document: unknown, previous: unknown, token: unknown, next: () => unknown): unknown };
   outputChannel: unknown;
   initializationFailedHandler?: (error: unknown) => boolean;
   errorHandler: {

@@ -83,6 +83,10 @@ group('activation', () => {
       { attributeKeys: ['amount'], strictness: 'strict', diagnostics: { debounceMs: 40 }, completion: { ruleSkeletons: false } },
     ]);
     assert.equal(options.outputChannel, editor.channel('FLUO Language Server'));
+    let pulled = false;
+    const report = options.middleware.provideDiagnostics({}, undefined, {}, () => (pulled = true));
+    assert.deepEqual(report, { kind: 'full', items: [] }, 'diagnostics come pushed, never pulled twice (an older fluo still offers pull)');
+    assert.equal(pulled, false);
     assert.equal(editor.channel('FLUO Language Server').log, true);
   });
 
