@@ -185,11 +185,12 @@ def test_an_otlp_logs_endpoint_that_is_down_shows_in_healthz_and_does_not_hold_t
     [("--webhook", ""), ("--otlp-logs", "http"), ("--otlp-logs", "grpc")],
     ids=["webhook", "otlp-logs-http", "otlp-logs-grpc"],
 )
-def test_an_endpoint_that_never_answers_gets_half_a_second_at_the_stop(
+def test_an_endpoint_that_never_answers_gets_one_request_timeout_at_the_stop(
     tmp_path: Path, sink: str, protocol: str
 ) -> None:
     """QA: an endpoint that takes the connection and never answers held the stop for the whole deadline
-    (its first request in flight did not count it as down), and the last line said `webhook ok`."""
+    (its first request in flight did not count it as down), and the last line said `webhook ok`. Never heard
+    from, it gets one try with no retries: its request timeout (5 s), then the rest is given up."""
     with socket.socket() as hole:
         hole.bind(("127.0.0.1", 0))
         hole.listen(64)
@@ -211,7 +212,7 @@ def test_an_endpoint_that_never_answers_gets_half_a_second_at_the_stop(
             took = time.monotonic() - started
         for conn in taken:
             conn.close()
-    assert took < 3.0  # half a second, and half a second to give it up: not the 10 s deadline
+    assert took < 8.0  # one request timeout (5 s), not the 10 s deadline
     name = sink.removeprefix("--").replace("-", "_")
     assert f"1 signal(s) not delivered ({name} given up)" in final_line(proc)
 

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import shutil
+import socket
 import sqlite3
 import tempfile
 import threading
@@ -705,8 +706,8 @@ def test_a_notification_endpoint_down_at_close_does_not_hold_the_stop_for_its_re
 
 
 def test_a_first_request_in_flight_at_the_stop_answered_in_its_moment_gets_the_rest_of_the_deadline() -> None:
-    """A notification endpoint never reached, its first request in flight when the stop begins, is given half
-    a second like one that never answers; if the answer comes within it, the sink is up: the deadline is its."""
+    """A notification endpoint never reached, its first request in flight when the stop begins, gets one try
+    and no retries, like one that never answers; once it answers, the sink is up: the deadline is its."""
 
     class Slow(Sink):
         name = "hook"
@@ -737,7 +738,79 @@ def test_a_first_request_in_flight_at_the_stop_answered_in_its_moment_gets_the_r
     hook.first.set()
     closing.join(15)
     assert closed == [0] and hook.sent == 6
-    assert sinks.workers[0].hopeless_at_stop  # it was given the moment first
+    assert hook.keep_trying_until is not None  # answered at the stop: its retries came back
+
+
+@pytest.mark.parametrize("in_flight", [True, False], ids=["in-flight", "queued"])
+def test_a_slow_endpoint_never_heard_from_delivers_everything_at_the_stop(in_flight: bool) -> None:
+    """Review: an endpoint answering each request in 0.8 s, never reached before, its first request in flight
+    at the stop, was given up after half a second and 2 of its 3 signals lost, the last word `ok`."""
+    with LoopbackServer(delay_of=lambda n: 0.8) as server:
+        hook = WebhookSink(f"http://127.0.0.1:{server.port}/hook")
+        hook.max_batch = 1
+        sinks = SinkSet([hook], Metrics(), capacity=10)
+        sinks.start()
+        sinks.publish(signals(3))
+        if in_flight:
+            wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
+        started = time.monotonic()
+        lost = sinks.close(10)
+        took = time.monotonic() - started
+    assert (lost, len(server.requests), sinks.outcome()) == (0, 3, {"webhook": "ok"})
+    assert took < 6.0  # three answers of 0.8 s, well within the 10 s deadline
+
+
+@pytest.mark.parametrize("in_flight", [True, False], ids=["in-flight", "queued"])
+def test_an_endpoint_that_never_answers_gets_one_request_timeout_at_the_stop(in_flight: bool) -> None:
+    """Review: the batch of an endpoint that takes the connection and never answers, still queued when the
+    stop began (a trace evaluated at shutdown), held the stop for the whole deadline. One try, no retries:
+    its request timeout (here 1 s), then the rest is given up."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        hook = WebhookSink(f"http://127.0.0.1:{hole.getsockname()[1]}/hook", timeout=1.0)
+        hook.max_batch = 1
+        sinks = SinkSet([hook], Metrics(), capacity=10)
+        sinks.start()
+        sinks.publish(signals(3))
+        if in_flight:
+            wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
+        started = time.monotonic()
+        lost = sinks.close(10)
+        took = time.monotonic() - started
+    assert (lost, sinks.outcome()) == (3, {"webhook": "given up"})
+    assert took < 3.0  # one request timeout, not the 10 s deadline
+
+
+def test_a_sink_given_up_that_ends_its_request_in_the_grace_is_still_named_given_up() -> None:
+    """Review: `given up` was said only of a thread still alive after the grace; one that ended its request
+    in the grace and left the rest of its queue undelivered was `ok`."""
+    release = threading.Event()
+
+    class Stuck(Sink):
+        name = "hook"
+        notifies = True
+        max_batch = 1
+
+        def write(self, batch: Batch, stopping: threading.Event) -> None:
+            release.wait(10)
+            self.answered(True)
+
+    sinks = SinkSet([Stuck()], Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(3))
+    wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
+    worker = sinks.workers[0]
+    original = worker.give_up
+
+    def give_up() -> bool:  # the request answers the moment the sink is given up
+        given = original()
+        release.set()
+        return given
+
+    worker.give_up = give_up  # type: ignore[method-assign]
+    lost = sinks.close(1)
+    assert lost == 2 and sinks.outcome() == {"hook": "given up"}
 
 
 def test_after_the_cut_off_a_store_with_room_still_takes_signals_and_one_without_drops_them_for_shutdown() -> None:

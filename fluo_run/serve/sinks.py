@@ -765,9 +765,11 @@ class SinkWorker:
     CUT_SHORT_CHECK = 0.25  # how often a waiting `put` looks whether its wait was cut short
     STALLED_AFTER = 10.0  # a write running longer than this shows as "stalled" in /healthz
     REACHED_WITHIN = 30.0
-    """At the stop, a notification endpoint that did not answer the last attempt but answered within this
-    many seconds is restarting or flapping: the sink keeps delivering as while running until the deadline.
-    One silent for longer, or never reached, is down: half a second (it would hold the stop for nothing)."""
+    """At the stop, a notification endpoint that answered within this many seconds keeps its retries until
+    the deadline, even if its last attempt got no answer (it is restarting or flapping). One silent for
+    longer, or never reached, gets one try per batch and no retries: a request in flight or queued runs to
+    its own timeout (5 s), and the first that gets no answer gives up the rest (it would hold the stop for
+    nothing); if it answers, the retries come back. One whose last attempt already failed gets half a second."""
 
     def __init__(self, sink: Sink, metrics: Metrics, capacity: int) -> None:
         self.sink = sink
@@ -781,8 +783,9 @@ class SinkWorker:
         self.retrying = False
         self.last_failed = False
         self.hopeless_at_stop = False  # `hopeless` when the stop began: it gets a moment, not the deadline
+        self.one_try_at_stop = False  # not heard from lately at the stop: one try a batch, no retries
         self.stop_began: float | None = None  # when `begin_close` ran (monotonic)
-        self.cut_off = False  # still delivering when counted at the stop: given up (a request with no answer)
+        self.cut_off = False  # given up at the stop with signals not delivered (a request with no answer)
         self.dropped = 0
         self.dropped_by: dict[str, int] = {}
         self._give_up = threading.Event()
@@ -943,6 +946,9 @@ class SinkWorker:
             try:
                 self._write(batch)
             except TransientSinkError as exc:
+                if self._no_retry():
+                    self._no_answer_at_stop(batch, str(exc))
+                    return
                 self._note_retry("cannot write", str(exc), backoff)
                 if self._give_up.wait(backoff):
                     self._settle(batch, "shutdown", f"still failing at the shutdown deadline: {exc}")
@@ -950,6 +956,9 @@ class SinkWorker:
                 backoff = min(backoff * 2, self.MAX_RETRY)
                 continue
             except SinkError as exc:
+                if self._no_retry() and self.sink.unreachable:
+                    self._no_answer_at_stop(batch, str(exc))
+                    return
                 self.last_failed = True
                 self._settle(batch, "failed", str(exc))
             except Exception as exc:  # a bug in a sink must not stop the others
@@ -960,7 +969,19 @@ class SinkWorker:
                     log.warning("sink %s: delivering again", self.sink.name)
                 self.retrying = self.last_failed = False
                 self._settle(batch)
+                if self._no_retry() and self.answered_since_stop():  # up after all: the deadline is its
+                    self.one_try_at_stop = False
+                    self.sink.keep_trying_until = self._give_up
             return
+
+    def _no_retry(self) -> bool:
+        """Stopping, and the endpoint was not heard from lately: a failed try is not tried again."""
+        return self.stopping.is_set() and self.one_try_at_stop
+
+    def _no_answer_at_stop(self, batch: Batch, problem: str) -> None:
+        """An endpoint not heard from lately gave no answer at the stop: this batch and the rest are given up."""
+        self.last_failed = self.cut_off = self._said_down_at_stop = True  # the rest is counted at the end
+        self._settle(batch, "shutdown", f"no answer at the shutdown: {problem}")
 
     def _run(self) -> None:
         self._try_open()
@@ -980,7 +1001,7 @@ class SinkWorker:
                 self.sink.progress = 0
             if self.open_error is not None:
                 self._settle(batch, "failed", self.open_error)
-            elif self.hopeless_at_stop and self.last_failed:
+            elif (self.hopeless_at_stop or self.one_try_at_stop) and self.last_failed:
                 # A notification endpoint that is down: another try per batch would hold the stop
                 # for its timeout each (a blackholed webhook, 5 s a batch) and deliver nothing.
                 said, self._said_down_at_stop = self._said_down_at_stop, True
@@ -1000,20 +1021,24 @@ class SinkWorker:
         """Take no more signals; deliver what is queued (retries cut short for a hopeless sink)."""
         self.stop_began = time.monotonic()
         self.hopeless_at_stop = self.hopeless()
-        if not self.hopeless_at_stop:
+        self.one_try_at_stop = not self.hopeless_at_stop and self.sink.notifies and not self.heard_from()
+        if not self.hopeless_at_stop and not self.one_try_at_stop:
             self.sink.keep_trying_until = self._give_up  # before `stopping`, which wakes a retry wait
         self.stopping.set()
         self.queue.close()
 
     def hopeless(self) -> bool:
-        """A notification sink that is down (its last attempt got no answer, or its last batch failed for good)
-        or waits on a request in flight, and whose endpoint has not answered within `REACHED_WITHIN`, or ever:
-        at the stop it gets a moment, not the deadline (`answered_since_stop` gives it the rest back)."""
-        waiting = self._writing_since is not None  # an endpoint that takes the connection and never answers
-        if not self.sink.notifies or not (self.down() or self.sink.unreachable or waiting):
+        """A notification sink that is down (its last attempt got no answer, or its last batch failed for good),
+        whose endpoint has not answered within `REACHED_WITHIN`, or ever: at the stop it gets a moment, not the
+        deadline (`answered_since_stop` gives it the rest back)."""
+        if not self.sink.notifies or not (self.down() or self.sink.unreachable):
             return False
+        return not self.heard_from()
+
+    def heard_from(self) -> bool:
+        """Whether the endpoint answered within the last `REACHED_WITHIN` seconds."""
         reached = self.sink.reached_at
-        return reached is None or time.monotonic() - reached > self.REACHED_WITHIN
+        return reached is not None and time.monotonic() - reached <= self.REACHED_WITHIN
 
     def answered_since_stop(self) -> bool:
         """Whether the endpoint answered after the stop began: a sink found hopeless then is up after all."""
@@ -1041,12 +1066,13 @@ class SinkWorker:
     def count_undelivered(self, allowed: float) -> int:
         """After the thread ended or was given up: what it never delivered, in all (`allowed`: the seconds
         it had at shutdown, for the message)."""
-        self.cut_off = self.thread.ident is not None and self.thread.is_alive()
         with self._lock:
             self._abandoned = True
             sent = min(self.sink.progress, self._in_flight)  # the parts of the batch in hand that went out
             left = self._in_flight - sent + len(self.queue.take(self.queue.qsize() or 1, 0))
             self._in_flight = 0
+        if left and self._give_up.is_set():  # still delivering when given up, whether or not it stopped since
+            self.cut_off = True
         if sent:
             self.metrics.sink_written.labels(self.sink.name).inc(sent)
         self._dropped(left, "shutdown", f"not delivered within the {allowed:.1f}s it had at shutdown")
@@ -1139,8 +1165,8 @@ class SinkSet:
         return {w.sink.name: w.health() for w in self.workers}
 
     def outcome(self) -> dict[str, str]:
-        """After `close`, per sink: its `health` word, or "given up" for one still delivering once given up
-        (a request in flight that got no answer in time: its health may still say "ok")."""
+        """After `close`, per sink: its `health` word, or "given up" for one given up at the stop with signals not
+        delivered (a request that got no answer in time: its health may still say "ok")."""
         return {w.sink.name: "given up" if w.cut_off else w.health() for w in self.workers}
 
     def close(self, timeout: float = 15.0) -> int:
