@@ -281,12 +281,19 @@ HELP = " (see `fluo serve --help`)"
             "fluo: --config fluo.yaml: `http`: 'nowhere' is not HOST:PORT; give e.g. 127.0.0.1:4318 "
             "(port 0 picks a free one)",
         ),
+        ("no-db: 1\n", "fluo serve: --config fluo.yaml: `no-db`: 1 is not true or false" + HELP),
+        ("no-db: 2.5\n", "fluo serve: --config fluo.yaml: `no-db`: 2.5 is not true or false" + HELP),
+        ("sink-queue: 10.9\n", "fluo serve: --config fluo.yaml: `sink-queue`: 10.9 is not a whole number" + HELP),
+        (
+            "max-spans-per-trace: true\n",
+            "fluo serve: --config fluo.yaml: `max-spans-per-trace`: true is not a whole number" + HELP,
+        ),
         (
             "trace-idle: 2s\ntrace_idle: 3s\nhttp: nowhere\n",  # said first (and no serve left running without it)
             "fluo serve: --config fluo.yaml: `trace-idle` and `trace_idle` are one setting; keep one of them" + HELP,
         ),
     ],
-    ids=["int", "bool", "choice", "duration", "address", "twice"],
+    ids=["int", "bool", "choice", "duration", "address", "bool-1", "bool-float", "int-float", "int-bool", "twice"],
 )
 def test_a_bad_config_value_names_the_file_and_key_not_an_env_var(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, output: str
@@ -452,6 +459,15 @@ def test_the_store_and_the_jsonl_file_in_one_file_is_a_usage_error(tmp_path: Pat
     with ServeProcess([*LOOPBACK, "--db", "same.db", "--jsonl", jsonl], cwd=tmp_path) as proc:
         assert proc.wait(timeout=15) == 2
     assert proc.log == [f"fluo: --db same.db and --jsonl {jsonl}: {what}; give --jsonl a file of its own"]
+
+
+def test_a_jsonl_symlink_loop_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """QA: the check that --jsonl is not the store's file resolved the path, which raises on a symlink loop."""
+    (tmp_path / "loop").symlink_to("loop")
+    with ServeProcess([*LOOPBACK, "--db", "a.db", "--jsonl", "loop"], cwd=tmp_path) as proc:
+        assert proc.wait(timeout=15) == 1
+    assert proc.log[-1] == "fluo: cannot open sink jsonl: [Errno 40] Too many levels of symbolic links: 'loop'"
+    assert not any("Traceback" in line for line in proc.log)
 
 
 @pytest.mark.parametrize(

@@ -74,12 +74,31 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
                 raise bad(f"{value}: `{flag}` takes a value or a list of values")
         elif isinstance(setting, list | dict):
             raise bad(f"{value}: `{flag}` takes one value, not a list or mapping")
+        for item in setting if isinstance(setting, list) else [setting]:
+            mismatch = _wrong_scalar(option.type, item)
+            if mismatch:
+                raise bad(f"{value}: `{flag}`: {mismatch}")
         try:  # here, where the file can be named: click would name the option and its FLUO_* variable
             option.type_cast_value(ctx, setting)
         except click.BadParameter as exc:
             raise bad(f"{value}: `{flag}`: {exc.message}") from None
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value
+
+
+def _wrong_scalar(kind: click.ParamType[Any], item: object) -> str:
+    """Why a YAML scalar of the --config file cannot be a value of `kind` (click would crash on a number for a
+    switch, and cut 10.9 down to 10 for a count); "" when it can."""
+    if item is None:
+        return ""
+    shown = str(item).lower() if isinstance(item, bool) else repr(item)  # as YAML writes it
+    if isinstance(kind, click.types.BoolParamType):
+        return "" if isinstance(item, bool | str) else f"{shown} is not true or false"
+    if isinstance(kind, click.types.IntParamType) and not isinstance(kind, click.types.FloatParamType):
+        return "" if isinstance(item, int | str) and not isinstance(item, bool) else f"{shown} is not a whole number"
+    if isinstance(kind, click.types.FloatParamType):
+        return "" if isinstance(item, int | float | str) and not isinstance(item, bool) else f"{shown} is not a number"
+    return ""
 
 
 _NAMED = re.compile(r"(--[a-z][a-z-]*): ")

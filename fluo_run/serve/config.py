@@ -91,7 +91,7 @@ def beside(path: Path, suffix: str) -> Path:
 def same_file(a: Path, b: Path) -> bool:
     """Whether two paths name one file: the same once resolved (symlinks, `..`), or one file under two names
     (a hard link) when both exist."""
-    if a.resolve() == b.resolve():
+    if os.path.realpath(a) == os.path.realpath(b):  # never raises: Path.resolve does on a symlink loop
         return True
     try:
         return os.path.samefile(a, b)
@@ -100,8 +100,8 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def check_apart(db: Path, jsonl: Path) -> None:
-    """ConfigError when `--jsonl` would write into the store's files: SQLite's pages and the lines would
-    overwrite each other (the lines were lost, while the last line said every signal delivered)."""
+    """ConfigError when `--jsonl` names the store's database or one of its side files (`same_file`):
+    the SQLite pages and the JSON lines would overwrite each other."""
     for end in STORE_FILES:
         store_file = beside(db, end)
         if same_file(store_file, jsonl):
