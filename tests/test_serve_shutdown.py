@@ -217,6 +217,25 @@ def test_an_endpoint_that_never_answers_gets_one_request_timeout_at_the_stop(
     assert f"1 signal(s) not delivered ({name} given up)" in final_line(proc)
 
 
+def test_a_signal_of_a_trace_evaluated_at_the_stop_for_an_endpoint_that_never_answers(tmp_path: Path) -> None:
+    """A signal of a trace evaluated at the stop, for an endpoint that takes the connection and never answers:
+    one request timeout, no retries, then `given up` (queued or already in flight as the sinks close)."""
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(64)
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}/hook"
+        args = [*LOOPBACK, "--rules", str(rules_in(tmp_path, EVERY)), "--trace-idle", "60s", "--no-db"]
+        with ServeProcess([*args, "--webhook", url, "--shutdown-timeout", "15s"], cwd=tmp_path) as proc:
+            proc.started()
+            send(proc.http_url, otlp_json(1))
+            started = time.monotonic()
+            proc.signal(signal.SIGTERM)
+            assert proc.wait() == 3
+            took = time.monotonic() - started
+    assert took < 9.0  # one request timeout (5 s), not the 15 s deadline
+    assert "1 trace(s) evaluated at shutdown, 1 signal(s) not delivered (webhook given up)" in final_line(proc)
+
+
 def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:
     rules = rules_in(tmp_path, SLOW)
     args = [*LOOPBACK, "--rules", str(rules), "--cost-limit", "0", "--eval-budget", "0", "--trace-idle", "60s"]
