@@ -741,21 +741,27 @@ def test_a_first_request_in_flight_at_the_stop_answered_in_its_moment_gets_the_r
     assert hook.keep_trying_until is not None  # answered at the stop: its retries came back
 
 
+def _stop_with_three_signals(hook: WebhookSink, in_flight: bool) -> tuple[SinkSet, int, float]:
+    """Three signals for `hook`, one a batch, then the stop (10 s deadline) as the first request is in flight
+    (else while all three are queued): the sinks, the signals lost, and the seconds the stop took."""
+    hook.max_batch = 1
+    sinks = SinkSet([hook], Metrics(), capacity=10)
+    sinks.start()
+    sinks.publish(signals(3))
+    if in_flight:
+        wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
+    started = time.monotonic()
+    lost = sinks.close(10)
+    return sinks, lost, time.monotonic() - started
+
+
 @pytest.mark.parametrize("in_flight", [True, False], ids=["in-flight", "queued"])
 def test_a_slow_endpoint_never_heard_from_delivers_everything_at_the_stop(in_flight: bool) -> None:
     """Review: an endpoint answering each request in 0.8 s, never reached before, its first request in flight
     at the stop, was given up after half a second and 2 of its 3 signals lost, the last word `ok`."""
     with LoopbackServer(delay_of=lambda n: 0.8) as server:
         hook = WebhookSink(f"http://127.0.0.1:{server.port}/hook")
-        hook.max_batch = 1
-        sinks = SinkSet([hook], Metrics(), capacity=10)
-        sinks.start()
-        sinks.publish(signals(3))
-        if in_flight:
-            wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
-        started = time.monotonic()
-        lost = sinks.close(10)
-        took = time.monotonic() - started
+        sinks, lost, took = _stop_with_three_signals(hook, in_flight)
     assert (lost, len(server.requests), sinks.outcome()) == (0, 3, {"webhook": "ok"})
     assert took < 6.0  # three answers of 0.8 s, well within the 10 s deadline
 
@@ -769,15 +775,7 @@ def test_an_endpoint_that_never_answers_gets_one_request_timeout_at_the_stop(in_
         hole.bind(("127.0.0.1", 0))
         hole.listen(64)
         hook = WebhookSink(f"http://127.0.0.1:{hole.getsockname()[1]}/hook", timeout=1.0)
-        hook.max_batch = 1
-        sinks = SinkSet([hook], Metrics(), capacity=10)
-        sinks.start()
-        sinks.publish(signals(3))
-        if in_flight:
-            wait_for(lambda: sinks.workers[0]._writing_since is not None, what="the first request in flight")
-        started = time.monotonic()
-        lost = sinks.close(10)
-        took = time.monotonic() - started
+        sinks, lost, took = _stop_with_three_signals(hook, in_flight)
     assert (lost, sinks.outcome()) == (3, {"webhook": "given up"})
     assert took < 3.0  # one request timeout, not the 10 s deadline
 
