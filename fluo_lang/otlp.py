@@ -1160,25 +1160,20 @@ def _json_value(value: Any, depth: int = 0) -> Any:
         return None
     obj = _object(value)
     if len(obj) == 1:  # one value: found by its key, not by trying each
-        for key in obj:
-            convert = _VALUE_READERS.get(key)
-            if convert is None:
-                if key not in _KNOWN_ANY_VALUE:
-                    _noticed()
-                return None
-            try:
-                return _json_read(convert, obj[key], depth)
-            except _Bad as e:
-                raise e.at(key) from None
-    if not _KNOWN_ANY_VALUE.issuperset(obj):
-        _noticed()
-    for key, convert in _VALUE_KEYS:
-        if key in obj:
-            try:
-                return _json_read(convert, obj[key], depth)
-            except _Bad as e:
-                raise e.at(key) from None
-    return None
+        [key] = obj
+        convert = _VALUE_READERS.get(key)
+        if convert is None and key not in _KNOWN_ANY_VALUE:
+            _noticed()
+    else:
+        if not _KNOWN_ANY_VALUE.issuperset(obj):
+            _noticed()
+        key, convert = next(((k, c) for k, c in _VALUE_KEYS if k in obj), ("", None))
+    if convert is None:
+        return None
+    try:
+        return _json_read(convert, obj[key], depth)
+    except _Bad as e:
+        raise e.at(key) from None
 
 
 def _json_read(convert: Any, value: Any, depth: int) -> Any:
