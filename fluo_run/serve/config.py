@@ -77,8 +77,11 @@ def check_url(url: str, setting: str, example: str) -> None:
         raise ConfigError(f"{setting}: {url!r} is not an http(s) URL with a host; give e.g. {example}")
 
 
-STORE_FILES = ("", "-wal", "-shm", "-journal", ".trace-ids")
-"""The files of the store `--db FILE`: FILE, SQLite's beside it, and the remembered trace ids (`state.py`)."""
+REMEMBERED_SUFFIX = ".trace-ids"
+"""The file beside the store that holds the ids of the traces evaluated before a restart (`state.py`)."""
+
+STORE_FILES = ("", "-wal", "-shm", "-journal", REMEMBERED_SUFFIX)
+"""The files of the store `--db FILE`: FILE, SQLite's beside it, and the remembered trace ids."""
 
 
 def beside(path: Path, suffix: str) -> Path:

@@ -21,16 +21,15 @@ from array import array
 from pathlib import Path
 
 from .assembly import RememberedIds
-from .config import beside
+from .config import REMEMBERED_SUFFIX, beside
 
 MAGIC = b"FLUOIDS1"
-SUFFIX = ".trace-ids"
 ID_BYTES = 16
 
 
 def remembered_path(db: Path) -> Path:
     """The file beside the store that holds the remembered ids."""
-    return beside(db, SUFFIX)
+    return beside(db, REMEMBERED_SUFFIX)
 
 
 def save_remembered(path: Path, done: RememberedIds, now: float) -> int:
