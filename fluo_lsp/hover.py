@@ -73,7 +73,7 @@ def _slip_text(d: Diagnostic) -> str:
         root = b.ROOTS[meant]
         parts.append(f"```fluo\n{root.name}: {root.type}\n```\n{root.doc}")
     else:
-        field = next((m for m in b.MEMBERS if m.name == meant and m.receiver == t.SPAN), None)
+        field = b.lookup(t.SPAN, meant)
         if field is not None:
             parts.append(_member_text(field))
     return "\n\n".join(parts)
