@@ -91,6 +91,9 @@ BinaryOp = L[
     "+", "-", "*", "/",
 ]  # fmt: skip
 
+COMPARISONS: frozenset[str] = frozenset({"==", "!=", "<", "<=", ">", ">="})
+"""The binary operators that compare two values (a `cmp` node in the IR)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Binary(Expr):

@@ -84,7 +84,7 @@ class _Lowering:
     def _binary(self, e: ast.Binary, ty: t.Type) -> Node:
         left, right = self.lower(e.left), self.lower(e.right)
         sp = e.span
-        if e.op in ("==", "!=", "<", "<=", ">", ">="):
+        if e.op in ast.COMPARISONS:
             return Node("cmp", ty, (left, right), e.op, sp)
         if e.op == "matches":
             return Node("matches", ty, (left,), right.value, sp)

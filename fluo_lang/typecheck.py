@@ -101,7 +101,6 @@ class _Scope:
 
 
 _BOOLISH = (t.BOOL, t.ANY, t.ERROR)
-_COMPARE = ("==", "!=", "<", "<=", ">", ">=")
 
 
 class _Checker:
@@ -597,7 +596,7 @@ class _Checker:
 
     def binary(self, e: ast.Binary, scope: _Scope) -> t.Type:
         op = e.op
-        if op in _COMPARE:
+        if op in ast.COMPARISONS:
             return self.compare(e, scope)
         if op in ("in", "not in"):
             lt = self.check(e.left, scope)

@@ -267,14 +267,11 @@ def _find(checked: CheckedRule) -> _Placeholder | None:
 def _compared(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, bool] | None:
     """The type of what the placeholder is compared with (`trace.duration >= _`), and whether by ordering."""
     parent = parents.get(id(e))
-    if not isinstance(parent, ast.Binary) or parent.op not in _COMPARISONS:
+    if not isinstance(parent, ast.Binary) or parent.op not in ast.COMPARISONS:
         return None
     other = parent.left if parent.right is e else parent.right
     ty = checked.types.get(id(other))
     return None if ty is None or ty == t.ERROR else (ty, parent.op not in ("==", "!="))
-
-
-_COMPARISONS = frozenset({"==", "!=", "<", "<=", ">", ">="})
 
 
 def _enum_context(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> t.Type | None:
