@@ -859,12 +859,11 @@ class ConnectionCap:
     def cut_unsent(self) -> None:
         """Discard every answer not yet sent (at shutdown): a client that does not read would keep its socket
         open past the event loop, which aiohttp's cleanup closes with `transport.close()`, waiting for it."""
-        for answer in self.answers.values():
-            if answer.transport.get_write_buffer_size():
-                answer.transport.abort()
-        for h in self.server.connections if self.server is not None else ():
-            if h.transport is not None and h.transport.get_write_buffer_size():
-                h.transport.abort()
+        handlers = self.server.connections if self.server is not None else ()
+        transports = {a.transport for a in self.answers.values()} | {h.transport for h in handlers if h.transport}
+        for transport in transports:
+            if transport.get_write_buffer_size():
+                transport.abort()
 
     def close(self) -> None:
         """Stop watching, and cut what is left unsent."""
