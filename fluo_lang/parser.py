@@ -1626,7 +1626,7 @@ def _run_ns(run: str) -> int | None:
     for number, unit in _DURATION_PART.findall(run):
         if unit not in DURATION_UNITS:
             return None
-        ns = _number_ns(number, DURATION_UNITS[unit], nearest=True)
+        ns = number_ns(number, DURATION_UNITS[unit], nearest=True)
         if ns is None:
             return None
         total += ns
@@ -2419,8 +2419,8 @@ class _Builder:
             fix = number + meant
             self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
             unit = meant  # read as meant: the rest is checked as if it were
-        exact = _number_ns(number, DURATION_UNITS[unit])
-        ns = exact if exact is not None else _number_ns(number, DURATION_UNITS[unit], nearest=True)
+        exact = number_ns(number, DURATION_UNITS[unit])
+        ns = exact if exact is not None else number_ns(number, DURATION_UNITS[unit], nearest=True)
         if ns is not None and not _in_range(ns, negated):
             message = f"`{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
             self.diagnostics.append(error("FLUO108", message, self.span_of(tok), path=self.path))
@@ -2445,7 +2445,7 @@ class _Builder:
         if meant_unit is None:
             message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
         else:
-            exact = _number_ns(number, DURATION_UNITS[meant_unit])
+            exact = number_ns(number, DURATION_UNITS[meant_unit])
             if exact is None:
                 message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
             elif not _in_range(exact, negated):
@@ -2480,10 +2480,10 @@ def _mantissa_and_exponent(number: str) -> tuple[str, int]:
     return significant, (-power if negative else power) + len(digits) - len(significant) - len(fraction)
 
 
-def _number_ns(number: str, unit_ns: int, nearest: bool = False) -> int | None:
-    """The nanoseconds of `1.5e-3` (or `1.5`) units of `unit_ns`, exactly; past 64 bits (`_PAST_64_BITS`)
-    where it is larger. Where that is no whole number: None, or with `nearest` the whole number nearest it
-    (a half up; still None past 40 significant digits).
+def number_ns(number: str, unit_ns: int, nearest: bool = False) -> int | None:
+    """The nanoseconds of `1.5e-3` (or `1.5`) units of `unit_ns`, exactly, as duration literals and `fluo test`'s
+    inline spans read them; past 64 bits (`_PAST_64_BITS`) where it is larger. Where that is no whole number:
+    None, or with `nearest` the whole number nearest it (a half up; still None past 40 significant digits).
 
     Integer arithmetic only, and a size first: a power or a mantissa far past any duration (`1e999999s`,
     a thousand digits) is answered without building a number that large."""
@@ -2508,7 +2508,7 @@ def _number_ns(number: str, unit_ns: int, nearest: bool = False) -> int | None:
 
 def _plain_decimal(number: str) -> str:
     """`1000` for `1e3`, `0.0015` for `1.5e-3`: a number as FLUO writes it, without an exponent (exact, for a
-    number whose value `_number_ns` found in range)."""
+    number whose value `number_ns` found in range)."""
     digits, power = _mantissa_and_exponent(number)
     if not digits:
         return "0"
@@ -2754,7 +2754,7 @@ def _f_duration(text: str) -> int:
     parts = _duration_parts(text)
     if parts is None or parts[1] not in DURATION_UNITS:
         raise _Bail
-    ns = _number_ns(parts[0], DURATION_UNITS[parts[1]])
+    ns = number_ns(parts[0], DURATION_UNITS[parts[1]])
     if ns is None or not _in_range(ns):
         raise _Bail
     return ns

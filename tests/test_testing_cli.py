@@ -137,6 +137,25 @@ def test_errors_point_at_their_line(work: Path, fragment: str, expected: str) ->
     assert fragment in result.stdout, expected
 
 
+def test_a_fraction_of_a_nanosecond_in_a_fixture_is_a_case_error_at_its_line(work: Path) -> None:
+    """`duration: 1.5ns` was read as 2ns, silently: durations count whole nanoseconds (a literal's FLUO109)."""
+    (work / "frac_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n  - name: frac\n    spans:\n      - {name: login}\n"
+        "      - {name: login, duration: 1.5ns}\n    expect: []\n",
+        encoding="utf-8",
+    )
+    result = fluo_test("frac_test.yaml")
+    assert result.exit_code == 2, result.output
+    told = (
+        "frac_test.yaml:6: case 'frac': span 2 ('login'), `duration`: '1.5ns' is no whole number of nanoseconds,"
+        " which durations count; the nearest is 2ns"
+    )
+    assert told in result.stdout.splitlines()[2]
+    [case] = json.loads(fluo_test("frac_test.yaml", "--format", "json").stdout)["files"][0]["cases"]
+    assert case["status"] == "error"
+    assert case["errors"] == [{"path": "frac_test.yaml", "line": 6, "message": told.split(":6: ", 1)[1]}]
+
+
 def test_run_selects_cases_by_name_or_file(work: Path) -> None:
     by_name = json.loads(fluo_test(".", "--run", "slow login", "--format", "json").stdout)
     names = [c["name"] for f in by_name["files"] for c in f["cases"]]

@@ -123,6 +123,19 @@ def test_ids_are_deterministic_and_depend_on_the_seed() -> None:
             "'99999999999999999999h' is past what a span's time can hold (about 292 years)",
         ),
         ([{"name": "a", "start": "106752d"}], 0, "start", "past what a span's time can hold"),
+        ([{"name": "a", "start": "1" * 5000 + "s"}], 0, "start", "past what a span's time can hold"),
+        (
+            [{"name": "a", "duration": "1.5ns"}],
+            0,
+            "duration",
+            "'1.5ns' is no whole number of nanoseconds, which durations count; the nearest is 2ns",
+        ),
+        (
+            [{"name": "a", "start": "1.0000000004s"}],
+            0,
+            "start",
+            "'1.0000000004s' is no whole number of nanoseconds, which durations count; the nearest is 1s",
+        ),
         ([{"name": "a", "status": "eror"}], 0, "status", "expected one of unset, ok, error, got 'eror'; did you mean"),
         ([{"name": "a", "kind": "sever"}], 0, "kind", "did you mean `server`?"),
         ([{"name": "a", "attributes": [1]}], 0, "attributes", "expected a mapping of names to values, got [1]"),
@@ -145,13 +158,24 @@ def test_errors_name_the_item_and_key(items: list[Any], index: int, key: str | N
 
 @pytest.mark.parametrize(
     ("text", "ns"),
-    [("20ms", 20 * MS), ("1.5s", 1500 * MS), ("0", 0), (0, 0), ("2m", 120_000 * MS), ("250us", 250_000), ("7ns", 7)],
+    [
+        ("20ms", 20 * MS),
+        ("1.5s", 1500 * MS),
+        ("0", 0),
+        (0, 0),
+        ("2m", 120_000 * MS),
+        ("250us", 250_000),
+        ("7ns", 7),
+        ("0.000000001s", 1),
+        ("9007199.254740993s", 9_007_199_254_740_993),  # past a float's 53 bits: exact, as a duration literal
+        ("1.5d", 129_600 * 10**9),
+    ],
 )
 def test_parse_duration(text: Any, ns: int) -> None:
     assert parse_duration(text) == ns
 
 
-@pytest.mark.parametrize("text", ["20", 20, "fast", "1.5 parsecs", True, None, "-1ms"])
+@pytest.mark.parametrize("text", ["20", 20, "fast", "1.5 parsecs", True, None, "-1ms", "1.5ns", "0.0000000015s"])
 def test_parse_duration_rejects(text: Any) -> None:
     assert parse_duration(text) is None
 

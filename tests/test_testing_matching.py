@@ -92,6 +92,9 @@ def test_mismatch(e: Expectation, s: dict[str, Any], reason: str | None) -> None
         (False, False, True),
         ("20ms", "0.02s", True),
         ("20ms", "21ms", False),
+        ("1.5ns", "2ns", False),  # no duration: a fraction of a nanosecond is not rounded to one
+        ("9007199.254740993s", "9007199254740993ns", True),  # exact past a float's 53 bits
+        ("9007199.254740993s", "9007199254740992ns", False),
         ("abc", "abc", True),
         ([1, "2ms"], [1.0, "2000us"], True),
         ([1], [1, 2], False),

@@ -5,7 +5,7 @@ Each item is a mapping with these keys (only `name` is required):
   name        the span name
   service     resource `service.name`; default: `resource`'s `service.name`, else the parent's
               service, else `unknown_service`
-  duration    a FLUO duration (`20ms`, `1.5s`); default `1ms`
+  duration    a FLUO duration (`20ms`, `1.5s`), a whole number of nanoseconds; default `1ms`
   start       offset of the span's start from the case's time origin; default: the parent's start, else `0s`
   parent      another span of the same trace, by its `id` or, if unique, its `name`;
               16 hex digits naming no span here are a parent that never arrived
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fluo_lang.diagnostics import nearest
-from fluo_lang.parser import DURATION_UNITS
+from fluo_lang.parser import DURATION_UNITS, number_ns
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
 from fluo_lang.values import NS_LIMIT
 
@@ -58,18 +58,23 @@ class InlineSpanError(ValueError):
 
 
 def parse_duration(value: Any) -> int | None:
-    """Nanoseconds of a duration written as FLUO writes it (`20ms`, `1.5s`, `0`), else None."""
+    """Nanoseconds of a duration written as FLUO writes it (`20ms`, `1.5s`, `0`), exactly, as the rule language
+    reads a duration literal (`number_ns`); None for anything else, and for one that is no whole number of
+    nanoseconds (`1.5ns`)."""
     if isinstance(value, bool):
         return None
     if value == 0 or value == "0":
         return 0
-    if not isinstance(value, str):
-        return None
-    m = _DURATION.fullmatch(value)
+    parts = _duration_parts(value)
+    return None if parts is None else number_ns(*parts)
+
+
+def _duration_parts(value: Any) -> tuple[str, int] | None:
+    """The number as written and the unit's nanoseconds of a duration's text (`1.5`, 10**9 for `1.5s`), else None."""
+    m = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if m is None or m.group(2) not in DURATION_UNITS:
         return None
-    number, unit = m.groups()
-    return round(float(number) * DURATION_UNITS[unit]) if "." in number else int(number) * DURATION_UNITS[unit]
+    return m.group(1), DURATION_UNITS[m.group(2)]
 
 
 def _digest(text: str, size: int) -> bytes:
@@ -147,6 +152,11 @@ class _Item:
         if value is None:
             return None
         ns = parse_duration(value)
+        parts = _duration_parts(value) if ns is None else None
+        if parts is not None:  # `1.5ns`: the rule language's FLUO109
+            nearest = number_ns(*parts, nearest=True)
+            fix = f"; the nearest is {exact_duration(nearest)}" if nearest is not None and nearest < NS_LIMIT else ""
+            raise self.fail(where, key, f"{_show(value)} is no whole number of nanoseconds, which durations count{fix}")
         if ns is None:
             raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
         if ns >= NS_LIMIT:
