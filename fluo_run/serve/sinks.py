@@ -241,12 +241,9 @@ class SqliteSink(Sink):
         code = error_code(exc)
         if code == sqlite3.SQLITE_NOTADB:
             return SinkError(f"{self.path} is not an SQLite database (not a FLUO signal store)")
-        if not folder.exists():
-            return SinkError(f"{self.path}: the folder {folder} does not exist")
-        if not folder.is_dir():
-            return SinkError(f"{self.path}: {folder} is not a folder")
-        if self.path.is_dir():
-            return SinkError(f"{self.path} is a folder, not a file")
+        place = _place_problem(self.path)
+        if place is not None:
+            return SinkError(place)
         if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM) or isinstance(
             exc, PermissionError
         ):
@@ -293,6 +290,19 @@ class SqliteSink(Sink):
             store.close()
 
 
+def _place_problem(path: Path) -> str | None:
+    """What keeps a file from being made at `path` by its place (its folder missing or no folder, or `path` a
+    folder), in words; None when the place is fine."""
+    folder = path.parent
+    if not folder.exists():
+        return f"{path}: the folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{path}: {folder} is not a folder"
+    if path.is_dir():
+        return f"{path} is a folder, not a file"
+    return None
+
+
 class JsonlSink(Sink):
     """One signal per line, to a file (appended) or `-` for standard output.
 
@@ -317,8 +327,22 @@ class JsonlSink(Sink):
     def open(self) -> None:
         if self.target == "-":
             self.out = sys.stdout
-        else:
+            return
+        try:
             self._open_file()
+        except OSError as exc:
+            raise SinkError(self._open_problem(exc)) from exc
+
+    def _open_problem(self, exc: OSError) -> str:
+        """Why the file did not open, in words, as the SQLite store says it: what, and where."""
+        path = Path(self.target)
+        place = _place_problem(path)
+        if place is not None:
+            return place
+        if isinstance(exc, PermissionError):
+            what = f"the file {path}" if path.exists() else f"the folder {path.parent}"
+            return f"{path}: {what} is not writable ({exc.strerror})"
+        return f"{path}: {exc.strerror or exc}"
 
     def _open_file(self) -> None:
         self.out = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
@@ -361,7 +385,7 @@ class JsonlSink(Sink):
             with contextlib.suppress(OSError):
                 self.close()
             try:
-                self.open()
+                self._open_file()
             except OSError as exc:  # its folder gone for now: keep the batch and try again
                 self.out = None
                 raise TransientSinkError(f"cannot reopen {self.target}: {exc.strerror or exc}") from exc
