@@ -950,10 +950,13 @@ class CompiledRule:
             for a, h in zip(n.args, held, strict=True):
                 if h is result:
                     self._explain(a, ctx, obs, culprits)
+                else:  # not shown, but counted: a clause's number is its place as written
+                    obs.clause += _clauses(a)
             return
         if n.op == "not":
             self._explain(n.args[0], ctx, obs, culprits)
             return
+        obs.clause += 1
         if n.op in ("cmp", "in", "not_in", "contains"):
             left, right = n.args
             lname = _label(left)
@@ -1057,8 +1060,10 @@ def _skipped_text(skipped: list[str], where: str = "") -> str:
 
 
 class _Observed:
-    """A signal's `observed` as `_explain` fills it: each value under its name, numbered `_2`, `_3`... when the
-    name is taken, so each comparison's operands keep names of their own (`count`, `bound`, `count_2`, `bound_2`).
+    """A signal's `observed` as `_explain` fills it: each value under its name, and a name already taken
+    numbered by the clause the value comes from (`clause`: the n-th of the parts `and`, `or` and `not` join,
+    counted as written), so the values of one comparison share one number: `count() > 2 and max(duration) >
+    1ms and count(P) >= 1` shows `count`, `bound`, `max`, `bound_2`, `count_3`, `bound_3`.
 
     Only the same expression read again (equal IR, wherever it is written) is shown once: in
     `count() > 2 and count() < 10`, one `count`. A literal is never that (`bound`, `bound_2` for
@@ -1066,28 +1071,39 @@ class _Observed:
     name of its own (`count_2: 2` beside its `bound_2`).
     """
 
-    __slots__ = ("sources", "values")
+    __slots__ = ("clause", "names", "sources", "values")
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = values
         self.sources: dict[str, Node] = {}
+        self.names: dict[str, list[str]] = {}  # the names each key is shown under
+        self.clause = 0
 
     def put(self, key: str, value: Any, source: Node | None) -> None:
-        """`value` of the expression `source` (None: a literal, never shown once for two) under `key`, or the
-        first of `key_2`, `key_3`... free; not again if `source` is shown under one with the same value."""
+        """`value` of the expression `source` (None: a literal, never shown once for two) under `key`, or if
+        that is taken `key_N` for clause N (the next number free, where that is taken too: an attribute may
+        be named `bound_2`); not again if `source` is shown under `key` or a number of it with the same value."""
         if source is not None and _literal(source):
             source = None
-        name, i = key, 1
+        names = self.names.setdefault(key, [])
+        if source is not None:
+            for shown in names:
+                # `==` tells the values apart (1 and true differ), as a rule's `==` does
+                if _same_expression(self.sources.get(shown), source) and _equal(self.values[shown], value):
+                    return
+        name, i = key, max(self.clause, 2)
         while name in self.values:
-            shown = self.sources.get(name)
-            # `==` tells the values apart (1 and true differ), as a rule's `==` does
-            if source is not None and _same_expression(shown, source) and _equal(self.values[name], value):
-                return
-            i += 1
             name = f"{key}_{i}"
+            i += 1
         self.values[name] = value
+        names.append(name)
         if source is not None:
             self.sources[name] = source
+
+
+def _clauses(n: Node) -> int:
+    """How many clauses `n` is: the parts `and`, `or` and `not` join (`_Observed.clause`)."""
+    return sum(_clauses(a) for a in n.args) if n.op in ("and", "or", "not") else 1
 
 
 def _same_expression(a: Node | None, b: Node) -> bool:
