@@ -606,6 +606,26 @@ def test_fluo_test_and_discover_tell_of_protobuf_values_nested_too_deep(tmp_path
     assert "read of an attribute value from protobuf found lists and maps nested more than 31 deep" in result.stderr
 
 
+def test_fluo_test_json_report_carries_the_values_read_as_missing(tmp_path: Path) -> None:
+    """The count of protobuf values nested too deep was on stderr only: a CI job reading `--format json`
+    never learnt that its fixtures had values read as missing. It is the report's `warnings` too."""
+    raw, _, _ = _nested(40, "array")
+    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + _ld(9, _ld(1, b"deep") + _ld(2, raw))
+    (tmp_path / "t.pb").write_bytes(_ld(1, _ld(2, _ld(2, span_pb))))
+    (tmp_path / "r.fluo").write_text("rule r { detect trace.has(deep.length() == 1) }\n")
+    (tmp_path / "r_test.yaml").write_text("rules: r.fluo\ncases:\n  - name: deep\n    traces: t.pb\n    expect: []\n")
+    told = "1 read of an attribute value from protobuf found lists and maps nested more than 31 deep, read as missing"
+    result = CliRunner().invoke(cli.main, ["test", "--format", "json", str(tmp_path / "r_test.yaml")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["warnings"] == [told]
+    assert list(report) == ["summary", "warnings", "files"]
+    assert result.stderr == f"fluo: warning: {told}\n"
+    (tmp_path / "r.fluo").write_text("rule r { detect trace.spans.count() > 1 }\n")  # reads no attribute
+    result = CliRunner().invoke(cli.main, ["test", "--format", "json", str(tmp_path / "r_test.yaml")])
+    assert "warnings" not in json.loads(result.stdout)
+
+
 # --- JSON text and lines --------------------------------------------------------
 
 

@@ -183,6 +183,7 @@ def run_once(
     deep = too_deep_warning(deep_before)
     if deep is not None:
         click.echo(f"fluo: warning: {deep}", err=True)
+        result.warnings.append(deep)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
     result.seconds = time.perf_counter() - started
     for fr in result.files:

@@ -260,6 +260,7 @@ def json_report(result: RunResult, coverage: Coverage | None = None) -> dict[str
             "broken_files": len(result.broken_files),
             "exit_code": result.exit_code,
         },
+        **({"warnings": result.warnings} if result.warnings else {}),
         "files": [
             {
                 "path": fr.file.display,

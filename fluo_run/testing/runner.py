@@ -77,6 +77,7 @@ class RunResult:
     files: list[FileResult]
     seconds: float = 0.0
     selected: int = 0
+    warnings: list[str] = field(default_factory=list)  # the run's own, of no one case (`too_deep_warning`)
 
     @property
     def cases(self) -> list[CaseResult]:
