@@ -24,7 +24,10 @@ CODES: dict[str, str] = {
     "FLUO100": "Unexpected token: the parser expected something else here.",
     "FLUO101": "Unexpected character that starts no token.",
     "FLUO102": "Unterminated or invalid string literal.",
-    "FLUO103": "Unknown duration unit (use ns, us, µs, ms, s, m, h, d).",
+    "FLUO103": (
+        "Unknown duration unit (use ns, us, µs, ms, s, m, h, d); with a value no duration is too (`1.5nsec`: no "
+        "whole number of nanoseconds), this one error says both."
+    ),
     "FLUO104": "Unexpected end of file.",
     "FLUO105": (
         "A bare expression with rules: `rule` after a file's bare expression (such a file holds nothing else),"

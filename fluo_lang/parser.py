@@ -574,7 +574,8 @@ class _Recovery:
             return True
         # `1s < duration < 2s`: a range, its bounds both `<`/`<=` or both `>`/`>=` (`a == b <= c` lacks a `)`)
         chained = any(_is_token(v, _ranges(kind)) for v in ip.parser_state.value_stack[-3:])
-        if chained and _operand(ip, ["AND", "IDENT", kind]):  # `1s < duration < 2s`: read as `1s < duration and ? < 2s`
+        # `1s < duration < 2s`: read as `1s < duration and ? < 2s`
+        if chained and self._operand(ip, ["AND", "IDENT", kind]):
             message = "comparisons do not chain: write `a < b and b < c`"
             self.report(error("FLUO100", message, self.index.span(start, end), path=self.path))
             ip.feed_token(self.synthetic("AND", start))
@@ -671,7 +672,7 @@ class _Recovery:
         suggestion: str | None
         if low in ("is", "between"):
             phrase = (_NULL_TEST if low == "is" else _BETWEEN).match(text, start)
-            if phrase is not None and _operand(ip, [eq, "IDENT"]):
+            if phrase is not None and self._operand(ip, [eq, "IDENT"]):
                 fix_from = start
                 if low == "between":
                     message = "FLUO has no `BETWEEN`: write `x >= low and x <= high`"
@@ -693,7 +694,7 @@ class _Recovery:
                 return True
             is_not = _IS_NOT.match(text, start) if low == "is" else None
             ne = _terminal_of("!=")
-            if is_not is not None and _operand(ip, [ne]):  # `status is not error`
+            if is_not is not None and self._operand(ip, [ne]):  # `status is not error`
                 written = text[start : is_not.end()]
                 self._read_as(ip, start, is_not.end(), f"unexpected `{written}`; did you mean `!=`?", "!=")
                 ip.feed_token(self.token(ne, "!=", start, is_not.end()))
@@ -707,9 +708,9 @@ class _Recovery:
         terminals = [_terminal_of(w) for w in meant.split()]
         if low not in _FOREIGN_WORDS:  # a guess (`andd`, `notes`): only where the fixed text reads on
             terminals_on = [*terminals, _next_terminal(text, end) or "$END"]
-            if not _operand(ip, terminals_on):
+            if not self._operand(ip, terminals_on):
                 return False
-        elif not _operand(ip, terminals):
+        elif not self._operand(ip, terminals):
             return False
         message = f"unexpected `{text[start:end]}`; did you mean `{meant}`?"
         suggestion = meant
@@ -804,16 +805,79 @@ class _Recovery:
         start = _start_of(clause)
         kept_states.append(shift[1])
         kept_values.append(self.token(keyword, str(clause.data), start, start + len(clause.data)))
-        for level in _OPERAND_LEVELS:
-            goto = table.states[kept_states[-1]].get(level)
-            if goto is None or goto[0] is not Shift:
-                continue
-            stack = _Stack([*kept_states, goto[1]])
-            if all(table.feed(stack, name) for name in names):
-                states[:] = [*kept_states, goto[1]]
-                values[:] = [*kept_values, clause.children[0]]
-                return True
+        was = list(states), list(values)
+        states[:], values[:] = kept_states, kept_values
+        if self._place(ip, clause.children[0], names):
+            return True
+        states[:], values[:] = was
         return False
+
+    def _operand(self, ip: Any, names: list[str]) -> bool:
+        """Whether `names` can follow the expression just read, making the parser take it as an operand if need be.
+
+        lark's table reduces on any token that may follow an expression somewhere, so at `where(a AND b)` the `a`
+        is already a whole argument, where `and` cannot come: it is put back on the stacks as the operand the
+        operator takes (`_place`), as if the parser had seen the operator coming. Nothing changes if it cannot be.
+        """
+        if _feedable(ip, names):
+            return True
+        states, values = ip.parser_state.state_stack, ip.parser_state.value_stack
+        if len(states) < 2 or not isinstance(values[-1], Tree | Token):
+            return False
+        top_state, top = states.pop(), values.pop()
+        if self._place(ip, top, names):
+            return True
+        states.append(top_state)
+        values.append(top)
+        return False
+
+    def _place(self, ip: Any, expr: Any, names: list[str]) -> bool:
+        """Push `expr`, an expression reduced whole, on the parser's stacks as the operand the operator `names[0]`
+        takes, such that `names` follow; False, and the stacks unchanged, if it cannot be.
+
+        The operator binds as the grammar says: in `a or b AND c` it takes `b`, so `a or b` is pushed as the parser
+        had it before it read `b` whole (`_spine`), and the tree built on is the one `a or b and c` gives. An
+        expression read some other way (`a == b IN c`, comparisons that do not chain) is pushed whole, as the
+        first of `_OPERAND_LEVELS` that `names` may follow.
+        """
+        state, table = ip.parser_state, _Table.of(ip)
+        binding = _BINDING.get(names[0], len(_BINDING))
+        for symbols in (self._spine(expr, binding), *([(level, expr)] for level in _OPERAND_LEVELS)):
+            trial = _Stack(state.state_stack)
+            if not all(_shift_symbol(table, trial, symbol) for symbol, _ in symbols):
+                continue
+            if not all(table.feed(trial, name) for name in names):
+                continue
+            for symbol, value in symbols:
+                if symbol.isupper():  # lark reduces what it takes, with its tree builder, as when parsing
+                    ip.feed_token(value)
+                else:
+                    state.state_stack.append(table.states[state.state_stack[-1]][symbol][1])
+                    state.value_stack.append(value)
+            return True
+        return False
+
+    def _spine(self, expr: Any, binding: int) -> list[tuple[str, Any]]:
+        """`expr` as the symbols the parser had before its last operand was reduced into it, as far as an
+        operator of `binding` (`_BINDING`) takes that operand: for `and`, `a or b` is `a`@and_expr `or` `b`;
+        `a and b` stays whole, at `and_expr`. For `or`, `a or b` is `a` `or` `b` (one `or` of three operands
+        follows, as parsed). An expression in parentheses stays whole: the operator does not reach into it."""
+        kind = expr.data if isinstance(expr, Tree) else None
+        reach = _LOGIC_LEVELS.get(kind or "")
+        end = _end_of(expr)
+        if end >= 0 and _next_terminal(self.text, end) == "RPAR":  # `(a or b)`: an atom
+            return [("postfix", expr)]
+        if reach is None or binding < reach or end < 0:
+            return [(_EXPR_LEVELS.get(kind or "", "postfix"), expr)]
+        if kind == "not_":
+            start = _start_of(expr)
+            return [("NOT", self.token("NOT", "not", start, start + 3)), *self._spine(expr.children[0], binding)]
+        operand, joiner = ("and_expr", "OR") if kind == "or_" else ("not_expr", "AND")
+        *init, last = expr.children
+        symbols: list[tuple[str, Any]] = []
+        for child in init:
+            symbols += [(operand, child), (joiner, self.synthetic(joiner, _end_of(child)))]
+        return symbols + (self._spine(last, binding) if binding > reach else [(operand, last)])
 
     def _function(self, ip: Any, name: Token, tok: Token) -> bool:
         """`size(x)`, `len(x)`, `count(x)`, `has(x)`: FLUO calls methods on a value, and has no null."""
@@ -914,6 +978,7 @@ class _Recovery:
         text, pos = self.text, number.end_pos or 0
         if not (
             text.startswith("\u03bcs", pos)
+            and not name_char(text[pos + 2 : pos + 3])  # `500μsx`: the unit is `μsx`, unknown (`_glued_unit`)
             and _PLAIN_NUMBER.fullmatch(str(number.value))
             and _feedable(ip, ["DURATION"], drop=take_back)
         ):
@@ -1231,7 +1296,7 @@ class _Recovery:
             self.report(error("FLUO101", message, span, path=self.path, suggestion=suggestion))
             self.skip_to(parser, end)
             matches = _terminal_of("matches")
-            if _operand(parser, [matches]):  # read as `name matches 'x'`: no cascade
+            if self._operand(parser, [matches]):  # read as `name matches 'x'`: no cascade
                 parser.feed_token(self.token(matches, "matches", pos, end))
             return True
         spaced = _SPACED_NE.match(text, pos)
@@ -1240,7 +1305,7 @@ class _Recovery:
             message = f"unexpected `{spaced.group()}`; did you mean `!=`?"
             self.report(error("FLUO101", message, self.index.span(pos, spaced.end()), path=self.path, suggestion="!="))
             self.skip_to(parser, spaced.end())
-            if _operand(parser, [ne]):
+            if self._operand(parser, [ne]):
                 parser.feed_token(self.token(ne, "!=", pos, spaced.end()))
             return True
         called = _HAS_CALL.match(text, pos + 1)
@@ -1579,19 +1644,27 @@ def _like_regex(literal: str, ignore_case: bool) -> str | None:
     return quote + "".join(parts) + quote
 
 
-def _operator_meant(word: str) -> str | None:
-    """The operator a word of another language or a slip (`AND`, `LIKE`, `andd`) stands for, where one goes.
+_REPEATS = re.compile(r"(.)\1+")
+_LONG_OPERATORS = ("contains", "matches")
 
-    Four letters are a slip only as the operator with a letter doubled (`andd`, `nott`): one edit from `and` or
-    `not` is also a name people write (`band`, `hand`, `note`, `knot`).
+
+def _operator_meant(word: str) -> str | None:
+    """The operator a word of another language or a slip (`AND`, `LIKE`, `andd`, `matchs`) stands for, where one
+    goes.
+
+    A word of four letters or more is `and` or `not` only as the operator with letters doubled (`andd`, `nnott`):
+    one or two edits from them is also a name people write (`band`, `note`, `bands`, `notes`, `sandy`). Only the
+    long operators, `contains` and `matches`, are guessed by edit distance (`contians`, `matchs`).
     """
     low = word.lower()
     if low in _FOREIGN_WORDS:
         return _FOREIGN_WORDS[low]
-    if len(low) == 4:
-        undoubled = {low[:i] + low[i + 1 :] for i in range(3) if low[i] == low[i + 1]}
-        return next((op for op in ("and", "not") if op in undoubled), None)
-    return nearest(low, _OPERATOR_WORDS) if len(low) >= 5 else None
+    if len(low) < 4:
+        return None
+    squeezed = _REPEATS.sub(r"\1", low)
+    if squeezed in ("and", "not"):
+        return squeezed
+    return nearest(low, _LONG_OPERATORS) if len(low) >= 5 else None
 
 
 def _keyword_meant(word: str) -> str | None:
@@ -1691,30 +1764,32 @@ _META_LITERALS = frozenset(
 )  # what a metadata value starts with
 _ATOMS = frozenset({"name", "number", "string", "duration", "meta_ident", "meta_number", "meta_string"})
 _OPERAND_LEVELS = ("sum", "not_expr", "and_expr")
+_BINDING = {"OR": 0, "AND": 1}
+"""How tightly an operator the recovery reads in binds, loosest first; any other (`in`, `==`, `not in`) is
+tighter than both (`len(_BINDING)`)."""
+_LOGIC_LEVELS = {"or_": 0, "and_": 1, "not_": 2}
+"""The trees an operator of that `_BINDING` or tighter reaches into, to take their last operand."""
+_EXPR_LEVELS = {
+    "or_": "or_expr",
+    "and_": "and_expr",
+    "not_": "not_expr",
+    **dict.fromkeys(("eq", "ne", "lt", "le", "gt", "ge", "in_", "not_in", "contains", "matches"), "comparison"),
+    **dict.fromkeys(("add", "sub"), "sum"),
+    **dict.fromkeys(("mul", "div"), "product"),
+    "neg": "unary",
+}
+"""The grammar's level of each expression tree (any other is a `postfix`): where it goes back on the stacks."""
 
 
-def _operand(ip: Any, names: list[str]) -> bool:
-    """Whether `names` can follow the expression just read, making the parser take it as an operand if need be.
-
-    lark's table reduces on any token that may follow an expression somewhere, so at `where(a AND b)` the `a`
-    is already a whole argument, where `and` cannot come: the state it left is given the `and_expr` (or `sum`,
-    `not_expr`) goto instead of `expr`'s, as if the parser had seen the operator coming.
-    """
-    if _feedable(ip, names):
-        return True
-    base = ip.parser_state.state_stack
-    if len(base) < 2 or not isinstance(ip.parser_state.value_stack[-1], Tree | Token):
+def _shift_symbol(table: _Table, stack: _Stack, symbol: str) -> bool:
+    """Step `stack` over one symbol as the parser would: a terminal fed (reducing first), a rule's goto."""
+    if symbol.isupper():
+        return table.feed(stack, symbol)
+    goto = table.states[stack.top()].get(symbol)
+    if goto is None or goto[0] is not Shift:
         return False
-    table = _Table.of(ip)
-    for level in _OPERAND_LEVELS:
-        goto = table.states[base[-2]].get(level)
-        if goto is None or goto[0] is not Shift:
-            continue
-        stack = _Stack(base, len(base) - 1, [goto[1]])
-        if all(table.feed(stack, name) for name in names):
-            base[-1] = goto[1]
-            return True
-    return False
+    stack.extra.append(goto[1])
+    return True
 
 
 def _start_of(value: Any) -> int:
@@ -1944,62 +2019,80 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
 
 
 _GAP = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"  # spaces within a line, a no-break one too
-_SPACED_UNIT = re.compile(rf"[0-9]{_GAP}[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
+_SPACED_UNIT = re.compile(rf"[0-9](?:{_GAP}[A-Za-zµ\u03bc]+|(?:{_GAP})?[µ\u03bc]{_GAP}s)(?![A-Za-z0-9_µ])")
 _UNIT = re.compile(rf"{_GAP}([A-Za-zµ\u03bc]+)(?![A-Za-z0-9_µ])")
+_SPLIT_MICRO = re.compile(rf"(?:{_GAP})?([µ\u03bc]){_GAP}s(?![A-Za-z0-9_µ])")
+"""`µ s`, `μ s`: microseconds with a space inside the unit (read after the number)."""
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _ASCII_DIGIT = re.compile(r"[0-9]")
 _SPACED_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
-def _spaced_durations(text: str) -> list[tuple[int, int, int]]:
-    """Where a number and a duration unit stand apart (`1 s`, `5 sec`, a no-break space between): the number's
-    start and end, and the unit's end.
+def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
+    """Where a number and a duration unit stand apart (`1 s`, `5 sec`, a no-break space between), or the unit
+    itself is split (`500µ s`, `500 μ s`): the number's start and end, the unit's end, and the unit as written
+    without its spaces.
 
     Never valid text (no name may follow a number), so always a duration written with a space.
     """
     if not _SPACED_UNIT.search(text):
         return []
     out = []
-    for number in lex(text):
-        if number.kind != "NUMBER" or not _SPACED_NUMBER.fullmatch(number.text):
+    for lexeme in lex(text):
+        number_end = lexeme.end - 1 if lexeme.kind == "DURATION" and lexeme.text.endswith("µ") else lexeme.end
+        number = text[lexeme.start : number_end]
+        if lexeme.kind not in ("NUMBER", "DURATION") or not _SPACED_NUMBER.fullmatch(number):
             continue
-        unit = _UNIT.match(text, number.end)
-        if unit is not None and _unit_meant(unit.group(1)) is not None:
-            out.append((number.start, number.end, unit.end()))
+        split = _SPLIT_MICRO.match(text, number_end)
+        unit = None if split is not None or lexeme.kind != "NUMBER" else _UNIT.match(text, number_end)
+        if split is not None:
+            out.append((lexeme.start, number_end, split.end(), split.group(1) + "s"))
+        elif unit is not None and _unit_meant(unit.group(1)) is not None:
+            out.append((lexeme.start, number_end, unit.end(), unit.group(1)))
     return out
 
 
 def _full_parse(text: str, path: str) -> ParseResult:
     """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic.
 
-    A duration written with a space (`1 s`) is one error, and read as the duration meant; with an exponent too
-    (`1e3 ms`), the one error is the exponent's, over the number and its unit.
+    A duration written with a space (`1 s`, `500µ s`) is one error, and read as the duration meant; with an
+    exponent too (`1e3 ms`), the one error is the exponent's, over the number and its unit; where the duration
+    meant is no whole number of nanoseconds or past 64 bits (`1.5 ns`), the one error says that too.
     """
     spaced = _spaced_durations(text)
     if spaced:
-        joined, found, index = list(text), [], _LineIndex(text)
+        joined, found, index = list(text), {}, _LineIndex(text)
         exponents: dict[int, tuple[int, str]] = {}  # a spaced duration with an exponent: its end, and as read
-        for start, end, unit_end in spaced:
-            number, written = text[start:end], text[end:unit_end].strip()
-            unit = _unit_meant(written) or written
+        for start, end, unit_end, written in spaced:
+            number, unit = text[start:end], _unit_meant(written) or written
             # the unit moves next to its number and the space after it, so every offset stays
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
             if not _PLAIN_NUMBER.fullmatch(number):
                 exponents[start] = unit_end, number + unit
                 continue
-            message = f"a duration has no space before its unit: write `{number}{unit}`"
-            if unit != written:  # `5 sec`
-                message = f"unknown unit `{written}`: write `{number}{unit}`"
-            span = index.span(start, unit_end)
-            found.append(error("FLUO100", message, span, path=path, suggestion=number + unit))
+            what = "a duration has no space before its unit"
+            also = ""
+            if len(text[end:unit_end].split()) > 1:  # `500µ s`
+                what = "a duration unit has no space inside it"
+            if written == "\u03bcs":
+                what += ", and `μ` is Greek mu"
+                also = f" (or `{number}µs` with the micro sign)"
+            elif unit != written:  # `5 sec`
+                what = f"unknown unit `{written}`"
+            found[start] = error("FLUO100", what, index.span(start, unit_end), path=path, suggestion=number + unit)
+            found[start] = replace(found[start], message=f"{what}: write `{number}{unit}`{also}")
         result = _full_parse("".join(joined), path)
-        diagnostics = [
-            _spaced_exponent(d, text, index, *exponents[d.span.start])
-            if d.span.start in exponents and d.message.startswith(_NO_EXPONENT)
-            else d
-            for d in result.diagnostics
-        ]
-        return ParseResult(replace(result.file, text=text), found + diagnostics)
+        diagnostics = []
+        for d in result.diagnostics:
+            if d.span.start in exponents and d.message.startswith(_NO_EXPONENT):
+                diagnostics.append(_spaced_exponent(d, text, index, *exponents[d.span.start]))
+            elif d.span.start in found and d.code in ("FLUO108", "FLUO109"):  # `1.5 ns`: one error for the literal
+                was = found[d.span.start]
+                message = f"{was.message.partition(': write')[0]}, and {d.message}"
+                found[d.span.start] = replace(was, message=message, suggestion=d.suggestion)
+            else:
+                diagnostics.append(d)
+        return ParseResult(replace(result.file, text=text), [*found.values(), *diagnostics])
     index = _LineIndex(text)
     rule_file = ast.RuleFile(path=path, text=text)
     recovery = _Recovery(text, index, path)
@@ -2401,35 +2494,44 @@ class _Builder:
         if tok is None or parts is None:
             return None
         number, unit = parts
+        span = self.span_of(tok)
+        # A unit not as FLUO writes it is FLUO103, and read as meant. A problem of the value too (`1.5nsec`, no
+        # whole number of nanoseconds) is said in that same error, whose fix mends both: one error per literal.
+        slip: tuple[str, str, str | None] | None = None  # FLUO103 alone: its message, how it ends, and its fix
         if unit in _MICRO_ALONE:
             fix = self.micro_fix(tok, number + _MICRO_ALONE[unit])
             message = (
                 f"incomplete duration unit `{unit}` in `{text}`: microseconds are `us`, or `µs` with the micro sign"
             )
-            message += f"; write `{fix}`" if fix else f"; use one of {_UNITS}"
-            self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
-            unit = _MICRO_ALONE[unit]  # read as meant: the rest is checked as if it were
+            slip = message, f"; write `{fix}`" if fix else f"; use one of {_UNITS}", fix
+            unit = _MICRO_ALONE[unit]
         elif unit not in DURATION_UNITS:
             meant = _unit_meant(unit)
             if meant is None:
                 message = f"unknown duration unit `{unit}` in `{text}`; use one of {_UNITS}"
-                self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path))
+                self.diagnostics.append(error("FLUO103", message, span, path=self.path))
                 return None
-            message = f"unknown duration unit `{unit}` in `{text}` (did you mean `{meant}`?); use one of {_UNITS}"
-            fix = number + meant
-            self.diagnostics.append(error("FLUO103", message, self.span_of(tok), path=self.path, suggestion=fix))
-            unit = meant  # read as meant: the rest is checked as if it were
+            message = f"unknown duration unit `{unit}` in `{text}` (did you mean `{meant}`?)"
+            slip = message, f"; use one of {_UNITS}", number + meant
+            unit = meant
+        written = text if slip is None else number + unit  # the value's problem is said of the literal as meant
         exact = number_ns(number, DURATION_UNITS[unit])
         ns = exact if exact is not None else number_ns(number, DURATION_UNITS[unit], nearest=True)
+        problem: tuple[str, str, str | None] | None = None  # the value's error: code, message, fix
         if ns is not None and not _in_range(ns, negated):
-            message = f"`{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
-            self.diagnostics.append(error("FLUO108", message, self.span_of(tok), path=self.path))
-            return None
-        if exact is None:
-            nearest = None if ns is None else _in_unit(ns, unit)
-            message = f"`{text}` is no whole number of nanoseconds, which durations count"
-            message += f": write `{nearest}`" if nearest else ""
-            self.diagnostics.append(error("FLUO109", message, self.span_of(tok), path=self.path, suggestion=nearest))
+            message = f"`{written}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+            problem, ns = ("FLUO108", message, None), None
+        elif exact is None:
+            nearest = None if ns is None or (slip is not None and slip[2] is None) else _in_unit(ns, unit)
+            message = f"`{written}` is no whole number of nanoseconds, which durations count"
+            problem = "FLUO109", message + (f": write `{nearest}`" if nearest else ""), nearest
+        if slip is not None and problem is None:
+            self.diagnostics.append(error("FLUO103", slip[0] + slip[1], span, path=self.path, suggestion=slip[2]))
+        elif slip is not None and problem is not None:
+            message = f"{slip[0]}, and {problem[1]}"
+            self.diagnostics.append(error("FLUO103", message, span, path=self.path, suggestion=problem[2]))
+        elif problem is not None:
+            self.diagnostics.append(error(problem[0], problem[1], span, path=self.path, suggestion=problem[2]))
         return ns
 
     def exponent_ns(self, tok: Token, number: str, unit: str, negated: bool = False) -> int | None:

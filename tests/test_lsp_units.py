@@ -668,6 +668,26 @@ def test_a_fix_is_not_blamed_for_an_error_the_text_has_whatever_the_fix(slip: st
     assert (action.title, action.is_preferred) == (f"Change to `{fix}`", True)
 
 
+@pytest.mark.parametrize(
+    ("slip", "fix"),
+    [
+        # the checker read `(a or b) in [...]`, and found FLUO301 and FLUO300 on a tree the text does not parse to
+        ("trace.spans.count() > 1 or trace.root.name IN ['a']", "in"),
+        ("trace.root.duration < 500\u03bc s", "500us"),  # FLUO103, FLUO210 `s`, unexpected `}`
+        ("trace.root.duration < 500\u03bcsx", None),  # a fix to `us` left `usx`; the `x` was a metadata key
+        ("trace.root.duration < 1.5nsec", "2ns"),  # FLUO103 and FLUO109, and two fixes
+    ],
+)
+def test_a_slip_is_one_diagnostic_and_nothing_hidden_is_found_on_a_tree_read_wrong(slip: str, fix: str | None) -> None:
+    text = f"rule r {{\n  severity: warning\n  expect {slip}\n}}\n"
+    doc = RuleDocument("x.fluo", text)
+    [(d, _)] = doc.diagnostics()
+    assert d.suggestion == fix, d.format()
+    assert doc.chunks[0].analysis.hidden == []
+    actions = code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)
+    assert [(a.title, a.is_preferred) for a in actions] == ([] if fix is None else [(f"Change to `{fix}`", True)])
+
+
 def test_a_fix_is_still_blamed_for_an_error_at_its_edit() -> None:
     """An error the checker found where the fix edits depends on how the slip was read: it still counts."""
     text = "rule r {\n  severity: warning\n  expect trace.spans | count() > 'x'\n}\n"

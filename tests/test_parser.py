@@ -715,6 +715,7 @@ _FIXES = [
     ("where(a == 1 adn b == 2)", "where(a == 1 and b == 2)"),
     ("where(a == 1 ro b == 2)", "where(a == 1 or b == 2)"),
     ("where(a == 1 andd b == 2)", "where(a == 1 and b == 2)"),
+    ("where(a == 1 anndd b == 2)", "where(a == 1 and b == 2)"),  # letters doubled: still `and`
     ("where(a isnt 1)", "where(a != 1)"),
     ("where(a not_in [1])", "where(a not in [1])"),
     ("where(x == 1)\0\0\0", "where(x == 1)"),
@@ -855,6 +856,11 @@ _AFTER = "rule r {\n  expect trace.spans.count() > 1\n  %s\n}\n"
         (_AFTER % "land 'x'", "unknown metadata key `land`"),
         (_AFTER % "hand 42", "unknown metadata key `hand`"),
         (_AFTER % "bands 'x'", "unknown metadata key `bands`"),
+        # two edits from `and`/`not` is a name too: `bands` before an operand was "did you mean `and`?"
+        (_AFTER % "bands trace.x", "unknown metadata key `bands`"),
+        (_AFTER % "sandy trace.spans.count() > 1", "unknown metadata key `sandy`"),
+        (_AFTER % "notes trace.x", "unknown metadata key `notes`"),
+        ("trace.duration > 1s hands trace.x", "unexpected `hands`"),
         # an `AND` with no operand before a metadata key: the key is no operand (it hid the `:` error)
         ("rule r {\n  expect trace.duration > 1s AND\n  severity: error\n}\n", "unknown metadata key `AND`"),
     ],
@@ -882,6 +888,39 @@ def test_an_operator_slip_after_a_clause_is_read_on_and_a_metadata_key_stays_one
     assert (misspelt.code, misspelt.suggestion) == ("FLUO210", "severity")
     [key] = analyze([("r.fluo", after % "AND")]).diagnostics
     assert key.code == "FLUO210" and key.suggestion is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rule r { expect a or b AND c }",
+        "rule r { expect a or b AND c or d }",
+        "rule r { expect a and b or c AND d }",
+        "rule r { expect a and b AND c }",
+        "rule r { expect a or b OR c }",
+        "rule r { expect a == 1 or b == 2 AND c == 3 severity: error }",
+        "rule r { expect a and b IN [1] }",
+        "rule r { expect not a IN [1] }",
+        "rule r { expect a or b NOT IN [1] }",
+        "rule r { expect a or b CONTAINS 'x' }",
+        "rule r { expect (a or b) AND c }",
+        "rule r { expect a or (b or c) AND d }",
+        "a or b AND c",
+        "trace.spans.where(a or b AND c).exists()",
+        "trace.spans.where((a or b) AND c).exists()",
+        "trace.spans.where(a or (b) AND c).exists()",
+        "trace.spans.where(a or not b IN [1]).exists()",
+        "trace.spans.where(a and not (b) IN [1]).exists()",
+    ],
+)
+def test_an_operator_the_recovery_reads_in_binds_as_the_grammar_says(text: str) -> None:
+    """`a or b AND c` is read as `a or b and c` is, `a or (b and c)`: it was `(a or b) and c`, the fix's text right
+    but the tree the typechecker and hovers read not what it parses to. Compared node for node, spans included."""
+    [d] = parse(text).diagnostics
+    assert d.suggestion is not None, d.message
+    fixed = text[: d.span.start] + d.suggestion + text[d.span.end :]
+    assert len(fixed) == len(text)  # the same offsets: spans compare too
+    assert parse(text).file.rules == parse(fixed).file.rules
 
 
 def test_after_a_stray_operand_the_rest_is_read_on() -> None:
@@ -970,6 +1009,18 @@ _ONE_FIX = [
     (_W % "window 1\uff4d", _W % "window 1m"),
     (_W % "window 500\u00a0ms", _W % "window 500ms"),
     ("trace.duration < 500\u00a0ms", "trace.duration < 500ms"),
+    # ... or a space inside its unit (it was FLUO103 `μ`, FLUO210 `s` and an unexpected `}`)
+    ("trace.duration < 500\u03bc s", "trace.duration < 500us"),
+    (_W % "window 500\u03bc s", _W % "window 500us"),
+    ("where(duration < 500\u00b5 s)", "where(duration < 500\u00b5s)"),
+    ("where(duration < 500 \u03bc s)", "where(duration < 500us)"),
+    # a unit as other languages write it and no whole number of nanoseconds: one error, whose fix mends both
+    # (it was FLUO103, fixed to `1.5ns`, then FLUO109 on the same literal)
+    ("where(duration > 1.5nsec)", "where(duration > 2ns)"),
+    (_W % "window 1.5nsec", _W % "window 2ns"),
+    ("trace.duration < 0.0015\u00b5", "trace.duration < 0.002\u00b5s"),
+    ("trace.duration < 1.5 nsec", "trace.duration < 2ns"),
+    ("trace.duration < 1.5 ns", "trace.duration < 2ns"),  # FLUO109's fix over `1.5 n` left an `s`: `2nss`
     # a duration with an exponent (user tour: `1e3s` was "expected `)`"), fixed where the value is exact
     ("where(duration > 1e3s)", "where(duration > 1000s)"),
     (_W % "window 1e3s", _W % "window 1000s"),
@@ -1076,6 +1127,19 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ("trace.spans.count() > 1\uff10", "`1\uff10` is `10` in full-width or compatibility letters"),
         ("trace.duration < 1e-12 s", "and `1e-12 s` is no whole number of nanoseconds"),
         ("trace.duration < 1.5ns", "`1.5ns` is no whole number of nanoseconds, which durations count: write `2ns`"),
+        ("trace.duration < 500\u00b5 s", "a duration unit has no space inside it: write `500\u00b5s`"),
+        ("trace.duration < 500\u03bc s", "and `\u03bc` is Greek mu: write `500us` (or `500\u00b5s` with the micro"),
+        # review: the Greek `μs` before more letters was fixed as `500us` and the `x` after it not read at all
+        ("trace.duration < 500\u03bcsx", "unknown duration unit `\u03bcsx` in `500\u03bcsx`"),
+        (_W % "window 500\u03bcsx", "unknown duration unit `\u03bcsx` in `500\u03bcsx`"),
+        ("trace.duration < 500\u03bcs_1", "unknown duration unit `\u03bcs_1` in `500\u03bcs_1`"),
+        (
+            "trace.duration < 1.5nsec",
+            "unknown duration unit `nsec` in `1.5nsec` (did you mean `ns`?), and `1.5ns` is no whole number of "
+            "nanoseconds, which durations count: write `2ns`",
+        ),
+        ("trace.duration < 99999999999999days", "(did you mean `d`?), and `99999999999999d` is past what a duration"),
+        ("trace.duration < 1.5 ns", "no space before its unit, and `1.5ns` is no whole number of nanoseconds"),
     ],
 )
 def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
@@ -1088,9 +1152,9 @@ def test_the_one_error_says_what_fluo_writes(text: str, says: str) -> None:
     [
         "trace.spans.where(name matches '\\uZZZZ').exists()",  # `\u` with no code: a character was meant
         "trace.x.window.y == 1",  # no `trace.attributes`: a span's key cannot start here
-        _W % "window 500\u03bc s",  # `μ` alone, then `s`: a unit not understood, so no `500s` guessed
-        "trace.duration < 500\u03bc s",  # ... nor `500us`, which would leave the `s`
+        "trace.duration < 500\u03bc ms",  # `μ` alone, then `ms`: a unit not understood, so no `500us` guessed
         "trace.duration < 1e3\u00b5 ms",
+        "trace.duration < 99999999999999days",  # a unit meant, but past 64 bits: one error, no fix
         "trace.duration < 1e-12s",  # less than a nanosecond: no duration is that
         "trace.duration < 1e30s",  # past 64 bits of nanoseconds
         "trace.duration < 1e3x",  # no unit
