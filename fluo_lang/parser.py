@@ -2079,8 +2079,8 @@ def _full_parse(text: str, path: str) -> ParseResult:
                 also = f" (or `{number}µs` with the micro sign)"
             elif unit != written:  # `5 sec`
                 what = f"unknown unit `{written}`"
-            found[start] = error("FLUO100", what, index.span(start, unit_end), path=path, suggestion=number + unit)
-            found[start] = replace(found[start], message=f"{what}: write `{number}{unit}`{also}")
+            message = f"{what}: write `{number}{unit}`{also}"
+            found[start] = error("FLUO100", message, index.span(start, unit_end), path=path, suggestion=number + unit)
         result = _full_parse("".join(joined), path)
         diagnostics = []
         for d in result.diagnostics:
