@@ -606,6 +606,11 @@ class _Checker:
                 self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
                 if lt == t.ANY and elem == t.DURATION:
                     self.err("FLUO300", f"`{op}`: cannot look for any in {rt}{_unit_hint(e.left)}", e.span)
+                elif elem == t.DURATION and lt in (t.INT, t.FLOAT) and isinstance(e.left, ast.Literal):
+                    hint, fix = _unit_for(e.left)  # `500 in [1s, 2s]`, as `duration > 500`
+                    self.err(
+                        "FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}{hint}", e.left.span, fix
+                    )
                 elif not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
                     hint = ""
                     items = e.right.items if isinstance(e.right, ast.ListLit) else ()

@@ -179,7 +179,8 @@ def test_type_errors_use_the_right_article(tmp_path: Path) -> None:
     r = run("check", str(f))
     assert r.stdout.splitlines() == [
         f"{f}:1:17: error[FLUO300] `contains`: a list<string> cannot contain an int",
-        f"{f}:2:17: error[FLUO300] `in`: cannot look for an int in a list<duration>",
+        f"{f}:2:17: error[FLUO300] `in`: cannot look for an int in a list<duration>; a duration takes a unit: "
+        "`1ms` if it counts milliseconds, `1s` if seconds",
     ]
 
 

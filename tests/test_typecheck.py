@@ -511,6 +511,9 @@ def test_zero_against_a_duration_is_fixed_as_zero_seconds(text: str, fixed: str)
         ("trace.duration - 5 > 1s", "`5ms` if it counts milliseconds, `5s` if seconds", None),
         (_where("end - 0 > start"), "write `0s`", _where("end - 0s > start")),
         (_where("duration in [100, 200]"), "`[100ms, 200ms]` if they count milliseconds, `[100s, 200s]` if", None),
+        (_where("500 in [1s, 2s]"), "`500ms` if it counts milliseconds, `500s` if seconds", None),
+        (_where("2.5 not in [1s]"), "`2.5ms` if it counts milliseconds, `2.5s` if seconds", None),
+        (_where("0 in [1s, 2s]"), "write `0s`", _where("0s in [1s, 2s]")),
     ],
 )
 def test_a_number_added_to_or_looked_for_among_durations_names_the_units(
