@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -134,3 +135,31 @@ def test_the_fix_editor_md_shows_leading_to_an_error_is_offered_so() -> None:
     fixed = before[: cut.start] + edit.new_text + before[cut.stop :]
     assert (fixed, "(then FLUO" in fix.title) == (after, True)
     assert f"`{before}` -> `{after}`" in (code_actions.__doc__ or "")
+
+
+def test_the_fixture_warnings_testing_md_shows_start_as_fluo_prints_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA docs r03: docs/testing.md showed the unknown-key and too-deep warnings without the `fluo: warning: `
+    that `fluo eval` and `fluo test` print before them on stderr."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```\w*\n(.*?)^```", text, re.S | re.M)
+    shown = [line for block in blocks for line in block.splitlines() if "traces/t.json: " in line]
+    assert len(shown) == 3, shown
+    deep: dict[str, object] = {"stringValue": "x"}
+    for _ in range(40):
+        deep = {"arrayValue": {"values": [deep]}}
+    span = {"traceId": "a" * 32, "spanId": "b" * 16, "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    spans = [
+        {**span, "atributes": [], "events": [{"nmae": "e"}]},
+        {**span, "spanId": "c" * 16, "attributes": [{"key": "deep", "value": deep}]},
+    ]
+    (tmp_path / "traces").mkdir()
+    fixture = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+    (tmp_path / "traces" / "t.json").write_text(json.dumps(fixture), encoding="utf-8")
+    (tmp_path / "r.fluo").write_text("rule r { expect trace.spans.count() < 100 }\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    printed = CliRunner().invoke(cli, ["eval", "r.fluo", "--traces", "traces/t.json"]).stderr.splitlines()
+    assert len(printed) == 3, printed
+    for doc_line, tool_line in zip(shown, printed, strict=True):
+        assert doc_line.split("traces/t.json: ")[0] == tool_line.split("traces/t.json: ")[0], (doc_line, tool_line)
