@@ -24,6 +24,7 @@ from .parser import MAX_FILE_BYTES, parse, parse_expression
 from .typecheck import CheckedRule, check_files
 
 RULE_SUFFIX = ".fluo"
+NOT_RULE_SUFFIXES = (".yaml", ".yml")  # rule tests and `fluo serve --config` files: named, never read as rules
 SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})  # never searched for rule files, nor are hidden folders
 
 
@@ -132,12 +133,14 @@ SHAPE_CODES = frozenset({"FLUO214", "FLUO215", "FLUO217"})
 """What the checker says of a rule's shape (no `expect`, `when` without `always`, no window length)."""
 
 
-def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Path]:
     """The `.fluo` files named, with folders searched recursively, in a stable order.
 
     Each file comes once, where it is first named: a file named twice, or named and
     also found in a folder named, is one file. The search skips hidden folders and
     `SKIPPED_DIRS` below the folders named, as `fluo test` does; a folder named is searched.
+    A file named is rules whatever its name (with `any_name` false, only a `.fluo` file), except
+    a YAML file: RuleSourceError, before any file is read.
     """
     found: dict[Path, Path] = {}  # resolved -> as first named
     for p in paths:
@@ -149,6 +152,13 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
             for f in inside:
                 found.setdefault(f.resolve(), f)
         elif path.exists():
+            if path.suffix.lower() in NOT_RULE_SUFFIXES:
+                raise RuleSourceError(
+                    f"{p} is YAML, not a {RULE_SUFFIX} file: name rule files, or folders to search "
+                    f"(a rule test runs with `fluo test {p}`)"
+                )
+            if not any_name and not path.name.endswith(RULE_SUFFIX):
+                raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
             found.setdefault(path.resolve(), path)
         else:
             raise RuleSourceError(f"{p}: no such file or folder")

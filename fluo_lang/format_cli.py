@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import codecs
 import sys
-from pathlib import Path
 
 import click
 
-from .api import RULE_SUFFIX, RuleSourceError, decode_source, rule_files
+from .api import RuleSourceError, decode_source, rule_files
 from .format import format_source
 
 
@@ -47,11 +46,8 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             sys.exit(0 if result.text == text else 1)
         click.echo(_bom(data) + result.text, nl=False)
         sys.exit(0)
-    for p in paths:
-        if not p.endswith(RULE_SUFFIX) and Path(p).exists() and not Path(p).is_dir():
-            _fail(f"{p} is not a {RULE_SUFFIX} file: fluo fmt formats rule files only; name them, or folders to search")
     try:
-        files = rule_files(paths)
+        files = rule_files(paths, any_name=False)  # fmt rewrites what it is given: no oddly named file
     except RuleSourceError as exc:
         _fail(str(exc))
     changed = broken = 0

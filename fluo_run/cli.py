@@ -299,7 +299,8 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
     """Parse and typecheck rule files; folders are searched for *.fluo.
 
     The search skips hidden folders, node_modules and __pycache__; a file named
-    twice is read once.
+    twice is read once. A file named is checked whatever its name, except YAML
+    (a rule test: run it with fluo test), which is a usage error.
 
     Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error.
 

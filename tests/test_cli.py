@@ -173,6 +173,24 @@ def test_check_skips_hidden_and_dependency_folders(tmp_path: Path) -> None:
     assert "error[FLUO201]" in r.stdout
 
 
+@pytest.mark.parametrize("command", [["check"], ["eval", "--traces", str(TRACES / "checkout_error.json")]])
+def test_a_yaml_file_named_is_refused_and_an_oddly_named_one_read_as_rules(tmp_path: Path, command: list[str]) -> None:
+    """QA docs r06: `fluo check auth_test.yaml` parsed the YAML as rules and printed three FLUO1xx errors."""
+    test = tmp_path / "auth_test.yml"
+    test.write_text("rules: auth.fluo\ncases:\n  - name: a\n    expect: []\n")
+    r = run(command[0], str(test), *command[1:])
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == (
+        f"fluo: {test} is YAML, not a .fluo file: name rule files, or folders to search "
+        f"(a rule test runs with `fluo test {test}`)\n"
+    )
+    odd = tmp_path / "auth.rules"
+    odd.write_text("rule a { expect trace.spans.count() < 1000 }\n")
+    assert run(command[0], str(odd), *command[1:]).exit_code == 0
+    odd.rename(tmp_path / "auth.fluo")
+    assert run(command[0], str(tmp_path), *command[1:]).exit_code == 0  # a folder's YAML is not looked at
+
+
 def test_type_errors_use_the_right_article(tmp_path: Path) -> None:
     f = tmp_path / "a.fluo"
     f.write_text("rule a { expect ['x'] contains 1 }\nrule b { expect 1 in [2s] }\n")

@@ -114,10 +114,14 @@ def test_a_file_that_is_not_a_rule_file_is_refused_before_anything_is_done(tmp_p
     for args in (["--check", str(test)], [str(messy), str(test)]):
         code, out, err = run(*args)
         assert code == 2 and out == ""
-        assert (
-            err
-            == f"fluo: {test} is not a .fluo file: fluo fmt formats rule files only; name them, or folders to search\n"
+        assert err == (
+            f"fluo: {test} is YAML, not a .fluo file: name rule files, or folders to search "
+            f"(a rule test runs with `fluo test {test}`)\n"
         )
+    odd = tmp_path / "a.rules"  # `fluo check` reads it; fmt, which rewrites what it is given, does not
+    odd.write_text(MESSY)
+    assert run(str(odd)) == (2, "", f"fluo: {odd} is not a .fluo file: name rule files, or folders to search\n")
+    assert odd.read_text() == MESSY
     assert messy.read_text() == MESSY
     assert run(str(tmp_path))[0] == 0  # in a folder, only .fluo files are looked at
     assert messy.read_text() == TIDY
