@@ -651,7 +651,7 @@ async def _body(request: web.Request, intake: Intake, limit: int) -> bytes:
     """
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("identity", "", "gzip", "deflate"):
-        raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip or none")
+        raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip, deflate or none")
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
             body = await request.read()
