@@ -157,6 +157,12 @@ def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:
     return (d.path or "", d.span.start, d.span.end, d.code)
 
 
+def plural(n: int, noun: str, nouns: str = "") -> str:
+    """`n` and the noun that agrees with it: `1 rule`, `2 rules`, `2 identical copies` (`nouns`: the irregular
+    plural)."""
+    return f"{n} {noun if n == 1 else nouns or noun + 's'}"
+
+
 def article(noun: object) -> str:
     """`noun` after "a" or "an", by its first letter: `a list<string>`, `an int`."""
     text = str(noun)

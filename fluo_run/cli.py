@@ -26,7 +26,7 @@ from fluo_lang.api import (
     lower,
 )
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import CODES, Diagnostic, sort_key
+from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
 
@@ -56,14 +56,15 @@ EXIT_INTERRUPTED = 130
 
 
 class OneLineUsageError(click.UsageError):
-    """A usage error said in one line, as every other error about user input is: what is wrong, and where
-    the options are listed (click's own takes four: usage, a hint, a blank line, the error)."""
+    """A usage error said in one line, as every other error about user input is, after the same `fluo: `:
+    what is wrong, and where the options are listed (click's own takes four: usage, a hint, a blank line,
+    the error)."""
 
     def show(self, file: IO[Any] | None = None) -> None:
         command = self.ctx.command_path if self.ctx is not None else "fluo"
         message = self.format_message()
         message = message[:1].lower() + message[1:] if message[1:2].islower() else message
-        click.echo(f"{command}: {message} (see `{command} --help`)", file=file, err=file is None)
+        click.echo(f"fluo: {message} (see `{command} --help`)", file=file, err=file is None)
 
 
 class LazyGroup(click.Group):
@@ -178,11 +179,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def _summary(diags: Sequence[Diagnostic], files: int) -> str:
     errors = sum(1 for d in diags if d.is_error)
-    return f"{_count(errors, 'error')}, {_count(len(diags) - errors, 'warning')} in {_count(files, 'file')}"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    return f"{plural(errors, 'error')}, {plural(len(diags) - errors, 'warning')} in {plural(files, 'file')}"
 
 
 def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from fluo_lang.diagnostics import plural
 from fluo_lang.values import format_duration, one_line
 
 SEVERITY_COLORS = {"info": "blue", "warning": "yellow", "error": "red", "critical": "magenta"}
@@ -197,7 +198,7 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     program = rt.rule_set.program
     _say()
     _say("FLUO demo", bold=True)
-    _say(f"  runtime   fluo serve on {runtime.http_url} (OTLP/HTTP), {len(program.rules)} rules from {rules}")
+    _say(f"  runtime   fluo serve on {runtime.http_url} (OTLP/HTTP), {plural(len(program.rules), 'rule')} from {rules}")
     for r in program.rules:
         _say(f"            - {r.id} [{r.ir.severity}]", dim=True)
     _say()
@@ -230,7 +231,7 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
         _say(f"Gave up waiting after {timeout:.0f}s; some traces may not have been evaluated.", fg="yellow")
     traces = {s.get("trace_id") for s in fired if s.get("trace_id")}
     summary = (
-        f"{len(fired)} signal{'s' if len(fired) != 1 else ''} on {len(traces)} of {traffic.traces} traces "
+        f"{plural(len(fired), 'signal')} on {len(traces)} of {traffic.traces} traces "
         f"({traffic.spans} spans) in {elapsed:.1f}s"
     )
     noisy = traces & traffic.healthy

@@ -39,3 +39,18 @@ def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
         proc.started()
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
+
+
+def test_demo_counts_one_rule_as_one_rule(tmp_path: Path) -> None:
+    """QA docs r07: `fluo demo --rules` with one rule said "1 rules from ..."."""
+    rules = tmp_path / "one.fluo"
+    rules.write_text("rule only { detect trace.spans.count() > 0 }\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "fluo_run.cli", "demo", "--rules", str(rules), "--db", str(tmp_path / "d.db")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"(OTLP/HTTP), 1 rule from {rules}\n" in done.stdout

@@ -259,7 +259,7 @@ def test_a_config_value_of_the_wrong_shape_names_the_file_not_an_env_var(
     (tmp_path / "fluo.yaml").write_text(text)
     result = CliRunner().invoke(main, ["serve", "--config", "fluo.yaml"], prog_name="fluo")
     assert result.exit_code == 2
-    assert result.output == f"fluo serve: {message} (see `fluo serve --help`)\n"
+    assert result.output == f"fluo: {message} (see `fluo serve --help`)\n"
 
 
 HELP = " (see `fluo serve --help`)"
@@ -271,12 +271,12 @@ HELP = " (see `fluo serve --help`)"
     [
         (
             "max-spans-per-trace: abc\n",
-            "fluo serve: --config fluo.yaml: `max-spans-per-trace`: 'abc' is not a valid integer." + HELP,
+            "fluo: --config fluo.yaml: `max-spans-per-trace`: 'abc' is not a valid integer." + HELP,
         ),
-        ("no-db: maybe\n", "fluo serve: --config fluo.yaml: `no-db`: 'maybe' is not a valid boolean."),
+        ("no-db: maybe\n", "fluo: --config fluo.yaml: `no-db`: 'maybe' is not a valid boolean."),
         (
             "log-level: verbose\n",
-            "fluo serve: --config fluo.yaml: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'."
+            "fluo: --config fluo.yaml: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'."
             + HELP,
         ),
         (
@@ -289,16 +289,16 @@ HELP = " (see `fluo serve --help`)"
             "fluo: --config fluo.yaml: `http`: 'nowhere' is not HOST:PORT; give e.g. 127.0.0.1:4318 "
             "(port 0 picks a free one)",
         ),
-        ("no-db: 1\n", "fluo serve: --config fluo.yaml: `no-db`: 1 is not true or false" + HELP),
-        ("no-db: 2.5\n", "fluo serve: --config fluo.yaml: `no-db`: 2.5 is not true or false" + HELP),
-        ("sink-queue: 10.9\n", "fluo serve: --config fluo.yaml: `sink-queue`: 10.9 is not a whole number" + HELP),
+        ("no-db: 1\n", "fluo: --config fluo.yaml: `no-db`: 1 is not true or false" + HELP),
+        ("no-db: 2.5\n", "fluo: --config fluo.yaml: `no-db`: 2.5 is not true or false" + HELP),
+        ("sink-queue: 10.9\n", "fluo: --config fluo.yaml: `sink-queue`: 10.9 is not a whole number" + HELP),
         (
             "max-spans-per-trace: true\n",
-            "fluo serve: --config fluo.yaml: `max-spans-per-trace`: true is not a whole number" + HELP,
+            "fluo: --config fluo.yaml: `max-spans-per-trace`: true is not a whole number" + HELP,
         ),
         (
             "trace-idle: 2s\ntrace_idle: 3s\nhttp: nowhere\n",  # said first (and no serve left running without it)
-            "fluo serve: --config fluo.yaml: `trace-idle` and `trace_idle` are one setting; keep one of them" + HELP,
+            "fluo: --config fluo.yaml: `trace-idle` and `trace_idle` are one setting; keep one of them" + HELP,
         ),
     ],
     ids=["int", "bool", "choice", "duration", "address", "bool-1", "bool-float", "int-float", "int-bool", "twice"],

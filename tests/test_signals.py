@@ -123,13 +123,17 @@ def test_filters(db: str, args: list[str], expected: list[str]) -> None:
     assert rules_of(result.stdout) == expected
 
 
-@pytest.mark.parametrize(("limit", "more"), [(3, True), (4, False), (5, False)])
-def test_a_limit_that_leaves_signals_out_says_so(db: str, limit: int, more: bool) -> None:
-    """docs QA: a plain `fluo signals` showed the newest 100 of more without a word."""
+@pytest.mark.parametrize(
+    ("limit", "more", "newest"),
+    [(1, True, "1 matching signal"), (3, True, "3 matching signals"), (4, False, ""), (5, False, "")],
+)
+def test_a_limit_that_leaves_signals_out_says_so(db: str, limit: int, more: bool, newest: str) -> None:
+    """docs QA: a plain `fluo signals` showed the newest 100 of more without a word; QA docs r07: and
+    `--limit 1` said "the newest 1 matching signals"."""
     result = CliRunner().invoke(main, ["signals", "--db", db, "--format", "jsonl", "--limit", str(limit)])
     assert result.exit_code == 0
     assert rules_of(result.stdout) == [s["rule"] for s in SIGNALS][-limit:]
-    note = f"fluo: the newest {limit} matching signals; there are more (--limit N shows N)\n"
+    note = f"fluo: the newest {newest}; there are more (--limit N shows N)\n"
     assert result.stderr == (note if more else "")
 
 

@@ -520,12 +520,12 @@ def test_a_forbidden_signal_no_entry_took_is_counted_and_shown_once(
     )
     r = fluo_test(".", "--junit-xml", "j.xml")
     assert "e_test.yaml:2: case 'quiet': 1 forbidden signal\n" in r.stdout
-    assert "e_test.yaml:5: case 'two': 1 missing, 1 forbidden signals\n" in r.stdout
+    assert "e_test.yaml:5: case 'two': 1 missing, 1 forbidden signal\n" in r.stdout
     assert "x0" not in r.stdout and "UNEXPECTED" not in r.stdout
     assert "    FORBIDDEN  no err    | err trace " in r.stdout
     assert "    FORBIDDEN  no err trace 'b'  | err trace 'b': count = 1, bound = 0\n" in r.stdout
     failures = [f.get("message") for f in ET.parse(tmp_path / "j.xml").iter("failure")]
-    assert failures == ["1 forbidden signal", "1 missing, 1 forbidden signals"]
+    assert failures == ["1 forbidden signal", "1 missing, 1 forbidden signal"]
     report = json.loads(fluo_test(".", "--format", "json").stdout)
     assert [len(c["unexpected"]) for c in report["files"][0]["cases"]] == [1, 1]  # the JSON lists it in both
 

@@ -195,3 +195,11 @@ def test_alike_entries_share_signals_in_order() -> None:
     signals = [sig("r"), sig("r", B), sig("r")]
     m = match_signals([exp("r"), exp("r", count=2)], signals, LABELS)
     assert m.ok and m.rows[0].signals == [signals[0]] and m.rows[1].signals == signals[1:]
+
+
+def test_the_signal_noun_agrees_with_the_count_next_to_it() -> None:
+    """QA docs r07: one missing and one unexpected signal read `1 missing, 1 unexpected signals`."""
+    one_each = match_signals([exp("r")], [sig("u")], LABELS)
+    assert one_each.summary() == "1 missing, 1 unexpected signal"
+    assert match_signals([exp("r"), exp("s")], [sig("u")], LABELS).summary() == "2 missing, 1 unexpected signal"
+    assert match_signals([exp("r")], [sig("u"), sig("v")], LABELS).summary() == "1 missing, 2 unexpected signals"

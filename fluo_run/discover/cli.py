@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from fluo_lang.diagnostics import plural
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
@@ -15,7 +16,7 @@ from ..cli import cost_limit_option, eval_budget_option, fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
-from .render import count, fluo_text, json_report, rules_of
+from .render import fluo_text, json_report, rules_of
 from .syntax import id_prefix
 from .testgen import linked_output, test_outputs, write_tests
 
@@ -151,7 +152,7 @@ def command(
         fail(f"no spans in {', '.join(trace_paths)}")
     if corpus.clashing:
         click.echo(
-            f"fluo: dropped {count(corpus.clashing, 'duplicate span')}: each had the span id of a different span of "
+            f"fluo: dropped {plural(corpus.clashing, 'duplicate span')}: each had the span id of a different span of "
             "the same trace (the last one read was kept); fix the id generator that sent them",
             err=True,
         )
@@ -183,11 +184,10 @@ def command(
         except ValueError as exc:  # a bug, said in one line
             fail(f"cannot write the tests: {exc}")
         click.echo(f"fluo: {written}", err=True)
-    summary = (
-        f"fluo: {count(len(rules), 'rule')} from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')})"
-    )
+    spans = plural(corpus.spans, "span")
+    summary = f"fluo: {plural(len(rules), 'rule')} from {plural(len(corpus.traces), 'trace')} ({spans})"
     if corpus.resent:
-        summary += f"; {count(corpus.resent, 'identical copy', 'identical copies')} of spans merged"
+        summary += f"; {plural(corpus.resent, 'identical copy', 'identical copies')} of spans merged"
     if len(found) > len(facts):
         left_out = len(found) - len(facts)
         summary += f"; {left_out} more left out by --max-rules {options.max_rules} (the last kinds first)"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fluo_lang.diagnostics import plural
+
 from .corpus import Corpus
 from .facts import Fact, Options
 from .syntax import quote
@@ -28,10 +30,6 @@ class Rule:
     id: str
     fact: Fact
     text: str
-
-
-def count(n: int, noun: str, plural: str = "") -> str:
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def confidence_text(c: float) -> str:
@@ -91,8 +89,9 @@ def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
 
 def header(corpus: Corpus, options: Options) -> str:
     return (
-        f"// Discovered by `fluo discover` from {count(len(corpus.traces), 'trace')} ({count(corpus.spans, 'span')}),\n"
-        f"// min support {count(options.min_support, 'trace')}, "
+        f"// Discovered by `fluo discover` from {plural(len(corpus.traces), 'trace')} "
+        f"({plural(corpus.spans, 'span')}),\n"
+        f"// min support {plural(options.min_support, 'trace')}, "
         f"min confidence {confidence_text(options.min_confidence)}.\n"
         + (
             "// Each rule held on the corpus; review before relying on it.\n"

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from fluo_lang.api import analyze, compile_program
+from fluo_lang.diagnostics import plural
 from fluo_lang.evaluate import Program
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
@@ -29,7 +30,7 @@ from fluo_lang.values import HexBytes
 
 from .corpus import MAX_VALUE_LENGTH, Corpus, Op
 from .facts import Fact
-from .render import Rule, count
+from .render import Rule
 from .syntax import SURROGATE, article
 
 BASE_TRACES = 4
@@ -455,7 +456,7 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
         path.unlink(missing_ok=True)
     if stale:
         note += f"; removed {len(stale)} fixture{'' if len(stale) == 1 else 's'} of the last run no case uses now"
-    return f"wrote {test_path} with {count(len(cases), 'case')}{note}"
+    return f"wrote {test_path} with {plural(len(cases), 'case')}{note}"
 
 
 def _fixtures_used(test_path: Path, tests_dir: Path, folder: Path) -> set[Path]:

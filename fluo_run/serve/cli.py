@@ -18,7 +18,7 @@ import click
 from click.core import ParameterSource
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import nearest
+from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.values import NS_LIMIT, format_duration, one_line
 
 from .config import (
@@ -686,7 +686,7 @@ def signals_command(
         return
     if len(texts) > limit:  # oldest first: the extra one is the oldest
         texts = texts[1:]
-        click.echo(f"fluo: the newest {limit} matching signals; there are more (--limit N shows N)", err=True)
+        click.echo(f"fluo: the newest {plural(limit, 'matching signal')}; there are more (--limit N shows N)", err=True)
     if fmt == "jsonl":
         write_lines(texts)
     else:

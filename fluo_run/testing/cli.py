@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
+from fluo_lang.diagnostics import plural
 from fluo_lang.otlp import too_deep_reads, too_deep_warning
 from fluo_run.cli import EXIT_INTERRUPTED, eval_budget_option
 
@@ -23,7 +24,7 @@ from .document import YamlError
 from .progress import Progress
 from .report import json_report, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult, read_document
-from .spec import TestFile, default_rules, display_path, find_test_files, plural, short_path
+from .spec import TestFile, default_rules, display_path, find_test_files, short_path
 from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update, write_replacing
 from .watch import Ran, watch
 

@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fluo_lang.diagnostics import plural
+
 from .inline import parse_duration
 from .spec import Expectation
 
@@ -73,13 +75,14 @@ class Match:
         return out
 
     def summary(self) -> str:
-        """`2 missing, 1 unexpected signals`: each signal counted once, a forbidden one as forbidden only, though
+        """`2 missing, 1 unexpected signal`: each signal counted once, a forbidden one as forbidden only, though
         the JSON report also lists it as unexpected when no other entry took it."""
         forbidden = self.forbidden_signals()
         unexpected = [s for s in self.unexpected if id(s) not in forbidden]
         counts = ((self.missing, "missing"), (len(unexpected), "unexpected"), (len(forbidden), "forbidden"))
-        total = self.missing + len(unexpected) + len(forbidden)
-        return ", ".join(f"{n} {what}" for n, what in counts if n) + (" signal" if total == 1 else " signals")
+        shown = [(n, what) for n, what in counts if n]  # the noun agrees with the count next to it
+        words = [f"{n} {what}" for n, what in shown[:-1]] + [plural(n, f"{what} signal") for n, what in shown[-1:]]
+        return ", ".join(words)
 
 
 def same_value(expected: Any, actual: Any) -> bool:

@@ -6,12 +6,13 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from fluo_lang.diagnostics import plural
 from fluo_lang.ir import RuleIR
 
 from .coverage import Coverage
 from .matching import Match, Row
 from .runner import ERROR, FAILED, PASSED, CaseResult, FileResult, RunResult, observed_text
-from .spec import Expectation, plural
+from .spec import Expectation
 
 WIDTH = 80
 MAX_RULE_LINES = 12

@@ -26,7 +26,7 @@ from fluo_lang.api import (
     read_file,
     read_sources,
 )
-from fluo_lang.diagnostics import nearest
+from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
 from fluo_lang.otlp import trace_files_in
 from fluo_lang.trace import Span
@@ -687,7 +687,3 @@ def load_test_file(path: Path, rules: RuleLoader | None = None, *, text: str | N
 def load_test_files(paths: Iterable[Path], rules: RuleLoader | None = None) -> list[TestFile]:
     loader = rules or RuleLoader()
     return [load_test_file(p, loader) for p in paths]
-
-
-def plural(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
