@@ -519,7 +519,7 @@ def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Pat
         ),
         (["eval", "--bogus"], "fluo: no such option '--bogus'. (see `fluo eval --help`)"),
         (["nosuch"], "fluo: no such command 'nosuch'. (see `fluo --help`)"),
-        (["serve", "--trace-idle", "5"], "fluo: --trace-idle: '5' is not a duration; give a number and a unit"),
+        (["eval", "--expect", "true", "--detect", "true", "-t", "t.json"], "fluo: give --expect or --detect, not both"),
     ],
 )
 def test_a_usage_error_is_one_line(args: list[str], line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
