@@ -73,7 +73,8 @@ CODES: dict[str, str] = {
     "FLUO401": "Rule too large.",
     "FLUO402": "File too large.",
     "FLUO403": "More than 100 syntax errors in one file: the rest are not reported (other errors are not capped); "
-    "past 1,000, the rest of the file is skipped.",
+    "past 1,000 met, each of a run reported as one error counted, the rest of the file is not read, from where this "
+    "FLUO403 stands.",
     "FLUO404": "Rule too expensive: its estimated span visits on a large trace exceed the cost limit.",
 }
 

@@ -46,6 +46,17 @@ TOO_MANY_ERRORS = f"more than {MAX_ERRORS} syntax errors; the rest are not repor
 counted, and this FLUO403, are marked `Diagnostic.capped`."""
 MAX_RECOVERIES = 1_000  # syntax errors met, reported or not, before the rest of the file is skipped
 
+
+def not_read(rest: str = "the rest of the file") -> str:
+    """FLUO403's message where the parser stops reading (past `MAX_RECOVERIES`), at the place it stops. What it
+    counts is every place it had to recover, so a run reported as one error (1,001 stray `$`) reaches it too;
+    `rest` is what goes unread (the language server reads a file rule by rule: there, the rest of the rule)."""
+    return (
+        f"more than {MAX_RECOVERIES} syntax errors, counted before a run of them is reported as one: "
+        f"from here, {rest} is not read"
+    )
+
+
 # Duration units to nanoseconds.
 DURATION_UNITS = {
     "ns": 1,
@@ -206,8 +217,7 @@ class _Recovery:
             pos = e.token.start_pos if isinstance(e, UnexpectedToken) else e.pos_in_stream
             start = len(self.text) if pos is None else pos
             if len(self.diagnostics) <= MAX_ERRORS:
-                message = f"more than {MAX_RECOVERIES} syntax errors; fixing the first ones may reveal more"
-                self.diagnostics.append(error("FLUO403", message, self.index.span(start, start), path=self.path))
+                self.diagnostics.append(error("FLUO403", not_read(), self.index.span(start, start), path=self.path))
             line_ctr = ip.lexer_thread.state.line_ctr
             line_ctr.feed(self.text[line_ctr.char_pos :])
         if isinstance(e, UnexpectedToken) and e.token.type == "$END":
@@ -378,8 +388,16 @@ class _Recovery:
             message = f"`{path}` is no number or duration ({why}): a duration is a number and one of {_UNITS}"
         elif self.text[end:].lstrip(" \t").startswith("("):
             # `whereé(...)`: called, so a method's name mistyped, never an attribute key
-            fix = None
             message = f"`{path.rpartition('.')[2]}` is no method name ({why})"
+            close = self.closing(self.text.index("(", end))
+            if close is None:
+                self._read_as(ip, start, end, message, None, take_back)
+                ip.feed_token(self.token("IDENT", _MISSING, start, end))
+                return True
+            # the call, its arguments too, is one value that cannot be checked: `.exists()` after it reads on
+            self._read_as(ip, start, close + 1, message, None, take_back, fix_end=end, whole=True)
+            ip.feed_token(self.token("IDENT", _MISSING, start, close + 1))
+            return True
         else:
             fix = _bracketed(path)
             how = f"write `{fix}`" if fix is not None else 'write an attribute key as `attributes["key"]`'
@@ -542,6 +560,8 @@ class _Recovery:
         if kind == "IDENT" and self._foreign_word(ip, tok):
             return True
         if top is not None and top.type == "IDENT" and kind != "COLON" and self._foreign_word_before(ip, top, tok):
+            return True
+        if top is not None and top.type == "IDENT" and kind != "COLON" and self._word_after_clause(ip, top, tok):
             return True
         if top is not None and top.type == "NUMBER" and kind == "IDENT":  # `5 sec`
             unit = _unit_meant(str(tok.value))
@@ -774,6 +794,28 @@ class _Recovery:
             return False
         if not read_in:
             ip.feed_token(tok)
+        return True
+
+    def _word_after_clause(self, ip: Any, word: Token, tok: Token) -> bool:
+        """`expect a bands trace.x`: after the clause's whole expression a word that is no operator (shifted as a
+        metadata key) before an operand that cannot be a metadata value (`trace.x`, not `'x'`). One error at the
+        word: the clause's expression ends there, where an operator goes. The clause is reopened and the word read
+        as a missing operator, so what follows is its right operand, not a key and its value."""
+        name = str(word.value)
+        if name == _MISSING or name in ast.META_KEYS or meta_key_meant(name) is not None:
+            return False
+        after = _next_terminal(self.text, tok.end_pos or 0)
+        if after is None or _feedable(ip, ["COLON", tok.type, after]):
+            return False  # `bands trace`, `bands 'x'`: a key without its `:` is as likely
+        values = ip.parser_state.value_stack
+        clause = values[-2].children[-1] if len(values) >= 2 and isinstance(values[-2], Tree) else None
+        if not isinstance(clause, Tree) or not self._reopen_clause(ip, ["AND", tok.type, after]):
+            return False
+        start, end = word.start_pos or 0, word.end_pos or 0
+        message = f"unexpected `{name}`; expected an operator (the `{clause.data}` expression ends before it)"
+        self.report(error("FLUO100", message, self.index.span(start, end), path=self.path))
+        ip.feed_token(self.token("AND", _MISSING, start, end))
+        ip.feed_token(tok)
         return True
 
     def _reopen_clause(self, ip: Any, names: list[str]) -> bool:
@@ -2019,10 +2061,10 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
 
 
 _GAP = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"  # spaces within a line, a no-break one too
-_SPACED_UNIT = re.compile(rf"[0-9](?:{_GAP}[A-Za-zµ\u03bc]+|(?:{_GAP})?[µ\u03bc]{_GAP}s)(?![A-Za-z0-9_µ])")
+_SPACED_UNIT = re.compile(rf"[0-9](?:(?:{_GAP})?[µ\u03bc])?{_GAP}[A-Za-zµ\u03bc]+(?![A-Za-z0-9_µ])")
 _UNIT = re.compile(rf"{_GAP}([A-Za-zµ\u03bc]+)(?![A-Za-z0-9_µ])")
-_SPLIT_MICRO = re.compile(rf"(?:{_GAP})?([µ\u03bc]){_GAP}s(?![A-Za-z0-9_µ])")
-"""`µ s`, `μ s`: microseconds with a space inside the unit (read after the number)."""
+_SPLIT_MICRO = re.compile(rf"(?:{_GAP})?([µ\u03bc]){_GAP}([A-Za-zµ\u03bc]+)(?![A-Za-z0-9_µ])")
+"""`µ s`, `μ s`: microseconds with a space inside the unit (read after the number); `µ sx`, `μ ms`: no unit."""
 _PLAIN_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _ASCII_DIGIT = re.compile(r"[0-9]")
 _SPACED_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
@@ -2045,8 +2087,8 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
             continue
         split = _SPLIT_MICRO.match(text, number_end)
         unit = None if split is not None or lexeme.kind != "NUMBER" else _UNIT.match(text, number_end)
-        if split is not None:
-            out.append((lexeme.start, number_end, split.end(), split.group(1) + "s"))
+        if split is not None and split.group(2) not in keywords() and not text[split.end() :].lstrip().startswith(":"):
+            out.append((lexeme.start, number_end, split.end(), split.group(1) + split.group(2)))
         elif unit is not None and _unit_meant(unit.group(1)) is not None:
             out.append((lexeme.start, number_end, unit.end(), unit.group(1)))
     return out
@@ -2063,10 +2105,20 @@ def _full_parse(text: str, path: str) -> ParseResult:
     if spaced:
         joined, found, index = list(text), {}, _LineIndex(text)
         exponents: dict[int, tuple[int, str]] = {}  # a spaced duration with an exponent: its end, and as read
+        unclear: dict[int, int] = {}  # a unit written apart that is none (`500µ sx`): its start, and its end
         for start, end, unit_end, written in spaced:
             number, unit = text[start:end], _unit_meant(written) or written
+            if unit not in DURATION_UNITS:  # `500μ ms`: `500ms` or `500us`? one error, no guess
+                message = (
+                    f"unknown duration unit `{text[end:unit_end].strip()}` in `{text[start:unit_end]}` "
+                    f"(a unit has no space inside it): use one of {_UNITS}"
+                )
+                found[start] = error("FLUO103", message, index.span(start, unit_end), path=path)
+                unclear[start], unit = unit_end, "s"  # read as a duration, whose value nothing uses
             # the unit moves next to its number and the space after it, so every offset stays
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
+            if start in unclear:
+                continue
             if not _PLAIN_NUMBER.fullmatch(number):
                 exponents[start] = unit_end, number + unit
                 continue
@@ -2084,6 +2136,8 @@ def _full_parse(text: str, path: str) -> ParseResult:
         result = _full_parse("".join(joined), path)
         diagnostics = []
         for d in result.diagnostics:
+            if d.span.start in unclear and d.span.end <= unclear[d.span.start]:
+                continue  # the literal's own (`1e3µ sx`: its exponent): its one error says it has no meaning
             if d.span.start in exponents and d.message.startswith(_NO_EXPONENT):
                 diagnostics.append(_spaced_exponent(d, text, index, *exponents[d.span.start]))
             elif d.span.start in found and d.code in ("FLUO108", "FLUO109"):  # `1.5 ns`: one error for the literal

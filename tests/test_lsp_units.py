@@ -762,3 +762,41 @@ def test_hover_on_a_syntax_slip_says_the_slip_over_its_own_text(text: str, word:
     markdown, span, base = found
     assert text[base + span.start : base + span.end] == word
     assert says in markdown and "Both hold" not in markdown and "`==`" not in markdown, markdown
+
+
+@pytest.mark.parametrize(
+    "clause",
+    [
+        "expect trace.spans.where\u00e9(name == 'a').exists()",
+        "expect trace.spans.where\u00e9(name == 'a').count() > 1",
+        "expect trace.spans.count() > 1 bands trace.x",
+        "expect trace.duration > 500\u00b5 sx",
+        "expect trace.duration > 500\u03bc ms",
+    ],
+)
+def test_a_slip_read_whole_is_one_diagnostic_in_the_editor(clause: str) -> None:
+    """QA docs tour and parser leftovers: each was one error and a cascade (FLUO210 on the word after it)."""
+    text = f"rule a {{\n  {clause}\n}}\nrule b {{\n  expect trace.spans.count() > 1\n}}\n"
+    [(d, _)] = RuleDocument("x.fluo", text).diagnostics()
+    assert d.code in ("FLUO100", "FLUO103") and d.suggestion is None, d.format()
+
+
+def test_where_the_parser_stops_reading_the_editor_says_what_it_does_not_read() -> None:
+    """Past `MAX_RECOVERIES` in one rule the server reads on at the next rule, where `fluo check` stops for good:
+    each FLUO403 says which, at the place reading stopped."""
+    garbage = "rule a {\n  expect " + "$ " * 1001 + "\n}\n"
+    after = "rule b {\n  expect trace.spans.count() > 1 bands trace.x\n}\n"
+    got = [
+        (d.code, d.span.start + base, d.message) for d, base in RuleDocument("x.fluo", garbage + after).diagnostics()
+    ]
+    stop = len("rule a {\n  expect ") + 2000
+    assert [(code, at) for code, at, _ in got] == [
+        ("FLUO101", stop - 2000),
+        ("FLUO403", stop),
+        ("FLUO100", len(garbage) + after.index("bands")),
+    ]
+    assert got[1][2].endswith(
+        "from here, the rest of this rule (up to the next line that starts with `rule`) is not read"
+    )
+    assert [x for x in chunked(garbage) if x[0] == "FLUO403"] == [x for x in whole(garbage) if x[0] == "FLUO403"]
+    assert whole(garbage + after)[-1][1].endswith("from here, the rest of the file is not read")

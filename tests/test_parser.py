@@ -27,6 +27,7 @@ from fluo_lang.parser import (
     _full_parse,
     _keeping_lexer,
     lex,
+    not_read,
     parse,
     parse_expression,
     without_accents,
@@ -77,7 +78,7 @@ def test_garbage_stops_recovering_after_max_recoveries(monkeypatch: pytest.Monke
     diags = parse("{" * 16_000, "garbage.fluo").diagnostics
     assert [d.code for d in diags] == ["FLUO100", "FLUO403"]
     assert diags[0].message == "unexpected `{`; expected an expression or one of end of file, `rule`"
-    assert diags[1].message == f"more than {MAX_RECOVERIES} syntax errors; fixing the first ones may reveal more"
+    assert diags[1].message == not_read()
     assert diags[1].span.start == MAX_RECOVERIES  # at the first error not recovered from
     assert calls["on_error"] <= MAX_RECOVERIES + 2
     assert calls["feed"] <= 100 * MAX_RECOVERIES
@@ -88,6 +89,34 @@ def test_rules_before_a_run_of_garbage_still_parse_when_it_closes() -> None:
     result = parse(text, "tail.fluo")
     assert [d.code for d in result.diagnostics] == ["FLUO101", "FLUO403"]
     assert [r.id for r in result.file.rules] == ["a"]
+
+
+@pytest.mark.parametrize("errors", [MAX_ERRORS, MAX_ERRORS + 1])
+def test_the_syntax_error_cap_is_past_max_errors_reported(errors: int) -> None:
+    text = "".join(f"rule r{i} {{ expect trace.spans.count() < 5 @ }}\n" for i in range(errors))
+    codes = [d.code for d in parse(text, "many.fluo").diagnostics]
+    assert codes == ["FLUO101"] * min(errors, MAX_ERRORS) + ["FLUO403"] * (errors > MAX_ERRORS)
+
+
+@pytest.mark.parametrize("strays", [MAX_RECOVERIES, MAX_RECOVERIES + 1])
+def test_reading_stops_past_max_recoveries_and_says_where(strays: int) -> None:
+    """QA docs tour: 1,001 stray `$` were one FLUO101 then FLUO403 "more than 1000 syntax errors; fixing the first
+    ones may reveal more", beside the one error shown. The cap counts each `$` of the run reported as one, so
+    FLUO403 says so, and that from where it stands the rest of the file is not read; 1,000 are read whole."""
+    text = "$ " * strays + "\nrule after { expect true }\n"
+    result = parse(text, "strays.fluo")
+    diags = result.diagnostics
+    if strays == MAX_RECOVERIES:
+        assert [d.code for d in diags] == ["FLUO101"]
+        assert [r.id for r in result.file.rules] == ["after"]  # read on after the run
+        return
+    first, stop = diags
+    assert (first.code, first.span.start, first.span.end) == ("FLUO101", 0, 1)
+    assert (stop.code, stop.span.start, stop.span.end) == ("FLUO403", 2 * MAX_RECOVERIES, 2 * MAX_RECOVERIES)
+    assert stop.message == (
+        f"more than {MAX_RECOVERIES} syntax errors, counted before a run of them is reported as one: "
+        "from here, the rest of the file is not read"
+    )
 
 
 def test_suppressed_errors_build_no_lexer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -857,9 +886,9 @@ _AFTER = "rule r {\n  expect trace.spans.count() > 1\n  %s\n}\n"
         (_AFTER % "hand 42", "unknown metadata key `hand`"),
         (_AFTER % "bands 'x'", "unknown metadata key `bands`"),
         # two edits from `and`/`not` is a name too: `bands` before an operand was "did you mean `and`?"
-        (_AFTER % "bands trace.x", "unknown metadata key `bands`"),
-        (_AFTER % "sandy trace.spans.count() > 1", "unknown metadata key `sandy`"),
-        (_AFTER % "notes trace.x", "unknown metadata key `notes`"),
+        (_AFTER % "bands trace.x", "unexpected `bands`; expected an operator"),
+        (_AFTER % "sandy trace.spans.count() > 1", "unexpected `sandy`; expected an operator"),
+        (_AFTER % "notes trace.x", "unexpected `notes`; expected an operator"),
         ("trace.duration > 1s hands trace.x", "unexpected `hands`"),
         # an `AND` with no operand before a metadata key: the key is no operand (it hid the `:` error)
         ("rule r {\n  expect trace.duration > 1s AND\n  severity: error\n}\n", "unknown metadata key `AND`"),
@@ -1309,6 +1338,61 @@ def test_a_method_name_past_ascii_gets_no_attribute_fix() -> None:
     text = "trace.spans.all(descendants.where\u00e9(status == error).count() == 0)"
     [d] = analyze([("m.fluo", text)]).diagnostics
     assert d.suggestion is None and d.message.startswith("`where\u00e9` is no method name"), d.format()
+
+
+_IN_RULE = "rule r {\n  %s\n}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # QA docs tour: `.exists()` after the call was read as a metadata key (FLUO210 `exists`)
+        (_IN_RULE % "expect trace.spans.where\u00e9(name == 'a').exists()", "`where\u00e9` is no method name"),
+        (_IN_RULE % "expect trace.spans.where\u00e9(name == 'a').count() > 1", "`where\u00e9` is no method name"),
+        ("trace.spans.where\u00e9(name == 'a').exists()", "`where\u00e9` is no method name"),
+        # after a clause, a word that is no operator before an operand: was FLUO210 `bands`, "expected `:` before
+        # `trace`" and FLUO210 `x`, as `band trace.x` was
+        (
+            _IN_RULE % "expect trace.spans.count() > 1 bands trace.x",
+            "unexpected `bands`; expected an operator (the `expect`",
+        ),
+        (_IN_RULE % "expect trace.spans.count() > 1 band trace.x", "unexpected `band`; expected an operator"),
+        (
+            _IN_RULE % "detect trace.spans.count() > 1 foo (trace.duration > 1s)",
+            "(the `detect` expression ends before it)",
+        ),
+        (
+            _IN_RULE % "expect trace.spans.count() > 1 foo trace.spans.count() > 2\n  severity: error",
+            "unexpected `foo`",
+        ),
+        # a micro unit written apart from letters that make no unit: was FLUO103 `µ`, then FLUO210 `sx`
+        ("trace.duration > 500\u00b5 sx", "unknown duration unit `\u00b5 sx` in `500\u00b5 sx` (a unit has no space"),
+        ("trace.duration > 500\u03bc ms", "unknown duration unit `\u03bc ms` in `500\u03bc ms`"),
+        ("trace.duration > 500 \u03bc ms", "unknown duration unit `\u03bc ms` in `500 \u03bc ms`"),
+        (_IN_RULE % "window 500\u03bc ms\n  expect window.spans.count() > 1", "unknown duration unit `\u03bc ms`"),
+        ("trace.duration > 1e3\u00b5 sx", "unknown duration unit `\u00b5 sx` in `1e3\u00b5 sx`"),
+        ("trace.duration > 0.0000001\u03bc ms", "unknown duration unit `\u03bc ms`"),
+    ],
+)
+def test_a_slip_with_no_clear_meaning_is_one_error_without_a_fix(text: str, says: str) -> None:
+    [d] = analyze([("m.fluo", text)]).diagnostics
+    assert says in d.message and d.suggestion is None, d.format()
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        # the call read as one value ends no error after it: a later one is reported however near
+        ("trace.spans.where\u00e9(name == 'a').count() > 1 ===", ["FLUO100", "FLUO100"]),
+        # a key without its `:` before a value stays one (`bands: 'x'`): FLUO210 and the `:`
+        (_IN_RULE % "expect trace.spans.count() > 1 bands 'x'", ["FLUO210", "FLUO100"]),
+        # `500µ` before a keyword or a metadata key is the incomplete unit, fixed, not a unit written apart
+        ("trace.duration > 500\u00b5 and true", ["FLUO103"]),
+        (_IN_RULE % "expect trace.duration > 500\u00b5 severity: error", ["FLUO103"]),
+    ],
+)
+def test_what_follows_a_slip_read_whole_is_read_as_written(text: str, codes: list[str]) -> None:
+    assert [d.code for d in analyze([("m.fluo", text)]).diagnostics] == codes
 
 
 @pytest.mark.parametrize(
