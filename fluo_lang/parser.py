@@ -52,7 +52,7 @@ def not_read(rest: str = "the rest of the file") -> str:
     counts is every place it had to recover, so a run reported as one error (1,001 stray `$`) reaches it too;
     `rest` is what goes unread (the language server reads a file rule by rule: there, the rest of the rule)."""
     return (
-        f"more than {MAX_RECOVERIES} syntax errors, counted before a run of them is reported as one: "
+        f"more than {MAX_RECOVERIES} syntax errors (each counted, even where a run of them is reported as one): "
         f"from here, {rest} is not read"
     )
 

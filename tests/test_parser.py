@@ -114,7 +114,7 @@ def test_reading_stops_past_max_recoveries_and_says_where(strays: int) -> None:
     assert (first.code, first.span.start, first.span.end) == ("FLUO101", 0, 1)
     assert (stop.code, stop.span.start, stop.span.end) == ("FLUO403", 2 * MAX_RECOVERIES, 2 * MAX_RECOVERIES)
     assert stop.message == (
-        f"more than {MAX_RECOVERIES} syntax errors, counted before a run of them is reported as one: "
+        f"more than {MAX_RECOVERIES} syntax errors (each counted, even where a run of them is reported as one): "
         "from here, the rest of the file is not read"
     )
 
