@@ -20,10 +20,11 @@ from serve_support import LoopbackServer, ServeProcess, config, metric, post, wa
 
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.trace import Span
+from fluo_run.serve import receivers
 from fluo_run.serve.assembly import Completed
 from fluo_run.serve.evaluator import Evaluator
 from fluo_run.serve.metrics import Metrics
-from fluo_run.serve.receivers import Admission
+from fluo_run.serve.receivers import INLINE_DECODE_BYTES, SERVICE, Admission
 from fluo_run.serve.runtime import RuntimeThread
 from fluo_run.serve.sinks import CallbackSink
 
@@ -593,3 +594,81 @@ def test_a_stop_cut_short_closes_the_connections_it_was_waiting_for(
         assert sender.recv(1024) == b""  # the server closed its end
     gc.collect()
     assert [u for u in unraisable if "ResourceWarning" in u] == []
+
+
+def large_export(traces: int) -> bytes:
+    """An OTLP protobuf body of `traces` one-span traces, over `INLINE_DECODE_BYTES` (decoded in a thread)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest()
+    spans = request.resource_spans.add().scope_spans.add().spans
+    now = time.time_ns()
+    pad = "x" * (INLINE_DECODE_BYTES // traces + 1)
+    for t in range(1, traces + 1):
+        span = spans.add(trace_id=t.to_bytes(16, "big"), span_id=t.to_bytes(8, "big"), name="op")
+        span.start_time_unix_nano, span.end_time_unix_nano = now - 1000, now
+        span.attributes.add(key="pad").value.string_value = pad
+    body = request.SerializeToString()
+    assert len(body) > INLINE_DECODE_BYTES
+    return body
+
+
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+@pytest.mark.parametrize("decoded", ["within the drain", "after the drain"])
+def test_an_export_being_decoded_when_the_stop_begins_is_evaluated_or_refused_never_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transport: str, decoded: str
+) -> None:
+    """QA: a body over 1 MiB was admitted, then decoded in a thread while the stop drained the trace
+    buffer; its spans went into the buffer afterwards, where nothing read them, and it was answered OK
+    (the exporter does not resend): "0 trace(s) evaluated at shutdown, every signal delivered", exit 0.
+    Now the stop waits up to `RECEIVER_DRAIN` for such decodes (their traces are evaluated); one decoded
+    after that is refused with the retryable answer. The decode is held here until the stop is at that point."""
+    started, release = threading.Event(), threading.Event()
+    decode = receivers.decode_protobuf
+
+    def held_decode(*args: Any) -> Any:
+        started.set()
+        assert release.wait(20)
+        return decode(*args)
+
+    monkeypatch.setattr(receivers, "decode_protobuf", held_decode)
+    got: list[dict[str, Any]] = []
+    settings = config(tmp_path, rules=[rules_in(tmp_path, EVERY)], trace_idle=60.0, shutdown_timeout=10.0)
+    rt = RuntimeThread(settings, [CallbackSink(got.extend)]).start()
+    body = large_export(20)
+    answer: list[object] = []
+
+    def export() -> None:
+        if transport == "http":
+            answer.append(post(f"{rt.http_url}/v1/traces", body, "application/x-protobuf")[0])
+            return
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            try:
+                channel.unary_unary(f"/{SERVICE}/Export")(body, timeout=30)
+            except grpc.RpcError as exc:
+                answer.append(exc.code())
+            else:
+                answer.append(grpc.StatusCode.OK)
+
+    sender = threading.Thread(target=export)
+    sender.start()
+    assert started.wait(10)
+    stopper = threading.Thread(target=rt.stop)
+    stopper.start()
+    wait_for(lambda: rt.runtime.intake.stopping, what="the stop to begin")
+    if decoded == "after the drain":
+        wait_for(lambda: rt.runtime.intake.sealed, what="the stop to take the buffered traces")
+    release.set()
+    sender.join(30)
+    stopper.join(30)
+    report = rt.runtime.report
+    assert report is not None and not sender.is_alive()
+    if decoded == "within the drain":
+        assert answer == [200 if transport == "http" else grpc.StatusCode.OK]
+        assert report.traces_at_shutdown == 20 and len(got) == 20
+    else:
+        assert answer == [503 if transport == "http" else grpc.StatusCode.UNAVAILABLE]
+        assert report.traces_at_shutdown == 0 and got == []
+        assert metric(rt, "fluo_export_requests_total", transport=transport, outcome="unavailable") == 1
+        assert metric(rt, "fluo_spans_received_total", transport=transport) == 0
+    assert report.exit_code == 0

@@ -308,6 +308,12 @@ class Intake:
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes
         self.stopping = False
+        self.decoding = 0
+        """Exports admitted and still being decoded (in a decode thread): the stop waits a moment for them."""
+        self.sealed = False
+        """The stop has taken the buffered traces for evaluation: spans decoded from now on would reach no one."""
+        self.refused_decoded = 0
+        """Exports refused once decoded, for the stop had sealed the buffer (`take`)."""
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
         self._too_many_spans = Throttled(log, logging.WARNING, self.TOO_LARGE_LOG_EVERY)
@@ -320,6 +326,15 @@ class Intake:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="fluo-decode")
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def decode(self, size: int, fn: Callable[..., Decoded], *args: Any) -> Decoded:
+        """`off_loop` for an admitted export, counted in `decoding` while it runs (the stop waits for these)."""
+        self.decoding += 1
+        try:
+            decoded: Decoded = await self.off_loop(size, fn, *args)
+        finally:
+            self.decoding -= 1
+        return decoded
 
     def close(self) -> None:
         """Let the decode threads go (once the receivers are closed)."""
@@ -347,6 +362,12 @@ class Intake:
             raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True, retry_after=delay)
 
     def take(self, decoded: Decoded, transport: str) -> None:
+        """Hand a decoded export's spans to assembly; refused (retryable) if the stop has sealed the buffer:
+        answered OK, its spans would never be evaluated and its sender would not send them again."""
+        if self.sealed:
+            self.refused_decoded += 1
+            self.metrics.requests.labels(transport, "unavailable").inc()
+            raise Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
         if decoded.clamped:
             self.metrics.spans_clamped.inc(len(decoded.clamped))
         if decoded.rejected:
@@ -709,10 +730,9 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
         try:
             body = await _body(request, intake, intake.max_body_bytes)
             intake.admit("http", body)
-            if ctype == JSON:
-                decoded = await intake.off_loop(len(body), decode_json, body, intake.prefetch(), intake.share())
-            else:
-                decoded = await intake.off_loop(len(body), decode_protobuf, body, intake.prefetch(), intake.share())
+            decode = decode_json if ctype == JSON else decode_protobuf
+            decoded = await intake.decode(len(body), decode, body, intake.prefetch(), intake.share())
+            intake.take(decoded, "http")
         except Refusal as r:
             if r.status == 413:
                 intake.too_large("http", request.remote, r.message, spans=isinstance(r, TooManySpans))
@@ -721,7 +741,6 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             log.debug("OTLP/HTTP export from %s refused: %s", request.remote, exc)
             return _http_error(400, str(exc), reply_type)
-        intake.take(decoded, "http")
         return _export_response(decoded, reply_type)
 
     async def healthz(request: web.Request) -> web.Response:
@@ -1010,7 +1029,7 @@ class TraceService:
             context.set_trailing_metadata(_retry_metadata(r.retry_after))
             await context.abort(r.code, r.message)
         try:
-            decoded: Decoded = await intake.off_loop(
+            decoded = await intake.decode(
                 len(body), decode_protobuf, body, intake.prefetch(), intake.share(), "not an OTLP"
             )
         except Refusal as r:
@@ -1020,7 +1039,11 @@ class TraceService:
             intake.metrics.requests.labels("grpc", "malformed").inc()
             log.debug("OTLP/gRPC export from %s refused: %s", context.peer(), exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        intake.take(decoded, "grpc")
+        try:
+            intake.take(decoded, "grpc")
+        except Refusal as r:
+            context.set_trailing_metadata(_retry_metadata(r.retry_after))
+            await context.abort(r.code, r.message)
         return decoded.response()
 
 

@@ -533,9 +533,14 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._handover_deadline = deadline - min(5.0, timeout / 4)
+        # Exports admitted before the stop and still being decoded (large bodies, in a decode thread) get
+        # what in-flight requests get: their spans are evaluated with the rest. One decoded later is
+        # refused (503/UNAVAILABLE, retryable), not answered OK into a buffer nobody reads any more.
+        await self._until(lambda: not self.intake.decoding, min(t0 + RECEIVER_DRAIN, self._handover_deadline))
+        self.intake.sealed = True
         drained = self.buffer.drain()
         report.traces_at_shutdown = sum(1 for c in drained if c.spans)
-        self._handover_deadline = deadline - min(5.0, timeout / 4)
         self.sinks.cut_short(self._handover_deadline)
         self._hand_over(drained)
         self._save_remembered()  # every trace is completed now: late spans after the restart are known
@@ -577,6 +582,13 @@ class Runtime:
         if not await self._until(receivers.done, deadline):
             receivers.cancel()
             await self._abort_connections()
+        if self.intake.refused_decoded:
+            log.warning(
+                "shutdown: %d export(s) still being decoded %gs into the stop refused (503/UNAVAILABLE; "
+                "their senders retry)",
+                self.intake.refused_decoded,
+                RECEIVER_DRAIN,
+            )
         report.seconds = time.monotonic() - t0
         (log.error if report.exit_code else log.info)("%s", report.line())
         self.report = report
