@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+from serve_support import config, wait_for
+
+from fluo_run.serve import runtime
 from fluo_run.serve.rules import RuleWatcher
 
 
@@ -44,3 +48,23 @@ def test_accept_current_takes_the_files_as_loaded(tmp_path: Path) -> None:
     _touch(f, "rule a { expect trace.spans.count() < 6 }\n", 2_000_000_000)
     watcher.accept_current()  # a SIGHUP reload just read them
     assert [watcher.changed(), watcher.changed()] == [False, False]
+
+
+def test_an_edit_while_serve_starts_is_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: the watcher took the files' state only after the rules were read, the remembered trace ids
+    restored and the sinks opened: an edit in between counted as loaded, and the old rules ran (no log
+    line, /healthz `rules` unchanged) until the next edit. The edit is made here in that gap."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    f = rules / "main.fluo"
+    f.write_text("rule a { expect trace.spans.count() < 5 }\n")
+    restore = runtime.Runtime._restore_remembered
+
+    def edit_then_restore(self: runtime.Runtime) -> None:
+        f.write_text("rule a { expect trace.spans.count() < 5 }\nrule b { expect trace.spans.count() < 9 }\n")
+        restore(self)
+
+    monkeypatch.setattr(runtime.Runtime, "_restore_remembered", edit_then_restore)
+    with runtime.RuntimeThread(config(tmp_path, rules=[rules], reload_interval=0.05)) as rt:
+        assert len(rt.runtime.evaluator.program.rules) == 1  # read before the edit
+        wait_for(lambda: len(rt.runtime.evaluator.program.rules) == 2, timeout=5, what="the edit to be loaded")

@@ -142,10 +142,32 @@ def test_signals_while_starting_are_handled_not_fatal(tmp_path: Path) -> None:
     with ServeProcess(args, cwd=tmp_path, env={"PYTHONPATH": str(hooks)}) as proc:
         proc.expect("test: starting slowly")
         proc.signal(signal.SIGHUP)
-        proc.expect("SIGHUP while starting: ignored")
-        proc.signal(signal.SIGTERM)  # before `ready`: the stop runs once started
+        proc.expect("SIGHUP while starting: the rules are reloaded once started")
+        proc.signal(signal.SIGTERM)  # before `ready`: the stop runs once started (and no reload then)
         assert proc.wait(timeout=15) == 0
     assert any("ready;" in line for line in proc.log) and "stopped in" in final_line(proc)
+    assert not any("rules reloaded" in line for line in proc.log)
+
+
+def test_sighup_while_starting_reloads_the_rules_once_started(tmp_path: Path) -> None:
+    """QA: a SIGHUP while serve started was ignored ("the rules are being loaded"), but the rules had
+    been read already: an edit the SIGHUP announced stayed unloaded. The watch is off here."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_START)
+    rules = rules_in(tmp_path, EVERY)
+    args = [*LOOPBACK, "--rules", str(rules), "--no-db", "--reload-interval", "off"]
+    with ServeProcess(args, cwd=tmp_path, env={"PYTHONPATH": str(hooks)}) as proc:
+        proc.expect("test: starting slowly")  # the rules are read
+        (rules / "main.fluo").write_text(EVERY + EVERY.replace("every_trace", "every_trace_too"))
+        proc.signal(signal.SIGHUP)
+        proc.expect("SIGHUP while starting: the rules are reloaded once started")
+        proc.started()
+        proc.expect(r"rules reloaded: 2 per-trace rules")
+        with urllib.request.urlopen(f"{proc.http_url}/healthz", timeout=5) as answer:
+            assert json.loads(answer.read())["rules"] == 2
+        proc.signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
 
 
 def closed_port() -> int:

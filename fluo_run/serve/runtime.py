@@ -153,6 +153,8 @@ class Runtime:
     def __init__(self, config: ServeConfig, extra_sinks: Sequence[Sink] = ()) -> None:
         config.check()
         self.config = config
+        # The files' state before they are read: an edit while the rest starts is a change the watch sees.
+        self.watcher = RuleWatcher(config.rules)
         self.rule_set: RuleSet = load_rule_set(config.rules, cost_limit=config.cost_limit, budget=config.eval_budget)
         self.metrics = Metrics(("http", "grpc") if config.grpc is not None else ("http",))
         self.buffer = TraceBuffer(
@@ -191,7 +193,6 @@ class Runtime:
             prefetch=lambda: self.evaluator.program.prefetch,
             share=lambda: self.evaluator.program.prefetch_complete,
         )
-        self.watcher = RuleWatcher(config.rules)
         self.http_port = 0
         self.grpc_port = 0
         self.metrics_port = 0
@@ -687,14 +688,17 @@ def host_port(host: str, port: int) -> str:
 async def serve(config: ServeConfig) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean shutdown, `EXIT_LOST` (3) when something was lost.
 
-    Signal handlers stay installed while stopping: SIGHUP then is logged and ignored,
-    and a second SIGTERM or SIGINT cuts the stop short (`Runtime.abort`).
+    Signal handlers are installed before starting: SIGHUP then reloads the rules once started
+    (the files may have changed since they were read). They stay installed while stopping:
+    SIGHUP then is logged and ignored, and a second SIGTERM or SIGINT cuts the stop short
+    (`Runtime.abort`).
     """
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
     stop = asyncio.Event()
     received: list[str] = []
     started = False
+    hup_while_starting = False
 
     def on_stop(name: str) -> None:
         received.append(name)
@@ -705,8 +709,10 @@ async def serve(config: ServeConfig) -> int:
             runtime.abort()
 
     def on_hup() -> None:
+        nonlocal hup_while_starting
         if not started:
-            log.warning("SIGHUP while starting: ignored (the rules are being loaded)")
+            hup_while_starting = True
+            log.warning("SIGHUP while starting: the rules are reloaded once started")
         elif runtime.stopping:
             log.warning("SIGHUP while shutting down: ignored (rules are not reloaded)")
         else:
@@ -725,6 +731,8 @@ async def serve(config: ServeConfig) -> int:
         started = True
         gc.set_threshold(*GC_THRESHOLDS)
         log.info("ready; SIGHUP reloads the rules, SIGTERM or Ctrl-C stops")
+        if hup_while_starting and not stop.is_set():  # the files may have changed after they were read
+            on_hup()
         await stop.wait()
         log.info(
             "%s: shutting down (within %gs; a second SIGTERM or Ctrl-C stops now)",
