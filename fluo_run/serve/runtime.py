@@ -565,8 +565,9 @@ class Runtime:
                 report.cut_short,
             )
         closed: list[int] = []
+        allowed = max(SINK_FLOOR, deadline - time.monotonic())
         closer = threading.Thread(
-            target=lambda: closed.append(self.sinks.close(max(SINK_FLOOR, deadline - time.monotonic()))),
+            target=lambda: closed.append(self.sinks.close(allowed)),
             name="fluo-sinks-close",
             daemon=True,
         )
@@ -575,10 +576,9 @@ class Runtime:
             report.cut_short = report.cut_short or (
                 "a second signal" if self._abort.is_set() else "the shutdown deadline"
             )
-        if closed:
-            report.undelivered = closed[0]
-        else:  # cut short while the sinks were still delivering: what they had not, at least
-            report.undelivered = sum(w.undelivered() for w in self.sinks.workers)
+        # `close` ends by the deadline, give or take: the accounting is done here if it is not done yet (a
+        # sink call stuck past the deadline, as a locked store's busy wait, made it lose that race).
+        report.undelivered = closed[0] if closed else self.sinks.give_up(allowed)
         report.sinks = self.sinks.outcome()
         if not await self._until(receivers.done, deadline):
             receivers.cancel()

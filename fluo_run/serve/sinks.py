@@ -818,6 +818,8 @@ class SinkWorker:
         self._writing_since: float | None = None
         self._said_down_at_stop = False
         self._abandoned = False
+        self._counted: int | None = None  # `count_undelivered`'s total, once counted
+        self._counting = threading.Lock()
         self._last_drop_log = 0.0
         self._unlogged = 0
         self._retry_logged = 0.0
@@ -1089,7 +1091,13 @@ class SinkWorker:
 
     def count_undelivered(self, allowed: float) -> int:
         """After the thread ended or was given up: what it never delivered, in all (`allowed`: the seconds
-        it had at shutdown, for the message)."""
+        it had at shutdown, for the message). Counted and logged once: a second call returns the total."""
+        with self._counting:
+            if self._counted is None:
+                self._counted = self._count_undelivered(allowed)
+            return self._counted
+
+    def _count_undelivered(self, allowed: float) -> int:
         with self._lock:
             self._abandoned = True
             sent = min(self.sink.progress, self._in_flight)  # the parts of the batch in hand that went out
@@ -1192,6 +1200,14 @@ class SinkSet:
         """After `close`, per sink: its `health` word, or "given up" for one given up at the stop with signals not
         delivered (a request that got no answer in time: its health may still say "ok")."""
         return {w.sink.name: "given up" if w.cut_off else w.health() for w in self.workers}
+
+    def give_up(self, allowed: float) -> int:
+        """At the shutdown deadline, whether or not `close` is done (a sink call stuck past it keeps `close`
+        waiting): every sink still delivering is given up, and what each did not deliver counted and logged
+        (at most once, `SinkWorker.count_undelivered`). How many signals were not delivered, in all."""
+        for w in self.workers:
+            w.give_up()
+        return sum(w.count_undelivered(allowed) for w in self.workers)
 
     def close(self, timeout: float = 15.0) -> int:
         """Deliver what is queued and stop every sink, within `timeout` seconds in all.
