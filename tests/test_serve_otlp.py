@@ -307,7 +307,15 @@ def test_metrics_and_healthz(tmp_path: Path) -> None:
         health = json.loads(urllib.request.urlopen(f"{rt.http_url}/healthz", timeout=5).read())
         assert health["status"] == "ok" and health["rules"] == 6
         # SECURITY.md and docs/runtime.md list every key /healthz shows, to anyone who can reach it
-        assert set(health) == {"status", "rules", "buffered_spans", "pending_spans", "sinks", "uptime_seconds"}
+        assert set(health) == {
+            "status",
+            "rules",
+            "rule_files",
+            "buffered_spans",
+            "pending_spans",
+            "sinks",
+            "uptime_seconds",
+        }
         assert health["sinks"] == {}  # no sink configured here; each sink by name: "ok", "retrying" or "failed"
         post(f"{rt.http_url}/v1/traces", (EXAMPLE_TRACES / "auth_retry_storm.json").read_bytes(), "application/json")
         wait_for(lambda: metric(rt, "fluo_traces_evaluated_total") == 1)

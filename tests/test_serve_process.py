@@ -23,6 +23,11 @@ def send(url: str, trace_file: str) -> None:
         assert response.status == 200
 
 
+def health(proc: ServeProcess) -> dict[str, object]:
+    with urllib.request.urlopen(f"{proc.http_url}/healthz", timeout=5) as answer:
+        return dict(json.loads(answer.read()))
+
+
 def rules_in(tmp_path: Path, text: str) -> Path:
     rules = tmp_path / "rules"
     rules.mkdir(exist_ok=True)
@@ -66,6 +71,11 @@ def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> N
         proc.expect(r"rule reload rejected: 1 error in the rules; still running the previous 1 rule")
         send(proc.http_url, "auth_retry_storm.json")
         wait_for(lambda: fired() == ["storm"], what="the old rule to keep firing")
+        assert health(proc)["rule_files"] == "rejected"  # QA: /healthz said nothing of the files on disk
+        assert (
+            "fluo_rule_files_rejected 1.0"
+            in urllib.request.urlopen(f"{proc.http_url}/metrics", timeout=5).read().decode()
+        )
 
         (rules / "main.fluo").write_text("rule four { detect trace.spans.count() == 4 }\n")
         proc.expect(r"rule files changed; reloading")
@@ -76,6 +86,7 @@ def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> N
         metrics = urllib.request.urlopen(f"{proc.http_url}/metrics", timeout=5).read().decode()
         assert 'fluo_rule_reloads_total{result="rejected"} 1.0' in metrics
         assert 'fluo_rule_reloads_total{result="loaded"} 2.0' in metrics
+        assert "fluo_rule_files_rejected 0.0" in metrics and health(proc)["rule_files"] == "loaded"
         proc.signal(signal.SIGINT)
         assert proc.wait() == 0
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 from pathlib import Path
 
@@ -68,3 +70,23 @@ def test_an_edit_while_serve_starts_is_loaded(tmp_path: Path, monkeypatch: pytes
     with runtime.RuntimeThread(config(tmp_path, rules=[rules], reload_interval=0.05)) as rt:
         assert len(rt.runtime.evaluator.program.rules) == 1  # read before the edit
         wait_for(lambda: len(rt.runtime.evaluator.program.rules) == 2, timeout=5, what="the edit to be loaded")
+
+
+def test_a_rule_file_that_defines_no_rule_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA: a rule file left empty past two reload intervals was loaded with 0 rules, and only an info line
+    ("rules reloaded: 0 per-trace rules") said so."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.fluo").write_text("rule a { expect trace.spans.count() < 5 }\n")
+    (rules / "b.fluo").write_text("// nothing yet\n")
+    caplog.set_level(logging.INFO, logger="fluo.serve")
+    with runtime.RuntimeThread(config(tmp_path, rules=[rules])) as rt:
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warned == [f"rules: {rules / 'b.fluo'} defines no rule (it is empty or only comments); loaded so"]
+        (rules / "a.fluo").write_text("")
+        assert asyncio.run_coroutine_threadsafe(rt.runtime.reload(), rt.loop).result(10)
+        assert len(rt.runtime.evaluator.program.rules) == 0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"rules: {rules / 'a.fluo'} defines no rule (it is empty or only comments); loaded so" in warned[1:]

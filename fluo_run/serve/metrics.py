@@ -150,6 +150,11 @@ class Metrics:
         )
         self.reloads = Counter("fluo_rule_reloads", "Rule set loads by result", ["result"], registry=r)
         self.rules_loaded = Gauge("fluo_rules_loaded", "Rules in the running rule set", ["kind"], registry=r)
+        self.rule_files_rejected = Gauge(
+            "fluo_rule_files_rejected",
+            "1 while the rule files were rejected at the last reload (the previous rules run), else 0",
+            registry=r,
+        )
         self.eval_latency = BatchHistogram(
             "fluo_trace_evaluation_seconds",
             "Time to evaluate one trace against every per-trace rule",

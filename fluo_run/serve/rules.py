@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fluo_lang.api import RuleSourceError, analyze_paths, lower, rule_files
@@ -30,6 +31,14 @@ class RuleSet:
     program: Program
     files: list[str]
     warnings: list[Diagnostic]
+    without_rules: list[str] = field(default_factory=list)
+    """Files that define no rule (empty, or only comments): loaded as such, and said in a warning."""
+
+    def log_warnings(self, log: logging.Logger) -> None:
+        for d in self.warnings:
+            log.warning("%s", d.format())
+        for f in self.without_rules:
+            log.warning("rules: %s defines no rule (it is empty or only comments); loaded so", f)
 
     @property
     def summary(self) -> str:
@@ -61,7 +70,9 @@ def load_rule_set(
         errors = sum(1 for d in analysis.diagnostics if d.is_error)
         raise RuleSetError(f"{errors} error{'s' if errors != 1 else ''} in the rules", analysis.diagnostics)
     warnings = [d for d in analysis.diagnostics if not d.is_error]
-    return RuleSet(Program(lower(analysis), budget=budget or None), files, warnings)
+    with_rules = {r.path for r in analysis.rules}
+    without = [f for f in files if f not in with_rules]
+    return RuleSet(Program(lower(analysis), budget=budget or None), files, warnings, without)
 
 
 class RuleWatcher:

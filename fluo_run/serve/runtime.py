@@ -178,6 +178,8 @@ class Runtime:
             max_window_spans=config.max_window_spans,
         )
         self._handover_deadline: float | None = None
+        self.rules_rejected = False
+        """The last reload was rejected: the rule files on disk are not the rules running."""
         self.stopping = False
         self._reloading = asyncio.Lock()
         self.hup_reload: asyncio.Future[bool] | None = None
@@ -219,6 +221,7 @@ class Runtime:
         m.window_capacity.set(config.max_window_spans)
         m.http_connections.set_function(lambda: sum(cap.open() for cap in self._caps))
         m.reloads.labels("loaded").inc()
+        m.rule_files_rejected.set_function(lambda: float(self.rules_rejected))
 
     def _restore_remembered(self) -> None:
         """Remember the trace ids the previous run evaluated (saved at its clean stop beside the store)."""
@@ -282,11 +285,13 @@ class Runtime:
         self.sinks.publish(signals, wait=math.inf)
 
     def health(self) -> dict[str, Any]:
-        """`GET /healthz`: "status" is "stopping", else the sinks' in one word (`sinks.overall`)."""
+        """`GET /healthz`: "status" is "stopping", else the sinks' in one word (`sinks.overall`); "rule_files"
+        is "rejected" while the last reload was (the previous rules run), else "loaded"."""
         sinks = self.sinks.health()
         return {
             "status": "stopping" if self.intake.stopping else overall(sinks),
             "rules": len(self.evaluator.program.rules),
+            "rule_files": "rejected" if self.rules_rejected else "loaded",
             "buffered_spans": self.buffer.spans,
             "pending_spans": self.evaluator.pending_spans,
             "sinks": sinks,
@@ -360,8 +365,7 @@ class Runtime:
         log.info("rules: %s", self.rule_set.summary)
         sinks = ", ".join(w.sink.label for w in self.sinks.workers)
         log.info("signals to: %s", sinks or "no sink (--no-db and no other sink given)")
-        for d in self.rule_set.warnings:
-            log.warning("%s", d.format())
+        self.rule_set.log_warnings(log)
         http = host_port(self.config.http[0], self.http_port)
         log.info("OTLP/HTTP listening on %s://%s (POST /v1/traces, GET /metrics, GET /healthz)", scheme, http)
         if self.config.grpc is not None:
@@ -450,12 +454,13 @@ class Runtime:
                 "rule reload rejected: %s; still running the previous %d rule(s)", exc, len(self.rule_set.program.rules)
             )
             self.metrics.reloads.labels("rejected").inc()
+            self.rules_rejected = True
             return False
         rule_set = loaded
         self.rule_set = rule_set
         self.evaluator.swap(rule_set.program)
-        for d in rule_set.warnings:
-            log.warning("%s", d.format())
+        self.rules_rejected = False
+        rule_set.log_warnings(log)
         log.info("rules reloaded: %s", rule_set.summary)
         self.metrics.reloads.labels("loaded").inc()
         return True
