@@ -179,6 +179,27 @@ def test_a_sink_that_cannot_open_is_one_line_exit_1_as_the_help_says(
     assert "1 when the rules have errors, a port cannot be bound or a sink cannot open" in help_text
 
 
+def test_a_second_serve_on_a_store_in_use_is_one_line_exit_1_and_kill_9_frees_it(tmp_path: Path) -> None:
+    """QA: two `fluo serve --db s.db` both wrote; whichever stopped last overwrote s.db.trace-ids. The second is
+    refused at start naming the first; the lock goes with the process, however it ends (kill -9 too)."""
+    rules = str(rules_in(tmp_path, "rule r { detect false }\n"))
+    with ServeProcess([*LOOPBACK, "--rules", rules, "--db", "s.db"], cwd=tmp_path) as first:
+        first.started()
+        with ServeProcess([*LOOPBACK, "--rules", rules, "--db", "s.db"], cwd=tmp_path) as second:
+            assert second.wait() == 1
+        errors = [line for line in second.log if " INFO " not in line]
+        assert errors == [
+            f"fluo: cannot open sink sqlite: s.db is in use by another fluo serve (process {first.proc.pid} holds "
+            "s.db.lock locked); give each instance its own --db"
+        ]
+        first.proc.kill()
+        first.wait()
+    with ServeProcess([*LOOPBACK, "--rules", rules, "--db", "s.db"], cwd=tmp_path) as third:
+        third.started()
+        third.signal(signal.SIGTERM)
+        assert third.wait() == 0
+
+
 def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--trace-idle", "5 parsecs"], cwd=tmp_path)
     assert proc.wait() == 2

@@ -8,6 +8,7 @@ import http.server
 import json
 import logging
 import math
+import os
 import shutil
 import socket
 import sqlite3
@@ -228,7 +229,6 @@ def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(SinkWorker, "FIRST_RETRY", 0.02)
     monkeypatch.setattr(SinkWorker, "MAX_RETRY", 0.1)
     monkeypatch.setattr(SqliteSink, "BUSY_TIMEOUT", 0.05)
-    monkeypatch.setattr(SqliteSink, "CHECK_EVERY", 0.0)
     monkeypatch.setattr(WebhookSink, "FIRST_BACKOFF", 0.02)
     monkeypatch.setattr(WebhookSink, "MAX_BACKOFF", 0.05)
 
@@ -387,8 +387,132 @@ def test_a_store_deleted_while_running_is_noticed_and_made_anew(
     with caplog.at_level(logging.WARNING, logger="fluo.serve"):
         sinks.publish(stored(3, 2))
         wait_for(lambda: rows(path) == [2, 3, 4], what="a new store with the later signals")
-    assert f"signal store {path} was deleted or replaced" in caplog.text
+    assert f"signal store {path} was deleted while serve runs" in caplog.text
     assert sinks.close(5) == 0
+
+
+def test_a_store_moved_aside_keeps_what_was_written_to_it(
+    tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA: after `mv s.db s.db.1` while serve ran, the signals still in s.db-wal (all since the last checkpoint)
+    were in neither file: the -wal keeps the path's name and was never checkpointed into the moved file."""
+    path, moved = tmp_path / "s.db", tmp_path / "s.db.1"
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    path.rename(moved)
+    with caplog.at_level(logging.WARNING, logger="fluo.serve"):
+        sinks.publish(stored(3, 2))
+        wait_for(lambda: rows(path) == [2, 3, 4], what="a new store with the later signals")
+    assert f"signal store {path} was moved or replaced while serve runs" in caplog.text
+    assert rows(moved) == [0, 1]
+    assert sinks.close(5) == 0
+    assert rows(moved) == [0, 1] and rows(path) == [2, 3, 4]
+
+
+def test_a_store_deleted_without_its_wal_is_not_remade_from_it(tmp_path: Path, quick_retries: None) -> None:
+    """`rm s.db` leaves s.db-wal with the deleted store's pages: a store made anew at the path took them as its own."""
+    path = tmp_path / "s.db"
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    path.unlink()
+    sinks.publish(stored(3, 2))
+    wait_for(lambda: rows(path) != [], what="a new store")
+    assert sinks.close(5) == 0
+    assert rows(path) == [2, 3, 4]
+
+
+def test_a_batch_written_as_its_store_is_deleted_is_written_to_the_new_store(
+    tmp_path: Path, quick_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store deleted after the sink looked at the path and before the batch was committed: the batch went to
+    a file nobody can read; it is written again to a store made anew, not counted delivered where it is lost."""
+    path = tmp_path / "s.db"
+    add = SignalStore.add
+    deleted: list[Path] = []
+
+    def add_then_delete(store: SignalStore, signals: Any) -> int:
+        n = add(store, signals)
+        if not deleted:
+            path.unlink()
+            deleted.append(path)
+        return n
+
+    monkeypatch.setattr(SignalStore, "add", add_then_delete)
+    metrics = Metrics()
+    sinks = SinkSet([SqliteSink(path)], metrics, capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the batch in a new store")
+    assert sinks.close(5) == 0
+    assert rows(path) == [0, 1]
+    assert metrics.registry.get_sample_value("fluo_sink_signals_written_total", {"sink": "sqlite"}) == 2
+
+
+def test_a_read_only_store_file_is_refused_at_start() -> None:
+    """QA: a store file left by a stopped run and made read only (chmod 444) was opened (SQLite opens such a
+    file read only) and every signal then dropped: "attempt to write a readonly database". As root, serve is
+    `nobody` (root may write any file)."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-ro-"))
+    try:
+        folder.chmod(0o777)  # the folder writable for anyone (room for -wal and -shm): only the file is not
+        path = folder / "s.db"
+        SignalStore(path).close()
+        path.chmod(0o444)
+
+        def start() -> str:
+            sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+            problems = sinks.start()
+            sinks.close(1)
+            return json.dumps(problems)
+
+        assert json.loads(as_reader(start)) == [
+            f"cannot open sink sqlite: {path}: the file {path} is not writable (Permission denied)"
+        ]
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_a_second_sink_on_a_store_in_use_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    """QA: two `fluo serve` on one --db both wrote to it; the one that stopped last overwrote the other's
+    remembered trace ids (s.db.trace-ids). The store's lock file names the process that holds it."""
+    path = tmp_path / "s.db"
+    first = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    assert first.start() == []
+    second = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    problems = second.start()
+    second.close(1)
+    assert problems == [
+        f"cannot open sink sqlite: {path} is in use by another fluo serve (process {os.getpid()} holds "
+        f"{path}.lock locked); give each instance its own --db"
+    ]
+    assert first.close(5) == 0
+    third = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    assert third.start() == []
+    assert third.close(5) == 0
+
+
+def test_a_store_can_be_pruned_while_it_is_written(tmp_path: Path, quick_retries: None) -> None:
+    """What docs/runtime.md gives for retention: `DELETE FROM signals WHERE ...` then `VACUUM`, from another
+    connection while the sink writes, keeps what was not deleted and what comes after."""
+    path = tmp_path / "s.db"
+    metrics = Metrics()
+    sinks = SinkSet([SqliteSink(path)], metrics, capacity=1000)
+    assert sinks.start() == []
+    sinks.publish(stored(300))
+    wait_for(lambda: len(rows(path)) == 300, what="the first signals")
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DELETE FROM signals WHERE json_extract(json, '$.n') < 200")
+        sinks.publish(stored(50, 300))
+        db.execute("VACUUM")
+    sinks.publish(stored(50, 350))
+    wait_for(lambda: len(rows(path)) == 200, what="the later signals")
+    assert sinks.close(5) == 0
+    assert rows(path) == list(range(200, 400))
+    assert dropped(metrics, "sqlite", "failed") == 0
 
 
 def test_a_webhook_answering_503_is_retrying_then_ok(quick_retries: None) -> None:

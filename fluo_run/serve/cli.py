@@ -493,7 +493,8 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     Ctrl-C stops after evaluating what is buffered (within --shutdown-timeout;
     a second signal stops at once). Exit status 0 on a clean shutdown, 1 when
     the rules have errors, a port cannot be bound or a sink cannot open (a
-    --db or --jsonl path in a missing folder, a folder, not a FLUO store), 2
+    --db or --jsonl path in a missing folder, a folder, not writable, not a
+    FLUO store, a store another fluo serve writes), 2
     for a usage error (a bad setting; a rule path missing, unreadable or
     without .fluo files), 3 when it stopped but lost something (a signal not
     delivered, a trace or window not evaluated, a stop cut short).

@@ -80,8 +80,11 @@ def check_url(url: str, setting: str, example: str) -> None:
 REMEMBERED_SUFFIX = ".trace-ids"
 """The file beside the store that holds the ids of the traces evaluated before a restart (`state.py`)."""
 
-STORE_FILES = ("", "-wal", "-shm", "-journal", REMEMBERED_SUFFIX)
-"""The files of the store `--db FILE`: FILE, SQLite's beside it, and the remembered trace ids."""
+LOCK_SUFFIX = ".lock"
+"""The file beside the store that `fluo serve` holds locked (flock) while it writes the store: one serve per store."""
+
+STORE_FILES = ("", "-wal", "-shm", "-journal", REMEMBERED_SUFFIX, LOCK_SUFFIX)
+"""The files of the store `--db FILE`: FILE, SQLite's beside it, the remembered trace ids and the lock."""
 
 
 def beside(path: Path, suffix: str) -> Path:

@@ -32,7 +32,12 @@ try:
     import resource
 except ImportError:  # Windows: no file-size limit to name
     resource = None  # type: ignore[assignment]
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; a second serve on a store is not refused
+    fcntl = None  # type: ignore[assignment]
 
+from .config import LOCK_SUFFIX, beside
 from .metrics import Metrics
 from .store import QUICK_CHECK_SECONDS, NotAStore, SignalStore, error_code, is_corrupt, is_transient, recovery
 
@@ -194,16 +199,20 @@ class OpenFile:
 
 class SqliteSink(Sink):
     """The signal store. A lock held by another connection is waited out (retried, the batch kept);
-    a store deleted or replaced while serve runs is noticed within a second and opened anew at the path."""
+    a store deleted or replaced while serve runs is noticed at the next batch and opened anew at the path,
+    once what it holds is all in the file (its -wal checkpointed into it); `FILE.lock` beside it is held
+    locked from the first open to the last close, so a second serve on the store is refused at its start."""
 
     name = "sqlite"
     BUSY_TIMEOUT = 2.0  # how long one statement waits for a lock before the worker's backoff takes over
-    CHECK_EVERY = 1.0  # how often the path is checked to be still the open file
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.store: SignalStore | None = None
-        self._file = OpenFile()
+        self._held: int | None = None
+        """A descriptor of the store file open now: whether the path still names it, and whether it was
+        deleted (no name left); held open, its inode number cannot go to a new file at the path."""
+        self._lock: StoreLock | None = None
 
     @property
     def label(self) -> str:
@@ -211,10 +220,24 @@ class SqliteSink(Sink):
 
     def open(self) -> None:
         try:
-            self.store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT, check_seconds=QUICK_CHECK_SECONDS)
+            store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT, check_seconds=QUICK_CHECK_SECONDS)
         except Exception as exc:
             raise self._open_problem(exc) from exc
-        if self.store.unchecked:
+        try:
+            # SQLite opens a file it may not write read only, and says so only at the first write
+            held = os.open(self.path, os.O_RDWR)
+        except OSError as exc:
+            store.close()
+            raise SinkError(f"{self.path}: the file {self.path} is not writable ({exc.strerror})") from None
+        try:
+            if self._lock is None:
+                self._lock = StoreLock.take(self.path)
+        except BaseException:
+            os.close(held)
+            store.close()
+            raise
+        self.store, self._held = store, held
+        if store.unchecked:
             log.warning(
                 "signal store %s: its pages were checked for %gs (PRAGMA quick_check) and not all of them; "
                 "`sqlite3 %s 'PRAGMA quick_check'` checks it whole",
@@ -222,10 +245,6 @@ class SqliteSink(Sink):
                 QUICK_CHECK_SECONDS,
                 self.path,
             )
-        try:
-            self._file.remember(os.stat(self.path))
-        except OSError:
-            self._file.remember(None)
 
     def _open_problem(self, exc: Exception) -> SinkError:
         """Why the store did not open, in words: retryable (locked, busy, full) or not."""
@@ -265,10 +284,48 @@ class SqliteSink(Sink):
             return f"{exc} (a write failed: the disk may be full or failing)"
         return f"{exc} (a write failed: the file-size limit, ulimit -f, is {limit} bytes; or the disk is failing)"
 
+    def _gone(self) -> str:
+        """What became of the open store file: "" (still at the path), "deleted", or "moved or replaced" (renamed, or
+        another file put at the path)."""
+        if self._held is None:
+            return ""
+        if os.fstat(self._held).st_nlink == 0:
+            return "deleted"
+        try:
+            st, now = os.fstat(self._held), os.stat(self.path)
+        except OSError:
+            return "moved or replaced"
+        return "" if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino) else "moved or replaced"
+
+    def _let_go(self) -> None:
+        """Close the store file that is no longer at the path, once its -wal is all in it.
+
+        The -wal (and -shm) keep the path's name: left with frames in it, its signals would be missing from
+        the moved file, and a new store made at the path would take the old one's pages as its own."""
+        assert self.store is not None and self._held is not None
+        try:
+            busy = self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise TransientSinkError(f"cannot move the last signals into the moved store {self.path}: {exc}") from exc
+        if busy:
+            raise TransientSinkError(
+                f"cannot move the last signals into the moved store {self.path} yet: a reader of it is still open"
+            )
+        self._close_store()
+
     def write(self, batch: Batch, stopping: threading.Event) -> None:
-        if self.store is not None and self._file.replaced(self.path, self.CHECK_EVERY):
-            log.warning("signal store %s was deleted or replaced while serve runs; opening a new one there", self.path)
-            self.close()
+        if self.store is not None:
+            gone = self._gone()
+            if gone:
+                log.warning("signal store %s was %s while serve runs; opening a new one there", self.path, gone)
+                self._let_go()
+        self._add(batch)
+        if self._gone() == "deleted":  # between the look above and the commit: the batch went nowhere
+            log.warning("signal store %s was deleted while serve wrote to it; writing the last batch anew", self.path)
+            self._let_go()
+            self._add(batch)
+
+    def _add(self, batch: Batch) -> None:
         if self.store is None:
             try:
                 self.open()
@@ -284,10 +341,72 @@ class SqliteSink(Sink):
                 raise SinkError(f"cannot write to {self.path}: it is corrupt ({exc}): {recovery(self.path)}") from exc
             raise SinkError(f"cannot write to {self.path}: {exc}") from exc
 
-    def close(self) -> None:
-        if self.store is not None:
-            store, self.store = self.store, None
+    def _close_store(self) -> None:
+        store, held, self.store, self._held = self.store, self._held, None, None
+        if held is not None:
+            os.close(held)
+        if store is not None:
             store.close()
+
+    def close(self) -> None:
+        try:
+            self._close_store()
+        finally:
+            if self._lock is not None:
+                lock, self._lock = self._lock, None
+                lock.release()
+
+
+class StoreLock:
+    """`FILE.lock` beside a store, held locked (flock) by the one `fluo serve` that writes the store; it holds
+    that serve's process id. The kernel lets go of the lock when the process ends, however it ends."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+
+    @classmethod
+    def take(cls, store: Path) -> StoreLock | None:
+        """The lock of `store`; SinkError when another process holds it. None where locks are not to be had
+        (no flock on this system, or on this file system): a warning says the store is not guarded."""
+        path = beside(store, LOCK_SUFFIX)
+        if fcntl is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise SinkError(f"{store}: cannot make its lock file {path} ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f"process {holder}" if holder else "another process"
+            raise SinkError(
+                f"{store} is in use by another fluo serve ({who} holds {path} locked); give each instance its own --db"
+            ) from None
+        except OSError as exc:
+            os.close(fd)
+            log.warning(
+                "signal store %s: cannot lock %s (%s); a second serve on it would not be refused",
+                store,
+                path,
+                exc.strerror,
+            )
+            return None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Let go of the lock (the file stays: removing it would let two processes hold a lock each)."""
+        os.close(self.fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    """The process id written in a lock file, None when it holds none (yet)."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
 
 
 def _place_problem(path: Path) -> str | None:
