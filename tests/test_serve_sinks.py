@@ -515,6 +515,30 @@ def test_a_store_can_be_pruned_while_it_is_written(tmp_path: Path, quick_retries
     assert dropped(metrics, "sqlite", "failed") == 0
 
 
+def test_the_secrets_of_a_webhook_or_otlp_logs_url_are_not_logged(
+    quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA: `--webhook http://user:s3cret@host/h?token=abc123` was logged as given: in the start line ("signals
+    to: webhook (...)"), the retry warnings and the errors. The password and every query value show as ***."""
+    with LoopbackServer(status_of=lambda n: 503 if n < 2 else 400) as hook:
+        url = f"http://127.0.0.1:{hook.port}/hook?token=abc123&room=s3cret"
+        sink = WebhookSink(url)
+        assert sink.label == f"webhook (http://127.0.0.1:{hook.port}/hook?token=***&room=***)"
+        sinks = SinkSet([sink], Metrics(), capacity=10)
+        with caplog.at_level(logging.INFO, logger="fluo.serve"):
+            assert sinks.start() == []
+            sinks.publish(stored(1))
+            wait_for(lambda: sinks.health() == {"webhook": "failed"}, what="the 400 answer")
+            assert sinks.close(5) == 1
+        assert [r.path for r in hook.requests] == ["/hook"] * 3  # the URL sent is the one given
+    assert "HTTP 503; retrying" in caplog.text and "refused the signals: HTTP 400" in caplog.text
+    assert "abc123" not in caplog.text and "s3cret" not in caplog.text
+    logs = OtlpLogsSink("http://u:p4ss@127.0.0.1:9/x?key=k3y")
+    assert logs.label == "otlp logs (http http://u:***@127.0.0.1:9/x?key=***)"
+    hidden = WebhookSink("https://user:s3cret@example.com/h?a=1&b&c=2#f").label
+    assert hidden == "webhook (https://user:***@example.com/h?a=***&b&c=***#f)"
+
+
 def test_a_webhook_answering_503_is_retrying_then_ok(quick_retries: None) -> None:
     with LoopbackServer(status_of=lambda n: 503 if n < 3 else 200) as hook:
         metrics = Metrics()

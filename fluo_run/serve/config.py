@@ -66,6 +66,17 @@ def parse_address(text: str, setting: str) -> tuple[str, int]:
     return host, int(port)
 
 
+_USERINFO_PASSWORD = re.compile(r"(//[^/?#@:\s]*):[^/?#@\s]*@")
+_QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=[^&#\s]*")
+
+
+def redacted(text: str) -> str:
+    """`text` with the secrets a webhook or OTLP endpoint URL in it may carry shown as `***`: the password of
+    its user info (`https://user:***@host`) and the value of each query parameter (`?token=***`), which chat
+    webhooks use for their key. Every log line, error and label that shows such a URL shows it so."""
+    return _QUERY_VALUE.sub(r"\1=***", _USERINFO_PASSWORD.sub(r"\1:***@", text))
+
+
 def check_url(url: str, setting: str, example: str) -> None:
     """An http or https URL with a host, as the webhook and OTLP logs sinks take."""
     try:
@@ -74,7 +85,7 @@ def check_url(url: str, setting: str, example: str) -> None:
     except ValueError:  # a port that is no number or past 65535
         valid = False
     if not valid:
-        raise ConfigError(f"{setting}: {url!r} is not an http(s) URL with a host; give e.g. {example}")
+        raise ConfigError(f"{setting}: {redacted(repr(url))} is not an http(s) URL with a host; give e.g. {example}")
 
 
 REMEMBERED_SUFFIX = ".trace-ids"

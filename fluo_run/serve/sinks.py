@@ -37,7 +37,7 @@ try:
 except ImportError:  # Windows: no flock; a second serve on a store is not refused
     fcntl = None  # type: ignore[assignment]
 
-from .config import LOCK_SUFFIX, beside
+from .config import LOCK_SUFFIX, beside, redacted
 from .metrics import Metrics
 from .store import QUICK_CHECK_SECONDS, NotAStore, SignalStore, error_code, is_corrupt, is_transient, recovery
 
@@ -580,7 +580,7 @@ def with_retries(
             failed = attempt()
             if failed is None:
                 return
-            problem = failed
+            problem = redacted(failed)  # an exception's text may hold the URL (`url: /hook?token=...`)
             until = sink.keep_trying_until if stopping.is_set() else stopping  # what ends the next wait early
             if n + 1 == sink.ATTEMPTS or until is None or until.is_set():
                 break
@@ -623,12 +623,14 @@ class WebhookSink(Sink):
 
     def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> None:
         self.url = url
+        self.shown = redacted(url)
+        """The URL for log lines and errors: its password and query values hidden."""
         self.headers = {"Content-Type": "application/json", "User-Agent": "fluo-serve", **(headers or {})}
         self.timeout = timeout
 
     @property
     def label(self) -> str:
-        return f"webhook ({self.url})"
+        return f"webhook ({self.shown})"
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         for i in range(0, len(batch), self.PER_REQUEST):
@@ -654,16 +656,18 @@ class WebhookSink(Sink):
                 exc.close()
                 if 300 <= exc.code < 400:  # followed, the POST would become a GET without the signals
                     where = printable(location) if location else "elsewhere"
-                    message = f"{self.url} redirected the signals ({problem}) to {where}: point --webhook there"
+                    message = (
+                        f"{self.shown} redirected the signals ({problem}) to {redacted(where)}: point --webhook there"
+                    )
                     raise SinkError(message) from None
                 if exc.code != 429 and exc.code < 500:
-                    raise SinkError(f"{self.url} refused the signals: {problem}") from None
+                    raise SinkError(f"{self.shown} refused the signals: {problem}") from None
                 return problem
             except (urllib.error.URLError, OSError) as exc:
                 self.answered(False)
                 return str(getattr(exc, "reason", exc))
 
-        with_retries(self, attempt, stopping, says=f"webhook {self.url}", fails=self.url)
+        with_retries(self, attempt, stopping, says=f"webhook {self.shown}", fails=self.shown)
 
 
 _OTEL_SEVERITY = {"info": 9, "warning": 13, "error": 17, "critical": 21}
@@ -709,6 +713,8 @@ class OtlpLogsSink(Sink):
 
     def __init__(self, endpoint: str, protocol: str = "http") -> None:
         self.endpoint = endpoint
+        self.shown = redacted(endpoint)
+        """The endpoint for log lines and errors: its password and query values hidden."""
         self.protocol = protocol
         self.exporter: Any = None
         self.logger: Any = None
@@ -721,7 +727,7 @@ class OtlpLogsSink(Sink):
 
     @property
     def label(self) -> str:
-        return f"otlp logs ({self.protocol} {self.endpoint})"
+        return f"otlp logs ({self.protocol} {self.shown})"
 
     def open(self) -> None:
         from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
@@ -818,12 +824,10 @@ class OtlpLogsSink(Sink):
             if self.protocol == "grpc":  # no answer: the channel could not reach the endpoint, or it never replied
                 self.answered(not problem.startswith(("UNAVAILABLE", "DEADLINE_EXCEEDED")))
             if self.final:
-                raise SinkError(f"{self.endpoint} refused the signals: {problem}")
+                raise SinkError(f"{self.shown} refused the signals: {redacted(problem)}")
             return problem
 
-        with_retries(
-            self, attempt, stopping, says=f"otlp logs {self.endpoint}", fails=f"OTLP logs export to {self.endpoint}"
-        )
+        with_retries(self, attempt, stopping, says=f"otlp logs {self.shown}", fails=f"OTLP logs export to {self.shown}")
 
     def close(self) -> None:
         if self.exporter is not None:
@@ -1020,7 +1024,8 @@ class SinkWorker:
                 self._last_drop_log = now
                 n, self._unlogged = self._unlogged, 0
         if why:  # "": already said (the total comes at close)
-            log.error("sink %s dropped %d signal(s): %s", self.sink.name, n, why)
+            shown = redacted(why) if self.sink.notifies else why  # a notification sink's bug may name its URL
+            log.error("sink %s dropped %d signal(s): %s", self.sink.name, n, shown)
 
     def _log_unlogged_drops(self) -> None:
         """Queue-full drops not logged yet (they are summed, a line at most every LOG_EVERY), once it has passed:
