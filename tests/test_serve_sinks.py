@@ -411,6 +411,41 @@ def test_a_store_moved_aside_keeps_what_was_written_to_it(
     assert rows(moved) == [0, 1] and rows(path) == [2, 3, 4]
 
 
+def test_a_store_moved_aside_is_whole_within_a_second_with_no_signal_since(tmp_path: Path) -> None:
+    """The moved file lacked what its -wal held until a next batch came, however long that took."""
+    path, moved = tmp_path / "s.db", tmp_path / "s.db.1"
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    path.rename(moved)
+    wait_for(lambda: rows(moved) == [0, 1], timeout=3, what="the moved file to hold them")
+    assert not path.exists()  # the new store is made with the next batch
+    assert sinks.close(5) == 0
+
+
+def test_a_store_moved_aside_just_before_the_stop_is_whole_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite skips its checkpoint at close for a file no longer at its path: the signals in the -wal stayed
+    in s.db-wal, and the next start's new store at the path took the moved one's pages as its own."""
+    monkeypatch.setattr(SqliteSink, "idle", lambda self: None)  # the stop, not an idle moment, lets go of it
+    path, moved = tmp_path / "s.db", tmp_path / "s.db.1"
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    path.rename(moved)
+    assert sinks.close(5) == 0
+    assert rows(moved) == [0, 1]
+    again = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
+    assert again.start() == []
+    again.publish(stored(1, 2))
+    wait_for(lambda: rows(path) != [], what="the new store")
+    assert again.close(5) == 0
+    assert rows(path) == [2]
+
+
 def test_a_store_deleted_without_its_wal_is_not_remade_from_it(tmp_path: Path, quick_retries: None) -> None:
     """`rm s.db` leaves s.db-wal with the deleted store's pages: a store made anew at the path took them as its own."""
     path = tmp_path / "s.db"

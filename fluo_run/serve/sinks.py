@@ -171,6 +171,9 @@ class Sink:
     def reopen(self) -> None:
         """Asked from another thread (SIGHUP): reopen the file written to before the next batch (log rotation)."""
 
+    def idle(self) -> None:
+        """Called on the sink's own thread, once open, when half a second passed without a batch."""
+
 
 class OpenFile:
     """Whether a path is still the file a sink has open, by device and inode: a store deleted or
@@ -313,12 +316,19 @@ class SqliteSink(Sink):
             )
         self._close_store()
 
+    def idle(self) -> None:
+        """A store moved aside with no batch since is let go of (its -wal checkpointed into it) all the same, so
+        the moved file is whole within a second; the new store is made with the next batch."""
+        self._let_go_if_gone()
+
+    def _let_go_if_gone(self) -> None:
+        gone = "" if self.store is None else self._gone()
+        if gone:
+            log.warning("signal store %s was %s while serve runs; a new one is made there", self.path, gone)
+            self._let_go()
+
     def write(self, batch: Batch, stopping: threading.Event) -> None:
-        if self.store is not None:
-            gone = self._gone()
-            if gone:
-                log.warning("signal store %s was %s while serve runs; opening a new one there", self.path, gone)
-                self._let_go()
+        self._let_go_if_gone()
         self._add(batch)
         if self._gone() == "deleted":  # between the look above and the commit: the batch went nowhere
             log.warning("signal store %s was deleted while serve wrote to it; writing the last batch anew", self.path)
@@ -350,6 +360,10 @@ class SqliteSink(Sink):
 
     def close(self) -> None:
         try:
+            try:
+                self._let_go_if_gone()  # SQLite does not checkpoint at close a file that is no longer at its path
+            except TransientSinkError as exc:
+                log.warning("%s", exc)
             self._close_store()
         finally:
             if self._lock is not None:
@@ -1143,6 +1157,11 @@ class SinkWorker:
             if not batch:
                 if self.queue.closed:
                     break
+                if self.is_open:
+                    try:
+                        self.sink.idle()
+                    except Exception as exc:  # tried again at the next idle moment, or with the next batch
+                        log.debug("sink %s: %s", self.sink.name, exc)
                 continue
             with self._lock:
                 if self._abandoned:
