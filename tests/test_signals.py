@@ -142,6 +142,9 @@ def test_missing_store_and_bad_time_are_one_line(tmp_path: Path, db: str) -> Non
     assert code == 2 and out.count("\n") == 1 and "run `fluo serve`" in out
     code, out = run("--db", db, "--since", "yesterday")
     assert code == 2 and out.count("\n") == 1 and "--since" in out
+    code, out = run("--db", db, "--since", "2016-12-31T23:59:61Z")  # no second 61, leap or not
+    assert code == 2 and out.count("\n") == 1 and "--since" in out
+    assert run("--db", db, "--since", "2016-12-31T23:59:60Z")[0] == 0
     code, out = run("--db", db, "--trace", "xyz")  # docs/runtime.md: a bad --trace is a usage error too
     assert code == 2 and out.count("\n") == 1 and "--trace" in out
     (tmp_path / "junk.db").write_text("not sqlite at all, just text" * 100)
@@ -317,6 +320,11 @@ def test_times_are_read_to_the_nanosecond(tmp_path: Path) -> None:
         ("1960-01-01T00:00:00.5Z", -315_619_199_500_000_000),  # was a second late: timestamp() truncated
         ("9999-12-31T23:59:59.999999999Z", 253_402_300_799_999_999_999),  # past a float's 53 bits
         ("2026-01-01", 1_767_225_600_000_000_000),
+        # a leap second (QA: `--since 2016-12-31T23:59:60Z` was "neither a duration ago nor an RFC 3339 time"):
+        # the last nanosecond before the next minute
+        ("2016-12-31T23:59:60Z", 1_483_228_799_999_999_999),
+        ("2016-12-31T23:59:60.5Z", 1_483_228_799_999_999_999),
+        ("2017-01-01T08:59:60+09:00", 1_483_228_799_999_999_999),
     ],
 )
 def test_parse_time_is_exact(text: str, ns: int) -> None:

@@ -55,6 +55,8 @@ def stored_time(ns: int) -> int:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FRACTION = re.compile(r"(?<=\d\d:\d\d:\d\d)[.,](\d+)")
 """The fraction of a second after `hh:mm:ss`, read here to the nanosecond (`datetime` keeps microseconds)."""
+_LEAP_SECOND = re.compile(r"(?<=\d\d:\d\d:)60(?!\d)")
+"""Second 60 of `hh:mm:60`, a leap second (RFC 3339 §5.6, `time-second`), which `datetime` has no room for."""
 
 
 def parse_time(text: str) -> int:
@@ -62,6 +64,8 @@ def parse_time(text: str) -> int:
 
     A time without an offset, or a bare date (its midnight), is UTC, as `fluo signals` shows times.
     Digits of the second's fraction past the nanosecond are cut off (as signal times have none).
+    A leap second (`23:59:60`, with any fraction) is the last nanosecond of the second before it, as POSIX
+    time has no room for it: after every time in that second, before the next minute.
     """
     if text[-1:] in ("Z", "z"):
         text = text[:-1] + "+00:00"
@@ -70,6 +74,10 @@ def parse_time(text: str) -> int:
     if fraction is not None:
         nanos = int(fraction[1][:9].ljust(9, "0"))
         text = text[: fraction.start()] + text[fraction.end() :]
+    leap = _LEAP_SECOND.search(text)
+    if leap is not None:
+        nanos = 999_999_999
+        text = text[: leap.start()] + "59" + text[leap.end() :]
     dt = datetime.fromisoformat(text)
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
