@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import http.server
@@ -572,6 +573,23 @@ def test_the_secrets_of_a_webhook_or_otlp_logs_url_are_not_logged(
     assert logs.label == "otlp logs (http http://u:***@127.0.0.1:9/x?key=***)"
     hidden = WebhookSink("https://user:s3cret@example.com/h?a=1&b&c=2#f").label
     assert hidden == "webhook (https://user:***@example.com/h?a=***&b&c=***#f)"
+
+
+def test_a_webhook_url_with_a_login_sends_it_as_basic_auth() -> None:
+    """QA (while checking that `user:s3cret@` is not logged): a webhook URL with user info never delivered,
+    urllib took `user:s3cret@127.0.0.1` for the host name ("Name or service not known"). It is sent as HTTP
+    Basic auth, as curl does; an Authorization header given with --webhook-header wins."""
+    with LoopbackServer() as hook:
+        sinks = SinkSet([WebhookSink(f"http://us%40er:s3c:ret@127.0.0.1:{hook.port}/hook?x=1")], Metrics(), 10)
+        assert sinks.start() == []
+        sinks.publish(stored(1))
+        assert sinks.close(5) == 0
+        given = WebhookSink(f"http://user:pw@127.0.0.1:{hook.port}/h", {"authorization": "Bearer t"})
+        assert (given.url, given.headers["authorization"]) == (f"http://127.0.0.1:{hook.port}/h", "Bearer t")
+        assert "Authorization" not in given.headers
+    (request,) = hook.requests
+    assert request.path == "/hook"
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"us@er:s3c:ret").decode()
 
 
 def test_a_webhook_answering_503_is_retrying_then_ok(quick_retries: None) -> None:

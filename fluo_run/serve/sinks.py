@@ -8,6 +8,7 @@ full) or cannot deliver (after its retries) is counted in
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import errno
 import json
@@ -21,6 +22,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections import deque
@@ -636,10 +638,12 @@ class WebhookSink(Sink):
     PER_REQUEST = 100
 
     def __init__(self, url: str, headers: dict[str, str] | None = None, timeout: float = 5.0) -> None:
-        self.url = url
+        self.url, login = _without_login(url)
         self.shown = redacted(url)
         """The URL for log lines and errors: its password and query values hidden."""
         self.headers = {"Content-Type": "application/json", "User-Agent": "fluo-serve", **(headers or {})}
+        if login is not None and not any(name.lower() == "authorization" for name in self.headers):
+            self.headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode("ascii")
         self.timeout = timeout
 
     @property
@@ -682,6 +686,18 @@ class WebhookSink(Sink):
                 return str(getattr(exc, "reason", exc))
 
         with_retries(self, attempt, stopping, says=f"webhook {self.shown}", fails=self.shown)
+
+
+def _without_login(url: str) -> tuple[str, str | None]:
+    """`url` without its user info, and that as `user:password` (percent-decoded) for HTTP Basic auth, as curl
+    sends it; None when it has none. urllib would take `user:pw@host` for the host name."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    login, _, host = parts.netloc.rpartition("@")
+    user, _, password = login.partition(":")
+    plain = f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), plain
 
 
 _OTEL_SEVERITY = {"info": 9, "warning": 13, "error": 17, "critical": 21}
