@@ -606,19 +606,9 @@ class _Checker:
                 self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
                 if lt == t.ANY and elem == t.DURATION:
                     self.err("FLUO300", f"`{op}`: cannot look for any in {rt}{_unit_hint(e.left)}", e.span)
-                elif elem == t.DURATION and lt in (t.INT, t.FLOAT) and isinstance(e.left, ast.Literal):
-                    hint, fix = _unit_for(e.left)  # `500 in [1s, 2s]`, as `duration > 500`
-                    self.err(
-                        "FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}{hint}", e.left.span, fix
-                    )
                 elif not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
-                    hint = ""
-                    items = e.right.items if isinstance(e.right, ast.ListLit) else ()
-                    numbers = [i.value for i in items if isinstance(i, ast.Literal)]
-                    if lt == t.DURATION and items and len(numbers) == len(items):
-                        ms, s = (", ".join(f"{_number_text(n)}{u}" for n in numbers) for u in ("ms", "s"))
-                        hint = f"; a duration takes a unit: `[{ms}]` if they count milliseconds, `[{s}]` if seconds"
-                    self.err("FLUO300", f"`{op}`: cannot look for {article(lt)} in {article(rt)}{hint}", e.span)
+                    says = f"`{op}`: cannot look for {article(lt)} in {article(rt)}"
+                    self.unfit_element(e, e.left, lt, e.right, says)
                 elif elem == t.ANY and isinstance(e.right, ast.ListLit) and not t.lenient(lt):
                     for item in e.right.items:  # a mixed list: each item must be one the left could equal
                         ty = self.out.types.get(id(item), t.ANY)
@@ -638,7 +628,9 @@ class _Checker:
             self.unfit_typo(e.left, lambda ty: ty == t.STRING or ty.is_list)
             if lt.is_list:
                 if not t.comparable(lt.elem or t.ANY, rt, ordering=False):
-                    self.err("FLUO300", f"`contains`: {article(lt)} cannot contain {article(rt)}", e.span)
+                    self.unfit_element(
+                        e, e.right, rt, e.left, f"`contains`: {article(lt)} cannot contain {article(rt)}"
+                    )
             elif lt in (t.STRING, t.ANY, t.ERROR):
                 if lt == t.STRING and rt not in (t.STRING, t.ANY, t.ERROR):  # an attribute may be a list
                     self.err(
@@ -690,7 +682,7 @@ class _Checker:
         elif not t.comparable(lt, rt, ordering=ordering):
             number = _unitless(e, lt, rt)
             if number is not None:
-                self.unitless(e, number, lt, rt)
+                self.unitless(number, f"cannot compare {lt} with {rt} using `{e.op}`")
                 return self.record(e, t.BOOL)
             if ordering and lt == rt:
                 msg = f"`{e.op}` does not order {lt} values"
@@ -702,10 +694,27 @@ class _Checker:
             self.vacuous(e)
         return self.record(e, t.BOOL)
 
-    def unitless(self, e: ast.Binary, number: ast.Literal, lt: t.Type, rt: t.Type) -> None:
-        """`duration > 500`: FLUO300 says the number needs a unit."""
+    def unitless(self, number: ast.Literal, says: str) -> None:
+        """`duration > 500`, `500 in [1s, 2s]`: FLUO300 `says`, on the number, with the unit it needs."""
         hint, fix = _unit_for(number)
-        self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", number.span, fix)
+        self.err("FLUO300", f"{says}{hint}", number.span, fix)
+
+    def unfit_element(self, e: ast.Binary, value: ast.Expr, ty: t.Type, listed: ast.Expr, says: str) -> None:
+        """FLUO300 `says` for `value` (`ty`) that no element of the list `listed` could equal (`in`, `not in`,
+        `contains`), with the unit a duration takes where one side is a number literal: `500 in [1s, 2s]` and
+        `[1s, 2s] contains 500` as `duration > 500`, `duration in [100, 200]` with the units for each."""
+        elem = self.out.types.get(id(listed), t.ANY).elem or t.ANY
+        number = _unit_wanted(value, ty, elem)
+        if number is not None:
+            self.unitless(number, says)
+            return
+        hint = ""
+        items = listed.items if isinstance(listed, ast.ListLit) else ()
+        numbers = [i.value for i in items if isinstance(i, ast.Literal)]
+        if ty == t.DURATION and elem in (t.INT, t.FLOAT) and items and len(numbers) == len(items):
+            ms, s = (", ".join(f"{_number_text(n)}{u}" for n in numbers) for u in ("ms", "s"))
+            hint = f"; a duration takes a unit: `[{ms}]` if they count milliseconds, `[{s}]` if seconds"
+        self.err("FLUO300", f"{says}{hint}", e.span)
 
     def fits_here(self, e: ast.Expr, ty: t.Type | None) -> bool:
         """Whether a value of type `ty` (None: none, a call that cannot be made) could stand where `e` is: it has
@@ -1009,8 +1018,16 @@ def _unitless(e: ast.Binary, lt: t.Type, rt: t.Type, timed: set[t.Type] | None =
     """The number literal that `e` holds against a duration (`duration > 500`; `timed`: or another type of
     those, `end - 5`), if it holds one."""
     for number, ty, other in ((e.left, lt, rt), (e.right, rt, lt)):
-        if other in (timed or {t.DURATION}) and ty in (t.INT, t.FLOAT) and isinstance(number, ast.Literal):
-            return number
+        if (literal := _unit_wanted(number, ty, other, timed)) is not None:
+            return literal
+    return None
+
+
+def _unit_wanted(e: ast.Expr, ty: t.Type, other: t.Type, timed: set[t.Type] | None = None) -> ast.Literal | None:
+    """`e` (of type `ty`) if it is a number literal held against a duration, `other` (`timed`: or another type
+    of those): the number that wants a unit."""
+    if other in (timed or {t.DURATION}) and ty in (t.INT, t.FLOAT) and isinstance(e, ast.Literal):
+        return e
     return None
 
 

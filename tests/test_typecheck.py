@@ -514,6 +514,10 @@ def test_zero_against_a_duration_is_fixed_as_zero_seconds(text: str, fixed: str)
         (_where("500 in [1s, 2s]"), "`500ms` if it counts milliseconds, `500s` if seconds", None),
         (_where("2.5 not in [1s]"), "`2.5ms` if it counts milliseconds, `2.5s` if seconds", None),
         (_where("0 in [1s, 2s]"), "write `0s`", _where("0s in [1s, 2s]")),
+        # `contains` is `in` turned round: the same hints, the same fix
+        (_where("[1s, 2s] contains 500"), "`500ms` if it counts milliseconds, `500s` if seconds", None),
+        (_where("[1s, 2s] contains 0"), "write `0s`", _where("[1s, 2s] contains 0s")),
+        (_where("[100, 200] contains duration"), "`[100ms, 200ms]` if they count milliseconds", None),
     ],
 )
 def test_a_number_added_to_or_looked_for_among_durations_names_the_units(
@@ -525,6 +529,19 @@ def test_a_number_added_to_or_looked_for_among_durations_names_the_units(
         assert d.suggestion is None
     else:
         assert _apply(text, d) == fixed and _diags(fixed) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (_where("duration in ['a']"), "`in`: cannot look for a duration in a list<string>"),
+        (_where("['a'] contains duration"), "`contains`: a list<string> cannot contain a duration"),
+    ],
+)
+def test_a_duration_among_strings_gets_no_unit_hint(text: str, says: str) -> None:
+    """Only numbers take a unit: no `[ams]` for a list of strings."""
+    d = _only(text)
+    assert d.message == says, d.message
 
 
 @pytest.mark.parametrize(
