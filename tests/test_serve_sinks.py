@@ -1176,6 +1176,45 @@ def test_a_writable_store_in_a_read_only_folder_names_the_folder() -> None:
         shutil.rmtree(folder)
 
 
+def test_a_path_below_a_folder_that_cannot_be_searched_is_named_and_retried_as_a_sink_error() -> None:
+    """Review: `Path.exists()` on a path below a folder its user may not search raises EACCES, which escaped
+    as a raw PermissionError: from `open`, and from the SQLite store's `write`, which retries only a
+    SinkError, so the batch was marked failed. As root, the sinks run as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    locked = folder / "locked"
+    try:
+        locked.mkdir()
+        locked.chmod(0)
+        folder.chmod(0o755)
+        jsonl, db = locked / "sub" / "s.jsonl", locked / "sub" / "s.db"
+
+        def outcome(call: Any) -> str:
+            try:
+                call()
+            except SinkError as exc:
+                return f"{type(exc).__name__}: {exc}"
+            return "no error"
+
+        def open_and_write() -> str:
+            sqlite = SqliteSink(db)
+            return json.dumps(
+                [
+                    outcome(JsonlSink(str(jsonl)).open),
+                    outcome(sqlite.open),
+                    outcome(lambda: sqlite.write(signals(1), threading.Event())),
+                ]
+            )
+
+        assert json.loads(as_reader(open_and_write)) == [
+            f"SinkError: {jsonl}: the folder {locked} cannot be searched (Permission denied)",
+            f"SinkError: {db}: the folder {locked} cannot be searched (Permission denied)",
+            f"TransientSinkError: {db}: the folder {locked} cannot be searched (Permission denied)",
+        ]
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(folder)
+
+
 @contextlib.contextmanager
 def file_size_limit(limit: int) -> Iterator[None]:
     """RLIMIT_FSIZE (`ulimit -f`) at `limit` bytes for this process: a write past it fails with EFBIG

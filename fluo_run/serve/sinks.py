@@ -426,15 +426,21 @@ def _read_pid(fd: int) -> int | None:
 
 
 def _place_problem(path: Path) -> str | None:
-    """What keeps a file from being made at `path` by its place (its folder missing or no folder, or `path` a
-    folder), in words; None when the place is fine."""
+    """What keeps a file from being made at `path` by its place (its folder missing or no folder, a folder
+    on the way that this user may not search, or `path` a folder), in words; None when the place is fine."""
     folder = path.parent
-    if not folder.exists():
-        return f"{path}: the folder {folder} does not exist"
-    if not folder.is_dir():
-        return f"{path}: {folder} is not a folder"
-    if path.is_dir():
-        return f"{path} is a folder, not a file"
+    try:
+        if not folder.exists():
+            return f"{path}: the folder {folder} does not exist"
+        if not folder.is_dir():
+            return f"{path}: {folder} is not a folder"
+        if path.is_dir():
+            return f"{path} is a folder, not a file"
+    except PermissionError as exc:  # pathlib passes EACCES on: no `x` on a folder on the way
+        blocked = next((p for p in reversed(path.parents) if not os.access(p, os.X_OK)), folder)
+        return f"{path}: the folder {blocked} cannot be searched ({exc.strerror})"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
     return None
 
 
