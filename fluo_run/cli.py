@@ -67,7 +67,20 @@ class OneLineUsageError(click.UsageError):
         click.echo(f"fluo: {message} (see `{command} --help`)", file=file, err=file is None)
 
 
+def one_line_usage(exc: click.UsageError) -> click.UsageError:
+    """`exc` said in one line; bare `fluo`'s help (click's NoArgsIsHelpError) stays whole."""
+    if isinstance(exc, (OneLineUsageError, click.exceptions.NoArgsIsHelpError)):
+        return exc
+    return OneLineUsageError(exc.format_message(), exc.ctx)
+
+
 class LazyGroup(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:  # the group's own options, before any command: `fluo --bogus`
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise one_line_usage(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             try:
@@ -75,9 +88,7 @@ class LazyGroup(click.Group):
             finally:
                 sys.stdout.flush()  # here, not at exit, so a closed pipe is seen while it can be handled
         except click.UsageError as exc:
-            if isinstance(exc, OneLineUsageError):
-                raise
-            raise OneLineUsageError(exc.format_message(), exc.ctx) from None
+            raise one_line_usage(exc) from None
         except KeyboardInterrupt:
             # Ctrl-C: quietly, with a shell's status for SIGINT (click says "Aborted!" and exits 1,
             # which `fluo eval` and `fluo test` use for what they found).

@@ -519,6 +519,8 @@ def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Pat
         ),
         (["eval", "--bogus"], "fluo: no such option '--bogus'. (see `fluo eval --help`)"),
         (["nosuch"], "fluo: no such command 'nosuch'. (see `fluo --help`)"),
+        (["--bogus"], "fluo: no such option '--bogus'. (see `fluo --help`)"),  # the group's own, before a command
+        (["--bogus", "eval"], "fluo: no such option '--bogus'. (see `fluo --help`)"),
         (["eval", "--expect", "true", "--detect", "true", "-t", "t.json"], "fluo: give --expect or --detect, not both"),
     ],
 )
@@ -529,6 +531,12 @@ def test_a_usage_error_is_one_line(args: list[str], line: str, tmp_path: Path, m
     result = CliRunner().invoke(main, args, prog_name="fluo")
     assert result.exit_code == 2
     assert result.stderr.startswith(line) and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_bare_fluo_shows_its_help_whole() -> None:
+    """No command at all is not a usage error said in one line: click shows the help, as before."""
+    result = CliRunner().invoke(main, [], prog_name="fluo")
+    assert result.stderr.startswith("Usage: fluo [OPTIONS] COMMAND [ARGS]...\n") and "Commands:" in result.stderr
 
 
 def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
