@@ -2104,7 +2104,8 @@ def _full_parse(text: str, path: str) -> ParseResult:
     spaced = _spaced_durations(text)
     if spaced:
         joined, found, index = list(text), {}, _LineIndex(text)
-        exponents: dict[int, tuple[int, str]] = {}  # a spaced duration with an exponent: its end, and as read
+        # a spaced duration with an exponent: its end, as read, and its slips (a space inside the unit, Greek mu)
+        exponents: dict[int, tuple[int, str, bool, bool]] = {}
         unclear: dict[int, int] = {}  # a unit written apart that is none (`500µ sx`): its start, and its end
         for start, end, unit_end, written in spaced:
             number, unit = text[start:end], _unit_meant(written) or written
@@ -2119,16 +2120,15 @@ def _full_parse(text: str, path: str) -> ParseResult:
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
             if start in unclear:
                 continue
+            inside, greek = len(text[end:unit_end].split()) > 1, written == "\u03bcs"  # `500µ s`, `500 μs`
             if not _PLAIN_NUMBER.fullmatch(number):
-                exponents[start] = unit_end, number + unit
+                exponents[start] = unit_end, number + unit, inside, greek
                 continue
-            what = "a duration has no space before its unit"
+            what = "a duration unit has no space inside it" if inside else "a duration has no space before its unit"
             also = ""
-            if len(text[end:unit_end].split()) > 1:  # `500µ s`
-                what = "a duration unit has no space inside it"
-            if written == "\u03bcs":
-                what += ", and `μ` is Greek mu"
-                also = f" (or `{number}µs` with the micro sign)"
+            if greek:
+                what += _GREEK_MU
+                also = _micro_sign_too(number)
             elif unit != written:  # `5 sec`
                 what = f"unknown unit `{written}`"
             message = f"{what}: write `{number}{unit}`{also}"
@@ -2165,11 +2165,22 @@ def _full_parse(text: str, path: str) -> ParseResult:
     return ParseResult(rule_file, diags)
 
 
-def _spaced_exponent(d: Diagnostic, text: str, index: _LineIndex, end: int, read: str) -> Diagnostic:
-    """The exponent's error on `1e3 ms` (read as `1e3ms`): over the number and its unit, saying both slips."""
+def _spaced_exponent(
+    d: Diagnostic, text: str, index: _LineIndex, end: int, read: str, inside: bool, greek: bool
+) -> Diagnostic:
+    """The exponent's error on `1e3 ms` (read as `1e3ms`): over the number and its unit, saying every slip: the
+    space (before the unit, or `inside` it: `1e3µ s`) and, as `500 μ s` does, a `greek` mu (`1e3 μ s`)."""
     written = text[d.span.start : end]
-    message = d.message.replace(_NO_EXPONENT, f"{_NO_EXPONENT} nor a space before its unit", 1)
-    return replace(d, span=index.span(d.span.start, end), message=message.replace(f"`{read}`", f"`{written}`"))
+    slips = f"{_NO_EXPONENT} nor a space {'inside' if inside else 'before'} its unit{_GREEK_MU if greek else ''}"
+    message = d.message.replace(_NO_EXPONENT, slips, 1).replace(f"`{read}`", f"`{written}`")
+    if greek and d.suggestion is not None:
+        message += _micro_sign_too(d.suggestion.removesuffix("us"))
+    return replace(d, span=index.span(d.span.start, end), message=message)
+
+
+def _micro_sign_too(number: str) -> str:
+    """After the fix `{number}us` for a Greek mu: the other way to write it."""
+    return f" (or `{number}µs` with the micro sign)"
 
 
 def _key_fixes(diags: list[Diagnostic], rules: list[ast.Rule], guesses: dict[int, str]) -> list[Diagnostic]:
@@ -2675,6 +2686,7 @@ def _plain_decimal(number: str) -> str:
 
 
 _NO_EXPONENT = "a duration takes no exponent"
+_GREEK_MU = ", and `μ` is Greek mu"
 _MICRO_ALONE = {"µ": "µs", "\u03bc": "us"}  # the micro sign or Greek mu with no `s`: microseconds, as FLUO writes them
 _EXPONENT_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)(.*)")
 
