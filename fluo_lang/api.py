@@ -46,7 +46,17 @@ class Analysis:
 
 
 class RuleSourceError(Exception):
-    """A rule path that cannot be read; its message is one line for the user."""
+    """A rule path that cannot be read; its message is one line for the user. `advice` is said after it only
+    where the path was named on the command line (`fluo check t.yaml`: run a rule test with `fluo test`), not
+    in a file that names it (a rule test's `rules:`)."""
+
+    def __init__(self, message: str, advice: str = "") -> None:
+        super().__init__(message)
+        self.advice = advice
+
+    def for_command_line(self) -> str:
+        """The message with its advice, for a command that was given the path."""
+        return f"{self}{self.advice}"
 
 
 def analyze(sources: Iterable[tuple[str, str]]) -> Analysis:
@@ -154,8 +164,8 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
         elif path.exists():
             if path.suffix.lower() in NOT_RULE_SUFFIXES:
                 raise RuleSourceError(
-                    f"{p} is YAML, not a {RULE_SUFFIX} file: name rule files, or folders to search "
-                    f"(a rule test runs with `fluo test {p}`)"
+                    f"{p} is YAML, not a {RULE_SUFFIX} file: name rule files, or folders to search",
+                    f" (a rule test runs with `fluo test {p}`)",
                 )
             if not any_name and not path.name.endswith(RULE_SUFFIX):
                 raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")

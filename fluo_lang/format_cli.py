@@ -49,7 +49,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     try:
         files = rule_files(paths, any_name=False)  # fmt rewrites what it is given: no oddly named file
     except RuleSourceError as exc:
-        _fail(str(exc))
+        _fail(exc.for_command_line())
     changed = broken = 0
     for f in files:
         try:

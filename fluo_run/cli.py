@@ -256,7 +256,7 @@ def load_rules(paths: Sequence[str], cost_limit: int) -> Analysis:
     try:
         analysis = analyze_paths(paths)
     except RuleSourceError as exc:
-        fail(str(exc))
+        fail(exc.for_command_line())
         raise AssertionError from exc  # unreachable: fail exits
     return with_cost_limit(analysis, cost_limit)
 

@@ -754,3 +754,16 @@ def test_a_contradiction_is_listed_once_by_its_strongest_fact(tmp_path: Path) ->
     ]
     report = compare_spans(tmp_path, auth_only(), "rule total { expect trace.spans.count() <= 4 }\n")
     assert contradicting(report["total"]) == ["trace.spans.count() <= 7"]
+
+
+def test_a_yaml_file_named_to_compare_is_refused_naming_fluo_test(files: tuple[Path, Path]) -> None:
+    """As `fluo check t.yaml`: the path was named on the command line, so the refusal says what runs a rule test."""
+    _, traces = files
+    test = traces.parent / "mine_test.yaml"
+    test.write_text("rules: rules\ncases: []\n", encoding="utf-8")
+    result = run("--compare", str(test), str(traces))
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"fluo: --compare {test} is YAML, not a .fluo file: name rule files, or folders to search "
+        f"(a rule test runs with `fluo test {test}`)\n"
+    )

@@ -918,3 +918,15 @@ def test_a_misspelt_key_in_a_fixture_is_told_beside_the_case_and_on_stderr(work:
     assert (
         "warnings" not in json.loads(fluo_test("passing_test.yaml", "--format", "json").stdout)["files"][0]["cases"][0]
     )
+
+
+def test_a_yaml_file_in_rules_is_refused_without_pointing_at_fluo_test(tmp_path: Path) -> None:
+    """Review: `rules: other_test.yaml` was refused '(a rule test runs with `fluo test other_test.yaml`)', odd
+    inside `fluo test`, which was running one; the advice is for commands given the path (`fluo check t.yaml`)."""
+    (tmp_path / "other_test.yaml").write_text("cases: []\n", encoding="utf-8")
+    test = tmp_path / "a_test.yaml"
+    test.write_text("rules: other_test.yaml\ncases:\n  - name: a\n    traces: t.json\n    expect: []\n")
+    result = fluo_test(str(test))
+    assert result.exit_code == 2
+    assert "other_test.yaml is YAML, not a .fluo file: name rule files, or folders to search\n" in result.output
+    assert "fluo test" not in result.output

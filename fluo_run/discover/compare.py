@@ -1019,7 +1019,7 @@ def compare(
     try:
         analysis = with_cost_limit(analyze_paths(paths), cost_limit)
     except RuleSourceError as exc:
-        fail(f"--compare {exc}")
+        fail(f"--compare {exc.for_command_line()}")
         raise AssertionError from exc  # unreachable: fail exits
     errors = [d.format() for d in analysis.diagnostics if d.is_error]
     rules = lower(analysis)

@@ -63,7 +63,7 @@ def load_rule_set(
         files = [str(f) for f in rule_files(paths)]
         analysis = with_cost_limit(analyze_paths(paths), cost_limit)
     except RuleSourceError as exc:
-        raise RulePathError(str(exc)) from None
+        raise RulePathError(exc.for_command_line()) from None
     if not files:
         raise RulePathError(f"no .fluo files under {', '.join(str(p) for p in paths)}")
     if analysis.has_errors:
