@@ -951,7 +951,7 @@ class CompiledRule:
                 if h is result:
                     self._explain(a, ctx, obs, culprits)
                 else:  # not shown, but counted: a clause's number is its place as written
-                    obs.clause += _clauses(a)
+                    obs.clause += _clause_count(a)
             return
         if n.op == "not":
             self._explain(n.args[0], ctx, obs, culprits)
@@ -1101,9 +1101,9 @@ class _Observed:
             self.sources[name] = source
 
 
-def _clauses(n: Node) -> int:
+def _clause_count(n: Node) -> int:
     """How many clauses `n` is: the parts `and`, `or` and `not` join (`_Observed.clause`)."""
-    return sum(_clauses(a) for a in n.args) if n.op in ("and", "or", "not") else 1
+    return sum(_clause_count(a) for a in n.args) if n.op in ("and", "or", "not") else 1
 
 
 def _same_expression(a: Node | None, b: Node) -> bool:
