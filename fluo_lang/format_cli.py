@@ -8,6 +8,7 @@ import sys
 import click
 
 from .api import RuleSourceError, decode_source, rule_files
+from .diagnostics import plural
 from .format import format_source
 
 
@@ -78,7 +79,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
                 f.write_text(_bom(data) + result.text, encoding="utf-8", newline="")
                 click.echo(f"reformatted {f}", err=True)
     verb = "would be reformatted" if check else "reformatted"
-    click.echo(f"{changed} of {len(files)} file{'s' if len(files) != 1 else ''} {verb}", err=True)
+    click.echo(f"{changed} of {plural(len(files), 'file')} {verb}", err=True)
     if broken:
         sys.exit(2)
     sys.exit(1 if check and changed else 0)

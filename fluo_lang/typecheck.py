@@ -17,7 +17,7 @@ from typing import Any
 from . import ast
 from . import builtins as b
 from . import types as t
-from .diagnostics import Diagnostic, Related, article, edit_distance, error, nearest, one_based, warning
+from .diagnostics import Diagnostic, Related, article, edit_distance, error, nearest, one_based, plural, warning
 from .regex import RegexError, compile_regex
 from .values import string_literal
 
@@ -1119,10 +1119,7 @@ def _unify(types: list[t.Type]) -> t.Type:
 def _arity_message(m: b.Member, got: int) -> str:
     params = m.params
     required = sum(1 for p in params if not p.optional)
-    if required == len(params):
-        want = f"{len(params)} argument{'s' if len(params) != 1 else ''}"
-    else:
-        want = f"{required} to {len(params)} arguments"
+    want = plural(required, "argument") if required == len(params) else f"{required} to {len(params)} arguments"
     return f"`{m.name}` takes {want} ({m.signature}), got {got}"
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Any
 
+from fluo_lang.diagnostics import plural
 from fluo_lang.values import NS_LIMIT
 
 from .corpus import ROOT, Corpus, KeyStats, TraceSummary
@@ -1096,7 +1097,7 @@ def _missing(traces: list[TraceSummary], ks: KeyStats) -> list[int]:
 
 
 def _spans(n: int, what: str = "") -> str:
-    return f"{n} {what + ' ' if what else ''}span{'' if n == 1 else 's'}"
+    return plural(n, f"{what} span" if what else "span")
 
 
 def _implications(facts: list[Fact]) -> dict[int, set[int]]:

@@ -181,7 +181,7 @@ class Mutations:
             parents = {s.parent_id for s in spans}
             leaf = next((s for s in candidates if s.span_id not in parents), candidates[0])
             extra = [_clone(leaf, span_id=_new_id(leaf, i)) for i in range(bound + 1 - len(have))]
-            copies = f"{len(extra)} {'copy' if len(extra) == 1 else 'copies'}"
+            copies = plural(len(extra), "copy", "copies")
             counted = f"{bound + 1} {what}"
             return [*_copy(spans), *extra], f"with {copies} of {article(leaf.name)} {_q(leaf.name)} span ({counted})"
 
@@ -439,7 +439,7 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
             path.unlink(missing_ok=True)
         removed = test_path.is_file()
         test_path.unlink(missing_ok=True)
-        gone = f" and {len(before)} fixture{'' if len(before) == 1 else 's'}" if before else ""
+        gone = f" and {plural(len(before), 'fixture')}" if before else ""
         why = f"no test written into {tests_dir}: no rule was proposed, and a test needs rules"
         return why + (f"; removed the last run's {test_path}{gone}" if removed else "")
     cases, uncovered = build_cases(tests_dir, stem, rules, program, traces, corpus)
@@ -455,7 +455,7 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
     for path in stale:
         path.unlink(missing_ok=True)
     if stale:
-        note += f"; removed {len(stale)} fixture{'' if len(stale) == 1 else 's'} of the last run no case uses now"
+        note += f"; removed {plural(len(stale), 'fixture')} of the last run no case uses now"
     return f"wrote {test_path} with {plural(len(cases), 'case')}{note}"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fluo_lang.api import RuleSourceError, analyze_paths, lower, rule_files
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import Diagnostic
+from fluo_lang.diagnostics import Diagnostic, plural
 from fluo_lang.evaluate import Program
 
 
@@ -43,8 +43,7 @@ class RuleSet:
     @property
     def summary(self) -> str:
         n, w = len(self.program.trace_rules), len(self.program.window_rules)
-        files = f"{len(self.files)} file{'s' if len(self.files) != 1 else ''}"
-        return f"{n} per-trace rule{'s' if n != 1 else ''} and {w} windowed from {files}"
+        return f"{plural(n, 'per-trace rule')} and {w} windowed from {plural(len(self.files), 'file')}"
 
 
 def load_rule_set(
@@ -68,7 +67,7 @@ def load_rule_set(
         raise RulePathError(f"no .fluo files under {', '.join(str(p) for p in paths)}")
     if analysis.has_errors:
         errors = sum(1 for d in analysis.diagnostics if d.is_error)
-        raise RuleSetError(f"{errors} error{'s' if errors != 1 else ''} in the rules", analysis.diagnostics)
+        raise RuleSetError(f"{plural(errors, 'error')} in the rules", analysis.diagnostics)
     warnings = [d for d in analysis.diagnostics if not d.is_error]
     with_rules = {r.path for r in analysis.rules}
     without = [f for f in files if f not in with_rules]
