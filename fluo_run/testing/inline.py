@@ -61,12 +61,15 @@ def parse_duration(value: Any) -> int | None:
     """Nanoseconds of a duration written as FLUO writes it (`20ms`, `1.5s`, `0`), exactly, as the rule language
     reads a duration literal (`number_ns`); None for anything else, and for one that is no whole number of
     nanoseconds (`1.5ns`)."""
-    if isinstance(value, bool):
-        return None
-    if value == 0 or value == "0":
+    if _zero(value):
         return 0
     parts = _duration_parts(value)
     return None if parts is None else number_ns(*parts)
+
+
+def _zero(value: Any) -> bool:
+    """Whether `value` is the one duration written with no unit: `0`."""
+    return not isinstance(value, bool) and (value == 0 or value == "0")
 
 
 def _duration_parts(value: Any) -> tuple[str, int] | None:
@@ -151,14 +154,16 @@ class _Item:
         value = self.raw.get(key)
         if value is None:
             return None
-        ns = parse_duration(value)
-        parts = _duration_parts(value) if ns is None else None
-        if parts is not None:  # `1.5ns`: the rule language's FLUO109
+        if _zero(value):
+            return 0
+        parts = _duration_parts(value)
+        if parts is None:
+            raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
+        ns = number_ns(*parts)
+        if ns is None:  # `1.5ns`: the rule language's FLUO109
             nearest = number_ns(*parts, nearest=True)
             fix = f"; the nearest is {exact_duration(nearest)}" if nearest is not None and nearest < NS_LIMIT else ""
             raise self.fail(where, key, f"{_show(value)} is no whole number of nanoseconds, which durations count{fix}")
-        if ns is None:
-            raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
         if ns >= NS_LIMIT:
             raise self.fail(where, key, f"{_show(value)} is past what a span's time can hold (about 292 years)")
         return ns
