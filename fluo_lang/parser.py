@@ -47,7 +47,7 @@ counted, and this FLUO403, are marked `Diagnostic.capped`."""
 MAX_RECOVERIES = 1_000  # syntax errors met, reported or not, before the rest of the file is skipped
 
 
-def not_read(rest: str = "the rest of the file") -> str:
+def stop_message(rest: str = "the rest of the file") -> str:
     """FLUO403's message where the parser stops reading (past `MAX_RECOVERIES`), at the place it stops. What it
     counts is every place it had to recover, so a run reported as one error (1,001 stray `$`) reaches it too;
     `rest` is what goes unread (the language server reads a file rule by rule: there, the rest of the rule)."""
@@ -217,7 +217,7 @@ class _Recovery:
             pos = e.token.start_pos if isinstance(e, UnexpectedToken) else e.pos_in_stream
             start = len(self.text) if pos is None else pos
             if len(self.diagnostics) <= MAX_ERRORS:
-                self.diagnostics.append(error("FLUO403", not_read(), self.index.span(start, start), path=self.path))
+                self.diagnostics.append(error("FLUO403", stop_message(), self.index.span(start, start), path=self.path))
             line_ctr = ip.lexer_thread.state.line_ctr
             line_ctr.feed(self.text[line_ctr.char_pos :])
         if isinstance(e, UnexpectedToken) and e.token.type == "$END":

@@ -28,7 +28,7 @@ from pygls.uris import from_fs_path
 
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic, error
-from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, TOO_MANY_ERRORS, Lexeme, lex, not_read
+from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, TOO_MANY_ERRORS, Lexeme, lex, stop_message
 from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
@@ -95,8 +95,8 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
         and d.code != "FLUO213"  # the document's duplicates are found over all its chunks
     ]
     if not last:  # the parser stopped reading in this rule; the next one is read all the same
-        rest = not_read("the rest of this rule (up to the next line that starts with `rule`)")
-        diags = [replace(d, message=rest) if d.code == "FLUO403" and d.message == not_read() else d for d in diags]
+        rest = stop_message("the rest of this rule (up to the next line that starts with `rule`)")
+        diags = [replace(d, message=rest) if d.code == "FLUO403" and d.message == stop_message() else d for d in diags]
     diags += api.cost_diagnostics(analysis)  # as `fluo check`: rules that checked clean, never the sentinel
     result = ChunkAnalysis(
         rules=[r for f in analysis.files for r in f.rules if r.span.start < mine or last],

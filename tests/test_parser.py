@@ -27,9 +27,9 @@ from fluo_lang.parser import (
     _full_parse,
     _keeping_lexer,
     lex,
-    not_read,
     parse,
     parse_expression,
+    stop_message,
     without_accents,
 )
 from fluo_lang.trace import Span, Trace
@@ -78,7 +78,7 @@ def test_garbage_stops_recovering_after_max_recoveries(monkeypatch: pytest.Monke
     diags = parse("{" * 16_000, "garbage.fluo").diagnostics
     assert [d.code for d in diags] == ["FLUO100", "FLUO403"]
     assert diags[0].message == "unexpected `{`; expected an expression or one of end of file, `rule`"
-    assert diags[1].message == not_read()
+    assert diags[1].message == stop_message()
     assert diags[1].span.start == MAX_RECOVERIES  # at the first error not recovered from
     assert calls["on_error"] <= MAX_RECOVERIES + 2
     assert calls["feed"] <= 100 * MAX_RECOVERIES
