@@ -590,14 +590,20 @@ def test_fluo_eval_tells_of_a_value_nested_too_deep_in_either_encoding(tmp_path:
         assert told in result.stderr, name
 
 
+def _too_deep_test(folder: Path) -> None:
+    """In `folder`: t.pb, a span whose attribute `deep` nests lists 40 deep (past the 31 read); r.fluo, a rule
+    that reads it; r_test.yaml, a rule test of them that expects no signal."""
+    raw, _, _ = _nested(40, "array")
+    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + _ld(9, _ld(1, b"deep") + _ld(2, raw))
+    (folder / "t.pb").write_bytes(_ld(1, _ld(2, _ld(2, span_pb))))
+    (folder / "r.fluo").write_text("rule r { detect trace.has(deep.length() == 1) }\n")
+    (folder / "r_test.yaml").write_text("rules: r.fluo\ncases:\n  - name: deep\n    traces: t.pb\n    expect: []\n")
+
+
 def test_fluo_test_and_discover_tell_of_protobuf_values_nested_too_deep(tmp_path: Path) -> None:
     """A protobuf span attribute nested past the limit, read in `fluo test` and `fluo discover`, is told after
     their run (it is decoded only when read), as `fluo eval` tells it."""
-    raw, _, _ = _nested(40, "array")
-    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + _ld(9, _ld(1, b"deep") + _ld(2, raw))
-    (tmp_path / "t.pb").write_bytes(_ld(1, _ld(2, _ld(2, span_pb))))
-    (tmp_path / "r.fluo").write_text("rule r { detect trace.has(deep.length() == 1) }\n")
-    (tmp_path / "r_test.yaml").write_text("rules: r.fluo\ncases:\n  - name: deep\n    traces: t.pb\n    expect: []\n")
+    _too_deep_test(tmp_path)
     told = "fluo: warning: 1 read of an attribute value from protobuf found lists and maps nested more than 31 deep"
     result = CliRunner().invoke(cli.main, ["test", str(tmp_path / "r_test.yaml")])
     assert result.exit_code == 0, result.output
@@ -609,11 +615,7 @@ def test_fluo_test_and_discover_tell_of_protobuf_values_nested_too_deep(tmp_path
 def test_fluo_test_json_report_carries_the_values_read_as_missing(tmp_path: Path) -> None:
     """The count of protobuf values nested too deep was on stderr only: a CI job reading `--format json`
     never learnt that its fixtures had values read as missing. It is the report's `warnings` too."""
-    raw, _, _ = _nested(40, "array")
-    span_pb = _ld(1, bytes.fromhex(TID)) + _ld(2, bytes.fromhex(ROOT)) + _ld(9, _ld(1, b"deep") + _ld(2, raw))
-    (tmp_path / "t.pb").write_bytes(_ld(1, _ld(2, _ld(2, span_pb))))
-    (tmp_path / "r.fluo").write_text("rule r { detect trace.has(deep.length() == 1) }\n")
-    (tmp_path / "r_test.yaml").write_text("rules: r.fluo\ncases:\n  - name: deep\n    traces: t.pb\n    expect: []\n")
+    _too_deep_test(tmp_path)
     told = "1 read of an attribute value from protobuf found lists and maps nested more than 31 deep, read as missing"
     result = CliRunner().invoke(cli.main, ["test", "--format", "json", str(tmp_path / "r_test.yaml")])
     assert result.exit_code == 0, result.output
