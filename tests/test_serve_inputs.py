@@ -213,6 +213,17 @@ def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
             "--otlp-logs: 'http://collector:99999' is not an http(s) URL with a host; give e.g. http://collector:4317",
         ),
         (
+            ["--webhook", "ftp://alerts/fluo?token=s3cret"],
+            "--webhook: 'ftp://alerts/fluo?token=***' is not an http(s) URL with a host; give e.g."
+            " https://alerts.example.com/fluo",
+        ),
+        (
+            ["--otlp-logs", "http://user:s3cret@collector:4317", "--otlp-logs-protocol", "grpc"],
+            "--otlp-logs http://***@collector:4317: user info (user:password@) is not sent over gRPC; give the"
+            " credentials as gRPC metadata instead: OTEL_EXPORTER_OTLP_LOGS_HEADERS='authorization=Basic%20BASE64'"
+            " (or use --otlp-logs-protocol http, which sends them as Basic auth)",
+        ),
+        (
             ["--trace-idle", "1.5m", "--no-db"],
             "--max-trace-age (1m; 60s unless given) must be at least --trace-idle (1.5m); give --max-trace-age too,"
             " e.g. --max-trace-age 3m",
@@ -226,6 +237,8 @@ def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
         "webhook-scheme",
         "otlp-logs",
         "otlp-logs-port",
+        "webhook-query-key",
+        "otlp-logs-grpc-user-info",
         "trace-idle-past-max-age",
         "db-and-no-db",
         "empty-rules",

@@ -24,6 +24,7 @@ import pytest
 from reader_support import as_reader
 from serve_support import LoopbackServer, wait_for
 
+from fluo_run.serve.config import redacted
 from fluo_run.serve.metrics import Metrics
 from fluo_run.serve.sinks import (
     Batch,
@@ -570,9 +571,26 @@ def test_the_secrets_of_a_webhook_or_otlp_logs_url_are_not_logged(
     assert "HTTP 503; retrying" in caplog.text and "refused the signals: HTTP 400" in caplog.text
     assert "abc123" not in caplog.text and "s3cret" not in caplog.text
     logs = OtlpLogsSink("http://u:p4ss@127.0.0.1:9/x?key=k3y")
-    assert logs.label == "otlp logs (http http://u:***@127.0.0.1:9/x?key=***)"
+    assert logs.label == "otlp logs (http http://***@127.0.0.1:9/x?key=***)"
     hidden = WebhookSink("https://user:s3cret@example.com/h?a=1&b&c=2#f").label
-    assert hidden == "webhook (https://user:***@example.com/h?a=***&b&c=***#f)"
+    assert hidden == "webhook (https://***@example.com/h?a=***&b&c=***#f)"
+
+
+@pytest.mark.parametrize(
+    ("url", "login"),
+    [
+        ("https://user:p@s3cret@hooks.example.com/x", "user:p@s3cret"),  # an unencoded `@` in the password
+        ("https://s3cretkey@hooks.example.com/x", "s3cretkey:"),  # a key as the user name alone (a Sentry DSN)
+    ],
+)
+def test_the_whole_user_info_of_a_url_is_hidden(url: str, login: str) -> None:
+    """Review: `redacted` hid the password up to its first `@` only (`user:***@s3cret@host`), and a user name
+    alone not at all; both are sent as Basic auth, both are secrets. Everything up to the last `@` of the
+    authority shows as `***`."""
+    sink = WebhookSink(url)
+    assert sink.label == "webhook (https://***@hooks.example.com/x)"
+    assert redacted(f"failed: {url}: refused") == "failed: https://***@hooks.example.com/x: refused"
+    assert sink.headers["Authorization"] == "Basic " + base64.b64encode(login.encode()).decode()
 
 
 def test_a_webhook_url_with_a_login_sends_it_as_basic_auth() -> None:

@@ -66,15 +66,17 @@ def parse_address(text: str, setting: str) -> tuple[str, int]:
     return host, int(port)
 
 
-_USERINFO_PASSWORD = re.compile(r"(//[^/?#@:\s]*):[^/?#@\s]*@")
+_USERINFO = re.compile(r"//[^/?#\s]*@")
+"""The user info of a URL, up to the last `@` of its authority: a password may hold an unencoded `@`, and a
+user name alone may be the key (`https://KEY@host`, as a Sentry DSN has it, sent as Basic auth `KEY:`)."""
 _QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=[^&#\s]*")
 
 
 def redacted(text: str) -> str:
-    """`text` with the secrets a webhook or OTLP endpoint URL in it may carry shown as `***`: the password of
-    its user info (`https://user:***@host`) and the value of each query parameter (`?token=***`), which chat
-    webhooks use for their key. Every log line, error and label that shows such a URL shows it so."""
-    return _QUERY_VALUE.sub(r"\1=***", _USERINFO_PASSWORD.sub(r"\1:***@", text))
+    """`text` with the secrets a webhook or OTLP endpoint URL in it may carry shown as `***`: its user info,
+    user name and password (`https://***@host`), and the value of each query parameter (`?token=***`), which
+    chat webhooks use for their key. Every log line, error and label that shows such a URL shows it so."""
+    return _QUERY_VALUE.sub(r"\1=***", _USERINFO.sub("//***@", text))
 
 
 def check_url(url: str, setting: str, example: str) -> None:
@@ -85,7 +87,7 @@ def check_url(url: str, setting: str, example: str) -> None:
     except ValueError:  # a port that is no number or past 65535
         valid = False
     if not valid:
-        raise ConfigError(f"{setting}: {redacted(repr(url))} is not an http(s) URL with a host; give e.g. {example}")
+        raise ConfigError(f"{setting}: {redacted(url)!r} is not an http(s) URL with a host; give e.g. {example}")
 
 
 REMEMBERED_SUFFIX = ".trace-ids"
@@ -263,6 +265,12 @@ class ServeConfig:
         if self.otlp_logs is not None:
             port = 4317 if self.otlp_logs_protocol == "grpc" else 4318
             check_url(self.otlp_logs, "--otlp-logs", f"http://collector:{port}")
+            if self.otlp_logs_protocol == "grpc" and "@" in urlsplit(self.otlp_logs).netloc:
+                raise ConfigError(
+                    f"--otlp-logs {redacted(self.otlp_logs)}: user info (user:password@) is not sent over gRPC; give"
+                    " the credentials as gRPC metadata instead: OTEL_EXPORTER_OTLP_LOGS_HEADERS="
+                    "'authorization=Basic%20BASE64' (or use --otlp-logs-protocol http, which sends them as Basic auth)"
+                )
 
 
 def load_config_file(path: str) -> dict[str, Any]:

@@ -788,7 +788,9 @@ class OtlpLogsSink(Sink):
             import grpc
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcExporter
 
-            target = self.endpoint.removeprefix("http://").removeprefix("https://")
+            # user info is refused for gRPC at the start (`ServeConfig.check`); left in, gRPC would take it for
+            # part of the host name, and say it, password and all, in every error
+            target = urllib.parse.urlsplit(self.endpoint).netloc.rpartition("@")[2]
             self.exporter = GrpcExporter(
                 endpoint=target,
                 insecure=not self.endpoint.startswith("https://"),
