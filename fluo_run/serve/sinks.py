@@ -41,6 +41,7 @@ except ImportError:  # Windows: no flock; a second serve on a store is not refus
 
 from .config import LOCK_SUFFIX, beside, redacted
 from .metrics import Metrics
+from .receivers import Throttled
 from .store import QUICK_CHECK_SECONDS, NotAStore, SignalStore, error_code, is_corrupt, is_transient, recovery
 
 log = logging.getLogger("fluo.serve")
@@ -302,8 +303,9 @@ class SqliteSink(Sink):
             return "moved or replaced"
         return "" if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino) else "moved or replaced"
 
-    def _let_go(self) -> None:
-        """Close the store file that is no longer at the path, once its -wal is all in it.
+    def _let_go(self, gone: str = "moved or replaced") -> None:
+        """Close the store file that is no longer at the path, once its -wal is all in it; TransientSinkError
+        while a reader of it keeps the checkpoint from finishing.
 
         The -wal (and -shm) keep the path's name: left with frames in it, its signals would be missing from
         the moved file, and a new store made at the path would take the old one's pages as its own."""
@@ -311,10 +313,13 @@ class SqliteSink(Sink):
         try:
             busy = self.store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
         except sqlite3.Error as exc:
-            raise TransientSinkError(f"cannot move the last signals into the moved store {self.path}: {exc}") from exc
+            raise TransientSinkError(
+                f"cannot move the last signals into the old store {self.path} ({gone}): {exc}"
+            ) from exc
         if busy:
             raise TransientSinkError(
-                f"cannot move the last signals into the moved store {self.path} yet: a reader of it is still open"
+                f"cannot move the last signals into the old store {self.path} ({gone}) yet: a reader of it (a"
+                " connection opened before) is still open; the new store waits for it, signals queue meanwhile"
             )
         self._close_store()
 
@@ -324,10 +329,12 @@ class SqliteSink(Sink):
         self._let_go_if_gone()
 
     def _let_go_if_gone(self) -> None:
+        """Let go of the store file when it is no longer at the path; the warning says so once it is let go of,
+        so that a moved file is whole once it is logged (TransientSinkError until then: `_let_go`)."""
         gone = "" if self.store is None else self._gone()
         if gone:
+            self._let_go(gone)
             log.warning("signal store %s was %s while serve runs; a new one is made there", self.path, gone)
-            self._let_go()
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         self._let_go_if_gone()
@@ -984,6 +991,9 @@ class SinkWorker:
         self._last_drop_log = 0.0
         self._unlogged = 0
         self._retry_logged = 0.0
+        self._idle_failed = Throttled(log, logging.WARNING, self.LOG_EVERY)
+        """What an idle moment's work (`Sink.idle`) failed at, tried again at each: a warning, at most every
+        LOG_EVERY seconds."""
         metrics.sink_queue.labels(sink.name).set_function(self.queue.qsize)
         metrics.sink_added(sink.name)
 
@@ -1185,7 +1195,7 @@ class SinkWorker:
                     try:
                         self.sink.idle()
                     except Exception as exc:  # tried again at the next idle moment, or with the next batch
-                        log.debug("sink %s: %s", self.sink.name, exc)
+                        self._idle_failed("sink %s: %s (tried again in 0.5s)", self.sink.name, exc)
                 continue
             with self._lock:
                 if self._abandoned:
