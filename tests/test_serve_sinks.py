@@ -24,6 +24,7 @@ import pytest
 from reader_support import as_reader
 from serve_support import LoopbackServer, wait_for
 
+from fluo_run.serve import sinks as sinks_module
 from fluo_run.serve.config import redacted
 from fluo_run.serve.metrics import Metrics
 from fluo_run.serve.sinks import (
@@ -571,6 +572,55 @@ def test_a_second_sink_on_a_store_in_use_is_refused_until_the_first_closes(tmp_p
     third = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
     assert third.start() == []
     assert third.close(5) == 0
+
+
+def test_a_second_sink_on_a_store_in_use_is_refused_before_it_reads_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: the second serve opened the store (its quick_check and schema, on a live store) and only then
+    found the lock held. The lock is taken first: the store is not opened at all."""
+    path = tmp_path / "s.db"
+    first = SqliteSink(path)
+    first.open()
+    opened: list[Path] = []
+
+    class Recorded(SignalStore):
+        def __init__(self, path: Path | str, **kwargs: Any) -> None:
+            opened.append(Path(path))
+            super().__init__(path, **kwargs)
+
+    monkeypatch.setattr(sinks_module, "SignalStore", Recorded)
+    try:
+        with pytest.raises(SinkError, match="is in use by another fluo serve"):
+            SqliteSink(path).open()
+    finally:
+        first.close()
+    assert opened == []
+
+
+def test_a_lock_file_that_cannot_be_written_leaves_no_descriptor_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: os.pwrite of the process id failing (a full disk, a quota) let a raw OSError out of StoreLock.take
+    with the locked descriptor still open; the retry was refused as "in use by another fluo serve" naming this
+    very process. The descriptor is closed and the error says what failed."""
+    path = tmp_path / "s.db"
+    sink = SqliteSink(path)
+
+    def full(*args: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "pwrite", full)
+        with pytest.raises(SinkError) as failed:
+            sink.open()
+    assert str(failed.value) == (
+        f"{path}: cannot write this process's id into its lock file {path}.lock (No space left on device)"
+    )
+    assert not path.exists()  # refused before the store was made
+    sink.open()
+    assert sink.store is not None
+    sink.close()
 
 
 def test_a_store_can_be_pruned_while_it_is_written(tmp_path: Path, quick_retries: None) -> None:

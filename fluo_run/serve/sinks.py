@@ -225,6 +225,30 @@ class SqliteSink(Sink):
         return f"sqlite ({self.path})"
 
     def open(self) -> None:
+        """Take the store's lock (at the first open), then open the store: a second serve on a live store is
+        refused before it reads a page of it (quick_check, schema)."""
+        took = self._lock is None
+        if took:
+            self._lock = self._take_lock()
+        try:
+            self._open_store()
+        except BaseException:
+            if took and self._lock is not None:  # held from the first open that succeeds to the last close
+                lock, self._lock = self._lock, None
+                lock.release()
+            raise
+
+    def _take_lock(self) -> StoreLock | None:
+        try:
+            return StoreLock.take(self.path)
+        except NoLockFile as no_lock:
+            try:  # the store's own problem (no such folder, one not writable, a folder at the path) says it better
+                SignalStore(self.path, timeout=self.BUSY_TIMEOUT).close()
+            except Exception as exc:
+                raise self._open_problem(exc) from exc
+            raise no_lock from None
+
+    def _open_store(self) -> None:
         try:
             store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT, check_seconds=QUICK_CHECK_SECONDS)
         except Exception as exc:
@@ -235,13 +259,6 @@ class SqliteSink(Sink):
         except OSError as exc:
             store.close()
             raise SinkError(f"{self.path}: the file {self.path} is not writable ({exc.strerror})") from None
-        try:
-            if self._lock is None:
-                self._lock = StoreLock.take(self.path)
-        except BaseException:
-            os.close(held)
-            store.close()
-            raise
         self.store, self._held = store, held
         if store.unchecked:
             log.warning(
@@ -380,6 +397,10 @@ class SqliteSink(Sink):
                 lock.release()
 
 
+class NoLockFile(SinkError):
+    """The lock file beside a store cannot be made (its folder missing or not writable)."""
+
+
 class StoreLock:
     """`FILE.lock` beside a store, held locked (flock) by the one `fluo serve` that writes the store; it holds
     that serve's process id. The kernel lets go of the lock when the process ends, however it ends."""
@@ -390,19 +411,23 @@ class StoreLock:
 
     @classmethod
     def take(cls, store: Path) -> StoreLock | None:
-        """The lock of `store`; SinkError when another process holds it. None where locks are not to be had
-        (no flock on this system, or on this file system): a warning says the store is not guarded."""
-        path = beside(store, LOCK_SUFFIX)
+        """The lock of `store`; SinkError when another process holds it (NoLockFile when the lock file cannot be
+        made). None where locks are not to be had (no flock on this system, or on this file system): a warning
+        says the store is not guarded."""
         if fcntl is None:
             return None
+        path = beside(store, LOCK_SUFFIX)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise SinkError(f"{store}: cannot make its lock file {path} ({exc.strerror})") from None
+            raise NoLockFile(f"{store}: cannot make its lock file {path} ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_pid(fd)
+            try:
+                holder = _read_pid(fd)
+            except OSError:
+                holder = None
             os.close(fd)
             who = f"process {holder}" if holder else "another process"
             raise SinkError(
@@ -417,8 +442,14 @@ class StoreLock:
                 exc.strerror,
             )
             return None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:  # a full disk, a quota: the descriptor (and the lock) go with it
+            os.close(fd)
+            raise SinkError(
+                f"{store}: cannot write this process's id into its lock file {path} ({exc.strerror})"
+            ) from None
         return cls(path, fd)
 
     def release(self) -> None:
