@@ -545,6 +545,7 @@ class Runtime:
         # refused (503/UNAVAILABLE, retryable), not answered OK into a buffer nobody reads any more.
         await self._until(lambda: not self.intake.decoding, min(t0 + RECEIVER_DRAIN, self._handover_deadline))
         self.intake.sealed = True
+        sealed_after = time.monotonic() - t0  # RECEIVER_DRAIN, or less: the decodes done, or a short deadline
         drained = self.buffer.drain()
         report.traces_at_shutdown = sum(1 for c in drained if c.spans)
         self.sinks.cut_short(self._handover_deadline)
@@ -590,10 +591,10 @@ class Runtime:
             await self._abort_connections()
         if self.intake.refused_decoded:
             log.warning(
-                "shutdown: %d export(s) still being decoded %gs into the stop refused (503/UNAVAILABLE; "
+                "shutdown: %d export(s) still being decoded %.2fs into the stop refused (503/UNAVAILABLE; "
                 "their senders retry)",
                 self.intake.refused_decoded,
-                RECEIVER_DRAIN,
+                sealed_after,
             )
         report.seconds = time.monotonic() - t0
         (log.error if report.exit_code else log.info)("%s", report.line())
