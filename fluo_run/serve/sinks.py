@@ -309,16 +309,28 @@ class SqliteSink(Sink):
 
     def _gone(self) -> str:
         """What became of the open store file: "" (still at the path), "deleted", or "moved or replaced" (renamed, or
-        another file put at the path)."""
+        another file put at the path). One fstat and one stat: it runs before each batch."""
         if self._held is None:
             return ""
-        if os.fstat(self._held).st_nlink == 0:
+        st = self._held_stat()
+        if st.st_nlink == 0:
             return "deleted"
         try:
-            st, now = os.fstat(self._held), os.stat(self.path)
+            now = os.stat(self.path)
         except OSError:
             return "moved or replaced"
         return "" if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino) else "moved or replaced"
+
+    def _held_stat(self) -> os.stat_result:
+        """fstat of the open store file; TransientSinkError when it fails (ESTALE on NFS), the batch kept."""
+        assert self._held is not None
+        try:
+            return os.fstat(self._held)
+        except OSError as exc:
+            raise TransientSinkError(
+                f"cannot tell whether {self.path} is still the store written to (fstat: {exc.strerror or exc}); the"
+                " batch is kept and written again"
+            ) from exc
 
     def _let_go(self, gone: str = "moved or replaced") -> None:
         """Close the store file that is no longer at the path, once its -wal is all in it; TransientSinkError
@@ -356,9 +368,10 @@ class SqliteSink(Sink):
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         self._let_go_if_gone()
         self._add(batch)
-        if self._gone() == "deleted":  # between the look above and the commit: the batch went nowhere
+        # deleted between the look above and the commit: the batch went nowhere (one fstat: the batch is in)
+        if self._held is not None and self._held_stat().st_nlink == 0:
             log.warning("signal store %s was deleted while serve wrote to it; writing the last batch anew", self.path)
-            self._let_go()
+            self._let_go("deleted")
             self._add(batch)
 
     def _add(self, batch: Batch) -> None:
