@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
+import functools
 import http.server
 import json
 import logging
@@ -592,6 +593,14 @@ def test_a_stale_store_handle_is_retried_not_a_bug_that_drops_the_batch(
     assert rows(path) == ([0, 1] if failing == 1 else [0, 0, 1, 1])  # after the commit: at least once
 
 
+def _start_problems(path: Path) -> str:
+    """What an SQLite sink at `path` says when started (as JSON: `as_reader` runs it in a child as `nobody`)."""
+    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
+    problems = sinks.start()
+    sinks.close(1)
+    return json.dumps(problems)
+
+
 def test_a_read_only_store_file_is_refused_at_start() -> None:
     """QA: a store file left by a stopped run and made read only (chmod 444) was opened (SQLite opens such a
     file read only) and every signal then dropped: "attempt to write a readonly database". As root, serve is
@@ -603,13 +612,7 @@ def test_a_read_only_store_file_is_refused_at_start() -> None:
         SignalStore(path).close()
         path.chmod(0o444)
 
-        def start() -> str:
-            sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
-            problems = sinks.start()
-            sinks.close(1)
-            return json.dumps(problems)
-
-        assert json.loads(as_reader(start)) == [
+        assert json.loads(as_reader(functools.partial(_start_problems, path))) == [
             f"cannot open sink sqlite: {path}: the file {path} is not writable (Permission denied)"
         ]
     finally:
@@ -1331,13 +1334,7 @@ def test_a_writable_store_in_a_read_only_folder_names_the_folder() -> None:
         ro.chmod(0o555)
         folder.chmod(0o755)
 
-        def start() -> str:
-            sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
-            problems = sinks.start()
-            sinks.close(1)
-            return json.dumps(problems)
-
-        assert json.loads(as_reader(start, folders=[ro])) == [
+        assert json.loads(as_reader(functools.partial(_start_problems, path), folders=[ro])) == [
             f"cannot open sink sqlite: {path}: the folder {ro} is not writable, and SQLite makes s.db-wal and "
             "s.db-shm beside the store (attempt to write a readonly database)"
         ]
