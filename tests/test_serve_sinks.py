@@ -346,15 +346,21 @@ def test_a_store_locked_at_start_is_retried_until_it_opens(tmp_path: Path, quick
     assert sinks.close(5) == 0
 
 
+def _started_with_two(path: Path, metrics: Metrics | None = None) -> SinkSet:
+    """An SQLite sink at `path`, started, once its first two signals (0 and 1) are in the store."""
+    sinks = SinkSet([SqliteSink(path)], metrics or Metrics(), capacity=100)
+    assert sinks.start() == []
+    sinks.publish(stored(2))
+    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    return sinks
+
+
 def test_a_store_locked_while_running_keeps_the_batch_and_retries(
     tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "s.db"
     metrics = Metrics()
-    sinks = SinkSet([SqliteSink(path)], metrics, capacity=100)
-    assert sinks.start() == []
-    sinks.publish(stored(2))
-    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    sinks = _started_with_two(path, metrics)
     with locked(path) as release:
         sinks.publish(stored(3, 2))
         wait_for(lambda: sinks.health() == {"sqlite": "retrying"}, what="the sink to notice the lock")
@@ -382,10 +388,7 @@ def test_a_store_deleted_while_running_is_noticed_and_made_anew(
     tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "s.db"
-    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
-    assert sinks.start() == []
-    sinks.publish(stored(2))
-    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    sinks = _started_with_two(path)
     for p in tmp_path.glob("s.db*"):
         p.unlink()
     with caplog.at_level(logging.WARNING, logger="fluo.serve"):
@@ -401,10 +404,7 @@ def test_a_store_moved_aside_keeps_what_was_written_to_it(
     """QA: after `mv s.db s.db.1` while serve ran, the signals still in s.db-wal (all since the last checkpoint)
     were in neither file: the -wal keeps the path's name and was never checkpointed into the moved file."""
     path, moved = tmp_path / "s.db", tmp_path / "s.db.1"
-    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
-    assert sinks.start() == []
-    sinks.publish(stored(2))
-    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    sinks = _started_with_two(path)
     path.rename(moved)
     with caplog.at_level(logging.WARNING, logger="fluo.serve"):
         sinks.publish(stored(3, 2))
@@ -418,10 +418,7 @@ def test_a_store_moved_aside_keeps_what_was_written_to_it(
 def test_a_store_moved_aside_is_whole_within_a_second_with_no_signal_since(tmp_path: Path) -> None:
     """The moved file lacked what its -wal held until a next batch came, however long that took."""
     path, moved = tmp_path / "s.db", tmp_path / "s.db.1"
-    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
-    assert sinks.start() == []
-    sinks.publish(stored(2))
-    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    sinks = _started_with_two(path)
     path.rename(moved)
     wait_for(lambda: rows(moved) == [0, 1], timeout=3, what="the moved file to hold them")
     assert not path.exists()  # the new store is made with the next batch
@@ -446,10 +443,7 @@ def test_a_store_moved_aside_while_a_reader_holds_it_is_said_moved_once_and_only
     said = WhenSaid()
     logging.getLogger("fluo.serve").addHandler(said)
     try:
-        sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
-        assert sinks.start() == []
-        sinks.publish(stored(2))
-        wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+        sinks = _started_with_two(path)
         with caplog.at_level(logging.WARNING, logger="fluo.serve"), contextlib.closing(sqlite3.connect(path)) as reader:
             reader.execute("BEGIN")
             reader.execute("SELECT count(*) FROM signals").fetchone()
@@ -476,10 +470,7 @@ def test_a_store_moved_aside_just_before_the_stop_is_whole_after_it(
     in s.db-wal, and the next start's new store at the path took the moved one's pages as its own."""
     monkeypatch.setattr(SqliteSink, "idle", lambda self: None)  # the stop, not an idle moment, lets go of it
     path, moved = tmp_path / "s.db", tmp_path / "s.db.1"
-    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
-    assert sinks.start() == []
-    sinks.publish(stored(2))
-    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    sinks = _started_with_two(path)
     path.rename(moved)
     assert sinks.close(5) == 0
     assert rows(moved) == [0, 1]
@@ -494,10 +485,7 @@ def test_a_store_moved_aside_just_before_the_stop_is_whole_after_it(
 def test_a_store_deleted_without_its_wal_is_not_remade_from_it(tmp_path: Path, quick_retries: None) -> None:
     """`rm s.db` leaves s.db-wal with the deleted store's pages: a store made anew at the path took them as its own."""
     path = tmp_path / "s.db"
-    sinks = SinkSet([SqliteSink(path)], Metrics(), capacity=100)
-    assert sinks.start() == []
-    sinks.publish(stored(2))
-    wait_for(lambda: rows(path) == [0, 1], what="the first signals")
+    sinks = _started_with_two(path)
     path.unlink()
     sinks.publish(stored(3, 2))
     wait_for(lambda: rows(path) != [], what="a new store")
