@@ -179,8 +179,9 @@ class Sink:
 
 
 class OpenFile:
-    """Whether a path is still the file a sink has open, by device and inode: a store deleted or
-    replaced, or a log rotated, under it. The path is looked at most once every `every` seconds."""
+    """Whether a path is still the file a sink has open, by device and inode: a JSON-lines file rotated
+    (renamed or deleted) under it. The path is looked at most once every `every` seconds. (The store keeps
+    a descriptor of its file instead: `SqliteSink._gone`.)"""
 
     def __init__(self) -> None:
         self.identity: tuple[int, int] | None = None
