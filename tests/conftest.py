@@ -9,12 +9,41 @@ beyond those examples (a nightly job, or after changing the parser or typechecke
 
 `explore` draws fresh examples each run, keeps the failing ones in `.hypothesis/` (replayed
 first on the next run) and prints a `@reproduce_failure(...)` line to paste onto the test.
+Most property tests pin `max_examples` to what CI affords; `--hypothesis-scale N` runs each
+with N times as many (with either profile):
+
+    python -m pytest --hypothesis-profile=explore --hypothesis-scale=10 -k "propert or fuzz"
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import settings
+from hypothesis_scale import scale_examples, scale_factor
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile("ci")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--hypothesis-scale",
+        type=scale_factor,
+        default=1.0,
+        metavar="N",
+        help="run each Hypothesis test with N times its max_examples (N >= 1)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    factor: float = config.getoption("--hypothesis-scale")
+    if factor == 1:
+        return
+    scaled: set[int] = set()  # a parametrized test is one function under several items
+    for item in items:
+        test: Any = getattr(item, "obj", None)
+        if test is not None and id(test) not in scaled and scale_examples(test, factor):
+            scaled.add(id(test))
