@@ -627,7 +627,9 @@ class _Checker:
             rt = self.check(e.right, scope)
             self.unfit_typo(e.left, lambda ty: ty == t.STRING or ty.is_list)
             if lt.is_list:
-                if not t.comparable(lt.elem or t.ANY, rt, ordering=False):
+                if rt == t.ANY and lt.elem == t.DURATION:  # as `x in [1s]`: the number would be read as nanoseconds
+                    self.err("FLUO300", f"`contains`: {lt} cannot contain any{_unit_hint(e.right)}", e.span)
+                elif not t.comparable(lt.elem or t.ANY, rt, ordering=False):
                     self.unfit_element(
                         e, e.right, rt, e.left, f"`contains`: {article(lt)} cannot contain {article(rt)}"
                     )

@@ -129,12 +129,24 @@ def test_the_meant_forms_are_quiet() -> None:
         ("5s < queue.wait_ms", "queue.wait_ms * 1ms"),
         ('attributes["t"] == 1s', "amount * 1ms"),
         ("x in [1s, 2s]", "x * 1ms"),
+        # QA: `contains`, `in` turned round, let the attribute's number through
+        ("[1s, 2s] contains x", "x * 1ms"),
+        ('[1s] contains attributes["t"]', "amount * 1ms"),
     ],
 )
 def test_an_attribute_compared_with_a_duration_needs_a_unit(pred: str, example: str) -> None:
     d = _only(_where(pred))
     assert (d.code, d.is_error) == ("FLUO300", True)
     assert d.message.endswith(f"an attribute's number has no unit: give it one, e.g. `{example}`")
+
+
+def test_an_attribute_looked_for_among_durations_is_told_alike_either_way_round() -> None:
+    """`x in [1s]` and `[1s] contains x`: the same code, at the same place, naming the same types."""
+    by_in, by_contains = _only(_where("x in [1s, 2s]")), _only(_where("[1s, 2s] contains x"))
+    assert by_in.code == by_contains.code == "FLUO300"
+    assert by_in.span.start == by_contains.span.start  # the whole comparison, either way round
+    assert by_in.message.startswith("`in`: cannot look for any in list<duration>;"), by_in.message
+    assert by_contains.message.startswith("`contains`: list<duration> cannot contain any;"), by_contains.message
 
 
 def test_an_attribute_given_a_unit_compares_with_a_duration() -> None:
