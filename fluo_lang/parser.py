@@ -388,9 +388,20 @@ class _Recovery:
             message = f"`{path}` is no number or duration ({why}): a duration is a number and one of {_UNITS}"
         elif self.text[end:].lstrip(" \t").startswith("("):
             # `whereé(...)`: called, so a method's name mistyped, never an attribute key
-            message = f"`{path.rpartition('.')[2]}` is no method name ({why})"
+            method = path.rpartition(".")[2]
+            message = f"`{method}` is no method name ({why})"
             close = self.closing(self.text.index("(", end))
             if close is None:
+                # `whereé(x` with no `)`: the receiver stays and the name is read as a method's, so the `(` opens
+                # its arguments and the `)` missing is its own error, not the rest read as metadata keys
+                named = end - len(method)
+                at_name = 0
+                while at_name < len(stack) and _start_of(stack[-1 - at_name]) >= named:
+                    at_name += 1
+                if named > start and at_name < len(stack) and _is_token(stack[-1 - at_name], ("DOT",)):
+                    self._read_as(ip, start, end, message, None, at_name)
+                    ip.feed_token(self.token("IDENT", _MISSING, named, end))
+                    return True
                 self._read_as(ip, start, end, message, None, take_back)
                 ip.feed_token(self.token("IDENT", _MISSING, start, end))
                 return True
@@ -797,16 +808,22 @@ class _Recovery:
         return True
 
     def _word_after_clause(self, ip: Any, word: Token, tok: Token) -> bool:
-        """`expect a bands trace.x`: after the clause's whole expression a word that is no operator (shifted as a
-        metadata key) before an operand that cannot be a metadata value (`trace.x`, not `'x'`). One error at the
-        word: the clause's expression ends there, where an operator goes. The clause is reopened and the word read
-        as a missing operator, so what follows is its right operand, not a key and its value."""
+        """`expect a bands trace.x`, `expect a bands 'x'`: after the clause's whole expression a word that is no
+        operator nor metadata key (shifted as a key) before an operand. One error at the word: the clause's
+        expression ends there, where an operator goes. The clause is reopened and the word read as a missing
+        operator, so what follows is its right operand, not a key and its value.
+
+        A word that starts a line, before what may be a metadata value (`bands 'x'`, `bands trace`), is read as
+        a key without its `:`, as likely there; on the expression's line it is not."""
         name = str(word.value)
         if name == _MISSING or name in ast.META_KEYS or meta_key_meant(name) is not None:
             return False
         after = _next_terminal(self.text, tok.end_pos or 0)
-        if after is None or _feedable(ip, ["COLON", tok.type, after]):
-            return False  # `bands trace`, `bands 'x'`: a key without its `:` is as likely
+        if after is None:
+            return False
+        line = _before_space(self.text, word.start_pos or 0)
+        if (line == 0 or self.text[line - 1] in "\r\n") and _feedable(ip, ["COLON", tok.type, after]):
+            return False
         values = ip.parser_state.value_stack
         clause = values[-2].children[-1] if len(values) >= 2 and isinstance(values[-2], Tree) else None
         if not isinstance(clause, Tree) or not self._reopen_clause(ip, ["AND", tok.type, after]):
@@ -1696,7 +1713,9 @@ def _operator_meant(word: str) -> str | None:
 
     A word of four letters or more is `and` or `not` only as the operator with letters doubled (`andd`, `nnott`):
     one or two edits from them is also a name people write (`band`, `note`, `bands`, `notes`, `sandy`). Only the
-    long operators, `contains` and `matches`, are guessed by edit distance (`contians`, `matchs`).
+    long operators, `contains` and `matches`, are guessed by edit distance (`contians`, `matchs`), and only from a
+    word with their first letter: a slip keeps it, while another first letter makes a word of its own (`catches`,
+    `batches`, `watches`, one edit from `matches`).
     """
     low = word.lower()
     if low in _FOREIGN_WORDS:
@@ -1706,7 +1725,8 @@ def _operator_meant(word: str) -> str | None:
     squeezed = _REPEATS.sub(r"\1", low)
     if squeezed in ("and", "not"):
         return squeezed
-    return nearest(low, _LONG_OPERATORS) if len(low) >= 5 else None
+    meant = nearest(low, _LONG_OPERATORS) if len(low) >= 5 else None
+    return meant if meant is not None and meant[0] == low[0] else None
 
 
 def _keyword_meant(word: str) -> str | None:
@@ -2607,6 +2627,9 @@ class _Builder:
         meant_unit = unit if unit in DURATION_UNITS else _MICRO_ALONE.get(unit) or _folded_unit(unit)
         message = _NO_EXPONENT
         fix = ns = None
+        greek = unit == "\u03bcs"  # as `500μs` and `1e3 μs` say: the fix is `us`, the micro sign's `µs` too
+        if greek:
+            message += _GREEK_MU
         if unit in _MICRO_ALONE:
             message += f", and `{unit}` is an incomplete unit (microseconds are `us`, or `µs` with the micro sign)"
         if meant_unit is None:
@@ -2623,6 +2646,8 @@ class _Builder:
                 if unit in _MICRO_ALONE:
                     fix = self.micro_fix(tok, fix)
                 message += f": write `{fix}`" if fix else f": write a plain number and one of {_UNITS}"
+                if greek and fix:
+                    message += _micro_sign_too(_plain_decimal(number))
         self.diagnostics.append(error("FLUO100", message, self.span_of(tok), path=self.path, suggestion=fix))
         return ns
 

@@ -900,6 +900,25 @@ def test_a_name_near_an_operator_is_no_operator_guess(text: str, first: str) -> 
     assert not any("did you mean" in d.message for d in diagnostics), [d.message for d in diagnostics]
 
 
+@pytest.mark.parametrize(
+    ("word", "meant"),
+    [
+        ("matchs", "matches"),
+        ("mathces", "matches"),
+        ("containz", "contains"),
+        ("contians", "contains"),
+        # QA: one edit from `matches` with another first letter is a word of its own, no slip
+        ("catches", None),
+        ("batches", None),
+        ("watches", None),
+    ],
+)
+def test_an_operator_is_guessed_only_from_a_word_with_its_first_letter(word: str, meant: str | None) -> None:
+    diagnostics = analyze([("r.fluo", f"trace.spans.where(name {word} 'a').exists()")]).diagnostics
+    guesses = [d.suggestion for d in diagnostics if "did you mean" in d.message]
+    assert guesses == ([meant] if meant else []), [d.format() for d in diagnostics]
+
+
 def test_an_operator_slip_after_a_clause_is_read_on_and_a_metadata_key_stays_one() -> None:
     """`expect a AND b`: the word after a clause's whole expression is a metadata key only if a `:` follows it;
     before an operand it is the operator, and the rest is read as its right operand (editor tour: it was FLUO210
@@ -1147,7 +1166,13 @@ def test_a_sliding_window_is_one_error_without_a_fix(clause: str, before: str) -
         ('trace.spans.where(name matches "\\d+\\.").exists()', "invalid escapes `\\d`, `\\.` in string"),
         ("trace.spans.where(duration > 1e3s).exists()", "a duration takes no exponent: write `1000s`"),
         ("trace.duration < 1e30s", "a duration takes no exponent, and `1e30s` is past what a duration holds"),
-        ("trace.spans.where(duration < 1e3\u03bcs).exists()", "a duration takes no exponent: write `1000us`"),
+        # QA: the Greek mu went unsaid here, where `500μs` and `1e3 μs` say it
+        (
+            "trace.spans.where(duration < 1e3\u03bcs).exists()",
+            "a duration takes no exponent, and `\u03bc` is Greek mu: write `1000us` (or `1000\u00b5s` with the micro",
+        ),
+        (_W % "window 1e3\u03bcs", "takes no exponent, and `\u03bc` is Greek mu: write `1000us` (or `1000\u00b5s`"),
+        ("trace.duration < 1e30\u03bcs", "no exponent, and `\u03bc` is Greek mu, and `1e30\u03bcs` is past what"),
         ("trace.duration < 1e3 ms", "a duration takes no exponent nor a space before its unit: write `1000ms`"),
         # review: the space inside the unit was said to be before it, and the Greek mu went unsaid, as `500 μ s` says it
         (
@@ -1354,6 +1379,24 @@ _IN_RULE = "rule r {\n  %s\n}\n"
 
 
 @pytest.mark.parametrize(
+    ("text", "second"),
+    [
+        # QA: with its `)` missing the `(` was dropped, and the arguments read as metadata keys (FLUO210 `count`)
+        ("rule r { expect trace.spans.where\u00e9(name == 'a'.count() > 0 }", "expected `)` before `>`"),
+        ("rule r { expect trace.spans.where\u00e9(name == 'a' }", "expected `)` before `}`"),
+        ("trace.spans.where\u00e9(name == 'a'", "expected `)` before end of file"),
+    ],
+)
+def test_a_method_name_past_ascii_with_its_call_unclosed_is_read_as_a_call(text: str, second: str) -> None:
+    """The name's error, and the `)` missing as the same text with `where` gives it: each true, nothing more."""
+    first, last = analyze([("m.fluo", text)]).diagnostics
+    assert first.message.startswith("`where\u00e9` is no method name"), first.format()
+    assert last.message == second, last.format()
+    ascii_text = text.replace("where\u00e9", "where")
+    assert [d.message for d in analyze([("m.fluo", ascii_text)]).diagnostics] == [second]
+
+
+@pytest.mark.parametrize(
     ("text", "says"),
     [
         # QA docs tour: `.exists()` after the call was read as a metadata key (FLUO210 `exists`)
@@ -1367,6 +1410,11 @@ _IN_RULE = "rule r {\n  %s\n}\n"
             "unexpected `bands`; expected an operator (the `expect`",
         ),
         (_IN_RULE % "expect trace.spans.count() > 1 band trace.x", "unexpected `band`; expected an operator"),
+        # ... and on the expression's line before what may be a metadata value too: was FLUO210 `bands` and
+        # "expected `:` before `'x'`" (on a line of its own it is still read as a key without its `:`)
+        (_IN_RULE % "expect trace.spans.count() > 1 bands 'x'", "unexpected `bands`; expected an operator (the"),
+        (_IN_RULE % "expect trace.spans.count() > 1 bands trace", "unexpected `bands`; expected an operator (the"),
+        (_IN_RULE % "expect trace.root.name catches 'x'", "unexpected `catches`; expected an operator"),
         (
             _IN_RULE % "detect trace.spans.count() > 1 foo (trace.duration > 1s)",
             "(the `detect` expression ends before it)",
@@ -1394,8 +1442,8 @@ def test_a_slip_with_no_clear_meaning_is_one_error_without_a_fix(text: str, says
     [
         # the call read as one value ends no error after it: a later one is reported however near
         ("trace.spans.where\u00e9(name == 'a').count() > 1 ===", ["FLUO100", "FLUO100"]),
-        # a key without its `:` before a value stays one (`bands: 'x'`): FLUO210 and the `:`
-        (_IN_RULE % "expect trace.spans.count() > 1 bands 'x'", ["FLUO210", "FLUO100"]),
+        # a key without its `:` before a value, on a line of its own, stays one (`bands: 'x'`): FLUO210 and the `:`
+        (_IN_RULE % "expect trace.spans.count() > 1\n  bands 'x'", ["FLUO210", "FLUO100"]),
         # `500µ` before a keyword or a metadata key is the incomplete unit, fixed, not a unit written apart
         ("trace.duration > 500\u00b5 and true", ["FLUO103"]),
         (_IN_RULE % "expect trace.duration > 500\u00b5 severity: error", ["FLUO103"]),
