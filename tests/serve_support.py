@@ -332,6 +332,13 @@ class ServeProcess:
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['HTTP']}"
 
+    def metric(self, sample: str) -> float | None:
+        """A sample of its `/metrics` page, named as the page writes it (`fluo_x_total{reason="idle"}`); None if
+        the page has none."""
+        text = urllib.request.urlopen(f"{self.http_url}/metrics", timeout=5).read().decode()
+        values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(sample + " ")]
+        return values[0] if values else None
+
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 

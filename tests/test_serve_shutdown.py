@@ -420,7 +420,7 @@ def test_otlp_log_records_of_a_partial_window_say_so_as_the_other_sinks_do(tmp_p
     with LoopbackServer() as collector, ServeProcess([*args, "--otlp-logs", collector.url], cwd=tmp_path) as proc:
         proc.started()
         send(proc.http_url, otlp_json(1))
-        wait_for(lambda: metric_line(proc, "fluo_traces_evaluated_total") == 1.0, what="the trace to join its window")
+        wait_for(lambda: proc.metric("fluo_traces_evaluated_total") == 1.0, what="the trace to join its window")
         proc.signal(signal.SIGTERM)  # closes the open 1h window early
         assert proc.wait() == 0
     (signal_,) = [json.loads(x) for x in jsonl.read_text().splitlines()]
@@ -432,12 +432,6 @@ def test_otlp_log_records_of_a_partial_window_say_so_as_the_other_sinks_do(tmp_p
     assert attrs["fluo.observed_start"].string_value == signal_["observed_start"]
     assert attrs["fluo.observed_end"].string_value == signal_["observed_end"]
     assert attrs["fluo.source"].string_value == f"{rules / 'main.fluo'}:1:1"
-
-
-def metric_line(proc: ServeProcess, name: str) -> float | None:
-    text = urllib.request.urlopen(f"{proc.http_url}/metrics", timeout=5).read().decode()
-    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
-    return values[0] if values else None
 
 
 # ---------------------------------------------------------------------------
