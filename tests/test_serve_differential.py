@@ -2,9 +2,14 @@
 OTLP/HTTP, each trace split and reordered, must give the signals `fluo eval` gives on one file of them.
 
 Seeded: the traces, their split into exports and the order of those are drawn from `SEED`, so a failure names the
-seed and a rerun sends the same spans in the same requests (`FLUO_DIFF_SEED=N` draws others, to explore). Every
-trace is evaluated at the server's shutdown (`--trace-idle` is far longer than the test), so no timing decides
-which spans a trace holds.
+seed and a rerun sends the same spans in the same requests (`FLUO_DIFF_SEED=N` draws others, to explore). No timing
+decides which spans a trace or a window holds: a trace split over exports is evaluated at the server's shutdown
+(`--trace-idle` is far longer than the test); one evaluated once idle is sent whole, in one request with every other
+trace of its windows, so they are evaluated together and their windows close once, holding them all.
+
+Windowed rules are compared on the windows a trace completes in, each signal field for field but the partial
+fields serve adds to a window it did not see whole (checked apart); the empty windows, where the docs let the two
+differ, are left out (see `comparable`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ import os
 import random
 import re
 import signal
+import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +35,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from serve_support import MS, Sender, ServeProcess
+from serve_support import MS, Sender, ServeProcess, wait_for
 
+from fluo_lang.values import format_timestamp
 from fluo_run.cli import main
 
 SEED = 20261207
 TRACES = 48
 BASE = 1_798_761_600_000_000_000  # 2027-01-01T00:00:00Z, in ns: span times are drawn, never read from the clock
+FUTURE = 4_102_444_800_000_000_000  # 2100-01-01T00:00:00Z: windows that have not ended
+PAST = 978_307_200_000_000_000  # 2001-01-01T00:00:00Z: windows that ended long ago
 
 RULES = """\
 rule auth_heavy {
@@ -155,10 +165,11 @@ def attributes(rnd: random.Random, name: str) -> dict[str, Any]:
     return out
 
 
-def make_traces(rnd: random.Random) -> Made:
-    """`TRACES` traces: a tree of spans each under a root, times on a 1 ms grid (so many spans start together),
-    some with a storm of 25-35 mostly auth spans (more culprits than a signal lists), some whose root is never
-    sent; a few spans end before they start, some carry events and links."""
+def make_traces(rnd: random.Random, starts: Sequence[int] | None = None) -> Made:
+    """A trace starting at each of `starts` (by default `TRACES` traces a second apart from `BASE`): a tree of spans
+    each under a root, times on a 1 ms grid (so many spans start together), some with a storm of 25-35 mostly auth
+    spans (more culprits than a signal lists), some whose root is never sent; a few spans end before they start,
+    some carry events and links."""
     memory = InMemorySpanExporter()
     ids = SeededIds(rnd)
     providers = [
@@ -173,8 +184,7 @@ def make_traces(rnd: random.Random) -> Made:
         p.add_span_processor(SimpleSpanProcessor(memory))
     tracers = {service: p.get_tracer("fluo.tests") for service, p in zip(SERVICES, providers, strict=True)}
     made = Made()
-    for n in range(TRACES):
-        start = BASE + n * 1000 * MS
+    for start in [BASE + n * 1000 * MS for n in range(TRACES)] if starts is None else starts:
         length = rnd.randint(20, 220) * MS
         name = rnd.choice(["checkout", "GET /", "POST /login"])
         root = tracers["frontend"].start_span(name, kind=SpanKind.SERVER, start_time=start)
@@ -245,22 +255,28 @@ Key = tuple[str, str]
 Signals = dict[Key, list[dict[str, Any]]]
 
 
-def by_trace_and_rule(lines: str) -> Signals:
+def subject(signal_: dict[str, Any]) -> str:
+    """What a signal is about: its trace id, or for a windowed rule its window as `START/END`."""
+    return signal_["trace_id"] if "trace_id" in signal_ else f"{signal_['window_start']}/{signal_['window_end']}"
+
+
+def by_subject_and_rule(lines: str) -> Signals:
     out: Signals = defaultdict(list)
     for line in lines.splitlines():
         s = json.loads(line)
-        out[(s["trace_id"], s["rule"])].append(s)
+        out[(subject(s), s["rule"])].append(s)
     return out
 
 
 def first_difference(serve: Signals, evaluated: Signals) -> tuple[Key, str] | None:
-    """The first (trace, rule) whose signals differ, with how: the fields that differ, then both signals in full."""
+    """The first (subject, rule) whose signals differ, with how: the fields that differ, then both signals in full."""
     differing = [k for k in sorted(serve.keys() | evaluated.keys()) if serve.get(k) != evaluated.get(k)]
     if not differing:
         return None
     key = differing[0]
     a, b = serve.get(key, []), evaluated.get(key, [])
-    text = f"{len(differing)} (trace, rule) pair(s) differ; the first: rule {key[1]!r} on trace {key[0]}\n"
+    on = f"window {key[0]}" if "/" in key[0] else f"trace {key[0]}"
+    text = f"{len(differing)} (subject, rule) pair(s) differ; the first: rule {key[1]!r} on {on}\n"
     if len(a) == len(b) == 1:
         for k in sorted(a[0].keys() | b[0].keys()):
             if k not in a[0] or k not in b[0] or a[0][k] != b[0][k]:
@@ -281,10 +297,44 @@ def sent_as(exports: list[Export], trace_id: str) -> str:
     return ", ".join(parts)
 
 
+def assert_same(where: str, serve: Signals, evaluated: Signals, exports: list[Export]) -> None:
+    if found := first_difference(serve, evaluated):
+        (about, _), how = found
+        sent = "" if "/" in about else f"  trace {about} was sent in exports {sent_as(exports, about)}\n"
+        raise AssertionError(f"{where}\n{how}{sent}")
+
+
 def run_eval(rules: Path, traces: Path) -> str:
     result = CliRunner().invoke(main, ["eval", str(rules), "--traces", str(traces)])
     assert result.exit_code == 0, result.stderr
     return result.stdout
+
+
+def serve_args(rules: Path, jsonl: Path, *settings: str) -> list[str]:
+    """`fluo serve` on loopback ports with `rules`, its signals to `jsonl` alone, every trace and window whole
+    (no evaluation budget), no reloads; `settings` after these (a later flag wins)."""
+    args = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--rules", str(rules), "--no-db", "--jsonl", str(jsonl)]
+    args += ["--trace-idle", "10m", "--max-trace-age", "10m", "--eval-budget", "0", "--reload-interval", "off"]
+    return [*args, *settings]
+
+
+def send(proc: ServeProcess, exports: list[Export]) -> None:
+    """Each export as one request, in order, over the protocol it names."""
+    senders = {"grpc": Sender("grpc", f"127.0.0.1:{proc.ports['gRPC']}"), "http": Sender("http", proc.http_url)}
+    try:
+        for export in exports:
+            senders[export.protocol].export(export.spans)
+    finally:
+        for sender in senders.values():
+            sender.close()
+
+
+def stopped(proc: ServeProcess, seed: int, at_shutdown: int) -> None:
+    """Stop the server cleanly; it must say it evaluated `at_shutdown` traces then."""
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == 0, f"seed {seed}:\n" + "\n".join(proc.log)
+    evaluated_at_stop = f" {at_shutdown} trace(s) evaluated at shutdown"
+    assert any(evaluated_at_stop in line for line in proc.log), f"seed {seed}:\n" + "\n".join(proc.log)
 
 
 def test_serve_over_both_protocols_in_split_exports_signals_as_fluo_eval_does(tmp_path: Path) -> None:
@@ -295,35 +345,221 @@ def test_serve_over_both_protocols_in_split_exports_signals_as_fluo_eval_does(tm
     rules = tmp_path / "rules.fluo"
     rules.write_text(RULES, encoding="utf-8")
     jsonl = tmp_path / "serve.jsonl"
-    args = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--rules", str(rules), "--no-db", "--jsonl", str(jsonl)]
-    args += ["--trace-idle", "10m", "--max-trace-age", "10m", "--eval-budget", "0", "--reload-interval", "off"]
-    with ServeProcess(args, cwd=tmp_path) as proc:
+    with ServeProcess(serve_args(rules, jsonl), cwd=tmp_path) as proc:
         proc.started()
-        senders = {"grpc": Sender("grpc", f"127.0.0.1:{proc.ports['gRPC']}"), "http": Sender("http", proc.http_url)}
-        try:
-            for export in exports:
-                senders[export.protocol].export(export.spans)
-        finally:
-            for sender in senders.values():
-                sender.close()
-        proc.signal(signal.SIGTERM)
-        assert proc.wait() == 0, f"seed {seed}:\n" + "\n".join(proc.log)
-    evaluated_at_stop = f"{TRACES} trace(s) evaluated at shutdown"
-    assert any(evaluated_at_stop in line for line in proc.log), f"seed {seed}:\n" + "\n".join(proc.log)
+        send(proc, exports)
+        stopped(proc, seed, TRACES)
 
     pb = tmp_path / "spans.pb"
     pb.write_bytes(encode_spans(made.spans).SerializeToString())
-    serve = by_trace_and_rule(jsonl.read_text(encoding="utf-8"))
-    evaluated = by_trace_and_rule(run_eval(rules, pb))
+    serve = by_subject_and_rule(jsonl.read_text(encoding="utf-8"))
+    evaluated = by_subject_and_rule(run_eval(rules, pb))
     where = (
         f"seed {seed}: {TRACES} traces, {len(made.spans)} spans in {len(exports)} exports "
         f"({sum(e.protocol == 'grpc' for e in exports)} over gRPC); "
         f"fluo serve gave {sum(map(len, serve.values()))} signals, fluo eval {sum(map(len, evaluated.values()))}"
     )
-    if found := first_difference(serve, evaluated):
-        (trace_id, _), how = found
-        raise AssertionError(f"{where}\n{how}  trace {trace_id} was sent in exports {sent_as(exports, trace_id)}")
+    assert_same(where, serve, evaluated, exports)
     if seed == SEED:  # the comparison is worth something only if every rule fired, and none on every trace
         fired = Counter(rule for _, rule in evaluated)
         rule_ids = re.findall(r"^rule (\w+)", RULES, re.MULTILINE)
         assert {r: fired[r] for r in rule_ids if not 0 < fired[r] < TRACES} == {}, where
+
+
+# ---------------------------------------------------------------------------
+# windowed rules, and traces evaluated when idle
+
+WINDOW_TRACES = 40
+WINDOW_LENGTHS = (2_000 * MS, 10_000 * MS)  # the rules' `window 2s` and `window 10s`: each 2 s window in one 10 s
+WINDOW_RULES = """\
+rule win_busy { window 2s detect window.traces.count() >= 3 }
+rule win_auth {
+  severity: warning
+  window 10s
+  expect window.spans.where(service == 'auth').count() <= 25
+}
+rule win_amount { window 10s detect window.spans.sum(amount) > 6000 }
+rule win_client_avg { window 2s detect window.spans.where(kind == client).avg(duration) > 40ms }
+rule win_slowest { window 2s detect window.spans.where(parent_id != "").max(duration) > 150ms }
+rule win_errors { severity: error window 10s detect window.count(status == error) >= 6 }
+rule win_gold { window 2s detect window.has(user.tier == 'gold' and amount > 1000).exists() }
+rule win_silence { window 2s expect window.traces.count() > 0 }
+"""
+SILENT = "win_silence"  # fires only on a window without traces: where serve and eval may differ (see `comparable`)
+PARTIAL = ("partial", "partial_reasons", "observed_start", "observed_end")
+
+
+def spaced(rnd: random.Random, base: int) -> list[int]:
+    """`WINDOW_TRACES` start times after `base`, 0.1 s to 4.5 s apart: some 2 s windows hold several traces, some
+    none (so `fluo eval` evaluates empty windows between two with traces)."""
+    out = [base]
+    while len(out) <= WINDOW_TRACES:
+        out.append(out[-1] + rnd.choice([100, 300, 700, 1500, 2500, 4500]) * MS)
+    return out[1:]
+
+
+def completions(made: Made) -> dict[str, int]:
+    """Each trace's completion time as FLUO reads it: its latest span end, a span ending before it starts read as
+    ending when it starts."""
+    out: dict[str, int] = {}
+    for s in made.spans:
+        assert s.start_time is not None and s.end_time is not None
+        tid = f"{s.context.trace_id:032x}"
+        out[tid] = max(out.get(tid, 0), s.start_time, s.end_time)
+    return out
+
+
+def held_windows(made: Made) -> dict[str, int]:
+    """The windows (`START/END`) that a trace completes in, of every length, each with its length."""
+    return {
+        f"{format_timestamp(end // n * n)}/{format_timestamp(end // n * n + n)}": n
+        for end in completions(made).values()
+        for n in WINDOW_LENGTHS
+    }
+
+
+def comparable(
+    serve: Signals, evaluated: Signals, held: Container[str], partial: Callable[[str, str], dict[str, Any]], since: str
+) -> tuple[Signals, Signals, int]:
+    """The signals of both on the traces and on the windows a trace completes in, serve's without its partial fields
+    (each checked against `partial(start, end)`), and how many of eval's were left out.
+
+    What docs/runtime.md promises alike: a window serve did not see whole (its traffic replayed from the past, or
+    not ended yet at shutdown) is evaluated as `fluo eval` evaluates it, with partial fields added. It does not
+    promise the empty windows: `fluo eval` evaluates those between two with traces, serve none of them on such
+    traffic ("Windows before that (replayed old traffic) are only those traces fall in"; "an empty window not
+    ended yet is not evaluated"), only those that start after it started (`since`) and end before it stops.
+    So eval's signals on windows without traces are left out, and serve must have none there but on those.
+    """
+    mine: Signals = {}
+    for (about, rule), found in serve.items():
+        if "/" not in about:
+            mine[(about, rule)] = found
+        elif about in held:
+            start, end = about.split("/")
+            for s in found:
+                extra = {k: s.pop(k) for k in PARTIAL if k in s}
+                assert extra == partial(start, end), f"{rule} on window {about}: {extra}"
+            mine[(about, rule)] = found
+        else:
+            assert rule == SILENT and about >= since, f"serve evaluated an empty window {about} ({rule}): {found}"
+    theirs = {k: v for k, v in evaluated.items() if "/" not in k[0] or k[0] in held}
+    return mine, theirs, sum(map(len, evaluated.values())) - sum(map(len, theirs.values()))
+
+
+def windowed_rules(tmp_path: Path) -> Path:
+    rules = tmp_path / "rules.fluo"
+    rules.write_text(RULES + WINDOW_RULES, encoding="utf-8")
+    return rules
+
+
+def assert_windowed_as_eval(
+    seed: int,
+    made: Made,
+    exports: list[Export],
+    rules: Path,
+    jsonl: Path,
+    partial: Callable[[str, str], dict[str, Any]],
+    since: str,
+) -> None:
+    """Serve's signals in `jsonl` are `fluo eval`'s on the same spans (see `comparable`); on the seed `SEED`, each
+    windowed rule fired on some windows with traces and not on all (but `SILENT`, left to the empty windows)."""
+    pb = jsonl.with_name("spans.pb")
+    pb.write_bytes(encode_spans(made.spans).SerializeToString())
+    held = held_windows(made)
+    evaluated = by_subject_and_rule(run_eval(rules, pb))
+    serve, compared, left_out = comparable(
+        by_subject_and_rule(jsonl.read_text("utf-8")), evaluated, held, partial, since
+    )
+    where = (
+        f"seed {seed}: {len(completions(made))} traces completing in {len(held)} windows, {len(made.spans)} spans "
+        f"in {len(exports)} exports; on them fluo serve gave {sum(map(len, serve.values()))} signals, "
+        f"fluo eval {sum(map(len, compared.values()))} (and {left_out} on windows without traces, not compared)"
+    )
+    assert_same(where, serve, compared, exports)
+    if seed == SEED:
+        lengths = dict(re.findall(r"^rule (\w+) \{[^}]*?window (\d+)s", WINDOW_RULES, re.MULTILINE))
+        windows = Counter(held.values())
+        fired = Counter(rule for about, rule in compared if "/" in about)
+        quiet = {r: fired[r] for r, s in lengths.items() if not 0 < fired[r] < windows[int(s) * 1000 * MS]}
+        assert quiet == {SILENT: 0} and left_out > 0, where
+
+
+def test_windowed_rules_closed_at_shutdown_signal_as_fluo_eval_does(tmp_path: Path) -> None:
+    """Windowed rules on spans of the year 2100, so that no window has ended: every trace split over exports as
+    in the test above and evaluated at shutdown, where every window closes early; their signals carry
+    `closed_early` and observed no time of the window (`observed_start` = `observed_end` = its start)."""
+    seed = int(os.environ.get("FLUO_DIFF_SEED", SEED))
+    rnd = random.Random(seed)
+    made = make_traces(rnd, spaced(rnd, FUTURE))
+    exports = exports_of(rnd, made)
+    rules, jsonl = windowed_rules(tmp_path), tmp_path / "serve.jsonl"
+    since = format_timestamp(time.time_ns())
+    with ServeProcess(serve_args(rules, jsonl), cwd=tmp_path) as proc:
+        proc.started()
+        send(proc, exports)
+        stopped(proc, seed, WINDOW_TRACES)
+
+    def closed_early(start: str, end: str) -> dict[str, Any]:
+        return {"partial": True, "partial_reasons": ["closed_early"], "observed_start": start, "observed_end": start}
+
+    assert_windowed_as_eval(seed, made, exports, rules, jsonl, closed_early, since)
+
+
+def by_window(rnd: random.Random, made: Made) -> list[Export]:
+    """One export per 10 s window (the longest) with every span of the traces completing in it, in a drawn order,
+    each over gRPC or OTLP/HTTP, some sent again right after (a retried batch).
+
+    So no trace and no window can be split by an idle boundary: a request's spans arrive together, the traces it
+    starts go idle together and are evaluated together, and they are all the traces of their windows (a 2 s window
+    lies in one 10 s window), which thus close once, holding them all, however slow the machine is."""
+    longest = max(WINDOW_LENGTHS)
+    ends = completions(made)
+    windows: dict[int, list[ReadableSpan]] = defaultdict(list)
+    for s in made.spans:
+        windows[ends[f"{s.context.trace_id:032x}"] // longest].append(s)
+    out = []
+    for spans in rnd.sample(list(windows.values()), len(windows)):
+        out.append(Export(rnd.choice(["grpc", "http"]), rnd.sample(spans, len(spans))))
+        if rnd.random() < 0.2:
+            out.append(out[-1])
+    return out
+
+
+def test_traces_evaluated_when_idle_and_windows_closed_past_their_grace_signal_as_fluo_eval_does(
+    tmp_path: Path,
+) -> None:
+    """Spans of the year 2001, each trace sent whole (see `by_window`), evaluated once idle for `--trace-idle`
+    (300 ms), and their windows, ended long ago, closed once no trace has joined them for as long: the test waits,
+    polling `/metrics`, until serve says every trace was evaluated and every window closed, then stops it (no trace
+    left for the shutdown). The signals carry `started_before_serve` and observed no time of their window
+    (`observed_start` = `observed_end` = its end). A window grace of 10 minutes keeps the windows of the present
+    open until the shutdown, so that every window closed before it is one of the traffic's."""
+    seed = int(os.environ.get("FLUO_DIFF_SEED", SEED))
+    rnd = random.Random(seed)
+    made = make_traces(rnd, spaced(rnd, PAST))
+    exports = by_window(rnd, made)
+    rules, jsonl = windowed_rules(tmp_path), tmp_path / "serve.jsonl"
+    windows = len(held_windows(made))
+    since = format_timestamp(time.time_ns())
+    with ServeProcess(serve_args(rules, jsonl, "--trace-idle", "300ms", "--window-grace", "10m"), cwd=tmp_path) as proc:
+        proc.started()
+        send(proc, exports)
+
+        def evaluated() -> bool:
+            idle = proc.metric('fluo_traces_assembled_total{reason="idle"}')
+            return idle == WINDOW_TRACES and proc.metric("fluo_windows_closed_total") == windows
+
+        wait_for(evaluated, timeout=60, what=f"{WINDOW_TRACES} traces evaluated when idle and {windows} windows closed")
+        assert proc.metric("fluo_window_late_traces_total") == 0
+        stopped(proc, seed, 0)
+
+    def replayed(start: str, end: str) -> dict[str, Any]:
+        return {
+            "partial": True,
+            "partial_reasons": ["started_before_serve"],
+            "observed_start": end,
+            "observed_end": end,
+        }
+
+    assert_windowed_as_eval(seed, made, exports, rules, jsonl, replayed, since)
