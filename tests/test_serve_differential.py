@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -485,13 +486,26 @@ def assert_windowed_as_eval(
         assert quiet == {SILENT: 0} and left_out > 0, where
 
 
-def test_windowed_rules_closed_at_shutdown_signal_as_fluo_eval_does(tmp_path: Path) -> None:
-    """Windowed rules on spans of the year 2100, so that no window has ended: every trace split over exports as
-    in the test above and evaluated at shutdown, where every window closes early; their signals carry
-    `closed_early` and observed no time of the window (`observed_start` = `observed_end` = its start)."""
+def not_ended(start: str, end: str) -> dict[str, Any]:
+    """The partial fields of a window that had not begun when serve closed it: it observed none of it."""
+    return {"partial": True, "partial_reasons": ["closed_early"], "observed_start": start, "observed_end": start}
+
+
+def replayed(start: str, end: str) -> dict[str, Any]:
+    """The partial fields of a window that had ended before serve started: it observed none of it."""
+    return {"partial": True, "partial_reasons": ["started_before_serve"], "observed_start": end, "observed_end": end}
+
+
+@pytest.mark.parametrize(("base", "partial"), [(FUTURE, not_ended), (PAST, replayed)], ids=["2100", "2001"])
+def test_windowed_rules_closed_at_shutdown_signal_as_fluo_eval_does(
+    tmp_path: Path, base: int, partial: Callable[[str, str], dict[str, Any]]
+) -> None:
+    """Windowed rules, every trace split over exports as in the test above and evaluated at shutdown, where every
+    window closes: on spans of 2100 no window has ended, so each closes early; on spans of 2001 each is long past
+    its grace."""
     seed = int(os.environ.get("FLUO_DIFF_SEED", SEED))
     rnd = random.Random(seed)
-    made = make_traces(rnd, spaced(rnd, FUTURE))
+    made = make_traces(rnd, spaced(rnd, base))
     exports = exports_of(rnd, made)
     rules, jsonl = windowed_rules(tmp_path), tmp_path / "serve.jsonl"
     since = format_timestamp(time.time_ns())
@@ -499,11 +513,7 @@ def test_windowed_rules_closed_at_shutdown_signal_as_fluo_eval_does(tmp_path: Pa
         proc.started()
         send(proc, exports)
         stopped(proc, seed, WINDOW_TRACES)
-
-    def closed_early(start: str, end: str) -> dict[str, Any]:
-        return {"partial": True, "partial_reasons": ["closed_early"], "observed_start": start, "observed_end": start}
-
-    assert_windowed_as_eval(seed, made, exports, rules, jsonl, closed_early, since)
+    assert_windowed_as_eval(seed, made, exports, rules, jsonl, partial, since)
 
 
 def by_window(rnd: random.Random, made: Made) -> list[Export]:
@@ -532,9 +542,8 @@ def test_traces_evaluated_when_idle_and_windows_closed_past_their_grace_signal_a
     """Spans of the year 2001, each trace sent whole (see `by_window`), evaluated once idle for `--trace-idle`
     (300 ms), and their windows, ended long ago, closed once no trace has joined them for as long: the test waits,
     polling `/metrics`, until serve says every trace was evaluated and every window closed, then stops it (no trace
-    left for the shutdown). The signals carry `started_before_serve` and observed no time of their window
-    (`observed_start` = `observed_end` = its end). A window grace of 10 minutes keeps the windows of the present
-    open until the shutdown, so that every window closed before it is one of the traffic's."""
+    left for the shutdown). A window grace of 10 minutes keeps the windows of the present open until the
+    shutdown, so that every window closed before it is one of the traffic's."""
     seed = int(os.environ.get("FLUO_DIFF_SEED", SEED))
     rnd = random.Random(seed)
     made = make_traces(rnd, spaced(rnd, PAST))
@@ -553,13 +562,4 @@ def test_traces_evaluated_when_idle_and_windows_closed_past_their_grace_signal_a
         wait_for(evaluated, timeout=60, what=f"{WINDOW_TRACES} traces evaluated when idle and {windows} windows closed")
         assert proc.metric("fluo_window_late_traces_total") == 0
         stopped(proc, seed, 0)
-
-    def replayed(start: str, end: str) -> dict[str, Any]:
-        return {
-            "partial": True,
-            "partial_reasons": ["started_before_serve"],
-            "observed_start": end,
-            "observed_end": end,
-        }
-
     assert_windowed_as_eval(seed, made, exports, rules, jsonl, replayed, since)
