@@ -924,3 +924,34 @@ def test_presence_reads_with_the_right_article() -> None:
     _, facts = run_discover(b.traces())
     summaries = {f.summary for f in facts if f.kind == "presence"}
     assert summaries == {"Every trace has a 'cart' span", "Every trace has an 'inventory.reserve' span"}
+
+
+def test_an_attribute_sent_as_a_map_is_mined_as_a_rule_reads_it() -> None:
+    """QA r06: `http` = `{method: GET}` on some traces and a flat `http.method` on the rest. Discover saw only the
+    flat key, so the map's traces were exceptions of `http.method` values where `fluo eval` reads GET through the
+    map and fires on none. Now the map's dotted keys are mined with the value a rule reads (a flat key wins)."""
+    b = Builder()
+    for i in range(30):
+        b.trace()
+        if i % 6 == 0:
+            attrs: dict[str, Any] = {"http": {"method": "GET", "req": {"size": 5}}}
+        elif i % 6 == 1:  # a flat key beside a map that says otherwise: the flat key is what a rule reads
+            attrs = {"http.method": "GET", "http": {"method": "POST"}, "http.req.size": 5}
+        else:
+            attrs = {"http.method": "GET", "http.req.size": 5}
+        b.span("op", **attrs)
+    traces = b.traces()
+    text, facts = run_discover(traces, min_confidence=0.8)
+    method = next(f for f in facts if f.detail.get("key") == "http.method")
+    assert method.detail["values"] == ["GET"] and method.exceptions == [], rule_body(text, method.key)
+    size = next(f for f in facts if f.detail.get("key") == "http.req.size")
+    assert size.exceptions == []
+    assert all(not fired for fired in fired_by_rule(text, traces).values())
+    # An exception is still one where the rule fires: a map saying POST where no flat key hides it.
+    b.trace()
+    b.span("op", http={"method": "POST", "req": {"size": 5}})
+    traces = b.traces()
+    text, facts = run_discover(traces, min_confidence=0.8)
+    method = next(f for f in facts if f.detail.get("key") == "http.method")
+    fired = fired_by_rule(text, traces)[method.key]
+    assert [traces[i].id_hex for i in method.exceptions] == sorted(fired) and len(fired) == 1

@@ -256,12 +256,18 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
                 st.parents.add(span_op.get(pid, ORPHAN) if pid != s.span_id else ORPHAN)
             if attributes:
                 attrs = st.attrs
-                for k, v in s.attributes.items():
+                flat = s.attributes
+                nested = False
+                for k, v in flat.items():
                     values = attrs.get(k)
                     if values is None:
                         attrs[k] = [v]
                     else:
                         values.append(v)
+                    if v.__class__ is dict:
+                        nested = True
+                if nested:
+                    _add_nested(s, flat, attrs)
         index = len(corpus.traces)
         if attributes:
             for o, st in ops.items():
@@ -276,6 +282,29 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
         corpus.traces.append(TraceSummary(index, trace.id_hex, len(spans), ops))
         corpus.spans += len(spans)
     return corpus
+
+
+def _add_nested(s: Span, flat: dict[str, Any], attrs: dict[str, list[Any]]) -> None:
+    """The dotted keys under the span's map-valued attributes (`http` = `{method: GET}` gives `http.method`),
+    each with the value a rule's name reads (`Span.attr`): a flat key of the span wins, as it does in
+    `fluo eval`, so a rule mined from these fires on the traces its exceptions name. Each key once."""
+    seen: set[str] = set()
+    pending = [(k, v) for k, v in flat.items() if v.__class__ is dict]
+    while pending:
+        prefix, inner = pending.pop()
+        for sub, v in inner.items():
+            dotted = f"{prefix}.{sub}"
+            if v.__class__ is dict:
+                pending.append((dotted, v))
+            elif dotted not in flat and dotted not in seen:
+                seen.add(dotted)
+                got = s.attr(dotted)
+                if got is not None:
+                    values = attrs.get(dotted)
+                    if values is None:
+                        attrs[dotted] = [got]
+                    else:
+                        values.append(got)
 
 
 def load_corpus(
