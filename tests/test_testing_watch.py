@@ -392,3 +392,54 @@ def test_sigint_ends_a_watch_with_the_last_runs_status(tmp_path: Path) -> None:
             proc.communicate()
     assert proc.returncode == 1, rest
     assert b"Aborted" not in rest and b"Traceback" not in rest
+
+
+def test_a_file_no_longer_read_is_no_longer_watched_not_a_change(tmp_path: Path) -> None:
+    """QA r04: once the only test file naming a fixture outside the watched folders was removed, the next poll
+    said "changed: <fixture>" (it had left the watch, nobody touched it) and ran once more for nothing."""
+    root = tmp_path / "w"
+    root.mkdir()
+    test_file = root / "r_test.yaml"
+    test_file.write_text("x", encoding="utf-8")
+    fixture = tmp_path / "fx.json"
+    fixture.write_text("{}", encoding="utf-8")
+    seen: list[list[str]] = []
+    sleeps: list[float] = []
+
+    def run() -> Ran:
+        return Ran([fixture] if test_file.exists() else [])
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            test_file.unlink()
+        if len(sleeps) == 6:
+            raise KeyboardInterrupt
+
+    n = watch(run, [root], interval=0.0, sleep=sleep, on_change=seen.append)
+    assert seen == [[str(test_file)]]
+    assert n == 2
+
+
+def test_a_file_still_read_that_goes_during_a_run_is_a_change(tmp_path: Path) -> None:
+    """The other side: a fixture still named, removed while the run reads it, is seen gone at the next poll."""
+    root = tmp_path / "w"
+    root.mkdir()
+    fixture = tmp_path / "fx.json"
+    fixture.write_text("{}", encoding="utf-8")
+    seen: list[list[str]] = []
+    runs: list[int] = []
+
+    def run() -> Ran:
+        runs.append(1)
+        if len(runs) == 2:
+            fixture.unlink()
+        return Ran([fixture])
+
+    def sleep(seconds: float) -> None:
+        if len(runs) == 1 and not seen:
+            os.utime(fixture, ns=(1, 1))
+
+    n = watch(run, [root], interval=0.0, max_runs=3, sleep=sleep, on_change=seen.append)
+    assert n == 3
+    assert seen == [[str(fixture)], [str(fixture)]]

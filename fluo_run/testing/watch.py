@@ -85,14 +85,19 @@ def watch(
     extra: list[Path] = []
 
     def run_and_stamp() -> Stamps:
-        # Stamped before the run, so an edit made while it runs still counts as a change;
-        # what the run wrote itself is stamped after it.
+        # Stamped before the run, so an edit made while it runs still counts as a change; files the
+        # run read for the first time are stamped after it, and files it no longer read (their test
+        # file gone) are no longer watched, not a change; what the run wrote itself is stamped after it.
         nonlocal extra, runs
-        before = stamps(roots, extra)
+        before = stamps(roots)
+        before_extra = stamps([], extra)
         ran = run()
         extra = list(ran.inputs)
         runs += 1
-        state = {**stamps([], extra), **before}
+        still_read = {os.path.abspath(p) for p in extra}
+        state = stamps([], extra)
+        state.update((k, v) for k, v in before_extra.items() if k in still_read)
+        state.update(before)
         state.update((k, v) for k, v in stamps([], ran.wrote).items() if k in state)
         return state
 
