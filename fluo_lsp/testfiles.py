@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from fluo_run.testing.document import MAX_DEPTH
+from fluo_run.testing.document import MAX_DEPTH, yaml_problem
 from fluo_run.testing.spec import TEST_SUFFIXES
 
 
@@ -91,7 +91,7 @@ def read_test_file(path: Path, text: str) -> TestFile:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = mark.index if mark is not None else 0
-        out.error = (f"not valid YAML: {exc.problem or exc}", at, at + 1)
+        out.error = (f"not valid YAML: {yaml_problem(exc, text, context=False)}", at, at + 1)
         return out
     except yaml.reader.ReaderError as exc:  # a character YAML forbids (a control character, NUL)
         at = min(max(exc.position, 0), len(text))

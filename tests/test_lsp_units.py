@@ -800,3 +800,14 @@ def test_where_the_parser_stops_reading_the_editor_says_what_it_does_not_read() 
     )
     assert [x for x in chunked(garbage) if x[0] == "FLUO403"] == [x for x in whole(garbage) if x[0] == "FLUO403"]
     assert whole(garbage + after)[-1][1].endswith("from here, the rest of the file is not read")
+
+
+def test_a_tab_in_a_test_file_is_named_as_fluo_test_names_it(tmp_path: Path) -> None:
+    """A tab indenting a test file: the editor said what PyYAML says ("found character '\\t' that cannot start any
+    token"), `fluo test` named no character at all; both now say it is a tab, at the tab."""
+    text = "cases:\n\t- name: c\n"
+    test = read_test_file(tmp_path / "t_test.yaml", text)
+    assert test.error is not None
+    message, start, end = test.error
+    assert message == "not valid YAML: a tab at column 1: YAML indents with spaces only"
+    assert text[start:end] == "\t"

@@ -120,16 +120,39 @@ def line_of(value: Any, default: int = 1) -> int:
     return value.line if isinstance(value, LineDict | LineList) else default
 
 
+_YAML_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""What YAML counts as a line break (its marks count lines by these, not by `str.splitlines`'s)."""
+
+
+def _character_at(text: str, line: int, column: int) -> str | None:
+    """The character at a YAML mark (0-based line and column), if the text has one there."""
+    lines = _YAML_BREAKS.split(text)
+    return lines[line][column] if line < len(lines) and column < len(lines[line]) else None
+
+
+def yaml_problem(exc: yaml.MarkedYAMLError, text: str, *, context: bool = True) -> str:
+    """What is wrong, from a YAML error on `text`: a tab where YAML wants a token is named as one (the commonest
+    slip: YAML indents with spaces only), and the character libyaml leaves out of "found character that cannot
+    start any token" is put in; `context`: with what YAML was doing, in parentheses."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = str(exc.problem or exc.context or "cannot parse")
+    found = _character_at(text, mark.line, mark.column) if mark else None
+    if mark and found == "\t" and "cannot start any token" in problem:
+        return f"a tab at column {mark.column + 1}: YAML indents with spaces only"
+    if found and "found character that" in problem:
+        problem = problem.replace("found character", f"found character {found!r}", 1)
+    if context and exc.problem and exc.context:
+        problem += f" ({exc.context})"
+    return problem
+
+
 def load(text: str) -> Any:
     """The first document of `text` (None when empty), with line numbers attached."""
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = str(exc.problem or exc.context or "cannot parse")
-        if exc.problem and exc.context:
-            problem += f" ({exc.context})"
-        raise YamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else 1) from exc
+        raise YamlError(f"invalid YAML: {yaml_problem(exc, text)}", mark.line + 1 if mark else 1) from exc
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", 1) from exc
     except RecursionError:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from .document import YamlError, load, read_exponent_floats
+from .document import YamlError, load, read_exponent_floats, yaml_problem
 from .runner import FAILED, PASSED, CaseResult
 from .spec import Expectation
 
@@ -179,7 +179,8 @@ def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
         text, gone = _rewrite(text, writes, stays)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlError(f"invalid YAML: {exc.problem or exc}", mark.line + 1 if mark else 1) from exc
+        problem = yaml_problem(exc, text, context=False)
+        raise YamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else 1) from exc
     with target.open("r+b"):  # writable? (read-only, immutable): opening it so changes nothing
         pass
     if not os.access(target.parent, os.W_OK | os.X_OK):
