@@ -123,6 +123,10 @@ def test_ids_are_deterministic_and_depend_on_the_seed() -> None:
             "'99999999999999999999h' is past what a span's time can hold (about 292 years)",
         ),
         ([{"name": "a", "start": "106752d"}], 0, "start", "past what a span's time can hold"),
+        # QA: was "expected a duration with a unit, like 20ms or 1.5s, got '-5ms'", which it has
+        ([{"name": "a", "start": "-5ms"}], 0, "start", "'-5ms' is negative: a span's start is 0 or more"),
+        ([{"name": "a", "duration": "-1.5s"}], 0, "duration", "'-1.5s' is negative: a span's duration is 0 or more"),
+        ([{"name": "a", "duration": "-x"}], 0, "duration", "expected a duration with a unit, like 20ms or 1.5s"),
         ([{"name": "a", "start": "1" * 5000 + "s"}], 0, "start", "past what a span's time can hold"),
         (
             [{"name": "a", "duration": "1.5ns"}],

@@ -158,6 +158,8 @@ class _Item:
             return 0
         parts = _duration_parts(value)
         if parts is None:
+            if isinstance(value, str) and value[:1] == "-" and _duration_parts(value[1:]):
+                raise self.fail(where, key, f"{_show(value)} is negative: a span's {key} is 0 or more")
             raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
         ns = number_ns(*parts)
         if ns is None:  # `1.5ns`: the rule language's FLUO109
