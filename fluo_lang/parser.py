@@ -34,7 +34,7 @@ from lark.lexer import LexerThread
 from lark.parsers.lalr_analysis import Shift
 
 from . import ast
-from .diagnostics import Diagnostic, error, nearest
+from .diagnostics import Diagnostic, error, nearest, sort_key
 from .values import lone_crs_as_lf, string_literal
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -2166,7 +2166,7 @@ def _full_parse(text: str, path: str) -> ParseResult:
                 found[d.span.start] = replace(was, message=message, suggestion=d.suggestion)
             else:
                 diagnostics.append(d)
-        return ParseResult(replace(result.file, text=text), [*found.values(), *diagnostics])
+        return ParseResult(replace(result.file, text=text), _capped([*found.values(), *diagnostics]))
     index = _LineIndex(text)
     rule_file = ast.RuleFile(path=path, text=text)
     recovery = _Recovery(text, index, path)
@@ -2182,7 +2182,34 @@ def _full_parse(text: str, path: str) -> ParseResult:
         if recovery.key_guesses:
             diags = _key_fixes(diags, rules, recovery.key_guesses)
     diags.extend(builder.diagnostics)
-    return ParseResult(rule_file, diags)
+    return ParseResult(rule_file, _capped(diags))
+
+
+def _capped(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """The file's diagnostics with its syntax errors capped as one count: the recovery's, the literals' the tree's
+    builder finds (`1.5ns`, `1e3ms`) and the spaced durations read before parsing (`1 m`), all FLUO1xx. At most
+    `MAX_ERRORS` by position, then one FLUO403 (and no stop FLUO403 after it, as the recovery does); none from
+    where the recovery stopped reading (`stop_message`), which that FLUO403 says is not read.
+    """
+    stop = next((d.span.start for d in diags if d.code == "FLUO403" and not d.capped), None)
+    out: list[Diagnostic] = []
+    for d in diags:
+        if d.code.startswith("FLUO1"):
+            if stop is not None and d.span.start >= stop:
+                continue
+            if not d.capped:
+                d = replace(d, capped=True)
+        out.append(d)
+    # the recovery's own FLUO403 stands where its first error not reported was: the cut is there at the latest
+    syntax = sorted((d for d in out if d.capped), key=sort_key)
+    cut = next((i for i, d in enumerate(syntax) if i == MAX_ERRORS or d.code == "FLUO403"), None)
+    if cut is None or (syntax[cut].code == "FLUO403" and cut == len(syntax) - 1):
+        return out
+    dropped = {id(d) for d in syntax[cut:]}
+    out = [d for d in out if id(d) not in dropped and d.code != "FLUO403"]
+    at = syntax[cut]
+    out.append(error("FLUO403", TOO_MANY_ERRORS, at.span, path=at.path, capped=True))
+    return sorted(out, key=sort_key)
 
 
 def _spaced_exponent(

@@ -309,9 +309,10 @@ async def test_past_100_syntax_errors_a_file_reports_fluo403_as_fluo_check_does(
     assert got[-1][0] == "FLUO403"
 
 
-async def test_only_the_errors_the_parser_caps_count_toward_fluo403(client: LanguageClient, tmp_path: Path) -> None:
-    """A duration written with a space (`5 s`) is a FLUO100 the parser does not cap: beside 100 it does,
-    no FLUO403, as `fluo check` says (the server matched codes, counted it, and cut the 100th error)."""
+async def test_the_errors_the_parser_caps_count_toward_fluo403(client: LanguageClient, tmp_path: Path) -> None:
+    """A duration written with a space (`5 s`), read before parsing, counts toward the cap as the recovery's errors
+    do (it once did not, and then a FLUO403 could stand before syntax errors still reported): beside 100 others,
+    the editor reports what `fluo check` does, the first 100 by position and FLUO403 at the last rule's."""
     text = "rule d {\n  expect trace.spans.where(duration > 5 s).count() > 0\n}\n"
     text += "".join(f"rule r{i} {{\n  expect trace.spans.count() > > 1\n}}\n" for i in range(100))
     uri = open_doc(client, tmp_path / "spaced.fluo", text)
@@ -319,7 +320,8 @@ async def test_only_the_errors_the_parser_caps_count_toward_fluo403(client: Lang
     got = sorted((str(d.code), d.range.start.line, d.range.start.character, d.message) for d in pushed)
     expected = api.analyze([("spaced.fluo", text)]).diagnostics
     assert got == sorted((d.code, d.span.line, d.span.col, d.message) for d in expected)
-    assert [code for code, *_ in got] == ["FLUO100"] * 101
+    assert [code for code, *_ in got] == ["FLUO100"] * 100 + ["FLUO403"]
+    assert got[-1][1] == 1 + 3 * 100  # the last rule's `> >`
 
 
 async def test_a_text_over_the_size_limit_is_fluo402_alone(client: LanguageClient, tmp_path: Path) -> None:

@@ -55,9 +55,39 @@ def test_the_errors_counted_toward_the_cap_are_marked() -> None:
     text += "".join(f"rule r{i} {{ expect trace.spans.count() < 5 @ }}\n" for i in range(MAX_ERRORS + 40))
     text += 'rule u { expect trace.spans.where(name == "a\\q").count() > 0 }\n'
     diags = parse(text, "many.fluo").diagnostics
-    assert [d.code for d in diags if d.capped] == ["FLUO101"] * MAX_ERRORS + ["FLUO403"]
-    # a duration read as meant before recovery, an escape in a string's content: not recovery's
-    assert [(d.code, d.span.line) for d in diags if not d.capped] == [("FLUO100", 1), ("FLUO102", MAX_ERRORS + 43)]
+    # a duration read as meant before recovery, an escape in a string's content: not recovery's, counted alike
+    # (the escape, past the cap, is not reported: FLUO403 says the rest are not)
+    assert [d.code for d in diags if d.capped] == ["FLUO100"] + ["FLUO101"] * (MAX_ERRORS - 1) + ["FLUO403"]
+    assert [d for d in diags if not d.capped] == []
+
+
+@pytest.mark.parametrize(
+    ("late", "code"),
+    [("expect trace.duration > 1 m", "FLUO100"), ("expect trace.duration > 1.5ns", "FLUO109"),
+     ('expect trace.spans.where(name == "a\\q").count() > 0', "FLUO102")],
+)  # fmt: skip
+def test_no_syntax_error_is_reported_after_the_fluo403_that_says_the_rest_are_not(late: str, code: str) -> None:
+    """QA editor tour: a spaced duration (read before parsing) or a literal's error (found building the tree) past
+    the cap came after "more than 100 syntax errors; the rest are not reported", in `fluo check` and the editor."""
+    many = "".join(f"rule r{i} {{ expect trace.spans.count() > 0 @ }}\n" for i in range(MAX_ERRORS + 10))
+    late_rule = f"rule z {{ {late} }}\n"
+    assert [d.code for d in parse(late_rule, "one.fluo").diagnostics] == [code]
+    diags = parse(many + late_rule, "many.fluo").diagnostics
+    assert [d.code for d in diags] == ["FLUO101"] * MAX_ERRORS + ["FLUO403"]
+    assert diags[-1].span.line == MAX_ERRORS
+    # first by position: one before the others is reported, and the 100th of the others is the one left out
+    diags = parse(late_rule + many, "many.fluo").diagnostics
+    assert [d.code for d in diags] == [code] + ["FLUO101"] * (MAX_ERRORS - 1) + ["FLUO403"]
+    assert diags[-1].span.line == MAX_ERRORS
+
+
+def test_no_syntax_error_is_reported_from_where_reading_stopped() -> None:
+    """QA editor tour: past 1,000 errors met, FLUO403 says the rest of the file is not read; a spaced duration
+    1,500 lines further down was still reported after it."""
+    text = "$ " * (MAX_RECOVERIES + 1) + "\n" * 1500 + "rule z { expect trace.duration > 1 m }\n"
+    diags = parse(text, "strays.fluo").diagnostics
+    assert [d.code for d in diags] == ["FLUO101", "FLUO403"]
+    assert diags[-1].message == stop_message()
 
 
 def test_garbage_stops_recovering_after_max_recoveries(monkeypatch: pytest.MonkeyPatch) -> None:
