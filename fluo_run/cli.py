@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -267,6 +268,17 @@ def with_cost_limit(analysis: Analysis, cost_limit: int) -> Analysis:
         analysis.diagnostics.extend(cost_diagnostics(analysis, cost_limit))
         analysis.diagnostics.sort(key=sort_key)
     return analysis
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses `nan` (which every comparison lets through, so every range check) and
+    `inf`/`-inf`: every float option of `fluo` is a plain number, refused as any value out of its range is."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a number in the range {self._describe_range()}", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 cost_limit_option = click.option(

@@ -22,6 +22,7 @@ import click
 
 from fluo_lang.diagnostics import plural
 from fluo_lang.values import format_duration, one_line
+from fluo_run.cli import FiniteFloatRange
 
 SEVERITY_COLORS = {"info": "blue", "warning": "yellow", "error": "red", "critical": "magenta"}
 MS = 1_000_000
@@ -158,7 +159,7 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
     "--timeout",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=1),
+    type=FiniteFloatRange(min=1),
     help="Give up waiting for evaluation after this many seconds.",
 )
 def command(rules_path: str | None, db: str | None, timeout: float) -> None:

@@ -329,6 +329,25 @@ def test_every_option_says_what_it_does() -> None:
     assert silent == set()
 
 
+def test_no_number_option_takes_nan_or_infinity() -> None:
+    """`nan` passes every range check (each comparison with it is false), and `inf` any one-sided one: every float
+    option of every command refuses them, in one line naming the option, as any value out of its range."""
+    ctx = click.Context(main)
+    floats = sorted(
+        (name, opt.opts[0])
+        for name in main.list_commands(ctx)
+        for opt in getattr(main.get_command(ctx, name), "params", [])
+        if isinstance(opt, click.Option) and isinstance(opt.type, click.types.FloatParamType)
+    )
+    assert {("discover", "--min-confidence"), ("test", "--watch-interval"), ("demo", "--timeout")} <= set(floats)
+    for name, flag in floats:
+        for value in ("nan", "NaN", "inf", "-inf", "1e999"):
+            r = run(name, flag, value)
+            assert r.exit_code == 2, (name, flag, value, r.output)
+            assert r.stderr.startswith(f"fluo: invalid value for '{flag}': {value} is not ")
+            assert r.stderr.count("\n") == 1 and "Traceback" not in r.output
+
+
 def test_help_has_examples() -> None:
     for cmd in ("check", "eval"):
         r = run(cmd, "--help")

@@ -501,6 +501,8 @@ def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> No
         (("missing.json",), "missing.json"),
         (("--min-confidence", "2", "x.json"), "invalid value for '--min-confidence'"),
         (("--min-confidence", "0", "x.json"), "invalid value for '--min-confidence'"),  # rules that always fire
+        (("--min-confidence", "nan", "x.json"), "invalid value for '--min-confidence': nan is not a number"),
+        (("--duration-quantile", "nan", "x.json"), "invalid value for '--duration-quantile': nan is not a number"),
     ],
 )
 def test_cli_usage_errors_are_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:

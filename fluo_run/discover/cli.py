@@ -12,7 +12,7 @@ from fluo_lang.diagnostics import plural
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
-from ..cli import cost_limit_option, eval_budget_option, fail
+from ..cli import FiniteFloatRange, cost_limit_option, eval_budget_option, fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
@@ -50,7 +50,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 )
 @click.option(
     "--min-confidence",
-    type=click.FloatRange(0.0, 1.0, min_open=True),
+    type=FiniteFloatRange(0.0, 1.0, min_open=True),
     default=1.0,
     show_default=True,
     help="Share of tested traces on which a rule must hold (above 0); below 1 the exceptions are listed.",
@@ -65,7 +65,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 )
 @click.option(
     "--duration-quantile",
-    type=click.FloatRange(0.0, 1.0),
+    type=FiniteFloatRange(0.0, 1.0),
     default=None,
     help="Quantile of per-trace durations the bounds are taken at (default: --min-confidence).",
 )

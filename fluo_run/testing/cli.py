@@ -17,7 +17,7 @@ import click
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
 from fluo_lang.diagnostics import plural
 from fluo_lang.otlp import too_deep_reads, too_deep_warning
-from fluo_run.cli import EXIT_INTERRUPTED, eval_budget_option
+from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
@@ -234,7 +234,7 @@ def run_once(
 @click.option("--watch", "watch_mode", is_flag=True, help="Run again whenever a test, rule or fixture file changes.")
 @click.option(
     "--watch-interval",
-    type=click.FloatRange(0.05, 10.0),
+    type=FiniteFloatRange(0.05, 10.0),
     default=0.5,
     show_default=True,
     help="Seconds between checks for changes with --watch.",
