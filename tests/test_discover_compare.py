@@ -93,6 +93,7 @@ def test_held_fraction_comes_from_the_evaluator(files: tuple[Path, Path]) -> Non
     assert report["auth_budget"]["held"] == round(1 - over / len(AUTH_SPANS), 6)
     assert report["quick_logins"]["fired"] == 0 and report["quick_logins"]["held"] == 1.0
     assert report["big_charge"]["applied"] == 0
+    assert report["big_charge"]["held"] is None  # a share of no trace: its `when` never held
 
 
 def test_contradictions_are_named(files: tuple[Path, Path]) -> None:
@@ -421,6 +422,76 @@ def test_the_evaluation_budget_of_fluo_eval_cuts_traces_short(files: tuple[Path,
     quad = by_rule(json.loads(result.stdout))["quad"]
     assert (quad["fired"], quad["truncated"], quad["traces"]) == (signals.count("quad"), truncated, len(AUTH_SPANS))
     assert quad["findings"][0].startswith(f"not evaluated on {truncated} of {len(AUTH_SPANS)} traces")
+
+
+HEAVY = (
+    QUADRATIC + "rule heavy_when {\n  when { trace.spans.any(trace.spans.where(duration > 500ms).count() == 0) }\n"
+    "  always { trace.spans.count() <= 3 }\n}\n"
+    "rule heavy_detect { detect trace.spans.any(trace.spans.where(name == 'login').count() > 5) }\n"
+)
+
+
+def test_a_rule_cut_short_on_every_trace_held_on_none(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Every trace cut short by --eval-budget: the rule was evaluated on none, so it held on none (JSON `held`
+    null), and nothing is said as though it had been tested (`never applied`, `never fired`, discovered facts)."""
+    _, traces = files
+    rules = tmp_path / "heavy.fluo"
+    rules.write_text(HEAVY, encoding="utf-8")
+    args = ("--compare", str(rules), str(traces), "--min-support", "3", "--eval-budget", "1")
+    result = run(*args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = by_rule(json.loads(result.stdout))
+    n = len(AUTH_SPANS)
+    assert list(report) == ["quad", "heavy_when", "heavy_detect"]
+    for r in report.values():
+        assert (r["truncated"], r["traces"], r["applied"], r["fired"], r["held"]) == (n, n, 0, 0, None), r
+        assert r["findings"] == [
+            f"not evaluated on {n} of {n} traces: the evaluation budget of 1 span visit ran out (`fluo eval` "
+            "reports fluo.evaluation_truncated there); they are counted neither fired nor held"
+        ]
+        assert r["discovered"] == []
+    text = run(*args).stdout
+    assert f"quad ({rules}:1): held on no trace: evaluated on none of {n} traces\n" in text
+    assert f"heavy_when ({rules}:4): held on no trace: evaluated on none of {n} traces\n" in text
+    assert "held on 100%" not in text and "never" not in text
+
+
+def test_the_held_share_of_a_rule_cut_short_on_some_traces_is_of_those_evaluated(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, traces = files
+    rules = tmp_path / "quad.fluo"
+    rules.write_text(QUADRATIC, encoding="utf-8")
+    result = run("--compare", str(rules), str(traces), "--format", "json", "--eval-budget", "20")
+    quad = by_rule(json.loads(result.stdout))["quad"]
+    evaluated = quad["traces"] - quad["truncated"]
+    assert 0 < evaluated < quad["traces"]
+    assert quad["held"] == round((evaluated - quad["fired"]) / evaluated, 6)
+    text = run("--compare", str(rules), str(traces), "--eval-budget", "20").stdout
+    assert f"of the {evaluated} traces evaluated, of {quad['traces']} (fired on {quad['fired']})" in text
+
+
+def test_one_trace_and_one_window_are_singular(tmp_path: Path) -> None:
+    traces, rules = tmp_path / "t.json", tmp_path / "r.fluo"
+    one = [s for s in corpus() if s.trace_id == (1).to_bytes(16, "big")]
+    traces.write_text(json.dumps(spans_to_json(one)), encoding="utf-8")
+    rules.write_text(
+        QUADRATIC + "rule few { expect trace.spans.count() <= 9 }\n"
+        "rule fast { expect trace.spans.where(name == 'login').all(duration <= 1ms) }\n"
+        "rule w {\n  window 1m\n  expect window.spans.all(window.spans.where(duration > 5ms).count() >= 1)\n}\n",
+        encoding="utf-8",
+    )
+    text = run("--compare", str(rules), str(traces), "--min-support", "1").stdout
+    assert "few (" in text and "held on 100% of 1 trace (fired on 0)" in text
+    assert "fast (" in text and "held on 0% of 1 trace (fired on 1)" in text
+    assert "(1 of 1 trace outside)" in text
+    assert "discovered: held on 1 of 1 trace," in text
+    assert "held on 100% of 1 window (fired on 0)" in text
+    assert " 1 traces" not in text and " 1 windows" not in text
+    cut = run("--compare", str(rules), str(traces), "--eval-budget", "1").stdout
+    assert "held on no window: evaluated on none of 1 window\n" in cut
+    assert "quad (" in cut and "held on no trace: evaluated on none of 1 trace\n" in cut
+    assert "not evaluated on 1 of 1 window:" in cut and "not evaluated on 1 of 1 trace:" in cut
 
 
 def compare_spans(tmp_path: Path, spans: list[Span], rules: str) -> dict[str, dict[str, Any]]:

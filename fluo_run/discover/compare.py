@@ -27,6 +27,7 @@ from typing import Any
 from fluo_lang.api import RuleSourceError, analyze, analyze_paths, lower
 from fluo_lang.builtins import Member
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT, check_cost
+from fluo_lang.diagnostics import plural
 from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program, Signal
 from fluo_lang.ir import Node, RuleIR, payload_text
 from fluo_lang.parser import DURATION_UNITS
@@ -698,7 +699,7 @@ def _bound_finding(
     limit = to_json(bound, ty)
     total = len(seen) + missing
     held = sum(1 for v in seen if _holds(op, v, bound))
-    none = f"no value on {missing} of {total} {where}" if missing else ""
+    none = f"no value on {_of(missing, total, where)}" if missing else ""
     if not seen:
         ranged = f"on the corpus it had {none}"
     else:
@@ -709,13 +710,20 @@ def _bound_finding(
         outside = total - held - missing
         said = _ranged(*_range(seen, ty)) if seen else "on the corpus it never had a value"
         if outside:
-            said += f" ({outside} of {total} {where} outside)"
+            said += f" ({_of(outside, total, where)} outside)"
         if missing and seen:
-            said += f", and it had no value on {missing} of {total} {where}, where the comparison is false"
+            said += f", and it had no value on {_of(missing, total, where)}, where the comparison is false"
         return f"assumes `{text} {op} {limit}`, but {said}"
     if clause == "when":
-        return f"applies when `{text} {op} {limit}`; {ranged} ({held} of {total} {where} matched)"
-    return f"looks for `{text} {op} {limit}`; {ranged} ({held} of {total} {where} matched)"
+        return f"applies when `{text} {op} {limit}`; {ranged} ({_of(held, total, where)} matched)"
+    return f"looks for `{text} {op} {limit}`; {ranged} ({_of(held, total, where)} matched)"
+
+
+def _of(count: int, total: int, noun: str) -> str:
+    """`2 of 5 traces`, `1 of 1 trace`: `noun` is singular, its first word agrees with `total`
+    (`trace where it applied`)."""
+    first, _, rest = noun.partition(" ")
+    return f"{count} of {plural(total, first)}" + (f" {rest}" if rest else "")
 
 
 def _holds(op: str, value: Any, bound: Any) -> bool | None:
@@ -749,7 +757,9 @@ def _rule_report(
     tested = traces if ir.mode != "when" else [tr for tr in traces if cond(tr, None) is True]
     applied = len(tested)
     findings: list[str] = []
-    if ir.mode == "when" and applied == 0:
+    if n == 0:
+        pass  # cut short on every trace by the evaluation budget, as `_with_truncated` says
+    elif ir.mode == "when" and applied == 0:
         findings.append("never applied: its `when` held on no trace, so it was never tested")
     elif ir.mode == "detect" and fired == 0:
         findings.append("never fired")
@@ -758,7 +768,7 @@ def _rule_report(
     nodes = [node for _, node in clauses]
     for clause, node in clauses:
         over = tested if clause in ("always", "never") else traces
-        where = "traces where it applied" if over is not traces else "traces"
+        where = "trace where it applied" if over is not traces else "trace"
         for value, op, bound in _bounds(node, assumed=clause in ("expect", "always")):
             fn = rule.compiler.fn(value)
             values = [fn(tr, None) for tr in over]
@@ -778,7 +788,7 @@ def _rule_report(
                 ranged = f"were always {lo}" if lo == hi else f"ranged {lo}..{hi}"
                 findings.append(
                     f"assumes `{rule.clause_text(call)}`; on the corpus those spans' {field}s {ranged}"
-                    + (f" ({outside} of {len(over)} {where} outside)" if outside else ", so it always held")
+                    + (f" ({_of(outside, len(over), where)} outside)" if outside else ", so it always held")
                 )
     given = _when_asserts(ir.condition, corpus) if ir.mode == "when" else None
     claims = [
@@ -822,14 +832,16 @@ def _rule_report(
             what = "operation" if field == "name" else "service"
             if const not in known:
                 note = f"the {what} {const!r} never occurs in the corpus"
-            elif fired and 0 < occurs[field, const] < n:  # a rule that fired about what only some traces have
-                note = f"the {what} {const!r} occurs in {occurs[field, const]} of {n} traces"
+            elif fired and 0 < occurs[field, const] < len(
+                corpus.traces
+            ):  # a rule that fired about what only some traces have
+                note = f"the {what} {const!r} occurs in {_of(occurs[field, const], len(corpus.traces), 'trace')}"
             else:
                 continue
             if note not in findings:
                 findings.append(note)
     related: list[tuple[tuple[bool, bool, bool, bool], Fact, bool]] = []
-    if fired or applied == 0:
+    if fired or 0 == applied < n:  # it did not hold everywhere, or (a `when`) it never applied
         kinds = _kinds_of(nodes)
         against = {i: _against(broken, d) for i, d in enumerate(discovered)}
         for i, d in enumerate(discovered):
@@ -853,7 +865,7 @@ def _rule_report(
         "traces": n,
         "applied": applied,
         "fired": fired,
-        "held": round((applied - fired) / applied, 6) if applied else 1.0,
+        "held": round((applied - fired) / applied, 6) if applied else None,
         "findings": findings,
         "discovered": [
             {"kind": f.kind, "fact": description(f), "rule": f.clauses[-1][1], "contradicts": contradicts}
@@ -1039,7 +1051,7 @@ def compare(
     for r in program.trace_rules:
         evaluated = [tr for i, tr in enumerate(traces) if i not in cut[r.id]] if cut[r.id] else traces
         report = _rule_report(r, fired[r.id], evaluated, corpus, discovered, occurs)
-        reports.append(_with_truncated(report, len(traces), len(cut[r.id]), eval_budget, "traces"))
+        reports.append(_with_truncated(report, len(traces), len(cut[r.id]), eval_budget, "trace"))
     windows = []
     for r in program.window_rules:
         assert r.ir.window_ns is not None
@@ -1057,11 +1069,11 @@ def compare(
             "mode": r.ir.mode,
             "windows": len(ws),
             "fired": fired_windows,
-            "held": round((whole - fired_windows) / whole, 6) if whole else 1.0,
+            "held": round((whole - fired_windows) / whole, 6) if whole else None,
             "findings": [],
             "discovered": [],
         }
-        windows.append(_with_truncated(report, len(ws), truncated, eval_budget, "windows"))
+        windows.append(_with_truncated(report, len(ws), truncated, eval_budget, "window"))
     return {
         "traces": len(traces),
         "spans": corpus.spans,
@@ -1083,14 +1095,15 @@ def _skipped(signals: list[Signal]) -> set[str]:
 
 def _with_truncated(report: dict[str, Any], total: int, truncated: int, budget: int, unit: str) -> dict[str, Any]:
     """A rule's report, told on how many traces (windows) its evaluation was cut short, as `fluo eval` cuts it:
-    those are neither fired nor held (the held share is of the rest)."""
-    if unit == "traces":
+    those are neither fired nor held (the held share is of the rest, None when there is no rest)."""
+    if unit == "trace":
         report["traces"] = total
     report["truncated"] = truncated
     if truncated:
+        visits = "span visit" if budget == 1 else "span visits"
         report["findings"].insert(
             0,
-            f"not evaluated on {truncated} of {total} {unit}: the evaluation budget of {budget:,} span visits ran "
+            f"not evaluated on {_of(truncated, total, unit)}: the evaluation budget of {budget:,} {visits} ran "
             "out (`fluo eval` reports fluo.evaluation_truncated there); they are counted neither fired nor held",
         )
     return report
@@ -1102,19 +1115,24 @@ def compare_text(report: dict[str, Any]) -> str:
         lines.append(e)
     for r in report["rules"]:
         where = f"{r['path']}:{r['line']}"
-        if "windows" in r:
-            total, unit = r["windows"], "windows"
-        else:
-            total, unit = r["traces"], "traces"
-        held = confidence_text(r["held"])
-        if r["mode"] == "when":  # held: the share of the traces where it applied
+        total, unit = (r["windows"], "window") if "windows" in r else (r["traces"], "trace")
+        evaluated = total - r["truncated"]
+        # the share is of the traces (windows) evaluated: those cut short by --eval-budget count neither way
+        of = (
+            f"of {plural(total, unit)}"
+            if evaluated == total
+            else f"of the {plural(evaluated, unit)} evaluated, of {total}"
+        )
+        if evaluated == 0:
+            lines.append(f"{r['rule']} ({where}): held on no {unit}: evaluated on none of {plural(total, unit)}")
+        elif r["mode"] == "when":  # held: the share of the traces where it applied
             lines.append(
-                f"{r['rule']} ({where}): applied on {r['applied']} of {total} {unit}"
-                + (f", held on {held} of them" if r["applied"] else "")
+                f"{r['rule']} ({where}): applied on {r['applied']} {of}"
+                + (f", held on {confidence_text(r['held'])} of them" if r["applied"] else "")
                 + f" (fired on {r['fired']})"
             )
         else:
-            lines.append(f"{r['rule']} ({where}): held on {held} of {total} {unit} (fired on {r['fired']})")
+            lines.append(f"{r['rule']} ({where}): held on {confidence_text(r['held'])} {of} (fired on {r['fired']})")
         for f in r["findings"]:
             lines.append(f"  - {f}")
         for d in r["discovered"]:

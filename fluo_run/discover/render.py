@@ -38,7 +38,8 @@ def confidence_text(c: float) -> str:
 
 def description(fact: Fact) -> str:
     return (
-        f"{fact.summary} (discovered: held on {fact.support - len(fact.exceptions)} of {fact.support} traces, "
+        f"{fact.summary} (discovered: held on {fact.support - len(fact.exceptions)} "
+        f"of {plural(fact.support, 'trace')}, "
         f"support {fact.support}, confidence {confidence_text(fact.confidence)})"
     )
 
