@@ -42,7 +42,7 @@ from opentelemetry.proto.common.v1.common_pb2 import (
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from fluo_lang.diagnostics import article, nearest
+from fluo_lang.diagnostics import article, nearest, plural
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
@@ -56,6 +56,7 @@ __all__ = [
     "parse_json",
     "parse_protobuf",
     "parse_trace_bytes",
+    "read_warnings",
     "replace_lone_surrogates",
     "request_share",
     "share_request",
@@ -121,6 +122,20 @@ def describe_clamped(clamped: Sequence[Span]) -> str:
         f"{spans} (first: span {first.span_id.hex()} of trace {first.trace_id.hex()}); "
         "each is read as ending when it starts, with duration 0"
     )
+
+
+def read_warnings(clamped: Sequence[Span], clashing: int) -> list[str]:
+    """What reading traces changed or lost, one line each, in the words every command that reads trace files
+    says it with (`fluo eval`, `fluo test`, `fluo discover`): spans read as ending when they start (`clamped`,
+    `clamp_end`), and `clashing` spans dropped for the span id of a different span of their trace
+    (`trace.dropped_copies`)."""
+    out = [describe_clamped(clamped)] if clamped else []
+    if clashing:
+        out.append(
+            f"dropped {plural(clashing, 'duplicate span')}: each had the span id of a different span of the same "
+            "trace (the last one read was kept); fix the id generator that sent them"
+        )
+    return out
 
 
 # ---------------------------------------------------------------------------

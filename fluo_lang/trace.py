@@ -381,6 +381,33 @@ def assemble(spans: Iterable[Span]) -> list[Trace]:
     return [Trace(tid, group) for tid, group in groups.items()]
 
 
+def _content(s: Span) -> tuple[Any, ...]:
+    attrs = s.attributes
+    return (s.parent_id, s.name, s.service, s.start, s.end, s.status, s.status_message, s.kind, attrs, s.resource)
+
+
+def dropped_copies(spans: Iterable[Span], traces: Iterable[Trace]) -> tuple[int, int]:
+    """The spans `traces` (assembled from `spans`) dropped for repeating the span id of another in their trace
+    (`Trace.duplicates`): as identical copies (a batch resent, a file read twice: nothing lost), and as different
+    spans (an id generator's bug: data lost)."""
+    dropped = {t.trace_id for t in traces if t.duplicates}
+    if not dropped:
+        return 0, 0
+    groups: dict[tuple[bytes, bytes], list[Span]] = {}
+    for s in spans:
+        if s.trace_id in dropped:
+            groups.setdefault((s.trace_id, s.span_id), []).append(s)
+    resent = clashing = 0
+    for group in groups.values():
+        kept = _content(group[-1])  # the last copy is the one kept
+        for s in group[:-1]:
+            if _content(s) == kept:
+                resent += 1
+            else:
+                clashing += 1
+    return resent, clashing
+
+
 class Window(_Indexed):
     """The spans of every trace completed within one tumbling window [start, end)."""
 

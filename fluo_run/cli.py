@@ -385,12 +385,12 @@ def eval_command(
     from fluo_lang.otlp import (
         TraceInputError,
         UnknownKeys,
-        describe_clamped,
         load_trace_files,
+        read_warnings,
         too_deep_reads,
         too_deep_warning,
     )
-    from fluo_lang.trace import assemble, collector_paused
+    from fluo_lang.trace import assemble, collector_paused, dropped_copies
 
     given = [x for x in (expect_expr, detect_expr) if x is not None]
     if len(given) > 1:
@@ -420,13 +420,12 @@ def eval_command(
             spans = load_trace_files(trace_paths, program.prefetch, clamped, unknown)
         except TraceInputError as exc:
             fail(str(exc))
-        for warning in unknown.warnings():
+        traces = assemble(spans)
+        for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces)[1]):
             click.echo(f"fluo: warning: {warning}", err=True)
-        if clamped:
-            click.echo(f"fluo: warning: {describe_clamped(clamped)}", err=True)
         if not spans:
             click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
-        signals = program.evaluate(assemble(spans))
+        signals = program.evaluate(traces)
     deep = too_deep_warning(deep_before)
     if deep is not None:
         click.echo(f"fluo: warning: {deep}", err=True)

@@ -489,6 +489,47 @@ def test_eval_says_when_a_span_ends_before_it_starts() -> None:
     )
 
 
+def _lossy_trace_file(folder: Path) -> Path:
+    """Five traces: in two a span ends before it starts, in one a span reuses the span id of another."""
+    spans = []
+    for t in range(1, 6):
+        tid = f"{t:032x}"
+        spans.append({"traceId": tid, "spanId": f"{t:014x}01", "name": "root", "startTimeUnixNano": "1000",
+                      "endTimeUnixNano": "9000"})  # fmt: skip
+        end = "1000" if t in (2, 4) else "5000"
+        spans.append({"traceId": tid, "spanId": f"{t:014x}02", "parentSpanId": f"{t:014x}01", "name": "child",
+                      "startTimeUnixNano": "2000", "endTimeUnixNano": end})  # fmt: skip
+    spans.append({"traceId": f"{3:032x}", "spanId": f"{3:014x}02", "parentSpanId": f"{3:014x}01", "name": "other",
+                  "startTimeUnixNano": "3000", "endTimeUnixNano": "4000"})  # fmt: skip
+    res = {"attributes": [{"key": "service.name", "value": {"stringValue": "api"}}]}
+    path = folder / "lossy.json"
+    path.write_text(json.dumps({"resourceSpans": [{"resource": res, "scopeSpans": [{"spans": spans}]}]}), "utf-8")
+    return path
+
+
+def test_every_command_that_reads_traces_says_what_reading_them_changed_or_lost(tmp_path: Path) -> None:
+    """QA r07/r08: spans clamped for ending before they start were said by `fluo eval` only (`fluo discover` built
+    duration bounds from them silently), spans dropped for another's span id by `fluo discover` only; each command
+    now says both, in the same words."""
+    traces = _lossy_trace_file(tmp_path)
+    (tmp_path / "r.fluo").write_text("rule r { expect trace.spans.count() < 100 }\n", encoding="utf-8")
+    (tmp_path / "r_test.yaml").write_text("cases:\n  - name: c\n    traces: lossy.json\n    expect: []\n", "utf-8")
+    said = [
+        "fluo: warning: 2 spans end before they start (first: span 0000000000000202 of trace "
+        "00000000000000000000000000000002); each is read as ending when it starts, with duration 0",
+        "fluo: warning: dropped 1 duplicate span: each had the span id of a different span of the same trace (the "
+        "last one read was kept); fix the id generator that sent them",
+    ]
+    for args in (
+        ["eval", str(tmp_path / "r.fluo"), "--traces", str(traces)],
+        ["discover", str(traces), "--min-support", "1"],
+        ["test", str(tmp_path)],
+    ):
+        r = run(*args)
+        assert r.exit_code == 0, (args, r.output)
+        assert [line for line in r.stderr.splitlines() if "warning" in line] == said, args
+
+
 @pytest.mark.parametrize(
     ("flag", "expr", "stderr"),
     [

@@ -908,7 +908,9 @@ def test_spans_dropped_for_a_shared_span_id_are_counted(tmp_path: Path) -> None:
     path.write_text(json.dumps(spans_to_json([*spans, *resent, clash])), encoding="utf-8")
     result = invoke(str(path), "--min-support", "3")
     assert result.exit_code == 0, result.output
-    assert "fluo: dropped 1 duplicate span: each had the span id of a different span of the same trace" in result.stderr
+    assert "fluo: warning: dropped 1 duplicate span: each had the span id of a different span of the same trace" in (
+        result.stderr
+    )
     assert "; 2 identical copies of spans merged" in result.stderr
     path.write_text(json.dumps(spans_to_json([*spans, *resent])), encoding="utf-8")
     result = invoke(str(path), "--min-support", "3")

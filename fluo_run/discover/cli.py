@@ -30,7 +30,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
     except TraceInputError as exc:
         fail(str(exc))
         raise AssertionError from exc  # unreachable: fail exits
-    for warning in unknown.warnings():
+    for warning in unknown.warnings() + found[1].warnings:
         click.echo(f"fluo: warning: {warning}", err=True)
     return found
 
@@ -150,12 +150,6 @@ def command(
     traces, corpus = _load(trace_paths, options)
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
-    if corpus.clashing:
-        click.echo(
-            f"fluo: dropped {plural(corpus.clashing, 'duplicate span')}: each had the span id of a different span of "
-            "the same trace (the last one read was kept); fix the id generator that sent them",
-            err=True,
-        )
     miner = Miner(corpus, options)
     with collector_paused():
         found, facts = mine_within(miner, options.max_rules)

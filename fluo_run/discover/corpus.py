@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.otlp import UnknownKeys, load_trace_files
-from fluo_lang.trace import Span, Trace, assemble, collector_paused
+from fluo_lang.otlp import UnknownKeys, load_trace_files, read_warnings
+from fluo_lang.trace import Span, Trace, assemble, collector_paused, dropped_copies
 
 ROOT = -1
 """Parent key of a span with no parent id."""
@@ -189,6 +189,8 @@ class Corpus:
     """Spans dropped as identical copies of another with their span id (read by `load_corpus`)."""
     clashing: int = 0
     """Spans dropped for sharing a span id with a different span of their trace."""
+    warnings: list[str] = field(default_factory=list)
+    """What reading the files changed or lost (`read_warnings`), for the command to say (read by `load_corpus`)."""
     _by_service: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _indexed: int = field(default=0, repr=False)
 
@@ -321,34 +323,10 @@ def load_corpus(
     builds its cases from, do not depend on the order the files were given in.
     """
     with collector_paused():
-        spans = load_trace_files(paths, unknown=unknown)
+        clamped: list[Span] = []
+        spans = load_trace_files(paths, clamped=clamped, unknown=unknown)
         traces = sorted(assemble(spans), key=lambda t: t.trace_id)
         corpus = summarize(traces, attributes=attributes, trace_values=trace_values)
-        corpus.resent, corpus.clashing = _duplicates(spans, traces)
+        corpus.resent, corpus.clashing = dropped_copies(spans, traces)
+        corpus.warnings = read_warnings(clamped, corpus.clashing)
         return traces, corpus
-
-
-def _content(s: Span) -> tuple[Any, ...]:
-    attrs = s.attributes
-    return (s.parent_id, s.name, s.service, s.start, s.end, s.status, s.status_message, s.kind, attrs, s.resource)
-
-
-def _duplicates(spans: list[Span], traces: list[Trace]) -> tuple[int, int]:
-    """The spans dropped for repeating the span id of another in their trace (`Trace.duplicates`): as identical
-    copies (a batch resent, a file read twice), and as different spans (an id generator's bug: data lost)."""
-    dropped = {t.trace_id for t in traces if t.duplicates}
-    if not dropped:
-        return 0, 0
-    groups: dict[tuple[bytes, bytes], list[Span]] = {}
-    for s in spans:
-        if s.trace_id in dropped:
-            groups.setdefault((s.trace_id, s.span_id), []).append(s)
-    resent = clashing = 0
-    for group in groups.values():
-        kept = _content(group[-1])  # the last copy is the one kept
-        for s in group[:-1]:
-            if _content(s) == kept:
-                resent += 1
-            else:
-                clashing += 1
-    return resent, clashing

@@ -21,8 +21,8 @@ from fluo_lang.api import Analysis, compile_program
 from fluo_lang.cost import DEFAULT_BUDGET
 from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program
 from fluo_lang.ir import RuleIR
-from fluo_lang.otlp import TraceInputError, UnknownKeys, load_trace_file
-from fluo_lang.trace import Span, Trace, assemble, windows_of
+from fluo_lang.otlp import TraceInputError, UnknownKeys, load_trace_file, read_warnings
+from fluo_lang.trace import Span, Trace, assemble, dropped_copies, windows_of
 from fluo_lang.values import format_timestamp
 
 from .document import YamlError, load
@@ -102,18 +102,20 @@ class TraceFiles:
     """Spans of fixture files, read once per run (and again when the file changes), with their warnings."""
 
     def __init__(self) -> None:
-        self.cache: dict[Path, tuple[float, list[Span], list[str]]] = {}
+        self.cache: dict[Path, tuple[float, list[Span], list[str], list[Span]]] = {}
 
-    def spans(self, path: Path) -> tuple[list[Span], list[str]]:
-        """The file's spans, and a line for each unknown key of its OTLP/JSON objects (`UnknownKeys`)."""
+    def spans(self, path: Path) -> tuple[list[Span], list[str], list[Span]]:
+        """The file's spans, a line for each unknown key of its OTLP/JSON objects (`UnknownKeys`), and its spans
+        read as ending when they start (`clamp_end`)."""
         mtime = os.stat(path).st_mtime
         hit = self.cache.get(path)
         if hit is None or hit[0] != mtime:
             unknown = UnknownKeys()
-            spans = load_trace_file(path, unknown=unknown)
-            hit = (mtime, spans, unknown.warnings())
+            clamped: list[Span] = []
+            spans = load_trace_file(path, clamped=clamped, unknown=unknown)
+            hit = (mtime, spans, unknown.warnings(), clamped)
             self.cache[path] = hit
-        return hit[1], hit[2]
+        return hit[1], hit[2], hit[3]
 
 
 class Programs:
@@ -212,14 +214,16 @@ class Runner:
                 )
             )
         spans: list[Span] = []
+        clamped: list[Span] = []
         empty: list[tuple[Path, int]] = []
         for path, line in case.traces:
             try:
-                found, warnings = self.traces.spans(path)
+                found, warnings, found_clamped = self.traces.spans(path)
             except (TraceInputError, OSError) as exc:
                 result.problems.append(Problem(file.display, line, f"cannot load trace file: {exc}"))
                 continue
             spans.extend(found)
+            clamped.extend(found_clamped)
             result.warnings.extend(warnings)
             if not found:
                 empty.append((path, line))
@@ -231,6 +235,7 @@ class Runner:
             return result
         spans.extend(_placed(case.spans, spans))
         traces = assemble(spans)
+        result.warnings.extend(read_warnings(clamped, dropped_copies(spans, traces)[1]))
         result.traces = len(traces)
         program = self.programs.program(file.analysis, case.only)
         before = len(program.errors)
