@@ -1787,12 +1787,18 @@ def load_trace_file(
     unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped
-    (to at most `max_bytes` once gunzipped); `unknown` gets the unknown keys of OTLP/JSON objects."""
-    data, source = _read(path)
-    name = "" if source == STDIN_SOURCE else source
-    return parse_trace_bytes(
-        data, source=source, name=name, prefetch=prefetch, clamped=clamped, max_bytes=max_bytes, unknown=unknown
-    )
+    (to at most `max_bytes` once gunzipped); `unknown` gets the unknown keys of OTLP/JSON objects.
+
+    A file the memory cannot hold (or one that never ends, `/dev/zero`) is a `TraceInputError` naming it."""
+    source = STDIN_SOURCE if str(path) == STDIN_PATH else str(path)
+    try:
+        data, source = _read(path)
+        name = "" if source == STDIN_SOURCE else source
+        return parse_trace_bytes(
+            data, source=source, name=name, prefetch=prefetch, clamped=clamped, max_bytes=max_bytes, unknown=unknown
+        )
+    except MemoryError:
+        raise TraceInputError(f"{source}: out of memory reading it: too large for the memory fluo may use") from None
 
 
 def trace_files_in(folder: Path) -> list[Path]:

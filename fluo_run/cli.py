@@ -281,6 +281,19 @@ class FiniteFloatRange(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
+class NonEmptyPath(click.Path):
+    """click's Path refusing `''`, for a file or folder a command writes (or, `fluo signals --db`, the one file it
+    reads): an empty name, most likely an unset shell variable (`--junit-xml "$REPORT"`), would otherwise mean the
+    current folder, found only when the write fails after the run, or (a folder to write into) taken at its word.
+    Paths a command only reads keep `''` as the current folder, as `.`."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value:
+            what = "file" if self.file_okay else "folder"
+            self.fail(f"an empty path names no {what}; give a {what} name", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 cost_limit_option = click.option(
     "--cost-limit",
     type=click.IntRange(min=0),

@@ -329,6 +329,29 @@ def test_every_option_says_what_it_does() -> None:
     assert silent == set()
 
 
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["test", "--junit-xml", ""], "'--junit-xml': an empty path names no file"),
+        (["discover", "-o", "", "t.json"], "'-o' / '--output': an empty path names no file"),
+        (["discover", "--tests", "", "t.json"], "'--tests': an empty path names no folder"),
+        (["signals", "--db", ""], "'--db' (env var: 'FLUO_DB'): an empty path names no file"),
+    ],
+)
+def test_an_empty_path_to_write_is_refused_before_the_run(
+    args: list[str], option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--junit-xml ''` failed only after the run ("cannot write --junit-xml : Is a directory"), and `--tests ''`
+    wrote the tests and rules into the current folder: an empty name is most likely an unset shell variable."""
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, args, prog_name="fluo", catch_exceptions=False)
+    assert r.exit_code == 2
+    assert (
+        r.stderr
+        == f"fluo: invalid value for {option}; give a {option.rsplit(' ', 1)[1]} name (see `fluo {args[0]} --help`)\n"
+    )
+
+
 def test_no_number_option_takes_nan_or_infinity() -> None:
     """`nan` passes every range check (each comparison with it is false), and `inf` any one-sided one: every float
     option of every command refuses them, in one line naming the option, as any value out of its range."""
@@ -487,6 +510,21 @@ def test_eval_says_when_a_span_ends_before_it_starts() -> None:
         "fluo: warning: 1 span ends before it starts (first: span 0000000000000002 of trace "
         "000000000000000000000000000000c3); each is read as ending when it starts, with duration 0\n"
     )
+
+
+@pytest.mark.parametrize("command", [["eval", str(EXAMPLE_RULES), "--traces"], ["discover"]])
+def test_an_input_larger_than_memory_is_one_line_naming_it(command: list[str]) -> None:
+    """QA r09: `/dev/zero` under a memory limit ended in a MemoryError traceback (exit 1)."""
+    limited = f'ulimit -v {700 * 1024} && exec "$0" -m fluo_run.cli "$@"'  # KiB: room to start, not for /dev/zero
+    r = subprocess.run(
+        ["sh", "-c", limited, sys.executable, *command, "/dev/zero"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert r.stderr == "fluo: /dev/zero: out of memory reading it: too large for the memory fluo may use\n"
 
 
 def _lossy_trace_file(folder: Path) -> Path:

@@ -1100,6 +1100,23 @@ def test_unreadable_files(tmp_path: Path) -> None:
     assert error_of(load_trace_file, tmp_path).startswith(f"cannot read {tmp_path}: ")
 
 
+def test_a_file_the_memory_cannot_hold_is_an_input_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA r09: a MemoryError (`/dev/zero`, or a file larger than memory) ended `fluo eval` and `fluo discover` in a
+    traceback; it is a `TraceInputError` naming the file, which each command says in one line (exit 2)."""
+    path = tmp_path / "huge.json"
+    path.write_text("{}", encoding="utf-8")
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(otlp, "parse_trace_bytes", out_of_memory)
+    message = f"{path}: out of memory reading it: too large for the memory fluo may use"
+    assert error_of(load_trace_file, path) == message
+    assert error_of(load_trace_files, [tmp_path]) == message
+
+
 def test_file_errors_name_the_file_and_line(tmp_path: Path) -> None:
     good = json.dumps(request(("a", [otlp_span()])))
     bad = json.dumps(request(("a", [otlp_span(), otlp_span(), otlp_span(spanId="xyz")])))

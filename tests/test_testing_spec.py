@@ -326,6 +326,14 @@ def test_an_expect_with_nothing_under_it_is_not_written_yet(tmp_path: Path) -> N
     assert result.status == "error" and "has no `expect:`" in result.problems[0].message
 
 
+def test_a_fixture_that_is_no_regular_file_is_said_to_be_so(tmp_path: Path) -> None:
+    """`traces: /dev/zero` read "trace file /dev/zero does not exist"; reading it would never end."""
+    write(tmp_path, "r.fluo", RULES)
+    body = "cases:\n  - name: a\n    traces: /dev/zero\n    expect: []\n"
+    (case,) = load_test_file(write(tmp_path, "r_test.yaml", body)).cases
+    assert [p.message for p in case.problems] == ["trace file /dev/zero is not a regular file; give an OTLP file"]
+
+
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [

@@ -12,7 +12,7 @@ from fluo_lang.diagnostics import plural
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
-from ..cli import FiniteFloatRange, cost_limit_option, eval_budget_option, fail
+from ..cli import FiniteFloatRange, NonEmptyPath, cost_limit_option, eval_budget_option, fail
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
@@ -38,7 +38,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 @click.command(name="discover")
 @click.argument("trace_paths", nargs=-1, type=click.Path())
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="Write the rules to FILE (default, or `-`: stdout)."
+    "-o", "--output", type=NonEmptyPath(dir_okay=False), help="Write the rules to FILE (default, or `-`: stdout)."
 )
 @click.option("--format", "fmt", type=click.Choice(["fluo", "json"]), default="fluo", show_default=True)
 @click.option(
@@ -80,7 +80,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 @click.option(
     "--tests",
     "tests_dir",
-    type=click.Path(file_okay=False),
+    type=NonEmptyPath(file_okay=False),
     help="Also write a rule test (<stem>_test.yaml + fixtures) for the proposed rules into DIR.",
 )
 @cost_limit_option

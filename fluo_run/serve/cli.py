@@ -20,6 +20,7 @@ from click.core import ParameterSource
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.values import NS_LIMIT, format_duration, one_line
+from fluo_run.cli import NonEmptyPath
 
 from .config import (
     DEFAULT_DB,
@@ -627,7 +628,7 @@ def unreadable(db: str, exc: BaseException) -> str:
     show_envvar=True,
     default=DEFAULT_DB,
     show_default=True,
-    type=click.Path(dir_okay=False),
+    type=NonEmptyPath(dir_okay=False),
     help="The SQLite file `fluo serve` writes.",
 )
 @click.option("--rule", "rules", multiple=True, help="Only this rule (repeatable).")

@@ -17,7 +17,7 @@ import click
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
 from fluo_lang.diagnostics import plural
 from fluo_lang.otlp import too_deep_reads, too_deep_warning
-from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, eval_budget_option
+from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
@@ -224,7 +224,7 @@ def run_once(
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--run", "select_text", metavar="REGEX", help="Run only cases whose name (or FILE::name) matches.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--junit-xml", type=click.Path(dir_okay=False), help="Also write a JUnit XML report to this file.")
+@click.option("--junit-xml", type=NonEmptyPath(dir_okay=False), help="Also write a JUnit XML report to this file.")
 @click.option(
     "--update",
     is_flag=True,

@@ -527,8 +527,11 @@ class _Reader:
                 case.traces.extend((f, n) for f in found)
                 case.folders.append(path)
                 continue
-            if not path.is_file():
+            if not path.exists():
                 self.problem(n, f"trace file {display_path(path)} does not exist", case, code="missing-fixture")
+                continue
+            if not path.is_file():  # a device (/dev/zero, which never ends) or a pipe
+                self.problem(n, f"trace file {display_path(path)} is not a regular file; give an OTLP file", case)
                 continue
             case.traces.append((path, n))
 
