@@ -47,6 +47,8 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             sys.exit(0 if result.text == text else 1)
         click.echo(_bom(data) + result.text, nl=False)
         sys.exit(0)
+    if "" in paths and not check:  # most likely an unset shell variable: it would rewrite the current folder's files
+        _fail("an empty path names no file or folder to rewrite; give `.` for the current folder")
     try:
         files = rule_files(paths, any_name=False)  # fmt rewrites what it is given: no oddly named file
     except RuleSourceError as exc:

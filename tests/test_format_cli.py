@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from fluo_run.cli import main
@@ -125,3 +126,16 @@ def test_a_file_that_is_not_a_rule_file_is_refused_before_anything_is_done(tmp_p
     assert messy.read_text() == MESSY
     assert run(str(tmp_path))[0] == 0  # in a folder, only .fluo files are looked at
     assert messy.read_text() == TIDY
+
+
+def test_an_empty_path_rewrites_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: `fluo fmt "$RULES"` with the variable unset reformatted every rule file under the current folder."""
+    messy = tmp_path / "a.fluo"
+    messy.write_text(MESSY)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run("")
+    assert code == 2
+    assert err == "fluo: an empty path names no file or folder to rewrite; give `.` for the current folder\n"
+    assert messy.read_text() == MESSY
+    assert run("--check", "")[0] == 1  # only reads: '' is the current folder, as `.`
+    assert run(".")[0] == 0 and messy.read_text() == TIDY
