@@ -418,7 +418,7 @@ SPAN_FIELDS = (
         t.SPAN,
         "service",
         t.STRING,
-        "The resource attribute `service.name`.",
+        "The resource attribute `service.name` (`''` when the resource has none).",
         _g("service"),
         "service == 'auth'",
     ),
@@ -438,7 +438,7 @@ SPAN_FIELDS = (
         _g("status"),
         "status == error",
     ),
-    _field(t.SPAN, "status_message", t.STRING, "The status description.", _g("status_message")),
+    _field(t.SPAN, "status_message", t.STRING, "The status description, kept only with an `error` status (OTLP gives no other status one); `''` otherwise.", _g("status_message")),
     _field(
         t.SPAN,
         "kind",
