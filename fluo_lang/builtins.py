@@ -438,7 +438,13 @@ SPAN_FIELDS = (
         _g("status"),
         "status == error",
     ),
-    _field(t.SPAN, "status_message", t.STRING, "The status description, kept only with an `error` status (OTLP gives no other status one); `''` otherwise.", _g("status_message")),
+    _field(
+        t.SPAN,
+        "status_message",
+        t.STRING,
+        "The status description, kept only with an `error` status (OTLP gives no other status one); `''` otherwise.",
+        _g("status_message"),
+    ),
     _field(
         t.SPAN,
         "kind",
