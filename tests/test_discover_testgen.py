@@ -369,3 +369,50 @@ def test_json_into_the_rule_file_the_tests_need_is_refused_before_writing(tmp_pa
     assert result.exit_code == 0, result.output
     json.loads((tmp_path / "shop.json.out.json").read_text(encoding="utf-8"))
     assert CliRunner().invoke(main, ["test", str(folder)]).exit_code == 0
+
+
+@pytest.mark.parametrize("how", ["named", "linked", "hard-linked"])
+def test_inputs_among_the_fixtures_are_refused_before_anything_is_written(tmp_path: Path, how: str) -> None:
+    """QA r12: `fluo discover tests/fixtures/r/*.json -o tests/r.fluo --tests tests` (the last run's fixtures given
+    one by one) exited 0, removed 10 of the 23 inputs and rewrote the rest; given as a folder it was refused."""
+    folder = tmp_path / "tests"
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(folder / "r.fluo"), "--tests", str(folder)])
+    assert result.exit_code == 0, result.output
+    fixtures = sorted((folder / "fixtures" / "r").iterdir())
+    inputs = {
+        "named": fixtures,
+        "linked": [tmp_path / "link.json"],
+        "hard-linked": [tmp_path / "hard.json"],
+    }[how]
+    if how == "linked":
+        inputs[0].symlink_to(fixtures[0])
+    elif how == "hard-linked":
+        inputs[0].hardlink_to(fixtures[0])
+    before = {p: p.read_bytes() for p in [*fixtures, folder / "r.fluo", folder / "r_test.yaml"]}
+    args = ["discover", *map(str, inputs), "--min-support", "1", "-o", str(folder / "r.fluo"), "--tests", str(folder)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"fluo: refusing to write test fixtures into {folder / 'fixtures' / 'r'}: ")
+    assert f"the input {inputs[0]} " in result.stderr and result.stderr.count("\n") == 1
+    assert {p: p.read_bytes() for p in before} == before
+
+
+@pytest.mark.parametrize("blocked", ["tests", "tests/fixtures"])
+def test_a_tests_folder_that_cannot_be_made_refuses_before_the_rules_are_written(tmp_path: Path, blocked: str) -> None:
+    """QA r05: with `--tests tests` a link to nothing, the run exited 2 ("File exists") after replacing -o."""
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    rules = tmp_path / "r.fluo"
+    rules.write_text("// my reviewed rules\n", encoding="utf-8")
+    in_the_way = tmp_path / blocked
+    in_the_way.parent.mkdir(exist_ok=True)
+    if blocked == "tests":
+        in_the_way.symlink_to("nowhere")
+        why = f"{in_the_way} is a symbolic link to a missing path (nowhere)"
+    else:
+        in_the_way.write_text("a file", encoding="utf-8")
+        why = f"{in_the_way} is not a folder"
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(rules), "--tests", str(tmp_path / "tests")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"fluo: cannot write the tests into {tmp_path / 'tests'}: {why}\n"
+    assert rules.read_text(encoding="utf-8") == "// my reviewed rules\n"

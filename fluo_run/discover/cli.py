@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -144,6 +145,9 @@ def command(
         problem = linked_output(Path(tests_dir), rules_path.stem)
         if problem is not None:
             fail(problem)
+        unusable = _unusable_folder(fixtures)
+        if unusable is not None:
+            fail(f"cannot write the tests into {tests_dir}: {unusable}")
     elif output is not None:
         _refuse_inputs(trace_paths, [Path(output)], None)
     deep_before = too_deep_reads()
@@ -167,6 +171,11 @@ def command(
         text = json.dumps(json_report(rules, corpus, options), indent=2, ensure_ascii=False)
     else:
         text = fluo_text(rules, corpus, options)
+    if tests_dir is not None:  # made before any output is written: a run that cannot write its tests writes nothing
+        try:
+            Path(tests_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(f"cannot make the tests folder {tests_dir}: {exc.strerror or exc}")
     _emit(text, output)
     if tests_dir is not None and rules_path is not None:
         if str(rules_path) != output:
@@ -200,9 +209,11 @@ def _rules_file(fmt: str, output: str | None, tests_dir: str | None) -> Path | N
 
 
 def _refuse_inputs(trace_paths: tuple[str, ...], outputs: list[Path], fixtures: Path | None) -> None:
-    """Exit 2 before writing anything when an output would replace an input trace file, or when the
-    fixture folder and an input folder overlap (the next run would read fixtures as traces)."""
-    files: set[tuple[int, int]] = set()
+    """Exit 2 before writing anything when an output would replace an input trace file, when the
+    fixture folder and an input folder overlap (the next run would read fixtures as traces), or when an
+    input file is in the fixture folder (where `--tests` replaces and removes files): by its name, through a
+    link, or as a hard link to a file there."""
+    inputs: list[Path] = []
     folders: list[Path] = []
     for p in trace_paths:
         path = Path(p)
@@ -210,15 +221,39 @@ def _refuse_inputs(trace_paths: tuple[str, ...], outputs: list[Path], fixtures: 
             continue
         if path.is_dir():
             folders.append(path.resolve())
-        files.update(_identity(f) for f in (trace_files_in(path) if path.is_dir() else [path]))
+        inputs.extend(trace_files_in(path) if path.is_dir() else [path])
+    files = {_identity(f) for f in inputs}
     for out in outputs:
         if out.exists() and _identity(out) in files:
             fail(f"refusing to overwrite input {out}: it is one of the trace files read")
-    if fixtures is not None:
-        where = fixtures.resolve()
-        for folder in folders:
-            if where.is_relative_to(folder) or folder.is_relative_to(where):
-                fail(f"refusing to write test fixtures into {fixtures}: the traces in {folder} would include them")
+    if fixtures is None:
+        return
+    where = fixtures.resolve()
+    for folder in folders:
+        if where.is_relative_to(folder) or folder.is_relative_to(where):
+            fail(f"refusing to write test fixtures into {fixtures}: the traces in {folder} would include them")
+    there = {_identity(f) for f in where.iterdir() if f.is_file() and not f.is_symlink()} if where.is_dir() else set()
+    for f in inputs:
+        if (f.parent.resolve() / f.name).is_relative_to(where):  # the name given, a link itself
+            how = "is in that folder"
+        elif f.resolve().is_relative_to(where):
+            how = "is a link into that folder"
+        elif _identity(f) in there:
+            how = "is a hard link to a file in that folder"
+        else:
+            continue
+        fail(f"refusing to write test fixtures into {fixtures}: the input {f} {how}, where --tests replaces files")
+
+
+def _unusable_folder(folder: Path) -> str | None:
+    """Why `folder` cannot be made, or written into, if the first of it and its parents that is there says so:
+    a symbolic link to a missing path, or a file."""
+    for path in (folder, *folder.parents):
+        if path.is_symlink() and not path.exists():
+            return f"{path} is a symbolic link to a missing path ({os.readlink(path)})"
+        if path.exists():
+            return None if path.is_dir() else f"{path} is not a folder"
+    return None
 
 
 def _identity(path: Path) -> tuple[int, int]:
