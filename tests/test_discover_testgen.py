@@ -16,6 +16,7 @@ from fluo_lang.api import analyze_paths, compile_program
 from fluo_lang.otlp import load_trace_file, spans_to_json
 from fluo_lang.trace import Span, assemble
 from fluo_run.cli import main
+from fluo_run.discover import testgen
 from fluo_run.discover.synthetic import shop_corpus
 
 T0 = 1_767_225_600 * 10**9
@@ -416,3 +417,65 @@ def test_a_tests_folder_that_cannot_be_made_refuses_before_the_rules_are_written
     assert result.exit_code == 2, result.output
     assert result.stderr == f"fluo: cannot write the tests into {tmp_path / 'tests'}: {why}\n"
     assert rules.read_text(encoding="utf-8") == "// my reviewed rules\n"
+
+
+def retry_corpus(n: int, failing: int) -> list[Span]:
+    """`n` traces of a handle span calling one `call`; in `failing` of them every tenth) the call fails and a
+    `retry` follows: those have more operations than the others."""
+    spans = []
+    for i in range(n):
+        root = lone_span(i, name="handle", service="s")
+        call = lone_span(i, name="call", service="s", parent=root)
+        call.status = "error" if i % 10 < failing else "unset"
+        spans += [root, call]
+        if i % 10 < failing:
+            retry = lone_span(i, name="retry", service="s", parent=call)
+            retry.parent_id = root.span_id
+            spans.append(retry)
+    return spans
+
+
+def test_the_passing_case_is_looked_for_among_all_traces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA r11: only the `MAX_PASSING_TRIES` traces with the most operations were looked at: when those all broke
+    a rule (failing traces carrying a retry), no passing case was written although clean traces abounded."""
+    monkeypatch.setattr(testgen, "MAX_PASSING_TRIES", 5)
+    traces = write_spans(tmp_path / "t.json", retry_corpus(40, failing=3))  # 12 failing traces, 28 clean ones
+    rules = tmp_path / "r.fluo"
+    args = ["discover", str(traces), "--min-confidence", "0.6", "-o", str(rules), "--tests", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "// exceptions (12)" in rules.read_text(encoding="utf-8")
+    doc = yaml.safe_load((tmp_path / "r_test.yaml").read_text(encoding="utf-8"))
+    (passing,) = [c for c in doc["cases"] if c["expect"] == []]
+    assert fired(rules, tmp_path / passing["traces"]) == []
+    assert CliRunner().invoke(main, ["test", str(tmp_path)]).exit_code == 0
+
+
+def test_no_passing_case_is_said_on_stderr(tmp_path: Path) -> None:
+    """QA r10: below --min-confidence 1 every trace can break a kept rule; the test file then had no passing case,
+    which the docs promise, and nothing said so."""
+    spans = []
+    for i in range(40):  # even traces: one span more than the rest; odd ones: a failed root
+        root = lone_span(i, name="root", service="s")
+        root.status = "error" if i % 2 else "unset"
+        children = [lone_span(i, name="child", service="s", parent=root) for _ in range(2 - i % 2)]
+        children[-1].span_id = children[-1].span_id[:7] + b"\xff"
+        spans += [root, *children]
+    traces = write_spans(tmp_path / "t.json", spans)
+    args = [
+        "discover",
+        str(traces),
+        "--min-confidence",
+        "0.5",
+        "-o",
+        str(tmp_path / "r.fluo"),
+        "--tests",
+        str(tmp_path),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load((tmp_path / "r_test.yaml").read_text(encoding="utf-8"))
+    assert doc["cases"] and all(c["expect"] for c in doc["cases"])
+    note = "fluo: no passing case: each of the 40 traces breaks a rule (is among its exceptions, which "
+    assert note + "--min-confidence below 1 allows)\n" in result.stderr
+    assert CliRunner().invoke(main, ["test", str(tmp_path)]).exit_code == 0

@@ -186,7 +186,8 @@ def command(
             fail(f"cannot write the tests into {tests_dir}: {exc.strerror or exc}")
         except ValueError as exc:  # a bug, said in one line
             fail(f"cannot write the tests: {exc}")
-        click.echo(f"fluo: {written}", err=True)
+        for line in written:
+            click.echo(f"fluo: {line}", err=True)
     spans = plural(corpus.spans, "span")
     summary = f"fluo: {plural(len(rules), 'rule')} from {plural(len(corpus.traces), 'trace')} ({spans})"
     if corpus.resent:

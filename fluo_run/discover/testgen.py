@@ -1,8 +1,8 @@
 """`fluo discover --tests`: a rule test for the discovered rules, built from the corpus.
 
 The test file (`<stem>_test.yaml`, in the format `fluo test` reads) has one
-passing case, a real corpus trace on which no rule fires, and for each rule a
-violating case: a real counterexample when the rule has exceptions, otherwise
+passing case, a real corpus trace on which no rule fires (if some trace breaks
+no rule), and for each rule a violating case: a real counterexample when the rule has exceptions, otherwise
 a real trace changed as little as the rule allows (one span dropped, duplicated,
 moved, re-parented, stretched, failed, or one attribute changed). Every case is
 run through the compiled rules before it is written, and expects exactly the
@@ -36,6 +36,8 @@ from .syntax import SURROGATE, article
 BASE_TRACES = 4
 """Corpus traces tried per rule as the base of a mutation."""
 MAX_PASSING_TRIES = 500
+"""Corpus traces evaluated in search of the passing case, among those no rule lists as an exception (all
+others pass but for the cut of long attribute values, so the first one tried nearly always does)."""
 MAX_COPY_CHOICES = 10
 """Operations tried as the span to copy when breaking a service or trace count bound."""
 
@@ -368,22 +370,38 @@ def _fixture(tests_dir: Path, folder: Path, name: str, spans: list[Span]) -> str
     return path.relative_to(tests_dir).as_posix()
 
 
+def _passing(
+    rules: list[Rule], program: Program, corpus: Corpus, spans_of: Callable[[str], list[Span]]
+) -> tuple[str, list[Span]] | str:
+    """The passing case's trace (id, spans): among the traces that no rule lists as an exception, one with the
+    most operations (the first in trace id order of those) on which no rule fires; else why there is none."""
+    exceptions = {i for r in rules for i in r.fact.exceptions}
+    quiet = sorted((t for t in corpus.traces if t.index not in exceptions), key=lambda t: -len(t.ops))
+    if not quiet:
+        return (
+            f"no passing case: each of the {plural(len(corpus.traces), 'trace')} breaks a rule (is among its "
+            "exceptions, which --min-confidence below 1 allows)"
+        )
+    for t in quiet[:MAX_PASSING_TRIES]:
+        spans = _copy(spans_of(t.trace_id))
+        if not _fired(program, spans):
+            return t.trace_id, spans
+    return f"no passing case: a rule fired on each of the {plural(len(quiet[:MAX_PASSING_TRIES]), 'trace')} tried"
+
+
 def build_cases(
     tests_dir: Path, stem: str, rules: list[Rule], program: Program, traces: list[Trace], corpus: Corpus
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """The cases (with their fixtures written) and the ids of rules no violating case was found for."""
+) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    """The cases (with their fixtures written), the ids of rules no violating case was found for, and why
+    there is no passing case when there is none."""
     by_id = {t.id_hex: t for t in traces}
     fixtures = test_outputs(tests_dir, stem)[1]
     cases: list[dict[str, Any]] = []
-    exceptions = {i for r in rules for i in r.fact.exceptions}
-    for t in sorted(corpus.traces, key=lambda t: -len(t.ops))[:MAX_PASSING_TRIES]:
-        if t.index in exceptions:
-            continue
-        spans = _copy(by_id[t.trace_id].spans)
-        if not _fired(program, spans):
-            path = _fixture(tests_dir, fixtures, PASSING_FIXTURE, spans)
-            cases.append({"name": f"a real trace ({t.trace_id}) breaks no rule", "traces": path, "expect": []})
-            break
+    passing = _passing(rules, program, corpus, lambda trace_id: by_id[trace_id].spans)
+    if not isinstance(passing, str):
+        trace_id, spans = passing
+        path = _fixture(tests_dir, fixtures, PASSING_FIXTURE, spans)
+        cases.append({"name": f"a real trace ({trace_id}) breaks no rule", "traces": path, "expect": []})
     mutations = Mutations(corpus, by_id)
     uncovered = []
     for rule in rules:
@@ -412,11 +430,12 @@ def build_cases(
         fired, spans, how = best
         path = _fixture(tests_dir, fixtures, rule.id, spans)
         cases.append({"name": f"{rule.id} fires: {how}", "traces": path, "expect": [{"rule": r} for r in fired]})
-    return cases, uncovered
+    return cases, uncovered, passing if isinstance(passing, str) else None
 
 
-def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: list[Trace], corpus: Corpus) -> str:
-    """Write `<stem>_test.yaml` and its fixtures into `tests_dir`; returns what was written (or removed), for the user.
+def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: list[Trace], corpus: Corpus) -> list[str]:
+    """Write `<stem>_test.yaml` and its fixtures into `tests_dir`; returns what was written (or removed), and
+    why there is no passing case when there is none: lines for the user.
 
     With no rule there is no test (`fluo test` loads none of no rules): the test file and fixtures of the
     last run are removed, as a regeneration removes those of rules gone.
@@ -441,8 +460,8 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
         test_path.unlink(missing_ok=True)
         gone = f" and {plural(len(before), 'fixture')}" if before else ""
         why = f"no test written into {tests_dir}: no rule was proposed, and a test needs rules"
-        return why + (f"; removed the last run's {test_path}{gone}" if removed else "")
-    cases, uncovered = build_cases(tests_dir, stem, rules, program, traces, corpus)
+        return [why + (f"; removed the last run's {test_path}{gone}" if removed else "")]
+    cases, uncovered, no_pass = build_cases(tests_dir, stem, rules, program, traces, corpus)
     doc: dict[str, Any] = {
         "description": f"Generated by `fluo discover --tests` for {rules_path.name}: each rule quiet on a real trace, "
         "and firing on a real counterexample or a minimally changed real trace.",
@@ -456,7 +475,7 @@ def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: li
         path.unlink(missing_ok=True)
     if stale:
         note += f"; removed {plural(len(stale), 'fixture')} of the last run no case uses now"
-    return f"wrote {test_path} with {plural(len(cases), 'case')}{note}"
+    return [f"wrote {test_path} with {plural(len(cases), 'case')}{note}", *([no_pass] if no_pass else [])]
 
 
 def _fixtures_used(test_path: Path, tests_dir: Path, folder: Path) -> set[Path]:
