@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from fluo_lang.api import analyze_paths, compile_program
-from fluo_lang.otlp import load_trace_file, spans_to_json
+from fluo_lang.otlp import load_trace_file, spans_to_json, spans_to_request
 from fluo_lang.trace import Span, assemble
 from fluo_run.cli import main
 from fluo_run.discover import testgen
@@ -479,3 +479,70 @@ def test_no_passing_case_is_said_on_stderr(tmp_path: Path) -> None:
     note = "fluo: no passing case: each of the 40 traces breaks a rule (is among its exceptions, which "
     assert note + "--min-confidence below 1 allows)\n" in result.stderr
     assert CliRunner().invoke(main, ["test", str(tmp_path)]).exit_code == 0
+
+
+def noisy_shop(n: int) -> list[Span]:
+    """Shop traces over three services with a few skewed, failing or missing spans, and attributes."""
+    spans = []
+    for i in range(n):
+        front = lone_span(i, name="GET /pay", service="frontend", user="u1", region="eu")
+        place = lone_span(i, name="place", service="checkout", parent=front)
+        spans += [front, place]
+        if i % 17 != 3:
+            spans.append(lone_span(i, name="fraud", service="payment", parent=place))
+        charge = lone_span(i, name="charge", service="payment", parent=place, currency="EUR", amount=5 + i % 90)
+        charge.span_id = charge.span_id[:7] + b"\xff"
+        charge.start += 10**7 - (5 * 10**8 if i % 5 == 0 else 0)
+        charge.end = charge.start + 2 * 10**7
+        charge.status = "error" if i % 23 == 5 else "unset"
+        spans.append(charge)
+    return spans
+
+
+def test_the_tests_do_not_depend_on_the_order_or_encoding_of_the_files(tmp_path: Path) -> None:
+    """QA r01: case names, the span copied and the order of spans and attributes in the fixtures changed with
+    the order the files were given in (or JSON against protobuf), while the rules did not."""
+    spans = noisy_shop(120)
+    parts = [spans[k::5] for k in range(5)]
+    json_files = [write_spans(tmp_path / f"part{k}.json", part) for k, part in enumerate(parts)]
+    pb_files = []
+    for k, part in enumerate(parts):  # the same spans as protobuf, their attributes in the reverse order
+        flipped = [_with_attributes(s, dict(reversed(s.attributes.items()))) for s in reversed(part)]
+        pb_files.append(tmp_path / f"part{k}.pb")
+        pb_files[-1].write_bytes(spans_to_request(flipped).SerializeToString())
+    outputs = []
+    for name, files in [
+        ("given", json_files),
+        ("reversed", json_files[::-1]),
+        ("protobuf", pb_files[2:] + pb_files[:2]),
+    ]:
+        out = tmp_path / name
+        args = ["discover", *map(str, files), "--min-confidence", "0.9", "-o", str(out / "r.fluo"), "--tests", str(out)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        outputs.append({p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()})
+    assert any(b"a real counterexample" in text for text in outputs[0].values())
+    assert outputs[0] == outputs[1] == outputs[2]
+    fixture = json.loads(outputs[0][Path("fixtures/r/no-rule-fires.json")])
+    blocks = [[s for ss in rs["scopeSpans"] for s in ss["spans"]] for rs in fixture["resourceSpans"]]
+    for block in blocks:  # a block per service, each in the order of start, then span id
+        order = [(int(s["startTimeUnixNano"]), s["spanId"]) for s in block]
+        assert order == sorted(order)
+    listed = [s for block in blocks for s in block]
+    assert len(listed) == 4
+    keys = [[a["key"] for a in s.get("attributes", [])] for s in listed]
+    assert keys == [sorted(k) for k in keys] and ["region", "user"] in keys
+
+
+def _with_attributes(s: Span, attributes: dict[str, Any]) -> Span:
+    return Span(
+        trace_id=s.trace_id,
+        span_id=s.span_id,
+        parent_id=s.parent_id,
+        name=s.name,
+        service=s.service,
+        start=s.start,
+        end=s.end,
+        status=s.status,
+        attributes=attributes,
+    )

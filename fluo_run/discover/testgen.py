@@ -2,9 +2,11 @@
 
 The test file (`<stem>_test.yaml`, in the format `fluo test` reads) has one
 passing case, a real corpus trace on which no rule fires (if some trace breaks
-no rule), and for each rule a violating case: a real counterexample when the rule has exceptions, otherwise
-a real trace changed as little as the rule allows (one span dropped, duplicated,
-moved, re-parented, stretched, failed, or one attribute changed). Every case is
+no rule), and for each rule a violating case: a real counterexample when the
+rule has exceptions, otherwise a real trace changed as little as the rule
+allows (one span dropped, duplicated, moved, re-parented, stretched, failed, or
+one attribute changed). Cases start from the spans of a trace in an order of
+their own, not the files' (`_canonical`). Every case is
 run through the compiled rules before it is written, and expects exactly the
 signals it produced, so each test passes the day it is written.
 """
@@ -15,7 +17,7 @@ import errno
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ MAX_PASSING_TRIES = 500
 """Corpus traces evaluated in search of the passing case, among those no rule lists as an exception (all
 others pass but for the cut of long attribute values, so the first one tried nearly always does)."""
 MAX_COPY_CHOICES = 10
-"""Operations tried as the span to copy when breaking a service or trace count bound."""
+"""Operations of the base trace tried as the span to copy when breaking a service or trace count bound."""
 
 Mutation = Callable[[list[Span]], tuple[list[Span], str] | None]
 
@@ -70,7 +72,7 @@ def _clone(s: Span, **changes: Any) -> Span:
         "status": s.status,
         "status_message": s.status_message,
         "kind": s.kind,
-        "attributes": {k: _cut(v) for k, v in s.attributes.items()},
+        "attributes": {k: _cut(v) for k, v in sorted(s.attributes.items())},
         "resource": s.resource,
     }
     fields.update(changes)
@@ -91,8 +93,25 @@ def _copy(spans: list[Span]) -> list[Span]:
     return [_clone(s) for s in spans]
 
 
+def _canonical(spans: list[Span]) -> list[Span]:
+    """Copies of a trace's spans as every case starts from them: ordered by start, then span id, with attribute
+    and resource keys sorted, so no case or fixture depends on the order or encoding of the files read."""
+    resources: dict[int, Mapping[str, Any]] = {}
+    out = []
+    for s in sorted(spans, key=lambda s: (s.start, s.span_id)):
+        resource = resources.get(id(s.resource))
+        if resource is None:
+            resource = resources[id(s.resource)] = dict(sorted(s.resource.items()))
+        out.append(_clone(s, resource=resource))
+    return out
+
+
 def _new_id(s: Span, n: int) -> bytes:
     return hashlib.sha256(s.span_id + b"fluo-discover-copy" + bytes([n % 256])).digest()[:8]
+
+
+def _op_key(op: Op) -> tuple[str, str]:
+    return op.service, op.name
 
 
 def _is(op: Op) -> Callable[[Span], bool]:
@@ -116,11 +135,13 @@ def _drop(spans: list[Span], match: Callable[[Span], bool]) -> list[Span]:
 class Mutations:
     """The minimal changes that can break one rule of each fact kind."""
 
-    def __init__(self, corpus: Corpus, traces_by_id: dict[str, Trace]) -> None:
+    def __init__(self, corpus: Corpus, spans_of: Callable[[str], list[Span]]) -> None:
         self.corpus = corpus
-        self.traces_by_id = traces_by_id
+        self.spans_of = spans_of
 
-    def of(self, rule: Rule) -> list[Mutation]:
+    def of(self, rule: Rule, base: list[Span]) -> list[Mutation]:
+        """The mutations to try on `base` (a count bound is broken by copying spans of the base's own
+        operations: the first few by service and name)."""
         f = rule.fact
         ops = [self.corpus.ops[o] for o in f.ops]
         d = f.detail
@@ -128,11 +149,12 @@ class Mutations:
         if kind == "count":
             bound = int(d["bound"])
             if d["scope"] == "trace":
-                every = self.corpus.ops[:MAX_COPY_CHOICES]
+                every = sorted({Op(s.service, s.name) for s in base}, key=_op_key)[:MAX_COPY_CHOICES]
                 return [self.duplicate(lambda s: True, _is(op), bound, "spans") for op in every]
             if d["scope"] == "service":
                 service = f.services[0]
-                mine = [op for op in self.corpus.ops if op.service == service][:MAX_COPY_CHOICES]
+                mine = sorted({Op(s.service, s.name) for s in base if s.service == service}, key=_op_key)
+                mine = mine[:MAX_COPY_CHOICES]
                 spans = _spans_of(service, bound + 1)
                 return [self.duplicate(lambda s: s.service == service, _is(op), bound, spans) for op in mine]
             return [self.duplicate(_is(ops[0]), _is(ops[0]), bound, f"{_q(ops[0].name)} spans")]
@@ -270,7 +292,7 @@ class Mutations:
         index = self.corpus.op_index.get((op.service, op.name))
         for t in self.corpus.traces:
             if index in t.ops:
-                return next((s for s in self.traces_by_id[t.trace_id].spans if _is(op)(s)), None)
+                return next((s for s in self.spans_of(t.trace_id) if _is(op)(s)), None)
         return None
 
     def stretch(self, match: Callable[[Span], bool], bound: int) -> Mutation:
@@ -395,26 +417,34 @@ def build_cases(
     """The cases (with their fixtures written), the ids of rules no violating case was found for, and why
     there is no passing case when there is none."""
     by_id = {t.id_hex: t for t in traces}
+    canonical: dict[str, list[Span]] = {}
+
+    def spans_of(trace_id: str) -> list[Span]:
+        spans = canonical.get(trace_id)
+        if spans is None:
+            spans = canonical[trace_id] = _canonical(by_id[trace_id].spans)
+        return spans
+
     fixtures = test_outputs(tests_dir, stem)[1]
     cases: list[dict[str, Any]] = []
-    passing = _passing(rules, program, corpus, lambda trace_id: by_id[trace_id].spans)
+    passing = _passing(rules, program, corpus, spans_of)
     if not isinstance(passing, str):
         trace_id, spans = passing
         path = _fixture(tests_dir, fixtures, PASSING_FIXTURE, spans)
         cases.append({"name": f"a real trace ({trace_id}) breaks no rule", "traces": path, "expect": []})
-    mutations = Mutations(corpus, by_id)
+    mutations = Mutations(corpus, spans_of)
     uncovered = []
     for rule in rules:
         best: tuple[list[str], list[Span], str] | None = None
         for i in rule.fact.exceptions[:BASE_TRACES]:
-            spans = _copy(by_id[corpus.traces[i].trace_id].spans)
+            spans = _copy(spans_of(corpus.traces[i].trace_id))
             fired = _fired(program, spans)
             if rule.id in fired and (best is None or len(fired) < len(best[0])):
                 best = (fired, spans, f"a real counterexample ({corpus.traces[i].trace_id})")
         if best is None:
             for i in _bases(rule, corpus, set(rule.fact.exceptions)):
-                base = by_id[corpus.traces[i].trace_id].spans
-                for mutate in mutations.of(rule):
+                base = spans_of(corpus.traces[i].trace_id)
+                for mutate in mutations.of(rule, base):
                     changed = mutate(base)
                     if changed is None:
                         continue
