@@ -101,7 +101,8 @@ def command(
     cost_limit: int,
     eval_budget: int,
 ) -> None:
-    """Propose rules that hold on a corpus of traces (OTLP JSON or protobuf files).
+    """Propose rules that hold on a corpus of traces (OTLP JSON or protobuf files, maybe gzipped;
+    folders are searched for them; - reads standard input).
 
     Each rule carries its support (traces it was tested on) and confidence. With
     --compare, report instead how existing rules fared on the traces and which
