@@ -797,6 +797,10 @@ def test_cli_says_how_many_rules_max_rules_left_out(shop_file: Path) -> None:
     # more than `total - 3`: rules the cut ones implied are found, and left out too, instead of lost
     assert len(found) > total
     assert f"; {len(found) - 3} more left out by --max-rules 3 (the last kinds first)" in result.stderr
+    # QA discover tour: the count was on stderr only, where a script reading --format json never saw it
+    report = json.loads(invoke(str(shop_file), "--max-rules", "3", "--format", "json").stdout)
+    assert (len(report["rules"]), report["rules_left_out"]) == (3, len(found) - 3)
+    assert json.loads(invoke(str(shop_file), "--format", "json").stdout)["rules_left_out"] == 0
 
 
 def test_cli_duration_quantile_below_confidence_is_a_usage_error(shop_file: Path) -> None:
@@ -912,6 +916,8 @@ def test_spans_dropped_for_a_shared_span_id_are_counted(tmp_path: Path) -> None:
         result.stderr
     )
     assert "; 2 identical copies of spans merged" in result.stderr
+    report = json.loads(invoke(str(path), "--min-support", "3", "--format", "json").stdout)
+    assert (report["spans_merged"], report["spans_dropped"]) == (2, 1)  # in the report too, for scripts
     path.write_text(json.dumps(spans_to_json([*spans, *resent])), encoding="utf-8")
     result = invoke(str(path), "--min-support", "3")
     assert "dropped" not in result.stderr and "2 identical copies of spans merged" in result.stderr

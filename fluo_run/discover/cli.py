@@ -169,7 +169,8 @@ def command(
     stem = Path(output).stem if output is not None else rules_path.stem if rules_path is not None else ""
     rules = rules_of(facts, corpus, id_prefix(stem))
     if fmt == "json":
-        text = json.dumps(json_report(rules, corpus, options), indent=2, ensure_ascii=False)
+        report = json_report(rules, corpus, options, len(found) - len(facts))
+        text = json.dumps(report, indent=2, ensure_ascii=False)
     else:
         text = fluo_text(rules, corpus, options)
     if tests_dir is not None:  # made before any output is written: a run that cannot write its tests writes nothing

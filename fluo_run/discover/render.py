@@ -108,7 +108,8 @@ def fluo_text(rules: list[Rule], corpus: Corpus, options: Options) -> str:
     return header(corpus, options) + ("\n" + body + "\n" if body else "")
 
 
-def json_report(rules: list[Rule], corpus: Corpus, options: Options) -> dict[str, Any]:
+def json_report(rules: list[Rule], corpus: Corpus, options: Options, left_out: int = 0) -> dict[str, Any]:
+    """The `--format json` report; `left_out`: the rules found past `--max-rules`, not in it."""
     out_rules = []
     for r in rules:
         f = r.fact
@@ -131,5 +132,8 @@ def json_report(rules: list[Rule], corpus: Corpus, options: Options) -> dict[str
         "spans": corpus.spans,
         "min_support": options.min_support,
         "min_confidence": options.min_confidence,
+        "spans_merged": corpus.resent,
+        "spans_dropped": corpus.clashing,
+        "rules_left_out": left_out,
         "rules": out_rules,
     }
