@@ -289,7 +289,10 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
 def _add_nested(s: Span, flat: dict[str, Any], attrs: dict[str, list[Any]]) -> None:
     """The dotted keys under the span's map-valued attributes (`http` = `{method: GET}` gives `http.method`),
     each with the value a rule's name reads (`Span.attr`): a flat key of the span wins, as it does in
-    `fluo eval`, so a rule mined from these fires on the traces its exceptions name. Each key once."""
+    `fluo eval`, so a rule mined from these fires on the traces its exceptions name. Each key once, and only a
+    key a rule can name bare: `attributes['headers.x-id']` reads the flat key alone, never through the map."""
+    from .syntax import attribute  # which imports this module
+
     seen: set[str] = set()
     pending = [(k, v) for k, v in flat.items() if v.__class__ is dict]
     while pending:
@@ -298,7 +301,7 @@ def _add_nested(s: Span, flat: dict[str, Any], attrs: dict[str, list[Any]]) -> N
             dotted = f"{prefix}.{sub}"
             if v.__class__ is dict:
                 pending.append((dotted, v))
-            elif dotted not in flat and dotted not in seen:
+            elif dotted not in flat and dotted not in seen and attribute(dotted) == dotted:
                 seen.add(dotted)
                 got = s.attr(dotted)
                 if got is not None:
