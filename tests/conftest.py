@@ -42,8 +42,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     factor: float = config.getoption("--hypothesis-scale")
     if factor == 1:
         return
-    scaled: set[int] = set()  # a parametrized test is one function under several items
-    for item in items:
+    scaled: set[int] = set()  # a parametrized test is one function under several items (each a bound method of
+    for item in items:  # its own, for a test method: the function underneath is the one to scale once)
         test: Any = getattr(item, "obj", None)
+        test = getattr(test, "__func__", test)
         if test is not None and id(test) not in scaled and scale_examples(test, factor):
             scaled.add(id(test))

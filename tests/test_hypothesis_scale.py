@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -80,3 +82,44 @@ def test_bad_factor_on_the_command_line_is_a_usage_error() -> None:
     )
     assert done.returncode == 4, done.stdout + done.stderr
     assert "--hypothesis-scale" in done.stderr and "at least 1" in done.stderr
+
+
+PROBE = """
+import pytest
+from hypothesis import given, settings, strategies as st
+
+
+class TestProbe:
+    @pytest.mark.parametrize("p", [1, 2, 3])
+    @settings(max_examples=2, database=None)
+    @given(st.integers(0, 10**9))
+    def test_prop(self, p, x):
+        pass
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@settings(max_examples=3, database=None)
+@given(st.integers())
+def test_plain(p, x):
+    pass
+
+
+def test_report():
+    print("MAX", TestProbe.test_prop._hypothesis_internal_use_settings.max_examples,
+          test_plain._hypothesis_internal_use_settings.max_examples)
+"""
+
+
+def test_the_option_scales_each_test_once_however_many_items_it_has(tmp_path: Path) -> None:
+    """Review: a parametrized test method is a new bound method per item, and was scaled once per parameter
+    (max_examples 2 became 2000 at --hypothesis-scale=10 with three parameters). Run through pytest itself."""
+    for name in ("conftest.py", "hypothesis_scale.py"):
+        shutil.copy(ROOT / "tests" / name, tmp_path / name)
+    (tmp_path / "test_probe.py").write_text(PROBE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
+         "--hypothesis-scale=10", "test_probe.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "MAX 20 30" in done.stdout
