@@ -649,3 +649,23 @@ def test_entries_that_stay_as_one_give_it_their_comments() -> None:
         "cases:\n  - name: a\n    expect:\n"
         "      # first\n      # one\n      # second\n      # two\n      # gone\n      - {rule: r, count: 2}\n"
     )
+
+
+def test_update_with_an_empty_path_rewrites_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `fluo test --update "$TESTS"` with the variable unset rewrote the expectations of every failing case
+    under the current folder, as `fluo fmt ''` once rewrote its rule files. Refused; without --update, '' still
+    reads the current folder, as `.`."""
+    (tmp_path / "rules.fluo").write_text("rule r { detect trace.spans.count() > 0 }\n", encoding="utf-8")
+    test = tmp_path / "r_test.yaml"
+    text = "rules: rules.fluo\ncases:\n  - name: c\n    spans: [{name: a}]\n    expect: []\n"
+    test.write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["test", "--update", ""])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "fluo: an empty path names no test file or folder to --update; give `.` for the current folder\n"
+    )
+    assert test.read_text(encoding="utf-8") == text
+    assert CliRunner().invoke(main, ["test", ""]).exit_code == 1  # the case fails: read, not refused
+    assert CliRunner().invoke(main, ["test", "--update", "."]).exit_code == 0
+    assert test.read_text(encoding="utf-8") != text

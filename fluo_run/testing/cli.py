@@ -274,6 +274,11 @@ def _test(
     eval_budget: int,
 ) -> int:
     """`fluo test`'s exit status (the command's options, as click gives them); KeyboardInterrupt on Ctrl-C."""
+    if update and "" in paths:  # most likely an unset shell variable: it would rewrite the current folder's tests
+        click.echo(
+            "fluo: an empty path names no test file or folder to --update; give `.` for the current folder", err=True
+        )
+        return 2
     select = None
     if select_text is not None:
         try:
