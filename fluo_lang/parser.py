@@ -2189,7 +2189,8 @@ def _capped(diags: list[Diagnostic]) -> list[Diagnostic]:
     """The file's diagnostics with its syntax errors capped as one count: the recovery's, the literals' the tree's
     builder finds (`1.5ns`, `1e3ms`) and the spaced durations read before parsing (`1 m`), all FLUO1xx. At most
     `MAX_ERRORS` by position, then one FLUO403 (and no stop FLUO403 after it, as the recovery does); none from
-    where the recovery stopped reading (`stop_message`), which that FLUO403 says is not read.
+    where the recovery stopped reading (`stop_message`), which that FLUO403 says is not read. The language server,
+    which parses a file rule by rule, caps the sum of the parts' marked errors the same way (`fluo_lsp.document`).
     """
     stop = next((d.span.start for d in diags if d.code == "FLUO403" and not d.capped), None)
     out: list[Diagnostic] = []

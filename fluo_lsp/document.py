@@ -130,7 +130,8 @@ def split(text: str) -> list[int]:
 def _capped(diags: list[tuple[Diagnostic, int]]) -> list[tuple[Diagnostic, int]]:
     """The diagnostics with at most `MAX_ERRORS` syntax errors, then one FLUO403, as the parser caps a whole file.
 
-    Counted are the ones the parser marks `capped` (what it counts toward its own), a chunk's own FLUO403 among them.
+    Counted are the ones the parser marks `capped` (what it counts toward its own, `fluo_lang.parser._capped`), a
+    chunk's own FLUO403 among them.
     """
     out: list[tuple[Diagnostic, int]] = []
     count = 0

@@ -62,6 +62,7 @@ def test_keys_stay_text_and_merges_work() -> None:
         ("a: !!int nope\n", 1, "invalid YAML value"),
         # QA: a tab said "found character that cannot start any token" (libyaml does not say which)
         ("cases:\n\t- name: c\n", 2, "invalid YAML: a tab at column 1: YAML indents with spaces only"),
+        ("\ufeff\tb: 1\n", 1, "invalid YAML: a tab at column 1: YAML indents with spaces only"),  # the BOM: no column
         ("a:\n  - b\n  - @x\n", 3, "invalid YAML: found character '@' that cannot start any token"),
         ("a: 1\u2028b: `x\n", 2, "invalid YAML: found character '`' that cannot start any token"),
         # was a RecursionError; PyYAML 6.0.4 stops it itself ("exceeded maximum nesting depth"), older ones recurse

@@ -825,6 +825,7 @@ def _rule_report(
     ops_names = {o.name for o in corpus.ops}
     services = set(corpus.services)
     mentioned: set[tuple[str, str]] = set()  # (`name` | `service`, constant): an operation is not a service
+    total = len(corpus.traces)
     for node in nodes:
         for field, const in _names(node):
             mentioned.add((field, const))
@@ -832,16 +833,15 @@ def _rule_report(
             what = "operation" if field == "name" else "service"
             if const not in known:
                 note = f"the {what} {const!r} never occurs in the corpus"
-            elif fired and 0 < occurs[field, const] < len(
-                corpus.traces
-            ):  # a rule that fired about what only some traces have
-                note = f"the {what} {const!r} occurs in {_of(occurs[field, const], len(corpus.traces), 'trace')}"
+            elif fired and 0 < occurs[field, const] < total:  # a rule that fired about what only some traces have
+                note = f"the {what} {const!r} occurs in {_of(occurs[field, const], total, 'trace')}"
             else:
                 continue
             if note not in findings:
                 findings.append(note)
     related: list[tuple[tuple[bool, bool, bool, bool], Fact, bool]] = []
-    if fired or 0 == applied < n:  # it did not hold everywhere, or (a `when`) it never applied
+    never_applied = applied == 0 and n > 0  # a `when` whose condition held on no trace evaluated
+    if fired or never_applied:  # it did not hold everywhere, or it never applied
         kinds = _kinds_of(nodes)
         against = {i: _against(broken, d) for i, d in enumerate(discovered)}
         for i, d in enumerate(discovered):

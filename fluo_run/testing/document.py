@@ -126,7 +126,7 @@ _YAML_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 def _character_at(text: str, line: int, column: int) -> str | None:
     """The character at a YAML mark (0-based line and column), if the text has one there."""
-    lines = _YAML_BREAKS.split(text)
+    lines = _YAML_BREAKS.split(text.removeprefix("\ufeff"))  # YAML's columns do not count a byte order mark
     return lines[line][column] if line < len(lines) and column < len(lines[line]) else None
 
 
