@@ -575,7 +575,17 @@ class _Checker:
         return True
 
     def list_lit(self, e: ast.ListLit, scope: _Scope, enum: t.Type | None) -> t.Type:
+        """A list's type; FLUO300 for a number among durations (`[1s, 500]`), which would read as nanoseconds:
+        the list is then taken as the durations it was meant to hold."""
         types = [self.check(i, scope, enum) for i in e.items]
+        if t.DURATION in types and any(t.is_numeric(ty) for ty in types):
+            says = "a number among durations would be read as nanoseconds"
+            for item, ty in zip(e.items, types, strict=True):
+                if t.is_numeric(ty) and isinstance(item, ast.Literal):
+                    self.unitless(item, says)
+                elif t.is_numeric(ty):
+                    self.err("FLUO300", f"{says}; give it a unit: multiply it by one, e.g. `* 1ms`", item.span)
+            types = [t.DURATION if t.is_numeric(ty) else ty for ty in types]
         return self.record(e, t.list_of(_unify(types)))
 
     def unary(self, e: ast.Unary, scope: _Scope) -> t.Type:
@@ -604,16 +614,9 @@ class _Checker:
             if rt.is_list:
                 elem = rt.elem or t.ANY
                 self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
-                if lt == t.ANY and elem == t.DURATION:
-                    self.err("FLUO300", f"`{op}`: cannot look for any in {rt}{_unit_hint(e.left)}", e.span)
-                elif not t.comparable(lt, elem, ordering=False) and elem != t.ANY:
-                    says = f"`{op}`: cannot look for {article(lt)} in {article(rt)}"
-                    self.unfit_element(e, e.left, lt, e.right, says)
-                elif elem == t.ANY and isinstance(e.right, ast.ListLit) and not t.lenient(lt):
-                    for item in e.right.items:  # a mixed list: each item must be one the left could equal
-                        ty = self.out.types.get(id(item), t.ANY)
-                        if not t.lenient(ty) and not t.comparable(lt, ty, ordering=False):
-                            self.err("FLUO300", f"`{op}`: {article(lt)} never equals {article(ty)}", item.span)
+                self.look_for(e, e.left, lt, e.right, rt)
+            elif rt == t.ANY and self.timed(e.left):
+                self.err("FLUO300", f"`{op}`: {_NO_DURATIONS}", e.span)
             elif rt == t.STRING:
                 # `in` is list membership, as in CEL and Rego; text in a string is `contains`
                 contains = "not (STRING contains TEXT)" if op == "not in" else "STRING contains TEXT"
@@ -627,12 +630,9 @@ class _Checker:
             rt = self.check(e.right, scope)
             self.unfit_typo(e.left, lambda ty: ty == t.STRING or ty.is_list)
             if lt.is_list:
-                if rt == t.ANY and lt.elem == t.DURATION:  # as `x in [1s]`: the number would be read as nanoseconds
-                    self.err("FLUO300", f"`contains`: {lt} cannot contain any{_unit_hint(e.right)}", e.span)
-                elif not t.comparable(lt.elem or t.ANY, rt, ordering=False):
-                    self.unfit_element(
-                        e, e.right, rt, e.left, f"`contains`: {article(lt)} cannot contain {article(rt)}"
-                    )
+                self.look_for(e, e.right, rt, e.left, lt)
+            elif lt == t.ANY and self.timed(e.right):
+                self.err("FLUO300", f"`contains`: {_NO_DURATIONS}", e.span)
             elif lt in (t.STRING, t.ANY, t.ERROR):
                 if lt == t.STRING and rt not in (t.STRING, t.ANY, t.ERROR):  # an attribute may be a list
                     self.err(
@@ -681,6 +681,8 @@ class _Checker:
             # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
             hint = _unit_hint(e.left if lt == t.ANY else e.right)
             self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", e.span)
+        elif (lt == t.ANY and self.timed(e.right)) or (rt == t.ANY and self.timed(e.left)):
+            self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`: {_NO_DURATIONS}", e.span)
         elif not t.comparable(lt, rt, ordering=ordering):
             number = _unitless(e, lt, rt)
             if number is not None:
@@ -700,6 +702,38 @@ class _Checker:
         """`duration > 500`, `500 in [1s, 2s]`: FLUO300 `says`, on the number, with the unit it needs."""
         hint, fix = _unit_for(number)
         self.err("FLUO300", f"{says}{hint}", number.span, fix)
+
+    def look_for(self, e: ast.Binary, value: ast.Expr, ty: t.Type, listed: ast.Expr, list_ty: t.Type) -> None:
+        """`value in listed` (`not in`) and `listed contains value` alike: FLUO300 where no item of the list
+        could equal `value` (`ty`), and where an attribute's number would be read as nanoseconds."""
+        elem = list_ty.elem or t.ANY
+
+        def says(v: str, listing: str) -> str:
+            return (
+                f"`contains`: {listing} cannot contain {v}"
+                if e.op == "contains"
+                else f"`{e.op}`: cannot look for {v} in {listing}"
+            )
+
+        if ty == t.ANY and elem == t.DURATION:  # as `x == 1s`: the number would be read as nanoseconds
+            self.err("FLUO300", f"{says('any', str(list_ty))}{_unit_hint(value)}", e.span)
+        elif not t.comparable(ty, elem, ordering=False) and elem != t.ANY:
+            self.unfit_element(e, value, ty, listed, says(article(ty), article(list_ty)))
+        elif elem == t.ANY and isinstance(listed, ast.ListLit) and ty != t.ERROR:
+            for item in listed.items:  # a mixed list: each item must be one the value could equal
+                item_ty = self.out.types.get(id(item), t.ANY)
+                if {ty, item_ty} == {t.ANY, t.DURATION}:
+                    hint = _unit_hint(value if ty == t.ANY else item)
+                    self.err("FLUO300", f"`{e.op}`: an attribute never equals a duration{hint}", item.span)
+                elif not t.lenient(ty) and not t.lenient(item_ty) and not t.comparable(ty, item_ty, ordering=False):
+                    self.err("FLUO300", f"`{e.op}`: {article(ty)} never equals {article(item_ty)}", item.span)
+
+    def timed(self, e: ast.Expr) -> bool:
+        """Whether `e` is a duration or holds one (`[1s]`, `[1s, 'a']`, `[[1s]]`): what no attribute equals."""
+        ty = self.out.types.get(id(e), t.ANY)
+        while ty.is_list and ty.elem is not None:
+            ty = ty.elem
+        return ty == t.DURATION or (isinstance(e, ast.ListLit) and any(self.timed(i) for i in e.items))
 
     def unfit_element(self, e: ast.Binary, value: ast.Expr, ty: t.Type, listed: ast.Expr, says: str) -> None:
         """FLUO300 `says` for `value` (`ty`) that no element of the list `listed` could equal (`in`, `not in`,
@@ -1006,6 +1040,10 @@ def _path_text(e: ast.Expr) -> str | None:
     if not isinstance(e, ast.Name):
         return None
     return ".".join([e.ident, *reversed(names)])
+
+
+_NO_DURATIONS = "an attribute's list holds no durations (its numbers have no unit)"
+"""FLUO300's reason for a duration looked for in, or a list of them compared with, an attribute (`l contains 1s`)."""
 
 
 def _unit_hint(attr: ast.Expr) -> str:

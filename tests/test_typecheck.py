@@ -149,6 +149,68 @@ def test_an_attribute_looked_for_among_durations_is_told_alike_either_way_round(
     assert by_contains.message.startswith("`contains`: list<duration> cannot contain any;"), by_contains.message
 
 
+@pytest.mark.parametrize(
+    ("pred", "says"),
+    [
+        # QA: a number among durations, or an attribute's list against a duration, was read as nanoseconds
+        (
+            "[1s, 500] contains duration",
+            "a number among durations would be read as nanoseconds; a duration takes a unit",
+        ),
+        ("duration in [1s, 500]", "a number among durations would be read as nanoseconds; a duration takes a unit"),
+        ("duration in [1s, 0]", "a number among durations would be read as nanoseconds; a duration takes a unit"),
+        (
+            "duration in [1s, trace.spans.count()]",
+            "a number among durations would be read as nanoseconds; give it a unit:",
+        ),
+        ("l contains 1s", "`contains`: an attribute's list holds no durations (its numbers have no unit)"),
+        ("1s in l", "`in`: an attribute's list holds no durations (its numbers have no unit)"),
+        ("duration not in l", "`not in`: an attribute's list holds no durations (its numbers have no unit)"),
+        ("l == [1s]", "cannot compare any with list<duration> using `==`: an attribute's list holds no durations"),
+        ("[1s, 'a'] != l", "cannot compare list<any> with any using `!=`: an attribute's list holds no durations"),
+        ("x in [1s, 'a']", "`in`: an attribute never equals a duration; an attribute's number has no unit"),
+        ("[x] contains duration", "`contains`: an attribute never equals a duration; an attribute's number"),
+    ],
+)
+def test_no_number_without_a_unit_meets_a_duration_in_a_list(pred: str, says: str) -> None:
+    d = _only(_where(pred))
+    assert (d.code, d.is_error) == ("FLUO300", True)
+    assert d.message.startswith(says), d.message
+
+
+def test_a_number_among_durations_is_refused_either_way_round_and_after_an_attribute() -> None:
+    """`x in [1s, 500]`: both mistakes told (the attribute and the number), `in` and `contains` alike."""
+    for pred in ("x in [1s, 500]", "[1s, 500] contains x"):
+        diags = _diags(_where(pred))
+        assert sorted(d.span.start for d in diags) == [18, _where(pred).index("500")], [d.format() for d in diags]
+        assert all(d.code == "FLUO300" for d in diags)
+
+
+@pytest.mark.parametrize(
+    ("pred", "col"),
+    [
+        ("name in ['a', 1]", 32),
+        ("['a', 1] contains name", 24),
+        ("status in ['error', 1]", 38),
+        ("[1, 'error'] contains status", 19),
+        ("duration not in [1s, 'a']", 39),
+        ("['a', 1s] contains duration", 19),
+        ("name in ['a', trace.spans.count()]", 32),
+        ("[trace.spans.count(), 'a'] contains name", 19),
+    ],
+)
+def test_a_mixed_literal_list_is_checked_alike_by_in_and_contains(pred: str, col: int) -> None:
+    """QA: `name in ['a', 1]` was FLUO300 and `['a', 1] contains name` checked clean."""
+    d = _only(_where(pred))
+    assert (d.code, d.span.col) == ("FLUO300", col), d.format()
+    assert " never equals " in d.message, d.message
+
+
+def test_an_attribute_in_a_list_without_durations_stays_allowed() -> None:
+    for pred in ("l contains 'a'", "x in [200, 'x']", "['a', 1] contains x", "start in [x]", "l == [1, 'a']"):
+        assert _diags(_where(pred)) == [], pred
+
+
 def test_an_attribute_given_a_unit_compares_with_a_duration() -> None:
     assert _diags(_where("latency_s * 1s > 5s")) == []
     assert _diags(_where("ts > start")) == []  # an epoch-nanoseconds attribute against a timestamp stays allowed
