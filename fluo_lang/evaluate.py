@@ -70,19 +70,58 @@ _DEEP = frozenset({"list", "dict"})
 """Kinds whose values hold others: equal item by item (`_equal`), and not ordered."""
 
 
-def _equal(a: Any, b: Any) -> bool:
-    """`a == b` as FLUO means it: of the same kind, and lists and maps item by item, by this same rule.
+def _match(a: Any, b: Any) -> bool | None:
+    """`a == b` as FLUO means it: True, False, or None where a missing value stands in the way.
 
+    Of the same kind, and lists and maps pair by pair by this same rule: unequal where
+    their lengths, keys or a pair differ, else undecided (None) where a pair holds a
+    missing value, as a comparison with one is false both ways (`==` and `!=`).
     Python's own `==` takes `True` for `1` inside a list (`[True] == [1]`); here `[true]`
     equals `[1]` no more than `true` equals `1`, while `[1]` equals `[1.0]` as `1` equals `1.0`.
     """
+    if a is None or b is None:
+        return None
     k = _kind(a)
     if k != _kind(b):
         return False
     if k == "list":
-        return len(a) == len(b) and all(map(_equal, a, b))
+        return _pairs(map(_match, a, b)) if len(a) == len(b) else False
     if k == "dict":
-        return a.keys() == b.keys() and all(_equal(v, b[key]) for key, v in a.items())
+        return _pairs(_match(v, b[key]) for key, v in a.items()) if a.keys() == b.keys() else False
+    return bool(a == b)
+
+
+def _pairs(matches: Iterable[bool | None]) -> bool | None:
+    """Lists or maps whose pairs match so: False if one differs, else None if one is undecided, else True."""
+    undecided = False
+    for m in matches:
+        if m is False:
+            return False
+        undecided = undecided or m is None
+    return None if undecided else True
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """`a == b` of present values (`_match`): a missing value, or one inside a list or map, equals nothing."""
+    return _match(a, b) is True
+
+
+def _unequal(a: Any, b: Any) -> bool:
+    """`a != b` of present values (`_match`): false where a missing value, even inside a list or map, decides."""
+    return _match(a, b) is False
+
+
+def _identical(a: Any, b: Any) -> bool:
+    """The same value, a missing one the same as another: for `observed` to show a value once, not for rules."""
+    if a is None or b is None:
+        return a is b
+    k = _kind(a)
+    if k != _kind(b):
+        return False
+    if k == "list":
+        return len(a) == len(b) and all(map(_identical, a, b))
+    if k == "dict":
+        return a.keys() == b.keys() and all(_identical(v, b[key]) for key, v in a.items())
     return bool(a == b)
 
 
@@ -100,7 +139,7 @@ def _loose_compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]
         if k != _kind(b):
             return False
         if k in _DEEP:
-            return equality and _equal(a, b) is (op is operator.eq)
+            return equality and (_equal(a, b) if op is operator.eq else _unequal(a, b))
         try:
             return bool(op(a, b))
         except TypeError:
@@ -200,7 +239,7 @@ def _not_in(needle: Any, haystack: Any) -> bool:
     compared = False
     for x in haystack:
         if _kind(x) == k:
-            if _equal(x, needle):
+            if not _unequal(x, needle):  # equal, or undecided: `!=` is false for a missing value inside lists
                 return False
             compared = True
     return compared or not haystack
@@ -222,6 +261,7 @@ _RUNTIME: dict[str, Any] = {
     "_attr_of": _attr_of,
     "_arith": arith,
     "_equal": _equal,
+    "_unequal": _unequal,
     "_index": _index,
     "_kind": _kind,
     "_in": _in,
@@ -757,7 +797,7 @@ class _Gen:
             return f"(isinstance({a} := {lx}, {kinds}) and not isinstance({a}, bool) and {a} {sym} {c})"
         rx = self.expr(right, it, depth)
         if strict and sym in ("==", "!=") and (left.type.is_list or left.type == t.MAP):  # item by item (`_equal`)
-            test = "_equal" if sym == "==" else "not _equal"
+            test = "_equal" if sym == "==" else "_unequal"
             bb = self.c.name("_t")
             return f"(({a} := {lx}) is not None and ({bb} := {rx}) is not None and {test}({a}, {bb}))"
         if strict:
@@ -1088,8 +1128,8 @@ class _Observed:
         names = self.names.setdefault(key, [])
         if source is not None:
             for shown in names:
-                # `==` tells the values apart (1 and true differ), as a rule's `==` does
-                if _same_expression(self.sources.get(shown), source) and _equal(self.values[shown], value):
+                # `==` tells the values apart (1 and true differ), as a rule's `==` does, but missing is missing
+                if _same_expression(self.sources.get(shown), source) and _identical(self.values[shown], value):
                     return
         name, i = key, max(self.clause, 2)
         while name in self.values:

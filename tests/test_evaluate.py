@@ -803,6 +803,36 @@ def test_not_in_an_empty_list_holds_for_any_value_and_in_a_mixed_list_compares_i
     assert [s.rule for s in program.evaluate_trace(trace(*spans))] == ["empty", "mixed", "attr"]
 
 
+@pytest.mark.parametrize(
+    ("pred", "holds"),
+    [
+        # QA: `_equal(None, None)` made `[1, missing] == [1, missing]` true, though `a[1] == b[1]` is false
+        ("a == b", False),
+        ("a != b", False),  # undecided either way: a comparison with a missing value is false
+        ("a == a", False),
+        ("a[1] == b[1] or a[1] != b[1]", False),
+        ("a != c", True),  # 1 and 2 differ, whatever the missing items
+        ("a == c", False),
+        ("a != d", True),  # lengths differ
+        ("m == n", False),
+        ("m != n", False),
+        ("m != o", True),  # keys differ
+        ("a in [b, c]", False),
+        ("[b, c] contains a", False),
+        ("a not in [b]", False),
+        ("a not in [c, d]", True),
+        ("nested == nested or nested != nested", False),
+    ],
+)
+def test_lists_and_maps_with_a_missing_item_are_neither_equal_nor_unequal(pred: str, holds: bool) -> None:
+    """docs/language.md: lists and maps are equal pair by pair by the same rule, and a comparison with a missing
+    value is false; an OTLP array or kvlist item with no value (`{}`) reads as missing."""
+    lists = {"a": [1, None], "b": [1, None], "c": [2, None], "d": [1], "nested": [[1, None]]}
+    s = span("s", **lists, m={"k": None}, n={"k": None}, o={"j": None})
+    fired = program_for(f"rule r {{ detect trace.spans.where({pred}).exists() }}").evaluate_trace(trace(s))
+    assert bool(fired) is holds
+
+
 @pytest.mark.parametrize(("left", "hint"), [("name", True), ("code", True), ("5", False)])
 def test_in_with_a_string_on_its_right_is_an_error_that_points_at_contains(left: str, hint: bool) -> None:
     """QA L4: `name in 'xdbx'` was an undocumented substring search; `in` is list membership, as in CEL and Rego."""
