@@ -999,18 +999,18 @@ class CompiledRule:
         obs.clause += 1
         if n.op in ("cmp", "in", "not_in", "contains"):
             left, right = n.args
-            lname = _label(left)
+            lname = "bound" if _literal(left) else _label(left)
             rname = "bound" if _literal(right) else _label(right)
             if rname == lname:
                 lname, rname = "left", "right"
-            obs.put(lname, _shown(fn(left)(ctx, None), left.type), left)
-            obs.put(rname, _shown(fn(right)(ctx, None), right.type), right)
+            obs.put(lname, _shown(fn(left)(ctx, None), left), left)
+            obs.put(rname, _shown(fn(right)(ctx, None), right), right)
             self._culprits_of(left, ctx, culprits)
             self._culprits_of(right, ctx, culprits)
             return
         if n.op == "matches":
             (left,) = n.args
-            obs.put(_label(left), _shown(fn(left)(ctx, None), left.type), left)
+            obs.put(_label(left), _shown(fn(left)(ctx, None), left), left)
             obs.put("pattern", str(n.value), None)
             self._culprits_of(left, ctx, culprits)
             return
@@ -1166,11 +1166,19 @@ def _literal(n: Node) -> bool:
     return n.op == "const" or (n.op == "list" and all(a.op == "const" for a in n.args))
 
 
-def _shown(value: Any, ty: t.Type) -> Any:
+def _shown(value: Any, n: Node) -> Any:
+    """The value of `n` as `observed` shows it (`_shown_as` its static type), and each item of a list written
+    out by its own: `[trace.root.duration, 'x']` (a `list<any>`) as `["10ms", "x"]`."""
+    if n.op == "list" and isinstance(value, list) and len(value) == len(n.args):
+        return [_shown(v, item) for v, item in zip(value, n.args, strict=True)]
+    return _shown_as(value, n.type)
+
+
+def _shown_as(value: Any, ty: t.Type | None) -> Any:
     """A value of static type `ty` as `observed` shows it (`to_json`), a list's items by their own type."""
-    if ty.is_list and ty.elem is not None and isinstance(value, list):
-        return [to_json(v, ty.elem.name) for v in value]
-    return to_json(value, ty.name)
+    if ty is not None and ty.is_list and isinstance(value, list):
+        return [_shown_as(v, ty.elem) for v in value]
+    return to_json(value, None if ty is None else ty.name)
 
 
 def _label(n: Node) -> str:

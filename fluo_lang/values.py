@@ -118,7 +118,8 @@ def lone_crs_as_lf(text: str) -> str:
 def format_duration(ns: int | float) -> str:
     """The shortest exact form in FLUO syntax: 250ms, 1.5s, 2m, 61s, 1234.567us, 17ns.
 
-    The largest unit that states a whole number of nanoseconds exactly with at
+    The largest unit up to `h` (the parser reads `d`, but the spec names no unit
+    above `h`: a day is `24h`) that states a whole number of nanoseconds exactly with at
     most three decimals, so a signal never shows a bound and a value that differ
     as equal (100.0004ms is not `100ms`). A fractional count (an `avg`) is
     rounded to three decimals of its largest unit.

@@ -27,6 +27,7 @@ from fluo_lang.otlp import load_trace_files
 from fluo_lang.parser import MAX_DEPTH
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, assemble, tumbling
 from fluo_lang.values import ARITH, HexBytes, arith, format_duration, negate
+from fluo_run.testing.inline import parse_duration
 
 GENERATED = re.compile(r"_(k|t|tv|q|s|ix|i|node|rule|program|indexes)\d+")
 ALLOWED_NAMES = (
@@ -589,6 +590,18 @@ def test_durations_in_signals_are_exact() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [(86_400 * 10**9, "24h"), (36 * 3600 * 10**9, "36h"), (106_751 * 86_400 * 10**9, "2562024h"), (10**7, "10ms")],
+)
+def test_durations_in_signals_stop_at_hours_and_read_back(ns: int, text: str) -> None:
+    """QA: docs said "the largest unit" and `d` is one; FLUO writes none above `h` (docs/language.md says so),
+    and what it writes reads back exactly: as a rule's literal, and as `fluo test` matches `observed`."""
+    assert format_duration(ns) == text
+    assert parse_duration(text) == ns
+    assert program_for(f"rule r {{ detect trace.root.duration < {text} + 1ns }}").evaluate_trace(trace(span("a")))
+
+
 def test_durations_past_2_to_the_53_read_exactly() -> None:
     """Differential QA: a 9223372036854775807ns bound read `9223372036854776us` (from a float)."""
     assert format_duration(9223372036854775807) == "9223372036854775.807us"
@@ -940,6 +953,35 @@ def test_observed_shows_the_operands_of_in_contains_and_matches_by_their_types()
         "s": {"services": ["svc"], "bound": "auth"},
         "m": {"name": "a", "pattern": "^x"},
         "n": {"name": "a", "services": ["svc"]},
+    }
+
+
+def test_observed_names_a_literal_list_bound_on_either_side() -> None:
+    """QA: `['op', 'b'] contains name` showed the list as `value`; `name in ['op', 'b']` shows it as `bound`."""
+    program = program_for(
+        "rule c { detect ['a', 'b'] contains trace.root.name }\n"
+        "rule i { detect trace.root.name in ['a', 'b'] }\n"
+        "rule n { detect [10ns, 2s] contains trace.root.duration }\n"
+    )
+    observed = {sig.rule: sig.observed for sig in program.evaluate_trace(trace(span("a")))}
+    assert observed == {
+        "c": {"bound": ["a", "b"], "name": "a"},
+        "i": {"name": "a", "bound": ["a", "b"]},
+        "n": {"bound": ["10ns", "2s"], "duration": "10ns"},
+    }
+
+
+def test_observed_shows_each_item_of_a_literal_list_by_its_own_type() -> None:
+    """QA: a timestamp or duration in a list<any> or a list of lists showed as raw nanoseconds."""
+    root = Span(trace_id=b"t" * 16, span_id=b"r" * 8, name="r", start=0, end=10**7, attributes={"x": "a"})
+    program = program_for(
+        "rule t { detect [trace.root.end, trace.root.x] contains trace.root.x }\n"
+        "rule l { detect [[10ms, 1s]] contains [trace.root.duration, 1s] }\n"
+    )
+    observed = {sig.rule: sig.observed for sig in program.evaluate_trace(trace(root))}
+    assert observed == {
+        "t": {"value": ["1970-01-01T00:00:00.010000Z", "a"], "x": "a"},
+        "l": {"left": [["10ms", "1s"]], "right": ["10ms", "1s"]},
     }
 
 
