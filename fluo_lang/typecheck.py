@@ -124,6 +124,7 @@ class _Checker:
         self.carried: dict[int, list[tuple[ast.Expr, Callable[[t.Type], t.Type | None]]]] = {}
         # what a node's place takes (a boolean in a clause, `spans` as `before`'s argument): a fix must give it
         self.wanted: dict[int, Callable[[t.Type], bool]] = {}
+        self.unitless_items: set[int] = set()  # numbers among durations (`[1s, 500]`) a list already refused
 
     def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
         self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion))
@@ -581,6 +582,8 @@ class _Checker:
         if t.DURATION in types and any(t.is_numeric(ty) for ty in types):
             says = "a number among durations would be read as nanoseconds"
             for item, ty in zip(e.items, types, strict=True):
+                if t.is_numeric(ty):
+                    self.unitless_items.add(id(item))
                 if t.is_numeric(ty) and isinstance(item, ast.Literal):
                     self.unitless(item, says)
                 elif t.is_numeric(ty):
@@ -722,6 +725,8 @@ class _Checker:
         elif elem == t.ANY and isinstance(listed, ast.ListLit) and ty != t.ERROR:
             for item in listed.items:  # a mixed list: each item must be one the value could equal
                 item_ty = self.out.types.get(id(item), t.ANY)
+                if id(item) in self.unitless_items:
+                    continue
                 if {ty, item_ty} == {t.ANY, t.DURATION}:
                     hint = _unit_hint(value if ty == t.ANY else item)
                     self.err("FLUO300", f"`{e.op}`: an attribute never equals a duration{hint}", item.span)

@@ -186,6 +186,16 @@ def test_a_number_among_durations_is_refused_either_way_round_and_after_an_attri
         assert all(d.code == "FLUO300" for d in diags)
 
 
+def test_a_number_among_durations_is_told_once() -> None:
+    """The list refuses the number; the membership does not tell it again (`a duration never equals an int`)."""
+    pred = "duration in [1s, 500, 'a']"
+    diags = _diags(_where(pred))
+    assert [(d.span.col, d.message[:29]) for d in diags] == [
+        (_where(pred).index("500"), "a number among durations woul"),
+        (_where(pred).index("'a'"), "`in`: a duration never equals"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("pred", "col"),
     [
