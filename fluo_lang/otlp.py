@@ -1170,7 +1170,8 @@ def _nonzero(raw: bytes, what: str) -> bytes:
 
 def _json_value(value: Any, depth: int = 0) -> Any:
     """The Python value of an AnyValue in OTLP/JSON form (`{}` or null is None), `depth` lists and maps deep
-    (raises `_TooDeep` past `MAX_VALUE_DEPTH`, as `_pb_value` does)."""
+    (raises `_TooDeep` past `MAX_VALUE_DEPTH`, as `_pb_value` does). A member that is null is not set, as
+    protobuf's JSON mapping reads null for any field (`{"stringValue": null}` is None, as `{}` is)."""
     if value is None:
         return None
     obj = _object(value)
@@ -1182,8 +1183,8 @@ def _json_value(value: Any, depth: int = 0) -> Any:
     else:
         if not _KNOWN_ANY_VALUE.issuperset(obj):
             _noticed()
-        key, convert = next(((k, c) for k, c in _VALUE_KEYS if k in obj), ("", None))
-    if convert is None:
+        key, convert = next(((k, c) for k, c in _VALUE_KEYS if obj.get(k) is not None), ("", None))
+    if convert is None or obj[key] is None:
         return None
     try:
         return _json_read(convert, obj[key], depth)

@@ -326,6 +326,29 @@ def test_missing_resource_and_service() -> None:
     assert span.resource == {}
 
 
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [
+        ({"stringValue": None}, None),
+        ({"intValue": None}, None),
+        ({"boolValue": None}, None),
+        ({"doubleValue": None}, None),
+        ({"bytesValue": None}, None),
+        ({"arrayValue": None}, None),
+        ({"kvlistValue": None}, None),
+        ({"intValue": None, "stringValue": "x"}, "x"),  # the member set, not the null one
+        ({"arrayValue": {"values": [{"stringValue": None}, {"intValue": "1"}]}}, [None, 1]),
+        ({"kvlistValue": {"values": [kv("a", {"boolValue": None}), kv("b", {"boolValue": True})]}},
+         {"a": None, "b": True}),
+    ],
+)  # fmt: skip
+def test_a_null_member_of_a_value_is_not_set(value: dict[str, Any], read: Any) -> None:
+    """QA semantics tour: `{"stringValue": null}` refused the whole file ("expected a string, got null") where
+    `"value": null`, `"name": null` or `"attributes": null` read as unset, as protobuf's JSON mapping reads null."""
+    (span,) = spans_from_json(request(("a", [otlp_span(attributes=[kv("k", value)])])), source="t")
+    assert span.attributes["k"] == read
+
+
 def test_empty_inputs() -> None:
     assert spans_from_json({}, source="t") == []
     assert spans_from_json({"resourceSpans": []}, source="t") == []
