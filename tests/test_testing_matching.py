@@ -103,6 +103,12 @@ def test_mismatch(e: Expectation, s: dict[str, Any], reason: str | None) -> None
         (None, None, True),
         (None, 0, False),
         ("1", 1, False),
+        # QA: YAML's `.inf` never matched a signal's "Infinity" (JSON has no infinity: its name)
+        (float("inf"), "Infinity", True),
+        (float("-inf"), "-Infinity", True),
+        (float("nan"), "NaN", True),
+        (float("inf"), "-Infinity", False),
+        (float("inf"), "inf", False),
     ],
 )
 def test_same_value(a: Any, b: Any, same: bool) -> None:

@@ -17,12 +17,14 @@ built per counted signal.
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from fluo_lang.diagnostics import plural
+from fluo_lang.values import to_json
 
 from .inline import parse_duration
 from .spec import Expectation
@@ -91,6 +93,8 @@ def same_value(expected: Any, actual: Any) -> bool:
         return type(expected) is type(actual) and expected == actual
     if isinstance(expected, int | float) and isinstance(actual, int | float):
         return expected == actual
+    if isinstance(expected, float) and not math.isfinite(expected) and isinstance(actual, str):
+        return bool(to_json(expected) == actual)  # YAML's `.inf`, `.nan`: a signal says "Infinity", "NaN"
     if isinstance(expected, str) and isinstance(actual, str):
         if expected == actual:
             return True
