@@ -10,8 +10,9 @@ in the whole file), and the results are cached by chunk text.
 What `fluo check` decides for the whole file is decided over all chunks: rule ids
 must be unique (`typecheck.duplicate_ids` runs over every rule, so FLUO213 says the
 document's lines), at most `MAX_ERRORS` syntax errors are reported (then FLUO403),
-and a text over `MAX_FILE_BYTES` is FLUO402 alone. A leading byte order mark is
-dropped, as `fluo check` drops it; `LineIndex` still counts it in LSP columns.
+and a text over `MAX_FILE_BYTES` is FLUO402 alone (a file on disk that is not UTF-8,
+FLUO106 alone). A leading byte order mark is dropped, as `fluo check` drops it;
+`LineIndex` still counts it in LSP columns.
 
 Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
 """
@@ -111,14 +112,20 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
     return result
 
 
-def read_rule_text(path: Path, limit: int = MAX_FILE_BYTES) -> str | None:
-    """A rule file's text as `fluo check` reads it (a BOM dropped, bad UTF-8 replaced), or None if unreadable,
-    not a regular file or longer than `limit` bytes."""
+def read_rule_source(path: Path, limit: int = MAX_FILE_BYTES) -> tuple[str, Diagnostic | None] | None:
+    """A rule file's text as `fluo check` reads it (a BOM dropped, bad UTF-8 replaced) with FLUO106 if it is
+    not UTF-8 (`api.decode_source`), or None if unreadable, not a regular file or longer than `limit` bytes."""
     try:
         data = api.read_file(path, limit)
     except OSError:
         return None
-    return None if len(data) > limit else api.decode_source(data, str(path))[0]
+    return None if len(data) > limit else api.decode_source(data, str(path))
+
+
+def read_rule_text(path: Path, limit: int = MAX_FILE_BYTES) -> str | None:
+    """`read_rule_source`'s text alone, for what only needs positions in it."""
+    read = read_rule_source(path, limit)
+    return read[0] if read is not None else None
 
 
 def split(text: str) -> list[int]:
@@ -157,21 +164,26 @@ class RuleDocument:
     `source` is the text as given; `text` is what is checked, without a leading byte order mark.
     `name` is how messages name the file (FLUO213's "already defined at NAME:1:6"): the path
     `fluo check` prints for it.
+
+    `unreadable` is why `fluo check` reads none of its rules: FLUO402 (too large) or, for a file
+    on disk, the FLUO106 of `read_rule_source` (not UTF-8). The document then has no rules and
+    that diagnostic alone, as `fluo check` reports it.
     """
 
-    def __init__(self, path: str, source: str, name: str | None = None) -> None:
+    def __init__(self, path: str, source: str, name: str | None = None, unreadable: Diagnostic | None = None) -> None:
         self.path = path
         self.name = name if name is not None else path
         self.source = source
         bom = source.startswith("\ufeff")
         self.text = text = source[1:] if bom else source
         self.index = LineIndex(text, lead=1 if bom else 0)
-        self.too_large = too_large(text)
-        if self.too_large:
+        if unreadable is None and too_large(text):
             at = ast.Span(0, 0, 0, 0, 0, 0)
-            big = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
-            self.chunks = [Chunk(0, ChunkAnalysis(rules=[], checked=[], diagnostics=[big], text=""))]
-            self._diagnostics: list[tuple[Diagnostic, int]] | None = [(big, 0)]
+            unreadable = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
+        self.unreadable = unreadable
+        if unreadable is not None:
+            self.chunks = [Chunk(0, ChunkAnalysis(rules=[], checked=[], diagnostics=[unreadable], text=""))]
+            self._diagnostics: list[tuple[Diagnostic, int]] | None = [(unreadable, 0)]
             return
         starts = split(text)
         ends = [*starts[1:], len(text)]

@@ -425,7 +425,7 @@ def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
 def _rule_doc(ls: FluoServer, uri: str) -> RuleDocument | None:
     """The rule document at `uri` for a request about its content; None for a file too large to check (FLUO402)."""
     doc = ls.rule_document(uri) if ls.is_rule_file(uri) else None
-    return doc if doc is not None and not doc.too_large else None
+    return doc if doc is not None and doc.unreadable is None else None
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "(", " ", ":", "["]))

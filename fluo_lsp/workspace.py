@@ -29,7 +29,7 @@ from fluo_lang.otlp import TraceInputError, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
 
-from .document import RuleDocument, read_rule_text, shift_span
+from .document import RuleDocument, read_rule_source, shift_span
 from .testfiles import TestFile, is_test_file, read_test_file
 
 MAX_WALK_ENTRIES = 20_000
@@ -211,10 +211,10 @@ class Workspace:
                 return cached[1]
         except OSError:
             return None
-        text = read_rule_text(path, MAX_RULE_BYTES)
-        if text is None:
+        read = read_rule_source(path, MAX_RULE_BYTES)
+        if read is None:
             return None
-        doc = RuleDocument(str(path), text, self.shown(path))
+        doc = RuleDocument(str(path), read[0], self.shown(path), unreadable=read[1])
         self._rule_docs[path] = (stat.st_mtime, doc)
         return doc
 
@@ -355,7 +355,7 @@ class Workspace:
             start, end = (named.start, named.end) if named is not None else (0, 0)
             where = "" if named is not None else " (the default for this test file; name others with `rules:`)"
             problems.append(TestProblem("missing-rules-file", f"rule file `{path.name}` not found{where}", start, end))
-        if len(present) == len(test.rule_paths()):
+        if len(present) == len(test.rule_paths()) and not self._unreadable(present):
             known = self.rule_ids(present)
             for n in test.rule_ids:
                 if n.value in known:
@@ -368,6 +368,15 @@ class Workspace:
             if not (test.folder / n.value).exists():
                 problems.append(TestProblem("missing-fixture", f"trace file `{n.value}` not found", n.start, n.end))
         return problems
+
+    def _unreadable(self, paths: list[Path]) -> bool:
+        """Whether a rule file among `paths` is one `fluo test` cannot read (not UTF-8, too large): it then
+        says only that (`runner_problems`), not which rule ids it lacks."""
+        try:
+            files = rule_files(paths)
+        except RuleSourceError:
+            return False
+        return any((doc := self.rule_document(f)) is not None and doc.unreadable is not None for f in files)
 
     def runner_problems(self, path: Path, text: str) -> list[TestProblem]:
         """What `fluo test` would reject in this test file (as `text`), but for the problems of `EXACT_CODES`.
@@ -410,7 +419,9 @@ class _EditorRules(RuleLoader):
         for f in rule_files(paths):
             doc = self.workspace.rule_document(f)
             if doc is None:
-                raise RuleSourceError(f"cannot read {f}")
+                raise RuleSourceError(f"cannot read {self.workspace.shown(f)}")
+            if doc.unreadable is not None:  # not UTF-8 or too large: `fluo test` reads none of its rules
+                raise RuleSourceError(f"cannot read {self.workspace.shown(f)}: {doc.unreadable.message}")
             docs.append((f, doc))
         rules = [c for _, doc in docs for c, _ in doc.checked_rules()]
         diagnostics = [

@@ -1121,6 +1121,24 @@ async def test_test_files_see_open_rule_files_as_edited(client: LanguageClient, 
     await diagnostics(client, test_uri, lambda d: len(d) == 2 and all(x.code != "test-file" for x in d))
 
 
+async def test_a_rule_file_on_disk_that_is_not_utf8_is_read_as_fluo_check_reads_it(
+    client: LanguageClient, workspace: Path
+) -> None:
+    """QA (editor tour r05): no rule of it is loaded (no FLUO213 on an open file beside it), and a test file
+    naming it says what `fluo test` says, not the checker's errors over the replaced bytes."""
+    folder = workspace / "latin1"
+    folder.mkdir()
+    (folder / "0bad.fluo").write_bytes(b"rule x { expect true } // caf\xe9\n")
+    (folder / "bad2.fluo").write_bytes(b"rule y { expect true } // caf\xe9\n")
+    a = open_doc(client, folder / "a.fluo", "rule x { expect true }\n")
+    text = "rules: [bad2.fluo]\ncases:\n  - name: one\n    spans: [{name: a}]\n    expect: [y]\n"
+    t = open_doc(client, folder / "t_test.yaml", text, language="yaml")
+    diags = await diagnostics(client, t, lambda d: len(d) > 0)
+    unreadable = "not UTF-8: byte 0xe9 at line 1, column 30; save it as UTF-8"
+    assert [(d.code, d.message) for d in diags] == [("test-file", f"cannot read latin1/bad2.fluo: {unreadable}")]
+    assert list(await diagnostics(client, a)) == []
+
+
 async def test_definition_and_references_link_rule_ids_and_tests(client: LanguageClient, workspace: Path) -> None:
     test_uri = open_doc(client, workspace / "rules" / "auth_test.yaml", TEST_FILE, language="yaml")
     rules_uri = (workspace / "rules" / "auth.fluo").as_uri()

@@ -367,6 +367,33 @@ def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(
     assert [x.message for x in api.analyze_paths(["."]).diagnostics] == [d.message]  # what CI says
 
 
+def test_a_rule_file_on_disk_that_is_not_utf8_is_fluo106_alone_as_fluo_check_and_fluo_test_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (editor tour r05): the editor read such a file with its bad bytes replaced, so an open file beside it
+    got a FLUO213 `fluo check .` does not report, and a test file naming it got FLUO101/FLUO200 noise instead
+    of `fluo test`'s "cannot read bad.fluo: not UTF-8"."""
+    (tmp_path / "0bad.fluo").write_bytes(b"rule x { expect true } // caf\xe9\n")
+    (tmp_path / "a.fluo").write_text("rule x { expect true }\n")
+    text = "rules: [0bad.fluo]\ncases:\n  - name: one\n    spans: [{name: a}]\n    expect: [x]\n"
+    (tmp_path / "t_test.yaml").write_text(text)
+    index = Workspace(lambda path: None)
+    index.folders = [tmp_path]
+    bad = index.rule_document(tmp_path / "0bad.fluo")
+    assert bad is not None and bad.rules() == []
+    assert [(d.code, d.message) for d, _ in bad.diagnostics()] == [
+        ("FLUO106", "not UTF-8: byte 0xe9 at line 1, column 30; save it as UTF-8")
+    ]
+    a = index.rule_document(tmp_path / "a.fluo")
+    assert a is not None and index.sibling_duplicates(tmp_path / "a.fluo", a) == []
+    monkeypatch.chdir(tmp_path)
+    assert [d.code for d in api.analyze_paths(["."]).diagnostics] == ["FLUO106"]  # what CI says
+    path = tmp_path / "t_test.yaml"
+    assert index.test_problems(read_test_file(path, text)) == []  # no "no rule `x` in 0bad.fluo"
+    [p] = index.runner_problems(path, text)
+    assert (p.code, p.message) == ("test-file", "cannot read 0bad.fluo: " + bad.diagnostics()[0][0].message)
+
+
 def test_test_file_problem_lines_count_line_breaks_as_yaml_does(tmp_path: Path) -> None:
     """YAML breaks lines at U+2028 too (LSP does not): a problem's line is found in the text the YAML way."""
     (tmp_path / "a.fluo").write_text("rule r {\n  expect true\n}\n")
