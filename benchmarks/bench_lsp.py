@@ -213,8 +213,69 @@ def main() -> None:
             client.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": pos})
             wire.append(time.perf_counter() - began)
         print(f"completion p95, over stdio: {ms(p95(wire))} = {p95(wire) / bare:.4f} x bare parse")
+        current = with_a_test_file_open(client, Path(path), current, rng, args.edits, bare)
     finally:
         client.close()
+
+
+def with_a_test_file_open(
+    client: StdioClient, path: Path, current: str, rng: random.Random, edits: int, bare: float
+) -> str:
+    """A 100-case test file loading the rule file is open: every check of the rule file checks it too (on the
+    server's only thread). Times an edit to the rule file until the test file's diagnostics are in, and a
+    completion asked just after such an edit, each also as a ratio to the same figure without the test file."""
+    uri = path.as_uri()
+    test = path.with_name("rules_test.yaml")
+    ids = [line.split()[1] for line in current.splitlines() if line.startswith("rule ")]
+    cases = "".join(
+        f"  - name: c{i}\n    spans: [{{name: a, service: auth}}]\n    expect: [{{rule: {ids[i * len(ids) // 100]}}}]\n"
+        for i in range(100)
+    )
+    text = f"rules: [{path.name}]\ncases:\n{cases}"
+    test.write_text(text)
+    index = LineIndex(current)
+    version = 1000
+
+    def edit_then(wait_for_test: bool) -> tuple[float, float]:
+        nonlocal current, version, index
+        version += 1
+        at = current.find(EDIT_MARK, rng.randrange(len(current) - 100))
+        at = (current.find(EDIT_MARK) if at < 0 else at) + len(EDIT_MARK)
+        digit = str(rng.randrange(1, 9))
+        change = {"range": {"start": _pos(index.position(at)), "end": _pos(index.position(at + 1))}, "text": digit}
+        current = current[:at] + digit + current[at + 1 :]
+        began = time.perf_counter()
+        client.notify(
+            "textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": [change]}
+        )
+        if wait_for_test:
+            client.wait(
+                lambda m: m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == test.as_uri()
+            )
+        else:
+            client.wait(
+                lambda m, v=version: (
+                    m.get("method") == "textDocument/publishDiagnostics" and m["params"].get("version") == v
+                )
+            )
+        checked = time.perf_counter() - began
+        began = time.perf_counter()
+        client.request("textDocument/completion", {"textDocument": {"uri": uri}, "position": _pos(index.position(at))})
+        return checked, time.perf_counter() - began
+
+    alone = [edit_then(False) for _ in range(edits)]
+    item = {"uri": test.as_uri(), "languageId": "yaml", "version": 1, "text": text}
+    client.notify("textDocument/didOpen", {"textDocument": item})
+    client.wait(lambda m: m.get("method") == "textDocument/publishDiagnostics" and m["params"]["uri"] == test.as_uri())
+    beside = [edit_then(True) for _ in range(edits)]
+    for i, what in ((0, "diagnostics after an edit"), (1, "completion just after an edit")):
+        without = statistics.median(t[i] for t in alone)
+        with_test = statistics.median(t[i] for t in beside)
+        print(
+            f"{what}, over stdio, a 100-case test file open (median): {ms(with_test)} = {with_test / bare:.4f} x bare"
+            f" parse, {with_test / without:.2f} x without it"
+        )
+    return current
 
 
 def long_line(terms: int, salt: int) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -181,6 +182,9 @@ class RuleDocument:
             at = ast.Span(0, 0, 0, 0, 0, 0)
             unreadable = error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
         self.unreadable = unreadable
+        self._rules: tuple[tuple[ast.Rule, int], ...] | None = None
+        self._checked: tuple[tuple[CheckedRule, int], ...] | None = None
+        self._ids: frozenset[str] | None = None
         if unreadable is not None:
             self.chunks = [Chunk(0, ChunkAnalysis(rules=[], checked=[], diagnostics=[unreadable], text=""))]
             self._diagnostics: list[tuple[Diagnostic, int]] | None = [(unreadable, 0)]
@@ -203,13 +207,23 @@ class RuleDocument:
                 hi = mid - 1
         return self.chunks[lo]
 
-    def checked_rules(self) -> list[tuple[CheckedRule, int]]:
+    def checked_rules(self) -> Sequence[tuple[CheckedRule, int]]:
         """Every rule that checked (first definitions only), with its chunk's start offset."""
-        return [(c, ch.start) for ch in self.chunks for c in ch.analysis.checked]
+        if self._checked is None:
+            self._checked = tuple((c, ch.start) for ch in self.chunks for c in ch.analysis.checked)
+        return self._checked
 
-    def rules(self) -> list[tuple[ast.Rule, int]]:
+    def rules(self) -> Sequence[tuple[ast.Rule, int]]:
         """Every rule as parsed, with its chunk's start offset."""
-        return [(r, ch.start) for ch in self.chunks for r in ch.analysis.rules]
+        if self._rules is None:
+            self._rules = tuple((r, ch.start) for ch in self.chunks for r in ch.analysis.rules)
+        return self._rules
+
+    def ids(self) -> frozenset[str]:
+        """The ids of its rules (`rules()`)."""
+        if self._ids is None:
+            self._ids = frozenset(r.id for r, _ in self.rules() if r.id)
+        return self._ids
 
     def diagnostics(self) -> list[tuple[Diagnostic, int]]:
         """Every diagnostic, with the offset its spans count from."""

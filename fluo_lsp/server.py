@@ -225,8 +225,10 @@ class FluoServer(LanguageServer):
         text = self.text(uri)
         if text is None:
             return None
-        doc = self.documents.get(uri)
         path = to_fs_path(uri) if uri.startswith("file:") else None
+        if path is not None and self.open_document(uri) is not None:
+            return self.index.open_document(Path(path), text)  # one analysis, shared with its test files
+        doc = self.documents.get(uri)
         name = self.index.shown(Path(path)) if path is not None else None
         if doc is None or doc.source != text or (name is not None and doc.name != name):
             doc = RuleDocument(path or uri, text, name)
@@ -281,12 +283,13 @@ class FluoServer(LanguageServer):
             self.publish_dependents(uri)
 
     def publish_dependents(self, uri: str) -> None:
-        """Refresh the open documents a change to the rule file at `uri` may change: test files,
-        and the other rule files of its folder (rule ids are unique there)."""
+        """Refresh the open documents a change to the rule file at `uri` may change: the test files
+        that load it, and the other rule files of its folder (rule ids are unique there)."""
+        changed = Path(to_fs_path(uri) or uri)
         for doc in self.open_documents():
-            if is_test_file(doc.path):
+            if is_test_file(doc.path) and self.index.loads(read_test_file(Path(doc.path), doc.source), changed):
                 self.publish(doc.uri)
-        folder = Path(to_fs_path(uri) or uri).parent
+        folder = changed.parent
         for other in self.open_documents():
             if other.uri != uri and other.uri.endswith(".fluo") and Path(other.path).parent == folder:
                 self.publish(other.uri, others=False)
@@ -371,6 +374,8 @@ def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesPa
             rules_or_tests = True
     if traces:
         ls.index.rescan_traces()
+    if traces or rules_or_tests:
+        ls.index.forget_disk()
     for doc in open_docs:
         if rules_or_tests or (traces and is_test_file(doc.path)):
             ls.publish(doc.uri, others=False)
@@ -406,6 +411,7 @@ def did_change(ls: FluoServer, params: lsp.DidChangeTextDocumentParams) -> None:
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
 def did_save(ls: FluoServer, params: lsp.DidSaveTextDocumentParams) -> None:
+    ls.index.forget_disk()  # a client may watch no files: a save is when what is on disk is seen again
     ls.publish(params.text_document.uri)
 
 
@@ -417,6 +423,9 @@ def did_close(ls: FluoServer, params: lsp.DidCloseTextDocumentParams) -> None:
         handle.cancel()
     rule_file = ls.is_rule_file(uri)
     ls.documents.pop(uri, None)
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if path is not None:
+        ls.index.closed(Path(path))
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
     if rule_file:  # the documents that read this rule file now read it from disk
         ls.publish_dependents(uri)

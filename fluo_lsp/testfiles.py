@@ -10,6 +10,7 @@ module only finds those names, so the editor can check them and link them.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,45 @@ def _deeper_than(root: yaml.Node | None, limit: int) -> yaml.Node | None:
     return None
 
 
+_FAST: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[Path, str], TestFile] = OrderedDict()
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """`yaml.compose` with libyaml (as `fluo test` reads test files), and with PyYAML's own composer where libyaml
+    fails (its error messages and positions are the ones the editor reports) or counts offsets differently
+    (libyaml's marks skip a byte order mark)."""
+    if _FAST is not None and "\ufeff" not in text:
+        try:
+            return yaml.compose(text, Loader=_FAST)
+        except Exception:  # read again below, which raises (or not) what the editor reports
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def read_test_file(path: Path, text: str) -> TestFile:
-    """The names a test file's text holds; YAML it cannot read gives `error` instead, never an exception."""
+    """The names a test file's text holds; YAML it cannot read gives `error` instead, never an exception.
+
+    Cached by path and text: a test file is read again whenever a rule file it loads changes.
+    The result is shared, so callers must not change it.
+    """
+    key = (path, text)
+    hit = _cache.get(key)
+    if hit is not None:
+        _cache.move_to_end(key)
+        return hit
+    out = _read(path, text)
+    _cache[key] = out
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return out
+
+
+def _read(path: Path, text: str) -> TestFile:
     out = TestFile(path)
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = mark.index if mark is not None else 0

@@ -16,17 +16,20 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from fluo_lang import ast
 from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, read_file, rule_files
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.otlp import TraceInputError, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
+from fluo_run.testing.document import YamlError, load
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
 
 from .document import RuleDocument, read_rule_source, shift_span
@@ -92,6 +95,9 @@ class Workspace:
         self._scan: threading.Thread | None = None
         self._scan_lock = threading.Lock()
         self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
+        self._open_docs: dict[Path, RuleDocument] = {}
+        self._runner: OrderedDict[tuple[Path, str], tuple[Hashable, list[TestProblem]]] = OrderedDict()
+        """The documents of the open rule files, as last analysed."""
         self._rules = _EditorRules(self)
         self._reader: ThreadPoolExecutor | None = None
         self._reading: dict[Path, Future[RuleDocument | None]] = {}
@@ -198,9 +204,23 @@ class Workspace:
     def rule_document(self, path: Path) -> RuleDocument | None:
         """The analysed rule file at `path` (its open text if it is open), or None if unreadable."""
         text = self._open_text(path)
-        if text is not None:
-            return RuleDocument(str(path), text, self.shown(path))
-        return self._disk_document(path)
+        if text is None:
+            self._open_docs.pop(path, None)
+            return self._disk_document(path)
+        return self.open_document(path, text)
+
+    def closed(self, path: Path) -> None:
+        """The document at `path` is no longer open: its analysis is let go."""
+        self._open_docs.pop(path, None)
+
+    def open_document(self, path: Path, text: str) -> RuleDocument:
+        """The analysed rule file at `path` open with `text`: the same object while the text is the same,
+        for the server's checks of it and for the test files and rule files that read it."""
+        name = self.shown(path)
+        doc = self._open_docs.get(path)
+        if doc is None or doc.source != text or doc.name != name:
+            doc = self._open_docs[path] = RuleDocument(str(path), text, name)
+        return doc
 
     def _disk_document(self, path: Path) -> RuleDocument | None:
         """The analysed rule file on disk (cached by modification time); safe to call from the reading thread."""
@@ -289,13 +309,7 @@ class Workspace:
         """
         deadline = time.monotonic() + (wait or 0.0)
         out: dict[str, RuleSite] = {}
-        files: list[Path] = []
-        for p in paths:
-            try:
-                files += rule_files([p]) if p.is_dir() else [p]
-            except RuleSourceError:  # a folder with no rule files: `fluo test`'s reader says so (`test-file`)
-                continue
-        for path in files:
+        for path in _files_in(paths):
             doc = self.rule_document(path) if wait is None else self._document_soon(path, deadline)
             if doc is None:
                 continue
@@ -303,6 +317,10 @@ class Workspace:
                 if rule.id:
                     out.setdefault(rule.id, RuleSite(path, doc, rule, base))
         return out
+
+    def ids_in(self, paths: list[Path]) -> set[str]:
+        """The ids of `rule_ids(paths)`, without locating each rule."""
+        return {i for f in _files_in(paths) if (doc := self.rule_document(f)) is not None for i in doc.ids()}
 
     def definitions(self, rule_id: str, near: list[Path] | None = None) -> list[RuleSite]:
         """Where `rule_id` is defined: in the files `near` if it is there, else anywhere in the workspace."""
@@ -333,13 +351,16 @@ class Workspace:
     def references(self, rule_id: str, rule_path: Path) -> list[tuple[Path, int, int]]:
         """Where test files that load `rule_path` expect `rule_id`: (test file, start, end)."""
         out: list[tuple[Path, int, int]] = []
-        target = rule_path.resolve()
         for test in self.test_files():
-            loaded = [p.resolve() for p, _ in test.rule_paths()]
-            if not any(p == target or p in target.parents for p in loaded):
-                continue
-            out.extend((test.path, n.start, n.end) for n in test.rule_ids if n.value == rule_id)
+            if self.loads(test, rule_path):
+                out.extend((test.path, n.start, n.end) for n in test.rule_ids if n.value == rule_id)
         return out
+
+    @staticmethod
+    def loads(test: TestFile, rule_path: Path) -> bool:
+        """Whether `test` loads the rule file at `rule_path` (names it, or a folder above it)."""
+        target = rule_path.resolve()
+        return any(p == target or p in target.parents for p in (p.resolve() for p, _ in test.rule_paths()))
 
     def test_problems(self, test: TestFile) -> list[TestProblem]:
         """Unknown rule ids, missing rule files and missing trace fixtures of a test file."""
@@ -356,11 +377,11 @@ class Workspace:
             where = "" if named is not None else " (the default for this test file; name others with `rules:`)"
             problems.append(TestProblem("missing-rules-file", f"rule file `{path.name}` not found{where}", start, end))
         if len(present) == len(test.rule_paths()) and not self._unreadable(present):
-            known = self.rule_ids(present)
+            known = self.ids_in(present)
             for n in test.rule_ids:
                 if n.value in known:
                     continue
-                guess = nearest(n.value, set(known))
+                guess = nearest(n.value, known)
                 hint = f"; did you mean `{guess}`?" if guess else ""
                 files = ", ".join(p.name for p in present)
                 problems.append(TestProblem("unknown-rule", f"no rule `{n.value}` in {files}{hint}", n.start, n.end))
@@ -385,8 +406,41 @@ class Workspace:
         editor: unknown keys, cases without traces, inline spans that do not build,
         bad `count:` or `trace_id:`, rules that do not check, and the rest. Its
         problems have lines, not columns: each covers its line's text.
+
+        Kept for the same text while what the reader takes from the rule files is the same
+        (`_loaded`), until `forget_disk` (a file changed on disk, or a document was saved).
         """
-        read = load_test_file(path, self._rules, text=text)
+        loaded = self._loaded(read_test_file(path, text))
+        kept = self._runner.get((path, text))
+        if kept is not None and kept[0] == loaded:
+            self._runner.move_to_end((path, text))
+            return kept[1]
+        problems = self._runner_problems(path, text)
+        self._runner[(path, text)] = (loaded, problems)
+        if len(self._runner) > _ANALYSES_KEPT:
+            self._runner.popitem(last=False)
+        return problems
+
+    def forget_disk(self) -> None:
+        """Files changed on disk: test files are read again (their fixtures, their rule folders)."""
+        self._runner.clear()
+
+    def _loaded(self, test: TestFile) -> Hashable:
+        """What `fluo test`'s reader takes from the rule files `test` loads: whether each is on disk, then why they
+        cannot be read, or their errors as it prints them and each rule's id, whether it is on and its window."""
+        paths = [p for p, _ in test.rule_paths()]
+        present = tuple(p.exists() for p in paths)
+        if not all(present):
+            return present
+        try:
+            analysis = self._rules.analysis(paths)
+        except RuleSourceError as exc:
+            return present, str(exc)
+        errors = tuple(d.format() for d in analysis.diagnostics if d.is_error)
+        return present, errors, tuple((r.id, r.enabled, r.window_ns) for r in analysis.rules)
+
+    def _runner_problems(self, path: Path, text: str) -> list[TestProblem]:
+        read = load_test_file(path, self._rules, text=text, read_yaml=_read_yaml)
         found = [*read.problems, *(p for case in read.cases for p in case.problems)]
         starts = [0, *(m.end() for m in _YAML_LINE_BREAK.finditer(text))]  # lines as the YAML reader counts them
         if starts[-1] < len(text):
@@ -402,12 +456,19 @@ class Workspace:
         return out
 
 
+_ANALYSES_KEPT = 32
+_TEXTS_KEPT = 8
+
+
 class _EditorRules(RuleLoader):
     """`fluo test`'s rule loading for test files in the editor: open rule files are read as they are there."""
 
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
         self.workspace = workspace
+        self._last: dict[tuple[Path, ...], tuple[tuple[tuple[Path, int], ...], list[RuleDocument], Analysis]] = {}
+        """The last analysis of each set of paths, with the documents it was built from (`rule_document` reuses
+        unchanged ones, so an unchanged set of documents is the same objects)."""
 
     def analysis(self, paths: Sequence[Path]) -> Analysis:
         """What `api.analyze` says of the rule files, built from the editor's per-rule analyses.
@@ -423,18 +484,61 @@ class _EditorRules(RuleLoader):
             if doc.unreadable is not None:  # not UTF-8 or too large: `fluo test` reads none of its rules
                 raise RuleSourceError(f"cannot read {self.workspace.shown(f)}: {doc.unreadable.message}")
             docs.append((f, doc))
+        key = tuple((f, id(doc)) for f, doc in docs)
+        last = self._last.get(tuple(paths))
+        if last is not None and last[0] == key:  # the same documents (kept alive here, so their ids are theirs)
+            return last[2]
         rules = [c for _, doc in docs for c, _ in doc.checked_rules()]
         diagnostics = [
             replace(d, span=shift_span(d.span, base, doc.index)) for _, doc in docs for d, base in doc.diagnostics()
         ]
+        # rule ids are unique across the files loaded together; a file's own duplicates are in its diagnostics
+        files_of = Counter(i for _, doc in docs for i in doc.ids()) if len(docs) > 1 else Counter[str]()
         everywhere = [
             (replace(r, id_span=shift_span(r.id_span, base, doc.index)), str(f))
             for f, doc in docs
             for r, base in doc.rules()
+            if files_of[r.id] > 1
         ]
-        # rule ids are unique across the files loaded together; a file's own duplicates are in its diagnostics
         diagnostics += [d for _, d in duplicate_ids(everywhere) if d.related and d.related[0].path != d.path]
-        return Analysis(files=[], rules=rules, diagnostics=diagnostics)
+        analysis = Analysis(files=[], rules=rules, diagnostics=diagnostics)
+        self._last[tuple(paths)] = (key, [doc for _, doc in docs], analysis)
+        if len(self._last) > _ANALYSES_KEPT:
+            del self._last[next(iter(self._last))]
+        return analysis
+
+
+def _files_in(paths: list[Path]) -> list[Path]:
+    """The rule files named, with folders searched as `fluo check` searches them."""
+    files: list[Path] = []
+    for p in paths:
+        try:
+            files += rule_files([p]) if p.is_dir() else [p]
+        except RuleSourceError:  # a folder with no rule files: `fluo test`'s reader says so (`test-file`)
+            continue
+    return files
+
+
+_yaml_read: OrderedDict[str, Any] = OrderedDict()
+
+
+def _read_yaml(text: str) -> Any:
+    """`fluo test`'s YAML reading (`document.load`), of the last few texts: a test file is read again after each
+    edit to a rule file it loads, its own text unchanged."""
+    if text in _yaml_read:
+        _yaml_read.move_to_end(text)
+        value = _yaml_read[text]
+    else:
+        try:
+            value = load(text)
+        except YamlError as exc:
+            value = exc
+        _yaml_read[text] = value
+        if len(_yaml_read) > _TEXTS_KEPT:
+            _yaml_read.popitem(last=False)
+    if isinstance(value, YamlError):
+        raise YamlError(str(value), value.line, value.code)
+    return value
 
 
 def _keys_of(path: Path) -> tuple[set[str], set[str]]:

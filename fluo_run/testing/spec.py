@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,9 +361,12 @@ class RuleLoader:
 class _Reader:
     """Reads one test file; collects problems instead of stopping at the first."""
 
-    def __init__(self, path: Path, rules: RuleLoader, text: str | None = None) -> None:
+    def __init__(
+        self, path: Path, rules: RuleLoader, text: str | None = None, read_yaml: Callable[[str], Any] = load
+    ) -> None:
         self.file = TestFile(path, display_path(path))
         self.text = text
+        self.read_yaml = read_yaml
         self.where = self.file.display
         self.rules = rules
         self.rule_ids: set[str] = set()
@@ -403,7 +406,7 @@ class _Reader:
                 return self.file
             self.text = text
         try:
-            doc = load(text)
+            doc = self.read_yaml(text)
         except YamlError as exc:
             self.problem(exc.line, str(exc), code=exc.code)
             return self.file
@@ -682,9 +685,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_test_file(path: Path, rules: RuleLoader | None = None, *, text: str | None = None) -> TestFile:
-    """The test file at `path`, or `text` read as if it were there (an editor's unsaved buffer)."""
-    return _Reader(path, rules or RuleLoader(), text).read()
+def load_test_file(
+    path: Path, rules: RuleLoader | None = None, *, text: str | None = None, read_yaml: Callable[[str], Any] = load
+) -> TestFile:
+    """The test file at `path`, or `text` read as if it were there (an editor's unsaved buffer).
+
+    `read_yaml` is `document.load`, or what gives the same values (the editor's cache of it); the values are only read.
+    """
+    return _Reader(path, rules or RuleLoader(), text, read_yaml).read()
 
 
 def load_test_files(paths: Iterable[Path], rules: RuleLoader | None = None) -> list[TestFile]:
