@@ -364,8 +364,9 @@ def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesPa
     open_docs = ls.open_documents()
     open_paths = {Path(doc.path) for doc in open_docs}
     rules_or_tests = traces = False
-    for change in params.changes:
-        path = Path(to_fs_path(change.uri) or unquote(change.uri))
+    changed = [Path(to_fs_path(change.uri) or unquote(change.uri)) for change in params.changes]
+    ls.index.changed_on_disk(changed)
+    for path in changed:
         if path in open_paths:
             continue
         if path.name.endswith(TRACE_SUFFIXES):
@@ -374,8 +375,6 @@ def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesPa
             rules_or_tests = True
     if traces:
         ls.index.rescan_traces()
-    if traces or rules_or_tests:
-        ls.index.forget_disk()
     for doc in open_docs:
         if rules_or_tests or (traces and is_test_file(doc.path)):
             ls.publish(doc.uri, others=False)

@@ -5,7 +5,8 @@
 - rule files and rule test files, for test-file checks, go to definition and find references.
 
 Every walk is bounded (files looked at, files read, bytes per file), skips hidden
-folders and dependency folders, and caches what it read by modification time.
+folders and dependency folders, and caches what it read by `stamp` (modification and
+change times, size, inode).
 Open documents win over the files on disk.
 """
 
@@ -89,12 +90,12 @@ class Workspace:
         self.folders: list[Path] = []
         self.extra_keys: tuple[str, ...] = ()
         self._open_text = open_text
-        self._traces: dict[Path, tuple[float, set[str], set[str]]] = {}
+        self._traces: dict[Path, tuple[Stamp, set[str], set[str]]] = {}
         self._keys: tuple[list[str], list[str]] | None = None
         self._keys_at = -RESCAN_SECONDS
         self._scan: threading.Thread | None = None
         self._scan_lock = threading.Lock()
-        self._rule_docs: dict[Path, tuple[float, RuleDocument]] = {}
+        self._rule_docs: dict[Path, tuple[Stamp, RuleDocument]] = {}
         self._open_docs: dict[Path, RuleDocument] = {}
         self._runner: OrderedDict[tuple[Path, str], tuple[Hashable, list[TestProblem]]] = OrderedDict()
         """The documents of the open rule files, as last analysed."""
@@ -192,8 +193,8 @@ class Workspace:
             except OSError:
                 continue
             cached = self._traces.get(path)
-            if cached is None or cached[0] != stat.st_mtime:
-                cached = (stat.st_mtime, *_keys_of(path))
+            if cached is None or cached[0] != stamp(stat):
+                cached = (stamp(stat), *_keys_of(path))
                 self._traces[path] = cached
             span_keys |= cached[1]
             resource_keys |= cached[2]
@@ -223,11 +224,11 @@ class Workspace:
         return doc
 
     def _disk_document(self, path: Path) -> RuleDocument | None:
-        """The analysed rule file on disk (cached by modification time); safe to call from the reading thread."""
+        """The analysed rule file on disk (cached by `stamp`); safe to call from the reading thread."""
         try:
             stat = path.stat()
             cached = self._rule_docs.get(path)
-            if cached is not None and cached[0] == stat.st_mtime and cached[1].name == self.shown(path):
+            if cached is not None and cached[0] == stamp(stat) and cached[1].name == self.shown(path):
                 return cached[1]
         except OSError:
             return None
@@ -235,8 +236,17 @@ class Workspace:
         if read is None:
             return None
         doc = RuleDocument(str(path), read[0], self.shown(path), unreadable=read[1])
-        self._rule_docs[path] = (stat.st_mtime, doc)
+        self._rule_docs[path] = (stamp(stat), doc)
         return doc
+
+    def changed_on_disk(self, paths: Iterable[Path]) -> None:
+        """The client says these files changed on disk: what was read of them is read again, whatever their
+        `stamp` (a coarse clock, or a change within one tick of it, can leave it the same)."""
+        for path in paths:
+            self._rule_docs.pop(path, None)
+            self._traces.pop(path, None)
+            self._reading.pop(path, None)
+        self.forget_disk()
 
     def sibling_duplicates(self, path: Path, doc: RuleDocument) -> list[tuple[Diagnostic, int]]:
         """FLUO213 for the rules of `doc` whose id a `.fluo` file beside it defines first.
@@ -506,6 +516,15 @@ class _EditorRules(RuleLoader):
         if len(self._last) > _ANALYSES_KEPT:
             del self._last[next(iter(self._last))]
         return analysis
+
+
+Stamp = tuple[int, int, int, int]
+
+
+def stamp(stat: os.stat_result) -> Stamp:
+    """What tells one version of a file from another without reading it: not the modification time alone,
+    which `rsync -t`, `cp -p` and `tar x` set back to the old file's (the change time they cannot set)."""
+    return stat.st_mtime_ns, stat.st_size, stat.st_ctime_ns, stat.st_ino
 
 
 def _files_in(paths: list[Path]) -> list[Path]:

@@ -1313,6 +1313,26 @@ async def test_changes_on_disk_refresh_the_open_documents(client: LanguageClient
     await diagnostics(client, uri, lambda d: len(d) == 0)
 
 
+async def test_a_rule_file_rewritten_with_its_modification_time_kept_is_read_again(
+    client: LanguageClient, tmp_path: Path
+) -> None:
+    """QA (editor tour r02): `rsync -t`, `cp -p` or `tar x` rewrote a rule file, same size, same modification time;
+    the open test file kept its `unknown-rule` even after the watcher's event."""
+    import os
+
+    rules = tmp_path / "auth.fluo"
+    rules.write_text("rule gale {\n  detect trace.spans.count() > 5\n}\n")
+    text = "cases:\n  - name: one\n    spans: [{name: a}]\n    expect: [{rule: storm}]\n"
+    uri = open_doc(client, tmp_path / "auth_test.yaml", text, language="yaml")
+    await diagnostics(client, uri, lambda d: [x.code for x in d] == ["unknown-rule"])
+    before = rules.stat()
+    rules.write_text("rule storm {\n  detect trace.spans.count() > 5\n}\n")
+    os.utime(rules, ns=(before.st_atime_ns, before.st_mtime_ns))
+    changes = [lsp.FileEvent(uri=rules.as_uri(), type=lsp.FileChangeType.Changed)]
+    client.workspace_did_change_watched_files(lsp.DidChangeWatchedFilesParams(changes=changes))
+    await diagnostics(client, uri, lambda d: len(d) == 0)
+
+
 async def test_disk_changes_to_open_files_and_skipped_folders_refresh_nothing(
     client: LanguageClient, workspace: Path
 ) -> None:

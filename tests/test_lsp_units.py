@@ -924,3 +924,52 @@ def test_a_rule_file_refreshes_only_the_test_files_that_load_it(tmp_path: Path) 
         "sub/new.fluo": ["c_test.yaml"],
         "other.fluo": [],
     }
+
+
+def test_a_file_rewritten_with_its_modification_time_kept_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (editor tour r02): `rsync -t`, `cp -p` and `tar x` rewrite a file and set its modification time back;
+    rule files and trace fixtures were cached by that time alone, so the editor kept the old content for good."""
+    import json
+    import os
+
+    from fluo_lsp import workspace
+
+    monkeypatch.setattr(workspace, "FIRST_SCAN_WAIT", 10)
+    rules, trace = tmp_path / "a.fluo", tmp_path / "t.json"
+
+    def otlp(key: str) -> str:
+        span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+        span["attributes"] = [{"key": key, "value": {"stringValue": "v"}}]
+        return json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [span]}]}]})
+
+    def rewrite(path: Path, text: str) -> None:
+        before = path.stat()
+        path.write_text(text)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `rsync -t` leaves it
+        assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+
+    rules.write_text("rule gale {\n  expect true\n}\n")
+    trace.write_text(otlp("k1"))
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    assert list(index.rule_ids([rules])) == ["gale"] and index.attribute_keys()[0] == ["k1"]
+    rewrite(rules, "rule wind {\n  expect true\n}\n")
+    rewrite(trace, otlp("k2"))
+    assert list(index.rule_ids([rules])) == ["wind"] and index._scan_traces()[0] == ["k2"]  # what a rescan finds
+
+
+def test_a_change_on_disk_the_client_reports_drops_what_was_read_of_the_file(tmp_path: Path) -> None:
+    """Whatever the file's stamp says (a filesystem whose times do not move within a tick)."""
+    from fluo_lsp import workspace
+
+    rules = tmp_path / "a.fluo"
+    rules.write_text("rule gale {\n  expect true\n}\n")
+    index = Workspace(lambda path: None)
+    assert list(index.rule_ids([rules])) == ["gale"]
+    rules.write_text("rule wind {\n  expect true\n}\n")
+    index._rule_docs[rules] = (workspace.stamp(rules.stat()), index._rule_docs[rules][1])  # the stamp unchanged
+    assert list(index.rule_ids([rules])) == ["gale"]
+    index.changed_on_disk([rules])
+    assert list(index.rule_ids([rules])) == ["wind"]
