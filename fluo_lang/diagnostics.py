@@ -105,6 +105,10 @@ class Diagnostic:
     capped: bool = False
     """One of the syntax errors of which the parser reports at most `MAX_ERRORS` per file (then one FLUO403, itself
     marked): whoever parses a file in parts (the language server, rule by rule) caps their sum the same way."""
+    guess: str | None = None
+    """Replacement text for `span` that the message names (a did-you-mean) but that does not check where it goes
+    (`trace.spans.cont()` in a clause: `count`, an int): no `suggestion`, since the name may be right and the rest
+    the mistake; the editor offers it all the same, not preferred, naming the error it leads to."""
 
     @property
     def is_error(self) -> bool:

@@ -126,8 +126,8 @@ class _Checker:
         self.wanted: dict[int, Callable[[t.Type], bool]] = {}
         self.unitless_items: set[int] = set()  # numbers among durations (`[1s, 500]`) a list already refused
 
-    def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
-        self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion))
+    def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None, guess: str | None = None) -> None:
+        self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion, guess=guess))
 
     def warn(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
         self.diags.append(warning(code, msg, span, path=self.path, suggestion=suggestion))
@@ -444,7 +444,8 @@ class _Checker:
             n for n in names if members[n].kind == "method" and self.fits_here(e, _call_result(target_ty, n, []))
         ]
         fix = _nearest(e.name, fields) or (f"{m}()" if (m := _nearest(e.name, methods)) else None)
-        # a near name that does not fit is still named (the name may be right and the rest the mistake); no fix
+        # a near name that does not fit is still named (the name may be right and the rest the mistake): a `guess`,
+        # no fix
         guess = fix or _nearest(e.name, names)
         hint = f"; did you mean `{guess}`?" if guess else (f" (it has: {', '.join(names)})" if names else "")
         extra = ""
@@ -456,7 +457,8 @@ class _Checker:
             return self.record(e, t.ERROR)
         if target_ty == t.STRING and e.name in ("name",):
             extra = ' (for an attribute key, write attributes["..."])'
-        self.err("FLUO202", f"{target_ty} has no field `{e.name}`{hint}{extra}", e.name_span, fix)
+        named = None if fix or not guess else guess + ("()" if members[guess].kind == "method" else "")
+        self.err("FLUO202", f"{target_ty} has no field `{e.name}`{hint}{extra}", e.name_span, fix, named)
         return self.record(e, t.ERROR)
 
     def call(self, e: ast.Call, scope: _Scope) -> t.Type:
@@ -522,7 +524,7 @@ class _Checker:
         foreign = _foreign_method(target_ty, e.method, arg_types)
         fix = (foreign[0] if foreign and self.fits_here(e, foreign[1]) else None) or _nearest(e.method, fits)
         # a near method that does not fit is still named (`trace.spans.cont()` in a clause: `count`, whose int
-        # the clause refuses: the name may be right and the comparison missing); no fix
+        # the clause refuses: the name may be right and the comparison missing): a `guess`, no fix
         guess = fix or (foreign[0] if foreign else None) or _nearest(e.method, methods)
         if guess:
             hint = f"; did you mean `{guess}`?"
@@ -530,7 +532,8 @@ class _Checker:
             hint = f" (it has: {', '.join(methods)})"
         else:
             hint = f" ({target_ty} has no methods)"
-        self.err("FLUO201", f"unknown method `{e.method}` on {target_ty}{hint}", e.method_span, fix)
+        named = guess if guess and not fix else None
+        self.err("FLUO201", f"unknown method `{e.method}` on {target_ty}{hint}", e.method_span, fix, named)
         called = foreign[1] if foreign and fix == foreign[0] else _call_result(target_ty, fix or "", arg_types)
         if fix and called is not None:  # named still where what it gives is refused (`length() == 'a'`), no fix
             self.call_fixes[id(e)] = (self.diags[-1], called, self.diags[-1].message)
@@ -781,8 +784,9 @@ class _Checker:
             # `.exists <= 5`: `exists()` is a bool, which the comparison would refuse; the signature says so
             diag, _, message = call_fix
             at = next((i for i, d in enumerate(self.diags) if d is diag), None)
-            if at is not None:
-                self.diags[at] = replace(diag, message=message, suggestion=None)
+            if at is not None:  # FLUO201 still says "did you mean `m`?": a guess
+                guess = diag.suggestion if message == diag.message else None
+                self.diags[at] = replace(diag, message=message, suggestion=None, guess=guess)
         ty = self.typo_types.get(id(e))
         pending = self.pending_typos.get(id(e))
         if ty is None or pending is None or fits(ty):

@@ -18,20 +18,22 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
     """Actions for the diagnostics and rules that meet the document range [start, end].
 
     A did-you-mean is preferred (applied by "fix all" and auto-fix) only if the rule it edits checks
-    with no new error; one that gives an error (`where(servce)` -> `where(service)`: a string predicate) is still
-    offered, not preferred, its title naming the error it leads to: the name may be right and the
-    predicate the bug, which only the user knows.
+    with no new error; one that gives an error (`where(servce)` -> `where(service)`: a string predicate;
+    a `guess` the checker found no fit for: `whree(...).cuont()` -> `where`) is still offered, not
+    preferred, its title naming the error it leads to: the name may be right and the rest the bug,
+    which only the user knows.
     """
     out: list[lsp.CodeAction] = []
     for d, base in doc.diagnostics():
-        if d.suggestion is None or not _meets(base + d.span.start, base + d.span.end, start, end):
+        text = d.suggestion if d.suggestion is not None else d.guess  # a guess: named, but the checker saw no fit
+        if text is None or not _meets(base + d.span.start, base + d.span.end, start, end):
             continue
-        edit = lsp.TextEdit(range=span_range(doc.index, d.span, base), new_text=d.suggestion)
+        edit = lsp.TextEdit(range=span_range(doc.index, d.span, base), new_text=text)
         new = _new_errors(doc, d, base, strict=strict)
         then = f" (then {new[0].code}: {new[0].message})" if new else ""
         out.append(
             lsp.CodeAction(
-                title=f"Change to `{d.suggestion}`{then}",
+                title=f"Change to `{text}`{then}",
                 kind=lsp.CodeActionKind.QuickFix,
                 diagnostics=[lsp_diagnostic(d, base, doc, uri, strict=strict)],
                 edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
@@ -63,7 +65,7 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
 
 
 def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool) -> list[Diagnostic]:
-    """The errors (warnings too, if `strict`) that applying `fixed`'s suggestion adds to the chunk it is in.
+    """The errors (warnings too, if `strict`) that applying `fixed`'s suggestion (or guess) adds to the chunk it is in.
 
     Told apart by code, message and place (after the edit, places past it shift by what it adds), not by
     code alone: a fix that swaps one FLUO100 for another (`status is not error` -> `== not error`) adds
@@ -73,7 +75,8 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     clause whose syntax error held it back (`1e3s and trace.spans.cnt() > 1`: FLUO201 is there, only not
     shown until the `1e3s` is fixed).
     """
-    span, text = fixed.span, fixed.suggestion or ""
+    span = fixed.span
+    text = fixed.suggestion if fixed.suggestion is not None else fixed.guess or ""
     chunk = doc.chunk_at(base + span.start)
     rel_start, rel_end = base + span.start - chunk.start, base + span.end - chunk.start
     source = chunk.analysis.text

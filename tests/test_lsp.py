@@ -995,8 +995,18 @@ async def test_code_actions_apply_did_you_mean_and_add_severity(client: Language
         ),
         ("severty: warning", False, "Change to `severity` (then FLUO211: duplicate metadata key `severity`)"),
         ("enabled: ture", True, "Change to `true`"),
+        (  # QA (editor tour r04): named in the message ("did you mean `where`?"), but no action was offered
+            "expect trace.spans.whree(duration > 1s).cuont() > 0",
+            False,
+            "Change to `where` (then FLUO201: unknown method `cuont` on spans; did you mean `count`?)",
+        ),
+        (
+            "expect trace.spans.cont()",
+            False,
+            "Change to `count` (then FLUO301: the `expect` expression must be a boolean, found int)",
+        ),
     ],
-    ids=["checks", "type-error", "duplicate-key", "enabled-value"],
+    ids=["checks", "type-error", "duplicate-key", "enabled-value", "unfit-method", "unfit-in-a-clause"],
 )
 async def test_a_did_you_mean_that_gives_an_error_is_not_preferred(
     client: LanguageClient, tmp_path: Path, line: str, preferred: bool, title: str

@@ -659,6 +659,25 @@ def test_a_method_read_as_a_field_is_fixed_only_where_its_call_fits(
 def test_a_guess_that_does_not_fit_is_named_without_a_fix(text: str, says: str, suggestion: str | None) -> None:
     [d] = analyze([("m.fluo", text)]).diagnostics
     assert says in d.message and d.suggestion == suggestion, d.format()
+    if suggestion is None and d.code in ("FLUO201", "FLUO202"):  # the editor offers it, not preferred
+        assert d.guess == says.removeprefix("did you mean `").removesuffix("`?"), d
+    else:
+        assert d.guess is None
+
+
+@pytest.mark.parametrize(
+    ("text", "guess"),
+    [
+        ("trace.spans.whree(duration > 1s).cuont() > 0", "where"),  # what follows is no member of spans
+        ("trace.spans.where(name == 'a').exits() <= 5", "exists"),  # a bool, which `<= 5` refuses
+        ("trace.spans.where(name == 'a').exists <= 5", None),  # the signature is said, with no name to change to
+        ("trace.spans.where(name == 'c').len(descendants.count() == 0)", "count"),  # an int where a bool goes
+        ("trace.it.where(name == 'x').exists()", "id"),
+    ],
+)
+def test_a_did_you_mean_with_no_fix_carries_its_name_as_a_guess(text: str, guess: str | None) -> None:
+    [d] = [d for d in analyze([("m.fluo", text)]).diagnostics if d.code in ("FLUO201", "FLUO202")]
+    assert d.suggestion is None and d.guess == guess, d
 
 
 @pytest.mark.parametrize(
