@@ -3,7 +3,7 @@
 - `fluo.attributeKeys` (string[], default []): attribute keys to complete besides those
   found in the workspace's trace files.
 - `fluo.strictness` ("default" | "strict"): `strict` reports warnings as errors.
-- `fluo.diagnostics.debounceMs` (number, default 150): how long to wait after a change
+- `fluo.diagnostics.debounceMs` (number from 0 to 10,000, default 150): how long to wait after a change
   before checking, so typing is not slowed by checks nobody sees.
 - `fluo.completion.ruleSkeletons` (boolean, default true): offer rule skeletons where a
   rule may start. A client with templates of its own turns them off (the VS Code
