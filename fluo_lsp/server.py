@@ -269,7 +269,11 @@ class FluoServer(LanguageServer):
         With `others`, a rule file's edit also refreshes the open documents it may
         change: test files, and rule files in its folder (rule ids are unique there).
         """
-        self.pending.pop(uri, None)
+        # checked now (a save, a setting): not again when the timer fires; but a check for a change elsewhere
+        # (`others` off) leaves it, to refresh what the pending edit may change
+        handle = self.pending.pop(uri, None) if others else None
+        if handle is not None:
+            handle.cancel()
         doc = self.open_document(uri)
         if doc is None:
             return

@@ -499,14 +499,17 @@ class _EditorRules(RuleLoader):
         if last is not None and last[0] == key:  # the same documents (kept alive here, so their ids are theirs)
             return last[2]
         rules = [c for _, doc in docs for c, _ in doc.checked_rules()]
+        # paths as `fluo test` run from the workspace folder prints them (`doc.name`), not whole
         diagnostics = [
-            replace(d, span=shift_span(d.span, base, doc.index)) for _, doc in docs for d, base in doc.diagnostics()
+            replace(d, span=shift_span(d.span, base, doc.index), path=doc.name)
+            for _, doc in docs
+            for d, base in doc.diagnostics()
         ]
         # rule ids are unique across the files loaded together; a file's own duplicates are in its diagnostics
         files_of = Counter(i for _, doc in docs for i in doc.ids()) if len(docs) > 1 else Counter[str]()
         everywhere = [
-            (replace(r, id_span=shift_span(r.id_span, base, doc.index)), str(f))
-            for f, doc in docs
+            (replace(r, id_span=shift_span(r.id_span, base, doc.index)), doc.name)
+            for _, doc in docs
             for r, base in doc.rules()
             if files_of[r.id] > 1
         ]

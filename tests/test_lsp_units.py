@@ -973,3 +973,44 @@ def test_a_change_on_disk_the_client_reports_drops_what_was_read_of_the_file(tmp
     assert list(index.rule_ids([rules])) == ["gale"]
     index.changed_on_disk([rules])
     assert list(index.rule_ids([rules])) == ["wind"]
+
+
+def test_a_check_made_now_cancels_the_debounced_one_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA (editor tour): `publish` (on a save, or for a change elsewhere) dropped the pending timer of the
+    document without cancelling it, so the document was checked again when it fired."""
+    import asyncio
+
+    from fluo_lsp.server import FluoServer
+
+    server = FluoServer()
+    monkeypatch.setattr(server, "open_document", lambda uri: None)
+    loop = asyncio.new_event_loop()
+    try:
+        handle = loop.call_later(3600, lambda: None)
+        server.pending["file:///x.fluo"] = handle
+        server.publish("file:///x.fluo", others=False)  # a change elsewhere: the edit's own check is still due
+        assert not handle.cancelled() and server.pending == {"file:///x.fluo": handle}
+        server.publish("file:///x.fluo")
+        assert handle.cancelled() and server.pending == {}
+    finally:
+        loop.close()
+
+
+def test_a_test_file_names_the_rule_files_that_do_not_check_as_fluo_test_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (editor tour): "the rules do not check (...)" named them by their whole paths; `fluo test` run from the
+    workspace folder names them from there, and so does the editor now (a clash across files too)."""
+    from fluo_run.testing.spec import load_test_file
+
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "a.fluo").write_text("rule a {\n  expect trace.spans.count() > 'x'\n}\n")
+    (tmp_path / "rules" / "b.fluo").write_text("rule a {\n  expect true\n}\n")
+    text = "rules: [a.fluo, b.fluo]\ncases:\n  - name: one\n    spans: [{name: x}]\n    expect: []\n"
+    (tmp_path / "rules" / "t_test.yaml").write_text(text)
+    index = Workspace(lambda path: None)
+    index.folders = [tmp_path]
+    [p] = index.runner_problems(tmp_path / "rules" / "t_test.yaml", text)
+    monkeypatch.chdir(tmp_path)
+    [cli] = load_test_file(Path("rules/t_test.yaml")).problems
+    assert p.message == cli.message and "rules/a.fluo:2:" in p.message and "at rules/a.fluo:1:6" in p.message
