@@ -28,6 +28,7 @@ from fluo_run.serve.metrics import Metrics
 from fluo_run.serve.receivers import INLINE_DECODE_BYTES, SERVICE, Admission
 from fluo_run.serve.runtime import RuntimeThread
 from fluo_run.serve.sinks import CallbackSink, SinkWorker
+from fluo_run.serve.store import parse_time
 
 LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "off"]
 EVERY = "rule every_trace { severity: info detect trace.spans.count() > 0 }\n"
@@ -169,6 +170,16 @@ def test_sighup_while_starting_reloads_the_rules_once_started(tmp_path: Path) ->
             assert json.loads(answer.read())["rules"] == 2
         proc.signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_the_rules_in_force_are_those_swapped_in_before_the_thread_takes_them_on() -> None:
+    """The test above failed under load (`/healthz` said 1 rule after "rules reloaded: 2 per-trace rules"):
+    `/healthz` read the program the evaluator thread had taken on, which it does only at its next tick."""
+    evaluator, _ = evaluator_for(EVERY)  # its thread not started: a swap is never taken on
+    two = compile_program(analyze([("m.fluo", EVERY + EVERY.replace("every_trace", "every_trace_too"))]))
+    evaluator.swap(two)
+    assert len(evaluator.program.rules) == 1  # the thread's, still
+    assert evaluator.in_force is two
 
 
 def closed_port() -> int:
@@ -370,7 +381,9 @@ def test_a_window_serve_did_not_see_whole_is_marked_partial() -> None:
     assert before["partial_reasons"] == ["started_before_serve", "closed_early"]  # the window serve started in
     assert after["partial_reasons"] == ["closed_early"]  # a window still to come
     assert before["partial"] is after["partial"] is True
-    assert before["window_start"] < before["observed_start"] <= before["observed_end"] < before["window_end"]
+    # as times: RFC 3339 text of varying precision does not order as text (`.208Z` sorts after `.208001Z`)
+    edges = [parse_time(before[k]) for k in ("window_start", "observed_start", "observed_end", "window_end")]
+    assert edges[0] < edges[1] <= edges[2] < edges[3], edges
     assert after["observed_start"] == after["window_start"] and after["observed_end"] == after["window_start"]
     evaluator._evaluate_traces([completed(3, 1, now_window + 5 * MINUTE)])
     (whole,) = [w for w in ws.due(now=10**9, wall_ns=now_window + 7 * MINUTE, grace=1.0, quiet=1.0) if w.traces]
@@ -404,7 +417,7 @@ def test_a_reload_that_drops_a_window_length_closes_its_open_window_with_the_old
         (_, w) = wait_for(lambda: fired() if len(fired()) == 2 else None, what="the dropped window's signal")
         assert w["rule"] == "w" and w["observed"]["count"] == 1 and w["time"] == w["window_end"]
         assert w["partial"] is True and w["partial_reasons"] == ["started_before_serve", "closed_early"]
-        assert w["observed_start"] <= w["observed_end"] < w["window_end"]
+        assert parse_time(w["observed_start"]) <= parse_time(w["observed_end"]) < parse_time(w["window_end"])
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
     assert len(fired()) == 2  # the window closed once, at the reload; not again at shutdown

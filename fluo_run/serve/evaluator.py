@@ -302,6 +302,13 @@ class Evaluator:
             self._next_program = program
             self.cond.notify()
 
+    @property
+    def in_force(self) -> Program:
+        """The rule set in force: the last one swapped in, even before the thread takes it on (at its next
+        trace or tick), so what `/healthz` says agrees with the "rules reloaded" line logged at the swap."""
+        with self.cond:
+            return self._next_program or self.program
+
     def idle(self) -> bool:
         with self.cond:
             return not self.queue and not self.busy

@@ -290,7 +290,7 @@ class Runtime:
         sinks = self.sinks.health()
         return {
             "status": "stopping" if self.intake.stopping else overall(sinks),
-            "rules": len(self.evaluator.program.rules),
+            "rules": len(self.evaluator.in_force.rules),
             "rule_files": "rejected" if self.rules_rejected else "loaded",
             "buffered_spans": self.buffer.spans,
             "pending_spans": self.evaluator.pending_spans,
