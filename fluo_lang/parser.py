@@ -1799,7 +1799,7 @@ def _closing(text: str, start: int) -> int | None:
     return None
 
 
-_STRING_AT = re.compile(r""""(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'""")
+_STRING_AT = re.compile(r""""(?:[^"\\\r\n]|\\.)*+"|'(?:[^'\\\r\n]|\\.)*+'""")  # `*+`: see STRING in the grammar
 
 
 def _is_postfix(text: str) -> bool:

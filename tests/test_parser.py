@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +326,25 @@ def test_recovery_inside_deep_nesting_does_not_recurse() -> None:
         ("rule r { tags: " + "[" * n + " expect trace.spans.count() > 0 }", ["FLUO100"]),
     ):
         assert sorted(d.code for d in parse(text, "t.fluo").diagnostics) == codes, text[:30]
+
+
+@pytest.mark.parametrize("quote", ["'", '"'])
+def test_a_long_string_literal_is_lexed_in_memory_of_its_own_size(quote: str) -> None:
+    # `(?:[^"\\]|\\.)*` kept a backtracking record per character (~240 bytes): a 4 MiB literal took ~1 GB
+    literal = quote + "a" * (1 << 20) + quote
+    # the fast path, then the full path (lark's own lexer) past a syntax error
+    for text, codes in ((f"trace.root.name == {literal}\n", []), (f"trace.root.name == {literal} and\n", ["FLUO104"])):
+        parse(text, "t.fluo"), lex(text)  # the parser and lexer built, outside what is measured
+        tracemalloc.start()
+        try:
+            diags = parse(text, "t.fluo").diagnostics
+            lexemes = lex(text)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert [d.code for d in diags] == codes
+        assert [x.text for x in lexemes if x.kind == "STRING"] == [literal]
+        assert peak < 8 * len(literal), (codes, peak)
 
 
 # -- the fast path -------------------------------------------------------------
