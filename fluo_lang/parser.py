@@ -2076,7 +2076,8 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
         return ParseResult(replace(result.file, text=text), result.diagnostics)
     fast = _fast_parse(text, path)
     if fast is not None:
-        return ParseResult(ast.RuleFile(path=path, text=text, rules=tuple(fast)))
+        rules, diags = fast
+        return ParseResult(ast.RuleFile(path=path, text=text, rules=tuple(rules)), diags)
     return _full_parse(text, path)
 
 
@@ -2114,7 +2115,100 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
     return out
 
 
+_RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
+
+
 def _full_parse(text: str, path: str) -> ParseResult:
+    """`_recovering_parse`, but each rule past the size limits (FLUO400, FLUO401) and valid otherwise is read by the
+    fast path alone, as it would be in a file of its own, and lark reads a stand-in for its oversized parts.
+
+    lark's parser took 148 s and 2.3 GB to build the tree of a 4 MiB expression only to refuse it. Rules are cut
+    where a line starts with `rule` (no string or comment runs past its line, so such a line starts one).
+    """
+    tables = _fast_tables()
+    cuts = [0, *(m.start() for m in _RULE_LINE.finditer(text) if m.start())]
+    refused: dict[int, ast.Rule] = {}
+    diags: list[Diagnostic] = []
+    spans: list[ast.Span] = []
+    line = 0
+    for start, end in zip(cuts, [*cuts[1:], len(text)], strict=True):
+        if tables is not None and _tokens_at_least(text, tables, start, end, MAX_DEPTH):
+            try:
+                kind, value = _fast_drive(_fast_tokens(text, tables, start, end, line), tables)
+            except _Bail:
+                kind = ""
+            if kind == "rules":
+                rules, found = _accepted(value, path)
+                if found:
+                    refused.update((r.span.start, r) for r in rules)
+                    diags += found
+                    spans += (d.span for d in found)
+        line += text.count("\n", start, end)
+    if not refused:
+        return _recovering_parse(text, path)
+    stand_in: list[str] = []
+    at = 0
+    for span in spans:  # each refused part becomes `x`, and spaces: every offset and line stays
+        stand_in += (text[at : span.start], "x", _LINE_TEXT.sub(" ", text[span.start + 1 : span.end]))
+        at = span.end
+    stand_in.append(text[at:])
+    result = _recovering_parse("".join(stand_in), path)
+    used: set[int] = set()
+    rules = [_restored(r, refused, {span.start: span for span in spans}, used) for r in result.file.rules]
+    file = replace(result.file, text=text, rules=tuple(rules))
+    diags = [d for d in diags if d.span.start in used]  # none where lark read no further (a bare expression's end)
+    return ParseResult(file, sorted([*result.diagnostics, *diags], key=sort_key))
+
+
+_LINE_TEXT = re.compile(r"[^\r\n]")
+
+
+def _tokens_at_least(text: str, tables: _FastTables, start: int, end: int, n: int) -> bool:
+    """Whether `text[start:end]` holds at least `n` tokens, comments and spaces not counted (or text that starts
+    none), reading no further than the `n`th."""
+    if end - start < n:
+        return False
+    ignore = tables.ignore
+    for m in tables.scanner.finditer(text, start, end):
+        if m.lastgroup not in ignore:
+            n -= 1
+            if n <= 0:
+                return True
+    return False
+
+
+def _restored(rule: ast.Rule, refused: dict[int, ast.Rule], spans: dict[int, ast.Span], used: set[int]) -> ast.Rule:
+    """A rule lark read from the stand-in text: the fast path's where it has the same span (as it has unless an
+    error before it runs into it); otherwise its stand-ins `x` made `Missing` over what they stand for (`spans`,
+    by start). `used` gathers where the stand-ins read were."""
+    fast = refused.get(rule.span.start)
+    if fast is not None and fast.span == rule.span:
+        used.update(c.expr.span.start for c in fast.clauses if type(c.expr) is ast.Missing)
+        used.update(m.value.span.start for m in fast.meta if m.value.kind == "missing")
+        return fast
+    clauses = []
+    for c in rule.clauses:
+        if isinstance(c.expr, ast.Name) and (span := spans.get(c.expr.span.start)) is not None:
+            used.add(span.start)
+            c = ast.Clause(_widened(c.span, span), c.kind, ast.Missing(span))
+        clauses.append(c)
+    meta = []
+    for m in rule.meta:
+        if m.value.kind == "ident" and (span := spans.get(m.value.span.start)) is not None:
+            used.add(span.start)
+            m = ast.Meta(_widened(m.span, span), m.key, m.key_span, ast.MetaItem(span, "", "missing"))
+        meta.append(m)
+    return replace(rule, meta=tuple(meta), clauses=tuple(clauses))
+
+
+def _widened(span: ast.Span, inner: ast.Span) -> ast.Span:
+    """`span`, running on to the end of `inner` if that ends later (a stand-in is shorter than what it stands for)."""
+    if inner.end <= span.end:
+        return span
+    return ast.Span(span.start, inner.end, span.line, span.col, inner.end_line, inner.end_col)
+
+
+def _recovering_parse(text: str, path: str) -> ParseResult:
     """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic.
 
     A duration written with a space (`1 s`, `500µ s`) is one error, and read as the duration meant; with an
@@ -2153,7 +2247,7 @@ def _full_parse(text: str, path: str) -> ParseResult:
                 what = f"unknown unit `{written}`"
             message = f"{what}: write `{number}{unit}`{also}"
             found[start] = error("FLUO100", message, index.span(start, unit_end), path=path, suggestion=number + unit)
-        result = _full_parse("".join(joined), path)
+        result = _recovering_parse("".join(joined), path)
         diagnostics = []
         for d in result.diagnostics:
             if d.span.start in unclear and d.span.end <= unclear[d.span.start]:
@@ -2423,14 +2517,7 @@ class _Builder:
         depth = _meta_nesting(node)
         if depth > MAX_DEPTH:
             span = self.span_of(node)
-            self.diagnostics.append(
-                error(
-                    "FLUO400",
-                    f"metadata list nested {depth} levels deep; the limit is {MAX_DEPTH}",
-                    span,
-                    path=self.path,
-                )
-            )
+            self.diagnostics.append(error(*_meta_too_deep(depth), span, path=self.path))
             return ast.MetaItem(span, "", "missing")
         return self.meta_value(node)
 
@@ -2458,27 +2545,10 @@ class _Builder:
 
     def guarded(self, tree: Tree[Any] | Token) -> ast.Expr:
         """Convert an expression, refusing trees too deep or too large to handle safely."""
-        depth, nodes = _measure(tree)
         span = self.span_of(tree)
-        if depth > MAX_DEPTH:
-            self.diagnostics.append(
-                error(
-                    "FLUO400",
-                    f"expression nested {depth} levels deep; the limit is {MAX_DEPTH}",
-                    span,
-                    path=self.path,
-                )
-            )
-            return ast.Missing(span)
-        if nodes > MAX_RULE_NODES:
-            self.diagnostics.append(
-                error(
-                    "FLUO401",
-                    f"expression has {nodes} nodes; the limit is {MAX_RULE_NODES}",
-                    span,
-                    path=self.path,
-                )
-            )
+        past = _past_limits(*_measure(tree))
+        if past is not None:
+            self.diagnostics.append(error(*past, span, path=self.path))
             return ast.Missing(span)
         return self.expr(tree)
 
@@ -2815,6 +2885,19 @@ def _number(text: str) -> int | float:
 _META_SCALARS = frozenset({"meta_string", "meta_ident", "meta_number", "meta_duration", "meta_true", "meta_false"})
 
 
+def _past_limits(depth: int, nodes: int) -> tuple[str, str] | None:
+    """The code and message refusing an expression of this shape (its lark tree's), or None within the limits."""
+    if depth > MAX_DEPTH:
+        return "FLUO400", f"expression nested {depth} levels deep; the limit is {MAX_DEPTH}"
+    if nodes > MAX_RULE_NODES:
+        return "FLUO401", f"expression has {nodes} nodes; the limit is {MAX_RULE_NODES}"
+    return None
+
+
+def _meta_too_deep(depth: int) -> tuple[str, str]:
+    return "FLUO400", f"metadata list nested {depth} levels deep; the limit is {MAX_DEPTH}"
+
+
 def _meta_nesting(root: Tree[Any] | Token) -> int:
     """How deep lists nest in a metadata value's tree (a list of plain values: 1), without recursion.
 
@@ -2869,6 +2952,22 @@ _Handler = Callable[[list[Any], _Tok, _Tok], Any]
 
 class _Bail(Exception):
     """The fast path met something it leaves to the full path: an error or a diagnostic."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Refused(ast.Missing):
+    """An expression past the limits, as the fast path reads it (`_Builder.guarded`'s `Missing`), with the code and
+    message of its diagnostic; `_accepted` makes it a plain `Missing` and the diagnostic."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class _RefusedMeta(ast.MetaItem):
+    """A metadata value whose lists nest past the limit (`_Builder.meta_guarded`), with its diagnostic's message."""
+
+    message: str
 
 
 @dataclass(frozen=True)
@@ -3027,10 +3126,16 @@ def _f_guard(expr: ast.Expr, first: _Tok, last: _Tok) -> ast.Expr:
     """`_Builder.guarded`'s limits: a lark tree has at most one node per token, so short ones pass."""
     if last[7] - first[7] < MAX_DEPTH:
         return expr
-    depth, nodes = _lark_shape(expr)
-    if depth > MAX_DEPTH or nodes > MAX_RULE_NODES:
-        raise _Bail
-    return expr
+    past = _past_limits(*_lark_shape(expr))
+    return expr if past is None else _Refused(expr.span, *past)
+
+
+def _f_meta(ch: list[Any], first: _Tok, last: _Tok) -> ast.Meta:
+    """`key: value`, with `_Builder.meta_guarded`'s limit on the whole value (so its lists are walked once)."""
+    value: ast.MetaItem = ch[2]
+    if last[7] - first[7] > MAX_DEPTH and (depth := _nesting(value)) > MAX_DEPTH:
+        value = _RefusedMeta(value.span, "", "missing", _meta_too_deep(depth)[1])
+    return ast.Meta(_sp(first, last), _meta_key(ch[0][1]), _tok_span(ch[0]), value)
 
 
 def _f_rule(ch: list[Any], first: _Tok, last: _Tok) -> ast.Rule:
@@ -3049,10 +3154,7 @@ def _f_meta_list(ch: list[Any], first: _Tok, last: _Tok) -> ast.MetaItem:
             items.extend(c)
         elif type(c) is ast.MetaItem:
             items.append(c)
-    item = ast.MetaItem(_sp(first, last), items, "list")
-    if last[7] - first[7] > MAX_DEPTH and _nesting(item) > MAX_DEPTH:
-        raise _Bail  # too deep: the full path reports FLUO400 (`_Builder.meta_guarded`)
-    return item
+    return ast.MetaItem(_sp(first, last), items, "list")
 
 
 def _nesting(item: ast.MetaItem) -> int:
@@ -3131,7 +3233,7 @@ _HANDLERS: dict[tuple[str, str | None], _Handler] = {
     ("rule_item", "always"): _clause("always", 2),
     ("rule_item", "never"): _clause("never", 2),
     ("rule_item", "window_clause"): lambda ch, first, last: ast.WindowClause(_sp(first, last), _f_duration(ch[1][1])),
-    ("meta", None): lambda ch, first, last: ast.Meta(_sp(first, last), _meta_key(ch[0][1]), _tok_span(ch[0]), ch[2]),
+    ("meta", None): _f_meta,
     ("meta_value", "meta_string"): lambda ch, first, last: ast.MetaItem(
         _sp(first, last), _f_string(ch[0][1]), "string"
     ),
@@ -3221,17 +3323,21 @@ def _fast_tables() -> _FastTables | None:
         return None
 
 
-def _fast_tokens(text: str, tables: _FastTables) -> list[_Tok] | None:
-    """The tokens lark's lexer makes of `text` (keywords resolved, ignored ones dropped), or None if it fails."""
-    out: list[_Tok] = []
-    append = out.append
+def _fast_tokens(
+    text: str, tables: _FastTables, start: int = 0, end: int | None = None, line: int = 0
+) -> Iterator[_Tok]:
+    """The tokens lark's lexer makes of `text[start:end]` (keywords resolved, ignored ones dropped), then `$END`;
+    `_Bail` where it fails. `start` is a line's start, `line` its number. A stream, so that the tokens of a long
+    expression are not all held at once (~250 bytes each)."""
+    end = len(text) if end is None else end
     ignore = tables.ignore
     keywords = tables.keywords
-    pos = line = line_start = 0
-    for m in tables.scanner.finditer(text):
-        start = m.start()
-        if start != pos:
-            return None
+    pos = line_start = start
+    count = 0
+    for m in tables.scanner.finditer(text, start, end):
+        at = m.start()
+        if at != pos:
+            raise _Bail
         kind = m.lastgroup
         value = m.group()
         pos = m.end()
@@ -3239,21 +3345,20 @@ def _fast_tokens(text: str, tables: _FastTables) -> list[_Tok] | None:
             newlines = value.count("\n")
             if newlines:
                 line += newlines
-                line_start = start + value.rindex("\n") + 1
+                line_start = at + value.rindex("\n") + 1
             continue
         if kind == "IDENT":
             kind = keywords.get(value, kind)
         elif kind is None or "\n" in value:
-            return None
-        append((kind, value, start, pos, line, start - line_start, pos - line_start, len(out)))
-    if pos != len(text):
-        return None
-    end = len(text)
-    append(("$END", "", end, end, line, end - line_start, end - line_start, len(out)))
-    return out
+            raise _Bail
+        yield (kind, value, at, pos, line, at - line_start, pos - line_start, count)
+        count += 1
+    if pos != end:
+        raise _Bail
+    yield ("$END", "", end, end, line, end - line_start, end - line_start, count)
 
 
-def _fast_drive(tokens: list[_Tok], tables: _FastTables) -> Any:
+def _fast_drive(tokens: Iterator[_Tok], tables: _FastTables) -> Any:
     """Run lark's LALR table over `tokens`; the value of the start rule, or `_Bail`."""
     actions = tables.actions
     rules = tables.rules
@@ -3297,20 +3402,51 @@ def _fast_drive(tokens: list[_Tok], tables: _FastTables) -> Any:
     raise _Bail
 
 
-def _fast_parse(text: str, path: str) -> list[ast.Rule] | None:
-    """The rules of `text` if it parses without a diagnostic; None sends it to the full path."""
+def _fast_parse(text: str, path: str) -> tuple[list[ast.Rule], list[Diagnostic]] | None:
+    """The rules of `text` if it parses without a diagnostic but those of the size limits (FLUO400, FLUO401),
+    and those; None sends it to the full path."""
     tables = _fast_tables()
     if tables is None:
         return None
-    tokens = _fast_tokens(text, tables)
-    if tokens is None:
-        return None
     try:
-        kind, value = _fast_drive(tokens, tables)
+        kind, value = _fast_drive(_fast_tokens(text, tables), tables)
     except _Bail:
         return None
     if kind == "rules":
-        return value  # type: ignore[no-any-return]
+        return _accepted(value, path)
+    expr, diags = _accepted_expr(value, path)
     span = value.span
-    clause = ast.Clause(span, "expect", value)
-    return [ast.Rule(span, _bare_rule_id(path), span, (), (clause,), (), bare=True)]
+    clause = ast.Clause(span, "expect", expr)
+    return [ast.Rule(span, _bare_rule_id(path), span, (), (clause,), (), bare=True)], diags
+
+
+def _accepted_expr(expr: ast.Expr, path: str) -> tuple[ast.Expr, list[Diagnostic]]:
+    if type(expr) is not _Refused:
+        return expr, []
+    return ast.Missing(expr.span), [error(expr.code, expr.message, expr.span, path=path)]
+
+
+def _accepted(rules: list[ast.Rule], path: str) -> tuple[list[ast.Rule], list[Diagnostic]]:
+    """The fast path's rules with what it refused (`_Refused`, `_RefusedMeta`) made `Missing`, and its diagnostics,
+    in the order `_Builder` reports them."""
+    diags: list[Diagnostic] = []
+    out = []
+    for rule in rules:
+        refused = any(type(m.value) is _RefusedMeta for m in rule.meta)
+        refused = refused or any(type(c.expr) is _Refused for c in rule.clauses)
+        if not refused:
+            out.append(rule)
+            continue
+        meta = []
+        for m in rule.meta:
+            if isinstance(m.value, _RefusedMeta):
+                diags.append(error("FLUO400", m.value.message, m.value.span, path=path))
+                m = replace(m, value=ast.MetaItem(m.value.span, "", "missing"))
+            meta.append(m)
+        clauses = []
+        for c in rule.clauses:
+            expr, refusals = _accepted_expr(c.expr, path)
+            diags += refusals
+            clauses.append(replace(c, expr=expr) if refusals else c)
+        out.append(replace(rule, meta=tuple(meta), clauses=tuple(clauses)))
+    return out, sorted(diags, key=sort_key)  # a rule's items in their order, as `_Builder` reads them

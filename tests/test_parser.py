@@ -17,6 +17,7 @@ from lark.lexer import LexerThread
 
 from fluo_lang import parser as parser_module
 from fluo_lang.api import analyze, compile_program
+from fluo_lang.diagnostics import sort_key
 from fluo_lang.parser import (
     MAX_DEPTH,
     MAX_ERRORS,
@@ -27,6 +28,7 @@ from fluo_lang.parser import (
     _fast_tables,
     _full_parse,
     _keeping_lexer,
+    _recovering_parse,
     lex,
     parse,
     parse_expression,
@@ -400,14 +402,15 @@ def _corpus() -> list[str]:
 
 
 def _agree(text: str, path: str = "rules.fluo") -> bool:
-    """Whether the fast path took `text`; asserts `parse` gives what the full path gives."""
-    full = _full_parse(text, path)
-    got = parse(text, path)
-    assert repr(got.file) == repr(full.file), text
-    assert got.diagnostics == full.diagnostics, text
+    """Whether the fast path took `text`; asserts `parse`, and the full path, give what lark's parser and the tree
+    builder give (`_recovering_parse`, the reference)."""
+    reference = _recovering_parse(text, path)
+    for got in (parse(text, path), _full_parse(text, path)):
+        assert repr(got.file) == repr(reference.file), text
+        assert sorted(got.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key), text
     fast = _fast_parse(text, path)
     if fast is not None:
-        assert not full.diagnostics, text
+        assert {d.code for d in reference.diagnostics} <= {"FLUO400", "FLUO401"}, text  # only the size limits
     return fast is not None
 
 
@@ -419,7 +422,7 @@ def test_the_fast_path_agrees_with_the_full_path() -> None:
 def test_both_paths_agree_at_the_size_limits() -> None:
     for text in _generated():
         _agree(text)
-    assert not _agree(" + ".join(["1"] * (MAX_RULE_NODES + 1)))
+    assert _agree(" + ".join(["1"] * (MAX_RULE_NODES + 1)))
 
 
 def test_valid_rules_take_the_fast_path() -> None:
@@ -439,11 +442,75 @@ def test_the_fast_path_leaves_every_diagnostic_to_the_full_path() -> None:
         "rule r { expect x == 'a\x00b' }",
         "rule r { window 5x expect x }",  # unknown unit
         "rule r { k: 10min expect x }",
-        "not " * 101 + "x",  # too deep
-        "rule r { k: " + "[" * 101 + "1" + "]" * 101 + " expect x }",  # metadata list too deep
     ):
         assert _fast_parse(text, "t.fluo") is None, text
         _agree(text)
+
+
+def test_the_fast_path_reports_the_size_limits_as_the_full_path_does() -> None:
+    for text, code in (
+        ("not " * 101 + "x", "FLUO400"),
+        ("rule r { expect " + "x." * 100 + "y }", "FLUO400"),
+        ("rule r { expect 1 in [" + "1, " * MAX_RULE_NODES + "] }", "FLUO401"),
+        ("rule r { k: " + "[" * 101 + "1" + "]" * 101 + " expect x }", "FLUO400"),
+        ("rule r { k: [" + "[" * 101 + "1" + "]" * 101 + ", " + "[" * 102 + "]" * 102 + "] expect x }", "FLUO400"),
+        (
+            "rule r { k: " + "[" * 101 + "]" * 101 + " when { " + "(" * 101 + "x" + ")" * 101 + " } expect y }",
+            "FLUO400",
+        ),
+    ):
+        assert _agree(text), text
+        assert code in [d.code for d in parse(text, "t.fluo").diagnostics], text
+
+
+def _lark_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The texts lark's parser is given from now on."""
+    read: list[str] = []
+    lark_parse = parser_module.Lark.parse
+
+    def counted(self: Any, text: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(text)
+        return lark_parse(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(parser_module.Lark, "parse", counted)
+    return read
+
+
+# a list of 20,000 items (FLUO401) and a chain of 150 fields (FLUO400): lark took 148 s and 2.3 GB to refuse 4 MiB
+OVERSIZED = ("1 in [" + "1, " * MAX_RULE_NODES + "1]", "trace.root" + ".parent" * 150 + " == trace.root")
+
+
+@pytest.mark.parametrize("expr", OVERSIZED, ids=["nodes", "depth"])
+def test_an_expression_past_the_size_limits_is_not_given_to_lark(monkeypatch: pytest.MonkeyPatch, expr: str) -> None:
+    read = _lark_reads(monkeypatch)
+    valid = "rule a { expect trace.spans.count() > 0 }\n"
+    for text in (expr, f"{valid}rule big {{\n  expect {expr}\n}}\n{valid}"):
+        assert [d.code for d in parse(text, "t.fluo").diagnostics] in (["FLUO400"], ["FLUO401"])
+    assert read == []
+    # past a syntax error elsewhere, lark reads the rest of the file, but a stand-in for the expression
+    text = f"rule a {{ expect ) }}\nrule big {{\n  tags: [x]\n  expect {expr}\n}}\nrule c {{ expect 1 m > 2 }}\n"
+    result = parse(text, "t.fluo")
+    assert len(read) == 1 and len(read[0]) == len(text) and expr[:12] not in read[0]
+    reference = _recovering_parse(text, "t.fluo")  # lark on the whole text: as it was
+    assert repr(result.file) == repr(reference.file)
+    assert sorted(result.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key)
+    codes = [d.code for d in sorted(result.diagnostics, key=sort_key)]
+    assert codes in (["FLUO100", "FLUO400", "FLUO100"], ["FLUO100", "FLUO401", "FLUO100"])
+    limit = sorted(result.diagnostics, key=sort_key)[1]
+    assert text[limit.span.start : limit.span.end] == expr and (limit.span.line, limit.span.col) == (3, 9)
+
+
+def test_a_stand_in_lark_reads_across_a_broken_rule_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unnamed `rule` runs into the next: lark reads them as one rule, the fast path its own."""
+    expr = OVERSIZED[1]
+    text = f"rule\nrule big {{\n  k: {'[' * 101 + ']' * 101}\n  expect {expr}\n}}\n"
+    read = _lark_reads(monkeypatch)
+    result = parse(text, "t.fluo")
+    assert len(read) == 1 and expr[:12] not in read[0]
+    reference = _recovering_parse(text, "t.fluo")
+    assert repr(result.file) == repr(reference.file)
+    assert sorted(result.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key)
+    assert [d.code for d in sorted(result.diagnostics, key=sort_key)] == ["FLUO100", "FLUO400", "FLUO400"]
 
 
 FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
