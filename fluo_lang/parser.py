@@ -19,6 +19,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from copy import copy
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -2074,6 +2075,16 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
     if read != text:  # a lone CR ends a line too (old Mac files, LSP); the file keeps its own text
         result = parse(read, path)
         return ParseResult(replace(result.file, text=text), result.diagnostics)
+    refusals = _refusals(text, _SHAPE_FIRST)
+    if refusals:  # measured, not built, and read as stand-ins (`_full_parse`)
+        measured = _with_refusals(_read(_stand_in(text, refusals), path), text, refusals, path)
+        if measured is not None:
+            return measured
+    return _read(text, path)
+
+
+def _read(text: str, path: str) -> ParseResult:
+    """The fast path, or where it gives up, the full path."""
     fast = _fast_parse(text, path)
     if fast is not None:
         rules, diags = fast
@@ -2116,51 +2127,65 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
 
 
 _RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
+_SHAPE_FIRST = MAX_RULE_NODES  # tokens in a rule from which `parse` measures it before building it
+_LINE_TEXT = re.compile(r"[^\r\n]")
+_Refusal = tuple[ast.Span, str, str]  # what `_Builder` refuses: its span, the code and message saying so
 
 
 def _full_parse(text: str, path: str) -> ParseResult:
-    """`_recovering_parse`, but each rule past the size limits (FLUO400, FLUO401) and valid otherwise is read by the
-    fast path alone, as it would be in a file of its own, and lark reads a stand-in for its oversized parts.
+    """`_recovering_parse`, with what it would refuse for its size in each rule that is valid but for that
+    (`_refusals`) read as a stand-in: lark took 148 s and 2.3 GB to build the tree of a 4 MiB expression only to
+    refuse it. The rest of the file is read and reported as before."""
+    refusals = _refusals(text, MAX_DEPTH)
+    if refusals:
+        read = _with_refusals(_recovering_parse(_stand_in(text, refusals), path), text, refusals, path)
+        if read is not None:
+            return read
+    return _recovering_parse(text, path)
 
-    lark's parser took 148 s and 2.3 GB to build the tree of a 4 MiB expression only to refuse it. Rules are cut
-    where a line starts with `rule` (no string or comment runs past its line, so such a line starts one).
-    """
+
+def _refusals(text: str, least: int) -> list[_Refusal]:
+    """What `_Builder` would refuse for its size in the rules of `text` of at least `least` tokens that are valid
+    but for that, in order. Rules are cut where a line starts with `rule` (no string or comment runs past its
+    line, so such a line starts one) and measured one by one (`_shape_refusals`)."""
     tables = _fast_tables()
+    if tables is None:
+        return []
     cuts = [0, *(m.start() for m in _RULE_LINE.finditer(text) if m.start())]
-    refused: dict[int, ast.Rule] = {}
-    diags: list[Diagnostic] = []
-    spans: list[ast.Span] = []
+    out: list[_Refusal] = []
     line = 0
     for start, end in zip(cuts, [*cuts[1:], len(text)], strict=True):
-        if tables is not None and _tokens_at_least(text, tables, start, end, MAX_DEPTH):
-            try:
-                kind, value = _fast_drive(_fast_tokens(text, tables, start, end, line), tables)
-            except _Bail:
-                kind = ""
-            if kind == "rules":
-                rules, found = _accepted(value, path)
-                if found:
-                    refused.update((r.span.start, r) for r in rules)
-                    diags += found
-                    spans += (d.span for d in found)
+        if _tokens_at_least(text, tables, start, end, least):
+            with suppress(_Bail):  # a rule with a syntax error: lark reads it whole, as before
+                out += _shape_refusals(text, tables, start, end, line)
         line += text.count("\n", start, end)
-    if not refused:
-        return _recovering_parse(text, path)
-    stand_in: list[str] = []
+    return out
+
+
+def _stand_in(text: str, refusals: list[_Refusal]) -> str:
+    """`text` with each part refused a name, `x`, and spaces: every offset and line stays."""
+    parts: list[str] = []
     at = 0
-    for span in spans:  # each refused part becomes `x`, and spaces: every offset and line stays
-        stand_in += (text[at : span.start], "x", _LINE_TEXT.sub(" ", text[span.start + 1 : span.end]))
+    for span, _, _ in refusals:
+        parts += (text[at : span.start], "x", _LINE_TEXT.sub(" ", text[span.start + 1 : span.end]))
         at = span.end
-    stand_in.append(text[at:])
-    result = _recovering_parse("".join(stand_in), path)
+    parts.append(text[at:])
+    return "".join(parts)
+
+
+def _with_refusals(result: ParseResult, text: str, refusals: list[_Refusal], path: str) -> ParseResult | None:
+    """`result`, read from `_stand_in(text, refusals)`, as `_Builder` reads `text`: each stand-in is `Missing` over
+    the part it stands for, and its diagnostic is reported. None if a stand-in was not read where it stands (lark
+    read that rule as something else: past the end of a bare expression, as errors it counts), so what lark makes
+    of the text itself is not known."""
+    spans = {span.start: span for span, _, _ in refusals}
     used: set[int] = set()
-    rules = [_restored(r, refused, {span.start: span for span in spans}, used) for r in result.file.rules]
+    rules = [_restored(rule, spans, used) for rule in result.file.rules]
+    if len(used) < len(spans):
+        return None
+    diags = [error(code, message, span, path=path) for span, code, message in refusals]
     file = replace(result.file, text=text, rules=tuple(rules))
-    diags = [d for d in diags if d.span.start in used]  # none where lark read no further (a bare expression's end)
     return ParseResult(file, sorted([*result.diagnostics, *diags], key=sort_key))
-
-
-_LINE_TEXT = re.compile(r"[^\r\n]")
 
 
 def _tokens_at_least(text: str, tables: _FastTables, start: int, end: int, n: int) -> bool:
@@ -2177,19 +2202,16 @@ def _tokens_at_least(text: str, tables: _FastTables, start: int, end: int, n: in
     return False
 
 
-def _restored(rule: ast.Rule, refused: dict[int, ast.Rule], spans: dict[int, ast.Span], used: set[int]) -> ast.Rule:
-    """A rule lark read from the stand-in text: the fast path's where it has the same span (as it has unless an
-    error before it runs into it); otherwise its stand-ins `x` made `Missing` over what they stand for (`spans`,
-    by start). `used` gathers where the stand-ins read were."""
-    fast = refused.get(rule.span.start)
-    if fast is not None and fast.span == rule.span:
-        used.update(c.expr.span.start for c in fast.clauses if type(c.expr) is ast.Missing)
-        used.update(m.value.span.start for m in fast.meta if m.value.kind == "missing")
-        return fast
+def _restored(rule: ast.Rule, spans: dict[int, ast.Span], used: set[int]) -> ast.Rule:
+    """A rule read from stand-in text with each stand-in (`spans`, by start) made `Missing` over what it stands
+    for, and the clause, metadata entry or bare rule around it widened to its end. `used` gathers the stand-ins
+    found."""
     clauses = []
     for c in rule.clauses:
         if isinstance(c.expr, ast.Name) and (span := spans.get(c.expr.span.start)) is not None:
             used.add(span.start)
+            if rule.bare:  # the rule is its expression
+                return replace(rule, span=span, id_span=span, clauses=(ast.Clause(span, c.kind, ast.Missing(span)),))
             c = ast.Clause(_widened(c.span, span), c.kind, ast.Missing(span))
         clauses.append(c)
     meta = []
@@ -2977,6 +2999,7 @@ class _FastTables:
     ignore: frozenset[str]
     actions: list[dict[str, int]]  # per state: shift to state n (n >= 0) or reduce rule ~n; gotos
     rules: list[tuple[int, str, _Handler | None]]  # size, origin, handler (None: pass the child through)
+    shapes: list[tuple[int, str, int, int, int, bool]]  # size, origin, and `_shape`'s kind, child, check, list
     start: int
     end: int
 
@@ -3287,6 +3310,98 @@ def _handler(rule: Any) -> _Handler | None:
     raise LookupError(f"no fast-path handler for {rule}")
 
 
+# a tree of its own; `x*` or `x+` items, spliced into the tree above; inlined; inlined as it is (its one child)
+_TREE, _SPLICED, _PASSED, _RENAMED = 0, 1, 2, 3
+# (origin, alias): the child `_Builder` checks against the limits, and how (0: an expression, 1: a metadata value)
+_CHECKED: dict[tuple[str, str | None], tuple[int, int]] = {
+    **{("rule_item", kind): (1 if kind in ("expect", "detect") else 2, 0) for kind in _CLAUSES},
+    ("start", "bare_expr"): (0, 0),
+    ("meta", None): (2, 1),
+}
+
+
+def _shape(rule: Any) -> tuple[int, int, int, bool]:
+    """How lark makes a tree of what `rule` matched (`_shape_refusals`): a tree of its own, items spliced into the
+    tree above, or its one child passed on (`_RENAMED`: its only symbol, kept on the stack as it is); which child
+    `_Builder` checks against the limits and how (-1: none, then 0 or 1 as in `_CHECKED`); whether it is a
+    metadata list."""
+    kept = [i for i, sym in enumerate(rule.expansion) if not (sym.is_term and sym.filter_out)]
+    checked, how = _CHECKED.get((rule.origin.name, rule.alias), (-1, 0))
+    if rule.origin.name.startswith("__"):
+        kind, child = _SPLICED, -1
+    elif rule.alias is None and rule.options.expand1 and len(kept) == 1:
+        kind, child = _RENAMED if len(rule.expansion) == 1 and checked < 0 else _PASSED, kept[0]
+    else:
+        kind, child = _TREE, -1
+    return kind, child, checked * 2 + how if checked >= 0 else -1, rule.alias == "meta_list"
+
+
+def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: int) -> list[_Refusal]:
+    """What `_Builder` refuses in `text[start:end]` (a line's start, numbered `line`, to where a rule ends): span,
+    code and message; `_Bail` where it does not parse. lark's table, as `_fast_drive` runs it, but each value is
+    only the shape of the lark tree it stands for (depth, nodes, depth of metadata lists, first and last token),
+    so that an expression of 4 MiB is measured in a few seconds and megabytes, and nothing is built."""
+    actions = tables.actions
+    shapes = tables.shapes
+    end_state = tables.end
+    states = [tables.start]
+    values: list[Any] = []
+    firsts: list[Any] = []
+    lasts: list[Any] = []
+    out: list[_Refusal] = []
+    for tok in _fast_tokens(text, tables, start, end, line):
+        kind = tok[0]
+        while True:
+            code = actions[states[-1]].get(kind)
+            if code is None:
+                raise _Bail
+            if code >= 0:
+                if kind == "$END":
+                    raise _Bail
+                states.append(code)
+                values.append(tok)
+                firsts.append(tok)
+                lasts.append(tok)
+                break
+            size, origin, shape, child, check, meta_list = shapes[~code]
+            if shape == _RENAMED:
+                states[-1] = actions[states[-2]][origin]
+            else:
+                if size:
+                    children = values[-size:]
+                    first, last = firsts[-size], lasts[-1]
+                    del values[-size:], firsts[-size:], lasts[-size:], states[-size:]
+                else:
+                    children, first, last = [], None, None
+                if check >= 0:
+                    d, n, nested, at, to = children[check >> 1]
+                    past = (_meta_too_deep(nested) if nested > MAX_DEPTH else None) if check & 1 else _past_limits(d, n)
+                    if past is not None:
+                        out.append((_sp(at, to), *past))
+                if shape == _PASSED:
+                    value = children[child]
+                else:
+                    d = n = nested = 0
+                    for c in children:
+                        if type(c[0]) is int:  # a shape; a token starts with its kind
+                            if c[0] > d:
+                                d = c[0]
+                            n += c[1]
+                            if c[2] > nested:
+                                nested = c[2]
+                    if shape == _TREE:
+                        value = (d + 1, n + 1, nested + 1 if meta_list else 0, first, last)
+                    else:
+                        value = (d, n, nested, None, None)
+                values.append(value)
+                firsts.append(first)
+                lasts.append(last)
+                states.append(actions[states[-1]][origin])
+            if states[-1] == end_state:
+                return out
+    raise _Bail
+
+
 @cache
 def _fast_tables() -> _FastTables | None:
     """The fast path's lexer and parser, from lark's; None (full path only) if they are not as expected."""
@@ -3303,9 +3418,11 @@ def _fast_tables() -> _FastTables | None:
             return None
         rule_index: dict[Any, int] = {}
         rules: list[tuple[int, str, _Handler | None]] = []
+        shapes: list[tuple[int, str, int, int, int, bool]] = []
         for rule in lark.rules:
             rule_index[rule] = len(rules)
             rules.append((len(rule.expansion), str(rule.origin.name), _handler(rule)))
+            shapes.append((len(rule.expansion), str(rule.origin.name), *_shape(rule)))
         actions: list[dict[str, int]] = [{} for _ in range(max(table.states) + 1)]
         for state, row in table.states.items():
             for name, (action, arg) in row.items():
@@ -3316,6 +3433,7 @@ def _fast_tables() -> _FastTables | None:
             ignore=frozenset(lexer.ignore_types),
             actions=actions,
             rules=rules,
+            shapes=shapes,
             start=table.start_states["start"],
             end=table.end_states["start"],
         )

@@ -19,6 +19,7 @@ TINY = [
     (["bench_discover.py", "--spans", "5000", "--repeat", "1"], "ratio discover/baseline"),
     (["bench_lsp.py", "--rules", "5", "--edits", "2", "--completions", "5"], "completion p95"),
     (["bench_serve.py", "--spans", "2000", "--clients", "1"], "resident bytes per buffered span"),
+    (["bench_limits.py", "--mib", "0.05"], "ratio time"),
 ]
 
 

@@ -11,9 +11,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
-from fluo_lang import api
+from fluo_lang import api, parser
 from fluo_lang import builtins as b
 from fluo_lang.ast import Span
+from fluo_lang.parser import MAX_RULE_NODES
 from fluo_lsp.actions import _new_errors, code_actions
 from fluo_lsp.completion import complete, signature_help
 from fluo_lsp.document import RuleDocument, split
@@ -1014,3 +1015,27 @@ def test_a_test_file_names_the_rule_files_that_do_not_check_as_fluo_test_does(
     monkeypatch.chdir(tmp_path)
     [cli] = load_test_file(Path("rules/t_test.yaml")).problems
     assert p.message == cli.message and "rules/a.fluo:2:" in p.message and "at rules/a.fluo:1:6" in p.message
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["1 in [" + "1, " * MAX_RULE_NODES + "1]", "trace.root" + ".parent" * 150 + " == trace.root"],
+    ids=["nodes", "depth"],
+)
+def test_an_expression_past_the_size_limits_is_refused_as_fluo_check_refuses_it_without_lark(
+    monkeypatch: pytest.MonkeyPatch, expr: str
+) -> None:
+    """The editor parses rule by rule; a rule past the limits is measured, not handed to lark (148 s for 4 MiB)."""
+    text = f"rule broken {{ expect ) }}\nrule big {{\n  expect {expr}\n}}\nrule c {{ expect 1 m > 2 }}\n"
+    read: list[str] = []
+    lark_parse = parser.Lark.parse
+
+    def counted(self: Any, source: str, *args: Any, **kwargs: Any) -> Any:
+        read.append(source)
+        return lark_parse(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(parser.Lark, "parse", counted)
+    got = chunked(text)
+    assert all(expr[:12] not in source for source in read)  # the other rules' chunks may be cached already
+    assert sorted(code for code, *_ in got) in (["FLUO100", "FLUO100", "FLUO401"], ["FLUO100", "FLUO100", "FLUO400"])
+    assert got == whole(text)

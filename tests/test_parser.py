@@ -500,6 +500,31 @@ def test_an_expression_past_the_size_limits_is_not_given_to_lark(monkeypatch: py
     assert text[limit.span.start : limit.span.end] == expr and (limit.span.line, limit.span.col) == (3, 9)
 
 
+def test_a_rule_of_more_tokens_than_the_node_limit_is_measured_before_anything_is_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    driven: list[int] = []
+    drive = parser_module._fast_drive
+
+    def counted(tokens: Any, tables: Any) -> Any:
+        read = list(tokens)
+        driven.append(len(read))
+        return drive(iter(read), tables)
+
+    monkeypatch.setattr(parser_module, "_fast_drive", counted)
+    text = f"rule big {{\n  expect {OVERSIZED[0]}\n}}\nrule a {{ expect trace.spans.count() > 0 }}\n"
+    result = parse(text, "t.fluo")
+    assert driven and max(driven) < 50  # the rules' tokens, the list's read as one stand-in
+    [d] = result.diagnostics
+    assert (d.code, d.message) == (
+        "FLUO401",
+        f"expression has {MAX_RULE_NODES + 5} nodes; the limit is {MAX_RULE_NODES}",
+    )
+    assert text[d.span.start : d.span.end] == OVERSIZED[0]
+    assert [type(c.expr).__name__ for r in result.file.rules for c in r.clauses] == ["Missing", "Binary"]
+    assert [r.span for r in result.file.rules] == [r.span for r in _recovering_parse(text, "t.fluo").file.rules]
+
+
 def test_a_stand_in_lark_reads_across_a_broken_rule_is_still_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """An unnamed `rule` runs into the next: lark reads them as one rule, the fast path its own."""
     expr = OVERSIZED[1]
