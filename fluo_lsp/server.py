@@ -9,6 +9,8 @@ get checks of the rule ids and fixtures they name, and link to the rules.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import sys
 from collections.abc import Generator, Sequence
@@ -18,6 +20,9 @@ from typing import Any
 from urllib.parse import unquote
 
 import click
+from cattrs import transform_error
+from cattrs.errors import ClassValidationError
+from cattrs.v import format_exception
 from lsprotocol import types as lsp
 from pygls.exceptions import (
     JsonRpcException,
@@ -27,7 +32,7 @@ from pygls.exceptions import (
 )
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
-from pygls.protocol.json_rpc import RPCRequest
+from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, RPCRequest
 from pygls.uris import from_fs_path, to_fs_path
 from pygls.workspace import TextDocument
 from pygls.workspace import Workspace as DocumentStore
@@ -46,6 +51,7 @@ from .testfiles import is_test_file, read_test_file
 from .workspace import TRACE_SUFFIXES, RuleSite, Workspace
 
 NAME = "fluo"
+log = logging.getLogger("fluo.lsp")
 
 
 def _version() -> str:
@@ -93,6 +99,19 @@ class _Refused:
     error: JsonRpcException
 
 
+@dataclass(frozen=True, slots=True)
+class _Dropped:
+    """A notification whose params did not deserialise: nothing answers a notification, so it is dropped."""
+
+    method: str
+
+
+def _invalid(exc: BaseException, type_: Any) -> str:
+    """cattrs' words for a value that does not fit, with the validator's own for a bad one (`Position.line
+    should be in range [0:2147483647], but was -1.`)."""
+    return f"invalid value ({exc})" if type(exc) is ValueError else format_exception(exc, type_)
+
+
 class _Protocol(LanguageServerProtocol):
     """pygls's protocol, but columns are always UTF-16, documents split lines the LSP way, and every
     request is answered: anything before `initialize` with ServerNotInitialized, anything after `shutdown`
@@ -109,15 +128,25 @@ class _Protocol(LanguageServerProtocol):
     """`initialized` has come."""
 
     def structure_message(self, data: dict[str, Any]) -> Any:
-        try:
+        """A request or notification as its method's type; one whose params do not deserialise is one line on
+        stderr (pygls logs cattrs' whole traceback, and again for a notification), then refused or dropped."""
+        method = data.get("method") if "jsonrpc" in data and "error" not in data else None
+        if not isinstance(method, str):  # a response, or an object inside a message
             return super().structure_message(data)
-        except JsonRpcInvalidParams:
-            if "id" in data and "method" in data:
-                method = data["method"]
-                return _Refused(data["id"], method, JsonRpcInvalidParams(f"invalid params for {method}"))
-            raise
+        fallback = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
+        try:
+            return self._converter.structure(data, self.get_message_type(method) or fallback)
+        except ClassValidationError as exc:
+            why = "; ".join(transform_error(exc, format_exception=_invalid))
+            if "id" not in data:
+                log.warning("fluo lsp: dropped a %s notification: invalid params: %s", method, why)
+                return _Dropped(method)
+            log.warning("fluo lsp: refused %s request %s: invalid params: %s", method, json.dumps(data["id"]), why)
+            return _Refused(data["id"], method, JsonRpcInvalidParams(f"invalid params for {method}: {why}"))
 
     def handle_message(self, message: Any) -> None:
+        if isinstance(message, _Dropped):
+            return
         method = getattr(message, "method", None)
         request = isinstance(message, RPCRequest | _Refused)
         if not self.initialized and method not in (lsp.INITIALIZE, lsp.EXIT):

@@ -437,6 +437,44 @@ async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
     assert "Traceback" not in json.dumps(answers[1])
 
 
+@asyncio_module
+async def test_params_that_do_not_deserialise_are_one_line_on_stderr_each(tmp_path: Path) -> None:
+    """Editor tour: a negative line or a missing field logged cattrs' whole traceback (200 lines for three
+    messages, a bad notification twice over). Each is one line naming the message and what is wrong; the
+    requests are still refused with InvalidParams, and the bad notification changes nothing."""
+    uri = (tmp_path / "a.fluo").as_uri()
+    hover = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 6}}
+    item = {"uri": uri, "languageId": "fluo", "version": 1, "text": "rule a {\n  expect true\n}\n"}
+    messages: list[dict[str, Any]] = [
+        {"id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"method": "initialized", "params": {}},
+        {"method": "textDocument/didOpen", "params": {"textDocument": item}},
+        {"id": 2, "method": "textDocument/hover", "params": {**hover, "position": {"line": -1, "character": 0}}},
+        {"id": "x", "method": "textDocument/hover", "params": {"textDocument": {"uri": uri}}},
+        {"method": "textDocument/didChange", "params": {"textDocument": {"uri": uri}}},
+        {"id": 3, "method": "textDocument/hover", "params": hover},
+        {"id": 4, "method": "shutdown"},
+        {"method": "exit"},
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(b"".join(frame(m) for m in messages)), timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    assert stderr.decode().splitlines() == [
+        "fluo lsp: refused textDocument/hover request 2: invalid params: invalid value (Position.line should be in"
+        " range [0:2147483647], but was -1.) @ $.params.position",
+        'fluo lsp: refused textDocument/hover request "x": invalid params: required field missing @ $.params.position',
+        "fluo lsp: dropped a textDocument/didChange notification: invalid params: required field missing"
+        " @ $.params.text_document.version; required field missing @ $.params.content_changes",
+    ]
+    bodies = [json.loads(chunk.split(b"\r\n\r\n", 1)[1]) for chunk in stdout.split(b"Content-Length: ")[1:]]
+    answers = {body["id"]: body for body in bodies if "id" in body}
+    assert [answers[i]["error"]["code"] for i in (2, "x")] == [-32602, -32602]
+    assert answers[3]["result"]["contents"]["value"].startswith("rule `a`")
+    assert "window/showMessage" not in [body.get("method") for body in bodies]  # pygls's "Error in server"
+
+
 # -- lifecycle messages sent twice ----------------------------------------------------------
 
 
