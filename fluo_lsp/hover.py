@@ -12,7 +12,7 @@ from fluo_lang.typecheck import META_KEYS, AttrRef, CheckedRule, EnumRef, ItRef,
 from fluo_lang.values import format_duration
 
 from .document import RuleDocument
-from .syntax import expression_at
+from .syntax import expression_at, expressions
 
 
 def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None:
@@ -37,10 +37,26 @@ def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None
         found = expression_at(rule, rel)
         if found is None:
             continue
-        text = _expression_text(checked, found.expr, found.on_name)
+        expr = _whole_key(rule, checked, found.expr)
+        text = _expression_text(checked, expr, found.on_name)
         if text:
-            return text, found.expr.span, chunk.start
+            return text, expr.span, chunk.start
     return None
+
+
+def _whole_key(rule: ast.Rule, checked: CheckedRule, e: ast.Expr) -> ast.Expr:
+    """The whole dotted name an attribute read is the start of (`http.route` for its `http`): one key, read
+    flat first, then through maps; else `e`."""
+    ref = checked.refs.get(id(e))
+    if not isinstance(ref, AttrRef):
+        return e
+    parents = {id(x): parent for x, parent in expressions(rule)}
+    while isinstance(parent := parents.get(id(e)), ast.Field):
+        outer = checked.refs.get(id(parent))
+        if not (isinstance(outer, AttrRef) and outer.key == f"{ref.key}.{parent.name}"):
+            break
+        e, ref = parent, outer
+    return e
 
 
 def _slip_at(diagnostics: list[Diagnostic], rel: int) -> Diagnostic | None:
@@ -61,12 +77,15 @@ def _slip_at(diagnostics: list[Diagnostic], rel: int) -> Diagnostic | None:
 
 
 _MISSING_BEFORE = re.compile(r"expected .* before ")
+_INDEXED = re.compile(r"(?:[A-Za-z_]\w*\.)*([A-Za-z_]\w*)\[")
 
 
 def _slip_text(d: Diagnostic) -> str:
     """A syntax error's message, and the documentation of the name its fix writes (`severity`, `name`)."""
     parts = [d.message]
     meant = d.suggestion or ""
+    indexed = _INDEXED.match(meant)  # `attributes["usuário.id"]`, `parent.resource["ñ"]`: the map it indexes
+    meant = indexed.group(1) if indexed else meant
     if meant in META_KEYS and "metadata key" in d.message:
         parts.append(f"**{meant}**: {META_KEYS[meant]}")
     elif meant in b.ROOTS:
@@ -85,7 +104,8 @@ def _rule_text(rule: ast.Rule, checked: CheckedRule | None, written: str) -> str
     read_as = "" if written == rule.id else f"`{written}` is no rule id; read as "
     if checked is None:
         return f"{read_as}rule `{rule.id}`"
-    lines = [f"{read_as}rule `{rule.id}` ({checked.mode}, severity {checked.severity})"]
+    disabled = "" if checked.enabled else "disabled; "
+    lines = [f"{read_as}rule `{rule.id}` ({disabled}{checked.mode}, severity {checked.severity})"]
     if checked.window_ns is not None:
         lines.append(f"window {format_duration(checked.window_ns)}")
     if checked.description:

@@ -21,14 +21,15 @@ from .syntax import expressions
 
 
 def symbols(doc: RuleDocument) -> list[lsp.DocumentSymbol]:
-    """One symbol per rule: its id, with its kind (expect / detect / when, windowed) and severity."""
+    """One symbol per rule: its id, with its kind (expect / detect / when, windowed) and severity, after
+    "disabled" for a rule with `enabled: false`."""
     checked = {id(c.rule): c for c, _ in doc.checked_rules()}
     out = []
     for rule, base in doc.rules():
         if not rule.id:
             continue
         c = checked.get(id(rule))
-        detail = f"{c.mode} · {c.severity}" if c is not None else "not checked"
+        detail = f"{'' if c.enabled else 'disabled · '}{c.mode} · {c.severity}" if c is not None else "not checked"
         if c is not None and c.window_ns is not None:
             detail += f" · window {format_duration(c.window_ns)}"
         children = [

@@ -292,6 +292,44 @@ def test_hover_on_a_windowed_rule_and_on_a_coerced_set() -> None:
     assert "type `spans`" in found[0]
 
 
+@pytest.mark.parametrize(
+    ("expr", "key", "says"),
+    [
+        ("http.route == '/a'", "http.route", "span attribute `http.route`"),
+        ("k8s.pod.name == 'a'", "k8s.pod.name", "span attribute `k8s.pod.name`"),
+        ("resource.host.name == 'a'", "host.name", "resource attribute `host.name`"),
+        ("parent.http.route == '/a'", "http.route", "span attribute `http.route`"),
+    ],
+)
+def test_hover_on_any_part_of_a_dotted_attribute_name_names_the_whole_key(expr: str, key: str, says: str) -> None:
+    """Editor tour: on the `http` of `http.route` the hover said "span attribute `http`"; the dotted name is one
+    key (read flat first, then through maps: docs/language.md), so every part of it says the whole key."""
+    text = f"rule r {{\n  expect trace.spans.all({expr})\n}}\n"
+    doc = RuleDocument("k.fluo", text)
+    start = text.index(key)
+    for i, part in enumerate(key.split(".")):
+        found = hover_at(doc, start + key.index(part) + (1 if i else 0))
+        assert found is not None
+        markdown, span, base = found
+        assert markdown.startswith(says + ":"), (part, markdown)
+        assert text[base + span.start : base + span.end].endswith(key), part
+
+
+def test_a_disabled_rule_says_so_in_the_outline_and_on_its_id() -> None:
+    """Editor tour: the outline said "expect · warning" of a rule with `enabled: false`, as of one that runs."""
+    text = "rule off {\n  enabled: false\n  expect true\n}\n\nrule on {\n  enabled: true\n  expect true\n}\n"
+    doc = RuleDocument("d.fluo", text)
+    assert [(s.name, s.detail) for s in symbols(doc)] == [
+        ("off", "disabled · expect · warning"),
+        ("on", "expect · warning"),
+    ]
+    hovers = [hover_at(doc, text.index(f"rule {name}") + 5) for name in ("off", "on")]
+    assert [h[0] if h else None for h in hovers] == [
+        "rule `off` (disabled; expect, severity warning)",
+        "rule `on` (expect, severity warning)",
+    ]
+
+
 def test_trace_keys_are_read_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A slow scan of the workspace's traces never holds up a request: it gets the keys known so far."""
     import threading
@@ -772,6 +810,16 @@ def test_a_name_past_ascii_the_parser_fixes_as_fluos_gets_that_names_token(writt
             "rule r {\n  expect trace.spans.all(usu\u00e1rio.id == 'x')\n}\n",
             "usu\u00e1rio.id",
             "cannot be written bare",
+        ),
+        (  # the fix writes `attributes["usuário.id"]`: the doc of `attributes`, as `ownér` gets `owner`'s
+            "rule r {\n  expect trace.spans.all(usu\u00e1rio.id == 'x')\n}\n",
+            "usu\u00e1rio.id",
+            "span.attributes: map",
+        ),
+        (
+            "rule r {\n  expect trace.spans.all(parent.resource.usu\u00e1rio == 'x')\n}\n",
+            "parent.resource.usu\u00e1rio",
+            "span.resource: map",
         ),
         (
             "rule r {\n  expect trace.spans.all(\uff4e\uff41\uff4d\uff45 == 'x')\n}\n",
