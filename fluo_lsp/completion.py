@@ -410,6 +410,19 @@ def complete(
     return items.out
 
 
+def before_lead(items: list[lsp.CompletionItem], cursor: lsp.Position, lead: str) -> list[lsp.CompletionItem]:
+    """The items offered at the text's start (`complete` at offset 0), for a cursor before it, inside the byte
+    order mark `lead` the client counts: an edit must hold the cursor, and text put before the mark would leave
+    it mid-file, so each edit starts at the cursor and writes the mark again, then its own text."""
+    for item in items:
+        edit = item.text_edit
+        if isinstance(edit, lsp.TextEdit):
+            item.text_edit = lsp.TextEdit(
+                range=lsp.Range(start=cursor, end=edit.range.end), new_text=lead + edit.new_text
+            )
+    return items
+
+
 def _rule_at(doc: RuleDocument, cur: Cursor) -> ast.Rule | None:
     """The rule the cursor is in: the last one starting before it (an unclosed rule's span stops short)."""
     rel = cur.word_start - cur.chunk_start

@@ -82,6 +82,11 @@ class LineIndex:
             at = offset
             yield line, col + (self.lead if line == 0 else 0)
 
+    def in_lead(self, position: lsp.Position) -> bool:
+        """Whether `position` is before the text's first character, inside the byte order mark the client
+        counts: it points at no character of the text (`offset` reads it as 0)."""
+        return position.line == 0 and position.character < self.lead
+
     def offset(self, position: lsp.Position) -> int:
         """The code-point offset of an LSP position; past the end of a line means its end."""
         if position.line >= len(self.starts):

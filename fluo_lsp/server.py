@@ -494,6 +494,8 @@ def complete(ls: FluoServer, params: lsp.CompletionParams) -> lsp.CompletionList
         snippets=snippets,
         skeletons=ls.settings.rule_skeletons,
     )
+    if doc.index.in_lead(params.position):
+        items = completion.before_lead(items, params.position, doc.source[: len(doc.source) - len(doc.text)])
     return lsp.CompletionList(is_incomplete=False, items=items)
 
 
@@ -502,7 +504,7 @@ def on_hover(ls: FluoServer, params: lsp.HoverParams) -> lsp.Hover | None:
     doc = _rule_doc(ls, params.text_document.uri)
     if doc is None:
         return None
-    found = hover.hover_at(doc, doc.index.offset(params.position))
+    found = hover.hover_at(doc, doc.index.offset(params.position)) if not doc.index.in_lead(params.position) else None
     if found is None:
         return None
     text, span, base = found

@@ -359,6 +359,43 @@ async def test_a_byte_order_mark_is_dropped_and_columns_still_count_it(client: L
     assert edits[0].new_text == "rule a {\n  expect trace.spans.cuont() > 1\n}\n"
 
 
+async def test_before_a_byte_order_mark_every_answer_holds_the_cursor(client: LanguageClient, tmp_path: Path) -> None:
+    """Editor tour: completion at (0,0) of a text starting with a BOM the client keeps answered edits at (0,1),
+    which do not hold the cursor. There, each edit starts at the cursor and writes the BOM again (text put before
+    it would leave it mid-file); after it, nothing changes. Hover finds no character of the rule in the BOM;
+    semantic tokens and code actions count it as the diagnostics do."""
+    text = "\ufeffrul a {\n  expect true\n}\n"
+    uri = open_doc(client, tmp_path / "bom_start.fluo", text)
+    await diagnostics(client, uri)
+    doc = lsp.TextDocumentIdentifier(uri=uri)
+    for col in (0, 1, 2, 4):
+        cursor = lsp.Position(line=0, character=col)
+        result = await client.text_document_completion_async(lsp.CompletionParams(text_document=doc, position=cursor))
+        assert isinstance(result, lsp.CompletionList) and result.items
+        edits = [item.text_edit for item in result.items if item.label == "rule"]
+        assert edits and isinstance(edits[0], lsp.TextEdit), col
+        edit = edits[0]
+        assert edit.range == rng(0, min(col, 1), 0, 4), col  # the word `rul`, from the cursor if it is before it
+        applied = text[: edit.range.start.character] + edit.new_text + text[edit.range.end.character :]
+        assert applied == "\ufeffrule a {\n  expect true\n}\n", col
+    hovers = [
+        await client.text_document_hover_async(
+            lsp.HoverParams(text_document=doc, position=lsp.Position(line=0, character=col))
+        )
+        for col in (0, 1)
+    ]
+    assert hovers[0] is None and hovers[1] is not None and hovers[1].range == rng(0, 1, 0, 4)
+    tokens = await client.text_document_semantic_tokens_full_async(lsp.SemanticTokensParams(text_document=doc))
+    assert tokens is not None and list(tokens.data[:3]) == [0, 1, 3]  # `rul`, one unit past the BOM
+    [d] = [d for d in await diagnostics(client, uri) if d.code == "FLUO107"]
+    actions = await client.text_document_code_action_async(
+        lsp.CodeActionParams(text_document=doc, range=rng(0, 0, 0, 0), context=lsp.CodeActionContext(diagnostics=[d]))
+    )
+    fixes = [a for a in actions or [] if isinstance(a, lsp.CodeAction) and a.title == "Change to `rule`"]
+    assert fixes and fixes[0].edit is not None and fixes[0].edit.changes is not None
+    assert [e.range for e in fixes[0].edit.changes[uri]] == [rng(0, 1, 0, 4)] == [d.range]
+
+
 async def test_strict_setting_reports_warnings_as_errors(client: LanguageClient, tmp_path: Path) -> None:
     uri = open_doc(client, tmp_path / "typo.fluo", "rule t {\n  expect trace.spans.where(servce == 'a').exists()\n}\n")
     [d] = await diagnostics(client, uri)
