@@ -790,6 +790,13 @@ def test_a_name_of_one_letter_past_ascii_is_a_token() -> None:
         assert types.get(word) == ("variable", 0), (word, types)
 
 
+def test_an_enabled_value_is_a_keyword_token_as_true_and_false_in_expressions() -> None:
+    """Editor tour point 2 (not reproduced: the token was there already; pinned here)."""
+    tokens = _token_types("rule r {\n  enabled: false\n  severity: critical\n  expect true\n}\n")
+    assert tokens["false"] == tokens["true"] == ("keyword", 0)
+    assert tokens["critical"] == ("enumMember", 0)
+
+
 @pytest.mark.parametrize(
     ("written", "ascii"),
     [("\uff4e\uff41\uff4d\uff45", "name"), ("s\u00e9rvice", "service"), ("dur\u00e1tion", "duration")],
