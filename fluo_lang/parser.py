@@ -238,7 +238,7 @@ class _Recovery:
             return True
         if self._misspelled_keyword(ip, tok) or self._habit(ip, tok) or self._rule_keyword(ip, tok):
             return True
-        if self._digit_id(ip, tok):
+        if self._digit_id(ip, tok) or self._clause_outside_a_rule(ip, tok):
             return True
         expected = sorted(_accepts(ip), key=_order)  # not `e.expected`: the state's lookaheads, some impossible
         is_end = tok.type == "$END"
@@ -536,6 +536,34 @@ class _Recovery:
         self.report(error("FLUO107", message, self.index.span(start, end), path=self.path, suggestion="rule"))
         ip.feed_token(self.token("RULE", "rule", start, end))
         return True
+
+    def _clause_outside_a_rule(self, ip: Any, tok: Token) -> bool:
+        """`expect trace.x > 1` as a whole file, or `window 1m ...` as `--expect` text: a rule's clause where no
+        rule is. One error saying where a clause goes (or that the expression goes alone); the keyword is
+        dropped, so what follows is read as the bare expression it would be without it."""
+        start = tok.start_pos or 0
+        before = self.text[:start] if start <= _FIRST_TOKENS_WITHIN else None  # what precedes, if it can be little
+        if tok.type in _CLAUSE_KEYWORDS and (
+            (before is not None and not _COMMENT.sub("", before).strip()) or "RULE" in _accepts(ip)
+        ):
+            keyword = str(tok.value)
+            span = self.index.span(start, tok.end_pos or start)
+        elif tok.type == "DURATION" and before is not None and re.fullmatch(r"\s*window\s*", _COMMENT.sub("", before)):
+            keyword = "window"
+            span = self.index.span(self.text.index("window"), tok.end_pos or start)
+        else:
+            return False
+        if self.path.startswith("<"):  # `--expect`/`--detect` text, not a file
+            message = f"`{keyword}` is a rule's clause: give the expression alone here, or a rule in a file"
+            if keyword == "window":
+                message += " (`rule NAME { window 1m expect ... }`: a windowed rule needs one)"
+        else:
+            message = (
+                f"`{keyword}` outside a rule: a clause goes in `rule NAME {{ {keyword} ... }}`; a file may also hold "
+                "one expression alone, a rule named after the file"
+            )
+        self.report(error("FLUO100", message, span, path=self.path))
+        return True  # the keyword (or the window's length) dropped
 
     def _digit_id(self, ip: Any, tok: Token) -> bool:
         """`rule 9bad {`, `rule 5xx-errors {`: a rule id that starts with a digit (the lexer reads a number or a
@@ -1591,6 +1619,11 @@ _KEYWORD_TERMINALS = {
     "rule": "RULE",
 }
 _CLAUSE_TERMINALS = frozenset({"EXPECT", "DETECT", "WHEN", "ALWAYS", "NEVER", "WINDOW"})
+_CLAUSE_KEYWORDS = _CLAUSE_TERMINALS - {"WINDOW"}
+"""The clauses that cannot start an expression (`window` can: `window.spans`)."""
+_COMMENT = re.compile(r"//[^\r\n]*")
+_FIRST_TOKENS_WITHIN = 4096
+"""How far into a text a token is looked at as its first (past comments and spaces) by `_clause_outside_a_rule`."""
 
 
 @cache

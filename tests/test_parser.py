@@ -16,7 +16,7 @@ from lark.exceptions import UnexpectedCharacters
 from lark.lexer import LexerThread
 
 from fluo_lang import parser as parser_module
-from fluo_lang.api import analyze, compile_program
+from fluo_lang.api import analyze, analyze_expression, compile_program
 from fluo_lang.diagnostics import sort_key
 from fluo_lang.parser import (
     MAX_DEPTH,
@@ -254,6 +254,44 @@ def test_rules_given_as_one_expression_are_fluo105() -> None:
     assert [(d.code, d.message) for d in after] == [
         ("FLUO105", "`rule` after the expression: give one expression here, or the rules in a file")
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "keyword", "at"),
+    [
+        ("expect trace.spans.count() > 1\n", "expect", (0, 0, 6)),
+        ("// a comment\n\ndetect trace.spans.count() > 1\n", "detect", (2, 0, 6)),
+        ("when { true } always { true }\n", "when", (0, 0, 4)),
+        ("rule a { expect true }\nexpect false\n", "expect", (1, 0, 6)),
+    ],
+)
+def test_a_clause_outside_a_rule_says_where_a_clause_goes(text: str, keyword: str, at: tuple[int, int, int]) -> None:
+    """QA semantics tour: a file `expect true` got "unexpected `expect`; expected an expression or one of end of
+    file, `rule`", which says nothing of the rule a clause belongs in (or that the expression may stand alone)."""
+    [d] = parse(text, "r.fluo").diagnostics
+    assert d.code == "FLUO100"
+    assert d.message == (
+        f"`{keyword}` outside a rule: a clause goes in `rule NAME {{ {keyword} ... }}`; a file may also hold one "
+        "expression alone, a rule named after the file"
+    )
+    assert (d.span.line, d.span.col, d.span.end_col) == at
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("expect trace.spans.count() > 0",
+         "`expect` is a rule's clause: give the expression alone here, or a rule in a file"),
+        ("window 1m expect window.spans.count() > 0",
+         "`window` is a rule's clause: give the expression alone here, or a rule in a file "
+         "(`rule NAME { window 1m expect ... }`: a windowed rule needs one)"),
+    ],
+)  # fmt: skip
+def test_a_clause_in_an_expression_on_the_command_line_is_one_error(text: str, message: str) -> None:
+    """QA semantics tour: `--expect "window 1m expect ..."` gave FLUO221 and "unexpected `1m`"."""
+    [d] = parse_expression(text, "<expect>").diagnostics
+    assert (d.code, d.message, d.span.start) == ("FLUO100", message, 0)
+    assert [x.code for x in analyze_expression(text).diagnostics] == ["FLUO100"]  # as `fluo eval --expect` says
 
 
 def test_an_unknown_duration_unit_names_every_accepted_unit() -> None:
