@@ -2196,14 +2196,23 @@ def _refusals(text: str, least: int) -> list[_Refusal]:
 
 
 def _stand_in(text: str, refusals: list[_Refusal]) -> str:
-    """`text` with each part refused a name, `x`, and spaces: every offset and line stays."""
+    """`text` with each part refused a name, `x`, and spaces: every offset and line stays. A part right after a
+    name's character (`expect[1, ...]`) is a space then `x`, which would make one name with it (`expectx`)."""
     parts: list[str] = []
     at = 0
     for span, _, _ in refusals:
-        parts += (text[at : span.start], "x", _LINE_TEXT.sub(" ", text[span.start + 1 : span.end]))
+        x = _stand_in_at(text, span)
+        parts += (text[at : span.start], " " * (x - span.start), "x", _LINE_TEXT.sub(" ", text[x + 1 : span.end]))
         at = span.end
     parts.append(text[at:])
     return "".join(parts)
+
+
+def _stand_in_at(text: str, span: ast.Span) -> int:
+    """Where the stand-in's `x` goes in the part `span` refused: its start, or one further when a name's character
+    comes right before it and the part has room (a space then keeps the two apart)."""
+    glued = span.start > 0 and name_char(text[span.start - 1]) and span.end - span.start > 1
+    return span.start + 1 if glued else span.start
 
 
 def _with_refusals(result: ParseResult, text: str, refusals: list[_Refusal], path: str) -> ParseResult | None:
@@ -2211,7 +2220,7 @@ def _with_refusals(result: ParseResult, text: str, refusals: list[_Refusal], pat
     the part it stands for, and its diagnostic is reported. None if a stand-in was not read where it stands (lark
     read that rule as something else: past the end of a bare expression, as errors it counts), so what lark makes
     of the text itself is not known."""
-    spans = {span.start: span for span, _, _ in refusals}
+    spans = {_stand_in_at(text, span): span for span, _, _ in refusals}
     used: set[int] = set()
     rules = [_restored(rule, spans, used) for rule in result.file.rules]
     if len(used) < len(spans):
@@ -3373,7 +3382,8 @@ def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: 
     """What `_Builder` refuses in `text[start:end]` (a line's start, numbered `line`, to where a rule ends): span,
     code and message; `_Bail` where it does not parse. lark's table, as `_fast_drive` runs it, but each value is
     only the shape of the lark tree it stands for (depth, nodes, depth of metadata lists, first and last token),
-    so that an expression of 4 MiB is measured in a few seconds and megabytes, and nothing is built."""
+    so that an expression of 4 MiB is measured in a few seconds and megabytes, and nothing is built. Its loop is
+    `_fast_drive`'s, written out again (a callback per reduction would slow the fast path): change both together."""
     actions = tables.actions
     shapes = tables.shapes
     end_state = tables.end
@@ -3510,7 +3520,8 @@ def _fast_tokens(
 
 
 def _fast_drive(tokens: Iterator[_Tok], tables: _FastTables) -> Any:
-    """Run lark's LALR table over `tokens`; the value of the start rule, or `_Bail`."""
+    """Run lark's LALR table over `tokens`; the value of the start rule, or `_Bail`. `_shape_refusals` runs the
+    same loop over shapes: change both together."""
     actions = tables.actions
     rules = tables.rules
     end = tables.end

@@ -538,6 +538,22 @@ def test_an_expression_past_the_size_limits_is_not_given_to_lark(monkeypatch: py
     assert text[limit.span.start : limit.span.end] == expr and (limit.span.line, limit.span.col) == (3, 9)
 
 
+@pytest.mark.parametrize("glued", ["expect[", "expect-", "expect'"])
+def test_a_stand_in_right_after_a_keyword_stays_apart_from_it(monkeypatch: pytest.MonkeyPatch, glued: str) -> None:
+    """Review: `expect[1, 1, ...] contains 1` (no space) put the stand-in `x` against `expect` (`expectx`, one name),
+    so it was not found and lark built the whole refused list, the slow path the stand-in avoids."""
+    items = "1, " * MAX_RULE_NODES + "1"
+    expr = {"expect[": f"[{items}] contains 1", "expect-": f"-[{items}][0] > 1", "expect'": f"'a' in [{items}]"}[glued]
+    text = f"rule a {{ expect ) }}\nrule big {{ expect{expr} }}\n"
+    read = _lark_reads(monkeypatch)
+    result = parse(text, "t.fluo")
+    assert len(read) == 1 and items[:30] not in read[0]
+    reference = _recovering_parse(text, "t.fluo")
+    assert repr(result.file) == repr(reference.file)
+    assert sorted(result.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key)
+    assert "FLUO401" in {d.code for d in result.diagnostics}
+
+
 def test_a_rule_of_more_tokens_than_the_node_limit_is_measured_before_anything_is_built(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
