@@ -1056,9 +1056,17 @@ _NO_DURATIONS = "an attribute's list holds no durations (its numbers have no uni
 
 
 def _unit_hint(attr: ast.Expr) -> str:
-    """FLUO302's hint for an attribute's number next to a duration, with a unit guessed from its key."""
-    x = _path_text(attr) or "amount"
-    suffix = x.replace(".", "_").rsplit("_", 1)[-1].lower()
+    """FLUO302's hint for an attribute's number next to a duration, with a unit guessed from its key (the
+    attribute as written: `latency_ms`, `attributes["latency ms"]`; else `amount`, a placeholder)."""
+    x = _path_text(attr)
+    key = x
+    if x is None and isinstance(attr, ast.Index) and isinstance(attr.key, ast.Literal) and attr.key.kind == "string":
+        target = _path_text(attr.target)
+        if target is not None and len(str(attr.key.value)) <= 40:
+            key = str(attr.key.value)
+            x = f"{target}[{string_literal(key)}]"
+    x = x or "amount"
+    suffix = (key or x).replace(".", "_").replace(" ", "_").rsplit("_", 1)[-1].lower()
     unit = {"ns": "1ns", "us": "1us", "ms": "1ms", "millis": "1ms", "s": "1s", "sec": "1s", "seconds": "1s"}
     return f"; an attribute's number has no unit: give it one, e.g. `{x} * {unit.get(suffix, '1ms')}`"
 
