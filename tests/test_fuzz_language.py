@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_scale import for_this_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fuzz"))
 
@@ -42,10 +44,11 @@ def survives(text: str) -> RuleOutcome:
     return outcome
 
 
+@pytest.mark.hypothesis  # as Hypothesis marks a test it runs itself: `-m hypothesis` selects this one too
 def test_typed_rules_check_and_reach_the_evaluator() -> None:
     outcomes: list[RuleOutcome] = []
 
-    @FAST
+    @settings(for_this_run(FAST))  # made as the test runs: scaled here, never collected
     @given(typed_rules())
     def run(text: str) -> None:
         outcomes.append(survives(text))
