@@ -96,6 +96,9 @@ def _compose(text: str) -> yaml.Node | None:
     if _FAST is not None and "\ufeff" not in text:
         try:
             return yaml.compose(text, Loader=_FAST)
+        except yaml.MarkedYAMLError as exc:
+            if "nesting depth" in str(exc.problem):  # PyYAML 6.0.4's bound, which `fluo test` reports: PyYAML's
+                raise  # own composer would recurse past Python's limit instead
         except Exception:  # read again below, which raises (or not) what the editor reports
             pass
     return yaml.compose(text, Loader=yaml.SafeLoader)

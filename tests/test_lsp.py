@@ -1215,15 +1215,16 @@ GOOD_TEST = "rules: [auth.fluo]\ncases:\n  - name: storm\n    spans: [{name: x}]
     [
         (GOOD_TEST.replace("storm\n", "storm\x07\n", 1), "unacceptable character #x0007", rng(2, 15, 2, 16)),
         (GOOD_TEST + "\x00", "unacceptable character #x0000", rng(5, 0, 5, 1)),
-        # read by libyaml (as `fluo test` reads it, PyYAML's recursion gives up): where it passes `fluo test`'s depth
-        ("rules: [auth.fluo]\ncases: " + "[" * 3000 + "]" * 3000 + "\n", "more than 200 levels", rng(1, 206, 1, 207)),
+        # read by libyaml, as `fluo test` reads it: PyYAML 6.0.4 bounds the nesting itself ("exceeded maximum nesting
+        # depth"), older ones read it whole and `fluo test`'s own depth refuses it; either way on the `cases:` line
+        ("rules: [auth.fluo]\ncases: " + "[" * 3000 + "]" * 3000 + "\n", "nest", None),
         # readable, but deeper than `fluo test` takes (MAX_DEPTH 200, the file's mapping the first level)
         ("rules: [auth.fluo]\ncases: " + "[" * 300 + "]" * 300 + "\n", "more than 200 levels", rng(1, 206, 1, 207)),
     ],
     ids=["control-character", "nul", "deep", "deeper-than-fluo-test-takes"],
 )
 async def test_yaml_a_test_file_cannot_hold_is_one_diagnostic_not_a_crash(
-    client: LanguageClient, workspace: Path, text: str, message: str, where: lsp.Range
+    client: LanguageClient, workspace: Path, text: str, message: str, where: lsp.Range | None
 ) -> None:
     """As `fluo test` reports such a file (QA M1: diagnostics answered -32603, references failed workspace-wide)."""
     folder = workspace / "broken"
@@ -1233,7 +1234,10 @@ async def test_yaml_a_test_file_cannot_hold_is_one_diagnostic_not_a_crash(
     try:
         uri = open_doc(client, path, text, language="yaml")
         [pushed] = await diagnostics(client, uri)
-        assert (pushed.code, pushed.range) == ("yaml", where) and message in pushed.message
+        if where is None:  # as the installed PyYAML reads it (above)
+            assert pushed.code == "yaml" and pushed.range.start.line == 1 and message in pushed.message
+        else:
+            assert (pushed.code, pushed.range) == ("yaml", where) and message in pushed.message
         await client.text_document_definition_async(
             lsp.DefinitionParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(0, 10))
         )
