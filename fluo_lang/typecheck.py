@@ -172,7 +172,8 @@ class _Checker:
                 guess = _nearest(m.key, list(META_KEYS))
                 hint = f"; did you mean `{guess}`?" if guess else f" (known: {', '.join(META_KEYS)})"
                 fix = guess if guess and ast.meta_fits(guess, m.value) else None
-                self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, fix)
+                named = guess if guess and fix is None else None  # `tag: payments`: `tags` takes a list (a guess)
+                self.err("FLUO210", f"unknown metadata key `{m.key}`{hint}", m.key_span, fix, named)
                 continue
             self.meta_value(m)
 

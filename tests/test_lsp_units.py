@@ -755,6 +755,18 @@ def test_a_slip_is_one_diagnostic_and_nothing_hidden_is_found_on_a_tree_read_wro
     assert [(a.title, a.is_preferred) for a in actions] == ([] if fix is None else [(f"Change to `{fix}`", True)])
 
 
+def test_a_metadata_key_named_but_not_fitting_is_offered_not_preferred() -> None:
+    """Left by the editor fixer: `tag: payments` says "did you mean `tags`?" but `tags` takes a list, so there
+    was no fix at all; as for a method, the name is offered, not preferred, with the error it leads to."""
+    text = "rule r {\n  tag: payments\n  expect trace.spans.count() > 1\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    [(d, _)] = doc.diagnostics()
+    assert (d.code, d.suggestion, d.guess) == ("FLUO210", None, "tags")
+    action, severity = code_actions(doc, "file:///x.fluo", 0, len(text), strict=False)
+    assert action.title.startswith("Change to `tags` (then FLUO212: tags must be a list") and not action.is_preferred
+    assert severity.title == "Add `severity: warning` to rule `r`"
+
+
 def test_a_fix_is_still_blamed_for_an_error_at_its_edit() -> None:
     """An error the checker found where the fix edits depends on how the slip was read: it still counts."""
     text = "rule r {\n  severity: warning\n  expect trace.spans | count() > 'x'\n}\n"
