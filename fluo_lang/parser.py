@@ -2159,7 +2159,9 @@ def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
     return out
 
 
-_RULE_LINE = re.compile(r"^[ \t]*rule\b", re.MULTILINE)
+RULE_LINE = re.compile(r"(?:^|(?<=\r))[ \t]*rule\b", re.MULTILINE)  # `^` alone misses lines after a lone `\r`
+"""Where a rule starts, as the file is cut into rules: a line that starts with `rule` (no string or comment runs
+past its line). The language server cuts a document at the same places (`fluo_lsp.document.split`)."""
 _SHAPE_FIRST = MAX_RULE_NODES  # tokens in a rule from which `parse` measures it before building it
 _LINE_TEXT = re.compile(r"[^\r\n]")
 _Refusal = tuple[ast.Span, str, str]  # what `_Builder` refuses: its span, the code and message saying so
@@ -2184,7 +2186,7 @@ def _refusals(text: str, least: int) -> list[_Refusal]:
     tables = _fast_tables()
     if tables is None:
         return []
-    cuts = [0, *(m.start() for m in _RULE_LINE.finditer(text) if m.start())]
+    cuts = [0, *(m.start() for m in RULE_LINE.finditer(text) if m.start())]
     out: list[_Refusal] = []
     line = 0
     for start, end in zip(cuts, [*cuts[1:], len(text)], strict=True):

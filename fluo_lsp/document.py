@@ -20,7 +20,6 @@ Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -30,12 +29,11 @@ from pygls.uris import from_fs_path
 
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic, error
-from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, TOO_MANY_ERRORS, Lexeme, lex, stop_message
+from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, RULE_LINE, TOO_MANY_ERRORS, Lexeme, lex, stop_message
 from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
 
-_RULE_LINE = re.compile(r"(?:^|(?<=\r))[ \t]*rule\b", re.MULTILINE)  # `^` alone misses lines after a lone `\r`
 _SENTINEL = "rule __fluo_next_rule__ {}"
 _CACHE_SIZE = 5_000  # chunks (rules); about 15 MB per 1,000
 
@@ -131,7 +129,7 @@ def read_rule_text(path: Path, limit: int = MAX_FILE_BYTES) -> str | None:
 
 def split(text: str) -> list[int]:
     """Start offsets of the chunks of a rule file (always at least one, at 0)."""
-    starts = [m.start() for m in _RULE_LINE.finditer(text)]
+    starts = [m.start() for m in RULE_LINE.finditer(text)]
     return [0, *starts[1:]] if starts else [0]
 
 
