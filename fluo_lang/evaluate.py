@@ -70,24 +70,25 @@ _DEEP = frozenset({"list", "dict"})
 """Kinds whose values hold others: equal item by item (`_equal`), and not ordered."""
 
 
-def _match(a: Any, b: Any) -> bool | None:
+def _match(a: Any, b: Any, missing_alike: bool = False) -> bool | None:
     """`a == b` as FLUO means it: True, False, or None where a missing value stands in the way.
 
     Of the same kind, and lists and maps pair by pair by this same rule: unequal where
     their lengths, keys or a pair differ, else undecided (None) where a pair holds a
-    missing value, as a comparison with one is false both ways (`==` and `!=`).
+    missing value, as a comparison with one is false both ways (`==` and `!=`);
+    `missing_alike`: a missing value is the same as another instead (never None).
     Python's own `==` takes `True` for `1` inside a list (`[True] == [1]`); here `[true]`
     equals `[1]` no more than `true` equals `1`, while `[1]` equals `[1.0]` as `1` equals `1.0`.
     """
     if a is None or b is None:
-        return None
+        return a is b if missing_alike else None
     k = _kind(a)
     if k != _kind(b):
         return False
     if k == "list":
-        return _pairs(map(_match, a, b)) if len(a) == len(b) else False
+        return _pairs(_match(x, y, missing_alike) for x, y in zip(a, b, strict=True)) if len(a) == len(b) else False
     if k == "dict":
-        return _pairs(_match(v, b[key]) for key, v in a.items()) if a.keys() == b.keys() else False
+        return _pairs(_match(v, b[key], missing_alike) for key, v in a.items()) if a.keys() == b.keys() else False
     return bool(a == b)
 
 
@@ -113,16 +114,7 @@ def _unequal(a: Any, b: Any) -> bool:
 
 def _identical(a: Any, b: Any) -> bool:
     """The same value, a missing one the same as another: for `observed` to show a value once, not for rules."""
-    if a is None or b is None:
-        return a is b
-    k = _kind(a)
-    if k != _kind(b):
-        return False
-    if k == "list":
-        return len(a) == len(b) and all(map(_identical, a, b))
-    if k == "dict":
-        return a.keys() == b.keys() and all(_identical(v, b[key]) for key, v in a.items())
-    return bool(a == b)
+    return _match(a, b, missing_alike=True) is True
 
 
 def _loose_compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
