@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -30,7 +29,7 @@ from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, read_file, rul
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.otlp import TraceInputError, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
-from fluo_run.testing.document import YamlError, load
+from fluo_run.testing.document import YAML_LINE_BREAK, YamlError, load
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
 
 from .document import RuleDocument, read_rule_source, shift_span
@@ -51,8 +50,6 @@ FIRST_SCAN_WAIT = 0.2
 """Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
 TRACE_SUFFIXES = (".json", ".jsonl", ".pb", ".binpb")
 log = logging.getLogger("fluo.lsp")
-_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-"""Where YAML (and so `fluo test`'s line numbers) breaks lines: more than LSP, fewer than `str.splitlines`."""
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
 
 
@@ -452,7 +449,7 @@ class Workspace:
     def _runner_problems(self, path: Path, text: str) -> list[TestProblem]:
         read = load_test_file(path, self._rules, text=text, read_yaml=_read_yaml)
         found = [*read.problems, *(p for case in read.cases for p in case.problems)]
-        starts = [0, *(m.end() for m in _YAML_LINE_BREAK.finditer(text))]  # lines as the YAML reader counts them
+        starts = [0, *(m.end() for m in YAML_LINE_BREAK.finditer(text))]  # lines as the YAML reader counts them
         if starts[-1] < len(text):
             starts.append(len(text))
         out: list[TestProblem] = []

@@ -120,13 +120,14 @@ def line_of(value: Any, default: int = 1) -> int:
     return value.line if isinstance(value, LineDict | LineList) else default
 
 
-_YAML_BREAKS = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-"""What YAML counts as a line break (its marks count lines by these, not by `str.splitlines`'s)."""
+YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""What YAML counts as a line break (its marks, and so `fluo test`'s line numbers, count lines by these: more
+than LSP does, fewer than `str.splitlines`)."""
 
 
 def _character_at(text: str, line: int, column: int) -> str | None:
     """The character at a YAML mark (0-based line and column), if the text has one there."""
-    lines = _YAML_BREAKS.split(text.removeprefix("\ufeff"))  # YAML's columns do not count a byte order mark
+    lines = YAML_LINE_BREAK.split(text.removeprefix("\ufeff"))  # YAML's columns do not count a byte order mark
     return lines[line][column] if line < len(lines) and column < len(lines[line]) else None
 
 
