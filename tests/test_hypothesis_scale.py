@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,8 @@ def test_report():
     print("MAX", TestProbe.test_prop._hypothesis_internal_use_settings.max_examples,
           test_plain._hypothesis_internal_use_settings.max_examples)
     print("KEPT", test_plain._hypothesis_internal_use_settings.database is not None)
+    current = settings.default
+    print("SETTINGS", current.deadline, current.suppress_health_check, current.derandomize, current.database is None)
 
 
 @pytest.mark.hypothesis
@@ -126,15 +129,25 @@ def test_nested():
 """
 
 
-def _probe(tmp_path: Path, *options: str) -> str:
-    """The probe run through pytest itself, with the suite's conftest and `options`: what it printed."""
+_CI_VARIABLES = frozenset(  # what Hypothesis takes for a CI machine (hypothesis/_settings.py, 6.155)
+    ("CI", "__TOX_ENVIRONMENT_VARIABLE_ORIGINAL_CI", "TF_BUILD", "bamboo.buildKey", "BUILDKITE", "CIRCLECI",
+     "CIRRUS_CI", "CODEBUILD_BUILD_ID", "GITHUB_ACTIONS", "GITLAB_CI", "HEROKU_TEST_RUN_ID", "TEAMCITY_VERSION")
+)  # fmt: skip
+
+
+def _probe(tmp_path: Path, *options: str, on_ci: bool = False) -> str:
+    """The probe run through pytest itself, with the suite's conftest and `options`: what it printed. `on_ci`: with
+    the `CI` variable set, which makes Hypothesis load a profile of its own, and without any when False."""
+    env = {name: value for name, value in os.environ.items() if name not in _CI_VARIABLES}
+    if on_ci:
+        env["CI"] = "true"
     for name in ("conftest.py", "hypothesis_scale.py"):
         shutil.copy(ROOT / "tests" / name, tmp_path / name)
     (tmp_path / "test_probe.py").write_text(PROBE, encoding="utf-8")
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--rootdir", str(tmp_path),
          *options, "test_probe.py"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
@@ -152,6 +165,16 @@ def test_the_option_scales_each_test_once_however_many_items_it_has(tmp_path: Pa
 def test_explore_keeps_the_failing_examples_of_tests_pinned_to_keep_none(tmp_path: Path) -> None:
     """QA explore: 12 of 42 property tests (the fuzz ones among them) pin `database=None`, so a failure the nightly
     explore run found was not replayed first the next night, as conftest.py says. Under `explore` they keep one."""
-    out = _probe(tmp_path, "--hypothesis-profile=explore")
-    assert "KEPT True" in out and "NESTED 4 True" in out
-    assert "KEPT False" in _probe(tmp_path)  # ci: none, as before
+    for on_ci in (False, True):  # CI itself failed this where a workstation passed: Hypothesis's own `ci` profile
+        out = _probe(tmp_path, "--hypothesis-profile=explore", on_ci=on_ci)  # was explore's parent there
+        assert "KEPT True" in out and "NESTED 4 True" in out, (on_ci, out)
+        assert "KEPT False" in _probe(tmp_path, on_ci=on_ci)  # ci: none, as before
+
+
+def test_the_profiles_are_the_same_with_and_without_a_ci_variable(tmp_path: Path) -> None:
+    """What a run checks must not depend on whether the machine says it is CI: the deadline and health checks
+    Hypothesis's own CI profile changes are pinned by ours."""
+    for profile in ("ci", "explore"):
+        seen = {_probe(tmp_path, f"--hypothesis-profile={profile}", on_ci=on_ci).split("SETTINGS", 1)[1].split("\n")[0]
+                for on_ci in (False, True)}  # fmt: skip
+        assert len(seen) == 1, (profile, seen)
