@@ -332,8 +332,24 @@ HELP = " (see `fluo serve --help`)"
             "trace-idle: 2s\ntrace_idle: 3s\nhttp: nowhere\n",  # said first (and no serve left running without it)
             "fluo: --config fluo.yaml: `trace-idle` and `trace_idle` are one setting; keep one of them" + HELP,
         ),
+        (
+            "webhook: ''\n",
+            "fluo: --config fluo.yaml: `webhook`: empty; give a URL, or leave --webhook out to post to no webhook",
+        ),
     ],
-    ids=["int", "bool", "choice", "duration", "address", "bool-1", "bool-float", "int-float", "int-bool", "twice"],
+    ids=[
+        "int",
+        "bool",
+        "choice",
+        "duration",
+        "address",
+        "bool-1",
+        "bool-float",
+        "int-float",
+        "int-bool",
+        "twice",
+        "empty-sink",
+    ],
 )
 def test_a_bad_config_value_names_the_file_and_key_not_an_env_var(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, output: str
@@ -407,6 +423,15 @@ def fluo_logging(monkeypatch: pytest.MonkeyPatch) -> None:
             {"FLUO_AUTH_TOKEN": "  "},
             "fluo: --auth-token: empty; give a token, or leave --auth-token out to accept exports unauthenticated",
         ),
+        (["--jsonl", ""], {}, "fluo: --jsonl: empty; give a file or -, or leave --jsonl out to write no JSON lines"),
+        (["--webhook", " "], {}, "fluo: --webhook: empty; give a URL, or leave --webhook out to post to no webhook"),
+        (
+            ["--otlp-logs", ""],
+            {},
+            "fluo: --otlp-logs: empty; give an endpoint, or leave --otlp-logs out to export no OTLP logs",
+        ),
+        ([], {"FLUO_WEBHOOK": ""}, "fluo: FLUO_WEBHOOK: empty; give a URL, or unset it to post to no webhook"),
+        ([], {"FLUO_JSONL": ""}, "fluo: FLUO_JSONL: empty; give a file or -, or unset it to write no JSON lines"),
         (
             ["--webhook", "http://127.0.0.1:9/hook", "--webhook-header", "X-Team: a\r\nX-Evil: 1"],
             {},
@@ -419,17 +444,19 @@ def fluo_logging(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
     ],
 )
-def test_an_empty_token_or_a_header_with_a_line_break_is_a_usage_error(
+def test_an_empty_token_or_sink_or_a_header_with_a_line_break_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], message: str
 ) -> None:
     """Security QA: an empty FLUO_AUTH_TOKEN turned authentication off without a word; a header with CR/LF
-    was refused only at each webhook POST, once signals were waiting for it."""
+    was refused only at each webhook POST, once signals were waiting for it. An empty --jsonl, --webhook or
+    --otlp-logs (`--webhook "$URL"` with URL unset) meant no such sink, and its signals went nowhere."""
     from click.testing import CliRunner
 
     from fluo_run.cli import main
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FLUO_AUTH_TOKEN", raising=False)
+    for name in ("FLUO_AUTH_TOKEN", "FLUO_JSONL", "FLUO_WEBHOOK", "FLUO_OTLP_LOGS"):
+        monkeypatch.delenv(name, raising=False)
     result = CliRunner().invoke(main, ["serve", *LOOPBACK, "--no-db", *args], prog_name="fluo", env=env)
     assert result.exit_code == 2
     assert result.output.splitlines()[-1] == message

@@ -135,6 +135,27 @@ def _duration(value: Any, flag: str, *, allow_off: bool = False) -> float:
     return parse_setting(text, flag)
 
 
+# Settings an empty value would turn off without a word (most likely an unset shell variable: `--webhook "$URL"`):
+# no authentication, or signals that reach no sink. Empty is a usage error, from a flag, the config file or a
+# `FLUO_*` variable (which click takes for unset when empty). What to give, and what leaving it out means.
+_NOT_EMPTY = {
+    "auth_token": ("a token", "to accept exports unauthenticated"),
+    "jsonl": ("a file or -", "to write no JSON lines"),
+    "webhook": ("a URL", "to post to no webhook"),
+    "otlp_logs": ("an endpoint", "to export no OTLP logs"),
+}
+
+
+def _empty_variables(ctx: click.Context) -> None:
+    """Click takes an empty `FLUO_*` variable for an unset one; for a `_NOT_EMPTY` setting that is a usage error."""
+    for p in ctx.command.params:
+        if p.name not in _NOT_EMPTY or not isinstance(p.envvar, str) or os.environ.get(p.envvar, "x") != "":
+            continue
+        if ctx.get_parameter_source(p.name) == ParameterSource.DEFAULT:  # not given by a flag or the file
+            what, without = _NOT_EMPTY[p.name]
+            raise ConfigError(f"{p.envvar}: empty; give {what}, or unset it {without}")
+
+
 def build_config(options: dict[str, Any]) -> ServeConfig:
     """A `ServeConfig` from the command's options (flags, `FLUO_*` variables and the config file merged by click)."""
     grpc_text = str(options["grpc"]).strip()
@@ -148,11 +169,11 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         if "\r" in h or "\n" in h:  # would be refused at each POST, after signals were queued for it
             raise ConfigError(f"--webhook-header {name.strip()!r}: a header cannot hold a line break (CR or LF)")
         headers[name.strip()] = value.strip()
-    token = options["auth_token"]
-    if token is not None and not str(token).strip():
-        raise ConfigError(
-            "--auth-token: empty; give a token, or leave --auth-token out to accept exports unauthenticated"
-        )
+    for name, (what, without) in _NOT_EMPTY.items():
+        value = options[name]
+        if value is not None and not str(value).strip():
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(f"{flag}: empty; give {what}, or leave {flag} out {without}")
     config = ServeConfig(
         grpc=None if grpc_text.lower() in OFF else parse_address(grpc_text, "--grpc"),
         http=parse_address(str(options["http"]), "--http"),
@@ -514,8 +535,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     _warn_unknown_variables(ctx)
     try:
         _settle_db(ctx, options)
-        if options["auth_token"] is None and os.environ.get("FLUO_AUTH_TOKEN", "x") == "":  # click ignores it
-            raise ConfigError("FLUO_AUTH_TOKEN: empty; give a token, or unset it to accept exports unauthenticated")
+        _empty_variables(ctx)
         config = build_config(options)
     except ConfigError as exc:
         _fail(from_config_file(ctx, str(exc), config_file))
