@@ -227,6 +227,16 @@ def read_file(path: str | Path, limit: int) -> bytes:
         os.close(fd)
 
 
+Stamp = tuple[int, int, int, int]
+
+
+def stamp(st: os.stat_result) -> Stamp:
+    """What tells one version of a file from another without reading it, for every cache and watch of files:
+    not the modification time alone, which `rsync -t`, `cp -p`, `touch -r` and a save through rename keep
+    (the change time and the inode they cannot)."""
+    return st.st_mtime_ns, st.st_size, st.st_ctime_ns, st.st_ino
+
+
 _MAX_SOURCE_BYTES = MAX_FILE_BYTES + len(codecs.BOM_UTF8)
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang import ast
-from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, read_file, rule_files
+from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_file, rule_files, stamp
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.otlp import TraceInputError, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
@@ -516,15 +516,6 @@ class _EditorRules(RuleLoader):
         if len(self._last) > _ANALYSES_KEPT:
             del self._last[next(iter(self._last))]
         return analysis
-
-
-Stamp = tuple[int, int, int, int]
-
-
-def stamp(stat: os.stat_result) -> Stamp:
-    """What tells one version of a file from another without reading it: not the modification time alone,
-    which `rsync -t`, `cp -p` and `tar x` set back to the old file's (the change time they cannot set)."""
-    return stat.st_mtime_ns, stat.st_size, stat.st_ctime_ns, stat.st_ino
 
 
 def _files_in(paths: list[Path]) -> list[Path]:

@@ -43,6 +43,18 @@ def test_a_new_file_and_a_removed_file_are_changes(tmp_path: Path) -> None:
     assert [watcher.changed(), watcher.changed()] == [False, True]
 
 
+def test_a_file_replaced_with_its_mtime_and_size_kept_is_a_change(tmp_path: Path) -> None:
+    """The watcher compared mtime and size alone: a rule file replaced by one with both the same (`rsync -t`,
+    `cp -p`, a save through rename) was never reloaded."""
+    f = tmp_path / "main.fluo"
+    _touch(f, "rule a { expect trace.spans.count() < 5 }\n", 1_000_000_000)
+    watcher = RuleWatcher([tmp_path])
+    new = tmp_path / "new.tmp"
+    _touch(new, "rule a { expect trace.spans.count() < 6 }\n", 1_000_000_000)
+    os.replace(new, f)
+    assert [watcher.changed(), watcher.changed()] == [False, True]
+
+
 def test_accept_current_takes_the_files_as_loaded(tmp_path: Path) -> None:
     f = tmp_path / "main.fluo"
     _touch(f, "rule a { expect trace.spans.count() < 5 }\n", 1_000_000_000)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from fluo_run.testing.document import LineDict, LineList, YamlError, load
 from fluo_run.testing.report import json_report, junit_report, text_report
 from fluo_run.testing.runner import Runner
-from fluo_run.testing.spec import default_rules, find_test_files, load_test_file
+from fluo_run.testing.spec import RuleLoader, default_rules, find_test_files, load_test_file
 from fluo_run.testing.watch import changed, stamps
 
 RULES = "rule slow { detect trace.spans.where(duration > 100ms).exists() }\nrule quiet { expect true }\n"
@@ -426,3 +426,40 @@ def test_any_yaml_shape_loads_runs_and_reports_without_a_traceback(tmp_path_fact
     junit_report(result)
     for problem in [p for f in result.files for p in f.file.problems] + [p for c in result.cases for p in c.problems]:
         assert "\n" not in problem.message and problem.line >= 1
+
+
+def _replace_keeping_mtime(path: Path, text: str) -> None:
+    """`path` replaced by a new file of `text` with the old one's modification time (an editor's save
+    through rename, `cp -p`, `rsync -t`): the same mtime, another inode and change time."""
+    st = os.stat(path)
+    new = path.with_name(path.name + ".new")
+    new.write_text(text)
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, path)
+    assert os.stat(path).st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_fixture_replaced_with_its_mtime_kept_is_read_again(tmp_path: Path) -> None:
+    """The fixture cache kept a fixture by its mtime alone: replaced by a file with the same mtime (and
+    size), the next run of a `--watch` read the old spans."""
+    write(tmp_path, "r.fluo", "rule failed { detect trace.spans.where(status == error).exists() }\n")
+    trace = '{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"%s","spanId":"%s","name":"a",'
+    trace += '"startTimeUnixNano":"1","endTimeUnixNano":"2","status":{"code":%d}}]}]}]}\n'
+    ids = ("5b8efff798038103d269b633813fc60c", "eee19b7ec3c1b174")
+    write(tmp_path, "t.json", trace % (*ids, 1))
+    write(tmp_path, "r_test.yaml", "cases:\n  - name: a\n    traces: t.json\n    expect: []\n")
+    runner = Runner()
+    (first,) = runner.run(runner.load([tmp_path / "r_test.yaml"])).cases
+    assert first.status == "passed"
+    _replace_keeping_mtime(tmp_path / "t.json", trace % (*ids, 2))  # the same size: ok (1) became error (2)
+    (second,) = runner.run(runner.load([tmp_path / "r_test.yaml"])).cases
+    assert second.status == "failed" and [s["rule"] for s in second.signals] == ["failed"]
+
+
+def test_a_rule_file_replaced_with_its_mtime_kept_is_analysed_again(tmp_path: Path) -> None:
+    """The rule cache of `fluo test` kept an analysis by the files' mtimes alone."""
+    write(tmp_path, "r.fluo", "rule aaa { expect true }\n")
+    loader = RuleLoader()
+    assert [r.id for r in loader.analysis([tmp_path / "r.fluo"]).rules] == ["aaa"]
+    _replace_keeping_mtime(tmp_path / "r.fluo", "rule bbb { expect true }\n")
+    assert [r.id for r in loader.analysis([tmp_path / "r.fluo"]).rules] == ["bbb"]

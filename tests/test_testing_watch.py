@@ -443,3 +443,26 @@ def test_a_file_still_read_that_goes_during_a_run_is_a_change(tmp_path: Path) ->
     n = watch(run, [root], interval=0.0, max_runs=3, sleep=sleep, on_change=seen.append)
     assert n == 3
     assert seen == [[str(fixture)], [str(fixture)]]
+
+
+def test_watch_runs_again_when_a_fixture_is_replaced_with_its_mtime_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch stamped files by mtime alone: a fixture replaced by a file with the same mtime and size
+    (`cp -p`, `rsync -t`, a save through rename) started no run, and the run would have read the old spans."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(ERROR_RULE)
+    (tmp_path / "r_test.yaml").write_text("cases:\n  - name: fires\n    traces: t.json\n    expect: [has_error]\n")
+    fixture = tmp_path / "t.json"
+    fixture.write_text(ERROR_TRACE)
+
+    def replace() -> None:
+        st = os.stat(fixture)
+        new = tmp_path / "new.json"
+        new.write_text(ERROR_TRACE.replace('"code":2', '"code":1'))  # the same size: error became ok
+        os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(new, fixture)
+
+    codes, seen = _watch_fluo_test(["r_test.yaml"], {2: replace})
+    assert codes == [0, 1]
+    assert seen == [[str(fixture)]]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fluo_lang.api import RuleSourceError, analyze_paths, lower, rule_files
+from fluo_lang.api import RuleSourceError, Stamp, analyze_paths, lower, rule_files, stamp
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import Diagnostic, plural
 from fluo_lang.evaluate import Program
@@ -75,7 +75,7 @@ def load_rule_set(
 
 
 class RuleWatcher:
-    """Notices when the rule files change: a file added, removed, or with a new mtime or size.
+    """Notices when the rule files change: a file added, removed, or with a new `stamp`.
 
     A change counts once the files have stayed the same for one more poll, so a file
     caught half-written (an editor truncating, then writing) is never loaded.
@@ -86,8 +86,8 @@ class RuleWatcher:
         self.state = self._scan()
         self.seen = self.state
 
-    def _scan(self) -> dict[str, tuple[int, int]]:
-        state: dict[str, tuple[int, int]] = {}
+    def _scan(self) -> dict[str, Stamp]:
+        state: dict[str, Stamp] = {}
         try:
             files = rule_files(self.paths)
         except RuleSourceError:
@@ -97,7 +97,7 @@ class RuleWatcher:
                 st = os.stat(f)
             except OSError:
                 continue
-            state[str(f)] = (st.st_mtime_ns, st.st_size)
+            state[str(f)] = stamp(st)
         return state
 
     def changed(self) -> bool:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fluo_lang.api import Analysis, compile_program
+from fluo_lang.api import Analysis, Stamp, compile_program, stamp
 from fluo_lang.cost import DEFAULT_BUDGET
 from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program
 from fluo_lang.ir import RuleIR
@@ -102,18 +102,18 @@ class TraceFiles:
     """Spans of fixture files, read once per run (and again when the file changes), with their warnings."""
 
     def __init__(self) -> None:
-        self.cache: dict[Path, tuple[float, list[Span], list[str], list[Span]]] = {}
+        self.cache: dict[Path, tuple[Stamp, list[Span], list[str], list[Span]]] = {}
 
     def spans(self, path: Path) -> tuple[list[Span], list[str], list[Span]]:
         """The file's spans, a line for each unknown key of its OTLP/JSON objects (`UnknownKeys`), and its spans
         read as ending when they start (`clamp_end`)."""
-        mtime = os.stat(path).st_mtime
+        now = stamp(os.stat(path))
         hit = self.cache.get(path)
-        if hit is None or hit[0] != mtime:
+        if hit is None or hit[0] != now:
             unknown = UnknownKeys()
             clamped: list[Span] = []
             spans = load_trace_file(path, clamped=clamped, unknown=unknown)
-            hit = (mtime, spans, unknown.warnings(), clamped)
+            hit = (now, spans, unknown.warnings(), clamped)
             self.cache[path] = hit
         return hit[1], hit[2], hit[3]
 

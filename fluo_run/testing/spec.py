@@ -21,10 +21,12 @@ from fluo_lang.api import (
     SKIPPED_DIRS,
     Analysis,
     RuleSourceError,
+    Stamp,
     analyze,
     decode_source,
     read_file,
     read_sources,
+    stamp,
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
@@ -346,11 +348,11 @@ class RuleLoader:
     """Analyses of rule files, shared by the test files that name the same ones."""
 
     def __init__(self) -> None:
-        self.cache: dict[tuple[tuple[str, float], ...], Analysis] = {}
+        self.cache: dict[tuple[tuple[str, Stamp], ...], Analysis] = {}
 
     def analysis(self, paths: Sequence[Path]) -> Analysis:
         sources = read_sources(paths)
-        key = tuple((p, os.stat(p).st_mtime) for p, _ in sources)
+        key = tuple((p, stamp(os.stat(p))) for p, _ in sources)
         found = self.cache.get(key)
         if found is None:
             found = analyze(sources)

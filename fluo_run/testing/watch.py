@@ -1,4 +1,4 @@
-"""`--watch`: poll modification times and run again when a test file, rule file or fixture changes.
+"""`--watch`: poll the files' `stamp`s and run again when a test file, rule file or fixture changes.
 
 Below the folders watched, only test files and rule files count (a new test file
 starts being run); outside them, what the runs read counts: rule files (those in a
@@ -16,14 +16,14 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
+from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, Stamp, stamp
 
 from .spec import TEST_SUFFIXES
 
 MIN_INTERVAL = 0.05
 MAX_INTERVAL = 10.0
 
-Stamps = dict[str, float]
+Stamps = dict[str, Stamp]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def watched(name: str) -> bool:
 
 
 def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
-    """Modification time of the test and rule files below `roots` (hidden folders skipped) and of `extra`."""
+    """The `stamp` of the test and rule files below `roots` (hidden folders skipped) and of `extra`."""
     out: Stamps = {}
     for root in roots:
         if root.is_file():
@@ -59,10 +59,10 @@ def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
 
 
 def _stat(path: Path, out: Stamps) -> None:
-    """The file's modification time, under its absolute path: a rule file reached through a folder
+    """The file's `stamp`, under its absolute path: a rule file reached through a folder
     given as `/abs/w` and through a test file's `rules: [r.fluo]` (relative) is one file."""
     with contextlib.suppress(OSError):  # a file removed between listing and stat
-        out[os.path.abspath(path)] = os.stat(path).st_mtime_ns
+        out[os.path.abspath(path)] = stamp(os.stat(path))
 
 
 def changed(before: Stamps, after: Stamps) -> list[str]:
