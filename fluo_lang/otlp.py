@@ -206,9 +206,8 @@ def too_deep_reads() -> int:
     return _TOO_DEEP_READS[0]
 
 
-def too_deep_warning(since: int) -> str | None:
-    """The warning for the values `too_deep_reads` counted since `since`, if any."""
-    n = _TOO_DEEP_READS[0] - since
+def too_deep_warning(n: int) -> str | None:
+    """The warning for `n` values read nested too deep (`too_deep_reads` counted during a run), if any."""
     if n <= 0:
         return None
     reads = "1 read" if n == 1 else f"{n:,} reads"

@@ -439,7 +439,7 @@ def eval_command(
         if not spans:
             click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
         signals = program.evaluate(traces)
-    deep = too_deep_warning(deep_before)
+    deep = too_deep_warning(too_deep_reads() - deep_before)
     if deep is not None:
         click.echo(f"fluo: warning: {deep}", err=True)
     for s in signals:

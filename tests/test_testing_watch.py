@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from interrupt_support import interrupt_while_reading, sigint_default
+from test_otlp import _too_deep_test
 from tests_paths import ROOT
 
 from fluo_run.testing.cli import run_once
@@ -466,3 +467,20 @@ def test_watch_runs_again_when_a_fixture_is_replaced_with_its_mtime_kept(
     codes, seen = _watch_fluo_test(["r_test.yaml"], {2: replace})
     assert codes == [0, 1]
     assert seen == [[str(fixture)]]
+
+
+def test_every_watch_round_tells_of_protobuf_values_nested_too_deep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning was counted as values were decoded: in later rounds the fixture's spans came from the cache,
+    already decoded, and the warning was gone although the rule still read the value as missing. Each round
+    tells it, counted once (not once more per round)."""
+    monkeypatch.chdir(tmp_path)
+    _too_deep_test(tmp_path)
+    test = tmp_path / "r_test.yaml"
+    codes, _ = _watch_fluo_test(["r_test.yaml"], {1: lambda: test.write_text(test.read_text() + "\n")})
+    assert codes == [0, 0]
+    told = "fluo: warning: 1 read of an attribute value from protobuf found lists and maps nested more than 31 deep"
+    assert [line for line in capsys.readouterr().err.splitlines() if "nested" in line] == [
+        f"{told}, read as missing"
+    ] * 2

@@ -158,7 +158,7 @@ def command(
     miner = Miner(corpus, options)
     with collector_paused():
         found, facts = mine_within(miner, options.max_rules)
-    deep = too_deep_warning(deep_before)
+    deep = too_deep_warning(too_deep_reads() - deep_before)
     if deep is not None:
         click.echo(f"fluo: warning: {deep}", err=True)
     if compare_paths:

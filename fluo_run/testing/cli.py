@@ -16,7 +16,6 @@ import click
 
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
 from fluo_lang.diagnostics import plural
-from fluo_lang.otlp import too_deep_reads, too_deep_warning
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
@@ -164,7 +163,6 @@ def run_once(
         raise UsageProblem(str(exc)) from exc
     progress = Progress(sys.stderr)  # never on stdout: `--format json` there must be one JSON document
     started = time.perf_counter()
-    deep_before = too_deep_reads()
     try:
         files = []
         loading: dict[int, float] = {}  # seconds spent reading each file (YAML, rules, inline spans)
@@ -181,10 +179,8 @@ def run_once(
         click.echo(warning, err=True)
     for warning in dict.fromkeys(w for c in result.cases for w in c.warnings):  # a fixture's once, not per case
         click.echo(f"fluo: warning: {warning}", err=True)
-    deep = too_deep_warning(deep_before)
-    if deep is not None:
-        click.echo(f"fluo: warning: {deep}", err=True)
-        result.warnings.append(deep)
+    for warning in result.warnings:
+        click.echo(f"fluo: warning: {warning}", err=True)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
     result.seconds = time.perf_counter() - started
     for fr in result.files:

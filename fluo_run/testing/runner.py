@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,14 @@ from fluo_lang.api import Analysis, Stamp, compile_program, stamp
 from fluo_lang.cost import DEFAULT_BUDGET
 from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program
 from fluo_lang.ir import RuleIR
-from fluo_lang.otlp import TraceInputError, UnknownKeys, load_trace_file, read_warnings
+from fluo_lang.otlp import (
+    TraceInputError,
+    UnknownKeys,
+    load_trace_file,
+    read_warnings,
+    too_deep_reads,
+    too_deep_warning,
+)
 from fluo_lang.trace import Span, Trace, assemble, dropped_copies, windows_of
 from fluo_lang.values import format_timestamp
 
@@ -99,10 +106,16 @@ class RunResult:
 
 
 class TraceFiles:
-    """Spans of fixture files, read once per run (and again when the file changes), with their warnings."""
+    """Spans of fixture files, read once per run (and again when the file changes), with their warnings.
+
+    A protobuf span's attribute values are decoded when a rule reads them, and counted then if nested too
+    deep (`too_deep_reads`): the spans kept here are decoded already in a later run, so what cases reading
+    the spans of some fixtures together counted is kept with them (`deep`), until one of those is read again.
+    """
 
     def __init__(self) -> None:
         self.cache: dict[Path, tuple[Stamp, list[Span], list[str], list[Span]]] = {}
+        self.deep: dict[tuple[Path, ...], int] = {}
 
     def spans(self, path: Path) -> tuple[list[Span], list[str], list[Span]]:
         """The file's spans, a line for each unknown key of its OTLP/JSON objects (`UnknownKeys`), and its spans
@@ -115,7 +128,16 @@ class TraceFiles:
             spans = load_trace_file(path, clamped=clamped, unknown=unknown)
             hit = (now, spans, unknown.warnings(), clamped)
             self.cache[path] = hit
+            self.deep = {k: n for k, n in self.deep.items() if path not in k}
         return hit[1], hit[2], hit[3]
+
+    def read_too_deep(self, paths: tuple[Path, ...], reads: int) -> None:
+        """`reads` more values nested too deep were decoded while a case read the spans of `paths`."""
+        self.deep[paths] = self.deep.get(paths, 0) + reads
+
+    def too_deep(self, read_together: Iterable[tuple[Path, ...]]) -> int:
+        """The values nested too deep that cases reading these fixtures together decoded, in this run or before."""
+        return sum(self.deep.get(paths, 0) for paths in set(read_together))
 
 
 class Programs:
@@ -199,7 +221,10 @@ class Runner:
             if file.loaded and not fr.cases and self.select is not None:
                 continue  # nothing selected here: leave the file out of the report
             results.append(fr)
-        return RunResult(results, time.perf_counter() - started, selected)
+        run = RunResult(results, time.perf_counter() - started, selected)
+        deep = too_deep_warning(self.traces.too_deep(_fixtures(c.case) for c in run.cases))
+        run.warnings.extend([deep] if deep is not None else [])
+        return run
 
     def run_case(self, file: TestFile, case: Case) -> CaseResult:
         t0 = time.perf_counter()
@@ -233,6 +258,7 @@ class Runner:
             result.problems.sort(key=lambda p: p.line)
             result.seconds = time.perf_counter() - t0
             return result
+        deep_before = too_deep_reads()
         spans.extend(_placed(case.spans, spans))
         traces = assemble(spans)
         result.warnings.extend(read_warnings(clamped, dropped_copies(spans, traces)[1]))
@@ -256,9 +282,15 @@ class Runner:
                 result.why_not = {
                     r: explain_quiet(by_id[r], traces, case.labels, result.signals) for r in sorted(short) if r in by_id
                 }
+        self.traces.read_too_deep(_fixtures(case), too_deep_reads() - deep_before)
         result.problems.sort(key=lambda p: p.line)
         result.seconds = time.perf_counter() - t0
         return result
+
+
+def _fixtures(case: Case) -> tuple[Path, ...]:
+    """The fixture files whose spans a case reads together."""
+    return tuple(path for path, _ in case.traces)
 
 
 def _placed(inline: Sequence[Span], fixture: Sequence[Span]) -> Sequence[Span]:
