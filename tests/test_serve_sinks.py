@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from limits_support import file_size_limit
 from reader_support import as_reader
 from serve_support import LoopbackServer, wait_for
 
@@ -1368,22 +1369,6 @@ def test_a_path_below_a_folder_that_cannot_be_searched_is_named_and_retried_as_a
     finally:
         locked.chmod(0o755)
         shutil.rmtree(folder)
-
-
-@contextlib.contextmanager
-def file_size_limit(limit: int) -> Iterator[None]:
-    """RLIMIT_FSIZE (`ulimit -f`) at `limit` bytes for this process: a write past it fails with EFBIG
-    (Python ignores SIGXFSZ, which would otherwise end the process)."""
-    import resource
-    import signal
-
-    assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
 
 def test_a_jsonl_write_past_the_file_size_limit_is_cut_back_and_retried(tmp_path: Path) -> None:

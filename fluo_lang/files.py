@@ -1,0 +1,133 @@
+"""Writing the files a command was told to write: afterwards each holds its old text or its new one, whole."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """The text a file is to hold. Through a symbolic link the file it names is written, unless `replace_link`:
+    then the link itself is replaced by the file."""
+
+    path: Path
+    data: bytes
+    replace_link: bool = False
+
+
+class PartlyWritten(OSError):
+    """All the new files were written whole, but putting one in its place failed: `written` are in place,
+    the others are as they were."""
+
+    def __init__(self, cause: OSError, path: Path, written: Sequence[Path]) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.written = list(written)
+
+
+def write_all(files: Sequence[NewFile]) -> None:
+    """Write `files`, each through a new file in its folder that then takes its place, keeping its mode (a file
+    that is new gets the mode the umask gives). Every new file is written whole before the first takes its
+    place, in the order given: a write that fails (disk full, a file size limit, Ctrl-C) leaves every file as
+    it was, and no new file behind.
+
+    Raises `OSError` naming the path given (`filename`) with nothing changed, or, when a rename fails after
+    others were done (the folder changed under the run), `PartlyWritten`.
+    """
+    staged: list[tuple[str, str, Path]] = []  # (new file, the file it replaces, as given)
+    done: list[Path] = []
+    try:
+        for f in files:
+            target = os.path.abspath(f.path) if f.replace_link else os.path.realpath(f.path)
+            try:
+                staged.append((_new_beside(target, f.data), target, f.path))
+            except OSError as exc:
+                raise OSError(exc.errno, exc.strerror or str(exc), str(f.path)) from exc
+        for temp, target, given in staged:
+            try:
+                os.replace(temp, target)
+            except OSError as exc:
+                if done:
+                    raise PartlyWritten(exc, given, done) from exc
+                raise OSError(exc.errno, exc.strerror or str(exc), str(given)) from exc
+            done.append(given)
+    finally:
+        for temp, _, _ in staged[len(done) :]:  # put in place in order: the rest are still new files
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
+def _new_beside(target: str, data: bytes) -> str:
+    """A new file in `target`'s folder holding `data`, flushed to the disk, with `target`'s mode if it is a file."""
+    try:
+        before: os.stat_result | None = os.lstat(target)
+    except FileNotFoundError:
+        before = None
+    if before is not None and stat.S_ISDIR(before.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    folder, name = os.path.split(target)
+    while True:
+        temp = os.path.join(folder, f".{name[:64]}.{secrets.token_hex(4)}.tmp")
+        try:  # mode 0o666 as open() gives a new file, so the umask applies
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if before is not None and stat.S_ISREG(before.st_mode):
+            os.chmod(temp, stat.S_IMODE(before.st_mode))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return temp
+
+
+def unusable_folder(folder: Path) -> str | None:
+    """Why `folder` cannot be made, or written into, if the first of it and its parents that is there says so:
+    a symbolic link to a missing path, or a file."""
+    for path in (folder, *folder.parents):
+        if path.is_symlink() and not path.exists():
+            return f"{path} is a symbolic link to a missing path ({os.readlink(path)})"
+        if path.exists():
+            return None if path.is_dir() else f"{path} is not a folder"
+    return None
+
+
+def make_folder(folder: Path) -> None:
+    """Make `folder` and its missing parents; `NotADirectoryError` says why when a file or a broken link is in
+    the way (`afile is not a folder`), where `mkdir` would say `File exists`."""
+    problem = unusable_folder(folder)
+    if problem is not None:
+        raise NotADirectoryError(errno.ENOTDIR, problem)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def identity(path: Path) -> tuple[int, int]:
+    """The file a path names, through links: (device, inode)."""
+    st = path.stat()
+    return st.st_dev, st.st_ino
+
+
+def one_of(path: Path, files: Iterable[Path]) -> Path | None:
+    """The one of `files` that `path` names, if it names one: by its name, through a symbolic link, or as a hard
+    link to it. None when `path` is not there."""
+    try:
+        wanted = identity(path)
+    except OSError:
+        return None
+    for f in files:
+        with contextlib.suppress(OSError):
+            if identity(f) == wanted:
+                return f
+    return None

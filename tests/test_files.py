@@ -1,0 +1,102 @@
+"""`fluo_lang.files`: the files a command writes hold their old text or their new one, whole."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from limits_support import file_size_limit
+
+from fluo_lang import files
+from fluo_lang.files import NewFile, PartlyWritten, make_folder, one_of, write_all
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_new_file_gets_the_umask_mode_and_a_replaced_one_keeps_its_own(tmp_path: Path) -> None:
+    old = tmp_path / "old.txt"
+    old.write_text("old", encoding="utf-8")
+    old.chmod(0o640)
+    umask = os.umask(0o027)
+    try:
+        write_all([NewFile(old, b"new old"), NewFile(tmp_path / "new.txt", b"new")])
+    finally:
+        os.umask(umask)
+    assert old.read_bytes() == b"new old" and stat.S_IMODE(old.stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640  # 0o666 less the umask
+    assert names(tmp_path) == ["new.txt", "old.txt"]
+
+
+def test_a_write_that_fails_changes_no_file_and_leaves_no_new_file_behind(tmp_path: Path) -> None:
+    """`ulimit -f` (or a full disk) cut the second file short: the first, whole, must not take its place either."""
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_text("small", encoding="utf-8")
+    big.write_text("big", encoding="utf-8")
+    with file_size_limit(10_000), pytest.raises(OSError) as caught:
+        write_all([NewFile(small, b"new small"), NewFile(big, b"x" * 20_000)])
+    assert caught.value.errno == errno.EFBIG and caught.value.filename == str(big)
+    assert small.read_text(encoding="utf-8") == "small" and big.read_text(encoding="utf-8") == "big"
+    assert names(tmp_path) == ["big.txt", "small.txt"]
+
+
+def test_a_link_is_written_through_unless_it_is_to_be_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "target.txt"
+    target.write_text("old", encoding="utf-8")
+    through, replaced = tmp_path / "through", tmp_path / "replaced"
+    through.symlink_to(target.name)
+    replaced.symlink_to(target.name)
+    write_all([NewFile(through, b"through")])
+    assert through.is_symlink() and target.read_text(encoding="utf-8") == "through"
+    write_all([NewFile(replaced, b"replaced", replace_link=True)])
+    assert not replaced.is_symlink() and replaced.read_text(encoding="utf-8") == "replaced"
+    assert target.read_text(encoding="utf-8") == "through"
+
+
+def test_a_folder_in_the_place_of_a_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        write_all([NewFile(tmp_path / "out", b"text")])
+    assert caught.value.filename == str(tmp_path / "out")
+    assert names(tmp_path) == ["out"] and names(tmp_path / "out") == []
+
+
+def test_a_rename_that_fails_after_others_says_which_were_done(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = [tmp_path / f"{n}.txt" for n in "abc"]
+    real = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        if dst.endswith("b.txt"):
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        real(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", replace)
+    with pytest.raises(PartlyWritten) as caught:
+        write_all([NewFile(p, p.name.encode()) for p in paths])
+    assert caught.value.written == [paths[0]] and caught.value.filename == str(paths[1])
+    assert names(tmp_path) == ["a.txt"]  # b and c as they were (not there), and no new file left
+
+
+def test_make_folder_says_what_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("", encoding="utf-8")
+    with pytest.raises(NotADirectoryError) as caught:
+        make_folder(tmp_path / "afile" / "sub")
+    assert caught.value.strerror == f"{tmp_path / 'afile'} is not a folder"
+    make_folder(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+
+
+def test_one_of_finds_a_file_by_name_link_or_hard_link(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_text("a", encoding="utf-8")
+    b.write_text("b", encoding="utf-8")
+    (tmp_path / "link").symlink_to(b)
+    (tmp_path / "hard").hardlink_to(b)
+    for name in ("b", "link", "hard"):
+        assert one_of(tmp_path / name, [a, b]) == b
+    assert one_of(tmp_path / "missing", [a, b]) is None
+    assert one_of(a, [b, tmp_path / "missing"]) is None
