@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from limits_support import file_size_limit
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import ROOT
 
@@ -930,3 +931,80 @@ def test_a_yaml_file_in_rules_is_refused_without_pointing_at_fluo_test(tmp_path:
     assert result.exit_code == 2
     assert "other_test.yaml is YAML, not a .fluo file: name rule files, or folders to search\n" in result.output
     assert "fluo test" not in result.output
+
+
+def test_a_junit_write_that_fails_leaves_the_last_report_whole(work: Path) -> None:
+    """QA citest r02: `--junit-xml` was written in place: past a file size limit (or on a full disk) the last
+    good report was left cut off, no XML."""
+    (work / "j.xml").write_text("<testsuites/>\n", encoding="utf-8")
+    cases = "".join(f"  - name: c{i}{'L' * 20_000}\n    spans: [{{name: a}}]\n    expect: []\n" for i in range(3))
+    (work / "long_test.yaml").write_text(f"rules: [rules.fluo]\ncases:\n{cases}", encoding="utf-8")
+    with file_size_limit(50_000):
+        result = fluo_test("long_test.yaml", "--junit-xml", "j.xml", "--format", "json")
+    assert (work / "j.xml").read_text(encoding="utf-8") == "<testsuites/>\n"
+    assert result.exit_code == 2
+    assert result.stderr == "fluo: cannot write --junit-xml j.xml: File too large\n"
+    assert json.loads(result.stdout)["junit_error"] == "cannot write --junit-xml j.xml: File too large"
+    assert not [p.name for p in work.iterdir() if p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("given", "kind"),
+    [
+        ("passing_test.yaml", "a test file"),
+        ("rules.fluo", "a rule file"),
+        ("traces/two_errors.json", "a fixture"),
+        ("link.xml", "a test file"),
+        ("hard.xml", "a rule file"),
+    ],
+)
+def test_junit_xml_naming_a_file_the_run_reads_is_refused(work: Path, given: str, kind: str) -> None:
+    """QA citest r03: `fluo test --junit-xml passing_test.yaml` (the path typed after the option) replaced the
+    test file with the report, and exited 0; so for a rule file or a fixture."""
+    (work / "link.xml").symlink_to("passing_test.yaml")
+    (work / "hard.xml").hardlink_to(work / "rules.fluo")
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    result = fluo_test("passing_test.yaml", "--junit-xml", given)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"fluo: refusing to write the --junit-xml report over {given}: it is {kind} this run reads "
+        "(give the report a file of its own, e.g. --junit-xml junit.xml)\n"
+    )
+    assert {p: p.read_bytes() for p in work.rglob("*") if p.is_file()} == before
+
+
+def test_junit_xml_over_a_rule_file_only_coverage_reads_is_refused_with_coverage(work: Path) -> None:
+    (work / "extra").mkdir()
+    (work / "extra" / "more.fluo").write_text("rule more { detect trace.count() > 100 }\n", encoding="utf-8")
+    assert fluo_test("passing_test.yaml", "extra", "--coverage", "--junit-xml", "extra/more.fluo").exit_code == 2
+    assert (work / "extra" / "more.fluo").read_text(encoding="utf-8").startswith("rule more")
+
+
+def test_a_junit_xml_that_cannot_be_written_makes_the_json_exit_code_2(work: Path) -> None:
+    """QA citest r06: the JSON report said `exit_code: 0`, then the --junit-xml write failed and the process
+    exited 2; and a file in the way of its folder was said as `File exists`."""
+    (work / "afile").write_text("", encoding="utf-8")
+    result = fluo_test("passing_test.yaml", "--format", "json", "--junit-xml", "afile/j.xml")
+    assert result.exit_code == 2
+    problem = "cannot write --junit-xml afile/j.xml: afile is not a folder"
+    assert result.stderr == f"fluo: {problem}\n"
+    report = json.loads(result.stdout)
+    assert report["summary"]["exit_code"] == 2 and report["junit_error"] == problem
+    assert report["summary"]["passed"] == 4
+
+
+def test_a_file_name_that_is_not_utf8_leaves_the_junit_and_json_reports_valid(work: Path) -> None:
+    """QA citest r08: `caf\\xe9_test.yaml` (a Latin-1 name) put a lone surrogate in the JUnit XML (`&#56553;`, no
+    XML) and a raw 0xE9 byte in the JSON report (no UTF-8). Both show it as the text report does: `\\udce9`."""
+    name = os.fsdecode(b"caf\xe9_test.yaml")
+    shutil.copy(work / "failing_test.yaml", work / name)
+    result = fluo_test(name, "--junit-xml", "j.xml", "--format", "json")
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout_bytes.decode("utf-8"))
+    assert report["files"][0]["path"] == "caf\\udce9_test.yaml"
+    root = ET.parse(work / "j.xml").getroot()
+    suite = root.find("testsuite")
+    assert suite is not None and suite.attrib["name"] == suite.attrib["file"] == "caf\\udce9_test.yaml"
+    assert {c.attrib["classname"] for c in suite.iter("testcase")} == {"caf\\udce9_test"}
+    assert "caf\\udce9_test.yaml::an unexpected signal" in fluo_test(name).stdout

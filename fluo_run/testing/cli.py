@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import re
 import sys
@@ -14,14 +14,15 @@ from typing import Any
 
 import click
 
-from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
+from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, RuleSourceError, rule_files
 from fluo_lang.diagnostics import plural
+from fluo_lang.files import NewFile, make_folder, one_of, write_all
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
 from .progress import Progress
-from .report import json_report, junit_report, printable, text_report
+from .report import json_report, json_text, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, short_path
 from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update, write_replacing
@@ -93,6 +94,32 @@ def _missing_inputs(f: TestFile) -> set[Path]:
         named.extend(traces if isinstance(traces, list) else [traces])
     found = (f.path.parent / n for n in named if isinstance(n, str) and n)
     return {p for p in found if not p.exists()}
+
+
+def _refuse_input(output: Path, files: Sequence[TestFile], folders: Sequence[str]) -> None:
+    """A usage error when `output` is one of the files the run reads: a test file, a rule file, a fixture, or
+    (`folders`, with `--coverage`) a rule file below the folders given; by its name, through a link, or as a
+    hard link. `fluo test --junit-xml r_test.yaml` is the likely slip: the test file typed after the option."""
+    kinds: dict[Path, str] = {}
+    for f in files:
+        kinds.setdefault(f.path, "a test file")
+        for p in f.rule_paths:
+            for rule_file in _below(p, lambda name: name.endswith(RULE_SUFFIX)) if p.is_dir() else [p]:
+                kinds.setdefault(rule_file, "a rule file")
+        for case in f.cases:
+            kinds.update((p, "a fixture") for p, _ in case.traces if p not in kinds)
+            for folder in case.folders:
+                kinds.update((p, "a fixture") for p in _below(folder, lambda name: True) if p not in kinds)
+    for given in (p for p in folders if Path(p).is_dir()):
+        with contextlib.suppress(RuleSourceError):
+            kinds.update((p, "a rule file") for p in rule_files([given]) if p not in kinds)
+    found = one_of(output, (p for p in kinds if not p.is_dir()))
+    if found is not None:
+        raise UsageProblem(
+            f"refusing to write the --junit-xml report over {output}: it is {kinds[found]} this run reads "
+            "(give the report a file of its own, e.g. --junit-xml junit.xml)",
+            Ran(_dependencies(files)),
+        )
 
 
 @dataclass
@@ -171,6 +198,8 @@ def run_once(
             t0 = time.perf_counter()
             files.append(runner.load_one(path))
             loading[id(files[-1])] = time.perf_counter() - t0
+        if junit_xml is not None:  # before anything is run or written
+            _refuse_input(Path(junit_xml), files, paths if coverage else ())
         progress.total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
         result = runner.run(files, progress)
     finally:
@@ -190,6 +219,15 @@ def run_once(
         raise UsageProblem(message, Ran(_dependencies(files)))
     updates = _apply_updates(result) if update else Updates()
     code = 2 if updates.problems else result.exit_code
+    ran = Ran(_dependencies(files), updates.written)
+    junit_problem = None
+    if junit_xml is not None:  # before the report, whose exit_code says whether it was written
+        try:
+            make_folder(Path(junit_xml).parent)
+            write_all([NewFile(Path(junit_xml), junit_report(result))])
+        except OSError as exc:
+            junit_problem = f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}"
+            code = 2
     cov = measure(result, [Path(p) for p in paths]) if coverage else None
     if fmt == "json":
         report = json_report(result, cov)
@@ -198,21 +236,17 @@ def run_once(
             report["updated"] = updates.notes
             if updates.problems:
                 report["update_errors"] = updates.problems
-        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+        if junit_problem is not None:
+            report["junit_error"] = junit_problem
+        click.echo(json_text(report))
     else:
         click.echo(text_report(result, cov), nl=False)
     for note in updates.notes:
         click.echo(note, err=True)
     for problem in updates.problems:
         click.echo(f"fluo: {problem}", err=True)
-    ran = Ran(_dependencies(files), updates.written)
-    if junit_xml is not None:
-        try:
-            target = Path(junit_xml)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(junit_report(result))
-        except OSError as exc:
-            raise UsageProblem(f"cannot write --junit-xml {junit_xml}: {exc.strerror or exc}", ran) from exc
+    if junit_problem is not None:
+        click.echo(f"fluo: {junit_problem}", err=True)
     return code, ran
 
 

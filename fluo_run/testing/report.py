@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -17,6 +18,7 @@ from .spec import Expectation
 WIDTH = 80
 MAX_RULE_LINES = 12
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
@@ -26,6 +28,13 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with each half of a surrogate pair written as its escape, `\\udce9`, as `printable` shows it: the
+    byte of a file name that is not UTF-8 (`caf\\xe9_test.yaml`, read as `\\udce9`) or a YAML `"\\ud800"`. UTF-8
+    and XML can hold no such character."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def _banner(title: str, fill: str) -> str:
@@ -205,7 +214,7 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
     if seconds:
         summary += f" in {result.seconds:.2f}s"
     lines.append(_banner(summary, "="))
-    return "\n".join(lines) + "\n"
+    return escape_surrogates("\n".join(lines) + "\n")  # a file name's byte that is not UTF-8, as the banners show it
 
 
 def coverage_text(cov: Coverage) -> list[str]:
@@ -277,11 +286,19 @@ def json_report(result: RunResult, coverage: Coverage | None = None) -> dict[str
     return out
 
 
+def json_text(report: dict[str, Any]) -> str:
+    """The JSON report as printed: indented, its text as it is but for half a surrogate pair, which UTF-8 cannot
+    hold: its string holds the escape instead (`\\udce9`, as `escape_surrogates` writes it)."""
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\\\u{ord(m[0]):04x}", text)  # in a JSON string: a backslash, `u`, digits
+
+
 # -- JUnit XML ----------------------------------------------------------------
 
 
 def _clean(text: str) -> str:
-    return _XML_BAD.sub("?", text)
+    """Text as XML can hold it: a control character as `?`, half a surrogate pair as its escape."""
+    return escape_surrogates(_XML_BAD.sub("?", text))
 
 
 def _seconds(s: float) -> str:
@@ -301,11 +318,12 @@ def junit_report(result: RunResult) -> bytes:
     root = ET.Element("testsuites", name="fluo test")
     totals = {"tests": 0, "failures": 0, "errors": 0}
     for fr in result.files:
-        suite = ET.SubElement(root, "testsuite", name=fr.file.display, file=fr.file.display)
+        display = _clean(fr.file.display)
+        suite = ET.SubElement(root, "testsuite", name=display, file=display)
         counts = {"tests": 0, "failures": 0, "errors": 0}
-        classname = junit_classname(fr.file.display)
+        classname = _clean(junit_classname(fr.file.display))
         if not fr.file.loaded:
-            case = ET.SubElement(suite, "testcase", classname=classname, name="(load)", file=fr.file.display)
+            case = ET.SubElement(suite, "testcase", classname=classname, name="(load)", file=display)
             case.set("line", str(fr.file.problems[0].line))
             case.set("time", _seconds(0))
             message = fr.file.problems[0].message
@@ -315,7 +333,7 @@ def junit_report(result: RunResult) -> bytes:
             counts["errors"] += 1
         for c in fr.cases:
             case = ET.SubElement(suite, "testcase", classname=classname, name=_clean(c.case.name))
-            case.set("file", fr.file.display)
+            case.set("file", display)
             case.set("line", str(c.case.line))
             case.set("time", _seconds(c.seconds))
             counts["tests"] += 1
