@@ -155,6 +155,30 @@ def test_missing_rules_folder_is_one_line(files: tuple[Path, Path], tmp_path: Pa
     assert result.stderr.startswith("fluo: --compare ")  # the path is one of --compare's, not a trace file
 
 
+@pytest.mark.parametrize("how", ["named", "in a folder", "linked", "hard-linked"])
+def test_a_report_over_a_compared_rule_file_is_refused(files: tuple[Path, Path], tmp_path: Path, how: str) -> None:
+    """QA citest r05: `fluo discover --compare auth.fluo t -o auth.fluo` replaced the rule file compared with the
+    report, and exited 0."""
+    rules, traces = files
+    mine = rules / "mine.fluo"
+    given, out = {
+        "named": (mine, mine),
+        "in a folder": (rules, mine),
+        "linked": (mine, tmp_path / "link.fluo"),
+        "hard-linked": (mine, tmp_path / "hard.fluo"),
+    }[how]
+    if how == "linked":
+        out.symlink_to(mine)
+    elif how == "hard-linked":
+        out.hardlink_to(mine)
+    result = run("--compare", str(given), str(traces), "-o", str(out))
+    assert result.exit_code == 2
+    assert result.stderr == f"fluo: refusing to overwrite input {out}: it is one of the rule files --compare reads\n"
+    assert mine.read_text(encoding="utf-8") == RULES
+    assert run("--compare", str(given), str(traces), "-o", str(tmp_path / "report.txt")).exit_code == 0
+    assert "auth_budget" in (tmp_path / "report.txt").read_text(encoding="utf-8")
+
+
 def test_durations_read_as_a_person_writes_them(tmp_path: Path) -> None:
     """Ranges of durations in three significant digits, rounded outward (they were `20199.424us`)."""
     spans = []

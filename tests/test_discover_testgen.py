@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
+from limits_support import file_size_limit
 
 from fluo_lang.api import analyze_paths, compile_program
 from fluo_lang.otlp import load_trace_file, spans_to_json, spans_to_request
@@ -546,3 +547,50 @@ def _with_attributes(s: Span, attributes: dict[str, Any]) -> Span:
         status=s.status,
         attributes=attributes,
     )
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    """The files below `folder`, by their path in it, with their bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _tests_for(traces: Path, folder: Path) -> Result:
+    return CliRunner().invoke(main, ["discover", str(traces), "-o", str(folder / "r.fluo"), "--tests", str(folder)])
+
+
+@pytest.mark.parametrize("fails", ["a fixture", "the rule file, last"])
+def test_a_regeneration_that_cannot_write_a_file_changes_none(tmp_path: Path, fails: str) -> None:
+    """QA citest r04: `-o` and `--tests` wrote in place, one file after another: past a file size limit (or on a
+    full disk) the rule file was cut short, or new rules stood beside the old tests and a cut fixture, and
+    `fluo test` failed. Every file is written whole beside its place before any takes it."""
+    small = write_spans(tmp_path / "small.json", shop_corpus(30))
+    large = write_spans(tmp_path / "large.json", shop_corpus(60))
+    assert _tests_for(large, tmp_path / "unlimited").exit_code == 0  # what the regeneration writes
+    new = _files(tmp_path / "unlimited")
+    others = max(len(data) for path, data in new.items() if path.name != "r.fluo")
+    assert others < len(new[Path("r.fluo")])  # the rule file is the largest, and written last
+    limit = 4000 if fails == "a fixture" else (others + len(new[Path("r.fluo")])) // 2
+    folder = tmp_path / "rules"
+    assert _tests_for(small, folder).exit_code == 0
+    before = _files(folder)
+    assert before != new
+    with file_size_limit(limit):
+        result = _tests_for(large, folder)
+    assert result.exit_code == 2, result.output
+    named = folder / "fixtures" / "r" if fails == "a fixture" else folder / "r.fluo"
+    assert result.stderr.startswith(f"fluo: cannot write {named}") and result.stderr.endswith(": File too large\n")
+    assert result.stderr.count("\n") == 1
+    assert _files(folder) == before  # and no new file left beside them
+    assert CliRunner().invoke(main, ["test", str(folder)]).exit_code == 0
+
+
+def test_an_output_cut_short_leaves_the_last_one_whole(tmp_path: Path) -> None:
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    rules = tmp_path / "r.fluo"
+    rules.write_text("// my reviewed rules\n", encoding="utf-8")
+    with file_size_limit(1000):
+        result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(rules)])
+    assert result.exit_code == 2
+    assert result.stderr == f"fluo: cannot write {rules}: File too large\n"
+    assert rules.read_text(encoding="utf-8") == "// my reviewed rules\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.fluo", "shop.json"]

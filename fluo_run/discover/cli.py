@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
+from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.diagnostics import plural
+from fluo_lang.files import NewFile, PartlyWritten, identity, make_folder, one_of, unusable_folder, write_all
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
@@ -19,7 +21,7 @@ from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
 from .render import fluo_text, json_report, rules_of
 from .syntax import id_prefix
-from .testgen import linked_output, test_outputs, write_tests
+from .testgen import TestsPlan, linked_output, plan_tests, test_outputs
 
 
 def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus]:
@@ -142,15 +144,15 @@ def command(
         )
     if rules_path is not None and tests_dir is not None:
         test_file, fixtures = test_outputs(Path(tests_dir), rules_path.stem)
-        _refuse_inputs(trace_paths, [Path(p) for p in (output, rules_path, test_file) if p], fixtures)
+        _refuse_inputs(trace_paths, compare_paths, [Path(p) for p in (output, rules_path, test_file) if p], fixtures)
         problem = linked_output(Path(tests_dir), rules_path.stem)
         if problem is not None:
             fail(problem)
-        unusable = _unusable_folder(fixtures)
+        unusable = unusable_folder(fixtures)
         if unusable is not None:
             fail(f"cannot write the tests into {tests_dir}: {unusable}")
     elif output is not None:
-        _refuse_inputs(trace_paths, [Path(output)], None)
+        _refuse_inputs(trace_paths, compare_paths, [Path(output)], None)
     deep_before = too_deep_reads()
     traces, corpus = _load(trace_paths, options)
     if not traces:
@@ -175,21 +177,34 @@ def command(
         text = fluo_text(rules, corpus, options)
     if tests_dir is not None:  # made before any output is written: a run that cannot write its tests writes nothing
         try:
-            Path(tests_dir).mkdir(parents=True, exist_ok=True)
+            make_folder(Path(tests_dir))
         except OSError as exc:
             fail(f"cannot make the tests folder {tests_dir}: {exc.strerror or exc}")
-    _emit(text, output)
+    writes: list[NewFile] = []
+    plan = TestsPlan()
     if tests_dir is not None and rules_path is not None:
-        if str(rules_path) != output:
-            _write(rules_path, fluo_text(rules, corpus, options))
+        rules_text = fluo_text(rules, corpus, options)
         try:
-            written = write_tests(Path(tests_dir), rules_path, rules, traces, corpus)
+            plan = plan_tests(Path(tests_dir), rules_path, rules_text, rules, traces, corpus)
         except OSError as exc:
             fail(f"cannot write the tests into {tests_dir}: {exc.strerror or exc}")
         except ValueError as exc:  # a bug, said in one line
             fail(f"cannot write the tests: {exc}")
-        for line in written:
-            click.echo(f"fluo: {line}", err=True)
+        writes = plan.writes
+        if output is None or rules_path != Path(output):
+            writes.append(NewFile(rules_path, rules_text.encode("utf-8")))
+    if output is not None:
+        writes.append(NewFile(Path(output), text.encode("utf-8")))
+    _write(writes)  # the fixtures, the test file, then the rules: every one whole beside its place first
+    for path in plan.removes:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            fail(f"cannot remove {path}, a fixture of the last run: {exc.strerror or exc}")
+    if output is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    for line in plan.lines:
+        click.echo(f"fluo: {line}", err=True)
     spans = plural(corpus.spans, "span")
     summary = f"fluo: {plural(len(rules), 'rule')} from {plural(len(corpus.traces), 'trace')} ({spans})"
     if corpus.resent:
@@ -211,8 +226,11 @@ def _rules_file(fmt: str, output: str | None, tests_dir: str | None) -> Path | N
     return Path(tests_dir) / f"{Path(output).stem if output else 'discovered'}.fluo"
 
 
-def _refuse_inputs(trace_paths: tuple[str, ...], outputs: list[Path], fixtures: Path | None) -> None:
-    """Exit 2 before writing anything when an output would replace an input trace file, when the
+def _refuse_inputs(
+    trace_paths: tuple[str, ...], compare_paths: tuple[str, ...], outputs: list[Path], fixtures: Path | None
+) -> None:
+    """Exit 2 before writing anything when an output would replace an input trace file or a rule file
+    `--compare` reads, when the
     fixture folder and an input folder overlap (the next run would read fixtures as traces), or when an
     input file is in the fixture folder (where `--tests` replaces and removes files): by its name, through a
     link, or as a hard link to a file there."""
@@ -225,59 +243,54 @@ def _refuse_inputs(trace_paths: tuple[str, ...], outputs: list[Path], fixtures: 
         if path.is_dir():
             folders.append(path.resolve())
         inputs.extend(trace_files_in(path) if path.is_dir() else [path])
-    files = {_identity(f) for f in inputs}
+    compared: list[Path] = []
+    for p in compare_paths:
+        with contextlib.suppress(RuleSourceError):  # a path that is missing is said later, as such
+            compared.extend(rule_files([p]) if Path(p).is_dir() else [Path(p)])
     for out in outputs:
-        if out.exists() and _identity(out) in files:
+        if one_of(out, inputs) is not None:
             fail(f"refusing to overwrite input {out}: it is one of the trace files read")
+        if one_of(out, compared) is not None:
+            fail(f"refusing to overwrite input {out}: it is one of the rule files --compare reads")
     if fixtures is None:
         return
     where = fixtures.resolve()
     for folder in folders:
         if where.is_relative_to(folder) or folder.is_relative_to(where):
             fail(f"refusing to write test fixtures into {fixtures}: the traces in {folder} would include them")
-    there = {_identity(f) for f in where.iterdir() if f.is_file() and not f.is_symlink()} if where.is_dir() else set()
+    there = {identity(f) for f in where.iterdir() if f.is_file() and not f.is_symlink()} if where.is_dir() else set()
     for f in inputs:
         if (f.parent.resolve() / f.name).is_relative_to(where):  # the name given, a link itself
             how = "is in that folder"
         elif f.resolve().is_relative_to(where):
             how = "is a link into that folder"
-        elif _identity(f) in there:
+        elif identity(f) in there:
             how = "is a hard link to a file in that folder"
         else:
             continue
         fail(f"refusing to write test fixtures into {fixtures}: the input {f} {how}, where --tests replaces files")
 
 
-def _unusable_folder(folder: Path) -> str | None:
-    """Why `folder` cannot be made, or written into, if the first of it and its parents that is there says so:
-    a symbolic link to a missing path, or a file."""
-    for path in (folder, *folder.parents):
-        if path.is_symlink() and not path.exists():
-            return f"{path} is a symbolic link to a missing path ({os.readlink(path)})"
-        if path.exists():
-            return None if path.is_dir() else f"{path} is not a folder"
-    return None
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    """The file a path names, through links: (device, inode)."""
-    st = path.stat()
-    return st.st_dev, st.st_ino
-
-
 def _emit(text: str, output: str | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     else:
-        _write(Path(output), text)
+        _write([NewFile(Path(output), text.encode("utf-8"))])
 
 
-def _write(path: Path, text: str) -> None:
-    folder = next((p for p in path.parents if p.exists()), None)
-    if folder is not None and not folder.is_dir():
-        fail(f"cannot write {path}: {folder} is not a folder")
+def _write(files: list[NewFile]) -> None:
+    """Write `files`, their folders made: each is written whole beside its place before any takes it, so a
+    failure (disk full, a file size limit) leaves them all as they were."""
+    for f in files:
+        try:
+            make_folder(f.path.parent)
+        except OSError as exc:
+            fail(f"cannot write {f.path}: {exc.strerror or exc}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_all(files)
+    except PartlyWritten as exc:
+        done = ", ".join(str(p) for p in exc.written)
+        fail(f"cannot write {exc.filename}: {exc.strerror or exc}; already replaced: {done}; the others as they were")
     except OSError as exc:
-        fail(f"cannot write {path}: {exc.strerror or exc}")
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"cannot write {where}{exc.strerror or exc}")

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import yaml
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.diagnostics import plural
 from fluo_lang.evaluate import Program
+from fluo_lang.files import NewFile
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
 from fluo_lang.values import HexBytes
@@ -383,12 +385,12 @@ def linked_output(tests_dir: Path, stem: str) -> str | None:
     return None
 
 
-def _fixture(tests_dir: Path, folder: Path, name: str, spans: list[Span]) -> str:
-    folder.mkdir(parents=True, exist_ok=True)
+def _fixture(tests_dir: Path, folder: Path, name: str, spans: list[Span], out: list[NewFile]) -> str:
+    """A fixture's name in the test file, its text added to `out`. A link in its place is replaced, not written
+    through: a fixture of ours is a file."""
     path = folder / f"{name}.json"
-    if path.is_symlink():  # a fixture of ours is a file: a link in its place is replaced, not written through
-        path.unlink()
-    path.write_text(json.dumps(spans_to_json(spans), indent=1) + "\n", encoding="utf-8")
+    data = (json.dumps(spans_to_json(spans), indent=1) + "\n").encode("utf-8")
+    out.append(NewFile(path, data, replace_link=True))
     return path.relative_to(tests_dir).as_posix()
 
 
@@ -412,10 +414,16 @@ def _passing(
 
 
 def build_cases(
-    tests_dir: Path, stem: str, rules: list[Rule], program: Program, traces: list[Trace], corpus: Corpus
+    tests_dir: Path,
+    stem: str,
+    rules: list[Rule],
+    program: Program,
+    traces: list[Trace],
+    corpus: Corpus,
+    fixtures_out: list[NewFile],
 ) -> tuple[list[dict[str, Any]], list[str], str | None]:
-    """The cases (with their fixtures written), the ids of rules no violating case was found for, and why
-    there is no passing case when there is none."""
+    """The cases (their fixtures added to `fixtures_out`), the ids of rules no violating case was found for,
+    and why there is no passing case when there is none."""
     by_id = {t.id_hex: t for t in traces}
     canonical: dict[str, list[Span]] = {}
 
@@ -430,7 +438,7 @@ def build_cases(
     passing = _passing(rules, program, corpus, spans_of)
     if not isinstance(passing, str):
         trace_id, spans = passing
-        path = _fixture(tests_dir, fixtures, PASSING_FIXTURE, spans)
+        path = _fixture(tests_dir, fixtures, PASSING_FIXTURE, spans, fixtures_out)
         cases.append({"name": f"a real trace ({trace_id}) breaks no rule", "traces": path, "expect": []})
     mutations = Mutations(corpus, spans_of)
     uncovered = []
@@ -458,54 +466,64 @@ def build_cases(
             uncovered.append(rule.id)
             continue
         fired, spans, how = best
-        path = _fixture(tests_dir, fixtures, rule.id, spans)
+        path = _fixture(tests_dir, fixtures, rule.id, spans, fixtures_out)
         cases.append({"name": f"{rule.id} fires: {how}", "traces": path, "expect": [{"rule": r} for r in fired]})
     return cases, uncovered, passing if isinstance(passing, str) else None
 
 
-def write_tests(tests_dir: Path, rules_path: Path, rules: list[Rule], traces: list[Trace], corpus: Corpus) -> list[str]:
-    """Write `<stem>_test.yaml` and its fixtures into `tests_dir`; returns what was written (or removed), and
-    why there is no passing case when there is none: lines for the user.
+@dataclass
+class TestsPlan:
+    """What `--tests` writes (fixtures, then the test file), what it then removes, and lines for the user."""
+
+    writes: list[NewFile] = field(default_factory=list)
+    removes: list[Path] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+
+def plan_tests(
+    tests_dir: Path, rules_path: Path, rules_text: str, rules: list[Rule], traces: list[Trace], corpus: Corpus
+) -> TestsPlan:
+    """`<stem>_test.yaml` and its fixtures for the rules `rules_text` (to be written at `rules_path`), and the
+    fixtures of an earlier run no case uses now; nothing is written, so that every file can be written whole
+    before any takes its place.
 
     With no rule there is no test (`fluo test` loads none of no rules): the test file and fixtures of the
     last run are removed, as a regeneration removes those of rules gone.
     """
-    text = rules_path.read_text(encoding="utf-8")
-    analysis = analyze([(str(rules_path), text)])
+    analysis = analyze([(str(rules_path), rules_text)])
     if analysis.has_errors:  # a bug in discover: what it writes must check
         first = next(d for d in analysis.diagnostics if d.is_error)
         raise ValueError(f"the discovered rules do not check: {first.format()}")
     program = compile_program(analysis)
     stem = rules_path.stem
-    tests_dir.mkdir(parents=True, exist_ok=True)
     test_path, folder = test_outputs(tests_dir, stem)
     problem = linked_output(tests_dir, stem)
     if problem is not None:
         raise OSError(errno.ELOOP, problem)
+    plan = TestsPlan()
     before = _fixtures_used(test_path, tests_dir, folder)
     if not rules:  # `fluo test` cannot load a test of no rules: write none, and remove the last run's
-        for path in sorted(before):
-            path.unlink(missing_ok=True)
         removed = test_path.is_file()
-        test_path.unlink(missing_ok=True)
+        plan.removes = [*sorted(before), test_path]
         gone = f" and {plural(len(before), 'fixture')}" if before else ""
         why = f"no test written into {tests_dir}: no rule was proposed, and a test needs rules"
-        return [why + (f"; removed the last run's {test_path}{gone}" if removed else "")]
-    cases, uncovered, no_pass = build_cases(tests_dir, stem, rules, program, traces, corpus)
+        plan.lines.append(why + (f"; removed the last run's {test_path}{gone}" if removed else ""))
+        return plan
+    cases, uncovered, no_pass = build_cases(tests_dir, stem, rules, program, traces, corpus, plan.writes)
     doc: dict[str, Any] = {
         "description": f"Generated by `fluo discover --tests` for {rules_path.name}: each rule quiet on a real trace, "
         "and firing on a real counterexample or a minimally changed real trace.",
         "rules": [os.path.relpath(rules_path, tests_dir).replace(os.sep, "/")],
         "cases": cases,
     }
-    test_path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000), encoding="utf-8")
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000)
+    plan.writes.append(NewFile(test_path, text.encode("utf-8"), replace_link=True))
     note = f" ({len(uncovered)} rules without a violating case: {', '.join(uncovered)})" if uncovered else ""
-    stale = sorted(before - {(tests_dir / c["traces"]).resolve() for c in cases})
-    for path in stale:
-        path.unlink(missing_ok=True)
-    if stale:
-        note += f"; removed {plural(len(stale), 'fixture')} of the last run no case uses now"
-    return [f"wrote {test_path} with {plural(len(cases), 'case')}{note}", *([no_pass] if no_pass else [])]
+    plan.removes = sorted(before - {(tests_dir / c["traces"]).resolve() for c in cases})
+    if plan.removes:
+        note += f"; removed {plural(len(plan.removes), 'fixture')} of the last run no case uses now"
+    plan.lines = [f"wrote {test_path} with {plural(len(cases), 'case')}{note}", *([no_pass] if no_pass else [])]
+    return plan
 
 
 def _fixtures_used(test_path: Path, tests_dir: Path, folder: Path) -> set[Path]:
