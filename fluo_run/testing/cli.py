@@ -16,6 +16,7 @@ import click
 
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS
 from fluo_lang.diagnostics import plural
+from fluo_lang.files import write_replacing
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
@@ -24,7 +25,7 @@ from .progress import Progress
 from .report import json_report, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, short_path
-from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update, write_replacing
+from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update
 from .watch import Ran, watch
 
 
