@@ -10,7 +10,7 @@ import codecs
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from .compile import lower_rule, optimise
 from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
 from .diagnostics import Diagnostic, error, one_based, sort_key
 from .evaluate import Program
+from .folders import files_below
 from .ir import RuleIR
 from .parser import MAX_FILE_BYTES, parse, parse_expression
 from .typecheck import CheckedRule, check_files
@@ -156,7 +157,7 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            inside = sorted(_search(path))
+            inside = _search(path)
             if not inside:
                 raise RuleSourceError(f"{p}: no {RULE_SUFFIX} files in this folder")
             for f in inside:
@@ -175,13 +176,13 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
     return list(found.values())
 
 
-def _search(folder: Path) -> Iterator[Path]:
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
-        for name in names:
-            f = Path(root, name)
-            if name.endswith(RULE_SUFFIX) and f.is_file():
-                yield f
+def _search(folder: Path) -> list[Path]:
+    """The rule files below `folder`; RuleSourceError for a folder or file in it that cannot be read."""
+    try:
+        below = files_below(folder, lambda d: not d.startswith(".") and d not in SKIPPED_DIRS)
+        return [f for f in below if f.name.endswith(RULE_SUFFIX) and f.is_file()]
+    except OSError as exc:
+        raise RuleSourceError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
 
 
 def decode_source(data: bytes, path: str) -> tuple[str, Diagnostic | None]:

@@ -335,7 +335,8 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
     twice is read once. A file named is checked whatever its name, except YAML
     (a rule test: run it with fluo test), which is a usage error.
 
-    Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error.
+    Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error or
+    unreadable input.
 
     \b
     Example:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner, Result
+from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import EXAMPLE_RULES, ROOT
 
@@ -705,3 +708,42 @@ def test_eval_lists_the_same_span_ids_whatever_order_the_files_come_in(tmp_path:
         assert result.exit_code == 0, result.output
         outs.append([json.loads(line) for line in result.stdout.splitlines()])
     assert outs[0] == outs[1] and len(outs[0][0]["span_ids"]) == 20
+
+
+def test_a_folder_below_that_cannot_be_read_stops_check_fmt_and_eval(tmp_path: Path) -> None:
+    """QA (cli r01): a subfolder its user may not read was passed over silently, so `fluo check rules/`,
+    `fluo fmt --check rules/` and `fluo eval --traces traces/` exited 0 on files they never read. Now exit 2
+    naming the folder, as for an unreadable file. As root, the commands run as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    rules, traces = folder / "rules", folder / "traces"
+    (rules / "sub").mkdir(parents=True)
+    (traces / "sub").mkdir(parents=True)
+    (rules / "ok.fluo").write_text("rule ok {\n  expect trace.spans.count() < 5\n}\n")
+    (rules / "sub" / "broken.fluo").write_text("rule broken {\n  expect trace.spans.count( \n}\n")
+    (traces / "a.json").write_text('{"resourceSpans": []}\n')
+    (traces / "sub" / "b.json").write_text('{"resourceSpans": []}\n')
+    # what the commands import on first use, imported while the files can be read
+    assert run("eval", str(rules / "ok.fluo"), "--traces", str(traces / "a.json")).exit_code == 0
+    try:
+        for f in (folder, rules, traces):
+            f.chmod(0o755)
+        for f in (rules / "sub", traces / "sub"):
+            f.chmod(0)
+
+        def outcomes() -> str:
+            runs = [
+                ["check", str(rules)],
+                ["fmt", "--check", str(rules)],
+                ["eval", str(rules / "ok.fluo"), "--traces", str(traces)],
+            ]
+            return json.dumps([[r.exit_code, r.stderr] for r in (run(*args) for args in runs)])
+
+        assert json.loads(as_reader(outcomes)) == [
+            [2, f"fluo: cannot read {rules / 'sub'}: Permission denied\n"],
+            [2, f"fluo: cannot read {rules / 'sub'}: Permission denied\n"],
+            [2, f"fluo: cannot read {traces / 'sub'}: Permission denied\n"],
+        ]
+    finally:
+        for f in (rules / "sub", traces / "sub"):
+            f.chmod(0o755)
+        shutil.rmtree(folder)

@@ -224,7 +224,10 @@ def _refuse_inputs(trace_paths: tuple[str, ...], outputs: list[Path], fixtures: 
             continue
         if path.is_dir():
             folders.append(path.resolve())
-        inputs.extend(trace_files_in(path) if path.is_dir() else [path])
+        try:
+            inputs.extend(trace_files_in(path) if path.is_dir() else [path])
+        except TraceInputError as exc:
+            fail(str(exc))
     files = {_identity(f) for f in inputs}
     for out in outputs:
         if out.exists() and _identity(out) in files:

@@ -30,7 +30,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
-from fluo_lang.otlp import trace_files_in
+from fluo_lang.otlp import TraceInputError, trace_files_in
 from fluo_lang.trace import Span
 
 from .document import LineDict, LineList, YamlError, line_of, load
@@ -526,7 +526,11 @@ class _Reader:
                 continue
             path = self.file.path.parent / item
             if path.is_dir():  # a folder: its trace files, as `fluo eval --traces` reads one
-                found = trace_files_in(path)
+                try:
+                    found = trace_files_in(path)
+                except TraceInputError as exc:
+                    self.problem(n, str(exc), case)
+                    continue
                 if not found:
                     self.problem(n, f"no trace files (OTLP JSON or protobuf) in folder {display_path(path)}", case)
                 case.traces.extend((f, n) for f in found)
