@@ -118,10 +118,11 @@ class Diagnostic:
         return one_based(self.span)
 
     def format(self) -> str:
-        """`file:line:col: error[CODE] message`, as `fluo check` prints it."""
+        """`file:line:col: error[CODE] message`, as `fluo check` prints it: one line, whatever the file's name
+        or the message hold (a newline in either would forge a line that CI problem matchers read)."""
         line, col = self.human_position()
-        where = f"{self.path or '<input>'}:{line}:{col}"
-        return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"  # a rule's text may hold any
+        where = f"{one_line(self.path or '<input>')}:{line}:{col}"
+        return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"
 
     def to_json(self) -> dict[str, object]:
         line, col = self.human_position()

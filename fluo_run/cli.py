@@ -184,8 +184,8 @@ def main() -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    """One clear line on stderr and an exit status; never a traceback."""
-    click.echo(f"fluo: {message}", err=True)
+    """One clear line on stderr (what it names escaped, `one_line`) and an exit status; never a traceback."""
+    click.echo(f"fluo: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -425,7 +425,9 @@ def eval_command(
         click.echo(d.format(), err=True)
     program = compile_program(analysis, budget=eval_budget or None)
     if not program.rules:  # ran, and said so: an empty or all-disabled rule set checks nothing
-        click.echo(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)", err=True)
+        click.echo(
+            one_line(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)"), err=True
+        )
     with collector_paused():
         clamped: list[Span] = []
         unknown = UnknownKeys()
@@ -438,7 +440,7 @@ def eval_command(
         for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces)[1]):
             click.echo(f"fluo: warning: {warning}", err=True)
         if not spans:
-            click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
+            click.echo(one_line(f"fluo: no spans in {', '.join(trace_paths)}"), err=True)
         signals = program.evaluate(traces)
     deep = too_deep_warning(too_deep_reads() - deep_before)
     if deep is not None:

@@ -747,3 +747,22 @@ def test_a_folder_below_that_cannot_be_read_stops_check_fmt_and_eval(tmp_path: P
         for f in (rules / "sub", traces / "sub"):
             f.chmod(0o755)
         shutil.rmtree(folder)
+
+
+def test_check_text_escapes_file_names_as_it_escapes_messages(tmp_path: Path) -> None:
+    """QA (cli r03): file names were printed raw, so a newline in one forged a whole `file:1:1: error[...]`
+    line for CI problem matchers, and an ESC sequence vanished (click strips it off a terminal)."""
+    folder = tmp_path / "r"
+    folder.mkdir()
+    forged = "a\nforged.fluo:9:9: error[FLUO999] x.fluo"
+    for name in (forged, "b\x1b[31m.fluo"):
+        (folder / name).write_text("rule r_NAME {\n  expect foo\n}\n".replace("NAME", str(len(name))))
+    r = run("check", str(folder))
+    assert r.exit_code == 1
+    unknown = "error[FLUO200] unknown name `foo`; a rule starts from `trace` (or `window`)"
+    assert r.stdout.splitlines() == [
+        f"{folder}/a\\nforged.fluo:9:9: error[FLUO999] x.fluo:2:10: {unknown}",
+        f"{folder}/b\\u001b[31m.fluo:2:10: {unknown}",
+    ]
+    missing = run("check", str(folder / "c\nforged.fluo:1:1: error[FLUO999] y"))
+    assert missing.stderr == f"fluo: {folder}/c\\nforged.fluo:1:1: error[FLUO999] y: no such file or folder\n"
