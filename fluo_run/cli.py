@@ -12,8 +12,10 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 
@@ -26,8 +28,9 @@ from fluo_lang.api import (
     cost_diagnostics,
     lower,
 )
+from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key
+from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
 
@@ -194,32 +197,46 @@ def _summary(diags: Sequence[Diagnostic], files: int) -> str:
     return f"{plural(errors, 'error')}, {plural(len(diags) - errors, 'warning')} in {plural(files, 'file')}"
 
 
-def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:
-    """SARIF 2.1.0, as code-scanning services read it."""
+SARIF_ROOT = "%SRCROOT%"
+"""The `uriBaseId` of a relative `artifactLocation`: the folder `fluo check` ran in, which relative paths name
+files from (code scanning reads it as the repository's root, where a CI job runs)."""
+
+
+def sarif_uri(path: str) -> dict[str, str]:
+    """A file's `artifactLocation`: SARIF wants a URI reference, not a path, so a relative path is percent-encoded
+    (`#`, `%`, a space, a `:` that would read as a scheme) and based on `SARIF_ROOT`, an absolute one a `file:` URI."""
+    if os.path.isabs(path):
+        return {"uri": Path(path).as_uri()}
+    return {"uri": quote(os.fsencode(Path(path).as_posix()), safe="/"), "uriBaseId": SARIF_ROOT}
+
+
+def _sarif_location(path: str | None, span: SourceSpan, text_of: Callable[[str], str]) -> dict[str, Any]:
+    start, end = utf16_columns(span, text_of(path) if path else "")
+    region = {"startLine": span.line + 1, "startColumn": start, "endLine": span.end_line + 1, "endColumn": end}
+    return {"physicalLocation": {"artifactLocation": sarif_uri(path or "<input>"), "region": region}}
+
+
+def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[str, Any]:
+    """SARIF 2.1.0, as code-scanning services read it; `text_of(path)` is the text of a rule file.
+
+    Columns count UTF-16 code units, SARIF's default `columnKind`, declared all the same: GitHub code scanning
+    and other viewers slice lines in UTF-16 (JavaScript strings), and a reader that ignores `columnKind` takes
+    the default. Related locations (FLUO213's "first defined here") are `relatedLocations`."""
     used = sorted({d.code for d in diags})
     results = []
     for d in diags:
-        line, col = d.human_position()
-        results.append(
-            {
-                "ruleId": d.code,
-                "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
-                "message": {"text": d.message},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": d.path or "<input>"},
-                            "region": {
-                                "startLine": line,
-                                "startColumn": col,
-                                "endLine": d.span.end_line + 1,
-                                "endColumn": d.span.end_col + 1,
-                            },
-                        }
-                    }
-                ],
-            }
-        )
+        result: dict[str, Any] = {
+            "ruleId": d.code,
+            "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
+            "message": {"text": d.message},
+            "locations": [_sarif_location(d.path, d.span, text_of)],
+        }
+        if d.related:
+            result["relatedLocations"] = [
+                {"id": i, **_sarif_location(r.path or d.path, r.span, text_of), "message": {"text": r.message}}
+                for i, r in enumerate(d.related, 1)
+            ]
+        results.append(result)
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -232,6 +249,8 @@ def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:
                         "rules": [{"id": c, "shortDescription": {"text": CODES.get(c, c)}} for c in used],
                     }
                 },
+                "originalUriBaseIds": {SARIF_ROOT: {"uri": Path.cwd().as_uri() + "/"}},
+                "columnKind": "utf16CodeUnits",
                 "results": results,
             }
         ],
@@ -247,7 +266,7 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Se
             out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
         click.echo(json.dumps(out, indent=2), err=err)
     elif fmt == "sarif":
-        click.echo(json.dumps(sarif(diags), indent=2), err=err)
+        click.echo(json.dumps(sarif(diags, analysis.text_of), indent=2), err=err)
     else:
         for d in diags:
             click.echo(d.format(), err=err)

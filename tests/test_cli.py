@@ -16,7 +16,7 @@ from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import EXAMPLE_RULES, ROOT
 
-from fluo_run.cli import main
+from fluo_run.cli import main, sarif_uri
 
 TRACES = ROOT / "examples" / "traces"
 BAD = "rule r { expect trace.spans.whree(service == 'auth').count() <= 5 }\nrule s { detect trace.duration > \"x\" }\n"
@@ -766,3 +766,54 @@ def test_check_text_escapes_file_names_as_it_escapes_messages(tmp_path: Path) ->
     ]
     missing = run("check", str(folder / "c\nforged.fluo:1:1: error[FLUO999] y"))
     assert missing.stderr == f"fluo: {folder}/c\\nforged.fluo:1:1: error[FLUO999] y: no such file or folder\n"
+
+
+def test_check_sarif_locations_are_uri_references_with_utf16_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (cli r06, r07): `artifactLocation.uri` was the raw path (a space, `#` or `%` is no URI reference;
+    `#` starts a fragment) and columns counted code points with no `columnKind`, so readers took SARIF's
+    default, UTF-16 code units, one off per emoji before the error. FLUO213's first definition was lost."""
+    folder = tmp_path / "sp ace#1"
+    folder.mkdir()
+    (folder / "50%.fluo").write_text('rule e {\n  expect trace.has(name == "\U0001f600\U0001f600") and foo\n}\n')
+    (tmp_path / "twice.fluo").write_text("rule e {\n  expect trace.spans.count() < 5\n}\n")
+    monkeypatch.chdir(tmp_path)
+    r = run("check", "--format", "sarif", "sp ace#1", str(tmp_path / "twice.fluo"))
+    assert r.exit_code == 1, r.output
+    sarif = json.loads(r.stdout)
+    run_ = sarif["runs"][0]
+    assert run_["columnKind"] == "utf16CodeUnits"
+    assert run_["originalUriBaseIds"] == {"%SRCROOT%": {"uri": tmp_path.as_uri() + "/"}}
+    located = [(x["ruleId"], x["locations"][0]["physicalLocation"], x.get("relatedLocations")) for x in run_["results"]]
+    first = {"uri": "sp%20ace%231/50%25.fluo", "uriBaseId": "%SRCROOT%"}
+    assert located == [
+        (
+            "FLUO213",
+            {
+                "artifactLocation": {"uri": (tmp_path / "twice.fluo").as_uri()},
+                "region": {"startLine": 1, "startColumn": 6, "endLine": 1, "endColumn": 7},
+            },
+            [
+                {
+                    "id": 1,
+                    "physicalLocation": {
+                        "artifactLocation": first,
+                        "region": {"startLine": 1, "startColumn": 6, "endLine": 1, "endColumn": 7},
+                    },
+                    "message": {"text": "first defined here"},
+                }
+            ],
+        ),
+        (
+            "FLUO200",
+            {"artifactLocation": first, "region": {"startLine": 2, "startColumn": 40, "endLine": 2, "endColumn": 43}},
+            None,
+        ),
+    ]
+
+
+def test_sarif_uri_encodes_what_a_uri_reference_reserves() -> None:
+    assert sarif_uri("c:d/x y.fluo") == {"uri": "c%3Ad/x%20y.fluo", "uriBaseId": "%SRCROOT%"}  # not scheme `c:`
+    assert sarif_uri("../r/caf\xe9?.fluo") == {"uri": "../r/caf%C3%A9%3F.fluo", "uriBaseId": "%SRCROOT%"}
+    assert sarif_uri("/srv/a b#1.fluo") == {"uri": "file:///srv/a%20b%231.fluo"}
