@@ -59,6 +59,25 @@ EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT): 128 + 2, as a shell reports a program it ended."""
 
 
+EXIT_OUTPUT_FAILED = 2
+"""The output cannot be written (`> /dev/full`, a full disk), as input that cannot be read is 2."""
+
+
+def _from_writing_output(exc: OSError) -> bool:
+    """Whether `exc` was raised writing fluo's output: by `click.echo` or the flush after a command."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code in (click.utils.echo.__code__, LazyGroup.invoke.__code__)
+
+
+def _stdout_to_nowhere() -> None:
+    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 class OneLineUsageError(click.UsageError):
     """A usage error said in one line, as every other error about user input is, after the same `fluo: `:
     what is wrong, and where the options are listed (click's own takes four: usage, a hint, a blank line,
@@ -98,11 +117,15 @@ class LazyGroup(click.Group):
             # which `fluo eval` and `fluo test` use for what they found).
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
-            # What is still buffered goes nowhere, silently, instead of failing again at exit.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+            _stdout_to_nowhere()
             ctx.exit(EXIT_READER_GONE)
+        except OSError as exc:
+            if not _from_writing_output(exc):
+                raise
+            # `> /dev/full`, a full disk: one line and 2, not a traceback and 1, which means rule errors.
+            _stdout_to_nowhere()
+            click.echo(f"fluo: cannot write the output: {exc.strerror or exc}", err=True)
+            ctx.exit(EXIT_OUTPUT_FAILED)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
@@ -257,6 +280,24 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[st
     }
 
 
+def echo_json(value: Any, *, err: bool = False) -> None:
+    """`value` as indented JSON, written a few kilobytes at a time: one large write that its reader leaves part
+    way (`| head -c 10`) is cut short without an error (Python's buffered writer), where the next write fails
+    and fluo stops with `EXIT_READER_GONE`, as the text formats do."""
+    pieces: list[str] = []
+    size = 0
+    for chunk in json.JSONEncoder(indent=2).iterencode(value):
+        pieces.append(chunk)
+        size += len(chunk)
+        if size >= _JSON_PIECE:
+            click.echo("".join(pieces), nl=False, err=err)
+            pieces, size = [], 0
+    click.echo("".join(pieces), err=err)
+
+
+_JSON_PIECE = 4096  # characters, so bytes: the JSON is ASCII (ensure_ascii)
+
+
 def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Sequence[RuleIR] | None = None) -> None:
     """The diagnostics in `fmt`; with `ir` (JSON only), the rules' IR as an `ir` member beside them."""
     diags = analysis.diagnostics
@@ -264,9 +305,9 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Se
         out: dict[str, Any] = {"diagnostics": [d.to_json() for d in diags]}
         if ir is not None:
             out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
-        click.echo(json.dumps(out, indent=2), err=err)
+        echo_json(out, err=err)
     elif fmt == "sarif":
-        click.echo(json.dumps(sarif(diags, analysis.text_of), indent=2), err=err)
+        echo_json(sarif(diags, analysis.text_of), err=err)
     else:
         for d in diags:
             click.echo(d.format(), err=err)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -817,3 +818,48 @@ def test_sarif_uri_encodes_what_a_uri_reference_reserves() -> None:
     assert sarif_uri("c:d/x y.fluo") == {"uri": "c%3Ad/x%20y.fluo", "uriBaseId": "%SRCROOT%"}  # not scheme `c:`
     assert sarif_uri("../r/caf\xe9?.fluo") == {"uri": "../r/caf%C3%A9%3F.fluo", "uriBaseId": "%SRCROOT%"}
     assert sarif_uri("/srv/a b#1.fluo") == {"uri": "file:///srv/a%20b%231.fluo"}
+
+
+def _fluo(*args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "fluo_run.cli", *args], stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_a_reader_that_goes_away_stops_check_json_and_sarif_with_the_sigpipe_status(fmt: str, tmp_path: Path) -> None:
+    """QA (cli r09): `fluo check --format json | head -c 10` exited 0 (1 with errors), where text gives 141: the
+    document was one write, which the pipe cut short when its reader left, without an error."""
+    f = tmp_path / "w.fluo"
+    f.write_text("".join(f"rule r{i} {{ expect trace.spans.count() >= 0 }}\n" for i in range(3000)))  # FLUO307s
+    p = _fluo("check", "--format", fmt, str(f), stdout=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.read(10).startswith(b"{")  # as `| head -c 10` reads, then goes away
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=60) == 141, err
+    assert err == ""
+
+
+WARNED = "rule r {\n  expect trace.spans.count() >= 0\n}\n"  # check writes a warning
+FIRES = "rule d {\n  detect trace.spans.count() > 0\n}\n"  # eval writes a signal
+
+
+@pytest.mark.parametrize(
+    ("rule", "args"),
+    [
+        (WARNED, ["check", "--format", "text"]),
+        (WARNED, ["check", "--format", "json"]),
+        (WARNED, ["check", "--format", "sarif"]),
+        (FIRES, ["eval", "--traces", str(TRACES / "checkout_error.json")]),
+    ],
+)
+def test_output_that_cannot_be_written_is_one_line_and_exit_2(rule: str, args: list[str], tmp_path: Path) -> None:
+    """QA (cli r08): `fluo check ... > /dev/full` (a full disk) ended in a traceback and 1, the status of rule
+    errors: a CI job read a lint failure."""
+    f = tmp_path / "r.fluo"
+    f.write_text(rule)
+    command, *rest = args
+    with open("/dev/full", "wb") as full:
+        p = _fluo(command, str(f), *rest, stdout=full)
+        _, err = p.communicate(timeout=60)
+    assert (p.returncode, err.decode()) == (2, "fluo: cannot write the output: No space left on device\n")
