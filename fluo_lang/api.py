@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from . import ast
 from .compile import lower_rule, optimise
@@ -247,10 +248,14 @@ def _read_source(f: Path) -> tuple[str, Diagnostic | None]:
         data = read_file(f, _MAX_SOURCE_BYTES)
     except OSError as exc:
         raise RuleSourceError(f"cannot read {f}: {exc.strerror or exc}") from exc
+    return _source_of(data, str(f))
+
+
+def _source_of(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
     if len(data) > _MAX_SOURCE_BYTES:
         at = ast.Span(0, 0, 0, 0, 0, 0)
-        return "", error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=str(f))
-    return decode_source(data, str(f))
+        return "", error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
+    return decode_source(data, path)
 
 
 def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
@@ -271,13 +276,32 @@ def analyze_paths(paths: Iterable[str | Path]) -> Analysis:
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
     for f in rule_files(paths):
-        text, problem = _read_source(f)
-        if problem is None:
-            _parse_into(str(f), text, files, diags)
-        else:
-            files.append(ast.RuleFile(str(f), text))
-            diags.append(problem)
+        _add_source(str(f), _read_source(f), files, diags)
     return _check(files, diags)
+
+
+STDIN_NAME = "<stdin>"
+"""The path of rules read from standard input (`fluo check -`, `fluo fmt -`) in diagnostics."""
+
+
+def analyze_stdin(stream: BinaryIO) -> Analysis:
+    """`analyze_paths` of one rule file read from `stream` (standard input), named `STDIN_NAME`: at most one byte
+    more than a file may hold is read."""
+    files: list[ast.RuleFile] = []
+    diags: list[Diagnostic] = []
+    _add_source(STDIN_NAME, _source_of(stream.read(_MAX_SOURCE_BYTES + 1), STDIN_NAME), files, diags)
+    return _check(files, diags)
+
+
+def _add_source(
+    path: str, source: tuple[str, Diagnostic | None], files: list[ast.RuleFile], diags: list[Diagnostic]
+) -> None:
+    text, problem = source
+    if problem is None:
+        _parse_into(path, text, files, diags)
+    else:
+        files.append(ast.RuleFile(path, text))
+        diags.append(problem)
 
 
 def lower(analysis: Analysis, *, optimised: bool = True) -> list[RuleIR]:

@@ -24,6 +24,7 @@ from fluo_lang.api import (
     RuleSourceError,
     analyze_expression,
     analyze_paths,
+    analyze_stdin,
     compile_program,
     cost_diagnostics,
     lower,
@@ -389,7 +390,7 @@ eval_budget_option = click.option(
 @click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
 @cost_limit_option
 def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, cost_limit: int) -> None:
-    """Parse and typecheck rule files; folders are searched for *.fluo.
+    """Parse and typecheck rule files; folders are searched for *.fluo, - reads stdin.
 
     The search skips hidden folders, node_modules and __pycache__; a file named
     twice is read once. A file named is checked whatever its name, except YAML
@@ -406,7 +407,12 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
         fail("--emit-ir does not go with --format sarif; use --format text or json")
     if no_optimise and not emit_ir:
         fail("--no-optimise only changes what --emit-ir prints; give --emit-ir too")
-    analysis = load_rules(paths, cost_limit)
+    if "-" in paths:
+        if len(paths) > 1:
+            fail("give - alone, or files and folders")
+        analysis = with_cost_limit(analyze_stdin(sys.stdin.buffer), cost_limit)
+    else:
+        analysis = load_rules(paths, cost_limit)
     ir = lower(analysis, optimised=not no_optimise) if emit_ir else None
     print_diagnostics(analysis, fmt, ir=ir)
     if fmt == "text":

@@ -863,3 +863,19 @@ def test_output_that_cannot_be_written_is_one_line_and_exit_2(rule: str, args: l
         p = _fluo(command, str(f), *rest, stdout=full)
         _, err = p.communicate(timeout=60)
     assert (p.returncode, err.decode()) == (2, "fluo: cannot write the output: No space left on device\n")
+
+
+def test_check_dash_reads_rules_from_stdin_as_fmt_does() -> None:
+    """QA (cli, minor): `fluo check -` said "-: no such file or folder" while `fluo fmt -` and `--traces -` read
+    standard input."""
+    r = run("check", "-", stdin="rule a {\n  expect foo\n}\n")
+    assert (r.exit_code, r.stdout) == (
+        1,
+        "<stdin>:2:10: error[FLUO200] unknown name `foo`; a rule starts from `trace` (or `window`)\n",
+    )
+    assert r.stderr == "1 error, 0 warnings in 1 file\n"
+    bad = run("check", "-", "--format", "json", stdin=b"rule a { expect true } // caf\xe9\n")
+    assert [(d["path"], d["code"]) for d in json.loads(bad.stdout)["diagnostics"]] == [("<stdin>", "FLUO106")]
+    assert run("check", "-", "--emit-ir", stdin="rule a {\n  expect trace.spans.count() < 5\n}\n").exit_code == 0
+    mixed = run("check", "-", str(EXAMPLE_RULES))
+    assert (mixed.exit_code, mixed.stderr) == (2, "fluo: give - alone, or files and folders\n")
