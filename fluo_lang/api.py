@@ -173,8 +173,19 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
                 raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
             found.setdefault(path.resolve(), path)
         else:
-            raise RuleSourceError(f"{p}: no such file or folder")
+            raise RuleSourceError(_missing(p))
     return list(found.values())
+
+
+def _missing(path: str | Path) -> str:
+    """Why a path named is neither a file nor a folder: not there, or (a symbolic link loop, a folder on the way
+    that cannot be searched) what the system says, as `fluo eval --traces` says it."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"cannot read {path}: {exc.strerror or exc}"
+    return f"{path}: no such file or folder"
 
 
 def _search(folder: Path) -> list[Path]:

@@ -879,3 +879,20 @@ def test_check_dash_reads_rules_from_stdin_as_fmt_does() -> None:
     assert run("check", "-", "--emit-ir", stdin="rule a {\n  expect trace.spans.count() < 5\n}\n").exit_code == 0
     mixed = run("check", "-", str(EXAMPLE_RULES))
     assert (mixed.exit_code, mixed.stderr) == (2, "fluo: give - alone, or files and folders\n")
+
+
+def test_a_symbolic_link_loop_is_said_alike_by_check_fmt_and_eval(tmp_path: Path) -> None:
+    """QA (cli, minor): check and fmt said "loop: no such file or folder", eval "cannot read loop: Too many levels
+    of symbolic links"."""
+    loop = tmp_path / "loop.fluo"
+    loop.symlink_to(loop)
+    traces = str(TRACES / "checkout_error.json")
+    said = f"fluo: cannot read {loop}: Too many levels of symbolic links\n"
+    for args in (["check", str(loop)], ["fmt", "--check", str(loop)], ["eval", str(loop), "--traces", traces]):
+        r = run(*args)
+        assert (r.exit_code, r.stderr) == (2, said), args
+    r = run("eval", str(EXAMPLE_RULES), "--traces", str(loop))
+    assert (r.exit_code, r.stderr) == (2, said)
+    assert (
+        run("check", str(tmp_path / "gone.fluo")).stderr == f"fluo: {tmp_path / 'gone.fluo'}: no such file or folder\n"
+    )
