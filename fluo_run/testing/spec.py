@@ -239,13 +239,18 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders."""
-    for root, dirs, files in os.walk(folder):
+    """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders.
+    A folder that cannot be read is a FileNotFoundError naming it, as `fluo check` says it: not passed over."""
+    for root, dirs, files in os.walk(folder, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
             f = Path(root) / name
             if not name.startswith(".") and f.is_file():
                 yield f
+
+
+def _unreadable(exc: OSError) -> None:
+    raise FileNotFoundError(f"cannot read {display_path(Path(exc.filename))}: {exc.strerror or exc}") from exc
 
 
 def _search(folder: Path) -> list[Path]:
