@@ -10,15 +10,17 @@ import codecs
 import errno
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from . import ast
 from .compile import lower_rule, optimise
 from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
 from .diagnostics import Diagnostic, error, one_based, sort_key
 from .evaluate import Program
+from .folders import files_below
 from .ir import RuleIR
 from .parser import MAX_FILE_BYTES, parse, parse_expression
 from .typecheck import CheckedRule, check_files
@@ -156,7 +158,7 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            inside = sorted(_search(path))
+            inside = _search(path)
             if not inside:
                 raise RuleSourceError(f"{p}: no {RULE_SUFFIX} files in this folder")
             for f in inside:
@@ -171,17 +173,28 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
                 raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
             found.setdefault(path.resolve(), path)
         else:
-            raise RuleSourceError(f"{p}: no such file or folder")
+            raise RuleSourceError(_missing(p))
     return list(found.values())
 
 
-def _search(folder: Path) -> Iterator[Path]:
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
-        for name in names:
-            f = Path(root, name)
-            if name.endswith(RULE_SUFFIX) and f.is_file():
-                yield f
+def _missing(path: str | Path) -> str:
+    """Why a path named is neither a file nor a folder: not there, or (a symbolic link loop, a folder on the way
+    that cannot be searched) what the system says, as `fluo eval --traces` says it."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            return f"cannot read {path}: {exc.strerror or exc}"
+    return f"{path}: no such file or folder"
+
+
+def _search(folder: Path) -> list[Path]:
+    """The rule files below `folder`; RuleSourceError for a folder or file in it that cannot be read."""
+    try:
+        below = files_below(folder, lambda d: not d.startswith(".") and d not in SKIPPED_DIRS)
+        return [f for f in below if f.name.endswith(RULE_SUFFIX) and f.is_file()]
+    except OSError as exc:
+        raise RuleSourceError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
 
 
 def decode_source(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
@@ -246,10 +259,14 @@ def _read_source(f: Path) -> tuple[str, Diagnostic | None]:
         data = read_file(f, _MAX_SOURCE_BYTES)
     except OSError as exc:
         raise RuleSourceError(f"cannot read {f}: {exc.strerror or exc}") from exc
+    return _source_of(data, str(f))
+
+
+def _source_of(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
     if len(data) > _MAX_SOURCE_BYTES:
         at = ast.Span(0, 0, 0, 0, 0, 0)
-        return "", error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=str(f))
-    return decode_source(data, str(f))
+        return "", error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
+    return decode_source(data, path)
 
 
 def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
@@ -270,13 +287,32 @@ def analyze_paths(paths: Iterable[str | Path]) -> Analysis:
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
     for f in rule_files(paths):
-        text, problem = _read_source(f)
-        if problem is None:
-            _parse_into(str(f), text, files, diags)
-        else:
-            files.append(ast.RuleFile(str(f), text))
-            diags.append(problem)
+        _add_source(str(f), _read_source(f), files, diags)
     return _check(files, diags)
+
+
+STDIN_NAME = "<stdin>"
+"""The path of rules read from standard input (`fluo check -`, `fluo fmt -`) in diagnostics."""
+
+
+def analyze_stdin(stream: BinaryIO) -> Analysis:
+    """`analyze_paths` of one rule file read from `stream` (standard input), named `STDIN_NAME`: at most one byte
+    more than a file may hold is read."""
+    files: list[ast.RuleFile] = []
+    diags: list[Diagnostic] = []
+    _add_source(STDIN_NAME, _source_of(stream.read(_MAX_SOURCE_BYTES + 1), STDIN_NAME), files, diags)
+    return _check(files, diags)
+
+
+def _add_source(
+    path: str, source: tuple[str, Diagnostic | None], files: list[ast.RuleFile], diags: list[Diagnostic]
+) -> None:
+    text, problem = source
+    if problem is None:
+        _parse_into(path, text, files, diags)
+    else:
+        files.append(ast.RuleFile(path, text))
+        diags.append(problem)
 
 
 def lower(analysis: Analysis, *, optimised: bool = True) -> list[RuleIR]:

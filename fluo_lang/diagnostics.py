@@ -84,6 +84,21 @@ def one_based(span: Span) -> tuple[int, int]:
     return span.line + 1, span.col + 1
 
 
+def utf16_units(text: str) -> int:
+    """How many UTF-16 code units `text` is; a lone surrogate (a client's JSON can hold one) is one."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def utf16_columns(span: Span, text: str) -> tuple[int, int]:
+    """The 1-based start and end columns of a span of `text` counted in UTF-16 code units, as SARIF counts
+    them by default (`one_based` counts code points): an astral character such as an emoji is two."""
+    if not (span.col <= span.start and span.end_col <= span.end <= len(text)):
+        return span.col + 1, span.end_col + 1  # not a span of this text (a file that was not read)
+    start = utf16_units(text[span.start - span.col : span.start])
+    end = utf16_units(text[span.end - span.end_col : span.end])
+    return start + 1, end + 1
+
+
 @dataclass(frozen=True, slots=True)
 class Related:
     """A secondary location that explains a diagnostic (e.g. the first definition)."""
@@ -118,10 +133,11 @@ class Diagnostic:
         return one_based(self.span)
 
     def format(self) -> str:
-        """`file:line:col: error[CODE] message`, as `fluo check` prints it."""
+        """`file:line:col: error[CODE] message`, as `fluo check` prints it: one line, whatever the file's name
+        or the message hold (a newline in either would forge a line that CI problem matchers read)."""
         line, col = self.human_position()
-        where = f"{self.path or '<input>'}:{line}:{col}"
-        return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"  # a rule's text may hold any
+        where = f"{one_line(self.path or '<input>')}:{line}:{col}"
+        return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"
 
     def to_json(self) -> dict[str, object]:
         line, col = self.human_position()

@@ -5,7 +5,9 @@ whitespace between them, so the token sequence and therefore the meaning stay th
 same. The layout it keeps:
 
 - `rule ID {` opens a rule; each metadata entry and clause goes on its own line,
-  indented two spaces; `}` closes it alone on its line; rules are one blank line apart;
+  indented two spaces; `}` closes it alone on its line; rules are one blank line apart
+  (where the author left none, it goes after the first rule's line with `}`, so comment
+  lines right before a rule stay with it);
 - inside an expression the author's line breaks are kept, and a continued line is
   indented two spaces per open bracket (at least one step);
 - one space around binary operators and keywords and after `,` and `:`; none inside
@@ -96,11 +98,17 @@ class _Printer:
         self.prev: Lexeme | None = None  # the last token written, comments included
         self.prev_code: Lexeme | None = None  # the last significant token written
         self.unary = False  # the last significant token is a unary `-`
+        self.rule_closed = False  # a rule's `}` was written and no line break since
 
     def run(self, lexemes: list[Lexeme]) -> str:
         gaps = _newlines_before(lexemes)
         code = [i for i, t in enumerate(self.tokens) if t.kind != "COMMENT"]
         following: list[int | None] = [None] * len(self.tokens)  # index of the next significant token
+        # blank_ahead[i]: a blank line comes between token i and the next significant token
+        blank_ahead = [False] * len(self.tokens)
+        for i in range(len(self.tokens) - 2, -1, -1):
+            nxt_tok = self.tokens[i + 1]
+            blank_ahead[i] = gaps.get(nxt_tok.start, 0) > 1 or (nxt_tok.kind == "COMMENT" and blank_ahead[i + 1])
         for k, i in enumerate(code):
             start = code[k - 1] + 1 if k else 0
             for j in range(start, i):
@@ -110,7 +118,7 @@ class _Printer:
             nxt = self.tokens[nxt_i] if nxt_i is not None else None
             if tok.kind == "COMMENT":
                 after = self.tokens[n] if nxt_i is not None and (n := next_code(code, nxt_i)) is not None else None
-                self.comment(tok, gaps.get(tok.start, 0), nxt, after)
+                self.comment(tok, gaps.get(tok.start, 0), nxt, after, blank_ahead[i])
             else:
                 self.code(tok, gaps.get(tok.start, 0), nxt)
             self.prev = tok
@@ -137,27 +145,30 @@ class _Printer:
     def newline(self, indent: str, blank: bool) -> None:
         if self.prev is None:
             return
+        self.rule_closed = False
         self.out.append("\n\n" if blank else "\n")
         self.out.append(indent)
 
-    def comment(self, tok: Lexeme, gap: int, nxt: Lexeme | None, after: Lexeme | None) -> None:
+    def comment(self, tok: Lexeme, gap: int, nxt: Lexeme | None, after: Lexeme | None, blank_ahead: bool) -> None:
         text = tok.text.rstrip()
         if self.prev is not None and gap == 0:
             self.out.append(" " + text)
             return
+        blank = gap > 1 and not self.body_opened
         if nxt is not None and (self.is_item_start(nxt, after) or self.closes_rule(nxt)):
             indent = INDENT
         elif nxt is not None and nxt.kind == "RULE" and not self.in_rule:
             indent = ""
+            blank = blank or (self.rule_closed and not blank_ahead)  # the rules' blank line, before its comments
         else:
             indent = self.continuation(nxt) if nxt is not None else ""
-        self.newline(indent, gap > 1 and not self.body_opened)
+        self.newline(indent, blank)
         self.out.append(text)
 
     def code(self, tok: Lexeme, gap: int, nxt: Lexeme | None) -> None:
         after_comment = self.prev is not None and self.prev.kind == "COMMENT"
         if tok.kind == "RULE" and not self.in_rule:
-            self.newline("", not after_comment or gap > 1)
+            self.newline("", not after_comment or gap > 1 or self.rule_closed)
             self.header = True
         elif self.header:
             self.out.append("\n" if after_comment else " ")
@@ -184,6 +195,7 @@ class _Printer:
         elif self.closes_rule(tok):
             self.in_rule = False
             self.item_started = False
+            self.rule_closed = True
         elif tok.kind in _OPENERS:
             self.depth.append(tok.kind)
             self.item_started = True

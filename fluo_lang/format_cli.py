@@ -9,6 +9,7 @@ import click
 
 from .api import RuleSourceError, decode_source, rule_files
 from .diagnostics import plural
+from .files import HalfWritten, write_replacing
 from .format import format_source
 
 
@@ -18,12 +19,14 @@ from .format import format_source
 def command(paths: tuple[str, ...], check: bool) -> None:
     """Format rule files in place; folders are searched for *.fluo, - reads stdin and writes stdout.
 
-    A file with syntax errors is left as it is and its errors are printed. Files are
-    UTF-8; a leading byte order mark is kept, as the line endings are.
+    A file with syntax errors, or one that cannot be written, is left as it is and the
+    reason is printed. The new text is written whole beside a file before it takes the
+    file's place, so a failed write loses no text. Files are UTF-8; a leading byte
+    order mark is kept, as the line endings are.
     A file named must be a .fluo file (a test file's YAML is not formatted).
 
     Exit status: 0 formatted (or already so), 1 `--check` found files to change,
-    2 usage error, unreadable file or syntax errors.
+    2 usage error, a file that cannot be read or written, or syntax errors.
 
     \b
     Examples:
@@ -45,7 +48,10 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             sys.exit(2)
         if check:
             sys.exit(0 if result.text == text else 1)
-        click.echo(_bom(data) + result.text, nl=False)
+        # the bytes themselves: click.echo would drop escape sequences when stdout is not a terminal,
+        # and a text stream would encode in the locale's encoding (and translate line ends on Windows)
+        sys.stdout.buffer.write((_bom(data) + result.text).encode("utf-8"))
+        sys.stdout.buffer.flush()
         sys.exit(0)
     if "" in paths and not check:  # most likely an unset shell variable: it would rewrite the current folder's files
         _fail("an empty path names no file or folder to rewrite; give `.` for the current folder")
@@ -72,14 +78,19 @@ def command(paths: tuple[str, ...], check: bool) -> None:
                 click.echo(d.format(), err=True)
             click.echo(f"fluo: {f} has syntax errors; left unchanged", err=True)
             broken += 1
-        elif result.text != text:
-            changed += 1
-            if check:
+        elif check:
+            if result.text != text:
+                changed += 1
                 click.echo(f"would reformat {f}")
-            else:
-                # line endings as the formatter chose
-                f.write_text(_bom(data) + result.text, encoding="utf-8", newline="")
-                click.echo(f"reformatted {f}", err=True)
+        elif result.text != text:
+            try:
+                write_replacing(f, (_bom(data) + result.text).encode("utf-8"))
+            except OSError as exc:
+                click.echo(f"fluo: cannot rewrite {f}: {_why(exc)}", err=True)
+                broken += 1
+                continue
+            changed += 1
+            click.echo(f"reformatted {f}", err=True)
     verb = "would be reformatted" if check else "reformatted"
     click.echo(f"{changed} of {plural(len(files), 'file')} {verb}", err=True)
     if broken:
@@ -91,6 +102,16 @@ def _bom(data: bytes) -> str:
     """The byte order mark `data` starts with, to write back: the formatter changes whitespace only, and
     the server's Format Document keeps it too (its edits start after it)."""
     return "\ufeff" if data.startswith(codecs.BOM_UTF8) else ""
+
+
+def _why(exc: OSError) -> str:
+    """Why a file could not be rewritten, and what became of it."""
+    if isinstance(exc, HalfWritten):
+        return str(exc.strerror)
+    why = exc.strerror or str(exc)
+    if isinstance(exc, PermissionError):
+        return f"{why}; left unchanged (make it writable to format it, or see what would change with --check)"
+    return f"{why}; left unchanged"
 
 
 def _fail(message: str) -> None:

@@ -43,6 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article, nearest, plural
+from fluo_lang.folders import files_below
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
@@ -1803,15 +1804,17 @@ def load_trace_file(
 
 def trace_files_in(folder: Path) -> list[Path]:
     """OTLP files below a folder (by suffix, `.gz` included), in a stable order; hidden files and folders
-    (macOS `._x.json`, a `.old/` copy) are passed over, as rule and test files are."""
+    (macOS `._x.json`, a `.old/` copy) are passed over, as rule and test files are. A folder below that cannot
+    be read is a TraceInputError naming it."""
     known = PROTOBUF_SUFFIXES | JSON_SUFFIXES
     found = []
-    for p in sorted(folder.rglob("*")):
-        if any(part.startswith(".") for part in p.relative_to(folder).parts):
-            continue
-        suffixes = p.suffixes[:-1] if p.suffix == ".gz" else p.suffixes
-        if p.is_file() and suffixes and suffixes[-1] in known:
-            found.append(p)
+    try:
+        for p in files_below(folder, lambda d: not d.startswith(".")):
+            suffixes = p.suffixes[:-1] if p.suffix == ".gz" else p.suffixes
+            if not p.name.startswith(".") and suffixes and suffixes[-1] in known and p.is_file():
+                found.append(p)
+    except OSError as exc:
+        raise TraceInputError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
     return found
 
 

@@ -20,6 +20,7 @@ from itertools import accumulate
 from lsprotocol import types as lsp
 
 from fluo_lang.ast import Span
+from fluo_lang.diagnostics import utf16_units
 
 _LINE_BREAK = re.compile(r"\r\n?|\n")
 _LINE = re.compile(r"[^\r\n]*(?:\r\n?|\n)|[^\r\n]+\Z")
@@ -31,11 +32,6 @@ def lsp_lines(text: str) -> list[str]:
     if not any(c in text for c in _NOT_LSP_BREAKS):
         return text.splitlines(keepends=True)  # five times faster than the regex
     return _LINE.findall(text)
-
-
-def utf16_units(text: str) -> int:
-    """How many UTF-16 code units `text` is; a lone surrogate (a client's JSON can hold one) is one."""
-    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 class LineIndex:

@@ -39,7 +39,7 @@ from pygls.workspace import Workspace as DocumentStore
 
 from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.format import format_source
-from fluo_lang.otlp import trace_files_in
+from fluo_lang.otlp import TraceInputError, trace_files_in
 from fluo_run.testing.spec import is_rule_test
 
 from . import actions, completion, hover, outline
@@ -611,6 +611,13 @@ def _rule_files_in(folder: Path) -> list[Path]:
         return []
 
 
+def _trace_files_in(folder: Path) -> list[Path]:
+    try:
+        return trace_files_in(folder)
+    except TraceInputError:
+        return []
+
+
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
 def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Location] | None:
     uri = params.text_document.uri
@@ -620,7 +627,7 @@ def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Locatio
         offset = LineIndex(text).offset(params.position)
         test = read_test_file(path, text)
         start = lsp.Position(line=0, character=0)
-        for names, in_folder in ((test.rules, _rule_files_in), (test.traces, trace_files_in)):
+        for names, in_folder in ((test.rules, _rule_files_in), (test.traces, _trace_files_in)):
             for name in names:
                 target = test.folder / name.value
                 if not name.contains(offset) or not target.exists():

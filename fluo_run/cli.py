@@ -12,8 +12,10 @@ import json
 import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 
@@ -22,12 +24,14 @@ from fluo_lang.api import (
     RuleSourceError,
     analyze_expression,
     analyze_paths,
+    analyze_stdin,
     compile_program,
     cost_diagnostics,
     lower,
 )
+from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key
+from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
 
@@ -54,6 +58,25 @@ which `fluo eval` uses for rule errors."""
 
 EXIT_INTERRUPTED = 130
 """Ctrl-C (SIGINT): 128 + 2, as a shell reports a program it ended."""
+
+
+EXIT_OUTPUT_FAILED = 2
+"""The output cannot be written (`> /dev/full`, a full disk), as input that cannot be read is 2."""
+
+
+def _from_writing_output(exc: OSError) -> bool:
+    """Whether `exc` was raised writing fluo's output: by `click.echo` or the flush after a command."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code in (click.utils.echo.__code__, LazyGroup.invoke.__code__)
+
+
+def _stdout_to_nowhere() -> None:
+    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 class OneLineUsageError(click.UsageError):
@@ -95,11 +118,15 @@ class LazyGroup(click.Group):
             # which `fluo eval` and `fluo test` use for what they found).
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
-            # What is still buffered goes nowhere, silently, instead of failing again at exit.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            os.close(devnull)
+            _stdout_to_nowhere()
             ctx.exit(EXIT_READER_GONE)
+        except OSError as exc:
+            if not _from_writing_output(exc):
+                raise
+            # `> /dev/full`, a full disk: one line and 2, not a traceback and 1, which means rule errors.
+            _stdout_to_nowhere()
+            click.echo(f"fluo: cannot write the output: {exc.strerror or exc}", err=True)
+            ctx.exit(EXIT_OUTPUT_FAILED)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))
@@ -184,8 +211,8 @@ def main() -> None:
 
 
 def fail(message: str, code: int = 2) -> None:
-    """One clear line on stderr and an exit status; never a traceback."""
-    click.echo(f"fluo: {message}", err=True)
+    """One clear line on stderr (what it names escaped, `one_line`) and an exit status; never a traceback."""
+    click.echo(f"fluo: {one_line(message)}", err=True)
     sys.exit(code)
 
 
@@ -194,32 +221,46 @@ def _summary(diags: Sequence[Diagnostic], files: int) -> str:
     return f"{plural(errors, 'error')}, {plural(len(diags) - errors, 'warning')} in {plural(files, 'file')}"
 
 
-def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:
-    """SARIF 2.1.0, as code-scanning services read it."""
+SARIF_ROOT = "%SRCROOT%"
+"""The `uriBaseId` of a relative `artifactLocation`: the folder `fluo check` ran in, which relative paths name
+files from (code scanning reads it as the repository's root, where a CI job runs)."""
+
+
+def sarif_uri(path: str) -> dict[str, str]:
+    """A file's `artifactLocation`: SARIF wants a URI reference, not a path, so a relative path is percent-encoded
+    (`#`, `%`, a space, a `:` that would read as a scheme) and based on `SARIF_ROOT`, an absolute one a `file:` URI."""
+    if os.path.isabs(path):
+        return {"uri": Path(path).as_uri()}
+    return {"uri": quote(os.fsencode(Path(path).as_posix()), safe="/"), "uriBaseId": SARIF_ROOT}
+
+
+def _sarif_location(path: str | None, span: SourceSpan, text_of: Callable[[str], str]) -> dict[str, Any]:
+    start, end = utf16_columns(span, text_of(path) if path else "")
+    region = {"startLine": span.line + 1, "startColumn": start, "endLine": span.end_line + 1, "endColumn": end}
+    return {"physicalLocation": {"artifactLocation": sarif_uri(path or "<input>"), "region": region}}
+
+
+def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[str, Any]:
+    """SARIF 2.1.0, as code-scanning services read it; `text_of(path)` is the text of a rule file.
+
+    Columns count UTF-16 code units, SARIF's default `columnKind`, declared all the same: GitHub code scanning
+    and other viewers slice lines in UTF-16 (JavaScript strings), and a reader that ignores `columnKind` takes
+    the default. Related locations (FLUO213's "first defined here") are `relatedLocations`."""
     used = sorted({d.code for d in diags})
     results = []
     for d in diags:
-        line, col = d.human_position()
-        results.append(
-            {
-                "ruleId": d.code,
-                "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
-                "message": {"text": d.message},
-                "locations": [
-                    {
-                        "physicalLocation": {
-                            "artifactLocation": {"uri": d.path or "<input>"},
-                            "region": {
-                                "startLine": line,
-                                "startColumn": col,
-                                "endLine": d.span.end_line + 1,
-                                "endColumn": d.span.end_col + 1,
-                            },
-                        }
-                    }
-                ],
-            }
-        )
+        result: dict[str, Any] = {
+            "ruleId": d.code,
+            "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
+            "message": {"text": d.message},
+            "locations": [_sarif_location(d.path, d.span, text_of)],
+        }
+        if d.related:
+            result["relatedLocations"] = [
+                {"id": i, **_sarif_location(r.path or d.path, r.span, text_of), "message": {"text": r.message}}
+                for i, r in enumerate(d.related, 1)
+            ]
+        results.append(result)
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -232,10 +273,30 @@ def sarif(diags: Sequence[Diagnostic]) -> dict[str, Any]:
                         "rules": [{"id": c, "shortDescription": {"text": CODES.get(c, c)}} for c in used],
                     }
                 },
+                "originalUriBaseIds": {SARIF_ROOT: {"uri": Path.cwd().as_uri() + "/"}},
+                "columnKind": "utf16CodeUnits",
                 "results": results,
             }
         ],
     }
+
+
+def echo_json(value: Any, *, err: bool = False) -> None:
+    """`value` as indented JSON, written a few kilobytes at a time: one large write that its reader leaves part
+    way (`| head -c 10`) is cut short without an error (Python's buffered writer), where the next write fails
+    and fluo stops with `EXIT_READER_GONE`, as the text formats do."""
+    pieces: list[str] = []
+    size = 0
+    for chunk in json.JSONEncoder(indent=2).iterencode(value):
+        pieces.append(chunk)
+        size += len(chunk)
+        if size >= _JSON_PIECE:
+            click.echo("".join(pieces), nl=False, err=err)
+            pieces, size = [], 0
+    click.echo("".join(pieces), err=err)
+
+
+_JSON_PIECE = 4096  # characters, so bytes: the JSON is ASCII (ensure_ascii)
 
 
 def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Sequence[RuleIR] | None = None) -> None:
@@ -245,9 +306,9 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Se
         out: dict[str, Any] = {"diagnostics": [d.to_json() for d in diags]}
         if ir is not None:
             out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
-        click.echo(json.dumps(out, indent=2), err=err)
+        echo_json(out, err=err)
     elif fmt == "sarif":
-        click.echo(json.dumps(sarif(diags), indent=2), err=err)
+        echo_json(sarif(diags, analysis.text_of), err=err)
     else:
         for d in diags:
             click.echo(d.format(), err=err)
@@ -329,13 +390,14 @@ eval_budget_option = click.option(
 @click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
 @cost_limit_option
 def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, cost_limit: int) -> None:
-    """Parse and typecheck rule files; folders are searched for *.fluo.
+    """Parse and typecheck rule files; folders are searched for *.fluo, - reads stdin.
 
     The search skips hidden folders, node_modules and __pycache__; a file named
     twice is read once. A file named is checked whatever its name, except YAML
     (a rule test: run it with fluo test), which is a usage error.
 
-    Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error.
+    Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error or
+    unreadable input.
 
     \b
     Example:
@@ -345,7 +407,12 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
         fail("--emit-ir does not go with --format sarif; use --format text or json")
     if no_optimise and not emit_ir:
         fail("--no-optimise only changes what --emit-ir prints; give --emit-ir too")
-    analysis = load_rules(paths, cost_limit)
+    if "-" in paths:
+        if len(paths) > 1:
+            fail("give - alone, or files and folders")
+        analysis = with_cost_limit(analyze_stdin(sys.stdin.buffer), cost_limit)
+    else:
+        analysis = load_rules(paths, cost_limit)
     ir = lower(analysis, optimised=not no_optimise) if emit_ir else None
     print_diagnostics(analysis, fmt, ir=ir)
     if fmt == "text":
@@ -424,7 +491,9 @@ def eval_command(
         click.echo(d.format(), err=True)
     program = compile_program(analysis, budget=eval_budget or None)
     if not program.rules:  # ran, and said so: an empty or all-disabled rule set checks nothing
-        click.echo(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)", err=True)
+        click.echo(
+            one_line(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)"), err=True
+        )
     with collector_paused():
         clamped: list[Span] = []
         unknown = UnknownKeys()
@@ -437,7 +506,7 @@ def eval_command(
         for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces)[1]):
             click.echo(f"fluo: warning: {warning}", err=True)
         if not spans:
-            click.echo(f"fluo: no spans in {', '.join(trace_paths)}", err=True)
+            click.echo(one_line(f"fluo: no spans in {', '.join(trace_paths)}"), err=True)
         signals = program.evaluate(traces)
     deep = too_deep_warning(too_deep_reads() - deep_before)
     if deep is not None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from click.testing import CliRunner, Result
+from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import EXAMPLE_RULES, ROOT
 
-from fluo_run.cli import main
+from fluo_run.cli import main, sarif_uri
 
 TRACES = ROOT / "examples" / "traces"
 BAD = "rule r { expect trace.spans.whree(service == 'auth').count() <= 5 }\nrule s { detect trace.duration > \"x\" }\n"
@@ -705,3 +709,190 @@ def test_eval_lists_the_same_span_ids_whatever_order_the_files_come_in(tmp_path:
         assert result.exit_code == 0, result.output
         outs.append([json.loads(line) for line in result.stdout.splitlines()])
     assert outs[0] == outs[1] and len(outs[0][0]["span_ids"]) == 20
+
+
+def test_a_folder_below_that_cannot_be_read_stops_check_fmt_and_eval(tmp_path: Path) -> None:
+    """QA (cli r01): a subfolder its user may not read was passed over silently, so `fluo check rules/`,
+    `fluo fmt --check rules/` and `fluo eval --traces traces/` exited 0 on files they never read. Now exit 2
+    naming the folder, as for an unreadable file. As root, the commands run as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    rules, traces = folder / "rules", folder / "traces"
+    (rules / "sub").mkdir(parents=True)
+    (traces / "sub").mkdir(parents=True)
+    (rules / "ok.fluo").write_text("rule ok {\n  expect trace.spans.count() < 5\n}\n")
+    (rules / "sub" / "broken.fluo").write_text("rule broken {\n  expect trace.spans.count( \n}\n")
+    (traces / "a.json").write_text('{"resourceSpans": []}\n')
+    (traces / "sub" / "b.json").write_text('{"resourceSpans": []}\n')
+    # what the commands import on first use, imported while the files can be read
+    assert run("eval", str(rules / "ok.fluo"), "--traces", str(traces / "a.json")).exit_code == 0
+    try:
+        for f in (folder, rules, traces):
+            f.chmod(0o755)
+        for f in (rules / "sub", traces / "sub"):
+            f.chmod(0)
+
+        def outcomes() -> str:
+            runs = [
+                ["check", str(rules)],
+                ["fmt", "--check", str(rules)],
+                ["eval", str(rules / "ok.fluo"), "--traces", str(traces)],
+            ]
+            return json.dumps([[r.exit_code, r.stderr] for r in (run(*args) for args in runs)])
+
+        assert json.loads(as_reader(outcomes)) == [
+            [2, f"fluo: cannot read {rules / 'sub'}: Permission denied\n"],
+            [2, f"fluo: cannot read {rules / 'sub'}: Permission denied\n"],
+            [2, f"fluo: cannot read {traces / 'sub'}: Permission denied\n"],
+        ]
+    finally:
+        for f in (rules / "sub", traces / "sub"):
+            f.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+def test_check_text_escapes_file_names_as_it_escapes_messages(tmp_path: Path) -> None:
+    """QA (cli r03): file names were printed raw, so a newline in one forged a whole `file:1:1: error[...]`
+    line for CI problem matchers, and an ESC sequence vanished (click strips it off a terminal)."""
+    folder = tmp_path / "r"
+    folder.mkdir()
+    forged = "a\nforged.fluo:9:9: error[FLUO999] x.fluo"
+    for name in (forged, "b\x1b[31m.fluo"):
+        (folder / name).write_text("rule r_NAME {\n  expect foo\n}\n".replace("NAME", str(len(name))))
+    r = run("check", str(folder))
+    assert r.exit_code == 1
+    unknown = "error[FLUO200] unknown name `foo`; a rule starts from `trace` (or `window`)"
+    assert r.stdout.splitlines() == [
+        f"{folder}/a\\nforged.fluo:9:9: error[FLUO999] x.fluo:2:10: {unknown}",
+        f"{folder}/b\\u001b[31m.fluo:2:10: {unknown}",
+    ]
+    missing = run("check", str(folder / "c\nforged.fluo:1:1: error[FLUO999] y"))
+    assert missing.stderr == f"fluo: {folder}/c\\nforged.fluo:1:1: error[FLUO999] y: no such file or folder\n"
+
+
+def test_check_sarif_locations_are_uri_references_with_utf16_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA (cli r06, r07): `artifactLocation.uri` was the raw path (a space, `#` or `%` is no URI reference;
+    `#` starts a fragment) and columns counted code points with no `columnKind`, so readers took SARIF's
+    default, UTF-16 code units, one off per emoji before the error. FLUO213's first definition was lost."""
+    folder = tmp_path / "sp ace#1"
+    folder.mkdir()
+    (folder / "50%.fluo").write_text('rule e {\n  expect trace.has(name == "\U0001f600\U0001f600") and foo\n}\n')
+    (tmp_path / "twice.fluo").write_text("rule e {\n  expect trace.spans.count() < 5\n}\n")
+    monkeypatch.chdir(tmp_path)
+    r = run("check", "--format", "sarif", "sp ace#1", str(tmp_path / "twice.fluo"))
+    assert r.exit_code == 1, r.output
+    sarif = json.loads(r.stdout)
+    run_ = sarif["runs"][0]
+    assert run_["columnKind"] == "utf16CodeUnits"
+    assert run_["originalUriBaseIds"] == {"%SRCROOT%": {"uri": tmp_path.as_uri() + "/"}}
+    located = [(x["ruleId"], x["locations"][0]["physicalLocation"], x.get("relatedLocations")) for x in run_["results"]]
+    first = {"uri": "sp%20ace%231/50%25.fluo", "uriBaseId": "%SRCROOT%"}
+    assert located == [
+        (
+            "FLUO213",
+            {
+                "artifactLocation": {"uri": (tmp_path / "twice.fluo").as_uri()},
+                "region": {"startLine": 1, "startColumn": 6, "endLine": 1, "endColumn": 7},
+            },
+            [
+                {
+                    "id": 1,
+                    "physicalLocation": {
+                        "artifactLocation": first,
+                        "region": {"startLine": 1, "startColumn": 6, "endLine": 1, "endColumn": 7},
+                    },
+                    "message": {"text": "first defined here"},
+                }
+            ],
+        ),
+        (
+            "FLUO200",
+            {"artifactLocation": first, "region": {"startLine": 2, "startColumn": 40, "endLine": 2, "endColumn": 43}},
+            None,
+        ),
+    ]
+
+
+def test_sarif_uri_encodes_what_a_uri_reference_reserves() -> None:
+    assert sarif_uri("c:d/x y.fluo") == {"uri": "c%3Ad/x%20y.fluo", "uriBaseId": "%SRCROOT%"}  # not scheme `c:`
+    assert sarif_uri("../r/caf\xe9?.fluo") == {"uri": "../r/caf%C3%A9%3F.fluo", "uriBaseId": "%SRCROOT%"}
+    assert sarif_uri("/srv/a b#1.fluo") == {"uri": "file:///srv/a%20b%231.fluo"}
+
+
+def _fluo(*args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "fluo_run.cli", *args], stderr=subprocess.PIPE, **kwargs)
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_a_reader_that_goes_away_stops_check_json_and_sarif_with_the_sigpipe_status(fmt: str, tmp_path: Path) -> None:
+    """QA (cli r09): `fluo check --format json | head -c 10` exited 0 (1 with errors), where text gives 141: the
+    document was one write, which the pipe cut short when its reader left, without an error."""
+    f = tmp_path / "w.fluo"
+    f.write_text("".join(f"rule r{i} {{ expect trace.spans.count() >= 0 }}\n" for i in range(3000)))  # FLUO307s
+    p = _fluo("check", "--format", fmt, str(f), stdout=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.read(10).startswith(b"{")  # as `| head -c 10` reads, then goes away
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    assert p.wait(timeout=60) == 141, err
+    assert err == ""
+
+
+WARNED = "rule r {\n  expect trace.spans.count() >= 0\n}\n"  # check writes a warning
+FIRES = "rule d {\n  detect trace.spans.count() > 0\n}\n"  # eval writes a signal
+
+
+@pytest.mark.parametrize(
+    ("rule", "args"),
+    [
+        (WARNED, ["check", "--format", "text"]),
+        (WARNED, ["check", "--format", "json"]),
+        (WARNED, ["check", "--format", "sarif"]),
+        (FIRES, ["eval", "--traces", str(TRACES / "checkout_error.json")]),
+    ],
+)
+def test_output_that_cannot_be_written_is_one_line_and_exit_2(rule: str, args: list[str], tmp_path: Path) -> None:
+    """QA (cli r08): `fluo check ... > /dev/full` (a full disk) ended in a traceback and 1, the status of rule
+    errors: a CI job read a lint failure."""
+    f = tmp_path / "r.fluo"
+    f.write_text(rule)
+    command, *rest = args
+    with open("/dev/full", "wb") as full:
+        p = _fluo(command, str(f), *rest, stdout=full)
+        _, err = p.communicate(timeout=60)
+    assert (p.returncode, err.decode()) == (2, "fluo: cannot write the output: No space left on device\n")
+
+
+def test_check_dash_reads_rules_from_stdin_as_fmt_does() -> None:
+    """QA (cli, minor): `fluo check -` said "-: no such file or folder" while `fluo fmt -` and `--traces -` read
+    standard input."""
+    r = run("check", "-", stdin="rule a {\n  expect foo\n}\n")
+    assert (r.exit_code, r.stdout) == (
+        1,
+        "<stdin>:2:10: error[FLUO200] unknown name `foo`; a rule starts from `trace` (or `window`)\n",
+    )
+    assert r.stderr == "1 error, 0 warnings in 1 file\n"
+    bad = run("check", "-", "--format", "json", stdin=b"rule a { expect true } // caf\xe9\n")
+    assert [(d["path"], d["code"]) for d in json.loads(bad.stdout)["diagnostics"]] == [("<stdin>", "FLUO106")]
+    assert run("check", "-", "--emit-ir", stdin="rule a {\n  expect trace.spans.count() < 5\n}\n").exit_code == 0
+    mixed = run("check", "-", str(EXAMPLE_RULES))
+    assert (mixed.exit_code, mixed.stderr) == (2, "fluo: give - alone, or files and folders\n")
+
+
+def test_a_symbolic_link_loop_is_said_alike_by_check_fmt_and_eval(tmp_path: Path) -> None:
+    """QA (cli, minor): check and fmt said "loop: no such file or folder", eval "cannot read loop: Too many levels
+    of symbolic links"."""
+    loop = tmp_path / "loop.fluo"
+    loop.symlink_to(loop)
+    traces = str(TRACES / "checkout_error.json")
+    said = f"fluo: cannot read {loop}: Too many levels of symbolic links\n"
+    for args in (["check", str(loop)], ["fmt", "--check", str(loop)], ["eval", str(loop), "--traces", traces]):
+        r = run(*args)
+        assert (r.exit_code, r.stderr) == (2, said), args
+    r = run("eval", str(EXAMPLE_RULES), "--traces", str(loop))
+    assert (r.exit_code, r.stderr) == (2, said)
+    assert (
+        run("check", str(tmp_path / "gone.fluo")).stderr == f"fluo: {tmp_path / 'gone.fluo'}: no such file or folder\n"
+    )

@@ -54,7 +54,21 @@ def assert_faithful(text: str, path: str = "rules.fluo") -> str:
     assert format_text(out, path) == out, "formatting twice changed the text"
     assert tokens(out) == tokens(text)
     assert meaning(out, path) == meaning(text, path)
+    assert_rules_apart(out)
     return out
+
+
+def assert_rules_apart(out: str) -> None:
+    """Between a rule's closing `}` line and the next rule's `rule` line there is a blank line."""
+    closed = None  # the lines since the last rule's `}`
+    for line in out.splitlines():
+        if line.startswith("rule "):
+            assert closed is None or "" in closed, f"no blank line before {line!r}:\n{out}"
+            closed = None
+        elif line.startswith("}"):
+            closed = []
+        elif closed is not None:
+            closed.append(line)
 
 
 @pytest.mark.parametrize("source", INPUTS, ids=lambda p: p.name.removesuffix(".in.fluo"))
@@ -89,6 +103,32 @@ def test_metadata_nested_too_deeply_is_reported_not_formatted() -> None:
     lists = "[" * MAX_DEPTH + "]" * MAX_DEPTH  # at the limit: formatted as usual
     out = assert_faithful(f"rule a {{tags: {lists} expect trace.spans.count() > 0}}\n")
     assert out == f"rule a {{\n  tags: {lists}\n  expect trace.spans.count() > 0\n}}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # a comment ending the first rule's last line: the blank line goes after it
+        ("rule a { expect true } // c\nrule b { expect true }",
+         "rule a {\n  expect true\n} // c\n\nrule b {\n  expect true\n}\n"),
+        # comment lines right before a rule stay with it; the blank line goes before them
+        ("rule a { expect true }\n// about b\n// more\nrule b { expect true }",
+         "rule a {\n  expect true\n}\n\n// about b\n// more\nrule b {\n  expect true\n}\n"),
+        ("rule a { expect true } // c\n// about b\nrule b { expect true }",
+         "rule a {\n  expect true\n} // c\n\n// about b\nrule b {\n  expect true\n}\n"),
+        # the author's blank line, wherever it is between the rules, is the one kept
+        ("rule a { expect true }\n// after a\n\n// about b\nrule b { expect true }",
+         "rule a {\n  expect true\n}\n// after a\n\n// about b\nrule b {\n  expect true\n}\n"),
+        ("rule a { expect true }\n// after a\n\nrule b { expect true }",
+         "rule a {\n  expect true\n}\n// after a\n\nrule b {\n  expect true\n}\n"),
+        # after the last rule no blank line is added
+        ("rule a { expect true } // c\n// tail\n", "rule a {\n  expect true\n} // c\n// tail\n"),
+    ],
+)  # fmt: skip
+def test_rules_are_one_blank_line_apart_around_comments(text: str, expected: str) -> None:
+    """QA r11: `} // c` followed by `rule b`, or a comment line right before a rule, left the rules glued."""
+    assert assert_faithful(text) == expected
+    assert assert_faithful(text.replace("\n", "\r\n")) == expected.replace("\n", "\r\n")
 
 
 def test_type_errors_do_not_block_formatting() -> None:
@@ -144,7 +184,10 @@ PREDICATES = [
     ["attributes", "[", '"odd key"', "]", "in", "[", "1", ",", "2", "]"],
     ["kind", "in", "[", "server", ",", "client", "]"],
 ]
-SEPARATORS = [" ", "  ", "\n", "\n\n", "\t", " // note\n", "\n// a line of its own\n", "\n\n// after a gap\n"]
+SEPARATORS = [
+    " ", "  ", "\n", "\n\n", "\t", " // note\n", "\n// a line of its own\n", "\n\n// after a gap\n",
+    " // note\n// and a line\n", "\n// before a gap\n\n",
+]  # fmt: skip
 
 
 def predicates() -> st.SearchStrategy[list[str]]:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import resource
+import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from fluo_lang import files
 from fluo_run.cli import main
 
 MESSY = "rule a {expect trace.spans.count()<9}\n"
@@ -139,3 +148,126 @@ def test_an_empty_path_rewrites_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     assert messy.read_text() == MESSY
     assert run("--check", "")[0] == 1  # only reads: '' is the current folder, as `.`
     assert run(".")[0] == 0 and messy.read_text() == TIDY
+
+
+def test_stdout_gets_the_formatted_bytes_themselves() -> None:
+    """QA r02: `fluo fmt -` went through click.echo, which drops escape sequences when stdout is not a
+    terminal (a string literal then matched something else), and encoded in stdout's encoding: a traceback
+    on any character outside it (PYTHONIOENCODING=latin-1, a Windows cp1252 console)."""
+    escaped = 'rule esc {\n  // colour \x1b[31mred\x1b[0m\n  detect trace.has(name == "\x1b[1mbold \U0001f600")\n}\n'
+    for charset in ("utf-8", "latin-1", "ascii"):
+        for text in (escaped, escaped.replace("\n", "\r\n"), "\ufeff" + escaped):
+            result = CliRunner(charset=charset).invoke(main, ["fmt", "-"], input=text.encode("utf-8"), color=False)
+            assert (result.exit_code, result.stdout_bytes) == (0, text.encode("utf-8")), charset
+
+
+def test_a_file_that_cannot_be_written_is_one_line_and_the_others_are_formatted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA r04: a read-only file was a PermissionError traceback and exit 1, `--check`'s "would change".
+    (Opening it for writing is refused here by hand: the tests may run as root, who may write anything.)"""
+    locked, other = tmp_path / "a.fluo", tmp_path / "b.fluo"
+    locked.write_text(MESSY)
+    other.write_text(MESSY)
+    real_open = os.open
+
+    def refuse(path: Any, flags: int, *args: Any) -> int:
+        if str(path) == str(locked) and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(files.os, "open", refuse)
+    code, out, err = run(str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err == (
+        f"fluo: cannot rewrite {locked}: Permission denied; left unchanged (make it writable to format it, "
+        f"or see what would change with --check)\nreformatted {other}\n1 of 2 files reformatted\n"
+    )
+    assert (locked.read_text(), other.read_text()) == (MESSY, TIDY)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.fluo", "b.fluo"]
+
+
+def test_a_write_that_fails_part_way_leaves_the_old_text_whole(tmp_path: Path) -> None:
+    """QA r05: the file was truncated, then written: disk full (here a file size limit) left it cut short."""
+    big = tmp_path / "big.fluo"
+    text = "".join(f"rule r{i}{{expect trace.spans.count()<5}} // comment {i}\n" for i in range(60))
+    big.write_text(text)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2048, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    done = subprocess.run(
+        [sys.executable, "-c", "from fluo_run.cli import main; main()", "fmt", str(big)],
+        capture_output=True, text=True, timeout=60, preexec_fn=limit, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == f"fluo: cannot rewrite {big}: File too large; left unchanged\n0 of 1 file reformatted\n"
+    assert big.read_text() == text
+    assert [p.name for p in tmp_path.iterdir()] == ["big.fluo"]
+
+
+def test_a_rewrite_keeps_the_mode_a_symlink_and_hard_links(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "a.fluo"
+    real.write_text(MESSY)
+    real.chmod(0o640)
+    link = tmp_path / "link.fluo"
+    link.symlink_to(real)
+    assert run(str(link))[0] == 0
+    assert link.is_symlink() and real.read_text() == TIDY
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    linked = tmp_path / "linked.fluo"
+    linked.write_text(MESSY)
+    other_name = tmp_path / "other-name"
+    os.link(linked, other_name)
+    assert run(str(linked))[0] == 0
+    assert linked.stat().st_nlink == 2 and other_name.read_text() == TIDY
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.fluo", "linked.fluo", "other-name", "real"]
+
+
+def test_a_hard_linked_file_whose_rewrite_fails_part_way_names_its_new_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file with other names is rewritten in place (so the names stay one file), only once its new text
+    is whole in a file beside it; that file is kept, and named, if the rewrite then fails."""
+    linked = tmp_path / "linked.fluo"
+    linked.write_text(MESSY)
+    os.link(linked, tmp_path / "other-name")
+
+    def full(path: str, mode: str) -> Any:
+        f = open(path, mode)  # noqa: SIM115
+        f.write(b"rule a {")
+        f.close()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "open", full, raising=False)
+    code, _, err = run(str(linked))
+    assert code == 2
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(kept) == 1 and kept[0].read_text() == TIDY
+    assert err == (
+        f"fluo: cannot rewrite {linked}: No space left on device; its new text is whole in {kept[0]}\n"
+        "0 of 1 file reformatted\n"
+    )
+
+
+def test_a_file_in_a_folder_that_cannot_be_written_is_rewritten_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No new file can be made beside it: the new text goes to the temporary folder first, then into the file."""
+    messy = tmp_path / "a.fluo"
+    messy.write_text(MESSY)
+    real_mkstemp = tempfile.mkstemp
+    made: list[str] = []
+
+    def no_folder(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        if kwargs.get("dir") == str(tmp_path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+        fd, name = real_mkstemp(*args, **kwargs)
+        made.append(name)
+        return fd, name
+
+    monkeypatch.setattr(files.tempfile, "mkstemp", no_folder)
+    assert run(str(messy))[0] == 0
+    assert messy.read_text() == TIDY
+    assert len(made) == 1 and not os.path.exists(made[0])

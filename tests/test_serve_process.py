@@ -611,3 +611,35 @@ def test_sighup_and_sigterm_while_starting_are_handled_from_the_first_moment(
     assert "Traceback" not in err
     if sig == signal.SIGTERM:
         assert err == "fluo: SIGTERM while starting: stopped before serving (nothing was received)\n"
+
+
+@pytest.mark.usefixtures("fluo_logging")
+def test_log_lines_are_stamped_in_utc_whatever_the_local_zone(capsys: pytest.CaptureFixture[str]) -> None:
+    """QA serve: under TZ=America/New_York the log said 21:52 at 02:52 UTC, with no offset, while `fluo signals`
+    shows UTC: the two could not be lined up."""
+    import logging
+    import time
+    from datetime import UTC, datetime
+
+    from fluo_run.serve.cli import setup_logging
+
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "EST+5"  # a POSIX zone: no tz database needed
+    time.tzset()
+    try:
+        assert time.localtime().tm_gmtoff == -5 * 3600
+        setup_logging("info")
+        before = datetime.now(UTC)
+        logging.getLogger("fluo.serve").info("hello")
+        after = datetime.now(UTC)
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
+    line = capsys.readouterr().err.strip()
+    stamp, level, message = line.split(None, 2)
+    assert (level, message) == ("INFO", "hello")
+    at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= at <= after, (stamp, before, after)

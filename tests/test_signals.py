@@ -152,6 +152,18 @@ def test_missing_store_and_bad_time_are_one_line(tmp_path: Path, db: str) -> Non
     assert code == 2 and "not a FLUO signal store" in out
 
 
+def test_an_empty_file_or_database_is_not_a_store(tmp_path: Path) -> None:
+    """QA (cli, minor): a 0-byte --db said "cannot read it (no such table: signals)", SQL for a reader."""
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert run("--db", str(empty)) == (2, f"fluo: {empty}: not a FLUO signal store: it is an empty file\n")
+    blank = tmp_path / "blank.db"
+    with contextlib.closing(sqlite3.connect(blank)) as c:
+        c.execute("PRAGMA user_version = 1")  # a database with a header and no tables
+    assert run("--db", str(blank)) == (2, f"fluo: {blank}: not a FLUO signal store: it has no `signals` table\n")
+    assert empty.stat().st_size == 0  # read, not made into a store
+
+
 def damage_index_root(path: Path, index: str = "signals_time") -> None:
     """Overwrite the root page of one of the store's indexes (its cells), as a bad disk block would."""
     with contextlib.closing(sqlite3.connect(path)) as db:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from limits_support import file_size_limit
+from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import ROOT
 
@@ -931,6 +933,31 @@ def test_a_yaml_file_in_rules_is_refused_without_pointing_at_fluo_test(tmp_path:
     assert result.exit_code == 2
     assert "other_test.yaml is YAML, not a .fluo file: name rule files, or folders to search\n" in result.output
     assert "fluo test" not in result.output
+
+
+def test_a_folder_below_that_cannot_be_read_stops_the_run(tmp_path: Path) -> None:
+    """As `fluo check` (QA cli r01): a test folder its user may not read was passed over, and the run passed
+    on the tests it found elsewhere. As root, the run is `nobody`'s."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    (folder / "sub").mkdir()
+    (folder / "r.fluo").write_text("rule r {\n  expect trace.spans.count() < 5\n}\n")
+    case = "rules: r.fluo\ncases:\n  - name: one\n    spans: [{name: a}]\n    expect: []\n"
+    (folder / "r_test.yaml").write_text(case)
+    (folder / "sub" / "r.fluo").write_text("rule s {\n  expect trace.spans.count() < 5\n}\n")
+    (folder / "sub" / "r_test.yaml").write_text(case)
+    assert CliRunner().invoke(main, ["test", str(folder)]).exit_code == 0  # and imports what the run needs
+    try:
+        folder.chmod(0o755)
+        (folder / "sub").chmod(0)
+
+        def outcome() -> str:
+            r = CliRunner().invoke(main, ["test", str(folder)])
+            return json.dumps([r.exit_code, r.stderr])
+
+        assert json.loads(as_reader(outcome)) == [2, f"fluo: cannot read {folder / 'sub'}: Permission denied\n"]
+    finally:
+        (folder / "sub").chmod(0o755)
+        shutil.rmtree(folder)
 
 
 def test_a_junit_write_that_fails_leaves_the_last_report_whole(work: Path) -> None:

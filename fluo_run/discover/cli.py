@@ -242,10 +242,13 @@ def _refuse_inputs(
             continue
         if path.is_dir():
             folders.append(path.resolve())
-        inputs.extend(trace_files_in(path) if path.is_dir() else [path])
+        try:
+            inputs.extend(trace_files_in(path) if path.is_dir() else [path])
+        except TraceInputError as exc:
+            fail(str(exc))
     compared: list[Path] = []
     for p in compare_paths:
-        with contextlib.suppress(RuleSourceError):  # a path that is missing is said later, as such
+        with contextlib.suppress(RuleSourceError, OSError):  # a path that is missing or unreadable is said later
             compared.extend(rule_files([p]) if Path(p).is_dir() else [Path(p)])
     for out in outputs:
         if one_of(out, inputs) is not None:

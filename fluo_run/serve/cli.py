@@ -121,7 +121,11 @@ def from_config_file(ctx: click.Context, message: str, config_file: str | None) 
 
 def setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    # UTC, marked so, as signals' times are (`fluo signals`): a local time without its offset could not be
+    # lined up with them, nor with another host's log.
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
     logger = logging.getLogger("fluo")
     logger.handlers[:] = [handler]
     logger.setLevel(level.upper())

@@ -207,6 +207,8 @@ class SignalStore:
             if check_seconds is not None:
                 self.check(check_seconds)
             made = self._check_shape()
+            if made and not create:  # read only: nothing to make, and nothing to read
+                raise NotAStore("it is an empty file" if self.path.stat().st_size == 0 else "it has no `signals` table")
             if create:  # only once it is known to be FLUO's: WAL mode stays with the file
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")

@@ -16,7 +16,7 @@ import click
 
 from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, RuleSourceError, rule_files
 from fluo_lang.diagnostics import plural
-from fluo_lang.files import NewFile, make_folder, one_of, write_all
+from fluo_lang.files import NewFile, make_folder, one_of, write_all, write_replacing
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
@@ -25,7 +25,7 @@ from .progress import Progress
 from .report import json_report, json_text, junit_report, printable, text_report
 from .runner import PASSED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, short_path
-from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update, write_replacing
+from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update
 from .watch import Ran, watch
 
 
@@ -111,7 +111,7 @@ def _refuse_input(output: Path, files: Sequence[TestFile], folders: Sequence[str
             for folder in case.folders:
                 kinds.update((p, "a fixture") for p in _below(folder, lambda name: True) if p not in kinds)
     for given in (p for p in folders if Path(p).is_dir()):
-        with contextlib.suppress(RuleSourceError):
+        with contextlib.suppress(RuleSourceError, OSError):  # the run says why it could not read it
             kinds.update((p, "a rule file") for p in rule_files([given]) if p not in kinds)
     found = one_of(output, (p for p in kinds if not p.is_dir()))
     if found is not None:

@@ -30,7 +30,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
-from fluo_lang.otlp import trace_files_in
+from fluo_lang.otlp import TraceInputError, trace_files_in
 from fluo_lang.trace import Span
 
 from .document import LineDict, LineList, YamlError, line_of, load
@@ -239,13 +239,18 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders."""
-    for root, dirs, files in os.walk(folder):
+    """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders.
+    A folder that cannot be read is a FileNotFoundError naming it, as `fluo check` says it: not passed over."""
+    for root, dirs, files in os.walk(folder, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
             f = Path(root) / name
             if not name.startswith(".") and f.is_file():
                 yield f
+
+
+def _unreadable(exc: OSError) -> None:
+    raise FileNotFoundError(f"cannot read {display_path(Path(exc.filename))}: {exc.strerror or exc}") from exc
 
 
 def _search(folder: Path) -> list[Path]:
@@ -526,7 +531,11 @@ class _Reader:
                 continue
             path = self.file.path.parent / item
             if path.is_dir():  # a folder: its trace files, as `fluo eval --traces` reads one
-                found = trace_files_in(path)
+                try:
+                    found = trace_files_in(path)
+                except TraceInputError as exc:
+                    self.problem(n, str(exc), case)
+                    continue
                 if not found:
                     self.problem(n, f"no trace files (OTLP JSON or protobuf) in folder {display_path(path)}", case)
                 case.traces.extend((f, n) for f in found)

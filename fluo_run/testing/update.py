@@ -14,20 +14,19 @@ its entries' positions, and written beside the new entries their entries stay as
 from __future__ import annotations
 
 import bisect
-import contextlib
 import errno
 import json
 import math
 import os
 import re
-import stat
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from fluo_lang.files import write_replacing
 
 from .document import YamlError, load, read_exponent_floats, yaml_problem
 from .runner import FAILED, PASSED, CaseResult
@@ -186,22 +185,6 @@ def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
     if not os.access(target.parent, os.W_OK | os.X_OK):
         raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (folder {target.parent})")
     return Rewrite(target, text.encode("utf-8"), cases, gone)
-
-
-def write_replacing(path: Path, data: bytes) -> None:
-    """Write `data` to a new file next to `path`, with its mode, and put it in place: a reader (or an
-    interrupted run) sees the old text or the new, never a truncated file."""
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
 
 
 def update_file(path: Path, cases: Sequence[CaseResult]) -> int:
