@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,3 +78,15 @@ def _replace(temp: str, target: str, before: os.stat_result) -> bool:
     except OSError:
         return False
     return True
+
+
+def output_problem(exc: OSError) -> str:
+    """Why fluo's output could not be written, in words: a closed stdout (EBADF) as such."""
+    return "standard output is closed" if exc.errno == errno.EBADF else str(exc.strerror or exc)
+
+
+def stdout_to_nowhere() -> None:
+    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
