@@ -47,6 +47,8 @@ def command(paths: tuple[str, ...], check: bool) -> None:
                 click.echo(d.format(), err=True)
             sys.exit(2)
         if check:
+            if result.text != text:
+                click.echo("would reformat <stdin>")  # as for a file: a CI log says why the step failed
             sys.exit(0 if result.text == text else 1)
         # the bytes themselves: click.echo would drop escape sequences when stdout is not a terminal,
         # and a text stream would encode in the locale's encoding (and translate line ends on Windows)
