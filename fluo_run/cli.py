@@ -122,6 +122,7 @@ class OneLineUsageError(click.UsageError):
         command = self.ctx.command_path if self.ctx is not None else "fluo"
         message = self.format_message()
         message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+        message = message.removesuffix(".")  # click's sentences end in one; the hint follows: "... 'x' (see ...)"
         click.echo(f"fluo: {message} (see `{command} --help`)", file=file, err=file is None)
 
 

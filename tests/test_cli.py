@@ -618,12 +618,12 @@ def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Pat
     [
         (
             ["signals", "--db", "."],
-            "fluo: invalid value for '--db' (env var: 'FLUO_DB'): File '.' is a directory. (see `fluo signals --help`)",
+            "fluo: invalid value for '--db' (env var: 'FLUO_DB'): File '.' is a directory (see `fluo signals --help`)",
         ),
-        (["eval", "--bogus"], "fluo: no such option '--bogus'. (see `fluo eval --help`)"),
-        (["nosuch"], "fluo: no such command 'nosuch'. (see `fluo --help`)"),
-        (["--bogus"], "fluo: no such option '--bogus'. (see `fluo --help`)"),  # the group's own, before a command
-        (["--bogus", "eval"], "fluo: no such option '--bogus'. (see `fluo --help`)"),
+        (["eval", "--bogus"], "fluo: no such option '--bogus' (see `fluo eval --help`)"),
+        (["nosuch"], "fluo: no such command 'nosuch' (see `fluo --help`)"),
+        (["--bogus"], "fluo: no such option '--bogus' (see `fluo --help`)"),  # the group's own, before a command
+        (["--bogus", "eval"], "fluo: no such option '--bogus' (see `fluo --help`)"),
         (["eval", "--expect", "true", "--detect", "true", "-t", "t.json"], "fluo: give --expect or --detect, not both"),
     ],
 )
