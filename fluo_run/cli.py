@@ -7,6 +7,7 @@ Subcommands live in their own modules and are imported only when run, so
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import io
 import json
@@ -258,6 +259,14 @@ def _summary(diags: Sequence[Diagnostic], files: int) -> str:
     return f"{plural(errors, 'error')}, {plural(len(diags) - errors, 'warning')} in {plural(files, 'file')}"
 
 
+def _version() -> str:
+    """FLUO's version as installed (a source tree run without installing: "unknown")."""
+    try:
+        return importlib.metadata.version("fluo")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 SARIF_ROOT = "%SRCROOT%"
 """The `uriBaseId` of a relative `artifactLocation`: the folder `fluo check` ran in, which relative paths name
 files from (code scanning reads it as the repository's root, where a CI job runs)."""
@@ -306,7 +315,7 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[st
                 "tool": {
                     "driver": {
                         "name": "fluo",
-                        "informationUri": "https://github.com/fluo-dev/fluo",
+                        "version": _version(),  # no informationUri: FLUO has no public address to give
                         "rules": [{"id": c, "shortDescription": {"text": CODES.get(c, c)}} for c in used],
                     }
                 },

@@ -70,8 +70,12 @@ def test_check_sarif(bad_rules: Path) -> None:
     assert [x["ruleId"] for x in results] == ["FLUO201", "FLUO300"]
     region = results[0]["locations"][0]["physicalLocation"]["region"]
     assert (region["startLine"], region["startColumn"]) == (1, 29)
-    rule_ids = [x["id"] for x in sarif["runs"][0]["tool"]["driver"]["rules"]]
-    assert rule_ids == ["FLUO201", "FLUO300"]
+    driver = sarif["runs"][0]["tool"]["driver"]
+    assert [x["id"] for x in driver["rules"]] == ["FLUO201", "FLUO300"]
+    from importlib.metadata import version
+
+    assert (driver["name"], driver["version"]) == ("fluo", version("fluo"))
+    assert "informationUri" not in driver  # QA cli: it named a repository that does not exist
 
 
 def test_check_emit_ir() -> None:
