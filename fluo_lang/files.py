@@ -8,6 +8,7 @@ import errno
 import os
 import secrets
 import stat
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,18 @@ def _replace(temp: str, target: str, before: os.stat_result) -> bool:
     except OSError:
         return False
     return True
+
+
+def output_problem(exc: OSError) -> str:
+    """Why fluo's output could not be written, in words: a closed stdout (EBADF) as such."""
+    return "standard output is closed" if exc.errno == errno.EBADF else str(exc.strerror or exc)
+
+
+def stdout_to_nowhere() -> None:
+    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ Subcommands live in their own modules and are imported only when run, so
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import io
 import json
 import math
 import os
@@ -32,6 +34,7 @@ from fluo_lang.api import (
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
+from fluo_lang.files import output_problem, stdout_to_nowhere
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
 
@@ -64,19 +67,51 @@ EXIT_OUTPUT_FAILED = 2
 """The output cannot be written (`> /dev/full`, a full disk), as input that cannot be read is 2."""
 
 
-def _from_writing_output(exc: OSError) -> bool:
-    """Whether `exc` was raised writing fluo's output: by `click.echo` or the flush after a command."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code in (click.utils.echo.__code__, LazyGroup.invoke.__code__)
+class OutputError(OSError):
+    """fluo's own output (stdout) could not be written: `> /dev/full`, a full disk, a closed stdout."""
 
 
-def _stdout_to_nowhere() -> None:
-    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
+class _WholeWrites(io.FileIO):
+    """A descriptor written whole or not at all: when the reader of a pipe goes away in the middle of a large
+    write, the kernel takes part of it and Python's buffered writer drops the rest without an error (so `fluo
+    check --format json | head -c 10` ended 0); writing the rest here fails (BrokenPipeError), and fluo stops
+    with `EXIT_READER_GONE` as `cat` would."""
+
+    def write(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        done = 0
+        while done < len(view):
+            try:
+                done += super().write(view[done:]) or 0
+            except BrokenPipeError:
+                raise
+            except OSError as exc:  # told apart from a file a command fails to read or write
+                raise OutputError(exc.errno, exc.strerror) from None
+        return done
+
+
+def _stdout_whole_writes() -> None:
+    """stdout as it was (encoding, errors, line buffering) over `_WholeWrites`."""
+    out = sys.stdout
+    out.flush()
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_WholeWrites(out.fileno(), "w", closefd=False)),
+        encoding=out.encoding,
+        errors=out.errors,
+        line_buffering=bool(out.line_buffering),
+    )
+
+
+def _stdout_closed() -> None:
+    """Started without a stdout (`>&-`): descriptor 1 is held on the null device opened read-only, so that no
+    file opened later (a store, a report) takes it, and writing to it fails as writing to a closed one does
+    (EBADF): a command that prints says it cannot write its output, one that prints nothing (`fluo serve`,
+    logging to stderr) runs."""
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    if nothing != 1:
+        os.dup2(nothing, 1)
+        os.close(nothing)
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_WholeWrites(1, "w", closefd=False)), encoding="utf-8")
 
 
 class OneLineUsageError(click.UsageError):
@@ -88,6 +123,7 @@ class OneLineUsageError(click.UsageError):
         command = self.ctx.command_path if self.ctx is not None else "fluo"
         message = self.format_message()
         message = message[:1].lower() + message[1:] if message[1:2].islower() else message
+        message = message.removesuffix(".")  # click's sentences end in one; the hint follows: "... 'x' (see ...)"
         click.echo(f"fluo: {message} (see `{command} --help`)", file=file, err=file is None)
 
 
@@ -106,6 +142,10 @@ class LazyGroup(click.Group):
             raise one_line_usage(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
+        if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves None, and a traceback later
+            _stdout_closed()
+        elif sys.stdout is sys.__stdout__:  # not a test's capture
+            _stdout_whole_writes()
         try:
             try:
                 return super().invoke(ctx)
@@ -118,14 +158,12 @@ class LazyGroup(click.Group):
             # which `fluo eval` and `fluo test` use for what they found).
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
-            _stdout_to_nowhere()
+            stdout_to_nowhere()
             ctx.exit(EXIT_READER_GONE)
-        except OSError as exc:
-            if not _from_writing_output(exc):
-                raise
+        except OutputError as exc:
             # `> /dev/full`, a full disk: one line and 2, not a traceback and 1, which means rule errors.
-            _stdout_to_nowhere()
-            click.echo(f"fluo: cannot write the output: {exc.strerror or exc}", err=True)
+            stdout_to_nowhere()
+            click.echo(f"fluo: cannot write the output: {output_problem(exc)}", err=True)
             ctx.exit(EXIT_OUTPUT_FAILED)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -221,6 +259,14 @@ def _summary(diags: Sequence[Diagnostic], files: int) -> str:
     return f"{plural(errors, 'error')}, {plural(len(diags) - errors, 'warning')} in {plural(files, 'file')}"
 
 
+def _version() -> str:
+    """FLUO's version as installed (a source tree run without installing: "unknown")."""
+    try:
+        return importlib.metadata.version("fluo")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 SARIF_ROOT = "%SRCROOT%"
 """The `uriBaseId` of a relative `artifactLocation`: the folder `fluo check` ran in, which relative paths name
 files from (code scanning reads it as the repository's root, where a CI job runs)."""
@@ -269,7 +315,7 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[st
                 "tool": {
                     "driver": {
                         "name": "fluo",
-                        "informationUri": "https://github.com/fluo-dev/fluo",
+                        "version": _version(),  # no informationUri: FLUO has no public address to give
                         "rules": [{"id": c, "shortDescription": {"text": CODES.get(c, c)}} for c in used],
                     }
                 },
@@ -281,24 +327,6 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[st
     }
 
 
-def echo_json(value: Any, *, err: bool = False) -> None:
-    """`value` as indented JSON, written a few kilobytes at a time: one large write that its reader leaves part
-    way (`| head -c 10`) is cut short without an error (Python's buffered writer), where the next write fails
-    and fluo stops with `EXIT_READER_GONE`, as the text formats do."""
-    pieces: list[str] = []
-    size = 0
-    for chunk in json.JSONEncoder(indent=2).iterencode(value):
-        pieces.append(chunk)
-        size += len(chunk)
-        if size >= _JSON_PIECE:
-            click.echo("".join(pieces), nl=False, err=err)
-            pieces, size = [], 0
-    click.echo("".join(pieces), err=err)
-
-
-_JSON_PIECE = 4096  # characters, so bytes: the JSON is ASCII (ensure_ascii)
-
-
 def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Sequence[RuleIR] | None = None) -> None:
     """The diagnostics in `fmt`; with `ir` (JSON only), the rules' IR as an `ir` member beside them."""
     diags = analysis.diagnostics
@@ -306,9 +334,9 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Se
         out: dict[str, Any] = {"diagnostics": [d.to_json() for d in diags]}
         if ir is not None:
             out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
-        echo_json(out, err=err)
+        click.echo(json.dumps(out, indent=2), err=err)
     elif fmt == "sarif":
-        echo_json(sarif(diags, analysis.text_of), err=err)
+        click.echo(json.dumps(sarif(diags, analysis.text_of), indent=2), err=err)
     else:
         for d in diags:
             click.echo(d.format(), err=err)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -69,8 +70,12 @@ def test_check_sarif(bad_rules: Path) -> None:
     assert [x["ruleId"] for x in results] == ["FLUO201", "FLUO300"]
     region = results[0]["locations"][0]["physicalLocation"]["region"]
     assert (region["startLine"], region["startColumn"]) == (1, 29)
-    rule_ids = [x["id"] for x in sarif["runs"][0]["tool"]["driver"]["rules"]]
-    assert rule_ids == ["FLUO201", "FLUO300"]
+    driver = sarif["runs"][0]["tool"]["driver"]
+    assert [x["id"] for x in driver["rules"]] == ["FLUO201", "FLUO300"]
+    from importlib.metadata import version
+
+    assert (driver["name"], driver["version"]) == ("fluo", version("fluo"))
+    assert "informationUri" not in driver  # QA cli: it named a repository that does not exist
 
 
 def test_check_emit_ir() -> None:
@@ -617,12 +622,12 @@ def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Pat
     [
         (
             ["signals", "--db", "."],
-            "fluo: invalid value for '--db' (env var: 'FLUO_DB'): File '.' is a directory. (see `fluo signals --help`)",
+            "fluo: invalid value for '--db' (env var: 'FLUO_DB'): File '.' is a directory (see `fluo signals --help`)",
         ),
-        (["eval", "--bogus"], "fluo: no such option '--bogus'. (see `fluo eval --help`)"),
-        (["nosuch"], "fluo: no such command 'nosuch'. (see `fluo --help`)"),
-        (["--bogus"], "fluo: no such option '--bogus'. (see `fluo --help`)"),  # the group's own, before a command
-        (["--bogus", "eval"], "fluo: no such option '--bogus'. (see `fluo --help`)"),
+        (["eval", "--bogus"], "fluo: no such option '--bogus' (see `fluo eval --help`)"),
+        (["nosuch"], "fluo: no such command 'nosuch' (see `fluo --help`)"),
+        (["--bogus"], "fluo: no such option '--bogus' (see `fluo --help`)"),  # the group's own, before a command
+        (["--bogus", "eval"], "fluo: no such option '--bogus' (see `fluo --help`)"),
         (["eval", "--expect", "true", "--detect", "true", "-t", "t.json"], "fluo: give --expect or --detect, not both"),
     ],
 )
@@ -896,3 +901,75 @@ def test_a_symbolic_link_loop_is_said_alike_by_check_fmt_and_eval(tmp_path: Path
     assert (
         run("check", str(tmp_path / "gone.fluo")).stderr == f"fluo: {tmp_path / 'gone.fluo'}: no such file or folder\n"
     )
+
+
+def _many_traces(tmp_path: Path, n: int = 3000) -> Path:
+    """A trace file of `n` one-span traces: reports on it run to hundreds of kilobytes."""
+    spans = [
+        {"traceId": f"{i + 1:032x}", "spanId": f"{i + 1:016x}", "name": f"n{i}", "startTimeUnixNano": "1",
+         "endTimeUnixNano": "2"}
+        for i in range(n)
+    ]  # fmt: skip
+    path = tmp_path / "many.json"
+    path.write_text(json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": spans}]}]}))
+    return path
+
+
+def _large_outputs(tmp_path: Path) -> dict[str, list[str]]:
+    """Commands whose output is far larger than a pipe holds, each as arguments to `fluo`."""
+    many = _many_traces(tmp_path)
+    (tmp_path / "r.fluo").write_text("rule root_name { detect trace.root.name != '' }\n")
+    (tmp_path / "r_test.yaml").write_text(
+        "rules: [r.fluo]\ncases:\n  - name: many\n    traces: many.json\n    expect: [{rule: root_name, count: 3000}]\n"
+    )
+    rules = tmp_path / "long.fluo"
+    rules.write_text("// " + "x" * 200_000 + "\nrule a { expect true }\n")
+    return {
+        "test": ["test", str(tmp_path / "r_test.yaml"), "--format", "json"],
+        "discover": ["discover", str(many), "--format", "json", "--min-support", "1"],
+        "eval": ["eval", str(tmp_path / "r.fluo"), "--traces", str(many)],
+        "fmt": ["fmt", "-"],
+    }
+
+
+@pytest.mark.parametrize("command", ["test", "eval", "fmt"])  # one mechanism for all, discover's report included
+def test_a_reader_that_goes_away_mid_write_stops_every_command_with_the_sigpipe_status(
+    command: str, tmp_path: Path
+) -> None:
+    """QA (citest r07): `fluo test --format json | head -c 10` (and discover's, and `fmt -`'s) exited with the
+    run's status, the report cut at 64 KiB without a word: when a pipe's reader leaves in the middle of one
+    large write, the kernel takes part of it and Python's buffered writer dropped the rest. Every command
+    writes stdout whole now, so the rest fails and fluo stops with 141."""
+    args = _large_outputs(tmp_path)[command]
+    with open(tmp_path / "long.fluo", "rb") as source:
+        p = _fluo(*args, stdout=subprocess.PIPE, stdin=source, cwd=tmp_path)
+        assert p.stdout is not None and p.stderr is not None
+        assert p.stdout.read(10)
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["test", "discover", "eval", "fmt"])
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed"])
+def test_every_command_says_in_one_line_that_its_output_cannot_be_written(
+    command: str, stdout: str, tmp_path: Path
+) -> None:
+    """QA (citest r01): `fluo test` and `fluo discover` > /dev/full, and any command started with stdout closed
+    (`>&-`: Python leaves `sys.stdout` None), ended in a traceback and 1 ("a case failed" on a passing run).
+    Now one line and 2, as for check and eval."""
+    args = _large_outputs(tmp_path)[command]
+    closed = stdout == "closed"
+    with open(tmp_path / "long.fluo", "rb") as source, open("/dev/full", "wb") as full:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "fluo_run.cli", *args],
+            stdin=source, stdout=None if closed else full, stderr=subprocess.PIPE, cwd=tmp_path,
+            preexec_fn=(lambda: os.close(1)) if closed else None,
+        )  # fmt: skip
+        _, err = p.communicate(timeout=120)
+    why = "standard output is closed" if closed else "No space left on device"
+    assert p.returncode == 2, err.decode()
+    assert err.decode().splitlines()[-1] == f"fluo: cannot write the output: {why}"
+    assert b"Traceback" not in err

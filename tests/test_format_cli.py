@@ -76,8 +76,8 @@ def test_metadata_nested_too_deeply_leaves_the_file_and_exits_2(tmp_path: Path) 
 
 def test_stdin_to_stdout() -> None:
     assert run("-", stdin=MESSY) == (0, TIDY, "")
-    assert run("--check", "-", stdin=MESSY)[0] == 1
-    assert run("--check", "-", stdin=TIDY)[0] == 0
+    assert run("--check", "-", stdin=MESSY) == (1, "would reformat <stdin>\n", "")  # QA: it said nothing
+    assert run("--check", "-", stdin=TIDY) == (0, "", "")
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

@@ -303,13 +303,12 @@ HELP = " (see `fluo serve --help`)"
     [
         (
             "max-spans-per-trace: abc\n",
-            "fluo: --config fluo.yaml: `max-spans-per-trace`: 'abc' is not a valid integer." + HELP,
+            "fluo: --config fluo.yaml: `max-spans-per-trace`: 'abc' is not a valid integer" + HELP,
         ),
         ("no-db: maybe\n", "fluo: --config fluo.yaml: `no-db`: 'maybe' is not a valid boolean."),
         (
             "log-level: verbose\n",
-            "fluo: --config fluo.yaml: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'."
-            + HELP,
+            "fluo: --config fluo.yaml: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'" + HELP,
         ),
         (
             "trace-idle: 5\n",
