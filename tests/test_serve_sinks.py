@@ -34,6 +34,7 @@ from fluo_run.serve.sinks import (
     CallbackSink,
     JsonlSink,
     OtlpLogsSink,
+    OpenFile,
     Sink,
     SinkError,
     SinkSet,
@@ -1194,13 +1195,17 @@ def test_a_jsonl_file_rotated_away_is_noticed_and_a_new_one_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any, rotation: str
 ) -> None:
     """QA L6: after logrotate's default `create` rotation the sink kept writing to the renamed file."""
-    monkeypatch.setattr(JsonlSink, "CHECK_EVERY", 0.0)
     caplog.set_level(logging.INFO, "fluo")
     path, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
-    sinks = SinkSet([JsonlSink(str(path))], Metrics(), capacity=100)
+    metrics = Metrics()
+    sinks = SinkSet([JsonlSink(str(path))], metrics, capacity=100)
     assert sinks.start() == []
     sinks.publish(signals(2))
-    wait_for(lambda: lines(path) == [0, 1], what="the first lines")
+    wait_for(
+        lambda: metrics.registry.get_sample_value("fluo_sink_signals_written_total", {"sink": "jsonl"}) == 2,
+        what="the first lines written",  # a file deleted while they are being written gets them again
+    )
+    assert lines(path) == [0, 1]
     if rotation == "renamed":
         path.rename(rotated)
     else:
@@ -1212,11 +1217,43 @@ def test_a_jsonl_file_rotated_away_is_noticed_and_a_new_one_made(
     assert f"jsonl file {path} was renamed or deleted" in caplog.text
 
 
+def test_a_jsonl_file_deleted_just_after_a_batch_gets_none_of_the_next(tmp_path: Path) -> None:
+    """QA r02: the path was looked at no more than once a second, so a file deleted (or rotated and
+    compressed) less than a second after the last look got the next batch, counted as written: lost."""
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path))
+    sink.open()
+    sink.write(signals(1), threading.Event())
+    path.unlink()
+    sink.write(signals(1, 1), threading.Event())
+    sink.close()
+    assert lines(path) == [1]
+
+
+def test_a_batch_written_as_the_jsonl_file_is_deleted_is_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """The file deleted between the look at the path and the write: the batch is written anew at the path."""
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path))
+    sink.open()
+
+    def deleted_after_the_look(self: OpenFile, target: str | Path) -> bool:
+        Path(target).unlink()
+        return False
+
+    monkeypatch.setattr(OpenFile, "replaced", deleted_after_the_look)
+    sink.write(signals(2), threading.Event())
+    monkeypatch.undo()
+    sink.close()
+    assert lines(path) == [0, 1]
+    assert f"jsonl file {path} was deleted while serve wrote to it; writing the last batch anew" in caplog.text
+
+
 def test_reopen_opens_the_jsonl_file_again_before_the_next_batch(tmp_path: Path) -> None:
     """SIGHUP after rotation: the file is reopened at once, without waiting for the check."""
     path, rotated = tmp_path / "out.jsonl", tmp_path / "out.jsonl.1"
     sink = JsonlSink(str(path))
-    sink.CHECK_EVERY = 3600.0
     sinks = SinkSet([sink], Metrics(), capacity=100)
     assert sinks.start() == []
     sinks.publish(signals(1))

@@ -180,23 +180,20 @@ class Sink:
 
 class OpenFile:
     """Whether a path is still the file a sink has open, by device and inode: a JSON-lines file rotated
-    (renamed or deleted) under it. The path is looked at most once every `every` seconds. (The store keeps
-    a descriptor of its file instead: `SqliteSink._gone`.)"""
+    (renamed or deleted) under it. One fstat and one stat, before each batch: cheap next to the write, and a
+    file deleted a moment after the last look still gets no batch. (The store keeps a descriptor of its
+    file instead: `SqliteSink._gone`.)"""
 
     def __init__(self) -> None:
         self.identity: tuple[int, int] | None = None
-        self.checked = 0.0
 
     def remember(self, st: os.stat_result | None) -> None:
         """The file just opened (None: unknown, never reported replaced)."""
         self.identity = None if st is None else (st.st_dev, st.st_ino)
-        self.checked = time.monotonic()
 
-    def replaced(self, path: str | Path, every: float) -> bool:
-        now = time.monotonic()
-        if self.identity is None or now - self.checked < every:
+    def replaced(self, path: str | Path) -> bool:
+        if self.identity is None:
             return False
-        self.checked = now
         try:
             st = os.stat(path)
         except OSError:
@@ -499,13 +496,13 @@ def _place_problem(path: Path) -> str | None:
 class JsonlSink(Sink):
     """One signal per line, to a file (appended) or `-` for standard output.
 
-    A file renamed or deleted under it (logrotate's default `create` mode) is noticed within a
-    second, as the SQLite store notices, and a new file is opened at the path; SIGHUP (`reopen`)
-    reopens it before the next batch whatever happened to it.
+    A file renamed or deleted under it (logrotate's default `create` mode) is noticed before the
+    next batch, as the SQLite store notices, and a new file is opened at the path; a batch written as
+    the file was deleted is written again there. SIGHUP (`reopen`) reopens it before the next batch
+    whatever happened to it.
     """
 
     name = "jsonl"
-    CHECK_EVERY = 1.0  # how often the path is checked to be still the open file
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -571,21 +568,42 @@ class JsonlSink(Sink):
         self._reopen.set()
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
-        if self.target != "-" and (self._reopen.is_set() or self._file.replaced(self.target, self.CHECK_EVERY)):
+        if self.target != "-" and (self._reopen.is_set() or self._file.replaced(self.target)):
             if not self._reopen.is_set():
                 log.info("jsonl file %s was renamed or deleted (rotated?); writing to a new one there", self.target)
-            self._reopen.clear()
-            with contextlib.suppress(OSError):
-                self.close()
-            try:
-                self._open_file()
-            except OSError as exc:  # its folder gone for now: keep the batch and try again
-                self.out = None
-                raise TransientSinkError(f"cannot reopen {self.target}: {exc.strerror or exc}") from exc
+            self._open_again()
         if self.out is None:
             self._reopen.set()  # the last reopen failed: try again
             raise TransientSinkError(f"{self.target} is not open")
-        out = self.out
+        self._append(self.out, batch)
+        if self._deleted():  # between the look above and the write: the batch went nowhere
+            log.warning("jsonl file %s was deleted while serve wrote to it; writing the last batch anew", self.target)
+            self._open_again()
+            assert self.out is not None
+            self._append(self.out, batch)
+
+    def _open_again(self) -> None:
+        """Close the file and open the path anew; TransientSinkError when it cannot be (its folder gone for now)."""
+        self._reopen.clear()
+        with contextlib.suppress(OSError):
+            self.close()
+        try:
+            self._open_file()
+        except OSError as exc:  # keep the batch and try again
+            self.out = None
+            raise TransientSinkError(f"cannot reopen {self.target}: {exc.strerror or exc}") from exc
+
+    def _deleted(self) -> bool:
+        """Whether the regular file written to has no name left (one fstat)."""
+        if self.out is None or self.out is sys.stdout:
+            return False
+        try:
+            st = os.fstat(self.out.fileno())
+        except OSError:
+            return False
+        return stat.S_ISREG(st.st_mode) and st.st_nlink == 0
+
+    def _append(self, out: TextIO, batch: Batch) -> None:
         try:
             start = out.tell() if out.seekable() else None
         except OSError:
@@ -594,7 +612,8 @@ class JsonlSink(Sink):
             out.write("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in batch))
             out.flush()
         except OSError as exc:
-            problem = f"cannot write to {self.target}: {exc.strerror or exc}"
+            where = "stdout" if self.target == "-" else self.target
+            problem = f"cannot write to {where}: {exc.strerror or exc}"
             if exc.errno == errno.EFBIG and (limit := file_size_limit()) is not None:
                 problem += f" (the file-size limit, ulimit -f, is {limit} bytes)"
             self._cut_back(start)  # whatever failed, no line of a batch not delivered stays, nor half a line
