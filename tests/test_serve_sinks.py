@@ -33,8 +33,8 @@ from fluo_run.serve.sinks import (
     Batch,
     CallbackSink,
     JsonlSink,
-    OtlpLogsSink,
     OpenFile,
+    OtlpLogsSink,
     Sink,
     SinkError,
     SinkSet,
@@ -526,7 +526,8 @@ def test_a_write_looks_at_the_store_file_with_one_fstat_before_and_one_after(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Review: each batch fstat'ed the open store file four times (twice in each of two `_gone` calls) and stat'ed
-    the path twice; before the commit it needs one fstat and one stat, after it one fstat (is it deleted)."""
+    the path twice; before the commit it needs one fstat and one stat, after it one fstat (is it deleted). The lock
+    file is looked at as well, with one fstat and one stat (QA r03: is it still there)."""
     sink = SqliteSink(tmp_path / "s.db")
     sink.open()
     fstat, stat_ = os.fstat, os.stat
@@ -537,8 +538,8 @@ def test_a_write_looks_at_the_store_file_with_one_fstat_before_and_one_after(
         return fstat(fd)
 
     def counted_stat(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
-        if Path(path) == sink.path:
-            calls.append("stat")
+        if Path(path) in (sink.path, Path(f"{sink.path}.lock")):
+            calls.append("stat" if Path(path) == sink.path else "stat lock")
         return stat_(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "fstat", counted_fstat)
@@ -548,7 +549,7 @@ def test_a_write_looks_at_the_store_file_with_one_fstat_before_and_one_after(
     finally:
         monkeypatch.undo()
         sink.close()
-    assert calls == ["fstat", "stat", "fstat"]
+    assert calls == ["fstat", "stat", "fstat", "stat lock", "fstat"]
     assert rows(sink.path) == [0, 1]
 
 
@@ -626,6 +627,87 @@ def test_a_second_sink_on_a_store_in_use_is_refused_until_the_first_closes(tmp_p
     third = SinkSet([SqliteSink(path)], Metrics(), capacity=10)
     assert third.start() == []
     assert third.close(5) == 0
+
+
+def test_a_second_sink_on_a_store_in_use_under_another_name_is_refused(tmp_path: Path) -> None:
+    """QA r01: the lock file was made beside the path given, so a second serve on a symlink to the store
+    (in its folder or another) or a hard link to it took a lock of its own and wrote the store too. The lock
+    file is beside the real file; a hard link is refused by the store file's own lock."""
+    path = tmp_path / "s.db"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    first = SqliteSink(path)
+    first.open()
+    try:
+        (tmp_path / "link.db").symlink_to("s.db")
+        (elsewhere / "link.db").symlink_to(path)
+        os.link(path, tmp_path / "hard.db")
+        for link in (tmp_path / "link.db", elsewhere / "link.db"):
+            with pytest.raises(SinkError) as refused:
+                SqliteSink(link).open()
+            assert str(refused.value) == (
+                f"{link} is in use by another fluo serve (process {os.getpid()} holds {path}.lock locked); give "
+                "each instance its own --db"
+            )
+        with pytest.raises(SinkError) as refused:
+            SqliteSink(tmp_path / "hard.db").open()
+        assert str(refused.value) == (
+            f"{tmp_path / 'hard.db'} is in use by another fluo serve, which holds the file locked under another "
+            "name (a hard link, or another mount of its folder); give each instance its own --db"
+        )
+    finally:
+        first.close()
+    second = SqliteSink(tmp_path / "hard.db")
+    second.open()
+    second.close()
+
+
+@pytest.mark.parametrize("removed", ["files", "folder"])
+def test_the_lock_is_taken_again_when_the_store_files_are_removed(tmp_path: Path, removed: str) -> None:
+    """QA r03: after `rm s.db*` (or the folder removed and made again) serve made a new store at the path
+    but no new lock file, so a second serve on it started and wrote it too."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = folder / "s.db"
+    first = SqliteSink(path)
+    first.open()
+    try:
+        first.write(stored(1), threading.Event())
+        if removed == "files":
+            for name in os.listdir(folder):
+                os.unlink(folder / name)
+        else:
+            shutil.rmtree(folder)
+            folder.mkdir()
+        first.idle()
+        assert (folder / "s.db.lock").exists()
+        with pytest.raises(SinkError, match="is in use by another fluo serve"):
+            SqliteSink(path).open()
+        first.write(stored(1, 1), threading.Event())
+        with pytest.raises(SinkError, match="is in use by another fluo serve"):
+            SqliteSink(path).open()
+    finally:
+        first.close()
+    assert rows(path) == [1]
+
+
+def test_a_store_whose_lock_another_serve_took_meanwhile_waits_for_it(tmp_path: Path) -> None:
+    """After `rm s.db*` a second serve that took the new lock first keeps the store: the first one's batch
+    waits (retried) rather than write the store the other writes."""
+    path = tmp_path / "s.db"
+    first = SqliteSink(path)
+    first.open()
+    try:
+        for name in os.listdir(tmp_path):
+            os.unlink(tmp_path / name)
+        second = SqliteSink(path)
+        second.open()
+        with pytest.raises(TransientSinkError, match="is in use by another fluo serve"):
+            first.write(stored(1), threading.Event())
+        second.close()
+        first.write(stored(1), threading.Event())
+    finally:
+        first.close()
 
 
 def test_a_second_sink_on_a_store_in_use_is_refused_before_it_reads_the_store(

@@ -204,8 +204,10 @@ class OpenFile:
 class SqliteSink(Sink):
     """The signal store. A lock held by another connection is waited out (retried, the batch kept);
     a store deleted or replaced while serve runs is noticed at the next batch and opened anew at the path,
-    once what it holds is all in the file (its -wal checkpointed into it); `FILE.lock` beside it is held
-    locked from the first open to the last close, so a second serve on the store is refused at its start."""
+    once what it holds is all in the file (its -wal checkpointed into it); `FILE.lock` beside the real file
+    (symlinks resolved) is held locked from the first open to the last close, and made and locked anew when
+    it is gone (`rm s.db*`), and the store file itself is held locked (flock) while it is open, so a second
+    serve on the store, under any name (a symlink, a hard link), is refused at its start."""
 
     name = "sqlite"
     BUSY_TIMEOUT = 2.0  # how long one statement waits for a lock before the worker's backoff takes over
@@ -228,6 +230,8 @@ class SqliteSink(Sink):
         took = self._lock is None
         if took:
             self._lock = self._take_lock()
+        else:
+            self._keep_lock()
         try:
             self._open_store()
         except BaseException:
@@ -246,17 +250,40 @@ class SqliteSink(Sink):
                 raise self._open_problem(exc) from exc
             raise no_lock from None
 
+    def _keep_lock(self) -> None:
+        """Make and lock `FILE.lock` anew when the one held is no longer at its path (`rm s.db*`, the folder
+        removed and made again): else a second serve would make its own and write the new store too.
+        TransientSinkError when it cannot be (another serve took it meanwhile): the batch waits."""
+        if self._lock is None or self._lock.at_its_path():
+            return
+        try:
+            lock = StoreLock.take(self.path)
+        except SinkError as exc:
+            raise TransientSinkError(str(exc)) from None
+        old, self._lock = self._lock, lock
+        old.release()
+
     def _open_store(self) -> None:
+        held = self._claim()
         try:
             store = SignalStore(self.path, timeout=self.BUSY_TIMEOUT, check_seconds=QUICK_CHECK_SECONDS)
         except Exception as exc:
+            if held is not None:
+                os.close(held)
             raise self._open_problem(exc) from exc
-        try:
-            # SQLite opens a file it may not write read only, and says so only at the first write
-            held = os.open(self.path, os.O_RDWR)
-        except OSError as exc:
-            store.close()
-            raise SinkError(f"{self.path}: the file {self.path} is not writable ({exc.strerror})") from None
+        if held is None:  # the store was just made
+            try:
+                # SQLite opens a file it may not write read only, and says so only at the first write
+                held = os.open(self.path, os.O_RDWR)
+            except OSError as exc:
+                store.close()
+                raise SinkError(f"{self.path}: the file {self.path} is not writable ({exc.strerror})") from None
+            try:
+                _lock_store_file(held, self.path)
+            except SinkError:
+                store.close()
+                os.close(held)
+                raise
         self.store, self._held = store, held
         if store.unchecked:
             log.warning(
@@ -266,6 +293,20 @@ class SqliteSink(Sink):
                 QUICK_CHECK_SECONDS,
                 self.path,
             )
+
+    def _claim(self) -> int | None:
+        """A descriptor of the store file, open for writing and locked (flock) before SQLite reads a page of
+        it; None when there is no file yet, or it cannot be opened so (SignalStore then says why)."""
+        try:
+            held = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return None
+        try:
+            _lock_store_file(held, self.path)
+        except SinkError:
+            os.close(held)
+            raise
+        return held
 
     def _open_problem(self, exc: Exception) -> SinkError:
         """Why the store did not open, in words: retryable (locked, busy, full) or not."""
@@ -352,8 +393,10 @@ class SqliteSink(Sink):
 
     def idle(self) -> None:
         """A store moved aside with no batch since is let go of (its -wal checkpointed into it) all the same, so
-        the moved file is whole within a second; the new store is made with the next batch."""
+        the moved file is whole within a second; the new store is made with the next batch. A lock file that
+        is gone is made again at once."""
         self._let_go_if_gone()
+        self._keep_lock()
 
     def _let_go_if_gone(self) -> None:
         """Let go of the store file when it is no longer at the path; the warning says so once it is let go of,
@@ -365,6 +408,7 @@ class SqliteSink(Sink):
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         self._let_go_if_gone()
+        self._keep_lock()
         self._add(batch)
         # deleted between the look above and the commit: the batch went nowhere (one fstat: the batch is in)
         if self._held is not None and self._held_stat().st_nlink == 0:
@@ -390,10 +434,10 @@ class SqliteSink(Sink):
 
     def _close_store(self) -> None:
         store, held, self.store, self._held = self.store, self._held, None, None
+        if store is not None:  # first: closing another descriptor of the file drops the locks SQLite holds on it
+            store.close()
         if held is not None:
             os.close(held)
-        if store is not None:
-            store.close()
 
     def close(self) -> None:
         try:
@@ -413,8 +457,10 @@ class NoLockFile(SinkError):
 
 
 class StoreLock:
-    """`FILE.lock` beside a store, held locked (flock) by the one `fluo serve` that writes the store; it holds
-    that serve's process id. The kernel lets go of the lock when the process ends, however it ends."""
+    """`FILE.lock` beside a store (the real file, symlinks resolved), held locked (flock) by the one `fluo serve`
+    that writes the store; it holds that serve's process id. The kernel lets go of the lock when the process
+    ends, however it ends. A hard link to the store has a lock file of its own: the store file's own flock
+    (`_lock_store_file`) refuses a second serve on it."""
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
@@ -427,7 +473,8 @@ class StoreLock:
         says the store is not guarded."""
         if fcntl is None:
             return None
-        path = beside(store, LOCK_SUFFIX)
+        real = Path(os.path.realpath(store))
+        path = beside(store if real == Path(os.path.abspath(store)) else real, LOCK_SUFFIX)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -463,9 +510,35 @@ class StoreLock:
             ) from None
         return cls(path, fd)
 
+    def at_its_path(self) -> bool:
+        """Whether the lock file held is still the one at its path (not deleted, nor its folder)."""
+        try:
+            held, there = os.fstat(self.fd), os.stat(self.path)
+        except OSError:
+            return False
+        return (held.st_dev, held.st_ino) == (there.st_dev, there.st_ino)
+
     def release(self) -> None:
         """Let go of the lock (the file stays: removing it would let two processes hold a lock each)."""
         os.close(self.fd)
+
+
+def _lock_store_file(fd: int, path: Path) -> None:
+    """Lock the open store file itself (flock, which SQLite's own locks leave alone): a second serve that
+    reaches it under another name (a hard link, another mount of its folder) has a lock file of its own
+    beside that name, but not this lock. SinkError when another process holds it; nothing where flock is
+    not to be had (the lock file still guards the store by its name)."""
+    if fcntl is None:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SinkError(
+            f"{path} is in use by another fluo serve, which holds the file locked under another name (a hard "
+            "link, or another mount of its folder); give each instance its own --db"
+        ) from None
+    except OSError:
+        return
 
 
 def _read_pid(fd: int) -> int | None:
