@@ -10,7 +10,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from .config import (
     parse_address,
     parse_duration,
     parse_setting,
+    redacted,
 )
 from .store import SEVERITY_ORDER, NotAStore, SignalFilter, SignalStore, error_code, is_corrupt, parse_time, recovery
 
@@ -133,10 +134,15 @@ def setup_logging(level: str) -> None:
 
 
 def _duration(value: Any, flag: str, *, allow_off: bool = False) -> float:
+    """A duration setting in seconds; with `allow_off`, 0.0 for `off` (a zero duration is refused all the same:
+    as for every other duration, 0 is no length, and it would turn the thing off without a word)."""
     text = str(value).strip()
     if allow_off and text.lower() in OFF:
         return 0.0
-    return parse_setting(text, flag)
+    seconds = parse_setting(text, flag)
+    if allow_off and seconds <= 0:
+        raise ConfigError(f"{flag}: must be more than 0; `off` turns it off")
+    return seconds
 
 
 # Settings an empty value would turn off without a word (most likely an unset shell variable: `--webhook "$URL"`):
@@ -255,6 +261,43 @@ def _settle_db(ctx: click.Context, options: dict[str, Any]) -> None:
 
 def _opt(name: str, env: str, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(name, envvar=env, show_envvar=True, **kw)
+
+
+# What serve does with each sink setting, for the usage error when one is given twice.
+_ONE_SINK = {
+    "db": "serve writes one store",
+    "jsonl": "serve writes one JSON-lines file",
+    "webhook": "serve posts to one webhook",
+    "otlp_logs": "serve exports to one OTLP logs endpoint",
+}
+_REPEATED = "fluo.serve.repeated"
+
+
+class _OneSink(click.Option):
+    """A sink setting taken once on the command line: click keeps the last of several without a word, and the
+    signals meant for the others would go nowhere. The values of one given more than once are kept in
+    `ctx.meta` for `_refuse_repeated_sinks`; the last is the option's value meanwhile."""
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        parser.add_option(obj=self, opts=self.opts, dest=self.name, action="append", nargs=self.nargs)
+
+    def handle_parse_result(
+        self, ctx: click.Context, opts: Mapping[str, Any], args: list[str]
+    ) -> tuple[Any, list[str]]:
+        given = opts.get(self.name or "")
+        if isinstance(given, list):
+            if len(given) > 1:
+                ctx.meta.setdefault(_REPEATED, {})[self.name] = given
+            opts = {**opts, self.name or "": given[-1]}
+        return super().handle_parse_result(ctx, opts, args)
+
+
+def _refuse_repeated_sinks(ctx: click.Context) -> None:
+    """A sink flag given twice (`--webhook A --webhook B`) is a usage error naming each."""
+    for name, given in ctx.meta.get(_REPEATED, {}).items():
+        flag = "--" + name.replace("_", "-")
+        each = " and ".join(f"{flag} {redacted(str(value))}" for value in given)
+        raise ConfigError(f"{each}: {_ONE_SINK[name]}; give one")
 
 
 class _Separated(click.types.StringParamType):
@@ -424,6 +467,7 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
 @_opt(
     "--db",
     "FLUO_DB",
+    cls=_OneSink,
     metavar="FILE",
     default=DEFAULT_DB,
     show_default=True,
@@ -433,11 +477,19 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
 @_opt(
     "--jsonl",
     "FLUO_JSONL",
+    cls=_OneSink,
     metavar="FILE|-",
     default=None,
     help="Also append signals as JSON lines to FILE, or - for stdout.",
 )
-@_opt("--webhook", "FLUO_WEBHOOK", metavar="URL", default=None, help='Also POST {"signals": [...]} to this URL.')
+@_opt(
+    "--webhook",
+    "FLUO_WEBHOOK",
+    cls=_OneSink,
+    metavar="URL",
+    default=None,
+    help='Also POST {"signals": [...]} to this URL.',
+)
 @_opt(
     "--webhook-header",
     "FLUO_WEBHOOK_HEADER",
@@ -449,6 +501,7 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
 @_opt(
     "--otlp-logs",
     "FLUO_OTLP_LOGS",
+    cls=_OneSink,
     metavar="ENDPOINT",
     default=None,
     help="Also export signals as OTLP log records to ENDPOINT.",
@@ -538,6 +591,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     ctx = click.get_current_context()
     _warn_unknown_variables(ctx)
     try:
+        _refuse_repeated_sinks(ctx)
         _settle_db(ctx, options)
         _empty_variables(ctx)
         config = build_config(options)
