@@ -308,7 +308,27 @@ def test_admission_refuses_while_a_sink_queue_is_nearly_full() -> None:
     assert admission.refusal(b"a", now=3.0) is None
 
 
-def test_a_slow_sink_makes_exports_retry_instead_of_dropping_signals(tmp_path: Path) -> None:
+def test_sinks_caught_up_are_logged_without_waiting_for_an_export(caplog: pytest.LogCaptureFixture) -> None:
+    """QA r04: "signal sinks caught up" was logged by the next export's admission, so never once traffic stopped.
+    The runtime's sweep asks between requests (`notice_caught_up`)."""
+    caplog.set_level(logging.INFO, "fluo")
+    backlog = [0.9]
+    admission = Admission(lambda: 0, max_pending=100, sink_backlog=lambda: backlog[0])
+    admission.notice_caught_up()
+    assert admission.refusal(b"a", now=0.0) is not None
+    admission.notice_caught_up()
+    assert "caught up" not in caplog.text
+    backlog[0] = 0.1
+    admission.notice_caught_up()
+    admission.notice_caught_up()
+    assert caplog.text.count("signal sinks caught up: accepting exports again") == 1
+    assert admission.refusal(b"b", now=1.0) is None
+    assert caplog.text.count("caught up") == 1
+
+
+def test_a_slow_sink_makes_exports_retry_instead_of_dropping_signals(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     release = threading.Event()
     got: list[dict[str, Any]] = []
 
@@ -330,7 +350,9 @@ def test_a_slow_sink_makes_exports_retry_instead_of_dropping_signals(tmp_path: P
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="refused") == 1
         health = json.loads(urllib.request.urlopen(f"{rt.http_url}/healthz", timeout=5).read())
         assert health["sinks"] == {"callback": "ok"}
+        caplog.set_level(logging.INFO, "fluo")
         release.set()
+        wait_for(lambda: "signal sinks caught up" in caplog.text, what="the caught-up line, with no export since")
     assert metric(rt, "fluo_sink_signals_dropped_total", sink="callback", reason="queue_full") == 0
     assert len(got) == k  # every trace accepted gave its signal; the refused one was not taken
 

@@ -259,7 +259,7 @@ class Admission:
                     self.max_sink_backlog * 100,
                 )
             else:
-                log.info("signal sinks caught up: accepting exports again")
+                self._said_caught_up()
         if behind:
             key, times = self._times_refused(body, now)
             self.refused[key] = (times + 1, now)
@@ -273,6 +273,16 @@ class Admission:
             return None
         refused[key] = (times + 1, now)
         return f"over capacity: {pending} spans await evaluation (--max-pending-spans {self.max_pending}); retry later"
+
+    def notice_caught_up(self) -> None:
+        """Between requests (the runtime's sweep): sinks found behind that are no longer are logged as caught up
+        when they catch up, not at the next export, which may never come."""
+        if self.sinks_behind and self.sink_backlog() < self.max_sink_backlog:
+            self._said_caught_up()
+
+    def _said_caught_up(self) -> None:
+        self.sinks_behind = False
+        log.info("signal sinks caught up: accepting exports again")
 
     def retry_after(self, body: bytes) -> int:
         """Seconds to ask a refused body to wait: 1, 2, 4, ... up to 16 as it is refused again.

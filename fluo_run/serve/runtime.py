@@ -185,11 +185,11 @@ class Runtime:
         self.hup_reload: asyncio.Future[bool] | None = None
         self._abort: asyncio.Event | None = None
         self.report: StopReport | None = None
-        admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans, self.sinks.backlog)
+        self.admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans, self.sinks.backlog)
         self.intake = Intake(
             self.metrics,
             self._accept,
-            admission,
+            self.admission,
             config.auth_token,
             config.max_body_bytes,
             prefetch=lambda: self.evaluator.program.prefetch,
@@ -419,6 +419,7 @@ class Runtime:
         while True:
             await asyncio.sleep(tick)
             self._hand_over(self.buffer.sweep(time.monotonic()))
+            self.admission.notice_caught_up()
 
     async def _watch_rules(self) -> None:
         while True:
