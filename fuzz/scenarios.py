@@ -151,7 +151,7 @@ class Serve:
 
     def start(self, timeout: float = 30.0) -> Serve:
         cmd = [sys.executable, "-m", "fluo_run.cli", "serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"]
-        cmd += ["--reload-interval", "0s", *self.args]
+        cmd += ["--reload-interval", "off", *self.args]
         if self.token is not None:
             cmd += ["--auth-token", self.token]
         if self.tls is not None:
