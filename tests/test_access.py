@@ -56,10 +56,14 @@ def send_with_sdk(serve: Serve) -> tuple[set[str], int]:
 def refused_attempts(serve: Serve) -> None:
     """Every way of arriving without the right token, at both receivers: all refused."""
     body = trace_request(1, 4, salt=REFUSED_SALT).SerializeToString()
-    assert serve.post(body, PROTOBUF, auth=False).status == 401
-    assert serve.post(body, PROTOBUF, {"Authorization": "Bearer wrong"}, auth=False).status == 401
-    assert serve.post(body, PROTOBUF, {"Authorization": TOKEN}, auth=False).status == 401
-    assert serve.request("/metrics").status == 401
+    for answer in (
+        serve.post(body, PROTOBUF, auth=False),
+        serve.post(body, PROTOBUF, {"Authorization": "Bearer wrong"}, auth=False),
+        serve.post(body, PROTOBUF, {"Authorization": TOKEN}, auth=False),
+        serve.request("/metrics"),
+    ):
+        assert answer.status == 401
+        assert answer.headers.get("WWW-Authenticate") == "Bearer"  # QA: RFC 7235 asks a 401 to say how
     with serve.channel() as channel:
         assert serve.export(channel, body, auth=False) == grpc.StatusCode.UNAUTHENTICATED
         wrong = channel.unary_unary(

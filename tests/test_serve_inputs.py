@@ -239,6 +239,15 @@ def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
         ),
         (["--db", "x.db", "--db", "y.db"], "--db x.db and --db y.db: serve writes one store; give one"),
         (["--no-db", "--reload-interval", "0s"], "--reload-interval: must be more than 0; `off` turns it off"),
+        (
+            ["--no-db", "--http", "127.0.0.1:4999", "--metrics", "127.0.0.1:4999"],
+            "--metrics 127.0.0.1:4999 is the --http address: /metrics is served there already; leave --metrics out,"
+            " or give another port",
+        ),
+        (
+            ["--no-db", "--http", "127.0.0.1:4999", "--grpc", "127.0.0.1:4999"],
+            "--grpc 127.0.0.1:4999 is the --http address too: give each its own port",
+        ),
         (["--rules", "empty", "--no-db"], "--rules: empty: no .fluo files in this folder"),
         (["--rules", "nosuch", "--no-db"], "--rules: nosuch: no such file or folder"),
     ],
@@ -255,6 +264,8 @@ def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
         "jsonl-twice",
         "db-twice",
         "reload-interval-0s",
+        "metrics-is-http",
+        "grpc-is-http",
         "empty-rules",
         "no-rules",
     ],
@@ -276,7 +287,22 @@ def test_a_grpc_port_another_listener_holds_is_one_line_and_exit_1(tmp_path: Pat
         proc = ServeProcess(args, cwd=tmp_path)  # rules given: no line about running the bundled examples
         assert (exit_status(proc), proc.log) == (
             1,
-            [f"fluo: cannot listen on 127.0.0.1:{port} (gRPC): Address already in use"],
+            [f"fluo: cannot listen on 127.0.0.1:{port} (--grpc): Address already in use"],
+        )
+
+
+@pytest.mark.parametrize("flag", ["--http", "--metrics"])
+def test_an_http_port_another_listener_holds_names_its_flag(tmp_path: Path, flag: str) -> None:
+    """QA: "cannot listen on 127.0.0.1:P" named no setting, and --metrics and --http both listen over HTTP."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [*LOOPBACK, flag, f"127.0.0.1:{port}", "--no-db", "--rules", str(EXAMPLE_RULES)]
+        proc = ServeProcess(args, cwd=tmp_path)
+        assert (exit_status(proc), proc.log) == (
+            1,
+            [f"fluo: cannot listen on 127.0.0.1:{port} ({flag}): Address already in use"],
         )
 
 

@@ -226,7 +226,8 @@ def test_config_file_and_env_vars_with_flags_winning(tmp_path: Path) -> None:
 def test_default_rules_are_the_bundled_examples(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--no-db"], cwd=tmp_path)
     with proc:
-        proc.expect(r"rules: no --rules and no \./rules folder, so the bundled examples in .*examples/rules")
+        # a warning: a wrong mount path on a production host would run the demo rules (QA)
+        proc.expect(r"WARNING rules: no --rules and no \./rules folder, so the bundled examples in .*examples/rules")
         proc.expect(r"rules: 5 per-trace rules and 1 windowed from 4 files")
         proc.started()
         proc.signal(signal.SIGTERM)

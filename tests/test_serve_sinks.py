@@ -360,6 +360,7 @@ def _started_with_two(path: Path, metrics: Metrics | None = None) -> SinkSet:
 def test_a_store_locked_while_running_keeps_the_batch_and_retries(
     tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, "fluo")
     path = tmp_path / "s.db"
     metrics = Metrics()
     sinks = _started_with_two(path, metrics)
@@ -372,6 +373,9 @@ def test_a_store_locked_while_running_keeps_the_batch_and_retries(
     assert sinks.close(5) == 0
     assert dropped(metrics, "sqlite", "failed") == 0
     assert "cannot write" in caplog.text and "is locked" in caplog.text
+    # QA: the retry line said "cannot write: cannot write to s.db", and the recovery was a warning
+    assert f"sink sqlite: cannot write to {path}: database is locked; retrying in " in caplog.text
+    assert [r.levelname for r in caplog.records if r.getMessage() == "sink sqlite: delivering again"] == ["INFO"]
 
 
 def test_a_store_still_locked_at_the_shutdown_deadline_counts_what_it_kept(tmp_path: Path, quick_retries: None) -> None:

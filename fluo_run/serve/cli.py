@@ -600,8 +600,9 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
         return
     warn_exposed(config)
     if not options["rules"] and config.rules != [Path("rules")]:
-        logging.getLogger("fluo.serve").info(
-            "rules: no --rules and no ./rules folder, so the bundled examples in %s", config.rules[0]
+        logging.getLogger("fluo.serve").warning(
+            "rules: no --rules and no ./rules folder, so the bundled examples in %s (give --rules for your own)",
+            config.rules[0],
         )
     try:
         code = asyncio.run(serve(config))

@@ -219,12 +219,27 @@ class ServeConfig:
     max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS
     shutdown_timeout: float = 20.0
 
+    def _check_addresses(self) -> None:
+        """Two listeners on one address: the second could never bind (a port 0 picks a free one for each)."""
+        given = [("--http", self.http), ("--grpc", self.grpc), ("--metrics", self.metrics)]
+        for i, (flag, address) in enumerate(given):
+            for other, taken in given[:i]:
+                if address is None or address != taken or address[1] == 0:
+                    continue
+                where = f"{flag} {address[0]}:{address[1]} is the {other} address"
+                if (flag, other) == ("--metrics", "--http"):
+                    raise ConfigError(
+                        f"{where}: /metrics is served there already; leave --metrics out, or give another port"
+                    )
+                raise ConfigError(f"{where} too: give each its own port")
+
     @property
     def grace(self) -> float:
         """How long past its end a window stays open for traces still being assembled."""
         return self.window_grace if self.window_grace is not None else 2 * self.trace_idle
 
     def check(self) -> None:
+        self._check_addresses()
         if self.trace_idle <= 0:
             raise ConfigError("--trace-idle: must be more than 0")
         if self.max_trace_age < self.trace_idle:

@@ -711,8 +711,14 @@ def _status_body(message: str, content_type: str) -> bytes:
     return bytes(Status(message=message).SerializeToString())
 
 
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+"""What a 401 carries (RFC 7235, with the scheme of RFC 6750): how to authenticate, with a bearer token."""
+
+
 def _http_error(status: int, message: str, content_type: str, *, retry_after: int | None = None) -> web.Response:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if status == 401:
+        headers = CHALLENGE
     return web.Response(
         status=status, body=_status_body(message, content_type), content_type=content_type, headers=headers
     )
@@ -964,7 +970,7 @@ def metrics_handler(intake: Intake, metrics: Metrics) -> Any:
 
     async def handler(request: web.Request) -> web.Response:
         if not intake.authorized(request.headers.get("Authorization")):
-            return web.Response(status=401, text="missing or wrong bearer token\n")
+            return web.Response(status=401, text="missing or wrong bearer token\n", headers=CHALLENGE)
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     return handler

@@ -305,7 +305,8 @@ class Runtime:
             return None
         return tls_context(self.config.tls_cert, self.config.tls_key)  # checked by `ServeConfig.check`
 
-    async def _site(self, routes: list[web.RouteDef], address: tuple[str, int]) -> int:
+    async def _site(self, routes: list[web.RouteDef], address: tuple[str, int], flag: str) -> int:
+        """Serve `routes` on `address`, the setting `flag`; the port bound."""
         cap = ConnectionCap(self.http_connection_limit, self.metrics, stall=HTTP_IDLE_TIMEOUT)
         self._caps.append(cap)
         app = web.Application(client_max_size=self.config.max_body_bytes, middlewares=[cap.track])
@@ -331,7 +332,7 @@ class Runtime:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise StartError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+            raise StartError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
         # aiohttp's server as the protocol factory, as its low-level API has it, counted by the cap (a
         # `web.SockSite` would pass the server itself); closed first by `_stop_receivers`, as a site is.
         tls = self._ssl()
@@ -378,9 +379,9 @@ class Runtime:
 
     async def _start_receivers(self) -> None:
         handler = metrics_handler(self.intake, self.metrics)
-        self.http_port = await self._site(http_routes(self.intake, handler, self.health), self.config.http)
+        self.http_port = await self._site(http_routes(self.intake, handler, self.health), self.config.http, "--http")
         if self.config.metrics is not None:
-            self.metrics_port = await self._site([web.get("/metrics", handler)], self.config.metrics)
+            self.metrics_port = await self._site([web.get("/metrics", handler)], self.config.metrics, "--metrics")
         if self.config.grpc is not None:
             server = grpc.aio.server(
                 interceptors=grpc_interceptors(self.intake),
@@ -403,13 +404,13 @@ class Runtime:
                     [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())]
                 )
             if port:  # a port taken by another listener: say so before gRPC's core logs its own error line
-                _check_free(host, port, "gRPC")
+                _check_free(host, port, "--grpc")
             try:
                 bound = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
             except RuntimeError as exc:
-                raise StartError(f"cannot listen on {target} (gRPC): {exc}") from None
+                raise StartError(f"cannot listen on {target} (--grpc): {exc}") from None
             if bound == 0:
-                raise StartError(f"cannot listen on {target} (gRPC): address in use or not available")
+                raise StartError(f"cannot listen on {target} (--grpc): address in use or not available")
             self.grpc_port = bound
             self._grpc = server
             await server.start()

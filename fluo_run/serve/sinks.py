@@ -1240,9 +1240,8 @@ class SinkWorker:
         now = time.monotonic()
         if now - self._retry_logged >= self.LOG_EVERY:
             self._retry_logged = now
-            log.warning(
-                "sink %s: %s: %s; retrying in %.1fs (signals queue meanwhile)", self.sink.name, what, problem, backoff
-            )
+            said = problem if problem.startswith(what) else f"{what}: {problem}"  # not "cannot write: cannot write to"
+            log.warning("sink %s: %s; retrying in %.1fs (signals queue meanwhile)", self.sink.name, said, backoff)
 
     def _try_open(self) -> bool:
         backoff = self.FIRST_RETRY
@@ -1261,7 +1260,7 @@ class SinkWorker:
                 self.opened.set()
                 return False
             if self.retrying:
-                log.warning("sink %s: open now", self.sink.label)
+                log.info("sink %s: open now", self.sink.label)
             self.retrying = False
             self.is_open = True
             self.opened.set()
@@ -1301,7 +1300,7 @@ class SinkWorker:
                 self._settle(batch, "failed", f"{type(exc).__name__}: {exc}")
             else:
                 if self.retrying:
-                    log.warning("sink %s: delivering again", self.sink.name)
+                    log.info("sink %s: delivering again", self.sink.name)
                 self.retrying = self.last_failed = False
                 self._settle(batch)
                 if self._no_retry() and self.answered_since_stop():  # up after all: the deadline is its
