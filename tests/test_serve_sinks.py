@@ -7,6 +7,7 @@ import contextlib
 import errno
 import functools
 import http.server
+import io
 import json
 import logging
 import math
@@ -14,6 +15,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import sys
 import tempfile
 import threading
 import time
@@ -1334,6 +1336,28 @@ def test_a_batch_written_as_the_jsonl_file_is_deleted_is_written_again(
     sink.close()
     assert lines(path) == [0, 1]
     assert f"jsonl file {path} was deleted while serve wrote to it; writing the last batch anew" in caplog.text
+
+
+def test_a_failed_write_to_stdout_says_stdout_and_makes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: it said "cannot write to -"; and stdout redirected to a file (seekable) was cut back as a file named
+    `-`: stdout closed, and a file `-` made in the working folder for the signals that followed."""
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.chdir(tmp_path)
+    out = Full()
+    monkeypatch.setattr(sys, "stdout", out)
+    sink = JsonlSink("-")
+    sink.open()
+    with pytest.raises(SinkError) as failed:
+        sink.write(signals(1), threading.Event())
+    assert str(failed.value) == "cannot write to stdout: Broken pipe"
+    assert not out.closed and sink.out is out
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_reopen_opens_the_jsonl_file_again_before_the_next_batch(tmp_path: Path) -> None:

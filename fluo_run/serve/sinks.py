@@ -677,8 +677,8 @@ class JsonlSink(Sink):
         return stat.S_ISREG(st.st_mode) and st.st_nlink == 0
 
     def _append(self, out: TextIO, batch: Batch) -> None:
-        try:
-            start = out.tell() if out.seekable() else None
+        try:  # standard output is not cut back: it has no path to truncate or open again
+            start = out.tell() if self.target != "-" and out.seekable() else None
         except OSError:
             start = None
         try:
