@@ -361,3 +361,22 @@ def test_trace_finds_the_windowed_signals_that_list_the_trace(db: str) -> None:
         assert (result.exit_code, rules_of(result.stdout)) == (0, expected), trace
     code, out = run("--db", db, "--trace", "c" * 32)
     assert code == 0 and "window 2026-01-01 00:00:00 +1m  count = 302, bound = 300" in out
+
+
+def test_a_store_from_before_the_stamp_with_a_view_added_says_how_to_mark_it(tmp_path: Path) -> None:
+    """QA serve: an unstamped FLUO store a user added a view to was "another program's database (it holds v)",
+    with no word of the documented way out. Marked as the message says, it is read."""
+    path = tmp_path / "old.db"
+    SignalStore(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as c:
+        c.execute("PRAGMA application_id = 0")
+        c.execute("CREATE VIEW errors AS SELECT * FROM signals")
+    code, out = run("--db", str(path))
+    assert (code, out) == (
+        2,
+        f"fluo: {path}: not a FLUO signal store: it is another program's database (it holds errors); if it is a "
+        f"FLUO store you added them to, `PRAGMA application_id = {APPLICATION_ID}` marks it as FLUO's\n",
+    )
+    with contextlib.closing(sqlite3.connect(path)) as c:
+        c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    assert run("--db", str(path))[0] == 0

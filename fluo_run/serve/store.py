@@ -301,7 +301,16 @@ class SignalStore:
             ]
             if others:
                 shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-                raise NotAStore(f"it is another program's database (it holds {shown})")
+                has_signals = self.db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'signals'"
+                ).fetchone()
+                hint = (  # most likely FLUO's own older store, with a view or table a user added
+                    f"; if it is a FLUO store you added them to, `PRAGMA application_id = {APPLICATION_ID}` marks it "
+                    "as FLUO's"
+                    if has_signals
+                    else ""
+                )
+                raise NotAStore(f"it is another program's database (it holds {shown}){hint}")
         if app == APPLICATION_ID and version > SCHEMA_VERSION:
             raise NotAStore(f"a newer FLUO wrote it (store version {version}; this one knows up to {SCHEMA_VERSION})")
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(signals)")}
