@@ -342,6 +342,22 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Se
             click.echo(d.format(), err=err)
 
 
+def _not_checked(fmt: str, message: str) -> dict[str, Any]:
+    """The `--format json|sarif` document of a check that could not read its input (exit 2): no diagnostics, and
+    why (JSON's `error`; SARIF's failed invocation with its notification, which code scanning shows)."""
+    if fmt == "json":
+        return {"diagnostics": [], "error": message}
+    document = sarif([], lambda path: "")
+    document["runs"][0]["invocations"] = [
+        {
+            "executionSuccessful": False,
+            "exitCode": 2,
+            "toolExecutionNotifications": [{"level": "error", "message": {"text": message}}],
+        }
+    ]
+    return document
+
+
 def load_rules(paths: Sequence[str], cost_limit: int) -> Analysis:
     try:
         analysis = analyze_paths(paths)
@@ -440,7 +456,14 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
             fail("give - alone, or files and folders")
         analysis = with_cost_limit(analyze_stdin(sys.stdin.buffer), cost_limit)
     else:
-        analysis = load_rules(paths, cost_limit)
+        try:
+            analysis = with_cost_limit(analyze_paths(paths), cost_limit)
+        except RuleSourceError as exc:
+            message = exc.for_command_line()
+            if fmt != "text":  # a CI step's `> fluo.sarif` gets a document saying why, not an empty file
+                click.echo(json.dumps(_not_checked(fmt, message), indent=2))
+            fail(message)
+            raise AssertionError from exc  # unreachable: fail exits
     ir = lower(analysis, optimised=not no_optimise) if emit_ir else None
     print_diagnostics(analysis, fmt, ir=ir)
     if fmt == "text":

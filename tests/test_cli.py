@@ -973,3 +973,27 @@ def test_every_command_says_in_one_line_that_its_output_cannot_be_written(
     assert p.returncode == 2, err.decode()
     assert err.decode().splitlines()[-1] == f"fluo: cannot write the output: {why}"
     assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif"])
+def test_input_check_cannot_read_still_gets_a_document_saying_why(fmt: str, tmp_path: Path) -> None:
+    """QA (cli, minor): on an exit-2 path (a missing file, YAML named, an unreadable folder) `--format json|sarif`
+    wrote nothing, so a CI step's `> fluo.sarif` left an empty file, which the SARIF upload then refused with an
+    error of its own. Now a document with no diagnostics and the reason; stderr says it as before."""
+    missing = tmp_path / "gone.fluo"
+    r = run("check", str(missing), "--format", fmt)
+    why = f"{missing}: no such file or folder"
+    assert (r.exit_code, r.stderr) == (2, f"fluo: {why}\n")
+    document = json.loads(r.stdout)
+    if fmt == "json":
+        assert document == {"diagnostics": [], "error": why}
+    else:
+        (only,) = document["runs"]
+        assert only["results"] == [] and only["tool"]["driver"]["name"] == "fluo"
+        assert only["invocations"] == [
+            {
+                "executionSuccessful": False,
+                "exitCode": 2,
+                "toolExecutionNotifications": [{"level": "error", "message": {"text": why}}],
+            }
+        ]
