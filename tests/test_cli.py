@@ -976,7 +976,7 @@ def test_every_command_says_in_one_line_that_its_output_cannot_be_written(
 
 
 @pytest.mark.parametrize("fmt", ["json", "sarif"])
-def test_input_check_cannot_read_still_gets_a_document_saying_why(fmt: str, tmp_path: Path) -> None:
+def test_input_that_check_cannot_read_still_gets_a_document_saying_why(fmt: str, tmp_path: Path) -> None:
     """QA (cli, minor): on an exit-2 path (a missing file, YAML named, an unreadable folder) `--format json|sarif`
     wrote nothing, so a CI step's `> fluo.sarif` left an empty file, which the SARIF upload then refused with an
     error of its own. Now a document with no diagnostics and the reason; stderr says it as before."""
