@@ -581,7 +581,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     \b
     Examples:
       fluo serve --rules rules/
-      fluo serve --http 0.0.0.0:4318 --grpc 0.0.0.0:4317 --auth-token "$TOKEN" --jsonl -
+      FLUO_AUTH_TOKEN=... fluo serve --http 0.0.0.0:4318 --grpc 0.0.0.0:4317 --jsonl -
       OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python app.py
     """
     from .rules import RulePathError, RuleSetError
