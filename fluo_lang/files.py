@@ -1,5 +1,6 @@
 """Writing the files a command was told to write, or rewriting one the user named: afterwards each holds its
-old text or its new one, whole."""
+old text or its new one, whole. Also what a command does when its standard output cannot be written: say why
+(`output_problem`), and let what is still buffered for it go (`stdout_to_nowhere`)."""
 
 from __future__ import annotations
 
@@ -41,16 +42,12 @@ def write_replacing(path: Path, data: bytes) -> None:
     os.close(os.open(target, os.O_WRONLY))  # writable? (read-only, immutable): opening it changes nothing
     folder, name = os.path.split(target)
     try:
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
+        temp = _staged(folder, f".{name[:64]}.", data, stat.S_IMODE(before.st_mode))
         in_place = before.st_nlink > 1
     except PermissionError:  # the folder cannot be written, the file can
-        fd, temp = tempfile.mkstemp(prefix=f"{name}.", suffix=".tmp")
+        temp = _staged(tempfile.gettempdir(), f"{name[:64]}.", data, 0o600)  # readable by its owner only
         in_place = True
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         if not in_place:
             in_place = not _replace(temp, target, before)
     except BaseException:
@@ -72,9 +69,8 @@ def write_replacing(path: Path, data: bytes) -> None:
 
 
 def _replace(temp: str, target: str, before: os.stat_result) -> bool:
-    """Give `temp` the mode and owner `target` had and put it in its place; False if either cannot be done."""
+    """Give `temp` the owner `target` had and put it in its place; False if either cannot be done."""
     try:
-        os.chmod(temp, stat.S_IMODE(before.st_mode))
         now = os.stat(temp)
         if (now.st_uid, now.st_gid) != (before.st_uid, before.st_gid):
             os.chown(temp, before.st_uid, before.st_gid)
@@ -82,6 +78,30 @@ def _replace(temp: str, target: str, before: os.stat_result) -> bool:
     except OSError:
         return False
     return True
+
+
+def _staged(folder: str, prefix: str, data: bytes, mode: int | None) -> str:
+    """A new file in `folder`, its name `prefix` and a random part, holding `data` flushed to the disk, with
+    `mode` (without it, the mode the umask gives, as `open` gives a new file); nothing is left when it fails."""
+    while True:
+        temp = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        break
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(temp, mode)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return temp
 
 
 def output_problem(exc: OSError) -> str:
@@ -107,44 +127,97 @@ class NewFile:
 
 
 class PartlyWritten(OSError):
-    """All the new files were written whole, but putting one in its place failed: `written` are in place,
-    the others are as they were."""
+    """All the new files were written whole, but putting one in its place (or writing a device or a pipe)
+    failed: `written` are in place, the others are as they were."""
 
     def __init__(self, cause: OSError, path: Path, written: Sequence[Path]) -> None:
         super().__init__(cause.errno, cause.strerror or str(cause), str(path))
         self.written = list(written)
 
 
+class SameFile(ValueError):
+    """Two of the files to write name one file (by their names, through a link, or as hard links): the one
+    written later would replace the other's text."""
+
+    def __init__(self, first: Path, second: Path) -> None:
+        super().__init__(f"{first} and {second} are the same file")
+        self.paths = (first, second)
+
+
 def write_all(files: Sequence[NewFile]) -> None:
     """Write `files`, each through a new file in its folder that then takes its place, keeping its mode (a file
-    that is new gets the mode the umask gives). Every new file is written whole before the first takes its
-    place, in the order given: a write that fails (disk full, a file size limit, Ctrl-C) leaves every file as
-    it was, and no new file behind.
+    that is new gets the mode the umask gives), not its owner nor its other names (hard links). Every new file
+    is written whole before the first takes its place, in the order given: a write that fails (disk full, a file
+    size limit, Ctrl-C) leaves every file as it was, and no new file behind.
 
-    Raises `OSError` naming the path given (`filename`) with nothing changed, or, when a rename fails after
-    others were done (the folder changed under the run), `PartlyWritten`.
+    A path that names something other than a file or a folder (a device such as /dev/null, a pipe such as
+    /dev/stdout) is opened and written, in its turn: it cannot be replaced, and cannot be written beforehand.
+
+    Raises `SameFile` before writing anything, `OSError` naming the path given (`filename`) with nothing changed,
+    or, when a rename or a write fails after others were done (the folder changed under the run),
+    `PartlyWritten`.
     """
-    staged: list[tuple[str, str, Path]] = []  # (new file, the file it replaces, as given)
+    clash = same_file(files)
+    if clash is not None:
+        raise SameFile(*clash)
+    staged: list[tuple[NewFile, tuple[str, str] | None]] = []  # (file, (new file, its place) or None: written)
     done: list[Path] = []
     try:
         for f in files:
-            target = os.path.abspath(f.path) if f.replace_link else os.path.realpath(f.path)
             try:
-                staged.append((_new_beside(target, f.data), target, f.path))
+                target = _target(f)
+                staged.append((f, None if target is None else (_new_beside(target, f.data), target)))
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror or str(exc), str(f.path)) from exc
-        for temp, target, given in staged:
+        for f, place in staged:
             try:
-                os.replace(temp, target)
+                if place is None:
+                    with open(f.path, "wb") as out:
+                        out.write(f.data)
+                else:
+                    os.replace(*place)
             except OSError as exc:
                 if done:
-                    raise PartlyWritten(exc, given, done) from exc
-                raise OSError(exc.errno, exc.strerror or str(exc), str(given)) from exc
-            done.append(given)
+                    raise PartlyWritten(exc, f.path, done) from exc
+                raise OSError(exc.errno, exc.strerror or str(exc), str(f.path)) from exc
+            done.append(f.path)
     finally:
-        for temp, _, _ in staged[len(done) :]:  # put in place in order: the rest are still new files
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
+        for _, place in staged[len(done) :]:  # put in place in order: the rest are still new files
+            if place is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(place[0])
+
+
+def _target(f: NewFile) -> str | None:
+    """The path `f`'s new file is to take, or None when what is there is not a file, a folder or (with
+    `replace_link`) a link: a device or a pipe, written as it is."""
+    try:
+        st = os.lstat(f.path) if f.replace_link else os.stat(f.path)
+        if stat.S_IFMT(st.st_mode) not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
+            return None
+    except FileNotFoundError:
+        pass
+    return os.path.abspath(f.path) if f.replace_link else os.path.realpath(f.path)
+
+
+def same_file(files: Sequence[NewFile]) -> tuple[Path, Path] | None:
+    """The first two of `files` that name one file, if two do: by their names once links are followed (those of
+    the folders only, with `replace_link`), or, for files that are there, as one file (`identity`)."""
+    seen: dict[object, Path] = {}
+    for f in files:
+        if f.replace_link:
+            where = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(f.path))), f.path.name)
+        else:
+            where = os.path.realpath(f.path)
+        keys: list[object] = [where]
+        with contextlib.suppress(OSError):
+            st = os.lstat(f.path) if f.replace_link else os.stat(f.path)
+            keys.append((st.st_dev, st.st_ino))
+        for key in keys:
+            if key in seen:
+                return seen[key], f.path
+        seen.update(dict.fromkeys(keys, f.path))
+    return None
 
 
 def _new_beside(target: str, data: bytes) -> str:
@@ -156,25 +229,8 @@ def _new_beside(target: str, data: bytes) -> str:
     if before is not None and stat.S_ISDIR(before.st_mode):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
     folder, name = os.path.split(target)
-    while True:
-        temp = os.path.join(folder, f".{name[:64]}.{secrets.token_hex(4)}.tmp")
-        try:  # mode 0o666 as open() gives a new file, so the umask applies
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-        except FileExistsError:
-            continue
-        break
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if before is not None and stat.S_ISREG(before.st_mode):
-            os.chmod(temp, stat.S_IMODE(before.st_mode))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    return temp
+    mode = stat.S_IMODE(before.st_mode) if before is not None and stat.S_ISREG(before.st_mode) else None
+    return _staged(folder, f".{name[:64]}.", data, mode)
 
 
 def unusable_folder(folder: Path) -> str | None:

@@ -11,7 +11,7 @@ import pytest
 from limits_support import file_size_limit
 
 from fluo_lang import files
-from fluo_lang.files import NewFile, PartlyWritten, make_folder, one_of, write_all
+from fluo_lang.files import NewFile, PartlyWritten, SameFile, make_folder, one_of, write_all
 
 
 def names(folder: Path) -> list[str]:
@@ -100,3 +100,41 @@ def test_one_of_finds_a_file_by_name_link_or_hard_link(tmp_path: Path) -> None:
         assert one_of(tmp_path / name, [a, b]) == b
     assert one_of(tmp_path / "missing", [a, b]) is None
     assert one_of(a, [b, tmp_path / "missing"]) is None
+
+
+def test_a_pipe_is_written_as_it_is_not_replaced(tmp_path: Path) -> None:
+    """QA rev r01, r02: a device or a pipe (`--junit-xml /dev/null`, `-o /dev/stdout`) was replaced by a new file
+    (as root, the system's /dev/null), or, through /dev/fd, could not be written at all."""
+    fifo, link = tmp_path / "fifo", tmp_path / "link"
+    os.mkfifo(fifo)
+    link.symlink_to(fifo.name)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    r, w = os.pipe()
+    try:
+        write_all([NewFile(fifo, b"fifo "), NewFile(Path(f"/dev/fd/{w}"), b"pipe")])
+        write_all([NewFile(link, b"through a link")])
+        assert os.read(reader, 100) == b"fifo through a link" and os.read(r, 100) == b"pipe"
+    finally:
+        for fd in (reader, r, w):
+            os.close(fd)
+    assert stat.S_ISFIFO(fifo.stat().st_mode) and link.is_symlink()
+    assert names(tmp_path) == ["fifo", "link"]
+
+
+def test_two_names_of_one_file_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """QA rev r03: `discover --tests T -o T/fixtures/x/x.json` wrote a fixture, then the rules over it."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "folder").symlink_to("real")
+    (tmp_path / "a").write_text("a", encoding="utf-8")
+    (tmp_path / "hard").hardlink_to(tmp_path / "a")
+    pairs = [
+        (tmp_path / "real" / "new", tmp_path / "folder" / "new"),  # not there yet, named through a linked folder
+        (tmp_path / "a", tmp_path / "hard"),
+        (tmp_path / "a", tmp_path / "a"),
+    ]
+    for first, second in pairs:
+        with pytest.raises(SameFile) as caught:
+            write_all([NewFile(tmp_path / "other", b"other"), NewFile(first, b"1"), NewFile(second, b"2")])
+        assert caught.value.paths == (first, second)
+        assert names(tmp_path) == ["a", "folder", "hard", "real"] and names(tmp_path / "real") == []
+        assert (tmp_path / "a").read_text(encoding="utf-8") == "a"

@@ -8,7 +8,6 @@ import resource
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -257,17 +256,26 @@ def test_a_file_in_a_folder_that_cannot_be_written_is_rewritten_in_place(
     """No new file can be made beside it: the new text goes to the temporary folder first, then into the file."""
     messy = tmp_path / "a.fluo"
     messy.write_text(MESSY)
-    real_mkstemp = tempfile.mkstemp
+    real_open = os.open
     made: list[str] = []
 
-    def no_folder(*args: Any, **kwargs: Any) -> tuple[int, str]:
-        if kwargs.get("dir") == str(tmp_path):
-            raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
-        fd, name = real_mkstemp(*args, **kwargs)
-        made.append(name)
-        return fd, name
+    def no_folder(path: str, flags: int, *args: Any) -> int:
+        if flags & os.O_CREAT:  # a new file
+            if os.path.dirname(path) == str(tmp_path):
+                raise PermissionError(errno.EACCES, "Permission denied", path)
+            made.append(path)
+        return real_open(path, flags, *args)
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", no_folder)
+    real_unlink = os.unlink
+    modes: list[int] = []
+
+    def unlink(path: str) -> None:
+        modes.append(stat.S_IMODE(os.stat(path).st_mode))
+        real_unlink(path)
+
+    monkeypatch.setattr(files.os, "open", no_folder)
+    monkeypatch.setattr(files.os, "unlink", unlink)
     assert run(str(messy))[0] == 0
     assert messy.read_text() == TIDY
     assert len(made) == 1 and not os.path.exists(made[0])
+    assert modes == [0o600]  # the user's text, in a folder all share: readable by its owner only
