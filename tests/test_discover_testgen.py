@@ -594,3 +594,43 @@ def test_an_output_cut_short_leaves_the_last_one_whole(tmp_path: Path) -> None:
     assert result.stderr == f"fluo: cannot write {rules}: File too large\n"
     assert rules.read_text(encoding="utf-8") == "// my reviewed rules\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.fluo", "shop.json"]
+
+
+@pytest.mark.parametrize("how", ["named", "linked"])
+def test_an_output_that_is_a_fixture_of_the_same_run_is_refused_before_writing(tmp_path: Path, how: str) -> None:
+    """QA rev r03: `-o T/fixtures/no-rule-fires/no-rule-fires.json --tests T` wrote the passing case's fixture,
+    then the rules over it, and exited 0 with a test `fluo test` could not load."""
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    folder = tmp_path / "tests"
+    folder.mkdir()
+    if how == "named":
+        output, args = folder / "fixtures" / "no-rule-fires" / "no-rule-fires.json", []
+        said = f"fluo: refusing to write {output}: --tests writes it too; give -o another path\n"
+    else:
+        output, args = folder / "out.json", ["--format", "json"]
+        output.symlink_to(Path("fixtures", "out", "no-rule-fires.json"))
+        fixture = folder / "fixtures" / "out" / "no-rule-fires.json"
+        said = f"fluo: refusing to write {output}: it is {fixture}, which --tests writes; give -o another path\n"
+    result = CliRunner().invoke(main, ["discover", str(shop), *args, "-o", str(output), "--tests", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == said
+    assert sorted(p.name for p in folder.iterdir()) == (["out.json"] if how == "linked" else [])
+
+
+def test_an_output_through_a_link_to_a_fixture_the_run_removes_is_refused(tmp_path: Path) -> None:
+    """The rules written through a link into a fixture of the last run would be removed with that fixture."""
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    folder = tmp_path / "tests"
+    args = ["discover", str(shop), "--format", "json", "-o", str(folder / "r.json"), "--tests", str(folder)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    fixture = sorted((folder / "fixtures" / "r").iterdir())[0]
+    (folder / "r.json").unlink()
+    (folder / "r.json").symlink_to(fixture.relative_to(folder))
+    before = _files(folder)
+    result = CliRunner().invoke(main, [*args, "--max-rules", "0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"fluo: refusing to write {folder / 'r.json'}: it is {fixture}, a fixture of the last run that --tests "
+        "removes\n"
+    )
+    assert _files(folder) == before

@@ -11,7 +11,16 @@ import click
 
 from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.diagnostics import plural
-from fluo_lang.files import NewFile, PartlyWritten, identity, make_folder, one_of, unusable_folder, write_all
+from fluo_lang.files import (
+    NewFile,
+    PartlyWritten,
+    identity,
+    make_folder,
+    one_of,
+    same_file,
+    unusable_folder,
+    write_all,
+)
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 
@@ -195,6 +204,7 @@ def command(
             writes.append(NewFile(rules_path, rules_text.encode("utf-8")))
     if output is not None:
         writes.append(NewFile(Path(output), text.encode("utf-8")))
+    _refuse_twice(writes, plan.removes)
     _write(writes)  # the fixtures, the test file, then the rules: every one whole beside its place first
     for path in plan.removes:
         try:
@@ -230,10 +240,9 @@ def _refuse_inputs(
     trace_paths: tuple[str, ...], compare_paths: tuple[str, ...], outputs: list[Path], fixtures: Path | None
 ) -> None:
     """Exit 2 before writing anything when an output would replace an input trace file or a rule file
-    `--compare` reads, when the
-    fixture folder and an input folder overlap (the next run would read fixtures as traces), or when an
-    input file is in the fixture folder (where `--tests` replaces and removes files): by its name, through a
-    link, or as a hard link to a file there."""
+    `--compare` reads, when the fixture folder and an input folder overlap (the next run would read fixtures
+    as traces), or when an input file is in the fixture folder (where `--tests` replaces and removes files):
+    by its name, through a link, or as a hard link to a file there."""
     inputs: list[Path] = []
     folders: list[Path] = []
     for p in trace_paths:
@@ -272,6 +281,20 @@ def _refuse_inputs(
         else:
             continue
         fail(f"refusing to write test fixtures into {fixtures}: the input {f} {how}, where --tests replaces files")
+
+
+def _refuse_twice(writes: list[NewFile], removes: list[Path]) -> None:
+    """Exit 2 before writing anything when two outputs (-o, the rules, the test file and fixtures of `--tests`)
+    are one file, or one is a fixture of the last run that `--tests` removes."""
+    clash = same_file(writes)
+    if clash is not None:
+        first, second = clash
+        what = "--tests writes it too" if first == second else f"it is {first}, which --tests writes"
+        fail(f"refusing to write {second}: {what}; give -o another path")
+    for f in writes:
+        gone = one_of(f.path, removes)
+        if gone is not None:
+            fail(f"refusing to write {f.path}: it is {gone}, a fixture of the last run that --tests removes")
 
 
 def _emit(text: str, output: str | None) -> None:
