@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,14 +76,18 @@ class _WholeWrites(io.FileIO):
     """A descriptor written whole or not at all: when the reader of a pipe goes away in the middle of a large
     write, the kernel takes part of it and Python's buffered writer drops the rest without an error (so `fluo
     check --format json | head -c 10` ended 0); writing the rest here fails (BrokenPipeError), and fluo stops
-    with `EXIT_READER_GONE` as `cat` would."""
+    with `EXIT_READER_GONE` as `cat` would. A descriptor set non-blocking (by whatever shares it) that is full
+    is waited on until it takes more, as a blocking one waits in `write`."""
 
     def write(self, b: Any) -> int:
         view = memoryview(b).cast("B")
         done = 0
         while done < len(view):
             try:
-                done += super().write(view[done:]) or 0
+                wrote = super().write(view[done:])
+                if wrote is None:  # EAGAIN: full and non-blocking
+                    select.select([], [self.fileno()], [])
+                done += wrote or 0
             except BrokenPipeError:
                 raise
             except OSError as exc:  # told apart from a file a command fails to read or write

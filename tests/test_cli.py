@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import EXAMPLE_RULES, ROOT
 
-from fluo_run.cli import main, sarif_uri
+from fluo_run.cli import _WholeWrites, main, sarif_uri
 
 TRACES = ROOT / "examples" / "traces"
 BAD = "rule r { expect trace.spans.whree(service == 'auth').count() <= 5 }\nrule s { detect trace.duration > \"x\" }\n"
@@ -843,6 +845,35 @@ def test_a_reader_that_goes_away_stops_check_json_and_sarif_with_the_sigpipe_sta
     p.stderr.close()
     assert p.wait(timeout=60) == 141, err
     assert err == ""
+
+
+def test_a_full_non_blocking_stdout_is_waited_on_not_spun_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA rev r05: on a non-blocking stdout (one shared with a process that set it so) that was full, every write
+    was retried at once, and a command with a slow reader burnt a CPU until it read."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    waited = threading.Event()
+    real = select.select
+
+    def waiting(*args: Any) -> Any:
+        waited.set()
+        return real(*args)
+
+    monkeypatch.setattr(select, "select", waiting)
+    got: list[bytes] = []
+
+    def slow_reader() -> None:  # reads once the writer waits (or, when it never does, after a while)
+        waited.wait(timeout=30)
+        with os.fdopen(r, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    data = b"x" * (1 << 20)  # more than a pipe holds
+    with _WholeWrites(w, "w") as out:
+        assert out.write(data) == len(data)
+    reader.join(timeout=60)
+    assert waited.is_set() and got == [data]
 
 
 WARNED = "rule r {\n  expect trace.spans.count() >= 0\n}\n"  # check writes a warning
