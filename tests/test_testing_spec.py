@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fluo_run.testing import spec
 from fluo_run.testing.document import LineDict, LineList, YamlError, load
 from fluo_run.testing.report import json_report, junit_report, text_report
 from fluo_run.testing.runner import Runner
@@ -463,3 +464,23 @@ def test_a_rule_file_replaced_with_its_mtime_kept_is_analysed_again(tmp_path: Pa
     assert [r.id for r in loader.analysis([tmp_path / "r.fluo"]).rules] == ["aaa"]
     _replace_keeping_mtime(tmp_path / "r.fluo", "rule bbb { expect true }\n")
     assert [r.id for r in loader.analysis([tmp_path / "r.fluo"]).rules] == ["bbb"]
+
+
+def test_a_rule_file_saved_while_it_is_read_is_read_again_by_the_next_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA rev r06: the rule cache stamped the files after reading them, so a save landing in between kept the old
+    text's analysis under the new file's stamp, and `fluo test --watch` ran the old rules until the next edit."""
+    rules = write(tmp_path, "r.fluo", "rule old { expect true }\n")
+    real = spec.read_sources
+
+    def read_then_saved(paths: Any) -> Any:
+        sources = real(paths)
+        rules.write_text("rule saved { expect true }\n", encoding="utf-8")
+        return sources
+
+    loader = RuleLoader()
+    monkeypatch.setattr(spec, "read_sources", read_then_saved)
+    assert [r.id for r in loader.analysis([rules]).rules] == ["old"]
+    monkeypatch.setattr(spec, "read_sources", real)
+    assert [r.id for r in loader.analysis([rules]).rules] == ["saved"]

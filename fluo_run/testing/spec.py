@@ -26,6 +26,7 @@ from fluo_lang.api import (
     decode_source,
     read_file,
     read_sources,
+    rule_files,
     stamp,
 )
 from fluo_lang.diagnostics import nearest, plural
@@ -356,11 +357,16 @@ class RuleLoader:
         self.cache: dict[tuple[tuple[str, Stamp], ...], Analysis] = {}
 
     def analysis(self, paths: Sequence[Path]) -> Analysis:
-        sources = read_sources(paths)
-        key = tuple((p, stamp(os.stat(p))) for p, _ in sources)
+        """The analysis of the rule files `paths` name, kept under their stamps taken before they are read: a
+        file saved while it is read is read again by the next run."""
+        files = rule_files(paths)
+        try:
+            key = tuple((str(f), stamp(os.stat(f))) for f in files)
+        except OSError:  # gone or unreadable: said by reading it, and nothing kept
+            return analyze(read_sources(files))
         found = self.cache.get(key)
         if found is None:
-            found = analyze(sources)
+            found = analyze(read_sources(files))
             self.cache[key] = found
         return found
 
