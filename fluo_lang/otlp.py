@@ -23,7 +23,7 @@ import sys
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import chain, filterfalse, repeat
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,13 @@ from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, r
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
 __all__ = [
+    "JSON_CONTAINERS_PER_SPAN",
+    "MAX_SPANS_PER_FILE",
+    "MIN_SPAN_WIRE_BYTES",
     "TraceInputError",
     "UnknownKeys",
+    "count_json_containers",
+    "count_spans",
     "decode_traces",
     "detach_spans",
     "load_trace_file",
@@ -1685,6 +1690,87 @@ def parse_json(
 
 
 # ---------------------------------------------------------------------------
+# counting before parsing: what a file or request would cost, without building it
+
+MIN_SPAN_WIRE_BYTES = 2
+"""The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The protobuf varint at `data[pos]`, and the position after it (IndexError past the end)."""
+    value = 0
+    shift = 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _len_fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(field number, start, end) of each length-delimited field of the protobuf message in `data[start:end]`.
+
+    Other fields are skipped; bytes that are not protobuf raise IndexError or ValueError. This walks
+    the wire format by hand, which FLUO otherwise leaves to the protobuf library, for one reason:
+    counting spans before decoding (`count_spans`) must cost nothing per span, and the library
+    cannot count without building every element (upb: +234 MiB to count the 8M empty spans of a
+    15 MiB body, the very attack the count is there to stop). Decoding itself stays the library's.
+    """
+    pos = start
+    while pos < end:
+        key, pos = _varint(data, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            n, pos = _varint(data, pos)
+            if pos + n > end:
+                raise ValueError("field runs past its message")
+            yield key >> 3, pos, pos + n
+            pos += n
+        else:
+            raise ValueError(f"wire type {wire}")
+
+
+def count_spans(data: bytes, stop_after: int) -> int:
+    """Spans in OTLP protobuf bytes (`ExportTraceServiceRequest`), counted on the wire without decoding them.
+
+    Stops counting past `stop_after`. Bytes that are not protobuf count what came before
+    (decoding them then says what is wrong).
+    """
+    n = 0
+    try:
+        for field, start, end in _len_fields(data, 0, len(data)):
+            if field != 1:  # resource_spans
+                continue
+            for field2, start2, end2 in _len_fields(data, start, end):
+                if field2 != 2:  # scope_spans
+                    continue
+                for field3, _, _ in _len_fields(data, start2, end2):
+                    if field3 == 2:  # spans
+                        n += 1
+                        if n > stop_after:
+                            return n
+    except (IndexError, ValueError):
+        pass
+    return n
+
+
+def count_json_containers(data: bytes) -> int:
+    """JSON objects and arrays in `data` at most: its `{` and `[` bytes (those inside strings too), what `json.loads`
+    would build, counted at memory speed (50 ms for 44 MB) before it runs."""
+    return data.count(b"{") + data.count(b"[")
+
+
+# ---------------------------------------------------------------------------
 # files
 
 
@@ -1707,6 +1793,13 @@ MAX_DECOMPRESSED_BYTES = 256 << 20
 Gzip inflates up to ~1000 times (1 MiB of zeros is 1 GiB), so without a limit a small file could
 take all the memory; 256 MiB of OTLP/JSON is some 300,000 spans, more than a trace file holds.
 """
+MAX_SPANS_PER_FILE = 1_000_000
+"""The most spans a trace file may hold: more is refused whole, counted before protobuf is decoded. A million
+minimal spans take some 0.8 GB once read; real ones come to the byte limit well before that."""
+JSON_CONTAINERS_PER_SPAN = 16
+"""JSON objects and arrays (`{` and `[` bytes) an OTLP/JSON trace file may hold per span of `MAX_SPANS_PER_FILE`,
+on average: past it the file is refused before it is parsed. A span with a dozen attributes has about 30, but
+256 MiB of them is 250,000 spans; 16 million empty objects `{}` (48 MB) take 1.2 GB to parse, 70 million 5.4 GB."""
 _GUNZIP_CHUNK = 1 << 20
 
 
@@ -1773,11 +1866,39 @@ def parse_trace_bytes(
     elif data[:2] == b"\x1f\x8b":
         data = _gunzip(data, source, max_bytes)
     suffix = suffixes[-1] if suffixes else ""
-    if suffix in PROTOBUF_SUFFIXES:
-        return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
-    if suffix in JSON_SUFFIXES or _looks_like_json(data):
-        return parse_json(data, source=source, clamped=clamped, unknown=unknown)
+    if suffix not in PROTOBUF_SUFFIXES and (suffix in JSON_SUFFIXES or _looks_like_json(data)):
+        _refuse_many_containers(data, source)
+        spans = parse_json(data, source=source, clamped=clamped, unknown=unknown)
+        if len(spans) > MAX_SPANS_PER_FILE:
+            raise _too_many_spans(source, len(spans))
+        return spans
+    if len(data) > MAX_SPANS_PER_FILE * MIN_SPAN_WIRE_BYTES:
+        n = count_spans(data, MAX_SPANS_PER_FILE)
+        if n > MAX_SPANS_PER_FILE:
+            raise _too_many_spans(source, n, at_least=True)
     return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
+
+
+def _too_many_spans(source: str, n: int, at_least: bool = False) -> TraceInputError:
+    more = " or more" if at_least else ""
+    return TraceInputError(
+        f"{source}: {n:,} spans{more}, over the limit of {MAX_SPANS_PER_FILE:,} spans per trace file; "
+        "split it into smaller files"
+    )
+
+
+def _refuse_many_containers(data: bytes, source: str) -> None:
+    """Refuse OTLP/JSON holding more objects and arrays than `MAX_SPANS_PER_FILE` spans may, before parsing it."""
+    limit = MAX_SPANS_PER_FILE * JSON_CONTAINERS_PER_SPAN
+    if len(data) <= limit:
+        return
+    n = count_json_containers(data)
+    if n > limit:
+        raise TraceInputError(
+            f"{source}: {n:,} JSON objects and arrays, over the limit of {limit:,} per trace file "
+            f"({JSON_CONTAINERS_PER_SPAN} per span of the {MAX_SPANS_PER_FILE:,} spans a file may hold); "
+            "split it into smaller files"
+        )
 
 
 def load_trace_file(

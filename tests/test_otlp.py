@@ -1764,3 +1764,65 @@ def test_unknown_keys_name_the_line_of_a_json_lines_object() -> None:
         "t.jsonl:1: resourceSpans[0].scopeSpans[0]: unknown key `spnas` (no field of an OTLP ScopeSpans), ignored;"
         " did you mean `spans`? (and in 1 more like it)"
     ]
+
+
+def _one_scope(spans: bytes) -> bytes:
+    """An ExportTraceServiceRequest holding `spans` (serialized `spans` fields) in one resource and scope."""
+    scope = ExportTraceServiceRequest()
+    scope.resource_spans.add().scope_spans.add()
+    head = scope.SerializeToString()  # the empty resource and scope, then the spans appended to both
+    assert head == b"\x0a\x02\x12\x00"
+    inner = b"\x12" + _varint(len(spans)) + spans
+    return b"\x0a" + _varint(len(inner)) + inner
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def test_a_small_file_of_many_empty_json_objects_is_refused_before_parsing(tmp_path: Path) -> None:
+    """Security QA (r01): 200 KB of gzip holding 70 million `{}` spans took 16 s and 5.4 GB to parse, as the
+    receivers refuse it (`JSON_CONTAINERS_PER_SPAN`) before parsing it."""
+    n = otlp.MAX_SPANS_PER_FILE * otlp.JSON_CONTAINERS_PER_SPAN - 6  # and three objects and three arrays around them
+    body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[' + b"{}," * n + b"{}]}]}]}"
+    path = tmp_path / "bomb.json.gz"
+    path.write_bytes(gzip.compress(body, 1))
+    assert error_of(load_trace_file, path) == (
+        f"{path}: 16,000,001 JSON objects and arrays, over the limit of 16,000,000 per trace file "
+        "(16 per span of the 1,000,000 spans a file may hold); split it into smaller files"
+    )
+    inside = tmp_path / "inside.json"
+    inside.write_bytes(body[: -len(b"{},{}]}]}]}")] + b"{}]}]}]}")  # one object fewer: parsed, then its spans read
+    assert error_of(load_trace_file, inside).startswith(f"{inside}: resourceSpans[0].scopeSpans[0].spans[0].traceId:")
+
+
+def test_a_protobuf_file_over_the_span_cap_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Security QA (r01): 760 KB of gzip holding 7.9 million minimal protobuf spans took over 4 GB to decode."""
+    cap = otlp.MAX_SPANS_PER_FILE
+    path = tmp_path / "many.pb.gz"
+    path.write_bytes(gzip.compress(_one_scope(b"\x12\x00" * (cap + 1)), 1))
+    assert error_of(load_trace_file, path) == (
+        f"{path}: 1,000,001 spans or more, over the limit of 1,000,000 spans per trace file; "
+        "split it into smaller files"
+    )
+    at_cap = tmp_path / "at_cap.binpb"
+    at_cap.write_bytes(_one_scope(b"\x12\x00" * cap))  # decoded: then its empty spans are bad
+    assert error_of(load_trace_file, at_cap).startswith(f"{at_cap}: resource_spans[0].scope_spans[0].spans[0].trace_id")
+
+
+def test_a_json_file_over_the_span_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp, "MAX_SPANS_PER_FILE", 3)
+    spans = [{"traceId": "ab" * 16, "spanId": f"{i + 1:016x}", "name": "s"} for i in range(4)]
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans[:3]}]}]}) + "\n")
+    assert len(load_trace_file(path)) == 3
+    with path.open("a") as f:
+        f.write(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans[3:]}]}]}) + "\n")
+    assert error_of(load_trace_file, path) == (
+        f"{path}: 4 spans, over the limit of 3 spans per trace file; split it into smaller files"
+    )

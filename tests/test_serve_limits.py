@@ -26,9 +26,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from serve_support import Sender, ServeProcess, config, metric, post, self_signed, wait_for
 
-from fluo_lang.otlp import TraceInputError
+from fluo_lang.otlp import TraceInputError, count_spans
 from fluo_run.serve import receivers
-from fluo_run.serve.receivers import MAX_BAD_SPANS, MAX_GZIP_MEMBERS, MAX_SPANS_PER_REQUEST, count_spans
+from fluo_run.serve.receivers import MAX_BAD_SPANS, MAX_GZIP_MEMBERS, MAX_SPANS_PER_REQUEST
 from fluo_run.serve.runtime import RuntimeThread
 
 PROTOBUF = "application/x-protobuf"

@@ -19,7 +19,7 @@ import logging
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +35,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from fluo_lang.otlp import (
+    MIN_SPAN_WIRE_BYTES,
     TraceInputError,
+    count_json_containers,
+    count_spans,
     decode_traces,
     describe_clamped,
     id_problem,
@@ -83,8 +86,6 @@ DECODE_THREADS = 2
 """Threads decoding large bodies: one sender's big or slow body neither blocks the event loop nor takes every core."""
 INLINE_DECODE_BYTES = 1 << 20
 """Bodies up to this size are decoded on the event loop (cheaper than a thread hop), larger ones in a decode thread."""
-MIN_SPAN_WIRE_BYTES = 2
-"""The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
 
 
 UNHEALTHY = ("stopping",)
@@ -184,7 +185,7 @@ def too_many_containers(body: bytes, limit: int) -> TooManySpans | None:
     Strings are not counted: 64 MiB of short ones still parse to about 1 GB (real spans: 0.7 GB)."""
     if len(body) <= limit:
         return None
-    n = body.count(b"{") + body.count(b"[")
+    n = count_json_containers(body)
     if n <= limit:
         return None
     return TooManySpans(
@@ -536,74 +537,6 @@ def _as_protobuf(decoded: Decoded, prefetch: tuple[str, ...], share: bool) -> De
     again = decode_request(decode_traces(data), prefetch, data if share else None)
     decoded.spans = again.spans
     return decoded
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The protobuf varint at `data[pos]`, and the position after it (IndexError past the end)."""
-    value = 0
-    shift = 0
-    while True:
-        b = data[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-        if shift > 63:
-            raise ValueError("varint too long")
-
-
-def _len_fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(field number, start, end) of each length-delimited field of the protobuf message in `data[start:end]`.
-
-    Other fields are skipped; bytes that are not protobuf raise IndexError or ValueError. This walks
-    the wire format by hand, which FLUO otherwise leaves to the protobuf library, for one reason:
-    counting spans before decoding (`count_spans`) must cost nothing per span, and the library
-    cannot count without building every element (upb: +234 MiB to count the 8M empty spans of a
-    15 MiB body, the very attack the count is there to stop). Decoding itself stays the library's.
-    """
-    pos = start
-    while pos < end:
-        key, pos = _varint(data, pos)
-        wire = key & 7
-        if wire == 0:
-            _, pos = _varint(data, pos)
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
-        elif wire == 2:
-            n, pos = _varint(data, pos)
-            if pos + n > end:
-                raise ValueError("field runs past its message")
-            yield key >> 3, pos, pos + n
-            pos += n
-        else:
-            raise ValueError(f"wire type {wire}")
-
-
-def count_spans(data: bytes, stop_after: int) -> int:
-    """Spans in OTLP protobuf bytes (`ExportTraceServiceRequest`), counted on the wire without decoding them.
-
-    Stops counting past `stop_after`. Bytes that are not protobuf count what came before
-    (decoding them then says what is wrong).
-    """
-    n = 0
-    try:
-        for field, start, end in _len_fields(data, 0, len(data)):
-            if field != 1:  # resource_spans
-                continue
-            for field2, start2, end2 in _len_fields(data, start, end):
-                if field2 != 2:  # scope_spans
-                    continue
-                for field3, _, _ in _len_fields(data, start2, end2):
-                    if field3 == 2:  # spans
-                        n += 1
-                        if n > stop_after:
-                            return n
-    except (IndexError, ValueError):
-        pass
-    return n
 
 
 def decode_protobuf(
