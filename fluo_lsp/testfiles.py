@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from fluo_run.testing.document import MAX_DEPTH, yaml_problem
+from fluo_run.testing.document import MAX_DEPTH, TOO_MANY_NODES, node_past_limit, yaml_problem
 from fluo_run.testing.spec import TEST_SUFFIXES
 
 
@@ -124,6 +124,11 @@ def read_test_file(path: Path, text: str) -> TestFile:
 
 def _read(path: Path, text: str) -> TestFile:
     out = TestFile(path)
+    past = node_past_limit(text)
+    if past is not None:  # as `fluo test` refuses it, before composing what would take gigabytes
+        at = min(past[1], len(text))
+        out.error = (TOO_MANY_NODES, at, at + 1)
+        return out
     try:
         root = _compose(text)
     except yaml.MarkedYAMLError as exc:

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fluo_run.testing import spec
+from fluo_run.testing import document, spec
 from fluo_run.testing.document import LineDict, LineList, YamlError, load
 from fluo_run.testing.report import json_report, junit_report, text_report
 from fluo_run.testing.runner import Runner
@@ -132,6 +132,35 @@ def test_aliases_may_not_expand_past_a_bound() -> None:
     with pytest.raises(YamlError) as info:
         load("a: &a [" + ", ".join(["x"] * 1000) + "]\nm: &m {k: *a}\n" + "".join(f"k{i}: *m\n" for i in range(400)))
     assert info.value.line == 301  # a mapping value: the alias's own line
+
+
+def test_a_file_writing_more_values_than_the_bound_is_refused_before_it_is_composed(tmp_path: Path) -> None:
+    """Security QA (r08): a 16 MiB flow list of 8 million `a`s took 22 s and 2.7 GB to compose (160x its size)."""
+    text = "rules: [r.fluo]\ndescription:\n  [" + "a," * document.MAX_NODES + "a]\ncases: []\n"
+    with pytest.raises(YamlError) as info:
+        load(text)
+    assert (info.value.line, info.value.code, str(info.value)) == (
+        3,
+        "test-file",
+        "invalid test file: more than 1,000,000 values (scalars, lists and mappings); split it into smaller files",
+    )
+    write(tmp_path, "r.fluo", RULES)
+    f = load_test_file(write(tmp_path, "r_test.yaml", text))
+    assert [(p.line, p.message) for p in f.problems] == [(3, str(info.value))]
+    from fluo_lsp.testfiles import read_test_file
+
+    error = read_test_file(tmp_path / "r_test.yaml", text).error
+    assert error is not None and error[0] == str(info.value)
+    assert (text.count("\n", 0, error[1]), text[error[1] : error[2]]) == (2, "a")  # the first value past, line 3
+
+
+def test_values_up_to_the_bound_load_and_aliases_are_not_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(document, "MAX_NODES", 9)
+    at_limit = "a: [b, c, &d [e]]\nf: [*d, *d, *d, *d, *d, *d, *d, *d]\n" + "#" * 64  # 9 values, 8 aliases
+    assert load(at_limit) == {"a": ["b", "c", ["e"]], "f": [["e"]] * 8}
+    with pytest.raises(YamlError) as info:
+        load(at_limit.replace("*d]", "*d, g]"))
+    assert info.value.line == 2
 
 
 def test_aliases_within_the_bound_share_their_value() -> None:

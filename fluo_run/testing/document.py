@@ -36,6 +36,16 @@ walking the values (comparisons, reports) would visit. Far past what sharing spa
 """
 _TOO_MANY = f"invalid test file: aliases expand to more than {MAX_ALIASED:,} values"
 _ENDLESS = "invalid YAML: an alias inside the value it names, which makes it endless"
+MAX_NODES = 1_000_000
+"""How many values (scalars, lists and mappings, keys included) a test file may write out; more is refused,
+counted before the file is composed, at the line of the first value past the limit.
+
+Composing costs some 300 bytes per value, so the byte limit alone let a 16 MiB flow list of 8 million `a`s
+take 2.7 GB; a million values is some 100,000 inline spans. Aliases are counted by `MAX_ALIASED` instead.
+"""
+_NODES_PER_CHARACTER = 4
+"""More values than a text of n characters can write (`{[?],}` writes 5 in 6): a text of at most
+`MAX_NODES / 4` characters is not counted, so files of a usual size are composed without the extra pass."""
 
 
 class _Loader(_Base):  # type: ignore[misc, valid-type]
@@ -147,8 +157,43 @@ def yaml_problem(exc: yaml.MarkedYAMLError, text: str, *, context: bool = True) 
     return problem
 
 
+def node_past_limit(text: str) -> tuple[int, int] | None:
+    """Where `text` writes a value past the first `MAX_NODES` (0-based line and offset, as libyaml marks them),
+    else None.
+
+    Read as a stream of events, each let go once counted: a file past the limit costs no more memory than a
+    small one. YAML that does not parse is counted up to its error, which composing it then reports.
+    """
+    if len(text) * _NODES_PER_CHARACTER <= MAX_NODES:
+        return None
+    loader = _Loader(text)
+    n = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+                n += 1
+                mark = event.start_mark
+                if n > MAX_NODES and mark is not None:
+                    return mark.line, mark.index
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    return None
+
+
+TOO_MANY_NODES = (
+    f"invalid test file: more than {MAX_NODES:,} values (scalars, lists and mappings); split it into smaller files"
+)
+"""The message of a test file past `MAX_NODES`, in `fluo test` and the editor."""
+
+
 def load(text: str) -> Any:
     """The first document of `text` (None when empty), with line numbers attached."""
+    past = node_past_limit(text)
+    if past is not None:
+        raise YamlError(TOO_MANY_NODES, past[0] + 1, code="test-file")
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
