@@ -152,7 +152,8 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
     also found in a folder named, is one file. The search skips hidden folders and
     `SKIPPED_DIRS` below the folders named, as `fluo test` does; a folder named is searched.
     A file named is rules whatever its name (with `any_name` false, only a `.fluo` file), except
-    a YAML file: RuleSourceError, before any file is read.
+    a YAML file: RuleSourceError, before any file is read. A `.fluo` file found in a folder, or named with
+    `any_name` false, that is a link must lead to a `.fluo` file too (`_leads_elsewhere`).
     """
     found: dict[Path, Path] = {}  # resolved -> as first named
     for p in paths:
@@ -171,6 +172,8 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
                 )
             if not any_name and not path.name.endswith(RULE_SUFFIX):
                 raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
+            if not any_name:
+                _refuse_leading_elsewhere(path)
             found.setdefault(path.resolve(), path)
         else:
             raise RuleSourceError(_missing(p))
@@ -192,9 +195,22 @@ def _search(folder: Path) -> list[Path]:
     """The rule files below `folder`; RuleSourceError for a folder or file in it that cannot be read."""
     try:
         below = files_below(folder, lambda d: not d.startswith(".") and d not in SKIPPED_DIRS)
-        return [f for f in below if f.name.endswith(RULE_SUFFIX) and f.is_file()]
+        found = [f for f in below if f.name.endswith(RULE_SUFFIX) and f.is_file()]
     except OSError as exc:
         raise RuleSourceError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
+    for f in found:
+        _refuse_leading_elsewhere(f)
+    return found
+
+
+def _refuse_leading_elsewhere(path: Path) -> None:
+    """RuleSourceError for a `.fluo` name that is a link to a file of another name (a token file, `/proc/self/environ`):
+    its text is never read, so no diagnostic quotes it. A folder of rules (or a test file's `rules:`) may come
+    from a change under review; a link there is followed only to another rule file."""
+    if path.is_symlink() and not path.resolve().name.endswith(RULE_SUFFIX):
+        raise RuleSourceError(
+            f"{path} is a link to a file not named {RULE_SUFFIX}: rule files are read through links only to rule files"
+        )
 
 
 def decode_source(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
@@ -269,11 +285,11 @@ def _source_of(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
     return decode_source(data, path)
 
 
-def read_sources(paths: Iterable[str | Path]) -> list[tuple[str, str]]:
-    """(path, text) of every rule file `rule_files` finds; RuleSourceError for one unreadable, too large
-    or not UTF-8."""
+def read_sources(paths: Iterable[str | Path], *, any_name: bool = True) -> list[tuple[str, str]]:
+    """(path, text) of every rule file `rule_files` finds (`any_name` as it takes it); RuleSourceError for one
+    unreadable, too large or not UTF-8."""
     sources = []
-    for f in rule_files(paths):
+    for f in rule_files(paths, any_name=any_name):
         text, problem = _read_source(f)
         if problem is not None:
             raise RuleSourceError(f"cannot read {f}: {problem.message}")

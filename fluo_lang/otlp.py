@@ -51,12 +51,14 @@ __all__ = [
     "JSON_CONTAINERS_PER_SPAN",
     "MAX_SPANS_PER_FILE",
     "MIN_SPAN_WIRE_BYTES",
+    "TRACE_FILE_NAMES",
     "TraceInputError",
     "UnknownKeys",
     "count_json_containers",
     "count_spans",
     "decode_traces",
     "detach_spans",
+    "is_trace_file_name",
     "load_trace_file",
     "load_trace_files",
     "parse_json",
@@ -1923,19 +1925,33 @@ def load_trace_file(
         raise TraceInputError(f"{source}: out of memory reading it: too large for the memory fluo may use") from None
 
 
+TRACE_FILE_NAMES = "*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz"
+"""The names of trace files, as `is_trace_file_name` takes them, for messages."""
+
+
+def is_trace_file_name(name: str) -> bool:
+    """Whether a file of this name is an OTLP trace file by its suffix (`.gz` included), as folders are searched."""
+    suffixes = Path(name).suffixes
+    if suffixes[-1:] == [".gz"]:
+        suffixes.pop()
+    return bool(suffixes) and suffixes[-1] in PROTOBUF_SUFFIXES | JSON_SUFFIXES
+
+
 def trace_files_in(folder: Path) -> list[Path]:
     """OTLP files below a folder (by suffix, `.gz` included), in a stable order; hidden files and folders
     (macOS `._x.json`, a `.old/` copy) are passed over, as rule and test files are. A folder below that cannot
-    be read is a TraceInputError naming it."""
-    known = PROTOBUF_SUFFIXES | JSON_SUFFIXES
+    be read is a TraceInputError naming it, and so is a trace file's name that is a link to a file not named
+    as one (a token file): what the folder holds may come from a change under review, and errors quote data."""
     found = []
     try:
         for p in files_below(folder, lambda d: not d.startswith(".")):
-            suffixes = p.suffixes[:-1] if p.suffix == ".gz" else p.suffixes
-            if not p.name.startswith(".") and suffixes and suffixes[-1] in known and p.is_file():
+            if not p.name.startswith(".") and is_trace_file_name(p.name) and p.is_file():
                 found.append(p)
     except OSError as exc:
         raise TraceInputError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
+    for p in found:
+        if p.is_symlink() and not is_trace_file_name(p.resolve().name):
+            raise TraceInputError(f"{p} is a link to a file not named as a trace file ({TRACE_FILE_NAMES})")
     return found
 
 

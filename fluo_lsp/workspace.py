@@ -484,7 +484,7 @@ class _EditorRules(RuleLoader):
         is re-checked after an edit to a 1,000-rule file without checking it whole.
         """
         docs: list[tuple[Path, RuleDocument]] = []
-        for f in rule_files(paths):
+        for f in rule_files(paths, any_name=False):
             doc = self.workspace.rule_document(f)
             if doc is None:
                 raise RuleSourceError(f"cannot read {self.workspace.shown(f)}")

@@ -931,7 +931,7 @@ def test_a_yaml_file_in_rules_is_refused_without_pointing_at_fluo_test(tmp_path:
     test.write_text("rules: other_test.yaml\ncases:\n  - name: a\n    traces: t.json\n    expect: []\n")
     result = fluo_test(str(test))
     assert result.exit_code == 2
-    assert "other_test.yaml is YAML, not a .fluo file: name rule files, or folders to search\n" in result.output
+    assert f"`rules:` names .fluo files or folders: {tmp_path / 'other_test.yaml'} is neither\n" in result.output
     assert "fluo test" not in result.output
 
 

@@ -270,3 +270,49 @@ def test_a_rule_file_with_no_tests_names_the_files_a_typo_kept_out() -> None:
         " (like NAME_test.yaml); passed over: rules/http_test.yml (a test file's name ends in .yaml),"
         " rules/sub/x_test.yaml (a top-level `case:`; did you mean `cases:`?)\n"
     )
+
+
+CASE_A = "cases:\n  - name: a\n    spans: [{name: a}]\n    expect: []\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_rules_and_traces_name_only_files_of_their_kind_so_no_other_file_is_read_and_quoted(work: Path) -> None:
+    """Security QA (r06): a test file from a change under review named a token file (by `../`, an absolute path
+    or a committed link) as `rules:`, and `fluo test` quoted it: "unknown name `ghp_...`"."""
+    secret = "ghp_TopSecretToken123456"
+    write("outside/token", secret + "\n")
+    write("repo/r.fluo", RULE)
+    write("shared/s.fluo", RULE.replace("has_error", "shared_error"))  # outside the tree, but a rule file: read
+    (work / "repo/sub").mkdir()
+    (work / "repo/tr").mkdir()
+    os.symlink(work / "outside/token", "repo/sub/link.fluo")
+    os.symlink(work / "outside/token", "repo/tr/t.json")
+    write("repo/abs_test.yaml", f"rules: [{work / 'outside/token'}]\n" + CASE_A)
+    write("repo/rel_test.yaml", "rules: [../outside/token]\n" + CASE_A)
+    write("repo/link_test.yaml", "rules: [sub/link.fluo]\n" + CASE_A)
+    write("repo/folder_test.yaml", "rules: [sub]\n" + CASE_A)
+    write("repo/up_test.yaml", "rules: [../shared/s.fluo, r.fluo]\n" + CASE_A)
+    write("repo/tr_test.yaml", "rules: r.fluo\ncases:\n  - name: t\n    traces: [../outside/token, tr/t.json, tr]\n")
+    os.chdir("repo")
+    result = fluo_test(".")
+    assert secret not in result.output and result.exit_code == 2
+    neither = "`rules:` names .fluo files or folders"
+    link = "sub/link.fluo is a link to a file not named .fluo: rule files are read through links only to rule files"
+    traces = "`traces:` names trace files (*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz)"
+    assert result.stdout.splitlines()[:-1] == [
+        "abs_test.yaml: error",
+        f"  abs_test.yaml:1: {neither}: {work / 'outside/token'} is neither",
+        "folder_test.yaml: error",
+        f"  folder_test.yaml:1: {link}",
+        "link_test.yaml: error",
+        f"  link_test.yaml:1: {link}",
+        "rel_test.yaml: error",
+        f"  rel_test.yaml:1: {neither}: ../outside/token is neither",
+        "tr_test.yaml: 1 error",
+        "  ERROR t (line 3)",
+        f"    tr_test.yaml:4: {traces} or folders: ../outside/token is not one",
+        f"    tr_test.yaml:4: {traces} or folders: tr/t.json is a link to a file that is not one",
+        "    tr_test.yaml:4: tr/t.json is a link to a file not named as a trace file "
+        "(*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz)",
+        "up_test.yaml: 1 passed",
+    ]

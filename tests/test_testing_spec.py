@@ -362,7 +362,15 @@ def test_a_fixture_that_is_no_regular_file_is_said_to_be_so(tmp_path: Path) -> N
     write(tmp_path, "r.fluo", RULES)
     body = "cases:\n  - name: a\n    traces: /dev/zero\n    expect: []\n"
     (case,) = load_test_file(write(tmp_path, "r_test.yaml", body)).cases
-    assert [p.message for p in case.problems] == ["trace file /dev/zero is not a regular file; give an OTLP file"]
+    assert [p.message for p in case.problems] == [
+        "`traces:` names trace files (*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz) "
+        "or folders: /dev/zero is not one"  # by its name, before it is opened
+    ]
+    os.mkfifo(tmp_path / "pipe.json")  # named as a trace file: reading it would block
+    (case,) = load_test_file(write(tmp_path, "r_test.yaml", body.replace("/dev/zero", "pipe.json"))).cases
+    assert [p.message for p in case.problems] == [
+        f"trace file {tmp_path / 'pipe.json'} is not a regular file; give an OTLP file"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
-from fluo_lang.otlp import TraceInputError, trace_files_in
+from fluo_lang.otlp import TRACE_FILE_NAMES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_lang.trace import Span
 
 from .document import LineDict, LineList, YamlError, line_of, load
@@ -358,15 +358,16 @@ class RuleLoader:
 
     def analysis(self, paths: Sequence[Path]) -> Analysis:
         """The analysis of the rule files `paths` name, kept under their stamps taken before they are read: a
-        file saved while it is read is read again by the next run."""
-        files = rule_files(paths)
+        file saved while it is read is read again by the next run. A test file names rule files only (`.fluo`,
+        links leading to one): no token file is read and quoted."""
+        files = rule_files(paths, any_name=False)
         try:
             key = tuple((str(f), stamp(os.stat(f))) for f in files)
         except OSError:  # gone or unreadable: said by reading it, and nothing kept
-            return analyze(read_sources(files))
+            return analyze(read_sources(files, any_name=False))
         found = self.cache.get(key)
         if found is None:
-            found = analyze(read_sources(files))
+            found = analyze(read_sources(files, any_name=False))
             self.cache[key] = found
         return found
 
@@ -476,6 +477,8 @@ class _Reader:
         for path, n in entries:
             if not path.exists():
                 self.problem(n, f"rule file {display_path(path)} does not exist", code="missing-rules-file")
+            elif not path.is_dir() and not path.name.endswith(RULE_SUFFIX):
+                self.problem(n, f"`rules:` names {RULE_SUFFIX} files or folders: {display_path(path)} is neither")
         if self.file.problems:
             return
         self.file.rule_paths = [p for p, _ in entries]
@@ -536,6 +539,10 @@ class _Reader:
                 self.problem(n, "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
                 continue
             path = self.file.path.parent / item
+            if not path.is_dir() and not (is_trace_file_name(path.name) and is_trace_file_name(path.resolve().name)):
+                what = "is not" if not is_trace_file_name(path.name) else "is a link to a file that is not"
+                self.problem(n, f"`traces:` names trace files ({TRACE_FILE_NAMES}) or folders: {item} {what} one", case)
+                continue
             if path.is_dir():  # a folder: its trace files, as `fluo eval --traces` reads one
                 try:
                     found = trace_files_in(path)
