@@ -1035,3 +1035,31 @@ def test_a_file_name_that_is_not_utf8_leaves_the_junit_and_json_reports_valid(wo
     assert suite is not None and suite.attrib["name"] == suite.attrib["file"] == "caf\\udce9_test.yaml"
     assert {c.attrib["classname"] for c in suite.iter("testcase")} == {"caf\\udce9_test"}
     assert "caf\\udce9_test.yaml::an unexpected signal" in fluo_test(name).stdout
+
+
+def test_the_text_report_escapes_terminal_controls_from_rules_and_traces(tmp_path: Path) -> None:
+    """Security QA (r03): rule source lines and observed values reached the terminal raw (an ESC sequence setting
+    its title, a C1 CSI U+009B, a bidi override U+202E), while `fluo eval --format text` escapes them."""
+    (tmp_path / "ok.fluo").write_text(
+        'rule r {\n  description: "a\x1b]0;TITLE\x07"\n\tdetect trace.has(name != "\u009b31m\u202e")\n}\n'
+        'rule q { expect trace.root.name == "ok" }\n',
+        encoding="utf-8",
+    )
+    span = {
+        "traceId": "0af7651916cd43dd8448eb211c80319c",
+        "spanId": "b7ad6b7169203331",
+        "name": "x\u009b31m\u202egnp.exe",
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000001000000000",
+    }
+    (tmp_path / "t.json").write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}))
+    test = tmp_path / "ok_test.yaml"
+    test.write_text("rules: [ok.fluo]\ncases:\n  - name: x\n    traces: t.json\n    expect: []\n", encoding="utf-8")
+    result = fluo_test(str(test))
+    assert result.exit_code == 1
+    assert not [c for c in result.output if c in "\x1b\x07\u009b\u202e\t"]
+    lines = result.output.splitlines()
+    assert '    2 |   description: "a\\u001b]0;TITLE\\u0007"' in lines
+    assert '    3 |     detect trace.has(name != "\\u009b31m\\u202e")' in lines  # a tab shown as indentation
+    obs = 'q trace 0af7651916cd43dd8448eb211c80319c: name = "x\\u009b31m\\u202egnp.exe", bound = "ok"'
+    assert f"    UNEXPECTED            | {obs}" in lines

@@ -9,6 +9,7 @@ from typing import Any
 
 from fluo_lang.diagnostics import plural
 from fluo_lang.ir import RuleIR
+from fluo_lang.values import one_line
 
 from .coverage import Coverage
 from .matching import Match, Row
@@ -140,7 +141,7 @@ def _rule_block(ir: RuleIR) -> list[str]:
     text = ir.source.rstrip("\n").splitlines() or [""]
     width = len(str(first + len(text) - 1))
     for i, line in enumerate(text[:MAX_RULE_LINES]):
-        lines.append(f"    {first + i:>{width}} | {line}".rstrip())
+        lines.append(f"    {first + i:>{width}} | {line.expandtabs(4)}".rstrip())  # shown as indented, not `\t`
     if len(text) > MAX_RULE_LINES:
         lines.append(f"    {'':>{width}} | ... {len(text) - MAX_RULE_LINES} more lines")
     return lines
@@ -214,7 +215,10 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
     if seconds:
         summary += f" in {result.seconds:.2f}s"
     lines.append(_banner(summary, "="))
-    return escape_surrogates("\n".join(lines) + "\n")  # a file name's byte that is not UTF-8, as the banners show it
+    # Each line as `fluo eval --format text` prints a signal: rule source, observed values and file names come from
+    # files under review, and an ESC, a C1 CSI (U+009B) or a bidi override (U+202E) would reach the terminal.
+    text = "\n".join(one_line(line) for line in lines) + "\n"
+    return escape_surrogates(text)  # a file name's byte that is not UTF-8, as the banners show it
 
 
 def coverage_text(cov: Coverage) -> list[str]:
