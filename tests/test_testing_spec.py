@@ -511,8 +511,8 @@ def test_a_rule_file_saved_while_it_is_read_is_read_again_by_the_next_run(
     rules = write(tmp_path, "r.fluo", "rule old { expect true }\n")
     real = spec.read_sources
 
-    def read_then_saved(paths: Any) -> Any:
-        sources = real(paths)
+    def read_then_saved(paths: Any, **options: Any) -> Any:
+        sources = real(paths, **options)
         rules.write_text("rule saved { expect true }\n", encoding="utf-8")
         return sources
 
