@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from . import types as t
 from .trace import Span, Trace, Window
-from .values import in_int64
+from .values import MAX_STRING_CHARS, in_int64
 
 ParamKind = Literal["pred", "per_span", "value"]
 Impl = Callable[..., Any]
@@ -641,7 +641,11 @@ OPERATORS: tuple[Operator, ...] = (
     ),
     Operator("contains", "Substring of a string, or member of a list: `trace.services contains 'auth'`."),
     Operator("matches", "Regular expression search (RE2 syntax, linear time): `name matches '^GET /'`."),
-    Operator("+", "Add numbers or durations; join strings; timestamp + duration.", operator.add),
+    Operator(
+        "+",
+        f"Add numbers or durations; join strings (missing past {MAX_STRING_CHARS:,} characters); timestamp + duration.",
+        operator.add,
+    ),
     Operator("-", "Subtract numbers or durations; timestamp - timestamp is a duration.", operator.sub),
     Operator("*", "Multiply numbers; duration * number.", operator.mul),
     Operator("/", "Divide; int / int is a float; division by zero is missing.", operator.truediv),

@@ -32,6 +32,7 @@ from .builtins import Member
 from .diagnostics import Diagnostic, Related, error
 from .ir import Node, RuleIR
 from .regex import RegexError, compile_regex, latin1_program_size
+from .values import MAX_STRING_CHARS
 
 # A quadratic rule (one span-set method inside another's predicate) passes on the
 # reference trace; a cubic one does not.
@@ -67,7 +68,10 @@ MAX_UTF8_BYTES = 4
 REGEX_STEPS_PER_VISIT = 8
 """Instruction-steps (program size times characters searched) that cost about one span visit."""
 ASSUMED_STRING_CHARS = 100
-"""The length the static estimate assumes of a string a pattern searches (a span name, a route)."""
+"""The length the static estimate assumes of a string a pattern searches or `+` joins (a span name, a route)."""
+JOIN_CHARS_PER_VISIT = 256
+"""Characters a string `+` makes that cost about one span visit (copying them, with the allocation: about 0.3 ns
+a character, where a span visit is 100-300 ns). A join makes at most `MAX_STRING_CHARS` (longer is missing)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +201,26 @@ def match_visits(pattern: str, chars: int = ASSUMED_STRING_CHARS) -> int:
     return -(-regex_weight(pattern) * chars // REGEX_STEPS_PER_VISIT)
 
 
+def joins_strings(node: Node) -> bool:
+    """Whether `node` is a `+` that may join strings (its work grows with their length)."""
+    return node.op == "arith" and node.value == "+" and node.type in (t.STRING, t.ANY)
+
+
+def joined_chars(node: Node, chars: int = ASSUMED_STRING_CHARS) -> int:
+    """The length of the string `node` gives, taking each string read from a span (or attribute) as `chars`
+    long: a join is as long as its operands together, at most `MAX_STRING_CHARS`."""
+    if joins_strings(node):
+        return min(sum(joined_chars(a, chars) for a in node.args), MAX_STRING_CHARS)
+    if node.op == "const":
+        return len(node.value) if isinstance(node.value, str) else 0
+    return chars
+
+
+def join_visits(chars: int) -> int:
+    """Span visits a `+` making a string of `chars` characters is worth (0 for everyday strings)."""
+    return min(chars, MAX_STRING_CHARS) // JOIN_CHARS_PER_VISIT
+
+
 def weighs_regexes(rule: RuleIR) -> bool:
     """Whether the rule has a `matches` whose cost is counted: its work grows with the strings searched
     as well as with the spans, so no number of spans bounds it (the evaluator always meters it)."""
@@ -212,27 +236,31 @@ def _nodes(root: Node) -> list[Node]:
     return out
 
 
-def visits(node: Node) -> Poly:
-    """Worst-case span visits of evaluating `node` once (a `matches` on a string of `ASSUMED_STRING_CHARS`)."""
+def visits(node: Node, chars: int = ASSUMED_STRING_CHARS) -> Poly:
+    """Worst-case span visits of evaluating `node` once (a `matches` on a string of `ASSUMED_STRING_CHARS`;
+    a string `+` of operands read from spans `chars` long each: `joined_chars`)."""
     if node.op == "matches":
-        return Poly.of(match_visits(node.value)).plus(visits(node.args[0]))
+        return Poly.of(match_visits(node.value)).plus(visits(node.args[0], chars))
     kind = walks(node)
     if kind == "receiver" and node.op == "call":
         inner = ZERO
         for arg in node.args[1:]:
-            inner = inner.plus(visits(arg.args[0]) if arg.op == "fn" else visits(arg))
-        return visits(node.args[0]).plus(ONE.plus(inner).times_n())
+            inner = inner.plus(visits(arg.args[0], chars) if arg.op == "fn" else visits(arg, chars))
+        return visits(node.args[0], chars).plus(ONE.plus(inner).times_n())
     total = Poly.of(0, 2) if kind == "pair" else N if kind in ("result", "trace") else ZERO
+    if joins_strings(node):
+        total = Poly.of(join_visits(joined_chars(node, chars)))
     for arg in node.args:
-        total = total.plus(visits(arg))
+        total = total.plus(visits(arg, chars))
     return total
 
 
-def estimate(rule: RuleIR) -> Poly:
-    """Worst-case span visits of evaluating every clause of a rule on one trace of n spans."""
+def estimate(rule: RuleIR, chars: int = ASSUMED_STRING_CHARS) -> Poly:
+    """Worst-case span visits of evaluating every clause of a rule on one trace of n spans, with each string
+    a `+` joins `chars` long (`MAX_STRING_CHARS`: the most any join can cost, whatever senders send)."""
     total = ZERO
     for _kind, node in rule.clauses():
-        total = total.plus(visits(node))
+        total = total.plus(visits(node, chars))
     return total
 
 
@@ -277,6 +305,8 @@ def check_cost(
             for n in regexes[:3]
         )
         hint = "; or use smaller regular expressions" if regexes else ""
+        if any(joins_strings(n) and join_visits(joined_chars(n)) for n in _nodes(worst)):
+            hint += "; or join fewer strings with `+`"
         out.append(
             error(
                 "FLUO404",
@@ -329,6 +359,8 @@ class Meter:
             args = tuple(meter_node(a) for a in node.args)
             if node.op == "matches" and regex_weight(node.value):
                 return node.replace(args=args, value=self._metered_pattern(node.value))
+            if joins_strings(node):
+                return node.replace(args=args, value=MeteredJoin(node.value, self._metered_join))
             kind = walks(node)
             if kind is None:
                 return node if args == node.args else node.replace(args=args)
@@ -355,6 +387,14 @@ class Meter:
             return search(text)
 
         return MeteredPattern(pattern, metered_search)
+
+    def _metered_join(self, value: Any) -> Any:
+        """`value`, the result of a `+`, once its length (if a string) is charged: `join_visits`."""
+        if isinstance(value, str):
+            self.left -= len(value) // JOIN_CHARS_PER_VISIT
+            if self.left < 0:
+                raise BudgetExhausted
+        return value
 
     def _metered(self, impl: Callable[..., Any], kind: str, on_root: bool) -> Callable[..., Any]:
         """`impl` charging this meter first (after, for "result": its size is known only then).
@@ -419,4 +459,16 @@ class MeteredPattern(str):
     def __new__(cls, pattern: str, search: Callable[[str], Any]) -> MeteredPattern:
         self = super().__new__(cls, pattern)
         self.search = search
+        return self
+
+
+class MeteredJoin(str):
+    """The operator of a `+` that may join strings (the same string, `"+"`) whose `charge` the evaluator applies
+    to the result: `join_visits` of its length, after the join, which `MAX_STRING_CHARS` bounds."""
+
+    charge: Callable[[Any], Any]
+
+    def __new__(cls, symbol: str, charge: Callable[[Any], Any]) -> MeteredJoin:
+        self = super().__new__(cls, symbol)
+        self.charge = charge
         return self

@@ -25,11 +25,21 @@ from typing import Any
 from . import builtins as b
 from . import types as t
 from .builtins import Member
-from .cost import BudgetExhausted, Meter, MeteredPattern, Poly, estimate, weighs_regexes
+from .cost import BudgetExhausted, Meter, MeteredJoin, MeteredPattern, Poly, estimate, weighs_regexes
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, read_in, span_order, tumbling
-from .values import ARITH, NS_LIMIT, arith, format_duration, format_timestamp, in_int64, negate, to_json
+from .values import (
+    ARITH,
+    MAX_STRING_CHARS,
+    NS_LIMIT,
+    arith,
+    format_duration,
+    format_timestamp,
+    in_int64,
+    negate,
+    to_json,
+)
 
 Fn = Callable[[Any, Any], Any]  # (ctx, it) -> value
 MAX_CULPRITS = 20
@@ -836,7 +846,8 @@ class _Gen:
     def op_arith(self, n: Node, it: str, depth: int) -> str:
         op = self.c.const(ARITH[n.value])
         to_int = n.type in (t.DURATION, t.TIMESTAMP)
-        return f"_arith({op}, {to_int}, {self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
+        code = f"_arith({op}, {to_int}, {self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
+        return f"{self.c.const(n.value.charge)}({code})" if isinstance(n.value, MeteredJoin) else code
 
     def op_neg(self, n: Node, it: str, depth: int) -> str:
         return f"_neg({self.expr(n.args[0], it, depth)})"
@@ -1305,7 +1316,7 @@ class Program:
         if poly is None:
             poly = Poly.of(0)
             for r in rules:
-                poly = poly.plus(estimate(r.ir))
+                poly = poly.plus(estimate(r.ir, MAX_STRING_CHARS))
             self._worst[key] = poly
         return poly.at(spans)
 

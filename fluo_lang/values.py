@@ -32,6 +32,16 @@ NS_LIMIT = 1 << 63
 nanoseconds): a result beyond one is missing."""
 
 
+MAX_STRING_CHARS = 65_536
+"""The longest string `+` makes: a longer join is missing, so neither memory nor the time to copy grows with
+how often a rule joins strings that senders choose (a balanced tree of `name + name` doubles them each level)."""
+
+
+def join(a: str, b: str) -> str | None:
+    """`a + b`, or None (missing) when it would be longer than `MAX_STRING_CHARS` (nothing is copied then)."""
+    return a + b if len(a) + len(b) <= MAX_STRING_CHARS else None
+
+
 def in_int64(v: int) -> bool:
     """Whether an integer result fits 64 bits; one that does not is missing, as an overflowing float is."""
     return -NS_LIMIT <= v < NS_LIMIT
@@ -49,14 +59,15 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
 
     A float result that overflows or is not a number (`1e308 * 10`, `0.0 * x` for
     an infinite `x`) is missing, as a division by zero is; so is an integer past 64
-    bits, and a duration or timestamp past 64 bits of nanoseconds (about 292 years).
+    bits, a duration or timestamp past 64 bits of nanoseconds (about 292 years), and a
+    string past `MAX_STRING_CHARS` characters.
     """
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return None
     if not (isinstance(a, int | float) and isinstance(b, int | float)):
         # only numbers, and strings joined by `+`: an attribute's string or list times a duration
         # would be Python's repetition (a string a billion times long), not missing
-        return a + b if op is operator.add and isinstance(a, str) and isinstance(b, str) else None
+        return join(a, b) if op is operator.add and isinstance(a, str) and isinstance(b, str) else None
     try:
         v = op(a, b)
     except (ZeroDivisionError, OverflowError):  # numbers only by now: no TypeError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 
 import pytest
@@ -14,8 +15,10 @@ from fluo_lang import cost
 from fluo_lang import types as t
 from fluo_lang.api import analyze, analyze_paths, cost_diagnostics, lower
 from fluo_lang.cost import (
+    ASSUMED_STRING_CHARS,
     DEFAULT_BUDGET,
     FIELD_WALKS,
+    JOIN_CHARS_PER_VISIT,
     REGEX_FREE_PROGRAM,
     Meter,
     MeteredPattern,
@@ -23,6 +26,7 @@ from fluo_lang.cost import (
     check_cost,
     estimate,
     growth,
+    join_visits,
     match_visits,
     regex_weight,
     weighs_regexes,
@@ -32,6 +36,7 @@ from fluo_lang.evaluate import TRUNCATED_RULE, Program
 from fluo_lang.ir import RuleIR
 from fluo_lang.otlp import load_trace_files
 from fluo_lang.trace import Span, Trace, assemble
+from fluo_lang.values import MAX_STRING_CHARS, arith
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_RULES = ROOT / "examples" / "rules"
@@ -384,3 +389,66 @@ def test_the_budget_counts_characters_searched_by_large_patterns() -> None:
     assert [s["rule"] for s in signals] == [TRUNCATED_RULE]
     per_span = 1024 * regex_weight(SLOW_PATTERN) // 8
     assert 1 <= len(searched) <= DEFAULT_BUDGET // per_span + 1
+
+
+# joining strings
+
+
+def join_tree(depth: int) -> str:
+    """A balanced tree of `+` over `name`: 2**depth leaves, each level as long in total as all the names."""
+    return "name" if depth == 0 else f"({join_tree(depth - 1)} + {join_tree(depth - 1)})"
+
+
+def test_a_string_longer_than_the_cap_is_missing() -> None:
+    """QA: a `+` made any string a rule asked for (one 1 MB name doubled 12 times: MemoryError past 2.5 GB)."""
+    half = MAX_STRING_CHARS // 2
+    assert arith(operator.add, False, "a" * half, "b" * half) == "a" * half + "b" * half
+    assert arith(operator.add, False, "a" * half, "b" * (half + 1)) is None
+    rule = one(f"trace.spans.all({join_tree(2)}.length() > 0)")
+    plain = Program([rule])
+    assert plain.evaluate_trace(named(1, "x" * (MAX_STRING_CHARS // 4))) == []
+    [fired] = plain.evaluate_trace(named(1, "x" * (MAX_STRING_CHARS // 4 + 1)))  # the 4-name join is missing
+    assert fired.rule == "r"
+
+
+def test_everyday_joins_cost_nothing_more() -> None:
+    joined = one('trace.spans.where(service + "/" + name == "auth/login").count() > 0')
+    assert estimate(joined) == estimate(one('trace.spans.where(name contains "auth/login").count() > 0'))
+
+
+def test_a_join_is_weighed_by_the_length_of_the_string_it_makes() -> None:
+    """QA: a 37 KB rule, a tree of 4,096 `name` joins, passed `fluo check`: string `+` was free."""
+    rule = one(f"trace.spans.all({join_tree(12)}.length() > 0)")
+    # level k makes 2**(12-k) strings of 2**k assumed 100-character names, none longer than the cap
+    made = [min(2**k * ASSUMED_STRING_CHARS, MAX_STRING_CHARS) for k in range(1, 13)]
+    per_span = sum(2 ** (11 - i) * (chars // JOIN_CHARS_PER_VISIT) for i, chars in enumerate(made))
+    assert estimate(rule).text() == f"{1 + per_span}n"
+    [d] = check_cost([rule])
+    assert d.code == "FLUO404" and "join fewer strings" in d.message
+    # at run time, a join of names senders send may be as long as a join can be: worth `join_visits` of the cap
+    assert estimate(rule, MAX_STRING_CHARS).at(1) > estimate(rule).at(1)
+    assert join_visits(10 * MAX_STRING_CHARS) == MAX_STRING_CHARS // JOIN_CHARS_PER_VISIT
+
+
+def test_the_budget_counts_characters_joined() -> None:
+    """QA: 20 spans with 100 KB names ran 29 s at 1.25 GB under the default budget, never truncated."""
+    rule = one(f"trace.spans.all({join_tree(8)}.length() > 0)")
+    trace = named(20, "n" * 200)  # each of 8 levels makes 51,200 characters a span: about 1,500 visits a span
+    program = Program([rule], budget=10_000)
+    assert program.unmetered_spans(program.trace_rules, 10_000) < len(trace)
+    signals = [s.to_json() for s in program.evaluate_trace(trace)]
+    assert [s["rule"] for s in signals] == [TRUNCATED_RULE]
+    assert signals[0]["observed"]["rules_skipped"] == ["r"]
+    assert program.meter is not None and program.meter.spent <= 10_000 + MAX_STRING_CHARS // JOIN_CHARS_PER_VISIT
+    # with budget to spare, the same signals as unmetered
+    enough = Program([rule], budget=10**9)
+    assert (
+        [s.to_json() for s in enough.evaluate_trace(trace)]
+        == [s.to_json() for s in Program([rule]).evaluate_trace(trace)]
+        == []
+    )
+
+
+def test_a_rule_joining_short_strings_on_a_small_trace_runs_uncounted() -> None:
+    program = Program([one('trace.spans.where(service + "/" + name == "a/b").count() < 3')], budget=DEFAULT_BUDGET)
+    assert program.unmetered_spans(program.trace_rules, DEFAULT_BUDGET) >= 1_000
