@@ -31,7 +31,7 @@ from . import types as t
 from .builtins import Member
 from .diagnostics import Diagnostic, Related, error
 from .ir import Node, RuleIR
-from .regex import RegexError, compile_regex, latin1_program_size
+from .regex import RegexError, compile_regex, latin1_program_size, program_size
 from .values import MAX_STRING_CHARS
 
 # A quadratic rule (one span-set method inside another's predicate) passes on the
@@ -187,7 +187,7 @@ def regex_weight(pattern: str) -> int:
     costs less than its weight times 36 ns.
     """
     try:
-        size = int(compile_regex(pattern).programsize)
+        size = program_size(pattern)
     except RegexError:
         return 0
     structure = latin1_program_size(_one_byte_classes(pattern))

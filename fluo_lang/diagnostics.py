@@ -76,6 +76,8 @@ CODES: dict[str, str] = {
     "past 1,000 met, each of a run reported as one error counted, the rest of the file is not read, from where this "
     "FLUO403 stands.",
     "FLUO404": "Rule too expensive: its estimated span visits on a large trace exceed the cost limit.",
+    "FLUO405": "Regular expressions of one file too large in all: the patterns before this one compile to more "
+    "than RE2 may spend on one file, so it is not checked.",
 }
 
 

@@ -18,7 +18,7 @@ from . import ast
 from . import builtins as b
 from . import types as t
 from .diagnostics import Diagnostic, Related, article, edit_distance, error, nearest, one_based, plural, warning
-from .regex import RegexError, compile_regex
+from .regex import FILE_INSTRUCTIONS, REFUSED_INSTRUCTIONS, RegexBudget, RegexBudgetExhausted, RegexError
 from .values import string_literal
 
 SEVERITIES = ast.SEVERITIES
@@ -104,8 +104,10 @@ _BOOLISH = (t.BOOL, t.ANY, t.ERROR)
 
 
 class _Checker:
-    def __init__(self, rule: ast.Rule, path: str) -> None:
+    def __init__(self, rule: ast.Rule, path: str, regexes: RegexBudget | None = None) -> None:
         self.out = CheckedRule(rule, path, name=rule.id)
+        self.regexes = regexes if regexes is not None else RegexBudget()  # shared by the rules of a file
+        self.regexes_unchecked = False  # FLUO405 reported
         self.diags: list[Diagnostic] = []
         self.path = path
         self.pending_typos: dict[int, Diagnostic] = {}
@@ -666,9 +668,19 @@ class _Checker:
                     self.err("FLUO306", "the pattern of `matches` must be a string literal", pattern.span)
             else:
                 try:
-                    compile_regex(str(pattern.value))
+                    self.regexes.check(str(pattern.value))
                 except RegexError as exc:
                     self.err("FLUO303", f"invalid regular expression: {exc}", pattern.span)
+                except RegexBudgetExhausted:
+                    if not self.regexes_unchecked:  # once a rule: each rule with a pattern not checked has an error
+                        self.regexes_unchecked = True
+                        self.err(
+                            "FLUO405",
+                            f"regular expression not checked: the patterns of this file before it compile to more "
+                            f"than {FILE_INSTRUCTIONS:,} RE2 instructions in all (one RE2 refuses as too large "
+                            f"counts {REFUSED_INSTRUCTIONS:,}); use fewer or smaller patterns, or split the file",
+                            pattern.span,
+                        )
             return self.record(e, t.BOOL)
         return self.arith(e, scope)
 
@@ -1204,8 +1216,9 @@ def _meta_text(v: ast.MetaItem) -> str:
     return "".join(out)
 
 
-def check_rule(rule: ast.Rule, path: str) -> tuple[CheckedRule, list[Diagnostic]]:
-    checker = _Checker(rule, path)
+def check_rule(rule: ast.Rule, path: str, regexes: RegexBudget | None = None) -> tuple[CheckedRule, list[Diagnostic]]:
+    """Check one rule; `regexes` is its file's budget of RE2 compiling, shared with the file's other rules."""
+    checker = _Checker(rule, path, regexes)
     checked = checker.rule()
     return checked, checker.diags
 
@@ -1243,8 +1256,9 @@ def check_files(files: list[ast.RuleFile]) -> tuple[list[CheckedRule], list[Diag
     diags: list[Diagnostic] = []
     pairs = [(rule, f.path) for f in files for rule in f.rules if rule.id]
     duplicates = {id(rule): d for rule, d in duplicate_ids(pairs)}
+    regexes: dict[str, RegexBudget] = {}
     for rule, path in pairs:
-        c, d = check_rule(rule, path)
+        c, d = check_rule(rule, path, regexes.setdefault(path, RegexBudget()))
         if id(rule) in duplicates:
             diags.append(duplicates[id(rule)])
             diags.extend(d)  # still report what else is wrong
