@@ -625,7 +625,11 @@ async def _body(request: web.Request, intake: Intake, limit: int) -> bytes:
         ) from None
     except web.HTTPRequestEntityTooLarge:
         raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes") from None
-    except (web.HTTPException, RequestPayloadError, OSError):
+    except (web.HTTPException, RequestPayloadError, OSError) as exc:
+        # aiohttp keeps a broken stream's exception on the request (`StreamReader.set_exception`), and its
+        # traceback holds `request.read()`'s frame, which holds the request and the bytes read so far: a
+        # cycle only the cyclic GC frees, which an idle server may not run for minutes. Cut here.
+        exc.__traceback__ = None
         raise TraceInputError("request body: the connection broke while reading it") from None
     if encoding in ("gzip", "deflate"):
         return bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit))
