@@ -332,6 +332,51 @@ def test_a_slow_request_head_or_body_does_not_hold_a_connection(
                 pass
 
 
+def test_request_bodies_held_at_once_are_capped_and_one_over_the_cap_is_a_retryable_429(tmp_path: Path) -> None:
+    """Security QA r04: nothing bounded the bodies held at once but --max-http-connections x the body limit
+    (1024 x 64 MiB). Now bodies claim their bytes as they arrive (--max-inflight-bytes); one that would pass
+    the cap while others hold bytes is refused, retryable, and the bytes are given back once answered."""
+    kib = 1024
+    with RuntimeThread(config(tmp_path, grpc=None, max_inflight_bytes=1024 * kib)) as rt:
+        bodies = rt.runtime.intake.bodies
+        url = f"{rt.http_url}/v1/traces"
+        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) as slow:
+            slow.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: %d\r\n\r\n" % (700 * kib) + bytes(600 * kib)
+            )
+            wait_for(lambda: rt.call(lambda: bodies.held) == 600 * kib, what="600 KiB received and held")
+            status, headers, answer = post(url, bytes(600 * kib), PROTOBUF)
+            assert status == 429 and headers["Retry-After"] == "1"
+            assert "--max-inflight-bytes 1048576" in Status.FromString(answer).message
+            assert metric(rt, "fluo_export_requests_total", transport="http", outcome="refused") == 1
+            status, _, _ = post(url, b"", PROTOBUF)  # within the cap
+            assert status == 200
+            slow.sendall(bytes(100 * kib))
+            assert slow.recv(4096).startswith(b"HTTP/1.1 400 ")  # answered on its merits: zero bytes are no OTLP
+        wait_for(lambda: rt.call(lambda: bodies.held) == 0, what="its bytes given back")
+        status, _, answer = post(url, bytes(2048 * kib), PROTOBUF)  # over the cap, but alone: read whole
+        assert status == 400 and "not an OTLP protobuf" in Status.FromString(answer).message
+        assert rt.call(lambda: bodies.held) == 0
+
+
+def test_the_inflight_cap_is_a_setting_with_a_flag_and_an_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+    from fluo_run.serve.config import DEFAULT_MAX_INFLIGHT_BYTES, ServeConfig
+
+    fluo_log = logging.getLogger("fluo")  # `fluo serve` sets up logging: leave it as it was for the other tests
+    monkeypatch.setattr(fluo_log, "handlers", list(fluo_log.handlers))
+    monkeypatch.setattr(fluo_log, "propagate", fluo_log.propagate)
+    monkeypatch.setattr(fluo_log, "level", fluo_log.level)
+    assert ServeConfig().max_inflight_bytes == DEFAULT_MAX_INFLIGHT_BYTES == 256 * 1024 * 1024
+    result = CliRunner().invoke(main, ["serve", "--help"], prog_name="fluo")
+    assert "--max-inflight-bytes" in result.output and "FLUO_MAX_INFLIGHT_BYTES" in result.output
+    bad = CliRunner().invoke(main, ["serve", "--max-inflight-bytes", "0"], prog_name="fluo")
+    assert bad.exit_code == 2 and bad.output == "fluo: --max-inflight-bytes: must be at least 1\n"
+
+
 def test_a_json_body_of_more_objects_than_the_span_cap_allows_is_refused_before_it_is_parsed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

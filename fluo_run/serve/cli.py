@@ -28,6 +28,7 @@ from .config import (
     DEFAULT_HTTP,
     DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_HTTP_CONNECTIONS,
+    DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_TRACE_AGE,
     ConfigError,
     ServeConfig,
@@ -209,6 +210,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         otlp_logs_protocol=str(options["otlp_logs_protocol"]),
         sink_queue=int(options["sink_queue"]),
         max_http_connections=int(options["max_http_connections"]),
+        max_inflight_bytes=int(options["max_inflight_bytes"]),
         auth_token=options["auth_token"] or None,
         tls_cert=Path(options["tls_cert"]) if options["tls_cert"] else None,
         tls_key=Path(options["tls_key"]) if options["tls_key"] else None,
@@ -530,6 +532,15 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     help="Connections open at once to each HTTP listener; past it the oldest idle one is closed (or, every one "
     "busy, the new one). A soft open-file limit (ulimit -n) too low for it is raised toward the hard one; what that "
     "leaves short lowers it, with a warning.",
+)
+@_opt(
+    "--max-inflight-bytes",
+    "FLUO_MAX_INFLIGHT_BYTES",
+    default=DEFAULT_MAX_INFLIGHT_BYTES,
+    type=int,
+    show_default=True,
+    help="OTLP/HTTP request body bytes held at once, by all connections, received and not yet decoded; a body "
+    "that would take more is answered a retryable 429 (unless it is the only one).",
 )
 @_opt(
     "--auth-token",

@@ -28,6 +28,8 @@ DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
 """`--max-buffer-bytes`: the wire bytes the spans of traces being assembled may keep alive."""
 DEFAULT_MAX_HTTP_CONNECTIONS = 1024
 """`--max-http-connections`: connections open at once to each HTTP listener."""
+DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
+"""`--max-inflight-bytes`: OTLP/HTTP request body bytes held at once, received and not yet decoded."""
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
 
@@ -217,6 +219,7 @@ class ServeConfig:
     tls_key: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     max_http_connections: int = DEFAULT_MAX_HTTP_CONNECTIONS
+    max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES
     shutdown_timeout: float = 20.0
 
     def _check_addresses(self) -> None:
@@ -260,6 +263,7 @@ class ServeConfig:
             "max_window_spans",
             "sink_queue",
             "max_http_connections",
+            "max_inflight_bytes",
         )
         for name in limits:
             if getattr(self, name) < 1:

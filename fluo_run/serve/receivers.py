@@ -21,6 +21,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,6 +297,61 @@ class Admission:
         return min(int(2 ** max(times - 1, 0)), self.MAX_RETRY_AFTER)
 
 
+class OverBudget(Refusal):
+    """A body refused for the bytes other bodies hold (`BodyBudget`)."""
+
+
+class BodyBudget:
+    """OTLP/HTTP request body bytes held at once, by every connection: at most `limit` (`--max-inflight-bytes`).
+
+    A body claims its bytes as they arrive and holds them until its handler is done with it (read, inflated,
+    decoded). One that would take the total past `limit` while others hold bytes is refused (429, retryable):
+    without this, `--max-http-connections` bodies of `ServeConfig.max_body_bytes` each could be held at once
+    (1024 x 64 MiB). Bytes are claimed as received, not as declared: a Content-Length costs a sender nothing,
+    so claiming it ahead would let a few silent requests lock every exporter out until `BODY_READ_TIMEOUT`.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self._refused = Throttled(log, logging.WARNING)
+
+    @contextmanager
+    def claim(self) -> Iterator[BodyClaim]:
+        claim = BodyClaim(self)
+        try:
+            yield claim
+        finally:
+            self.held -= claim.bytes
+
+
+class BodyClaim:
+    """The bytes of `BodyBudget` one request holds."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.bytes = 0
+
+    def grow(self, n: int) -> None:
+        """Hold `n` more bytes, or refuse the request (429) when others hold so many that it would pass the limit."""
+        budget = self.budget
+        if budget.held + n > budget.limit and budget.held > self.bytes:
+            budget._refused(
+                "refused an OTLP/HTTP body: %d bytes of request bodies held (--max-inflight-bytes %d)",
+                budget.held,
+                budget.limit,
+            )
+            raise OverBudget(
+                429,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"over capacity: {budget.held} bytes of request bodies being received or decoded "
+                f"(--max-inflight-bytes {budget.limit}); retry later",
+                retryable=True,
+            )
+        budget.held += n
+        self.bytes += n
+
+
 class Intake:
     """What both receivers share: access, admission, and handing spans to assembly."""
 
@@ -308,6 +364,7 @@ class Intake:
         max_body_bytes: int,
         prefetch: Callable[[], tuple[str, ...]] = tuple,
         share: Callable[[], bool] = lambda: True,
+        max_inflight_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.metrics = metrics
         self.prefetch = prefetch  # the attribute keys the running rules read, converted while decoding
@@ -318,6 +375,7 @@ class Intake:
         self.admission = admission
         self.auth_token = auth_token
         self.max_body_bytes = max_body_bytes
+        self.bodies = BodyBudget(max_inflight_bytes)
         self.stopping = False
         self.decoding = 0
         """Exports admitted and still being decoded (in a decode thread): the stop waits a moment for them."""
@@ -606,8 +664,8 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
     return b"".join(parts)
 
 
-async def _body(request: web.Request, intake: Intake, limit: int) -> bytes:
-    """The request body with a gzip or deflate Content-Encoding undone, at most `limit` bytes.
+async def _body(request: web.Request, intake: Intake, limit: int, claim: BodyClaim) -> bytes:
+    """The request body with a gzip or deflate Content-Encoding undone, at most `limit` bytes, held in `claim`.
 
     The HTTP site reads bodies as sent (`auto_decompress=False`): when aiohttp undoes
     the encoding, a body that is not what its header says fails inside aiohttp, which
@@ -618,22 +676,43 @@ async def _body(request: web.Request, intake: Intake, limit: int) -> bytes:
         raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip, deflate or none")
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
-            body = await request.read()
+            body = await _read(request, limit, claim)
     except TimeoutError:
         raise Refusal(
             408, grpc.StatusCode.DEADLINE_EXCEEDED, f"request body: not received within {BODY_READ_TIMEOUT:g} s"
         ) from None
-    except web.HTTPRequestEntityTooLarge:
-        raise Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes") from None
-    except (web.HTTPException, RequestPayloadError, OSError) as exc:
+    except (RequestPayloadError, OSError) as exc:
         # aiohttp keeps a broken stream's exception on the request (`StreamReader.set_exception`), and its
-        # traceback holds `request.read()`'s frame, which holds the request and the bytes read so far: a
-        # cycle only the cyclic GC frees, which an idle server may not run for minutes. Cut here.
+        # traceback holds `_read`'s frame, which holds the request and the bytes read so far: a cycle
+        # only the cyclic GC frees, which an idle server may not run for minutes. Cut here.
         exc.__traceback__ = None
         raise TraceInputError("request body: the connection broke while reading it") from None
     if encoding in ("gzip", "deflate"):
-        return bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit))
+        inflated = bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit))
+        del body
+        claim.grow(len(inflated))
+        return inflated
     return body
+
+
+def _over_limit(limit: int) -> Refusal:
+    return Refusal(413, grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over {limit} bytes")
+
+
+async def _read(request: web.Request, limit: int, claim: BodyClaim) -> bytes:
+    """The body as sent, each chunk claimed as it arrives: over `limit` bytes is refused (413)."""
+    declared = request.content_length
+    if declared is not None and declared > limit:
+        raise _over_limit(limit)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise _over_limit(limit)
+        claim.grow(len(chunk))
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------------------
@@ -681,12 +760,16 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
         try:
-            body = await _body(request, intake, intake.max_body_bytes)
-            intake.admit("http", body)
-            decode = decode_json if ctype == JSON else decode_protobuf
-            decoded = await intake.decode(len(body), decode, body, intake.prefetch(), intake.share())
+            with intake.bodies.claim() as claim:
+                body = await _body(request, intake, intake.max_body_bytes, claim)
+                intake.admit("http", body)
+                decode = decode_json if ctype == JSON else decode_protobuf
+                decoded = await intake.decode(len(body), decode, body, intake.prefetch(), intake.share())
+                del body
             intake.take(decoded, "http")
         except Refusal as r:
+            if isinstance(r, OverBudget):
+                intake.metrics.requests.labels("http", "refused").inc()
             if r.status == 413:
                 intake.too_large("http", request.remote, r.message, spans=isinstance(r, TooManySpans))
             return _http_error(r.status, r.message, reply_type, retry_after=r.retry_after if r.retryable else None)

@@ -194,6 +194,7 @@ class Runtime:
             config.max_body_bytes,
             prefetch=lambda: self.evaluator.program.prefetch,
             share=lambda: self.evaluator.program.prefetch_complete,
+            max_inflight_bytes=config.max_inflight_bytes,
         )
         self.http_port = 0
         self.grpc_port = 0
