@@ -52,6 +52,7 @@ from fluo_lang.otlp import (
 )
 from fluo_lang.trace import Span
 
+from .config import DEFAULT_MAX_INFLIGHT_BYTES
 from .metrics import Metrics
 
 log = logging.getLogger("fluo.serve")
@@ -364,7 +365,7 @@ class Intake:
         max_body_bytes: int,
         prefetch: Callable[[], tuple[str, ...]] = tuple,
         share: Callable[[], bool] = lambda: True,
-        max_inflight_bytes: int = 256 * 1024 * 1024,
+        max_inflight_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES,
     ) -> None:
         self.metrics = metrics
         self.prefetch = prefetch  # the attribute keys the running rules read, converted while decoding
