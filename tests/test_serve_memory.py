@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gc
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from serve_support import Sender, config, metric, settled, wait_for
 
 from fluo_lang import otlp
-from fluo_lang.trace import Span
+from fluo_lang.trace import Span, collector_paused
 from fluo_run.serve.assembly import TraceBuffer
 from fluo_run.serve.runtime import RuntimeThread
 
@@ -122,18 +120,6 @@ def test_the_runtime_keeps_no_more_than_its_caps_after_many_traces(tmp_path: Pat
 MIB = 1 << 20
 
 
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """The cyclic garbage collector off: what only it would free stays, as in a server that allocates little."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-
-
 def bytes_left_to_the_cyclic_gc() -> int:
     """The bytes held only by unreachable cycles, in bytes and bytearray objects (each counted once)."""
     gc.set_debug(gc.DEBUG_SAVEALL)
@@ -161,7 +147,8 @@ def test_an_upload_its_sender_abandons_leaves_no_bytes_behind(tmp_path: Path) ->
     still there a minute later). aiohttp keeps the stream's exception on the request, and its traceback held
     `request.read()`'s frame, the request and the bytes read so far: a cycle that only the cyclic GC frees, and
     an idle server hardly runs it. Now nothing of an abandoned body is left for it to find."""
-    with RuntimeThread(config(tmp_path, grpc=None)) as rt, no_cyclic_gc():
+    # the cycle collector paused: what only it would free stays, as in a server that allocates little
+    with RuntimeThread(config(tmp_path, grpc=None)) as rt, collector_paused():
         bytes_left_to_the_cyclic_gc()  # what earlier tests left
         for _ in range(3):
             abandon_upload(rt.runtime.http_port, 2 * MIB)
