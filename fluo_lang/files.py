@@ -172,8 +172,7 @@ def write_all(files: Sequence[NewFile]) -> None:
         for f, place in staged:
             try:
                 if place is None:
-                    with open(f.path, "wb") as out:
-                        out.write(f.data)
+                    _write_as_it_is(f.path, f.data)
                 else:
                     os.replace(*place)
             except OSError as exc:
@@ -190,7 +189,10 @@ def write_all(files: Sequence[NewFile]) -> None:
 
 def _target(f: NewFile) -> str | None:
     """The path `f`'s new file is to take, or None when what is there is not a file, a folder or (with
-    `replace_link`) a link: a device or a pipe, written as it is."""
+    `replace_link`) a link: a device or a pipe, written as it is; and None for a path naming one of fluo's
+    descriptors (/dev/stdout redirected to a file), which is that file as fluo holds it open."""
+    if _descriptor(f.path) is not None:
+        return None
     try:
         st = os.lstat(f.path) if f.replace_link else os.stat(f.path)
         if stat.S_IFMT(st.st_mode) not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK):
@@ -198,6 +200,37 @@ def _target(f: NewFile) -> str | None:
     except FileNotFoundError:
         pass
     return os.path.abspath(f.path) if f.replace_link else os.path.realpath(f.path)
+
+
+def _descriptor(path: Path) -> int | None:
+    """The descriptor of fluo's that `path` names (/dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N, or a
+    link to one of them), if it names one."""
+    where = os.path.abspath(path)
+    for _ in range(40):  # as many links as the system follows
+        if os.path.realpath(os.path.dirname(where)) in ("/dev/fd", "/proc/self/fd", f"/proc/{os.getpid()}/fd"):
+            name = os.path.basename(where)
+            return int(name) if name.isdigit() else None
+        if not os.path.islink(where):
+            return None
+        where = os.path.normpath(os.path.join(os.path.dirname(where), os.readlink(where)))
+    return None
+
+
+def _write_as_it_is(path: Path, data: bytes) -> None:
+    """Write `data` to a device, a pipe or one of fluo's descriptors. A descriptor is written through, not
+    opened anew: opening /dev/stdout when it is a file would empty it (`>>`), or write where fluo's own output
+    then goes over it (`>`)."""
+    fd = _descriptor(path)
+    if fd is None:
+        with open(path, "wb") as out:
+            out.write(data)
+        return
+    for stream in (sys.stdout, sys.stderr):  # what fluo printed before comes first
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def same_file(files: Sequence[NewFile]) -> tuple[Path, Path] | None:

@@ -138,3 +138,23 @@ def test_two_names_of_one_file_are_refused_before_anything_is_written(tmp_path: 
         assert caught.value.paths == (first, second)
         assert names(tmp_path) == ["a", "folder", "hard", "real"] and names(tmp_path / "real") == []
         assert (tmp_path / "a").read_text(encoding="utf-8") == "a"
+
+
+@pytest.mark.parametrize("name", ["/dev/fd/{fd}", "/proc/self/fd/{fd}", "link"])
+def test_a_descriptor_redirected_to_a_file_is_written_through_not_replaced(tmp_path: Path, name: str) -> None:
+    """QA rev2 r11: `--junit-xml /dev/stdout >> log` replaced the log (the path resolves to it): its old text was
+    lost and fluo's own report went to a file no longer named."""
+    log = tmp_path / "log"
+    log.write_bytes(b"before\n")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    (tmp_path / "link").symlink_to(f"/dev/fd/{fd}")
+    inode = log.stat().st_ino
+    try:
+        path = tmp_path / name if name == "link" else Path(name.format(fd=fd))
+        write_all([NewFile(path, b"written\n")])
+        os.write(fd, b"after\n")
+    finally:
+        os.close(fd)
+    assert log.stat().st_ino == inode and log.read_bytes() == b"before\nwritten\nafter\n"
+    assert names(tmp_path) == ["link", "log"]
+
