@@ -82,11 +82,12 @@ def _replace(temp: str, target: str, before: os.stat_result) -> bool:
 
 def _staged(folder: str, prefix: str, data: bytes, mode: int | None) -> str:
     """A new file in `folder`, its name `prefix` and a random part, holding `data` flushed to the disk, with
-    `mode` (without it, the mode the umask gives, as `open` gives a new file); nothing is left when it fails."""
+    `mode` (without it, the mode the umask gives, as `open` gives a new file), which it has from the start (less
+    the umask until the end): others cannot read a text meant for its owner only; nothing is left when it fails."""
     while True:
         temp = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}.tmp")
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666 if mode is None else mode)
         except FileExistsError:
             continue
         break

@@ -158,3 +158,25 @@ def test_a_descriptor_redirected_to_a_file_is_written_through_not_replaced(tmp_p
     assert log.stat().st_ino == inode and log.read_bytes() == b"before\nwritten\nafter\n"
     assert names(tmp_path) == ["link", "log"]
 
+
+def test_a_staged_file_has_its_mode_while_its_text_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA rev2 r12: the staged copy of a 0600 file was 0644 until its whole text was written, readable by others."""
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"old")
+    secret.chmod(0o600)
+    modes: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        modes.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    umask = os.umask(0o022)
+    try:
+        write_all([NewFile(secret, b"new")])
+        files.write_replacing(secret, b"newer")
+    finally:
+        os.umask(umask)
+    assert modes == [0o600, 0o600]
+    assert secret.read_bytes() == b"newer" and stat.S_IMODE(secret.stat().st_mode) == 0o600
