@@ -1930,8 +1930,9 @@ TRACE_FILE_NAMES = "*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each m
 
 
 def is_trace_file_name(name: str) -> bool:
-    """Whether a file of this name is an OTLP trace file by its suffix (`.gz` included), as folders are searched."""
-    suffixes = Path(name).suffixes
+    """Whether a file of this name is an OTLP trace file by its suffix (`.gz` included), as folders are searched;
+    in any case (`TRACE.JSON`), as `parse_trace_bytes` reads the suffix."""
+    suffixes = [s.lower() for s in Path(name).suffixes]
     if suffixes[-1:] == [".gz"]:
         suffixes.pop()
     return bool(suffixes) and suffixes[-1] in PROTOBUF_SUFFIXES | JSON_SUFFIXES

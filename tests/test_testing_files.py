@@ -3,6 +3,7 @@ a file is wrong."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -316,3 +317,18 @@ def test_rules_and_traces_name_only_files_of_their_kind_so_no_other_file_is_read
         "(*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz)",
         "up_test.yaml: 1 passed",
     ]
+
+
+def test_a_trace_file_suffix_in_capitals_is_a_trace_file() -> None:
+    """QA rev2 r14: `traces: TRACE.JSON` (as Windows tools name files), which `fluo eval` reads, was "not one";
+    a folder's `OTHER.JSON.GZ` was passed over. Rule files stay `.fluo` only, as `fluo check DIR` finds them."""
+    trace = Path(__file__).parent.parent / "examples" / "traces" / "healthy_login.json"
+    write("r.fluo", RULE)
+    write("TRACE.JSON", trace.read_bytes())
+    write("more/OTHER.JSON.GZ", gzip.compress(trace.read_bytes()))
+    write("r_test.yaml", "cases:\n  - name: upper\n    traces: [TRACE.JSON, more]\n    expect: []\n")
+    result = fluo_test("r_test.yaml")
+    assert result.exit_code == 0, result.output
+    write("R.FLUO", RULE)
+    write("R_test.yaml", "rules: R.FLUO\n" + PASSING)
+    assert "`rules:` names .fluo files or folders: R.FLUO is neither" in fluo_test("R_test.yaml").output
