@@ -137,8 +137,8 @@ class PartlyWritten(OSError):
 
 
 class SameFile(ValueError):
-    """Two of the files to write name one file (by their names, through a link, or as hard links): the one
-    written later would replace the other's text."""
+    """Two of the files to write name one file (by their names, or through a link): the one written later would
+    replace the other's text."""
 
     def __init__(self, first: Path, second: Path) -> None:
         super().__init__(f"{first} and {second} are the same file")
@@ -152,13 +152,13 @@ def write_all(files: Sequence[NewFile]) -> None:
     size limit, Ctrl-C) leaves every file as it was, and no new file behind.
 
     A path that names something other than a file or a folder (a device such as /dev/null, a pipe such as
-    /dev/stdout) is opened and written, in its turn: it cannot be replaced, and cannot be written beforehand.
+    /dev/stdout) is written, in its turn: it cannot be replaced, and cannot be written beforehand.
 
-    Raises `SameFile` before writing anything, `OSError` naming the path given (`filename`) with nothing changed,
-    or, when a rename or a write fails after others were done (the folder changed under the run),
-    `PartlyWritten`.
+    Raises `SameFile` before writing anything (hard links of one file are not one, as each is replaced),
+    `OSError` naming the path given (`filename`) with nothing changed, or, when a rename or a write fails after
+    others were done (the folder changed under the run), `PartlyWritten`.
     """
-    clash = same_file(files)
+    clash = same_file(files, hard_links=False)
     if clash is not None:
         raise SameFile(*clash)
     staged: list[tuple[NewFile, tuple[str, str] | None]] = []  # (file, (new file, its place) or None: written)
@@ -234,9 +234,11 @@ def _write_as_it_is(path: Path, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def same_file(files: Sequence[NewFile]) -> tuple[Path, Path] | None:
+def same_file(files: Sequence[NewFile], *, hard_links: bool = True) -> tuple[Path, Path] | None:
     """The first two of `files` that name one file, if two do: by their names once links are followed (those of
-    the folders only, with `replace_link`), or, for files that are there, as one file (`identity`)."""
+    the folders only, with `replace_link`), or, for files that are there, as one file (`identity`). Without
+    `hard_links`, a file with other names is taken by its name only: each name is replaced by a new file
+    (`write_all`), so its hard links can be written each."""
     seen: dict[object, Path] = {}
     for f in files:
         if f.replace_link:
@@ -246,7 +248,8 @@ def same_file(files: Sequence[NewFile]) -> tuple[Path, Path] | None:
         keys: list[object] = [where]
         with contextlib.suppress(OSError):
             st = os.lstat(f.path) if f.replace_link else os.stat(f.path)
-            keys.append((st.st_dev, st.st_ino))
+            if hard_links or st.st_nlink == 1:
+                keys.append((st.st_dev, st.st_ino))
         for key in keys:
             if key in seen:
                 return seen[key], f.path

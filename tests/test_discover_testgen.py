@@ -617,6 +617,22 @@ def test_an_output_that_is_a_fixture_of_the_same_run_is_refused_before_writing(t
     assert sorted(p.name for p in folder.iterdir()) == (["out.json"] if how == "linked" else [])
 
 
+def test_fixtures_that_are_hard_links_of_one_file_are_written_again(tmp_path: Path) -> None:
+    """QA rev2 r13: after `cp -al` (or a dedup tool) made two fixtures one file, the re-run stopped, telling the
+    user to give -o another path; each is replaced by a new file, so both are written whole."""
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    folder = tmp_path / "tests"
+    args = ["discover", str(shop), "-o", str(folder / "r.fluo"), "--tests", str(folder)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    before = _files(folder)
+    first, second = sorted((folder / "fixtures" / "r").iterdir())[:2]
+    second.unlink()
+    second.hardlink_to(first)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert _files(folder) == before and first.stat().st_ino != second.stat().st_ino
+
+
 def test_an_output_through_a_link_to_a_fixture_the_run_removes_is_refused(tmp_path: Path) -> None:
     """The rules written through a link into a fixture of the last run would be removed with that fixture."""
     shop = write_spans(tmp_path / "shop.json", shop_corpus(30))

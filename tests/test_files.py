@@ -129,7 +129,6 @@ def test_two_names_of_one_file_are_refused_before_anything_is_written(tmp_path: 
     (tmp_path / "hard").hardlink_to(tmp_path / "a")
     pairs = [
         (tmp_path / "real" / "new", tmp_path / "folder" / "new"),  # not there yet, named through a linked folder
-        (tmp_path / "a", tmp_path / "hard"),
         (tmp_path / "a", tmp_path / "a"),
     ]
     for first, second in pairs:
@@ -180,3 +179,15 @@ def test_a_staged_file_has_its_mode_while_its_text_is_written(tmp_path: Path, mo
         os.umask(umask)
     assert modes == [0o600, 0o600]
     assert secret.read_bytes() == b"newer" and stat.S_IMODE(secret.stat().st_mode) == 0o600
+
+
+def test_hard_links_of_one_file_are_each_replaced_and_same_file_can_tell_them(tmp_path: Path) -> None:
+    """QA rev2 r13: fixtures that are hard links of one file (`cp -al`) stopped a `discover --tests` re-run."""
+    a, hard = tmp_path / "a", tmp_path / "hard"
+    a.write_text("a", encoding="utf-8")
+    hard.hardlink_to(a)
+    pair = [NewFile(a, b"1"), NewFile(hard, b"2")]
+    assert files.same_file(pair) == (a, hard)
+    assert files.same_file(pair, hard_links=False) is None
+    write_all(pair)
+    assert a.read_bytes() == b"1" and hard.read_bytes() == b"2"

@@ -203,8 +203,9 @@ def command(
         if output is None or rules_path != Path(output):
             writes.append(NewFile(rules_path, rules_text.encode("utf-8")))
     if output is not None:
-        writes.append(NewFile(Path(output), text.encode("utf-8")))
-    _refuse_twice(writes, plan.removes)
+        out = NewFile(Path(output), text.encode("utf-8"))
+        _refuse_twice(out, writes, plan.removes)
+        writes.append(out)
     _write(writes)  # the fixtures, the test file, then the rules: every one whole beside its place first
     for path in plan.removes:
         try:
@@ -283,18 +284,17 @@ def _refuse_inputs(
         fail(f"refusing to write test fixtures into {fixtures}: the input {f} {how}, where --tests replaces files")
 
 
-def _refuse_twice(writes: list[NewFile], removes: list[Path]) -> None:
-    """Exit 2 before writing anything when two outputs (-o, the rules, the test file and fixtures of `--tests`)
-    are one file, or one is a fixture of the last run that `--tests` removes."""
-    clash = same_file(writes)
-    if clash is not None:
-        first, second = clash
-        what = "--tests writes it too" if first == second else f"it is {first}, which --tests writes"
-        fail(f"refusing to write {second}: {what}; give -o another path")
+def _refuse_twice(output: NewFile, writes: list[NewFile], removes: list[Path]) -> None:
+    """Exit 2 before writing anything when `-o` is one of the files `--tests` writes (the rules, the test file,
+    a fixture) or a fixture of the last run that it removes. Those of `--tests` are not compared with each other:
+    fixtures that are hard links of one file (`cp -al`) are each replaced by a new file."""
     for f in writes:
-        gone = one_of(f.path, removes)
-        if gone is not None:
-            fail(f"refusing to write {f.path}: it is {gone}, a fixture of the last run that --tests removes")
+        if same_file([f, output]) is not None:
+            what = "--tests writes it too" if f.path == output.path else f"it is {f.path}, which --tests writes"
+            fail(f"refusing to write {output.path}: {what}; give -o another path")
+    gone = one_of(output.path, removes)
+    if gone is not None:
+        fail(f"refusing to write {output.path}: it is {gone}, a fixture of the last run that --tests removes")
 
 
 def _emit(text: str, output: str | None) -> None:
