@@ -604,7 +604,7 @@ def test_an_output_that_is_a_fixture_of_the_same_run_is_refused_before_writing(t
     folder = tmp_path / "tests"
     folder.mkdir()
     if how == "named":
-        output, args = folder / "fixtures" / "no-rule-fires" / "no-rule-fires.json", []
+        output, args = folder / "fixtures" / "no-rule-fires" / "no-rule-fires.json", ["--format", "json"]
         said = f"fluo: refusing to write {output}: --tests writes it too; give -o another path\n"
     else:
         output, args = folder / "out.json", ["--format", "json"]
@@ -631,6 +631,24 @@ def test_fixtures_that_are_hard_links_of_one_file_are_written_again(tmp_path: Pa
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert _files(folder) == before and first.stat().st_ino != second.stat().st_ino
+
+
+@pytest.mark.parametrize("output", ["/dev/stdout", "rules.txt"])
+def test_tests_refuse_an_output_that_is_no_rule_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """QA rev2 r15: `-o /dev/stdout --tests T` exited 0, writing a test whose `rules:` named /dev/stdout, which
+    `fluo test` cannot read; the test needs the rules in a .fluo file."""
+    monkeypatch.chdir(tmp_path)
+    shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
+    folder = tmp_path / "tests"
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", output, "--tests", str(folder)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"fluo: --tests writes a test whose `rules:` names -o, and {output} is not a .fluo file that `fluo test` "
+        f"reads: give -o a .fluo name, or drop -o (the rules then go to {folder / 'discovered.fluo'})\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.json"]
 
 
 def test_an_output_through_a_link_to_a_fixture_the_run_removes_is_refused(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import stat
 import sys
 from pathlib import Path
 
@@ -151,6 +152,11 @@ def command(
             f"--format json would write the JSON report into {output}, a .fluo file, where --tests needs the rules "
             f"as FLUO text: drop --format json, or give -o a .json name (the rules then go to {rules_path})"
         )
+    if rules_path is not None and not _rule_file_name(rules_path):
+        fail(
+            f"--tests writes a test whose `rules:` names -o, and {output} is not a .fluo file that `fluo test` reads: "
+            f"give -o a .fluo name, or drop -o (the rules then go to {Path(tests_dir or '') / 'discovered.fluo'})"
+        )
     if rules_path is not None and tests_dir is not None:
         test_file, fixtures = test_outputs(Path(tests_dir), rules_path.stem)
         _refuse_inputs(trace_paths, compare_paths, [Path(p) for p in (output, rules_path, test_file) if p], fixtures)
@@ -235,6 +241,16 @@ def _rules_file(fmt: str, output: str | None, tests_dir: str | None) -> Path | N
     if fmt == "fluo" and output:
         return Path(output)
     return Path(tests_dir) / f"{Path(output).stem if output else 'discovered'}.fluo"
+
+
+def _rule_file_name(path: Path) -> bool:
+    """Whether `path` can be the rule file a test names: a .fluo name, and a file if something is there (not a
+    device or a pipe such as /dev/stdout)."""
+    try:
+        there = path.stat()
+    except OSError:
+        return path.suffix == ".fluo"
+    return path.suffix == ".fluo" and stat.S_ISREG(there.st_mode)
 
 
 def _refuse_inputs(
