@@ -1787,7 +1787,7 @@ def _varint(n: int) -> bytes:
 
 def test_a_small_file_of_many_empty_json_objects_is_refused_before_parsing(tmp_path: Path) -> None:
     """Security QA (r01): 200 KB of gzip holding 70 million `{}` spans took 16 s and 5.4 GB to parse, as the
-    receivers refuse it (`JSON_CONTAINERS_PER_SPAN`) before parsing it."""
+    receivers refuse it (`EXPORT_JSON_CONTAINERS_PER_SPAN`) before parsing it."""
     n = otlp.MAX_SPANS_PER_FILE * otlp.JSON_CONTAINERS_PER_SPAN - 6  # and three objects and three arrays around them
     body = b'{"resourceSpans":[{"scopeSpans":[{"spans":[' + b"{}," * n + b"{}]}]}]}"
     path = tmp_path / "bomb.json.gz"

@@ -382,7 +382,7 @@ def test_a_json_body_of_more_objects_than_the_span_cap_allows_is_refused_before_
 ) -> None:
     """Security QA: 64 MiB of `{}` spans parsed to 1.6 GB of dicts (22 million) before the span cap refused it."""
     monkeypatch.setattr(receivers, "MAX_SPANS_PER_REQUEST", 10)
-    per_span = receivers.JSON_CONTAINERS_PER_SPAN
+    per_span = receivers.EXPORT_JSON_CONTAINERS_PER_SPAN
     limit = 10 * per_span
     flood = json_spans([{}] * limit)  # with the 6 of the envelope: over the limit
     assert flood.count(b"{") + flood.count(b"[") == limit + 6

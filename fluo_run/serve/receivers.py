@@ -62,7 +62,7 @@ JSON = "application/json"
 RETRY_AFTER_SECONDS = 1
 MAX_SPANS_PER_REQUEST = 200_000
 """Spans one export may hold: more is refused whole (413 / `RESOURCE_EXHAUSTED`), counted before decoding."""
-JSON_CONTAINERS_PER_SPAN = 32
+EXPORT_JSON_CONTAINERS_PER_SPAN = 32
 """JSON objects and arrays (`{` and `[` bytes, those inside strings too) an OTLP/JSON export may hold per span
 of `MAX_SPANS_PER_REQUEST`, on average: past it the body is refused (413) before it is parsed. A span with
 a dozen attributes has about 30; a body of `{}` spans makes 22 million of them out of 64 MiB (1.6 GB parsed)."""
@@ -194,7 +194,8 @@ def too_many_containers(body: bytes, limit: int) -> TooManySpans | None:
         413,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         f"request body: {n} JSON objects and arrays ('{{' and '[' bytes), over the limit of {limit} per export "
-        f"({JSON_CONTAINERS_PER_SPAN} per span of the {MAX_SPANS_PER_REQUEST} spans per export); send smaller batches",
+        f"({EXPORT_JSON_CONTAINERS_PER_SPAN} per span of the {MAX_SPANS_PER_REQUEST} spans per export); "
+        "send smaller batches",
     )
 
 
@@ -528,7 +529,7 @@ def _too_many_bad(problem: str) -> str:
 def decode_json(body: bytes, prefetch: tuple[str, ...] = (), share: bool = True) -> Decoded:
     """Spans of an OTLP/JSON body; one with bad spans keeps its good ones, up to `MAX_BAD_SPANS` bad ones."""
     max_spans = MAX_SPANS_PER_REQUEST
-    refusal = too_many_containers(body, max_spans * JSON_CONTAINERS_PER_SPAN)
+    refusal = too_many_containers(body, max_spans * EXPORT_JSON_CONTAINERS_PER_SPAN)
     if refusal is not None:
         raise refusal
     clamped: list[Span] = []
