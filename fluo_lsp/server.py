@@ -39,7 +39,7 @@ from pygls.workspace import Workspace as DocumentStore
 
 from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.format import format_source
-from fluo_lang.otlp import TraceInputError, trace_files_in
+from fluo_lang.otlp import TraceInputError, is_trace_file_name, trace_files_in
 from fluo_run.testing.spec import is_rule_test
 
 from . import actions, completion, hover, outline
@@ -48,7 +48,7 @@ from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
 from .testfiles import is_test_file, read_test_file
-from .workspace import TRACE_SUFFIXES, RuleSite, Workspace
+from .workspace import RuleSite, Workspace
 
 NAME = "fluo"
 log = logging.getLogger("fluo.lsp")
@@ -364,8 +364,9 @@ def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
     ls.index.set_folders([Path(f) for f in folders if f])
 
 
-WATCHED = ("**/*.fluo", "**/*_test.yaml", "**/*.fluotest.yaml", "**/*.{json,jsonl,pb,binpb}")
-"""What the server asks the client to watch: rule files, test files and trace fixtures (`TRACE_SUFFIXES`)."""
+WATCHED = ("**/*.fluo", "**/*_test.yaml", "**/*.fluotest.yaml", "**/*.{json,jsonl,ndjson,pb,binpb,protobuf,gz}")
+"""What the server asks the client to watch: rule files, test files and trace fixtures (`is_trace_file_name`
+tells which of the `.gz` files are; a glob's case is the client's)."""
 
 
 @server.feature(lsp.INITIALIZED)
@@ -402,7 +403,7 @@ def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesPa
     for path in changed:
         if path in open_paths:
             continue
-        if path.name.endswith(TRACE_SUFFIXES):
+        if is_trace_file_name(path.name):
             traces = traces or not ls.index.passes_over(path)
         else:
             rules_or_tests = True

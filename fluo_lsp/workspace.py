@@ -27,7 +27,7 @@ from typing import Any
 from fluo_lang import ast
 from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_file, rule_files, stamp
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
-from fluo_lang.otlp import TraceInputError, parse_trace_bytes
+from fluo_lang.otlp import TraceInputError, is_trace_file_name, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.document import YAML_LINE_BREAK, YamlError, load
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
@@ -48,7 +48,6 @@ MAX_KEYS = 2_000
 RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
 """Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
-TRACE_SUFFIXES = (".json", ".jsonl", ".pb", ".binpb")
 log = logging.getLogger("fluo.lsp")
 _SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
 
@@ -181,7 +180,7 @@ class Workspace:
         span_keys: set[str] = set()
         resource_keys: set[str] = set()
         count = 0
-        for path in self.walk(lambda n: n.endswith(TRACE_SUFFIXES)):
+        for path in self.walk(is_trace_file_name):  # as the command line takes them: `.gz`, any case
             if count >= MAX_TRACE_FILES:
                 break
             count += 1

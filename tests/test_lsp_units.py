@@ -1106,3 +1106,23 @@ def test_an_expression_past_the_size_limits_is_refused_as_fluo_check_refuses_it_
     assert all(expr[:12] not in source for source in read)  # the other rules' chunks may be cached already
     assert sorted(code for code, *_ in got) in (["FLUO100", "FLUO100", "FLUO401"], ["FLUO100", "FLUO100", "FLUO400"])
     assert got == whole(text)
+
+
+def test_completion_reads_attribute_keys_of_every_trace_file_the_command_line_reads(tmp_path: Path) -> None:
+    """The editor scanned fixtures by a suffix list of its own (lower case, no `.gz`), where `fluo eval` and
+    `traces:` read `TRACE.JSON` and `t.json.gz`: their attribute keys were never offered."""
+    import gzip
+    import json
+
+    def otlp(key: str) -> bytes:
+        span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+        span["attributes"] = [{"key": key, "value": {"stringValue": "v"}}]
+        return json.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [span]}]}]}).encode()
+
+    (tmp_path / "UPPER.JSON").write_bytes(otlp("from_upper"))
+    (tmp_path / "zipped.json.gz").write_bytes(gzip.compress(otlp("from_gzip")))
+    (tmp_path / "lines.ndjson").write_bytes(otlp("from_ndjson"))
+    (tmp_path / "notes.txt").write_bytes(otlp("from_text"))  # not a trace file by its name: not read
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    assert index.attribute_keys()[0] == ["from_gzip", "from_ndjson", "from_upper"]
