@@ -405,8 +405,8 @@ def did_change_watched_files(ls: FluoServer, params: lsp.DidChangeWatchedFilesPa
             continue
         if is_trace_file_name(path.name):
             traces = traces or not ls.index.passes_over(path)
-        else:
-            rules_or_tests = True
+        elif path.suffix.lower() != ".gz":  # a `.gz` that is no trace file (watched for those that are): nothing
+            rules_or_tests = True  # a rule or test file, or a folder removed with some
     if traces:
         ls.index.rescan_traces()
     for doc in open_docs:
