@@ -493,6 +493,11 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
 @click.option("--detect", "detect_expr", help="Check this one expression as a `detect` rule.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True)
 @click.option("--fail-on-signal", is_flag=True, help="Exit 3 when any rule fires.")
+@click.option(
+    "--require-spans",
+    is_flag=True,
+    help="Exit 2 when the trace input holds no spans (a gate must not pass on an empty capture).",
+)
 @cost_limit_option
 @eval_budget_option
 def eval_command(
@@ -502,13 +507,15 @@ def eval_command(
     detect_expr: str | None,
     fmt: str,
     fail_on_signal: bool,
+    require_spans: bool,
     cost_limit: int,
     eval_budget: int,
 ) -> None:
     """Run rules over trace files and print one signal per line.
 
-    Exit status: 0 ran, 1 rule errors, 2 usage error or unreadable input,
-    3 a rule fired and --fail-on-signal was given.
+    Exit status: 0 ran, 1 rule errors, 2 usage error or unreadable input
+    (with --require-spans: input holding no spans), 3 a rule fired and
+    --fail-on-signal was given.
 
     A trace whose evaluation passes --eval-budget span visits is cut short and
     reported by a fluo.evaluation_truncated signal naming the rules skipped.
@@ -562,6 +569,8 @@ def eval_command(
         for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces)[1]):
             click.echo(f"fluo: warning: {warning}", err=True)
         if not spans:
+            if require_spans:  # an empty capture (a failed upstream step) is not a passing gate
+                fail(f"no spans in {', '.join(trace_paths)}, and --require-spans was given")
             click.echo(one_line(f"fluo: no spans in {', '.join(trace_paths)}"), err=True)
         signals = program.evaluate(traces)
     deep = too_deep_warning(too_deep_reads() - deep_before)

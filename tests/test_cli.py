@@ -462,6 +462,26 @@ def test_eval_says_when_there_is_nothing_to_evaluate(tmp_path: Path) -> None:
     assert (r.exit_code, r.stdout, r.stderr) == (0, "", f"fluo: no spans in {nothing}\n")
 
 
+def test_require_spans_fails_a_gate_on_input_with_no_spans(tmp_path: Path) -> None:
+    """QA (cli r10): `--fail-on-signal` as a CI gate passed (exit 0) on a zero-byte file, `{"resourceSpans": []}`
+    or empty stdin from a failed upstream step: nothing was checked. `--require-spans` makes that exit 2; without
+    it, no spans is still a run (0), as INTERFACES.md has it."""
+    zero = tmp_path / "zero.json"
+    zero.write_text("")
+    none = tmp_path / "none.json"
+    none.write_text('{"resourceSpans": []}')
+    gate = ["eval", "--detect", "trace.count(status == error) > 0", "--fail-on-signal"]
+    for source, stdin in ((str(zero), None), (str(none), None), ("-", "")):
+        r = run(*gate, "--require-spans", "--traces", source, stdin=stdin)
+        assert (r.exit_code, r.stdout) == (2, ""), r.stderr
+        assert r.stderr == f"fluo: no spans in {source}, and --require-spans was given\n"
+        assert run(*gate, "--traces", source, stdin=stdin).exit_code == 0
+    ok = run(*gate, "--require-spans", "--traces", str(TRACES / "healthy_login.json"))
+    assert (ok.exit_code, ok.stdout) == (0, "")
+    fired = run(*gate, "--require-spans", "--traces", str(TRACES / "checkout_error.json"))
+    assert fired.exit_code == 3
+
+
 def chain_file(tmp_path: Path, n: int) -> Path:
     """A trace of `n` nested spans, where `ancestors` inside a predicate costs n²/2 span visits."""
     from fluo_lang.otlp import spans_to_json
