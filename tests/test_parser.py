@@ -439,13 +439,18 @@ def _corpus() -> list[str]:
     return [f.read_text(encoding="utf-8") for f in files] + cases + TRICKY
 
 
+def _assert_as_reference(got: Any, reference: Any, text: str) -> None:
+    """`got` is the rules and diagnostics `reference` (`_recovering_parse` of `text`) has, diagnostics in any order."""
+    assert repr(got.file) == repr(reference.file), text
+    assert sorted(got.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key), text
+
+
 def _agree(text: str, path: str = "rules.fluo") -> bool:
     """Whether the fast path took `text`; asserts `parse`, and the full path, give what lark's parser and the tree
     builder give (`_recovering_parse`, the reference)."""
     reference = _recovering_parse(text, path)
     for got in (parse(text, path), _full_parse(text, path)):
-        assert repr(got.file) == repr(reference.file), text
-        assert sorted(got.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key), text
+        _assert_as_reference(got, reference, text)
     fast = _fast_parse(text, path)
     if fast is not None:
         assert {d.code for d in reference.diagnostics} <= {"FLUO400", "FLUO401"}, text  # only the size limits
@@ -529,9 +534,7 @@ def test_an_expression_past_the_size_limits_is_not_given_to_lark(monkeypatch: py
     text = f"rule a {{ expect ) }}\nrule big {{\n  tags: [x]\n  expect {expr}\n}}\nrule c {{ expect 1 m > 2 }}\n"
     result = parse(text, "t.fluo")
     assert len(read) == 1 and len(read[0]) == len(text) and expr[:12] not in read[0]
-    reference = _recovering_parse(text, "t.fluo")  # lark on the whole text: as it was
-    assert repr(result.file) == repr(reference.file)
-    assert sorted(result.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key)
+    _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)  # lark on the whole text: as it was
     codes = [d.code for d in sorted(result.diagnostics, key=sort_key)]
     assert codes in (["FLUO100", "FLUO400", "FLUO100"], ["FLUO100", "FLUO401", "FLUO100"])
     limit = sorted(result.diagnostics, key=sort_key)[1]
@@ -548,9 +551,7 @@ def test_a_stand_in_right_after_a_keyword_stays_apart_from_it(monkeypatch: pytes
     read = _lark_reads(monkeypatch)
     result = parse(text, "t.fluo")
     assert len(read) == 1 and items[:30] not in read[0]
-    reference = _recovering_parse(text, "t.fluo")
-    assert repr(result.file) == repr(reference.file)
-    assert sorted(result.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key)
+    _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
     assert "FLUO401" in {d.code for d in result.diagnostics}
 
 
@@ -586,9 +587,7 @@ def test_a_stand_in_lark_reads_across_a_broken_rule_is_still_refused(monkeypatch
     read = _lark_reads(monkeypatch)
     result = parse(text, "t.fluo")
     assert len(read) == 1 and expr[:12] not in read[0]
-    reference = _recovering_parse(text, "t.fluo")
-    assert repr(result.file) == repr(reference.file)
-    assert sorted(result.diagnostics, key=sort_key) == sorted(reference.diagnostics, key=sort_key)
+    _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
     assert [d.code for d in sorted(result.diagnostics, key=sort_key)] == ["FLUO100", "FLUO400", "FLUO400"]
 
 
