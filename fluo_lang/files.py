@@ -1,6 +1,5 @@
 """Writing the files a command was told to write, or rewriting one the user named: afterwards each holds its
-old text or its new one, whole. Also what a command does when its standard output cannot be written: say why
-(`output_problem`), and let what is still buffered for it go (`stdout_to_nowhere`)."""
+old text or its new one, whole."""
 
 from __future__ import annotations
 
@@ -103,18 +102,6 @@ def _staged(folder: str, prefix: str, data: bytes, mode: int | None) -> str:
             os.unlink(temp)
         raise
     return temp
-
-
-def output_problem(exc: OSError) -> str:
-    """Why fluo's output could not be written, in words: a closed stdout (EBADF) as such."""
-    return "standard output is closed" if exc.errno == errno.EBADF else str(exc.strerror or exc)
-
-
-def stdout_to_nowhere() -> None:
-    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import click
 
 from .api import RuleSourceError, decode_source, rule_files
 from .diagnostics import plural
-from .files import HalfWritten, output_problem, stdout_to_nowhere, write_replacing
+from .files import HalfWritten, write_replacing
 from .format import format_source
 
 
@@ -52,14 +52,9 @@ def command(paths: tuple[str, ...], check: bool) -> None:
             sys.exit(0 if result.text == text else 1)
         # the bytes themselves: click.echo would drop escape sequences when stdout is not a terminal,
         # and a text stream would encode in the locale's encoding (and translate line ends on Windows)
-        try:
-            sys.stdout.buffer.write((_bom(data) + result.text).encode("utf-8"))
-            sys.stdout.buffer.flush()
-        except BrokenPipeError:
-            raise  # its reader went away: 141, as for every command (`fluo_run.cli.LazyGroup`)
-        except OSError as exc:  # `> /dev/full`, a closed stdout: one line and 2, as for every command
-            stdout_to_nowhere()
-            _fail(f"cannot write the output: {output_problem(exc)}")
+        # (a reader gone, `> /dev/full`, a closed stdout: `fluo_run.cli.LazyGroup` says so, as for every command)
+        sys.stdout.buffer.write((_bom(data) + result.text).encode("utf-8"))
+        sys.stdout.buffer.flush()
         sys.exit(0)
     if "" in paths and not check:  # most likely an unset shell variable: it would rewrite the current folder's files
         _fail("an empty path names no file or folder to rewrite; give `.` for the current folder")

@@ -6,6 +6,7 @@ Subcommands live in their own modules and are imported only when run, so
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.metadata
 import importlib.util
@@ -35,7 +36,6 @@ from fluo_lang.api import (
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
-from fluo_lang.files import output_problem, stdout_to_nowhere
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import one_line
 
@@ -93,6 +93,18 @@ class _WholeWrites(io.FileIO):
             except OSError as exc:  # told apart from a file a command fails to read or write
                 raise OutputError(exc.errno, exc.strerror) from None
         return done
+
+
+def _output_problem(exc: OSError) -> str:
+    """Why fluo's output could not be written, in words: a closed stdout (EBADF) as such."""
+    return "standard output is closed" if exc.errno == errno.EBADF else str(exc.strerror or exc)
+
+
+def _stdout_to_nowhere() -> None:
+    """What is still buffered for stdout goes nowhere, silently, instead of failing again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _stdout_whole_writes() -> None:
@@ -163,12 +175,12 @@ class LazyGroup(click.Group):
             # which `fluo eval` and `fluo test` use for what they found).
             ctx.exit(EXIT_INTERRUPTED)
         except BrokenPipeError:
-            stdout_to_nowhere()
+            _stdout_to_nowhere()
             ctx.exit(EXIT_READER_GONE)
         except OutputError as exc:
             # `> /dev/full`, a full disk: one line and 2, not a traceback and 1, which means rule errors.
-            stdout_to_nowhere()
-            click.echo(f"fluo: cannot write the output: {output_problem(exc)}", err=True)
+            _stdout_to_nowhere()
+            click.echo(f"fluo: cannot write the output: {_output_problem(exc)}", err=True)
             ctx.exit(EXIT_OUTPUT_FAILED)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
