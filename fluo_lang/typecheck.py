@@ -556,10 +556,26 @@ class _Checker:
         if target_ty.is_list:
             if key_ty not in (t.INT, t.ANY, t.ERROR):
                 self.err("FLUO305", f"list indexes are ints, found {key_ty}", e.key.span)
+            if isinstance(e.target, ast.ListLit) and (mixed := self.mixed_items(e.target)):
+                self.err(
+                    "FLUO300",
+                    f"an indexed list holds items of one type, found {mixed}; a list of mixed items is for "
+                    f"`in`, `not in` and `contains` with an attribute (`x in [500, '500']`)",
+                    e.target.span,
+                )
+                return self.record(e, t.ERROR)
             return self.record(e, target_ty.elem or t.ANY)
         if target_ty != t.ERROR:
             self.err("FLUO206", f"cannot index {article(target_ty)} with [...]", e.span)
         return self.record(e, t.ERROR)
+
+    def mixed_items(self, e: ast.ListLit) -> str:
+        """The item types of a list literal that have no type in common (`duration and string` for
+        `[1s, 'a']`), or '' when they have one: indexed, such a list would give a value of no known type."""
+        known = list(dict.fromkeys(ty for i in e.items if not t.lenient(ty := self.out.types.get(id(i), t.ANY))))
+        if len(known) < 2 or _unify(known) != t.ANY:
+            return ""
+        return ", ".join(map(str, known[:-1])) + f" and {known[-1]}"
 
     def resource_attributes(self, e: ast.Index) -> bool:
         """OTTL's `resource.attributes["k"]`: FLUO reads a resource attribute named `attributes`, then its key."""

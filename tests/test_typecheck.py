@@ -224,6 +224,28 @@ def test_an_attribute_in_a_list_without_durations_stays_allowed() -> None:
         assert _diags(_where(pred)) == [], pred
 
 
+@pytest.mark.parametrize(
+    ("pred", "found"),
+    [
+        ("[1s, 'a'][0] == x", "duration and string"),
+        ("[1s, 'a'][0] == 'x'", "duration and string"),
+        ("[1s, 'a'][0] == duration", "duration and string"),
+        ("[[1s], ['a']][0][0] == 'x'", "list<duration> and list<string>"),
+        ("[true, 1, 'a'][1] == x", "bool, int and string"),
+    ],
+)
+def test_an_indexed_list_of_mixed_items_is_an_error_at_the_list(pred: str, found: str) -> None:
+    """Smalls: `[1s, 'a'][0] == x` checked clean, its item a value of no known type (as an attribute's)."""
+    d = _only(_where(pred))
+    assert (d.code, d.span.col) == ("FLUO300", _where(pred).index("[", len("trace.spans.where("))), d.format()
+    assert d.message.startswith(f"an indexed list holds items of one type, found {found};"), d.message
+
+
+@pytest.mark.parametrize("pred", ["[1, 2.5][0] < 3", "[x, 'a'][0] == 'b'", "['a', 'b'][-1] == name", "[1s, 2s][0] > 0s"])
+def test_an_indexed_list_of_one_type_checks(pred: str) -> None:
+    assert _diags(_where(pred)) == [], pred
+
+
 def test_an_attribute_given_a_unit_compares_with_a_duration() -> None:
     assert _diags(_where("latency_s * 1s > 5s")) == []
     assert _diags(_where("ts > start")) == []  # an epoch-nanoseconds attribute against a timestamp stays allowed
