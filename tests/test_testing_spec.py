@@ -521,3 +521,21 @@ def test_a_rule_file_saved_while_it_is_read_is_read_again_by_the_next_run(
     assert [r.id for r in loader.analysis([rules]).rules] == ["old"]
     monkeypatch.setattr(spec, "read_sources", real)
     assert [r.id for r in loader.analysis([rules]).rules] == ["saved"]
+
+
+def test_a_folder_below_that_cannot_be_read_raises_the_error_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Smalls: a folder the user may not read was a FileNotFoundError (its message said "Permission denied");
+    `fluo test` still exits 2 with that message (test_testing_cli)."""
+    locked = tmp_path / "sub"
+    locked.mkdir()
+
+    def walk(top: Any, onerror: Any = None, **kwargs: Any) -> Any:
+        onerror(PermissionError(13, "Permission denied", str(locked)))
+        yield from ()
+
+    monkeypatch.setattr(spec.os, "walk", walk)
+    with pytest.raises(PermissionError) as caught:
+        find_test_files([str(tmp_path)])
+    assert str(caught.value) == f"cannot read {locked}: Permission denied"

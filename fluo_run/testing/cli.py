@@ -186,7 +186,7 @@ def run_once(
     """One run: find, load, run, report. Returns the exit status, and the files the run read and wrote."""
     try:
         found = find_test_files(paths)
-    except FileNotFoundError as exc:
+    except OSError as exc:  # FileNotFoundError, or the PermissionError of a folder below
         raise UsageProblem(str(exc)) from exc
     progress = Progress(sys.stderr)  # never on stdout: `--format json` there must be one JSON document
     started = time.perf_counter()

@@ -200,7 +200,8 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
 
     Raises FileNotFoundError, with a one-line message, for a missing path, a named file that is neither
     YAML nor a rule file, a named rule file that no test file tests (whatever else is named), or when no
-    test file is found; the last two name the files that look like misnamed ones.
+    test file is found; the last two name the files that look like misnamed ones. A folder below that cannot
+    be read raises the OSError reading it did (PermissionError), with a one-line message naming it.
     """
     out: list[Path] = []
     untested: list[Path] = []
@@ -241,7 +242,7 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
 
 def _walk(folder: Path) -> Iterator[Path]:
     """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders.
-    A folder that cannot be read is a FileNotFoundError naming it, as `fluo check` says it: not passed over."""
+    A folder that cannot be read is an OSError of its kind naming it, as `fluo check` says it: not passed over."""
     for root, dirs, files in os.walk(folder, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
         for name in sorted(files):
@@ -251,7 +252,8 @@ def _walk(folder: Path) -> Iterator[Path]:
 
 
 def _unreadable(exc: OSError) -> None:
-    raise FileNotFoundError(f"cannot read {display_path(Path(exc.filename))}: {exc.strerror or exc}") from exc
+    """`os.walk`'s error raised again, of its own kind (a PermissionError, most often), with a one-line message."""
+    raise type(exc)(f"cannot read {display_path(Path(exc.filename))}: {exc.strerror or exc}") from exc
 
 
 def _search(folder: Path) -> list[Path]:
