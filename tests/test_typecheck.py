@@ -241,7 +241,9 @@ def test_an_indexed_list_of_mixed_items_is_an_error_at_the_list(pred: str, found
     assert d.message.startswith(f"an indexed list holds items of one type, found {found};"), d.message
 
 
-@pytest.mark.parametrize("pred", ["[1, 2.5][0] < 3", "[x, 'a'][0] == 'b'", "['a', 'b'][-1] == name", "[1s, 2s][0] > 0s"])
+@pytest.mark.parametrize(
+    "pred", ["[1, 2.5][0] < 3", "[x, 'a'][0] == 'b'", "['a', 'b'][-1] == name", "[1s, 2s][0] > 0s"]
+)
 def test_an_indexed_list_of_one_type_checks(pred: str) -> None:
     assert _diags(_where(pred)) == [], pred
 
