@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 from collections.abc import Callable
@@ -99,6 +100,25 @@ def one_line(text: str) -> str:
     """`text` printable as one line: control characters, line separators and bidirectional controls escaped
     (`\\n`, `\\t`, `\\u001b`, `\\u202e`)."""
     return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
+
+
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+"""What JSON text may hold raw but a terminal acts on or a reader is fooled by: DEL and the C1 controls (U+009B
+starts an escape sequence, as ESC `[` does), the line separators and the bidirectional controls (`one_line`'s
+set, less the C0 controls, which `json.dumps` escapes itself), and half a surrogate pair, which UTF-8 cannot hold."""
+
+
+def dump_json(value: Any, *, indent: int | None = None) -> str:
+    """`value` as the JSON FLUO writes for people and programs alike (`fluo eval --format jsonl`, the `--jsonl`
+    sink, `fluo signals`): other non-ASCII characters as they are, the characters of `_JSON_UNSAFE` as `\\uXXXX`
+    escapes (`escape_json_text`), so a `tail -f` shows what a span name holds rather than obeying it."""
+    return escape_json_text(json.dumps(value, ensure_ascii=False, indent=indent))
+
+
+def escape_json_text(text: str) -> str:
+    """JSON text with each character of `_JSON_UNSAFE` written as its `\\uXXXX` escape: still JSON, and of the
+    same value, as such a character can only be inside a string."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 _STRING_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}

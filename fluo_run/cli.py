@@ -37,7 +37,7 @@ from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
 from fluo_lang.ir import RuleIR, format_rule
-from fluo_lang.values import one_line
+from fluo_lang.values import dump_json, one_line
 
 if TYPE_CHECKING:
     from fluo_lang.trace import Span
@@ -590,7 +590,7 @@ def eval_command(
         click.echo(f"fluo: warning: {deep}", err=True)
     for s in signals:
         if fmt == "jsonl":
-            click.echo(json.dumps(s.to_json(), ensure_ascii=False))
+            click.echo(dump_json(s.to_json()))
         else:
             where = s.trace_id if s.trace_id else f"window {s.window_start}..{s.window_end}"
             click.echo(one_line(f"[{s.severity}] {s.rule} {where}: {s.message}"))

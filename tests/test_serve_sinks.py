@@ -1305,6 +1305,27 @@ def test_a_jsonl_file_rotated_away_is_noticed_and_a_new_one_made(
     assert f"jsonl file {path} was renamed or deleted" in caplog.text
 
 
+def test_the_jsonl_file_holds_no_raw_terminal_control(tmp_path: Path) -> None:
+    """Smalls: a span name's U+009B (C1 CSI) or U+202E (bidi override) reached `tail -f` of the file raw."""
+    path = tmp_path / "out.jsonl"
+    sink = JsonlSink(str(path))
+    sink.open()
+    signal = {"n": 0, "message": "span \x9b2J\u202egnp.exe\x85 é"}
+    sink.write([signal], threading.Event())
+    sink.close()
+    assert path.read_text("utf-8") == '{"n": 0, "message": "span \\u009b2J\\u202egnp.exe\\u0085 é"}\n'
+    assert json.loads(path.read_text("utf-8")) == signal
+
+
+def test_the_webhook_body_holds_no_raw_terminal_control() -> None:
+    """Smalls: as the JSON lines, the body a receiving end may log (`dump_json`)."""
+    signal = {"n": 0, "message": "span \x9b2J\u202egnp.exe é"}
+    with LoopbackServer(status_of=lambda n: 200) as hook:
+        WebhookSink(f"http://127.0.0.1:{hook.port}/hook").write([signal], threading.Event())
+    (request,) = hook.requests
+    assert request.body.decode() == '{"signals": [{"n": 0, "message": "span \\u009b2J\\u202egnp.exe é"}]}'
+
+
 def test_a_jsonl_file_deleted_just_after_a_batch_gets_none_of_the_next(tmp_path: Path) -> None:
     """QA r02: the path was looked at no more than once a second, so a file deleted (or rotated and
     compressed) less than a second after the last look got the next batch, counted as written: lost."""

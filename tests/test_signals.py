@@ -104,6 +104,27 @@ def test_the_table_escapes_control_characters_as_fluo_eval_text_does(tmp_path: P
     assert demo_line(fired).splitlines()[1].strip() == escaped
 
 
+def test_jsonl_escapes_what_a_terminal_would_obey_as_fluo_eval_does(tmp_path: Path) -> None:
+    """Smalls: a C1 CSI (U+009B) or a bidi override (U+202E) was printed raw by `fluo eval`'s JSON lines and
+    `fluo signals --format jsonl`: valid JSON that a `tail -f` obeys. A store written before keeps them raw."""
+    (tmp_path / "r.fluo").write_text(
+        'rule c1 {\n  description: "a \\u009b31mred \\u202eevil \\u2028."\n  detect trace.spans.count() > 0\n}\n'
+    )
+    evaluated = CliRunner().invoke(main, ["eval", str(tmp_path / "r.fluo"), "-t", str(EXAMPLE_TRACES[0])])
+    line = evaluated.output.splitlines()[0]
+    fired = json.loads(line)
+    assert fired["description"] == "a \x9b31mred \u202eevil \u2028."
+    assert "\\u009b31mred \\u202eevil \\u2028." in line and not {"\x9b", "\u202e", "\u2028"} & set(line)
+    path = tmp_path / "s.db"
+    store = SignalStore(path)
+    store.add([fired])
+    store.close()
+    assert run("--db", str(path), "--format", "jsonl") == (0, line + "\n")
+    with contextlib.closing(sqlite3.connect(path)) as old, old:  # as a store written before holds it
+        old.execute("UPDATE signals SET json = ?", (json.dumps(fired, ensure_ascii=False),))
+    assert run("--db", str(path), "--format", "jsonl") == (0, line + "\n")
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -24,6 +24,7 @@ from fluo_lang.files import (
 )
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
+from fluo_lang.values import dump_json
 
 from ..cli import FiniteFloatRange, NonEmptyPath, cost_limit_option, eval_budget_option, fail
 from .compare import compare, compare_text
@@ -187,7 +188,7 @@ def command(
     rules = rules_of(facts, corpus, id_prefix(stem))
     if fmt == "json":
         report = json_report(rules, corpus, options, len(found) - len(facts))
-        text = json.dumps(report, indent=2, ensure_ascii=False)
+        text = dump_json(report, indent=2)
     else:
         text = fluo_text(rules, corpus, options)
     if tests_dir is not None:  # made before any output is written: a run that cannot write its tests writes nothing

@@ -19,7 +19,7 @@ from click.core import ParameterSource
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest, plural
-from fluo_lang.values import NS_LIMIT, format_duration, one_line
+from fluo_lang.values import NS_LIMIT, escape_json_text, format_duration, one_line
 from fluo_run.cli import NonEmptyPath
 
 from .config import (
@@ -770,7 +770,7 @@ def signals_command(
     try:
         store = SignalStore(db, create=False, timeout=LOCK_WAIT)
         try:
-            texts = store.query_texts(where)  # stored as `json.dumps(signal, ensure_ascii=False)`, as jsonl prints
+            texts = store.query_texts(where)  # stored as `dump_json(signal)`, as jsonl prints
         finally:
             store.close()
     except (sqlite3.DatabaseError, NotAStore, OSError) as exc:
@@ -779,8 +779,8 @@ def signals_command(
     if len(texts) > limit:  # oldest first: the extra one is the oldest
         texts = texts[1:]
         click.echo(f"fluo: the newest {plural(limit, 'matching signal')}; there are more (--limit N shows N)", err=True)
-    if fmt == "jsonl":
-        write_lines(texts)
+    if fmt == "jsonl":  # escaped again: a store written before `dump_json` escaped controls holds them raw
+        write_lines([escape_json_text(t) for t in texts])
     else:
         print_table([json.loads(t) for t in texts])
     sys.exit(0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import json
 import logging
 import math
 import os
@@ -29,6 +28,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
+
+from fluo_lang.values import dump_json
 
 try:
     import resource
@@ -682,7 +683,7 @@ class JsonlSink(Sink):
         except OSError:
             start = None
         try:
-            out.write("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in batch))
+            out.write("".join(dump_json(s) + "\n" for s in batch))
             out.flush()
         except OSError as exc:
             where = "stdout" if self.target == "-" else self.target
@@ -807,7 +808,7 @@ class WebhookSink(Sink):
             self.progress = i + len(part)
 
     def _post(self, signals: Batch, stopping: threading.Event) -> None:
-        body = json.dumps({"signals": signals}, ensure_ascii=False).encode()
+        body = dump_json({"signals": signals}).encode()
         headers = {**self.headers, "Idempotency-Key": uuid.uuid4().hex}  # kept for this body's retries
 
         def attempt() -> str | None:
@@ -969,7 +970,7 @@ class OtlpLogsSink(Sink):
                 "fluo.rule": s["rule"],
                 "fluo.severity": s["severity"],
                 "fluo.span_ids": list(s.get("span_ids") or []),
-                "fluo.observed": json.dumps(s.get("observed") or {}, ensure_ascii=False),
+                "fluo.observed": dump_json(s.get("observed") or {}),
             }
             for key in ("trace_id", "window_start", "window_end", "name", "description"):
                 if s.get(key):

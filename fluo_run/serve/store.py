@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from fluo_lang.values import dump_json
+
 SEVERITY_ORDER = ("info", "warning", "error", "critical")
 
 _SCHEMA = """
@@ -332,7 +334,7 @@ class SignalStore:
                 s.get("window_start"),
                 s.get("window_end"),
                 s["message"],
-                json.dumps(s, ensure_ascii=False),
+                dump_json(s),
             )
             for s in signals
         ]

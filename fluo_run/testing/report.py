@@ -9,7 +9,7 @@ from typing import Any
 
 from fluo_lang.diagnostics import plural
 from fluo_lang.ir import RuleIR
-from fluo_lang.values import one_line
+from fluo_lang.values import escape_json_text, one_line
 
 from .coverage import Coverage
 from .matching import Match, Row
@@ -292,9 +292,11 @@ def json_report(result: RunResult, coverage: Coverage | None = None) -> dict[str
 
 def json_text(report: dict[str, Any]) -> str:
     """The JSON report as printed: indented, its text as it is but for half a surrogate pair, which UTF-8 cannot
-    hold: its string holds the escape instead (`\\udce9`, as `escape_surrogates` writes it)."""
+    hold: its string holds the escape instead (`\\udce9`, as `escape_surrogates` writes it); and for the controls
+    a terminal acts on (U+009B, U+202E), as `\\uXXXX` escapes (`escape_json_text`), of the same value."""
     text = json.dumps(report, indent=2, ensure_ascii=False)
-    return _SURROGATE.sub(lambda m: f"\\\\u{ord(m[0]):04x}", text)  # in a JSON string: a backslash, `u`, digits
+    text = _SURROGATE.sub(lambda m: f"\\\\u{ord(m[0]):04x}", text)  # in a JSON string: a backslash, `u`, digits
+    return escape_json_text(text)
 
 
 # -- JUnit XML ----------------------------------------------------------------
