@@ -1063,3 +1063,8 @@ def test_the_text_report_escapes_terminal_controls_from_rules_and_traces(tmp_pat
     assert '    3 |     detect trace.has(name != "\\u009b31m\\u202e")' in lines  # a tab shown as indentation
     obs = 'q trace 0af7651916cd43dd8448eb211c80319c: name = "x\\u009b31m\\u202egnp.exe", bound = "ok"'
     assert f"    UNEXPECTED            | {obs}" in lines
+    as_json = fluo_test(str(test), "--format", "json")  # smalls: the JSON report held them raw
+    assert as_json.exit_code == 1 and not [c for c in as_json.stdout if c in "\x1b\x07\u009b\u202e\t"]
+    assert "\\u009b31m\\u202egnp.exe" in as_json.stdout and "x\u009b31m\u202egnp.exe" in json.dumps(
+        json.loads(as_json.stdout), ensure_ascii=False
+    )
