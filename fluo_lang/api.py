@@ -311,12 +311,12 @@ STDIN_NAME = "<stdin>"
 """The path of rules read from standard input (`fluo check -`, `fluo fmt -`) in diagnostics."""
 
 
-def analyze_stdin(stream: BinaryIO) -> Analysis:
-    """`analyze_paths` of one rule file read from `stream` (standard input), named `STDIN_NAME`: at most one byte
-    more than a file may hold is read."""
+def analyze_stdin(stream: BinaryIO, name: str = STDIN_NAME) -> Analysis:
+    """`analyze_paths` of one rule file read from `stream` (standard input), named `name` (`fluo check
+    --stdin-filename`, or `STDIN_NAME`): at most one byte more than a file may hold is read."""
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
-    _add_source(STDIN_NAME, _source_of(stream.read(_MAX_SOURCE_BYTES + 1), STDIN_NAME), files, diags)
+    _add_source(name, _source_of(stream.read(_MAX_SOURCE_BYTES + 1), name), files, diags)
     return _check(files, diags)
 
 

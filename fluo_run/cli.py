@@ -24,6 +24,7 @@ from urllib.parse import quote
 import click
 
 from fluo_lang.api import (
+    STDIN_NAME,
     Analysis,
     RuleSourceError,
     analyze_expression,
@@ -297,14 +298,23 @@ def sarif_uri(path: str) -> dict[str, str]:
     return {"uri": quote(os.fsencode(Path(path).as_posix()), safe="/"), "uriBaseId": SARIF_ROOT}
 
 
-def _sarif_location(path: str | None, span: SourceSpan, text_of: Callable[[str], str]) -> dict[str, Any]:
+STDIN_ARTIFACT = {"uri": "stdin", "description": {"text": "standard input"}}
+"""The `artifactLocation` of rules read from standard input without `--stdin-filename`: SARIF has no convention
+for it, so a URI reference that names no file under `SARIF_ROOT` (no `uriBaseId`), and a description saying so."""
+
+
+def _sarif_location(
+    path: str | None, span: SourceSpan, text_of: Callable[[str], str], stdin: str | None
+) -> dict[str, Any]:
     start, end = utf16_columns(span, text_of(path) if path else "")
     region = {"startLine": span.line + 1, "startColumn": start, "endLine": span.end_line + 1, "endColumn": end}
-    return {"physicalLocation": {"artifactLocation": sarif_uri(path or "<input>"), "region": region}}
+    where = STDIN_ARTIFACT if path is not None and path == stdin else sarif_uri(path or "<input>")
+    return {"physicalLocation": {"artifactLocation": where, "region": region}}
 
 
-def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[str, Any]:
-    """SARIF 2.1.0, as code-scanning services read it; `text_of(path)` is the text of a rule file.
+def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str], stdin: str | None = None) -> dict[str, Any]:
+    """SARIF 2.1.0, as code-scanning services read it; `text_of(path)` is the text of a rule file, and `stdin`
+    the path of rules read from standard input without a name (`STDIN_ARTIFACT`).
 
     Columns count UTF-16 code units, SARIF's default `columnKind`, declared all the same: GitHub code scanning
     and other viewers slice lines in UTF-16 (JavaScript strings), and a reader that ignores `columnKind` takes
@@ -316,11 +326,11 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[st
             "ruleId": d.code,
             "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
             "message": {"text": d.message},
-            "locations": [_sarif_location(d.path, d.span, text_of)],
+            "locations": [_sarif_location(d.path, d.span, text_of, stdin)],
         }
         if d.related:
             result["relatedLocations"] = [
-                {"id": i, **_sarif_location(r.path or d.path, r.span, text_of), "message": {"text": r.message}}
+                {"id": i, **_sarif_location(r.path or d.path, r.span, text_of, stdin), "message": {"text": r.message}}
                 for i, r in enumerate(d.related, 1)
             ]
         results.append(result)
@@ -344,8 +354,16 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str]) -> dict[st
     }
 
 
-def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Sequence[RuleIR] | None = None) -> None:
-    """The diagnostics in `fmt`; with `ir` (JSON only), the rules' IR as an `ir` member beside them."""
+def print_diagnostics(
+    analysis: Analysis,
+    fmt: str,
+    *,
+    err: bool = False,
+    ir: Sequence[RuleIR] | None = None,
+    stdin: str | None = None,
+) -> None:
+    """The diagnostics in `fmt`; with `ir` (JSON only), the rules' IR as an `ir` member beside them; `stdin` as
+    `sarif` takes it."""
     diags = analysis.diagnostics
     if fmt == "json":
         out: dict[str, Any] = {"diagnostics": [d.to_json() for d in diags]}
@@ -353,7 +371,7 @@ def print_diagnostics(analysis: Analysis, fmt: str, *, err: bool = False, ir: Se
             out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
         click.echo(json.dumps(out, indent=2), err=err)
     elif fmt == "sarif":
-        click.echo(json.dumps(sarif(diags, analysis.text_of), indent=2), err=err)
+        click.echo(json.dumps(sarif(diags, analysis.text_of, stdin), indent=2), err=err)
     else:
         for d in diags:
             click.echo(d.format(), err=err)
@@ -449,8 +467,15 @@ eval_budget_option = click.option(
     help="Print the compiled IR of every rule that checked (text, or an `ir` member with --format json).",
 )
 @click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
+@click.option(
+    "--stdin-filename",
+    metavar="NAME",
+    help="With -: the path the rules read from stdin are shown by (diagnostics, SARIF), as if read from it.",
+)
 @cost_limit_option
-def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, cost_limit: int) -> None:
+def check(
+    paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, stdin_filename: str | None, cost_limit: int
+) -> None:
     """Parse and typecheck rule files; folders are searched for *.fluo, - reads stdin.
 
     The search skips hidden folders, node_modules and __pycache__; a file named
@@ -468,10 +493,16 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
         fail("--emit-ir does not go with --format sarif; use --format text or json")
     if no_optimise and not emit_ir:
         fail("--no-optimise only changes what --emit-ir prints; give --emit-ir too")
+    if stdin_filename is not None and "-" not in paths:
+        fail("--stdin-filename names the rules - reads from stdin; give - too")
+    if stdin_filename == "":
+        fail("--stdin-filename: give a path, e.g. rules/auth.fluo")
+    stdin = None
     if "-" in paths:
         if len(paths) > 1:
             fail("give - alone, or files and folders")
-        analysis = with_cost_limit(analyze_stdin(sys.stdin.buffer), cost_limit)
+        stdin = None if stdin_filename is not None else STDIN_NAME
+        analysis = with_cost_limit(analyze_stdin(sys.stdin.buffer, stdin_filename or STDIN_NAME), cost_limit)
     else:
         try:
             analysis = with_cost_limit(analyze_paths(paths), cost_limit)
@@ -482,7 +513,7 @@ def check(paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, co
             fail(message)
             raise AssertionError from exc  # unreachable: fail exits
     ir = lower(analysis, optimised=not no_optimise) if emit_ir else None
-    print_diagnostics(analysis, fmt, ir=ir)
+    print_diagnostics(analysis, fmt, ir=ir, stdin=stdin)
     if fmt == "text":
         click.echo(_summary(analysis.diagnostics, len(analysis.files)), err=True)
         for rule in ir or ():

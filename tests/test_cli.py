@@ -937,6 +937,42 @@ def test_check_dash_reads_rules_from_stdin_as_fmt_does() -> None:
     assert (mixed.exit_code, mixed.stderr) == (2, "fluo: give - alone, or files and folders\n")
 
 
+def test_check_dash_in_sarif_is_standard_input_not_a_file_under_the_root() -> None:
+    """Smalls: `fluo check - --format sarif` named the artifact `%3Cstdin%3E` under `%SRCROOT%`, a file of the
+    repository that does not exist."""
+    rules = "rule a {\n  expect foo\n}\nrule a { expect true }\n"
+    r = run("check", "-", "--format", "sarif", stdin=rules)
+    assert r.exit_code == 1, r.output
+    results = json.loads(r.stdout)["runs"][0]["results"]
+    stdin = {"uri": "stdin", "description": {"text": "standard input"}}
+    artifacts = [loc["physicalLocation"]["artifactLocation"] for x in results for loc in x["locations"]]
+    related = [loc["physicalLocation"]["artifactLocation"] for x in results for loc in x.get("relatedLocations", [])]
+    assert artifacts == [stdin, stdin] and related == [stdin]
+
+
+def test_check_stdin_filename_names_the_rules_read_from_stdin_in_every_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Smalls: as ruff's and eslint's `--stdin-filename`, for an editor or a hook that pipes a file in."""
+    monkeypatch.chdir(tmp_path)
+    rules = "rule a {\n  expect foo\n}\n"
+    text = run("check", "-", "--stdin-filename", "rules/a b.fluo", stdin=rules)
+    assert (text.exit_code, text.stdout.split(": ")[0]) == (1, "rules/a b.fluo:2:10")
+    as_json = run("check", "-", "--format", "json", "--stdin-filename", "rules/a b.fluo", stdin=rules)
+    assert [d["path"] for d in json.loads(as_json.stdout)["diagnostics"]] == ["rules/a b.fluo"]
+    sarif = run("check", "--stdin-filename", "rules/a b.fluo", "--format", "sarif", "-", stdin=rules)
+    (result,) = json.loads(sarif.stdout)["runs"][0]["results"]
+    located = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert located == {"uri": "rules/a%20b.fluo", "uriBaseId": "%SRCROOT%"}
+    alone = run("check", str(EXAMPLE_RULES), "--stdin-filename", "a.fluo")
+    assert (alone.exit_code, alone.stderr) == (
+        2,
+        "fluo: --stdin-filename names the rules - reads from stdin; give - too\n",
+    )
+    empty = run("check", "-", "--stdin-filename", "", stdin=rules)
+    assert (empty.exit_code, empty.stderr) == (2, "fluo: --stdin-filename: give a path, e.g. rules/auth.fluo\n")
+
+
 def test_a_symbolic_link_loop_is_said_alike_by_check_fmt_and_eval(tmp_path: Path) -> None:
     """QA (cli, minor): check and fmt said "loop: no such file or folder", eval "cannot read loop: Too many levels
     of symbolic links"."""
