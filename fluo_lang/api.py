@@ -23,6 +23,7 @@ from .evaluate import Program
 from .folders import files_below
 from .ir import RuleIR
 from .parser import MAX_FILE_BYTES, parse, parse_expression
+from .regex import RegexBudget
 from .typecheck import CheckedRule, check_files
 
 RULE_SUFFIX = ".fluo"
@@ -61,13 +62,14 @@ class RuleSourceError(Exception):
         return f"{self}{self.advice}"
 
 
-def analyze(sources: Iterable[tuple[str, str]]) -> Analysis:
-    """Parse and check (path, text) pairs together, so rule ids are unique across them."""
+def analyze(sources: Iterable[tuple[str, str]], regexes: dict[str, RegexBudget] | None = None) -> Analysis:
+    """Parse and check (path, text) pairs together, so rule ids are unique across them; `regexes` as
+    `typecheck.check_files` takes it."""
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
     for path, text in sources:
         _parse_into(path, text, files, diags)
-    return _check(files, diags)
+    return _check(files, diags, regexes)
 
 
 def _parse_into(path: str, text: str, files: list[ast.RuleFile], diags: list[Diagnostic]) -> None:
@@ -90,8 +92,10 @@ def analyze_expression(text: str, mode: str = "expect", rule_id: str = "cli") ->
     return _check([file], list(result.diagnostics))
 
 
-def _check(files: list[ast.RuleFile], diags: list[Diagnostic]) -> Analysis:
-    checked, check_diags = check_files(files)
+def _check(
+    files: list[ast.RuleFile], diags: list[Diagnostic], regexes: dict[str, RegexBudget] | None = None
+) -> Analysis:
+    checked, check_diags = check_files(files, regexes)
     kept = _without_cascades(files, diags, check_diags)
     diags.extend(kept)
     diags.sort(key=sort_key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import re2
@@ -90,36 +91,70 @@ def _keep(pattern: str, outcome: int | str) -> None:
             _outcomes.popitem(last=False)
 
 
+Consult = tuple[str, int | str | None]
+"""A pattern a `RegexBudget` was asked about, and its outcome: None when it was past the budget."""
+
+
 class RegexBudget:
     """The RE2 instructions the distinct patterns of one file may still compile to (`FILE_INSTRUCTIONS`).
 
     Each distinct pattern is charged once, its program size (at least its length; `REFUSED_INSTRUCTIONS` for one
     RE2 refuses as too large), whether or not its outcome was kept from before: what a file's check reports
     depends on the file alone. Once the budget is spent, a new pattern is not compiled (`RegexBudgetExhausted`).
+    `consulted` is every pattern asked about, in order, so a part of a file checked before (an editor's rule)
+    can be charged again without checking it (`replay`).
     """
 
-    __slots__ = ("left", "seen")
+    __slots__ = ("consulted", "left", "seen")
 
     def __init__(self, instructions: int = FILE_INSTRUCTIONS) -> None:
         self.left = instructions
         self.seen: dict[str, int | str] = {}
+        self.consulted: list[Consult] = []
 
     def check(self, pattern: str) -> int:
         """`pattern`'s program size; `RegexError` if RE2 rejects it, `RegexBudgetExhausted` past the budget."""
         outcome = self.seen.get(pattern)
         if outcome is None:
             if self.left <= 0:
+                self.consulted.append((pattern, None))
                 raise RegexBudgetExhausted
             try:
                 outcome = program_size(pattern)
-                self.left -= max(outcome, len(pattern))
             except RegexError as exc:
                 outcome = str(exc)
-                self.left -= REFUSED_INSTRUCTIONS if "too large" in outcome else len(pattern)
+            self.left -= _charge(pattern, outcome)
             self.seen[pattern] = outcome
+        self.consulted.append((pattern, outcome))
         if isinstance(outcome, str):
             raise RegexError(outcome)
         return outcome
+
+    def replay(self, consults: Sequence[Consult]) -> bool:
+        """Whether asking about the patterns of `consults` from here gives what it gave (each outcome known, or
+        past the budget); if so, they are charged as `check` would charge them, and nothing is compiled."""
+        left, seen = self.left, dict[str, int | str]()
+        for pattern, outcome in consults:
+            known = pattern in self.seen or pattern in seen
+            if not known and left <= 0:
+                if outcome is not None:
+                    return False
+            elif outcome is None:
+                return False
+            elif not known:
+                seen[pattern] = outcome
+                left -= _charge(pattern, outcome)
+        self.left = left
+        self.seen.update(seen)
+        self.consulted.extend(consults)
+        return True
+
+
+def _charge(pattern: str, outcome: int | str) -> int:
+    """What a pattern costs a `RegexBudget`, by what RE2 made of it."""
+    if isinstance(outcome, int):
+        return max(outcome, len(pattern))
+    return REFUSED_INSTRUCTIONS if "too large" in outcome else len(pattern)
 
 
 def latin1_program_size(pattern: str) -> int | None:

@@ -1266,13 +1266,17 @@ def duplicate_ids(rules: Iterable[tuple[ast.Rule, str]]) -> list[tuple[ast.Rule,
     return out
 
 
-def check_files(files: list[ast.RuleFile]) -> tuple[list[CheckedRule], list[Diagnostic]]:
-    """Check every rule of every file, and that rule ids are unique across them all."""
+def check_files(
+    files: list[ast.RuleFile], regexes: dict[str, RegexBudget] | None = None
+) -> tuple[list[CheckedRule], list[Diagnostic]]:
+    """Check every rule of every file, and that rule ids are unique across them all. `regexes` holds the pattern
+    budget of a path whose earlier part was checked before (an editor's document, checked a rule at a time);
+    a path without one gets its own."""
     checked: list[CheckedRule] = []
     diags: list[Diagnostic] = []
     pairs = [(rule, f.path) for f in files for rule in f.rules if rule.id]
     duplicates = {id(rule): d for rule, d in duplicate_ids(pairs)}
-    regexes: dict[str, RegexBudget] = {}
+    regexes = dict(regexes or {})
     for rule, path in pairs:
         c, d = check_rule(rule, path, regexes.setdefault(path, RegexBudget()))
         if id(rule) in duplicates:

@@ -9,7 +9,9 @@ in the whole file), and the results are cached by chunk text.
 
 What `fluo check` decides for the whole file is decided over all chunks: rule ids
 must be unique (`typecheck.duplicate_ids` runs over every rule, so FLUO213 says the
-document's lines), at most `MAX_ERRORS` syntax errors are reported (then FLUO403),
+document's lines), the patterns of `matches` share one `RegexBudget` (a cached
+chunk is charged again by what it asked, `RegexBudget.replay`, and checked again
+only when the budget left changes its FLUO405), at most `MAX_ERRORS` syntax errors are reported (then FLUO403),
 and a text over `MAX_FILE_BYTES` is FLUO402 alone (a file on disk that is not UTF-8,
 FLUO106 alone). A leading byte order mark is dropped, as `fluo check` drops it;
 `LineIndex` still counts it in LSP columns.
@@ -30,6 +32,7 @@ from pygls.uris import from_fs_path
 from fluo_lang import api, ast
 from fluo_lang.diagnostics import Diagnostic, error
 from fluo_lang.parser import MAX_ERRORS, MAX_FILE_BYTES, RULE_LINE, TOO_MANY_ERRORS, Lexeme, lex, stop_message
+from fluo_lang.regex import Consult, RegexBudget
 from fluo_lang.typecheck import CheckedRule, duplicate_ids
 
 from .positions import LineIndex
@@ -48,6 +51,8 @@ class ChunkAnalysis:
     text: str
     hidden: list[Diagnostic] = field(default_factory=list)
     """The checker's diagnostics dropped beside a syntax error (`api.Analysis.hidden`)."""
+    regexes: tuple[Consult, ...] = ()
+    """The patterns the chunk's check asked its document's `RegexBudget` about, in order (`RegexBudget.replay`)."""
     _lexemes: list[Lexeme] | None = field(default=None, repr=False)
     tokens: list[tuple[int, int, int, int, int]] | None = field(default=None, repr=False)
     """Semantic tokens relative to the chunk (see `outline.semantic_tokens`), once asked for."""
@@ -79,14 +84,17 @@ def path_uri(path: Path) -> str:
     return from_fs_path(absolute) or Path(absolute).as_uri()
 
 
-def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
+def analyze_chunk(path: str, text: str, *, last: bool, regexes: RegexBudget | None = None) -> ChunkAnalysis:
+    """One chunk's analysis, its patterns charged to `regexes`, the budget of the document's chunks before it."""
+    regexes = regexes if regexes is not None else RegexBudget()
     key = (path, text, last)
     hit = _cache.get(key)
-    if hit is not None:
+    if hit is not None and regexes.replay(hit.regexes):
         _cache.move_to_end(key)
         return hit
     source = text if last else text + _SENTINEL
-    analysis = api.analyze([(path, source)])
+    asked = len(regexes.consulted)
+    analysis = api.analyze([(path, source)], {path: regexes})
     mine = len(text)
     diags = [
         d
@@ -104,6 +112,7 @@ def analyze_chunk(path: str, text: str, *, last: bool) -> ChunkAnalysis:
         diagnostics=diags,
         text=text,
         hidden=[d for d in analysis.hidden if d.span.start <= mine or last],
+        regexes=tuple(regexes.consulted[asked:]),
     )
     _cache[key] = result
     if len(_cache) > _CACHE_SIZE:
@@ -189,8 +198,9 @@ class RuleDocument:
             return
         starts = split(text)
         ends = [*starts[1:], len(text)]
+        regexes = RegexBudget()  # the document's, as `fluo check` gives a file one
         self.chunks = [
-            Chunk(s, analyze_chunk(path, text[s:e], last=i == len(starts) - 1))
+            Chunk(s, analyze_chunk(path, text[s:e], last=i == len(starts) - 1, regexes=regexes))
             for i, (s, e) in enumerate(zip(starts, ends, strict=True))
         ]
         self._diagnostics = None

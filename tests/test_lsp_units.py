@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from lsprotocol import types as lsp
 
-from fluo_lang import api, parser
+from fluo_lang import api, parser, regex
 from fluo_lang import builtins as b
 from fluo_lang.ast import Span
 from fluo_lang.parser import MAX_RULE_NODES
@@ -174,6 +174,33 @@ def test_an_edit_reanalyses_only_its_rule() -> None:
     after = RuleDocument("x.fluo", edited)
     same = [a.analysis is b.analysis for a, b in zip(before.chunks, after.chunks, strict=True)]
     assert same.count(False) == 1
+
+
+def test_the_patterns_of_a_document_share_one_budget_as_in_fluo_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smalls: the editor gave each rule the compile budget `fluo check` gives a file, so a document of many rules,
+    each with a distinct pattern RE2 refuses as too large, compiled every one of them (~35 ms each) when opened,
+    and had no FLUO405 where `fluo check` had. An edit charges the cached rules again without compiling them."""
+    compiled: list[str] = []
+    real = regex._re2_compile
+    monkeypatch.setattr(regex, "_outcomes", type(regex._outcomes)())
+    monkeypatch.setattr(regex, "_re2_compile", lambda p: compiled.append(p) or real(p))
+    refusals = -(-regex.FILE_INSTRUCTIONS // regex.REFUSED_INSTRUCTIONS)
+
+    def rule(i: int, pattern: str) -> str:
+        return f'rule r{i} {{\n  detect trace.has(name matches "{pattern}")\n}}\n'
+
+    text = "".join(rule(i, f"\\\\pL{{999}}x{i}") for i in range(refusals + 2))
+    codes = [x[0] for x in chunked(text)]
+    assert codes == ["FLUO303"] * refusals + ["FLUO405"] * 2
+    assert len(compiled) == refusals
+    assert chunked(text) == whole(text)
+    smaller = text.replace("\\\\pL{999}x0", "^a$")  # room again for the next one: it is compiled, and only it
+    compiled.clear()
+    assert [x[0] for x in chunked(smaller)] == ["FLUO303"] * refusals + ["FLUO405"]
+    assert compiled == ["^a$", f"\\pL{{999}}x{refusals}"]
+    assert chunked(smaller) == whole(smaller)
+    assert chunked(text) == whole(text)  # and back: its FLUO405s again, nothing compiled
+    assert len(compiled) == 2
 
 
 def test_duplicates_across_rules_point_at_both_definitions() -> None:

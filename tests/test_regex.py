@@ -86,3 +86,21 @@ def test_the_kept_outcomes_are_bounded(compiles: list[str], monkeypatch: pytest.
     assert list(regex._outcomes) == ["^a2$", "^a3$", "^a4$"]
     regex.program_size("^a0$")  # dropped: compiled again
     assert compiles.count("^a0$") == 2
+
+
+def test_a_budget_replays_what_was_asked_only_when_it_would_go_the_same(compiles: list[str]) -> None:
+    """What the editor charges for a rule it checked before (`RegexBudget.replay`): the same charges, nothing
+    compiled; refused when the budget left would give another outcome (a FLUO405 more or less)."""
+    first = regex.RegexBudget(5)
+    assert first.check("^abcdef$") > 0
+    with pytest.raises(regex.RegexBudgetExhausted):
+        first.check("^xy$")
+    asked = list(first.consulted)
+    assert [outcome is None for _, outcome in asked] == [False, True]
+    again = regex.RegexBudget(5)
+    assert again.replay(asked) and (again.left, again.consulted) == (first.left, asked)
+    roomy = regex.RegexBudget(1000)  # `^xy$` would now be compiled: not a replay
+    assert not roomy.replay(asked) and (roomy.left, roomy.seen, roomy.consulted) == (1000, {}, [])
+    spent = regex.RegexBudget(0)  # `^abcdef$` would now be past the budget
+    assert not spent.replay(asked)
+    assert compiles == ["^abcdef$"]
