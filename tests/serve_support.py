@@ -8,6 +8,7 @@ import queue
 import re
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -366,3 +367,45 @@ class ServeProcess:
         """Kill a server the test left running (it failed, or timed out waiting); bounded, as every test is."""
         if self.proc.poll() is None:
             self.kill()
+
+
+# ---------------------------------------------------------------------------
+# a gRPC call as raw HTTP/2 frames, for what gRPC's own client will not send (a grpc-encoding with broken data)
+
+
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _hpack_literal(name: str, value: str) -> bytes:
+    """A header as HPACK's literal without indexing, new name, no Huffman (RFC 7541 §6.2.2); short strings only."""
+    n, v = name.encode(), value.encode()
+    assert len(n) < 127 and len(v) < 127
+    return b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+
+
+def raw_grpc_call(port: int, path: str, message: bytes, *, encoding: str, compressed: bool = True) -> None:
+    """Send one gRPC call over a fresh HTTP/2 connection, its message framed as given (the compressed flag
+    set or not) under `grpc-encoding: ENCODING`, and read until the call is answered or reset (or 10 s)."""
+    headers = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+               ("content-type", "application/grpc"), ("te", "trailers"), ("grpc-encoding", encoding)]  # fmt: skip
+    block = b"".join(_hpack_literal(k, v) for k, v in headers)
+    data = bytes([int(compressed)]) + len(message).to_bytes(4, "big") + message
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+            + _h2_frame(0x4, 0, 0, b"")  # SETTINGS
+            + _h2_frame(0x1, 0x4, 1, block)  # HEADERS, END_HEADERS
+            + _h2_frame(0x0, 0x1, 1, data)  # DATA, END_STREAM
+        )
+        got = b""
+        while True:
+            while len(got) >= 9 and len(got) >= 9 + int.from_bytes(got[:3], "big"):
+                size, kind, flags, stream = int.from_bytes(got[:3], "big"), got[3], got[4], got[5:9]
+                got = got[9 + size :]
+                if int.from_bytes(stream, "big") == 1 and (kind == 0x3 or (kind == 0x1 and flags & 0x1)):
+                    return  # RST_STREAM, or the trailers (HEADERS with END_STREAM)
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            got += chunk

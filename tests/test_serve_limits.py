@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -992,3 +993,105 @@ def test_a_grpc_message_over_the_body_limit_is_counted_too_large_not_malformed(
             for outcome in ("too_large", "malformed", "ok")
         }
         assert outcomes == {"too_large": 1, "malformed": 1, "ok": 1}
+
+
+def test_grpc_messages_count_in_the_inflight_cap_and_one_refused_is_retried_as_retry_info_says(
+    tmp_path: Path,
+) -> None:
+    """QA serve r2: only OTLP/HTTP bodies counted in --max-inflight-bytes; gRPC messages (32 at once, 64 MiB each)
+    were decoded whatever the others held. Now a message claims its size once gRPC hands it over; one that would
+    pass the cap while others hold bytes is refused RESOURCE_EXHAUSTED with RetryInfo (1 s), which the SDK's
+    exporter retries; fluo_inflight_bytes shows the bytes held."""
+    from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    kib = 1024
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("fluo.tests").start_as_current_span("upload", attributes={"blob": "x" * (600 * kib)}):
+        pass
+    with RuntimeThread(config(tmp_path, max_inflight_bytes=1024 * kib)) as rt:
+        bodies = rt.runtime.intake.bodies
+        assert metric(rt, "fluo_inflight_capacity_bytes") == 1024 * kib
+        sender = Sender("grpc", f"127.0.0.1:{rt.runtime.grpc_port}")
+        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) as slow:
+            slow.sendall(
+                b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                b"Content-Length: %d\r\n\r\n" % (700 * kib) + bytes(600 * kib)
+            )
+            wait_for(lambda: rt.call(lambda: bodies.held) == 600 * kib, what="600 KiB received and held")
+            assert metric(rt, "fluo_inflight_bytes") == 600 * kib
+            with (
+                grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel,
+                pytest.raises(grpc.RpcError) as refused,
+            ):
+                channel.unary_unary(SERVICE)(bytes(600 * kib), timeout=10)
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-inflight-bytes 1048576); retry later" in refused.value.details()
+            trailers = dict(refused.value.trailing_metadata())
+            assert RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]).retry_delay.seconds == 1
+            assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") == 1
+            exported = threading.Thread(target=sender.export, args=(memory.get_finished_spans(),))
+            exported.start()
+            try:
+                wait_for(
+                    lambda: metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") >= 2,
+                    what="the SDK's export refused",
+                )
+                slow.sendall(bytes(100 * kib))
+                assert slow.recv(4096).startswith(b"HTTP/1.1 400 ")
+            finally:
+                exported.join(30)
+            assert sender.sent == 1  # retried after the RetryInfo's second, and taken
+        wait_for(lambda: metric(rt, "fluo_spans_received_total", transport="grpc") == 1, what="the span taken")
+        sender.close()
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel,
+            pytest.raises(grpc.RpcError) as alone,  # over the cap, but alone: read whole, answered on its merits
+        ):
+            channel.unary_unary(SERVICE)(bytes(2048 * kib), timeout=10)
+        assert alone.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert rt.call(lambda: bodies.held) == 0 and metric(rt, "fluo_inflight_bytes") == 0
+
+
+def test_a_grpc_message_whose_compression_is_broken_is_malformed_not_too_large(tmp_path: Path) -> None:
+    """QA serve r2: a gzip or deflate message gRPC could not inflate ended as an oversize one does (gRPC refused it
+    before the handler read it), so it was counted `too_large` and logged as over the body limit. gRPC now hands the
+    message over as sent and FLUO inflates it, as an HTTP body: broken data is `malformed` (INVALID_ARGUMENT), and
+    one over the limit once inflated is `too_large` (RESOURCE_EXHAUSTED)."""
+    from serve_support import raw_grpc_call
+
+    with RuntimeThread(config(tmp_path, max_body_bytes=1000)) as rt:
+        port = rt.runtime.grpc_port
+        raw_grpc_call(port, SERVICE, b"\x1f\x8b" + b"not gzip" * 4, encoding="gzip")
+        raw_grpc_call(port, SERVICE, gzip.compress(b"\x0a\x00" * 50)[:20], encoding="gzip")  # cut short
+        raw_grpc_call(port, SERVICE, b"\x78\x9c" + b"not deflate" * 4, encoding="deflate")
+        wait_for(
+            lambda: metric(rt, "fluo_export_requests_total", transport="grpc", outcome="malformed") == 3,
+            what="three malformed messages counted",
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            export = channel.unary_unary(SERVICE)
+            assert export(b"\x0a\x00" * 10, timeout=10, compression=grpc.Compression.Gzip) == b""
+            assert export(b"\x0a\x00" * 10, timeout=10, compression=grpc.Compression.Deflate) == b""
+            with pytest.raises(grpc.RpcError) as big:
+                export(b"\x0a\x00" * 600, timeout=10, compression=grpc.Compression.Gzip)  # 1,200 bytes inflated
+        assert (big.value.code(), big.value.details()) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "request message over 1000 bytes once gzip is undone",
+        )
+        outcomes = {
+            outcome: metric(rt, "fluo_export_requests_total", transport="grpc", outcome=outcome)
+            for outcome in ("too_large", "malformed", "ok")
+        }
+        assert outcomes == {"too_large": 1, "malformed": 3, "ok": 2}
+
+
+def test_grpc_compression_is_told_from_the_message() -> None:
+    assert receivers.grpc_compression(gzip.compress(b"\x0a\x00")) == "gzip"
+    assert receivers.grpc_compression(zlib.compress(b"\x0a\x00")) == "deflate"
+    for message in (b"", b"\x0a\x00", empty_spans(3), b"\x78\x00", b"\x1f"):
+        assert receivers.grpc_compression(message) is None

@@ -539,8 +539,9 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
     default=DEFAULT_MAX_INFLIGHT_BYTES,
     type=int,
     show_default=True,
-    help="OTLP/HTTP request body bytes held at once, by all connections, received and not yet decoded; a body "
-    "that would take more is answered a retryable 429 (unless it is the only one).",
+    help="Request body bytes held at once (OTLP/HTTP bodies and OTLP/gRPC messages), by all connections, received "
+    "and not yet decoded; a body that would take more is answered a retryable 429 / RESOURCE_EXHAUSTED (unless it "
+    "is the only one).",
 )
 @_opt(
     "--auth-token",

@@ -29,7 +29,7 @@ DEFAULT_MAX_BUFFER_BYTES = 128 * 1024 * 1024
 DEFAULT_MAX_HTTP_CONNECTIONS = 1024
 """`--max-http-connections`: connections open at once to each HTTP listener."""
 DEFAULT_MAX_INFLIGHT_BYTES = 256 * 1024 * 1024
-"""`--max-inflight-bytes`: OTLP/HTTP request body bytes held at once, received and not yet decoded."""
+"""`--max-inflight-bytes`: request body bytes held at once (OTLP/HTTP and OTLP/gRPC), received and not yet decoded."""
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
 

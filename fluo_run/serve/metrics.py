@@ -168,6 +168,13 @@ class Metrics:
             registry=r,
         )
         self.buffered_traces = Gauge("fluo_buffered_traces", "Traces still being assembled", registry=r)
+        self.inflight_bytes = Gauge(
+            "fluo_inflight_bytes",
+            "Request body bytes held now, OTLP/HTTP and OTLP/gRPC together, from their arrival until decoded "
+            "(inflated bytes too): capped by --max-inflight-bytes",
+            registry=r,
+        )
+        self.inflight_capacity = Gauge("fluo_inflight_capacity_bytes", "--max-inflight-bytes", registry=r)
         self.remembered_traces = Gauge(
             "fluo_remembered_traces",
             f"Ids of evaluated traces remembered to tell late spans (--late-span-memory, at most {MAX_REMEMBERED:,})",

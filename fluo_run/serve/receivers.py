@@ -304,13 +304,21 @@ class OverBudget(Refusal):
 
 
 class BodyBudget:
-    """OTLP/HTTP request body bytes held at once, by every connection: at most `limit` (`--max-inflight-bytes`).
+    """Request body bytes held at once, by every connection of both receivers: at most `limit`
+    (`--max-inflight-bytes`).
 
-    A body claims its bytes as they arrive and holds them until its handler is done with it (read, inflated,
-    decoded). One that would take the total past `limit` while others hold bytes is refused (429, retryable):
-    without this, `--max-http-connections` bodies of `ServeConfig.max_body_bytes` each could be held at once
-    (1024 x 64 MiB). Bytes are claimed as received, not as declared: a Content-Length costs a sender nothing,
-    so claiming it ahead would let a few silent requests lock every exporter out until `BODY_READ_TIMEOUT`.
+    An OTLP/HTTP body claims its bytes as they arrive, an OTLP/gRPC message its whole size once gRPC hands
+    it over (gRPC reads a message whole first), and each holds them, its inflated bytes too, until its
+    handler is done with it (read, inflated, decoded). One that would take the total past `limit` while
+    others hold bytes is refused (429 / `RESOURCE_EXHAUSTED` with `RetryInfo`, retryable): without this,
+    `--max-http-connections` bodies of `ServeConfig.max_body_bytes` each could be held at once (1024 x 64
+    MiB), and 32 gRPC messages decoded at once. Bytes are claimed as received, not as declared: a
+    Content-Length costs a sender nothing, so claiming it ahead would let a few silent requests lock every
+    exporter out until `BODY_READ_TIMEOUT`.
+
+    The refusal asks for a retry after `RETRY_AFTER_SECONDS` (1 s), always: the bytes come back as each body
+    held is decoded, and an HTTP body is refused before it is whole, so it cannot be known again on its
+    retry to be asked to wait longer, as `Admission` does.
     """
 
     def __init__(self, limit: int) -> None:
@@ -319,8 +327,9 @@ class BodyBudget:
         self._refused = Throttled(log, logging.WARNING)
 
     @contextmanager
-    def claim(self) -> Iterator[BodyClaim]:
-        claim = BodyClaim(self)
+    def claim(self, what: str) -> Iterator[BodyClaim]:
+        """The bytes one request holds, given back when done; `what` it is, for the log ("OTLP/HTTP body")."""
+        claim = BodyClaim(self, what)
         try:
             yield claim
         finally:
@@ -330,8 +339,9 @@ class BodyBudget:
 class BodyClaim:
     """The bytes of `BodyBudget` one request holds."""
 
-    def __init__(self, budget: BodyBudget) -> None:
+    def __init__(self, budget: BodyBudget, what: str) -> None:
         self.budget = budget
+        self.what = what
         self.bytes = 0
 
     def grow(self, n: int) -> None:
@@ -339,7 +349,8 @@ class BodyClaim:
         budget = self.budget
         if budget.held + n > budget.limit and budget.held > self.bytes:
             budget._refused(
-                "refused an OTLP/HTTP body: %d bytes of request bodies held (--max-inflight-bytes %d)",
+                "refused an %s: %d bytes of request bodies held (--max-inflight-bytes %d)",
+                self.what,
                 budget.held,
                 budget.limit,
             )
@@ -618,8 +629,9 @@ def decode_protobuf(
 INFLATE_CHUNK = 64 * 1024
 
 
-def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
-    """`data` with its gzip or deflate Content-Encoding undone; at most `limit` bytes once inflated.
+def _inflate(data: bytes, encoding: str, limit: int, what: str = "request body") -> bytes:
+    """`data` with its gzip or deflate Content-Encoding (or grpc-encoding) undone; at most `limit` bytes once
+    inflated. `what` the data is, for the errors ("request body", "request message").
 
     Gzip bodies may hold several members, as `gzip.decompress` reads them, at most
     `MAX_GZIP_MEMBERS`. Deflate is zlib-wrapped as HTTP says, or raw as some clients
@@ -639,31 +651,45 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
     while pos < len(view):
         members += 1
         if members > MAX_GZIP_MEMBERS:
-            raise TraceInputError(f"request body: over {MAX_GZIP_MEMBERS} {encoding} members")
+            raise TraceInputError(f"{what}: over {MAX_GZIP_MEMBERS} {encoding} members")
         inflater = zlib.decompressobj(wbits)
         while not inflater.eof:
             if pos >= len(view):
-                raise TraceInputError(f"request body: the {encoding} data is cut short")
+                raise TraceInputError(f"{what}: the {encoding} data is cut short")
             chunk = view[pos : pos + INFLATE_CHUNK]
             pos += len(chunk)
             try:
                 part = inflater.decompress(chunk, limit + 1 - size)
             except zlib.error:
-                raise TraceInputError(
-                    f"request body: Content-Encoding is {encoding} but the body is not {encoding} data"
-                ) from None
+                header, noun = ("Content-Encoding", "body") if what == "request body" else ("grpc-encoding", "message")
+                raise TraceInputError(f"{what}: {header} is {encoding} but the {noun} is not {encoding} data") from None
             size += len(part)
             if size > limit:
                 raise Refusal(
                     413,
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"request body over {limit} bytes once {encoding} is undone",
+                    f"{what} over {limit} bytes once {encoding} is undone",
                 )
             parts.append(part)
         if encoding != "gzip":
             break
         pos -= len(inflater.unused_data)
     return b"".join(parts)
+
+
+def grpc_compression(message: bytes) -> str | None:
+    """How an OTLP/gRPC message as gRPC hands it over is compressed: "gzip", "deflate" or None (as is).
+
+    gRPC's own decompression is off (`grpc.per_message_decompression`), so that a message whose
+    compression is broken is FLUO's to answer and count, as a body's is; but gRPC does not tell the
+    handler the call's `grpc-encoding`, so it is told from the bytes. gzip's magic `1f 8b` cannot begin
+    a protobuf message (there is no wire type 7), and a zlib header (`78`, with its check bits) cannot
+    begin an OTLP request: its one field is 1 (`0a`), written first."""
+    if message[:2] == b"\x1f\x8b":
+        return "gzip"
+    if len(message) >= 2 and message[0] == 0x78 and int.from_bytes(message[:2], "big") % 31 == 0:
+        return "deflate"
+    return None
 
 
 async def _body(request: web.Request, intake: Intake, limit: int, claim: BodyClaim) -> bytes:
@@ -762,7 +788,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
         try:
-            with intake.bodies.claim() as claim:
+            with intake.bodies.claim("OTLP/HTTP body") as claim:
                 body = await _body(request, intake, intake.max_body_bytes, claim)
                 intake.admit("http", body)
                 decode = decode_json if ctype == JSON else decode_protobuf
@@ -1056,32 +1082,39 @@ class TraceService:
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
 
     async def export(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
+        """The message held in `--max-inflight-bytes` with the HTTP bodies (and inflated, if compressed) until
+        it is decoded; then its spans taken, as an HTTP body's are."""
         intake = self.intake
         metadata = dict(context.invocation_metadata() or ())
         if not intake.authorized(metadata.get("authorization")):
             r = intake.refuse_unauthorized("grpc")
             await context.abort(r.code, r.message)
+        limit = intake.max_body_bytes
         try:
-            intake.admit("grpc", body)
+            with intake.bodies.claim("OTLP/gRPC message") as claim:
+                claim.grow(len(body))
+                encoding = grpc_compression(body)
+                if encoding is not None:
+                    body = bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit, "request message"))
+                    claim.grow(len(body))
+                intake.admit("grpc", body)
+                decoded = await intake.decode(
+                    len(body), decode_protobuf, body, intake.prefetch(), intake.share(), "not an OTLP"
+                )
+                del body
+            intake.take(decoded, "grpc")
         except Refusal as r:
-            context.set_trailing_metadata(_retry_metadata(r.retry_after))
-            await context.abort(r.code, r.message)
-        try:
-            decoded = await intake.decode(
-                len(body), decode_protobuf, body, intake.prefetch(), intake.share(), "not an OTLP"
-            )
-        except Refusal as r:
-            intake.too_large("grpc", context.peer(), r.message, spans=True)
+            if isinstance(r, OverBudget):
+                intake.metrics.requests.labels("grpc", "refused").inc()
+            if r.status == 413:
+                intake.too_large("grpc", context.peer(), r.message, spans=isinstance(r, TooManySpans))
+            if r.retryable:
+                context.set_trailing_metadata(_retry_metadata(r.retry_after))
             await context.abort(r.code, r.message)
         except TraceInputError as exc:
             intake.metrics.requests.labels("grpc", "malformed").inc()
             log.debug("OTLP/gRPC export from %s refused: %s", context.peer(), exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        try:
-            intake.take(decoded, "grpc")
-        except Refusal as r:
-            context.set_trailing_metadata(_retry_metadata(r.retry_after))
-            await context.abort(r.code, r.message)
         return decoded.response()
 
 

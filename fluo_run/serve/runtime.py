@@ -221,6 +221,8 @@ class Runtime:
         m.buffer_fill.set_function(lambda: self.buffer.spans / config.max_buffered_spans)
         m.window_capacity.set(config.max_window_spans)
         m.http_connections.set_function(lambda: sum(cap.open() for cap in self._caps))
+        m.inflight_bytes.set_function(lambda: self.intake.bodies.held)
+        m.inflight_capacity.set(config.max_inflight_bytes)
         m.reloads.labels("loaded").inc()
         m.rule_files_rejected.set_function(lambda: float(self.rules_rejected))
 
@@ -392,6 +394,9 @@ class Runtime:
                     # above ours, to let FLUO count the refusal, would hold such messages in memory first.
                     ("grpc.max_receive_message_length", self.config.max_body_bytes),
                     ("grpc.so_reuseport", 0),
+                    # A gzip or deflate message is handed over as sent and inflated by FLUO (`grpc_compression`):
+                    # one that does not inflate is malformed, one too large once inflated too large, counted so.
+                    ("grpc.per_message_decompression", 0),
                     ("grpc.max_connection_idle_ms", round(GRPC_IDLE_TIMEOUT * 1000)),
                     ("grpc.server_handshake_timeout_ms", round(GRPC_IDLE_TIMEOUT * 1000)),
                 ],
