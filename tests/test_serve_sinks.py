@@ -369,6 +369,7 @@ def test_a_store_locked_while_running_keeps_the_batch_and_retries(
     with locked(path) as release:
         sinks.publish(stored(3, 2))
         wait_for(lambda: sinks.health() == {"sqlite": "retrying"}, what="the sink to notice the lock")
+        wait_for(lambda: "; retrying in " in caplog.text, what="the worker to retry the batch after SQLite's wait")
         release.set()
     wait_for(lambda: rows(path) == list(range(5)), what="the batch to be written after the lock")
     wait_for(lambda: sinks.health() == {"sqlite": "ok"}, what="health to recover")
@@ -378,6 +379,25 @@ def test_a_store_locked_while_running_keeps_the_batch_and_retries(
     # QA: the retry line said "cannot write: cannot write to s.db", and the recovery was a warning
     assert f"sink sqlite: cannot write to {path}: database is locked; retrying in " in caplog.text
     assert [r.levelname for r in caplog.records if r.getMessage() == "sink sqlite: delivering again"] == ["INFO"]
+
+
+def test_a_store_locked_while_running_says_retrying_while_sqlite_waits_for_the_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA serve r2: a write meeting another connection's lock waited in SQLite's busy wait (2 s) before the worker
+    heard of it, and /healthz said `ok` all that time, while the queue filled behind the lock and admission
+    already refused exports. Now the write is tried without waiting first: `retrying` from when the lock is met,
+    through the wait (here long enough that only that can say it), and `ok` once the batch is in."""
+    monkeypatch.setattr(SqliteSink, "BUSY_TIMEOUT", 60.0)
+    path = tmp_path / "s.db"
+    sinks = _started_with_two(path)
+    with locked(path) as release:
+        sinks.publish(stored(3, 2))
+        wait_for(lambda: sinks.health() == {"sqlite": "retrying"}, what="the sink to say it met the lock")
+        release.set()
+    wait_for(lambda: rows(path) == list(range(5)), what="the batch written in the same wait, once the lock went")
+    wait_for(lambda: sinks.health() == {"sqlite": "ok"}, what="health to recover")
+    assert sinks.close(5) == 0
 
 
 def test_a_store_still_locked_at_the_shutdown_deadline_counts_what_it_kept(tmp_path: Path, quick_retries: None) -> None:

@@ -135,7 +135,7 @@ class Sink:
     """Delivers batches of signals (LANGUAGE.md §7 JSON objects); raises SinkError when it cannot."""
 
     name = "sink"
-    retrying = False  # set by a sink while it retries a delivery itself (the webhook)
+    retrying = False  # set by a sink while it retries a delivery itself (the webhook) or waits for a lock (SQLite)
     progress = 0
     """Signals of the batch in hand delivered so far, by a sink that sends a batch in parts (the webhook):
     a batch cut short at shutdown, or failing part way, counts only the rest as not delivered."""
@@ -425,13 +425,31 @@ class SqliteSink(Sink):
                 raise TransientSinkError(str(exc)) from None
         assert self.store is not None
         try:
-            self.store.add(batch)
+            self._add_waiting(self.store, batch)
         except Exception as exc:
             if is_transient(exc):
                 raise TransientSinkError(f"cannot write to {self.path}: {self._write_problem(exc)}") from exc
             if is_corrupt(exc):
                 raise SinkError(f"cannot write to {self.path}: it is corrupt ({exc}): {recovery(self.path)}") from exc
             raise SinkError(f"cannot write to {self.path}: {exc}") from exc
+
+    def _add_waiting(self, store: SignalStore, batch: Batch) -> None:
+        """`store.add(batch)`, a lock held by another connection waited out for `BUSY_TIMEOUT`, "retrying" in
+        /healthz from when the lock is met: it is tried first without waiting. (Said only once SQLite's wait was
+        over, /healthz said "ok" for its 2 s while the queue filled behind the lock and admission refused exports.)"""
+        db = store.db
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            store.add(batch)
+        except sqlite3.OperationalError as exc:
+            if error_code(exc) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            self.retrying = True  # until a batch goes through; the worker's retrying takes over if this wait fails
+            db.execute(f"PRAGMA busy_timeout = {round(self.BUSY_TIMEOUT * 1000)}")
+            store.add(batch)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {round(self.BUSY_TIMEOUT * 1000)}")
+        self.retrying = False
 
     def _close_store(self) -> None:
         store, held, self.store, self._held = self.store, self._held, None, None
