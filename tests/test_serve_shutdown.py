@@ -733,6 +733,51 @@ def test_an_export_being_decoded_when_the_stop_begins_is_evaluated_or_refused_ne
     assert report.exit_code == 0
 
 
+@pytest.mark.parametrize("second_signal", [False, True])
+def test_a_store_locked_through_the_stop_is_named_given_up_and_the_time_it_had_is_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, second_signal: bool
+) -> None:
+    """QA serve r2: a store given up at the deadline while it waited between retries was named `retrying` in the
+    last line (it retries no more); after a second signal, its drop line named the deadline it had (29.9 s), not
+    the time the stop took."""
+    import sqlite3
+
+    from fluo_run.serve.sinks import SqliteSink
+
+    monkeypatch.setattr(SqliteSink, "BUSY_TIMEOUT", 0.001)  # the store's time goes in the waits between retries
+    monkeypatch.setattr(SinkWorker, "FIRST_RETRY", 0.1)
+    monkeypatch.setattr(SinkWorker, "MAX_RETRY", 0.1)
+    caplog.set_level(logging.INFO, logger="fluo.serve")
+    path = tmp_path / "s.db"
+    timeout = 60.0 if second_signal else 1.0
+    rt = RuntimeThread(
+        config(tmp_path, rules=[rules_in(tmp_path, EVERY)], trace_idle=60.0, db=path, shutdown_timeout=timeout)
+    ).start()
+    lock = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        lock.execute("BEGIN EXCLUSIVE")
+        send(rt.http_url, otlp_json(3))
+        stopping = threading.Thread(target=rt.stop)
+        stopping.start()
+        wait_for(lambda: "sink sqlite: cannot write" in caplog.text, what="the store retrying at the stop")
+        if second_signal:
+            rt.loop.call_soon_threadsafe(rt.runtime.abort)
+        stopping.join(30)
+    finally:
+        lock.close()
+    report = rt.runtime.report
+    assert report is not None and report.sinks == {"sqlite": "given up"}
+    assert report.line().endswith("3 signal(s) not delivered (sqlite given up); exit 3")
+    if second_signal:
+        assert report.cut_short == "a second signal"
+        assert "it had at shutdown" not in caplog.text and "at the shutdown deadline" not in caplog.text
+        assert re.search(r"sink sqlite dropped 3 signal\(s\): (not delivered|still failing) when a second signal cut "
+                         r"the stop short, \d+\.\ds in", caplog.text)  # fmt: skip
+    else:
+        assert re.search(r"sink sqlite dropped 3 signal\(s\): (not delivered within the 0\.\ds it had at shutdown|"
+                         r"still failing at the shutdown deadline)", caplog.text)  # fmt: skip
+
+
 def test_a_sink_call_stuck_past_the_deadline_is_given_up_and_counted_at_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -592,7 +592,8 @@ class Runtime:
             )
         # `close` ends by the deadline, give or take: the accounting is done here if it is not done yet (a
         # sink call stuck past the deadline, as a locked store's busy wait, made it lose that race).
-        report.undelivered = closed[0] if closed else self.sinks.give_up(allowed)
+        cut_short_after = time.monotonic() - t0 if self._abort.is_set() else None
+        report.undelivered = closed[0] if closed else self.sinks.give_up(allowed, cut_short_after)
         report.sinks = self.sinks.outcome()
         if not await self._until(receivers.done, deadline):
             receivers.cancel()

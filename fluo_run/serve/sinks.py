@@ -1134,6 +1134,8 @@ class SinkWorker:
         self.one_try_at_stop = False  # not heard from lately at the stop: one try a batch, no retries
         self.stop_began: float | None = None  # when `begin_close` ran (monotonic)
         self.cut_off = False  # given up at the stop with signals not delivered (a request with no answer)
+        self.cut_short_after: float | None = None
+        """Seconds into the stop when a second signal gave the sink up (`SinkSet.give_up`); None: the deadline did."""
         self.dropped = 0
         self.dropped_by: dict[str, int] = {}
         self._give_up = threading.Event()
@@ -1243,12 +1245,15 @@ class SinkWorker:
 
     def _settle(self, batch: Batch, reason: str = "", why: str = "") -> None:
         """The batch in hand is delivered (no reason) or dropped, but for the part the sink delivered
-        (`Sink.progress`); unless `close` already counted it."""
+        (`Sink.progress`); unless `close` already counted it. Dropped for the shutdown once given up, the
+        sink is named "given up" in the stop's last line (not "retrying", which it no longer is)."""
         with self._lock:
             abandoned, self._in_flight = self._abandoned, 0
         if abandoned:
             return
         sent = len(batch) if not reason else min(self.sink.progress, len(batch))
+        if reason == "shutdown" and len(batch) > sent and self._give_up.is_set():
+            self.cut_off = True
         if sent:
             self.metrics.sink_written.labels(self.sink.name).inc(sent)
         if reason and len(batch) > sent:
@@ -1304,7 +1309,7 @@ class SinkWorker:
                     return
                 self._note_retry("cannot write", str(exc), backoff)
                 if self._give_up.wait(backoff):
-                    self._settle(batch, "shutdown", f"still failing at the shutdown deadline: {exc}")
+                    self._settle(batch, "shutdown", f"still failing {self._given_up_when()}: {exc}")
                     return
                 backoff = min(backoff * 2, self.MAX_RETRY)
                 continue
@@ -1366,7 +1371,7 @@ class SinkWorker:
                 self._settle(batch, "shutdown", "" if said else "it was down when the shutdown began")
             elif not self.is_open and not self._try_open():
                 reason = "failed" if self.open_error else "shutdown"
-                self._settle(batch, reason, self.open_error or "the sink never opened before the shutdown deadline")
+                self._settle(batch, reason, self.open_error or f"the sink had not opened {self._given_up_when()}")
             else:
                 self._deliver(batch)
         if self.is_open:
@@ -1414,6 +1419,12 @@ class SinkWorker:
         if self.thread.ident is not None:
             self.thread.join(max(0.0, deadline - time.monotonic()))
 
+    def _given_up_when(self) -> str:
+        """When the sink was given up, for the messages: at the deadline, or cut short by a second signal."""
+        if self.cut_short_after is None:
+            return "at the shutdown deadline"
+        return f"when a second signal cut the stop short, {self.cut_short_after:.1f}s in"
+
     def give_up(self) -> bool:
         """Tell a thread still delivering to stop (its retries and the rest of its queue); whether it was."""
         if self.thread.ident is None or not self.thread.is_alive():
@@ -1439,7 +1450,11 @@ class SinkWorker:
             self.cut_off = True
         if sent:
             self.metrics.sink_written.labels(self.sink.name).inc(sent)
-        self._dropped(left, "shutdown", f"not delivered within the {allowed:.1f}s it had at shutdown")
+        if self.cut_short_after is None:
+            why = f"not delivered within the {allowed:.1f}s it had at shutdown"
+        else:
+            why = f"not delivered {self._given_up_when()}"
+        self._dropped(left, "shutdown", why)
         with self._lock:
             unlogged, self._unlogged = self._unlogged, 0
             total, by = self.dropped, dict(self.dropped_by)
@@ -1533,11 +1548,14 @@ class SinkSet:
         delivered (a request that got no answer in time: its health may still say "ok")."""
         return {w.sink.name: "given up" if w.cut_off else w.health() for w in self.workers}
 
-    def give_up(self, allowed: float) -> int:
+    def give_up(self, allowed: float, cut_short_after: float | None = None) -> int:
         """At the shutdown deadline, whether or not `close` is done (a sink call stuck past it keeps `close`
-        waiting): every sink still delivering is given up, and what each did not deliver counted and logged
-        (at most once, `SinkWorker.count_undelivered`). How many signals were not delivered, in all."""
+        waiting), or `cut_short_after` seconds into the stop when a second signal cut it short: every sink
+        still delivering is given up, and what each did not deliver counted and logged (at most once,
+        `SinkWorker.count_undelivered`). How many signals were not delivered, in all."""
         for w in self.workers:
+            if cut_short_after is not None and w.thread.is_alive():
+                w.cut_short_after = cut_short_after  # before the give-up, which its messages then name
             w.give_up()
         return sum(w.count_undelivered(allowed) for w in self.workers)
 
