@@ -543,15 +543,15 @@ def test_a_jsonl_symlink_loop_is_one_line_not_a_traceback(tmp_path: Path) -> Non
         ("127.0.0.1:4318", "[::1]:4317", None, False, None),
         ("localhost:4318", None, None, False, None),
         ("0.0.0.0:4318", "127.0.0.1:4317", None, False, "OTLP/HTTP on 0.0.0.0:4318: not loopback and no --auth-token"),
-        ("127.0.0.1:4318", "[::]:4317", "t", False, "OTLP/gRPC on :::4317: not loopback and no --tls-cert"),
+        ("127.0.0.1:4318", "[::]:4317", "t", False, "OTLP/gRPC on [::]:4317: not loopback and no --tls-cert"),
         ("10.0.0.5:4318", "0.0.0.0:4317", "t", True, None),
     ],
 )
 def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
     caplog: pytest.LogCaptureFixture, http: str, grpc: str | None, token: str | None, tls: bool, warning: str | None
 ) -> None:
-    from fluo_run.serve.cli import warn_exposed
     from fluo_run.serve.config import ServeConfig, parse_address
+    from fluo_run.serve.runtime import warn_exposed
 
     config = ServeConfig(
         http=parse_address(http, "--http"),
@@ -567,6 +567,26 @@ def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
         assert lines == []
     else:
         assert len(lines) == 1 and lines[0].startswith(warning)
+
+
+def test_the_warning_about_a_receiver_beyond_loopback_names_the_port_it_was_bound_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA serve r2: `--http 0.0.0.0:0` was warned about as `0.0.0.0:0`, the port asked for, before it was bound.
+    (Loopback is taken for beyond it here, so that the test listens on loopback alone.)"""
+    from serve_support import config
+
+    from fluo_run.serve import runtime
+
+    monkeypatch.setattr(runtime, "_loopback", lambda host: False)
+    with caplog.at_level("WARNING", logger="fluo.serve"), runtime.RuntimeThread(config(tmp_path)) as rt:
+        http, grpc = rt.runtime.http_port, rt.runtime.grpc_port
+    assert http and grpc
+    lines = [r.getMessage() for r in caplog.records if "not loopback" in r.getMessage()]
+    assert lines == [
+        f"OTLP/HTTP on 127.0.0.1:{http} and OTLP/gRPC on 127.0.0.1:{grpc}: not loopback and no --auth-token: "
+        "anyone who can reach it may send spans"
+    ]
 
 
 def signal_mask(pid: int, field: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -218,32 +217,6 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
     )
     config.check()
     return config
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: whatever it resolves to
-
-
-def warn_exposed(config: ServeConfig) -> None:
-    """One log line when a receiver binds beyond loopback without --auth-token, or with it but without TLS."""
-    exposed = [
-        f"{name} on {address[0]}:{address[1]}"
-        for name, address in (("OTLP/HTTP", config.http), ("OTLP/gRPC", config.grpc))
-        if address is not None and not _loopback(address[0])
-    ]
-    if not exposed:
-        return
-    where = " and ".join(exposed)
-    log = logging.getLogger("fluo.serve")
-    if config.auth_token is None:
-        log.warning("%s: not loopback and no --auth-token: anyone who can reach it may send spans", where)
-    elif config.tls_cert is None:
-        log.warning("%s: not loopback and no --tls-cert: the bearer token crosses the network in clear text", where)
 
 
 # Where a setting may come from, the one that wins first: a flag, a FLUO_* variable, the --config file.
@@ -610,7 +583,6 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     except ConfigError as exc:
         _fail(from_config_file(ctx, str(exc), config_file))
         return
-    warn_exposed(config)
     if not options["rules"] and config.rules != [Path("rules")]:
         logging.getLogger("fluo.serve").warning(
             "rules: no --rules and no ./rules folder, so the bundled examples in %s (give --rules for your own)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import logging
 import math
 import resource
@@ -376,6 +377,7 @@ class Runtime:
             log.info("OTLP/gRPC listening on %s", host_port(self.config.grpc[0], self.grpc_port))
         if self.config.metrics is not None:
             log.info("metrics on %s://%s/metrics", scheme, host_port(self.config.metrics[0], self.metrics_port))
+        warn_exposed(self.config, self.http_port, self.grpc_port)
         self._tasks.append(asyncio.create_task(self._sweep()))
         if self.config.reload_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_rules()))
@@ -693,6 +695,33 @@ def http_connection_limit(asked: int, listeners: int = 1) -> int:
         "unlimited" if hard == resource.RLIM_INFINITY else hard,
     )
     return most
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: whatever it resolves to
+
+
+def warn_exposed(config: ServeConfig, http_port: int = 0, grpc_port: int = 0) -> None:
+    """One log line when a receiver binds beyond loopback without --auth-token, or with it but without TLS;
+    each named by the port it was bound to (`http_port`, `grpc_port`), when given, rather than the one asked
+    for (0 picks one)."""
+    exposed = [
+        f"{name} on {host_port(address[0], bound or address[1])}"
+        for name, address, bound in (("OTLP/HTTP", config.http, http_port), ("OTLP/gRPC", config.grpc, grpc_port))
+        if address is not None and not _loopback(address[0])
+    ]
+    if not exposed:
+        return
+    where = " and ".join(exposed)
+    if config.auth_token is None:
+        log.warning("%s: not loopback and no --auth-token: anyone who can reach it may send spans", where)
+    elif config.tls_cert is None:
+        log.warning("%s: not loopback and no --tls-cert: the bearer token crosses the network in clear text", where)
 
 
 def host_port(host: str, port: int) -> str:
