@@ -199,12 +199,14 @@ class Recorded:
 
 @dataclass
 class LoopbackServer:
-    """An aiohttp server on 127.0.0.1 in a thread; records POSTs and answers with `status_of(n)` (n from 0),
+    """An aiohttp server on 127.0.0.1 in a thread; records POSTs and answers with `status_of(n)` (n from 0) and
+    the body `body_of(n)`,
     after `delay_of(n)` seconds spent awaiting, so that the server's loop goes on (a `time.sleep` in
     `status_of` would stop it: connections arriving then reached it only after its shutdown)."""
 
     status_of: Callable[[int], int] = lambda n: 200
     delay_of: Callable[[int], float] = lambda n: 0.0
+    body_of: Callable[[int], bytes] = lambda n: b""
     requests: list[Recorded] = field(default_factory=list)
     port: int = 0
 
@@ -219,7 +221,7 @@ class LoopbackServer:
         self.requests.append(Recorded(request.path, dict(request.headers), body))
         if delay := self.delay_of(n):
             await asyncio.sleep(delay)
-        return web.Response(status=self.status_of(n), body=b"", content_type="application/x-protobuf")
+        return web.Response(status=self.status_of(n), body=self.body_of(n), content_type="application/x-protobuf")
 
     async def _start(self) -> None:
         app = web.Application()

@@ -846,6 +846,26 @@ def test_the_whole_user_info_of_a_url_is_hidden(url: str, login: str) -> None:
     assert sink.headers["Authorization"] == "Basic " + base64.b64encode(login.encode()).decode()
 
 
+def test_a_webhook_refusing_the_signals_is_logged_with_the_start_of_its_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """QA serve r2: a webhook's 4xx was logged as `HTTP 422` alone, though its answer usually says what it did not
+    like. Now the answer's start is in the line: 200 characters at most, whitespace made one space, control
+    characters escaped."""
+    answer = b'{"error": "field \x1b[31msignals\x1b[0m:\n  missing"}' + b" and more" * 1000
+    with LoopbackServer(status_of=lambda n: 422, body_of=lambda n: answer) as hook:
+        sinks = SinkSet([WebhookSink(f"{hook.url}/hook")], Metrics(), capacity=10)
+        with caplog.at_level(logging.ERROR, logger="fluo.serve"):
+            assert sinks.start() == []
+            sinks.publish(stored(1))
+            wait_for(lambda: sinks.health() == {"webhook": "failed"}, what="the 422 answer")
+            assert sinks.close(5) == 1
+    line = next(r.getMessage() for r in caplog.records if "refused the signals" in r.getMessage())
+    said = line.partition("refused the signals: HTTP 422, answering: ")[2]
+    assert said.startswith('{"error": "field \\x1b[31msignals\\x1b[0m: missing"} and more and more')
+    assert said.endswith("...") and len(said) == 200 and "\x1b" not in line
+
+
 def test_a_webhook_url_with_a_login_sends_it_as_basic_auth() -> None:
     """QA (while checking that `user:s3cret@` is not logged): a webhook URL with user info never delivered,
     urllib took `user:s3cret@127.0.0.1` for the host name ("Name or service not known"). It is sent as HTTP

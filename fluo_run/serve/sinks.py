@@ -57,6 +57,21 @@ def printable(text: str, limit: int = 300) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+ANSWER_EXCERPT = 200
+"""Characters of a refusing endpoint's answer shown in the log line (`answer_excerpt`)."""
+
+
+def answer_excerpt(exc: urllib.error.HTTPError) -> str:
+    """The start of an error answer's body for a log line: at most `ANSWER_EXCERPT` characters, whitespace runs
+    made one space, control characters escaped; "" when it has none or it cannot be read. Only that much is
+    read (a few bytes more for multi-byte characters), each read within the request's timeout."""
+    try:
+        data = exc.read(ANSWER_EXCERPT * 4)
+    except Exception:  # a broken or slow answer: the status says enough
+        return ""
+    return printable(" ".join(data.decode("utf-8", "replace").split()), ANSWER_EXCERPT)
+
+
 def file_size_limit() -> int | None:
     """The process's file-size limit in bytes (`ulimit -f`, RLIMIT_FSIZE), None when there is none."""
     if resource is None:
@@ -840,6 +855,7 @@ class WebhookSink(Sink):
                 self.answered(True)
                 problem = f"HTTP {exc.code}"
                 location = exc.headers.get("Location") if exc.headers is not None else None
+                said = answer_excerpt(exc) if 400 <= exc.code < 500 and exc.code != 429 else ""
                 exc.close()
                 if 300 <= exc.code < 400:  # followed, the POST would become a GET without the signals
                     where = printable(location) if location else "elsewhere"
@@ -848,7 +864,8 @@ class WebhookSink(Sink):
                     )
                     raise SinkError(message) from None
                 if exc.code != 429 and exc.code < 500:
-                    raise SinkError(f"{self.shown} refused the signals: {problem}") from None
+                    answer = f", answering: {said}" if said else ""
+                    raise SinkError(f"{self.shown} refused the signals: {problem}{answer}") from None
                 return problem
             except (urllib.error.URLError, OSError) as exc:
                 self.answered(False)
