@@ -401,3 +401,44 @@ def test_a_store_from_before_the_stamp_with_a_view_added_says_how_to_mark_it(tmp
     with contextlib.closing(sqlite3.connect(path)) as c:
         c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     assert run("--db", str(path))[0] == 0
+
+
+def test_the_store_named_by_serves_config_file_is_read(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA serve r2: `fluo serve` took its store from FLUO_CONFIG's `db`, `fluo signals` did not: beside such a
+    serve, it said there was no store (./fluo-signals.db). Now it reads the file's `db` (its other settings are
+    serve's); --db and FLUO_DB still win over it, as for serve."""
+    settings = tmp_path / "serve.yaml"
+    settings.write_text(f"db: {db}\ntrace-idle: 2s\nwebhook: http://127.0.0.1:9/hook\n")
+    elsewhere = tmp_path / "elsewhere"  # no ./fluo-signals.db here
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("FLUO_DB", raising=False)
+    monkeypatch.setenv("FLUO_CONFIG", str(settings))
+    code, out = run("--format", "jsonl")
+    assert code == 0 and rules_of(out) == [s["rule"] for s in SIGNALS]
+    code, out = run("--config", str(settings), "--format", "jsonl", "--rule", "auth_login_rate")
+    assert code == 0 and rules_of(out) == ["auth_login_rate"]
+    other = tmp_path / "other.db"
+    SignalStore(other).close()
+    assert run("--db", str(other), "--format", "jsonl") == (0, "")
+    monkeypatch.setenv("FLUO_DB", str(other))
+    assert run("--format", "jsonl") == (0, "")
+    monkeypatch.delenv("FLUO_DB")
+    settings.write_text("db: missing.db\n")
+    code, out = run()
+    assert (code, out) == (
+        2,
+        f"fluo: missing.db (the `db` of --config {settings}): no signal store here; run `fluo serve` (or `fluo demo`)"
+        " first, or give --db FILE\n",
+    )
+    settings.write_text("no-db: true\n")
+    code, out = run()
+    assert (code, out) == (
+        2,
+        f"fluo: --config {settings}: `fluo serve` writes no signal store with these settings (no-db); give --db\n",
+    )
+    settings.write_text("db: [a.db, b.db]\n")
+    code, out = run()
+    assert code == 2 and f"--config {settings}: `db` takes one file name" in out

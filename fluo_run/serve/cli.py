@@ -684,7 +684,39 @@ def unreadable(db: str, exc: BaseException) -> str:
     return f"cannot read it ({exc})"
 
 
+_CONFIG_NO_DB = "fluo.signals.no_db"
+
+
+def _store_from_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The store of `fluo serve`'s --config file (FLUO_CONFIG), its `db`, as the default of `--db` (the flag and
+    FLUO_DB win over it, as for serve). Its other settings are serve's, and are not looked at."""
+    if not value:
+        return value
+    try:
+        settings = load_config_file(value)
+    except ConfigError as exc:
+        raise click.UsageError(f"--config {str(exc).removeprefix('--config: ')}", ctx=ctx) from None
+    db = settings.get("db")
+    if isinstance(db, list | dict | bool):
+        raise click.UsageError(f"--config {value}: `db` takes one file name", ctx=ctx)
+    if db is not None and str(db).strip().lower() not in OFF:
+        ctx.default_map = {**(ctx.default_map or {}), "db": str(db)}
+    elif db is not None or settings.get("no_db") is True:
+        ctx.meta[_CONFIG_NO_DB] = True
+    return value
+
+
 @click.command(name="signals")
+@click.option(
+    "--config",
+    "config_file",
+    envvar="FLUO_CONFIG",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    is_eager=True,
+    callback=_store_from_config,
+    help="The YAML settings file of `fluo serve`: its `db` is the store read, unless --db or FLUO_DB is given.",
+)
 @click.option(
     "--db",
     envvar="FLUO_DB",
@@ -708,6 +740,7 @@ def unreadable(db: str, exc: BaseException) -> str:
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table", show_default=True)
 def signals_command(
+    config_file: str | None,
     db: str,
     rules: tuple[str, ...],
     severity: str | None,
@@ -736,8 +769,14 @@ def signals_command(
         trace_id=trace_id,
         limit=limit + 1,  # one more, to know whether --limit left some out
     )
+    ctx = click.get_current_context()
+    source = ctx.get_parameter_source("db")
+    from_config = source == ParameterSource.DEFAULT_MAP
+    if source == ParameterSource.DEFAULT and ctx.meta.get(_CONFIG_NO_DB):
+        _fail(f"--config {config_file}: `fluo serve` writes no signal store with these settings (no-db); give --db")
     if not Path(db).is_file():
-        _fail(f"{db}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
+        named = f" (the `db` of --config {config_file})" if from_config else ""
+        _fail(f"{db}{named}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
     import sqlite3
 
     try:
