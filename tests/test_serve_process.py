@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import time
 import urllib.request
@@ -663,3 +664,24 @@ def test_log_lines_are_stamped_in_utc_whatever_the_local_zone(capsys: pytest.Cap
     assert (level, message) == ("INFO", "hello")
     at = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= at <= after, (stamp, before, after)
+
+
+def test_a_listener_whose_port_another_of_serves_takes_says_so(tmp_path: Path) -> None:
+    """QA serve r2: listeners on one port whose addresses overlap without being equal (`--http 0.0.0.0:4318
+    --metrics 127.0.0.1:4318`) pass the settings' check, and the second failed to bind with 'Address already in
+    use' alone, as if another program held the port. It now names the listener of serve's own that has it.
+    (`localhost` for `127.0.0.1` here, so that the test listens on loopback alone.)"""
+    from serve_support import config
+
+    from fluo_run.serve.runtime import RuntimeThread, StartError
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = config(tmp_path, grpc=None, http=("127.0.0.1", port), metrics=("localhost", port))
+    with pytest.raises(StartError) as refused:
+        RuntimeThread(settings).start()
+    assert str(refused.value) == (
+        f"cannot listen on localhost:{port} (--metrics): Address already in use; --http 127.0.0.1:{port} is given "
+        "that port too (0.0.0.0 or :: takes it on every address): give each its own port"
+    )

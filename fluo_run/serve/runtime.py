@@ -336,7 +336,8 @@ class Runtime:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise StartError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+            problem = f"cannot listen on {host_port(host, port)} ({flag}): {exc.strerror or exc}"
+            raise StartError(problem + self._same_port(flag, port)) from None
         # aiohttp's server as the protocol factory, as its low-level API has it, counted by the cap (a
         # `web.SockSite` would pass the server itself); closed first by `_stop_receivers`, as a site is.
         tls = self._ssl()
@@ -352,6 +353,23 @@ class Runtime:
             )
         )
         return int(sock.getsockname()[1])
+
+    def _same_port(self, flag: str, port: int) -> str:
+        """For a listener that could not bind: the others of this serve given the same port, which may well be
+        what holds it (`0.0.0.0:4318` takes `127.0.0.1:4318` too: the addresses differ, so the settings'
+        check, `ServeConfig.check`, does not see it); "" when there are none."""
+        given = (("--http", self.config.http), ("--grpc", self.config.grpc), ("--metrics", self.config.metrics))
+        others = [
+            f"{other} {host_port(*address)}"
+            for other, address in given
+            if other != flag and address is not None and port and address[1] == port
+        ]
+        if not others:
+            return ""
+        return (
+            f"; {' and '.join(others)} is given that port too (0.0.0.0 or :: takes it on every address): "
+            "give each its own port"
+        )
 
     async def start(self) -> None:
         problems = self.sinks.start()
@@ -411,14 +429,18 @@ class Runtime:
                 creds = grpc.ssl_server_credentials(
                     [(self.config.tls_key.read_bytes(), self.config.tls_cert.read_bytes())]
                 )
+            same_port = self._same_port("--grpc", port)
             if port:  # a port taken by another listener: say so before gRPC's core logs its own error line
-                _check_free(host, port, "--grpc")
+                try:
+                    _check_free(host, port, "--grpc")
+                except StartError as exc:
+                    raise StartError(f"{exc}{same_port}") from None
             try:
                 bound = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
             except RuntimeError as exc:
-                raise StartError(f"cannot listen on {target} (--grpc): {exc}") from None
+                raise StartError(f"cannot listen on {target} (--grpc): {exc}{same_port}") from None
             if bound == 0:
-                raise StartError(f"cannot listen on {target} (--grpc): address in use or not available")
+                raise StartError(f"cannot listen on {target} (--grpc): address in use or not available{same_port}")
             self.grpc_port = bound
             self._grpc = server
             await server.start()
