@@ -651,8 +651,12 @@ class _Checker:
                 self.err("FLUO300", f"`{op}` needs a list on its right, found {rt}", e.right.span)
             return self.record(e, t.BOOL)
         if op == "contains":
-            lt = self.check(e.left, scope)
-            rt = self.check(e.right, scope)
+            if isinstance(e.left, ast.ListLit):  # `[error, ok] contains status` names enum values, as `in` does
+                rt = self.check(e.right, scope)
+                lt = self.check(e.left, scope, rt if rt in t.ENUMS else None)
+            else:
+                lt = self.check(e.left, scope)
+                rt = self.check(e.right, scope)
             self.unfit_typo(e.left, lambda ty: ty == t.STRING or ty.is_list)
             if lt.is_list:
                 self.look_for(e, e.right, rt, e.left, lt)
