@@ -78,6 +78,8 @@ def _kind(v: Any) -> str:
 
 _DEEP = frozenset({"list", "dict"})
 """Kinds whose values hold others: equal item by item (`_equal`), and not ordered."""
+_UNORDERED = _DEEP | {"bool"}
+"""Kinds without an order: `<` between two of them is false, as their static types have none."""
 
 
 def _match(a: Any, b: Any, missing_alike: bool = False) -> bool | None:
@@ -130,7 +132,8 @@ def _identical(a: Any, b: Any) -> bool:
 def _loose_compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
     """`op` between values of any runtime kinds: false across kinds, as with a missing value.
 
-    Lists and maps are equal item by item (`_equal`) and have no order, as their static types have none.
+    Lists and maps are equal item by item (`_equal`); they and booleans have no order, as their static
+    types have none (`flag > false` is false, as `true > false` is FLUO300).
     """
     equality = op is operator.eq or op is operator.ne
 
@@ -138,10 +141,10 @@ def _loose_compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]
         if a is None or b is None:
             return False
         k = _kind(a)
-        if k != _kind(b):
+        if k != _kind(b) or (k in _UNORDERED and not equality):
             return False
         if k in _DEEP:
-            return equality and (_equal(a, b) if op is operator.eq else _unequal(a, b))
+            return _equal(a, b) if op is operator.eq else _unequal(a, b)
         try:
             return bool(op(a, b))
         except TypeError:
@@ -793,8 +796,10 @@ class _Gen:
             # An attribute against a literal: only values of the literal's own kind compare.
             v = right.value
             c = self.c.const(v)
-            if isinstance(v, bool):
+            if isinstance(v, bool) and sym in ("==", "!="):
                 return f"(isinstance({a} := {lx}, bool) and {a} {sym} {c})"
+            if isinstance(v, bool):  # booleans have no order: false, as with any value (`_loose_compare`)
+                return f"({lx} is None and False)"
             kinds = self.c.const((int, float) if isinstance(v, int | float) else (type(v),))
             return f"(isinstance({a} := {lx}, {kinds}) and not isinstance({a}, bool) and {a} {sym} {c})"
         rx = self.expr(right, it, depth)
