@@ -68,6 +68,8 @@ def comparable(a: Type, b: Type, *, ordering: bool) -> bool:
             return False
         other = b if a in ENUMS else a
         return other == STRING or other == (a if a in ENUMS else b)
+    if a.is_list and b.is_list and not ordering:  # item by item: `[]` is any list, `[1]` equals `[1.0]`
+        return comparable(a.elem or ANY, b.elem or ANY, ordering=False)
     if a != b:
         return False
     if ordering:
