@@ -1055,7 +1055,7 @@ class CompiledRule:
             return
         if n.op == "const":  # `... and true`: a literal explains nothing
             return
-        obs.put(_label(n), to_json(fn(n)(ctx, None), n.type.name), n)
+        obs.put(_label(n), _shown_as(fn(n)(ctx, None), n.type), n)
         self._culprits_of(n, ctx, culprits)
 
     def _culprits_of(self, n: Node, ctx: Any, culprits: list[Span]) -> None:
@@ -1183,7 +1183,10 @@ def _shown(value: Any, n: Node) -> Any:
 
 
 def _shown_as(value: Any, ty: t.Type | None) -> Any:
-    """A value of static type `ty` as `observed` shows it (`to_json`), a list's items by their own type."""
+    """A value of static type `ty` as `observed` shows it (`to_json`), a list's items by their own type;
+    a span by its id, as `span_ids` names it (`trace.root != parent`)."""
+    if isinstance(value, Span):
+        return value.span_id_hex
     if ty is not None and ty.is_list and isinstance(value, list):
         return [_shown_as(v, ty.elem) for v in value]
     return to_json(value, None if ty is None else ty.name)
