@@ -973,17 +973,26 @@ class CompiledRule:
         obs["when"] = True
         self._culprits_of(ir.condition, ctx, culprits)
         parts = []
+        broken: dict[str, Any] = {}  # what broke `always`, as `expect` of it shows it
         if ir.always is not None:
             held = self.compiler.fn(ir.always)(ctx, None) is True
             obs["always"] = held
             if not held:
-                parts.append(f"always {{ {_brief(self.clause_text(ir.always))} }} did not hold")
+                self._explain(ir.always, ctx, _Observed(broken), culprits)
+                why = f" ({_observed_text(broken)})" if broken else ""
+                parts.append(f"always {{ {_brief(self.clause_text(ir.always))} }} did not hold{why}")
         if ir.never is not None:
             held = self.compiler.fn(ir.never)(ctx, None) is True
             obs["never"] = held
             if held:
                 self._culprits_of(ir.never, ctx, culprits)
                 parts.append(f"never {{ {_brief(self.clause_text(ir.never))} }} held")
+        for key, value in broken.items():
+            name, i = key, 2
+            while name in obs:  # `attributes["when"]`
+                name = f"{key}_{i}"
+                i += 1
+            obs[name] = value
         reason = " and ".join(parts)
         summary = f"when {{ {_brief(self.clause_text(ir.condition))} }}: {reason}"
         return obs, culprits, summary, reason
