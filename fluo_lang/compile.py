@@ -164,7 +164,7 @@ def fold_constants(root: Node) -> Node:
             return None if value is None else Node("const", n.type, value=value, span=n.span)
         if n.op == "arith" and all(a.op == "const" for a in n.args):
             to_int = n.type in (t.DURATION, t.TIMESTAMP)
-            value = arith(ARITH[n.value], to_int, n.args[0].value, n.args[1].value)
+            value = arith(ARITH[n.value], to_int, n.args[0].value, n.args[1].value, n.type == t.TIMESTAMP)
             if value is None:  # missing at run time (a division by zero, an overflow): left to the evaluator
                 return None
             return Node("const", n.type, value=value, span=n.span)

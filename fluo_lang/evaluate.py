@@ -851,7 +851,8 @@ class _Gen:
     def op_arith(self, n: Node, it: str, depth: int) -> str:
         op = self.c.const(ARITH[n.value])
         to_int = n.type in (t.DURATION, t.TIMESTAMP)
-        code = f"_arith({op}, {to_int}, {self.expr(n.args[0], it, depth)}, {self.expr(n.args[1], it, depth)})"
+        left, right = self.expr(n.args[0], it, depth), self.expr(n.args[1], it, depth)
+        code = f"_arith({op}, {to_int}, {left}, {right}, {n.type == t.TIMESTAMP})"
         return f"{self.c.const(n.value.charge)}({code})" if isinstance(n.value, MeteredJoin) else code
 
     def op_neg(self, n: Node, it: str, depth: int) -> str:

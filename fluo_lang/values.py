@@ -29,8 +29,10 @@ ARITH: dict[str, Callable[[Any, Any], Any]] = {
 
 
 NS_LIMIT = 1 << 63
-"""Integers, durations and timestamps are 64-bit, as in OTLP (durations and timestamps count
-nanoseconds): a result beyond one is missing."""
+"""Integers and durations are 64-bit, as in OTLP (durations count nanoseconds): a result beyond one is missing."""
+TIMESTAMP_LIMIT = 1 << 64
+"""Timestamps are OTLP's unsigned 64 bits of nanoseconds since the Unix epoch (to the year 2554): a time
+computed before the epoch or at or past this limit is missing."""
 
 
 MAX_STRING_CHARS = 65_536
@@ -55,13 +57,14 @@ def negate(v: Any) -> Any:
     return -v if isinstance(v, int) and not isinstance(v, bool) and v != -NS_LIMIT else None
 
 
-def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
+def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any, timestamp: bool = False) -> Any:
     """`a op b`, or None (missing) for a missing operand, a division by zero, or a result that is no number.
 
     A float result that overflows or is not a number (`1e308 * 10`, `0.0 * x` for
     an infinite `x`) is missing, as a division by zero is; so is an integer past 64
-    bits, a duration or timestamp past 64 bits of nanoseconds (about 292 years), and a
-    string past `MAX_STRING_CHARS` characters.
+    bits, a duration past 64 bits of nanoseconds (about 292 years), a `timestamp`
+    outside OTLP's unsigned 64 bits of them (`TIMESTAMP_LIMIT`), and a string past
+    `MAX_STRING_CHARS` characters.
     """
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
         return None
@@ -79,6 +82,8 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any) -> Any:
         if not to_int:
             return v
         v = round(v)
+    if timestamp:
+        return v if 0 <= v < TIMESTAMP_LIMIT else None
     return v if -NS_LIMIT <= v < NS_LIMIT else None
 
 
