@@ -31,8 +31,9 @@ ARITH: dict[str, Callable[[Any, Any], Any]] = {
 NS_LIMIT = 1 << 63
 """Integers and durations are 64-bit, as in OTLP (durations count nanoseconds): a result beyond one is missing."""
 TIMESTAMP_LIMIT = 1 << 64
-"""Timestamps are OTLP's unsigned 64 bits of nanoseconds since the Unix epoch (to the year 2554): a time
-computed before the epoch or at or past this limit is missing."""
+"""Timestamps reach OTLP's unsigned 64 bits of nanoseconds since the Unix epoch (to the year 2554): a time
+computed at or past this limit is missing. One computed before the epoch is kept down to -2^63 ns, as a duration
+is (`start - 1s` of a span of a hand-written trace that starts at 0 still compares)."""
 
 
 MAX_STRING_CHARS = 65_536
@@ -63,7 +64,7 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any, timestamp
     A float result that overflows or is not a number (`1e308 * 10`, `0.0 * x` for
     an infinite `x`) is missing, as a division by zero is; so is an integer past 64
     bits, a duration past 64 bits of nanoseconds (about 292 years), a `timestamp`
-    outside OTLP's unsigned 64 bits of them (`TIMESTAMP_LIMIT`), and a string past
+    past OTLP's unsigned 64 bits of them (`TIMESTAMP_LIMIT`) or before -2^63, and a string past
     `MAX_STRING_CHARS` characters.
     """
     if a is None or b is None or isinstance(a, bool) or isinstance(b, bool):
@@ -83,7 +84,7 @@ def arith(op: Callable[[Any, Any], Any], to_int: bool, a: Any, b: Any, timestamp
             return v
         v = round(v)
     if timestamp:
-        return v if 0 <= v < TIMESTAMP_LIMIT else None
+        return v if -NS_LIMIT <= v < TIMESTAMP_LIMIT else None
     return v if -NS_LIMIT <= v < NS_LIMIT else None
 
 
