@@ -5,7 +5,9 @@ one `fluo check` process (time and its own peak RSS), and each is printed as a r
 the same size measured in the same run (machines are noisy):
   - a list past 20,000 nodes (`1 in [1,1,...]`, FLUO401), a field chain past 100 levels (`a.a.a...`, FLUO400),
     each as a bare expression and as one rule among valid ones after a syntax error (lark reads the rest);
-  - one string literal the size of the file (the lexer's memory).
+  - one string literal the size of the file (the lexer's memory);
+  - a field chain in a rule ending in a syntax error (`detect a.a. ... a. }`, FLUO400 and the error), and
+    parentheses never closed (`detect ((( ... }`, the error): lark would build what comes before the error.
 Target: every ratio <= 1.0 (a refused expression costs no more than valid rules of its size), or for a list, no
 more than valid rules as dense in tokens (lists of 10,000 items, under the limit) cost.
 
@@ -49,6 +51,8 @@ def cases(size: int) -> dict[str, str]:
         "list in a rule, error elsewhere": broken + "rule big { expect 1 in [" + "1," * (items - 30) + "1] }\n",
         "chain in a rule, error elsewhere": broken + "rule big { expect a" + ".a" * (chain - 30) + " > 0 }\n",
         "one string literal": "trace.root.name == '" + "a" * (size - 24) + "'\n",
+        "chain ending in a syntax error": "rule r { detect " + "a." * ((size - 20) // 2) + " }\n",
+        "parentheses never closed": "rule r { detect " + "(" * (size - 20) + " }\n",
     }
 
 

@@ -19,7 +19,6 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from copy import copy
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -1524,12 +1523,20 @@ def name_char(ch: str) -> bool:
     return ch == "_" or ch.isalnum() or (len(ch) == 1 and unicodedata.category(ch).startswith("M"))
 
 
+_ASCII_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _name_char(ch: str) -> bool:
+    """`name_char`, sooner for ASCII (a dotted name of 4 MiB before a keyword is read back whole)."""
+    return ch in _ASCII_NAME_CHARS or (not ch.isascii() and name_char(ch))
+
+
 def _key_around(text: str, at: int) -> tuple[int, int]:
     """The dotted name around `at`, as far as its parts are letters, digits and `_` (keywords and letters past
     ASCII too); a part right before `(` is a method, not the key's."""
     start = at
     while start > 0 and (
-        name_char(text[start - 1]) or (text[start - 1] == "." and name_char(text[start - 2 : start - 1]))
+        _name_char(text[start - 1]) or (text[start - 1] == "." and _name_char(text[start - 2 : start - 1]))
     ):
         start -= 1
     end = at
@@ -2108,21 +2115,26 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
     if read != text:  # a lone CR ends a line too (old Mac files, LSP); the file keeps its own text
         result = parse(read, path)
         return ParseResult(replace(result.file, text=text), result.diagnostics)
-    refusals = _refusals(text, _SHAPE_FIRST)
-    if refusals:  # measured, not built, and read as stand-ins (`_full_parse`)
-        measured = _with_refusals(_read(_stand_in(text, refusals), path), text, refusals, path)
+    parts: list[_Part] = []
+    refusals = _refusals(text, _SHAPE_FIRST, parts)
+    if refusals or parts:  # measured, not built, and read as stand-ins (`_full_parse`, `_StandIns`)
+        stand_ins = _StandIns(text, parts)
+        stood = _read(_stand_in(text, refusals, parts), path, stand_ins)
+        measured = _with_refusals(stood, text, refusals, path, stand_ins)
         if measured is not None:
             return measured
     return _read(text, path)
 
 
-def _read(text: str, path: str) -> ParseResult:
+def _read(text: str, path: str, stand_ins: _StandIns | None = None) -> ParseResult:
     """The fast path, or where it gives up, the full path."""
     fast = _fast_parse(text, path)
     if fast is not None:
+        if stand_ins is not None:  # a stand-in read as it is (none is: each is in a rule with a syntax error)
+            stand_ins.seen.update(stand_ins.shapes)
         rules, diags = fast
         return ParseResult(ast.RuleFile(path=path, text=text, rules=tuple(rules)), diags)
-    return _full_parse(text, path)
+    return _full_parse(text, path, stand_ins)
 
 
 _GAP = "[ \t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+"  # spaces within a line, a no-break one too
@@ -2163,26 +2175,34 @@ RULE_LINE = re.compile(r"(?:^|(?<=\r))[ \t]*rule\b", re.MULTILINE)  # `^` alone 
 """Where a rule starts, as the file is cut into rules: a line that starts with `rule` (no string or comment runs
 past its line). The language server cuts a document at the same places (`fluo_lsp.document.split`)."""
 _SHAPE_FIRST = MAX_RULE_NODES  # tokens in a rule from which `parse` measures it before building it
-_LINE_TEXT = re.compile(r"[^\r\n]")
+_LINE_TEXT = re.compile(r"[^\r\n]+")
 _Refusal = tuple[ast.Span, str, str]  # what `_Builder` refuses: its span, the code and message saying so
+_Part = tuple[ast.Span, int, int, str]
+"""Text before a rule's syntax error, or in its clauses, that `parse` reads as a stand-in (`_StandIns`): its span,
+the depth and node count of the lark tree it stands for, and that tree's kind (`_stand_in_ends`); "": a run of `(`
+or `[` that no parse reaches, read as spaces."""
 
 
-def _full_parse(text: str, path: str) -> ParseResult:
+def _full_parse(text: str, path: str, stand_ins: _StandIns | None = None) -> ParseResult:
     """`_recovering_parse`, with what it would refuse for its size in each rule that is valid but for that
     (`_refusals`) read as a stand-in: lark took 148 s and 2.3 GB to build the tree of a 4 MiB expression only to
     refuse it. The rest of the file is read and reported as before."""
     refusals = _refusals(text, MAX_DEPTH)
     if refusals:
-        read = _with_refusals(_recovering_parse(_stand_in(text, refusals), path), text, refusals, path)
+        read = _with_refusals(_recovering_parse(_stand_in(text, refusals), path, stand_ins), text, refusals, path)
         if read is not None:
             return read
-    return _recovering_parse(text, path)
+        if stand_ins is not None:
+            stand_ins.seen.clear()
+            stand_ins.used.clear()
+    return _recovering_parse(text, path, stand_ins)
 
 
-def _refusals(text: str, least: int) -> list[_Refusal]:
+def _refusals(text: str, least: int, parts: list[_Part] | None = None) -> list[_Refusal]:
     """What `_Builder` would refuse for its size in the rules of `text` of at least `least` tokens that are valid
     but for that, in order. Rules are cut where a line starts with `rule` (no string or comment runs past its
-    line, so such a line starts one) and measured one by one (`_shape_refusals`)."""
+    line, so such a line starts one) and measured one by one (`_shape_refusals`). In a rule with a syntax error,
+    what comes before the error and can be read as a stand-in is added to `parts`, if given."""
     tables = _fast_tables()
     if tables is None:
         return []
@@ -2191,23 +2211,36 @@ def _refusals(text: str, least: int) -> list[_Refusal]:
     line = 0
     for start, end in zip(cuts, [*cuts[1:], len(text)], strict=True):
         if _tokens_at_least(text, tables, start, end, least):
-            with suppress(_Bail):  # a rule with a syntax error: lark reads it whole, as before
+            try:
                 out += _shape_refusals(text, tables, start, end, line)
+            except _Broken as broken:  # lark reads the rule, with stand-ins if `parts` is given
+                if parts is not None:
+                    parts += broken.parts
         line += text.count("\n", start, end)
     return out
 
 
-def _stand_in(text: str, refusals: list[_Refusal]) -> str:
-    """`text` with each part refused a name, `x`, and spaces: every offset and line stays. A part right after a
-    name's character (`expect[1, ...]`) is a space then `x`, which would make one name with it (`expectx`)."""
-    parts: list[str] = []
+def _stand_in(text: str, refusals: list[_Refusal], parts: list[_Part] | None = None) -> str:
+    """`text` with each part refused a name, `x`, and spaces, and each `_Part` the smallest tree of its kind spread
+    over its text (`x       .x`, `x       + x`; a run of openers: spaces): every offset and line stays. A part
+    refused right after a name's character (`expect[1, ...]`) is a space then `x`, which would make one name with
+    it (`expectx`)."""
+    cuts = [(span, None) for span, _, _ in refusals] + [(span, kind) for span, _, _, kind in parts or ()]
+    cuts.sort(key=lambda cut: cut[0].start)
+    out: list[str] = []
     at = 0
-    for span, _, _ in refusals:
-        x = _stand_in_at(text, span)
-        parts += (text[at : span.start], " " * (x - span.start), "x", _LINE_TEXT.sub(" ", text[x + 1 : span.end]))
+    for span, kind in cuts:
+        x = _stand_in_at(text, span) if kind is None else span.start
+        head, tail = ("x", "") if kind is None else _stand_in_ends(kind) if kind else ("", "")
+        blank = _LINE_TEXT.sub(_spaces, text[x + len(head) : span.end - len(tail)])
+        out += (text[at : span.start], " " * (x - span.start), head, blank, tail)
         at = span.end
-    parts.append(text[at:])
-    return "".join(parts)
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _spaces(m: re.Match[str]) -> str:
+    return " " * (m.end() - m.start())
 
 
 def _stand_in_at(text: str, span: ast.Span) -> int:
@@ -2217,11 +2250,50 @@ def _stand_in_at(text: str, span: ast.Span) -> int:
     return span.start + 1 if glued else span.start
 
 
-def _with_refusals(result: ParseResult, text: str, refusals: list[_Refusal], path: str) -> ParseResult | None:
+class _StandIns:
+    """The parts (`_Part`) of rules with a syntax error that `parse` reads as stand-ins: each the smallest tree of
+    the kind of the tree it stands for, over the same text, so that lark's parser reaches the state it had and the
+    recovery finds the same kind of tree where it looks (it reads `text`, the text itself). `_Builder` counts, for
+    each stand-in in an expression it measures, the depth and nodes of the tree it stands for: a field chain of
+    4 MiB ending in `. }` is measured once and never built. `seen`: the stand-ins whose tokens are in lark's tree,
+    `used`: those found whole in expressions refused; `parse` reads the text itself unless every one seen was used
+    (the recovery took one apart, or it is where the builder does not measure). One not seen was dropped with what
+    was around it (a rule left open to the end), its shape unread."""
+
+    def __init__(self, text: str, parts: list[_Part]) -> None:
+        self.text = text
+        self.shapes = {span.start: (d, n, span.end, _STAND_IN_TREES.get(k, k)) for span, d, n, k in parts if k}
+        self.owners = {at: start for start, (_, _, end, _) in self.shapes.items() for at in (start, end - 1)}
+        self.seen: set[int] = set()
+        self.used: set[int] = set()
+
+    def read(self, tree: Tree[Any]) -> None:
+        """Note the stand-ins whose first or last token is in `tree` (walked without recursion: trees run deep)."""
+        stack: list[Any] = [tree]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Tree):
+                stack += node.children
+            elif isinstance(node, Token) and node.start_pos in self.owners and node.value in ("x", "-", "not"):
+                self.seen.add(self.owners[node.start_pos])  # (not a token the recovery read in place of text)
+
+    def of(self, node: Tree[Any]) -> int | None:
+        """The stand-in `node` is the tree of, whole, if it is one."""
+        at = _start_of(node)
+        shape = self.shapes.get(at)
+        return at if shape is not None and shape[3] == node.data and _end_of(node) == shape[2] else None
+
+
+def _with_refusals(
+    result: ParseResult, text: str, refusals: list[_Refusal], path: str, stand_ins: _StandIns | None = None
+) -> ParseResult | None:
     """`result`, read from `_stand_in(text, refusals)`, as `_Builder` reads `text`: each stand-in is `Missing` over
     the part it stands for, and its diagnostic is reported. None if a stand-in was not read where it stands (lark
     read that rule as something else: past the end of a bare expression, as errors it counts), so what lark makes
-    of the text itself is not known."""
+    of the text itself is not known; the same if one of `stand_ins` lark read was not measured in an expression
+    refused."""
+    if stand_ins is not None and stand_ins.seen - stand_ins.used:
+        return None
     spans = {_stand_in_at(text, span): span for span, _, _ in refusals}
     used: set[int] = set()
     rules = [_restored(rule, spans, used) for rule in result.file.rules]
@@ -2274,16 +2346,20 @@ def _widened(span: ast.Span, inner: ast.Span) -> ast.Span:
     return ast.Span(span.start, inner.end, span.line, span.col, inner.end_line, inner.end_col)
 
 
-def _recovering_parse(text: str, path: str) -> ParseResult:
-    """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic.
+def _recovering_parse(text: str, path: str, stand_ins: _StandIns | None = None, read: str | None = None) -> ParseResult:
+    """lark's parser with error recovery, then `_Builder` over its tree: any text, every diagnostic. The recovery
+    reads `read` around an error (by default `text`, or where `text` holds `stand_ins`, the text they stand in).
 
     A duration written with a space (`1 s`, `500µ s`) is one error, and read as the duration meant; with an
     exponent too (`1e3 ms`), the one error is the exponent's, over the number and its unit; where the duration
     meant is no whole number of nanoseconds or past 64 bits (`1.5 ns`), the one error says that too.
     """
+    if read is None and stand_ins is not None:
+        read = stand_ins.text
     spaced = _spaced_durations(text)
     if spaced:
         joined, found, index = list(text), {}, _LineIndex(text)
+        joined_read = list(read) if read is not None else None
         # a spaced duration with an exponent: its end, as read, and its slips (a space inside the unit, Greek mu)
         exponents: dict[int, tuple[int, str, bool, bool]] = {}
         unclear: dict[int, int] = {}  # a unit written apart that is none (`500µ sx`): its start, and its end
@@ -2298,6 +2374,8 @@ def _recovering_parse(text: str, path: str) -> ParseResult:
                 unclear[start], unit = unit_end, "s"  # read as a duration, whose value nothing uses
             # the unit moves next to its number and the space after it, so every offset stays
             joined[start:unit_end] = number + unit + " " * (unit_end - start - len(number) - len(unit))
+            if joined_read is not None:
+                joined_read[start:unit_end] = joined[start:unit_end]
             if start in unclear:
                 continue
             inside, greek = len(text[end:unit_end].split()) > 1, written == "\u03bcs"  # `500µ s`, `500 μs`
@@ -2313,7 +2391,8 @@ def _recovering_parse(text: str, path: str) -> ParseResult:
                 what = f"unknown unit `{written}`"
             message = f"{what}: write `{number}{unit}`{also}"
             found[start] = error("FLUO100", message, index.span(start, unit_end), path=path, suggestion=number + unit)
-        result = _recovering_parse("".join(joined), path)
+        read = None if joined_read is None else "".join(joined_read)
+        result = _recovering_parse("".join(joined), path, stand_ins, read)
         diagnostics = []
         for d in result.diagnostics:
             if d.span.start in unclear and d.span.end <= unclear[d.span.start]:
@@ -2329,13 +2408,15 @@ def _recovering_parse(text: str, path: str) -> ParseResult:
         return ParseResult(replace(result.file, text=text), _capped([*found.values(), *diagnostics]))
     index = _LineIndex(text)
     rule_file = ast.RuleFile(path=path, text=text)
-    recovery = _Recovery(text, index, path)
+    recovery = _Recovery(text if read is None else read, index, path)
     try:
         tree = _lark().parse(text, on_error=recovery)
     except UnexpectedInput:
         tree = None
-    builder = _Builder(text, index, path)
+    builder = _Builder(text, index, path, stand_ins)
     diags = recovery.diagnostics
+    if tree is not None and stand_ins is not None and stand_ins.shapes:
+        stand_ins.read(tree)
     if tree is not None:
         rules = builder.file(tree)
         rule_file = ast.RuleFile(path=path, text=text, rules=tuple(rules))
@@ -2511,10 +2592,11 @@ _CLAUSES = ("expect", "detect", "when", "always", "never")
 
 
 class _Builder:
-    def __init__(self, text: str, index: _LineIndex, path: str) -> None:
+    def __init__(self, text: str, index: _LineIndex, path: str, stand_ins: _StandIns | None = None) -> None:
         self.text = text
         self.index = index
         self.path = path
+        self.stand_ins = stand_ins
         self.diagnostics: list[Diagnostic] = []
 
     def span_of(self, node: Tree[Any] | Token) -> ast.Span:
@@ -2612,8 +2694,11 @@ class _Builder:
     def guarded(self, tree: Tree[Any] | Token) -> ast.Expr:
         """Convert an expression, refusing trees too deep or too large to handle safely."""
         span = self.span_of(tree)
-        past = _past_limits(*_measure(tree))
+        found: list[int] = []
+        past = _past_limits(*_measure(tree, self.stand_ins, found))
         if past is not None:
+            if self.stand_ins is not None:
+                self.stand_ins.used.update(found)
             self.diagnostics.append(error(*past, span, path=self.path))
             return ast.Missing(span)
         return self.expr(tree)
@@ -2979,14 +3064,24 @@ def _meta_nesting(root: Tree[Any] | Token) -> int:
     return deepest
 
 
-def _measure(root: Tree[Any] | Token) -> tuple[int, int]:
-    """Depth and node count of a tree, without recursion."""
+def _measure(
+    root: Tree[Any] | Token, stand_ins: _StandIns | None = None, found: list[int] | None = None
+) -> tuple[int, int]:
+    """Depth and node count of a tree, without recursion; each of `stand_ins` in it counted as the tree it stands
+    for, and its offset added to `found`."""
     max_depth = 0
     nodes = 0
     stack: list[tuple[Any, int]] = [(root, 1)]
     while stack:
         node, depth = stack.pop()
         nodes += 1
+        if stand_ins is not None and isinstance(node, Tree) and (at := stand_ins.of(node)) is not None:
+            d, n, _, _ = stand_ins.shapes[at]
+            max_depth = max(max_depth, depth + d - 1)
+            nodes += n - 1
+            if found is not None:
+                found.append(at)
+            continue
         if depth > max_depth:
             max_depth = depth
         if isinstance(node, Tree):
@@ -3043,7 +3138,7 @@ class _FastTables:
     ignore: frozenset[str]
     actions: list[dict[str, int]]  # per state: shift to state n (n >= 0) or reduce rule ~n; gotos
     rules: list[tuple[int, str, _Handler | None]]  # size, origin, handler (None: pass the child through)
-    shapes: list[tuple[int, str, int, int, int, bool]]  # size, origin, and `_shape`'s kind, child, check, list
+    shapes: list[tuple[int, str, int, int, int, bool, str]]  # size, origin, and `_shape`'s
     start: int
     end: int
 
@@ -3364,11 +3459,11 @@ _CHECKED: dict[tuple[str, str | None], tuple[int, int]] = {
 }
 
 
-def _shape(rule: Any) -> tuple[int, int, int, bool]:
+def _shape(rule: Any) -> tuple[int, int, int, bool, str]:
     """How lark makes a tree of what `rule` matched (`_shape_refusals`): a tree of its own, items spliced into the
     tree above, or its one child passed on (`_RENAMED`: its only symbol, kept on the stack as it is); which child
     `_Builder` checks against the limits and how (-1: none, then 0 or 1 as in `_CHECKED`); whether it is a
-    metadata list."""
+    metadata list; the kind of stand-in its tree may be read as (`_stand_in_ends`), "" if none."""
     kept = [i for i, sym in enumerate(rule.expansion) if not (sym.is_term and sym.filter_out)]
     checked, how = _CHECKED.get((rule.origin.name, rule.alias), (-1, 0))
     if rule.origin.name.startswith("__"):
@@ -3377,74 +3472,208 @@ def _shape(rule: Any) -> tuple[int, int, int, bool]:
         kind, child = _RENAMED if len(rule.expansion) == 1 and checked < 0 else _PASSED, kept[0]
     else:
         kind, child = _TREE, -1
-    return kind, child, checked * 2 + how if checked >= 0 else -1, rule.alias == "meta_list"
+    stand_in = ""
+    if kind == _TREE and rule.origin.name in ("postfix", "atom"):
+        stand_in = "postfix"
+    elif kind == _TREE and (rule.alias in _BIN or rule.alias in ("neg", "not_", "or_", "and_")):
+        stand_in = str(rule.alias)
+    return kind, child, checked * 2 + how if checked >= 0 else -1, rule.alias == "meta_list", stand_in
 
 
 def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: int) -> list[_Refusal]:
     """What `_Builder` refuses in `text[start:end]` (a line's start, numbered `line`, to where a rule ends): span,
-    code and message; `_Bail` where it does not parse. lark's table, as `_fast_drive` runs it, but each value is
-    only the shape of the lark tree it stands for (depth, nodes, depth of metadata lists, first and last token),
-    so that an expression of 4 MiB is measured in a few seconds and megabytes, and nothing is built. Its loop is
-    `_fast_drive`'s, written out again (a callback per reduction would slow the fast path): change both together."""
+    code and message; `_Broken` where it does not parse. lark's table, as `_fast_drive` runs it, but each value is
+    only the shape of the lark tree it stands for (depth, nodes, depth of metadata lists, where it starts and ends,
+    where its place on the stack starts and ends, and its kind of stand-in), and a token only an int (its
+    start and length, `_TOKEN_BITS`), so that an expression of 4 MiB is measured in a few seconds and megabytes,
+    and nothing is built. Its loop is `_fast_drive`'s, written out again (a callback per reduction would slow the
+    fast path): change both together."""
     actions = tables.actions
     shapes = tables.shapes
     end_state = tables.end
     states = [tables.start]
     values: list[Any] = []
-    firsts: list[Any] = []
-    lasts: list[Any] = []
     out: list[_Refusal] = []
-    for tok in _fast_tokens(text, tables, start, end, line):
-        kind = tok[0]
-        while True:
-            code = actions[states[-1]].get(kind)
-            if code is None:
-                raise _Bail
-            if code >= 0:
-                if kind == "$END":
+    checked: list[Any] = []  # the shape of each expression refused (None: a metadata value)
+    error = end
+    try:
+        for kind, tok in _shape_tokens(text, tables, start, end):
+            while True:
+                code = actions[states[-1]].get(kind)
+                if code is None or (code >= 0 and kind == "$END"):
+                    error = tok >> _TOKEN_BITS
                     raise _Bail
-                states.append(code)
-                values.append(tok)
-                firsts.append(tok)
-                lasts.append(tok)
-                break
-            size, origin, shape, child, check, meta_list = shapes[~code]
-            if shape == _RENAMED:
-                states[-1] = actions[states[-2]][origin]
-            else:
-                if size:
-                    children = values[-size:]
-                    first, last = firsts[-size], lasts[-1]
-                    del values[-size:], firsts[-size:], lasts[-size:], states[-size:]
+                if code >= 0:
+                    states.append(code)
+                    values.append(tok)
+                    break
+                size, origin, shape, child, check, meta_list, stand_in = shapes[~code]
+                if shape == _RENAMED:
+                    states[-1] = actions[states[-2]][origin]
                 else:
-                    children, first, last = [], None, None
-                if check >= 0:
-                    d, n, nested, at, to = children[check >> 1]
-                    past = (_meta_too_deep(nested) if nested > MAX_DEPTH else None) if check & 1 else _past_limits(d, n)
-                    if past is not None:
-                        out.append((_sp(at, to), *past))
-                if shape == _PASSED:
-                    value = children[child]
-                else:
-                    d = n = nested = 0
-                    for c in children:
-                        if type(c[0]) is int:  # a shape; a token starts with its kind
-                            if c[0] > d:
-                                d = c[0]
-                            n += c[1]
-                            if c[2] > nested:
-                                nested = c[2]
-                    if shape == _TREE:
-                        value = (d + 1, n + 1, nested + 1 if meta_list else 0, first, last)
+                    if size:
+                        children = values[-size:]
+                        del values[-size:], states[-size:]
+                        f, b = children[0], children[-1]
+                        first = f[5] if type(f) is tuple else f >> _TOKEN_BITS
+                        last = b[6] if type(b) is tuple else (b >> _TOKEN_BITS) + (b & _TOKEN_LENGTH)
                     else:
-                        value = (d, n, nested, None, None)
-                values.append(value)
-                firsts.append(first)
-                lasts.append(last)
-                states.append(actions[states[-1]][origin])
-            if states[-1] == end_state:
-                return out
-    raise _Bail
+                        children, first, last = [], None, None
+                    if check >= 0:
+                        d, n, nested, at, to = children[check >> 1][:5]
+                        if check & 1:
+                            past = _meta_too_deep(nested) if nested > MAX_DEPTH else None
+                        else:
+                            past = _past_limits(d, n)
+                        if past is not None:
+                            out.append((_offsets_span(text, start, line, at, to), *past))
+                            checked.append(None if check & 1 else children[check >> 1])
+                    if shape == _PASSED:
+                        c = children[child]
+                        if type(c) is not tuple:  # a token: only where it stands on the stack is kept
+                            value = (0, 0, 0, None, None, first, last, "")
+                        else:
+                            value = c if c[5] == first and c[6] == last else (*c[:5], first, last, c[7])
+                    else:
+                        d = n = nested = 0
+                        for c in children:
+                            if type(c) is tuple:
+                                if c[0] > d:
+                                    d = c[0]
+                                n += c[1]
+                                if c[2] > nested:
+                                    nested = c[2]
+                        if shape == _TREE:
+                            value = (d + 1, n + 1, nested + 1 if meta_list else 0, first, last, first, last, stand_in)
+                        else:
+                            value = (d, n, nested, None, None, first, last, "")
+                    values.append(value)
+                    states.append(actions[states[-1]][origin])
+                if states[-1] == end_state:
+                    return out
+    except _Bail:
+        if values and error == end:  # the lexer failed: past the last token read
+            top = values[-1]
+            error = top[6] if type(top) is tuple else (top >> _TOKEN_BITS) + (top & _TOKEN_LENGTH)
+        trees = [c for c in checked if c is not None] + [v for v in values if type(v) is tuple]
+        parts = [p for c in trees if (p := _tree_part(text, start, line, c)) is not None]
+        raise _Broken(parts + _opener_parts(text, tables, start, line, states, values, error)) from None
+    raise _Broken([])
+
+
+_TOKEN_BITS = 23
+"""A token on `_shape_refusals`'s stack is one int: its start shifted left by this, or'ed with its length (a file
+is at most 4 MiB, so a token is shorter than 2**23). A stack of 4 million `(` holds some 200 MB so."""
+_TOKEN_LENGTH = (1 << _TOKEN_BITS) - 1
+_KEPT_OPENERS = 3 * (MAX_RECOVERIES + 2) + 3
+"""Of a run of `(` and `[` before a syntax error, more than the recovery may close (it inserts at most 3 tokens at
+each error it meets, `MAX_RECOVERIES` and the end of the file) however many `)` and `]` follow: the rest is read
+as spaces (`_broken_parts`)."""
+
+
+class _Broken(_Bail):
+    """`_shape_refusals` met a syntax error: what before it `parse` may read as stand-ins."""
+
+    def __init__(self, parts: list[_Part]) -> None:
+        super().__init__()
+        self.parts = parts
+
+
+def _shape_tokens(text: str, tables: _FastTables, start: int, end: int) -> Iterator[tuple[str, int]]:
+    """`_fast_tokens` for `_shape_refusals`: each token's kind and its start and length in one int, then `$END`."""
+    ignore = tables.ignore
+    keywords = tables.keywords
+    pos = start
+    for m in tables.scanner.finditer(text, start, end):
+        at = m.start()
+        if at != pos:
+            raise _Bail
+        kind = m.lastgroup
+        pos = m.end()
+        if kind in ignore:
+            continue
+        if kind == "IDENT":
+            kind = keywords.get(m.group(), kind)
+        elif kind is None:
+            raise _Bail
+        yield kind, at << _TOKEN_BITS | (pos - at)
+    if pos != end:
+        raise _Bail
+    yield "$END", end << _TOKEN_BITS
+
+
+def _tree_part(text: str, start: int, line: int, shape: Any) -> _Part | None:
+    """The stand-in for a tree `_shape_refusals` measured in a rule with a syntax error (whole, so lark's parser
+    reduces its stand-in as it reduced the tree), if it is past the limits and its kind has one that fits its
+    text: no line break under the stand-in's own tokens, and no name's character either side to join them."""
+    depth, nodes, _, at, to, _, _, kind = shape
+    if not kind or (depth <= MAX_DEPTH and nodes <= MAX_RULE_NODES):
+        return None
+    head, tail = _stand_in_ends(kind)
+    if to - at < len(head) + len(tail) + 1 or "\n" in text[at : at + len(head)] or "\n" in text[to - len(tail) : to]:
+        return None
+    if (at > start and name_char(text[at - 1]) and name_char(head[0])) or (to < len(text) and name_char(text[to])):
+        return None
+    spaced = _SPACED_UNIT.search(text, max(at, to - 4), to + _NEAR)
+    if spaced is not None and spaced.start() < to and _spaced_durations(text[spaced.start() : spaced.end()]):
+        return None  # `... > 5 s`: read as `5s` before lark reads the text
+    return _offsets_span(text, start, line, at, to), depth, nodes, kind
+
+
+_STAND_IN_TREES = {"postfix": "field"}  # the tree a stand-in makes, where its kind is not its name
+
+
+def _stand_in_ends(kind: str) -> tuple[str, str]:
+    """The text a stand-in of `kind` starts and ends with, spaces between: the smallest tree of that kind (a field
+    for any `postfix` tree: a field, call, index or list, which the recovery tells apart from none)."""
+    if kind == "postfix":
+        return "x", ".x"
+    if kind == "neg":
+        return "-", "x"
+    if kind == "not_":
+        return "not ", "x"
+    operator = {"or_": "or", "and_": "and"}.get(kind) or _BIN[kind]
+    return "x ", f" {operator} x"
+
+
+def _opener_parts(
+    text: str, tables: _FastTables, start: int, line: int, states: list[int], values: list[Any], error: int
+) -> list[_Part]:
+    """Of each run of `(` and `[` on `_shape_refusals`'s stack at a syntax error at `error`, longer than
+    `_KEPT_OPENERS` and the closers after the error, the first part, as spaces: no reduction reaches it, and the
+    state after the rest is the one it had (checked on the table)."""
+    parts: list[_Part] = []
+    top = len(values) - 1
+    closers = -1
+    run = 0
+    for i, v in enumerate(values):
+        if not (type(v) is int and v & _TOKEN_LENGTH == 1 and text[v >> _TOKEN_BITS] in "(["):
+            run = 0
+            continue
+        run += 1
+        if i < top and type(values[i + 1]) is int and text[values[i + 1] >> _TOKEN_BITS] in "([":
+            continue
+        if closers < 0:
+            closers = text.count(")", error) + text.count("]", error)
+        cut = i + 1 - _KEPT_OPENERS - closers  # the first opener kept
+        kind = "LPAR" if text[values[max(cut, 0)] >> _TOKEN_BITS] == "(" else "LSQB"
+        for first in (i + 1 - run, i + 2 - run):  # an opener's state is its own, but a call's `(` is not
+            if first < cut and tables.actions[states[first]].get(kind) == states[cut + 1]:
+                end = (values[cut - 1] >> _TOKEN_BITS) + 1
+                parts.append((_offsets_span(text, start, line, values[first] >> _TOKEN_BITS, end), 0, 0, ""))
+                break
+        run = 0
+    return parts
+
+
+def _offsets_span(text: str, base: int, line: int, start: int, end: int) -> ast.Span:
+    """`_LineIndex(text).span(start, end)`, for offsets past `base`, a line's start numbered `line`."""
+
+    def pos(at: int) -> tuple[int, int]:
+        return line + text.count("\n", base, at), at - (text.rfind("\n", base, at) + 1 or base)
+
+    (start_line, start_col), (end_line, end_col) = pos(start), pos(end)
+    return ast.Span(start, end, start_line, start_col, end_line, end_col)
 
 
 @cache
@@ -3463,7 +3692,7 @@ def _fast_tables() -> _FastTables | None:
             return None
         rule_index: dict[Any, int] = {}
         rules: list[tuple[int, str, _Handler | None]] = []
-        shapes: list[tuple[int, str, int, int, int, bool]] = []
+        shapes: list[tuple[int, str, int, int, int, bool, str]] = []
         for rule in lark.rules:
             rule_index[rule] = len(rules)
             rules.append((len(rule.expansion), str(rule.origin.name), _handler(rule)))

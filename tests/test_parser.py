@@ -591,6 +591,81 @@ def test_a_stand_in_lark_reads_across_a_broken_rule_is_still_refused(monkeypatch
     assert [d.code for d in sorted(result.diagnostics, key=sort_key)] == ["FLUO100", "FLUO400", "FLUO400"]
 
 
+CHAIN = "a" + ".a" * (MAX_RULE_NODES + 100)  # past the depth limit, in a rule of more tokens than `parse` measures
+SUM = "1" + " + 1" * (MAX_RULE_NODES + 100)
+VALID = "rule v { expect trace.spans.count() > 0 }\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        (f"rule r {{ detect {CHAIN}. }}\n", {"FLUO100", "FLUO400"}),  # security review: 55 s and 2.2 GB at 4 MiB
+        (f"{VALID}rule r {{\n  detect {CHAIN}.\n}}\n{VALID}", {"FLUO100", "FLUO400"}),
+        (f"rule r {{ detect ({CHAIN} }}\n", {"FLUO100", "FLUO400"}),
+        (f"rule r {{ when {{ {CHAIN}[ }} always {{ x }} }}\n", {"FLUO100", "FLUO400"}),
+        (f"rule r {{ detect {CHAIN} AND b }}\n", {"FLUO100", "FLUO400"}),
+        (f"rule r {{ detect {CHAIN} $ }}\n", {"FLUO101", "FLUO400"}),
+        (f"rule r {{ detect {CHAIN}.f() . }}\n", {"FLUO100", "FLUO400"}),
+        (f"rule r {{ expect {CHAIN} > 0 b c }}\n", {"FLUO100", "FLUO400"}),  # a whole clause, then the error
+        (f"rule r {{ expect {SUM} + }}\n", {"FLUO100", "FLUO400"}),
+        (f"{CHAIN}.\n", {"FLUO104", "FLUO400"}),
+        (f"rule r {{ detect {CHAIN}.rule.x }}\n", {"FLUO100"}),  # the recovery reads the name back from `rule`
+    ],
+    ids=["dot", "among-rules", "paren", "index", "AND", "character", "call", "clause", "sum", "bare", "keyword"],
+)
+def test_an_expression_past_the_limits_before_a_syntax_error_is_measured_not_built(
+    monkeypatch: pytest.MonkeyPatch, text: str, codes: set[str]
+) -> None:
+    """An oversized expression whose rule holds a syntax error after it was built whole by lark, then refused: lark
+    now reads the smallest tree of its kind in its place (`x    .x`, `x    + x`), the recovery reads the text
+    itself, and the FLUO400 counts the tree stood for. Diagnostics and rules are lark's on the text itself."""
+    read = _lark_reads(monkeypatch)
+    result = parse(text, "t.fluo")
+    assert len(read) == 1 and read[0].count("a.") + read[0].count("+ 1") < 100
+    monkeypatch.undo()
+    _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
+    assert {d.code for d in result.diagnostics} == codes
+    for limit in (d for d in result.diagnostics if d.code == "FLUO400"):
+        assert text[limit.span.start :].startswith((CHAIN[:100], SUM[:100]))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rule r { detect " + "(" * 3 * MAX_RULE_NODES + " }\n",  # security review: 27 s and 1.2 GB at 4 MiB
+        f"{VALID}rule r {{ detect " + "([" * MAX_RULE_NODES + f"a }}\n{VALID}",
+        "rule r { detect a.f" + "(" * 3 * MAX_RULE_NODES + "a" + ")" * 5_000 + " }\n",
+    ],
+    ids=["parentheses", "among-rules", "some-closed"],
+)
+def test_a_run_of_brackets_never_closed_is_not_given_to_lark_whole(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """Of `((( ...` before a syntax error, lark reads no more than the recovery could close: the rest is spaces."""
+    read = _lark_reads(monkeypatch)
+    result = parse(text, "t.fluo")
+    assert len(read) == 1 and read[0].count("(") < 5_000 + 2 * MAX_RECOVERIES * 3
+    monkeypatch.undo()
+    _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
+    assert {d.code for d in result.diagnostics} == {"FLUO100"}  # the syntax errors: parentheses add no depth
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "rule r { detect " + "(" * 3 * MAX_RULE_NODES + " }\n" + ")" * 3 * MAX_RULE_NODES + "\n",
+        f"rule r {{ expect {CHAIN} > 5 s }}\n",  # `5 s` is read as `5s` before lark reads the text
+    ],
+    ids=["closed-later", "spaced-duration"],
+)
+def test_where_a_stand_in_could_change_what_the_recovery_reads_lark_reads_the_text(
+    monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    read = _lark_reads(monkeypatch)
+    result = parse(text, "t.fluo")
+    assert max(read[-1].count("a."), read[-1].count("(")) > MAX_RULE_NODES  # the text itself
+    monkeypatch.undo()
+    _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
+
+
 FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
