@@ -2231,7 +2231,7 @@ def _stand_in(text: str, refusals: list[_Refusal], parts: list[_Part] | None = N
     at = 0
     for span, kind in cuts:
         x = _stand_in_at(text, span) if kind is None else span.start
-        head, tail = ("x", "") if kind is None else _stand_in_ends(kind) if kind else ("", "")
+        head, tail = ("x", "") if kind is None else _stand_in_ends(kind) if kind not in ("", _MINUS_RUN) else ("", "")
         blank = _LINE_TEXT.sub(_spaces, text[x + len(head) : span.end - len(tail)])
         out += (text[at : span.start], " " * (x - span.start), head, blank, tail)
         at = span.end
@@ -2263,7 +2263,10 @@ class _StandIns:
     def __init__(self, text: str, parts: list[_Part]) -> None:
         self.text = text
         self.shapes = {span.start: (d, n, span.end, _STAND_IN_TREES.get(k, k)) for span, d, n, k in parts if k}
+        self.shapes = {at: shape for at, shape in self.shapes.items() if shape[3] != _MINUS_RUN}
+        self.prefixes = {span.end: (d, span) for span, d, _, k in parts if k == _MINUS_RUN}
         self.owners = {at: start for start, (_, _, end, _) in self.shapes.items() for at in (start, end - 1)}
+        self.owners.update((at, at) for at in self.prefixes)
         self.seen: set[int] = set()
         self.used: set[int] = set()
 
@@ -2276,6 +2279,11 @@ class _StandIns:
                 stack += node.children
             elif isinstance(node, Token) and node.start_pos in self.owners and node.value in ("x", "-", "not"):
                 self.seen.add(self.owners[node.start_pos])  # (not a token the recovery read in place of text)
+
+    def prefix(self, node: Tree[Any]) -> int | None:
+        """Where `node` starts, if it is the outermost `-` kept of a run read as spaces before it (`_run_parts`)."""
+        at = _start_of(node)
+        return at if at in self.prefixes and node.data == "neg" else None
 
     def of(self, node: Tree[Any]) -> int | None:
         """The stand-in `node` is the tree of, whole, if it is one."""
@@ -2699,6 +2707,8 @@ class _Builder:
         if past is not None:
             if self.stand_ins is not None:
                 self.stand_ins.used.update(found)
+                run = self.stand_ins.prefixes.get(span.start, (0, span))[1]  # the `-` read as spaces before it
+                span = ast.Span(run.start, span.end, run.line, run.col, span.end_line, span.end_col)
             self.diagnostics.append(error(*past, span, path=self.path))
             return ast.Missing(span)
         return self.expr(tree)
@@ -3082,6 +3092,11 @@ def _measure(
             if found is not None:
                 found.append(at)
             continue
+        if stand_ins is not None and isinstance(node, Tree) and (at := stand_ins.prefix(node)) is not None:
+            depth += stand_ins.prefixes[at][0]
+            nodes += stand_ins.prefixes[at][0]
+            if found is not None:
+                found.append(at)
         if depth > max_depth:
             max_depth = depth
         if isinstance(node, Tree):
@@ -3557,7 +3572,7 @@ def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: 
             error = top[6] if type(top) is tuple else (top >> _TOKEN_BITS) + (top & _TOKEN_LENGTH)
         trees = [c for c in checked if c is not None] + [v for v in values if type(v) is tuple]
         parts = [p for c in trees if (p := _tree_part(text, start, line, c)) is not None]
-        raise _Broken(parts + _opener_parts(text, tables, start, line, states, values, error)) from None
+        raise _Broken(parts + _run_parts(text, tables, start, line, states, values, error)) from None
     raise _Broken([])
 
 
@@ -3636,34 +3651,56 @@ def _stand_in_ends(kind: str) -> tuple[str, str]:
     return "x ", f" {operator} x"
 
 
-def _opener_parts(
+_MINUS_RUN = "-"  # the kind of a `_Part` that is a run of unary `-`
+_KEPT_MINUS = 64  # of a run of unary `-` before a syntax error, kept as written (`_run_parts`)
+
+
+def _run_parts(
     text: str, tables: _FastTables, start: int, line: int, states: list[int], values: list[Any], error: int
 ) -> list[_Part]:
-    """Of each run of `(` and `[` on `_shape_refusals`'s stack at a syntax error at `error`, longer than
-    `_KEPT_OPENERS` and the closers after the error, the first part, as spaces: no reduction reaches it, and the
-    state after the rest is the one it had (checked on the table)."""
+    """Of each run of one-character tokens on `_shape_refusals`'s stack at a syntax error at `error`, the first part,
+    read as spaces, where the state after the rest is the one it had (checked on the table):
+
+    - a run of `(` and `[` longer than `_KEPT_OPENERS` and the closers after the error: no reduction reaches that
+      part (kind "");
+    - a run of unary `-` longer than `_KEPT_MINUS`: it is reduced, if ever, with the `-` kept, all on one token, so
+      `_Builder` counts it on the outermost `-` kept (kind `_MINUS_RUN`, with its length; the span runs to there).
+    """
     parts: list[_Part] = []
     top = len(values) - 1
     closers = -1
     run = 0
     for i, v in enumerate(values):
-        if not (type(v) is int and v & _TOKEN_LENGTH == 1 and text[v >> _TOKEN_BITS] in "(["):
+        ch = text[v >> _TOKEN_BITS] if type(v) is int and v & _TOKEN_LENGTH == 1 else ""
+        if not ch or ch not in "([-":
             run = 0
             continue
         run += 1
-        if i < top and type(values[i + 1]) is int and text[values[i + 1] >> _TOKEN_BITS] in "([":
+        nxt = values[i + 1] if i < top else None
+        if type(nxt) is int and nxt & _TOKEN_LENGTH == 1 and _same_run(ch, text[nxt >> _TOKEN_BITS]):
             continue
-        if closers < 0:
-            closers = text.count(")", error) + text.count("]", error)
-        cut = i + 1 - _KEPT_OPENERS - closers  # the first opener kept
-        kind = "LPAR" if text[values[max(cut, 0)] >> _TOKEN_BITS] == "(" else "LSQB"
+        if ch == "-":
+            cut = i + 1 - _KEPT_MINUS
+        else:
+            if closers < 0:
+                closers = text.count(")", error) + text.count("]", error)
+            cut = i + 1 - _KEPT_OPENERS - closers  # the first opener kept
+        if cut <= i + 1 - run:
+            run = 0
+            continue
+        kind = {"(": "LPAR", "[": "LSQB", "-": "MINUS"}[text[values[cut] >> _TOKEN_BITS]]
         for first in (i + 1 - run, i + 2 - run):  # an opener's state is its own, but a call's `(` is not
             if first < cut and tables.actions[states[first]].get(kind) == states[cut + 1]:
-                end = (values[cut - 1] >> _TOKEN_BITS) + 1
-                parts.append((_offsets_span(text, start, line, values[first] >> _TOKEN_BITS, end), 0, 0, ""))
+                end = (values[cut] >> _TOKEN_BITS) if ch == "-" else (values[cut - 1] >> _TOKEN_BITS) + 1
+                span = _offsets_span(text, start, line, values[first] >> _TOKEN_BITS, end)
+                parts.append((span, cut - first, cut - first, _MINUS_RUN) if ch == "-" else (span, 0, 0, ""))
                 break
         run = 0
     return parts
+
+
+def _same_run(a: str, b: str) -> bool:
+    return (a == "-") == (b == "-") and b in "([-"
 
 
 def _offsets_span(text: str, base: int, line: int, start: int, end: int) -> ast.Span:
