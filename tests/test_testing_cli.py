@@ -131,7 +131,11 @@ def test_broken_files_do_not_stop_the_others(work: Path) -> None:
         ),
         ("broken_cases_test.yaml:9: trace file traces/nowhere.json does not exist", "missing fixture"),
         ("broken_cases_test.yaml:15: case 'bad inline span': span 2 ('check'), `duration`:", "bad inline span"),
-        ("broken_cases_test.yaml:21: no rule `slow_logn` in rules.fluo; did you mean `slow_login`?", "unknown rule"),
+        (
+            "broken_cases_test.yaml:21: case 'unknown rule and key': no rule `slow_logn` in rules.fluo;"
+            " did you mean `slow_login`?",
+            "unknown rule",
+        ),
         ("broken_cases_test.yaml:22: unknown key `cuont` in an expected signal; did you mean `count`?", "typo"),
     ],
 )

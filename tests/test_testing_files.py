@@ -175,7 +175,7 @@ def test_a_windowed_rules_expectation_may_not_name_a_trace() -> None:
     )
     result = fluo_test("w_test.yaml")
     assert result.exit_code == 2
-    where = "rule `burst` is windowed (window 1m): its signals have no trace"
+    where = "case 'w': rule `burst` is windowed (window 1m): its signals have no trace"
     assert f"w_test.yaml:5: {where}; drop `trace:`" in result.stdout
     assert f"w_test.yaml:6: {where}; drop `trace_id:`" in result.stdout
     assert "None" not in result.stdout

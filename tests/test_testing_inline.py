@@ -49,15 +49,27 @@ def test_defaults_and_inheritance() -> None:
 
 
 def test_resource_and_service() -> None:
-    a, b = build_spans(
+    a, b, c = build_spans(
         [
             {"name": "a", "resource": {"service.name": "billing", "host.name": "h1"}},
-            {"name": "b", "service": "auth", "resource": {"service.name": "ignored", "k8s.pod.name": "p"}},
+            {"name": "b", "service": "auth", "resource": {"k8s.pod.name": "p"}},
+            {"name": "c", "service": "auth", "resource": {"service.name": "auth"}},
         ],
         where="t",
     )
     assert a.service == "billing" and a.resource == {"service.name": "billing", "host.name": "h1"}
     assert b.service == "auth" and b.resource == {"service.name": "auth", "k8s.pod.name": "p"}
+    assert c.service == "auth" and c.resource == {"service.name": "auth"}
+
+
+def test_a_service_and_another_resource_service_name_are_an_error_not_one_silently_taken() -> None:
+    with pytest.raises(InlineSpanError) as caught:
+        build_spans([{"name": "b", "service": "auth", "resource": {"service.name": "billing"}}], where="t")
+    assert str(caught.value) == (
+        "t: span 1 ('b'), `service`: both `service` 'auth' and `resource`'s `service.name` 'billing' are given:"
+        " give one"
+    )
+    assert caught.value.key == "service"
 
 
 def test_parents_by_id_and_traces_by_label() -> None:

@@ -328,6 +328,44 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
         ("- name: 1.5 # why\n  spans: [{name: a}]\n  expect: []\n", 3, "`name: 1.5` is read by YAML as a number"),
         ("- just text\n", 3, "a case is a mapping"),
         (
+            "- name: a\n  spans:\n  - name: a\n    attributes:\n      ok: 1\n"
+            "      big: 99999999999999999999\n  expect: []\n",
+            8,
+            "case 'a': span 1 ('a'), `attributes`: `big`: 99999999999999999999 is out of range for a 64-bit integer",
+        ),
+        (
+            "- name: a\n  spans: [{name: a, resource: {sizes: [1, -9223372036854775809]}}]\n  expect: []\n",
+            4,
+            "`resource`: `sizes[1]`: -9223372036854775809 is out of range for a 64-bit integer",
+        ),
+        (
+            "- name: a\n  spans: [{name: a, trace: t}]\n  expect: [{rule: slow, trace: on}]\n",
+            5,
+            "`trace: on` is read by YAML as a boolean (True), not text: quote it, like `trace: 'on'`",
+        ),
+        (
+            "- name: a\n  spans: [{name: a, trace: off}]\n  expect: []\n",
+            4,
+            "case 'a': span 1 ('a'), `trace`: `trace: off` is read by YAML as a boolean (False), not text: quote it",
+        ),
+        (
+            "- name: a\n  spans: [{name: a}]\n  expect: [{rule: yes}]\n",
+            5,
+            "`rule: yes` is read by YAML as a boolean (True), not text: quote it, like `rule: 'yes'`",
+        ),
+        (
+            "- name: a\n  spans: [{name: a}]\n  only: on\n  expect: []\n",
+            5,
+            "`only: on` is read by YAML as a boolean (True), not text: quote it, like `only: 'on'`",
+        ),
+        (
+            "- name: a\n  spans: [{name: a}]\n  only: [slow, no]\n  expect: []\n",
+            5,
+            "`no` is read by YAML as a boolean (False), not text: quote it, like `'no'`",
+        ),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [null]\n", 5, "`null` is read by YAML as null (None)"),
+        ("- name: a\n  spans: [{name: a}]\n  expect: [slo]\n", 5, "case 'a': no rule `slo` in r.fluo"),
+        (
             "- {name: a, spans: [{name: a}], expect: []}\n- {name: a, spans: [{name: a}], expect: []}\n",
             4,
             "another case is named 'a' (line 3)",
@@ -399,6 +437,21 @@ def test_file_problems(tmp_path: Path, text: str, line: int, message: str) -> No
     assert message in f.problems[0].message
 
 
+def test_rule_ids_yaml_reads_as_booleans_say_so_once_each(tmp_path: Path) -> None:
+    """`expect: [on, off]` names rules `on` and `off` as YAML 1.1 reads them: True and False. Each gets the
+    hint to quote it, as `name: yes` does; the same slip twice on a line is said once."""
+    write(tmp_path, "r.fluo", "rule on { detect true }\nrule off { detect true }\n")
+    write(tmp_path, "r_test.yaml", "rules: r.fluo\ncases:\n  - {name: c, spans: [{name: a}], expect: [on, off, on]}\n")
+    (case,) = load_test_file(tmp_path / "r_test.yaml").cases
+    assert [(p.line, p.message) for p in case.problems] == [
+        (3, "`on` is read by YAML as a boolean (True), not text: quote it, like `'on'`"),
+        (3, "`off` is read by YAML as a boolean (False), not text: quote it, like `'off'`"),
+    ]
+    write(tmp_path, "r_test.yaml", "rules: r.fluo\ncases:\n  - {name: c, spans: [{name: a}], expect: ['on', 'off']}\n")
+    (case,) = load_test_file(tmp_path / "r_test.yaml").cases
+    assert case.problems == [] and [e.rule for e in case.expect or []] == ["on", "off"]
+
+
 def test_rules_may_be_a_folder_and_disabled_rules_cannot_be_expected(tmp_path: Path) -> None:
     write(tmp_path, "rules/a.fluo", RULES)
     write(tmp_path, "rules/b.fluo", "rule disabled_rule { enabled: false\n detect true }\n")
@@ -411,7 +464,7 @@ def test_rules_may_be_a_folder_and_disabled_rules_cannot_be_expected(tmp_path: P
     )
     assert f.loaded, f.problems
     (case,) = f.cases
-    assert [p.message for p in case.problems] == ["rule `disabled_rule` is disabled, so it never fires"]
+    assert [p.message for p in case.problems] == ["case 'a': rule `disabled_rule` is disabled, so it never fires"]
 
 
 _KEYS = [

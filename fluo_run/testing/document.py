@@ -116,13 +116,36 @@ class LineDict(dict[str, Any]):
 
 
 class LineList(list[Any]):
-    """A sequence that knows the line it starts on and the line of each item."""
+    """A sequence that knows the line it starts on, the line of each item, and the text of each plain item
+    YAML read as something else (`[on, off]` holds True and False)."""
 
     line: int
     item_lines: list[int]
+    written: dict[int, str]
 
     def line_of(self, index: int) -> int:
         return self.item_lines[index] if 0 <= index < len(self.item_lines) else self.line
+
+    def text_of(self, index: int) -> str | None:
+        """The item at `index` as written, when it is a plain scalar YAML did not read as text."""
+        return self.written.get(index)
+
+
+def not_text(value: Any, written: str | None, key: str | None = None) -> str | None:
+    """Why a value that should be text is not: YAML 1.1 read the plain scalar `written` (`on`, `yes`, `404`,
+    `~`) as a boolean, a number or null, and quotes keep it text; None for a value that is no such scalar.
+    `key` is the mapping key it is the value of (`name: yes`), None for a list item."""
+    if isinstance(value, bool):
+        what = "a boolean"
+    elif isinstance(value, int | float):
+        what = "a number"
+    elif value is None and written:  # `rule: ~`; not `rule:` with nothing after it
+        what = "null"
+    else:
+        return None
+    shown = written or str(value).lower()
+    said, quoted = (f"{key}: {shown}", f"{key}: '{shown}'") if key else (shown, f"'{shown}'")
+    return f"`{said}` is read by YAML as {what} ({value!r}), not text: quote it, like `{quoted}`"
 
 
 def line_of(value: Any, default: int = 1) -> int:
@@ -263,6 +286,7 @@ class _Builder:
         self.done[id(node)] = out
         out.line = node.start_mark.line + 1
         out.item_lines = []
+        out.written = {}
         line = out.line
         for item in node.value:
             # an alias's node is the value it names, marked where that is: the last item seen is nearer
@@ -270,6 +294,8 @@ class _Builder:
                 line = item.start_mark.line + 1
             out.append(self.value(item, line))
             out.item_lines.append(item.start_mark.line + 1)
+            if isinstance(item, yaml.ScalarNode) and not isinstance(out[-1], str) and not item.style:
+                out.written[len(out) - 1] = item.value
         return out
 
     def scalar(self, node: yaml.Node) -> Any:

@@ -3,8 +3,8 @@
 Each item is a mapping with these keys (only `name` is required):
 
   name        the span name
-  service     resource `service.name`; default: `resource`'s `service.name`, else the parent's
-              service, else `unknown_service`
+  service     resource `service.name` (`resource` naming another one too is an error); default:
+              `resource`'s `service.name`, else the parent's service, else `unknown_service`
   duration    a FLUO duration (`20ms`, `1.5s`), a whole number of nanoseconds; default `1ms`
   start       offset of the span's start from the case's time origin; default: the parent's start, else `0s`
   parent      another span of the same trace, by its `id` or, if unique, its `name`;
@@ -12,7 +12,7 @@ Each item is a mapping with these keys (only `name` is required):
   id          a label other spans name as `parent`; 16 hex digits are used as the span id itself
   status      `ok`, `error` or `unset` (default)
   kind        `internal`, `server`, `client`, `producer`, `consumer` or `unspecified` (default)
-  attributes  span attributes (a mapping; dotted keys stay as written)
+  attributes  span attributes (a mapping; dotted keys stay as written; integers fit 64 bits)
   resource    resource attributes (a mapping)
   trace       a label putting the span in its own trace; 32 hex digits are used as the trace id itself
 
@@ -33,9 +33,9 @@ from typing import Any
 from fluo_lang.diagnostics import nearest
 from fluo_lang.parser import DURATION_UNITS, number_ns
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
-from fluo_lang.values import NS_LIMIT
+from fluo_lang.values import NS_LIMIT, in_int64
 
-from .document import LineDict
+from .document import LineDict, LineList, not_text
 
 ORIGIN_NS = 1_767_225_600 * 10**9
 """2026-01-01T00:00:00Z: the instant `start: 0s` means."""
@@ -49,12 +49,17 @@ _HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
 class InlineSpanError(ValueError):
-    """An inline span that cannot be built: which item (0-based), which key, and why, in one line."""
+    """An inline span that cannot be built: which item (0-based), which key, and why, in one line.
 
-    def __init__(self, message: str, index: int, key: str | None = None) -> None:
+    `line`: the 1-based line of the value at fault inside the key's value (an attribute of `attributes:`
+    written over several lines), when the items are loaded YAML that knows it; None otherwise.
+    """
+
+    def __init__(self, message: str, index: int, key: str | None = None, line: int | None = None) -> None:
         super().__init__(message)
         self.index = index
         self.key = key
+        self.line = line
 
 
 def parse_duration(value: Any) -> int | None:
@@ -114,6 +119,8 @@ class _Item:
         self.raw = raw
         name = raw.get("name")
         self.name = name if isinstance(name, str) else ""
+        if name is not None and not self.name and (why := not_text(name, _written(raw, "name"), "name")):
+            raise self.fail(where, "name", why)
         self.trace = self._text("trace", where, default="")
         self.label = self._text("id", where, default="")
         self.parent = self._text("parent", where, default="")
@@ -124,12 +131,16 @@ class _Item:
         self.start = self._duration("start", where)
         self.attributes = self._mapping("attributes", where)
         self.resource = self._mapping("resource", where)
+        named = self.resource.get("service.name")
+        if self.service and named is not None and str(named) != self.service:
+            given = f"{self.service!r} and `resource`'s `service.name` {_show(named)}"
+            raise self.fail(where, "service", f"both `service` {given} are given: give one")
         self.span_id = b""
 
-    def fail(self, where: str, key: str | None, message: str) -> InlineSpanError:
+    def fail(self, where: str, key: str | None, message: str, line: int | None = None) -> InlineSpanError:
         what = f"span {self.index + 1}" + (f" ({self.name!r})" if self.name else "")
         at = f", `{key}`" if key else ""
-        return InlineSpanError(f"{where}: {what}{at}: {message}", self.index, key)
+        return InlineSpanError(f"{where}: {what}{at}: {message}", self.index, key, line)
 
     def _text(self, key: str, where: str, default: str) -> str:
         value = self.raw.get(key)
@@ -137,7 +148,8 @@ class _Item:
             return default
         text = text_value(self.raw, key)
         if text is None:
-            raise self.fail(where, key, f"expected text, got {_show(value)}")
+            why = not_text(value, _written(self.raw, key), key)
+            raise self.fail(where, key, why or f"expected text, got {_show(value)}")
         return text
 
     def _choice(self, key: str, allowed: tuple[str, ...], default: str, where: str) -> str:
@@ -176,7 +188,41 @@ class _Item:
             return {}
         if not isinstance(value, Mapping):
             raise self.fail(where, key, f"expected a mapping of names to values, got {_show(value)}")
+        past = _past_int64(value, self.raw.line_of(key) if isinstance(self.raw, LineDict) else None)
+        if past is not None:
+            path, n, line = past
+            why = f"`{path}`: {n} is out of range for a 64-bit integer (OTLP's intValue); quote it to keep it as text"
+            raise self.fail(where, key, why, line)
         return {str(k): v for k, v in value.items()}
+
+
+def _written(raw: Mapping[str, Any], key: str) -> str | None:
+    return raw.text_of(key) if isinstance(raw, LineDict) else None
+
+
+def _past_int64(value: Mapping[str, Any], line: int | None) -> tuple[str, int, int | None] | None:
+    """The first integer in attribute values (lists and mappings at any depth) that no 64-bit integer holds, as
+    no OTLP trace can carry one: its path (`big`, `sizes[2]`, `limits.max`), the integer and its line if known."""
+    todo: list[tuple[str, Any, int | None]] = [(str(k), v, _line_in(value, k, line)) for k, v in value.items()]
+    todo.reverse()  # popped from the end: the first one written is found first
+    while todo:
+        path, v, n = todo.pop()
+        if isinstance(v, int) and not isinstance(v, bool) and not in_int64(v):
+            return path, v, n
+        if isinstance(v, Mapping):
+            todo.extend(reversed([(f"{path}.{k}", x, _line_in(v, k, n)) for k, x in v.items()]))
+        elif isinstance(v, list):
+            todo.extend(reversed([(f"{path}[{i}]", x, _line_in(v, i, n)) for i, x in enumerate(v)]))
+    return None
+
+
+def _line_in(container: Any, at: Any, line: int | None) -> int | None:
+    """The line of the key or item `at` of a loaded mapping or list, else `line` (that of the container)."""
+    if isinstance(container, LineDict):
+        return container.line_of(at)
+    if isinstance(container, LineList):
+        return container.line_of(at)
+    return line
 
 
 def text_value(raw: Mapping[str, Any], key: str) -> str | None:

@@ -34,7 +34,7 @@ from fluo_lang.evaluate import TRUNCATED_RULE
 from fluo_lang.otlp import TRACE_FILE_NAMES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_lang.trace import Span
 
-from .document import LineDict, LineList, YamlError, line_of, load
+from .document import LineDict, LineList, YamlError, line_of, load, not_text
 from .inline import InlineSpanError, build_spans, exact_duration, text_value, trace_id_for
 
 TEST_SUFFIXES = ("_test.yaml", ".fluotest.yaml")
@@ -390,8 +390,11 @@ class _Reader:
         self.windowed: dict[str, int] = {}  # window of each windowed rule, whose signals have no trace
 
     def problem(self, line: int, message: str, case: Case | None = None, code: str = "test-file") -> None:
+        """Record a problem; the same one again (`expect: [on, on]`) is said once."""
         problem = Problem(self.where, line, message, code)
-        (case.problems if case is not None else self.file.problems).append(problem)
+        problems = case.problems if case is not None else self.file.problems
+        if problem not in problems:
+            problems.append(problem)
 
     def unknown_keys(self, mapping: LineDict, known: tuple[str, ...], what: str, case: Case | None = None) -> bool:
         bad = False
@@ -420,7 +423,6 @@ class _Reader:
             if bad is not None:
                 self.problem(bad.span.line + 1, f"cannot read the test file: {bad.message}")
                 return self.file
-            self.text = text
         try:
             doc = self.read_yaml(text)
         except YamlError as exc:
@@ -445,18 +447,6 @@ class _Reader:
             names.setdefault(case.name, case.line)
             self.file.cases.append(case)
         return self.file
-
-    def not_text(self, key: str, value: bool | float, line: int) -> str:
-        """Why `key: no` or `key: 404` is not text: YAML read a boolean or a number; quotes keep the text."""
-        what = "a boolean" if isinstance(value, bool) else "a number"
-        lines = (self.text or "").splitlines()
-        shown = str(value).lower()
-        pattern = rf"\b{key}[ \t]*:[ \t]*([^,}}#\s][^,}}#]*?)[ \t]*(?:[,}}#]|$)"
-        for written in re.finditer(pattern, lines[line - 1] if line <= len(lines) else ""):
-            if _reads_as(written.group(1), value):  # not `name: a` of an inline span on the same line
-                shown = written.group(1)
-                break
-        return f"`{key}: {shown}` is read by YAML as {what} ({value!r}), not text: quote it, like `{key}: '{shown}'`"
 
     def read_rules(self, doc: LineDict) -> None:
         base = self.file.path.parent
@@ -514,7 +504,7 @@ class _Reader:
             return case
         name = raw.get("name")
         if isinstance(name, bool | int | float):
-            self.problem(raw.line_of("name"), self.not_text("name", name, raw.line_of("name")), case)
+            self.problem(raw.line_of("name"), str(not_text(name, raw.text_of("name"), "name")), case)
         elif not isinstance(name, str) or not name.strip():
             self.problem(raw.line_of("name"), "every case needs a `name:` (text)", case)
         else:
@@ -576,6 +566,7 @@ class _Reader:
         except InlineSpanError as exc:
             item = value[exc.index] if 0 <= exc.index < len(value) else None
             n = item.line_of(exc.key) if isinstance(item, LineDict) and exc.key else value.line_of(exc.index)
+            n = exc.line or n
             self.problem(n, str(exc), case)
             return
         labels = {text_value(x, "trace") or "" for x in value if isinstance(x, dict)}  # as the spans read them
@@ -586,23 +577,29 @@ class _Reader:
         items = value if isinstance(value, list) else [value]
         out = []
         for i, item in enumerate(items):
-            n = value.line_of(i) if isinstance(value, LineList) else raw.line_of(key)
-            if self.check_rule(item, n, case):
+            if isinstance(value, LineList):
+                n, written, said = value.line_of(i), value.text_of(i), None
+            else:
+                n, written, said = raw.line_of(key), raw.text_of(key), key
+            if self.check_rule(item, n, case, written, said):
                 out.append(item)
         return out
 
-    def check_rule(self, rule: Any, line: int, case: Case) -> bool:
+    def check_rule(self, rule: Any, line: int, case: Case, written: str | None = None, key: str | None = None) -> bool:
+        """Whether `rule` names a rule that runs; `written` is its text when YAML read it as something else
+        (`rule: on` is True), `key` the key it is the value of (None for a list item)."""
         if not isinstance(rule, str) or not rule:
-            self.problem(line, "a rule id is text, like auth_retry_storm", case)
+            why = _id_not_text(rule, written, key) or "a rule id is text, like auth_retry_storm"
+            self.problem(line, why, case)
             return False
         if rule in self.disabled:
-            self.problem(line, f"rule `{rule}` is disabled, so it never fires", case)
+            self.problem(line, f"case {case.name!r}: rule `{rule}` is disabled, so it never fires", case)
             return False
         if rule not in self.rule_ids and rule != TRUNCATED_RULE:  # the evaluator's own signal may be expected too
             hint = nearest(rule, sorted(self.rule_ids))
             tip = f"did you mean `{hint}`?" if hint else f"the rules here are {', '.join(sorted(self.rule_ids))}"
             files = ", ".join(display_path(p) for p in self.file.rule_paths)
-            self.problem(line, f"no rule `{rule}` in {files}; {tip}", case, code="unknown-rule")
+            self.problem(line, f"case {case.name!r}: no rule `{rule}` in {files}; {tip}", case, code="unknown-rule")
             return False
         return True
 
@@ -616,10 +613,11 @@ class _Reader:
             n = value.line_of(i)
             if isinstance(item, str):
                 item_map = LineDict(rule=item)
-                item_map.line, item_map.key_lines = n, {"rule": n}
+                item_map.line, item_map.key_lines, item_map.written = n, {"rule": n}, {}
                 item = item_map
             if not isinstance(item, LineDict):
-                self.problem(n, "an expected signal is a mapping like {rule: ID, count: 2}", case)
+                why = _id_not_text(item, value.text_of(i))
+                self.problem(n, why or "an expected signal is a mapping like {rule: ID, count: 2}", case)
                 continue
             expectation = self.read_expectation(item, case, inline_only="traces" not in raw)
             if expectation is not None:
@@ -633,7 +631,7 @@ class _Reader:
         if "rule" not in item:
             self.problem(item.line, "an expected signal needs `rule:`", case)
             return None
-        if not self.check_rule(item["rule"], item.line_of("rule"), case):
+        if not self.check_rule(item["rule"], item.line_of("rule"), case, item.text_of("rule"), "rule"):
             return None
         if case.only is not None and item["rule"] not in case.only:
             only = ", ".join(case.only) or "nothing"
@@ -651,7 +649,7 @@ class _Reader:
         window = self.windowed.get(e.rule)
         for key in ("trace", "trace_id"):
             if key in item and window is not None:
-                where = f"rule `{e.rule}` is windowed (window {exact_duration(window)})"
+                where = f"case {case.name!r}: rule `{e.rule}` is windowed (window {exact_duration(window)})"
                 self.problem(item.line_of(key), f"{where}: its signals have no trace; drop `{key}:`", case)
                 return None
         if item.get("trace_id") is not None:
@@ -669,7 +667,8 @@ class _Reader:
         if item.get("trace") is not None:
             label = text_value(item, "trace")  # as written, as the spans' `trace:` labels are read
             if label is None:
-                self.problem(item.line_of("trace"), f"`trace:` must be a label, got {item['trace']!r}", case)
+                why = not_text(item["trace"], item.text_of("trace"), "trace")
+                self.problem(item.line_of("trace"), why or f"`trace:` must be a label, got {item['trace']!r}", case)
                 return None
             if label not in case.labels:
                 known = ", ".join(repr(x) for x in sorted(case.labels) if x) or "none"
@@ -686,12 +685,10 @@ class _Reader:
         return e
 
 
-def _reads_as(text: str, value: object) -> bool:
-    try:
-        read = load(text)
-    except YamlError:
-        return False
-    return type(read) is type(value) and read == value
+def _id_not_text(value: Any, written: str | None, key: str | None = None) -> str | None:
+    """`not_text` for where a rule id belongs: a rule id YAML read as a boolean or null (`on`, `no`, `null`);
+    a number is no rule id, so no quotes make it one."""
+    return None if isinstance(value, int | float) and not isinstance(value, bool) else not_text(value, written, key)
 
 
 def _is_hex(text: str) -> bool:
