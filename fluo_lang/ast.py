@@ -120,7 +120,8 @@ MetaValue = str | int | float | bool | list["MetaItem"]
 
 @dataclass(frozen=True, slots=True)
 class MetaItem:
-    """One metadata value; `kind` tells a quoted string from a bare word.
+    """One metadata value; `kind` tells a quoted string from a bare word. A duration is the text written
+    (`1s`): no key takes one, so it is only ever quoted back.
 
     `missing`: a value the parser refused (a list nested too deeply) and already reported; checks stay quiet.
     """

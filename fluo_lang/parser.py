@@ -2692,8 +2692,9 @@ class _Builder:
         if kind == "meta_number":
             value = _number(str(tok))
             return ast.MetaItem(span, value, "int" if isinstance(value, int) else "float")
-        if kind == "meta_duration":
-            return ast.MetaItem(span, self.duration_ns(tok) or 0, "duration")  # type: ignore[arg-type]
+        if kind == "meta_duration":  # read for its errors (`1.5ns`); no key takes one, so it is kept as written
+            self.duration_ns(tok)  # type: ignore[arg-type]
+            return ast.MetaItem(span, str(tok), "duration")
         if kind in ("meta_true", "meta_false"):
             return ast.MetaItem(span, kind == "meta_true", "bool")
         items = [self.meta_value(c) for c in node.children if c is not None]  # `meta_guarded` bounds the depth
@@ -3257,6 +3258,11 @@ def _f_duration(text: str) -> int:
     return ns
 
 
+def _f_meta_duration(ch: list[Any], first: _Tok, last: _Tok) -> ast.MetaItem:
+    _f_duration(ch[0][1])  # one with an error (`1.5ns`) bails to the builder, which reports it
+    return ast.MetaItem(_sp(first, last), ch[0][1], "duration")
+
+
 def _f_number(text: str) -> tuple[int | float, Literal["int", "float"]]:
     value = _number(text)
     if not _in_range(value):
@@ -3416,9 +3422,7 @@ _HANDLERS: dict[tuple[str, str | None], _Handler] = {
     ),
     ("meta_value", "meta_ident"): lambda ch, first, last: ast.MetaItem(_sp(first, last), ch[0][1], "ident"),
     ("meta_value", "meta_number"): _f_meta_number,
-    ("meta_value", "meta_duration"): lambda ch, first, last: ast.MetaItem(
-        _sp(first, last), _f_duration(ch[0][1]), "duration"
-    ),
+    ("meta_value", "meta_duration"): _f_meta_duration,
     ("meta_value", "meta_true"): lambda ch, first, last: ast.MetaItem(_sp(first, last), True, "bool"),
     ("meta_value", "meta_false"): lambda ch, first, last: ast.MetaItem(_sp(first, last), False, "bool"),
     ("meta_value", "meta_list"): _f_meta_list,

@@ -196,8 +196,14 @@ class _Checker:
             self.err("FLUO212", f"severity must be {want}, found `{_meta_text(v)}`{hint}", v.span, guess)
         elif m.key == "tags":
             items = v.value if v.kind == "list" and isinstance(v.value, list) else None
-            if items is None or any(i.kind not in ("ident", "string") for i in items):
+            if items is None:
                 self.err("FLUO212", f"tags must be {want}, found `{_meta_text(v)}`", v.span)
+                return
+            bad = [i for i in items if i.kind not in ("ident", "string")]
+            for i in bad:  # each at itself: `tags: [auth, 5]` is wrong at the `5`
+                if i.kind != "missing":  # the parser reported it
+                    self.err("FLUO212", f"tags must be {want}, found `{_meta_text(i)}` in the list", i.span)
+            if bad:
                 return
             self.out.tags = tuple(str(i.value) for i in items)
         elif m.key == "enabled":

@@ -435,6 +435,28 @@ def test_a_metadata_key_the_recovery_inserted_is_not_checked(meta: str) -> None:
     assert not any("\x00" in d.message for d in diags)
 
 
+@pytest.mark.parametrize(
+    ("meta", "found"),
+    [
+        ("runbook: 1s", "runbook must be a link, as a string, found `1s`"),  # was `1000000000`, in nanoseconds
+        ("owner: 1500ms", "owner must be a team or person, as a string, found `1500ms`"),
+        ("tags: [auth, 1m]", "tags must be a list of words, e.g. [auth, reliability], found `1m` in the list"),
+    ],
+)
+def test_a_duration_as_a_metadata_value_is_quoted_as_written(meta: str, found: str) -> None:
+    d = _only(f"rule a {{ {meta} expect true }}")
+    assert (d.code, d.message) == ("FLUO212", found)
+
+
+def test_a_tags_item_that_is_no_word_is_flagged_at_itself_not_at_the_list() -> None:
+    text = "rule a { tags: [auth, 5, 'ok', [x]] expect true }"
+    diags = _diags(text)
+    assert [(d.code, text[d.span.start : d.span.end]) for d in diags] == [("FLUO212", "5"), ("FLUO212", "[x]")]
+    assert diags[0].message == "tags must be a list of words, e.g. [auth, reliability], found `5` in the list"
+    whole = _only("rule a { tags: auth expect true }")
+    assert whole.message == "tags must be a list of words, e.g. [auth, reliability], found `auth`"
+
+
 # -- suggestions that check where they go (QA: every suggestion applied) --------
 
 _WINDOWED = "rule r {{\n  window 1m\n  expect {}\n}}\n"
