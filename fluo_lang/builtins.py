@@ -691,6 +691,16 @@ FOREIGN_NAMES: dict[str, dict[str, str]] = {
         "endsWith": "ends_with",
         "hasSuffix": "ends_with",
     },
+    "span": {  # bare names that read as attributes; spelled with a dot (`http.status_code`) they are attributes
+        "service_name": "service",
+        "serviceName": "service",
+        "status_code": "status",
+        "statusCode": "status",
+        "span_name": "name",
+        "spanName": "name",
+        "span_kind": "kind",
+        "spanKind": "kind",
+    },
     "status": {
         "STATUS_CODE_OK": "ok",
         "STATUS_CODE_ERROR": "error",

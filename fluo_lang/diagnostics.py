@@ -43,7 +43,10 @@ CODES: dict[str, str] = {
     "FLUO202": "Unknown field for the receiver's type.",
     "FLUO203": "Wrong number of arguments.",
     "FLUO204": "A span field used outside a predicate.",
-    "FLUO205": "A name one typo from an intrinsic reads as an attribute.",
+    "FLUO205": (
+        "A name one typo from an intrinsic, or another tool's spelling of one (`service_name`, `status_code`), "
+        "reads as an attribute."
+    ),
     "FLUO206": "Not callable / not indexable.",
     "FLUO207": (
         "A name that reads as an attribute nobody meant: a key with dashes (`x-request-id` is `x - request - id`),"
@@ -67,7 +70,10 @@ CODES: dict[str, str] = {
     "FLUO304": "Unknown enum value for `status` or `kind`.",
     "FLUO305": "Argument of the wrong type.",
     "FLUO306": "The pattern of `matches` must be a string literal.",
-    "FLUO307": "A comparison that no trace can change: `count() >= 0` always holds, `duration < 0s` never does.",
+    "FLUO307": (
+        "A comparison that no trace can change: `count() >= 0` and `count() > -1` always hold, "
+        "`duration < 0s` and `count() == -1` never do."
+    ),
     # 4xx: limits
     "FLUO400": "Expression or metadata list nested too deeply.",
     "FLUO401": "Rule too large.",

@@ -67,7 +67,8 @@ def registry_markdown() -> str:
     out += [
         "### Names from other languages",
         "",
-        "Written on the left, they are errors whose fix (where it checks) is FLUO's name on the right.",
+        "Written on the left, they are errors whose fix (where it checks) is FLUO's name on the right; "
+        "on `span`, bare names, which read as attributes with a FLUO205 warning.",
         "",
         "| on | written | FLUO writes |",
         "|---|---|---|",

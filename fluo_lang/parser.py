@@ -405,8 +405,16 @@ class _Recovery:
                 self._read_as(ip, start, end, message, None, take_back)
                 ip.feed_token(self.token("IDENT", _MISSING, start, end))
                 return True
+            # `name.contains('x')`: an operator written as a method, with one operand: the operator as FLUO writes it
+            receiver, arg = path.rpartition(".")[0], self.text[self.text.index("(", end) + 1 : close].strip()
+            infix = method in _INFIX_WORDS and receiver and arg and _is_postfix(arg, literal=True)
+            fix = f"{receiver} {method} {arg}" if infix else None
+            if fix is not None:
+                fix = fix if _alone(self.text[:start], self.text[close + 1 :]) else f"({fix})"
+                message += f": it is an operator, write `{fix}`"
             # the call, its arguments too, is one value that cannot be checked: `.exists()` after it reads on
-            self._read_as(ip, start, close + 1, message, None, take_back, fix_end=end, whole=True)
+            fix_end = close + 1 if fix is not None else end
+            self._read_as(ip, start, close + 1, message, fix, take_back, fix_end=fix_end, whole=True)
             ip.feed_token(self.token("IDENT", _MISSING, start, close + 1))
             return True
         else:
@@ -1843,13 +1851,27 @@ def _closing(text: str, start: int) -> int | None:
 _STRING_AT = re.compile(r""""(?:[^"\\\r\n]|\\.)*+"|'(?:[^'\\\r\n]|\\.)*+'""")  # `*+`: see STRING in the grammar
 
 
-def _is_postfix(text: str) -> bool:
-    """Whether `text` is one expression that `.count()` may follow as it is (`trace.spans.where(x)`)."""
+_INFIX_WORDS = frozenset({"contains", "matches", "in"})
+"""The operators that are words, which a rule from another language may call as methods (`name.contains('x')`)."""
+
+_BEFORE_ALONE = re.compile(r"(?:^|[({,]|\b(?:and|or|not|expect|detect|always|never))\s*$")
+_AFTER_ALONE = re.compile(r"\s*(?:$|[)},]|(?:and|or)\b)")
+
+
+def _alone(before: str, after: str) -> bool:
+    """Whether a comparison between `before` and `after` needs no parentheses: no operator binds it tighter."""
+    return _BEFORE_ALONE.search(before) is not None and _AFTER_ALONE.match(after) is not None
+
+
+def _is_postfix(text: str, literal: bool = False) -> bool:
+    """Whether `text` is one expression that `.count()` may follow as it is (`trace.spans.where(x)`);
+    `literal`: or a literal (`'x'`, `[1, 2]`), which an operator may take as its operand as it is."""
     result = parse(text)
     rules = result.file.rules
     if result.diagnostics or len(rules) != 1 or not rules[0].bare:
         return False
-    return isinstance(rules[0].clauses[0].expr, ast.Field | ast.Call | ast.Name | ast.Index)
+    kinds = (ast.Field, ast.Call, ast.Name, ast.Index) + ((ast.Literal, ast.ListLit) if literal else ())
+    return isinstance(rules[0].clauses[0].expr, kinds)
 
 
 def _top(ip: Any) -> Token | None:

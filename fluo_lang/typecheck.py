@@ -386,7 +386,7 @@ class _Checker:
                 if id(e) in self.read_after:  # `True.x`: no boolean has fields
                     self.unfit_typo(e, lambda ty: False)
             return self.record(e, t.ANY, AttrRef(ident, "span", None))
-        typo = _nearest(ident, b.SPAN_FIELD_NAMES)
+        typo = b.foreign_name("span", ident) or _nearest(ident, b.SPAN_FIELD_NAMES)
         if typo is not None and typo != ident:
             self.typo_types[id(e)] = _span_field_type(typo)
             self.pending_typos[id(e)] = warning(
@@ -432,7 +432,7 @@ class _Checker:
                 self.err("FLUO202", f"`{e.name}` is a method; call it: {member.signature}", e.name_span)
             return self.record(e, t.ERROR)
         if target_ty == t.SPAN:
-            typo = _nearest(e.name, b.SPAN_FIELD_NAMES)
+            typo = b.foreign_name("span", e.name) or _nearest(e.name, b.SPAN_FIELD_NAMES)
             if typo is not None:
                 self.typo_types[id(e)] = _span_field_type(typo)
                 self.pending_typos[id(e)] = warning(
@@ -463,6 +463,12 @@ class _Checker:
             # OpenTelemetry's `service.name`: FLUO's `service` intrinsic is that resource attribute
             message = "`service` already is the resource's `service.name`: drop the `.name`"
             self.err("FLUO202", message, e.span if bare else e.name_span, "service" if bare else None)
+            return self.record(e, t.ERROR)
+        if target_ty == t.STATUS and e.name == "code":
+            # OpenTelemetry's `status.code`: FLUO's `status` is that code, compared with `ok`, `error` or `unset`
+            bare = isinstance(e.target, ast.Name) and e.target.ident == "status"
+            message = "`status` already is the status code: drop the `.code` and compare it, like `status == error`"
+            self.err("FLUO202", message, e.span if bare else e.name_span, "status" if bare else None)
             return self.record(e, t.ERROR)
         if target_ty == t.STRING and e.name in ("name",):
             extra = ' (for an attribute key, write attributes["..."])'
@@ -862,12 +868,14 @@ class _Checker:
         )
 
     def vacuous(self, e: ast.Binary) -> None:
-        """`count() >= 0`, `duration < 0s`: a comparison with zero that no value can change."""
+        """`count() >= 0`, `duration < 0s`, `count() > -1`, `count() == -1`: a comparison of a value that is
+        never negative with zero or a negative constant, which no value can change."""
         op: str = e.op
-        value, zero = e.left, e.right
-        if _is_zero(e.left) and not _is_zero(e.right):
-            op, value, zero = _MIRRORED[op], e.right, e.left
-        if op not in ("<", ">=") or not _is_zero(zero):
+        value, bound = e.left, e.right
+        if _sign_of(e.left) is not None and _sign_of(e.right) is None:
+            op, value, bound = _MIRRORED[op], e.right, e.left
+        sign = _sign_of(bound)
+        if not ((sign == 0 and op in ("<", ">=")) or sign == -1):
             return
         ref, ty = self.out.refs.get(id(value)), self.out.types.get(id(value))
         if isinstance(value, ast.Call) and value.method in ("count", "length") and ty == t.INT:
@@ -876,11 +884,12 @@ class _Checker:
             what = "a duration"
         else:
             return
-        if op == ">=" and self.may_be_missing(value):  # false without a root; `< 0s` never holds either way
+        always = op in (">", ">=", "!=")
+        if always and self.may_be_missing(value):  # false without a root; `< 0s` never holds either way
             return
-        holds = "always holds" if op == ">=" else "never holds"
+        holds = "always holds" if always else "never holds"
         message = f"this comparison {holds}: {what} is never negative"
-        if op == ">=" and what == "a duration":  # the one exception, so that "always" is true as written
+        if always and what == "a duration":  # the one exception, so that "always" is true as written
             message += " (only bad input fails it: a span lasting past 64 bits of nanoseconds reads as missing)"
         self.warn("FLUO307", message, e.span)
 
@@ -1147,8 +1156,15 @@ def _number_text(value: object) -> str:
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
-def _is_zero(e: ast.Expr) -> bool:
-    return isinstance(e, ast.Literal) and e.kind in ("int", "float", "duration") and e.value == 0
+def _sign_of(e: ast.Expr) -> int | None:
+    """-1, 0 or 1 for a number or duration constant (`0`, `-1`, `-500ms`), else None."""
+    negated = False
+    while isinstance(e, ast.Unary) and e.op == "-":
+        negated, e = not negated, e.operand
+    if not isinstance(e, ast.Literal) or not isinstance(e.value, int | float) or isinstance(e.value, bool):
+        return None
+    sign = (e.value > 0) - (e.value < 0)
+    return -sign if negated else sign
 
 
 def _maybe_enum(e: ast.Expr) -> bool:

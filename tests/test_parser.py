@@ -1396,7 +1396,7 @@ _ONE_FIX = [
     ("trace.duration < 1.0004us", "trace.duration < 1us"),
     ("trace.duration > 0.00000000000000001s", "trace.duration > 0s"),
     ("trace.duration < 0.00000000011m", "trace.duration < 7ns"),  # 6.6 ns: no decimal of minutes is 7 ns
-    ("trace.duration > -1.5ns", "trace.duration > -2ns"),
+    ("trace.duration - 1s > -1.5ns", "trace.duration - 1s > -2ns"),  # (`duration > -2ns` always holds: FLUO307)
     (_W % "window 2.5ns", _W % "window 3ns"),
     # TraceQL's pipeline into `count` without its parentheses (it was read on as a metadata key, FLUO210)
     ("rule r {\n  expect trace.spans | count > 2\n}\n", "rule r {\n  expect trace.spans.count() > 2\n}\n"),
@@ -1658,6 +1658,34 @@ def test_a_method_name_past_ascii_gets_no_attribute_fix() -> None:
     text = "trace.spans.all(descendants.where\u00e9(status == error).count() == 0)"
     [d] = analyze([("m.fluo", text)]).diagnostics
     assert d.suggestion is None and d.message.startswith("`where\u00e9` is no method name"), d.format()
+
+
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("trace.spans.where(name.contains('x')).exists()", "name contains 'x'"),
+        ("trace.spans.where(it.name.matches('^a') and service.in(['a', 'b'])).exists()", "it.name matches '^a'"),
+        ("trace.root.name.matches('^a')", "trace.root.name matches '^a'"),
+        ("trace.root.name.contains('x') == false", "(trace.root.name contains 'x')"),  # `==` binds no tighter
+        ("not trace.root.name.contains(trace.root.service)", "trace.root.name contains trace.root.service"),
+    ],
+)
+def test_an_operator_word_called_as_a_method_is_fixed_as_the_operator(text: str, fix: str) -> None:
+    """User tour: `name.contains('x')` said only "`contains` is no method name (`contains` is a keyword)"."""
+    d = analyze([("m.fluo", text)]).diagnostics[0]
+    word = fix.strip("(").split()[1]
+    assert (d.code, d.suggestion) == ("FLUO100", fix), d.format()
+    assert d.message == f"`{word}` is no method name (`{word}` is a keyword): it is an operator, write `{fix}`"
+    fixed = text
+    while (ds := [d for d in analyze([("m.fluo", fixed)]).diagnostics if d.suggestion]) != []:
+        fixed = fixed[: ds[0].span.start] + str(ds[0].suggestion) + fixed[ds[0].span.end :]
+    assert analyze([("m.fluo", fixed)]).diagnostics == [], fixed
+
+
+@pytest.mark.parametrize("text", ["trace.spans.where(name.contains('x', 'y')).exists()", "trace.root.name.in()"])
+def test_an_operator_word_called_with_no_one_operand_gets_no_fix(text: str) -> None:
+    d = analyze([("m.fluo", text)]).diagnostics[0]
+    assert d.code == "FLUO100" and d.suggestion is None and "is no method name" in d.message, d.format()
 
 
 _IN_RULE = "rule r {\n  %s\n}\n"

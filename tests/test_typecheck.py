@@ -341,12 +341,36 @@ def test_an_arity_error_underlines_the_call_not_the_chain(text: str, call: str) 
         ("0 <= trace.count(status == error)", "always holds: a count"),
         (_where("duration < 0s"), "never holds: a duration"),
         ("trace.duration >= 0s", "always holds: a duration"),
+        # a negative bound (user tour: `count() > -1` and `count() == -1` were not flagged)
+        ("trace.spans.count() > -1", "always holds: a count"),
+        ("trace.spans.count() == -1", "never holds: a count"),
+        ("trace.spans.count() != -1", "always holds: a count"),
+        ("trace.spans.count() <= -2", "never holds: a count"),
+        ("-1 < trace.spans.count()", "always holds: a count"),
+        ("trace.spans.count() >= -0.5", "always holds: a count"),
+        (_where("duration == -1s"), "never holds: a duration"),
+        ("trace.duration > -(1s)", "always holds: a duration"),
     ],
 )
 def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
     d = _only(text)
     assert (d.code, d.is_error) == ("FLUO307", False)
     assert d.message.startswith(f"this comparison {holds} is never negative")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "trace.spans.count() > 0",
+        "trace.spans.count() <= 0",
+        "trace.spans.count() == 0",
+        "trace.spans.count() > --1",
+        "trace.root.duration > -1s",  # false with no root
+        "trace.spans.all(parent.children.count() != -1)",
+    ],
+)
+def test_a_comparison_a_trace_can_change_is_no_fluo307(text: str) -> None:
+    assert _diags(text) == []
 
 
 def test_always_holds_names_the_one_duration_that_fails_it() -> None:
@@ -436,6 +460,25 @@ def test_a_metadata_key_the_recovery_inserted_is_not_checked(meta: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "pred", ["http.status_code == 500", "attributes.service_name == 'a'", "status_code == 500", "rpc.service == 'a'"]
+)
+def test_a_spelling_of_an_intrinsic_that_is_an_attribute_here_is_not_flagged(pred: str) -> None:
+    """`http.status_code` is OpenTelemetry's (older) attribute, and `status_code == 500` could be no span status."""
+    assert _diags(f"rule r {{ detect {_where(pred)} }}") == []
+
+
+@pytest.mark.parametrize(
+    ("expr", "fix"),
+    [("trace.has(status.code == error)", "status"), ("trace.root.status.code == 2", None)],
+)
+def test_otels_status_code_is_pointed_at_comparing_the_status(expr: str, fix: str | None) -> None:
+    """User tour: `status.code` said only "status has no field `code`"."""
+    d = _diags(f"rule r {{ detect {expr} }}")[0]
+    says = "`status` already is the status code: drop the `.code` and compare it, like `status == error`"
+    assert (d.code, d.message, d.suggestion) == ("FLUO202", says, fix)
+
+
+@pytest.mark.parametrize(
     ("meta", "found"),
     [
         ("runbook: 1s", "runbook must be a link, as a string, found `1s`"),  # was `1000000000`, in nanoseconds
@@ -506,6 +549,11 @@ def _apply(text: str, d: Diagnostic) -> str:
         (_where("kind == SPAN_KIND_SERVER"), "FLUO304", _where("kind == server")),
         (_where("kind in [SPAN_KIND_CLIENT, producer]"), "FLUO304", _where("kind in [client, producer]")),
         (_where("status == 'STATUS_CODE_ERROR'"), "FLUO304", _where("status == error")),
+        # another tool's spelling of an intrinsic, bare: an attribute nobody sends (`service.name` is a resource's)
+        (_where("service_name == 'api'"), "FLUO205", _where("service == 'api'")),
+        (_where("serviceName == 'api'"), "FLUO205", _where("service == 'api'")),
+        (_where("it.status_code == error"), "FLUO205", _where("it.status == error")),
+        (_where("spanKind == server"), "FLUO205", _where("kind == server")),
         # a method read as a field, misspelled: the fix calls it
         ("trace.spans.cont > 5", "FLUO202", "trace.spans.count() > 5"),
         # a field called like a method
@@ -591,6 +639,8 @@ def test_every_name_from_another_language_leads_to_a_fluo_name() -> None:
             elif where in ("status", "kind"):
                 enum = t.STATUS if where == "status" else t.KIND
                 assert fix in t.ENUMS[enum] and written.lower() not in t.ENUMS[enum]
+            elif where == "span":  # a bare name: a span's intrinsic, in place of an attribute no intrinsic shadows
+                assert fix in b.SPAN_FIELD_NAMES and b.lookup(t.SPAN, written) is None, written
             else:
                 ty = receivers[where]
                 assert b.lookup(ty, written) is None, (where, written)
