@@ -388,13 +388,14 @@ class _Reader:
         self.rule_ids: set[str] = set()
         self.disabled: set[str] = set()
         self.windowed: dict[str, int] = {}  # window of each windowed rule, whose signals have no trace
+        self.said: set[tuple[int, Problem]] = set()  # the problems recorded, by the case (its id) they are of
 
     def problem(self, line: int, message: str, case: Case | None = None, code: str = "test-file") -> None:
         """Record a problem; the same one again (`expect: [on, on]`) is said once."""
         problem = Problem(self.where, line, message, code)
-        problems = case.problems if case is not None else self.file.problems
-        if problem not in problems:
-            problems.append(problem)
+        if (id(case), problem) not in self.said:
+            self.said.add((id(case), problem))
+            (case.problems if case is not None else self.file.problems).append(problem)
 
     def unknown_keys(self, mapping: LineDict, known: tuple[str, ...], what: str, case: Case | None = None) -> bool:
         bad = False
