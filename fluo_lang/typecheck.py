@@ -650,7 +650,15 @@ class _Checker:
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
             if rt.is_list:
                 elem = rt.elem or t.ANY
-                self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
+                items = e.right.items if isinstance(e.right, ast.ListLit) else None
+                self.unfit_typo(
+                    e.left,
+                    lambda ty: (
+                        all(_comparable_beside(ty, elem, i, False) for i in items)
+                        if items is not None
+                        else t.lenient(elem) or t.comparable(ty, elem, ordering=False)
+                    ),
+                )
                 self.look_for(e, e.left, lt, e.right, rt)
             elif rt == t.ANY and self.timed(e.left):
                 self.err("FLUO300", f"`{op}`: {_NO_DURATIONS}", e.span)
@@ -726,8 +734,8 @@ class _Checker:
             lt = self.check(e.left, scope)
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
         ordering = e.op not in ("==", "!=")
-        self.unfit_typo(e.left, lambda ty: t.lenient(rt) or t.comparable(ty, rt, ordering=ordering))
-        self.unfit_typo(e.right, lambda ty: t.lenient(lt) or t.comparable(ty, lt, ordering=ordering))
+        self.unfit_typo(e.left, lambda ty: _comparable_beside(ty, rt, e.right, ordering))
+        self.unfit_typo(e.right, lambda ty: _comparable_beside(ty, lt, e.left, ordering))
         if {lt, rt} == {t.ANY, t.DURATION}:
             # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
             hint = _unit_hint(e.left if lt == t.ANY else e.right)
@@ -1154,6 +1162,16 @@ def _number_text(value: object) -> str:
         return text
     plain = format(Decimal(text), "f")  # 1.5e-07 -> 0.00000015, exactly the digits written
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
+
+
+def _comparable_beside(ty: t.Type, other_ty: t.Type, other: ast.Expr, ordering: bool) -> bool:
+    """Whether a guess of type `ty` compares with `other` (of type `other_ty`): by type, and for an enum, a string
+    or bare name beside it must be one of its values (`statusCode == 'auth'` is no `status == 'auth'`, FLUO304)."""
+    if ty in t.ENUMS and isinstance(other, ast.Literal) and other.kind == "string":
+        return str(other.value) in t.ENUMS[ty]
+    if ty in t.ENUMS and isinstance(other, ast.Name) and other.ident not in b.SPAN_FIELD_NAMES:
+        return other.ident in t.ENUMS[ty]
+    return t.lenient(other_ty) or t.comparable(ty, other_ty, ordering=ordering)
 
 
 def _sign_of(e: ast.Expr) -> int | None:

@@ -460,10 +460,21 @@ def test_a_metadata_key_the_recovery_inserted_is_not_checked(meta: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "pred", ["http.status_code == 500", "attributes.service_name == 'a'", "status_code == 500", "rpc.service == 'a'"]
+    "pred",
+    [
+        "http.status_code == 500",
+        "attributes.service_name == 'a'",
+        "status_code == 500",
+        "rpc.service == 'a'",
+        # no status either (property test: the fix `status == 'auth'` was FLUO304), nor was `stats == 'auth'`
+        "statusCode == 'auth'",
+        "stats == 'auth'",
+        "status_code == auth",
+        "stats in ['auth', error]",
+    ],
 )
 def test_a_spelling_of_an_intrinsic_that_is_an_attribute_here_is_not_flagged(pred: str) -> None:
-    """`http.status_code` is OpenTelemetry's (older) attribute, and `status_code == 500` could be no span status."""
+    """`http.status_code` is OpenTelemetry's (older) attribute; `status_code == 500` could be no span status."""
     assert _diags(f"rule r {{ detect {_where(pred)} }}") == []
 
 
@@ -554,6 +565,7 @@ def _apply(text: str, d: Diagnostic) -> str:
         (_where("serviceName == 'api'"), "FLUO205", _where("service == 'api'")),
         (_where("it.status_code == error"), "FLUO205", _where("it.status == error")),
         (_where("spanKind == server"), "FLUO205", _where("kind == server")),
+        (_where("statusCode in [error, 'ok']"), "FLUO205", _where("status in [error, 'ok']")),
         # a method read as a field, misspelled: the fix calls it
         ("trace.spans.cont > 5", "FLUO202", "trace.spans.count() > 5"),
         # a field called like a method
