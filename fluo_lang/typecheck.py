@@ -650,15 +650,10 @@ class _Checker:
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
             if rt.is_list:
                 elem = rt.elem or t.ANY
-                items = e.right.items if isinstance(e.right, ast.ListLit) else None
-                self.unfit_typo(
-                    e.left,
-                    lambda ty: (
-                        all(_comparable_beside(ty, elem, i, False) for i in items)
-                        if items is not None
-                        else t.lenient(elem) or t.comparable(ty, elem, ordering=False)
-                    ),
-                )
+                self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
+                if isinstance(e.right, ast.ListLit):
+                    items = e.right.items
+                    self.unsure_typo(e.left, lambda ty: all(_enum_value_beside(ty, i) for i in items))
                 self.look_for(e, e.left, lt, e.right, rt)
             elif rt == t.ANY and self.timed(e.left):
                 self.err("FLUO300", f"`{op}`: {_NO_DURATIONS}", e.span)
@@ -734,8 +729,10 @@ class _Checker:
             lt = self.check(e.left, scope)
             rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
         ordering = e.op not in ("==", "!=")
-        self.unfit_typo(e.left, lambda ty: _comparable_beside(ty, rt, e.right, ordering))
-        self.unfit_typo(e.right, lambda ty: _comparable_beside(ty, lt, e.left, ordering))
+        self.unfit_typo(e.left, lambda ty: t.lenient(rt) or t.comparable(ty, rt, ordering=ordering))
+        self.unfit_typo(e.right, lambda ty: t.lenient(lt) or t.comparable(ty, lt, ordering=ordering))
+        self.unsure_typo(e.left, lambda ty: _enum_value_beside(ty, e.right))
+        self.unsure_typo(e.right, lambda ty: _enum_value_beside(ty, e.left))
         if {lt, rt} == {t.ANY, t.DURATION}:
             # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
             hint = _unit_hint(e.left if lt == t.ANY else e.right)
@@ -823,6 +820,14 @@ class _Checker:
             return _fits(ty, read)
         want = self.wanted.get(id(e))
         return want is None or want(ty)
+
+    def unsure_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
+        """Keep FLUO205's guess for `e` as a guess, not a fix, when the intrinsic would stand there but what it is
+        compared with would then be an error: `stauts == 'server'` may mean `status` with the value the slip
+        (FLUO304 then), or an attribute; it is said, and an editor offers it, but no fix applies it unasked."""
+        ty, pending = self.typo_types.get(id(e)), self.pending_typos.get(id(e))
+        if ty is not None and pending is not None and pending.code == "FLUO205" and not fits(ty):
+            self.pending_typos[id(e)] = replace(pending, suggestion=None, guess=pending.suggestion)
 
     def unfit_typo(self, e: ast.Expr, fits: Callable[[t.Type], bool]) -> None:
         """Drop FLUO205's guess for `e` when the intrinsic it names could not stand there: `state == "x"`
@@ -1164,14 +1169,16 @@ def _number_text(value: object) -> str:
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
 
-def _comparable_beside(ty: t.Type, other_ty: t.Type, other: ast.Expr, ordering: bool) -> bool:
-    """Whether a guess of type `ty` compares with `other` (of type `other_ty`): by type, and for an enum, a string
-    or bare name beside it must be one of its values (`statusCode == 'auth'` is no `status == 'auth'`, FLUO304)."""
-    if ty in t.ENUMS and isinstance(other, ast.Literal) and other.kind == "string":
+def _enum_value_beside(ty: t.Type, other: ast.Expr) -> bool:
+    """For a guess of type `ty` compared with `other`: unless `ty` is an enum and `other` a string or bare name
+    that is none of its values (`statusCode == 'auth'`, whose `status == 'auth'` is FLUO304)."""
+    if ty not in t.ENUMS:
+        return True
+    if isinstance(other, ast.Literal) and other.kind == "string":
         return str(other.value) in t.ENUMS[ty]
-    if ty in t.ENUMS and isinstance(other, ast.Name) and other.ident not in b.SPAN_FIELD_NAMES:
+    if isinstance(other, ast.Name) and other.ident not in b.SPAN_FIELD_NAMES:
         return other.ident in t.ENUMS[ty]
-    return t.lenient(other_ty) or t.comparable(ty, other_ty, ordering=ordering)
+    return True
 
 
 def _sign_of(e: ast.Expr) -> int | None:
