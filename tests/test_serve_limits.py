@@ -303,25 +303,27 @@ def test_accept_errors_at_the_open_file_limit_are_one_line_per_interval(caplog: 
         loop.close()
 
 
+HANG_GUARD = 30.0
+"""Seconds a test waits for the server to close a connection whose timeout it set to 0.5 s: a bound on a hang,
+no measure of speed, and short of the defaults (60 s, 120 s, an hour) that held such connections before."""
+
+
 def test_a_slow_request_head_or_body_does_not_hold_a_connection(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Security QA 4 (slowloris): half a request line, or a body dripping in, held a connection for an hour
     (aiohttp's default keep-alive) or for ever; a few thousand took every file descriptor."""
     import socket
-    import time
 
     from fluo_run.serve import runtime as runtime_module
 
     monkeypatch.setattr(runtime_module, "HTTP_IDLE_TIMEOUT", 0.5)
     monkeypatch.setattr(receivers, "BODY_READ_TIMEOUT", 0.5)
     with RuntimeThread(config(tmp_path, grpc=None)) as rt:
-        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) as head:
+        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=HANG_GUARD) as head:
             head.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n")  # never finished
-            started = time.monotonic()
-            assert head.recv(1024) == b""  # closed by the server (a timeout here would raise)
-            assert time.monotonic() - started < 9
-        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) as body:
+            assert head.recv(1024) == b""  # closed by the server (held, the guard's timeout would raise)
+        with socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=HANG_GUARD) as body:
             body.sendall(
                 b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
                 b"Content-Length: 100\r\n\r\n0123456789"
@@ -595,12 +597,10 @@ def test_a_tls_connection_silent_in_its_handshake_is_closed_after_the_idle_timeo
     monkeypatch.setattr(runtime_module, "HTTP_IDLE_TIMEOUT", 0.5)
     cert, key = self_signed(tmp_path)
     with RuntimeThread(config(tmp_path, grpc=None, tls_cert=cert, tls_key=key)) as rt:
-        silent = [socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=10) for _ in range(5)]
+        silent = [socket.create_connection(("127.0.0.1", rt.runtime.http_port), timeout=HANG_GUARD) for _ in range(5)]
         try:
-            t0 = time.monotonic()
             for s in silent:
-                assert s.recv(1) == b""  # closed by the server, nothing sent
-            assert time.monotonic() - t0 < 8  # 0.5 s, not 60 s; generous for a loaded machine
+                assert s.recv(1) == b""  # closed by the server, nothing sent (held 60 s, the guard's timeout raises)
         finally:
             for s in silent:
                 s.close()
@@ -914,11 +914,9 @@ def test_a_grpc_tls_connection_silent_in_its_handshake_is_closed_after_the_idle_
     cert, key = self_signed(tmp_path)
     with (
         RuntimeThread(config(tmp_path, http=("127.0.0.1", 0), tls_cert=cert, tls_key=key)) as rt,
-        socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=10) as silent,
+        socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=HANG_GUARD) as silent,
     ):
-        t0 = time.monotonic()
-        assert _until_closed(silent)
-        assert time.monotonic() - t0 < 8  # 0.5 s, not 120 s; generous for a loaded machine
+        assert _until_closed(silent)  # held 120 s, it would not be closed within the guard's timeout
 
 
 def test_grpc_calls_whose_message_never_comes_are_ended_and_free_their_places(
