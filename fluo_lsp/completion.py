@@ -40,6 +40,7 @@ from .syntax import expressions
 PLACEHOLDER = "__fluo_cursor__"
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _WORD_AFTER = re.compile(r"[A-Za-z0-9_]*")
+_KEY_AFTER = re.compile(r"[A-Za-z0-9_.\-]*")  # what of an attribute key follows the cursor in an unclosed string
 _EXPONENT = re.compile(r"[eE][0-9]*")  # the word after a number's digits that is (the start of) its exponent
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WINDOWED = re.compile(r"^\s*window\s+[0-9]", re.MULTILINE)
@@ -171,9 +172,13 @@ class _Placeholder:
     meta_key: str = ""
     enum: t.Type | None = None
     compared: tuple[t.Type, bool] | None = None  # compared with a value of this type (True: by `<` and the like)
+    wanted: tuple[t.Type, ...] = ()  # an argument of one of these types (`before(_)`: spans); () for any
 
     def takes_bool(self) -> bool:
-        """Whether `true` or `false` here typechecks against what it is compared with, as far as it is known."""
+        """Whether a bool (`true`, `not x`) here typechecks against what it is compared with or passed to, as far
+        as it is known."""
+        if self.wanted and t.BOOL not in self.wanted:
+            return False
         return self.compared is None or t.comparable(self.compared[0], t.BOOL, ordering=self.compared[1])
 
 
@@ -260,8 +265,60 @@ def _find(checked: CheckedRule) -> _Placeholder | None:
             if enum is not None:
                 return _Placeholder("enum", enum=enum, windowed=windowed)
             in_pred = isinstance(checked.refs.get(id(e)), AttrRef)
-            return _Placeholder("name", in_pred=in_pred, windowed=windowed, compared=_compared(checked, e, parents))
+            compared, wanted = _compared(checked, e, parents), _wanted(checked, e, parents)
+            return _Placeholder("name", in_pred=in_pred, windowed=windowed, compared=compared, wanted=wanted)
     return None
+
+
+def _wanted(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, ...]:
+    """The types the method whose argument the placeholder is takes there (`bool` for a predicate), () for any."""
+    call = parents.get(id(e))
+    if not isinstance(call, ast.Call):
+        return ()
+    ref = checked.refs.get(id(call))
+    i = next((i for i, a in enumerate(call.args) if a is e), len(call.args))
+    if not isinstance(ref, MemberRef) or i >= len(ref.member.params):
+        return ()
+    params = ref.member.params
+    if i >= len(params):
+        return ()
+    param = params[i]
+    return (t.BOOL,) if param.kind == "pred" else param.types
+
+
+def _operand_type(path: str, head: str) -> t.Type | None:
+    """The type of the operand `head` ends with (`count()` of `expect trace.spans.count() `), as the left side
+    of an operator written next: the widest expression ending there that binds tighter than a comparison."""
+    code = head.rstrip()
+    analysis = api.analyze([(path, code + _closers(code))])
+    end = len(code)
+    for checked in analysis.rules:
+        for e, _ in expressions(checked.rule):  # parents first: the first to fit is the widest
+            if e.span.end != end or not _tighter_than_comparison(e):
+                continue
+            ty = checked.types.get(id(e))
+            return None if ty is None or t.lenient(ty) else ty
+    return None
+
+
+def _tighter_than_comparison(e: ast.Expr) -> bool:
+    """Whether `e` can be the left side of a comparison, `contains` or `matches` unbracketed."""
+    if isinstance(e, ast.Binary):
+        return e.op in ("+", "-", "*", "/")
+    if isinstance(e, ast.Unary):
+        return e.op == "-"
+    return not isinstance(e, (ast.Logic, ast.Missing))
+
+
+def _takes_operator(operand: t.Type | None, op: str) -> bool:
+    """Whether `OPERAND op ...` typechecks, as far as the operand's type says (`count() contains` does not)."""
+    if operand is None:
+        return True
+    if op == "contains":
+        return operand == t.STRING or operand.is_list
+    if op == "matches":
+        return operand == t.STRING
+    return True
 
 
 def _compared(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, bool] | None:
@@ -375,6 +432,10 @@ def complete(
                 break
     if after_space and place.kind not in ("meta_value", "enum"):
         return []
+    if place.kind != "member" and _after_dot(doc, cur):
+        return []  # `and.`, `1.`: only a member's name comes after a `.`
+    # an operand may start here (a string may), else one has just ended (`name |`, where `not` is `not in`)
+    at_operand = expected is None or "STRING" in expected
     if place.kind in ("meta_value", "enum"):
         pass
     elif expected is not None:
@@ -382,9 +443,14 @@ def complete(
             for label, body in _SKELETONS:
                 items.snippet(label, body, "rule skeleton")
         taken = _clauses_taken(doc, cur) if "EXPECT" in expected else set()
+        operand = _operand_type(doc.path, head) if {"CONTAINS", "MATCHES"} & expected else None
         for name in sorted(expected):
             word = terminal_text(name)
             if word in ("true", "false") and not place.takes_bool():  # `trace.duration >= true`: FLUO300
+                continue
+            if word == "not" and at_operand and not place.takes_bool():  # `before(not x)`: spans wanted
+                continue
+            if word is not None and not _takes_operator(operand, word):  # `count() contains`: FLUO300
                 continue
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
@@ -405,9 +471,21 @@ def complete(
     elif place.kind == "enum" and place.enum is not None:
         for value in t.ENUMS[place.enum]:
             items.add(value, lsp.CompletionItemKind.EnumMember, str(place.enum))
-    elif place.kind == "name":
+    elif place.kind == "name" and at_operand:  # not after an operand: `where(name |)` takes no `trace`
         _names(items, place, span_keys)
     return items.out
+
+
+def _after_dot(doc: RuleDocument, cur: Cursor) -> bool:
+    """Whether the word at the cursor follows a `.` (comments and whitespace between them or not)."""
+    pos = len(cur.head)
+    last = None
+    for x in doc.chunk_at(cur.chunk_start).analysis.lexemes:
+        if x.start >= pos:
+            break
+        if x.kind not in ("WS", "COMMENT"):
+            last = x
+    return last is not None and last.kind == "DOT" and last.end <= pos
 
 
 def before_lead(items: list[lsp.CompletionItem], cursor: lsp.Position, lead: str) -> list[lsp.CompletionItem]:
@@ -438,8 +516,8 @@ def _meta_keys_given(doc: RuleDocument, cur: Cursor) -> set[str]:
 
 
 def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
-    """Clause keywords the rule at the cursor can no longer take: it has one mode (`expect`, `detect` or
-    `when` with `always` / `never`), each clause at most once, and at most one `window`."""
+    """Clause keywords the rule at the cursor cannot take: it has one mode (`expect`, `detect` or `when`
+    with `always` / `never`, which need the `when`), each clause at most once, and at most one `window`."""
     rule = _rule_at(doc, cur)
     if rule is None:
         return set()
@@ -448,6 +526,8 @@ def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
     taken = {"window"} if any(not w.span.start <= rel <= w.span.end for w in rule.windows) else set()
     if kinds & {"expect", "detect"}:
         return taken | {"expect", "detect", "when", "always", "never"}
+    if "when" not in kinds:
+        taken |= {"always", "never"}
     if kinds:
         return taken | kinds | {"expect", "detect"}
     return taken
@@ -462,7 +542,9 @@ def _after_keyword_rule(head: str) -> bool:
 def _quoted_keys(
     doc: RuleDocument, offset: int, span_keys: Sequence[str], resource_keys: Sequence[str]
 ) -> list[lsp.CompletionItem]:
-    """Inside `attributes["...` or `resource["...`: the keys, as the string's content."""
+    """Inside `attributes["...` or `resource["...`: the keys, as the string's content. In a string not closed on
+    its line, what follows the word at the cursor is code (`where(attributes["|).count()`): an item replaces
+    the word alone and closes the string and the index, with `"` alone before a `]`."""
     chunk = doc.chunk_at(offset)
     rel = offset - chunk.start
     code = [x for x in chunk.analysis.lexemes if x.kind not in ("WS", "COMMENT")]
@@ -472,26 +554,35 @@ def _quoted_keys(
         if i < 2 or code[i - 1].kind != "LSQB" or code[i - 2].text not in ("attributes", "resource"):
             return []
         closed = x.kind == "STRING" and len(x.text) > 1
-        end = x.end - 1 if closed else x.end
+        quote = x.text[0]
+        close = ""
+        if closed:
+            end = x.end - 1
+        else:  # unterminated: the rest of the line is no key, only the word at the cursor is
+            word = _KEY_AFTER.match(chunk.analysis.text, rel)
+            end = word.end() if word else rel
+            close = quote if chunk.analysis.text.startswith("]", end) else quote + "]"
         if rel > end:
             return []
-        quote = x.text[0]
         keys = resource_keys if code[i - 2].text == "resource" else span_keys
         items = _Items(doc.index.range(chunk.start + x.start + 1, chunk.start + end), "")
         for key in keys:
-            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=escape_string(key, quote))
+            items.add(key, lsp.CompletionItemKind.Variable, "attribute key", insert=escape_string(key, quote) + close)
         return items.out
     return []
 
 
 def _members(items: _Items, place: _Placeholder, span_keys: Sequence[str], resource_keys: Sequence[str]) -> None:
+    """After `.`: the receiver's fields and methods; after an attribute's name (`http.`, `cart.items.`), the
+    keys that continue it and then the methods of an attribute's value, since the name may be a whole key."""
     if place.attr_prefix is not None:
         keys = resource_keys if place.resource else span_keys
         prefix = place.attr_prefix + "." if place.attr_prefix else ""
         for key in keys:
             if key.startswith(prefix) and _plain_path(key[len(prefix) :]):
                 items.add(key[len(prefix) :], lsp.CompletionItemKind.Variable, "attribute key")
-        return
+        if place.receiver != t.ANY:  # `resource.`: a map, whose only members are its keys
+            return
     if place.receiver is None:
         return
     for m in b.members_of(place.receiver).values():

@@ -536,13 +536,56 @@ async def test_completion_in_a_predicate_offers_intrinsics_and_workspace_keys(
     assert {"name", "service", "duration", "status", "it"} <= set(labels)
     assert {"http.response.status_code", "payment.amount", "from.settings", "odd key"} <= set(labels)
     nested = await complete(client, tmp_path / "p2.fluo", "rule a {\n  expect trace.spans.where(http.|) }")
-    assert nested == ["response.status_code"]
+    assert nested == ["response.status_code", *ATTRIBUTE_METHODS]  # `http` may be a whole key too
     res = await complete(client, tmp_path / "p3.fluo", "rule a {\n  expect trace.spans.where(resource.|) }")
     assert "host.name" in res
     quoted = await complete(client, tmp_path / "p4.fluo", 'rule a {\n  expect trace.has(attributes["od|"] == 1) }')
     assert "odd key" in quoted and "service" not in quoted
     plain_string = await complete(client, tmp_path / "p5.fluo", 'rule a {\n  expect trace.has(name == "od|") }')
     assert plain_string == []
+
+
+ATTRIBUTE_METHODS = ["starts_with", "ends_with", "lower", "upper", "length", "count"]
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["cart.items.|", "http.response.status_code.|", "payment.amount.|", "resource.service.name.|", 'attributes["x"].|'],
+)
+async def test_completion_after_an_attribute_name_and_a_dot_offers_the_methods_of_its_value(
+    client: LanguageClient, tmp_path: Path, expr: str
+) -> None:
+    """Editor tour (QA r02): after `cart.items.` completion offered nothing, though the language reference writes
+    `cart.items.length()` and `attributes["cart.items"].` offered the methods."""
+    text = f"rule a {{\n  expect trace.spans.where({expr}).count() == 0\n}}\n"
+    assert await complete(client, tmp_path / "attr_dot.fluo", text) == ATTRIBUTE_METHODS
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "after"),
+    [
+        ('where(attributes["|).count() == 0', "odd key", 'where(attributes["odd key"]).count() == 0'),
+        ('where(attributes["pay|).count() == 0', "payment.amount", 'where(attributes["payment.amount"]).count() == 0'),
+        ('where(attributes["pay|ment.am]) == 0', "payment.amount", 'where(attributes["payment.amount"]) == 0'),
+        ("has(attributes['|", "odd key", "has(attributes['odd key']"),
+        ('has(attributes["od|"] == 1)', "odd key", 'has(attributes["odd key"] == 1)'),
+    ],
+    ids=["empty", "typed", "bracket-after", "end-of-line", "closed"],
+)
+async def test_a_key_completed_in_an_unclosed_string_replaces_only_the_word(
+    client: LanguageClient, tmp_path: Path, line: str, key: str, after: str
+) -> None:
+    """Editor tour (QA r06): in `where(attributes["|).count() == 0` (no auto-closed quote, as in Neovim) the item's
+    edit ran to the end of the line, deleting `).count() == 0`; it replaces the word and closes the string."""
+    text, pos = at(f"rule a {{\n  expect trace.spans.{line}\n}}\n")
+    uri = open_doc(client, tmp_path / "unclosed.fluo", text)
+    result = await client.text_document_completion_async(lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), pos))
+    assert isinstance(result, lsp.CompletionList)
+    edit = next(item.text_edit for item in result.items if item.label == key)
+    assert isinstance(edit, lsp.TextEdit) and edit.range.start.line == edit.range.end.line == 1
+    written = text.split("\n")[1]
+    written = written[: edit.range.start.character] + edit.new_text + written[edit.range.end.character :]
+    assert written == f"  expect trace.spans.{after}"
 
 
 @pytest.mark.parametrize(
@@ -628,7 +671,7 @@ async def test_attribute_keys_complete_as_code_that_parses(client: LanguageClien
                 if item.detail == "attribute key" and isinstance(item.text_edit, lsp.TextEdit)
             }
             for label, new_text in inserted.items():
-                rule = body + new_text + ('"]' if i == 2 else "") + " == 1).count() > 0\n}\n"
+                rule = body + new_text + " == 1).count() > 0\n}\n"  # in an unclosed string, the item closes it
                 assert not api.analyze([("k.fluo", rule)]).has_errors, (label, new_text)
             if i == 0:
                 assert inserted['say "hi"'] == 'attributes["say \\"hi\\""]'
@@ -638,7 +681,7 @@ async def test_attribute_keys_complete_as_code_that_parses(client: LanguageClien
                 assert inserted['attributes["status"]'] == 'attributes["status"]'
                 assert inserted['attributes["true"]'] == 'attributes["true"]'
             elif i == 2:
-                assert inserted["cr\rkey"] == "cr\\rkey"
+                assert inserted["cr\rkey"] == 'cr\\rkey"]'
             else:
                 assert inserted["method"] == "method" and not {"when", "response.rule"} & set(inserted)
     finally:

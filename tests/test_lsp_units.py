@@ -409,6 +409,50 @@ def test_no_metadata_keys_where_no_name_can_come() -> None:
     assert {"description", "tags"} <= at_item and "severity" not in at_item  # given already
 
 
+def _labels_at(text: str) -> set[str]:
+    """The labels completion offers at the `|` of `text`."""
+    doc = RuleDocument("x.fluo", text.replace("|", ""))
+    return {i.label for i in complete(doc, text.index("|"), ["http.route"], [])}
+
+
+@pytest.mark.parametrize(
+    ("text", "offered", "not_offered"),
+    [
+        # after an operand: operators, never a root or an intrinsic
+        ("rule a {\n  expect trace.spans.where(name |)\n}\n", {"contains", "matches", "not", "and"}, {"trace", "it"}),
+        ("rule a {\n  expect trace.spans.where(http.route |)\n}\n", {"contains", "matches", "in", "and"}, {"trace"}),
+        # `contains` and `matches` need a string (or a list) on their left
+        ("rule a {\n  expect trace.spans.count() |\n}\n", {"in", "not", "and", "or"}, {"contains", "matches"}),
+        ("rule a {\n  expect trace.spans.exists() |\n}\n", {"and", "or"}, {"contains", "matches"}),
+        ("rule a {\n  expect trace.spans.count() + 1 |\n}\n", {"in"}, {"contains", "matches"}),
+        ("rule a {\n  expect trace.services |\n}\n", {"contains", "in"}, {"matches"}),
+        ("rule a {\n  expect trace.root.name |\n}\n", {"contains", "matches"}, set()),
+        ("rule a {\n  expect not trace.root.name |\n}\n", {"contains", "matches"}, set()),
+        # `before` takes spans: no bool, though `trace` starts them
+        ('rule a {\n  expect trace.has(name == "a").before(|)\n}\n', {"trace"}, {"true", "false", "not"}),
+        ("rule a {\n  expect trace.spans.sum(|)\n}\n", {"duration", "it"}, {"true", "false", "not"}),
+        ("rule a {\n  expect trace.spans.where(|)\n}\n", {"true", "not", "name", "it", "trace"}, set()),
+        ('rule a {\n  expect trace.has(name == "a").before(trace.spans.where(|))\n}\n', {"true", "not", "name"}, set()),
+        # `always` and `never` come after a `when`
+        ("rule a {\n  |\n}\n", {"when", "expect", "detect"}, {"always", "never"}),
+        ("rule a {\n  when { true }\n  |\n}\n", {"always", "never"}, {"when", "expect"}),
+        ("rule a {\n  when { true }\n  always { true }\n  |\n}\n", {"never"}, {"always", "when"}),
+        # after a `.`, only a member's name
+        ("rule a {\n  expect trace.spans.where(name and.|)\n}\n", set(), {"name", "trace", "it", "http.route"}),
+        ("rule a {\n  expect trace.spans.count() > 1.|\n}\n", set(), {"trace", "and"}),
+        ("rule a {\n  expect trace.spans.where(http.|)\n}\n", {"route", "length"}, {"trace", "name"}),
+    ],
+)
+def test_completion_offers_nothing_that_cannot_be_valid_there(
+    text: str, offered: set[str], not_offered: set[str]
+) -> None:
+    """Editor tour: `trace` after an operand, `contains` after an int, `true` inside `before(`, `always` with no
+    `when` and every intrinsic after `and.` were offered; each is a syntax or type error once taken."""
+    labels = _labels_at(text)
+    assert offered <= labels
+    assert not labels & not_offered
+
+
 def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
