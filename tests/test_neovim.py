@@ -101,6 +101,26 @@ vim.cmd('qa!')
 """
 
 
+TOGETHER_SCRIPT = """\
+local bufs = vim.api.nvim_list_bufs()
+vim.wait(30000, function()
+  for _, b in ipairs(bufs) do
+    if #vim.diagnostic.get(b) == 0 then return false end
+  end
+  return true
+end, 50)
+local diagnosed = 0
+for _, b in ipairs(bufs) do
+  if #vim.diagnostic.get(b) > 0 then diagnosed = diagnosed + 1 end
+end
+local out = { buffers = #bufs, diagnosed = diagnosed, clients = #vim.lsp.get_active_clients() }
+vim.fn.writefile({ vim.fn.json_encode(out) }, %(out)s)
+vim.cmd('qa!')
+"""
+"""Files opened together (`nvim -o a b c`): each buffer's FileType comes before any server has answered
+`initialize`. Waits (bounded) until every buffer has its diagnostics, then counts the servers."""
+
+
 def lua_string(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)  # Lua has no \u escapes; UTF-8 in the string is fine
 
@@ -113,7 +133,9 @@ def nvim_version(nvim: str) -> tuple[int, int]:
 @pytest.mark.parametrize("folder", ["rules", "my règles"])
 def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) -> None:
     """With each documented setup the installed Neovim runs (the 0.7 one always): every buffer of the project,
-    rule files and test file, shares one server (QA editor tour r06: the 0.7 line started one per buffer)."""
+    rule files and test file, shares one server (QA editor tour r06: the 0.7 line started one per buffer),
+    opened one after the other or together on the command line (editor tour r01: on 0.7 each file opened
+    together started a server, `client_is_stopped` being true until `initialize` is answered)."""
     nvim = shutil.which("nvim")
     if nvim is None:
         pytest.fail("nvim not found: install Debian's neovim (apt-get install -y neovim); scripts/test does it")
@@ -155,3 +177,34 @@ def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) ->
         assert result["second"] == ["FLUO213"] and "unknown-rule" in result["test"]
         assert result["clients"] == 1 and [len(ids) for ids in result["attached"]] == [1, 1, 1]
         assert result["second_after"] == []  # storm.fluo's unsaved rename reached zz.fluo's check
+
+        out.unlink()
+        script.write_text(TOGETHER_SCRIPT % {"out": lua_string(str(out))}, encoding="utf-8")
+        proc = subprocess.run(
+            [
+                nvim,
+                "--headless",
+                "--clean",
+                "-u",
+                "init.lua",
+                "-o",
+                *map(str, (rule, second, test)),
+                "-c",
+                f"luafile {script}",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+        assert out.exists(), f"Neovim wrote no result (exit {proc.returncode}): {proc.stderr[-2000:]}"
+        assert json.loads(out.read_text()) == {"buffers": 3, "diagnosed": 3, "clients": 1}
+
+
+def test_readme_starts_neovim_as_the_editor_guide_does() -> None:
+    """README's one line for Neovim 0.8 is the guide's `vim.lsp.start` call, `root_dir` included (it had none,
+    though the guide says to keep it: without it the server has no workspace folder)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [start] = re.findall(r"vim\.lsp\.start\(\{.*?\}\)", SETUPS[0])
+    assert f"`{start}`" in readme
