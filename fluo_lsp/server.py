@@ -39,7 +39,7 @@ from pygls.workspace import Workspace as DocumentStore
 
 from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.format import format_source
-from fluo_lang.otlp import TraceInputError, is_trace_file_name, trace_files_in
+from fluo_lang.otlp import JSON_SUFFIXES, PROTOBUF_SUFFIXES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_run.testing.spec import is_rule_test
 
 from . import actions, completion, hover, outline
@@ -364,9 +364,20 @@ def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
     ls.index.set_folders([Path(f) for f in folders if f])
 
 
-WATCHED = ("**/*.fluo", "**/*_test.yaml", "**/*.fluotest.yaml", "**/*.{json,jsonl,ndjson,pb,binpb,protobuf,gz}")
-"""What the server asks the client to watch: rule files, test files and trace fixtures (`is_trace_file_name`
-tells which of the `.gz` files are; a glob's case is the client's)."""
+def _any_case(suffix: str) -> str:
+    """A glob of the suffix in any case (`.[jJ][sS][oO][nN]`): a glob's case is the client's, mostly exact."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in suffix)
+
+
+WATCHED = (
+    "**/*.fluo",
+    "**/*_test.yaml",
+    "**/*.fluotest.yaml",
+    *(f"**/*{_any_case(s)}" for s in sorted(PROTOBUF_SUFFIXES | JSON_SUFFIXES | {".gz"})),
+)
+"""What the server asks the client to watch: rule files, test files and trace fixtures in any case, as
+`is_trace_file_name` takes them (which tells which of the `.gz` files are). One glob per suffix: LSP globs
+have character classes, and no client needs to read them nested in a `{...}` group."""
 
 
 @server.feature(lsp.INITIALIZED)

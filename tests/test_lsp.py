@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -16,6 +17,7 @@ from lsprotocol import types as lsp
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from fluo_lang import api
+from fluo_lang.otlp import is_trace_file_name
 from fluo_lang.parser import DURATION_UNITS
 from fluo_lsp.outline import TOKEN_TYPES
 
@@ -1386,6 +1388,27 @@ async def test_closing_a_rule_file_unsaved_refreshes_the_rule_files_beside_it(
     await diagnostics(client, b, lambda d: len(d) == 0)
 
 
+def _lsp_glob(pattern: str) -> re.Pattern[str]:
+    """An LSP glob pattern (`**`, `*`, `?`, `{a,b}`, `[a-z]`) as a regular expression over `/`-separated paths."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        elif pattern[i] == "[":
+            end = pattern.index("]", i)
+            out, i = out + "[" + pattern[i + 1 : end].replace("!", "^", 1) + "]", end + 1
+        elif pattern[i] == "{":
+            end = pattern.index("}", i)
+            out, i = out + "(?:" + "|".join(map(re.escape, pattern[i + 1 : end].split(","))) + ")", end + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
 async def test_changes_on_disk_refresh_the_open_documents(client: LanguageClient, tmp_path: Path) -> None:
     """The server asks to watch rule, test and trace files; a fixture created on disk clears `missing-fixture`
     without an edit to the test file (QA L2)."""
@@ -1397,6 +1420,21 @@ async def test_changes_on_disk_refresh_the_open_documents(client: LanguageClient
     assert isinstance(watch.register_options, dict)
     patterns = [w["globPattern"] for w in watch.register_options["watchers"]]
     assert {"**/*.fluo", "**/*_test.yaml", "**/*.fluotest.yaml"} <= set(patterns)
+    # every name `is_trace_file_name` takes, in any case (`T.JSON` was left to the 5 s rescan), and no other
+    for name in [
+        "t.json",
+        "T.JSON",
+        "t.Jsonl",
+        "x.NDJSON",
+        "x.pb",
+        "x.BinPb",
+        "x.PROTOBUF",
+        "t.json.GZ",
+        "t.txt",
+        "x.jso",
+    ]:
+        watched = any(_lsp_glob(p).fullmatch(f"fx/{name}") for p in patterns)
+        assert watched == is_trace_file_name(name), name
     (tmp_path / "auth.fluo").write_text("rule storm {\n  detect trace.spans.count() > 50\n}\n")
     text = "rules: [auth.fluo]\ncases:\n  - name: s\n    traces: fx/t.json\n    expect: []\n"
     uri = open_doc(client, tmp_path / "auth_test.yaml", text, language="yaml")
