@@ -11,7 +11,28 @@ from fluo_lang.diagnostics import Diagnostic, Severity, nearest
 
 from .document import RuleDocument, analyze_chunk
 from .positions import span_range
-from .reporting import lsp_diagnostic
+from .reporting import lsp_diagnostic, test_diagnostics
+from .workspace import TestProblem
+
+
+def test_file_actions(problems: list[TestProblem], text: str, uri: str, start: int, end: int) -> list[lsp.CodeAction]:
+    """Quick fixes of a rule test file's problems that meet [start, end]: an unknown rule id's did-you-mean, which
+    names a rule the test's rule files define, so it is preferred."""
+    out: list[lsp.CodeAction] = []
+    for p, diagnostic in zip(problems, test_diagnostics(problems, text), strict=True):
+        if p.suggestion is None or not _meets(p.start, p.end, start, end):
+            continue
+        edit = lsp.TextEdit(range=diagnostic.range, new_text=p.suggestion)
+        out.append(
+            lsp.CodeAction(
+                title=f"Change to `{p.suggestion}`",
+                kind=lsp.CodeActionKind.QuickFix,
+                diagnostics=[diagnostic],
+                edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
+                is_preferred=True,
+            )
+        )
+    return out
 
 
 def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: bool) -> list[lsp.CodeAction]:

@@ -35,6 +35,7 @@ from fluo_lang.typecheck import META_KEYS, SEVERITIES, AttrRef, CheckedRule, Mem
 from fluo_lang.values import escape_string, string_literal
 
 from .document import RuleDocument
+from .positions import LineIndex
 from .syntax import expressions
 
 PLACEHOLDER = "__fluo_cursor__"
@@ -486,6 +487,23 @@ def _after_dot(doc: RuleDocument, cur: Cursor) -> bool:
         if x.kind not in ("WS", "COMMENT"):
             last = x
     return last is not None and last.kind == "DOT" and last.end <= pos
+
+
+_RULE_KEY = re.compile(r"(?:\A|[\s{,-])rule:[ \t]*[\"']?([A-Za-z0-9_]*)\Z")  # `- rule: ` or `{rule: ` up to the cursor
+
+
+def test_file_rule_ids(text: str, offset: int, ids: Sequence[str]) -> list[lsp.CompletionItem]:
+    """In a rule test file, after `rule:` (`expect: - rule: |`): the ids of the rules its rule files define."""
+    line_start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+    m = _RULE_KEY.search(text[line_start:offset])
+    if m is None:
+        return []
+    after = _WORD_AFTER.match(text, offset)
+    start, end = offset - len(m.group(1)), after.end() if after else offset
+    items = _Items(LineIndex(text).range(start, end), "", snippets=False)
+    for rule_id in sorted(ids):
+        items.add(rule_id, lsp.CompletionItemKind.Reference, "rule")
+    return items.out
 
 
 def before_lead(items: list[lsp.CompletionItem], cursor: lsp.Position, lead: str) -> list[lsp.CompletionItem]:

@@ -47,7 +47,7 @@ from .document import RuleDocument, path_uri, read_rule_text
 from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
-from .testfiles import is_test_file, read_test_file
+from .testfiles import TestFile, is_test_file, read_test_file
 from .workspace import RuleSite, Workspace
 
 NAME = "fluo"
@@ -485,7 +485,13 @@ def _rule_doc(ls: FluoServer, uri: str) -> RuleDocument | None:
 def complete(ls: FluoServer, params: lsp.CompletionParams) -> lsp.CompletionList | None:
     doc = _rule_doc(ls, params.text_document.uri)
     if doc is None:
-        return None
+        found = _rule_test(ls, params.text_document.uri)
+        if found is None:
+            return None
+        test, text = found
+        ids = sorted(ls.index.ids_in([p for p, _ in test.rule_paths()]))
+        items = completion.test_file_rule_ids(text, LineIndex(text).offset(params.position), ids)
+        return lsp.CompletionList(is_incomplete=False, items=items)
     span_keys, resource_keys = ls.index.attribute_keys()
     offset = doc.index.offset(params.position)
     context = params.context
@@ -576,9 +582,24 @@ def code_actions(ls: FluoServer, params: lsp.CodeActionParams) -> list[lsp.CodeA
     uri = params.text_document.uri
     doc = _rule_doc(ls, uri)
     if doc is None:
-        return None
+        found = _rule_test(ls, uri)
+        if found is None:
+            return None
+        test, text = found
+        index = LineIndex(text)
+        start, end = index.offset(params.range.start), index.offset(params.range.end)
+        return actions.test_file_actions(ls.index.test_problems(test), text, uri, start, end)
     start, end = doc.index.offset(params.range.start), doc.index.offset(params.range.end)
     return actions.code_actions(doc, uri, start, end, strict=ls.settings.strict)
+
+
+def _rule_test(ls: FluoServer, uri: str) -> tuple[TestFile, str] | None:
+    """The rule test file at `uri` (FLUO's, not another tool's `*_test.yaml`), as read, and its text."""
+    path = Path(to_fs_path(uri) or uri)
+    text = ls.text(uri) if is_test_file(str(path)) else None
+    if text is None or not is_rule_test(path, text):
+        return None
+    return read_test_file(path, text), text
 
 
 # -- rule ids between rule files and test files -------------------------------------

@@ -69,6 +69,7 @@ class TestProblem:
     message: str
     start: int
     end: int
+    suggestion: str | None = None  # the did-you-mean its quick fix writes in its place
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,7 +391,8 @@ class Workspace:
                 guess = nearest(n.value, known)
                 hint = f"; did you mean `{guess}`?" if guess else ""
                 files = ", ".join(p.name for p in present)
-                problems.append(TestProblem("unknown-rule", f"no rule `{n.value}` in {files}{hint}", n.start, n.end))
+                message = f"no rule `{n.value}` in {files}{hint}"
+                problems.append(TestProblem("unknown-rule", message, n.start, n.end, guess))
         for n in test.traces:
             if not (test.folder / n.value).exists():
                 problems.append(TestProblem("missing-fixture", f"trace file `{n.value}` not found", n.start, n.end))

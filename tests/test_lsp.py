@@ -1158,6 +1158,57 @@ async def test_test_files_get_diagnostics_for_unknown_rules_and_missing_fixtures
     ]
 
 
+async def test_an_unknown_rule_in_a_test_file_has_its_did_you_mean_as_a_quick_fix(
+    client: LanguageClient, workspace: Path
+) -> None:
+    """Editor tour: `unknown-rule` said "did you mean `auth_retry_storm`?" but offered no fix."""
+    uri = open_doc(client, workspace / "rules" / "fix_test.yaml", TEST_FILE, language="yaml")
+    diags = await diagnostics(client, uri, lambda d: any(x.code == "unknown-rule" for x in d))
+    [unknown] = [d for d in diags if d.code == "unknown-rule"]
+    result = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            lsp.TextDocumentIdentifier(uri), unknown.range, lsp.CodeActionContext(diagnostics=[unknown])
+        )
+    )
+    assert result is not None
+    [fix] = [a for a in result if isinstance(a, lsp.CodeAction)]
+    assert fix.title == "Change to `auth_retry_storm`" and fix.is_preferred
+    assert fix.edit is not None and list(fix.edit.changes[uri]) == [lsp.TextEdit(unknown.range, "auth_retry_storm")]
+    elsewhere = await client.text_document_code_action_async(
+        lsp.CodeActionParams(lsp.TextDocumentIdentifier(uri), rng(0, 0, 0, 1), lsp.CodeActionContext(diagnostics=[]))
+    )
+    assert not elsewhere
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "      - rule: |",
+        "      - rule: auth_|",
+        "      - rule: 'a|'",
+        "      - {rule: |}",
+        "      - {rule: au|th_x, count: 1}",
+    ],
+)
+async def test_rule_ids_complete_after_rule_in_a_test_file(client: LanguageClient, workspace: Path, line: str) -> None:
+    """Editor tour: no completion of rule ids after `rule:` in a test file; it offers those of its rule files."""
+    text = f"rules: [auth.fluo]\ncases:\n  - name: c\n    spans: [{{name: a}}]\n    expect:\n{line}\n"
+    body, pos = at(text)
+    uri = open_doc(client, workspace / "rules" / "ids_test.yaml", body, language="yaml")
+    result = await client.text_document_completion_async(lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), pos))
+    assert isinstance(result, lsp.CompletionList)
+    assert [i.label for i in result.items] == ["auth_retry_storm", "auth_slow_login"]
+    edit = result.items[0].text_edit
+    assert isinstance(edit, lsp.TextEdit)
+    written = body.split("\n")[5]
+    written = written[: edit.range.start.character] + "auth_retry_storm" + written[edit.range.end.character :]
+    assert "rule: auth_retry_storm" in written or "rule: 'auth_retry_storm'" in written, written
+    body, pos = at("rules: [auth.fluo]\nca|")
+    uri = open_doc(client, workspace / "rules" / "ids2_test.yaml", body, language="yaml")
+    result = await client.text_document_completion_async(lsp.CompletionParams(lsp.TextDocumentIdentifier(uri), pos))
+    assert isinstance(result, lsp.CompletionList) and not result.items  # no `rule:` before the cursor
+
+
 async def test_test_files_get_what_fluo_test_would_reject(client: LanguageClient, workspace: Path) -> None:
     """`fluo test`'s own reader checks the buffer: each problem covers its line, with the runner's words."""
     text = """\
