@@ -9,6 +9,7 @@ get checks of the rule ids and fixtures they name, and link to the rules.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -204,16 +205,23 @@ class FluoServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self.index.on_read = self.rule_files_read
 
-    def rule_files_read(self) -> None:
-        """A rule file a check went on without has been read (in the workspace's reading thread):
-        check the open rule files again, on the server's loop."""
+    def rule_files_read(self, paths: list[Path]) -> None:
+        """The rule files beside these open ones, which their last checks went on without, have been read (in the
+        workspace's reading thread): check them again, on the server's loop."""
         if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.publish_rule_files)
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the server is stopping
+                self.loop.call_soon_threadsafe(self.publish_read, set(paths))
 
-    def publish_rule_files(self) -> None:
+    def publish_read(self, paths: set[Path]) -> None:
         for doc in self.open_documents():
-            if self.is_rule_file(doc.uri):
+            path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
+            if path is not None and Path(path) in paths and self.is_rule_file(doc.uri):
                 self.publish(doc.uri, others=False)
+
+    def shutdown(self) -> None:
+        """The server stops (after `exit`, or its stdin closed): the rule files still to be read are dropped."""
+        self.index.close()
+        super().shutdown()  # type: ignore[no-untyped-call]
 
     # -- documents ------------------------------------------------------------------
 

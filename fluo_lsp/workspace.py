@@ -19,7 +19,6 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -42,8 +41,6 @@ MAX_RULE_BYTES = 4 * 1024 * 1024
 MAX_TEST_BYTES = 4 * 1024 * 1024
 MAX_SIBLING_BYTES = 4 * 1024 * 1024
 """Bytes of the rule files beside an open one read to find the ids they define first (FLUO213), per check."""
-SIBLING_WAIT = 0.5
-"""Seconds a check waits for the files beside it, read in the background, before it goes on without the rest."""
 MAX_KEYS = 2_000
 RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
@@ -92,17 +89,25 @@ class Workspace:
         self._keys_at = -RESCAN_SECONDS
         self._scan: threading.Thread | None = None
         self._scan_lock = threading.Lock()
-        self._rule_docs: dict[Path, tuple[Stamp, RuleDocument]] = {}
+        self._rule_docs: dict[Path, tuple[Stamp, RuleDocument | None]] = {}
+        """The rule files read from disk, by `stamp`: None for one that could not be read."""
         self._open_docs: dict[Path, RuleDocument] = {}
         self._runner: OrderedDict[tuple[Path, str], tuple[Hashable, list[TestProblem]]] = OrderedDict()
         """The documents of the open rule files, as last analysed."""
         self._rules = _EditorRules(self)
         self._reader: ThreadPoolExecutor | None = None
         self._reading: dict[Path, Future[RuleDocument | None]] = {}
+        """The rule files being read in the background (`_document_if_read`)."""
+        self._waiting: dict[Path, set[Path]] = {}
+        """For each file whose last check went on without files still being read beside it: those files."""
+        self._read_lock = threading.Lock()
+        """Guards `_reading` and `_waiting`, which the reading thread changes as each read ends."""
+        self._closed = False
         self.open_paths: Callable[[], Iterable[Path]] = lambda: ()
         """The paths of the documents open in the editor (saved or not)."""
-        self.on_read: Callable[[], None] = lambda: None
-        """Called from the reading thread once a file a check went on without (`SIBLING_WAIT`) is read."""
+        self.on_read: Callable[[list[Path]], None] = lambda paths: None
+        """Called from the reading thread with the files whose last check went on without files beside them,
+        once those are read: each file once, however often it was checked while they were read."""
 
     def set_folders(self, folders: list[Path]) -> None:
         self.folders = [f for f in folders if f.is_dir()]
@@ -224,17 +229,24 @@ class Workspace:
         """The analysed rule file on disk (cached by `stamp`); safe to call from the reading thread."""
         try:
             stat = path.stat()
-            cached = self._rule_docs.get(path)
-            if cached is not None and cached[0] == stamp(stat) and cached[1].name == self.shown(path):
-                return cached[1]
         except OSError:
             return None
+        known = self._known(path, stat)
+        if known is not None:
+            return known[0]
         read = read_rule_source(path, MAX_RULE_BYTES)
-        if read is None:
-            return None
-        doc = RuleDocument(str(path), read[0], self.shown(path), unreadable=read[1])
+        doc = None if read is None else RuleDocument(str(path), read[0], self.shown(path), unreadable=read[1])
         self._rule_docs[path] = (stamp(stat), doc)
         return doc
+
+    def _known(self, path: Path, stat: os.stat_result) -> tuple[RuleDocument | None] | None:
+        """What was read of the file at `path` (in a tuple: None if it could not be read), if it has not changed
+        since; None if it is to be read."""
+        cached = self._rule_docs.get(path)
+        if cached is None or cached[0] != stamp(stat):
+            return None
+        doc = cached[1]
+        return None if doc is not None and doc.name != self.shown(path) else (doc,)
 
     def changed_on_disk(self, paths: Iterable[Path]) -> None:
         """The client says these files changed on disk: what was read of them is read again, whatever their
@@ -242,7 +254,8 @@ class Workspace:
         for path in paths:
             self._rule_docs.pop(path, None)
             self._traces.pop(path, None)
-            self._reading.pop(path, None)
+            with self._read_lock:  # a read under way may have begun before the change: read it again
+                self._reading.pop(path, None)
         self.forget_disk()
 
     def sibling_duplicates(self, path: Path, doc: RuleDocument) -> list[tuple[Diagnostic, int]]:
@@ -257,7 +270,9 @@ class Workspace:
         except OSError:
             beside = set()
         beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
-        first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), SIBLING_WAIT)
+        pending: set[Path] = set()
+        first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), pending)
+        self._wait(path, pending)
         out: list[tuple[Diagnostic, int]] = []
         for rule, base in doc.rules():
             site = first.get(rule.id) if rule.id else None
@@ -273,8 +288,8 @@ class Workspace:
     def _within_budget(self, paths: list[Path]) -> list[Path]:
         """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).
 
-        Checking a file runs on the server's main thread; without a bound, a folder of large or
-        broken rule files beside it would hold every request up while they are parsed.
+        They are read in the background (`_document_if_read`), but kept once read: without a bound, a
+        folder of large rule files beside an open one would be held in memory whole.
         """
         out: list[Path] = []
         total = 0
@@ -289,35 +304,81 @@ class Workspace:
             out.append(p)
         return out
 
-    def _document_soon(self, path: Path, deadline: float) -> RuleDocument | None:
-        """`rule_document`, with a file not yet analysed read in the background, waited for until `deadline`
-        (`time.monotonic()`): None if it is not ready by then, and `on_read` is called when it is."""
+    def _document_if_read(self, path: Path, pending: set[Path]) -> RuleDocument | None:
+        """`rule_document`, but a file on disk not read yet (or changed since) is read in the background: None for
+        now, and `path` joins `pending`.
+
+        Checks run on the server's main thread, which never waits for a read: a folder of many
+        rule files would hold every request up while they are parsed.
+        """
         if self._open_text(path) is not None:
             return self.rule_document(path)
-        future = self._reading.get(path)
-        if future is None:
-            if self._reader is None:
-                self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluo-lsp-rule-files")
-            future = self._reader.submit(self._disk_document, path)
-            self._reading[path] = future
         try:
-            doc = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except FutureTimeout:
-            future.add_done_callback(lambda _: self.on_read())
+            known = self._known(path, path.stat())
+        except OSError:
             return None
-        self._reading.pop(path, None)
-        return doc
+        if known is not None:
+            return known[0]
+        with self._read_lock:
+            if self._closed:
+                return None
+            if path not in self._reading:
+                if self._reader is None:
+                    self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluo-lsp-rule-files")
+                self._reading[path] = future = self._reader.submit(self._disk_document, path)
+            else:
+                future = None
+        if future is not None:  # outside the lock: a read already done calls back at once
+            future.add_done_callback(lambda done: self._read(path, done))
+        pending.add(path)
+        return None
 
-    def rule_ids(self, paths: list[Path], wait: float | None = None) -> dict[str, RuleSite]:
+    def _wait(self, checked: Path, pending: set[Path]) -> None:
+        """The last check of `checked` went on without the files `pending`: call `on_read` once they are read (the
+        sets of earlier checks are let go: their diagnostics are published over)."""
+        with self._read_lock:
+            left = {p for p in pending if p in self._reading}
+            if left:
+                self._waiting[checked] = left
+            else:
+                self._waiting.pop(checked, None)
+        if pending and not left:  # read between the check and now
+            self.on_read([checked])
+
+    def _read(self, path: Path, future: Future[RuleDocument | None]) -> None:
+        """A read of `_document_if_read` has ended (in the reading thread, or cancelled by `close`)."""
+        ready: list[Path] = []
+        with self._read_lock:
+            if self._reading.get(path) is future:
+                del self._reading[path]
+            for checked, left in list(self._waiting.items()):
+                left.discard(path)
+                if not left:
+                    del self._waiting[checked]
+                    ready.append(checked)
+            if self._closed:
+                return
+        if ready:
+            self.on_read(ready)
+
+    def close(self) -> None:
+        """Stop reading: the reads not begun are dropped and no check hears of the one under way, so that the
+        process can end (the client is gone)."""
+        with self._read_lock:
+            self._closed = True
+            self._waiting.clear()
+        if self._reader is not None:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+
+    def rule_ids(self, paths: list[Path], pending: set[Path] | None = None) -> dict[str, RuleSite]:
         """The rules defined in these files and folders (searched as `fluo check` searches them).
 
-        With `wait`, files on disk are read in the background and those not read within `wait`
-        seconds are left out (see `_document_soon`).
+        With `pending`, files on disk not read yet are read in the background and left out, and
+        their paths added to `pending` (see `_document_if_read`).
         """
-        deadline = time.monotonic() + (wait or 0.0)
         out: dict[str, RuleSite] = {}
         for path in _files_in(paths):
-            doc = self.rule_document(path) if wait is None else self._document_soon(path, deadline)
+            doc = self.rule_document(path) if pending is None else self._document_if_read(path, pending)
             if doc is None:
                 continue
             for rule, base in doc.rules():

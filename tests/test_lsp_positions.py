@@ -475,6 +475,109 @@ async def test_params_that_do_not_deserialise_are_one_line_on_stderr_each(tmp_pa
     assert "window/showMessage" not in [body.get("method") for body in bodies]  # pygls's "Error in server"
 
 
+# -- a server process driven message by message ------------------------------------------
+
+
+async def server_process(*messages: dict[str, Any]) -> asyncio.subprocess.Process:
+    """A `fluo lsp` process sent `messages`, its stdin left open."""
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(b"".join(frame(m) for m in messages))
+    await proc.stdin.drain()
+    return proc
+
+
+async def next_message(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    """The next message the server sends (a bounded wait)."""
+    assert proc.stdout is not None
+    length = 0
+    while True:
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert line, "the server closed its stdout"
+        if not line.strip():
+            break
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body: dict[str, Any] = json.loads(await asyncio.wait_for(proc.stdout.readexactly(length), timeout=60))
+    return body
+
+
+async def stopped(proc: asyncio.subprocess.Process) -> int:
+    """The exit status of `proc` once it ends (a bounded wait), with whatever it still sends read and dropped."""
+    assert proc.stdout is not None
+    await asyncio.wait_for(proc.stdout.read(), timeout=60)
+    return await asyncio.wait_for(proc.wait(), timeout=60)
+
+
+@pytest.fixture(scope="module")
+def crowded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of 400 rule files of 10 rules each (1.5 MB: within the budget of files read beside an open one)."""
+    root = tmp_path_factory.mktemp("crowded")
+    (root / "rules").mkdir()
+    for i in range(400):
+        rules = (
+            f"rule r{i}_{j} {{\n  severity: info\n  expect trace.spans.where(service == 's{j}').count() < {j}\n}}\n\n"
+            for j in range(10)
+        )
+        (root / "rules" / f"f{i:03d}.fluo").write_text("".join(rules))
+    return root
+
+
+def opening(root: Path, text: str) -> list[dict[str, Any]]:
+    """`initialize` on `root` (diagnostics not debounced), then a new `rules/new.fluo` opened with `text`."""
+    item = {"uri": (root / "rules" / "new.fluo").as_uri(), "languageId": "fluo", "version": 1, "text": text}
+    options = {"fluo": {"diagnostics": {"debounceMs": 0}}}
+    return [
+        {
+            "id": 1,
+            "method": "initialize",
+            "params": {"capabilities": {}, "rootUri": root.as_uri(), "initializationOptions": options},
+        },
+        {"method": "initialized", "params": {}},
+        {"method": "textDocument/didOpen", "params": {"textDocument": item}},
+    ]
+
+
+@asyncio_module
+async def test_a_folder_of_many_rule_files_holds_no_request_up(crowded: Path) -> None:
+    """Editor tour (QA r04): a file opened beside 400 others left a hover unanswered for minutes and its
+    diagnostics were published thousands of times: each check waited for the files beside it being read, and
+    each read checked the file again once for every check made meanwhile. Requests are answered while the
+    files are read, and the file is published twice: at once, then with the ids they define first (FLUO213)."""
+    text = "rule r399_9 {\n  expect trace.spans.count() == 0\n}\n"
+    uri = (crowded / "rules" / "new.fluo").as_uri()
+    hover = {"textDocument": {"uri": uri}, "position": {"line": 1, "character": 15}}
+    proc = await server_process(*opening(crowded, text), {"id": 2, "method": "textDocument/hover", "params": hover})
+    published: list[list[str]] = []
+    answered = None  # how many times the file was published before the hover was answered
+    while not published or published[-1] != ["FLUO213"]:
+        message = await next_message(proc)
+        if message.get("id") == 2:
+            answered = len(published)
+        if message.get("method") == "textDocument/publishDiagnostics" and message["params"]["uri"] == uri:
+            published.append([d["code"] for d in message["params"]["diagnostics"]])
+    assert answered == 1  # before the files beside it were read
+    assert published == [[], ["FLUO213"]]
+    assert proc.stdin is not None
+    proc.stdin.write(frame({"id": 3, "method": "shutdown"}) + frame({"method": "exit"}))
+    assert await stopped(proc) == 0
+
+
+@asyncio_module
+async def test_a_server_whose_stdin_closes_stops_with_files_left_to_read(crowded: Path) -> None:
+    """Editor tour (QA r04): a server whose client was gone (stdin closed) ran on for more than ten minutes,
+    checking a file again for every file read beside it. It stops, and the files not read yet are not read."""
+    proc = await server_process(*opening(crowded, "rule a {\n  expect true\n}\n"))
+    while (await next_message(proc)).get("method") != "textDocument/publishDiagnostics":
+        pass
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert await stopped(proc) == 1  # no `shutdown` came
+
+
 # -- lifecycle messages sent twice ----------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from lsprotocol import types as lsp
 from fluo_lang import api, parser, regex
 from fluo_lang import builtins as b
 from fluo_lang.ast import Span
+from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.parser import MAX_RULE_NODES
 from fluo_lsp.actions import _new_errors, code_actions
 from fluo_lsp.completion import complete, signature_help
@@ -463,7 +465,7 @@ def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(
     outside = Workspace(lambda path: None)
     b = outside.rule_document(tmp_path / "b.fluo")
     assert b is not None
-    [(d, _)] = outside.sibling_duplicates(tmp_path / "b.fluo", b)
+    [(d, _)] = read_beside(outside, tmp_path / "b.fluo", b)
     assert d.message == f"rule id `dup` is already defined at {tmp_path / 'a.fluo'}:2:6"
     index = Workspace(lambda path: None)
     index.folders = [tmp_path]
@@ -538,7 +540,7 @@ def test_a_first_definition_in_another_file_is_located_as_lsp_counts_lines(tmp_p
     index = Workspace(lambda path: None)
     b = index.rule_document(tmp_path / "b.fluo")
     assert b is not None
-    [(d, base)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
+    [(d, base)] = read_beside(index, tmp_path / "b.fluo", b)
     diag = lsp_diagnostic(d, base, b, (tmp_path / "b.fluo").as_uri(), strict=False)
     assert diag.related_information is not None
     assert diag.related_information[0].location.range == lsp.Range(
@@ -608,6 +610,15 @@ def test_a_file_past_the_size_limit_is_fluo402_unread(tmp_path: Path, monkeypatc
     assert [d.code for d in api.analyze_paths([tmp_path]).diagnostics] == ["FLUO402"]
 
 
+def read_beside(index: Workspace, path: Path, doc: RuleDocument) -> list[tuple[Diagnostic, int]]:
+    """`sibling_duplicates` once the files beside `path` it goes on without are read (a bounded wait)."""
+    read = threading.Event()
+    index.on_read = lambda paths: read.set()
+    if index.sibling_duplicates(path, doc) == [] and index._reading:
+        assert read.wait(30)
+    return index.sibling_duplicates(path, doc)
+
+
 def test_sibling_files_are_read_within_a_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """FLUO213 looks at the files before this one (name order) until `MAX_SIBLING_BYTES` of them are read."""
     from fluo_lsp import workspace
@@ -621,46 +632,89 @@ def test_sibling_files_are_read_within_a_budget(tmp_path: Path, monkeypatch: pyt
     read: list[Path] = []
     disk_document = index._disk_document
 
-    def counted(path: Path) -> object:
+    def counted(path: Path) -> RuleDocument | None:
         read.append(path)
         return disk_document(path)
 
     monkeypatch.setattr(index, "_disk_document", counted)
     c = disk_document(tmp_path / "c.fluo")
     assert c is not None
-    [(d, _)] = index.sibling_duplicates(tmp_path / "c.fluo", c)
+    [(d, _)] = read_beside(index, tmp_path / "c.fluo", c)
     assert d.code == "FLUO213"
     assert read == [tmp_path / "a.fluo"]  # b.fluo would pass the budget
 
 
-def test_a_slow_sibling_is_read_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A check waits `SIBLING_WAIT` for the files beside it, goes on without the slow ones, and hears when
-    they are read (the server then checks the open rule files again)."""
-    import threading
-
-    from fluo_lsp import workspace
-
-    rule = "rule dup {\n  expect true\n}\n"
-    (tmp_path / "a.fluo").write_text(rule)
-    (tmp_path / "b.fluo").write_text(rule)
-    monkeypatch.setattr(workspace, "SIBLING_WAIT", 0.05)
-    index = Workspace(lambda path: None)
-    release, read = threading.Event(), threading.Event()
+def gated(index: Workspace, monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[Path]]:
+    """Reads of the files beside an open one that wait for the event returned (at most 30 s), and the files read."""
+    release = threading.Event()
+    read: list[Path] = []
     disk_document = index._disk_document
 
-    def slow(path: Path) -> object:
-        release.wait(10)
+    def slow(path: Path) -> RuleDocument | None:
+        release.wait(30)
+        read.append(path)
         return disk_document(path)
 
     monkeypatch.setattr(index, "_disk_document", slow)
-    index.on_read = read.set
-    b = disk_document(tmp_path / "b.fluo")
-    assert b is not None
-    assert index.sibling_duplicates(tmp_path / "b.fluo", b) == []  # a.fluo is still being read
+    return release, read
+
+
+def test_a_check_waits_for_no_file_beside_it_and_hears_once_when_they_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Editor tour (QA r04): each check waited half a second for the files beside it, then asked to hear of
+    every one still being read, and each read checked the file again, so a folder of 400 files had the open
+    one checked thousands of times, each waiting again, and requests went unanswered for minutes. A check
+    goes on without the files not read yet, and the file is checked again once when the reads it went
+    without are done, however often it was checked meanwhile."""
+    for i in range(30):
+        (tmp_path / f"f{i:02d}.fluo").write_text(f"rule r{i} {{\n  expect true\n}}\n")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.fluo").write_text("rule q {\n  expect true\n}\n")
+    index = Workspace(lambda path: None)
+    release, read = gated(index, monkeypatch)
+    heard: list[list[Path]] = []
+    done = threading.Event()
+
+    def hear(paths: list[Path]) -> None:
+        heard.append(paths)
+        done.set()
+
+    index.on_read = hear
+    z = tmp_path / "z.fluo"
+    z.write_text("rule r29 {\n  expect true\n}\n")
+    doc = RuleDocument(str(z), z.read_text())
+    for _ in range(5):  # returns while every read waits: a check waits for none
+        assert index.sibling_duplicates(z, doc) == []
+    q = RuleDocument(str(tmp_path / "other" / "b.fluo"), "rule q {\n  expect true\n}\n")
+    assert index.sibling_duplicates(tmp_path / "other" / "b.fluo", q) == []
     release.set()
-    assert read.wait(10)
-    [(d, _)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
+    assert done.wait(30)
+    assert index._reader is not None
+    index._reader.shutdown(wait=True)  # every read is over
+    assert sorted(map(sorted, heard)) == [[tmp_path / "other" / "b.fluo"], [z]]  # each once
+    assert len(read) == 31  # each file once
+    [(d, _)] = index.sibling_duplicates(z, doc)
     assert d.code == "FLUO213"
+    assert len(heard) == 2  # read already: nothing to hear of
+
+
+def test_closing_the_workspace_drops_the_reads_not_begun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Editor tour (QA r04): a server whose client was gone went on reading the files queued beside an open one
+    before it could end. `close` (the server stops) drops those not begun."""
+    for i in range(10):
+        (tmp_path / f"f{i}.fluo").write_text(f"rule r{i} {{\n  expect true\n}}\n")
+    index = Workspace(lambda path: None)
+    release, read = gated(index, monkeypatch)
+    heard: list[list[Path]] = []
+    index.on_read = heard.append
+    z = tmp_path / "z.fluo"
+    assert index.sibling_duplicates(z, RuleDocument(str(z), "rule r {\n  expect true\n}\n")) == []
+    index.close()
+    release.set()
+    assert index._reader is not None
+    index._reader.shutdown(wait=True)
+    assert len(read) <= 1 and heard == []  # the read under way at most; the file is not checked again
 
 
 def test_a_gzipped_trace_is_read_for_keys_only_up_to_the_limit(tmp_path: Path) -> None:
