@@ -5,7 +5,8 @@ first chunk also holds whatever comes before its rule). Strings and comments end
 at the end of their line and `rule` is reserved, so such a line always starts a
 rule. Each chunk goes through `fluo_lang.api.analyze` on its own, followed by an
 empty rule when another chunk follows (so a missing `}` reads "before `rule`", as
-in the whole file), and the results are cached by chunk text.
+in the whole file), and the results are cached by chunk text: a document keeps its
+chunks' analyses, which its next text reuses, and a bounded cache keeps others.
 
 What `fluo check` decides for the whole file is decided over all chunks: rule ids
 must be unique (`typecheck.duplicate_ids` runs over every rule, so FLUO213 says the
@@ -22,8 +23,9 @@ Spans inside a chunk's results count from the chunk's start (`Chunk.start`).
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,7 +40,9 @@ from fluo_lang.typecheck import CheckedRule, duplicate_ids
 from .positions import LineIndex
 
 _SENTINEL = "rule __fluo_next_rule__ {}"
-_CACHE_SIZE = 5_000  # chunks (rules); about 15 MB per 1,000
+_CACHE_SIZE = 5_000
+"""Chunks (rules) kept besides those of the documents alive (about 15 MB per 1,000): the rule files read beside an
+open one, the texts a code action tried, the documents closed."""
 
 
 @dataclass
@@ -75,6 +79,7 @@ class Chunk:
 
 
 _cache: OrderedDict[tuple[str, str, bool], ChunkAnalysis] = OrderedDict()
+_cache_lock = threading.Lock()  # rule files beside an open one are analysed in a thread of their own
 
 
 def path_uri(path: Path) -> str:
@@ -84,13 +89,27 @@ def path_uri(path: Path) -> str:
     return from_fs_path(absolute) or Path(absolute).as_uri()
 
 
-def analyze_chunk(path: str, text: str, *, last: bool, regexes: RegexBudget | None = None) -> ChunkAnalysis:
-    """One chunk's analysis, its patterns charged to `regexes`, the budget of the document's chunks before it."""
+def analyze_chunk(
+    path: str,
+    text: str,
+    *,
+    last: bool,
+    regexes: RegexBudget | None = None,
+    kept: Mapping[tuple[str, bool], ChunkAnalysis] | None = None,
+) -> ChunkAnalysis:
+    """One chunk's analysis, its patterns charged to `regexes`, the budget of the document's chunks before it.
+
+    `kept` holds the analyses of the document's last text by (chunk text, `last`), looked at before the cache.
+    """
     regexes = regexes if regexes is not None else RegexBudget()
     key = (path, text, last)
-    hit = _cache.get(key)
+    hit = kept.get((text, last)) if kept is not None else None
+    if hit is None:
+        with _cache_lock:
+            hit = _cache.get(key)
+            if hit is not None:
+                _cache.move_to_end(key)
     if hit is not None and regexes.replay(hit.regexes):
-        _cache.move_to_end(key)
         return hit
     source = text if last else text + _SENTINEL
     asked = len(regexes.consulted)
@@ -114,9 +133,10 @@ def analyze_chunk(path: str, text: str, *, last: bool, regexes: RegexBudget | No
         hidden=[d for d in analysis.hidden if d.span.start <= mine or last],
         regexes=tuple(regexes.consulted[asked:]),
     )
-    _cache[key] = result
-    if len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
+    with _cache_lock:
+        _cache[key] = result
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
     return result
 
 
@@ -176,9 +196,19 @@ class RuleDocument:
     `unreadable` is why `fluo check` reads none of its rules: FLUO402 (too large) or, for a file
     on disk, the FLUO106 of `read_rule_source` (not UTF-8). The document then has no rules and
     that diagnostic alone, as `fluo check` reports it.
+
+    `previous` is the document's last analysis: its rules are not checked again, however many rules
+    the cache (`_CACHE_SIZE`) holds, so an edit re-checks one rule however large the file is.
     """
 
-    def __init__(self, path: str, source: str, name: str | None = None, unreadable: Diagnostic | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        source: str,
+        name: str | None = None,
+        unreadable: Diagnostic | None = None,
+        previous: RuleDocument | None = None,
+    ) -> None:
         self.path = path
         self.name = name if name is not None else path
         self.source = source
@@ -199,11 +229,19 @@ class RuleDocument:
         starts = split(text)
         ends = [*starts[1:], len(text)]
         regexes = RegexBudget()  # the document's, as `fluo check` gives a file one
+        kept = previous.analyses() if previous is not None and previous.path == path else None
         self.chunks = [
-            Chunk(s, analyze_chunk(path, text[s:e], last=i == len(starts) - 1, regexes=regexes))
+            Chunk(s, analyze_chunk(path, text[s:e], last=i == len(starts) - 1, regexes=regexes, kept=kept))
             for i, (s, e) in enumerate(zip(starts, ends, strict=True))
         ]
         self._diagnostics = None
+
+    def analyses(self) -> dict[tuple[str, bool], ChunkAnalysis]:
+        """Its chunks' analyses by (chunk text, whether the chunk is the last), as `analyze_chunk` takes them."""
+        if self.unreadable is not None:
+            return {}
+        last = len(self.chunks) - 1
+        return {(ch.analysis.text, i == last): ch.analysis for i, ch in enumerate(self.chunks)}
 
     def chunk_at(self, offset: int) -> Chunk:
         lo, hi = 0, len(self.chunks) - 1

@@ -268,7 +268,7 @@ class FluoServer(LanguageServer):
         doc = self.documents.get(uri)
         name = self.index.shown(Path(path)) if path is not None else None
         if doc is None or doc.source != text or (name is not None and doc.name != name):
-            doc = RuleDocument(path or uri, text, name)
+            doc = RuleDocument(path or uri, text, name, previous=doc)
             self.documents[uri] = doc
         return doc
 

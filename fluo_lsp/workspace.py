@@ -222,7 +222,7 @@ class Workspace:
         name = self.shown(path)
         doc = self._open_docs.get(path)
         if doc is None or doc.source != text or doc.name != name:
-            doc = self._open_docs[path] = RuleDocument(str(path), text, name)
+            doc = self._open_docs[path] = RuleDocument(str(path), text, name, previous=doc)
         return doc
 
     def _disk_document(self, path: Path) -> RuleDocument | None:

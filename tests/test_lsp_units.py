@@ -178,6 +178,46 @@ def test_an_edit_reanalyses_only_its_rule() -> None:
     assert same.count(False) == 1
 
 
+@pytest.mark.parametrize("opened", ["file", "untitled"])
+def test_an_edit_reanalyses_only_its_rule_whatever_the_size_of_the_cache(
+    opened: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Editor tour (QA r05): the cache of rule analyses (5,000) was smaller than a file of 6,000 rules, which
+    evicted its own rules as it was checked: each keystroke checked every rule again (7 s). An open document
+    keeps its rules' analyses for its next text, whatever the cache holds."""
+    from fluo_lsp import document
+    from fluo_lsp.server import FluoServer
+
+    monkeypatch.setattr(document, "_CACHE_SIZE", 3)
+    checked: list[str] = []
+    analyze = api.analyze
+
+    def counted(sources: list[tuple[str, str]], *args: Any) -> api.Analysis:
+        checked.extend(text for _, text in sources)
+        return analyze(sources, *args)
+
+    monkeypatch.setattr(document.api, "analyze", counted)
+    text = "".join(f"rule r{i} {{\n  expect trace.spans.count() > {i}\n}}\n" for i in range(10))
+    index = Workspace(lambda path: None)
+    server = FluoServer()
+    texts: dict[str, str] = {}
+    monkeypatch.setattr(server, "open_document", lambda uri: None)
+    monkeypatch.setattr(server, "text", texts.get)
+
+    def open_text(text: str) -> RuleDocument | None:
+        if opened == "file":
+            return index.open_document(tmp_path / "many.fluo", text)
+        texts["untitled:Untitled-1"] = text
+        return server.rule_document("untitled:Untitled-1")
+
+    first = open_text(text)
+    assert first is not None and len(first.rules()) == 10 and len(checked) == 10
+    checked.clear()
+    second = open_text(text.replace("count() > 4", "count() > 44"))
+    assert second is not None and len(checked) == 1 and "count() > 44" in checked[0]
+    assert [d.code for d, _ in second.diagnostics()] == [d.code for d, _ in first.diagnostics()]
+
+
 def test_the_patterns_of_a_document_share_one_budget_as_in_fluo_check(monkeypatch: pytest.MonkeyPatch) -> None:
     """Smalls: the editor gave each rule the compile budget `fluo check` gives a file, so a document of many rules,
     each with a distinct pattern RE2 refuses as too large, compiled every one of them (~35 ms each) when opened,
