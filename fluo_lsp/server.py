@@ -14,6 +14,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -361,9 +363,46 @@ def shutdown(ls: FluoServer, params: None) -> None:
     ls.shut_down = True
 
 
+CLIENT_POLL = 3.0
+"""Seconds between two looks at whether the client's process (`initialize`'s `processId`) is still there."""
+
+
+def client_alive(pid: int) -> bool:
+    """Whether the process `pid` is there (another user's too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: there, but not ours to signal
+        return True
+    return True
+
+
+def watch_client(pid: int) -> None:
+    """Exit (status 1, as without `shutdown`) once the process `pid` is gone, as LSP asks of a server whose
+    client names its process: a client killed while something else holds the server's stdin (a wrapper
+    shell, a process that inherited the pipe) would otherwise leave it running for good.
+
+    POSIX only (on Windows `os.kill` would signal the client); a pid that names no single process (0 or
+    less, or past what a pid can be) is not watched.
+    """
+    if os.name != "posix" or not 0 < pid < 2**31:
+        return
+
+    def watch() -> None:
+        while client_alive(pid):
+            time.sleep(CLIENT_POLL)
+        log.warning("fluo lsp: the client (process %d) is gone: exiting", pid)
+        os._exit(1)  # the thread reading stdin may be blocked for good: nothing else would end the process
+
+    threading.Thread(target=watch, name="fluo-lsp-client-watch", daemon=True).start()
+
+
 @server.feature(lsp.INITIALIZE)
 def initialize(ls: FluoServer, params: lsp.InitializeParams) -> None:
     ls.loop = asyncio.get_running_loop()
+    if params.process_id is not None:
+        watch_client(params.process_id)
     ls.settings = ls.initial_settings = Settings().merged(params.initialization_options)
     ls.index.extra_keys = ls.settings.attribute_keys
     folders = [to_fs_path(f.uri) for f in params.workspace_folders or []]

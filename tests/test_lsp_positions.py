@@ -578,6 +578,32 @@ async def test_a_server_whose_stdin_closes_stops_with_files_left_to_read(crowded
     assert await stopped(proc) == 1  # no `shutdown` came
 
 
+@asyncio_module
+async def test_the_server_exits_once_its_client_process_is_gone(tmp_path: Path) -> None:
+    """Editor tour (QA r03): LSP asks a server to exit when the process `initialize` names (`processId`) is
+    gone; the server never looked, so one whose editor was killed while something else held its stdin ran on
+    for good. It answers while the editor runs, and exits (status 1, no `shutdown` came) once it is gone."""
+    editor = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys; sys.stdin.read()", stdin=asyncio.subprocess.PIPE
+    )
+    assert editor.stdin is not None
+    hover = {"textDocument": {"uri": (tmp_path / "a.fluo").as_uri()}, "position": {"line": 0, "character": 0}}
+    proc = await server_process(
+        {"id": 1, "method": "initialize", "params": {"processId": editor.pid, "capabilities": {}}},
+        {"method": "initialized", "params": {}},
+        {"id": 2, "method": "textDocument/hover", "params": hover},
+    )
+    while (await next_message(proc)).get("id") != 2:
+        pass
+    editor.stdin.close()
+    await asyncio.wait_for(editor.wait(), timeout=60)
+    assert await stopped(proc) == 1  # its stdin still open
+    assert proc.stderr is not None
+    assert (await proc.stderr.read()).decode().splitlines() == [
+        f"fluo lsp: the client (process {editor.pid}) is gone: exiting"
+    ]
+
+
 # -- lifecycle messages sent twice ----------------------------------------------------------
 
 
