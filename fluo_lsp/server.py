@@ -31,6 +31,8 @@ from pygls.exceptions import (
     JsonRpcException,
     JsonRpcInvalidParams,
     JsonRpcInvalidRequest,
+    JsonRpcMethodNotFound,
+    JsonRpcParseError,
     JsonRpcServerNotInitialized,
 )
 from pygls.lsp.server import LanguageServer
@@ -109,6 +111,32 @@ class _Dropped:
     method: str
 
 
+_NOT_JSON = (json.JSONDecodeError, UnicodeDecodeError)
+"""What reading a message body that is not JSON (or not UTF-8) raises, in pygls's reading loop."""
+
+
+class _NotJson(logging.Filter):
+    """pygls logs a message body that is not JSON with a traceback: one line says it instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, _NOT_JSON):
+            record.msg, record.args = "fluo lsp: dropped a message that is not JSON: %s", (error,)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_JSON_TYPES = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    list: "an array",
+    dict: "an object",
+}
+"""How JSON names the type of a value as Python reads it (a method's, when it is no string)."""
+
+
 def _invalid(exc: BaseException, type_: Any) -> str:
     """cattrs' words for a value that does not fit, with the validator's own for a bad one (`Position.line
     should be in range [0:2147483647], but was -1.`)."""
@@ -132,13 +160,38 @@ class _Protocol(LanguageServerProtocol):
 
     def structure_message(self, data: dict[str, Any]) -> Any:
         """A request or notification as its method's type; one whose params do not deserialise is one line on
-        stderr (pygls logs cattrs' whole traceback, and again for a notification), then refused or dropped."""
-        method = data.get("method") if "jsonrpc" in data and "error" not in data else None
-        if not isinstance(method, str):  # a response, or an object inside a message
-            return super().structure_message(data)
+        stderr (pygls logs cattrs' whole traceback, and again for a notification), then refused or dropped.
+
+        A request whose method is no string is refused with InvalidRequest, and one whose method is a
+        notification's (`$/cancelRequest`, `textDocument/didSave` with an `id`) or unknown with MethodNotFound;
+        a notification of an unknown method is dropped, and a response with neither result nor error has a null
+        result. pygls answered none of these requests, and popped "Error in server" up in the editor for some,
+        with a traceback on stderr."""
+        a_message = "jsonrpc" in data and "error" not in data  # else a response's error, or an object inside a message
+        method = data.get("method") if a_message else None
+        if not isinstance(method, str):
+            if a_message and "method" in data and "id" in data:
+                what = _JSON_TYPES.get(type(method), "not a string")
+                log.warning("fluo lsp: refused request %s: its method is %s", json.dumps(data["id"]), what)
+                return _Refused(data["id"], "", JsonRpcInvalidRequest(f"invalid request: its method is {what}"))
+            if "jsonrpc" in data and "id" in data and "result" not in data and "error" not in data:
+                data = {**data, "result": None}  # a response to a request of ours, its null result left out
+            return super().structure_message(data)  # a response, or an object inside a message
+        types = lsp.METHOD_TO_TYPES.get(method)
+        if types is None and method not in self.fm.features:
+            if "id" in data:
+                log.warning("fluo lsp: refused %s request %s: unknown method", method, json.dumps(data["id"]))
+                return _Refused(data["id"], method, JsonRpcMethodNotFound(f"unknown method {method}"))
+            if not method.startswith("$/"):  # LSP: those may be ignored
+                log.warning("fluo lsp: dropped a %s notification: unknown method", method)
+            return _Dropped(method)
+        if "id" in data and types is not None and types[1] is None:  # no result: a notification's method
+            log.warning("fluo lsp: refused %s request %s: it is a notification", method, json.dumps(data["id"]))
+            error = JsonRpcMethodNotFound(f"{method} is a notification, not a request: send it without an id")
+            return _Refused(data["id"], method, error)
         fallback = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
         try:
-            return self._converter.structure(data, self.get_message_type(method) or fallback)
+            structured = self._converter.structure(data, self.get_message_type(method) or fallback)
         except ClassValidationError as exc:
             why = "; ".join(transform_error(exc, format_exception=_invalid))
             if "id" not in data:
@@ -146,9 +199,13 @@ class _Protocol(LanguageServerProtocol):
                 return _Dropped(method)
             log.warning("fluo lsp: refused %s request %s: invalid params: %s", method, json.dumps(data["id"]), why)
             return _Refused(data["id"], method, JsonRpcInvalidParams(f"invalid params for {method}: {why}"))
+        return structured
 
     def handle_message(self, message: Any) -> None:
         if isinstance(message, _Dropped):
+            return
+        if not isinstance(message, _Refused) and not hasattr(message, "jsonrpc"):
+            self._not_a_message(message)
             return
         method = getattr(message, "method", None)
         request = isinstance(message, RPCRequest | _Refused)
@@ -173,7 +230,24 @@ class _Protocol(LanguageServerProtocol):
         if isinstance(message, _Refused):
             self._send_response(message.id, None, message.error.to_response_error())
             return
+        if method == lsp.WORKSPACE_EXECUTE_COMMAND and message.params.command not in self.fm.commands:
+            command = message.params.command  # pygls answers the same, with a traceback on stderr
+            log.warning("fluo lsp: refused %s request %s: unknown command %r", method, json.dumps(message.id), command)
+            unknown = JsonRpcInvalidParams(f"unknown command {command!r}: the server has no commands")
+            self._send_response(message.id, None, unknown.to_response_error())
+            return
         super().handle_message(message)
+
+    def _not_a_message(self, message: Any) -> None:
+        """A JSON value that is no JSON-RPC message (an object without `"jsonrpc"`, an array, a number): one
+        that has an id and a method is refused with InvalidRequest, any other dropped; one line on stderr
+        either way (pygls popped "Error in server" up in the editor, with a traceback on stderr)."""
+        if isinstance(message, dict) and "id" in message and "method" in message:
+            log.warning('fluo lsp: refused request %s: no "jsonrpc": "2.0"', json.dumps(message["id"]))
+            error = JsonRpcInvalidRequest('invalid request: a JSON-RPC 2.0 message has "jsonrpc": "2.0"')
+            self._send_response(message["id"], None, error.to_response_error())
+            return
+        log.warning("fluo lsp: dropped a message that is no JSON-RPC 2.0 request, notification or response")
 
     @lsp_method(lsp.INITIALIZE)
     def lsp_initialize(self, params: lsp.InitializeParams) -> Generator[Any, Any, lsp.InitializeResult]:
@@ -219,6 +293,15 @@ class FluoServer(LanguageServer):
             path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
             if path is not None and Path(path) in paths and self.is_rule_file(doc.uri):
                 self.publish(doc.uri, others=False)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """A message that is not JSON is answered as JSON-RPC says, with ParseError and no id (none could be read),
+        not with "Error in server" shown in the editor; other errors as pygls reports them."""
+        if isinstance(error, _NOT_JSON):
+            parse = {"code": JsonRpcParseError.CODE, "message": f"parse error: the message is not JSON ({error})"}
+            self.protocol._send_data({"jsonrpc": "2.0", "id": None, "error": parse})
+            return
+        super().report_server_error(error, source)
 
     def shutdown(self) -> None:
         """The server stops (after `exit`, or its stdin closed): the rule files still to be read are dropped."""
@@ -756,6 +839,7 @@ def command(stdio: bool) -> None:
     # pygls closes the stream it wrote to when it stops: give it its own descriptor, so that
     # `sys.stdout` stays open for whatever flushes it on the way out (the CLI does).
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    logging.getLogger("pygls.server").addFilter(_NotJson())
     server.start_io(sys.stdin.buffer, out)
     if not server.shut_down:  # pygls ends `start_io` quietly, whatever `exit` asked for
         sys.exit(1)

@@ -475,6 +475,70 @@ async def test_params_that_do_not_deserialise_are_one_line_on_stderr_each(tmp_pa
     assert "window/showMessage" not in [body.get("method") for body in bodies]  # pygls's "Error in server"
 
 
+@asyncio_module
+async def test_a_malformed_message_is_answered_with_one_line_on_stderr(tmp_path: Path) -> None:
+    """Editor tour (QA r07): a notification's method sent with an id, a method that is no string, a method or
+    a command the server does not know, a message without `"jsonrpc"` or not JSON got no answer, or one with
+    "Error in server" popped up in the editor and a traceback on stderr. Each request is answered (as JSON-RPC
+    says: a body that is not JSON with id null), each gets one line on stderr, and the server goes on."""
+    uri = (tmp_path / "a.fluo").as_uri()
+    hover = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 0}}
+
+    def raw(body: bytes) -> bytes:
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    messages = [
+        frame({"id": 1, "method": "initialize", "params": {"capabilities": {}}}),
+        frame({"method": "initialized", "params": {}}),
+        frame({"id": 2, "method": "$/cancelRequest", "params": {"id": 99}}),
+        frame({"id": 3, "method": "textDocument/didSave", "params": {"textDocument": {"uri": uri}}}),
+        frame({"id": 4, "method": 5}),
+        frame({"id": 5, "method": "workspace/executeCommand", "params": {"command": "nope"}}),
+        frame({"id": 6, "method": "fluo/unknown"}),
+        frame({"method": "fluo/unknown"}),
+        frame({"method": "$/unknown"}),  # LSP: may be ignored, and is, silently
+        raw(b'{"id": 7, "method": "shutdown"}'),
+        raw(b"{not json"),
+        raw(b"[1, 2]"),
+        frame({"id": 8, "method": "textDocument/hover", "params": hover}),
+        frame({"id": 9, "method": "shutdown"}),
+        frame({"method": "exit"}),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(b"".join(messages)), timeout=30)
+    assert proc.returncode == 0, stderr.decode()
+    bodies = [json.loads(chunk.split(b"\r\n\r\n", 1)[1]) for chunk in stdout.split(b"Content-Length: ")[1:]]
+    answers = {body["id"]: body for body in bodies if "id" in body}
+    codes = {i: answers[i]["error"]["code"] if "error" in answers[i] else "ok" for i in answers}
+    assert codes == {
+        1: "ok",
+        2: -32601,  # MethodNotFound: a notification's method
+        3: -32601,
+        4: -32600,  # InvalidRequest
+        5: -32602,  # InvalidParams, as pygls answers an unknown command
+        6: -32601,
+        7: -32600,
+        None: -32700,  # ParseError
+        8: "ok",
+        9: "ok",
+    }
+    assert "window/showMessage" not in [body.get("method") for body in bodies]  # pygls's "Error in server"
+    assert stderr.decode().splitlines() == [
+        "fluo lsp: refused $/cancelRequest request 2: it is a notification",
+        "fluo lsp: refused textDocument/didSave request 3: it is a notification",
+        "fluo lsp: refused request 4: its method is a number",
+        "fluo lsp: refused workspace/executeCommand request 5: unknown command 'nope'",
+        "fluo lsp: refused fluo/unknown request 6: unknown method",
+        "fluo lsp: dropped a fluo/unknown notification: unknown method",
+        'fluo lsp: refused request 7: no "jsonrpc": "2.0"',
+        "fluo lsp: dropped a message that is not JSON: Expecting property name enclosed in double quotes:"
+        " line 1 column 2 (char 1)",
+        "fluo lsp: dropped a message that is no JSON-RPC 2.0 request, notification or response",
+    ]
+
+
 # -- a server process driven message by message ------------------------------------------
 
 
