@@ -222,7 +222,7 @@ def _space(prev: Lexeme, cur: Lexeme, unary: bool) -> str:
     if cur.kind == "LSQB" and prev.kind in _OPERAND_END:
         return ""  # an index
     if unary:
-        return ""
+        return " " if cur.kind == "MINUS" else ""  # `- -1`, not `--1`: that reads as a comment typed in SQL's way
     return " "
 
 

@@ -158,6 +158,7 @@ def test_lines_end_as_the_files_lines_do(eol: str) -> None:
         ("\n\n  \n", ""),
         ("// only a comment   \n\n\n", "// only a comment\n"),
         ("trace.count(a - -1 > -2)", "trace.count(a - -1 > -2)\n"),
+        ("- -1 == 1 and --1 == 1 and 1 - - -1 == 0", "- -1 == 1 and - -1 == 1 and 1 - - -1 == 0\n"),  # no `--`
         ("trace.spans[ 0 ]", "trace.spans[0]\n"),
         ("trace.services contains 'a' and not ('b' in trace.services)",
          "trace.services contains 'a' and not ('b' in trace.services)\n"),
