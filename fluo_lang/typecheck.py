@@ -943,8 +943,10 @@ class _Checker:
         if result is None:
             hint = ""
             span, fix = e.span, None
-            if t.ANY in (lt, rt) and {lt, rt} & {t.DURATION, t.TIMESTAMP}:
-                hint = "; an attribute's number has no unit: give it one, e.g. `amount * 1ms`"
+            if e.op == "-" and (lt, rt) == (t.ANY, t.TIMESTAMP):  # `deadline - start`: the attribute is a time
+                hint = _time_hint(e.left, e.right)
+            elif t.ANY in (lt, rt) and {lt, rt} & {t.DURATION, t.TIMESTAMP}:
+                hint = _unit_hint(e.left if lt == t.ANY else e.right)
             elif e.op in ("+", "-") and (number := _unitless(e, lt, rt, {t.DURATION, t.TIMESTAMP})) is not None:
                 (hint, fix), span = _unit_for(number), number.span  # `duration + 500`
             self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", span, fix)
@@ -1130,6 +1132,17 @@ def _unit_hint(attr: ast.Expr) -> str:
     suffix = (key or x).replace(".", "_").replace(" ", "_").rsplit("_", 1)[-1].lower()
     unit = {"ns": "1ns", "us": "1us", "ms": "1ms", "millis": "1ms", "s": "1s", "sec": "1s", "seconds": "1s"}
     return f"; an attribute's number has no unit: give it one, e.g. `{x} * {unit.get(suffix, '1ms')}`"
+
+
+def _time_hint(attr: ast.Expr, time: ast.Expr) -> str:
+    """FLUO302's hint for an attribute minus a timestamp (`deadline - start`): an attribute is read as a time only
+    where it is compared with one, so the difference is written as a comparison (no unit given to the attribute
+    would make it a time)."""
+    x, at = _path_text(attr) or "deadline", _path_text(time) or "start"
+    return (
+        f"; an attribute is read as a time only where it is compared with one: "
+        f"for `{x} - {at} > 5s`, write `{x} > {at} + 5s`"
+    )
 
 
 def _unitless(e: ast.Binary, lt: t.Type, rt: t.Type, timed: set[t.Type] | None = None) -> ast.Literal | None:

@@ -779,6 +779,18 @@ def test_an_attributes_number_has_no_unit_to_add_to_a_duration(expr: str) -> Non
     assert not analyze([("u.fluo", "rule u { detect trace.has(amount * 1ms + 1s > 2s) }")]).diagnostics
 
 
+def test_an_attribute_minus_a_timestamp_is_shown_as_a_comparison() -> None:
+    """`deadline - start` suggested `amount * 1ms`, a duration, which still cannot be taken from a timestamp: the
+    attribute is a time only compared with one, so the hint is the comparison that works (and holds, below)."""
+    [d] = analyze([("r.fluo", "rule r { detect trace.has(deadline - start > 5s) }")]).diagnostics
+    assert d.code == "FLUO302"
+    assert d.message.endswith("for `deadline - start > 5s`, write `deadline > start + 5s`")
+    assert "amount" not in d.message
+    program = program_for("rule r { detect trace.has(deadline > start + 5s) }")
+    signals = program.evaluate_trace(trace(span("a", deadline=6_000_000_000), span("bb", deadline=5_000_000_000)))
+    assert [(s.rule, s.observed) for s in signals] == [("r", {"matched": 1})]
+
+
 def test_a_list_attribute_can_be_searched_and_indexed() -> None:
     """An attribute is `any`: a list in it takes `contains` with a number and `[0]`, as `2 in lst` already did."""
     program = program_for(
