@@ -282,6 +282,11 @@ class _Checker:
         return ty
 
     def check(self, e: ast.Expr, scope: _Scope, enum: t.Type | None = None) -> t.Type:
+        if enum == t.ERROR and not isinstance(e, ast.ListLit):  # beside an error (`min(status) == ok`), a value
+            # of an enum is no error of its own (nor one in a list: `in [ok, error]`)
+            if isinstance(e, ast.Name) and not scope.in_pred and any(e.ident in v for v in t.ENUMS.values()):
+                return self.record(e, t.ERROR)
+            enum = None
         if isinstance(e, ast.Literal):
             if enum is not None and e.kind == "string":
                 return self.enum_value(e, str(e.value), enum)
@@ -492,6 +497,7 @@ class _Checker:
             span = ast.Span(m.start, e.span.end, m.line, m.col, e.span.end_line, e.span.end_col)
             self.err("FLUO203", _arity_message(member, len(e.args)), span)
         arg_types: list[t.Type] = []
+        unfit = False  # an argument of the wrong type: the result is an error, not `any` (no cascade beside it)
         for arg, param in zip(e.args, params, strict=False):
             if param.kind == "pred":
                 self.wanted[id(arg)] = _boolish
@@ -503,6 +509,7 @@ class _Checker:
                 self.require_bool(arg, ty, f"the predicate of `{member.name}`")
             elif param.types and not t.lenient(ty) and ty not in param.types:
                 want = " or ".join(str(x) for x in param.types if x != t.ANY)
+                unfit = True
                 self.err(
                     "FLUO305",
                     f"`{member.name}` takes {want} for `{param.name}`, found {ty}",
@@ -512,7 +519,7 @@ class _Checker:
             # FLUO203 says to drop them: their own errors (`where(a, b)` checks `b` outside a predicate) are noise
             inner = not params or params[-1].kind != "value"
             self.quietly(lambda: [self.check(arg, scope.inner() if inner else scope) for arg in e.args[len(params) :]])
-        return self.record(e, member.result_type(arg_types), MemberRef(member, e.target))
+        return self.record(e, t.ERROR if unfit else member.result_type(arg_types), MemberRef(member, e.target))
 
     def quietly(self, check: Callable[[], object]) -> None:
         """Run `check` for the types it records, dropping the diagnostics it reports."""
@@ -647,7 +654,7 @@ class _Checker:
             return self.compare(e, scope)
         if op in ("in", "not in"):
             lt = self.check(e.left, scope)
-            rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
+            rt = self.check(e.right, scope, _enum_beside(lt))
             if rt.is_list:
                 elem = rt.elem or t.ANY
                 self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
@@ -668,7 +675,7 @@ class _Checker:
         if op == "contains":
             if isinstance(e.left, ast.ListLit):  # `[error, ok] contains status` names enum values, as `in` does
                 rt = self.check(e.right, scope)
-                lt = self.check(e.left, scope, rt if rt in t.ENUMS else None)
+                lt = self.check(e.left, scope, _enum_beside(rt))
             else:
                 lt = self.check(e.left, scope)
                 rt = self.check(e.right, scope)
@@ -724,10 +731,10 @@ class _Checker:
         # first, so `status == error` and `error == status` both resolve.
         if _maybe_enum(e.left) and (not _maybe_enum(e.right) or (_is_field(e.right) and not _is_field(e.left))):
             rt = self.check(e.right, scope)
-            lt = self.check(e.left, scope, rt if rt in t.ENUMS else None)
+            lt = self.check(e.left, scope, _enum_beside(rt))
         else:
             lt = self.check(e.left, scope)
-            rt = self.check(e.right, scope, lt if lt in t.ENUMS else None)
+            rt = self.check(e.right, scope, _enum_beside(lt))
         ordering = e.op not in ("==", "!=")
         self.unfit_typo(e.left, lambda ty: t.lenient(rt) or t.comparable(ty, rt, ordering=ordering))
         self.unfit_typo(e.right, lambda ty: t.lenient(lt) or t.comparable(ty, lt, ordering=ordering))
@@ -1203,6 +1210,12 @@ def _sign_of(e: ast.Expr) -> int | None:
         return None
     sign = (e.value > 0) - (e.value < 0)
     return -sign if negated else sign
+
+
+def _enum_beside(ty: t.Type) -> t.Type | None:
+    """The enum a bare name or string beside a value of type `ty` is read as a value of (`status == error`);
+    `t.ERROR` where that value is an error, as it may have been meant to be an enum (`check`)."""
+    return ty if ty in t.ENUMS or ty == t.ERROR else None
 
 
 def _maybe_enum(e: ast.Expr) -> bool:

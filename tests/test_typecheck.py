@@ -892,3 +892,27 @@ def test_a_typed_list_takes_length_as_a_list_attribute_does() -> None:
     ]
     [signal] = _fired("rule r { expect trace.services.length() < 3 }", *spans)
     assert signal.observed["length"] == 3
+
+
+# -- no cascade after an argument of the wrong type ----------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "trace.spans.min(status) == ok",
+        "ok == trace.spans.min(status)",
+        "trace.spans.max(kind) != server",
+        "trace.spans.min(status) in [ok, error]",
+        "[ok] contains trace.spans.min(status)",
+        "trace.spans.sum(name) > 1",
+    ],
+)
+def test_an_argument_of_the_wrong_type_is_the_one_error(text: str) -> None:
+    """`min(status)` is FLUO305; its result was `any`, so the `ok` beside it was also an unknown name (FLUO200)."""
+    assert _only(text).code == "FLUO305"
+
+
+def test_a_name_beside_an_error_that_is_no_enum_value_is_still_unknown() -> None:
+    codes = [d.code for d in _diags("trace.spans.min(status) == okk")]
+    assert codes == ["FLUO305", "FLUO200"]
