@@ -975,22 +975,40 @@ class _Recovery:
         return symbols + (self._spine(last, binding) if binding > reach else [(operand, last)])
 
     def _function(self, ip: Any, name: Token, tok: Token) -> bool:
-        """`size(x)`, `len(x)`, `count(x)`, `has(x)`: FLUO calls methods on a value, and has no null."""
+        """`size(x)`, `len(x)`, `count(x)`, `has(x)`, `lower(x)`: FLUO calls methods on a value, and has no null;
+        `now()`, `string(x)`, `abs(x)`: it has no wall clock, no conversions and no `abs`."""
         fn = str(name.value).lower()
-        if fn not in _FUNCTIONS or not _feedable(ip, ["IDENT"], drop=1):
+        if fn not in _FOREIGN_FUNCTIONS or not _feedable(ip, ["IDENT"], drop=1):
             return False
         start = tok.start_pos or 0
         close = self.closing(start)
         if close is None:
             return False
         inner = self.text[start + 1 : close].strip()
-        if not inner:
+        if not inner and fn not in _CLOCKS:
             return False
+        operand = inner if _is_postfix(inner) else f"({inner})"
+        suggestion: str | None = None
+        called = f"`{name.value}(...)`" if inner else f"`{name.value}()`"
         if fn == "has":
             suggestion = f"{inner} not in []"
             message = f"FLUO has no `has(...)`: an attribute is present when `x not in []` holds: `{suggestion}`"
+        elif fn in _CLOCKS:
+            message = (
+                f"FLUO has no wall clock ({called}): a rule gives the same answer whenever it runs; compare with "
+                "the trace's own times, `trace.start` and `trace.end` (a span's `start` and `end`)"
+            )
+        elif fn in _CONVERSIONS:
+            message = (
+                f"FLUO has no conversions ({called}): a value compares as the kind it is, an attribute as the kind "
+                "the trace gives it (`status_code == 200` for a number, `== '200'` for a string)"
+            )
+        elif fn == "abs":
+            message = "FLUO has no function `abs`: compare with both bounds, e.g. `x > -5 and x < 5`"
+        elif fn in _STRING_METHODS:
+            suggestion = f"{operand}.{fn}()"
+            message = f"FLUO has no function `{name.value}`: use the method `x.{fn}()`, here `{suggestion}`"
         else:
-            operand = inner if _is_postfix(inner) else f"({inner})"
             suggestion = f"{operand}.count()"
             message = f"FLUO has no function `{name.value}`: use `x.count()`, here `{suggestion}`"
         begin = name.start_pos or 0
@@ -1592,6 +1610,8 @@ def _character_message(text: str, pos: int) -> tuple[str, str | None]:
         return f"unexpected invisible character {_code_point(ch)}: delete it", ""
     if ch == "#":
         return "unexpected character `#`: comments start with `//`", "//"
+    if ch == "%":
+        return "unexpected character `%`: FLUO has no remainder operator (`+ - * /` are its arithmetic)", None
     if ch.isascii():
         return f"unexpected character `{ch}`", None
     return f"unexpected character `{ch}` ({_code_point(ch)})", None
@@ -1652,6 +1672,11 @@ def _ranges(kind: str) -> frozenset[str]:
 
 
 _FUNCTIONS = frozenset({"size", "len", "length", "count", "has"})
+_CLOCKS = frozenset({"now", "time", "today", "current_time", "current_timestamp", "sysdate"})
+_CONVERSIONS = frozenset({"string", "str", "tostring", "int", "float", "double", "bool", "number"})
+_STRING_METHODS = frozenset({"lower", "upper"})
+_FOREIGN_FUNCTIONS = _FUNCTIONS | _CLOCKS | _CONVERSIONS | _STRING_METHODS | {"abs"}
+"""Other languages' functions called by a bare name (`len(x)`, `now()`): one error says what FLUO has instead."""
 _UNIT_ALIASES = {
     **dict.fromkeys(("sec", "secs", "second", "seconds"), "s"),
     **dict.fromkeys(("min", "mins", "minute", "minutes"), "m"),

@@ -1849,3 +1849,33 @@ def test_an_error_right_after_a_rule_id_read_whole_is_reported(rule_id: str, bod
     diagnostics = parse(text).diagnostics
     assert [d.code for d in diagnostics] == ["FLUO100", "FLUO104" if "end of file" in then else "FLUO100"]
     assert "rule id" in diagnostics[0].message and then in diagnostics[1].message, [d.message for d in diagnostics]
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "fix"),
+    [
+        ("len(trace.spans) > 0", "FLUO has no function `len`: use `x.count()`", "trace.spans.count()"),
+        ("lower(trace.root.name) == 'a'", "use the method `x.lower()`", "trace.root.name.lower()"),
+        ("abs(trace.duration - 1s) < 5s", "FLUO has no function `abs`: compare with both bounds", None),
+        ("string(trace.root.name) == '1'", "FLUO has no conversions (`string(...)`)", None),
+        ("trace.has(int(code) == 1)", "FLUO has no conversions (`int(...)`)", None),
+        ("trace.start > now() - 5m", "FLUO has no wall clock (`now()`)", None),
+        ("trace.has(start > now( ))", "compare with the trace's own times, `trace.start` and `trace.end`", None),
+    ],
+)
+def test_another_languages_function_says_what_fluo_has_instead(text: str, says: str, fix: str | None) -> None:
+    """`abs(x)`, `string(x)` and `now()` got a bare "unexpected `(`" where `len(x)` got a hint: each says what FLUO
+    has instead, one error over the call."""
+    [d] = analyze([("r.fluo", text)]).diagnostics
+    assert d.code == "FLUO100" and says in d.message, d.message
+    assert d.suggestion == fix
+    call = text[d.span.start : d.span.end]
+    assert call.endswith(")") and "(" in call and call.split("(")[0].isidentifier()
+
+
+def test_a_remainder_says_fluo_has_none() -> None:
+    [d] = analyze([("r.fluo", "trace.spans.count() % 2 == 0")]).diagnostics
+    assert (d.code, d.message) == (
+        "FLUO101",
+        "unexpected character `%`: FLUO has no remainder operator (`+ - * /` are its arithmetic)",
+    )
