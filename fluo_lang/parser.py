@@ -34,7 +34,7 @@ from lark.lexer import LexerThread
 from lark.parsers.lalr_analysis import Shift
 
 from . import ast
-from .diagnostics import Diagnostic, error, nearest, sort_key
+from .diagnostics import Diagnostic, Related, error, nearest, sort_key
 from .values import lone_crs_as_lf, string_literal
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -277,6 +277,16 @@ class _Recovery:
             following = _RULE_WORD.search(self.text, start)
             self.unbraced_until = len(self.text) if following is None else following.start()
             ip.feed_token(self.synthetic("LBRACE", start))
+            ip.feed_token(tok)
+            return True
+        stack = ip.parser_state.value_stack
+        if inserted == ("RBRACE",) and tok.type == "RULE" and stack and _end_of(stack[-1]) >= 0:
+            # a rule left open: said where its last token ends, not at the next rule's `rule`
+            end = _end_of(stack[-1])
+            message = "expected `}` here, to close the rule before the next `rule`"
+            related = (Related("the next rule starts here", span, self.path),)
+            self.report(error("FLUO100", message, self.index.span(end, end), path=self.path, related=related))
+            ip.feed_token(self.synthetic("RBRACE", start))
             ip.feed_token(tok)
             return True
         if inserted is not None:

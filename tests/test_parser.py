@@ -244,7 +244,7 @@ def test_a_rule_after_a_bare_expression_is_fluo105_once() -> None:
     # an unfinished expression before `rule` is a syntax error, and a missing `}` is still named as such
     assert [d.code for d in parse("trace.spans.count() <\nrule r { expect true }\n").diagnostics] == ["FLUO100"]
     missing = parse("rule a { expect true\nrule r { expect true }\n").diagnostics
-    assert [(d.code, d.message) for d in missing] == [("FLUO100", "expected `}` before `rule`")]
+    assert [(d.code, d.message) for d in missing] == [("FLUO100", NOT_CLOSED)]
 
 
 def test_rules_given_as_one_expression_are_fluo105() -> None:
@@ -1879,3 +1879,25 @@ def test_a_remainder_says_fluo_has_none() -> None:
         "FLUO101",
         "unexpected character `%`: FLUO has no remainder operator (`+ - * /` are its arithmetic)",
     )
+
+
+NOT_CLOSED = "expected `}` here, to close the rule before the next `rule`"
+
+
+@pytest.mark.parametrize(
+    ("text", "at"),
+    [
+        ("rule a {\n  expect true   // c\n\n// next\nrule b {\n  expect true\n}\n", "true"),
+        ("rule a {\n  severity: error\nrule b {\n  expect true\n}\n", "error"),
+        ("rule a {\n  expect trace.spans\n    .count() > 1\n\nrule b {\n  expect true\n}\n", "1"),
+        ("rule a {\nrule b {\n  expect true\n}\n", "{"),
+    ],
+)
+def test_a_rule_left_open_is_said_where_its_last_token_ends(text: str, at: str) -> None:
+    """A missing `}` was reported at the next rule's `rule`, lines below the rule left open: it is said at the end
+    of that rule's last token, and the next `rule` is the related location."""
+    [d] = parse(text, "r.fluo").diagnostics
+    end = text.index(at, text.index("{")) + len(at)
+    assert (d.code, d.message, d.span.start, d.span.end) == ("FLUO100", NOT_CLOSED, end, end)
+    [related] = d.related
+    assert related.message == "the next rule starts here" and related.span.start == text.index("rule b")
