@@ -122,7 +122,8 @@ def test_chunked_analysis_agrees_with_the_whole_file() -> None:
     assert chunked(ALL_EXAMPLES) == whole(ALL_EXAMPLES)
     broken = ALL_EXAMPLES.replace("count() > 50\n}", "count() > 50\n") + "\nrule auth_retry_storm { expect true }\n"
     assert chunked(broken) == whole(broken)
-    assert ("FLUO100", "expected `}` here, to close the rule before the next `rule`") in [x[:2] for x in chunked(broken)]
+    not_closed = "expected `}` here, to close the rule before the next `rule`"
+    assert ("FLUO100", not_closed) in [x[:2] for x in chunked(broken)]
     assert "FLUO213" in [x[0] for x in chunked(broken)]
     costly = "rule costly {\n  expect trace.spans.all(descendants.all(children.all(descendants.count() > 0)))\n}\n"
     for text in (costly + ALL_EXAMPLES, ALL_EXAMPLES + costly):  # QA H1: only a last rule was costed
