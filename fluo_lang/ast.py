@@ -100,6 +100,8 @@ class Binary(Expr):
     op: BinaryOp
     left: Expr
     right: Expr
+    op_span: Span
+    """The operator (`not in` whole): where a type error of the operator is said, its operands related."""
 
 
 @dataclass(frozen=True, slots=True)

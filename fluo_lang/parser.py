@@ -2654,6 +2654,8 @@ _BIN = {
     "add": "+", "sub": "-", "mul": "*", "div": "/",
 }  # fmt: skip
 _CLAUSES = ("expect", "detect", "when", "always", "never")
+_OPERATOR_GAP = re.compile(r"[\s()]*(?P<op>.*?)[\s()]*", re.DOTALL)
+"""What is between a binary operator's operands: the operator, parentheses, spaces (and comments, blanked)."""
 
 
 class _Builder:
@@ -2683,6 +2685,16 @@ class _Builder:
         return ast.Span(
             meta.start_pos, meta.end_pos, meta.line - 1, meta.column - 1, meta.end_line - 1, meta.end_column - 1
         )
+
+    def operator_span(self, start: int, end: int) -> ast.Span | None:
+        """Where the operator is between two operands (`start`..`end`: parentheses, spaces and comments around
+        it; a word the recovery read as an operator, `IN`, is it too); None if there is none (one inserted)."""
+        if not 0 <= start <= end:
+            return None
+        found = _OPERATOR_GAP.fullmatch(_COMMENT.sub(_spaces, self.text[start:end]))
+        if found is None or not found["op"]:
+            return None
+        return self.index.span(start + found.start("op"), start + found.end("op"))
 
     def file(self, tree: Tree[Any]) -> list[ast.Rule]:
         if tree.data == "empty":
@@ -2778,7 +2790,9 @@ class _Builder:
         kind = node.data
         ch = node.children
         if kind in _BIN:
-            return ast.Binary(span, _BIN[kind], self.expr(ch[0]), self.expr(ch[1]))  # type: ignore[arg-type]
+            left, right = self.expr(ch[0]), self.expr(ch[1])
+            op_span = self.operator_span(left.span.end, right.span.start) or span
+            return ast.Binary(span, _BIN[kind], left, right, op_span)  # type: ignore[arg-type]
         if kind in _LOGIC:
             return ast.Logic(span, _LOGIC[kind], tuple(self.expr(c) for c in ch))
         if kind == "not_":
@@ -3442,7 +3456,7 @@ def _f_args(ch: list[Any], first: _Tok, last: _Tok) -> list[Any]:
 
 
 def _binary(op: str) -> _Handler:
-    return lambda ch, first, last: ast.Binary(_sp(first, last), op, ch[0], ch[-1])  # type: ignore[arg-type]
+    return lambda ch, first, last: ast.Binary(_sp(first, last), op, ch[0], ch[-1], _sp(ch[1], ch[-2]))  # type: ignore[arg-type]
 
 
 def _logic(op: Literal["and", "or"]) -> _Handler:

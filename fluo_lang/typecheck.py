@@ -128,8 +128,26 @@ class _Checker:
         self.wanted: dict[int, Callable[[t.Type], bool]] = {}
         self.unitless_items: set[int] = set()  # numbers among durations (`[1s, 500]`) a list already refused
 
-    def err(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None, guess: str | None = None) -> None:
-        self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion, guess=guess))
+    def err(
+        self,
+        code: str,
+        msg: str,
+        span: ast.Span,
+        suggestion: str | None = None,
+        guess: str | None = None,
+        related: tuple[Related, ...] = (),
+    ) -> None:
+        self.diags.append(error(code, msg, span, path=self.path, suggestion=suggestion, guess=guess, related=related))
+
+    def operands(self, e: ast.Binary) -> tuple[Related, ...]:
+        """The operands of a binary operator's type error, which is said at the operator, each with its type."""
+        types = (self.out.types.get(id(e.left), t.ERROR), self.out.types.get(id(e.right), t.ERROR))
+        return tuple(
+            Related(
+                "this has no declared type (any)" if ty == t.ANY else f"this is {article(ty)}", side.span, self.path
+            )
+            for side, ty in zip((e.left, e.right), types, strict=True)
+        )
 
     def warn(self, code: str, msg: str, span: ast.Span, suggestion: str | None = None) -> None:
         self.diags.append(warning(code, msg, span, path=self.path, suggestion=suggestion))
@@ -663,7 +681,7 @@ class _Checker:
                     self.unsure_typo(e.left, lambda ty: all(_enum_value_beside(ty, i) for i in items))
                 self.look_for(e, e.left, lt, e.right, rt)
             elif rt == t.ANY and self.timed(e.left):
-                self.err("FLUO300", f"`{op}`: {_NO_DURATIONS}", e.span)
+                self.err("FLUO300", f"`{op}`: {_NO_DURATIONS}", e.op_span, related=self.operands(e))
             elif rt == t.STRING:
                 # `in` is list membership, as in CEL and Rego; text in a string is `contains`
                 contains = "not (STRING contains TEXT)" if op == "not in" else "STRING contains TEXT"
@@ -683,7 +701,7 @@ class _Checker:
             if lt.is_list:
                 self.look_for(e, e.right, rt, e.left, lt)
             elif lt == t.ANY and self.timed(e.right):
-                self.err("FLUO300", f"`contains`: {_NO_DURATIONS}", e.span)
+                self.err("FLUO300", f"`contains`: {_NO_DURATIONS}", e.op_span, related=self.operands(e))
             elif lt in (t.STRING, t.ANY, t.ERROR):
                 if lt == t.STRING and rt not in (t.STRING, t.ANY, t.ERROR):  # an attribute may be a list
                     self.err(
@@ -743,9 +761,16 @@ class _Checker:
         if {lt, rt} == {t.ANY, t.DURATION}:
             # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
             hint = _unit_hint(e.left if lt == t.ANY else e.right)
-            self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", e.span)
+            self.err(
+                "FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", e.op_span, related=self.operands(e)
+            )
         elif (lt == t.ANY and self.timed(e.right)) or (rt == t.ANY and self.timed(e.left)):
-            self.err("FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`: {_NO_DURATIONS}", e.span)
+            self.err(
+                "FLUO300",
+                f"cannot compare {lt} with {rt} using `{e.op}`: {_NO_DURATIONS}",
+                e.op_span,
+                related=self.operands(e),
+            )
         elif not t.comparable(lt, rt, ordering=ordering):
             number = _unitless(e, lt, rt)
             if number is not None:
@@ -755,7 +780,7 @@ class _Checker:
                 msg = f"`{e.op}` does not order {lt} values"
             else:
                 msg = f"cannot compare {lt} with {rt} using `{e.op}`"
-            self.err("FLUO300", msg, e.span)
+            self.err("FLUO300", msg, e.op_span, related=self.operands(e))
         else:
             self.null_comparison(e)
             self.vacuous(e)
@@ -779,7 +804,7 @@ class _Checker:
             )
 
         if ty == t.ANY and elem == t.DURATION:  # as `x == 1s`: the number would be read as nanoseconds
-            self.err("FLUO300", f"{says('any', str(list_ty))}{_unit_hint(value)}", e.span)
+            self.err("FLUO300", f"{says('any', str(list_ty))}{_unit_hint(value)}", e.op_span, related=self.operands(e))
         elif not t.comparable(ty, elem, ordering=False) and elem != t.ANY:
             self.unfit_element(e, value, ty, listed, says(article(ty), article(list_ty)))
         elif elem == t.ANY and isinstance(listed, ast.ListLit) and ty != t.ERROR:
@@ -815,7 +840,7 @@ class _Checker:
         if ty == t.DURATION and elem in (t.INT, t.FLOAT) and items and len(numbers) == len(items):
             ms, s = (", ".join(f"{_number_text(n)}{u}" for n in numbers) for u in ("ms", "s"))
             hint = f"; a duration takes a unit: `[{ms}]` if they count milliseconds, `[{s}]` if seconds"
-        self.err("FLUO300", f"{says}{hint}", e.span)
+        self.err("FLUO300", f"{says}{hint}", e.op_span, related=self.operands(e))
 
     def fits_here(self, e: ast.Expr, ty: t.Type | None) -> bool:
         """Whether a value of type `ty` (None: none, a call that cannot be made) could stand where `e` is: it has
@@ -949,14 +974,15 @@ class _Checker:
         result = arith_type(e.op, lt, rt)
         if result is None:
             hint = ""
-            span, fix = e.span, None
+            span, fix = e.op_span, None
             if e.op == "-" and (lt, rt) == (t.ANY, t.TIMESTAMP):  # `deadline - start`: the attribute is a time
                 hint = _time_hint(e.left, e.right)
             elif t.ANY in (lt, rt) and {lt, rt} & {t.DURATION, t.TIMESTAMP}:
                 hint = _unit_hint(e.left if lt == t.ANY else e.right)
             elif e.op in ("+", "-") and (number := _unitless(e, lt, rt, {t.DURATION, t.TIMESTAMP})) is not None:
                 (hint, fix), span = _unit_for(number), number.span  # `duration + 500`
-            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", span, fix)
+            related = self.operands(e) if span is e.op_span else ()
+            self.err("FLUO302", f"cannot apply `{e.op}` to {lt} and {rt}{hint}", span, fix, related=related)
             return self.record(e, t.ERROR)
         return self.record(e, result)
 

@@ -7,6 +7,7 @@ from collections import Counter
 
 from lsprotocol import types as lsp
 
+from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic, Severity, nearest
 
 from .document import RuleDocument, analyze_chunk
@@ -119,7 +120,7 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     before.update(
         moved(d)
         for d in chunk.analysis.hidden
-        if counted(d) and not _meets(d.span.start, d.span.end, rel_start, rel_end)
+        if counted(d) and not any(_meets(at.start, at.end, rel_start, rel_end) for at in _places(d))
     )
     out: list[Diagnostic] = []
     for d in analyze_chunk(doc.path, edited, last=last).diagnostics:
@@ -159,6 +160,11 @@ def _severity_insertion(text: str, brace: int) -> tuple[int, str]:
 
 def _indent(line: str) -> str:
     return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _places(d: Diagnostic) -> list[Span]:
+    """Where `d` is, and the places of its text it relates (a type error at an operator: its operands)."""
+    return [d.span, *(r.span for r in d.related if r.path in (None, d.path))]
 
 
 def _meets(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:

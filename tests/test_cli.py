@@ -50,7 +50,7 @@ def test_check_reports_every_error_with_positions(bad_rules: Path) -> None:
     lines = r.stdout.splitlines()
     assert lines == [
         f"{bad_rules}:1:29: error[FLUO201] unknown method `whree` on spans; did you mean `where`?",
-        f"{bad_rules}:2:17: error[FLUO300] cannot compare duration with string using `>`",
+        f"{bad_rules}:2:32: error[FLUO300] cannot compare duration with string using `>`",
     ]
 
 
@@ -60,6 +60,8 @@ def test_check_json(bad_rules: Path, snapshot: SnapshotAssertion) -> None:
     out = json.loads(r.stdout)
     for d in out["diagnostics"]:
         d["path"] = Path(d["path"]).name
+        for r in d.get("related", ()):
+            r["path"] = Path(r["path"]).name
     assert out == snapshot
 
 
@@ -207,7 +209,7 @@ def test_type_errors_use_the_right_article(tmp_path: Path) -> None:
     f.write_text("rule a { expect ['x'] contains 1 }\nrule b { expect 1 in [2s] }\n")
     r = run("check", str(f))
     assert r.stdout.splitlines() == [
-        f"{f}:1:17: error[FLUO300] `contains`: a list<string> cannot contain an int",
+        f"{f}:1:23: error[FLUO300] `contains`: a list<string> cannot contain an int",
         f"{f}:2:17: error[FLUO300] `in`: cannot look for an int in a list<duration>; a duration takes a unit: "
         "`1ms` if it counts milliseconds, `1s` if seconds",
     ]

@@ -184,7 +184,7 @@ async def test_diagnostics_on_open_report_every_error_with_exact_ranges(client: 
         ("FLUO201", 6, 21, 26),  # .whree(
         ("FLUO212", 5, 12, 19),  # critcal
         ("FLUO213", 9, 5, 6),  # the second `rule a`
-        ("FLUO300", 10, 9, 37),  # int < string
+        ("FLUO300", 10, 29, 30),  # int < string, at the `<`
     ]
     by_code = {d.code: d for d in diags}
     assert all(d.source == "fluo" for d in diags)
@@ -192,6 +192,11 @@ async def test_diagnostics_on_open_report_every_error_with_exact_ranges(client: 
     related = by_code["FLUO213"].related_information
     assert related is not None and related[0].location.range == rng(0, 5, 0, 6)
     assert related[0].location.uri == uri
+    operands = by_code["FLUO300"].related_information  # the whole comparison, operand by operand
+    assert operands is not None and [(r.message, r.location.range) for r in operands] == [
+        ("this is an int", rng(10, 9, 10, 28)),
+        ("this is a string", rng(10, 31, 10, 37)),
+    ]
     # outside the workspace folder: the whole path, as `fluo check` prints the path it is given
     assert by_code["FLUO213"].message == f"rule id `a` is already defined at {tmp_path / 'broken.fluo'}:1:6"
     assert by_code["FLUO212"].severity == lsp.DiagnosticSeverity.Error

@@ -898,7 +898,7 @@ def test_a_lone_cr_ends_a_line_as_lf_does() -> None:
     cr = lf.replace("\n", "\r")
     both = [analyze([("r.fluo", text)]) for text in (lf, cr)]
     assert [[r.id for r in a.files[0].rules] for a in both] == [["a", "b"], ["a", "b"]]  # the comment ate nothing
-    assert [[(d.code, d.span.line, d.span.col) for d in a.diagnostics] for a in both] == [[("FLUO300", 4, 9)]] * 2
+    assert [[(d.code, d.span.line, d.span.col) for d in a.diagnostics] for a in both] == [[("FLUO300", 4, 29)]] * 2
     assert both[1].files[0].text == cr
     unterminated = parse('rule a {\r  expect name == "abc\r}\r')
     assert next((d.code, d.span.line, d.span.end_line) for d in unterminated.diagnostics) == ("FLUO102", 1, 1)

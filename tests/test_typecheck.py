@@ -147,7 +147,8 @@ def test_an_attribute_looked_for_among_durations_is_told_alike_either_way_round(
     """`x in [1s]` and `[1s] contains x`: the same code, at the same place, naming the same types."""
     by_in, by_contains = _only(_where("x in [1s, 2s]")), _only(_where("[1s, 2s] contains x"))
     assert by_in.code == by_contains.code == "FLUO300"
-    assert by_in.span.start == by_contains.span.start  # the whole comparison, either way round
+    text = _where("x in [1s, 2s]"), _where("[1s, 2s] contains x")
+    assert [t[d.span.start : d.span.end] for t, d in zip(text, (by_in, by_contains), strict=True)] == ["in", "contains"]
     assert by_in.message.startswith("`in`: cannot look for any in list<duration>;"), by_in.message
     assert by_contains.message.startswith("`contains`: list<duration> cannot contain any;"), by_contains.message
 
@@ -185,7 +186,9 @@ def test_a_number_among_durations_is_refused_either_way_round_and_after_an_attri
     """`x in [1s, 500]`: both mistakes told (the attribute and the number), `in` and `contains` alike."""
     for pred in ("x in [1s, 500]", "[1s, 500] contains x"):
         diags = _diags(_where(pred))
-        assert sorted(d.span.start for d in diags) == [18, _where(pred).index("500")], [d.format() for d in diags]
+        text = _where(pred)
+        op = text.index(" in ") + 1 if " in " in pred else text.index("contains")  # said at the operator
+        assert sorted(d.span.start for d in diags) == sorted([op, text.index("500")]), [d.format() for d in diags]
         assert all(d.code == "FLUO300" for d in diags)
 
 
@@ -916,3 +919,25 @@ def test_an_argument_of_the_wrong_type_is_the_one_error(text: str) -> None:
 def test_a_name_beside_an_error_that_is_no_enum_value_is_still_unknown() -> None:
     codes = [d.code for d in _diags("trace.spans.min(status) == okk")]
     assert codes == ["FLUO305", "FLUO200"]
+
+
+# -- a binary operator's type error is said at the operator --------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "op", "left", "right"),
+    [
+        ("trace.spans\n  .where(service == 'x')\n  .count() == '5'", "==", "an int", "a string"),
+        ("(trace.spans.count()) >= // c\n  (true)", ">=", "an int", "a bool"),
+        ("trace.has(name + 1s > 0s)", "+", "a string", "a duration"),
+        ("trace.services not\n  in [1]", "not\n  in", "a list<string>", "a list<int>"),
+    ],
+)
+def test_a_binary_operators_type_error_is_at_the_operator(text: str, op: str, left: str, right: str) -> None:
+    """FLUO300 for a comparison over lines pointed at its first line (`trace.spans`), not at the `==` lines below:
+    the error is said at the operator, and each operand is a related place naming its type."""
+    d = _only(text)
+    assert d.code in ("FLUO300", "FLUO302")
+    assert text[d.span.start : d.span.end] == op
+    assert [r.message for r in d.related] == [f"this is {left}", f"this is {right}"]
+    assert all(r.span.end <= d.span.start or r.span.start >= d.span.end for r in d.related)
