@@ -1032,6 +1032,10 @@ class CompiledRule:
             obs.put("pattern", str(n.value), None)
             self._culprits_of(left, ctx, culprits)
             return
+        missing = self._missing(n, ctx) if n.op in ("call", "exists") or n.type == t.SPANS else None
+        if missing is not None:  # `trace.root.children.all(P)` with no root: `root` is null, not 0 of 0 spans
+            obs.put(_label(missing), None, missing)
+            return
         if n.op == "call" and n.value.name in ("all", "none", "exists", "any") and len(n.args) > 1:
             spans = fn(n.args[0])(ctx, None) or []
             pred = fn(n.args[1])
@@ -1067,6 +1071,20 @@ class CompiledRule:
             return
         obs.put(_label(n), _shown_as(fn(n)(ctx, None), n.type), n)
         self._culprits_of(n, ctx, culprits)
+
+    def _missing(self, n: Node, ctx: Any) -> Node | None:
+        """For a test of a set of spans (`all`, `exists`, ...) or a set itself, the set's expression or the one
+        under it that is missing (`root` of `trace.root.children`), the innermost; None if the set is there."""
+        if n.op in ("call", "exists"):
+            if not n.args or n.args[0].type != t.SPANS:
+                return None
+            n = n.args[0]
+        found = None
+        cur: Node | None = n
+        while cur is not None and cur.op not in ("fn", "root", "it") and self.compiler.fn(cur)(ctx, None) is None:
+            found = cur
+            cur = cur.args[0] if cur.args else None
+        return found
 
     def _culprits_of(self, n: Node, ctx: Any, culprits: list[Span]) -> None:
         """The spans an expression was computed from: the set under a count, the root under a field."""
@@ -1180,8 +1198,8 @@ def _same_expression(a: Node | None, b: Node) -> bool:
 
 
 def _literal(n: Node) -> bool:
-    """A literal, or a list of them: a comparison's `bound` in `observed`."""
-    return n.op == "const" or (n.op == "list" and all(a.op == "const" for a in n.args))
+    """A literal, or a list of them (of lists of them too): a comparison's `bound` in `observed`."""
+    return n.op == "const" or (n.op == "list" and all(_literal(a) for a in n.args))
 
 
 def _shown(value: Any, n: Node) -> Any:

@@ -993,7 +993,7 @@ def test_observed_shows_each_item_of_a_literal_list_by_its_own_type() -> None:
     observed = {sig.rule: sig.observed for sig in program.evaluate_trace(trace(root))}
     assert observed == {
         "t": {"value": ["1970-01-01T00:00:00.010000Z", "a"], "x": "a"},
-        "l": {"left": [["10ms", "1s"]], "right": ["10ms", "1s"]},
+        "l": {"bound": [["10ms", "1s"]], "value": ["10ms", "1s"]},  # a list of lists of literals is a bound
     }
 
 
@@ -1069,3 +1069,41 @@ def test_observed_numbers_each_expressions_value_even_when_equal() -> None:
         "same": {"count": 2, "bound": 1, "bound_2": 10},
         "lits": {"count": 2, "bound": 2, "count_2": 2, "bound_2": 2},
     }
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "rule r { detect not trace.root.children.all(false) }",
+        "rule r { expect trace.root.children.all(false) }",
+        "rule r { detect not trace.root.children.exists() }",
+        "rule r { detect not trace.root.children.where(name == 'x').exists() }",
+    ],
+)
+def test_a_missing_set_of_spans_is_shown_missing_not_empty(rule: str) -> None:
+    """`trace.root.children.all(false)` on a trace without a root showed `violations = 0, checked = 0`, as if the
+    set were there and empty: the missing value is shown, the innermost (`root`)."""
+    orphan = Span(trace_id=b"t" * 16, span_id=b"s" * 8, parent_id=b"p" * 8, name="n", service="svc", start=0, end=1)
+    [signal] = program_for(rule).evaluate_trace(trace(orphan))
+    assert signal.observed == {"root": None}
+    assert signal.message.endswith(": root = null")
+
+
+def test_a_set_of_spans_that_is_there_still_shows_its_counts() -> None:
+    [signal] = program_for("rule r { detect not trace.spans.all(false) }").evaluate_trace(trace(span("a")))
+    assert signal.observed == {"violations": 1, "checked": 1}
+
+
+@pytest.mark.parametrize(
+    ("rule", "observed"),
+    [
+        ("rule r { detect not (trace.services in [['x']]) }", {"services": ["svc"], "bound": [["x"]]}),
+        ("rule r { detect trace.services not in [['x'], []] }", {"services": ["svc"], "bound": [["x"], []]}),
+        ("rule r { detect 1 == 1 }", {"left": 1, "right": 1}),
+        ("rule r { detect 'abc' matches 'a' }", {"bound": "abc", "pattern": "a"}),
+    ],
+)
+def test_observed_names_a_literal_as_the_docs_say(rule: str, observed: dict[str, object]) -> None:
+    """docs/language.md: `bound` for a literal or a list of literals; a list of lists of them was `value`."""
+    [signal] = program_for(rule).evaluate_trace(trace(span("a")))
+    assert signal.observed == observed
