@@ -295,7 +295,7 @@ class _Recovery:
             elif len(inserted) == 1:
                 msg = f"expected {_expected_text(expected)} before {found}"
             else:
-                msg = f"unexpected {found}; expected {_expected_text(expected)}"
+                msg = f"unexpected {found}; expected {_expected_text(expected)}{self._dashes(start)}"
             code = "FLUO104" if is_end else "FLUO100"
             self.report(error(code, msg, span, path=self.path))
             for name in inserted:
@@ -313,8 +313,15 @@ class _Recovery:
                 ip.feed_token(self.synthetic(wanted[0], start))
                 return True
             return True
-        self.report(error(code, f"unexpected {found}; expected {_expected_text(expected)}", span, path=self.path))
+        message = f"unexpected {found}; expected {_expected_text(expected)}{self._dashes(start)}"
+        self.report(error(code, message, span, path=self.path))
         return not is_end  # drop the token and go on
+
+    def _dashes(self, start: int) -> str:
+        """A hint for an error after `-- words` on the line of the token before it (`count() > 1 -- at most
+        one`): a comment as SQL and Lua write one."""
+        before = self.text[max(0, start - _NEAR) : start].rstrip()
+        return "; `--` starts no comment: FLUO's comments start with `//`" if _SQL_COMMENT.search(before) else ""
 
     def _sliding_window(self, ip: Any, tok: Token) -> bool:
         """`window 1m every 10s`, `window sliding 1m`: other tools' sliding and hopping windows, where FLUO's
@@ -1667,6 +1674,8 @@ _CLAUSE_TERMINALS = frozenset({"EXPECT", "DETECT", "WHEN", "ALWAYS", "NEVER", "W
 _CLAUSE_KEYWORDS = _CLAUSE_TERMINALS - {"WINDOW"}
 """The clauses that cannot start an expression (`window` can: `window.spans`)."""
 _COMMENT = re.compile(r"//[^\r\n]*")
+_SQL_COMMENT = re.compile(r"(?<![-\w])--[ \t]*[A-Za-z][^'\"\r\n]*$")
+"""`-- words` at the end of a line's text before an error, no quote after it: a comment as SQL and Lua write one."""
 _FIRST_TOKENS_WITHIN = 4096
 """How far into a text a token is looked at as its first (past comments and spaces) by `_clause_outside_a_rule`."""
 

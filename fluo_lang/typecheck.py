@@ -127,6 +127,7 @@ class _Checker:
         # what a node's place takes (a boolean in a clause, `spans` as `before`'s argument): a fix must give it
         self.wanted: dict[int, Callable[[t.Type], bool]] = {}
         self.unitless_items: set[int] = set()  # numbers among durations (`[1s, 500]`) a list already refused
+        self.dashed_until = -1  # `true -- note`: up to here, after a `--`, an unknown name is a comment's word
 
     def err(
         self,
@@ -399,6 +400,8 @@ class _Checker:
                 hint = "; a window's traces are `window.traces`, in a rule with `window D` (e.g. `window 1m`)"
             elif ident.lower() in _NULLS:
                 hint = "; FLUO has no null: to test that `x` is present write `x not in []`"
+            elif e.span.end <= self.dashed_until:
+                hint = "; after `--`: FLUO's comments start with `//`"
             self.err("FLUO200", f"unknown name `{ident}`{hint}", e.span, guess)
             return self.record(e, t.ERROR)
         misread = _misread_name(ident)
@@ -653,6 +656,8 @@ class _Checker:
     def unary(self, e: ast.Unary, scope: _Scope) -> t.Type:
         if e.op == "not":
             self.wanted[id(e.operand)] = _boolish
+        elif isinstance(e.operand, ast.Unary) and e.operand.op == "-" and e.operand.span.start == e.span.start + 1:
+            self.dashed_until = max(self.dashed_until, e.span.end)  # `--note`
         ty = self.check(e.operand, scope)
         if e.op == "not":
             self.require_bool(e.operand, ty, "the operand of `not`")
@@ -958,6 +963,9 @@ class _Checker:
         return True
 
     def arith(self, e: ast.Binary, scope: _Scope) -> t.Type:
+        right = e.right
+        if e.op == "-" and isinstance(right, ast.Unary) and right.op == "-" and right.span.start == e.op_span.end:
+            self.dashed_until = max(self.dashed_until, e.span.end)  # `true -- note`
         pieces = self.dashed_pieces(e) if e.op == "-" and id(e) not in self.dashed else []
         lt = self.check(e.left, scope)
         rt = self.check(e.right, scope)

@@ -1901,3 +1901,28 @@ def test_a_rule_left_open_is_said_where_its_last_token_ends(text: str, at: str) 
     assert (d.code, d.message, d.span.start, d.span.end) == ("FLUO100", NOT_CLOSED, end, end)
     [related] = d.related
     assert related.message == "the next rule starts here" and related.span.start == text.index("rule b")
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("true -- c", ["FLUO200 unknown name `c`; after `--`: FLUO's comments start with `//`"]),
+        (
+            "rule r {\n  expect true --note\n}\n",
+            ["FLUO200 unknown name `note`; after `--`: FLUO's comments start with `//`"],
+        ),
+        (
+            "trace.spans.count() > 1 -- more than one",
+            [
+                "FLUO200 unknown name `more`; after `--`: FLUO's comments start with `//`",
+                "FLUO100 unexpected `than`; expected end of file; `--` starts no comment: "
+                "FLUO's comments start with `//`",
+            ],
+        ),
+        ("true - - c", ["FLUO200 unknown name `c`; a rule starts from `trace` (or `window`)"]),  # spaced: no comment
+        ("trace.has(name == 'a -- b' c)", ["FLUO100 expected `,` before `c`"]),  # in a string: no comment
+    ],
+)
+def test_a_sql_comment_says_fluos_start_with_slashes(text: str, says: list[str]) -> None:
+    """`true -- c` read as `true - (-c)` and said "unknown name `c`": it says `--` is no comment."""
+    assert [f"{d.code} {d.message}" for d in analyze([("r.fluo", text)]).diagnostics] == says
