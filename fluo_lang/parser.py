@@ -2297,7 +2297,10 @@ def _stand_in(text: str, refusals: list[_Refusal], parts: list[_Part] | None = N
     at = 0
     for span, kind in cuts:
         x = _stand_in_at(text, span) if kind is None else span.start
-        head, tail = ("x", "") if kind is None else _stand_in_ends(kind) if kind not in ("", _MINUS_RUN) else ("", "")
+        if kind is None:
+            head, tail = "x", ""
+        else:
+            head, tail = _stand_in_ends(kind) if kind and kind not in _PREFIX_RUNS else ("", "")
         blank = _LINE_TEXT.sub(_spaces, text[x + len(head) : span.end - len(tail)])
         out += (text[at : span.start], " " * (x - span.start), head, blank, tail)
         at = span.end
@@ -2307,6 +2310,11 @@ def _stand_in(text: str, refusals: list[_Refusal], parts: list[_Part] | None = N
 
 def _spaces(m: re.Match[str]) -> str:
     return " " * (m.end() - m.start())
+
+
+def _stand_in_key(span: ast.Span, kind: str) -> int:
+    """Where the tree `_Builder` meets for a stand-in of `kind` over `span` starts: the `x` of items (`,    x`)."""
+    return span.end - 1 if kind.startswith(_ITEMS) else span.start
 
 
 def _stand_in_at(text: str, span: ast.Span) -> int:
@@ -2328,9 +2336,12 @@ class _StandIns:
 
     def __init__(self, text: str, parts: list[_Part]) -> None:
         self.text = text
-        self.shapes = {span.start: (d, n, span.end, _STAND_IN_TREES.get(k, k)) for span, d, n, k in parts if k}
-        self.shapes = {at: shape for at, shape in self.shapes.items() if shape[3] != _MINUS_RUN}
-        self.prefixes = {span.end: (d, span) for span, d, _, k in parts if k == _MINUS_RUN}
+        self.shapes = {
+            _stand_in_key(span, k): (d, n, span.end, "name" if k.startswith(_ITEMS) else _STAND_IN_TREES.get(k, k))
+            for span, d, n, k in parts
+            if k and k not in _PREFIX_RUNS
+        }
+        self.prefixes = {span.end: (d, span, _PREFIX_RUNS[k][1]) for span, d, _, k in parts if k in _PREFIX_RUNS}
         self.owners = {at: start for start, (_, _, end, _) in self.shapes.items() for at in (start, end - 1)}
         self.owners.update((at, at) for at in self.prefixes)
         self.seen: set[int] = set()
@@ -2347,9 +2358,10 @@ class _StandIns:
                 self.seen.add(self.owners[node.start_pos])  # (not a token the recovery read in place of text)
 
     def prefix(self, node: Tree[Any]) -> int | None:
-        """Where `node` starts, if it is the outermost `-` kept of a run read as spaces before it (`_run_parts`)."""
+        """Where `node` starts, if it is the outermost `-` (or `not`) kept of a run read as spaces before it
+        (`_run_parts`)."""
         at = _start_of(node)
-        return at if at in self.prefixes and node.data == "neg" else None
+        return at if at in self.prefixes and node.data == self.prefixes[at][2] else None
 
     def of(self, node: Tree[Any]) -> int | None:
         """The stand-in `node` is the tree of, whole, if it is one."""
@@ -3574,6 +3586,11 @@ def _shape(rule: Any) -> tuple[int, int, int, bool, str]:
     stand_in = ""
     if kind == _TREE and rule.origin.name in ("postfix", "atom"):
         stand_in = "postfix"
+    elif kind == _TREE and rule.origin.name == "args":
+        stand_in = "args"
+    elif kind == _SPLICED and len(rule.expansion) >= 2 and rule.expansion[-2].is_term:
+        joiner, item = rule.expansion[-2:]
+        stand_in = _ITEMS + (terminal_text(joiner.name) or "") if item.name in _ITEM_LEVELS else ""
     elif kind == _TREE and (rule.alias in _BIN or rule.alias in ("neg", "not_", "or_", "and_")):
         stand_in = str(rule.alias)
     return kind, child, checked * 2 + how if checked >= 0 else -1, rule.alias == "meta_list", stand_in
@@ -3644,6 +3661,8 @@ def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: 
                                     nested = c[2]
                         if shape == _TREE:
                             value = (d + 1, n + 1, nested + 1 if meta_list else 0, first, last, first, last, stand_in)
+                        elif stand_in:  # items of an expression list (`, x`, `or x`), spliced into its tree
+                            value = (d, n, nested, first, last, first, last, stand_in)
                         else:
                             value = (d, n, nested, None, None, first, last, "")
                     values.append(value)
@@ -3720,13 +3739,24 @@ def _tree_part(text: str, start: int, line: int, shape: Any) -> _Part | None:
 
 
 _STAND_IN_TREES = {"postfix": "field"}  # the tree a stand-in makes, where its kind is not its name
+_ITEMS = "*"
+"""The kind of a `_Part` that is the items after the first of a list, call's arguments, `or` or `and` not yet made
+a tree at a syntax error (`, 1, 1`, `or a or b`), then the text that joins them: its stand-in is the smallest such
+run (`,    x`), and `_Builder` counts the items stood for on its `x` (a name among the tree's children, as each
+item is)."""
+_ITEM_LEVELS = frozenset({"expr", "and_expr", "not_expr"})
 
 
 def _stand_in_ends(kind: str) -> tuple[str, str]:
     """The text a stand-in of `kind` starts and ends with, spaces between: the smallest tree of that kind (a field
-    for any `postfix` tree: a field, call, index or list, which the recovery tells apart from none)."""
+    for any `postfix` tree: a field, call, index or list, which the recovery tells apart from none; of arguments
+    `x    ,x`; of items not yet a tree (`_ITEMS`), the joiner then `x`)."""
     if kind == "postfix":
         return "x", ".x"
+    if kind.startswith(_ITEMS):
+        return kind.removeprefix(_ITEMS), "x"
+    if kind == "args":
+        return "x", ",x"
     if kind == "neg":
         return "-", "x"
     if kind == "not_":
@@ -3736,7 +3766,9 @@ def _stand_in_ends(kind: str) -> tuple[str, str]:
 
 
 _MINUS_RUN = "-"  # the kind of a `_Part` that is a run of unary `-`
-_KEPT_MINUS = 64  # of a run of unary `-` before a syntax error, kept as written (`_run_parts`)
+_NOT_RUN = "not"  # the kind of a `_Part` that is a run of `not`
+_PREFIX_RUNS = {_MINUS_RUN: ("MINUS", "neg"), _NOT_RUN: ("NOT", "not_")}  # its terminal, the tree it makes
+_KEPT_MINUS = 64  # of a run of unary `-` or of `not` before a syntax error, kept as written (`_run_parts`)
 
 
 def _run_parts(
@@ -3747,23 +3779,23 @@ def _run_parts(
 
     - a run of `(` and `[` longer than `_KEPT_OPENERS` and the closers after the error: no reduction reaches that
       part (kind "");
-    - a run of unary `-` longer than `_KEPT_MINUS`: it is reduced, if ever, with the `-` kept, all on one token, so
-      `_Builder` counts it on the outermost `-` kept (kind `_MINUS_RUN`, with its length; the span runs to there).
+    - a run of unary `-` (or of `not`) longer than `_KEPT_MINUS`: it is reduced, if ever, with the `-` kept, all on
+      one token, so `_Builder` counts it on the outermost `-` kept (kind `_MINUS_RUN` or `_NOT_RUN`, with its
+      length; the span runs to there).
     """
     parts: list[_Part] = []
     top = len(values) - 1
     closers = -1
     run = 0
     for i, v in enumerate(values):
-        ch = text[v >> _TOKEN_BITS] if type(v) is int and v & _TOKEN_LENGTH == 1 else ""
-        if not ch or ch not in "([-":
+        ch = _run_token(text, v)
+        if not ch:
             run = 0
             continue
         run += 1
-        nxt = values[i + 1] if i < top else None
-        if type(nxt) is int and nxt & _TOKEN_LENGTH == 1 and _same_run(ch, text[nxt >> _TOKEN_BITS]):
+        if i < top and _same_run(ch, _run_token(text, values[i + 1])):
             continue
-        if ch == "-":
+        if ch in _PREFIX_RUNS:
             cut = i + 1 - _KEPT_MINUS
         else:
             if closers < 0:
@@ -3772,19 +3804,30 @@ def _run_parts(
         if cut <= i + 1 - run:
             run = 0
             continue
-        kind = {"(": "LPAR", "[": "LSQB", "-": "MINUS"}[text[values[cut] >> _TOKEN_BITS]]
+        kind = {"(": "LPAR", "[": "LSQB"}.get(_run_token(text, values[cut])) or _PREFIX_RUNS[ch][0]
         for first in (i + 1 - run, i + 2 - run):  # an opener's state is its own, but a call's `(` is not
             if first < cut and tables.actions[states[first]].get(kind) == states[cut + 1]:
-                end = (values[cut] >> _TOKEN_BITS) if ch == "-" else (values[cut - 1] >> _TOKEN_BITS) + 1
+                prefix = ch in _PREFIX_RUNS
+                end = (values[cut] >> _TOKEN_BITS) if prefix else (values[cut - 1] >> _TOKEN_BITS) + 1
                 span = _offsets_span(text, start, line, values[first] >> _TOKEN_BITS, end)
-                parts.append((span, cut - first, cut - first, _MINUS_RUN) if ch == "-" else (span, 0, 0, ""))
+                parts.append((span, cut - first, cut - first, ch) if prefix else (span, 0, 0, ""))
                 break
         run = 0
     return parts
 
 
+def _run_token(text: str, value: Any) -> str:
+    """What `value`, on `_shape_refusals`'s stack, is of a run `_run_parts` reads: `(`, `[`, `-` or `not`; or ""."""
+    if type(value) is not int:
+        return ""
+    at, length = value >> _TOKEN_BITS, value & _TOKEN_LENGTH
+    if length == 1:
+        return text[at] if text[at] in "([-" else ""
+    return _NOT_RUN if length == 3 and text.startswith(_NOT_RUN, at) else ""
+
+
 def _same_run(a: str, b: str) -> bool:
-    return (a == "-") == (b == "-") and b in "([-"
+    return b != "" and (a in "([") == (b in "([") and (a in "([" or a == b)
 
 
 def _offsets_span(text: str, base: int, line: int, start: int, end: int) -> ast.Span:

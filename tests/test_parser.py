@@ -593,6 +593,7 @@ def test_a_stand_in_lark_reads_across_a_broken_rule_is_still_refused(monkeypatch
 
 CHAIN = "a" + ".a" * (MAX_RULE_NODES + 100)  # past the depth limit, in a rule of more tokens than `parse` measures
 SUM = "1" + " + 1" * (MAX_RULE_NODES + 100)
+ITEMS = "1, " * (MAX_RULE_NODES + 100)  # the items of a list never closed
 VALID = "rule v { expect trace.spans.count() > 0 }\n"
 
 
@@ -611,6 +612,16 @@ VALID = "rule v { expect trace.spans.count() > 0 }\n"
         (f"{CHAIN}.\n", {"FLUO104", "FLUO400"}),
         (f"rule r {{ detect {CHAIN}.rule.x }}\n", {"FLUO100"}),  # the recovery reads the name back from `rule`
         ("rule r { detect " + "-" * MAX_RULE_NODES * 2 + " }\n", {"FLUO100", "FLUO400"}),  # 134 s, 3.4 GB at 4 MiB
+        (f"rule r {{ expect 1 in [{ITEMS}1 }}\n", {"FLUO100", "FLUO401"}),  # 41 s, 607 MB at 1 MiB
+        (f"{VALID}rule r {{ expect [{ITEMS} }}\n{VALID}", {"FLUO100", "FLUO401"}),
+        (f"rule r {{ expect 1 in [{ITEMS}1) }}\n", {"FLUO100", "FLUO401"}),  # the arguments reduced whole
+        (f"rule r {{ expect a.f({ITEMS}1 $ }}\n", {"FLUO101", "FLUO401"}),
+        (f"rule r {{ expect [1,\n{ITEMS.replace(' ', chr(10))}1 expect x }}\n", {"FLUO100", "FLUO401"}),
+        ("rule r { expect " + "a or " * (MAX_RULE_NODES + 100) + "a $ }\n", {"FLUO101", "FLUO401"}),
+        ("rule r { expect " + "a and " * (MAX_RULE_NODES + 100) + "a $ }\n", {"FLUO101", "FLUO401"}),
+        ("rule r { expect " + "not " * MAX_RULE_NODES + "x $ }\n", {"FLUO101", "FLUO400"}),  # 5.9 s, 258 MB at 1 MiB
+        ("rule r { expect a and " + "not\n" * MAX_RULE_NODES + "x.y( }\n", {"FLUO100", "FLUO400"}),
+        ("rule r { expect " + "not " * MAX_RULE_NODES + ") }\n", {"FLUO100", "FLUO400"}),
     ],
     ids=[
         "dot",
@@ -625,13 +636,24 @@ VALID = "rule v { expect trace.spans.count() > 0 }\n"
         "bare",
         "keyword",
         "minus",
+        "list",
+        "list-among-rules",
+        "list-closed-with-paren",
+        "arguments",
+        "list-lines",
+        "or",
+        "and",
+        "not",
+        "not-lines",
+        "not-paren",
     ],
 )
 def test_an_expression_past_the_limits_before_a_syntax_error_is_measured_not_built(
     monkeypatch: pytest.MonkeyPatch, text: str, codes: set[str]
 ) -> None:
     """An oversized expression whose rule holds a syntax error after it was built whole by lark, then refused: lark
-    now reads the smallest tree of its kind in its place (`x    .x`, `x    + x`; of a run of `-`, the last few),
+    now reads the smallest tree of its kind in its place (`x    .x`, `x    + x`; of the items of a list, `or` or
+    `and` not yet made a tree, `,    x`; of a run of `-` or `not`, the last few),
     the recovery reads the text itself, and the FLUO400 counts the tree stood for. Diagnostics and rules are
     lark's on the text itself."""
     read = _lark_reads(monkeypatch)
@@ -641,7 +663,11 @@ def test_an_expression_past_the_limits_before_a_syntax_error_is_measured_not_bui
     _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
     assert {d.code for d in result.diagnostics} == codes
     for limit in (d for d in result.diagnostics if d.code == "FLUO400"):
-        assert text[limit.span.start :].startswith((CHAIN[:100], SUM[:100], "-" * 100))
+        assert text[limit.span.start :].startswith(
+            (CHAIN[:100], SUM[:100], "-" * 100, "not" + " not" * 30, "a and not\n")
+        )
+    for limit in (d for d in result.diagnostics if d.code == "FLUO401"):
+        assert len(text[limit.span.start : limit.span.end].split()) > MAX_RULE_NODES  # the whole list or chain
 
 
 @pytest.mark.parametrize(
