@@ -3774,46 +3774,69 @@ _KEPT_MINUS = 64  # of a run of unary `-` or of `not` before a syntax error, kep
 def _run_parts(
     text: str, tables: _FastTables, start: int, line: int, states: list[int], values: list[Any], error: int
 ) -> list[_Part]:
-    """Of each run of one-character tokens on `_shape_refusals`'s stack at a syntax error at `error`, the first part,
-    read as spaces, where the state after the rest is the one it had (checked on the table):
+    """Of each run of `(`, `[`, unary `-` and `not` on `_shape_refusals`'s stack at a syntax error at `error`, the
+    parts read as spaces, where the state after the rest is the one it had (checked on the table):
 
-    - a run of `(` and `[` longer than `_KEPT_OPENERS` and the closers after the error: no reduction reaches that
-      part (kind "");
-    - a run of unary `-` (or of `not`) longer than `_KEPT_MINUS`: it is reduced, if ever, with the `-` kept, all on
-      one token, so `_Builder` counts it on the outermost `-` kept (kind `_MINUS_RUN` or `_NOT_RUN`, with its
-      length; the span runs to there).
+    - all before the last `_KEPT_OPENERS` openers (`(`, `[`) and as many more as closers follow the error, `-` and
+      `not` among them (`-(-(-(`): no reduction reaches that part, since what comes after it is never closed
+      (kind "");
+    - of a run of unary `-` (or of `not`) left, all but the last `_KEPT_MINUS`: it is reduced, if ever, with the
+      `-` kept, all on one token, so `_Builder` counts it on the outermost `-` kept (kind `_MINUS_RUN` or
+      `_NOT_RUN`, with its length; the span runs to there).
     """
     parts: list[_Part] = []
-    top = len(values) - 1
     closers = -1
-    run = 0
-    for i, v in enumerate(values):
-        ch = _run_token(text, v)
-        if not ch:
-            run = 0
+    i = 0
+    while i < len(values):
+        if not _run_token(text, values[i]):
+            i += 1
             continue
-        run += 1
-        if i < top and _same_run(ch, _run_token(text, values[i + 1])):
-            continue
-        if ch in _PREFIX_RUNS:
-            cut = i + 1 - _KEPT_MINUS
-        else:
+        j = i  # the run is values[i : j + 1]
+        while j + 1 < len(values) and _run_token(text, values[j + 1]):
+            j += 1
+        rest = i
+        if any(_run_token(text, values[k]) in _OPENERS for k in range(i, j + 1)):
             if closers < 0:
                 closers = text.count(")", error) + text.count("]", error)
-            cut = i + 1 - _KEPT_OPENERS - closers  # the first opener kept
-        if cut <= i + 1 - run:
-            run = 0
-            continue
-        kind = {"(": "LPAR", "[": "LSQB"}.get(_run_token(text, values[cut])) or _PREFIX_RUNS[ch][0]
-        for first in (i + 1 - run, i + 2 - run):  # an opener's state is its own, but a call's `(` is not
-            if first < cut and tables.actions[states[first]].get(kind) == states[cut + 1]:
-                prefix = ch in _PREFIX_RUNS
-                end = (values[cut] >> _TOKEN_BITS) if prefix else (values[cut - 1] >> _TOKEN_BITS) + 1
-                span = _offsets_span(text, start, line, values[first] >> _TOKEN_BITS, end)
-                parts.append((span, cut - first, cut - first, ch) if prefix else (span, 0, 0, ""))
-                break
-        run = 0
+            need, k = _KEPT_OPENERS + closers, j + 1
+            while need > 0 and k > i:  # the first opener kept
+                k -= 1
+                need -= _run_token(text, values[k]) in _OPENERS
+            if need <= 0 and k > i and (part := _run_part(text, tables, start, line, states, values, i, k, "")):
+                parts.append(part)
+                rest = k
+        while rest <= j:  # runs of one prefix left
+            ch, end = _run_token(text, values[rest]), rest
+            while end < j and _run_token(text, values[end + 1]) == ch:
+                end += 1
+            cut = end + 1 - _KEPT_MINUS
+            part = None
+            if ch in _PREFIX_RUNS and cut > rest:
+                part = _run_part(text, tables, start, line, states, values, rest, cut, ch)
+            if part is not None:
+                parts.append(part)
+            rest = end + 1
+        i = j + 1
     return parts
+
+
+_OPENERS = ("(", "[")
+
+
+def _run_part(
+    text: str, tables: _FastTables, start: int, line: int, states: list[int], values: list[Any], run: int, cut: int,
+    ch: str,
+) -> _Part | None:  # fmt: skip
+    """`values[run:cut]` (or from one further: an opener's state is its own, but a call's `(` is not) as a `_Part`
+    of kind `ch` (a prefix) or "" (a run with openers), if the state after `values[cut]` is the same without it."""
+    kind = {"(": "LPAR", "[": "LSQB"}.get(_run_token(text, values[cut])) or _PREFIX_RUNS[ch][0]
+    for first in (run, run + 1):
+        if first < cut and tables.actions[states[first]].get(kind) == states[cut + 1]:
+            last = values[cut - 1]
+            end = (values[cut] >> _TOKEN_BITS) if ch else (last >> _TOKEN_BITS) + (last & _TOKEN_LENGTH)
+            span = _offsets_span(text, start, line, values[first] >> _TOKEN_BITS, end)
+            return (span, cut - first, cut - first, ch) if ch else (span, 0, 0, "")
+    return None
 
 
 def _run_token(text: str, value: Any) -> str:
@@ -3824,10 +3847,6 @@ def _run_token(text: str, value: Any) -> str:
     if length == 1:
         return text[at] if text[at] in "([-" else ""
     return _NOT_RUN if length == 3 and text.startswith(_NOT_RUN, at) else ""
-
-
-def _same_run(a: str, b: str) -> bool:
-    return b != "" and (a in "([") == (b in "([") and (a in "([" or a == b)
 
 
 def _offsets_span(text: str, base: int, line: int, start: int, end: int) -> ast.Span:

@@ -676,14 +676,30 @@ def test_an_expression_past_the_limits_before_a_syntax_error_is_measured_not_bui
         "rule r { detect " + "(" * 3 * MAX_RULE_NODES + " }\n",  # security review: 27 s and 1.2 GB at 4 MiB
         f"{VALID}rule r {{ detect " + "([" * MAX_RULE_NODES + f"a }}\n{VALID}",
         "rule r { detect a.f" + "(" * 3 * MAX_RULE_NODES + "a" + ")" * 5_000 + " }\n",
+        "rule r { detect " + "-(" * 3 * MAX_RULE_NODES + " }\n",  # unary `-` between: lark read them all
+        f"{VALID}rule r {{ detect [" + "not -(" * MAX_RULE_NODES + f"a }}\n{VALID}",
+        "rule r { detect " + "- [" * 2 * MAX_RULE_NODES + "1 ) ] }\n",
+        "rule r { detect " + "-(" * 3 * MAX_RULE_NODES + "x" + ")" * 5_000 + " }\n",
+        "rule r { detect " + "(" * 5_000 + "- " * 3 * MAX_RULE_NODES + "x }\n",  # a run of `-` after them
     ],
-    ids=["parentheses", "among-rules", "some-closed"],
+    ids=[
+        "parentheses",
+        "among-rules",
+        "some-closed",
+        "minus",
+        "not-minus",
+        "minus-brackets",
+        "minus-closed",
+        "then-minus",
+    ],
 )
 def test_a_run_of_brackets_never_closed_is_not_given_to_lark_whole(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    """Of `((( ...` before a syntax error, lark reads no more than the recovery could close: the rest is spaces."""
+    """Of `((( ...` before a syntax error, lark reads no more than the recovery could close: the rest is spaces, with
+    the `-` and `not` among them (`-(-(-(`), never reduced either."""
     read = _lark_reads(monkeypatch)
     result = parse(text, "t.fluo")
-    assert len(read) == 1 and read[0].count("(") < 5_000 + 2 * MAX_RECOVERIES * 3
+    assert len(read) == 1 and read[0].count("(") + read[0].count("[") < 5_000 + 2 * MAX_RECOVERIES * 3
+    assert read[0].count("-") + read[0].count("not") < 5_000 + 2 * MAX_RECOVERIES * 3
     monkeypatch.undo()
     _assert_as_reference(result, _recovering_parse(text, "t.fluo"), text)
     assert {d.code for d in result.diagnostics} == {"FLUO100"}  # the syntax errors: parentheses add no depth
