@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cache
 from importlib import resources
-from itertools import islice
+from itertools import chain, islice
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -2182,10 +2182,11 @@ def parse(text: str, path: str = "<input>") -> ParseResult:
         result = parse(read, path)
         return ParseResult(replace(result.file, text=text), result.diagnostics)
     parts: list[_Part] = []
-    refusals = _refusals(text, _SHAPE_FIRST, parts)
-    if refusals or parts:  # measured, not built, and read as stand-ins (`_full_parse`, `_StandIns`)
-        stand_ins = _StandIns(text, parts)
-        stood = _read(_stand_in(text, refusals, parts), path, stand_ins)
+    strict: list[_Part] = []
+    refusals = _refusals(text, _SHAPE_FIRST, parts, strict)
+    if refusals or parts or strict:  # measured, not built, and read as stand-ins (`_full_parse`, `_StandIns`)
+        stand_ins = _StandIns(text, parts, strict)
+        stood = _read(_stand_in(text, refusals, parts + strict), path, stand_ins)
         measured = _with_refusals(stood, text, refusals, path, stand_ins)
         if measured is not None:
             return measured
@@ -2264,11 +2265,14 @@ def _full_parse(text: str, path: str, stand_ins: _StandIns | None = None) -> Par
     return _recovering_parse(text, path, stand_ins)
 
 
-def _refusals(text: str, least: int, parts: list[_Part] | None = None) -> list[_Refusal]:
+def _refusals(
+    text: str, least: int, parts: list[_Part] | None = None, strict: list[_Part] | None = None
+) -> list[_Refusal]:
     """What `_Builder` would refuse for its size in the rules of `text` of at least `least` tokens that are valid
     but for that, in order. Rules are cut where a line starts with `rule` (no string or comment runs past its
     line, so such a line starts one) and measured one by one (`_shape_refusals`). In a rule with a syntax error,
-    what comes before the error and can be read as a stand-in is added to `parts`, if given."""
+    what comes before the error and can be read as a stand-in is added to `parts`, if given, and what comes after
+    it to `strict` (`_resumed`), if given too."""
     tables = _fast_tables()
     if tables is None:
         return []
@@ -2282,6 +2286,8 @@ def _refusals(text: str, least: int, parts: list[_Part] | None = None) -> list[_
             except _Broken as broken:  # lark reads the rule, with stand-ins if `parts` is given
                 if parts is not None:
                     parts += broken.parts
+                if strict is not None:
+                    strict += _resumed(text, tables, start, end, line, broken.error)
         line += text.count("\n", start, end)
     return out
 
@@ -2332,16 +2338,23 @@ class _StandIns:
     4 MiB ending in `. }` is measured once and never built. `seen`: the stand-ins whose tokens are in lark's tree,
     `used`: those found whole in expressions refused; `parse` reads the text itself unless every one seen was used
     (the recovery took one apart, or it is where the builder does not measure). One not seen was dropped with what
-    was around it (a rule left open to the end), its shape unread."""
+    was around it (a rule left open to the end), its shape unread, unless an error was read inside it (`_within`).
+    `strict`: those after a syntax error in their rule (`_resumed`), where lark's parser may be in another state
+    than the one they were measured in: each must be used."""
 
-    def __init__(self, text: str, parts: list[_Part]) -> None:
+    def __init__(self, text: str, parts: list[_Part], strict: list[_Part] | None = None) -> None:
         self.text = text
+        strict = strict or []
+        self.strict = {span.end if k in _PREFIX_RUNS else _stand_in_key(span, k) for span, _, _, k in strict}
+        parts = parts + strict
         self.shapes = {
             _stand_in_key(span, k): (d, n, span.end, "name" if k.startswith(_ITEMS) else _STAND_IN_TREES.get(k, k))
             for span, d, n, k in parts
             if k and k not in _PREFIX_RUNS
         }
         self.prefixes = {span.end: (d, span, _PREFIX_RUNS[k][1]) for span, d, _, k in parts if k in _PREFIX_RUNS}
+        self.spans = {_stand_in_key(span, k): span for span, _, _, k in parts if k and k not in _PREFIX_RUNS}
+        self.spans.update((span.end, span) for span, _, _, k in parts if k in _PREFIX_RUNS)
         self.owners = {at: start for start, (_, _, end, _) in self.shapes.items() for at in (start, end - 1)}
         self.owners.update((at, at) for at in self.prefixes)
         self.seen: set[int] = set()
@@ -2376,10 +2389,15 @@ def _with_refusals(
     """`result`, read from `_stand_in(text, refusals)`, as `_Builder` reads `text`: each stand-in is `Missing` over
     the part it stands for, and its diagnostic is reported. None if a stand-in was not read where it stands (lark
     read that rule as something else: past the end of a bare expression, as errors it counts), so what lark makes
-    of the text itself is not known; the same if one of `stand_ins` lark read was not measured in an expression
-    refused."""
-    if stand_ins is not None and stand_ins.seen - stand_ins.used:
+    of the text itself is not known; the same if one of `stand_ins` lark read (or one read after a syntax error in
+    its rule, `_StandIns.strict`) was not measured in an expression refused, or one not measured has an error read
+    in it (`_within`: lark read the rule from elsewhere, inside one left open)."""
+    if stand_ins is not None and (stand_ins.seen | stand_ins.strict) - stand_ins.used:
         return None
+    if stand_ins is not None and stand_ins.spans.keys() - stand_ins.used:  # not measured: no error read in it
+        unused = [span for at, span in stand_ins.spans.items() if at not in stand_ins.used]
+        if any(_within(d.span, s) for d in result.diagnostics for s in unused):
+            return None
     spans = {_stand_in_at(text, span): span for span, _, _ in refusals}
     used: set[int] = set()
     rules = [_restored(rule, spans, used) for rule in result.file.rules]
@@ -2388,6 +2406,14 @@ def _with_refusals(
     diags = [error(code, message, span, path=path) for span, code, message in refusals]
     file = replace(result.file, text=text, rules=tuple(rules))
     return ParseResult(file, sorted([*result.diagnostics, *diags], key=sort_key))
+
+
+def _within(found: ast.Span, stand_in: ast.Span) -> bool:
+    """Whether a diagnostic over `found` was read in the stand-in over `stand_in`, not over the text it stands for:
+    it starts inside, short of covering it from its start (as one the recovery made of the text itself does)."""
+    if found.start == stand_in.start:
+        return found.end < stand_in.end
+    return stand_in.start < found.start < stand_in.end
 
 
 def _tokens_at_least(text: str, tables: _FastTables, start: int, end: int, n: int) -> bool:
@@ -3596,9 +3622,13 @@ def _shape(rule: Any) -> tuple[int, int, int, bool, str]:
     return kind, child, checked * 2 + how if checked >= 0 else -1, rule.alias == "meta_list", stand_in
 
 
-def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: int) -> list[_Refusal]:
+def _shape_refusals(
+    text: str, tables: _FastTables, start: int, end: int, line: int, resume: int | None = None
+) -> list[_Refusal]:
     """What `_Builder` refuses in `text[start:end]` (a line's start, numbered `line`, to where a rule ends): span,
-    code and message; `_Broken` where it does not parse. lark's table, as `_fast_drive` runs it, but each value is
+    code and message; `_Broken` where it does not parse. From `resume`, if given, a clause after a syntax error in the
+    rule (`_resumed`): the rule is read from there as if its body started there, and `_Broken` always comes, with
+    what the rest holds that may be read as stand-ins. lark's table, as `_fast_drive` runs it, but each value is
     only the shape of the lark tree it stands for (depth, nodes, depth of metadata lists, where it starts and ends,
     where its place on the stack starts and ends, and its kind of stand-in), and a token only an int (its
     start and length, `_TOKEN_BITS`), so that an expression of 4 MiB is measured in a few seconds and megabytes,
@@ -3612,8 +3642,14 @@ def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: 
     out: list[_Refusal] = []
     checked: list[Any] = []  # the shape of each expression refused (None: a metadata value)
     error = end
+    tokens: Iterator[tuple[str, int]] = _shape_tokens(text, tables, start, end)
+    if resume is not None:  # `rule x {` as three empty tokens where the clause starts
+        tokens = chain(
+            ((kind, resume << _TOKEN_BITS) for kind in ("RULE", "IDENT", "LBRACE")),
+            _shape_tokens(text, tables, resume, end),
+        )
     try:
-        for kind, tok in _shape_tokens(text, tables, start, end):
+        for kind, tok in tokens:
             while True:
                 code = actions[states[-1]].get(kind)
                 if code is None or (code >= 0 and kind == "$END"):
@@ -3668,15 +3704,53 @@ def _shape_refusals(text: str, tables: _FastTables, start: int, end: int, line: 
                     values.append(value)
                     states.append(actions[states[-1]][origin])
                 if states[-1] == end_state:
-                    return out
+                    if resume is None:
+                        return out
+                    raise _Broken([p for c in checked if c and (p := _tree_part(text, start, line, c))], None)
     except _Bail:
         if values and error == end:  # the lexer failed: past the last token read
             top = values[-1]
             error = top[6] if type(top) is tuple else (top >> _TOKEN_BITS) + (top & _TOKEN_LENGTH)
         trees = [c for c in checked if c is not None] + [v for v in values if type(v) is tuple]
         parts = [p for c in trees if (p := _tree_part(text, start, line, c)) is not None]
-        raise _Broken(parts + _run_parts(text, tables, start, line, states, values, error)) from None
-    raise _Broken([])
+        parts += _run_parts(text, tables, start, line, states, values, error)
+        if resume is not None:  # only what `_Builder` can be seen to measure (`_StandIns.strict`): not spaces
+            parts = [p for p in parts if p[3]]
+        raise _Broken(parts, error) from None
+    raise _Broken([], None)
+
+
+def _resumed(text: str, tables: _FastTables, start: int, end: int, line: int, error: int | None) -> list[_Part]:
+    """What may be read as stand-ins after a syntax error at `error` in the rule `text[start:end]`: each clause
+    after it (`expect`, `detect`, `when`, ...) read by `_shape_refusals` as if the rule's body started there, to
+    its own syntax error, then the next clause after that. lark's recovery may leave its parser elsewhere, so each
+    must be found measured where it stands (`_StandIns.strict`), or lark reads the text itself."""
+    parts: list[_Part] = []
+    at = start
+    while error is not None and (clause := _next_clause(text, tables, max(error, at + 1), end)) is not None:
+        at = clause
+        try:
+            _shape_refusals(text, tables, start, end, line, at)
+        except _Broken as broken:
+            parts += broken.parts
+            error = broken.error
+    return parts
+
+
+def _next_clause(text: str, tables: _FastTables, pos: int, end: int) -> int | None:
+    """Where the first clause keyword from `pos` (a token's start) to `end` starts: tokens read as lark's lexer
+    reads them, and text that starts none skipped a character at a time (a quote to its line's end, as `lex`)."""
+    scanner, keywords = tables.scanner, tables.keywords
+    while pos < end:
+        m = scanner.match(text, pos, end)
+        if m is None or m.end() == pos:
+            eol = _LINE_END.search(text, pos, end) if text[pos] in "\"'" else None
+            pos = pos + 1 if text[pos] not in "\"'" else end if eol is None else eol.start()
+            continue
+        if m.lastgroup == "IDENT" and keywords.get(m.group()) in _CLAUSE_KEYWORDS:
+            return pos
+        pos = m.end()
+    return None
 
 
 _TOKEN_BITS = 23
@@ -3690,11 +3764,13 @@ as spaces (`_broken_parts`)."""
 
 
 class _Broken(_Bail):
-    """`_shape_refusals` met a syntax error: what before it `parse` may read as stand-ins."""
+    """`_shape_refusals` met a syntax error (at `error`; None: read from a clause after one, to the end): what
+    before it `parse` may read as stand-ins."""
 
-    def __init__(self, parts: list[_Part]) -> None:
+    def __init__(self, parts: list[_Part], error: int | None) -> None:
         super().__init__()
         self.parts = parts
+        self.error = error
 
 
 def _shape_tokens(text: str, tables: _FastTables, start: int, end: int) -> Iterator[tuple[str, int]]:
