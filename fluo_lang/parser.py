@@ -2748,8 +2748,8 @@ class _Builder:
             return []
         if tree.data == "bare_expr":
             body = tree.children[0]
-            span = self.span_of(body)
             expr = self.guarded(body)
+            span = expr.span if type(expr) is ast.Missing else self.span_of(body)  # from a run read as spaces too
             clause = ast.Clause(span, "expect", expr)
             return [ast.Rule(span, _bare_rule_id(self.path), span, (), (clause,), (), bare=True)]
         return [self.rule(r) for r in tree.children if isinstance(r, Tree)]

@@ -637,6 +637,9 @@ VALID = "rule v { expect trace.spans.count() > 0 }\n"
         ("rule r { expect " + "not " * MAX_RULE_NODES + "x $ }\n", {"FLUO101", "FLUO400"}),  # 5.9 s, 258 MB at 1 MiB
         ("rule r { expect a and " + "not\n" * MAX_RULE_NODES + "x.y( }\n", {"FLUO100", "FLUO400"}),
         ("rule r { expect " + "not " * MAX_RULE_NODES + ") }\n", {"FLUO100", "FLUO400"}),
+        # a bare expression (its rule and clause run from the first `-` read as spaces, as lark's on the text)
+        ("-" * MAX_RULE_NODES * 2 + "x rule a {\n  detect x\n}\n", {"FLUO400", "FLUO105"}),
+        ("// c\n" + "not " * MAX_RULE_NODES + "x rule a {\n  detect x\n}\n", {"FLUO400", "FLUO105"}),
         # after a syntax error in the rule: lark reads from the error on (9.4 s, 575 MB at 1 MiB)
         (f"rule r {{ $ detect {CHAIN} }}\n", {"FLUO101", "FLUO400"}),
         (f"{VALID}rule r {{\n  expect x $\n  detect {CHAIN}.\n}}\n{VALID}", {"FLUO100", "FLUO101", "FLUO400"}),
@@ -670,6 +673,8 @@ VALID = "rule v { expect trace.spans.count() > 0 }\n"
         "not",
         "not-lines",
         "not-paren",
+        "bare-minus",
+        "bare-not",
         "after-character",
         "after-among-rules",
         "after-when",
