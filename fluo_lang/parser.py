@@ -2821,6 +2821,8 @@ class _Builder:
         span = self.span_of(tree)
         found: list[int] = []
         past = _past_limits(*_measure(tree, self.stand_ins, found))
+        if past is None and found and self.stand_ins is not None:  # in a tree that is built: lark reads the text
+            self.stand_ins.seen.update(found)
         if past is not None:
             if self.stand_ins is not None:
                 self.stand_ins.used.update(found)
@@ -3856,9 +3858,9 @@ def _run_parts(
     - all before the last `_KEPT_OPENERS` openers (`(`, `[`) and as many more as closers follow the error, `-` and
       `not` among them (`-(-(-(`): no reduction reaches that part, since what comes after it is never closed
       (kind "");
-    - of a run of unary `-` (or of `not`) left, all but the last `_KEPT_MINUS`: it is reduced, if ever, with the
-      `-` kept, all on one token, so `_Builder` counts it on the outermost `-` kept (kind `_MINUS_RUN` or
-      `_NOT_RUN`, with its length; the span runs to there).
+    - of a run of unary `-` (or of `not`) left, deeper than `MAX_DEPTH`, all but the last `_KEPT_MINUS`: it is
+      reduced, if ever, with the `-` kept, all on one token, into a tree that is refused, so `_Builder` counts it
+      on the outermost `-` kept (kind `_MINUS_RUN` or `_NOT_RUN`, with its length; the span runs to there).
     """
     parts: list[_Part] = []
     closers = -1
@@ -3887,7 +3889,7 @@ def _run_parts(
                 end += 1
             cut = end + 1 - _KEPT_MINUS
             part = None
-            if ch in _PREFIX_RUNS and cut > rest:
+            if ch in _PREFIX_RUNS and cut > rest and end - rest >= MAX_DEPTH:  # if reduced, surely refused
                 part = _run_part(text, tables, start, line, states, values, rest, cut, ch)
             if part is not None:
                 parts.append(part)

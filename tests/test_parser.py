@@ -637,6 +637,8 @@ VALID = "rule v { expect trace.spans.count() > 0 }\n"
         ("rule r { expect " + "not " * MAX_RULE_NODES + "x $ }\n", {"FLUO101", "FLUO400"}),  # 5.9 s, 258 MB at 1 MiB
         ("rule r { expect a and " + "not\n" * MAX_RULE_NODES + "x.y( }\n", {"FLUO100", "FLUO400"}),
         ("rule r { expect " + "not " * MAX_RULE_NODES + ") }\n", {"FLUO100", "FLUO400"}),
+        # 80 `-` (not past the depth limit once reduced) are all read: 16 of them were dropped from the AST
+        (f"rule r {{ expect 1 in [{ITEMS}1] expect x " + "- " * 80 + " }\n", {"FLUO100", "FLUO401"}),
         # a bare expression (its rule and clause run from the first `-` read as spaces, as lark's on the text)
         ("-" * MAX_RULE_NODES * 2 + "x rule a {\n  detect x\n}\n", {"FLUO400", "FLUO105"}),
         ("// c\n" + "not " * MAX_RULE_NODES + "x rule a {\n  detect x\n}\n", {"FLUO400", "FLUO105"}),
@@ -673,6 +675,7 @@ VALID = "rule v { expect trace.spans.count() > 0 }\n"
         "not",
         "not-lines",
         "not-paren",
+        "minus-under-the-limit",
         "bare-minus",
         "bare-not",
         "after-character",
