@@ -6,8 +6,10 @@ the same size measured in the same run (machines are noisy):
   - a list past 20,000 nodes (`1 in [1,1,...]`, FLUO401), a field chain past 100 levels (`a.a.a...`, FLUO400),
     each as a bare expression and as one rule among valid ones after a syntax error (lark reads the rest);
   - one string literal the size of the file (the lexer's memory);
-  - a field chain in a rule ending in a syntax error (`detect a.a. ... a. }`, FLUO400 and the error), and
-    parentheses never closed (`detect ((( ... }`, the error): lark would build what comes before the error.
+  - a field chain in a rule ending in a syntax error (`detect a.a. ... a. }`, FLUO400 and the error),
+    parentheses never closed (`detect ((( ... }`, the error), a list never closed (`[1, 1, ... }`, FLUO401), a run
+    of `not` (`not not ... x $`, FLUO400) and of `-(` never closed: lark would build what comes before the error;
+  - a field chain after a syntax error in its rule (`$ detect a.a. ... }`): lark reads from the error on.
 Target: every ratio <= 1.0 (a refused expression costs no more than valid rules of its size), or for a list, no
 more than valid rules as dense in tokens (lists of 10,000 items, under the limit) cost.
 
@@ -53,6 +55,10 @@ def cases(size: int) -> dict[str, str]:
         "one string literal": "trace.root.name == '" + "a" * (size - 24) + "'\n",
         "chain ending in a syntax error": "rule r { detect " + "a." * ((size - 20) // 2) + " }\n",
         "parentheses never closed": "rule r { detect " + "(" * (size - 20) + " }\n",
+        "list never closed": "rule r { expect 1 in [" + "1, " * ((size - 30) // 3) + "1 }\n",
+        "a run of not": "rule r { expect " + "not " * ((size - 24) // 4) + "x $ }\n",
+        "-( never closed": "rule r { detect " + "-(" * ((size - 20) // 2) + " }\n",
+        "chain after a syntax error": "rule r { $ detect " + "a." * ((size - 24) // 2) + "a }\n",
     }
 
 
