@@ -128,12 +128,15 @@ def escape_json_text(text: str) -> str:
 
 
 _STRING_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
-_MUST_ESCAPE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_MUST_ESCAPE = re.compile(r"[\\" + _CONTROL.pattern[1:-1] + r"\ud800-\udfff]")
+"""The backslash and `_CONTROL`'s characters (a string literal in a rule file read for review must not show
+other than it says: "Trojan Source"), and half a surrogate pair (which UTF-8 cannot hold; FLUO102 names it)."""
 
 
 def escape_string(value: str, quote: str) -> str:
     """`value` as the inside of a string literal in `quote`s: the backslash, the quote and line breaks
-    escaped (a string ends at a line break), and the other control characters too, so it reads."""
+    escaped (a string ends at a line break), and the other characters of `_MUST_ESCAPE` too, so it reads
+    as what it holds (`\\u202e`, not a U+202E that turns the rest of the line around)."""
     escaped = _MUST_ESCAPE.sub(lambda m: _STRING_ESCAPES.get(m.group(0), f"\\u{ord(m.group(0)):04x}"), value)
     return escaped.replace(quote, "\\" + quote)
 

@@ -862,3 +862,17 @@ def test_a_yaml_file_named_to_compare_is_refused_naming_fluo_test(files: tuple[P
         f"fluo: --compare {test} is YAML, not a .fluo file: name rule files, or folders to search "
         f"(a rule test runs with `fluo test {test}`)\n"
     )
+
+
+def test_the_text_report_writes_controls_from_trace_data_as_escapes(tmp_path: Path) -> None:
+    """A U+202E in a span name reached the terminal raw through a discovered fact's rule text."""
+    name = "GET /\u202eusers"
+    spans = [span(bytes([i]) * 16, bytes([i, 1]) * 4, name, "api", 0, 5) for i in range(1, 7)]
+    traces = tmp_path / "t.json"
+    traces.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    rules = tmp_path / "r.fluo"
+    rules.write_text("rule r {\n  expect trace.spans.where(name == 'GET /\\u202eusers').count() <= 0\n}\n")
+    result = run("--compare", str(rules), str(traces))
+    assert result.exit_code == 0, result.output
+    assert "\u202e" not in result.stdout
+    assert "trace.spans.where(name == 'GET /\\u202eusers')" in result.stdout

@@ -42,6 +42,17 @@ def test_quoted_strings_mean_exactly_their_text(text: str) -> None:
     assert holds(f"trace.has(name == {quote(text, chr(34))})", name=text)
 
 
+@pytest.mark.parametrize("ch", ["\u202e", "\u2066", "\u200f", "\u061c", "\x9b", "\x85", "\u2028", "\u2029", "\x1b"])
+def test_quoted_strings_write_controls_as_escapes(ch: str) -> None:
+    """A bidirectional control, a C1 control or a line separator from a span name was written raw: a
+    discovered rule read for review could show other than it says (Trojan Source)."""
+    text = f"GET /{ch}users"
+    for mark in ("'", '"'):
+        written = quote(text, mark)
+        assert written == f"{mark}GET /\\u{ord(ch):04x}users{mark}"
+        assert holds(f"trace.has(name == {written})", name=text)
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.integers(1, 10**13))
 def test_duration_text_reads_back_exactly(ns: int) -> None:

@@ -32,7 +32,7 @@ from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program, Signal
 from fluo_lang.ir import Node, RuleIR, payload_text
 from fluo_lang.parser import DURATION_UNITS
 from fluo_lang.trace import Trace, windows_of
-from fluo_lang.values import format_duration, to_json
+from fluo_lang.values import format_duration, one_line, to_json
 
 from ..cli import fail, with_cost_limit
 from .corpus import Corpus
@@ -1140,4 +1140,4 @@ def compare_text(report: dict[str, Any]) -> str:
                 f"  - {'contradicted by what was discovered' if d['contradicts'] else 'discovered'}: {d['fact']}"
             )
             lines.append(f"      {d['rule']}")
-    return "\n".join(lines) + "\n"
+    return "".join(one_line(line) + "\n" for line in lines)

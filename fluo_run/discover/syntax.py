@@ -16,10 +16,10 @@ from typing import Any
 from fluo_lang.api import analyze
 from fluo_lang.builtins import ROOTS, SPAN_FIELD_NAMES
 from fluo_lang.parser import DURATION_UNITS, keywords, without_accents
+from fluo_lang.values import escape_string
 
 from .corpus import Op
 
-_ESCAPE = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 SURROGATE = re.compile("[\ud800-\udfff]")
 """Half a surrogate pair: JSON text can hold one, a FLUO string (FLUO102) or a YAML file cannot."""
@@ -36,20 +36,10 @@ def writable(text: str) -> bool:
 
 
 def quote(text: str, mark: str = "'") -> str:
-    """A FLUO string literal (quoted with `mark`, ' or ") whose value is exactly `text`, when `writable(text)`."""
-    out = []
-    for ch in text:
-        esc = _ESCAPE.get(ch) if ch != "'" or mark == "'" else None
-        if ch == '"' and mark == '"':
-            esc = '\\"'
-
-        if esc is not None:
-            out.append(esc)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F or 0xD800 <= ord(ch) <= 0xDFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return mark + "".join(out) + mark
+    """A FLUO string literal (quoted with `mark`, ' or ") whose value is exactly `text`, when `writable(text)`:
+    control characters, line separators and bidirectional controls as escapes (`escape_string`), so a span name
+    cannot make a discovered rule show other than it says."""
+    return mark + escape_string(text, mark) + mark
 
 
 def literal(value: Any) -> str:
