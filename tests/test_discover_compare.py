@@ -876,3 +876,27 @@ def test_the_text_report_writes_controls_from_trace_data_as_escapes(tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "\u202e" not in result.stdout
     assert "trace.spans.where(name == 'GET /\\u202eusers')" in result.stdout
+
+
+def test_bounds_left_out_as_implied_by_their_services_still_contradict(tmp_path: Path) -> None:
+    """`reserve`'s count bound (its service's) and `hit`'s duration bound (written as its service's) were
+    dropped unrecorded, so rules bounding them tighter were not contradicted (docs/discover.md says they are)."""
+    spans: list[Span] = []
+    for i in range(8):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "POST /checkout", "front", 0, 50)
+        spans.append(root)
+        name = "lookup" if i % 2 else "reserve"  # `reserve` reaches the service's bound, 5
+        spans += [span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), name, "inventory", 1, 6, root.span_id)
+                  for k in range(1 + i % 5)]  # fmt: skip
+        spans.append(
+            span(tid, bytes([i, 2, 0, 0, 0, 0, 0, 1]), "hit" if i % 2 else "set", "cache", 10, 11, root.span_id)
+        )
+    report = compare_spans(
+        tmp_path,
+        spans,
+        "rule few { expect trace.spans.where(name == 'reserve').count() <= 3 }\n"
+        "rule fast { expect trace.spans.where(name == 'hit').all(duration <= 500us) }\n",
+    )
+    assert contradicting(report["few"]) == ["trace.spans.where(name == 'reserve').count() <= 5"]
+    assert contradicting(report["fast"]) == ["trace.spans.where(name == 'hit').all(duration <= 1ms)"]

@@ -170,9 +170,12 @@ class Miner:
         self._parents: list[Fact] | None = None
         self._orders: tuple[set[tuple[int, int]], set[tuple[int, int]], set[tuple[int, int]]] | None = None
         self._with: dict[int, set[int]] | None = None
+        self._merged: list[Fact] = []
+        """Operations' duration bounds written as one of their service's or of all spans (`wider_durations`)."""
         self.implied: list[Fact] = []
-        """Count bounds left out because the kept ones imply them: `--compare` names one where it
-        contradicts a rule (the rule bounds the very value, and the corpus broke its bound)."""
+        """Count and duration bounds left out because the kept ones imply them or say them for more spans:
+        `--compare` names one where it contradicts a rule (the rule bounds the very value, and the corpus broke
+        its bound)."""
 
     # -- text helpers ---------------------------------------------------------
 
@@ -233,6 +236,7 @@ class Miner:
             if self.o.attributes:
                 self._unpruned += self.attribute_facts()
         facts += self._unpruned
+        self.implied += self._merged
         self.implied = self.written(self.implied)
         return self.written(facts)
 
@@ -292,8 +296,15 @@ class Miner:
                 enclosing = trace_bound if trace_kept else None
             else:
                 bounds.services[service] = bound
-            op_facts = [f for op in ops if (f := self.op_count(op, enclosing)) is not None] if len(ops) > 1 else []
-            out += self.written(op_facts)
+            for op in ops:
+                op_fact = self.op_count(op)
+                if op_fact is None:
+                    continue
+                # one operation's bound is its service's; one at or above the enclosing bound says no more
+                if len(ops) == 1 or (enclosing is not None and op_fact.detail["bound"] >= enclosing):
+                    self.implied.append(op_fact)
+                else:
+                    out += self.written([op_fact])
             if not implied:
                 out.append(fact)
         fails = [t.index for t in self.c.traces if t.total > trace_bound]
@@ -323,16 +334,14 @@ class Miner:
                     self._by_service[service] = (ops, len(per_trace), bound, fails)
         return self._by_service
 
-    def op_count(self, op: int, service_bound: int | None) -> Fact | None:
-        """The bound on an operation's spans in one trace, when it is below its service's (if kept)."""
+    def op_count(self, op: int) -> Fact | None:
+        """The bound on an operation's spans in one trace (`counts` keeps it when below its service's)."""
         if self.support(op) < self.o.min_support:
             return None
         got = self._op_bounds.get(op)
         if got is None:
             got = self._op_bounds[op] = self._bound([(t.ops[op].count, t.index) for t in self.op_traces[op]])
         bound, fails = got
-        if service_bound is not None and bound >= service_bound:
-            return None
         service = self.c.ops[op].service
         return Fact(
             "count",
@@ -851,10 +860,12 @@ class Miner:
         return self.wider_durations(out)
 
     def wider_durations(self, facts: list[Fact]) -> list[Fact]:
-        """Operations of a service, or of the corpus, with the same bound share one rule."""
+        """Operations of a service, or of the corpus, with the same bound share one rule; theirs are kept
+        in `_merged`, for `--compare` to set beside a rule about one of them."""
         bounds = {f.ops[0]: int(f.detail["bound_ns"]) for f in facts}
         everything = self.wider_duration(range(len(self.c.ops)), bounds, None)
         if everything is not None:
+            self._merged = facts
             return [everything]
         out = []
         covered: set[int] = set()
@@ -864,6 +875,7 @@ class Miner:
             if fact is not None:
                 out.append(fact)
                 covered.update(mine)
+        self._merged = [f for f in facts if f.ops[0] in covered]
         return out + [f for f in facts if f.ops[0] not in covered]
 
     def wider_duration(self, ops: Iterable[int], bounds: dict[int, int], service: str | None) -> Fact | None:
