@@ -30,7 +30,7 @@ from fluo_run.discover.facts import (
     ident,
     mine_within,
 )
-from fluo_run.discover.render import fluo_text, json_report, rules_of
+from fluo_run.discover.render import confidence_text, fluo_text, json_report, rules_of
 from fluo_run.discover.synthetic import shop_corpus
 
 MS = 10**6
@@ -981,3 +981,19 @@ def test_a_key_in_a_map_a_rule_cannot_name_bare_is_not_mined() -> None:
     assert "headers.method" in keys
     assert not keys & {"headers.x-request-id", "headers.in.b", "kind.x"}, keys
     assert all(not fired for fired in fired_by_rule(text, traces).values())
+
+
+@pytest.mark.parametrize(
+    ("share", "exceptions", "text"),
+    [
+        (1.0, None, "100%"),
+        (0.995, None, "99.5%"),
+        (24_999 / 25_000, None, "99.996%"),  # read "100%" although one trace broke the rule
+        (0.999999, None, "99.9999%"),
+        (1 - 1e-9, None, ">99.9999%"),
+        (1.0, True, ">99.9999%"),  # a share rounded to 1 where a rule fired (`--compare`'s `held`)
+        (0.5, None, "50%"),
+    ],
+)
+def test_a_confidence_with_exceptions_never_reads_100_percent(share: float, exceptions: bool | None, text: str) -> None:
+    assert confidence_text(share, exceptions) == text

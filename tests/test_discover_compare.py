@@ -900,3 +900,17 @@ def test_bounds_left_out_as_implied_by_their_services_still_contradict(tmp_path:
     )
     assert contradicting(report["few"]) == ["trace.spans.where(name == 'reserve').count() <= 5"]
     assert contradicting(report["fast"]) == ["trace.spans.where(name == 'hit').all(duration <= 1ms)"]
+
+
+def test_a_rule_that_fired_once_did_not_hold_on_100_percent(tmp_path: Path) -> None:
+    """One error span in 25,000 traces read "held on 100% of 25000 traces (fired on 1)"."""
+    spans = [
+        Span(trace_id=(i + 1).to_bytes(16, "big"), span_id=(i + 1).to_bytes(8, "big"), name="h", service="s",
+             start=T0 + i * MS, end=T0 + i * MS + 1000, status="error" if i == 7 else "unset")
+        for i in range(25_000)
+    ]  # fmt: skip
+    traces, rules = tmp_path / "t.json", tmp_path / "r.fluo"
+    traces.write_text(json.dumps(spans_to_json(spans)), encoding="utf-8")
+    rules.write_text("rule ok { expect trace.spans.none(status == error) }\n", encoding="utf-8")
+    result = run("--compare", str(rules), str(traces))
+    assert result.stdout.splitlines()[0].endswith(": held on 99.996% of 25000 traces (fired on 1)"), result.stdout

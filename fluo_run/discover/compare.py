@@ -1128,11 +1128,12 @@ def compare_text(report: dict[str, Any]) -> str:
         elif r["mode"] == "when":  # held: the share of the traces where it applied
             lines.append(
                 f"{r['rule']} ({where}): applied on {r['applied']} {of}"
-                + (f", held on {confidence_text(r['held'])} of them" if r["applied"] else "")
+                + (f", held on {confidence_text(r['held'], r['fired'] > 0)} of them" if r["applied"] else "")
                 + f" (fired on {r['fired']})"
             )
         else:
-            lines.append(f"{r['rule']} ({where}): held on {confidence_text(r['held'])} {of} (fired on {r['fired']})")
+            held = confidence_text(r["held"], r["fired"] > 0)  # `held` is rounded: 100% only where none fired
+            lines.append(f"{r['rule']} ({where}): held on {held} {of} (fired on {r['fired']})")
         for f in r["findings"]:
             lines.append(f"  - {f}")
         for d in r["discovered"]:

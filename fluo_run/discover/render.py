@@ -32,8 +32,18 @@ class Rule:
     text: str
 
 
-def confidence_text(c: float) -> str:
-    return f"{c * 100:.4g}%"
+def confidence_text(c: float, exceptions: bool | None = None) -> str:
+    """`c` as a percentage to four significant digits (`99.5%`), more where a share with exceptions (`c` below
+    1, or `exceptions`) would read 100% (`99.996%`), and `>99.9999%` past six: one trace in 25,000 that broke
+    a rule is not rounded away."""
+    text = f"{c * 100:.4g}"
+    if c < 1 if exceptions is None else exceptions:
+        digits = 5
+        while float(text) >= 100:
+            if digits > 6:
+                return ">99.9999%"
+            text, digits = f"{c * 100:.{digits}g}", digits + 1
+    return f"{text}%"
 
 
 def description(fact: Fact) -> str:
