@@ -1810,6 +1810,8 @@ def _gunzip(data: bytes, source: str, limit: int = MAX_DECOMPRESSED_BYTES) -> by
     out: list[bytes] = []
     size = 0
     rest = data
+    if data and data[:2] != b"\x1f\x8b":  # named .gz, but no gzip at all: not "data after the end" of none
+        raise TraceInputError(f"{source}: not gzip data: it does not start with gzip's magic bytes (1f 8b)")
     try:
         while rest:
             if rest[:2] != b"\x1f\x8b":

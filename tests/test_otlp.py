@@ -1101,6 +1101,14 @@ def test_bad_gzip(tmp_path: Path) -> None:
     assert error_of(load_trace_file, path).startswith(f"{path}: not a valid gzip file")
 
 
+def test_a_gz_file_that_is_not_gzip_says_so(tmp_path: Path) -> None:
+    """Plain JSON named .json.gz was "not a valid gzip file: data after the end of the compressed data"."""
+    path = tmp_path / "t.json.gz"
+    path.write_text(json.dumps(rich_request()), encoding="utf-8")
+    error = error_of(load_trace_file, path)
+    assert error == f"{path}: not gzip data: it does not start with gzip's magic bytes (1f 8b)"
+
+
 def test_empty_protobuf_file_has_no_spans(tmp_path: Path) -> None:
     path = tmp_path / "t.pb"
     path.write_bytes(b"")
