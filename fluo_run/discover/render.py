@@ -83,12 +83,14 @@ def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
 
     With `prefix` (the output file's stem, as a slug), every id starts with it (`shop_no_errors`),
     so that rule files discovered from several corpora can be loaded together: ids are unique
-    across all files loaded at once (FLUO213).
+    across all files loaded at once (FLUO213). It is written even where an id starts with it already
+    (`payment_payment_count_max` in `payment.fluo`): else service `payment_auth`'s rule and service
+    `auth`'s would share an id there, numbered by which came first.
     """
     taken: set[str] = set()
     out = []
     for f in facts:
-        key = f.key if not prefix or f.key == prefix or f.key.startswith(prefix + "_") else f"{prefix}_{f.key}"
+        key = f"{prefix}_{f.key}" if prefix else f.key
         base = key if key[:1].isalpha() or key[:1] == "_" else f"op_{key}"
         rule_id, n = base, 2
         while rule_id in taken:
