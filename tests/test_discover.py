@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -650,6 +651,19 @@ def test_ids_and_timestamps_make_no_range() -> None:
     tomorrow = [t for t in b.traces() if t.id_hex not in {x.id_hex for x in today}]
     fired = fired_by_rule(text, tomorrow)
     assert {r: ts for r, ts in fired.items() if ts and "amount" not in r} == {}
+
+
+def test_keys_named_as_ids_make_no_range() -> None:
+    """QA (r03): random customer ids (all distinct, not growing with time) got a range, which tomorrow's ids of
+    the same distribution broke. A key named as an id gets none; a number named otherwise keeps its range."""
+    b = Builder()
+    rng = random.Random(1)
+    for i in range(40):
+        b.trace()
+        ids = {"customer.id": rng.randrange(1, 10**12), "order_id": rng.randrange(10**6), "cartId": rng.randrange(99)}
+        b.span("order", start=i * 60_000, **ids, paid=rng.randrange(1, 1000))
+    _, facts = run_discover(b.traces())
+    assert {f.detail["key"] for f in facts if "low" in f.detail} == {"paid"}
 
 
 def test_a_value_seen_on_one_trace_opens_the_set() -> None:

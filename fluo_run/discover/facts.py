@@ -23,6 +23,7 @@ those have none.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -960,8 +961,8 @@ class Miner:
         if values is not None:
             return AttrForm(key, "values", tuple(values[0])), sorted([*missing, *values[1]])
         if kind == "num" and ks.lo is not None and ks.hi is not None and ks.lo < ks.hi:
-            if _id_or_time(ks.timeline):
-                return None  # tomorrow's values lie outside today's range
+            if _ID_KEY.search(key) or _id_or_time(ks.timeline):
+                return None  # an id is a label, not a quantity; tomorrow's values lie outside today's range
             return AttrForm(key, "range", _outward(ks.lo, ks.hi)), missing
         if kind == "str" and len(missing) + len(ks.empty) <= allowed:
             return AttrForm(key, "present"), sorted([*missing, *ks.empty])
@@ -1169,6 +1170,11 @@ def _outward(lo: Any, hi: Any) -> tuple[Any, Any]:
     if not math.isfinite(high):
         high = hi  # rounded up past the largest double
     return min(low, lo), max(high, hi)
+
+
+_ID_KEY = re.compile(r"(?:^|[._\-])[iI][dD]$|[a-z0-9]I[dD]$")
+"""Keys named as ids (`customer.id`, `user_id`, `id`, `orderId`): their numbers name things, and a range of
+them says only which ids the corpus happened to hold (random ids fill any range tomorrow)."""
 
 
 def _id_or_time(timeline: list[tuple[int, Any]]) -> bool:
