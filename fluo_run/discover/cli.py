@@ -219,6 +219,9 @@ def command(
             path.unlink(missing_ok=True)
         except OSError as exc:
             fail(f"cannot remove {path}, a fixture of the last run: {exc.strerror or exc}")
+    for folder in plan.folders:
+        with contextlib.suppress(OSError):  # not empty, or not there: it stays as it is
+            folder.rmdir()
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
     for line in plan.lines:

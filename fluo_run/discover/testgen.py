@@ -478,6 +478,8 @@ class TestsPlan:
     writes: list[NewFile] = field(default_factory=list)
     removes: list[Path] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    folders: list[Path] = field(default_factory=list)
+    """Folders removed after `removes` if that left them empty (the fixture folder when no test is written)."""
 
 
 def plan_tests(
@@ -505,6 +507,7 @@ def plan_tests(
     if not rules:  # `fluo test` cannot load a test of no rules: write none, and remove the last run's
         removed = test_path.is_file()
         plan.removes = [*sorted(before), test_path]
+        plan.folders = [folder, folder.parent]
         gone = f" and {plural(len(before), 'fixture')}" if before else ""
         why = f"no test written into {tests_dir}: no rule was proposed, and a test needs rules"
         plan.lines.append(why + (f"; removed the last run's {test_path}{gone}" if removed else ""))
