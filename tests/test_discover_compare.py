@@ -914,3 +914,14 @@ def test_a_rule_that_fired_once_did_not_hold_on_100_percent(tmp_path: Path) -> N
     rules.write_text("rule ok { expect trace.spans.none(status == error) }\n", encoding="utf-8")
     result = run("--compare", str(rules), str(traces))
     assert result.stdout.splitlines()[0].endswith(": held on 99.996% of 25000 traces (fired on 1)"), result.stdout
+
+
+def test_an_empty_rule_file_says_there_is_nothing_to_compare(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """It printed one blank line and nothing else."""
+    _, traces = files
+    empty = tmp_path / "empty.fluo"
+    empty.write_text("", encoding="utf-8")
+    result = run("--compare", str(empty), str(traces))
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == f"fluo: no rules to compare in {empty} (none defined, or all disabled)\n"

@@ -24,7 +24,7 @@ from fluo_lang.files import (
 )
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
-from fluo_lang.values import dump_json
+from fluo_lang.values import dump_json, one_line
 
 from ..cli import FiniteFloatRange, NonEmptyPath, cost_limit_option, eval_budget_option, fail
 from .compare import compare, compare_text
@@ -182,7 +182,13 @@ def command(
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts, miner.implied, cost_limit, eval_budget)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
-        _emit(text, output)
+        if text or output is not None:  # no rule and no error: no blank line, but the line below
+            _emit(text, output)
+        if not report["rules"] and not report.get("errors"):
+            click.echo(
+                one_line(f"fluo: no rules to compare in {', '.join(compare_paths)} (none defined, or all disabled)"),
+                err=True,
+            )
         sys.exit(1 if report.get("errors") else 0)
     stem = Path(output).stem if output is not None else rules_path.stem if rules_path is not None else ""
     rules = rules_of(facts, corpus, id_prefix(stem))
