@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -1046,3 +1047,23 @@ def test_rule_ids_do_not_depend_on_what_else_the_corpus_holds(tmp_path: Path) ->
     one = count_ids(["payment_auth"], "payment")
     two = count_ids(["payment_auth", "auth"], "payment")
     assert id_of(one, "payment_auth") == id_of(two, "payment_auth") != id_of(two, "auth")
+
+
+def test_subjects_whose_names_join_alike_get_ids_by_their_subjects() -> None:
+    """Operation `b` of service `a` and service `a_b` both make `a_b_count_max`: they were numbered in the
+    order found (`a_b_count_max`, `a_b_count_max_2`); each now carries a hash of its own subject."""
+
+    def ids(services_first: bool) -> dict[str, str]:
+        b = Builder()
+        for _ in range(6):
+            b.trace()
+            root = b.span("root", service="api", dur=50)
+            spans = [("a", "b")] + [("a", "x")] * 3 + [("a_b", "y")]
+            for service, name in reversed(spans) if services_first else spans:
+                b.span(name, service=service, parent=root)
+        text, _ = run_discover(b.traces())
+        return {i: rule_body(text, i).splitlines()[-1] for i in rule_ids(text) if i.startswith("a_b_count_max")}
+
+    one, other = ids(False), ids(True)
+    assert one == other and len(one) == 2, one
+    assert all(re.fullmatch(r"a_b_count_max_[0-9a-f]{6}", i) for i in one)

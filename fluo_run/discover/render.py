@@ -8,6 +8,7 @@ above it (and in full in the JSON).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from fluo_lang.diagnostics import plural
 
 from .corpus import Corpus
 from .facts import Fact, Options
-from .syntax import quote
+from .syntax import digest, quote
 
 DQ = '"'
 MAX_EXCEPTIONS_SHOWN = 10
@@ -79,7 +80,8 @@ def rule_text(rule_id: str, fact: Fact, corpus: Corpus) -> str:
 
 
 def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
-    """One rule per fact, ids made unique by a numeric suffix.
+    """One rule per fact, ids made unique by a short hash of their subjects where two would be alike (a
+    numeric suffix past that, should two hashes meet).
 
     With `prefix` (the output file's stem, as a slug), every id starts with it (`shop_no_errors`),
     so that rule files discovered from several corpora can be loaded together: ids are unique
@@ -87,17 +89,32 @@ def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
     (`payment_payment_count_max` in `payment.fluo`): else service `payment_auth`'s rule and service
     `auth`'s would share an id there, numbered by which came first.
     """
+    bases = [_base(f, prefix) for f in facts]
+    shared = {b for b, n in Counter(bases).items() if n > 1}
     taken: set[str] = set()
     out = []
-    for f in facts:
-        key = f"{prefix}_{f.key}" if prefix else f.key
-        base = key if key[:1].isalpha() or key[:1] == "_" else f"op_{key}"
+    for f, base in zip(facts, bases, strict=True):
+        if base in shared:  # subjects whose names join alike (`a` + `b_c`, `a_b` + `c`): each its own hash
+            base = f"{base}_{_subject_digest(f, corpus)}"
         rule_id, n = base, 2
         while rule_id in taken:
             rule_id, n = f"{base}_{n}", n + 1
         taken.add(rule_id)
         out.append(Rule(rule_id, f, rule_text(rule_id, f, corpus)))
     return out
+
+
+def _base(fact: Fact, prefix: str) -> str:
+    key = f"{prefix}_{fact.key}" if prefix else fact.key
+    return key if key[:1].isalpha() or key[:1] == "_" else f"op_{key}"
+
+
+def _subject_digest(fact: Fact, corpus: Corpus) -> str:
+    """A short hash of what a fact is about (its kind, operations, services and attribute key; not its bounds),
+    so that ids that would be alike differ by their subjects alone, not by which came first."""
+    ops = [(corpus.ops[op].service, corpus.ops[op].name) for op in fact.ops]
+    subject = repr((fact.kind, fact.key, ops, fact.services, fact.detail.get("key")))
+    return digest(subject)
 
 
 def header(corpus: Corpus, options: Options) -> str:

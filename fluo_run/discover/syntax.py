@@ -146,7 +146,7 @@ def id_prefix(stem: str) -> str:
     word = slug(stem)
     if word and not _lost(stem):
         return word
-    return f"{word}_{_digest(stem)}" if word else f"rules_{_digest(stem)}"
+    return f"{word}_{digest(stem)}" if word else f"rules_{digest(stem)}"
 
 
 def _lost(text: str) -> bool:
@@ -154,7 +154,8 @@ def _lost(text: str) -> bool:
     return any(ch.isalnum() and not ch.isascii() for ch in _folded(text))
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
+    """Six hex digits of the SHA-256 of `text`: the short hash ids carry where a name alone cannot tell."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
@@ -173,7 +174,7 @@ def name_slug(text: str, noun: str) -> str:
     if not text or _PLAIN_NAME.fullmatch(text):
         return text.replace(".", "__")
     word = slug(text)
-    return f"{word}_{_digest(text)}" if word else f"{noun}_{_digest(text)}"
+    return f"{word}_{digest(text)}" if word else f"{noun}_{digest(text)}"
 
 
 UNNAMED = "spans without service.name"
