@@ -120,32 +120,32 @@ def test_known_invariants_of_the_shop_are_recovered(shop: list[Trace]) -> None:
     ids = set(rule_ids(text))
     expected = {
         # ordering: the charge needs an earlier fraud check
-        "payment__charge_card_after_payment__fraud_check": "always { trace.has(name == 'payment.fraud_check')"
+        "payment_charge_card_after_payment_fraud_check": "always { trace.has(name == 'payment.fraud_check')"
         ".before(trace.has(name == 'payment.charge_card')) }",
         # alternatives under one parent never meet: at most two payment spans, and a fraud check comes with a charge
         "payment_count_max": "expect trace.spans.where(service == 'payment').count() <= 2",
-        "payment__charge_card_with_payment__fraud_check": "always { trace.has(name == 'payment.charge_card') and "
+        "payment_charge_card_with_payment_fraud_check": "always { trace.has(name == 'payment.charge_card') and "
         "trace.has(name == 'payment.fraud_check') }",
         "auth_check_password_under_auth_login": "all(parent.name == 'login')",
-        "payment__charge_card_under_checkout": "all(parent.name == 'checkout')",
-        "payment__refund_under_checkout": "all(parent.name == 'checkout')",
+        "payment_charge_card_under_checkout": "all(parent.name == 'checkout')",
+        "payment_refund_under_checkout": "all(parent.name == 'checkout')",
         # kept although those place every payment operation seen under checkout: a new one may be called
         # from frontend (QA N6)
         "frontend_never_calls_payment": "none(parent.service == 'frontend')",
         "auth_login_count_max": "count() <= 3",
         "no_errors": "expect trace.spans.none(status == error)",
-        "payment__charge_card_currency_values": "all(currency in ['EUR', 'USD'])",
-        "payment__refund_currency_values": "all(currency == 'EUR')",
-        "inventory_reserve_sku__count_range": "all(sku.count >= 1 and sku.count <= 9)",
+        "payment_charge_card_currency_values": "all(currency in ['EUR', 'USD'])",
+        "payment_refund_currency_values": "all(currency == 'EUR')",
+        "inventory_reserve_sku_count_range": "all(sku.count >= 1 and sku.count <= 9)",
     }
     for rule_id, clause in expected.items():
         assert rule_id in ids, f"{rule_id} not discovered; got {sorted(ids)}"
         assert clause in rule_body(text, rule_id)
     # implied by those on any trace (QA M6)
-    assert "payment__fraud_check_excludes_payment__refund" not in ids
-    assert "tags: [discovered, order]" in rule_body(text, "payment__charge_card_after_payment__fraud_check")
+    assert "payment_fraud_check_excludes_payment_refund" not in ids
+    assert "tags: [discovered, order]" in rule_body(text, "payment_charge_card_after_payment_fraud_check")
     charged = sum(1 for t in shop if any(s.name == "payment.charge_card" for s in t.spans))
-    assert f"support {charged}, confidence 100%" in rule_body(text, "payment__charge_card_after_payment__fraud_check")
+    assert f"support {charged}, confidence 100%" in rule_body(text, "payment_charge_card_after_payment_fraud_check")
 
 
 def test_round_trip_no_signal_on_the_corpus_it_came_from(shop: list[Trace]) -> None:
@@ -165,9 +165,9 @@ def test_noise_below_the_support_threshold_makes_no_rule(shop: list[Trace]) -> N
 def test_rare_exceptions_are_allowed_and_listed_exactly() -> None:
     traces = assemble(shop_corpus(200, exceptions=3))
     strict, _ = run_discover(traces)
-    assert "payment__charge_card_after_payment__fraud_check" not in rule_ids(strict)
+    assert "payment_charge_card_after_payment_fraud_check" not in rule_ids(strict)
     text, facts = run_discover(traces, min_confidence=0.97)
-    order = next(f for f in facts if f.key == "payment__charge_card_after_payment__fraud_check")
+    order = next(f for f in facts if f.key == "payment_charge_card_after_payment_fraud_check")
     assert len(order.exceptions) == 3
     assert "// exceptions (3): " in text
     # Every listed exception is a trace the rule fires on, and no other.
@@ -487,11 +487,11 @@ def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> No
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["traces"] == 60
-    rule = next(r for r in report["rules"] if r["id"] == "payment__charge_card_after_payment__fraud_check")
+    rule = next(r for r in report["rules"] if r["id"] == "payment_charge_card_after_payment_fraud_check")
     assert rule["kind"] == "order"
     assert len(rule["exceptions"]) == 2
     assert rule["confidence"] == round(1 - 2 / rule["support"], 6)
-    assert rule["text"].startswith("rule payment__charge_card_after_payment__fraud_check {")
+    assert rule["text"].startswith("rule payment_charge_card_after_payment_fraud_check {")
     strict = json.loads(invoke(str(shop_file), "--format", "json").stdout)
     assert all("exceptions" not in r for r in strict["rules"])
 
@@ -573,8 +573,8 @@ def test_value_sets_are_small_or_nothing(shop: list[Trace]) -> None:
     currency = {f.key: f.clauses[0][1] for f in facts if f.detail.get("key") == "currency"}
     # charges use two currencies: only that the attribute is set is left; refunds use one
     assert currency == {
-        "payment__charge_card_currency_present": "trace.spans.where(name == 'payment.charge_card').all(currency != '')",
-        "payment__refund_currency_values": "trace.spans.where(name == 'payment.refund').all(currency == 'EUR')",
+        "payment_charge_card_currency_present": "trace.spans.where(name == 'payment.charge_card').all(currency != '')",
+        "payment_refund_currency_values": "trace.spans.where(name == 'payment.refund').all(currency == 'EUR')",
     }
 
 
@@ -760,7 +760,7 @@ def test_rule_ids_do_not_depend_on_the_order_spans_are_read_in(shop: list[Trace]
     spans = [s for t in shop for s in t.spans]
     forward, _ = run_discover(assemble(spans))
     backward, _ = run_discover(assemble(spans[::-1]))
-    assert "rule payment__charge_card_with_payment__fraud_check {" in forward
+    assert "rule payment_charge_card_with_payment_fraud_check {" in forward
     assert rule_ids(forward) == rule_ids(backward)
 
 
@@ -827,8 +827,7 @@ def test_cli_duration_quantile_below_confidence_is_a_usage_error(shop_file: Path
 
 def test_cli_ids_start_with_the_output_files_stem(shop_file: Path, tmp_path: Path) -> None:
     """Ids such as `no_errors` recurred in every discovered file, so two of them in one folder were a
-    FLUO213 duplicate id; each id now starts with its file's stem, so they check together. Always: skipping
-    it where an id started with it already gave service `auth`'s rule and `payment_auth`'s one id."""
+    FLUO213 duplicate id; each id now starts with its file's stem (once), so they check together."""
     texts = {}
     for stem in ("my-shop", "payment"):
         out = tmp_path / "rules" / f"{stem}.fluo"
@@ -838,8 +837,8 @@ def test_cli_ids_start_with_the_output_files_stem(shop_file: Path, tmp_path: Pat
     assert all(i.startswith("my_shop_") for i in rule_ids(texts["my-shop"]))
     assert {"my_shop_no_errors", "my_shop_payment_count_max"} <= set(rule_ids(texts["my-shop"]))
     ids = set(rule_ids(texts["payment"]))
-    assert {"payment_no_errors", "payment_payment_count_max", "payment_trace_span_count_max"} <= ids
-    assert all(i.startswith("payment_") for i in ids)
+    assert {"payment_no_errors", "payment_count_max", "payment_trace_span_count_max"} <= ids  # not payment_payment_
+    assert all(i.startswith("payment_") and not i.startswith("payment_payment_") for i in ids)
     check = CliRunner().invoke(main, ["check", str(tmp_path / "rules")])
     assert check.exit_code == 0, check.output
     # to stdout there is no file, and no stem
@@ -1040,13 +1039,21 @@ def test_rule_ids_do_not_depend_on_what_else_the_corpus_holds(tmp_path: Path) ->
         (rule_id,) = [i for i, text in ids.items() if f"where(service == '{service}')" in text]
         return rule_id
 
-    alone = count_ids(["pay_ments"], "shop")
+    # Readable alone; together each carries a hash of its own, so the id either had alone names no other rule.
+    for name in ("pay_ments", "pay-ments"):
+        alone = count_ids([name], "shop")
+        assert id_of(alone, name) == "shop_pay_ments_count_max"
     both = count_ids(["pay_ments", "pay-ments"], "shop")
-    assert id_of(alone, "pay_ments") == id_of(both, "pay_ments") == "shop_pay_ments_count_max"
-    assert id_of(both, "pay-ments") != "shop_pay_ments_count_max"
+    assert "shop_pay_ments_count_max" not in both
+    assert all(
+        re.fullmatch(r"shop_pay_ments_count_max_[0-9a-f]{6}", id_of(both, s)) for s in ("pay_ments", "pay-ments")
+    )
+    assert id_of(both, "pay_ments") != id_of(both, "pay-ments")
+    assert id_of(both, "pay-ments") == id_of(count_ids(["pay-ments", "pay_ments"], "shop"), "pay-ments")
     one = count_ids(["payment_auth"], "payment")
+    assert id_of(one, "payment_auth") == "payment_auth_count_max"  # the stem is not written twice
     two = count_ids(["payment_auth", "auth"], "payment")
-    assert id_of(one, "payment_auth") == id_of(two, "payment_auth") != id_of(two, "auth")
+    assert "payment_auth_count_max" not in two and id_of(two, "payment_auth") != id_of(two, "auth")
 
 
 def test_subjects_whose_names_join_alike_get_ids_by_their_subjects() -> None:

@@ -67,7 +67,7 @@ def test_the_passing_case_is_a_quiet_real_trace(written: tuple[Path, dict[str, A
 
 def test_exceptions_become_real_counterexamples(written: tuple[Path, dict[str, Any]]) -> None:
     _, doc = written
-    order = "shop_payment__charge_card_after_payment__fraud_check"
+    order = "shop_payment_charge_card_after_payment_fraud_check"
     case = next(c for c in doc["cases"] if c["name"].startswith(f"{order} fires"))
     assert "a real counterexample" in case["name"]
 

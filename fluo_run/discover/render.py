@@ -81,20 +81,20 @@ def rule_text(rule_id: str, fact: Fact, corpus: Corpus) -> str:
 
 def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
     """One rule per fact, ids made unique by a short hash of their subjects where two would be alike (a
-    numeric suffix past that, should two hashes meet).
+    numeric suffix past that, should two hashes meet): every one of them, so that an id never passes from one
+    subject to another when the file is discovered again from a corpus where one of them came or went (ids
+    stay readable otherwise; `pay_ments` and `pay-ments` slug alike, and were numbered in the order found).
 
     With `prefix` (the output file's stem, as a slug), every id starts with it (`shop_no_errors`),
     so that rule files discovered from several corpora can be loaded together: ids are unique
-    across all files loaded at once (FLUO213). It is written even where an id starts with it already
-    (`payment_payment_count_max` in `payment.fluo`): else service `payment_auth`'s rule and service
-    `auth`'s would share an id there, numbered by which came first.
+    across all files loaded at once (FLUO213).
     """
     bases = [_base(f, prefix) for f in facts]
     shared = {b for b, n in Counter(bases).items() if n > 1}
     taken: set[str] = set()
     out = []
     for f, base in zip(facts, bases, strict=True):
-        if base in shared:  # subjects whose names join alike (`a` + `b_c`, `a_b` + `c`): each its own hash
+        if base in shared:  # names that slug or join alike (`pay_ments`, `pay-ments`; `a` + `b`, `a_b`): each a hash
             base = f"{base}_{_subject_digest(f, corpus)}"
         rule_id, n = base, 2
         while rule_id in taken:
@@ -105,7 +105,7 @@ def rules_of(facts: list[Fact], corpus: Corpus, prefix: str = "") -> list[Rule]:
 
 
 def _base(fact: Fact, prefix: str) -> str:
-    key = f"{prefix}_{fact.key}" if prefix else fact.key
+    key = fact.key if not prefix or fact.key == prefix or fact.key.startswith(prefix + "_") else f"{prefix}_{fact.key}"
     return key if key[:1].isalpha() or key[:1] == "_" else f"op_{key}"
 
 

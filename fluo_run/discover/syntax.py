@@ -159,21 +159,14 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
-_PLAIN_NAME = re.compile(r"[a-z0-9]+(?:[._][a-z0-9]+)*")
-"""Names an id writes as they are but for `.` (as `__`): lowercase ASCII words joined by single `_` or `.`."""
-
-
 def name_slug(text: str, noun: str) -> str:
-    """A service, operation or attribute key in a rule id, derived from the name alone so that an id names
-    the same rule whatever else the corpus holds: a plain name as it is, `.` written `__` (`charge_card`,
-    `payment__charge_card` for `payment.charge_card`); any other name by its slug and a short hash of it
-    (`pay_ments_<hash>` for `pay-ments`, `get_checkout_<hash>` for `GET /checkout`, `v2_<hash>` for
-    `платёж_v2`), or `<noun>_<hash>` when nothing is left (`service_<hash>` for `фронтенд`). Names that
-    slug alike (`pay_ments`, `pay-ments`) were numbered in order, so an id moved to another rule when one
-    of them came or went."""
-    if not text or _PLAIN_NAME.fullmatch(text):
-        return text.replace(".", "__")
+    """A service or operation name in a rule id: its slug, followed by a short hash of the name when letters
+    with no ASCII form were lost (`платёж_v2` is `v2_<hash>`), or `<noun>_<hash>` when nothing is left
+    (`фронтенд` is `service_<hash>`): an id derived from the name alone, so that it names the same
+    rule whatever else the corpus holds (numbering such names in order moved ids between runs)."""
     word = slug(text)
+    if not _lost(text):
+        return word
     return f"{word}_{digest(text)}" if word else f"{noun}_{digest(text)}"
 
 
