@@ -461,16 +461,21 @@ def client_alive(pid: int) -> bool:
     return True
 
 
-def watch_client(pid: int) -> None:
+def watch_client(pid: int) -> bool:
     """Exit (status 1, as without `shutdown`) once the process `pid` is gone, as LSP asks of a server whose
     client names its process: a client killed while something else holds the server's stdin (a wrapper
     shell, a process that inherited the pipe) would otherwise leave it running for good.
 
     POSIX only (on Windows `os.kill` would signal the client); a pid that names no single process (0 or
-    less, or past what a pid can be) is not watched.
+    less, or past what a pid can be) is not watched, nor one already absent: an editor outside the
+    server's pid namespace (a container, ssh) names a process the server cannot see, and the server must
+    not exit for that. Whether it watches.
     """
     if os.name != "posix" or not 0 < pid < 2**31:
-        return
+        return False
+    if not client_alive(pid):
+        log.warning("fluo lsp: the client (process %d) is not visible here: not watching it", pid)
+        return False
 
     def watch() -> None:
         while client_alive(pid):
@@ -479,6 +484,7 @@ def watch_client(pid: int) -> None:
         os._exit(1)  # the thread reading stdin may be blocked for good: nothing else would end the process
 
     threading.Thread(target=watch, name="fluo-lsp-client-watch", daemon=True).start()
+    return True
 
 
 @server.feature(lsp.INITIALIZE)

@@ -668,6 +668,27 @@ async def test_the_server_exits_once_its_client_process_is_gone(tmp_path: Path) 
     ]
 
 
+@asyncio_module
+async def test_the_server_does_not_watch_a_client_process_it_cannot_see(tmp_path: Path) -> None:
+    """Review: an editor outside the server's pid namespace (a container, ssh) names a process the server
+    cannot see; watching it made the server exit right after `initialize`. It says so and serves on."""
+    gone = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await asyncio.wait_for(gone.wait(), timeout=60)  # reaped: its pid names no process here
+    hover = {"textDocument": {"uri": (tmp_path / "a.fluo").as_uri()}, "position": {"line": 0, "character": 0}}
+    proc = await server_process(
+        {"id": 1, "method": "initialize", "params": {"processId": gone.pid, "capabilities": {}}},
+        {"method": "initialized", "params": {}},
+        {"id": 2, "method": "textDocument/hover", "params": hover},
+        {"id": 3, "method": "shutdown"},
+        {"method": "exit"},
+    )
+    assert await stopped(proc) == 0
+    assert proc.stderr is not None
+    assert (await proc.stderr.read()).decode().splitlines() == [
+        f"fluo lsp: the client (process {gone.pid}) is not visible here: not watching it"
+    ]
+
+
 # -- lifecycle messages sent twice ----------------------------------------------------------
 
 
