@@ -325,13 +325,28 @@ class Workspace:
             if path not in self._reading:
                 if self._reader is None:
                     self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluo-lsp-rule-files")
-                self._reading[path] = future = self._reader.submit(self._disk_document, path)
+                self._reading[path] = future = self._reader.submit(self._read_in_background, path)
             else:
                 future = None
         if future is not None:  # outside the lock: a read already done calls back at once
             future.add_done_callback(lambda done: self._read(path, done))
         pending.add(path)
         return None
+
+    def _read_in_background(self, path: Path) -> RuleDocument | None:
+        """`_disk_document` in the reading thread. A read that raises (a bug met analysing the file) is logged
+        and kept by `stamp` as one that could not be read: left to raise, it would be read again at each
+        check, and each read end with a check again, for good."""
+        try:
+            before = stamp(path.stat())
+        except OSError:
+            return None
+        try:
+            return self._disk_document(path)
+        except Exception:
+            log.exception("fluo lsp: reading %s failed; it is left out until it changes", path)
+            self._rule_docs[path] = (before, None)
+            return None
 
     def _wait(self, checked: Path, pending: set[Path]) -> None:
         """The last check of `checked` went on without the files `pending`: call `on_read` once they are read (the

@@ -1292,3 +1292,32 @@ def test_completion_reads_attribute_keys_of_every_trace_file_the_command_line_re
     index = Workspace(lambda path: None)
     index.set_folders([tmp_path])
     assert index.attribute_keys()[0] == ["from_gzip", "from_ndjson", "from_upper"]
+
+
+def test_a_read_beside_that_raises_is_logged_once_and_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Review (r03): a file beside an open one whose background read raised (a bug met analysing it) was not
+    kept as read, so each check read it again and each failed read checked the open file again, for good. It
+    is kept by stamp as a file that could not be read, and logged once."""
+    (tmp_path / "a.fluo").write_text("rule a {\n  expect true\n}\n")
+    index = Workspace(lambda path: None)
+    read: list[Path] = []
+
+    def failing(path: Path) -> RuleDocument | None:
+        read.append(path)
+        raise RuntimeError("a bug met analysing it")
+
+    monkeypatch.setattr(index, "_disk_document", failing)
+    b = tmp_path / "b.fluo"
+    doc = RuleDocument(str(b), "rule b {\n  expect true\n}\n")
+    assert read_beside(index, b, doc) == []
+    assert index._reader is not None
+    index._reader.shutdown(wait=True)
+    heard: list[list[Path]] = []
+    index.on_read = heard.append
+    assert index.sibling_duplicates(b, doc) == []
+    assert read == [tmp_path / "a.fluo"] and heard == [] and not index._reading
+    assert [r.getMessage() for r in caplog.records] == [
+        f"fluo lsp: reading {tmp_path / 'a.fluo'} failed; it is left out until it changes"
+    ]
