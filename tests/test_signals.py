@@ -442,3 +442,20 @@ def test_the_store_named_by_serves_config_file_is_read(
     settings.write_text("db: [a.db, b.db]\n")
     code, out = run()
     assert code == 2 and f"--config {settings}: `db` takes one file name" in out
+
+
+def test_a_store_given_by_flag_or_variable_does_not_read_serves_config_file(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (r02): with FLUO_CONFIG set for `fluo serve` to a file not readable here, `fluo signals --db FILE`
+    failed on the file, though --db (or FLUO_DB) wins over its `db`: the file is not read then."""
+    monkeypatch.setenv("FLUO_CONFIG", str(tmp_path / "serve.yaml"))  # no such file
+    monkeypatch.delenv("FLUO_DB", raising=False)
+    code, out = run("--db", db, "--format", "jsonl")
+    assert code == 0 and rules_of(out) == [s["rule"] for s in SIGNALS]
+    monkeypatch.setenv("FLUO_DB", db)
+    code, out = run("--format", "jsonl")
+    assert code == 0 and rules_of(out) == [s["rule"] for s in SIGNALS]
+    monkeypatch.delenv("FLUO_DB")
+    code, out = run()
+    assert code == 2 and "--config" in out and "serve.yaml" in out  # the store is the file's: it is read

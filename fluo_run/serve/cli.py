@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from click.core import ParameterSource
@@ -302,17 +302,29 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
             logging.getLogger("fluo.serve").warning("%s is not a setting of fluo serve; ignored%s", name, hint)
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _config_option(
+    help: str, callback: Callable[[click.Context, click.Parameter, Any], Any] | None = None
+) -> Callable[[_F], _F]:
+    """`--config FILE` (FLUO_CONFIG): the YAML settings file of `fluo serve`, as `serve` and `signals` take it."""
+    return click.option(
+        "--config",
+        "config_file",
+        envvar="FLUO_CONFIG",
+        show_envvar=True,
+        type=click.Path(dir_okay=False),
+        is_eager=True,
+        callback=callback,
+        help=help,
+    )
+
+
 @click.command(name="serve")
-@click.option(
-    "--config",
-    "config_file",
-    envvar="FLUO_CONFIG",
-    show_envvar=True,
-    type=click.Path(dir_okay=False),
-    is_eager=True,
-    expose_value=True,
-    callback=_load_config,
-    help="YAML file of settings, keys as flag names (trace-idle: 2s). Flags and FLUO_* variables win over it.",
+@_config_option(
+    "YAML file of settings, keys as flag names (trace-idle: 2s). Flags and FLUO_* variables win over it.",
+    _load_config,
 )
 @_opt(
     "--grpc",
@@ -684,38 +696,25 @@ def unreadable(db: str, exc: BaseException) -> str:
     return f"cannot read it ({exc})"
 
 
-_CONFIG_NO_DB = "fluo.signals.no_db"
-
-
-def _store_from_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """The store of `fluo serve`'s --config file (FLUO_CONFIG), its `db`, as the default of `--db` (the flag and
-    FLUO_DB win over it, as for serve). Its other settings are serve's, and are not looked at."""
-    if not value:
-        return value
+def _store_from_config(ctx: click.Context, config_file: str) -> str | None:
+    """The store of `fluo serve`'s --config file (FLUO_CONFIG), its `db`: None if it has none, "" if serve writes
+    none with it (no-db). Its other settings are serve's, and are not looked at."""
     try:
-        settings = load_config_file(value)
+        settings = load_config_file(config_file)
     except ConfigError as exc:
-        raise click.UsageError(f"--config {str(exc).removeprefix('--config: ')}", ctx=ctx) from None
+        raise click.UsageError(f"--config {str(exc).removeprefix('--config: ')}", ctx) from None
     db = settings.get("db")
     if isinstance(db, list | dict | bool):
-        raise click.UsageError(f"--config {value}: `db` takes one file name", ctx=ctx)
+        raise click.UsageError(f"--config {config_file}: `db` takes one file name", ctx)
     if db is not None and str(db).strip().lower() not in OFF:
-        ctx.default_map = {**(ctx.default_map or {}), "db": str(db)}
-    elif db is not None or settings.get("no_db") is True:
-        ctx.meta[_CONFIG_NO_DB] = True
-    return value
+        return str(db)
+    return "" if db is not None or settings.get("no_db") is True else None
 
 
 @click.command(name="signals")
-@click.option(
-    "--config",
-    "config_file",
-    envvar="FLUO_CONFIG",
-    show_envvar=True,
-    type=click.Path(dir_okay=False),
-    is_eager=True,
-    callback=_store_from_config,
-    help="The YAML settings file of `fluo serve`: its `db` is the store read, unless --db or FLUO_DB is given.",
+@_config_option(
+    "The YAML settings file of `fluo serve`: its `db` is the store read, unless --db or FLUO_DB is given"
+    " (then it is not read)."
 )
 @click.option(
     "--db",
@@ -769,11 +768,14 @@ def signals_command(
         trace_id=trace_id,
         limit=limit + 1,  # one more, to know whether --limit left some out
     )
+    from_config = False
     ctx = click.get_current_context()
-    source = ctx.get_parameter_source("db")
-    from_config = source == ParameterSource.DEFAULT_MAP
-    if source == ParameterSource.DEFAULT and ctx.meta.get(_CONFIG_NO_DB):
-        _fail(f"--config {config_file}: `fluo serve` writes no signal store with these settings (no-db); give --db")
+    if config_file and ctx.get_parameter_source("db") == ParameterSource.DEFAULT:
+        configured = _store_from_config(ctx, config_file)  # not read when --db or FLUO_DB names the store
+        if configured == "":
+            _fail(f"--config {config_file}: `fluo serve` writes no signal store with these settings (no-db); give --db")
+        elif configured is not None:
+            db, from_config = configured, True
     if not Path(db).is_file():
         named = f" (the `db` of --config {config_file})" if from_config else ""
         _fail(f"{db}{named}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
