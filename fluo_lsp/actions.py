@@ -9,6 +9,7 @@ from lsprotocol import types as lsp
 
 from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic, Severity, nearest
+from fluo_run.testing.update import flow_yaml
 
 from .document import RuleDocument, analyze_chunk
 from .positions import span_range
@@ -23,7 +24,7 @@ def test_file_actions(problems: list[TestProblem], text: str, uri: str, start: i
     for p, diagnostic in zip(problems, test_diagnostics(problems, text), strict=True):
         if p.suggestion is None or not _meets(p.start, p.end, start, end):
             continue
-        edit = lsp.TextEdit(range=diagnostic.range, new_text=p.suggestion)
+        edit = lsp.TextEdit(range=diagnostic.range, new_text=flow_yaml(p.suggestion))  # `yes` as `'yes'`
         out.append(
             lsp.CodeAction(
                 title=f"Change to `{p.suggestion}`",

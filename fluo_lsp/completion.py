@@ -33,6 +33,7 @@ from fluo_lang import types as t
 from fluo_lang.parser import DURATION_UNITS, expected_at, keywords, lex, meta_key_meant, terminal_text
 from fluo_lang.typecheck import META_KEYS, SEVERITIES, AttrRef, CheckedRule, MemberRef
 from fluo_lang.values import escape_string, string_literal
+from fluo_run.testing.update import flow_yaml
 
 from .document import RuleDocument
 from .positions import LineIndex
@@ -489,20 +490,23 @@ def _after_dot(doc: RuleDocument, cur: Cursor) -> bool:
     return last is not None and last.kind == "DOT" and last.end <= pos
 
 
-_RULE_KEY = re.compile(r"(?:\A|[\s{,-])rule:[ \t]*[\"']?([A-Za-z0-9_]*)\Z")  # `- rule: ` or `{rule: ` up to the cursor
+_RULE_KEY = re.compile(r"(?:\A|[\s{,-])rule:[ \t]+([\"']?)([A-Za-z0-9_]*)\Z")  # `- rule: `, `{rule: ` to the cursor
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^']|'')*'")
+_COMMENT = re.compile(r"(?:\A|[ \t])#")  # a YAML comment's start, quoted text taken out
 
 
 def test_file_rule_ids(text: str, offset: int, ids: Sequence[str]) -> list[lsp.CompletionItem]:
     """In a rule test file, after `rule:` (`expect: - rule: |`): the ids of the rules its rule files define."""
     line_start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
-    m = _RULE_KEY.search(text[line_start:offset])
-    if m is None:
+    line = text[line_start:offset]
+    m = _RULE_KEY.search(line)
+    if m is None or _COMMENT.search(_QUOTED.sub("", line[: m.start() + 1])):
         return []
     after = _WORD_AFTER.match(text, offset)
-    start, end = offset - len(m.group(1)), after.end() if after else offset
+    start, end = offset - len(m.group(2)), after.end() if after else offset
     items = _Items(LineIndex(text).range(start, end), "", snippets=False)
-    for rule_id in sorted(ids):
-        items.add(rule_id, lsp.CompletionItemKind.Reference, "rule")
+    for rule_id in sorted(ids):  # quoted as `fluo test --update` writes it (`'yes'`), unless a quote is open
+        items.add(rule_id, lsp.CompletionItemKind.Reference, "rule", insert=None if m.group(1) else flow_yaml(rule_id))
     return items.out
 
 

@@ -17,8 +17,8 @@ from fluo_lang import builtins as b
 from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.parser import MAX_RULE_NODES
-from fluo_lsp.actions import _new_errors, code_actions
-from fluo_lsp.completion import complete, signature_help
+from fluo_lsp.actions import _new_errors, code_actions, test_file_actions
+from fluo_lsp.completion import complete, signature_help, test_file_rule_ids
 from fluo_lsp.document import RuleDocument, split
 from fluo_lsp.hover import hover_at
 from fluo_lsp.outline import folding_ranges, semantic_tokens, symbols
@@ -1321,3 +1321,42 @@ def test_a_read_beside_that_raises_is_logged_once_and_not_read_again(
     assert [r.getMessage() for r in caplog.records] == [
         f"fluo lsp: reading {tmp_path / 'a.fluo'} failed; it is left out until it changes"
     ]
+
+
+TEST_HEAD = "rules: [r.fluo]\ncases:\n  - name: c\n    traces: [t.json]\n    expect:\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "written"),
+    [
+        ("      - rule: ", ["'off'", "ok_id", "'yes'"]),
+        ("      - rule: ye", ["'off'", "ok_id", "'yes'"]),
+        ("      - rule: 'ye", ["off", "ok_id", "yes"]),  # the quote is the user's
+        ("      - {rule: ", ["'off'", "ok_id", "'yes'"]),
+        ("      # rule: ", []),
+        ("      - rule: a  # rule: ", []),
+        ("      - rule:x", []),
+        ("      - rule:", []),
+    ],
+)
+def test_rule_ids_completed_in_a_test_file_are_written_as_yaml_reads_them(line: str, written: list[str]) -> None:
+    """Review (r04): after `rule:` an id YAML reads as no string (`yes`, `off`) was written bare, which `fluo test`
+    rejects; it is quoted as `fluo test --update` quotes it. Nothing is offered in a comment, nor after `rule:`
+    with no space (`rule:x` is a plain value, no key)."""
+    text = TEST_HEAD + line
+    items = test_file_rule_ids(text, len(text), ["off", "ok_id", "yes"])
+    assert [i.text_edit.new_text for i in items if isinstance(i.text_edit, lsp.TextEdit)] == written
+
+
+def test_the_did_you_mean_of_an_unknown_rule_in_a_test_file_is_quoted_as_yaml_needs(tmp_path: Path) -> None:
+    """Review (r04): the quick fix wrote `rule: yes`, a boolean to YAML, which `fluo test` rejects."""
+    (tmp_path / "r.fluo").write_text("rule yes {\n  expect true\n}\n")
+    (tmp_path / "t.json").write_text("{}")
+    text = TEST_HEAD + "      - rule: yess\n"
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    test = read_test_file(tmp_path / "r_test.yaml", text)
+    uri = (tmp_path / "r_test.yaml").as_uri()
+    [fix] = test_file_actions(index.test_problems(test), text, uri, 0, len(text))
+    assert fix.edit is not None and fix.edit.changes is not None
+    assert [e.new_text for e in fix.edit.changes[uri]] == ["'yes'"]

@@ -130,7 +130,7 @@ def guard_notes(display: str, cases: Sequence[CaseResult]) -> list[str]:
             entries = "entry" if len(kept) == 1 else "entries"
             out.append(f"kept {len(kept)} `count: 0` {entries} that held in {where}")
         for e in broken_guards(c):
-            entry = _flow(e.to_json())
+            entry = flow_yaml(e.to_json())
             out.append(f"dropped {entry} (line {e.line}) in {where}: a signal like it fired, and is expected now")
     return out
 
@@ -431,7 +431,7 @@ def _expect_edit(
     text, nl = src.text, src.newline
     own = next(((k, v) for k, v in case.value if k.tag != _MERGE and k.value == "expect"), None)
     if case.flow_style:
-        flow = _flow(value)
+        flow = flow_yaml(value)
         if own is not None:
             return _Edit(*src.span(case, *own), flow), []
         last = src.span(case, *case.value[-1])[1]
@@ -442,10 +442,10 @@ def _expect_edit(
     place = _placed(_comments_in(src, case, *own) if own is not None else [], len(new), stays)
     items = "".join(
         "".join(f"{dash}{c}{nl}" for c in place.above.get(k, ()))
-        + f"{dash}- {_flow(item)}{'  ' + place.after[k] if k in place.after else ''}{nl}"
+        + f"{dash}- {flow_yaml(item)}{'  ' + place.after[k] if k in place.after else ''}{nl}"
         for k, item in enumerate(new)
     )
-    inline = "" if items else f" {_flow(value)}"
+    inline = "" if items else f" {flow_yaml(value)}"
     if own is None:
         key, last = case.value[-1]
         at = src.line_start(key.start_mark.index)
@@ -616,7 +616,7 @@ def _written(src: _Source, mark: _Mark) -> str:
     block = isinstance(mark.node, yaml.CollectionNode) and not mark.node.flow_style
     if own and not inside and not block and "\n" not in text:
         return text[own.end() :]
-    return _flow(yaml.SafeLoader("").construct_object(mark.node, deep=True))
+    return flow_yaml(yaml.SafeLoader("").construct_object(mark.node, deep=True))
 
 
 def _apply(text: str, edits: Sequence[_Edit]) -> str:
@@ -645,7 +645,7 @@ _Dumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # LineDict 
 _Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
 
 
-def _flow(value: Any) -> str:
+def flow_yaml(value: Any) -> str:
     """A value as one line of flow YAML, read back as it was by PyYAML."""
     text = yaml.dump(
         [value], Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=math.inf, allow_unicode=True
