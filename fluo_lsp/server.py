@@ -164,7 +164,8 @@ class _Protocol(LanguageServerProtocol):
 
         A request whose method is no string is refused with InvalidRequest, and one whose method is a
         notification's (`$/cancelRequest`, `textDocument/didSave` with an `id`) or unknown with MethodNotFound;
-        a notification of an unknown method is dropped, and a response with neither result nor error has a null
+        a notification of an unknown method or of one that is no string is dropped, as is an error response with
+        no id, and a response with neither result nor error has a null
         result. pygls answered none of these requests, and popped "Error in server" up in the editor for some,
         with a traceback on stderr."""
         a_message = "jsonrpc" in data and "error" not in data  # else a response's error, or an object inside a message
@@ -174,6 +175,14 @@ class _Protocol(LanguageServerProtocol):
                 what = _JSON_TYPES.get(type(method), "not a string")
                 log.warning("fluo lsp: refused request %s: its method is %s", json.dumps(data["id"]), what)
                 return _Refused(data["id"], "", JsonRpcInvalidRequest(f"invalid request: its method is {what}"))
+            if a_message and "method" in data:
+                log.warning("fluo lsp: dropped a notification: its method is %s", _JSON_TYPES.get(type(method), "not a string"))
+                return _Dropped("")
+            if "jsonrpc" in data and "error" in data and data.get("id") is None:
+                error = data["error"]
+                said = error.get("message") if isinstance(error, dict) else None
+                log.warning("fluo lsp: dropped an error response with no id: %s", json.dumps(said or error))
+                return _Dropped("")
             if "jsonrpc" in data and "id" in data and "result" not in data and "error" not in data:
                 data = {**data, "result": None}  # a response to a request of ours, its null result left out
             return super().structure_message(data)  # a response, or an object inside a message

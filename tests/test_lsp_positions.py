@@ -493,6 +493,8 @@ async def test_a_malformed_message_is_answered_with_one_line_on_stderr(tmp_path:
         frame({"id": 2, "method": "$/cancelRequest", "params": {"id": 99}}),
         frame({"id": 3, "method": "textDocument/didSave", "params": {"textDocument": {"uri": uri}}}),
         frame({"id": 4, "method": 5}),
+        frame({"method": 5}),  # review r01: a notification, dropped
+        frame({"error": {"code": 1, "message": "x"}}),  # an error response with no id, dropped
         frame({"id": 5, "method": "workspace/executeCommand", "params": {"command": "nope"}}),
         frame({"id": 6, "method": "fluo/unknown"}),
         frame({"method": "fluo/unknown"}),
@@ -529,6 +531,8 @@ async def test_a_malformed_message_is_answered_with_one_line_on_stderr(tmp_path:
         "fluo lsp: refused $/cancelRequest request 2: it is a notification",
         "fluo lsp: refused textDocument/didSave request 3: it is a notification",
         "fluo lsp: refused request 4: its method is a number",
+        "fluo lsp: dropped a notification: its method is a number",
+        'fluo lsp: dropped an error response with no id: "x"',
         "fluo lsp: refused workspace/executeCommand request 5: unknown command 'nope'",
         "fluo lsp: refused fluo/unknown request 6: unknown method",
         "fluo lsp: dropped a fluo/unknown notification: unknown method",
