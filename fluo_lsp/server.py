@@ -171,12 +171,12 @@ class _Protocol(LanguageServerProtocol):
         a_message = "jsonrpc" in data and "error" not in data  # else a response's error, or an object inside a message
         method = data.get("method") if a_message else None
         if not isinstance(method, str):
+            what = _JSON_TYPES.get(type(method), "not a string")
             if a_message and "method" in data and "id" in data:
-                what = _JSON_TYPES.get(type(method), "not a string")
                 log.warning("fluo lsp: refused request %s: its method is %s", json.dumps(data["id"]), what)
                 return _Refused(data["id"], "", JsonRpcInvalidRequest(f"invalid request: its method is {what}"))
             if a_message and "method" in data:
-                log.warning("fluo lsp: dropped a notification: its method is %s", _JSON_TYPES.get(type(method), "not a string"))
+                log.warning("fluo lsp: dropped a notification: its method is %s", what)
                 return _Dropped("")
             if "jsonrpc" in data and "error" in data and data.get("id") is None:
                 error = data["error"]
