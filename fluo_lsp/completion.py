@@ -281,10 +281,7 @@ def _wanted(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | Non
     i = next((i for i, a in enumerate(call.args) if a is e), len(call.args))
     if not isinstance(ref, MemberRef) or i >= len(ref.member.params):
         return ()
-    params = ref.member.params
-    if i >= len(params):
-        return ()
-    param = params[i]
+    param = ref.member.params[i]
     return (t.BOOL,) if param.kind == "pred" else param.types
 
 
@@ -539,7 +536,8 @@ def _meta_keys_given(doc: RuleDocument, cur: Cursor) -> set[str]:
 
 def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
     """Clause keywords the rule at the cursor cannot take: it has one mode (`expect`, `detect` or `when`
-    with `always` / `never`, which need the `when`), each clause at most once, and at most one `window`."""
+    with `always` / `never`, written before or after the `when`), each clause at most once, and at most one
+    `window`."""
     rule = _rule_at(doc, cur)
     if rule is None:
         return set()
@@ -548,8 +546,6 @@ def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
     taken = {"window"} if any(not w.span.start <= rel <= w.span.end for w in rule.windows) else set()
     if kinds & {"expect", "detect"}:
         return taken | {"expect", "detect", "when", "always", "never"}
-    if "when" not in kinds:
-        taken |= {"always", "never"}
     if kinds:
         return taken | kinds | {"expect", "detect"}
     return taken

@@ -476,8 +476,10 @@ def _labels_at(text: str) -> set[str]:
         ("rule a {\n  expect trace.spans.sum(|)\n}\n", {"duration", "it"}, {"true", "false", "not"}),
         ("rule a {\n  expect trace.spans.where(|)\n}\n", {"true", "not", "name", "it", "trace"}, set()),
         ('rule a {\n  expect trace.has(name == "a").before(trace.spans.where(|))\n}\n', {"true", "not", "name"}, set()),
-        # `always` and `never` come after a `when`
-        ("rule a {\n  |\n}\n", {"when", "expect", "detect"}, {"always", "never"}),
+        # `always` and `never` go with a `when`, before or after it (review: they were held back until it came)
+        ("rule a {\n  |\n}\n", {"when", "expect", "detect", "always", "never"}, set()),
+        ("rule a {\n  always { true }\n  |\n}\n", {"when", "never"}, {"always", "expect", "detect"}),
+        ("rule a {\n  expect true\n  |\n}\n", set(), {"always", "never", "when"}),
         ("rule a {\n  when { true }\n  |\n}\n", {"always", "never"}, {"when", "expect"}),
         ("rule a {\n  when { true }\n  always { true }\n  |\n}\n", {"never"}, {"always", "when"}),
         # after a `.`, only a member's name
@@ -489,8 +491,8 @@ def _labels_at(text: str) -> set[str]:
 def test_completion_offers_nothing_that_cannot_be_valid_there(
     text: str, offered: set[str], not_offered: set[str]
 ) -> None:
-    """Editor tour: `trace` after an operand, `contains` after an int, `true` inside `before(`, `always` with no
-    `when` and every intrinsic after `and.` were offered; each is a syntax or type error once taken."""
+    """Editor tour: `trace` after an operand, `contains` after an int, `true` inside `before(`, `always` beside
+    `expect` and every intrinsic after `and.` were offered; each is a syntax or type error once taken."""
     labels = _labels_at(text)
     assert offered <= labels
     assert not labels & not_offered
