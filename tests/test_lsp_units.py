@@ -17,8 +17,10 @@ from fluo_lang import builtins as b
 from fluo_lang.ast import Span
 from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.parser import MAX_RULE_NODES
-from fluo_lsp.actions import _new_errors, code_actions, test_file_actions
-from fluo_lsp.completion import complete, signature_help, test_file_rule_ids
+from fluo_lsp.actions import _new_errors, code_actions
+from fluo_lsp.actions import test_file_actions as quick_fixes_of_test_file
+from fluo_lsp.completion import complete, signature_help
+from fluo_lsp.completion import test_file_rule_ids as rule_ids_in_test_file
 from fluo_lsp.document import RuleDocument, split
 from fluo_lsp.hover import hover_at
 from fluo_lsp.outline import folding_ranges, semantic_tokens, symbols
@@ -1346,7 +1348,7 @@ def test_rule_ids_completed_in_a_test_file_are_written_as_yaml_reads_them(line: 
     rejects; it is quoted as `fluo test --update` quotes it. Nothing is offered in a comment, nor after `rule:`
     with no space (`rule:x` is a plain value, no key)."""
     text = TEST_HEAD + line
-    items = test_file_rule_ids(text, len(text), ["off", "ok_id", "yes"])
+    items = rule_ids_in_test_file(text, len(text), ["off", "ok_id", "yes"])
     assert [i.text_edit.new_text for i in items if isinstance(i.text_edit, lsp.TextEdit)] == written
 
 
@@ -1359,6 +1361,6 @@ def test_the_did_you_mean_of_an_unknown_rule_in_a_test_file_is_quoted_as_yaml_ne
     index.set_folders([tmp_path])
     test = read_test_file(tmp_path / "r_test.yaml", text)
     uri = (tmp_path / "r_test.yaml").as_uri()
-    [fix] = test_file_actions(index.test_problems(test), text, uri, 0, len(text))
+    [fix] = quick_fixes_of_test_file(index.test_problems(test), text, uri, 0, len(text))
     assert fix.edit is not None and fix.edit.changes is not None
     assert [e.new_text for e in fix.edit.changes[uri]] == ["'yes'"]
