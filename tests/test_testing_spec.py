@@ -196,6 +196,15 @@ def write(folder: Path, name: str, text: str) -> Path:
     return path
 
 
+RULE_TEST_SAMPLES = json.loads((Path(__file__).parent / "testing_fixtures" / "is_rule_test.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("sample", RULE_TEST_SAMPLES, ids=[s["why"] for s in RULE_TEST_SAMPLES])
+def test_is_rule_test_agrees_with_the_shared_samples(sample: dict[str, Any]) -> None:
+    """The VS Code extension's `isRuleTest` reads the same table (vscode-extension/test/unit/testing.test.ts)."""
+    assert spec.is_rule_test(sample["file"], sample["text"]) is sample["rule_test"]
+
+
 def test_discovery(tmp_path: Path) -> None:
     for name in ["b_test.yaml", "a.fluotest.yaml", "sub/c_test.yaml", "notes.yaml", ".hidden/d_test.yaml",
                  "node_modules/e_test.yaml", "x_test.yml"]:  # fmt: skip

@@ -183,8 +183,9 @@ def is_rule_test(path: Path | str, text: str | None = None) -> bool:
     return isinstance(doc, dict) and ("cases" in doc or "rules" in doc)
 
 
-_FLOW_MAPPING = re.compile(r"(?:\s|#[^\n]*)*\{")
-"""A document that opens with a flow mapping, after blank lines and comments."""
+_FLOW_MAPPING = re.compile(r"(?:[ \t\r\n]|#[^\n]*)*\{")
+"""A document that opens with a flow mapping, after blank lines and comments (YAML's white space only, so the
+VS Code extension's `isRuleTest` can keep the same rule: tests/testing_fixtures/is_rule_test.json)."""
 
 NO_TEST_FILES = "no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`)"
 

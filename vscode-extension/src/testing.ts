@@ -49,19 +49,40 @@ export function isTestFile(file: string): boolean {
   return TEST_SUFFIXES.some((s) => file.endsWith(s));
 }
 
-/** A top-level `cases:` or `rules:` key, quoted or not: the same test as `fluo_run.testing.spec.is_rule_test`. */
-const RULE_TEST_KEY = /^["']?(?:cases|rules)["']?[ \t]*:/m;
+/**
+ * A top-level `cases:` or `rules:` key, quoted or not, at the start of a line (after `\n` only, as Python's `^` in
+ * MULTILINE); and a document that opens with a flow mapping after blank lines and comments. The same rules as
+ * `fluo_run.testing.spec.is_rule_test`: tests/testing_fixtures/is_rule_test.json holds samples both are tested on.
+ */
+const RULE_TEST_KEY = /(?:^|\n)["']?(?:cases|rules)["']?[ \t]*:/;
+const FLOW_MAPPING = /^(?:[ \t\r\n]|#[^\n]*)*\{/;
 
 /**
  * Whether a test-named file is a FLUO rule test: a `*.fluotest.yaml` file always; a `*_test.yaml` file only when
- * its text has a top-level `cases:` or `rules:` key, since other tools name their tests so too (helm-unittest's
- * `tests/*_test.yaml`). The language server and `fluo test FOLDER` decide the same way.
+ * it has a top-level `cases:` or `rules:` key, since other tools name their tests so too (helm-unittest's
+ * `tests/*_test.yaml`). Flow style (JSON is YAML too) counts, and one byte order mark before the first key is no
+ * part of it; flow style that is not valid YAML counts too, so that running it reports why. The language server
+ * and `fluo test FOLDER` decide the same way.
  */
 export function isRuleTest(file: string, text: string): boolean {
   if (file.endsWith('.fluotest.yaml')) {
     return true;
   }
-  return file.endsWith('_test.yaml') && RULE_TEST_KEY.test(text);
+  if (!file.endsWith('_test.yaml')) {
+    return false;
+  }
+  const body = text.startsWith('\ufeff') ? text.slice(1) : text;
+  if (RULE_TEST_KEY.test(body)) {
+    return true;
+  }
+  if (!FLOW_MAPPING.test(body)) {
+    return false;
+  }
+  const doc = parseDocument(body, { version: '1.1', uniqueKeys: false, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    return true;
+  }
+  return isMap(doc.contents) && doc.contents.items.some((pair) => isScalar(pair.key) && (pair.key.value === 'cases' || pair.key.value === 'rules'));
 }
 
 /** `isRuleTest` for a file on disk; one that cannot be read is not offered. */

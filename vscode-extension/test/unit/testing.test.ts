@@ -159,6 +159,15 @@ group('which tests belong to a file', () => {
     assert.equal(isRuleTest('a/x.yaml', 'cases: []\n'), false);
   });
 
+  test('isRuleTest agrees with fluo_run.testing.spec.is_rule_test on the samples both are tested on', () => {
+    const file = path.join(REPO, 'tests', 'testing_fixtures', 'is_rule_test.json');
+    const samples = JSON.parse(fs.readFileSync(file, 'utf8')) as { file: string; text: string; rule_test: boolean; why: string }[];
+    assert.ok(samples.length > 10);
+    for (const s of samples) {
+      assert.equal(isRuleTest(s.file, s.text), s.rule_test, `${s.why}: ${JSON.stringify(s.text)}`);
+    }
+  });
+
   test('a rule file is matched against the rules: a test names, resolved from the test file, not by its text', async () => {
     const tree = tempFolder('fluo-match-');
     try {
