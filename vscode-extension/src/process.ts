@@ -9,7 +9,7 @@ import * as path from 'node:path';
 /** The absolute path `command` resolves to, as the OS would find it, or undefined. */
 export function findExecutable(command: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const extensions = process.platform === 'win32' ? ['', ...(env.PATHEXT ?? '.EXE;.CMD;.BAT').split(';')] : [''];
-  const candidates = command.includes('/') || command.includes(path.sep)
+  const candidates = isPath(command)
     ? [path.resolve(command)]
     : (env.PATH ?? '').split(path.delimiter).filter((dir) => dir !== '').map((dir) => path.join(dir, command));
   for (const candidate of candidates) {
@@ -26,6 +26,21 @@ export function findExecutable(command: string, env: NodeJS.ProcessEnv = process
     }
   }
   return undefined;
+}
+
+/** Whether `command` names a file by its path (it has a separator) rather than a program to look up on PATH. */
+export function isPath(command: string): boolean {
+  return command.includes('/') || command.includes(path.sep);
+}
+
+/** Why `findExecutable` found no program at the path `file`: it does not exist, is not a file, or is not executable. */
+export function whyNotExecutable(file: string): string {
+  try {
+    return fs.statSync(file).isFile() ? 'is not executable' : 'is not a file';
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' || code === 'ENOTDIR' ? 'does not exist' : `cannot be read (${code ?? String(error)})`;
+  }
 }
 
 export interface ProcessResult {

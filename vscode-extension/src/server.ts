@@ -21,7 +21,7 @@ import {
   type vsdiag,
 } from 'vscode-languageclient/node';
 
-import { findExecutable } from './process';
+import { findExecutable, isPath, whyNotExecutable } from './process';
 import { RestartPolicy } from './restarts';
 import { StderrTail } from './stderr';
 import { type Command, SECTION, type Settings, describe, launchSetting, serverCommand, serverSettings } from './settings';
@@ -493,9 +493,18 @@ export const INSTALL =
 
 function notFound(command: Command, settings: Settings): string {
   if (settings.pythonPath !== '') {
+    const python = settings.pythonPath;
+    const why = isPath(python) ? whyNotExecutable(python) : 'was not found on PATH';
     return (
-      `FLUO: the Python interpreter ${settings.pythonPath} (fluo.server.pythonPath) was not found. ` +
+      `FLUO: the Python interpreter ${python} (fluo.server.pythonPath) ${why}. ` +
       `Set it to a Python that has FLUO installed (${INSTALL}), or clear it to use fluo.server.command.`
+    );
+  }
+  if (isPath(command.command)) {
+    return (
+      `FLUO: \`${command.command}\` (fluo.server.command) ${whyNotExecutable(command.command)}, so the language server ` +
+      `cannot start. Set fluo.server.command to the path of an installed fluo (${INSTALL}), ` +
+      'or fluo.server.pythonPath to the Python of that environment.'
     );
   }
   return (

@@ -196,7 +196,7 @@ test('untrusted workspace: the real server runs from the extension\'s folder, so
     // Trusted: resolved into the workspace, as configured (here there is no such program).
     await fake.editor.grantTrust();
     assert.equal(ext.server.status, 'failed');
-    assert.ok(fake.editor.messages.some((m) => m.text.includes(`${path.join(work.dir, '.venv', 'bin', 'python')} (fluo.server.pythonPath) was not found`)));
+    assert.ok(fake.editor.messages.some((m) => m.text.includes(`${path.join(work.dir, '.venv', 'bin', 'python')} (fluo.server.pythonPath) does not exist`)));
   } finally {
     work.remove();
   }

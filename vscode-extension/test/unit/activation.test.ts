@@ -168,10 +168,37 @@ group('when the server cannot start', () => {
     assert.deepEqual(message.actions, ['Show Output', 'Open Settings']);
   });
 
+  test('a program given by its path is said not to exist, or not to be executable, not to be missing from PATH', async () => {
+    const work = tempFolder('fluo-notfound-');
+    try {
+      const plain = path.join(work.dir, 'fluo');
+      fs.writeFileSync(plain, '#!/bin/sh\n', { mode: 0o644 });
+      const cases: [string, RegExp][] = [
+        [path.join(work.dir, 'missing', 'bin', 'fluo'), /`[^`]*missing\/bin\/fluo` \(fluo\.server\.command\) does not exist, so/],
+        [plain, /`[^`]*\/fluo` \(fluo\.server\.command\) is not executable, so/],
+        [work.dir, /\(fluo\.server\.command\) is not a file, so/],
+      ];
+      for (const [i, [program, expected]] of cases.entries()) {
+        if (i > 0) {
+          await deactivate();
+          context.dispose();
+          editor.reset();
+        }
+        start({ 'fluo.server.command': [program, 'lsp'] });
+        assert.equal(await ext.started, false);
+        assert.match(editor.messages[0].text, expected);
+        assert.doesNotMatch(editor.messages[0].text, /PATH/);
+        assert.match(editor.messages[0].text, /pip install -e <path to the fluo repository>/);
+      }
+    } finally {
+      work.remove();
+    }
+  });
+
   test('a missing Python interpreter names the pythonPath setting', async () => {
     start({ 'fluo.server.pythonPath': '/nonexistent/bin/python3' });
     assert.equal(await ext.started, false);
-    assert.match(editor.messages[0].text, /Python interpreter \/nonexistent\/bin\/python3 \(fluo\.server\.pythonPath\) was not found/);
+    assert.match(editor.messages[0].text, /Python interpreter \/nonexistent\/bin\/python3 \(fluo\.server\.pythonPath\) does not exist\./);
     assert.match(editor.messages[0].text, /pip install -e <path to the fluo repository>/);
     assert.doesNotMatch(editor.messages[0].text, /pip install fluo/);
   });
