@@ -82,6 +82,9 @@ test('the word pattern keeps durations and names whole', () => {
   const word = new RegExp(readJson<LanguageConfiguration>('language-configuration.json').wordPattern, 'g');
   assert.deepEqual('window 1.5m'.match(word), ['window', '1.5m']);
   assert.deepEqual('status_code >= 500'.match(word), ['status_code', '500']);
+  // A number with an exponent is one word, as the language reads it; so is a duration in any unit, even a wrong one.
+  assert.deepEqual('x < 1e3 and y < 1.5e-3 or z > 2E+10'.match(word), ['x', '1e3', 'and', 'y', '1.5e-3', 'or', 'z', '2E+10']);
+  assert.deepEqual('window 1e3ms, 500μs'.match(word), ['window', '1e3ms', '500μs']);
   // A dotted attribute name is one word (double-click, Ctrl+D select all of it); a member chain from a root is
   // not (trace.spans.where: each part is what one edits), nor a method called on an attribute.
   assert.deepEqual('where(http.response.status_code >= 500)'.match(word), ['where', 'http.response.status_code', '500']);
