@@ -36,8 +36,10 @@ KEYWORD_SCOPES: Mapping[str, frozenset[str]] = {
 OPERATOR_WORD_SCOPE = "keyword.operator.word.fluo"
 
 IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-# Characters that may continue a word, a number or a duration (`µs` is a unit).
-WORD_CHAR = r"[A-Za-z0-9_µ]"
+# Characters that may continue a word, a number or a duration (`µs` is a unit; `μs`, with the Greek
+# letter mu, is an error the language names, so it is scoped as a bad duration).
+UNIT_CHAR = r"[A-Za-zµμ]"
+WORD_CHAR = r"[A-Za-z0-9_µμ]"
 REGEX_SPECIAL = frozenset(".^$|?*+()[]{}\\")
 
 
@@ -232,12 +234,12 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                     },
                     {
                         "comment": "a number with an exponent glued to letters, like 1e3s: durations take no exponent",
-                        "match": rf"{not_member}[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+[A-Za-zµ]{WORD_CHAR}*",
+                        "match": rf"{not_member}[0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+{UNIT_CHAR}{WORD_CHAR}*",
                         "name": "invalid.illegal.duration.fluo",
                     },
                     {
-                        "comment": "a number glued to letters that are not a unit, like 10min",
-                        "match": rf"{not_member}[0-9]+(?:\.[0-9]+)?(?![eE][+-]?[0-9])[A-Za-zµ]{WORD_CHAR}*",
+                        "comment": "a number glued to letters that are not a unit, like 10min or 500μs (Greek mu)",
+                        "match": rf"{not_member}[0-9]+(?:\.[0-9]+)?(?![eE][+-]?[0-9]){UNIT_CHAR}{WORD_CHAR}*",
                         "name": "invalid.illegal.duration.fluo",
                     },
                 ]
