@@ -216,9 +216,12 @@ export function casesInText(text: string): { name: string; line: number }[] {
   return out;
 }
 
-/** A Python regular expression that matches exactly one case name (`--run`). */
+/**
+ * A Python regular expression that matches exactly one of the case names (`--run`). It ends with `\Z`, not `$`,
+ * which in Python also matches before a final newline: a case named "a\n" (a block scalar) is another case.
+ */
 export function caseSelector(names: readonly string[]): string {
-  return `^(?:${names.map((n) => n.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|')})$`;
+  return `^(?:${names.map((n) => n.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&')).join('|')})\\Z`;
 }
 
 /** What one `fluo test` run produced: a report, or why there is none. */

@@ -4,6 +4,7 @@
  */
 
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, beforeEach, describe as group, test } from 'node:test';
@@ -255,7 +256,16 @@ group('which tests belong to a file', () => {
   });
 
   test('a case selector escapes the regex characters of names', () => {
-    assert.equal(caseSelector(['a (b)', 'x.y']), '^(?:a \\(b\\)|x\\.y)$');
+    assert.equal(caseSelector(['a (b)', 'x.y']), '^(?:a \\(b\\)|x\\.y)\\Z');
+  });
+
+  test('a case selector matches, in Python as fluo test --run reads it, its names and nothing else', () => {
+    const selector = caseSelector(['a', 'a (b)', 'x.y']);
+    const names = ['a', 'a (b)', 'x.y', 'a\n', 'x.y\n', 'ab', 'xa', 'xzy', 'a (b)\n'];
+    const script = 'import re, sys, json; r = re.compile(sys.argv[1]); print(json.dumps([n for n in json.loads(sys.argv[2]) if r.search(n)]))';
+    const run = spawnSync(PYTHON, ['-c', script, selector, JSON.stringify(names)], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout), ['a', 'a (b)', 'x.y']);
   });
 });
 
