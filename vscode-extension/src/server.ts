@@ -24,7 +24,17 @@ import {
 import { findExecutable, isPath, whyNotExecutable } from './process';
 import { RestartPolicy } from './restarts';
 import { StderrTail } from './stderr';
-import { type Command, SECTION, type Settings, describe, launchSetting, serverCommand, serverSettings } from './settings';
+import {
+  type Command,
+  INSTALL,
+  SECTION,
+  type Settings,
+  describe,
+  launchSetting,
+  notInstalled,
+  serverCommand,
+  serverSettings,
+} from './settings';
 import {
   MANAGE_TRUST,
   MANAGE_TRUST_COMMAND,
@@ -330,7 +340,8 @@ export class LanguageServer implements vscode.Disposable {
         this.report(
           `FLUO: the language server did not start (${describe(command)}): ` +
             (said !== undefined ? `it said "${said}"` : reason(error)) +
-            '. Check fluo.server.command or fluo.server.pythonPath; the server output has the details.',
+            '. ' +
+            (notInstalled(said ?? '', settings) ?? 'Check fluo.server.command or fluo.server.pythonPath; the server output has the details.'),
           'error',
         );
         await client.dispose().catch(() => undefined);
@@ -487,10 +498,6 @@ export const OPEN_SETTINGS = 'Open Settings';
 /**
  * How to install FLUO, for messages. Not `pip install fluo`: that name on PyPI belongs to another project.
  */
-export const INSTALL =
-  'from a checkout of the FLUO repository: pip install -e <path to the fluo repository>; ' +
-  'the PyPI package named "fluo" is a different project';
-
 function notFound(command: Command, settings: Settings): string {
   if (settings.pythonPath !== '') {
     const python = settings.pythonPath;

@@ -277,12 +277,32 @@ export function serverSettings(settings: Settings): ServerSettings {
   };
 }
 
+/** How to install FLUO, for messages. */
+export const INSTALL =
+  'from a checkout of the FLUO repository: pip install -e <path to the fluo repository>; ' +
+  'the PyPI package named "fluo" is a different project';
+
+/** What Python says when the interpreter it runs has no FLUO installed. */
+const NO_FLUO = /No module named '?fluo_(?:run|lsp|lang)\b/;
+
+/** What to do when the Python of `fluo.server.pythonPath` said (`said`) that it has no FLUO; undefined otherwise. */
+export function notInstalled(said: string, settings: Settings): string | undefined {
+  if (settings.pythonPath === '' || !NO_FLUO.test(said)) {
+    return undefined;
+  }
+  return (
+    `FLUO is not installed in ${settings.pythonPath} (fluo.server.pythonPath): install it there (${INSTALL}), ` +
+    'or set the setting to the Python of an environment that has it.'
+  );
+}
+
 /** The command as a person would type it, for messages. */
 export function describe(command: Command): string {
   return [command.command, ...command.args].map(quoteArg).join(' ');
 }
 
-function quoteArg(arg: string): string {
+/** `arg` as a POSIX shell reads it back: as it is when it is plain, else in single quotes. */
+export function quoteArg(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 

@@ -10,7 +10,7 @@ import * as vscode from 'vscode';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 
 import { type ProcessRunner, findExecutable, runProcess } from './process';
-import { type Command, NoTestCommand, type Settings, describe, launchSetting, testCommand } from './settings';
+import { type Command, NoTestCommand, type Settings, describe, launchSetting, notInstalled, quoteArg, testCommand } from './settings';
 import {
   MANAGE_TRUST,
   MANAGE_TRUST_COMMAND,
@@ -320,7 +320,7 @@ export class RuleTests implements vscode.Disposable {
     const editor = vscode.window.activeTextEditor;
     const target = uri ?? editor?.document.uri;
     if (target === undefined || target.scheme !== 'file' || !(isRuleFile(target.fsPath) || isTestFile(target.fsPath))) {
-      void vscode.window.showWarningMessage('FLUO: open a .fluo rule file or a *_test.yaml rule test file, then run its tests.');
+      void vscode.window.showWarningMessage('FLUO: open a .fluo rule file or a rule test file (*.fluotest.yaml, or *_test.yaml with a top-level cases:), then run its tests.');
       return undefined;
     }
     // fluo test reads the files from disk: every rule and rule test being edited, not only this one, counts.
@@ -456,7 +456,7 @@ export class RuleTests implements vscode.Disposable {
     }
     const abort = new AbortController();
     const cancelled = token?.onCancellationRequested(() => abort.abort());
-    this.output.appendLine(`$ cd ${cwd} && ${shown}`);
+    this.output.appendLine(`$ cd ${quoteArg(cwd)} && ${shown}`);
     const result = token?.isCancellationRequested
       ? { code: undefined, stdout: '', stderr: '', failure: 'cancelled' }
       : await this.run(cmd.command, cmd.args, { cwd, timeoutMs: TEST_TIMEOUT_MS, signal: abort.signal, ...(env !== undefined ? { env } : {}) });
@@ -480,7 +480,12 @@ export class RuleTests implements vscode.Disposable {
           throw error;
         }
         const said = firstLine(result.stderr) ?? firstLine(result.stdout) ?? error.message;
-        outcome = { failure: `${shown} (exit status ${result.code}): ${said}`, command: shown, stderr: result.stderr };
+        const hint = notInstalled(said, settings);
+        outcome = {
+          failure: `${shown} (exit status ${result.code}): ${said}${hint !== undefined ? `. ${hint}` : ''}`,
+          command: shown,
+          stderr: result.stderr,
+        };
       }
     }
     if (outcome.report !== undefined) {

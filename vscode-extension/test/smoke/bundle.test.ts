@@ -6,6 +6,7 @@
  */
 
 import * as assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, afterEach, beforeEach, test } from 'node:test';
@@ -163,6 +164,23 @@ test('a server that exits at once is reported once, with its own words in the ou
   assert.match(shown[0].text, /^FLUO: the language server did not start \(.* -m fluo_run\.cli lsp --stdio\): it said ".*bad option: -m"/);
   assert.match(fake.editor.channel('FLUO Language Server').text, /bad option: -m/);
 
+});
+
+test('a pythonPath without FLUO installed: the message says to install it there, and how', async () => {
+  const work = tempFolder('fluo-nofluo-');
+  try {
+    const made = spawnSync(PYTHON, ['-m', 'venv', '--without-pip', work.dir], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(made.status, 0, made.stderr);
+    const python = path.join(work.dir, process.platform === 'win32' ? 'Scripts' : 'bin', process.platform === 'win32' ? 'python.exe' : 'python');
+    const ext = activate({ 'fluo.server.pythonPath': python });
+    assert.equal(await ext.started, false);
+    const [shown] = fake.editor.messages;
+    assert.match(shown.text, /it said ".*No module named 'fluo_run'\)". FLUO is not installed/);
+    assert.ok(shown.text.includes(`FLUO is not installed in ${python} (fluo.server.pythonPath): install it there (`), shown.text);
+    assert.match(shown.text, /pip install -e <path to the fluo repository>/);
+  } finally {
+    work.remove();
+  }
 });
 
 test('untrusted workspace: the real server runs from the extension\'s folder, so a planted fluo_run is not imported; a workspace program is not run until trusted', async () => {

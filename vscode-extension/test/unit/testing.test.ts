@@ -398,7 +398,7 @@ group('running the tests of the current file', () => {
   test('with no rule file open, the command says what to open', async () => {
     const { tests } = ruleTests();
     assert.equal(await tests.runForFile(), undefined);
-    assert.match(editor.messages[0].text, /open a \.fluo rule file or a \*_test\.yaml rule test file/);
+    assert.match(editor.messages[0].text, /open a \.fluo rule file or a rule test file \(\*\.fluotest\.yaml, or \*_test\.yaml with a top-level cases:\)/);
   });
 
   test('another tool\'s *_test.yaml is not run, and the command says why', async () => {
@@ -406,6 +406,38 @@ group('running the tests of the current file', () => {
     assert.equal(await tests.runForFile(vscodeUri(path.join(work.dir, 'tests', 'deployment_test.yaml'))), undefined);
     assert.equal(controller.runs.length, 0);
     assert.match(editor.messages[0].text, /^FLUO: deployment_test\.yaml is not a FLUO rule test: a \*_test\.yaml file is one when it has a top-level cases:/);
+  });
+
+  test('a pythonPath without FLUO installed: the message says to install it there', async () => {
+    const venv = tempFolder('fluo-nofluo-');
+    try {
+      const made = spawnSync(PYTHON, ['-m', 'venv', '--without-pip', venv.dir], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(made.status, 0, made.stderr);
+      const python = path.join(venv.dir, 'bin', 'python');
+      const { tests } = ruleTests({ pythonPath: python });
+      const outcome = await tests.runForFile(vscodeUri(file('other_test.yaml')));
+      assert.equal(outcome?.report, undefined);
+      assert.match(outcome?.failure ?? '', /No module named 'fluo_run'\)\. FLUO is not installed in .* \(fluo\.server\.pythonPath\): install it there \(from a checkout/);
+    } finally {
+      venv.remove();
+    }
+  });
+
+  test('the output shows the folder it ran in as a shell would read it', async () => {
+    const odd = tempFolder("fluo cd it's-");
+    try {
+      fs.writeFileSync(path.join(odd.dir, 'other.fluo'), 'rule other_rule { detect trace.spans.count() > 100 }\n');
+      fs.writeFileSync(path.join(odd.dir, 'other_test.yaml'), OTHER_TESTS);
+      editor.workspaceFolders.length = 0;
+      editor.workspaceFolders.push({ uri: Uri.file(odd.dir), name: 'odd', index: 0 });
+      const { tests } = ruleTests();
+      const outcome = await tests.runForFile(vscodeUri(path.join(odd.dir, 'other_test.yaml')));
+      assert.equal(outcome?.report?.summary.passed, 1);
+      const quoted = `'${odd.dir.replace(/'/g, `'\\''`)}'`;
+      assert.ok(editor.channel('FLUO Tests').text.includes(`$ cd ${quoted} && `), editor.channel('FLUO Tests').text);
+    } finally {
+      odd.remove();
+    }
   });
 
   test('a missing fluo program is reported in one line with the command', async () => {
