@@ -123,6 +123,14 @@ test('another tool\'s *_test.yaml neither activates the extension nor shows its 
   assert.ok(whens.some((w) => w.includes('resourcePath in fluo.ruleTestFiles')));
 });
 
+test('npm test builds first (the tests run from out/), then runs every test script', () => {
+  const { scripts } = readJson<{ scripts: Record<string, string> }>('package.json');
+  assert.match(scripts.test, /^node scripts\/build\.mjs && /);
+  for (const name of Object.keys(scripts).filter((n) => n.startsWith('test:'))) {
+    assert.ok(scripts.test.includes(`npm run --silent ${name}`), name);
+  }
+});
+
 test('the manifest names no project address it cannot vouch for, and has a 128x128 PNG icon', () => {
   // FLUO has no public home yet: a made-up repository URL would send users to someone else's project.
   // `npm run package` passes --allow-missing-repository instead; add the fields once the address is real.
