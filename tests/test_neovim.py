@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests_paths import ROOT
@@ -125,6 +126,15 @@ def lua_string(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)  # Lua has no \u escapes; UTF-8 in the string is fine
 
 
+def run_headless(nvim: str, cwd: Path, script: Path, out: Path, *files: str) -> Any:
+    """Run headless Neovim in `cwd` with its `init.lua`, `files` opened, then the Lua `script`; what the script
+    wrote to `out` as JSON."""
+    command = [nvim, "--headless", "--clean", "-u", "init.lua", *files, "-c", f"luafile {script}"]
+    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert out.exists(), f"Neovim wrote no result (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(out.read_text())
+
+
 def nvim_version(nvim: str) -> tuple[int, int]:
     found = re.search(r"NVIM v(\d+)\.(\d+)", subprocess.run([nvim, "--version"], capture_output=True, text=True).stdout)
     return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
@@ -157,16 +167,7 @@ def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) ->
         script = tmp_path / "client.lua"
         paths = {"rule": rule, "second": second, "test": test, "out": out}
         script.write_text(SCRIPT % {k: lua_string(str(v)) for k, v in paths.items()}, encoding="utf-8")
-        proc = subprocess.run(
-            [nvim, "--headless", "--clean", "-u", "init.lua", "-c", f"luafile {script}"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        assert out.exists(), f"Neovim wrote no result (exit {proc.returncode}): {proc.stderr[-2000:]}"
-        result = json.loads(out.read_text())
+        result = run_headless(nvim, tmp_path, script, out)
         assert "error" not in result, result["error"]
         diags = sorted((d["line"], d["col"], d["code"]) for d in result["diagnostics"])
         assert diags == [(2, 21, "FLUO201"), (7, 0, "FLUO100"), (10, 32, "FLUO100")]  # `.cuont(`, names missing
@@ -180,26 +181,8 @@ def test_neovim_gets_diagnostics_and_completions(tmp_path: Path, folder: str) ->
 
         out.unlink()
         script.write_text(TOGETHER_SCRIPT % {"out": lua_string(str(out))}, encoding="utf-8")
-        proc = subprocess.run(
-            [
-                nvim,
-                "--headless",
-                "--clean",
-                "-u",
-                "init.lua",
-                "-o",
-                *map(str, (rule, second, test)),
-                "-c",
-                f"luafile {script}",
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        assert out.exists(), f"Neovim wrote no result (exit {proc.returncode}): {proc.stderr[-2000:]}"
-        assert json.loads(out.read_text()) == {"buffers": 3, "diagnosed": 3, "clients": 1}
+        together = run_headless(nvim, tmp_path, script, out, "-o", *map(str, (rule, second, test)))
+        assert together == {"buffers": 3, "diagnosed": 3, "clients": 1}
 
 
 def test_readme_starts_neovim_as_the_editor_guide_does() -> None:
