@@ -925,3 +925,14 @@ def test_an_empty_rule_file_says_there_is_nothing_to_compare(files: tuple[Path, 
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert result.stderr == f"fluo: no rules to compare in {empty} (none defined, or all disabled)\n"
+
+
+def test_nothing_to_compare_writes_no_empty_output(files: tuple[Path, Path], tmp_path: Path) -> None:
+    """QA discover tour: `-o` was written empty when the rule files held no rule."""
+    _, traces = files
+    empty, out = tmp_path / "empty.fluo", tmp_path / "report.txt"
+    empty.write_text("", encoding="utf-8")
+    result = run("--compare", str(empty), str(traces), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert not out.exists()
+    assert result.stderr == f"fluo: no rules to compare in {empty} (none defined, or all disabled); {out} not written\n"

@@ -182,11 +182,15 @@ def command(
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts, miner.implied, cost_limit, eval_budget)
         text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
-        if text or output is not None:  # no rule and no error: no blank line, but the line below
+        if text:  # no rule and no error: no blank line, nor an empty -o file, but the line below
             _emit(text, output)
         if not report["rules"] and not report.get("errors"):
+            unwritten = f"; {output} not written" if output is not None and not text else ""
             click.echo(
-                one_line(f"fluo: no rules to compare in {', '.join(compare_paths)} (none defined, or all disabled)"),
+                one_line(
+                    f"fluo: no rules to compare in {', '.join(compare_paths)} (none defined, or all disabled)"
+                    f"{unwritten}"
+                ),
                 err=True,
             )
         sys.exit(1 if report.get("errors") else 0)
