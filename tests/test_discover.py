@@ -22,6 +22,7 @@ from fluo_lang.trace import Span, Trace, assemble
 from fluo_run.cli import main
 from fluo_run.discover.corpus import load_corpus, summarize
 from fluo_run.discover.facts import (
+    MANY_NAMES,
     Fact,
     Ident,
     Miner,
@@ -29,6 +30,7 @@ from fluo_run.discover.facts import (
     _implications,
     _reachable,
     discover,
+    id_named,
     ident,
     mine_within,
 )
@@ -1074,3 +1076,51 @@ def test_subjects_whose_names_join_alike_get_ids_by_their_subjects() -> None:
     one, other = ids(False), ids(True)
     assert one == other and len(one) == 2, one
     assert all(re.fullmatch(r"a_b_count_max_[0-9a-f]{6}", i) for i in one)
+
+
+def product_pages(tmp_path: Path) -> Path:
+    """600 traces of `GET /product/<id>` (60 ids, 10 traces each) calling `catalog.get`, which may query `db`."""
+    b = Builder()
+    for i in range(600):
+        root = b.trace().span(f"GET /product/{i % 60}", "frontend", dur=50)
+        get = b.span("catalog.get", "catalog", start=5, dur=20, parent=root)
+        if i % 2:
+            b.span("SELECT products", "db", start=8, dur=5, parent=get)
+    path = tmp_path / "pages.json"
+    path.write_text(json.dumps(spans_to_json(b.spans)), encoding="utf-8")
+    return path
+
+
+def test_names_with_ids_are_warned_about_and_rank_last(tmp_path: Path) -> None:
+    """QA discover tour: with an id in each span name, rules about single URLs (each passing --min-support)
+    filled --max-rules ahead of every parent, error-free and duration rule, and nothing said why."""
+    path = product_pages(tmp_path)
+    result = invoke(str(path), "--max-rules", "15")
+    assert result.exit_code == 0, result.output
+    warning, summary = result.stderr.splitlines()
+    assert warning == (
+        "fluo: warning: the service 'frontend' has 60 operation names that differ only in ids ('GET /product/0', "
+        "'GET /product/1', ...): span names should be low-cardinality (OpenTelemetry's semantic conventions), e.g. "
+        "'GET /product/{id}' with the id in an attribute; rules about those names come last under --max-rules"
+    )
+    assert "(rules about names with ids, then the last kinds first)" in summary
+    kinds = set(re.findall(r"tags: \[discovered, (\w+)\]", result.stdout))
+    assert {"parent", "error_free", "duration"} <= kinds
+    everything = invoke(str(path), "--max-rules", "100000").stdout
+    about_ids = [r for r in rule_ids(everything) if "get_product_" in r]
+    assert about_ids, everything
+    kept = rule_ids(result.stdout)
+    assert all(r in kept for r in rule_ids(everything) if r not in about_ids)
+
+
+def test_many_operation_names_in_a_service_are_warned_about() -> None:
+    b = Builder()
+    for i in range(MANY_NAMES + 1):
+        b.trace().span(f"query {chr(0x4E00 + i)}", "search")
+    assert id_named(summarize(b.traces(), attributes=True)) == (
+        frozenset(),
+        [
+            f"the service 'search' has {MANY_NAMES + 1} operation names ('query 一', 'query 丁', ...): span names "
+            "should be low-cardinality (OpenTelemetry's semantic conventions), with ids and parameters in attributes"
+        ],
+    )

@@ -174,6 +174,8 @@ def command(
     if not traces:
         fail(f"no spans in {', '.join(trace_paths)}")
     miner = Miner(corpus, options)
+    for warning in miner.naming:
+        click.echo(one_line(f"fluo: warning: {warning}"), err=True)
     with collector_paused():
         found, facts = mine_within(miner, options.max_rules)
     deep = too_deep_warning(too_deep_reads() - deep_before)
@@ -242,7 +244,8 @@ def command(
         summary += f"; {plural(corpus.resent, 'identical copy', 'identical copies')} of spans merged"
     if len(found) > len(facts):
         left_out = len(found) - len(facts)
-        summary += f"; {left_out} more left out by --max-rules {options.max_rules} (the last kinds first)"
+        last = "rules about names with ids, then the last kinds" if miner.id_named else "the last kinds"
+        summary += f"; {left_out} more left out by --max-rules {options.max_rules} ({last} first)"
     if not rules and len(corpus.traces) < options.min_support:
         summary += f"; fewer traces than --min-support {options.min_support}, lower it to see rules"
     click.echo(summary, err=True)

@@ -80,6 +80,13 @@ MIN_TIMELINE = 5
 TRACE_COUNT_KEY = "trace_span_count_max"
 MAX_ORDER_OPS = 200
 """Orders are counted on traces with at most this many distinct operations (pairs grow as its square)."""
+MANY_NAMES = 100
+"""A service with more distinct operation names than this is warned about: span names should be low-cardinality."""
+ID_NAMES = 20
+"""Operation names of one service that differ only in their ids (numbers, hex or UUIDs) are unnormalized, an id
+in each span name, when there are at least this many of them."""
+_ID_PART = re.compile(r"\b(?=[0-9a-fA-F-]*[0-9])[0-9a-fA-F-]{8,}\b|[0-9]+")
+"""What reads as an id inside a name: a run of digits, or a word of 8 or more hex digits and dashes with a digit."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,9 @@ class Miner:
         self.service_traces: dict[str, set[int]] = defaultdict(set)
         for i, ts in enumerate(self.op_traces):
             self.service_traces[corpus.ops[i].service].update(t.index for t in ts)
+        self.id_named, self.naming = id_named(corpus)
+        """Operations whose names carry an id (`GET /product/1234`), and a warning per service that has such
+        names or very many: rules about those operations rank after all others under `--max-rules`."""
         self.supported = [len(ts) >= options.min_support for ts in self.op_traces]
         self.need = [len(ts) - options.allowed(len(ts)) for ts in self.op_traces]
         """Per operation, the traces a fact about it must hold on."""
@@ -1272,14 +1282,46 @@ def _connected(group: list[int], edges: dict[int, set[int]]) -> bool:
     return all(g in forward and g in backward for g in group)
 
 
-def rank(fact: Fact) -> tuple[Any, ...]:
-    """Kinds in `KINDS` order, then the most trustworthy: confidence, then traces tested on."""
-    return (KINDS.index(fact.kind), -round(fact.confidence, 6), -fact.support, fact.key)
+def id_named(corpus: Corpus) -> tuple[frozenset[int], list[str]]:
+    """The operations named with an id (at least `ID_NAMES` names of one service alike once their ids are
+    read as `{id}`), and one warning for each service with such names or more than `MANY_NAMES` names."""
+    found: set[int] = set()
+    warnings: list[str] = []
+    for service in corpus.services:
+        ops = corpus.ops_of(service)
+        shapes: dict[str, list[int]] = defaultdict(list)
+        for op in ops:
+            shapes[_ID_PART.sub("{id}", corpus.ops[op].name)].append(op)
+        alike = [(shape, group) for shape, group in shapes.items() if len(group) >= ID_NAMES]
+        where = f"the service {service_label(service)}" if service else "spans without service.name"
+        if alike:
+            shape = max(alike, key=lambda sg: (len(sg[1]), sg[0]))[0]
+            names = sorted(corpus.ops[op].name for _, g in alike for op in g)
+            found.update(op for _, g in alike for op in g)
+            warnings.append(
+                f"{where} has {len(names)} operation names that differ only in ids ({names[0]!r}, {names[1]!r}, "
+                f"...): span names should be low-cardinality (OpenTelemetry's semantic conventions), e.g. "
+                f"{shape!r} with the id in an attribute; rules about those names come last under --max-rules"
+            )
+        elif len(ops) > MANY_NAMES:
+            names = sorted(corpus.ops[op].name for op in ops)
+            warnings.append(
+                f"{where} has {len(ops)} operation names ({names[0]!r}, {names[1]!r}, ...): span names should be "
+                "low-cardinality (OpenTelemetry's semantic conventions), with ids and parameters in attributes"
+            )
+    return frozenset(found), warnings
 
 
-def select(facts: list[Fact], max_rules: int) -> list[Fact]:
+def rank(fact: Fact, id_named: frozenset[int] = frozenset()) -> tuple[Any, ...]:
+    """Rules about no operation named with an id first (see `id_named`), then kinds in `KINDS` order, then the
+    most trustworthy: confidence, then traces tested on."""
+    noisy = any(op in id_named for op in fact.ops)
+    return (noisy, KINDS.index(fact.kind), -round(fact.confidence, 6), -fact.support, fact.key)
+
+
+def select(facts: list[Fact], max_rules: int, id_named: frozenset[int] = frozenset()) -> list[Fact]:
     """At most `max_rules` facts, the best ranked, listed by kind then id."""
-    best = sorted(facts, key=rank)[: max(max_rules, 0)]
+    best = sorted(facts, key=lambda f: rank(f, id_named))[: max(max_rules, 0)]
     return sorted(best, key=lambda f: (KINDS.index(f.kind), f.key))
 
 
@@ -1293,7 +1335,7 @@ def mine_within(miner: Miner, max_rules: int) -> tuple[list[Fact], list[Fact]]:
     found = miner.mine()
     cut: set[Ident] = set()
     while True:
-        chosen = select(found, max_rules)
+        chosen = select(found, max_rules, miner.id_named)
         left_out = {ident(f) for f in found}.difference(map(ident, chosen))
         if left_out <= cut:
             return found, chosen
