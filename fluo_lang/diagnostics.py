@@ -147,6 +147,17 @@ class Diagnostic:
         where = f"{one_line(self.path or '<input>')}:{line}:{col}"
         return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"
 
+    def format_with_notes(self) -> str:
+        """`format()`'s line, then one indented `file:line:col: note: message` line per related location (the
+        operands of a comparison with their types, a duplicate's first definition), as compilers print them: the
+        first line stays what CI problem matchers read, and each note is one line too."""
+        lines = [self.format()]
+        for r in self.related:
+            line, col = one_based(r.span)
+            where = f"{one_line(r.path or self.path or '<input>')}:{line}:{col}"
+            lines.append(f"  {where}: note: {one_line(r.message)}")
+        return "\n".join(lines)
+
     def to_json(self) -> dict[str, object]:
         line, col = self.human_position()
         out: dict[str, object] = {

@@ -374,7 +374,7 @@ def print_diagnostics(
         click.echo(json.dumps(sarif(diags, analysis.text_of, stdin), indent=2), err=err)
     else:
         for d in diags:
-            click.echo(d.format(), err=err)
+            click.echo(d.format_with_notes(), err=err)
 
 
 def _not_checked(fmt: str, message: str) -> dict[str, Any]:
@@ -594,7 +594,7 @@ def eval_command(
         print_diagnostics(analysis, "text", err=True)
         sys.exit(1)
     for d in analysis.diagnostics:
-        click.echo(d.format(), err=True)
+        click.echo(d.format_with_notes(), err=True)
     program = compile_program(analysis, budget=eval_budget or None)
     if not program.rules:  # ran, and said so: an empty or all-disabled rule set checks nothing
         click.echo(

@@ -51,6 +51,8 @@ def test_check_reports_every_error_with_positions(bad_rules: Path) -> None:
     assert lines == [
         f"{bad_rules}:1:29: error[FLUO201] unknown method `whree` on spans; did you mean `where`?",
         f"{bad_rules}:2:32: error[FLUO300] cannot compare duration with string using `>`",
+        f"  {bad_rules}:2:17: note: this is a duration",
+        f"  {bad_rules}:2:34: note: this is a string",
     ]
 
 
@@ -170,7 +172,10 @@ def test_duplicate_rule_ids_say_where_the_first_is(tmp_path: Path) -> None:
     second.write_text("rule same { expect true }\n")
     r = run("check", str(first), str(second))
     assert r.exit_code == 1
-    assert r.stdout == f"{second}:1:6: error[FLUO213] rule id `same` is already defined at {first}:2:6\n"
+    assert r.stdout == (
+        f"{second}:1:6: error[FLUO213] rule id `same` is already defined at {first}:2:6\n"
+        f"  {first}:2:6: note: first defined here\n"  # the related location, as compilers print it
+    )
 
 
 def test_check_skips_hidden_and_dependency_folders(tmp_path: Path) -> None:
@@ -210,6 +215,8 @@ def test_type_errors_use_the_right_article(tmp_path: Path) -> None:
     r = run("check", str(f))
     assert r.stdout.splitlines() == [
         f"{f}:1:23: error[FLUO300] `contains`: a list<string> cannot contain an int",
+        f"  {f}:1:17: note: this is a list<string>",
+        f"  {f}:1:32: note: this is an int",
         f"{f}:2:17: error[FLUO300] `in`: cannot look for an int in a list<duration>; a duration takes a unit: "
         "`1ms` if it counts milliseconds, `1s` if seconds",
     ]
@@ -1086,3 +1093,16 @@ def test_input_that_check_cannot_read_still_gets_a_document_saying_why(fmt: str,
                 "toolExecutionNotifications": [{"level": "error", "message": {"text": why}}],
             }
         ]
+
+
+def test_eval_prints_a_type_errors_operands_as_notes(tmp_path: Path) -> None:
+    """`fluo eval` prints its rule errors as `fluo check` does: the related locations follow as `note:` lines."""
+    f = tmp_path / "a.fluo"
+    f.write_text("rule a { expect 1s > 'x' }\n")
+    r = run("eval", str(f), "--traces", str(TRACES / "checkout_error.json"))
+    assert r.exit_code == 1
+    assert r.stderr.splitlines()[:3] == [
+        f"{f}:1:20: error[FLUO300] cannot compare duration with string using `>`",
+        f"  {f}:1:17: note: this is a duration",
+        f"  {f}:1:22: note: this is a string",
+    ]

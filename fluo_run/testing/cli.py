@@ -56,6 +56,11 @@ def _dependencies(files: Sequence[TestFile]) -> set[Path]:
     return out
 
 
+def _shown(path: str | None) -> str | None:
+    """A rule file's path as `fluo test` prints it."""
+    return display_path(Path(os.path.normpath(path))) if path else path
+
+
 def _rule_warnings(files: Sequence[TestFile]) -> list[str]:
     """The warnings of the rule files the test files load (FLUO2xx: `servce` for `service`), once each, as
     `fluo check` and `fluo eval` print them. They change no exit status."""
@@ -64,8 +69,10 @@ def _rule_warnings(files: Sequence[TestFile]) -> list[str]:
         for d in f.analysis.diagnostics if f.analysis is not None else ():
             if d.is_error:
                 continue
-            path = display_path(Path(os.path.normpath(d.path))) if d.path else d.path
-            out.setdefault((path or "", d.span.start, d.code, d.message), replace(d, path=path).format())
+            path = _shown(d.path)
+            related = tuple(replace(r, path=_shown(r.path)) for r in d.related)
+            key = (path or "", d.span.start, d.code, d.message)
+            out.setdefault(key, replace(d, path=path, related=related).format_with_notes())
     return list(out.values())
 
 
