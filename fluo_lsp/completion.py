@@ -453,7 +453,8 @@ def complete(
                 continue
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
-    if place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected):
+    at_key = place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected)
+    if at_key and _line_starts_at(cur.head):
         given = _meta_keys_given(doc, cur)
         for key, doc_text in META_KEYS.items():
             if key not in given:
@@ -473,6 +474,14 @@ def complete(
     elif place.kind == "name" and at_operand:  # not after an operand: `where(name |)` takes no `trace`
         _names(items, place, span_keys)
     return items.out
+
+
+def _line_starts_at(head: str) -> bool:
+    """Whether a metadata key written at the end of `head` would start its line (or follow the rule's `{`): the
+    grammar takes `severity: info` right after an expression too (`count() > 1 severity: info`), but nobody
+    means one there, where an operator is what comes."""
+    line = re.split(r"\r\n|\r|\n", head)[-1].strip(" \t")
+    return line == "" or line.endswith("{")
 
 
 def _after_dot(doc: RuleDocument, cur: Cursor) -> bool:

@@ -484,6 +484,14 @@ def _labels_at(text: str) -> set[str]:
         ("rule a {\n  expect true\n  |\n}\n", set(), {"always", "never", "when"}),
         ("rule a {\n  when { true }\n  |\n}\n", {"always", "never"}, {"when", "expect"}),
         ("rule a {\n  when { true }\n  always { true }\n  |\n}\n", {"never"}, {"always", "when"}),
+        # metadata keys start a line (or follow the `{`), never right after an expression on its line (the grammar
+        # takes `count() > 1 severity: info`, nobody means it)
+        ("rule a {\n  expect trace.spans.count() > 1 |\n}\n", {"and", "or"}, {"severity", "description", "tags"}),
+        ("rule a {\n  expect trace.spans.count() > 1 sev|\n}\n", {"and"}, {"severity", "owner"}),
+        ("rule a { expect trace.spans.count() > 1 | }\n", {"and", "or"}, {"severity", "description"}),
+        ("rule a {\n  expect trace.spans.count() > 1\n  |\n}\n", {"severity", "tags", "and"}, set()),
+        ("rule a {\r\n  expect trace.spans.count() > 1\r\n  sev|\r\n}\r\n", {"severity"}, set()),
+        ("rule a { |\n  expect true\n}\n", {"severity", "description"}, set()),
         # after a `.`, only a member's name
         ("rule a {\n  expect trace.spans.where(name and.|)\n}\n", set(), {"name", "trace", "it", "http.route"}),
         ("rule a {\n  expect trace.spans.count() > 1.|\n}\n", set(), {"trace", "and"}),
