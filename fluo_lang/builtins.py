@@ -631,7 +631,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator("not", "Negation. Binds tighter than `and`; `not x in L` is `not (x in L)`."),
     Operator(
         "in",
-        "Membership in a list: `status_code in [500, 503]`, as `==` with each item (of the value's own "
+        "Membership in a list: `http.response.status_code in [500, 503]`, as `==` with each item (of the value's own "
         "kind). Not for text in a string: that is `contains`.",
     ),
     Operator(

@@ -891,6 +891,8 @@ class _Checker:
                 f"`{e.ident}` reads as a span attribute named `{e.ident}` (FLUO's booleans are `true` and `false`)"
             )
             self.pending_typos[id(e)] = replace(pending, message=message, suggestion=None)
+        elif pending.code == "FLUO205" and (hint := _http_status_hint(e)) is not None:
+            self.pending_typos[id(e)] = replace(pending, message=hint, suggestion=None, guess=None)
         else:
             del self.pending_typos[id(e)]
 
@@ -1124,6 +1126,20 @@ def _foreign_method(ty: t.Type, name: str, arg_types: list[t.Type]) -> tuple[str
         ty = member.result_type(())
     result = _call_result(ty, method, arg_types)
     return None if result is None else (fix, result)
+
+
+def _http_status_hint(e: ast.Expr) -> str | None:
+    """FLUO205's message for a bare `status_code` (`statusCode`, `it.status_code`) where the span `status` could
+    not stand (`status_code == 500`): most likely an HTTP status code, which OpenTelemetry names otherwise."""
+    name = e.ident if isinstance(e, ast.Name) else e.name if isinstance(e, ast.Field) else None
+    if name is None or b.foreign_name("span", name) != "status":
+        return None
+    return (
+        f"`{name}` reads as a span attribute, and the span `status` (`ok`, `error`, `unset`) is no number: "
+        "OpenTelemetry names an HTTP response's status code `http.response.status_code` (`http.status_code` "
+        f"before its semantic conventions 1.21); if your spans have the key `{name}`, write "
+        f"`attributes[{string_literal(name)}]`"
+    )
 
 
 def _span_field_type(name: str) -> t.Type:

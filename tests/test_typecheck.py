@@ -467,13 +467,30 @@ def test_a_metadata_key_the_recovery_inserted_is_not_checked(meta: str) -> None:
     [
         "http.status_code == 500",
         "attributes.service_name == 'a'",
-        "status_code == 500",
+        "attributes['status_code'] == 500",
         "rpc.service == 'a'",
     ],
 )
 def test_a_spelling_of_an_intrinsic_that_is_an_attribute_here_is_not_flagged(pred: str) -> None:
-    """`http.status_code` is OpenTelemetry's (older) attribute; `status_code == 500` could be no span status."""
+    """`http.status_code` is OpenTelemetry's (older) attribute; a key written in `attributes[...]` is meant."""
     assert _diags(f"rule r {{ detect {_where(pred)} }}") == []
+
+
+@pytest.mark.parametrize(
+    ("pred", "name"),
+    [
+        ("status_code == 500", "status_code"),
+        ("statusCode in [500, 503]", "statusCode"),
+        ("it.status_code >= 500", "status_code"),
+    ],
+)
+def test_a_bare_status_code_compared_with_a_number_names_the_http_attribute(pred: str, name: str) -> None:
+    """`status_code == 500` could be no span status, and said nothing: it most likely means OpenTelemetry's
+    `http.response.status_code`. A warning names it, with no fix (the spans may have that key)."""
+    [d] = _diags(f"rule r {{ detect {_where(pred)} }}")
+    assert (d.code, d.suggestion, d.guess) == ("FLUO205", None, None)
+    assert d.message.startswith(f"`{name}` reads as a span attribute, and the span `status`")
+    assert "`http.response.status_code`" in d.message and f'`attributes["{name}"]`' in d.message
 
 
 @pytest.mark.parametrize(
