@@ -44,7 +44,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
         result = format_source(text, "<stdin>")
         if result.text is None:
             for d in result.diagnostics:
-                click.echo(d.format(), err=True)
+                click.echo(d.format_with_notes(), err=True)
             sys.exit(2)
         if check:
             if result.text != text:
@@ -78,7 +78,7 @@ def command(paths: tuple[str, ...], check: bool) -> None:
         result = format_source(text, str(f))
         if result.text is None:
             for d in result.diagnostics:
-                click.echo(d.format(), err=True)
+                click.echo(d.format_with_notes(), err=True)
             click.echo(f"fluo: {f} has syntax errors; left unchanged", err=True)
             broken += 1
         elif check:

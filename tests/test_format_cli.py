@@ -279,3 +279,15 @@ def test_a_file_in_a_folder_that_cannot_be_written_is_rewritten_in_place(
     assert messy.read_text() == TIDY
     assert len(made) == 1 and not os.path.exists(made[0])
     assert modes == [0o600]  # the user's text, in a folder all share: readable by its owner only
+
+
+def test_a_syntax_errors_related_location_is_a_note_under_it(tmp_path: Path) -> None:
+    """As `fluo check` prints it: the rule left open is said where it ends, then where the next rule starts."""
+    f = tmp_path / "open.fluo"
+    f.write_text("rule a {\n  expect true\nrule b {\n  expect true\n}\n")
+    code, _, err = run(str(f))
+    assert code == 2
+    assert err.splitlines()[:2] == [
+        f"{f}:2:14: error[FLUO100] expected `}}` here, to close the rule before the next `rule`",
+        f"  {f}:3:1: note: the next rule starts here",
+    ]
