@@ -92,6 +92,12 @@ def one_based(span: Span) -> tuple[int, int]:
     return span.line + 1, span.col + 1
 
 
+def _where(path: str | None, span: Span) -> str:
+    """`file:line:col` of a diagnostic's line, the file's name on one line (`one_line`)."""
+    line, col = one_based(span)
+    return f"{one_line(path or '<input>')}:{line}:{col}"
+
+
 def utf16_units(text: str) -> int:
     """How many UTF-16 code units `text` is; a lone surrogate (a client's JSON can hold one) is one."""
     return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
@@ -143,19 +149,14 @@ class Diagnostic:
     def format(self) -> str:
         """`file:line:col: error[CODE] message`, as `fluo check` prints it: one line, whatever the file's name
         or the message hold (a newline in either would forge a line that CI problem matchers read)."""
-        line, col = self.human_position()
-        where = f"{one_line(self.path or '<input>')}:{line}:{col}"
-        return f"{where}: {self.severity.value}[{self.code}] {one_line(self.message)}"
+        return f"{_where(self.path, self.span)}: {self.severity.value}[{self.code}] {one_line(self.message)}"
 
     def format_with_notes(self) -> str:
         """`format()`'s line, then one indented `file:line:col: note: message` line per related location (the
         operands of a comparison with their types, a duplicate's first definition), as compilers print them: the
         first line stays what CI problem matchers read, and each note is one line too."""
         lines = [self.format()]
-        for r in self.related:
-            line, col = one_based(r.span)
-            where = f"{one_line(r.path or self.path or '<input>')}:{line}:{col}"
-            lines.append(f"  {where}: note: {one_line(r.message)}")
+        lines += (f"  {_where(r.path or self.path, r.span)}: note: {one_line(r.message)}" for r in self.related)
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, object]:

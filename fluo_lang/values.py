@@ -96,7 +96,9 @@ class HexBytes(str):
     __slots__ = ()
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_PAST_C0 = r"\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+"""DEL, the C1 controls, the line separators and the bidirectional controls, as a character class's inside."""
+_CONTROL = re.compile(rf"[\x00-\x1f{_PAST_C0}]")
 """Control characters, line separators, and the bidirectional controls that reorder how a line shows
 (a U+202E in a span name would make a signal's text read backwards: "Trojan Source")."""
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -108,7 +110,7 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
 
 
-_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_JSON_UNSAFE = re.compile(rf"[{_PAST_C0}\ud800-\udfff]")
 """What JSON text may hold raw but a terminal acts on or a reader is fooled by: DEL and the C1 controls (U+009B
 starts an escape sequence, as ESC `[` does), the line separators and the bidirectional controls (`one_line`'s
 set, less the C0 controls, which `json.dumps` escapes itself), and half a surrogate pair, which UTF-8 cannot hold."""
