@@ -20,7 +20,7 @@ from .compile import lower_rule, optimise
 from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
 from .diagnostics import Diagnostic, error, one_based, sort_key
 from .evaluate import Program
-from .folders import files_below
+from .folders import walk
 from .ir import RuleIR
 from .parser import MAX_FILE_BYTES, parse, parse_expression
 from .regex import RegexBudget
@@ -28,7 +28,6 @@ from .typecheck import CheckedRule, check_files
 
 RULE_SUFFIX = ".fluo"
 NOT_RULE_SUFFIXES = (".yaml", ".yml")  # rule tests and `fluo serve --config` files: named, never read as rules
-SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})  # never searched for rule files, nor are hidden folders
 
 
 @dataclass
@@ -153,8 +152,8 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
     """The `.fluo` files named, with folders searched recursively, in a stable order.
 
     Each file comes once, where it is first named: a file named twice, or named and
-    also found in a folder named, is one file. The search skips hidden folders and
-    `SKIPPED_DIRS` below the folders named, as `fluo test` does; a folder named is searched.
+    also found in a folder named, is one file. The search (`folders.walk`) skips hidden files and folders and
+    `folders.SKIPPED_DIRS` below the folders named, as `fluo test` does; a folder named is searched.
     A file named is rules whatever its name (with `any_name` false, only a `.fluo` file), except
     a YAML file: RuleSourceError, before any file is read. A `.fluo` file found in a folder, or named with
     `any_name` false, that is a link must lead to a `.fluo` file too (`_leads_elsewhere`).
@@ -198,13 +197,17 @@ def _missing(path: str | Path) -> str:
 def _search(folder: Path) -> list[Path]:
     """The rule files below `folder`; RuleSourceError for a folder or file in it that cannot be read."""
     try:
-        below = files_below(folder, lambda d: not d.startswith(".") and d not in SKIPPED_DIRS)
-        found = [f for f in below if f.name.endswith(RULE_SUFFIX) and f.is_file()]
+        found = [f for f in walk(folder, is_rule_file_name) if f.is_file()]
     except OSError as exc:
         raise RuleSourceError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
     for f in found:
         _refuse_leading_elsewhere(f)
     return found
+
+
+def is_rule_file_name(name: str) -> bool:
+    """Whether a search of a folder takes a file of this name as rules."""
+    return name.endswith(RULE_SUFFIX)
 
 
 def _refuse_leading_elsewhere(path: Path) -> None:

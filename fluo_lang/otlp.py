@@ -43,7 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article, nearest, plural
-from fluo_lang.folders import files_below
+from fluo_lang.folders import walk
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
@@ -1941,15 +1941,13 @@ def is_trace_file_name(name: str) -> bool:
 
 
 def trace_files_in(folder: Path) -> list[Path]:
-    """OTLP files below a folder (by suffix, `.gz` included), in a stable order; hidden files and folders
-    (macOS `._x.json`, a `.old/` copy) are passed over, as rule and test files are. A folder below that cannot
-    be read is a TraceInputError naming it, and so is a trace file's name that is a link to a file not named
-    as one (a token file): what the folder holds may come from a change under review, and errors quote data."""
-    found = []
+    """OTLP files below a folder (by suffix, `.gz` included), in path order; hidden files and folders
+    (macOS `._x.json`, a `.old/` copy) and `node_modules` are passed over, as for rule and test files
+    (`folders.walk`). A folder below that cannot be read is a TraceInputError naming it, and so is a trace
+    file's name that is a link to a file not named as one (a token file): what the folder holds may come from
+    a change under review, and errors quote data."""
     try:
-        for p in files_below(folder, lambda d: not d.startswith(".")):
-            if not p.name.startswith(".") and is_trace_file_name(p.name) and p.is_file():
-                found.append(p)
+        found = [p for p in walk(folder, is_trace_file_name) if p.is_file()]
     except OSError as exc:
         raise TraceInputError(f"cannot read {exc.filename or folder}: {exc.strerror or exc}") from exc
     for p in found:

@@ -26,6 +26,7 @@ from typing import Any
 from fluo_lang import ast
 from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_file, rule_files, stamp
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
+from fluo_lang.folders import SKIPPED_DIRS, hidden, walk
 from fluo_lang.otlp import TraceInputError, is_trace_file_name, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.document import YAML_LINE_BREAK, YamlError, load
@@ -46,12 +47,13 @@ RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
 """Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
 log = logging.getLogger("fluo.lsp")
-_SKIP_DIRS = {"node_modules", "__pycache__", "venv", "build", "dist", "site-packages"}
+_SKIP_DIRS = SKIPPED_DIRS | {"venv", "build", "dist", "site-packages"}
 
 
-def _skipped(folder: str) -> bool:
-    """A folder no walk of the workspace goes into: hidden, or of tools and builds (`node_modules`)."""
-    return folder.startswith(".") or folder in _SKIP_DIRS
+def _entered(folder: str) -> bool:
+    """Whether a walk of the workspace goes into a (not hidden) folder of this name: not one of tools and
+    builds (`node_modules`, `dist`), where the command line's searches go but a workspace holds too much."""
+    return folder not in _SKIP_DIRS
 
 
 EXACT_CODES = frozenset({"unknown-rule", "missing-rules-file", "missing-fixture", "yaml"})
@@ -121,28 +123,27 @@ class Workspace:
         return str(min(inside, key=lambda p: len(p.parts))) if inside else str(path)
 
     def passes_over(self, path: Path) -> bool:
-        """Whether `path` is in a hidden or skipped folder (`node_modules`, ...) of a workspace folder,
+        """Whether `path` is hidden or in a hidden or skipped folder (`node_modules`, ...) of a workspace folder,
         where `walk` never goes."""
         for folder in self.folders:
             try:
-                parts = path.relative_to(folder).parts[:-1]
+                parts = path.relative_to(folder).parts
             except ValueError:
                 continue
-            return any(_skipped(p) for p in parts)
+            return any(hidden(p) for p in parts) or not all(_entered(p) for p in parts[:-1])
         return False
 
     def walk(self, accept: Callable[[str], bool]) -> Iterator[Path]:
-        """Files under the workspace folders whose name passes `accept`, within the walk budget."""
+        """Files under the workspace folders whose name passes `accept`, within the walk budget, in path order
+        (`folders.walk`: hidden files and folders passed over, and folders that cannot be read)."""
         seen = 0
         for folder in self.folders:
-            for root, dirs, files in os.walk(folder):
-                dirs[:] = sorted(d for d in dirs if not _skipped(d))
-                for name in sorted(files):
-                    seen += 1
-                    if seen > MAX_WALK_ENTRIES:
-                        return
-                    if accept(name):
-                        yield Path(root) / name
+            for path in walk(folder, lambda name: True, enter=_entered, unreadable=None):
+                seen += 1
+                if seen > MAX_WALK_ENTRIES:
+                    return
+                if accept(path.name):
+                    yield path
 
     # -- attribute keys ----------------------------------------------------------
 
@@ -270,6 +271,7 @@ class Workspace:
         except OSError:
             beside = set()
         beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
+        beside = {p for p in beside if not hidden(p.name)}  # as a folder's search passes them over
         pending: set[Path] = set()
         first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), pending)
         self._wait(path, pending)

@@ -191,6 +191,20 @@ def test_check_skips_hidden_and_dependency_folders(tmp_path: Path) -> None:
     assert "error[FLUO201]" in r.stdout
 
 
+def test_check_passes_over_hidden_rule_files_as_test_and_trace_searches_do(tmp_path: Path) -> None:
+    """macOS's AppleDouble `._ok.fluo` beside `ok.fluo` (a copy from a Mac's drive) was read as rules: FLUO106,
+    exit 1, though `fluo test` and `fluo eval --traces` pass hidden files over. Named, it is still read."""
+    (tmp_path / "ok.fluo").write_text("rule ok { expect true }\n")
+    (tmp_path / "._ok.fluo").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \xff")
+    (tmp_path / ".#ok.fluo").symlink_to("user@host.1234:1700000000")
+    r = run("check", str(tmp_path))
+    assert (r.exit_code, r.stdout) == (0, ""), r.stdout
+    assert "in 1 file" in r.stderr
+    r = run("check", str(tmp_path / "._ok.fluo"))
+    assert r.exit_code == 1
+    assert "error[FLUO106]" in r.stdout
+
+
 @pytest.mark.parametrize("command", [["check"], ["eval", "--traces", str(TRACES / "checkout_error.json")]])
 def test_a_yaml_file_named_is_refused_and_an_oddly_named_one_read_as_rules(tmp_path: Path, command: list[str]) -> None:
     """QA docs r06: `fluo check auth_test.yaml` parsed the YAML as rules and printed three FLUO1xx errors."""

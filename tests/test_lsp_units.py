@@ -1378,3 +1378,40 @@ def test_the_did_you_mean_of_an_unknown_rule_in_a_test_file_is_quoted_as_yaml_ne
     [fix] = quick_fixes_of_test_file(index.test_problems(test), text, uri, 0, len(text))
     assert fix.edit is not None and fix.edit.changes is not None
     assert [e.new_text for e in fix.edit.changes[uri]] == ["'yes'"]
+
+
+def test_the_workspace_walk_passes_over_what_the_command_line_passes_over(tmp_path: Path) -> None:
+    """Hidden files too (macOS's `._t.json` was read for attribute keys, `._a.fluo` for references), and the
+    folders of builds and tools; in path order, as `fluo check` and `fluo test` take a folder's files."""
+    for name in ("b/t.json", "a-c.json", "._t.json", ".git/x.json", "dist/d.json", "node_modules/m.json", "a/z.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    assert [p.relative_to(tmp_path).as_posix() for p in index.walk(lambda n: True)] == [
+        "a/z.json",
+        "a-c.json",
+        "b/t.json",
+    ]
+    assert [index.passes_over(tmp_path / n) for n in ("._t.json", ".git/x.json", "dist/d.json", "b/t.json")] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_a_hidden_rule_file_beside_one_defines_no_id_first(tmp_path: Path) -> None:
+    """`fluo check FOLDER` passes over `._a.fluo` (an AppleDouble copy), so the editor's FLUO213 does too."""
+    index = Workspace(lambda path: None)
+    index.folders = [tmp_path]
+    found = []
+    for first in (".a.fluo", "a.fluo"):
+        folder = tmp_path / ("hidden" if first.startswith(".") else "shown")
+        folder.mkdir()
+        (folder / first).write_text("rule x {\n  expect true\n}\n")
+        (folder / "b.fluo").write_text("rule x {\n  expect true\n}\n")
+        b = index.rule_document(folder / "b.fluo")
+        assert b is not None
+        found.append([d.code for d, _ in read_beside(index, folder / "b.fluo", b)])
+    assert found == [[], ["FLUO213"]]

@@ -1040,6 +1040,17 @@ def test_a_folder_of_traces_passes_over_hidden_files_and_folders(tmp_path: Path)
     assert [s.name for s in load_trace_files([tmp_path])] == ["GET /login"]
 
 
+def test_a_folder_of_traces_passes_over_dependency_folders_as_rule_folders_do(tmp_path: Path) -> None:
+    """`fluo eval --traces` searches a folder as `fluo check` does (docs/language.md): a vendored package's
+    `node_modules/pkg/package.json` was read as a trace file (an ERROR), and `__pycache__` was entered."""
+    write_json(tmp_path / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
+    (tmp_path / "node_modules" / "pkg").mkdir(parents=True)
+    (tmp_path / "node_modules" / "pkg" / "package.json").write_text('{"name": "pkg"}', encoding="utf-8")
+    (tmp_path / "__pycache__").mkdir()
+    write_json(tmp_path / "__pycache__" / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
+    assert [s.name for s in load_trace_files([tmp_path])] == ["GET /login"]
+
+
 def test_one_trace_across_two_files(tmp_path: Path) -> None:
     a = write_json(tmp_path / "a.json", request(("frontend", [otlp_span(name="GET /login")])))
     b = write_json(

@@ -80,7 +80,7 @@ def test_a_rule_file_runs_the_test_files_that_test_it() -> None:
     write("rules/notes_test.yaml", "suite: another tool's\n")
     result = fluo_test("rules/svc.fluo", "--format", "json")
     assert result.exit_code == 0, result.output
-    assert ran(result) == ["rules/all.fluotest.yaml", "rules/svc_test.yaml", "rules/sub/deep_test.yaml"]
+    assert ran(result) == ["rules/all.fluotest.yaml", "rules/sub/deep_test.yaml", "rules/svc_test.yaml"]  # path order
     other = fluo_test("rules/other.fluo", "--format", "json")
     assert ran(other) == ["rules/all.fluotest.yaml", "rules/other_test.yaml"]
 

@@ -12,6 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fluo_lang import folders
 from fluo_run.testing import document, spec
 from fluo_run.testing.document import LineDict, LineList, YamlError, load
 from fluo_run.testing.report import json_report, junit_report, text_report
@@ -593,11 +594,14 @@ def test_a_folder_below_that_cannot_be_read_raises_the_error_reading_it(
     locked = tmp_path / "sub"
     locked.mkdir()
 
-    def walk(top: Any, onerror: Any = None, **kwargs: Any) -> Any:
-        onerror(PermissionError(13, "Permission denied", str(locked)))
-        yield from ()
+    listed = folders.os.scandir
 
-    monkeypatch.setattr(spec.os, "walk", walk)
+    def scandir(path: Any) -> Any:
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(locked))
+        return listed(path)
+
+    monkeypatch.setattr(folders.os, "scandir", scandir)
     with pytest.raises(PermissionError) as caught:
         find_test_files([str(tmp_path)])
     assert str(caught.value) == f"cannot read {locked}: Permission denied"

@@ -141,6 +141,14 @@ def test_stamps_take_test_and_rule_files_outside_hidden_folders(tmp_path: Path) 
     assert str(fixture) in stamps([tmp_path], [fixture])  # a fixture a run names is watched
 
 
+def test_stamps_pass_over_hidden_files_as_the_run_does(tmp_path: Path) -> None:
+    """`fluo test` never reads a hidden test or rule file (macOS's `._r.fluo`), so its changes start no run."""
+    for name in ("._a_test.yaml", ".r.fluo", "sub/._b.fluotest.yaml", "sub/r.fluo"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("")
+    assert list(stamps([tmp_path])) == [str(tmp_path / "sub" / "r.fluo")]
+
+
 def _read_until(stream: io.BufferedReader, marker: bytes, deadline: float) -> bytes:
     out = b""
     while marker not in out:

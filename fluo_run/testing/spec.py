@@ -18,7 +18,6 @@ from typing import Any
 
 from fluo_lang.api import (
     RULE_SUFFIX,
-    SKIPPED_DIRS,
     Analysis,
     RuleSourceError,
     Stamp,
@@ -31,6 +30,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
+from fluo_lang.folders import walk
 from fluo_lang.otlp import TRACE_FILE_NAMES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_lang.trace import Span
 
@@ -193,11 +193,11 @@ NO_TEST_FILES = "no test files (*.fluotest.yaml, or *_test.yaml with a top-level
 def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     """Test files named (any YAML file), found below folders, or testing rule files named, in a stable order.
 
-    Below a folder, hidden files and folders, `SKIPPED_DIRS`, what is not a file (a dangling symbolic
+    Below a folder, hidden files and folders, `folders.SKIPPED_DIRS`, what is not a file (a dangling symbolic
     link, such as an editor's lock `.#x_test.yaml`) and a `*_test.yaml` file that is not FLUO's
     (`is_rule_test`) are passed over. A `.fluo` file stands for the test files that test it
-    (`tests_of`). Each file comes once, by the path it was first reached by (through a linked
-    folder, the link's path, not where the file really is).
+    (`tests_of`). A folder's files come in path order. Each file comes once, by the path it was first reached
+    by (through a linked folder, the link's path, not where the file really is).
 
     Raises FileNotFoundError, with a one-line message, for a missing path, a named file that is neither
     YAML nor a rule file, a named rule file that no test file tests (whatever else is named), or when no
@@ -242,18 +242,13 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _walk(folder: Path) -> Iterator[Path]:
-    """The files below `folder` a search for test files looks at: not hidden, not in hidden or skipped folders.
+    """The files below `folder` a search for test files looks at (`folders.walk`), in path order.
     A folder that cannot be read is an OSError of its kind naming it, as `fluo check` says it: not passed over."""
-    for root, dirs, files in os.walk(folder, onerror=_unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-        for name in sorted(files):
-            f = Path(root) / name
-            if not name.startswith(".") and f.is_file():
-                yield f
+    return (f for f in walk(folder, lambda name: True, unreadable=_unreadable) if f.is_file())
 
 
 def _unreadable(exc: OSError) -> None:
-    """`os.walk`'s error raised again, of its own kind (a PermissionError, most often), with a one-line message."""
+    """A listing's error raised again, of its own kind (a PermissionError, most often), with a one-line message."""
     raise type(exc)(f"cannot read {display_path(Path(exc.filename))}: {exc.strerror or exc}") from exc
 
 

@@ -16,7 +16,8 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, Stamp, stamp
+from fluo_lang.api import RULE_SUFFIX, Stamp, stamp
+from fluo_lang.folders import walk
 
 from .spec import TEST_SUFFIXES
 
@@ -42,17 +43,15 @@ def watched(name: str) -> bool:
 
 
 def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
-    """The `stamp` of the test and rule files below `roots` (hidden folders skipped) and of `extra`."""
+    """The `stamp` of the test and rule files below `roots` (searched as `fluo test` searches them, a folder
+    that cannot be read passed over: the run says why) and of `extra`."""
     out: Stamps = {}
     for root in roots:
         if root.is_file():
             _stat(root, out)
             continue
-        for folder, dirs, files in os.walk(root):
-            dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
-            for name in files:
-                if watched(name):
-                    _stat(Path(folder) / name, out)
+        for path in walk(root, watched, unreadable=None):
+            _stat(path, out)
     for path in extra:
         _stat(path, out)
     return out
