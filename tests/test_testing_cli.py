@@ -1012,6 +1012,21 @@ def test_junit_xml_over_a_rule_file_only_coverage_reads_is_refused_with_coverage
     assert (work / "extra" / "more.fluo").read_text(encoding="utf-8").startswith("rule more")
 
 
+def test_a_junit_xml_in_a_fixture_folder_is_refused_only_over_a_trace_file(work: Path) -> None:
+    """A `traces:` folder's other files are never read (`fluo eval --traces` passes them over), so a report there is
+    written: every file in the folder counted as a fixture, so the run refused the report its last run wrote."""
+    (work / "folder_test.yaml").write_text(
+        "rules: rules.fluo\ncases:\n  - name: all\n    traces: traces\n    expect: []\n", encoding="utf-8"
+    )
+    first = fluo_test("folder_test.yaml", "--junit-xml", "traces/junit.xml")
+    assert first.exit_code in (0, 1) and (work / "traces" / "junit.xml").is_file()
+    again = fluo_test("folder_test.yaml", "--junit-xml", "traces/junit.xml")
+    assert (again.exit_code, "refusing" in again.output) == (first.exit_code, False)
+    refused = fluo_test("folder_test.yaml", "--junit-xml", "traces/two_errors.json")
+    assert refused.exit_code == 2
+    assert "over traces/two_errors.json: it is a fixture this run reads" in refused.stderr
+
+
 def test_a_junit_xml_that_cannot_be_written_makes_the_json_exit_code_2(work: Path) -> None:
     """QA citest r06: the JSON report said `exit_code: 0`, then the --junit-xml write failed and the process
     exited 2; and a file in the way of its folder was said as `File exists`."""

@@ -7,16 +7,18 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import click
 
-from fluo_lang.api import RULE_SUFFIX, SKIPPED_DIRS, RuleSourceError, rule_files
+from fluo_lang.api import RuleSourceError, is_rule_file_name, rule_files
 from fluo_lang.diagnostics import plural
 from fluo_lang.files import NewFile, make_folder, one_of, write_all, write_replacing
+from fluo_lang.folders import walk
+from fluo_lang.otlp import is_trace_file_name
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
@@ -38,20 +40,30 @@ class UsageProblem(Exception):
         self.ran = ran or Ran()
 
 
-def _dependencies(files: Sequence[TestFile]) -> set[Path]:
-    """The files a run read (or looked for), for `--watch`: test files, rule files, fixtures, and the folders
-    whose mtime changes when a file is added to them or removed from them."""
-    out: set[Path] = set()
+def _read(files: Sequence[TestFile]) -> dict[Path, str]:
+    """What a run of `files` reads, each with what it is for `_refuse_input`: test files, rule files and
+    fixtures, those found in `rules:` and `traces:` folders too (searched as the run searched them, a folder
+    that cannot be read passed over: the run says why), and those folders and the folders below them, whose
+    mtime `--watch` needs (it changes when a file is added or removed; an in-place edit changes the file's)."""
+    kinds: dict[Path, str] = {}
     for f in files:
-        out.add(f.path)
+        kinds.setdefault(f.path, "a test file")
         for p in f.rule_paths:
-            out.add(p)
-            if p.is_dir():  # an in-place edit changes the file's mtime only, not its folder's
-                out.update(_below(p, lambda name: name.endswith(RULE_SUFFIX)))
+            for rule_file in walk(p, is_rule_file_name, unreadable=None, folders=True) if p.is_dir() else [p]:
+                kinds.setdefault(rule_file, "a rule file")
         for case in f.cases:
-            out.update(p for p, _ in case.traces)
+            for p, _ in case.traces:
+                kinds.setdefault(p, "a fixture")
             for folder in case.folders:
-                out.update(_below(folder, lambda name: False))
+                for p in walk(folder, is_trace_file_name, unreadable=None, folders=True):
+                    kinds.setdefault(p, "a fixture")
+    return kinds
+
+
+def _dependencies(files: Sequence[TestFile], read: Iterable[Path]) -> set[Path]:
+    """The files a run read (`read`, from `_read`) or looked for, for `--watch`."""
+    out = set(read)
+    for f in files:
         out.update(_missing_inputs(f))
     return out
 
@@ -76,14 +88,6 @@ def _rule_warnings(files: Sequence[TestFile]) -> list[str]:
     return list(out.values())
 
 
-def _below(folder: Path, keep: Callable[[str], bool]) -> Iterator[Path]:
-    """`folder`, its folders (hidden ones and `SKIPPED_DIRS` skipped) and the files in them that `keep` names."""
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS]
-        yield Path(root)
-        yield from (Path(root, n) for n in names if keep(n))
-
-
 def _missing_inputs(f: TestFile) -> set[Path]:
     """Rule files and fixtures the test file names that did not exist when it was read: `--watch` runs
     again when one appears. Read from the file's text again, only when it had such a problem."""
@@ -103,20 +107,12 @@ def _missing_inputs(f: TestFile) -> set[Path]:
     return {p for p in found if not p.exists()}
 
 
-def _refuse_input(output: Path, files: Sequence[TestFile], folders: Sequence[str]) -> None:
-    """A usage error when `output` is one of the files the run reads: a test file, a rule file, a fixture, or
-    (`folders`, with `--coverage`) a rule file below the folders given; by its name, through a link, or as a
-    hard link. `fluo test --junit-xml r_test.yaml` is the likely slip: the test file typed after the option."""
-    kinds: dict[Path, str] = {}
-    for f in files:
-        kinds.setdefault(f.path, "a test file")
-        for p in f.rule_paths:
-            for rule_file in _below(p, lambda name: name.endswith(RULE_SUFFIX)) if p.is_dir() else [p]:
-                kinds.setdefault(rule_file, "a rule file")
-        for case in f.cases:
-            kinds.update((p, "a fixture") for p, _ in case.traces if p not in kinds)
-            for folder in case.folders:
-                kinds.update((p, "a fixture") for p in _below(folder, lambda name: True) if p not in kinds)
+def _refuse_input(output: Path, files: Sequence[TestFile], read: dict[Path, str], folders: Sequence[str]) -> None:
+    """A usage error when `output` is one of the files the run reads (`read`, from `_read`): a test file, a rule
+    file, a fixture, or (`folders`, with `--coverage`) a rule file below the folders given; by its name, through
+    a link, or as a hard link. `fluo test --junit-xml r_test.yaml` is the likely slip: the test file typed after
+    the option."""
+    kinds = dict(read)
     for given in (p for p in folders if Path(p).is_dir()):
         with contextlib.suppress(RuleSourceError, OSError):  # the run says why it could not read it
             kinds.update((p, "a rule file") for p in rule_files([given]) if p not in kinds)
@@ -125,7 +121,7 @@ def _refuse_input(output: Path, files: Sequence[TestFile], folders: Sequence[str
         raise UsageProblem(
             f"refusing to write the --junit-xml report over {output}: it is {kinds[found]} this run reads "
             "(give the report a file of its own, e.g. --junit-xml junit.xml)",
-            Ran(_dependencies(files)),
+            Ran(_dependencies(files, read)),
         )
 
 
@@ -205,8 +201,9 @@ def run_once(
             t0 = time.perf_counter()
             files.append(runner.load_one(path))
             loading[id(files[-1])] = time.perf_counter() - t0
+        read = _read(files)
         if junit_xml is not None:  # before anything is run or written
-            _refuse_input(Path(junit_xml), files, paths if coverage else ())
+            _refuse_input(Path(junit_xml), files, read, paths if coverage else ())
         progress.total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
         result = runner.run(files, progress)
     finally:
@@ -223,10 +220,10 @@ def run_once(
         fr.seconds += loading.get(id(fr.file), 0.0)
     if select_text is not None and result.selected == 0 and not result.broken_files:
         message = f"--run {select_text!r} matches no case in {plural(len(files), 'test file')}"
-        raise UsageProblem(message, Ran(_dependencies(files)))
+        raise UsageProblem(message, Ran(_dependencies(files, read)))
     updates = _apply_updates(result) if update else Updates()
     code = 2 if updates.problems else result.exit_code
-    ran = Ran(_dependencies(files), updates.written)
+    ran = Ran(_dependencies(files, read), updates.written)
     junit_problem = None
     if junit_xml is not None:  # before the report, whose exit_code says whether it was written
         try:
