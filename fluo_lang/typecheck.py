@@ -702,12 +702,12 @@ class _Checker:
             else:
                 lt = self.check(e.left, scope)
                 rt = self.check(e.right, scope)
-            self.unfit_typo(e.left, lambda ty: ty == t.STRING or ty.is_list)
+            self.unfit_typo(e.left, lambda ty: t.left_of("contains", ty))
             if lt.is_list:
                 self.look_for(e, e.right, rt, e.left, lt)
             elif lt == t.ANY and self.timed(e.right):
                 self.err("FLUO300", f"`contains`: {_NO_DURATIONS}", e.op_span, related=self.operands(e))
-            elif lt in (t.STRING, t.ANY, t.ERROR):
+            elif t.lenient(lt) or t.left_of("contains", lt):
                 if lt == t.STRING and rt not in (t.STRING, t.ANY, t.ERROR):  # an attribute may be a list
                     self.err(
                         "FLUO300",
@@ -724,8 +724,8 @@ class _Checker:
         if op == "matches":
             lt = self.check(e.left, scope)
             self.check(e.right, scope)
-            self.unfit_typo(e.left, lambda ty: ty == t.STRING)
-            if lt not in (t.STRING, t.ANY, t.ERROR):
+            self.unfit_typo(e.left, lambda ty: t.left_of("matches", ty))
+            if not (t.lenient(lt) or t.left_of("matches", lt)):
                 self.err("FLUO300", f"`matches` needs a string on its left, found {lt}", e.left.span)
             pattern = e.right
             if not (isinstance(pattern, ast.Literal) and pattern.kind == "string"):

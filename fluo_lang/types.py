@@ -57,6 +57,16 @@ def lenient(t: Type) -> bool:
     return t in (ANY, ERROR)
 
 
+def left_of(op: str, t: Type) -> bool:
+    """Whether a value of type `t` can stand left of `op`: `contains` takes a string or a list, `matches` a
+    string, any other operator anything (what else it needs is another rule's)."""
+    if op == "contains":
+        return t == STRING or t.is_list
+    if op == "matches":
+        return t == STRING
+    return True
+
+
 def comparable(a: Type, b: Type, *, ordering: bool) -> bool:
     """Whether `a OP b` is allowed statically; `ordering` for < <= > >=."""
     if lenient(a) or lenient(b):

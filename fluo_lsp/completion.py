@@ -309,17 +309,6 @@ def _tighter_than_comparison(e: ast.Expr) -> bool:
     return not isinstance(e, (ast.Logic, ast.Missing))
 
 
-def _takes_operator(operand: t.Type | None, op: str) -> bool:
-    """Whether `OPERAND op ...` typechecks, as far as the operand's type says (`count() contains` does not)."""
-    if operand is None:
-        return True
-    if op == "contains":
-        return operand == t.STRING or operand.is_list
-    if op == "matches":
-        return operand == t.STRING
-    return True
-
-
 def _compared(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, bool] | None:
     """The type of what the placeholder is compared with (`trace.duration >= _`), and whether by ordering."""
     parent = parents.get(id(e))
@@ -449,7 +438,7 @@ def complete(
                 continue
             if word == "not" and at_operand and not place.takes_bool():  # `before(not x)`: spans wanted
                 continue
-            if word is not None and not _takes_operator(operand, word):  # `count() contains`: FLUO300
+            if word is not None and operand is not None and not t.left_of(word, operand):  # `count() contains`
                 continue
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
