@@ -273,8 +273,11 @@ def _find(checked: CheckedRule) -> _Placeholder | None:
 
 
 def _wanted(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, ...]:
-    """The types the method whose argument the placeholder is takes there (`bool` for a predicate), () for any."""
+    """The types the placeholder may have: what the method whose argument it is takes there (`bool` for a
+    predicate), a list right of `in`, a string right of `matches`; () for any."""
     call = parents.get(id(e))
+    if isinstance(call, ast.Binary) and call.right is e:
+        return {"in": (t.list_of(t.ANY),), "not in": (t.list_of(t.ANY),), "matches": (t.STRING,)}.get(call.op, ())
     if not isinstance(call, ast.Call):
         return ()
     ref = checked.refs.get(id(call))
@@ -310,8 +313,26 @@ def _tighter_than_comparison(e: ast.Expr) -> bool:
 
 
 def _compared(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> tuple[t.Type, bool] | None:
-    """The type of what the placeholder is compared with (`trace.duration >= _`), and whether by ordering."""
+    """The type of what the placeholder is compared with (`trace.duration >= _`), and whether by ordering: an
+    item of a list is compared with what the list is looked in for (`name in [_]`) or with the items of the
+    list it equals (`trace.services == [_]`); what `contains` looks for, with the items of its list or, in a
+    string, with a string (`name contains _`)."""
     parent = parents.get(id(e))
+    if isinstance(parent, ast.ListLit):
+        e, parent = parent, parents.get(id(parent))
+        if not isinstance(parent, ast.Binary) or parent.right is not e:
+            return None
+        ty = checked.types.get(id(parent.left))
+        if parent.op in ("in", "not in"):
+            return None if ty is None or ty == t.ERROR else (ty, False)
+        if parent.op in ("==", "!=") and ty is not None and ty.is_list:
+            return (ty.elem or t.ANY, False)
+        return None
+    if isinstance(parent, ast.Binary) and parent.op == "contains" and parent.right is e:
+        ty = checked.types.get(id(parent.left))
+        if ty is not None and ty.is_list:
+            return (ty.elem or t.ANY, False)
+        return (t.STRING, False) if ty == t.STRING else None
     if not isinstance(parent, ast.Binary) or parent.op not in ast.COMPARISONS:
         return None
     other = parent.left if parent.right is e else parent.right

@@ -483,6 +483,19 @@ def _labels_at(text: str) -> set[str]:
         ('rule a {\n  expect trace.has(name == "a").before(|)\n}\n', {"trace"}, {"true", "false", "not"}),
         ("rule a {\n  expect trace.spans.sum(|)\n}\n", {"duration", "it"}, {"true", "false", "not"}),
         ("rule a {\n  expect trace.spans.where(|)\n}\n", {"true", "not", "name", "it", "trace"}, set()),
+        # an item of a list looked in, or what `contains` looks for, is compared with the other side: no bool
+        # where a string is (`name in [true]`: FLUO300), as after `name ==`
+        ("rule a {\n  expect trace.spans.where(name in [|])\n}\n", {"name", "it"}, {"true", "false", "not"}),
+        ('rule a {\n  expect trace.spans.where(service not in ["a", |\n}\n', {"name"}, {"true", "false", "not"}),
+        ("rule a {\n  expect trace.spans.count() in [|]\n}\n", {"trace"}, {"true", "false", "not"}),
+        ("rule a {\n  expect trace.services == [|]\n}\n", {"trace"}, {"true", "false", "not"}),
+        ("rule a {\n  expect trace.services contains |\n}\n", {"trace"}, {"true", "false"}),
+        ("rule a {\n  expect trace.spans.where(name contains |)\n}\n", {"name"}, {"true", "false"}),
+        ("rule a {\n  expect trace.spans.where(name matches |)\n}\n", set(), {"true", "false"}),
+        ("rule a {\n  expect trace.spans.where(name in |)\n}\n", {"trace"}, {"true", "false"}),
+        # an attribute may be a bool
+        ("rule a {\n  expect trace.spans.where(http.route in [|])\n}\n", {"true", "false", "not"}, set()),
+        ("rule a {\n  expect trace.spans.where(http.route contains |)\n}\n", {"true", "false"}, set()),
         ('rule a {\n  expect trace.has(name == "a").before(trace.spans.where(|))\n}\n', {"true", "not", "name"}, set()),
         # `always` and `never` go with a `when`, before or after it (review: they were held back until it came)
         ("rule a {\n  |\n}\n", {"when", "expect", "detect", "always", "never"}, set()),
