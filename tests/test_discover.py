@@ -484,6 +484,30 @@ def test_cli_output_dash_is_stdout(shop_file: Path, tmp_path: Path, monkeypatch:
     assert not (tmp_path / "-").exists()
 
 
+@pytest.mark.parametrize(("fmt", "name"), [("json", "rules.fluo"), ("fluo", "rules.json")])
+def test_cli_a_format_the_outputs_suffix_contradicts_is_a_usage_error(
+    shop_file: Path, tmp_path: Path, fmt: str, name: str
+) -> None:
+    """`--format json -o rules.fluo` wrote JSON into a .fluo name (and `--format fluo -o rules.json` the rules
+    into a .json one) without a word."""
+    out = tmp_path / name
+    result = invoke(str(shop_file), "--format", fmt, "-o", str(out))
+    assert result.exit_code == 2
+    assert f"--format {fmt}" in result.stderr and str(out) in result.stderr
+    assert not out.exists()
+
+
+def test_cli_without_a_format_a_json_output_takes_json(shop_file: Path, tmp_path: Path) -> None:
+    """`-o report.json` wrote the rules as FLUO text into it; the suffix says JSON, as --format json does."""
+    out, explicit = tmp_path / "report.json", tmp_path / "explicit" / "report.json"
+    explicit.parent.mkdir()
+    assert invoke(str(shop_file), "-o", str(out)).exit_code == 0
+    assert invoke(str(shop_file), "--format", "json", "-o", str(explicit)).exit_code == 0
+    assert json.loads(out.read_text(encoding="utf-8")) == json.loads(explicit.read_text(encoding="utf-8"))
+    assert invoke(str(shop_file), "-o", str(tmp_path / "rules.txt")).exit_code == 0  # no suffix says otherwise
+    assert "\nrule rules_auth_" in (tmp_path / "rules.txt").read_text(encoding="utf-8")
+
+
 def test_cli_json_lists_support_confidence_and_exceptions(shop_file: Path) -> None:
     result = invoke(str(shop_file), "--format", "json", "--min-confidence", "0.95")
     assert result.exit_code == 0, result.output

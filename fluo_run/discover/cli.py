@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from fluo_lang.api import RuleSourceError, rule_files
 from fluo_lang.diagnostics import plural
@@ -99,7 +100,9 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 )
 @cost_limit_option
 @eval_budget_option
+@click.pass_context
 def command(
+    ctx: click.Context,
     trace_paths: tuple[str, ...],
     output: str | None,
     fmt: str,
@@ -121,6 +124,7 @@ def command(
     --compare, report instead how existing rules fared on the traces and which
     discovered facts contradict them; the rules run as `fluo eval` runs them
     (--cost-limit refuses a rule, FLUO404; --eval-budget cuts a trace short).
+    Without --format, an -o ending .json takes JSON.
 
     \b
     Examples:
@@ -147,12 +151,8 @@ def command(
     )
     if output == "-":  # stdout, as everywhere else in fluo
         output = None
+    fmt = _output_format(ctx, fmt, output, bool(compare_paths))
     rules_path = _rules_file(fmt, output, tests_dir)
-    if fmt == "json" and output is not None and tests_dir is not None and Path(output).suffix == ".fluo":
-        fail(
-            f"--format json would write the JSON report into {output}, a .fluo file, where --tests needs the rules "
-            f"as FLUO text: drop --format json, or give -o a .json name (the rules then go to {rules_path})"
-        )
     if rules_path is not None and not _rule_file_name(rules_path):
         fail(
             f"--tests writes a test whose `rules:` names -o, and {output} is not a .fluo file that `fluo test` reads: "
@@ -249,6 +249,22 @@ def command(
     if not rules and len(corpus.traces) < options.min_support:
         summary += f"; fewer traces than --min-support {options.min_support}, lower it to see rules"
     click.echo(summary, err=True)
+
+
+_SUFFIX_FORMATS = {".fluo": "fluo", ".json": "json"}
+
+
+def _output_format(ctx: click.Context, fmt: str, output: str | None, comparing: bool) -> str:
+    """The format written: --format, else the one -o's suffix names (`-o report.json`: JSON). A --format that
+    contradicts the suffix (`--format json -o rules.fluo`) is a usage error, not a file misnamed."""
+    named = _SUFFIX_FORMATS.get(Path(output).suffix) if output is not None else None
+    if ctx.get_parameter_source("fmt") == ParameterSource.DEFAULT:
+        return named or fmt
+    if named is not None and named != fmt:
+        what = {"json": "the JSON report", "fluo": "the text report" if comparing else "the rules as FLUO text"}[fmt]
+        suffix = Path(output or "").suffix
+        fail(f"--format {fmt} would write {what} into {output}, a {suffix} file: drop --format {fmt}, or rename -o")
+    return fmt
 
 
 def _rules_file(fmt: str, output: str | None, tests_dir: str | None) -> Path | None:
