@@ -272,6 +272,13 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def stdin_once(paths: Sequence[str]) -> None:
+    """A usage error (exit 2) where `-` is named more than once: standard input can be read once, and the
+    second `-` would read it empty, without a word."""
+    if list(paths).count("-") > 1:
+        fail("- (standard input) is given more than once: it can be read once")
+
+
 def _summary(diags: Sequence[Diagnostic], files: int) -> str:
     errors = sum(1 for d in diags if d.is_error)
     return f"{plural(errors, 'error')}, {plural(len(diags) - errors, 'warning')} in {plural(files, 'file')}"
@@ -497,6 +504,7 @@ def check(
         fail("--stdin-filename names the rules - reads from stdin; give - too")
     if stdin_filename == "":
         fail("--stdin-filename: give a path, e.g. rules/auth.fluo")
+    stdin_once(paths)
     stdin = None
     if "-" in paths:
         if len(paths) > 1:
@@ -579,6 +587,7 @@ def eval_command(
     from fluo_lang.trace import assemble, collector_paused, dropped_copies
 
     given = [x for x in (expect_expr, detect_expr) if x is not None]
+    stdin_once(trace_paths)
     if len(given) > 1:
         fail("give --expect or --detect, not both")
     if given and paths:

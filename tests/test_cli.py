@@ -960,6 +960,23 @@ def test_check_dash_reads_rules_from_stdin_as_fmt_does() -> None:
     assert (mixed.exit_code, mixed.stderr) == (2, "fluo: give - alone, or files and folders\n")
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["check", "-", "-"],
+        ["eval", str(EXAMPLE_RULES), "--traces", "-", "-"],
+        ["eval", str(EXAMPLE_RULES), "--traces", "-", str(TRACES), "--traces", "-"],
+        ["discover", "-", "-"],
+    ],
+)
+def test_standard_input_named_twice_is_a_usage_error(args: list[str]) -> None:
+    """Smalls: `fluo discover - -` and `fluo eval --traces - -` read stdin once and the second `-` as empty,
+    exit 0 without a word, where `fluo check - -` refused it: each is the same usage error now."""
+    r = run(*args, stdin=(TRACES / "healthy_login.json").read_bytes())
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == "fluo: - (standard input) is given more than once: it can be read once\n"
+
+
 def test_check_dash_in_sarif_is_standard_input_not_a_file_under_the_root() -> None:
     """Smalls: `fluo check - --format sarif` named the artifact `%3Cstdin%3E` under `%SRCROOT%`, a file of the
     repository that does not exist."""

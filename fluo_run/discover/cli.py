@@ -27,7 +27,7 @@ from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_re
 from fluo_lang.trace import Trace, collector_paused
 from fluo_lang.values import dump_json, one_line
 
-from ..cli import FiniteFloatRange, NonEmptyPath, cost_limit_option, eval_budget_option, fail
+from ..cli import FiniteFloatRange, NonEmptyPath, cost_limit_option, eval_budget_option, fail, stdin_once
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
@@ -134,6 +134,7 @@ def command(
     """
     if not trace_paths:
         fail("no traces: give OTLP JSON or protobuf files, e.g. `fluo discover traces/*.json`")
+    stdin_once(trace_paths)
     if tests_dir is not None and compare_paths:
         fail("--tests writes tests for discovered rules; it cannot be combined with --compare")
     if duration_quantile is not None and duration_quantile < min_confidence:
