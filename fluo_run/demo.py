@@ -182,6 +182,7 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     if rules is None:
         click.echo("fluo: no bundled example rules found; give --rules PATH", err=True)
         sys.exit(2)
+    rules = rules.resolve()  # one path, said the same in the header and in `Next:`, that works from any folder
     store = Path(db) if db else Path(tempfile.mkdtemp(prefix="fluo-demo-")) / "fluo-signals.db"
     config = ServeConfig(grpc=None, http=("127.0.0.1", 0), rules=[rules], trace_idle=0.5, reload_interval=0, db=store)
     printer = Printer()
@@ -248,7 +249,7 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     _say("  See the stored signals, filter them by rule, severity, time or trace:")
     _say(f"    fluo signals --db {shlex.quote(str(store.resolve()))}")
     _say("  Run the runtime for real (OTLP on 127.0.0.1:4317 gRPC and 127.0.0.1:4318 HTTP):")
-    _say(f"    fluo serve --rules {shlex.quote(str(rules.resolve()))}")
+    _say(f"    fluo serve --rules {shlex.quote(str(rules))}")
     _say("  Point any OpenTelemetry SDK at it:")
     _say("    OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf <your app>")
     _say("  More: fluo serve --help; docs/runtime.md in FLUO's source (Collector config, sinks, metrics, scale-out).")

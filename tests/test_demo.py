@@ -32,6 +32,9 @@ def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
     stored = sorted(r[0] for r in sqlite3.connect(db).execute("SELECT rule FROM signals"))
     assert stored == fired
     (next_step,) = [line.strip() for line in out.splitlines() if line.strip().startswith("fluo serve --rules ")]
+    # Smalls: the header named the rules through the package's `fluo_run/examples` link, `Next:` by the real path
+    (header,) = [line for line in out.splitlines() if line.startswith("  runtime ")]
+    assert header.endswith(f" rules from {shlex.split(next_step)[-1]}")
     elsewhere = tmp_path / "elsewhere"  # QA L3: the printed step works from any folder, not only the repository's
     elsewhere.mkdir()
     args = [*shlex.split(next_step.removeprefix("fluo serve ")), "--http", "127.0.0.1:0", "--grpc", "off", "--no-db"]
@@ -53,4 +56,4 @@ def test_demo_counts_one_rule_as_one_rule(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert f"(OTLP/HTTP), 1 rule from {rules}\n" in done.stdout
+    assert f"(OTLP/HTTP), 1 rule from {rules.resolve()}\n" in done.stdout
