@@ -315,6 +315,13 @@ class _Recovery:
             return True
         message = f"unexpected {found}; expected {_expected_text(expected)}{self._dashes(start)}"
         self.report(error(code, message, span, path=self.path))
+        if expected == ["DURATION"]:
+            # `window` without its duration (`window .x`): a missing one stands in and the token is read after it,
+            # where dropping tokens until some value came read the rest of the rule, and the rules after it, away
+            ip.feed_token(self.synthetic("DURATION", start))
+            if is_end or not _feedable(ip, [tok.type]):
+                return self._token(e)
+            ip.feed_token(tok)
         return not is_end  # drop the token and go on
 
     def _dashes(self, start: int) -> str:

@@ -895,6 +895,30 @@ def test_a_value_of_the_wrong_kind_is_recovered_from_and_later_errors_still_repo
 
 
 @pytest.mark.parametrize(
+    ("clause", "at"),
+    [
+        ("window .spans.where(x').count() > 1", "."),
+        ("window 1expect window.spans.where(servauth').count() <= 300", "."),
+        ("window\n  expect window.spans.count() > 0", "expect"),
+        ("window", "}"),
+    ],
+)
+def test_a_window_without_its_duration_reads_no_further_than_its_rule(clause: str, at: str) -> None:
+    """Explore, seed 1607: after a `window` with no duration the recovery dropped tokens until some value came,
+    the next rule's `> 1` at the latest, so `fluo check` read that rule into this one (and a rule checked alone,
+    as the language server checks it, failed to parse at all). A missing duration stands in, and the rule ends
+    at its own `}`."""
+    text = f"rule a {{\n  {clause}\n}}\n\nrule b {{\n  tags: [y]\n  expect trace.spans.count() > 1\n}}\n"
+    for checked in (text, text[: text.index("rule b")]):
+        analysis = analyze([("w.fluo", checked)])
+        assert [r.id for f in analysis.files for r in f.rules] == ["a", "b"][: checked.count("rule ")]
+        [rule] = [r for r in analysis.files[0].rules if r.id == "a"]
+        assert rule.span.end == checked.index("}\n") + 1
+        syntax = [d for d in analysis.diagnostics if d.code.startswith("FLUO1") and d.code != "FLUO103"]
+        assert [(d.code, d.span.start) for d in syntax][:1] == [("FLUO100", checked.index(at, checked.index(clause)))]
+
+
+@pytest.mark.parametrize(
     ("written", "meant"),
     [("a == 1 && b == 2", "and"), ("a == 1 || b == 2", "or"), ("!(a == 1)", "not"), ("a = 1", "==")],
 )
