@@ -468,6 +468,30 @@ def test_text_that_reads_as_something_else_is_quoted_and_reads_back_as_text(valu
     assert load(rewrite(text, {0: written}))["cases"][0]["expect"] == written
 
 
+@pytest.mark.parametrize("brk", ["\n", "\r", "\r\n", "\x85", "\u2028", "\u2029"])
+def test_text_with_a_line_break_is_written_escaped_on_its_line_and_reads_back(brk: str) -> None:
+    """QA: U+0085 (NEL) was written as it is in single quotes, which YAML folds (to a space), so `--update`
+    stopped on its own check with a traceback; U+2028 and U+2029 were written as they are, lines no editor
+    counts. Every character YAML reads as a line break is escaped in double quotes, in values and keys."""
+    text = "cases:\n  - name: a\n    expect: []\n"
+    value = f"{brk}x{brk}"
+    written = [{"rule": "r", "observed": {"v": value, value: 1}}]
+    out = rewrite(text, {0: written})
+    assert out.splitlines() == out.split("\n")[:-1]
+    assert load(out)["cases"][0]["expect"] == written
+
+
+def test_update_records_an_observed_text_with_a_next_line_character(tmp_path: Path) -> None:
+    (tmp_path / "r.fluo").write_text('rule v { expect trace.root.attributes["v"] == "zzz" }\n')
+    test = tmp_path / "r_test.yaml"
+    test.write_text('rules: r.fluo\ncases:\n  - name: one\n    spans: [{name: a, attributes: {v: "\\u0085nel"}}]\n')
+    result = CliRunner().invoke(main, ["test", str(test), "--update"])
+    assert result.exit_code == 0, result.output
+    assert '"\\Nnel"' in test.read_text(encoding="utf-8")
+    again = CliRunner().invoke(main, ["test", str(test)])
+    assert again.exit_code == 0, again.output
+
+
 def test_update_records_an_observed_text_that_looks_like_an_exponent(tmp_path: Path) -> None:
     (tmp_path / "r.fluo").write_text('rule v { detect trace.root.attributes["v"] == "1e5" }\n')
     test = tmp_path / "r_test.yaml"

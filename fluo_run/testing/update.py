@@ -28,7 +28,7 @@ import yaml
 
 from fluo_lang.files import write_replacing
 
-from .document import YamlError, load, read_exponent_floats, yaml_problem
+from .document import YAML_LINE_BREAK, YamlError, load, read_exponent_floats, yaml_problem
 from .runner import FAILED, PASSED, CaseResult
 from .spec import Expectation
 
@@ -635,7 +635,9 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    style = '"' if "\n" in data or "\r" in data else None
+    # in another style PyYAML writes a line break as it is: a quoted scalar folds it (U+0085 to a space), and
+    # editors count U+0085, U+2028 and U+2029 as no line; double quotes escape them (`\\N`, `\\L`, `\\P`)
+    style = '"' if YAML_LINE_BREAK.search(data) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
