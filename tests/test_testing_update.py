@@ -675,6 +675,33 @@ def test_entries_that_stay_as_one_give_it_their_comments() -> None:
     )
 
 
+def test_the_comments_of_a_flow_list_on_several_lines_stay_beside_their_entries(tmp_path: Path) -> None:
+    """QA: the comments inside an `expect: [...]` written on several lines were dropped, with no note: a flow
+    list's comments are placed as a block list's are, and those above its `]` stay at the end of the list."""
+    (tmp_path / "rules.fluo").write_text(RULES + QUIET, encoding="utf-8")
+    path = tmp_path / "t_test.yaml"
+    path.write_text(
+        "rules: rules.fluo\ncases:\n  - name: b\n    spans: [{name: a, status: error}]\n    expect: [\n"
+        "      err,  # this one fires\n      slow,  # wrong\n      # the end\n    ]  # after\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(main, ["test", str(path), "--update"])
+    assert result.exit_code == 0, result.output
+    assert path.read_text(encoding="utf-8").split("  - name: b\n", 1)[1] == (
+        "    spans: [{name: a, status: error}]\n    expect:  # after\n"
+        f"      - {ERR}  # this one fires\n      # wrong\n      # the end\n"
+    )
+    assert "kept the comment on line 7 of an entry that is gone (line 7)" in result.stderr
+    text = (
+        "cases:\n  - name: a\n    expect: [  # the list\n      # above x\n      x,  # after x\n"
+        '      {rule: y,  # in y\n       count: 2}, "#z",\n    ]\n'
+    )
+    assert rewrite(text, {0: [{"rule": "x"}, {"rule": "y"}]}, {0: [0, 1, None]}) == (
+        "cases:\n  - name: a\n    expect:\n"
+        "      # the list\n      # above x\n      - {rule: x}  # after x\n      # in y\n      - {rule: y}\n"
+    )
+
+
 def test_update_with_an_empty_path_rewrites_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Review: `fluo test --update "$TESTS"` with the variable unset rewrote the expectations of every failing case
     under the current folder, as `fluo fmt ''` once rewrote its rule files. Refused; without --update, '' still

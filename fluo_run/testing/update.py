@@ -439,7 +439,9 @@ def _expect_edit(
     indent = case.value[0][0].start_mark.column
     dash = " " * (indent + _sequence_offset(src, case, own))
     new = value if isinstance(value, list) else []
-    place = _placed(_comments_in(src, case, *own) if own is not None else [], len(new), stays)
+    comments, trailing = _comments_in(src, case, *own) if own is not None else ([], [])
+    place = _placed(comments, len(new), stays)
+    place.tail += trailing
     items = "".join(
         "".join(f"{dash}{c}{nl}" for c in place.above.get(k, ()))
         + f"{dash}- {flow_yaml(item)}{'  ' + place.after[k] if k in place.after else ''}{nl}"
@@ -484,7 +486,7 @@ def _scalars(node: yaml.Node, seen: set[int] | None = None) -> list[yaml.ScalarN
 
 @dataclass(slots=True)
 class _Comments:
-    """The comments of one entry of an old block `expect:` list: those on the lines above it (below the entry
+    """The comments of one entry of an old `expect:` list: those on the lines above it (below the entry
     before it) and inside it, in order, and the one after it on its last line; `line`: the entry's, `lines`:
     theirs."""
 
@@ -498,16 +500,22 @@ _COMMENT = re.compile(r"(?<![^ \t\n])#[^\r\n]*")
 """A `#` at a line's start or after a space or tab, to the line's end: a comment unless it is inside a scalar."""
 
 
-def _comments_in(src: _Source, case: yaml.Node, key: yaml.Node, old: yaml.Node) -> list[_Comments]:
-    """The comments of a block `expect:` list (not the one on the `expect:` line, nor those after its last
-    entry's line, which stay as written), entry by entry."""
-    if not (isinstance(old, yaml.SequenceNode) and src.is_block(case, key, old) and old.value):
-        return []
+def _comments_in(src: _Source, case: yaml.Node, key: yaml.Node, old: yaml.Node) -> tuple[list[_Comments], list[str]]:
+    """The comments of an `expect:` list, entry by entry, and those after its last entry's line that the edit
+    replaces (of a flow list written on several lines: those above its `]`). Not the one on the `expect:` line,
+    after a flow list's `]`, nor those after a block list's last entry's line: they stay as written."""
+    block = src.is_block(case, key, old)
+    if not (isinstance(old, yaml.SequenceNode) and (block or _slot(case, key) not in src.aliases) and old.value):
+        return [], []
     inside = [(n.start_mark.index, n.end_mark.index) for n in _scalars(old)]  # `"a #b"` is text
     spans = [src.span(old, i, item) for i, item in enumerate(old.value)]
     starts = [a for a, _ in spans]
     out = [_Comments(src.line_number(a)) for a in starts]
-    first, last = src.next_line(key.end_mark.index), src.line_end(src.end(old))
+    trailing: list[str] = []
+    if block:
+        first, last = src.next_line(key.end_mark.index), src.line_end(src.end(old))
+    else:
+        first, last = old.start_mark.index, old.end_mark.index
     for c in _COMMENT.finditer(src.text, first, last):
         at = c.start()
         if any(a <= at < b for a, b in inside):
@@ -520,11 +528,14 @@ def _comments_in(src: _Source, case: yaml.Node, key: yaml.Node, old: yaml.Node) 
                 entry.after = text
             else:
                 entry.above.append(text)
-        else:  # on a line of its own above an entry (`k` is below the last entry's line)
+        elif k == len(out):  # below the last entry's line, above a flow list's `]`
+            trailing.append(text)
+            continue
+        else:  # on a line of its own above an entry
             entry = out[k]
             entry.above.append(text)
         entry.lines.append(src.line_number(at))
-    return out
+    return out, trailing
 
 
 @dataclass(slots=True)
