@@ -29,7 +29,7 @@ from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.folders import SKIPPED_DIRS, hidden, walk
 from fluo_lang.otlp import TraceInputError, is_trace_file_name, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
-from fluo_run.testing.document import YAML_LINE_BREAK, YamlError, load
+from fluo_run.testing.document import LINE_BREAK, YamlError, load
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
 
 from .document import RuleDocument, read_rule_source, shift_span
@@ -528,7 +528,7 @@ class Workspace:
     def _runner_problems(self, path: Path, text: str) -> list[TestProblem]:
         read = load_test_file(path, self._rules, text=text, read_yaml=_read_yaml)
         found = [*read.problems, *(p for case in read.cases for p in case.problems)]
-        starts = [0, *(m.end() for m in YAML_LINE_BREAK.finditer(text))]  # lines as the YAML reader counts them
+        starts = [0, *(m.end() for m in LINE_BREAK.finditer(text))]  # lines as `fluo test` counts them
         if starts[-1] < len(text):
             starts.append(len(text))
         out: list[TestProblem] = []
@@ -536,7 +536,7 @@ class Workspace:
             if p.code in EXACT_CODES:
                 continue
             i = min(max(p.line, 1), len(starts) - 1) - 1
-            line_text = text[starts[i] : starts[i + 1]].rstrip("\r\n\x85\u2028\u2029")
+            line_text = text[starts[i] : starts[i + 1]].rstrip("\r\n")
             start = starts[i] + len(line_text) - len(line_text.lstrip())
             out.append(TestProblem(p.code, p.message, start, starts[i] + len(line_text)))
         return out

@@ -575,10 +575,12 @@ def test_a_rule_file_on_disk_that_is_not_utf8_is_fluo106_alone_as_fluo_check_and
     assert (p.code, p.message) == ("test-file", "cannot read 0bad.fluo: " + bad.diagnostics()[0][0].message)
 
 
-def test_test_file_problem_lines_count_line_breaks_as_yaml_does(tmp_path: Path) -> None:
-    """YAML breaks lines at U+2028 too (LSP does not): a problem's line is found in the text the YAML way."""
+def test_test_file_problem_lines_count_line_breaks_as_editors_do(tmp_path: Path) -> None:
+    """YAML breaks lines at U+0085, U+2028 and U+2029 too; `fluo test` (its lines), LSP and editors do not: a
+    problem's line is found in the text as they count them."""
     (tmp_path / "a.fluo").write_text("rule r {\n  expect true\n}\n")
-    text = 'rules: [a.fluo]\ndescription: "one\u2028two"\ncases:\n  - name: c\n    spans: [{name: x}]\n    expcet: []\n'
+    text = 'rules: [a.fluo]\ndescription: "one\u2028two\x85three"\rcases:\n  - name: c\n    spans: [{name: x}]\n'
+    text += "    expcet: []\n"
     index = Workspace(lambda path: None)
     [p] = index.runner_problems(tmp_path / "t_test.yaml", text)
     assert (p.message, text[p.start : p.end]) == (

@@ -1087,3 +1087,20 @@ def test_the_text_report_escapes_terminal_controls_from_rules_and_traces(tmp_pat
     assert "\\u009b31m\\u202egnp.exe" in as_json.stdout and "x\u009b31m\u202egnp.exe" in json.dumps(
         json.loads(as_json.stdout), ensure_ascii=False
     )
+
+
+def test_report_lines_count_no_break_yaml_alone_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: after a U+0085 (NEL) in a test file, its errors and JUnit lines were a line past where editors, git
+    and CI annotations put them: PyYAML counts NEL (and U+2028, U+2029) as a line break (and folds one in quotes
+    to a space: the case is named `a b`)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text('rule slow { detect trace.count(name == "login") > 0 }\n', encoding="utf-8")
+    (tmp_path / "nel_test.yaml").write_text(
+        'rules: [r.fluo]\ndescription: "a\x85b\u2028c"\ncases:\n  - name: "a\x85b"\n    spans: [{name: x}]\n'
+        "    expect: [slwo]\n  - name: c\n    spans: [{name: login}]\n    expect: []\n",
+        encoding="utf-8",
+    )
+    result = fluo_test("nel_test.yaml", "--junit-xml", "junit.xml")
+    assert "nel_test.yaml:6: case 'a b': no rule `slwo` in r.fluo" in result.output
+    cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+    assert [c.get("line") for c in cases] == ["4", "7"]

@@ -37,6 +37,21 @@ def test_lines_of_keys_and_items() -> None:
     assert doc["nested"]["deep"].line == 7
 
 
+@pytest.mark.parametrize("brk", ["\x85", "\u2028", "\u2029"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_lines_are_counted_as_editors_count_them(brk: str, newline: str) -> None:
+    """QA: PyYAML's marks count U+0085, U+2028 and U+2029 as line breaks, which editors, git and CI annotations
+    do not: every line after one was off by one. Lines count only `\\n`, `\\r\\n` and `\\r`."""
+    text = newline.join(["\ufeffa: 1", f'b: "x{brk}y"', "c:", f"  - {{k: 1{brk}, j: 2}}", "  - z", "d: 2", ""])
+    doc = load(text)
+    assert (doc.line_of("b"), doc.line_of("c"), doc.line_of("d")) == (2, 3, 6)
+    assert doc["c"].item_lines == [4, 5]
+    assert doc["c"][0].line_of("j") == 4
+    with pytest.raises(YamlError) as info:
+        load(text + "d: 3" + newline)
+    assert (info.value.line, str(info.value)) == (7, "duplicate key `d` (first on line 6)")
+
+
 def test_dates_and_timestamps_are_the_text_written() -> None:
     """They were Python dates, which no span attribute holds: `release == "2026-01-01"` was silently false."""
     doc = load("a: 2026-01-01\nb: 2026-01-01T10:00:00Z\nc: [2026-1-1 10:00:00.5]\nd: !!timestamp 2026-01-01\n")
@@ -66,7 +81,9 @@ def test_keys_stay_text_and_merges_work() -> None:
         ("cases:\n\t- name: c\n", 2, "invalid YAML: a tab at column 1: YAML indents with spaces only"),
         ("\ufeff\tb: 1\n", 1, "invalid YAML: a tab at column 1: YAML indents with spaces only"),  # the BOM: no column
         ("a:\n  - b\n  - @x\n", 3, "invalid YAML: found character '@' that cannot start any token"),
-        ("a: 1\u2028b: `x\n", 2, "invalid YAML: found character '`' that cannot start any token"),
+        # YAML breaks the line at U+2028; editors and CI do not: the error is on the file's line 1
+        ("a: 1\u2028b: `x\n", 1, "invalid YAML: found character '`' that cannot start any token"),
+        ("a:\n  - 1 # c\x85\t- 2\n", 2, "invalid YAML: a tab at column 11: YAML indents with spaces only"),
         # was a RecursionError; PyYAML 6.0.4 stops it itself ("exceeded maximum nesting depth"), older ones recurse
         ("a: " + "[" * 3000 + "]" * 3000 + "\n", 1, "nest"),
     ],

@@ -8,6 +8,7 @@ it is there, so a thousand cases load in milliseconds.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import Any
 
@@ -154,8 +155,34 @@ def line_of(value: Any, default: int = 1) -> int:
 
 
 YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
-"""What YAML counts as a line break (its marks, and so `fluo test`'s line numbers, count lines by these: more
-than LSP does, fewer than `str.splitlines`)."""
+"""What YAML counts as a line break (its marks' `line` counts these: more than editors, git and LSP do, fewer
+than `str.splitlines`)."""
+LINE_BREAK = re.compile("\r\n|[\r\n]")
+"""What editors, git, CI annotations and LSP count as a line break, and so `fluo test`'s line numbers."""
+
+
+class Lines:
+    """Where YAML marks on a text are in the lines `LINE_BREAK` counts: a mark's own `line` also counts U+0085,
+    U+2028 and U+2029 as breaks, which no editor does. Marks of libyaml (the loaders here), whose `index`
+    counts characters after a byte order mark."""
+
+    def __init__(self, text: str) -> None:
+        text = text.removeprefix("\ufeff")
+        self.starts: list[int] | None = None  # None when the marks' own lines are right
+        if re.search("[\x85\u2028\u2029]", text):
+            self.starts = [0, *(m.end() for m in LINE_BREAK.finditer(text))]
+
+    def line(self, mark: Any) -> int:
+        """The 1-based line of a mark."""
+        if self.starts is None:
+            return int(mark.line) + 1
+        return bisect.bisect_right(self.starts, mark.index)
+
+    def column(self, mark: Any) -> int:
+        """The 0-based column of a mark, in characters."""
+        if self.starts is None:
+            return int(mark.column)
+        return int(mark.index) - self.starts[self.line(mark) - 1]
 
 
 def _character_at(text: str, line: int, column: int) -> str | None:
@@ -172,7 +199,7 @@ def yaml_problem(exc: yaml.MarkedYAMLError, text: str, *, context: bool = True) 
     problem = str(exc.problem or exc.context or "cannot parse")
     found = _character_at(text, mark.line, mark.column) if mark else None
     if mark and found == "\t" and "cannot start any token" in problem:
-        return f"a tab at column {mark.column + 1}: YAML indents with spaces only"
+        return f"a tab at column {Lines(text).column(mark) + 1}: YAML indents with spaces only"
     if found and "found character that" in problem:
         problem = problem.replace("found character", f"found character {found!r}", 1)
     if context and exc.problem and exc.context:
@@ -181,7 +208,7 @@ def yaml_problem(exc: yaml.MarkedYAMLError, text: str, *, context: bool = True) 
 
 
 def node_past_limit(text: str) -> tuple[int, int] | None:
-    """Where `text` writes a value past the first `MAX_NODES` (0-based line and offset, as libyaml marks them),
+    """Where `text` writes a value past the first `MAX_NODES` (0-based line, as `Lines` counts, and offset),
     else None.
 
     Read as a stream of events, each let go once counted: a file past the limit costs no more memory than a
@@ -198,7 +225,7 @@ def node_past_limit(text: str) -> tuple[int, int] | None:
                 n += 1
                 mark = event.start_mark
                 if n > MAX_NODES and mark is not None:
-                    return mark.line, mark.index
+                    return Lines(text).line(mark) - 1, mark.index
     except yaml.YAMLError:
         pass
     finally:
@@ -221,14 +248,14 @@ def load(text: str) -> Any:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        raise YamlError(f"invalid YAML: {yaml_problem(exc, text)}", mark.line + 1 if mark else 1) from exc
+        raise YamlError(f"invalid YAML: {yaml_problem(exc, text)}", Lines(text).line(mark) if mark else 1) from exc
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", 1) from exc
     except RecursionError:
         raise YamlError("invalid YAML: nested too deeply", 1) from None
     if node is None:
         return None
-    return _Builder().value(node, 1)  # it refuses nesting past MAX_DEPTH before Python's recursion limit
+    return _Builder(Lines(text)).value(node, 1)  # it refuses nesting past MAX_DEPTH before Python's recursion limit
 
 
 class _Builder:
@@ -241,7 +268,8 @@ class _Builder:
     references are built: an alias's value is shared, never copied.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lines: Lines) -> None:
+        self.lines = lines
         self.constructor = yaml.SafeLoader("")
         self.done: dict[int, Any] = {}
         self.height: dict[int, int] = {}  # levels of each finished collection, itself included
@@ -257,9 +285,9 @@ class _Builder:
         if seen is not None:
             height = self.height.get(id(node))
             if height is None:
-                raise YamlError(_ENDLESS, node.start_mark.line + 1)
+                raise YamlError(_ENDLESS, self.lines.line(node.start_mark))
             if self.depth + height > MAX_DEPTH:
-                raise YamlError(_TOO_DEEP, node.start_mark.line + 1)
+                raise YamlError(_TOO_DEEP, self.lines.line(node.start_mark))
             self.deepest = max(self.deepest, self.depth + height)
             self.values += self.size[id(node)]
             self.aliased += self.size[id(node)]
@@ -270,7 +298,7 @@ class _Builder:
         if not isinstance(node, yaml.CollectionNode):
             return self.scalar(node)
         if self.depth == MAX_DEPTH:
-            raise YamlError(_TOO_DEEP, node.start_mark.line + 1)
+            raise YamlError(_TOO_DEEP, self.lines.line(node.start_mark))
         self.depth += 1
         outer, self.deepest = self.deepest, self.depth
         before = self.values
@@ -284,16 +312,17 @@ class _Builder:
     def sequence(self, node: yaml.CollectionNode) -> LineList:
         out = LineList()
         self.done[id(node)] = out
-        out.line = node.start_mark.line + 1
+        out.line = self.lines.line(node.start_mark)
         out.item_lines = []
         out.written = {}
         line = out.line
         for item in node.value:
+            at = self.lines.line(item.start_mark)
             # an alias's node is the value it names, marked where that is: the last item seen is nearer
             if id(item) not in self.done:
-                line = item.start_mark.line + 1
+                line = at
             out.append(self.value(item, line))
-            out.item_lines.append(item.start_mark.line + 1)
+            out.item_lines.append(at)
             if isinstance(item, yaml.ScalarNode) and not isinstance(out[-1], str) and not item.style:
                 out.written[len(out) - 1] = item.value
         return out
@@ -303,26 +332,27 @@ class _Builder:
             return node.value
         if node.tag == _BINARY:
             raise YamlError(
-                "invalid YAML value: !!binary (bytes) is not a value a test file can hold", node.start_mark.line + 1
+                "invalid YAML value: !!binary (bytes) is not a value a test file can hold",
+                self.lines.line(node.start_mark),
             )
         if node.tag == _INT and node.value.isdigit() and (node.value == "0" or node.value[0] != "0"):
             return int(node.value)
         try:
             return self.constructor.construct_object(node, deep=True)
         except yaml.MarkedYAMLError as exc:
-            raise YamlError(f"invalid YAML value: {exc.problem}", node.start_mark.line + 1) from exc
+            raise YamlError(f"invalid YAML value: {exc.problem}", self.lines.line(node.start_mark)) from exc
         except (ValueError, TypeError, OverflowError) as exc:  # a tagged scalar its constructor rejects
-            raise YamlError(f"invalid YAML value: {exc}", node.start_mark.line + 1) from exc
+            raise YamlError(f"invalid YAML value: {exc}", self.lines.line(node.start_mark)) from exc
 
     def mapping(self, node: yaml.MappingNode) -> LineDict:
         out = LineDict()
         self.done[id(node)] = out
-        out.line = node.start_mark.line + 1
+        out.line = self.lines.line(node.start_mark)
         out.key_lines = {}
         out.written = {}
         explicit: set[str] = set()
         for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
+            line = self.lines.line(key_node.start_mark)
             if not isinstance(key_node, yaml.ScalarNode):
                 raise YamlError("a mapping key must be plain text", line)
             if key_node.tag == "tag:yaml.org,2002:merge":

@@ -28,7 +28,7 @@ import yaml
 
 from fluo_lang.files import write_replacing
 
-from .document import YAML_LINE_BREAK, YamlError, load, read_exponent_floats, yaml_problem
+from .document import LINE_BREAK, YAML_LINE_BREAK, Lines, YamlError, load, read_exponent_floats, yaml_problem
 from .runner import FAILED, PASSED, CaseResult
 from .spec import Expectation
 
@@ -179,7 +179,7 @@ def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = yaml_problem(exc, text, context=False)
-        raise YamlError(f"invalid YAML: {problem}", mark.line + 1 if mark else 1) from exc
+        raise YamlError(f"invalid YAML: {problem}", Lines(text).line(mark) if mark else 1) from exc
     with target.open("r+b"):  # writable? (read-only, immutable): opening it so changes nothing
         pass
     if not os.access(target.parent, os.W_OK | os.X_OK):
@@ -268,6 +268,7 @@ class _Composer:
     """
 
     def __init__(self, text: str) -> None:
+        self.text = text
         self.events: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
         self.anchors: dict[str, yaml.Node] = {}
         self.marks: list[_Mark] = []
@@ -295,7 +296,7 @@ class _Composer:
         if kind is yaml.AliasEvent:
             target = self.anchors.get(event.anchor)
             if target is None:
-                raise YamlError(f"found undefined alias {event.anchor!r}", event.start_mark.line + 1)
+                raise YamlError(f"found undefined alias {event.anchor!r}", Lines(self.text).line(event.start_mark))
             mark = _Mark(event.anchor, True, event.start_mark.index, event.end_mark.index, target)
             self.marks.append(mark)
             if parent is not None:
@@ -388,7 +389,7 @@ class _Source:
     def line_number(self, i: int) -> int:
         """The 1-based line holding `i`."""
         if self.breaks is None:
-            self.breaks = [m.start() for m in re.finditer("\n", self.text)]
+            self.breaks = [m.end() - 1 for m in LINE_BREAK.finditer(self.text)]
         return bisect.bisect_left(self.breaks, i) + 1
 
     def line_end(self, i: int) -> int:
@@ -427,7 +428,7 @@ def _expect_edit(
     """The edit that sets the `expect:` of `case`, a mapping, to `value`; and the old entries that are gone
     whose comments it keeps, with their lines (`_placed`)."""
     if not isinstance(case, yaml.MappingNode) or not case.value:
-        raise YamlError("a case is a mapping", case.start_mark.line + 1)
+        raise YamlError("a case is a mapping", src.line_number(case.start_mark.index))
     text, nl = src.text, src.newline
     own = next(((k, v) for k, v in case.value if k.tag != _MERGE and k.value == "expect"), None)
     if case.flow_style:
