@@ -279,6 +279,24 @@ def test_coverage_lists_rules_never_fired_and_never_run(work: Path) -> None:
     assert "  never ran:   untested      rules/extra.fluo:1" in text
 
 
+def test_coverage_lists_the_rules_that_do_not_typecheck_apart(work: Path) -> None:
+    """QA: a rule below the folders given that does not typecheck was left out of `--coverage` with no word,
+    so the list looked complete. It is listed apart, in no count, as a rule file that cannot be read is."""
+    rules = work / "rules"
+    rules.mkdir()
+    (rules / "extra.fluo").write_text(
+        "rule untested_ok { detect trace.spans.count() > 100 }\n"
+        "rule untested_typo { detect trace.spans.cuont() > 100 }\n",
+        encoding="utf-8",
+    )
+    cov = json.loads(fluo_test("passing_test.yaml", "rules", "--coverage", "--format", "json").stdout)["coverage"]
+    assert (cov["rules"], [r["rule"] for r in cov["never_ran"]]) == (4, ["untested_ok"])
+    assert cov["invalid"] == [{"rule": "untested_typo", "path": "rules/extra.fluo", "line": 2}]
+    text = fluo_test("passing_test.yaml", "rules", "--coverage").stdout
+    assert "\ncoverage: 4 rules, 3 fired in some case; 1 more that does not typecheck\n" in text
+    assert "  invalid:     untested_typo  rules/extra.fluo:2  (does not typecheck: run `fluo check`)\n" in text
+
+
 def test_coverage_of_passing_cases(work: Path) -> None:
     cov = json.loads(fluo_test("passing_test.yaml", "--coverage", "--format", "json").stdout)["coverage"]
     assert cov == {"rules": 3, "ran": 3, "fired": 3, "never_fired": [], "never_ran": []}

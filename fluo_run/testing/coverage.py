@@ -45,6 +45,8 @@ class Coverage:
     unread: list[str] = field(default_factory=list)
     """Rule files below the folders given that could not be read, each as `cannot read FILE: why`:
     their rules are not counted."""
+    invalid: list[RuleRef] = field(default_factory=list)
+    """Rules below the folders given that do not typecheck, so cannot run: not counted either."""
 
     @property
     def never_ran(self) -> list[RuleRef]:
@@ -62,6 +64,8 @@ class Coverage:
             "never_fired": [r.to_json() for r in self.never_fired],
             "never_ran": [r.to_json() for r in self.never_ran],
         }
+        if self.invalid:
+            out["invalid"] = [r.to_json() for r in self.invalid]
         if self.unread:
             out["unread"] = self.unread
         return out
@@ -72,9 +76,11 @@ def _ref(rule: CheckedRule) -> RuleRef:
 
 
 def measure(result: RunResult, folders: Sequence[Path]) -> Coverage:
-    """Coverage of one run. Rule files under `folders` that no test file names are checked one by one."""
+    """Coverage of one run. Rule files under `folders` that no test file names are checked one by one; their
+    rules that do not typecheck are listed apart (`invalid`), as the files that cannot be read are."""
     cov = Coverage()
     known: dict[RuleKey, RuleRef] = {}
+    invalid: dict[RuleKey, RuleRef] = {}
     analyses = [f.file.analysis for f in result.files if f.file.analysis is not None]
     for analysis in analyses:
         for rule in analysis.rules:
@@ -96,10 +102,11 @@ def measure(result: RunResult, folders: Sequence[Path]) -> Coverage:
                 cov.unread.append(str(exc))
                 continue
             for rule in analyze([source]).rules:
-                if rule.ok and rule.enabled:
+                if rule.enabled:
                     ref = _ref(rule)
-                    known.setdefault(ref.key, ref)
+                    (known if rule.ok else invalid).setdefault(ref.key, ref)
     cov.rules = sorted(known.values(), key=lambda r: (r.path, r.line, r.id))
+    cov.invalid = sorted(invalid.values(), key=lambda r: (r.path, r.line, r.id))
     for case in result.cases:
         if case.status == ERROR:
             continue

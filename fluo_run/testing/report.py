@@ -223,11 +223,15 @@ def text_report(result: RunResult, coverage: Coverage | None = None, *, seconds:
 
 def coverage_text(cov: Coverage) -> list[str]:
     fired = sum(1 for r in cov.rules if r.key in cov.fired)
-    lines = [f"coverage: {plural(len(cov.rules), 'rule')}, {fired} fired in some case"]
-    width = max((len(r.id) for r in cov.rules), default=0)
+    head = f"coverage: {plural(len(cov.rules), 'rule')}, {fired} fired in some case"
+    does = "does" if len(cov.invalid) == 1 else "do"
+    lines = [f"{head}; {len(cov.invalid)} more that {does} not typecheck" if cov.invalid else head]
+    width = max((len(r.id) for r in [*cov.rules, *cov.invalid]), default=0)
     for title, refs in (("never fired", cov.never_fired), ("never ran", cov.never_ran)):
         for r in refs:
             lines.append(f"  {title + ':':12} {r.id:{width}}  {r.path}:{r.line}")
+    for r in cov.invalid:  # in no count above, as the rules of a file not read
+        lines.append(f"  {'invalid:':12} {r.id:{width}}  {r.path}:{r.line}  (does not typecheck: run `fluo check`)")
     lines.extend(f"  not read:    {_clean(why)}" for why in cov.unread)  # its rules are in no count above
     return lines
 
