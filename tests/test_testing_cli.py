@@ -258,6 +258,23 @@ def test_update_writes_trace_labels_for_several_traces(work: Path) -> None:
     assert fluo_test("multi_test.yaml").exit_code == 0
 
 
+def test_cases_update_rewrote_are_updated_not_passed(work: Path) -> None:
+    """QA: a case `--update` rewrote was reported `passed`, in JSON with its `missing` and `unexpected` lists
+    not empty and an undocumented `updated: true`. Its status is `updated`, counted apart in the summary."""
+    result = fluo_test("failing_test.yaml", "--update", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    summary = report["summary"]
+    assert (summary["passed"], summary["updated"], summary["failed"], summary["cases"]) == (1, 3, 0, 4)
+    statuses = [c["status"] for c in report["files"][0]["cases"]]
+    assert statuses == ["passed", "updated", "updated", "updated"]
+    assert not any("updated" in c for c in report["files"][0]["cases"])
+    shutil.copy(FIXTURES / "failing.yaml", work / "failing_test.yaml")
+    text = fluo_test("failing_test.yaml", "--update").stdout
+    assert "failing_test.yaml: 1 passed, 3 updated\n" in text
+    assert re.search(r"= 1 passed, 3 updated in [0-9.]+s =", text)
+
+
 def test_coverage_lists_rules_never_fired_and_never_run(work: Path) -> None:
     rules = work / "rules"
     rules.mkdir()

@@ -25,7 +25,7 @@ from .coverage import measure
 from .document import YamlError
 from .progress import Progress
 from .report import json_report, json_text, junit_report, printable, text_report
-from .runner import PASSED, FileResult, Runner, RunResult, read_document
+from .runner import UPDATED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, short_path
 from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update
 from .watch import Ran, watch
@@ -139,7 +139,7 @@ def _apply_updates(result: RunResult) -> Updates:
 
     Every file's new text is made, and the file found writable, before any is written: when
     one cannot be updated, none is. A write that still fails leaves the others written, and
-    says which. Cases written pass; the others keep their status.
+    says which. Cases written are `updated` (they pass as written now); the others keep their status.
     """
     out = Updates()
     plans: list[tuple[FileResult, Rewrite]] = []
@@ -163,8 +163,7 @@ def _apply_updates(result: RunResult) -> Updates:
             out.problems.append(f"cannot update {fr.file.display}: {_reason(exc)}")
             continue
         for c in plan.cases:
-            c.status = PASSED
-            c.updated = True
+            c.status = UPDATED
         out.written.append(fr.file.path)  # as the watch names it
         out.notes.append(f"updated {plural(len(plan.cases), 'case')} in {fr.file.display}")
         out.notes.extend(guard_notes(fr.file.display, plan.cases))

@@ -13,7 +13,7 @@ from fluo_lang.values import escape_json_text, one_line
 
 from .coverage import Coverage
 from .matching import Match, Row
-from .runner import ERROR, FAILED, PASSED, CaseResult, FileResult, RunResult, observed_text
+from .runner import ERROR, FAILED, PASSED, UPDATED, CaseResult, FileResult, RunResult, observed_text
 from .spec import Expectation
 
 WIDTH = 80
@@ -46,13 +46,10 @@ def _banner(title: str, fill: str) -> str:
 
 def counts_text(result: RunResult) -> str:
     parts = []
-    for status, noun in ((FAILED, "failed"), (PASSED, "passed"), (ERROR, "error")):
+    for status in (FAILED, PASSED, UPDATED, ERROR):
         n = result.count(status)
         if n:
-            parts.append(f"{n} {noun}" if status != ERROR else plural(n, "error"))
-    updated = sum(1 for c in result.cases if c.updated)
-    if updated:
-        parts.append(f"{updated} updated")
+            parts.append(f"{n} {status}" if status != ERROR else plural(n, "error"))
     broken = len(result.broken_files)
     if broken:
         parts.append(f"{broken} broken {'file' if broken == 1 else 'files'}")
@@ -183,7 +180,7 @@ def _file_line(fr: FileResult) -> str:
     if not fr.file.loaded:
         return f"{fr.file.display}: error"
     parts = []
-    for status in (FAILED, PASSED, ERROR):
+    for status in (FAILED, PASSED, UPDATED, ERROR):
         n = sum(1 for c in fr.cases if c.status == status)
         if n:
             parts.append(plural(n, "error") if status == ERROR else f"{n} {status}")
@@ -241,8 +238,6 @@ def coverage_text(cov: Coverage) -> list[str]:
 
 def _case_json(c: CaseResult) -> dict[str, Any]:
     out: dict[str, Any] = {"name": c.case.name, "line": c.case.line, "status": c.status}
-    if c.updated:
-        out["updated"] = True
     if c.problems:
         out["errors"] = [p.to_json() for p in c.problems]
     if c.warnings:
@@ -274,6 +269,7 @@ def json_report(result: RunResult, coverage: Coverage | None = None) -> dict[str
             "cases": len(result.cases),
             "passed": result.count(PASSED),
             "failed": result.count(FAILED),
+            "updated": result.count(UPDATED),
             "errors": result.count(ERROR),
             "broken_files": len(result.broken_files),
             "exit_code": result.exit_code,

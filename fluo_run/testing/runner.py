@@ -38,6 +38,8 @@ from .matching import Match, match_signals
 from .spec import Case, Problem, RuleLoader, TestFile, display_path, load_test_file, read_test_file
 
 PASSED, FAILED, ERROR = "passed", "failed", "error"
+UPDATED = "updated"
+"""A case `--update` rewrote the `expect:` of (it had failed, or had none): it passes as written now."""
 MAX_EXPLAINED = 3
 
 
@@ -53,7 +55,6 @@ class CaseResult:
     why_not: dict[str, list[str]] = field(default_factory=dict)  # rule -> why it did not fire, a line a place
     ran: tuple[tuple[str, str], ...] = ()  # (resolved rule file, rule id) of every rule evaluated
     seconds: float = 0.0
-    updated: bool = False  # --update rewrote its `expect:`
     traces: int = 0  # how many traces the case ran on
     warnings: list[str] = field(default_factory=list)
     """What its trace files hold that was ignored: keys of OTLP/JSON objects no OTLP field has (`UnknownKeys`)."""
