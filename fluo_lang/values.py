@@ -107,7 +107,29 @@ _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def one_line(text: str) -> str:
     """`text` printable as one line: control characters, line separators and bidirectional controls escaped
     (`\\n`, `\\t`, `\\u001b`, `\\u202e`)."""
-    return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m[0]) or f"\\u{ord(m[0]):04x}", text)
+    return _CONTROL.sub(lambda m: _escape(m[0]), text)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return _NAMED_ESCAPES.get(ch) or (f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}")
+
+
+def printable(text: str) -> str:
+    """`text` with each character `str.isprintable` rejects escaped as `one_line` escapes (`\\n`, `\\u001b`,
+    `\\u0085`, `\\u200b`): a name (a test case's, a file's) as the reports print it bare, never a raw control."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+_REPR_ESCAPE = re.compile(r"\\(\\|x([0-9a-f]{2}))")
+
+
+def quoted(text: str) -> str:
+    """`text` quoted as `repr` quotes it, but its `\\xHH` escapes written `\\u00HH`, as `printable` and `one_line`
+    write them: a name in a message (`case 'a\\u001bb'`)."""
+    return _REPR_ESCAPE.sub(lambda m: "\\\\" if m[1] == "\\" else f"\\u00{m[2]}", repr(text))
 
 
 _JSON_UNSAFE = re.compile(rf"[{_PAST_C0}\ud800-\udfff]")

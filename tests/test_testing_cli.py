@@ -651,7 +651,8 @@ def test_float_observed_values_are_exact_and_update_writes_what_reads_back(
 def test_control_characters_in_a_case_name_are_escaped_on_every_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """QA L6: the `FAILED` line and the `___ file::name ___` header printed a NUL and an ESC sequence raw."""
+    """QA L6: the `FAILED` line and the `___ file::name ___` header printed a NUL and an ESC sequence raw. They
+    are escaped as every line of the report escapes them (`\\u001b`; once `\\x1b` in names, `\\u001b` elsewhere)."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.fluo").write_text("rule slow { detect trace.spans.where(duration > 50ms).exists() }\n")
     (tmp_path / "c_test.yaml").write_text(
@@ -662,7 +663,7 @@ def test_control_characters_in_a_case_name_are_escaped_on_every_line(
     r = fluo_test(".")
     assert r.exit_code == 2
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", r.output)
-    escaped = r"red \x1b[31mALERT\x1b[0m \x00 end"
+    escaped = r"red \u001b[31mALERT\u001b[0m \u0000 end"
     assert f"  FAILED {escaped} (line 3)" in r.output
     assert f" c_test.yaml::{escaped} _" in r.output
     assert f"c_test.yaml:3: case '{escaped}': 1 unexpected signal" in r.output

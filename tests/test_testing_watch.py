@@ -82,8 +82,8 @@ def test_progress_escapes_control_characters_as_the_report_does() -> None:
     progress.loading(0, 1, "a\x1b[2Jb_test.yaml")
     progress(_result("red \x1b[31mALERT\x00"))  # type: ignore[arg-type]
     assert term.getvalue().split("\r")[1:] == [
-        "[loading 1/1] a\\x1b[2Jb_test.yaml",
-        "[1/1] t_test.yaml::red \\x1b[31mALERT\\x00",
+        "[loading 1/1] a\\u001b[2Jb_test.yaml",
+        "[1/1] t_test.yaml::red \\u001b[31mALERT\\u0000",
     ]
 
 

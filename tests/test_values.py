@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fluo_lang.values import dump_json, escape_json_text
+from fluo_lang.values import dump_json, escape_json_text, one_line, printable, quoted
 
 TERMINAL_CONTROLS = [chr(c) for c in range(0x7F, 0xA0)] + [
     "\u2028",
@@ -35,3 +35,27 @@ def test_json_text_already_written_is_escaped_alike() -> None:
     raw = json.dumps({"m": "\x9b\u202e\u2066x"}, ensure_ascii=False)
     assert escape_json_text(raw) == '{"m": "\\u009b\\u202e\\u2066x"}' == dump_json({"m": "\x9b\u202e\u2066x"})
     assert escape_json_text(escape_json_text(raw)) == escape_json_text(raw)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown", "in_quotes"),
+    [
+        ("a\x1bb\x00", "a\\u001bb\\u0000", "'a\\u001bb\\u0000'"),
+        ("\x85\u2028\u202e\u200b", "\\u0085\\u2028\\u202e\\u200b", "'\\u0085\\u2028\\u202e\\u200b'"),
+        ("t\tn\n", "t\\tn\\n", "'t\\tn\\n'"),
+        ("\U000e0001", "\\U000e0001", "'\\U000e0001'"),
+        ("it's", "it's", '"it\'s"'),
+        ("a\\x1b", "a\\x1b", "'a\\\\x1b'"),  # a backslash in the text, not an escape
+        ("é", "é", "'é'"),
+    ],
+)
+def test_names_are_escaped_one_way(text: str, shown: str, in_quotes: str) -> None:
+    """QA: `fluo test` printed case names Python's way (`\\x1b`, `\\x85`) beside file lines and docs writing
+    `\\u001b`: `printable` and `quoted` escape as `one_line` does."""
+    assert printable(text) == shown
+    assert quoted(text) == in_quotes
+
+
+def test_printable_escapes_what_one_line_escapes_the_same_way() -> None:
+    text = "".join(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0x202E, 0x2066])
+    assert printable(text) == one_line(text)

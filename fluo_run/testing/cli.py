@@ -19,12 +19,13 @@ from fluo_lang.diagnostics import plural
 from fluo_lang.files import NewFile, make_folder, one_of, write_all, write_replacing
 from fluo_lang.folders import walk
 from fluo_lang.otlp import is_trace_file_name
+from fluo_lang.values import printable
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
 from .progress import Progress
-from .report import json_report, json_text, junit_report, printable, text_report
+from .report import json_report, json_text, junit_report, text_report
 from .runner import UPDATED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, short_path
 from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update

@@ -33,7 +33,7 @@ from typing import Any
 from fluo_lang.diagnostics import nearest
 from fluo_lang.parser import DURATION_UNITS, number_ns
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
-from fluo_lang.values import NS_LIMIT, in_int64
+from fluo_lang.values import NS_LIMIT, in_int64, quoted
 
 from .document import LineDict, LineList, not_text
 
@@ -138,7 +138,7 @@ class _Item:
         self.span_id = b""
 
     def fail(self, where: str, key: str | None, message: str, line: int | None = None) -> InlineSpanError:
-        what = f"span {self.index + 1}" + (f" ({self.name!r})" if self.name else "")
+        what = f"span {self.index + 1}" + (f" ({quoted(self.name)})" if self.name else "")
         at = f", `{key}`" if key else ""
         return InlineSpanError(f"{where}: {what}{at}: {message}", self.index, key, line)
 

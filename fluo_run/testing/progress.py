@@ -7,7 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from .report import printable
+from fluo_lang.values import printable
+
 from .runner import CaseResult
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from fluo_lang.diagnostics import plural
 from fluo_lang.ir import RuleIR
-from fluo_lang.values import escape_json_text, one_line
+from fluo_lang.values import escape_json_text, one_line, printable, quoted
 
 from .coverage import Coverage
 from .matching import Match, Row
@@ -20,15 +20,6 @@ WIDTH = 80
 MAX_RULE_LINES = 12
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def printable(text: str) -> str:
-    """A case name (or `file::name`, or a path) as the reports and the progress line print it bare: each
-    character `repr` would escape is escaped as it does (`\\x1b`, `\\x00`, `\\n`), as in the `case '...'`
-    lines; never a raw control character."""
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def escape_surrogates(text: str) -> str:
@@ -148,7 +139,7 @@ def failure_text(c: CaseResult) -> list[str]:
     """The pytest-like block for a failed case: where, what, side by side, and the rules involved."""
     assert c.match is not None
     names = {v: k for k, v in c.case.labels.items() if k}
-    where = f"{c.file.display}:{c.case.line}: case {c.case.name!r}: {c.match.summary()}"
+    where = f"{c.file.display}:{c.case.line}: case {quoted(c.case.name)}: {c.match.summary()}"
     lines = [_banner(printable(c.id), "_"), "", where, ""]
     if c.warnings:  # a misspelt key in a fixture is the likeliest reason for a missing signal: said first
         lines.extend(f"warning: {w}" for w in c.warnings)

@@ -30,7 +30,7 @@ from fluo_lang.otlp import (
     too_deep_warning,
 )
 from fluo_lang.trace import Span, Trace, assemble, dropped_copies, windows_of
-from fluo_lang.values import format_timestamp
+from fluo_lang.values import format_timestamp, quoted
 
 from .document import YamlError, load
 from .inline import ORIGIN_NS
@@ -235,7 +235,7 @@ class Runner:
                 Problem(
                     file.display,
                     case.line,
-                    f"case {case.name!r} has no `expect:`; write `expect: []` if no rule should fire,"
+                    f"case {quoted(case.name)} has no `expect:`; write `expect: []` if no rule should fire,"
                     " or run `fluo test --update` to record what fires",
                 )
             )
@@ -332,7 +332,7 @@ def _no_spans(file: TestFile, case: Case, empty: Sequence[tuple[Path, int]]) -> 
     else:
         why = "its `traces:` and `spans:` are empty"
         line = case.line
-    return Problem(file.display, line, f"case {case.name!r} has no spans to run the rules on: {why}")
+    return Problem(file.display, line, f"case {quoted(case.name)} has no spans to run the rules on: {why}")
 
 
 def read_document(path: Path) -> Any:

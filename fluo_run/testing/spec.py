@@ -33,6 +33,7 @@ from fluo_lang.evaluate import TRUNCATED_RULE
 from fluo_lang.folders import walk
 from fluo_lang.otlp import TRACE_FILE_NAMES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_lang.trace import Span
+from fluo_lang.values import quoted
 
 from .document import LineDict, LineList, YamlError, line_of, load, not_text
 from .inline import InlineSpanError, build_spans, exact_duration, text_value, trace_id_for
@@ -440,7 +441,7 @@ class _Reader:
         for i, raw in enumerate(cases):
             case = self.read_case(i, raw, cases.line_of(i))
             if case.name in names:
-                self.problem(case.line, f"another case is named {case.name!r} (line {names[case.name]})", case)
+                self.problem(case.line, f"another case is named {quoted(case.name)} (line {names[case.name]})", case)
             names.setdefault(case.name, case.line)
             self.file.cases.append(case)
         return self.file
@@ -506,11 +507,11 @@ class _Reader:
             self.problem(raw.line_of("name"), "every case needs a `name:` (text)", case)
         else:
             case.name = name
-        self.unknown_keys(raw, CASE_KEYS, f"case {case.name!r}", case)
+        self.unknown_keys(raw, CASE_KEYS, f"case {quoted(case.name)}", case)
         self.read_traces(raw, case)
         self.read_spans(raw, case)
         if "traces" not in raw and "spans" not in raw:
-            self.problem(line, f"case {case.name!r} has no `traces:` or `spans:` to run the rules on", case)
+            self.problem(line, f"case {quoted(case.name)} has no `traces:` or `spans:` to run the rules on", case)
         if "only" in raw:
             case.only = tuple(self.rule_list(raw, "only", case))
         if raw.get("expect") is not None:  # `expect:` with nothing under it is not written yet, not `[]`
@@ -559,7 +560,7 @@ class _Reader:
             self.problem(raw.line_of("spans"), "`spans:` must be a list like [{name: login, duration: 20ms}]", case)
             return
         try:
-            case.spans = build_spans(value, where=f"case {case.name!r}", seed=case.name)
+            case.spans = build_spans(value, where=f"case {quoted(case.name)}", seed=case.name)
         except InlineSpanError as exc:
             item = value[exc.index] if 0 <= exc.index < len(value) else None
             n = item.line_of(exc.key) if isinstance(item, LineDict) and exc.key else value.line_of(exc.index)
@@ -590,13 +591,15 @@ class _Reader:
             self.problem(line, why, case)
             return False
         if rule in self.disabled:
-            self.problem(line, f"case {case.name!r}: rule `{rule}` is disabled, so it never fires", case)
+            self.problem(line, f"case {quoted(case.name)}: rule `{rule}` is disabled, so it never fires", case)
             return False
         if rule not in self.rule_ids and rule != TRUNCATED_RULE:  # the evaluator's own signal may be expected too
             hint = nearest(rule, sorted(self.rule_ids))
             tip = f"did you mean `{hint}`?" if hint else f"the rules here are {', '.join(sorted(self.rule_ids))}"
             files = ", ".join(display_path(p) for p in self.file.rule_paths)
-            self.problem(line, f"case {case.name!r}: no rule `{rule}` in {files}; {tip}", case, code="unknown-rule")
+            self.problem(
+                line, f"case {quoted(case.name)}: no rule `{rule}` in {files}; {tip}", case, code="unknown-rule"
+            )
             return False
         return True
 
@@ -646,7 +649,7 @@ class _Reader:
         window = self.windowed.get(e.rule)
         for key in ("trace", "trace_id"):
             if key in item and window is not None:
-                where = f"case {case.name!r}: rule `{e.rule}` is windowed (window {exact_duration(window)})"
+                where = f"case {quoted(case.name)}: rule `{e.rule}` is windowed (window {exact_duration(window)})"
                 self.problem(item.line_of(key), f"{where}: its signals have no trace; drop `{key}:`", case)
                 return None
         if item.get("trace_id") is not None:
