@@ -362,6 +362,11 @@ def test_a_case_that_merges_an_updated_case_keeps_the_expect_it_had(tmp_path: Pa
         ({"s": "two\nlines"}, '{rule: r, observed: {s: "two\\nlines"}}'),
         ({"s": "on", "n": "1.0", "d": "20ms"}, "{rule: r, observed: {s: 'on', n: '1.0', d: 20ms}}"),
         ({"f": 1.0, "l": [1, 2], "u": "é"}, "{rule: r, observed: {f: 1.0, l: [1, 2], u: é}}"),
+        # QA: PyYAML wrote `4.0e-07`; docs/testing.md says floats are written as signals write them
+        (
+            {"f": 4e-07, "g": 1e16, "h": -0.0, "i": 0.1 + 0.2},
+            "{rule: r, observed: {f: 4e-07, g: 1e+16, h: -0.0, i: 0.30000000000000004}}",
+        ),
     ],
 )
 def test_observed_values_are_written_on_one_line_to_read_back_the_same(written: dict[str, Any], line: str) -> None:

@@ -653,8 +653,17 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 
+def _represent_float(dumper: yaml.SafeDumper, data: float) -> yaml.ScalarNode:
+    """As a signal writes it, the shortest text that reads back as the same float (`4e-07`, where PyYAML writes
+    `4.0e-07`): the loader reads an exponent without a dot as a float (`read_exponent_floats`)."""
+    if not math.isfinite(data):
+        return dumper.represent_float(data)  # `.inf`, `-.inf`, `.nan`
+    return dumper.represent_scalar("tag:yaml.org,2002:float", repr(data))
+
+
 read_exponent_floats(_Dumper)  # so text the loader reads as a number (`1e5`) is quoted
 _Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(float, _represent_float)
 _Dumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # LineDict and LineList, as `load` reads them
 _Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
 
