@@ -172,6 +172,16 @@ def test_errors_name_the_item_and_key(items: list[Any], index: int, key: str | N
     assert "\n" not in str(info.value)
 
 
+def test_a_parent_naming_no_span_is_never_told_the_span_itself() -> None:
+    """QA: `{name: b, parent: bb}` was asked "did you mean `b`?", itself, which cannot be its own parent."""
+    with pytest.raises(InlineSpanError) as info:
+        build_spans([{"name": "b", "id": "bx", "parent": "bb"}, {"name": "zzz"}], where="t")
+    assert str(info.value) == "t: span 1 ('b'), `parent`: no span with id or name 'bb'"
+    with pytest.raises(InlineSpanError) as info:
+        build_spans([{"name": "b", "parent": "bb"}, {"name": "b", "id": "other"}], where="t")
+    assert str(info.value).endswith("no span with id or name 'bb'; did you mean `b`?")  # the other b
+
+
 @pytest.mark.parametrize(
     ("text", "ns"),
     [

@@ -342,6 +342,15 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
         ("- name: a\n  traces: [3]\n  expect: []\n", 4, "`traces:` must be a trace file"),
         ("- name: a\n  expect: []\n", 3, "case 'a' has no `traces:` or `spans:`"),
         ("- spans: [{name: a}]\n  expect: []\n", 3, "every case needs a `name:`"),
+        # QA: an empty name was told it "needs a `name:` (text)", which it has
+        ("- name: ''\n  spans: [{name: a}]\n  expect: []\n", 3, "the case's `name:` is empty: every case needs a name"),
+        ("- name: ' '\n  spans: [{name: a}]\n  expect: []\n", 3, "the case's `name:` is only spaces"),
+        # QA: `only: []` ran no rule and passed `expect: []`, testing nothing
+        (
+            "- name: a\n  spans: [{name: a}]\n  only: []\n  expect: []\n",
+            5,
+            "case 'a': `only: []` names no rule, so no rule would run; name the rules to run, or leave `only:` out",
+        ),
         (
             "- name: no\n  spans: [{name: a}]\n  expect: []\n",
             3,

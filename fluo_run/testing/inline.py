@@ -354,7 +354,8 @@ def _parent_of(item: _Item, lookup: _Lookup, where: str) -> _Item | bytes | None
     if not found and _HEX_SPAN_ID.fullmatch(ref):
         return bytes.fromhex(ref)
     if not found:
-        names = sorted({x.label for x in lookup.group if x.label} | {x.name for x in lookup.group})
+        others = [x for x in lookup.group if x is not item]  # never itself: it cannot be its own parent
+        names = sorted({x.label for x in others if x.label} | {x.name for x in others})
         hint = nearest(ref, names)
         tip = f"; did you mean `{hint}`?" if hint else ""
         raise item.fail(where, "parent", f"no span with id or name {ref!r}{trace}{tip}")

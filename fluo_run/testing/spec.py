@@ -503,7 +503,10 @@ class _Reader:
         name = raw.get("name")
         if isinstance(name, bool | int | float):
             self.problem(raw.line_of("name"), str(not_text(name, raw.text_of("name"), "name")), case)
-        elif not isinstance(name, str) or not name.strip():
+        elif isinstance(name, str) and not name.strip():
+            what = "empty" if not name else "only spaces"
+            self.problem(raw.line_of("name"), f"the case's `name:` is {what}: every case needs a name (text)", case)
+        elif not isinstance(name, str):
             self.problem(raw.line_of("name"), "every case needs a `name:` (text)", case)
         else:
             case.name = name
@@ -512,7 +515,10 @@ class _Reader:
         self.read_spans(raw, case)
         if "traces" not in raw and "spans" not in raw:
             self.problem(line, f"case {quoted(case.name)} has no `traces:` or `spans:` to run the rules on", case)
-        if "only" in raw:
+        if raw.get("only") == []:
+            why = "names no rule, so no rule would run; name the rules to run, or leave `only:` out"
+            self.problem(raw.line_of("only"), f"case {quoted(case.name)}: `only: []` {why}", case)
+        elif "only" in raw:
             case.only = tuple(self.rule_list(raw, "only", case))
         if raw.get("expect") is not None:  # `expect:` with nothing under it is not written yet, not `[]`
             case.expect = self.read_expect(raw, case)
