@@ -100,6 +100,21 @@ def nested(n: int, inner: str = "1") -> str:
 
 
 @pytest.mark.parametrize(
+    ("text", "line"),
+    [('a: é\nb: "x\x01"\n', 2), ('\ufeffa: é\r\nb: 1\x85\nc: "\x01"\n', 3), ("a: 1\rb: 2\x85\x01\n", 2)],
+)
+def test_a_character_yaml_forbids_is_one_line_at_its_line(text: str, line: int) -> None:
+    """QA: the message went on to a literal `\\n  in "<unicode string>", position 25`, at line 1."""
+    with pytest.raises(YamlError) as info:
+        load(text)
+    assert (info.value.line, str(info.value)) == (
+        line,
+        "invalid YAML: unacceptable character #x0001: control characters are not allowed; "
+        "in double quotes, write `\\x01`",
+    )
+
+
+@pytest.mark.parametrize(
     ("text", "line", "message"),
     [
         ("a: 1\nb: " + nested(200) + "\n", 2, "nested too deeply (more than 200 levels)"),

@@ -249,6 +249,8 @@ def load(text: str) -> Any:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         raise YamlError(f"invalid YAML: {yaml_problem(exc, text)}", Lines(text).line(mark) if mark else 1) from exc
+    except yaml.reader.ReaderError as exc:  # a character YAML forbids (a control character, NUL)
+        raise YamlError(_unacceptable(exc), _line_at(text, exc.position)) from exc
     except yaml.YAMLError as exc:
         raise YamlError(f"invalid YAML: {exc}", 1) from exc
     except RecursionError:
@@ -256,6 +258,21 @@ def load(text: str) -> Any:
     if node is None:
         return None
     return _Builder(Lines(text)).value(node, 1)  # it refuses nesting past MAX_DEPTH before Python's recursion limit
+
+
+def _unacceptable(exc: yaml.reader.ReaderError) -> str:
+    """A character YAML forbids, in one line (PyYAML's own message goes on to `in "<unicode string>", ...`)."""
+    code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return f"invalid YAML: unacceptable character #x{code:04x}: {exc.reason}; in double quotes, write `{escape}`"
+
+
+def _line_at(text: str, position: int) -> int:
+    """The 1-based line of a reader error's position: libyaml's counts UTF-8 bytes (a byte order mark's too),
+    PyYAML's own reader characters."""
+    if _Base is not yaml.SafeLoader:
+        position = len(text.encode("utf-8", "surrogatepass")[:position].decode("utf-8", "ignore"))
+    return sum(1 for _ in LINE_BREAK.finditer(text, 0, position)) + 1
 
 
 class _Builder:
