@@ -642,7 +642,7 @@ def test_float_observed_values_are_exact_and_update_writes_what_reads_back(
     r = fluo_test(".", "--update")
     assert r.exit_code == 0, r.output
     text = (tmp_path / "o_test.yaml").read_text()
-    assert "{rule: rate, observed: {max: 4.0e-07, bound: 1.0e-07}}" in text
+    assert "{rule: rate, observed: {max: 4e-07, bound: 1e-07}}" in text
     assert "{rule: ratio, observed: {max: 0.30000000000000004, bound: 0.3}}" in text
     r = fluo_test(".")
     assert (r.exit_code, "3 passed" in r.output) == (0, True), r.output
