@@ -212,7 +212,34 @@ class LazyGroup(click.Group):
             return False
 
 
-class SpreadCommand(click.Command):
+class OneValueCommand(click.Command):
+    """A command whose options that take one value (`--junit-xml FILE`, `--expect EXPR`) refuse to be given twice:
+    click keeps the last without a word, and what the first asked for (a gate, a report) was dropped. A usage error
+    (exit 2) names the option. Flags, `multiple=True` options and those that refuse repetition themselves
+    (`refuses_repeats`, as serve's sinks do, naming the values) are left alone."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        given = list(args)  # click's parser consumes the list it parses
+        rest = super().parse_args(ctx, args)
+        if not ctx.resilient_parsing:
+            _, _, order = self.make_parser(ctx).parse_args(args=given)
+            for param in dict.fromkeys(order):
+                times = order.count(param)
+                if times > 1 and _takes_one_value(param):
+                    flag, said = max(param.opts, key=len), "twice" if times == 2 else f"{times} times"
+                    raise click.UsageError(f"{flag} is given {said}: it takes one value", ctx)
+        return rest
+
+
+def _takes_one_value(param: click.Parameter) -> bool:
+    return (
+        isinstance(param, click.Option)
+        and not (param.multiple or param.count or param.is_flag)
+        and not getattr(param, "refuses_repeats", False)
+    )
+
+
+class SpreadCommand(OneValueCommand):
     """A command whose options named in `spread` take every argument after them up to the
     next option, as INTERFACES.md writes them (`--traces FILE...`).
 
@@ -459,7 +486,7 @@ eval_budget_option = click.option(
 """The per-trace evaluation budget, as `fluo serve --eval-budget` has it (SECURITY.md): same name and default."""
 
 
-@main.command()
+@main.command(cls=OneValueCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option(
     "--format",
@@ -540,8 +567,16 @@ def check(
     metavar="FILE...",
     help="OTLP JSON or protobuf files or folders, every argument up to the next option; - for stdin.",
 )
-@click.option("--expect", "expect_expr", help="Check this one expression as an `expect` rule.")
-@click.option("--detect", "detect_expr", help="Check this one expression as a `detect` rule.")
+@click.option(
+    "--expect",
+    "expect_expr",
+    help="Check this one expression as an `expect` rule (once: more rules go in a .fluo file).",
+)
+@click.option(
+    "--detect",
+    "detect_expr",
+    help="Check this one expression as a `detect` rule (once: more rules go in a .fluo file).",
+)
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "text"]), default="jsonl", show_default=True)
 @click.option("--fail-on-signal", is_flag=True, help="Exit 3 when any rule fires.")
 @click.option(

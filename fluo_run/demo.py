@@ -22,7 +22,7 @@ import click
 
 from fluo_lang.diagnostics import plural
 from fluo_lang.values import format_duration, one_line
-from fluo_run.cli import FiniteFloatRange
+from fluo_run.cli import FiniteFloatRange, OneValueCommand
 
 SEVERITY_COLORS = {"info": "blue", "warning": "yellow", "error": "red", "critical": "magenta"}
 MS = 1_000_000
@@ -152,7 +152,7 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-@click.command(name="demo")
+@click.command(name="demo", cls=OneValueCommand)
 @click.option("--rules", "rules_path", type=click.Path(exists=True), help="Rules to run [bundled examples].")
 @click.option("--db", type=click.Path(dir_okay=False), help="Keep the signals in this SQLite file [a temporary one].")
 @click.option(

@@ -1137,3 +1137,47 @@ def test_eval_prints_a_type_errors_operands_as_notes(tmp_path: Path) -> None:
         f"  {f}:1:17: note: this is a duration",
         f"  {f}:1:22: note: this is a string",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["eval", "--expect", "count() < 1", "--expect", "count() < 100", "-t", "T"], "--expect"),
+        (["eval", "--detect", "true", "--detect", "false", "-t", "T", "--fail-on-signal"], "--detect"),
+        (["test", "--run", "a", "--run", "b", "R"], "--run"),
+        (["test", "--junit-xml", "a.xml", "--junit-xml", "b.xml", "R"], "--junit-xml"),
+        (["check", "--format", "json", "--format", "text", "R"], "--format"),
+        (["discover", "T", "--min-support", "1", "--min-support", "2"], "--min-support"),
+        (["signals", "--limit", "1", "--limit", "2"], "--limit"),
+    ],
+)
+def test_an_option_taking_one_value_given_twice_is_a_usage_error(
+    args: list[str], flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA ci r03: click keeps the last of a repeated option without a word, so `--expect A --expect B
+    --fail-on-signal` gated on B alone (exit 0 with A violated), `--run A --run B` ran B's cases and a second
+    `--junit-xml` took the report from the first. Each is a usage error naming the option, before anything runs."""
+    monkeypatch.chdir(tmp_path)  # where a report would be written
+    paths = {"T": str(TRACES / "healthy_login.json"), "R": str(EXAMPLE_RULES)}
+    r = CliRunner().invoke(main, [paths.get(a, a) for a in args], prog_name="fluo")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == f"fluo: {flag} is given twice: it takes one value (see `fluo {args[0]} --help`)\n"
+
+
+def test_a_repeated_option_is_said_after_help() -> None:
+    """`--help` is answered first, whatever else the line holds."""
+    r = run("test", "--help", "--run", "a", "--run", "b")
+    assert r.exit_code == 0 and r.stdout.startswith("Usage: "), r.output
+
+
+def test_every_command_refuses_a_repeated_option_taking_one_value() -> None:
+    """Each command with an option that takes one value checks for repetition (OneValueCommand), so a command
+    added later does not go back to the last one kept."""
+    from fluo_run.cli import LAZY_COMMANDS, OneValueCommand, _takes_one_value
+
+    ctx = click.Context(main)
+    for name in sorted(set(main.list_commands(ctx)) | set(LAZY_COMMANDS)):
+        command = main.get_command(ctx, name)
+        assert command is not None
+        if any(_takes_one_value(p) for p in command.params):
+            assert isinstance(command, OneValueCommand), name

@@ -187,6 +187,13 @@ def test_a_trace_id_that_is_not_32_hex_digits_is_a_usage_error(store: str, trace
 LOOPBACK = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0"]
 
 
+def on_loopback(args: list[str]) -> list[str]:
+    """`args` with LOOPBACK's listeners before them, each unless `args` gives its own (once: a flag given twice
+    is a usage error)."""
+    pairs = [LOOPBACK[i : i + 2] for i in range(0, len(LOOPBACK), 2)]
+    return [*(part for pair in pairs if pair[0] not in args for part in pair), *args]
+
+
 def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
     """The exit status of a `fluo serve` that should stop by itself; killed if still running after `timeout`."""
     with proc:
@@ -272,7 +279,7 @@ def exit_status(proc: ServeProcess, timeout: float = 15.0) -> int:
 )
 def test_bad_settings_stop_serve_at_start_with_one_line_and_exit_2(tmp_path: Path, args: list[str], line: str) -> None:
     (tmp_path / "empty").mkdir()
-    proc = ServeProcess([*LOOPBACK, *args], cwd=tmp_path)
+    proc = ServeProcess(on_loopback(args), cwd=tmp_path)
     assert (exit_status(proc), proc.log) == (2, [f"fluo: {line}"])
     assert not (tmp_path / "x.db").exists()
 
@@ -298,7 +305,7 @@ def test_an_http_port_another_listener_holds_names_its_flag(tmp_path: Path, flag
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        args = [*LOOPBACK, flag, f"127.0.0.1:{port}", "--no-db", "--rules", str(EXAMPLE_RULES)]
+        args = on_loopback([flag, f"127.0.0.1:{port}", "--no-db", "--rules", str(EXAMPLE_RULES)])
         proc = ServeProcess(args, cwd=tmp_path)
         assert (exit_status(proc), proc.log) == (
             1,
@@ -320,7 +327,7 @@ def test_db_and_no_db_from_different_sources_follow_the_precedence(tmp_path: Pat
         (["--config", "no-db.yaml", "--db", "flag.db"], {}, r"sqlite \(flag.db\)"),  # and over the file
     ]
     for args, env, sinks in runs:
-        proc = ServeProcess([*LOOPBACK, *args], cwd=tmp_path, env=env)
+        proc = ServeProcess(on_loopback(args), cwd=tmp_path, env=env)
         with proc:
             proc.expect(rf"signals to: {sinks}")
             proc.started()

@@ -27,7 +27,15 @@ from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_re
 from fluo_lang.trace import Trace, collector_paused
 from fluo_lang.values import dump_json, one_line
 
-from ..cli import FiniteFloatRange, NonEmptyPath, cost_limit_option, eval_budget_option, fail, stdin_once
+from ..cli import (
+    FiniteFloatRange,
+    NonEmptyPath,
+    OneValueCommand,
+    cost_limit_option,
+    eval_budget_option,
+    fail,
+    stdin_once,
+)
 from .compare import compare, compare_text
 from .corpus import MAX_DISTINCT, Corpus, load_corpus
 from .facts import Miner, Options, mine_within
@@ -50,7 +58,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
     return found
 
 
-@click.command(name="discover")
+@click.command(name="discover", cls=OneValueCommand)
 @click.argument("trace_paths", nargs=-1, type=click.Path())
 @click.option(
     "-o", "--output", type=NonEmptyPath(dir_okay=False), help="Write the rules to FILE (default, or `-`: stdout)."

@@ -19,7 +19,7 @@ from click.core import ParameterSource
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.values import NS_LIMIT, escape_json_text, format_duration, one_line
-from fluo_run.cli import NonEmptyPath
+from fluo_run.cli import NonEmptyPath, OneValueCommand
 
 from .config import (
     DEFAULT_DB,
@@ -253,6 +253,8 @@ class _OneSink(click.Option):
     signals meant for the others would go nowhere. The values of one given more than once are kept in
     `ctx.meta` for `_refuse_repeated_sinks`; the last is the option's value meanwhile."""
 
+    refuses_repeats = True
+
     def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
         parser.add_option(obj=self, opts=self.opts, dest=self.name, action="append", nargs=self.nargs)
 
@@ -321,7 +323,7 @@ def _config_option(
     )
 
 
-@click.command(name="serve")
+@click.command(name="serve", cls=OneValueCommand)
 @_config_option(
     "YAML file of settings, keys as flag names (trace-idle: 2s). Flags and FLUO_* variables win over it.",
     _load_config,
@@ -711,7 +713,7 @@ def _store_from_config(ctx: click.Context, config_file: str) -> str | None:
     return "" if db is not None or settings.get("no_db") is True else None
 
 
-@click.command(name="signals")
+@click.command(name="signals", cls=OneValueCommand)
 @_config_option(
     "The YAML settings file of `fluo serve`: its `db` is the store read, unless --db or FLUO_DB is given"
     " (then it is not read)."

@@ -20,7 +20,7 @@ from fluo_lang.files import NewFile, make_folder, one_of, write_all, write_repla
 from fluo_lang.folders import walk
 from fluo_lang.otlp import is_trace_file_name
 from fluo_lang.values import printable
-from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
+from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, OneValueCommand, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
@@ -254,7 +254,7 @@ def run_once(
     return code, ran
 
 
-@click.command(name="test")
+@click.command(name="test", cls=OneValueCommand)
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--run", "select_text", metavar="REGEX", help="Run only cases whose name (or FILE::name) matches.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
