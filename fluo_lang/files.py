@@ -1,5 +1,5 @@
 """Writing the files a command was told to write, or rewriting one the user named: afterwards each holds its
-old text or its new one, whole."""
+old text or its new one, whole. And reading standard input, which `-` names."""
 
 from __future__ import annotations
 
@@ -13,6 +13,25 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+
+class StdinClosed(OSError):
+    """`-` named with standard input closed (`cmd <&-`, as some CI runners and daemons start jobs): Python leaves
+    `sys.stdin` None, and there is nothing to read. Every command that reads `-` says so in one line, exit 2."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.EBADF, "standard input is closed")
+
+    def __str__(self) -> str:
+        return "standard input is closed: - has nothing to read"
+
+
+def standard_input() -> BinaryIO:
+    """Standard input's bytes, what `-` reads; `StdinClosed` when the process was started without it."""
+    if sys.stdin is None:
+        raise StdinClosed
+    return sys.stdin.buffer
 
 
 class HalfWritten(OSError):

@@ -9,7 +9,7 @@ import click
 
 from .api import RuleSourceError, decode_source, rule_files
 from .diagnostics import plural
-from .files import HalfWritten, write_replacing
+from .files import HalfWritten, StdinClosed, standard_input, write_replacing
 from .format import format_source
 
 
@@ -36,7 +36,11 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     if "-" in paths:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")
-        data = sys.stdin.buffer.read()
+        try:
+            data = standard_input().read()
+        except StdinClosed as exc:
+            _fail(str(exc))
+            raise AssertionError from exc  # unreachable: _fail exits
         text, problem = decode_source(data, "<stdin>")
         if problem is not None:
             click.echo(problem.format(), err=True)

@@ -43,6 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article, nearest, plural
+from fluo_lang.files import StdinClosed, standard_input
 from fluo_lang.folders import walk
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
@@ -1779,7 +1780,9 @@ def count_json_containers(data: bytes) -> int:
 def _read(path: str | Path) -> tuple[bytes, str]:
     if str(path) == STDIN_PATH:
         try:
-            return sys.stdin.buffer.read(), STDIN_SOURCE
+            return standard_input().read(), STDIN_SOURCE
+        except StdinClosed as e:
+            raise TraceInputError(str(e)) from None
         except OSError as e:
             raise TraceInputError(f"cannot read {STDIN_SOURCE}: {e.strerror or e}") from None
     source = str(path)

@@ -43,6 +43,7 @@ from pygls.workspace import TextDocument
 from pygls.workspace import Workspace as DocumentStore
 
 from fluo_lang.api import RuleSourceError, rule_files
+from fluo_lang.files import StdinClosed, standard_input
 from fluo_lang.format import format_source
 from fluo_lang.otlp import JSON_SUFFIXES, PROTOBUF_SUFFIXES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_run.testing.spec import is_rule_test
@@ -853,9 +854,14 @@ def command(stdio: bool) -> None:
     """
     # pygls closes the stream it wrote to when it stops: give it its own descriptor, so that
     # `sys.stdout` stays open for whatever flushes it on the way out (the CLI does).
+    try:
+        stdin = standard_input()
+    except StdinClosed:
+        click.echo("fluo: standard input is closed: the language server reads its requests there", err=True)
+        sys.exit(2)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     logging.getLogger("pygls.server").addFilter(_NotJson())
-    server.start_io(sys.stdin.buffer, out)
+    server.start_io(stdin, out)
     if not server.shut_down:  # pygls ends `start_io` quietly, whatever `exit` asked for
         sys.exit(1)
 

@@ -37,6 +37,7 @@ from fluo_lang.api import (
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
+from fluo_lang.files import StdinClosed, standard_input
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.values import dump_json, one_line
 
@@ -537,7 +538,11 @@ def check(
         if len(paths) > 1:
             fail("give - alone, or files and folders")
         stdin = None if stdin_filename is not None else STDIN_NAME
-        analysis = with_cost_limit(analyze_stdin(sys.stdin.buffer, stdin_filename or STDIN_NAME), cost_limit)
+        try:
+            analysis = with_cost_limit(analyze_stdin(standard_input(), stdin_filename or STDIN_NAME), cost_limit)
+        except StdinClosed as exc:
+            fail(str(exc))
+            raise AssertionError from exc  # unreachable: fail exits
     else:
         try:
             analysis = with_cost_limit(analyze_paths(paths), cost_limit)

@@ -1181,3 +1181,22 @@ def test_every_command_refuses_a_repeated_option_taking_one_value() -> None:
         assert command is not None
         if any(_takes_one_value(p) for p in command.params):
             assert isinstance(command, OneValueCommand), name
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["eval", str(EXAMPLE_RULES), "--traces", "-"], "- has nothing to read"),
+        (["check", "-"], "- has nothing to read"),
+        (["fmt", "-"], "- has nothing to read"),
+        (["discover", "-"], "- has nothing to read"),
+        (["lsp"], "the language server reads its requests there"),
+    ],
+)
+def test_standard_input_closed_is_one_line_and_exit_2(args: list[str], why: str, tmp_path: Path) -> None:
+    """QA ci r06: `-` with stdin closed (`<&-`: Python leaves `sys.stdin` None) ended in a traceback
+    (AttributeError) and 1, which `fluo eval` gives rule errors. Now one line and 2, as unreadable input is."""
+    command = [sys.executable, "-m", "fluo_run.cli", *args]
+    p = subprocess.run(command, capture_output=True, cwd=tmp_path, timeout=120, preexec_fn=lambda: os.close(0))
+    assert (p.returncode, p.stdout) == (2, b""), p.stderr.decode()
+    assert p.stderr.decode() == f"fluo: standard input is closed: {why}\n"
