@@ -43,7 +43,7 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from opentelemetry.proto.trace.v1 import trace_pb2
 
 from fluo_lang.diagnostics import article, nearest, plural
-from fluo_lang.files import StdinClosed, standard_input
+from fluo_lang.files import StdinClosed, identity, standard_input
 from fluo_lang.folders import walk
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
@@ -133,12 +133,12 @@ def describe_clamped(clamped: Sequence[Span]) -> str:
     )
 
 
-def read_warnings(clamped: Sequence[Span], clashing: int) -> list[str]:
+def read_warnings(clamped: Mapping[str, Sequence[Span]], clashing: int) -> list[str]:
     """What reading traces changed or lost, one line each, in the words every command that reads trace files
     says it with (`fluo eval`, `fluo test`, `fluo discover`): spans read as ending when they start (`clamped`,
-    `clamp_end`), and `clashing` spans dropped for the span id of a different span of their trace
-    (`trace.dropped_copies`)."""
-    out = [describe_clamped(clamped)] if clamped else []
+    `clamp_end`: by file, one line each naming it, as unknown keys are), and `clashing` spans dropped for the
+    span id of a different span of their trace (`trace.dropped_copies`)."""
+    out = [f"{source}: {describe_clamped(spans)}" for source, spans in clamped.items() if spans]
     if clashing:
         out.append(
             f"dropped {plural(clashing, 'duplicate span')}: each had the span id of a different span of the same "
@@ -1808,6 +1808,10 @@ on average: past it the file is refused before it is parsed. A span with a dozen
 _GUNZIP_CHUNK = 1 << 20
 
 
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+"""How a zstd frame starts: the OpenTelemetry Collector's file exporter compresses with zstd only."""
+
+
 def _gunzip(data: bytes, source: str, limit: int = MAX_DECOMPRESSED_BYTES) -> bytes:
     """`data` gunzipped (every member, as `gzip.decompress`), a chunk at a time, stopping past `limit` bytes."""
     out: list[bytes] = []
@@ -1864,8 +1868,14 @@ def parse_trace_bytes(
     protobuf spans convert while decoding (JSON spans convert all of theirs anyway).
     `clamped` gets the spans that ended before they started (see `clamp_end`). Gzipped
     data inflating past `max_bytes` is a `TraceInputError` naming `source` and the limit.
-    `unknown` gets the unknown keys of OTLP/JSON objects (see `UnknownKeys`).
+    `unknown` gets the unknown keys of OTLP/JSON objects (see `UnknownKeys`). zstd data, whatever its name,
+    is a `TraceInputError` saying how to decompress it: fluo does not read zstd.
     """
+    if data[:4] == ZSTD_MAGIC:
+        raise TraceInputError(
+            f"{source}: zstd-compressed (it starts with zstd's magic bytes 28 b5 2f fd), which fluo does not read: "
+            "decompress it first (`zstd -d FILE`), or have it written uncompressed or gzipped"
+        )
     suffixes = [s.lower() for s in Path(name if name is not None else source).suffixes]
     if suffixes and suffixes[-1] == ".gz":
         data = _gunzip(data, source, max_bytes)
@@ -1911,21 +1921,26 @@ def _refuse_many_containers(data: bytes, source: str) -> None:
 def load_trace_file(
     path: str | Path,
     prefetch: Iterable[str] = (),
-    clamped: list[Span] | None = None,
+    clamped: dict[str, list[Span]] | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
     unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped
-    (to at most `max_bytes` once gunzipped); `unknown` gets the unknown keys of OTLP/JSON objects.
+    (to at most `max_bytes` once gunzipped); `unknown` gets the unknown keys of OTLP/JSON objects, `clamped`
+    under the file's name its spans read as ending when they start (`clamp_end`), once however often it is read.
 
     A file the memory cannot hold (or one that never ends, `/dev/zero`) is a `TraceInputError` naming it."""
     source = STDIN_SOURCE if str(path) == STDIN_PATH else str(path)
     try:
         data, source = _read(path)
         name = "" if source == STDIN_SOURCE else source
-        return parse_trace_bytes(
-            data, source=source, name=name, prefetch=prefetch, clamped=clamped, max_bytes=max_bytes, unknown=unknown
+        found: list[Span] = []
+        spans = parse_trace_bytes(
+            data, source=source, name=name, prefetch=prefetch, clamped=found, max_bytes=max_bytes, unknown=unknown
         )
+        if clamped is not None and found:
+            clamped[source] = found
+        return spans
     except MemoryError:
         raise TraceInputError(f"{source}: out of memory reading it: too large for the memory fluo may use") from None
 
@@ -1962,7 +1977,7 @@ def trace_files_in(folder: Path) -> list[Path]:
 def load_trace_files(
     paths: Iterable[str | Path],
     prefetch: Iterable[str] = (),
-    clamped: list[Span] | None = None,
+    clamped: dict[str, list[Span]] | None = None,
     unknown: UnknownKeys | None = None,
 ) -> list[Span]:
     """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`.
@@ -1970,19 +1985,38 @@ def load_trace_files(
     `prefetch`: attribute keys the rules will read (`Program.prefetch`), converted
     while protobuf files are decoded (see `spans_from_request`). `unknown` gets the
     unknown keys of OTLP/JSON objects (see `UnknownKeys`).
+
+    A file named twice (`a.json a.json`, a folder and a file in it, a link to it) is read once: its spans again
+    would only be dropped as copies, and counted twice in what reading them changed (`read_warnings`).
     """
     prefetch = tuple(prefetch)
     out: list[Span] = []
+    read: set[tuple[int, int]] = set()
     for path in paths:
         if str(path) != STDIN_PATH and Path(path).is_dir():
-            files = trace_files_in(Path(path))
+            files: list[str | Path] = list(trace_files_in(Path(path)))
             if not files:
                 raise TraceInputError(f"{path}: no trace files (*.json, *.jsonl, *.pb, ...) in this folder")
-            for f in files:
-                out.extend(load_trace_file(f, prefetch, clamped, unknown=unknown))
         else:
-            out.extend(load_trace_file(path, prefetch, clamped, unknown=unknown))
+            files = [path]
+        for f in files:
+            if _first_reading(f, read):
+                out.extend(load_trace_file(f, prefetch, clamped, unknown=unknown))
     return out
+
+
+def _first_reading(path: str | Path, read: set[tuple[int, int]]) -> bool:
+    """Whether the file `path` names is not among those `read` (by device and inode), noting it there."""
+    if str(path) == STDIN_PATH:
+        return True
+    try:
+        file = identity(Path(path))
+    except OSError:
+        return True  # not there or not readable: reading it says why
+    if file in read:
+        return False
+    read.add(file)
+    return True
 
 
 # ---------------------------------------------------------------------------

@@ -650,7 +650,7 @@ def eval_command(
             one_line(f"fluo: no rules to evaluate in {', '.join(paths)} (none defined, or all disabled)"), err=True
         )
     with collector_paused():
-        clamped: list[Span] = []
+        clamped: dict[str, list[Span]] = {}
         unknown = UnknownKeys()
         deep_before = too_deep_reads()
         try:

@@ -1120,6 +1120,23 @@ def test_a_gz_file_that_is_not_gzip_says_so(tmp_path: Path) -> None:
     assert error == f"{path}: not gzip data: it does not start with gzip's magic bytes (1f 8b)"
 
 
+ZSTD_EMPTY_REQUEST = b'(\xb5/\xfd\x04X\xa9\x00\x00{"resourceSpans": []}\xbd\x16\xce8'
+"""`{"resourceSpans": []}` as `zstd` writes it (a frame whose block is stored raw)."""
+
+
+@pytest.mark.parametrize("name", ["t.json.zst", "t.json", "t.pb", "t.data"])
+def test_a_zstd_file_says_fluo_does_not_read_zstd(tmp_path: Path, name: str) -> None:
+    """QA ci (minor): the Collector's file exporter compresses with zstd only; `.json.zst` was read as protobuf
+    ("Wire format was corrupt") and zstd named `.json` was "not UTF-8 text". By zstd's magic bytes, whatever the
+    name, the error says what it is and how to decompress it."""
+    path = tmp_path / name
+    path.write_bytes(ZSTD_EMPTY_REQUEST)
+    assert error_of(load_trace_file, path) == (
+        f"{path}: zstd-compressed (it starts with zstd's magic bytes 28 b5 2f fd), which fluo does not read: "
+        "decompress it first (`zstd -d FILE`), or have it written uncompressed or gzipped"
+    )
+
+
 def test_empty_protobuf_file_has_no_spans(tmp_path: Path) -> None:
     path = tmp_path / "t.pb"
     path.write_bytes(b"")

@@ -326,7 +326,7 @@ def load_corpus(
     builds its cases from, do not depend on the order the files were given in.
     """
     with collector_paused():
-        clamped: list[Span] = []
+        clamped: dict[str, list[Span]] = {}
         spans = load_trace_files(paths, clamped=clamped, unknown=unknown)
         traces = sorted(assemble(spans), key=lambda t: t.trace_id)
         corpus = summarize(traces, attributes=attributes, trace_values=trace_values)

@@ -115,17 +115,17 @@ class TraceFiles:
     """
 
     def __init__(self) -> None:
-        self.cache: dict[Path, tuple[Stamp, list[Span], list[str], list[Span]]] = {}
+        self.cache: dict[Path, tuple[Stamp, list[Span], list[str], dict[str, list[Span]]]] = {}
         self.deep: dict[tuple[Path, ...], int] = {}
 
-    def spans(self, path: Path) -> tuple[list[Span], list[str], list[Span]]:
+    def spans(self, path: Path) -> tuple[list[Span], list[str], dict[str, list[Span]]]:
         """The file's spans, a line for each unknown key of its OTLP/JSON objects (`UnknownKeys`), and its spans
         read as ending when they start (`clamp_end`)."""
         now = stamp(os.stat(path))
         hit = self.cache.get(path)
         if hit is None or hit[0] != now:
             unknown = UnknownKeys()
-            clamped: list[Span] = []
+            clamped: dict[str, list[Span]] = {}
             spans = load_trace_file(path, clamped=clamped, unknown=unknown)
             hit = (now, spans, unknown.warnings(), clamped)
             self.cache[path] = hit
@@ -240,16 +240,20 @@ class Runner:
                 )
             )
         spans: list[Span] = []
-        clamped: list[Span] = []
+        clamped: dict[str, list[Span]] = {}
         empty: list[tuple[Path, int]] = []
+        named: set[Path] = set()
         for path, line in case.traces:
+            if path in named:  # a fixture named twice is read once: its spans again would only be dropped as copies
+                continue
+            named.add(path)
             try:
                 found, warnings, found_clamped = self.traces.spans(path)
             except (TraceInputError, OSError) as exc:
                 result.problems.append(Problem(file.display, line, f"cannot load trace file: {exc}"))
                 continue
             spans.extend(found)
-            clamped.extend(found_clamped)
+            clamped.update(found_clamped)
             result.warnings.extend(warnings)
             if not found:
                 empty.append((path, line))
