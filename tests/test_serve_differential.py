@@ -313,10 +313,11 @@ def run_eval(rules: Path, traces: Path) -> str:
 
 def serve_args(rules: Path, jsonl: Path, *settings: str) -> list[str]:
     """`fluo serve` on loopback ports with `rules`, its signals to `jsonl` alone, every trace and window whole
-    (no evaluation budget), no reloads; `settings` after these (a later flag wins)."""
+    (no evaluation budget), no reloads; `settings` (flag, value, ...) in place of these (a flag is given once)."""
     args = ["--http", "127.0.0.1:0", "--grpc", "127.0.0.1:0", "--rules", str(rules), "--no-db", "--jsonl", str(jsonl)]
-    args += ["--trace-idle", "10m", "--max-trace-age", "10m", "--eval-budget", "0", "--reload-interval", "off"]
-    return [*args, *settings]
+    defaults = {"--trace-idle": "10m", "--max-trace-age": "10m", "--eval-budget": "0", "--reload-interval": "off"}
+    chosen = defaults | dict(zip(settings[::2], settings[1::2], strict=True))
+    return [*args, *(part for flag, value in chosen.items() for part in (flag, value))]
 
 
 def send(proc: ServeProcess, exports: list[Export]) -> None:
