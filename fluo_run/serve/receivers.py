@@ -19,9 +19,9 @@ import logging
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -390,12 +390,17 @@ class Intake:
         self.max_body_bytes = max_body_bytes
         self.bodies = BodyBudget(max_inflight_bytes)
         self.stopping = False
-        self.decoding = 0
-        """Exports admitted and still being decoded (in a decode thread): the stop waits a moment for them."""
+        self.in_flight = 0
+        """Exports begun before the stop (their head or call had come) and not yet taken or refused: their body
+        still arriving, or being decoded. The stop waits a moment for them (`export`)."""
         self.sealed = False
         """The stop has taken the buffered traces for evaluation: spans decoded from now on would reach no one."""
-        self.refused_decoded = 0
-        """Exports refused once decoded, for the stop had sealed the buffer (`take`)."""
+        self.refused_in_flight = 0
+        """Exports begun before the stop and refused at it: their body or message still arriving when the stop
+        sealed the buffer (`seal`), or decoded after it (`take`)."""
+        self.refused_after_stop = 0
+        """Exports sent after the stop began on an OTLP/HTTP connection already open (answered 503)."""
+        self._reads: set[asyncio.Timeout] = set()
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
         self._too_many_spans = Throttled(log, logging.WARNING, self.TOO_LARGE_LOG_EVERY)
@@ -409,14 +414,47 @@ class Intake:
             self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="fluo-decode")
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def decode(self, size: int, fn: Callable[..., Decoded], *args: Any) -> Decoded:
-        """`off_loop` for an admitted export, counted in `decoding` while it runs (the stop waits for these)."""
-        self.decoding += 1
+    @contextmanager
+    def export(self) -> Iterator[bool]:
+        """An export from its head (or call) to its answer: whether it began before the stop, and then counted
+        in `in_flight` meanwhile. One begun after is to be refused at once (`shutting_down`)."""
+        before = not self.stopping
+        self.in_flight += before
         try:
-            decoded: Decoded = await self.off_loop(size, fn, *args)
+            yield before
         finally:
-            self.decoding -= 1
-        return decoded
+            self.in_flight -= before
+
+    @asynccontextmanager
+    async def read_within(self, seconds: float) -> AsyncIterator[None]:
+        """`asyncio.timeout(seconds)` around reading a body or message, ended at once by `seal` (TimeoutError
+        then, which the caller answers as `shutting_down` when `sealed`): a sender still sending at the
+        stop's seal gets its 503 / `UNAVAILABLE` then, rather than a connection closed without an answer."""
+        async with asyncio.timeout(seconds) as timeout:
+            if self.sealed:
+                timeout.reschedule(asyncio.get_running_loop().time())
+            self._reads.add(timeout)
+            try:
+                yield
+            finally:
+                self._reads.discard(timeout)
+
+    def seal(self) -> None:
+        """The stop takes the buffered traces: reads still in progress end now, and what comes later is refused."""
+        self.sealed = True
+        now = asyncio.get_running_loop().time()
+        for timeout in self._reads:
+            timeout.reschedule(now)
+
+    def shutting_down(self, transport: str, *, in_flight: bool) -> Refusal:
+        """The retryable refusal of an export at the stop (503 / `UNAVAILABLE`), counted as `unavailable`;
+        `in_flight`: one begun before the stop, else one sent after it began."""
+        self.metrics.requests.labels(transport, "unavailable").inc()
+        if in_flight:
+            self.refused_in_flight += 1
+        else:
+            self.refused_after_stop += 1
+        return Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
 
     def close(self) -> None:
         """Let the decode threads go (once the receivers are closed)."""
@@ -434,9 +472,8 @@ class Intake:
         return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.auth_token.encode())
 
     def admit(self, transport: str, body: bytes) -> None:
-        if self.stopping:
-            self.metrics.requests.labels(transport, "unavailable").inc()
-            raise Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
+        if self.sealed:
+            raise self.shutting_down(transport, in_flight=True)
         reason = self.admission.refusal(body, time.monotonic())
         if reason is not None:
             self.metrics.requests.labels(transport, "refused").inc()
@@ -447,9 +484,7 @@ class Intake:
         """Hand a decoded export's spans to assembly; refused (retryable) if the stop has sealed the buffer:
         answered OK, its spans would never be evaluated and its sender would not send them again."""
         if self.sealed:
-            self.refused_decoded += 1
-            self.metrics.requests.labels(transport, "unavailable").inc()
-            raise Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
+            raise self.shutting_down(transport, in_flight=True)
         if decoded.clamped:
             self.metrics.spans_clamped.inc(len(decoded.clamped))
         if decoded.rejected:
@@ -703,9 +738,11 @@ async def _body(request: web.Request, intake: Intake, limit: int, claim: BodyCla
     if encoding not in ("identity", "", "gzip", "deflate"):
         raise TraceInputError(f"unsupported Content-Encoding {encoding!r}; send gzip, deflate or none")
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT):
+        async with intake.read_within(BODY_READ_TIMEOUT):
             body = await _read(request, limit, claim)
     except TimeoutError:
+        if intake.sealed:
+            raise intake.shutting_down("http", in_flight=True) from None
         raise Refusal(
             408, grpc.StatusCode.DEADLINE_EXCEEDED, f"request body: not received within {BODY_READ_TIMEOUT:g} s"
         ) from None
@@ -779,6 +816,13 @@ def _export_response(decoded: Decoded, content_type: str) -> web.Response:
 
 def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[str, Any]]) -> list[web.RouteDef]:
     async def export(request: web.Request) -> web.Response:
+        with intake.export() as before_stop:
+            response = await answer(request, before_stop)
+        if intake.stopping:  # the listener is closed: the connection ends with this answer
+            response.force_close()
+        return response
+
+    async def answer(request: web.Request, before_stop: bool) -> web.Response:
         ctype = request.content_type
         reply_type = JSON if ctype == JSON else PROTOBUF
         if not intake.authorized(request.headers.get("Authorization")):
@@ -788,11 +832,13 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             return _http_error(415, f"unsupported Content-Type {ctype!r}; send {PROTOBUF} or {JSON}", PROTOBUF)
         try:
+            if not before_stop:  # on a connection open at the stop: refused without reading the body
+                raise intake.shutting_down("http", in_flight=False)
             with intake.bodies.claim("OTLP/HTTP body") as claim:
                 body = await _body(request, intake, intake.max_body_bytes, claim)
                 intake.admit("http", body)
                 decode = decode_json if ctype == JSON else decode_protobuf
-                decoded = await intake.decode(len(body), decode, body, intake.prefetch(), intake.share())
+                decoded: Decoded = await intake.off_loop(len(body), decode, body, intake.prefetch(), intake.share())
                 del body
             intake.take(decoded, "http")
         except Refusal as r:
@@ -1052,16 +1098,29 @@ class TraceService:
         wire: one message, then the end), the wait for it is timed, as an HTTP body's is.
         """
         peer = context.peer()  # unknown once gRPC has refused the message
-        try:
-            async with asyncio.timeout(GRPC_MESSAGE_TIMEOUT):
-                body = await context.read()
-        except TimeoutError:
-            await context.abort(
-                grpc.StatusCode.DEADLINE_EXCEEDED, f"request message: not received within {GRPC_MESSAGE_TIMEOUT:g} s"
-            )
-        if body is grpc.aio.EOF:
-            await self.no_message(context, peer)
-        return await self.export(body, context)
+        with self.intake.export() as before_stop:
+            if not before_stop:  # gRPC's stop refuses new calls itself; one just begun meanwhile, here
+                await self.refuse(self.intake.shutting_down("grpc", in_flight=False), context)
+            try:
+                async with self.intake.read_within(GRPC_MESSAGE_TIMEOUT):
+                    body = await context.read()
+            except TimeoutError:
+                if self.intake.sealed:
+                    await self.refuse(self.intake.shutting_down("grpc", in_flight=True), context)
+                await context.abort(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"request message: not received within {GRPC_MESSAGE_TIMEOUT:g} s",
+                )
+            if body is grpc.aio.EOF:
+                await self.no_message(context, peer)
+            return await self.export(body, context)
+
+    @staticmethod
+    async def refuse(r: Refusal, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """Abort the call with `r`, and its `RetryInfo` when it is retryable."""
+        if r.retryable:
+            context.set_trailing_metadata(_retry_metadata(r.retry_after))
+        await context.abort(r.code, r.message)
 
     async def no_message(self, context: grpc.aio.ServicerContext[Any, Any], peer: str) -> None:
         """A stream that ended without a message: sent so (malformed), or a message over `--max-body-bytes`.
@@ -1098,7 +1157,7 @@ class TraceService:
                     body = bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit, "request message"))
                     claim.grow(len(body))
                 intake.admit("grpc", body)
-                decoded = await intake.decode(
+                decoded: Decoded = await intake.off_loop(
                     len(body), decode_protobuf, body, intake.prefetch(), intake.share(), "not an OTLP"
                 )
                 del body
@@ -1108,9 +1167,7 @@ class TraceService:
                 intake.metrics.requests.labels("grpc", "refused").inc()
             if r.status == 413:
                 intake.too_large("grpc", context.peer(), r.message, spans=isinstance(r, TooManySpans))
-            if r.retryable:
-                context.set_trailing_metadata(_retry_metadata(r.retry_after))
-            await context.abort(r.code, r.message)
+            await self.refuse(r, context)
         except TraceInputError as exc:
             intake.metrics.requests.labels("grpc", "malformed").inc()
             log.debug("OTLP/gRPC export from %s refused: %s", context.peer(), exc)

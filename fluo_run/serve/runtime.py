@@ -51,7 +51,11 @@ log = logging.getLogger("fluo.serve")
 
 EVICTION_LOG_INTERVAL = 10.0
 RECEIVER_DRAIN = 1.0
-"""Seconds in-flight requests get to finish at shutdown (they are answered 503/UNAVAILABLE), then are cut."""
+"""Seconds at shutdown in which exports begun before it may finish arriving and being decoded (their traces
+are then evaluated), and connections already open stay open (a request sent on one is answered 503); an
+export still arriving or being decoded then is answered 503/UNAVAILABLE."""
+ANSWER_MARGIN = 0.25
+"""Seconds gRPC's stop gives its calls past `RECEIVER_DRAIN`, for those refused then to have their answer sent."""
 GRPC_MAX_CONCURRENT_RPCS = 32
 """OTLP/gRPC calls handled at once; more get `RESOURCE_EXHAUSTED` from gRPC (each may hold a 64 MiB message)."""
 HTTP_IDLE_TIMEOUT = 15.0
@@ -206,6 +210,7 @@ class Runtime:
         self.http_connection_limit = http_connection_limit(config.max_http_connections, http_listeners(config))
         self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
+        self._grpc_stop: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._late_reported = 0
         self._evicted: dict[str, int] = {}
@@ -497,13 +502,24 @@ class Runtime:
         self.metrics.reloads.labels("loaded").inc()
         return True
 
-    async def _stop_receivers(self) -> None:
+    def _close_listeners(self) -> None:
+        """New connections are refused from now on; gRPC's stop begins (new calls `UNAVAILABLE`, those in
+        progress given `RECEIVER_DRAIN`)."""
         if self._grpc is not None:
             server, self._grpc = self._grpc, None
-            await server.stop(grace=RECEIVER_DRAIN)
+            self._grpc_stop = asyncio.create_task(server.stop(grace=RECEIVER_DRAIN + ANSWER_MARGIN))
         listeners, self._listeners = list(self._listeners), []
-        for listener in listeners:  # new connections are refused from now on
+        for listener in listeners:
             listener.close()
+
+    async def _stop_receivers(self, drained_by: float | None = None) -> None:
+        """Close the receivers; at a stop, connections already open stay until `drained_by` (or until their
+        clients close them), so a request sent on one is answered (503) rather than met by a closed socket."""
+        self._close_listeners()
+        if drained_by is not None:
+            await self._until(lambda: not any(cap.open() for cap in self._caps), drained_by)
+        if self._grpc_stop is not None:
+            await self._grpc_stop
         runners, self._runners = list(self._runners), []
         self._closing = runners
         for cap in self._caps:  # aiohttp's cleanup closes with `transport.close()`, which waits for the client
@@ -563,6 +579,7 @@ class Runtime:
         self._abort = self._abort or asyncio.Event()
         self.stopping = True
         self.intake.stopping = True
+        self._close_listeners()
         self.intake.log_unlogged()
         report = StopReport()
         for task in self._tasks:
@@ -572,11 +589,12 @@ class Runtime:
                 await task
         self._tasks.clear()
         self._handover_deadline = deadline - min(5.0, timeout / 4)
-        # Exports admitted before the stop and still being decoded (large bodies, in a decode thread) get
-        # what in-flight requests get: their spans are evaluated with the rest. One decoded later is
+        # Exports begun before the stop (a body still arriving, or being decoded in a decode thread) get
+        # `RECEIVER_DRAIN`: their spans are evaluated with the rest. One still arriving or decoded later is
         # refused (503/UNAVAILABLE, retryable), not answered OK into a buffer nobody reads any more.
-        await self._until(lambda: not self.intake.decoding, min(t0 + RECEIVER_DRAIN, self._handover_deadline))
-        self.intake.sealed = True
+        drained_by = min(t0 + RECEIVER_DRAIN, self._handover_deadline)
+        await self._until(lambda: not self.intake.in_flight, drained_by)
+        self.intake.seal()
         sealed_after = time.monotonic() - t0  # RECEIVER_DRAIN, or less: the decodes done, or a short deadline
         drained = self.buffer.drain()
         report.traces_at_shutdown = sum(1 for c in drained if c.spans)
@@ -584,7 +602,7 @@ class Runtime:
         self._hand_over(drained)
         self._save_remembered()  # every trace is completed now: late spans after the restart are known
         self.evaluator.request_stop()
-        receivers = asyncio.create_task(self._stop_receivers())
+        receivers = asyncio.create_task(self._stop_receivers(drained_by))
         if not await self._until(self.evaluator.done, self._handover_deadline):
             report.cut_short = "a second signal" if self._abort.is_set() else "the shutdown deadline"
             self.evaluator.abort()
@@ -622,12 +640,18 @@ class Runtime:
         if not await self._until(receivers.done, deadline):
             receivers.cancel()
             await self._abort_connections()
-        if self.intake.refused_decoded:
+        if self.intake.refused_in_flight:
             log.warning(
-                "shutdown: %d export(s) still being decoded %.2fs into the stop refused (503/UNAVAILABLE; "
-                "their senders retry)",
-                self.intake.refused_decoded,
+                "shutdown: %d export(s) still being received or decoded %.2fs into the stop refused "
+                "(503/UNAVAILABLE; their senders retry)",
+                self.intake.refused_in_flight,
                 sealed_after,
+            )
+        if self.intake.refused_after_stop:
+            log.info(
+                "shutdown: %d export(s) sent after the stop began, on connections already open, refused "
+                "(503; their senders retry)",
+                self.intake.refused_after_stop,
             )
         report.seconds = time.monotonic() - t0
         (log.error if report.exit_code else log.info)("%s", report.line())
