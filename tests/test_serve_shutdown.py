@@ -288,6 +288,11 @@ def test_a_signal_of_a_trace_evaluated_at_the_stop_for_an_endpoint_that_never_an
 
 
 def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_path: Path) -> None:
+    """QA ops r07: the same SIGTERM delivered twice at once (`timeout` sends it to serve and to its process
+    group) cut the stop short (exit 3). The same signal again within `SAME_SIGNAL_WINDOW` is the same request;
+    a second one after it stops now."""
+    from fluo_run.serve.runtime import SAME_SIGNAL_WINDOW
+
     rules = rules_in(tmp_path, SLOW)
     args = [*LOOPBACK, "--rules", str(rules), "--cost-limit", "0", "--eval-budget", "0", "--trace-idle", "60s"]
     with ServeProcess([*args, "--no-db", "--jsonl", str(tmp_path / "out.jsonl")], cwd=tmp_path) as proc:
@@ -295,10 +300,13 @@ def test_sighup_while_stopping_is_ignored_and_a_second_sigterm_stops_now(tmp_pat
         for k in range(6):  # chains of 1,500 spans: seconds of evaluation each with this rule
             send(proc.http_url, otlp_json(1, 1500, first=1 + k, chain=True))
         proc.signal(signal.SIGTERM)
+        proc.signal(signal.SIGTERM)  # the same request, delivered twice
+        sent = time.monotonic()
         proc.expect("SIGTERM: shutting down")
         proc.signal(signal.SIGHUP)
         proc.expect("SIGHUP while shutting down: ignored")
-        assert proc.proc.poll() is None  # still stopping, not killed by SIGHUP
+        assert proc.proc.poll() is None  # still stopping, not killed by SIGHUP nor by the signal sent twice
+        time.sleep(max(0.0, sent + SAME_SIGNAL_WINDOW - time.monotonic()))  # past the window: a second request
         proc.signal(signal.SIGTERM)
         proc.expect("SIGTERM while shutting down: stopping now")
         assert proc.wait(timeout=15) == 3
@@ -1013,3 +1021,40 @@ def test_a_grpc_call_open_at_the_stop_is_answered_ok_or_unavailable(
         assert code == grpc.StatusCode.UNAVAILABLE and got == []
         assert "google.rpc.retryinfo-bin" in dict(trailers or ())
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unavailable") == 1
+
+
+def test_the_same_stop_signal_again_within_the_window_is_the_same_request() -> None:
+    from fluo_run.serve.runtime import SAME_SIGNAL_WINDOW, StopSignals
+
+    signals = StopSignals()
+    assert signals.receive("SIGTERM", 100.0) == "stop"
+    assert signals.receive("SIGTERM", 100.0) == "same"  # delivered twice in the same moment
+    assert signals.receive("SIGTERM", 100.0 + SAME_SIGNAL_WINDOW * 0.9) == "same"
+    assert signals.receive("SIGINT", 100.1) == "now"  # another signal: an operator's
+    assert signals.receive("SIGTERM", 100.0 + SAME_SIGNAL_WINDOW) == "now"
+
+
+def test_a_stop_cut_short_still_closes_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA ops r07: a stop cut short by a second signal left the store with its -wal and -shm: its sink thread
+    (a daemon) was still closing it when the process ended. Now the stop gives it its moment to close."""
+    from fluo_run.serve.sinks import SqliteSink
+
+    close = SqliteSink.close
+
+    def slow_close(self: SqliteSink) -> None:
+        time.sleep(0.05)  # a close that takes a moment (a checkpoint), well within the half second
+        close(self)
+
+    monkeypatch.setattr(SqliteSink, "close", slow_close)
+    db = tmp_path / "s.db"
+    rt = RuntimeThread(config(tmp_path, rules=[rules_in(tmp_path, EVERY)], db=db, grpc=None, trace_idle=60.0)).start()
+    send(rt.http_url, otlp_json(1))
+    stopper = threading.Thread(target=rt.stop)
+    stopper.start()
+    wait_for(lambda: rt.runtime.intake.sealed, what="the stop to take the buffered traces")
+    rt.loop.call_soon_threadsafe(rt.runtime.abort)
+    stopper.join(30)
+    report = rt.runtime.report
+    assert report is not None and report.cut_short == "a second signal" and report.exit_code == 3
+    assert not any(w.thread.is_alive() for w in rt.runtime.sinks.workers)
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()

@@ -44,7 +44,7 @@ from .receivers import (
     metrics_handler,
 )
 from .rules import RuleSet, RuleSetError, RuleWatcher, load_rule_set
-from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SqliteSink, WebhookSink, overall
+from .sinks import JsonlSink, OtlpLogsSink, Sink, SinkSet, SinkWorker, SqliteSink, WebhookSink, overall
 from .state import StateError, load_remembered, remembered_path, save_remembered
 
 log = logging.getLogger("fluo.serve")
@@ -74,6 +74,9 @@ ACCEPT_BACKLOG = 100
 connections at a time before any of them is handed to aiohttp (and counted by `ConnectionCap`)."""
 SINK_FLOOR = 0.05
 """Seconds the sinks get to close at the least, even when evaluation used the whole shutdown deadline."""
+SAME_SIGNAL_WINDOW = 1.0
+"""Seconds after the SIGTERM or SIGINT that began a stop in which the same signal again is the same request,
+delivered twice (a wrapper such as `timeout` sends it to serve and to its process group), not "stop now"."""
 EXIT_LOST = 3
 """`fluo serve`'s exit status when it stopped but lost something (see `StopReport.lost`)."""
 
@@ -563,6 +566,11 @@ class Runtime:
                 await asyncio.wait_for(self._abort.wait(), min(0.05, left))
         return True
 
+    async def _sink_threads_end(self, until: float) -> None:
+        """Wait until every sink thread has ended, or `until` (monotonic); not cut short by `abort`."""
+        while any(w.thread.is_alive() for w in self.sinks.workers) and time.monotonic() < until:
+            await asyncio.sleep(0.01)
+
     async def stop(self) -> StopReport:
         """Stop accepting, evaluate every buffered trace, close the windows, hand the signals to the sinks
         and let them deliver, all within `--shutdown-timeout`; a second signal (`abort`) cuts it short.
@@ -637,6 +645,10 @@ class Runtime:
         cut_short_after = time.monotonic() - t0 if self._abort.is_set() else None
         report.undelivered = closed[0] if closed else self.sinks.give_up(allowed, cut_short_after)
         report.sinks = self.sinks.outcome()
+        if self._abort.is_set():
+            # The sink threads are daemons, not waited for at exit: each given up gets its moment to close its
+            # sink (a store's -wal checkpointed into the file), as at the deadline.
+            await self._sink_threads_end(time.monotonic() + SinkWorker.GIVE_UP_GRACE)
         if not await self._until(receivers.done, deadline):
             receivers.cancel()
             await self._abort_connections()
@@ -775,13 +787,29 @@ def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class StopSignals:
+    """What each SIGTERM or SIGINT asks: the first, to stop; the same signal again within `SAME_SIGNAL_WINDOW`
+    of it, nothing more (one request delivered twice); any other, to stop now (`Runtime.abort`)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[str, float] | None = None
+
+    def receive(self, name: str, now: float) -> str:
+        """ "stop", "same" or "now", for signal `name` received at `now` (monotonic)."""
+        if self.first is None:
+            self.first = (name, now)
+            return "stop"
+        first, at = self.first
+        return "same" if name == first and now - at < SAME_SIGNAL_WINDOW else "now"
+
+
 async def serve(config: ServeConfig) -> int:
     """Run until SIGTERM or SIGINT; 0 after a clean shutdown, `EXIT_LOST` (3) when something was lost.
 
     Signal handlers are installed before starting: SIGHUP then reloads the rules once started
     (the files may have changed since they were read). They stay installed while stopping:
     SIGHUP then is logged and ignored, and a second SIGTERM or SIGINT cuts the stop short
-    (`Runtime.abort`).
+    (`Runtime.abort`), but for the same signal again within `SAME_SIGNAL_WINDOW` (`StopSignals`).
     """
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(AcceptErrors())
@@ -790,10 +818,15 @@ async def serve(config: ServeConfig) -> int:
     started = False
     hup_while_starting = False
 
+    requests = StopSignals()
+
     def on_stop(name: str) -> None:
-        received.append(name)
-        if len(received) == 1:
+        asked = requests.receive(name, time.monotonic())
+        if asked == "stop":
+            received.append(name)
             stop.set()
+        elif asked == "same":
+            log.info("%s again within %gs: the same stop request, delivered twice", name, SAME_SIGNAL_WINDOW)
         elif started:
             log.warning("%s while shutting down: stopping now; what is not done yet is lost", name)
             runtime.abort()
@@ -825,9 +858,11 @@ async def serve(config: ServeConfig) -> int:
             on_hup()
         await stop.wait()
         log.info(
-            "%s: shutting down (within %gs; a second SIGTERM or Ctrl-C stops now)",
+            "%s: shutting down (within %gs; a second SIGTERM or Ctrl-C stops now, but for the same signal "
+            "again within %gs)",
             received[0] if received else "stop",
             config.shutdown_timeout,
+            SAME_SIGNAL_WINDOW,
         )
         report = await runtime.stop()
     finally:
