@@ -1058,3 +1058,26 @@ def test_a_stop_cut_short_still_closes_the_store(tmp_path: Path, monkeypatch: py
     assert report is not None and report.cut_short == "a second signal" and report.exit_code == 3
     assert not any(w.thread.is_alive() for w in rt.runtime.sinks.workers)
     assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+
+
+def test_a_window_the_open_time_cap_closes_before_its_end_is_closed_early() -> None:
+    """QA ops r05: a window of traces timed ahead (a sender's clock a day ahead) was closed by the open-time cap
+    (length + grace + --max-trace-age) long before its end, its signal not marked partial, though docs/runtime.md
+    define `closed_early` as closed before its end plus the grace. Now it is marked so."""
+    evaluator, out = evaluator_for("rule w { window 1m expect window.traces.count() < 1 }", max_trace_age=600.0)
+    ws = evaluator.windows[MINUTE]
+    start = (time.time_ns() // MINUTE + 3) * MINUTE  # ahead, within --max-trace-age: its own window
+    evaluator._evaluate_traces([completed(1, 1, start + 1)])
+    # the wall clock still before that window's start, the window open past the cap (`max_open`)
+    closed = ws.due(now=10.0**9, wall_ns=start - MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
+    evaluator._evaluate_windows(ws, closed)
+    (signal,) = out
+    assert signal["partial"] is True and signal["partial_reasons"] == ["closed_early"]
+    assert signal["observed_start"] == signal["observed_end"] == signal["window_start"]  # it saw none of its time
+    # QA ops r05: its later traces (a day later, say) were counted late, and the window not evaluated when its
+    # time came. Now they open it again, and it closes as any window does.
+    evaluator._evaluate_traces([completed(2, 1, start + 2)])
+    assert evaluator.metrics.window_late_traces._value.get() == 0
+    due = ws.due(now=2 * 10.0**9, wall_ns=start + 2 * MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
+    (again,) = [w for w in due if w.traces]
+    assert again.start == start and [t.trace_id for t in again.traces] == [(2).to_bytes(16, "big")]

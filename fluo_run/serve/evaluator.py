@@ -8,7 +8,9 @@ the wall clock is past `end + grace` and no trace has joined it for
 `trace_idle` seconds, or at the latest once it has been open for its length
 plus `grace` plus `max_trace_age`; on shutdown every open window closes. A trace completed
 after its window closed is left out of that window and counted
-(`fluo_window_late_traces`).
+(`fluo_window_late_traces`). A window that cap closes before its end plus `grace` (its traces
+came from a clock ahead) is closed early, and not remembered as closed: when its time comes, it
+is evaluated again with the traces that complete in it then.
 """
 
 from __future__ import annotations
@@ -122,6 +124,9 @@ class WindowSet:
             end = (k + 1) * self.length
             if (wall_ns >= end + grace * 1e9 and now - touched >= quiet) or now - opened >= max_open:
                 out.append(self._close(k))
+                if wall_ns < end + grace * 1e9:  # by the cap, early: its time is still to come
+                    self.notes.setdefault(k * self.length, WindowNote()).closed_early_ns = wall_ns
+                    del self.closed[k]
         if self.next_empty is not None:
             last = (wall_ns - round(grace * 1e9)) // self.length - 1  # the last window past its end plus grace
             first = max(self.next_empty, last + 1 - MAX_EMPTY_WINDOWS)
