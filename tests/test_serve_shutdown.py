@@ -1081,3 +1081,62 @@ def test_a_window_the_open_time_cap_closes_before_its_end_is_closed_early() -> N
     due = ws.due(now=2 * 10.0**9, wall_ns=start + 2 * MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
     (again,) = [w for w in due if w.traces]
     assert again.start == start and [t.trace_id for t in again.traces] == [(2).to_bytes(16, "big")]
+
+
+def test_every_signal_a_down_endpoint_drops_at_the_stop_is_in_a_line(caplog: pytest.LogCaptureFixture) -> None:
+    """QA ops: at the stop a webhook that gave no answer logged "dropped 1 signal(s): no answer at the shutdown",
+    then "3 signal(s) not delivered in all", with no line for the other 2 (the batches after the first, given
+    up without a try). Now one line says those."""
+    from fluo_run.serve.sinks import Batch, TransientSinkError
+
+    class Down(CallbackSink):
+        notifies = True
+        max_batch = 1
+
+        def write(self, batch: Batch, stopping: threading.Event) -> None:
+            self.answered(False)
+            raise TransientSinkError("connection refused")
+
+    worker = SinkWorker(Down(lambda batch: None, name="webhook"), Metrics(), capacity=10)
+    worker.put([{"n": i} for i in range(3)])
+    with caplog.at_level(logging.ERROR, logger="fluo.serve"):
+        worker.begin_close()  # never heard from: one try at the stop, then the rest is given up
+        worker.thread.start()
+        assert worker.finish_close(time.monotonic() + 10, 10) == 3
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("sink webhook")]
+    assert lines == [
+        "sink webhook dropped 1 signal(s): no answer at the shutdown: connection refused",
+        "sink webhook dropped 2 more signal(s) at the shutdown, not tried: its endpoint was down",
+        "sink webhook: 3 signal(s) not delivered in all (shutdown 3)",
+    ], lines
+
+
+def test_the_last_line_counts_the_evaluation_backlog_taken_at_the_stop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA ops: traces assembled before the stop and still waiting for the evaluator were evaluated during the stop,
+    yet the last line said "0 trace(s) evaluated at shutdown": it counted the trace buffer only."""
+    release = threading.Event()
+    evaluate = Evaluator._evaluate_traces
+
+    def held(self: Evaluator, batch: Any) -> None:
+        assert release.wait(30)
+        evaluate(self, batch)
+
+    monkeypatch.setattr(Evaluator, "_evaluate_traces", held)
+    got: list[dict[str, Any]] = []
+    settings = config(tmp_path, rules=[rules_in(tmp_path, EVERY)], grpc=None, trace_idle=0.05)
+    rt = RuntimeThread(settings, [CallbackSink(got.extend)]).start()
+    send(rt.http_url, otlp_json(1))
+    wait_for(lambda: rt.runtime.evaluator.backlog == 1, what="the first trace to be taken by the evaluator")
+    send(rt.http_url, otlp_json(12, first=2))
+    wait_for(lambda: rt.runtime.evaluator.backlog == 13, what="12 more to wait for it")
+    stopper = threading.Thread(target=rt.stop)
+    stopper.start()
+    wait_for(lambda: rt.runtime.intake.sealed, what="the stop to take the buffered traces")
+    release.set()
+    stopper.join(30)
+    report = rt.runtime.report
+    assert report is not None and report.exit_code == 0 and len(got) == 13
+    assert report.traces_at_shutdown == 13
+    assert report.line().endswith("13 trace(s) evaluated at shutdown, every signal delivered")

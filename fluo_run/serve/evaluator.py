@@ -352,6 +352,12 @@ class Evaluator:
         with self.cond:
             return self._chunk_in_hand
 
+    @property
+    def backlog(self) -> int:
+        """Traces handed over and not evaluated yet: queued, or taken and not done."""
+        with self.cond:
+            return self.batch_left + sum(1 for c in self.queue if c.spans)
+
     def done(self) -> bool:
         return not self.thread.is_alive()
 

@@ -605,7 +605,8 @@ class Runtime:
         self.intake.seal()
         sealed_after = time.monotonic() - t0  # RECEIVER_DRAIN, or less: the decodes done, or a short deadline
         drained = self.buffer.drain()
-        report.traces_at_shutdown = sum(1 for c in drained if c.spans)
+        # the traces assembled before the stop and still waiting for the evaluator are evaluated in it too
+        report.traces_at_shutdown = self.evaluator.backlog + sum(1 for c in drained if c.spans)
         self.sinks.cut_short(self._handover_deadline)
         self._hand_over(drained)
         self._save_remembered()  # every trace is completed now: late spans after the restart are known

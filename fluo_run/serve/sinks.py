@@ -1160,6 +1160,9 @@ class SinkWorker:
         self._in_flight = 0
         self._writing_since: float | None = None
         self._said_down_at_stop = False
+        self._not_tried_at_stop = 0
+        """Signals of the batches after the first given up at the stop for an endpoint down (`_said_down_at_stop`),
+        said in one line with the total (`count_undelivered`) rather than a line each."""
         self._abandoned = False
         self._counted: int | None = None  # `count_undelivered`'s total, once counted
         self._counting = threading.Lock()
@@ -1385,6 +1388,9 @@ class SinkWorker:
                 # A notification endpoint that is down: another try per batch would hold the stop
                 # for its timeout each (a blackholed webhook, 5 s a batch) and deliver nothing.
                 said, self._said_down_at_stop = self._said_down_at_stop, True
+                if said:
+                    with self._lock:
+                        self._not_tried_at_stop += len(batch)
                 self._settle(batch, "shutdown", "" if said else "it was down when the shutdown began")
             elif not self.is_open and not self._try_open():
                 reason = "failed" if self.open_error else "shutdown"
@@ -1474,9 +1480,16 @@ class SinkWorker:
         self._dropped(left, "shutdown", why)
         with self._lock:
             unlogged, self._unlogged = self._unlogged, 0
+            not_tried, self._not_tried_at_stop = self._not_tried_at_stop, 0
             total, by = self.dropped, dict(self.dropped_by)
         if unlogged:
             log.error("sink %s dropped %d signal(s): its queue is full", self.sink.name, unlogged)
+        if not_tried:
+            log.error(
+                "sink %s dropped %d more signal(s) at the shutdown, not tried: its endpoint was down",
+                self.sink.name,
+                not_tried,
+            )
         if total:
             reasons = ", ".join(f"{r} {n}" for r, n in sorted(by.items()))
             log.error("sink %s: %d signal(s) not delivered in all (%s)", self.sink.name, total, reasons)
