@@ -325,6 +325,7 @@ def test_db_and_no_db_from_different_sources_follow_the_precedence(tmp_path: Pat
     runs = [
         (["--no-db"], {"FLUO_DB": "env.db"}, "no sink"),  # the flag wins over the variable
         (["--config", "no-db.yaml", "--db", "flag.db"], {}, r"sqlite \(flag.db\)"),  # and over the file
+        (["--db", "OFF"], {}, r"no sink \(--db OFF and no other sink given\)"),  # QA ops r03: it said --no-db
     ]
     for args, env, sinks in runs:
         proc = ServeProcess(on_loopback(args), cwd=tmp_path, env=env)

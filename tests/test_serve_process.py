@@ -10,6 +10,7 @@ import sqlite3
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serve_support import EXAMPLE_TRACES, LoopbackServer, Sender, ServeProcess, self_signed, wait_for
@@ -322,7 +323,7 @@ HELP = " (see `fluo serve --help`)"
             "fluo: --config fluo.yaml: `http`: 'nowhere' is not HOST:PORT; give e.g. 127.0.0.1:4318 "
             "(port 0 picks a free one)",
         ),
-        ("no-db: 1\n", "fluo: --config fluo.yaml: `no-db`: 1 is not true or false" + HELP),
+        ("no-db: 2\n", "fluo: --config fluo.yaml: `no-db`: 2 is not true or false" + HELP),
         ("no-db: 2.5\n", "fluo: --config fluo.yaml: `no-db`: 2.5 is not true or false" + HELP),
         ("sink-queue: 10.9\n", "fluo: --config fluo.yaml: `sink-queue`: 10.9 is not a whole number" + HELP),
         (
@@ -331,12 +332,28 @@ HELP = " (see `fluo serve --help`)"
         ),
         (
             "trace-idle: 2s\ntrace_idle: 3s\nhttp: nowhere\n",  # said first (and no serve left running without it)
-            "fluo: --config fluo.yaml: `trace-idle` and `trace_idle` are one setting; keep one of them" + HELP,
+            "fluo: --config fluo.yaml:2: `trace-idle` (line 1) and `trace_idle` are one setting; keep one of them"
+            + HELP,
+        ),
+        (
+            "webhook: http://127.0.0.1:9/a\nhttp: nowhere\nwebhook: http://127.0.0.1:9/b\n",
+            "fluo: --config fluo.yaml:3: `webhook` is given twice (line 1 too); keep one" + HELP,
         ),
         (
             "webhook: ''\n",
             "fluo: --config fluo.yaml: `webhook`: empty; give a URL, or leave --webhook out to post to no webhook",
         ),
+        (
+            "db: ''\n",
+            "fluo: --config fluo.yaml: `db`: empty; give a file, or leave --db out for ./fluo-signals.db (--no-db for"
+            " no store)",
+        ),
+        (
+            "window-grace: off\n",
+            "fluo: --config fluo.yaml: `window-grace`: 'off' is not a duration; give a number and a unit "
+            "(ns, us, µs, ms, s, m, h, d), e.g. 5s",
+        ),
+        ("cost-limit: False\n", "fluo: --config fluo.yaml: `cost-limit`: False is not a whole number" + HELP),
     ],
     ids=[
         "int",
@@ -344,12 +361,16 @@ HELP = " (see `fluo serve --help`)"
         "choice",
         "duration",
         "address",
-        "bool-1",
+        "bool-2",
         "bool-float",
         "int-float",
         "int-bool",
         "twice",
+        "twice-one-spelling",
         "empty-sink",
+        "empty-db",
+        "duration-off",
+        "int-bool-as-written",
     ],
 )
 def test_a_bad_config_value_names_the_file_and_key_not_an_env_var(
@@ -357,7 +378,8 @@ def test_a_bad_config_value_names_the_file_and_key_not_an_env_var(
 ) -> None:
     """QA: `max-spans-per-trace: abc` in the file was "invalid value for '--max-spans-per-trace' (env var:
     'FLUO_MAX_SPANS_PER_TRACE')", a variable nobody set, and the file was not named; `trace-idle` and
-    `trace_idle` in one file silently took one of them."""
+    `trace_idle` in one file silently took one of them; QA ops r08: so did `webhook` given twice; r03: `db: ''`
+    turned the store off; `window-grace: off` was "'False' is not a duration"."""
     from click.testing import CliRunner
 
     from fluo_run.cli import main
@@ -370,6 +392,94 @@ def test_a_bad_config_value_names_the_file_and_key_not_an_env_var(
     assert result.exit_code == 2
     assert result.output.startswith(output) and result.output.count("\n") == 1, result.output
     assert "FLUO_" not in result.output
+
+
+def serve_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, *args: str) -> tuple[int, str, Any]:
+    """`fluo serve --config fluo.yaml ARGS` with `text` in the file, up to the ServeConfig it would serve with
+    (None if it stopped before): its exit status, its output and that config."""
+    from click.testing import CliRunner
+
+    import fluo_run.serve.runtime
+    from fluo_run.cli import main
+
+    served: list[Any] = []
+
+    async def serve(config: Any) -> int:
+        served.append(config)
+        return 0
+
+    monkeypatch.setattr(fluo_run.serve.runtime, "serve", serve)
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("FLUO_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "fluo.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["serve", "--config", "fluo.yaml", *args], prog_name="fluo")
+    return result.exit_code, result.output, served[0] if served else None
+
+
+def serve_settings_keys() -> list[str]:
+    from fluo_run.serve.cli import command
+
+    return [p.name.replace("_", "-") for p in command.params if p.name and p.name != "config_file"]
+
+
+@pytest.mark.usefixtures("fluo_logging")
+@pytest.mark.parametrize("key", serve_settings_keys())
+def test_a_config_key_without_a_value_is_a_usage_error_naming_its_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    """QA ops r02: `auth-token:` (YAML null: a templated value that came out empty) started serve with no
+    authentication, `webhook:`, `jsonl:`, `otlp-logs:` and `db:` with no such sink; r01: `max-spans-per-trace:`,
+    `log-level:` and the other numbers were a traceback. No setting takes null for a meaning."""
+    code, output, served = serve_settings(tmp_path, monkeypatch, f"# templated\n{key}:\n")
+    assert (code, served) == (2, None), output
+    assert output.startswith(f"fluo: --config fluo.yaml:2: `{key}` has no value; give ") and output.count("\n") == 1
+    assert "Traceback" not in output
+
+
+@pytest.mark.usefixtures("fluo_logging")
+def test_a_config_value_is_taken_as_written_and_switches_take_1_and_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA ops r04: `no-db: 1` was refused ("1 is not true or false") though FLUO_NO_DB=1 is documented; a text
+    setting took YAML's reading of it (`auth-token: 0123` the number 83, `db: off` False)."""
+    code, output, served = serve_settings(tmp_path, monkeypatch, "no-db: 1\nauth-token: 0123\n")
+    assert code == 0, output
+    assert (served.db, served.store_off, served.auth_token) == (None, "--no-db", "0123")
+    code, output, served = serve_settings(tmp_path, monkeypatch, "no-db: 0\ndb: yes\n")
+    assert code == 0, output
+    assert served.db == Path("yes")
+    code, output, served = serve_settings(tmp_path, monkeypatch, "db: off\n")
+    assert code == 0, output
+    assert (served.db, served.store_off) == (None, "--db off")
+
+
+@pytest.mark.usefixtures("fluo_logging")
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--db", ""], "--db: empty; give a file, or leave --db out for ./fluo-signals.db (--no-db for no store)"),
+        (["--no-db", "--rules", ""], "--rules: empty; give a rule file or folder (`.` for the current folder)"),
+        (
+            ["--no-db", "--config", "."],
+            "invalid value for '--config': File '.' is a directory (see `fluo serve --help`)",
+        ),
+    ],
+    ids=["db", "rules", "config-folder"],
+)
+def test_an_empty_db_or_rules_flag_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], line: str
+) -> None:
+    """QA ops r03: `--db ""` (`--db "$STORE"`, STORE unset) turned the store off, logging "--no-db" though it was
+    not given; `--rules ""` said "--rules: .: no .fluo files"; `--config FOLDER` named FLUO_CONFIG, not set."""
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLUO_CONFIG", raising=False)
+    result = CliRunner().invoke(main, ["serve", *args], prog_name="fluo")
+    assert (result.exit_code, result.output) == (2, f"fluo: {line}\n")
 
 
 def test_a_config_file_may_name_one_rules_folder_without_a_list(tmp_path: Path) -> None:

@@ -439,6 +439,15 @@ def test_the_store_named_by_serves_config_file_is_read(
         2,
         f"fluo: --config {settings}: `fluo serve` writes no signal store with these settings (no-db); give --db\n",
     )
+    settings.write_text("no-db: 1\n")  # as serve takes it (QA ops r04)
+    code, out = run()
+    assert (code, out) == (
+        2,
+        f"fluo: --config {settings}: `fluo serve` writes no signal store with these settings (no-db); give --db\n",
+    )
+    settings.write_text("trace-idle: 2s\ndb:\n")  # serve refuses it: it is not "no store" (QA ops r02)
+    code, out = run()
+    assert code == 2 and f"--config {settings}:2: `db` has no value; give a file, or leave it out" in out
     settings.write_text("db: [a.db, b.db]\n")
     code, out = run()
     assert code == 2 and f"--config {settings}: `db` takes one file name" in out

@@ -58,44 +58,62 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         return click.UsageError(f"--config {message}", ctx=ctx)
 
     try:
-        settings = load_config_file(value)
+        file = load_config_file(value)
     except ConfigError as exc:
         raise bad(str(exc).removeprefix("--config: ")) from None
     known = {p.name: p for p in ctx.command.params if p.name and p.name != "config_file"}
-    for key, setting in settings.items():
+    settings = dict(file.settings)
+    for key, setting in file.settings.items():
         option = known.get(key)
         flag = key.replace("_", "-")
         if option is None:
             near = nearest(key, list(known))
             hint = f"; did you mean `{near.replace('_', '-')}`?" if near else ""
             raise bad(f"{value}: unknown setting `{flag}`{hint}")
+        if setting is None:  # YAML's null (`auth-token:`, a template left empty): no setting takes it as a meaning
+            what, without = _NOT_EMPTY.get(
+                key, ("a file", f"for ./{DEFAULT_DB}") if key == "db" else ("a value", "for the default")
+            )
+            raise bad(f"{file.where(key)}: `{flag}` has no value; give {what}, or leave `{flag}` out {without}")
+        written = file.written.get(key)
         if isinstance(option, click.Option) and option.multiple:
             if not isinstance(setting, list):
-                setting = settings[key] = [setting]  # `rules: rules/` is a list of one
+                setting = [setting]  # `rules: rules/` is a list of one
+                written = [written] if isinstance(written, str) else None
             if not all(isinstance(x, str | int | float) for x in setting):
                 raise bad(f"{value}: `{flag}` takes a value or a list of values")
         elif isinstance(setting, list | dict):
             raise bad(f"{value}: `{flag}` takes one value, not a list or mapping")
-        for item in setting if isinstance(setting, list) else [setting]:
-            mismatch = _wrong_scalar(option.type, item)
+        items = setting if isinstance(setting, list) else [setting]
+        texts = written if isinstance(written, list) else [written]
+        for item, text in zip(items, texts if len(texts) == len(items) else [None] * len(items), strict=True):
+            mismatch = _wrong_scalar(option.type, item, text)
             if mismatch:
                 raise bad(f"{value}: `{flag}`: {mismatch}")
+        if written is not None and not isinstance(option.type, _YAML_TYPED):
+            setting = written  # as written: `off`, not False; `0123`, not 83; `2026-01-01`, not a date
+        elif isinstance(option.type, click.types.BoolParamType) and isinstance(setting, int):
+            setting = bool(setting)  # `no-db: 1`, as FLUO_NO_DB=1 (click's switch takes no number)
         try:  # here, where the file can be named: click would name the option and its FLUO_* variable
             option.type_cast_value(ctx, setting)
         except click.BadParameter as exc:
             raise bad(f"{value}: `{flag}`: {exc.message}") from None
+        settings[key] = setting
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value
 
 
-def _wrong_scalar(kind: click.ParamType[Any], item: object) -> str:
-    """Why a YAML scalar of the --config file cannot be a value of `kind` (click would crash on a number for a
-    switch, and cut 10.9 down to 10 for a count); "" when it can."""
-    if item is None:
-        return ""
-    shown = str(item).lower() if isinstance(item, bool) else repr(item)  # as YAML writes it
-    if isinstance(kind, click.types.BoolParamType):
-        return "" if isinstance(item, bool | str) else f"{shown} is not true or false"
+# Option types that take a --config value as YAML reads it (a number, true or false); the others take it as written.
+_YAML_TYPED = (click.types.BoolParamType, click.types.IntParamType, click.types.FloatParamType)
+
+
+def _wrong_scalar(kind: click.ParamType[Any], item: object, written: str | None) -> str:
+    """Why a YAML scalar of the --config file, `written` so, cannot be a value of `kind` (click would crash on a
+    number for a switch, and cut 10.9 down to 10 for a count); "" when it can."""
+    shown = written if written is not None else str(item)
+    if isinstance(kind, click.types.BoolParamType):  # 1 and 0 too, as FLUO_NO_DB takes them
+        accepted = isinstance(item, bool | str) or (isinstance(item, int) and item in (0, 1))
+        return "" if accepted else f"{shown} is not true or false"
     if isinstance(kind, click.types.IntParamType) and not isinstance(kind, click.types.FloatParamType):
         return "" if isinstance(item, int | str) and not isinstance(item, bool) else f"{shown} is not a whole number"
     if isinstance(kind, click.types.FloatParamType):
@@ -169,8 +187,12 @@ def _empty_variables(ctx: click.Context) -> None:
 def build_config(options: dict[str, Any]) -> ServeConfig:
     """A `ServeConfig` from the command's options (flags, `FLUO_*` variables and the config file merged by click)."""
     grpc_text = str(options["grpc"]).strip()
+    if any(not str(p).strip() for p in options["rules"] or ()):
+        raise ConfigError("--rules: empty; give a rule file or folder (`.` for the current folder)")
     rules = [Path(p) for p in options["rules"]] if options["rules"] else default_rules()
-    db_text = "" if options["no_db"] else str(options["db"] or "")
+    if not str(options["db"]).strip():  # not "no store": that is --no-db (or --db off)
+        raise ConfigError(f"--db: empty; give a file, or leave --db out for ./{DEFAULT_DB} (--no-db for no store)")
+    db_text = "" if options["no_db"] else str(options["db"])
     headers: dict[str, str] = {}
     for h in options["webhook_header"] or ():
         name, sep, value = str(h).partition(":")
@@ -202,6 +224,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
         window_grace=_duration(options["window_grace"], "--window-grace") if options["window_grace"] else None,
         reload_interval=_duration(options["reload_interval"], "--reload-interval", allow_off=True),
         db=None if db_text.lower() in OFF else Path(db_text),
+        store_off="--no-db" if options["no_db"] else f"--db {db_text}",
         jsonl=options["jsonl"] or None,
         webhook=options["webhook"] or None,
         webhook_headers=headers,
@@ -307,6 +330,14 @@ def _warn_unknown_variables(ctx: click.Context) -> None:
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+class _ConfigOption(click.Option):
+    """`--config`, whose usage errors name FLUO_CONFIG only when the file came from it (click names it always)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        from_variable = ctx is not None and ctx.get_parameter_source(self.name or "") == ParameterSource.ENVIRONMENT
+        return super().get_error_hint(ctx) if from_variable else click.Parameter.get_error_hint(self, ctx)
+
+
 def _config_option(
     help: str, callback: Callable[[click.Context, click.Parameter, Any], Any] | None = None
 ) -> Callable[[_F], _F]:
@@ -314,6 +345,7 @@ def _config_option(
     return click.option(
         "--config",
         "config_file",
+        cls=_ConfigOption,
         envvar="FLUO_CONFIG",
         show_envvar=True,
         type=click.Path(dir_okay=False),
@@ -460,7 +492,7 @@ def _config_option(
     metavar="FILE",
     default=DEFAULT_DB,
     show_default=True,
-    help="SQLite file for signals (read by `fluo signals`).",
+    help="SQLite file for signals (read by `fluo signals`); off: none, as --no-db.",
 )
 @_opt("--no-db", "FLUO_NO_DB", is_flag=True, help="Do not store signals in SQLite.")
 @_opt(
@@ -702,15 +734,24 @@ def _store_from_config(ctx: click.Context, config_file: str) -> str | None:
     """The store of `fluo serve`'s --config file (FLUO_CONFIG), its `db`: None if it has none, "" if serve writes
     none with it (no-db). Its other settings are serve's, and are not looked at."""
     try:
-        settings = load_config_file(config_file)
+        file = load_config_file(config_file)
     except ConfigError as exc:
         raise click.UsageError(f"--config {str(exc).removeprefix('--config: ')}", ctx) from None
-    db = settings.get("db")
-    if isinstance(db, list | dict | bool):
-        raise click.UsageError(f"--config {config_file}: `db` takes one file name", ctx)
-    if db is not None and str(db).strip().lower() not in OFF:
-        return str(db)
-    return "" if db is not None or settings.get("no_db") is True else None
+    if "db" in file.settings:
+        db = file.written.get("db")
+        if file.settings["db"] is None:
+            raise click.UsageError(f"--config {file.where('db')}: `db` has no value; give a file, or leave it out", ctx)
+        if not isinstance(db, str):
+            raise click.UsageError(f"--config {config_file}: `db` takes one file name", ctx)
+        if not db.strip():
+            raise click.UsageError(f"--config {config_file}: `db`: empty; give a file, or leave it out", ctx)
+        return "" if db.strip().lower() in OFF else db
+    written = file.written.get("no_db")
+    try:  # as written, so `no-db: 1` too, as serve takes it
+        no_db = isinstance(written, str) and click.BOOL.convert(written, None, None)
+    except click.BadParameter:
+        no_db = False  # not a value serve takes
+    return "" if no_db else None
 
 
 @click.command(name="signals", cls=OneValueCommand)

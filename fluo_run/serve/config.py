@@ -208,6 +208,8 @@ class ServeConfig:
     window_grace: float | None = None
     reload_interval: float = 2.0
     db: Path | None = Path(DEFAULT_DB)
+    store_off: str = "--no-db"
+    """The setting that left `db` None, as given (`--no-db`, `--db off`), for the log."""
     jsonl: str | None = None
     webhook: str | None = None
     webhook_headers: dict[str, str] = field(default_factory=dict)
@@ -292,32 +294,85 @@ class ServeConfig:
                 )
 
 
-def load_config_file(path: str) -> dict[str, Any]:
-    """The settings of a YAML file, keys as flag names (`trace-idle` or `trace_idle`)."""
+@dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """The settings of a `--config` file, keys as flag names with underscores (`trace_idle`)."""
+
+    path: str
+    settings: dict[str, Any]
+    """Each setting's value as YAML reads it (`off` is false, `0123` the number 83, an empty value None)."""
+    written: dict[str, str | list[str]]
+    """Each setting's value as written: a scalar's text, or the texts of a list of scalars (no other shape)."""
+    lines: dict[str, int]
+    """The line (from 1) of each setting's key."""
+
+    def where(self, key: str) -> str:
+        """`path:line` of setting `key`, for a message (the path alone when the key came from a `<<` merge)."""
+        line = self.lines.get(key)
+        return f"{self.path}:{line}" if line else self.path
+
+
+def load_config_file(path: str) -> ConfigFile:
+    """The settings of a YAML file, keys as flag names (`trace-idle` or `trace_idle`); one given twice, under one
+    spelling or both, is a ConfigError naming both lines (PyYAML keeps the last without a word)."""
     import yaml
 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        root = loader.get_single_node()
+        nodes = _setting_nodes(root, path) if isinstance(root, yaml.MappingNode) else {}
+        data = loader.construct_document(root) if root is not None else None  # after: it flattens `<<` in place
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
         raise ConfigError(f"--config: {where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if data is None:
-        return {}
+        return ConfigFile(path, {}, {}, {})
     if not isinstance(data, dict):
         raise ConfigError(f"--config: {path}: expected a mapping of settings, e.g. `trace-idle: 5s`")
     settings: dict[str, Any] = {}
-    written: dict[str, str] = {}
+    spelt: dict[str, str] = {}
     for k, v in data.items():
         key = str(k).replace("-", "_")
-        if key in settings:
-            raise ConfigError(f"--config: {path}: `{written[key]}` and `{k}` are one setting; keep one of them")
-        settings[key], written[key] = v, str(k)
-    return settings
+        if key in settings:  # one spelling from a `<<` merge, the other in the file
+            raise ConfigError(f"--config: {path}: `{spelt[key]}` and `{k}` are one setting; keep one of them")
+        settings[key], spelt[key] = v, str(k)
+    written = {key: value for key, (_, _, value) in nodes.items() if value is not None}
+    return ConfigFile(path, settings, written, {key: line for key, (line, _, _) in nodes.items()})
+
+
+def _setting_nodes(root: Any, path: str) -> dict[str, tuple[int, str, str | list[str] | None]]:
+    """Each key of the file's mapping (underscored): its line, its spelling and its value as written."""
+    import yaml
+
+    nodes: dict[str, tuple[int, str, str | list[str] | None]] = {}
+    for key_node, value_node in root.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key, line = key_node.value.replace("-", "_"), key_node.start_mark.line + 1
+        if key in nodes:
+            first, spelling, _ = nodes[key]
+            if spelling == key_node.value:
+                raise ConfigError(f"--config: {path}:{line}: `{spelling}` is given twice (line {first} too); keep one")
+            raise ConfigError(
+                f"--config: {path}:{line}: `{spelling}` (line {first}) and `{key_node.value}` are one setting;"
+                " keep one of them"
+            )
+        value: str | list[str] | None = None
+        if isinstance(value_node, yaml.ScalarNode):
+            value = value_node.value
+        elif isinstance(value_node, yaml.SequenceNode) and all(
+            isinstance(n, yaml.ScalarNode) for n in value_node.value
+        ):
+            value = [n.value for n in value_node.value]
+        nodes[key] = (line, key_node.value, value)
+    return nodes
 
 
 def env_token() -> str | None:

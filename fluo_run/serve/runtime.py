@@ -395,7 +395,7 @@ class Runtime:
         scheme = "https" if self.config.tls_cert else "http"
         log.info("rules: %s", self.rule_set.summary)
         sinks = ", ".join(w.sink.label for w in self.sinks.workers)
-        log.info("signals to: %s", sinks or "no sink (--no-db and no other sink given)")
+        log.info("signals to: %s", sinks or f"no sink ({self.config.store_off} and no other sink given)")
         self.rule_set.log_warnings(log)
         http = host_port(self.config.http[0], self.http_port)
         log.info("OTLP/HTTP listening on %s://%s (POST /v1/traces, GET /metrics, GET /healthz)", scheme, http)
