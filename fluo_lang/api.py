@@ -276,16 +276,30 @@ def stamp(st: os.stat_result) -> Stamp:
 _MAX_SOURCE_BYTES = MAX_FILE_BYTES + len(codecs.BOM_UTF8)
 
 
+def read_rule_bytes(f: str | Path) -> bytes:
+    """A rule file's bytes as every command reads them (`read_file`): at most one more than a file may hold (a
+    byte order mark beside), for `source_of` to refuse. OSError for a file that cannot be read or is not a
+    regular file (a FIFO, a device), before reading a byte."""
+    return read_file(f, _MAX_SOURCE_BYTES)
+
+
+def read_rule_stream(stream: BinaryIO) -> bytes:
+    """`read_rule_bytes` of a stream (standard input): at most one byte more than a file may hold is read."""
+    return stream.read(_MAX_SOURCE_BYTES + 1)
+
+
 def _read_source(f: Path) -> tuple[str, Diagnostic | None]:
-    """`decode_source` of a rule file read with `read_file`; FLUO402 (and no text) past the size limit."""
+    """`source_of` a rule file read with `read_rule_bytes`; RuleSourceError for one that cannot be read."""
     try:
-        data = read_file(f, _MAX_SOURCE_BYTES)
+        data = read_rule_bytes(f)
     except OSError as exc:
         raise RuleSourceError(f"cannot read {f}: {exc.strerror or exc}") from exc
-    return _source_of(data, str(f))
+    return source_of(data, str(f))
 
 
-def _source_of(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
+def source_of(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
+    """`decode_source` of bytes `read_rule_bytes` or `read_rule_stream` read; FLUO402 (and no text) for more
+    than a rule file may hold."""
     if len(data) > _MAX_SOURCE_BYTES:
         at = ast.Span(0, 0, 0, 0, 0, 0)
         return "", error("FLUO402", f"file is larger than {MAX_FILE_BYTES} bytes", at, path=path)
@@ -323,7 +337,7 @@ def analyze_stdin(stream: BinaryIO, name: str = STDIN_NAME) -> Analysis:
     --stdin-filename`, or `STDIN_NAME`): at most one byte more than a file may hold is read."""
     files: list[ast.RuleFile] = []
     diags: list[Diagnostic] = []
-    _add_source(name, _source_of(stream.read(_MAX_SOURCE_BYTES + 1), name), files, diags)
+    _add_source(name, source_of(read_rule_stream(stream), name), files, diags)
     return _check(files, diags)
 
 

@@ -7,10 +7,11 @@ import sys
 
 import click
 
-from .api import RuleSourceError, decode_source, rule_files
-from .diagnostics import plural
+from .api import STDIN_NAME, RuleSourceError, read_rule_bytes, read_rule_stream, rule_files, source_of
+from .diagnostics import Diagnostic, plural
 from .files import HalfWritten, StdinClosed, standard_input, write_replacing
-from .format import format_source
+from .format import FormatResult, format_source
+from .values import one_line
 
 
 @click.command(name="fmt")
@@ -37,15 +38,16 @@ def command(paths: tuple[str, ...], check: bool) -> None:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")
         try:
-            data = standard_input().read()
+            stream = standard_input()
         except StdinClosed as exc:
             _fail(str(exc))
             raise AssertionError from exc  # unreachable: _fail exits
-        text, problem = decode_source(data, "<stdin>")
+        data = read_rule_stream(stream)  # at most a byte past the limit, as `fluo check -` reads it
+        text, problem = source_of(data, STDIN_NAME)
         if problem is not None:
             click.echo(problem.format(), err=True)
             sys.exit(2)
-        result = format_source(text, "<stdin>")
+        result = format_source(text, STDIN_NAME)
         if result.text is None:
             for d in result.diagnostics:
                 click.echo(d.format_with_notes(), err=True)
@@ -68,36 +70,33 @@ def command(paths: tuple[str, ...], check: bool) -> None:
         _fail(exc.for_command_line())
     changed = broken = 0
     for f in files:
-        try:
-            data = f.read_bytes()
-            text, problem = decode_source(data, str(f))
+        name = one_line(str(f))  # as `fluo check` prints it: a newline or ESC in a name is escaped
+        try:  # as `fluo check` reads it: a regular file only, at most a byte past the limit
+            data = read_rule_bytes(f)
         except OSError as exc:
-            click.echo(f"fluo: cannot read {f}: {exc.strerror or exc}", err=True)
+            click.echo(f"fluo: cannot read {name}: {exc.strerror or exc}", err=True)
             broken += 1
             continue
-        if problem is not None:
-            click.echo(problem.format(), err=True)
-            broken += 1
-            continue
-        result = format_source(text, str(f))
+        text, problem = source_of(data, str(f))
+        result = format_source(text, str(f)) if problem is None else FormatResult(None, [problem])
         if result.text is None:
             for d in result.diagnostics:
                 click.echo(d.format_with_notes(), err=True)
-            click.echo(f"fluo: {f} has syntax errors; left unchanged", err=True)
+            click.echo(f"fluo: {name} {_unformattable(result.diagnostics)}; left unchanged", err=True)
             broken += 1
         elif check:
             if result.text != text:
                 changed += 1
-                click.echo(f"would reformat {f}")
+                click.echo(f"would reformat {name}")
         elif result.text != text:
             try:
                 write_replacing(f, (_bom(data) + result.text).encode("utf-8"))
             except OSError as exc:
-                click.echo(f"fluo: cannot rewrite {f}: {_why(exc)}", err=True)
+                click.echo(f"fluo: cannot rewrite {name}: {one_line(_why(exc))}", err=True)
                 broken += 1
                 continue
             changed += 1
-            click.echo(f"reformatted {f}", err=True)
+            click.echo(f"reformatted {name}", err=True)
     verb = "would be reformatted" if check else "reformatted"
     click.echo(f"{changed} of {plural(len(files), 'file')} {verb}", err=True)
     if broken:
@@ -111,6 +110,23 @@ def _bom(data: bytes) -> str:
     return "\ufeff" if data.startswith(codecs.BOM_UTF8) else ""
 
 
+def _unformattable(diags: list[Diagnostic]) -> str:
+    """Why a file with these errors is not formatted, said after its name (the errors are printed above it)."""
+    codes = sorted({d.code for d in diags})
+    if not codes or any(c not in UNFORMATTABLE for c in codes):
+        return "has syntax errors"
+    return " and ".join(UNFORMATTABLE[c] for c in codes)
+
+
+UNFORMATTABLE = {
+    "FLUO106": "is not UTF-8",
+    "FLUO400": "is nested too deeply to format",
+    "FLUO401": "has a rule too large to format",
+    "FLUO402": "is too large to format",
+}
+"""What keeps a file from being formatted that is no syntax error, as the line saying it is left unchanged says it."""
+
+
 def _why(exc: OSError) -> str:
     """Why a file could not be rewritten, and what became of it."""
     if isinstance(exc, HalfWritten):
@@ -122,5 +138,5 @@ def _why(exc: OSError) -> str:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"fluo: {message}", err=True)
+    click.echo(f"fluo: {one_line(message)}", err=True)
     sys.exit(2)

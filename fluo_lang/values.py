@@ -98,15 +98,17 @@ class HexBytes(str):
 
 _PAST_C0 = r"\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 """DEL, the C1 controls, the line separators and the bidirectional controls, as a character class's inside."""
-_CONTROL = re.compile(rf"[\x00-\x1f{_PAST_C0}]")
+_CONTROL = re.compile(rf"[\x00-\x1f{_PAST_C0}\ud800-\udfff]")
 """Control characters, line separators, and the bidirectional controls that reorder how a line shows
-(a U+202E in a span name would make a signal's text read backwards: "Trojan Source")."""
+(a U+202E in a span name would make a signal's text read backwards: "Trojan Source"); and half a surrogate pair,
+the byte of a file name that is not UTF-8 (`n\\xff.fluo` is read as `n\\udcff.fluo`), which a UTF-8 stream
+writes raw, or not at all, by its error handler (stderr's `\\udcff`, stdout's raw byte or an exception)."""
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def one_line(text: str) -> str:
-    """`text` printable as one line: control characters, line separators and bidirectional controls escaped
-    (`\\n`, `\\t`, `\\u001b`, `\\u202e`)."""
+    """`text` printable as one line: control characters, line separators, bidirectional controls and halves of
+    surrogate pairs escaped (`\\n`, `\\t`, `\\u001b`, `\\u202e`, `\\udcff`)."""
     return _CONTROL.sub(lambda m: _escape(m[0]), text)
 
 

@@ -114,6 +114,81 @@ def test_text_that_is_not_utf8_is_one_diagnostic(tmp_path: Path) -> None:
     assert result.stderr == "<stdin>:1:1: error[FLUO106] not UTF-8: byte 0xff at line 1, column 1; save it as UTF-8\n"
 
 
+def test_file_names_are_printed_on_one_line_as_fluo_check_prints_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA fmt r01: `reformatted X`, `would reformat X`, `X has syntax errors` and `cannot read/rewrite X` printed
+    the name raw (an ESC sequence, a newline splitting the line); a name that is not UTF-8 was a raw byte on
+    stdout (`would reformat`) and `\\udcff` on stderr (`reformatted`). All are `one_line`, as `fluo check`'s."""
+    monkeypatch.chdir(tmp_path)
+    ugly, bad, odd = "ugly\x1b[2J\n.fluo", "bad\x1b]0;t\x07\n.fluo", os.fsdecode(b"n\xff.fluo")
+    for name in (ugly, odd):
+        Path(name).write_text(MESSY.replace("rule a", f"rule r{len(name)}"))
+    Path(bad).write_text("rule b { expect trace.duration > ( }\n")
+    shown = {n: n.replace("\x1b", "\\u001b").replace("\x07", "\\u0007").replace("\n", "\\n") for n in (ugly, bad)}
+    shown[odd] = "n\\udcff.fluo"
+    result = CliRunner().invoke(main, ["fmt", "--check", "."])
+    assert result.exit_code == 2
+    assert result.stdout_bytes.decode("utf-8").splitlines() == [f"would reformat {shown[n]}" for n in (odd, ugly)]
+    assert f"fluo: {shown[bad]} has syntax errors; left unchanged\n" in result.stderr
+    result = CliRunner().invoke(main, ["fmt", "."])
+    assert result.exit_code == 2
+    assert [line for line in result.stderr.splitlines() if line.startswith("reformatted")] == [
+        f"reformatted {shown[n]}" for n in (odd, ugly)
+    ]
+    for output in (result.stdout_bytes, result.stderr_bytes):
+        assert not set(output.decode("utf-8")) & {"\x1b", "\x07", "\udcff"}
+    assert CliRunner().invoke(main, ["check", odd]).stdout == ""  # clean; broken, it names it as fmt does:
+    Path(odd).write_text("rule x { expect ( }\n")
+    assert CliRunner().invoke(main, ["check", odd]).stdout.startswith("n\\udcff.fluo:1:")
+
+
+def test_a_fifo_or_a_file_past_the_size_limit_is_refused_as_fluo_check_refuses_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA fmt r02: fmt read with `read_bytes()` and `stdin.read()`: a FIFO blocked for ever, a 1 GiB file (or
+    stdin) was a MemoryError traceback and exit 1 (`--check`'s "would reformat"). Now read as `fluo check` reads
+    (`api.read_file`): not a regular file in one line, FLUO402 past the limit, exit 2 (the limit is made small)."""
+    from fluo_lang import api
+
+    fifo = tmp_path / "pipe\x1b[1m.fluo"  # its name escaped too
+    os.mkfifo(fifo)
+    for args in (["--check"], []):
+        done = subprocess.run(
+            [sys.executable, "-c", "from fluo_run.cli import main; main()", "fmt", *args, str(fifo)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (done.returncode, done.stdout) == (2, "")
+        assert done.stderr == (
+            f"fluo: cannot read {tmp_path}/pipe\\u001b[1m.fluo: not a regular file\n0 of 1 file"
+            f" {'would be reformatted' if args else 'reformatted'}\n"
+        )
+    monkeypatch.setattr(api, "_MAX_SOURCE_BYTES", 20)
+    big = tmp_path / "big.fluo"
+    big.write_text(MESSY)
+    code, out, err = run("--check", str(big))
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"{big}:1:1: error[FLUO402] file is larger than 4194304 bytes",
+        f"fluo: {big} is too large to format; left unchanged",
+        "0 of 1 file would be reformatted",
+    ]
+    assert run(str(big))[0] == 2 and big.read_text() == MESSY
+    for args in (["-"], ["--check", "-"]):
+        assert run(*args, stdin=MESSY) == (2, "", "<stdin>:1:1: error[FLUO402] file is larger than 4194304 bytes\n")
+
+
+def test_the_line_saying_a_file_is_left_unchanged_says_why(tmp_path: Path) -> None:
+    """It said "has syntax errors" for a file nested too deeply (FLUO400), and nothing for one not UTF-8."""
+    deep, latin = tmp_path / "deep.fluo", tmp_path / "latin.fluo"
+    deep.write_text("rule a {tags: " + "[" * 5_000 + "]" * 5_000 + " expect trace.spans.count() < 9}\n")
+    latin.write_bytes(b"rule a {expect name == '\xe9'}\n")
+    code, _, err = run(str(tmp_path))
+    assert code == 2
+    assert f"fluo: {deep} is nested too deeply to format; left unchanged\n" in err
+    assert f"fluo: {latin} is not UTF-8; left unchanged\n" in err
+
+
 def test_a_file_that_is_not_a_rule_file_is_refused_before_anything_is_done(tmp_path: Path) -> None:
     """`fluo fmt --check auth_test.yaml` parsed the YAML as rules and printed FLUO100 syntax errors."""
     test = tmp_path / "auth_test.yaml"

@@ -59,3 +59,11 @@ def test_names_are_escaped_one_way(text: str, shown: str, in_quotes: str) -> Non
 def test_printable_escapes_what_one_line_escapes_the_same_way() -> None:
     text = "".join(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0x202E, 0x2066])
     assert printable(text) == one_line(text)
+
+
+def test_one_line_escapes_half_a_surrogate_pair() -> None:
+    """A file name that is not UTF-8 (`n\\xff.fluo`, read as `n\\udcff.fluo`) was written raw: a raw byte on a
+    stdout whose error handler is surrogateescape, a UnicodeEncodeError traceback on a strict one, `\\udcff` on
+    stderr. It reads `\\udcff` everywhere now, as `fluo test`'s reports write it; a whole pair is a character."""
+    assert one_line("n\udcff.fluo\x1b[2J\n") == "n\\udcff.fluo\\u001b[2J\\n"
+    assert one_line("\ud800 \U0001f600") == "\\ud800 \U0001f600"
