@@ -7,6 +7,7 @@ Subcommands live in their own modules and are imported only when run, so
 from __future__ import annotations
 
 import errno
+import hashlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -14,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import select
 import sys
 from collections.abc import Callable, Sequence
@@ -347,6 +349,39 @@ def _sarif_location(
     return {"physicalLocation": {"artifactLocation": where, "region": region}}
 
 
+SARIF_HELP = "Every FLUO diagnostic code is listed in FLUO's documentation, docs/diagnostics.md."
+"""Where a SARIF rule's help points: FLUO has no public address (no `helpUri`), and docs/diagnostics.md is
+written from `CODES`, as the rule's descriptions are."""
+
+
+def sarif_rule(code: str) -> dict[str, Any]:
+    """The `reportingDescriptor` of a diagnostic code, from `CODES` (the catalogue docs/diagnostics.md is written
+    from): the short and full descriptions are its one text, the help says it again and where every code is
+    listed. GitHub code scanning requires `fullDescription` and `help` and shows `help` on an alert's page."""
+    text = CODES.get(code, code)
+    return {
+        "id": code,
+        "shortDescription": {"text": text},
+        "fullDescription": {"text": text},
+        "help": {
+            "text": f"{code}: {text}\n\n{SARIF_HELP}",
+            "markdown": f"**{code}**: {text}\n\n{SARIF_HELP.replace('docs/diagnostics.md', '`docs/diagnostics.md`')}",
+        },
+    }
+
+
+def sarif_fingerprint(d: Diagnostic, text_of: Callable[[str], str], seen: dict[tuple[str, ...], int]) -> str:
+    """A result's `partialFingerprints` value (`fluo/v1`): a hash of its code, its file and the text of its line
+    (spaces at either end left out), and how many results before it in the run had the same three: the result
+    keeps it when lines are added or taken away above it, and is told from a like one on a like line. Not the line
+    number, nor the message, which a new FLUO may word better."""
+    lines = re.split(r"\r\n|\r|\n", text_of(d.path) if d.path else "")
+    line = lines[d.span.line].strip() if d.span.line < len(lines) else ""
+    key = (d.code, d.path or "", line)
+    n = seen[key] = seen.get(key, -1) + 1
+    return hashlib.sha256("\0".join((*key, str(n))).encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str], stdin: str | None = None) -> dict[str, Any]:
     """SARIF 2.1.0, as code-scanning services read it; `text_of(path)` is the text of a rule file, and `stdin`
     the path of rules read from standard input without a name (`STDIN_ARTIFACT`).
@@ -356,12 +391,14 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str], stdin: str
     the default. Related locations (FLUO213's "first defined here") are `relatedLocations`."""
     used = sorted({d.code for d in diags})
     results = []
+    seen: dict[tuple[str, ...], int] = {}
     for d in diags:
         result: dict[str, Any] = {
             "ruleId": d.code,
             "level": {"error": "error", "warning": "warning"}.get(d.severity.value, "note"),
             "message": {"text": d.message},
             "locations": [_sarif_location(d.path, d.span, text_of, stdin)],
+            "partialFingerprints": {"fluo/v1": sarif_fingerprint(d, text_of, seen)},
         }
         if d.related:
             result["relatedLocations"] = [
@@ -378,7 +415,7 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str], stdin: str
                     "driver": {
                         "name": "fluo",
                         "version": _version(),  # no informationUri: FLUO has no public address to give
-                        "rules": [{"id": c, "shortDescription": {"text": CODES.get(c, c)}} for c in used],
+                        "rules": [sarif_rule(c) for c in used],
                     }
                 },
                 "originalUriBaseIds": {SARIF_ROOT: {"uri": Path.cwd().as_uri() + "/"}},

@@ -866,6 +866,33 @@ def test_check_sarif_locations_are_uri_references_with_utf16_columns(
     ]
 
 
+def test_sarif_rules_have_the_descriptions_and_help_code_scanning_requires(tmp_path: Path) -> None:
+    """QA fmt r03: each rule had only `id` and `shortDescription`; GitHub code scanning requires `fullDescription`
+    and `help` (without them an alert's page shows no help). They come from `CODES`, as docs/diagnostics.md does.
+    Each result has a `partialFingerprints` that does not change when lines are added above it."""
+    from fluo_lang.diagnostics import CODES
+
+    rules = (
+        'rule a { expect trace.spans.where(servce == "x").count() > "x" }\n'
+        "rule a { expect trace.duration > 5 and trace.duration < 9 }\n"
+    )
+    (tmp_path / "a.fluo").write_text(rules)
+    first = json.loads(run("check", "--format", "sarif", str(tmp_path / "a.fluo")).stdout)["runs"][0]
+    assert [r["id"] for r in first["tool"]["driver"]["rules"]] == ["FLUO205", "FLUO213", "FLUO300"]
+    for rule in first["tool"]["driver"]["rules"]:
+        text = CODES[rule["id"]]
+        assert rule["shortDescription"] == rule["fullDescription"] == {"text": text}
+        assert rule["help"]["text"].startswith(f"{rule['id']}: {text}\n\n")
+        assert "docs/diagnostics.md" in rule["help"]["text"] and text in rule["help"]["markdown"]
+    (tmp_path / "a.fluo").write_text("// a comment\n\n" + rules)
+    moved = json.loads(run("check", "--format", "sarif", str(tmp_path / "a.fluo")).stdout)["runs"][0]
+    prints = [r["partialFingerprints"]["fluo/v1"] for r in first["results"]]
+    assert [r["ruleId"] for r in first["results"]] == ["FLUO205", "FLUO300", "FLUO213", "FLUO300", "FLUO300"]
+    assert len(set(prints)) == 5  # the two FLUO300 of one line told apart
+    assert [r["partialFingerprints"]["fluo/v1"] for r in moved["results"]] == prints
+    assert [r["locations"][0]["physicalLocation"]["region"]["startLine"] for r in moved["results"]] == [3, 3, 4, 4, 4]
+
+
 def test_sarif_uri_encodes_what_a_uri_reference_reserves() -> None:
     assert sarif_uri("c:d/x y.fluo") == {"uri": "c%3Ad/x%20y.fluo", "uriBaseId": "%SRCROOT%"}  # not scheme `c:`
     assert sarif_uri("../r/caf\xe9?.fluo") == {"uri": "../r/caf%C3%A9%3F.fluo", "uriBaseId": "%SRCROOT%"}
