@@ -151,14 +151,15 @@ SHAPE_CODES = frozenset({"FLUO214", "FLUO215", "FLUO217"})
 def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Path]:
     """The `.fluo` files named, with folders searched recursively, in a stable order.
 
-    Each file comes once, where it is first named: a file named twice, or named and
-    also found in a folder named, is one file. The search (`folders.walk`) skips hidden files and folders and
-    `folders.SKIPPED_DIRS` below the folders named, as `fluo test` does; a folder named is searched.
+    Each file comes once, where it is first named: a file named twice (by any of its names: a symbolic or hard
+    link, `_identity`), or named and also found in a folder named, is one file. The search (`folders.walk`)
+    skips hidden files and folders and `folders.SKIPPED_DIRS` below the folders named, as `fluo test` does; a
+    folder named is searched.
     A file named is rules whatever its name (with `any_name` false, only a `.fluo` file), except
     a YAML file: RuleSourceError, before any file is read. A `.fluo` file found in a folder, or named with
     `any_name` false, that is a link must lead to a `.fluo` file too (`_leads_elsewhere`).
     """
-    found: dict[Path, Path] = {}  # resolved -> as first named
+    found: dict[object, Path] = {}  # _identity -> as first named
     for p in paths:
         path = Path(p)
         if path.is_dir():
@@ -166,7 +167,7 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
             if not inside:
                 raise RuleSourceError(f"{p}: no {RULE_SUFFIX} files in this folder")
             for f in inside:
-                found.setdefault(f.resolve(), f)
+                found.setdefault(_identity(f), f)
         elif path.exists():
             if path.suffix.lower() in NOT_RULE_SUFFIXES:
                 raise RuleSourceError(
@@ -177,10 +178,21 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
                 raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
             if not any_name:
                 _refuse_leading_elsewhere(path)
-            found.setdefault(path.resolve(), path)
+            found.setdefault(_identity(path), path)
         else:
             raise RuleSourceError(_missing(p))
     return list(found.values())
+
+
+def _identity(path: Path) -> object:
+    """What tells one file from another whatever its name: its device and inode (two hard links are one file,
+    whose rules `fluo check` would otherwise read twice, a FLUO213 for each), or where it resolves to if it
+    cannot be looked at."""
+    try:
+        st = path.stat()
+    except OSError:
+        return path.resolve()
+    return st.st_dev, st.st_ino
 
 
 def _missing(path: str | Path) -> str:

@@ -166,6 +166,17 @@ def test_check_reads_a_file_named_twice_once(tmp_path: Path) -> None:
     assert "in 1 file" in r.stderr
 
 
+def test_check_reads_two_hard_links_to_one_file_once(tmp_path: Path) -> None:
+    """QA fmt (minor): two names of one file (a hard link, as `cp -al` makes) were read twice: a spurious FLUO213
+    for each rule. One file is one file whatever its names, as a file named twice is."""
+    (tmp_path / "a.fluo").write_text("rule r { expect true }\n")
+    os.link(tmp_path / "a.fluo", tmp_path / "b.fluo")
+    for args in ([str(tmp_path)], [str(tmp_path / "b.fluo"), str(tmp_path / "a.fluo")]):
+        r = run("check", *args)
+        assert (r.exit_code, r.stdout) == (0, ""), r.stdout
+        assert "in 1 file" in r.stderr
+
+
 def test_duplicate_rule_ids_say_where_the_first_is(tmp_path: Path) -> None:
     first, second = tmp_path / "a.fluo", tmp_path / "b.fluo"
     first.write_text("// a\nrule same { expect true }\n")
