@@ -169,19 +169,27 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
             for f in inside:
                 found.setdefault(_identity(f), f)
         elif path.exists():
-            if path.suffix.lower() in NOT_RULE_SUFFIXES:
-                raise RuleSourceError(
-                    f"{p} is YAML, not a {RULE_SUFFIX} file: name rule files, or folders to search",
-                    f" (a rule test runs with `fluo test {p}`)",
-                )
-            if not any_name and not path.name.endswith(RULE_SUFFIX):
-                raise RuleSourceError(f"{p} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
+            refuse_rule_file_name(p, any_name=any_name)
             if not any_name:
                 _refuse_leading_elsewhere(path)
             found.setdefault(_identity(path), path)
         else:
             raise RuleSourceError(_missing(p))
     return list(found.values())
+
+
+def refuse_rule_file_name(name: str | Path, *, any_name: bool = True) -> None:
+    """RuleSourceError for a file named as rules that no command reads as rules: a YAML file (a rule test, a
+    `fluo serve --config`), and, with `any_name` false (`fluo fmt`, which rewrites it), any but a `.fluo` file.
+    Said of paths named and of `--stdin-filename`, the name given to rules read from standard input."""
+    path = Path(name)
+    if path.suffix.lower() in NOT_RULE_SUFFIXES:
+        raise RuleSourceError(
+            f"{name} is YAML, not a {RULE_SUFFIX} file: name rule files, or folders to search",
+            f" (a rule test runs with `fluo test {name}`)",
+        )
+    if not any_name and not path.name.endswith(RULE_SUFFIX):
+        raise RuleSourceError(f"{name} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
 
 
 def _identity(path: Path) -> object:

@@ -1,8 +1,8 @@
 """The canonical layout of rule files: what `fluo fmt` writes and the language server returns.
 
 The formatter reads the lexer's tokens, comments included, and rewrites only the
-whitespace between them, so the token sequence and therefore the meaning stay the
-same. The layout it keeps:
+whitespace between them (and drops it at the end of a comment, which is not code), so the
+token sequence and therefore the meaning stay the same. The layout it keeps:
 
 - `rule ID {` opens a rule; each metadata entry and clause goes on its own line,
   indented two spaces; `}` closes it alone on its line; rules are one blank line apart

@@ -7,7 +7,15 @@ import sys
 
 import click
 
-from .api import STDIN_NAME, RuleSourceError, read_rule_bytes, read_rule_stream, rule_files, source_of
+from .api import (
+    STDIN_NAME,
+    RuleSourceError,
+    read_rule_bytes,
+    read_rule_stream,
+    refuse_rule_file_name,
+    rule_files,
+    source_of,
+)
 from .diagnostics import Diagnostic, plural
 from .files import HalfWritten, StdinClosed, standard_input, write_replacing
 from .format import FormatResult, format_source
@@ -17,7 +25,12 @@ from .values import one_line
 @click.command(name="fmt")
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if any file is not formatted.")
-def command(paths: tuple[str, ...], check: bool) -> None:
+@click.option(
+    "--stdin-filename",
+    metavar="NAME",
+    help="With -: the .fluo path the rules read from stdin are shown by, as `fluo check --stdin-filename`.",
+)
+def command(paths: tuple[str, ...], check: bool, stdin_filename: str | None) -> None:
     """Format rule files in place; folders are searched for *.fluo, - reads stdin and writes stdout.
 
     A file with syntax errors, or one that cannot be written, is left as it is and the
@@ -33,7 +46,17 @@ def command(paths: tuple[str, ...], check: bool) -> None:
     Examples:
       fluo fmt rules/
       fluo fmt --check rules/      # in CI
+      fluo fmt - --stdin-filename rules/auth.fluo < rules/auth.fluo   # an editor's buffer
     """
+    if stdin_filename is not None:
+        if "-" not in paths:
+            _fail("--stdin-filename names the rules - reads from stdin; give - too")
+        if stdin_filename == "":
+            _fail("--stdin-filename: give a path, e.g. rules/auth.fluo")
+        try:  # as the path itself would be refused (fmt formats .fluo files only)
+            refuse_rule_file_name(stdin_filename, any_name=False)
+        except RuleSourceError as exc:
+            _fail(f"--stdin-filename {exc.for_command_line()}")
     if "-" in paths:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")
@@ -42,19 +65,20 @@ def command(paths: tuple[str, ...], check: bool) -> None:
         except StdinClosed as exc:
             _fail(str(exc))
             raise AssertionError from exc  # unreachable: _fail exits
+        name = stdin_filename or STDIN_NAME
         data = read_rule_stream(stream)  # at most a byte past the limit, as `fluo check -` reads it
-        text, problem = source_of(data, STDIN_NAME)
+        text, problem = source_of(data, name)
         if problem is not None:
             click.echo(problem.format(), err=True)
             sys.exit(2)
-        result = format_source(text, STDIN_NAME)
+        result = format_source(text, name)
         if result.text is None:
             for d in result.diagnostics:
                 click.echo(d.format_with_notes(), err=True)
             sys.exit(2)
         if check:
             if result.text != text:
-                click.echo("would reformat <stdin>")  # as for a file: a CI log says why the step failed
+                click.echo(f"would reformat {one_line(name)}")  # as for a file: a CI log says why the step failed
             sys.exit(0 if result.text == text else 1)
         # the bytes themselves: click.echo would drop escape sequences when stdout is not a terminal,
         # and a text stream would encode in the locale's encoding (and translate line ends on Windows)

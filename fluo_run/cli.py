@@ -35,6 +35,7 @@ from fluo_lang.api import (
     compile_program,
     cost_diagnostics,
     lower,
+    refuse_rule_file_name,
 )
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
@@ -569,6 +570,11 @@ def check(
         fail("--stdin-filename names the rules - reads from stdin; give - too")
     if stdin_filename == "":
         fail("--stdin-filename: give a path, e.g. rules/auth.fluo")
+    if stdin_filename is not None:
+        try:
+            refuse_rule_file_name(stdin_filename)  # as the path itself would be refused: YAML is a rule test
+        except RuleSourceError as exc:
+            fail(f"--stdin-filename {exc.for_command_line()}")
     stdin_once(paths)
     stdin = None
     if "-" in paths:

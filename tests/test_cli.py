@@ -1051,6 +1051,9 @@ def test_check_stdin_filename_names_the_rules_read_from_stdin_in_every_format(
     )
     empty = run("check", "-", "--stdin-filename", "", stdin=rules)
     assert (empty.exit_code, empty.stderr) == (2, "fluo: --stdin-filename: give a path, e.g. rules/auth.fluo\n")
+    yaml = run("check", "-", "--stdin-filename", "r/a.yaml", stdin=rules)  # QA fmt (minor): it was checked as rules
+    assert (yaml.exit_code, yaml.stdout) == (2, "")
+    assert yaml.stderr.startswith("fluo: --stdin-filename r/a.yaml is YAML, not a .fluo file")
 
 
 def test_a_symbolic_link_loop_is_said_alike_by_check_fmt_and_eval(tmp_path: Path) -> None:

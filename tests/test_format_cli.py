@@ -189,6 +189,30 @@ def test_the_line_saying_a_file_is_left_unchanged_says_why(tmp_path: Path) -> No
     assert f"fluo: {latin} is not UTF-8; left unchanged\n" in err
 
 
+def test_stdin_filename_names_the_rules_read_from_stdin(tmp_path: Path) -> None:
+    """QA fmt (minor): `fluo check` has `--stdin-filename`, fmt did not (an editor pipes a buffer in); as the path
+    itself would be, a name fmt does not format is refused."""
+    assert run("--check", "-", "--stdin-filename", "r/a b.fluo", stdin=MESSY) == (1, "would reformat r/a b.fluo\n", "")
+    assert run("-", "--stdin-filename", "r/a.fluo", stdin=MESSY) == (0, TIDY, "")
+    code, out, err = run("-", "--stdin-filename", "r/a\x1b.fluo", stdin="rule a {expect (}\n")
+    assert (code, out) == (2, "") and err.startswith("r/a\\u001b.fluo:1:17: error[FLUO100]")
+    for name, why in [
+        ("r/a.yaml", "r/a.yaml is YAML, not a .fluo file: name rule files, or folders to search (a rule test runs "
+         "with `fluo test r/a.yaml`)"),
+        ("a.txt", "a.txt is not a .fluo file: name rule files, or folders to search"),
+    ]:  # fmt: skip
+        assert run("-", "--stdin-filename", name, stdin=MESSY) == (2, "", f"fluo: --stdin-filename {why}\n")
+    assert (
+        run("-", "--stdin-filename", "", stdin=MESSY)[2]
+        == "fluo: --stdin-filename: give a path, e.g. rules/auth.fluo\n"
+    )
+    (tmp_path / "a.fluo").write_text(MESSY)
+    assert run(str(tmp_path), "--stdin-filename", "a.fluo") == (
+        2, "", "fluo: --stdin-filename names the rules - reads from stdin; give - too\n"
+    )  # fmt: skip
+    assert (tmp_path / "a.fluo").read_text() == MESSY
+
+
 def test_a_file_that_is_not_a_rule_file_is_refused_before_anything_is_done(tmp_path: Path) -> None:
     """`fluo fmt --check auth_test.yaml` parsed the YAML as rules and printed FLUO100 syntax errors."""
     test = tmp_path / "auth_test.yaml"
