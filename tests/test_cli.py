@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
+import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
@@ -1243,3 +1247,30 @@ def test_standard_input_closed_is_one_line_and_exit_2(args: list[str], why: str,
     p = subprocess.run(command, capture_output=True, cwd=tmp_path, timeout=120, preexec_fn=lambda: os.close(0))
     assert (p.returncode, p.stdout) == (2, b""), p.stderr.decode()
     assert p.stderr.decode() == f"fluo: standard input is closed: {why}\n"
+
+
+def test_the_pre_commit_hooks_run_real_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA fmt (minor): `.pre-commit-hooks.yaml` at the top, as pre-commit reads it: each hook's entry is the
+    installed `fluo` command, its `files` takes rule files and not rule tests, and run as pre-commit runs it
+    (entry, args, then the staged files unless `pass_filenames: false`) it formats, or checks all rules."""
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    by_id = {h["id"]: h for h in hooks}
+    assert set(by_id) == {"fluo-fmt", "fluo-check"}
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    for hook in hooks:
+        assert {"id", "name", "entry", "language"} <= hook.keys() and hook["language"] == "python"
+        assert shlex.split(hook["entry"])[0] in scripts
+        assert re.search(hook["files"], "rules/auth.fluo") and not re.search(hook["files"], "rules/auth_test.yaml")
+
+    def run_hook(hook: dict[str, Any], staged: list[str]) -> Result:
+        files = staged if hook.get("pass_filenames", True) else []
+        return run(*shlex.split(hook["entry"])[1:], *hook.get("args", []), *files)
+
+    monkeypatch.chdir(tmp_path)
+    Path("a.fluo").write_text("rule a {expect true}\n")
+    Path("b.fluo").write_text("rule a {\n  expect true\n}\n")
+    assert run_hook(by_id["fluo-fmt"], ["a.fluo"]).exit_code == 0
+    assert Path("a.fluo").read_text() == "rule a {\n  expect true\n}\n"
+    assert run_hook(by_id["fluo-fmt"], ["a.fluo", "b.fluo"]).exit_code == 0  # formatted: nothing changes
+    checked = run_hook(by_id["fluo-check"], ["b.fluo"])  # with a.fluo, unstaged: the same rule id twice
+    assert checked.exit_code == 1 and "error[FLUO213]" in checked.stdout
