@@ -19,10 +19,11 @@ from .api import (
 from .diagnostics import Diagnostic, plural
 from .files import HalfWritten, StdinClosed, standard_input, write_replacing
 from .format import FormatResult, format_source
+from .one_value import OneValueCommand
 from .values import one_line
 
 
-@click.command(name="fmt")
+@click.command(name="fmt", cls=OneValueCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if any file is not formatted.")
 @click.option(

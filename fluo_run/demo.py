@@ -21,8 +21,9 @@ from typing import Any
 import click
 
 from fluo_lang.diagnostics import plural
+from fluo_lang.one_value import OneValueCommand
 from fluo_lang.values import format_duration, one_line
-from fluo_run.cli import FiniteFloatRange, OneValueCommand
+from fluo_run.cli import FiniteFloatRange
 
 SEVERITY_COLORS = {"info": "blue", "warning": "yellow", "error": "red", "critical": "magenta"}
 MS = 1_000_000

@@ -1220,13 +1220,14 @@ def test_a_repeated_option_is_said_after_help() -> None:
 def test_every_command_refuses_a_repeated_option_taking_one_value() -> None:
     """Each command with an option that takes one value checks for repetition (OneValueCommand), so a command
     added later does not go back to the last one kept."""
-    from fluo_run.cli import LAZY_COMMANDS, OneValueCommand, _takes_one_value
+    from fluo_lang.one_value import OneValueCommand, takes_one_value
+    from fluo_run.cli import LAZY_COMMANDS
 
     ctx = click.Context(main)
     for name in sorted(set(main.list_commands(ctx)) | set(LAZY_COMMANDS)):
         command = main.get_command(ctx, name)
         assert command is not None
-        if any(_takes_one_value(p) for p in command.params):
+        if any(takes_one_value(p) for p in command.params):
             assert isinstance(command, OneValueCommand), name
 
 

@@ -23,6 +23,7 @@ from fluo_lang.files import (
     unusable_folder,
     write_all,
 )
+from fluo_lang.one_value import OneValueCommand
 from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
 from fluo_lang.trace import Trace, collector_paused
 from fluo_lang.values import dump_json, one_line
@@ -30,7 +31,6 @@ from fluo_lang.values import dump_json, one_line
 from ..cli import (
     FiniteFloatRange,
     NonEmptyPath,
-    OneValueCommand,
     cost_limit_option,
     eval_budget_option,
     fail,

@@ -18,8 +18,9 @@ from click.core import ParameterSource
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest, plural
+from fluo_lang.one_value import OneValueCommand
 from fluo_lang.values import NS_LIMIT, escape_json_text, format_duration, one_line
-from fluo_run.cli import NonEmptyPath, OneValueCommand
+from fluo_run.cli import NonEmptyPath
 
 from .config import (
     DEFAULT_DB,

@@ -18,9 +18,10 @@ from fluo_lang.api import RuleSourceError, is_rule_file_name, rule_files
 from fluo_lang.diagnostics import plural
 from fluo_lang.files import NewFile, make_folder, one_of, write_all, write_replacing
 from fluo_lang.folders import walk
+from fluo_lang.one_value import OneValueCommand
 from fluo_lang.otlp import is_trace_file_name
 from fluo_lang.values import printable
-from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, OneValueCommand, eval_budget_option
+from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
 
 from .coverage import measure
 from .document import YamlError
