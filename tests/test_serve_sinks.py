@@ -785,6 +785,29 @@ def test_a_lock_file_that_cannot_be_written_leaves_no_descriptor_behind(
     sink.close()
 
 
+@pytest.mark.parametrize("planted", ["symlink", "hard link"])
+def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_left_alone(tmp_path: Path, planted: str) -> None:
+    """Security r06: the lock file was opened following a symlink, then truncated and written with the process
+    id: a link planted at `s.db.lock` by anyone who may write the folder had serve (often root) overwrite the
+    file it names. A symlink or a file with other names there is refused, and nothing is written through it."""
+    path = tmp_path / "s.db"
+    victim = tmp_path / "victim"
+    victim.write_text("important contents\n")
+    if planted == "symlink":
+        (tmp_path / "s.db.lock").symlink_to(victim)
+    else:
+        os.link(victim, tmp_path / "s.db.lock")
+    what = "a symbolic link" if planted == "symlink" else "a file with other names (hard links)"
+    with pytest.raises(SinkError) as refused:
+        SqliteSink(path).open()
+    assert str(refused.value) == (
+        f"{path}: its lock file {path}.lock is {what}; fluo serve writes its process id only into a file of its "
+        "own there: remove it (serve makes it anew)"
+    )
+    assert victim.read_text() == "important contents\n"
+    assert not path.exists()
+
+
 def test_a_store_can_be_pruned_while_it_is_written(tmp_path: Path, quick_retries: None) -> None:
     """What docs/runtime.md gives for retention: `DELETE FROM signals WHERE ...` then `VACUUM`, from another
     connection while the sink writes, keeps what was not deleted and what comes after."""

@@ -55,3 +55,20 @@ def test_no_file_is_nothing_and_a_foreign_one_is_said(tmp_path: Path) -> None:
     (tmp_path / "cut").write_bytes(MAGIC + (3).to_bytes(8, "little") + b"\0" * 30)
     with pytest.raises(StateError, match="cut short or too long for its 3 trace ids"):
         load_remembered(tmp_path / "cut", 0.0, 300.0, 10)
+
+
+def test_a_link_planted_at_the_part_file_is_replaced_not_written_through(tmp_path: Path) -> None:
+    """Security (with r06): the ids were written to `s.db.trace-ids.part` opened following a symlink (and
+    truncating a hard link's file): a link planted there had serve overwrite the file it names. The part file is
+    made anew, readable by its owner only, and the file the link named is left alone."""
+    path = remembered_path(tmp_path / "s.db")
+    victim = tmp_path / "victim"
+    victim.write_text("important contents\n")
+    part = path.with_name(path.name + ".part")
+    part.symlink_to(victim)
+    now = time.monotonic()
+    assert save_remembered(path, remembered(now), now) == 25
+    assert victim.read_text() == "important contents\n"
+    assert not part.exists() and not path.is_symlink()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(load_remembered(path, now, memory=300.0, limit=1000)) == 3

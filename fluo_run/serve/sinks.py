@@ -510,9 +510,16 @@ class StoreLock:
         real = Path(os.path.realpath(store))
         path = beside(store if real == Path(os.path.abspath(store)) else real, LOCK_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
         except OSError as exc:
+            if os.path.islink(path):  # ELOOP: written through, the link would have the file it names overwritten
+                raise SinkError(_not_written_through(store, path, "a symbolic link")) from None
             raise NoLockFile(f"{store}: cannot make its lock file {path} ({exc.strerror})") from None
+        held = os.fstat(fd)
+        if not stat.S_ISREG(held.st_mode) or held.st_nlink > 1:
+            os.close(fd)
+            what = "not a plain file" if not stat.S_ISREG(held.st_mode) else "a file with other names (hard links)"
+            raise SinkError(_not_written_through(store, path, what))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -555,6 +562,15 @@ class StoreLock:
     def release(self) -> None:
         """Let go of the lock (the file stays: removing it would let two processes hold a lock each)."""
         os.close(self.fd)
+
+
+def _not_written_through(store: Path, lock: Path, what: str) -> str:
+    """Why serve does not write its process id into the lock file `lock`: it is `what`, which another user who
+    may write the folder can plant there to have a file of theirs choosing overwritten."""
+    return (
+        f"{store}: its lock file {lock} is {what}; fluo serve writes its process id only into a file of its own "
+        "there: remove it (serve makes it anew)"
+    )
 
 
 def _lock_store_file(fd: int, path: Path) -> None:

@@ -47,8 +47,11 @@ def save_remembered(path: Path, done: RememberedIds, now: float) -> int:
     if sys.byteorder != "little":
         times.byteswap()
     part = path.with_name(path.name + ".part")
+    with contextlib.suppress(FileNotFoundError):  # a leftover, or a link planted there to have its target written
+        part.unlink()
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     try:
-        with open(part, "wb") as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + struct.pack("<Q", len(times)))
             f.write(times.tobytes())
             f.write(b"".join(ids))
