@@ -849,7 +849,30 @@ def test_the_secrets_of_a_webhook_or_otlp_logs_url_are_not_logged(
     logs = OtlpLogsSink("http://u:p4ss@127.0.0.1:9/x?key=k3y")
     assert logs.label == "otlp logs (http http://***@127.0.0.1:9/x?key=***)"
     hidden = WebhookSink("https://user:s3cret@example.com/h?a=1&b&c=2#f").label
-    assert hidden == "webhook (https://***@example.com/h?a=***&b&c=***#f)"
+    assert hidden == "webhook (https://***@example.com/h?a=***&b&c=***#***)"
+
+
+def test_a_key_in_the_path_of_a_webhook_url_is_not_logged(
+    quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Security r02: chat webhooks carry their key in the path (Slack `/services/T/B/KEY`, Discord
+    `/api/webhooks/ID/TOKEN`) or the fragment, and those were logged whole: the start line, every retry
+    warning, the error that drops the signals. The path past its first segment and the fragment show as ***."""
+    with LoopbackServer(status_of=lambda n: 503 if n < 2 else 400) as hook:
+        sink = WebhookSink(f"http://127.0.0.1:{hook.port}/services/T0000/B0000/SLACKKEY#FRAGKEY")
+        assert sink.label == f"webhook (http://127.0.0.1:{hook.port}/services/***#***)"
+        sinks = SinkSet([sink], Metrics(), capacity=10)
+        with caplog.at_level(logging.INFO, logger="fluo.serve"):
+            assert sinks.start() == []
+            sinks.publish(stored(1))
+            wait_for(lambda: sinks.health() == {"webhook": "failed"}, what="the 400 answer")
+            assert sinks.close(5) == 1
+        assert [r.path for r in hook.requests] == ["/services/T0000/B0000/SLACKKEY"] * 3
+    assert "HTTP 503; retrying" in caplog.text and "refused the signals: HTTP 400" in caplog.text
+    assert "SLACKKEY" not in caplog.text and "FRAGKEY" not in caplog.text
+    discord = "failed: https://discord.com/api/webhooks/1234/T0KEN?wait=true: refused"
+    assert redacted(discord) == "failed: https://discord.com/api/***?wait=*** refused"
+    assert redacted("'http://h:9/hook' and http://h/a/ stay") == "'http://h:9/hook' and http://h/a/ stay"
 
 
 @pytest.mark.parametrize(

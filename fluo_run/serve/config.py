@@ -72,13 +72,21 @@ _USERINFO = re.compile(r"//[^/?#\s]*@")
 """The user info of a URL, up to the last `@` of its authority: a password may hold an unencoded `@`, and a
 user name alone may be the key (`https://KEY@host`, as a Sentry DSN has it, sent as Basic auth `KEY:`)."""
 _QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=[^&#\s]*")
+_URL_START = r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*"
+_PATH_REST = re.compile(rf"({_URL_START}/[^/?#\s]*)/[^?#\s'\"]+")
+"""The path of a URL past its first segment, where chat webhooks carry their key (Slack's
+`/services/T/B/KEY`, Discord's `/api/webhooks/ID/TOKEN`)."""
+_FRAGMENT = re.compile(rf"({_URL_START}[^#\s'\"]*)#[^\s'\"]+")
 
 
 def redacted(text: str) -> str:
     """`text` with the secrets a webhook or OTLP endpoint URL in it may carry shown as `***`: its user info,
-    user name and password (`https://***@host`), and the value of each query parameter (`?token=***`), which
-    chat webhooks use for their key. Every log line, error and label that shows such a URL shows it so."""
-    return _QUERY_VALUE.sub(r"\1=***", _USERINFO.sub("//***@", text))
+    user name and password (`https://***@host`), its path past the first segment
+    (`https://hooks.slack.com/services/***`), its fragment (`#***`), and the value of each query parameter
+    (`?token=***`), all places chat webhooks put their key. Every log line, error and label that shows such a
+    URL shows it so."""
+    text = _PATH_REST.sub(r"\1/***", _USERINFO.sub("//***@", text))
+    return _QUERY_VALUE.sub(r"\1=***", _FRAGMENT.sub(r"\1#***", text))
 
 
 def check_url(url: str, setting: str, example: str) -> None:

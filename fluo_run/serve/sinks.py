@@ -874,7 +874,7 @@ class WebhookSink(Sink):
                 said = answer_excerpt(exc) if 400 <= exc.code < 500 and exc.code != 429 else ""
                 exc.close()
                 if 300 <= exc.code < 400:  # followed, the POST would become a GET without the signals
-                    where = printable(location) if location else "elsewhere"
+                    where = printable(_absolute(self.url, location)) if location else "elsewhere"
                     message = (
                         f"{self.shown} redirected the signals ({problem}) to {redacted(where)}: point --webhook there"
                     )
@@ -888,6 +888,15 @@ class WebhookSink(Sink):
                 return str(getattr(exc, "reason", exc))
 
         with_retries(self, attempt, stopping, says=f"webhook {self.shown}", fails=self.shown)
+
+
+def _absolute(base: str, location: str) -> str:
+    """A redirect's `Location` made absolute against the URL that answered, so `redacted` finds its path (a
+    key may be in it, as in the webhook's own); as it is when it cannot be joined."""
+    try:
+        return urllib.parse.urljoin(base, location)
+    except ValueError:
+        return location
 
 
 def _without_login(url: str) -> tuple[str, str | None]:
