@@ -517,6 +517,36 @@ def fluo_logging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("fluo_logging")
 @pytest.mark.parametrize(
+    ("header", "shown"),
+    [
+        ("Authorization Bearer HDRSECRET123", " 'Authorization' ..."),
+        ("X-Api-Key=HDRSECRET123", " 'X-Api-Key' ..."),
+        ("HDRSECRET123", ""),  # the value alone: nothing of it is shown
+        (": HDRSECRET123", ""),
+    ],
+)
+def test_a_header_without_a_colon_is_refused_without_showing_its_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, header: str, shown: str
+) -> None:
+    """Security r07: `--webhook-header 'Authorization Bearer X'` (the colon forgotten) was echoed whole in the
+    usage error, the credential with it, into stderr, the journal, CI logs. The header name it starts with is
+    shown, nothing after it."""
+    from click.testing import CliRunner
+
+    from fluo_run.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--webhook", "http://127.0.0.1:9/hook", "--webhook-header", header]
+    result = CliRunner().invoke(main, ["serve", *LOOPBACK, "--no-db", *args], prog_name="fluo")
+    assert result.exit_code == 2
+    assert result.output.splitlines()[-1] == (
+        f"fluo: --webhook-header{shown}: not `Name: value` (the rest is not shown: it may be a key)"
+    )
+    assert "HDRSECRET123" not in result.output
+
+
+@pytest.mark.usefixtures("fluo_logging")
+@pytest.mark.parametrize(
     ("args", "env", "message"),
     [
         (

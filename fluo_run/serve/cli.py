@@ -198,7 +198,9 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
     for h in options["webhook_header"] or ():
         name, sep, value = str(h).partition(":")
         if not sep or not name.strip():
-            raise ConfigError(f"--webhook-header: {h!r} is not `Name: value`")
+            raise ConfigError(
+                f"--webhook-header{_header_start(str(h))}: not `Name: value` (the rest is not shown: it may be a key)"
+            )
         if "\r" in h or "\n" in h:  # would be refused at each POST, after signals were queued for it
             raise ConfigError(f"--webhook-header {name.strip()!r}: a header cannot hold a line break (CR or LF)")
         headers[name.strip()] = value.strip()
@@ -245,6 +247,17 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
 
 # Where a setting may come from, the one that wins first: a flag, a FLUO_* variable, the --config file.
 _SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)
+
+
+
+_HEADER_NAME = re.compile(r"\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)[^A-Za-z0-9!#$%&'*+.^_`|~-]")
+
+
+def _header_start(text: str) -> str:
+    """What a malformed `--webhook-header` may show of itself: the header name it starts with, when something
+    follows it (`'Authorization' ... `), else nothing. The rest is the value, most often a credential."""
+    found = _HEADER_NAME.match(text)
+    return f" {found.group(1)!r} ..." if found else ""
 
 
 def _settle_db(ctx: click.Context, options: dict[str, Any]) -> None:
