@@ -785,6 +785,34 @@ def test_a_lock_file_that_cannot_be_written_leaves_no_descriptor_behind(
     sink.close()
 
 
+def test_the_files_serve_makes_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    """Security r03: the store (and SQLite's -wal and -shm beside it), its lock file and the JSON lines were made
+    0644 under the usual umask 022, though they hold span data (SECURITY.md). They are made 0600; a file already
+    there keeps its mode."""
+    path, jsonl = tmp_path / "s.db", tmp_path / "s.jsonl"
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("")
+    kept.chmod(0o640)
+    before = os.umask(0o022)
+    try:
+        sinks = SinkSet([SqliteSink(path), JsonlSink(str(jsonl)), JsonlSink(str(kept))], Metrics(), capacity=10)
+        assert sinks.start() == []
+        sinks.publish(stored(1))
+        wait_for(lambda: jsonl.stat().st_size > 0 and kept.stat().st_size > 0, what="the signal written")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+        assert sinks.close(5) == 0
+    finally:
+        os.umask(before)
+    assert modes == {
+        "s.db": 0o600,
+        "s.db-wal": 0o600,
+        "s.db-shm": 0o600,
+        "s.db.lock": 0o600,
+        "s.jsonl": 0o600,
+        "kept.jsonl": 0o640,
+    }
+
+
 @pytest.mark.parametrize("planted", ["symlink", "hard link"])
 def test_a_lock_file_planted_as_a_link_is_refused_and_its_target_left_alone(tmp_path: Path, planted: str) -> None:
     """Security r06: the lock file was opened following a symlink, then truncated and written with the process

@@ -294,7 +294,9 @@ def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_afte
     try:
         folder.chmod(0o755)  # others may read and list it, not write to it
         path = folder / "s.db"
-        writer = SignalStore(path)  # as serve holds it: WAL mode, -wal and -shm beside it
+        path.touch(0o644)  # serve makes a store 0600; one made beforehand for others to read keeps its mode
+        path.chmod(0o644)
+        writer = SignalStore(path)  # as serve holds it: WAL mode, -wal and -shm beside it (with its mode)
         writer.add(SIGNALS)
         during = read_as_reader(folder, "--db", str(path), "--format", "jsonl")
         writer.add(SIGNALS[:1])

@@ -106,6 +106,10 @@ REMEMBERED_SUFFIX = ".trace-ids"
 LOCK_SUFFIX = ".lock"
 """The file beside the store that `fluo serve` holds locked (flock) while it writes the store: one serve per store."""
 
+PRIVATE_MODE = 0o600
+"""The mode of the files serve makes (the store and SQLite's beside it, the lock, the remembered ids, the JSON
+lines): they hold span data, readable by their owner only whatever the umask. A file already there keeps its own."""
+
 STORE_FILES = ("", "-wal", "-shm", "-journal", REMEMBERED_SUFFIX, LOCK_SUFFIX)
 """The files of the store `--db FILE`: FILE, SQLite's beside it, the remembered trace ids and the lock."""
 

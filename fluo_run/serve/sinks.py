@@ -40,7 +40,7 @@ try:
 except ImportError:  # Windows: no flock; a second serve on a store is not refused
     fcntl = None  # type: ignore[assignment]
 
-from .config import LOCK_SUFFIX, beside, redacted
+from .config import LOCK_SUFFIX, PRIVATE_MODE, beside, redacted
 from .metrics import Metrics
 from .receivers import Throttled
 from .store import QUICK_CHECK_SECONDS, NotAStore, SignalStore, error_code, is_corrupt, is_transient, recovery
@@ -510,7 +510,7 @@ class StoreLock:
         real = Path(os.path.realpath(store))
         path = beside(store if real == Path(os.path.abspath(store)) else real, LOCK_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), PRIVATE_MODE)
         except OSError as exc:
             if os.path.islink(path):  # ELOOP: written through, the link would have the file it names overwritten
                 raise SinkError(_not_written_through(store, path, "a symbolic link")) from None
@@ -658,7 +658,8 @@ class JsonlSink(Sink):
         return f"{path}: {exc.strerror or exc}"
 
     def _open_file(self) -> None:
-        self.out = open(self.target, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
+        fd = os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE_MODE)
+        self.out = open(fd, "a", encoding="utf-8")  # noqa: SIM115 - held for the sink's life
         self._file.remember(os.fstat(self.out.fileno()))
         self._after_cut_off_line()
 

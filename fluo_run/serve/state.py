@@ -21,7 +21,7 @@ from array import array
 from pathlib import Path
 
 from .assembly import RememberedIds
-from .config import REMEMBERED_SUFFIX, beside
+from .config import PRIVATE_MODE, REMEMBERED_SUFFIX, beside
 
 MAGIC = b"FLUOIDS1"
 ID_BYTES = 16
@@ -49,7 +49,7 @@ def save_remembered(path: Path, done: RememberedIds, now: float) -> int:
     part = path.with_name(path.name + ".part")
     with contextlib.suppress(FileNotFoundError):  # a leftover, or a link planted there to have its target written
         part.unlink()
-    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), PRIVATE_MODE)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC + struct.pack("<Q", len(times)))

@@ -8,6 +8,7 @@ in nanoseconds since the epoch (held within 1677 to 2262, see `stored_time`);
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang.values import dump_json
+
+from .config import PRIVATE_MODE
 
 SEVERITY_ORDER = ("info", "warning", "error", "critical")
 
@@ -230,6 +233,10 @@ class SignalStore:
         there either, no connection has the store open in WAL mode (serve keeps one open while it runs) and
         every committed signal is in the file itself, so it is read as immutable (no -shm, no locks)."""
         if not read_only:
+            # a new store is readable by its owner only (its -wal and -shm take its mode); O_EXCL: closing a
+            # descriptor of a file open in SQLite would drop its locks. SQLite says what else is wrong.
+            with contextlib.suppress(OSError):
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
             return sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
         db = sqlite3.connect(f"{uri}?mode=ro", timeout=timeout, isolation_level=None, check_same_thread=False, uri=True)
