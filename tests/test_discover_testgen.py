@@ -219,6 +219,24 @@ def test_half_surrogate_names_in_a_trace_file_are_read_as_u_fffd_and_make_rules_
     assert run.exit_code == 0, run.output
 
 
+def test_bidi_and_c1_controls_in_span_names_are_escaped_in_the_test_file(tmp_path: Path) -> None:
+    """Security r04: a span name holding U+202E ("Trojan Source") or a C1 control went raw into the case names
+    of the test file `--tests` writes for review. They are written double-quoted as `\\u202e` (PyYAML itself
+    escapes a C1 control, `\\x9B`), and read back as they were."""
+    spans = [lone_span(i, name="pay \u202e1 \u009b") for i in range(8)]
+    traces = write_spans(tmp_path / "t.json", spans)
+    rules = tmp_path / "out" / "r.fluo"
+    result = CliRunner().invoke(main, ["discover", str(traces), "-o", str(rules), "--tests", str(rules.parent)])
+    assert result.exit_code == 0, result.output
+    test_yaml = (rules.parent / "r_test.yaml").read_text(encoding="utf-8")
+    assert not [c for c in test_yaml if c in "\u202e\u009b"], test_yaml
+    assert "pay \\u202e1 \\x9B" in test_yaml
+    names = [c["name"] for c in yaml.safe_load(test_yaml)["cases"]]
+    assert any("pay \u202e1 \u009b" in name for name in names), names
+    run = CliRunner().invoke(main, ["test", str(rules.parent)])
+    assert run.exit_code == 0, run.output
+
+
 def test_two_rule_files_tested_in_one_folder_keep_their_own_fixtures(tmp_path: Path) -> None:
     """M3: rule ids such as no_errors recur; each rule file's fixtures live in a folder of its own."""
     shop = write_spans(tmp_path / "shop.json", shop_corpus(30))

@@ -1123,6 +1123,12 @@ def test_the_text_report_escapes_terminal_controls_from_rules_and_traces(tmp_pat
     assert "\\u009b31m\\u202egnp.exe" in as_json.stdout and "x\u009b31m\u202egnp.exe" in json.dumps(
         json.loads(as_json.stdout), ensure_ascii=False
     )
+    # Security r05: the JUnit <failure> text (shown by CI log viewers and annotations) held them raw
+    assert fluo_test(str(test), "--junit-xml", str(tmp_path / "j.xml")).exit_code == 1
+    junit = (tmp_path / "j.xml").read_text(encoding="utf-8")
+    assert not [c for c in junit if c in "\x1b\x07\u009b\u202e"]
+    (failure,) = ET.parse(tmp_path / "j.xml").iter("failure")
+    assert failure.text is not None and obs in failure.text
 
 
 def test_report_lines_count_no_break_yaml_alone_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -497,6 +497,25 @@ def test_update_records_an_observed_text_with_a_next_line_character(tmp_path: Pa
     assert again.exit_code == 0, again.output
 
 
+def test_update_writes_a_bidi_or_c1_control_escaped_and_it_reads_back(tmp_path: Path) -> None:
+    """Security r04: a span value holding U+202E ("Trojan Source") was written raw into the test file under
+    review, where it turns the rest of the line around; PyYAML writes it raw even in double quotes. Such text is
+    double-quoted with the character escaped (`\\u202e`), in values and keys, and reads back the same."""
+    (tmp_path / "r.fluo").write_text('rule v { expect trace.root.attributes["v"] == "zzz" }\n')
+    test = tmp_path / "r_test.yaml"
+    test.write_text('rules: r.fluo\ncases:\n  - name: one\n    spans: [{name: a, attributes: {v: "pay \\u202e5 \\u009b"}}]\n')
+    result = CliRunner().invoke(main, ["test", str(test), "--update"])
+    assert result.exit_code == 0, result.output
+    text = test.read_text(encoding="utf-8")
+    assert '"pay \\u202e5 \\x9B"' in text
+    assert not [c for c in text if c in "\u202e\u009b"]
+    again = CliRunner().invoke(main, ["test", str(test)])
+    assert again.exit_code == 0, again.output
+    written = [{"rule": "r", "observed": {"v": "\u2066x\u200f", "\u202ekey": 1}}]
+    out = rewrite("cases:\n  - name: a\n    expect: []\n", {0: written})
+    assert out.isascii() and load(out)["cases"][0]["expect"] == written
+
+
 def test_update_records_an_observed_text_that_looks_like_an_exponent(tmp_path: Path) -> None:
     (tmp_path / "r.fluo").write_text('rule v { detect trace.root.attributes["v"] == "1e5" }\n')
     test = tmp_path / "r_test.yaml"

@@ -32,6 +32,7 @@ from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
 from fluo_lang.values import HexBytes
 
+from ..testing.update import review_yaml
 from .corpus import MAX_VALUE_LENGTH, Corpus, Op
 from .facts import Fact
 from .render import Rule
@@ -519,7 +520,7 @@ def plan_tests(
         "rules": [os.path.relpath(rules_path, tests_dir).replace(os.sep, "/")],
         "cases": cases,
     }
-    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=10_000)
+    text = review_yaml(doc, sort_keys=False, width=10_000)
     plan.writes.append(NewFile(test_path, text.encode("utf-8"), replace_link=True))
     note = f" ({len(uncovered)} rules without a violating case: {', '.join(uncovered)})" if uncovered else ""
     plan.removes = sorted(before - {(tests_dir / c["traces"]).resolve() for c in cases})

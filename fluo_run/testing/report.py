@@ -294,8 +294,10 @@ def json_text(report: dict[str, Any]) -> str:
 
 
 def _clean(text: str) -> str:
-    """Text as XML can hold it: a control character as `?`, half a surrogate pair as its escape."""
-    return escape_surrogates(_XML_BAD.sub("?", text))
+    """Text as XML can hold it, and as CI shows it safely: a C0 control character as `?`; DEL, a C1 control
+    (U+009B starts an escape sequence), a line separator, a bidirectional control (U+202E) and half a surrogate
+    pair as their `\\uXXXX` escapes (`escape_json_text`), as the text and JSON reports write them."""
+    return _XML_BAD.sub("?", escape_json_text(text))
 
 
 def _seconds(s: float) -> str:

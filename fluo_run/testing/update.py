@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from fluo_lang.files import write_replacing
+from fluo_lang.values import escape_json_text
 
 from .document import LINE_BREAK, YAML_LINE_BREAK, Lines, YamlError, load, read_exponent_floats, yaml_problem
 from .runner import FAILED, PASSED, CaseResult
@@ -639,18 +640,32 @@ def _apply(text: str, edits: Sequence[_Edit]) -> str:
     return "".join([*parts, text[at:]])
 
 
-class _Dumper(yaml.SafeDumper):
-    """One-line flow YAML: text with a line break double-quoted, a value used twice written twice."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
+class ReviewDumper(yaml.SafeDumper):
+    """YAML FLUO writes into a file read for review (`--update`, `fluo discover --tests`): text holding a line
+    break, a bidirectional control or a C1 control double-quoted, which `review_yaml` then escapes."""
 
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
     # in another style PyYAML writes a line break as it is: a quoted scalar folds it (U+0085 to a space), and
     # editors count U+0085, U+2028 and U+2029 as no line; double quotes escape them (`\\N`, `\\L`, `\\P`)
-    style = '"' if YAML_LINE_BREAK.search(data) else None
+    style = '"' if YAML_LINE_BREAK.search(data) or escape_json_text(data) != data else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+def review_yaml(value: Any, **options: Any) -> str:
+    """`value` dumped by `ReviewDumper` with `options`, every character `escape_json_text` escapes written as its
+    `\\uXXXX` escape: PyYAML (allow_unicode) writes a U+202E raw even in double quotes, and in a test file under
+    review it would turn the rest of the line around ("Trojan Source"). Such a character is only in a
+    double-quoted scalar, where the escape means it."""
+    dumper = options.pop("Dumper", ReviewDumper)
+    return escape_json_text(yaml.dump(value, Dumper=dumper, allow_unicode=True, **options))
+
+
+class _Dumper(ReviewDumper):
+    """One-line flow YAML: a value used twice written twice."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _represent_float(dumper: yaml.SafeDumper, data: float) -> yaml.ScalarNode:
@@ -662,7 +677,7 @@ def _represent_float(dumper: yaml.SafeDumper, data: float) -> yaml.ScalarNode:
 
 
 read_exponent_floats(_Dumper)  # so text the loader reads as a number (`1e5`) is quoted
-_Dumper.add_representer(str, _represent_str)
+ReviewDumper.add_representer(str, _represent_str)
 _Dumper.add_representer(float, _represent_float)
 _Dumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # LineDict and LineList, as `load` reads them
 _Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
@@ -670,9 +685,7 @@ _Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
 
 def flow_yaml(value: Any) -> str:
     """A value as one line of flow YAML, read back as it was by PyYAML."""
-    text = yaml.dump(
-        [value], Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=math.inf, allow_unicode=True
-    )
+    text = review_yaml([value], Dumper=_Dumper, default_flow_style=True, sort_keys=False, width=math.inf)
     return text.strip()[1:-1]
 
 
