@@ -678,18 +678,31 @@ def test_a_jsonl_symlink_loop_is_one_line_not_a_traceback(tmp_path: Path) -> Non
     assert not any("Traceback" in line for line in proc.log)
 
 
+NO_TOKEN_METRICS = "metrics on 0.0.0.0:9464: not loopback and no --auth-token: anyone who can reach it may read"
+
+
 @pytest.mark.parametrize(
-    ("http", "grpc", "token", "tls", "warning"),
+    ("http", "grpc", "metrics", "token", "tls", "warnings"),
     [
-        ("127.0.0.1:4318", "[::1]:4317", None, False, None),
-        ("localhost:4318", None, None, False, None),
-        ("0.0.0.0:4318", "127.0.0.1:4317", None, False, "OTLP/HTTP on 0.0.0.0:4318: not loopback and no --auth-token"),
-        ("127.0.0.1:4318", "[::]:4317", "t", False, "OTLP/gRPC on [::]:4317: not loopback and no --tls-cert"),
-        ("10.0.0.5:4318", "0.0.0.0:4317", "t", True, None),
+        ("127.0.0.1:4318", "[::1]:4317", "127.0.0.1:9464", None, False, []),
+        ("localhost:4318", None, None, None, False, []),
+        ("0.0.0.0:4318", "127.0.0.1:4317", None, None, False, ["OTLP/HTTP on 0.0.0.0:4318: not loopback and no --auth"]),
+        ("127.0.0.1:4318", "[::]:4317", None, "t", False, ["OTLP/gRPC on [::]:4317: not loopback and no --tls-cert"]),
+        ("10.0.0.5:4318", "0.0.0.0:4317", "0.0.0.0:9464", "t", True, []),
+        # security r06 (minor): --metrics beyond loopback was not warned about
+        ("127.0.0.1:4318", None, "0.0.0.0:9464", None, False, [NO_TOKEN_METRICS]),
+        ("0.0.0.0:4318", None, "0.0.0.0:9464", None, False, ["OTLP/HTTP on 0.0.0.0:4318: not", NO_TOKEN_METRICS]),
+        ("127.0.0.1:4318", None, "0.0.0.0:9464", "t", False, ["metrics on 0.0.0.0:9464: not loopback and no --tls"]),
     ],
 )
-def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
-    caplog: pytest.LogCaptureFixture, http: str, grpc: str | None, token: str | None, tls: bool, warning: str | None
+def test_a_receiver_or_metrics_beyond_loopback_without_a_token_or_tls_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+    http: str,
+    grpc: str | None,
+    metrics: str | None,
+    token: str | None,
+    tls: bool,
+    warnings: list[str],
 ) -> None:
     from fluo_run.serve.config import ServeConfig, parse_address
     from fluo_run.serve.runtime import warn_exposed
@@ -697,6 +710,7 @@ def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
     config = ServeConfig(
         http=parse_address(http, "--http"),
         grpc=parse_address(grpc, "--grpc") if grpc else None,
+        metrics=parse_address(metrics, "--metrics") if metrics else None,
         auth_token=token,
         tls_cert=Path("cert.pem") if tls else None,
         tls_key=Path("key.pem") if tls else None,
@@ -704,10 +718,8 @@ def test_a_receiver_beyond_loopback_without_a_token_or_tls_is_warned_about(
     with caplog.at_level("WARNING", logger="fluo.serve"):
         warn_exposed(config)
     lines = [r.getMessage() for r in caplog.records]
-    if warning is None:
-        assert lines == []
-    else:
-        assert len(lines) == 1 and lines[0].startswith(warning)
+    assert len(lines) == len(warnings)
+    assert all(line.startswith(w) for line, w in zip(lines, warnings, strict=True)), lines
 
 
 def test_the_warning_about_a_receiver_beyond_loopback_names_the_port_it_was_bound_to(

@@ -403,7 +403,7 @@ class Runtime:
             log.info("OTLP/gRPC listening on %s", host_port(self.config.grpc[0], self.grpc_port))
         if self.config.metrics is not None:
             log.info("metrics on %s://%s/metrics", scheme, host_port(self.config.metrics[0], self.metrics_port))
-        warn_exposed(self.config, self.http_port, self.grpc_port)
+        warn_exposed(self.config, self.http_port, self.grpc_port, self.metrics_port)
         self._tasks.append(asyncio.create_task(self._sweep()))
         if self.config.reload_interval > 0:
             self._tasks.append(asyncio.create_task(self._watch_rules()))
@@ -765,22 +765,37 @@ def _loopback(host: str) -> bool:
         return False  # a host name: whatever it resolves to
 
 
-def warn_exposed(config: ServeConfig, http_port: int = 0, grpc_port: int = 0) -> None:
-    """One log line when a receiver binds beyond loopback without --auth-token, or with it but without TLS;
-    each named by the port it was bound to (`http_port`, `grpc_port`), when given, rather than the one asked
-    for (0 picks one)."""
-    exposed = [
-        f"{name} on {host_port(address[0], bound or address[1])}"
-        for name, address, bound in (("OTLP/HTTP", config.http, http_port), ("OTLP/gRPC", config.grpc, grpc_port))
-        if address is not None and not _loopback(address[0])
-    ]
-    if not exposed:
-        return
-    where = " and ".join(exposed)
+def warn_exposed(config: ServeConfig, http_port: int = 0, grpc_port: int = 0, metrics_port: int = 0) -> None:
+    """A log line when a receiver, or `--metrics`, binds beyond loopback without --auth-token (one for the
+    receivers, one for the metrics), or one for all of them with it but without TLS; each named by the port it
+    was bound to (`http_port`, `grpc_port`, `metrics_port`), when given, rather than the one asked for (0 picks
+    one)."""
+
+    def beyond_loopback(listeners: tuple[tuple[str, tuple[str, int] | None, int], ...]) -> list[str]:
+        return [
+            f"{name} on {host_port(address[0], bound or address[1])}"
+            for name, address, bound in listeners
+            if address is not None and not _loopback(address[0])
+        ]
+
+    receivers = beyond_loopback((("OTLP/HTTP", config.http, http_port), ("OTLP/gRPC", config.grpc, grpc_port)))
+    metrics = beyond_loopback((("metrics", config.metrics, metrics_port),))
     if config.auth_token is None:
-        log.warning("%s: not loopback and no --auth-token: anyone who can reach it may send spans", where)
-    elif config.tls_cert is None:
-        log.warning("%s: not loopback and no --tls-cert: the bearer token crosses the network in clear text", where)
+        if receivers:
+            log.warning(
+                "%s: not loopback and no --auth-token: anyone who can reach it may send spans", " and ".join(receivers)
+            )
+        if metrics:
+            log.warning(
+                "%s: not loopback and no --auth-token: anyone who can reach it may read /metrics (rule names, "
+                "signal and span counts)",
+                metrics[0],
+            )
+    elif config.tls_cert is None and receivers + metrics:
+        log.warning(
+            "%s: not loopback and no --tls-cert: the bearer token crosses the network in clear text",
+            " and ".join(receivers + metrics),
+        )
 
 
 def host_port(host: str, port: int) -> str:
