@@ -686,7 +686,7 @@ NO_TOKEN_METRICS = "metrics on 0.0.0.0:9464: not loopback and no --auth-token: a
     [
         ("127.0.0.1:4318", "[::1]:4317", "127.0.0.1:9464", None, False, []),
         ("localhost:4318", None, None, None, False, []),
-        ("0.0.0.0:4318", "127.0.0.1:4317", None, None, False, ["OTLP/HTTP on 0.0.0.0:4318: not loopback and no --auth"]),
+        ("0.0.0.0:4318", "127.0.0.1:4317", None, None, False, ["OTLP/HTTP on 0.0.0.0:4318: not loopback"]),
         ("127.0.0.1:4318", "[::]:4317", None, "t", False, ["OTLP/gRPC on [::]:4317: not loopback and no --tls-cert"]),
         ("10.0.0.5:4318", "0.0.0.0:4317", "0.0.0.0:9464", "t", True, []),
         # security r06 (minor): --metrics beyond loopback was not warned about

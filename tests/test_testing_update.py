@@ -503,7 +503,9 @@ def test_update_writes_a_bidi_or_c1_control_escaped_and_it_reads_back(tmp_path: 
     double-quoted with the character escaped (`\\u202e`), in values and keys, and reads back the same."""
     (tmp_path / "r.fluo").write_text('rule v { expect trace.root.attributes["v"] == "zzz" }\n')
     test = tmp_path / "r_test.yaml"
-    test.write_text('rules: r.fluo\ncases:\n  - name: one\n    spans: [{name: a, attributes: {v: "pay \\u202e5 \\u009b"}}]\n')
+    test.write_text(
+        'rules: r.fluo\ncases:\n  - name: one\n    spans: [{name: a, attributes: {v: "pay \\u202e5 \\u009b"}}]\n'
+    )
     result = CliRunner().invoke(main, ["test", str(test), "--update"])
     assert result.exit_code == 0, result.output
     text = test.read_text(encoding="utf-8")

@@ -249,7 +249,6 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
 _SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)
 
 
-
 _HEADER_NAME = re.compile(r"\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)[^A-Za-z0-9!#$%&'*+.^_`|~-]")
 
 
