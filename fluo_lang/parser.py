@@ -2875,7 +2875,7 @@ class _Builder:
             return ast.Missing(span)
         value = _number(str(ch[0]))
         if not _in_range(value, negated):
-            message = f"`{ch[0]}` is past what a 64-bit number holds"
+            message = f"{_quoted(str(ch[0]))} is past what a 64-bit number holds"
             self.diagnostics.append(error("FLUO108", message, span, path=self.path))
             return ast.Missing(span)
         return ast.Literal(span, value, "int" if isinstance(value, int) else "float")
@@ -2991,7 +2991,7 @@ class _Builder:
         ns = exact if exact is not None else number_ns(number, DURATION_UNITS[unit], nearest=True)
         problem: tuple[str, str, str | None] | None = None  # the value's error: code, message, fix
         if ns is not None and not _in_range(ns, negated):
-            message = f"`{written}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+            message = f"{_quoted(written)} is past what a duration holds (64 bits of nanoseconds, about 292 years)"
             problem, ns = ("FLUO108", message, None), None
         elif exact is None:
             nearest = None if ns is None or (slip is not None and slip[2] is None) else _in_unit(ns, unit)
@@ -3026,7 +3026,9 @@ class _Builder:
             if exact is None:
                 message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
             elif not _in_range(exact, negated):
-                message += f", and `{text}` is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+                message += (
+                    f", and {_quoted(text)} is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+                )
             else:
                 ns = exact
                 fix = _plain_decimal(number) + meant_unit
@@ -3162,6 +3164,18 @@ def _in_range(value: int | float, negated: bool = False) -> bool:
 
 
 _PAST_64_BITS = 1 << 64  # a literal whose digits alone show it is past 64 bits: what `_in_range` refuses
+
+
+QUOTED_CHARS = 40
+"""The most characters of a literal a message quotes whole; a longer one is quoted in part (`_quoted`)."""
+
+
+def _quoted(text: str) -> str:
+    """`text` in backticks, as a message quotes a literal; past `QUOTED_CHARS`, its start and end with its length,
+    so a 3 MB number does not make a 3 MB message (in `fluo check`'s output and the editor's)."""
+    if len(text) <= QUOTED_CHARS:
+        return f"`{text}`"
+    return f"`{text[:24]}…{text[-8:]}` ({len(text):,} characters)"
 
 
 def _number(text: str) -> int | float:

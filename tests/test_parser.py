@@ -1651,6 +1651,15 @@ def test_a_literal_of_thousands_of_digits_is_one_error_without_a_fix(text: str, 
     assert (d.code, d.suggestion) == (code, None), d.format()[:200]
 
 
+@pytest.mark.parametrize("text", [f"trace.spans.count() < {_LONG}", f"trace.duration < {_LONG}s"])
+def test_a_huge_literal_is_quoted_in_part(text: str) -> None:
+    """QA: a 3 MB number made a 3 MB FLUO108 line, in `fluo check` and over LSP."""
+    [d] = analyze([("m.fluo", f"rule r {{ expect {text} }}")]).diagnostics
+    assert d.code == "FLUO108" and len(d.message) < 200, d.message[:200]
+    written = text.rsplit(" ", 1)[1]
+    assert f"`{written[:24]}…{written[-8:]}` ({len(written):,} characters) is past what" in d.message
+
+
 @pytest.mark.parametrize(
     ("literal", "ns"),
     [
