@@ -2,8 +2,10 @@
 
 The unit is the *span visit*: a predicate or per-span value evaluated on one
 span, or one span walked to build a set (`descendants`, `ancestors`) or a
-summary of the trace (`trace.duration`, `trace.services`). Everything else a
-rule does is constant work per visit and is not counted.
+summary of the trace (`trace.duration`, `trace.services`). Work that grows with
+the strings a rule reads counts a visit per block of their characters (`+`,
+`lower()`, `matches`, `contains`, comparisons of two strings: `string_work`).
+Everything else a rule does is constant work per visit and is not counted.
 
 `estimate` reads a rule's IR and gives its worst-case visits as a polynomial
 in n, the number of spans of the trace (or window): every spans value may hold
@@ -72,6 +74,15 @@ ASSUMED_STRING_CHARS = 100
 JOIN_CHARS_PER_VISIT = 256
 """Characters a string `+` makes that cost about one span visit (copying them, with the allocation: about 0.3 ns
 a character, where a span visit is 100-300 ns). A join makes at most `MAX_STRING_CHARS` (longer is missing)."""
+SCAN_CHARS_PER_VISIT = 256
+"""Characters `lower()`, `upper()`, `matches` and `contains` go through in about one span visit: on 2026-12-07,
+2.1 ns a character for `lower()` of non-ASCII text (0.25 ASCII), 0.6-1.1 ns for a search, where a span visit costs
+20-300 ns and the default budget allows 500. A string a sender sends has no length bound but its request's."""
+COMPARE_CHARS_PER_VISIT = 8_192
+"""Characters compared (`==`, `<`, `starts_with`, `ends_with` between strings neither of which is a literal) in
+about one span visit: 0.04 ns a character. Against a literal, a comparison is bounded by the literal."""
+SCANNING_METHODS = frozenset({"lower", "upper"})
+COMPARING_METHODS = frozenset({"starts_with", "ends_with"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +232,36 @@ def join_visits(chars: int) -> int:
     return min(chars, MAX_STRING_CHARS) // JOIN_CHARS_PER_VISIT
 
 
+def _may_be_string(node: Node) -> bool:
+    return node.op != "const" and node.type in (t.STRING, t.ANY)
+
+
+def string_work(node: Node) -> int:
+    """Characters per span visit of the strings `node` goes through, when its work grows with their length
+    and no literal bounds it (0 when none does): `SCAN_CHARS_PER_VISIT` for `lower()`, `upper()`, `matches`
+    and `contains`, `COMPARE_CHARS_PER_VISIT` for a comparison or `starts_with`/`ends_with` of two strings
+    neither of which is a literal. The static estimate takes these strings as `ASSUMED_STRING_CHARS` long
+    (no visits); the meter charges their length."""
+    if node.op == "matches":
+        return SCAN_CHARS_PER_VISIT
+    if node.op == "contains":
+        return SCAN_CHARS_PER_VISIT if node.args[0].op != "const" else 0  # the haystack
+    if node.op == "cmp":
+        return COMPARE_CHARS_PER_VISIT if all(_may_be_string(a) for a in node.args) else 0
+    member = node.value
+    if node.op == "call" and isinstance(member, Member) and member.receiver == t.STRING:
+        if member.name in SCANNING_METHODS:
+            return SCAN_CHARS_PER_VISIT
+        if member.name in COMPARING_METHODS and len(node.args) == 2 and node.args[1].op != "const":
+            return COMPARE_CHARS_PER_VISIT
+    return 0
+
+
+def works_on_strings(rule: RuleIR) -> bool:
+    """Whether the rule has an operation whose work grows with the length of strings it reads (`string_work`)."""
+    return any(string_work(n) for _kind, root in rule.clauses() for n in _nodes(root))
+
+
 def weighs_regexes(rule: RuleIR) -> bool:
     """Whether the rule has a `matches` whose cost is counted: its work grows with the strings searched
     as well as with the spans, so no number of spans bounds it (the evaluator always meters it)."""
@@ -351,20 +392,32 @@ class Meter:
         if self.left < 0:
             raise BudgetExhausted
 
-    def instrument(self, rule: RuleIR) -> RuleIR:
+    def instrument(self, rule: RuleIR, strings_only: bool = False) -> RuleIR:
         """The same rule, with every span-visiting implementation charging this meter (and every
-        counted pattern: `MeteredPattern`)."""
+        pattern: `MeteredPattern`, string `+`: `MeteredJoin`, and other work on strings: `string_work`).
+
+        `strings_only`: only the work on strings other than `+` is charged, the work the static
+        estimate cannot bound (see `Program`)."""
 
         def meter_node(node: Node) -> Node:
             args = tuple(meter_node(a) for a in node.args)
-            if node.op == "matches" and regex_weight(node.value):
+            chars = string_work(node)
+            if node.op == "matches":
                 return node.replace(args=args, value=self._metered_pattern(node.value))
+            if chars and node.op in ("contains", "cmp"):
+                symbol = node.value if node.op == "cmp" else "contains"
+                return node.replace(args=args, value=MeteredOperands(symbol, self._charging(chars)))
+            if chars:
+                member: Member = node.value
+                return node.replace(args=args, value=replace(member, impl=self._metered_method(member.impl, chars)))
+            if strings_only:
+                return node if args == node.args else node.replace(args=args)
             if joins_strings(node):
-                return node.replace(args=args, value=MeteredJoin(node.value, self._metered_join))
+                return node.replace(args=args, value=MeteredJoin(node.value, self._charging(JOIN_CHARS_PER_VISIT)))
             kind = walks(node)
             if kind is None:
                 return node if args == node.args else node.replace(args=args)
-            member: Member = node.value
+            member = node.value
             on_root = member.receiver in (t.TRACE, t.WINDOW)
             return node.replace(args=args, value=replace(member, impl=self._metered(member.impl, kind, on_root)))
 
@@ -377,24 +430,47 @@ class Meter:
 
     def _metered_pattern(self, pattern: str) -> MeteredPattern:
         meter = self
-        weight = regex_weight(pattern)
+        # per character: its instruction-steps (`regex_weight`) and the scan itself, in 1/256 of a visit
+        weight = regex_weight(pattern) * (256 // REGEX_STEPS_PER_VISIT) + 256 // SCAN_CHARS_PER_VISIT
         search = compile_regex(pattern).search
 
         def metered_search(text: str) -> Any:
-            meter.left -= len(text) * weight // REGEX_STEPS_PER_VISIT
+            meter.left -= len(text) * weight >> 8
             if meter.left < 0:
                 raise BudgetExhausted
             return search(text)
 
         return MeteredPattern(pattern, metered_search)
 
-    def _metered_join(self, value: Any) -> Any:
-        """`value`, the result of a `+`, once its length (if a string) is charged: `join_visits`."""
-        if isinstance(value, str):
-            self.left -= len(value) // JOIN_CHARS_PER_VISIT
-            if self.left < 0:
-                raise BudgetExhausted
-        return value
+    def _charging(self, chars: int) -> Callable[[Any], Any]:
+        """A function giving back its argument once a string's length is charged: a visit per `chars`."""
+        meter = self
+
+        def charge(value: Any) -> Any:
+            if isinstance(value, str):
+                meter.left -= len(value) // chars
+                if meter.left < 0:
+                    raise BudgetExhausted
+            return value
+
+        return charge
+
+    def _metered_method(self, impl: Callable[..., Any], chars: int) -> Callable[..., Any]:
+        """A string method's `impl` (`string_work`) charging its receiver's length first, or for a prefix
+        or suffix test the shorter of the receiver and the argument (all it compares)."""
+        meter = self
+
+        def method(ctx: Any, recv: Any, *args: Any) -> Any:
+            if isinstance(recv, str):
+                size = len(recv)
+                if args and isinstance(args[0], str):
+                    size = min(size, len(args[0]))
+                meter.left -= size // chars
+                if meter.left < 0:
+                    raise BudgetExhausted
+            return impl(ctx, recv, *args)
+
+        return method
 
     def _metered(self, impl: Callable[..., Any], kind: str, on_root: bool) -> Callable[..., Any]:
         """`impl` charging this meter first (after, for "result": its size is known only then).
@@ -452,7 +528,8 @@ class Meter:
 
 class MeteredPattern(str):
     """The pattern of a `matches` (the same string) whose `search` charges a meter before searching:
-    `match_visits` of the text's length. The evaluator searches with it in place of the compiled pattern."""
+    `match_visits` of the text's length, and a visit per `SCAN_CHARS_PER_VISIT` characters. The evaluator
+    searches with it in place of the compiled pattern."""
 
     search: Callable[[str], Any]
 
@@ -469,6 +546,19 @@ class MeteredJoin(str):
     charge: Callable[[Any], Any]
 
     def __new__(cls, symbol: str, charge: Callable[[Any], Any]) -> MeteredJoin:
+        self = super().__new__(cls, symbol)
+        self.charge = charge
+        return self
+
+
+class MeteredOperands(str):
+    """The operator of a comparison or a `contains` whose work grows with its strings (`string_work`), the same
+    string (`"=="`, or `"contains"`), whose `charge` the evaluator applies to each operand that may be a long
+    string (a `contains`: the haystack) before the operation, giving the operand back."""
+
+    charge: Callable[[Any], Any]
+
+    def __new__(cls, symbol: str, charge: Callable[[Any], Any]) -> MeteredOperands:
         self = super().__new__(cls, symbol)
         self.charge = charge
         return self

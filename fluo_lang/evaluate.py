@@ -25,7 +25,17 @@ from typing import Any
 from . import builtins as b
 from . import types as t
 from .builtins import Member
-from .cost import BudgetExhausted, Meter, MeteredJoin, MeteredPattern, Poly, estimate, weighs_regexes
+from .cost import (
+    BudgetExhausted,
+    Meter,
+    MeteredJoin,
+    MeteredOperands,
+    MeteredPattern,
+    Poly,
+    estimate,
+    weighs_regexes,
+    works_on_strings,
+)
 from .ir import Node, RuleIR
 from .regex import compile_regex
 from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, read_in, span_order, tumbling
@@ -776,6 +786,9 @@ class _Gen:
         strict = left.type not in (t.ANY, t.ERROR) and right.type not in (t.ANY, t.ERROR)
         lx = self.expr(left, it, depth)
         self.leading = False
+        charge = self.c.const(n.value.charge) if isinstance(n.value, MeteredOperands) else None
+        if charge is not None:  # neither operand is a literal (`cost.string_work`)
+            lx = f"{charge}({lx})"
         a = self.c.name("_t")
         if right.op == "const" and strict:
             c = self.c.const(right.value)
@@ -803,6 +816,8 @@ class _Gen:
             kinds = self.c.const((int, float) if isinstance(v, int | float) else (type(v),))
             return f"(isinstance({a} := {lx}, {kinds}) and not isinstance({a}, bool) and {a} {sym} {c})"
         rx = self.expr(right, it, depth)
+        if charge is not None:
+            rx = f"{charge}({rx})"
         if strict and sym in ("==", "!=") and (left.type.is_list or left.type == t.MAP):  # item by item (`_equal`)
             test = "_equal" if sym == "==" else "_unequal"
             bb = self.c.name("_t")
@@ -840,7 +855,10 @@ class _Gen:
         return f"{helper}({lx}, {self.expr(right, it, depth)})"
 
     def op_contains(self, n: Node, it: str, depth: int) -> str:
-        return f"_member({self.expr(n.args[1], it, depth)}, {self.expr(n.args[0], it, depth)})"
+        needle, haystack = self.expr(n.args[1], it, depth), self.expr(n.args[0], it, depth)
+        if isinstance(n.value, MeteredOperands):
+            haystack = f"{self.c.const(n.value.charge)}({haystack})"
+        return f"_member({needle}, {haystack})"
 
     def op_matches(self, n: Node, it: str, depth: int) -> str:
         regex = n.value if isinstance(n.value, MeteredPattern) else compile_regex(n.value)
@@ -1320,18 +1338,25 @@ class Program:
     (see `cost.py`); past it the rules not yet finished are skipped and a
     `fluo.evaluation_truncated` signal names them. Without one, nothing is counted.
     Counting costs time, so a trace whose worst case (the rules' static estimates at
-    its number of spans) fits the budget runs uncounted: it cannot run out.
+    its number of spans) fits the budget runs uncounted: it cannot run out. Only the
+    work on strings no estimate bounds (`cost.string_work`: `lower()` of a name a
+    sender made 8 KiB long) is counted there, against what the worst case leaves of
+    the budget (`strings`); past that the trace is evaluated again, counted.
     """
 
     def __init__(self, rules: list[RuleIR], budget: int | None = None) -> None:
         self.meter = Meter(budget) if budget is not None else None
+        self.strings = Meter(budget) if budget is not None else None
+        """With a budget: the meter of the uncounted runs' work on strings (see the class docstring)."""
+        self.counts_strings = self.strings is not None and any(works_on_strings(r) for r in rules)
         self.compiler = compiler = Compiler()
         read = attribute_keys(rules)
         self.prefetch = prefetch_keys(read)
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.prefetch_complete = len(read) <= len(self.prefetch) and not reads_attribute_map(rules)
         """Whether `prefetch` holds every key the rules read: then they rarely read spans' attributes later."""
-        self.rules = [CompiledRule(r, compiler) for r in rules]
+        strings = self.strings
+        self.rules = [CompiledRule(r if strings is None else strings.instrument(r, True), compiler) for r in rules]
         self.trace_rules = [r for r in self.rules if r.ir.window_ns is None]
         self.window_rules = [r for r in self.rules if r.ir.window_ns is not None]
         self.errors: list[EvalError] = []
@@ -1342,8 +1367,8 @@ class Program:
         self._unmetered: dict[tuple[tuple[int, ...], int], int] = {}
         if self.meter is not None:
             counting = Compiler()
-            for r in self.rules:
-                self._metered[id(r)] = CompiledRule(self.meter.instrument(r.ir), counting)
+            for r, ir in zip(self.rules, rules, strict=True):
+                self._metered[id(r)] = CompiledRule(self.meter.instrument(ir), counting)
 
     def worst_case(self, rules: list[CompiledRule], spans: int) -> int:
         """The most span visits `rules` can spend on a trace (or window) of `spans` spans."""
@@ -1431,12 +1456,34 @@ class Program:
         program: Callable[[Any], list[int]] | None = None,
     ) -> list[Signal]:
         meter = self.meter
-        if meter is not None and len(ctx.spans) > self.unmetered_spans(rules, meter.budget):
+        if meter is None:
+            return self._run_uncounted(rules, ctx, trace_id, program)
+        spans = len(ctx.spans)
+        if spans > self.unmetered_spans(rules, meter.budget):
             return self._run_metered(meter, [self._metered[id(r)] for r in rules], ctx, trace_id)
+        if not self.counts_strings:
+            return self._run_uncounted(rules, ctx, trace_id, program)
+        assert self.strings is not None
+        self.strings.left = meter.budget - self.worst_case(rules, spans)
+        try:
+            return self._run_uncounted(rules, ctx, trace_id, program)
+        except BudgetExhausted:  # long strings: what was done is discarded, and done again counted
+            return self._run_metered(meter, [self._metered[id(r)] for r in rules], ctx, trace_id)
+
+    def _run_uncounted(
+        self,
+        rules: list[CompiledRule],
+        ctx: Any,
+        trace_id: str | None,
+        program: Callable[[Any], list[int]] | None,
+    ) -> list[Signal]:
+        """`rules` on `ctx` with no span visit counted; `BudgetExhausted` (from `strings`) goes up."""
         out: list[Signal] = []
         if program is not None:
             try:
                 fired = program(ctx)
+            except BudgetExhausted:
+                raise
             except Exception:  # a bug in FLUO: find the rule that raised, one rule at a time, below
                 fired = None
             if fired is not None:
@@ -1444,6 +1491,8 @@ class Program:
                     rule = rules[i]
                     try:
                         out.append(self._signal(rule, ctx))
+                    except BudgetExhausted:
+                        raise
                     except Exception as exc:  # a bug in FLUO, reported per rule, never a crash
                         self.errors.append(EvalError(rule.id, trace_id, f"{type(exc).__name__}: {exc}"))
                 return out
@@ -1451,6 +1500,8 @@ class Program:
             try:
                 if rule.fires(ctx):
                     out.append(self._signal(rule, ctx))
+            except BudgetExhausted:
+                raise
             except Exception as exc:  # a bug in FLUO, reported per rule, never a crash
                 self.errors.append(EvalError(rule.id, trace_id, f"{type(exc).__name__}: {exc}"))
         return out
@@ -1479,7 +1530,11 @@ class Program:
         observed = {"spans": len(ctx.spans), "budget": meter.budget, "rules_skipped": skipped}
         message = (
             f"evaluation of {what} ({len(ctx.spans)} spans) stopped after its budget of {meter.budget} span visits; "
-            + _skipped_text(skipped)
+            + (
+                _skipped_text(skipped)
+                if skipped
+                else "every rule was evaluated, but the last one that fired is not explained"
+            )
         )
         end = format_timestamp(ctx.end)
         if isinstance(ctx, Window):

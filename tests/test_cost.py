@@ -16,10 +16,13 @@ from fluo_lang import types as t
 from fluo_lang.api import analyze, analyze_paths, cost_diagnostics, lower
 from fluo_lang.cost import (
     ASSUMED_STRING_CHARS,
+    COMPARE_CHARS_PER_VISIT,
     DEFAULT_BUDGET,
+    DEFAULT_TRACE_SPANS,
     FIELD_WALKS,
     JOIN_CHARS_PER_VISIT,
     REGEX_FREE_PROGRAM,
+    SCAN_CHARS_PER_VISIT,
     Meter,
     MeteredPattern,
     _nodes,
@@ -29,7 +32,9 @@ from fluo_lang.cost import (
     join_visits,
     match_visits,
     regex_weight,
+    string_work,
     weighs_regexes,
+    works_on_strings,
 )
 from fluo_lang.diagnostics import CODES
 from fluo_lang.evaluate import TRUNCATED_RULE, Program
@@ -216,6 +221,19 @@ def test_a_rule_that_fires_as_the_budget_runs_out_still_reports() -> None:
     assert [s.rule for s in signals] == ["first", "nested", TRUNCATED_RULE]
     assert "not explained" in signals[1].message
     assert signals[2].observed["rules_skipped"] == ["last"]
+
+
+def test_a_budget_that_runs_out_explaining_the_last_rule_says_so() -> None:
+    """QA: the message ended "0 rule(s) not evaluated: " when no rule was left to evaluate."""
+    trace = chain(300, failing=299)
+    program = Program(
+        rules_of("rule nested { expect trace.spans.all(descendants.where(status == error).count() == 0) }"),
+        budget=2_000,
+    )
+    signals = program.evaluate_trace(trace)
+    assert [s.rule for s in signals] == ["nested", TRUNCATED_RULE]
+    assert signals[1].observed["rules_skipped"] == []
+    assert signals[1].message.endswith("; every rule was evaluated, but the last one that fired is not explained")
 
 
 def test_window_rules_are_budgeted_too() -> None:
@@ -452,3 +470,69 @@ def test_the_budget_counts_characters_joined() -> None:
 def test_a_rule_joining_short_strings_on_a_small_trace_runs_uncounted() -> None:
     program = Program([one('trace.spans.where(service + "/" + name == "a/b").count() < 3')], budget=DEFAULT_BUDGET)
     assert program.unmetered_spans(program.trace_rules, DEFAULT_BUDGET) >= 1_000
+
+
+# other work on strings
+
+QUADRATIC_ON_STRINGS = (
+    'trace.spans.all(trace.spans.exists(name.lower() == "x"))',
+    'trace.spans.all(trace.spans.exists(name.upper() == "X"))',
+    'trace.spans.all(trace.spans.exists(name matches "x"))',
+    'trace.spans.all(trace.spans.exists(name contains "x"))',
+    "trace.spans.all(trace.spans.exists(name contains trace.id))",
+)
+
+
+@pytest.mark.parametrize("expr", QUADRATIC_ON_STRINGS)
+def test_the_budget_counts_characters_of_strings_rules_go_through(expr: str) -> None:
+    """QA: `lower()` of 1,000 8 KiB names in a quadratic rule passed FLUO404, fit the default budget (so ran
+    uncounted) and took 24.5 s: it was charged one visit whatever the length. Now its characters are counted."""
+    rule = one(expr)
+    assert estimate(rule).at(DEFAULT_TRACE_SPANS) <= DEFAULT_BUDGET  # FLUO404 passes it, as before
+    trace = named(400, "Ä" * 4096)
+    program = Program([rule], budget=DEFAULT_BUDGET // 10)
+    assert program.unmetered_spans(program.trace_rules, DEFAULT_BUDGET // 10) >= len(trace)  # uncounted at first
+    signals = [s.to_json() for s in program.evaluate_trace(trace)]
+    assert signals[-1]["rule"] == TRUNCATED_RULE
+    assert signals[-1]["observed"]["budget"] == DEFAULT_BUDGET // 10
+    # the rule fired on the first span checked, and its explanation ran out; or it ran out before
+    assert [s["rule"] for s in signals[:-1]] == ["r"] or signals[-1]["observed"]["rules_skipped"] == ["r"]
+    assert all("not explained" in s["message"] for s in signals[:-1])
+    assert program.errors == []
+    assert program.meter is not None and program.meter.spent <= DEFAULT_BUDGET // 10 + 4096
+    # the same rule on everyday names runs uncounted and gives what it gives unbudgeted
+    short = named(400, "checkout")
+    assert [s.to_json() for s in program.evaluate_trace(short)] == [
+        s.to_json() for s in Program([rule]).evaluate_trace(short)
+    ]
+
+
+def test_comparing_two_long_strings_is_counted_but_a_literal_bounds_a_comparison() -> None:
+    same = one("trace.spans.all(trace.spans.none(name == service))")
+    tid = b"\x0a" * 16
+    long = "s" * (64 * COMPARE_CHARS_PER_VISIT)
+    spans = [
+        Span(trace_id=tid, span_id=(i + 1).to_bytes(8, "big"), name=long + "n", service=long + "s") for i in range(300)
+    ]
+    (trace,) = assemble(spans)
+    program = Program([same], budget=50_000)
+    assert [s.rule for s in program.evaluate_trace(trace)] == [TRUNCATED_RULE]
+    assert string_work(same.condition.args[1].args[0].args[1].args[0]) == COMPARE_CHARS_PER_VISIT
+    for bounded in ('name == "x"', 'name.starts_with("x")', '"x" contains name', "name.length() > 3"):
+        assert not works_on_strings(one(f"trace.spans.all({bounded})")), bounded
+    for unbounded in ('name.lower() == "x"', "name.starts_with(service)", 'name contains "x"', 'name matches "x"'):
+        assert works_on_strings(one(f"trace.spans.all({unbounded})")), unbounded
+
+
+def test_the_budget_counts_characters_searched_by_any_pattern() -> None:
+    rule = one('trace.spans.all(trace.spans.exists(name matches "^x"))')
+    assert regex_weight("^x") == 0
+    program = Program([rule], budget=10_000)
+    meter = program.meter
+    assert meter is not None
+    metered = program._metered[id(program.trace_rules[0])]
+    pattern = next(n.value for n in _nodes(metered.ir.condition) if n.op == "matches")
+    assert isinstance(pattern, MeteredPattern)
+    meter.start()
+    pattern.search("a" * (10 * SCAN_CHARS_PER_VISIT))
+    assert meter.spent == 10
