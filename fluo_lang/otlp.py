@@ -1404,6 +1404,17 @@ def _json_span(obj: dict[str, Any], resource: dict[str, Any], service: str) -> S
 
 _OTHER_SIGNALS = ("resourceLogs", "resourceMetrics", "resourceProfiles")
 
+CONSOLE_FORMAT = (
+    "this is the OpenTelemetry SDK's console format (ConsoleSpanExporter, one span per object), not OTLP JSON; "
+    'write OTLP instead: docs/testing.md, "Fixtures from your own traffic"'
+)
+"""What a span as the SDK's `ConsoleSpanExporter` prints it is told: its `context` object holds the `trace_id`."""
+
+
+def _console_span(obj: dict[str, Any]) -> bool:
+    context = obj.get("context")
+    return isinstance(context, dict) and "trace_id" in context
+
 
 def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None:
     obj = _object(obj)
@@ -1411,6 +1422,8 @@ def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None
         _noticed()
     key, blocks = _get(obj, "resourceSpans", "resource_spans")
     if blocks is None and key not in obj:
+        if _console_span(obj):
+            raise _Bad(CONSOLE_FORMAT)
         if obj and not any(k in obj for k in _OTHER_SIGNALS):
             raise _Bad("expected an OTLP trace object with a resourceSpans array")
         return

@@ -14,7 +14,7 @@ from tests_paths import ROOT
 from fluo_lang import builtins as b
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.docs import diagnostics_markdown, main, render_language
-from fluo_lang.otlp import spans_from_json
+from fluo_lang.otlp import load_trace_file, spans_from_json
 from fluo_lang.trace import assemble
 from fluo_run.cli import main as cli
 
@@ -163,3 +163,22 @@ def test_the_fixture_warnings_testing_md_shows_start_as_fluo_prints_them(
     assert len(printed) == 3, printed
     for doc_line, tool_line in zip(shown, printed, strict=True):
         assert doc_line.split("traces/t.json: ")[0] == tool_line.split("traces/t.json: ")[0], (doc_line, tool_line)
+
+
+def test_the_python_fixture_recipe_in_testing_md_writes_a_file_fluo_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/testing.md's "Fixtures from your own traffic" runs as shown, and fluo reads the .pb it writes."""
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    section = text.split("## Fixtures from your own traffic\n", 1)[1].split("\n## ", 1)[0]
+    (recipe,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(recipe, "docs/testing.md", "exec"), {})
+    spans = load_trace_file(tmp_path / "checkout.pb")
+    assert sorted((s.service, s.name) for s in spans) == [("checkout", "charge"), ("checkout", "checkout")]
+    (charge,) = (s for s in spans if s.name == "charge")
+    assert charge.attributes["http.response.status_code"] == 502
+    detect = "trace.spans.where(http.response.status_code >= 500).exists()"
+    result = CliRunner().invoke(cli, ["eval", "--detect", detect, "-t", str(tmp_path / "checkout.pb")])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["span_ids"] == [charge.span_id.hex()]

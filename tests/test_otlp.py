@@ -7,6 +7,7 @@ import copy
 import gzip
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -355,6 +356,75 @@ def test_empty_inputs() -> None:
     assert spans_from_json({"resourceLogs": []}, source="t") == []
     assert parse_json(b"", source="t") == []
     assert parse_json("  \n\n", source="t") == []
+
+
+COLLECTOR_FILE_EXPORTER_LINES = (
+    '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"checkout"}}]},'
+    '"scopeSpans":[{"scope":{"name":"opentelemetry.instrumentation.flask","version":"0.48b0"},"spans":[{'
+    '"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","parentSpanId":"","flags":256,'
+    '"name":"GET /cart","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",'
+    '"attributes":[{"key":"http.response.status_code","value":{"intValue":"500"}}],'
+    '"status":{"code":2,"message":"boom"}}]}],"schemaUrl":"https://opentelemetry.io/schemas/1.4.0"}]}\n'
+    '{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"payments"}}]},'
+    '"scopeSpans":[{"scope":{},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"aaa19b7ec3c1b174",'
+    '"parentSpanId":"eee19b7ec3c1b174","flags":257,"name":"charge","kind":3,'
+    '"startTimeUnixNano":"1544712660100000000","endTimeUnixNano":"1544712660900000000","status":{},'
+    '"events":[{"timeUnixNano":"1544712660200000000","name":"retry"}]}]}],"schemaUrl":""}]}\n'
+)
+"""Two batches as the Collector's `file` exporter writes them (`format: json`): one OTLP JSON object a line."""
+
+
+def test_the_collector_file_exporter_output_is_read_as_docs_testing_md_says(tmp_path: Path) -> None:
+    path = tmp_path / "traffic.jsonl"
+    path.write_text(COLLECTOR_FILE_EXPORTER_LINES, encoding="utf-8")
+    unknown = otlp.UnknownKeys()
+    spans = otlp.load_trace_file(path, unknown=unknown)
+    assert [(s.service, s.name, s.status) for s in spans] == [
+        ("checkout", "GET /cart", "error"),
+        ("payments", "charge", "unset"),
+    ]
+    assert spans[0].attributes["http.response.status_code"] == 500
+    assert spans[1].parent_id == spans[0].span_id
+    assert unknown.warnings() == []
+
+
+def console_span() -> dict[str, Any]:
+    """One span as the SDK's ConsoleSpanExporter prints it (`ReadableSpan.to_json()`), shortened."""
+    return {
+        "name": "charge",
+        "context": {
+            "trace_id": "0xb8e2441e7e69ce0f6b0ad21ff866e290",
+            "span_id": "0x0e883209a71ee754",
+            "trace_state": "[]",
+        },
+        "kind": "SpanKind.INTERNAL",
+        "parent_id": None,
+        "start_time": "2026-12-07T08:59:07.598262Z",
+        "status": {"status_code": "UNSET"},
+        "attributes": {},
+        "resource": {"attributes": {"service.name": "checkout"}, "schema_url": ""},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (json.dumps(console_span(), indent=4) + "\n" + json.dumps(console_span(), indent=4) + "\n", "t.json:1: "),
+        (json.dumps(console_span(), indent=4), "t.json: "),
+        (json.dumps([console_span()]), "t.json: [0]: "),
+    ],
+    ids=["concatenated", "one", "array"],
+)
+def test_the_sdk_console_format_is_named_and_the_recipe_pointed_to(text: str, where: str) -> None:
+    """QA new-user tour: ConsoleSpanExporter output got "expected an OTLP trace object with a resourceSpans
+    array", which does not say what the file is nor how to get OTLP instead."""
+    with pytest.raises(TraceInputError) as e:
+        parse_json(text, source="t.json")
+    assert str(e.value) == where + otlp.CONSOLE_FORMAT
+    assert "console format" in str(e.value)
+    assert "docs/testing.md" in str(e.value)
+    heading = re.search(r'"(.*)"', otlp.CONSOLE_FORMAT)
+    assert heading and f"## {heading.group(1)}\n" in (REPO / "docs" / "testing.md").read_text(encoding="utf-8")
 
 
 def test_a_json_array_of_requests() -> None:
