@@ -128,7 +128,7 @@ def _say(text: str = "", **style: Any) -> None:
 def _signal_line(s: dict[str, Any]) -> str:
     sev = s["severity"]
     badge = click.style(f"{sev.upper():<8}", fg=SEVERITY_COLORS.get(sev, "white"), bold=True)
-    where = f"trace {s['trace_id'][:12]}…" if s.get("trace_id") else f"window ending {s.get('window_end')}"
+    where = f"trace {s['trace_id']}" if s.get("trace_id") else f"window ending {s.get('window_end')}"
     return f"  {badge} {click.style(one_line(s['rule']), bold=True)}  ({where})\n           {one_line(s['message'])}"
 
 
@@ -155,7 +155,12 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 
 @click.command(name="demo", cls=OneValueCommand)
 @click.option("--rules", "rules_path", type=click.Path(exists=True), help="Rules to run [bundled examples].")
-@click.option("--db", type=click.Path(dir_okay=False), help="Keep the signals in this SQLite file [a temporary one].")
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    help="Keep the signals in this SQLite file [fluo-signals.db in a new fluo-demo-* folder under the temporary "
+    "folder, left for `fluo signals --db`].",
+)
 @click.option(
     "--timeout",
     default=30.0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 import signal
 import sqlite3
@@ -9,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from click.testing import CliRunner
 from serve_support import ServeProcess
+
+from fluo_run.cli import main
 
 
 def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
@@ -31,6 +36,13 @@ def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
     assert f"fluo signals --db {db}" in out
     stored = sorted(r[0] for r in sqlite3.connect(db).execute("SELECT rule FROM signals"))
     assert stored == fired
+    # QA new-user tour: the demo printed `trace 44392ef1ac52…`, which `fluo signals --trace` does not take
+    shown = re.findall(r"\(trace (\S+)\)", signals_part)
+    assert len(shown) == 3
+    for trace in shown:
+        listed = CliRunner().invoke(main, ["signals", "--db", str(db), "--trace", trace, "--format", "jsonl"])
+        assert listed.exit_code == 0, listed.output
+        assert {json.loads(line)["trace_id"] for line in listed.stdout.splitlines()} == {trace}
     (next_step,) = [line.strip() for line in out.splitlines() if line.strip().startswith("fluo serve --rules ")]
     # Smalls: the header named the rules through the package's `fluo_run/examples` link, `Next:` by the real path
     (header,) = [line for line in out.splitlines() if line.startswith("  runtime ")]

@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import itertools
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -443,6 +444,30 @@ def test_a_batch_sent_twice_counts_its_spans_once(tmp_path: Path) -> None:
     assert got[0]["observed"] == {"count": 4, "bound": 0}
 
 
+def test_each_export_is_logged_at_debug_and_each_signal_at_info_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA new-user tour: serve said nothing as traffic came and signals fired, even with --log-level debug."""
+    caplog.set_level(logging.DEBUG, logger="fluo")
+    got: list[dict[str, Any]] = []
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "size.fluo").write_text("rule size { severity: error  detect trace.spans.count() > 0 }\n")
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules], trace_idle=1.0), [CallbackSink(got.extend)]) as rt:
+        request = _chain_request(3, 5)
+        request.MergeFrom(_chain_request(2, 6))
+        assert post(f"{rt.http_url}/v1/traces", request.SerializeToString(), "application/x-protobuf")[0] == 200
+        wait_for(lambda: len(got) == 2)
+    received = [r for r in caplog.records if r.getMessage().startswith("received an export")]
+    assert [(r.levelno, r.getMessage()) for r in received] == [
+        (logging.DEBUG, "received an export over http: 5 span(s) of 2 trace(s)")
+    ]
+    fired = [r for r in caplog.records if r.getMessage().startswith("signal ")]
+    assert [r.levelno for r in fired] == [logging.INFO]  # the second is held back: at most one a second
+    first = got[0]["trace_id"]
+    assert fired[0].getMessage() == f"signal size (error) on trace {first}"
+
+
 def test_late_spans_are_counted_and_dropped(tmp_path: Path) -> None:
     got: list[dict[str, Any]] = []
     rules = tmp_path / "rules"
@@ -459,7 +484,8 @@ def test_late_spans_are_counted_and_dropped(tmp_path: Path) -> None:
     assert len(got) == 1 and got[0]["observed"]["count"] == 4
 
 
-def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
+def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fluo")
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "rate.fluo").write_text("rule busy { window 1m  detect window.traces.count() >= 2 }\n")
@@ -474,6 +500,9 @@ def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path) -> None:
     assert len(got) == 1
     assert got[0]["window_start"] == "2026-01-01T00:00:00.000000Z"
     assert got[0]["observed"] == {"count": 3, "bound": 2}
+    fired = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signal ")]
+    window = "2026-01-01T00:00:00.000000Z to 2026-01-01T00:01:00.000000Z"
+    assert fired == [f"signal busy (warning) on the window {window}"]
 
 
 def test_a_window_signal_names_the_trace_of_each_span_in_every_sink(tmp_path: Path) -> None:

@@ -63,6 +63,17 @@ def test_table(db: str, snapshot: Any) -> None:
     assert out == snapshot
 
 
+def test_no_match_says_traces_are_evaluated_trace_idle_after_their_last_span(db: str) -> None:
+    """QA new-user tour: `fluo signals` right after the app exited said only "no signals match", while the
+    trace was still waiting out --trace-idle."""
+    code, out = run("--db", db, "--rule", "no_such_rule")
+    assert code == 0
+    assert out == (
+        "no signals match (fluo serve evaluates a trace --trace-idle, 5s by default, after its last span: "
+        "one that just ended may not be stored yet)\n"
+    )
+
+
 def test_jsonl_round_trips_the_signal(db: str) -> None:
     code, out = run("--db", db, "--format", "jsonl")
     assert code == 0

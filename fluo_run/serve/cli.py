@@ -697,9 +697,15 @@ def write_lines(lines: Sequence[str]) -> None:
     out.flush()
 
 
+NO_MATCH = (
+    "no signals match (fluo serve evaluates a trace --trace-idle, 5s by default, after its last span: "
+    "one that just ended may not be stored yet)"
+)
+
+
 def print_table(signals: list[dict[str, Any]]) -> None:
     if not signals:
-        click.echo("no signals match", err=True)
+        click.echo(NO_MATCH, err=True)
         return
     rows = [  # one line each, as `fluo eval --format text` prints them: a rule's text may hold control characters
         tuple(

@@ -31,6 +31,7 @@ from fluo_lang.values import format_duration, format_timestamp
 
 from .assembly import Completed
 from .metrics import ANY_RULE, Metrics
+from .receivers import Throttled
 
 log = logging.getLogger("fluo.serve")
 
@@ -283,6 +284,7 @@ class Evaluator:
         self._reported_errors = 0
         self._windows_put_off = 0
         self._chunk_in_hand = 0
+        self._fired = Throttled(log, logging.INFO, self.FIRED_LOG_EVERY)
         self._adopt(program)
         self.thread = threading.Thread(target=self._run, name="fluo-evaluator", daemon=True)
         self.tick = min(0.1, trace_idle / 4)
@@ -615,9 +617,22 @@ class Evaluator:
         for (rule, severity), n in counts.items():
             self.metrics.signals.labels(rule, severity).inc(n)
 
+    FIRED_LOG_EVERY = 1.0
+    """At most one "signal fired" log line a second: the rest are counted in the next one."""
+
     def _emit(self, signals: Sequence[Signal] | Sequence[dict[str, Any]]) -> None:
         if self.aborted:  # stopped now: nothing more goes out, and that is counted
             self.lost_signals += len(signals)
             return
+        for s in signals:
+            if isinstance(s, Signal):
+                rule, severity, trace_id, start, end = s.rule, s.severity, s.trace_id, s.window_start, s.window_end
+            else:
+                rule, severity, trace_id = s["rule"], s["severity"], s.get("trace_id")
+                start, end = s.get("window_start"), s.get("window_end")
+            if trace_id:
+                self._fired("signal %s (%s) on trace %s", rule, severity, trace_id)
+            else:
+                self._fired("signal %s (%s) on the window %s to %s", rule, severity, start, end)
         if self.publish is not None:  # None: no sink, so nobody reads the JSON
             self.publish([s.to_json() if isinstance(s, Signal) else s for s in signals])

@@ -493,6 +493,14 @@ class Intake:
         else:
             self.metrics.requests.labels(transport, "ok").inc()
         self.metrics.spans_received.labels(transport).inc(len(decoded.spans))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "received an export over %s: %d span(s) of %d trace(s)%s",
+                transport,
+                len(decoded.spans),
+                len({s.trace_id for s in decoded.spans}),
+                f", {decoded.rejected} rejected" if decoded.rejected else "",
+            )
         if decoded.spans:
             self.accept(decoded.spans)
 
