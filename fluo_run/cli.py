@@ -39,7 +39,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import CODES, Diagnostic, plural, sort_key, utf16_columns
+from fluo_lang.diagnostics import CODES, Diagnostic, nearest, plural, sort_key, utf16_columns
 from fluo_lang.files import StdinClosed, standard_input
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.one_value import OneValueCommand
@@ -188,6 +188,16 @@ class LazyGroup(click.Group):
             _stdout_to_nowhere()
             click.echo(f"fluo: cannot write the output: {_output_problem(exc)}", err=True)
             ctx.exit(EXIT_OUTPUT_FAILED)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None and not ctx.resilient_parsing:
+            near = nearest(name, self.list_commands(ctx))
+            if near is not None:
+                raise OneLineUsageError(f"no such command {name!r}; did you mean {near!r}?", ctx)
+        return super().resolve_command(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         names = set(super().list_commands(ctx))

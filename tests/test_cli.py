@@ -688,6 +688,18 @@ def test_a_stray_token_after_a_whole_clause_leaves_its_type_errors(tmp_path: Pat
         ),
         (["eval", "--bogus"], "fluo: no such option '--bogus' (see `fluo eval --help`)"),
         (["nosuch"], "fluo: no such command 'nosuch' (see `fluo --help`)"),
+        # QA new-user tour: a typo of a command got no "did you mean", and `fluo serve rules/` no word of --rules
+        (["sigals"], "fluo: no such command 'sigals'; did you mean 'signals'? (see `fluo --help`)"),
+        (
+            ["serve", "rules/"],
+            "fluo: got unexpected extra argument (rules/): rule paths go after --rules (fluo serve --rules rules/) "
+            "(see `fluo serve --help`)",
+        ),
+        (
+            ["serve", "a", "my rules"],
+            "fluo: got unexpected extra arguments (a my rules): rule paths go after --rules "
+            "(fluo serve --rules a --rules 'my rules') (see `fluo serve --help`)",
+        ),
         (["--bogus"], "fluo: no such option '--bogus' (see `fluo --help`)"),  # the group's own, before a command
         (["--bogus", "eval"], "fluo: no such option '--bogus' (see `fluo --help`)"),
         (["eval", "--expect", "true", "--detect", "true", "-t", "t.json"], "fluo: give --expect or --detect, not both"),

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -368,7 +369,26 @@ def _config_option(
     )
 
 
-@click.command(name="serve", cls=OneValueCommand)
+class _ServeCommand(OneValueCommand):
+    """`fluo serve` takes no arguments: rule paths given as `fluo check` takes them (`fluo serve rules/`) are
+    refused with where they go."""
+
+    allow_extra_args = True  # refused below, with the hint click's own refusal lacks
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        if ctx.args and not ctx.resilient_parsing:
+            extra = " ".join(ctx.args)
+            example = " ".join(f"--rules {shlex.quote(a)}" for a in ctx.args)
+            raise click.UsageError(
+                f"got unexpected extra argument{'s' if len(ctx.args) > 1 else ''} ({extra}): "
+                f"rule paths go after --rules (fluo serve {example})",
+                ctx,
+            )
+        return rest
+
+
+@click.command(name="serve", cls=_ServeCommand)
 @_config_option(
     "YAML file of settings, keys as flag names (trace-idle: 2s). Flags and FLUO_* variables win over it.",
     _load_config,
