@@ -1548,7 +1548,7 @@ _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""
 _POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})
 _OPERAND_START = frozenset({"EXPECT", "DETECT", "LBRACE", "COMMA"})
-_OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
+_OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
 """Operators of other languages and what they are here: suggested, then read as it."""
 _RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\Z")
 _HAS_CALL = re.compile(r"has[ \t]*\(")

@@ -1996,6 +1996,21 @@ def test_a_remainder_says_fluo_has_none() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "fix", "fixed"),
+    [
+        ('trace.has(name ~ "x.*")', "matches", 'trace.has(name matches "x.*")'),
+        ('trace.has(name~"x")', " matches", 'trace.has(name matches"x")'),
+    ],
+)
+def test_a_tilde_says_fluo_matches_with_matches(text: str, fix: str, fixed: str) -> None:
+    """QA new-user tour: `name ~ "x.*"` got a bare "unexpected character `~`" where `=~` got `matches`."""
+    [d] = analyze([("r.fluo", text)]).diagnostics
+    assert (d.code, d.message, d.suggestion) == ("FLUO101", "unexpected `~`; did you mean `matches`?", fix)
+    assert text[: d.span.start] + fix + text[d.span.end :] == fixed
+    assert analyze([("r.fluo", fixed)]).diagnostics == []
+
+
 NOT_CLOSED = "expected `}` here, to close the rule before the next `rule`"
 
 
