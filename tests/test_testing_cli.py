@@ -129,7 +129,10 @@ def test_broken_files_do_not_stop_the_others(work: Path) -> None:
             "broken_rules_test.yaml:1: the rules do not check (1 error: FLUO201; run `fluo check`): bad.fluo:2:22:",
             "bad rule",
         ),
-        ("broken_cases_test.yaml:9: trace file traces/nowhere.json does not exist", "missing fixture"),
+        (
+            "broken_cases_test.yaml:9: case 'missing fixture': trace file traces/nowhere.json does not exist",
+            "missing fixture",
+        ),
         ("broken_cases_test.yaml:15: case 'bad inline span': span 2 ('check'), `duration`:", "bad inline span"),
         (
             "broken_cases_test.yaml:21: case 'unknown rule and key': no rule `slow_logn` in rules.fluo;"
@@ -352,7 +355,7 @@ def test_an_unreadable_fixture_is_a_case_error(work: Path) -> None:
     )
     result = fluo_test("junk_test.yaml")
     assert result.exit_code == 2
-    assert "junk_test.yaml:5: cannot load trace file: " in result.stdout
+    assert "junk_test.yaml:5: case 'junk': cannot load trace file: " in result.stdout
 
 
 def test_bundled_examples_pass_with_full_coverage() -> None:

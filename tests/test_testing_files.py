@@ -311,9 +311,9 @@ def test_rules_and_traces_name_only_files_of_their_kind_so_no_other_file_is_read
         f"  rel_test.yaml:1: {neither}: ../outside/token is neither",
         "tr_test.yaml: 1 error",
         "  ERROR t (line 3)",
-        f"    tr_test.yaml:4: {traces} or folders: ../outside/token is not one",
-        f"    tr_test.yaml:4: {traces} or folders: tr/t.json is a link to a file that is not one",
-        "    tr_test.yaml:4: tr/t.json is a link to a file not named as a trace file "
+        f"    tr_test.yaml:4: case 't': {traces} or folders: ../outside/token is not one",
+        f"    tr_test.yaml:4: case 't': {traces} or folders: tr/t.json is a link to a file that is not one",
+        "    tr_test.yaml:4: case 't': tr/t.json is a link to a file not named as a trace file "
         "(*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz)",
         "up_test.yaml: 1 passed",
     ]

@@ -310,7 +310,7 @@ def test_a_case_may_name_a_folder_of_traces(tmp_path: Path) -> None:
     write(tmp_path, "fixtures/c.json", "{}")
     assert changed(before, stamps([], full.folders)) == [str(tmp_path / "fixtures")]
     assert [(p.line, p.message, p.code) for p in empty.problems] == [
-        (6, "no trace files (OTLP JSON or protobuf) in folder empty", "test-file")
+        (6, "case 'none': no trace files (OTLP JSON or protobuf) in folder empty", "test-file")
     ]
 
 
@@ -452,13 +452,13 @@ def test_a_fixture_that_is_no_regular_file_is_said_to_be_so(tmp_path: Path) -> N
     body = "cases:\n  - name: a\n    traces: /dev/zero\n    expect: []\n"
     (case,) = load_test_file(write(tmp_path, "r_test.yaml", body)).cases
     assert [p.message for p in case.problems] == [
-        "`traces:` names trace files (*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz) "
+        "case 'a': `traces:` names trace files (*.json, *.jsonl, *.ndjson, *.pb, *.binpb, *.protobuf, each maybe .gz) "
         "or folders: /dev/zero is not one"  # by its name, before it is opened
     ]
     os.mkfifo(tmp_path / "pipe.json")  # named as a trace file: reading it would block
     (case,) = load_test_file(write(tmp_path, "r_test.yaml", body.replace("/dev/zero", "pipe.json"))).cases
     assert [p.message for p in case.problems] == [
-        f"trace file {tmp_path / 'pipe.json'} is not a regular file; give an OTLP file"
+        f"case 'a': trace file {tmp_path / 'pipe.json'} is not a regular file; give an OTLP file"
     ]
 
 

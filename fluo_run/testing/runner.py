@@ -250,7 +250,9 @@ class Runner:
             try:
                 found, warnings, found_clamped = self.traces.spans(path)
             except (TraceInputError, OSError) as exc:
-                result.problems.append(Problem(file.display, line, f"cannot load trace file: {exc}"))
+                result.problems.append(
+                    Problem(file.display, line, f"case {quoted(case.name)}: cannot load trace file: {exc}")
+                )
                 continue
             spans.extend(found)
             clamped.update(found_clamped)

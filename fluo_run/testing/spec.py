@@ -529,32 +529,35 @@ class _Reader:
         if value is None:
             return
         items = value if isinstance(value, list) else [value]
+        of = f"case {quoted(case.name)}: "  # a fixture's problem says whose, as the case's other problems do
         for i, item in enumerate(items):
             n = value.line_of(i) if isinstance(value, LineList) else raw.line_of("traces")
             if not isinstance(item, str) or not item:
-                self.problem(n, "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
+                self.problem(n, of + "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
                 continue
             path = self.file.path.parent / item
             if not path.is_dir() and not (is_trace_file_name(path.name) and is_trace_file_name(path.resolve().name)):
                 what = "is not" if not is_trace_file_name(path.name) else "is a link to a file that is not"
-                self.problem(n, f"`traces:` names trace files ({TRACE_FILE_NAMES}) or folders: {item} {what} one", case)
+                self.problem(
+                    n, f"{of}`traces:` names trace files ({TRACE_FILE_NAMES}) or folders: {item} {what} one", case
+                )
                 continue
             if path.is_dir():  # a folder: its trace files, as `fluo eval --traces` reads one
                 try:
                     found = trace_files_in(path)
                 except TraceInputError as exc:
-                    self.problem(n, str(exc), case)
+                    self.problem(n, of + str(exc), case)
                     continue
                 if not found:
-                    self.problem(n, f"no trace files (OTLP JSON or protobuf) in folder {display_path(path)}", case)
+                    self.problem(n, f"{of}no trace files (OTLP JSON or protobuf) in folder {display_path(path)}", case)
                 case.traces.extend((f, n) for f in found)
                 case.folders.append(path)
                 continue
             if not path.exists():
-                self.problem(n, f"trace file {display_path(path)} does not exist", case, code="missing-fixture")
+                self.problem(n, f"{of}trace file {display_path(path)} does not exist", case, code="missing-fixture")
                 continue
             if not path.is_file():  # a device (/dev/zero, which never ends) or a pipe
-                self.problem(n, f"trace file {display_path(path)} is not a regular file; give an OTLP file", case)
+                self.problem(n, f"{of}trace file {display_path(path)} is not a regular file; give an OTLP file", case)
                 continue
             case.traces.append((path, n))
 
