@@ -28,7 +28,7 @@ from .values import one_line
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if any file is not formatted.")
 @click.option(
     "--stdin-filename",
-    metavar="NAME",
+    metavar="PATH",
     help="With -: the .fluo path the rules read from stdin are shown by, as `fluo check --stdin-filename`.",
 )
 def command(paths: tuple[str, ...], check: bool, stdin_filename: str | None) -> None:

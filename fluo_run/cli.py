@@ -526,7 +526,7 @@ eval_budget_option = click.option(
 @click.option("--no-optimise", is_flag=True, help="With --emit-ir: the IR before the optimisation passes.")
 @click.option(
     "--stdin-filename",
-    metavar="NAME",
+    metavar="PATH",
     help="With -: the path the rules read from stdin are shown by (diagnostics, SARIF), as if read from it.",
 )
 @cost_limit_option

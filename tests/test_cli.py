@@ -1287,3 +1287,15 @@ def test_the_pre_commit_hooks_run_real_commands(tmp_path: Path, monkeypatch: pyt
     assert run_hook(by_id["fluo-fmt"], ["a.fluo", "b.fluo"]).exit_code == 0  # formatted: nothing changes
     checked = run_hook(by_id["fluo-check"], ["b.fluo"])  # with a.fluo, unstaged: the same rule id twice
     assert checked.exit_code == 1 and "error[FLUO213]" in checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "option"),
+    [("check", "--stdin-filename PATH"), ("fmt", "--stdin-filename PATH"), ("discover", "--tests DIR")],
+)
+def test_help_names_an_options_value_as_the_readme_and_its_own_help_do(command: str, option: str) -> None:
+    """QA new-user tour: `fluo check --help` said `--stdin-filename NAME` where the README said PATH, and
+    `discover --tests DIRECTORY` wrote the test "into DIR"."""
+    shown = CliRunner().invoke(main, [command, "--help"], prog_name="fluo").stdout
+    assert re.search(rf"^  {re.escape(option)} ", shown, re.M), shown
+    assert f"`{option}`" in (ROOT / "README.md").read_text(encoding="utf-8")

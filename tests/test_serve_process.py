@@ -229,7 +229,9 @@ def test_default_rules_are_the_bundled_examples(tmp_path: Path) -> None:
     proc = ServeProcess([*LOOPBACK, "--no-db"], cwd=tmp_path)
     with proc:
         # a warning: a wrong mount path on a production host would run the demo rules (QA)
-        proc.expect(r"WARNING rules: no --rules and no \./rules folder, so the bundled examples in .*examples/rules")
+        proc.expect(
+            r"WARNING rules: no --rules and no \./rules folder, so running the bundled examples in .*examples/rules"
+        )
         proc.expect(r"rules: 5 per-trace rules and 1 windowed from 4 files")
         proc.started()
         proc.signal(signal.SIGTERM)

@@ -103,6 +103,7 @@ def _load(paths: tuple[str, ...], options: Options) -> tuple[list[Trace], Corpus
 @click.option(
     "--tests",
     "tests_dir",
+    metavar="DIR",
     type=NonEmptyPath(file_okay=False),
     help="Also write a rule test (<stem>_test.yaml + fixtures) for the proposed rules into DIR.",
 )

@@ -664,7 +664,8 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
         return
     if not options["rules"] and config.rules != [Path("rules")]:
         logging.getLogger("fluo.serve").warning(
-            "rules: no --rules and no ./rules folder, so the bundled examples in %s (give --rules for your own)",
+            "rules: no --rules and no ./rules folder, so running the bundled examples in %s "
+            "(give --rules for your own)",
             config.rules[0],
         )
     try:
