@@ -505,6 +505,10 @@ def test_cli_without_a_format_a_json_output_takes_json(shop_file: Path, tmp_path
     assert invoke(str(shop_file), "--format", "json", "-o", str(explicit)).exit_code == 0
     assert json.loads(out.read_text(encoding="utf-8")) == json.loads(explicit.read_text(encoding="utf-8"))
     assert invoke(str(shop_file), "-o", str(tmp_path / "rules.txt")).exit_code == 0  # no suffix says otherwise
+    upper = tmp_path / "report.JSON"  # review: a suffix in capitals was FLUO text, and not refused with --format fluo
+    assert invoke(str(shop_file), "-o", str(upper)).exit_code == 0
+    assert json.loads(upper.read_text(encoding="utf-8")) == json.loads(out.read_text(encoding="utf-8"))
+    assert invoke(str(shop_file), "--format", "fluo", "-o", str(upper)).exit_code == 2
     assert "\nrule rules_auth_" in (tmp_path / "rules.txt").read_text(encoding="utf-8")
 
 

@@ -454,6 +454,10 @@ def test_a_config_value_is_taken_as_written_and_switches_take_1_and_0(
     code, output, served = serve_settings(tmp_path, monkeypatch, "db: off\n")
     assert code == 0, output
     assert (served.db, served.store_off) == (None, "--db off")
+    # review: as written, `db: no` (YAML 1.1's false, which read as off before) made a store named ./no
+    code, output, served = serve_settings(tmp_path, monkeypatch, "db: no\ngrpc: No\nreload-interval: NO\n")
+    assert code == 0, output
+    assert (served.db, served.store_off, served.grpc, served.reload_interval) == (None, "--db no", None, 0.0)
 
 
 @pytest.mark.usefixtures("fluo_logging")

@@ -267,7 +267,7 @@ _SUFFIX_FORMATS = {".fluo": "fluo", ".json": "json"}
 def _output_format(ctx: click.Context, fmt: str, output: str | None, comparing: bool) -> str:
     """The format written: --format, else the one -o's suffix names (`-o report.json`: JSON). A --format that
     contradicts the suffix (`--format json -o rules.fluo`) is a usage error, not a file misnamed."""
-    named = _SUFFIX_FORMATS.get(Path(output).suffix) if output is not None else None
+    named = _SUFFIX_FORMATS.get(Path(output).suffix.lower()) if output is not None else None
     if ctx.get_parameter_source("fmt") == ParameterSource.DEFAULT:
         return named or fmt
     if named is not None and named != fmt:

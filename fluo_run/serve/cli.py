@@ -42,7 +42,8 @@ from .config import (
 )
 from .store import SEVERITY_ORDER, NotAStore, SignalFilter, SignalStore, error_code, is_corrupt, parse_time, recovery
 
-OFF = ("off", "none", "false", "0", "")
+OFF = ("off", "none", "false", "no", "0", "")
+"""Values of --db, --grpc and the durations that may be off which turn them off (`db: no`, YAML 1.1's false, too)."""
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
@@ -634,7 +635,8 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     it, and sends signals to SQLite (`fluo signals` lists them) and any other
     sink given. SIGHUP (or a changed rule file) reloads the rules; SIGTERM or
     Ctrl-C stops after evaluating what is buffered (within --shutdown-timeout;
-    a second signal stops at once). Exit status 0 on a clean shutdown, 1 when
+    a second signal stops at once, but the same one again within 1 s is taken
+    as the same request, as a wrapper such as `timeout` delivers it twice). Exit status 0 on a clean shutdown, 1 when
     the rules have errors, a port cannot be bound or a sink cannot open (a
     --db or --jsonl path in a missing folder, a folder, not writable, not a
     FLUO store, a store another fluo serve writes), 2
