@@ -8,8 +8,12 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-SKIPPED_DIRS = frozenset({"node_modules", "__pycache__"})
-"""Folders below the folders named that no search goes into, as no search goes into hidden ones."""
+SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "site-packages"})
+"""Folders below the folders named that no search goes into, as no search goes into hidden ones or virtualenvs."""
+
+VIRTUALENV_MARK = "pyvenv.cfg"
+"""The file that makes a folder a virtualenv (`python -m venv NAME`, whatever NAME is): below the folders named,
+never searched, since `pip install` puts FLUO's own example rules and tests there as real files."""
 
 
 def hidden(name: str) -> bool:
@@ -20,6 +24,11 @@ def hidden(name: str) -> bool:
 def searched(name: str) -> bool:
     """Whether the command line's searches go into a (not hidden) folder of this name below a folder named."""
     return name not in SKIPPED_DIRS
+
+
+def virtualenv(folder: Path) -> bool:
+    """Whether `folder` is a virtualenv (it holds `VIRTUALENV_MARK`): not searched below a folder named."""
+    return (folder / VIRTUALENV_MARK).is_file()
 
 
 def _stop(exc: OSError) -> None:
@@ -35,7 +44,8 @@ def walk(
     folders: bool = False,
 ) -> Iterator[Path]:
     """The files below `folder` whose name `keep` accepts, searching the folders whose name `enter` accepts,
-    in path order (as `sorted` orders their paths), found as they are asked for. Hidden names are passed over.
+    in path order (as `sorted` orders their paths), found as they are asked for. Hidden names are passed over,
+    and so is a folder below `folder` holding a `VIRTUALENV_MARK` file (a virtualenv, whatever its name).
     With `folders`, each folder searched, `folder` first, comes before what it holds.
 
     A link to a folder is neither entered nor kept, so no link loop is ever walked; a link to a file, or to
@@ -58,13 +68,18 @@ def walk(
             if not is_folder:
                 if keep(name):
                     yield path
-            elif enter(name) and (listing := _listing(path, unreadable)) is not None:
+            elif enter(name) and (listing := _listing(path, unreadable)) is not None and not _marked(listing):
                 if folders:
                     yield path
                 stack.append((path, iter(listing)))
                 break  # the folder's contents come before the names after it
         else:
             stack.pop()
+
+
+def _marked(listing: list[tuple[str, bool | None]]) -> bool:
+    """Whether a folder's listing holds a virtualenv's `VIRTUALENV_MARK` (a file, or a link that is no folder)."""
+    return (VIRTUALENV_MARK, False) in listing
 
 
 def _listing(folder: Path, unreadable: Callable[[OSError], None] | None) -> list[tuple[str, bool | None]] | None:

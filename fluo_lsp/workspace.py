@@ -26,7 +26,7 @@ from typing import Any
 from fluo_lang import ast
 from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_file, rule_files, stamp
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
-from fluo_lang.folders import SKIPPED_DIRS, hidden, walk
+from fluo_lang.folders import SKIPPED_DIRS, hidden, virtualenv, walk
 from fluo_lang.otlp import TraceInputError, is_trace_file_name, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.document import LINE_BREAK, YamlError, load
@@ -47,7 +47,7 @@ RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
 """Seconds a request waits for the first scan of the workspace's traces before answering without their keys."""
 log = logging.getLogger("fluo.lsp")
-_SKIP_DIRS = SKIPPED_DIRS | {"venv", "build", "dist", "site-packages"}
+_SKIP_DIRS = SKIPPED_DIRS | {"venv", "build", "dist"}
 
 
 def _entered(folder: str) -> bool:
@@ -123,14 +123,16 @@ class Workspace:
         return str(min(inside, key=lambda p: len(p.parts))) if inside else str(path)
 
     def passes_over(self, path: Path) -> bool:
-        """Whether `path` is hidden or in a hidden or skipped folder (`node_modules`, ...) of a workspace folder,
-        where `walk` never goes."""
+        """Whether `path` is hidden or in a hidden or skipped folder (`node_modules`, a virtualenv, ...) of a
+        workspace folder, where `walk` never goes."""
         for folder in self.folders:
             try:
                 parts = path.relative_to(folder).parts
             except ValueError:
                 continue
-            return any(hidden(p) for p in parts) or not all(_entered(p) for p in parts[:-1])
+            if any(hidden(p) for p in parts) or not all(_entered(p) for p in parts[:-1]):
+                return True
+            return any(virtualenv(folder.joinpath(*parts[: i + 1])) for i in range(len(parts) - 1))
         return False
 
     def walk(self, accept: Callable[[str], bool]) -> Iterator[Path]:

@@ -535,8 +535,9 @@ def check(
 ) -> None:
     """Parse and typecheck rule files; folders are searched for *.fluo, - reads stdin.
 
-    The search skips hidden folders, node_modules and __pycache__; a file named
-    twice is read once. A file named is checked whatever its name, except YAML
+    The search skips hidden folders, node_modules, __pycache__, site-packages
+    and virtualenvs (a folder holding pyvenv.cfg); a file named twice is read
+    once. A file named is checked whatever its name, except YAML
     (a rule test: run it with fluo test), which is a usage error.
 
     Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error or

@@ -206,6 +206,31 @@ def test_check_skips_hidden_and_dependency_folders(tmp_path: Path) -> None:
     assert "error[FLUO201]" in r.stdout
 
 
+def test_check_and_test_pass_over_a_virtualenv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA newuser r04: after `python -m venv venv; pip install .`, `fluo check .` (the pre-commit hook) read
+    the bundled examples in site-packages (FLUO213 for a copied payments.fluo) and `fluo test` ran their cases."""
+    rule = "rule r { expect trace.spans.count() < 3 }\n"
+    test = "cases:\n  - name: one span\n    spans: [{name: a}]\n    expect: []\n"
+    for venv in ("venv", "env"):
+        (tmp_path / venv / "pyvenv.cfg").parent.mkdir()
+        (tmp_path / venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+        examples = tmp_path / venv / "lib" / "python3.11" / "site-packages" / "fluo_run" / "examples"
+        examples.mkdir(parents=True)
+        (examples / "r.fluo").write_text(rule)
+        (examples / "r_test.yaml").write_text(test)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.fluo").write_text(rule)
+    (tmp_path / "rules" / "r_test.yaml").write_text(test)
+    monkeypatch.chdir(tmp_path)
+    r = run("check", ".")
+    assert (r.exit_code, r.stdout) == (0, ""), r.stdout
+    assert "in 1 file" in r.stderr
+    r = run("test")
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert "venv" not in r.stdout + r.stderr
+    assert "1 passed" in r.stdout + r.stderr
+
+
 def test_check_passes_over_hidden_rule_files_as_test_and_trace_searches_do(tmp_path: Path) -> None:
     """macOS's AppleDouble `._ok.fluo` beside `ok.fluo` (a copy from a Mac's drive) was read as rules: FLUO106,
     exit 1, though `fluo test` and `fluo eval --traces` pass hidden files over. Named, it is still read."""

@@ -55,6 +55,21 @@ def test_hidden_names_and_skipped_folders_are_passed_over(tmp_path: Path) -> Non
     assert names(entered, tmp_path) == ["__pycache__/p.fluo", "node_modules/m.fluo", "notes.txt"]
 
 
+def test_virtualenvs_and_site_packages_are_passed_over_below_the_folder_named(tmp_path: Path) -> None:
+    """QA newuser r04: `python -m venv venv; pip install .` puts FLUO's example rules and tests in
+    `venv/lib/.../site-packages` as real files, and `fluo check .` said FLUO213 for a copied `payments.fluo`.
+    A folder holding `pyvenv.cfg` is a virtualenv whatever its name; named itself, it is searched."""
+    for name in ("venv/pyvenv.cfg", "venv/lib/site-packages/p.fluo", "env/pyvenv.cfg", "env/e.fluo"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    for name in ("vendor/site-packages/s.fluo", "rules/r.fluo", "rules/pyvenv.cfg/x.fluo"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    fluo = walk(tmp_path, lambda n: n.endswith(".fluo"))
+    assert names(fluo, tmp_path) == ["rules/pyvenv.cfg/x.fluo", "rules/r.fluo"]  # a folder named so marks nothing
+    assert names(walk(tmp_path / "env", every), tmp_path) == ["env/e.fluo", "env/pyvenv.cfg"]
+
+
 def test_folders_come_before_what_they_hold_when_asked_for(tmp_path: Path) -> None:
     for name in ("a/b/c.fluo", "a/d.fluo", ".h/e.fluo"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -1397,6 +1397,9 @@ def test_the_workspace_walk_passes_over_what_the_command_line_passes_over(tmp_pa
     for name in ("b/t.json", "a-c.json", "._t.json", ".git/x.json", "dist/d.json", "node_modules/m.json", "a/z.json"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("{}")
+    (tmp_path / "py" / "lib").mkdir(parents=True)  # a virtualenv, whatever its name (QA newuser r04)
+    (tmp_path / "py" / "pyvenv.cfg").write_text("")
+    (tmp_path / "py" / "lib" / "v.json").write_text("{}")
     index = Workspace(lambda path: None)
     index.set_folders([tmp_path])
     assert [p.relative_to(tmp_path).as_posix() for p in index.walk(lambda n: True)] == [
@@ -1404,12 +1407,8 @@ def test_the_workspace_walk_passes_over_what_the_command_line_passes_over(tmp_pa
         "a-c.json",
         "b/t.json",
     ]
-    assert [index.passes_over(tmp_path / n) for n in ("._t.json", ".git/x.json", "dist/d.json", "b/t.json")] == [
-        True,
-        True,
-        True,
-        False,
-    ]
+    skipped = ("._t.json", ".git/x.json", "dist/d.json", "py/lib/v.json", "b/t.json")
+    assert [index.passes_over(tmp_path / n) for n in skipped] == [True, True, True, True, False]
 
 
 def test_a_hidden_rule_file_beside_one_defines_no_id_first(tmp_path: Path) -> None:
