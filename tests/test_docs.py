@@ -96,6 +96,24 @@ def test_readme_gives_every_exit_status_a_commands_help_gives(command: str) -> N
     assert codes - {"130"} <= readme_codes, (command, clause)
 
 
+def test_every_endpoint_example_for_the_http_port_gives_the_http_protocol() -> None:
+    """QA newuser r03: `fluo serve --help` showed `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python app.py`;
+    the SDK's configuration defaults to gRPC and sent it to the HTTP port (UNAVAILABLE, no signal). Wherever an
+    example sets the endpoint to port 4318, the protocol is set to http/protobuf on that line or the next."""
+    texts = {f"fluo {c} --help": CliRunner().invoke(cli, [c, "--help"]).output for c in ("serve", "demo", "test")}
+    texts |= {
+        str(p.relative_to(ROOT)): p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *ROOT.glob("docs/*.md")]
+    }
+    bare = []
+    for where, text in texts.items():
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            near = " ".join(lines[i : i + 2])
+            if re.search(r"OTEL_EXPORTER_OTLP_ENDPOINT=\S*:4318", line) and "PROTOCOL=http/protobuf" not in near:
+                bare.append(f"{where}: {line.strip()}")
+    assert bare == []
+
+
 def test_readme_names_every_commands_exit_status() -> None:
     assert {"check", "eval", "test", "fmt", "serve", "signals", "discover", "demo"} <= set(_readme_exit_clauses())
 

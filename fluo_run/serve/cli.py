@@ -648,7 +648,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     Examples:
       fluo serve --rules rules/
       FLUO_AUTH_TOKEN=... fluo serve --http 0.0.0.0:4318 --grpc 0.0.0.0:4317 --jsonl -
-      OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 python app.py
+      OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf python app.py
     """
     from .rules import RulePathError, RuleSetError
     from .runtime import StartError, log_rule_problems, serve
