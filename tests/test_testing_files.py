@@ -218,6 +218,45 @@ def test_no_test_files_names_the_files_a_typo_kept_out() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "name", ["orders-test.yaml", "test_orders.yaml", "orders.test.yaml", "orders_tests.yaml", "orders_Test.yml"]
+)
+def test_no_test_files_names_a_test_file_misnamed_otherwise(name: str) -> None:
+    """QA newuser r02: a rule test with a top-level `cases:` named with a dash or pytest-style was neither run
+    nor named ("no test files ... under rules", where docs/testing.md says the typo's file is named)."""
+    write("rules/orders.fluo", RULE)
+    write(f"rules/{name}", PASSING)
+    write("rules/test-data.yaml", "spans: []\n")  # test in its name, but no `cases:`: no near miss
+    result = fluo_test("rules")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "fluo: no test files (*.fluotest.yaml, or *_test.yaml with a top-level `cases:`) under rules; passed over:"
+        f" rules/{name} (a test file's name ends in _test.yaml; did you mean orders_test.yaml?)\n"
+    )
+
+
+def test_a_misnamed_test_file_beside_test_files_that_run_is_a_warning() -> None:
+    """QA newuser r02: beside a test file that ran, `orders-test.yaml` was passed over without a word and the run
+    said all passed. It still passes (a warning, not an error), naming it; another tool's tests are not named."""
+    write("rules/r.fluo", RULE)
+    write("rules/r_test.yaml", PASSING)
+    write("rules/orders-test.yaml", "rules: [r.fluo]\n" + PASSING)
+    write("rules/old_test.yml", PASSING)
+    write("rules/helm_test.yml", "suite: x\ntests: []\n")
+    write("rules/test-data.yaml", "spans: []\n")
+    result = fluo_test("rules")
+    assert result.exit_code == 0, result.output
+    assert "rules/r_test.yaml: 1 passed" in result.stdout
+    assert result.stderr.splitlines()[-2:] == [
+        "fluo: warning: passed over rules/old_test.yml (a test file's name ends in .yaml); its cases did not run",
+        "fluo: warning: passed over rules/orders-test.yaml (a test file's name ends in _test.yaml;"
+        " did you mean orders_test.yaml?); its cases did not run",
+    ]
+    named = fluo_test("rules", "rules/orders-test.yaml")  # named, it runs: no warning
+    assert named.exit_code == 0 and "orders-test.yaml" not in named.stderr
+    assert "rules/orders-test.yaml: 1 passed" in named.stdout
+
+
 def test_a_test_file_that_is_a_device_or_fifo_is_refused_not_read() -> None:
     """Security QA: a `*_test.yaml` linked to /dev/zero was read without end (and a FIFO blocked)."""
     Path("zero_test.yaml").symlink_to("/dev/zero")

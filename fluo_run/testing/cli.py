@@ -28,7 +28,7 @@ from .document import YamlError
 from .progress import Progress
 from .report import json_report, json_text, junit_report, text_report
 from .runner import UPDATED, FileResult, Runner, RunResult, read_document
-from .spec import TestFile, default_rules, display_path, find_test_files, short_path
+from .spec import TestFile, default_rules, display_path, find_test_files, passed_over, short_path
 from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update
 from .watch import Ran, watch
 
@@ -214,6 +214,8 @@ def run_once(
     for warning in dict.fromkeys(w for c in result.cases for w in c.warnings):  # a fixture's once, not per case
         click.echo(f"fluo: warning: {warning}", err=True)
     for warning in result.warnings:
+        click.echo(f"fluo: warning: {warning}", err=True)
+    for warning in passed_over(paths, found):
         click.echo(f"fluo: warning: {warning}", err=True)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
     result.seconds = time.perf_counter() - started

@@ -261,23 +261,60 @@ def _search(folder: Path) -> list[Path]:
 _TOP_KEY = re.compile(r"""^["']?([A-Za-z_]+)["']?[ \t]*:""", re.MULTILINE)
 
 
-def _near_misses(paths: Sequence[str | Path]) -> Iterator[tuple[Path, str]]:
-    """Files below the folders that look like test files a typo keeps from being found, and the typo."""
+def _near_misses(paths: Sequence[str | Path], *, sure: bool = False) -> Iterator[tuple[Path, str]]:
+    """Files below the folders that look like test files a typo keeps from being found, and the typo.
+
+    A YAML file otherwise named with `test` in its name (`orders-test.yaml`, `test_orders.yaml`) is one when
+    it has a top-level `cases:`; only such names are read. With `sure`, a `*_test.yml` is one only so too
+    (a warning beside test files that did run must not name another tool's tests).
+    """
     for p in paths:
         if not Path(p).is_dir():
             continue
         for f in _walk(Path(p)):
-            if f.name.endswith(("_test.yml", ".fluotest.yml")):
-                yield f, "a test file's name ends in .yaml"
-            elif f.name.endswith("_test.yaml"):
-                try:
-                    text = read_test_file(f).decode("utf-8", errors="replace")
-                    keys = _TOP_KEY.findall(text.removeprefix("\ufeff"))
-                except OSError:
-                    continue
+            name = f.name
+            if name.endswith(("_test.yml", ".fluotest.yml")):
+                if not sure or "cases" in _top_keys(f):
+                    yield f, "a test file's name ends in .yaml"
+            elif name.endswith("_test.yaml"):
+                keys = _top_keys(f)
                 typo = next(((k, near) for k in keys if (near := nearest(k, ("cases", "rules")))), None)
                 if typo is not None:
                     yield f, f"a top-level `{typo[0]}:`; did you mean `{typo[1]}:`?"
+            elif _misnamed(name) and "cases" in _top_keys(f):
+                yield f, f"a test file's name ends in _test.yaml; did you mean {_test_name(name)}?"
+
+
+def _misnamed(name: str) -> bool:
+    """A YAML file's name with `test` in it (any case) that is no test file's: `orders-test.yaml`, `test_a.yml`."""
+    return name.endswith((".yaml", ".yml")) and "test" in name.lower() and not name.endswith(".fluotest.yaml")
+
+
+def _test_name(name: str) -> str:
+    """The name a misnamed test file (`_misnamed`) would be found by: `orders-test.yaml` is `orders_test.yaml`."""
+    stem = name.rsplit(".", 1)[0]
+    bare = re.sub(r"(?i)^tests?[-_.]+|[-_.]+tests?$", "", stem)
+    return f"{bare or stem}_test.yaml"
+
+
+def _top_keys(test_file: Path) -> list[str]:
+    """The top-level keys written at a line's start in a file's text; none when it cannot be read."""
+    try:
+        text = read_test_file(test_file).decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return _TOP_KEY.findall(text.removeprefix("\ufeff"))
+
+
+def passed_over(paths: Sequence[str | Path], found: Sequence[Path]) -> list[str]:
+    """Warnings naming the files below the folders named that look like misnamed test files (`_near_misses`,
+    sure of it) and did not run, as `find_test_files` names them when it finds none; one per file."""
+    ran = {f.resolve() for f in found}
+    return [
+        f"passed over {display_path(f)} ({why}); its cases did not run"
+        for f, why in _near_misses(paths, sure=True)
+        if f.resolve() not in ran
+    ]
 
 
 def _near_misses_of(rule_file: Path) -> Iterator[tuple[Path, str]]:
