@@ -175,6 +175,11 @@ class LazyGroup(click.Group):
             finally:
                 sys.stdout.flush()  # here, not at exit, so a closed pipe is seen while it can be handled
         except click.UsageError as exc:
+            # click's parser says an option "requires an argument" with no context: the command's is made here,
+            # so the hint names its help (`fluo serve --help`), as every other usage error of the command does.
+            name = ctx.invoked_subcommand
+            if exc.ctx is None and name is not None and (cmd := self.get_command(ctx, name)) is not None:
+                exc.ctx = click.Context(cmd, info_name=name, parent=ctx)
             raise one_line_usage(exc) from None
         except KeyboardInterrupt:
             # Ctrl-C: quietly, with a shell's status for SIGINT (click says "Aborted!" and exits 1,

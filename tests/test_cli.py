@@ -739,6 +739,31 @@ def test_a_usage_error_is_one_line(args: list[str], line: str, tmp_path: Path, m
     assert result.stderr.startswith(line) and result.stderr.count("\n") == 1, result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["serve", "--http"],
+        ["test", "--run"],
+        ["signals", "--db"],
+        ["check", "--format"],
+        ["eval", "x", "--traces"],
+        ["discover", "--tests"],
+        ["demo", "--rules"],
+        ["fmt", "--stdin-filename"],
+    ],
+)
+def test_an_option_without_its_value_points_at_its_commands_help(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA newuser r05: click's parser says "requires an argument" with no context, and the hint was
+    "(see `fluo --help`)", which does not describe the option, where every other usage error names the
+    command's own help."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args, prog_name="fluo")
+    assert result.exit_code == 2
+    assert result.stderr == f"fluo: option '{args[-1]}' requires an argument (see `fluo {args[0]} --help`)\n"
+
+
 def test_bare_fluo_shows_its_help_whole() -> None:
     """No command at all is not a usage error said in one line: click shows the help, as before."""
     result = CliRunner().invoke(main, [], prog_name="fluo")
