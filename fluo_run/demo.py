@@ -133,15 +133,24 @@ def _signal_line(s: dict[str, Any]) -> str:
 
 
 class Printer:
+    """The demo's sink: each signal printed as it arrives. When the reader of stdout goes away (`fluo demo |
+    head`), it prints no more and does not fail (a failing sink would be logged and make the runtime's stop
+    say exit 3): the demo stops quietly with 141 after the runtime, as any command whose reader is gone."""
+
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.seen: list[dict[str, Any]] = []
+        self.reader_gone = False
 
     def __call__(self, batch: list[dict[str, Any]]) -> None:
         with self.lock:
             for s in batch:
                 self.seen.append(s)
-                _say(_signal_line(s))
+                if not self.reader_gone:
+                    try:
+                        _say(_signal_line(s))
+                    except BrokenPipeError:
+                        self.reader_gone = True
 
 
 def _wait(condition: Callable[[], bool], timeout: float) -> bool:
@@ -232,6 +241,8 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     finally:
         traffic.shutdown()
         runtime.stop()
+    if printer.reader_gone:
+        raise BrokenPipeError  # now the runtime has stopped: `fluo` exits 141, quietly
     elapsed = time.monotonic() - started
     fired = printer.seen
     _say()

@@ -56,6 +56,29 @@ def test_demo_shows_the_signals_and_exits_0(tmp_path: Path) -> None:
         assert proc.wait() == 0
 
 
+def test_demo_whose_reader_goes_away_stops_quietly_with_141(tmp_path: Path) -> None:
+    """QA newuser r01: `fluo demo | head -14` exited 141, but the demo's sink failed printing the signals
+    (BrokenPipeError) and the runtime's stop said so on stderr, three lines ending "exit 3"."""
+    p = subprocess.Popen(
+        [sys.executable, "-m", "fluo_run.cli", "demo", "--db", str(tmp_path / "d.db")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert p.stdout is not None and p.stderr is not None
+    for line in p.stdout:  # as `| head` reads up to the signals' heading, then goes away
+        if line.startswith("Signals ("):
+            break
+    p.stdout.close()  # the next write is a signal's, by the demo's sink
+    err = p.stderr.read()
+    p.stderr.close()
+    assert p.wait(timeout=120) == 141, err
+    assert err == ""
+    stored = sorted(r[0] for r in sqlite3.connect(tmp_path / "d.db").execute("SELECT rule FROM signals"))
+    assert stored == ["auth_retry_storm", "auth_span_budget", "charge_needs_fraud_check"]
+
+
 def test_demo_counts_one_rule_as_one_rule(tmp_path: Path) -> None:
     """QA docs r07: `fluo demo --rules` with one rule said "1 rules from ..."."""
     rules = tmp_path / "one.fluo"

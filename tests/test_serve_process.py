@@ -181,6 +181,32 @@ def test_a_sink_that_cannot_open_is_one_line_exit_1_as_the_help_says(
     assert "1 when the rules have errors, a port cannot be bound or a sink cannot open" in help_text
 
 
+def test_jsonl_to_stdout_whose_reader_goes_away_is_a_failing_sink_and_exit_3(tmp_path: Path) -> None:
+    """QA newuser r01 (`fluo serve --jsonl - | head -1`): a server keeps running when its stdout's reader goes away,
+    and the signals it could not write are a sink failing, logged, so its stop said "exit 3"; but the exit's last
+    flush of stdout failed again, and it exited 141. Now 3, as it says."""
+    rules = str(rules_in(tmp_path, "rule r { detect true }\n"))
+    args = [*LOOPBACK, "--rules", rules, "--no-db", "--jsonl", "-", "--trace-idle", "100ms"]
+    proc = ServeProcess(args, cwd=tmp_path)
+    try:
+        proc.started()
+        assert proc.proc.stdout is not None
+        proc.proc.stdout.close()  # the reader goes away before the first signal
+        send(proc.http_url, "checkout_error.json")
+        proc.expect(r"sink jsonl dropped 1 signal\(s\): cannot write to stdout: Broken pipe")
+        send(proc.http_url, "healthy_login.json")  # fails at once: no reader comes back
+        proc.expect(r"sink jsonl dropped 1 signal\(s\): cannot write to stdout: Broken pipe")
+        proc.signal(signal.SIGTERM)
+        assert proc.proc.wait(timeout=30) == 3
+        proc.expect(r"2 signal\(s\) not delivered \(jsonl failed\); exit 3")
+    finally:
+        if proc.proc.poll() is None:
+            proc.proc.kill()
+            proc.proc.wait(timeout=10)
+        assert proc.proc.stderr is not None
+        proc.proc.stderr.close()
+
+
 def test_a_second_serve_on_a_store_in_use_is_one_line_exit_1_and_kill_9_frees_it(tmp_path: Path) -> None:
     """QA: two `fluo serve --db s.db` both wrote; whichever stopped last overwrote s.db.trace-ids. The second is
     refused at start naming the first; the lock goes with the process, however it ends (kill -9 too)."""

@@ -632,6 +632,7 @@ class JsonlSink(Sink):
         self.out: TextIO | None = None
         self._file = OpenFile()
         self._reopen = threading.Event()
+        self._reader_gone: str | None = None  # why stdout's reader is known gone (`fluo serve --jsonl - | head`)
 
     @property
     def label(self) -> str:
@@ -699,6 +700,8 @@ class JsonlSink(Sink):
         if self.out is None:
             self._reopen.set()  # the last reopen failed: try again
             raise TransientSinkError(f"{self.target} is not open")
+        if self._reader_gone is not None:
+            raise SinkError(self._reader_gone)
         self._append(self.out, batch)
         if self._deleted():  # between the look above and the write: the batch went nowhere
             log.warning("jsonl file %s was deleted while serve wrote to it; writing the last batch anew", self.target)
@@ -741,9 +744,24 @@ class JsonlSink(Sink):
             if exc.errno == errno.EFBIG and (limit := file_size_limit()) is not None:
                 problem += f" (the file-size limit, ulimit -f, is {limit} bytes)"
             self._cut_back(start)  # whatever failed, no line of a batch not delivered stays, nor half a line
+            if exc.errno == errno.EPIPE and self.target == "-":
+                self._stdout_gone(out, problem)
             if exc.errno in self.ROOM_MAY_COME:  # keep the batch and retry
                 raise TransientSinkError(problem) from exc
             raise SinkError(problem) from exc
+
+    def _stdout_gone(self, out: TextIO, problem: str) -> None:
+        """Standard output's reader went away: a pipe's reader never comes back, so every batch from now on fails
+        as this one did, and what stdout still buffers goes to the null device, so that fluo's last flush at exit
+        does not fail again and turn serve's exit status (3: signals not delivered) into 141."""
+        self._reader_gone = problem
+        try:
+            fd = out.fileno()
+        except (OSError, ValueError):  # no descriptor of its own (a test's capture)
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
 
     ROOM_MAY_COME = (errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EFBIG)
     """Write errors that room made on the disk, or a raised file-size limit (EFBIG, `ulimit -f`), end."""
