@@ -384,7 +384,7 @@ group('running the tests of the current file', () => {
     assert.ok(output.shown >= 1);
     assert.match(output.text, /PASS  a quiet login \(line 3\)/);
     assert.match(output.text, /FAIL  storm: expected but quiet \(line 8\)\n {6}expected a signal of auth_retry_storm/);
-    assert.match(output.text, /ERROR a missing fixture \(line 14\)\n {6}.*auth_test\.yaml:15: trace file/);
+    assert.match(output.text, /ERROR a missing fixture \(line 14\)\n {6}.*auth_test\.yaml:15: case 'a missing fixture': trace file/);
     assert.match(output.text, /^1 passed, 1 failed, 1 errors$/m);
     assert.deepEqual(editor.messages[0].actions, ['Show Output']);
   });
