@@ -238,6 +238,20 @@ def test_is_rule_test_agrees_with_the_shared_samples(sample: dict[str, Any]) -> 
     assert spec.is_rule_test(sample["file"], sample["text"]) is sample["rule_test"]
 
 
+SKIPPED_FOLDERS = json.loads((Path(__file__).parent / "testing_fixtures" / "skipped_folders.json").read_text("utf-8"))
+
+
+def test_discovery_skips_the_folders_the_editor_skips(tmp_path: Path) -> None:
+    """The VS Code extension's searches read the same table (vscode-extension/test/unit/testing.test.ts): the same
+    skipped names and virtualenv mark, and the same test files found in its tree."""
+    assert sorted(folders.SKIPPED_DIRS) == sorted(SKIPPED_FOLDERS["skipped_dirs"])
+    assert SKIPPED_FOLDERS["virtualenv_mark"] == folders.VIRTUALENV_MARK
+    for name in SKIPPED_FOLDERS["tree"]:
+        write(tmp_path, name, "" if name.endswith(folders.VIRTUALENV_MARK) else "cases: []\n")
+    found = [p.relative_to(tmp_path).as_posix() for p in find_test_files([str(tmp_path)])]
+    assert found == SKIPPED_FOLDERS["found"]
+
+
 def test_discovery(tmp_path: Path) -> None:
     for name in ["b_test.yaml", "a.fluotest.yaml", "sub/c_test.yaml", "notes.yaml", ".hidden/d_test.yaml",
                  "node_modules/e_test.yaml", "x_test.yml"]:  # fmt: skip

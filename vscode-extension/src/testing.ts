@@ -39,7 +39,19 @@ export const TEST_TIMEOUT_MS = 5 * 60_000;
 /** How far below the folder searched to look for the tests of a rule file. */
 const SEARCH_DEPTH = 8;
 const SEARCH_LIMIT = 5000;
-const SKIPPED_DIRS = new Set(['node_modules', '.git', '.venv', 'venv', '__pycache__']);
+/**
+ * Folders no search goes into, as `fluo test` and `fluo check` (fluo_lang/folders.py `SKIPPED_DIRS`; both are
+ * tested on tests/testing_fixtures/skipped_folders.json), besides hidden ones and virtualenvs (`VIRTUALENV_MARK`).
+ */
+export const SKIPPED_DIRS: readonly string[] = ['node_modules', '__pycache__', 'site-packages'];
+/** The file that makes a folder a virtualenv, whatever its name: `pip install` puts FLUO's example tests there. */
+export const VIRTUALENV_MARK = 'pyvenv.cfg';
+/**
+ * The Testing view's `findFiles` exclude: the skipped folders, hidden folders and hidden files. A virtualenv is
+ * known by the file it holds, which no glob tells, so its files are also passed over one by one (`skippedBelow`);
+ * its `site-packages`, where installed packages are, is excluded here already.
+ */
+export const EXCLUDE_GLOB = `{${[...SKIPPED_DIRS.map((d) => `**/${d}/**`), '**/.*/**', '**/.*'].join(',')}}`;
 /** Context keys for the menus: the active editor holds a rule test; the rule test files known (as paths). */
 export const ACTIVE_RULE_TEST_KEY = 'fluo.activeEditorIsRuleTest';
 export const RULE_TEST_FILES_KEY = 'fluo.ruleTestFiles';
@@ -157,17 +169,27 @@ export async function testFilesFor(file: string, root: string = path.dirname(fil
   return found.sort();
 }
 
-async function findTestFiles(dir: string): Promise<string[]> {
+/**
+ * The files named as tests below `dir`, passing over hidden names, `SKIPPED_DIRS` and virtualenvs (a folder holding
+ * `VIRTUALENV_MARK`) below it, as `fluo test` does.
+ */
+export async function findTestFiles(dir: string): Promise<string[]> {
   const out: string[] = [];
   let seen = 0;
   const walk = async (d: string, depth: number): Promise<void> => {
     const entries = await fs.readdir(d, { withFileTypes: true }).catch(() => []);
+    if (depth > 0 && entries.some((e) => e.name === VIRTUALENV_MARK) && (await holdsMark(d))) {
+      return;
+    }
     for (const e of entries) {
       if (++seen > SEARCH_LIMIT) {
         return;
       }
+      if (e.name.startsWith('.')) {
+        continue;
+      }
       const full = path.join(d, e.name);
-      if (e.isDirectory() && depth < SEARCH_DEPTH && !SKIPPED_DIRS.has(e.name) && !e.name.startsWith('.')) {
+      if (e.isDirectory() && depth < SEARCH_DEPTH && !SKIPPED_DIRS.includes(e.name)) {
         await walk(full, depth + 1);
       } else if (e.isFile() && isTestFile(e.name)) {
         out.push(full);
@@ -176,6 +198,45 @@ async function findTestFiles(dir: string): Promise<string[]> {
   };
   await walk(dir, 0);
   return out;
+}
+
+/** Whether `folder` holds a `VIRTUALENV_MARK` that is no folder (a file, or a link to one or to nothing), as Python's walk. */
+async function holdsMark(folder: string): Promise<boolean> {
+  const mark = path.join(folder, VIRTUALENV_MARK);
+  const stat = await fs.stat(mark).catch(() => undefined);
+  if (stat !== undefined) {
+    return !stat.isDirectory();
+  }
+  return (await fs.lstat(mark).catch(() => undefined)) !== undefined;
+}
+
+/**
+ * Whether `file`, below the folder `root`, is somewhere no search goes: a hidden name, a `SKIPPED_DIRS` folder or a
+ * virtualenv between `root` and it (`root` itself is searched, whatever it is, as a folder named to `fluo test`).
+ * `marks` remembers the folders already asked about.
+ */
+export async function skippedBelow(root: string, file: string, marks: Map<string, Promise<boolean>> = new Map()): Promise<boolean> {
+  const rel = path.relative(root, file);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${path.sep}`) || path.isAbsolute(rel)) {
+    return false;
+  }
+  const parts = rel.split(path.sep);
+  if (parts.some((p) => p.startsWith('.')) || parts.slice(0, -1).some((p) => SKIPPED_DIRS.includes(p))) {
+    return true;
+  }
+  let folder = root;
+  for (const part of parts.slice(0, -1)) {
+    folder = path.join(folder, part);
+    let marked = marks.get(folder);
+    if (marked === undefined) {
+      marked = holdsMark(folder);
+      marks.set(folder, marked);
+    }
+    if (await marked) {
+      return true;
+    }
+  }
+  return false;
 }
 
 /**
@@ -627,14 +688,20 @@ export class RuleTests implements vscode.Disposable {
         }),
       );
     }
-    const uris = await vscode.workspace.findFiles(TEST_GLOB, '**/node_modules/**', SEARCH_LIMIT);
-    await Promise.all(uris.map((uri) => this.readCases(uri)));
+    const uris = await vscode.workspace.findFiles(TEST_GLOB, EXCLUDE_GLOB, SEARCH_LIMIT);
+    const marks = new Map<string, Promise<boolean>>();
+    await Promise.all(uris.map((uri) => this.readCases(uri, marks)));
   }
 
-  /** A test file's item with the cases its text lists (before any run says more). */
-  private async readCases(uri: vscode.Uri): Promise<void> {
+  /** A test file's item with the cases its text lists (before any run says more); none for one in a skipped folder. */
+  private async readCases(uri: vscode.Uri, marks?: Map<string, Promise<boolean>>): Promise<void> {
     const controller = this.controller;
     if (controller === undefined) {
+      return;
+    }
+    const folder = vscode.workspace.getWorkspaceFolder(uri);
+    if (folder !== undefined && (await skippedBelow(folder.uri.fsPath, uri.fsPath, marks))) {
+      // In a virtualenv, site-packages, node_modules or a hidden folder: not the workspace's own.
       return;
     }
     const { ruleTest, text } = await isRuleTestOnDisk(uri.fsPath);

@@ -748,22 +748,60 @@ export const workspace = {
     const withName = includeWorkspaceFolder ?? editor.workspaceFolders.length > 1;
     return withName && editor.workspaceFolders.length > 1 ? `${folder.name}/${rel}` : rel;
   },
-  /** Supports the one glob the extension uses: test files by suffix. */
-  async findFiles(glob: string): Promise<Uri[]> {
-    if (glob !== '**/{*_test.yaml,*.fluotest.yaml}') {
-      throw new Error(`fake findFiles does not know ${glob}`);
-    }
+  /**
+   * As VS Code: the files below the workspace folders whose path relative to their folder matches `include` and not
+   * `exclude` (globs with `**`, `*`, `?` and `{a,b}`), at most `maxResults` of them.
+   */
+  async findFiles(include: string, exclude?: string | null, maxResults?: number): Promise<Uri[]> {
+    const wanted = globRegExp(include);
+    const unwanted = typeof exclude === 'string' ? globRegExp(exclude) : undefined;
     const out: Uri[] = [];
     for (const f of editor.workspaceFolders) {
       for (const e of fs.readdirSync(f.uri.fsPath, { recursive: true, withFileTypes: true })) {
-        if (e.isFile() && (e.name.endsWith('_test.yaml') || e.name.endsWith('.fluotest.yaml'))) {
-          out.push(Uri.file(path.join(e.parentPath, e.name)));
+        const full = path.join(e.parentPath, e.name);
+        const rel = path.relative(f.uri.fsPath, full).split(path.sep).join('/');
+        if (e.isFile() && wanted.test(rel) && !unwanted?.test(rel) && out.length < (maxResults ?? Infinity)) {
+          out.push(Uri.file(full));
         }
       }
     }
     return out;
   },
 };
+
+/** A glob as VS Code reads one, for a path relative to a workspace folder with `/` between its names. */
+export function globRegExp(glob: string): RegExp {
+  let source = '';
+  let braces = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (glob.startsWith('**/', i)) {
+      source += '(?:.*/)?';
+      i += 2;
+    } else if (glob.startsWith('/**', i) && (i + 3 === glob.length || ',}'.includes(glob[i + 3]))) {
+      source += '(?:/.*)?';
+      i += 2;
+    } else if (glob.startsWith('**', i)) {
+      source += '.*';
+      i += 1;
+    } else if (c === '*') {
+      source += '[^/]*';
+    } else if (c === '?') {
+      source += '[^/]';
+    } else if (c === '{') {
+      braces++;
+      source += '(?:';
+    } else if (c === '}' && braces > 0) {
+      braces--;
+      source += ')';
+    } else if (c === ',' && braces > 0) {
+      source += '|';
+    } else {
+      source += c.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+    }
+  }
+  return new RegExp(`^${source}$`);
+}
 
 export const languages = {
   /** How well a document selector matches a document: 10 when one filter does, else 0. */

@@ -13,11 +13,15 @@ import { COMMANDS, activate, deactivate } from '../../src/extension';
 import { DEFAULTS, type Settings } from '../../src/settings';
 import {
   ACTIVE_RULE_TEST_KEY,
+  EXCLUDE_GLOB,
   RULE_TEST_FILES_KEY,
   RuleTests,
+  SKIPPED_DIRS,
+  VIRTUALENV_MARK,
   caseId,
   caseSelector,
   casesInText,
+  findTestFiles,
   isRuleTest,
   rulesOfTest,
   testFilesFor,
@@ -36,6 +40,7 @@ import {
   Uri,
   editor,
   extensionContext,
+  globRegExp,
   window,
 } from '../fakes/vscode';
 import { PYTHON, REPO, tempFolder } from '../support/paths';
@@ -87,6 +92,25 @@ tests:
 
 let work: ReturnType<typeof tempFolder>;
 let rules: string;
+
+/** The folders `fluo test` passes over, and a tree with what it finds there: fluo_lang/folders.py is tested on it too. */
+const SKIPPED_FOLDERS = JSON.parse(fs.readFileSync(path.join(REPO, 'tests', 'testing_fixtures', 'skipped_folders.json'), 'utf8')) as {
+  skipped_dirs: string[];
+  virtualenv_mark: string;
+  tree: string[];
+  found: string[];
+};
+
+/** `SKIPPED_FOLDERS.tree` in a fresh folder: every test file a rule test. */
+function skippedFoldersTree(): ReturnType<typeof tempFolder> {
+  const tree = tempFolder('fluo-skipped-');
+  for (const name of SKIPPED_FOLDERS.tree) {
+    const full = path.join(tree.dir, ...name.split('/'));
+    fs.mkdirSync(path.dirname(full), { recursive: true });
+    fs.writeFileSync(full, name.endsWith(VIRTUALENV_MARK) ? '' : 'cases: []\n');
+  }
+  return tree;
+}
 
 function file(name: string): string {
   return path.join(rules, name);
@@ -166,6 +190,35 @@ group('which tests belong to a file', () => {
     assert.ok(samples.length > 10);
     for (const s of samples) {
       assert.equal(isRuleTest(s.file, s.text), s.rule_test, `${s.why}: ${JSON.stringify(s.text)}`);
+    }
+  });
+
+  test('test files are searched for as fluo test searches: not in virtualenvs, site-packages or the other skipped folders', async () => {
+    assert.deepEqual([...SKIPPED_DIRS].sort(), [...SKIPPED_FOLDERS.skipped_dirs].sort());
+    assert.equal(VIRTUALENV_MARK, SKIPPED_FOLDERS.virtualenv_mark);
+    const tree = skippedFoldersTree();
+    try {
+      const found = (await findTestFiles(tree.dir)).map((f) => path.relative(tree.dir, f).split(path.sep).join('/'));
+      assert.deepEqual(found.sort(), SKIPPED_FOLDERS.found);
+    } finally {
+      tree.remove();
+    }
+  });
+
+  test('the Testing view\'s findFiles exclude leaves out site-packages, the skipped folders and hidden names', () => {
+    const excluded = globRegExp(EXCLUDE_GLOB);
+    for (const rel of [
+      'venv/lib/python3.11/site-packages/fluo_run/examples/rules/payments_test.yaml',
+      'site-packages/a_test.yaml',
+      'web/node_modules/pkg/a_test.yaml',
+      '__pycache__/a_test.yaml',
+      '.venv/lib/a_test.yaml',
+      'rules/.#a_test.yaml',
+    ]) {
+      assert.equal(excluded.test(rel), true, rel);
+    }
+    for (const rel of ['auth_test.yaml', 'rules/auth_test.yaml', 'envs/b_test.yaml', 'my-site-packages/a_test.yaml', 'a.b/c_test.yaml']) {
+      assert.equal(excluded.test(rel), false, rel);
     }
   });
 
@@ -490,6 +543,34 @@ group('the Testing view', () => {
     // The Explorer's menu offers the command for exactly these files.
     const known = editor.contextKeys.get(RULE_TEST_FILES_KEY) as string[];
     assert.deepEqual([...known].sort(), controller.items.all().map((i) => i.id).sort());
+  });
+
+  test('lists no test file from a virtualenv, site-packages or another folder fluo test skips, found or created', async () => {
+    const tree = skippedFoldersTree();
+    try {
+      editor.workspaceFolders.length = 0;
+      editor.workspaceFolders.push({ uri: Uri.file(tree.dir), name: 'tree', index: 0 });
+      const { tests, controller } = ruleTests();
+      await controller.resolveHandler?.(undefined);
+      const ids = controller.items.all().map((i) => path.relative(tree.dir, i.id).split(path.sep).join('/'));
+      assert.deepEqual(ids.sort(), SKIPPED_FOLDERS.found);
+      // `pip install` while the workspace is open: the watcher tells of the files it writes.
+      const [watcher] = editor.watchers;
+      const installed = path.join(tree.dir, 'env', 'lib', 'python3.11', 'site-packages', 'fluo_run', 'k_test.yaml');
+      const inVenv = path.join(tree.dir, 'env', 'bin', 'l_test.yaml');
+      const own = path.join(tree.dir, 'rules', 'm_test.yaml');
+      for (const f of [installed, inVenv, own]) {
+        fs.mkdirSync(path.dirname(f), { recursive: true });
+        fs.writeFileSync(f, 'cases: []\n');
+        await watcher.created.fire(Uri.file(f));
+      }
+      assert.equal(controller.items.get(installed), undefined);
+      assert.equal(controller.items.get(inVenv), undefined);
+      assert.ok(controller.items.get(own));
+      tests.dispose();
+    } finally {
+      tree.remove();
+    }
   });
 
   test('with several workspace folders, a test file\'s label starts with its folder\'s name', async () => {
