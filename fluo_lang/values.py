@@ -210,13 +210,10 @@ def format_duration(ns: int | float) -> str:
 
 
 def format_timestamp(ns: int) -> str:
-    """RFC 3339 in UTC, exact: microseconds (`2026-01-01T00:00:00.250000Z`), or nanoseconds where they
-    are not whole (`...00.100000001Z`), so a time 1ns past another never reads as equal to it."""
+    """RFC 3339 in UTC, exact and always to the nanosecond (`2026-01-01T00:00:00.250000000Z`): one
+    width, so a time 1ns past another never reads as equal to it and times sort as text as they do in time."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    micros, nanos = divmod(rest, 1000)
-    if nanos:
-        return f"{_format_second(seconds)}.{rest:09d}Z"
-    return f"{_format_second(seconds)}.{micros:06d}Z"
+    return f"{_format_second(seconds)}.{rest:09d}Z"
 
 
 @lru_cache(maxsize=4096)

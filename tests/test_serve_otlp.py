@@ -498,10 +498,10 @@ def test_windowed_rule_fires_when_its_window_closes(tmp_path: Path, caplog: pyte
         wait_for(lambda: got, what="the window to close")
         assert metric(rt, "fluo_windows_closed_total") == 1
     assert len(got) == 1
-    assert got[0]["window_start"] == "2026-01-01T00:00:00.000000Z"
+    assert got[0]["window_start"] == "2026-01-01T00:00:00.000000000Z"
     assert got[0]["observed"] == {"count": 3, "bound": 2}
     fired = [r.getMessage() for r in caplog.records if r.getMessage().startswith("signal ")]
-    window = "2026-01-01T00:00:00.000000Z to 2026-01-01T00:01:00.000000Z"
+    window = "2026-01-01T00:00:00.000000000Z to 2026-01-01T00:01:00.000000000Z"
     assert fired == [f"signal busy (warning) on the window {window}"]
 
 
