@@ -415,8 +415,8 @@ def test_a_rule_that_did_not_fire_shows_what_it_observed(work: Path) -> None:
     )
     out = fluo_test("quiet_test.yaml").stdout
     assert (
-        "    did not fire on window 2026-01-01T00:00:00.000000000Z..2026-01-01T00:01:00.000000000Z: count = 1, bound = 3\n"
-        in out
+        "    did not fire on window 2026-01-01T00:00:00.000000000Z..2026-01-01T00:01:00.000000000Z:"
+        " count = 1, bound = 3\n" in out
     )
     assert "    did not fire on trace 'a': when { trace.has(name == \"charge\") } did not hold\n" in out
     assert "    did not fire on trace " in out and ": when = true, always = true\n" in out
@@ -794,9 +794,11 @@ def test_an_expected_rule_the_evaluation_skipped_says_why(tmp_path: Path, monkey
     )
     out = fluo_test(".").stdout
     assert (
-        "    not evaluated on window 2026-01-01T00:00:00.002000000Z..2026-01-01T00:01:00.001000000Z: a run of 59,999 empty"
-        " windows is skipped (at most 10,000 are evaluated); see its fluo.evaluation_truncated signal\n"
-        "    did not fire on window 2026-01-01T00:00:00.001000000Z..2026-01-01T00:00:00.002000000Z: count = 1, bound = 0\n"
+        "    not evaluated on window 2026-01-01T00:00:00.002000000Z..2026-01-01T00:01:00.001000000Z:"
+        " a run of 59,999 empty windows is skipped (at most 10,000 are evaluated);"
+        " see its fluo.evaluation_truncated signal\n"
+        "    did not fire on window 2026-01-01T00:00:00.001000000Z..2026-01-01T00:00:00.002000000Z:"
+        " count = 1, bound = 0\n"
     ) in out, out
 
 
