@@ -18,7 +18,7 @@ from tests_paths import EXAMPLE_TRACES
 from fluo_run.cli import main
 from fluo_run.demo import _signal_line as demo_line
 from fluo_run.serve import cli as serve_cli
-from fluo_run.serve.store import APPLICATION_ID, SCHEMA_VERSION, SignalStore, parse_time
+from fluo_run.serve.store import APPLICATION_ID, SCHEMA_VERSION, SignalFilter, SignalStore, parse_time
 
 
 def signal(rule: str, severity: str, time: str, trace: str | None, message: str) -> dict[str, Any]:
@@ -335,6 +335,23 @@ def test_a_user_who_may_only_read_the_store_lists_it_while_serve_writes_and_afte
         assert code == 2 and "is not readable" in err  # click says so first
     finally:
         shutil.rmtree(folder)
+
+
+def test_reading_a_stopped_store_leaves_nothing_beside_it(db: str) -> None:
+    """QA: run by a user who could write the folder, `fluo signals` left s.db-wal and s.db-shm beside a store
+    serve had stopped cleanly (a read-only connection cannot remove them): the docs say it is read as immutable."""
+    code, out = run("--db", db, "--format", "jsonl")
+    assert code == 0 and rules_of(out) == [s["rule"] for s in SIGNALS]
+    assert sorted(p.name for p in Path(db).parent.iterdir()) == ["fluo-signals.db"]
+
+
+def test_a_store_read_as_immutable_is_read_again_if_serve_takes_it_meanwhile(db: str) -> None:
+    """Read as immutable, the store's pages must not change under the read: a serve that started meanwhile
+    (its -wal now beside the store) sends the read through the -wal, as while serve runs."""
+    with contextlib.closing(SignalStore(db, create=False)) as reader, contextlib.closing(SignalStore(db)) as writer:
+        writer.add(SIGNALS[:1])
+        got = reader.query(SignalFilter())
+    assert len(got) == len(SIGNALS) + 1
 
 
 def test_times_are_read_to_the_nanosecond(tmp_path: Path) -> None:

@@ -228,10 +228,13 @@ class SignalStore:
     def _connect(self, timeout: float, *, read_only: bool) -> sqlite3.Connection:
         """A connection; read only: `mode=ro`, so a user who may only read the file can list its signals.
 
-        A store in WAL mode is read through its -shm file, which SQLite makes when missing (serve stopped
-        cleanly removes it): a reader who cannot write to the folder cannot make it. If no -wal file is
-        there either, no connection has the store open in WAL mode (serve keeps one open while it runs) and
-        every committed signal is in the file itself, so it is read as immutable (no -shm, no locks)."""
+        A store in WAL mode is read through its -wal and -shm files, which SQLite makes when missing (serve
+        stopped cleanly removes them) and a read-only connection cannot remove again. If no -wal (or -journal)
+        file is beside a store in WAL mode, no connection has it open (serve keeps one open while it runs) and
+        every committed signal is in the file itself, so it is read as immutable: no -shm, no locks, nothing
+        left beside the store, and nothing made in a folder the reader may not write to. `_read` reads again
+        as `mode=ro` if a serve took the store meanwhile."""
+        self._immutable_as: tuple[object, ...] | None = None
         if not read_only:
             # a new store is readable by its owner only (its -wal and -shm take its mode); O_EXCL: closing a
             # descriptor of a file open in SQLite would drop its locks. SQLite says what else is wrong.
@@ -239,18 +242,46 @@ class SignalStore:
                 os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
             return sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
-        db = sqlite3.connect(f"{uri}?mode=ro", timeout=timeout, isolation_level=None, check_same_thread=False, uri=True)
-        try:
-            db.execute("PRAGMA schema_version").fetchone()
-            return db
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            cannot_make_shm = error_code(exc) in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY)
-            if not cannot_make_shm or any(os.path.exists(f"{self.path}{end}") for end in ("-wal", "-journal")):
-                raise
-        return sqlite3.connect(
-            f"{uri}?mode=ro&immutable=1", timeout=timeout, isolation_level=None, check_same_thread=False, uri=True
+        state = self._file_state()
+        immutable = not state[1] and self._in_wal_mode()
+        db = sqlite3.connect(
+            f"{uri}?mode=ro{'&immutable=1' if immutable else ''}",
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=True,
         )
+        self._immutable_as = state if immutable else None
+        return db
+
+    def _file_state(self) -> tuple[object, ...]:
+        """What changes when a writer takes the store: the file's identity, size and time; whether a -wal or
+        -journal file is beside it."""
+        st = os.stat(self.path)
+        beside = any(os.path.exists(f"{self.path}{end}") for end in ("-wal", "-journal"))
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), beside
+
+    def _in_wal_mode(self) -> bool:
+        """Whether the file's header says WAL mode (its read version, byte 18, is 2), as serve leaves it; a
+        store in another mode takes locks in the file itself, which a reader must see."""
+        with open(self.path, "rb") as f:
+            header = f.read(20)
+        return len(header) == 20 and header[18] == 2
+
+    def _read(self, sql: str, args: list[Any]) -> list[Any]:
+        """The rows of a query; read again through the -wal if the store, read as immutable, was taken by a
+        writer meanwhile (a serve started): its pages may have changed under the read."""
+        rows = self.db.execute(sql, args).fetchall()
+        if self._immutable_as is not None and self._file_state() != self._immutable_as:
+            timeout = self.db.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+            self.db.close()
+            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+            self.db = sqlite3.connect(
+                f"{uri}?mode=ro", timeout=timeout, isolation_level=None, check_same_thread=False, uri=True
+            )
+            self._immutable_as = None
+            rows = self.db.execute(sql, args).fetchall()
+        return rows
 
     def check(self, seconds: float) -> None:
         """Raise CorruptStore when the store's pages are damaged.
@@ -389,7 +420,7 @@ class SignalStore:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY time_ns DESC, id DESC LIMIT ?"
         args.append(where.limit)
-        rows = self.db.execute(sql, args).fetchall()
+        rows = self._read(sql, args)
         return [r[0] for r in reversed(rows)]
 
     def query(self, where: SignalFilter) -> list[dict[str, Any]]:
