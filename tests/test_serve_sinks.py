@@ -510,6 +510,33 @@ def test_a_store_moved_aside_just_before_the_stop_is_whole_after_it(
     assert rows(path) == [2]
 
 
+def test_a_store_replaced_by_another_file_is_said_so_and_its_signals_are_counted_as_queued(
+    tmp_path: Path, quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA: a store replaced by a file that is not one (`mv notes.txt s.db`) while serve ran was said "deleted",
+    and `fluo_sink_queue` said 0 while the batch kept for it held 4 signals."""
+    path = tmp_path / "s.db"
+    metrics = Metrics()
+    sinks = _started_with_two(path, metrics)
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database\n" * 10)
+    os.replace(junk, path)
+    with caplog.at_level(logging.WARNING, logger="fluo.serve"):
+        sinks.publish(stored(4, 2))
+        queued = lambda: metrics.registry.get_sample_value("fluo_sink_queue", {"sink": "sqlite"})  # noqa: E731
+        wait_for(lambda: "cannot write" in caplog.text, what="the retry's warning")
+        assert queued() == 4  # the batch in hand, kept and retried
+    assert "is no longer an SQLite database" in caplog.text
+    assert f"signal store {path} was replaced while serve runs" in caplog.text
+    assert "was deleted" not in caplog.text
+    assert "another file was put at its path while serve ran" in caplog.text
+    assert sinks.health() == {"sqlite": "retrying"}  # kept, not lost: the signals go to a new store
+    path.unlink()
+    wait_for(lambda: rows(path) == [2, 3, 4, 5], what="a new store once the file is moved away")
+    wait_for(lambda: queued() == 0, what="the queue emptied")
+    assert sinks.close(5) == 0
+
+
 def test_a_store_deleted_without_its_wal_is_not_remade_from_it(tmp_path: Path, quick_retries: None) -> None:
     """`rm s.db` leaves s.db-wal with the deleted store's pages: a store made anew at the path took them as its own."""
     path = tmp_path / "s.db"

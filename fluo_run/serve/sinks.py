@@ -363,18 +363,23 @@ class SqliteSink(Sink):
         return f"{exc} (a write failed: the file-size limit, ulimit -f, is {limit} bytes; or the disk is failing)"
 
     def _gone(self) -> str:
-        """What became of the open store file: "" (still at the path), "deleted", or "moved or replaced" (renamed, or
-        another file put at the path). One fstat and one stat: it runs before each batch."""
+        """What became of the open store file: "" (still at the path), "deleted", "replaced" (deleted, another file
+        at the path), or "moved or replaced" (renamed, or another file put at the path). One fstat and one stat: it
+        runs before each batch."""
         if self._held is None:
             return ""
         st = self._held_stat()
         if st.st_nlink == 0:
-            return "deleted"
+            return self._deleted_or_replaced()
         try:
             now = os.stat(self.path)
         except OSError:
             return "moved or replaced"
         return "" if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino) else "moved or replaced"
+
+    def _deleted_or_replaced(self) -> str:
+        """Of an open store file with no name left: "replaced" when another file is at the path, else "deleted"."""
+        return "replaced" if os.path.lexists(self.path) else "deleted"
 
     def _held_stat(self) -> os.stat_result:
         """fstat of the open store file; TransientSinkError when it fails (ESTALE on NFS), the batch kept."""
@@ -420,7 +425,9 @@ class SqliteSink(Sink):
         gone = "" if self.store is None else self._gone()
         if gone:
             self._let_go(gone)
-            log.warning("signal store %s was %s while serve runs; a new one is made there", self.path, gone)
+            there = os.path.lexists(self.path)
+            then = "the file now there is opened as the store" if there else "a new one is made there"
+            log.warning("signal store %s was %s while serve runs; %s", self.path, gone, then)
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         self._let_go_if_gone()
@@ -428,8 +435,9 @@ class SqliteSink(Sink):
         self._add(batch)
         # deleted between the look above and the commit: the batch went nowhere (one fstat: the batch is in)
         if self._held is not None and self._held_stat().st_nlink == 0:
-            log.warning("signal store %s was deleted while serve wrote to it; writing the last batch anew", self.path)
-            self._let_go("deleted")
+            gone = self._deleted_or_replaced()
+            log.warning("signal store %s was %s while serve wrote to it; writing the last batch anew", self.path, gone)
+            self._let_go(gone)
             self._add(batch)
 
     def _add(self, batch: Batch) -> None:
@@ -437,7 +445,7 @@ class SqliteSink(Sink):
             try:
                 self.open()
             except SinkError as exc:  # while running, wait for the path to come back rather than drop
-                raise TransientSinkError(str(exc)) from None
+                raise TransientSinkError(self._no_longer(exc)) from None
         assert self.store is not None
         try:
             self._add_waiting(self.store, batch)
@@ -447,6 +455,21 @@ class SqliteSink(Sink):
             if is_corrupt(exc):
                 raise SinkError(f"cannot write to {self.path}: it is corrupt ({exc}): {recovery(self.path)}") from exc
             raise SinkError(f"cannot write to {self.path}: {exc}") from exc
+
+    def _no_longer(self, exc: SinkError) -> str:
+        """Why the store did not open again while serve runs: a file that is not a store, put at the path while
+        serve ran, is said to be that, and what would set it right (its signals are kept meanwhile)."""
+        cause = exc.__cause__
+        if isinstance(cause, NotAStore):
+            what = "a FLUO signal store"
+        elif cause is not None and error_code(cause) == sqlite3.SQLITE_NOTADB:
+            what = "an SQLite database"
+        else:
+            return str(exc)
+        return (
+            f"{self.path} is no longer {what} ({cause}): another file was put at its path while serve ran; its"
+            " signals are kept, and go to a new store once that file is moved away"
+        )
 
     def _add_waiting(self, store: SignalStore, batch: Batch) -> None:
         """`store.add(batch)`, a lock held by another connection waited out for `BUSY_TIMEOUT`, "retrying" in
@@ -1216,7 +1239,7 @@ class SinkWorker:
         self._idle_failed = Throttled(log, logging.WARNING, self.LOG_EVERY)
         """What an idle moment's work (`Sink.idle`) failed at, tried again at each: a warning, at most every
         LOG_EVERY seconds."""
-        metrics.sink_queue.labels(sink.name).set_function(self.queue.qsize)
+        metrics.sink_queue.labels(sink.name).set_function(self.waiting)
         metrics.sink_added(sink.name)
 
     def start(self) -> None:
@@ -1250,6 +1273,10 @@ class SinkWorker:
                 self._dropped(len(signals) - taken, "shutdown", "it is shutting down")
             else:
                 self._dropped(len(signals) - taken, "queue_full", "its queue is full")
+
+    def waiting(self) -> int:
+        """Signals waiting for the sink (`fluo_sink_queue`): queued, and the batch it is writing or retrying."""
+        return self.queue.qsize() + self._in_flight
 
     def backlog(self) -> float:
         return min(1.0, self.queue.qsize() / self.queue.capacity)
