@@ -67,6 +67,18 @@ def test_dates_and_timestamps_are_the_text_written() -> None:
 def test_keys_stay_text_and_merges_work() -> None:
     doc = load("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n  200: ok\n  true: yes\n")
     assert doc["m"] == {"x": 1, "y": 3, "200": "ok", "true": True}
+    assert load("a: &a {x: 1}\nb: &b {y: 2}\nm:\n  <<: [*a, *b]\n")["m"] == {"x": 1, "y": 2}
+
+
+@pytest.mark.parametrize("value", ["abc", "[1, 2]", "[{x: 1}, 2]", "", "\n    - 1"])
+def test_a_merge_key_with_no_mapping_is_an_error_at_its_value(value: str) -> None:
+    """QA: `<<: abc` and `<<: [1, 2]` were left out silently, so the keys meant to be merged were missing."""
+    with pytest.raises(YamlError) as info:
+        load("a: 1\nm:\n  <<: " + value + "\n  y: 3\n")
+    assert (info.value.line, str(info.value)) == (
+        4 if value.startswith("\n") else 3,
+        "`<<:` (a merge key) takes a mapping or a list of mappings, like `<<: *base`",
+    )
 
 
 @pytest.mark.parametrize(

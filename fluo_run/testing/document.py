@@ -374,11 +374,16 @@ class _Builder:
                 raise YamlError("a mapping key must be plain text", line)
             if key_node.tag == "tag:yaml.org,2002:merge":
                 merged = self.value(value_node, line)
-                for part in merged if isinstance(merged, list) else [merged]:
-                    if isinstance(part, LineDict):
-                        for k, v in part.items():
-                            out.setdefault(k, v)
-                            out.key_lines.setdefault(k, part.line_of(k))
+                parts = merged if isinstance(merged, list) else [merged]
+                if not all(isinstance(part, LineDict) for part in parts):
+                    raise YamlError(
+                        "`<<:` (a merge key) takes a mapping or a list of mappings, like `<<: *base`",
+                        self.lines.line(value_node.start_mark),
+                    )
+                for part in parts:
+                    for k, v in part.items():
+                        out.setdefault(k, v)
+                        out.key_lines.setdefault(k, part.line_of(k))
                 continue
             key = str(key_node.value)
             if key in explicit:
