@@ -3008,35 +3008,9 @@ class _Builder:
 
     def exponent_ns(self, tok: Token, number: str, unit: str, negated: bool = False) -> int | None:
         """`1e3s`: a duration with an exponent, which FLUO's do not take (a number may: `1e3`). One error that
-        says what to write, fixed only where the value is exact in whole nanoseconds (`1000s`, `0.0015s`), and
-        read as that value."""
-        text = str(tok)
-        meant_unit = unit if unit in DURATION_UNITS else _MICRO_ALONE.get(unit) or _folded_unit(unit)
-        message = _NO_EXPONENT
-        fix = ns = None
-        greek = unit == "\u03bcs"  # as `500μs` and `1e3 μs` say: the fix is `us`, the micro sign's `µs` too
-        if greek:
-            message += _GREEK_MU
-        if unit in _MICRO_ALONE:
-            message += f", and `{unit}` is an incomplete unit (microseconds are `us`, or `µs` with the micro sign)"
-        if meant_unit is None:
-            message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
-        else:
-            exact = number_ns(number, DURATION_UNITS[meant_unit])
-            if exact is None:
-                message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
-            elif not _in_range(exact, negated):
-                message += (
-                    f", and {_quoted(text)} is past what a duration holds (64 bits of nanoseconds, about 292 years)"
-                )
-            else:
-                ns = exact
-                fix = _plain_decimal(number) + meant_unit
-                if unit in _MICRO_ALONE:
-                    fix = self.micro_fix(tok, fix)
-                message += f": write `{fix}`" if fix else f": write a plain number and one of {_UNITS}"
-                if greek and fix:
-                    message += _micro_sign_too(_plain_decimal(number))
+        says what to write (`exponent_duration`), and read as the value it fixes to, if any."""
+        unit_may_follow = unit in _MICRO_ALONE and self.micro_fix(tok, unit) is None
+        message, fix, ns = exponent_duration(number, unit, negated, unit_may_follow=unit_may_follow)
         self.diagnostics.append(error("FLUO100", message, self.span_of(tok), path=self.path, suggestion=fix))
         return ns
 
@@ -3045,6 +3019,40 @@ class _Builder:
         space (`500μ s`, `500μ ms`): that the whole of it was meant as `500us`, only the writer knows."""
         after = _UNIT.match(self.text, tok.end_pos or 0)
         return None if after is not None and _folded_unit(after.group(1)) is not None else meant
+
+
+def exponent_duration(
+    number: str, unit: str, negated: bool = False, *, unit_may_follow: bool = False
+) -> tuple[str, str | None, int | None]:
+    """What is wrong with a duration written with an exponent, `number` then `unit` (`1e3` and `ms`), which FLUO's
+    do not take (a number may: `1e3`): the message, the fix (`1000ms`) and its nanoseconds, the fix and value only
+    where the value is exact in whole nanoseconds (`1000s`, `0.0015s`). As the rule language says it (FLUO100)
+    and `fluo test` says it of a span's duration. `negated`: the operand of a `-` (see `_in_range`);
+    `unit_may_follow`: a unit may go on after a space (`500μ s`), so a micro sign with no `s` gets no fix."""
+    text = number + unit
+    meant_unit = unit if unit in DURATION_UNITS else _MICRO_ALONE.get(unit) or _folded_unit(unit)
+    message = _NO_EXPONENT
+    fix = ns = None
+    greek = unit == "\u03bcs"  # as `500μs` and `1e3 μs` say: the fix is `us`, the micro sign's `µs` too
+    if greek:
+        message += _GREEK_MU
+    if unit in _MICRO_ALONE:
+        message += f", and `{unit}` is an incomplete unit (microseconds are `us`, or `µs` with the micro sign)"
+    if meant_unit is None:
+        message += f", and `{unit}` is no unit: write a plain number and one of {_UNITS}"
+    else:
+        exact = number_ns(number, DURATION_UNITS[meant_unit])
+        if exact is None:
+            message += f", and `{text}` is no whole number of nanoseconds: write a plain number"
+        elif not _in_range(exact, negated):
+            message += f", and {_quoted(text)} is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+        else:
+            ns = exact
+            fix = None if unit_may_follow else _plain_decimal(number) + meant_unit
+            message += f": write `{fix}`" if fix else f": write a plain number and one of {_UNITS}"
+            if greek and fix:
+                message += _micro_sign_too(_plain_decimal(number))
+    return message, fix, ns
 
 
 def _mantissa_and_exponent(number: str) -> tuple[str, int]:

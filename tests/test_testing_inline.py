@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fluo_lang.api import analyze
 from fluo_lang.trace import Span, assemble
 from fluo_run.testing.document import load
 from fluo_run.testing.inline import (
@@ -170,6 +171,16 @@ def test_errors_name_the_item_and_key(items: list[Any], index: int, key: str | N
     assert info.value.key == key
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("written", ["1e3ms", "1.5E-3s", "1e3\u03bcs", "1e-1ns", "1e30s", "2e3x"])
+def test_a_duration_with_an_exponent_gets_what_fluo_check_says_of_one(written: str) -> None:
+    """QA: `1e3ms` got no hint here, where `fluo check` says to write `1000ms`."""
+    [d] = analyze([("r.fluo", f"rule r {{ detect trace.duration > {written} }}\n")]).diagnostics
+    assert d.code == "FLUO100" and d.message.startswith("a duration takes no exponent")
+    with pytest.raises(InlineSpanError) as info:
+        build_spans([{"name": "a", "duration": written}], where="t")
+    assert str(info.value).endswith(f"got {written!r}; {d.message}")
 
 
 def test_a_parent_naming_no_span_is_never_told_the_span_itself() -> None:

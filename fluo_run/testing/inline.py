@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fluo_lang.diagnostics import nearest
-from fluo_lang.parser import DURATION_UNITS, number_ns
+from fluo_lang.parser import DURATION_UNITS, exponent_duration, number_ns
 from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span
 from fluo_lang.values import NS_LIMIT, in_int64, quoted
 
@@ -44,6 +44,7 @@ DEFAULT_SERVICE = "unknown_service"
 KEYS = ("name", "service", "duration", "start", "parent", "id", "status", "kind", "attributes", "resource", "trace")
 
 _DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zµ]+)\s*")
+_EXPONENT = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?[eE][+-]?[0-9]+)\s*([^\s0-9]+)\s*")
 _HEX_SPAN_ID = re.compile(r"[0-9a-fA-F]{16}")
 _HEX_TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
@@ -172,7 +173,11 @@ class _Item:
         if parts is None:
             if isinstance(value, str) and value[:1] == "-" and _duration_parts(value[1:]):
                 raise self.fail(where, key, f"{_show(value)} is negative: a span's {key} is 0 or more")
-            raise self.fail(where, key, f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}")
+            got = f"expected a duration with a unit, like 20ms or 1.5s, got {_show(value)}"
+            exponent = _EXPONENT.fullmatch(value) if isinstance(value, str) else None
+            if exponent is not None:  # `1e3ms`: as `fluo check` says it of a duration literal
+                got += "; " + exponent_duration(exponent[1], exponent[2])[0]
+            raise self.fail(where, key, got)
         ns = number_ns(*parts)
         if ns is None:  # `1.5ns`: the rule language's FLUO109
             nearest = number_ns(*parts, nearest=True)
