@@ -312,6 +312,26 @@ def test_a_rule_file_with_no_tests_names_the_files_a_typo_kept_out() -> None:
     )
 
 
+def test_a_folder_named_like_a_test_file_is_said_to_be_a_folder() -> None:
+    """QA: a folder `auth_test.yaml` next to `auth.fluo` got "none ... is named after it", which it is."""
+    write("rules/auth.fluo", RULE)
+    os.makedirs("rules/auth_test.yaml")
+    os.makedirs("rules/sub/other.fluotest.yaml")
+    result = fluo_test("rules/auth.fluo")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "fluo: no test files for rules/auth.fluo: none in its folder or below has it in `rules:` or is named after it"
+        " (like NAME_test.yaml); passed over: rules/auth_test.yaml (a folder, not a file)\n"
+    )
+    assert fluo_test("rules").stderr.endswith(
+        "; passed over: rules/auth_test.yaml (a folder, not a file),"
+        " rules/sub/other.fluotest.yaml (a folder, not a file)\n"
+    )
+    assert fluo_test("rules/auth_test.yaml").stderr.endswith(
+        "under rules/auth_test.yaml; passed over: rules/auth_test.yaml (a folder, not a file)\n"
+    )
+
+
 CASE_A = "cases:\n  - name: a\n    spans: [{name: a}]\n    expect: []\n"
 
 

@@ -262,7 +262,8 @@ _TOP_KEY = re.compile(r"""^["']?([A-Za-z_]+)["']?[ \t]*:""", re.MULTILINE)
 
 
 def _near_misses(paths: Sequence[str | Path], *, sure: bool = False) -> Iterator[tuple[Path, str]]:
-    """Files below the folders that look like test files a typo keeps from being found, and the typo.
+    """Files below the folders that look like test files a typo keeps from being found, and the typo; and
+    folders (the ones named too) named like test files.
 
     A YAML file otherwise named with `test` in its name (`orders-test.yaml`, `test_orders.yaml`) is one when
     it has a top-level `cases:`; only such names are read. With `sure`, a `*_test.yml` is one only so too
@@ -271,9 +272,14 @@ def _near_misses(paths: Sequence[str | Path], *, sure: bool = False) -> Iterator
     for p in paths:
         if not Path(p).is_dir():
             continue
-        for f in _walk(Path(p)):
+        for f in walk(Path(p), lambda name: True, unreadable=_unreadable, folders=True):
             name = f.name
-            if name.endswith(("_test.yml", ".fluotest.yml")):
+            if f.is_dir():
+                if name.endswith((*TEST_SUFFIXES, "_test.yml", ".fluotest.yml")):
+                    yield f, "a folder, not a file"
+            elif not f.is_file():
+                continue
+            elif name.endswith(("_test.yml", ".fluotest.yml")):
                 if not sure or "cases" in _top_keys(f):
                     yield f, "a test file's name ends in .yaml"
             elif name.endswith("_test.yaml"):
