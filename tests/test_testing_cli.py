@@ -184,6 +184,22 @@ def test_run_with_a_bad_or_unmatched_regex_is_a_usage_error(work: Path) -> None:
     assert none.stderr == "fluo: --run 'no such case' matches no case in 1 test file\n"
 
 
+def test_run_matching_nothing_next_to_broken_files_says_so(work: Path) -> None:
+    """QA: with a broken file the run is reported (its error) with no word that `--run` matched no case."""
+    Path("broken_test.yaml").write_text("cases: [\n")
+    some = fluo_test("passing_test.yaml", "broken_test.yaml", "--run", "no such case")
+    assert some.exit_code == 2 and "broken_test.yaml:2: invalid YAML" in some.stdout
+    assert some.stderr == (
+        "fluo: warning: --run 'no such case' matches no case in 1 test file that loaded"
+        " (1 other could not be loaded, so its cases are unknown)\n"
+    )
+    Path("also_broken_test.yaml").write_text("cases: [\n")
+    only = fluo_test("broken_test.yaml", "also_broken_test.yaml", "--run", "x", "--format", "json")
+    assert json.loads(only.stdout)["warnings"] == [
+        "--run 'x' matches no case: 2 test files could not be loaded, so their cases are unknown"
+    ]
+
+
 def test_no_test_files_and_missing_paths(work: Path) -> None:
     (work / "empty").mkdir()
     result = fluo_test("empty")

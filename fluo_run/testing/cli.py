@@ -209,6 +209,15 @@ def run_once(
         result = runner.run(files, progress)
     finally:
         progress.close()
+    if select_text is not None and result.selected == 0 and result.broken_files:  # with none broken: a usage error
+        broken, loaded = len(result.broken_files), len(files) - len(result.broken_files)
+        unknown = f"could not be loaded, so {'its' if broken == 1 else 'their'} cases are unknown"
+        result.warnings.append(
+            f"--run {select_text!r} matches no case in {plural(loaded, 'test file')} that loaded"
+            f" ({plural(broken, 'other')} {unknown})"
+            if loaded
+            else f"--run {select_text!r} matches no case: {plural(broken, 'test file')} {unknown}"
+        )
     for warning in _rule_warnings(files):
         click.echo(warning, err=True)
     for warning in dict.fromkeys(w for c in result.cases for w in c.warnings):  # a fixture's once, not per case
