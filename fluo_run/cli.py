@@ -319,10 +319,17 @@ files from (code scanning reads it as the repository's root, where a CI job runs
 
 def sarif_uri(path: str) -> dict[str, str]:
     """A file's `artifactLocation`: SARIF wants a URI reference, not a path, so a relative path is percent-encoded
-    (`#`, `%`, a space, a `:` that would read as a scheme) and based on `SARIF_ROOT`, an absolute one a `file:` URI."""
-    if os.path.isabs(path):
-        return {"uri": Path(path).as_uri()}
+    (`#`, `%`, a space, a `:` that would read as a scheme) and based on `SARIF_ROOT`, an absolute one a `file:` URI,
+    as is a relative one outside `SARIF_ROOT` (`../x.fluo`): a URI based on it must name a file below it."""
+    if os.path.isabs(path) or os.path.normpath(path).split(os.sep)[0] == os.pardir:
+        return {"uri": Path(os.path.abspath(path)).as_uri()}
     return {"uri": quote(os.fsencode(Path(path).as_posix()), safe="/"), "uriBaseId": SARIF_ROOT}
+
+
+def _folder_uri(folder: Path) -> str:
+    """A folder's `file:` URI ending in one `/`, as a base URI must (`file:///` for `/`, not `file:////`)."""
+    uri = folder.as_uri()
+    return uri if uri.endswith("/") else uri + "/"
 
 
 STDIN_ARTIFACT = {"uri": "stdin", "description": {"text": "standard input"}}
@@ -408,7 +415,7 @@ def sarif(diags: Sequence[Diagnostic], text_of: Callable[[str], str], stdin: str
                         "rules": [sarif_rule(c) for c in used],
                     }
                 },
-                "originalUriBaseIds": {SARIF_ROOT: {"uri": Path.cwd().as_uri() + "/"}},
+                "originalUriBaseIds": {SARIF_ROOT: {"uri": _folder_uri(Path.cwd())}},
                 "columnKind": "utf16CodeUnits",
                 "results": results,
             }

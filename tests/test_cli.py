@@ -972,8 +972,29 @@ def test_sarif_rules_have_the_descriptions_and_help_code_scanning_requires(tmp_p
 
 def test_sarif_uri_encodes_what_a_uri_reference_reserves() -> None:
     assert sarif_uri("c:d/x y.fluo") == {"uri": "c%3Ad/x%20y.fluo", "uriBaseId": "%SRCROOT%"}  # not scheme `c:`
-    assert sarif_uri("../r/caf\xe9?.fluo") == {"uri": "../r/caf%C3%A9%3F.fluo", "uriBaseId": "%SRCROOT%"}
+    assert sarif_uri("r/../caf\xe9?.fluo") == {"uri": "r/../caf%C3%A9%3F.fluo", "uriBaseId": "%SRCROOT%"}
     assert sarif_uri("/srv/a b#1.fluo") == {"uri": "file:///srv/a%20b%231.fluo"}
+
+
+def test_sarif_names_a_file_outside_the_folder_it_ran_in_by_a_file_uri(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: `fluo check ../x.fluo` gave `../x.fluo` based on `%SRCROOT%`, a file outside the root (invalid), and
+    run from `/` the root was `file:////`."""
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    outside = {"uri": (tmp_path / "caf\xe9?.fluo").as_uri()}
+    assert outside["uri"].endswith("/caf%C3%A9%3F.fluo")
+    assert sarif_uri("../caf\xe9?.fluo") == sarif_uri("x/../../caf\xe9?.fluo") == outside
+    assert sarif_uri("..x/a.fluo") == {"uri": "..x/a.fluo", "uriBaseId": "%SRCROOT%"}
+    (tmp_path / "x.fluo").write_text("rule e { expect foo }\n")
+    run_ = json.loads(run("check", "--format", "sarif", "../x.fluo").stdout)["runs"][0]
+    assert run_["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": (tmp_path / "x.fluo").as_uri()
+    }
+    monkeypatch.chdir("/")
+    run_ = json.loads(run("check", "--format", "sarif", str(tmp_path / "x.fluo")).stdout)["runs"][0]
+    assert run_["originalUriBaseIds"] == {"%SRCROOT%": {"uri": "file:///"}}
 
 
 def _fluo(*args: str, **kwargs: Any) -> subprocess.Popen[bytes]:
