@@ -4,16 +4,17 @@ The formatter reads the lexer's tokens, comments included, and rewrites only the
 whitespace between them (and drops it at the end of a comment, which is not code), so the
 token sequence and therefore the meaning stay the same. The layout it keeps:
 
-- `rule ID {` opens a rule; each metadata entry and clause goes on its own line,
-  indented two spaces; `}` closes it alone on its line; rules are one blank line apart
-  (where the author left none, it goes after the first rule's line with `}`, so comment
+- `rule ID {` opens a rule, and `when {` (`always {`, `never {`) its clause, the `{` on the keyword's line; each
+  metadata entry and clause goes on its own line, indented two spaces; `}` closes a rule alone on its line; rules
+  are one blank line apart (where the author left none, it goes after the first rule's line with `}`, so comment
   lines right before a rule stay with it);
 - inside an expression the author's line breaks are kept, and a continued line is
   indented two spaces per open bracket (at least one step);
 - one space around binary operators and keywords and after `,` and `:`; none inside
   `( )` and `[ ]`, around `.`, before a call's `(` or an index's `[`, or after a unary `-`;
 - a comment stays where it was: at the end of its line (one space before `//`) or on a
-  line of its own, indented like the code that follows; at most one blank line is kept;
+  line of its own, indented like the code that follows; at most one blank line is kept, between clauses
+  and inside an expression or a list alike (`tags: [a,` a blank line `b]` keeps it);
 - lines end as most of the file's lines do: `\n`, `\r\n` or `\r`.
 
 A file with syntax errors is left alone: `format_text` raises `FormatError` with them.
@@ -29,6 +30,7 @@ from .parser import Lexeme, lex, parse
 
 INDENT = "  "
 _ITEM_KEYWORDS = frozenset({"EXPECT", "DETECT", "WHEN", "ALWAYS", "NEVER", "WINDOW"})
+_BRACED = frozenset({"WHEN", "ALWAYS", "NEVER"})  # the clauses written `KEYWORD { expr }`
 _OPENERS = frozenset({"LPAR", "LSQB", "LBRACE"})
 _CLOSERS = frozenset({"RPAR", "RSQB", "RBRACE"})
 _NO_SPACE_BEFORE = frozenset({"DOT", "COMMA", "RPAR", "RSQB", "COLON"})
@@ -135,6 +137,11 @@ class _Printer:
     def closes_rule(self, tok: Lexeme) -> bool:
         return self.in_rule and not self.depth and tok.kind == "RBRACE"
 
+    def opens_clause(self, tok: Lexeme) -> bool:
+        """Whether `tok` is the `{` of a `when`, `always` or `never` clause, which goes on the line of its keyword,
+        as a rule's goes on the line of `rule ID`."""
+        return self.in_rule and not self.depth and tok.kind == "LBRACE" and _kind(self.prev_code) in _BRACED
+
     def continuation(self, tok: Lexeme) -> str:
         base = 1 if self.in_rule else 0
         if not self.item_started:
@@ -155,7 +162,7 @@ class _Printer:
             self.out.append(" " + text)
             return
         blank = gap > 1 and not self.body_opened
-        if nxt is not None and (self.is_item_start(nxt, after) or self.closes_rule(nxt)):
+        if nxt is not None and (self.is_item_start(nxt, after) or self.closes_rule(nxt) or self.opens_clause(nxt)):
             indent = INDENT
         elif nxt is not None and nxt.kind == "RULE" and not self.in_rule:
             indent = ""
@@ -172,6 +179,10 @@ class _Printer:
             self.header = True
         elif self.header:
             self.out.append("\n" if after_comment else " ")
+        elif self.opens_clause(tok) and not after_comment:
+            self.out.append(" ")
+        elif self.opens_clause(tok):  # on a line of its own after a comment, indented as its keyword and `}`
+            self.newline(INDENT, False)
         elif self.is_item_start(tok, nxt):
             self.newline(INDENT, gap > 1 and not self.body_opened)
             self.item_started = False
@@ -205,6 +216,10 @@ class _Printer:
         else:
             self.item_started = True
         self.prev_code = tok
+
+
+def _kind(tok: Lexeme | None) -> str | None:
+    return tok.kind if tok is not None else None
 
 
 def next_code(code: list[int], i: int) -> int | None:

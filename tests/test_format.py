@@ -131,6 +131,28 @@ def test_rules_are_one_blank_line_apart_around_comments(text: str, expected: str
     assert assert_faithful(text.replace("\n", "\r\n")) == expected.replace("\n", "\r\n")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("rule a {\n  when\n  {\n    true\n  }\n  never\n{ false }\n}\n",
+         "rule a {\n  when {\n    true\n  }\n  never { false }\n}\n"),
+        ("rule a {\n  always\n\n\n  {\n true }\n}\n", "rule a {\n  always {\n    true }\n}\n"),
+        # after a comment the `{` starts a line, indented as its keyword, and the expression one step more
+        ("rule a {\n  when // c\n// d\n  {\n    true\n  }\n  expect true\n}\n",
+         "rule a {\n  when // c\n  // d\n  {\n    true\n  }\n  expect true\n}\n"),
+    ],
+)  # fmt: skip
+def test_a_clause_braces_open_on_its_keyword_line(text: str, expected: str) -> None:
+    """QA: `when` with its `{` on the next line put the `{` and the expression at one indent."""
+    assert assert_faithful(text) == expected
+
+
+def test_a_blank_line_inside_a_list_or_an_expression_is_kept_as_one() -> None:
+    """As between clauses: it may group a long list's items."""
+    text = "rule a {\n  tags: [a,\n\n\n  b]\n  expect true and\n\n  false\n}\n"
+    assert assert_faithful(text) == "rule a {\n  tags: [a,\n\n    b]\n  expect true and\n\n    false\n}\n"
+
+
 def test_type_errors_do_not_block_formatting() -> None:
     assert format_text("rule a {expect trace.spans.whree(x)}") == "rule a {\n  expect trace.spans.whree(x)\n}\n"
 
