@@ -1465,9 +1465,11 @@ class Program:
             return self._run_uncounted(rules, ctx, trace_id, program)
         assert self.strings is not None
         self.strings.left = meter.budget - self.worst_case(rules, spans)
+        errors = len(self.errors)
         try:
             return self._run_uncounted(rules, ctx, trace_id, program)
-        except BudgetExhausted:  # long strings: what was done is discarded, and done again counted
+        except BudgetExhausted:  # long strings: what was done is discarded (its errors too), and done again counted
+            del self.errors[errors:]
             return self._run_metered(meter, [self._metered[id(r)] for r in rules], ctx, trace_id)
 
     def _run_uncounted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 from pathlib import Path
 
@@ -505,6 +506,32 @@ def test_the_budget_counts_characters_of_strings_rules_go_through(expr: str) -> 
     assert [s.to_json() for s in program.evaluate_trace(short)] == [
         s.to_json() for s in Program([rule]).evaluate_trace(short)
     ]
+
+
+def test_an_error_in_the_uncounted_run_is_reported_once_when_it_is_run_again_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review: a rule that raised (a FLUO bug, reported per rule) in the uncounted run was reported again by the
+    counted run that long strings send the trace to: one error became two."""
+    from fluo_lang.evaluate import CompiledRule
+
+    broken = dataclasses.replace(one("trace.spans.count() > 0"), id="broken")
+    program = Program([broken, one('trace.spans.all(trace.spans.exists(name.lower() == "x"))')], budget=200_000)
+    trace = named(400, "Ä" * 4096)
+    assert program.unmetered_spans(program.trace_rules, 200_000) >= len(trace)  # run uncounted first
+    fires = CompiledRule.fires.fget
+    assert fires is not None
+
+    def failing(rule: CompiledRule) -> object:
+        if rule.ir.id != "broken":
+            return fires(rule)
+        return lambda ctx: 1 / 0
+
+    monkeypatch.setattr(CompiledRule, "fires", property(failing))
+    monkeypatch.setattr(program, "_trace_program", lambda ctx: 1 / 0)  # the rules run one at a time, below
+    signals = program.evaluate_trace(trace)
+    assert signals[-1].rule == TRUNCATED_RULE  # the string work ran out: the trace was run again, counted
+    assert [e.rule for e in program.errors] == ["broken"]
 
 
 def test_comparing_two_long_strings_is_counted_but_a_literal_bounds_a_comparison() -> None:

@@ -244,6 +244,8 @@ def test_a_misnamed_test_file_beside_test_files_that_run_is_a_warning() -> None:
     write("rules/old_test.yml", PASSING)
     write("rules/helm_test.yml", "suite: x\ntests: []\n")
     write("rules/test-data.yaml", "spans: []\n")
+    write("rules/latest.yaml", PASSING)  # review: `test` inside a word is no misnamed test file
+    write("rules/contest.yml", PASSING)
     result = fluo_test("rules")
     assert result.exit_code == 0, result.output
     assert "rules/r_test.yaml: 1 passed" in result.stdout
@@ -252,6 +254,7 @@ def test_a_misnamed_test_file_beside_test_files_that_run_is_a_warning() -> None:
         "fluo: warning: passed over rules/orders-test.yaml (a test file's name ends in _test.yaml;"
         " did you mean orders_test.yaml?); its cases did not run",
     ]
+    assert "latest" not in result.stderr and "contest" not in result.stderr
     named = fluo_test("rules", "rules/orders-test.yaml")  # named, it runs: no warning
     assert named.exit_code == 0 and "orders-test.yaml" not in named.stderr
     assert "rules/orders-test.yaml: 1 passed" in named.stdout

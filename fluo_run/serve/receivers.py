@@ -147,7 +147,8 @@ class Decoded:
 
 
 class Throttled:
-    """Log lines of one kind at most once every `every` seconds, saying how many were held back."""
+    """Log lines of one kind at most once every `every` seconds, saying how many were held back since the last
+    one logged (held back in a burst, they are counted in the next line, however much later it comes)."""
 
     def __init__(self, logger: logging.Logger, level: int, every: float = 10.0) -> None:
         self.logger = logger
@@ -162,7 +163,7 @@ class Throttled:
             self.held += 1
             return
         held, self.held, self.last = self.held, 0, now
-        suffix = f" (and {held} more like it in the last {self.every:g}s)" if held else ""
+        suffix = f" (and {held} more like it since the last such line)" if held else ""
         self.logger.log(self.level, msg + suffix, *args)
 
 

@@ -291,9 +291,20 @@ def _near_misses(paths: Sequence[str | Path], *, sure: bool = False) -> Iterator
                 yield f, f"a test file's name ends in _test.yaml; did you mean {_test_name(name)}?"
 
 
+_TEST_WORD = re.compile(r"(?i)(?:^|[-_.])tests?(?:[-_.]|$)")
+"""`test` as a word of a file's name (`orders-test`, `test_orders`, `orders.tests`), not inside one (`latest`)."""
+
+
 def _misnamed(name: str) -> bool:
-    """A YAML file's name with `test` in it (any case) that is no test file's: `orders-test.yaml`, `test_a.yml`."""
-    return name.endswith((".yaml", ".yml")) and "test" in name.lower() and not name.endswith(".fluotest.yaml")
+    """A YAML file's name with the word `test` in it (any case) that is no test file's: `orders-test.yaml`,
+    `test_a.yml`; not `latest.yaml` or `contest.yaml`."""
+    stem, dot, suffix = name.rpartition(".")
+    return (
+        bool(dot)
+        and suffix in ("yaml", "yml")
+        and _TEST_WORD.search(stem) is not None
+        and not name.endswith(".fluotest.yaml")
+    )
 
 
 def _test_name(name: str) -> str:
