@@ -81,6 +81,13 @@ def test_a_merge_key_with_no_mapping_is_an_error_at_its_value(value: str) -> Non
     )
 
 
+def test_a_merge_key_naming_an_anchor_that_is_no_mapping_is_an_error_at_the_merge() -> None:
+    """Review: `<<: *a` with `a: &a 5` was reported at line 1, the anchor's, where no `<<:` is written."""
+    with pytest.raises(YamlError) as info:
+        load("a: &a 5\nb: 2\nm:\n  <<: *a\n")
+    assert info.value.line == 4
+
+
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [

@@ -376,9 +376,10 @@ class _Builder:
                 merged = self.value(value_node, line)
                 parts = merged if isinstance(merged, list) else [merged]
                 if not all(isinstance(part, LineDict) for part in parts):
+                    # at the value, or at the `<<:` when the value is an alias (its node is the anchor's, above)
                     raise YamlError(
                         "`<<:` (a merge key) takes a mapping or a list of mappings, like `<<: *base`",
-                        self.lines.line(value_node.start_mark),
+                        max(line, self.lines.line(value_node.start_mark)),
                     )
                 for part in parts:
                     for k, v in part.items():
