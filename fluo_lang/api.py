@@ -10,7 +10,7 @@ import codecs
 import errno
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -190,6 +190,22 @@ def refuse_rule_file_name(name: str | Path, *, any_name: bool = True) -> None:
         )
     if not any_name and not path.name.endswith(RULE_SUFFIX):
         raise RuleSourceError(f"{name} is not a {RULE_SUFFIX} file: name rule files, or folders to search")
+
+
+def stdin_filename_problem(name: str | None, paths: Sequence[str], *, any_name: bool = True) -> str | None:
+    """Why `--stdin-filename NAME` cannot stand with `paths` (`fluo check`, `fluo fmt`), said as a usage error;
+    None when it can (or is not given). NAME is refused as the path itself would be (`refuse_rule_file_name`)."""
+    if name is None:
+        return None
+    if "-" not in paths:
+        return "--stdin-filename names the rules - reads from stdin; give - too"
+    if name == "":
+        return "--stdin-filename: give a path, e.g. rules/auth.fluo"
+    try:
+        refuse_rule_file_name(name, any_name=any_name)
+    except RuleSourceError as exc:
+        return f"--stdin-filename {exc.for_command_line()}"
+    return None
 
 
 def _identity(path: Path) -> object:

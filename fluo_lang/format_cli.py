@@ -12,9 +12,9 @@ from .api import (
     RuleSourceError,
     read_rule_bytes,
     read_rule_stream,
-    refuse_rule_file_name,
     rule_files,
     source_of,
+    stdin_filename_problem,
 )
 from .diagnostics import Diagnostic, plural
 from .files import HalfWritten, StdinClosed, standard_input, write_replacing
@@ -49,15 +49,9 @@ def command(paths: tuple[str, ...], check: bool, stdin_filename: str | None) -> 
       fluo fmt --check rules/      # in CI
       fluo fmt - --stdin-filename rules/auth.fluo < rules/auth.fluo   # an editor's buffer
     """
-    if stdin_filename is not None:
-        if "-" not in paths:
-            _fail("--stdin-filename names the rules - reads from stdin; give - too")
-        if stdin_filename == "":
-            _fail("--stdin-filename: give a path, e.g. rules/auth.fluo")
-        try:  # as the path itself would be refused (fmt formats .fluo files only)
-            refuse_rule_file_name(stdin_filename, any_name=False)
-        except RuleSourceError as exc:
-            _fail(f"--stdin-filename {exc.for_command_line()}")
+    refused = stdin_filename_problem(stdin_filename, paths, any_name=False)  # fmt formats .fluo files only
+    if refused is not None:
+        _fail(refused)
     if "-" in paths:
         if len(paths) > 1:
             _fail("give - alone, or files and folders")

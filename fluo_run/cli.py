@@ -35,7 +35,7 @@ from fluo_lang.api import (
     compile_program,
     cost_diagnostics,
     lower,
-    refuse_rule_file_name,
+    stdin_filename_problem,
 )
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
@@ -563,15 +563,9 @@ def check(
         fail("--emit-ir does not go with --format sarif; use --format text or json")
     if no_optimise and not emit_ir:
         fail("--no-optimise only changes what --emit-ir prints; give --emit-ir too")
-    if stdin_filename is not None and "-" not in paths:
-        fail("--stdin-filename names the rules - reads from stdin; give - too")
-    if stdin_filename == "":
-        fail("--stdin-filename: give a path, e.g. rules/auth.fluo")
-    if stdin_filename is not None:
-        try:
-            refuse_rule_file_name(stdin_filename)  # as the path itself would be refused: YAML is a rule test
-        except RuleSourceError as exc:
-            fail(f"--stdin-filename {exc.for_command_line()}")
+    refused = stdin_filename_problem(stdin_filename, paths)  # YAML is a rule test
+    if refused is not None:
+        fail(refused)
     stdin_once(paths)
     stdin = None
     if "-" in paths:
