@@ -883,23 +883,32 @@ def test_a_store_can_be_pruned_while_it_is_written(tmp_path: Path, quick_retries
     assert dropped(metrics, "sqlite", "failed") == 0
 
 
-def test_the_secrets_of_a_webhook_or_otlp_logs_url_are_not_logged(
-    quick_retries: None, caplog: pytest.LogCaptureFixture
-) -> None:
-    """QA: `--webhook http://user:s3cret@host/h?token=abc123` was logged as given: in the start line ("signals
-    to: webhook (...)"), the retry warnings and the errors. The password and every query value show as ***."""
+def through_a_failing_webhook(path: str, caplog: pytest.LogCaptureFixture) -> tuple[str, list[str]]:
+    """One signal through a webhook sink to a loopback endpoint at `path` that answers 503 twice, then 400, with
+    the serve log captured (its retry warnings and the error that drops the signal checked here): the sink's
+    label, its port written `PORT`, and the paths the endpoint was sent."""
     with LoopbackServer(status_of=lambda n: 503 if n < 2 else 400) as hook:
-        url = f"http://127.0.0.1:{hook.port}/hook?token=abc123&room=s3cret"
-        sink = WebhookSink(url)
-        assert sink.label == f"webhook (http://127.0.0.1:{hook.port}/hook?token=***&room=***)"
+        sink = WebhookSink(f"http://127.0.0.1:{hook.port}{path}")
         sinks = SinkSet([sink], Metrics(), capacity=10)
         with caplog.at_level(logging.INFO, logger="fluo.serve"):
             assert sinks.start() == []
             sinks.publish(stored(1))
             wait_for(lambda: sinks.health() == {"webhook": "failed"}, what="the 400 answer")
             assert sinks.close(5) == 1
-        assert [r.path for r in hook.requests] == ["/hook"] * 3  # the URL sent is the one given
+        paths = [r.path for r in hook.requests]
+        label = sink.label.replace(f":{hook.port}/", ":PORT/")
     assert "HTTP 503; retrying" in caplog.text and "refused the signals: HTTP 400" in caplog.text
+    return label, paths
+
+
+def test_the_secrets_of_a_webhook_or_otlp_logs_url_are_not_logged(
+    quick_retries: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA: `--webhook http://user:s3cret@host/h?token=abc123` was logged as given: in the start line ("signals
+    to: webhook (...)"), the retry warnings and the errors. The password and every query value show as ***."""
+    label, paths = through_a_failing_webhook("/hook?token=abc123&room=s3cret", caplog)
+    assert label == "webhook (http://127.0.0.1:PORT/hook?token=***&room=***)"
+    assert paths == ["/hook"] * 3  # the URL sent is the one given
     assert "abc123" not in caplog.text and "s3cret" not in caplog.text
     logs = OtlpLogsSink("http://u:p4ss@127.0.0.1:9/x?key=k3y")
     assert logs.label == "otlp logs (http http://***@127.0.0.1:9/x?key=***)"
@@ -913,17 +922,9 @@ def test_a_key_in_the_path_of_a_webhook_url_is_not_logged(
     """Security r02: chat webhooks carry their key in the path (Slack `/services/T/B/KEY`, Discord
     `/api/webhooks/ID/TOKEN`) or the fragment, and those were logged whole: the start line, every retry
     warning, the error that drops the signals. The path past its first segment and the fragment show as ***."""
-    with LoopbackServer(status_of=lambda n: 503 if n < 2 else 400) as hook:
-        sink = WebhookSink(f"http://127.0.0.1:{hook.port}/services/T0000/B0000/SLACKKEY#FRAGKEY")
-        assert sink.label == f"webhook (http://127.0.0.1:{hook.port}/services/***#***)"
-        sinks = SinkSet([sink], Metrics(), capacity=10)
-        with caplog.at_level(logging.INFO, logger="fluo.serve"):
-            assert sinks.start() == []
-            sinks.publish(stored(1))
-            wait_for(lambda: sinks.health() == {"webhook": "failed"}, what="the 400 answer")
-            assert sinks.close(5) == 1
-        assert [r.path for r in hook.requests] == ["/services/T0000/B0000/SLACKKEY"] * 3
-    assert "HTTP 503; retrying" in caplog.text and "refused the signals: HTTP 400" in caplog.text
+    label, paths = through_a_failing_webhook("/services/T0000/B0000/SLACKKEY#FRAGKEY", caplog)
+    assert label == "webhook (http://127.0.0.1:PORT/services/***#***)"
+    assert paths == ["/services/T0000/B0000/SLACKKEY"] * 3
     assert "SLACKKEY" not in caplog.text and "FRAGKEY" not in caplog.text
     discord = "failed: https://discord.com/api/webhooks/1234/T0KEN?wait=true: refused"
     assert redacted(discord) == "failed: https://discord.com/api/***?wait=*** refused"
