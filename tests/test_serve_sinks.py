@@ -45,7 +45,7 @@ from fluo_run.serve.sinks import (
     TransientSinkError,
     WebhookSink,
 )
-from fluo_run.serve.store import SignalStore
+from fluo_run.serve.store import SignalFilter, SignalStore
 
 
 def signals(n: int, start: int = 0) -> list[dict[str, Any]]:
@@ -838,6 +838,28 @@ def test_the_files_serve_makes_are_readable_by_their_owner_only(tmp_path: Path) 
         "s.jsonl": 0o600,
         "kept.jsonl": 0o640,
     }
+
+
+def test_a_store_named_by_a_symlink_to_no_file_yet_is_made_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """Last session's note: `--db` naming a symbolic link whose target did not exist yet (a volume's link made
+    before its first start) had SQLite make the target 0644 under umask 022, where a store made at its own
+    path is 0600: the O_EXCL create refused the link. The target is made 0600, and the store works."""
+    target, link = tmp_path / "data" / "signals.db", tmp_path / "s.db"
+    target.parent.mkdir()
+    link.symlink_to(target)
+    before = os.umask(0o022)
+    try:
+        sinks = SinkSet([SqliteSink(link)], Metrics(), capacity=10)
+        assert sinks.start() == []
+        sinks.publish(stored(1))
+        wait_for(lambda: Path(f"{target}-wal").exists(), what="the signal written")
+        modes = {p.name: p.stat().st_mode & 0o777 for p in target.parent.iterdir()}
+        assert sinks.close(5) == 0
+    finally:
+        os.umask(before)
+    assert modes == {"signals.db": 0o600, "signals.db-wal": 0o600, "signals.db-shm": 0o600, "signals.db.lock": 0o600}
+    with contextlib.closing(SignalStore(link, create=False)) as store:
+        assert link.is_symlink() and len(store.query(SignalFilter())) == 1
 
 
 @pytest.mark.parametrize("planted", ["symlink", "hard link"])

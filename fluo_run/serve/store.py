@@ -237,9 +237,10 @@ class SignalStore:
         self._immutable_as: tuple[object, ...] | None = None
         if not read_only:
             # a new store is readable by its owner only (its -wal and -shm take its mode); O_EXCL: closing a
-            # descriptor of a file open in SQLite would drop its locks. SQLite says what else is wrong.
+            # descriptor of a file open in SQLite would drop its locks. SQLite says what else is wrong. A symbolic
+            # link to no file yet is made at its target, which SQLite opens (O_EXCL would refuse the link itself).
             with contextlib.suppress(OSError):
-                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
+                os.close(os.open(os.path.realpath(self.path), os.O_RDWR | os.O_CREAT | os.O_EXCL, PRIVATE_MODE))
             return sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
         state = self._file_state()
