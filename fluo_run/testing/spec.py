@@ -242,10 +242,15 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     return [Path(display_path(f)) for f in seen.values()]
 
 
-def _walk(folder: Path) -> Iterator[Path]:
-    """The files below `folder` a search for test files looks at (`folders.walk`), in path order.
-    A folder that cannot be read is an OSError of its kind naming it, as `fluo check` says it: not passed over."""
-    return (f for f in walk(folder, lambda name: True, unreadable=_unreadable) if f.is_file())
+def _walk(folder: Path, keep: Callable[[str], bool]) -> Iterator[Path]:
+    """The files below `folder` whose name `keep` accepts (`folders.walk`), in path order; a name is looked at
+    before the file is (a tree of 40,000 files is that many stat calls otherwise). A folder that cannot be read
+    is an OSError of its kind naming it, as `fluo check` says it: not passed over."""
+    return (f for f in walk(folder, keep, unreadable=_unreadable) if f.is_file())
+
+
+def _test_named(name: str) -> bool:
+    return name.endswith(TEST_SUFFIXES)
 
 
 def _unreadable(exc: OSError) -> None:
@@ -255,7 +260,7 @@ def _unreadable(exc: OSError) -> None:
 
 def _search(folder: Path) -> list[Path]:
     """FLUO's test files below `folder`, by path, as `find_test_files` searches a folder."""
-    return [f for f in _walk(folder) if is_rule_test(f)]
+    return [f for f in _walk(folder, _test_named) if is_rule_test(f)]
 
 
 _TOP_KEY = re.compile(r"""^["']?([A-Za-z_]+)["']?[ \t]*:""", re.MULTILINE)
@@ -272,7 +277,7 @@ def _near_misses(paths: Sequence[str | Path], *, sure: bool = False) -> Iterator
     for p in paths:
         if not Path(p).is_dir():
             continue
-        for f in walk(Path(p), lambda name: True, unreadable=_unreadable, folders=True):
+        for f in walk(Path(p), _near_miss_named, unreadable=_unreadable, folders=True):
             name = f.name
             if f.is_dir():
                 if name.endswith((*TEST_SUFFIXES, "_test.yml", ".fluotest.yml")):
@@ -289,6 +294,11 @@ def _near_misses(paths: Sequence[str | Path], *, sure: bool = False) -> Iterator
                     yield f, f"a top-level `{typo[0]}:`; did you mean `{typo[1]}:`?"
             elif _misnamed(name) and "cases" in _top_keys(f):
                 yield f, f"a test file's name ends in _test.yaml; did you mean {_test_name(name)}?"
+
+
+def _near_miss_named(name: str) -> bool:
+    """A file name `_near_misses` looks at the file of: the rest cannot be one."""
+    return name.endswith(("_test.yml", ".fluotest.yml", "_test.yaml")) or _misnamed(name)
 
 
 _TEST_WORD = re.compile(r"(?i)(?:^|[-_.])tests?(?:[-_.]|$)")
