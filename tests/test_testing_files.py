@@ -249,12 +249,14 @@ def test_a_misnamed_test_file_beside_test_files_that_run_is_a_warning() -> None:
     result = fluo_test("rules")
     assert result.exit_code == 0, result.output
     assert "rules/r_test.yaml: 1 passed" in result.stdout
-    assert result.stderr.splitlines()[-2:] == [
+    assert (warned := result.stderr.splitlines()[-2:]) == [
         "fluo: warning: passed over rules/old_test.yml (a test file's name ends in .yaml); its cases did not run",
         "fluo: warning: passed over rules/orders-test.yaml (a test file's name ends in _test.yaml;"
         " did you mean orders_test.yaml?); its cases did not run",
     ]
     assert "latest" not in result.stderr and "contest" not in result.stderr
+    as_json = fluo_test("rules", "--format", "json")  # last session's note: they were on stderr only
+    assert json.loads(as_json.stdout)["warnings"] == [line.removeprefix("fluo: warning: ") for line in warned]
     named = fluo_test("rules", "rules/orders-test.yaml")  # named, it runs: no warning
     assert named.exit_code == 0 and "orders-test.yaml" not in named.stderr
     assert "rules/orders-test.yaml: 1 passed" in named.stdout

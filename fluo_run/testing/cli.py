@@ -218,13 +218,12 @@ def run_once(
             if loaded
             else f"--run {select_text!r} matches no case: {plural(broken, 'test file')} {unknown}"
         )
+    result.warnings.extend(passed_over(paths, found))  # in --format json's `warnings` too
     for warning in _rule_warnings(files):
         click.echo(warning, err=True)
     for warning in dict.fromkeys(w for c in result.cases for w in c.warnings):  # a fixture's once, not per case
         click.echo(f"fluo: warning: {warning}", err=True)
     for warning in result.warnings:
-        click.echo(f"fluo: warning: {warning}", err=True)
-    for warning in passed_over(paths, found):
         click.echo(f"fluo: warning: {warning}", err=True)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.
     result.seconds = time.perf_counter() - started
