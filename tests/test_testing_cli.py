@@ -818,6 +818,25 @@ def test_an_expected_rule_the_evaluation_skipped_says_why(tmp_path: Path, monkey
     ) in out, out
 
 
+def test_a_truncation_the_only_rules_cause_may_be_expected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: with `only: [w_ms]`, the run of empty windows between two traces gave a fluo.evaluation_truncated
+    signal that failed the case as unexpected, while expecting it was refused: the rule "does not run in this case"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(
+        "rule w_ms { window 1ms detect window.spans.count() >= 1 }\nrule err { detect trace.count(status == error) > 0 }\n"
+    )
+    (tmp_path / "r_test.yaml").write_text(
+        "cases:\n  - name: ms gap\n    only: [w_ms]\n"
+        "    spans: [{name: a, trace: a}, {name: b, trace: b, start: 299s}]\n"
+        "    expect: [{rule: w_ms, count: 2}, fluo.evaluation_truncated]\n"
+    )
+    result = fluo_test("r_test.yaml", "--format", "json")
+    assert result.exit_code == 0, result.stdout
+    signals = json.loads(result.stdout)["files"][0]["cases"][0]["signals"]
+    assert [s["rule"] for s in signals] == ["w_ms", "w_ms", "fluo.evaluation_truncated"]
+    assert signals[2]["observed"]["rules_skipped"] == ["w_ms"]
+
+
 def test_why_a_rule_did_not_fire_reads_as_sentences(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It read `did not fire on no trace to evaluate`, `did not fire on no window: ...` and
     `did not fire on ... and 2 more`."""
