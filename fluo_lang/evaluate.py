@@ -1575,7 +1575,8 @@ class Program:
         observed = {"empty_windows": gap.count, "max_empty_windows": MAX_EMPTY_WINDOWS, "rules_skipped": skipped}
         message = (
             f"{gap.count:,} empty {format_duration(length)} windows in a row were not evaluated (an evaluation "
-            f"goes through at most {MAX_EMPTY_WINDOWS:,} empty windows); " + _skipped_text(skipped, " on them")
+            f"goes through at most {MAX_EMPTY_WINDOWS:,} empty windows of each length); "
+            + _skipped_text(skipped, " on them")
         )
         start, end = format_timestamp(gap.start), format_timestamp(gap.end)
         return Signal(TRUNCATED_RULE, TRUNCATED_SEVERITY, message, None, [], observed, end, start, end)

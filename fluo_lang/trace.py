@@ -426,8 +426,8 @@ class Window(_Indexed):
 
 
 MAX_EMPTY_WINDOWS = 10_000
-"""The most windows with no trace that one evaluation goes through, between windows with traces (see
-`tumbling`); the live runtime's own bound is the same number of empty windows in a row."""
+"""The most windows with no trace that one evaluation goes through, of each window length, between windows with
+traces (see `tumbling`); the live runtime's own bound is the same number of empty windows in a row."""
 
 
 @dataclass(frozen=True)
@@ -449,6 +449,8 @@ def tumbling(
     nothing came; but at most `max_empty` empty ones in all (30 spans 10,001
     windows apart made 290,000 signals from a 5 KB file). A run of empty windows
     past what is left of that is returned as a `Gap` instead of one window each.
+    Each window length has its bound of its own: the rules decide how many
+    lengths there are, the traces only how far apart they are.
     """
     buckets: dict[int, list[Trace]] = {}
     for t in traces:
