@@ -823,7 +823,8 @@ def test_a_truncation_the_only_rules_cause_may_be_expected(tmp_path: Path, monke
     signal that failed the case as unexpected, while expecting it was refused: the rule "does not run in this case"."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "r.fluo").write_text(
-        "rule w_ms { window 1ms detect window.spans.count() >= 1 }\nrule err { detect trace.count(status == error) > 0 }\n"
+        "rule w_ms { window 1ms detect window.spans.count() >= 1 }\n"
+        "rule err { detect trace.count(status == error) > 0 }\n"
     )
     (tmp_path / "r_test.yaml").write_text(
         "cases:\n  - name: ms gap\n    only: [w_ms]\n"
