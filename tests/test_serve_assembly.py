@@ -14,7 +14,7 @@ from fluo_lang.otlp import (
 )
 from fluo_lang.trace import MAX_EMPTY_WINDOWS, Span, Trace
 from fluo_run.serve.assembly import TraceBuffer
-from fluo_run.serve.config import ConfigError, parse_address, parse_duration, parse_setting
+from fluo_run.serve.config import ConfigError, ServeConfig, parse_address, parse_duration, parse_setting
 from fluo_run.serve.evaluator import WindowSet
 
 T0 = 1_767_225_600_000_000_000
@@ -249,6 +249,30 @@ def test_bad_settings_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^--http: 'localhost' is not HOST:PORT"):
         parse_address("localhost", "--http")
     assert parse_address("[::1]:4318", "--http") == ("::1", 4318)
+
+
+def test_a_negative_duration_is_called_negative() -> None:
+    """QA: `--window-grace -1s` was "not a duration", as if the minus sign were a typo of the unit."""
+    for text in ("-1s", " -200ms", "-0s"):
+        with pytest.raises(ConfigError, match=rf"^--window-grace: '{text}' is negative; a duration is a length"):
+            parse_setting(text, "--window-grace")
+    for text in ("--1s", "1-s", "-", "-5"):
+        with pytest.raises(ConfigError, match=r"is not a duration; give a number and a unit"):
+            parse_setting(text, "--window-grace")
+
+
+@pytest.mark.parametrize(("grace", "warned"), [(0.0, True), (4.9, True), (5.0, False), (None, False)])
+def test_a_window_grace_shorter_than_trace_idle_is_warned_of(grace: float | None, warned: bool) -> None:
+    """QA: `--window-grace 0s --trace-idle 5s` was taken without a word; every trace then missed its (1s) window."""
+    warnings = ServeConfig(trace_idle=5.0, window_grace=grace).warnings()
+    assert bool(warnings) == warned
+    if grace == 0.0:
+        assert warnings == [
+            "--window-grace 0s is shorter than --trace-idle 5s: a trace is evaluated --trace-idle after its last"
+            " span, so a window no trace has joined yet closes before a trace ending in its last 5s can join it"
+            " (that trace is counted late, and a rule about silence can fire under traffic); give --window-grace"
+            " at least --trace-idle, or leave it out (2 x --trace-idle)"
+        ]
 
 
 def test_a_window_closes_at_the_latest_after_max_open() -> None:

@@ -236,6 +236,15 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     ]
 
 
+def test_a_window_grace_shorter_than_trace_idle_is_a_warning_at_start(tmp_path: Path) -> None:
+    """QA: `--window-grace 0s` beside `--trace-idle 5s` started silently; traces then missed their windows."""
+    with ServeProcess([*LOOPBACK, "--no-db", "--window-grace", "0s"], cwd=tmp_path) as proc:
+        proc.expect(r"WARNING --window-grace 0s is shorter than --trace-idle 5s: a trace is evaluated --trace-idle")
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+
+
 def test_config_file_and_env_vars_with_flags_winning(tmp_path: Path) -> None:
     (tmp_path / "fluo.yaml").write_text("trace-idle: 60s\nhttp: 127.0.0.1:1\ngrpc: off\njsonl: from-file.jsonl\n")
     env = {"FLUO_HTTP": "127.0.0.1:0", "FLUO_DB": "env.db"}

@@ -374,6 +374,12 @@ def test_times_are_read_to_the_nanosecond(tmp_path: Path) -> None:
     assert code == 0 and "window 2026-01-01 00:00:06 +3ns  tiny window" in out
 
 
+def test_a_negative_since_is_called_negative(db: str) -> None:
+    """QA: `--since -1h` was "neither a duration ago nor an RFC 3339 time"."""
+    code, out = run("--db", db, "--since", "-1h")
+    assert (code, out) == (2, "fluo: --since: '-1h' is negative; a duration ago is written without a sign: 1h\n")
+
+
 @pytest.mark.parametrize(
     ("text", "ns"),
     [

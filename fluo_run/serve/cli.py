@@ -34,6 +34,7 @@ from .config import (
     ConfigError,
     ServeConfig,
     default_rules,
+    is_negative_duration,
     load_config_file,
     parse_address,
     parse_duration,
@@ -509,7 +510,7 @@ class _ServeCommand(OneValueCommand):
     "FLUO_WINDOW_GRACE",
     metavar="DURATION",
     default=None,
-    help="Keep a window open this long past its end [2 x trace-idle].",
+    help="Keep a window open this long past its end, at least --trace-idle (else a warning) [2 x trace-idle].",
 )
 @_opt(
     "--reload-interval",
@@ -664,6 +665,8 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     except ConfigError as exc:
         _fail(from_config_file(ctx, str(exc), config_file))
         return
+    for warning in config.warnings():
+        logging.getLogger("fluo.serve").warning("%s", warning)
     if not options["rules"] and config.rules != [Path("rules")]:
         logging.getLogger("fluo.serve").warning(
             "rules: no --rules and no ./rules folder, so running the bundled examples in %s "
@@ -692,7 +695,8 @@ def _time_bound(text: str | None, flag: str) -> int | None:
     try:
         ago = parse_duration(text, flag) * 1e9
     except ConfigError:
-        pass
+        if is_negative_duration(text):
+            _fail(f"{flag}: {text!r} is negative; a duration ago is written without a sign: {text.strip()[1:]}")
     else:
         if not ago < NS_LIMIT:
             _fail(f"{flag}: {text!r} is longer than a duration can be (about 292 years); give less or an RFC 3339 time")

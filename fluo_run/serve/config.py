@@ -46,9 +46,18 @@ def parse_duration(text: str, setting: str) -> float:
     """A FLUO duration (`200ms`, `5s`, `1.5m`) as seconds."""
     m = _DURATION.fullmatch(text)
     if m is None or m.group(2) not in DURATION_UNITS:
+        if is_negative_duration(text):
+            raise ConfigError(f"{setting}: {text!r} is negative; a duration is a length of time, e.g. 5s")
         units = ", ".join(DURATION_UNITS)
         raise ConfigError(f"{setting}: {text!r} is not a duration; give a number and a unit ({units}), e.g. 5s")
     return float(m.group(1)) * DURATION_UNITS[m.group(2)] / 1e9
+
+
+def is_negative_duration(text: str) -> bool:
+    """Whether `text` is a duration with a minus sign before it (`-1s`)."""
+    sign, _, rest = text.strip().partition("-")
+    m = _DURATION.fullmatch(rest)
+    return not sign and m is not None and m.group(2) in DURATION_UNITS
 
 
 def parse_setting(text: str, setting: str) -> float:
@@ -254,6 +263,20 @@ class ServeConfig:
     def grace(self) -> float:
         """How long past its end a window stays open for traces still being assembled."""
         return self.window_grace if self.window_grace is not None else 2 * self.trace_idle
+
+    def warnings(self) -> list[str]:
+        """Settings that are allowed but work against each other, one line each, to log at start."""
+        out = []
+        if self.grace < self.trace_idle:
+            grace, idle = (format_duration(round(x * 1e9)) for x in (self.grace, self.trace_idle))
+            out.append(
+                f"--window-grace {grace} is shorter than --trace-idle {idle}: a trace is evaluated --trace-idle after"
+                f" its last span, so a window no trace has joined yet closes before a trace ending in its last"
+                f" {format_duration(round((self.trace_idle - self.grace) * 1e9))} can join it (that trace is counted"
+                " late, and a rule about silence can fire under traffic); give --window-grace at least --trace-idle,"
+                " or leave it out (2 x --trace-idle)"
+            )
+        return out
 
     def check(self) -> None:
         self._check_addresses()
