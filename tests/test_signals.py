@@ -63,6 +63,31 @@ def test_table(db: str, snapshot: Any) -> None:
     assert out == snapshot
 
 
+def test_the_table_marks_the_signals_of_a_window_seen_in_part(tmp_path: Path) -> None:
+    """QA: a restart inside a window gave two rows for it that read alike but for their count; the table did
+    not show `partial`, which says each is the signal of the part of the window serve was running."""
+    before, after = (signal("auth_login_rate", "warning", "2026-01-01T00:01:00.000000Z", None, m) for m in "ab")
+    overnight = signal("auth_login_rate", "warning", "2026-01-01T00:00:00.000000Z", None, "c")
+    before.update(partial=True, partial_reasons=["closed_early"])
+    before.update(observed_start="2026-01-01T00:00:00.000000000Z", observed_end="2026-01-01T00:00:20.500000000Z")
+    after.update(partial=True, partial_reasons=["started_before_serve"])
+    after.update(observed_start="2026-01-01T00:00:31.000000000Z", observed_end="2026-01-01T00:01:00.000000000Z")
+    overnight.update(window_start="2025-12-31T23:59:00.000000Z", window_end="2026-01-01T00:00:00.000000Z")
+    overnight.update(partial=True, partial_reasons=["started_before_serve"])
+    overnight.update(observed_start="2025-12-31T23:59:30.000000000Z", observed_end="2026-01-01T00:00:00.000000000Z")
+    db = str(tmp_path / "s.db")
+    store = SignalStore(Path(db))
+    store.add([before, after, overnight])
+    store.close()
+    code, out = run("--db", db)
+    assert code == 0
+    assert [line.split("  ")[-1] for line in out.splitlines()[1:]] == [
+        "(partial: seen 23:59:30..2026-01-01 00:00:00) c",  # the window's day, then the next
+        "(partial: seen 00:00:00..00:00:20) a",
+        "(partial: seen 00:00:31..00:01:00) b",
+    ]
+
+
 def test_no_match_says_traces_are_evaluated_trace_idle_after_their_last_span(db: str) -> None:
     """QA new-user tour: `fluo signals` right after the app exited said only "no signals match", while the
     trace was still waiting out --trace-idle."""

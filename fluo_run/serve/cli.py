@@ -716,6 +716,20 @@ def _where(s: dict[str, Any]) -> str:
     return f"window {start.replace('T', ' ')[:19]} +{length}"
 
 
+def _message(s: dict[str, Any]) -> str:
+    """A signal's message, after `(partial: seen A..B)` for a window serve did not see whole (its `partial`
+    fields): a restart inside a window gives a row for each part, which would otherwise read as one twice."""
+    message = str(s["message"])
+    if not s.get("partial"):
+        return message
+    start, seen = str(s.get("window_start")), ""
+    if s.get("observed_start") is not None and s.get("observed_end") is not None:
+        day = start.replace("T", " ")[:11]
+        a, b = (str(s[k]).replace("T", " ")[:19].removeprefix(day) for k in ("observed_start", "observed_end"))
+        seen = f": seen {a}..{b}"
+    return f"(partial{seen}) {message}"
+
+
 def write_lines(lines: Sequence[str]) -> None:
     """`lines` to standard output in chunks of 10,000: one write per signal was most of the time."""
     out = sys.stdout
@@ -737,7 +751,7 @@ def print_table(signals: list[dict[str, Any]]) -> None:
     rows = [  # one line each, as `fluo eval --format text` prints them: a rule's text may hold control characters
         tuple(
             one_line(str(cell))
-            for cell in (s["time"].replace("T", " ")[:19], s["severity"], s["rule"], _where(s), s["message"])
+            for cell in (s["time"].replace("T", " ")[:19], s["severity"], s["rule"], _where(s), _message(s))
         )
         for s in signals
     ]
@@ -840,7 +854,8 @@ def signals_command(
 ) -> None:
     """List the signals `fluo serve` stored, oldest first (the newest --limit of them).
 
-    Times are the signal's time: the end of the trace or window that fired.
+    Times are the signal's time: the end of the trace or window that fired. A window serve did not see
+    whole (a restart inside it) has its message start with the part it saw: (partial: seen A..B).
 
     \b
     Examples:
