@@ -20,6 +20,7 @@ from .compile import lower_rule, optimise
 from .cost import DEFAULT_COST_LIMIT, DEFAULT_TRACE_SPANS, check_cost
 from .diagnostics import Diagnostic, error, one_based, sort_key
 from .evaluate import Program
+from .files import real_path
 from .folders import walk
 from .ir import RuleIR
 from .parser import MAX_FILE_BYTES, parse, parse_expression
@@ -215,7 +216,7 @@ def _identity(path: Path) -> object:
     try:
         st = path.stat()
     except OSError:
-        return path.resolve()
+        return real_path(path)
     return st.st_dev, st.st_ino
 
 
@@ -250,7 +251,7 @@ def _refuse_leading_elsewhere(path: Path) -> None:
     """RuleSourceError for a `.fluo` name that is a link to a file of another name (a token file, `/proc/self/environ`):
     its text is never read, so no diagnostic quotes it. A folder of rules (or a test file's `rules:`) may come
     from a change under review; a link there is followed only to another rule file."""
-    if path.is_symlink() and not path.resolve().name.endswith(RULE_SUFFIX):
+    if path.is_symlink() and not real_path(path).name.endswith(RULE_SUFFIX):
         raise RuleSourceError(
             f"{path} is a link to a file not named {RULE_SUFFIX}: rule files are read through links only to rule files"
         )

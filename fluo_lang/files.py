@@ -276,12 +276,33 @@ def _new_beside(target: str, data: bytes) -> str:
     return _staged(folder, f".{name[:64]}.", data, mode)
 
 
+def real_path(path: str | Path) -> Path:
+    """Where `path` leads through symbolic links, made absolute, to compare paths by: `Path.resolve()`, except that
+    a symbolic link loop on the way is left as it is named, where `resolve` raises RuntimeError ("Symlink loop")."""
+    return Path(os.path.realpath(path))
+
+
+def link_problem(path: str | Path) -> str | None:
+    """Why `path` leads nowhere when a symbolic link is the cause, in words to follow it (`X: ...`): `a symbolic
+    link loop` (the system gave up following links: ELOOP), or `a symbolic link to T, which does not exist`;
+    None otherwise (it leads somewhere, or is missing, or cannot be looked at for another reason)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        with contextlib.suppress(OSError):
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path):
+                return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    return None
+
+
 def unusable_folder(folder: Path) -> str | None:
     """Why `folder` cannot be made, or written into, if the first of it and its parents that is there says so:
-    a symbolic link to a missing path, or a file."""
+    a symbolic link to a missing path or a symbolic link loop (`link_problem`), or a file."""
     for path in (folder, *folder.parents):
-        if path.is_symlink() and not path.exists():
-            return f"{path} is a symbolic link to a missing path ({os.readlink(path)})"
+        if path.is_symlink() and (problem := link_problem(path)) is not None:
+            return f"{path} is {problem}"
         if path.exists():
             return None if path.is_dir() else f"{path} is not a folder"
     return None

@@ -421,9 +421,10 @@ def test_inputs_among_the_fixtures_are_refused_before_anything_is_written(tmp_pa
     assert {p: p.read_bytes() for p in before} == before
 
 
-@pytest.mark.parametrize("blocked", ["tests", "tests/fixtures"])
+@pytest.mark.parametrize("blocked", ["tests", "tests/fixtures", "loop"])
 def test_a_tests_folder_that_cannot_be_made_refuses_before_the_rules_are_written(tmp_path: Path, blocked: str) -> None:
-    """QA r05: with `--tests tests` a link to nothing, the run exited 2 ("File exists") after replacing -o."""
+    """QA r05: with `--tests tests` a link to nothing, the run exited 2 ("File exists") after replacing -o.
+    QA errors r07: with `--tests` a symbolic link loop, a traceback (Path.resolve's RuntimeError "Symlink loop")."""
     shop = write_spans(tmp_path / "shop.json", shop_corpus(30))
     rules = tmp_path / "r.fluo"
     rules.write_text("// my reviewed rules\n", encoding="utf-8")
@@ -431,13 +432,17 @@ def test_a_tests_folder_that_cannot_be_made_refuses_before_the_rules_are_written
     in_the_way.parent.mkdir(exist_ok=True)
     if blocked == "tests":
         in_the_way.symlink_to("nowhere")
-        why = f"{in_the_way} is a symbolic link to a missing path (nowhere)"
+        why = f"{in_the_way} is a symbolic link to nowhere, which does not exist"
+    elif blocked == "loop":
+        in_the_way.symlink_to("loop")
+        why = f"{in_the_way} is a symbolic link loop"
     else:
         in_the_way.write_text("a file", encoding="utf-8")
         why = f"{in_the_way} is not a folder"
-    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(rules), "--tests", str(tmp_path / "tests")])
+    tests = tmp_path / ("loop" if blocked == "loop" else "tests")
+    result = CliRunner().invoke(main, ["discover", str(shop), "-o", str(rules), "--tests", str(tests)])
     assert result.exit_code == 2, result.output
-    assert result.stderr == f"fluo: cannot write the tests into {tmp_path / 'tests'}: {why}\n"
+    assert result.stderr == f"fluo: cannot write the tests into {tests}: {why}\n"
     assert rules.read_text(encoding="utf-8") == "// my reviewed rules\n"
 
 

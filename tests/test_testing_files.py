@@ -396,3 +396,25 @@ def test_a_trace_file_suffix_in_capitals_is_a_trace_file() -> None:
     write("R.FLUO", RULE)
     write("R_test.yaml", "rules: R.FLUO\n" + PASSING)
     assert "`rules:` names .fluo files or folders: R.FLUO is neither" in fluo_test("R_test.yaml").output
+
+
+def test_symbolic_link_loops_are_errors_at_their_lines_not_tracebacks() -> None:
+    """QA errors r06, r08: a case's `traces:` or a `rules:` entry (of another test file below a rule file's folder,
+    which `fluo test RULE.fluo` reads to see what it tests) that is a symbolic link loop crashed `fluo test`:
+    Path.resolve raises RuntimeError on a loop. A loop named on the command line said "which does not exist"."""
+    write("r.fluo", RULE)
+    write("r_test.yaml", "cases:\n  - name: x\n    traces: loop.json\n    expect: []\n")
+    write("other/o_test.yaml", "rules: [l.fluo]\n" + PASSING)
+    os.symlink("loop.json", "loop.json")
+    os.symlink("l.fluo", "other/l.fluo")
+    os.symlink("self.fluo", "self.fluo")
+    result = fluo_test(".")
+    assert result.exit_code == 2, result.output
+    assert "r_test.yaml:3: case 'x': trace file loop.json is a symbolic link loop\n" in result.stdout
+    assert "other/o_test.yaml:1: rule file other/l.fluo is a symbolic link loop\n" in result.stdout
+    by_rule = fluo_test("r.fluo")  # other/o_test.yaml is read to see whether it tests r.fluo: it does not
+    assert by_rule.exit_code == 2, by_rule.output
+    assert "r_test.yaml:3: case 'x': trace file loop.json is a symbolic link loop\n" in by_rule.stdout
+    assert "o_test.yaml" not in by_rule.stdout
+    named = fluo_test("self.fluo")
+    assert (named.exit_code, named.stderr) == (2, "fluo: self.fluo: a symbolic link loop\n")

@@ -19,6 +19,7 @@ from fluo_lang.files import (
     identity,
     make_folder,
     one_of,
+    real_path,
     same_file,
     unusable_folder,
     write_all,
@@ -310,7 +311,7 @@ def _refuse_inputs(
         if p == STDIN_PATH or not path.exists():
             continue
         if path.is_dir():
-            folders.append(path.resolve())
+            folders.append(real_path(path))
         try:
             inputs.extend(trace_files_in(path) if path.is_dir() else [path])
         except TraceInputError as exc:
@@ -326,15 +327,15 @@ def _refuse_inputs(
             fail(f"refusing to overwrite input {out}: it is one of the rule files --compare reads")
     if fixtures is None:
         return
-    where = fixtures.resolve()
+    where = real_path(fixtures)
     for folder in folders:
         if where.is_relative_to(folder) or folder.is_relative_to(where):
             fail(f"refusing to write test fixtures into {fixtures}: the traces in {folder} would include them")
     there = {identity(f) for f in where.iterdir() if f.is_file() and not f.is_symlink()} if where.is_dir() else set()
     for f in inputs:
-        if (f.parent.resolve() / f.name).is_relative_to(where):  # the name given, a link itself
+        if (real_path(f.parent) / f.name).is_relative_to(where):  # the name given, a link itself
             how = "is in that folder"
-        elif f.resolve().is_relative_to(where):
+        elif real_path(f).is_relative_to(where):
             how = "is a link into that folder"
         elif identity(f) in there:
             how = "is a hard link to a file in that folder"

@@ -27,7 +27,7 @@ import yaml
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.diagnostics import plural
 from fluo_lang.evaluate import Program
-from fluo_lang.files import NewFile
+from fluo_lang.files import NewFile, real_path
 from fluo_lang.otlp import spans_to_json
 from fluo_lang.trace import Span, Trace
 from fluo_lang.values import HexBytes
@@ -523,7 +523,7 @@ def plan_tests(
     text = review_yaml(doc, sort_keys=False, width=10_000)
     plan.writes.append(NewFile(test_path, text.encode("utf-8"), replace_link=True))
     note = f" ({len(uncovered)} rules without a violating case: {', '.join(uncovered)})" if uncovered else ""
-    plan.removes = sorted(before - {(tests_dir / c["traces"]).resolve() for c in cases})
+    plan.removes = sorted(before - {real_path(tests_dir / c["traces"]) for c in cases})
     if plan.removes:
         note += f"; removed {plural(len(plan.removes), 'fixture')} of the last run no case uses now"
     plan.lines = [f"wrote {test_path} with {plural(len(cases), 'case')}{note}", *([no_pass] if no_pass else [])]
@@ -546,5 +546,5 @@ def _fixtures_used(test_path: Path, tests_dir: Path, folder: Path) -> set[Path]:
                 path = tests_dir / name
                 # a file of ours: right in the folder as named (no `..`), not a link
                 if path.parent == folder and path.suffix == ".json" and path.is_file() and not path.is_symlink():
-                    used.add(path.resolve())
+                    used.add(real_path(path))
     return used

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from fluo_lang.api import RuleSourceError, analyze, read_sources, rule_files
+from fluo_lang.files import real_path
 from fluo_lang.typecheck import CheckedRule
 
 from .runner import ERROR, RunResult
@@ -23,7 +24,7 @@ RuleKey = tuple[str, str]
 
 
 def rule_key(path: str, rule_id: str) -> RuleKey:
-    return (str(Path(path).resolve()), rule_id)
+    return (str(real_path(path)), rule_id)
 
 
 @dataclass(frozen=True)
@@ -87,12 +88,12 @@ def measure(result: RunResult, folders: Sequence[Path]) -> Coverage:
             if rule.enabled:
                 ref = _ref(rule)
                 known.setdefault(ref.key, ref)
-    tested = {str(Path(f.path).resolve()) for a in analyses for f in a.files}
+    tested = {str(real_path(f.path)) for a in analyses for f in a.files}
     for folder in folders:
         if not folder.is_dir():
             continue
         try:
-            found = [f for f in rule_files([folder]) if str(f.resolve()) not in tested]
+            found = [f for f in rule_files([folder]) if str(real_path(f)) not in tested]
         except RuleSourceError:  # no rule files in it
             continue
         for f in found:

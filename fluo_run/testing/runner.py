@@ -20,6 +20,7 @@ from typing import Any
 from fluo_lang.api import Analysis, Stamp, compile_program, stamp
 from fluo_lang.cost import DEFAULT_BUDGET
 from fluo_lang.evaluate import TRUNCATED_RULE, CompiledRule, Program
+from fluo_lang.files import real_path
 from fluo_lang.ir import RuleIR
 from fluo_lang.otlp import (
     TraceInputError,
@@ -167,7 +168,7 @@ class Programs:
         found = self.rules.get(id(program))
         if found is None:
             by_id = {r.id: r.ir for r in program.rules}
-            keys = tuple((str(Path(r.ir.path).resolve()), r.id) for r in program.rules)
+            keys = tuple((str(real_path(r.ir.path)), r.id) for r in program.rules)
             found = self.rules[id(program)] = (by_id, keys)
         return found
 

@@ -30,6 +30,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
+from fluo_lang.files import link_problem, real_path
 from fluo_lang.folders import walk
 from fluo_lang.otlp import TRACE_FILE_NAMES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_lang.trace import Span
@@ -223,10 +224,8 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
             raise FileNotFoundError(f"{p} {message}")
         elif path.exists():  # a device, FIFO or socket (or a link to one): never read
             raise FileNotFoundError(f"{p}: not a regular file")
-        elif path.is_symlink():
-            raise FileNotFoundError(f"{p}: a symbolic link to {os.readlink(path)}, which does not exist")
         else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
+            raise FileNotFoundError(f"{p}: {link_problem(path) or 'no such file or folder'}")
     if untested:  # even next to tested ones: a new rule file without tests is what a pre-commit hook must catch
         named = ", ".join(map(str, untested))
         where = "its folder" if len(untested) == 1 else "their folders"
@@ -238,7 +237,7 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
         raise FileNotFoundError(f"{NO_TEST_FILES} under {named}{_passed_over(list(_near_misses(paths)))}")
     seen: dict[Path, Path] = {}
     for f in out:
-        seen.setdefault(f.resolve(), f)
+        seen.setdefault(real_path(f), f)
     return [Path(display_path(f)) for f in seen.values()]
 
 
@@ -336,19 +335,19 @@ def _top_keys(test_file: Path) -> list[str]:
 def passed_over(paths: Sequence[str | Path], found: Sequence[Path]) -> list[str]:
     """Warnings naming the files below the folders named that look like misnamed test files (`_near_misses`,
     sure of it) and did not run, as `find_test_files` names them when it finds none; one per file."""
-    ran = {f.resolve() for f in found}
+    ran = {real_path(f) for f in found}
     return [
         f"passed over {display_path(f)} ({why}); its cases did not run"
         for f, why in _near_misses(paths, sure=True)
-        if f.resolve() not in ran
+        if real_path(f) not in ran
     ]
 
 
 def _near_misses_of(rule_file: Path) -> Iterator[tuple[Path, str]]:
     """The near misses (`_near_misses`) below a rule file's folder that would test it: named after it, or naming it."""
-    target = rule_file.resolve()
+    target = real_path(rule_file)
     for f, why in _near_misses([rule_file.parent]):
-        if default_rules(f).resolve() == target:
+        if real_path(default_rules(f)) == target:
             yield f, why
             continue
         try:
@@ -374,16 +373,16 @@ def tests_of(rule_file: Path) -> list[Path]:
     A test file named after it that cannot be read (not UTF-8, YAML that does not parse) counts
     too, so the run reports why; another one that cannot be read is not known to test it.
     """
-    target = rule_file.resolve()
-    folder = rule_file.parent.resolve()
+    target = real_path(rule_file)
+    folder = real_path(rule_file.parent)
     own = {rule_file.name[: -len(RULE_SUFFIX)] + suffix for suffix in TEST_SUFFIXES}
     out = []
     for f in _search(rule_file.parent):
         rules = _rules_named(f)
         if rules is None:
-            if f.name in own and f.parent.resolve() == folder:
+            if f.name in own and real_path(f.parent) == folder:
                 out.append(f)
-        elif any(r == target or r in target.parents for r in (x.resolve() for x in rules)):
+        elif any(r == target or r in target.parents for r in (real_path(x) for x in rules)):
             out.append(f)
     return out
 
@@ -530,7 +529,12 @@ class _Reader:
             entries = [(base / x, n) for x, n in zip(items, lines, strict=True)]
         for path, n in entries:
             if not path.exists():
-                self.problem(n, f"rule file {display_path(path)} does not exist", code="missing-rules-file")
+                why = link_problem(path)
+                self.problem(
+                    n,
+                    f"rule file {display_path(path)} {f'is {why}' if why else 'does not exist'}",
+                    code="missing-rules-file",
+                )
             elif not path.is_dir() and not path.name.endswith(RULE_SUFFIX):
                 self.problem(n, f"`rules:` names {RULE_SUFFIX} files or folders: {display_path(path)} is neither")
         if self.file.problems:
@@ -600,7 +604,7 @@ class _Reader:
                 self.problem(n, of + "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
                 continue
             path = self.file.path.parent / item
-            if not path.is_dir() and not (is_trace_file_name(path.name) and is_trace_file_name(path.resolve().name)):
+            if not path.is_dir() and not (is_trace_file_name(path.name) and is_trace_file_name(real_path(path).name)):
                 what = "is not" if not is_trace_file_name(path.name) else "is a link to a file that is not"
                 self.problem(
                     n, f"{of}`traces:` names trace files ({TRACE_FILE_NAMES}) or folders: {item} {what} one", case
@@ -618,7 +622,9 @@ class _Reader:
                 case.folders.append(path)
                 continue
             if not path.exists():
-                self.problem(n, f"{of}trace file {display_path(path)} does not exist", case, code="missing-fixture")
+                why = link_problem(path)
+                said = f"is {why}" if why else "does not exist"
+                self.problem(n, f"{of}trace file {display_path(path)} {said}", case, code="missing-fixture")
                 continue
             if not path.is_file():  # a device (/dev/zero, which never ends) or a pipe
                 self.problem(n, f"{of}trace file {display_path(path)} is not a regular file; give an OTLP file", case)
