@@ -284,17 +284,35 @@ def real_path(path: str | Path) -> Path:
 
 def link_problem(path: str | Path) -> str | None:
     """Why `path` leads nowhere when a symbolic link is the cause, in words to follow it (`X: ...`): `a symbolic
-    link loop` (the system gave up following links: ELOOP), or `a symbolic link to T, which does not exist`;
-    None otherwise (it leads somewhere, or is missing, or cannot be looked at for another reason)."""
+    link loop` (`looping_link`), or `a symbolic link to T, which does not exist`; None otherwise (it leads
+    somewhere, or is missing, or cannot be looked at for another reason)."""
+    loop = looping_link(path)
+    if loop is not None:
+        return "a symbolic link loop" if loop == Path(path) else f"in {loop}, a symbolic link loop"
     try:
         os.stat(path)
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "a symbolic link loop"
         with contextlib.suppress(OSError):
             if exc.errno in (errno.ENOENT, errno.ENOTDIR) and os.path.islink(path):
                 return f"a symbolic link to {os.readlink(path)}, which does not exist"
     return None
+
+
+def looping_link(path: str | Path) -> Path | None:
+    """The symbolic link on the way to `path` (a folder on the way, or `path` itself) that the system gives up
+    following (ELOOP): a loop, or a chain of links longer than the system follows; None when there is none."""
+    if not _loops(path):
+        return None
+    where = Path(path)
+    return next((step for step in (*reversed(where.parents), where) if _loops(step)), where)
+
+
+def _loops(path: str | Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def unusable_folder(folder: Path) -> str | None:

@@ -163,7 +163,7 @@ def _wait(condition: Callable[[], bool], timeout: float) -> bool:
 
 
 @click.command(name="demo", cls=OneValueCommand)
-@click.option("--rules", "rules_path", type=click.Path(exists=True), help="Rules to run [bundled examples].")
+@click.option("--rules", "rules_path", type=click.Path(), help="Rules to run [bundled examples].")
 @click.option(
     "--db",
     type=click.Path(dir_okay=False),
@@ -189,7 +189,7 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
       fluo demo
     """
     from fluo_run.serve.config import ConfigError, ServeConfig, bundled_rules
-    from fluo_run.serve.rules import RuleSetError
+    from fluo_run.serve.rules import RulePathError, RuleSetError
     from fluo_run.serve.runtime import RuntimeThread, StartError, log_rule_problems
     from fluo_run.serve.sinks import CallbackSink
 
@@ -197,13 +197,17 @@ def command(rules_path: str | None, db: str | None, timeout: float) -> None:
     if rules is None:
         click.echo("fluo: no bundled example rules found; give --rules PATH", err=True)
         sys.exit(2)
-    rules = rules.resolve()  # one path, said the same in the header and in `Next:`, that works from any folder
+    if rules.exists():  # missing (or a symbolic link loop): said as `fluo serve --rules` says it
+        rules = rules.resolve()  # one path, said the same in the header and in `Next:`, that works from any folder
     store = Path(db) if db else Path(tempfile.mkdtemp(prefix="fluo-demo-")) / "fluo-signals.db"
     config = ServeConfig(grpc=None, http=("127.0.0.1", 0), rules=[rules], trace_idle=0.5, reload_interval=0, db=store)
     printer = Printer()
     started = time.monotonic()
     try:
         runtime = RuntimeThread(config, [CallbackSink(printer, name="demo")]).start()
+    except RulePathError as exc:  # a usage error, as for `fluo serve --rules`: the message names the path
+        click.echo(f"fluo: --rules: {exc}", err=True)
+        sys.exit(2)
     except RuleSetError as exc:
         log_rule_problems(exc)
         click.echo(f"fluo: cannot start the demo: {exc} in {rules}", err=True)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from serve_support import ServeProcess
 
@@ -92,3 +93,22 @@ def test_demo_counts_one_rule_as_one_rule(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"(OTLP/HTTP), 1 rule from {rules.resolve()}\n" in done.stdout
+
+
+def test_demo_rules_that_cannot_be_read_are_a_usage_error_as_for_serve(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA errors r11: `--rules EMPTY-FOLDER` exited 1 (serve says it with 2), naming the folder twice ("EMPTY: no
+    .fluo files in this folder in EMPTY"); a symbolic link loop was a path that "does not exist" (click's check)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    Path("loop.fluo").symlink_to("loop.fluo")
+    said = {
+        "empty": f"fluo: --rules: {tmp_path / 'empty'}: no .fluo files in this folder\n",
+        "loop.fluo": "fluo: --rules: cannot read loop.fluo: Too many levels of symbolic links\n",
+        "missing": "fluo: --rules: missing: no such file or folder\n",
+    }
+    for rules, line in said.items():
+        result = CliRunner().invoke(main, ["demo", "--rules", rules, "--db", str(tmp_path / "d.db")])
+        assert (result.exit_code, result.stderr) == (2, line), rules
+    assert not (tmp_path / "d.db").exists()

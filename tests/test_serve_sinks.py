@@ -298,8 +298,14 @@ def locked(path: Path) -> Iterator[threading.Event]:
             ),
             "{d}/o.db is not a FLUO signal store: its `signals` table has no time_ns column",
         ),
+        # QA errors: a symbolic link loop was "the folder {d} is not writable"
+        (lambda d: (d / "loop.db").symlink_to("loop.db") or d / "loop.db", "{d}/loop.db is a symbolic link loop"),
+        (
+            lambda d: (d / "loop").symlink_to("loop") or d / "loop" / "x.db",
+            "{d}/loop/x.db: {d}/loop is a symbolic link loop",
+        ),
     ],
-    ids=["missing folder", "a folder", "not a database", "another signals table"],
+    ids=["missing folder", "a folder", "not a database", "another signals table", "a link loop", "in a link loop"],
 )
 def test_a_store_that_cannot_open_for_good_is_named_and_explained(tmp_path: Path, make: Any, says: str) -> None:
     path = make(tmp_path)

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from fluo_lang.files import looping_link
 from fluo_lang.values import dump_json
 
 try:
@@ -622,7 +623,11 @@ def _read_pid(fd: int) -> int | None:
 
 def _place_problem(path: Path) -> str | None:
     """What keeps a file from being made at `path` by its place (its folder missing or no folder, a folder
-    on the way that this user may not search, or `path` a folder), in words; None when the place is fine."""
+    on the way that this user may not search, `path` a folder, or a symbolic link loop), in words; None when the
+    place is fine."""
+    loop = looping_link(path)
+    if loop is not None:
+        return f"{path} is a symbolic link loop" if loop == path else f"{path}: {loop} is a symbolic link loop"
     folder = path.parent
     try:
         if not folder.exists():
