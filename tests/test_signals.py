@@ -529,3 +529,25 @@ def test_a_store_given_by_flag_or_variable_does_not_read_serves_config_file(
     monkeypatch.delenv("FLUO_DB")
     code, out = run()
     assert code == 2 and "--config" in out and "serve.yaml" in out  # the store is the file's: it is read
+
+
+@pytest.mark.parametrize("command", ["signals", "serve"])
+def test_a_config_file_that_is_not_utf8_or_not_a_file_is_a_usage_error(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA errors r10: a --config file that is not UTF-8 crashed serve and signals (UnicodeDecodeError), and
+    --config /dev/zero was read without end (serve killed, signals a MemoryError): refused before reading, as
+    rule and test files are, and a file past any settings' size is not read whole."""
+    monkeypatch.delenv("FLUO_DB", raising=False)
+    latin1 = tmp_path / "fluo.yaml"
+    latin1.write_bytes(b"trace-idle: 2s\ndb: caf\xe9.db\n")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (2 << 20))
+    said = {
+        str(latin1): f"{latin1}: not UTF-8: byte 0xe9 at line 2, column 8; save it as UTF-8",
+        "/dev/zero": "cannot read /dev/zero: not a regular file",
+        str(big): f"{big}: larger than 1 MiB",
+    }
+    for path, why in said.items():
+        result = CliRunner().invoke(main, [command, "--config", path], prog_name="fluo")
+        assert (result.exit_code, result.output) == (2, f"fluo: --config {why} (see `fluo {command} --help`)\n")

@@ -16,10 +16,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import fluo_run
+from fluo_lang.api import decode_source, read_file
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.parser import DURATION_UNITS
 from fluo_lang.values import format_duration
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest `--config` file read: settings are a few lines; a link to `/dev/zero` or a log named by mistake is
+refused, not read into memory (`read_file`)."""
 DEFAULT_GRPC = "127.0.0.1:4317"
 DEFAULT_HTTP = "127.0.0.1:4318"
 DEFAULT_MAX_TRACE_AGE = "60s"
@@ -353,9 +357,14 @@ def load_config_file(path: str) -> ConfigFile:
     import yaml
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = read_file(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--config: {path}: larger than {MAX_CONFIG_BYTES >> 20} MiB")
+    text, not_utf8 = decode_source(data, path)
+    if not_utf8 is not None:
+        raise ConfigError(f"--config: {path}: {not_utf8.message}")
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
