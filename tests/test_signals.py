@@ -182,7 +182,18 @@ def test_filters(db: str, args: list[str], expected: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("limit", "more", "newest"),
-    [(1, True, "1 matching signal"), (3, True, "3 matching signals"), (4, False, ""), (5, False, "")],
+    [
+        (1, True, "1 matching signal"),
+        (3, True, "3 matching signals"),
+        (4, False, ""),
+        (5, False, ""),
+        (
+            2**63 - 1,
+            False,
+            "",
+        ),  # QA errors r09: "all of them" overflowed SQLite's integers (the query asks for one more)
+        (10**23, False, ""),
+    ],
 )
 def test_a_limit_that_leaves_signals_out_says_so(db: str, limit: int, more: bool, newest: str) -> None:
     """docs QA: a plain `fluo signals` showed the newest 100 of more without a word; QA docs r07: and

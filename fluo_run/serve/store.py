@@ -50,6 +50,8 @@ CREATE INDEX IF NOT EXISTS signals_trace ON signals (trace_id);
 
 TIME_NS_MIN, TIME_NS_MAX = -(2**63), 2**63 - 1
 """The times an INTEGER column holds (SQLite's are 64-bit): 1677-09-21 to 2262-04-11."""
+SQLITE_INTEGER_MAX = TIME_NS_MAX
+"""The largest integer SQLite takes: a larger `SignalFilter.limit` (`--limit 99999999999999999999`) is this one."""
 
 
 def stored_time(ns: int) -> int:
@@ -420,7 +422,7 @@ class SignalStore:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY time_ns DESC, id DESC LIMIT ?"
-        args.append(where.limit)
+        args.append(min(where.limit, SQLITE_INTEGER_MAX))  # more is "all of them", which SQLite cannot be given
         rows = self._read(sql, args)
         return [r[0] for r in reversed(rows)]
 
