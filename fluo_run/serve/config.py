@@ -357,12 +357,12 @@ def load_config_file(path: str) -> ConfigFile:
     import yaml
 
     try:
-        data = read_file(path, MAX_CONFIG_BYTES)
+        raw = read_file(path, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
+    if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"--config: {path}: larger than {MAX_CONFIG_BYTES >> 20} MiB")
-    text, not_utf8 = decode_source(data, path)
+    text, not_utf8 = decode_source(raw, path)
     if not_utf8 is not None:
         raise ConfigError(f"--config: {path}: {not_utf8.message}")
     loader = yaml.SafeLoader(text)
