@@ -227,6 +227,25 @@ def test_windows_after_the_start_close_empty_and_stay_closed() -> None:
     assert [(w.start - T0) // MINUTE for w in later] == [-1, 3, 4, 5]
 
 
+def test_closed_windows_past_those_remembered_stay_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA win r02: after a replay of more windows than `closed` remembers (10,000), all before serve started, a
+    straggler opened a forgotten window again (a second signal, not counted late). Now every window below the
+    lowest forgotten one counts as closed."""
+    from fluo_run.serve import evaluator
+
+    monkeypatch.setattr(evaluator, "MAX_CLOSED_REMEMBERED", 5)
+    second = 10**9
+    ws = WindowSet(second, start_ns=T0 + 100 * second)  # the replay is of windows before the start
+    for k in (*range(0, 10, 2), *range(10, 15)):  # every other window first, then each
+        ws.add(Trace(bytes([k]) * 16, spans(k + 1, 1, end=T0 + k * second)), now=0.0)
+    assert len(ws.due(now=10.0, wall_ns=T0 + 100 * second, grace=1.0, quiet=1.0)) == 10
+    assert len(ws.closed) == 5
+    for k in (0, 1, 8, 10, 14):  # forgotten, never seen among them, remembered
+        assert not ws.add(Trace(b"s" * 16, spans(99, 1, end=T0 + k * second + 1)), now=11.0), k
+    for k in (9, 15):  # never seen, above the forgotten ones: as traffic places it
+        assert ws.add(Trace(b"n" * 16, spans(98, 1, end=T0 + k * second)), now=11.0), k
+
+
 def test_a_jump_of_the_clock_evaluates_at_most_max_empty_windows(caplog: pytest.LogCaptureFixture) -> None:
     ws = WindowSet(10**9, start_ns=0)
     out = ws.due(now=0.0, wall_ns=(MAX_EMPTY_WINDOWS + 50) * 10**9, grace=0.0, quiet=0.0)

@@ -21,6 +21,7 @@ from serve_support import LoopbackServer, ServeProcess, config, metric, post, wa
 
 from fluo_lang.api import analyze, compile_program
 from fluo_lang.trace import Span
+from fluo_lang.values import format_timestamp
 from fluo_run.serve import receivers
 from fluo_run.serve.assembly import Completed
 from fluo_run.serve.evaluator import Evaluator
@@ -1081,6 +1082,68 @@ def test_a_window_the_open_time_cap_closes_before_its_end_is_closed_early() -> N
     due = ws.due(now=2 * 10.0**9, wall_ns=start + 2 * MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
     (again,) = [w for w in due if w.traces]
     assert again.start == start and [t.trace_id for t in again.traces] == [(2).to_bytes(16, "big")]
+
+
+def test_a_window_closed_early_and_opened_again_says_so_and_one_not_opened_again_is_not_evaluated() -> None:
+    """QA win r01/r05: a window the open-time cap closed early was evaluated again when its time came: EMPTY with
+    no later trace (a silence rule fired, unmarked, on a window that held one), and with later traces as if they
+    were all it held, unmarked too. Now one that no trace opened again is not evaluated again (a trace after its
+    end plus the grace is late), and the second signal of one that traces opened again is partial, `reopened`."""
+    rules = (
+        "rule silent { window 1m expect window.traces.count() > 0 }\n"
+        "rule busy { window 1m detect window.traces.count() > 0 }"
+    )
+    evaluator, out = evaluator_for(rules, max_trace_age=600.0)
+    ws = evaluator.windows[MINUTE]
+    quiet, busy = ((time.time_ns() // MINUTE + k) * MINUTE for k in (3, 5))  # ahead, each its own window
+    evaluator._evaluate_traces([completed(1, 1, quiet + 1), completed(2, 1, busy + 1)])
+    closed = ws.due(now=10.0**9, wall_ns=quiet - MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
+    evaluator._evaluate_windows(ws, closed)
+    assert sorted((s["rule"], s["partial_reasons"]) for s in out) == [("busy", ["closed_early"])] * 2
+    out.clear()
+    evaluator._evaluate_traces([completed(3, 1, busy + 2)])  # its time come, a trace opens it again
+    later = ws.due(now=2 * 10.0**9, wall_ns=busy + 2 * MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
+    assert quiet not in [w.start for w in later]  # it held a trace: no empty second evaluation
+    evaluator._evaluate_windows(ws, later)
+    (again,) = [s for s in out if s["window_start"] == format_timestamp(busy)]
+    assert again["rule"] == "busy" and again["observed"]["count"] == 1
+    assert again["partial"] is True and again["partial_reasons"] == ["reopened"]
+    assert again["observed_start"] == again["window_start"]  # closed before its start: the rest is all it saw
+    assert again["observed_end"] == again["window_end"]
+    evaluator._evaluate_traces([completed(4, 1, quiet + 3), completed(5, 1, busy + 3)])  # past end plus grace
+    assert evaluator.metrics.window_late_traces._value.get() == 2
+    last = ws.due(now=3 * 10.0**9, wall_ns=busy + 3 * MINUTE, grace=1.0, quiet=1.0, max_open=62.0)
+    assert {quiet, busy}.isdisjoint(w.start for w in last)
+
+
+def test_a_reload_that_makes_a_rule_read_an_attribute_the_held_traces_lack_marks_its_signals() -> None:
+    """QA win r04: a reload added a rule reading `tier`, which the traces already in the open window were held
+    without: it fired on a window holding a gold span (`fluo eval` quiet), unmarked. Now its signals say so."""
+    old = "rule w_any { window 1m detect window.traces.count() > 0 }\n"
+    new = old + "rule w_gold { window 1m expect window.spans.where(tier == 'gold').count() >= 1 }\n"
+    evaluator, out = evaluator_for(old)
+    ws = evaluator.windows[MINUTE]
+    start = time.time_ns() // MINUTE * MINUTE  # the window the reload falls in
+    gold = Span(trace_id=b"g" * 16, span_id=b"g" * 8, end=start + 1, attributes={"tier": "gold"})
+    evaluator._evaluate_traces([Completed(gold.trace_id, [gold], "idle")])
+    before = time.time_ns()
+    evaluator._adopt(compile_program(analyze([("w.fluo", new)])))
+    after = time.time_ns()
+    evaluator._evaluate_windows(ws, ws.due(now=10.0**9, wall_ns=start + 2 * MINUTE, grace=1.0, quiet=1.0))
+    mine = {s["rule"]: s for s in out if s["window_start"] == format_timestamp(start)}
+    assert mine["w_gold"]["observed"]["count"] == 0  # the gold span was held without `tier`
+    assert mine["w_gold"]["partial"] is True
+    assert mine["w_gold"]["partial_reasons"] == ["started_before_serve", "attributes_not_held"]
+    assert min(before, start + MINUTE) <= parse_time(mine["w_gold"]["observed_start"]) <= after  # the reload
+    assert mine["w_gold"]["observed_end"] == mine["w_gold"]["window_end"]
+    assert mine["w_any"]["partial_reasons"] == ["started_before_serve"]  # it reads no attribute: nothing lacking
+    assert parse_time(mine["w_any"]["observed_start"]) < before
+    # a window opened after the reload holds `tier`: whole
+    evaluator._evaluate_traces([Completed(b"h" * 16, [Span(trace_id=b"h" * 16, span_id=b"h" * 8,
+                                end=start + 2 * MINUTE + 1, attributes={"tier": "gold"})], "idle")])  # fmt: skip
+    out.clear()
+    evaluator._evaluate_windows(ws, ws.due(now=2 * 10.0**9, wall_ns=start + 4 * MINUTE, grace=1.0, quiet=1.0))
+    assert [s["rule"] for s in out if s["window_start"] == format_timestamp(start + 2 * MINUTE)] == ["w_any"]
 
 
 def test_every_signal_a_down_endpoint_drops_at_the_stop_is_in_a_line(caplog: pytest.LogCaptureFixture) -> None:

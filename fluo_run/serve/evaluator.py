@@ -9,12 +9,14 @@ the wall clock is past `end + grace` and no trace has joined it for
 plus `grace` plus `max_trace_age`; on shutdown every open window closes. A trace completed
 after its window closed is left out of that window and counted
 (`fluo_window_late_traces`). A window that cap closes before its end plus `grace` (its traces
-came from a clock ahead) is closed early, and not remembered as closed: when its time comes, it
-is evaluated again with the traces that complete in it then.
+came from a clock ahead) is closed early, and not remembered as closed until its end plus `grace`:
+traces that complete in it before then open it again, and it is evaluated again with them,
+its signals partial (`reopened`); with none, it is not evaluated again.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
@@ -45,6 +47,12 @@ class WindowNote:
     traces_left_out: int = 0
     spans_left_out: int = 0
     closed_early_ns: int | None = None
+    reopened_ns: int | None = None
+    """When it was closed early before: its signals count only the traces that came since."""
+    keys_held: frozenset[str] | None = None
+    """The span attributes all its traces were held with, when a reload made the rules read more."""
+    keys_since_ns: int = 0
+    """The reload that made the rules read more than `keys_held`."""
 
 
 class WindowSet:
@@ -55,6 +63,10 @@ class WindowSet:
     evaluated too, empty: a rule about silence (`window.traces.count() > 0`)
     fires on them. Windows before it (replayed old traffic) are only the ones
     traces fall in, as in `fluo eval`.
+
+    Closed windows are remembered (a trace completing in one is late): the last
+    `MAX_CLOSED_REMEMBERED` of them one by one, and those before as every window
+    below `closed_below`.
     """
 
     def __init__(self, length_ns: int, start_ns: int | None = None) -> None:
@@ -62,6 +74,16 @@ class WindowSet:
         self.start_ns = start_ns
         self.open: dict[int, tuple[list[Trace], list[float]]] = {}
         self.closed: dict[int, None] = {}
+        self._closed_order: list[int] = []
+        """A heap of the windows in `closed` (and some since let go of): the lowest is forgotten first."""
+        self.closed_below: int | None = None
+        """Every window below it has closed: the ones `closed` forgot, and any before them."""
+        self.early: dict[int, int] = {}
+        """Windows closed early by the open-time cap, their end plus grace still to come: when."""
+        self._early_order: list[int] = []
+        """A heap of the windows in `early` (and some since let go of)."""
+        self.held_keys: dict[int, tuple[frozenset[str], int]] = {}
+        """Per open window whose traces a reload made the rules read more of: the keys they were held with, when."""
         self.spans = 0
         self.left_out: dict[int, list[int]] = {}
         """Per open window, [traces, spans] left out of it at the window span limit."""
@@ -78,9 +100,12 @@ class WindowSet:
             return None
         entry = self.open.get(k)
         if entry is None:
-            first, upto = self.first_empty, self.next_empty
-            if first is not None and upto is not None and first <= k < upto:
-                return None  # closed empty, and since forgotten by `closed`
+            if k not in self.early:  # a window closed early is opened again
+                if self.closed_below is not None and k < self.closed_below:
+                    return None  # closed, and since forgotten by `closed`
+                first, upto = self.first_empty, self.next_empty
+                if first is not None and upto is not None and first <= k < upto:
+                    return None  # closed empty, and since forgotten by `closed`
             entry = self.open[k] = ([], [now, now])
         entry[1][0] = now
         return entry
@@ -124,12 +149,17 @@ class WindowSet:
             _, (touched, opened) = self.open[k]
             end = (k + 1) * self.length
             if (wall_ns >= end + grace * 1e9 and now - touched >= quiet) or now - opened >= max_open:
-                out.append(self._close(k))
                 if wall_ns < end + grace * 1e9:  # by the cap, early: its time is still to come
-                    self.notes.setdefault(k * self.length, WindowNote()).closed_early_ns = wall_ns
-                    del self.closed[k]
+                    out.append(self._close(k, early_ns=wall_ns))
+                else:
+                    out.append(self._close(k))
+        last = (wall_ns - round(grace * 1e9)) // self.length - 1  # the last window past its end plus grace
+        while self._early_order and self._early_order[0] <= last:
+            k = heapq.heappop(self._early_order)
+            if k in self.early and k not in self.open:  # its time came with no trace: closed as it was
+                del self.early[k]
+                self._remember_closed(k)
         if self.next_empty is not None:
-            last = (wall_ns - round(grace * 1e9)) // self.length - 1  # the last window past its end plus grace
             first = max(self.next_empty, last + 1 - MAX_EMPTY_WINDOWS)
             if first > self.next_empty:
                 log.warning(
@@ -157,7 +187,7 @@ class WindowSet:
         if wall_ns is not None and self.next_empty is not None:
             last = wall_ns // self.length - 1  # the last window ended by `wall_ns`
             for k in range(max(self.next_empty, last + 1 - MAX_EMPTY_WINDOWS), last + 1):
-                if k not in self.closed:
+                if k not in self.closed and k not in self.early:
                     self._remember_closed(k)
                     out.append(Window(k * self.length, (k + 1) * self.length, []))
             self.next_empty = max(self.next_empty, last + 1)
@@ -169,19 +199,42 @@ class WindowSet:
                     note.closed_early_ns = wall_ns
         return out
 
-    def _close(self, k: int) -> Window:
+    def narrow(self, keys: frozenset[str], now_ns: int) -> None:
+        """The rules now read more than `keys`, the span attributes the traces in the open windows were held with."""
+        for k in self.open:
+            held = self.held_keys.get(k)
+            self.held_keys[k] = (keys if held is None else held[0] & keys, now_ns)
+
+    def _close(self, k: int, early_ns: int | None = None) -> Window:
+        """Close open window `k`; with `early_ns`, early at that time: not remembered as closed, its time to come."""
         traces, _ = self.open.pop(k)
         self.spans -= sum(len(t.spans) for t in traces)
-        self._remember_closed(k)
+        note = WindowNote()
         left = self.left_out.pop(k, None)
         if left is not None:
-            self.notes[k * self.length] = WindowNote(left[0], left[1])
+            note.traces_left_out, note.spans_left_out = left
+        note.reopened_ns = self.early.pop(k, None)
+        held = self.held_keys.pop(k, None)
+        if held is not None:
+            note.keys_held, note.keys_since_ns = held
+        if early_ns is None:
+            self._remember_closed(k)
+        else:
+            note.closed_early_ns = self.early[k] = early_ns
+            heapq.heappush(self._early_order, k)
+        if note != WindowNote():
+            self.notes[k * self.length] = note
         return Window(k * self.length, (k + 1) * self.length, traces)
 
     def _remember_closed(self, k: int) -> None:
         self.closed[k] = None
-        if len(self.closed) > MAX_CLOSED_REMEMBERED:
-            del self.closed[next(iter(self.closed))]
+        heapq.heappush(self._closed_order, k)
+        while len(self.closed) > MAX_CLOSED_REMEMBERED and self._closed_order:
+            lowest = heapq.heappop(self._closed_order)
+            if lowest in self.closed:
+                del self.closed[lowest]
+                if self.closed_below is None or lowest >= self.closed_below:
+                    self.closed_below = lowest + 1
 
 
 def window_attribute_keys(rules: Sequence[CompiledRule]) -> frozenset[str] | None:
@@ -377,9 +430,13 @@ class Evaluator:
                 ws = self.windows.pop(length)
                 self._evaluate_windows(ws, ws.close_all(time.time_ns(), self.grace))  # still self.program: the old
         self.program = program
+        held, keys = self._window_keys, window_attribute_keys(program.window_rules)
+        if held is not None and (keys is None or not keys <= held):  # the traces held so far lack what is read now
+            for ws in self.windows.values():
+                ws.narrow(held, time.time_ns())
         for length in lengths:
             self.windows.setdefault(length, WindowSet(length, time.time_ns()))
-        self._window_keys = window_attribute_keys(program.window_rules)
+        self._window_keys = keys
         for rule in program.rules:
             self.metrics.rule_loaded(rule.ir.id, rule.ir.severity)
         self.metrics.signals.labels(TRUNCATED_RULE, TRUNCATED_SEVERITY)
@@ -578,27 +635,41 @@ class Evaluator:
         return Signal(TRUNCATED_RULE, "warning", message, None, [], observed, end, start, end)
 
     def _mark_partial(self, ws: WindowSet, w: Window, note: WindowNote | None, found: list[dict[str, Any]]) -> None:
-        """Mark the signals of a window serve did not see whole: `partial`, why, and the time it observed."""
+        """Mark the signals of a window serve did not see whole: `partial`, why, and the time it observed.
+
+        `attributes_not_held` marks only the signals of the rules reading attributes its traces
+        were held without (a reload made the rules read more): the other rules saw them whole.
+        """
+        note = note or WindowNote()
         reasons: list[str] = []
-        observed_start, observed_end = w.start, w.end
+        observed_start = w.start
         if ws.start_ns is not None and w.start < ws.start_ns:
             reasons.append("started_before_serve")
             observed_start = min(ws.start_ns, w.end)
-        if note is not None and note.closed_early_ns is not None:
+        if note.closed_early_ns is not None:
             reasons.append("closed_early")
-            observed_end = max(min(note.closed_early_ns, w.end), observed_start)
-        if note is not None and note.traces_left_out:
+        if note.reopened_ns is not None:
+            reasons.append("reopened")
+            observed_start = max(observed_start, min(note.reopened_ns, w.end))
+        if note.traces_left_out:
             reasons.append("window_span_limit")
-        if not reasons:
-            return
-        extra = {
-            "partial": True,
-            "partial_reasons": reasons,
-            "observed_start": format_timestamp(observed_start),
-            "observed_end": format_timestamp(observed_end),
-        }
+        unread: set[str] = set()  # the rules reading attributes its traces were held without
+        if note.keys_held is not None:
+            held = note.keys_held
+            for r in self.program.window_rules:
+                keys = window_attribute_keys([r])
+                if r.ir.window_ns == ws.length and (keys is None or not keys <= held):
+                    unread.add(r.id)
+        observed_end = w.end if note.closed_early_ns is None else min(note.closed_early_ns, w.end)
         for s in found:
-            s.update(extra)
+            mine, start = reasons, observed_start
+            if s["rule"] in unread:
+                mine, start = [*reasons, "attributes_not_held"], max(start, min(note.keys_since_ns, w.end))
+            if mine:
+                s["partial"] = True
+                s["partial_reasons"] = mine
+                s["observed_start"] = format_timestamp(start)
+                s["observed_end"] = format_timestamp(max(observed_end, start))
 
     def _report_errors(self) -> None:
         errors = self.program.errors
