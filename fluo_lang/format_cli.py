@@ -24,7 +24,7 @@ from .values import one_line
 
 
 @click.command(name="fmt", cls=OneValueCommand)
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if any file is not formatted.")
 @click.option(
     "--stdin-filename",

@@ -522,7 +522,7 @@ eval_budget_option = click.option(
 
 
 @main.command(cls=OneValueCommand)
-@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.argument("paths", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option(
     "--format",
     "fmt",
@@ -596,7 +596,7 @@ def check(
 
 
 @main.command(name="eval", cls=SpreadCommand, spread=("trace_paths",))
-@click.argument("paths", nargs=-1, type=click.Path())
+@click.argument("paths", nargs=-1, type=click.Path(readable=False))
 @click.option(
     "--traces",
     "-t",

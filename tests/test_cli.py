@@ -1256,6 +1256,44 @@ def test_input_that_check_cannot_read_still_gets_a_document_saying_why(fmt: str,
         ]
 
 
+def test_a_named_file_check_may_not_read_still_gets_a_document_saying_why() -> None:
+    """QA (errors r05): a rule file named that may not be read (its mode) was click's usage error ("Path ... is
+    not readable"), which ran before the command, so `--format json|sarif` wrote nothing. Now it is input that
+    cannot be read, as a missing file is: the document, and stderr's line as for an unreadable folder below.
+    `fluo eval` and `fluo fmt` say it in the same words. As root, the commands run as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    secret = folder / "secret.fluo"
+    secret.write_text("rule r {\n  expect trace.spans.count() < 5\n}\n")
+    traces = str(TRACES / "checkout_error.json")
+    assert run("eval", str(secret), "--traces", traces).exit_code == 0  # imported while it can be read
+    assert run("fmt", "--check", str(secret)).exit_code == 0
+    try:
+        folder.chmod(0o755)
+        secret.chmod(0)
+
+        def outcomes() -> str:
+            runs = [
+                ["check", "--format", "json", str(secret)],
+                ["check", "--format", "sarif", str(secret)],
+                ["eval", str(secret), "--traces", traces],
+                ["fmt", "--check", str(secret)],
+            ]
+            return json.dumps([[r.exit_code, r.stdout, r.stderr] for r in (run(*args) for args in runs)])
+
+        (as_json, as_sarif, evaluated, formatted) = json.loads(as_reader(outcomes))
+    finally:
+        secret.chmod(0o644)
+        shutil.rmtree(folder)
+    why = f"cannot read {secret}: Permission denied"
+    assert as_json == [2, json.dumps({"diagnostics": [], "error": why}, indent=2) + "\n", f"fluo: {why}\n"]
+    code, out, err = as_sarif
+    (only,) = json.loads(out)["runs"]
+    assert (code, err, only["results"]) == (2, f"fluo: {why}\n", [])
+    assert only["invocations"][0]["toolExecutionNotifications"] == [{"level": "error", "message": {"text": why}}]
+    assert evaluated == [2, "", f"fluo: {why}\n"]
+    assert formatted[0] == 2 and formatted[2].startswith(f"fluo: {why}\n")
+
+
 def test_eval_prints_a_type_errors_operands_as_notes(tmp_path: Path) -> None:
     """`fluo eval` prints its rule errors as `fluo check` does: the related locations follow as `note:` lines."""
     f = tmp_path / "a.fluo"
