@@ -6,6 +6,7 @@ Subcommands live in their own modules and are imported only when run, so
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import importlib
@@ -18,7 +19,7 @@ import os
 import re
 import select
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -125,6 +126,70 @@ def _stdout_whole_writes() -> None:
     )
 
 
+class _QuietWrites(_WholeWrites):
+    """fluo's stderr: what cannot be written (`2> /dev/full`, a reader gone) is dropped, as there is nowhere left
+    to say why, so that the exit status a command documents survives it; an unhandled OSError there ended the run
+    with 1, which for `fluo check` and `fluo eval` means rule errors."""
+
+    def write(self, b: Any) -> int:
+        try:
+            return super().write(b)
+        except OSError:
+            return len(memoryview(b).cast("B"))
+
+
+def _stderr_quiet() -> None:
+    """stderr over `_QuietWrites`, as it was otherwise (encoding, errors, line buffering). Started without one
+    (`2>&-`), descriptor 2 is held on the null device, so that no file opened later takes it."""
+    err = sys.stderr
+    if err is None:
+        nowhere = os.open(os.devnull, os.O_WRONLY)
+        if nowhere != 2:
+            os.dup2(nowhere, 2)
+            os.close(nowhere)
+        encoding, errors, line_buffering = "utf-8", "backslashreplace", True
+    else:
+        with contextlib.suppress(OSError):
+            err.flush()
+        encoding, errors, line_buffering = err.encoding, err.errors or "strict", bool(err.line_buffering)
+    sys.stderr = io.TextIOWrapper(
+        io.BufferedWriter(_QuietWrites(2, "w", closefd=False)),
+        encoding=encoding,
+        errors=errors,
+        line_buffering=line_buffering,
+    )
+
+
+def _standard_streams() -> None:
+    """stdout written whole (`_WholeWrites`) and stderr quietly (`_QuietWrites`), before the command line is read,
+    so that `fluo --help` and `fluo --version` write as every command does; a test's capture is left alone."""
+    if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves None, and a traceback later
+        _stdout_closed()
+    elif sys.stdout is sys.__stdout__:
+        _stdout_whole_writes()
+    if sys.stderr is None or sys.stderr is sys.__stderr__:
+        _stderr_quiet()
+
+
+@contextlib.contextmanager
+def _output_written() -> Iterator[None]:
+    """Runs the block, then writes what it left buffered for stdout; stdout that cannot be written stops fluo with
+    `EXIT_READER_GONE` (the reader went away) or one line and `EXIT_OUTPUT_FAILED` (`> /dev/full`, a full disk,
+    a closed stdout), not a traceback and 1, which means rule errors."""
+    try:
+        try:
+            yield
+        finally:
+            sys.stdout.flush()  # here, not at exit, so a closed pipe is seen while it can be handled
+    except BrokenPipeError:
+        _stdout_to_nowhere()
+        raise click.exceptions.Exit(EXIT_READER_GONE) from None
+    except OutputError as exc:
+        _stdout_to_nowhere()
+        click.echo(f"fluo: cannot write the output: {_output_problem(exc)}", err=True)
+        raise click.exceptions.Exit(EXIT_OUTPUT_FAILED) from None
+
+
 def _stdout_closed() -> None:
     """Started without a stdout (`>&-`): descriptor 1 is held on the null device opened read-only, so that no
     file opened later (a store, a report) takes it, and writing to it fails as writing to a closed one does
@@ -158,6 +223,13 @@ def one_line_usage(exc: click.UsageError) -> click.UsageError:
 
 
 class LazyGroup(click.Group):
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: click.Context | None = None, **extra: Any
+    ) -> click.Context:
+        _standard_streams()
+        with _output_written():  # the group's own --help and --version print here
+            return super().make_context(info_name, args, parent, **extra)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:  # the group's own options, before any command: `fluo --bogus`
             return super().parse_args(ctx, args)
@@ -165,15 +237,9 @@ class LazyGroup(click.Group):
             raise one_line_usage(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
-        if sys.stdout is None:  # started with stdout closed (`>&-`): Python leaves None, and a traceback later
-            _stdout_closed()
-        elif sys.stdout is sys.__stdout__:  # not a test's capture
-            _stdout_whole_writes()
         try:
-            try:
+            with _output_written():
                 return super().invoke(ctx)
-            finally:
-                sys.stdout.flush()  # here, not at exit, so a closed pipe is seen while it can be handled
         except click.UsageError as exc:
             # click's parser says an option "requires an argument" with no context: the command's is made here,
             # so the hint names its help (`fluo serve --help`), as every other usage error of the command does.
@@ -185,14 +251,6 @@ class LazyGroup(click.Group):
             # Ctrl-C: quietly, with a shell's status for SIGINT (click says "Aborted!" and exits 1,
             # which `fluo eval` and `fluo test` use for what they found).
             ctx.exit(EXIT_INTERRUPTED)
-        except BrokenPipeError:
-            _stdout_to_nowhere()
-            ctx.exit(EXIT_READER_GONE)
-        except OutputError as exc:
-            # `> /dev/full`, a full disk: one line and 2, not a traceback and 1, which means rule errors.
-            _stdout_to_nowhere()
-            click.echo(f"fluo: cannot write the output: {_output_problem(exc)}", err=True)
-            ctx.exit(EXIT_OUTPUT_FAILED)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]

@@ -1232,6 +1232,50 @@ def test_every_command_says_in_one_line_that_its_output_cannot_be_written(
     assert b"Traceback" not in err
 
 
+@pytest.mark.parametrize("option", ["--help", "-h", "--version"])
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed"])
+def test_the_groups_own_help_and_version_say_in_one_line_that_they_cannot_be_written(option: str, stdout: str) -> None:
+    """QA (errors r03): `fluo --help`, `-h` and `--version` print while the command line is read, before the
+    group runs a command, where fluo's stdout was not yet taken over: > /dev/full ended in a traceback and 1,
+    `>&-` in 0 and nothing. Now one line and 2, as every subcommand's --help."""
+    closed = stdout == "closed"
+    with open("/dev/full", "wb") as full:
+        p = _fluo(option, stdout=None if closed else full, preexec_fn=(lambda: os.close(1)) if closed else None)
+        _, err = p.communicate(timeout=60)
+    why = "standard output is closed" if closed else "No space left on device"
+    assert (p.returncode, err.decode()) == (2, f"fluo: cannot write the output: {why}\n")
+
+
+@pytest.mark.parametrize("stderr", ["/dev/full", "closed"])
+def test_a_stderr_that_cannot_be_written_leaves_the_exit_status_as_documented(stderr: str, tmp_path: Path) -> None:
+    """QA (errors r04): with `2> /dev/full`, writing a usage or unreadable-input error failed (an unhandled OSError,
+    "lost sys.stderr") and fluo ended with 1, which for check and eval means rule errors, for test a failed case.
+    What stderr cannot take is dropped now: the status is the documented one, and stdout is written as ever."""
+    (tmp_path / "r.fluo").write_text("rule r {\n  severity: error\n  detect trace.spans.count() > 100\n}\n")
+    (tmp_path / "cut.json").write_text('{"resourceSpans": [')
+    runs = {
+        ("check", "missing.fluo"): 2,
+        ("check", "--format", "json", "missing.fluo"): 2,
+        ("eval", "r.fluo", "-t", "cut.json"): 2,
+        ("eval", "r.fluo", "-t", "cut.json", "--bogus"): 2,
+        ("--bogus",): 2,
+        ("check", "r.fluo"): 0,  # the summary line goes to stderr
+        ("eval", "r.fluo", "-t", str(TRACES / "checkout_error.json")): 0,
+    }
+    closed = stderr == "closed"
+    outcomes = {}
+    for args, _ in runs.items():
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run(
+                [sys.executable, "-m", "fluo_run.cli", *args], stdout=subprocess.PIPE, cwd=tmp_path, timeout=60,
+                stderr=None if closed else full, preexec_fn=(lambda: os.close(2)) if closed else None,
+            )  # fmt: skip
+        outcomes[args] = p.returncode
+        if "--format" in args:
+            assert json.loads(p.stdout)["error"] == "missing.fluo: no such file or folder"
+    assert outcomes == runs
+
+
 @pytest.mark.parametrize("fmt", ["json", "sarif"])
 def test_input_that_check_cannot_read_still_gets_a_document_saying_why(fmt: str, tmp_path: Path) -> None:
     """QA (cli, minor): on an exit-2 path (a missing file, YAML named, an unreadable folder) `--format json|sarif`
