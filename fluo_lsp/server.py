@@ -19,7 +19,7 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import unquote
 
 import click
@@ -125,6 +125,54 @@ class _NotJson(logging.Filter):
             record.msg, record.args = "fluo lsp: dropped a message that is not JSON: %s", (error,)
             record.exc_info, record.exc_text = None, None
         return True
+
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The largest message body the server reads (docs/editor.md): far above a rule file at its limit (4 MiB, FLUO402)
+sent as JSON with every character escaped. A larger one is read past in pieces and dropped, so that a
+`Content-Length` past the memory costs none; pygls read the whole body at once (a MemoryError and a traceback)."""
+
+MAX_HEADER_BYTES = 1024
+"""The longest header line the server reads (`Content-Length: 123`, `Content-Type: ...` are a few dozen bytes): a
+longer one is no LSP, and the server stops, as at the end of its input, where pygls read on to a newline."""
+
+_SKIPPED = b'{"jsonrpc": "2.0", "method": "$/fluo/skipped"}'
+"""What `_BoundedInput` hands pygls for a body it dropped: a `$/` notification, which `_Protocol` drops silently."""
+
+
+class _BoundedInput:
+    """Standard input as pygls reads it (`readline()` for a header, `read(n)` for a body of `Content-Length` n), in
+    bounded pieces: a body over `MAX_MESSAGE_BYTES` is dropped with one line on stderr, and the messages after it
+    are read as ever (a request among those dropped is not answered: its id is unread); a header line over
+    `MAX_HEADER_BYTES` ends the input."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+
+    def readline(self) -> bytes:
+        line = self.stream.readline(MAX_HEADER_BYTES + 1)
+        if len(line) > MAX_HEADER_BYTES:
+            log.warning(
+                "fluo lsp: stopped: a header line is longer than %d bytes, which no LSP message has", MAX_HEADER_BYTES
+            )
+            return b""  # pygls stops at the end of its input
+        return line
+
+    def read(self, size: int) -> bytes:
+        if size <= MAX_MESSAGE_BYTES:
+            return self.stream.read(size)
+        log.warning(
+            "fluo lsp: dropped a message of %d bytes: more than the %d (64 MiB) a message may have",
+            size,
+            MAX_MESSAGE_BYTES,
+        )
+        left = size
+        while left:
+            piece = self.stream.read(min(left, 1024 * 1024))
+            if not piece:
+                return b""  # the input ended inside it: pygls stops
+            left -= len(piece)
+        return _SKIPPED
 
 
 _JSON_TYPES = {
@@ -861,7 +909,7 @@ def command(stdio: bool) -> None:
         sys.exit(2)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     logging.getLogger("pygls.server").addFilter(_NotJson())
-    server.start_io(stdin, out)
+    server.start_io(cast(BinaryIO, _BoundedInput(stdin)), out)  # pygls calls readline() and read(n) only
     if not server.shut_down:  # pygls ends `start_io` quietly, whatever `exit` asked for
         sys.exit(1)
 

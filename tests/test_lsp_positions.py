@@ -24,6 +24,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from test_lsp import AUTH, TEST_FILE, diagnostics, rng
 
 from fluo_lsp.positions import LineIndex, lsp_lines
+from fluo_lsp.server import MAX_MESSAGE_BYTES
 
 SERVER = [sys.executable, "-m", "fluo_run.cli", "lsp"]
 asyncio_module = pytest.mark.asyncio(loop_scope="module")
@@ -541,6 +542,63 @@ async def test_a_malformed_message_is_answered_with_one_line_on_stderr(tmp_path:
         " line 1 column 2 (char 1)",
         "fluo lsp: dropped a message that is no JSON-RPC 2.0 request, notification or response",
     ]
+
+
+@asyncio_module
+async def test_a_message_past_the_bound_is_dropped_and_the_server_goes_on(tmp_path: Path) -> None:
+    """QA (errors r01): `Content-Length: 99999999999` was a MemoryError (pygls read the body at once) and a
+    traceback. A body over `MAX_MESSAGE_BYTES` is read past in pieces and dropped, with one line on stderr, and
+    the messages after it are answered; a request among those dropped is not (its id is unread)."""
+    uri = (tmp_path / "a.fluo").as_uri()
+    hover = {"textDocument": {"uri": uri}, "position": {"line": 0, "character": 6}}
+    item = {"uri": uri, "languageId": "fluo", "version": 1, "text": "rule a {\n  expect true\n}\n"}
+    large = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "textDocument/hover", "params": hover}).encode()
+    large += b" " * (MAX_MESSAGE_BYTES + 1 - len(large))  # whitespace after a JSON value is JSON
+    messages = [
+        frame({"id": 1, "method": "initialize", "params": {"capabilities": {}}}),
+        frame({"method": "initialized", "params": {}}),
+        frame({"method": "textDocument/didOpen", "params": {"textDocument": item}}),
+        b"Content-Length: %d\r\n\r\n" % len(large) + large,
+        frame({"id": 4, "method": "textDocument/hover", "params": hover}),
+        frame({"id": 5, "method": "shutdown"}),
+        frame({"method": "exit"}),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(b"".join(messages)), timeout=60)
+    assert proc.returncode == 0, stderr.decode()
+    bodies = [json.loads(chunk.split(b"\r\n\r\n", 1)[1]) for chunk in stdout.split(b"Content-Length: ")[1:]]
+    answers = {body["id"]: body for body in bodies if "id" in body}
+    assert sorted(answers) == [1, 4, 5]
+    assert answers[4]["result"]["contents"]["value"].startswith("rule `a`")
+    assert stderr.decode().splitlines() == [
+        f"fluo lsp: dropped a message of {MAX_MESSAGE_BYTES + 1} bytes: more than the {MAX_MESSAGE_BYTES} (64 MiB)"
+        " a message may have"
+    ]
+
+
+@asyncio_module
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        (b"Content-Length: 99999999999", "dropped a message of 99999999999 bytes: more than the 67108864 (64 MiB)"),
+        (b"Content-Length: " + b"9" * 5000, "stopped: a header line is longer than 1024 bytes"),
+        (b"X-" + b"x" * 100_000, "stopped: a header line is longer than 1024 bytes"),
+    ],
+    ids=["past-the-memory", "past-int-digits", "a-long-line"],
+)
+async def test_a_header_past_any_message_is_one_line_and_no_traceback(header: bytes, said: str) -> None:
+    """QA (errors r01): a length past the memory was a MemoryError, one of 5,000 digits a ValueError (Python's
+    bound on int digits), each with a traceback; a header line that never ends was read whole. Now one line on
+    stderr; the input ends there (inside the body, or at a line no LSP message has), so the status is 1."""
+    proc = await asyncio.create_subprocess_exec(
+        *SERVER, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(proc.communicate(header + b"\r\n\r\n{}"), timeout=30)
+    assert proc.returncode == 1
+    (line,) = stderr.decode().splitlines()
+    assert line.startswith(f"fluo lsp: {said}")
 
 
 # -- a server process driven message by message ------------------------------------------
