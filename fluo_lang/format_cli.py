@@ -87,7 +87,7 @@ def command(paths: tuple[str, ...], check: bool, stdin_filename: str | None) -> 
         files = rule_files(paths, any_name=False)  # fmt rewrites what it is given: no oddly named file
     except RuleSourceError as exc:
         _fail(exc.for_command_line())
-    changed = broken = 0
+    changed = broken = unread = 0
     for f in files:
         name = one_line(str(f))  # as `fluo check` prints it: a newline or ESC in a name is escaped
         try:  # as `fluo check` reads it: a regular file only, at most a byte past the limit
@@ -95,6 +95,7 @@ def command(paths: tuple[str, ...], check: bool, stdin_filename: str | None) -> 
         except OSError as exc:
             click.echo(f"fluo: cannot read {name}: {exc.strerror or exc}", err=True)
             broken += 1
+            unread += 1
             continue
         text, problem = source_of(data, str(f))
         result = format_source(text, str(f)) if problem is None else FormatResult(None, [problem])
@@ -117,7 +118,8 @@ def command(paths: tuple[str, ...], check: bool, stdin_filename: str | None) -> 
             changed += 1
             click.echo(f"reformatted {name}", err=True)
     verb = "would be reformatted" if check else "reformatted"
-    click.echo(f"{changed} of {plural(len(files), 'file')} {verb}", err=True)
+    not_read = f"; {unread} could not be read" if unread else ""  # not counted among those that would not change
+    click.echo(f"{changed} of {plural(len(files), 'file')} {verb}{not_read}", err=True)
     if broken:
         sys.exit(2)
     sys.exit(1 if check and changed else 0)

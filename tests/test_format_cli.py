@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import resource
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from reader_support import as_reader
 
 from fluo_lang import files
 from fluo_run.cli import main
@@ -161,7 +165,7 @@ def test_a_fifo_or_a_file_past_the_size_limit_is_refused_as_fluo_check_refuses_i
         assert (done.returncode, done.stdout) == (2, "")
         assert done.stderr == (
             f"fluo: cannot read {tmp_path}/pipe\\u001b[1m.fluo: not a regular file\n0 of 1 file"
-            f" {'would be reformatted' if args else 'reformatted'}\n"
+            f" {'would be reformatted' if args else 'reformatted'}; 1 could not be read\n"
         )
     monkeypatch.setattr(api, "_MAX_SOURCE_BYTES", 20)
     big = tmp_path / "big.fluo"
@@ -390,3 +394,26 @@ def test_a_syntax_errors_related_location_is_a_note_under_it(tmp_path: Path) -> 
         f"{f}:2:14: error[FLUO100] expected `}}` here, to close the rule before the next `rule`",
         f"  {f}:3:1: note: the next rule starts here",
     ]
+
+
+def test_the_summary_says_how_many_files_could_not_be_read() -> None:
+    """QA (errors, minor): `fmt --check` on a folder holding a file it may not read said "0 of 2 files would be
+    reformatted", as if it had read both and found them formatted. The summary says the unread one apart now.
+    As root, the command runs as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    secret, tidy = folder / "secret.fluo", folder / "tidy.fluo"
+    secret.write_text(MESSY)
+    tidy.write_text(TIDY)
+    assert run("--check", str(tidy))[0] == 0  # what the command imports, imported while it can be read
+    try:
+        folder.chmod(0o755)
+        secret.chmod(0)
+        code, out, err = json.loads(as_reader(lambda: json.dumps(run("--check", str(folder)))))
+    finally:
+        secret.chmod(0o644)
+        shutil.rmtree(folder)
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == f"fluo: cannot read {secret}: Permission denied\n0 of 2 files would be reformatted; 1 could not be read\n"
+    )
