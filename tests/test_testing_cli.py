@@ -1187,3 +1187,14 @@ def test_report_lines_count_no_break_yaml_alone_counts(tmp_path: Path, monkeypat
     assert "nel_test.yaml:6: case 'a b': no rule `slwo` in r.fluo" in result.output
     cases = ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
     assert [c.get("line") for c in cases] == ["4", "7"]
+
+
+def test_watch_interval_without_watch_is_a_usage_error() -> None:
+    """QA (errors, minor): `fluo test --watch-interval 1` without --watch ran once and ignored it, where every other
+    option that only changes another's work (`fluo check --no-optimise` without --emit-ir) is a usage error."""
+    folder = str(ROOT / "examples" / "rules")
+    r = fluo_test(folder, "--watch-interval", "1")
+    assert (r.exit_code, r.stdout) == (2, "")
+    assert r.stderr == "fluo: --watch-interval only sets how often --watch looks for changes; give --watch too\n"
+    assert fluo_test(folder, "--watch-interval", "0.5").exit_code == 2  # given, though the default
+    assert fluo_test(folder).exit_code == 0

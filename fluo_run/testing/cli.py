@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from fluo_lang.api import RuleSourceError, is_rule_file_name, rule_files
 from fluo_lang.diagnostics import plural
@@ -21,7 +22,7 @@ from fluo_lang.folders import walk
 from fluo_lang.one_value import OneValueCommand
 from fluo_lang.otlp import is_trace_file_name
 from fluo_lang.values import printable
-from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option
+from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option, fail
 
 from .coverage import measure
 from .document import YamlError
@@ -304,6 +305,9 @@ def command(**options: Any) -> None:
       fluo test rules/auth_test.yaml --update
       fluo test rules/ --watch
     """
+    given = click.get_current_context().get_parameter_source("watch_interval") is not ParameterSource.DEFAULT
+    if given and not options["watch_mode"]:  # as `fluo check --no-optimise` without --emit-ir
+        fail("--watch-interval only sets how often --watch looks for changes; give --watch too")
     sys.exit(_test(**options))  # Ctrl-C during a run: 130, as for every command (`fluo_run.cli.LazyGroup`)
 
 
