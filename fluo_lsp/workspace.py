@@ -26,6 +26,7 @@ from typing import Any
 from fluo_lang import ast
 from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_file, rule_files, stamp
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
+from fluo_lang.files import real_path
 from fluo_lang.folders import SKIPPED_DIRS, hidden, virtualenv, walk
 from fluo_lang.otlp import TraceInputError, is_trace_file_name, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
@@ -446,8 +447,8 @@ class Workspace:
     @staticmethod
     def loads(test: TestFile, rule_path: Path) -> bool:
         """Whether `test` loads the rule file at `rule_path` (names it, or a folder above it)."""
-        target = rule_path.resolve()
-        return any(p == target or p in target.parents for p in (p.resolve() for p, _ in test.rule_paths()))
+        target = real_path(rule_path)  # a symbolic link loop is compared as named, where `resolve` raises
+        return any(p == target or p in target.parents for p in (real_path(p) for p, _ in test.rule_paths()))
 
     def test_problems(self, test: TestFile) -> list[TestProblem]:
         """Unknown rule ids, missing rule files and missing trace fixtures of a test file."""

@@ -1189,6 +1189,16 @@ def test_a_rule_file_refreshes_only_the_test_files_that_load_it(tmp_path: Path) 
     }
 
 
+def test_a_symbolic_link_loop_among_a_test_files_rules_is_loaded_by_nothing(tmp_path: Path) -> None:
+    """A `rules:` entry (or the rule file asked about) that is a symbolic link loop raised RuntimeError
+    ("Symlink loop", `Path.resolve`) out of references and the refresh of test files (fixer errs1's note)."""
+    (tmp_path / "loop.fluo").symlink_to("loop.fluo")
+    looping = read_test_file(tmp_path / "a_test.yaml", "rules: [loop.fluo, a.fluo]\ncases: []\n")
+    assert Workspace.loads(looping, tmp_path / "a.fluo")
+    assert not Workspace.loads(looping, tmp_path / "b.fluo")
+    assert Workspace.loads(looping, tmp_path / "loop.fluo")  # named as it is: the same loop
+
+
 def test_a_file_rewritten_with_its_modification_time_kept_is_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
