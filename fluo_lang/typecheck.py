@@ -74,6 +74,9 @@ class CheckedRule:
     types: dict[int, t.Type] = field(default_factory=dict)
     refs: dict[int, Ref] = field(default_factory=dict)
     coerced: set[int] = field(default_factory=set)  # spans/span nodes read as booleans
+    # the enum each bare name or string was read beside (`status == error`, `[kind] == [server]`), whatever it
+    # names: the values completion offers there
+    enums: dict[int, t.Type] = field(default_factory=dict)
     ok: bool = True
 
     @property
@@ -101,6 +104,10 @@ class _Scope:
 
 
 _BOOLISH = (t.BOOL, t.ANY, t.ERROR)
+
+# The enum a bare name or string is read as a value of (`status == error`), or for a list literal the enums of
+# its items position by position (`[status, kind] == [error, client]` gives `(STATUS, KIND)`).
+_Enum = t.Type | tuple["_Enum", ...] | None
 
 
 class _Checker:
@@ -300,7 +307,13 @@ class _Checker:
             self.out.refs[id(e)] = ref
         return ty
 
-    def check(self, e: ast.Expr, scope: _Scope, enum: t.Type | None = None) -> t.Type:
+    def check(self, e: ast.Expr, scope: _Scope, enum: _Enum = None) -> t.Type:
+        if isinstance(e, ast.ListLit):
+            return self.list_lit(e, scope, enum)
+        if isinstance(enum, tuple):  # a list's items beside a value that is no list: no enum is meant
+            enum = None
+        if enum in t.ENUMS and isinstance(e, ast.Name | ast.Literal):
+            self.out.enums[id(e)] = enum
         if enum == t.ERROR and not isinstance(e, ast.ListLit):  # beside an error (`min(status) == ok`), a value
             # of an enum is no error of its own (nor one in a list: `in [ok, error]`)
             if isinstance(e, ast.Name) and not scope.in_pred and any(e.ident in v for v in t.ENUMS.values()):
@@ -327,8 +340,6 @@ class _Checker:
             return self.record(e, t.BOOL)
         if isinstance(e, ast.Unary):
             return self.unary(e, scope)
-        if isinstance(e, ast.ListLit):
-            return self.list_lit(e, scope, enum)
         return self.record(e, t.ERROR)
 
     def enum_value(self, e: ast.Expr, value: str, enum: t.Type) -> t.Type:
@@ -637,10 +648,23 @@ class _Checker:
         )
         return True
 
-    def list_lit(self, e: ast.ListLit, scope: _Scope, enum: t.Type | None) -> t.Type:
-        """A list's type; FLUO300 for a number among durations (`[1s, 500]`), which would read as nanoseconds:
-        the list is then taken as the durations it was meant to hold."""
-        types = [self.check(i, scope, enum) for i in e.items]
+    def list_lit(self, e: ast.ListLit, scope: _Scope, enum: _Enum, each: bool = False) -> t.Type:
+        """A list's type, its items read beside `enum`: a tuple of enums position by position (the items of a list
+        it is compared with), unless `each` (the items of a list a value is looked for in: `[status] in [[ok]]`);
+        one enum, each item beside it (`status in [ok]`)."""
+        n = len(e.items)
+        if not isinstance(enum, tuple) or each:
+            enums: list[_Enum] = [enum] * n
+        elif len(enum) == n:
+            enums = list(enum)
+        else:  # lists of two lengths: an enum all the items of the other share, if one
+            shared = {x for x in enum if x is not None}
+            enums = [shared.pop() if len(shared) == 1 else None] * n
+        return self.list_type(e, [self.check(i, scope, x) for i, x in zip(e.items, enums, strict=True)])
+
+    def list_type(self, e: ast.ListLit, types: list[t.Type]) -> t.Type:
+        """A list literal's type from its items' (`types`); FLUO300 for a number among durations (`[1s, 500]`),
+        which would read as nanoseconds: the list is then taken as the durations it was meant to hold."""
         if t.DURATION in types and any(t.is_numeric(ty) for ty in types):
             says = "a number among durations would be read as nanoseconds"
             for item, ty in zip(e.items, types, strict=True):
@@ -677,7 +701,10 @@ class _Checker:
             return self.compare(e, scope)
         if op in ("in", "not in"):
             lt = self.check(e.left, scope)
-            rt = self.check(e.right, scope, _enum_beside(lt))
+            if isinstance(e.right, ast.ListLit):
+                rt = self.list_lit(e.right, scope, self.enum_shape(e.left), each=True)
+            else:
+                rt = self.check(e.right, scope, self.enum_shape(e.left))
             if rt.is_list:
                 elem = rt.elem or t.ANY
                 self.unfit_typo(e.left, lambda ty: t.lenient(elem) or t.comparable(ty, elem, ordering=False))
@@ -698,7 +725,7 @@ class _Checker:
         if op == "contains":
             if isinstance(e.left, ast.ListLit):  # `[error, ok] contains status` names enum values, as `in` does
                 rt = self.check(e.right, scope)
-                lt = self.check(e.left, scope, _enum_beside(rt))
+                lt = self.list_lit(e.left, scope, self.enum_shape(e.right), each=True)
             else:
                 lt = self.check(e.left, scope)
                 rt = self.check(e.right, scope)
@@ -749,15 +776,32 @@ class _Checker:
             return self.record(e, t.BOOL)
         return self.arith(e, scope)
 
+    def compared(self, left: ast.Expr, right: ast.Expr, scope: _Scope) -> tuple[t.Type, t.Type]:
+        """The types of `left` and `right`, compared: a bare name or string may be an enum value (`error`,
+        'server'), so the other side is checked first, and `status == error` and `error == status` both resolve;
+        two list literals of one length pair their items so, position by position (`[status] == [error]`)."""
+        if isinstance(left, ast.ListLit) and isinstance(right, ast.ListLit) and len(left.items) == len(right.items):
+            pairs = [self.compared(x, y, scope) for x, y in zip(left.items, right.items, strict=True)]
+            return self.list_type(left, [x for x, _ in pairs]), self.list_type(right, [y for _, y in pairs])
+        if _maybe_enum(left) and (not _maybe_enum(right) or (_is_field(right) and not _is_field(left))):
+            rt = self.check(right, scope)
+            return self.check(left, scope, self.enum_shape(right)), rt
+        lt = self.check(left, scope)
+        return lt, self.check(right, scope, self.enum_shape(left))
+
+    def enum_shape(self, e: ast.Expr) -> _Enum:
+        """The enum a bare name or string beside the checked `e` is read as a value of (`_enum_beside`), through
+        lists: for a list literal, its items' position by position."""
+        if isinstance(e, ast.ListLit):
+            shape = tuple(self.enum_shape(i) for i in e.items)
+            return shape if any(x is not None for x in shape) else None
+        ty = self.out.types.get(id(e), t.ANY)
+        while ty.is_list and ty.elem is not None:
+            ty = ty.elem
+        return _enum_beside(ty)
+
     def compare(self, e: ast.Binary, scope: _Scope) -> t.Type:
-        # A bare name or string may be an enum value (`error`, 'server'): check the other side
-        # first, so `status == error` and `error == status` both resolve.
-        if _maybe_enum(e.left) and (not _maybe_enum(e.right) or (_is_field(e.right) and not _is_field(e.left))):
-            rt = self.check(e.right, scope)
-            lt = self.check(e.left, scope, _enum_beside(rt))
-        else:
-            lt = self.check(e.left, scope)
-            rt = self.check(e.right, scope, _enum_beside(lt))
+        lt, rt = self.compared(e.left, e.right, scope)
         ordering = e.op not in ("==", "!=")
         self.unfit_typo(e.left, lambda ty: t.lenient(rt) or t.comparable(ty, rt, ordering=ordering))
         self.unfit_typo(e.right, lambda ty: t.lenient(lt) or t.comparable(ty, lt, ordering=ordering))
@@ -776,6 +820,8 @@ class _Checker:
                 e.op_span,
                 related=self.operands(e),
             )
+        elif (clash := self.unit_clash(e.left, lt, e.right, rt)) is not None:
+            self.unit_clash_error(e, f"cannot compare {lt} with {rt} using `{e.op}`", *clash)
         elif not t.comparable(lt, rt, ordering=ordering):
             number = _unitless(e, lt, rt)
             if number is not None:
@@ -790,6 +836,50 @@ class _Checker:
             self.null_comparison(e)
             self.vacuous(e)
         return self.record(e, t.BOOL)
+
+    def unit_clash(self, a: ast.Expr, at: t.Type, b: ast.Expr, bt: t.Type) -> tuple[ast.Expr, ast.Expr] | None:
+        """Where `a` (of type `at`) compared with `b` (`bt`) would hold an attribute's number against a duration,
+        or a list of them, item by item through lists (`[lat] == [1s]`, `[[lat]] contains [1s]`): the attribute's
+        part and the duration's (a typed list's item is the list itself), or None."""
+        if at == t.ANY and self.dated(b, bt):
+            return a, b
+        if bt == t.ANY and self.dated(a, at):
+            return b, a
+        if not (at.is_list and bt.is_list):
+            return None
+        xs, ys = self.parts(a, at), self.parts(b, bt)
+        paired = isinstance(a, ast.ListLit) and isinstance(b, ast.ListLit) and len(xs) == len(ys)
+        pairs = zip(xs, ys, strict=True) if paired else ((x, y) for x in xs for y in ys)
+        return next((c for x, y in pairs if (c := self.unit_clash(*x, *y)) is not None), None)
+
+    def parts(self, e: ast.Expr, ty: t.Type) -> list[tuple[ast.Expr, t.Type]]:
+        """The items of the list `e` (of type `ty`) and their types: a literal's own, else the list's item type."""
+        if isinstance(e, ast.ListLit):
+            return [(i, self.out.types.get(id(i), t.ANY)) for i in e.items if id(i) not in self.unitless_items]
+        return [(e, ty.elem or t.ANY)]
+
+    def dated(self, e: ast.Expr, ty: t.Type) -> bool:
+        """Whether `e` (of type `ty`) is a duration or a list holding one (`[1s]`, `[[1s], 'a']`)."""
+        return ty == t.DURATION or (ty.is_list and any(self.dated(*p) for p in self.parts(e, ty)))
+
+    def unit_clash_error(self, e: ast.Binary, says: str, attr: ast.Expr, timed: ast.Expr) -> None:
+        """FLUO300 `says` for `e`, which holds the attribute `attr` against the duration `timed` or a list of
+        them (`unit_clash`): at the operator where the attribute is an operand, else at the attribute."""
+        dur = self.out.types.get(id(timed)) == t.DURATION
+        why = _unit_hint(attr) if dur else f": {_NO_DURATIONS}"
+        if attr is e.left or attr is e.right:
+            self.err("FLUO300", f"{says}{why}", e.op_span, related=self.operands(e))
+            return
+        related = (
+            Related("this has no declared type (any)", attr.span, self.path),
+            Related("this is a duration" if dur else "this holds durations", timed.span, self.path),
+        )
+        self.err(
+            "FLUO300",
+            f"{says}: item by item, an attribute is compared with a duration{why}",
+            attr.span,
+            related=related,
+        )
 
     def unitless(self, number: ast.Literal, says: str) -> None:
         """`duration > 500`, `500 in [1s, 2s]`: FLUO300 `says`, on the number, with the unit it needs."""
@@ -808,6 +898,7 @@ class _Checker:
                 else f"`{e.op}`: cannot look for {v} in {listing}"
             )
 
+        looked_for = says("any", str(list_ty)) if ty == t.ANY else says(article(ty), article(list_ty))
         if ty == t.ANY and elem == t.DURATION:  # as `x == 1s`: the number would be read as nanoseconds
             self.err("FLUO300", f"{says('any', str(list_ty))}{_unit_hint(value)}", e.op_span, related=self.operands(e))
         elif not t.comparable(ty, elem, ordering=False) and elem != t.ANY:
@@ -822,6 +913,12 @@ class _Checker:
                     self.err("FLUO300", f"`{e.op}`: an attribute never equals a duration{hint}", item.span)
                 elif not t.lenient(ty) and not t.lenient(item_ty) and not t.comparable(ty, item_ty, ordering=False):
                     self.err("FLUO300", f"`{e.op}`: {article(ty)} never equals {article(item_ty)}", item.span)
+                elif (clash := self.unit_clash(value, ty, item, item_ty)) is not None:
+                    self.unit_clash_error(e, looked_for, *clash)
+        else:
+            clash = next(filter(None, (self.unit_clash(value, ty, *p) for p in self.parts(listed, list_ty))), None)
+            if clash is not None:
+                self.unit_clash_error(e, looked_for, *clash)
 
     def timed(self, e: ast.Expr) -> bool:
         """Whether `e` is a duration or holds one (`[1s]`, `[1s, 'a']`, `[[1s]]`): what no attribute equals."""

@@ -263,7 +263,7 @@ def _find(checked: CheckedRule) -> _Placeholder | None:
                 return _Placeholder("member", receiver, "", resource, windowed=windowed)
             return _Placeholder("member", receiver, windowed=windowed)
         if isinstance(e, ast.Name) and e.ident == PLACEHOLDER:
-            enum = _enum_context(checked, e, parents)
+            enum = _enum_context(checked, e)
             if enum is not None:
                 return _Placeholder("enum", enum=enum, windowed=windowed)
             in_pred = isinstance(checked.refs.get(id(e)), AttrRef)
@@ -340,17 +340,10 @@ def _compared(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | N
     return None if ty is None or ty == t.ERROR else (ty, parent.op not in ("==", "!="))
 
 
-def _enum_context(checked: CheckedRule, e: ast.Expr, parents: dict[int, ast.Expr | None]) -> t.Type | None:
-    """`status` or `kind` when the placeholder is compared with one (`status == _`, `kind in [_]`)."""
-    target = e
-    parent = parents.get(id(e))
-    if isinstance(parent, ast.ListLit):
-        target, parent = parent, parents.get(id(parent))
-    if not isinstance(parent, ast.Binary) or parent.op not in ("==", "!=", "in", "not in"):
-        return None
-    other = parent.left if parent.right is target else parent.right
-    ty = checked.types.get(id(other))
-    return ty if ty in t.ENUMS else None
+def _enum_context(checked: CheckedRule, e: ast.Expr) -> t.Type | None:
+    """`status` or `kind` where the typechecker reads the placeholder as one's value: compared with one
+    (`status == _`, `kind in [_]`), or in its place in a list compared with a list (`[status, kind] == [error, _]`)."""
+    return checked.enums.get(id(e))
 
 
 def _after_its_rule(head: str) -> bool:

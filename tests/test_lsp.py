@@ -719,6 +719,13 @@ async def test_completion_offers_enum_values(client: LanguageClient, tmp_path: P
     assert status == ["ok", "error", "unset"]
     kind = await complete(client, tmp_path / "e2.fluo", "rule a {\n  expect trace.has(kind in [server, c|]) }")
     assert {"client", "consumer"} <= set(kind) and "ok" not in kind
+    # QA lang r02: a list compared with a list pairs its items, as the typechecker reads them
+    paired = await complete(
+        client, tmp_path / "e3.fluo", "rule a {\n  expect trace.has([status, kind] == [error, c|]) }"
+    )
+    assert {"client", "consumer"} <= set(paired) and "ok" not in paired
+    first = await complete(client, tmp_path / "e4.fluo", "rule a {\n  expect [trace.root.status] != [|] }")
+    assert first == ["ok", "error", "unset"]
 
 
 async def test_completion_works_after_a_syntax_error_elsewhere(client: LanguageClient, tmp_path: Path) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from fluo_lang import ast
 from fluo_lang.api import analyze, analyze_expression, compile_program
 from fluo_lang.diagnostics import Diagnostic
 from fluo_lang.evaluate import Signal
 from fluo_lang.trace import Span, assemble
+from fluo_lang.typecheck import EnumRef
+from fluo_lsp.syntax import expressions
 
 
 def _diags(text: str) -> list[Diagnostic]:
@@ -225,6 +228,95 @@ def test_a_mixed_literal_list_is_checked_alike_by_in_and_contains(pred: str, col
 def test_an_attribute_in_a_list_without_durations_stays_allowed() -> None:
     for pred in ("l contains 'a'", "x in [200, 'x']", "['a', 1] contains x", "start in [x]", "l == [1, 'a']"):
         assert _diags(_where(pred)) == [], pred
+
+
+@pytest.mark.parametrize(
+    ("pred", "at", "says"),
+    [
+        # QA lang r01: a list literal let an attribute's number meet a duration, read as nanoseconds
+        ("[lat] == [1s]", "lat", "cannot compare list<any> with list<duration> using `==`: item by item, an attribute"),
+        ("[lat] == [duration]", "lat", "cannot compare list<any> with list<duration> using `==`: item by item"),
+        ("[1s] != [lat]", "lat", "cannot compare list<duration> with list<any> using `!=`: item by item"),
+        ("[lat, 'x'] == [1s, 'x']", "lat", "cannot compare list<any> with list<any> using `==`: item by item"),
+        ("[[lat]] contains [1s]", "lat", "`contains`: a list<list<any>> cannot contain a list<duration>: item by"),
+        ("[lat] in [[1s], [2s]]", "lat", "`in`: cannot look for a list<any> in a list<list<duration>>: item by item"),
+        ("[lat] in [[1s], ['a']]", "lat", "`in`: cannot look for a list<any> in a list<any>: item by item"),
+        ("l in [[1s]]", "in", "`in`: cannot look for any in list<list<duration>>: an attribute's list holds no"),
+        ("[[1s]] contains l", "contains", "`contains`: list<list<duration>> cannot contain any: an attribute's"),
+        ("l in [[1s], 'a']", "in", "`in`: cannot look for any in list<any>: an attribute's list holds no durations"),
+        ("[l] == [[1s]]", "l", "cannot compare list<any> with list<list<duration>> using `==`: item by item"),
+    ],
+)
+def test_an_attribute_meets_no_duration_through_list_items(pred: str, at: str, says: str) -> None:
+    """`latency_s > 5s` is FLUO300, and so is the same comparison made item by item: `[lat] == [1s]`."""
+    d = _only(_where(pred))
+    assert (d.code, d.is_error) == ("FLUO300", True)
+    assert d.message.startswith(says), d.message
+    text = _where(pred)
+    assert text[d.span.start : d.span.end] == at, d.format()
+
+
+def test_an_attributes_item_gets_its_keys_unit_hint_and_both_places_noted() -> None:
+    d = _only(_where("[latency_ms] == [1s]"))
+    assert d.message.endswith("give it one, e.g. `latency_ms * 1ms`"), d.message
+    text = _where("[latency_ms] == [1s]")
+    assert [(text[r.span.start : r.span.end], r.message) for r in d.related] == [
+        ("latency_ms", "this has no declared type (any)"),
+        ("1s", "this is a duration"),
+    ]
+
+
+def test_lists_of_attributes_and_units_given_stay_allowed() -> None:
+    for pred in (
+        "[lat * 1ms] == [1s]",
+        "[lat] == [1]",
+        "[lat, 'x'] == [2, 'x']",
+        "[duration] == [1s]",
+        "[lat] == [end]",
+    ):
+        assert _diags(_where(pred)) == [], pred
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        # QA lang r02: enum names in a list compared with `==` read as attributes, and never held
+        "trace.root.status == error",
+        "[trace.root.status] == [error]",
+        "[error] == [trace.root.status]",
+        "[trace.root.status, trace.root.kind] != [error, 'client']",
+        "[trace.root.kind] == [server]",
+        "[[trace.root.kind]] == [[server]]",
+        "[trace.root.kind, trace.root.name] == [server, 'x']",
+        "[trace.root.kind, trace.root.status] in [[server, ok], [client, error]]",
+        "[[server, ok]] contains [trace.root.kind, trace.root.status]",
+        "trace.has([status, kind] == [error, client])",
+    ],
+)
+def test_enum_names_in_a_compared_list_are_values_position_by_position(expr: str) -> None:
+    result = analyze_expression(expr)
+    assert result.diagnostics == [], [d.format() for d in result.diagnostics]
+    names = {"error", "ok", "server", "client"}
+    refs = result.rules[0].refs
+    read = [
+        refs.get(id(e)) for e, _ in expressions(result.rules[0].rule) if isinstance(e, ast.Name) and e.ident in names
+    ]
+    assert read and all(isinstance(r, EnumRef) for r in read), read
+
+
+@pytest.mark.parametrize(
+    ("expr", "bad"),
+    [
+        ("trace.root.status == 'bogus'", "bogus"),
+        ("[trace.root.status] == ['bogus']", "bogus"),
+        ("[trace.root.kind, trace.root.status] == [server, srever]", "srever"),
+        ("[trace.root.kind, trace.root.status] in [[server, sever]]", "sever"),
+    ],
+)
+def test_a_wrong_enum_name_in_a_compared_list_is_fluo304(expr: str, bad: str) -> None:
+    diags = analyze_expression(expr).diagnostics
+    assert [d.code for d in diags] == ["FLUO304"], [d.format() for d in diags]
+    assert diags[0].message.startswith(f"`{bad}` is not a "), diags[0].message
 
 
 @pytest.mark.parametrize(
