@@ -14,6 +14,7 @@ full way described above.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -663,11 +664,17 @@ class _Recovery:
             self._read_as(ip, top.start_pos or 0, end, message, None, 1)
             ip.feed_token(self.token("AND", "and", top.start_pos or 0, end))
             return True
-        # `1s < duration < 2s`: a range, its bounds both `<`/`<=` or both `>`/`>=` (`a == b <= c` lacks a `)`)
-        chained = any(_is_token(v, _ranges(kind)) for v in ip.parser_state.value_stack[-3:])
-        # `1s < duration < 2s`: read as `1s < duration and ? < 2s`
-        if chained and self._operand(ip, ["AND", "IDENT", kind]):
-            message = "comparisons do not chain: write `a < b and b < c`"
+        # `1s < duration < 2s`, `a == b == c`, `x in l in m`: read as `1s < duration and ? < 2s`
+        chained = next((v for v in ip.parser_state.value_stack[-3:] if _is_token(v, _comparisons())), None)
+        if (
+            chained is not None
+            and kind in _comparisons()
+            and not self._unclosed_before(ip, kind)
+            and self._operand(ip, ["AND", "IDENT", kind])
+        ):
+            message = f"comparisons do not chain: write `a {chained.value} b and b {tok.value} c`"
+            if {str(chained.value), str(tok.value)} & {"==", "!="}:  # `a == b <= c` may lack a `)`: `a == (b <= c)`
+                message += ", or put one in parentheses"
             self.report(error("FLUO100", message, self.index.span(start, end), path=self.path))
             ip.feed_token(self.synthetic("AND", start))
             ip.feed_token(self.synthetic("IDENT", start))
@@ -1185,6 +1192,12 @@ class _Recovery:
             state.value_stack.pop()
         self.skip_to(ip, end)
 
+    def _unclosed_before(self, ip: Any, kind: str) -> bool:
+        """Whether the `(` open innermost is closed nowhere, and `kind` would follow its `)`: then
+        `where(a == 'x'.count() > 0` lacks that `)` rather than chains comparisons."""
+        lpar = next((v for v in reversed(ip.parser_state.value_stack) if _is_token(v, ("LPAR",))), None)
+        return lpar is not None and _feedable(ip, ["RPAR", kind]) and self.closing(lpar.start_pos or 0) is None
+
     def closing(self, start: int) -> int | None:
         """`_closing`, within a budget for the whole text: garbage of brackets costs no more than its length."""
         if self.scan_budget <= 0:
@@ -1688,6 +1701,12 @@ _FIRST_TOKENS_WITHIN = 4096
 
 
 @cache
+@functools.cache
+def _comparisons() -> frozenset[str]:
+    """The terminals of the comparison operators, which take two sums: `a == b == c` is no expression."""
+    return frozenset(_terminal_of(op) for op in ("==", "!=", "<", "<=", ">", ">=", "in", "contains", "matches"))
+
+
 def _ranges(kind: str) -> frozenset[str]:
     """The comparisons that make a range (`a < b < c`) with the comparison `kind`; none if it is not one."""
     for side in (("<", "<="), (">", ">=")):

@@ -1390,6 +1390,41 @@ def test_expected_tokens_are_those_that_may_come_next(text: str, message: str) -
     assert [d.message for d in parse(text).diagnostics] == [message]
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1 < 2 < 3", "comparisons do not chain: write `a < b and b < c`"),
+        ("1 > 2 >= 3", "comparisons do not chain: write `a > b and b >= c`"),
+        # QA lang r03: any other chain said "unexpected `==`; expected one of an operator", `==` being one
+        ("1 == 1 == 1", "comparisons do not chain: write `a == b and b == c`, or put one in parentheses"),
+        ("1 < 2 > 0", "comparisons do not chain: write `a < b and b > c`"),
+        ("x == 'a' == true", "comparisons do not chain: write `a == b and b == c`, or put one in parentheses"),
+        ("1 == 2 <= 3", "comparisons do not chain: write `a == b and b <= c`, or put one in parentheses"),
+        ("x in l in m", "comparisons do not chain: write `a in b and b in c`"),
+        (
+            "x contains 'a' != true",
+            "comparisons do not chain: write `a contains b and b != c`, or put one in parentheses",
+        ),
+        (
+            "x matches 'a' == y + 1",
+            "comparisons do not chain: write `a matches b and b == c`, or put one in parentheses",
+        ),
+    ],
+)
+def test_every_chained_comparison_is_told_comparisons_do_not_chain(text: str, message: str) -> None:
+    diags = parse(f"trace.has({text})").diagnostics
+    assert [(d.code, d.message) for d in diags] == [("FLUO100", message)]
+    start, end = (x - len("trace.has(") for x in (diags[0].span.start, diags[0].span.end))
+    assert text[start:end] == message.split("`")[1].split()[-2]  # at the second operator
+
+
+@pytest.mark.parametrize(("op", "then"), [("<", "<"), ("==", ">"), ("in", "==")])
+def test_a_comparison_after_a_paren_left_open_is_the_missing_paren_not_a_chain(op: str, then: str) -> None:
+    """`where(name == 'a'.count() > 0`: its `)` left out, not comparisons chained."""
+    text = f"trace.spans.where(name {op} 'a'.count() {then} 0"
+    assert [d.message for d in parse(text).diagnostics] == [f"expected `)` before `{then}`"]
+
+
 # QA (fix-hints): mistakes that gave a cascade or a bare syntax error, now one error with FLUO's spelling and,
 # where only one text can be meant, the fix that gives it (checked with the typechecker too: no error left).
 _ONE_FIX = [
