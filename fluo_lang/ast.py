@@ -117,6 +117,25 @@ class Missing(Expr):
     """Where the parser recovered from a syntax error; already reported, checks stay quiet."""
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The expressions `e` is made of, left to right."""
+    if isinstance(e, Binary):
+        return (e.left, e.right)
+    if isinstance(e, Logic):
+        return e.operands
+    if isinstance(e, Unary):
+        return (e.operand,)
+    if isinstance(e, Field):
+        return (e.target,)
+    if isinstance(e, Call):
+        return (e.target, *e.args)
+    if isinstance(e, Index):
+        return (e.target, e.key)
+    if isinstance(e, ListLit):
+        return e.items
+    return ()
+
+
 MetaValue = str | int | float | bool | list["MetaItem"]
 
 

@@ -809,7 +809,7 @@ class _Checker:
         self.unsure_typo(e.right, lambda ty: _enum_value_beside(ty, e.left))
         if {lt, rt} == {t.ANY, t.DURATION}:
             # as `amount + 1s` (FLUO302): the attribute's number would be read as nanoseconds
-            hint = _unit_hint(e.left if lt == t.ANY else e.right)
+            hint = self.unit_hint(e.left if lt == t.ANY else e.right)
             self.err(
                 "FLUO300", f"cannot compare {lt} with {rt} using `{e.op}`{hint}", e.op_span, related=self.operands(e)
             )
@@ -866,7 +866,7 @@ class _Checker:
         """FLUO300 `says` for `e`, which holds the attribute `attr` against the duration `timed` or a list of
         them (`unit_clash`): at the operator where the attribute is an operand, else at the attribute."""
         dur = self.out.types.get(id(timed)) == t.DURATION
-        why = _unit_hint(attr) if dur else f": {_NO_DURATIONS}"
+        why = self.unit_hint(attr) if dur else f": {_NO_DURATIONS}"
         if attr is e.left or attr is e.right:
             self.err("FLUO300", f"{says}{why}", e.op_span, related=self.operands(e))
             return
@@ -880,6 +880,20 @@ class _Checker:
             attr.span,
             related=related,
         )
+
+    def unit_hint(self, e: ast.Expr) -> str:
+        """`_unit_hint` for `e`, an attribute's number or a value made of one (`trace.root.lat * 1`,
+        `trace.spans.sum(lat)`): named by the attribute read outermost in it, first of those."""
+        stack = [e]
+        while stack:
+            x = stack.pop()
+            read = isinstance(self.out.refs.get(id(x)), AttrRef) or (
+                isinstance(x, ast.Index) and self.out.types.get(id(x.target)) in (t.MAP, t.ANY)
+            )
+            if read and _attribute_text(x) is not None:  # `lat`, `attributes["t"]`, `waits[0]`
+                return _unit_hint(x)
+            stack.extend(reversed(ast.children(x)))
+        return _unit_hint(e)
 
     def unitless(self, number: ast.Literal, says: str) -> None:
         """`duration > 500`, `500 in [1s, 2s]`: FLUO300 `says`, on the number, with the unit it needs."""
@@ -900,7 +914,9 @@ class _Checker:
 
         looked_for = says("any", str(list_ty)) if ty == t.ANY else says(article(ty), article(list_ty))
         if ty == t.ANY and elem == t.DURATION:  # as `x == 1s`: the number would be read as nanoseconds
-            self.err("FLUO300", f"{says('any', str(list_ty))}{_unit_hint(value)}", e.op_span, related=self.operands(e))
+            self.err(
+                "FLUO300", f"{says('any', str(list_ty))}{self.unit_hint(value)}", e.op_span, related=self.operands(e)
+            )
         elif not t.comparable(ty, elem, ordering=False) and elem != t.ANY:
             self.unfit_element(e, value, ty, listed, says(article(ty), article(list_ty)))
         elif elem == t.ANY and isinstance(listed, ast.ListLit) and ty != t.ERROR:
@@ -909,7 +925,7 @@ class _Checker:
                 if id(item) in self.unitless_items:
                     continue
                 if {ty, item_ty} == {t.ANY, t.DURATION}:
-                    hint = _unit_hint(value if ty == t.ANY else item)
+                    hint = self.unit_hint(value if ty == t.ANY else item)
                     self.err("FLUO300", f"`{e.op}`: an attribute never equals a duration{hint}", item.span)
                 elif not t.lenient(ty) and not t.lenient(item_ty) and not t.comparable(ty, item_ty, ordering=False):
                     self.err("FLUO300", f"`{e.op}`: {article(ty)} never equals {article(item_ty)}", item.span)
@@ -1085,7 +1101,7 @@ class _Checker:
             if e.op == "-" and (lt, rt) == (t.ANY, t.TIMESTAMP):  # `deadline - start`: the attribute is a time
                 hint = _time_hint(e.left, e.right)
             elif t.ANY in (lt, rt) and {lt, rt} & {t.DURATION, t.TIMESTAMP}:
-                hint = _unit_hint(e.left if lt == t.ANY else e.right)
+                hint = self.unit_hint(e.left if lt == t.ANY else e.right)
             elif e.op in ("+", "-") and (number := _unitless(e, lt, rt, {t.DURATION, t.TIMESTAMP})) is not None:
                 (hint, fix), span = _unit_for(number), number.span  # `duration + 500`
             related = self.operands(e) if span is e.op_span else ()
@@ -1272,18 +1288,29 @@ _NO_DURATIONS = "an attribute's list holds no durations (its numbers have no uni
 """FLUO300's reason for a duration looked for in, or a list of them compared with, an attribute (`l contains 1s`)."""
 
 
+def _attribute_text(attr: ast.Expr) -> tuple[str, str] | None:
+    """An attribute read as written (`latency_ms`, `attributes["latency ms"]`, `waits_ms[0]`) and the key that
+    names its unit (`latency ms`, `waits_ms`); None for anything else."""
+    path = _path_text(attr)
+    if path is not None:
+        return path, path
+    if not (isinstance(attr, ast.Index) and isinstance(attr.key, ast.Literal)):
+        return None
+    target = _path_text(attr.target)
+    if target is None:
+        return None
+    if attr.key.kind == "string" and len(str(attr.key.value)) <= 40:
+        return f"{target}[{string_literal(str(attr.key.value))}]", str(attr.key.value)
+    if attr.key.kind == "int":
+        return f"{target}[{attr.key.value}]", target
+    return None
+
+
 def _unit_hint(attr: ast.Expr) -> str:
     """FLUO302's hint for an attribute's number next to a duration, with a unit guessed from its key (the
-    attribute as written: `latency_ms`, `attributes["latency ms"]`; else `amount`, a placeholder)."""
-    x = _path_text(attr)
-    key = x
-    if x is None and isinstance(attr, ast.Index) and isinstance(attr.key, ast.Literal) and attr.key.kind == "string":
-        target = _path_text(attr.target)
-        if target is not None and len(str(attr.key.value)) <= 40:
-            key = str(attr.key.value)
-            x = f"{target}[{string_literal(key)}]"
-    x = x or "amount"
-    suffix = (key or x).replace(".", "_").replace(" ", "_").rsplit("_", 1)[-1].lower()
+    attribute as written, `_attribute_text`; else `amount`, a placeholder)."""
+    x, key = _attribute_text(attr) or ("amount", "amount")
+    suffix = key.replace(".", "_").replace(" ", "_").rsplit("_", 1)[-1].lower()
     unit = {"ns": "1ns", "us": "1us", "ms": "1ms", "millis": "1ms", "s": "1s", "sec": "1s", "seconds": "1s"}
     return f"; an attribute's number has no unit: give it one, e.g. `{x} * {unit.get(suffix, '1ms')}`"
 

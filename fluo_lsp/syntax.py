@@ -6,24 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fluo_lang import ast
-
-
-def children(e: ast.Expr) -> tuple[ast.Expr, ...]:
-    if isinstance(e, ast.Binary):
-        return (e.left, e.right)
-    if isinstance(e, ast.Logic):
-        return e.operands
-    if isinstance(e, ast.Unary):
-        return (e.operand,)
-    if isinstance(e, ast.Field):
-        return (e.target,)
-    if isinstance(e, ast.Call):
-        return (e.target, *e.args)
-    if isinstance(e, ast.Index):
-        return (e.target, e.key)
-    if isinstance(e, ast.ListLit):
-        return e.items
-    return ()
+from fluo_lang.ast import children
 
 
 def expressions(rule: ast.Rule) -> Iterator[tuple[ast.Expr, ast.Expr | None]]:

@@ -138,12 +138,29 @@ def test_the_meant_forms_are_quiet() -> None:
         # QA: `contains`, `in` turned round, let the attribute's number through
         ("[1s, 2s] contains x", "x * 1ms"),
         ('[1s] contains attributes["t"]', 'attributes["t"] * 1ms'),
+        # QA lang r05: inside arithmetic or an aggregate the hint named `amount`, a key the rule never mentions
+        ("lat * 1 == 1s", "lat * 1ms"),
+        ("children.sum(wait_s) > 1s", "wait_s * 1s"),
+        ("2 * parent.attributes['t us'] > 1s", 'parent.attributes["t us"] * 1us'),
+        ("waits_ms[0] - 0 > 1s", "waits_ms[0] * 1ms"),
     ],
 )
 def test_an_attribute_compared_with_a_duration_needs_a_unit(pred: str, example: str) -> None:
     d = _only(_where(pred))
     assert (d.code, d.is_error) == ("FLUO300", True)
     assert d.message.endswith(f"an attribute's number has no unit: give it one, e.g. `{example}`")
+
+
+@pytest.mark.parametrize(
+    ("pred", "example"),
+    [
+        ("children.max(lat) + 1s > 0s", "lat * 1ms"),
+        ("end - 1s < wait.ms * 2 + 1s", "wait.ms * 1ms"),
+    ],
+)
+def test_an_attribute_added_to_a_duration_is_named_in_the_hint(pred: str, example: str) -> None:
+    d = _only(_where(pred))
+    assert d.code == "FLUO302" and d.message.endswith(f"give it one, e.g. `{example}`"), d.message
 
 
 def test_an_attribute_looked_for_among_durations_is_told_alike_either_way_round() -> None:
