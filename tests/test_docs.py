@@ -118,6 +118,22 @@ def test_readme_names_every_commands_exit_status() -> None:
     assert {"check", "eval", "test", "fmt", "serve", "signals", "discover", "demo"} <= set(_readme_exit_clauses())
 
 
+def test_the_span_language_md_shows_as_its_id_is_what_a_signal_holds() -> None:
+    """QA lang r04: the example was `trace.root == parent`, where `parent` outside a predicate is FLUO204."""
+    text = " ".join((ROOT / "docs" / "language.md").read_text(encoding="utf-8").split())
+    shown = re.search(r"A span shows as its span id, as `span_ids` names it: `(expect [^`]+)` shows `([^`]+)`", text)
+    assert shown, "docs/language.md no longer shows how a span reads in a signal"
+    clause, observed = shown.groups()
+    analysis = analyze([("r.fluo", f"rule r {{ {clause} }}")])
+    assert analysis.diagnostics == [], [d.format() for d in analysis.diagnostics]
+    span = {"traceId": "c" * 32, "spanId": "a000000000000001", "name": "s", "startTimeUnixNano": "1"}
+    (read,) = spans_from_json(
+        {"resourceSpans": [{"scopeSpans": [{"spans": [{**span, "endTimeUnixNano": "2"}]}]}]}, source="t"
+    )
+    (signal,) = compile_program(analysis).evaluate_trace(assemble([read])[0])
+    assert signal.observed == json.loads(observed)
+
+
 def test_the_bytes_reading_language_md_shows_is_what_a_rule_reads() -> None:
     """QA docs 02: a `bytesValue` attribute reads as its hex text, which docs/language.md never said."""
     text = " ".join((ROOT / "docs" / "language.md").read_text(encoding="utf-8").split())
