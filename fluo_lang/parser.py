@@ -1561,7 +1561,10 @@ _AGGREGATES = ("count", "avg", "min", "max", "sum")
 """TraceQL's aggregates, each a method of FLUO's `spans`."""
 _POSTFIX_PARTS = frozenset({"DOT", "IDENT", "STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "WINDOW"})
 _OPERAND_START = frozenset({"EXPECT", "DETECT", "LBRACE", "COMMA"})
-_OTHER_LANGUAGES = {"&&": "and", "||": "or", "=~": "matches", "~": "matches", "=>": ">=", "=<": "<=", "=": "=="}
+_OTHER_LANGUAGES = {
+    "&&": "and", "||": "or", "=~": "matches", "~": "matches", "=>": ">=", "=<": "<=", "=": "==",
+    "≠": "!=", "≤": "<=", "≥": ">=",  # mathematics' (and a word processor's autocorrect)
+}  # fmt: skip
 """Operators of other languages and what they are here: suggested, then read as it."""
 _RIGHT_OPERAND = re.compile(r"(?:[=!<>]=|[<>]|\b(?:in|contains|matches))\Z")
 _HAS_CALL = re.compile(r"has[ \t]*\(")
@@ -2240,6 +2243,35 @@ _ASCII_DIGIT = re.compile(r"[0-9]")
 _SPACED_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
+_ODD_NUMBER = re.compile(
+    r"(0[xX][0-9A-Fa-f]+(?:_?[0-9A-Fa-f])*|0[bB][01]+(?:_?[01])*|0[oO][0-7]+(?:_?[0-7])*"
+    r"|[0-9]+(?:_[0-9]+)+(?:\.[0-9]+(?:_?[0-9])*)?)([A-Za-zµ]*)(?![A-Za-z0-9_µ])"
+)
+_BASES = {"x": "hexadecimal", "b": "binary", "o": "octal"}
+
+
+def _odd_numbers(text: str) -> list[tuple[int, int, str, str]]:
+    """Numbers of other languages, which FLUO's lexer reads in pieces: `0x10`, `0b101`, `0o17` and digits
+    grouped with `_` (`1_000`, `1_000ms`). Each one error, with the number written as FLUO writes it: its start,
+    end, that number, and the message."""
+    if not re.search(r"[0-9](?:_[0-9]|[xXbBoO][0-9A-Fa-f])", text):
+        return []
+    out = []
+    for lexeme in lex(text):
+        m = _ODD_NUMBER.match(text, lexeme.start) if lexeme.kind in ("NUMBER", "DURATION") else None
+        if m is None:
+            continue
+        number, unit = m.group(1), m.group(2)
+        base = _BASES.get(number[1:2].lower()) if number[:1] == "0" and len(number) > 2 else None
+        if base is not None and not unit:
+            meant = str(int(number.replace("_", ""), 0))
+            out.append((m.start(), m.end(), meant, f"FLUO has no {base} numbers: write `{meant}`"))
+        elif base is None:
+            meant = number.replace("_", "") + unit
+            out.append((m.start(), m.end(), meant, f"a number has no `_` between its digits: write `{meant}`"))
+    return out
+
+
 def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
     """Where a number and a duration unit stand apart (`1 s`, `5 sec`, a no-break space between), or the unit
     itself is split (`500µ s`, `500 μ s`): the number's start and end, the unit's end, and the unit as written
@@ -2494,6 +2526,18 @@ def _recovering_parse(text: str, path: str, stand_ins: _StandIns | None = None, 
     """
     if read is None and stand_ins is not None:
         read = stand_ins.text
+    odd = _odd_numbers(text)
+    if odd:  # read as the number meant, or `0` where that is longer than what was written: offsets stay
+        odd_text, index, said = list(text), _LineIndex(text), []
+        odd_read = list(read) if read is not None else None
+        for start, end, meant, message in odd:
+            stand = (meant if len(meant) <= end - start else "0").ljust(end - start)
+            odd_text[start:end] = stand
+            if odd_read is not None:
+                odd_read[start:end] = stand
+            said.append(error("FLUO100", message, index.span(start, end), path=path, suggestion=meant))
+        result = _recovering_parse("".join(odd_text), path, stand_ins, None if odd_read is None else "".join(odd_read))
+        return ParseResult(replace(result.file, text=text), _capped([*said, *result.diagnostics]))
     spaced = _spaced_durations(text)
     if spaced:
         joined, found, index = list(text), {}, _LineIndex(text)

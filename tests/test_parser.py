@@ -1039,6 +1039,16 @@ _HABITS = [
     ("size(trace.spans) > 5", "`trace.spans.count()`"),
     ("len(trace.spans.where(x > 1)) > 5", "`trace.spans.where(x > 1).count()`"),
     ("trace.spans.where(service <> 'auth').count() > 0", "`!=`"),
+    # QA lang: mathematics' signs were "unexpected character", where `<>` and `===` get a did-you-mean
+    ("trace.spans.where(service \u2260 'auth').count() > 0", "did you mean `!=`?"),
+    ("trace.spans.where(duration\u2264 1s).count() > 0", "did you mean `<=`?"),
+    ("trace.duration \u2265 1s", "did you mean `>=`?"),
+    # QA lang: `0x10` was "unknown duration unit `x`" and a second error; `1_000` up to three errors
+    ("trace.spans.count() > 0x10", "FLUO has no hexadecimal numbers: write `16`"),
+    ("trace.spans.count() < 0b101", "FLUO has no binary numbers: write `5`"),
+    ("trace.spans.where(x == 0o17).exists()", "FLUO has no octal numbers: write `15`"),
+    ("rule r { expect trace.spans.count() > 1_000 }", "a number has no `_` between its digits: write `1000`"),
+    ("rule r {\n  expect trace.duration < 1_000ms\n}\n", "a number has no `_` between its digits: write `1000ms`"),
     ("trace.spans.where(http.response.status_code in (500, 503)).exists()", "`[500, 503]`"),
     ("trace.spans.where(1s < duration < 2s).exists()", "and"),
     ("trace.spans.where(service == \u2018auth\u2019).exists()", "straight quotes"),
