@@ -49,10 +49,13 @@ from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, r
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
 __all__ = [
+    "FIELDS_BESIDE_SPAN",
     "JSON_CONTAINERS_PER_SPAN",
+    "MAX_FIELDS_BESIDE_SPANS",
     "MAX_SPANS_PER_FILE",
     "MIN_SPAN_WIRE_BYTES",
     "TRACE_FILE_NAMES",
+    "NotAnExport",
     "TraceInputError",
     "UnknownKeys",
     "count_json_containers",
@@ -733,11 +736,13 @@ def parse_protobuf(
     try:
         req = decode_traces(data)
     except (DecodeError, RuntimeError, ValueError) as e:
-        detail = str(e) or type(e).__name__
-        raise TraceInputError(
-            f"{source}: not an OTLP protobuf trace message (ExportTraceServiceRequest): {detail}"
-        ) from None
+        raise _not_protobuf(source, e) from None
     return spans_from_request(req, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
+
+
+def _not_protobuf(source: str, e: Exception) -> TraceInputError:
+    detail = str(e) or type(e).__name__
+    return TraceInputError(f"{source}: not an OTLP protobuf trace message (ExportTraceServiceRequest): {detail}")
 
 
 # ---------------------------------------------------------------------------
@@ -1710,6 +1715,19 @@ def parse_json(
 
 MIN_SPAN_WIRE_BYTES = 2
 """The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
+MAX_FIELDS_BESIDE_SPANS = 10_000
+"""Protobuf fields an OTLP trace body may hold besides its spans, plus `FIELDS_BESIDE_SPAN` per span, where
+`count_spans` walks (the request, its `resource_spans`, their `scope_spans`): past that it is refused before
+decoding, as no export. An exporter sends some three per resource or scope group (the group, its `resource` or
+`scope`, its `schema_url`), at worst a group of each per span: 6 per span. Unbounded, the walk cost 10 s of
+pure Python on 64 MiB of one 2-byte unknown field repeated, and 32 million empty `resource_spans` took upb
+2.2 GB to decode."""
+FIELDS_BESIDE_SPAN = 8
+"""Protobuf fields an OTLP trace body may hold per span besides `MAX_FIELDS_BESIDE_SPANS` (see there)."""
+
+
+class NotAnExport(Exception):
+    """Protobuf bytes holding more fields besides their spans than an OTLP export does (`count_spans`)."""
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -1727,57 +1745,101 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def _len_fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
-    """(field number, start, end) of each length-delimited field of the protobuf message in `data[start:end]`.
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """(key, start, end) of each field of the protobuf message in `data[start:end]`: its key (field number << 3
+    | wire type) and where the bytes of a length-delimited one are (for others, an empty range after the field).
 
-    Other fields are skipped; bytes that are not protobuf raise IndexError or ValueError. This walks
+    Bytes that are not protobuf raise IndexError or ValueError, field number 0 at once. This walks
     the wire format by hand, which FLUO otherwise leaves to the protobuf library, for one reason:
     counting spans before decoding (`count_spans`) must cost nothing per span, and the library
     cannot count without building every element (upb: +234 MiB to count the 8M empty spans of a
     15 MiB body, the very attack the count is there to stop). Decoding itself stays the library's.
+    One-byte keys and lengths, nearly all of them, are read without a call.
     """
     pos = start
     while pos < end:
-        key, pos = _varint(data, pos)
+        key = data[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(data, pos)
+        if key < 8:
+            raise ValueError("field number 0")
         wire = key & 7
+        if wire == 2:
+            n = data[pos]
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(data, pos)
+            if pos + n > end:
+                raise ValueError("field runs past its message")
+            yield key, pos, pos + n
+            pos += n
+            continue
         if wire == 0:
-            _, pos = _varint(data, pos)
+            if data[pos] < 0x80:
+                pos += 1
+            else:
+                _, pos = _varint(data, pos)
         elif wire == 1:
             pos += 8
         elif wire == 5:
             pos += 4
-        elif wire == 2:
-            n, pos = _varint(data, pos)
-            if pos + n > end:
-                raise ValueError("field runs past its message")
-            yield key >> 3, pos, pos + n
-            pos += n
         else:
             raise ValueError(f"wire type {wire}")
+        yield key, pos, pos
+
+
+_RESOURCE_SPANS_KEY = 1 << 3 | 2  # field 1, length-delimited, of ExportTraceServiceRequest
+_SCOPE_SPANS_KEY = 2 << 3 | 2  # field 2 of ResourceSpans
+_SPANS_KEY = 2 << 3 | 2  # field 2 of ScopeSpans
 
 
 def count_spans(data: bytes, stop_after: int) -> int:
     """Spans in OTLP protobuf bytes (`ExportTraceServiceRequest`), counted on the wire without decoding them.
 
     Stops counting past `stop_after`. Bytes that are not protobuf count what came before
-    (decoding them then says what is wrong).
+    (decoding them then says what is wrong). More fields besides the spans than an export has
+    (`MAX_FIELDS_BESIDE_SPANS`) raise `NotAnExport`.
     """
     n = 0
+    beside = 0
+    limit = MAX_FIELDS_BESIDE_SPANS
     try:
-        for field, start, end in _len_fields(data, 0, len(data)):
-            if field != 1:  # resource_spans
+        for key, start, end in _fields(data, 0, len(data)):
+            beside += 1
+            if beside > limit:
+                raise _not_an_export(beside, n)
+            if key != _RESOURCE_SPANS_KEY:
                 continue
-            for field2, start2, end2 in _len_fields(data, start, end):
-                if field2 != 2:  # scope_spans
+            for key2, start2, end2 in _fields(data, start, end):
+                beside += 1
+                if beside > limit:
+                    raise _not_an_export(beside, n)
+                if key2 != _SCOPE_SPANS_KEY:
                     continue
-                for field3, _, _ in _len_fields(data, start2, end2):
-                    if field3 == 2:  # spans
+                for key3, _, _ in _fields(data, start2, end2):
+                    if key3 == _SPANS_KEY:
                         n += 1
                         if n > stop_after:
                             return n
+                        limit += FIELDS_BESIDE_SPAN
+                        continue
+                    beside += 1
+                    if beside > limit:
+                        raise _not_an_export(beside, n)
     except (IndexError, ValueError):
         pass
     return n
+
+
+def _not_an_export(fields: int, spans: int) -> NotAnExport:
+    among = f"besides its first {plural(spans, 'span')}" if spans else "and no span"
+    return NotAnExport(
+        f"{fields:,} protobuf fields {among}, over the limit of {MAX_FIELDS_BESIDE_SPANS:,} "
+        f"plus {FIELDS_BESIDE_SPAN} per span: more than an OTLP exporter sends"
+    )
 
 
 def count_json_containers(data: bytes) -> int:
@@ -1903,7 +1965,10 @@ def parse_trace_bytes(
             raise _too_many_spans(source, len(spans))
         return spans
     if len(data) > MAX_SPANS_PER_FILE * MIN_SPAN_WIRE_BYTES:
-        n = count_spans(data, MAX_SPANS_PER_FILE)
+        try:
+            n = count_spans(data, MAX_SPANS_PER_FILE)
+        except NotAnExport as e:
+            raise _not_protobuf(source, e) from None
         if n > MAX_SPANS_PER_FILE:
             raise _too_many_spans(source, n, at_least=True)
     return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)

@@ -1921,6 +1921,19 @@ def test_a_protobuf_file_over_the_span_cap_is_refused_before_decoding(tmp_path: 
     assert error_of(load_trace_file, at_cap).startswith(f"{at_cap}: resource_spans[0].scope_spans[0].spans[0].trace_id")
 
 
+def test_a_protobuf_file_of_fields_beside_no_spans_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Security QA (r12): 64 MiB of one unknown field repeated (`78 00`) took 10 s to count and was then read as
+    no spans; as many empty resource_spans (`0a 00`) took 66 s and 2.2 GB to decode. Both are refused as soon
+    as the count has walked more fields beside spans than an export has."""
+    for name, field in (("unknown.pb", b"\x78\x00"), ("groups.pb", b"\x0a\x00")):
+        path = tmp_path / name
+        path.write_bytes(field * (otlp.MAX_SPANS_PER_FILE + 1))  # long enough to be counted
+        assert error_of(load_trace_file, path) == (
+            f"{path}: not an OTLP protobuf trace message (ExportTraceServiceRequest): 10,001 protobuf fields and "
+            "no span, over the limit of 10,000 plus 8 per span: more than an OTLP exporter sends"
+        )
+
+
 def test_a_json_file_over_the_span_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(otlp, "MAX_SPANS_PER_FILE", 3)
     spans = [{"traceId": "ab" * 16, "spanId": f"{i + 1:016x}", "name": "s"} for i in range(4)]

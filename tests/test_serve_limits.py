@@ -27,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from serve_support import Sender, ServeProcess, config, metric, post, self_signed, wait_for
 
-from fluo_lang.otlp import TraceInputError, count_spans
+from fluo_lang.otlp import FIELDS_BESIDE_SPAN, MAX_FIELDS_BESIDE_SPANS, NotAnExport, TraceInputError, count_spans
 from fluo_run.serve import receivers
 from fluo_run.serve.receivers import MAX_BAD_SPANS, MAX_GZIP_MEMBERS, MAX_SPANS_PER_REQUEST
 from fluo_run.serve.runtime import RuntimeThread
@@ -76,12 +76,17 @@ def test_spans_are_counted_on_the_wire_and_the_count_stops_past_the_cap() -> Non
     st.lists(st.lists(st.integers(0, 4), max_size=4), max_size=4),
     st.binary(max_size=4),
     st.integers(0, 2**64 - 1),
+    st.integers(1, 3),
 )
-def test_the_wire_count_is_the_librarys(shape: list[list[int]], name: bytes, number: int) -> None:
+def test_the_wire_count_is_the_librarys(shape: list[list[int]], name: bytes, number: int, unknowns: int) -> None:
     """The hand-walked count agrees with protobuf's own over several resources and scopes, with fields of
-    every wire type around the spans (varint, fixed64, fixed32 and unknown ones)."""
+    every wire type around the spans (varint, fixed64, fixed32 and unknown ones, also multi-byte keys and
+    varints), in the request, in every resource and in every scope."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+    fields = b"\x20" + bytes([number % 128]) + b"\x29" + bytes(8) + b"\x35" + bytes(4)  # fields 4, 5, 6
+    fields += b"\xf8\x07" + _varint(number)  # field 127, a two-byte key and a varint up to ten bytes long
+    unknown = fields * unknowns
     req = ExportTraceServiceRequest()
     for scopes in shape:
         rs = req.resource_spans.add(schema_url="r")
@@ -92,15 +97,68 @@ def test_the_wire_count_is_the_librarys(shape: list[list[int]], name: bytes, num
             for i in range(n):
                 span = ss.spans.add(name=name.hex(), start_time_unix_nano=number, kind=i % 6)
                 span.attributes.add(key="k").value.int_value = number - 2**63
-    data = req.SerializeToString()
-    unknown = b"\x20" + bytes([number % 128]) + b"\x29" + bytes(8) + b"\x35" + bytes(4)  # fields 4, 5, 6
-    data += (
-        b"\x0a" + bytes([len(b"\x12" + bytes([len(unknown)]) + unknown)]) + b"\x12" + bytes([len(unknown)]) + unknown
-    )
+            ss.ParseFromString(ss.SerializeToString() + unknown)
+        rs.ParseFromString(rs.SerializeToString() + unknown)
+    data = unknown + req.SerializeToString() + _ld(0x0A, _ld(0x12, unknown) + unknown) + unknown
     expected = sum(
         len(ss.spans) for rs in ExportTraceServiceRequest.FromString(data).resource_spans for ss in rs.scope_spans
     )
     assert count_spans(data, 10**6) == expected
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def test_the_wire_count_stops_at_field_number_zero() -> None:
+    """Field number 0 is not protobuf: the count stops there, where it walked 64 MiB of zero bytes as 32 million
+    fields (10 s), to count what came before (decoding then says what is wrong)."""
+    assert count_spans(bytes(2) + empty_spans(5), 10) == 0
+    assert count_spans(empty_spans(5) + bytes(2) + empty_spans(5), 10) == 5
+    assert count_spans(empty_spans(5) + b"\x02\x00" + empty_spans(5), 10) == 5  # field 0, length-delimited
+
+
+def test_the_wire_count_refuses_more_fields_beside_the_spans_than_an_export_has() -> None:
+    """Security QA (r12): 64 MiB of a valid unknown field (`78 00`, field 15) took 10 s to count one field at a
+    time, and as many empty resource_spans (`0a 00`) 66 s and 2.2 GB to decode. Past `MAX_FIELDS_BESIDE_SPANS`
+    plus `FIELDS_BESIDE_SPAN` per span counted so far, the count stops: no exporter sends that many."""
+    limit = MAX_FIELDS_BESIDE_SPANS
+    for field in (b"\x78\x00", b"\x0a\x00", b"\x0d" + bytes(4)):  # unknown, empty resource_spans, fixed32
+        assert count_spans(field * limit, 10) == 0
+        with pytest.raises(NotAnExport) as refused:
+            count_spans(field * (limit + 1), 10)
+        assert str(refused.value) == (
+            f"{limit + 1:,} protobuf fields and no span, over the limit of {limit:,} plus {FIELDS_BESIDE_SPAN} "
+            "per span: more than an OTLP exporter sends"
+        )
+    inside = b"\x1a\x00" * (limit - 2)  # each a scope's schema_url: with the resource_spans and scope_spans fields
+    assert count_spans(_ld(0x0A, _ld(0x12, inside)), 10) == 0
+    with pytest.raises(NotAnExport, match=r"^10,001 protobuf fields and no span"):
+        count_spans(_ld(0x0A, _ld(0x12, inside + b"\x1a\x00")), 10)
+    per_span = b"\x12\x00" + b"\x78\x00" * FIELDS_BESIDE_SPAN  # a span and as many fields beside it as allowed
+    assert count_spans(_ld(0x0A, _ld(0x12, b"\x78\x00" * (limit - 2) + per_span * 3)), 10) == 3
+    with pytest.raises(NotAnExport, match=r"^10,025 protobuf fields besides its first 3 spans"):
+        count_spans(_ld(0x0A, _ld(0x12, b"\x78\x00" * (limit - 2) + per_span * 3 + b"\x78\x00")), 10)
+
+
+def test_a_resource_and_scope_for_every_span_is_within_the_fields_beside_spans() -> None:
+    """The most fields beside its spans an exporter sends: a resource and a scope group for every span, each
+    with its resource or scope and schema_url (6 per span), well past `MAX_FIELDS_BESIDE_SPANS` in all."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    for i in range(3000):
+        rs = req.resource_spans.add(schema_url="r")
+        rs.resource.SetInParent()
+        ss = rs.scope_spans.add(schema_url="s")
+        ss.scope.SetInParent()
+        ss.spans.add(name=str(i))
+    assert count_spans(req.SerializeToString(), 10**6) == 3000
 
 
 def test_an_export_over_the_span_cap_is_refused_before_decoding(tmp_path: Path) -> None:
@@ -118,6 +176,29 @@ def test_an_export_over_the_span_cap_is_refused_before_decoding(tmp_path: Path) 
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="too_large") == 1
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="too_large") == 1
         assert metric(rt, "fluo_spans_received_total", transport="http") == 0
+
+
+def test_an_export_of_fields_beside_no_spans_is_refused_before_decoding(tmp_path: Path) -> None:
+    """Security QA (r12): a body of one unknown field repeated (`78 00`) cost 10 s of CPU to count before the
+    answer, 60 MiB of them in 61 KB of gzip; refused once past `MAX_FIELDS_BESIDE_SPANS`, over HTTP and gRPC."""
+    body = b"\x78\x00" * (MAX_SPANS_PER_REQUEST + 1)  # long enough to be counted
+    why = f"{MAX_FIELDS_BESIDE_SPANS + 1:,} protobuf fields and no span, over the limit of"
+    with RuntimeThread(config(tmp_path)) as rt:
+        status, _, answer = post(
+            f"{rt.http_url}/v1/traces", gzip.compress(body), PROTOBUF, **{"Content-Encoding": "gzip"}
+        )
+        assert status == 400
+        assert Status.FromString(answer).message.startswith(
+            f"request body: not an OTLP protobuf ExportTraceServiceRequest: {why}"
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            export = channel.unary_unary(SERVICE)
+            with pytest.raises(grpc.RpcError) as refused:
+                export(body, timeout=30)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert str(refused.value.details()).startswith(f"not an OTLP ExportTraceServiceRequest: {why}")
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="malformed") == 1
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="malformed") == 1
 
 
 def test_a_json_export_over_the_span_cap_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -161,7 +242,7 @@ def test_large_bodies_are_decoded_off_the_event_loop(tmp_path: Path, monkeypatch
 
     monkeypatch.setattr(receivers, "decode_protobuf", spy)
     small = empty_spans(10)
-    large = empty_spans(MAX_BAD_SPANS) + b"\x0a\x00" * receivers.INLINE_DECODE_BYTES  # empty resource blocks
+    large = empty_spans(MAX_BAD_SPANS) + _ld(0x0A, _ld(0x1A, b"r" * 2 * receivers.INLINE_DECODE_BYTES))  # a schema_url
     with RuntimeThread(config(tmp_path)) as rt:
         assert post(f"{rt.http_url}/v1/traces", small, PROTOBUF)[0] == 200
         assert post(f"{rt.http_url}/v1/traces", large, PROTOBUF)[0] == 200

@@ -37,6 +37,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from fluo_lang.otlp import (
     MIN_SPAN_WIRE_BYTES,
+    NotAnExport,
     TraceInputError,
     count_json_containers,
     count_spans,
@@ -659,13 +660,13 @@ def decode_protobuf(
 ) -> Decoded:
     """Spans of an OTLP protobuf body, refused whole past `MAX_SPANS_PER_REQUEST` (counted before decoding)."""
     cap = MAX_SPANS_PER_REQUEST
-    if len(body) > cap * MIN_SPAN_WIRE_BYTES:
-        n = count_spans(body, cap)
-        if n > cap:
-            raise too_many_spans(n, cap)
     try:
+        if len(body) > cap * MIN_SPAN_WIRE_BYTES:
+            n = count_spans(body, cap)
+            if n > cap:
+                raise too_many_spans(n, cap)
         req = decode_traces(body)
-    except (DecodeError, RuntimeError, ValueError) as exc:
+    except (DecodeError, RuntimeError, ValueError, NotAnExport) as exc:
         raise TraceInputError(f"{what} ExportTraceServiceRequest: {exc or 'cannot parse'}") from None
     return decode_request(req, prefetch, body if share else None)
 
