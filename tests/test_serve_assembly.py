@@ -268,6 +268,13 @@ def test_bad_settings_are_one_line() -> None:
     with pytest.raises(ConfigError, match=r"^--http: 'localhost' is not HOST:PORT"):
         parse_address("localhost", "--http")
     assert parse_address("[::1]:4318", "--http") == ("::1", 4318)
+    assert parse_address("[::]:0", "--grpc") == ("::", 0)
+    for malformed in ("[::1:0", "::1]:0", "[::1]]:0", "[[::1]:0", "::1:0", "::1", "[127.0.0.1]]:0"):
+        with pytest.raises(ConfigError, match=r"an IPv6 host goes in brackets, e\.g\. \[::1\]:4318$"):
+            parse_address(malformed, "--grpc")
+    for empty in ("[]:0", ":4318", "127.0.0.1:", "[::1]", "127.0.0.1:65536"):
+        with pytest.raises(ConfigError, match=r"is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4318"):
+            parse_address(empty, "--http")
 
 
 def test_a_negative_duration_is_called_negative() -> None:

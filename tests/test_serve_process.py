@@ -252,6 +252,10 @@ def test_config_file_and_env_vars_with_flags_winning(tmp_path: Path) -> None:
     with proc:
         proc.started()
         assert "gRPC" not in proc.ports  # grpc: off from the file
+        assert any(
+            line.endswith(" INFO    OTLP/gRPC off (--grpc off): exports over gRPC are not received")
+            for line in proc.log
+        )
         send(proc.http_url, "auth_retry_storm.json")  # the env var's HTTP port won over the file's
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0
@@ -381,6 +385,15 @@ HELP = " (see `fluo serve --help`)"
             "fluo: --config fluo.yaml: `webhook`: empty; give a URL, or leave --webhook out to post to no webhook",
         ),
         (
+            "grpc: ''\n",
+            "fluo: --config fluo.yaml: `grpc`: empty; give HOST:PORT or `off`, or leave --grpc out for 127.0.0.1:4317",
+        ),
+        (
+            "grpc: 0\n",
+            "fluo: --config fluo.yaml: `grpc`: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off`"
+            " for none",
+        ),
+        (
             "db: ''\n",
             "fluo: --config fluo.yaml: `db`: empty; give a file, or leave --db out for ./fluo-signals.db (--no-db for"
             " no store)",
@@ -405,6 +418,8 @@ HELP = " (see `fluo serve --help`)"
         "twice",
         "twice-one-spelling",
         "empty-sink",
+        "empty-grpc",
+        "grpc-0",
         "empty-db",
         "duration-off",
         "int-bool-as-written",
@@ -505,14 +520,20 @@ def test_a_config_value_is_taken_as_written_and_switches_take_1_and_0(
             ["--no-db", "--config", "."],
             "invalid value for '--config': File '.' is a directory (see `fluo serve --help`)",
         ),
+        (["--no-db", "--grpc", ""], "--grpc: empty; give HOST:PORT or `off`, or leave --grpc out for 127.0.0.1:4317"),
+        (
+            ["--no-db", "--grpc", " 0 "],
+            "--grpc: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off` for none",
+        ),
     ],
-    ids=["db", "rules", "config-folder"],
+    ids=["db", "rules", "config-folder", "grpc", "grpc-0"],
 )
 def test_an_empty_db_or_rules_flag_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], line: str
 ) -> None:
     """QA ops r03: `--db ""` (`--db "$STORE"`, STORE unset) turned the store off, logging "--no-db" though it was
-    not given; `--rules ""` said "--rules: .: no .fluo files"; `--config FOLDER` named FLUO_CONFIG, not set."""
+    not given; `--rules ""` said "--rules: .: no .fluo files"; `--config FOLDER` named FLUO_CONFIG, not set.
+    QA errors r02: `--grpc ""` and `--grpc 0` turned the gRPC receiver off without a word."""
     from click.testing import CliRunner
 
     from fluo_run.cli import main

@@ -44,7 +44,8 @@ from .config import (
 from .store import SEVERITY_ORDER, NotAStore, SignalFilter, SignalStore, error_code, is_corrupt, parse_time, recovery
 
 OFF = ("off", "none", "false", "no", "0", "")
-"""Values of --db, --grpc and the durations that may be off which turn them off (`db: no`, YAML 1.1's false, too)."""
+"""Values of --db, --grpc and the durations that may be off which turn them off (`db: no`, YAML 1.1's false, too);
+--grpc refuses an empty value and `0` (`_grpc`)."""
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
 
 
@@ -188,9 +189,20 @@ def _empty_variables(ctx: click.Context) -> None:
             raise ConfigError(f"{p.envvar}: empty; give {what}, or unset it {without}")
 
 
+def _grpc(value: Any) -> tuple[str, int] | None:
+    """The --grpc address, None for off. Empty (`--grpc "$UNSET"`) and `0` (a port alone, where a port 0 picks a
+    free one) are refused: they turned the receiver off without a word, and a Collector sending gRPC was refused."""
+    text = str(value).strip()
+    if not text:
+        raise ConfigError(f"--grpc: empty; give HOST:PORT or `off`, or leave --grpc out for {DEFAULT_GRPC}")
+    if text == "0":
+        raise ConfigError("--grpc: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off` for none")
+    return None if text.lower() in OFF else parse_address(text, "--grpc")
+
+
 def build_config(options: dict[str, Any]) -> ServeConfig:
     """A `ServeConfig` from the command's options (flags, `FLUO_*` variables and the config file merged by click)."""
-    grpc_text = str(options["grpc"]).strip()
+    grpc = _grpc(options["grpc"])
     if any(not str(p).strip() for p in options["rules"] or ()):
         raise ConfigError("--rules: empty; give a rule file or folder (`.` for the current folder)")
     rules = [Path(p) for p in options["rules"]] if options["rules"] else default_rules()
@@ -213,7 +225,7 @@ def build_config(options: dict[str, Any]) -> ServeConfig:
             flag = "--" + name.replace("_", "-")
             raise ConfigError(f"{flag}: empty; give {what}, or leave {flag} out {without}")
     config = ServeConfig(
-        grpc=None if grpc_text.lower() in OFF else parse_address(grpc_text, "--grpc"),
+        grpc=grpc,
         http=parse_address(str(options["http"]), "--http"),
         metrics=parse_address(str(options["metrics"]), "--metrics") if options["metrics"] else None,
         rules=rules,

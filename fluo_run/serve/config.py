@@ -73,11 +73,15 @@ def parse_setting(text: str, setting: str) -> float:
 
 
 def parse_address(text: str, setting: str) -> tuple[str, int]:
-    """HOST:PORT (IPv6 hosts in brackets); port 0 picks a free port."""
+    """HOST:PORT, an IPv6 host in one pair of brackets (`[::1]:4318`); port 0 picks a free port."""
     host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
+    bracketed = host[:1] == "[" and host[-1:] == "]"
+    if bracketed:
+        host = host[1:-1]
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{setting}: {text!r} is not HOST:PORT; give e.g. 127.0.0.1:4318 (port 0 picks a free one)")
+    if "[" in host or "]" in host or (":" in host and not bracketed):  # `[::1:0`, `::1]:0`, `::1` (host `:`)
+        raise ConfigError(f"{setting}: {text!r} is not HOST:PORT; an IPv6 host goes in brackets, e.g. [::1]:4318")
     return host, int(port)
 
 

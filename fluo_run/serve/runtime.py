@@ -401,6 +401,8 @@ class Runtime:
         log.info("OTLP/HTTP listening on %s://%s (POST /v1/traces, GET /metrics, GET /healthz)", scheme, http)
         if self.config.grpc is not None:
             log.info("OTLP/gRPC listening on %s", host_port(self.config.grpc[0], self.grpc_port))
+        else:
+            log.info("OTLP/gRPC off (--grpc off): exports over gRPC are not received")
         if self.config.metrics is not None:
             log.info("metrics on %s://%s/metrics", scheme, host_port(self.config.metrics[0], self.metrics_port))
         warn_exposed(self.config, self.http_port, self.grpc_port, self.metrics_port)
