@@ -93,10 +93,27 @@ def test_no_match_says_traces_are_evaluated_trace_idle_after_their_last_span(db:
     trace was still waiting out --trace-idle."""
     code, out = run("--db", db, "--rule", "no_such_rule")
     assert code == 0
-    assert out == (
+    assert out.splitlines()[0] == (
         "no signals match (fluo serve evaluates a trace --trace-idle, 5s by default, after its last span: "
-        "one that just ended may not be stored yet)\n"
+        "one that just ended may not be stored yet)"
     )
+
+
+def test_no_match_says_what_the_store_holds_that_the_options_left_out(db: str, tmp_path: Path) -> None:
+    """QA soak tour: `fluo signals --severity error --since 1h` on a store of millions of info signals said only
+    that traces are evaluated --trace-idle after their last span; `--rule` with a typo said the same."""
+    assert run("--db", db, "--rule", "auth_retry_strom")[1].splitlines()[1:] == [
+        "fluo: the store holds 4 signals, none of rule `auth_retry_strom` (did you mean `auth_retry_storm`?)"
+    ]
+    _, out = run("--db", db, "--rule", "auth_span_budget", "--rule", "nope", "--since", "2027-01-01T00:00:00Z")
+    assert out.splitlines()[1:] == ["fluo: the store holds 4 signals, none of rule `nope`"]
+    _, out = run("--db", db, "--severity", "critical", "--since", "2026-01-01T00:00:30Z")
+    assert out.splitlines()[1:] == [
+        "fluo: the store holds 4 signals, none matching --severity critical --since 2026-01-01T00:00:30Z"
+    ]
+    empty = tmp_path / "empty.db"
+    SignalStore(empty).close()
+    assert run("--db", str(empty), "--severity", "critical")[1].count("\n") == 1  # an empty store: nothing to add
 
 
 def test_jsonl_round_trips_the_signal(db: str) -> None:

@@ -897,10 +897,13 @@ def signals_command(
         _fail(f"{db}{named}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
     import sqlite3
 
+    why_none: list[str] = []
     try:
         store = SignalStore(db, create=False, timeout=LOCK_WAIT)
         try:
             texts = store.query_texts(where)  # stored as `dump_json(signal)`, as jsonl prints
+            if not texts:
+                why_none = _why_none_match(store, rules, severity, since, until, trace_id)
         finally:
             store.close()
     except (sqlite3.DatabaseError, NotAStore, OSError) as exc:
@@ -913,7 +916,44 @@ def signals_command(
         write_lines([escape_json_text(t) for t in texts])
     else:
         print_table([json.loads(t) for t in texts])
+    for line in why_none:
+        click.echo(f"fluo: {one_line(line)}", err=True)
     sys.exit(0)
+
+
+def _why_none_match(
+    store: SignalStore,
+    rules: Sequence[str],
+    severity: str | None,
+    since: str | None,
+    until: str | None,
+    trace_id: str | None,
+) -> list[str]:
+    """What the store holds, when the options given match none of it: a `--rule` it holds no signal of (with the
+    rule meant, if one is a typo away), else how many signals the options left out."""
+    total = store.count()
+    if not total or not (rules or severity or since or until or trace_id):
+        return []
+    held = f"{total:,} signal{'' if total == 1 else 's'}"
+    stored = store.rules_stored()
+    unknown = [r for r in dict.fromkeys(rules) if r not in stored]
+    if unknown:
+        named = ", ".join(
+            f"`{r}`" + (f" (did you mean `{near}`?)" if (near := nearest(r, stored)) else "") for r in unknown
+        )
+        return [f"the store holds {held}, none of {'rule' if len(unknown) == 1 else 'rules'} {named}"]
+    given = [
+        f"{flag} {value}"
+        for flag, value in (
+            ("--rule", ", ".join(rules)),
+            ("--severity", severity),
+            ("--since", since),
+            ("--until", until),
+            ("--trace", trace_id),
+        )
+        if value
+    ]
+    return [f"the store holds {held}, none matching {' '.join(given)}"]
 
 
 __all__ = ["command", "signals_command"]

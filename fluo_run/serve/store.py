@@ -426,6 +426,20 @@ class SignalStore:
         rows = self._read(sql, args)
         return [r[0] for r in reversed(rows)]
 
+    def count(self) -> int:
+        """How many signals the store holds."""
+        return int(self._read("SELECT count(*) FROM signals", [])[0][0])
+
+    def rules_stored(self) -> list[str]:
+        """The rules the store holds signals of, in order: one step of the `rule` index each, not a pass over
+        every signal (a store of millions of one rule's)."""
+        out: list[str] = []
+        while row := self._read(
+            "SELECT rule FROM signals WHERE rule > ? ORDER BY rule LIMIT 1", [out[-1] if out else ""]
+        ):
+            out.append(row[0][0])
+        return out
+
     def query(self, where: SignalFilter) -> list[dict[str, Any]]:
         """The matching signals, oldest first."""
         return [json.loads(text) for text in self.query_texts(where)]
