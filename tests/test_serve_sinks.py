@@ -1862,3 +1862,71 @@ def test_a_jsonl_file_ending_in_a_cut_off_line_gets_a_line_break_before_new_sign
     sink.write(signals(1, 2), threading.Event())
     sink.close()
     assert path.read_text(encoding="utf-8").endswith('{"n": 1}\n{"n": 2}\n') and "cut-off" not in caplog.text
+
+
+def written(metrics: Metrics, sink: str) -> float:
+    return metrics.registry.get_sample_value("fluo_sink_signals_written_total", {"sink": sink}) or 0
+
+
+def test_a_webhook_batch_counts_each_request_as_written_when_it_is_answered() -> None:
+    """A batch of 300 is three requests: each counts as written (and leaves `fluo_sink_queue`) when answered,
+    not all three once the last is (a slow endpoint's 5,000-signal batch lagged the metric for a minute)."""
+    with LoopbackServer(delay_of=lambda n: 0.0 if n == 0 else 1.5) as hook:
+        metrics = Metrics()
+        sinks = SinkSet([WebhookSink(f"{hook.url}/hook")], metrics, capacity=1000)
+        assert sinks.start() == []
+        sinks.publish(stored(300))
+        queue = lambda: metrics.registry.get_sample_value("fluo_sink_queue", {"sink": "webhook"})  # noqa: E731
+        wait_for(
+            lambda: written(metrics, "webhook") == 100 and queue() == 200,
+            what="the first request to count while the others are in flight",
+        )
+        wait_for(lambda: written(metrics, "webhook") == 300, what="the whole batch")
+        assert sinks.close(5) == 0
+        assert queue() == 0
+
+
+def test_a_slow_webhook_answering_every_request_is_not_stalled(monkeypatch: Any) -> None:
+    """A write is "stalled" when it makes no progress; a batch of many requests, each answered, is making it."""
+    monkeypatch.setattr(SinkWorker, "STALLED_AFTER", 1.5)
+    with LoopbackServer(delay_of=lambda n: 0.4) as hook:
+        metrics = Metrics()
+        sinks = SinkSet([WebhookSink(f"{hook.url}/hook")], metrics, capacity=1000)
+        assert sinks.start() == []
+        words: set[str] = set()
+        sinks.publish(stored(600))  # one batch, six requests: 2.4 s
+        wait_for(
+            lambda: words.add(sinks.health()["webhook"]) or written(metrics, "webhook") == 600,
+            what="the batch to be delivered",
+        )
+        assert words == {"ok"}
+        assert sinks.close(5) == 0
+
+
+def test_queue_full_drops_are_said_while_the_sink_is_busy_with_one_batch(monkeypatch: Any, caplog: Any) -> None:
+    """The summed line comes LOG_EVERY after the last one, not when the sink's thread next takes a batch."""
+    monkeypatch.setattr(SinkWorker, "LOG_EVERY", 0.3)
+    _, gate, sinks = gate_holding_one(5)
+    with caplog.at_level(logging.ERROR, logger="fluo.serve"):
+        sinks.publish(signals(6, 1))  # 5 queued, 1 dropped: said at once
+        sinks.publish(signals(7, 7))  # 7 dropped, held back
+        wait_for(lambda: "sink gate dropped 7 signal(s)" in caplog.text, timeout=5, what="the held-back drops")
+        assert not gate.release.is_set()  # the gate still holds its first signal
+    gate.release.set()
+    sinks.close(5)
+
+
+def test_a_sink_dropping_signals_for_a_full_queue_is_said_in_health(monkeypatch: Any) -> None:
+    """/healthz's "ok" means nothing is lost yet: a sink whose full queue drops signals says "dropping",
+    and the whole "degraded", for LOG_EVERY seconds after the last drop."""
+    monkeypatch.setattr(SinkWorker, "LOG_EVERY", 0.3)
+    _, gate, sinks = gate_holding_one(5)
+    sinks.publish(signals(5, 1))
+    assert sinks.health() == {"gate": "ok"}
+    sinks.publish(signals(1, 6))
+    assert sinks.health() == {"gate": "dropping"}
+    assert sinks_module.overall(sinks.health()) == "degraded"
+    gate.release.set()
+    wait_for(lambda: sinks.health() == {"gate": "ok"}, what="the drops to be old")
+    assert sinks_module.overall(sinks.health()) == "ok"
+    sinks.close(5)

@@ -155,6 +155,8 @@ class Sink:
     progress = 0
     """Signals of the batch in hand delivered so far, by a sink that sends a batch in parts (the webhook):
     a batch cut short at shutdown, or failing part way, counts only the rest as not delivered."""
+    on_progress: Callable[[int], None] | None = None
+    """Set by the worker: told of each part delivered (`advance`), so it is counted written at once."""
     unreachable = False
     """The last attempt got no answer (refused, timed out), as opposed to an answer, if only 429/503."""
     reached_at: float | None = None
@@ -178,6 +180,13 @@ class Sink:
 
     def write(self, batch: Batch, stopping: threading.Event) -> None:
         raise NotImplementedError
+
+    def advance(self, done: int) -> None:
+        """`done` signals of the batch in hand are delivered now (a sink that sends a batch in parts)."""
+        if self.on_progress is None:
+            self.progress = done
+        else:
+            self.on_progress(done)
 
     def answered(self, yes: bool) -> None:
         """Whether the last attempt got an answer from the endpoint (any answer: a 503 is one)."""
@@ -901,7 +910,7 @@ class WebhookSink(Sink):
         for i in range(0, len(batch), self.PER_REQUEST):
             part = batch[i : i + self.PER_REQUEST]
             self._post(part, stopping)
-            self.progress = i + len(part)
+            self.advance(i + len(part))
 
     def _post(self, signals: Batch, stopping: threading.Event) -> None:
         body = dump_json({"signals": signals}).encode()
@@ -1239,6 +1248,7 @@ class SinkWorker:
         self._counted: int | None = None  # `count_undelivered`'s total, once counted
         self._counting = threading.Lock()
         self._last_drop_log = 0.0
+        self._last_queue_full: float | None = None  # when a signal last found the queue full (monotonic)
         self._unlogged = 0
         self._retry_logged = 0.0
         self._idle_failed = Throttled(log, logging.WARNING, self.LOG_EVERY)
@@ -1246,6 +1256,7 @@ class SinkWorker:
         LOG_EVERY seconds."""
         metrics.sink_queue.labels(sink.name).set_function(self.waiting)
         metrics.sink_added(sink.name)
+        sink.on_progress = self._progressed
 
     def start(self) -> None:
         self.thread.start()
@@ -1296,14 +1307,18 @@ class SinkWorker:
         return self.open_error is not None or self.last_failed
 
     def health(self) -> str:
-        """The sink's word in /healthz: "failed", "stalled", "retrying" or "ok" (`SinkSet.health`).
+        """The sink's word in /healthz: "failed", "dropping", "stalled", "retrying" or "ok" (`SinkSet.health`).
 
+        "dropping": signals found its queue full within the last LOG_EVERY seconds, and were dropped.
         A request in flight is "ok" until its own timeout (`OtlpLogsSink.TIMEOUT`, the webhook's): until
         then nothing says the endpoint is in trouble, and a busy one may take seconds to answer, so an
         earlier word would cry wolf. An endpoint that takes the connection and never answers is "retrying"
         from that timeout on, and "stalled" once the write (its retries included) has run STALLED_AFTER."""
         if self.open_error is not None or self.last_failed:  # failed for good, even while trying the next batch
             return "failed"
+        full = self._last_queue_full
+        if full is not None and time.monotonic() - full < self.LOG_EVERY:
+            return "dropping"
         since = self._writing_since
         if since is not None and time.monotonic() - since > self.STALLED_AFTER:
             return "stalled"  # one write has made no progress for a while (a pipe nobody reads)
@@ -1319,9 +1334,14 @@ class SinkWorker:
             self.dropped += n
             self.dropped_by[reason] = self.dropped_by.get(reason, 0) + n
             if reason == "queue_full":
+                now = self._last_queue_full = time.monotonic()
                 self._unlogged += n
-                now = time.monotonic()
                 if now - self._last_drop_log < self.LOG_EVERY:
+                    if self._unlogged == n:  # the first held back: said once LOG_EVERY has passed, come what may
+                        due = self.LOG_EVERY - (now - self._last_drop_log) + 0.05
+                        timer = threading.Timer(due, self._log_unlogged_drops)
+                        timer.daemon = True
+                        timer.start()
                     return
                 self._last_drop_log = now
                 n, self._unlogged = self._unlogged, 0
@@ -1331,7 +1351,8 @@ class SinkWorker:
 
     def _log_unlogged_drops(self) -> None:
         """Queue-full drops not logged yet (they are summed, a line at most every LOG_EVERY), once it has passed:
-        drops that stop coming are still said within seconds, not only at shutdown."""
+        drops that stop coming are still said within seconds, not only at shutdown. Run by a timer, not by the
+        sink's thread, which may be busy with one batch for a minute (a slow webhook)."""
         with self._lock:
             if not self._unlogged or time.monotonic() - self._last_drop_log < self.LOG_EVERY:
                 return
@@ -1339,19 +1360,32 @@ class SinkWorker:
             n, self._unlogged = self._unlogged, 0
         log.error("sink %s dropped %d signal(s): its queue is full", self.sink.name, n)
 
+    def _progressed(self, done: int) -> None:
+        """`done` signals of the batch in hand are delivered (`Sink.advance`): counted written now, not when the
+        whole batch is, and progress for "stalled"; unless `close` already counted the batch."""
+        with self._lock:
+            if self._abandoned:
+                return
+            sent, self.sink.progress = done - self.sink.progress, done
+            self._in_flight -= sent
+            self._writing_since = time.monotonic()
+        if sent > 0:
+            self.metrics.sink_written.labels(self.sink.name).inc(sent)
+
     def _settle(self, batch: Batch, reason: str = "", why: str = "") -> None:
         """The batch in hand is delivered (no reason) or dropped, but for the part the sink delivered
-        (`Sink.progress`); unless `close` already counted it. Dropped for the shutdown once given up, the
-        sink is named "given up" in the stop's last line (not "retrying", which it no longer is)."""
+        (`Sink.progress`, counted as it went); unless `close` already counted it. Dropped for the shutdown once
+        given up, the sink is named "given up" in the stop's last line (not "retrying", which it no longer is)."""
         with self._lock:
             abandoned, self._in_flight = self._abandoned, 0
+            counted = min(self.sink.progress, len(batch))
         if abandoned:
             return
-        sent = len(batch) if not reason else min(self.sink.progress, len(batch))
+        sent = len(batch) if not reason else counted
         if reason == "shutdown" and len(batch) > sent and self._give_up.is_set():
             self.cut_off = True
-        if sent:
-            self.metrics.sink_written.labels(self.sink.name).inc(sent)
+        if sent > counted:
+            self.metrics.sink_written.labels(self.sink.name).inc(sent - counted)
         if reason and len(batch) > sent:
             self._dropped(len(batch) - sent, reason, why)
 
@@ -1443,7 +1477,6 @@ class SinkWorker:
             if self._give_up.is_set():
                 break
             batch = self.queue.take(self.sink.max_batch, 0.5)
-            self._log_unlogged_drops()
             if not batch:
                 if self.queue.closed:
                     break
@@ -1542,13 +1575,11 @@ class SinkWorker:
     def _count_undelivered(self, allowed: float) -> int:
         with self._lock:
             self._abandoned = True
-            sent = min(self.sink.progress, self._in_flight)  # the parts of the batch in hand that went out
-            left = self._in_flight - sent + len(self.queue.take(self.queue.qsize() or 1, 0))
+            # the batch in hand less its parts delivered (counted as they went), and what is queued
+            left = self._in_flight + len(self.queue.take(self.queue.qsize() or 1, 0))
             self._in_flight = 0
         if left and self._give_up.is_set():  # still delivering when given up, whether or not it stopped since
             self.cut_off = True
-        if sent:
-            self.metrics.sink_written.labels(self.sink.name).inc(sent)
         if self.cut_short_after is None:
             why = f"not delivered within the {allowed:.1f}s it had at shutdown"
         else:
@@ -1579,12 +1610,13 @@ class SinkWorker:
 
 def overall(health: dict[str, str]) -> str:
     """The sinks' words (`SinkSet.health`) in one for /healthz: "failing" when every sink has failed (each
-    signal is being lost), "degraded" when some have, else "ok". A sink retrying or stalled has lost nothing
-    yet (its signals queue, and a store's full queue makes admission refuse exports): it leaves "ok" as is."""
+    signal is being lost), "degraded" when some have, or one is dropping signals for a full queue, else "ok".
+    A sink retrying or stalled has lost nothing yet (its signals queue, and a store's full queue makes
+    admission refuse exports): it leaves "ok" as is."""
     failed = sum(word == "failed" for word in health.values())
-    if not failed:
-        return "ok"
-    return "failing" if failed == len(health) else "degraded"
+    if failed and failed == len(health):
+        return "failing"
+    return "degraded" if failed or "dropping" in health.values() else "ok"
 
 
 class SinkSet:
@@ -1646,7 +1678,8 @@ class SinkSet:
 
     def health(self) -> dict[str, str]:
         """Per sink: "ok", "retrying" (cannot open or write for now, being retried), "stalled" (one write
-        has made no progress for STALLED_AFTER seconds) or "failed"."""
+        has made no progress for STALLED_AFTER seconds), "dropping" (signals found its queue full lately)
+        or "failed"."""
         return {w.sink.name: w.health() for w in self.workers}
 
     def outcome(self) -> dict[str, str]:
