@@ -456,7 +456,7 @@ def serve_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, *
 
     served: list[Any] = []
 
-    async def serve(config: Any) -> int:
+    async def serve(config: Any, **_: Any) -> int:
         served.append(config)
         return 0
 

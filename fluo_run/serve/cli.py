@@ -686,7 +686,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
             config.rules[0],
         )
     try:
-        code = asyncio.run(serve(config))
+        code = asyncio.run(serve(config, exit_process=True))
     except RulePathError as exc:
         _fail(f"--rules: {exc}")
         return
