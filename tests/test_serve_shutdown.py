@@ -377,16 +377,43 @@ def test_sinks_caught_up_are_logged_without_waiting_for_an_export(caplog: pytest
     caplog.set_level(logging.INFO, "fluo")
     backlog = [0.9]
     admission = Admission(lambda: 0, max_pending=100, sink_backlog=lambda: backlog[0])
-    admission.notice_caught_up()
+    admission.notice_caught_up(now=0.0)
     assert admission.refusal(b"a", now=0.0) is not None
-    admission.notice_caught_up()
+    admission.notice_caught_up(now=0.5)
     assert "caught up" not in caplog.text
     backlog[0] = 0.1
-    admission.notice_caught_up()
-    admission.notice_caught_up()
+    admission.notice_caught_up(now=1.0)
+    assert admission.refusal(b"b", now=1.5) is None  # accepted at once; said once it stayed so (CALM_SECONDS)
+    admission.notice_caught_up(now=1.0 + Admission.CALM_SECONDS)
+    admission.notice_caught_up(now=2.0 + Admission.CALM_SECONDS)
     assert caplog.text.count("signal sinks caught up: accepting exports again") == 1
-    assert admission.refusal(b"b", now=1.0) is None
+    assert admission.refusal(b"c", now=3.0 + Admission.CALM_SECONDS) is None
     assert caplog.text.count("caught up") == 1
+
+
+def test_sinks_falling_behind_again_soon_after_catching_up_are_one_warning_naming_the_sink(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """QA soak r03: a steady overload crossed the 80% mark about once a second, each time a warning and a
+    "caught up" line (133 pairs in 150 s). Exports are refused from 80% until the queue is under 50%, and the
+    pair is said once an episode: caught up once the sinks stayed under the mark for CALM_SECONDS."""
+    caplog.set_level(logging.INFO, "fluo")
+    backlog = [0.0]
+    admission = Admission(lambda: 0, max_pending=100, sink_backlog=lambda: backlog[0], fullest_sink=lambda: "sqlite")
+    for second in range(30):  # filled past the mark, then drained by a batch, every second
+        backlog[0] = 0.9
+        assert admission.refusal(b"%d" % second, now=second) is not None
+        backlog[0] = 0.6
+        assert admission.refusal(b"%d" % second, now=second + 0.3) is not None  # not yet under 50%
+        backlog[0] = 0.1
+        admission.notice_caught_up(now=second + 0.5)
+        assert admission.refusal(b"new", now=second + 0.6) is None
+    assert caplog.text.count("sinks are behind") == 1
+    assert "the queue of sink sqlite is 90% full" in caplog.text
+    assert "caught up" not in caplog.text
+    admission.notice_caught_up(now=29.5 + Admission.CALM_SECONDS)
+    assert caplog.text.count("signal sinks caught up: accepting exports again") == 1
+    assert "60 export(s) refused" in caplog.text
 
 
 def test_a_slow_sink_makes_exports_retry_instead_of_dropping_signals(

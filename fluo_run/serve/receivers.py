@@ -218,9 +218,13 @@ class Admission:
     overload older batches go before fresh ones instead of competing with them
     on every attempt until the exporter gives up, and the backlog stays bounded.
 
-    Every request is refused (retryable) while the fullest sink queue is at least
-    `max_sink_backlog` full (`SinkSet.backlog()`, 0 to 1): the signals of more
-    traces would be dropped there, while clients can hold the traces and resend.
+    Every request is refused (retryable) from when the fullest sink queue is at least
+    `max_sink_backlog` full (`SinkSet.backlog()`, 0 to 1) until it is under
+    `RESUME_SINK_BACKLOG`: the signals of more traces would be dropped there, while
+    clients can hold the traces and resend. One warning says when the sinks fall
+    behind and one info line when they caught up, having stayed under the mark for
+    `CALM_SECONDS`: falling behind again before then is the same episode, not
+    another pair of lines (a steady overload made a pair a second).
     """
 
     REMEMBER_SECONDS = 30.0
@@ -228,6 +232,8 @@ class Admission:
     MAX_FACTOR = 8
     MAX_RETRY_AFTER = 16
     MAX_SINK_BACKLOG = 0.8
+    RESUME_SINK_BACKLOG = 0.5
+    CALM_SECONDS = 5.0
 
     def __init__(
         self,
@@ -235,12 +241,17 @@ class Admission:
         max_pending: int,
         sink_backlog: Callable[[], float] = lambda: 0.0,
         max_sink_backlog: float = MAX_SINK_BACKLOG,
+        fullest_sink: Callable[[], str] = lambda: "a sink",
     ) -> None:
         self.pending = pending
         self.max_pending = max_pending
         self.sink_backlog = sink_backlog
         self.max_sink_backlog = max_sink_backlog
-        self.sinks_behind = False
+        self.fullest_sink = fullest_sink
+        self.sinks_behind = False  # refusing every export for the sinks now
+        self._behind_since: float | None = None  # when the episode the warning said began; None: none
+        self._refused_behind = 0  # exports refused for the sinks in that episode
+        self._under_since = 0.0  # when the sinks last went under the resume mark
         self.refused: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # digest -> (times refused, last)
 
     def _times_refused(self, body: bytes, now: float) -> tuple[bytes, int]:
@@ -254,19 +265,23 @@ class Admission:
     def refusal(self, body: bytes, now: float) -> str | None:
         """None to admit the body, else why it is refused."""
         backlog = self.sink_backlog()
-        behind = backlog >= self.max_sink_backlog
+        behind = backlog >= (self.RESUME_SINK_BACKLOG if self.sinks_behind else self.max_sink_backlog)
+        if behind and self._behind_since is None:
+            log.warning(
+                "signal sinks are behind (the queue of sink %s is %.0f%% full): refusing exports "
+                "(429/RESOURCE_EXHAUSTED, retryable) until it is under %.0f%%",
+                self.fullest_sink(),
+                backlog * 100,
+                self.RESUME_SINK_BACKLOG * 100,
+            )
+            self._behind_since, self._refused_behind = now, 0
         if behind != self.sinks_behind:
             self.sinks_behind = behind
-            if behind:
-                log.warning(
-                    "signal sinks are behind (a sink queue is %.0f%% full): refusing exports (429/RESOURCE_EXHAUSTED, "
-                    "retryable) until it is under %.0f%%",
-                    backlog * 100,
-                    self.max_sink_backlog * 100,
-                )
-            else:
-                self._said_caught_up()
-        if behind:
+            self._under_since = now
+        if not behind:
+            self.notice_caught_up(now)
+        else:
+            self._refused_behind += 1
             key, times = self._times_refused(body, now)
             self.refused[key] = (times + 1, now)
             return f"over capacity: the signal sinks are behind (a sink queue is {backlog:.0%} full); retry later"
@@ -280,15 +295,24 @@ class Admission:
         refused[key] = (times + 1, now)
         return f"over capacity: {pending} spans await evaluation (--max-pending-spans {self.max_pending}); retry later"
 
-    def notice_caught_up(self) -> None:
-        """Between requests (the runtime's sweep): sinks found behind that are no longer are logged as caught up
-        when they catch up, not at the next export, which may never come."""
-        if self.sinks_behind and self.sink_backlog() < self.max_sink_backlog:
-            self._said_caught_up()
-
-    def _said_caught_up(self) -> None:
-        self.sinks_behind = False
-        log.info("signal sinks caught up: accepting exports again")
+    def notice_caught_up(self, now: float | None = None) -> None:
+        """Also between requests (the runtime's sweep): sinks found behind that are no longer accept exports,
+        and are logged as caught up once they stayed so for CALM_SECONDS, not at the next export, which may
+        never come."""
+        now = time.monotonic() if now is None else now
+        if self.sinks_behind and self.sink_backlog() < self.RESUME_SINK_BACKLOG:
+            self.sinks_behind, self._under_since = False, now
+        began = self._behind_since
+        if began is None or self.sinks_behind or now - self._under_since < self.CALM_SECONDS:
+            return
+        self._behind_since = None
+        log.info(
+            "signal sinks caught up: accepting exports again (for %.1fs now; %d export(s) refused in the %.1fs "
+            "since they fell behind)",
+            now - self._under_since,
+            self._refused_behind,
+            now - began,
+        )
 
     def retry_after(self, body: bytes) -> int:
         """Seconds to ask a refused body to wait: 1, 2, 4, ... up to 16 as it is refused again.

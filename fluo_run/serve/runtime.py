@@ -195,7 +195,12 @@ class Runtime:
         self.hup_reload: asyncio.Future[bool] | None = None
         self._abort: asyncio.Event | None = None
         self.report: StopReport | None = None
-        self.admission = Admission(lambda: self.evaluator.pending_spans, config.max_pending_spans, self.sinks.backlog)
+        self.admission = Admission(
+            lambda: self.evaluator.pending_spans,
+            config.max_pending_spans,
+            self.sinks.backlog,
+            fullest_sink=self.sinks.fullest,
+        )
         self.intake = Intake(
             self.metrics,
             self._accept,

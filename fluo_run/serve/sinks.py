@@ -1669,7 +1669,14 @@ class SinkSet:
         failed for good: their signals are dropped and counted while they cannot keep up, instead of
         their full queue holding back every trace, and every other sink, through admission control.
         """
-        return max((w.backlog() for w in self.workers if not w.sink.notifies and not w.down()), default=0.0)
+        return max((w.backlog() for w in self._stores()), default=0.0)
+
+    def fullest(self) -> str:
+        """The name of the sink whose queue `backlog` is, for the log."""
+        return max(self._stores(), key=SinkWorker.backlog).sink.name if self._stores() else "none"
+
+    def _stores(self) -> list[SinkWorker]:
+        return [w for w in self.workers if not w.sink.notifies and not w.down()]
 
     def reopen(self) -> None:
         """Reopen the files written to before their next batch (SIGHUP, after log rotation)."""
