@@ -1268,3 +1268,23 @@ def test_the_last_line_counts_the_evaluation_backlog_taken_at_the_stop(
     assert report is not None and report.exit_code == 0 and len(got) == 13
     assert report.traces_at_shutdown == 13
     assert report.line().endswith("13 trace(s) evaluated at shutdown, every signal delivered")
+
+
+def test_exports_refused_after_the_stop_began_are_logged_with_their_protocols_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA soak r04: the stop's line said each export refused after it began was answered 503 on an OTLP/HTTP
+    connection already open, gRPC calls too (in a run with no OTLP/HTTP client at all)."""
+    caplog.set_level(logging.INFO, "fluo")
+    with RuntimeThread(config(tmp_path)) as rt:
+        rt.call(setattr, rt.runtime.intake, "stopping", True)  # a call begun just as the stop begins
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            export = channel.unary_unary(f"/{SERVICE}/Export")
+            with pytest.raises(grpc.RpcError) as refused:
+                export(b"", timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    (line,) = [r.getMessage() for r in caplog.records if "after the stop began" in r.getMessage()]
+    assert line == (
+        "shutdown: 1 export(s) that came after the stop began refused (1 over OTLP/gRPC: UNAVAILABLE; "
+        "their senders retry)"
+    )

@@ -424,8 +424,9 @@ class Intake:
         self.refused_in_flight = 0
         """Exports begun before the stop and refused at it: their body or message still arriving when the stop
         sealed the buffer (`seal`), or decoded after it (`take`)."""
-        self.refused_after_stop = 0
-        """Exports sent after the stop began on an OTLP/HTTP connection already open (answered 503)."""
+        self.refused_after_stop: dict[str, int] = {}
+        """Exports begun after the stop began, by transport: "http" on a connection already open (answered 503),
+        "grpc" a call begun as gRPC's stop began (answered `UNAVAILABLE`), both retryable."""
         self._reads: set[asyncio.Timeout] = set()
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
@@ -479,7 +480,7 @@ class Intake:
         if in_flight:
             self.refused_in_flight += 1
         else:
-            self.refused_after_stop += 1
+            self.refused_after_stop[transport] = self.refused_after_stop.get(transport, 0) + 1
         return Refusal(503, grpc.StatusCode.UNAVAILABLE, "fluo is shutting down; retry", retryable=True)
 
     def close(self) -> None:

@@ -669,11 +669,12 @@ class Runtime:
                 self.intake.refused_in_flight,
                 sealed_after,
             )
-        if self.intake.refused_after_stop:
+        if after := self.intake.refused_after_stop:
+            answers = {"http": "OTLP/HTTP, on connections already open: 503", "grpc": "OTLP/gRPC: UNAVAILABLE"}
             log.info(
-                "shutdown: %d export(s) sent after the stop began, on connections already open, refused "
-                "(503; their senders retry)",
-                self.intake.refused_after_stop,
+                "shutdown: %d export(s) that came after the stop began refused (%s; their senders retry)",
+                sum(after.values()),
+                ", ".join(f"{n} over {answers[transport]}" for transport, n in sorted(after.items())),
             )
         report.seconds = time.monotonic() - t0
         (log.error if report.exit_code else log.info)("%s", report.line())
