@@ -221,6 +221,7 @@ class Runtime:
         self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
         self._grpc_stop: asyncio.Task[None] | None = None
+        self._grpc_closing: grpc.aio.Server | None = None  # the gRPC server being stopped
         self._tasks: list[asyncio.Task[None]] = []
         self._late_reported = 0
         self._evicted: dict[str, int] = {}
@@ -514,22 +515,28 @@ class Runtime:
         self.metrics.reloads.labels("loaded").inc()
         return True
 
-    def _close_listeners(self) -> None:
+    def _close_listeners(self, grace: float = RECEIVER_DRAIN + ANSWER_MARGIN) -> None:
         """New connections are refused from now on; gRPC's stop begins (new calls `UNAVAILABLE`, those in
-        progress given `RECEIVER_DRAIN`)."""
+        progress given `grace` before gRPC cancels them). At a stop, that is its whole time: each call is
+        answered on its own once the drain's second is over (`Intake.seal`), and a shorter grace cut some
+        CANCELLED, answered behind a decode or a loop busy taking a big buffer; the deadline cuts the rest
+        (`_abort_connections`)."""
         if self._grpc is not None:
             server, self._grpc = self._grpc, None
-            self._grpc_stop = asyncio.create_task(server.stop(grace=RECEIVER_DRAIN + ANSWER_MARGIN))
+            self._grpc_closing = server
+            self._grpc_stop = asyncio.create_task(server.stop(grace=grace))
         listeners, self._listeners = list(self._listeners), []
         for listener in listeners:
             listener.close()
 
-    async def _stop_receivers(self, drained_by: float | None = None) -> None:
+    async def _stop_receivers(self, drained_by: float | None = None, deadline: float = math.inf) -> None:
         """Close the receivers; at a stop, connections already open stay until `drained_by` (or until their
-        clients close them), so a request sent on one is answered (503) rather than met by a closed socket."""
+        clients close them), so a request sent on one is answered (503) rather than met by a closed socket,
+        and exports begun before the stop are answered (until `deadline`) before their connections go."""
         self._close_listeners()
         if drained_by is not None:
             await self._until(lambda: not any(cap.open() for cap in self._caps), drained_by)
+            await self._until(lambda: not self.intake.in_flight, deadline)
         if self._grpc_stop is not None:
             await self._grpc_stop
         runners, self._runners = list(self._runners), []
@@ -550,6 +557,9 @@ class Runtime:
         their sockets to the garbage collector when the loop ends."""
         for cap in self._caps:
             cap.close()
+        if self._grpc_closing is not None:  # its calls still in progress are cancelled
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._grpc_closing.stop(None), ANSWER_MARGIN)
         for runner in self._closing:
             server = runner.server
             for handler in list(server.connections) if server is not None else ():
@@ -596,7 +606,7 @@ class Runtime:
         self._abort = self._abort or asyncio.Event()
         self.stopping = True
         self.intake.stopping = True
-        self._close_listeners()
+        self._close_listeners(grace=timeout)
         self.intake.log_unlogged()
         report = StopReport()
         for task in self._tasks:
@@ -620,7 +630,7 @@ class Runtime:
         self._hand_over(drained)
         self._save_remembered()  # every trace is completed now: late spans after the restart are known
         self.evaluator.request_stop()
-        receivers = asyncio.create_task(self._stop_receivers(drained_by))
+        receivers = asyncio.create_task(self._stop_receivers(drained_by, deadline))
         if not await self._until(self.evaluator.done, self._handover_deadline):
             report.cut_short = "a second signal" if self._abort.is_set() else "the shutdown deadline"
             self.evaluator.abort()
