@@ -941,6 +941,38 @@ def test_output_and_tests_do_not_depend_on_the_order_files_are_given_in(tmp_path
     assert outputs[0] == outputs[1]
 
 
+def test_output_does_not_depend_on_the_order_a_traces_spans_are_read_in(tmp_path: Path) -> None:
+    """QA discover r11: operations were numbered as first seen, and a tie among operations (which member of a group
+    always together speaks for it in a co-occurrence) went by that number, so with each trace's spans split over
+    files, the order the files were given in changed rule ids. Spans are split here by service, and by name."""
+    b = Builder()
+    for i in range(30):
+        b.trace()
+        root = b.span("root", "edge", dur=100)
+        if i < 10:  # alpha and beta always together, always with gamma
+            b.span("alpha", "one", start=1, parent=root)
+            b.span("beta", "two", start=1, parent=root)
+        if i < 20:
+            b.span("gamma", "two", start=1, parent=root)
+    spans = [*b.spans, *shop_corpus(120, noise=3)]
+    for split in (lambda s: s.service, lambda s: s.name):
+        parts: dict[str, list[Span]] = {}
+        for s in spans:
+            parts.setdefault(split(s), []).append(s)
+        files = []
+        for i, part in enumerate(parts.values()):
+            files.append(tmp_path / f"part{i}.json")
+            files[-1].write_text(json.dumps(spans_to_json(part)), encoding="utf-8")
+        outputs = []
+        for name, order in (("a", files), ("b", files[::-1])):
+            folder = tmp_path / name
+            result = invoke(*map(str, order), "-o", str(folder / "shop.fluo"), "--tests", str(folder))
+            assert result.exit_code == 0, result.output
+            outputs.append({p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()})
+        assert outputs[0] == outputs[1]
+        assert b"rule shop_one_alpha_needs_two_gamma {" in outputs[0][Path("shop.fluo")]
+
+
 def test_spans_dropped_for_a_shared_span_id_are_counted(tmp_path: Path) -> None:
     """Different spans sharing a span id were merged silently (378 spans read as 328); identical resent copies
     are merged as documented, and counted apart."""

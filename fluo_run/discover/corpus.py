@@ -1,7 +1,8 @@
 """A corpus of traces reduced to what discovery needs: one compact summary per trace.
 
 Discovery reads every span once. Each trace becomes a `TraceSummary`: for each
-operation (a `(service, name)` pair, numbered in order of first appearance)
+operation (a `(service, name)` pair, numbered in the order of service, then
+name, so no choice among operations depends on the order spans were read in)
 how many spans it had, the earliest end and latest start (what `before`
 compares), the longest duration, whether any span failed, the operations of
 its parents, and per attribute key what values it took. Facts are then mined
@@ -283,7 +284,28 @@ def summarize(traces: Iterable[Trace], *, attributes: bool = True, trace_values:
                 st.attrs = {}
         corpus.traces.append(TraceSummary(index, trace.id_hex, len(spans), ops))
         corpus.spans += len(spans)
+    _renumber(corpus)
     return corpus
+
+
+def _renumber(corpus: Corpus) -> None:
+    """Number the operations by service, then name: they were numbered as first seen, which depends on the
+    order of the files (the spans of one trace may come from several), and mining breaks ties by number."""
+    order = sorted(range(len(corpus.ops)), key=lambda i: (corpus.ops[i].service, corpus.ops[i].name))
+    if all(i == o for i, o in enumerate(order)):
+        return
+    new = [0] * len(order)
+    for n, o in enumerate(order):
+        new[o] = n
+    corpus.ops = [corpus.ops[o] for o in order]
+    corpus.op_index = {(o.service, o.name): i for i, o in enumerate(corpus.ops)}
+    for t in corpus.traces:
+        ops = {}
+        for o, st in t.ops.items():
+            st.parents = {p if p < 0 else new[p] for p in st.parents}
+            ops[new[o]] = st
+        t.ops = ops
+    corpus.keys = {(new[o], k): ks for (o, k), ks in corpus.keys.items()}
 
 
 def _add_nested(s: Span, flat: dict[str, Any], attrs: dict[str, list[Any]]) -> None:
