@@ -234,7 +234,7 @@ class Miner:
         if self._parents is None:  # no other kind leaves a parent out
             self._parents = self.written(self.parents())
         parents = self._parents
-        orders = self.written(self.orders(self.usable(parents), self.usable(presence)))
+        orders = self.written(self.orders(self.usable(counts)))
         needs = self.written(self.cooccurrences(self.usable(presence), self.usable(parents), self.usable(orders)))
         implied = _implications(self.usable([*parents, *orders, *needs]))
         facts += _under_present(presence, self.usable(presence), implied)
@@ -437,24 +437,22 @@ class Miner:
             )
         return out
 
-    def orders(self, parents: list[Fact], presence: list[Fact]) -> list[Fact]:
+    def orders(self, counts: list[Fact]) -> list[Fact]:
         """`A.before(B)`, required whenever B occurs (`precede`) or whenever A does (`follow`).
 
-        An ordering is left out when a wider one implies it (see `_nested`): whenever
-        B occurs, `A before P` gives `A before B` for B under P (a child starts after
-        its parent), and `A before B` gives `A2 before B` for A2 under A when a presence
-        rule says A2 is in every trace (a child ends before its parent). That A2 came
-        with A on the corpus is not enough: a trace with A and without A2 would break
-        the ordering left out and no kept rule. The same, sides swapped, whenever A occurs.
+        An ordering is left out only when kept ones give it on any trace: `A before C` from `A before B` and
+        `B before C` (each required where the one left out is) when a kept count rule allows at most one B
+        span, whose start is then before its end. With more B spans the latest may start after C does. Orderings
+        through parents are kept: `A before P` gives nothing about B under P (P may occur twice, B under the
+        earlier; a child's clock may put it before its parent), nor `A before B` about A2 under A.
         """
         meet, precede, follow = self._order_pairs()
-        up = {f.ops[0]: f.detail["parent"] for f in parents if "parent" in f.detail}
         # an ordering left out by --max-rules cannot stand in for another
         cut_precede = {(a, b) for a, b in precede if self._order_ident(a, b, b) in self.cut}
         cut_follow = {(a, b) for a, b in follow if self._order_ident(a, b, a) in self.cut}
-        everywhere = {f.ops[0] for f in presence}
-        precede = _reduce(self._nested(precede, up, everywhere, cut_precede, False), cut_precede)
-        follow = _reduce(self._nested(follow, up, everywhere, cut_follow, True), cut_follow)
+        single = self._single(counts)
+        precede = _reduce(precede, cut_precede, single)
+        follow = _reduce(follow, cut_follow, single)
         out: list[Fact] = []
         for a, b in sorted(meet):
             both_traces = [t for t in self.op_traces[a] if b in t.ops]
@@ -556,44 +554,17 @@ class Miner:
         a, b = self.slug(first), self.slug(then)
         return "order", f"{b}_after_{a}" if guard == then else f"{a}_then_{b}", (first, then), ()
 
-    def _nested(
-        self,
-        pairs: set[tuple[int, int]],
-        up: dict[int, int],
-        everywhere: set[int],
-        cut: set[tuple[int, int]],
-        guard_first: bool,
-    ) -> set[tuple[int, int]]:
-        """The pairs no wider pair implies, with `up` the kept parent rules (operation -> its parent).
-
-        `(a2, b2)` with `a2` an ancestor of `a` (or `a`) and `b2` of `b` (or `b`) implies `(a, b)`
-        when the guard's side brings the other's ancestor along (a child has its parent, starts after
-        it starts and ends before it ends) and the other side's operation is there: it is its own
-        ancestor, or a kept presence rule (`everywhere`) puts it in every trace. Whenever `b`
-        occurs (`guard_first` false), `b2` does; `a` must be there too.
-        """
-
-        def lineage(op: int) -> list[int]:
-            out = [op]
-            while out[-1] in up and up[out[-1]] not in out:
-                out.append(up[out[-1]])
-            return out
-
-        kept = set()
-        for a, b in pairs:
-            other = b if guard_first else a  # the operation the guard does not bring
-            wider = [
-                (a2, b2)
-                for a2 in lineage(a)
-                for b2 in lineage(b)
-                if (a2, b2) != (a, b)
-                and (a2, b2) in pairs
-                and (a2, b2) not in cut
-                and ((b2 if guard_first else a2) == other or other in everywhere)
-            ]
-            if not wider:
-                kept.add((a, b))
-        return kept
+    def _single(self, counts: list[Fact]) -> set[int]:
+        """The operations kept count rules allow at most one span of in a trace (of the operation or its service)."""
+        single: set[int] = set()
+        for f in counts:
+            if f.detail["bound"] != 1:
+                continue
+            if f.detail["scope"] == "op":
+                single.update(f.ops)
+            elif f.detail["scope"] == "service":
+                single.update(self.c.ops_of(f.services[0]))
+        return single
 
     def by_chance(self, a: int, b: int) -> bool:
         """Whether B occurring with A says nothing: were they independent, fewer than `MIN_EXPECTED` traces
@@ -1243,12 +1214,16 @@ def _reachable(start: Any, succ: dict[Any, set[Any]]) -> set[Any]:
     return seen
 
 
-def _reduce(edges: set[tuple[int, int]], cut: Iterable[tuple[int, int]] = ()) -> set[tuple[int, int]]:
-    """Drop every edge a -> c that a longer path a -> b -> ... -> c also gives, a path of edges not in `cut`."""
+def _reduce(
+    edges: set[tuple[int, int]], cut: Iterable[tuple[int, int]] = (), through: set[int] | None = None
+) -> set[tuple[int, int]]:
+    """Drop every edge a -> c that a longer path a -> b -> ... -> c also gives, a path of edges not in `cut`
+    (and, given `through`, whose every node between a and c is in it)."""
     succ: dict[int, set[int]] = defaultdict(set)
     for a, b in edges.difference(cut):
         succ[a].add(b)
-    reach = {a: _reachable(a, succ) for a in list(succ)}
+    inner = succ if through is None else {x: succ[x] for x in through if x in succ}
+    reach = {a: _reachable(a, inner) for a in list(inner)}
     kept = set()
     for a, c in edges:
         if not any(c in reach.get(b, ()) for b in succ[a] if b != c and b != a):
