@@ -936,3 +936,55 @@ def test_nothing_to_compare_writes_no_empty_output(files: tuple[Path, Path], tmp
     assert result.exit_code == 0, result.output
     assert not out.exists()
     assert result.stderr == f"fluo: no rules to compare in {empty} (none defined, or all disabled); {out} not written\n"
+
+
+def test_an_exclusion_left_out_as_implied_still_contradicts(tmp_path: Path) -> None:
+    """QA discover r12: `charge` and `gift` never share a trace, left out because `fraud` and `gift` do not either
+    and `charge` always comes with `fraud`; `when gift always charge`, held on no trace, was contradicted by
+    nothing while the same rule about `fraud` was."""
+    spans: list[Span] = []
+    for i in range(40):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "pay", "shop", 0, 100)
+        spans.append(root)
+        spans += [span(tid, bytes([i, 1, 0, 0, 0, 0, 0, k]), "cache", "shop", 40 + k, 41 + k, root.span_id)
+                  for k in range(i % 4)]  # fmt: skip
+        if i % 2:
+            spans.append(span(tid, bytes([i, 2, 0, 0, 0, 0, 0, 0]), "fraud", "shop", 1, 11, root.span_id))
+            spans.append(span(tid, bytes([i, 3, 0, 0, 0, 0, 0, 0]), "charge", "shop", 20, 30, root.span_id))
+        else:
+            spans.append(span(tid, bytes([i, 4, 0, 0, 0, 0, 0, 0]), "gift", "shop", 1, 11, root.span_id))
+    traces, rules = tmp_path / "t.json", tmp_path / "r.fluo"
+    traces.write_text(json.dumps(spans_to_json(spans)), "utf-8")
+    rules.write_text(
+        "".join(
+            f"rule gift_needs_{x} {{\n  when {{ trace.has(name == 'gift') }}\n"
+            f"  always {{ trace.has(name == '{x}') }}\n}}\n"
+            for x in ("fraud", "charge")
+        ),
+        encoding="utf-8",
+    )
+    report = compare(rules, traces)
+    for x in ("fraud", "charge"):
+        assert report[f"gift_needs_{x}"]["held"] == 0.0
+        assert contradicting(report[f"gift_needs_{x}"]) == [
+            f"not (trace.has(name == '{min(x, 'gift')}') and trace.has(name == '{max(x, 'gift')}'))"
+        ], x
+
+
+def test_an_exclusion_the_count_bounds_imply_still_contradicts(tmp_path: Path) -> None:
+    """`x` and `y` never share a trace, left out because a trace has at most 2 spans: `GET /` and one of them.
+    `when x always y` is still contradicted by it."""
+    spans: list[Span] = []
+    for i in range(20):
+        tid = (i + 1).to_bytes(16, "big")
+        root = span(tid, bytes([i, 0, 0, 0, 0, 0, 0, 1]), "GET /", "front", 0, 100)
+        spans += [root, span(tid, bytes([i, 1, 0, 0, 0, 0, 0, 0]), "xy"[i % 2], "back", 1, 11, root.span_id)]
+    traces, rules = tmp_path / "t.json", tmp_path / "r.fluo"
+    traces.write_text(json.dumps(spans_to_json(spans)), "utf-8")
+    rules.write_text("rule x_needs_y {\n  when { trace.has(name == 'x') }\n  always { trace.has(name == 'y') }\n}\n")
+    discovered = run(str(traces)).stdout
+    assert "expect trace.spans.count() <= 2" in discovered and "excludes" not in discovered
+    assert contradicting(compare(rules, traces)["x_needs_y"]) == [
+        "not (trace.has(name == 'x') and trace.has(name == 'y'))"
+    ]

@@ -184,9 +184,9 @@ class Miner:
         self._merged: list[Fact] = []
         """Operations' duration bounds written as one of their service's or of all spans (`wider_durations`)."""
         self.implied: list[Fact] = []
-        """Count and duration bounds left out because the kept ones imply them or say them for more spans:
-        `--compare` names one where it contradicts a rule (the rule bounds the very value, and the corpus broke
-        its bound)."""
+        """Count and duration bounds and exclusions left out because the kept ones imply them (or say them for
+        more spans): `--compare` names one where it contradicts a rule (the rule bounds the very value, and the
+        corpus broke its bound; or it needs an operation the exclusion keeps from its traces)."""
 
     # -- text helpers ---------------------------------------------------------
 
@@ -692,10 +692,6 @@ class Miner:
             support = self.support(a) + self.support(b) - both
             if not self.o.accepts(support, both) or self.support(a) * self.support(b) < MIN_EXPECTED * self.n:
                 continue
-            if kept[a] & brings(b) or kept[b] & brings(a):
-                continue  # a kept exclusion covers it: kept rules bring one of its operations with b (or a)
-            if forbidden(a, b):
-                continue
             fails = sorted(t.index for t in self.op_traces[a] if b in t.ops)
             fact = Fact(
                 "exclusion",
@@ -706,6 +702,11 @@ class Miner:
                 fails,
                 ops=(a, b),
             )
+            # covered by a kept exclusion (kept rules bring one of its operations with b, or a), or by the counts:
+            # left out, and still named by `--compare` where it contradicts a rule
+            if kept[a] & brings(b) or kept[b] & brings(a) or forbidden(a, b):
+                self.implied.append(fact)
+                continue
             if ident(fact) not in self.cut:
                 kept[a].add(b)
                 kept[b].add(a)
