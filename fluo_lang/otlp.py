@@ -1919,10 +1919,12 @@ def _gunzip(data: bytes, source: str, limit: int = MAX_DECOMPRESSED_BYTES) -> by
 
 
 def _looks_like_json(data: bytes) -> bool:
+    """Text starting with `{` or `[`, or blank text (a blank line on standard input reads as a blank `.json` file
+    does: no spans, not corrupt protobuf)."""
     stripped = data.lstrip(b" \t\r\n")
     if stripped.startswith(b"\xef\xbb\xbf"):
         stripped = stripped[3:].lstrip(b" \t\r\n")
-    return stripped[:1] in (b"{", b"[")
+    return stripped[:1] in (b"{", b"[", b"")
 
 
 def parse_trace_bytes(
@@ -1939,7 +1941,7 @@ def parse_trace_bytes(
 
     `.gz` is decompressed first and the inner extension decides; gzip data is also
     recognised by its magic bytes. Unknown extensions are sniffed: text starting
-    with `{` or `[` is JSON, anything else protobuf. `prefetch`: attribute keys that
+    with `{` or `[`, or blank, is JSON, anything else protobuf. `prefetch`: attribute keys that
     protobuf spans convert while decoding (JSON spans convert all of theirs anyway).
     `clamped` gets the spans that ended before they started (see `clamp_end`). Gzipped
     data inflating past `max_bytes` is a `TraceInputError` naming `source` and the limit.

@@ -525,6 +525,18 @@ def test_eval_says_when_there_is_nothing_to_evaluate(tmp_path: Path) -> None:
     assert (r.exit_code, r.stdout, r.stderr) == (0, "", f"fluo: no spans in {nothing}\n")
 
 
+def test_blank_standard_input_reads_as_a_blank_file_does(tmp_path: Path) -> None:
+    """QA discover r14: a blank line on stdin was "not an OTLP protobuf trace message ... Wire format was corrupt",
+    in `eval` and `discover`, while the same bytes in a file read as no spans."""
+    blank = tmp_path / "blank.json"
+    blank.write_text("\n \r\n\t")
+    for command in (["eval", "--detect", "true", "--traces"], ["discover"]):
+        from_file = run(*command, str(blank))
+        from_stdin = run(*command, "-", stdin="\n \r\n\t")
+        assert from_file.stderr == f"fluo: no spans in {blank}\n"
+        assert (from_stdin.exit_code, from_stdin.stderr) == (from_file.exit_code, "fluo: no spans in -\n")
+
+
 def test_require_spans_fails_a_gate_on_input_with_no_spans(tmp_path: Path) -> None:
     """QA (cli r10): `--fail-on-signal` as a CI gate passed (exit 0) on a zero-byte file, `{"resourceSpans": []}`
     or empty stdin from a failed upstream step: nothing was checked. `--require-spans` makes that exit 2; without
