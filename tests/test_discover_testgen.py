@@ -372,10 +372,12 @@ def test_no_rule_no_test_and_the_last_runs_test_is_removed(tmp_path: Path) -> No
     # its fixture folder goes once empty (it was left behind, empty); another test's stays
     assert not (folder / "fixtures" / "shop").exists() and (folder / "fixtures" / "other" / "t.json").is_file()
     assert "no test written" in result.stderr and "removed the last run's" in result.stderr
+    # QA discover: "no rule was proposed" beside "N more left out by --max-rules 0" said two things
+    assert f"no test written into {folder}: the output holds no rule, and a test needs rules" in result.stderr
     few = write_spans(tmp_path / "few.json", shop_corpus(3))
     result = CliRunner().invoke(main, ["discover", str(few), "-o", str(folder / "few.fluo"), "--tests", str(folder)])
     assert result.exit_code == 0, result.output
-    assert f"no test written into {folder}: no rule was proposed" in result.stderr
+    assert f"no test written into {folder}: the output holds no rule" in result.stderr
     assert not (folder / "few_test.yaml").exists()
 
 

@@ -510,7 +510,7 @@ def plan_tests(
         plan.removes = [*sorted(before), test_path]
         plan.folders = [folder, folder.parent]
         gone = f" and {plural(len(before), 'fixture')}" if before else ""
-        why = f"no test written into {tests_dir}: no rule was proposed, and a test needs rules"
+        why = f"no test written into {tests_dir}: the output holds no rule, and a test needs rules"
         plan.lines.append(why + (f"; removed the last run's {test_path}{gone}" if removed else ""))
         return plan
     cases, uncovered, no_pass = build_cases(tests_dir, stem, rules, program, traces, corpus, plan.writes)
