@@ -103,6 +103,7 @@ class _Refused:
     id: int | str
     method: str
     error: JsonRpcException
+    why: str  # the reason as stderr says it, logged only when this error is the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,8 +223,8 @@ class _Protocol(LanguageServerProtocol):
         if not isinstance(method, str):
             what = _JSON_TYPES.get(type(method), "not a string")
             if a_message and "method" in data and "id" in data:
-                log.warning("fluo lsp: refused request %s: its method is %s", json.dumps(data["id"]), what)
-                return _Refused(data["id"], "", JsonRpcInvalidRequest(f"invalid request: its method is {what}"))
+                error = JsonRpcInvalidRequest(f"invalid request: its method is {what}")
+                return _Refused(data["id"], "", error, f"its method is {what}")
             if a_message and "method" in data:
                 log.warning("fluo lsp: dropped a notification: its method is %s", what)
                 return _Dropped("")
@@ -238,15 +239,13 @@ class _Protocol(LanguageServerProtocol):
         types = lsp.METHOD_TO_TYPES.get(method)
         if types is None and method not in self.fm.features:
             if "id" in data:
-                log.warning("fluo lsp: refused %s request %s: unknown method", method, json.dumps(data["id"]))
-                return _Refused(data["id"], method, JsonRpcMethodNotFound(f"unknown method {method}"))
+                return _Refused(data["id"], method, JsonRpcMethodNotFound(f"unknown method {method}"), "unknown method")
             if not method.startswith("$/"):  # LSP: those may be ignored
                 log.warning("fluo lsp: dropped a %s notification: unknown method", method)
             return _Dropped(method)
         if "id" in data and types is not None and types[1] is None:  # no result: a notification's method
-            log.warning("fluo lsp: refused %s request %s: it is a notification", method, json.dumps(data["id"]))
             error = JsonRpcMethodNotFound(f"{method} is a notification, not a request: send it without an id")
-            return _Refused(data["id"], method, error)
+            return _Refused(data["id"], method, error, "it is a notification")
         fallback = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
         try:
             structured = self._converter.structure(data, self.get_message_type(method) or fallback)
@@ -255,8 +254,8 @@ class _Protocol(LanguageServerProtocol):
             if "id" not in data:
                 log.warning("fluo lsp: dropped a %s notification: invalid params: %s", method, why)
                 return _Dropped(method)
-            log.warning("fluo lsp: refused %s request %s: invalid params: %s", method, json.dumps(data["id"]), why)
-            return _Refused(data["id"], method, JsonRpcInvalidParams(f"invalid params for {method}: {why}"))
+            error = JsonRpcInvalidParams(f"invalid params for {method}: {why}")
+            return _Refused(data["id"], method, error, f"invalid params: {why}")
         return structured
 
     def handle_message(self, message: Any) -> None:
@@ -269,32 +268,39 @@ class _Protocol(LanguageServerProtocol):
         request = isinstance(message, RPCRequest | _Refused)
         if not self.initialized and method not in (lsp.INITIALIZE, lsp.EXIT):
             if request:  # notifications before `initialize` are dropped, as the protocol says
-                not_yet = JsonRpcServerNotInitialized("the server is not initialized yet: send `initialize` first")
-                self._send_response(message.id, None, not_yet.to_response_error())
+                why = "the server is not initialized yet"
+                self._refuse(message, JsonRpcServerNotInitialized(f"{why}: send `initialize` first"), why)
             return
         if method == lsp.INITIALIZE and self.initialized:
             if request:
-                again = JsonRpcInvalidRequest("the server is already initialized: `initialize` is sent once")
-                self._send_response(message.id, None, again.to_response_error())
+                why = "the server is already initialized"
+                self._refuse(message, JsonRpcInvalidRequest(f"{why}: `initialize` is sent once"), why)
             return
         if method == lsp.INITIALIZED:
             if self.started:
                 return
             self.started = True
         if self._shutdown and request and method != lsp.EXIT:
-            error = JsonRpcInvalidRequest(f"the server is shut down: {method} is not handled")
-            self._send_response(message.id, None, error.to_response_error())
+            why = "the server is shut down"
+            self._refuse(message, JsonRpcInvalidRequest(f"{why}: {method} is not handled"), why)
             return
         if isinstance(message, _Refused):
-            self._send_response(message.id, None, message.error.to_response_error())
+            self._refuse(message, message.error, message.why)
             return
         if method == lsp.WORKSPACE_EXECUTE_COMMAND and message.params.command not in self.fm.commands:
             command = message.params.command  # pygls answers the same, with a traceback on stderr
-            log.warning("fluo lsp: refused %s request %s: unknown command %r", method, json.dumps(message.id), command)
             unknown = JsonRpcInvalidParams(f"unknown command {command!r}: the server has no commands")
-            self._send_response(message.id, None, unknown.to_response_error())
+            self._refuse(message, unknown, f"unknown command {command!r}")
             return
         super().handle_message(message)
+
+    def _refuse(self, message: Any, error: JsonRpcException, why: str) -> None:
+        """Answer the request `message` with `error`, and say so in one line on stderr, with the reason the
+        answer gives (a request refused before `initialize` is not also said to have invalid params)."""
+        method = getattr(message, "method", "")
+        name = f"{method} request" if method else "request"
+        log.warning("fluo lsp: refused %s %s: %s", name, json.dumps(message.id), why)
+        self._send_response(message.id, None, error.to_response_error())
 
     def _not_a_message(self, message: Any) -> None:
         """A JSON value that is no JSON-RPC message (an object without `"jsonrpc"`, an array, a number): one

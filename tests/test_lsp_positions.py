@@ -436,6 +436,12 @@ async def test_every_request_gets_an_answer(tmp_path: Path) -> None:
         10: -32600,
     }
     assert "Traceback" not in json.dumps(answers[1])
+    # QA editor r10: 9 and 10 were logged as "invalid params", a reason their answers do not give
+    lines = stderr.decode().splitlines()
+    assert [line for line in lines if "request 9:" in line or "request 10:" in line] == [
+        "fluo lsp: refused textDocument/hover request 9: the server is not initialized yet",
+        "fluo lsp: refused textDocument/hover request 10: the server is shut down",
+    ]
 
 
 @asyncio_module
