@@ -303,6 +303,12 @@ def _operand_type(path: str, head: str) -> t.Type | None:
     return None
 
 
+def _listable(ty: t.Type) -> bool:
+    """Whether a list item can equal a value of type `ty`, so that it can stand left of `in` / `not in`: not a
+    spans, a trace, a window or traces, which nothing equals."""
+    return t.comparable(ty, ty, ordering=False)
+
+
 def _tighter_than_comparison(e: ast.Expr) -> bool:
     """Whether `e` can be the left side of a comparison, `contains` or `matches` unbracketed."""
     if isinstance(e, ast.Binary):
@@ -445,7 +451,7 @@ def complete(
             for label, body in _SKELETONS:
                 items.snippet(label, body, "rule skeleton")
         taken = _clauses_taken(doc, cur) if "EXPECT" in expected else set()
-        operand = _operand_type(doc.path, head) if {"CONTAINS", "MATCHES"} & expected else None
+        operand = _operand_type(doc.path, head) if {"CONTAINS", "MATCHES", "IN"} & expected else None
         for name in sorted(expected):
             word = terminal_text(name)
             if word in ("true", "false") and not place.takes_bool():  # `trace.duration >= true`: FLUO300
@@ -454,6 +460,8 @@ def complete(
                 continue
             if word is not None and operand is not None and not t.left_of(word, operand):  # `count() contains`
                 continue
+            if word in ("in", "not") and not at_operand and operand is not None and not _listable(operand):
+                continue  # `spans in [...]`: no item of a list equals a spans (FLUO300); `not` here is `not in`
             if word in keywords() and (word not in _ITEM_KEYWORDS or "EXPECT" in expected) and word not in taken:
                 items.add(word, lsp.CompletionItemKind.Keyword, "keyword")
     at_key = place.kind == "meta_key" or (expected is not None and "EXPECT" in expected and "IDENT" in expected)
@@ -549,18 +557,24 @@ def _meta_keys_given(doc: RuleDocument, cur: Cursor) -> set[str]:
 def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
     """Clause keywords the rule at the cursor cannot take: it has one mode (`expect`, `detect` or `when`
     with `always` / `never`, written before or after the `when`), each clause at most once, and at most one
-    `window`."""
+    `window`, and none once it reads `trace`."""
     rule = _rule_at(doc, cur)
     if rule is None:
         return set()
     rel = cur.word_start - cur.chunk_start
     kinds = {c.kind for c in rule.clauses if not c.span.start <= rel <= c.span.end}
-    taken = {"window"} if any(not w.span.start <= rel <= w.span.end for w in rule.windows) else set()
+    windowed = any(not w.span.start <= rel <= w.span.end for w in rule.windows)
+    taken = {"window"} if windowed or _uses_trace(rule) else set()
     if kinds & {"expect", "detect"}:
         return taken | {"expect", "detect", "when", "always", "never"}
     if kinds:
         return taken | kinds | {"expect", "detect"}
     return taken
+
+
+def _uses_trace(rule: ast.Rule) -> bool:
+    """Whether the rule reads `trace`, which a rule with `window` cannot (FLUO220): one per trace."""
+    return any(isinstance(e, ast.Name) and e.ident == "trace" for e, _ in expressions(rule))
 
 
 def _after_keyword_rule(head: str) -> bool:

@@ -474,6 +474,11 @@ def _labels_at(text: str) -> set[str]:
         ("rule a {\n  expect trace.spans.count() + 1 |\n}\n", {"in"}, {"contains", "matches"}),
         ("rule a {\n  expect trace.services |\n}\n", {"contains", "in"}, {"matches"}),
         ("rule a {\n  expect trace.root.name |\n}\n", {"contains", "matches"}, set()),
+        # no list item equals a spans, a trace or a window: `in` / `not in` never fit (QA editor r08)
+        ('rule a {\n  detect trace.spans.where(name == "x") |\n}\n', {"and", "or"}, {"in", "not"}),
+        ("rule a {\n  detect trace |\n}\n", {"and", "or"}, {"in", "not"}),
+        ("rule a {\n  window 1m\n  detect window.spans |\n}\n", {"and", "or"}, {"in", "not"}),
+        ("rule a {\n  expect trace.root |\n}\n", {"in", "not"}, set()),  # a span: `trace.root in [...]`
         ("rule a {\n  expect not trace.root.name |\n}\n", {"contains", "matches"}, set()),
         # `before` takes spans: no bool, though `trace` starts them
         ('rule a {\n  expect trace.has(name == "a").before(|)\n}\n', {"trace"}, {"true", "false", "not"}),
@@ -499,6 +504,11 @@ def _labels_at(text: str) -> set[str]:
         ("rule a {\n  expect true\n  |\n}\n", set(), {"always", "never", "when"}),
         ("rule a {\n  when { true }\n  |\n}\n", {"always", "never"}, {"when", "expect"}),
         ("rule a {\n  when { true }\n  always { true }\n  |\n}\n", {"never"}, {"always", "when"}),
+        # a rule that reads `trace` takes no `window` (FLUO220), wherever it is offered (QA editor r09)
+        ("rule a {\n  expect true\n  |\n}\n", {"window"}, set()),
+        ("rule a {\n  expect trace.spans.count() > 1 |\n}\n", {"and", "or"}, {"window"}),
+        ("rule a {\n  expect trace.spans.count() > 1\n  |\n}\n", {"severity"}, {"window"}),
+        ("rule a {\n  |\n  when { trace.has(name == 'a') }\n}\n", {"always"}, {"window"}),
         # metadata keys start a line (or follow the `{`), never right after an expression on its line (the grammar
         # takes `count() > 1 severity: info`, nobody means it)
         ("rule a {\n  expect trace.spans.count() > 1 |\n}\n", {"and", "or"}, {"severity", "description", "tags"}),
