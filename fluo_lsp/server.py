@@ -223,7 +223,7 @@ class _Protocol(LanguageServerProtocol):
         if not isinstance(method, str):
             what = _JSON_TYPES.get(type(method), "not a string")
             if a_message and "method" in data and "id" in data:
-                error = JsonRpcInvalidRequest(f"invalid request: its method is {what}")
+                error: JsonRpcException = JsonRpcInvalidRequest(f"invalid request: its method is {what}")
                 return _Refused(data["id"], "", error, f"its method is {what}")
             if a_message and "method" in data:
                 log.warning("fluo lsp: dropped a notification: its method is %s", what)
