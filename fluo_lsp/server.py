@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Generator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -48,7 +49,7 @@ from fluo_lang.format import format_source
 from fluo_lang.otlp import JSON_SUFFIXES, PROTOBUF_SUFFIXES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_run.testing.spec import is_rule_test
 
-from . import actions, completion, hover, outline
+from . import actions, completion, hover, outline, rename
 from .document import RuleDocument, path_uri, read_rule_text
 from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
@@ -301,6 +302,16 @@ class _Protocol(LanguageServerProtocol):
         name = f"{method} request" if method else "request"
         log.warning("fluo lsp: refused %s %s: %s", name, json.dumps(message.id), why)
         self._send_response(message.id, None, error.to_response_error())
+
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
+        """A handler's result; a `_Refusal` is the error it names, which pygls would also log with a traceback
+        and pop up in the editor as "Error in server"."""
+        refusal = None if future.cancelled() else future.exception()
+        if isinstance(refusal, _Refusal):
+            self._request_futures.pop(msg_id, None)
+            self._send_response(msg_id, None, refusal.to_response_error())
+            return
+        super()._send_handler_result(future, msg_id=msg_id)
 
     def _not_a_message(self, message: Any) -> None:
         """A JSON value that is no JSON-RPC message (an object without `"jsonrpc"`, an array, a number): one
@@ -892,6 +903,74 @@ def references(ls: FluoServer, params: lsp.ReferenceParams) -> list[lsp.Location
             texts[test_path] = LineIndex(text if text is not None else read_rule_text(test_path) or "")
         out.append(lsp.Location(uri=path_uri(test_path), range=texts[test_path].range(start, end)))
     return out
+
+
+class _Refusal(JsonRpcException):
+    """A request the server cannot do, answered with this error and its reason (LSP's RequestFailed), nothing
+    more: no "Error in server" in the editor, no traceback on stderr."""
+
+    CODE = rename.REQUEST_FAILED
+
+
+def _renamed(ls: FluoServer, uri: str, position: lsp.Position) -> tuple[RuleSite, str, lsp.Range]:
+    """The rule whose id is at the cursor (on its definition or in a test file), its id, and the id's range;
+    a `_Refusal` if that rule cannot be renamed, or None at the cursor."""
+    found = _rule_under_cursor(ls, uri, position)
+    if found is None:
+        raise _Refusal("only a rule id can be renamed: put the cursor on one (`rule ID {`, or `rule:` in a test)")
+    rule_id, path, near = found
+    sites = ls.index.definitions(rule_id, near)
+    if not sites:
+        raise _Refusal(f"no rule `{rule_id}` is defined in the rule files this test loads")
+    if sites[0].rule.bare:
+        raise _Refusal(f"`{rule_id}` is the rule of a bare expression, named after its file: rename the file")
+    if path.suffix == ".fluo":
+        at = _site_location(sites[0]).range
+    else:
+        text = ls.text(uri) or ""
+        index = LineIndex(text)
+        offset = index.offset(position)
+        test = read_test_file(path, text)
+        name = next(n for n in test.rule_ids if n.value == rule_id and n.contains(offset))
+        at = index.range(name.start, name.end)
+    return sites[0], rule_id, at
+
+
+@server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
+def prepare_rename(ls: FluoServer, params: lsp.PrepareRenameParams) -> lsp.PrepareRenamePlaceholder:
+    _, rule_id, at = _renamed(ls, params.text_document.uri, params.position)
+    return lsp.PrepareRenamePlaceholder(range=at, placeholder=rule_id)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_RENAME, lsp.RenameOptions(prepare_provider=True))
+def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
+    """A rule id, where it is defined and where the test files that load its rule file expect it (`rule:`,
+    `only:`): those `references` finds. A new name that is no rule id, or one the rules loaded with it use
+    (its folder's, its tests'), is refused."""
+    site, rule_id, _ = _renamed(ls, params.text_document.uri, params.position)
+    new_id = params.new_name
+    if new_id == rule_id:
+        return lsp.WorkspaceEdit(changes={})
+    why = rename.unfit_id(new_id)
+    if why is not None:
+        raise _Refusal(why)
+    if new_id in ls.index.loaded_with(site.path):
+        raise _Refusal(f"rule id `{new_id}` is already used by the rules loaded with `{rule_id}`")
+    changes = {path_uri(site.path): [lsp.TextEdit(range=_site_location(site).range, new_text=new_id)]}
+    texts: dict[Path, str] = {}
+    for test in ls.index.test_files():
+        if not ls.index.loads(test, site.path):
+            continue
+        text = texts.setdefault(test.path, ls.open_text(test.path) or read_rule_text(test.path) or "")
+        index = LineIndex(text)
+        edits = [
+            lsp.TextEdit(range=index.range(n.start, n.end), new_text=rename.yaml_edit(text, n, new_id))
+            for n in read_test_file(test.path, text).rule_ids
+            if n.value == rule_id
+        ]
+        if edits:
+            changes[path_uri(test.path)] = edits
+    return lsp.WorkspaceEdit(changes=changes)
 
 
 @click.command(name="lsp")

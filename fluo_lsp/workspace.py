@@ -269,12 +269,7 @@ class Workspace:
         together, in name order, and report the later definition; the editor does
         the same for the files of one folder (with their base offsets, as `doc.diagnostics()`).
         """
-        try:
-            beside = {p for p in path.parent.iterdir() if p.suffix == RULE_SUFFIX and p.is_file()}
-        except OSError:
-            beside = set()
-        beside |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
-        beside = {p for p in beside if not hidden(p.name)}  # as a folder's search passes them over
+        beside = self.beside(path)
         pending: set[Path] = set()
         first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), pending)
         self._wait(path, pending)
@@ -289,6 +284,23 @@ class Workspace:
             related = (Related("first defined here", at, str(site.path)),)
             out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
         return out
+
+    def beside(self, path: Path) -> set[Path]:
+        """The rule files of `path`'s folder (on disk or open, not hidden), `path` among them if it is one:
+        those `fluo check FOLDER` loads together with it."""
+        try:
+            found = {p for p in path.parent.iterdir() if p.suffix == RULE_SUFFIX and p.is_file()}
+        except OSError:
+            found = set()
+        found |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
+        return {p for p in found if not hidden(p.name)}  # as a folder's search passes them over
+
+    def loaded_with(self, rule_path: Path) -> set[str]:
+        """The rule ids loaded together with those of `rule_path`, its own among them: its folder's rule files
+        (`fluo check FOLDER`) and every rule file of a test file that loads it (`fluo test`)."""
+        paths = sorted(self.beside(rule_path) | {rule_path})
+        paths += [p for test in self.test_files() if self.loads(test, rule_path) for p, _ in test.rule_paths()]
+        return self.ids_in(paths)
 
     def _within_budget(self, paths: list[Path]) -> list[Path]:
         """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).

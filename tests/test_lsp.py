@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_lsp
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from fluo_lang import api
@@ -1568,3 +1569,80 @@ async def test_definition_on_a_folder_gives_its_files(client: LanguageClient, wo
         found[line] = sorted(Path(loc.uri.removeprefix("file://")).name for loc in got)
     assert found[0] == sorted(p.name for p in (workspace / "rules").glob("*.fluo"))
     assert found[3] == ["storm.json"]
+
+
+ORDERS = "rule slow_order {\n  expect true\n}\n\nrule other {\n  expect true\n}\n"
+ORDERS_TEST = """\
+cases:
+  - name: one
+    spans: [{name: x}]
+    expect:
+      - rule: slow_order
+      - {rule: 'slow_order'}
+    only: [slow_order, other]
+"""
+
+
+async def test_rename_a_rule_id_in_its_file_and_in_the_tests_that_load_it(
+    client: LanguageClient, workspace: Path
+) -> None:
+    """A rule id is renamed where it is defined and where each test file loading its rule file expects it (by
+    name or through a folder), as references finds them; a test file loading another file with that id is left
+    alone, and so is the other rule's `only:` entry."""
+    folder = workspace / "renaming"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "orders.fluo").write_text(ORDERS)
+    (folder / "beside.fluo").write_text("rule beside_id {\n  expect true\n}\n")
+    (folder / "orders_test.yaml").write_text(ORDERS_TEST)  # loads orders.fluo, its default
+    (folder / "sub" / "folder_test.yaml").write_text(f"rules: [..]\n{ORDERS_TEST}")
+    (workspace / "elsewhere").mkdir()
+    (workspace / "elsewhere" / "orders.fluo").write_text(ORDERS)
+    (workspace / "elsewhere" / "orders_test.yaml").write_text(ORDERS_TEST)
+    rules = lsp.TextDocumentIdentifier(uri=(folder / "orders.fluo").as_uri())
+    on_id = lsp.Position(line=0, character=8)
+
+    prepared = await client.text_document_prepare_rename_async(lsp.PrepareRenameParams(rules, on_id))
+    assert prepared == lsp.PrepareRenamePlaceholder(range=rng(0, 5, 0, 15), placeholder="slow_order")
+    edit = await client.text_document_rename_async(lsp.RenameParams(rules, on_id, "late_order"))
+    assert edit is not None and edit.changes is not None
+    got = {uri: sorted((e.range.start.line, e.range.start.character, e.new_text) for e in edits)
+           for uri, edits in edit.changes.items()}  # fmt: skip
+    in_test = [(4, 14, "late_order"), (5, 16, "late_order"), (6, 11, "late_order")]
+    assert got == {
+        rules.uri: [(0, 5, "late_order")],
+        (folder / "orders_test.yaml").as_uri(): in_test,
+        (folder / "sub" / "folder_test.yaml").as_uri(): [(line + 1, col, new) for line, col, new in in_test],
+    }
+
+    # from a test file: the same rename; a name YAML reads as no string is written quoted
+    test = lsp.TextDocumentIdentifier(uri=(folder / "orders_test.yaml").as_uri())
+    prepared = await client.text_document_prepare_rename_async(lsp.PrepareRenameParams(test, lsp.Position(6, 13)))
+    assert prepared == lsp.PrepareRenamePlaceholder(range=rng(6, 11, 6, 21), placeholder="slow_order")
+    edit = await client.text_document_rename_async(lsp.RenameParams(test, lsp.Position(4, 14), "yes"))
+    assert edit is not None and edit.changes is not None
+    assert sorted(e.new_text for e in edit.changes[test.uri]) == ["'yes'", "'yes'", "yes"]  # one was quoted
+    assert edit.changes[rules.uri][0].new_text == "yes"
+
+
+@pytest.mark.parametrize(
+    ("new_name", "message"),
+    [
+        ("my-order", "`my-order` cannot be a rule id: a rule id holds no `-`: write `my_order`"),
+        ("expect", "`expect` cannot be a rule id: it is a keyword"),
+        ("other", "rule id `other` is already used by the rules loaded with `slow_order`"),
+        ("beside_id", "rule id `beside_id` is already used by the rules loaded with `slow_order`"),  # its folder's
+    ],
+)
+async def test_rename_refuses_a_name_that_is_no_rule_id_or_one_already_used(
+    client: LanguageClient, workspace: Path, new_name: str, message: str
+) -> None:
+    folder = workspace / "renaming_refused"
+    folder.mkdir(exist_ok=True)
+    (folder / "orders.fluo").write_text(ORDERS)
+    (folder / "beside.fluo").write_text("rule beside_id {\n  expect true\n}\n")
+    rules = lsp.TextDocumentIdentifier(uri=(folder / "orders.fluo").as_uri())
+    with pytest.raises(JsonRpcException, match=re.escape(message)) as refused:
+        await client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), new_name))
+    assert refused.value.code == -32803  # RequestFailed, no "Error in server"
+    with pytest.raises(JsonRpcException, match="only a rule id can be renamed"):
+        await client.text_document_prepare_rename_async(lsp.PrepareRenameParams(rules, lsp.Position(1, 4)))
