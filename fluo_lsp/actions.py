@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from ast import literal_eval
 from collections import Counter
+from collections.abc import Callable
 
 from lsprotocol import types as lsp
 
@@ -12,29 +14,86 @@ from fluo_lang.diagnostics import Diagnostic, Severity, nearest
 from fluo_run.testing.update import flow_yaml
 
 from .document import RuleDocument, analyze_chunk
-from .positions import span_range
+from .positions import LineIndex, span_range
 from .reporting import lsp_diagnostic, test_diagnostics
 from .workspace import TestProblem
 
 
-def test_file_actions(problems: list[TestProblem], text: str, uri: str, start: int, end: int) -> list[lsp.CodeAction]:
+def test_file_actions(
+    problems: list[TestProblem],
+    text: str,
+    uri: str,
+    start: int,
+    end: int,
+    recheck: Callable[[str], list[TestProblem]] | None = None,
+) -> list[lsp.CodeAction]:
     """Quick fixes of a rule test file's problems that meet [start, end]: an unknown rule id's did-you-mean, which
-    names a rule the test's rule files define, so it is preferred."""
+    names a rule the test's rule files define, so it is preferred; and the did-you-mean `fluo test`'s reader
+    names (`unknown key `servce`; did you mean `service`?`, `got 'eror'; did you mean `error`?`), on the slip
+    itself in the problem's line, preferred if `recheck` (the reader's problems of the edited text) finds the
+    problem gone and none new, as a rule file's fix is preferred if it adds no error."""
     out: list[lsp.CodeAction] = []
+    index = LineIndex(text)
     for p, diagnostic in zip(problems, test_diagnostics(problems, text), strict=True):
-        if p.suggestion is None or not _meets(p.start, p.end, start, end):
+        if not _meets(p.start, p.end, start, end):
             continue
-        edit = lsp.TextEdit(range=diagnostic.range, new_text=flow_yaml(p.suggestion))  # `yes` as `'yes'`
+        if p.suggestion is not None:
+            fix, preferred = (p.start, p.end, flow_yaml(p.suggestion), p.suggestion), True  # `yes` as `'yes'`
+        else:
+            found = _named_fix(p, text)
+            if found is None:
+                continue
+            fix, preferred = found, False
+            if recheck is not None:
+                edited = text[: found[0]] + found[2] + text[found[1] :]
+                before = Counter(x.message for x in problems if x.code == "test-file" and x is not p)
+                after = Counter(x.message for x in recheck(edited) if x.code == "test-file")
+                preferred = not after - before
+        edit = lsp.TextEdit(range=index.range(fix[0], fix[1]), new_text=fix[2])
         out.append(
             lsp.CodeAction(
-                title=f"Change to `{p.suggestion}`",
+                title=f"Change to `{fix[3]}`",
                 kind=lsp.CodeActionKind.QuickFix,
                 diagnostics=[diagnostic],
                 edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
-                is_preferred=True,
+                is_preferred=preferred,
             )
         )
     return out
+
+
+_MEANT_IN = re.compile(r"did you mean `([^`]+)`\?$")
+_SLIP = re.compile(
+    r"unknown key `(?P<key>[^`]+)`"
+    r"|(?:got|no span with id or name) (?P<value>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+)
+
+
+def _named_fix(p: TestProblem, text: str) -> tuple[int, int, str, str] | None:
+    """Where the slip a `test-file` problem's did-you-mean names is in its line, what takes its place as written
+    there, and the name meant; None
+    if the message names none, or the line does not hold it as written (escaped, spread over lines)."""
+    meant = _MEANT_IN.search(p.message) if p.code == "test-file" else None
+    slips = list(_SLIP.finditer(p.message[: meant.start()])) if meant is not None else []
+    if meant is None or not slips:
+        return None
+    slip = slips[-1]
+    key = slip["key"]
+    value = key if key is not None else literal_eval(slip["value"])
+    if not isinstance(value, str) or not value:
+        return None
+    word = re.escape(value)
+    found = re.compile(
+        rf"(?:^|(?<=[\s{{,]))(?P<q>['\"]?)(?P<w>{word})(?P=q)(?=\s*:)"
+        if key is not None
+        else rf"(?<=:)\s*(?P<q>['\"]?)(?P<w>{word})(?P=q)(?=\s*(?:[,}}\]#]|$))"
+    ).search(text, p.start, p.end)
+    if found is None:
+        return None
+    quoted = bool(found["q"])
+    if quoted and found["q"] in meant[1]:
+        return None
+    return found.start("w"), found.end("w"), meant[1] if quoted else flow_yaml(meant[1]), meant[1]
 
 
 def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: bool) -> list[lsp.CodeAction]:

@@ -55,7 +55,7 @@ from .positions import LineIndex, lsp_lines, span_range
 from .reporting import document_diagnostics, lsp_diagnostic, test_diagnostics
 from .settings import SECTION, Settings
 from .testfiles import TestFile, is_test_file, read_test_file
-from .workspace import RuleSite, Workspace
+from .workspace import RuleSite, TestProblem, Workspace
 
 NAME = "fluo"
 log = logging.getLogger("fluo.lsp")
@@ -799,7 +799,14 @@ def code_actions(ls: FluoServer, params: lsp.CodeActionParams) -> list[lsp.CodeA
         test, text = found
         index = LineIndex(text)
         start, end = index.offset(params.range.start), index.offset(params.range.end)
-        return actions.test_file_actions(ls.index.test_problems(test), text, uri, start, end)
+        problems = ls.index.test_problems(test)
+        if test.error is None:
+            problems += ls.index.runner_problems(test.path, text)
+
+        def recheck(edited: str) -> list[TestProblem]:
+            return ls.index.runner_problems(test.path, edited)
+
+        return actions.test_file_actions(problems, text, uri, start, end, recheck)
     start, end = doc.index.offset(params.range.start), doc.index.offset(params.range.end)
     return actions.code_actions(doc, uri, start, end, strict=ls.settings.strict)
 

@@ -1193,6 +1193,46 @@ async def test_an_unknown_rule_in_a_test_file_has_its_did_you_mean_as_a_quick_fi
     assert not elsewhere
 
 
+SLIPS_TEST = """\
+rules: [auth.fluo]
+cases:
+  - name: one
+    spans: [{name: x, servce: auth}]
+    expect: []
+  - name: two
+    spans:
+      - name: y
+        status: "eror"
+    expect: []
+  - name: three
+    spans: [{name: z, kind: servr}]
+    exepct: []
+"""
+
+
+async def test_a_test_file_did_you_mean_has_its_quick_fix_on_the_slip(client: LanguageClient, workspace: Path) -> None:
+    """QA editor (item 5): only `unknown-rule` had a quick fix; `fluo test`'s did-you-means (`servce` -> `service`,
+    `status: eror` -> `error`) had none. Each gets the fix its message names, on the slip alone (inside its
+    quotes if it has some), preferred when `fluo test`'s reader then finds no new problem."""
+    uri = open_doc(client, workspace / "rules" / "slips_test.yaml", SLIPS_TEST, language="yaml")
+    diags = await diagnostics(client, uri, lambda d: len(d) == 4)
+    fixes = {}
+    for d in diags:
+        result = await client.text_document_code_action_async(
+            lsp.CodeActionParams(lsp.TextDocumentIdentifier(uri), d.range, lsp.CodeActionContext(diagnostics=[d]))
+        )
+        for a in result or []:
+            assert isinstance(a, lsp.CodeAction) and a.edit is not None and a.edit.changes is not None
+            [edit] = a.edit.changes[uri]
+            fixes[d.range.start.line] = (a.title, edit.range, edit.new_text, a.is_preferred)
+    assert fixes == {
+        3: ("Change to `service`", rng(3, 22, 3, 28), "service", True),
+        8: ("Change to `error`", rng(8, 17, 8, 21), "error", True),
+        11: ("Change to `server`", rng(11, 28, 11, 33), "server", True),
+        12: ("Change to `expect`", rng(12, 4, 12, 10), "expect", True),
+    }
+
+
 @pytest.mark.parametrize(
     "line",
     [

@@ -28,6 +28,7 @@ from fluo_lsp.positions import LineIndex, span_range
 from fluo_lsp.reporting import document_diagnostics
 from fluo_lsp.settings import Settings
 from fluo_lsp.testfiles import read_test_file
+from fluo_lsp.workspace import TestProblem as Problem
 from fluo_lsp.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1409,6 +1410,34 @@ def test_the_did_you_mean_of_an_unknown_rule_in_a_test_file_is_quoted_as_yaml_ne
     [fix] = quick_fixes_of_test_file(index.test_problems(test), text, uri, 0, len(text))
     assert fix.edit is not None and fix.edit.changes is not None
     assert [e.new_text for e in fix.edit.changes[uri]] == ["'yes'"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message", "fixed"),
+    [
+        ("  - {name: servce, servce: a}", "span 1: unknown key `servce`; did you mean `service`?",
+         "  - {name: servce, service: a}"),  # the key, not the value of that name
+        ("  status: 'eror'  # typo", "`status`: expected one of ok, error, got 'eror'; did you mean `error`?",
+         "  status: 'error'  # typo"),
+        ("  - {name: y, parent: yes_}", "`parent`: no span with id or name 'yes_'; did you mean `yes`?",
+         "  - {name: y, parent: 'yes'}"),  # a name YAML would read as a bool, quoted
+        ('  status: "e\\x72or"', "`status`: expected one of ok, error, got 'erxor'; did you mean `error`?", None),
+        ("  a: servce", "unknown key `servce` in case 'c'; did you mean `service`?", None),  # no such key here
+    ],
+)  # fmt: skip
+def test_a_test_file_slip_is_found_in_its_line_as_written(line: str, message: str, fixed: str | None) -> None:
+    text = f"x: 1\n{line}\n"
+    problem = Problem("test-file", message, 5, 5 + len(line))
+    found = quick_fixes_of_test_file([problem], text, "file:///t_test.yaml", 0, len(text))
+    if fixed is None:
+        assert found == []
+        return
+    [fix] = found
+    assert fix.edit is not None and fix.edit.changes is not None
+    [edit] = fix.edit.changes["file:///t_test.yaml"]
+    index = LineIndex(text)
+    start, end = index.offset(edit.range.start), index.offset(edit.range.end)
+    assert text[:start] + edit.new_text + text[end:] == f"x: 1\n{fixed}\n"
 
 
 def test_the_workspace_walk_passes_over_what_the_command_line_passes_over(tmp_path: Path) -> None:
