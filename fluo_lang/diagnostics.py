@@ -6,7 +6,7 @@ its meaning; `docs/diagnostics.md` is generated from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from .ast import Span
@@ -192,6 +192,12 @@ def error(code: str, message: str, span: Span, **kw: object) -> Diagnostic:
 
 def warning(code: str, message: str, span: Span, **kw: object) -> Diagnostic:
     return Diagnostic(code, Severity.WARNING, message, span, **kw)  # type: ignore[arg-type]
+
+
+def strictly(d: Diagnostic) -> Diagnostic:
+    """`d` as strict mode reports it, a warning as an error: `fluo check --strict` and the editor's
+    `fluo.strictness: strict` both map diagnostics through this, so that they agree."""
+    return replace(d, severity=Severity.ERROR) if d.severity is Severity.WARNING else d
 
 
 def sort_key(d: Diagnostic) -> tuple[str, int, int, str]:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from lsprotocol import types as lsp
 
 from fluo_lang.ast import Span
-from fluo_lang.diagnostics import Diagnostic, Severity, nearest
+from fluo_lang.diagnostics import Diagnostic, nearest, strictly
 from fluo_run.testing.update import flow_yaml
 
 from .document import RuleDocument, analyze_chunk
@@ -167,7 +167,7 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     shift = len(text) - (rel_end - rel_start)
 
     def counted(d: Diagnostic) -> bool:
-        return d.is_error or (strict and d.severity is Severity.WARNING)
+        return (strictly(d) if strict else d).is_error
 
     def moved(d: Diagnostic) -> tuple[str, str, int]:
         start = d.span.start

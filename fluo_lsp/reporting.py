@@ -7,7 +7,7 @@ from pathlib import Path
 from lsprotocol import types as lsp
 
 from fluo_lang.ast import Span
-from fluo_lang.diagnostics import Diagnostic, Severity
+from fluo_lang.diagnostics import Diagnostic, Severity, strictly
 
 from .document import RuleDocument, path_uri, read_rule_text
 from .positions import LineIndex, span_range
@@ -22,10 +22,9 @@ _SEVERITY = {
 
 
 def lsp_diagnostic(d: Diagnostic, base: int, doc: RuleDocument, uri: str, *, strict: bool) -> lsp.Diagnostic:
-    """One diagnostic of `doc` (its spans counting from `base`); `strict` reports warnings as errors."""
-    severity = _SEVERITY[d.severity]
-    if strict and d.severity is Severity.WARNING:
-        severity = lsp.DiagnosticSeverity.Error
+    """One diagnostic of `doc` (its spans counting from `base`); `strict` reports warnings as errors, as
+    `fluo check --strict` does (`strictly`)."""
+    severity = _SEVERITY[(strictly(d) if strict else d).severity]
     related = []
     for r in d.related:
         if r.path in (None, d.path, doc.path):

@@ -40,7 +40,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.ast import Span as SourceSpan
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
-from fluo_lang.diagnostics import CODES, Diagnostic, nearest, plural, sort_key, utf16_columns
+from fluo_lang.diagnostics import CODES, Diagnostic, nearest, plural, sort_key, strictly, utf16_columns
 from fluo_lang.files import StdinClosed, standard_input
 from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.one_value import OneValueCommand
@@ -599,9 +599,20 @@ eval_budget_option = click.option(
     metavar="PATH",
     help="With -: the path the rules read from stdin are shown by (diagnostics, SARIF), as if read from it.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Report warnings as errors (exit 1), as the editor's fluo.strictness: strict shows them.",
+)
 @cost_limit_option
 def check(
-    paths: tuple[str, ...], fmt: str, emit_ir: bool, no_optimise: bool, stdin_filename: str | None, cost_limit: int
+    paths: tuple[str, ...],
+    fmt: str,
+    emit_ir: bool,
+    no_optimise: bool,
+    stdin_filename: str | None,
+    strict: bool,
+    cost_limit: int,
 ) -> None:
     """Parse and typecheck rule files; folders are searched for *.fluo, - reads stdin.
 
@@ -610,8 +621,8 @@ def check(
     once. A file named is checked whatever its name, except YAML
     (a rule test: run it with fluo test), which is a usage error.
 
-    Exit status: 0 clean (warnings allowed), 1 any error, 2 usage error or
-    unreadable input.
+    Exit status: 0 clean (warnings allowed, unless --strict), 1 any error,
+    2 usage error or unreadable input.
 
     \b
     Example:
@@ -645,6 +656,8 @@ def check(
             fail(message)
             raise AssertionError from exc  # unreachable: fail exits
     ir = lower(analysis, optimised=not no_optimise) if emit_ir else None
+    if strict:
+        analysis.diagnostics = [strictly(d) for d in analysis.diagnostics]
     print_diagnostics(analysis, fmt, ir=ir, stdin=stdin)
     if fmt == "text":
         click.echo(_summary(analysis.diagnostics, len(analysis.files)), err=True)

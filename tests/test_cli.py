@@ -20,10 +20,13 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from lsprotocol import types as lsp
 from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
 from tests_paths import EXAMPLE_RULES, ROOT
 
+from fluo_lsp.document import RuleDocument
+from fluo_lsp.reporting import document_diagnostics
 from fluo_run.cli import _WholeWrites, main, sarif_uri
 
 TRACES = ROOT / "examples" / "traces"
@@ -125,6 +128,30 @@ def test_usage_errors_exit_2(args: list[str], message: str) -> None:
     r = run(*args)
     assert r.exit_code == 2
     assert message in r.output
+
+
+SLIPPED = "rule t {\n  expect trace.spans.where(servce == 'a').exists()\n}\nrule u {\n  expect true\n}\n"
+
+
+def test_check_strict_reports_warnings_as_errors_as_the_editor_strict_mode_does(tmp_path: Path) -> None:
+    """QA editor (item 6): `fluo.strictness: strict` made warnings errors in the editor, and `fluo check` had no
+    twin, so CI passed what the editor showed as an error. `--strict` reports them as errors, exits 1, and maps
+    them as the editor does (`strictly`): the same codes with the same severities."""
+    path = tmp_path / "typo.fluo"
+    path.write_text(SLIPPED)
+    plain, strict = run("check", str(path)), run("check", "--strict", str(path))
+    assert plain.exit_code == 0 and "warning[FLUO205]" in plain.stdout
+    assert strict.exit_code == 1, strict.output
+    assert strict.stdout.startswith(f"{path}:2:28: error[FLUO205] `servce` reads as a span attribute")
+    assert strict.stderr.strip() == "1 error, 0 warnings in 1 file"
+    as_json = json.loads(run("check", "--strict", "--format", "json", str(path)).stdout)["diagnostics"]
+    sarif = json.loads(run("check", "--strict", "--format", "sarif", str(path)).stdout)
+    assert [r["level"] for r in sarif["runs"][0]["results"]] == ["error"]
+    doc = RuleDocument(str(path), SLIPPED)
+    editor = document_diagnostics(doc, path.as_uri(), strict=True)
+    assert [(d["code"], d["severity"]) for d in as_json] == [(d.code, "error") for d in editor]
+    assert [d.severity for d in editor] == [lsp.DiagnosticSeverity.Error]
+    assert run("check", "--strict", str(EXAMPLE_RULES)).exit_code == 0  # no warnings: strict passes too
 
 
 def test_check_empty_folder_is_an_error(tmp_path: Path) -> None:
