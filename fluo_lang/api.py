@@ -276,16 +276,21 @@ def decode_source(data: bytes, path: str) -> tuple[str, Diagnostic | None]:
         return data.decode("utf-8", errors="replace"), error("FLUO106", f"{message}; save it as UTF-8", at, path=path)
 
 
-def read_file(path: str | Path, limit: int) -> bytes:
+def read_file(path: str | Path, limit: int, *, pipes: bool = False) -> bytes:
     """The bytes of a regular file (a symlink followed to one), of which at most `limit + 1` are read:
     longer than `limit` is for the caller to refuse.
 
     OSError for anything else, before reading a byte: a device (`/dev/zero`), FIFO or socket
     reads without end or blocks, whatever its size says (0). Workspace files may be links to them.
+    With `pipes`, a pipe is read too, waiting for its writer (`--config <(envsubst < fluo.yaml)`,
+    `--config /dev/stdin`), still at most `limit + 1` bytes; one no writer has open reads as empty.
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if pipes and stat.S_ISFIFO(mode):
+            os.set_blocking(fd, True)
+        elif not stat.S_ISREG(mode):
             raise OSError(errno.EINVAL, "not a regular file")
         chunks: list[bytes] = []
         left = limit + 1

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -579,3 +581,30 @@ def test_a_config_file_that_is_not_utf8_or_not_a_file_is_a_usage_error(
     for path, why in said.items():
         result = CliRunner().invoke(main, [command, "--config", path], prog_name="fluo")
         assert (result.exit_code, result.output) == (2, f"fluo: --config {why} (see `fluo {command} --help`)\n")
+
+
+def test_a_config_file_from_a_pipe_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: `--config <(envsubst < fluo.yaml)` and `--config /dev/stdin` (a pipe) were refused as "not a regular
+    file" once --config was read as rule files are; a pipe is read, to the same 1 MiB bound, as it was before."""
+    monkeypatch.delenv("FLUO_DB", raising=False)
+    store = tmp_path / "from-pipe.db"
+    SignalStore(store).close()
+    for text, said in (
+        (f"db: {store}\n".encode(), "no signals match"),  # the pipe's `db` was the store read
+        (b"#" * (2 << 20), "larger than 1 MiB"),
+    ):
+        read, write = os.pipe()
+        writer = threading.Thread(target=lambda w=write, t=text: (_write_all(w, t), os.close(w)))
+        writer.start()
+        try:
+            result = CliRunner().invoke(main, ["signals", "--config", f"/dev/fd/{read}"], prog_name="fluo")
+        finally:
+            os.close(read)  # a writer still blocked past the bound gets EPIPE
+            writer.join(10)
+        assert said in result.output, result.output
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError):
+        while data:
+            data = data[os.write(fd, data) :]

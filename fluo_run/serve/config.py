@@ -361,7 +361,7 @@ def load_config_file(path: str) -> ConfigFile:
     import yaml
 
     try:
-        raw = read_file(path, MAX_CONFIG_BYTES)
+        raw = read_file(path, MAX_CONFIG_BYTES, pipes=True)  # `--config <(envsubst < fluo.yaml)`
     except OSError as exc:
         raise ConfigError(f"--config: cannot read {path}: {exc.strerror or exc}") from None
     if len(raw) > MAX_CONFIG_BYTES:
