@@ -1918,6 +1918,30 @@ def _gunzip(data: bytes, source: str, limit: int = MAX_DECOMPRESSED_BYTES) -> by
     return b"".join(out)
 
 
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def _wide_text(data: bytes) -> str | None:
+    """The encoding of text in UTF-16 or UTF-32 (by its byte order mark, or JSON's first `{`/`[` beside a NUL:
+    `UTF-16LE`, `UTF-16BE`), which is neither UTF-8 JSON nor an OTLP protobuf message (whose first byte is a
+    field's key, 0x0a); else None."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            return name
+    lead = len(data) - len(data.lstrip(b" \t\r\n\x00"))
+    if data[lead : lead + 1] in (b"{", b"["):  # an ASCII character of UTF-16 is at an even offset in LE, odd in BE
+        if lead % 2 == 0 and data[lead + 1 : lead + 2] == b"\x00":
+            return "UTF-16LE"
+        if lead % 2 == 1 and data[lead - 1 : lead] == b"\x00":
+            return "UTF-16BE"
+    return None
+
+
 def _looks_like_json(data: bytes) -> bool:
     """Text starting with `{` or `[`, or blank text (a blank line on standard input reads as a blank `.json` file
     does: no spans, not corrupt protobuf)."""
@@ -1960,6 +1984,12 @@ def parse_trace_bytes(
     elif data[:2] == b"\x1f\x8b":
         data = _gunzip(data, source, max_bytes)
     suffix = suffixes[-1] if suffixes else ""
+    if suffix not in PROTOBUF_SUFFIXES and (wide := _wide_text(data)) is not None:
+        shell = ", as Windows PowerShell's `>` writes it" if wide in ("UTF-16", "UTF-16LE") else ""
+        raise TraceInputError(
+            f"{source}: {wide} text{shell}; fluo reads OTLP/JSON as UTF-8: convert it first "
+            f"(`iconv -f {wide} -t UTF-8 FILE`, or PowerShell's `Out-File -Encoding utf8`)"
+        )
     if suffix not in PROTOBUF_SUFFIXES and (suffix in JSON_SUFFIXES or _looks_like_json(data)):
         _refuse_many_containers(data, source)
         spans = parse_json(data, source=source, clamped=clamped, unknown=unknown)

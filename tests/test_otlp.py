@@ -1207,6 +1207,31 @@ def test_a_zstd_file_says_fluo_does_not_read_zstd(tmp_path: Path, name: str) -> 
     )
 
 
+@pytest.mark.parametrize(
+    ("encoding", "lead", "said"),
+    [
+        ("utf-16", "", "UTF-16 text, as Windows PowerShell's `>` writes it"),  # with its byte order mark
+        ("utf-16-le", " \n", "UTF-16LE text, as Windows PowerShell's `>` writes it"),
+        ("utf-16-be", "", "UTF-16BE text"),
+        ("utf-16-be", "\n", "UTF-16BE text"),
+        ("utf-32", "", "UTF-32 text"),
+    ],
+)
+@pytest.mark.parametrize("name", ["t.json", "t.data"])
+def test_utf16_json_says_what_it_is_and_how_to_convert_it(
+    tmp_path: Path, encoding: str, lead: str, said: str, name: str
+) -> None:
+    """QA errors (minor): OTLP/JSON saved by Windows PowerShell (`>` writes UTF-16) said "not UTF-8 text", without a
+    byte order mark "invalid JSON ... found '\\x00'", and without a suffix (stdin) "Wire format was corrupt"."""
+    path = tmp_path / name
+    path.write_bytes((lead + json.dumps(request(("a", [otlp_span()])))).encode(encoding))
+    wide = said.split()[0]
+    assert error_of(load_trace_file, path) == (
+        f"{path}: {said}; fluo reads OTLP/JSON as UTF-8: convert it first "
+        f"(`iconv -f {wide} -t UTF-8 FILE`, or PowerShell's `Out-File -Encoding utf8`)"
+    )
+
+
 def test_empty_protobuf_file_has_no_spans(tmp_path: Path) -> None:
     path = tmp_path / "t.pb"
     path.write_bytes(b"")
