@@ -947,6 +947,18 @@ def test_cli_ids_of_a_file_not_named_in_ascii_start_with_a_prefix_of_their_own(s
     assert check.exit_code == 0, check.output
 
 
+def test_cli_ids_of_a_file_whose_stem_starts_with_a_digit_start_with_rules(shop_file: Path, tmp_path: Path) -> None:
+    """`-o 123.fluo` gave ids `op_123_...`, where `op` read as "operation": such a stem is written after `rules_`."""
+    for stem, prefix in (("123", "rules_123_"), ("2026-q1", "rules_2026_q1_"), ("1_日本", "rules_1_")):
+        out = tmp_path / "rules" / f"{stem}.fluo"
+        result = invoke(str(shop_file), "-o", str(out))
+        assert result.exit_code == 0, result.output
+        ids = rule_ids(out.read_text(encoding="utf-8"))
+        assert ids and all(i.startswith(prefix) for i in ids), ids
+    check = CliRunner().invoke(main, ["check", str(tmp_path / "rules")])
+    assert check.exit_code == 0, check.output
+
+
 def test_long_values_make_no_set_and_fixtures_carry_them_cut(tmp_path: Path) -> None:
     """A 200 kB value of three seen on every trace became a set written whole (a 600 kB line, twice a rule),
     and every fixture carried it whole too."""

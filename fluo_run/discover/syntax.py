@@ -140,13 +140,16 @@ def id_prefix(stem: str) -> str:
     """The word every rule id in the file `<stem>.fluo` starts with: its slug (`my_shop`, `regles` for
     `règles`), followed by a short hash of the stem when letters with no ASCII form were lost
     (`shop_日本` is `shop_<hash>`), or `rules_<hash>` when nothing is left (`прод`, `日本`, `_`), so
-    that differently named files get different ids. Rule ids are ASCII identifiers (`IDENT`)."""
+    that differently named files get different ids; `rules_` also goes before a slug that starts with a digit
+    (`rules_123` for `123.fluo`: an id cannot start with one). Rule ids are ASCII identifiers (`IDENT`)."""
     if not stem:
         return ""
     word = slug(stem)
-    if word and not _lost(stem):
-        return word
-    return f"{word}_{digest(stem)}" if word else f"rules_{digest(stem)}"
+    if not word:
+        return f"rules_{digest(stem)}"
+    if _lost(stem):
+        word = f"{word}_{digest(stem)}"
+    return f"rules_{word}" if word[0].isdigit() else word
 
 
 def _lost(text: str) -> bool:
