@@ -136,16 +136,23 @@ def describe_clamped(clamped: Sequence[Span]) -> str:
     )
 
 
-def read_warnings(clamped: Mapping[str, Sequence[Span]], clashing: int) -> list[str]:
+def read_warnings(clamped: Mapping[str, Sequence[Span]], clashing: int, restamped: int = 0) -> list[str]:
     """What reading traces changed or lost, one line each, in the words every command that reads trace files
     says it with (`fluo eval`, `fluo test`, `fluo discover`): spans read as ending when they start (`clamped`,
-    `clamp_end`: by file, one line each naming it, as unknown keys are), and `clashing` spans dropped for the
-    span id of a different span of their trace (`trace.dropped_copies`)."""
+    `clamp_end`: by file, one line each naming it, as unknown keys are), `clashing` spans dropped for the
+    span id of a different span of their trace, and `restamped` copies of a span dropped that differ from the
+    copy kept in their resource attributes alone (`trace.dropped_copies`)."""
     out = [f"{source}: {describe_clamped(spans)}" for source, spans in clamped.items() if spans]
     if clashing:
         out.append(
             f"dropped {plural(clashing, 'duplicate span')}: each had the span id of a different span of the same "
             "trace (the last one read was kept); fix the id generator that sent them"
+        )
+    if restamped:
+        out.append(
+            f"dropped {plural(restamped, 'copy', 'copies')} of spans that differ from the copy kept (the last one "
+            "read) in their resource attributes alone: is a trace exported through two pipelines or collectors "
+            "that add different resource attributes?"
         )
     return out
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 STATUS_VALUES = ("unset", "ok", "error")
 KIND_VALUES = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -382,30 +382,44 @@ def assemble(spans: Iterable[Span]) -> list[Trace]:
 
 
 def _content(s: Span) -> tuple[Any, ...]:
-    attrs = s.attributes
-    return (s.parent_id, s.name, s.service, s.start, s.end, s.status, s.status_message, s.kind, attrs, s.resource)
+    """What tells two spans apart, but for their resource attributes."""
+    return (s.parent_id, s.name, s.service, s.start, s.end, s.status, s.status_message, s.kind, s.attributes)
 
 
-def dropped_copies(spans: Iterable[Span], traces: Iterable[Trace]) -> tuple[int, int]:
+class Copies(NamedTuple):
+    """What `dropped_copies` counts: spans dropped for repeating the span id of another in their trace."""
+
+    resent: int
+    """Identical copies (a batch resent, a file read twice): nothing lost."""
+    clashing: int
+    """Different spans (an id generator's bug): data lost."""
+    restamped: int = 0
+    """The same span with other resource attributes (one trace exported through two pipelines or collectors that
+    add different ones, such as `service.instance.id`): those attributes lost, the span kept."""
+
+
+def dropped_copies(spans: Iterable[Span], traces: Iterable[Trace]) -> Copies:
     """The spans `traces` (assembled from `spans`) dropped for repeating the span id of another in their trace
-    (`Trace.duplicates`): as identical copies (a batch resent, a file read twice: nothing lost), and as different
-    spans (an id generator's bug: data lost)."""
+    (`Trace.duplicates`), each compared with the copy kept (the last): see `Copies`."""
     dropped = {t.trace_id for t in traces if t.duplicates}
     if not dropped:
-        return 0, 0
+        return Copies(0, 0)
     groups: dict[tuple[bytes, bytes], list[Span]] = {}
     for s in spans:
         if s.trace_id in dropped:
             groups.setdefault((s.trace_id, s.span_id), []).append(s)
-    resent = clashing = 0
+    resent = clashing = restamped = 0
     for group in groups.values():
-        kept = _content(group[-1])  # the last copy is the one kept
+        last = group[-1]  # the last copy is the one kept
+        kept = _content(last)
         for s in group[:-1]:
-            if _content(s) == kept:
-                resent += 1
-            else:
+            if _content(s) != kept:
                 clashing += 1
-    return resent, clashing
+            elif s.resource != last.resource:
+                restamped += 1
+            else:
+                resent += 1
+    return Copies(resent, clashing, restamped)
 
 
 class Window(_Indexed):

@@ -763,7 +763,7 @@ def eval_command(
         except TraceInputError as exc:
             fail(str(exc))
         traces = assemble(spans)
-        for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces)[1]):
+        for warning in unknown.warnings() + read_warnings(clamped, *dropped_copies(spans, traces)[1:]):
             click.echo(f"fluo: warning: {warning}", err=True)
         if not spans:
             if require_spans:  # an empty capture (a failed upstream step) is not a passing gate

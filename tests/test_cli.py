@@ -703,6 +703,41 @@ def test_every_command_that_reads_traces_says_what_reading_them_changed_or_lost(
         assert [line for line in r.stderr.splitlines() if "warning" in line] == said, args
 
 
+def test_copies_that_differ_in_resource_attributes_alone_do_not_blame_the_id_generator(tmp_path: Path) -> None:
+    """One trace exported through two pipelines that each add their own `service.instance.id` was said to hold
+    "duplicate spans ... of a different span"; fix the id generator": the copies are the same spans, and each
+    command now says what differs. A different span with the same span id is still the id generator's bug."""
+    spans = [
+        {"traceId": f"{t:032x}", "spanId": f"{t:014x}{s:02x}", "name": "root" if s == 1 else "child",
+         "startTimeUnixNano": "1000", "endTimeUnixNano": "9000"}
+        for t in (1, 2) for s in (1, 2)
+    ]  # fmt: skip
+
+    def resource(instance: str) -> dict[str, Any]:
+        keys = {"service.name": "api", "service.instance.id": instance}
+        return {"attributes": [{"key": k, "value": {"stringValue": v}} for k, v in keys.items()]}
+
+    pipelines = [{"resource": resource(i), "scopeSpans": [{"spans": spans}]} for i in ("collector-a", "collector-b")]
+    traces = tmp_path / "twice.json"
+    traces.write_text(json.dumps({"resourceSpans": pipelines}), "utf-8")
+    (tmp_path / "r.fluo").write_text("rule r { expect trace.spans.count() < 100 }\n", encoding="utf-8")
+    case = "cases:\n  - name: c\n    traces: [twice.json]\n    expect: []\n"
+    (tmp_path / "r_test.yaml").write_text(case, "utf-8")
+    said = [
+        "fluo: warning: dropped 4 copies of spans that differ from the copy kept (the last one read) in their "
+        "resource attributes alone: is a trace exported through two pipelines or collectors that add different "
+        "resource attributes?"
+    ]
+    for args in (
+        ["eval", str(tmp_path / "r.fluo"), "--traces", str(traces)],
+        ["discover", str(traces), "--min-support", "1"],
+        ["test", str(tmp_path)],
+    ):
+        r = run(*args)
+        assert r.exit_code == 0, (args, r.output)
+        assert [line for line in r.stderr.splitlines() if "warning" in line] == said, args
+
+
 @pytest.mark.parametrize(
     ("flag", "expr", "stderr"),
     [

@@ -189,7 +189,8 @@ class Corpus:
     resent: int = 0
     """Spans dropped as identical copies of another with their span id (read by `load_corpus`)."""
     clashing: int = 0
-    """Spans dropped for sharing a span id with a different span of their trace."""
+    """Spans dropped for sharing a span id with a different span of their trace, or with the same span but other
+    resource attributes (`trace.Copies`)."""
     warnings: list[str] = field(default_factory=list)
     """What reading the files changed or lost (`read_warnings`), for the command to say (read by `load_corpus`)."""
     _by_service: dict[str, list[int]] = field(default_factory=dict, repr=False)
@@ -352,6 +353,7 @@ def load_corpus(
         spans = load_trace_files(paths, clamped=clamped, unknown=unknown)
         traces = sorted(assemble(spans), key=lambda t: t.trace_id)
         corpus = summarize(traces, attributes=attributes, trace_values=trace_values)
-        corpus.resent, corpus.clashing = dropped_copies(spans, traces)
-        corpus.warnings = read_warnings(clamped, corpus.clashing)
+        copies = dropped_copies(spans, traces)
+        corpus.resent, corpus.clashing = copies.resent, copies.clashing + copies.restamped
+        corpus.warnings = read_warnings(clamped, copies.clashing, copies.restamped)
         return traces, corpus

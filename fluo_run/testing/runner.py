@@ -269,7 +269,7 @@ class Runner:
         deep_before = too_deep_reads()
         spans.extend(_placed(case.spans, spans))
         traces = assemble(spans)
-        result.warnings.extend(read_warnings(clamped, dropped_copies(spans, traces)[1]))
+        result.warnings.extend(read_warnings(clamped, *dropped_copies(spans, traces)[1:]))
         result.traces = len(traces)
         program = self.programs.program(file.analysis, case.only)
         before = len(program.errors)
