@@ -241,6 +241,25 @@ def test_operations_that_always_meet_make_one_rule() -> None:
     assert not any(f.kind == "cooccurrence" and {0, 1} == set(f.ops) for f in facts)
 
 
+def test_a_together_rules_id_stays_as_its_group_grows_or_shrinks() -> None:
+    """A group's id was `x_with_2_others`, `x_with_3_others` once a member joined: an adopted id changed between
+    runs. It is named by its first two members (by service, then name), whatever its size."""
+    keys = []
+    for members in (("x", "y"), ("x", "y", "z"), ("x", "y", "z", "zz")):
+        b = Builder()
+        for i in range(12):
+            b.trace()
+            if i < 6:
+                for name in members:
+                    b.span(name, start=0, dur=10)
+            b.span("w")
+        _, facts = run_discover(b.traces(), attributes=False)
+        together = [f for f in facts if f.kind == "together"]
+        assert [len(f.ops) for f in together] == [len(members)]
+        keys.append(together[0].key)
+    assert keys == ["svc_x_with_svc_y"] * 3
+
+
 def test_bounds_implied_by_a_wider_bound_are_not_repeated() -> None:
     b = Builder()
     for i in range(6):

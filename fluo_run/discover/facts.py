@@ -596,11 +596,11 @@ class Miner:
             if not self.o.accepts(len(traces), len(fails)):
                 continue
             names = " and ".join(self.label(op) for op in members)
-            rest = f"{len(members) - 1}_others" if len(members) > 2 else self.slug(members[1])
+            # named by its first two members, not its size: the id stays as members after them come and go
             out.append(
                 Fact(
                     "together",
-                    f"{self.slug(members[0])}_with_{rest}",
+                    f"{self.slug(members[0])}_with_{self.slug(members[1])}",
                     (
                         ("when", " or ".join(self.has(op) for op in members)),
                         ("always", " and ".join(self.has(op) for op in members)),
