@@ -260,6 +260,22 @@ def test_a_together_rules_id_stays_as_its_group_grows_or_shrinks() -> None:
     assert keys == ["svc_x_with_svc_y"] * 3
 
 
+def test_order_descriptions_say_which_span_of_a_repeated_operation_they_order() -> None:
+    """`A.before(B)` holds when some A ends before the last B starts: with retries, "has 'check' ending before
+    it starts" read as before every 'charge', although a first 'charge' before any 'check' keeps to the rule."""
+    b = Builder()
+    for i in range(12):
+        b.trace()
+        if i % 3 == 0:
+            b.span("charge", start=0, dur=5)  # a first attempt, before the check
+        b.span("check", start=10, dur=10)
+        b.span("charge", start=30, dur=10)
+    text, facts = run_discover(b.traces(), attributes=False)
+    orders = {f.summary for f in facts if f.kind == "order"}
+    assert "Every trace with 'charge' has 'check' ending before the last 'charge' starts" in orders, orders
+    assert {r: ts for r, ts in fired_by_rule(text, b.traces()).items() if ts} == {}
+
+
 def test_bounds_implied_by_a_wider_bound_are_not_repeated() -> None:
     b = Builder()
     for i in range(6):

@@ -462,8 +462,8 @@ class Miner:
                     "order",
                     f"{self.slug(a)}_before_{self.slug(b)}",
                     (("when", f"{self.has(a)} and {self.has(b)}"), ("always", f"{self.has(a)}.before({self.has(b)})")),
-                    f"Every trace with both {self.label(a)} and {self.label(b)} has the first ending before the "
-                    "second starts",
+                    f"Every trace with both {self.label(a)} and {self.label(b)} has {self.label(a)} ending before "
+                    f"the last {self.label(b)} starts",
                     len(both_traces),
                     fails,
                     ops=(a, b),
@@ -477,7 +477,8 @@ class Miner:
                     "order",
                     self._order_ident(a, b, b)[1],
                     (("when", self.has(b)), ("always", f"{self.has(a)}.before({self.has(b)})")),
-                    f"Every trace with {self.label(b)} has {self.label(a)} ending before it starts",
+                    f"Every trace with {self.label(b)} has {self.label(a)} ending before the last {self.label(b)} "
+                    "starts",
                     self.support(b),
                     fails,
                     ops=(a, b),
@@ -491,7 +492,8 @@ class Miner:
                     "order",
                     self._order_ident(a, b, a)[1],
                     (("when", self.has(a)), ("always", f"{self.has(a)}.before({self.has(b)})")),
-                    f"Every trace with {self.label(a)} has {self.label(b)} starting after it ends",
+                    f"Every trace with {self.label(a)} has {self.label(b)} starting after the first {self.label(a)} "
+                    "ends",
                     self.support(a),
                     fails,
                     ops=(a, b),
