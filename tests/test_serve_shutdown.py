@@ -1092,6 +1092,71 @@ def test_a_grpc_call_open_at_the_stop_is_answered_ok_or_unavailable(
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unavailable") == 1
 
 
+def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _h2_frames(sock: socket.socket) -> list[tuple[int, int, bytes]]:
+    """The HTTP/2 frames (type, stream, payload) `sock` receives until the server closes it (or 30 s pass)."""
+    sock.settimeout(30)
+    data, frames = b"", []
+    with contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    while len(data) >= 9:
+        size = int.from_bytes(data[:3], "big")
+        frames.append((data[3], int.from_bytes(data[5:9], "big") & 0x7FFFFFFF, data[9 : 9 + size]))
+        data = data[9 + size :]
+    return frames
+
+
+@pytest.mark.parametrize("peer", ["a call whose message never ends", "no call"])
+def test_a_stalled_grpc_peer_does_not_hold_the_stop_to_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, peer: str
+) -> None:
+    """QA rev1 r01: gRPC's stop, given the stop's whole time (so that exports being decoded are answered),
+    waited for a connection whose peer does not answer the ping of its GOAWAY, as a stalled sender (HEADERS
+    and 10 bytes of a 100-byte message: refused UNAVAILABLE at the seal) or one that sent nothing: the stop
+    took its whole `--shutdown-timeout` (the receivers cut at the deadline) instead of ending after the drain.
+    Now, once no export is in flight and the drain is over, gRPC cancels what is left; the peer's connection
+    closes then, and the receivers end on their own."""
+    from fluo_run.serve.runtime import Runtime
+
+    cut_at_the_deadline: list[bool] = []
+    abort_connections = Runtime._abort_connections
+
+    async def recorded(self: Runtime) -> None:
+        cut_at_the_deadline.append(True)
+        await abort_connections(self)
+
+    monkeypatch.setattr(Runtime, "_abort_connections", recorded)
+    rt = RuntimeThread(config(tmp_path, shutdown_timeout=10.0)).start()
+    path = f"/{SERVICE}/Export".encode()
+    headers = b"\x83\x86\x04" + bytes([len(path)]) + path + b"\x01\x09127.0.0.1"  # POST, http, :path, :authority
+    for name, value in ((b"content-type", b"application/grpc"), (b"te", b"trailers")):
+        headers += b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    with socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b""))
+        if peer == "a call whose message never ends":
+            message = b"\x00" + (100).to_bytes(4, "big") + b"0123456789"  # 10 bytes of 100, and never the rest
+            sock.sendall(_h2_frame(1, 4, 1, headers) + _h2_frame(0, 0, 1, message))
+            wait_for(lambda: rt.runtime.intake.in_flight == 1, what="the call's handler to wait for its message")
+        stopper = threading.Thread(target=rt.stop)
+        stopper.start()
+        frames = _h2_frames(sock)  # until the server closed the connection
+        stopper.join(30)
+    assert not stopper.is_alive()
+    report = rt.runtime.report
+    assert report is not None and report.exit_code == 0
+    assert cut_at_the_deadline == []  # the receivers ended on their own
+    answers = [payload for kind, stream, payload in frames if kind == 1 and stream == 1]
+    if peer == "a call whose message never ends":  # answered at the seal, retryable
+        assert len(answers) == 1 and b"grpc-status\x0214" in answers[0]
+        assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unavailable") == 1
+    else:
+        assert answers == []
+
+
 def test_the_same_stop_signal_again_within_the_window_is_the_same_request() -> None:
     from fluo_run.serve.runtime import SAME_SIGNAL_WINDOW, StopSignals
 

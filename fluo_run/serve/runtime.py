@@ -519,8 +519,8 @@ class Runtime:
         """New connections are refused from now on; gRPC's stop begins (new calls `UNAVAILABLE`, those in
         progress given `grace` before gRPC cancels them). At a stop, that is its whole time: each call is
         answered on its own once the drain's second is over (`Intake.seal`), and a shorter grace cut some
-        CANCELLED, answered behind a decode or a loop busy taking a big buffer; the deadline cuts the rest
-        (`_abort_connections`)."""
+        CANCELLED, answered behind a decode or a loop busy taking a big buffer. What is left is cut once no
+        export is in flight after the drain (`_cut_grpc_calls`), or at the deadline (`_abort_connections`)."""
         if self._grpc is not None:
             server, self._grpc = self._grpc, None
             self._grpc_closing = server
@@ -536,7 +536,9 @@ class Runtime:
         self._close_listeners()
         if drained_by is not None:
             await self._until(lambda: not any(cap.open() for cap in self._caps), drained_by)
-            await self._until(lambda: not self.intake.in_flight, deadline)
+            settled = await self._until(lambda: not self.intake.in_flight, deadline)
+            if settled and self._grpc_closing is not None:
+                await self._cut_grpc_calls(drained_by)
         if self._grpc_stop is not None:
             await self._grpc_stop
         runners, self._runners = list(self._runners), []
@@ -550,6 +552,17 @@ class Runtime:
             cap.close()
         await asyncio.sleep(0)  # the aborted transports close their sockets on the next turn
         self.intake.close()
+
+    async def _cut_grpc_calls(self, drained_by: float) -> None:
+        """Once no export begun before the stop is in flight (each answered, or refused at the seal) and the
+        drain's second is over, cancel what gRPC's stop still waits for, `ANSWER_MARGIN` on (for the answers
+        given to go out): a connection whose peer does not end it, as a stalled sender's, which does not answer
+        the ping of gRPC's GOAWAY (it held the stop, given the stop's whole time, to the deadline), or a call
+        whose handler has not begun (refused `UNAVAILABLE` if it had)."""
+        assert self._grpc_stop is not None and self._grpc_closing is not None
+        await self._until(self._grpc_stop.done, drained_by)
+        if not self._grpc_stop.done():
+            await self._grpc_closing.stop(ANSWER_MARGIN)
 
     async def _abort_connections(self) -> None:
         """After the receivers' stop was cut short at the deadline: close the connections still open
