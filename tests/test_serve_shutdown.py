@@ -1157,6 +1157,66 @@ def test_a_stalled_grpc_peer_does_not_hold_the_stop_to_its_deadline(
         assert answers == []
 
 
+def test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export still being decoded at the deadline, and a gRPC peer that does not end its connection: the
+    deadline cancelled the receivers' wait for gRPC's stop, and so gRPC's own wait for its end, and its
+    cancellation at the deadline (`_abort_connections`) then raised CancelledError out of the stop: a
+    traceback instead of the last line, exit 1 (QA rev1 r01's first run). Now the stop ends with its line."""
+    from fluo_run.serve.runtime import Runtime
+
+    started, release = threading.Event(), threading.Event()
+    decode = receivers.decode_protobuf
+
+    def held_decode(*args: Any) -> Any:
+        started.set()
+        assert release.wait(20)
+        return decode(*args)
+
+    monkeypatch.setattr(receivers, "decode_protobuf", held_decode)
+    cut_at_the_deadline: list[bool] = []
+    abort_connections = Runtime._abort_connections
+
+    async def recorded(self: Runtime) -> None:
+        cut_at_the_deadline.append(True)
+        await abort_connections(self)
+
+    monkeypatch.setattr(Runtime, "_abort_connections", recorded)
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    rt = RuntimeThread(config(tmp_path, rules=[rules_in(tmp_path, EVERY)], shutdown_timeout=1.0)).start()
+    body = large_export(20)
+    outcome: list[OSError] = []
+
+    def export() -> None:
+        try:
+            post(f"{rt.http_url}/v1/traces", body, "application/x-protobuf")
+        except OSError as exc:
+            outcome.append(exc)
+
+    sender = threading.Thread(target=export)
+    with socket.create_connection(("127.0.0.1", rt.runtime.grpc_port), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _h2_frame(4, 0, 0, b""))  # and nothing more
+        sender.start()
+        assert started.wait(10)
+        stopper = threading.Thread(target=rt.stop)
+        stopper.start()
+        _h2_frames(sock)  # until the server closed the connection
+        stopper.join(30)
+    release.set()
+    sender.join(30)
+    assert not stopper.is_alive() and not sender.is_alive()
+    assert cut_at_the_deadline == [True]
+    report = rt.runtime.report
+    assert report is not None and report.exit_code == 0
+    # the export's connection was closed at the deadline, not left open to the client's timeout (nor its socket
+    # to the garbage collector once the loop ended)
+    assert len(outcome) == 1 and not isinstance(outcome[0], TimeoutError), outcome
+    gc.collect()
+    assert [u for u in unraisable if "ResourceWarning" in u] == []
+
+
 def test_the_same_stop_signal_again_within_the_window_is_the_same_request() -> None:
     from fluo_run.serve.runtime import SAME_SIGNAL_WINDOW, StopSignals
 

@@ -540,7 +540,9 @@ class Runtime:
             if settled and self._grpc_closing is not None:
                 await self._cut_grpc_calls(drained_by)
         if self._grpc_stop is not None:
-            await self._grpc_stop
+            # shielded: cancelled at the deadline, this wait would cancel gRPC's own wait for its end, which
+            # `_abort_connections` awaits (it then raised CancelledError out of the stop)
+            await asyncio.shield(self._grpc_stop)
         runners, self._runners = list(self._runners), []
         self._closing = runners
         for cap in self._caps:  # aiohttp's cleanup closes with `transport.close()`, which waits for the client
@@ -561,19 +563,21 @@ class Runtime:
         whose handler has not begun (refused `UNAVAILABLE` if it had)."""
         assert self._grpc_stop is not None and self._grpc_closing is not None
         await self._until(self._grpc_stop.done, drained_by)
-        if not self._grpc_stop.done():
-            await self._grpc_closing.stop(ANSWER_MARGIN)
+        if not self._grpc_stop.done():  # shielded, as `_stop_receivers` awaits `_grpc_stop`
+            await asyncio.shield(asyncio.create_task(self._grpc_closing.stop(ANSWER_MARGIN)))
 
     async def _abort_connections(self) -> None:
         """After the receivers' stop was cut short at the deadline: close the connections still open
         (a sender mid-body), whose handlers aiohttp's cleanup was still waiting for, rather than leave
-        their sockets to the garbage collector when the loop ends."""
+        their sockets to the garbage collector when the loop ends. Those of the runners not handed to cleanup yet
+        too: the receivers' stop was still waiting for an export in flight (being decoded), whose connection
+        was left open without an answer, to the client's own timeout."""
         for cap in self._caps:
             cap.close()
         if self._grpc_closing is not None:  # its calls still in progress are cancelled
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._grpc_closing.stop(None), ANSWER_MARGIN)
-        for runner in self._closing:
+        for runner in [*self._closing, *self._runners]:
             server = runner.server
             for handler in list(server.connections) if server is not None else ():
                 handler.force_close()
