@@ -270,11 +270,28 @@ def test_bad_settings_are_one_line() -> None:
     assert parse_address("[::1]:4318", "--http") == ("::1", 4318)
     assert parse_address("[::]:0", "--grpc") == ("::", 0)
     for malformed in ("[::1:0", "::1]:0", "[::1]]:0", "[[::1]:0", "::1:0", "::1", "[127.0.0.1]]:0"):
-        with pytest.raises(ConfigError, match=r"an IPv6 host goes in brackets, e\.g\. \[::1\]:4318$"):
+        with pytest.raises(ConfigError, match=r"an IPv6 host goes in brackets, e\.g\. \[::1\]:4317$"):
             parse_address(malformed, "--grpc")
     for empty in ("[]:0", ":4318", "127.0.0.1:", "[::1]", "127.0.0.1:65536"):
         with pytest.raises(ConfigError, match=r"is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4318"):
             parse_address(empty, "--http")
+
+
+def test_an_address_is_ascii_digits_without_spaces_and_its_example_is_the_settings_port() -> None:
+    """Review rev1: `--grpc`'s usage error gave the OTLP/HTTP port as its example (127.0.0.1:4318); `host:٣`
+    (Arabic-Indic digit three) was taken as port 3 and `host:²` was a ValueError traceback; and
+    `--http " 127.0.0.1:0"` kept the space in the host, to fail at the bind."""
+    with pytest.raises(ConfigError, match=r"^--grpc: 'nowhere' is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4317 \("):
+        parse_address("nowhere", "--grpc")
+    with pytest.raises(ConfigError, match=r"^--http: 'nowhere' is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4318 \("):
+        parse_address("nowhere", "--http")
+    for digits in ("127.0.0.1:\u0663", "127.0.0.1:\u00b2", "127.0.0.1:\uff14\uff13\uff11\uff17", "[::1]:\u0663"):
+        with pytest.raises(ConfigError, match=r"is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4318"):
+            parse_address(digits, "--http")
+    for spaced in (" 127.0.0.1:0", "127.0.0.1:0 ", "127.0.0.1: 0", "127.0.0.1 :0", "\t127.0.0.1:0", "[ ::1]:0"):
+        with pytest.raises(ConfigError, match=r"has a space; give HOST:PORT without one, e\.g\. 127\.0\.0\.1:4318$"):
+            parse_address(spaced, "--http")
+    assert parse_address("127.0.0.1:0", "--http") == ("127.0.0.1", 0)
 
 
 def test_a_negative_duration_is_called_negative() -> None:

@@ -525,8 +525,17 @@ def test_a_config_value_is_taken_as_written_and_switches_take_1_and_0(
             ["--no-db", "--grpc", " 0 "],
             "--grpc: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off` for none",
         ),
+        (  # review rev1: as --http's; --grpc's value was stripped, and its example was the OTLP/HTTP port (rules
+            # that are not there: a server started rather than the error would end at them)
+            ["--no-db", "--grpc", " 127.0.0.1:0", "--rules", "missing"],
+            "--grpc: ' 127.0.0.1:0' has a space; give HOST:PORT without one, e.g. 127.0.0.1:4317",
+        ),
+        (
+            ["--no-db", "--http", " 127.0.0.1:0", "--rules", "missing"],
+            "--http: ' 127.0.0.1:0' has a space; give HOST:PORT without one, e.g. 127.0.0.1:4318",
+        ),
     ],
-    ids=["db", "rules", "config-folder", "grpc", "grpc-0"],
+    ids=["db", "rules", "config-folder", "grpc", "grpc-0", "grpc-space", "http-space"],
 )
 def test_an_empty_db_or_rules_flag_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], line: str

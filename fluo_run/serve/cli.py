@@ -197,7 +197,7 @@ def _grpc(value: Any) -> tuple[str, int] | None:
         raise ConfigError(f"--grpc: empty; give HOST:PORT or `off`, or leave --grpc out for {DEFAULT_GRPC}")
     if text == "0":
         raise ConfigError("--grpc: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off` for none")
-    return None if text.lower() in OFF else parse_address(text, "--grpc")
+    return None if text.lower() in OFF else parse_address(str(value), "--grpc")  # a space in it refused, as --http's
 
 
 def build_config(options: dict[str, Any]) -> ServeConfig:

@@ -73,15 +73,23 @@ def parse_setting(text: str, setting: str) -> float:
 
 
 def parse_address(text: str, setting: str) -> tuple[str, int]:
-    """HOST:PORT, an IPv6 host in one pair of brackets (`[::1]:4318`); port 0 picks a free port."""
+    """HOST:PORT, an IPv6 host in one pair of brackets (`[::1]:4318`); port 0 picks a free port. The port in
+    ASCII digits (`host:٣` was port 3), and no space in it (`" 127.0.0.1:0"` kept the space in the host)."""
+    port_example = "4317" if setting == "--grpc" else "4318"
+    if any(c.isspace() for c in text):
+        raise ConfigError(f"{setting}: {text!r} has a space; give HOST:PORT without one, e.g. 127.0.0.1:{port_example}")
     host, sep, port = text.rpartition(":")
     bracketed = host[:1] == "[" and host[-1:] == "]"
     if bracketed:
         host = host[1:-1]
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{setting}: {text!r} is not HOST:PORT; give e.g. 127.0.0.1:4318 (port 0 picks a free one)")
+    if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
+        raise ConfigError(
+            f"{setting}: {text!r} is not HOST:PORT; give e.g. 127.0.0.1:{port_example} (port 0 picks a free one)"
+        )
     if "[" in host or "]" in host or (":" in host and not bracketed):  # `[::1:0`, `::1]:0`, `::1` (host `:`)
-        raise ConfigError(f"{setting}: {text!r} is not HOST:PORT; an IPv6 host goes in brackets, e.g. [::1]:4318")
+        raise ConfigError(
+            f"{setting}: {text!r} is not HOST:PORT; an IPv6 host goes in brackets, e.g. [::1]:{port_example}"
+        )
     return host, int(port)
 
 
