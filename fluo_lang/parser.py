@@ -234,7 +234,7 @@ class _Recovery:
         ip = e.interactive_parser
         if self.skip_rest:
             return tok.type != "$END"
-        if self._sliding_window(ip, tok) or self._keyword_in_key(ip, tok):
+        if self._sliding_window(ip, tok) or self._keyword_in_key(ip, tok) or self._keyword_as_name(ip, tok):
             return True
         if self._misspelled_keyword(ip, tok) or self._habit(ip, tok) or self._rule_keyword(ip, tok):
             return True
@@ -376,6 +376,17 @@ class _Recovery:
         if top is None or top.type != "DOT" or top.end_pos != tok.start_pos or str(tok.value) not in keywords():
             return False
         return self._bracketed_key(ip, tok.start_pos or 0, f"`{tok.value}` is a keyword")
+
+    def _keyword_as_name(self, ip: Any, tok: Token) -> bool:
+        """`trace.has(rule == 1)`, `where(when.x > 1)`: an attribute named after a keyword, where an expression
+        starts and the keyword cannot, with an operator (or the end of the operand) after it."""
+        word = str(tok.value)
+        if word not in keywords() or not _KEYWORD_OPERAND.match(self.text, tok.end_pos or 0):
+            return False
+        accepts = _accepts(ip)
+        if tok.type in accepts or not accepts >= _EXPRESSION_START:
+            return False
+        return self._bracketed_key(ip, tok.start_pos or 0, f"`{word}` is a keyword")
 
     def _bracketed_key(self, ip: Any, at: int, why: str) -> bool:
         """A dotted name that is no name for `why`, at `at` (a keyword, a letter past ASCII): one error
@@ -1701,6 +1712,13 @@ _SQL_COMMENT = re.compile(r"(?<![-\w])--[ \t]*[A-Za-z][^'\"\r\n]*$")
 """`-- words` at the end of a line's text before an error, no quote after it: a comment as SQL and Lua write one."""
 _FIRST_TOKENS_WITHIN = 4096
 """How far into a text a token is looked at as its first (past comments and spaces) by `_clause_outside_a_rule`."""
+
+
+_KEYWORD_OPERAND = re.compile(
+    r"\.[A-Za-z_]|[ \t]*(?:[=!<>]=?|[),\]]|(?:in|not[ \t]+in|contains|matches|and|or)(?![A-Za-z0-9_]))"
+)
+"""What follows a keyword read as an attribute's name (`rule == 1`, `when.x`, `rule)`): an operator, or the end
+of its operand; not a name (`expect rule r`: a clause without its expression, then the next rule)."""
 
 
 @cache

@@ -369,6 +369,12 @@ class _Checker:
                 return self.record(e, t.ERROR)
             return self.record(e, t.TRACE, RootRef("trace"))
         if ident == "window":
+            if not scope.windowed and scope.in_pred and id(e) not in self.read_after:
+                # `where(window == 'x')`: no window in this rule, and a bare one is no value: an attribute meant
+                fix = 'attributes["window"]'
+                message = f"`window` is a windowed rule's root, and this rule has no `window` clause: write `{fix}`"
+                self.err("FLUO221", message, e.span, fix)
+                return self.record(e, t.ERROR)
             if not scope.windowed:
                 self.err(
                     "FLUO221",

@@ -1448,6 +1448,14 @@ _ONE_FIX = [
     ("where(parent.x.not.y == 1)", 'where(parent.attributes["x.not.y"] == 1)'),
     ("where(resource.k.window == 'a')", "where(resource[\"k.window\"] == 'a')"),
     ("where(x.when.y.lower() == 'a')", "where(attributes[\"x.when.y\"].lower() == 'a')"),
+    # a whole key that is a keyword (QA: `has(rule == 1)` was "unexpected `rule`" and no fix; `where(window ==
+    # 'x')` in a rule without a window, FLUO221 and no fix)
+    ("where(rule == 1)", 'where(attributes["rule"] == 1)'),
+    ("where(when.x > 1 and true)", 'where(attributes["when.x"] > 1 and true)'),
+    ("where(in)", 'where(attributes["in"])'),
+    ("where(name == 'a' and expect != 'b')", "where(name == 'a' and attributes[\"expect\"] != 'b')"),
+    ("where(window == 'x')", "where(attributes[\"window\"] == 'x')"),
+    ("trace.has(detect in [1, 2])", 'trace.has(attributes["detect"] in [1, 2])'),
     ('where(usuário.id == "a")', 'where(attributes["usuário.id"] == "a")'),
     ("where(ação == 1)", 'where(attributes["ação"] == 1)'),
     # FLUO's own names with an accent are those names (review: they were fixed as attribute keys)
