@@ -2262,32 +2262,58 @@ _SPACED_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 _ODD_NUMBER = re.compile(
-    r"(0[xX][0-9A-Fa-f]+(?:_?[0-9A-Fa-f])*|0[bB][01]+(?:_?[01])*|0[oO][0-7]+(?:_?[0-7])*"
-    r"|[0-9]+(?:_[0-9]+)+(?:\.[0-9]+(?:_?[0-9])*)?)([A-Za-zµ]*)(?![A-Za-z0-9_µ])"
+    r"0[xXbBoO][0-9A-Za-z_µ]*|([0-9]+(?:_+[0-9]+)*_*(?:\.[0-9]+(?:_+[0-9]+)*)?)([A-Za-zµ]*)(?![A-Za-z0-9_µ])"
 )
-_BASES = {"x": "hexadecimal", "b": "binary", "o": "octal"}
+_MAY_BE_ODD = re.compile(r"(?<![A-Za-z0-9_])(?:0[xXbBoO]|[0-9]+(?:\.[0-9]+)?_)")
+_BASES = {"x": ("hexadecimal", 16), "b": ("binary", 2), "o": ("octal", 8)}
 
 
-def _odd_numbers(text: str) -> list[tuple[int, int, str, str]]:
+def _odd_numbers(text: str) -> list[tuple[int, int, str | None, str, str]]:
     """Numbers of other languages, which FLUO's lexer reads in pieces: `0x10`, `0b101`, `0o17` and digits
-    grouped with `_` (`1_000`, `1_000ms`). Each one error, with the number written as FLUO writes it: its start,
-    end, that number, and the message."""
-    if not re.search(r"[0-9](?:_[0-9]|[xXbBoO][0-9A-Fa-f])", text):
+    grouped with `_` (`1_000`, `1_000ms`, `1__0`, `10_`). Each one error: its start, end, the number as FLUO
+    writes it (None where none is meant: `0xZZ`, `0b102`, or one past 64 bits), the message and the code."""
+    if not _MAY_BE_ODD.search(text):
         return []
-    out = []
+    out: list[tuple[int, int, str | None, str, str]] = []
     for lexeme in lex(text):
         m = _ODD_NUMBER.match(text, lexeme.start) if lexeme.kind in ("NUMBER", "DURATION") else None
-        if m is None:
+        if m is None or (out and lexeme.start < out[-1][1]):
             continue
-        number, unit = m.group(1), m.group(2)
-        base = _BASES.get(number[1:2].lower()) if number[:1] == "0" and len(number) > 2 else None
-        if base is not None and not unit:
-            meant = str(int(number.replace("_", ""), 0))
-            out.append((m.start(), m.end(), meant, f"FLUO has no {base} numbers: write `{meant}`"))
-        elif base is None:
-            meant = number.replace("_", "") + unit
-            out.append((m.start(), m.end(), meant, f"a number has no `_` between its digits: write `{meant}`"))
+        if m.group(1) is None:
+            out.append((m.start(), m.end(), *_based_number(m.group(), text[: m.start()].rstrip().endswith("-"))))
+        elif "_" in m.group(1):
+            meant = m.group(1).replace("_", "") + m.group(2)
+            message = f"a number has no `_` between its digits: write `{meant}`"
+            out.append((m.start(), m.end(), meant, message, "FLUO100"))
     return out
+
+
+def _based_number(word: str, negated: bool) -> tuple[str | None, str, str]:
+    """`0x10`, `0x10ms`, `0b102`: the number or duration meant in decimal (None when none is), the message
+    saying what the word is, and its code."""
+    base, radix = _BASES[word[1].lower()]
+    valid = "0123456789abcdef"[:radix] + "_"
+    digits = word[2:]
+    unit = digits.lstrip(valid + valid.upper())
+    digits = digits[: len(digits) - len(unit)].strip("_")
+    no_base = f"FLUO has no {base} numbers"
+    if not digits or (unit and unit not in DURATION_UNITS):
+        if not digits and not unit:
+            why = "and no digits follow its prefix"
+        elif digits and unit[0].isalpha():
+            why = f"and `{unit}` is no duration unit (use one of {_UNITS})"
+        else:
+            why = f"and `{unit[0]}` is no {base} digit"
+        return None, f"{_quoted(word)} is no number: {no_base}, {why}", "FLUO100"
+    value = int(digits.replace("_", ""), radix)
+    if not unit:
+        if not _in_range(value, negated):
+            return None, f"{_quoted(word)} is past what a 64-bit number holds ({no_base} either)", "FLUO108"
+        return str(value), f"{no_base}: write `{value}`", "FLUO100"
+    if not _in_range(value * DURATION_UNITS[unit], negated):
+        message = f"{_quoted(word)} is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+        return None, f"{message}, and {no_base}", "FLUO108"
+    return f"{value}{unit}", f"{no_base}: write `{value}{unit}`", "FLUO100"
 
 
 def _spaced_durations(text: str) -> list[tuple[int, int, int, str]]:
@@ -2548,12 +2574,12 @@ def _recovering_parse(text: str, path: str, stand_ins: _StandIns | None = None, 
     if odd:  # read as the number meant, or `0` where that is longer than what was written: offsets stay
         odd_text, index, said = list(text), _LineIndex(text), []
         odd_read = list(read) if read is not None else None
-        for start, end, meant, message in odd:
-            stand = (meant if len(meant) <= end - start else "0").ljust(end - start)
+        for start, end, meant, message, code in odd:
+            stand = (meant if meant is not None and len(meant) <= end - start else "0").ljust(end - start)
             odd_text[start:end] = stand
             if odd_read is not None:
                 odd_read[start:end] = stand
-            said.append(error("FLUO100", message, index.span(start, end), path=path, suggestion=meant))
+            said.append(error(code, message, index.span(start, end), path=path, suggestion=meant))
         result = _recovering_parse("".join(odd_text), path, stand_ins, None if odd_read is None else "".join(odd_read))
         return ParseResult(replace(result.file, text=text), _capped([*said, *result.diagnostics]))
     spaced = _spaced_durations(text)

@@ -1049,6 +1049,23 @@ _HABITS = [
     ("trace.spans.where(x == 0o17).exists()", "FLUO has no octal numbers: write `15`"),
     ("rule r { expect trace.spans.count() > 1_000 }", "a number has no `_` between its digits: write `1000`"),
     ("rule r {\n  expect trace.duration < 1_000ms\n}\n", "a number has no `_` between its digits: write `1000ms`"),
+    # QA lang: these were "unknown duration unit `x`" and a second error (`0x10ms` too), `1__0` and `10_` a bare
+    # syntax error; `0x` past 64 bits was fixed as a decimal that then failed FLUO108
+    ("trace.duration < 0x10ms", "FLUO has no hexadecimal numbers: write `16ms`"),
+    ("trace.spans.count() > 0xZZ", "`0xZZ` is no number: FLUO has no hexadecimal numbers, and `Z` is no hexadecimal"),
+    ("trace.spans.count() > 0b102", "`0b102` is no number: FLUO has no binary numbers, and `2` is no binary digit"),
+    ("trace.spans.count() > 0o9", "`0o9` is no number: FLUO has no octal numbers, and `9` is no octal digit"),
+    ("trace.spans.count() > 0x10zz", "`0x10zz` is no number: FLUO has no hexadecimal numbers, and `zz` is no duration"),
+    ("trace.spans.count() > 0x", "`0x` is no number: FLUO has no hexadecimal numbers, and no digits follow"),
+    ("trace.spans.count() > 1__0", "a number has no `_` between its digits: write `10`"),
+    ("trace.spans.count() > 10_", "a number has no `_` between its digits: write `10`"),
+    ("trace.duration < 10_ms", "a number has no `_` between its digits: write `10ms`"),
+    (
+        "trace.spans.count() > 0xFFFFFFFFFFFFFFFFFFF",
+        "`0xFFFFFFFFFFFFFFFFFFF` is past what a 64-bit number holds (FLUO has no hexadecimal numbers either)",
+    ),
+    ("trace.duration < 0xFFFFFFFFFFFFFms", "`0xFFFFFFFFFFFFFms` is past what a duration holds (64 bits of nanoseconds"),
+    ("trace.spans.count() > -0x8000000000000000", "FLUO has no hexadecimal numbers: write `9223372036854775808`"),
     ("trace.spans.where(http.response.status_code in (500, 503)).exists()", "`[500, 503]`"),
     ("trace.spans.where(1s < duration < 2s).exists()", "and"),
     ("trace.spans.where(service == \u2018auth\u2019).exists()", "straight quotes"),
