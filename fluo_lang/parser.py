@@ -675,16 +675,25 @@ class _Recovery:
             self._read_as(ip, top.start_pos or 0, end, message, None, 1)
             ip.feed_token(self.token("AND", "and", top.start_pos or 0, end))
             return True
-        # `1s < duration < 2s`, `a == b == c`, `x in l in m`: read as `1s < duration and ? < 2s`
-        chained = next((v for v in ip.parser_state.value_stack[-3:] if _is_token(v, _comparisons())), None)
+        # `1s < duration < 2s`, `a == b == c`, `x in l in m`, `a == b not in c`: read as `1s < duration and ? < 2s`
+        stack = ip.parser_state.value_stack
+        at = next(
+            (i for i in range(len(stack) - 1, len(stack) - 4, -1) if i >= 0 and _is_token(stack[i], _comparisons())),
+            None,
+        )
+        not_in = _NOT_IN.match(text, start) if kind == "NOT" else None
         if (
-            chained is not None
-            and kind in _comparisons()
+            at is not None
+            and (kind in _comparisons() or not_in is not None)
             and not self._unclosed_before(ip, kind)
             and self._operand(ip, ["AND", "IDENT", kind])
         ):
-            message = f"comparisons do not chain: write `a {chained.value} b and b {tok.value} c`"
-            if {str(chained.value), str(tok.value)} & {"==", "!="}:  # `a == b <= c` may lack a `)`: `a == (b <= c)`
+            first = str(stack[at].value)
+            first = "not in" if first == "in" and at > 0 and _is_token(stack[at - 1], ("NOT",)) else first
+            second = "not in" if not_in is not None else str(tok.value)
+            end = end if not_in is None else not_in.end()
+            message = f"comparisons do not chain: write `a {first} b and b {second} c`"
+            if {first, second} & {"==", "!="}:  # `a == b <= c` may lack a `)`: `a == (b <= c)`
                 message += ", or put one in parentheses"
             self.report(error("FLUO100", message, self.index.span(start, end), path=self.path))
             ip.feed_token(self.synthetic("AND", start))
@@ -1714,6 +1723,7 @@ _FIRST_TOKENS_WITHIN = 4096
 """How far into a text a token is looked at as its first (past comments and spaces) by `_clause_outside_a_rule`."""
 
 
+_NOT_IN = re.compile(r"not\s+in(?![A-Za-z0-9_])")
 _KEYWORD_OPERAND = re.compile(
     r"\.[A-Za-z_]|[ \t]*(?:[=!<>]=?|[),\]]|(?:in|not[ \t]+in|contains|matches|and|or)(?![A-Za-z0-9_]))"
 )

@@ -1445,6 +1445,24 @@ def test_every_chained_comparison_is_told_comparisons_do_not_chain(text: str, me
     assert text[start:end] == message.split("`")[1].split()[-2]  # at the second operator
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # QA lang: a chain ending in `not in` was "unexpected `not`" (in a predicate, "expected `)` before `not`")
+        ("a == b not in c", "comparisons do not chain: write `a == b and b not in c`, or put one in parentheses"),
+        ("a < b not  in [1]", "comparisons do not chain: write `a < b and b not in c`"),
+        # and one starting with it was said as `in`
+        ("a not in b == c", "comparisons do not chain: write `a not in b and b == c`, or put one in parentheses"),
+        ("a not in b not in c", "comparisons do not chain: write `a not in b and b not in c`"),
+    ],
+)
+def test_a_chain_with_not_in_is_told_comparisons_do_not_chain(text: str, message: str) -> None:
+    diags = parse(f"trace.has({text})").diagnostics
+    assert [(d.code, d.message) for d in diags] == [("FLUO100", message)]
+    start, end = (x - len("trace.has(") for x in (diags[0].span.start, diags[0].span.end))
+    assert " ".join(text[start:end].split()) == message.split("`")[1].split(" and b ")[1][:-2]
+
+
 @pytest.mark.parametrize(("op", "then"), [("<", "<"), ("==", ">"), ("in", "==")])
 def test_a_comparison_after_a_paren_left_open_is_the_missing_paren_not_a_chain(op: str, then: str) -> None:
     """`where(name == 'a'.count() > 0`: its `)` left out, not comparisons chained."""
