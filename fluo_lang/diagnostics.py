@@ -72,7 +72,8 @@ CODES: dict[str, str] = {
     "FLUO306": "The pattern of `matches` must be a string literal.",
     "FLUO307": (
         "A comparison that no trace can change: `count() >= 0` and `count() > -1` always hold, "
-        "`duration < 0s` and `count() == -1` never do."
+        "`duration < 0s` and `count() == -1` never do; list literals of different lengths are never equal "
+        "(`[status, kind] == [error]`)."
     ),
     # 4xx: limits
     "FLUO400": "Expression or metadata list nested too deeply.",

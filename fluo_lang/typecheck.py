@@ -841,7 +841,20 @@ class _Checker:
         else:
             self.null_comparison(e)
             self.vacuous(e)
+            self.unequal_lengths(e)
         return self.record(e, t.BOOL)
+
+    def unequal_lengths(self, e: ast.Binary) -> None:
+        """`[status, kind] == [error]`: list literals of different lengths, at the top or paired inside, are
+        never equal whatever their items, so `==` never holds and `!=` always does (FLUO307)."""
+        if e.op not in ("==", "!="):
+            return
+        pair = _unequal_lists(e.left, e.right)
+        if pair is None:
+            return
+        holds = "never holds" if e.op == "==" else "always holds"
+        counts = " and ".join(f"{n} item{'s' if n != 1 else ''}" for n in pair)
+        self.warn("FLUO307", f"this comparison {holds}: lists of {counts} are never equal", e.span)
 
     def unit_clash(self, a: ast.Expr, at: t.Type, b: ast.Expr, bt: t.Type) -> tuple[ast.Expr, ast.Expr] | None:
         """Where `a` (of type `at`) compared with `b` (`bt`) would hold an attribute's number against a duration,
@@ -1175,6 +1188,16 @@ _MIRRORED = {"<": ">", ">": "<", "<=": ">=", ">=": "<=", "==": "==", "!=": "!="}
 def _nearest(word: str, candidates: list[str] | tuple[str, ...]) -> str | None:
     """`nearest`, or the candidate `word` is in another case (`ERROR`, `SERVER`)."""
     return nearest(word, candidates) or next((c for c in candidates if c.lower() == word.lower()), None)
+
+
+def _unequal_lists(a: ast.Expr, b: ast.Expr) -> tuple[int, int] | None:
+    """The lengths of two list literals of different lengths, `a` and `b` or a pair of their items position by
+    position (`[[1], 2]` and `[[1, 2], 2]`), or None."""
+    if not (isinstance(a, ast.ListLit) and isinstance(b, ast.ListLit)):
+        return None
+    if len(a.items) != len(b.items):
+        return len(a.items), len(b.items)
+    return next((p for x, y in zip(a.items, b.items, strict=True) if (p := _unequal_lists(x, y)) is not None), None)
 
 
 def _fits(ty: t.Type, read: tuple[str, int | None] | None) -> bool:

@@ -471,6 +471,29 @@ def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # QA lang: `error` was read as an attribute without a word, and the comparison never held
+        (_where("[status, kind] == [error]"), "never holds: lists of 2 items and 1 item are never equal"),
+        (_where("[status, kind] != [error]"), "always holds: lists of 2 items and 1 item are never equal"),
+        (_where("[x] == []"), "never holds: lists of 1 item and 0 items are never equal"),
+        (_where("[[name], 1] == [[name, service], 1]"), "never holds: lists of 1 item and 2 items are never equal"),
+    ],
+)
+def test_list_literals_of_different_lengths_warn_they_are_never_equal(text: str, says: str) -> None:
+    d = _only(text)
+    assert (d.code, d.is_error, d.message) == ("FLUO307", False, f"this comparison {says}")
+    # what it says is what a trace gives, a span missing the attribute `x` too
+    rule = f"rule r {{ expect not {text} }}" if "==" in text else f"rule r {{ expect {text} }}"
+    assert _fired(rule, _ROOTLESS) == []
+
+
+@pytest.mark.parametrize("text", [_where("[status] == [error]"), _where("[status, 1] != [error, x]"), "[1] < [1, 2]"])
+def test_list_literals_of_one_length_or_ordered_are_no_fluo307(text: str) -> None:
+    assert all(d.code != "FLUO307" for d in _diags(text))
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "trace.spans.count() > 0",
