@@ -2292,9 +2292,20 @@ def _odd_numbers(text: str) -> list[tuple[int, int, str | None, str, str]]:
         if m.group(1) is None:
             out.append((m.start(), m.end(), *_based_number(m.group(), text[: m.start()].rstrip().endswith("-"))))
         elif "_" in m.group(1):
-            meant = m.group(1).replace("_", "") + m.group(2)
-            message = f"a number has no `_` between its digits: write `{meant}`"
-            out.append((m.start(), m.end(), meant, message, "FLUO100"))
+            number, unit = m.group(1).replace("_", ""), m.group(2)
+            negated = text[: m.start()].rstrip().endswith("-")
+            no_grouping = "no number has `_` between its digits"
+            if not unit and not _in_range(_number(number), negated):
+                message = f"{_quoted(m.group())} is past what a 64-bit number holds ({no_grouping} either)"
+                out.append((m.start(), m.end(), None, message, "FLUO108"))
+            elif unit in DURATION_UNITS and not _in_range(number_ns(number, DURATION_UNITS[unit], True) or 0, negated):
+                message = (
+                    f"{_quoted(m.group())} is past what a duration holds (64 bits of nanoseconds, about 292 years)"
+                )
+                out.append((m.start(), m.end(), None, f"{message}, and {no_grouping}", "FLUO108"))
+            else:
+                message = f"a number has no `_` between its digits: write `{number + unit}`"
+                out.append((m.start(), m.end(), number + unit, message, "FLUO100"))
     return out
 
 

@@ -1066,6 +1066,13 @@ _HABITS = [
     ),
     ("trace.duration < 0xFFFFFFFFFFFFFms", "`0xFFFFFFFFFFFFFms` is past what a duration holds (64 bits of nanoseconds"),
     ("trace.spans.count() > -0x8000000000000000", "FLUO has no hexadecimal numbers: write `9223372036854775808`"),
+    # and digits grouped with `_` past 64 bits: the fix was a number that failed FLUO108, a second error
+    (
+        "trace.spans.count() > 9_223_372_036_854_775_808",
+        "`9_223_372_036_854_775_808` is past what a 64-bit number holds (no number has `_` between its digits either)",
+    ),
+    ("trace.duration < 100_000_000_000_000_000_000ms", "`100_000_000_000_000_000_000ms` is past what a duration holds"),
+    ("trace.spans.count() > -9_223_372_036_854_775_808", "a number has no `_` between its digits: write `92233"),
     ("trace.spans.where(http.response.status_code in (500, 503)).exists()", "`[500, 503]`"),
     ("trace.spans.where(1s < duration < 2s).exists()", "and"),
     ("trace.spans.where(service == \u2018auth\u2019).exists()", "straight quotes"),
