@@ -282,10 +282,12 @@ def read_file(path: str | Path, limit: int, *, pipes: bool = False) -> bytes:
 
     OSError for anything else, before reading a byte: a device (`/dev/zero`), FIFO or socket
     reads without end or blocks, whatever its size says (0). Workspace files may be links to them.
-    With `pipes`, a pipe is read too, waiting for its writer (`--config <(envsubst < fluo.yaml)`,
-    `--config /dev/stdin`), still at most `limit + 1` bytes; one no writer has open reads as empty.
+    With `pipes`, a pipe is read too, still at most `limit + 1` bytes (`--config <(envsubst < fluo.yaml)`,
+    `--config /dev/stdin`): opened waiting for a writer, as `cat` does, and read to its end; a named pipe opened
+    without waiting read as empty when its writer came after fluo.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    waits = pipes and _is_pipe(path)
+    fd = os.open(path, os.O_RDONLY | (0 if waits else getattr(os, "O_NONBLOCK", 0)) | getattr(os, "O_NOCTTY", 0))
     try:
         mode = os.fstat(fd).st_mode
         if pipes and stat.S_ISFIFO(mode):
@@ -303,6 +305,13 @@ def read_file(path: str | Path, limit: int, *, pipes: bool = False) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _is_pipe(path: str | Path) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False  # `os.open` says why
 
 
 Stamp = tuple[int, int, int, int]

@@ -1941,7 +1941,11 @@ def _wide_text(data: bytes) -> str | None:
         if data.startswith(bom):
             return name
     lead = len(data) - len(data.lstrip(b" \t\r\n\x00"))
-    if data[lead : lead + 1] in (b"{", b"["):  # an ASCII character of UTF-16 is at an even offset in LE, odd in BE
+    if data[lead : lead + 1] in (b"{", b"["):  # an ASCII character: its NULs after it (LE) or before it (BE)
+        if lead % 4 == 0 and data[lead + 1 : lead + 4] == b"\x00\x00\x00":
+            return "UTF-32LE"
+        if lead % 4 == 3 and data[lead - 3 : lead] == b"\x00\x00\x00":
+            return "UTF-32BE"
         if lead % 2 == 0 and data[lead + 1 : lead + 2] == b"\x00":
             return "UTF-16LE"
         if lead % 2 == 1 and data[lead - 1 : lead] == b"\x00":

@@ -1215,6 +1215,8 @@ def test_a_zstd_file_says_fluo_does_not_read_zstd(tmp_path: Path, name: str) -> 
         ("utf-16-be", "", "UTF-16BE text"),
         ("utf-16-be", "\n", "UTF-16BE text"),
         ("utf-32", "", "UTF-32 text"),
+        ("utf-32-le", " ", "UTF-32LE text"),  # review: named UTF-16LE, and its iconv made text full of NULs
+        ("utf-32-be", "", "UTF-32BE text"),
     ],
 )
 @pytest.mark.parametrize("name", ["t.json", "t.data"])

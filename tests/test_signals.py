@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -608,3 +609,39 @@ def _write_all(fd: int, data: bytes) -> None:
     with contextlib.suppress(BrokenPipeError):
         while data:
             data = data[os.write(fd, data) :]
+
+
+def test_a_config_named_pipe_whose_writer_comes_later_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review rev2: a named pipe given to --config was opened without waiting for a writer, so one that came after
+    fluo read as an empty file: serve ran on defaults (the file's auth-token dropped), signals read ./fluo-signals.db.
+    It is opened as `cat` opens it, waiting for its writer."""
+    monkeypatch.delenv("FLUO_DB", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "late.db"
+    SignalStore(store).close()
+    fifo = tmp_path / "fluo.yaml"
+    os.mkfifo(fifo)
+
+    def write_later() -> None:
+        time.sleep(0.3)  # fluo has opened the pipe, or is about to
+        deadline = time.monotonic() + 10
+        while True:  # without a reader, opening to write would block: try until fluo reads
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.05)
+        _write_all(fd, f"db: {store}\n".encode())
+        os.close(fd)
+
+    writer = threading.Thread(target=write_later)
+    writer.start()
+    try:
+        result = CliRunner().invoke(main, ["signals", "--config", str(fifo)], prog_name="fluo")
+    finally:
+        writer.join(15)
+    assert result.exit_code == 0 and "no signals match" in result.output, result.output

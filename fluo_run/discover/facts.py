@@ -12,8 +12,8 @@ a missing attribute makes a comparison false, and `all` over no spans is true.
 Pruning drops what the kept facts imply on any trace, not only on the corpus's
 (a new operation of a service must still break what it broke): a bound at or
 above the bound of the enclosing service or trace, co-occurrences implied transitively, by a
-structure rule or by an ordering rule, orderings implied transitively or
-through parents, and error-free, duration and attribute facts that every
+structure rule or by an ordering rule, orderings implied transitively through
+a span a kept count rule makes the only one of its operation, and error-free, duration and attribute facts that every
 operation of a service (or of the corpus) shares, which are written once for
 the service (or for all spans); below 100% confidence, an error-free fact for
 the corpus that has exceptions gives way to the per-service ones when some of
