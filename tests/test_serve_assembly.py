@@ -285,6 +285,9 @@ def test_an_address_is_ascii_digits_without_spaces_and_its_example_is_the_settin
         parse_address("nowhere", "--grpc")
     with pytest.raises(ConfigError, match=r"^--http: 'nowhere' is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4318 \("):
         parse_address("nowhere", "--http")
+    # the grpcstop fixer's note: --metrics' example was the OTLP/HTTP port too, which it may not share
+    with pytest.raises(ConfigError, match=r"^--metrics: 'nowhere' is not HOST:PORT; give e\.g\. 127\.0\.0\.1:9464 \("):
+        parse_address("nowhere", "--metrics")
     for digits in ("127.0.0.1:\u0663", "127.0.0.1:\u00b2", "127.0.0.1:\uff14\uff13\uff11\uff17", "[::1]:\u0663"):
         with pytest.raises(ConfigError, match=r"is not HOST:PORT; give e\.g\. 127\.0\.0\.1:4318"):
             parse_address(digits, "--http")

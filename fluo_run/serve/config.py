@@ -75,7 +75,7 @@ def parse_setting(text: str, setting: str) -> float:
 def parse_address(text: str, setting: str) -> tuple[str, int]:
     """HOST:PORT, an IPv6 host in one pair of brackets (`[::1]:4318`); port 0 picks a free port. The port in
     ASCII digits (`host:٣` was port 3), and no space in it (`" 127.0.0.1:0"` kept the space in the host)."""
-    port_example = "4317" if setting == "--grpc" else "4318"
+    port_example = {"--grpc": "4317", "--metrics": "9464"}.get(setting, "4318")  # 9464: OpenTelemetry's Prometheus port
     if any(c.isspace() for c in text):
         raise ConfigError(f"{setting}: {text!r} has a space; give HOST:PORT without one, e.g. 127.0.0.1:{port_example}")
     host, sep, port = text.rpartition(":")
