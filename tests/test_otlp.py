@@ -22,6 +22,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import TracesData
 from tests_paths import EXAMPLE_TRACES
 from tests_paths import ROOT as REPO
+from wire_support import varint
 
 from fluo_lang import otlp
 from fluo_lang.otlp import (
@@ -593,13 +594,6 @@ def test_deep_nesting_is_an_input_error() -> None:
 
 def _ld(field: int, payload: bytes) -> bytes:
     """A length-delimited protobuf field, by hand: protobuf's own API re-parses, and so stops at upb's depth."""
-
-    def varint(n: int) -> bytes:
-        out = b""
-        while n > 0x7F:
-            out, n = out + bytes([n & 0x7F | 0x80]), n >> 7
-        return out + bytes([n])
-
     return varint(field << 3 | 2) + varint(len(payload)) + payload
 
 
@@ -1905,17 +1899,8 @@ def _one_scope(spans: bytes) -> bytes:
     scope.resource_spans.add().scope_spans.add()
     head = scope.SerializeToString()  # the empty resource and scope, then the spans appended to both
     assert head == b"\x0a\x02\x12\x00"
-    inner = b"\x12" + _varint(len(spans)) + spans
-    return b"\x0a" + _varint(len(inner)) + inner
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    inner = b"\x12" + varint(len(spans)) + spans
+    return b"\x0a" + varint(len(inner)) + inner
 
 
 def test_a_small_file_of_many_empty_json_objects_is_refused_before_parsing(tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from serve_support import Sender, ServeProcess, config, metric, post, self_signed, wait_for
+from wire_support import varint
 
 from fluo_lang.otlp import FIELDS_BESIDE_SPAN, MAX_FIELDS_BESIDE_SPANS, NotAnExport, TraceInputError, count_spans
 from fluo_run.serve import receivers
@@ -38,13 +39,7 @@ SERVICE = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
 def _ld(tag: int, payload: bytes) -> bytes:
-    out = bytearray([tag])
-    n = len(payload)
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out) + payload
+    return bytes([tag]) + varint(len(payload)) + payload
 
 
 def empty_spans(n: int) -> bytes:
@@ -85,7 +80,7 @@ def test_the_wire_count_is_the_librarys(shape: list[list[int]], name: bytes, num
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     fields = b"\x20" + bytes([number % 128]) + b"\x29" + bytes(8) + b"\x35" + bytes(4)  # fields 4, 5, 6
-    fields += b"\xf8\x07" + _varint(number)  # field 127, a two-byte key and a varint up to ten bytes long
+    fields += b"\xf8\x07" + varint(number)  # field 127, a two-byte key and a varint up to ten bytes long
     unknown = fields * unknowns
     req = ExportTraceServiceRequest()
     for scopes in shape:
@@ -104,15 +99,6 @@ def test_the_wire_count_is_the_librarys(shape: list[list[int]], name: bytes, num
         len(ss.spans) for rs in ExportTraceServiceRequest.FromString(data).resource_spans for ss in rs.scope_spans
     )
     assert count_spans(data, 10**6) == expected
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def test_the_wire_count_stops_at_field_number_zero() -> None:
