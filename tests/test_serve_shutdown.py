@@ -668,6 +668,20 @@ def test_a_stop_with_a_busy_evaluator_ends_by_the_shutdown_deadline(
     assert waits and max(waits) <= deadline, [round(w - deadline, 3) for w in waits]
 
 
+def held_decodes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Serve's protobuf decodes held until `release` is set (20 s at most); `started` is set when one begins."""
+    started, release = threading.Event(), threading.Event()
+    decode = receivers.decode_protobuf
+
+    def held_decode(*args: Any) -> Any:
+        started.set()
+        assert release.wait(20)
+        return decode(*args)
+
+    monkeypatch.setattr(receivers, "decode_protobuf", held_decode)
+    return started, release
+
+
 def stop_waits(monkeypatch: pytest.MonkeyPatch, times: list[tuple[float, float]] | None = None) -> list[float]:
     """The deadline (monotonic) of each wait of a stop (`Runtime._until`: the decodes, the evaluator, its last
     chunk, the sinks' close, the receivers), in order; and in `times` when each began and ended. Asserted on
@@ -802,15 +816,7 @@ def test_an_export_being_decoded_when_the_stop_begins_is_evaluated_or_refused_ne
     Now the stop waits up to `RECEIVER_DRAIN` for such decodes (their traces are evaluated); one decoded
     after that is refused with the retryable answer. The decode is held here until the stop is at that point.
     QA soak r04: held past gRPC's own grace (`RECEIVER_DRAIN` and a margin), a call was cut CANCELLED."""
-    started, release = threading.Event(), threading.Event()
-    decode = receivers.decode_protobuf
-
-    def held_decode(*args: Any) -> Any:
-        started.set()
-        assert release.wait(20)
-        return decode(*args)
-
-    monkeypatch.setattr(receivers, "decode_protobuf", held_decode)
+    started, release = held_decodes(monkeypatch)
     times: list[tuple[float, float]] = []
     waits = stop_waits(monkeypatch, times)
     got: list[dict[str, Any]] = []
@@ -1166,15 +1172,7 @@ def test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line(
     traceback instead of the last line, exit 1 (QA rev1 r01's first run). Now the stop ends with its line."""
     from fluo_run.serve.runtime import Runtime
 
-    started, release = threading.Event(), threading.Event()
-    decode = receivers.decode_protobuf
-
-    def held_decode(*args: Any) -> Any:
-        started.set()
-        assert release.wait(20)
-        return decode(*args)
-
-    monkeypatch.setattr(receivers, "decode_protobuf", held_decode)
+    started, release = held_decodes(monkeypatch)
     cut_at_the_deadline: list[bool] = []
     abort_connections = Runtime._abort_connections
 
