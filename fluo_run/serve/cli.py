@@ -720,12 +720,17 @@ def _time_bound(text: str | None, flag: str) -> int | None:
     return None
 
 
+def _to_second(time: str) -> str:
+    """A signal's RFC 3339 time as the table shows it: `2026-01-01 00:00:06`, to the second."""
+    return time.replace("T", " ")[:19]
+
+
 def _where(s: dict[str, Any]) -> str:
     if s.get("trace_id"):
         return str(s["trace_id"])
     start, end = str(s.get("window_start")), str(s.get("window_end"))
     length = format_duration(parse_time(end) - parse_time(start))
-    return f"window {start.replace('T', ' ')[:19]} +{length}"
+    return f"window {_to_second(start)} +{length}"
 
 
 def _message(s: dict[str, Any]) -> str:
@@ -736,8 +741,8 @@ def _message(s: dict[str, Any]) -> str:
         return message
     start, seen = str(s.get("window_start")), ""
     if s.get("observed_start") is not None and s.get("observed_end") is not None:
-        day = start.replace("T", " ")[:11]
-        a, b = (str(s[k]).replace("T", " ")[:19].removeprefix(day) for k in ("observed_start", "observed_end"))
+        day = _to_second(start)[:11]
+        a, b = (_to_second(str(s[k])).removeprefix(day) for k in ("observed_start", "observed_end"))
         seen = f": seen {a}..{b}"
     return f"(partial{seen}) {message}"
 
@@ -761,10 +766,7 @@ def print_table(signals: list[dict[str, Any]]) -> None:
         click.echo(NO_MATCH, err=True)
         return
     rows = [  # one line each, as `fluo eval --format text` prints them: a rule's text may hold control characters
-        tuple(
-            one_line(str(cell))
-            for cell in (s["time"].replace("T", " ")[:19], s["severity"], s["rule"], _where(s), _message(s))
-        )
+        tuple(one_line(str(cell)) for cell in (_to_second(s["time"]), s["severity"], s["rule"], _where(s), _message(s)))
         for s in signals
     ]
     heads = ("TIME (UTC)", "SEVERITY", "RULE", "TRACE", "MESSAGE")
