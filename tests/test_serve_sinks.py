@@ -29,7 +29,7 @@ from reader_support import as_reader
 from serve_support import LoopbackServer, wait_for
 
 from fluo_run.serve import sinks as sinks_module
-from fluo_run.serve.config import redacted
+from fluo_run.serve.config import ConfigError, check_url, redacted
 from fluo_run.serve.metrics import Metrics
 from fluo_run.serve.sinks import (
     Batch,
@@ -955,8 +955,31 @@ def test_a_key_in_the_path_of_a_webhook_url_is_not_logged(
     assert paths == ["/services/T0000/B0000/SLACKKEY"] * 3
     assert "SLACKKEY" not in caplog.text and "FRAGKEY" not in caplog.text
     discord = "failed: https://discord.com/api/webhooks/1234/T0KEN?wait=true: refused"
-    assert redacted(discord) == "failed: https://discord.com/api/***?wait=*** refused"
+    assert redacted(discord) == "failed: https://discord.com/api/***?wait=***: refused"
     assert redacted("'http://h:9/hook' and http://h/a/ stay") == "'http://h:9/hook' and http://h/a/ stay"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("'https://h/x?t=K3Y'", "'https://h/x?t=***'"),  # a quoted URL (repr in errors) keeps its closing quote
+        ("see (https://h/x?t=K3Y).", "see (https://h/x?t=***)."),
+        ("https://h/x?t=K3Y, https://h/y?u=K3Y; done", "https://h/x?t=***, https://h/y?u=***; done"),
+        ("https://h/x?t=K3Y:K3Y.K3Y)K3Y'K3Y end", "https://h/x?t=*** end"),  # inside a value: hidden with it
+    ],
+)
+def test_punctuation_ending_a_query_value_shows(text: str, shown: str) -> None:
+    """Last session's note: a query value took the character after it along (`?t=***` for `'…?t=KEY'` lost its
+    closing quote, `?wait=true: refused` lost the colon). Punctuation and quotes ending the value show; any inside
+    it is still hidden."""
+    assert redacted(text) == shown
+    assert "K3Y" not in redacted(text)
+
+
+def test_a_bad_url_error_keeps_its_quotes() -> None:
+    with pytest.raises(ConfigError) as e:
+        check_url("ftp://h/x?token=K3Y", "--webhook", "https://hooks.example.com/x")
+    assert str(e.value).startswith("--webhook: 'ftp://h/x?token=***' is not an http(s) URL with a host")
 
 
 @pytest.mark.parametrize(

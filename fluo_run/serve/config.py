@@ -96,7 +96,19 @@ def parse_address(text: str, setting: str) -> tuple[str, int]:
 _USERINFO = re.compile(r"//[^/?#\s]*@")
 """The user info of a URL, up to the last `@` of its authority: a password may hold an unencoded `@`, and a
 user name alone may be the key (`https://KEY@host`, as a Sentry DSN has it, sent as Basic auth `KEY:`)."""
-_QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=[^&#\s]*")
+_QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=([^&#\s]*)")
+"""A query parameter and its value, up to the next parameter, fragment or whitespace (see `_hide_value`)."""
+_ENDING = "),.;:!?'\""
+"""Punctuation and quotes that, at the end of a query value, end the sentence or the quoted or bracketed URL."""
+
+
+def _hide_value(m: re.Match[str]) -> str:
+    """A query parameter with its value as `***`; the punctuation ending it shows (`?t=KEY: refused`,
+    `'…?t=KEY'`, `(…?t=KEY)`), any inside it is hidden with it."""
+    value = m[2]
+    return f"{m[1]}=***{value[len(value.rstrip(_ENDING)) :]}"
+
+
 _URL_START = r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*"
 _PATH_REST = re.compile(rf"({_URL_START}/[^/?#\s]*)/[^?#\s'\"]+")
 """The path of a URL past its first segment, where chat webhooks carry their key (Slack's
@@ -111,7 +123,7 @@ def redacted(text: str) -> str:
     (`?token=***`), all places chat webhooks put their key. Every log line, error and label that shows such a
     URL shows it so."""
     text = _PATH_REST.sub(r"\1/***", _USERINFO.sub("//***@", text))
-    return _QUERY_VALUE.sub(r"\1=***", _FRAGMENT.sub(r"\1#***", text))
+    return _QUERY_VALUE.sub(_hide_value, _FRAGMENT.sub(r"\1#***", text))
 
 
 def check_url(url: str, setting: str, example: str) -> None:
