@@ -314,10 +314,10 @@ def test_a_window_grace_shorter_than_trace_idle_is_warned_of(grace: float | None
     assert bool(warnings) == warned
     if grace == 0.0:
         assert warnings == [
-            "--window-grace 0s is shorter than --trace-idle 5s: a trace is evaluated --trace-idle after its last"
+            "--window-grace 0s is shorter than --trace-idle 5s: a trace is evaluated 5s after its last"
             " span, so a window no trace has joined yet closes before a trace ending in its last 5s can join it"
-            " (that trace is counted late, and a rule about silence can fire under traffic); give --window-grace"
-            " at least --trace-idle, or leave it out (2 x --trace-idle)"
+            " (that trace is counted late, and a rule about silence can fire under traffic); give the window grace"
+            " at least the trace idle time, or leave it out (twice the trace idle time)"
         ]
 
 

@@ -239,7 +239,27 @@ def test_usage_errors_are_one_line_exit_2(tmp_path: Path) -> None:
 def test_a_window_grace_shorter_than_trace_idle_is_a_warning_at_start(tmp_path: Path) -> None:
     """QA: `--window-grace 0s` beside `--trace-idle 5s` started silently; traces then missed their windows."""
     with ServeProcess([*LOOPBACK, "--no-db", "--window-grace", "0s"], cwd=tmp_path) as proc:
-        proc.expect(r"WARNING --window-grace 0s is shorter than --trace-idle 5s: a trace is evaluated --trace-idle")
+        proc.expect(r"WARNING --window-grace 0s is shorter than --trace-idle 5s: a trace is evaluated 5s after")
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+
+
+def test_the_window_grace_warning_names_the_settings_where_they_were_given(tmp_path: Path) -> None:
+    """Last session's note: the warning named `--window-grace` and `--trace-idle` though both came from the
+    --config file (or a FLUO_* variable), where a user looking for the flags finds neither."""
+    (tmp_path / "fluo.yaml").write_text("no-db: true\nwindow-grace: 1s\ntrace-idle: 5s\n")
+    with ServeProcess([*LOOPBACK, "--config", "fluo.yaml"], cwd=tmp_path) as proc:
+        proc.expect(
+            r"WARNING `window-grace: 1s` \(--config fluo.yaml:2\) is shorter than `trace-idle: 5s` \(--config"
+            r" fluo.yaml:3\): a trace is evaluated 5s after"
+        )
+        proc.started()
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0
+    env = {"FLUO_WINDOW_GRACE": "2s"}
+    with ServeProcess([*LOOPBACK, "--config", "fluo.yaml", "--trace-idle", "4s"], cwd=tmp_path, env=env) as proc:
+        proc.expect(r"WARNING FLUO_WINDOW_GRACE=2s is shorter than --trace-idle 4s: a trace is evaluated 4s after")
         proc.started()
         proc.signal(signal.SIGTERM)
         assert proc.wait() == 0

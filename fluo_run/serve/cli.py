@@ -32,6 +32,7 @@ from .config import (
     DEFAULT_MAX_INFLIGHT_BYTES,
     DEFAULT_MAX_TRACE_AGE,
     ConfigError,
+    ConfigFile,
     ServeConfig,
     default_rules,
     is_negative_duration,
@@ -66,6 +67,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         file = load_config_file(value)
     except ConfigError as exc:
         raise bad(str(exc).removeprefix("--config: ")) from None
+    ctx.meta[_CONFIG_FILE] = file
     known = {p.name: p for p in ctx.command.params if p.name and p.name != "config_file"}
     settings = dict(file.settings)
     for key, setting in file.settings.items():
@@ -141,6 +143,24 @@ def from_config_file(ctx: click.Context, message: str, config_file: str | None) 
     if ctx.get_parameter_source(name) != ParameterSource.DEFAULT_MAP:
         return message
     return f"--config {config_file}: `{named.group(1).removeprefix('--')}`: {message[named.end() :]}"
+
+
+_CONFIG_FILE = "fluo.serve.config_file"
+"""`ctx.meta` key of the `ConfigFile` read for --config (`setting_named` names its lines)."""
+
+
+def setting_named(ctx: click.Context, flag: str, value: str) -> str:
+    """A setting (`--trace-idle`, `5s`) shown as it was given, so the user finds it: `--trace-idle 5s`,
+    `FLUO_TRACE_IDLE=5s`, or `trace-idle: 5s` (--config fluo.yaml:3); a default shows as the flag."""
+    name = flag.removeprefix("--").replace("-", "_")
+    source = ctx.get_parameter_source(name)
+    param = next((p for p in ctx.command.params if p.name == name), None)
+    if source == ParameterSource.ENVIRONMENT and param is not None and isinstance(param.envvar, str):
+        return f"{param.envvar}={value}"
+    file = ctx.meta.get(_CONFIG_FILE)
+    if source == ParameterSource.DEFAULT_MAP and isinstance(file, ConfigFile):
+        return f"`{flag.removeprefix('--')}: {value}` (--config {file.where(name)})"
+    return f"{flag} {value}"
 
 
 def setup_logging(level: str) -> None:
@@ -677,7 +697,7 @@ def command(config_file: str | None, log_level: str, **options: Any) -> None:
     except ConfigError as exc:
         _fail(from_config_file(ctx, str(exc), config_file))
         return
-    for warning in config.warnings():
+    for warning in config.warnings(lambda flag, value: setting_named(ctx, flag, value)):
         logging.getLogger("fluo.serve").warning("%s", warning)
     if not options["rules"] and config.rules != [Path("rules")]:
         logging.getLogger("fluo.serve").warning(

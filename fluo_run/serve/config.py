@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,17 +293,20 @@ class ServeConfig:
         """How long past its end a window stays open for traces still being assembled."""
         return self.window_grace if self.window_grace is not None else 2 * self.trace_idle
 
-    def warnings(self) -> list[str]:
-        """Settings that are allowed but work against each other, one line each, to log at start."""
+    def warnings(self, named: Callable[[str, str], str] = lambda flag, value: f"{flag} {value}") -> list[str]:
+        """Settings that are allowed but work against each other, one line each, to log at start.
+
+        `named(flag, value)` shows a setting (`--trace-idle`, `5s`) as it was given: a flag, a `FLUO_*` variable,
+        or the --config file's key and line (`serve.cli.setting_named`)."""
         out = []
         if self.grace < self.trace_idle:
             grace, idle = (format_duration(round(x * 1e9)) for x in (self.grace, self.trace_idle))
             out.append(
-                f"--window-grace {grace} is shorter than --trace-idle {idle}: a trace is evaluated --trace-idle after"
-                f" its last span, so a window no trace has joined yet closes before a trace ending in its last"
-                f" {format_duration(round((self.trace_idle - self.grace) * 1e9))} can join it (that trace is counted"
-                " late, and a rule about silence can fire under traffic); give --window-grace at least --trace-idle,"
-                " or leave it out (2 x --trace-idle)"
+                f"{named('--window-grace', grace)} is shorter than {named('--trace-idle', idle)}: a trace is"
+                f" evaluated {idle} after its last span, so a window no trace has joined yet closes before a trace"
+                f" ending in its last {format_duration(round((self.trace_idle - self.grace) * 1e9))} can join it"
+                " (that trace is counted late, and a rule about silence can fire under traffic); give the window"
+                " grace at least the trace idle time, or leave it out (twice the trace idle time)"
             )
         return out
 
