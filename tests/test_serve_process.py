@@ -340,8 +340,8 @@ def test_a_misspelt_config_key_is_a_usage_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("rules: {a: 1}\n", "--config fluo.yaml: `rules` takes a value or a list of values"),
-        ("grpc: [a, b]\n", "--config fluo.yaml: `grpc` takes one value, not a list or mapping"),
+        ("rules: {a: 1}\n", "--config fluo.yaml:1: `rules` takes a value or a list of values"),
+        ("grpc: [a, b]\n", "--config fluo.yaml:1: `grpc` takes one value, not a list or mapping"),
     ],
 )
 def test_a_config_value_of_the_wrong_shape_names_the_file_not_an_env_var(
@@ -367,29 +367,30 @@ HELP = " (see `fluo serve --help`)"
     [
         (
             "max-spans-per-trace: abc\n",
-            "fluo: --config fluo.yaml: `max-spans-per-trace`: 'abc' is not a valid integer" + HELP,
+            "fluo: --config fluo.yaml:1: `max-spans-per-trace`: 'abc' is not a valid integer" + HELP,
         ),
-        ("no-db: maybe\n", "fluo: --config fluo.yaml: `no-db`: 'maybe' is not a valid boolean."),
+        ("no-db: maybe\n", "fluo: --config fluo.yaml:1: `no-db`: 'maybe' is not a valid boolean."),
         (
             "log-level: verbose\n",
-            "fluo: --config fluo.yaml: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'" + HELP,
+            "fluo: --config fluo.yaml:1: `log-level`: 'verbose' is not one of 'debug', 'info', 'warning', 'error'"
+            + HELP,
         ),
         (
             "trace-idle: 5\n",
-            "fluo: --config fluo.yaml: `trace-idle`: '5' is not a duration; give a number and a unit "
+            "fluo: --config fluo.yaml:1: `trace-idle`: '5' is not a duration; give a number and a unit "
             "(ns, us, µs, ms, s, m, h, d), e.g. 5s",
         ),
         (
             "http: nowhere\n",
-            "fluo: --config fluo.yaml: `http`: 'nowhere' is not HOST:PORT; give e.g. 127.0.0.1:4318 "
+            "fluo: --config fluo.yaml:1: `http`: 'nowhere' is not HOST:PORT; give e.g. 127.0.0.1:4318 "
             "(port 0 picks a free one)",
         ),
-        ("no-db: 2\n", "fluo: --config fluo.yaml: `no-db`: 2 is not true or false" + HELP),
-        ("no-db: 2.5\n", "fluo: --config fluo.yaml: `no-db`: 2.5 is not true or false" + HELP),
-        ("sink-queue: 10.9\n", "fluo: --config fluo.yaml: `sink-queue`: 10.9 is not a whole number" + HELP),
+        ("no-db: 2\n", "fluo: --config fluo.yaml:1: `no-db`: 2 is not true or false" + HELP),
+        ("no-db: 2.5\n", "fluo: --config fluo.yaml:1: `no-db`: 2.5 is not true or false" + HELP),
+        ("sink-queue: 10.9\n", "fluo: --config fluo.yaml:1: `sink-queue`: 10.9 is not a whole number" + HELP),
         (
             "max-spans-per-trace: true\n",
-            "fluo: --config fluo.yaml: `max-spans-per-trace`: true is not a whole number" + HELP,
+            "fluo: --config fluo.yaml:1: `max-spans-per-trace`: true is not a whole number" + HELP,
         ),
         (
             "trace-idle: 2s\ntrace_idle: 3s\nhttp: nowhere\n",  # said first (and no serve left running without it)
@@ -402,28 +403,29 @@ HELP = " (see `fluo serve --help`)"
         ),
         (
             "webhook: ''\n",
-            "fluo: --config fluo.yaml: `webhook`: empty; give a URL, or leave --webhook out to post to no webhook",
+            "fluo: --config fluo.yaml:1: `webhook`: empty; give a URL, or leave --webhook out to post to no webhook",
         ),
         (
             "grpc: ''\n",
-            "fluo: --config fluo.yaml: `grpc`: empty; give HOST:PORT or `off`, or leave --grpc out for 127.0.0.1:4317",
+            "fluo: --config fluo.yaml:1: `grpc`: empty; give HOST:PORT or `off`, or leave --grpc out for"
+            " 127.0.0.1:4317",
         ),
         (
             "grpc: 0\n",
-            "fluo: --config fluo.yaml: `grpc`: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off`"
+            "fluo: --config fluo.yaml:1: `grpc`: '0' is not HOST:PORT; give e.g. 127.0.0.1:0 for a free port, or `off`"
             " for none",
         ),
         (
             "db: ''\n",
-            "fluo: --config fluo.yaml: `db`: empty; give a file, or leave --db out for ./fluo-signals.db (--no-db for"
+            "fluo: --config fluo.yaml:1: `db`: empty; give a file, or leave --db out for ./fluo-signals.db (--no-db for"
             " no store)",
         ),
         (
             "window-grace: off\n",
-            "fluo: --config fluo.yaml: `window-grace`: 'off' is not a duration; give a number and a unit "
+            "fluo: --config fluo.yaml:1: `window-grace`: 'off' is not a duration; give a number and a unit "
             "(ns, us, µs, ms, s, m, h, d), e.g. 5s",
         ),
-        ("cost-limit: False\n", "fluo: --config fluo.yaml: `cost-limit`: False is not a whole number" + HELP),
+        ("cost-limit: False\n", "fluo: --config fluo.yaml:1: `cost-limit`: False is not a whole number" + HELP),
     ],
     ids=[
         "int",

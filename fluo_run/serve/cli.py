@@ -48,6 +48,8 @@ OFF = ("off", "none", "false", "no", "0", "")
 """Values of --db, --grpc and the durations that may be off which turn them off (`db: no`, YAML 1.1's false, too);
 --grpc refuses an empty value and `0` (`_grpc`)."""
 _TRACE_ID = re.compile(r"[0-9a-fA-F]{32}")
+_CONFIG_FILE = "fluo.serve.config_file"
+"""`ctx.meta` key of the `ConfigFile` read for --config, whose lines messages name (`setting_named`)."""
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -76,7 +78,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         if option is None:
             near = nearest(key, list(known))
             hint = f"; did you mean `{near.replace('_', '-')}`?" if near else ""
-            raise bad(f"{value}: unknown setting `{flag}`{hint}")
+            raise bad(f"{file.where(key)}: unknown setting `{flag}`{hint}")
         if setting is None:  # YAML's null (`auth-token:`, a template left empty): no setting takes it as a meaning
             what, without = _NOT_EMPTY.get(
                 key, ("a file", f"for ./{DEFAULT_DB}") if key == "db" else ("a value", "for the default")
@@ -88,15 +90,15 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
                 setting = [setting]  # `rules: rules/` is a list of one
                 written = [written] if isinstance(written, str) else None
             if not all(isinstance(x, str | int | float) for x in setting):
-                raise bad(f"{value}: `{flag}` takes a value or a list of values")
+                raise bad(f"{file.where(key)}: `{flag}` takes a value or a list of values")
         elif isinstance(setting, list | dict):
-            raise bad(f"{value}: `{flag}` takes one value, not a list or mapping")
+            raise bad(f"{file.where(key)}: `{flag}` takes one value, not a list or mapping")
         items = setting if isinstance(setting, list) else [setting]
         texts = written if isinstance(written, list) else [written]
         for item, text in zip(items, texts if len(texts) == len(items) else [None] * len(items), strict=True):
             mismatch = _wrong_scalar(option.type, item, text)
             if mismatch:
-                raise bad(f"{value}: `{flag}`: {mismatch}")
+                raise bad(f"{file.where(key)}: `{flag}`: {mismatch}")
         if written is not None and not isinstance(option.type, _YAML_TYPED):
             setting = written  # as written: `off`, not False; `0123`, not 83; `2026-01-01`, not a date
         elif isinstance(option.type, click.types.BoolParamType) and isinstance(setting, int):
@@ -104,7 +106,7 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         try:  # here, where the file can be named: click would name the option and its FLUO_* variable
             option.type_cast_value(ctx, setting)
         except click.BadParameter as exc:
-            raise bad(f"{value}: `{flag}`: {exc.message}") from None
+            raise bad(f"{file.where(key)}: `{flag}`: {exc.message}") from None
         settings[key] = setting
     ctx.default_map = {**(ctx.default_map or {}), **settings}
     return value
@@ -142,11 +144,9 @@ def from_config_file(ctx: click.Context, message: str, config_file: str | None) 
         return message
     if ctx.get_parameter_source(name) != ParameterSource.DEFAULT_MAP:
         return message
-    return f"--config {config_file}: `{named.group(1).removeprefix('--')}`: {message[named.end() :]}"
-
-
-_CONFIG_FILE = "fluo.serve.config_file"
-"""`ctx.meta` key of the `ConfigFile` read for --config (`setting_named` names its lines)."""
+    file = ctx.meta.get(_CONFIG_FILE)
+    where = file.where(name) if isinstance(file, ConfigFile) else config_file
+    return f"--config {where}: `{named.group(1).removeprefix('--')}`: {message[named.end() :]}"
 
 
 def setting_named(ctx: click.Context, flag: str, value: str) -> str:
