@@ -953,7 +953,8 @@ def prepare_rename(ls: FluoServer, params: lsp.PrepareRenameParams) -> lsp.Prepa
 def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
     """A rule id, where it is defined and where the test files that load its rule file expect it (`rule:`,
     `only:`): those `references` finds. A new name that is no rule id, or one the rules loaded with it use
-    (its folder's, its tests'), is refused."""
+    (its file's, its folder's, its workspace folder's as `fluo check .` searches it, its tests'), is refused
+    with where that rule is (`Workspace.clash`)."""
     site, rule_id, _ = _renamed(ls, params.text_document.uri, params.position)
     new_id = params.new_name
     if new_id == rule_id:
@@ -961,8 +962,13 @@ def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
     why = rename.unfit_id(new_id)
     if why is not None:
         raise _Refusal(why)
-    if new_id in ls.index.loaded_with(site.path):
-        raise _Refusal(f"rule id `{new_id}` is already used by the rules loaded with `{rule_id}`")
+    clash = ls.index.clash(site.path, new_id)
+    if clash is not None:
+        other, how = clash
+        said = f"rule id `{new_id}` is already defined at {ls.index.located(other)}"
+        if how == "the same file":
+            raise _Refusal(f"{said}, in the same file as `{rule_id}`")
+        raise _Refusal(f"{said}, which {how} loads with `{rule_id}`: it would be a duplicate rule id (FLUO213)")
     changes = {path_uri(site.path): [lsp.TextEdit(range=_site_location(site).range, new_text=new_id)]}
     texts: dict[Path, str] = {}
     for test in ls.index.test_files():

@@ -279,11 +279,15 @@ class Workspace:
             if site is None:
                 continue
             at = shift_span(site.rule.id_span, site.base, site.document.index)
-            line, col = one_based(at)
-            message = f"rule id `{rule.id}` is already defined at {self.shown(site.path)}:{line}:{col}"
+            message = f"rule id `{rule.id}` is already defined at {self.located(site)}"
             related = (Related("first defined here", at, str(site.path)),)
             out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
         return out
+
+    def located(self, site: RuleSite) -> str:
+        """Where a rule's id is, as FLUO213 names it (`rules/a.fluo:2:6`)."""
+        line, col = one_based(shift_span(site.rule.id_span, site.base, site.document.index))
+        return f"{self.shown(site.path)}:{line}:{col}"
 
     def beside(self, path: Path) -> set[Path]:
         """The rule files of `path`'s folder (on disk or open, not hidden), `path` among them if it is one:
@@ -295,12 +299,38 @@ class Workspace:
         found |= {p for p in self.open_paths() if p.parent == path.parent and p.suffix == RULE_SUFFIX}
         return {p for p in found if not hidden(p.name)}  # as a folder's search passes them over
 
-    def loaded_with(self, rule_path: Path) -> set[str]:
-        """The rule ids loaded together with those of `rule_path`, its own among them: its folder's rule files
-        (`fluo check FOLDER`) and every rule file of a test file that loads it (`fluo test`)."""
-        paths = sorted(self.beside(rule_path) | {rule_path})
-        paths += [p for test in self.test_files() if self.loads(test, rule_path) for p, _ in test.rule_paths()]
-        return self.ids_in(paths)
+    def clash(self, rule_path: Path, rule_id: str) -> tuple[RuleSite, str] | None:
+        """Where a rule loaded together with those of `rule_path` already has the id `rule_id`, and which load
+        that is (`fluo check rules`, `fluo test x_test.yaml`): None if none does.
+
+        A rule of `rule_path` given that id would be FLUO213 in its own file, in its folder (`fluo check FOLDER`,
+        and the editor's own diagnostics), anywhere below the workspace folder that holds it (`fluo check .` run
+        there, as CI does: a folder is searched whole, sibling folders and all), and in each test file that
+        loads it with other rule files (`fluo test`).
+        """
+        loads: list[tuple[list[Path], str]] = [([rule_path], "the same file")]
+        folder = self.shown(rule_path.parent) if rule_path.parent != rule_path else str(rule_path.parent)
+        loads.append((sorted(self.beside(rule_path) - {rule_path}), f"`fluo check {folder}`"))
+        for root in self.folders:
+            if rule_path.is_relative_to(root):
+                loads.append((self._checked_with(root, rule_path), "`fluo check .` run in the workspace folder"))
+        for test in self.test_files():
+            if self.loads(test, rule_path):
+                loads.append(([p for p, _ in test.rule_paths()], f"`fluo test {self.shown(test.path)}`"))
+        for paths, how in loads:
+            site = self.rule_ids(paths).get(rule_id)
+            if site is not None:
+                return site, how
+        return None
+
+    def _checked_with(self, root: Path, rule_path: Path) -> list[Path]:
+        """The rule files `fluo check ROOT` loads (with the open ones not saved yet), if `rule_path` is among them;
+        else none: a file its search passes over (hidden, in `node_modules`) clashes with nothing there."""
+        files = [*_files_in([root])]
+        files += [p for p in self.open_paths() if p.suffix == RULE_SUFFIX and p.is_relative_to(root)
+                  and not p.exists() and not self.passes_over(p)]  # fmt: skip
+        target = real_path(rule_path)
+        return files if any(real_path(f) == target for f in files) else []
 
     def _within_budget(self, paths: list[Path]) -> list[Path]:
         """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -1124,6 +1125,47 @@ async def test_a_did_you_mean_that_gives_an_error_is_not_preferred(
     assert (fix.title, fix.is_preferred) == (title, preferred)
 
 
+async def test_rename_refuses_an_id_a_sibling_folder_uses_and_edits_the_tests_of_every_folder(
+    client: LanguageClient, workspace: Path, tmp_path: Path
+) -> None:
+    """A rename to an id a rule in a sibling folder defines was accepted (only the rule's own folder and its tests
+    were looked at), and `fluo check .` from the workspace folder, which searches it whole, then failed CI with
+    FLUO213: such a rename is refused, naming the rule it would clash with. An accepted one edits the test files
+    of every folder that load the rule (`*_test.yaml` and `*.fluotest.yaml`)."""
+    base = workspace / "renaming_across"
+    for folder in ("team_a", "team_b/deep", "tests"):
+        (base / folder).mkdir(parents=True)
+    (base / "team_a" / "orders.fluo").write_text(ORDERS)
+    (base / "team_b" / "deep" / "payments.fluo").write_text("// payments\nrule pay_late {\n  expect true\n}\n")
+    (base / "tests" / "orders.fluotest.yaml").write_text(f"rules: [../team_a/orders.fluo]\n{ORDERS_TEST}")
+    (base / "tests" / "all_test.yaml").write_text(f"rules: [../team_a]\n{ORDERS_TEST}")
+    rules = lsp.TextDocumentIdentifier(uri=(base / "team_a" / "orders.fluo").as_uri())
+    with pytest.raises(JsonRpcException) as refused:
+        await client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), "pay_late"))
+    assert refused.value.code == -32803
+    assert str(refused.value) == (
+        "rule id `pay_late` is already defined at renaming_across/team_b/deep/payments.fluo:2:6, which "
+        "`fluo check .` run in the workspace folder loads with `slow_order`: it would be a duplicate rule id (FLUO213)"
+    )
+    renamed = tmp_path / "renamed"  # what CI would have said had the rename been made
+    shutil.copytree(base, renamed)
+    (renamed / "team_a" / "orders.fluo").write_text(ORDERS.replace("slow_order", "pay_late"))
+    checked = subprocess.run(
+        [sys.executable, "-m", "fluo_run.cli", "check", "."], cwd=renamed, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 1 and "FLUO213" in checked.stdout, checked.stdout + checked.stderr
+
+    edit = await client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), "late_order"))
+    assert edit is not None and edit.changes is not None
+    in_test = [(5, 14), (6, 16), (7, 11)]
+    assert {uri: sorted((e.range.start.line, e.range.start.character) for e in edits if e.new_text == "late_order")
+            for uri, edits in edit.changes.items()} == {
+        rules.uri: [(0, 5)],
+        (base / "tests" / "orders.fluotest.yaml").as_uri(): in_test,
+        (base / "tests" / "all_test.yaml").as_uri(): in_test,
+    }  # fmt: skip
+
+
 # -- rule test files -----------------------------------------------------------------
 
 
@@ -1669,8 +1711,12 @@ async def test_rename_a_rule_id_in_its_file_and_in_the_tests_that_load_it(
     [
         ("my-order", "`my-order` cannot be a rule id: a rule id holds no `-`: write `my_order`"),
         ("expect", "`expect` cannot be a rule id: it is a keyword"),
-        ("other", "rule id `other` is already used by the rules loaded with `slow_order`"),
-        ("beside_id", "rule id `beside_id` is already used by the rules loaded with `slow_order`"),  # its folder's
+        ("other", "rule id `other` is already defined at renaming_refused/orders.fluo:5:6, in the same file"),
+        (  # its folder's
+            "beside_id",
+            "rule id `beside_id` is already defined at renaming_refused/beside.fluo:1:6, which "
+            "`fluo check renaming_refused` loads with `slow_order`: it would be a duplicate rule id (FLUO213)",
+        ),
     ],
 )
 async def test_rename_refuses_a_name_that_is_no_rule_id_or_one_already_used(
