@@ -12,7 +12,7 @@ from fluo_lang.typecheck import META_KEYS, AttrRef, CheckedRule, EnumRef, ItRef,
 from fluo_lang.values import format_duration
 
 from .document import RuleDocument
-from .syntax import expression_at, expressions
+from .syntax import Found, expression_at, expressions, name_span
 
 
 def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None:
@@ -37,6 +37,9 @@ def hover_at(doc: RuleDocument, offset: int) -> tuple[str, ast.Span, int] | None
         found = expression_at(rule, rel)
         if found is None:
             continue
+        unknown = _unknown_at(chunk.analysis.diagnostics, found, rel)
+        if unknown is not None:
+            return _unknown_text(unknown, checked, found.expr), unknown.span, chunk.start
         expr = _whole_key(rule, checked, found.expr)
         text = _expression_text(checked, expr, found.on_name)
         if text:
@@ -96,6 +99,27 @@ def _slip_text(d: Diagnostic) -> str:
         if field is not None:
             parts.append(_member_text(field))
     return "\n\n".join(parts)
+
+
+_UNKNOWN = frozenset({"FLUO200", "FLUO201", "FLUO202"})
+"""Unknown name, method, field: nothing there to document, so the hover says the checker's error."""
+
+
+def _unknown_at(diagnostics: list[Diagnostic], found: Found, rel: int) -> Diagnostic | None:
+    """The unknown-name error on the name at `rel` (a method's or field's own name, or a bare name)."""
+    at = name_span(found.expr) if found.on_name else found.expr.span if isinstance(found.expr, ast.Name) else None
+    if at is None:
+        return None
+    return next((d for d in diagnostics if d.code in _UNKNOWN and d.span == at and d.span.contains(rel)), None)
+
+
+def _unknown_text(d: Diagnostic, checked: CheckedRule, e: ast.Expr) -> str:
+    """An unknown name's error, which says its did-you-mean or what the receiver has, and the documentation of
+    the member the did-you-mean names (`count` for `trace.spans.cuont()`), as a slip's hover has its fix's."""
+    meant = d.suggestion or d.guess
+    receiver = checked.types.get(id(e.target)) if isinstance(e, ast.Field | ast.Call) else None
+    member = b.lookup(receiver, meant) if receiver is not None and meant else None
+    return f"{d.message}\n\n{_member_text(member)}" if member is not None else d.message
 
 
 def _rule_text(rule: ast.Rule, checked: CheckedRule | None, written: str) -> str:

@@ -795,6 +795,34 @@ async def test_hover_shows_types_and_registry_docs(client: LanguageClient, tmp_p
 
 
 @pytest.mark.parametrize(
+    ("line", "cursor", "said", "documented"),
+    [
+        ("expect trace.spans.cuont() > 1", 21, "unknown method `cuont` on spans; did you mean `count`?", "count("),
+        ("expect trace.rot.name == 'x'", 15, "trace has no field `rot`; did you mean `root`?", "trace.root: span"),
+        ("expect trace.spans.cnt() > 1", 21, "unknown method `cnt` on spans (it has: where, count, exists,", None),
+        ("expect duraton > 1s", 10, "unknown name `duraton`; did you mean `trace.duration`?", None),
+    ],
+    ids=["method", "field", "no-guess", "name"],
+)
+async def test_hover_on_an_unknown_name_says_its_did_you_mean(
+    client: LanguageClient, tmp_path: Path, line: str, cursor: int, said: str, documented: str | None
+) -> None:
+    """Hover on an unknown method or field showed nothing: it says the checker's error, with its did-you-mean or
+    what the receiver has, and the documentation of the member meant, as the hover on a syntax slip does."""
+    uri = open_doc(client, tmp_path / "unknown.fluo", f"rule a {{\n  {line}\n}}\n")
+    result = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=lsp.Position(1, cursor))
+    )
+    assert result is not None and isinstance(result.contents, lsp.MarkupContent)
+    assert result.contents.value.startswith(said)
+    if documented is not None:
+        assert documented in result.contents.value
+    assert isinstance(result.range, lsp.Range) and result.range.start.line == 1
+    word = line[result.range.start.character - 2 : result.range.end.character - 2]
+    assert word in said and word.isidentifier()
+
+
+@pytest.mark.parametrize(
     "first_line", ["rule 9bad {", "rule my-rule {", "rule {", "rule my rule {"], ids=["digit", "dash", "none", "two"]
 )
 async def test_hover_and_tokens_after_a_bad_rule_id(client: LanguageClient, tmp_path: Path, first_line: str) -> None:
