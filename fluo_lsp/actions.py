@@ -103,15 +103,25 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
     with no new error; one that gives an error (`where(servce)` -> `where(service)`: a string predicate;
     a `guess` the checker found no fit for: `whree(...).cuont()` -> `where`) is still offered, not
     preferred, its title naming the error it leads to: the name may be right and the rest the bug,
-    which only the user knows.
+    which only the user knows. Asked at the diagnostic itself (the cursor or selection inside it, as
+    auto-fix asks), its one fix does not count another slip that the fix only lets the checker see: a
+    new error away from the edit with a did-you-mean of its own (`severty: critcal` -> `severity`, then
+    `critcal`; `whree(...).cuont()` -> `where`, then `cuont`), which its own fix mends.
     """
     out: list[lsp.CodeAction] = []
-    for d, base in doc.diagnostics():
-        text = d.suggestion if d.suggestion is not None else d.guess  # a guess: named, but the checker saw no fit
-        if text is None or not _meets(base + d.span.start, base + d.span.end, start, end):
-            continue
+    fixes = [
+        (d, base, text)
+        for d, base in doc.diagnostics()
+        # a guess: named, but the checker saw no fit
+        if (text := d.suggestion if d.suggestion is not None else d.guess) is not None
+        and _meets(base + d.span.start, base + d.span.end, start, end)
+    ]
+    places = Counter((base + d.span.start, base + d.span.end) for d, base, _ in fixes)
+    for d, base, text in fixes:
         edit = lsp.TextEdit(range=span_range(doc.index, d.span, base), new_text=text)
-        new = _new_errors(doc, d, base, strict=strict)
+        place = (base + d.span.start, base + d.span.end)
+        asked = place[0] <= start and end <= place[1] and places[place] == 1  # the cursor is on it: its one fix
+        new = _new_errors(doc, d, base, strict=strict, other_slips=not asked)
         then = f" (then {new[0].code}: {new[0].message})" if new else ""
         out.append(
             lsp.CodeAction(
@@ -146,7 +156,9 @@ def code_actions(doc: RuleDocument, uri: str, start: int, end: int, *, strict: b
     return out
 
 
-def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool) -> list[Diagnostic]:
+def _new_errors(
+    doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool, other_slips: bool = True
+) -> list[Diagnostic]:
     """The errors (warnings too, if `strict`) that applying `fixed`'s suggestion (or guess) adds to the chunk it is in.
 
     Told apart by code, message and place (after the edit, places past it shift by what it adds), not by
@@ -156,6 +168,9 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     An error the text has whatever the fix is not the fix's: one the checker found, away from the edit, in a
     clause whose syntax error held it back (`1e3s and trace.spans.cnt() > 1`: FLUO201 is there, only not
     shown until the `1e3s` is fixed).
+
+    Without `other_slips`, a new error away from the edit that has a did-you-mean of its own is left out: another
+    slip the fix lets the checker reach (`severty: critcal`: `critcal` is checked once the key is `severity`).
     """
     span = fixed.span
     text = fixed.suggestion if fixed.suggestion is not None else fixed.guess or ""
@@ -185,6 +200,13 @@ def _new_errors(doc: RuleDocument, fixed: Diagnostic, base: int, *, strict: bool
     out: list[Diagnostic] = []
     for d in analyze_chunk(doc.path, edited, last=last).diagnostics:
         if not counted(d):
+            continue
+        slip = d.suggestion is not None or d.guess is not None
+        if (
+            not other_slips
+            and slip
+            and not any(_meets(p.start, p.end, rel_start, rel_start + len(text)) for p in _places(d))
+        ):
             continue
         key = d.code, d.message, d.span.start
         if before[key] > 0:

@@ -1194,6 +1194,54 @@ async def test_rename_refuses_an_id_a_sibling_folder_uses_and_edits_the_tests_of
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("line", "word", "fix", "then"),
+    [
+        ("severty: critcal", "severty", "severity", "FLUO212: severity must be one of"),
+        ("expect trace.spans.whree(duration > 1s).cuont() > 0", "whree", "where", "FLUO201: unknown method `cuont`"),
+        ("expect trace.spans.where(stauts == 'server').exists()", "stauts", "status", None),
+        ("expect trace.spans.cuont() > 'a'", "cuont", "count", None),
+    ],
+    ids=["metadata-value", "method-after", "fix-changes-meaning", "masked-type-error"],
+)
+async def test_a_did_you_mean_asked_at_its_slip_is_preferred_beside_another_slip(
+    client: LanguageClient, tmp_path: Path, line: str, word: str, fix: str, then: str | None
+) -> None:
+    """A did-you-mean was not preferred when another slip was on its line: the fix lets the checker reach that
+    slip (`critcal` once the key is `severity`), whose error counted as the fix's. Asked with the cursor on the
+    slip (as auto-fix asks), its one fix is preferred when the only new errors are other slips, away from the
+    edit, with fixes of their own (`then`); a new error without one (`then` None) still holds it back. Asked
+    over the whole line, it is as before: not preferred, its title naming the error it leads to."""
+    clause = "" if line.startswith("expect") else "  expect trace.spans.count() > 1\n"
+    text = f"rule a {{\n  severity: info\n  {line}\n{clause}}}\n"
+    if line.startswith("severty"):
+        text = text.replace("  severity: info\n", "")
+    uri = open_doc(client, tmp_path / "slips.fluo", text)
+    await diagnostics(client, uri, lambda d: len(d) > 0)
+    row = text.splitlines().index(f"  {line}")
+    cursor = text.splitlines()[row].index(word) + 2
+
+    async def fix_at(start: int, end: int) -> lsp.CodeAction:
+        result = await client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                text_document=lsp.TextDocumentIdentifier(uri=uri),
+                range=rng(row, start, row, end),
+                context=lsp.CodeActionContext(diagnostics=[]),
+            )
+        )
+        assert result is not None
+        [found] = [a for a in result if isinstance(a, lsp.CodeAction) and a.title.startswith("Change to")]
+        return found
+
+    at_slip = await fix_at(cursor, cursor)
+    if then is None:
+        assert at_slip.title.startswith(f"Change to `{fix}` (then FLUO") and not at_slip.is_preferred
+    else:
+        assert (at_slip.title, at_slip.is_preferred) == (f"Change to `{fix}`", True)
+    whole_line = await fix_at(0, len(line) + 2)
+    assert whole_line.title.startswith(f"Change to `{fix}` (then {then or 'FLUO'}") and not whole_line.is_preferred
+
+
 # -- rule test files -----------------------------------------------------------------
 
 
