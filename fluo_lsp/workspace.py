@@ -309,8 +309,7 @@ class Workspace:
         loads it with other rule files (`fluo test`).
         """
         loads: list[tuple[list[Path], str]] = [([rule_path], "the same file")]
-        folder = self.shown(rule_path.parent) if rule_path.parent != rule_path else str(rule_path.parent)
-        loads.append((sorted(self.beside(rule_path) - {rule_path}), f"`fluo check {folder}`"))
+        loads.append((sorted(self.beside(rule_path) - {rule_path}), f"`fluo check {self.shown(rule_path.parent)}`"))
         for root in self.folders:
             if rule_path.is_relative_to(root):
                 loads.append((self._checked_with(root, rule_path), "`fluo check .` run in the workspace folder"))
@@ -326,7 +325,7 @@ class Workspace:
     def _checked_with(self, root: Path, rule_path: Path) -> list[Path]:
         """The rule files `fluo check ROOT` loads (with the open ones not saved yet), if `rule_path` is among them;
         else none: a file its search passes over (hidden, in `node_modules`) clashes with nothing there."""
-        files = [*_files_in([root])]
+        files = _files_in([root])
         files += [p for p in self.open_paths() if p.suffix == RULE_SUFFIX and p.is_relative_to(root)
                   and not p.exists() and not self.passes_over(p)]  # fmt: skip
         target = real_path(rule_path)
