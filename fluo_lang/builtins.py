@@ -266,13 +266,14 @@ def _max(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
 
 
 def _min_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
-    """`min` of durations: integer nanoseconds, never NaN, so no tie or NaN to settle: Python's `min` as it is."""
+    """`min` of durations or timestamps: integer nanoseconds, never NaN, so no tie or NaN to settle: Python's
+    `min` as it is."""
     values = _numbers(ctx, spans, fn)
     return min(values) if values else None
 
 
 def _max_duration(ctx: Any, spans: list[Span], fn: Impl) -> int | float | None:
-    """`max` of durations, as `_min_duration`."""
+    """`max` of durations or timestamps, as `_min_duration`."""
     values = _numbers(ctx, spans, fn)
     return max(values) if values else None
 
@@ -281,6 +282,8 @@ TYPED_IMPLS: dict[tuple[Impl, t.Type], Impl] = {
     (_avg, t.DURATION): _avg_duration,
     (_min, t.DURATION): _min_duration,
     (_max, t.DURATION): _max_duration,
+    (_min, t.TIMESTAMP): _min_duration,
+    (_max, t.TIMESTAMP): _max_duration,
 }
 """A method whose implementation depends on its result type: the registry's one, and the one used for that type."""
 
@@ -347,6 +350,10 @@ def _sum_type(args: Sequence[t.Type]) -> t.Type:
     return args[0] if args and args[0] in (t.INT, t.FLOAT, t.DURATION) else t.ANY
 
 
+def _extreme_type(args: Sequence[t.Type]) -> t.Type:
+    return args[0] if args and args[0] in (t.INT, t.FLOAT, t.DURATION, t.TIMESTAMP) else t.ANY
+
+
 def _avg_type(args: Sequence[t.Type]) -> t.Type:
     if args and args[0] == t.DURATION:
         return t.DURATION
@@ -357,6 +364,8 @@ _NUM = (t.INT, t.FLOAT, t.DURATION, t.ANY)
 PRED = Param("predicate", "pred")
 OPT_PRED = Param("predicate", "pred", optional=True)
 PER_SPAN = Param("value", "per_span", _NUM)
+PER_SPAN_ORDERED = Param("value", "per_span", (t.INT, t.FLOAT, t.DURATION, t.TIMESTAMP, t.ANY))
+"""What `min` and `max` take: what `sum` does, and timestamps (the earliest start, the latest end)."""
 
 # ---------------------------------------------------------------------------
 # The table
@@ -504,9 +513,11 @@ SPANS_METHODS = (
             "Mean of a value per span, the exact mean rounded once; missing over none; of durations, in whole "
             "nanoseconds (half to even).", _avg,
             may_be_missing=True),
-    _method(t.SPANS, "min", (PER_SPAN,), _sum_type, "Smallest value per span; missing over none.", _min,
-            may_be_missing=True),
-    _method(t.SPANS, "max", (PER_SPAN,), _sum_type, "Largest value per span; missing over none.", _max,
+    _method(t.SPANS, "min", (PER_SPAN_ORDERED,), _extreme_type,
+            "Smallest value per span, of numbers, durations or timestamps (the earliest); missing over none.", _min,
+            "trace.spans.max(end) - trace.spans.min(start) < 10m", may_be_missing=True),
+    _method(t.SPANS, "max", (PER_SPAN_ORDERED,), _extreme_type,
+            "Largest value per span, of numbers, durations or timestamps (the latest); missing over none.", _max,
             "trace.spans.max(duration) < 5s", may_be_missing=True),
     _method(t.SPANS, "before", (Param("other", "value", (t.SPANS,)),), t.BOOL,
             "Whether some span of these ends before (or as) some span of `other` starts.", _before,

@@ -1126,6 +1126,8 @@ class CompiledRule:
                 else:  # the spans whose value was added: numbers, as `sum` and `avg` take them
                     culprits.extend(s for s in spans if b.is_number(per_span(ctx, s)))
                 return
+            if cur.op == "arith":  # `max(end) - min(start)`: the spans of both sides, not only the left one
+                self._culprits_of(cur.args[1], ctx, culprits)
             if cur.type in (t.SPANS, t.SPAN) and cur.op != "it":
                 v = self.compiler.fn(cur)(ctx, None)
                 if isinstance(v, list):

@@ -548,9 +548,10 @@ class _Checker:
             elif param.types and not t.lenient(ty) and ty not in param.types:
                 want = " or ".join(str(x) for x in param.types if x != t.ANY)
                 unfit = True
+                why = _instants_hint(member.name, arg, e.target) if ty == t.TIMESTAMP else ""
                 self.err(
                     "FLUO305",
-                    f"`{member.name}` takes {want} for `{param.name}`, found {ty}",
+                    f"`{member.name}` takes {want} for `{param.name}`, found {ty}{why}",
                     arg.span,
                 )
         if len(e.args) > len(params):
@@ -1281,6 +1282,21 @@ def _http_status_hint(e: ast.Expr) -> str | None:
         "OpenTelemetry names an HTTP response's status code `http.response.status_code` (`http.status_code` "
         f"before its semantic conventions 1.21); if your spans have the key `{name}`, write "
         f"`attributes[{string_literal(name)}]`"
+    )
+
+
+def _instants_hint(method: str, arg: ast.Expr, spans: ast.Expr) -> str:
+    """FLUO305's reason for a timestamp added up (`sum(start)`, `avg(end)`), and what to write: a duration per
+    span (its own, or its time since the start of the trace or window the spans come from), or `min`/`max`."""
+    root = spans
+    while isinstance(root, ast.Field | ast.Call):
+        root = root.target
+    origin = "window" if isinstance(root, ast.Name) and root.ident == "window" else "trace"
+    written = _path_text(arg) or "start"
+    return (
+        f": a timestamp is an instant, and a sum of instants means nothing; take a duration per span, like "
+        f"`{method}(duration)` or `{method}({written} - {origin}.start)` (its time since the {origin} began), "
+        f"or the earliest or latest with `min({written})` or `max({written})`"
     )
 
 

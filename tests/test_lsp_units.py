@@ -367,6 +367,15 @@ def test_hover_on_a_windowed_rule_and_on_a_coerced_set() -> None:
     assert "type `spans`" in found[0]
 
 
+def test_hover_on_min_and_max_of_a_timestamp_names_its_type() -> None:
+    text = "rule s {\n  expect trace.spans.max(end) - trace.spans.min(start) < 10m\n}\n"
+    doc = RuleDocument("x.fluo", text)
+    for method in ("max", "min"):
+        found = hover_at(doc, text.index(method))
+        assert found is not None and found[0].endswith("type `timestamp`"), found
+        assert "durations or timestamps" in found[0]
+
+
 @pytest.mark.parametrize(
     ("expr", "key", "says"),
     [

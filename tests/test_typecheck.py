@@ -1065,6 +1065,36 @@ def test_an_argument_of_the_wrong_type_is_the_one_error(text: str) -> None:
     assert _only(text).code == "FLUO305"
 
 
+@pytest.mark.parametrize(
+    ("text", "result"),
+    [
+        ("trace.spans.max(end) - trace.spans.min(start) < 10m", None),
+        ("trace.spans.max(end) > trace.root.start + 1s", None),
+        ("rule w { window 1m\n  detect window.spans.max(end) - window.spans.min(start) > 1s }", None),
+        ("trace.spans.min(start) == 1s", "cannot compare timestamp with duration"),
+    ],
+)
+def test_min_and_max_take_a_timestamp_and_give_one(text: str, result: str | None) -> None:
+    """A user's first rule on a trace's span (`max(end) - min(start)`) was FLUO305: `max` took no timestamp."""
+    diags = _diags(text)
+    assert [d.message.split(" using")[0] for d in diags] == ([result] if result else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "fix"),
+    [
+        ("trace.spans.sum(start) > 0s", "`sum(start - trace.start)`"),
+        ("trace.spans.avg(end) > trace.start", "`avg(end - trace.start)`"),
+        ("rule w { window 1m\n  detect window.spans.avg(it.end) > window.start }", "`avg(it.end - window.start)`"),
+    ],
+)
+def test_sum_and_avg_of_a_timestamp_say_why_not_and_what_to_write(text: str, fix: str) -> None:
+    d = _only(text)
+    assert d.code == "FLUO305"
+    assert "found timestamp: a timestamp is an instant, and a sum of instants means nothing" in d.message
+    assert fix in d.message and "`min(" in d.message
+
+
 def test_a_name_beside_an_error_that_is_no_enum_value_is_still_unknown() -> None:
     codes = [d.code for d in _diags("trace.spans.min(status) == okk")]
     assert codes == ["FLUO305", "FLUO200"]
