@@ -2602,7 +2602,16 @@ def _recovering_parse(text: str, path: str, stand_ins: _StandIns | None = None, 
                 odd_read[start:end] = stand
             said.append(error(code, message, index.span(start, end), path=path, suggestion=meant))
         result = _recovering_parse("".join(odd_text), path, stand_ins, None if odd_read is None else "".join(odd_read))
-        return ParseResult(replace(result.file, text=text), _capped([*said, *result.diagnostics]))
+        by_start = {d.span.start: i for i, d in enumerate(said)}
+        rest = []
+        for d in result.diagnostics:
+            if d.span.start in by_start and d.code in ("FLUO108", "FLUO109"):  # `1_0.5ns`: one error for the literal
+                was = said[by_start[d.span.start]]
+                message = f"{was.message.partition(': write')[0]}, and {d.message}"
+                said[by_start[d.span.start]] = replace(was, message=message, suggestion=d.suggestion)
+            else:
+                rest.append(d)
+        return ParseResult(replace(result.file, text=text), _capped([*said, *rest]))
     spaced = _spaced_durations(text)
     if spaced:
         joined, found, index = list(text), {}, _LineIndex(text)

@@ -1060,6 +1060,12 @@ _HABITS = [
     ("trace.spans.count() > 1__0", "a number has no `_` between its digits: write `10`"),
     ("trace.spans.count() > 10_", "a number has no `_` between its digits: write `10`"),
     ("trace.duration < 10_ms", "a number has no `_` between its digits: write `10ms`"),
+    # QA lang: FLUO109 (no whole number of nanoseconds) came too, at the same column: one error says both
+    (
+        "trace.spans.where(duration > 1_0.5ns).count() == 0",
+        "a number has no `_` between its digits, and `10.5ns` is no whole number of nanoseconds, which durations "
+        "count: write `11ns`",
+    ),
     (
         "trace.spans.count() > 0xFFFFFFFFFFFFFFFFFFF",
         "`0xFFFFFFFFFFFFFFFFFFF` is past what a 64-bit number holds (FLUO has no hexadecimal numbers either)",
