@@ -61,7 +61,10 @@ CODES: dict[str, str] = {
     "FLUO216": "A clause appears twice.",
     "FLUO217": "Invalid window length.",
     "FLUO220": "`trace` used in a windowed rule.",
-    "FLUO221": "`window` used in a rule without a `window` clause.",
+    "FLUO221": (
+        "`window` used in a rule without a `window` clause, or bare in a predicate (a span attribute named "
+        '`window` is `attributes["window"]`).'
+    ),
     # 3xx: types
     "FLUO300": "Incompatible types in a comparison.",
     "FLUO301": "Expected a boolean.",

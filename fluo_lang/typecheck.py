@@ -382,6 +382,13 @@ class _Checker:
                     e.span,
                 )
                 return self.record(e, t.ERROR)
+            if scope.in_pred and id(e) not in self.read_after:
+                # `where(window == 'x')` in a windowed rule: the window itself is no value, an attribute is meant
+                fix = 'attributes["window"]'
+                message = "`window` alone is this rule's window, which is no value (a span attribute meant?): "
+                message += f"write `{fix}`"
+                self.err("FLUO221", message, e.span, fix)
+                return self.record(e, t.ERROR)
             return self.record(e, t.WINDOW, RootRef("window"))
         if enum is not None and scope.in_pred and ident not in b.SPAN_FIELD_NAMES and ident != "it":
             return self.enum_value(e, ident, enum)

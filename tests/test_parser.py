@@ -1142,6 +1142,7 @@ def test_a_suggestion_applied_to_its_range_gives_text_that_parses(text: str, hin
 # QA tour of the quick fixes: each mistake is one error, and its suggestion over its range gives the text meant
 # (which parses), in one step; not text that parses to something else (a LIKE pattern kept in a regex).
 _W = "rule r {\n  %s\n  expect window.spans.count() < 300\n}\n"
+_WD = "rule r {\n  window 1m\n  detect %s\n}\n"
 _TWO = "rule a {\n  expect trace.spans.count() > 0\n}\n\n%s b {\n  expect trace.spans.count() > 0\n}\n"
 _FIXES = [
     ('where(name !~ "GET.*")', 'where(not (name matches "GET.*"))'),
@@ -1503,6 +1504,13 @@ _ONE_FIX = [
     ("where(in)", 'where(attributes["in"])'),
     ("where(name == 'a' and expect != 'b')", "where(name == 'a' and attributes[\"expect\"] != 'b')"),
     ("where(window == 'x')", "where(attributes[\"window\"] == 'x')"),
+    # and in a rule with a window, where a bare `window` in a predicate is the window (QA: FLUO300, no fix)
+    (
+        _WD % "window.spans.where(window == 'x').count() > 0",
+        _WD % "window.spans.where(attributes[\"window\"] == 'x').count() > 0",
+    ),
+    (_WD % "window.has(window in ['a', 'b'])", _WD % "window.has(attributes[\"window\"] in ['a', 'b'])"),
+    (_WD % "window.spans.where(window).exists()", _WD % 'window.spans.where(attributes["window"]).exists()'),
     ("trace.has(detect in [1, 2])", 'trace.has(attributes["detect"] in [1, 2])'),
     ('where(usuário.id == "a")', 'where(attributes["usuário.id"] == "a")'),
     ("where(ação == 1)", 'where(attributes["ação"] == 1)'),
