@@ -671,8 +671,8 @@ class _Checker:
             enums: list[_Enum] = [enum] * n
         elif len(enum) == n:
             enums = list(enum)
-        else:  # lists of two lengths: an enum all the items of the other share, if one
-            shared = {x for x in enum if x is not None}
+        else:  # lists of two lengths: an enum every item of the other shares, if one (`[status, status] != [ok]`)
+            shared = set(enum)  # an item of no enum among them (`[nosuch, kind] != [error]`): names are attributes
             enums = [shared.pop() if len(shared) == 1 else None] * n
         return self.list_type(e, [self.check(i, scope, x) for i, x in zip(e.items, enums, strict=True)])
 

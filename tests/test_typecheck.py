@@ -478,6 +478,10 @@ def test_a_comparison_no_trace_can_change_warns(text: str, holds: str) -> None:
         (_where("[status, kind] != [error]"), "always holds: lists of 2 items and 1 item are never equal"),
         (_where("[x] == []"), "never holds: lists of 1 item and 0 items are never equal"),
         (_where("[[name], 1] == [[name, service], 1]"), "never holds: lists of 1 item and 2 items are never equal"),
+        # QA lang: `error` was read against `kind`, an item it is not paired with, and was FLUO304 too
+        (_where("[nosuch, kind] != [error]"), "always holds: lists of 2 items and 1 item are never equal"),
+        (_where("[kind, nosuch] == [error]"), "never holds: lists of 2 items and 1 item are never equal"),
+        (_where("[error] == [nosuch, kind]"), "never holds: lists of 1 item and 2 items are never equal"),
     ],
 )
 def test_list_literals_of_different_lengths_warn_they_are_never_equal(text: str, says: str) -> None:
@@ -486,6 +490,16 @@ def test_list_literals_of_different_lengths_warn_they_are_never_equal(text: str,
     # what it says is what a trace gives, a span missing the attribute `x` too
     rule = f"rule r {{ expect not {text} }}" if "==" in text else f"rule r {{ expect {text} }}"
     assert _fired(rule, _ROOTLESS) == []
+
+
+def test_names_beside_a_longer_list_of_one_enum_are_its_values() -> None:
+    """Every item of the other list a `status`: `eror` is read as one, a typo of `error`, as in `status == eror`."""
+    codes = [(d.code, d.message) for d in _diags(_where("[status, status] != [eror]"))]
+    assert codes[0][0] == "FLUO307" and codes[1] == (
+        "FLUO304",
+        "`eror` is not a status (one of ok, error, unset); did you mean `error`?",
+    )
+    assert len(codes) == 2
 
 
 @pytest.mark.parametrize("text", [_where("[status] == [error]"), _where("[status, 1] != [error, x]"), "[1] < [1, 2]"])
