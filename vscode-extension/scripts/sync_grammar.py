@@ -120,6 +120,7 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
     comparison = {s for s in vocab.operator_symbols if any(c in s for c in "=<>")}
     arithmetic = vocab.operator_symbols - comparison
     free_roots = vocab.roots - vocab.keywords
+    tags_end_words = kw["storage.type.rule.fluo"] | kw["keyword.control.clause.fluo"]
     not_member = r"(?<![\w.])"
     # Names that start a member chain (`trace.spans`, `parent.name`), not an attribute name (`db.name`).
     path_starts = vocab.roots | vocab.intrinsics | vocab.keywords | vocab.operator_words
@@ -192,15 +193,16 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                         },
                     },
                     {
-                        "comment": "tags: [word, ...]",
+                        "comment": "tags: [word, ...], on one line or several; a list left open ends before a `}`, "
+                        "a clause, `rule` or a `key:` starting a line, so it does not colour the rules after it",
                         "begin": r"\b(tags)\s*(:)\s*(\[)",
                         "beginCaptures": {
                             "1": {"name": "support.type.property-name.metadata.fluo"},
                             "2": {"name": "punctuation.separator.key-value.fluo"},
                             "3": {"name": "punctuation.section.brackets.begin.fluo"},
                         },
-                        "end": r"\]",
-                        "endCaptures": {"0": {"name": "punctuation.section.brackets.end.fluo"}},
+                        "end": rf"(\])|(?=\}}|\b{words(tags_end_words)}\b|^\s*{IDENT}\s*:)",
+                        "endCaptures": {"1": {"name": "punctuation.section.brackets.end.fluo"}},
                         "patterns": [
                             {"include": "#comments"},
                             {"include": "#strings"},
