@@ -226,3 +226,15 @@ def test_the_word_pattern_keeps_member_chains_from_the_roots_apart() -> None:
     """language-configuration.json joins a dotted attribute name into one word, except after a root."""
     config = json.loads((EXTENSION / "language-configuration.json").read_text(encoding="utf-8"))
     assert alternation_words(config["wordPattern"]) == set(builtins.ROOTS)
+
+
+def test_an_attribute_path_ends_only_where_a_name_ended() -> None:
+    """The end of `db.name` looks past spaces for another `.part` only right after a name, never from inside the
+    spaces: tried at every space of a long run, that lookahead made `x<16,000 spaces>.y` take seconds (quadratic)."""
+    end = re.compile(committed_grammar()["repository"]["attribute-paths"]["end"])
+    line = "x" + " " * 8 + "== 1"
+    assert [pos for pos in range(len(line) + 1) if end.match(line, pos) and line[pos - 1].isspace()] == []
+    assert end.match(line, 1)
+    assert not end.match("x   .y", 1)
+    assert not end.match("x   .y", 3)
+    assert end.match("user.id .starts_with('u')", 7)

@@ -260,7 +260,9 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                 "(a method call after it, as in user.id.starts_with(...), is not a part)",
                 "begin": rf"{not_member}(?!{words(path_starts)}\b)({IDENT})(?={attribute_part})",
                 "beginCaptures": {"1": {"name": "variable.other.attribute.fluo"}},
-                "end": rf"(?!{attribute_part})",
+                # Tried only right after a name (the begin's or a part's): from inside a run of spaces the
+                # lookahead would rescan the rest of the run at every space, quadratic on a long line.
+                "end": rf"(?<!\s)(?!{attribute_part})",
                 "patterns": [
                     {
                         "match": rf"(\.)\s*({IDENT})\b",
