@@ -102,3 +102,102 @@ export const runProcess: ProcessRunner = (command, args, options) =>
       });
     });
   });
+
+/** How much of a server's stdout is kept: a usage message fits, the LSP traffic after it is not kept. */
+const STDOUT_HEAD_BYTES = 4096;
+
+/** How a server process ended, and the start of what it printed on stdout. */
+export interface ServerExit {
+  /** Exit status, or undefined when a signal ended it. */
+  readonly code: number | undefined;
+  readonly signal: string | undefined;
+  readonly stdout: string;
+}
+
+/**
+ * A language server process seen from beside the language client: how it exited and how its stdout began. The
+ * client reads stdout as LSP, so what a wrong program prints there (a usage message) is otherwise lost.
+ */
+export class ServerProcess {
+  private readonly head: Buffer[] = [];
+  private size = 0;
+  private readonly closed: Promise<void>;
+  readonly record = (chunk: Buffer | string): void => {
+    if (this.size < STDOUT_HEAD_BYTES) {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      this.head.push(bytes.subarray(0, STDOUT_HEAD_BYTES - this.size));
+      this.size += bytes.length;
+    }
+  };
+
+  constructor(private readonly child: cp.ChildProcess) {
+    this.closed = new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        resolve();
+      }
+      child.once('close', () => resolve());
+    });
+  }
+
+  /** Stop keeping stdout: the server answered, so stdout is LSP traffic. */
+  stopRecording(): void {
+    this.child.stdout?.off('data', this.record);
+  }
+
+  /** How the process exited, once it has (and its output is in) or `waitMs` has passed; undefined if it runs on. */
+  async exit(waitMs: number): Promise<ServerExit | undefined> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+    clearTimeout(timer);
+    const { exitCode, signalCode } = this.child;
+    if (exitCode === null && signalCode === null) {
+      return undefined;
+    }
+    return {
+      code: exitCode ?? undefined,
+      signal: signalCode ?? undefined,
+      stdout: Buffer.concat(this.head).toString('utf8'),
+    };
+  }
+}
+
+/** The first lines of `text` as one line for a message, cut to `max` characters; undefined if it has none. */
+export function firstWords(text: string, max = 200): string | undefined {
+  const line = text
+    .split(/\r?\n/)
+    .map((l) => l.replace(/[\u0000-\u001f\u007f]/g, ' ').trim())
+    .filter((l) => l !== '')
+    .join(' / ');
+  if (line === '') {
+    return undefined;
+  }
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/**
+ * Why a server did not answer `initialize`, for the message that says it did not start: how it exited, with the
+ * last line it wrote on stderr (`said`) or else the start of what it printed on stdout; while it still runs, what
+ * it said or the client's error.
+ */
+export function whyNoAnswer(exit: ServerExit | undefined, said: string | undefined, error: string): string {
+  if (exit === undefined) {
+    return said !== undefined ? `it said "${said}"` : error;
+  }
+  const how =
+    exit.code !== undefined
+      ? `it exited with status ${exit.code} before answering`
+      : `it was ended by ${exit.signal ?? 'a signal'} before answering`;
+  if (said !== undefined) {
+    return `${how}; it said "${said}"`;
+  }
+  if (spokeLsp(exit.stdout)) {
+    return how;
+  }
+  const printed = firstWords(exit.stdout);
+  return printed !== undefined ? `${how}; it printed "${printed}"` : `${how}, printing nothing`;
+}
+
+/** Whether `stdout` starts as an LSP message, not words for a person. */
+export function spokeLsp(stdout: string): boolean {
+  return /^Content-(Length|Type):/i.test(stdout);
+}

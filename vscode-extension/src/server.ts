@@ -4,6 +4,7 @@
  * check) when it keeps crashing.
  */
 
+import type { ChildProcess } from 'node:child_process';
 import * as readline from 'node:readline';
 import * as vscode from 'vscode';
 import {
@@ -15,13 +16,14 @@ import {
   type Executable,
   LanguageClient,
   type LanguageClientOptions,
+  type MessageTransports,
   RevealOutputChannelOn,
   State,
   TransportKind,
   type vsdiag,
 } from 'vscode-languageclient/node';
 
-import { findExecutable, isPath, whyNotExecutable } from './process';
+import { ServerProcess, findExecutable, isPath, spokeLsp, whyNoAnswer, whyNotExecutable } from './process';
 import { RestartPolicy } from './restarts';
 import { StderrTail } from './stderr';
 import {
@@ -210,14 +212,42 @@ export const NO_PULLED_DIAGNOSTICS: vsdiag.FullDocumentDiagnosticReport = {
  * channel, and the errors it would force on the user (such as "couldn't create connection to server", shown on
  * every failed start however the client is configured) go to `onForcedError`, so the extension says it once.
  */
+/** How vscode-languageclient's error begins when asked to stop a client that never ran. */
+const NOT_RUNNING = "Client is not running and can't be stopped";
+
 export class FluoLanguageClient extends LanguageClient {
   onForcedError: ((message: string, data: unknown) => void) | undefined;
+  /** Told of each server process the client starts, and given its stdout alongside the client's LSP reader. */
+  onServerProcess: ((child: ChildProcess) => ServerProcess) | undefined;
 
   override error(message: string, data?: unknown, showNotification: boolean | 'force' = true): void {
+    if (message === 'Stopping server failed' && data instanceof Error && data.message.startsWith(NOT_RUNNING)) {
+      // After a failed `initialize` the client stops itself while still starting, which cannot succeed, and logs
+      // that with a stack trace; `LanguageServer.start()` reports the failure itself.
+      return;
+    }
     super.error(message, data, false);
     if (showNotification === 'force') {
       this.onForcedError?.(message, data);
     }
+  }
+
+  protected override async createMessageTransports(encoding: string): Promise<MessageTransports> {
+    const transports = await super.createMessageTransports(encoding);
+    const child = this.serverProcess;
+    const watch = child !== undefined ? this.onServerProcess?.(child) : undefined;
+    if (child?.stdout != null && watch !== undefined) {
+      // Read stdout from the moment the client does, not before: a listener added earlier would start the stream
+      // flowing while the LSP reader is not yet listening, and the reader would miss what it sent.
+      const reader = transports.reader;
+      const listen = reader.listen.bind(reader);
+      reader.listen = (callback) => {
+        const listening = listen(callback);
+        child.stdout?.on('data', watch.record);
+        return listening;
+      };
+    }
+    return transports;
   }
 }
 
@@ -239,6 +269,8 @@ export class LanguageServer implements vscode.Disposable {
   private session: Session | undefined;
   private state: ServerState = 'stopped';
   private readonly stderr = new StderrTail();
+  /** The latest server process the client started. */
+  private process: ServerProcess | undefined;
   private trace: TraceChannel | undefined;
 
   constructor(
@@ -304,6 +336,7 @@ export class LanguageServer implements vscode.Disposable {
     this.session = session;
     this.state = 'starting';
     client.onForcedError = (message, data) => void this.forcedError(client, session, message, data);
+    client.onServerProcess = (child) => (this.process = new ServerProcess(child));
     client.onDidChangeState((event) => {
       if (this.client !== client) {
         return;
@@ -332,14 +365,18 @@ export class LanguageServer implements vscode.Disposable {
     try {
       await client.start();
       session.initialized = true;
+      this.process?.stopRecording();
     } catch (error) {
       if (this.client === client) {
         this.state = 'failed';
         this.client = undefined;
-        const said = await this.stderr.lastLine(LAST_WORDS_MS);
+        const [said, exit] = await Promise.all([this.stderr.lastLine(LAST_WORDS_MS), this.process?.exit(LAST_WORDS_MS)]);
+        if (exit !== undefined && exit.stdout.trim() !== '' && !spokeLsp(exit.stdout)) {
+          this.output.error(`It printed on stdout before it exited:\n${exit.stdout.replace(/\s+$/, '')}`);
+        }
         this.report(
           `FLUO: the language server did not start (${describe(command)}): ` +
-            (said !== undefined ? `it said "${said}"` : reason(error)) +
+            whyNoAnswer(exit, said, reason(error)) +
             '. ' +
             (notInstalled(said ?? '', settings) ?? 'Check fluo.server.command or fluo.server.pythonPath; the server output has the details.'),
           'error',
@@ -406,10 +443,10 @@ export class LanguageServer implements vscode.Disposable {
       // connection, once for the restart).
       session.restartFailed = true;
       this.state = 'failed';
-      const said = await this.stderr.lastLine(LAST_WORDS_MS);
+      const [said, exit] = await Promise.all([this.stderr.lastLine(LAST_WORDS_MS), this.process?.exit(LAST_WORDS_MS)]);
       this.report(
         `FLUO: the language server could not be started again after it stopped (${command}): ` +
-          (said !== undefined ? `it said "${said}"` : reason(data ?? message)) +
+          whyNoAnswer(exit, said, reason(data ?? message)) +
           '. The server output has the details; run "FLUO: Restart Language Server" once it is fixed.',
         'error',
       );

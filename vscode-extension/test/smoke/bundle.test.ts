@@ -161,9 +161,34 @@ test('a server that exits at once is reported once, with its own words in the ou
   await new Promise((resolve) => setTimeout(resolve, 200));
   const shown = fake.editor.messages;
   assert.equal(shown.length, 1, shown.map((m) => m.text).join('\n---\n'));
-  assert.match(shown[0].text, /^FLUO: the language server did not start \(.* -m fluo_run\.cli lsp --stdio\): it said ".*bad option: -m"/);
+  assert.match(
+    shown[0].text,
+    /^FLUO: the language server did not start \(.* -m fluo_run\.cli lsp --stdio\): it exited with status \d+ before answering; it said ".*bad option: -m"/,
+  );
   assert.match(fake.editor.channel('FLUO Language Server').text, /bad option: -m/);
+});
 
+test('a wrong program that exits at once, printing only on stdout: its status and its words, not "write EPIPE"', async () => {
+  const work = tempFolder('fluo-other-');
+  try {
+    // Like the unrelated `fluo` on PyPI: a usage message on stdout, where the client expects LSP.
+    const other = path.join(work.dir, 'fluo');
+    fs.writeFileSync(other, '#!/bin/sh\necho "usage: fluo [-h] {run,build} ..."\necho "fluo: error: invalid choice: \'lsp\'"\nexit 2\n', { mode: 0o755 });
+    const ext = activate({ 'fluo.server.command': [other, 'lsp'] });
+    assert.equal(await ext.started, false);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const shown = fake.editor.messages;
+    assert.equal(shown.length, 1, shown.map((m) => m.text).join('\n---\n'));
+    assert.match(
+      shown[0].text,
+      /did not start \(.*fluo lsp --stdio\): it exited with status 2 before answering; it printed "usage: fluo \[-h\] \{run,build\} \.\.\. \/ fluo: error: invalid choice: 'lsp'"\./,
+    );
+    const output = fake.editor.channel('FLUO Language Server').text;
+    assert.match(output, /usage: fluo \[-h\] \{run,build\} \.\.\.\nfluo: error: invalid choice: 'lsp'/);
+    assert.doesNotMatch(output, /Stopping server failed|can't be stopped/);
+  } finally {
+    work.remove();
+  }
 });
 
 test('a pythonPath without FLUO installed: the message says to install it there, and how', async () => {

@@ -1,9 +1,10 @@
 import * as assert from 'node:assert/strict';
+import * as cp from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { findExecutable, runProcess } from '../../src/process';
+import { ServerProcess, findExecutable, firstWords, runProcess, whyNoAnswer } from '../../src/process';
 import { tempFolder } from '../support/paths';
 
 const NODE = process.execPath;
@@ -54,4 +55,47 @@ test('cancelling stops the program', async () => {
   const result = await pending;
   assert.equal(result.failure, 'cancelled');
   assert.equal(result.code, undefined);
+});
+
+test('a server that exits before answering: its status, and what it said on stderr or else printed on stdout', () => {
+  const exit = { code: 2, signal: undefined, stdout: "usage: fluo [-h] {run,build} ...\nfluo: error: invalid choice: 'lsp'\n" };
+  assert.equal(
+    whyNoAnswer(exit, undefined, 'write EPIPE'),
+    `it exited with status 2 before answering; it printed "usage: fluo [-h] {run,build} ... / fluo: error: invalid choice: 'lsp'"`,
+  );
+  assert.equal(whyNoAnswer(exit, 'No module named fluo_run', 'write EPIPE'), 'it exited with status 2 before answering; it said "No module named fluo_run"');
+  assert.equal(whyNoAnswer({ code: 0, signal: undefined, stdout: '' }, undefined, 'write EPIPE'), 'it exited with status 0 before answering, printing nothing');
+  assert.equal(whyNoAnswer({ code: undefined, signal: 'SIGKILL', stdout: '' }, undefined, 'x'), 'it was ended by SIGKILL before answering, printing nothing');
+  assert.equal(
+    whyNoAnswer({ code: 1, signal: undefined, stdout: 'Content-Length: 40\r\n\r\n{"jsonrpc":"2.0"}' }, undefined, 'x'),
+    'it exited with status 1 before answering',
+    'LSP traffic is not quoted',
+  );
+  assert.equal(whyNoAnswer(undefined, undefined, 'write EPIPE'), 'write EPIPE', 'still running: the client error');
+  assert.equal(whyNoAnswer(undefined, 'oops', 'write EPIPE'), 'it said "oops"');
+});
+
+test('the start of what was printed, on one line and cut short', () => {
+  assert.equal(firstWords('\n  a\tb \n\n c\r\n'), 'a b / c');
+  assert.equal(firstWords(' \n'), undefined);
+  assert.equal(firstWords('x'.repeat(300), 10), `${'x'.repeat(9)}…`);
+});
+
+test('a server process: its exit status and the start of its stdout, once it has exited', async () => {
+  const child = cp.spawn(NODE, ['-e', 'process.stdout.write("x".repeat(10000)); process.exitCode = 4'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const watch = new ServerProcess(child);
+  child.stdout.on('data', watch.record);
+  const exit = await watch.exit(30_000);
+  assert.equal(exit?.code, 4);
+  assert.equal(exit?.signal, undefined);
+  assert.equal(exit?.stdout, 'x'.repeat(4096), 'only the start is kept');
+});
+
+test('a server process that runs on has no exit to report', async () => {
+  const child = cp.spawn(NODE, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  try {
+    assert.equal(await new ServerProcess(child).exit(50), undefined);
+  } finally {
+    child.kill();
+  }
 });
