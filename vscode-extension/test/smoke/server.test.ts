@@ -17,7 +17,7 @@ import { type MessageConnection, StreamMessageReader, StreamMessageWriter, creat
 
 import { findExecutable } from '../../src/process';
 import { type Command, DEFAULTS, type Settings, serverCommand, serverSettings } from '../../src/settings';
-import { PYTHON, tempFolder } from '../support/paths';
+import { PYTHON, envWithFluoOnPath, tempFolder } from '../support/paths';
 
 const START_MS = 30_000;
 const REPLY_MS = 15_000;
@@ -52,8 +52,9 @@ class Session {
   constructor(
     readonly command: Command,
     cwd: string,
+    env: NodeJS.ProcessEnv = process.env,
   ) {
-    const child = cp.spawn(command.command, [...command.args], { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = cp.spawn(command.command, [...command.args], { cwd, env, stdio: ['pipe', 'pipe', 'pipe'] });
     child.on('error', (error) => this.stderr.push(`could not start ${command.command}: ${error.message}`));
     child.stderr.on('data', (chunk: Buffer) => this.stderr.push(chunk.toString('utf8')));
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
@@ -252,9 +253,13 @@ group('the language server over stdio, started as the extension starts it', () =
 });
 
 test('the default command, `fluo lsp` found on PATH, starts and stops cleanly', async () => {
-  assert.ok(findExecutable('fluo'), '`fluo` is not on PATH: install the project (pip install -e .) before these tests');
+  // The `fluo` of $FLUO_PYTHON's environment, as a user who activated it has on PATH.
+  const env = envWithFluoOnPath();
+  const fluo = findExecutable('fluo', env);
+  assert.ok(fluo, `${PYTHON} has no \`fluo\` script: install the project there (pip install -e .) before these tests`);
+  assert.equal(path.dirname(fluo), env.PATH?.split(path.delimiter)[0], 'the fluo of $FLUO_PYTHON, not another on PATH');
   const work = tempFolder('fluo-smoke-');
-  const session = new Session(serverCommand(DEFAULTS), work.dir);
+  const session = new Session(serverCommand(DEFAULTS), work.dir, env);
   try {
     const result = await session.initialize(DEFAULTS, work.dir);
     assert.equal(result.serverInfo?.name, 'fluo');
