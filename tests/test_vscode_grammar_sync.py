@@ -238,3 +238,12 @@ def test_an_attribute_path_ends_only_where_a_name_ended() -> None:
     assert not end.match("x   .y", 1)
     assert not end.match("x   .y", 3)
     assert end.match("user.id .starts_with('u')", 7)
+
+
+@pytest.mark.parametrize("operator", sorted(parser._OTHER_LANGUAGES))
+def test_an_operator_of_another_language_is_marked_invalid(operator: str) -> None:
+    """`&&`, `=~`, `=>`, ...: the checker refuses each (suggesting FLUO's), and the grammar marks each."""
+    [regex] = patterns_with("invalid.illegal.operator.fluo", committed_grammar())
+    assert re.fullmatch(regex, operator)
+    source = f'rule a {{\n  expect trace.spans.any(name {operator} "x")\n}}\n'
+    assert analyze([("o.fluo", source)]).has_errors

@@ -62,6 +62,7 @@ class Vocabulary:
     meta_keys: frozenset[str]
     severities: frozenset[str]
     duration_units: frozenset[str]
+    foreign_operators: frozenset[str]
 
     @classmethod
     def of_language(cls) -> Vocabulary:
@@ -79,6 +80,7 @@ class Vocabulary:
             meta_keys=frozenset(META_KEYS),
             severities=frozenset(SEVERITIES),
             duration_units=frozenset(parser.DURATION_UNITS),
+            foreign_operators=frozenset(parser._OTHER_LANGUAGES),
         )
 
 
@@ -346,6 +348,12 @@ def grammar(vocab: Vocabulary) -> dict[str, Any]:
                 "patterns": [
                     {"match": symbols(comparison), "name": "keyword.operator.comparison.fluo"},
                     {"match": symbols(arithmetic), "name": "keyword.operator.arithmetic.fluo"},
+                    {
+                        "comment": "an operator of another language (&&, =~, =>, ...): an error that suggests FLUO's; "
+                        "after FLUO's own, so `==` is not read as a stray `=`",
+                        "match": symbols(vocab.foreign_operators),
+                        "name": "invalid.illegal.operator.fluo",
+                    },
                 ]
             },
             "punctuation": {
