@@ -478,8 +478,8 @@ export class LanguageServer implements vscode.Disposable {
     if (decision.restart) {
       this.state = 'starting';
       this.report(
-        `FLUO: the language server stopped unexpectedly (crash ${decision.crashes} of ${this.policy.maxCrashes} ` +
-          `allowed in ${this.policy.windowMinutes} minutes); restarting it.${lastWords}`,
+        `FLUO: the language server stopped unexpectedly; restarting it (restart ${decision.crashes} of ` +
+          `${this.policy.maxCrashes - 1} allowed in ${this.policy.windowMinutes} minutes).${lastWords}`,
         'warning',
       );
       return { action: CloseAction.Restart, handled: true };

@@ -79,7 +79,7 @@ test('the real server: started on activation, restarted after a kill (with a mes
   });
   assert.equal(fake.editor.messages.length, 1);
   assert.equal(fake.editor.messages[0].level, 'warning');
-  assert.match(fake.editor.messages[0].text, /^FLUO: the language server stopped unexpectedly \(crash 1 of 5 allowed in 3 minutes\); restarting it\./);
+  assert.match(fake.editor.messages[0].text, /^FLUO: the language server stopped unexpectedly; restarting it \(restart 1 of 4 allowed in 3 minutes\)\./);
 
   const second = ext.server.languageClient?.serverProcess?.pid;
   assert.ok(second !== undefined);
