@@ -95,10 +95,12 @@ export function readSettings(source: ConfigurationSource, context?: PathContext)
   let commandRestricted: string | undefined;
   let pythonRestricted: string | undefined;
 
-  const command = source.get<unknown>('server.command');
+  const given = source.get<unknown>('server.command');
   let serverCommand = DEFAULTS.serverCommand;
-  if (command !== undefined && command !== null) {
-    if (isStringArray(command) && command.length > 0 && command[0].trim() !== '') {
+  if (given !== undefined && given !== null) {
+    // The program is trimmed as fluo.server.pythonPath is (a space pasted around a path); arguments are kept.
+    const command = isStringArray(given) && given.length > 0 ? [given[0].trim(), ...given.slice(1)] : given;
+    if (isStringArray(command) && command.length > 0 && command[0] !== '') {
       if (context === undefined) {
         serverCommand = command;
       } else if (!trusted && namesWorkspace(command[0], command.slice(1), context)) {

@@ -56,6 +56,13 @@ group('readSettings', () => {
     });
   });
 
+  test("the server command's program is trimmed, as fluo.server.pythonPath is; its arguments are kept as written", () => {
+    const command = [' /opt/fluo/bin/fluo ', 'lsp', ' --x '];
+    assert.deepEqual(readSettings(source({ 'server.command': command })).settings.serverCommand, ['/opt/fluo/bin/fluo', 'lsp', ' --x ']);
+    const context = { folders: [{ name: 'app', path: path.resolve('/work/app') }], home: path.resolve('/home/me'), trusted: true };
+    assert.deepEqual(readSettings(source({ 'server.command': [' fluo\t', 'lsp'] }), context).settings.serverCommand, ['fluo', 'lsp']);
+  });
+
   test('each unusable value falls back to its default with one line that names the setting', () => {
     const { settings: s, problems } = readSettings(
       source({
