@@ -15,6 +15,7 @@ interface Manifest {
   engines: { vscode: string };
   activationEvents: string[];
   devDependencies: Record<string, string>;
+  capabilities: { virtualWorkspaces?: boolean | { supported: boolean | string } };
   contributes: {
     languages: { id: string; extensions: string[]; configuration: string }[];
     grammars: { language: string; scopeName: string; path: string }[];
@@ -145,4 +146,9 @@ test('the manifest names no project address it cannot vouch for, and has a 128x1
   assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
   assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [128, 128]);
   assert.ok(fs.readFileSync(path.join(EXTENSION, '.vscodeignore'), 'utf8').includes(`!${full.icon}`));
+});
+
+test('a virtual workspace is not supported: the server and the tests are local programs reading files on disk', () => {
+  const virtual = manifest.capabilities.virtualWorkspaces;
+  assert.equal(typeof virtual === 'object' ? virtual.supported : virtual, false);
 });
