@@ -69,6 +69,25 @@ def config(tmp_path: Path, **overrides: Any) -> ServeConfig:
     return ServeConfig(**base)
 
 
+def retry_delay(error: Any) -> int:
+    """The seconds a retryable gRPC refusal (a `grpc.RpcError`) asks its sender to wait: from the `RetryInfo` in
+    the `google.rpc.Status` of `grpc-status-details-bin` (whose code and message must be the call's), where the
+    OTLP specification and the Collector read it; the Python SDK's trailer (`google.rpc.retryinfo-bin`) must agree."""
+    from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+    from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+
+    trailers = dict(error.trailing_metadata() or ())
+    assert "grpc-status-details-bin" in trailers, f"no status details in {sorted(trailers)}"
+    status = Status.FromString(trailers["grpc-status-details-bin"])
+    assert (status.code, status.message) == (error.code().value[0], error.details())
+    (detail,) = status.details
+    info = RetryInfo()
+    assert detail.Unpack(info), detail.type_url
+    assert RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]) == info
+    assert info.retry_delay.nanos == 0
+    return int(info.retry_delay.seconds)
+
+
 def settled(rt: RuntimeThread) -> bool:
     """Nothing buffered and nothing awaiting evaluation."""
     return bool(rt.call(lambda: len(rt.runtime.buffer)) == 0 and rt.runtime.evaluator.idle())

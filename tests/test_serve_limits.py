@@ -25,7 +25,7 @@ import pytest
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from serve_support import Sender, ServeProcess, config, metric, post, self_signed, wait_for
+from serve_support import Sender, ServeProcess, config, metric, post, retry_delay, self_signed, wait_for
 from wire_support import varint
 
 from fluo_lang.otlp import FIELDS_BESIDE_SPAN, MAX_FIELDS_BESIDE_SPANS, NotAnExport, TraceInputError, count_spans
@@ -991,9 +991,9 @@ def test_grpc_calls_whose_message_never_comes_are_ended_and_free_their_places(
 ) -> None:
     """Found in review: a gRPC call holds one of the 32 places (`GRPC_MAX_CONCURRENT_RPCS`) from its first frame, and a
     unary handler runs only once its message is whole: 32 calls whose message never came held every place for ever,
-    and every exporter got RESOURCE_EXHAUSTED. Now the message is awaited as an HTTP body is, for 15 s (here 0.5 s):
+    and every exporter was refused. Now the message is awaited as an HTTP body is, for 15 s (here 0.5 s):
     review, 60 s as for a body locked every exporter out for 60 s at a time, while they give up after 10 s."""
-    from fluo_run.serve.runtime import GRPC_MAX_CONCURRENT_RPCS
+    from fluo_run.serve.receivers import GRPC_MAX_CONCURRENT_RPCS
 
     assert receivers.GRPC_MESSAGE_TIMEOUT == 15.0 < receivers.BODY_READ_TIMEOUT
     monkeypatch.setattr(receivers, "GRPC_MESSAGE_TIMEOUT", 0.5)  # the HTTP body's stays 60 s
@@ -1023,6 +1023,66 @@ def test_grpc_calls_whose_message_never_comes_are_ended_and_free_their_places(
                 "no request message",
             )
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="malformed") == 1
+
+
+def test_grpc_calls_past_the_limit_are_refused_retryably_and_the_sdk_delivers_once_one_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA receiver r04: past 32 calls at once, gRPC itself answered RESOURCE_EXHAUSTED 'Concurrent RPC limit
+    exceeded!' with no RetryInfo, which the OTLP spec and the Collector take as permanent (the batch dropped).
+    Now FLUO refuses the call past `GRPC_MAX_CONCURRENT_RPCS` itself, without reading its message: UNAVAILABLE
+    with a RetryInfo of 1 s in the status details, counted `refused` and logged; the SDK's exporter retries it,
+    and it is taken once a place is free."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from fluo_run.serve.receivers import GRPC_MAX_CONCURRENT_RPCS
+    from fluo_run.serve.runtime import GRPC_CALLS_BACKSTOP
+
+    assert GRPC_CALLS_BACKSTOP > GRPC_MAX_CONCURRENT_RPCS
+    caplog.set_level(logging.WARNING, logger="fluo.serve")
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    with provider.get_tracer("fluo.tests").start_as_current_span("checkout"):
+        pass
+    hold = threading.Event()
+
+    def late() -> Iterator[bytes]:  # a call whose message has not come yet (an exporter on a slow link)
+        hold.wait(30)
+        yield b""
+
+    with RuntimeThread(config(tmp_path)) as rt:
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            held = [channel.stream_unary(SERVICE).future(late(), timeout=30) for _ in range(GRPC_MAX_CONCURRENT_RPCS)]
+            try:
+                wait_for(lambda: rt.runtime.intake.in_flight == GRPC_MAX_CONCURRENT_RPCS, what="the calls to begin")
+                with pytest.raises(grpc.RpcError) as refused:
+                    channel.unary_unary(SERVICE)(b"", timeout=10)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert refused.value.details() == (
+                    f"over capacity: {GRPC_MAX_CONCURRENT_RPCS} OTLP/gRPC calls in progress, the most handled at "
+                    "once; retry later"
+                )
+                assert retry_delay(refused.value) == 1
+                assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") == 1
+                sender = Sender("grpc", f"127.0.0.1:{rt.runtime.grpc_port}")
+                exported = threading.Thread(target=sender.export, args=(memory.get_finished_spans(),))
+                exported.start()
+                wait_for(
+                    lambda: metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") >= 2,
+                    what="the SDK's export refused",
+                )
+            finally:
+                hold.set()
+            for call in held:
+                assert call.result(timeout=10) == b""  # an empty request: taken, none of them refused
+            exported.join(30)
+            assert sender.sent == 1  # retried after the RetryInfo's second, and taken
+            sender.close()
+        wait_for(lambda: metric(rt, "fluo_spans_received_total", transport="grpc") == 1, what="the span taken")
+    assert f"refused an OTLP/gRPC call: {GRPC_MAX_CONCURRENT_RPCS} calls in progress" in caplog.text
 
 
 def test_a_grpc_message_over_the_body_limit_is_counted_too_large_not_malformed(
@@ -1065,9 +1125,9 @@ def test_grpc_messages_count_in_the_inflight_cap_and_one_refused_is_retried_as_r
 ) -> None:
     """QA serve r2: only OTLP/HTTP bodies counted in --max-inflight-bytes; gRPC messages (32 at once, 64 MiB each)
     were decoded whatever the others held. Now a message claims its size once gRPC hands it over; one that would
-    pass the cap while others hold bytes is refused RESOURCE_EXHAUSTED with RetryInfo (1 s), which the SDK's
-    exporter retries; fluo_inflight_bytes shows the bytes held."""
-    from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+    pass the cap while others hold bytes is refused UNAVAILABLE with RetryInfo (1 s) in its status details (QA
+    receiver r01: it was RESOURCE_EXHAUSTED with the RetryInfo in the Python SDK's trailer alone, which the
+    Collector drops as permanent), which the SDK's exporter retries; fluo_inflight_bytes shows the bytes held."""
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -1094,10 +1154,9 @@ def test_grpc_messages_count_in_the_inflight_cap_and_one_refused_is_retried_as_r
                 pytest.raises(grpc.RpcError) as refused,
             ):
                 channel.unary_unary(SERVICE)(bytes(600 * kib), timeout=10)
-            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
             assert "--max-inflight-bytes 1048576); retry later" in refused.value.details()
-            trailers = dict(refused.value.trailing_metadata())
-            assert RetryInfo.FromString(trailers["google.rpc.retryinfo-bin"]).retry_delay.seconds == 1
+            assert retry_delay(refused.value) == 1
             assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused") == 1
             exported = threading.Thread(target=sender.export, args=(memory.get_finished_spans(),))
             exported.start()

@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -31,6 +32,7 @@ from serve_support import (
     config,
     metric,
     post,
+    retry_delay,
     self_signed,
     settled,
     wait_for,
@@ -369,6 +371,16 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
             f"{rt.http_url}/v1/traces", _chain_request(3, 8).SerializeToString(), "application/x-protobuf"
         )
         assert status == 429 and headers["Retry-After"] == "1"
+        with (  # over gRPC: UNAVAILABLE with its RetryInfo in the status details, as the OTLP spec says (QA r01)
+            grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel,
+            pytest.raises(grpc.RpcError) as refused,
+        ):
+            channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
+                _chain_request(3, 9).SerializeToString(), timeout=10
+            )
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert retry_delay(refused.value) == 1
+        assert refused.value.details().startswith("over capacity")
 
         senders = [
             Sender("grpc", f"127.0.0.1:{rt.runtime.grpc_port}", timeout=30),

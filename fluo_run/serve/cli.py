@@ -515,7 +515,7 @@ class _ServeCommand(OneValueCommand):
     default=200_000,
     type=int,
     show_default=True,
-    help="Evaluation backlog past which exports are refused with a retryable 429/RESOURCE_EXHAUSTED.",
+    help="Evaluation backlog past which exports are refused with a retryable 429 (gRPC: UNAVAILABLE).",
 )
 @_opt(
     "--max-window-spans",
@@ -626,7 +626,7 @@ class _ServeCommand(OneValueCommand):
     type=int,
     show_default=True,
     help="Request body bytes held at once (OTLP/HTTP bodies and OTLP/gRPC messages), by all connections, received "
-    "and not yet decoded; a body that would take more is answered a retryable 429 / RESOURCE_EXHAUSTED (unless it "
+    "and not yet decoded; a body that would take more is answered a retryable 429 (gRPC: UNAVAILABLE) (unless it "
     "is the only one).",
 )
 @_opt(

@@ -5,8 +5,9 @@ the number of rejected spans (spans whose ids have the wrong length) and why,
 or with 0 rejected and a warning (spans that ended before they started, kept
 with duration 0);
 HTTP 400 / INVALID_ARGUMENT with a message for a body that is not OTLP; and the
-retryable HTTP 429 / RESOURCE_EXHAUSTED (over capacity) or 503 / UNAVAILABLE
-(shutting down) with `Retry-After` / `RetryInfo` so exporters back off and resend.
+retryable HTTP 429 (over capacity) or 503 (shutting down), both UNAVAILABLE over
+gRPC (the code OTLP/gRPC gives backpressure), with `Retry-After` / `RetryInfo` so
+exporters back off and resend.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf.message import DecodeError
 from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
@@ -61,6 +63,8 @@ log = logging.getLogger("fluo.serve")
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 RETRY_AFTER_SECONDS = 1
+GRPC_MAX_CONCURRENT_RPCS = 32
+"""OTLP/gRPC calls handled at once (each may hold a 64 MiB message); more are refused by `TraceService`, retryably."""
 MAX_SPANS_PER_REQUEST = 200_000
 """Spans one export may hold: more is refused whole (413 / `RESOURCE_EXHAUSTED`), counted before decoding."""
 EXPORT_JSON_CONTAINERS_PER_SPAN = 32
@@ -76,7 +80,7 @@ BODY_READ_TIMEOUT = 60.0
 byte at a time is answered 408 and the connection closed, instead of holding it for ever."""
 GRPC_MESSAGE_TIMEOUT = 15.0
 """Seconds an OTLP/gRPC call's message may take to arrive, then `DEADLINE_EXCEEDED`. Shorter than an HTTP
-body's: each waiting call holds one of the server's 32 places (`GRPC_MAX_CONCURRENT_RPCS`), so 32 silent
+body's: each waiting call holds one of the 32 places (`GRPC_MAX_CONCURRENT_RPCS`), so 32 silent
 calls lock every exporter out for this long at a time, while the exporters that wait for the answer give up
 sooner (the OTel SDKs after 10 s, the Collector after 5 s by default)."""
 ANSWER_TIMEOUT = 60.0
@@ -269,7 +273,7 @@ class Admission:
         if behind and self._behind_since is None:
             log.warning(
                 "signal sinks are behind (the queue of sink %s is %.0f%% full): refusing exports "
-                "(429/RESOURCE_EXHAUSTED, retryable) until it is under %.0f%%",
+                "(429/UNAVAILABLE, retryable) until it is under %.0f%%",
                 self.fullest_sink(),
                 backlog * 100,
                 self.RESUME_SINK_BACKLOG * 100,
@@ -336,7 +340,7 @@ class BodyBudget:
     An OTLP/HTTP body claims its bytes as they arrive, an OTLP/gRPC message its whole size once gRPC hands
     it over (gRPC reads a message whole first), and each holds them, its inflated bytes too, until its
     handler is done with it (read, inflated, decoded). One that would take the total past `limit` while
-    others hold bytes is refused (429 / `RESOURCE_EXHAUSTED` with `RetryInfo`, retryable): without this,
+    others hold bytes is refused (429 / `UNAVAILABLE` with `RetryInfo`, retryable): without this,
     `--max-http-connections` bodies of `ServeConfig.max_body_bytes` each could be held at once (1024 x 64
     MiB), and 32 gRPC messages decoded at once. Bytes are claimed as received, not as declared: a
     Content-Length costs a sender nothing, so claiming it ahead would let a few silent requests lock every
@@ -382,7 +386,7 @@ class BodyClaim:
             )
             raise OverBudget(
                 429,
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                grpc.StatusCode.UNAVAILABLE,
                 f"over capacity: {budget.held} bytes of request bodies being received or decoded "
                 f"(--max-inflight-bytes {budget.limit}); retry later",
                 retryable=True,
@@ -505,7 +509,7 @@ class Intake:
         if reason is not None:
             self.metrics.requests.labels(transport, "refused").inc()
             delay = self.admission.retry_after(body)
-            raise Refusal(429, grpc.StatusCode.RESOURCE_EXHAUSTED, reason, retryable=True, retry_after=delay)
+            raise Refusal(429, grpc.StatusCode.UNAVAILABLE, reason, retryable=True, retry_after=delay)
 
     def take(self, decoded: Decoded, transport: str) -> None:
         """Hand a decoded export's spans to assembly; refused (retryable) if the stop has sealed the buffer:
@@ -820,8 +824,6 @@ async def _read(request: web.Request, limit: int, claim: BodyClaim) -> bytes:
 
 
 def _status_body(message: str, content_type: str) -> bytes:
-    from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
-
     if content_type == JSON:
         return json.dumps({"message": message}).encode()
     return bytes(Status(message=message).SerializeToString())
@@ -1109,27 +1111,58 @@ def metrics_handler(intake: Intake, metrics: Metrics) -> Any:
 # gRPC
 
 
-def _retry_metadata(seconds: int) -> tuple[tuple[str, bytes], ...]:
+def retry_trailers(r: Refusal) -> tuple[tuple[str, bytes], ...]:
+    """The trailers of a retryable refusal: its `RetryInfo` (`retry_after`) twice.
+
+    In `grpc-status-details-bin`, as the details of a `google.rpc.Status` with the call's code and message:
+    where the OTLP specification puts it, and the Collector's and the Go, Java and .NET exporters read it.
+    And alone in `google.rpc.retryinfo-bin`, the only place the Python SDK's exporter (1.45) reads it."""
     info = RetryInfo()
-    info.retry_delay.seconds = seconds
-    return (("google.rpc.retryinfo-bin", info.SerializeToString()),)
+    info.retry_delay.seconds = r.retry_after
+    status = Status(code=r.code.value[0], message=r.message)
+    status.details.add().Pack(info)
+    return (
+        ("grpc-status-details-bin", status.SerializeToString()),
+        ("google.rpc.retryinfo-bin", info.SerializeToString()),
+    )
 
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 class TraceService:
-    """`TraceService/Export`, taking the request as bytes so a malformed one gets INVALID_ARGUMENT."""
+    """`TraceService/Export`, taking the request as bytes so a malformed one gets INVALID_ARGUMENT.
 
-    def __init__(self, intake: Intake) -> None:
+    At most `max_calls` calls are handled at once; one more is refused at once, before its message is read,
+    with the retryable UNAVAILABLE and a `RetryInfo` of 1 s. gRPC's own limit (`maximum_concurrent_rpcs`)
+    answers RESOURCE_EXHAUSTED with no `RetryInfo`, which the Collector's exporter drops as permanent; it is
+    left as a backstop, far above this one."""
+
+    def __init__(self, intake: Intake, max_calls: int = GRPC_MAX_CONCURRENT_RPCS) -> None:
         self.intake = intake
+        self.max_calls = max_calls
+        self.calls = 0
+        self._busy = Throttled(log, logging.WARNING)
 
     async def receive(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
+        """`handle` the call, or refuse it when `max_calls` are being handled."""
+        if self.calls >= self.max_calls:
+            self.intake.metrics.requests.labels("grpc", "refused").inc()
+            self._busy("refused an OTLP/gRPC call: %d calls in progress, the most handled at once", self.calls)
+            message = f"over capacity: {self.calls} OTLP/gRPC calls in progress, the most handled at once; retry later"
+            await self.refuse(Refusal(429, grpc.StatusCode.UNAVAILABLE, message, retryable=True), context)
+        self.calls += 1
+        try:
+            return await self.handle(requests, context)
+        finally:
+            self.calls -= 1
+
+    async def handle(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
         """The call's message, read within `GRPC_MESSAGE_TIMEOUT`, then `export`.
 
         A unary handler is only called once gRPC has the whole message, and the call holds one of the
-        server's `maximum_concurrent_rpcs` from its first frame: 32 calls whose message never ends held
-        them all, for ever, and every exporter got RESOURCE_EXHAUSTED. Served as a stream (the same on the
+        32 places from its first frame: 32 calls whose message never ends held
+        them all, for ever, and every exporter was refused. Served as a stream (the same on the
         wire: one message, then the end), the wait for it is timed, as an HTTP body's is.
         """
         peer = context.peer()  # unknown once gRPC has refused the message
@@ -1152,10 +1185,8 @@ class TraceService:
 
     @staticmethod
     async def refuse(r: Refusal, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        """Abort the call with `r`, and its `RetryInfo` when it is retryable."""
-        if r.retryable:
-            context.set_trailing_metadata(_retry_metadata(r.retry_after))
-        await context.abort(r.code, r.message)
+        """Abort the call with `r`, and its `RetryInfo` when it is retryable (`retry_trailers`)."""
+        await context.abort(r.code, r.message, retry_trailers(r) if r.retryable else ())
 
     async def no_message(self, context: grpc.aio.ServicerContext[Any, Any], peer: str) -> None:
         """A stream that ended without a message: sent so (malformed), or a message over `--max-body-bytes`.

@@ -36,6 +36,7 @@ from .config import ServeConfig, tls_context
 from .evaluator import Evaluator
 from .metrics import Metrics
 from .receivers import (
+    GRPC_MAX_CONCURRENT_RPCS,
     Admission,
     ConnectionCap,
     Intake,
@@ -58,8 +59,11 @@ are then evaluated), and connections already open stay open (a request sent on o
 export still arriving or being decoded then is answered 503/UNAVAILABLE."""
 ANSWER_MARGIN = 0.25
 """Seconds gRPC's stop gives its calls past `RECEIVER_DRAIN`, for those refused then to have their answer sent."""
-GRPC_MAX_CONCURRENT_RPCS = 32
-"""OTLP/gRPC calls handled at once; more get `RESOURCE_EXHAUSTED` from gRPC (each may hold a 64 MiB message)."""
+GRPC_CALLS_BACKSTOP = 8 * GRPC_MAX_CONCURRENT_RPCS
+"""OTLP/gRPC calls gRPC itself lets in at once (its `maximum_concurrent_rpcs`): past it gRPC answers
+`RESOURCE_EXHAUSTED` with no `RetryInfo`, which the Collector drops. FLUO handles `GRPC_MAX_CONCURRENT_RPCS`
+and refuses the others itself, retryably and at once, without reading their message; this only bounds a
+flood of calls that come faster than they are refused."""
 HTTP_IDLE_TIMEOUT = 15.0
 """Seconds an OTLP/HTTP connection may sit without a whole request head: a new connection that sends
 nothing or half a request line (a slowloris), or a kept-alive one between exports, is closed then.
@@ -426,7 +430,7 @@ class Runtime:
         if self.config.grpc is not None:
             server = grpc.aio.server(
                 interceptors=grpc_interceptors(self.intake),
-                maximum_concurrent_rpcs=GRPC_MAX_CONCURRENT_RPCS,
+                maximum_concurrent_rpcs=GRPC_CALLS_BACKSTOP,
                 options=[
                     # gRPC refuses a larger message from its length prefix, before reading it: a limit
                     # above ours, to let FLUO count the refusal, would hold such messages in memory first.
