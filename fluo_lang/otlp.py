@@ -1673,10 +1673,17 @@ def replace_lone_surrogates(text: str) -> str:
 
 
 def parse_json(
-    data: bytes | str, *, source: str, clamped: list[Span] | None = None, unknown: UnknownKeys | None = None
+    data: bytes | str,
+    *,
+    source: str,
+    clamped: list[Span] | None = None,
+    unknown: UnknownKeys | None = None,
+    one: bool = False,
 ) -> list[Span]:
-    """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines).
+    """Spans from OTLP/JSON text: one object, or several (one per line, as JSON lines), or arrays of them.
 
+    With `one`, the text must be a single object, as an OTLP/HTTP request body is: an array, or more
+    after the object, is refused (the forms of a trace file are not requests).
     Blank lines are skipped and an empty text has no spans. Errors name the file, and the line (and column for
     syntax errors) where the offending object starts. Unknown keys are noted in `unknown` (see `UnknownKeys`).
     """
@@ -1707,6 +1714,11 @@ def parse_json(
         except RecursionError:
             raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None
         nxt = _skip_space(text, after)
+        if one and isinstance(obj, list):
+            raise TraceInputError(f"{source}: expected an object, got an array")
+        if one and nxt < end:
+            row, column = 1 + text.count("\n", 0, nxt), nxt - text.rfind("\n", 0, nxt)
+            raise TraceInputError(f"{source}:{row}:{column}: expected one object, got more after it")
         single = first and nxt >= end  # one object: its errors name no line
         # Each object becomes spans before the next is read: a JSON lines file is never held whole as dicts.
         out.extend(spans_from_json(obj, source=source, line=None if single else line, clamped=clamped, unknown=unknown))

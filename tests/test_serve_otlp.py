@@ -181,6 +181,29 @@ def test_malformed_bodies_get_400_with_a_message(tmp_path: Path) -> None:
         assert metric(rt, "fluo_spans_received_total", transport="http") == 0
 
 
+def test_an_otlp_json_body_is_one_object_not_the_forms_of_a_trace_file(tmp_path: Path) -> None:
+    """QA receiver r03: a top-level array (`[]`, or requests in one) or two objects one after the other, forms a
+    trace file may take, were taken as requests (200); an OTLP/HTTP body is one object, so they are refused 400
+    as `null` is."""
+    span = {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "x", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}
+    request = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+    refused = {
+        b"null": "request body: expected an object, got null",
+        b"[]": "request body: expected an object, got an array",
+        f"[{request}]".encode(): "request body: expected an object, got an array",
+        f"{request}{request}".encode(): f"request body:1:{len(request) + 1}: expected one object, got more after it",
+        f"{request}\n {request}\n".encode(): "request body:2:2: expected one object, got more after it",
+    }
+    with RuntimeThread(config(tmp_path, grpc=None)) as rt:
+        url = f"{rt.http_url}/v1/traces"
+        for body, message in refused.items():
+            status, _, answer = post(url, body, "application/json")
+            assert (status, json.loads(answer)) == (400, {"message": message}), body
+        assert post(url, f"\n{request}\n\n".encode(), "application/json")[0] == 200
+        assert metric(rt, "fluo_export_requests_total", transport="http", outcome="malformed") == len(refused)
+        assert metric(rt, "fluo_spans_received_total", transport="http") == 1
+
+
 def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
     got: list[dict[str, Any]] = []
     with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:

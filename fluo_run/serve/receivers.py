@@ -619,7 +619,7 @@ def decode_json(body: bytes, prefetch: tuple[str, ...] = (), share: bool = True)
         raise refusal
     clamped: list[Span] = []
     try:
-        spans = parse_json(body, source="request body", clamped=clamped)
+        spans = parse_json(body, source="request body", clamped=clamped, one=True)
     except TraceInputError as exc:
         problem = str(exc)
     except RecursionError:
