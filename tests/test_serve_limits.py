@@ -1214,6 +1214,21 @@ def test_a_grpc_message_whose_compression_is_broken_is_malformed_not_too_large(t
         assert outcomes == {"too_large": 1, "malformed": 3, "ok": 2}
 
 
+def test_a_grpc_message_that_begins_as_gzip_but_is_not_is_not_said_to_be_marked_gzip(tmp_path: Path) -> None:
+    """QA receiver: a message sent uncompressed whose bytes begin `1f 8b` was answered 'grpc-encoding is gzip but the
+    message is not gzip data', which it was not marked: gRPC does not tell FLUO the call's grpc-encoding."""
+    with (
+        RuntimeThread(config(tmp_path)) as rt,
+        grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel,
+        pytest.raises(grpc.RpcError) as refused,
+    ):
+        channel.unary_unary(SERVICE)(b"\x1f\x8b" + b"not gzip" * 4, timeout=10)
+    assert (refused.value.code(), refused.value.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "request message: neither gzip data nor an OTLP protobuf message (it begins as gzip does)",
+    )
+
+
 def test_grpc_compression_is_told_from_the_message() -> None:
     assert receivers.grpc_compression(gzip.compress(b"\x0a\x00")) == "gzip"
     assert receivers.grpc_compression(zlib.compress(b"\x0a\x00")) == "deflate"

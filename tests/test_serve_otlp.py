@@ -205,8 +205,10 @@ def test_an_otlp_json_body_is_one_object_not_the_forms_of_a_trace_file(tmp_path:
 
 
 def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
+    """QA receiver: the message named the protobuf body `<request>:` where a JSON one's says `request body:`; now
+    both say `request body:`, and a gRPC message's `request message:`, as their other errors do."""
     got: list[dict[str, Any]] = []
-    with RuntimeThread(config(tmp_path, grpc=None), [CallbackSink(got.extend)]) as rt:
+    with RuntimeThread(config(tmp_path), [CallbackSink(got.extend)]) as rt:
         url = f"{rt.http_url}/v1/traces"
         req = spans_to_request(load_trace_file(EXAMPLE_TRACES / "auth_retry_storm.json"))
         req.resource_spans[0].scope_spans[0].spans[0].span_id = b"\x01\x02\x03"  # 3 bytes, not 8
@@ -214,7 +216,13 @@ def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
         assert status == 200
         resp = ExportTraceServiceResponse.FromString(body)
         assert resp.partial_success.rejected_spans == 1
-        assert "span_id" in resp.partial_success.error_message
+        why = "resource_spans[0].scope_spans[0].spans[0].span_id: 3 bytes, expected an 8-byte span id"
+        assert resp.partial_success.error_message == f"request body: {why}"
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            answer = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")(
+                req.SerializeToString(), timeout=10
+            )
+        assert ExportTraceServiceResponse.FromString(answer).partial_success.error_message == f"request message: {why}"
         zero = spans_to_request(load_trace_file(EXAMPLE_TRACES / "auth_retry_storm.json"))
         zero.resource_spans[0].scope_spans[0].spans[0].trace_id = bytes(16)  # all zero: invalid, as OTLP says
         status, _, body = post(url, zero.SerializeToString(), "application/x-protobuf")
@@ -226,11 +234,13 @@ def test_partial_success_rejects_only_the_bad_spans(tmp_path: Path) -> None:
         status, _, body = post(url, json.dumps(doc).encode(), "application/json")
         answer = json.loads(body)
         assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "1"
+        assert answer["partialSuccess"]["errorMessage"].startswith("request body: resourceSpans[0].scopeSpans[0]")
         assert "traceId" in answer["partialSuccess"]["errorMessage"]
         total = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
         wait_for(lambda: settled(rt))
-        assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 3
+        assert metric(rt, "fluo_spans_rejected_total", reason="malformed") == 4
         assert metric(rt, "fluo_spans_received_total", transport="http") == total - 1 + total - 1 + 3
+        assert metric(rt, "fluo_spans_received_total", transport="grpc") == total - 1
     assert {s["rule"] for s in got} == {"auth_retry_storm", "auth_span_budget"}
 
 

@@ -576,15 +576,18 @@ class Intake:
 # decoding with salvage: a request with some bad spans keeps the good ones
 
 
-def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None = None) -> Decoded:
+def decode_request(
+    req: Any, prefetch: tuple[str, ...] = (), body: bytes | None = None, source: str = "request body"
+) -> Decoded:
     """Spans of a decoded request (`decode_traces(body)`); a request with bad ids keeps its good spans.
 
     With `body`, the bytes `req` was decoded from, the spans share those bytes once the
-    decoded request is let go (`share_request`): nothing is serialized per span.
+    decoded request is let go (`share_request`): nothing is serialized per span. `source` begins the
+    messages about bad spans, as it does an OTLP/JSON body's ("request body", "request message" for gRPC).
     """
     clamped: list[Span] = []
     try:
-        spans = spans_from_request(req, prefetch=prefetch, clamped=clamped)
+        spans = spans_from_request(req, source=source, prefetch=prefetch, clamped=clamped)
     except TraceInputError as exc:
         problem = str(exc)
     else:
@@ -603,7 +606,7 @@ def decode_request(req: Any, prefetch: tuple[str, ...] = (), body: bytes | None 
             for data in kept:
                 ss.spans.add().ParseFromString(data)
     clamped = []
-    kept = spans_from_request(req, prefetch=prefetch, clamped=clamped)
+    kept = spans_from_request(req, source=source, prefetch=prefetch, clamped=clamped)
     return _with_clamped(Decoded(kept, rejected, problem), clamped)
 
 
@@ -685,7 +688,11 @@ def _as_protobuf(decoded: Decoded, prefetch: tuple[str, ...], share: bool) -> De
 
 
 def decode_protobuf(
-    body: bytes, prefetch: tuple[str, ...], share: bool, what: str = "request body: not an OTLP protobuf"
+    body: bytes,
+    prefetch: tuple[str, ...],
+    share: bool,
+    what: str = "request body: not an OTLP protobuf",
+    source: str = "request body",
 ) -> Decoded:
     """Spans of an OTLP protobuf body, refused whole past `MAX_SPANS_PER_REQUEST` (counted before decoding)."""
     cap = MAX_SPANS_PER_REQUEST
@@ -697,7 +704,7 @@ def decode_protobuf(
         req = decode_traces(body)
     except (DecodeError, RuntimeError, ValueError, NotAnExport) as exc:
         raise TraceInputError(f"{what} ExportTraceServiceRequest: {exc or 'cannot parse'}") from None
-    return decode_request(req, prefetch, body if share else None)
+    return decode_request(req, prefetch, body if share else None, source)
 
 
 INFLATE_CHUNK = 64 * 1024
@@ -735,8 +742,11 @@ def _inflate(data: bytes, encoding: str, limit: int, what: str = "request body")
             try:
                 part = inflater.decompress(chunk, limit + 1 - size)
             except zlib.error:
-                header, noun = ("Content-Encoding", "body") if what == "request body" else ("grpc-encoding", "message")
-                raise TraceInputError(f"{what}: {header} is {encoding} but the {noun} is not {encoding} data") from None
+                if what == "request body":
+                    problem = f"Content-Encoding is {encoding} but the body is not {encoding} data"
+                else:  # gRPC does not say the message's grpc-encoding: it was told from its first bytes
+                    problem = f"neither {encoding} data nor an OTLP protobuf message (it begins as {encoding} does)"
+                raise TraceInputError(f"{what}: {problem}") from None
             size += len(part)
             if size > limit:
                 raise Refusal(
@@ -1224,7 +1234,13 @@ class TraceService:
                     claim.grow(len(body))
                 intake.admit("grpc", body)
                 decoded: Decoded = await intake.off_loop(
-                    len(body), decode_protobuf, body, intake.prefetch(), intake.share(), "not an OTLP"
+                    len(body),
+                    decode_protobuf,
+                    body,
+                    intake.prefetch(),
+                    intake.share(),
+                    "not an OTLP",
+                    "request message",
                 )
                 del body
             intake.take(decoded, "grpc")
