@@ -339,6 +339,18 @@ def test_a_store_in_a_read_only_folder_is_explained(tmp_path: Path, monkeypatch:
     ]
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc, a folder that takes no new file")
+def test_a_jsonl_file_in_a_folder_that_takes_no_new_file_is_explained_as_the_store_is() -> None:
+    """QA receiver: `--jsonl /proc/x.jsonl` said a bare 'No such file or directory' (the folder exists: it refuses
+    the new file with ENOENT) where `--db /proc/x.db` says 'the folder /proc is not writable'."""
+    sinks = SinkSet([JsonlSink("/proc/x.jsonl")], Metrics(), capacity=10)
+    problems = sinks.start()
+    sinks.close(1)
+    assert problems == [
+        "cannot open sink jsonl: /proc/x.jsonl: the folder /proc is not writable (No such file or directory)"
+    ]
+
+
 def test_a_store_locked_at_start_is_retried_until_it_opens(tmp_path: Path, quick_retries: None) -> None:
     path = tmp_path / "s.db"
     with contextlib.closing(sqlite3.connect(path)) as db:  # a new database, not yet in WAL mode (as in QA's repro)

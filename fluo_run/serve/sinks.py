@@ -690,7 +690,10 @@ class JsonlSink(Sink):
         place = _place_problem(path)
         if place is not None:
             return place
-        if isinstance(exc, PermissionError):
+        # A folder that takes no new file may say so with ENOENT (/proc) or EROFS rather than EACCES: said as
+        # the SQLite store says it.
+        absent = isinstance(exc, FileNotFoundError) and not path.exists() and not path.is_symlink()
+        if isinstance(exc, PermissionError) or absent or exc.errno == errno.EROFS:
             what = f"the file {path}" if path.exists() else f"the folder {path.parent}"
             return f"{path}: {what} is not writable ({exc.strerror})"
         return f"{path}: {exc.strerror or exc}"
