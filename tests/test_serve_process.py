@@ -540,7 +540,8 @@ def test_a_config_value_is_taken_as_written_and_switches_take_1_and_0(
         (["--no-db", "--rules", ""], "--rules: empty; give a rule file or folder (`.` for the current folder)"),
         (
             ["--no-db", "--config", "."],
-            "invalid value for '--config': File '.' is a directory (see `fluo serve --help`)",
+            # QA receiver: it said so in click's words ("invalid value for '--config': File '.' is a directory")
+            "--config cannot read .: it is a folder, not a file (see `fluo serve --help`)",
         ),
         (["--no-db", "--grpc", ""], "--grpc: empty; give HOST:PORT or `off`, or leave --grpc out for 127.0.0.1:4317"),
         (

@@ -396,7 +396,7 @@ def _config_option(
         cls=_ConfigOption,
         envvar="FLUO_CONFIG",
         show_envvar=True,
-        type=click.Path(dir_okay=False),
+        type=click.Path(),  # a folder is refused as an unreadable file is (`load_config_file`), not in click's words
         is_eager=True,
         callback=callback,
         help=help,

@@ -384,6 +384,8 @@ def load_config_file(path: str) -> ConfigFile:
     spelling or both, is a ConfigError naming both lines (PyYAML keeps the last without a word)."""
     import yaml
 
+    if os.path.isdir(path):
+        raise ConfigError(f"--config: cannot read {path}: it is a folder, not a file")
     try:
         raw = read_file(path, MAX_CONFIG_BYTES, pipes=True)  # `--config <(envsubst < fluo.yaml)`
     except OSError as exc:
