@@ -69,6 +69,7 @@ def test_reload_rejects_a_bad_rule_set_and_takes_a_good_one(tmp_path: Path) -> N
         proc.started()
         (rules / "main.fluo").write_text("rule storm { detect trace.spans.whree(service == 'auth').count() > 50 }\n")
         proc.signal(signal.SIGHUP)
+        proc.expect(r"SIGHUP; reloading the rules")  # QA receiver: a file change said so first, a SIGHUP did not
         proc.expect(r"error\[FLUO\d+\].*whree")
         proc.expect(r"rule reload rejected: 1 error in the rules; still running the previous 1 rule")
         send(proc.http_url, "auth_retry_storm.json")

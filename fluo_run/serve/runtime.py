@@ -897,6 +897,7 @@ async def serve(config: ServeConfig, *, exit_process: bool = False) -> int:
         elif runtime.stopping:
             log.warning("SIGHUP while shutting down: ignored (rules are not reloaded)")
         else:
+            log.info("SIGHUP; reloading the rules")  # as a file change says it, before the reload's own lines
             runtime.sinks.reopen()
             runtime.hup_reload = asyncio.ensure_future(runtime.reload())  # kept: a task needs a reference
 
