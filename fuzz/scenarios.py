@@ -508,7 +508,7 @@ class Overload:
     sent: int = 0
     received: int = 0
     sdk_dropped: int = 0
-    refused: int = 0  # requests answered 429 / RESOURCE_EXHAUSTED
+    refused: int = 0  # requests answered 429 / UNAVAILABLE (with RetryInfo)
     traces_sent: int = 0
     traces_delivered: int = 0  # traces with at least one span the SDK delivered
     traces_with_signal: int = 0  # of those, traces whose `every_trace` signal is in SQLite
