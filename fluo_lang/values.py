@@ -140,11 +140,28 @@ starts an escape sequence, as ESC `[` does), the line separators and the bidirec
 set, less the C0 controls, which `json.dumps` escapes itself), and half a surrogate pair, which UTF-8 cannot hold."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+"""Half a surrogate pair: in FLUO's text, the byte of a file name that is not UTF-8 (`n\\xff.fluo` is read as
+`n\\udcff.fluo`); no Unicode text (UTF-8, a JSON reader's) can hold it."""
+
+
+def escape_surrogates(text: str) -> str:
+    """`text` with each half of a surrogate pair written as its escape, the six characters `\\udcff`, as `one_line`
+    shows it: a file name's byte that is not UTF-8, in text that must stay Unicode (a report, XML, YAML)."""
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
 def dump_json(value: Any, *, indent: int | None = None) -> str:
-    """`value` as the JSON FLUO writes for people and programs alike (`fluo eval --format jsonl`, the `--jsonl`
-    sink, `fluo signals`): other non-ASCII characters as they are, the characters of `_JSON_UNSAFE` as `\\uXXXX`
-    escapes (`escape_json_text`), so a `tail -f` shows what a span name holds rather than obeying it."""
-    return escape_json_text(json.dumps(value, ensure_ascii=False, indent=indent))
+    """`value` as the JSON FLUO writes for people and programs alike (`fluo check --format json` and `sarif`,
+    `fluo eval --format jsonl`, the `--jsonl` sink, `fluo signals`, `fluo test` and `fluo discover`'s JSON):
+    other non-ASCII characters as they are, the characters of `_JSON_UNSAFE` as `\\uXXXX` escapes
+    (`escape_json_text`), so a `tail -f` shows what a span name holds rather than obeying it; but half a surrogate
+    pair (a file name's byte that is not UTF-8) as the text of its escape (`escape_surrogates`: the string holds
+    `\\udcff`, written `"\\\\udcff"`), as a lone `"\\udcff"` is no Unicode: a strict reader refuses it, others make
+    it U+FFFD."""
+    text = json.dumps(value, ensure_ascii=False, indent=indent)
+    text = _SURROGATE.sub(lambda m: f"\\\\u{ord(m[0]):04x}", text)  # in a JSON string: a backslash, `u`, digits
+    return escape_json_text(text)
 
 
 def escape_json_text(text: str) -> str:

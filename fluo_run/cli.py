@@ -13,7 +13,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import io
-import json
 import math
 import os
 import re
@@ -496,9 +495,9 @@ def print_diagnostics(
         out: dict[str, Any] = {"diagnostics": [d.to_json() for d in diags]}
         if ir is not None:
             out["ir"] = [{"rule": r.id, "path": r.path, "text": format_rule(r)} for r in ir]
-        click.echo(json.dumps(out, indent=2), err=err)
+        click.echo(dump_json(out, indent=2), err=err)
     elif fmt == "sarif":
-        click.echo(json.dumps(sarif(diags, analysis.text_of, stdin), indent=2), err=err)
+        click.echo(dump_json(sarif(diags, analysis.text_of, stdin), indent=2), err=err)
     else:
         for d in diags:
             click.echo(d.format_with_notes(), err=err)
@@ -652,7 +651,7 @@ def check(
         except RuleSourceError as exc:
             message = exc.for_command_line()
             if fmt != "text":  # a CI step's `> fluo.sarif` gets a document saying why, not an empty file
-                click.echo(json.dumps(_not_checked(fmt, message), indent=2))
+                click.echo(dump_json(_not_checked(fmt, message), indent=2))
             fail(message)
             raise AssertionError from exc  # unreachable: fail exits
     ir = lower(analysis, optimised=not no_optimise) if emit_ir else None

@@ -1526,3 +1526,31 @@ def test_help_names_an_options_value_as_the_readme_and_its_own_help_do(command: 
     shown = CliRunner().invoke(main, [command, "--help"], prog_name="fluo").stdout
     assert re.search(rf"^  {re.escape(option)} ", shown, re.M), shown
     assert f"`{option}`" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_json_names_a_file_name_that_is_not_utf8_in_unicode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA docs r05: `n\\xff.fluo` came out as the escape of a lone surrogate, `"n\\udcff.fluo"`, which is no Unicode
+    (a strict reader refuses it, others make it U+FFFD), from `check --format json` (and its IR), `eval`'s
+    `source.path` and `discover --compare --format json`. Each writes the text `\\udcff`, as `fluo test` does."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "n\udcff.fluo").write_text("rule r { detect trace.spans.count() > 0 }\n", encoding="utf-8")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "n\udcff.fluo").write_text("rule w { expect trace.duration > 500 }\n", encoding="utf-8")
+    trace = str(TRACES / "payment_ok.json")
+    outputs = {
+        "check": run("check", "--format", "json", "w"),
+        "ir": run("check", "--format", "json", "--emit-ir", "r"),
+        "sarif": run("check", "--format", "sarif", "w"),
+        "eval": run("eval", "r", "-t", trace),
+        "compare": run("discover", trace, "--compare", "r", "--format", "json"),
+    }
+    for what, r in outputs.items():
+        assert r.exit_code in (0, 1), (what, r.output)
+        for line in r.stdout_bytes.decode("utf-8").splitlines() if what == "eval" else [r.stdout_bytes.decode()]:
+            value = json.loads(line)
+            json.dumps(value, ensure_ascii=False).encode("utf-8")  # would raise on a lone surrogate
+    assert {d["path"] for d in json.loads(outputs["check"].stdout)["diagnostics"]} == {"w/n\\udcff.fluo"}
+    assert json.loads(outputs["ir"].stdout)["ir"][0]["path"] == "r/n\\udcff.fluo"
+    assert json.loads(outputs["eval"].stdout)["source"]["path"] == "r/n\\udcff.fluo"
+    assert "r/n\\\\udcff.fluo" in outputs["compare"].stdout

@@ -22,13 +22,21 @@ TERMINAL_CONTROLS = [chr(c) for c in range(0x7F, 0xA0)] + [
 @pytest.mark.parametrize("indent", [None, 2])
 def test_json_holds_no_raw_terminal_control_and_keeps_its_value(indent: int | None) -> None:
     """Smalls: U+009B (C1 CSI) and U+202E (bidi override) in a span name were written raw to the JSON lines,
-    so `tail -f` of them obeyed them: valid JSON, yet an escape sequence or a line that reads backwards."""
+    so `tail -f` of them obeyed them: valid JSON, yet an escape sequence or a line that reads backwards. Half a
+    surrogate pair (a file name's byte that is not UTF-8) is the text of its escape: a lone `"\\udce9"` is no
+    Unicode (QA docs r05)."""
     value = {"name\u202e": ["".join(TERMINAL_CONTROLS), "\x9b31mred é 中 \U0001f600 \x1b \n", "\udce9"]}
     text = dump_json(value, indent=indent)
     assert not any(c in text for c in [*TERMINAL_CONTROLS, "\udce9", "\x1b"]), ascii(text)
     assert "\\u009b" in text and "\\u202e" in text and "é 中 \U0001f600" in text  # the rest as it is
-    assert json.loads(text) == value
+    assert json.loads(text) == {**value, "name\u202e": [*value["name\u202e"][:2], "\\udce9"]}
     assert ("\n" in text) == (indent is not None)
+
+
+def test_json_of_a_lone_surrogate_is_unicode() -> None:
+    text = dump_json({"path": "r/n\udcff.fluo"})
+    assert text == '{"path": "r/n\\\\udcff.fluo"}'
+    assert json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")  # no lone surrogate to refuse
 
 
 def test_json_text_already_written_is_escaped_alike() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import stat
 import sys
 from pathlib import Path
@@ -194,7 +193,7 @@ def command(
         click.echo(f"fluo: warning: {deep}", err=True)
     if compare_paths:
         report = compare(compare_paths, traces, corpus, facts, miner.implied, cost_limit, eval_budget)
-        text = json.dumps(report, indent=2) if fmt == "json" else compare_text(report)
+        text = dump_json(report, indent=2) if fmt == "json" else compare_text(report)
         if text:  # no rule and no error: no blank line, nor an empty -o file, but the line below
             _emit(text, output)
         if not report["rules"] and not report.get("errors"):

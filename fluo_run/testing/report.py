@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
 from fluo_lang.diagnostics import plural
 from fluo_lang.ir import RuleIR
-from fluo_lang.values import escape_json_text, one_line, printable, quoted
+from fluo_lang.values import dump_json, escape_json_text, escape_surrogates, one_line, printable, quoted
 
 from .coverage import Coverage
 from .matching import Match, Row
@@ -19,14 +18,6 @@ from .spec import Expectation
 WIDTH = 80
 MAX_RULE_LINES = 12
 _XML_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def escape_surrogates(text: str) -> str:
-    """`text` with each half of a surrogate pair written as its escape, `\\udce9`, as `printable` shows it: the
-    byte of a file name that is not UTF-8 (`caf\\xe9_test.yaml`, read as `\\udce9`) or a YAML `"\\ud800"`. UTF-8
-    and XML can hold no such character."""
-    return _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
 
 
 def _banner(title: str, fill: str) -> str:
@@ -282,12 +273,9 @@ def json_report(result: RunResult, coverage: Coverage | None = None) -> dict[str
 
 
 def json_text(report: dict[str, Any]) -> str:
-    """The JSON report as printed: indented, its text as it is but for half a surrogate pair, which UTF-8 cannot
-    hold: its string holds the escape instead (`\\udce9`, as `escape_surrogates` writes it); and for the controls
-    a terminal acts on (U+009B, U+202E), as `\\uXXXX` escapes (`escape_json_text`), of the same value."""
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    text = _SURROGATE.sub(lambda m: f"\\\\u{ord(m[0]):04x}", text)  # in a JSON string: a backslash, `u`, digits
-    return escape_json_text(text)
+    """The JSON report as printed: indented, as `dump_json` writes JSON (half a surrogate pair as the text of its
+    escape, `\\udce9`, as the text report shows it)."""
+    return dump_json(report, indent=2)
 
 
 # -- JUnit XML ----------------------------------------------------------------
