@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
+import select
+import signal
 import sys
 import threading
 import time
@@ -175,6 +178,67 @@ class _BoundedInput:
                 return b""  # the input ended inside it: pygls stops
             left -= len(piece)
         return _SKIPPED
+
+
+class _EndsOnWake(io.RawIOBase):
+    """A descriptor read as it comes, which ends (reads nothing) once `wake` can be read: standard input that
+    Ctrl-C can end while pygls's reader thread waits in it."""
+
+    def __init__(self, fd: int, wake: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self.poll = select.poll()
+        self.poll.register(fd, select.POLLIN)
+        self.poll.register(wake, select.POLLIN)
+        self.wake = wake
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        ready = {fd for fd, _ in self.poll.poll()}
+        if self.wake in ready:
+            return 0
+        data = os.read(self.fd, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def _ended_by_ctrl_c(stdin: BinaryIO) -> Generator[tuple[BinaryIO, threading.Event]]:
+    """`stdin` as the server reads it, and an event set by Ctrl-C (SIGINT), which also ends that input, so the
+    server stops as at the end of its input, and the command then with 130. Before, pygls caught the
+    KeyboardInterrupt and waited for its reader thread, blocked in `read`: the server went on, and a second
+    Ctrl-C aborted the interpreter ("Fatal Python error: _enter_buffered_busy"). As it was where SIGINT is
+    ignored (a background job) or handled otherwise, or where the input has no descriptor to poll."""
+    interrupted = threading.Event()
+    try:
+        fd = stdin.fileno()
+        plain = (
+            not hasattr(select, "poll")
+            or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        )
+    except (OSError, ValueError):  # io.UnsupportedOperation: no descriptor
+        plain = True
+    if plain:
+        yield stdin, interrupted
+        return
+    wake, woken = os.pipe()
+    os.set_blocking(woken, False)
+
+    def on_sigint(signum: int, frame: object) -> None:
+        interrupted.set()
+        with contextlib.suppress(OSError):  # already written (a second Ctrl-C): the pipe may be full
+            os.write(woken, b"\0")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cast(BinaryIO, io.BufferedReader(_EndsOnWake(fd, wake))), interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        os.close(wake)
+        os.close(woken)
 
 
 _JSON_TYPES = {
@@ -1007,7 +1071,10 @@ def command(stdio: bool) -> None:
         sys.exit(2)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     logging.getLogger("pygls.server").addFilter(_NotJson())
-    server.start_io(cast(BinaryIO, _BoundedInput(stdin)), out)  # pygls calls readline() and read(n) only
+    with _ended_by_ctrl_c(stdin) as (stdin, interrupted):
+        server.start_io(cast(BinaryIO, _BoundedInput(stdin)), out)  # pygls calls readline() and read(n) only
+    if interrupted.is_set():
+        raise KeyboardInterrupt  # the CLI's Ctrl-C: 130, quietly
     if not server.shut_down:  # pygls ends `start_io` quietly, whatever `exit` asked for
         sys.exit(1)
 

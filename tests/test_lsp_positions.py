@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from itertools import accumulate
 from pathlib import Path
@@ -18,6 +22,7 @@ import pytest
 import pytest_lsp
 from hypothesis import given
 from hypothesis import strategies as st
+from interrupt_support import sigint_default
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidRequest, JsonRpcMethodNotFound
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
@@ -388,6 +393,36 @@ async def test_exit_code_says_whether_shutdown_came_first(shutdown: bool, code: 
     )
     _, stderr = await asyncio.wait_for(proc.communicate(b"".join(frame(m) for m in messages)), timeout=30)
     assert proc.returncode == code, stderr.decode()
+
+
+@pytest.mark.parametrize("answered_first", [False, True], ids=["nothing-read", "after-a-request"])
+def test_one_ctrl_c_stops_an_idle_server_with_130(answered_first: bool) -> None:
+    """QA docs r03: with the server waiting for its first message, Ctrl-C left it running (pygls waited for its
+    reader thread, blocked in `read`), and a second one aborted the interpreter (SIGABRT, "Fatal Python error:
+    _enter_buffered_busy"); after a request, it ended with 1. One ends it, quietly, with 130 as every command."""
+    proc = subprocess.Popen(
+        SERVER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_default
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        if answered_first:
+            proc.stdin.write(frame({"id": 1, "method": "initialize", "params": {"capabilities": {}}}))
+            proc.stdin.flush()
+            header = proc.stdout.readline()  # the answer: the server is up, and reads its input again
+            assert header.startswith(b"Content-Length: "), header
+        else:
+            deadline = time.monotonic() + 30
+            while len(os.listdir(f"/proc/{proc.pid}/task")) < 2:  # pygls's reader thread: reading standard input
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, stderr.decode()
+    assert b"Traceback" not in stderr and b"Fatal" not in stderr, stderr.decode()
 
 
 @asyncio_module
