@@ -489,10 +489,13 @@ def test_a_batch_sent_twice_counts_its_spans_once(tmp_path: Path) -> None:
     assert got[0]["observed"] == {"count": 4, "bound": 0}
 
 
+@pytest.mark.parametrize("running", [True, False], ids=["while-running", "at-the-end"])
 def test_each_export_is_logged_at_debug_and_each_signal_at_info_throttled(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, running: bool
 ) -> None:
-    """QA new-user tour: serve said nothing as traffic came and signals fired, even with --log-level debug."""
+    """QA new-user tour: serve said nothing as traffic came and signals fired, even with --log-level debug. QA docs
+    r01: a signal held back, with no signal line after it to count it, was never said: a line of its own does,
+    once the second has passed or at the end, whichever comes first."""
     caplog.set_level(logging.DEBUG, logger="fluo")
     got: list[dict[str, Any]] = []
     rules = tmp_path / "rules"
@@ -503,6 +506,8 @@ def test_each_export_is_logged_at_debug_and_each_signal_at_info_throttled(
         request.MergeFrom(_chain_request(2, 6))
         assert post(f"{rt.http_url}/v1/traces", request.SerializeToString(), "application/x-protobuf")[0] == 200
         wait_for(lambda: len(got) == 2)
+        if running:  # said once the second has passed, with serve still running
+            wait_for(lambda: any("held back" in r.getMessage() for r in caplog.records), what="the held-back line")
     received = [r for r in caplog.records if r.getMessage().startswith("received an export")]
     assert [(r.levelno, r.getMessage()) for r in received] == [
         (logging.DEBUG, "received an export over http: 5 span(s) of 2 trace(s)")
@@ -511,6 +516,8 @@ def test_each_export_is_logged_at_debug_and_each_signal_at_info_throttled(
     assert [r.levelno for r in fired] == [logging.INFO]  # the second is held back: at most one a second
     first = got[0]["trace_id"]
     assert fired[0].getMessage() == f"signal size (error) on trace {first}"
+    held = [r.getMessage() for r in caplog.records if "held back" in r.getMessage()]
+    assert held == ["1 more signal(s) fired, held back since the last signal line (at most one line a second)"]
 
 
 def test_late_spans_are_counted_and_dropped(tmp_path: Path) -> None:

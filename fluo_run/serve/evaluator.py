@@ -451,6 +451,7 @@ class Evaluator:
                     self.cond.wait(self.tick)
                 if self.aborted:
                     self.queue.clear()
+                    self._log_held_signals(at_end=True)
                     return
                 batch = list(self.queue)
                 self.queue.clear()
@@ -476,6 +477,7 @@ class Evaluator:
                     self.batch_left -= len(chunk)
                     self._chunk_in_hand = 0
                     if self.aborted:
+                        self._log_held_signals(at_end=True)
                         return
             with self.cond:
                 self.busy = False
@@ -500,7 +502,18 @@ class Evaluator:
                 wall = self.stopped_at_ns = time.time_ns()
                 for ws in list(self.windows.values()):
                     self._evaluate_windows(ws, ws.close_all(wall, self.grace))
+                self._log_held_signals(at_end=True)
                 return
+            self._log_held_signals()
+
+    def _log_held_signals(self, at_end: bool = False) -> None:
+        """The signals whose lines were held back (`FIRED_LOG_EVERY`), counted in a line of their own once the
+        second has passed with no signal line to count them, and at the end: before, they waited for the next
+        signal line, and when none came (one trace firing two rules) were never said."""
+        fired = self._fired
+        if fired.held and (at_end or time.monotonic() - fired.last >= fired.every):
+            held, fired.held, fired.last = fired.held, 0, time.monotonic()
+            log.info("%d more signal(s) fired, held back since the last signal line (at most one line a second)", held)
 
     def _let_go_of_requests(self, batch: Sequence[Completed]) -> None:
         """Spans still sharing their request's bytes get bytes of their own, when the rules would read past
@@ -689,7 +702,8 @@ class Evaluator:
             self.metrics.signals.labels(rule, severity).inc(n)
 
     FIRED_LOG_EVERY = 1.0
-    """At most one "signal fired" log line a second: the rest are counted in the next one."""
+    """At most one "signal fired" log line a second: the rest are counted in the next one, or, when none comes
+    within the second, in a line of their own (`_log_held_signals`)."""
 
     def _emit(self, signals: Sequence[Signal] | Sequence[dict[str, Any]]) -> None:
         if self.aborted:  # stopped now: nothing more goes out, and that is counted
