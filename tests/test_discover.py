@@ -731,6 +731,30 @@ def test_cli_refuses_fixtures_inside_an_input_folder(shop_file: Path, tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.json"]
 
 
+@pytest.mark.parametrize("name", ["report.json", "sub/report.jsonl.gz"])
+def test_cli_refuses_a_report_the_next_run_would_read_as_a_trace(shop_file: Path, tmp_path: Path, name: str) -> None:
+    """QA docs r04: `fluo discover traces/ -o traces/report.json` wrote its report where the next run read it as a
+    trace, and stopped there. Refused as fixtures inside an input folder are, before anything is written."""
+    out = tmp_path / name
+    result = invoke(str(tmp_path), "-o", str(out))
+    assert result.exit_code == 2
+    folder = tmp_path.resolve()
+    assert (
+        result.stderr
+        == f"fluo: refusing to write {out}: the traces in {folder} would include it (the next run reads it)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shop.json"]
+
+
+@pytest.mark.parametrize("name", ["rules.fluo", ".hidden/report.json", "node_modules/report.json", ".report.json"])
+def test_cli_writes_beside_the_traces_what_the_next_run_does_not_read(
+    shop_file: Path, tmp_path: Path, name: str
+) -> None:
+    result = invoke(str(tmp_path), "-o", str(tmp_path / name))
+    assert result.exit_code == 0, result.output
+    assert invoke(str(tmp_path), "-o", str(tmp_path / name)).exit_code == 0  # the next run, as it was
+
+
 def test_cli_output_replaces_an_existing_rule_file(shop_file: Path, tmp_path: Path) -> None:
     """-o replaces a file that is not an input, as compilers' -o do (documented)."""
     out = tmp_path / "rules.fluo"

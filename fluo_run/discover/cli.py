@@ -23,8 +23,17 @@ from fluo_lang.files import (
     unusable_folder,
     write_all,
 )
+from fluo_lang.folders import hidden, searched
 from fluo_lang.one_value import OneValueCommand
-from fluo_lang.otlp import STDIN_PATH, TraceInputError, UnknownKeys, too_deep_reads, too_deep_warning, trace_files_in
+from fluo_lang.otlp import (
+    STDIN_PATH,
+    TraceInputError,
+    UnknownKeys,
+    is_trace_file_name,
+    too_deep_reads,
+    too_deep_warning,
+    trace_files_in,
+)
 from fluo_lang.trace import Trace, collector_paused
 from fluo_lang.values import dump_json, one_line
 
@@ -300,9 +309,10 @@ def _refuse_inputs(
     trace_paths: tuple[str, ...], compare_paths: tuple[str, ...], outputs: list[Path], fixtures: Path | None
 ) -> None:
     """Exit 2 before writing anything when an output would replace an input trace file or a rule file
-    `--compare` reads, when the fixture folder and an input folder overlap (the next run would read fixtures
-    as traces), or when an input file is in the fixture folder (where `--tests` replaces and removes files):
-    by its name, through a link, or as a hard link to a file there."""
+    `--compare` reads, when an output named as a trace file is one an input folder's search would find, or when
+    the fixture folder and an input folder overlap (either way the next run would read it as traces), or when an
+    input file is in the fixture folder (where `--tests` replaces and removes files): by its name, through a
+    link, or as a hard link to a file there."""
     inputs: list[Path] = []
     folders: list[Path] = []
     for p in trace_paths:
@@ -324,6 +334,12 @@ def _refuse_inputs(
             fail(f"refusing to overwrite input {out}: it is one of the trace files read")
         if one_of(out, compared) is not None:
             fail(f"refusing to overwrite input {out}: it is one of the rule files --compare reads")
+        if is_trace_file_name(out.name):
+            where = real_path(out.parent) / out.name
+            for folder in (f for f in folders if where.is_relative_to(f)):
+                parts = where.relative_to(folder).parts  # as `trace_files_in` searches the folder
+                if not any(hidden(part) for part in parts) and all(searched(part) for part in parts[:-1]):
+                    fail(f"refusing to write {out}: the traces in {folder} would include it (the next run reads it)")
     if fixtures is None:
         return
     where = real_path(fixtures)
