@@ -562,7 +562,9 @@ def _clauses_taken(doc: RuleDocument, cur: Cursor) -> set[str]:
     if rule is None:
         return set()
     rel = cur.word_start - cur.chunk_start
-    kinds = {c.kind for c in rule.clauses if not c.span.start <= rel <= c.span.end}
+    # the clause being typed is not taken (`exp|` may become `expect`); one that ends where the cursor's word
+    # starts (`expect trace.spans.count()|`) is written, and is taken as it is after a space
+    kinds = {c.kind for c in rule.clauses if not c.span.start <= rel < c.span.end}
     windowed = any(not w.span.start <= rel <= w.span.end for w in rule.windows)
     taken = {"window"} if windowed or _uses_trace(rule) else set()
     if kinds & {"expect", "detect"}:

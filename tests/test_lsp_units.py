@@ -514,6 +514,15 @@ def _labels_at(text: str) -> set[str]:
         ("rule a {\n  expect true\n  |\n}\n", set(), {"always", "never", "when"}),
         ("rule a {\n  when { true }\n  |\n}\n", {"always", "never"}, {"when", "expect"}),
         ("rule a {\n  when { true }\n  always { true }\n  |\n}\n", {"never"}, {"always", "when"}),
+        # right after a complete operand, no space: the clause is written, as after a space (QA docs r02)
+        (
+            "rule a {\n  expect trace.spans.count()|\n}\n",
+            {"and", "in"},
+            {"always", "never", "when", "expect", "detect"},
+        ),
+        ("rule a {\n  detect trace.has(name == 'a')|\n}\n", {"and", "or"}, {"always", "never", "when", "expect"}),
+        ("rule a {\n  when { true }\n  always { trace.has(name == 'a') }|\n}\n", {"never"}, {"always", "when"}),
+        ("rule a {\n  expect|\n}\n", {"expect"}, set()),  # the clause being typed is not taken
         # a rule that reads `trace` takes no `window` (FLUO220), wherever it is offered (QA editor r09)
         ("rule a {\n  expect true\n  |\n}\n", {"window"}, set()),
         ("rule a {\n  expect trace.spans.count() > 1 |\n}\n", {"and", "or"}, {"window"}),
