@@ -45,6 +45,8 @@ from fluo_lang.ir import RuleIR, format_rule
 from fluo_lang.one_value import OneValueCommand
 from fluo_lang.values import dump_json, one_line
 
+from .console import EXIT_INTERRUPTED as EXIT_INTERRUPTED  # where it is kept: `fluo` starts there
+
 if TYPE_CHECKING:
     from fluo_lang.trace import Span
 
@@ -64,10 +66,6 @@ EXIT_READER_GONE = 141
 """The reader of fluo's output went away (`fluo eval ... | head -1`): fluo stops quietly with the
 status of a program ended by SIGPIPE (128 + 13), as `cat` or `grep` would, instead of click's 1,
 which `fluo eval` uses for rule errors."""
-
-
-EXIT_INTERRUPTED = 130
-"""Ctrl-C (SIGINT): 128 + 2, as a shell reports a program it ended."""
 
 
 EXIT_OUTPUT_FAILED = 2

@@ -8,6 +8,7 @@ import re
 import select
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner, Result
+from interrupt_support import sigint_default
 from lsprotocol import types as lsp
 from reader_support import as_reader
 from syrupy.assertion import SnapshotAssertion
@@ -1554,3 +1556,47 @@ def test_json_names_a_file_name_that_is_not_utf8_in_unicode(tmp_path: Path, monk
     assert json.loads(outputs["ir"].stdout)["ir"][0]["path"] == "r/n\\udcff.fluo"
     assert json.loads(outputs["eval"].stdout)["source"]["path"] == "r/n\\udcff.fluo"
     assert "r/n\\\\udcff.fluo" in outputs["compare"].stdout
+
+
+IMPORT_HELD = """
+import sys, time
+class Held:
+    def find_spec(self, name, path=None, target=None):
+        if name == "fluo_lang.api":  # the CLI's first heavy import: Ctrl-C lands while it loads
+            sys.stdout.write("importing\\n")
+            sys.stdout.flush()
+            time.sleep(120)
+        return None
+sys.meta_path.insert(0, Held())
+sys.argv[1:] = ["check", "-"]
+from fluo_run.console import main
+main()
+"""
+
+
+def test_ctrl_c_while_the_command_line_loads_stops_it_quietly_with_130() -> None:
+    """QA docs r06: Ctrl-C in the first second of any command, while FLUO's modules were imported, printed a
+    KeyboardInterrupt traceback and the process died by the signal. The import is held here (an import hook
+    that waits) until the Ctrl-C, so it lands there however fast the machine."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", IMPORT_HELD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=sigint_default,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"importing\n"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert (proc.returncode, stderr) == (130, b"")
+
+
+def test_the_fluo_command_starts_where_ctrl_c_is_handled_while_loading() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+    assert scripts["fluo"] == "fluo_run.console:main"
