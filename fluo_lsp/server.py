@@ -396,6 +396,8 @@ class _Protocol(LanguageServerProtocol):
         if params.capabilities.general is not None:
             params.capabilities.general.position_encodings = None
         result = yield from super().lsp_initialize(params)
+        # pygls offers `workspace/executeCommand` with no command; the server has none, so offers none
+        result.capabilities.execute_command_provider = None
         # No document is open before `initialize` returns, so the store can be swapped here.
         store = self.workspace
         self._workspace = _DocumentStore(

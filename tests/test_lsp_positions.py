@@ -395,6 +395,15 @@ async def test_exit_code_says_whether_shutdown_came_first(shutdown: bool, code: 
     assert proc.returncode == code, stderr.decode()
 
 
+def test_no_command_is_offered() -> None:
+    """QA docs: `executeCommandProvider` was offered (by pygls) with no command: the server has none."""
+    messages = [{"id": 1, "method": "initialize", "params": {"capabilities": {}}}, {"method": "exit"}]
+    done = subprocess.run(SERVER, input=b"".join(frame(m) for m in messages), capture_output=True, timeout=60)
+    body = json.loads(done.stdout.split(b"\r\n\r\n", 1)[1])
+    assert body["id"] == 1 and "completionProvider" in body["result"]["capabilities"]
+    assert "executeCommandProvider" not in body["result"]["capabilities"]
+
+
 @pytest.mark.parametrize("answered_first", [False, True], ids=["nothing-read", "after-a-request"])
 def test_one_ctrl_c_stops_an_idle_server_with_130(answered_first: bool) -> None:
     """QA docs r03: with the server waiting for its first message, Ctrl-C left it running (pygls waited for its
