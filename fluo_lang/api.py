@@ -163,13 +163,13 @@ def rule_files(paths: Iterable[str | Path], *, any_name: bool = True) -> list[Pa
     found: dict[object, Path] = {}  # _identity -> as first named
     for p in paths:
         path = Path(p)
-        if path.is_dir():
+        if os.path.isdir(path):  # False, as exists() below, for a folder on the way that cannot be searched: `_missing`
             inside = _search(path)
             if not inside:
                 raise RuleSourceError(f"{p}: no {RULE_SUFFIX} files in this folder")
             for f in inside:
                 found.setdefault(_identity(f), f)
-        elif path.exists():
+        elif os.path.exists(path):
             refuse_rule_file_name(p, any_name=any_name)
             if not any_name:
                 _refuse_leading_elsewhere(path)

@@ -315,6 +315,23 @@ def _loops(path: str | Path) -> bool:
     return False
 
 
+_MISSING = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+"""The errors of looking a path up that pathlib's `exists()` and `is_dir()` take for a path that is not there."""
+
+
+def unreachable(path: str | Path) -> OSError | None:
+    """The error looking `path` up gives when it is neither there nor missing: a folder on the way that cannot be
+    searched (`chmod 000`, EACCES) most often, which pathlib's `exists()`, `is_dir()` and `is_file()` raise where
+    they answer False for a missing path. None when it is there, or missing (a symbolic link to nothing, or a
+    loop, are missing: `link_problem` says why)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno not in _MISSING:
+            return exc
+    return None
+
+
 def unusable_folder(folder: Path) -> str | None:
     """Why `folder` cannot be made, or written into, if the first of it and its parents that is there says so:
     a symbolic link to a missing path or a symbolic link loop (`link_problem`), or a file."""

@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import math
+import os
 import re
 import sys
 import threading
@@ -2126,7 +2127,7 @@ def load_trace_files(
     out: list[Span] = []
     read: set[tuple[int, int]] = set()
     for path in paths:
-        if str(path) != STDIN_PATH and Path(path).is_dir():
+        if str(path) != STDIN_PATH and os.path.isdir(path):  # a path that cannot be looked up: reading it says why
             files: list[str | Path] = list(trace_files_in(Path(path)))
             if not files:
                 raise TraceInputError(f"{path}: no trace files (*.json, *.jsonl, *.pb, ...) in this folder")

@@ -947,7 +947,7 @@ def definition(ls: FluoServer, params: lsp.DefinitionParams) -> list[lsp.Locatio
         for names, in_folder in ((test.rules, _rule_files_in), (test.traces, _trace_files_in)):
             for name in names:
                 target = test.folder / name.value
-                if not name.contains(offset) or not target.exists():
+                if not name.contains(offset) or not os.path.exists(target):
                     continue
                 # a folder is its files (an editor opens files, not folders), the first few of them
                 files = in_folder(target)[:MAX_FOLDER_TARGETS] if target.is_dir() else [target]

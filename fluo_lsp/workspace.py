@@ -499,7 +499,7 @@ class Workspace:
         problems: list[TestProblem] = []
         present: list[Path] = []
         for path, named in test.rule_paths():
-            if path.exists() or self._open_text(path) is not None:
+            if os.path.exists(path) or self._open_text(path) is not None:  # os.path: False past a folder not searched
                 present.append(path)
                 continue
             start, end = (named.start, named.end) if named is not None else (0, 0)
@@ -516,7 +516,7 @@ class Workspace:
                 message = f"no rule `{n.value}` in {files}{hint}"
                 problems.append(TestProblem("unknown-rule", message, n.start, n.end, guess))
         for n in test.traces:
-            if not (test.folder / n.value).exists():
+            if not os.path.exists(test.folder / n.value):
                 problems.append(TestProblem("missing-fixture", f"trace file `{n.value}` not found", n.start, n.end))
         return problems
 
@@ -559,7 +559,7 @@ class Workspace:
         """What `fluo test`'s reader takes from the rule files `test` loads: whether each is on disk, then why they
         cannot be read, or their errors as it prints them and each rule's id, whether it is on and its window."""
         paths = [p for p, _ in test.rule_paths()]
-        present = tuple(p.exists() for p in paths)
+        present = tuple(os.path.exists(p) for p in paths)
         if not all(present):
             return present
         try:
@@ -646,7 +646,7 @@ def _files_in(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for p in paths:
         try:
-            files += rule_files([p]) if p.is_dir() else [p]
+            files += rule_files([p]) if os.path.isdir(p) else [p]
         except RuleSourceError:  # a folder with no rule files: `fluo test`'s reader says so (`test-file`)
             continue
     return files

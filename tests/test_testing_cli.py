@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import importlib
 import json
 import os
 import re
@@ -1198,3 +1199,59 @@ def test_watch_interval_without_watch_is_a_usage_error() -> None:
     assert r.stderr == "fluo: --watch-interval only sets how often --watch looks for changes; give --watch too\n"
     assert fluo_test(folder, "--watch-interval", "0.5").exit_code == 2  # given, though the default
     assert fluo_test(folder).exit_code == 0
+
+
+def test_a_fixture_or_rule_file_in_a_folder_that_cannot_be_searched_is_a_problem_at_its_line() -> None:
+    """QA watch r02: a `traces:` fixture or a `rules:` file inside a folder its user may not search (`chmod 000`)
+    was a PermissionError traceback from pathlib's `is_dir()`/`exists()`, exit 1; `fluo eval -t`, `fluo check` and
+    `fluo signals --db` naming such a file too. Now a one-line problem at the case's or the `rules:` line, as for a
+    file that cannot be read, exit 2. As root, the commands run as `nobody`."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    fixtures, rules = folder / "fx", folder / "lk"
+    fixtures.mkdir()
+    rules.mkdir()
+    rule = 'rule r {\n  severity: warning\n  description: "x"\n  detect trace.spans.where(name == "zz").exists()\n}\n'
+    (folder / "r.fluo").write_text(rule)
+    (rules / "r.fluo").write_text(rule)
+    span = '{"traceId": "%s", "spanId": "%s", "name": "s", "startTimeUnixNano": "1", "endTimeUnixNano": "2"}'
+    trace = '{"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": [SPAN]}]}]}'.replace("SPAN", span)
+    (fixtures / "t.json").write_text(trace.replace("%s", "1" * 32, 1).replace("%s", "1" * 16, 1))
+    (folder / "a_test.yaml").write_text("rules: [r.fluo]\ncases:\n  - name: q\n    traces: fx/t.json\n    expect: []\n")
+    (folder / "b_test.yaml").write_text(
+        "rules: [lk/r.fluo]\ncases:\n  - name: q\n    spans: [{name: a}]\n    expect: []\n"
+    )
+    runs = [
+        ["test", str(folder / "a_test.yaml")],
+        ["test", str(folder / "b_test.yaml")],
+        ["test", str(rules / "r_test.yaml")],
+        ["eval", str(folder / "r.fluo"), "-t", str(fixtures / "t.json")],
+        ["check", str(rules / "r.fluo")],
+        ["signals", "--db", str(rules / "signals.db")],
+    ]
+    for args in runs[:2]:  # what the commands import on first use, imported while the files can be read
+        assert CliRunner().invoke(main, args).exit_code == 0
+    "".encode("utf-8-sig")  # the codec a case that could not run reads its file again with
+    importlib.import_module("sqlite3")  # what `fluo signals` imports once it has found the store
+    try:
+        folder.chmod(0o755)
+        fixtures.chmod(0)
+        rules.chmod(0)
+
+        def outcomes() -> str:
+            done = (CliRunner().invoke(main, args) for args in runs)
+            return json.dumps([[r.exit_code, r.stdout, r.stderr] for r in done])
+
+        (a, b, named, evaluated, checked, signals) = json.loads(as_reader(outcomes))
+        assert a[0] == 2 and "Traceback" not in a[1] + a[2]
+        assert f"a_test.yaml:4: case 'q': cannot read {fixtures / 't.json'}: Permission denied\n" in a[1]
+        assert b[0] == 2 and "Traceback" not in b[1] + b[2]
+        assert f"b_test.yaml:1: cannot read {rules / 'r.fluo'}: Permission denied\n" in b[1]
+        assert named == [2, "", f"fluo: cannot read {rules / 'r_test.yaml'}: Permission denied\n"]
+        assert evaluated[0] == 2 and evaluated[2] == f"fluo: cannot read {fixtures / 't.json'}: Permission denied\n"
+        assert checked[0] == 2 and checked[2] == f"fluo: cannot read {rules / 'r.fluo'}: Permission denied\n"
+        assert signals[0] == 2
+        assert signals[2].startswith(f"fluo: {rules / 'signals.db'}: cannot read it: permission denied")
+    finally:
+        fixtures.chmod(0o755)
+        rules.chmod(0o755)
+        shutil.rmtree(folder)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import select
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from interrupt_support import interrupt_while_reading, sigint_default
+from reader_support import as_reader
 from test_otlp import _too_deep_test
 from tests_paths import ROOT
 
@@ -492,3 +495,34 @@ def test_every_watch_round_tells_of_protobuf_values_nested_too_deep(
     assert [line for line in capsys.readouterr().err.splitlines() if "nested" in line] == [
         f"{told}, read as missing"
     ] * 2
+
+
+def test_a_fixture_in_a_folder_that_cannot_be_searched_leaves_the_watch_going() -> None:
+    """QA watch r02: `--watch` died of the PermissionError pathlib's `is_dir()` raised for a `traces:` fixture in
+    a folder its user may not search (`chmod 000`). Now each run says so at the case's line, exit 2, and the
+    watch runs again after an edit. As root, the watch is `nobody`'s."""
+    folder = Path(tempfile.mkdtemp(prefix="fluo-locked-"))
+    (folder / "fx").mkdir()
+    (folder / "fx" / "err.json").write_text(ERROR_TRACE)
+    (folder / "r.fluo").write_text(ERROR_RULE)
+    test = folder / "r_test.yaml"
+    test.write_text("cases:\n  - name: fires\n    traces: fx/err.json\n    expect: [has_error]\n")
+    assert _watch_fluo_test([str(test)], {1: lambda: None})[0] == [0]  # imports what the runs need
+    "".encode("utf-8-sig")  # the codec a case that could not run reads its file again with
+    try:
+        folder.chmod(0o777)  # `nobody` edits the test file
+        test.chmod(0o666)
+        (folder / "fx").chmod(0)
+
+        def edit() -> None:
+            test.write_text(test.read_text().replace("name: fires", "name: fires again"))  # its size changes
+
+        def outcome() -> str:
+            return json.dumps(_watch_fluo_test([str(test)], {1: edit}))
+
+        codes, seen = json.loads(as_reader(outcome))
+        assert codes == [2, 2]
+        assert seen == [[str(test)]]
+    finally:
+        (folder / "fx").chmod(0o755)
+        shutil.rmtree(folder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import stat
 import sys
 from pathlib import Path
@@ -317,7 +318,7 @@ def _refuse_inputs(
     folders: list[Path] = []
     for p in trace_paths:
         path = Path(p)
-        if p == STDIN_PATH or not path.exists():
+        if p == STDIN_PATH or not os.path.exists(path):  # one that cannot be looked up is said when read
             continue
         if path.is_dir():
             folders.append(real_path(path))
@@ -346,7 +347,8 @@ def _refuse_inputs(
     for folder in folders:
         if where.is_relative_to(folder) or folder.is_relative_to(where):
             fail(f"refusing to write test fixtures into {fixtures}: the traces in {folder} would include them")
-    there = {identity(f) for f in where.iterdir() if f.is_file() and not f.is_symlink()} if where.is_dir() else set()
+    listed = where.iterdir() if os.path.isdir(where) else iter(())
+    there = {identity(f) for f in listed if f.is_file() and not f.is_symlink()}
     for f in inputs:
         if (real_path(f.parent) / f.name).is_relative_to(where):  # the name given, a link itself
             how = "is in that folder"

@@ -19,6 +19,7 @@ from click.core import ParameterSource
 
 from fluo_lang.cost import DEFAULT_BUDGET, DEFAULT_COST_LIMIT
 from fluo_lang.diagnostics import nearest, plural
+from fluo_lang.files import unreachable
 from fluo_lang.one_value import OneValueCommand
 from fluo_lang.values import NS_LIMIT, escape_json_text, format_duration, one_line
 from fluo_run.cli import NonEmptyPath
@@ -914,8 +915,10 @@ def signals_command(
             _fail(f"--config {config_file}: `fluo serve` writes no signal store with these settings (no-db); give --db")
         elif configured is not None:
             db, from_config = configured, True
-    if not Path(db).is_file():
-        named = f" (the `db` of --config {config_file})" if from_config else ""
+    named = f" (the `db` of --config {config_file})" if from_config else ""
+    if (cannot := unreachable(db)) is not None:  # a folder on the way cannot be searched
+        _fail(f"{db}{named}: {unreadable(db, cannot)}")
+    if not os.path.isfile(db):
         _fail(f"{db}{named}: no signal store here; run `fluo serve` (or `fluo demo`) first, or give --db FILE")
     import sqlite3
 

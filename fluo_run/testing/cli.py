@@ -52,7 +52,7 @@ def _read(files: Sequence[TestFile]) -> dict[Path, str]:
     for f in files:
         kinds.setdefault(f.path, "a test file")
         for p in f.rule_paths:
-            for rule_file in walk(p, is_rule_file_name, unreadable=None, folders=True) if p.is_dir() else [p]:
+            for rule_file in walk(p, is_rule_file_name, unreadable=None, folders=True) if os.path.isdir(p) else [p]:
                 kinds.setdefault(rule_file, "a rule file")
         for case in f.cases:
             for p, _ in case.traces:
@@ -107,7 +107,7 @@ def _missing_inputs(f: TestFile) -> set[Path]:
         traces = case.get("traces") if isinstance(case, dict) else None
         named.extend(traces if isinstance(traces, list) else [traces])
     found = (f.path.parent / n for n in named if isinstance(n, str) and n)
-    return {p for p in found if not p.exists()}
+    return {p for p in found if not os.path.exists(p)}  # one that cannot be looked up too: watched
 
 
 def _refuse_input(output: Path, files: Sequence[TestFile], read: dict[Path, str], folders: Sequence[str]) -> None:
@@ -116,10 +116,10 @@ def _refuse_input(output: Path, files: Sequence[TestFile], read: dict[Path, str]
     a link, or as a hard link. `fluo test --junit-xml r_test.yaml` is the likely slip: the test file typed after
     the option."""
     kinds = dict(read)
-    for given in (p for p in folders if Path(p).is_dir()):
+    for given in (p for p in folders if os.path.isdir(p)):
         with contextlib.suppress(RuleSourceError, OSError):  # the run says why it could not read it
             kinds.update((p, "a rule file") for p in rule_files([given]) if p not in kinds)
-    found = one_of(output, (p for p in kinds if not p.is_dir()))
+    found = one_of(output, (p for p in kinds if not os.path.isdir(p)))
     if found is not None:
         raise UsageProblem(
             f"refusing to write the --junit-xml report over {output}: it is {kinds[found]} this run reads "

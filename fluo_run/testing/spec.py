@@ -30,7 +30,7 @@ from fluo_lang.api import (
 )
 from fluo_lang.diagnostics import nearest, plural
 from fluo_lang.evaluate import TRUNCATED_RULE
-from fluo_lang.files import link_problem, real_path
+from fluo_lang.files import link_problem, real_path, unreachable
 from fluo_lang.folders import walk
 from fluo_lang.otlp import TRACE_FILE_NAMES, TraceInputError, is_trace_file_name, trace_files_in
 from fluo_lang.trace import Span
@@ -210,6 +210,8 @@ def find_test_files(paths: Sequence[str | Path]) -> list[Path]:
     untested: list[Path] = []
     for p in paths:
         path = Path(p)
+        if (exc := unreachable(path)) is not None:  # a folder on the way cannot be searched
+            _unreadable(exc)
         if path.is_dir():
             out.extend(_search(path))
         elif path.is_file() and path.suffix in (".yaml", ".yml"):
@@ -528,7 +530,9 @@ class _Reader:
             lines = [raw.line_of(i) for i in range(len(items))] if isinstance(raw, LineList) else [line] * len(items)
             entries = [(base / x, n) for x, n in zip(items, lines, strict=True)]
         for path, n in entries:
-            if not path.exists():
+            if (exc := unreachable(path)) is not None:  # a folder on the way cannot be searched
+                self.problem(n, f"cannot read {display_path(path)}: {exc.strerror or exc}")
+            elif not path.exists():
                 why = link_problem(path)
                 self.problem(
                     n,
@@ -604,6 +608,9 @@ class _Reader:
                 self.problem(n, of + "`traces:` must be a trace file or a list of them (OTLP JSON or protobuf)", case)
                 continue
             path = self.file.path.parent / item
+            if (exc := unreachable(path)) is not None:  # a folder on the way cannot be searched
+                self.problem(n, f"{of}cannot read {display_path(path)}: {exc.strerror or exc}", case)
+                continue
             if not path.is_dir() and not (is_trace_file_name(path.name) and is_trace_file_name(real_path(path).name)):
                 what = "is not" if not is_trace_file_name(path.name) else "is a link to a file that is not"
                 self.problem(

@@ -47,7 +47,7 @@ def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
     that cannot be read passed over: the run says why) and of `extra`."""
     out: Stamps = {}
     for root in roots:
-        if root.is_file():
+        if os.path.isfile(root):
             _stat(root, out)
             continue
         for path in walk(root, watched, unreadable=None):
