@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from interrupt_support import interrupt_while_reading, sigint_default
 from reader_support import as_reader
 from test_otlp import _too_deep_test
 from tests_paths import ROOT
 
+from fluo_run.cli import main
 from fluo_run.testing.cli import run_once
 from fluo_run.testing.progress import Progress
 from fluo_run.testing.runner import Runner
@@ -526,3 +528,58 @@ def test_a_fixture_in_a_folder_that_cannot_be_searched_leaves_the_watch_going() 
     finally:
         (folder / "fx").chmod(0o755)
         shutil.rmtree(folder)
+
+
+def _edited_during_the_first_run(monkeypatch: pytest.MonkeyPatch, test: Path, text: str) -> None:
+    """The user saves `text` in `test` while the first run runs (after it read the file, before `--update`)."""
+    real = Runner.run
+    calls = 0
+
+    def run(self: Runner, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        result = real(self, *args, **kwargs)
+        if calls == 1:
+            test.write_text(text)
+            _touch(test)
+        return result
+
+    monkeypatch.setattr(Runner, "run", run)
+
+
+INSERTED = (
+    "cases:\n  - {name: mine, spans: [{name: b}], expect: []}\n  - {name: fires, spans: [{name: a, status: error}]}\n"
+)
+
+
+def test_update_writes_nothing_to_a_test_file_changed_since_the_run_read_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA watch r03: `--update` rewrote cases by their place in the file as it was at the end of the run: a case
+    inserted above while the run ran got the signals of another (its `expect: []` replaced), silently."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(ERROR_RULE)
+    test = tmp_path / "r_test.yaml"
+    test.write_text("cases:\n  - {name: fires, spans: [{name: a, status: error}]}\n")
+    _edited_during_the_first_run(monkeypatch, test, INSERTED)
+    result = CliRunner().invoke(main, ["test", "--update", "r_test.yaml"])
+    assert test.read_text() == INSERTED
+    assert result.exit_code == 2
+    assert "fluo: cannot update r_test.yaml: changed since the run read it; run again\n" in result.stderr
+
+
+def test_watch_update_runs_again_for_a_test_file_changed_during_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA watch r03: under `--watch --update`, the file written (over the user's edit) was taken for the run's own
+    write: its new stamp hid the edit, and no run followed. Now nothing is written, and the edit starts a run."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text(ERROR_RULE)
+    test = tmp_path / "r_test.yaml"
+    test.write_text("cases:\n  - {name: fires, spans: [{name: a, status: error}]}\n")
+    _edited_during_the_first_run(monkeypatch, test, INSERTED)
+    codes, seen = _watch_fluo_test(["."], {1: lambda: None}, update=True)
+    assert codes == [2, 0]  # refused; then the edited file's run, which updates `fires`
+    assert seen == [[str(test)]]
+    assert test.read_text().startswith("cases:\n  - {name: mine, spans: [{name: b}], expect: []}\n")
+    assert "has_error" in test.read_text()

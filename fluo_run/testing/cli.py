@@ -30,7 +30,7 @@ from .progress import Progress
 from .report import json_report, json_text, junit_report, text_report
 from .runner import UPDATED, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, passed_over, short_path
-from .update import Rewrite, comment_notes, guard_notes, needs_update, plan_update
+from .update import ChangedSinceRun, Rewrite, comment_notes, guard_notes, needs_update, plan_update
 from .watch import Ran, watch
 
 
@@ -151,8 +151,8 @@ def _apply_updates(result: RunResult) -> Updates:
         if not todo:
             continue
         try:
-            plans.append((fr, plan_update(fr.file.path, todo)))
-        except (OSError, YamlError) as exc:
+            plans.append((fr, plan_update(fr.file.path, todo, fr.file.digest)))
+        except (OSError, YamlError, ChangedSinceRun) as exc:
             out.problems.append(f"cannot update {fr.file.display}: {_reason(exc)}")
     if out.problems:
         if plans:

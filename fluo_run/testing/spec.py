@@ -9,6 +9,7 @@ case only, so the other cases and files still run.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -129,10 +130,18 @@ class TestFile:
     analysis: Analysis | None = None
     cases: list[Case] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    digest: bytes | None = None
+    """`source_digest` of the bytes the run read (None for text given, an editor's): `--update` writes only
+    a file that still holds them, as its cases are rewritten by their place in it."""
 
     @property
     def loaded(self) -> bool:
         return not self.problems
+
+
+def source_digest(data: bytes) -> bytes:
+    """What tells a test file's text from another, kept in place of the text."""
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 def display_path(path: Path) -> str:
@@ -482,6 +491,7 @@ class _Reader:
             except OSError as exc:
                 self.problem(1, f"cannot read the test file: {exc.strerror or exc}")
                 return self.file
+            self.file.digest = source_digest(data)
             text, bad = decode_source(data, self.where)  # as rule files are read: no BOM, UTF-8 or an error
             if bad is not None:
                 self.problem(bad.span.line + 1, f"cannot read the test file: {bad.message}")

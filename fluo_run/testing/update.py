@@ -31,7 +31,7 @@ from fluo_lang.values import escape_json_text
 
 from .document import LINE_BREAK, YAML_LINE_BREAK, Lines, YamlError, load, read_exponent_floats, yaml_problem
 from .runner import FAILED, PASSED, CaseResult
-from .spec import Expectation
+from .spec import Expectation, source_digest
 
 _MERGE = "tag:yaml.org,2002:merge"
 _Slot = tuple[int, str, int]
@@ -161,15 +161,27 @@ def comment_notes(display: str, plan: Rewrite) -> list[str]:
     return out
 
 
-def plan_update(path: Path, cases: Sequence[CaseResult]) -> Rewrite:
+class ChangedSinceRun(ValueError):
+    """The test file no longer holds the text the run read: its cases, rewritten by their place in the file,
+    could be others now (one inserted above), so nothing is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__("changed since the run read it; run again")
+
+
+def plan_update(path: Path, cases: Sequence[CaseResult], read: bytes | None = None) -> Rewrite:
     """The text of `path` with the `expect:` of the given cases (all of `path`) rewritten; nothing is written.
 
+    `read`: the `source_digest` of the text the run read, which the file must still hold.
     Raises OSError when the file cannot be read or written (it, or its folder for the new copy),
-    YamlError when it no longer parses (it changed since the run).
+    ChangedSinceRun when it holds another text than `read`, YamlError when it no longer parses.
     """
     target = path.resolve()  # through a symlink: the file it names is rewritten, the link stays
+    data = target.read_bytes()
+    if read is not None and source_digest(data) != read:
+        raise ChangedSinceRun
     try:
-        text = target.read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlError(f"not UTF-8 text: {exc.reason}", 1) from exc
     written = {c.case.index: _written_for(c) for c in cases}
