@@ -24,7 +24,7 @@ from test_otlp import _too_deep_test
 from tests_paths import ROOT
 
 from fluo_run.cli import main
-from fluo_run.testing.cli import run_once
+from fluo_run.testing.cli import UsageProblem, run_once
 from fluo_run.testing.progress import Progress
 from fluo_run.testing.runner import Runner
 from fluo_run.testing.spec import Case, TestFile
@@ -254,7 +254,10 @@ def _watch_fluo_test(
 
     def run() -> Ran:
         settings = {"fmt": "text", "junit_xml": None, "update": False, "coverage": False, "select_text": None}
-        code, ran = run_once(roots, runner, **{**settings, **options})
+        try:
+            code, ran = run_once(roots, runner, **{**settings, **options})
+        except UsageProblem as exc:  # as the command says it, and goes on watching
+            code, ran = 2, exc.ran
         codes.append(code)
         return ran
 
@@ -583,3 +586,27 @@ def test_watch_update_runs_again_for_a_test_file_changed_during_the_run(
     assert seen == [[str(test)]]
     assert test.read_text().startswith("cases:\n  - {name: mine, spans: [{name: b}], expect: []}\n")
     assert "has_error" in test.read_text()
+
+
+def test_watching_a_rule_file_runs_a_test_file_made_later_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA watch r06: `fluo test RULE.fluo --watch` watched the rule file and the test files the first run found:
+    one made later for it (`new_test.yaml`, or another with `rules: [new.fluo]`) started no run, where a fresh
+    `fluo test new.fluo` runs it. Now the test files below the rule file's folder are watched, as it searches."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "new.fluo").write_text(ERROR_RULE)
+    (tmp_path / "more").mkdir()
+    own, more = tmp_path / "new_test.yaml", tmp_path / "more" / "more_test.yaml"
+
+    def create_own() -> None:
+        own.write_text("cases:\n  - {name: fires, spans: [{name: a, status: error}], expect: [has_error]}\n")
+
+    def create_more() -> None:
+        more.write_text(
+            "rules: [../new.fluo]\ncases:\n  - {name: quiet, spans: [{name: a, status: error}], expect: []}\n"
+        )
+
+    codes, seen = _watch_fluo_test(["new.fluo"], {1: create_own, 2: create_more})
+    assert codes == [2, 0, 1]  # no test files yet; its own; and the other, which fails
+    assert seen == [[str(own)], [str(more)]]

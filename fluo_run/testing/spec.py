@@ -259,7 +259,8 @@ def _walk(folder: Path, keep: Callable[[str], bool]) -> Iterator[Path]:
     return (f for f in walk(folder, keep, unreadable=_unreadable) if f.is_file())
 
 
-def _test_named(name: str) -> bool:
+def is_test_file_name(name: str) -> bool:
+    """Whether a search of a folder looks at a file of this name as a test file."""
     return name.endswith(TEST_SUFFIXES)
 
 
@@ -270,7 +271,7 @@ def _unreadable(exc: OSError) -> None:
 
 def _search(folder: Path) -> list[Path]:
     """FLUO's test files below `folder`, by path, as `find_test_files` searches a folder."""
-    return [f for f in _walk(folder, _test_named) if is_rule_test(f)]
+    return [f for f in _walk(folder, is_test_file_name) if is_rule_test(f)]
 
 
 _TOP_KEY = re.compile(r"""^["']?([A-Za-z_]+)["']?[ \t]*:""", re.MULTILINE)

@@ -1,10 +1,12 @@
 """`--watch`: poll the files' `stamp`s and run again when a test file, rule file or fixture changes.
 
 Below the folders watched, only test files and rule files count (a new test file
-starts being run); outside them, what the runs read counts: rule files (those in a
-`rules:` folder too), fixtures, and those a test file names that do not exist yet. Anything else there (a
-JUnit report, redirected output, notes) changes without starting a run: a report
-the run itself writes would otherwise start the next run, forever.
+starts being run), and so do test files below the folder of a rule file watched (one
+made later for it is run, as `fluo test RULE.fluo` finds it); outside them, what the
+runs read counts: rule files (those in a `rules:` folder too), fixtures, and those a
+test file names that do not exist yet. Anything else there (a JUnit report,
+redirected output, notes) changes without starting a run: a report the run itself
+writes would otherwise start the next run, forever.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from fluo_lang.api import RULE_SUFFIX, Stamp, stamp
 from fluo_lang.folders import walk
 
-from .spec import TEST_SUFFIXES
+from .spec import is_test_file_name
 
 MIN_INTERVAL = 0.05
 MAX_INTERVAL = 10.0
@@ -39,16 +41,20 @@ class Ran:
 
 def watched(name: str) -> bool:
     """Whether a file below the folders watched counts: a test file or a rule file."""
-    return name.endswith(TEST_SUFFIXES) or name.endswith(RULE_SUFFIX)
+    return is_test_file_name(name) or name.endswith(RULE_SUFFIX)
 
 
 def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
     """The `stamp` of the test and rule files below `roots` (searched as `fluo test` searches them, a folder
-    that cannot be read passed over: the run says why) and of `extra`."""
+    that cannot be read passed over: the run says why), of the test files below the folder of a rule file
+    named (where `tests_of` looks for its tests: one made later is run too), and of `extra`."""
     out: Stamps = {}
     for root in roots:
         if os.path.isfile(root):
             _stat(root, out)
+            if root.name.endswith(RULE_SUFFIX):
+                for path in walk(root.parent, is_test_file_name, unreadable=None):
+                    _stat(path, out)
             continue
         for path in walk(root, watched, unreadable=None):
             _stat(path, out)
