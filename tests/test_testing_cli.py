@@ -485,10 +485,10 @@ def test_an_update_that_cannot_be_written_writes_nothing_and_still_reports(
     before = first.read_text(encoding="utf-8")
     real = cli.plan_update
 
-    def refuse(path: Path, cases: Any) -> Any:
+    def refuse(path: Path, cases: Any, read: bytes | None = None) -> Any:
         if path.name == second.name:
             raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
-        return real(path, cases)
+        return real(path, cases, read)
 
     monkeypatch.setattr(cli, "plan_update", refuse)
     result = fluo_test("failing_test.yaml", "b_test.yaml", "--update", "--junit-xml", "j.xml")
