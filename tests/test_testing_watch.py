@@ -610,3 +610,27 @@ def test_watching_a_rule_file_runs_a_test_file_made_later_for_it(
     codes, seen = _watch_fluo_test(["new.fluo"], {1: create_own, 2: create_more})
     assert codes == [2, 0, 1]  # no test files yet; its own; and the other, which fails
     assert seen == [[str(own)], [str(more)]]
+
+
+def test_a_watch_round_lets_go_of_the_fixtures_and_rules_it_no_longer_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA watch r01: the runner kept every fixture it had read, by path, for the whole watch: a fixture renamed
+    stayed in memory (40 MB more per rename of a 100k-span one); and an analysis and a program per rule save."""
+    monkeypatch.chdir(tmp_path)
+    rule = tmp_path / "r.fluo"
+    rule.write_text(ERROR_RULE)
+    (tmp_path / "f0.json").write_text(ERROR_TRACE)
+    test = tmp_path / "r_test.yaml"
+    runner = Runner()
+    settings: dict[str, Any] = {"fmt": "text", "junit_xml": None, "update": False, "coverage": False}
+    for i in range(3):
+        if i:
+            os.rename(tmp_path / f"f{i - 1}.json", tmp_path / f"f{i}.json")
+            _touch(rule)  # a save: another analysis, another program
+        test.write_text(f"cases:\n  - {{name: fires, traces: f{i}.json, expect: [has_error]}}\n")
+        assert run_once(["."], runner, select_text=None, **settings)[0] == 0
+    assert list(runner.traces.cache) == [Path("f2.json")]
+    assert len(runner.rules.cache) == 1
+    assert len(runner.programs.cache) == 1
+    assert len(runner.programs.rules) <= 1

@@ -207,6 +207,7 @@ def run_once(
         if junit_xml is not None:  # before anything is run or written
             _refuse_input(Path(junit_xml), files, read, paths if coverage else ())
         progress.total = sum(1 for f in files for c in f.cases if runner.selected(f, c))
+        runner.keep_only(files)  # under --watch, what the last round read and this one does not is let go first
         result = runner.run(files, progress)
     finally:
         progress.close()

@@ -12,7 +12,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,6 +133,12 @@ class TraceFiles:
             self.deep = {k: n for k, n in self.deep.items() if path not in k}
         return hit[1], hit[2], hit[3]
 
+    def keep_only(self, paths: Collection[Path]) -> None:
+        """Forget the fixtures not among `paths` (renamed, or no longer named): under `--watch` each would
+        otherwise stay in memory for good."""
+        self.cache = {p: hit for p, hit in self.cache.items() if p in paths}
+        self.deep = {k: n for k, n in self.deep.items() if all(p in paths for p in k)}
+
     def read_too_deep(self, paths: tuple[Path, ...], reads: int) -> None:
         """`reads` more values nested too deep were decoded while a case read the spans of `paths`."""
         self.deep[paths] = self.deep.get(paths, 0) + reads
@@ -162,6 +168,13 @@ class Programs:
             found = (analysis, compile_program(subset, budget=self.budget))
             self.cache[key] = found
         return found[1]
+
+    def keep_only(self, analyses: Collection[Analysis]) -> None:
+        """Forget the programs of analyses not among `analyses` (rule files saved since, or no longer named)."""
+        kept = {id(a) for a in analyses}
+        self.cache = {k: found for k, found in self.cache.items() if k[0] in kept}
+        programs = {id(program) for _, program in self.cache.values()}
+        self.rules = {k: found for k, found in self.rules.items() if k in programs}
 
     def rules_of(self, program: Program) -> tuple[dict[str, RuleIR], tuple[tuple[str, str], ...]]:
         """A program's rules by id, and the (resolved file, id) keys coverage counts them by."""
@@ -198,6 +211,15 @@ class Runner:
 
     def load_one(self, path: Path) -> TestFile:
         return load_test_file(path, self.rules)
+
+    def keep_only(self, files: Sequence[TestFile]) -> None:
+        """Forget the fixtures, analyses and programs that none of `files` (a run's, once loaded) names: what
+        a `--watch` round no longer reads (a fixture renamed, a rule file saved) is not kept for good, nor
+        beside what replaces it; what it reads is kept for the next round."""
+        analyses = [f.analysis for f in files if f.analysis is not None]
+        self.rules.keep_only(analyses)
+        self.programs.keep_only(analyses)
+        self.traces.keep_only({p for f in files for c in f.cases for p, _ in c.traces})
 
     def run(self, files: Sequence[TestFile], on_case: Listener | None = None) -> RunResult:
         started = time.perf_counter()

@@ -12,7 +12,7 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -429,6 +429,11 @@ class RuleLoader:
 
     def __init__(self) -> None:
         self.cache: dict[tuple[tuple[str, Stamp], ...], Analysis] = {}
+
+    def keep_only(self, analyses: Collection[Analysis]) -> None:
+        """Forget the analyses not among `analyses` (of rule files saved since, or no longer named)."""
+        kept = {id(a) for a in analyses}
+        self.cache = {k: a for k, a in self.cache.items() if id(a) in kept}
 
     def analysis(self, paths: Sequence[Path]) -> Analysis:
         """The analysis of the rule files `paths` name, kept under their stamps taken before they are read: a
