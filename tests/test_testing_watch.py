@@ -112,9 +112,9 @@ def test_watch_runs_again_after_a_change_and_stops_after_max_runs(tmp_path: Path
 
     def sleep(seconds: float) -> None:
         sleeps.append(seconds)
-        if len(sleeps) == 2:  # a quiet poll, then a change inside the root, then one outside it
-            os.utime(watched, ns=(1, 1))
-        if len(sleeps) == 3:
+        if len(sleeps) == 2:  # a quiet poll, a change inside the root and the poll it holds still for, then
+            os.utime(watched, ns=(1, 1))  # one outside it
+        if len(sleeps) == 4:
             os.utime(outside, ns=(1, 1))
 
     try:
@@ -122,7 +122,7 @@ def test_watch_runs_again_after_a_change_and_stops_after_max_runs(tmp_path: Path
     finally:
         outside.unlink()
     assert n == 3 and runs == [0, 1, 2]
-    assert sleeps == [0.05, 0.05, 0.05]  # the interval is bounded below
+    assert sleeps == [0.05] * 5  # the interval is bounded below
     assert seen == [[str(watched)], [str(outside)]]
 
 
@@ -453,8 +453,11 @@ def test_a_file_still_read_that_goes_during_a_run_is_a_change(tmp_path: Path) ->
             fixture.unlink()
         return Ran([fixture])
 
+    touched: list[int] = []
+
     def sleep(seconds: float) -> None:
-        if len(runs) == 1 and not seen:
+        if len(runs) == 1 and not touched:
+            touched.append(1)
             os.utime(fixture, ns=(1, 1))
 
     n = watch(run, [root], interval=0.0, max_runs=3, sleep=sleep, on_change=seen.append)
@@ -607,7 +610,7 @@ def test_watching_a_rule_file_runs_a_test_file_made_later_for_it(
             "rules: [../new.fluo]\ncases:\n  - {name: quiet, spans: [{name: a, status: error}], expect: []}\n"
         )
 
-    codes, seen = _watch_fluo_test(["new.fluo"], {1: create_own, 2: create_more})
+    codes, seen = _watch_fluo_test(["new.fluo"], {1: create_own, 3: create_more})  # 2: the poll it held still
     assert codes == [2, 0, 1]  # no test files yet; its own; and the other, which fails
     assert seen == [[str(own)], [str(more)]]
 
@@ -634,3 +637,33 @@ def test_a_watch_round_lets_go_of_the_fixtures_and_rules_it_no_longer_reads(
     assert len(runner.rules.cache) == 1
     assert len(runner.programs.cache) == 1
     assert len(runner.programs.rules) <= 1
+
+
+def test_a_save_slower_than_one_interval_is_one_run_on_the_whole_file(tmp_path: Path) -> None:
+    """QA watch r05: a run started at the first poll that saw a change, so a save taking longer than one interval
+    (written in parts, a large file, a checkout of many files) got a run on the half-written file, then another.
+    Now the watch waits until the stamps hold still for one interval."""
+    test = tmp_path / "w_test.yaml"
+    test.write_text("old", encoding="utf-8")
+    read: list[str] = []
+    seen: list[list[str]] = []
+    polls = 0
+
+    def run() -> Ran:
+        read.append(test.read_text(encoding="utf-8"))
+        return Ran()
+
+    def sleep(seconds: float) -> None:
+        nonlocal polls
+        polls += 1
+        if polls == 1:
+            test.write_text("new, first part", encoding="utf-8")
+        elif polls == 2:
+            with test.open("a", encoding="utf-8") as f:
+                f.write(", second part")
+        elif polls == 5:
+            raise KeyboardInterrupt
+
+    assert watch(run, [tmp_path], sleep=sleep, on_change=seen.append) == 2
+    assert read == ["old", "new, first part, second part"]
+    assert seen == [[str(test)]]

@@ -84,7 +84,9 @@ def watch(
     on_change: Callable[[list[str]], None] = lambda files: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Run, then run again after each change until interrupted (or `max_runs` runs); returns the number of runs."""
+    """Run, then run again after each change until interrupted (or `max_runs` runs); returns the number of runs.
+
+    A change is run for once the stamps hold still for one interval: a run never reads a file half saved."""
     interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
     runs = 0
     extra: list[Path] = []
@@ -110,8 +112,17 @@ def watch(
         state = run_and_stamp()
         while max_runs is None or runs < max_runs:
             sleep(interval)
-            diff = changed(state, stamps(roots, extra))
-            if diff:
+            now = stamps(roots, extra)
+            if now == state:
+                continue
+            while True:  # settled: a save slower than one interval (written in parts, many files) is one change
+                sleep(interval)
+                later = stamps(roots, extra)
+                if later == now:
+                    break
+                now = later
+            diff = changed(state, now)
+            if diff:  # none when what changed is back as it was
                 on_change(diff)
                 state = run_and_stamp()
     except KeyboardInterrupt:
