@@ -706,8 +706,13 @@ def test_ctrl_c_exits_130_quietly(work: Path, monkeypatch: pytest.MonkeyPatch) -
     assert not (work / "j.xml").exists()
 
 
+def settled() -> None:
+    """The poll that finds the files as they were at the one before: the watch runs."""
+
+
 def _watch_until(monkeypatch: pytest.MonkeyPatch, steps: list[Any]) -> None:
-    """`fluo test --watch` polls: step `i` runs at poll `i` (a callable, or KeyboardInterrupt to raise)."""
+    """`fluo test --watch` polls: step `i` runs at poll `i` (a callable, or KeyboardInterrupt to raise). A change
+    is run for at the poll after it (`settled`), once the files held still."""
     from fluo_run.testing import cli
 
     real = cli.watch
@@ -747,7 +752,7 @@ def test_ctrl_c_during_a_watched_run_exits_130(work: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(Runner, "run", second_interrupted)
     test = work / "passing_test.yaml"
-    _watch_until(monkeypatch, [lambda: os.utime(test, ns=(1, 1))])
+    _watch_until(monkeypatch, [lambda: os.utime(test, ns=(1, 1)), settled])
     result = fluo_test("passing_test.yaml", "--watch")
     assert result.exit_code == 130 and len(calls) == 2
 
@@ -764,7 +769,7 @@ def test_a_watch_after_a_usage_error_still_watches_rules_outside_the_root(
     (tmp_path / "tests" / "r_test.yaml").write_text(
         "rules: ../rules/r.fluo\ncases:\n  - {name: a, spans: [{name: x}], expect: []}\n"
     )
-    _watch_until(monkeypatch, [lambda: os.utime(rule, ns=(1, 1)), KeyboardInterrupt])
+    _watch_until(monkeypatch, [lambda: os.utime(rule, ns=(1, 1)), settled, KeyboardInterrupt])
     result = fluo_test("tests", "--run", "nomatch", "--watch")
     assert result.exit_code == 2
     assert result.stderr.count("fluo: --run 'nomatch' matches no case in 1 test file") == 2
