@@ -23,6 +23,7 @@ from reader_support import as_reader
 from test_otlp import _too_deep_test
 from tests_paths import ROOT
 
+from fluo_lang import folders
 from fluo_run.cli import main
 from fluo_run.testing.cli import UsageProblem, run_once
 from fluo_run.testing.progress import Progress
@@ -666,4 +667,25 @@ def test_a_save_slower_than_one_interval_is_one_run_on_the_whole_file(tmp_path: 
 
     assert watch(run, [tmp_path], sleep=sleep, on_change=seen.append) == 2
     assert read == ["old", "new, first part, second part"]
+    assert seen == [[str(test)]]
+
+
+def test_a_poll_sees_an_in_place_edit_in_a_folder_it_did_not_list_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA watch r04's fix keeps the folders' listings between polls: a file edited in place leaves its folder's
+    stamp alone, and is still seen, by its own."""
+    monkeypatch.setattr(folders, "RACY_NS", -1)  # the folders made just now are kept too
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "r.fluo").write_text(ERROR_RULE)
+    test = tmp_path / "rules" / "r_test.yaml"
+    test.write_text("cases:\n  - {name: fires, spans: [{name: a, status: error}], expect: [has_error]}\n")
+
+    def edit() -> None:
+        with test.open("r+") as f:  # in place: the folder's stamp does not change
+            f.write(test.read_text().replace("expect: [has_error]", "expect: []         "))
+
+    codes, seen = _watch_fluo_test(["."], {2: edit})
+    assert codes == [0, 1]
     assert seen == [[str(test)]]

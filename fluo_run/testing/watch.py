@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fluo_lang.api import RULE_SUFFIX, Stamp, stamp
-from fluo_lang.folders import walk
+from fluo_lang.folders import Listings, walk
 
 from .spec import is_test_file_name
 
@@ -44,20 +44,23 @@ def watched(name: str) -> bool:
     return is_test_file_name(name) or name.endswith(RULE_SUFFIX)
 
 
-def stamps(roots: Sequence[Path], extra: Iterable[Path] = ()) -> Stamps:
+def stamps(roots: Sequence[Path], extra: Iterable[Path] = (), listings: Listings | None = None) -> Stamps:
     """The `stamp` of the test and rule files below `roots` (searched as `fluo test` searches them, a folder
     that cannot be read passed over: the run says why), of the test files below the folder of a rule file
-    named (where `tests_of` looks for its tests: one made later is run too), and of `extra`."""
+    named (where `tests_of` looks for its tests: one made later is run too), and of `extra`. `listings`
+    keeps the folders' listings from one poll to the next: only a folder that changed is listed again."""
     out: Stamps = {}
     for root in roots:
         if os.path.isfile(root):
             _stat(root, out)
             if root.name.endswith(RULE_SUFFIX):
-                for path in walk(root.parent, is_test_file_name, unreadable=None):
+                for path in walk(root.parent, is_test_file_name, unreadable=None, listings=listings):
                     _stat(path, out)
             continue
-        for path in walk(root, watched, unreadable=None):
+        for path in walk(root, watched, unreadable=None, listings=listings):
             _stat(path, out)
+    if listings is not None and roots:
+        listings.searched()
     for path in extra:
         _stat(path, out)
     return out
@@ -90,13 +93,14 @@ def watch(
     interval = min(max(interval, MIN_INTERVAL), MAX_INTERVAL)
     runs = 0
     extra: list[Path] = []
+    listings = Listings(stamp)
 
     def run_and_stamp() -> Stamps:
         # Stamped before the run, so an edit made while it runs still counts as a change; files the
         # run read for the first time are stamped after it, and files it no longer read (their test
         # file gone) are no longer watched, not a change; what the run wrote itself is stamped after it.
         nonlocal extra, runs
-        before = stamps(roots)
+        before = stamps(roots, listings=listings)
         before_extra = stamps([], extra)
         ran = run()
         extra = list(ran.inputs)
@@ -112,12 +116,12 @@ def watch(
         state = run_and_stamp()
         while max_runs is None or runs < max_runs:
             sleep(interval)
-            now = stamps(roots, extra)
+            now = stamps(roots, extra, listings)
             if now == state:
                 continue
             while True:  # settled: a save slower than one interval (written in parts, many files) is one change
                 sleep(interval)
-                later = stamps(roots, extra)
+                later = stamps(roots, extra, listings)
                 if later == now:
                     break
                 now = later
