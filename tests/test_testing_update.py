@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,11 +13,12 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fluo_lang.values import HexBytes
 from fluo_run.cli import main
 from fluo_run.testing.document import load
 from fluo_run.testing.matching import match_signals
 from fluo_run.testing.spec import Expectation
-from fluo_run.testing.update import expectations_from, rewrite, write_replacing
+from fluo_run.testing.update import _same, expectations_from, rewrite, write_replacing
 
 A = "a" * 32
 B = "b" * 32
@@ -746,3 +749,95 @@ def test_update_with_an_empty_path_rewrites_nothing(tmp_path: Path, monkeypatch:
     assert CliRunner().invoke(main, ["test", ""]).exit_code == 1  # the case fails: read, not refused
     assert CliRunner().invoke(main, ["test", "--update", "."]).exit_code == 0
     assert test.read_text(encoding="utf-8") != text
+
+
+def _otlp_attr(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key, "value": value}
+
+
+def _bytes_value(hex_text: str) -> dict[str, Any]:
+    return {"bytesValue": base64.b64encode(bytes.fromhex(hex_text)).decode()}
+
+
+def _every_kind_of_value() -> dict[str, Any]:
+    """OTLP/JSON of a trace whose values are of each kind `observed` holds: bytes (alone, in a list, in a map;
+    `1234` and `1e50` read back as numbers unless quoted), lists, maps, NaN, infinity and missing values."""
+    t0 = 1767225600_000_000_000
+    tid = "0abc0000000000000000000000000001"
+    items = [_bytes_value("1234"), _bytes_value("1e50"), {"intValue": "1"}, {"stringValue": "x"}]
+    items += [{"doubleValue": 2.5}, {"boolValue": True}, {}]
+    inside = [_otlp_attr("in", {"kvlistValue": {"values": [_otlp_attr("j", {"intValue": "3"})]}})]
+    root = {
+        **{"traceId": tid, "spanId": "0000000100000001", "name": "root", "kind": 2},
+        **{"startTimeUnixNano": str(t0), "endTimeUnixNano": str(t0 + 5_000_000)},
+        "attributes": [
+            _otlp_attr("b", _bytes_value("deadbeef")),
+            _otlp_attr("arr", {"arrayValue": {"values": items}}),
+            _otlp_attr("m", {"kvlistValue": {"values": [_otlp_attr("k", _bytes_value("0001")), *inside]}}),
+        ],
+    }
+    child = {
+        **{"traceId": tid, "spanId": "0000000100000002", "parentSpanId": "0000000100000001", "name": "c"},
+        **{"kind": 1, "startTimeUnixNano": str(t0 + 1_000_000), "endTimeUnixNano": str(t0 + 2_000_000)},
+        "attributes": [_otlp_attr("z", {"doubleValue": "NaN"}), _otlp_attr("i", {"doubleValue": "Infinity"})],
+    }
+    service = _otlp_attr("service.name", {"stringValue": "s"})
+    return {"resourceSpans": [{"resource": {"attributes": [service]}, "scopeSpans": [{"spans": [root, child]}]}]}
+
+
+EVERY_KIND_RULES = """\
+rule v_bytes { expect trace.root.b == "nomatch" }
+rule v_list { expect trace.root.arr == [9] }
+rule v_map { expect trace.root.m == "x" }
+rule v_span { expect trace.root == trace.root.parent }
+rule v_time { expect trace.root.end < trace.root.start }
+rule v_duration { expect trace.root.duration > 1h }
+rule v_nan { expect trace.spans.max(z) < 0 }
+rule v_inf { expect trace.spans.max(i) < 0 }
+rule v_times { expect [trace.root.end, 1] == [trace.root.start, 2] }
+"""
+
+
+def test_update_records_observed_values_of_every_kind_and_the_next_run_passes(tmp_path: Path) -> None:
+    """Conformance tour r01: a bytes attribute (read as hex text, a `HexBytes`) made `--update` stop with
+    PyYAML's "cannot represent an object" traceback. Each kind of value `observed` holds is written and
+    read back as the signal has it."""
+    (tmp_path / "r.fluo").write_text(EVERY_KIND_RULES)
+    (tmp_path / "t.json").write_text(json.dumps(_every_kind_of_value()))
+    test = tmp_path / "r_test.yaml"
+    test.write_text("rules: [r.fluo]\ncases:\n  - name: every kind\n    traces: t.json\n")
+    first = CliRunner().invoke(main, ["test", str(test), "--update"])
+    assert first.exit_code == 0, first.output
+    text = test.read_text()
+    assert "{rule: v_bytes, observed: {b: deadbeef, bound: nomatch}}" in text
+    assert "arr: ['1234', '1e50', 1, x, 2.5, true, null]" in text
+    assert "m: {k: '0001', in: {j: 3}}" in text
+    assert "{rule: v_span, observed: {root: '0000000100000001', parent: null}}" in text
+    assert "{rule: v_nan, observed: {max: NaN, bound: 0}}" in text
+    assert len(load(text)["cases"][0]["expect"]) == EVERY_KIND_RULES.count("rule ")
+    again = CliRunner().invoke(main, ["test", str(test)])
+    assert again.exit_code == 0, again.output
+    assert "1 passed" in again.output
+
+
+_observed_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats()
+    | st.text(max_size=6)
+    | st.binary(max_size=4).map(lambda b: HexBytes(b.hex()))
+    | st.sampled_from(["NaN", "Infinity", "-Infinity", "250ms", "2026-01-01T00:00:00.000000000Z"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(min_size=1, max_size=4), _observed_values, max_size=4))
+def test_observed_values_of_any_kind_are_written_to_read_back_the_same(observed: dict[str, Any]) -> None:
+    """`rewrite` reads what it writes back and raises if it differs: every kind of value `to_json` gives
+    `observed` (text of its own class too: `HexBytes`) is written and read back as it was."""
+    written = [{"rule": "r", "observed": observed}]
+    out = rewrite("cases:\n  - name: a\n    expect: []\n", {0: written})
+    assert _same(load(out)["cases"][0]["expect"], written)

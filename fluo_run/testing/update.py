@@ -690,6 +690,9 @@ def _represent_float(dumper: yaml.SafeDumper, data: float) -> yaml.ScalarNode:
 
 read_exponent_floats(_Dumper)  # so text the loader reads as a number (`1e5`) is quoted
 ReviewDumper.add_representer(str, _represent_str)
+# and text of a class of its own: a bytes attribute reads as its hex text, a `HexBytes`, which PyYAML's safe
+# dumper, matching classes exactly, refused ("cannot represent an object")
+ReviewDumper.add_multi_representer(str, _represent_str)
 _Dumper.add_representer(float, _represent_float)
 _Dumper.add_multi_representer(dict, yaml.SafeDumper.represent_dict)  # LineDict and LineList, as `load` reads them
 _Dumper.add_multi_representer(list, yaml.SafeDumper.represent_list)
