@@ -597,15 +597,20 @@ def id_problem(trace_id: bytes, span_id: bytes, parent_id: bytes) -> tuple[str, 
     return None
 
 
-def _raise_bad_ids(req: Any, source: str) -> None:
+def _bad_ids(req: Any) -> Iterator[str]:
+    """`path: what is wrong` for each span of `req` whose ids OTLP says are invalid (`id_problem`), in order."""
     for i, rs in enumerate(req.resource_spans):
         for j, ss in enumerate(rs.scope_spans):
             for k, sp in enumerate(ss.spans):
                 problem = id_problem(sp.trace_id, sp.span_id, sp.parent_span_id)
                 if problem is not None:
                     field, what = problem
-                    path = f"resource_spans[{i}].scope_spans[{j}].spans[{k}].{field}"
-                    raise TraceInputError(f"{source}: {path}: {what}")
+                    yield f"resource_spans[{i}].scope_spans[{j}].spans[{k}].{field}: {what}"
+
+
+def _raise_bad_ids(req: Any, source: str) -> None:
+    for bad in _bad_ids(req):
+        raise TraceInputError(f"{source}: {bad}")
 
 
 def _dotted_in(m: Any, readings: tuple[tuple[str, str], ...]) -> Any:
@@ -640,7 +645,9 @@ def spans_from_request(
     under its flat prefixes, as `Span.attr` reads it. An all-zero parent id means no parent;
     unknown status codes and kinds read as `unset` and `unspecified`; the status
     message is kept only with an error status (the only status OTLP gives one).
-    Ids of the wrong length raise `TraceInputError` naming `source` and the span.
+    Ids OTLP says are invalid (`id_problem`: the wrong length, an all-zero trace or span id) raise
+    `TraceInputError` naming `source` and the span; with `unknown`, the span is skipped instead and noted
+    there (`UnknownKeys.skip`), as `fluo serve` rejects it and keeps the rest of the request.
     A span that ends before it starts ends when it starts (see `clamp_end`).
     `unknown`, when given, gets the resource attributes nested past `MAX_VALUE_DEPTH` (read as
     missing); a span's are decoded only when read, and counted then (`too_deep_reads`).
@@ -667,6 +674,7 @@ def spans_from_request(
     zero_trace = _ZERO_TRACE_ID
     new = object.__new__
     span_cls = _DecodedSpan
+    bad_ids: list[str] = []
     _telling_too_deep(unknown is not None)
     for rs in req.resource_spans:
         resource = _pb_attributes(rs.resource.attributes)
@@ -685,7 +693,11 @@ def spans_from_request(
                     or (pid and (len(pid) != 8 or pid == zero))
                 ):
                     if id_problem(tid, sid, pid) is not None:
-                        _raise_bad_ids(req, source)
+                        if unknown is None:
+                            _raise_bad_ids(req, source)
+                        if not bad_ids:
+                            bad_ids = list(_bad_ids(req))
+                        continue
                     pid = b""
                 st = sp.status
                 status = status_cached(st)
@@ -725,6 +737,8 @@ def spans_from_request(
                 s.trace_ref = None
                 append(s)
     _told_too_deep(unknown, source, None)
+    if unknown is not None and bad_ids:
+        unknown.skip(source, bad_ids)
     return out
 
 
@@ -923,7 +937,9 @@ def _told_too_deep(notes: UnknownKeys | None, source: str, line: int | None) -> 
 
 class UnknownKeys:
     """Keys of OTLP/JSON objects that name no field of their message, and attribute values (OTLP/JSON or
-    protobuf) nested past `MAX_VALUE_DEPTH`, found while reading files: both are read as missing.
+    protobuf) nested past `MAX_VALUE_DEPTH`, found while reading files: both are read as missing. And the
+    spans skipped for ids OTLP says are invalid (`skip`): a reader given this skips them rather than refusing
+    the file, as `fluo serve` rejects them from a request and keeps the rest.
 
     The reader ignores them, as OTLP/JSON receivers must (unknown fields are how the
     protocol grows), but in a file a person wrote one is most likely a misspelt field
@@ -940,6 +956,13 @@ class UnknownKeys:
         """(source, path without indexes, key) -> [first place (`source[:line]: path`), message, suggestion, count]."""
         self.deep: dict[tuple[str, bool, str], list[Any]] = {}
         """(source, of a resource, attribute key) -> [first place, count]: values nested too deep (`too_deep`)."""
+        self.skipped: dict[str, list[Any]] = {}
+        """source -> [first span's `path: what is wrong`, count]: spans skipped for invalid ids (`skip`)."""
+
+    def skip(self, source: str, bad: Sequence[str]) -> None:
+        """Note spans of `source` skipped for ids OTLP says are invalid, each as `[line N: ]path: what is wrong`."""
+        entry = self.skipped.setdefault(source, [bad[0], 0])
+        entry[1] += len(bad)
 
     def too_deep(self, source: str, line: int | None, span: Span | None, service: str, key: str) -> None:
         """Note an attribute of `span` (None: of the resource of `service`) read as missing for nesting too deep."""
@@ -1009,6 +1032,9 @@ class UnknownKeys:
             if count > 1:
                 text += f" (and in {count - 1:,} more like it)"
             out.append(one_line(text))
+        for source, (first, count) in self.skipped.items():
+            spans = "1 span with an invalid id" if count == 1 else f"{count:,} spans with invalid ids"
+            out.append(one_line(f"{source}: skipped {spans} (first: {first}); `fluo serve` rejects such spans too"))
         return out
 
 
@@ -1031,6 +1057,10 @@ class _Bad(Exception):
     def at(self, key: str | int) -> _Bad:
         self.path.insert(0, key)
         return self
+
+
+class _BadId(_Bad):
+    """A span's trace, span or parent span id that is no valid OTLP id: the span alone is bad, not the file."""
 
 
 def _format_path(path: Sequence[str | int]) -> str:
@@ -1177,15 +1207,15 @@ def _json_id(value: Any, size: int, what: str) -> bytes:
                 raw = b""
             if len(raw) == size:
                 return raw
-        raise _Bad(f"{_show(value)} is not a hex {what} ({2 * size} hex digits)")
+        raise _BadId(f"{_show(value)} is not a hex {what} ({2 * size} hex digits)")
     if value is None:
-        raise _Bad(f"missing, expected a hex {what} ({2 * size} hex digits)")
-    raise _Bad(f"expected a hex {what} ({2 * size} hex digits), got {_kind_of_json(value)}")
+        raise _BadId(f"missing, expected a hex {what} ({2 * size} hex digits)")
+    raise _BadId(f"expected a hex {what} ({2 * size} hex digits), got {_kind_of_json(value)}")
 
 
 def _nonzero(raw: bytes, what: str) -> bytes:
     if not any(raw):
-        raise _Bad(f"all zero, which OTLP says is not a valid {what}")
+        raise _BadId(f"all zero, which OTLP says is not a valid {what}")
     return raw
 
 
@@ -1429,7 +1459,11 @@ def _console_span(obj: dict[str, Any]) -> bool:
     return isinstance(context, dict) and "trace_id" in context
 
 
-def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None:
+def _json_request(
+    obj: Any, out: list[Span], clamped: list[Span] | None, skipped: list[str] | None, at: tuple[int, ...] = ()
+) -> None:
+    """The spans of one OTLP/JSON request (at index `at` of an array) into `out`; a span whose ids are not
+    valid OTLP ids is skipped and noted in `skipped` as `path: what is wrong`, or with None refuses the file."""
     obj = _object(obj)
     if not _KNOWN_REQUEST.issuperset(obj):
         _noticed()
@@ -1446,7 +1480,7 @@ def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None
         raise e.at(key) from None
     for i, block in enumerate(blocks):
         try:
-            _json_resource_spans(block, out, clamped)
+            _json_resource_spans(block, out, clamped, skipped, (*at, key, i))
         except _Bad as e:
             raise e.at(i).at(key) from None
 
@@ -1454,7 +1488,9 @@ def _json_request(obj: Any, out: list[Span], clamped: list[Span] | None) -> None
 _SCOPE_KEYS = ("scope", "instrumentationLibrary", "instrumentation_library")
 
 
-def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None) -> None:
+def _json_resource_spans(
+    block: Any, out: list[Span], clamped: list[Span] | None, skipped: list[str] | None, at: tuple[str | int, ...]
+) -> None:
     block = _object(block)
     if not _KNOWN_RESOURCE_SPANS.issuperset(block):
         _noticed()
@@ -1502,6 +1538,10 @@ def _json_resource_spans(block: Any, out: list[Span], clamped: list[Span] | None
                         if sp.end < sp.start:
                             clamp_end(sp, clamped)
                         out.append(sp)
+                    except _BadId as e:
+                        if skipped is None:
+                            raise e.at(k).at("spans") from None
+                        skipped.append(f"{_format_path([*at, scope_key, j, 'spans', k, *e.path])}: {e.message}")
                     except _Bad as e:
                         raise e.at(k).at("spans") from None
                 if not _SEEN.unknown and _unknown_in_skipped(spans):
@@ -1525,10 +1565,12 @@ def spans_from_json(
     enums numbers or names; unknown keys are ignored, and noted in `unknown` if given
     (see `UnknownKeys`). Values are read as
     `spans_from_request` reads them (all-zero parent id, status message). Bad input raises
-    `TraceInputError` naming source, line and the JSON path. A span that ends before
-    it starts ends when it starts (see `clamp_end`).
+    `TraceInputError` naming source, line and the JSON path; with `unknown`, a span whose ids are not
+    valid OTLP ids is skipped instead and noted there (`UnknownKeys.skip`), as `fluo serve` rejects it.
+    A span that ends before it starts ends when it starts (see `clamp_end`).
     """
     out: list[Span] = []
+    skipped: list[str] | None = None if unknown is None else []
     # with nobody to tell, as if one were found already: what is read only to find them is then not read
     _SEEN.unknown = unknown is None
     _telling_too_deep(unknown is not None)
@@ -1536,14 +1578,16 @@ def spans_from_json(
         if isinstance(obj, list):
             for i, item in enumerate(obj):
                 try:
-                    _json_request(item, out, clamped)
+                    _json_request(item, out, clamped, skipped, (i,))
                 except _Bad as e:
                     raise e.at(i) from None
         else:
-            _json_request(obj, out, clamped)
+            _json_request(obj, out, clamped, skipped)
         if unknown is not None and _SEEN.unknown:
             unknown.walk(obj, source, line)
         _told_too_deep(unknown, source, line)
+        if unknown is not None and skipped:
+            unknown.skip(source, [f"line {line}: {bad}" for bad in skipped] if line is not None else skipped)
     except _Bad as e:
         path = _format_path(e.path)
         where = _where(source, line)

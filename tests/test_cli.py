@@ -407,7 +407,12 @@ def test_eval_bad_expression_exit_1() -> None:
     ("content", "message"),
     [
         (b'{"resourceSpans": [', "bad.json:1:"),
-        (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz", "spanId": "00"}]}]}]}', "traceId"),
+        # a span with a bad id is skipped with a warning, as `fluo serve` rejects it (test_conformance_runtime)
+        (
+            b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "%s", "spanId": "%s", "startTimeUnixNano": '
+            b'"soon"}]}]}]}' % (b"a" * 32, b"b" * 16),
+            "startTimeUnixNano",
+        ),
         (b"\x00\x01\x02garbage", "bad.json"),
     ],
 )

@@ -101,3 +101,58 @@ def test_spans_in_other_exports_and_order_give_the_same_signals(tmp_path: Path) 
     signals = through_runtime(ARRIVAL, rules, tmp_path, exports=2)
     assert compare_signals(ARRIVAL.expected_signals, signals) == []
     assert normalised(signals) == normalised(through_eval(ARRIVAL, rules))
+
+
+def _bad_ids_export() -> dict[str, Any]:
+    """OTLP/JSON of one trace of two spans, beside a span with an all-zero span id and one with an all-zero
+    trace id (as a Collector's file exporter would have written what it received)."""
+    t0 = 1_767_225_600_000_000_000
+
+    def span(trace_id: str, span_id: str, parent: str = "") -> dict[str, Any]:
+        out = {"traceId": trace_id, "spanId": span_id, "name": "op", "kind": 2}
+        out |= {"startTimeUnixNano": str(t0), "endTimeUnixNano": str(t0 + 5_000_000)}
+        return out | ({"parentSpanId": parent} if parent else {})
+
+    tid = "0abc00000000000000000000000000aa"
+    spans = [span(tid, "00000000000000a1"), span(tid, "0" * 16, "00000000000000a1"), span(tid, "00000000000000a2")]
+    spans.append(span("0" * 32, "00000000000000a3"))
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "s"}}]}
+    return {"resourceSpans": [{"resource": resource, "scopeSpans": [{"scope": {}, "spans": spans}]}]}
+
+
+def test_a_span_with_bad_ids_is_dropped_by_every_path_and_the_rest_evaluated(tmp_path: Path) -> None:
+    """Conformance tour r02: `fluo serve` drops a span with an all-zero id (a partial success) and evaluates
+    the rest, while `fluo eval` and `fluo test` refused the whole file, so an export `serve` evaluated could
+    not be replayed. All three now drop the span; the commands say so once per file, naming where."""
+    rules = tmp_path / RULE_FILE_NAME
+    rules.write_text("rule few { expect trace.spans.count() < 1 }\n", encoding="utf-8")
+    traces = tmp_path / "export.json"
+    traces.write_text(json.dumps(_bad_ids_export()), encoding="utf-8")
+    warning = (
+        f"fluo: warning: {traces}: skipped 2 spans with invalid ids (first: resourceSpans[0].scopeSpans[0]"
+        ".spans[1].spanId: all zero, which OTLP says is not a valid span id); `fluo serve` rejects such spans too"
+    )
+    result = CliRunner().invoke(main, ["eval", str(rules), "--traces", str(traces)])
+    assert result.exit_code == 0, result.stderr
+    assert warning in result.stderr.splitlines()
+    by_eval = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(s["rule"], s["observed"]) for s in by_eval] == [("few", {"count": 2, "bound": 1})]
+    test = tmp_path / "case_test.yaml"
+    test.write_text(
+        f"rules: [{RULE_FILE_NAME}]\ncases:\n  - name: export\n    traces: export.json\n"
+        "    expect: [{rule: few, observed: {count: 2}}]\n",
+        encoding="utf-8",
+    )
+    tested = CliRunner().invoke(main, ["test", str(test)])
+    assert tested.exit_code == 0, tested.output
+    assert "skipped 2 spans with invalid ids" in tested.output
+    got: list[dict[str, Any]] = []
+    with RuntimeThread(config(tmp_path, grpc=None, rules=[rules], eval_budget=0), [CallbackSink(got.extend)]) as rt:
+        request = urllib.request.Request(
+            f"{rt.http_url}/v1/traces", data=traces.read_bytes(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer = json.loads(response.read())
+        assert answer["partialSuccess"]["rejectedSpans"] == "2"
+        wait_for(lambda: settled(rt) and got, what="the trace's signal")
+    assert normalised(got) == normalised(by_eval)

@@ -1369,7 +1369,8 @@ def test_writer_groups_by_resource_and_honours_service() -> None:
 
 @pytest.mark.parametrize("which", ["trace", "span"])
 def test_all_zero_ids_are_invalid_as_otlp_says(which: str) -> None:
-    """A trace or span id of zeros (an SDK with no ids) would group unrelated spans: the span is refused."""
+    """A trace or span id of zeros (an SDK with no ids) would group unrelated spans: the span is refused (read
+    with notes, as the commands read files, it is skipped: the test below)."""
     ids = {"trace": ("0" * 32, "ab" * 8), "span": ("ab" * 16, "0" * 16)}[which]
     doc = request(("auth", [otlp_span(traceId=ids[0], spanId=ids[1])]))
     field = {"trace": "traceId", "span": "spanId"}[which]
@@ -1380,6 +1381,73 @@ def test_all_zero_ids_are_invalid_as_otlp_says(which: str) -> None:
     sp.trace_id, sp.span_id = bytes.fromhex(ids[0]), bytes.fromhex(ids[1])
     pb = error_of(parse_protobuf, req.SerializeToString(), source="t.pb")
     assert pb == f"t.pb: resource_spans[0].scope_spans[0].spans[0].{which}_id: {why}"
+
+
+BAD_IDS = [
+    ("spanId", "0" * 16, "all zero, which OTLP says is not a valid span id"),
+    ("traceId", "0" * 32, "all zero, which OTLP says is not a valid trace id"),
+    ("spanId", "ab" * 4, "'abababab' is not a hex span id (16 hex digits)"),
+    ("traceId", None, "missing, expected a hex trace id (32 hex digits)"),
+    ("parentSpanId", "12345", "'12345' is not a hex span id (16 hex digits)"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "why"), BAD_IDS)
+def test_a_reader_told_to_note_skips_a_span_with_bad_ids_and_keeps_the_others(
+    field: str, value: str | None, why: str
+) -> None:
+    """Conformance tour r02: `fluo eval` refused the whole file for one span with an all-zero span id, which
+    `fluo serve` drops (a partial success) before evaluating the rest. Read with notes (`unknown`, as `fluo
+    eval`, `fluo test` and `fluo discover` read files), the span is skipped and the file's one warning names
+    its path and why, and counts the others skipped."""
+    bad = otlp_span(**{"spanId": "ab" * 8, field: value})
+    doc = request(("a", [otlp_span()]), ("b", [otlp_span(spanId=CHILD), bad, bad]))
+    notes = UnknownKeys()
+    spans = spans_from_json(doc, source="t.json", unknown=notes)
+    assert [s.span_id.hex() for s in spans] == [ROOT, CHILD]
+    where = f"resourceSpans[1].scopeSpans[0].spans[1].{field}"
+    skipped = f"t.json: skipped 2 spans with invalid ids (first: {where}: {why}); `fluo serve` rejects such spans too"
+    assert notes.warnings() == [skipped]
+    assert f"{where}: {why}" in error_of(spans_from_json, doc, source="t.json")  # with no notes: refused, as before
+    lines = "\n".join([json.dumps(request(("a", [otlp_span()])))] * 2 + [json.dumps(doc)])
+    notes = UnknownKeys()
+    assert len(parse_json(lines, source="t.jsonl", unknown=notes)) == 4
+    assert notes.warnings() == [skipped.replace("t.json:", "t.jsonl:").replace("(first: ", "(first: line 3: ")]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        ("span_id", bytes(8), "all zero, which OTLP says is not a valid span id"),
+        ("trace_id", bytes(16), "all zero, which OTLP says is not a valid trace id"),
+        ("trace_id", b"\x01" * 8, "8 bytes, expected a 16-byte trace id"),
+        ("span_id", b"", "0 bytes, expected an 8-byte span id"),
+        ("parent_span_id", b"\x01\x02", "2 bytes, expected an 8-byte span id or none"),
+    ],
+)
+def test_a_protobuf_span_with_bad_ids_is_skipped_when_noted(field: str, value: bytes, why: str, tmp_path: Path) -> None:
+    req = pb_request()
+    setattr(req.resource_spans[1].scope_spans[0].spans[0], field, value)
+    path = tmp_path / "x.pb"
+    path.write_bytes(req.SerializeToString())
+    notes = UnknownKeys()
+    spans = load_trace_file(path, unknown=notes)
+    assert (
+        len(spans)
+        == len(req.resource_spans[0].scope_spans[0].spans) + len(req.resource_spans[1].scope_spans[0].spans) - 1
+    )
+    where = f"resource_spans[1].scope_spans[0].spans[0].{field}"
+    assert notes.warnings() == [
+        f"{path}: skipped 1 span with an invalid id (first: {where}: {why}); `fluo serve` rejects such spans too"
+    ]
+
+
+def test_a_file_that_is_not_otlp_is_still_refused_when_noted() -> None:
+    notes = UnknownKeys()
+    assert "expected an OTLP trace object" in error_of(spans_from_json, {"name": "x"}, source="t", unknown=notes)
+    bad_time = request(("a", [otlp_span(startTimeUnixNano="soon")]))
+    assert "startTimeUnixNano" in error_of(spans_from_json, bad_time, source="t", unknown=notes)
+    assert notes.warnings() == []
 
 
 def test_writer_special_values() -> None:
