@@ -46,7 +46,7 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 from fluo_lang.diagnostics import article, nearest, plural
 from fluo_lang.files import StdinClosed, identity, standard_input
 from fluo_lang.folders import walk
-from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Span, dotted_readings, read_in
+from fluo_lang.trace import KIND_VALUES, STATUS_VALUES, Copies, Span, dotted_readings, read_in
 from fluo_lang.values import HexBytes, lone_crs_as_lf, one_line
 
 __all__ = [
@@ -137,25 +137,59 @@ def describe_clamped(clamped: Sequence[Span]) -> str:
     )
 
 
-def read_warnings(clamped: Mapping[str, Sequence[Span]], clashing: int, restamped: int = 0) -> list[str]:
+def read_warnings(
+    clamped: Mapping[str, Sequence[Span]],
+    copies: Copies,
+    spans: Sequence[Span] = (),
+    sources: Mapping[str, int] | None = None,
+) -> list[str]:
     """What reading traces changed or lost, one line each, in the words every command that reads trace files
     says it with (`fluo eval`, `fluo test`, `fluo discover`): spans read as ending when they start (`clamped`,
-    `clamp_end`: by file, one line each naming it, as unknown keys are), `clashing` spans dropped for the
-    span id of a different span of their trace, and `restamped` copies of a span dropped that differ from the
-    copy kept in their resource attributes alone (`trace.dropped_copies`)."""
+    `clamp_end`: by file, one line each naming it, as unknown keys are), spans dropped for the span id of a
+    different span of their trace, and copies of a span dropped that differ from the copy kept in their
+    resource attributes alone (`copies`, `trace.dropped_copies` of `spans`), each naming the first such span
+    and the files it and its kept copy were read from (`sources`: each file's name and how many spans it gave,
+    in the order `spans` holds them; spans past them name no file)."""
     out = [f"{source}: {describe_clamped(spans)}" for source, spans in clamped.items() if spans]
-    if clashing:
+    if copies.clashing:
+        first = _first_copy(copies.first_clashing, spans, sources)
         out.append(
-            f"dropped {plural(clashing, 'duplicate span')}: each had the span id of a different span of the same "
-            "trace (the last one read was kept); fix the id generator that sent them"
+            f"dropped {plural(copies.clashing, 'duplicate span')}{first}: each had the span id of a different span "
+            "of the same trace (the last one read was kept); fix the id generator that sent them"
         )
-    if restamped:
+    if copies.restamped:
+        first = _first_copy(copies.first_restamped, spans, sources)
         out.append(
-            f"dropped {plural(restamped, 'copy', 'copies')} of spans that differ from the copy kept (the last one "
-            "read) in their resource attributes alone: is a trace exported through two pipelines or collectors "
-            "that add different resource attributes?"
+            f"dropped {plural(copies.restamped, 'copy', 'copies')} of spans{first} that differ from the copy kept "
+            "(the last one read) in their resource attributes alone: is a trace exported through two pipelines or "
+            "collectors that add different resource attributes?"
         )
     return out
+
+
+def _first_copy(first: tuple[int, int] | None, spans: Sequence[Span], sources: Mapping[str, int] | None) -> str:
+    """` (first: span S of trace T, in a.json; the copy kept in b.json)` for a dropped copy and the copy kept
+    (indexes in `spans`), naming the files of `sources` they were read from; "" when `spans` is not given."""
+    if first is None or not spans:
+        return ""
+    dropped, kept = first
+    span = spans[dropped]
+    text = f" (first: span {span.span_id.hex()} of trace {span.trace_id.hex()}"
+    source, kept_source = _file_at(dropped, sources), _file_at(kept, sources)
+    if source is not None:
+        text += f", in {source}"
+    if kept_source != source and kept_source is not None:
+        text += f"; the copy kept in {kept_source}"
+    return one_line(text + ")")
+
+
+def _file_at(index: int, sources: Mapping[str, int] | None) -> str | None:
+    """The file of `sources` (names and span counts, in order) the span at `index` was read from."""
+    for source, count in (sources or {}).items():
+        if index < count:
+            return source
+        index -= count
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -2102,10 +2136,12 @@ def load_trace_file(
     clamped: dict[str, list[Span]] | None = None,
     max_bytes: int = MAX_DECOMPRESSED_BYTES,
     unknown: UnknownKeys | None = None,
+    sources: dict[str, int] | None = None,
 ) -> list[Span]:
     """Spans from one trace file (`-` is standard input), OTLP/JSON or protobuf, maybe gzipped
     (to at most `max_bytes` once gunzipped); `unknown` gets the unknown keys of OTLP/JSON objects, `clamped`
-    under the file's name its spans read as ending when they start (`clamp_end`), once however often it is read.
+    under the file's name its spans read as ending when they start (`clamp_end`), once however often it is read,
+    and `sources` under its name how many spans it gave (`read_warnings` names files from it).
 
     A file the memory cannot hold (or one that never ends, `/dev/zero`) is a `TraceInputError` naming it."""
     source = STDIN_SOURCE if str(path) == STDIN_PATH else str(path)
@@ -2118,6 +2154,8 @@ def load_trace_file(
         )
         if clamped is not None and found:
             clamped[source] = found
+        if sources is not None:
+            sources[source] = len(spans)
         return spans
     except MemoryError:
         raise TraceInputError(f"{source}: out of memory reading it: too large for the memory fluo may use") from None
@@ -2157,12 +2195,13 @@ def load_trace_files(
     prefetch: Iterable[str] = (),
     clamped: dict[str, list[Span]] | None = None,
     unknown: UnknownKeys | None = None,
+    sources: dict[str, int] | None = None,
 ) -> list[Span]:
     """The spans of every file in order (folders searched for OTLP files); group them with `trace.assemble`.
 
     `prefetch`: attribute keys the rules will read (`Program.prefetch`), converted
     while protobuf files are decoded (see `spans_from_request`). `unknown` gets the
-    unknown keys of OTLP/JSON objects (see `UnknownKeys`).
+    unknown keys of OTLP/JSON objects (see `UnknownKeys`), `sources` each file's name and how many spans it gave.
 
     A file named twice (`a.json a.json`, a folder and a file in it, a link to it) is read once: its spans again
     would only be dropped as copies, and counted twice in what reading them changed (`read_warnings`).
@@ -2179,7 +2218,7 @@ def load_trace_files(
             files = [path]
         for f in files:
             if _first_reading(f, read):
-                out.extend(load_trace_file(f, prefetch, clamped, unknown=unknown))
+                out.extend(load_trace_file(f, prefetch, clamped, unknown=unknown, sources=sources))
     return out
 
 

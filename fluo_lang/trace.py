@@ -396,6 +396,10 @@ class Copies(NamedTuple):
     restamped: int = 0
     """The same span with other resource attributes (one trace exported through two pipelines or collectors that
     add different ones, such as `service.instance.id`): those attributes lost, the span kept."""
+    first_clashing: tuple[int, int] | None = None
+    """The first span dropped as `clashing`, in the order read, and the copy kept of it: their indexes there."""
+    first_restamped: tuple[int, int] | None = None
+    """The first span dropped as `restamped`, and the copy kept of it, as `first_clashing`."""
 
 
 def dropped_copies(spans: Iterable[Span], traces: Iterable[Trace]) -> Copies:
@@ -404,22 +408,28 @@ def dropped_copies(spans: Iterable[Span], traces: Iterable[Trace]) -> Copies:
     dropped = {t.trace_id for t in traces if t.duplicates}
     if not dropped:
         return Copies(0, 0)
-    groups: dict[tuple[bytes, bytes], list[Span]] = {}
-    for s in spans:
+    groups: dict[tuple[bytes, bytes], list[tuple[int, Span]]] = {}
+    for i, s in enumerate(spans):
         if s.trace_id in dropped:
-            groups.setdefault((s.trace_id, s.span_id), []).append(s)
+            groups.setdefault((s.trace_id, s.span_id), []).append((i, s))
     resent = clashing = restamped = 0
+    first_clashing: tuple[int, int] | None = None
+    first_restamped: tuple[int, int] | None = None
     for group in groups.values():
-        last = group[-1]  # the last copy is the one kept
+        at, last = group[-1]  # the last copy is the one kept
         kept = _content(last)
-        for s in group[:-1]:
+        for i, s in group[:-1]:
             if _content(s) != kept:
                 clashing += 1
+                if first_clashing is None or i < first_clashing[0]:
+                    first_clashing = (i, at)
             elif s.resource != last.resource:
                 restamped += 1
+                if first_restamped is None or i < first_restamped[0]:
+                    first_restamped = (i, at)
             else:
                 resent += 1
-    return Copies(resent, clashing, restamped)
+    return Copies(resent, clashing, restamped, first_clashing, first_restamped)
 
 
 class Window(_Indexed):

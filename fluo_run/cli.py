@@ -753,14 +753,15 @@ def eval_command(
         )
     with collector_paused():
         clamped: dict[str, list[Span]] = {}
+        sources: dict[str, int] = {}
         unknown = UnknownKeys()
         deep_before = too_deep_reads()
         try:
-            spans = load_trace_files(trace_paths, program.prefetch, clamped, unknown)
+            spans = load_trace_files(trace_paths, program.prefetch, clamped, unknown, sources)
         except TraceInputError as exc:
             fail(str(exc))
         traces = assemble(spans)
-        for warning in unknown.warnings() + read_warnings(clamped, *dropped_copies(spans, traces)[1:]):
+        for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces), spans, sources):
             click.echo(f"fluo: warning: {warning}", err=True)
         if not spans:
             if require_spans:  # an empty capture (a failed upstream step) is not a passing gate

@@ -689,16 +689,19 @@ def test_every_command_that_reads_traces_says_what_reading_them_changed_or_lost(
     """QA r07/r08: spans clamped for ending before they start were said by `fluo eval` only (`fluo discover` built
     duration bounds from them silently), spans dropped for another's span id by `fluo discover` only; each command
     now says both, in the same words. QA ci (minor): the first named no file, as the unknown-key warning does,
-    and a file named twice counted its spans twice; each command names the file it is given twice here."""
+    and a file named twice counted its spans twice; each command names the file it is given twice here.
+    Conformance tour: the duplicate-span warning named no file or span, and `fluo test` said it once for two
+    cases with no case name; it names the first span dropped and its file, and `fluo test` the cases."""
     traces = _lossy_trace_file(tmp_path)
     (tmp_path / "r.fluo").write_text("rule r { expect trace.spans.count() < 100 }\n", encoding="utf-8")
-    case = "cases:\n  - name: c\n    traces: [lossy.json, lossy.json]\n    expect: []\n"
-    (tmp_path / "r_test.yaml").write_text(case, "utf-8")
+    case = "  - name: {}\n    traces: [lossy.json, lossy.json]\n    expect: []\n"
+    (tmp_path / "r_test.yaml").write_text("cases:\n" + case.format("c") + case.format("d"), "utf-8")
     said = [
         f"fluo: warning: {traces}: 2 spans end before they start (first: span 0000000000000202 of trace "
         "00000000000000000000000000000002); each is read as ending when it starts, with duration 0",
-        "fluo: warning: dropped 1 duplicate span: each had the span id of a different span of the same trace (the "
-        "last one read was kept); fix the id generator that sent them",
+        "fluo: warning: dropped 1 duplicate span (first: span 0000000000000302 of trace "
+        f"00000000000000000000000000000003, in {traces}): each had the span id of a different span of the same "
+        "trace (the last one read was kept); fix the id generator that sent them",
     ]
     for args in (
         ["eval", str(tmp_path / "r.fluo"), "--traces", str(traces), str(traces)],
@@ -707,7 +710,8 @@ def test_every_command_that_reads_traces_says_what_reading_them_changed_or_lost(
     ):
         r = run(*args)
         assert r.exit_code == 0, (args, r.output)
-        assert [line for line in r.stderr.splitlines() if "warning" in line] == said, args
+        cases = f" (cases 'c', 'd' of {tmp_path / 'r_test.yaml'})" if args[0] == "test" else ""
+        assert [line for line in r.stderr.splitlines() if "warning" in line] == [said[0], said[1] + cases], args
 
 
 def test_copies_that_differ_in_resource_attributes_alone_do_not_blame_the_id_generator(tmp_path: Path) -> None:
@@ -731,9 +735,10 @@ def test_copies_that_differ_in_resource_attributes_alone_do_not_blame_the_id_gen
     case = "cases:\n  - name: c\n    traces: [twice.json]\n    expect: []\n"
     (tmp_path / "r_test.yaml").write_text(case, "utf-8")
     said = [
-        "fluo: warning: dropped 4 copies of spans that differ from the copy kept (the last one read) in their "
-        "resource attributes alone: is a trace exported through two pipelines or collectors that add different "
-        "resource attributes?"
+        "fluo: warning: dropped 4 copies of spans (first: span 0000000000000101 of trace "
+        f"00000000000000000000000000000001, in {traces}) that differ from the copy kept (the last one read) in "
+        "their resource attributes alone: is a trace exported through two pipelines or collectors that add "
+        "different resource attributes?"
     ]
     for args in (
         ["eval", str(tmp_path / "r.fluo"), "--traces", str(traces)],
@@ -742,7 +747,8 @@ def test_copies_that_differ_in_resource_attributes_alone_do_not_blame_the_id_gen
     ):
         r = run(*args)
         assert r.exit_code == 0, (args, r.output)
-        assert [line for line in r.stderr.splitlines() if "warning" in line] == said, args
+        case = f" (case 'c' of {tmp_path / 'r_test.yaml'})" if args[0] == "test" else ""
+        assert [line for line in r.stderr.splitlines() if "warning" in line] == [said[0] + case], args
 
 
 @pytest.mark.parametrize(

@@ -1109,7 +1109,8 @@ def test_spans_dropped_for_a_shared_span_id_are_counted(tmp_path: Path) -> None:
     path.write_text(json.dumps(spans_to_json([*spans, *resent, clash])), encoding="utf-8")
     result = invoke(str(path), "--min-support", "3")
     assert result.exit_code == 0, result.output
-    assert "fluo: warning: dropped 1 duplicate span: each had the span id of a different span of the same trace" in (
+    first = f"(first: span {spans[5].span_id.hex()} of trace {spans[5].trace_id.hex()}, in {path})"
+    assert f"fluo: warning: dropped 1 duplicate span {first}: each had the span id of a different span" in (
         result.stderr
     )
     assert "; 2 identical copies of spans merged" in result.stderr

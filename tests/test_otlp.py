@@ -34,12 +34,13 @@ from fluo_lang.otlp import (
     parse_json,
     parse_protobuf,
     parse_trace_bytes,
+    read_warnings,
     spans_from_json,
     spans_from_request,
     spans_to_json,
     spans_to_request,
 )
-from fluo_lang.trace import Span, assemble
+from fluo_lang.trace import Span, assemble, dropped_copies
 from fluo_run import cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "traces"
@@ -2025,3 +2026,20 @@ def test_a_json_file_over_the_span_cap_is_refused(tmp_path: Path, monkeypatch: p
     assert error_of(load_trace_file, path) == (
         f"{path}: 4 spans, over the limit of 3 spans per trace file; split it into smaller files"
     )
+
+
+def test_a_dropped_copy_is_named_with_its_file_and_the_kept_copys() -> None:
+    """Conformance tour: "dropped 1 duplicate span" named no file, trace or span; it names the first span
+    dropped (in the order read), its file, and the file of the copy kept when that is another."""
+    a = Span(trace_id=b"\x01" * 16, span_id=b"\x02" * 8, name="a")
+    other = Span(trace_id=b"\x01" * 16, span_id=b"\x03" * 8, name="c")
+    spans = [other, a, Span(trace_id=a.trace_id, span_id=a.span_id, name="b")]
+    copies = dropped_copies(spans, assemble(spans))
+    (warning,) = read_warnings({}, copies, spans, {"a.json": 2, "b.json": 1})
+    assert warning.startswith(
+        f"dropped 1 duplicate span (first: span {'02' * 8} of trace {'01' * 16}, in a.json; the copy kept in b.json): "
+    )
+    (warning,) = read_warnings({}, copies, spans, {"a.json": 3})
+    assert f"of trace {'01' * 16}, in a.json): " in warning
+    (warning,) = read_warnings({}, copies)  # no spans given: no place
+    assert warning.startswith("dropped 1 duplicate span: each had")

@@ -350,10 +350,11 @@ def load_corpus(
     """
     with collector_paused():
         clamped: dict[str, list[Span]] = {}
-        spans = load_trace_files(paths, clamped=clamped, unknown=unknown)
+        sources: dict[str, int] = {}
+        spans = load_trace_files(paths, clamped=clamped, unknown=unknown, sources=sources)
         traces = sorted(assemble(spans), key=lambda t: t.trace_id)
         corpus = summarize(traces, attributes=attributes, trace_values=trace_values)
         copies = dropped_copies(spans, traces)
         corpus.resent, corpus.clashing = copies.resent, copies.clashing + copies.restamped
-        corpus.warnings = read_warnings(clamped, copies.clashing, copies.restamped)
+        corpus.warnings = read_warnings(clamped, copies, spans, sources)
         return traces, corpus

@@ -21,14 +21,14 @@ from fluo_lang.files import NewFile, make_folder, one_of, write_all, write_repla
 from fluo_lang.folders import walk
 from fluo_lang.one_value import OneValueCommand
 from fluo_lang.otlp import is_trace_file_name
-from fluo_lang.values import printable
+from fluo_lang.values import printable, quoted
 from fluo_run.cli import EXIT_INTERRUPTED, FiniteFloatRange, NonEmptyPath, eval_budget_option, fail
 
 from .coverage import measure
 from .document import YamlError
 from .progress import Progress
 from .report import json_report, json_text, junit_report, text_report
-from .runner import UPDATED, FileResult, Runner, RunResult, read_document
+from .runner import UPDATED, CaseResult, FileResult, Runner, RunResult, read_document
 from .spec import TestFile, default_rules, display_path, find_test_files, passed_over, short_path
 from .update import ChangedSinceRun, Rewrite, comment_notes, guard_notes, needs_update, plan_update
 from .watch import Ran, watch
@@ -74,6 +74,30 @@ def _dependencies(files: Sequence[TestFile], read: Iterable[Path]) -> set[Path]:
 def _shown(path: str | None) -> str | None:
     """A rule file's path as `fluo test` prints it."""
     return display_path(Path(os.path.normpath(path))) if path else path
+
+
+def _warned(cases: Sequence[CaseResult]) -> dict[str, list[CaseResult]]:
+    """Each warning of `cases`, once, with the cases it is about: none for a fixture's own (it names the file),
+    those that had it for one about a case's spans taken together (`CaseResult.spans_warnings`)."""
+    out: dict[str, list[CaseResult]] = {}
+    for c in cases:
+        for w in c.warnings:
+            about = out.setdefault(w, [])
+            if w in c.spans_warnings:
+                about.append(c)
+    return out
+
+
+def _naming(cases: Sequence[CaseResult], most: int = 3) -> str:
+    """` (case 'a' of t_test.yaml)`, ` (cases 'a', 'b' of t_test.yaml and 'c' of u_test.yaml, and 2 more)`."""
+    if not cases:
+        return ""
+    by_file: dict[str, list[str]] = {}
+    for c in cases[:most]:
+        by_file.setdefault(c.file.display, []).append(quoted(c.case.name))
+    named = " and ".join(f"{', '.join(names)} of {printable(display)}" for display, names in by_file.items())
+    more = f", and {len(cases) - most} more" if len(cases) > most else ""
+    return f" ({'case' if len(cases) == 1 else 'cases'} {named}{more})"
 
 
 def _rule_warnings(files: Sequence[TestFile]) -> list[str]:
@@ -223,8 +247,8 @@ def run_once(
     result.warnings.extend(passed_over(paths, found))  # in --format json's `warnings` too
     for warning in _rule_warnings(files):
         click.echo(warning, err=True)
-    for warning in dict.fromkeys(w for c in result.cases for w in c.warnings):  # a fixture's once, not per case
-        click.echo(f"fluo: warning: {warning}", err=True)
+    for warning, cases in _warned(result.cases).items():  # a fixture's once, not per case
+        click.echo(f"fluo: warning: {warning}{_naming(cases)}", err=True)
     for warning in result.warnings:
         click.echo(f"fluo: warning: {warning}", err=True)
     # The times reported (text summary, JUnit) are the whole run's: reading the files is most of a large one.

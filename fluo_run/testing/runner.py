@@ -30,7 +30,7 @@ from fluo_lang.otlp import (
     too_deep_reads,
     too_deep_warning,
 )
-from fluo_lang.trace import Span, Trace, assemble, dropped_copies, windows_of
+from fluo_lang.trace import Copies, Span, Trace, assemble, dropped_copies, windows_of
 from fluo_lang.values import format_timestamp, quoted
 
 from .document import YamlError, load
@@ -59,6 +59,9 @@ class CaseResult:
     traces: int = 0  # how many traces the case ran on
     warnings: list[str] = field(default_factory=list)
     """What its trace files hold that was ignored: keys of OTLP/JSON objects no OTLP field has (`UnknownKeys`)."""
+    spans_warnings: list[str] = field(default_factory=list)
+    """Those of `warnings` about its spans taken together (copies dropped, `read_warnings`), not about one file:
+    another case may share one, so stderr names the cases."""
     written_expect: list[Any] | None = None
     """For a case that could not run: its `expect:` as the file writes it, entries its rules do not know
     (a renamed rule) included, which `case.expect` leaves out."""
@@ -264,6 +267,7 @@ class Runner:
             )
         spans: list[Span] = []
         clamped: dict[str, list[Span]] = {}
+        sources: dict[str, int] = {}
         empty: list[tuple[Path, int]] = []
         named: set[Path] = set()
         for path, line in case.traces:
@@ -278,6 +282,7 @@ class Runner:
                 )
                 continue
             spans.extend(found)
+            sources[str(path)] = len(found)
             clamped.update(found_clamped)
             result.warnings.extend(warnings)
             if not found:
@@ -291,7 +296,8 @@ class Runner:
         deep_before = too_deep_reads()
         spans.extend(_placed(case.spans, spans))
         traces = assemble(spans)
-        result.warnings.extend(read_warnings(clamped, *dropped_copies(spans, traces)[1:]))
+        result.spans_warnings = read_warnings({}, dropped_copies(spans, traces), spans, sources)
+        result.warnings.extend(read_warnings(clamped, Copies(0, 0)) + result.spans_warnings)
         result.traces = len(traces)
         program = self.programs.program(file.analysis, case.only)
         before = len(program.errors)
