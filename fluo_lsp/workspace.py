@@ -28,7 +28,7 @@ from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_fi
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.files import real_path
 from fluo_lang.folders import SKIPPED_DIRS, hidden, virtualenv, walk
-from fluo_lang.otlp import TraceInputError, is_trace_file_name, parse_trace_bytes
+from fluo_lang.otlp import TraceInputError, UnknownKeys, is_trace_file_name, parse_trace_bytes
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.document import LINE_BREAK, YamlError, load
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
@@ -681,7 +681,8 @@ def _keys_of(path: Path) -> tuple[set[str], set[str]]:
         data = read_file(path, MAX_TRACE_BYTES)
         if len(data) > MAX_TRACE_BYTES:
             return set(), set()
-        spans = parse_trace_bytes(data, source=str(path), max_bytes=MAX_TRACE_BYTES)  # gunzipped too
+        # gunzipped too; with notes, spans with invalid ids are passed over as `fluo test` does, not the file
+        spans = parse_trace_bytes(data, source=str(path), max_bytes=MAX_TRACE_BYTES, unknown=UnknownKeys())
     except (TraceInputError, OSError, ValueError):
         return set(), set()
     span_keys: set[str] = set()

@@ -1492,3 +1492,19 @@ def test_a_hidden_rule_file_beside_one_defines_no_id_first(tmp_path: Path) -> No
         assert b is not None
         found.append([d.code for d, _ in read_beside(index, folder / "b.fluo", b)])
     assert found == [[], ["FLUO213"]]
+
+
+def test_a_trace_with_a_span_of_invalid_ids_still_gives_its_keys(tmp_path: Path) -> None:
+    """Conformance fixer's note: `fluo test` passes over a span with invalid ids (all-zero span id) and reads the
+    rest of its file, but the editor's key lookup read such a file as no keys at all."""
+    from fluo_lsp import workspace
+
+    def span(span_id: str, key: str) -> str:
+        return (
+            '{"traceId": "' + "ab" * 16 + '", "spanId": "' + span_id + '", "name": "s", "startTimeUnixNano": "1",'
+            ' "endTimeUnixNano": "2", "attributes": [{"key": "' + key + '", "value": {"stringValue": "v"}}]}'
+        )
+
+    spans = ", ".join([span("cd" * 8, "good"), span("00" * 8, "bad")])
+    (tmp_path / "t.json").write_text('{"resourceSpans": [{"scopeSpans": [{"spans": [' + spans + "]}]}]}")
+    assert workspace._keys_of(tmp_path / "t.json") == ({"good"}, set())
