@@ -1126,7 +1126,9 @@ class CompiledRule:
                 else:  # the spans whose value was added: numbers, as `sum` and `avg` take them
                     culprits.extend(s for s in spans if b.is_number(per_span(ctx, s)))
                 return
-            if cur.op == "arith":  # `max(end) - min(start)`: the spans of both sides, not only the left one
+            if cur.op == "arith" and all(a.type == t.TIMESTAMP for a in cur.args):
+                # `max(end) - min(start)`: a time between two instants is both spans'. Other arithmetic keeps the
+                # left side's spans: `count(status == error) / spans.count()` is about the errors, not every span.
                 self._culprits_of(cur.args[1], ctx, culprits)
             if cur.type in (t.SPANS, t.SPAN) and cur.op != "it":
                 v = self.compiler.fn(cur)(ctx, None)

@@ -517,6 +517,32 @@ def test_the_culprits_of_a_count_with_a_predicate_are_the_spans_it_counted() -> 
     assert signals == {"c": [bad.span_id.hex()], "s": [amount.span_id.hex()]}
 
 
+@pytest.mark.parametrize(
+    ("rule", "culprits"),
+    [
+        ("trace.count(status == error) / trace.spans.count() > 0.1", "errors"),
+        ("trace.count(status == error) * 10 > 13", "errors"),
+        ("trace.count(status == error) + 0 > 0", "errors"),
+        ("trace.spans.max(end) - trace.spans.min(start) > 5ns", "ends"),
+    ],
+)
+def test_the_culprits_of_arithmetic_are_its_left_sides_but_for_a_time_between_two_instants(
+    rule: str, culprits: str
+) -> None:
+    """Review: the spans of both sides of every operator were named, so an error ratio's span_ids held the
+    denominator's every span (the first 20 kept): the errors dropped out. Only a difference of two instants
+    (`max(end) - min(start)`) names both sides' spans, the last to end and the first to start."""
+    first = Span(trace_id=b"t" * 16, span_id=b"f" * 8, name="first", start=0, end=4)
+    last = Span(trace_id=b"t" * 16, span_id=b"l" * 8, name="last", start=2, end=9)
+    errors = [
+        Span(trace_id=b"t" * 16, span_id=bytes([i]) * 8, name="e", status="error", start=1, end=3) for i in (1, 2)
+    ]
+    others = [Span(trace_id=b"t" * 16, span_id=bytes([i]) * 8, name="o", start=1, end=3) for i in range(3, 12)]
+    [s] = program_for(f"rule r {{ detect {rule} }}").evaluate_trace(trace(first, last, *errors, *others))
+    want = errors if culprits == "errors" else [first, last]
+    assert sorted(s.span_ids) == sorted(x.span_id.hex() for x in want)
+
+
 @pytest.mark.parametrize("expr", ["sum(v) > 0", "avg(v) > 0", "sum(v * 1ms) > 0s", "max(v) >= 5", "min(w) <= 1"])
 def test_the_culprits_of_an_aggregate_are_the_spans_whose_value_counted(expr: str) -> None:
     """QA L9: `sum(v)` named spans holding "abc" and `true`, which it did not add; `max` named a `true` equal to 1."""
