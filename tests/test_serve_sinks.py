@@ -978,12 +978,17 @@ def test_a_key_in_the_path_of_a_webhook_url_is_not_logged(
         ("see (https://h/x?t=K3Y).", "see (https://h/x?t=***)."),
         ("https://h/x?t=K3Y, https://h/y?u=K3Y; done", "https://h/x?t=***, https://h/y?u=***; done"),
         ("https://h/x?t=K3Y:K3Y.K3Y)K3Y'K3Y end", "https://h/x?t=*** end"),  # inside a value: hidden with it
+        ("https://h/x?t=K3Y!! sent", "https://h/x?t=*** sent"),  # review: the end of a secret, not a sentence's
+        ("https://h/x?k=:) sent", "https://h/x?k=*** sent"),  # a value of punctuation alone: hidden whole
+        ("https://h/x?t=K3Y) sent", "https://h/x?t=*** sent"),  # no `(` before it: the secret's own
+        ("'https://h/x?t=K3Y'.", "'https://h/x?t=***'."),
     ],
 )
 def test_punctuation_ending_a_query_value_shows(text: str, shown: str) -> None:
     """Last session's note: a query value took the character after it along (`?t=***` for `'…?t=KEY'` lost its
-    closing quote, `?wait=true: refused` lost the colon). Punctuation and quotes ending the value show; any inside
-    it is still hidden."""
+    closing quote, `?wait=true: refused` lost the colon). What ends the sentence, and brackets and quotes the text
+    opened before the URL, show; any other punctuation is hidden with the value (review: `?t=s3cr3t!!` showed
+    `!!`)."""
     assert redacted(text) == shown
     assert "K3Y" not in redacted(text)
 

@@ -99,15 +99,35 @@ _USERINFO = re.compile(r"//[^/?#\s]*@")
 user name alone may be the key (`https://KEY@host`, as a Sentry DSN has it, sent as Basic auth `KEY:`)."""
 _QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=([^&#\s]*)")
 """A query parameter and its value, up to the next parameter, fragment or whitespace (see `_hide_value`)."""
-_ENDING = "),.;:!?'\""
-"""Punctuation and quotes that, at the end of a query value, end the sentence or the quoted or bracketed URL."""
+_SENTENCE_END = ".,:;"
+"""One of these ending a query value ends the sentence around the URL (`?t=KEY: refused`), and shows."""
+_CLOSERS = {")": "(", "'": "'", '"': '"'}
+"""A bracket or quote ending a query value shows when the text before opened it (`(…?t=KEY)`, `'…?t=KEY'`)."""
+_OPENER_REACH = 4096
+"""How far before a query value its opening bracket or quote is looked for (so a long text costs no more)."""
 
 
 def _hide_value(m: re.Match[str]) -> str:
-    """A query parameter with its value as `***`; the punctuation ending it shows (`?t=KEY: refused`,
-    `'…?t=KEY'`, `(…?t=KEY)`), any inside it is hidden with it."""
+    """A query parameter with its value as `***`. What ends the sentence or closes a bracket or quote opened
+    before the URL shows after it: one of `_SENTENCE_END` last, and before it the `_CLOSERS` the text before
+    opened (`'…?t=KEY'.`). Anything else, punctuation included, is hidden: it may be the end of the secret
+    (`?t=s3cr3t!!`, `?k=:)`)."""
     value = m[2]
-    return f"{m[1]}=***{value[len(value.rstrip(_ENDING)) :]}"
+    cut = len(value)
+    if cut and value[cut - 1] in _SENTENCE_END:
+        cut -= 1
+    if not cut or value[cut - 1] not in _CLOSERS:
+        return f"{m[1]}=***{value[cut:]}"
+    before = m.string[max(0, m.start() - _OPENER_REACH) : m.start()]
+    opened = {
+        ")": before.count("(") - before.count(")"),
+        "'": before.count("'") % 2,
+        '"': before.count('"') % 2,
+    }
+    while cut and opened.get(value[cut - 1], 0) > 0:
+        opened[value[cut - 1]] -= 1
+        cut -= 1
+    return f"{m[1]}=***{value[cut:]}"
 
 
 _URL_START = r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*"
