@@ -151,8 +151,9 @@ def from_config_file(ctx: click.Context, message: str, config_file: str | None) 
 
 
 def setting_named(ctx: click.Context, flag: str, value: str) -> str:
-    """A setting (`--trace-idle`, `5s`) shown as it was given, so the user finds it: `--trace-idle 5s`,
-    `FLUO_TRACE_IDLE=5s`, or `trace-idle: 5s` (--config fluo.yaml:3); a default shows as the flag."""
+    """A setting (`--trace-idle`, `5s`) named where it was given, so the user finds it, with its value as FLUO
+    reads it: `--trace-idle 5s`, `FLUO_TRACE_IDLE=5s`, or `trace-idle: 5s` (--config fluo.yaml:3); a default
+    shows as the flag."""
     name = flag.removeprefix("--").replace("-", "_")
     source = ctx.get_parameter_source(name)
     param = next((p for p in ctx.command.params if p.name == name), None)

@@ -316,7 +316,7 @@ class ServeConfig:
     def warnings(self, named: Callable[[str, str], str] = lambda flag, value: f"{flag} {value}") -> list[str]:
         """Settings that are allowed but work against each other, one line each, to log at start.
 
-        `named(flag, value)` shows a setting (`--trace-idle`, `5s`) as it was given: a flag, a `FLUO_*` variable,
+        `named(flag, value)` names a setting (`--trace-idle`, `5s`) where it was given: a flag, a `FLUO_*` variable,
         or the --config file's key and line (`serve.cli.setting_named`)."""
         out = []
         if self.grace < self.trace_idle:
