@@ -1016,11 +1016,14 @@ def prepare_rename(ls: FluoServer, params: lsp.PrepareRenameParams) -> lsp.Prepa
 
 
 @server.feature(lsp.TEXT_DOCUMENT_RENAME, lsp.RenameOptions(prepare_provider=True))
-def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
+async def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
     """A rule id, where it is defined and where the test files that load its rule file expect it (`rule:`,
     `only:`): those `references` finds. A new name that is no rule id, or one the rules loaded with it use
-    (its file's, its folder's, its workspace folder's as `fluo check .` searches it, its tests'), is refused
-    with where that rule is (`Workspace.clash`)."""
+    (its file's, its folder's, its tests', its workspace folder's as `fluo check .` searches it), is refused
+    with where that rule is (`Workspace.clash`, `Workspace.folder_search`).
+
+    The workspace folder is searched in a thread of its own, while the server answers other requests; what
+    that search could not look at (a folder it cannot read, past its budget) is said in a warning."""
     site, rule_id, _ = _renamed(ls, params.text_document.uri, params.position)
     new_id = params.new_name
     if new_id == rule_id:
@@ -1029,6 +1032,13 @@ def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
     if why is not None:
         raise _Refusal(why)
     clash = ls.index.clash(site.path, new_id)
+    search = ls.index.folder_search(site.path, new_id) if clash is None else None
+    if search is not None:
+        found = await asyncio.to_thread(search)
+        if found.site is not None:
+            clash = found.site, "`fluo check .` run in the workspace folder"
+        elif found.unchecked:
+            _not_searched(ls, new_id, found.unchecked)
     if clash is not None:
         other, how = clash
         said = f"rule id `{new_id}` is already defined at {ls.index.located(other)}"
@@ -1050,6 +1060,23 @@ def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit:
         if edits:
             changes[path_uri(test.path)] = edits
     return lsp.WorkspaceEdit(changes=changes)
+
+
+MAX_NAMED = 5
+"""The things a rename's search could not look at that its warning names; it counts the others."""
+
+
+def _not_searched(ls: FluoServer, new_id: str, unchecked: Sequence[str]) -> None:
+    """Warn (shown, and on stderr) that a rename to `new_id` goes ahead without the workspace folder searched whole
+    for a rule of that id: `fluo check .` may still find two (FLUO213)."""
+    more = len(unchecked) - MAX_NAMED
+    named = "; ".join(unchecked[:MAX_NAMED]) + (f"; and {more} more" if more > 0 else "")
+    message = (
+        f"fluo: renamed to `{new_id}` without searching all of the workspace folder for a rule `{new_id}` "
+        f"(`fluo check .` reports a duplicate as FLUO213); not searched: {named}"
+    )
+    log.warning("%s", message)
+    ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=message))
 
 
 @click.command(name="lsp")

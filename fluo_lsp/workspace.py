@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -21,14 +22,16 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from fluo_lang import ast
-from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, read_file, rule_files, stamp
+from fluo_lang.api import RULE_SUFFIX, Analysis, RuleSourceError, Stamp, decode_source, read_file, rule_files, stamp
 from fluo_lang.diagnostics import Diagnostic, Related, error, nearest, one_based
 from fluo_lang.files import real_path
-from fluo_lang.folders import SKIPPED_DIRS, hidden, virtualenv, walk
+from fluo_lang.folders import SKIPPED_DIRS, hidden, searched, virtualenv, walk
 from fluo_lang.otlp import TraceInputError, UnknownKeys, is_trace_file_name, parse_trace_bytes
+from fluo_lang.parser import without_accents
 from fluo_lang.typecheck import duplicate_ids
 from fluo_run.testing.document import LINE_BREAK, YamlError, load
 from fluo_run.testing.spec import RuleLoader, is_rule_test, load_test_file
@@ -42,7 +45,10 @@ MAX_TRACE_BYTES = 4 * 1024 * 1024
 MAX_RULE_BYTES = 4 * 1024 * 1024
 MAX_TEST_BYTES = 4 * 1024 * 1024
 MAX_SIBLING_BYTES = 4 * 1024 * 1024
-"""Bytes of the rule files beside an open one read to find the ids they define first (FLUO213), per check."""
+"""Bytes of the rule files beside an open one read to find the ids they define first (FLUO213), per check; and of
+the rule files of the workspace folder that may define the new id of a rename analysed to find it, per rename."""
+MAX_SEARCH_BYTES = 64 * 1024 * 1024
+"""Bytes of the rule files of the workspace folder read to find those that may define the new id of a rename."""
 MAX_KEYS = 2_000
 RESCAN_SECONDS = 5.0
 FIRST_SCAN_WAIT = 0.2
@@ -80,6 +86,15 @@ class RuleSite:
     document: RuleDocument
     rule: ast.Rule
     base: int
+
+
+@dataclass(frozen=True, slots=True)
+class FolderSearch:
+    """What `Workspace.folder_search` found: where a rule has the id searched for (None if none of the files looked
+    at has it), and what could not be looked at, each in words for the user (`rules/locked: Permission denied`)."""
+
+    site: RuleSite | None
+    unchecked: tuple[str, ...]
 
 
 class Workspace:
@@ -300,19 +315,15 @@ class Workspace:
         return {p for p in found if not hidden(p.name)}  # as a folder's search passes them over
 
     def clash(self, rule_path: Path, rule_id: str) -> tuple[RuleSite, str] | None:
-        """Where a rule loaded together with those of `rule_path` already has the id `rule_id`, and which load
-        that is (`fluo check rules`, `fluo test x_test.yaml`): None if none does.
+        """Where a rule loaded together with those of `rule_path` by name already has the id `rule_id`, and which
+        load that is (`fluo check rules`, `fluo test x_test.yaml`): None if none does.
 
         A rule of `rule_path` given that id would be FLUO213 in its own file, in its folder (`fluo check FOLDER`,
-        and the editor's own diagnostics), anywhere below the workspace folder that holds it (`fluo check .` run
-        there, as CI does: a folder is searched whole, sibling folders and all), and in each test file that
-        loads it with other rule files (`fluo test`).
+        and the editor's own diagnostics) and in each test file that loads it with other rule files (`fluo test`).
+        The rest of the workspace folder, which `fluo check .` loads with it too, is `folder_search`'s.
         """
         loads: list[tuple[list[Path], str]] = [([rule_path], "the same file")]
         loads.append((sorted(self.beside(rule_path) - {rule_path}), f"`fluo check {self.shown(rule_path.parent)}`"))
-        for root in self.folders:
-            if rule_path.is_relative_to(root):
-                loads.append((self._checked_with(root, rule_path), "`fluo check .` run in the workspace folder"))
         for test in self.test_files():
             if self.loads(test, rule_path):
                 loads.append(([p for p, _ in test.rule_paths()], f"`fluo test {self.shown(test.path)}`"))
@@ -322,14 +333,92 @@ class Workspace:
                 return site, how
         return None
 
-    def _checked_with(self, root: Path, rule_path: Path) -> list[Path]:
-        """The rule files `fluo check ROOT` loads (with the open ones not saved yet), if `rule_path` is among them;
-        else none: a file its search passes over (hidden, in `node_modules`) clashes with nothing there."""
-        files = _files_in([root])
-        files += [p for p in self.open_paths() if p.suffix == RULE_SUFFIX and p.is_relative_to(root)
-                  and not p.exists() and not self.passes_over(p)]  # fmt: skip
-        target = real_path(rule_path)
-        return files if any(real_path(f) == target for f in files) else []
+    def folder_search(self, rule_path: Path, rule_id: str) -> Callable[[], FolderSearch] | None:
+        """The search for a rule with the id `rule_id` among the rule files `fluo check .` loads with `rule_path`
+        run in a workspace folder holding it, as CI runs it: the folder searched whole, sibling folders and all.
+        None if no workspace folder holds it, or if that search passes it over (hidden, in `node_modules`).
+
+        Made on the server's thread, which it takes the open documents from as they are now; run on any other
+        (`_search`): it reads the files on disk, which a folder of thousands would hold every request up with.
+        """
+        holding = [f for f in self.folders if rule_path.is_relative_to(f) and _checked_below(f, rule_path)]
+        roots = [f for f in holding if not any(f != g and f.is_relative_to(g) for g in holding)]  # each file once
+        if not roots:
+            return None
+        opened = {
+            p: doc
+            for p in self.open_paths()
+            if p.suffix == RULE_SUFFIX and any(p.is_relative_to(f) for f in roots)
+            and (doc := self.rule_document(p)) is not None
+        }  # fmt: skip
+        return lambda: self._search(roots, rule_id, opened)
+
+    def _search(self, roots: list[Path], rule_id: str, opened: dict[Path, RuleDocument]) -> FolderSearch:
+        """`folder_search`'s search, in path order: within `MAX_WALK_ENTRIES` files looked at and `MAX_SEARCH_BYTES`
+        read; only a file whose text may define `rule_id` (`_may_define`) is analysed, within `MAX_SIBLING_BYTES`
+        (one analysed before, and unchanged, is not analysed again). What it could not look at is said, never
+        passed over silently: a folder or file that cannot be read, a link `fluo check` refuses, the budgets."""
+        unchecked: list[str] = []
+
+        def unreadable(exc: OSError) -> None:
+            where = self.shown(Path(exc.filename)) if exc.filename else "a folder"
+            unchecked.append(f"{where}: {exc.strerror or exc}")
+
+        seen = read = analysed = 0
+        for root in roots:
+            for path in walk(root, lambda name: True, unreadable=unreadable):  # `fluo check .`'s folders
+                seen += 1
+                if seen > MAX_WALK_ENTRIES:
+                    unchecked.append(
+                        f"{self.shown(path)} and the files after it (more than {MAX_WALK_ENTRIES:,} files)"
+                    )
+                    return FolderSearch(None, tuple(unchecked))
+                if not path.name.endswith(RULE_SUFFIX):
+                    continue
+                doc = opened.pop(path, None)
+                if doc is None:
+                    try:
+                        st = path.stat()
+                    except OSError:  # a link to nothing: no file, which `fluo check` passes over too
+                        continue
+                    if not S_ISREG(st.st_mode):
+                        continue
+                    if path.is_symlink() and not real_path(path).name.endswith(RULE_SUFFIX):
+                        why = f"a link to a file not named {RULE_SUFFIX}, which `fluo check` refuses to read"
+                        unchecked.append(f"{self.shown(path)}: {why}")
+                        continue
+                    known = self._known(path, st)
+                    doc = known[0] if known is not None else None
+                if doc is None:
+                    try:
+                        data = read_file(path, MAX_RULE_BYTES)
+                    except OSError as exc:
+                        unchecked.append(f"{self.shown(path)}: {exc.strerror or exc}")
+                        continue
+                    if len(data) > MAX_RULE_BYTES:  # FLUO402: `fluo check` reads none of its rules
+                        continue
+                    read += len(data)
+                    if read > MAX_SEARCH_BYTES:
+                        why = f"more than {MAX_SEARCH_BYTES // 1024 // 1024} MiB of rule files"
+                        unchecked.append(f"{self.shown(path)} and the files after it ({why})")
+                        return FolderSearch(None, tuple(unchecked))
+                    text, bad = decode_source(data, str(path))
+                    if not _may_define(path.name, text, rule_id):
+                        continue
+                    analysed += len(data)
+                    if analysed > MAX_SIBLING_BYTES:
+                        why = f"more than {MAX_SIBLING_BYTES // 1024 // 1024} MiB of them to analyse"
+                        unchecked.append(f"{self.shown(path)} and the files after it holding `{rule_id}` ({why})")
+                        return FolderSearch(None, tuple(unchecked))
+                    doc = RuleDocument(str(path), text, self.shown(path), unreadable=bad)
+                    self._rule_docs[path] = (stamp(st), doc)
+                site = _site_of(path, doc, rule_id)
+                if site is not None:
+                    return FolderSearch(site, tuple(unchecked))
+        for path, doc in opened.items():  # open and not saved yet: `fluo check .` loads them once saved
+            if not path.exists() and not self.passes_over(path) and (site := _site_of(path, doc, rule_id)):
+                return FolderSearch(site, tuple(unchecked))
+        return FolderSearch(None, tuple(unchecked))
 
     def _within_budget(self, paths: list[Path]) -> list[Path]:
         """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).
@@ -639,6 +728,47 @@ class _EditorRules(RuleLoader):
         if len(self._last) > _ANALYSES_KEPT:
             del self._last[next(iter(self._last))]
         return analysis
+
+
+def _checked_below(root: Path, path: Path) -> bool:
+    """Whether `fluo check ROOT` loads the rule file at `path` (saved or not): no name on its way from `root` is
+    hidden, and no folder one that search passes over (`node_modules`, a virtualenv)."""
+    base, target = real_path(root), real_path(path.parent) / path.name
+    if not target.is_relative_to(base):
+        return False
+    parts = target.relative_to(base).parts
+    if any(hidden(p) for p in parts) or not all(searched(p) for p in parts[:-1]):
+        return False
+    return not any(virtualenv(base.joinpath(*parts[: i + 1])) for i in range(len(parts) - 1))
+
+
+_CODE_POINT_ID = re.compile(r"_u[0-9a-f]{4,}(_u[0-9a-f]{4,})*")
+"""The id the parser gives a rule whose written id has no letter it can spell in ASCII (`rule 日本`)."""
+
+
+def _may_define(name: str, text: str, rule_id: str) -> bool:
+    """Whether a rule file named `name` holding `text` may define a rule `rule_id`, without parsing it: a rule's
+    id is written in its text, or is its file's stem (a bare expression), or the parser made it of what was
+    written (`rule frésh-id` is `fresh_id`, `rule 9x` is `_9x`): the id then still shows in the text with accents
+    dropped and every character an id cannot hold read as `_`. False only where no rule can have that id."""
+    core = rule_id[1:] if re.match(r"_[0-9]", rule_id) else rule_id
+    if _CODE_POINT_ID.fullmatch(rule_id) and not text.isascii():
+        return True
+    return any(core in _id_chars(t) for t in (text, name))
+
+
+def _id_chars(text: str) -> str:
+    """`text` with accents dropped and each character but ASCII letters, digits, `_` and white space read as `_`
+    (as the parser makes an id of a word that is none, `parser._ascii_id`)."""
+    return _NOT_ID_CHAR.sub("_", text if text.isascii() else without_accents(text))
+
+
+_NOT_ID_CHAR = re.compile(r"[^A-Za-z0-9_\s]")
+
+
+def _site_of(path: Path, doc: RuleDocument, rule_id: str) -> RuleSite | None:
+    """Where `doc` (the rule file at `path`) defines the rule `rule_id`, if it does."""
+    return next((RuleSite(path, doc, r, base) for r, base in doc.rules() if r.id == rule_id), None)
 
 
 def _files_in(paths: list[Path]) -> list[Path]:

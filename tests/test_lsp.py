@@ -8,7 +8,8 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -1808,3 +1809,142 @@ async def test_rename_refuses_a_name_that_is_no_rule_id_or_one_already_used(
     assert refused.value.code == -32803  # RequestFailed, no "Error in server"
     with pytest.raises(JsonRpcException, match="only a rule id can be renamed"):
         await client.text_document_prepare_rename_async(lsp.PrepareRenameParams(rules, lsp.Position(1, 4)))
+
+
+NOBODY_SERVER = r"""
+import os, sys
+import fluo_lsp.server, fluo_run.cli
+from fluo_lsp import document, rename, workspace
+# what the server reads on first use (modules, the grammar), read while the checkout and Python may still be read
+document.RuleDocument("w.fluo", "rule w {\n  expect trace.spans.count() > 1\n}\n", "w.fluo").ids()
+rename.unfit_id("w")
+workspace.MAX_WALK_ENTRIES = int(sys.argv[1])
+if os.geteuid() == 0:
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+sys.argv = ["fluo", "lsp"]
+fluo_run.cli.main()
+"""
+"""`fluo lsp` with a walk budget of `argv[1]` files, run as `nobody` when the tests run as root (who may read any
+folder, whatever its mode), as `reader_support` runs code that meets folders it may not read."""
+SMALL_WALK = 60
+NOBODY_FOLDERS: list[str] = []
+"""The URIs of the workspace folders `nobody_client`'s server has."""
+
+
+@pytest.fixture(scope="module")
+def readable_root() -> Iterator[Path]:
+    """A folder `nobody` may read: pytest's temporary folders are their user's alone."""
+    root = Path(tempfile.mkdtemp(prefix="fluo-lsp-ws-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(server_command=[sys.executable, "-c", NOBODY_SERVER, str(SMALL_WALK)]),
+)
+async def nobody_client(lsp_client: LanguageClient, readable_root: Path) -> AsyncIterator[None]:
+    """A server run as `nobody` (as root) whose walks stop after `SMALL_WALK` files; each test gives it a
+    workspace folder of its own (`only_folder`)."""
+    folder = lsp.WorkspaceFolder(uri=readable_root.as_uri(), name="root")
+    NOBODY_FOLDERS[:] = [folder.uri]
+    capabilities = client_capabilities("visual-studio-code")
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        pass  # the file watchers: the tests say what changed on disk themselves
+
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(capabilities=capabilities, root_uri=folder.uri, workspace_folders=[folder])
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def only_folder(client: LanguageClient, folder: Path) -> None:
+    """Make `folder` the workspace's one folder (what the server had before is removed)."""
+    before = [lsp.WorkspaceFolder(uri=f, name=f) for f in NOBODY_FOLDERS]
+    NOBODY_FOLDERS[:] = [folder.as_uri()]
+    event = lsp.WorkspaceFoldersChangeEvent(added=[lsp.WorkspaceFolder(uri=folder.as_uri(), name="ws")], removed=before)
+    client.workspace_did_change_workspace_folders(lsp.DidChangeWorkspaceFoldersParams(event=event))
+
+
+async def warned(client: LanguageClient, count: int) -> list[str]:
+    """The warnings shown once there are `count` of them (bounded wait)."""
+    for _ in range(500):
+        shown = [m.message for m in client.messages if m.type == lsp.MessageType.Warning]
+        if len(shown) >= count:
+            return shown
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"fewer than {count} warnings shown: {client.messages}")
+
+
+async def test_rename_searches_the_workspace_folder_past_one_it_cannot_read_and_says_so(
+    nobody_client: LanguageClient, readable_root: Path
+) -> None:
+    """QA (review1 r06): a subfolder the server may not read, or a `.fluo` link to a file of another name, made
+    the workspace folder's search raise, and the rename then went ahead with the folder not searched at all,
+    silently. The rest is searched (a rename to an id a sibling folder uses is still refused), and a rename found
+    to clash with nothing looked at is made with a warning naming what was not. As root, the server is `nobody`."""
+    base = readable_root / "locked_case"
+    for folder in ("team_a", "team_b", "team_c", "z_locked"):
+        (base / folder).mkdir(parents=True)
+    (base / "team_a" / "orders.fluo").write_text(ORDERS)
+    (base / "team_b" / "payments.fluo").write_text("rule pay_late {\n  expect true\n}\n")
+    (base / "z_locked" / "hidden.fluo").write_text("rule hidden_id {\n  expect true\n}\n")
+    (base / "secret.txt").write_text("token\n")
+    (base / "team_c" / "token.fluo").symlink_to(base / "secret.txt")
+    only_folder(nobody_client, base)
+    rules = lsp.TextDocumentIdentifier(uri=(base / "team_a" / "orders.fluo").as_uri())
+    warnings = len([m for m in nobody_client.messages if m.type == lsp.MessageType.Warning])
+    (base / "z_locked").chmod(0)
+    try:
+        with pytest.raises(JsonRpcException) as refused:
+            await nobody_client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), "pay_late"))
+        assert str(refused.value) == (
+            "rule id `pay_late` is already defined at team_b/payments.fluo:1:6, which `fluo check .` run in the "
+            "workspace folder loads with `slow_order`: it would be a duplicate rule id (FLUO213)"
+        )
+        edit = await nobody_client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), "hidden_id"))
+        assert edit is not None and edit.changes is not None and list(edit.changes) == [rules.uri]
+        shown = (await warned(nobody_client, warnings + 1))[warnings:]
+    finally:
+        (base / "z_locked").chmod(0o755)
+    assert shown == [
+        "fluo: renamed to `hidden_id` without searching all of the workspace folder for a rule `hidden_id` "
+        "(`fluo check .` reports a duplicate as FLUO213); not searched: team_c/token.fluo: a link to a file not "
+        "named .fluo, which `fluo check` refuses to read; z_locked: Permission denied"
+    ]
+
+
+async def test_rename_searches_the_workspace_folder_within_the_walk_budget_and_says_where_it_stopped(
+    nobody_client: LanguageClient, readable_root: Path
+) -> None:
+    """QA (review1 r06): the workspace folder's search walked it whole, past the walk budget every other walk of
+    the server keeps, and parsed every rule file on the server's thread (1,500 rule files and 120,000 others: 12 s
+    with every request waiting). It stops at the budget (`SMALL_WALK` files here): an id used before that is
+    still refused, one past it is not found, and the rename is made with a warning saying where the search
+    stopped."""
+    base = readable_root / "budget_case"
+    for folder in ("a_first", "b_many", "c_rules", "d_far"):
+        (base / folder).mkdir(parents=True)
+    (base / "a_first" / "early.fluo").write_text("rule early_id {\n  expect true\n}\n")
+    for n in range(SMALL_WALK + 10):
+        (base / "b_many" / f"f{n:03}.txt").touch()
+    (base / "c_rules" / "orders.fluo").write_text(ORDERS)
+    (base / "d_far" / "far.fluo").write_text("rule far_id {\n  expect true\n}\n")
+    only_folder(nobody_client, base)
+    rules = lsp.TextDocumentIdentifier(uri=(base / "c_rules" / "orders.fluo").as_uri())
+    warnings = len([m for m in nobody_client.messages if m.type == lsp.MessageType.Warning])
+    with pytest.raises(JsonRpcException, match=re.escape("already defined at a_first/early.fluo:1:6, which `fluo")):
+        await nobody_client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), "early_id"))
+    edit = await nobody_client.text_document_rename_async(lsp.RenameParams(rules, lsp.Position(0, 8), "far_id"))
+    assert edit is not None and edit.changes is not None and list(edit.changes) == [rules.uri]
+    assert (await warned(nobody_client, warnings + 1))[warnings:] == [
+        "fluo: renamed to `far_id` without searching all of the workspace folder for a rule `far_id` "
+        "(`fluo check .` reports a duplicate as FLUO213); not searched: "
+        f"b_many/f{SMALL_WALK - 1:03}.txt and the files after it (more than {SMALL_WALK} files)"
+    ]

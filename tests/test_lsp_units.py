@@ -29,7 +29,7 @@ from fluo_lsp.reporting import document_diagnostics
 from fluo_lsp.settings import Settings
 from fluo_lsp.testfiles import read_test_file
 from fluo_lsp.workspace import TestProblem as Problem
-from fluo_lsp.workspace import Workspace
+from fluo_lsp.workspace import Workspace, _may_define
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples" / "rules").glob("*.fluo"))
@@ -1508,3 +1508,34 @@ def test_a_trace_with_a_span_of_invalid_ids_still_gives_its_keys(tmp_path: Path)
     spans = ", ".join([span("cd" * 8, "good"), span("00" * 8, "bad")])
     (tmp_path / "t.json").write_text('{"resourceSpans": [{"scopeSpans": [{"spans": [' + spans + "]}]}]}")
     assert workspace._keys_of(tmp_path / "t.json") == ({"good"}, set())
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("a.fluo", "rule fresh_id {\n  expect true\n}\n"),
+        ("a.fluo", "rule fresh_id{expect true}"),
+        ("a.fluo", "rule fresh-id {\n  expect true\n}\n"),
+        ("a.fluo", "rule frésh_id {\n  expect true\n}\n"),
+        ("a.fluo", "rule fre\u0301sh_id {\n  expect true\n}\n"),
+        ("a.fluo", "rule \uff46resh_id {\n  expect true\n}\n"),
+        ("a.fluo", "rule fresh.id {\n  expect true\n}\n"),
+        ("a.fluo", "rule 9fresh-id {\n  expect true\n}\n"),
+        ("a.fluo", "rule 日本 {\n  expect true\n}\n"),
+        ("a.fluo", "rule\n  // the id\n  fresh_id {\n  expect true\n}\n"),
+        ("fresh-id.fluo", "trace.spans.count() > 1\n"),
+        ("frésh.v2.fluo", "trace.spans.count() > 1\n"),
+    ],
+)
+def test_a_rename_parses_every_workspace_file_that_may_define_the_new_id(name: str, text: str) -> None:
+    """A rename searches the workspace folder for its new id in the text of each rule file and analyses only the
+    files that may define it (QA review1 r06: it analysed every one). Whatever id the parser gives a rule, as
+    written or made of what was written (`rule frésh-id`, a bare expression named after its file), the file
+    is among those; and one that holds no rule of the id searched for is not."""
+    ids = {r.rule.id for r in api.analyze([(name, text)]).rules} | {
+        r.id for f in api.analyze([(name, text)]).files for r in f.rules
+    }
+    assert ids
+    for rule_id in ids:
+        assert _may_define(name, text, rule_id), rule_id
+    assert not _may_define(name, text, "other_id")
