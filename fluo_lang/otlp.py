@@ -1813,13 +1813,15 @@ def parse_json(
 
 MIN_SPAN_WIRE_BYTES = 2
 """The fewest bytes a span takes in protobuf (an empty one): a body under the cap times this needs no count."""
-MAX_FIELDS_BESIDE_SPANS = 10_000
+MAX_FIELDS_BESIDE_SPANS = 100_000
 """Protobuf fields an OTLP trace body may hold besides its spans, plus `FIELDS_BESIDE_SPAN` per span, where
-`count_spans` walks (the request, its `resource_spans`, their `scope_spans`): past that it is refused before
-decoding, as no export. An exporter sends some three per resource or scope group (the group, its `resource` or
-`scope`, its `schema_url`), at worst a group of each per span: 6 per span. Unbounded, the walk cost 10 s of
-pure Python on 64 MiB of one 2-byte unknown field repeated, and 32 million empty `resource_spans` took upb
-2.2 GB to decode."""
+`count_spans` walks (the request, its `resource_spans`, their `scope_spans`, and inside each `resource` and
+`scope`: their fields, an attribute with a scalar value as one, one holding a list or map with every field of
+it): past that it is refused before decoding, as no export. An exporter sends some three per resource or scope
+group (the group, its `resource` or `scope`, its `schema_url`), at worst a group of each per span: 6 per span,
+and the attributes of each resource, some tens. Unbounded, the walk cost 10 s of pure Python on 64 MiB of one
+2-byte unknown field repeated, 32 million empty `resource_spans` took upb 2.2 GB to decode, and a resource of
+30 million empty attributes 60 s and 1.7 GB to read."""
 FIELDS_BESIDE_SPAN = 8
 """Protobuf fields an OTLP trace body may hold per span besides `MAX_FIELDS_BESIDE_SPANS` (see there)."""
 
@@ -1894,6 +1896,59 @@ _SCOPE_SPANS_KEY = 2 << 3 | 2  # field 2 of ResourceSpans
 _SPANS_KEY = 2 << 3 | 2  # field 2 of ScopeSpans
 
 
+_RESOURCE_KEY = 1 << 3 | 2  # field 1 of ResourceSpans: its Resource
+_SCOPE_KEY = 1 << 3 | 2  # field 1 of ScopeSpans: its InstrumentationScope
+_KEY_VALUE = 2 << 3 | 2  # field 2 of KeyValue: its AnyValue
+_NESTED: dict[str, dict[int, str]] = {
+    "Resource": {1 << 3 | 2: "KeyValue"},  # attributes
+    "InstrumentationScope": {3 << 3 | 2: "KeyValue"},  # attributes
+    "KeyValue": {_KEY_VALUE: "AnyValue"},
+    "AnyValue": {5 << 3 | 2: "ArrayValue", 6 << 3 | 2: "KeyValueList"},
+    "ArrayValue": {1 << 3 | 2: "AnyValue"},
+    "KeyValueList": {1 << 3 | 2: "KeyValue"},
+}
+"""The messages inside a resource or scope that hold attributes, by the keys of their fields that nest them."""
+
+
+def _plain_attribute(data: bytes, start: int, end: int) -> bool:
+    """Whether the `KeyValue` in `data[start:end]` is a key and one scalar value, each shorter than 128 bytes:
+    what nearly every resource attribute is, read without a walk."""
+    if end - start < 4 or data[start] != 0x0A or data[start + 1] >= 0x80:
+        return False
+    p = start + 2 + data[start + 1]
+    if p + 2 > end or data[p] != _KEY_VALUE or p + 2 + data[p + 1] != end:
+        return False
+    v = p + 2
+    if v == end:
+        return True
+    kind = data[v]
+    if kind == 0x0A or kind == 0x3A:  # string_value, bytes_value
+        return v + 1 < end and v + 2 + data[v + 1] == end
+    if kind == 0x21:  # double_value
+        return end - v == 9
+    if kind == 0x10 or kind == 0x18:  # bool_value, int_value: one varint
+        return end - v <= 11 and data[end - 1] < 0x80 and all(b >= 0x80 for b in data[v + 1 : end - 1])
+    return False
+
+
+def _fields_inside(data: bytes, start: int, end: int, message: str, budget: int) -> int:
+    """Fields of the `Resource` or `InstrumentationScope` in `data[start:end]` as `count_spans` counts them (see
+    `MAX_FIELDS_BESIDE_SPANS`), counted up to one past `budget`. Bytes that are not protobuf raise as `_fields` does."""
+    n = 0
+    todo = [(start, end, message)]
+    while todo:
+        start, end, message = todo.pop()
+        nested = _NESTED[message]
+        for key, inner_start, inner_end in _fields(data, start, end):
+            n += 1
+            if n > budget:
+                return n
+            inner = nested.get(key)
+            if inner is not None and not (inner == "KeyValue" and _plain_attribute(data, inner_start, inner_end)):
+                todo.append((inner_start, inner_end, inner))
+    return n
+
+
 def count_spans(data: bytes, stop_after: int) -> int:
     """Spans in OTLP protobuf bytes (`ExportTraceServiceRequest`), counted on the wire without decoding them.
 
@@ -1916,8 +1971,12 @@ def count_spans(data: bytes, stop_after: int) -> int:
                 if beside > limit:
                     raise _not_an_export(beside, n)
                 if key2 != _SCOPE_SPANS_KEY:
+                    if key2 == _RESOURCE_KEY:
+                        beside += _fields_inside(data, start2, end2, "Resource", limit - beside)
+                        if beside > limit:
+                            raise _not_an_export(beside, n)
                     continue
-                for key3, _, _ in _fields(data, start2, end2):
+                for key3, start3, end3 in _fields(data, start2, end2):
                     if key3 == _SPANS_KEY:
                         n += 1
                         if n > stop_after:
@@ -1925,6 +1984,8 @@ def count_spans(data: bytes, stop_after: int) -> int:
                         limit += FIELDS_BESIDE_SPAN
                         continue
                     beside += 1
+                    if key3 == _SCOPE_KEY:
+                        beside += _fields_inside(data, start3, end3, "InstrumentationScope", limit - beside)
                     if beside > limit:
                         raise _not_an_export(beside, n)
     except (IndexError, ValueError):

@@ -2010,9 +2010,24 @@ def test_a_protobuf_file_of_fields_beside_no_spans_is_refused_before_decoding(tm
         path = tmp_path / name
         path.write_bytes(field * (otlp.MAX_SPANS_PER_FILE + 1))  # long enough to be counted
         assert error_of(load_trace_file, path) == (
-            f"{path}: not an OTLP protobuf trace message (ExportTraceServiceRequest): 10,001 protobuf fields and "
-            "no span, over the limit of 10,000 plus 8 per span: more than an OTLP exporter sends"
+            f"{path}: not an OTLP protobuf trace message (ExportTraceServiceRequest): 100,001 protobuf fields and "
+            "no span, over the limit of 100,000 plus 8 per span: more than an OTLP exporter sends"
         )
+
+
+def test_a_protobuf_file_whose_resource_holds_millions_of_attributes_is_refused_before_decoding(
+    tmp_path: Path,
+) -> None:
+    """Security QA (r03): a resource of 30 million empty attributes (`0a 00`) took `fluo eval` 57 s and 1.76 GB
+    to read; its attributes count as fields beside the spans, so it is refused before it is decoded."""
+    span = _ld(1, bytes(range(1, 17))) + _ld(2, bytes(range(1, 9)))
+    attributes = b"\x0a\x00" * otlp.MAX_SPANS_PER_FILE  # long enough to be counted
+    path = tmp_path / "attributes.pb.gz"
+    path.write_bytes(gzip.compress(_ld(1, _ld(1, attributes) + _ld(2, _ld(2, span))), 1))
+    assert error_of(load_trace_file, path) == (
+        f"{path}: not an OTLP protobuf trace message (ExportTraceServiceRequest): 100,001 protobuf fields and "
+        "no span, over the limit of 100,000 plus 8 per span: more than an OTLP exporter sends"
+    )
 
 
 def test_a_json_file_over_the_span_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

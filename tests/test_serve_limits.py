@@ -28,7 +28,14 @@ from hypothesis import strategies as st
 from serve_support import Sender, ServeProcess, config, metric, post, retry_delay, self_signed, wait_for
 from wire_support import varint
 
-from fluo_lang.otlp import FIELDS_BESIDE_SPAN, MAX_FIELDS_BESIDE_SPANS, NotAnExport, TraceInputError, count_spans
+from fluo_lang.otlp import (
+    FIELDS_BESIDE_SPAN,
+    MAX_FIELDS_BESIDE_SPANS,
+    NotAnExport,
+    TraceInputError,
+    count_spans,
+    parse_protobuf,
+)
 from fluo_run.serve import receivers
 from fluo_run.serve.receivers import MAX_BAD_SPANS, MAX_GZIP_MEMBERS, MAX_SPANS_PER_REQUEST
 from fluo_run.serve.runtime import RuntimeThread
@@ -124,11 +131,13 @@ def test_the_wire_count_refuses_more_fields_beside_the_spans_than_an_export_has(
         )
     inside = b"\x1a\x00" * (limit - 2)  # each a scope's schema_url: with the resource_spans and scope_spans fields
     assert count_spans(_ld(0x0A, _ld(0x12, inside)), 10) == 0
-    with pytest.raises(NotAnExport, match=r"^10,001 protobuf fields and no span"):
+    with pytest.raises(NotAnExport, match=f"^{limit + 1:,} protobuf fields and no span"):
         count_spans(_ld(0x0A, _ld(0x12, inside + b"\x1a\x00")), 10)
     per_span = b"\x12\x00" + b"\x78\x00" * FIELDS_BESIDE_SPAN  # a span and as many fields beside it as allowed
     assert count_spans(_ld(0x0A, _ld(0x12, b"\x78\x00" * (limit - 2) + per_span * 3)), 10) == 3
-    with pytest.raises(NotAnExport, match=r"^10,025 protobuf fields besides its first 3 spans"):
+    with pytest.raises(
+        NotAnExport, match=f"^{limit + 3 * FIELDS_BESIDE_SPAN + 1:,} protobuf fields besides its first 3 spans"
+    ):
         count_spans(_ld(0x0A, _ld(0x12, b"\x78\x00" * (limit - 2) + per_span * 3 + b"\x78\x00")), 10)
 
 
@@ -145,6 +154,59 @@ def test_a_resource_and_scope_for_every_span_is_within_the_fields_beside_spans()
         ss.scope.SetInParent()
         ss.spans.add(name=str(i))
     assert count_spans(req.SerializeToString(), 10**6) == 3000
+
+
+def _empty_attributes(n: int) -> bytes:
+    return b"\x0a\x00" * n  # empty KeyValues, as Resource.attributes and KeyValueList.values
+
+
+def test_the_attributes_of_resources_and_scopes_count_as_fields_beside_the_spans() -> None:
+    """Security QA (r03): one resource of 30 million empty attributes (a 58 KB gzip body) cost 60 s of CPU and
+    1.7 GB to read before its 200. Each attribute of a resource or scope counts, and each field inside one
+    holding a list or map, at every depth, so such a body is refused before decoding."""
+    limit = MAX_FIELDS_BESIDE_SPANS
+    spans = _ld(0x12, b"\x12\x00" * 3)  # a scope_spans of 3 spans
+    beside = 3  # the resource_spans, its resource and its scope_spans
+    resource = _ld(0x0A, _empty_attributes(limit - beside))
+    assert count_spans(_ld(0x0A, resource + spans), 10) == 3
+    with pytest.raises(NotAnExport, match=f"^{limit + 1:,} protobuf fields and no span"):
+        count_spans(_ld(0x0A, _ld(0x0A, _empty_attributes(limit - beside + 1)) + spans), 10)
+    scope = _ld(0x0A, _ld(0x1A, b"") * (limit - beside))  # InstrumentationScope.attributes, field 3
+    assert count_spans(_ld(0x0A, _ld(0x12, scope + b"\x12\x00")), 10) == 1
+    with pytest.raises(NotAnExport, match="protobuf fields and no span"):
+        count_spans(_ld(0x0A, _ld(0x12, scope + _ld(0x1A, b"") + b"\x12\x00")), 10)
+    # One attribute whose value is a map (AnyValue.kvlist_value, field 6) of empty attributes: the key-value,
+    # its value, the AnyValue's map and each of its entries count.
+    in_map = _ld(0x0A, _ld(0x12, _ld(0x32, _empty_attributes(limit - beside - 3))))
+    assert count_spans(_ld(0x0A, _ld(0x0A, in_map) + spans), 10) == 3
+    in_list = _ld(0x0A, _ld(0x12, _ld(0x2A, _empty_attributes(limit - beside - 2))))  # array_value of them
+    with pytest.raises(NotAnExport):
+        count_spans(_ld(0x0A, _ld(0x0A, in_list) + spans), 10)
+
+
+def test_a_resource_of_many_attributes_for_every_few_spans_is_within_the_fields_beside_spans() -> None:
+    """A collector's batch may hold one resource group per small SDK export: 2,000 resources of 40 attributes
+    each (strings, ints, a list), 2 spans each, are an export; its spans count as the decoder reads them."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    req = ExportTraceServiceRequest()
+    for i in range(2000):
+        rs = req.resource_spans.add(schema_url="r")
+        for k in range(37):
+            rs.resource.attributes.add(key=f"k8s.attribute.{k}").value.string_value = f"value {i}"
+        rs.resource.attributes.add(key="process.pid").value.int_value = 10**6 + i
+        rs.resource.attributes.add(key="weight").value.double_value = 0.5
+        listed = rs.resource.attributes.add(key="process.command_args").value.array_value
+        listed.values.add().string_value = "java"
+        listed.values.add().string_value = "-jar"
+        ss = rs.scope_spans.add(schema_url="s")
+        ss.scope.name = "io.opentelemetry.http"
+        for k in (1, 2):
+            ss.spans.add(name=str(i), trace_id=(i + 1).to_bytes(16, "big"), span_id=k.to_bytes(8, "big"))
+    data = req.SerializeToString()
+    assert count_spans(data, 10**6) == 4000
+    spans = parse_protobuf(data, source="t.pb")
+    assert spans[0].resource["process.command_args"] == ["java", "-jar"]
 
 
 def test_an_export_over_the_span_cap_is_refused_before_decoding(tmp_path: Path) -> None:
