@@ -1171,6 +1171,19 @@ def _string(value: Any) -> str:
 _INT_TEXT = re.compile(r"-?[0-9]+")
 _FLOAT_TEXT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _FLOAT_WORDS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_INT64_DIGITS = 20  # digits of the longest 64-bit integer, unsigned or not
+
+
+def _int_text(text: str) -> int | None:
+    """The value of integer `text` (`_INT_TEXT`); None past the digits of a 64-bit integer, leading zeros aside:
+    no such integer, and perhaps more digits than Python reads (`sys.get_int_max_str_digits`)."""
+    if len(text) <= _INT64_DIGITS:
+        return int(text)
+    digits = text.lstrip("-").lstrip("0")
+    if len(digits) > _INT64_DIGITS:
+        return None
+    n = int(digits or "0")
+    return -n if text.startswith("-") else n
 
 
 def _integer(value: Any, lo: int, hi: int, what: str) -> int:
@@ -1185,7 +1198,10 @@ def _integer(value: Any, lo: int, hi: int, what: str) -> int:
     elif isinstance(value, str):
         if not _INT_TEXT.fullmatch(value):
             raise _Bad(f"{_show(value)} is not {what}")
-        n = int(value)
+        read = _int_text(value)
+        if read is None:
+            raise _Bad(f"{_show(value)} is out of range for {what}")
+        n = read
     else:
         raise _expected(what, value)
     if not lo <= n <= hi:
@@ -1397,8 +1413,9 @@ def _enum(value: Any, names: dict[str, int], prefix: str, what: str) -> int:
         number = names.get(key)
         if number is not None:
             return number
-        if _INT_TEXT.fullmatch(value):
-            return int(value)
+        read = _int_text(value) if _INT_TEXT.fullmatch(value) else None
+        if read is not None:
+            return read
         raise _Bad(f"{_show(value)} is not {what}")
     raise _expected(what, value)
 
@@ -1664,7 +1681,7 @@ def _whole_line_next(doc: str, pos: int, blank: bool = True) -> int | None:
         return len(doc) if blank else None
     try:
         _, after = _DECODER.raw_decode(doc, pos)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, or a number too long for Python
         return None
     end = doc.find("\n", after)
     return None if doc[after : len(doc) if end < 0 else end].strip() else after
@@ -1699,6 +1716,25 @@ def _cut_short(e: json.JSONDecodeError, start: int) -> json.JSONDecodeError:
             before -= 1
         if (start - before) % 2 == 0:
             return json.JSONDecodeError(msg, e.doc, start)
+
+
+_LONG_NUMBER = re.compile(rf"-?[0-9]{{{_INT64_DIGITS + 1},}}")
+
+
+def _long_number(text: str, pos: int, source: str, line: int, e: ValueError) -> str:
+    """The error for the JSON value at `text[pos]` that Python's decoder refused (`e`) for an integer of more digits
+    than it reads, at the first such number from `pos` on."""
+    limit = sys.get_int_max_str_digits()
+    for found in _LONG_NUMBER.finditer(text, pos):
+        digits = len(found[0].lstrip("-"))
+        if digits > limit:
+            at = found.start()
+            row, column = 1 + text.count("\n", 0, at), at - text.rfind("\n", 0, at)
+            return (
+                f"{source}:{row}:{column}: invalid JSON: a number of {digits:,} digits, more than the {limit:,} "
+                "Python reads"
+            )
+    return f"{source}:{line}: invalid JSON: {e}"
 
 
 def _json_problem(e: json.JSONDecodeError) -> str:
@@ -1792,6 +1828,8 @@ def parse_json(
             raise TraceInputError(f"{source}:{e.lineno}:{e.colno}: invalid JSON: {_json_problem(e)}") from None
         except RecursionError:
             raise TraceInputError(f"{source}:{line}: invalid JSON: nested too deeply") from None
+        except ValueError as e:  # an integer of more digits than Python reads (`sys.get_int_max_str_digits`)
+            raise TraceInputError(_long_number(text, pos, source, line, e)) from None
         nxt = _skip_space(text, after)
         if one and isinstance(obj, list):
             raise TraceInputError(f"{source}: expected an object, got an array")

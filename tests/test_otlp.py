@@ -736,6 +736,29 @@ def test_json_syntax_errors_name_line_and_column() -> None:
     assert message.startswith("a.json:3:5: invalid JSON: ")
 
 
+def test_a_number_of_more_digits_than_python_reads_is_one_error_at_its_place() -> None:
+    """Security QA (r01): a bare number of 5,001 digits (over Python's 4,300) was a ValueError traceback, exit 1;
+    a quoted one as `intValue`, a time or a kind too."""
+    big = "1" + "0" * 5000
+    doc = '{"resourceSpans": []}\n' + json.dumps(request(("auth", [otlp_span(startTimeUnixNano=0)])))
+    doc = doc.replace('"startTimeUnixNano": 0', '"startTimeUnixNano": ' + big)
+    at = doc.split("\n")[1].index(big) + 1
+    assert error_of(parse_json, doc, source="t.jsonl") == (
+        f"t.jsonl:2:{at}: invalid JSON: a number of 5,001 digits, more than the 4,300 Python reads"
+    )
+    for field in (
+        {"startTimeUnixNano": big},
+        {"kind": big},
+        {"attributes": [{"key": "a", "value": {"intValue": big}}]},
+    ):
+        message = error_of(parse_json, json.dumps(request(("auth", [otlp_span(**field)]))), source="t.json")
+        assert message.startswith("t.json: resourceSpans[0].scopeSpans[0].spans[0].")
+        assert "Traceback" not in message and ("out of range" in message or "is not" in message)
+    padded = "0" * 5000 + "7"  # leading zeros: as many digits as it takes, the value in range
+    (span,) = parse_json(json.dumps(request(("auth", [otlp_span(startTimeUnixNano=padded)]))), source="t")
+    assert span.start == 7
+
+
 _LINE = '{"resourceSpans": [{"scopeSpans": [{"spans": []}]}]}'
 
 

@@ -258,6 +258,19 @@ def test_a_json_export_over_the_span_cap_is_refused(monkeypatch: pytest.MonkeyPa
     assert len(receivers.decode_json(json_spans([GOOD_JSON_SPAN] * 10)).spans) == 10
 
 
+def test_a_json_export_with_a_number_python_cannot_read_is_malformed() -> None:
+    """Security QA (r02): a body with a 5,001-digit number was answered 500 (retried by exporters) with a
+    logged traceback; it is malformed (400), and a span with such a quoted `intValue` is a bad span."""
+    big = "1" + "0" * 5000
+    body = json_spans([{**GOOD_JSON_SPAN, "startTimeUnixNano": 0}]).replace(b'"startTimeUnixNano": 0', big.encode())
+    with pytest.raises(TraceInputError, match="invalid JSON: a number of 5,001 digits, more than the 4,300"):
+        receivers.decode_json(body.replace(big.encode(), b'"startTimeUnixNano": ' + big.encode()))
+    bad = {**GOOD_JSON_SPAN, "attributes": [{"key": "a", "value": {"intValue": big}}]}
+    decoded = receivers.decode_json(json_spans([GOOD_JSON_SPAN, bad]))
+    assert (len(decoded.spans), decoded.rejected) == (1, 1)
+    assert "intValue: '1000" in decoded.problem and "is out of range for a 64-bit integer" in decoded.problem
+
+
 def test_salvage_gives_up_past_the_bad_span_cap() -> None:
     few = receivers.decode_json(json_spans([GOOD_JSON_SPAN, *([{}] * MAX_BAD_SPANS)]))
     assert (len(few.spans), few.rejected) == (1, MAX_BAD_SPANS)

@@ -148,6 +148,19 @@ def test_values_nest_at_most_max_depth_levels_counting_what_aliases_bring(text: 
     assert (info.value.line, message in str(info.value)) == (line, True)
 
 
+def test_an_integer_of_more_digits_than_python_reads_is_a_yaml_problem_at_its_line() -> None:
+    """Security QA (r01): a 5,000-digit integer in a test file was a ValueError traceback, exit 1."""
+    for number in ("9" * 5000, "+" + "9" * 5000, "-9_" + "9" * 5000):
+        with pytest.raises(YamlError) as info:
+            load("a: 1\nb: [" + number + "]\n")
+        digits = 5000 + number.startswith("-")
+        assert (info.value.line, str(info.value)) == (
+            2,
+            f"invalid YAML value: an integer of {digits:,} digits, more than the 4,300 Python reads",
+        )
+    assert load("a: 0x" + "f" * 5000 + "\n")["a"] == 16**5000 - 1  # hexadecimal: no limit in Python
+
+
 def test_values_nested_to_the_limit_load() -> None:
     assert load("a: " + nested(198, "[]"))["a"] is not None  # the mapping, 198 lists and the innermost one: 200
     doc = load("a: &a " + nested(100) + "\nb: &b " + nested(49, "*a") + "\nc: " + nested(49, "*b") + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import sys
 from typing import Any
 
 import yaml
@@ -350,6 +351,12 @@ class _Builder:
         if node.tag == _BINARY:
             raise YamlError(
                 "invalid YAML value: !!binary (bytes) is not a value a test file can hold",
+                self.lines.line(node.start_mark),
+            )
+        limit = sys.get_int_max_str_digits()
+        if node.tag == _INT and 0 < limit < len(node.value) and (digits := sum(map(str.isdigit, node.value))) > limit:
+            raise YamlError(
+                f"invalid YAML value: an integer of {digits:,} digits, more than the {limit:,} Python reads",
                 self.lines.line(node.start_mark),
             )
         if node.tag == _INT and node.value.isdigit() and (node.value == "0" or node.value[0] != "0"):
