@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import http.client
 import sqlite3
 import ssl
 import sys
@@ -110,6 +111,48 @@ def test_the_bearer_scheme_is_matched_in_any_case(tmp_path: Path, rules: Path) -
                 with pytest.raises(grpc.RpcError) as refused:
                     call(body, timeout=10, metadata=(("authorization", header),))
                 assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert serve.terminate() == 0
+
+
+def _raw_request(serve: Serve, path: str, headers: list[tuple[str, str]], body: bytes | None = None) -> int:
+    """The status of a request sent with exactly `headers` (latin-1 on the wire: `\xff` is the byte 0xff)."""
+    conn = http.client.HTTPConnection("127.0.0.1", int(serve.ports["HTTP"]), timeout=15)
+    try:
+        conn.putrequest("POST" if body is not None else "GET", path)
+        sent = [("Content-Type", PROTOBUF), ("Content-Length", str(len(body)))] if body is not None else []
+        for name, value in [*headers, *sent]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_a_token_not_utf8_or_given_twice_is_refused(tmp_path: Path, rules: Path) -> None:
+    """Security QA (r05): `Bearer TOKEN\\xff` (bytes that are not UTF-8) was a 500 and a logged traceback on
+    /v1/traces and /metrics instead of 401. And HTTP read the first of several Authorization headers, gRPC the
+    last `authorization` value: a request giving more than one is refused by both."""
+    body = trace_request(1, 2).SerializeToString()
+    good = ("Authorization", f"Bearer {TOKEN}")
+    with Serve(["--rules", str(rules), "--no-db"], tmp_path, token=TOKEN) as serve:
+        assert _raw_request(serve, "/v1/traces", [good], body) == 200
+        for headers in ([("Authorization", f"Bearer {TOKEN}\xff")], [("Authorization", "Bearer \xff")]):
+            assert _raw_request(serve, "/v1/traces", headers, body) == 401
+            assert _raw_request(serve, "/metrics", headers) == 401
+        for headers in ([good, good], [good, ("Authorization", "Bearer wrong")], [("Authorization", "x"), good]):
+            assert _raw_request(serve, "/v1/traces", headers, body) == 401, headers
+        with serve.channel() as channel:
+            call = channel.unary_unary(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b,
+            )
+            call(body, timeout=10, metadata=(("authorization", f"Bearer {TOKEN}"),))
+            for wrong in ("Bearer wrong", f"Bearer {TOKEN}"):
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(body, timeout=10, metadata=(("authorization", wrong), ("authorization", f"Bearer {TOKEN}")))
+                assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert serve.total("fluo_export_requests_total", outcome="unauthorized") == 7
         assert serve.terminate() == 0
 
 

@@ -20,7 +20,7 @@ import logging
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -493,14 +493,20 @@ class Intake:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def authorized(self, header: str | None) -> bool:
-        """`Authorization: Bearer TOKEN`: the scheme in any case (RFC 7235 §2.1), the token exactly (constant time)."""
+    def authorized(self, headers: Sequence[str]) -> bool:
+        """`Authorization: Bearer TOKEN`: the scheme in any case (RFC 7235 §2.1), the token exactly (constant time).
+
+        `headers`: every `Authorization` header (HTTP) or `authorization` metadata value (gRPC) of the request:
+        exactly one is taken, as both transports would not agree on which of several to read. A value that is not
+        UTF-8 (aiohttp keeps its bytes as surrogate escapes) is compared as its bytes: it is never the token.
+        """
         if self.auth_token is None:
             return True
-        if header is None:
+        if len(headers) != 1:
             return False
-        scheme, _, token = header.strip().partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.auth_token.encode())
+        scheme, _, token = headers[0].strip().partition(" ")
+        given = token.strip().encode("utf-8", "surrogateescape")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given, self.auth_token.encode())
 
     def admit(self, transport: str, body: bytes) -> None:
         if self.sealed:
@@ -872,7 +878,7 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
     async def answer(request: web.Request, before_stop: bool) -> web.Response:
         ctype = request.content_type
         reply_type = JSON if ctype == JSON else PROTOBUF
-        if not intake.authorized(request.headers.get("Authorization")):
+        if not intake.authorized(request.headers.getall("Authorization", ())):
             r = intake.refuse_unauthorized("http")
             return _http_error(r.status, r.message, reply_type)
         if ctype not in (PROTOBUF, JSON):
@@ -1110,7 +1116,7 @@ def metrics_handler(intake: Intake, metrics: Metrics) -> Any:
     from .metrics import CONTENT_TYPE
 
     async def handler(request: web.Request) -> web.Response:
-        if not intake.authorized(request.headers.get("Authorization")):
+        if not intake.authorized(request.headers.getall("Authorization", ())):
             return web.Response(status=401, text="missing or wrong bearer token\n", headers=CHALLENGE)
         return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
@@ -1220,8 +1226,7 @@ class TraceService:
         """The message held in `--max-inflight-bytes` with the HTTP bodies (and inflated, if compressed) until
         it is decoded; then its spans taken, as an HTTP body's are."""
         intake = self.intake
-        metadata = dict(context.invocation_metadata() or ())
-        if not intake.authorized(metadata.get("authorization")):
+        if not intake.authorized(_authorization(context.invocation_metadata())):
             r = intake.refuse_unauthorized("grpc")
             await context.abort(r.code, r.message)
         limit = intake.max_body_bytes
@@ -1273,10 +1278,18 @@ class TokenCheck(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         await context.abort(r.code, r.message)
 
     async def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
-        metadata = dict(details.invocation_metadata or ())
-        if self.intake.authorized(metadata.get("authorization")):
+        if self.intake.authorized(_authorization(details.invocation_metadata)):
             return await continuation(details)
         return self.refuse
+
+
+def _authorization(metadata: Iterable[tuple[str, str | bytes]] | None) -> list[str]:
+    """Every `authorization` value of a gRPC call's metadata (`Intake.authorized` takes exactly one)."""
+    return [
+        v if isinstance(v, str) else v.decode("utf-8", "surrogateescape")
+        for k, v in metadata or ()
+        if k == "authorization"
+    ]
 
 
 def grpc_interceptors(intake: Intake) -> list[grpc.aio.ServerInterceptor]:
