@@ -39,6 +39,7 @@ SLOW = (
     "rule slow { expect trace.spans.all(descendants.where(status == error).count() == 0 and ancestors.count() >= 0) }\n"
 )
 MINUTE = 60_000_000_000
+SECOND = 1_000_000_000
 
 
 def rules_in(tmp_path: Path, text: str) -> Path:
@@ -479,6 +480,24 @@ def test_windows_hold_at_most_max_window_spans_and_say_what_they_left_out(caplog
     assert truncated["rule"] == "fluo.evaluation_truncated" and truncated["window_start"] == rule["window_start"]
     assert truncated["observed"] == {"traces_left_out": 2, "spans_left_out": 4, "max_window_spans": 5, "rules": ["w"]}
     assert evaluator.window_spans == 0
+
+
+def test_the_window_span_limit_warning_is_rate_limited_counting_the_windows_held_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Security QA (r04): a sender choosing its span times put each trace in a window of its own past the limit,
+    one WARNING line each (265,000 in a minute). One line every `FULL_LOG_EVERY` seconds; the next counts the rest."""
+    evaluator, _ = evaluator_for("rule w { window 1s expect window.traces.count() < 1000 }", max_window_spans=1)
+    start = (time.time_ns() // SECOND + 3600) * SECOND  # windows an hour ahead: each trace in one of its own
+    caplog.set_level(logging.WARNING, "fluo")
+    evaluator._evaluate_traces([completed(t, 1, start + t * SECOND) for t in range(1, 502)])
+    assert evaluator.metrics.window_traces_left_out._value.get() == 500
+    lines = [r.getMessage() for r in caplog.records if "open windows hold" in r.getMessage()]
+    assert len(lines) == 1 and "more like it" not in lines[0]
+    evaluator._full.last -= evaluator.FULL_LOG_EVERY  # as if the time had passed
+    evaluator._evaluate_traces([completed(1000, 1, start + 1000 * SECOND)])
+    lines = [r.getMessage() for r in caplog.records if "open windows hold" in r.getMessage()]
+    assert len(lines) == 2 and lines[1].endswith("(and 499 more like it since the last such line)")
 
 
 def test_a_window_serve_did_not_see_whole_is_marked_partial() -> None:

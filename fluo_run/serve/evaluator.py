@@ -338,6 +338,7 @@ class Evaluator:
         self._windows_put_off = 0
         self._chunk_in_hand = 0
         self._fired = Throttled(log, logging.INFO, self.FIRED_LOG_EVERY)
+        self._full = Throttled(log, logging.WARNING, self.FULL_LOG_EVERY)
         self._adopt(program)
         self.thread = threading.Thread(target=self._run, name="fluo-evaluator", daemon=True)
         self.tick = min(0.1, trace_idle / 4)
@@ -597,7 +598,7 @@ class Evaluator:
         if len(self._full_logged) > MAX_CLOSED_REMEMBERED:
             self._full_logged.clear()
         self._full_logged.add(key)
-        log.warning(
+        self._full(
             "window %s +%s: open windows hold %d spans (--max-window-spans); later traces of it are counted, "
             "not held, and its signals will be partial",
             format_timestamp(key[1] * ws.length),
@@ -704,6 +705,9 @@ class Evaluator:
     FIRED_LOG_EVERY = 1.0
     """At most one "signal fired" log line a second: the rest are counted in the next one, or, when none comes
     within the second, in a line of their own (`_log_held_signals`)."""
+    FULL_LOG_EVERY = 10.0
+    """At most one "open windows hold N spans" line every 10 s: a sender choosing its span times can put each
+    trace in a window of its own, one line each; the windows held back are counted in the next line."""
 
     def _emit(self, signals: Sequence[Signal] | Sequence[dict[str, Any]]) -> None:
         if self.aborted:  # stopped now: nothing more goes out, and that is counted
