@@ -171,9 +171,14 @@ def escape_json_text(text: str) -> str:
 
 
 _STRING_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
-_MUST_ESCAPE = re.compile(r"[\\" + _CONTROL.pattern[1:-1] + r"\ud800-\udfff]")
-"""The backslash and `_CONTROL`'s characters (a string literal in a rule file read for review must not show
-other than it says: "Trojan Source"), and half a surrogate pair (which UTF-8 cannot hold; FLUO102 names it)."""
+INVISIBLE = "\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff"
+"""Characters that show as nothing, as a character class's inside: the soft hyphen, the Mongolian vowel separator,
+the zero-width space, non-joiner and joiner, the word joiner and invisible operators, the zero-width no-break space
+(`'ad\u200bmin'` shows as `'admin'` and is not equal to it)."""
+_MUST_ESCAPE = re.compile(r"[\\" + _CONTROL.pattern[1:-1] + INVISIBLE + r"]")
+"""The backslash, `_CONTROL`'s characters (a string literal in a rule file read for review must not show
+other than it says: "Trojan Source"; half a surrogate pair, which UTF-8 cannot hold, FLUO102 names), and the
+`INVISIBLE` ones."""
 
 
 def escape_string(value: str, quote: str) -> str:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from fluo_lang.values import dump_json, escape_json_text, one_line, printable, quoted
+from fluo_lang.values import dump_json, escape_json_text, escape_string, one_line, printable, quoted
 
 TERMINAL_CONTROLS = [chr(c) for c in range(0x7F, 0xA0)] + [
     "\u2028",
@@ -75,3 +75,16 @@ def test_one_line_escapes_half_a_surrogate_pair() -> None:
     stderr. It reads `\\udcff` everywhere now, as `fluo test`'s reports write it; a whole pair is a character."""
     assert one_line("n\udcff.fluo\x1b[2J\n") == "n\\udcff.fluo\\u001b[2J\\n"
     assert one_line("\ud800 \U0001f600") == "\\ud800 \U0001f600"
+
+
+@pytest.mark.parametrize("ch", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"])
+def test_a_string_literal_escapes_characters_that_show_as_nothing(ch: str) -> None:
+    """Security QA (r06): `fluo discover` wrote `'ad<U+200B>min'`, which reads as 'admin'. Escaped, the parser
+    reads the literal back as the very text."""
+    from fluo_lang.parser import parse
+
+    written = escape_string(f"ad{ch}min", "'")
+    assert written == f"ad\\u{ord(ch):04x}min"
+    tree = parse(f"rule r {{ detect trace.has(name == '{written}') }}\n", "r.fluo")
+    assert not tree.diagnostics
+    assert repr(f"ad{ch}min") in repr(tree.file)
