@@ -37,6 +37,10 @@ CODES: dict[str, str] = {
     "FLUO107": "A keyword misspelled or in another language's word (`exepct`, `Rule`, `assert`): FLUO's is suggested.",
     "FLUO108": "A number or duration literal past 64 bits (durations count nanoseconds: about 292 years).",
     "FLUO109": "A duration literal that is no whole number of nanoseconds (`1.5ns`): its fix is the nearest one.",
+    "FLUO110": (
+        "A string literal holding a character that shows as nothing (U+200B zero width space, U+00AD soft hyphen, "
+        "U+FEFF): `'ad<U+200B>min'` reads as `'admin'`; its fix writes it as `\\uXXXX`."
+    ),
     # 2xx: names and rule structure
     "FLUO200": "Unknown name.",
     "FLUO201": "Unknown method for the receiver's type.",

@@ -35,8 +35,8 @@ from lark.lexer import LexerThread
 from lark.parsers.lalr_analysis import Shift
 
 from . import ast
-from .diagnostics import Diagnostic, Related, error, nearest, sort_key
-from .values import lone_crs_as_lf, string_literal
+from .diagnostics import Diagnostic, Related, error, nearest, sort_key, warning
+from .values import INVISIBLE, lone_crs_as_lf, string_literal
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 100
@@ -1596,6 +1596,17 @@ _QUOTES = {"\u2018": "\u2019", "\u201c": "\u201d", "\u2019": "\u2019", "\u201d":
 """Quotes of typesetting (and Markdown's backquote) and what closes them."""
 
 
+_INVISIBLE = re.compile(f"[{INVISIBLE}]")
+
+
+def _joining(text: str, i: int) -> bool:
+    """Whether `text[i]` is a zero-width joiner or non-joiner between two characters past ASCII, where it does
+    its work: an emoji sequence (`👩‍💻`), Persian or Indic text; not a character hidden in `ad<U+200B>min`."""
+    return (
+        text[i] in "\u200c\u200d" and 0 < i < len(text) - 1 and not text[i - 1].isascii() and not text[i + 1].isascii()
+    )
+
+
 def _code_point(ch: str) -> str:
     """`U+00A0 NO-BREAK SPACE`: how a character is named where its look says nothing."""
     name = unicodedata.name(ch, "")
@@ -3090,7 +3101,22 @@ class _Builder:
                 message += f"a backslash itself is `\\\\`: write `{fix}`"
             span = self.index.span(base + first, base + last)
             self.diagnostics.append(error("FLUO102", message, span, path=self.path, suggestion=fix))
+        if _INVISIBLE.search(raw):
+            self.invisible(raw, base)
         return value
+
+    def invisible(self, raw: str, base: int) -> None:
+        """FLUO110 for a string literal holding characters that show as nothing (`'ad<U+200B>min'` reads as
+        `'admin'`); its fix writes them as `\\uXXXX` escapes, as `fluo discover` does."""
+        found = [m for m in _INVISIBLE.finditer(raw) if not _joining(raw, m.start())]
+        if not found:
+            return
+        first, last = found[0].start(), found[-1].end()
+        names = ", ".join(dict.fromkeys(_code_point(m[0]) for m in found))
+        fix = _INVISIBLE.sub(lambda m: f"\\u{ord(m[0]):04x}", raw[first:last])
+        message = f"the string holds {names}, which shows as nothing: write it as an escape, `{fix}`"
+        span = self.index.span(base + first, base + last)
+        self.diagnostics.append(warning("FLUO110", message, span, path=self.path, suggestion=fix))
 
     def duration_ns(self, tok: Token | None, negated: bool = False) -> int | None:
         """The nanoseconds of a duration literal (`negated`: the operand of a `-`, see `_in_range`), or None
@@ -3529,7 +3555,7 @@ def _f_string(text: str) -> str:
     if _MISSING in text:
         raise _Bail
     value, bad = _unescape(text[1:-1])
-    if bad:
+    if bad or _INVISIBLE.search(text):  # FLUO102, FLUO110: the full parse reports them
         raise _Bail
     return value
 

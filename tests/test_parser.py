@@ -2165,3 +2165,32 @@ def test_a_rule_left_open_is_said_where_its_last_token_ends(text: str, at: str) 
 def test_a_sql_comment_says_fluos_start_with_slashes(text: str, says: list[str]) -> None:
     """`true -- c` read as `true - (-c)` and said "unknown name `c`": it says `--` is no comment."""
     assert [f"{d.code} {d.message}" for d in analyze([("r.fluo", text)]).diagnostics] == says
+
+
+@pytest.mark.parametrize(
+    ("literal", "fix", "names"),
+    [
+        ("'ad\u200bmin'", "\\u200b", "U+200B ZERO WIDTH SPACE"),
+        ('"a\u00adb\ufeffc"', "\\u00adb\\ufeff", "U+00AD SOFT HYPHEN, U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+        ("'x\u200d'", "\\u200d", "U+200D ZERO WIDTH JOINER"),
+    ],
+)
+def test_a_string_holding_a_character_that_shows_as_nothing_is_a_warning_with_its_escape(
+    literal: str, fix: str, names: str
+) -> None:
+    """Security QA (r06): `'ad<U+200B>min'` reads as `'admin'` and is not equal to it; FLUO110 says so and its
+    fix writes the character as the escape `fluo discover` writes."""
+    text = f"rule r {{ detect trace.has(name == {literal}) }}\n"
+    (d,) = parse(text, "r.fluo").diagnostics
+    assert (d.code, d.severity) == ("FLUO110", "warning")
+    assert d.message == f"the string holds {names}, which shows as nothing: write it as an escape, `{fix}`"
+    fixed = text[: d.span.start] + (d.suggestion or "") + text[d.span.end :]
+    assert not parse(fixed, "r.fluo").diagnostics
+    held = repr(literal[1:-1])  # the same string, as the AST shows it
+    assert held in repr(parse(fixed, "r.fluo").file) and held in repr(parse(text, "r.fluo").file)
+
+
+def test_a_joiner_between_emoji_or_letters_past_ascii_is_no_warning() -> None:
+    joined = "\U0001f469\u200d\U0001f4bb, \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # an emoji, Persian
+    text = f"rule r {{ description: 'on call: {joined}' detect trace.has(name == 'x') }}\n"
+    assert parse(text, "r.fluo").diagnostics == []
