@@ -591,6 +591,10 @@ class Evaluator:
             total += ws.spans
         return total
 
+    FULL_LOG_EVERY = 10.0
+    """At most one "open windows hold N spans" line every 10 s: a sender choosing its span times can put each
+    trace in a window of its own, one line each; the windows held back are counted in the next line."""
+
     def _log_full(self, ws: WindowSet, trace: Trace) -> None:
         key = (ws.length, trace.end // ws.length)
         if key in self._full_logged:
@@ -705,9 +709,6 @@ class Evaluator:
     FIRED_LOG_EVERY = 1.0
     """At most one "signal fired" log line a second: the rest are counted in the next one, or, when none comes
     within the second, in a line of their own (`_log_held_signals`)."""
-    FULL_LOG_EVERY = 10.0
-    """At most one "open windows hold N spans" line every 10 s: a sender choosing its span times can put each
-    trace in a window of its own, one line each; the windows held back are counted in the next line."""
 
     def _emit(self, signals: Sequence[Signal] | Sequence[dict[str, Any]]) -> None:
         if self.aborted:  # stopped now: nothing more goes out, and that is counted
