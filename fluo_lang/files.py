@@ -329,6 +329,8 @@ def unreachable(path: str | Path) -> OSError | None:
     except OSError as exc:
         if exc.errno not in _MISSING:
             return exc
+    except ValueError:  # a NUL in it (`"a\0.json"` in YAML), which no path can hold
+        return OSError(errno.EINVAL, "a file name cannot hold a NUL character", str(path))
     return None
 
 

@@ -1260,3 +1260,17 @@ def test_a_fixture_or_rule_file_in_a_folder_that_cannot_be_searched_is_a_problem
         fixtures.chmod(0o755)
         rules.chmod(0o755)
         shutil.rmtree(folder)
+
+
+def test_a_path_holding_a_nul_is_a_problem_at_its_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review: a `traces:` or `rules:` path holding a NUL (`"a\\0.json"` in YAML) stopped `fluo test` with a
+    ValueError traceback from `os.stat`, exit 1; it is a problem at its line, exit 2, as a file that cannot be read."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.fluo").write_text("rule r { expect trace.spans.count() > 0 }\n")
+    (tmp_path / "t_test.yaml").write_text('rules: [r.fluo]\ncases:\n  - name: n\n    traces: ["a\\0.json"]\n')
+    (tmp_path / "u_test.yaml").write_text('rules: ["r\\0.fluo"]\ncases:\n  - name: n\n    spans: [{name: a}]\n')
+    fixture, rules = fluo_test("t_test.yaml"), fluo_test("u_test.yaml")
+    assert (fixture.exit_code, rules.exit_code) == (2, 2)
+    why = "a file name cannot hold a NUL character"
+    assert f"t_test.yaml:4: case 'n': cannot read a\\u0000.json: {why}\n" in fixture.stdout
+    assert f"u_test.yaml:1: cannot read r\\u0000.fluo: {why}\n" in rules.stdout
