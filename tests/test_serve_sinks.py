@@ -982,13 +982,14 @@ def test_a_key_in_the_path_of_a_webhook_url_is_not_logged(
         ("https://h/x?k=:) sent", "https://h/x?k=*** sent"),  # a value of punctuation alone: hidden whole
         ("https://h/x?t=K3Y) sent", "https://h/x?t=*** sent"),  # no `(` before it: the secret's own
         ("'https://h/x?t=K3Y'.", "'https://h/x?t=***'."),
+        ("it's at https://h/x?t=K3Y' sent", "it's at https://h/x?t=*** sent"),  # review 2: no quote opened the URL
     ],
 )
 def test_punctuation_ending_a_query_value_shows(text: str, shown: str) -> None:
     """Last session's note: a query value took the character after it along (`?t=***` for `'…?t=KEY'` lost its
-    closing quote, `?wait=true: refused` lost the colon). What ends the sentence, and brackets and quotes the text
-    opened before the URL, show; any other punctuation is hidden with the value (review: `?t=s3cr3t!!` showed
-    `!!`)."""
+    closing quote, `?wait=true: refused` lost the colon). What ends the sentence, and the bracket or quote just
+    before the URL, closed, show; any other punctuation is hidden with the value (review: `?t=s3cr3t!!` showed
+    `!!`; review 2: the apostrophe of `it's` made a trailing `'` show)."""
     assert redacted(text) == shown
     assert "K3Y" not in redacted(text)
 

@@ -7,6 +7,7 @@ over the file, the file over the default.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import ssl
@@ -102,31 +103,24 @@ _QUERY_VALUE = re.compile(r"([?&][^=&#\s]*)=([^&#\s]*)")
 _SENTENCE_END = ".,:;"
 """One of these ending a query value ends the sentence around the URL (`?t=KEY: refused`), and shows."""
 _CLOSERS = {")": "(", "'": "'", '"': '"'}
-"""A bracket or quote ending a query value shows when the text before opened it (`(…?t=KEY)`, `'…?t=KEY'`)."""
-_OPENER_REACH = 4096
-"""How far before a query value its opening bracket or quote is looked for (so a long text costs no more)."""
+"""A bracket or quote ending a query value shows when it closes the one just before the URL (`(…?t=KEY)`,
+`'…?t=KEY'`)."""
+_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
-def _hide_value(m: re.Match[str]) -> str:
-    """A query parameter with its value as `***`. What ends the sentence or closes a bracket or quote opened
-    before the URL shows after it: one of `_SENTENCE_END` last, and before it the `_CLOSERS` the text before
-    opened (`'…?t=KEY'.`). Anything else, punctuation included, is hidden: it may be the end of the secret
-    (`?t=s3cr3t!!`, `?k=:)`)."""
+def _hide_value(m: re.Match[str], heads: list[int]) -> str:
+    """A query parameter with its value as `***`. What ends the sentence or closes the bracket or quote just
+    before the URL shows after it: one of `_SENTENCE_END` last, and before it that closer (`'…?t=KEY'.`). Anything
+    else, punctuation included, is hidden: it may be the end of the secret (`?t=s3cr3t!!`, `?k=:)`, and the `'` of
+    `it's https://h/?t=KEY'`)."""
     value = m[2]
     cut = len(value)
     if cut and value[cut - 1] in _SENTENCE_END:
         cut -= 1
-    if not cut or value[cut - 1] not in _CLOSERS:
-        return f"{m[1]}=***{value[cut:]}"
-    before = m.string[max(0, m.start() - _OPENER_REACH) : m.start()]
-    opened = {
-        ")": before.count("(") - before.count(")"),
-        "'": before.count("'") % 2,
-        '"': before.count('"') % 2,
-    }
-    while cut and opened.get(value[cut - 1], 0) > 0:
-        opened[value[cut - 1]] -= 1
-        cut -= 1
+    if cut and value[cut - 1] in _CLOSERS:
+        head = bisect.bisect_left(heads, m.start()) - 1  # `heads`: where the text's URLs start, in order
+        if head >= 0 and heads[head] > 0 and m.string[heads[head] - 1] == _CLOSERS[value[cut - 1]]:
+            cut -= 1
     return f"{m[1]}=***{value[cut:]}"
 
 
@@ -144,7 +138,9 @@ def redacted(text: str) -> str:
     (`?token=***`), all places chat webhooks put their key. Every log line, error and label that shows such a
     URL shows it so."""
     text = _PATH_REST.sub(r"\1/***", _USERINFO.sub("//***@", text))
-    return _QUERY_VALUE.sub(_hide_value, _FRAGMENT.sub(r"\1#***", text))
+    text = _FRAGMENT.sub(r"\1#***", text)
+    heads = [h.start() for h in _URL_HEAD.finditer(text)]
+    return _QUERY_VALUE.sub(lambda m: _hide_value(m, heads), text)
 
 
 def check_url(url: str, setting: str, example: str) -> None:
