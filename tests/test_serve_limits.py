@@ -19,6 +19,7 @@ import urllib.request
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -1193,6 +1194,102 @@ def test_a_grpc_message_over_the_body_limit_is_counted_too_large_not_malformed(
             for outcome in ("too_large", "malformed", "ok")
         }
         assert outcomes == {"too_large": 1, "malformed": 1, "ok": 1}
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+def test_a_grpc_call_ended_by_its_client_before_its_message_is_counted_cancelled_not_too_large(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, how: str
+) -> None:
+    """Review r01: a call its client cancelled, or whose deadline passed, before its message came ends its stream and
+    is then cancelled, as one whose message gRPC refused over --max-body-bytes: each was counted `too_large` and
+    logged as over the 67108864-byte limit. gRPC ends a call itself (the oversize message, the deadline) with its
+    peer gone, a client's cancel with it known: now those are `cancelled`, with no warning, and the oversize one
+    is still `too_large`."""
+    caplog.set_level(logging.WARNING, logger="fluo.serve")
+    hold = threading.Event()
+
+    def never() -> Iterator[bytes]:  # a request stream whose message does not come
+        hold.wait(30)
+        yield from ()
+
+    n = 4
+    with RuntimeThread(config(tmp_path, max_body_bytes=1000)) as rt:
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
+            try:
+                timeout = 30.0 if how == "cancel" else 0.5
+                calls = [channel.stream_unary(SERVICE).future(never(), timeout=timeout) for _ in range(n)]
+                if how == "cancel":
+                    wait_for(lambda: rt.runtime.intake.in_flight == n, what="the calls to begin")
+                    assert all(call.cancel() for call in calls)
+                else:
+                    for call in calls:
+                        assert call.exception(timeout=10).code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                wait_for(
+                    lambda: metric(rt, "fluo_export_requests_total", transport="grpc", outcome="cancelled") == n,
+                    what="the calls counted cancelled",
+                )
+                wait_for(lambda: rt.runtime.intake.in_flight == 0, what="the calls to end")
+            finally:
+                hold.set()
+            with pytest.raises(grpc.RpcError) as big:
+                channel.unary_unary(SERVICE)(b"\x0a" + b"x" * 5000, timeout=10)
+            assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            wait_for(lambda: metric(rt, "fluo_export_requests_total", transport="grpc", outcome="too_large") == 1)
+            assert channel.unary_unary(SERVICE)(b"\x0a\x00", timeout=10) == b""
+        outcomes = {
+            outcome: metric(rt, "fluo_export_requests_total", transport="grpc", outcome=outcome)
+            for outcome in ("cancelled", "too_large", "malformed", "ok")
+        }
+        assert outcomes == {"cancelled": n, "too_large": 1, "malformed": 0, "ok": 1}
+    assert caplog.text.count("over the 1000-byte limit") == 1
+
+
+def test_a_grpc_call_cancelled_while_its_message_is_decoded_keeps_its_bytes_and_place_until_the_decode_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review r03: a call cancelled while its message waited for or was in a decode thread gave back its place among
+    the 32 calls and its --max-inflight-bytes claim at once, while the decode went on holding the message: clients
+    giving up on slow decodes left neither limit bounding the messages held. Now a decode not begun is dropped (its
+    queue entry lets go of the message) and its call ends; one running keeps its call and its bytes until it ends."""
+    size = receivers.INLINE_DECODE_BYTES + 8  # decoded in a decode thread
+    assert receivers.DECODE_THREADS == 2
+    started: list[int] = []
+    release = threading.Event()
+    decode = receivers.decode_protobuf
+
+    def slow(body: bytes, *args: object) -> receivers.Decoded:
+        started.append(len(body))
+        release.wait(30)
+        return decode(body, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(receivers, "decode_protobuf", slow)
+    services: list[receivers.TraceService] = []
+    init = receivers.TraceService.__init__
+
+    def spy(self: receivers.TraceService, *args: Any, **kwargs: Any) -> None:
+        services.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(receivers.TraceService, "__init__", spy)
+    options = [("grpc.max_send_message_length", 4 * size)]
+    with RuntimeThread(config(tmp_path)) as rt:
+        (service,) = services
+        bodies = rt.runtime.intake.bodies
+        cancelled = lambda: metric(rt, "fluo_export_requests_total", transport="grpc", outcome="cancelled")  # noqa: E731
+        with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}", options=options) as channel:
+            try:
+                calls = [channel.unary_unary(SERVICE).future(bytes(size), timeout=30) for _ in range(3)]
+                wait_for(lambda: len(started) == 2 and rt.call(lambda: bodies.held) == 3 * size, what="2 decoding")
+                assert all(call.cancel() for call in calls)
+                wait_for(lambda: rt.runtime.intake.in_flight < 3, what="the call whose decode had not begun to end")
+                assert rt.call(lambda: (bodies.held, service.calls, rt.runtime.intake.in_flight)) == (2 * size, 2, 2)
+                assert cancelled() == 1
+            finally:
+                release.set()
+            wait_for(lambda: cancelled() == 3, what="the decoding calls to end")
+            assert rt.call(lambda: (bodies.held, service.calls)) == (0, 0)
+            assert started == [size, size]  # the third was dropped, not decoded for no one
+            assert channel.unary_unary(SERVICE)(b"", timeout=10) == b""
 
 
 def test_grpc_messages_count_in_the_inflight_cap_and_one_refused_is_retried_as_retry_info_says(

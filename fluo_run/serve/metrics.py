@@ -20,6 +20,9 @@ _le: Callable[[float], str] = floatToGoString  # a bucket bound as prometheus_cl
 TRANSPORTS = ("http", "grpc")
 OUTCOMES = ("ok", "partial", "malformed", "refused", "unavailable", "unauthorized", "too_large")
 """`fluo_export_requests_total{outcome}`."""
+TRANSPORT_OUTCOMES = {"grpc": ("cancelled",)}
+"""Outcomes only one transport has: a gRPC call its client cancelled, or whose deadline passed, before it was
+answered (an HTTP body cut short is `malformed`)."""
 SPAN_REJECTIONS = ("malformed",)
 """`fluo_spans_rejected_total{reason}`."""
 RELOAD_RESULTS = ("loaded", "rejected")
@@ -197,7 +200,7 @@ class Metrics:
         )
         for transport in transports:
             self.spans_received.labels(transport)
-            for outcome in OUTCOMES:
+            for outcome in OUTCOMES + TRANSPORT_OUTCOMES.get(transport, ()):
                 self.requests.labels(transport, outcome)
         at_zero: tuple[tuple[Counter | Gauge, Iterable[str]], ...] = (
             (self.spans_rejected, SPAN_REJECTIONS),

@@ -22,7 +22,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -438,12 +438,30 @@ class Intake:
         self._pool: ThreadPoolExecutor | None = None
 
     async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(*args)`: on the event loop for a body of `size` up to `INLINE_DECODE_BYTES`, else in a decode thread."""
+        """`fn(*args)`: on the event loop for a body of `size` up to `INLINE_DECODE_BYTES`, else in a decode thread.
+
+        Cancelled (a gRPC call its client cancelled, or whose deadline passed), it returns only once the work
+        has let go of `args`: dropped from the queue if it has not begun, else when it ends. So the request's
+        place among the calls and its `--max-inflight-bytes` claim, given back as the handler returns, bound
+        the bodies held by decodes too. At the stop it returns at once (the stop's deadline bounds the rest)."""
         if size <= INLINE_DECODE_BYTES:
             return fn(*args)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="fluo-decode")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        job = [fn, *args]  # emptied when the job is dropped: its queue entry holds it until a thread is free
+        work = self._pool.submit(_run, job)
+        done = asyncio.wrap_future(work)
+        try:
+            await asyncio.wait((done,))
+        except asyncio.CancelledError:
+            if work.cancel():
+                job.clear()
+            done.add_done_callback(_retrieved)
+            while not done.done() and not self.stopping:
+                with suppress(asyncio.CancelledError):
+                    await asyncio.wait((done,))
+            raise
+        return done.result()
 
     @contextmanager
     def export(self) -> Iterator[bool]:
@@ -711,6 +729,18 @@ def decode_protobuf(
     except (DecodeError, RuntimeError, ValueError, NotAnExport) as exc:
         raise TraceInputError(f"{what} ExportTraceServiceRequest: {exc or 'cannot parse'}") from None
     return decode_request(req, prefetch, body if share else None, source)
+
+
+def _run(job: list[Any]) -> Any:
+    """A decode thread's job (`Intake.off_loop`): its function and arguments, in a list dropped when cancelled."""
+    fn, *args = job
+    return fn(*args)
+
+
+def _retrieved(done: asyncio.Future[Any]) -> None:
+    """Take the outcome of work whose request is gone, so asyncio does not log an exception nobody read."""
+    if not done.cancelled():
+        done.exception()
 
 
 INFLATE_CHUNK = 64 * 1024
@@ -1181,46 +1211,69 @@ class TraceService:
         them all, for ever, and every exporter was refused. Served as a stream (the same on the
         wire: one message, then the end), the wait for it is timed, as an HTTP body's is.
         """
-        peer = context.peer()  # unknown once gRPC has refused the message
+        peer = context.peer()  # unknown once gRPC has ended the call itself (`ended`)
+        body: Any = grpc.aio.EOF  # until the message comes
         with self.intake.export() as before_stop:
-            if not before_stop:  # gRPC's stop refuses new calls itself; one just begun meanwhile, here
-                await self.refuse(self.intake.shutting_down("grpc", in_flight=False), context)
             try:
-                async with self.intake.read_within(GRPC_MESSAGE_TIMEOUT):
-                    body = await context.read()
-            except TimeoutError:
-                if self.intake.sealed:
-                    await self.refuse(self.intake.shutting_down("grpc", in_flight=True), context)
-                await context.abort(
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                    f"request message: not received within {GRPC_MESSAGE_TIMEOUT:g} s",
-                )
-            if body is grpc.aio.EOF:
-                await self.no_message(context, peer)
-            return await self.export(body, context)
+                if not before_stop:  # gRPC's stop refuses new calls itself; one just begun meanwhile, here
+                    await self.refuse(self.intake.shutting_down("grpc", in_flight=False), context)
+                try:
+                    async with self.intake.read_within(GRPC_MESSAGE_TIMEOUT):
+                        body = await context.read()
+                except TimeoutError:
+                    if self.intake.sealed:
+                        await self.refuse(self.intake.shutting_down("grpc", in_flight=True), context)
+                    await context.abort(
+                        grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"request message: not received within {GRPC_MESSAGE_TIMEOUT:g} s",
+                    )
+                if body is grpc.aio.EOF:
+                    await self.no_message(context)
+                return await self.export(body, context)
+            except asyncio.CancelledError:
+                if not self.intake.stopping:  # else the server's stop cancelled it
+                    self.ended(context, peer, message=body is not grpc.aio.EOF)
+                raise
 
     @staticmethod
     async def refuse(r: Refusal, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Abort the call with `r`, and its `RetryInfo` when it is retryable (`retry_trailers`)."""
         await context.abort(r.code, r.message, retry_trailers(r) if r.retryable else ())
 
-    async def no_message(self, context: grpc.aio.ServicerContext[Any, Any], peer: str) -> None:
-        """A stream that ended without a message: sent so (malformed), or a message over `--max-body-bytes`.
+    async def no_message(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        """A stream that ended without a message: sent so (malformed), cut by its client (cancelled), or a message
+        over `--max-body-bytes` (too_large).
 
         gRPC refuses such a message from its length prefix, before reading it, and answers the caller
-        RESOURCE_EXHAUSTED itself; the handler then reads the end of the stream, as for a stream sent
-        empty, and gRPC cancels it on the loop's next turn. So the handler waits a moment
-        (`OVERSIZE_WAIT`) for that cancellation before taking the call as malformed. (A receive limit
-        above ours, to read the message's size here, would still leave larger messages to gRPC.)
+        RESOURCE_EXHAUSTED itself; a call its client cancels, or whose deadline passes, ends so too. The
+        handler then reads the end of the stream, as for a stream sent empty, and gRPC cancels it on the
+        loop's next turn. So the handler waits a moment (`OVERSIZE_WAIT`) for that cancellation (counted by
+        `ended`) before taking the call as malformed. (A receive limit above ours, to read the message's size
+        here, would still leave larger messages to gRPC.)
         """
-        try:
-            await asyncio.sleep(OVERSIZE_WAIT)
-        except asyncio.CancelledError:
-            if not self.intake.stopping:  # else the server's stop cancelled it
-                self.intake.too_large("grpc", peer, "refused by gRPC from its length prefix")
-            raise
+        await asyncio.sleep(OVERSIZE_WAIT)
         self.intake.metrics.requests.labels("grpc", "malformed").inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+
+    def ended(self, context: grpc.aio.ServicerContext[Any, Any], peer: str, *, message: bool) -> None:
+        """Count a call cancelled before it was answered: its message refused by gRPC (`too_large`), else
+        cancelled by its client or at its deadline (`cancelled`), with or without its `message`.
+
+        gRPC does not tell the handler why: a refused message and a client's cancel both end the stream, then
+        cancel the call. But when gRPC ends a call itself (a message over its limit, or the deadline passing,
+        which gRPC's server keeps too) the call's peer is gone, while a client's cancel (or its connection
+        closing) leaves it (grpcio 1.85; `test_serve_limits` checks both). So a call cancelled with no message,
+        time left and no peer is one gRPC refused."""
+        left = context.time_remaining()
+        if not message and not context.peer() and (left is None or left > 0):
+            self.intake.too_large("grpc", peer, "refused by gRPC from its length prefix")
+            return
+        self.intake.metrics.requests.labels("grpc", "cancelled").inc()
+        log.debug(
+            "OTLP/gRPC call from %s cancelled %s",
+            peer or "an unknown peer",
+            "at its deadline" if left is not None and left <= 0 else "by its client",
+        )
 
     async def export(self, body: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
         """The message held in `--max-inflight-bytes` with the HTTP bodies (and inflated, if compressed) until
