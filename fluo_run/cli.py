@@ -764,9 +764,11 @@ def eval_command(
         for warning in unknown.warnings() + read_warnings(clamped, dropped_copies(spans, traces), spans, sources):
             click.echo(f"fluo: warning: {warning}", err=True)
         if not spans:
+            # every span skipped for its ids (warned of above) is not an empty file
+            what = "no spans with valid ids" if unknown.skipped else "no spans"
             if require_spans:  # an empty capture (a failed upstream step) is not a passing gate
-                fail(f"no spans in {', '.join(trace_paths)}, and --require-spans was given")
-            click.echo(one_line(f"fluo: no spans in {', '.join(trace_paths)}"), err=True)
+                fail(f"{what} in {', '.join(trace_paths)}, and --require-spans was given")
+            click.echo(one_line(f"fluo: {what} in {', '.join(trace_paths)}"), err=True)
         signals = program.evaluate(traces)
     deep = too_deep_warning(too_deep_reads() - deep_before)
     if deep is not None:

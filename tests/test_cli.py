@@ -591,6 +591,20 @@ def test_require_spans_fails_a_gate_on_input_with_no_spans(tmp_path: Path) -> No
     assert fired.exit_code == 3
 
 
+def test_input_whose_every_span_has_invalid_ids_is_said_so(tmp_path: Path) -> None:
+    """Review 2: a file whose spans were all skipped for their ids was "no spans in FILE", as an empty one is,
+    beside the warning that they were skipped; `--require-spans` says which it was."""
+    bad = tmp_path / "bad.json"
+    span = '{"traceId": "' + "0" * 32 + '", "spanId": "' + "1" * 16 + '", "name": "s", "startTimeUnixNano": "1"}'
+    bad.write_text('{"resourceSpans": [{"scopeSpans": [{"spans": [' + span + "]}]}]}")
+    gate = ["eval", "--detect", "trace.count(status == error) > 0", "--traces", str(bad)]
+    ran, refused = run(*gate), run(*gate, "--require-spans")
+    assert ran.exit_code == 0 and ran.stderr.endswith(f"fluo: no spans with valid ids in {bad}\n")
+    assert "skipped 1 span with an invalid id" in ran.stderr
+    assert refused.exit_code == 2
+    assert refused.stderr.endswith(f"fluo: no spans with valid ids in {bad}, and --require-spans was given\n")
+
+
 def chain_file(tmp_path: Path, n: int) -> Path:
     """A trace of `n` nested spans, where `ancestors` inside a predicate costs n²/2 span visits."""
     from fluo_lang.otlp import spans_to_json
