@@ -1326,6 +1326,47 @@ def test_a_window_closed_early_and_opened_again_says_so_and_one_not_opened_again
     assert {quiet, busy}.isdisjoint(w.start for w in last)
 
 
+def test_windows_closed_early_are_remembered_up_to_a_cap_and_those_forgotten_are_partial(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fixer winbound: windows the open-time cap closed early were each remembered until their end plus the grace:
+    a sender timing each trace a year ahead, 1 s apart, grew `early` by one per trace, for a year. Now at most
+    `MAX_EARLY_REMEMBERED` (the nearest); a window among those forgotten is not evaluated again unmarked: a trace
+    opening it, or its closing empty, gives signals partial (`early_forgotten`)."""
+    from fluo_run.serve import evaluator as module
+
+    monkeypatch.setattr(module, "MAX_EARLY_REMEMBERED", 5, raising=False)
+    rules = (
+        "rule silent { window 1s expect window.traces.count() > 0 }\n"
+        "rule busy { window 1s detect window.traces.count() > 0 }"
+    )
+    evaluator, out = evaluator_for(rules)
+    ws = evaluator.windows[SECOND]
+    ahead = (time.time_ns() // SECOND + 365 * 86_400) * SECOND
+    later = time.monotonic() + 10**6  # past the open-time cap of every window opened here
+    for k in range(200):  # one window each, closed early by the cap
+        evaluator._evaluate_traces([completed(k + 1, 1, ahead + k * SECOND + 1)])
+        evaluator._evaluate_windows(ws, ws.due(later, time.time_ns(), 1.0, 1.0, max_open=62.0))
+    assert len(out) == 200 and {tuple(s["partial_reasons"]) for s in out} == {("closed_early",)}
+    assert sorted(ws.early) == [ahead // SECOND + k for k in range(5)]  # was all 200
+    assert len(ws._early_order) <= 2 * 5 + 65 and len(ws._early_top) <= 2 * 5 + 65
+    assert "more than 5 windows of 1s closed early" in caplog.text
+    out.clear()
+    evaluator._evaluate_traces([completed(1000, 1, ahead + 100 * SECOND + 2)])  # a forgotten one, opened again
+    evaluator._evaluate_windows(ws, ws.due(later + 1, ahead + 300 * SECOND, 1.0, 1.0, max_open=62.0))
+    signals = {(s["rule"], (parse_time(s["window_start"]) - ahead) // SECOND): s for s in out}
+    again = signals["busy", 100]
+    assert again["partial_reasons"] == ["early_forgotten"] and again["observed"]["count"] == 1
+    for k in range(5):  # remembered: not evaluated again
+        assert ("silent", k) not in signals and ("busy", k) not in signals
+    for k in (*range(5, 100), *range(101, 200)):  # forgotten: it may have held traces, so partial
+        assert signals["silent", k]["partial_reasons"] == ["early_forgotten"], k
+    assert "partial" not in signals["silent", 200]  # past those forgotten: a window like any other
+    assert ws.forgotten is None  # each has closed since
+    evaluator._evaluate_traces([completed(1001, 1, ahead + 50 * SECOND + 3)])
+    assert evaluator.metrics.window_late_traces._value.get() == 1
+
+
 def test_a_reload_that_makes_a_rule_read_an_attribute_the_held_traces_lack_marks_its_signals() -> None:
     """QA win r04: a reload added a rule reading `tier`, which the traces already in the open window were held
     without: it fired on a window holding a gold span (`fluo eval` quiet), unmarked. Now its signals say so."""

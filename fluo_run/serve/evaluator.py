@@ -11,7 +11,10 @@ after its window closed is left out of that window and counted
 (`fluo_window_late_traces`). A window that cap closes before its end plus `grace` (its traces
 came from a clock ahead) is closed early, and not remembered as closed until its end plus `grace`:
 traces that complete in it before then open it again, and it is evaluated again with them,
-its signals partial (`reopened`); with none, it is not evaluated again.
+its signals partial (`reopened`); with none, it is not evaluated again. At most
+`MAX_EARLY_REMEMBERED` of them are remembered one by one (a sender choosing its span times makes one
+per trace); past it the furthest ahead are forgotten into a range, whose windows, opened or closing
+empty, are evaluated with their signals partial (`early_forgotten`): each may have been evaluated before.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from .receivers import Throttled
 log = logging.getLogger("fluo.serve")
 
 MAX_CLOSED_REMEMBERED = 10_000
+MAX_EARLY_REMEMBERED = 10_000
 
 
 @dataclass
@@ -49,6 +53,9 @@ class WindowNote:
     closed_early_ns: int | None = None
     reopened_ns: int | None = None
     """When it was closed early before: its signals count only the traces that came since."""
+    forgotten_ns: int | None = None
+    """It lies among forgotten windows closed early (`WindowSet.forgotten`), the last forgotten then: it may
+    have been evaluated before, its signals count only the traces since."""
     keys_held: frozenset[str] | None = None
     """The span attributes all its traces were held with, when a reload made the rules read more."""
     keys_since_ns: int = 0
@@ -82,6 +89,13 @@ class WindowSet:
         """Windows closed early by the open-time cap, their end plus grace still to come: when."""
         self._early_order: list[int] = []
         """A heap of the windows in `early` (and some since let go of)."""
+        self._early_top: list[int] = []
+        """A heap of the windows in `early` negated (and some since let go of): the furthest ahead first."""
+        self.forgotten: tuple[int, int, int] | None = None
+        """The lowest and highest windows closed early that `early` forgot (past `MAX_EARLY_REMEMBERED`), and
+        when it last forgot one: a window between them may have been evaluated before."""
+        self.unsure: dict[int, int] = {}
+        """Open windows opened among the `forgotten`: its last forgetting time when opened."""
         self.held_keys: dict[int, tuple[frozenset[str], int]] = {}
         """Per open window whose traces a reload made the rules read more of: the keys they were held with, when."""
         self.spans = 0
@@ -106,6 +120,8 @@ class WindowSet:
                 first, upto = self.first_empty, self.next_empty
                 if first is not None and upto is not None and first <= k < upto:
                     return None  # closed empty, and since forgotten by `closed`
+                if self.forgotten is not None and self.forgotten[0] <= k <= self.forgotten[1]:
+                    self.unsure[k] = self.forgotten[2]
             entry = self.open[k] = ([], [now, now])
         entry[1][0] = now
         return entry
@@ -169,9 +185,11 @@ class WindowSet:
             for k in range(first, last + 1):
                 if k not in self.open and k not in self.closed:
                     self._remember_closed(k)
-                    out.append(Window(k * self.length, (k + 1) * self.length, []))
+                    out.append(self._empty(k))
             self.next_empty = max(self.next_empty, last + 1)
             out.sort(key=lambda w: w.start)
+            if self.forgotten is not None and self.next_empty > self.forgotten[1]:
+                self.forgotten = None  # each of them has closed since, and is remembered so
         return out
 
     def close_all(self, wall_ns: int | None = None, grace: float = 0.0) -> list[Window]:
@@ -189,7 +207,7 @@ class WindowSet:
             for k in range(max(self.next_empty, last + 1 - MAX_EMPTY_WINDOWS), last + 1):
                 if k not in self.closed and k not in self.early:
                     self._remember_closed(k)
-                    out.append(Window(k * self.length, (k + 1) * self.length, []))
+                    out.append(self._empty(k))
             self.next_empty = max(self.next_empty, last + 1)
             out.sort(key=lambda w: w.start)
         if wall_ns is not None:
@@ -214,6 +232,7 @@ class WindowSet:
         if left is not None:
             note.traces_left_out, note.spans_left_out = left
         note.reopened_ns = self.early.pop(k, None)
+        note.forgotten_ns = self.unsure.pop(k, None)
         held = self.held_keys.pop(k, None)
         if held is not None:
             note.keys_held, note.keys_since_ns = held
@@ -222,9 +241,38 @@ class WindowSet:
         else:
             note.closed_early_ns = self.early[k] = early_ns
             heapq.heappush(self._early_order, k)
+            heapq.heappush(self._early_top, -k)
+            self._forget_early(early_ns)
         if note != WindowNote():
             self.notes[k * self.length] = note
         return Window(k * self.length, (k + 1) * self.length, traces)
+
+    def _empty(self, k: int) -> Window:
+        """Window `k` closing with no trace; noted when it lies among the `forgotten`."""
+        if self.forgotten is not None and self.forgotten[0] <= k <= self.forgotten[1]:
+            self.notes.setdefault(k * self.length, WindowNote()).forgotten_ns = self.forgotten[2]
+        return Window(k * self.length, (k + 1) * self.length, [])
+
+    def _forget_early(self, now_ns: int) -> None:
+        """Keep `early` to `MAX_EARLY_REMEMBERED` windows, forgetting the furthest ahead into `forgotten`."""
+        while len(self.early) > MAX_EARLY_REMEMBERED and self._early_top:
+            k = -heapq.heappop(self._early_top)
+            if self.early.pop(k, None) is None:
+                continue
+            if self.forgotten is None:
+                log.warning(
+                    "more than %d windows of %s closed early (traces timed ahead): the furthest ahead are no longer "
+                    "remembered one by one, and the signals of windows among them are partial (early_forgotten)",
+                    MAX_EARLY_REMEMBERED, format_duration(self.length),
+                )  # fmt: skip
+                self.forgotten = (k, k, now_ns)
+            else:
+                self.forgotten = (min(k, self.forgotten[0]), max(k, self.forgotten[1]), now_ns)
+        limit = 2 * len(self.early) + 64  # the heaps hold stale entries too: rebuilt when they pass it
+        if len(self._early_order) > limit:
+            self._early_order = sorted(self.early)
+        if len(self._early_top) > limit:
+            self._early_top = sorted(-k for k in self.early)
 
     def _remember_closed(self, k: int) -> None:
         self.closed[k] = None
@@ -669,6 +717,9 @@ class Evaluator:
         if note.reopened_ns is not None:
             reasons.append("reopened")
             observed_start = max(observed_start, min(note.reopened_ns, w.end))
+        if note.forgotten_ns is not None:
+            reasons.append("early_forgotten")
+            observed_start = max(observed_start, min(note.forgotten_ns, w.end))
         if note.traces_left_out:
             reasons.append("window_span_limit")
         unread: set[str] = set()  # the rules reading attributes its traces were held without
