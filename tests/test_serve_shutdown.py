@@ -500,6 +500,21 @@ def test_the_window_span_limit_warning_is_rate_limited_counting_the_windows_held
     assert len(lines) == 2 and lines[1].endswith("(and 499 more like it since the last such line)")
 
 
+def test_the_window_span_limit_lines_held_back_are_counted_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
+    """Fixer winbound: the windows held back by the rate limit of the "open windows hold" line were counted only in
+    the next such line; when none came, never. Now in a line of their own once the 10 s have passed, or at stop."""
+    evaluator, _ = evaluator_for("rule w { window 1s expect window.traces.count() < 1000 }", max_window_spans=1)
+    start = (time.time_ns() // SECOND + 3600) * SECOND  # windows an hour ahead: each trace in one of its own
+    caplog.set_level(logging.WARNING, "fluo")
+    evaluator.start()
+    evaluator.submit([completed(t, 1, start + t * SECOND) for t in range(1, 5)])
+    evaluator.stop(timeout=30)
+    assert evaluator.done()
+    lines = [r.getMessage() for r in caplog.records if "--max-window-spans" in r.getMessage()]
+    assert len(lines) == 2 and "open windows hold" in lines[0]
+    assert lines[1].startswith("2 more window(s) reached --max-window-spans, held back since the last such line")
+
+
 def test_a_window_serve_did_not_see_whole_is_marked_partial() -> None:
     evaluator, out = evaluator_for("rule w { window 1m expect window.spans.count() < 1 }")
     ws = evaluator.windows[MINUTE]

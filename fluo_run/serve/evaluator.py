@@ -558,11 +558,20 @@ class Evaluator:
     def _log_held_signals(self, at_end: bool = False) -> None:
         """The signals whose lines were held back (`FIRED_LOG_EVERY`), counted in a line of their own once the
         second has passed with no signal line to count them, and at the end: before, they waited for the next
-        signal line, and when none came (one trace firing two rules) were never said."""
+        signal line, and when none came (one trace firing two rules) were never said. Likewise the windows
+        whose "open windows hold" lines were held back (`FULL_LOG_EVERY`)."""
         fired = self._fired
         if fired.held and (at_end or time.monotonic() - fired.last >= fired.every):
             held, fired.held, fired.last = fired.held, 0, time.monotonic()
             log.info("%d more signal(s) fired, held back since the last signal line (at most one line a second)", held)
+        full = self._full
+        if full.held and (at_end or time.monotonic() - full.last >= full.every):
+            held, full.held, full.last = full.held, 0, time.monotonic()
+            log.warning(
+                "%d more window(s) reached --max-window-spans, held back since the last such line (at most one "
+                "line every %s); their later traces are counted, not held, and their signals will be partial",
+                held, format_duration(round(full.every * 1e9)),
+            )  # fmt: skip
 
     def _let_go_of_requests(self, batch: Sequence[Completed]) -> None:
         """Spans still sharing their request's bytes get bytes of their own, when the rules would read past
