@@ -515,6 +515,31 @@ def test_the_window_span_limit_lines_held_back_are_counted_at_the_end(caplog: py
     assert lines[1].startswith("2 more window(s) reached --max-window-spans, held back since the last such line")
 
 
+def test_open_windows_of_a_length_are_capped_the_one_open_longest_closing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fixer winbound: past --max-window-spans, a sender timing each trace to a window of its own opened one window
+    per trace (some 500 bytes each), held until the open-time cap closed it. Now at most `MAX_OPEN_WINDOWS` a
+    length: the one open longest closes when another opens, early (partial) when before its end plus the grace."""
+    from fluo_run.serve import evaluator as module
+
+    monkeypatch.setattr(module, "MAX_OPEN_WINDOWS", 3, raising=False)
+    evaluator, out = evaluator_for("rule w { window 1s detect window.traces.count() >= 0 }", max_window_spans=1)
+    ws = evaluator.windows[SECOND]
+    past = (time.time_ns() // SECOND - 3600) * SECOND  # a replayed window, long over
+    ahead = (time.time_ns() // SECOND + 3600) * SECOND  # windows an hour ahead: each trace in one of its own
+    evaluator._evaluate_traces([completed(99, 1, past + 1)])
+    evaluator._evaluate_traces([completed(t, 1, ahead + t * SECOND) for t in range(1, 6)])
+    assert len(ws.open) == 3  # was 6
+    fired = [s for s in out if s["rule"] == "w"]
+    assert [parse_time(s["window_start"]) for s in fired] == [past, ahead + SECOND, ahead + 2 * SECOND]
+    assert fired[0]["partial_reasons"] == ["started_before_serve"]  # over: closed as when due
+    assert fired[1]["partial_reasons"] == fired[2]["partial_reasons"] == ["closed_early", "window_span_limit"]
+    assert caplog.text.count("open windows of 1s (traces timed to a window each)") == 1
+    evaluator._evaluate_traces([completed(1, 1, ahead + SECOND + 1)])  # closed early: opened again, as by the cap
+    assert len(ws.open) == 3 and (ahead // SECOND + 1) in ws.open
+
+
 def test_a_window_serve_did_not_see_whole_is_marked_partial() -> None:
     evaluator, out = evaluator_for("rule w { window 1m expect window.spans.count() < 1 }")
     ws = evaluator.windows[MINUTE]

@@ -20,6 +20,7 @@ empty, are evaluated with their signals partial (`early_forgotten`): each may ha
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
 import time
@@ -42,6 +43,9 @@ log = logging.getLogger("fluo.serve")
 
 MAX_CLOSED_REMEMBERED = 10_000
 MAX_EARLY_REMEMBERED = 10_000
+MAX_OPEN_WINDOWS = 100_000
+"""Open windows of one length: past it the one open longest closes at once (a sender choosing its span times
+opens one a trace, each some 500 bytes counted only, held until the open-time cap closes it)."""
 
 
 @dataclass
@@ -217,6 +221,15 @@ class WindowSet:
                     note.closed_early_ns = wall_ns
         return out
 
+    def close_oldest(self, keep: int, wall_ns: int, grace: float) -> list[Window]:
+        """Close the windows open longest until `keep` are open: early when before their end plus `grace`."""
+        out = []
+        for k in list(itertools.islice(self.open, max(0, len(self.open) - keep))):  # in the order they opened
+            out.append(
+                self._close(k, early_ns=wall_ns) if wall_ns < (k + 1) * self.length + grace * 1e9 else self._close(k)
+            )
+        return sorted(out, key=lambda w: w.start)
+
     def narrow(self, keys: frozenset[str], now_ns: int) -> None:
         """The rules now read more than `keys`, the span attributes the traces in the open windows were held with."""
         for k in self.open:
@@ -381,6 +394,8 @@ class Evaluator:
         self.windows: dict[int, WindowSet] = {}
         self._window_keys: frozenset[str] | None = None
         self._full_logged: set[tuple[int, int]] = set()
+        self._crowded: set[int] = set()
+        """The window lengths whose open windows reached `MAX_OPEN_WINDOWS`: warned of once."""
         self._next_program: Program | None = None
         self._reported_errors = 0
         self._windows_put_off = 0
@@ -631,6 +646,9 @@ class Evaluator:
         metrics.rule_evaluations.inc(rules * len(batch))
         if late:
             metrics.window_late_traces.inc(late)
+        for ws in windowed:
+            if len(ws.open) > MAX_OPEN_WINDOWS:
+                self._close_oldest(ws)
         if left_traces:
             metrics.window_traces_left_out.inc(left_traces)
             metrics.window_spans_left_out.inc(left_spans)
@@ -647,6 +665,16 @@ class Evaluator:
         for ws in windowed:
             total += ws.spans
         return total
+
+    def _close_oldest(self, ws: WindowSet) -> None:
+        if ws.length not in self._crowded:
+            self._crowded.add(ws.length)
+            log.warning(
+                "%s open windows of %s (traces timed to a window each): from now on the window open longest "
+                "closes when another opens, its signals partial (closed_early) when before its end plus the grace",
+                f"{MAX_OPEN_WINDOWS:,}", format_duration(ws.length),
+            )  # fmt: skip
+        self._evaluate_windows(ws, ws.close_oldest(MAX_OPEN_WINDOWS, time.time_ns(), self.grace))
 
     FULL_LOG_EVERY = 10.0
     """At most one "open windows hold N spans" line every 10 s: a sender choosing its span times can put each
