@@ -274,9 +274,9 @@ class WindowSet:
                 continue
             if self.forgotten is None:
                 log.warning(
-                    "more than %d windows of %s closed early (traces timed ahead): the furthest ahead are no longer "
+                    "more than %s windows of %s closed early (traces timed ahead): the furthest ahead are no longer "
                     "remembered one by one, and the signals of windows among them are partial (early_forgotten)",
-                    MAX_EARLY_REMEMBERED, format_duration(self.length),
+                    f"{MAX_EARLY_REMEMBERED:,}", format_duration(self.length),
                 )  # fmt: skip
                 self.forgotten = (k, k, now_ns)
             else:
