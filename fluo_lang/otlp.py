@@ -2001,18 +2001,18 @@ def count_spans(data: bytes, stop_after: int) -> int:
         for key, start, end in _fields(data, 0, len(data)):
             beside += 1
             if beside > limit:
-                raise _not_an_export(beside, n)
+                raise _not_an_export(limit, n)
             if key != _RESOURCE_SPANS_KEY:
                 continue
             for key2, start2, end2 in _fields(data, start, end):
                 beside += 1
                 if beside > limit:
-                    raise _not_an_export(beside, n)
+                    raise _not_an_export(limit, n)
                 if key2 != _SCOPE_SPANS_KEY:
                     if key2 == _RESOURCE_KEY:
                         beside += _fields_inside(data, start2, end2, "Resource", limit - beside)
                         if beside > limit:
-                            raise _not_an_export(beside, n)
+                            raise _not_an_export(limit, n)
                     continue
                 for key3, start3, end3 in _fields(data, start2, end2):
                     if key3 == _SPANS_KEY:
@@ -2025,17 +2025,19 @@ def count_spans(data: bytes, stop_after: int) -> int:
                     if key3 == _SCOPE_KEY:
                         beside += _fields_inside(data, start3, end3, "InstrumentationScope", limit - beside)
                     if beside > limit:
-                        raise _not_an_export(beside, n)
+                        raise _not_an_export(limit, n)
     except (IndexError, ValueError):
         pass
     return n
 
 
-def _not_an_export(fields: int, spans: int) -> NotAnExport:
-    among = f"besides its first {plural(spans, 'span')}" if spans else "and no span"
+def _not_an_export(limit: int, spans: int) -> NotAnExport:
+    """The refusal once more than `limit` fields were counted beside the first `spans` spans: the count stops
+    there, so whether spans come after is not known."""
+    where = f"beside its first {plural(spans, 'span')}" if spans else "before any span"
     return NotAnExport(
-        f"{fields:,} protobuf fields {among}, over the limit of {MAX_FIELDS_BESIDE_SPANS:,} "
-        f"plus {FIELDS_BESIDE_SPAN} per span: more than an OTLP exporter sends"
+        f"more than {limit:,} protobuf fields {where} (resource and scope attributes count), over the limit of "
+        f"{MAX_FIELDS_BESIDE_SPANS:,} plus {FIELDS_BESIDE_SPAN} per span: more than an OTLP exporter sends"
     )
 
 
@@ -2200,8 +2202,8 @@ def parse_trace_bytes(
     if len(data) > MAX_SPANS_PER_FILE * MIN_SPAN_WIRE_BYTES:
         try:
             n = count_spans(data, MAX_SPANS_PER_FILE)
-        except NotAnExport as e:
-            raise _not_protobuf(source, e) from None
+        except NotAnExport as e:  # well-formed or not, the body is over a limit: said as such, as serve says it
+            raise TraceInputError(f"{source}: {e}") from None
         if n > MAX_SPANS_PER_FILE:
             raise _too_many_spans(source, n, at_least=True)
     return parse_protobuf(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)

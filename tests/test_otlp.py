@@ -2033,8 +2033,8 @@ def test_a_protobuf_file_of_fields_beside_no_spans_is_refused_before_decoding(tm
         path = tmp_path / name
         path.write_bytes(field * (otlp.MAX_SPANS_PER_FILE + 1))  # long enough to be counted
         assert error_of(load_trace_file, path) == (
-            f"{path}: not an OTLP protobuf trace message (ExportTraceServiceRequest): 100,001 protobuf fields and "
-            "no span, over the limit of 100,000 plus 8 per span: more than an OTLP exporter sends"
+            f"{path}: more than 100,000 protobuf fields before any span (resource and scope attributes count), "
+            "over the limit of 100,000 plus 8 per span: more than an OTLP exporter sends"
         )
 
 
@@ -2048,8 +2048,8 @@ def test_a_protobuf_file_whose_resource_holds_millions_of_attributes_is_refused_
     path = tmp_path / "attributes.pb.gz"
     path.write_bytes(gzip.compress(_ld(1, _ld(1, attributes) + _ld(2, _ld(2, span))), 1))
     assert error_of(load_trace_file, path) == (
-        f"{path}: not an OTLP protobuf trace message (ExportTraceServiceRequest): 100,001 protobuf fields and "
-        "no span, over the limit of 100,000 plus 8 per span: more than an OTLP exporter sends"
+        f"{path}: more than 100,000 protobuf fields before any span (resource and scope attributes count), "
+        "over the limit of 100,000 plus 8 per span: more than an OTLP exporter sends"
     )
 
 

@@ -127,17 +127,17 @@ def test_the_wire_count_refuses_more_fields_beside_the_spans_than_an_export_has(
         with pytest.raises(NotAnExport) as refused:
             count_spans(field * (limit + 1), 10)
         assert str(refused.value) == (
-            f"{limit + 1:,} protobuf fields and no span, over the limit of {limit:,} plus {FIELDS_BESIDE_SPAN} "
-            "per span: more than an OTLP exporter sends"
+            f"more than {limit:,} protobuf fields before any span (resource and scope attributes count), over the "
+            f"limit of {limit:,} plus {FIELDS_BESIDE_SPAN} per span: more than an OTLP exporter sends"
         )
     inside = b"\x1a\x00" * (limit - 2)  # each a scope's schema_url: with the resource_spans and scope_spans fields
     assert count_spans(_ld(0x0A, _ld(0x12, inside)), 10) == 0
-    with pytest.raises(NotAnExport, match=f"^{limit + 1:,} protobuf fields and no span"):
+    with pytest.raises(NotAnExport, match=f"^more than {limit:,} protobuf fields before any span"):
         count_spans(_ld(0x0A, _ld(0x12, inside + b"\x1a\x00")), 10)
     per_span = b"\x12\x00" + b"\x78\x00" * FIELDS_BESIDE_SPAN  # a span and as many fields beside it as allowed
     assert count_spans(_ld(0x0A, _ld(0x12, b"\x78\x00" * (limit - 2) + per_span * 3)), 10) == 3
     with pytest.raises(
-        NotAnExport, match=f"^{limit + 3 * FIELDS_BESIDE_SPAN + 1:,} protobuf fields besides its first 3 spans"
+        NotAnExport, match=f"^more than {limit + 3 * FIELDS_BESIDE_SPAN:,} protobuf fields beside its first 3 spans"
     ):
         count_spans(_ld(0x0A, _ld(0x12, b"\x78\x00" * (limit - 2) + per_span * 3 + b"\x78\x00")), 10)
 
@@ -170,11 +170,11 @@ def test_the_attributes_of_resources_and_scopes_count_as_fields_beside_the_spans
     beside = 3  # the resource_spans, its resource and its scope_spans
     resource = _ld(0x0A, _empty_attributes(limit - beside))
     assert count_spans(_ld(0x0A, resource + spans), 10) == 3
-    with pytest.raises(NotAnExport, match=f"^{limit + 1:,} protobuf fields and no span"):
+    with pytest.raises(NotAnExport, match=f"^more than {limit:,} protobuf fields before any span"):
         count_spans(_ld(0x0A, _ld(0x0A, _empty_attributes(limit - beside + 1)) + spans), 10)
     scope = _ld(0x0A, _ld(0x1A, b"") * (limit - beside))  # InstrumentationScope.attributes, field 3
     assert count_spans(_ld(0x0A, _ld(0x12, scope + b"\x12\x00")), 10) == 1
-    with pytest.raises(NotAnExport, match="protobuf fields and no span"):
+    with pytest.raises(NotAnExport, match="protobuf fields before any span"):
         count_spans(_ld(0x0A, _ld(0x12, scope + _ld(0x1A, b"") + b"\x12\x00")), 10)
     # One attribute whose value is a map (AnyValue.kvlist_value, field 6) of empty attributes: the key-value,
     # its value, the AnyValue's map and each of its entries count.
@@ -231,21 +231,19 @@ def test_an_export_of_fields_beside_no_spans_is_refused_before_decoding(tmp_path
     """Security QA (r12): a body of one unknown field repeated (`78 00`) cost 10 s of CPU to count before the
     answer, 60 MiB of them in 61 KB of gzip; refused once past `MAX_FIELDS_BESIDE_SPANS`, over HTTP and gRPC."""
     body = b"\x78\x00" * (MAX_SPANS_PER_REQUEST + 1)  # long enough to be counted
-    why = f"{MAX_FIELDS_BESIDE_SPANS + 1:,} protobuf fields and no span, over the limit of"
+    why = f"more than {MAX_FIELDS_BESIDE_SPANS:,} protobuf fields before any span (resource and scope attributes count)"
     with RuntimeThread(config(tmp_path)) as rt:
         status, _, answer = post(
             f"{rt.http_url}/v1/traces", gzip.compress(body), PROTOBUF, **{"Content-Encoding": "gzip"}
         )
         assert status == 400
-        assert Status.FromString(answer).message.startswith(
-            f"request body: not an OTLP protobuf ExportTraceServiceRequest: {why}"
-        )
+        assert Status.FromString(answer).message.startswith(f"request body: {why}")
         with grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}") as channel:
             export = channel.unary_unary(SERVICE)
             with pytest.raises(grpc.RpcError) as refused:
                 export(body, timeout=30)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert str(refused.value.details()).startswith(f"not an OTLP ExportTraceServiceRequest: {why}")
+        assert str(refused.value.details()).startswith(f"request message: {why}")
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="malformed") == 1
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="malformed") == 1
 
@@ -1158,7 +1156,62 @@ def test_grpc_calls_past_the_limit_are_refused_retryably_and_the_sdk_delivers_on
             assert sender.sent == 1  # retried after the RetryInfo's second, and taken
             sender.close()
         wait_for(lambda: metric(rt, "fluo_spans_received_total", transport="grpc") == 1, what="the span taken")
+        refused = metric(rt, "fluo_export_requests_total", transport="grpc", outcome="refused")
     assert f"refused an OTLP/gRPC call: {GRPC_MAX_CONCURRENT_RPCS} calls in progress" in caplog.text
+    # QA gRPC soak (r03): the refusals held back were counted only by the next such line, which never came
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused an OTLP/gRPC call")]
+    held = lines[1:]  # the SDK's refused exports, within 10 s of the first: said in lines of their own
+    said = [
+        re.fullmatch(
+            r"refused an OTLP/gRPC call over the calls handled at once: and (\d+) more like it since "
+            r"the last such line, held back \(at most one such line every 10s\)",
+            line,
+        )
+        for line in held
+    ]
+    assert held and all(said) and 1 + sum(int(m.group(1)) for m in said if m) == refused
+
+
+def test_throttled_lines_held_back_are_said_in_a_line_of_their_own(caplog: pytest.LogCaptureFixture) -> None:
+    """QA gRPC soak (r03): a throttled warning counted the lines it held back only in its next line, which may
+    never come. Once its interval passed with none, they are said in a line of their own, and at the stop."""
+    caplog.set_level(logging.WARNING, logger="fluo.serve")
+    throttled = receivers.Throttled(
+        logging.getLogger("fluo.serve"), logging.WARNING, held=receivers.held_back("refused a call")
+    )
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records]
+
+    throttled.log_held(at_end=True)  # nothing held: no line
+    for n in range(3):
+        throttled("refused a call: %d", n)
+    throttled.log_held()  # within the interval: the next such line may still count them
+    assert lines() == ["refused a call: 0"]
+    throttled.last -= throttled.every  # as if the interval had passed
+    throttled.log_held()
+    throttled.log_held()
+    throttled("refused a call: %d", 3)  # within the interval of the line of its own: held back
+    throttled.log_held(at_end=True)
+    assert lines() == [
+        "refused a call: 0",
+        "refused a call: and 2 more like it since the last such line, held back (at most one such line every 10s)",
+        "refused a call: and 1 more like it since the last such line, held back (at most one such line every 10s)",
+    ]
+
+
+def test_refusals_at_max_pending_spans_are_logged_and_counted_by_the_stop(caplog: pytest.LogCaptureFixture) -> None:
+    """QA gRPC soak (r04): exports refused at --max-pending-spans were counted and never logged (1,192 in 25 s)."""
+    caplog.set_level(logging.WARNING, logger="fluo.serve")
+    admission = receivers.Admission(lambda: 250, max_pending=100)
+    for t in range(5):
+        assert admission.refusal(bytes([t]), now=float(t)) is not None
+    admission.over_pending.log_held(at_end=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused an export: 250 spans await evaluation (--max-pending-spans 100); retryable",
+        "refused an export over --max-pending-spans: and 4 more like it since the last such line, held back "
+        "(at most one such line every 10s)",
+    ]
 
 
 def test_a_grpc_message_over_the_body_limit_is_counted_too_large_not_malformed(

@@ -7,6 +7,7 @@ import gzip
 import itertools
 import json
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -385,7 +386,12 @@ def _chain_request(spans: int, trace_byte: int) -> ExportTraceServiceRequest:
     return req
 
 
-def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp_path: Path) -> None:
+def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """QA gRPC soak (r04): the refusals at --max-pending-spans were counted and never logged; now logged as the
+    other limits are (one line every 10 s, the rest counted), every one accounted for by the stop."""
+    caplog.set_level(logging.WARNING, logger="fluo.serve")
     rules = tmp_path / "rules"
     rules.mkdir()
     (rules / "load.fluo").write_text(
@@ -438,6 +444,24 @@ def test_overload_returns_retryable_codes_and_sdk_retries_deliver_everything(tmp
         assert metric(rt, "fluo_export_requests_total", transport="http", outcome="refused") >= 2
         assert metric(rt, "fluo_spans_received_total", transport="grpc") == 10
         assert metric(rt, "fluo_spans_received_total", transport="http") == 2200 + 10
+        refused = sum(
+            metric(rt, "fluo_export_requests_total", transport=t, outcome="refused") for t in ("grpc", "http")
+        )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("refused an export")]
+    assert lines[0].startswith("refused an export: ") and lines[0].endswith(
+        "spans await evaluation (--max-pending-spans 100); retryable"
+    )
+    logged = sum(1 + sum(int(n) for n in re.findall(r"and (\d+) more like it", line)) for line in lines)
+    held = [line for line in lines if ": and " in line]  # lines of their own, counting the ones held back
+    assert logged - len(held) == refused
+    assert all(
+        re.fullmatch(
+            r"refused an export over --max-pending-spans: and \d+ more like it since the last such line, held back "
+            r"\(at most one such line every 10s\)",
+            line,
+        )
+        for line in held
+    )
     assert {s["trace_id"] for s in got if s["rule"] == "every_trace"} >= set(ids)
     assert len(ids) == 10
 

@@ -498,6 +498,12 @@ def test_the_window_span_limit_warning_is_rate_limited_counting_the_windows_held
     evaluator._evaluate_traces([completed(1000, 1, start + 1000 * SECOND)])
     lines = [r.getMessage() for r in caplog.records if "open windows hold" in r.getMessage()]
     assert len(lines) == 2 and lines[1].endswith("(and 499 more like it since the last such line)")
+    evaluator._evaluate_traces([completed(1001, 1, start + 1001 * SECOND)])  # held back: none comes after it
+    evaluator._log_held_signals(at_end=True)
+    assert caplog.records[-1].getMessage() == (
+        "1 more window(s) reached --max-window-spans, held back since the last such line (at most one line every"
+        " 10s); their later traces are counted, not held, and their signals will be partial"
+    )
 
 
 def test_the_window_span_limit_lines_held_back_are_counted_at_the_end(caplog: pytest.LogCaptureFixture) -> None:

@@ -400,8 +400,20 @@ class Evaluator:
         self._reported_errors = 0
         self._windows_put_off = 0
         self._chunk_in_hand = 0
-        self._fired = Throttled(log, logging.INFO, self.FIRED_LOG_EVERY)
-        self._full = Throttled(log, logging.WARNING, self.FULL_LOG_EVERY)
+        self._fired = Throttled(
+            log,
+            logging.INFO,
+            self.FIRED_LOG_EVERY,
+            "%d more signal(s) fired, held back since the last signal line (at most one line a second)",
+        )
+        self._full = Throttled(
+            log,
+            logging.WARNING,
+            self.FULL_LOG_EVERY,
+            "%d more window(s) reached --max-window-spans, held back since the last such line (at most one line"
+            f" every {self.FULL_LOG_EVERY:g}s); their later traces are counted, not held, and their signals will be"
+            " partial",
+        )
         self._adopt(program)
         self.thread = threading.Thread(target=self._run, name="fluo-evaluator", daemon=True)
         self.tick = min(0.1, trace_idle / 4)
@@ -575,18 +587,8 @@ class Evaluator:
         second has passed with no signal line to count them, and at the end: before, they waited for the next
         signal line, and when none came (one trace firing two rules) were never said. Likewise the windows
         whose "open windows hold" lines were held back (`FULL_LOG_EVERY`)."""
-        fired = self._fired
-        if fired.held and (at_end or time.monotonic() - fired.last >= fired.every):
-            held, fired.held, fired.last = fired.held, 0, time.monotonic()
-            log.info("%d more signal(s) fired, held back since the last signal line (at most one line a second)", held)
-        full = self._full
-        if full.held and (at_end or time.monotonic() - full.last >= full.every):
-            held, full.held, full.last = full.held, 0, time.monotonic()
-            log.warning(
-                "%d more window(s) reached --max-window-spans, held back since the last such line (at most one "
-                "line every %s); their later traces are counted, not held, and their signals will be partial",
-                held, format_duration(round(full.every * 1e9)),
-            )  # fmt: skip
+        self._fired.log_held(at_end)
+        self._full.log_held(at_end)
 
     def _let_go_of_requests(self, batch: Sequence[Completed]) -> None:
         """Spans still sharing their request's bytes get bytes of their own, when the rules would read past

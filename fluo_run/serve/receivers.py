@@ -153,12 +153,20 @@ class Decoded:
 
 class Throttled:
     """Log lines of one kind at most once every `every` seconds, saying how many were held back since the last
-    one logged (held back in a burst, they are counted in the next line, however much later it comes)."""
+    one logged: in the next such line when one comes within `every`, else in a line of their own, `held` (a
+    format of one `%d`), once `every` has passed (`log_held`, called by a periodic sweep) and at the stop."""
 
-    def __init__(self, logger: logging.Logger, level: int, every: float = 10.0) -> None:
+    def __init__(
+        self,
+        logger: logging.Logger,
+        level: int,
+        every: float = 10.0,
+        held: str = "%d more line(s) like the last, held back since it",
+    ) -> None:
         self.logger = logger
         self.level = level
         self.every = every
+        self.held_line = held
         self.held = 0
         self.last = -every - 1.0
 
@@ -170,6 +178,19 @@ class Throttled:
         held, self.held, self.last = self.held, 0, now
         suffix = f" (and {held} more like it since the last such line)" if held else ""
         self.logger.log(self.level, msg + suffix, *args)
+
+    def log_held(self, at_end: bool = False) -> None:
+        """The lines held back, counted in a line of their own once `every` has passed with no line to count
+        them, or now `at_end`: the next such line may never come."""
+        now = time.monotonic()
+        if self.held and (at_end or now - self.last >= self.every):
+            held, self.held, self.last = self.held, 0, now
+            self.logger.log(self.level, self.held_line, held)
+
+
+def held_back(kind: str, every: float = 10.0) -> str:
+    """The `Throttled.held` line of refusals of one `kind` ("refused an OTLP/gRPC call over ...")."""
+    return f"{kind}: and %d more like it since the last such line, held back (at most one such line every {every:g}s)"
 
 
 class TooManySpans(Refusal):
@@ -257,6 +278,9 @@ class Admission:
         self._refused_behind = 0  # exports refused for the sinks in that episode
         self._under_since = 0.0  # when the sinks last went under the resume mark
         self.refused: OrderedDict[bytes, tuple[int, float]] = OrderedDict()  # digest -> (times refused, last)
+        self.over_pending = Throttled(
+            log, logging.WARNING, held=held_back("refused an export over --max-pending-spans")
+        )
 
     def _times_refused(self, body: bytes, now: float) -> tuple[bytes, int]:
         refused = self.refused
@@ -297,6 +321,11 @@ class Admission:
         if pending <= min(times + 1, self.MAX_FACTOR) * self.max_pending:
             return None
         refused[key] = (times + 1, now)
+        self.over_pending(
+            "refused an export: %d spans await evaluation (--max-pending-spans %d); retryable",
+            pending,
+            self.max_pending,
+        )
         return f"over capacity: {pending} spans await evaluation (--max-pending-spans {self.max_pending}); retry later"
 
     def notice_caught_up(self, now: float | None = None) -> None:
@@ -354,7 +383,7 @@ class BodyBudget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.held = 0
-        self._refused = Throttled(log, logging.WARNING)
+        self.refused = Throttled(log, logging.WARNING, held=held_back("refused an export over --max-inflight-bytes"))
 
     @contextmanager
     def claim(self, what: str) -> Iterator[BodyClaim]:
@@ -378,7 +407,7 @@ class BodyClaim:
         """Hold `n` more bytes, or refuse the request (429) when others hold so many that it would pass the limit."""
         budget = self.budget
         if budget.held + n > budget.limit and budget.held > self.bytes:
-            budget._refused(
+            budget.refused(
                 "refused an %s: %d bytes of request bodies held (--max-inflight-bytes %d)",
                 self.what,
                 budget.held,
@@ -434,7 +463,14 @@ class Intake:
         self._reads: set[asyncio.Timeout] = set()
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
-        self._too_many_spans = Throttled(log, logging.WARNING, self.TOO_LARGE_LOG_EVERY)
+        self._too_many_spans = Throttled(
+            log,
+            logging.WARNING,
+            self.TOO_LARGE_LOG_EVERY,
+            held_back(f"refused an export over {MAX_SPANS_PER_REQUEST} spans", self.TOO_LARGE_LOG_EVERY),
+        )
+        self.throttled = [self.bodies.refused, self._too_many_spans, admission.over_pending]
+        """The throttled refusal lines of both receivers, whose held-back counts `log_held` says."""
         self._pool: ThreadPoolExecutor | None = None
 
     async def off_loop(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
@@ -583,13 +619,18 @@ class Intake:
             self._too_large_since_log = 0
             self._too_large_logged = now
 
-    def log_unlogged(self) -> None:
-        """At shutdown: oversize refusals counted since the last line, said now rather than never."""
-        if self._too_large_since_log:
+    def log_held(self, at_end: bool = False) -> None:
+        """Refusals whose lines were held back (`Throttled`), said in a line of their own once their interval
+        passed with no such line to count them, or now `at_end`."""
+        for throttled in self.throttled:
+            throttled.log_held(at_end)
+        now = time.monotonic()
+        if self._too_large_since_log and (at_end or now - self._too_large_logged >= self.TOO_LARGE_LOG_EVERY):
             log.warning(
                 "refused %d more export(s) over the %d-byte limit", self._too_large_since_log, self.max_body_bytes
             )
             self._too_large_since_log = 0
+            self._too_large_logged = now
 
     def refuse_unauthorized(self, transport: str) -> Refusal:
         self.metrics.requests.labels(transport, "unauthorized").inc()
@@ -726,7 +767,9 @@ def decode_protobuf(
             if n > cap:
                 raise too_many_spans(n, cap)
         req = decode_traces(body)
-    except (DecodeError, RuntimeError, ValueError, NotAnExport) as exc:
+    except NotAnExport as exc:  # over a limit, not malformed: said as `load_trace_file` says it
+        raise TraceInputError(f"{source}: {exc}") from None
+    except (DecodeError, RuntimeError, ValueError) as exc:
         raise TraceInputError(f"{what} ExportTraceServiceRequest: {exc or 'cannot parse'}") from None
     return decode_request(req, prefetch, body if share else None, source)
 
@@ -996,7 +1039,9 @@ class ConnectionCap:
         self.busy: set[web.RequestHandler] = set()  # connections whose request is being handled
         self.answers: dict[web.RequestHandler, _Answer] = {}  # each connection's last answer, until it is gone
         self._watcher: asyncio.Task[None] | None = None
-        self._refused = Throttled(log, logging.WARNING)
+        self.refused = Throttled(
+            log, logging.WARNING, held=held_back("refused an HTTP connection over --max-http-connections")
+        )
 
     @web.middleware
     async def track(self, request: web.Request, handler: Any) -> web.StreamResponse:
@@ -1099,7 +1144,7 @@ class ConnectionCap:
             self.metrics.http_connections_over_limit.labels("closed_idle").inc(len(idle))
             if len(idle) < excess:
                 self.metrics.http_connections_over_limit.labels("refused").inc()
-                self._refused(
+                self.refused(
                     "refused an HTTP connection: %d open, each with a request in progress or an answer being sent "
                     "(--max-http-connections)",
                     len(live) - len(idle),
@@ -1188,7 +1233,10 @@ class TraceService:
         self.intake = intake
         self.max_calls = max_calls
         self.calls = 0
-        self._busy = Throttled(log, logging.WARNING)
+        self._busy = Throttled(
+            log, logging.WARNING, held=held_back("refused an OTLP/gRPC call over the calls handled at once")
+        )
+        intake.throttled.append(self._busy)
 
     async def receive(self, requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> ExportTraceServiceResponse:
         """`handle` the call, or refuse it when `max_calls` are being handled."""

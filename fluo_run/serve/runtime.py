@@ -473,6 +473,13 @@ class Runtime:
             await asyncio.sleep(tick)
             self._hand_over(self.buffer.sweep(time.monotonic()))
             self.admission.notice_caught_up()
+            self._log_held()
+
+    def _log_held(self, at_end: bool = False) -> None:
+        """Refusals whose throttled lines were held back, said in a line of their own (`Throttled.log_held`)."""
+        self.intake.log_held(at_end)
+        for cap in self._caps:
+            cap.refused.log_held(at_end)
 
     async def _watch_rules(self) -> None:
         while True:
@@ -628,7 +635,6 @@ class Runtime:
         self.stopping = True
         self.intake.stopping = True
         self._close_listeners(grace=timeout)
-        self.intake.log_unlogged()
         report = StopReport()
         for task in self._tasks:
             task.cancel()
@@ -693,6 +699,7 @@ class Runtime:
         if not await self._until(receivers.done, deadline):
             receivers.cancel()
             await self._abort_connections()
+        self._log_held(at_end=True)  # the receivers are closed: no refusal comes after these lines
         if self.intake.refused_in_flight:
             log.warning(
                 "shutdown: %d export(s) still being received or decoded %.2fs into the stop refused "
