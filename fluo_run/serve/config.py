@@ -105,7 +105,9 @@ _SENTENCE_END = ".,:;"
 _CLOSERS = {")": "(", "'": "'", '"': '"'}
 """A bracket or quote ending a query value shows when it closes the one just before the URL (`(…?t=KEY)`,
 `'…?t=KEY'`)."""
-_URL_HEAD = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_SCHEME = r"\b[A-Za-z][A-Za-z0-9+.-]*://"
+_URL_HEAD = re.compile(_SCHEME)
+"""Where a URL starts, its scheme (`_hide_value` looks at the character before it)."""
 
 
 def _hide_value(m: re.Match[str], heads: list[int]) -> str:
@@ -124,7 +126,7 @@ def _hide_value(m: re.Match[str], heads: list[int]) -> str:
     return f"{m[1]}=***{value[cut:]}"
 
 
-_URL_START = r"\b[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*"
+_URL_START = rf"{_SCHEME}[^/?#\s]*"
 _PATH_REST = re.compile(rf"({_URL_START}/[^/?#\s]*)/[^?#\s'\"]+")
 """The path of a URL past its first segment, where chat webhooks carry their key (Slack's
 `/services/T/B/KEY`, Discord's `/api/webhooks/ID/TOKEN`)."""
