@@ -733,6 +733,21 @@ def test_a_stop_with_a_busy_evaluator_ends_by_the_shutdown_deadline(
     assert waits and max(waits) <= deadline, [round(w - deadline, 3) for w in waits]
 
 
+def deadline_cuts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A list that gets True each time a stop is cut at its deadline (`Runtime._abort_connections` runs)."""
+    from fluo_run.serve.runtime import Runtime
+
+    cuts: list[bool] = []
+    abort_connections = Runtime._abort_connections
+
+    async def recorded(self: Runtime) -> None:
+        cuts.append(True)
+        await abort_connections(self)
+
+    monkeypatch.setattr(Runtime, "_abort_connections", recorded)
+    return cuts
+
+
 def held_decodes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Serve's protobuf decodes held until `release` is set (20 s at most); `started` is set when one begins."""
     started, release = threading.Event(), threading.Event()
@@ -1191,16 +1206,7 @@ def test_a_stalled_grpc_peer_does_not_hold_the_stop_to_its_deadline(
     took its whole `--shutdown-timeout` (the receivers cut at the deadline) instead of ending after the drain.
     Now, once no export is in flight and the drain is over, gRPC cancels what is left; the peer's connection
     closes then, and the receivers end on their own."""
-    from fluo_run.serve.runtime import Runtime
-
-    cut_at_the_deadline: list[bool] = []
-    abort_connections = Runtime._abort_connections
-
-    async def recorded(self: Runtime) -> None:
-        cut_at_the_deadline.append(True)
-        await abort_connections(self)
-
-    monkeypatch.setattr(Runtime, "_abort_connections", recorded)
+    cut_at_the_deadline = deadline_cuts(monkeypatch)
     rt = RuntimeThread(config(tmp_path, shutdown_timeout=10.0)).start()
     path = f"/{SERVICE}/Export".encode()
     headers = b"\x83\x86\x04" + bytes([len(path)]) + path + b"\x01\x09127.0.0.1"  # POST, http, :path, :authority
@@ -1235,17 +1241,8 @@ def test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line(
     deadline cancelled the receivers' wait for gRPC's stop, and so gRPC's own wait for its end, and its
     cancellation at the deadline (`_abort_connections`) then raised CancelledError out of the stop: a
     traceback instead of the last line, exit 1 (QA rev1 r01's first run). Now the stop ends with its line."""
-    from fluo_run.serve.runtime import Runtime
-
     started, release = held_decodes(monkeypatch)
-    cut_at_the_deadline: list[bool] = []
-    abort_connections = Runtime._abort_connections
-
-    async def recorded(self: Runtime) -> None:
-        cut_at_the_deadline.append(True)
-        await abort_connections(self)
-
-    monkeypatch.setattr(Runtime, "_abort_connections", recorded)
+    cut_at_the_deadline = deadline_cuts(monkeypatch)
     unraisable: list[str] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
     rt = RuntimeThread(config(tmp_path, rules=[rules_in(tmp_path, EVERY)], shutdown_timeout=1.0)).start()
