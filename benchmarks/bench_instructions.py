@@ -33,16 +33,17 @@ from typing import Any
 from bench_core import bare_decode, checks, export_requests, fluo, make_spans
 
 from fluo_lang.api import analyze, compile_program
-from fluo_lang.otlp import decode_traces, spans_from_request
+from fluo_lang.otlp import decode_traces, parse_protobuf, spans_from_request
 from fluo_lang.trace import assemble
 
 SPANS_PER_TRACE = 50
 RUNS = 3
 STAGES = {
     "decode": "bare protobuf decode (ExportTraceServiceRequest)",
-    "fluo": "FLUO end to end (decode, spans, assembly, rules, signals)",
-    "fluo_decode": "  decode with FLUO's schema",
-    "spans": "  spans from protobuf (with prefetch)",
+    "fluo": "FLUO end to end (reading spans, assembly, rules, signals)",
+    "native": "  spans read by the native reader (where compiled)",
+    "fluo_decode": "  or: decode with FLUO's schema",
+    "spans": "  and spans from protobuf (with prefetch)",
     "assembly": "  assembly into traces",
     "rules": "  the rule set's function (with indexes)",
     "signals": "  signals, explained",
@@ -74,6 +75,7 @@ def child(stage: str, traces: int) -> None:
     runs: dict[str, Callable[[], Any]] = {
         "decode": lambda: bare_decode(data),
         "fluo": lambda: fluo(data, program),
+        "native": lambda: [parse_protobuf(d, source="", prefetch=program.prefetch) for d in data],
         "fluo_decode": lambda: [decode_traces(d) for d in data],
         "spans": lambda: [spans_from_request(r, prefetch=program.prefetch) for r in requests],
         "assembly": lambda: list(assemble(spans)),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import os
@@ -66,9 +67,11 @@ __all__ = [
     "is_trace_file_name",
     "load_trace_file",
     "load_trace_files",
+    "native_reader",
     "parse_json",
     "parse_protobuf",
     "parse_trace_bytes",
+    "read_spans",
     "read_warnings",
     "replace_lone_surrogates",
     "request_share",
@@ -776,6 +779,121 @@ def spans_from_request(
     return out
 
 
+def _wire_varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _resource_of(raw: bytes) -> tuple[dict[str, Any], str]:
+    """The native reader's resource: (its attributes, its service), as `spans_from_request` reads them.
+
+    Parsed inside a request of one block, so protobuf checks it at the depth a whole
+    request's decode would (its nesting limit counts from the request); raises as that would.
+    """
+    block = b"\x0a" + _wire_varint(len(raw)) + raw  # ResourceSpans.resource
+    req: Any = _FastTraces.FromString(b"\x0a" + _wire_varint(len(block)) + block)
+    resource = _pb_attributes(req.resource_spans[0].resource.attributes)
+    service = _service_of(resource)
+    _claim_too_deep(None, service)
+    return resource, service
+
+
+def _scope_check(raw: bytes) -> None:
+    """The native reader's check of an instrumentation scope (never read), as a whole request's decode checks it."""
+    scope = b"\x0a" + _wire_varint(len(raw)) + raw  # ScopeSpans.scope
+    block = b"\x12" + _wire_varint(len(scope)) + scope  # ResourceSpans.scope_spans
+    _FastTraces.FromString(b"\x0a" + _wire_varint(len(block)) + block)
+
+
+def _dotted_of(raw: bytes, rest: str) -> Any:
+    """A dotted key's value under a flat head key holding `raw` (an AnyValue's bytes), as `_dotted_in` reads it."""
+    inner = _any_value(raw)
+    return read_in(inner, rest) if isinstance(inner, dict) else None
+
+
+_spanreader: Any
+try:
+    from fluo_lang import _spanreader
+except ImportError:  # not compiled where FLUO was installed (no C compiler): protobuf alone reads spans
+    _spanreader = None
+else:
+    _spanreader.configure(
+        _DecodedSpan,
+        {
+            "resource_of": _resource_of,
+            "scope_check": _scope_check,
+            "value_cache": _VALUE_CACHE,
+            "value_of": _any_value,
+            "dotted_of": _dotted_of,
+            "name_cache": _NAMES,
+            "name_of": _name,
+            "status_cache": _STATUS_CACHE,
+            "status_of": _status,
+            "clamp_end": clamp_end,
+            "kinds": tuple(KIND_VALUES),
+            "kind_default": "unspecified",
+            "positions": _POSITIONS,
+        },
+    )
+
+
+def native_reader() -> bool:
+    """Whether FLUO's native span reader (`fluo_lang/_spanreader.c`) was compiled here and is used."""
+    return _spanreader is not None
+
+
+@functools.cache
+def _native_plan(prefetch: tuple[str, ...]) -> tuple[tuple[str, bytes, tuple[tuple[bytes, str], ...]], ...]:
+    return tuple((k, k.encode(), tuple((head.encode(), rest) for head, rest in dotted_readings(k))) for k in prefetch)
+
+
+def read_spans(
+    data: bytes,
+    *,
+    source: str = "<request>",
+    prefetch: Iterable[str] = (),
+    clamped: list[Span] | None = None,
+    unknown: UnknownKeys | None = None,
+    share: bool = False,
+) -> list[Span] | None:
+    """The spans `spans_from_request(decode_traces(data), ...)` gives, read by the native reader; None where it
+    leaves `data` to protobuf (no native reader here, or anything but the plain encoding exporters write).
+
+    Each span's unread attributes stay in `data`: with `share`, all of them share it (as after
+    `share_request`), else each span holds its own bytes (as after `detach_spans`). A caller
+    given None reads `data` as before, through `decode_traces` and `spans_from_request`, which
+    say what is wrong with it, if anything.
+    """
+    if _spanreader is None:
+        return None
+    if not isinstance(data, bytes):
+        data = bytes(data)  # the spans may keep it: never a buffer that can change
+    keys = prefetch if isinstance(prefetch, tuple) else tuple(prefetch)
+    deep = _TOO_DEEP_READS[0]
+    _telling_too_deep(unknown is not None)
+    holder = SharedRequest(data) if share else None
+    seen_clamped: list[Span] | None = [] if clamped is not None else None
+    try:
+        spans: list[Span] | None = _spanreader.read(data, _native_plan(keys), holder, seen_clamped)
+    except (DecodeError, RuntimeError, ValueError):  # a resource or scope protobuf refuses: said by protobuf's path
+        spans = None
+    if spans is None:
+        _TOO_DEEP_READS[0] = deep  # counted again by protobuf's path
+        _telling_too_deep(False)
+        return None
+    _told_too_deep(unknown, source, None)
+    if holder is not None and spans:
+        holder.sharing = len(spans)
+        holder.share = -(-len(data) // len(spans))  # as `share_request` counts it
+    if clamped is not None and seen_clamped:
+        clamped.extend(seen_clamped)
+    return spans
+
+
 def parse_protobuf(
     data: bytes,
     *,
@@ -789,6 +907,9 @@ def parse_protobuf(
     `prefetch`: attribute keys to convert while decoding; `unknown`: gets values nested too deep
     (see `spans_from_request`).
     """
+    spans = read_spans(data, source=source, prefetch=prefetch, clamped=clamped, unknown=unknown)
+    if spans is not None:
+        return spans
     try:
         req = decode_traces(data)
     except (DecodeError, RuntimeError, ValueError) as e:

@@ -47,6 +47,7 @@ from fluo_lang.otlp import (
     describe_clamped,
     id_problem,
     parse_json,
+    read_spans,
     replace_lone_surrogates,
     share_request,
     spans_from_json,
@@ -766,6 +767,10 @@ def decode_protobuf(
             n = count_spans(body, cap)
             if n > cap:
                 raise too_many_spans(n, cap)
+        clamped: list[Span] = []
+        spans = read_spans(body, source=source, prefetch=prefetch, clamped=clamped, share=share)
+        if spans is not None:  # the native reader's: else protobuf's, which says what is wrong, if anything
+            return _with_clamped(Decoded(spans), clamped)
         req = decode_traces(body)
     except NotAnExport as exc:  # over a limit, not malformed: said as `load_trace_file` says it
         raise TraceInputError(f"{source}: {exc}") from None
