@@ -153,12 +153,22 @@ export class ServerProcess {
     if (exitCode === null && signalCode === null) {
       return undefined;
     }
+    const head = Buffer.concat(this.head);
     return {
       code: exitCode ?? undefined,
       signal: signalCode ?? undefined,
-      stdout: Buffer.concat(this.head).toString('utf8'),
+      stdout: this.size > STDOUT_HEAD_BYTES ? textOfHead(head) : head.toString('utf8'),
     };
   }
+}
+
+/**
+ * The text of `head`, the first bytes of a longer output, cut between characters: a character its last bytes only
+ * begin is left out, where decoding them as they are would end the text with U+FFFD (bytes that are no UTF-8 still
+ * read as U+FFFD). `stream` holds an unfinished last character back for the bytes that would follow.
+ */
+export function textOfHead(head: Buffer): string {
+  return new TextDecoder('utf-8', { ignoreBOM: true }).decode(head, { stream: true });
 }
 
 /** The first lines of `text` as one line for a message, cut to `max` characters; undefined if it has none. */
@@ -171,7 +181,8 @@ export function firstWords(text: string, max = 200): string | undefined {
   if (line === '') {
     return undefined;
   }
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+  const chars = Array.from(line); // by code point: a cut by UTF-16 unit could halve a surrogate pair (an emoji)
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : line;
 }
 
 /**

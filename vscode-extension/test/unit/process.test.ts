@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 
-import { ServerProcess, findExecutable, firstWords, runProcess, whyNoAnswer } from '../../src/process';
+import { ServerProcess, findExecutable, firstWords, runProcess, textOfHead, whyNoAnswer } from '../../src/process';
 import { tempFolder } from '../support/paths';
 
 const NODE = process.execPath;
@@ -89,6 +89,24 @@ test('a server process: its exit status and the start of its stdout, once it has
   assert.equal(exit?.code, 4);
   assert.equal(exit?.signal, undefined);
   assert.equal(exit?.stdout, 'x'.repeat(4096), 'only the start is kept');
+});
+
+test('the start of a server\'s stdout is cut between characters, never inside one', async () => {
+  // 3 * 2000 bytes: the 4096th byte is inside a `€` (three bytes in UTF-8), which a cut there turned into U+FFFD
+  const child = cp.spawn(NODE, ['-e', 'process.stdout.write("€".repeat(2000)); process.exitCode = 1'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const watch = new ServerProcess(child);
+  child.stdout.on('data', watch.record);
+  const exit = await watch.exit(30_000);
+  assert.equal(exit?.code, 1);
+  assert.equal(exit?.stdout, '€'.repeat(1365), 'the whole characters of the first 4096 bytes');
+  assert.ok(!exit?.stdout.includes('\ufffd'));
+  assert.equal(textOfHead(Buffer.from('a🙂').subarray(0, 4)), 'a', 'an emoji cut after its third byte');
+  assert.equal(textOfHead(Buffer.from('a🙂')), 'a🙂');
+});
+
+test('what was printed is cut between characters, never inside a surrogate pair', () => {
+  assert.equal(firstWords('🙂'.repeat(300), 10), `${'🙂'.repeat(9)}…`);
+  assert.equal(firstWords(`a${'🙂'.repeat(4)}`, 5), 'a🙂🙂🙂🙂', 'five characters fit in five');
 });
 
 test('a server process that runs on has no exit to report', async () => {
