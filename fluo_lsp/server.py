@@ -985,33 +985,36 @@ class _Refusal(JsonRpcException):
     CODE = rename.REQUEST_FAILED
 
 
-def _renamed(ls: FluoServer, uri: str, position: lsp.Position) -> tuple[RuleSite, str, lsp.Range]:
+async def _renamed(ls: FluoServer, uri: str, position: lsp.Position) -> tuple[RuleSite, str, lsp.Range]:
     """The rule whose id is at the cursor (on its definition or in a test file), its id, and the id's range;
-    a `_Refusal` if that rule cannot be renamed, or None at the cursor."""
+    a `_Refusal` if that rule cannot be renamed, or None at the cursor.
+
+    The rule is looked for in a thread of its own (`Workspace.definition_search`): the rule files a test loads,
+    and the workspace's when it is not there, are read from disk, while the server answers other requests."""
     found = _rule_under_cursor(ls, uri, position)
     if found is None:
         raise _Refusal("only a rule id can be renamed: put the cursor on one (`rule ID {`, or `rule:` in a test)")
     rule_id, path, near = found
-    sites = ls.index.definitions(rule_id, near)
-    if not sites:
-        raise _Refusal(f"no rule `{rule_id}` is defined in the rule files this test loads")
-    if sites[0].rule.bare:
-        raise _Refusal(f"`{rule_id}` is the rule of a bare expression, named after its file: rename the file")
-    if path.suffix == ".fluo":
-        at = _site_location(sites[0]).range
-    else:
+    at: lsp.Range | None = None
+    if path.suffix != ".fluo":
         text = ls.text(uri) or ""
         index = LineIndex(text)
         offset = index.offset(position)
         test = read_test_file(path, text)
         name = next(n for n in test.rule_ids if n.value == rule_id and n.contains(offset))
         at = index.range(name.start, name.end)
-    return sites[0], rule_id, at
+    sites = await asyncio.to_thread(ls.index.definition_search(rule_id, near))
+    if not sites:
+        raise _Refusal(f"no rule `{rule_id}` is defined in the rule files this test loads")
+    if sites[0].rule.bare:
+        raise _Refusal(f"`{rule_id}` is the rule of a bare expression, named after its file: rename the file")
+    return sites[0], rule_id, at if at is not None else _site_location(sites[0]).range
 
 
 @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
-def prepare_rename(ls: FluoServer, params: lsp.PrepareRenameParams) -> lsp.PrepareRenamePlaceholder:
-    _, rule_id, at = _renamed(ls, params.text_document.uri, params.position)
+async def prepare_rename(ls: FluoServer, params: lsp.PrepareRenameParams) -> lsp.PrepareRenamePlaceholder:
+    """The id at the cursor and its range, if it is a rule's that can be renamed (`_renamed`)."""
+    _, rule_id, at = await _renamed(ls, params.text_document.uri, params.position)
     return lsp.PrepareRenamePlaceholder(range=at, placeholder=rule_id)
 
 
@@ -1024,7 +1027,7 @@ async def rename_rule(ls: FluoServer, params: lsp.RenameParams) -> lsp.Workspace
 
     The workspace folder is searched in a thread of its own, while the server answers other requests; what
     that search could not look at (a folder it cannot read, past its budget) is said in a warning."""
-    site, rule_id, _ = _renamed(ls, params.text_document.uri, params.position)
+    site, rule_id, _ = await _renamed(ls, params.text_document.uri, params.position)
     new_id = params.new_name
     if new_id == rule_id:
         return lsp.WorkspaceEdit(changes={})

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -520,15 +520,21 @@ class Workspace:
         if self._reader is not None:
             self._reader.shutdown(wait=False, cancel_futures=True)
 
-    def rule_ids(self, paths: list[Path], pending: set[Path] | None = None) -> dict[str, RuleSite]:
+    def rule_ids(
+        self, paths: list[Path], pending: set[Path] | None = None, opened: Mapping[Path, RuleDocument] | None = None
+    ) -> dict[str, RuleSite]:
         """The rules defined in these files and folders (searched as `fluo check` searches them).
 
         With `pending`, files on disk not read yet are read in the background and left out, and
-        their paths added to `pending` (see `_document_if_read`).
+        their paths added to `pending` (see `_document_if_read`). With `opened`, the open documents are those
+        and the rest is read from disk, as any thread but the server's may (`definition_search`).
         """
         out: dict[str, RuleSite] = {}
         for path in _files_in(paths):
-            doc = self.rule_document(path) if pending is None else self._document_if_read(path, pending)
+            if opened is not None:
+                doc = opened[path] if path in opened else self._disk_document(path)
+            else:
+                doc = self.rule_document(path) if pending is None else self._document_if_read(path, pending)
             if doc is None:
                 continue
             for rule, base in doc.rules():
@@ -540,14 +546,30 @@ class Workspace:
         """The ids of `rule_ids(paths)`, without locating each rule."""
         return {i for f in _files_in(paths) if (doc := self.rule_document(f)) is not None for i in doc.ids()}
 
-    def definitions(self, rule_id: str, near: list[Path] | None = None) -> list[RuleSite]:
-        """Where `rule_id` is defined: in the files `near` if it is there, else anywhere in the workspace."""
+    def definitions(
+        self, rule_id: str, near: list[Path] | None = None, opened: Mapping[Path, RuleDocument] | None = None
+    ) -> list[RuleSite]:
+        """Where `rule_id` is defined: in the files `near` if it is there, else anywhere in the workspace (`opened`
+        as `rule_ids` takes it)."""
         if near:
-            site = self.rule_ids(near).get(rule_id)
+            site = self.rule_ids(near, opened=opened).get(rule_id)
             if site is not None:
                 return [site]
-        every = self.rule_ids(list(self.walk(lambda n: n.endswith(".fluo"))))
+        every = self.rule_ids(list(self.walk(lambda n: n.endswith(".fluo"))), opened=opened)
         return [every[rule_id]] if rule_id in every else []
+
+    def definition_search(self, rule_id: str, near: list[Path]) -> Callable[[], list[RuleSite]]:
+        """`definitions`, to run on any thread but the server's: it reads the rule files of `near` on disk, and
+        every one of the workspace if the rule is not there, which would hold every request up.
+
+        Made on the server's thread, which it takes the open rule documents (`.fluo`, or named in `near`) from as
+        they are now."""
+        opened = {
+            p: doc
+            for p in self.open_paths()
+            if (p.suffix == RULE_SUFFIX or p in near) and (doc := self.rule_document(p)) is not None
+        }
+        return lambda: self.definitions(rule_id, near, opened)
 
     # -- test files ---------------------------------------------------------------
 

@@ -1948,3 +1948,75 @@ async def test_rename_searches_the_workspace_folder_within_the_walk_budget_and_s
         "(`fluo check .` reports a duplicate as FLUO213); not searched: "
         f"b_many/f{SMALL_WALK - 1:03}.txt and the files after it (more than {SMALL_WALK} files)"
     ]
+
+
+GATED_SERVER = r"""
+import sys, time
+import fluo_run.cli
+from fluo_lsp import workspace
+read = workspace.read_rule_source
+
+def gated(path, limit):
+    # a file named `gated.fluo` is read once a file `open` is beside it (a slow disk, a network share), or 15 s on
+    for _ in range(150 if path.name == "gated.fluo" else 0):
+        if (path.parent / "open").exists():
+            break
+        time.sleep(0.1)
+    return read(path, limit)
+
+workspace.read_rule_source = gated
+sys.argv = ["fluo", "lsp"]
+fluo_run.cli.main()
+"""
+"""`fluo lsp` whose reads of a rule file named `gated.fluo` from disk wait for a file `open` beside it."""
+
+
+@pytest.fixture(scope="module")
+def gated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("gated")
+    for folder in ("gate", "tests", "other"):
+        (root / folder).mkdir()
+    (root / "gate" / "gated.fluo").write_text("rule gated_id {\n  expect true\n}\n")
+    (root / "tests" / "gated_test.yaml").write_text(
+        "rules: [../gate]\ncases:\n  - name: one\n    spans: [{name: x}]\n    expect:\n      - rule: gated_id\n"
+    )
+    return root
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=[sys.executable, "-c", GATED_SERVER]))
+async def gated_client(lsp_client: LanguageClient, gated_root: Path) -> AsyncIterator[None]:
+    folder = lsp.WorkspaceFolder(uri=gated_root.as_uri(), name="gated")
+    capabilities = client_capabilities("visual-studio-code")
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        pass  # the file watchers: nothing changes on disk here
+
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(capabilities=capabilities, root_uri=folder.uri, workspace_folders=[folder])
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_prepare_rename_reads_rule_files_off_the_servers_thread(
+    gated_client: LanguageClient, gated_root: Path
+) -> None:
+    """prepareRename on a rule id in a test file read the rule files the test loads (and, with the rule not there,
+    every rule file of the workspace) on the server's thread: a slow or large workspace held hover, completion
+    and diagnostics up until it was done. They are read in a thread of their own, as rename's search is: a hover
+    sent after it is answered while the read waits, and prepareRename answers once the read is done."""
+    uri = open_doc(gated_client, gated_root / "other" / "a.fluo", "rule a_id {\n  expect true\n}\n")
+    await diagnostics(gated_client, uri)
+    test = lsp.TextDocumentIdentifier(uri=(gated_root / "tests" / "gated_test.yaml").as_uri())
+    # sent now, before the hover (the `_async` form would send it when first awaited)
+    prepared = asyncio.wrap_future(
+        gated_client.text_document_prepare_rename(lsp.PrepareRenameParams(test, lsp.Position(5, 15)))
+    )
+    hover = await gated_client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri=uri), lsp.Position(0, 7))
+    )
+    assert hover is not None and "a_id" in str(hover.contents)
+    assert not prepared.done(), "prepareRename answered before its read of gated.fluo was let go"
+    (gated_root / "gate" / "open").touch()
+    assert await prepared == lsp.PrepareRenamePlaceholder(range=rng(5, 14, 5, 22), placeholder="gated_id")
