@@ -549,8 +549,12 @@ def overload(
     senders: int = 4,
     spans_per_trace: int = 20,
     drain_timeout: float = 180.0,
+    min_spans: int = 0,
+    max_seconds: float = 20.0,
 ) -> Overload:
-    """`factor` times the sustainable rate from several SDK senders (half gRPC, half HTTP) for `seconds`."""
+    """`factor` times the sustainable rate from several SDK senders (half gRPC, half HTTP) for `seconds`, and on
+    until `min_spans` are sent (at most `max_seconds` in all): on a loaded machine the calibrated rate is low, and
+    `seconds` of it may not even fill the server's pending cap, which is then never shown refusing."""
     out = Overload(seconds=seconds, rss_start=serve.rss())
     out.sustainable = calibrate(serve, spans_per_trace)
     received_before = serve.total("fluo_spans_received_total")
@@ -583,6 +587,8 @@ def overload(
     for t in [*threads, watcher]:
         t.start()
     time.sleep(seconds)
+    while sum(s.spans for s in group) < min_spans and time.monotonic() - started < max_seconds:
+        time.sleep(0.05)
     stop.set()
     produced = time.monotonic() - started  # the offered rate is over the time asked to produce, not the joins
     for t in threads:
