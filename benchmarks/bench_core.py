@@ -2,8 +2,9 @@
 
 Prints figures and ratios against baselines measured in the same run (machines are noisy):
   - compile: seconds for 1,000 rules (target < 1 s), and its ratio to a bare lark parse;
-  - evaluate: spans/s of decode + convert + assemble + 100 rules, as a ratio to bare
-    protobuf decoding of the same bytes (target >= 0.15), and to a hand-written Python
+  - evaluate: spans/s of reading spans (as `fluo eval` reads a protobuf file: the native
+    span reader where compiled) + assembly + 100 rules + explained signals, as a ratio to
+    bare protobuf decoding of the same bytes (target >= 0.15), and to a hand-written Python
     loop doing the same 100 checks on the decoded protobuf (target >= 1.0).
 
 Run: python benchmarks/bench_core.py [--traces N] [--spans-per-trace N] [--repeat N]

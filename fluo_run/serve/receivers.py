@@ -748,8 +748,10 @@ def _as_protobuf(decoded: Decoded, prefetch: tuple[str, ...], share: bool) -> De
     if not decoded.spans:
         return decoded
     data = spans_to_request(decoded.spans).SerializeToString()
-    again = decode_request(decode_traces(data), prefetch, data if share else None)
-    decoded.spans = again.spans
+    spans = read_spans(data, prefetch=prefetch, share=share)  # the native reader, where compiled
+    decoded.spans = (
+        spans if spans is not None else decode_request(decode_traces(data), prefetch, data if share else None).spans
+    )
     return decoded
 
 
