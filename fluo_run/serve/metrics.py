@@ -18,11 +18,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _le: Callable[[float], str] = floatToGoString  # a bucket bound as prometheus_client writes it ("5e-05", "1.0")
 
 TRANSPORTS = ("http", "grpc")
-OUTCOMES = ("ok", "partial", "malformed", "refused", "unavailable", "unauthorized", "too_large")
-"""`fluo_export_requests_total{outcome}`."""
-TRANSPORT_OUTCOMES = {"grpc": ("cancelled",)}
-"""Outcomes only one transport has: a gRPC call its client cancelled, or whose deadline passed, before it was
-answered (an HTTP body cut short is `malformed`)."""
+OUTCOMES = ("ok", "partial", "malformed", "refused", "unavailable", "unauthorized", "too_large", "cancelled")
+"""`fluo_export_requests_total{outcome}`, for each transport. `cancelled`: a gRPC call its client cancelled, or
+whose deadline passed, before it was answered; an HTTP body its client cut short (closing the connection)."""
 SPAN_REJECTIONS = ("malformed",)
 """`fluo_spans_rejected_total{reason}`."""
 RELOAD_RESULTS = ("loaded", "rejected")
@@ -200,7 +198,7 @@ class Metrics:
         )
         for transport in transports:
             self.spans_received.labels(transport)
-            for outcome in OUTCOMES + TRANSPORT_OUTCOMES.get(transport, ()):
+            for outcome in OUTCOMES:
                 self.requests.labels(transport, outcome)
         at_zero: tuple[tuple[Counter | Gauge, Iterable[str]], ...] = (
             (self.spans_rejected, SPAN_REJECTIONS),

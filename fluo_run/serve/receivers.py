@@ -886,13 +886,20 @@ async def _body(request: web.Request, intake: Intake, limit: int, claim: BodyCla
         # traceback holds `_read`'s frame, which holds the request and the bytes read so far: a cycle
         # only the cyclic GC frees, which an idle server may not run for minutes. Cut here.
         exc.__traceback__ = None
-        raise TraceInputError("request body: the connection broke while reading it") from None
+        if isinstance(exc, OSError):  # aiohttp's "Connection lost": the client closed it
+            raise BodyCut() from None
+        raise TraceInputError("request body: its Content-Length or chunked framing is broken") from None
     if encoding in ("gzip", "deflate"):
         inflated = bytes(await intake.off_loop(len(body), _inflate, body, encoding, limit))
         del body
         claim.grow(len(inflated))
         return inflated
     return body
+
+
+class BodyCut(Exception):
+    """An OTLP/HTTP body cut short by its client: the connection closed before the whole body came. Counted
+    `cancelled`, as a gRPC call its client cancels is: the sender gave up, the body was not malformed."""
 
 
 def _over_limit(limit: int) -> Refusal:
@@ -984,6 +991,12 @@ def http_routes(intake: Intake, metrics_handler: Any, health: Callable[[], dict[
             intake.metrics.requests.labels("http", "malformed").inc()
             log.debug("OTLP/HTTP export from %s refused: %s", request.remote, exc)
             return _http_error(400, str(exc), reply_type)
+        except BodyCut:
+            intake.metrics.requests.labels("http", "cancelled").inc()
+            log.debug(
+                "OTLP/HTTP export from %s cancelled: its connection closed with the body cut short", request.remote
+            )
+            return _http_error(400, "request body: cut short", reply_type)  # to no one: the connection is gone
         return _export_response(decoded, reply_type)
 
     async def healthz(request: web.Request) -> web.Response:
