@@ -748,6 +748,21 @@ def deadline_cuts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     return cuts
 
 
+def grpc_stops(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
+    """A list that gets the grace of each `stop` called on a gRPC server."""
+    from grpc.aio._server import Server
+
+    graces: list[float | None] = []
+    stop = Server.stop
+
+    async def recorded(self: Server, grace: float | None) -> None:
+        graces.append(grace)
+        await stop(self, grace)
+
+    monkeypatch.setattr(Server, "stop", recorded)
+    return graces
+
+
 def held_decodes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
     """Serve's protobuf decodes held until `release` is set (20 s at most); `started` is set when one begins."""
     started, release = threading.Event(), threading.Event()
@@ -1178,6 +1193,43 @@ def test_a_grpc_call_open_at_the_stop_is_answered_ok_or_unavailable(
         assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unavailable") == 1
 
 
+def test_grpc_calls_queued_inside_grpc_at_the_stop_are_answered_unavailable_and_counted(tmp_path: Path) -> None:
+    """QA grpcsoak r01: calls gRPC had taken in before the stop but not yet handed to a handler (the event loop
+    busy taking big exports) were dropped by gRPC's stop, begun with the stop: CANCELLED, without RetryInfo,
+    counted nowhere. Now gRPC's stop waits until it has handed them over: each is refused, retryably, and
+    counted. Here the loop is held while the calls come, and the stop begins as it is let go."""
+    from fluo_run.serve.runtime import grpc_calls
+
+    rt = RuntimeThread(config(tmp_path)).start()
+    calls = 8
+    server = rt.runtime._grpc_channelz
+    assert server is not None
+    channel = grpc.insecure_channel(f"127.0.0.1:{rt.runtime.grpc_port}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    arrived = threading.Event()
+
+    def busy_then_stop() -> None:  # on the runtime's loop
+        assert arrived.wait(20)
+        assert rt._stop is not None
+        rt._stop.set()
+
+    rt.loop.call_soon_threadsafe(busy_then_stop)
+    export = channel.unary_unary(f"/{SERVICE}/Export")
+    futures = [export.future(b"", timeout=20) for _ in range(calls)]
+    wait_for(lambda: (grpc_calls(server) or (0, 0))[0] == calls, what="gRPC to take the calls in")
+    arrived.set()
+    outcomes = []
+    for future in futures:
+        with pytest.raises(grpc.RpcError) as refused:
+            future.result(timeout=30)
+        outcomes.append((refused.value.code(), retry_delay(refused.value)))
+    rt.stop()
+    channel.close()
+    assert outcomes == [(grpc.StatusCode.UNAVAILABLE, 1)] * calls
+    assert metric(rt, "fluo_export_requests_total", transport="grpc", outcome="unavailable") == calls
+    assert rt.runtime.report is not None and rt.runtime.report.exit_code == 0
+
+
 def _h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
 
@@ -1205,8 +1257,11 @@ def test_a_stalled_grpc_peer_does_not_hold_the_stop_to_its_deadline(
     and 10 bytes of a 100-byte message: refused UNAVAILABLE at the seal) or one that sent nothing: the stop
     took its whole `--shutdown-timeout` (the receivers cut at the deadline) instead of ending after the drain.
     Now, once no export is in flight and the drain is over, gRPC cancels what is left; the peer's connection
-    closes then, and the receivers end on their own."""
+    closes then, and the receivers end on their own. Once: gRPC's stop was begun with the stop, and a second
+    `stop(ANSWER_MARGIN)` called over it to cut what was left (one over a pending stop crashed grpcio's C core,
+    6f58ac1); now it begins once, after the drain."""
     cut_at_the_deadline = deadline_cuts(monkeypatch)
+    stops = grpc_stops(monkeypatch)
     rt = RuntimeThread(config(tmp_path, shutdown_timeout=10.0)).start()
     path = f"/{SERVICE}/Export".encode()
     headers = b"\x83\x86\x04" + bytes([len(path)]) + path + b"\x01\x09127.0.0.1"  # POST, http, :path, :authority
@@ -1226,6 +1281,7 @@ def test_a_stalled_grpc_peer_does_not_hold_the_stop_to_its_deadline(
     report = rt.runtime.report
     assert report is not None and report.exit_code == 0
     assert cut_at_the_deadline == []  # the receivers ended on their own
+    assert stops == [runtime.ANSWER_MARGIN]
     answers = [payload for kind, stream, payload in frames if kind == 1 and stream == 1]
     if peer == "a call whose message never ends":  # answered at the seal, retryable
         assert len(answers) == 1 and b"grpc-status\x0214" in answers[0]
@@ -1240,9 +1296,11 @@ def test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line(
     """An export still being decoded at the deadline, and a gRPC peer that does not end its connection: the
     deadline cancelled the receivers' wait for gRPC's stop, and so gRPC's own wait for its end, and its
     cancellation at the deadline (`_abort_connections`) then raised CancelledError out of the stop: a
-    traceback instead of the last line, exit 1 (QA rev1 r01's first run). Now the stop ends with its line."""
+    traceback instead of the last line, exit 1 (QA rev1 r01's first run). Now the stop ends with its line.
+    gRPC's stop is called once, at the deadline (a second over a pending one crashed grpcio, 6f58ac1)."""
     started, release = held_decodes(monkeypatch)
     cut_at_the_deadline = deadline_cuts(monkeypatch)
+    stops = grpc_stops(monkeypatch)
     unraisable: list[str] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
     rt = RuntimeThread(config(tmp_path, rules=[rules_in(tmp_path, EVERY)], shutdown_timeout=1.0)).start()
@@ -1268,6 +1326,7 @@ def test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line(
     sender.join(30)
     assert not stopper.is_alive() and not sender.is_alive()
     assert cut_at_the_deadline == [True]
+    assert len(stops) == 1
     report = rt.runtime.report
     assert report is not None and report.exit_code == 0
     # the export's connection was closed at the deadline, not left open to the client's timeout (nor its socket
@@ -1514,6 +1573,6 @@ def test_exports_refused_after_the_stop_began_are_logged_with_their_protocols_an
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
     (line,) = [r.getMessage() for r in caplog.records if "after the stop began" in r.getMessage()]
     assert line == (
-        "shutdown: 1 export(s) that came after the stop began refused (1 over OTLP/gRPC: UNAVAILABLE; "
-        "their senders retry)"
+        "shutdown: 1 export(s) that came after the stop began refused (1 over OTLP/gRPC, calls gRPC still held "
+        "for a handler at the stop too: UNAVAILABLE; their senders retry)"
     )

@@ -459,8 +459,11 @@ class Intake:
         """Exports begun before the stop and refused at it: their body or message still arriving when the stop
         sealed the buffer (`seal`), or decoded after it (`take`)."""
         self.refused_after_stop: dict[str, int] = {}
+        self.grpc_calls_handed = 0
+        """OTLP/gRPC calls gRPC has handed to FLUO since the start (`HandOver`), whatever their method."""
         """Exports begun after the stop began, by transport: "http" on a connection already open (answered 503),
-        "grpc" a call begun as gRPC's stop began (answered `UNAVAILABLE`), both retryable."""
+        "grpc" a call gRPC handed over after it, begun before it (held by gRPC, its handler not begun) or after
+        (answered `UNAVAILABLE`), both retryable."""
         self._reads: set[asyncio.Timeout] = set()
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
@@ -1413,9 +1416,22 @@ def _authorization(metadata: Iterable[tuple[str, str | bytes]] | None) -> list[s
     ]
 
 
+class HandOver(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Counts each call gRPC hands to FLUO (`Intake.grpc_calls_handed`), before any other interceptor or handler
+    runs: the stop compares it with the calls gRPC itself had taken in (`Runtime._grpc_handed_over`)."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        self.intake.grpc_calls_handed += 1
+        return await continuation(details)
+
+
 def grpc_interceptors(intake: Intake) -> list[grpc.aio.ServerInterceptor]:
-    """What the gRPC server runs before a handler: the token check, when a token is set."""
-    return [TokenCheck(intake)] if intake.auth_token is not None else []
+    """What the gRPC server runs before a handler: the count of calls handed over, then the token check, when a
+    token is set."""
+    return [HandOver(intake), *([TokenCheck(intake)] if intake.auth_token is not None else [])]
 
 
 def add_trace_service(server: grpc.aio.Server, intake: Intake) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -28,6 +29,7 @@ from typing import Any, NoReturn
 
 import grpc
 from aiohttp import web
+from grpc._cython import cygrpc
 
 from fluo_lang.trace import Span
 
@@ -58,7 +60,7 @@ RECEIVER_DRAIN = 1.0
 are then evaluated), and connections already open stay open (a request sent on one is answered 503); an
 export still arriving or being decoded then is answered 503/UNAVAILABLE."""
 ANSWER_MARGIN = 0.25
-"""Seconds gRPC's stop gives its calls past `RECEIVER_DRAIN`, for those refused then to have their answer sent."""
+"""Seconds gRPC's stop gives its calls in progress, for the answers given to go out, before it cancels them."""
 GRPC_CALLS_BACKSTOP = 8 * GRPC_MAX_CONCURRENT_RPCS
 """OTLP/gRPC calls gRPC itself lets in at once (its `maximum_concurrent_rpcs`): past it gRPC answers
 `RESOURCE_EXHAUSTED` with no `RetryInfo`, which the Collector drops. FLUO handles `GRPC_MAX_CONCURRENT_RPCS`
@@ -224,8 +226,9 @@ class Runtime:
         self.http_connection_limit = http_connection_limit(config.max_http_connections, http_listeners(config))
         self._closing: list[web.AppRunner] = []  # the runners `_stop_receivers` is cleaning up
         self._grpc: grpc.aio.Server | None = None
-        self._grpc_stop: asyncio.Task[None] | None = None
-        self._grpc_closing: grpc.aio.Server | None = None  # the gRPC server being stopped
+        self._grpc_stop: asyncio.Task[None] | None = None  # gRPC's stop, begun once (`_stop_grpc`)
+        self._grpc_channelz: int | None = None  # the gRPC server's channelz id, when known (`grpc_calls`)
+        self._grpc_calls_at_stop: int | None = None  # the calls gRPC had begun when the stop began, when known
         self._tasks: list[asyncio.Task[None]] = []
         self._late_reported = 0
         self._evicted: dict[str, int] = {}
@@ -428,6 +431,7 @@ class Runtime:
         if self.config.metrics is not None:
             self.metrics_port = await self._site([web.get("/metrics", handler)], self.config.metrics, "--metrics")
         if self.config.grpc is not None:
+            known = grpc_server_ids()
             server = grpc.aio.server(
                 interceptors=grpc_interceptors(self.intake),
                 maximum_concurrent_rpcs=GRPC_CALLS_BACKSTOP,
@@ -444,6 +448,7 @@ class Runtime:
                 ],
             )
             add_trace_service(server, self.intake)
+            self._grpc_channelz = the_new_one(known, grpc_server_ids())
             host, port = self.config.grpc
             target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             creds = None
@@ -526,30 +531,54 @@ class Runtime:
         self.metrics.reloads.labels("loaded").inc()
         return True
 
-    def _close_listeners(self, grace: float = RECEIVER_DRAIN + ANSWER_MARGIN) -> None:
-        """New connections are refused from now on; gRPC's stop begins (new calls `UNAVAILABLE`, those in
-        progress given `grace` before gRPC cancels them). At a stop, that is its whole time: each call is
-        answered on its own once the drain's second is over (`Intake.seal`), and a shorter grace cut some
-        CANCELLED, answered behind a decode or a loop busy taking a big buffer. What is left is cut once no
-        export is in flight after the drain (`_cut_grpc_calls`), or at the deadline (`_abort_connections`)."""
-        if self._grpc is not None:
-            server, self._grpc = self._grpc, None
-            self._grpc_closing = server
-            self._grpc_stop = asyncio.create_task(server.stop(grace=grace))
+    def _close_listeners(self) -> None:
+        """New connections to the HTTP listeners are refused from now on. gRPC's server keeps serving until
+        `_stop_grpc`: a call it hands over from now on is refused by FLUO (`UNAVAILABLE` + `RetryInfo`)."""
         listeners, self._listeners = list(self._listeners), []
         for listener in listeners:
             listener.close()
 
+    def _stop_grpc(self, grace: float) -> None:
+        """Begin gRPC's stop, once (a later call does nothing): new calls `UNAVAILABLE` from gRPC itself, and
+        those in progress given `grace` before gRPC cancels them and closes their connections.
+
+        Never a second `stop` over a pending one: with the first pending and a peer holding its connection,
+        grpcio's C core crashed (SIGSEGV) in a third of the runs of
+        test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line. And not at the start of a
+        stop: gRPC's stop drops the calls it has taken in but not handed to a handler (queued while the event
+        loop was busy), which then end `CANCELLED`, unanswered and uncounted (`_grpc_handed_over`)."""
+        if self._grpc is not None:
+            server, self._grpc = self._grpc, None
+            self._grpc_stop = asyncio.create_task(server.stop(grace=grace))
+
+    def _grpc_handed_over(self) -> bool:
+        """Whether gRPC has handed to FLUO every call it had begun when the stop began (each is then answered by
+        its handler: taken, or refused `UNAVAILABLE` + `RetryInfo`), as far as gRPC's count says (channelz).
+
+        gRPC hands calls over in the order they came: one begun after the stop handed over means those before
+        it were. Or gRPC has no call in progress. Unknown (channelz off): true."""
+        at_stop = self._grpc_calls_at_stop
+        if at_stop is None or self.intake.grpc_calls_handed > at_stop or self._grpc_channelz is None:
+            return True
+        calls = grpc_calls(self._grpc_channelz)
+        return calls is None or calls[0] == calls[1]
+
     async def _stop_receivers(self, drained_by: float | None = None, deadline: float = math.inf) -> None:
         """Close the receivers; at a stop, connections already open stay until `drained_by` (or until their
         clients close them), so a request sent on one is answered (503) rather than met by a closed socket,
-        and exports begun before the stop are answered (until `deadline`) before their connections go."""
+        and exports begun before the stop are answered (until `deadline`) before their connections go.
+
+        gRPC's stop begins once no export begun before the stop is in flight (each answered, or refused at the
+        seal) and gRPC has handed over every call it had begun by then (`_grpc_handed_over`), with
+        `ANSWER_MARGIN` for the answers given to go out; then it cancels what is left: a connection whose peer
+        does not end it, as a stalled sender's, which does not answer the ping of gRPC's GOAWAY."""
         self._close_listeners()
-        if drained_by is not None:
+        if drained_by is None:
+            self._stop_grpc(RECEIVER_DRAIN + ANSWER_MARGIN)
+        else:
             await self._until(lambda: not any(cap.open() for cap in self._caps), drained_by)
-            settled = await self._until(lambda: not self.intake.in_flight, deadline)
-            if settled and self._grpc_closing is not None:
-                await self._cut_grpc_calls(drained_by)
+            await self._until(lambda: not self.intake.in_flight and self._grpc_handed_over(), deadline)
+            self._stop_grpc(ANSWER_MARGIN)
         if self._grpc_stop is not None:
             # shielded: cancelled at the deadline, this wait would cancel gRPC's own wait for its end, which
             # `_abort_connections` awaits (it then raised CancelledError out of the stop)
@@ -566,17 +595,6 @@ class Runtime:
         await asyncio.sleep(0)  # the aborted transports close their sockets on the next turn
         self.intake.close()
 
-    async def _cut_grpc_calls(self, drained_by: float) -> None:
-        """Once no export begun before the stop is in flight (each answered, or refused at the seal) and the
-        drain's second is over, cancel what gRPC's stop still waits for, `ANSWER_MARGIN` on (for the answers
-        given to go out): a connection whose peer does not end it, as a stalled sender's, which does not answer
-        the ping of gRPC's GOAWAY (it held the stop, given the stop's whole time, to the deadline), or a call
-        whose handler has not begun (refused `UNAVAILABLE` if it had)."""
-        assert self._grpc_stop is not None and self._grpc_closing is not None
-        await self._until(self._grpc_stop.done, drained_by)
-        if not self._grpc_stop.done():  # shielded, as `_stop_receivers` awaits `_grpc_stop`
-            await asyncio.shield(asyncio.create_task(self._grpc_closing.stop(ANSWER_MARGIN)))
-
     async def _abort_connections(self) -> None:
         """After the receivers' stop was cut short at the deadline: close the connections still open
         (a sender mid-body), whose handlers aiohttp's cleanup was still waiting for, rather than leave
@@ -585,11 +603,8 @@ class Runtime:
         was left open without an answer, to the client's own timeout."""
         for cap in self._caps:
             cap.close()
+        self._stop_grpc(0.0)  # its calls cancelled at once, unless its stop has begun (never a second stop)
         if self._grpc_stop is not None:
-            # gRPC's stop began with the stop, its grace (`_close_listeners`) ends before any deadline but the
-            # shortest: its calls still in progress are cancelled by then. Not a second `stop(None)` over it: with
-            # the first pending and a peer holding its connection, grpcio's C core crashed (SIGSEGV) in a third of
-            # runs of the test below (test_a_stop_that_cuts_grpc_at_its_deadline_still_ends_with_its_last_line)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self._grpc_stop), ANSWER_MARGIN)
         for runner in [*self._closing, *self._runners]:
@@ -638,7 +653,9 @@ class Runtime:
         self._abort = self._abort or asyncio.Event()
         self.stopping = True
         self.intake.stopping = True
-        self._close_listeners(grace=timeout)
+        if self._grpc_channelz is not None and (calls := grpc_calls(self._grpc_channelz)) is not None:
+            self._grpc_calls_at_stop = calls[0]
+        self._close_listeners()
         report = StopReport()
         for task in self._tasks:
             task.cancel()
@@ -712,7 +729,10 @@ class Runtime:
                 sealed_after,
             )
         if after := self.intake.refused_after_stop:
-            answers = {"http": "OTLP/HTTP, on connections already open: 503", "grpc": "OTLP/gRPC: UNAVAILABLE"}
+            answers = {
+                "http": "OTLP/HTTP, on connections already open: 503",
+                "grpc": "OTLP/gRPC, calls gRPC still held for a handler at the stop too: UNAVAILABLE",
+            }
             log.info(
                 "shutdown: %d export(s) that came after the stop began refused (%s; their senders retry)",
                 sum(after.values()),
@@ -751,6 +771,42 @@ class AcceptErrors:
             context.get("exception"),
             n,
         )
+
+
+def grpc_server_ids() -> set[int]:
+    """The channelz ids of this process's gRPC servers; empty when channelz cannot say (off, or not this API).
+
+    channelz is gRPC's own account of its servers and calls (on by default), read as grpcio-channelz's
+    service reads it; grpcio's API has no other count of the calls a server has taken in."""
+    ids: set[int] = set()
+    start = 0
+    try:
+        while True:
+            page = json.loads(cygrpc.channelz_get_servers(start))
+            found = [int(server["ref"]["serverId"]) for server in page.get("server", ())]
+            ids.update(found)
+            if page.get("end", True) or not found:
+                return ids
+            start = max(found) + 1
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return set()
+
+
+def the_new_one(before: set[int], after: set[int]) -> int | None:
+    """The one id in `after` not in `before`, else None (none, or several servers made at once)."""
+    new = after - before
+    return next(iter(new)) if len(new) == 1 else None
+
+
+def grpc_calls(server_id: int) -> tuple[int, int] | None:
+    """The calls gRPC's server `server_id` (its channelz id) has begun, from their headers, those queued for a
+    handler too, and how many of them have ended; None when channelz cannot say."""
+    try:
+        data = json.loads(cygrpc.channelz_get_server(server_id))["server"].get("data", {})
+        ended = int(data.get("callsSucceeded", 0)) + int(data.get("callsFailed", 0))
+        return int(data.get("callsStarted", 0)), ended
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
 
 
 def http_listeners(config: ServeConfig) -> int:
