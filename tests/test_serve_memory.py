@@ -152,7 +152,7 @@ def test_an_upload_its_sender_abandons_leaves_no_bytes_behind(tmp_path: Path) ->
         bytes_left_to_the_cyclic_gc()  # what earlier tests left
         for _ in range(3):
             abandon_upload(rt.runtime.http_port, 2 * MIB)
-        broke = {"transport": "http", "outcome": "malformed"}
+        broke = {"transport": "http", "outcome": "cancelled"}
         wait_for(lambda: metric(rt, "fluo_export_requests_total", **broke) == 3, what="3 bodies cut short")
         wait_for(lambda: metric(rt, "fluo_http_connections") == 0, what="their connections gone")
         assert bytes_left_to_the_cyclic_gc() < MIB  # 6 MiB before
