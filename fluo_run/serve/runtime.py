@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import ipaddress
 import json
 import logging
@@ -29,7 +30,6 @@ from typing import Any, NoReturn
 
 import grpc
 from aiohttp import web
-from grpc._cython import cygrpc
 
 from fluo_lang.trace import Span
 
@@ -98,6 +98,18 @@ EXIT_LOST = 3
 # few per request, from the HTTP stack) are freed a little later, nothing more;
 # resident memory under sustained load is unchanged.
 GC_THRESHOLDS = (10_000, 100, 10)
+
+
+def _grpc_core() -> Any:
+    """grpcio's own module, read as grpcio-channelz reads channelz (`grpc_server_ids`); None in another grpcio
+    layout: then channelz cannot be read, and queued calls may end CANCELLED at the stop (docs/runtime.md)."""
+    try:
+        return importlib.import_module("grpc._cython.cygrpc")
+    except ImportError:
+        return None
+
+
+cygrpc: Any = _grpc_core()
 
 
 def log_rule_problems(exc: RuleSetError) -> None:
