@@ -15,7 +15,9 @@
  *
  * Everything the spans hold is made by FLUO's Python functions or equal to what they make:
  * names, statuses and attribute values come from the same caches and converters, given as
- * callables by `configure`. Every read is bounds-checked against the message it is in.
+ * callables by `configure`, with a small memo in C of what those caches hold (immutable
+ * values only) so a repeated name or value costs no bytes object and no dict lookup.
+ * Every read is bounds-checked against the message it is in.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -334,12 +336,16 @@ cached(Memo *memo, PyObject *cache, PyObject *convert, Slice raw)
     }
     else if (!PyErr_Occurred()) {
         v = PyObject_CallOneArg(convert, b);
-        if (v != NULL && e != NULL && PyDict_GetItemWithError(cache, b) != v) {
-            e = NULL; /* not kept by FLUO's cache (a list or a map, or a long key): not kept here either */
+        if (v != NULL && e != NULL) {
+            PyObject *held = PyDict_GetItemWithError(cache, b); /* borrowed; bytes hash: it cannot fail */
+            if (held != v) {
+                e = NULL; /* not kept by FLUO's cache (a list or a map, or a long key): not kept here either */
+                PyErr_Clear();
+            }
         }
     }
     Py_DECREF(b);
-    if (v != NULL && e != NULL && !PyErr_Occurred()) {
+    if (v != NULL && e != NULL) {
         e = &memo->slots[h & (MEMO_SLOTS - 1)]; /* the same slot: converting may have filled it */
         PyObject *old = e->value;
         e->hash = h;
