@@ -421,9 +421,6 @@ class FluoServer(LanguageServer):
         self.shut_down = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.index.on_read = self.rule_files_read
-        self.index.on_unsearched = self.unsearched
-        self.unsearched_said: set[Path] = set()
-        """The workspace folders whose rule ids the server could not search whole, once it said so."""
 
     def rule_files_read(self, paths: list[Path]) -> None:
         """The rule files beside these open ones, which their last checks went on without, have been read (in the
@@ -437,19 +434,6 @@ class FluoServer(LanguageServer):
             path = to_fs_path(doc.uri) if doc.uri.startswith("file:") else None
             if path is not None and Path(path) in paths and self.is_rule_file(doc.uri):
                 self.publish(doc.uri, others=False)
-
-    def unsearched(self, root: Path, unchecked: tuple[str, ...]) -> None:
-        """Warn, once for each workspace folder (and on stderr), that its duplicate rule ids (FLUO213) are not
-        checked as you type against the rule files it could not search."""
-        if root in self.unsearched_said:
-            return
-        self.unsearched_said.add(root)
-        message = (
-            f"fluo: the rule ids of {root} are checked for duplicates (FLUO213) as you type without all of its rule "
-            f"files searched (`fluo check .` run there searches them all); not searched: {_named(unchecked)}"
-        )
-        log.warning("%s", message)
-        self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=message))
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         """A message that is not JSON is answered as JSON-RPC says, with ParseError and no id (none could be read),
@@ -522,7 +506,7 @@ class FluoServer(LanguageServer):
             if doc is None:
                 return []
             diags = document_diagnostics(doc, uri, strict=self.settings.strict)
-            if uri.startswith("file:"):  # ids a file loaded before it defines first, as `fluo check .` says
+            if uri.startswith("file:"):  # ids another file of its folder defines first, as `fluo check FOLDER` says
                 beside = self.index.sibling_duplicates(Path(path), doc)
                 diags += [lsp_diagnostic(d, base, doc, uri, strict=self.settings.strict) for d, base in beside]
             return diags
@@ -546,7 +530,7 @@ class FluoServer(LanguageServer):
         file fixes it); push alone reaches every client, and is refreshed here on every change.
 
         With `others`, a rule file's edit also refreshes the open documents it may
-        change: test files, and rule files whose ids it may make duplicates (`publish_dependents`).
+        change: test files, and rule files in its folder (rule ids are unique there).
         """
         # checked now (a save, a setting): not again when the timer fires; but a check for a change elsewhere
         # (`others` off) leaves it, to refresh what the pending edit may change
@@ -567,14 +551,14 @@ class FluoServer(LanguageServer):
 
     def publish_dependents(self, uri: str) -> None:
         """Refresh the open documents a change to the rule file at `uri` may change: the test files
-        that load it, and the rule files of its folder and those its workspace folder loads after it
-        (rule ids are unique in a folder, and in a workspace folder, which `fluo check .` loads whole)."""
+        that load it, and the other rule files of its folder (rule ids are unique there)."""
         changed = Path(to_fs_path(uri) or uri)
         for doc in self.open_documents():
             if is_test_file(doc.path) and self.index.loads(read_test_file(Path(doc.path), doc.source), changed):
                 self.publish(doc.uri)
+        folder = changed.parent
         for other in self.open_documents():
-            if other.uri != uri and other.uri.endswith(".fluo") and self.index.loads_before(changed, Path(other.path)):
+            if other.uri != uri and other.uri.endswith(".fluo") and Path(other.path).parent == folder:
                 self.publish(other.uri, others=False)
 
     def schedule(self, uri: str) -> None:
@@ -1085,18 +1069,14 @@ MAX_NAMED = 5
 """The things a rename's search could not look at that its warning names; it counts the others."""
 
 
-def _named(unchecked: Sequence[str]) -> str:
-    """The first `MAX_NAMED` things a search could not look at, and how many more."""
-    more = len(unchecked) - MAX_NAMED
-    return "; ".join(unchecked[:MAX_NAMED]) + (f"; and {more} more" if more > 0 else "")
-
-
 def _not_searched(ls: FluoServer, new_id: str, unchecked: Sequence[str]) -> None:
     """Warn (shown, and on stderr) that a rename to `new_id` goes ahead without the workspace folder searched whole
     for a rule of that id: `fluo check .` may still find two (FLUO213)."""
+    more = len(unchecked) - MAX_NAMED
+    named = "; ".join(unchecked[:MAX_NAMED]) + (f"; and {more} more" if more > 0 else "")
     message = (
         f"fluo: renamed to `{new_id}` without searching all of the workspace folder for a rule `{new_id}` "
-        f"(`fluo check .` reports a duplicate as FLUO213); not searched: {_named(unchecked)}"
+        f"(`fluo check .` reports a duplicate as FLUO213); not searched: {named}"
     )
     log.warning("%s", message)
     ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=message))

@@ -2,8 +2,7 @@
 
 - attribute keys seen in the trace fixtures under the workspace folders (OTLP JSON,
   JSON lines or protobuf, read with `fluo_lang.otlp`), for completion;
-- rule files and rule test files, for test-file checks, go to definition and find references, and the rule
-  ids defined before an open rule file in its workspace folder (FLUO213, as `fluo check .` loads them).
+- rule files and rule test files, for test-file checks, go to definition and find references.
 
 Every walk is bounded (files looked at, files read, bytes per file), skips hidden
 folders and dependency folders, and caches what it read by `stamp` (modification and
@@ -21,7 +20,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from stat import S_ISREG
 from typing import Any
@@ -127,13 +126,6 @@ class Workspace:
         self.on_read: Callable[[list[Path]], None] = lambda paths: None
         """Called from the reading thread with the files whose last check went on without files beside them,
         once those are read: each file once, however often it was checked while they were read."""
-        self._disk_changes = 0
-        """How often files changed on disk (`forget_disk`): what was searched for before is searched for again."""
-        self._earlier: dict[Path, _Earlier] = {}
-        """For each open rule file in a workspace folder, what the rule files before it there define (`_searched`)."""
-        self.on_unsearched: Callable[[Path, tuple[str, ...]], None] = lambda root, unchecked: None
-        """Called on the server's thread when a search for the rule ids files define before an open one could not
-        look at everything under the workspace folder `root`: `unchecked` says what, for the user."""
 
     def set_folders(self, folders: list[Path]) -> None:
         self.folders = [f for f in folders if f.is_dir()]
@@ -240,10 +232,8 @@ class Workspace:
         return self.open_document(path, text)
 
     def closed(self, path: Path) -> None:
-        """The document at `path` is no longer open: its analysis is let go, and what was searched for it."""
+        """The document at `path` is no longer open: its analysis is let go."""
         self._open_docs.pop(path, None)
-        with self._read_lock:
-            self._earlier.pop(path, None)
 
     def open_document(self, path: Path, text: str) -> RuleDocument:
         """The analysed rule file at `path` open with `text`: the same object while the text is the same,
@@ -288,22 +278,16 @@ class Workspace:
         self.forget_disk()
 
     def sibling_duplicates(self, path: Path, doc: RuleDocument) -> list[tuple[Diagnostic, int]]:
-        """FLUO213 for the rules of `doc` whose id a `.fluo` file loaded before it defines first (with their base
-        offsets, as `doc.diagnostics()`).
+        """FLUO213 for the rules of `doc` whose id a `.fluo` file beside it defines first.
 
-        `fluo check .` run in a workspace folder loads its rule files together, sibling folders and all, in path
-        order, and reports the later definition: so does the editor for a file in a workspace folder
-        (`_earlier_sites`). For a file in none, as `fluo check FOLDER` and `fluo serve --rules FOLDER` load its
-        folder: the files of that folder, in name order.
+        `fluo check FOLDER` and `fluo serve --rules FOLDER` load a folder's files
+        together, in name order, and report the later definition; the editor does
+        the same for the files of one folder (with their base offsets, as `doc.diagnostics()`).
         """
-        roots = self._roots(path)
-        if roots:
-            first = self._earlier_sites(roots, path, doc.ids())
-        else:
-            beside = self.beside(path)
-            pending: set[Path] = set()
-            first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), pending)
-            self._wait(path, pending)
+        beside = self.beside(path)
+        pending: set[Path] = set()
+        first = self.rule_ids(self._within_budget(sorted(p for p in beside if p.name < path.name)), pending)
+        self._wait(path, pending)
         out: list[tuple[Diagnostic, int]] = []
         for rule, base in doc.rules():
             site = first.get(rule.id) if rule.id else None
@@ -314,89 +298,6 @@ class Workspace:
             related = (Related("first defined here", at, str(site.path)),)
             out.append((error("FLUO213", message, rule.id_span, path=str(path), related=related), base))
         return out
-
-    def _earlier_sites(self, roots: list[Path], path: Path, rule_ids: frozenset[str]) -> dict[str, RuleSite]:
-        """Where the rule files before `path` in the workspace folders `roots` (in `fluo check .`'s path order)
-        first define each of `rule_ids`, as far as is known now.
-
-        The open documents are looked at here, as they are in the editor; the files on disk are searched in the
-        reading thread (`_first_sites`, within its budgets), for the ids not searched for since files last changed
-        on disk, and `on_read` is called with `path` once that search is done. What the search could not look at
-        goes to `on_unsearched`.
-        """
-        opened = sorted(
-            p for p in self.open_paths() if p != path and p.suffix == RULE_SUFFIX and self._roots(p) == roots
-        )
-        key = (tuple(roots), self._disk_changes, tuple(opened))
-        with self._read_lock:
-            earlier = self._earlier.get(path)
-            if earlier is None or earlier.key != key:
-                earlier = self._earlier[path] = _Earlier(key)
-            wanted = frozenset(rule_ids - earlier.searched - earlier.searching)
-            if wanted and not self._closed:
-                earlier.searching |= wanted
-                if self._reader is None:
-                    self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fluo-lsp-rule-files")
-                future = self._reader.submit(self._search_before, path, earlier, roots, wanted, frozenset(opened))
-            else:
-                future = None
-            found = dict(earlier.found)
-            unchecked = earlier.unchecked
-        if future is not None:  # outside the lock: a search already done calls back at once
-            future.add_done_callback(lambda done: self._searched(path, earlier, wanted, done))
-        for p in opened:  # before it in path order, as `fluo check .` loads them (once saved)
-            if not p < path or (doc := self.rule_document(p)) is None:
-                continue
-            for rule, base in doc.rules():
-                site = found.get(rule.id)
-                if rule.id in rule_ids and (site is None or p < site.path):
-                    found[rule.id] = RuleSite(p, doc, rule, base)
-        if unchecked:
-            self.on_unsearched(roots[0], unchecked)
-        return found
-
-    def _search_before(
-        self, path: Path, earlier: _Earlier, roots: list[Path], wanted: frozenset[str], skip: frozenset[Path]
-    ) -> tuple[dict[str, RuleSite], tuple[str, ...]]:
-        """`_earlier_sites`'s search, in the reading thread: none for one asked for before the open rule files or
-        the files on disk changed (`earlier` replaced since), which would be searched again."""
-        if self._earlier.get(path) is not earlier:
-            return {}, ()
-        return self._first_sites(roots, wanted, {}, until=path, skip=skip)
-
-    def _searched(
-        self,
-        path: Path,
-        earlier: _Earlier,
-        wanted: frozenset[str],
-        future: Future[tuple[dict[str, RuleSite], tuple[str, ...]]],
-    ) -> None:
-        """A search of `_earlier_sites` has ended (in the reading thread, or cancelled by `close`)."""
-        try:
-            found, unchecked = future.result()
-        except BaseException:  # a bug met analysing a file (logged), or cancelled: searched again at the next check
-            if not future.cancelled():
-                log.exception("fluo lsp: searching the workspace folder for the rule ids of %s failed", path)
-            with self._read_lock:
-                earlier.searching -= wanted
-            return
-        with self._read_lock:
-            earlier.searching -= wanted
-            earlier.searched |= wanted
-            earlier.found.update(found)
-            said = tuple(u for u in unchecked if u not in earlier.unchecked)
-            earlier.unchecked += said
-            current = self._earlier.get(path) is earlier and not self._closed
-        if current and (found or said):  # found nothing: its diagnostics are those published without it
-            self.on_read([path])
-
-    def loads_before(self, first: Path, then: Path) -> bool:
-        """Whether a rule of the file `first` may make one of `then` a duplicate (FLUO213): they are in one folder,
-        or `first` comes before `then` in the workspace folder that loads both (`sibling_duplicates`)."""
-        if first.parent == then.parent:
-            return True
-        roots = self._roots(then)
-        return bool(roots) and first < then and self._roots(first) == roots
 
     def located(self, site: RuleSite) -> str:
         """Where a rule's id is, as FLUO213 names it (`rules/a.fluo:2:6`)."""
@@ -417,10 +318,9 @@ class Workspace:
         """Where a rule loaded together with those of `rule_path` by name already has the id `rule_id`, and which
         load that is (`fluo check rules`, `fluo test x_test.yaml`): None if none does.
 
-        A rule of `rule_path` given that id would be FLUO213 in its own file, in its folder (`fluo check FOLDER`)
-        and in each test file that loads it with other rule files (`fluo test`). The rest of the workspace folder,
-        which `fluo check .` (and the editor's own diagnostics, `sibling_duplicates`) loads with it too, is
-        `folder_search`'s.
+        A rule of `rule_path` given that id would be FLUO213 in its own file, in its folder (`fluo check FOLDER`,
+        and the editor's own diagnostics) and in each test file that loads it with other rule files (`fluo test`).
+        The rest of the workspace folder, which `fluo check .` loads with it too, is `folder_search`'s.
         """
         loads: list[tuple[list[Path], str]] = [([rule_path], "the same file")]
         loads.append((sorted(self.beside(rule_path) - {rule_path}), f"`fluo check {self.shown(rule_path.parent)}`"))
@@ -439,9 +339,10 @@ class Workspace:
         None if no workspace folder holds it, or if that search passes it over (hidden, in `node_modules`).
 
         Made on the server's thread, which it takes the open documents from as they are now; run on any other
-        (`_first_sites`): it reads the files on disk, which a folder of thousands would hold every request up with.
+        (`_search`): it reads the files on disk, which a folder of thousands would hold every request up with.
         """
-        roots = self._roots(rule_path)
+        holding = [f for f in self.folders if rule_path.is_relative_to(f) and _checked_below(f, rule_path)]
+        roots = [f for f in holding if not any(f != g and f.is_relative_to(g) for g in holding)]  # each file once
         if not roots:
             return None
         opened = {
@@ -450,61 +351,29 @@ class Workspace:
             if p.suffix == RULE_SUFFIX and any(p.is_relative_to(f) for f in roots)
             and (doc := self.rule_document(p)) is not None
         }  # fmt: skip
+        return lambda: self._search(roots, rule_id, opened)
 
-        def search() -> FolderSearch:
-            found, unchecked = self._first_sites(roots, frozenset({rule_id}), opened)
-            return FolderSearch(found.get(rule_id), unchecked)
-
-        return search
-
-    def _roots(self, rule_path: Path) -> list[Path]:
-        """The workspace folders `fluo check .` run in would load the rule file at `rule_path` from, each file once
-        (a folder inside another is searched with it): none if it is in none, or passed over (hidden, ...)."""
-        holding = [f for f in self.folders if rule_path.is_relative_to(f) and _checked_below(f, rule_path)]
-        return [f for f in holding if not any(f != g and f.is_relative_to(g) for g in holding)]
-
-    def _first_sites(
-        self,
-        roots: list[Path],
-        rule_ids: frozenset[str],
-        opened: dict[Path, RuleDocument],
-        *,
-        until: Path | None = None,
-        skip: frozenset[Path] = frozenset(),
-    ) -> tuple[dict[str, RuleSite], tuple[str, ...]]:
-        """Where each of `rule_ids` is first defined among the rule files of `roots`, in path order (`fluo check .`'s):
-        those before `until` alone if it is given, the files of `skip` passed over, those of `opened` as they are
-        open. With what it could not look at, in words for the user.
-
-        Within `MAX_WALK_ENTRIES` files looked at and `MAX_SEARCH_BYTES` read; only a file whose text may define
-        one of the ids (`_may_define`) is analysed, within `MAX_SIBLING_BYTES` (one analysed before, and unchanged,
-        is not analysed again). What it could not look at is said, never passed over silently: a folder or file
-        that cannot be read, a link `fluo check` refuses, the budgets."""
+    def _search(self, roots: list[Path], rule_id: str, opened: dict[Path, RuleDocument]) -> FolderSearch:
+        """`folder_search`'s search, in path order: within `MAX_WALK_ENTRIES` files looked at and `MAX_SEARCH_BYTES`
+        read; only a file whose text may define `rule_id` (`_may_define`) is analysed, within `MAX_SIBLING_BYTES`
+        (one analysed before, and unchanged, is not analysed again). What it could not look at is said, never
+        passed over silently: a folder or file that cannot be read, a link `fluo check` refuses, the budgets."""
         unchecked: list[str] = []
-        found: dict[str, RuleSite] = {}
-        left = set(rule_ids)
-        opened = dict(opened)
 
         def unreadable(exc: OSError) -> None:
             where = self.shown(Path(exc.filename)) if exc.filename else "a folder"
             unchecked.append(f"{where}: {exc.strerror or exc}")
 
-        def done() -> tuple[dict[str, RuleSite], tuple[str, ...]]:
-            return found, tuple(unchecked)
-
-        holding = f"`{next(iter(rule_ids))}`" if len(rule_ids) == 1 else "one of the ids looked for"
         seen = read = analysed = 0
         for root in roots:
             for path in walk(root, lambda name: True, unreadable=unreadable):  # `fluo check .`'s folders
-                if until is not None and path >= until:
-                    return done()
                 seen += 1
                 if seen > MAX_WALK_ENTRIES:
                     unchecked.append(
                         f"{self.shown(path)} and the files after it (more than {MAX_WALK_ENTRIES:,} files)"
                     )
-                    return done()
-                if not path.name.endswith(RULE_SUFFIX) or path in skip:
+                    return FolderSearch(None, tuple(unchecked))
+                if not path.name.endswith(RULE_SUFFIX):
                     continue
                 doc = opened.pop(path, None)
                 if doc is None:
@@ -532,33 +401,24 @@ class Workspace:
                     if read > MAX_SEARCH_BYTES:
                         why = f"more than {MAX_SEARCH_BYTES // 1024 // 1024} MiB of rule files"
                         unchecked.append(f"{self.shown(path)} and the files after it ({why})")
-                        return done()
+                        return FolderSearch(None, tuple(unchecked))
                     text, bad = decode_source(data, str(path))
-                    if not any(map(_definable(path.name, text), left)):
+                    if not _may_define(path.name, text, rule_id):
                         continue
                     analysed += len(data)
                     if analysed > MAX_SIBLING_BYTES:
                         why = f"more than {MAX_SIBLING_BYTES // 1024 // 1024} MiB of them to analyse"
-                        unchecked.append(f"{self.shown(path)} and the files after it holding {holding} ({why})")
-                        return done()
+                        unchecked.append(f"{self.shown(path)} and the files after it holding `{rule_id}` ({why})")
+                        return FolderSearch(None, tuple(unchecked))
                     doc = RuleDocument(str(path), text, self.shown(path), unreadable=bad)
                     self._rule_docs[path] = (stamp(st), doc)
-                for rule_id in list(left):
-                    if (site := _site_of(path, doc, rule_id)) is not None:
-                        found[rule_id] = site
-                        left.discard(rule_id)
-                if not left:
-                    return done()
-        for path, doc in sorted(opened.items()):  # open and not saved yet: `fluo check .` loads them once saved
-            if until is not None and path >= until:
-                break
-            if path.exists() or self.passes_over(path):
-                continue
-            for rule_id in list(left):
-                if (site := _site_of(path, doc, rule_id)) is not None:
-                    found[rule_id] = site
-                    left.discard(rule_id)
-        return done()
+                site = _site_of(path, doc, rule_id)
+                if site is not None:
+                    return FolderSearch(site, tuple(unchecked))
+        for path, doc in opened.items():  # open and not saved yet: `fluo check .` loads them once saved
+            if not path.exists() and not self.passes_over(path) and (site := _site_of(path, doc, rule_id)):
+                return FolderSearch(site, tuple(unchecked))
+        return FolderSearch(None, tuple(unchecked))
 
     def _within_budget(self, paths: list[Path]) -> list[Path]:
         """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).
@@ -803,10 +663,8 @@ class Workspace:
         return problems
 
     def forget_disk(self) -> None:
-        """Files changed on disk: test files are read again (their fixtures, their rule folders), and the rule
-        files before each open one searched again for its ids (`_earlier_sites`)."""
+        """Files changed on disk: test files are read again (their fixtures, their rule folders)."""
         self._runner.clear()
-        self._disk_changes += 1
 
     def _loaded(self, test: TestFile) -> Hashable:
         """What `fluo test`'s reader takes from the rule files `test` loads: whether each is on disk, then why they
@@ -837,19 +695,6 @@ class Workspace:
             start = starts[i] + len(line_text) - len(line_text.lstrip())
             out.append(TestProblem(p.code, p.message, start, starts[i] + len(line_text)))
         return out
-
-
-@dataclass(slots=True)
-class _Earlier:
-    """What the rule files before an open one in its workspace folder define (`Workspace._earlier_sites`), for
-    `key` (the folders, the changes on disk, the open rule files): the ids searched for (each found or not),
-    those being searched for, where each found one is, and what the searches could not look at."""
-
-    key: Hashable
-    searched: frozenset[str] = frozenset()
-    searching: frozenset[str] = frozenset()
-    found: dict[str, RuleSite] = field(default_factory=dict)
-    unchecked: tuple[str, ...] = ()
 
 
 _ANALYSES_KEPT = 32
@@ -928,21 +773,10 @@ def _may_define(name: str, text: str, rule_id: str) -> bool:
     id is written in its text, or is its file's stem (a bare expression), or the parser made it of what was
     written (`rule frésh-id` is `fresh_id`, `rule 9x` is `_9x`): the id then still shows in the text with accents
     dropped and every character an id cannot hold read as `_`. False only where no rule can have that id."""
-    return _definable(name, text)(rule_id)
-
-
-def _definable(name: str, text: str) -> Callable[[str], bool]:
-    """`_may_define` for the file named `name` holding `text`, for any number of ids: its text read once."""
-    chars = (_id_chars(text), _id_chars(name))
-    ascii_text = text.isascii()
-
-    def may_define(rule_id: str) -> bool:
-        core = rule_id[1:] if re.match(r"_[0-9]", rule_id) else rule_id
-        if _CODE_POINT_ID.fullmatch(rule_id) and not ascii_text:
-            return True
-        return any(core in t for t in chars)
-
-    return may_define
+    core = rule_id[1:] if re.match(r"_[0-9]", rule_id) else rule_id
+    if _CODE_POINT_ID.fullmatch(rule_id) and not text.isascii():
+        return True
+    return any(core in _id_chars(t) for t in (text, name))
 
 
 def _id_chars(text: str) -> str:

@@ -1611,48 +1611,6 @@ async def test_closing_a_rule_file_unsaved_refreshes_the_rule_files_beside_it(
     await diagnostics(client, b, lambda d: len(d) == 0)
 
 
-async def test_a_rule_id_defined_first_in_a_sibling_folder_is_fluo213_as_fluo_check_dot_says(
-    client: LanguageClient, workspace: Path, tmp_path: Path
-) -> None:
-    """The editor's FLUO213 compared a file with the files of its own folder only, while `fluo check .` run in
-    the workspace folder (CI, the pre-commit hook) loads every rule file there, sibling folders too, and rename
-    refuses an id any of them uses. A file in a workspace folder gets it for an id a file before it in path order
-    defines anywhere in that folder, as `fluo check .` says it; an edit to the first file refreshes the other."""
-    base = workspace / "dup_tree"
-    (base / "team_a").mkdir(parents=True)
-    (base / "team_b").mkdir()
-    (base / "team_a" / "pay.fluo").write_text("rule pay_late {\n  expect true\n}\n")
-    orders_text = "rule pay_late {\n  expect true\n}\n"
-    orders = open_doc(client, base / "team_b" / "orders.fluo", orders_text)
-    [d] = await diagnostics(client, orders, lambda d: len(d) == 1)
-    assert (d.code, d.range, d.message) == (
-        "FLUO213",
-        rng(0, 5, 0, 13),
-        "rule id `pay_late` is already defined at dup_tree/team_a/pay.fluo:1:6",
-    )
-    assert d.related_information is not None
-    assert d.related_information[0].location.uri == (base / "team_a" / "pay.fluo").as_uri()
-    saved = tmp_path / "saved"  # what CI says once it is saved
-    shutil.copytree(base, saved)
-    (saved / "team_b" / "orders.fluo").write_text(orders_text)
-    checked = subprocess.run(
-        [sys.executable, "-m", "fluo_run.cli", "check", "."], cwd=saved, capture_output=True, text=True, timeout=60
-    )
-    assert "team_b/orders.fluo:1:6: error[FLUO213] rule id `pay_late` is already defined at team_a/pay.fluo:1:6" in (
-        checked.stdout
-    ), checked.stdout + checked.stderr
-
-    pay = open_doc(client, base / "team_a" / "pay.fluo", "rule pay_late {\n  expect true\n}\n")
-    assert list(await diagnostics(client, pay)) == []  # the first definition is not the duplicate
-    client.text_document_did_change(
-        lsp.DidChangeTextDocumentParams(
-            text_document=lsp.VersionedTextDocumentIdentifier(uri=pay, version=2),
-            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text="rule pay_early {\n  expect true\n}\n")],
-        )
-    )
-    await diagnostics(client, orders, lambda d: len(d) == 0)  # the edit in another folder refreshed it
-
-
 def _lsp_glob(pattern: str) -> re.Pattern[str]:
     """An LSP glob pattern (`**`, `*`, `?`, `{a,b}`, `[a-z]`) as a regular expression over `/`-separated paths."""
     out, i = "", 0
@@ -2062,31 +2020,3 @@ async def test_prepare_rename_reads_rule_files_off_the_servers_thread(
     assert not prepared.done(), "prepareRename answered before its read of gated.fluo was let go"
     (gated_root / "gate" / "open").touch()
     assert await prepared == lsp.PrepareRenamePlaceholder(range=rng(5, 14, 5, 22), placeholder="gated_id")
-
-
-async def test_fluo213_across_the_workspace_folder_says_what_it_could_not_search(
-    nobody_client: LanguageClient, readable_root: Path
-) -> None:
-    """FLUO213 as you type looks at the rule files before an open one within the walk budget (`SMALL_WALK` files
-    here): an id defined before the budget is reached is found, and what lies past it is said, once for the
-    workspace folder, in a warning (not passed over silently)."""
-    base = readable_root / "dup_budget_case"
-    for folder in ("a_first", "b_many", "c_rules"):
-        (base / folder).mkdir(parents=True)
-    (base / "a_first" / "early.fluo").write_text("rule early_id {\n  expect true\n}\n")
-    for n in range(SMALL_WALK + 10):
-        (base / "b_many" / f"f{n:03}.txt").touch()
-    only_folder(nobody_client, base)
-    warnings = len([m for m in nobody_client.messages if m.type == lsp.MessageType.Warning])
-    text = "rule early_id {\n  expect true\n}\n\nrule own_id {\n  expect true\n}\n"
-    uri = open_doc(nobody_client, base / "c_rules" / "orders.fluo", text)
-    [d] = await diagnostics(nobody_client, uri, lambda d: len(d) == 1)
-    assert (d.code, d.message) == ("FLUO213", "rule id `early_id` is already defined at a_first/early.fluo:1:6")
-    assert (await warned(nobody_client, warnings + 1))[warnings:] == [
-        f"fluo: the rule ids of {base} are checked for duplicates (FLUO213) as you type without all of its rule "
-        "files searched (`fluo check .` run there searches them all); not searched: "
-        f"b_many/f{SMALL_WALK - 1:03}.txt and the files after it (more than {SMALL_WALK} files)"
-    ]
-    other = open_doc(nobody_client, base / "c_rules" / "other.fluo", "rule other_id {\n  expect true\n}\n")
-    assert list(await diagnostics(nobody_client, other)) == []
-    assert len([m for m in nobody_client.messages if m.type == lsp.MessageType.Warning]) == warnings + 1  # once

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -570,8 +569,8 @@ def test_a_rule_id_defined_first_in_a_file_beside_it_is_fluo213(
     b = index.rule_document(tmp_path / "b.fluo")
     a = index.rule_document(tmp_path / "a.fluo")
     assert a is not None and b is not None
-    assert read_beside(index, tmp_path / "a.fluo", a) == []
-    [(d, base)] = read_beside(index, tmp_path / "b.fluo", b)
+    assert index.sibling_duplicates(tmp_path / "a.fluo", a) == []
+    [(d, base)] = index.sibling_duplicates(tmp_path / "b.fluo", b)
     assert (d.code, d.message, base + d.span.start) == ("FLUO213", "rule id `dup` is already defined at a.fluo:2:6", 5)
     assert d.related[0].path == str(tmp_path / "a.fluo") and (d.related[0].span.line, d.related[0].span.col) == (1, 5)
     monkeypatch.chdir(tmp_path)
@@ -596,7 +595,7 @@ def test_a_rule_file_on_disk_that_is_not_utf8_is_fluo106_alone_as_fluo_check_and
         ("FLUO106", "not UTF-8: byte 0xe9 at line 1, column 30; save it as UTF-8")
     ]
     a = index.rule_document(tmp_path / "a.fluo")
-    assert a is not None and read_beside(index, tmp_path / "a.fluo", a) == []
+    assert a is not None and index.sibling_duplicates(tmp_path / "a.fluo", a) == []
     monkeypatch.chdir(tmp_path)
     assert [d.code for d in api.analyze_paths(["."]).diagnostics] == ["FLUO106"]  # what CI says
     path = tmp_path / "t_test.yaml"
@@ -711,15 +710,11 @@ def test_a_file_past_the_size_limit_is_fluo402_unread(tmp_path: Path, monkeypatc
 
 
 def read_beside(index: Workspace, path: Path, doc: RuleDocument) -> list[tuple[Diagnostic, int]]:
-    """`sibling_duplicates` once the files before `path` it goes on without are read (or, in a workspace folder,
-    searched) in the background (a bounded wait)."""
-    index.sibling_duplicates(path, doc)
-    for _ in range(3_000):
-        if not index._reading and not any(e.searching for e in index._earlier.values()):
-            break
-        time.sleep(0.01)
-    else:
-        raise AssertionError("the files before it are still being read after 30 s")
+    """`sibling_duplicates` once the files beside `path` it goes on without are read (a bounded wait)."""
+    read = threading.Event()
+    index.on_read = lambda paths: read.set()
+    if index.sibling_duplicates(path, doc) == [] and index._reading:
+        assert read.wait(30)
     return index.sibling_duplicates(path, doc)
 
 
