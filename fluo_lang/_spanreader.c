@@ -27,6 +27,28 @@
 
 /* ------------------------------------------------------------------ configuration */
 
+/* What short encodings read as, kept in C: a name, a status or an attribute value repeats across
+   spans, and looking one up here costs no bytes object and no dict lookup. Only what FLUO's own
+   cache (the dict given) holds for those bytes is kept: immutable values, never a list or a map.
+   One entry per slot, a newer value replacing an older one. Read and written with the GIL held,
+   and no Python code runs between reading an entry and taking a reference to its value. */
+#define MEMO_SLOTS 4096 /* a power of two */
+#define MEMO_KEY_BYTES 64
+
+typedef struct {
+    uint64_t hash;
+    Py_ssize_t n;
+    uint8_t key[MEMO_KEY_BYTES];
+    PyObject *value; /* NULL: empty */
+} MemoEntry;
+
+typedef struct {
+    MemoEntry slots[MEMO_SLOTS];
+} Memo;
+
+static Memo *memo_names = NULL, *memo_statuses = NULL, *memo_values = NULL;
+
+
 enum {
     SLOT_TRACE_ID,
     SLOT_SPAN_ID,
@@ -71,6 +93,10 @@ static PyObject *positions = NULL;    /* tuple of shared ints 0..n-1 for `_pos` 
 static PyObject *empty_bytes = NULL;
 
 static int configured = 0;
+
+/* What `otlp.py` checks before using the module: a build of another version of this file (an editable
+   install not rebuilt after a pull) is not used. Raise it whenever `read`'s contract changes. */
+#define READER_VERSION 2
 
 static int
 set_callable(PyObject *dict, const char *key, PyObject **target, int must_call)
@@ -136,6 +162,12 @@ configure(PyObject *Py_UNUSED(self), PyObject *args)
         PyErr_SetString(PyExc_TypeError, "configure: caches must be dicts, kinds and positions tuples");
         return NULL;
     }
+    Memo *memos[] = {memo_names, memo_statuses, memo_values};
+    for (size_t m = 0; m < sizeof memos / sizeof memos[0]; m++) { /* values of the caches configured before */
+        for (int i = 0; i < MEMO_SLOTS; i++) {
+            Py_CLEAR(memos[m]->slots[i].value);
+        }
+    }
     Py_INCREF(cls);
     Py_XSETREF(span_type, (PyTypeObject *)cls);
     memcpy(slot_offset, offsets, sizeof offsets);
@@ -150,13 +182,15 @@ typedef struct {
     Py_ssize_t n;
 } Slice;
 
-/* A varint at *pp (before end): 0 and *pp past it, or -1 for a truncated or over-long one. */
+/* A varint at *pp (before end) of at most `most` bytes: 0 and *pp past it, or -1 for a truncated or
+   longer one. Values take up to 10 bytes; tags and lengths at most 5, as protobuf reads them (it
+   refuses a longer one as corrupt, so the reader must too). */
 static inline int
-varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+varint_of(const uint8_t **pp, const uint8_t *end, uint64_t *out, int most)
 {
     const uint8_t *p = *pp;
     uint64_t v = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
+    for (int i = 0, shift = 0; i < most; i++, shift += 7) {
         if (p >= end) {
             return -1;
         }
@@ -174,12 +208,20 @@ varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
     return -1;
 }
 
+static inline int
+varint(const uint8_t **pp, const uint8_t *end, uint64_t *out)
+{
+    return varint_of(pp, end, out, 10);
+}
+
+#define SHORT_VARINT 5 /* the most bytes of a tag or a length */
+
 /* A field's tag: its number and wire type. */
 static inline int
 tag(const uint8_t **pp, const uint8_t *end, uint32_t *field, int *wire)
 {
     uint64_t t;
-    if (varint(pp, end, &t) < 0 || t > UINT32_MAX) {
+    if (varint_of(pp, end, &t, SHORT_VARINT) < 0 || t > UINT32_MAX) {
         return -1;
     }
     *field = (uint32_t)(t >> 3);
@@ -192,7 +234,7 @@ static inline int
 delimited(const uint8_t **pp, const uint8_t *end, Slice *out)
 {
     uint64_t n;
-    if (varint(pp, end, &n) < 0 || n > (uint64_t)(end - *pp)) {
+    if (varint_of(pp, end, &n, SHORT_VARINT) < 0 || n > INT32_MAX || n > (uint64_t)(end - *pp)) {
         return -1;
     }
     out->p = *pp;
@@ -248,6 +290,7 @@ all_zero(Slice s)
 /* ------------------------------------------------------------------ reading */
 
 #define BAIL 1  /* leave the request to protobuf */
+#define MAX_SCANNED 64 /* attributes of a span its planned keys are looked up in by a scan */
 #define ERROR -1 /* a Python exception is set */
 
 typedef struct {
@@ -282,26 +325,6 @@ set_slot(PyObject *obj, int slot, PyObject *value) /* steals value */
     Py_XSETREF(*p, value);
 }
 
-/* What short encodings read as, kept in C: a name, a status or an attribute value repeats across
-   spans, and looking one up here costs no bytes object and no dict lookup. Only what FLUO's own
-   cache (the dict given) holds for those bytes is kept: immutable values, never a list or a map.
-   One entry per slot, a newer value replacing an older one. Read and written with the GIL held,
-   and no Python code runs between reading an entry and taking a reference to its value. */
-#define MEMO_SLOTS 4096 /* a power of two */
-#define MEMO_KEY_BYTES 64
-
-typedef struct {
-    uint64_t hash;
-    Py_ssize_t n;
-    uint8_t key[MEMO_KEY_BYTES];
-    PyObject *value; /* NULL: empty */
-} MemoEntry;
-
-typedef struct {
-    MemoEntry slots[MEMO_SLOTS];
-} Memo;
-
-static Memo *memo_names = NULL, *memo_statuses = NULL, *memo_values = NULL;
 
 static inline uint64_t
 fnv1a(Slice raw)
@@ -584,7 +607,10 @@ span(Reader *r, Slice msg)
     else {
         SET(SLOT_ATTRS_SOURCE, PyBytes_FromStringAndSize((const char *)msg.p, msg.n));
     }
-    SET(SLOT_READ, r->n_keys ? read_keys(r, n_entries) : Py_NewRef(Py_None));
+    /* The planned keys are looked up by a scan of the span's attributes: past MAX_SCANNED of them, where
+       scans would cost more than protobuf's map, none is prefetched and each is read on first use (`_read`
+       None: `Span.attr`, through protobuf's map of the span's own bytes, as without a plan). */
+    SET(SLOT_READ, r->n_keys && n_entries <= MAX_SCANNED ? read_keys(r, n_entries) : Py_NewRef(Py_None));
     SET(SLOT_RESOURCE, Py_NewRef(r->resource));
     SET(SLOT_TRACE_REF, Py_NewRef(Py_None));
 #undef SET
@@ -767,6 +793,8 @@ plan_keys(PyObject *plan, Key **out, Py_ssize_t *n_out)
         PyErr_NoMemory();
         return -1;
     }
+    keys[0].heads = heads; /* freed through keys[0] (`free_keys`), an empty plan's too */
+    keys[0].rests = rests;
     Py_ssize_t used = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *item = PyTuple_GET_ITEM(plan, i);
@@ -869,5 +897,9 @@ PyInit__spanreader(void)
     if (empty_bytes == NULL || memo_names == NULL || memo_statuses == NULL || memo_values == NULL) {
         return PyErr_NoMemory();
     }
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "VERSION", READER_VERSION) < 0) {
+        Py_CLEAR(m);
+    }
+    return m;
 }

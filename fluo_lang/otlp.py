@@ -815,12 +815,19 @@ def _dotted_of(raw: bytes, rest: str) -> Any:
     return read_in(inner, rest) if isinstance(inner, dict) else None
 
 
-_spanreader: Any
-try:
-    from fluo_lang import _spanreader
-except ImportError:  # not compiled where FLUO was installed (no C compiler): protobuf alone reads spans
-    _spanreader = None
-else:
+_READER_VERSION = 2
+"""The version of `fluo_lang/_spanreader.c` this file calls (its `READER_VERSION`)."""
+
+
+def _native() -> Any:
+    """The native span reader, configured; None where it was not compiled (no C compiler at install), or is a
+    build of another version of its source (an editable install not rebuilt after a pull: `pip install -e .`)."""
+    try:
+        from fluo_lang import _spanreader
+    except ImportError:
+        return None
+    if getattr(_spanreader, "VERSION", None) != _READER_VERSION:
+        return None
     _spanreader.configure(
         _DecodedSpan,
         {
@@ -839,6 +846,10 @@ else:
             "positions": _POSITIONS,
         },
     )
+    return _spanreader
+
+
+_spanreader: Any = _native()
 
 
 def native_reader() -> bool:

@@ -8,6 +8,7 @@ never read what protobuf refuses. Built by the test command's `pip install -e .`
 from __future__ import annotations
 
 import sys
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,13 @@ def assert_same(native: list[Span], standard: list[Span]) -> None:
         for slot in SLOTS:
             assert getattr(a, slot) == getattr(b, slot), slot
             assert type(getattr(a, slot)) is type(getattr(b, slot)), slot
-        assert a._read == b._read
         assert a._attrs is None and a.trace_ref is None
+        wide = a._read is None and b._read is not None  # not prefetched: a span of over 64 attributes
+        assert {k: a.attr(k) for k in KEYS} == {k: b.attr(k) for k in KEYS}
+        if wide:
+            assert len(a.attributes) > 64
+        else:
+            assert a._read == b._read
         assert a.resource == b.resource
         assert a.attributes == b.attributes  # the unread attributes, from the bytes the span keeps
 
@@ -315,3 +321,64 @@ def test_generated_requests_are_read_natively_as_protobuf_reads_them(data: bytes
     spans = check(data)
     standard = by_protobuf(data)
     assert (spans is None) == (standard is None)  # read natively unless protobuf's path refuses them (bad ids)
+
+
+def padded(n: int, size: int) -> bytes:
+    """`n` as a varint of exactly `size` bytes (over-long: continuation bytes of zero bits)."""
+    out = bytearray(varint(n))
+    if size > len(out):
+        out[-1] |= 0x80
+        out += b"\x80" * (size - len(out) - 1) + b"\x00"
+    return bytes(out)
+
+
+def test_tags_and_lengths_of_more_than_five_bytes_are_left_to_protobuf_which_refuses_them() -> None:
+    """Protobuf reads a tag or a length in at most 5 bytes (QA native r01: the reader took 10, then a span's
+    attributes, decoded again by protobuf, failed mid-evaluation); 5 bytes, over-long but valid, read alike."""
+    block = request(2).resource_spans[0].SerializeToString()
+    for tag_size, length_size, readable in [(5, 1, True), (6, 1, False), (1, 5, True), (1, 6, False)]:
+        wire = padded(0x0A, tag_size) + padded(len(block), length_size) + block  # resource_spans, field 1
+        assert (by_protobuf(wire) is not None) == readable, (tag_size, length_size)
+        assert (read_spans(wire) is not None) == readable, (tag_size, length_size)
+        check(wire)
+    pair = b"\x0a\x01k\x12\x02\x08\x01"  # a KeyValue: k = 1
+    for tag_size, readable in [(5, True), (6, False)]:
+        inner = with_span_field(padded(0x4A, tag_size) + varint(len(pair)) + pair)  # attributes, field 9
+        assert (by_protobuf(inner) is not None) == readable
+        assert (read_spans(inner) is not None) == readable
+        check(inner)
+
+
+def test_reading_with_no_planned_keys_keeps_no_memory() -> None:
+    """QA native r02: every read with no planned key (rules reading no attribute) leaked 32 bytes in C."""
+    data = request(3).SerializeToString()
+    for keys in [(), KEYS]:
+        read_spans(data, prefetch=keys)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for _ in range(3000):
+                read_spans(data, prefetch=keys)
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert grown < 16 * 1024, (keys, grown)
+
+
+def test_a_span_of_many_attributes_reads_its_keys_when_used_not_by_scans() -> None:
+    """QA native r03: planned keys were found by scanning a span's attributes, key after key: past 64 of
+    them none is prefetched, and each is read through protobuf's map when first used, as without a plan."""
+    req = request(1)
+    sp = req.resource_spans[0].scope_spans[0].spans[0]
+    for i in range(100):
+        sp.attributes.add(key=f"k{i}", value=AnyValue(int_value=i))
+    data = req.SerializeToString()
+    spans = read_spans(data, prefetch=KEYS)
+    assert spans is not None and spans[0]._read is None
+    assert spans[0].attr("http.status_code") == 200 and spans[0].attr("k99") == 99
+    check(data)
+
+
+def test_a_build_of_another_version_of_the_reader_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(otlp, "_READER_VERSION", otlp._READER_VERSION + 1)
+    assert otlp._native() is None
