@@ -97,6 +97,16 @@ class FolderSearch:
     unchecked: tuple[str, ...]
 
 
+@dataclass(slots=True)
+class _Spent:
+    """What a search of rule files on disk has spent: bytes read and analysed, and once past a budget, what
+    it leaves unsearched (`Workspace._analysed_if_may_define`)."""
+
+    read: int = 0
+    analysed: int = 0
+    over: str | None = None
+
+
 class Workspace:
     def __init__(self, open_text: Callable[[Path], str | None]) -> None:
         self.folders: list[Path] = []
@@ -364,7 +374,8 @@ class Workspace:
             where = self.shown(Path(exc.filename)) if exc.filename else "a folder"
             unchecked.append(f"{where}: {exc.strerror or exc}")
 
-        seen = read = analysed = 0
+        seen = 0
+        spent = _Spent()
         for root in roots:
             for path in walk(root, lambda name: True, unreadable=unreadable):  # `fluo check .`'s folders
                 seen += 1
@@ -391,26 +402,15 @@ class Workspace:
                     doc = known[0] if known is not None else None
                 if doc is None:
                     try:
-                        data = read_file(path, MAX_RULE_BYTES)
+                        doc = self._analysed_if_may_define(path, rule_id, spent)
                     except OSError as exc:
                         unchecked.append(f"{self.shown(path)}: {exc.strerror or exc}")
                         continue
-                    if len(data) > MAX_RULE_BYTES:  # FLUO402: `fluo check` reads none of its rules
-                        continue
-                    read += len(data)
-                    if read > MAX_SEARCH_BYTES:
-                        why = f"more than {MAX_SEARCH_BYTES // 1024 // 1024} MiB of rule files"
-                        unchecked.append(f"{self.shown(path)} and the files after it ({why})")
+                    if spent.over is not None:
+                        unchecked.append(spent.over)
                         return FolderSearch(None, tuple(unchecked))
-                    text, bad = decode_source(data, str(path))
-                    if not _may_define(path.name, text, rule_id):
+                    if doc is None:
                         continue
-                    analysed += len(data)
-                    if analysed > MAX_SIBLING_BYTES:
-                        why = f"more than {MAX_SIBLING_BYTES // 1024 // 1024} MiB of them to analyse"
-                        unchecked.append(f"{self.shown(path)} and the files after it holding `{rule_id}` ({why})")
-                        return FolderSearch(None, tuple(unchecked))
-                    doc = RuleDocument(str(path), text, self.shown(path), unreadable=bad)
                     self._rule_docs[path] = (stamp(st), doc)
                 site = _site_of(path, doc, rule_id)
                 if site is not None:
@@ -419,6 +419,29 @@ class Workspace:
             if not path.exists() and not self.passes_over(path) and (site := _site_of(path, doc, rule_id)):
                 return FolderSearch(site, tuple(unchecked))
         return FolderSearch(None, tuple(unchecked))
+
+    def _analysed_if_may_define(self, path: Path, rule_id: str, spent: _Spent) -> RuleDocument | None:
+        """The rule file on disk at `path` analysed, if its text may define `rule_id` (`_may_define`) and the search
+        has not spent its budgets (`spent`: `MAX_SEARCH_BYTES` read, `MAX_SIBLING_BYTES` analysed). None if it
+        cannot define it, if `fluo check` reads none of its rules (FLUO402), or past a budget: `spent.over` then
+        says, for the user, what is left unsearched. OSError if it cannot be read."""
+        data = read_file(path, MAX_RULE_BYTES)
+        if len(data) > MAX_RULE_BYTES:
+            return None
+        spent.read += len(data)
+        if spent.read > MAX_SEARCH_BYTES:
+            why = f"more than {MAX_SEARCH_BYTES // 1024 // 1024} MiB of rule files"
+            spent.over = f"{self.shown(path)} and the files after it ({why})"
+            return None
+        text, bad = decode_source(data, str(path))
+        if not _may_define(path.name, text, rule_id):
+            return None
+        spent.analysed += len(data)
+        if spent.analysed > MAX_SIBLING_BYTES:
+            why = f"more than {MAX_SIBLING_BYTES // 1024 // 1024} MiB of them to analyse"
+            spent.over = f"{self.shown(path)} and the files after it holding `{rule_id}` ({why})"
+            return None
+        return RuleDocument(str(path), text, self.shown(path), unreadable=bad)
 
     def _within_budget(self, paths: list[Path]) -> list[Path]:
         """The first of `paths` whose files on disk hold at most `MAX_SIBLING_BYTES` together (open ones are free).
@@ -549,18 +572,55 @@ class Workspace:
     def definitions(
         self, rule_id: str, near: list[Path] | None = None, opened: Mapping[Path, RuleDocument] | None = None
     ) -> list[RuleSite]:
-        """Where `rule_id` is defined: in the files `near` if it is there, else anywhere in the workspace (`opened`
-        as `rule_ids` takes it)."""
+        """Where `rule_id` is defined: in the files `near` if it is there, else in the first rule file of the
+        workspace that defines it (`_first_definition`; `opened` as `rule_ids` takes it)."""
         if near:
             site = self.rule_ids(near, opened=opened).get(rule_id)
             if site is not None:
                 return [site]
-        every = self.rule_ids(list(self.walk(lambda n: n.endswith(".fluo"))), opened=opened)
-        return [every[rule_id]] if rule_id in every else []
+        site = self._first_definition(rule_id, opened)
+        return [site] if site is not None else []
+
+    def _first_definition(self, rule_id: str, opened: Mapping[Path, RuleDocument] | None) -> RuleSite | None:
+        """The first rule of the workspace's rule files (`walk`, in path order) with the id `rule_id`.
+
+        Open documents are taken as they are (from `opened` if given, else `rule_document`). A file on
+        disk is analysed only if its text may define the id, within the budgets of `_search`, and kept
+        only if it does: a search of thousands of files stops at the first that defines it, and holds
+        no more in memory than that one. What is past the budgets is left out (logged)."""
+        spent = _Spent()
+        for path in self.walk(lambda name: name.endswith(RULE_SUFFIX)):
+            if opened is not None:
+                doc = opened.get(path)
+            else:
+                doc = self.rule_document(path) if self._open_text(path) is not None else None
+            read_at: Stamp | None = None  # of a file read here, kept if it defines the id
+            if doc is None:
+                try:
+                    st = path.stat()
+                    if not S_ISREG(st.st_mode):
+                        continue
+                    known = self._known(path, st)
+                    if known is None:
+                        read_at = stamp(st)
+                        doc = self._analysed_if_may_define(path, rule_id, spent)
+                    else:
+                        doc = known[0]
+                except OSError:
+                    continue
+                if spent.over is not None:
+                    log.info("fluo lsp: the definition of `%s` was not looked for in %s", rule_id, spent.over)
+                    return None
+            site = _site_of(path, doc, rule_id) if doc is not None else None
+            if site is not None:
+                if read_at is not None:
+                    self._rule_docs[path] = (read_at, site.document)
+                return site
+        return None
 
     def definition_search(self, rule_id: str, near: list[Path]) -> Callable[[], list[RuleSite]]:
         """`definitions`, to run on any thread but the server's: it reads the rule files of `near` on disk, and
-        every one of the workspace if the rule is not there, which would hold every request up.
+        the workspace's until one defines the rule if it is not there, which would hold every request up.
 
         Made on the server's thread, which it takes the open rule documents (`.fluo`, or named in `near`) from as
         they are now."""

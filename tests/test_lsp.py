@@ -2020,3 +2020,102 @@ async def test_prepare_rename_reads_rule_files_off_the_servers_thread(
     assert not prepared.done(), "prepareRename answered before its read of gated.fluo was let go"
     (gated_root / "gate" / "open").touch()
     assert await prepared == lsp.PrepareRenamePlaceholder(range=rng(5, 14, 5, 22), placeholder="gated_id")
+
+
+COUNTING_SERVER = r"""
+import sys
+from pathlib import Path
+import fluo_run.cli
+from fluo_lsp import workspace
+Document = workspace.RuleDocument
+
+def counted(path, *args, **kwargs):
+    # each rule file the workspace analyses is written down in the `analysed.log` of a folder above it
+    for folder in Path(path).parents:
+        if (folder / "analysed.log").exists():
+            with open(folder / "analysed.log", "a") as log:
+                log.write(path + "\n")
+            break
+    return Document(path, *args, **kwargs)
+
+workspace.RuleDocument = counted
+sys.argv = ["fluo", "lsp"]
+fluo_run.cli.main()
+"""
+"""`fluo lsp` that writes down each rule file its workspace analyses (`analysed.log`)."""
+
+MANY_RULE_FILES = 200
+
+
+@pytest.fixture(scope="module")
+def many_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """200 rule files in `rules/`; `early_id` is in the first (and the 151st), `late_id` in the 151st alone, and
+    a test file in `tests/` expects both of a rule file of its own that defines neither."""
+    root = tmp_path_factory.mktemp("many")
+    for folder in ("rules", "tests"):
+        (root / folder).mkdir()
+    for i in range(MANY_RULE_FILES):
+        text = f"rule f{i:03}_id {{\n  expect true\n}}\n"
+        if i in (0, 150):
+            text += "// early_id, once more\nrule early_id {\n  expect true\n}\n"
+        if i == 150:
+            text += "rule late_id {\n  expect true\n}\n"
+        (root / "rules" / f"f{i:03}.fluo").write_text(text)
+    (root / "tests" / "other.fluo").write_text("rule other_id {\n  expect true\n}\n")
+    (root / "tests" / "other_test.yaml").write_text(
+        "rules: [other.fluo]\ncases:\n  - name: one\n    spans: [{name: x}]\n    expect:\n"
+        "      - rule: early_id\n      - rule: late_id\n"
+    )
+    (root / "analysed.log").touch()
+    return root
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=[sys.executable, "-c", COUNTING_SERVER]))
+async def many_client(lsp_client: LanguageClient, many_root: Path) -> AsyncIterator[None]:
+    folder = lsp.WorkspaceFolder(uri=many_root.as_uri(), name="many")
+    capabilities = client_capabilities("visual-studio-code")
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        pass  # the file watchers: nothing changes on disk here
+
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(capabilities=capabilities, root_uri=folder.uri, workspace_folders=[folder])
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_rule_found_in_the_workspace_is_found_without_analysing_every_rule_file(
+    many_client: LanguageClient, many_root: Path
+) -> None:
+    """QA lsp213 r04: prepareRename, go to definition and find references on a rule id in a test file whose rule
+    files lack it analysed every rule file of the workspace, and kept them all (1,500 files: 50 s, +480 MiB),
+    though the rule was in the first. The workspace's files are looked at in path order until one defines it,
+    and only those whose text may define it are analysed: the same definition is found, the first."""
+    analysed = many_root / "analysed.log"
+    test_path = many_root / "tests" / "other_test.yaml"
+    test = lsp.TextDocumentIdentifier(uri=open_doc(many_client, test_path, test_path.read_text(), "yaml"))
+    await diagnostics(many_client, test.uri)
+    early, late = lsp.Position(5, 16), lsp.Position(6, 16)
+    first = (many_root / "rules" / "f000.fluo").as_uri()
+    later = (many_root / "rules" / "f150.fluo").as_uri()
+
+    def rules_analysed() -> list[str]:
+        return sorted({Path(p).name for p in analysed.read_text().split()} - {"other.fluo"})
+
+    prepared = await many_client.text_document_prepare_rename_async(lsp.PrepareRenameParams(test, early))
+    assert prepared == lsp.PrepareRenamePlaceholder(range=rng(5, 14, 5, 22), placeholder="early_id")
+    assert rules_analysed() == ["f000.fluo"]
+    found = await many_client.text_document_definition_async(lsp.DefinitionParams(test, early))
+    assert found == [lsp.Location(uri=first, range=rng(4, 5, 4, 13))]
+    assert rules_analysed() == ["f000.fluo"]  # kept: it defines the id
+
+    found = await many_client.text_document_definition_async(lsp.DefinitionParams(test, late))
+    assert found == [lsp.Location(uri=later, range=rng(7, 5, 7, 12))]
+    assert rules_analysed() == ["f000.fluo", "f150.fluo"]  # the only files whose text holds `late_id`
+    refs = await many_client.text_document_references_async(
+        lsp.ReferenceParams(context=lsp.ReferenceContext(include_declaration=True), text_document=test, position=late)
+    )
+    assert refs is not None and refs[0] == lsp.Location(uri=later, range=rng(7, 5, 7, 12))
+    assert rules_analysed() == ["f000.fluo", "f150.fluo"]

@@ -743,6 +743,43 @@ def test_sibling_files_are_read_within_a_budget(tmp_path: Path, monkeypatch: pyt
     assert read == [tmp_path / "a.fluo"]  # b.fluo would pass the budget
 
 
+def test_the_workspace_wide_definition_search_keeps_to_its_budgets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA lsp213 r04: `definitions` past the files `near` analysed every rule file of the workspace and kept them
+    all. It analyses, in path order, only the files whose text may define the id, keeps only the one that does,
+    stops there, and leaves out what is past `MAX_SEARCH_BYTES` read or `MAX_SIBLING_BYTES` analysed."""
+    from fluo_lsp import workspace
+
+    rule = "rule want {\n  expect true\n}\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.fluo").write_text("rule x {\n  expect true\n}\n")
+    (tmp_path / "a" / "y.fluo").write_text("// not `want` here\nrule y {\n  expect true\n}\n" + "//" * 200 + "\n")
+    (tmp_path / "b.fluo").write_text(rule)
+    (tmp_path / "c.fluo").write_text(rule)
+    analysed: list[str] = []
+
+    def counted(path: str, *args: Any, **kwargs: Any) -> RuleDocument:
+        analysed.append(Path(path).name)
+        return RuleDocument(path, *args, **kwargs)
+
+    monkeypatch.setattr(workspace, "RuleDocument", counted)
+    index = Workspace(lambda path: None)
+    index.set_folders([tmp_path])
+    [site] = index.definitions("want")
+    assert (site.path, analysed, list(index._rule_docs)) == (tmp_path / "b.fluo", ["y.fluo", "b.fluo"], [site.path])
+    assert index.definitions("want") == [site] and analysed == ["y.fluo", "b.fluo", "y.fluo"]  # b.fluo kept
+    index._rule_docs.clear()
+    monkeypatch.setattr(workspace, "MAX_SIBLING_BYTES", 460)  # y.fluo (447 bytes), then b.fluo past it
+    assert index.definitions("want") == []
+    monkeypatch.setattr(workspace, "MAX_SIBLING_BYTES", 4_000)
+    monkeypatch.setattr(workspace, "MAX_SEARCH_BYTES", 490)  # x.fluo and y.fluo (474 bytes), then b.fluo past it
+    assert index.definitions("want") == []
+    monkeypatch.setattr(workspace, "MAX_SEARCH_BYTES", 510)
+    [again] = index.definitions("want")
+    assert (again.path, again.base, again.rule.id_span) == (site.path, site.base, site.rule.id_span)
+
+
 def gated(index: Workspace, monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, list[Path]]:
     """Reads of the files beside an open one that wait for the event returned (at most 30 s), and the files read."""
     release = threading.Event()
