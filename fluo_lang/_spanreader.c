@@ -290,7 +290,7 @@ all_zero(Slice s)
 /* ------------------------------------------------------------------ reading */
 
 #define BAIL 1  /* leave the request to protobuf */
-#define MAX_SCANNED 64 /* attributes of a span its planned keys are looked up in by a scan */
+#define MAX_SCANNED 256 /* attributes of a span its planned keys are looked up in by a scan */
 #define ERROR -1 /* a Python exception is set */
 
 typedef struct {

@@ -37,6 +37,7 @@ from .cost import (
     works_on_strings,
 )
 from .ir import Node, RuleIR
+from .otlp import native_reader
 from .regex import compile_regex
 from .trace import MAX_EMPTY_WINDOWS, Gap, Span, Trace, Window, read_in, span_order, tumbling
 from .values import (
@@ -1322,6 +1323,9 @@ def reads_attribute_map(rules: list[RuleIR]) -> bool:
 
 PREFETCH_MAX_KEYS = 8
 """At most this many attribute keys are converted ahead (see `Program.prefetch`)."""
+PREFETCH_MAX_KEYS_NATIVE = 32
+"""With the native span reader (`otlp.native_reader`) a key converted ahead costs a scan of a span's attributes
+in C, not a lookup through protobuf's Python API, and a key read later costs parsing the span again: more ahead."""
 
 
 def prefetch_keys(counts: Counter[str], limit: int = PREFETCH_MAX_KEYS) -> tuple[str, ...]:
@@ -1355,7 +1359,7 @@ class Program:
         self.counts_strings = self.strings is not None and any(works_on_strings(r) for r in rules)
         self.compiler = compiler = Compiler()
         read = attribute_keys(rules)
-        self.prefetch = prefetch_keys(read)
+        self.prefetch = prefetch_keys(read, PREFETCH_MAX_KEYS_NATIVE if native_reader() else PREFETCH_MAX_KEYS)
         """Attribute keys worth converting as spans are decoded (`spans_from_request(prefetch=...)`)."""
         self.prefetch_complete = len(read) <= len(self.prefetch) and not reads_attribute_map(rules)
         """Whether `prefetch` holds every key the rules read: then they rarely read spans' attributes later."""

@@ -915,6 +915,8 @@ def parse_protobuf(
 ) -> list[Span]:
     """Spans from OTLP protobuf bytes: an `ExportTraceServiceRequest` or a `TracesData`.
 
+    Read by the native span reader where it was compiled (`read_spans`: each span keeps its own
+    bytes), else, and for anything it leaves to protobuf, by `decode_traces` and `spans_from_request`.
     `prefetch`: attribute keys to convert while decoding; `unknown`: gets values nested too deep
     (see `spans_from_request`).
     """

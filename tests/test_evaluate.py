@@ -149,8 +149,9 @@ def test_a_trace_value_is_computed_once_for_every_rule_that_reads_it(monkeypatch
         assert {r.id for r in program.trace_rules if r.fires(tr)} == fired
 
 
-def test_prefetch_takes_the_keys_read_by_the_most_rules() -> None:
+def test_prefetch_takes_the_keys_read_by_the_most_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     """Full keys only (not the head of a dotted one); past the limit, the most widely read keys, stably."""
+    monkeypatch.setattr(evaluate, "native_reader", lambda: False)  # protobuf's path: the lower limit
     few = program_for("rule a { expect trace.spans.all(http.status_code < 600 and user.id != 'x') }")
     assert few.prefetch == ("http.status_code", "user.id")
     assert few.prefetch_complete
@@ -161,6 +162,9 @@ def test_prefetch_takes_the_keys_read_by_the_most_rules() -> None:
     assert not many.prefetch_complete  # the receivers then give spans bytes of their own (see `Intake.share`)
     # `shared` is read by 3 rules, k0..k2 by 2 each, the other k's by one: the alphabetical first of those fill up.
     assert many.prefetch == tuple(sorted(["shared", "k0", "k1", "k2", "k10", "k11", "k3", "k4"]))
+    monkeypatch.setattr(evaluate, "native_reader", lambda: True)  # a key ahead costs a scan in C: up to 32
+    native = program_for("\n".join(rules))
+    assert len(native.prefetch) == 13 and native.prefetch_complete
 
 
 def test_the_one_pass_indexer_agrees_with_trace_index() -> None:

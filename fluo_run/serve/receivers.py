@@ -459,11 +459,11 @@ class Intake:
         """Exports begun before the stop and refused at it: their body or message still arriving when the stop
         sealed the buffer (`seal`), or decoded after it (`take`)."""
         self.refused_after_stop: dict[str, int] = {}
-        self.grpc_calls_handed = 0
-        """OTLP/gRPC calls gRPC has handed to FLUO since the start (`HandOver`), whatever their method."""
         """Exports begun after the stop began, by transport: "http" on a connection already open (answered 503),
         "grpc" a call gRPC handed over after it, begun before it (held by gRPC, its handler not begun) or after
         (answered `UNAVAILABLE`), both retryable."""
+        self.grpc_calls_handed = 0
+        """OTLP/gRPC calls gRPC has handed to FLUO since the start (`HandOver`), whatever their method."""
         self._reads: set[asyncio.Timeout] = set()
         self._too_large_since_log = 0
         self._too_large_logged = -self.TOO_LARGE_LOG_EVERY
