@@ -56,6 +56,7 @@ __all__ = [
     "MAX_FIELDS_BESIDE_SPANS",
     "MAX_SPANS_PER_FILE",
     "MIN_SPAN_WIRE_BYTES",
+    "NO_NATIVE_READER",
     "TRACE_FILE_NAMES",
     "NotAnExport",
     "TraceInputError",
@@ -850,6 +851,14 @@ def _native() -> Any:
 
 
 _spanreader: Any = _native()
+
+
+NO_NATIVE_READER = (
+    "FLUO's native span reader was not compiled where FLUO was installed (no C compiler or no Python headers): "
+    "OTLP protobuf is read through protobuf alone, at a little over half the speed; with gcc (and python3-dev), "
+    "`pip install` FLUO again"
+)
+"""What `fluo serve` says at its start where `native_reader()` is false."""
 
 
 def native_reader() -> bool:

@@ -348,3 +348,19 @@ def test_db_and_no_db_from_different_sources_follow_the_precedence(tmp_path: Pat
             proc.started()
             proc.signal(signal.SIGTERM)
             assert proc.wait() == 0
+
+
+def test_a_serve_without_the_native_reader_says_so_at_its_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a C compiler FLUO installs silently and reads protobuf at a little over half the speed: an operator
+    hears it from the one place they look at start (review 3); with the reader, nothing is said."""
+    from fluo_run.serve import runtime
+
+    for compiled in (True, False):
+        caplog.clear()
+        monkeypatch.setattr(runtime, "native_reader", lambda compiled=compiled: compiled)
+        with caplog.at_level(logging.INFO, logger="fluo.serve"), RuntimeThread(config(tmp_path, grpc=None)):
+            pass
+        said = [r for r in caplog.records if "native span reader" in r.getMessage()]
+        assert [r.levelno for r in said] == ([] if compiled else [logging.WARNING]), compiled

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 import grpc
 from aiohttp import web
 
+from fluo_lang.otlp import NO_NATIVE_READER, native_reader
 from fluo_lang.trace import Span
 
 from .assembly import EVICTIONS, Completed, TraceBuffer
@@ -423,6 +424,8 @@ class Runtime:
         log.info("rules: %s", self.rule_set.summary)
         sinks = ", ".join(w.sink.label for w in self.sinks.workers)
         log.info("signals to: %s", sinks or f"no sink ({self.config.store_off} and no other sink given)")
+        if not native_reader():
+            log.warning("%s", NO_NATIVE_READER)
         self.rule_set.log_warnings(log)
         http = host_port(self.config.http[0], self.http_port)
         log.info("OTLP/HTTP listening on %s://%s (POST /v1/traces, GET /metrics, GET /healthz)", scheme, http)
