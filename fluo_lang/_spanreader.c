@@ -644,40 +644,47 @@ by_protobuf(PyObject *check, Slice raw)
     return got;
 }
 
+/* One field of a ResourceSpans or a ScopeSpans, which have one shape: 1 a message, given at most once (the
+   resource, the scope), 2 the repeated children, 3 the schema URL, a string given at most once. 0 and the field
+   (*pp past it), or BAIL for anything else. */
+static int
+block_field(const uint8_t **pp, const uint8_t *end, int *seen, uint32_t *field, Slice *sub)
+{
+    int wire;
+    if (tag(pp, end, field, &wire) < 0 || wire != 2 || *field < 1 || *field > 3 || delimited(pp, end, sub) < 0) {
+        return BAIL;
+    }
+    if (*field == 2) {
+        return 0;
+    }
+    if (*seen & (1 << *field)) {
+        return BAIL;
+    }
+    *seen |= 1 << *field;
+    return *field == 3 && !utf8(*sub) ? BAIL : 0;
+}
+
 static int
 scope_spans(Reader *r, Slice msg)
 {
     const uint8_t *p = msg.p, *end = msg.p + msg.n;
     int seen = 0;
     while (p < end) {
-        uint32_t field;
-        int wire;
+        uint32_t field = 0;
         Slice sub = {NULL, 0};
-        if (tag(&p, end, &field, &wire) < 0 || wire != 2 || field < 1 || field > 3 || delimited(&p, end, &sub) < 0) {
-            return BAIL;
+        int got = block_field(&p, end, &seen, &field, &sub);
+        if (got == 0 && field == 2) {
+            got = span(r, sub);
         }
-        if (field == 2) {
-            int got = span(r, sub);
-            if (got != 0) {
-                return got;
-            }
-            continue;
-        }
-        if (seen & (1 << field)) {
-            return BAIL;
-        }
-        seen |= 1 << field;
-        if (field == 3) {
-            if (!utf8(sub)) {
-                return BAIL;
-            }
-        }
-        else {
+        else if (got == 0 && field == 1) {
             PyObject *ok = by_protobuf(scope_check, sub);
             if (ok == NULL) {
                 return ERROR;
             }
             Py_DECREF(ok);
+        }
+        if (got != 0) {
+            return got;
         }
     }
     return 0;
@@ -686,29 +693,18 @@ scope_spans(Reader *r, Slice msg)
 static int
 resource_spans(Reader *r, Slice msg)
 {
-    /* The resource may come after the spans on the wire: find it first. */
-    const uint8_t *p = msg.p, *end = msg.p + msg.n;
+    /* The resource may come after the spans on the wire: find it in a first pass, read the spans in a second. */
+    const uint8_t *p, *end = msg.p + msg.n;
     Slice resource = {msg.p, 0};
     int seen = 0;
-    while (p < end) {
-        uint32_t field;
-        int wire;
+    for (p = msg.p; p < end;) {
+        uint32_t field = 0;
         Slice sub = {NULL, 0};
-        if (tag(&p, end, &field, &wire) < 0 || wire != 2 || field < 1 || field > 3 || delimited(&p, end, &sub) < 0) {
+        if (block_field(&p, end, &seen, &field, &sub) != 0) {
             return BAIL;
         }
-        if (field == 2) {
-            continue;
-        }
-        if (seen & (1 << field)) {
-            return BAIL;
-        }
-        seen |= 1 << field;
         if (field == 1) {
             resource = sub;
-        }
-        else if (!utf8(sub)) {
-            return BAIL;
         }
     }
     PyObject *got = by_protobuf(resource_of, resource);
@@ -723,12 +719,10 @@ resource_spans(Reader *r, Slice msg)
     Py_XSETREF(r->resource, Py_NewRef(PyTuple_GET_ITEM(got, 0)));
     Py_XSETREF(r->service, Py_NewRef(PyTuple_GET_ITEM(got, 1)));
     Py_DECREF(got);
-    p = msg.p;
-    while (p < end) {
+    for (p = msg.p, seen = 0; p < end;) {
         uint32_t field = 0;
-        int wire;
         Slice sub = {NULL, 0};
-        if (tag(&p, end, &field, &wire) < 0 || delimited(&p, end, &sub) < 0) {
+        if (block_field(&p, end, &seen, &field, &sub) != 0) {
             return BAIL; /* not reached: read above */
         }
         if (field == 2) {
