@@ -107,6 +107,21 @@ REGISTERED: list[lsp.Registration] = []
 """What the server asked the client to register (`client/registerCapability`)."""
 
 
+async def initialized(client: LanguageClient, folder: lsp.WorkspaceFolder) -> None:
+    """A session begun as VS Code begins one, on the workspace folder `folder`; the file watchers the server asks
+    to register are taken and not acted on (the tests say themselves what changed on disk, if anything)."""
+
+    @client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        pass
+
+    await client.initialize_session(
+        lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"), root_uri=folder.uri, workspace_folders=[folder]
+        )
+    )
+
+
 # -- helpers ------------------------------------------------------------------------
 
 
@@ -1851,15 +1866,7 @@ async def nobody_client(lsp_client: LanguageClient, readable_root: Path) -> Asyn
     workspace folder of its own (`only_folder`)."""
     folder = lsp.WorkspaceFolder(uri=readable_root.as_uri(), name="root")
     NOBODY_FOLDERS[:] = [folder.uri]
-    capabilities = client_capabilities("visual-studio-code")
-
-    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
-    def register(params: lsp.RegistrationParams) -> None:
-        pass  # the file watchers: the tests say what changed on disk themselves
-
-    await lsp_client.initialize_session(
-        lsp.InitializeParams(capabilities=capabilities, root_uri=folder.uri, workspace_folders=[folder])
-    )
+    await initialized(lsp_client, folder)
     yield
     await lsp_client.shutdown_session()
 
@@ -1985,16 +1992,7 @@ def gated_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=[sys.executable, "-c", GATED_SERVER]))
 async def gated_client(lsp_client: LanguageClient, gated_root: Path) -> AsyncIterator[None]:
-    folder = lsp.WorkspaceFolder(uri=gated_root.as_uri(), name="gated")
-    capabilities = client_capabilities("visual-studio-code")
-
-    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
-    def register(params: lsp.RegistrationParams) -> None:
-        pass  # the file watchers: nothing changes on disk here
-
-    await lsp_client.initialize_session(
-        lsp.InitializeParams(capabilities=capabilities, root_uri=folder.uri, workspace_folders=[folder])
-    )
+    await initialized(lsp_client, lsp.WorkspaceFolder(uri=gated_root.as_uri(), name="gated"))
     yield
     await lsp_client.shutdown_session()
 
@@ -2072,16 +2070,7 @@ def many_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=[sys.executable, "-c", COUNTING_SERVER]))
 async def many_client(lsp_client: LanguageClient, many_root: Path) -> AsyncIterator[None]:
-    folder = lsp.WorkspaceFolder(uri=many_root.as_uri(), name="many")
-    capabilities = client_capabilities("visual-studio-code")
-
-    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
-    def register(params: lsp.RegistrationParams) -> None:
-        pass  # the file watchers: nothing changes on disk here
-
-    await lsp_client.initialize_session(
-        lsp.InitializeParams(capabilities=capabilities, root_uri=folder.uri, workspace_folders=[folder])
-    )
+    await initialized(lsp_client, lsp.WorkspaceFolder(uri=many_root.as_uri(), name="many"))
     yield
     await lsp_client.shutdown_session()
 
